@@ -1,0 +1,78 @@
+// Package connectors holds what every source of machine values shares: the
+// Sample a connector emits and the Sink it hands samples to. The connectors
+// themselves live in subpackages, one per protocol library (opcua, mqtt).
+package connectors
+
+import (
+	"context"
+	"time"
+)
+
+// Kind names the protocol a sample came from.
+type Kind string
+
+// Source kinds.
+const (
+	KindOPCUA Kind = "opcua"
+	KindMQTT  Kind = "mqtt"
+)
+
+// Sample is one value read from a source. A connector fills either Value
+// (OPC UA: the decoded variant) or Payload (MQTT: the raw message body); the
+// agent's mapping turns it into machine signals.
+type Sample struct {
+	Source  string // configured name of the OPC UA server or MQTT broker
+	Kind    Kind
+	Address string // OPC UA node id as configured, or MQTT topic as received
+	Value   any    // OPC UA: bool, integer, float or string; nil for MQTT
+	Payload []byte // MQTT: message body; nil for OPC UA
+
+	// Good is false when the source marked the value bad or uncertain
+	// (OPC UA status code); Quality then says why ("BadNodeIdUnknown", ...).
+	Good    bool
+	Quality string
+
+	SourceTime  time.Time // source timestamp, zero if the source gave none
+	ReceiveTime time.Time // when the connector received it
+
+	// Duplicate is set for an MQTT message the broker redelivered (DUP flag).
+	Duplicate bool
+	// Initial is set for values read right after a (re)connect, so the
+	// mapping knows they may repeat a value it has already seen.
+	Initial bool
+
+	// Ack, if not nil, tells the source the sample is durable (MQTT: PUBACK).
+	// The agent calls it exactly once, after the buffer commit that holds
+	// the sample's effect, or after deciding to skip the sample for good.
+	Ack func()
+}
+
+// Done acknowledges the sample to its source; safe when Ack is nil.
+func (s Sample) Done() {
+	if s.Ack != nil {
+		s.Ack()
+	}
+}
+
+// Sink receives samples from a connector. Deliver may block to apply
+// backpressure; it returns an error only when ctx is done or the sink is
+// closed. Samples of one source are delivered in the order received.
+type Sink interface {
+	Deliver(ctx context.Context, s Sample) error
+}
+
+// SinkFunc adapts a function to a Sink.
+type SinkFunc func(ctx context.Context, s Sample) error
+
+// Deliver calls f.
+func (f SinkFunc) Deliver(ctx context.Context, s Sample) error { return f(ctx, s) }
+
+// State is a source's connection state as shown by `plantedge status`.
+type State string
+
+// Connection states; the strings are part of the status contract.
+const (
+	StateConnected  State = "connected"
+	StateConnecting State = "connecting"
+	StateDown       State = "down"
+)
