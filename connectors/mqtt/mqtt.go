@@ -1,0 +1,424 @@
+// Package mqtt is plantedge's MQTT source: it subscribes to topic filters
+// with QoS 1 in a persistent session (paho v3) and hands every message to a
+// connectors.Sink with an ack function, so a message is acknowledged to the
+// broker only after the agent has made it durable.
+//
+// Broker limits matter for the at-least-once promise. A broker only holds so
+// many unacknowledged QoS 1 messages per session and silently drops the rest:
+// mochi-mqtt keeps 8,192 (Capabilities.MaximumInflight) and Mosquitto keeps
+// 1,000 queued messages for an offline session (max_queued_messages) and sends
+// at most 20 unacknowledged ones at a time (max_inflight_messages). Raise those
+// on the broker when machines publish faster than the agent can be down for,
+// and prefer cumulative counters in payloads so a lost message loses nothing.
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plantedge/plantedge/connectors"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultKeepAlive      = 30 * time.Second
+	DefaultBackoffMin     = 500 * time.Millisecond
+	DefaultBackoffMax     = 30 * time.Second
+	DefaultMaxInflight    = 1000
+	DefaultConnectTimeout = 10 * time.Second
+)
+
+// ErrConfig is wrapped by every validation error New returns.
+var ErrConfig = errors.New("invalid mqtt config")
+
+// Config describes one MQTT broker connection.
+type Config struct {
+	Name     string // configured broker name, copied into Sample.Source
+	URL      string // tcp://, mqtt://, ssl://, tls://, mqtts://, ws:// or wss://
+	ClientID string // stable client id: the broker keys the persistent session on it
+	Username string
+	Password string
+
+	CAFile             string // PEM CA bundle to verify the broker; system roots when empty
+	CertFile, KeyFile  string // client certificate and key (PEM), both or neither
+	ServerName         string // TLS server name when it differs from the URL host
+	InsecureSkipVerify bool   // disables broker certificate verification (never by default)
+
+	Topics []string // topic filters (wildcards allowed), subscribed with QoS 1
+
+	KeepAlive      time.Duration // default 30s
+	ConnectTimeout time.Duration // bounds one connect+subscribe attempt; default 10s
+	BackoffMin     time.Duration // first reconnect delay cap; default 500ms
+	BackoffMax     time.Duration // reconnect delay cap; default 30s
+
+	// MaxInflight bounds the samples handed to the sink and not yet acked
+	// (default 1000). Keep it at or below the broker's own limit (mochi 8192
+	// unacked per subscriber, Mosquitto max_inflight_messages/max_queued_messages).
+	MaxInflight int
+
+	Logger *slog.Logger
+}
+
+// Stats are the source's counters since New.
+type Stats struct {
+	Received   uint64 // messages received from the broker
+	Acked      uint64 // samples the agent acknowledged
+	Duplicates uint64 // messages received with the DUP flag (redeliveries)
+	Reconnects uint64 // connections lost after having been established
+	Connects   uint64 // successful connect+subscribe rounds
+	Failures   uint64 // failed connect or subscribe attempts
+	Superseded uint64 // undelivered messages dropped because a resumed session redelivers them
+	Inflight   int64  // samples handed to the sink and not yet acked
+	LastError  string
+}
+
+// Source is an MQTT connector. It is created by New and runs in Run.
+type Source struct {
+	cfg  Config
+	sink connectors.Sink
+	log  *slog.Logger
+	tls  bool // URL scheme needs TLS
+
+	state   atomic.Value // connectors.State
+	running atomic.Bool
+
+	received, acked, dups, reconnects, connects, failures, superseded atomic.Uint64
+	inflight                                                          atomic.Int64
+
+	errMu   sync.Mutex
+	lastErr string
+
+	// queue of received messages not yet handed to the sink, in receive order.
+	qMu    sync.Mutex
+	queue  []*entry
+	qReady chan struct{} // cap 1: signals the delivery loop
+
+	slots chan struct{} // MaxInflight tokens
+
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// New validates cfg and returns a Source; it does no I/O.
+func New(cfg Config, sink connectors.Sink) (*Source, error) {
+	if sink == nil {
+		return nil, fmt.Errorf("%w: nil sink", ErrConfig)
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = DefaultKeepAlive
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	if cfg.BackoffMin == 0 {
+		cfg.BackoffMin = DefaultBackoffMin
+	}
+	if cfg.BackoffMax == 0 {
+		cfg.BackoffMax = DefaultBackoffMax
+	}
+	if cfg.MaxInflight == 0 {
+		cfg.MaxInflight = DefaultMaxInflight
+	}
+	isTLS, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Source{
+		cfg:    cfg,
+		sink:   sink,
+		log:    log.With("component", "mqtt", "source", cfg.Name),
+		tls:    isTLS,
+		qReady: make(chan struct{}, 1),
+		slots:  make(chan struct{}, cfg.MaxInflight),
+		sleep:  sleepCtx,
+	}
+	s.state.Store(connectors.StateDown)
+	return s, nil
+}
+
+func (c Config) validate() (isTLS bool, err error) {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.Name == "" {
+		bad("name is empty")
+	}
+	u, perr := url.Parse(c.URL)
+	switch {
+	case c.URL == "":
+		bad("url is empty")
+	case perr != nil:
+		bad("url: %w", perr)
+	default:
+		switch strings.ToLower(u.Scheme) {
+		case "tcp", "mqtt", "ws":
+		case "ssl", "tls", "mqtts", "wss":
+			isTLS = true
+		default:
+			bad("url %q: scheme must be tcp, mqtt, ssl, tls, mqtts, ws or wss", c.URL)
+		}
+		if u.Host == "" {
+			bad("url %q: no host", c.URL)
+		}
+	}
+	if c.ClientID == "" {
+		bad("client_id is empty (a persistent session needs a stable client id)")
+	} else if len(c.ClientID) > 65535 {
+		bad("client_id is too long")
+	}
+	if c.Password != "" && c.Username == "" {
+		bad("password without username")
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		bad("cert_file and key_file must be set together")
+	}
+	if !isTLS && (c.CAFile != "" || c.CertFile != "" || c.ServerName != "" || c.InsecureSkipVerify) {
+		bad("tls settings given but url %q is not ssl://, tls://, mqtts:// or wss://", c.URL)
+	}
+	if len(c.Topics) == 0 {
+		bad("no topics")
+	}
+	seen := map[string]bool{}
+	for _, t := range c.Topics {
+		if err := ValidFilter(t); err != nil {
+			bad("topic %q: %w", t, err)
+		} else if seen[t] {
+			bad("topic %q listed twice", t)
+		}
+		seen[t] = true
+	}
+	if c.KeepAlive < time.Second {
+		bad("keep_alive %s is below 1s", c.KeepAlive)
+	}
+	if c.KeepAlive > 65535*time.Second {
+		bad("keep_alive %s is above 65535s", c.KeepAlive)
+	}
+	if c.ConnectTimeout < 0 {
+		bad("connect_timeout is negative")
+	}
+	if c.BackoffMin < 0 || c.BackoffMax < c.BackoffMin {
+		bad("backoff: need 0 <= min (%s) <= max (%s)", c.BackoffMin, c.BackoffMax)
+	}
+	if c.MaxInflight < 1 {
+		bad("max_inflight %d must be positive", c.MaxInflight)
+	}
+	if len(errs) > 0 {
+		return false, fmt.Errorf("%w %q: %w", ErrConfig, c.Name, errors.Join(errs...))
+	}
+	return isTLS, nil
+}
+
+// ValidFilter reports whether f is a valid MQTT topic filter.
+func ValidFilter(f string) error {
+	if f == "" {
+		return errors.New("empty filter")
+	}
+	if len(f) > 65535 {
+		return errors.New("filter too long")
+	}
+	if strings.ContainsRune(f, 0) {
+		return errors.New("filter contains NUL")
+	}
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
+			return errors.New("'#' must be the whole last level")
+		}
+		if strings.Contains(l, "+") && l != "+" {
+			return errors.New("'+' must be a whole level")
+		}
+	}
+	return nil
+}
+
+// Name returns the configured broker name.
+func (s *Source) Name() string { return s.cfg.Name }
+
+// State returns the connection state: connected once subscribed, connecting
+// during an attempt, down while not running or waiting to retry.
+func (s *Source) State() connectors.State { return s.state.Load().(connectors.State) }
+
+// Stats returns a snapshot of the counters.
+func (s *Source) Stats() Stats {
+	s.errMu.Lock()
+	last := s.lastErr
+	s.errMu.Unlock()
+	return Stats{
+		Received:   s.received.Load(),
+		Acked:      s.acked.Load(),
+		Duplicates: s.dups.Load(),
+		Reconnects: s.reconnects.Load(),
+		Connects:   s.connects.Load(),
+		Failures:   s.failures.Load(),
+		Superseded: s.superseded.Load(),
+		Inflight:   s.inflight.Load(),
+		LastError:  last,
+	}
+}
+
+func (s *Source) setErr(err error) {
+	s.errMu.Lock()
+	s.lastErr = err.Error()
+	s.errMu.Unlock()
+}
+
+// Run connects, subscribes and delivers messages until ctx is done, then
+// disconnects and returns nil. It owns reconnection: paho's AutoReconnect and
+// ConnectRetry are off, because paho's own loop has no jitter and does not
+// resubscribe when the broker lost the session; this loop does both, with
+// exponential backoff and full jitter capped at BackoffMax. Run returns an
+// error without retrying only for a TLS setup that cannot work (unreadable
+// CA, certificate or key), or if it is already running.
+func (s *Source) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("mqtt %s: already running", s.cfg.Name)
+	}
+	defer s.running.Store(false)
+	defer s.state.Store(connectors.StateDown)
+
+	var tlsCfg *tls.Config
+	if s.tls {
+		var err error
+		if tlsCfg, err = s.tlsConfig(); err != nil {
+			s.setErr(err)
+			return err
+		}
+	}
+
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.deliverLoop(ctx); err != nil && ctx.Err() == nil {
+			cancel(err) // the sink is closed: stop, unacked messages stay with the broker
+		}
+	}()
+	defer wg.Wait()
+	defer cancel(nil)
+
+	var attempt int
+	var failingSince time.Time
+	for ctx.Err() == nil {
+		s.state.Store(connectors.StateConnecting)
+		sess, err := s.connect(ctx, tlsCfg)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			s.failures.Add(1)
+			s.setErr(err)
+			s.state.Store(connectors.StateDown)
+			if attempt == 0 {
+				failingSince = time.Now()
+				s.log.Warn("mqtt connect failed, retrying with backoff", "err", err)
+			} else {
+				s.log.Debug("mqtt connect failed", "err", err, "attempt", attempt+1)
+			}
+			d := Backoff(attempt, s.cfg.BackoffMin, s.cfg.BackoffMax)
+			attempt++
+			if s.sleep(ctx, d) != nil {
+				break
+			}
+			continue
+		}
+		if attempt > 0 {
+			s.log.Info("mqtt connected, recovered", "failures", attempt, "after", time.Since(failingSince).Round(time.Millisecond))
+		} else {
+			s.log.Info("mqtt connected", "session_present", sess.present)
+		}
+		attempt = 0
+		s.connects.Add(1)
+		s.state.Store(connectors.StateConnected)
+
+		select {
+		case <-ctx.Done():
+			sess.close(250)
+		case err := <-sess.lost:
+			s.reconnects.Add(1)
+			s.setErr(err)
+			s.log.Warn("mqtt connection lost", "err", err)
+			sess.close(0)
+			// A lost connection is retried after a short jittered delay so
+			// a broker restart does not get every agent back at once.
+			if s.sleep(ctx, Backoff(0, s.cfg.BackoffMin, s.cfg.BackoffMax)) != nil {
+				break
+			}
+		}
+	}
+	if parent.Err() == nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			s.setErr(cause)
+			return fmt.Errorf("mqtt %s: %w", s.cfg.Name, cause)
+		}
+	}
+	return nil
+}
+
+// Backoff returns the delay before retry number attempt (0-based): a uniformly
+// random duration in [0, min(max, base*2^attempt)] ("full jitter").
+func Backoff(attempt int, base, max time.Duration) time.Duration {
+	if base <= 0 {
+		return 0
+	}
+	ceil := base
+	for i := 0; i < attempt && ceil < max; i++ {
+		ceil *= 2
+	}
+	if ceil > max {
+		ceil = max
+	}
+	return rand.N(ceil + 1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Source) tlsConfig() (*tls.Config, error) {
+	c := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         s.cfg.ServerName,
+		InsecureSkipVerify: s.cfg.InsecureSkipVerify, //nolint:gosec // explicit opt-in, off by default
+	}
+	if s.cfg.CAFile != "" {
+		pem, err := os.ReadFile(s.cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt %s: read ca file: %w", s.cfg.Name, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt %s: ca file %s: no PEM certificates", s.cfg.Name, s.cfg.CAFile)
+		}
+		c.RootCAs = pool
+	}
+	if s.cfg.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.CertFile, s.cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt %s: load client certificate: %w", s.cfg.Name, err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}

@@ -1,0 +1,305 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/plantedge/plantedge/connectors"
+)
+
+// session is one network connection to the broker: a fresh paho client per
+// connection, so no paho state (stores, routes, pending acks) outlives it.
+type session struct {
+	src     *Source
+	gen     uint64
+	client  paho.Client
+	present bool // broker resumed our session (CONNACK session present)
+
+	lost chan error // cap 1: connection lost after being established
+
+	mu       sync.Mutex
+	pending  []*entry      // received, PUBACK not yet sent, in receive order
+	ackReady chan struct{} // cap 1: signals the acker
+	done     chan struct{} // closed by close: the acker exits
+	ackerWG  sync.WaitGroup
+	closed   atomic.Bool
+}
+
+// entry is one received message on its way to the sink and back.
+type entry struct {
+	sess     *session
+	msg      paho.Message
+	sample   connectors.Sample
+	acked    atomic.Bool // the agent called Ack
+	released atomic.Bool // the inflight slot was given back
+}
+
+var sessionGen atomic.Uint64
+
+// connect dials, waits for CONNACK, subscribes all filters with QoS 1 and
+// starts the session's acker. ctx bounds this attempt only.
+func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, error) {
+	sess := &session{
+		src:      s,
+		gen:      sessionGen.Add(1),
+		lost:     make(chan error, 1),
+		ackReady: make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	opts := paho.NewClientOptions().
+		AddBroker(s.cfg.URL).
+		SetClientID(s.cfg.ClientID).
+		SetProtocolVersion(4).
+		SetCleanSession(false).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetResumeSubs(false).
+		SetAutoAckDisabled(true).
+		SetOrderMatters(true).
+		SetKeepAlive(s.cfg.KeepAlive).
+		SetPingTimeout(min(s.cfg.KeepAlive, 10*time.Second)).
+		SetConnectTimeout(s.cfg.ConnectTimeout).
+		SetWriteTimeout(s.cfg.ConnectTimeout).
+		SetDefaultPublishHandler(sess.handle).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			select {
+			case sess.lost <- err:
+			default:
+			}
+		})
+	if s.cfg.Username != "" {
+		opts.SetUsername(s.cfg.Username).SetPassword(s.cfg.Password)
+	}
+	if tlsCfg != nil {
+		opts.SetTLSConfig(tlsCfg.Clone())
+	}
+	sess.client = paho.NewClient(opts)
+
+	tok := sess.client.Connect()
+	if err := waitToken(ctx, tok, s.cfg.ConnectTimeout); err != nil {
+		sess.client.Disconnect(0)
+		return nil, fmt.Errorf("connect %s: %w", redactURL(s.cfg.URL), err)
+	}
+	if ct, ok := tok.(*paho.ConnectToken); ok {
+		sess.present = ct.SessionPresent()
+	}
+	if sess.present {
+		// The broker resends what it sent us unacked, so older undelivered
+		// copies would only be duplicates.
+		s.supersede(sess.gen)
+	}
+
+	filters := make(map[string]byte, len(s.cfg.Topics))
+	for _, t := range s.cfg.Topics {
+		filters[t] = 1
+	}
+	// Subscribing on every connect is what restores the subscriptions when
+	// the broker lost the session (paho does not, with ResumeSubs off or on).
+	stok := sess.client.SubscribeMultiple(filters, nil)
+	if err := waitToken(ctx, stok, s.cfg.ConnectTimeout); err != nil {
+		sess.client.Disconnect(0)
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	if st, ok := stok.(*paho.SubscribeToken); ok {
+		for topic, code := range st.Result() {
+			if code >= 0x80 {
+				sess.client.Disconnect(0)
+				return nil, fmt.Errorf("subscribe %q: refused by broker (code 0x%02x)", topic, code)
+			}
+		}
+	}
+	sess.ackerWG.Add(1)
+	go sess.acker()
+	return sess, nil
+}
+
+// waitToken waits for tok, ctx or the timeout, whichever comes first.
+func waitToken(ctx context.Context, tok paho.Token, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return errors.New("timed out")
+	}
+}
+
+// close disconnects (sending DISCONNECT within quiesce ms when the link is
+// up) and stops the acker. PUBACKs not sent by then are left to the broker's
+// redelivery.
+func (ss *session) close(quiesce uint) {
+	if !ss.closed.CompareAndSwap(false, true) {
+		return
+	}
+	ss.client.Disconnect(quiesce)
+	close(ss.done)
+	ss.ackerWG.Wait()
+}
+
+// handle is paho's publish handler. OrderMatters is on, so it runs on paho's
+// router goroutine in receive order; it must never block (paho's shutdown
+// waits for it), so it only queues the message.
+func (ss *session) handle(_ paho.Client, m paho.Message) {
+	s := ss.src
+	s.received.Add(1)
+	if m.Duplicate() {
+		s.dups.Add(1)
+	}
+	e := &entry{sess: ss, msg: m}
+	e.sample = connectors.Sample{
+		Source:      s.cfg.Name,
+		Kind:        connectors.KindMQTT,
+		Address:     m.Topic(),
+		Payload:     append([]byte{}, m.Payload()...),
+		Good:        true,
+		ReceiveTime: time.Now(),
+		Duplicate:   m.Duplicate(),
+		Ack:         e.ack,
+	}
+	ss.mu.Lock()
+	ss.pending = append(ss.pending, e)
+	ss.mu.Unlock()
+	s.enqueue(e)
+}
+
+// ack is Sample.Ack: safe from any goroutine, effective once.
+func (e *entry) ack() {
+	if !e.acked.CompareAndSwap(false, true) {
+		return
+	}
+	s := e.sess.src
+	s.acked.Add(1)
+	e.release()
+	select {
+	case e.sess.ackReady <- struct{}{}:
+	default:
+	}
+}
+
+func (e *entry) release() {
+	if e.released.CompareAndSwap(false, true) {
+		s := e.sess.src
+		s.inflight.Add(-1)
+		<-s.slots
+	}
+}
+
+// acker sends PUBACKs in receive order, as MQTT 3.1.1 §4.6 requires, however
+// the agent orders its Ack calls: a PUBACK waits for all earlier messages of
+// the connection to be acked. Acking late is always safe; acking early never
+// happens.
+func (ss *session) acker() {
+	defer ss.ackerWG.Done()
+	for {
+		select {
+		case <-ss.ackReady:
+		case <-ss.done:
+			return
+		}
+		ss.mu.Lock()
+		n := 0
+		for n < len(ss.pending) && ss.pending[n].acked.Load() {
+			n++
+		}
+		batch := make([]*entry, n)
+		copy(batch, ss.pending[:n])
+		clear(ss.pending[:n])
+		ss.pending = ss.pending[n:]
+		ss.mu.Unlock()
+		for _, e := range batch {
+			select {
+			case <-ss.done:
+				return
+			default:
+			}
+			e.msg.Ack()
+		}
+	}
+}
+
+// enqueue appends e to the delivery queue.
+func (s *Source) enqueue(e *entry) {
+	s.qMu.Lock()
+	s.queue = append(s.queue, e)
+	s.qMu.Unlock()
+	select {
+	case s.qReady <- struct{}{}:
+	default:
+	}
+}
+
+// supersede drops queued, undelivered entries received before session gen.
+func (s *Source) supersede(gen uint64) {
+	s.qMu.Lock()
+	defer s.qMu.Unlock()
+	kept := s.queue[:0]
+	for _, e := range s.queue {
+		if e.sess.gen < gen {
+			s.superseded.Add(1)
+			continue
+		}
+		kept = append(kept, e)
+	}
+	clear(s.queue[len(kept):])
+	s.queue = kept
+}
+
+func (s *Source) dequeue(ctx context.Context) (*entry, error) {
+	for {
+		s.qMu.Lock()
+		if len(s.queue) > 0 {
+			e := s.queue[0]
+			s.queue[0] = nil
+			s.queue = s.queue[1:]
+			s.qMu.Unlock()
+			return e, nil
+		}
+		s.qMu.Unlock()
+		select {
+		case <-s.qReady:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// deliverLoop hands queued samples to the sink in receive order, holding at
+// most MaxInflight unacked ones. It returns when ctx is done or the sink fails.
+func (s *Source) deliverLoop(ctx context.Context) error {
+	for {
+		e, err := s.dequeue(ctx)
+		if err != nil {
+			return err
+		}
+		select {
+		case s.slots <- struct{}{}:
+			s.inflight.Add(1)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if err := s.sink.Deliver(ctx, e.sample); err != nil {
+			e.release() // not handed over: the broker redelivers it
+			return fmt.Errorf("deliver: %w", err)
+		}
+	}
+}
+
+// redactURL hides a password in a broker URL for logs and errors.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	return u.Redacted()
+}
