@@ -4,7 +4,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GO      ?= go
 
-.PHONY: help build test deps bench lint demo
+.PHONY: help build test deps bench lint demo package
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
@@ -26,3 +26,24 @@ lint: ## gofmt and go vet
 
 demo: ## run the embedded demo
 	$(GO) run ./cmd/plantedge demo
+
+# --- packages (packaging/README.md) ---
+NFPM ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+DIST ?= dist
+PKG_VERSION ?= $(shell packaging/version.sh)
+PKG_ARCH ?= $(shell $(GO) env GOARCH)
+PKG_FORMATS ?= deb rpm
+PKG_EXAMPLE_CONFIG ?= packaging/plantedge.yaml
+PKG_BIN = $(DIST)/.build/linux_$(PKG_ARCH)/plantedge
+PKG_LDFLAGS = -s -w -X main.version=$(PKG_VERSION) -X main.commit=$(COMMIT)
+
+package: ## build the .deb and .rpm into dist/ (PKG_ARCH=arm64 cross-builds)
+	@test -f '$(PKG_EXAMPLE_CONFIG)' || { echo "package: $(PKG_EXAMPLE_CONFIG) missing" >&2; exit 1; }
+	@mkdir -p '$(DIST)/.build/linux_$(PKG_ARCH)'
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(PKG_ARCH) $(GO) build -trimpath -ldflags '$(PKG_LDFLAGS)' -o '$(PKG_BIN)' ./cmd/plantedge
+	@for f in $(PKG_FORMATS); do \
+		echo "nfpm: plantedge $(PKG_VERSION) $(PKG_ARCH) $$f"; \
+		PLANTEDGE_VERSION='$(PKG_VERSION)' PLANTEDGE_ARCH='$(PKG_ARCH)' \
+		PLANTEDGE_BIN='$(PKG_BIN)' PLANTEDGE_CONFIG='$(PKG_EXAMPLE_CONFIG)' \
+		$(NFPM) pkg --config packaging/nfpm.yaml --packager $$f --target '$(DIST)/' || exit 1; \
+	done

@@ -1,0 +1,452 @@
+package packaging
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"debug/buildinfo"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Environment of the re-executed test binary for the MemoryDenyWriteExecute
+// check: the child sets PR_SET_MDWE, then execs this binary.
+const mdweExecEnv = "PLANTEDGE_TEST_MDWE_EXEC"
+
+var (
+	scratch   string // TestMain's temp dir, removed at exit
+	buildOnce sync.Once
+	built     *packages
+	buildErr  error
+)
+
+// packages is the result of one `make package` run, shared by all tests.
+type packages struct {
+	version string // package version without the "-1" release
+	deb     string
+	rpm     string
+	root    string // the .deb extracted with dpkg-deb -x
+}
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(mdweExecEnv); path != "" {
+		os.Exit(mdweChild(path))
+	}
+	dir, err := os.MkdirTemp("", "plantedge-packaging-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "packaging test: temp dir:", err)
+		os.Exit(1)
+	}
+	scratch = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// mdweChild turns on the kernel's MDWE rule (the mechanism behind systemd's
+// MemoryDenyWriteExecute=), proves it is enforced, then execs path version.
+func mdweChild(path string) int {
+	const prSetMDWE, mdweRefuseExecGain = 65, 1
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, prSetMDWE, mdweRefuseExecGain, 0, 0, 0, 0); e != 0 {
+		fmt.Fprintln(os.Stderr, "prctl(PR_SET_MDWE):", e)
+		return 77
+	}
+	b, err := syscall.Mmap(-1, 0, 4096, syscall.PROT_READ|syscall.PROT_WRITE|syscall.PROT_EXEC, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err == nil {
+		syscall.Munmap(b)
+		fmt.Fprintln(os.Stderr, "MDWE not enforced: W+X mmap succeeded")
+		return 78
+	}
+	err = syscall.Exec(path, []string{path, "version"}, os.Environ())
+	fmt.Fprintln(os.Stderr, "exec:", err)
+	return 79
+}
+
+// repoRoot is the module root: the parent of this package's directory.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(wd)
+}
+
+func requireTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is required in CI: %v", name, err)
+		}
+		t.Skipf("%s not installed: %v", name, err)
+	}
+}
+
+func run(t *testing.T, dir, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// build runs `make package` once per test binary run and extracts the .deb.
+func build(t *testing.T) *packages {
+	t.Helper()
+	requireTool(t, "make")
+	requireTool(t, "dpkg-deb")
+	root := repoRoot(t)
+	// make takes PKG_EXAMPLE_CONFIG from the environment too.
+	example := cmp.Or(os.Getenv("PKG_EXAMPLE_CONFIG"), filepath.Join(root, "packaging", "plantedge.yaml"))
+	if _, err := os.Stat(example); err != nil && os.Getenv("CI") == "" {
+		t.Skipf("example config not there yet: %v", err)
+	}
+	buildOnce.Do(func() { built, buildErr = makePackages(root) })
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return built
+}
+
+func makePackages(root string) (*packages, error) {
+	ver, err := exec.Command(filepath.Join(root, "packaging", "version.sh")).Output()
+	if err != nil {
+		return nil, fmt.Errorf("version.sh: %w", err)
+	}
+	p := &packages{version: strings.TrimSpace(string(ver))}
+	dist := filepath.Join(scratch, "dist")
+	cmd := exec.Command("make", "-C", root, "--no-print-directory", "package",
+		"DIST="+dist, "PKG_VERSION="+p.version, "PKG_ARCH="+runtime.GOARCH)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("make package: %w\n%s", err, out)
+	}
+	fmt.Fprintf(os.Stderr, "packaging test: make package took %v\n", time.Since(start).Round(time.Millisecond))
+	for _, pat := range []struct {
+		glob string
+		dst  *string
+	}{{"*.deb", &p.deb}, {"*.rpm", &p.rpm}} {
+		m, _ := filepath.Glob(filepath.Join(dist, pat.glob))
+		if len(m) != 1 {
+			return nil, fmt.Errorf("want one %s in %s, got %v\n%s", pat.glob, dist, m, out)
+		}
+		*pat.dst = m[0]
+	}
+	p.root = filepath.Join(scratch, "root")
+	if out, err := exec.Command("dpkg-deb", "-x", p.deb, p.root).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("dpkg-deb -x: %w\n%s", err, out)
+	}
+	return p, nil
+}
+
+// debEntry is one line of `dpkg-deb -c`.
+type debEntry struct{ mode, owner string }
+
+func TestDebContents(t *testing.T) {
+	p := build(t)
+	entries := map[string]debEntry{}
+	sc := bufio.NewScanner(strings.NewReader(run(t, "", "dpkg-deb", "-c", p.deb)))
+	for sc.Scan() {
+		// drwxr-x--- plantedge/plantedge 0 2026-01-01 00:00 ./var/lib/plantedge/
+		f := strings.Fields(sc.Text())
+		if len(f) < 6 {
+			t.Fatalf("unexpected dpkg-deb -c line %q", sc.Text())
+		}
+		path := strings.TrimSuffix(strings.TrimPrefix(f[5], "."), "/")
+		entries[path] = debEntry{mode: f[0], owner: f[1]}
+	}
+	want := map[string]debEntry{
+		"/usr/bin/plantedge":                    {"-rwxr-xr-x", "root/root"},
+		"/lib/systemd/system/plantedge.service": {"-rw-r--r--", "root/root"},
+		"/etc/plantedge":                        {"drwxr-x---", "root/plantedge"},
+		"/etc/plantedge/plantedge.yaml":         {"-rw-r-----", "root/plantedge"},
+		"/var/lib/plantedge":                    {"drwxr-x---", "plantedge/plantedge"},
+	}
+	for path, w := range want {
+		got, ok := entries[path]
+		if !ok {
+			t.Errorf("%s missing from the package", path)
+			continue
+		}
+		if got != w {
+			t.Errorf("%s: got %s %s, want %s %s", path, got.mode, got.owner, w.mode, w.owner)
+		}
+	}
+	// Nothing else but the directories leading to them.
+	for path, e := range entries {
+		if _, ok := want[path]; !ok && e.mode[0] != 'd' {
+			t.Errorf("unexpected file in package: %s", path)
+		}
+	}
+}
+
+func TestDebControl(t *testing.T) {
+	p := build(t)
+	info := run(t, "", "dpkg-deb", "-I", p.deb)
+	for _, want := range []string{
+		"Package: plantedge\n",
+		"Version: " + p.version + "-1\n",
+		"Architecture: " + runtime.GOARCH + "\n",
+		"Maintainer: ",
+		"Description: ",
+	} {
+		if !strings.Contains(info, want) {
+			t.Errorf("control lacks %q:\n%s", want, info)
+		}
+	}
+	if got := strings.TrimSpace(run(t, "", "dpkg-deb", "-I", p.deb, "conffiles")); got != "/etc/plantedge/plantedge.yaml" {
+		t.Errorf("conffiles = %q, want /etc/plantedge/plantedge.yaml", got)
+	}
+	ctl := filepath.Join(t.TempDir(), "DEBIAN")
+	run(t, "", "dpkg-deb", "-e", p.deb, ctl)
+	for _, s := range []string{"preinst", "postinst", "prerm", "postrm"} {
+		path := filepath.Join(ctl, s)
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Errorf("maintainer script %s: %v", s, err)
+			continue
+		}
+		if fi.Mode().Perm()&0o111 == 0 {
+			t.Errorf("%s is not executable: %v", s, fi.Mode())
+		}
+		run(t, "", "sh", "-n", path)
+	}
+}
+
+func TestRPMBuilt(t *testing.T) {
+	p := build(t)
+	b, err := os.ReadFile(p.rpm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// RPM lead magic.
+	if len(b) < 96 || !bytes.Equal(b[:4], []byte{0xed, 0xab, 0xee, 0xdb}) {
+		t.Fatalf("%s is not an RPM", p.rpm)
+	}
+	if want := "plantedge-" + p.version + "-1."; !strings.HasPrefix(filepath.Base(p.rpm), want) {
+		t.Errorf("rpm name %s, want prefix %s", filepath.Base(p.rpm), want)
+	}
+	if _, err := exec.LookPath("rpm"); err != nil {
+		t.Skip("rpm not installed; the RPM's contents are not listed")
+	}
+	list := run(t, "", "rpm", "-qp", "--qf", "[%{FILEMODES:perms} %{FILEUSERNAME}/%{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]", p.rpm)
+	for _, want := range []string{
+		"-rwxr-xr-x root/root  /usr/bin/plantedge",
+		"-rw-r----- root/plantedge cn /etc/plantedge/plantedge.yaml",
+		"drwxr-x--- plantedge/plantedge  /var/lib/plantedge",
+	} {
+		if !strings.Contains(list, want) {
+			t.Errorf("rpm lacks %q:\n%s", want, list)
+		}
+	}
+}
+
+// unitDirectives parses a systemd unit into "Section.Key" -> values.
+func unitDirectives(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := map[string][]string{}
+	section := ""
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || line[0] == '#' || line[0] == ';':
+		case line[0] == '[':
+			section = strings.Trim(line, "[]")
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			if !ok {
+				t.Fatalf("%s:%d: not a directive: %q", path, i+1, line)
+			}
+			d[section+"."+k] = append(d[section+"."+k], v)
+		}
+	}
+	return d
+}
+
+func TestUnitDirectives(t *testing.T) {
+	p := build(t)
+	d := unitDirectives(t, filepath.Join(p.root, "lib/systemd/system/plantedge.service"))
+	want := []struct{ key, value string }{
+		{"Service.Type", "notify"},
+		{"Service.NotifyAccess", "main"},
+		{"Service.WatchdogSec", "30s"},
+		{"Service.Restart", "on-failure"},
+		{"Service.RestartSec", "5s"},
+		{"Service.TimeoutStopSec", "30s"},
+		{"Service.User", "plantedge"},
+		{"Service.Group", "plantedge"},
+		{"Service.StateDirectory", "plantedge"},
+		{"Service.StateDirectoryMode", "0750"},
+		{"Service.ExecStartPre", "/usr/bin/plantedge validate -c /etc/plantedge/plantedge.yaml"},
+		{"Service.ExecStart", "/usr/bin/plantedge run -c /etc/plantedge/plantedge.yaml"},
+		{"Service.ExecReload", "/bin/kill -HUP $MAINPID"},
+		{"Service.LoadCredential", "odoo-api-key:/etc/plantedge/odoo-api-key"},
+		{"Service.NoNewPrivileges", "yes"},
+		{"Service.ProtectSystem", "strict"},
+		{"Service.ProtectHome", "yes"},
+		{"Service.PrivateTmp", "yes"},
+		{"Service.PrivateDevices", "yes"},
+		{"Service.RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"},
+		{"Service.CapabilityBoundingSet", ""},
+		{"Service.SystemCallFilter", "@system-service"},
+		{"Service.SystemCallArchitectures", "native"},
+		{"Service.ReadWritePaths", "/var/lib/plantedge"},
+		{"Service.ProtectKernelTunables", "yes"},
+		{"Service.ProtectKernelModules", "yes"},
+		{"Service.ProtectKernelLogs", "yes"},
+		{"Service.ProtectControlGroups", "yes"},
+		{"Service.RestrictNamespaces", "yes"},
+		{"Service.LockPersonality", "yes"},
+		{"Service.MemoryDenyWriteExecute", "yes"},
+		{"Service.RestrictRealtime", "yes"},
+		{"Service.RestrictSUIDSGID", "yes"},
+		{"Service.UMask", "0027"},
+		{"Install.WantedBy", "multi-user.target"},
+	}
+	for _, w := range want {
+		if got := d[w.key]; !slices.Contains(got, w.value) {
+			t.Errorf("%s: got %q, want %q", w.key, got, w.value)
+		}
+	}
+	// Directives whose second occurrence would silently widen or reset them.
+	for _, k := range []string{"Service.ReadWritePaths", "Service.CapabilityBoundingSet", "Service.RestrictAddressFamilies", "Service.User", "Service.ExecStart"} {
+		if n := len(d[k]); n != 1 {
+			t.Errorf("%s set %d times, want once", k, n)
+		}
+	}
+}
+
+// verifiableUnit copies the unit with its ExecStart paths pointing into the
+// extracted package, so systemd-analyze checks the binary that ships.
+func verifiableUnit(t *testing.T, p *packages) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(p.root, "lib/systemd/system/plantedge.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := strings.ReplaceAll(string(b), "/usr/bin/plantedge", filepath.Join(p.root, "usr/bin/plantedge"))
+	path := filepath.Join(t.TempDir(), "plantedge.service")
+	if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestUnitVerify(t *testing.T) {
+	p := build(t)
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Skip("systemd-analyze not installed: unit not verified")
+	}
+	unit := verifiableUnit(t, p)
+	cmd := exec.Command("systemd-analyze", "verify", "--man=no", unit)
+	out, err := cmd.CombinedOutput()
+	// verify exits 0 on unknown keys and bad values; any output is a finding.
+	if err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+func TestUnitSecurityExposure(t *testing.T) {
+	p := build(t)
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Skip("systemd-analyze not installed: exposure not measured")
+	}
+	out, err := exec.Command("systemd-analyze", "security", "--offline=yes", "--no-pager", verifiableUnit(t, p)).CombinedOutput()
+	if err != nil && !bytes.Contains(out, []byte("Overall exposure level")) {
+		t.Skipf("systemd-analyze security --offline unsupported: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no exposure level in:\n%s", out)
+	}
+	level, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("systemd-analyze security exposure: %.1f (0 = locked down, 10 = unprotected)", level)
+	// 2.0 is the level the unit was written to; more means hardening was lost.
+	if level > 2.0 {
+		t.Errorf("exposure level %.1f > 2.0:\n%s", level, out)
+	}
+}
+
+func TestExtractedBinary(t *testing.T) {
+	p := build(t)
+	bin := filepath.Join(p.root, "usr/bin/plantedge")
+	out := run(t, "", bin, "version")
+	if !strings.HasPrefix(out, "plantedge "+p.version+"\n") {
+		t.Errorf("version output %q, want it to start with %q", out, "plantedge "+p.version)
+	}
+	if strings.Contains(out, "commit: unknown") {
+		t.Errorf("commit not stamped: %q", out)
+	}
+
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			t.Error("binary has an ELF interpreter: not statically linked")
+		}
+	}
+	bi, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string]string{}
+	for _, s := range bi.Settings {
+		settings[s.Key] = s.Value
+	}
+	for k, v := range map[string]string{"CGO_ENABLED": "0", "-trimpath": "true", "GOOS": "linux", "GOARCH": runtime.GOARCH} {
+		if settings[k] != v {
+			t.Errorf("build setting %s = %q, want %q", k, settings[k], v)
+		}
+	}
+}
+
+// TestBinaryUnderMemoryDenyWriteExecute runs the shipped binary under
+// PR_SET_MDWE, the kernel rule systemd uses for MemoryDenyWriteExecute= where
+// available, so the unit's setting cannot kill the agent.
+func TestBinaryUnderMemoryDenyWriteExecute(t *testing.T) {
+	p := build(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), mdweExecEnv+"="+filepath.Join(p.root, "usr/bin/plantedge"))
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 77 {
+		t.Skipf("kernel lacks PR_SET_MDWE (Linux >= 6.3): %s", out)
+	}
+	if err != nil {
+		t.Fatalf("plantedge version under MDWE: %v\n%s", err, out)
+	}
+	if !strings.HasPrefix(string(out), "plantedge "+p.version) {
+		t.Errorf("unexpected output under MDWE: %q", out)
+	}
+}

@@ -1,0 +1,69 @@
+#!/bin/sh
+# plantedge post-install.
+#   deb: postinst configure [OLD-VERSION] (no OLD-VERSION on first install)
+#   rpm: %post 1 (install) | 2+ (upgrade)
+# First install: daemon-reload and enable, but do not start: the configuration
+# must be edited first. Upgrade: daemon-reload and restart if it was running.
+set -e
+
+root=${DPKG_ROOT:-}
+
+case "${1:-}" in
+configure)
+	if [ -z "${2:-}" ]; then first=yes; else first=no; fi
+	;;
+abort-upgrade | abort-remove | abort-deconfigure)
+	exit 0
+	;;
+[0-9]*)
+	if [ "$1" -le 1 ]; then first=yes; else first=no; fi
+	;;
+*)
+	echo "plantedge postinstall: unknown argument '${1:-}'" >&2
+	exit 0
+	;;
+esac
+
+# The package ships these with the right owner once preinstall has created the
+# user; repeat it on first install for package managers that resolved the names
+# before the user existed. Upgrades leave an admin's choices alone.
+if [ "$first" = yes ]; then
+	if [ -d "$root/var/lib/plantedge" ]; then
+		chown plantedge:plantedge "$root/var/lib/plantedge"
+		chmod 0750 "$root/var/lib/plantedge"
+	fi
+	for f in "$root/etc/plantedge" "$root/etc/plantedge/plantedge.yaml"; do
+		if [ -e "$f" ]; then chown root:plantedge "$f"; fi
+	done
+fi
+
+# systemd may be absent (containers, chroots); the unit is installed anyway.
+if [ -d "$root/run/systemd/system" ] && command -v systemctl >/dev/null 2>&1; then
+	running=yes
+	systemctl daemon-reload || true
+else
+	running=no
+fi
+
+if [ "$first" = yes ]; then
+	if command -v systemctl >/dev/null 2>&1; then
+		# `enable` only creates the wants/ symlink and works without a running systemd.
+		systemctl ${root:+--root="$root"} enable plantedge.service >/dev/null 2>&1 ||
+			echo "plantedge: could not enable plantedge.service; run: systemctl enable plantedge" >&2
+	fi
+	cat <<'MSG'
+
+plantedge is installed and enabled, but NOT started.
+  1. Edit /etc/plantedge/plantedge.yaml (site, Odoo URL, sources, machines).
+  2. Put the Odoo API key in /etc/plantedge/odoo-api-key (root:root, mode 0600):
+       install -m 0600 /dev/null /etc/plantedge/odoo-api-key && editor /etc/plantedge/odoo-api-key
+  3. Check it:  plantedge validate -c /etc/plantedge/plantedge.yaml
+  4. Start it:  systemctl start plantedge && plantedge status
+
+MSG
+elif [ "$running" = yes ]; then
+	# The new binary takes over; the buffer is durable across the restart.
+	systemctl try-restart plantedge.service || true
+fi
+
+exit 0

@@ -1,0 +1,29 @@
+#!/bin/sh
+# plantedge post-remove.
+#   deb: postrm remove|purge|upgrade|disappear|failed-upgrade|abort-install|abort-upgrade
+#   rpm: %postun 0 (erase) | 1+ (upgrade)
+# remove keeps the buffer, the API key and the user: reinstalling continues
+# where it left off. purge (Debian only) also deletes the buffer in
+# /var/lib/plantedge and the API key. The system user is kept even on purge, as
+# Debian does for system users: files elsewhere may still carry its uid.
+set -e
+
+root=${DPKG_ROOT:-}
+
+if [ -d "$root/run/systemd/system" ] && command -v systemctl >/dev/null 2>&1; then
+	systemctl daemon-reload || true
+fi
+
+case "${1:-}" in
+purge)
+	rm -rf "$root/var/lib/plantedge"
+	rm -f "$root/etc/plantedge/odoo-api-key"
+	rmdir "$root/etc/plantedge" 2>/dev/null || true
+	if command -v systemctl >/dev/null 2>&1; then
+		# Forget any enable state a remove left behind.
+		systemctl disable plantedge.service >/dev/null 2>&1 || true
+	fi
+	;;
+esac
+
+exit 0
