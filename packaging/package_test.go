@@ -228,6 +228,17 @@ func TestDebControl(t *testing.T) {
 		}
 		run(t, "", "sh", "-n", path)
 	}
+	// nfpm copies the scripts verbatim; the script tests below test what ships.
+	for deb, src := range map[string]string{"preinst": "preinstall.sh", "postinst": "postinstall.sh", "prerm": "preremove.sh", "postrm": "postremove.sh"} {
+		got, err1 := os.ReadFile(filepath.Join(ctl, deb))
+		want, err2 := os.ReadFile(filepath.Join("scripts", src))
+		if err := cmp.Or(err1, err2); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s in the package differs from scripts/%s", deb, src)
+		}
+	}
 }
 
 func TestRPMBuilt(t *testing.T) {
@@ -448,5 +459,170 @@ func TestBinaryUnderMemoryDenyWriteExecute(t *testing.T) {
 	}
 	if !strings.HasPrefix(string(out), "plantedge "+p.version) {
 		t.Errorf("unexpected output under MDWE: %q", out)
+	}
+}
+
+// fakeCommands puts logging stand-ins for the user, service and ownership
+// tools first in PATH; getent answers with getentRC (0 = the user exists).
+func fakeCommands(t *testing.T, getentRC int) (env []string, logPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	logPath = filepath.Join(dir, "calls.log")
+	fake := fmt.Sprintf("#!/bin/sh\necho \"$(basename \"$0\") $*\" >> %q\n", logPath)
+	for _, name := range []string{"adduser", "addgroup", "useradd", "groupadd", "systemctl", "chown", "chmod"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(fake+"exit 0\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	getent := fmt.Sprintf("%sexit %d\n", fake, getentRC)
+	if err := os.WriteFile(filepath.Join(dir, "getent"), []byte(getent), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH")), logPath
+}
+
+// TestMaintainerScripts runs each script with the arguments dpkg and rpm pass,
+// against a scratch DPKG_ROOT and logging fakes of systemctl, adduser & co.
+func TestMaintainerScripts(t *testing.T) {
+	tests := []struct {
+		name      string
+		script    string
+		args      []string
+		userKnown bool // getent finds the user
+		systemd   bool // /run/systemd/system exists
+		calls     []string
+		notCalls  []string
+		stdout    string
+		gone      []string // paths under the root removed afterwards
+		kept      []string
+	}{
+		{name: "preinst install creates user", script: "preinstall.sh", args: []string{"install"},
+			calls: []string{"addgroup --quiet --system plantedge", "adduser --quiet --system --ingroup plantedge --home /var/lib/plantedge --no-create-home"}},
+		{name: "preinst upgrade keeps user", script: "preinstall.sh", args: []string{"upgrade", "0.1.0-1"}, userKnown: true,
+			notCalls: []string{"adduser", "addgroup", "useradd", "groupadd"}},
+		{name: "rpm pre install creates user", script: "preinstall.sh", args: []string{"1"},
+			calls: []string{"adduser --quiet --system"}},
+		{name: "postinst first install enables, does not start", script: "postinstall.sh", args: []string{"configure", ""}, systemd: true,
+			calls:    []string{"systemctl daemon-reload", "enable plantedge.service", "chown plantedge:plantedge ", "chmod 0750 "},
+			notCalls: []string{"start", "restart"}, stdout: "NOT started"},
+		{name: "postinst first install without systemd", script: "postinstall.sh", args: []string{"configure"},
+			calls: []string{"enable plantedge.service"}, notCalls: []string{"daemon-reload", "start"}, stdout: "NOT started"},
+		{name: "postinst upgrade restarts", script: "postinstall.sh", args: []string{"configure", "0.1.0-1"}, systemd: true,
+			calls: []string{"systemctl daemon-reload", "systemctl try-restart plantedge.service"}, notCalls: []string{"enable", "chown"}},
+		{name: "rpm post install", script: "postinstall.sh", args: []string{"1"}, systemd: true,
+			calls: []string{"enable plantedge.service"}, notCalls: []string{"try-restart"}, stdout: "NOT started"},
+		{name: "rpm post upgrade", script: "postinstall.sh", args: []string{"2"}, systemd: true,
+			calls: []string{"systemctl try-restart plantedge.service"}, notCalls: []string{"enable"}},
+		{name: "prerm remove stops and disables", script: "preremove.sh", args: []string{"remove"}, systemd: true,
+			calls: []string{"systemctl stop plantedge.service", "systemctl disable plantedge.service"}},
+		{name: "prerm upgrade leaves it running", script: "preremove.sh", args: []string{"upgrade", "0.2.0-1"}, systemd: true,
+			notCalls: []string{"stop", "disable"}},
+		{name: "rpm preun erase", script: "preremove.sh", args: []string{"0"}, systemd: true,
+			calls: []string{"systemctl stop plantedge.service", "systemctl disable plantedge.service"}},
+		{name: "rpm preun upgrade", script: "preremove.sh", args: []string{"1"}, systemd: true,
+			notCalls: []string{"stop", "disable"}},
+		{name: "postrm remove keeps state", script: "postremove.sh", args: []string{"remove"}, systemd: true,
+			calls: []string{"systemctl daemon-reload"},
+			kept:  []string{"var/lib/plantedge/buffer.db", "etc/plantedge/odoo-api-key"}},
+		{name: "postrm purge removes state and key", script: "postremove.sh", args: []string{"purge"},
+			gone: []string{"var/lib/plantedge", "etc/plantedge/odoo-api-key"}, kept: []string{"etc/plantedge/admin-notes"}},
+		{name: "rpm postun erase keeps state", script: "postremove.sh", args: []string{"0"},
+			kept: []string{"var/lib/plantedge/buffer.db", "etc/plantedge/odoo-api-key"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			for _, f := range []string{"var/lib/plantedge/buffer.db", "etc/plantedge/odoo-api-key", "etc/plantedge/admin-notes", "etc/plantedge/plantedge.yaml"} {
+				if err := os.MkdirAll(filepath.Join(root, filepath.Dir(f)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(root, f), []byte("x"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.systemd {
+				if err := os.MkdirAll(filepath.Join(root, "run/systemd/system"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rc := 2
+			if tc.userKnown {
+				rc = 0
+			}
+			env, logPath := fakeCommands(t, rc)
+			cmd := exec.Command("sh", append([]string{filepath.Join("scripts", tc.script)}, tc.args...)...)
+			cmd.Env = append(env, "DPKG_ROOT="+root)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("%s %v: %v\nstdout:\n%s\nstderr:\n%s", tc.script, tc.args, err, stdout.String(), stderr.String())
+			}
+			logged, err := os.ReadFile(logPath)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+			calls := string(logged)
+			for _, c := range tc.calls {
+				if !strings.Contains(calls, c) {
+					t.Errorf("no call containing %q; calls:\n%s", c, calls)
+				}
+			}
+			for _, c := range tc.notCalls {
+				for _, line := range strings.Split(calls, "\n") {
+					if strings.Contains(line, c) && !strings.HasPrefix(line, "getent") {
+						t.Errorf("unexpected call %q", line)
+					}
+				}
+			}
+			if !strings.Contains(stdout.String(), tc.stdout) {
+				t.Errorf("stdout lacks %q:\n%s", tc.stdout, stdout.String())
+			}
+			for _, g := range tc.gone {
+				if _, err := os.Stat(filepath.Join(root, g)); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("%s still there after %s %v (stat: %v)", g, tc.script, tc.args, err)
+				}
+			}
+			for _, k := range tc.kept {
+				if _, err := os.Stat(filepath.Join(root, k)); err != nil {
+					t.Errorf("%s removed by %s %v: %v", k, tc.script, tc.args, err)
+				}
+			}
+		})
+	}
+}
+
+// TestVersionScript checks the git-describe to package-version mapping and
+// that dpkg orders the results the way releases happen.
+func TestVersionScript(t *testing.T) {
+	tests := []struct{ describe, count, want string }{
+		{"", "0", "0.0.0~dev"},
+		{"5bd86d1", "12", "0.0.0~dev.12.g5bd86d1"},
+		{"5bd86d1-dirty", "12", "0.0.0~dev.12.g5bd86d1+0.dirty"},
+		{"v1.2.3-rc.1", "0", "1.2.3~rc.1"},
+		{"v1.2.3", "0", "1.2.3"},
+		{"v1.2.3-dirty", "0", "1.2.3+0.dirty"},
+		{"v1.2.3-4-gabc1234", "0", "1.2.3+4.gabc1234"},
+		{"v1.2.3-4-gabc1234-dirty", "0", "1.2.3+4.gabc1234.dirty"},
+		{"v1.2.3+build.7", "0", "1.2.3"},
+		{"v2.0.0-beta_1-2-gdeadbee", "0", "2.0.0~beta.1+2.gdeadbee"},
+	}
+	for _, tc := range tests {
+		out, err := exec.Command("./version.sh", tc.describe, tc.count).Output()
+		if err != nil {
+			t.Fatalf("version.sh %q: %v", tc.describe, err)
+		}
+		if got := strings.TrimSpace(string(out)); got != tc.want {
+			t.Errorf("version.sh %q = %q, want %q", tc.describe, got, tc.want)
+		}
+	}
+	if _, err := exec.LookPath("dpkg"); err != nil {
+		t.Skip("dpkg not installed: ordering not checked")
+	}
+	// Each must sort strictly after the one before it.
+	order := []string{"0.0.0~dev", "0.0.0~dev.3.gaaaaaaa", "0.0.0~dev.12.g5bd86d1", "1.2.3~rc.1", "1.2.3", "1.2.3+0.dirty", "1.2.3+4.gabc1234", "1.2.4~rc.1"}
+	for i := 1; i < len(order); i++ {
+		if err := exec.Command("dpkg", "--compare-versions", order[i], "gt", order[i-1]).Run(); err != nil {
+			t.Errorf("dpkg: %s is not newer than %s", order[i], order[i-1])
+		}
 	}
 }

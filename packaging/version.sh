@@ -4,6 +4,7 @@
 #   v1.2.3                 -> 1.2.3
 #   v1.2.3-rc.1            -> 1.2.3~rc.1          (pre-release sorts before 1.2.3)
 #   v1.2.3-4-gabc1234      -> 1.2.3+4.gabc1234    (commits after a tag sort after it)
+#   v1.2.3-dirty           -> 1.2.3+0.dirty
 #   v1.2.3-4-gabc1234-dirty-> 1.2.3+4.gabc1234.dirty
 #   abc1234 (no tag)       -> 0.0.0~dev.N.gabc1234 (N = commit count, so newer sorts higher)
 #   no git at all          -> 0.0.0~dev
@@ -52,6 +53,6 @@ out=$(printf '%s\n' "$out$dirty" | sed -E 's/[^A-Za-z0-9.+~]+/./g')
 # A dirty tree without commits since the tag is still newer than the tag.
 case $out in
 *+*) ;;
-*.dirty) out=$(printf '%s\n' "$out" | sed -E 's/\.dirty$/+dirty/') ;;
+*.dirty) out=$(printf '%s\n' "$out" | sed -E 's/\.dirty$/+0.dirty/') ;;
 esac
 printf '%s\n' "$out"
