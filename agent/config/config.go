@@ -1,0 +1,528 @@
+// Package config loads and validates plantedge's YAML configuration: the
+// agent's settings and the tag mapping that says which OPC UA node or MQTT
+// topic is which machine's counter, run flag or downtime reason.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Duration is a time.Duration that decodes from YAML strings such as "20ms",
+// "5s" or "1m".
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats the duration like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// ParseDuration parses a Go duration string ("20ms", "1m30s"). A bare "0" is
+// accepted; other unit-less numbers are rejected because they are ambiguous.
+func ParseDuration(s string) (Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "0" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("negative duration %q", s)
+	}
+	return Duration(d), nil
+}
+
+// ByteSize is a size in bytes that decodes from "1GiB", "512MiB", "64MB",
+// "10kB" or a bare number of bytes.
+type ByteSize int64
+
+// String formats the size with the largest binary unit that divides it.
+func (b ByteSize) String() string {
+	for _, u := range byteUnitsDesc {
+		if u.n > 1 && b != 0 && int64(b)%u.n == 0 {
+			return strconv.FormatInt(int64(b)/u.n, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
+type byteUnit struct {
+	name string
+	n    int64
+}
+
+var byteUnitsDesc = []byteUnit{
+	{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+	{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"kB", 1e3},
+}
+
+// ParseByteSize parses "1GiB", "512MiB", "64MB", "10kB" (also "KB", "K", "M",
+// "G" meaning binary units) or a bare number of bytes.
+func ParseByteSize(s string) (ByteSize, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	n, err := strconv.ParseInt(t[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	unit := strings.TrimSpace(t[i:])
+	var mult int64
+	switch strings.ToLower(unit) {
+	case "", "b":
+		mult = 1
+	case "kb":
+		mult = 1e3
+		if unit == "KB" {
+			mult = 1 << 10
+		}
+	case "mb":
+		mult = 1e6
+	case "gb":
+		mult = 1e9
+	case "tb":
+		mult = 1e12
+	case "k", "kib":
+		mult = 1 << 10
+	case "m", "mib":
+		mult = 1 << 20
+	case "g", "gib":
+		mult = 1 << 30
+	case "t", "tib":
+		mult = 1 << 40
+	default:
+		return 0, fmt.Errorf("invalid size unit %q in %q", unit, s)
+	}
+	if n > (1<<63-1)/mult {
+		return 0, fmt.Errorf("size %q too large", s)
+	}
+	return ByteSize(n * mult), nil
+}
+
+// Config is the whole configuration file.
+type Config struct {
+	Site     string        `yaml:"site"`     // required, [a-z0-9-]+
+	DataDir  string        `yaml:"data_dir"` // default /var/lib/plantedge
+	Listen   string        `yaml:"listen"`   // default 127.0.0.1:9464; or "unix:/path"
+	Log      Log           `yaml:"log"`
+	Buffer   Buffer        `yaml:"buffer"`
+	Odoo     Odoo          `yaml:"odoo"`
+	Forward  Forward       `yaml:"forward"`
+	OPCUA    []OPCUAServer `yaml:"opcua"`
+	MQTT     []MQTTBroker  `yaml:"mqtt"`
+	Machines []Machine     `yaml:"machines"` // required, >= 1, unique ids
+
+	// Path is the file the configuration was loaded from.
+	Path string `yaml:"-"`
+	// Warnings are problems that do not stop the agent but that an operator
+	// must see (TLS verification off, ...). validate prints them.
+	Warnings []Problem `yaml:"-"`
+
+	pos map[string]Pos // key path -> position of its value in the file
+}
+
+// Log configures the agent's log output.
+type Log struct {
+	Level  string `yaml:"level"`  // debug|info|warn|error, default info
+	Format string `yaml:"format"` // text|json, default text
+}
+
+// Buffer configures the durable buffer.
+type Buffer struct {
+	MaxBytes     ByteSize `yaml:"max_bytes"`     // default 1GiB, min 1MiB
+	CommitWindow Duration `yaml:"commit_window"` // default 10ms, max 20ms
+}
+
+// Odoo configures the connection to Odoo.
+type Odoo struct {
+	URL                string   `yaml:"url"`      // required, http or https
+	Database           string   `yaml:"database"` // required
+	Username           string   `yaml:"username"` // required for jsonrpc
+	APIKeyFile         string   `yaml:"api_key_file"`
+	Protocol           string   `yaml:"protocol"` // auto (default) | jsonrpc | json2
+	Timeout            Duration `yaml:"timeout"`  // per call, default 30s
+	CAFile             string   `yaml:"ca_file"`
+	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
+	DefaultLoss        string   `yaml:"default_loss"` // default "Equipment Failure"
+}
+
+// Forward configures how the buffer is forwarded to Odoo.
+type Forward struct {
+	Rate        float64  `yaml:"rate"`         // max Odoo calls per second while draining, default 5
+	BackoffMax  Duration `yaml:"backoff_max"`  // cap of exponential backoff, default 5m
+	Interval    Duration `yaml:"interval"`     // forwarding round period when idle, default 2s
+	AuthBackoff Duration `yaml:"auth_backoff"` // min wait after an authentication failure, default (and min) 60s
+}
+
+// OPCUAServer is one OPC UA server the agent reads from.
+type OPCUAServer struct {
+	Name               string   `yaml:"name"`
+	Endpoint           string   `yaml:"endpoint"`        // opc.tcp://host:port[/path]
+	SecurityPolicy     string   `yaml:"security_policy"` // None|Basic256Sha256|Aes128_Sha256_RsaOaep|Aes256_Sha256_RsaPss
+	SecurityMode       string   `yaml:"security_mode"`   // None|Sign|SignAndEncrypt
+	CertFile           string   `yaml:"cert_file"`
+	KeyFile            string   `yaml:"key_file"`
+	ServerThumbprint   string   `yaml:"server_thumbprint"` // hex SHA-1 of the server certificate
+	Username           string   `yaml:"username"`
+	PasswordFile       string   `yaml:"password_file"`
+	Mode               string   `yaml:"mode"` // subscribe (default) | poll
+	PublishingInterval Duration `yaml:"publishing_interval"`
+	SamplingInterval   Duration `yaml:"sampling_interval"`
+	QueueSize          uint32   `yaml:"queue_size"`
+	PollInterval       Duration `yaml:"poll_interval"`
+	HeartbeatTimeout   Duration `yaml:"heartbeat_timeout"`
+	BackoffMax         Duration `yaml:"backoff_max"`
+}
+
+// MQTTBroker is one MQTT broker the agent subscribes to.
+type MQTTBroker struct {
+	Name               string   `yaml:"name"`
+	URL                string   `yaml:"url"`       // tcp:// ssl:// tls:// ws:// wss://
+	ClientID           string   `yaml:"client_id"` // required and stable: it keys the persistent session
+	Username           string   `yaml:"username"`
+	PasswordFile       string   `yaml:"password_file"`
+	CAFile             string   `yaml:"ca_file"`
+	CertFile           string   `yaml:"cert_file"`
+	KeyFile            string   `yaml:"key_file"`
+	ServerName         string   `yaml:"server_name"`
+	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
+	KeepAlive          Duration `yaml:"keep_alive"`  // default 30s
+	BackoffMax         Duration `yaml:"backoff_max"` // default 30s
+}
+
+// Machine maps one machine's signals to sources and names its Odoo work center.
+type Machine struct {
+	ID              string   `yaml:"id"`
+	Workcenter      string   `yaml:"workcenter"`
+	GoodCount       *Counter `yaml:"good_count"`
+	ScrapCount      *Counter `yaml:"scrap_count"`
+	Running         *Signal  `yaml:"running"`
+	DowntimeReason  *Reason  `yaml:"downtime_reason"`
+	BlockWorkcenter bool     `yaml:"block_workcenter"`
+}
+
+// SourceRef says where a signal is read: exactly one of OPCUA or MQTT.
+type SourceRef struct {
+	OPCUA *OPCUARef `yaml:"opcua"`
+	MQTT  *MQTTRef  `yaml:"mqtt"`
+}
+
+// OPCUARef is a node on a configured OPC UA server.
+type OPCUARef struct {
+	Server string `yaml:"server"`
+	Node   string `yaml:"node"`
+}
+
+// MQTTRef is a topic (no wildcards) on a configured broker and, for JSON
+// payloads, the dot path of the value and optionally of its source time.
+type MQTTRef struct {
+	Broker         string `yaml:"broker"`
+	Topic          string `yaml:"topic"`
+	Field          string `yaml:"field"`
+	TimestampField string `yaml:"timestamp_field"`
+}
+
+// Signal is a plain signal (running).
+type Signal struct {
+	SourceRef `yaml:",inline"`
+}
+
+// Counter is a cumulative counter signal.
+type Counter struct {
+	SourceRef `yaml:",inline"`
+	// Rollover is the modulus of a wrapping counter (65536 for a 16-bit
+	// counter); 0 means it does not wrap.
+	Rollover uint64 `yaml:"rollover"`
+}
+
+// Reason is a downtime reason signal and its mapping to Odoo loss names.
+type Reason struct {
+	SourceRef `yaml:",inline"`
+	Map       map[string]string `yaml:"map"`
+	// Default is the loss used for codes missing from Map; empty means
+	// odoo.default_loss.
+	Default string `yaml:"default"`
+}
+
+// Signal names as used in the YAML, in the order they are listed.
+var SignalNames = []string{"good_count", "scrap_count", "running", "downtime_reason"}
+
+// Refs returns the machine's configured signals by name, in SignalNames order.
+func (m *Machine) Refs() []NamedRef {
+	var out []NamedRef
+	if m.GoodCount != nil {
+		out = append(out, NamedRef{"good_count", m.GoodCount.SourceRef})
+	}
+	if m.ScrapCount != nil {
+		out = append(out, NamedRef{"scrap_count", m.ScrapCount.SourceRef})
+	}
+	if m.Running != nil {
+		out = append(out, NamedRef{"running", m.Running.SourceRef})
+	}
+	if m.DowntimeReason != nil {
+		out = append(out, NamedRef{"downtime_reason", m.DowntimeReason.SourceRef})
+	}
+	return out
+}
+
+// NamedRef is a signal name and its source.
+type NamedRef struct {
+	Signal string
+	Ref    SourceRef
+}
+
+func defaultConfig() *Config {
+	return &Config{
+		DataDir: "/var/lib/plantedge",
+		Listen:  "127.0.0.1:9464",
+		Log:     Log{Level: "info", Format: "text"},
+		Buffer:  Buffer{MaxBytes: 1 << 30, CommitWindow: Duration(10 * time.Millisecond)},
+		Odoo:    Odoo{Protocol: "auto", Timeout: Duration(30 * time.Second), DefaultLoss: "Equipment Failure"},
+		Forward: Forward{
+			Rate:        5,
+			BackoffMax:  Duration(5 * time.Minute),
+			Interval:    Duration(2 * time.Second),
+			AuthBackoff: Duration(60 * time.Second),
+		},
+	}
+}
+
+func (s *OPCUAServer) setDefaults() {
+	s.SecurityPolicy = "None"
+	s.SecurityMode = "None"
+	s.Mode = "subscribe"
+	s.PublishingInterval = Duration(time.Second)
+	s.SamplingInterval = Duration(500 * time.Millisecond)
+	s.QueueSize = 10
+	s.PollInterval = Duration(time.Second)
+	s.HeartbeatTimeout = Duration(10 * time.Second)
+	s.BackoffMax = Duration(30 * time.Second)
+}
+
+func (b *MQTTBroker) setDefaults() {
+	b.KeepAlive = Duration(30 * time.Second)
+	b.BackoffMax = Duration(30 * time.Second)
+}
+
+// BufferPath is the bbolt buffer file inside DataDir.
+func (c *Config) BufferPath() string { return filepath.Join(c.DataDir, "buffer.db") }
+
+// Pos is a position in the configuration file (1-based; 0 when unknown).
+type Pos struct{ Line, Column int }
+
+// Position returns where the value at key path (e.g. "machines[0].id") was
+// written, falling back to its closest written parent.
+func (c *Config) Position(path string) Pos {
+	for p := path; p != ""; p = parentPath(p) {
+		if pos, ok := c.pos[p]; ok {
+			return pos
+		}
+	}
+	return Pos{}
+}
+
+func parentPath(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i <= 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+// Problem is one thing wrong with a configuration file.
+type Problem struct {
+	File         string
+	Line, Column int
+	Path         string // key path, e.g. machines[1].good_count.opcua.node
+	Msg, Hint    string
+}
+
+// String formats the problem as "file:line:col: path: msg (hint)".
+func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(p.File)
+	if p.Line > 0 {
+		fmt.Fprintf(&b, ":%d:%d", p.Line, p.Column)
+	}
+	b.WriteString(": ")
+	if p.Path != "" {
+		b.WriteString(p.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Msg)
+	if p.Hint != "" {
+		b.WriteString(" (")
+		b.WriteString(p.Hint)
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+// Error is every problem found in a configuration file.
+type Error struct {
+	Problems []Problem
+}
+
+// Error lists all problems, one per line.
+func (e *Error) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+func sortProblems(ps []Problem) {
+	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].Line != ps[j].Line {
+			return ps[i].Line < ps[j].Line
+		}
+		return ps[i].Column < ps[j].Column
+	})
+}
+
+// Load reads and parses the configuration file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse applies defaults, decodes data strictly and validates the result.
+// Any error is an *Error holding every problem found.
+func Parse(filename string, data []byte) (*Config, error) {
+	c := defaultConfig()
+	c.Path = filename
+	d := newDecoder(filename)
+	d.decodeFile(data, c)
+	c.pos = d.pos
+	probs := d.probs
+	if len(probs) == 0 || d.decodedRoot {
+		probs = append(probs, c.validate()...)
+	}
+	if len(probs) > 0 {
+		sortProblems(probs)
+		return nil, &Error{Problems: dedupProblems(probs)}
+	}
+	return c, nil
+}
+
+func dedupProblems(ps []Problem) []Problem {
+	seen := make(map[Problem]bool, len(ps))
+	out := ps[:0]
+	for _, p := range ps {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Validate checks the semantic rules on an already decoded configuration and
+// returns an *Error with every problem, or nil. Parse calls it.
+func (c *Config) Validate() error {
+	ps := c.validate()
+	if len(ps) == 0 {
+		return nil
+	}
+	sortProblems(ps)
+	return &Error{Problems: ps}
+}
+
+// EnvAPIKey is the environment variable that may hold the Odoo API key.
+const EnvAPIKey = "PLANTEDGE_ODOO_API_KEY"
+
+// CredentialAPIKey is the systemd credential name (LoadCredential=) of the
+// Odoo API key inside $CREDENTIALS_DIRECTORY.
+const CredentialAPIKey = "odoo-api-key"
+
+// ErrNoSecret is returned when a secret was found nowhere.
+var ErrNoSecret = errors.New("secret not found")
+
+// OdooAPIKey returns the Odoo API key from $PLANTEDGE_ODOO_API_KEY, else
+// $CREDENTIALS_DIRECTORY/odoo-api-key, else odoo.api_key_file. Surrounding
+// whitespace is trimmed. The key itself never appears in errors.
+func (c *Config) OdooAPIKey() (string, error) {
+	if v := strings.TrimSpace(os.Getenv(EnvAPIKey)); v != "" {
+		return v, nil
+	}
+	var looked []string
+	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
+		p := filepath.Join(dir, CredentialAPIKey)
+		v, err := readSecretFile(p)
+		if err == nil {
+			return v, nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return "", err
+		}
+		looked = append(looked, p)
+	} else {
+		looked = append(looked, "$CREDENTIALS_DIRECTORY (unset)")
+	}
+	if c.Odoo.APIKeyFile != "" {
+		v, err := ReadSecret(c.Odoo.APIKeyFile)
+		if err == nil {
+			return v, nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return "", err
+		}
+		looked = append(looked, c.Odoo.APIKeyFile)
+	} else {
+		looked = append(looked, "odoo.api_key_file (unset)")
+	}
+	return "", fmt.Errorf("odoo api key: looked in $%s (unset), %s: %w", EnvAPIKey, strings.Join(looked, ", "), ErrNoSecret)
+}
+
+// ReadSecret reads a secret file such as password_file and trims surrounding
+// whitespace. A relative name is looked up in $CREDENTIALS_DIRECTORY first
+// (systemd LoadCredential=), then relative to the working directory.
+func ReadSecret(path string) (string, error) {
+	if path == "" {
+		return "", fmt.Errorf("read secret: empty path: %w", ErrNoSecret)
+	}
+	if !filepath.IsAbs(path) {
+		if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
+			v, err := readSecretFile(filepath.Join(dir, path))
+			if err == nil || !errors.Is(err, os.ErrNotExist) {
+				return v, err
+			}
+		}
+	}
+	return readSecretFile(path)
+}
+
+func readSecretFile(p string) (string, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			// Keep the path, drop nothing secret: the content was never read.
+			return "", fmt.Errorf("read secret %s: %w", p, pe.Err)
+		}
+		return "", fmt.Errorf("read secret %s: %w", p, err)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", fmt.Errorf("read secret %s: file is empty: %w", p, ErrNoSecret)
+	}
+	return v, nil
+}

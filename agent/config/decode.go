@@ -1,0 +1,534 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// maxNodes bounds the work of decoding one file, so that a file that
+// expands aliases exponentially ("billion laughs") is refused, not decoded.
+const maxNodes = 200000
+
+// decoder decodes a goccy/go-yaml AST into the config structs by reflection,
+// collecting every problem (go-yaml's own decoder stops at the first one)
+// and the position of every key path for later validation messages.
+type decoder struct {
+	file        string
+	probs       []Problem
+	pos         map[string]Pos
+	anchors     map[string][]*ast.AnchorNode
+	nodes       int
+	aborted     bool
+	decodedRoot bool
+}
+
+func newDecoder(file string) *decoder {
+	return &decoder{file: file, pos: map[string]Pos{}, anchors: map[string][]*ast.AnchorNode{}}
+}
+
+func posOf(n ast.Node) Pos {
+	if n == nil {
+		return Pos{}
+	}
+	tk := n.GetToken()
+	if tk == nil || tk.Position == nil {
+		return Pos{}
+	}
+	return Pos{tk.Position.Line, tk.Position.Column}
+}
+
+func (d *decoder) problem(n ast.Node, path, msg, hint string) {
+	p := posOf(n)
+	d.probs = append(d.probs, Problem{File: d.file, Line: p.Line, Column: p.Column, Path: path, Msg: msg, Hint: hint})
+}
+
+type anchorCollector struct{ d *decoder }
+
+func (a anchorCollector) Visit(n ast.Node) ast.Visitor {
+	if an, ok := n.(*ast.AnchorNode); ok && an.Name != nil {
+		name := an.Name.GetToken().Value
+		a.d.anchors[name] = append(a.d.anchors[name], an)
+	}
+	return a
+}
+
+func (d *decoder) decodeFile(data []byte, c *Config) {
+	f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
+	if err != nil {
+		var ye yaml.Error
+		if errors.As(err, &ye) && ye.GetToken() != nil {
+			tk := ye.GetToken()
+			p := Problem{File: d.file, Msg: "yaml: " + ye.GetMessage(), Hint: "fix the YAML syntax; indent with spaces, not tabs"}
+			if tk.Position != nil {
+				p.Line, p.Column = tk.Position.Line, tk.Position.Column
+			}
+			d.probs = append(d.probs, p)
+		} else {
+			d.probs = append(d.probs, Problem{File: d.file, Msg: "yaml: " + err.Error()})
+		}
+		return
+	}
+	var docs []*ast.DocumentNode
+	for _, doc := range f.Docs {
+		if doc != nil && doc.Body != nil {
+			docs = append(docs, doc)
+		}
+	}
+	if len(docs) > 1 {
+		d.problem(docs[1].Body, "", "more than one YAML document", "keep the whole configuration in one document; remove the second ---")
+	}
+	d.decodedRoot = true
+	if len(docs) == 0 {
+		return // empty file: validation reports the missing keys
+	}
+	for _, doc := range docs[:1] {
+		ast.Walk(anchorCollector{d}, doc.Body)
+	}
+	d.decode("", docs[0].Body, reflect.ValueOf(c).Elem())
+}
+
+// resolve strips tags and anchors and follows aliases.
+func (d *decoder) resolve(path string, n ast.Node) ast.Node {
+	for i := 0; n != nil && i < 100; i++ {
+		switch t := n.(type) {
+		case *ast.TagNode:
+			n = t.Value
+		case *ast.AnchorNode:
+			n = t.Value
+		case *ast.AliasNode:
+			name := ""
+			if t.Value != nil {
+				name = t.Value.GetToken().Value
+			}
+			target := d.anchorBefore(name, t)
+			if target == nil {
+				d.problem(t, path, fmt.Sprintf("unknown alias *%s", name), "define the anchor &"+name+" before using it")
+				return nil
+			}
+			n = target.Value
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+func (d *decoder) anchorBefore(name string, alias ast.Node) *ast.AnchorNode {
+	ap := alias.GetToken().Position
+	var best *ast.AnchorNode
+	for _, a := range d.anchors[name] {
+		p := a.GetToken().Position
+		if ap == nil || p == nil || p.Offset < ap.Offset {
+			best = a
+		}
+	}
+	return best
+}
+
+func isNull(n ast.Node) bool {
+	if n == nil {
+		return true
+	}
+	_, ok := n.(*ast.NullNode)
+	return ok
+}
+
+// scalar returns the text of a scalar node.
+func scalar(n ast.Node) (string, bool) {
+	switch t := n.(type) {
+	case *ast.StringNode:
+		return t.Value, true
+	case *ast.LiteralNode:
+		if t.Value != nil {
+			return t.Value.Value, true
+		}
+		return "", true
+	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
+		return n.GetToken().Value, true
+	}
+	return "", false
+}
+
+func kindName(n ast.Node) string {
+	switch n.(type) {
+	case *ast.MappingNode, *ast.MappingValueNode:
+		return "a mapping"
+	case *ast.SequenceNode:
+		return "a list"
+	case *ast.NullNode, nil:
+		return "nothing"
+	case *ast.BoolNode:
+		return "a boolean"
+	case *ast.IntegerNode, *ast.FloatNode:
+		return "a number"
+	}
+	return "a string"
+}
+
+var (
+	durationType = reflect.TypeFor[Duration]()
+	byteSizeType = reflect.TypeFor[ByteSize]()
+)
+
+func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
+	if d.aborted {
+		return
+	}
+	d.nodes++
+	if d.nodes > maxNodes {
+		d.aborted = true
+		d.problem(raw, path, "document too large or too many alias expansions", "simplify the anchors and aliases")
+		return
+	}
+	n := d.resolve(path, raw)
+	if n == nil && raw != nil {
+		if _, isAlias := raw.(*ast.AliasNode); isAlias {
+			return
+		}
+	}
+	if path != "" && n != nil {
+		d.pos[path] = posOf(n)
+	}
+	t := v.Type()
+	switch t {
+	case durationType:
+		s, ok := scalar(n)
+		if !ok || isNull(n) {
+			d.problem(n, path, "expected a duration, got "+kindName(n), `write it like "500ms", "10s" or "5m"`)
+			return
+		}
+		dur, err := ParseDuration(s)
+		if err != nil {
+			d.problem(n, path, err.Error(), `write it like "500ms", "10s" or "5m"`)
+			return
+		}
+		v.Set(reflect.ValueOf(dur))
+		return
+	case byteSizeType:
+		s, ok := scalar(n)
+		if !ok || isNull(n) {
+			d.problem(n, path, "expected a size, got "+kindName(n), `write it like "512MiB", "1GiB" or a number of bytes`)
+			return
+		}
+		b, err := ParseByteSize(s)
+		if err != nil {
+			d.problem(n, path, err.Error(), `write it like "512MiB", "1GiB" or a number of bytes`)
+			return
+		}
+		v.Set(reflect.ValueOf(b))
+		return
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		if isNull(n) {
+			v.Set(reflect.Zero(t))
+			return
+		}
+		nv := reflect.New(t.Elem())
+		d.decode(path, n, nv.Elem())
+		v.Set(nv)
+	case reflect.Struct:
+		if isNull(n) {
+			return
+		}
+		d.decodeStruct(path, n, v)
+	case reflect.Map:
+		if isNull(n) {
+			return
+		}
+		d.decodeMap(path, n, v)
+	case reflect.Slice:
+		if isNull(n) {
+			return
+		}
+		seq, ok := n.(*ast.SequenceNode)
+		if !ok {
+			d.problem(n, path, "expected a list, got "+kindName(n), "start each entry with \"- \"")
+			return
+		}
+		out := reflect.MakeSlice(t, 0, len(seq.Values))
+		for i, item := range seq.Values {
+			ev := reflect.New(t.Elem())
+			if df, ok := ev.Interface().(interface{ setDefaults() }); ok {
+				df.setDefaults()
+			}
+			d.decode(fmt.Sprintf("%s[%d]", path, i), item, ev.Elem())
+			out = reflect.Append(out, ev.Elem())
+		}
+		v.Set(out)
+	case reflect.String:
+		s, ok := scalar(n)
+		if !ok {
+			d.problem(n, path, "expected a string, got "+kindName(n), "")
+			return
+		}
+		v.SetString(s)
+	case reflect.Bool:
+		b, ok := n.(*ast.BoolNode)
+		if !ok {
+			d.problem(n, path, "expected true or false, got "+describe(n), "")
+			return
+		}
+		v.SetBool(b.Value)
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uint:
+		s, ok := scalar(n)
+		u, err := strconv.ParseUint(strings.ReplaceAll(s, "_", ""), 0, t.Bits())
+		if _, isInt := n.(*ast.IntegerNode); !ok || !isInt || err != nil {
+			d.problem(n, path, fmt.Sprintf("expected a whole number from 0 to %d, got %s", uint64(math.MaxUint64)>>(64-t.Bits()), describe(n)), "")
+			return
+		}
+		v.SetUint(u)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		s, ok := scalar(n)
+		i, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 0, t.Bits())
+		if _, isInt := n.(*ast.IntegerNode); !ok || !isInt || err != nil {
+			d.problem(n, path, "expected a whole number, got "+describe(n), "")
+			return
+		}
+		v.SetInt(i)
+	case reflect.Float64, reflect.Float32:
+		var f float64
+		switch x := n.(type) {
+		case *ast.IntegerNode:
+			s, _ := scalar(x)
+			i, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 0, 64)
+			if err != nil {
+				d.problem(n, path, "expected a number, got "+describe(n), "")
+				return
+			}
+			f = float64(i)
+		case *ast.FloatNode:
+			f = x.Value
+		default:
+			d.problem(n, path, "expected a number, got "+describe(n), "")
+			return
+		}
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			d.problem(n, path, "expected a finite number", "")
+			return
+		}
+		v.SetFloat(f)
+	default:
+		d.problem(n, path, "unsupported type "+t.String(), "")
+	}
+}
+
+func describe(n ast.Node) string {
+	if s, ok := scalar(n); ok {
+		return kindName(n) + " " + strconv.Quote(s)
+	}
+	return kindName(n)
+}
+
+type entry struct {
+	key   string
+	keyN  ast.Node
+	value ast.Node
+}
+
+// entries lists a mapping's keys in order with merge keys (<<) applied:
+// explicit keys win over merged ones, and earlier merged maps over later.
+func (d *decoder) entries(path string, n ast.Node) ([]entry, bool) {
+	var values []*ast.MappingValueNode
+	switch t := n.(type) {
+	case *ast.MappingNode:
+		values = t.Values
+	case *ast.MappingValueNode:
+		values = []*ast.MappingValueNode{t}
+	default:
+		return nil, false
+	}
+	var explicit, merged []entry
+	seen := map[string]ast.Node{}
+	for _, mv := range values {
+		if mv.Key != nil && mv.Key.IsMergeKey() {
+			for _, src := range d.mergeSources(path, mv.Value) {
+				es, _ := d.entries(path, src)
+				merged = append(merged, es...)
+			}
+			continue
+		}
+		var kn ast.Node = mv.Key
+		if mk, ok := kn.(*ast.MappingKeyNode); ok {
+			kn = mk.Value
+		}
+		kr := d.resolve(path, kn)
+		key, ok := scalar(kr)
+		if !ok {
+			d.problem(kn, path, "mapping key must be a plain string, got "+kindName(kr), "")
+			continue
+		}
+		if prev, dup := seen[key]; dup {
+			d.problem(kn, joinPath(path, key), "duplicate key", fmt.Sprintf("already set at line %d", posOf(prev).Line))
+			continue
+		}
+		seen[key] = kn
+		explicit = append(explicit, entry{key, kn, mv.Value})
+	}
+	out := explicit
+	for _, e := range merged {
+		if _, ok := seen[e.key]; !ok {
+			seen[e.key] = e.keyN
+			out = append(out, e)
+		}
+	}
+	return out, true
+}
+
+func (d *decoder) mergeSources(path string, v ast.Node) []ast.Node {
+	r := d.resolve(path, v)
+	switch t := r.(type) {
+	case *ast.MappingNode, *ast.MappingValueNode:
+		return []ast.Node{t}
+	case *ast.SequenceNode:
+		var out []ast.Node
+		for _, item := range t.Values {
+			ir := d.resolve(path, item)
+			switch ir.(type) {
+			case *ast.MappingNode, *ast.MappingValueNode:
+				out = append(out, ir)
+			default:
+				if ir != nil {
+					d.problem(item, path, "merge key << needs a mapping or a list of mappings", "write <<: *anchor")
+				}
+			}
+		}
+		return out
+	case nil:
+		return nil
+	}
+	d.problem(v, path, "merge key << needs a mapping or a list of mappings", "write <<: *anchor")
+	return nil
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func structFields(t reflect.Type) (map[string][]int, []string) {
+	fields := map[string][]int{}
+	var names []string
+	var walk func(t reflect.Type, prefix []int)
+	walk = func(t reflect.Type, prefix []int) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := f.Tag.Get("yaml")
+			if tag == "-" || !f.IsExported() {
+				continue
+			}
+			name, opts, _ := strings.Cut(tag, ",")
+			idx := append(append([]int(nil), prefix...), i)
+			if opts == "inline" && f.Type.Kind() == reflect.Struct {
+				walk(f.Type, idx)
+				continue
+			}
+			if name == "" {
+				name = strings.ToLower(f.Name)
+			}
+			fields[name] = idx
+			names = append(names, name)
+		}
+	}
+	walk(t, nil)
+	return fields, names
+}
+
+// secretKeys are keys people write by habit; secrets never go inline.
+var secretKeys = map[string]string{
+	"api_key":  "put the key in a file named by api_key_file (mode 0600), or set " + EnvAPIKey + ", or use systemd LoadCredential=" + CredentialAPIKey,
+	"apikey":   "put the key in a file named by api_key_file (mode 0600), or set " + EnvAPIKey + ", or use systemd LoadCredential=" + CredentialAPIKey,
+	"password": "put the password in a file named by password_file (mode 0600)",
+	"token":    "secrets are never written inline: use a *_file key",
+	"secret":   "secrets are never written inline: use a *_file key",
+}
+
+func (d *decoder) decodeStruct(path string, n ast.Node, v reflect.Value) {
+	es, ok := d.entries(path, n)
+	if !ok {
+		d.problem(n, path, "expected a mapping, got "+describe(n), "write key: value pairs indented under it")
+		return
+	}
+	fields, names := structFields(v.Type())
+	for _, e := range es {
+		kp := joinPath(path, e.key)
+		idx, ok := fields[e.key]
+		if !ok {
+			if path == "" && strings.HasPrefix(e.key, "x-") {
+				continue // extension keys hold anchors for reuse; ignored
+			}
+			if hint, secret := secretKeys[strings.ToLower(e.key)]; secret {
+				d.problem(e.keyN, kp, "inline secret not allowed", hint)
+				continue
+			}
+			d.problem(e.keyN, kp, "unknown key", suggest(e.key, names))
+			continue
+		}
+		d.decode(kp, e.value, v.FieldByIndex(idx))
+	}
+}
+
+func (d *decoder) decodeMap(path string, n ast.Node, v reflect.Value) {
+	es, ok := d.entries(path, n)
+	if !ok {
+		d.problem(n, path, "expected a mapping, got "+describe(n), "write CODE: Loss name pairs")
+		return
+	}
+	m := reflect.MakeMapWithSize(v.Type(), len(es))
+	for _, e := range es {
+		ev := reflect.New(v.Type().Elem()).Elem()
+		d.decode(joinPath(path, e.key), e.value, ev)
+		m.SetMapIndex(reflect.ValueOf(e.key), ev)
+	}
+	v.Set(m)
+}
+
+// suggest returns a "did you mean" hint for a misspelt key.
+func suggest(key string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		if dd := editDistance(strings.ToLower(key), n); dd < bestD {
+			best, bestD = n, dd
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf("did you mean %q?", best)
+	}
+	sorted := append([]string(nil), names...)
+	sort.Strings(sorted)
+	return "known keys: " + strings.Join(sorted, ", ")
+}
+
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 64
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,444 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+var (
+	siteRe      = regexp.MustCompile(`^[a-z0-9-]+$`)
+	idRe        = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	hexRe       = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
+	fieldPathRe = regexp.MustCompile(`^[^.\s]+(\.[^.\s]+)*$`)
+	// nodeIDRe accepts the OPC UA string forms: [ns=<n>;|nsu=<uri>;](i|s|g|b)=<id>.
+	nodeIDRe = regexp.MustCompile(`^(?:(?:ns=\d+|nsu=[^;]+);)?(?:i=\d+|s=.+|g=[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|b=[A-Za-z0-9+/=]+)$`)
+)
+
+// Accepted enumerations.
+var (
+	LogLevels        = []string{"debug", "info", "warn", "error"}
+	LogFormats       = []string{"text", "json"}
+	OdooProtocols    = []string{"auto", "jsonrpc", "json2"}
+	SecurityPolicies = []string{"None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"}
+	SecurityModes    = []string{"None", "Sign", "SignAndEncrypt"}
+	OPCUAModes       = []string{"subscribe", "poll"}
+	MQTTSchemes      = []string{"tcp", "ssl", "tls", "ws", "wss"}
+)
+
+// Limits enforced by validation.
+const (
+	MinBufferBytes   = ByteSize(1 << 20)
+	MaxCommitWindow  = Duration(20 * time.Millisecond)
+	MinAuthBackoff   = Duration(60 * time.Second)
+	maxTopicBytes    = 65535
+	maxSourceNameLen = 64
+)
+
+type validator struct {
+	c     *Config
+	probs []Problem
+	warns []Problem
+}
+
+func (v *validator) add(path, msg, hint string) {
+	p := v.c.Position(path)
+	v.probs = append(v.probs, Problem{File: v.c.Path, Line: p.Line, Column: p.Column, Path: path, Msg: msg, Hint: hint})
+}
+
+func (v *validator) warn(path, msg, hint string) {
+	p := v.c.Position(path)
+	v.warns = append(v.warns, Problem{File: v.c.Path, Line: p.Line, Column: p.Column, Path: path, Msg: msg, Hint: hint})
+}
+
+func oneOf(s string, set []string) bool {
+	for _, x := range set {
+		if s == x {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *validator) enum(path, val string, set []string) {
+	if !oneOf(val, set) {
+		v.add(path, fmt.Sprintf("invalid value %q", val), "one of: "+strings.Join(set, ", "))
+	}
+}
+
+func (v *validator) required(path, val string) bool {
+	if strings.TrimSpace(val) == "" {
+		v.add(path, "required", "")
+		return false
+	}
+	return true
+}
+
+func (v *validator) filePath(path, val string) {
+	if val == "" {
+		return
+	}
+	if strings.ContainsRune(val, 0) || strings.TrimSpace(val) != val || strings.HasSuffix(val, "/") {
+		v.add(path, fmt.Sprintf("invalid file path %q", val), "name a file, e.g. /etc/plantedge/odoo-api-key")
+	}
+}
+
+func (v *validator) positive(path string, d Duration) {
+	if d <= 0 {
+		v.add(path, "must be greater than 0", "")
+	}
+}
+
+func (c *Config) validate() []Problem {
+	v := &validator{c: c}
+	v.validateTop()
+	v.validateOdoo()
+	v.validateForward()
+	sources := map[string]string{} // name -> path of its definition
+	servers := map[string]bool{}
+	brokers := map[string]bool{}
+	for i := range c.OPCUA {
+		p := fmt.Sprintf("opcua[%d]", i)
+		v.validateOPCUA(p, &c.OPCUA[i])
+		v.uniqueSource(p, c.OPCUA[i].Name, sources)
+		servers[c.OPCUA[i].Name] = true
+	}
+	for i := range c.MQTT {
+		p := fmt.Sprintf("mqtt[%d]", i)
+		v.validateMQTT(p, &c.MQTT[i])
+		v.uniqueSource(p, c.MQTT[i].Name, sources)
+		brokers[c.MQTT[i].Name] = true
+	}
+	if len(c.Machines) == 0 {
+		v.add("machines", "at least one machine is required", "list the machines under machines:, each with id, workcenter and a signal")
+	}
+	ids := map[string]string{}
+	for i := range c.Machines {
+		p := fmt.Sprintf("machines[%d]", i)
+		v.validateMachine(p, &c.Machines[i], servers, brokers)
+		id := c.Machines[i].ID
+		if id == "" {
+			continue
+		}
+		if prev, dup := ids[id]; dup {
+			v.add(p+".id", fmt.Sprintf("duplicate machine id %q", id), "also used by "+prev)
+		} else {
+			ids[id] = p
+		}
+	}
+	c.Warnings = v.warns
+	sortProblems(c.Warnings)
+	return v.probs
+}
+
+func (v *validator) uniqueSource(path, name string, seen map[string]string) {
+	if name == "" {
+		return
+	}
+	if prev, dup := seen[name]; dup {
+		v.add(path+".name", fmt.Sprintf("duplicate source name %q", name), "also used by "+prev+"; OPC UA servers and MQTT brokers share one namespace")
+		return
+	}
+	seen[name] = path
+}
+
+func (v *validator) validateTop() {
+	c := v.c
+	if v.required("site", c.Site) && !siteRe.MatchString(c.Site) {
+		v.add("site", fmt.Sprintf("invalid site %q", c.Site), "use lowercase letters, digits and '-' only, e.g. plant-2")
+	}
+	if v.required("data_dir", c.DataDir) {
+		v.filePath("data_dir", c.DataDir)
+	}
+	if v.required("listen", c.Listen) {
+		if sock, ok := strings.CutPrefix(c.Listen, "unix:"); ok {
+			if !filepath.IsAbs(sock) {
+				v.add("listen", fmt.Sprintf("invalid unix socket %q", c.Listen), "use an absolute path, e.g. unix:/run/plantedge/api.sock")
+			}
+		} else if host, port, err := net.SplitHostPort(c.Listen); err != nil || !validPort(port) {
+			v.add("listen", fmt.Sprintf("invalid listen address %q", c.Listen), "use host:port (e.g. 127.0.0.1:9464) or unix:/path")
+		} else if host == "" || host == "0.0.0.0" || host == "::" {
+			v.warn("listen", "status/flush API listens on all interfaces", "anyone on the plant network can trigger a flush; prefer 127.0.0.1")
+		}
+	}
+	v.enum("log.level", c.Log.Level, LogLevels)
+	v.enum("log.format", c.Log.Format, LogFormats)
+	if c.Buffer.MaxBytes < MinBufferBytes {
+		v.add("buffer.max_bytes", fmt.Sprintf("%s is below the minimum of 1MiB", c.Buffer.MaxBytes), "")
+	}
+	if c.Buffer.CommitWindow > MaxCommitWindow {
+		v.add("buffer.commit_window", fmt.Sprintf("%s is above the maximum of %s", c.Buffer.CommitWindow, MaxCommitWindow), "a longer window delays every MQTT ack")
+	}
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+func (v *validator) validateOdoo() {
+	o := &v.c.Odoo
+	if v.required("odoo.url", o.URL) {
+		u, err := url.Parse(o.URL)
+		switch {
+		case err != nil || u.Host == "":
+			v.add("odoo.url", fmt.Sprintf("invalid URL %q", o.URL), "write the base URL, e.g. https://erp.example.com")
+		case u.Scheme != "http" && u.Scheme != "https":
+			v.add("odoo.url", fmt.Sprintf("unsupported scheme %q", u.Scheme), "use https:// (or http:// on a trusted network)")
+		case u.User != nil:
+			v.add("odoo.url", "credentials in the URL", "remove user:password@; the key comes from api_key_file or "+EnvAPIKey)
+		case u.Scheme == "http":
+			host := u.Hostname()
+			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				v.warn("odoo.url", "plain http: the API key crosses the network unencrypted", "use https://")
+			}
+		}
+	}
+	v.required("odoo.database", o.Database)
+	v.enum("odoo.protocol", o.Protocol, OdooProtocols)
+	if o.Username == "" {
+		switch o.Protocol {
+		case "jsonrpc":
+			v.add("odoo.username", "required with protocol jsonrpc", "the login of the Odoo bot user, e.g. plantedge-bot")
+		case "auto":
+			v.warn("odoo.username", "not set: protocol auto can only use JSON-2 (Odoo 19+)", "set the bot user's login to also support Odoo 17/18")
+		}
+	}
+	v.filePath("odoo.api_key_file", o.APIKeyFile)
+	if o.APIKeyFile == "" {
+		v.warn("odoo.api_key_file", "not set: the API key must come from "+EnvAPIKey+" or the systemd credential "+CredentialAPIKey, "")
+	}
+	v.positive("odoo.timeout", o.Timeout)
+	v.filePath("odoo.ca_file", o.CAFile)
+	if o.InsecureSkipVerify {
+		v.warn("odoo.insecure_skip_verify", "TLS CERTIFICATE VERIFICATION IS OFF for Odoo: anyone on the path can read the API key", "use ca_file with your CA instead")
+	}
+	if strings.TrimSpace(o.DefaultLoss) == "" {
+		v.add("odoo.default_loss", "must not be empty", `an Odoo loss reason name, e.g. "Equipment Failure"`)
+	}
+}
+
+func (v *validator) validateForward() {
+	f := &v.c.Forward
+	if f.Rate <= 0 || f.Rate > 1000 {
+		v.add("forward.rate", fmt.Sprintf("%g is out of range", f.Rate), "Odoo calls per second, greater than 0 and at most 1000")
+	}
+	if f.BackoffMax < Duration(time.Second) {
+		v.add("forward.backoff_max", "must be at least 1s", "")
+	}
+	v.positive("forward.interval", f.Interval)
+	if f.AuthBackoff < MinAuthBackoff {
+		v.add("forward.auth_backoff", fmt.Sprintf("%s is below the minimum of 1m0s", f.AuthBackoff), "retrying a refused login sooner can lock the bot user out")
+	}
+}
+
+func (v *validator) sourceName(path, name string) {
+	if !v.required(path, name) {
+		return
+	}
+	if !idRe.MatchString(name) || len(name) > maxSourceNameLen {
+		v.add(path, fmt.Sprintf("invalid name %q", name), "use letters, digits, '.', '_' and '-' only (at most 64)")
+	}
+}
+
+func (v *validator) validateOPCUA(p string, s *OPCUAServer) {
+	v.sourceName(p+".name", s.Name)
+	if v.required(p+".endpoint", s.Endpoint) {
+		u, err := url.Parse(s.Endpoint)
+		if err != nil || u.Scheme != "opc.tcp" || u.Hostname() == "" || !validPort(u.Port()) || u.Port() == "" {
+			v.add(p+".endpoint", fmt.Sprintf("invalid endpoint %q", s.Endpoint), "write opc.tcp://host:port, e.g. opc.tcp://10.1.2.3:4840")
+		}
+	}
+	v.enum(p+".security_policy", s.SecurityPolicy, SecurityPolicies)
+	v.enum(p+".security_mode", s.SecurityMode, SecurityModes)
+	if oneOf(s.SecurityPolicy, SecurityPolicies) && oneOf(s.SecurityMode, SecurityModes) &&
+		(s.SecurityPolicy == "None") != (s.SecurityMode == "None") {
+		v.add(p+".security_mode", fmt.Sprintf("security_mode %s does not fit security_policy %s", s.SecurityMode, s.SecurityPolicy),
+			"policy None goes with mode None; any other policy needs Sign or SignAndEncrypt")
+	}
+	if (s.CertFile == "") != (s.KeyFile == "") {
+		v.add(p+".cert_file", "cert_file and key_file go together", "set both, or neither to generate a certificate in data_dir")
+	}
+	v.filePath(p+".cert_file", s.CertFile)
+	v.filePath(p+".key_file", s.KeyFile)
+	if s.ServerThumbprint != "" && !hexRe.MatchString(strings.NewReplacer(":", "", " ", "").Replace(s.ServerThumbprint)) {
+		v.add(p+".server_thumbprint", "invalid thumbprint", "40 hex digits: the SHA-1 of the server certificate")
+	}
+	if s.PasswordFile != "" && s.Username == "" {
+		v.add(p+".username", "required with password_file", "")
+	}
+	if s.Username != "" && s.PasswordFile == "" {
+		v.add(p+".password_file", "required with username", "the file holding the OPC UA user's password")
+	}
+	if s.Username != "" && s.SecurityPolicy == "None" {
+		v.warn(p+".username", "password sent over an unencrypted channel", "use security_policy Basic256Sha256 with SignAndEncrypt")
+	}
+	v.filePath(p+".password_file", s.PasswordFile)
+	v.enum(p+".mode", s.Mode, OPCUAModes)
+	v.positive(p+".publishing_interval", s.PublishingInterval)
+	v.positive(p+".sampling_interval", s.SamplingInterval)
+	if s.QueueSize == 0 {
+		v.add(p+".queue_size", "must be at least 1", "")
+	}
+	v.positive(p+".poll_interval", s.PollInterval)
+	if s.HeartbeatTimeout <= s.PublishingInterval {
+		v.add(p+".heartbeat_timeout", fmt.Sprintf("%s must be longer than publishing_interval %s", s.HeartbeatTimeout, s.PublishingInterval), "a few publishing intervals, e.g. 10s")
+	}
+	v.positive(p+".backoff_max", s.BackoffMax)
+}
+
+func (v *validator) validateMQTT(p string, b *MQTTBroker) {
+	v.sourceName(p+".name", b.Name)
+	tlsScheme := false
+	if v.required(p+".url", b.URL) {
+		u, err := url.Parse(b.URL)
+		switch {
+		case err != nil || u.Hostname() == "":
+			v.add(p+".url", fmt.Sprintf("invalid URL %q", b.URL), "write tcp://host:1883 or ssl://host:8883")
+		case !oneOf(u.Scheme, MQTTSchemes):
+			v.add(p+".url", fmt.Sprintf("unsupported scheme %q", u.Scheme), "one of: tcp://, ssl://, tls://, ws://, wss://")
+		case u.User != nil:
+			v.add(p+".url", "credentials in the URL", "use username and password_file")
+		case u.Port() == "" && u.Scheme != "ws" && u.Scheme != "wss":
+			v.add(p+".url", fmt.Sprintf("missing port in %q", b.URL), "e.g. tcp://10.1.2.10:1883")
+		}
+		if u != nil {
+			tlsScheme = u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "wss"
+		}
+	}
+	if v.required(p+".client_id", b.ClientID) && (len(b.ClientID) > 65535 || !utf8.ValidString(b.ClientID)) {
+		v.add(p+".client_id", "invalid client id", "")
+	}
+	if b.PasswordFile != "" && b.Username == "" {
+		v.add(p+".username", "required with password_file", "")
+	}
+	v.filePath(p+".password_file", b.PasswordFile)
+	if (b.CertFile == "") != (b.KeyFile == "") {
+		v.add(p+".cert_file", "cert_file and key_file go together", "set both for client-certificate authentication, or neither")
+	}
+	for _, k := range []struct{ key, val string }{{"ca_file", b.CAFile}, {"cert_file", b.CertFile}, {"key_file", b.KeyFile}} {
+		v.filePath(p+"."+k.key, k.val)
+	}
+	usesTLS := b.CAFile != "" || b.CertFile != "" || b.ServerName != "" || b.InsecureSkipVerify
+	if usesTLS && !tlsScheme && b.URL != "" {
+		v.add(p+".url", "TLS options set but the URL is not TLS", "use ssl://, tls:// or wss://")
+	}
+	if b.InsecureSkipVerify {
+		v.warn(p+".insecure_skip_verify", "TLS CERTIFICATE VERIFICATION IS OFF for this broker", "use ca_file with your CA instead")
+	}
+	if b.KeepAlive < Duration(time.Second) {
+		v.add(p+".keep_alive", "must be at least 1s", "")
+	}
+	v.positive(p+".backoff_max", b.BackoffMax)
+}
+
+type refKey struct{ kind, source, address, field string }
+
+func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[string]bool) {
+	if v.required(p+".id", m.ID) && !idRe.MatchString(m.ID) {
+		v.add(p+".id", fmt.Sprintf("invalid machine id %q", m.ID), "use letters, digits, '.', '_' and '-' only")
+	}
+	v.required(p+".workcenter", m.Workcenter)
+	refs := m.Refs()
+	if len(refs) == 0 {
+		v.add(p, "machine has no signal", "add at least one of good_count, scrap_count, running, downtime_reason")
+	}
+	used := map[refKey]string{}
+	for _, r := range refs {
+		sp := p + "." + r.Signal
+		k, ok := v.validateRef(sp, r.Ref, servers, brokers)
+		if !ok {
+			continue
+		}
+		if prev, dup := used[k]; dup {
+			v.add(sp, "reads the same value as "+prev, "each signal needs its own node, topic or field")
+		} else {
+			used[k] = r.Signal
+		}
+	}
+	for _, c := range []struct {
+		name string
+		c    *Counter
+	}{{"good_count", m.GoodCount}, {"scrap_count", m.ScrapCount}} {
+		if c.c != nil && c.c.Rollover == 1 {
+			v.add(p+"."+c.name+".rollover", "must be 0 (no wrap) or at least 2", "the counter's modulus, e.g. 65536 for a 16-bit counter")
+		}
+	}
+	if r := m.DowntimeReason; r != nil {
+		for code, loss := range r.Map {
+			if strings.TrimSpace(code) == "" {
+				v.add(p+".downtime_reason.map", "empty reason code", "")
+			}
+			if strings.TrimSpace(loss) == "" {
+				v.add(p+".downtime_reason.map."+code, "empty loss name", "an Odoo loss reason name, e.g. Equipment Failure")
+			}
+		}
+	}
+}
+
+func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[string]bool) (refKey, bool) {
+	switch {
+	case r.OPCUA == nil && r.MQTT == nil:
+		v.add(p, "no source", "add opcua: {server, node} or mqtt: {broker, topic}")
+		return refKey{}, false
+	case r.OPCUA != nil && r.MQTT != nil:
+		v.add(p, "both opcua and mqtt set", "a signal reads from exactly one source")
+		return refKey{}, false
+	case r.OPCUA != nil:
+		o := r.OPCUA
+		ok := true
+		if v.required(p+".opcua.server", o.Server) && !servers[o.Server] {
+			v.add(p+".opcua.server", fmt.Sprintf("unknown OPC UA server %q", o.Server), defined("opcua", servers))
+			ok = false
+		}
+		if v.required(p+".opcua.node", o.Node) && !nodeIDRe.MatchString(o.Node) {
+			v.add(p+".opcua.node", fmt.Sprintf("invalid node id %q", o.Node), `write ns=<index>;s=<name> or ns=<index>;i=<number>, e.g. "ns=2;s=Press07.GoodCount" (use plantedge browse)`)
+			ok = false
+		}
+		return refKey{"opcua", o.Server, o.Node, ""}, ok && o.Node != ""
+	default:
+		m := r.MQTT
+		ok := true
+		if v.required(p+".mqtt.broker", m.Broker) && !brokers[m.Broker] {
+			v.add(p+".mqtt.broker", fmt.Sprintf("unknown MQTT broker %q", m.Broker), defined("mqtt", brokers))
+			ok = false
+		}
+		if v.required(p+".mqtt.topic", m.Topic) {
+			switch {
+			case strings.ContainsAny(m.Topic, "+#"):
+				v.add(p+".mqtt.topic", fmt.Sprintf("wildcard in topic %q", m.Topic), "name the exact topic of this machine; wildcards are not allowed here")
+				ok = false
+			case len(m.Topic) > maxTopicBytes || !utf8.ValidString(m.Topic) || strings.ContainsRune(m.Topic, 0):
+				v.add(p+".mqtt.topic", "invalid topic", "")
+				ok = false
+			}
+		}
+		if m.Field != "" && !fieldPathRe.MatchString(m.Field) {
+			v.add(p+".mqtt.field", fmt.Sprintf("invalid field path %q", m.Field), "a dot path into the JSON payload, e.g. counters.good")
+			ok = false
+		}
+		if m.TimestampField != "" && !fieldPathRe.MatchString(m.TimestampField) {
+			v.add(p+".mqtt.timestamp_field", fmt.Sprintf("invalid field path %q", m.TimestampField), "a dot path into the JSON payload, e.g. ts")
+		}
+		return refKey{"mqtt", m.Broker, m.Topic, m.Field}, ok && m.Topic != ""
+	}
+}
+
+func defined(kind string, names map[string]bool) string {
+	if len(names) == 0 {
+		return "no " + kind + " sources are defined; add one under " + kind + ":"
+	}
+	list := make([]string, 0, len(names))
+	for n := range names {
+		list = append(list, n)
+	}
+	sort.Strings(list)
+	return "defined: " + strings.Join(list, ", ")
+}

@@ -1,0 +1,555 @@
+package mapping
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/plantedge/plantedge/connectors"
+)
+
+// maxPayload bounds the MQTT payloads the mapping will parse.
+const maxPayload = 1 << 20
+
+// extracted is one binding's value from a sample, before it touches state.
+type extracted struct {
+	b       *binding
+	counter float64
+	running bool
+	reason  string
+	t       time.Time
+	srcTime bool // t came from the source, so it may be compared for order
+}
+
+// Apply maps one sample to events and updates st. A malformed payload or an
+// unusable value returns a *PayloadError and leaves st unchanged. A sample
+// marked bad (Good=false) or for an address no signal uses gives nothing.
+// changed lists the machines whose state changed, so the caller persists
+// only those.
+//
+// Rules, per signal:
+//   - counters: the first value ever is the baseline. An increase counts the
+//     difference. A decrease is a rollover when rollover is set, the previous
+//     value was in the upper half of the range and the new one is in the
+//     lower half (delta = rollover - prev + new); otherwise a reset (delta =
+//     new). A value that may be a repeat — Duplicate or Initial set — never
+//     counts as a decrease; a sample older by source time than the last
+//     accepted one is ignored; an equal value counts nothing.
+//   - running and downtime_reason: a sample older by source time than the
+//     last accepted one of that signal is stale and ignored (no error).
+func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed []string, err error) {
+	bs := m.index[addrKey{s.Kind, s.Source, s.Address}]
+	if len(bs) == 0 || !s.Good {
+		return nil, nil, nil
+	}
+	xs, err := extract(bs, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Group by machine in configuration order; within a machine, counters
+	// first, then the reason before a stop and after a start, so that the
+	// downtime event carries the reason sent in the same message.
+	for len(xs) > 0 {
+		machine := xs[0].b.machine
+		var mine, rest []extracted
+		for _, x := range xs {
+			if x.b.machine == machine {
+				mine = append(mine, x)
+			} else {
+				rest = append(rest, x)
+			}
+		}
+		xs = rest
+		ordered := orderForMachine(mine)
+		ms := st.machine(machine)
+		didChange := false
+		for _, x := range ordered {
+			var evs []Event
+			var ch bool
+			switch x.b.signal {
+			case GoodCount, ScrapCount:
+				evs, ch = applyCounter(ms, x)
+			case Running:
+				evs, ch = m.applyRunning(ms, x)
+			case DowntimeReason:
+				evs, ch = applyReason(ms, x)
+			}
+			events = append(events, evs...)
+			didChange = didChange || ch
+		}
+		if didChange {
+			changed = append(changed, machine)
+		}
+	}
+	return events, changed, nil
+}
+
+func orderForMachine(xs []extracted) []extracted {
+	startNow := false
+	for _, x := range xs {
+		if x.b.signal == Running && x.running {
+			startNow = true
+		}
+	}
+	rank := func(x extracted) int {
+		switch x.b.signal {
+		case Running:
+			if startNow {
+				return 1
+			}
+			return 2
+		case DowntimeReason:
+			if startNow {
+				return 2
+			}
+			return 1
+		}
+		return 0
+	}
+	out := make([]extracted, 0, len(xs))
+	for r := 0; r <= 2; r++ {
+		for _, x := range xs {
+			if rank(x) == r {
+				out = append(out, x)
+			}
+		}
+	}
+	return out
+}
+
+func isStale(x extracted, last time.Time) bool {
+	return x.srcTime && !last.IsZero() && x.t.Before(last)
+}
+
+func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
+	if ms.Counters == nil {
+		ms.Counters = map[Signal]*CounterState{}
+	}
+	cs := ms.Counters[x.b.signal]
+	var srcT time.Time
+	if x.srcTime {
+		srcT = x.t
+	}
+	if cs == nil || cs.Src != x.b.srcID {
+		ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Last: x.counter, Time: srcT}
+		return nil, true
+	}
+	if isStale(x, cs.Time) || x.counter == cs.Last {
+		return nil, false
+	}
+	ev := Event{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter}
+	if x.counter > cs.Last {
+		ev.Delta = x.counter - cs.Last
+	} else {
+		// A decrease. A possible repeat of an older value is never a reset:
+		// ignore it; the next fresh value is compared with cs.Last again,
+		// so nothing is lost if the counter really was reset or wrapped.
+		if x.b.dupOrInitial {
+			return nil, false
+		}
+		ro := float64(x.b.rollover)
+		if ro > 0 && cs.Last < ro && cs.Last >= ro/2 && x.counter < ro/2 {
+			ev.Delta = ro - cs.Last + x.counter
+			ev.Rollover = true
+		} else {
+			ev.Delta = x.counter
+			ev.Reset = true
+		}
+	}
+	cs.Last = x.counter
+	if x.srcTime {
+		cs.Time = x.t
+	}
+	if ev.Delta <= 0 {
+		return nil, true // a reset to zero: new baseline, nothing counted
+	}
+	return []Event{ev}, true
+}
+
+func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
+	if isStale(x, ms.RunningTime) {
+		return nil, false
+	}
+	reason := ms.Reason
+	loss, defaulted := "", false
+	if rb := m.reason[x.b.machine]; rb != nil {
+		loss, defaulted = rb.loss(reason)
+	}
+	base := Event{Machine: x.b.machine, Signal: Running, Time: x.t, Reason: reason, Loss: loss, LossDefaulted: defaulted}
+	if ms.Running != nil && *ms.Running == x.running {
+		if x.srcTime && x.t.After(ms.RunningTime) {
+			ms.RunningTime = x.t // not worth a state write on its own
+		}
+		return nil, false
+	}
+	wasKnown := ms.Running != nil
+	r := x.running
+	ms.Running = &r
+	if x.srcTime {
+		ms.RunningTime = x.t
+	}
+	if !r {
+		ms.StopStart = x.t
+		ev := base
+		ev.Kind = EventStopped
+		ev.Start = x.t
+		return []Event{ev}, true
+	}
+	if !wasKnown {
+		ms.StopStart = time.Time{}
+		return nil, true
+	}
+	ev := base
+	ev.Kind = EventRunning
+	ev.Start, ev.End = ms.StopStart, x.t
+	if ev.Start.IsZero() || ev.End.Before(ev.Start) {
+		ev.Start = ev.End // clock went backwards: an empty interval, never a negative one
+	}
+	ms.StopStart = time.Time{}
+	return []Event{ev}, true
+}
+
+func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
+	if isStale(x, ms.ReasonTime) {
+		return nil, false
+	}
+	if ms.ReasonSet && ms.Reason == x.reason {
+		if x.srcTime && x.t.After(ms.ReasonTime) {
+			ms.ReasonTime = x.t
+		}
+		return nil, false
+	}
+	ms.Reason, ms.ReasonSet = x.reason, true
+	if x.srcTime {
+		ms.ReasonTime = x.t
+	}
+	if ms.Running == nil || *ms.Running {
+		return nil, true
+	}
+	loss, defaulted := x.b.loss(x.reason)
+	return []Event{{
+		Machine: x.b.machine, Kind: EventReason, Signal: DowntimeReason, Time: x.t,
+		Start: ms.StopStart, Reason: x.reason, Loss: loss, LossDefaulted: defaulted,
+	}}, true
+}
+
+// extract reads every binding's value from the sample, or fails as a whole.
+func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
+	perr := func(field string, err error) error {
+		return &PayloadError{Source: s.Source, Address: s.Address, Field: field, Err: err}
+	}
+	t, srcTime := s.ReceiveTime, false
+	if !s.SourceTime.IsZero() {
+		t, srcTime = s.SourceTime, true
+	}
+	dup := s.Duplicate || s.Initial
+	out := make([]extracted, 0, len(bs))
+	if s.Kind == connectors.KindOPCUA {
+		if s.Value == nil {
+			return nil, perr("", fmt.Errorf("no value: %w", ErrBadValue))
+		}
+		for _, b := range bs {
+			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime}
+			if err := convert(&x, s.Value); err != nil {
+				return nil, perr("", err)
+			}
+			out = append(out, x)
+		}
+		return out, nil
+	}
+	doc, jsonErr := parsePayload(s.Payload)
+	var missing []string
+	for _, b := range bs {
+		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime}
+		var v any
+		if b.field == "" {
+			if jsonErr != nil {
+				if errors.Is(jsonErr, errNotJSON) {
+					v = strings.TrimSpace(string(s.Payload))
+				} else {
+					return nil, perr("", jsonErr)
+				}
+			} else {
+				v = doc
+			}
+			if _, isObj := v.(map[string]any); isObj {
+				return nil, perr("", fmt.Errorf("JSON object but no field configured: %w", ErrBadValue))
+			}
+		} else {
+			if jsonErr != nil {
+				return nil, perr(b.field, jsonErr)
+			}
+			fv, ok := lookup(doc, b.field)
+			if !ok {
+				missing = append(missing, b.field)
+				continue
+			}
+			v = fv
+		}
+		if b.tsField != "" && jsonErr == nil {
+			if tv, ok := lookup(doc, b.tsField); ok && tv != nil {
+				ts, err := parseTime(tv)
+				if err != nil {
+					return nil, perr(b.tsField, err)
+				}
+				x.t, x.srcTime = ts, true
+			}
+		}
+		if err := convert(&x, v); err != nil {
+			return nil, perr(b.field, err)
+		}
+		out = append(out, x)
+	}
+	if len(out) == 0 && len(missing) > 0 {
+		return nil, perr(strings.Join(missing, ","), ErrMissingField)
+	}
+	return out, nil
+}
+
+// withDup marks a binding copy so counter logic knows the value may repeat.
+func withDup(b *binding, dup bool) *binding {
+	if !dup {
+		return b
+	}
+	c := *b
+	c.dupOrInitial = true
+	return &c
+}
+
+var errNotJSON = errors.New("not JSON")
+
+// parsePayload decodes an MQTT payload: JSON (object, number, bool, string,
+// null), or errNotJSON for plain text that a bare binding may still use.
+func parsePayload(p []byte) (any, error) {
+	if len(p) > maxPayload {
+		return nil, fmt.Errorf("payload of %d bytes exceeds %d: %w", len(p), maxPayload, ErrBadValue)
+	}
+	tp := bytes.TrimSpace(p)
+	if len(tp) == 0 {
+		return nil, fmt.Errorf("empty payload: %w", ErrBadValue)
+	}
+	dec := json.NewDecoder(bytes.NewReader(tp))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		if tp[0] == '{' || tp[0] == '[' || tp[0] == '"' {
+			return nil, fmt.Errorf("%w: %v", ErrBadJSON, err)
+		}
+		return nil, plainText(tp)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if tp[0] == '{' || tp[0] == '[' || tp[0] == '"' {
+			return nil, fmt.Errorf("%w: trailing data", ErrBadJSON)
+		}
+		return nil, plainText(tp)
+	}
+	return doc, nil
+}
+
+func plainText(tp []byte) error {
+	if !utf8.Valid(tp) || len(tp) > 256 {
+		return fmt.Errorf("%w: neither JSON nor a short text value", ErrBadJSON)
+	}
+	for _, r := range string(tp) {
+		if r < 0x20 {
+			return fmt.Errorf("%w: control characters in text value", ErrBadJSON)
+		}
+	}
+	return errNotJSON
+}
+
+// lookup follows a dot path through JSON objects.
+func lookup(doc any, path string) (any, bool) {
+	cur := doc
+	for part := range strings.SplitSeq(path, ".") {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		cur, ok = obj[part]
+		if !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// parseTime reads an RFC 3339 string or epoch milliseconds.
+func parseTime(v any) (time.Time, error) {
+	switch x := v.(type) {
+	case string:
+		if ts, err := time.Parse(time.RFC3339Nano, x); err == nil {
+			return ts, nil
+		}
+		if ms, err := strconv.ParseInt(x, 10, 64); err == nil {
+			return epochMS(float64(ms))
+		}
+		return time.Time{}, fmt.Errorf("timestamp %q is neither RFC 3339 nor epoch ms: %w", truncate(x), ErrBadValue)
+	case json.Number:
+		f, err := x.Float64()
+		if err != nil {
+			return time.Time{}, fmt.Errorf("timestamp %s: %w", truncate(x.String()), ErrBadValue)
+		}
+		return epochMS(f)
+	}
+	return time.Time{}, fmt.Errorf("timestamp is %s, want RFC 3339 string or epoch ms: %w", typeName(v), ErrBadValue)
+}
+
+func epochMS(ms float64) (time.Time, error) {
+	// Year 2000 to 2200: anything else is a unit mistake (seconds, µs).
+	if math.IsNaN(ms) || ms < 946684800000 || ms > 7258118400000 {
+		return time.Time{}, fmt.Errorf("epoch ms %v out of range (seconds instead of ms?): %w", ms, ErrBadValue)
+	}
+	return time.UnixMilli(int64(ms)).UTC(), nil
+}
+
+// convert turns a raw value into what the binding's signal needs.
+func convert(x *extracted, v any) error {
+	switch x.b.signal {
+	case GoodCount, ScrapCount:
+		f, err := toNumber(v)
+		if err != nil {
+			return err
+		}
+		if f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+			return fmt.Errorf("counter value %v: %w", f, ErrBadValue)
+		}
+		x.counter = f
+	case Running:
+		r, err := toRunning(v)
+		if err != nil {
+			return err
+		}
+		x.running = r
+	case DowntimeReason:
+		r, err := toReason(v)
+		if err != nil {
+			return err
+		}
+		x.reason = r
+	}
+	return nil
+}
+
+func toNumber(v any) (float64, error) {
+	switch x := v.(type) {
+	case json.Number:
+		f, err := strconv.ParseFloat(x.String(), 64)
+		if err != nil {
+			return 0, fmt.Errorf("number %s: %w", truncate(x.String()), ErrBadValue)
+		}
+		return f, nil
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a number: %w", truncate(x), ErrBadValue)
+		}
+		return f, nil
+	case float64:
+		return x, nil
+	case float32:
+		return float64(x), nil
+	case int:
+		return float64(x), nil
+	case int8:
+		return float64(x), nil
+	case int16:
+		return float64(x), nil
+	case int32:
+		return float64(x), nil
+	case int64:
+		return float64(x), nil
+	case uint:
+		return float64(x), nil
+	case uint8:
+		return float64(x), nil
+	case uint16:
+		return float64(x), nil
+	case uint32:
+		return float64(x), nil
+	case uint64:
+		return float64(x), nil
+	}
+	return 0, fmt.Errorf("%s is not a number: %w", typeName(v), ErrBadValue)
+}
+
+func toRunning(v any) (bool, error) {
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case string:
+		switch strings.ToLower(strings.TrimSpace(x)) {
+		case "true", "1", "running", "run", "on":
+			return true, nil
+		case "false", "0", "stopped", "stop", "off":
+			return false, nil
+		}
+		return false, fmt.Errorf("running value %q: want true/false, 1/0 or running/stopped: %w", truncate(x), ErrBadValue)
+	case nil:
+		return false, fmt.Errorf("running value is null: %w", ErrBadValue)
+	}
+	f, err := toNumber(v)
+	if err != nil {
+		return false, fmt.Errorf("running value: %w", err)
+	}
+	if math.IsNaN(f) {
+		return false, fmt.Errorf("running value NaN: %w", ErrBadValue)
+	}
+	return f != 0, nil
+}
+
+func toReason(v any) (string, error) {
+	switch x := v.(type) {
+	case nil:
+		return "", nil
+	case string:
+		s := strings.TrimSpace(x)
+		if len(s) > 256 || !utf8.ValidString(s) {
+			return "", fmt.Errorf("reason code too long or not UTF-8: %w", ErrBadValue)
+		}
+		return s, nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case json.Number:
+		return x.String(), nil
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	case float32:
+		return strconv.FormatFloat(float64(x), 'f', -1, 32), nil
+	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
+		return fmt.Sprint(x), nil
+	}
+	return "", fmt.Errorf("reason is %s, want a code or text: %w", typeName(v), ErrBadValue)
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "a list"
+	case bool:
+		return "a boolean"
+	case string:
+		return "a string"
+	case json.Number:
+		return "a number"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+func truncate(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}

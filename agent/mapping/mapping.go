@@ -1,0 +1,323 @@
+// Package mapping turns source samples (OPC UA values, MQTT payloads) into
+// machine events — counter deltas and downtime transitions — following the
+// tag mapping of the configuration. It is pure code: no I/O, no goroutines.
+package mapping
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/connectors"
+)
+
+// Signal names a machine signal as in the YAML.
+type Signal string
+
+// Machine signals.
+const (
+	GoodCount      Signal = "good_count"
+	ScrapCount     Signal = "scrap_count"
+	Running        Signal = "running"
+	DowntimeReason Signal = "downtime_reason"
+)
+
+// EventKind says what an Event reports.
+type EventKind uint8
+
+// Event kinds.
+const (
+	EventCount   EventKind = iota + 1 // a counter advanced: Delta > 0
+	EventStopped                      // machine went running -> stopped at Time; opens a downtime
+	EventRunning                      // machine went stopped -> running: closes the downtime Start..End
+	EventReason                       // downtime reason changed while stopped
+)
+
+// String names the kind for logs and golden files.
+func (k EventKind) String() string {
+	switch k {
+	case EventCount:
+		return "count"
+	case EventStopped:
+		return "stopped"
+	case EventRunning:
+		return "running"
+	case EventReason:
+		return "reason"
+	}
+	return fmt.Sprintf("EventKind(%d)", uint8(k))
+}
+
+// Event is one thing that happened to a machine.
+type Event struct {
+	Machine string
+	Kind    EventKind
+	Signal  Signal
+	// Time is the source time of the sample (or its receive time when the
+	// source gave none).
+	Time time.Time
+
+	Delta float64 // EventCount: pieces since the previous value
+	Raw   float64 // EventCount: the raw counter value
+	// Reset and Rollover say how a decrease was read (EventCount).
+	Reset, Rollover bool
+
+	// Start..End is the downtime (EventRunning); EventStopped sets Start.
+	Start, End time.Time
+	// Reason is the raw reason code, Loss the Odoo loss name it maps to
+	// ("" when the machine has no downtime_reason signal).
+	Reason, Loss string
+	// LossDefaulted is set when Reason had no entry in the map and the
+	// default loss was used; the caller reports it.
+	LossDefaulted bool
+}
+
+// PayloadError is a sample whose value cannot be used. The caller counts and
+// logs it and acknowledges the message; the state is left unchanged.
+type PayloadError struct {
+	Source  string // configured source name
+	Address string // topic or node id
+	Field   string // dot path in the payload, "" for a bare value
+	Err     error
+}
+
+// Error names the source, topic or node, and field.
+func (e *PayloadError) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("payload from %s %q field %q: %v", e.Source, e.Address, e.Field, e.Err)
+	}
+	return fmt.Sprintf("payload from %s %q: %v", e.Source, e.Address, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *PayloadError) Unwrap() error { return e.Err }
+
+// Errors wrapped by PayloadError.
+var (
+	// ErrMissingField means none of the fields bound to a topic was present.
+	ErrMissingField = errors.New("field not found")
+	// ErrBadValue means a value has the wrong type or range for its signal.
+	ErrBadValue = errors.New("unusable value")
+	// ErrBadJSON means the payload is not the JSON object the mapping needs.
+	ErrBadJSON = errors.New("malformed JSON")
+)
+
+type addrKey struct {
+	kind    connectors.Kind
+	source  string
+	address string
+}
+
+type binding struct {
+	machine  string
+	signal   Signal
+	field    string // MQTT dot path, "" for bare payload
+	tsField  string
+	srcID    string // identity of the source value, stored with counter state
+	rollover uint64
+	lossMap  map[string]string
+	defLoss  string
+	hasLoss  bool // machine has a downtime_reason signal
+
+	dupOrInitial bool // set on per-sample copies: the value may repeat one already seen
+}
+
+// Mapper maps samples to events. It is immutable after New and safe for
+// concurrent use; the State passed to Apply is not.
+type Mapper struct {
+	index    map[addrKey][]*binding
+	nodes    map[string][]string
+	topics   map[string][]string
+	machines []string
+	reason   map[string]*binding // machine -> its reason binding (for loss mapping)
+}
+
+// New builds a Mapper from a validated configuration.
+func New(cfg *config.Config) (*Mapper, error) {
+	if cfg == nil {
+		return nil, errors.New("mapping: nil config")
+	}
+	m := &Mapper{
+		index:  map[addrKey][]*binding{},
+		nodes:  map[string][]string{},
+		topics: map[string][]string{},
+		reason: map[string]*binding{},
+	}
+	seenMachine := map[string]bool{}
+	for i := range cfg.Machines {
+		mc := &cfg.Machines[i]
+		if mc.ID == "" || seenMachine[mc.ID] {
+			return nil, fmt.Errorf("mapping: machine %d: empty or duplicate id %q", i, mc.ID)
+		}
+		seenMachine[mc.ID] = true
+		m.machines = append(m.machines, mc.ID)
+		defLoss := cfg.Odoo.DefaultLoss
+		var lossMap map[string]string
+		if mc.DowntimeReason != nil {
+			lossMap = mc.DowntimeReason.Map
+			if mc.DowntimeReason.Default != "" {
+				defLoss = mc.DowntimeReason.Default
+			}
+		}
+		for _, r := range mc.Refs() {
+			b := &binding{
+				machine: mc.ID,
+				signal:  Signal(r.Signal),
+				lossMap: lossMap,
+				defLoss: defLoss,
+				hasLoss: mc.DowntimeReason != nil,
+			}
+			switch b.signal {
+			case GoodCount:
+				b.rollover = mc.GoodCount.Rollover
+			case ScrapCount:
+				b.rollover = mc.ScrapCount.Rollover
+			case DowntimeReason:
+				m.reason[mc.ID] = b
+			}
+			var k addrKey
+			switch {
+			case r.Ref.OPCUA != nil:
+				k = addrKey{connectors.KindOPCUA, r.Ref.OPCUA.Server, r.Ref.OPCUA.Node}
+				m.nodes[k.source] = appendUnique(m.nodes[k.source], k.address)
+			case r.Ref.MQTT != nil:
+				k = addrKey{connectors.KindMQTT, r.Ref.MQTT.Broker, r.Ref.MQTT.Topic}
+				b.field = r.Ref.MQTT.Field
+				b.tsField = r.Ref.MQTT.TimestampField
+				m.topics[k.source] = appendUnique(m.topics[k.source], k.address)
+			default:
+				return nil, fmt.Errorf("mapping: machine %s %s: no source", mc.ID, r.Signal)
+			}
+			b.srcID = fmt.Sprintf("%s:%s:%s:%s", k.kind, k.source, k.address, b.field)
+			m.index[k] = append(m.index[k], b)
+		}
+	}
+	return m, nil
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// OPCUANodes returns the node ids to monitor on the named server, in
+// configuration order, without duplicates.
+func (m *Mapper) OPCUANodes(server string) []string {
+	return append([]string(nil), m.nodes[server]...)
+}
+
+// MQTTTopics returns the topics to subscribe on the named broker, in
+// configuration order, without duplicates.
+func (m *Mapper) MQTTTopics(broker string) []string {
+	return append([]string(nil), m.topics[broker]...)
+}
+
+// Machines returns the configured machine ids in configuration order.
+func (m *Mapper) Machines() []string { return append([]string(nil), m.machines...) }
+
+// Loss maps a reason code of a machine to its Odoo loss name; defaulted
+// reports that the code was not in the map.
+func (m *Mapper) Loss(machine, reason string) (loss string, defaulted bool) {
+	b := m.reason[machine]
+	if b == nil {
+		return "", false
+	}
+	return b.loss(reason)
+}
+
+func (b *binding) loss(reason string) (string, bool) {
+	if !b.hasLoss {
+		return "", false
+	}
+	if reason == "" {
+		return b.defLoss, false
+	}
+	if l, ok := b.lossMap[reason]; ok {
+		return l, false
+	}
+	return b.defLoss, true
+}
+
+// State is everything the mapping remembers between samples, per machine.
+// It is small and serialisable; the agent persists one machine at a time.
+type State struct {
+	Machines map[string]*MachineState
+}
+
+// MachineState is one machine's remembered values.
+type MachineState struct {
+	// Counters holds the last accepted raw value per counter signal.
+	Counters map[Signal]*CounterState `json:"counters,omitempty"`
+	// Running is the last known run state; nil when unknown.
+	Running *bool `json:"running,omitempty"`
+	// RunningTime is the source time of the last accepted running sample.
+	RunningTime time.Time `json:"running_time,omitzero"`
+	// StopStart is when the open downtime began (set while stopped).
+	StopStart time.Time `json:"stop_start,omitzero"`
+	// Reason is the current downtime reason code; ReasonSet says one was seen.
+	Reason     string    `json:"reason,omitempty"`
+	ReasonSet  bool      `json:"reason_set,omitempty"`
+	ReasonTime time.Time `json:"reason_time,omitzero"`
+}
+
+// CounterState is the baseline of one counter.
+type CounterState struct {
+	// Src identifies the source value (kind:source:address:field). A stored
+	// baseline from another source (the mapping was edited) is not used.
+	Src  string  `json:"src"`
+	Last float64 `json:"last"`
+	// Time is the source time of Last; zero when the source gave none.
+	Time time.Time `json:"time,omitzero"`
+}
+
+// NewState returns an empty state.
+func NewState() *State { return &State{Machines: map[string]*MachineState{}} }
+
+// Marshal encodes one machine's state; an unknown machine encodes as an empty state.
+func (s *State) Marshal(machine string) ([]byte, error) {
+	ms := s.Machines[machine]
+	if ms == nil {
+		ms = &MachineState{}
+	}
+	b, err := json.Marshal(ms)
+	if err != nil {
+		return nil, fmt.Errorf("marshal state of %s: %w", machine, err)
+	}
+	return b, nil
+}
+
+// Unmarshal restores one machine's state from Marshal's output.
+func (s *State) Unmarshal(machine string, b []byte) error {
+	var ms MachineState
+	if err := json.Unmarshal(b, &ms); err != nil {
+		return fmt.Errorf("unmarshal state of %s: %w", machine, err)
+	}
+	for sig, c := range ms.Counters {
+		if c == nil {
+			delete(ms.Counters, sig)
+		}
+	}
+	if s.Machines == nil {
+		s.Machines = map[string]*MachineState{}
+	}
+	s.Machines[machine] = &ms
+	return nil
+}
+
+func (s *State) machine(id string) *MachineState {
+	if s.Machines == nil {
+		s.Machines = map[string]*MachineState{}
+	}
+	ms := s.Machines[id]
+	if ms == nil {
+		ms = &MachineState{}
+		s.Machines[id] = ms
+	}
+	return ms
+}
