@@ -55,8 +55,9 @@ if [ "$first" = yes ]; then
 
 plantedge is installed and enabled, but NOT started.
   1. Edit /etc/plantedge/plantedge.yaml (site, Odoo URL, sources, machines).
-  2. Put the Odoo API key in /etc/plantedge/odoo-api-key (root:root, mode 0600):
-       install -m 0600 /dev/null /etc/plantedge/odoo-api-key && editor /etc/plantedge/odoo-api-key
+  2. Put the Odoo API key, alone, in /etc/plantedge/odoo-api-key (root only):
+       install -m 0600 /dev/null /etc/plantedge/odoo-api-key
+     then paste the key into that file with any editor.
   3. Check it:  plantedge validate -c /etc/plantedge/plantedge.yaml
   4. Start it:  systemctl start plantedge && plantedge status
 
