@@ -1,0 +1,53 @@
+// Package mqtttest runs an embedded MQTT broker (mochi-mqtt, in memory) for
+// tests and `plantedge demo`. It is not for production: it keeps nothing on
+// disk and allows every client.
+package mqtttest
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// Broker is an embedded MQTT broker listening on loopback.
+type Broker struct {
+	srv *mochi.Server
+	tcp *listeners.TCP
+}
+
+// Start starts a broker on addr ("127.0.0.1:0" picks a free port).
+func Start(addr string) (*Broker, error) {
+	srv := mochi.New(&mochi.Options{
+		InlineClient: true,
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, fmt.Errorf("mqtt broker auth hook: %w", err)
+	}
+	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})
+	if err := srv.AddListener(tcp); err != nil {
+		return nil, fmt.Errorf("mqtt broker listen %s: %w", addr, err)
+	}
+	if err := srv.Serve(); err != nil {
+		return nil, fmt.Errorf("mqtt broker serve: %w", err)
+	}
+	return &Broker{srv: srv, tcp: tcp}, nil
+}
+
+// Addr is the broker's host:port.
+func (b *Broker) Addr() string { return b.tcp.Address() }
+
+// URL is the broker's tcp:// URL for the connector config.
+func (b *Broker) URL() string { return "tcp://" + b.Addr() }
+
+// Publish publishes a message from the broker's inline client.
+func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	return b.srv.Publish(topic, payload, retain, qos)
+}
+
+// Close stops the broker.
+func (b *Broker) Close() error { return b.srv.Close() }
