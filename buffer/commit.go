@@ -1,0 +1,620 @@
+package buffer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// dropLogEvery rate-limits the quota log line: one line per burst with the counts.
+const dropLogEvery = 10 * time.Second
+
+// txn is one write transaction of the committer with its bucket handles and
+// the state it will publish if the commit succeeds.
+type txn struct {
+	tx      *bolt.Tx
+	lanes   [NumLanes]*bolt.Bucket
+	dead    *bolt.Bucket
+	meta    *bolt.Bucket
+	sys     *bolt.Bucket
+	w       state
+	dirty   [NumLanes]bool // head of the lane may have changed
+	merging bool           // holds markMu until the commit is done
+}
+
+// opFunc is a write applied inside a group transaction. It returns a
+// *rejectError when it fails before changing anything (only its caller sees
+// the error); any other error aborts the whole transaction.
+type opFunc func(t *txn) error
+
+type rejectError struct{ err error }
+
+func (e *rejectError) Error() string { return e.err.Error() }
+func (e *rejectError) Unwrap() error { return e.err }
+
+type request struct {
+	ctx     context.Context
+	recs    []Record // Append
+	meta    []KV     // Append
+	fn      opFunc   // everything else
+	nrec    int
+	arrived time.Time
+	taken   atomic.Int32 // 0 waiting, 1 taken by the committer, 2 given up by the caller
+	seqs    []uint64
+	err     error
+	done    chan struct{}
+}
+
+const (
+	reqWaiting = iota
+	reqTaken
+	reqAbandoned
+)
+
+// submit hands r to the committer and waits for its commit. Once the
+// committer has taken r, submit waits for the outcome even if ctx ends, so an
+// error always means nothing of r was written.
+func (q *Queue) submit(ctx context.Context, r *request) error {
+	if q.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	if q.closed.Load() {
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.ctx = ctx
+	r.done = make(chan struct{})
+	r.arrived = time.Now()
+	select {
+	case q.reqs <- r:
+	case <-q.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		if r.taken.CompareAndSwap(reqWaiting, reqAbandoned) {
+			return ctx.Err()
+		}
+		<-r.done
+		return r.err
+	}
+}
+
+// run is the committer: it collects requests for the commit window (counted
+// from the first request's arrival) or until CommitRecords wait, and commits
+// them in one transaction.
+func (q *Queue) run(cur state) {
+	defer close(q.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		var batch []*request
+		select {
+		case r := <-q.reqs:
+			batch = append(batch, r)
+		case <-q.quit:
+			q.logBurst(&cur, true)
+			return
+		}
+		n := batch[0].nrec
+		deadline := batch[0].arrived.Add(q.opts.CommitWindow)
+		quitting := false
+	collect:
+		for n < q.opts.CommitRecords {
+			select {
+			case r := <-q.reqs:
+				batch = append(batch, r)
+				n += r.nrec
+				continue
+			default:
+			}
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				break
+			}
+			timer.Reset(wait)
+			select {
+			case r := <-q.reqs:
+				batch = append(batch, r)
+				n += r.nrec
+			case <-timer.C:
+				break collect
+			case <-q.quit:
+				quitting = true
+				break collect
+			}
+			timer.Stop()
+		}
+		timer.Stop()
+		q.commit(&cur, batch)
+		if quitting {
+			q.logBurst(&cur, true)
+			return
+		}
+	}
+}
+
+func (q *Queue) commit(cur *state, batch []*request) {
+	live := batch[:0]
+	for _, r := range batch {
+		if !r.taken.CompareAndSwap(reqWaiting, reqTaken) {
+			continue // the caller gave up; it has already returned
+		}
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			close(r.done)
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	err := q.runTx(cur, live, true)
+	if errors.Is(err, berrors.ErrMaxSizeReached) {
+		q.shrinkBudget(cur)
+		err = q.runTx(cur, live, true)
+	}
+	if err != nil && len(live) > 1 {
+		// One bad request must not fail its neighbours: retry each alone.
+		for _, r := range live {
+			if e := q.runTx(cur, []*request{r}, r.fn == nil); e != nil {
+				r.err = e
+			}
+		}
+	} else if err != nil {
+		if live[0].fn != nil && errors.Is(err, berrors.ErrMaxSizeReached) {
+			err = q.runTx(cur, live, false)
+		}
+		if err != nil {
+			live[0].err = err
+		}
+	}
+	for _, r := range live {
+		if errors.Is(r.err, berrors.ErrMaxSizeReached) {
+			r.err = fmt.Errorf("%w: file reached max bytes: %w", ErrFull, r.err)
+		}
+		close(r.done)
+	}
+}
+
+// shrinkBudget reacts to bbolt refusing to grow the file past MaxBytes: the
+// logical budget was too optimistic for this data, so it is lowered below
+// what is used now and a delete-only transaction frees the difference.
+func (q *Queue) shrinkBudget(cur *state) {
+	old := q.budget.Load()
+	nb := min(old, cur.used()) * 9 / 10
+	q.budget.Store(nb)
+	q.log.Warn("buffer file reached max_bytes; lowering the logical budget", "old_budget", old, "new_budget", nb, "used", cur.used())
+	fn := func(t *txn) error {
+		_, err := q.makeRoom(t, 0, LaneCounts)
+		return err
+	}
+	if err := q.runTx(cur, []*request{{fn: fn}}, false); err != nil {
+		q.log.Error("buffer: freeing space after reaching max_bytes failed", "err", err)
+	}
+}
+
+func (q *Queue) beginTxn(cur *state) (*txn, error) {
+	tx, err := q.db.Begin(true)
+	if err != nil {
+		return nil, err
+	}
+	t := &txn{tx: tx, w: *cur}
+	for l := range Lane(NumLanes) {
+		t.lanes[l] = tx.Bucket(bucketLanes[l])
+		t.lanes[l].FillPercent = 1.0 // keys are sequential
+	}
+	t.dead = tx.Bucket(bucketDead)
+	t.dead.FillPercent = 1.0
+	t.meta = tx.Bucket(bucketMeta)
+	t.sys = tx.Bucket(bucketSys)
+	return t, nil
+}
+
+// runTx applies reqs in one transaction and commits it. With enforceMax false
+// bbolt's MaxSize is lifted for this transaction (deletes must never be
+// blocked by a full file, or a full buffer could not drain).
+func (q *Queue) runTx(cur *state, reqs []*request, enforceMax bool) (err error) {
+	if !enforceMax && q.db.MaxSize > 0 {
+		q.db.MaxSize = 0
+		defer func() { q.db.MaxSize = int(q.opts.MaxBytes) }()
+	}
+	t, err := q.beginTxn(cur)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if t.merging {
+			q.markMu.Unlock()
+		}
+	}()
+	for _, r := range reqs {
+		r.err, r.seqs = nil, nil
+		var e error
+		if r.fn != nil {
+			e = r.fn(t)
+		} else {
+			e = q.applyAppend(t, r)
+		}
+		var rj *rejectError
+		if errors.As(e, &rj) {
+			r.err = rj.err
+			continue
+		}
+		if e != nil {
+			_ = t.tx.Rollback()
+			return e
+		}
+	}
+	if err := q.finishTxn(t, cur); err != nil {
+		_ = t.tx.Rollback()
+		return err
+	}
+	if err := t.tx.Commit(); err != nil {
+		return err
+	}
+	*cur = t.w
+	q.mu.Lock()
+	q.st = t.w
+	q.mu.Unlock()
+	q.logBurst(cur, false)
+	return nil
+}
+
+// finishTxn writes the persistent counters and refreshes lane head times.
+func (q *Queue) finishTxn(t *txn, cur *state) error {
+	w := &t.w
+	put := func(key []byte, nv, ov uint64) error {
+		if nv == ov {
+			return nil
+		}
+		return putUint64(t.sys, key, nv)
+	}
+	if err := put(sysSeq, w.seq, cur.seq); err != nil {
+		return err
+	}
+	if err := put(sysDLSeq, w.dlSeq, cur.dlSeq); err != nil {
+		return err
+	}
+	if err := put(sysMerged, w.merged, cur.merged); err != nil {
+		return err
+	}
+	for l := range Lane(NumLanes) {
+		if err := put(sysDropped[l], w.lanes[l].Dropped, cur.lanes[l].Dropped); err != nil {
+			return err
+		}
+		if !t.dirty[l] {
+			continue
+		}
+		ls := &w.lanes[l]
+		ls.Oldest = time.Time{}
+		if ls.Pending == 0 {
+			continue
+		}
+		k, v := t.lanes[l].Cursor().First()
+		if k == nil {
+			return fmt.Errorf("lane %s: %d records counted but none found", l, ls.Pending)
+		}
+		rec, err := decodeRecord(v)
+		if err != nil {
+			return fmt.Errorf("lane %s head %d: %w", l, beUint64(k), err)
+		}
+		ls.Oldest = rec.Time
+	}
+	return nil
+}
+
+// logBurst logs quota drops and merges, at most once per dropLogEvery.
+func (q *Queue) logBurst(cur *state, force bool) {
+	b := cur.burstDropped
+	if b == [NumLanes]uint64{} && cur.burstMerged == 0 {
+		return
+	}
+	now := time.Now()
+	if !force && !q.lastLog.IsZero() && now.Sub(q.lastLog) < dropLogEvery {
+		return
+	}
+	q.lastLog = now
+	q.log.Warn("buffer quota reached: records dropped or merged to stay under max_bytes",
+		"dropped_telemetry", b[LaneTelemetry], "dropped_events", b[LaneEvents],
+		"merged_counts", cur.burstMerged, "used_bytes", cur.used(), "budget_bytes", q.budget.Load())
+	cur.burstDropped = [NumLanes]uint64{}
+	cur.burstMerged = 0
+	q.mu.Lock()
+	q.st.burstDropped, q.st.burstMerged = cur.burstDropped, 0
+	q.mu.Unlock()
+}
+
+func validateMeta(kvs []KV) error {
+	for _, kv := range kvs {
+		if kv.Key == "" || len(kv.Key) > bolt.MaxKeySize {
+			return fmt.Errorf("meta key %q: length %d outside [1, %d]", kv.Key, len(kv.Key), bolt.MaxKeySize)
+		}
+	}
+	return nil
+}
+
+func putMeta(t *txn, kvs []KV) error {
+	for _, kv := range kvs {
+		k := []byte(kv.Key)
+		if old := t.meta.Get(k); old != nil {
+			t.w.metaBytes -= metaSize(len(k), len(old))
+		}
+		if kv.Value == nil {
+			if err := t.meta.Delete(k); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := t.meta.Put(k, append([]byte{}, kv.Value...)); err != nil {
+			return err
+		}
+		t.w.metaBytes += metaSize(len(k), len(kv.Value))
+	}
+	return nil
+}
+
+// Append makes recs durable (fsync'd bbolt commit) together with the meta
+// entries, in one transaction shared with concurrent appenders (group
+// commit), and returns their sequence numbers once committed. Under quota
+// pressure it drops telemetry, merges counts, then drops events (incoming
+// telemetry never displaces events or counts); ErrFull if that is not enough.
+func (q *Queue) Append(ctx context.Context, recs []Record, meta ...KV) ([]uint64, error) {
+	if len(recs) == 0 && len(meta) == 0 {
+		return nil, nil
+	}
+	for i, r := range recs {
+		if r.Lane >= NumLanes {
+			return nil, fmt.Errorf("append: record %d: unknown lane %d", i, r.Lane)
+		}
+	}
+	if err := validateMeta(meta); err != nil {
+		return nil, fmt.Errorf("append: %w", err)
+	}
+	r := &request{recs: recs, meta: meta, nrec: len(recs) + len(meta)}
+	if err := q.submit(ctx, r); err != nil {
+		return nil, fmt.Errorf("append: %w", err)
+	}
+	return r.seqs, nil
+}
+
+func (q *Queue) applyAppend(t *txn, r *request) error {
+	var need int64
+	prio := LaneTelemetry
+	total := 0
+	for _, rec := range r.recs {
+		n := encodedSize(rec)
+		total += n
+		need += int64(n + elemOverhead)
+		prio = min(prio, rec.Lane)
+	}
+	for _, kv := range r.meta {
+		if kv.Value != nil {
+			need += metaSize(len(kv.Key), len(kv.Value))
+		}
+		if old := t.meta.Get([]byte(kv.Key)); old != nil {
+			need -= metaSize(len(kv.Key), len(old))
+		}
+	}
+	if budget := q.budget.Load(); budget > 0 && t.w.used()+need > budget {
+		if need > budget {
+			return &rejectError{fmt.Errorf("%w: %d bytes exceed the whole budget of %d", ErrFull, need, budget)}
+		}
+		ok, err := q.makeRoom(t, need, prio)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &rejectError{fmt.Errorf("%w: need %d bytes, %d of %d in use", ErrFull, need, t.w.used(), budget)}
+		}
+	}
+	now := time.Now().UTC()
+	slab := make([]byte, 0, total)
+	seqs := make([]uint64, len(r.recs))
+	for i, rec := range r.recs {
+		t.w.seq++
+		rec.Seq = t.w.seq
+		if rec.Time.IsZero() {
+			rec.Time = now
+		}
+		start := len(slab)
+		slab = encodeRecord(slab, rec)
+		v := slab[start:len(slab):len(slab)]
+		if err := t.lanes[rec.Lane].Put(seqKey(rec.Seq), v); err != nil {
+			return err
+		}
+		ls := &t.w.lanes[rec.Lane]
+		if ls.Pending == 0 {
+			t.dirty[rec.Lane] = true
+		}
+		ls.Pending++
+		ls.Bytes += int64(len(v) + elemOverhead)
+		seqs[i] = rec.Seq
+	}
+	if err := putMeta(t, r.meta); err != nil {
+		return err
+	}
+	r.seqs = seqs
+	return nil
+}
+
+// Ack deletes delivered records (by Lane and Seq) and writes the meta entries
+// in one durable transaction. Records already gone are ignored.
+func (q *Queue) Ack(ctx context.Context, recs []Record, meta ...KV) error {
+	for i, r := range recs {
+		if r.Lane >= NumLanes {
+			return fmt.Errorf("ack: record %d: unknown lane %d", i, r.Lane)
+		}
+	}
+	if err := validateMeta(meta); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	keys := make([]laneSeq, len(recs))
+	for i, r := range recs {
+		keys[i] = laneSeq{r.Lane, r.Seq}
+	}
+	fn := func(t *txn) error {
+		for _, k := range keys {
+			if _, err := t.deleteRecord(k.lane, k.seq); err != nil {
+				return err
+			}
+		}
+		return putMeta(t, meta)
+	}
+	if err := q.submit(ctx, &request{fn: fn, nrec: len(recs) + len(meta)}); err != nil {
+		return fmt.Errorf("ack: %w", err)
+	}
+	return nil
+}
+
+type laneSeq struct {
+	lane Lane
+	seq  uint64
+}
+
+// deleteRecord removes one record from its lane and returns its stored bytes
+// (nil if it was not there).
+func (t *txn) deleteRecord(lane Lane, seq uint64) ([]byte, error) {
+	b := t.lanes[lane]
+	k := seqKey(seq)
+	v := b.Get(k)
+	if v == nil {
+		return nil, nil
+	}
+	v = append([]byte(nil), v...)
+	if err := b.Delete(k); err != nil {
+		return nil, err
+	}
+	ls := &t.w.lanes[lane]
+	ls.Pending--
+	ls.Bytes -= int64(len(v) + elemOverhead)
+	t.dirty[lane] = true
+	return v, nil
+}
+
+// PutMeta writes meta entries durably (nil Value deletes).
+func (q *Queue) PutMeta(ctx context.Context, kvs ...KV) error {
+	if err := validateMeta(kvs); err != nil {
+		return fmt.Errorf("put meta: %w", err)
+	}
+	if len(kvs) == 0 {
+		return nil
+	}
+	fn := func(t *txn) error { return putMeta(t, kvs) }
+	if err := q.submit(ctx, &request{fn: fn, nrec: len(kvs)}); err != nil {
+		return fmt.Errorf("put meta: %w", err)
+	}
+	return nil
+}
+
+// DeadLetter atomically moves a pending record (by Lane and Seq) out of its
+// lane into the dead-letter bucket with the reason. ErrNotFound if it is not pending.
+func (q *Queue) DeadLetter(ctx context.Context, rec Record, reason string) error {
+	if rec.Lane >= NumLanes {
+		return fmt.Errorf("dead letter: unknown lane %d", rec.Lane)
+	}
+	fn := func(t *txn) error {
+		v := t.lanes[rec.Lane].Get(seqKey(rec.Seq))
+		if v == nil {
+			return &rejectError{fmt.Errorf("%s seq %d: %w", rec.Lane, rec.Seq, ErrNotFound)}
+		}
+		stored, err := decodeRecord(v)
+		if err != nil {
+			return &rejectError{fmt.Errorf("%s seq %d: %w", rec.Lane, rec.Seq, err)}
+		}
+		t.w.dlSeq++
+		enc := encodeDeadLetter(DeadLetter{ID: t.w.dlSeq, Record: stored, Reason: reason, At: time.Now()})
+		if err := t.dead.Put(seqKey(t.w.dlSeq), enc); err != nil {
+			return err
+		}
+		if _, err := t.deleteRecord(rec.Lane, rec.Seq); err != nil {
+			return err
+		}
+		t.w.dead++
+		t.w.deadBytes += int64(len(enc) + elemOverhead)
+		return nil
+	}
+	if err := q.submit(ctx, &request{fn: fn, nrec: 1}); err != nil {
+		return fmt.Errorf("dead letter: %w", err)
+	}
+	q.log.Warn("record moved to dead letters", "seq", rec.Seq, "lane", rec.Lane.String(), "key", rec.Key, "reason", reason)
+	return nil
+}
+
+// takeDeadLetter removes dead letter id and returns it.
+func (t *txn) takeDeadLetter(id uint64) (DeadLetter, error) {
+	k := seqKey(id)
+	v := t.dead.Get(k)
+	if v == nil {
+		return DeadLetter{}, &rejectError{fmt.Errorf("dead letter %d: %w", id, ErrNotFound)}
+	}
+	d, err := decodeDeadLetter(id, v)
+	if err != nil {
+		return d, &rejectError{fmt.Errorf("dead letter %d: %w", id, err)}
+	}
+	size := int64(len(v) + elemOverhead)
+	if err := t.dead.Delete(k); err != nil {
+		return d, err
+	}
+	t.w.dead--
+	t.w.deadBytes -= size
+	return d, nil
+}
+
+// RetryDeadLetter moves a dead letter back into its lane. It keeps its Seq,
+// so it is read before later records of its lane and per-key order holds.
+func (q *Queue) RetryDeadLetter(ctx context.Context, id uint64) error {
+	fn := func(t *txn) error {
+		d, err := t.takeDeadLetter(id)
+		if err != nil {
+			return err
+		}
+		rec := d.Record
+		v := encodeRecord(nil, rec)
+		if err := t.lanes[rec.Lane].Put(seqKey(rec.Seq), v); err != nil {
+			return err
+		}
+		ls := &t.w.lanes[rec.Lane]
+		ls.Pending++
+		ls.Bytes += int64(len(v) + elemOverhead)
+		t.dirty[rec.Lane] = true
+		return nil
+	}
+	if err := q.submit(ctx, &request{fn: fn, nrec: 1}); err != nil {
+		return fmt.Errorf("retry dead letter: %w", err)
+	}
+	return nil
+}
+
+// DropDeadLetter deletes a dead letter for good; it is counted as dropped in
+// its lane and logged.
+func (q *Queue) DropDeadLetter(ctx context.Context, id uint64) error {
+	var d DeadLetter
+	fn := func(t *txn) error {
+		var err error
+		d, err = t.takeDeadLetter(id)
+		if err != nil {
+			return err
+		}
+		t.w.lanes[d.Record.Lane].Dropped++
+		return nil
+	}
+	if err := q.submit(ctx, &request{fn: fn, nrec: 1}); err != nil {
+		return fmt.Errorf("drop dead letter: %w", err)
+	}
+	q.log.Warn("dead letter dropped", "id", id, "seq", d.Record.Seq, "lane", d.Record.Lane.String(),
+		"key", d.Record.Key, "reason", d.Reason)
+	return nil
+}

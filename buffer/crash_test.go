@@ -1,0 +1,245 @@
+package buffer
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	crashChildEnv   = "PLANTEDGE_BUFFER_CRASH_CHILD" // path of the buffer file; selects child mode
+	crashWriters    = 4
+	crashRounds     = 24
+	crashMaxBatch   = 40
+	crashPayloadLen = 120
+)
+
+// crashPayload is the deterministic content of record i of batch b of writer w,
+// so the parent can check every acknowledged record is intact.
+func crashPayload(w, b, i int) []byte {
+	s := fmt.Sprintf("w=%d b=%d i=%d ", w, b, i)
+	return []byte(s + strings.Repeat(string(rune('a'+(w+b+i)%26)), crashPayloadLen-len(s)))
+}
+
+func crashMetaKey(w int) string { return fmt.Sprintf("crash/writer/%d", w) }
+
+// crashChild appends from several goroutines until it is killed; after every
+// Append returns it prints "ack <writer> <batch> <firstSeq> <n>". Each batch
+// carries the writer's batch number as a meta entry in the same transaction.
+func crashChild() int {
+	path := os.Getenv(crashChildEnv)
+	q, err := Open(path, Options{CommitWindow: 2 * time.Millisecond})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child open:", err)
+		return 2
+	}
+	// Continue each writer's batch numbering from what the file holds.
+	start := make([]int, crashWriters)
+	for w := range crashWriters {
+		if v, _ := q.Meta(crashMetaKey(w)); v != nil {
+			n, _ := strconv.Atoi(string(v))
+			start[w] = n + 1
+		}
+	}
+	var mu sync.Mutex
+	out := bufio.NewWriter(os.Stdout)
+	fmt.Fprintln(out, "ready")
+	out.Flush()
+	var wg sync.WaitGroup
+	for w := range crashWriters {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(w)))
+			for b := start[w]; ; b++ {
+				n := 1 + rng.IntN(crashMaxBatch)
+				recs := make([]Record, n)
+				for i := range recs {
+					recs[i] = Record{Lane: Lane((w + i) % NumLanes), Key: fmt.Sprintf("writer-%d", w), Data: crashPayload(w, b, i)}
+				}
+				seqs, err := q.Append(context.Background(), recs, KV{Key: crashMetaKey(w), Value: []byte(strconv.Itoa(b))})
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "child append:", err)
+					os.Exit(3)
+				}
+				mu.Lock()
+				fmt.Fprintf(out, "ack %d %d %d %d\n", w, b, seqs[0], n)
+				for i := 1; i < n; i++ {
+					if seqs[i] != seqs[0]+uint64(i) {
+						fmt.Fprintf(out, "bad seqs %v\n", seqs)
+					}
+				}
+				out.Flush()
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return 0
+}
+
+type crashAck struct {
+	writer, batch, n int
+	first            uint64
+}
+
+// TestCrashKill9 SIGKILLs a child that appends in a loop at random moments,
+// then checks that every record whose Append returned is present, intact and
+// in order, and that meta entries committed with records are there with them.
+func TestCrashKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test runs child processes")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	var acked []crashAck
+	for round := range crashRounds {
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string, 1024)
+		go func() {
+			defer close(lines)
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+		}()
+		select {
+		case l := <-lines:
+			if l != "ready" {
+				t.Fatalf("round %d: child said %q; stderr: %s", round, l, stderr.String())
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatalf("round %d: child did not start", round)
+		}
+		time.Sleep(time.Duration(5+rng.IntN(100)) * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatalf("round %d: kill: %v", round, err)
+		}
+		n := 0
+		for l := range lines {
+			var a crashAck
+			if _, err := fmt.Sscanf(l, "ack %d %d %d %d", &a.writer, &a.batch, &a.first, &a.n); err != nil {
+				t.Fatalf("round %d: child line %q: %v", round, l, err)
+			}
+			acked = append(acked, a)
+			n++
+		}
+		_ = cmd.Wait()
+		if strings.Contains(stderr.String(), "child") {
+			t.Fatalf("round %d: child failed: %s", round, stderr.String())
+		}
+		verifyCrashFile(t, path, acked)
+		t.Logf("round %d: %d appends acknowledged before the kill (%d total)", round, n, len(acked))
+	}
+	if len(acked) == 0 {
+		t.Fatal("no append was acknowledged in any round")
+	}
+}
+
+func verifyCrashFile(t *testing.T, path string, acked []crashAck) {
+	t.Helper()
+	q, err := Open(path, Options{})
+	if err != nil {
+		t.Fatalf("reopen after kill: %v", err)
+	}
+	defer q.Close()
+	if q.Recovered() != "" {
+		t.Fatalf("file was quarantined after kill -9: %s", q.Recovered())
+	}
+	bySeq := make(map[uint64]Record)
+	for l := range Lane(NumLanes) {
+		recs, err := q.Read(l, 0, 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range recs {
+			if i > 0 && r.Seq <= recs[i-1].Seq {
+				t.Fatalf("lane %s out of order: %d after %d", l, r.Seq, recs[i-1].Seq)
+			}
+			bySeq[r.Seq] = r
+		}
+	}
+	if st := q.Stats(); st.Pending != len(bySeq) {
+		t.Fatalf("stats pending %d, read %d", st.Pending, len(bySeq))
+	}
+	lastBatch := make(map[int]int)
+	for _, a := range acked {
+		for i := range a.n {
+			seq := a.first + uint64(i)
+			r, ok := bySeq[seq]
+			if !ok {
+				t.Fatalf("acknowledged record seq %d (writer %d batch %d #%d) is missing", seq, a.writer, a.batch, i)
+			}
+			if want := crashPayload(a.writer, a.batch, i); string(r.Data) != string(want) || r.Lane != Lane((a.writer+i)%NumLanes) {
+				t.Fatalf("seq %d: got lane %s %q, want lane %d %q", seq, r.Lane, r.Data, (a.writer+i)%NumLanes, want)
+			}
+		}
+		lastBatch[a.writer] = max(lastBatch[a.writer], a.batch)
+	}
+	// Per key (writer) order: batch numbers never go down as Seq goes up.
+	seen := make(map[string]int)
+	for l := range Lane(NumLanes) {
+		recs, _ := q.Read(l, 0, 1<<30)
+		for _, r := range recs {
+			var w, b, i int
+			if _, err := fmt.Sscanf(string(r.Data), "w=%d b=%d i=%d", &w, &b, &i); err != nil {
+				t.Fatalf("seq %d: bad payload %q", r.Seq, r.Data)
+			}
+			k := fmt.Sprintf("%s/%d", l, w)
+			if b < seen[k] {
+				t.Fatalf("writer %d lane %s: batch %d after %d", w, l, b, seen[k])
+			}
+			seen[k] = b
+		}
+	}
+	// Meta is atomic with its records: the stored batch number is at least the
+	// last acknowledged one, and that batch's records are all there.
+	for w := range crashWriters {
+		v, err := q.Meta(crashMetaKey(w))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v == nil {
+			if _, ok := lastBatch[w]; ok {
+				t.Fatalf("writer %d: meta missing though batch %d was acknowledged", w, lastBatch[w])
+			}
+			continue
+		}
+		b, _ := strconv.Atoi(string(v))
+		if last, ok := lastBatch[w]; ok && b < last {
+			t.Fatalf("writer %d: meta says batch %d, but batch %d was acknowledged", w, b, last)
+		}
+		found := 0
+		for _, r := range bySeq {
+			if strings.HasPrefix(string(r.Data), fmt.Sprintf("w=%d b=%d ", w, b)) {
+				found++
+			}
+		}
+		if found == 0 {
+			t.Fatalf("writer %d: meta says batch %d but none of its records are in the file", w, b)
+		}
+	}
+}

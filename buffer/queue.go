@@ -1,0 +1,659 @@
+// Package buffer is plantedge's durable store-and-forward queue: records from
+// the plant are committed to a local bbolt file (group commit, fsync) before
+// they are acknowledged to their source, and deleted only once Odoo has them.
+//
+// Records live in three lanes (events, counts, telemetry) read in priority
+// order. A hard byte quota drops telemetry first, merges counts, and drops
+// events last; failed records move to a dead-letter bucket. A corrupt file is
+// moved aside and a fresh queue started.
+package buffer
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Lane is a priority class of records; a lower value is read first.
+type Lane uint8
+
+// The lanes, highest priority first.
+const (
+	LaneEvents Lane = iota
+	LaneCounts
+	LaneTelemetry
+)
+
+// NumLanes is the number of lanes.
+const NumLanes = 3
+
+// String returns the lane's name: "events", "counts" or "telemetry".
+func (l Lane) String() string {
+	switch l {
+	case LaneEvents:
+		return "events"
+	case LaneCounts:
+		return "counts"
+	case LaneTelemetry:
+		return "telemetry"
+	}
+	return fmt.Sprintf("lane(%d)", uint8(l))
+}
+
+// Record is one queued value.
+type Record struct {
+	Seq  uint64    // assigned by Append: global, strictly increasing across lanes
+	Lane Lane      // priority class
+	Key  string    // e.g. machine id; order per key is preserved
+	Time time.Time // source time of the record (oldest-age stats use it; if zero, append time)
+	Data []byte    // opaque payload
+}
+
+// KV is a meta entry; a nil Value deletes the key.
+type KV struct {
+	Key   string
+	Value []byte
+}
+
+// MergeFunc folds b (the later record) into a (the earlier one); both are
+// LaneCounts records with the same Key. It is used only under quota pressure:
+// consecutive count records of one key become one. Counts are additive.
+type MergeFunc func(a, b Record) (Record, error)
+
+// Options configure a Queue.
+type Options struct {
+	MaxBytes      int64         // hard quota for the file; 0 = unlimited
+	CommitWindow  time.Duration // group-commit window; default 10ms, at most 20ms
+	CommitRecords int           // commit early when this many records wait; default 1024
+	Merge         MergeFunc     // nil: counts are never merged (a full quota then returns ErrFull for counts)
+	ReadOnly      bool          // inspect a stopped agent's buffer: no writes, no quarantine
+	Logger        *slog.Logger  // nil: discard
+}
+
+// Defaults and limits of Options.
+const (
+	DefaultCommitWindow  = 10 * time.Millisecond
+	MaxCommitWindow      = 20 * time.Millisecond
+	DefaultCommitRecords = 1024
+)
+
+// ErrFull is returned by Append when the quota is exhausted even after
+// dropping and merging what may be dropped or merged.
+var ErrFull = errors.New("buffer full")
+
+// ErrClosed is returned by every method after Close.
+var ErrClosed = errors.New("buffer closed")
+
+// ErrReadOnly is returned by write methods of a queue opened with ReadOnly.
+var ErrReadOnly = errors.New("buffer opened read-only")
+
+// ErrNotFound is returned for a record or dead letter that does not exist
+// (already delivered, dropped, or never there).
+var ErrNotFound = errors.New("not found")
+
+// DeadLetter is a record the forwarder gave up on, with the reason.
+type DeadLetter struct {
+	ID     uint64
+	Record Record
+	Reason string
+	At     time.Time
+}
+
+// LaneStats describe one lane.
+type LaneStats struct {
+	Pending int       // records waiting
+	Bytes   int64     // logical bytes of those records (see Stats)
+	Oldest  time.Time // source time of the lane's head record; zero when empty
+	Dropped uint64    // records dropped by the quota or from the dead letters, ever
+}
+
+// Stats describe the queue. Bytes are logical: the encoded record plus
+// bbolt's per-entry overhead (key and leaf header), which is what the quota
+// counts. FileBytes is the size of the file on disk.
+type Stats struct {
+	Lanes           [NumLanes]LaneStats
+	Pending         int       // records waiting in all lanes
+	Bytes           int64     // logical bytes of pending records
+	Oldest          time.Time // oldest head-record time over all lanes
+	DeadLetters     int       // records in the dead-letter bucket
+	DeadLetterBytes int64     // logical bytes of dead letters
+	MetaBytes       int64     // logical bytes of meta entries
+	UsedBytes       int64     // Bytes + DeadLetterBytes + MetaBytes: what the quota compares
+	LimitBytes      int64     // logical budget derived from MaxBytes; 0 = unlimited
+	Dropped         uint64    // records dropped, ever
+	Merged          uint64    // count records merged into an earlier one, ever
+	FileBytes       int64     // size of the bbolt file
+}
+
+var (
+	bucketLanes = [NumLanes][]byte{[]byte("lane.events"), []byte("lane.counts"), []byte("lane.telemetry")}
+	bucketDead  = []byte("dead")
+	bucketMeta  = []byte("meta")
+	bucketSys   = []byte("sys")
+
+	sysSeq     = []byte("seq")
+	sysDLSeq   = []byte("dlseq")
+	sysMerged  = []byte("merged")
+	sysDropped = [NumLanes][]byte{[]byte("dropped.events"), []byte("dropped.counts"), []byte("dropped.telemetry")}
+)
+
+// state is the in-memory mirror of what the file holds. The committer owns
+// it; Stats reads a published copy.
+type state struct {
+	seq       uint64
+	dlSeq     uint64
+	lanes     [NumLanes]LaneStats
+	dead      int
+	deadBytes int64
+	metaBytes int64
+	merged    uint64
+
+	burstDropped [NumLanes]uint64 // not yet logged
+	burstMerged  uint64
+}
+
+func (s *state) used() int64 {
+	u := s.deadBytes + s.metaBytes
+	for _, l := range s.lanes {
+		u += l.Bytes
+	}
+	return u
+}
+
+// Queue is the durable buffer. Its methods are safe for concurrent use.
+type Queue struct {
+	db        *bolt.DB
+	path      string
+	opts      Options
+	log       *slog.Logger
+	recovered string
+	budget    atomic.Int64 // logical byte budget; 0 = unlimited
+
+	reqs      chan *request
+	quit      chan struct{}
+	done      chan struct{}
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+
+	// markMu orders readers against merges: a merge holds it from planning
+	// until its commit, readers hold it while reading and raising readMark.
+	markMu   sync.RWMutex
+	readMark [NumLanes]atomic.Uint64 // highest Seq handed out per lane; merges never touch these
+
+	mu sync.Mutex
+	st state // published copy
+
+	lastLog time.Time // committer only
+}
+
+// Open opens (or creates) the buffer file at path. A file that bbolt cannot
+// open or that fails the consistency check is renamed to
+// <path>.corrupt-<UTC timestamp>, an error is logged, and a fresh queue is
+// returned; Recovered reports the new name. With ReadOnly, a corrupt file is
+// an error instead.
+func Open(path string, opts Options) (*Queue, error) {
+	if opts.CommitWindow == 0 {
+		opts.CommitWindow = DefaultCommitWindow
+	}
+	if opts.CommitWindow < 0 || opts.CommitWindow > MaxCommitWindow {
+		return nil, fmt.Errorf("open buffer %s: commit window %v outside (0, %v]", path, opts.CommitWindow, MaxCommitWindow)
+	}
+	if opts.CommitRecords <= 0 {
+		opts.CommitRecords = DefaultCommitRecords
+	}
+	if opts.MaxBytes < 0 {
+		return nil, fmt.Errorf("open buffer %s: negative max bytes %d", path, opts.MaxBytes)
+	}
+	if opts.MaxBytes > 0 && opts.MaxBytes < MinMaxBytes {
+		return nil, fmt.Errorf("open buffer %s: max bytes %d below the minimum %d", path, opts.MaxBytes, MinMaxBytes)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	q := &Queue{
+		path: path,
+		opts: opts,
+		log:  log.With("component", "buffer"),
+		reqs: make(chan *request),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	q.budget.Store(budgetFor(opts.MaxBytes))
+
+	db, st, err := q.openChecked()
+	var ce *corruptError
+	if err != nil && errors.As(err, &ce) && !opts.ReadOnly {
+		moved := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405.000Z")
+		if rerr := os.Rename(path, moved); rerr != nil {
+			return nil, fmt.Errorf("open buffer %s: move corrupt file aside: %w (corruption: %w)", path, rerr, err)
+		}
+		q.recovered = moved
+		q.log.Error("buffer file corrupt: moved aside, starting a fresh buffer; records in it were not forwarded",
+			"err", err, "path", path, "moved_to", moved)
+		db, st, err = q.openChecked()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open buffer %s: %w", path, err)
+	}
+	q.db = db
+	q.st = st
+	if opts.ReadOnly {
+		close(q.done)
+		return q, nil
+	}
+	go q.run(st)
+	return q, nil
+}
+
+// MinMaxBytes is the smallest accepted MaxBytes.
+const MinMaxBytes = 256 << 10
+
+// allocSize is how far bbolt grows the file at a time once it is past that size.
+func allocSize(maxBytes int64) int {
+	a := int64(16 << 20)
+	if maxBytes > 0 {
+		a = min(a, max(maxBytes/16, 32<<10))
+	}
+	return int(a)
+}
+
+// budgetFor turns the file quota into a logical byte budget. bbolt needs room
+// beyond the logical bytes: its growth step (allocSize), partly filled leaf
+// pages after deletes and merges, branch pages, the freelist, and pages freed
+// by the last transaction that only the next one may reuse. 60% of what is
+// left after the growth step keeps the file under MaxBytes in our fill/drain
+// tests; bbolt's own MaxSize is the hard backstop.
+func budgetFor(maxBytes int64) int64 {
+	if maxBytes == 0 {
+		return 0
+	}
+	return (maxBytes - int64(allocSize(maxBytes))) * 6 / 10
+}
+
+// corruptError marks an Open failure that means the file is damaged (as
+// opposed to, say, a permission problem or a lock held by another process).
+type corruptError struct{ err error }
+
+func (e *corruptError) Error() string { return "corrupt buffer file: " + e.err.Error() }
+func (e *corruptError) Unwrap() error { return e.err }
+
+// openChecked opens the file, runs bbolt's consistency check and loads the
+// in-memory state, turning bbolt panics and memory faults into corruptError.
+func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = &corruptError{fmt.Errorf("panic: %v", r)}
+			if db != nil {
+				_ = db.Close()
+				db = nil
+			}
+		}
+	}()
+	bo := &bolt.Options{
+		Timeout:         2 * time.Second,
+		ReadOnly:        q.opts.ReadOnly,
+		FreelistType:    bolt.FreelistMapType,
+		MaxSize:         int(q.opts.MaxBytes),
+		NoFreelistSync:  false,
+		InitialMmapSize: 0,
+	}
+	if q.opts.ReadOnly {
+		if _, serr := os.Stat(q.path); serr != nil {
+			return nil, st, serr
+		}
+	}
+	db, err = bolt.Open(q.path, 0o600, bo)
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, bolt.ErrTimeout) {
+			return nil, st, err
+		}
+		return nil, st, &corruptError{err}
+	}
+	db.AllocSize = allocSize(q.opts.MaxBytes)
+	fail := func(e error) (*bolt.DB, state, error) {
+		_ = db.Close()
+		return nil, state{}, e
+	}
+	if !q.opts.ReadOnly {
+		if err := db.Update(func(tx *bolt.Tx) error {
+			for _, name := range append(bucketLanes[:], bucketDead, bucketMeta, bucketSys) {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			if errors.Is(err, berrors.ErrMaxSizeReached) {
+				return fail(err)
+			}
+			return fail(&corruptError{err})
+		}
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		fi, err := os.Stat(q.path)
+		if err != nil {
+			return err
+		}
+		if fi.Size() < tx.Size() {
+			return &corruptError{fmt.Errorf("file is %d bytes but its pages reach %d: truncated", fi.Size(), tx.Size())}
+		}
+		for cerr := range tx.Check() {
+			if cerr != nil {
+				return &corruptError{fmt.Errorf("consistency check: %w", cerr)}
+			}
+		}
+		st, err = loadState(tx)
+		if err != nil {
+			return &corruptError{err}
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return db, st, nil
+}
+
+// loadState scans the file once to rebuild counts, bytes and head times.
+func loadState(tx *bolt.Tx) (state, error) {
+	var st state
+	for l := range Lane(NumLanes) {
+		b := tx.Bucket(bucketLanes[l])
+		if b == nil {
+			continue
+		}
+		ls := &st.lanes[l]
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			rec, err := decodeRecord(v)
+			if err != nil {
+				return st, fmt.Errorf("lane %s key %x: %w", l, k, err)
+			}
+			if len(k) != 8 || rec.Seq != beUint64(k) || rec.Lane != l {
+				return st, fmt.Errorf("lane %s key %x: record says seq %d lane %s", l, k, rec.Seq, rec.Lane)
+			}
+			if ls.Pending == 0 {
+				ls.Oldest = rec.Time
+			}
+			ls.Pending++
+			ls.Bytes += int64(len(v) + elemOverhead)
+			st.seq = max(st.seq, rec.Seq)
+		}
+	}
+	if b := tx.Bucket(bucketDead); b != nil {
+		err := b.ForEach(func(k, v []byte) error {
+			if len(k) != 8 {
+				return fmt.Errorf("dead letter key %x: bad length", k)
+			}
+			d, err := decodeDeadLetter(beUint64(k), v)
+			if err != nil {
+				return fmt.Errorf("dead letter %x: %w", k, err)
+			}
+			st.dead++
+			st.deadBytes += int64(len(v) + elemOverhead)
+			st.seq = max(st.seq, d.Record.Seq)
+			st.dlSeq = max(st.dlSeq, d.ID)
+			return nil
+		})
+		if err != nil {
+			return st, err
+		}
+	}
+	if b := tx.Bucket(bucketMeta); b != nil {
+		_ = b.ForEach(func(k, v []byte) error {
+			st.metaBytes += metaSize(len(k), len(v))
+			return nil
+		})
+	}
+	if b := tx.Bucket(bucketSys); b != nil {
+		st.seq = max(st.seq, getUint64(b, sysSeq))
+		st.dlSeq = max(st.dlSeq, getUint64(b, sysDLSeq))
+		st.merged = getUint64(b, sysMerged)
+		for l := range Lane(NumLanes) {
+			st.lanes[l].Dropped = getUint64(b, sysDropped[l])
+		}
+	}
+	return st, nil
+}
+
+func metaSize(k, v int) int64 { return int64(k + v + 16) }
+
+func beUint64(b []byte) uint64 {
+	var v uint64
+	for _, c := range b[:8] {
+		v = v<<8 | uint64(c)
+	}
+	return v
+}
+
+func getUint64(b *bolt.Bucket, key []byte) uint64 {
+	v := b.Get(key)
+	if len(v) != 8 {
+		return 0
+	}
+	return beUint64(v)
+}
+
+func putUint64(b *bolt.Bucket, key []byte, v uint64) error {
+	return b.Put(key, seqKey(v))
+}
+
+// Recovered returns "" or the path the corrupt file was moved to by Open.
+func (q *Queue) Recovered() string { return q.recovered }
+
+// Path returns the buffer file's path.
+func (q *Queue) Path() string { return q.path }
+
+// Close stops the committer after its current transaction and closes the
+// file. Pending Appends not yet taken into a transaction return ErrClosed.
+// It is safe to call twice.
+func (q *Queue) Close() error {
+	q.closeOnce.Do(func() {
+		q.closed.Store(true)
+		close(q.quit)
+		<-q.done
+		if err := q.db.Close(); err != nil {
+			q.closeErr = fmt.Errorf("close buffer %s: %w", q.path, err)
+		}
+	})
+	return q.closeErr
+}
+
+// Stats returns the in-memory statistics (no scan).
+func (q *Queue) Stats() Stats {
+	q.mu.Lock()
+	st := q.st
+	q.mu.Unlock()
+	s := Stats{
+		Lanes:           st.lanes,
+		DeadLetters:     st.dead,
+		DeadLetterBytes: st.deadBytes,
+		MetaBytes:       st.metaBytes,
+		UsedBytes:       st.used(),
+		LimitBytes:      q.budget.Load(),
+		Merged:          st.merged,
+	}
+	for _, l := range st.lanes {
+		s.Pending += l.Pending
+		s.Bytes += l.Bytes
+		s.Dropped += l.Dropped
+		if !l.Oldest.IsZero() && (s.Oldest.IsZero() || l.Oldest.Before(s.Oldest)) {
+			s.Oldest = l.Oldest
+		}
+	}
+	if fi, err := os.Stat(q.path); err == nil {
+		s.FileBytes = fi.Size()
+	}
+	return s
+}
+
+func (q *Queue) view(fn func(tx *bolt.Tx) error) error {
+	if q.closed.Load() {
+		return ErrClosed
+	}
+	err := q.db.View(fn)
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// Read returns up to limit pending records of one lane with Seq > after, in Seq order.
+func (q *Queue) Read(lane Lane, after uint64, limit int) ([]Record, error) {
+	if lane >= NumLanes {
+		return nil, fmt.Errorf("read: unknown lane %d", lane)
+	}
+	q.markMu.RLock()
+	defer q.markMu.RUnlock()
+	var out []Record
+	err := q.view(func(tx *bolt.Tx) error {
+		var err error
+		out, err = readLane(tx, lane, after, limit, out)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", lane, err)
+	}
+	q.raiseMarks(out)
+	return out, nil
+}
+
+// Next returns up to limit pending records, highest-priority lane first, Seq
+// order within a lane. Without an Ack in between it returns the same records.
+func (q *Queue) Next(limit int) ([]Record, error) {
+	q.markMu.RLock()
+	defer q.markMu.RUnlock()
+	var out []Record
+	err := q.view(func(tx *bolt.Tx) error {
+		for l := range Lane(NumLanes) {
+			if len(out) >= limit {
+				break
+			}
+			var err error
+			out, err = readLane(tx, l, 0, limit-len(out), out)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("next: %w", err)
+	}
+	q.raiseMarks(out)
+	return out, nil
+}
+
+func (q *Queue) raiseMarks(recs []Record) {
+	if q.opts.ReadOnly {
+		return
+	}
+	for _, r := range recs {
+		m := &q.readMark[r.Lane]
+		for {
+			cur := m.Load()
+			if r.Seq <= cur || m.CompareAndSwap(cur, r.Seq) {
+				break
+			}
+		}
+	}
+}
+
+func readLane(tx *bolt.Tx, lane Lane, after uint64, limit int, out []Record) ([]Record, error) {
+	if limit <= 0 {
+		return out, nil
+	}
+	b := tx.Bucket(bucketLanes[lane])
+	if b == nil {
+		return out, nil
+	}
+	if after == ^uint64(0) {
+		return out, nil
+	}
+	c := b.Cursor()
+	n := 0
+	for k, v := c.Seek(seqKey(after + 1)); k != nil && n < limit; k, v = c.Next() {
+		rec, err := decodeRecord(v)
+		if err != nil {
+			return out, fmt.Errorf("seq %d: %w", beUint64(k), err)
+		}
+		out = append(out, rec)
+		n++
+	}
+	return out, nil
+}
+
+// Meta returns the value of a meta entry, or nil, nil when absent.
+func (q *Queue) Meta(key string) ([]byte, error) {
+	var v []byte
+	err := q.view(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketMeta); b != nil {
+			if got := b.Get([]byte(key)); got != nil {
+				v = append([]byte{}, got...)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("meta %q: %w", key, err)
+	}
+	return v, nil
+}
+
+// MetaPrefix calls fn for every meta entry whose key starts with prefix, in
+// key order, inside one read transaction; value is only valid during the call.
+func (q *Queue) MetaPrefix(prefix string, fn func(key string, value []byte) error) error {
+	err := q.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMeta)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		p := []byte(prefix)
+		for k, v := c.Seek(p); k != nil && len(k) >= len(p) && string(k[:len(p)]) == prefix; k, v = c.Next() {
+			if err := fn(string(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("meta prefix %q: %w", prefix, err)
+	}
+	return nil
+}
+
+// DeadLetters lists the dead letters in ID order.
+func (q *Queue) DeadLetters() ([]DeadLetter, error) {
+	var out []DeadLetter
+	err := q.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDead)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			d, err := decodeDeadLetter(beUint64(k), v)
+			if err != nil {
+				return fmt.Errorf("dead letter %d: %w", beUint64(k), err)
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	return out, nil
+}

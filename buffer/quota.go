@@ -1,0 +1,137 @@
+package buffer
+
+// makeRoom frees logical bytes until need more fit in the budget, in the
+// contract's order: oldest telemetry, then merging consecutive count records
+// of one key, then oldest events (only when the incoming records are counts
+// or events). Counts are never dropped. Telemetry and merges free a little
+// more than asked (1/64 of the budget) so that a steady overload logs and
+// scans in bursts instead of on every append.
+func (q *Queue) makeRoom(t *txn, need int64, incoming Lane) (bool, error) {
+	budget := q.budget.Load()
+	if budget == 0 {
+		return true, nil
+	}
+	over := func() int64 { return t.w.used() + need - budget }
+	slack := budget / 64
+	if over() <= 0 {
+		return true, nil
+	}
+	if err := q.dropOldest(t, LaneTelemetry, over()+slack); err != nil {
+		return false, err
+	}
+	if over() <= 0 {
+		return true, nil
+	}
+	if q.opts.Merge != nil {
+		if err := q.mergeCounts(t, over()+slack); err != nil {
+			return false, err
+		}
+		if over() <= 0 {
+			return true, nil
+		}
+	}
+	if incoming == LaneTelemetry {
+		return false, nil
+	}
+	if err := q.dropOldest(t, LaneEvents, over()); err != nil {
+		return false, err
+	}
+	return over() <= 0, nil
+}
+
+// dropOldest deletes the lane's oldest records until want bytes are freed.
+func (q *Queue) dropOldest(t *txn, lane Lane, want int64) error {
+	c := t.lanes[lane].Cursor()
+	ls := &t.w.lanes[lane]
+	var freed int64
+	for k, v := c.First(); k != nil && freed < want; k, v = c.First() {
+		size := int64(len(v) + elemOverhead)
+		if err := c.Delete(); err != nil {
+			return err
+		}
+		freed += size
+		ls.Pending--
+		ls.Bytes -= size
+		ls.Dropped++
+		t.w.burstDropped[lane]++
+		t.dirty[lane] = true
+	}
+	return nil
+}
+
+// mergeHead is the surviving record of one key during a merge pass.
+type mergeHead struct {
+	rec      Record
+	oldSize  int64 // stored size before the pass
+	size     int64 // size after folding what it absorbed
+	absorbed []uint64
+	freed    int64 // stored size of the absorbed records
+}
+
+// mergeCounts folds consecutive count records of the same key into the
+// earliest of them (keeping its Seq and Time), oldest first, until want bytes
+// are planned free. Records already handed out by Read/Next (Seq at or below
+// the read mark) are left alone: the forwarder may be about to ack them, and
+// an ack of a merged record must not delete counts it never delivered.
+func (q *Queue) mergeCounts(t *txn, want int64) error {
+	if !t.merging {
+		q.markMu.Lock() // readers wait until this transaction is committed
+		t.merging = true
+	}
+	mark := q.readMark[LaneCounts].Load()
+	if mark == ^uint64(0) {
+		return nil
+	}
+	b := t.lanes[LaneCounts]
+	heads := make(map[string]*mergeHead)
+	var order []*mergeHead
+	var planned int64
+	c := b.Cursor()
+	for k, v := c.Seek(seqKey(mark + 1)); k != nil && planned < want; k, v = c.Next() {
+		rec, err := decodeRecord(v)
+		if err != nil {
+			return err
+		}
+		size := int64(len(v) + elemOverhead)
+		h := heads[rec.Key]
+		if h == nil {
+			heads[rec.Key] = &mergeHead{rec: rec, oldSize: size, size: size}
+			continue
+		}
+		m, err := q.opts.Merge(h.rec, rec)
+		if err != nil {
+			q.log.Warn("buffer: merging count records failed; keeping both", "err", err, "key", rec.Key, "seq", rec.Seq)
+			heads[rec.Key] = &mergeHead{rec: rec, oldSize: size, size: size}
+			continue
+		}
+		m.Seq, m.Lane, m.Key = h.rec.Seq, LaneCounts, h.rec.Key
+		if m.Time.IsZero() {
+			m.Time = h.rec.Time
+		}
+		newSize := int64(encodedSize(m) + elemOverhead)
+		planned += size + h.size - newSize
+		if len(h.absorbed) == 0 {
+			order = append(order, h)
+		}
+		h.rec, h.size = m, newSize
+		h.absorbed = append(h.absorbed, rec.Seq)
+		h.freed += size
+	}
+	ls := &t.w.lanes[LaneCounts]
+	for _, h := range order {
+		if err := b.Put(seqKey(h.rec.Seq), encodeRecord(nil, h.rec)); err != nil {
+			return err
+		}
+		for _, seq := range h.absorbed {
+			if err := b.Delete(seqKey(seq)); err != nil {
+				return err
+			}
+		}
+		ls.Bytes += h.size - h.oldSize - h.freed
+		ls.Pending -= len(h.absorbed)
+		t.w.merged += uint64(len(h.absorbed))
+		t.w.burstMerged += uint64(len(h.absorbed))
+		t.dirty[LaneCounts] = true
+	}
+	return nil
+}
