@@ -62,7 +62,6 @@ type byteUnit struct {
 
 var byteUnitsDesc = []byteUnit{
 	{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
-	{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"kB", 1e3},
 }
 
 // ParseByteSize parses "1GiB", "512MiB", "64MB", "10kB" (also "KB", "K", "M",

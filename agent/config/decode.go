@@ -39,6 +39,17 @@ func posOf(n ast.Node) Pos {
 	if n == nil {
 		return Pos{}
 	}
+	// A block mapping's own token is its first ':'; point at its first key.
+	switch t := n.(type) {
+	case *ast.MappingNode:
+		if len(t.Values) > 0 && !t.IsFlowStyle {
+			return posOf(t.Values[0])
+		}
+	case *ast.MappingValueNode:
+		if t.Key != nil {
+			return posOf(t.Key)
+		}
+	}
 	tk := n.GetToken()
 	if tk == nil || tk.Position == nil {
 		return Pos{}
@@ -61,8 +72,19 @@ func (a anchorCollector) Visit(n ast.Node) ast.Visitor {
 	return a
 }
 
+// parse runs the YAML parser; a panic inside it becomes an error, so no
+// input file can crash the agent or validate.
+func parse(data []byte) (f *ast.File, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, err = nil, fmt.Errorf("yaml parser failed: %v", r)
+		}
+	}()
+	return parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
+}
+
 func (d *decoder) decodeFile(data []byte, c *Config) {
-	f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
+	f, err := parse(data)
 	if err != nil {
 		var ye yaml.Error
 		if errors.As(err, &ye) && ye.GetToken() != nil {
@@ -346,6 +368,14 @@ func (d *decoder) entries(path string, n ast.Node) ([]entry, bool) {
 		values = []*ast.MappingValueNode{t}
 	default:
 		return nil, false
+	}
+	d.nodes += len(values)
+	if d.nodes > maxNodes {
+		if !d.aborted {
+			d.aborted = true
+			d.problem(n, path, "document too large or too many alias expansions", "simplify the anchors and aliases")
+		}
+		return nil, true
 	}
 	var explicit, merged []entry
 	seen := map[string]ast.Node{}

@@ -58,6 +58,12 @@ func (v *validator) warn(path, msg, hint string) {
 	v.warns = append(v.warns, Problem{File: v.c.Path, Line: p.Line, Column: p.Column, Path: path, Msg: msg, Hint: hint})
 }
 
+// has reports whether the key path was written in the file.
+func (v *validator) has(path string) bool {
+	_, ok := v.c.pos[path]
+	return ok
+}
+
 func oneOf(s string, set []string) bool {
 	for _, x := range set {
 		if s == x {
@@ -260,7 +266,11 @@ func (v *validator) validateOPCUA(p string, s *OPCUAServer) {
 	v.enum(p+".security_mode", s.SecurityMode, SecurityModes)
 	if oneOf(s.SecurityPolicy, SecurityPolicies) && oneOf(s.SecurityMode, SecurityModes) &&
 		(s.SecurityPolicy == "None") != (s.SecurityMode == "None") {
-		v.add(p+".security_mode", fmt.Sprintf("security_mode %s does not fit security_policy %s", s.SecurityMode, s.SecurityPolicy),
+		at := p + ".security_mode"
+		if !v.has(at) {
+			at = p + ".security_policy"
+		}
+		v.add(at, fmt.Sprintf("security_mode %s does not fit security_policy %s", s.SecurityMode, s.SecurityPolicy),
 			"policy None goes with mode None; any other policy needs Sign or SignAndEncrypt")
 	}
 	if (s.CertFile == "") != (s.KeyFile == "") {
@@ -296,7 +306,7 @@ func (v *validator) validateOPCUA(p string, s *OPCUAServer) {
 
 func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 	v.sourceName(p+".name", b.Name)
-	tlsScheme := false
+	tlsScheme, schemeOK := false, false
 	if v.required(p+".url", b.URL) {
 		u, err := url.Parse(b.URL)
 		switch {
@@ -309,7 +319,8 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 		case u.Port() == "" && u.Scheme != "ws" && u.Scheme != "wss":
 			v.add(p+".url", fmt.Sprintf("missing port in %q", b.URL), "e.g. tcp://10.1.2.10:1883")
 		}
-		if u != nil {
+		if u != nil && oneOf(u.Scheme, MQTTSchemes) {
+			schemeOK = true
 			tlsScheme = u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "wss"
 		}
 	}
@@ -327,7 +338,7 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 		v.filePath(p+"."+k.key, k.val)
 	}
 	usesTLS := b.CAFile != "" || b.CertFile != "" || b.ServerName != "" || b.InsecureSkipVerify
-	if usesTLS && !tlsScheme && b.URL != "" {
+	if usesTLS && !tlsScheme && schemeOK {
 		v.add(p+".url", "TLS options set but the URL is not TLS", "use ssl://, tls:// or wss://")
 	}
 	if b.InsecureSkipVerify {

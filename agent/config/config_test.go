@@ -1,0 +1,498 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// base is a valid configuration the bad-config cases edit.
+const base = `site: plant-1
+odoo:
+  url: https://erp.example.com
+  database: prod
+  username: bot
+  api_key_file: /etc/plantedge/odoo-api-key
+opcua:
+  - name: plc
+    endpoint: opc.tcp://127.0.0.1:4840
+mqtt:
+  - name: broker
+    url: tcp://127.0.0.1:1883
+    client_id: pe-1
+machines:
+  - id: m1
+    workcenter: WC1
+    good_count:
+      opcua: { server: plc, node: "ns=2;s=M1.Good" }
+`
+
+func TestExampleConfig(t *testing.T) {
+	c, err := Load("../../packaging/plantedge.yaml")
+	if err != nil {
+		t.Fatalf("the shipped example must validate:\n%v", err)
+	}
+	if c.Site != "plant-2" || len(c.Machines) != 3 || len(c.OPCUA) != 2 || len(c.MQTT) != 2 {
+		t.Fatalf("unexpected shape: site %q, %d machines, %d opcua, %d mqtt", c.Site, len(c.Machines), len(c.OPCUA), len(c.MQTT))
+	}
+	// press-09 takes its downtime_reason from the x-press anchor.
+	p9 := c.Machines[2]
+	if p9.ID != "press-09" || p9.DowntimeReason == nil || p9.DowntimeReason.Map["42"] != "Material Shortage" || p9.DowntimeReason.Default != "Equipment Failure" {
+		t.Errorf("press-09 did not inherit the anchored reason: %+v", p9.DowntimeReason)
+	}
+	if p9.Running == nil || p9.Running.MQTT == nil || p9.Running.MQTT.Broker != "cloud-broker" {
+		t.Errorf("press-09 running: %+v", p9.Running)
+	}
+	for _, w := range c.Warnings {
+		t.Errorf("the shipped example must not warn: %s", w)
+	}
+	if got := c.BufferPath(); got != "/var/lib/plantedge/buffer.db" {
+		t.Errorf("BufferPath = %q", got)
+	}
+}
+
+// TestExampleCoversEveryKey keeps packaging/plantedge.yaml complete: every
+// yaml key of every struct must appear in it.
+func TestExampleCoversEveryKey(t *testing.T) {
+	data, err := os.ReadFile("../../packaging/plantedge.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	for _, typ := range []any{Config{}, Log{}, Buffer{}, Odoo{}, Forward{}, OPCUAServer{}, MQTTBroker{}, Machine{}, SourceRef{}, OPCUARef{}, MQTTRef{}, Counter{}, Reason{}} {
+		_, names := structFieldsOf(typ)
+		for _, n := range names {
+			if !strings.Contains(text, n+":") {
+				t.Errorf("%T key %q missing from packaging/plantedge.yaml", typ, n)
+			}
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse("base.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/var/lib/plantedge" || c.Listen != "127.0.0.1:9464" || c.Log.Level != "info" || c.Log.Format != "text" {
+		t.Errorf("top-level defaults: %+v", c)
+	}
+	if c.Buffer.MaxBytes != 1<<30 || c.Buffer.CommitWindow.D() != 10*time.Millisecond {
+		t.Errorf("buffer defaults: %+v", c.Buffer)
+	}
+	if c.Odoo.Protocol != "auto" || c.Odoo.Timeout.D() != 30*time.Second || c.Odoo.DefaultLoss != "Equipment Failure" || c.Odoo.InsecureSkipVerify {
+		t.Errorf("odoo defaults: %+v", c.Odoo)
+	}
+	if c.Forward.Rate != 5 || c.Forward.BackoffMax.D() != 5*time.Minute || c.Forward.Interval.D() != 2*time.Second || c.Forward.AuthBackoff.D() != time.Minute {
+		t.Errorf("forward defaults: %+v", c.Forward)
+	}
+	o := c.OPCUA[0]
+	if o.SecurityPolicy != "None" || o.SecurityMode != "None" || o.Mode != "subscribe" || o.PublishingInterval.D() != time.Second ||
+		o.SamplingInterval.D() != 500*time.Millisecond || o.QueueSize != 10 || o.PollInterval.D() != time.Second ||
+		o.HeartbeatTimeout.D() != 10*time.Second || o.BackoffMax.D() != 30*time.Second {
+		t.Errorf("opcua defaults: %+v", o)
+	}
+	if m := c.MQTT[0]; m.KeepAlive.D() != 30*time.Second || m.BackoffMax.D() != 30*time.Second {
+		t.Errorf("mqtt defaults: %+v", m)
+	}
+	if c.Path != "base.yaml" {
+		t.Errorf("Path = %q", c.Path)
+	}
+}
+
+func TestAnchorsAndMergeKeys(t *testing.T) {
+	c, err := Load("../../testdata/config/presses.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Machines) != 3 {
+		t.Fatalf("%d machines, want 3", len(c.Machines))
+	}
+	for i, want := range []struct {
+		id, wc, topic string
+		block         bool
+	}{
+		{"press-01", "WC-PRESS-01", "plant3/press-01", true},
+		{"press-02", "WC-PRESS-02", "plant3/press-01", true},
+		{"press-03", "WC-PRESS-03", "plant3/press-03", false},
+	} {
+		m := c.Machines[i]
+		if m.ID != want.id || m.Workcenter != want.wc || m.BlockWorkcenter != want.block {
+			t.Errorf("machine %d: %s %s block=%v, want %+v", i, m.ID, m.Workcenter, m.BlockWorkcenter, want)
+		}
+		if m.GoodCount == nil || m.GoodCount.MQTT == nil || m.GoodCount.MQTT.Topic != want.topic {
+			t.Errorf("machine %d good_count: %+v", i, m.GoodCount)
+			continue
+		}
+		if m.Running == nil || m.DowntimeReason == nil || m.DowntimeReason.Map["JAM"] != "Equipment Failure" {
+			t.Errorf("machine %d did not inherit running/downtime_reason", i)
+		}
+	}
+	// press-03 overrides good_count entirely (merge is shallow): no rollover.
+	if c.Machines[2].GoodCount.Rollover != 0 || c.Machines[1].GoodCount.Rollover != 65536 {
+		t.Errorf("rollover: press-02 %d, press-03 %d", c.Machines[1].GoodCount.Rollover, c.Machines[2].GoodCount.Rollover)
+	}
+}
+
+// TestBadConfigs lists bad configurations and the exact messages each
+// produces (cf. nats-server config_check_test.go).
+func TestBadConfigs(t *testing.T) {
+	cases := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{
+			name: "empty file",
+			yaml: "",
+			want: []string{
+				"bad.yaml: site: required",
+				"bad.yaml: odoo.url: required",
+				"bad.yaml: odoo.database: required",
+				"bad.yaml: machines: at least one machine is required (list the machines under machines:, each with id, workcenter and a signal)",
+			},
+		},
+		{
+			name: "syntax error",
+			yaml: "site: [plant\n",
+			want: []string{"bad.yaml:1:7: yaml: sequence end token ']' not found (fix the YAML syntax; indent with spaces, not tabs)"},
+		},
+		{
+			name: "unknown key with suggestion",
+			yaml: strings.Replace(base, "      opcua: { server: plc", "      rolover: 10\n      opcua: { server: plc", 1),
+			want: []string{`bad.yaml:18:7: machines[0].good_count.rolover: unknown key (did you mean "rollover"?)`},
+		},
+		{
+			name: "unknown top-level key",
+			yaml: base + "colour: blue\n",
+			want: []string{`bad.yaml:19:1: colour: unknown key (known keys: buffer, data_dir, forward, listen, log, machines, mqtt, odoo, opcua, site)`},
+		},
+		{
+			name: "inline api key",
+			yaml: strings.Replace(base, "  username: bot\n", "  username: bot\n  api_key: abc123\n", 1),
+			want: []string{"bad.yaml:6:3: odoo.api_key: inline secret not allowed (put the key in a file named by api_key_file (mode 0600), or set PLANTEDGE_ODOO_API_KEY, or use systemd LoadCredential=odoo-api-key)"},
+		},
+		{
+			name: "inline mqtt password",
+			yaml: strings.Replace(base, "    client_id: pe-1\n", "    client_id: pe-1\n    password: hunter2\n", 1),
+			want: []string{"bad.yaml:14:5: mqtt[0].password: inline secret not allowed (put the password in a file named by password_file (mode 0600))"},
+		},
+		{
+			name: "bad site",
+			yaml: strings.Replace(base, "site: plant-1", "site: Plant_1", 1),
+			want: []string{"bad.yaml:1:7: site: invalid site \"Plant_1\" (use lowercase letters, digits and '-' only, e.g. plant-2)"},
+		},
+		{
+			name: "bad duration and size",
+			yaml: base + "buffer:\n  max_bytes: 1GB2\n  commit_window: 20 ms\n",
+			want: []string{
+				`bad.yaml:20:14: buffer.max_bytes: invalid size unit "GB2" in "1GB2" (write it like "512MiB", "1GiB" or a number of bytes)`,
+				`bad.yaml:21:18: buffer.commit_window: invalid duration "20 ms" (write it like "500ms", "10s" or "5m")`,
+			},
+		},
+		{
+			name: "limits",
+			yaml: base + "buffer:\n  max_bytes: 1000\n  commit_window: 50ms\nforward:\n  auth_backoff: 10s\n  rate: 0\n",
+			want: []string{
+				"bad.yaml:20:14: buffer.max_bytes: 1000 is below the minimum of 1MiB",
+				"bad.yaml:21:18: buffer.commit_window: 50ms is above the maximum of 20ms (a longer window delays every MQTT ack)",
+				"bad.yaml:23:17: forward.auth_backoff: 10s is below the minimum of 1m0s (retrying a refused login sooner can lock the bot user out)",
+				"bad.yaml:24:9: forward.rate: 0 is out of range (Odoo calls per second, greater than 0 and at most 1000)",
+			},
+		},
+		{
+			name: "wrong types",
+			yaml: base + "log: debug\nodoo:\n  insecure_skip_verify: yes\n",
+			want: []string{
+				`bad.yaml:19:6: log: expected a mapping, got a string "debug" (write key: value pairs indented under it)`,
+				`bad.yaml:20:1: odoo: duplicate key (already set at line 2)`,
+			},
+		},
+		{
+			name: "wrong scalar type",
+			yaml: strings.Replace(base, "    endpoint: opc.tcp://127.0.0.1:4840\n", "    endpoint: opc.tcp://127.0.0.1:4840\n    queue_size: -1\n    mode: [poll]\n", 1),
+			want: []string{
+				`bad.yaml:10:17: opcua[0].queue_size: expected a whole number from 0 to 4294967295, got a number "-1"`,
+				`bad.yaml:11:11: opcua[0].mode: expected a string, got a list`,
+			},
+		},
+		{
+			name: "duplicate machine id and undefined sources",
+			yaml: base + `  - id: m1
+    workcenter: WC2
+    running:
+      mqtt: { broker: brokr, topic: a/b }
+    scrap_count:
+      opcua: { server: plc2, node: "ns=2;s=X" }
+`,
+			want: []string{
+				`bad.yaml:19:9: machines[1].id: duplicate machine id "m1" (also used by machines[0])`,
+				`bad.yaml:22:23: machines[1].running.mqtt.broker: unknown MQTT broker "brokr" (defined: broker)`,
+				`bad.yaml:24:24: machines[1].scrap_count.opcua.server: unknown OPC UA server "plc2" (defined: plc)`,
+			},
+		},
+		{
+			name: "node id and topic filter",
+			yaml: base + `  - id: m2
+    workcenter: WC2
+    good_count:
+      opcua: { server: plc, node: "Press07.Good" }
+    running:
+      mqtt: { broker: broker, topic: "plant/+/state", field: "a..b" }
+`,
+			want: []string{
+				`bad.yaml:22:35: machines[1].good_count.opcua.node: invalid node id "Press07.Good" (write ns=<index>;s=<name> or ns=<index>;i=<number>, e.g. "ns=2;s=Press07.GoodCount" (use plantedge browse))`,
+				`bad.yaml:24:38: machines[1].running.mqtt.topic: wildcard in topic "plant/+/state" (name the exact topic of this machine; wildcards are not allowed here)`,
+				`bad.yaml:24:62: machines[1].running.mqtt.field: invalid field path "a..b" (a dot path into the JSON payload, e.g. counters.good)`,
+			},
+		},
+		{
+			name: "machine without signals or source",
+			yaml: base + "  - id: m2\n    workcenter: WC2\n  - id: m3\n    workcenter: WC3\n    running: {}\n",
+			want: []string{
+				"bad.yaml:19:5: machines[1]: machine has no signal (add at least one of good_count, scrap_count, running, downtime_reason)",
+				"bad.yaml:23:14: machines[2].running: no source (add opcua: {server, node} or mqtt: {broker, topic})",
+			},
+		},
+		{
+			name: "both sources and same value twice",
+			yaml: base + `  - id: m2
+    workcenter: WC2
+    good_count:
+      opcua: { server: plc, node: "ns=2;i=5" }
+      mqtt: { broker: broker, topic: t }
+    scrap_count:
+      mqtt: { broker: broker, topic: t, field: n }
+    running:
+      mqtt: { broker: broker, topic: t, field: n }
+`,
+			want: []string{
+				"bad.yaml:22:7: machines[1].good_count: both opcua and mqtt set (a signal reads from exactly one source)",
+				"bad.yaml:27:7: machines[1].running: reads the same value as scrap_count (each signal needs its own node, topic or field)",
+			},
+		},
+		{
+			name: "security policy and mode",
+			yaml: strings.Replace(base, "    endpoint: opc.tcp://127.0.0.1:4840\n", "    endpoint: http://127.0.0.1:4840\n    security_policy: Basic256Sha256\n    server_thumbprint: abc\n", 1),
+			want: []string{
+				`bad.yaml:9:15: opcua[0].endpoint: invalid endpoint "http://127.0.0.1:4840" (write opc.tcp://host:port, e.g. opc.tcp://10.1.2.3:4840)`,
+				"bad.yaml:10:22: opcua[0].security_policy: security_mode None does not fit security_policy Basic256Sha256 (policy None goes with mode None; any other policy needs Sign or SignAndEncrypt)",
+				"bad.yaml:11:24: opcua[0].server_thumbprint: invalid thumbprint (40 hex digits: the SHA-1 of the server certificate)",
+			},
+		},
+		{
+			name: "mqtt url, client id and tls",
+			yaml: strings.Replace(base, "    url: tcp://127.0.0.1:1883\n    client_id: pe-1\n", "    url: mqtt://127.0.0.1\n    ca_file: /etc/ca.pem\n", 1),
+			want: []string{
+				`bad.yaml:11:5: mqtt[0].client_id: required`,
+				`bad.yaml:12:10: mqtt[0].url: unsupported scheme "mqtt" (one of: tcp://, ssl://, tls://, ws://, wss://)`,
+			},
+		},
+		{
+			name: "odoo",
+			yaml: strings.Replace(strings.Replace(base, "https://erp.example.com", "ftp://erp", 1), "  username: bot\n", "  protocol: jsonrpc\n", 1),
+			want: []string{
+				`bad.yaml:3:3: odoo.username: required with protocol jsonrpc (the login of the Odoo bot user, e.g. plantedge-bot)`,
+				`bad.yaml:3:8: odoo.url: unsupported scheme "ftp" (use https:// (or http:// on a trusted network))`,
+			},
+		},
+		{
+			name: "unknown alias",
+			yaml: base + "  - <<: *nope\n    id: m2\n",
+			want: []string{
+				"bad.yaml:19:5: machines[1].workcenter: required",
+				"bad.yaml:19:5: machines[1]: machine has no signal (add at least one of good_count, scrap_count, running, downtime_reason)",
+				"bad.yaml:19:9: machines[1]: unknown alias *nope (define the anchor &nope before using it)",
+			},
+		},
+		{
+			name: "two documents",
+			yaml: base + "---\nsite: x\n",
+			want: []string{"bad.yaml:20:1: more than one YAML document (keep the whole configuration in one document; remove the second ---)"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("bad.yaml", []byte(tc.yaml))
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Parse error = %v (%T), want *Error", err, err)
+			}
+			var got []string
+			for _, p := range ce.Problems {
+				got = append(got, p.String())
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+			if err.Error() != strings.Join(got, "\n") {
+				t.Errorf("Error() = %q", err.Error())
+			}
+		})
+	}
+}
+
+// TestEveryProblemAtOnce checks that one run reports decode and validation
+// problems together, sorted by position.
+func TestEveryProblemAtOnce(t *testing.T) {
+	y := strings.Replace(strings.Replace(base, "site: plant-1", "site: Plant 1", 1), "workcenter: WC1", "workcentre: WC1", 1) +
+		"listen: nowhere\n"
+	_, err := Parse("f.yaml", []byte(y))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v", err)
+	}
+	want := []string{
+		`f.yaml:1:7: site: invalid site "Plant 1" (use lowercase letters, digits and '-' only, e.g. plant-2)`,
+		`f.yaml:15:5: machines[0].workcenter: required`,
+		`f.yaml:16:5: machines[0].workcentre: unknown key (did you mean "workcenter"?)`,
+		`f.yaml:19:9: listen: invalid listen address "nowhere" (use host:port (e.g. 127.0.0.1:9464) or unix:/path)`,
+	}
+	if got := err.Error(); got != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	y := strings.Replace(base, "  username: bot\n", "  username: bot\n  insecure_skip_verify: true\n", 1)
+	c, err := Parse("w.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0].String(), "w.yaml:6:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF") {
+		t.Errorf("warnings = %v", c.Warnings)
+	}
+}
+
+func TestBillionLaughsRefused(t *testing.T) {
+	// Each level merges the previous one ten times: 10^8 entries if expanded.
+	var b strings.Builder
+	b.WriteString("x-a: &a {id: m, workcenter: w}\n")
+	prev := "a"
+	for i := 0; i < 8; i++ {
+		name := string(rune('b' + i))
+		b.WriteString("x-" + name + ": &" + name + " {<<: [")
+		for j := 0; j < 10; j++ {
+			if j > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString("*" + prev)
+		}
+		b.WriteString("]}\n")
+		prev = name
+	}
+	b.WriteString(base)
+	b.WriteString("  - <<: *" + prev + "\n")
+	_, err := Parse("laughs.yaml", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "too many alias expansions") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestParseDurationAndByteSize(t *testing.T) {
+	durs := map[string]time.Duration{"20ms": 20 * time.Millisecond, "5s": 5 * time.Second, "1m": time.Minute, "1h30m": 90 * time.Minute, "0": 0}
+	for in, want := range durs {
+		got, err := ParseDuration(in)
+		if err != nil || got.D() != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "5", "-1s", "1 fortnight"} {
+		if _, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) succeeded", bad)
+		}
+	}
+	sizes := map[string]int64{"1GiB": 1 << 30, "512MiB": 512 << 20, "64MB": 64e6, "100000": 100000, "10kB": 10000, "2KiB": 2048, "1 GiB": 1 << 30}
+	for in, want := range sizes {
+		got, err := ParseByteSize(in)
+		if err != nil || int64(got) != want {
+			t.Errorf("ParseByteSize(%q) = %v, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "GiB", "1.5GiB", "-1", "1PB", "99999999999TiB"} {
+		if _, err := ParseByteSize(bad); err == nil {
+			t.Errorf("ParseByteSize(%q) succeeded", bad)
+		}
+	}
+	if s := ByteSize(1 << 30).String(); s != "1GiB" {
+		t.Errorf("String = %q", s)
+	}
+}
+
+func TestOdooAPIKey(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	if err := os.WriteFile(keyFile, []byte("  from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &Config{Odoo: Odoo{APIKeyFile: keyFile}}
+
+	t.Setenv(EnvAPIKey, "")
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	if got, err := c.OdooAPIKey(); err != nil || got != "from-file" {
+		t.Errorf("file: %q, %v", got, err)
+	}
+
+	credDir := t.TempDir()
+	t.Setenv("CREDENTIALS_DIRECTORY", credDir)
+	if got, err := c.OdooAPIKey(); err != nil || got != "from-file" {
+		t.Errorf("empty credentials dir, file: %q, %v", got, err)
+	}
+	if err := os.WriteFile(filepath.Join(credDir, CredentialAPIKey), []byte("from-cred\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.OdooAPIKey(); err != nil || got != "from-cred" {
+		t.Errorf("credential: %q, %v", got, err)
+	}
+
+	t.Setenv(EnvAPIKey, " from-env ")
+	if got, err := c.OdooAPIKey(); err != nil || got != "from-env" {
+		t.Errorf("env: %q, %v", got, err)
+	}
+
+	t.Setenv(EnvAPIKey, "")
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	missing := &Config{Odoo: Odoo{APIKeyFile: filepath.Join(dir, "absent")}}
+	_, err := missing.OdooAPIKey()
+	if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, ErrNoSecret) {
+		t.Fatalf("err = %v", err)
+	}
+	want := "odoo api key: looked in $PLANTEDGE_ODOO_API_KEY (unset), $CREDENTIALS_DIRECTORY (unset), " + filepath.Join(dir, "absent") + ": secret not found"
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v\nwant  %s", err, want)
+	}
+
+	if err := os.WriteFile(keyFile, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.OdooAPIKey(); !errors.Is(err, ErrNoSecret) {
+		t.Errorf("empty key file: %v", err)
+	}
+}
+
+func TestReadSecretCredentialsDirectory(t *testing.T) {
+	credDir := t.TempDir()
+	t.Setenv("CREDENTIALS_DIRECTORY", credDir)
+	if err := os.WriteFile(filepath.Join(credDir, "mqtt-password"), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ReadSecret("mqtt-password"); err != nil || got != "s3cret" {
+		t.Errorf("relative name: %q, %v", got, err)
+	}
+	if _, err := ReadSecret(filepath.Join(credDir, "nope")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing: %v", err)
+	}
+	if _, err := ReadSecret(""); !errors.Is(err, ErrNoSecret) {
+		t.Errorf("empty path: %v", err)
+	}
+}
+
+func structFieldsOf(v any) (map[string][]int, []string) {
+	return structFields(reflectTypeOf(v))
+}
+
+func reflectTypeOf(v any) reflect.Type { return reflect.TypeOf(v) }
