@@ -1,0 +1,512 @@
+// Package odoo is plantedge's client for Odoo 17, 18 and 19: JSON-RPC and
+// JSON-2 transports, classified errors, and the manufacturing (mrp)
+// operations the agent needs, each written to be safe to repeat.
+package odoo
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Protocols.
+const (
+	ProtocolAuto    = "auto"
+	ProtocolJSONRPC = "jsonrpc"
+	ProtocolJSON2   = "json2"
+)
+
+// DefaultTimeout bounds one call when Config.Timeout is zero.
+const DefaultTimeout = 30 * time.Second
+
+// maxResponse caps how much of a response body is read.
+const maxResponse = 64 << 20
+
+// Config configures a Client.
+type Config struct {
+	URL, Database, Username string
+	APIKey                  string        // never printed: String/GoString and every error/log redact it
+	Protocol                string        // "auto" (default) | "jsonrpc" | "json2"
+	Timeout                 time.Duration // per call; default 30s
+	CAFile                  string        // PEM bundle trusted in addition to nothing else (replaces system roots)
+	InsecureSkipVerify      bool
+	HTTPClient              *http.Client // optional (tests); replaces the built transport
+	Logger                  *slog.Logger
+}
+
+// String prints the configuration with the API key redacted.
+func (c Config) String() string {
+	key := ""
+	if c.APIKey != "" {
+		key = "[redacted]"
+	}
+	return fmt.Sprintf("odoo.Config{URL:%q Database:%q Username:%q APIKey:%q Protocol:%q Timeout:%s CAFile:%q InsecureSkipVerify:%t}",
+		c.URL, c.Database, c.Username, key, c.Protocol, c.Timeout, c.CAFile, c.InsecureSkipVerify)
+}
+
+// GoString is String, so %#v cannot leak the key either.
+func (c Config) GoString() string { return c.String() }
+
+// Client talks to one Odoo database. It is safe for concurrent use.
+type Client struct {
+	cfg  Config
+	base *url.URL
+	hc   *http.Client
+	log  *slog.Logger
+	id   atomic.Int64
+
+	mu      sync.RWMutex
+	proto   string
+	version string
+	major   int
+	uid     int64
+	authOK  bool // the key has been accepted at least once
+	connect sync.Mutex
+}
+
+// New validates cfg and builds the HTTP transport. It does no network I/O;
+// a CAFile is read here so a bad one fails early.
+func New(cfg Config) (*Client, error) {
+	var problems []string
+	if cfg.Protocol == "" {
+		cfg.Protocol = ProtocolAuto
+	}
+	switch cfg.Protocol {
+	case ProtocolAuto, ProtocolJSONRPC, ProtocolJSON2:
+	default:
+		problems = append(problems, fmt.Sprintf("protocol %q: want auto, jsonrpc or json2", cfg.Protocol))
+	}
+	u, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
+	if cfg.URL == "" {
+		problems = append(problems, "url is required")
+	} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		problems = append(problems, fmt.Sprintf("url %q: want http(s)://host[:port]", cfg.URL))
+	}
+	if cfg.APIKey == "" {
+		problems = append(problems, "api key is required")
+	}
+	if cfg.Protocol != ProtocolJSON2 && cfg.Database == "" {
+		problems = append(problems, "database is required for JSON-RPC")
+	}
+	if cfg.Protocol != ProtocolJSON2 && cfg.Username == "" {
+		problems = append(problems, "username is required for JSON-RPC")
+	}
+	if cfg.Timeout < 0 {
+		problems = append(problems, "timeout must not be negative")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	var tlsCfg *tls.Config
+	if cfg.CAFile != "" || cfg.InsecureSkipVerify {
+		tlsCfg = &tls.Config{InsecureSkipVerify: cfg.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // explicit opt-in
+		if cfg.CAFile != "" {
+			pem, err := os.ReadFile(cfg.CAFile)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("ca file: %v", err))
+			} else {
+				pool := x509.NewCertPool()
+				if !pool.AppendCertsFromPEM(pem) {
+					problems = append(problems, fmt.Sprintf("ca file %s: no PEM certificates", cfg.CAFile))
+				}
+				tlsCfg.RootCAs = pool
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("odoo config: %s", strings.Join(problems, "; "))
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tlsCfg
+		tr.MaxIdleConnsPerHost = 4
+		tr.IdleConnTimeout = 90 * time.Second
+		tr.ResponseHeaderTimeout = 0 // the per-call context bounds the wait
+		hc = &http.Client{Transport: tr}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Client{cfg: cfg, base: u, hc: hc, log: log.With("component", "odoo")}, nil
+}
+
+// String describes the client without secrets.
+func (c *Client) String() string {
+	return fmt.Sprintf("odoo.Client{%s protocol=%s version=%s}", c.base.Redacted(), c.Protocol(), c.ServerVersion())
+}
+
+// Protocol returns the protocol in use, "" before Connect.
+func (c *Client) Protocol() string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.proto
+}
+
+// ServerVersion returns the server version, e.g. "17.0" or "19.0+e".
+func (c *Client) ServerVersion() string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.version
+}
+
+// Major returns the server's major version (17, 18, 19...), 0 before Connect.
+func (c *Client) Major() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.major
+}
+
+// UID returns the authenticated user id, 0 before Connect.
+func (c *Client) UID() int64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.uid
+}
+
+// Connect picks the protocol (auto: GET /web/version, 19+ means JSON-2),
+// reads the server version and authenticates. ctx bounds this attempt only.
+func (c *Client) Connect(ctx context.Context) error {
+	c.connect.Lock()
+	defer c.connect.Unlock()
+	proto := c.cfg.Protocol
+	var version string
+	if proto == ProtocolAuto || proto == ProtocolJSON2 {
+		v, err := c.webVersion(ctx)
+		switch {
+		case err == nil:
+			version = v
+			if proto == ProtocolAuto {
+				proto = ProtocolJSONRPC
+				if parseMajor(v) >= 19 {
+					proto = ProtocolJSON2
+				}
+			}
+		case proto == ProtocolAuto && isNoWebVersion(err):
+			proto = ProtocolJSONRPC
+		default:
+			return err
+		}
+	}
+	var uid int64
+	if proto == ProtocolJSONRPC {
+		var ver struct {
+			ServerVersion string `json:"server_version"`
+		}
+		if err := c.rpc(ctx, "common.version", "common", "version", []any{}, &ver); err != nil {
+			return err
+		}
+		version = ver.ServerVersion
+		var res json.RawMessage
+		if err := c.rpc(ctx, "authenticate", "common", "authenticate",
+			[]any{c.cfg.Database, c.cfg.Username, c.cfg.APIKey, map[string]any{}}, &res); err != nil {
+			return c.markExpired(err)
+		}
+		if err := json.Unmarshal(res, &uid); err != nil || uid <= 0 {
+			return c.markExpired(&Error{Op: "authenticate", Name: "odoo.exceptions.AccessDenied",
+				Message: fmt.Sprintf("login %q refused for database %q", c.cfg.Username, c.cfg.Database), Class: Auth})
+		}
+	} else {
+		var uctx struct {
+			UID int64 `json:"uid"`
+		}
+		if err := c.json2(ctx, "res.users.context_get", "res.users", "context_get", map[string]any{}, &uctx); err != nil {
+			return c.markExpired(err)
+		}
+		uid = uctx.UID
+	}
+	c.mu.Lock()
+	c.proto, c.version, c.major, c.uid, c.authOK = proto, version, parseMajor(version), uid, true
+	c.mu.Unlock()
+	c.log.Info("connected", "protocol", proto, "server_version", version, "uid", uid, "database", c.cfg.Database)
+	return nil
+}
+
+// markExpired flags an auth failure of a key that worked before.
+func (c *Client) markExpired(err error) error {
+	var oe *Error
+	if errors.As(err, &oe) && oe.Class == Auth {
+		c.mu.RLock()
+		oe.expired = c.authOK
+		c.mu.RUnlock()
+	}
+	return err
+}
+
+func isNoWebVersion(err error) bool {
+	var oe *Error
+	if !errors.As(err, &oe) {
+		return false
+	}
+	// 17 and 18 have no /web/version: their 404 (or an HTML page) means JSON-RPC.
+	return oe.Name == "decode" || oe.Status == http.StatusNotFound || oe.Status == http.StatusMethodNotAllowed
+}
+
+// parseMajor reads the major version of "17.0", "19.0+e" or "saas~18.3".
+func parseMajor(v string) int {
+	v = strings.TrimPrefix(v, "saas~")
+	end := 0
+	for end < len(v) && v[end] >= '0' && v[end] <= '9' {
+		end++
+	}
+	n, _ := strconv.Atoi(v[:end])
+	return n
+}
+
+func (c *Client) webVersion(ctx context.Context) (string, error) {
+	body, _, err := c.do(ctx, "web.version", http.MethodGet, "/web/version", nil, nil)
+	if err != nil {
+		return "", err
+	}
+	var v struct {
+		Version     string `json:"version"`
+		VersionInfo []any  `json:"version_info"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil || v.Version == "" {
+		return "", &Error{Op: "web.version", Name: "decode", Message: "not an Odoo version document", Class: Permanent, Err: err}
+	}
+	return v.Version, nil
+}
+
+// Call runs model.method with positional args and keyword args and decodes
+// the result into out (nil to discard). With JSON-RPC it is execute_kw; with
+// JSON-2 the positional args are mapped to the method's named parameters
+// (record methods take the ids as their first positional argument).
+// It connects first when Connect has not succeeded yet.
+func (c *Client) Call(ctx context.Context, model, method string, args []any, kwargs map[string]any, out any) error {
+	if c.Protocol() == "" {
+		if err := c.Connect(ctx); err != nil {
+			return err
+		}
+	}
+	op := model + "." + method
+	if args == nil {
+		args = []any{}
+	}
+	if kwargs == nil {
+		kwargs = map[string]any{}
+	}
+	if c.Protocol() == ProtocolJSONRPC {
+		err := c.rpc(ctx, op, "object", "execute_kw",
+			[]any{c.cfg.Database, c.UID(), c.cfg.APIKey, model, method, args, kwargs}, out)
+		return c.markExpired(err)
+	}
+	params, err := json2Named(method, args, kwargs)
+	if err != nil {
+		return &Error{Op: op, Message: err.Error(), Class: Permanent}
+	}
+	return c.markExpired(c.json2(ctx, op, model, method, params, out))
+}
+
+// json2Sig lists a method's JSON-2 named parameters in positional order.
+type json2Sig struct {
+	ids   bool // first positional argument is the record ids
+	names []string
+}
+
+var json2Sigs = map[string]json2Sig{
+	"search_read":  {names: []string{"domain", "fields", "offset", "limit", "order"}},
+	"search":       {names: []string{"domain", "offset", "limit", "order"}},
+	"search_count": {names: []string{"domain", "limit"}},
+	"read":         {ids: true, names: []string{"fields"}},
+	"write":        {ids: true, names: []string{"vals"}},
+	"unlink":       {ids: true},
+	"create":       {names: []string{"vals_list"}},
+	"load":         {names: []string{"fields", "data"}},
+	"name_search":  {names: []string{"name", "domain", "operator", "limit"}},
+	"context_get":  {},
+}
+
+func json2Named(method string, args []any, kwargs map[string]any) (map[string]any, error) {
+	sig, ok := json2Sigs[method]
+	if !ok {
+		// public action methods (button_*, action_*): ids only
+		sig = json2Sig{ids: true}
+	}
+	p := make(map[string]any, len(kwargs)+2)
+	for k, v := range kwargs {
+		p[k] = v
+	}
+	if sig.ids && len(args) > 0 {
+		p["ids"] = args[0]
+		args = args[1:]
+	}
+	if len(args) > len(sig.names) {
+		return nil, fmt.Errorf("%s takes %d positional arguments over JSON-2, got %d", method, len(sig.names), len(args))
+	}
+	for i, a := range args {
+		p[sig.names[i]] = a
+	}
+	if method == "create" {
+		if m, ok := p["vals_list"].(map[string]any); ok {
+			p["vals_list"] = []any{m}
+		}
+	}
+	return p, nil
+}
+
+// rpc performs one JSON-RPC call.
+func (c *Client) rpc(ctx context.Context, op, service, method string, args []any, out any) error {
+	req := map[string]any{"jsonrpc": "2.0", "method": "call", "id": c.id.Add(1),
+		"params": map[string]any{"service": service, "method": method, "args": args}}
+	body, _, err := c.do(ctx, op, http.MethodPost, "/jsonrpc", req, nil)
+	if err != nil {
+		return err
+	}
+	var env struct {
+		Result json.RawMessage `json:"result"`
+		Error  *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+			Data    struct {
+				Name    string `json:"name"`
+				Message string `json:"message"`
+			} `json:"data"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return &Error{Op: op, Name: "decode", Message: "invalid JSON-RPC response", Status: http.StatusOK, Class: Transient, Err: err}
+	}
+	if env.Error != nil {
+		msg := env.Error.Data.Message
+		if msg == "" {
+			msg = env.Error.Message
+		}
+		return &Error{Op: op, Name: env.Error.Data.Name, Message: c.redact(msg), Class: classifyName(env.Error.Data.Name)}
+	}
+	// Odoo 17 omits "result" when the method returned None: success.
+	if out == nil || len(env.Result) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(env.Result, out); err != nil {
+		return &Error{Op: op, Name: "decode", Message: "unexpected result shape", Class: Permanent, Err: err}
+	}
+	return nil
+}
+
+// json2 performs one JSON-2 call.
+func (c *Client) json2(ctx context.Context, op, model, method string, params map[string]any, out any) error {
+	hdr := http.Header{"Authorization": {"bearer " + c.cfg.APIKey}}
+	if c.cfg.Database != "" {
+		hdr.Set("X-Odoo-Database", c.cfg.Database)
+	}
+	body, _, err := c.do(ctx, op, http.MethodPost, "/json/2/"+url.PathEscape(model)+"/"+url.PathEscape(method), params, hdr)
+	if err != nil {
+		return err
+	}
+	if out == nil || len(body) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return &Error{Op: op, Name: "decode", Message: "unexpected result shape", Class: Permanent, Err: err}
+	}
+	return nil
+}
+
+// do sends one request bounded by the configured timeout and returns the
+// body of a 200 answer; anything else becomes an *Error.
+func (c *Client) do(ctx context.Context, op, method, path string, payload any, hdr http.Header) ([]byte, http.Header, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	var rd io.Reader
+	if payload != nil {
+		b, err := json.Marshal(payload)
+		if err != nil {
+			return nil, nil, &Error{Op: op, Name: "encode", Message: err.Error(), Class: Permanent}
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, rd)
+	if err != nil {
+		return nil, nil, &Error{Op: op, Message: "build request", Class: Permanent, Err: err}
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "plantedge-odoo")
+	start := time.Now()
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, nil, c.transportError(op, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return nil, nil, c.transportError(op, err)
+	}
+	c.log.Debug("call", "op", op, "status", resp.StatusCode, "elapsed", time.Since(start))
+	if resp.StatusCode == http.StatusOK {
+		return body, resp.Header, nil
+	}
+	return nil, nil, c.statusError(op, resp, body)
+}
+
+func (c *Client) transportError(op string, err error) *Error {
+	e := &Error{Op: op, Class: Transient, Err: err, timedOut: mayHaveCommitted(err)}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		e.Err = ue.Err // the URL carries no secret but is noise in every message
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		e.Message = "timed out"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		e.Message = "timed out"
+	}
+	return e
+}
+
+func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error {
+	e := &Error{Op: op, Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	var obj struct {
+		Name    string `json:"name"`
+		Message string `json:"message"`
+	}
+	var str string
+	switch {
+	case json.Unmarshal(body, &obj) == nil && (obj.Name != "" || obj.Message != ""):
+		e.Name, e.Message = obj.Name, obj.Message
+	case json.Unmarshal(body, &str) == nil:
+		e.Message = str
+	default:
+		e.Message = strings.TrimSpace(string(body))
+		if len(e.Message) > 200 {
+			e.Message = e.Message[:200] + "..."
+		}
+		if e.Message == "" {
+			e.Message = http.StatusText(resp.StatusCode)
+		}
+	}
+	e.Message = c.redact(e.Message)
+	e.Class = classifyStatus(resp.StatusCode, e.Name)
+	return e
+}
+
+// redact removes the API key from text that came from the server.
+func (c *Client) redact(s string) string {
+	if c.cfg.APIKey == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, c.cfg.APIKey, "[redacted]")
+}

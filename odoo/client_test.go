@@ -1,0 +1,618 @@
+package odoo_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/plantedge/plantedge/odoo"
+	"github.com/plantedge/plantedge/odoo/odootest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// mode is one emulator version with one client protocol.
+type mode struct {
+	version  int
+	protocol string // client Config.Protocol
+	want     string // protocol Connect should pick
+}
+
+var modes = []mode{
+	{17, "auto", "jsonrpc"},
+	{18, "auto", "jsonrpc"},
+	{19, "auto", "json2"},
+	{19, "jsonrpc", "jsonrpc"}, // JSON-RPC is still served (deprecated) in 19
+}
+
+func (m mode) String() string { return fmt.Sprintf("v%d-%s", m.version, m.protocol) }
+
+// fixture is a running emulator with one machine and a work order in progress.
+type fixture struct {
+	srv                 *odootest.Server
+	url                 string
+	wc, product, mo, wo int64
+}
+
+func newFixture(t *testing.T, opts odootest.Options) *fixture {
+	t.Helper()
+	s := odootest.New(opts)
+	url := s.Start()
+	t.Cleanup(s.Close)
+	f := &fixture{srv: s, url: url}
+	f.wc = s.AddWorkcenter("M1", "Press 1")
+	f.product = s.AddProduct("Bracket")
+	f.mo = s.AddProduction("WH/MO/00078", f.product, 500)
+	f.wo = s.AddWorkorder(f.mo, f.wc, "Pressing", "progress")
+	return f
+}
+
+func (f *fixture) client(t *testing.T, protocol string, mut ...func(*odoo.Config)) *odoo.Client {
+	t.Helper()
+	cfg := odoo.Config{URL: f.url, Database: "odoo", Username: "admin", APIKey: f.srv.AdminKey(),
+		Protocol: protocol, Timeout: 5 * time.Second}
+	for _, m := range mut {
+		m(&cfg)
+	}
+	c, err := odoo.New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return c
+}
+
+func connected(t *testing.T, f *fixture, protocol string) *odoo.Client {
+	t.Helper()
+	c := f.client(t, protocol)
+	if err := c.Connect(context.Background()); err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	return c
+}
+
+func asError(t *testing.T, err error) *odoo.Error {
+	t.Helper()
+	var oe *odoo.Error
+	if !errors.As(err, &oe) {
+		t.Fatalf("want *odoo.Error, got %T %v", err, err)
+	}
+	return oe
+}
+
+func TestConnectPicksProtocolAndVersion(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := connected(t, f, m.protocol)
+			if got := c.Protocol(); got != m.want {
+				t.Errorf("Protocol() = %q, want %q", got, m.want)
+			}
+			if got, want := c.ServerVersion(), fmt.Sprintf("%d.0", m.version); got != want {
+				t.Errorf("ServerVersion() = %q, want %q", got, want)
+			}
+			if c.Major() != m.version || c.UID() != 2 {
+				t.Errorf("Major() = %d UID() = %d, want %d and 2", c.Major(), c.UID(), m.version)
+			}
+		})
+	}
+	t.Run("enterprise-19", func(t *testing.T) {
+		f := newFixture(t, odootest.Options{Version: 19, Enterprise: true})
+		c := connected(t, f, "auto")
+		if c.ServerVersion() != "19.0+e" || c.Major() != 19 {
+			t.Errorf("version %q major %d", c.ServerVersion(), c.Major())
+		}
+	})
+	t.Run("json2-forced-on-17-is-permanent", func(t *testing.T) {
+		f := newFixture(t, odootest.Options{Version: 17})
+		err := f.client(t, "json2").Connect(context.Background())
+		if oe := asError(t, err); !oe.Permanent() {
+			t.Errorf("want permanent, got %v", err)
+		}
+	})
+}
+
+func TestWorkOrderOperations(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := connected(t, f, m.protocol)
+
+			wc, err := c.WorkcenterByCode(ctx, "M1")
+			if err != nil || wc.ID != f.wc || wc.Name != "Press 1" || wc.WorkingState != "normal" {
+				t.Fatalf("WorkcenterByCode = %+v, %v", wc, err)
+			}
+			_, err = c.WorkcenterByCode(ctx, "nope")
+			if !errors.Is(err, odoo.ErrNotFound) || !asError(t, err).Missing() || !odoo.IsPermanent(err) {
+				t.Errorf("unknown code: %v", err)
+			}
+			f.srv.AddWorkcenter("DUP", "A")
+			f.srv.AddWorkcenter("DUP", "B")
+			if _, err = c.WorkcenterByCode(ctx, "DUP"); !errors.Is(err, odoo.ErrAmbiguous) {
+				t.Errorf("duplicate code: %v", err)
+			}
+
+			// a second, earlier-started work order comes first
+			wo2 := f.srv.AddWorkorder(f.mo, f.wc, "Deburring", "progress")
+			f.srv.SetWorkorderDateStart(wo2, time.Now().Add(-time.Hour))
+			f.srv.AddWorkorder(f.mo, f.wc, "Packing", "ready")
+			wos, err := c.WorkordersInProgress(ctx, f.wc)
+			if err != nil || len(wos) != 2 || wos[0].ID != wo2 || wos[1].ID != f.wo {
+				t.Fatalf("WorkordersInProgress = %+v, %v", wos, err)
+			}
+			if w := wos[1]; w.ProductionID != f.mo || w.ProductionName != "WH/MO/00078" || w.ProductID != f.product ||
+				w.UomID != 1 || w.QtyProduction != 500 || w.State != "progress" || w.DateStart.IsZero() || w.WorkcenterID != f.wc {
+				t.Errorf("work order fields: %+v", w)
+			}
+
+			if err := c.SetProducedQty(ctx, f.wo, 132.456); err != nil {
+				t.Fatalf("SetProducedQty: %v", err)
+			}
+			if err := c.SetProducedQty(ctx, f.wo, 132.456); err != nil { // absolute: repeat is harmless
+				t.Fatalf("SetProducedQty again: %v", err)
+			}
+			wo, err := c.ReadWorkorder(ctx, f.wo)
+			if err != nil {
+				t.Fatalf("ReadWorkorder: %v", err)
+			}
+			if got := c.ProducedQty(wo); got != 132.46 {
+				t.Errorf("ProducedQty = %v, want 132.46 (rounded to 2 decimals)", got)
+			}
+			field := f.srv.Workorder(f.wo)
+			if m.version >= 19 && field.QtyProduced != 132.46 || m.version < 19 && field.QtyProducing != 132.46 {
+				t.Errorf("emulator work order after write: %+v", field)
+			}
+
+			_, err = c.ReadWorkorder(ctx, 9999)
+			if oe := asError(t, err); !oe.Missing() || !oe.Permanent() {
+				t.Errorf("missing work order: %v", err)
+			}
+		})
+	}
+}
+
+func TestDowntimeUpsert(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := connected(t, f, m.protocol)
+			byName, err := c.LossID(ctx, "Equipment Failure")
+			if err != nil {
+				t.Fatalf("LossID by name: %v", err)
+			}
+			byXMLID, err := c.LossID(ctx, "mrp.block_reason1")
+			if err != nil || byXMLID != byName {
+				t.Fatalf("LossID by xmlid = %d, %v; by name %d", byXMLID, err, byName)
+			}
+			if _, err := c.LossID(ctx, "Coffee Break"); !errors.Is(err, odoo.ErrNotFound) {
+				t.Errorf("unknown loss: %v", err)
+			}
+
+			start := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+			d := odoo.Downtime{XMLID: "plantedge.site_m1_down_1", WorkcenterID: f.wc, WorkorderID: f.wo, LossID: byName,
+				Start: start, Description: "spindle fault"}
+			id, err := c.UpsertDowntime(ctx, d)
+			if err != nil {
+				t.Fatalf("UpsertDowntime open: %v", err)
+			}
+			if st := f.srv.WorkingState(f.wc); st != "blocked" {
+				t.Errorf("open line: working_state %q, want blocked", st)
+			}
+			d.End = start.Add(7 * time.Minute)
+			id2, err := c.UpsertDowntime(ctx, d)
+			if err != nil || id2 != id {
+				t.Fatalf("UpsertDowntime close = %d, %v; want same id %d", id2, err, id)
+			}
+			lines := f.srv.Productivity()
+			if len(lines) != 1 || !lines[0].End.Equal(d.End) || lines[0].XMLID != d.XMLID || lines[0].LossName != "Equipment Failure" ||
+				lines[0].Description != "spindle fault" || !lines[0].Start.Equal(start) {
+				t.Fatalf("lines = %+v", lines)
+			}
+			if st := f.srv.WorkingState(f.wc); st != "normal" {
+				t.Errorf("closed line: working_state %q, want normal", st)
+			}
+			model, resID, found, err := c.ExternalID(ctx, "plantedge", "site_m1_down_1")
+			if err != nil || !found || resID != id || model != "mrp.workcenter.productivity" {
+				t.Errorf("ExternalID = %q %d %v %v", model, resID, found, err)
+			}
+			if _, _, found, err := c.ExternalID(ctx, "plantedge", "nope"); found || err != nil {
+				t.Errorf("ExternalID of unknown = %v %v", found, err)
+			}
+
+			before := f.srv.CallCount("mrp.workcenter.productivity", "load")
+			batch := []odoo.Downtime{
+				{XMLID: "plantedge.site_m1_down_2", WorkcenterID: f.wc, LossID: byName, Start: start.Add(time.Hour), End: start.Add(2 * time.Hour)},
+				{XMLID: "plantedge.site_m1_down_1", WorkcenterID: f.wc, WorkorderID: f.wo, LossID: byName, Start: start, End: d.End, Description: "spindle fault, fixed"},
+			}
+			ids, err := c.UpsertDowntimes(ctx, batch)
+			if err != nil || len(ids) != 2 || ids[1] != id || ids[0] == id {
+				t.Fatalf("UpsertDowntimes = %v, %v", ids, err)
+			}
+			if n := f.srv.CallCount("mrp.workcenter.productivity", "load") - before; n != 1 {
+				t.Errorf("batch used %d load calls, want 1", n)
+			}
+			// a row Odoo refuses fails the whole batch: nothing of it is written
+			bad := []odoo.Downtime{
+				{XMLID: "plantedge.site_m1_down_3", WorkcenterID: f.wc, LossID: byName, Start: start},
+				{XMLID: "plantedge.site_m1_down_4", WorkcenterID: 424242, LossID: byName, Start: start},
+			}
+			_, err = c.UpsertDowntimes(ctx, bad)
+			if !odoo.IsPermanent(err) {
+				t.Errorf("bad batch: want permanent error, got %v", err)
+			}
+			if n := len(f.srv.Productivity()); n != 2 {
+				t.Errorf("after refused batch: %d lines, want 2", n)
+			}
+		})
+	}
+}
+
+func TestBookScrap(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := connected(t, f, m.protocol)
+			s := odoo.Scrap{XMLID: "plantedge.site_m1_scrap_7", ProductID: f.product, ProductionID: f.mo, WorkorderID: f.wo, Qty: 3}
+			done, err := c.BookScrap(ctx, s)
+			if err != nil || !done {
+				t.Fatalf("BookScrap = %v, %v", done, err)
+			}
+			done, err = c.BookScrap(ctx, s)
+			if err != nil || !done {
+				t.Fatalf("BookScrap again = %v, %v", done, err)
+			}
+			scraps := f.srv.Scraps()
+			if len(scraps) != 1 || scraps[0].Moves != 1 || scraps[0].State != "done" || scraps[0].UomID != 1 || scraps[0].Qty != 3 {
+				t.Fatalf("scraps = %+v (want one scrap booked once)", scraps)
+			}
+
+			short := f.srv.AddProduct("Rare part")
+			f.srv.SetShortStock(short, true)
+			s2 := odoo.Scrap{XMLID: "plantedge.site_m1_scrap_8", ProductID: short, Qty: 1}
+			done, err = c.BookScrap(ctx, s2)
+			if err != nil || done {
+				t.Fatalf("short stock BookScrap = %v, %v; want not done", done, err)
+			}
+			f.srv.SetShortStock(short, false)
+			done, err = c.BookScrap(ctx, s2)
+			if err != nil || !done {
+				t.Fatalf("retry after stock arrived = %v, %v", done, err)
+			}
+			if n := len(f.srv.Scraps()); n != 2 {
+				t.Errorf("%d scraps, want 2 (retry updated the draft)", n)
+			}
+		})
+	}
+}
+
+// TestFaults runs a write under every fault in every mode.
+func TestFaults(t *testing.T) {
+	faults := []struct {
+		fault     odootest.Fault
+		applied   bool // the write reached the database
+		timedOut  bool
+		retryWait time.Duration
+	}{
+		{odootest.FaultHTTP502, false, false, 0},
+		{odootest.FaultHTTP503, false, false, time.Second},
+		{odootest.FaultSerialization, false, false, 0},
+		{odootest.FaultLockConflict, false, false, 0},
+		{odootest.FaultCommitThenDrop, true, true, 0},
+	}
+	for _, m := range modes {
+		for _, ft := range faults {
+			t.Run(m.String()+"/"+ft.fault.String(), func(t *testing.T) {
+				ctx := context.Background()
+				f := newFixture(t, odootest.Options{Version: m.version})
+				c := connected(t, f, m.protocol)
+				f.srv.FailNext(1, ft.fault)
+				err := c.SetProducedQty(ctx, f.wo, 42)
+				oe := asError(t, err)
+				if !oe.Temporary() || !odoo.IsTemporary(err) || oe.Permanent() {
+					t.Errorf("want temporary, got class %v: %v", oe.Class, err)
+				}
+				if oe.TimedOut() != ft.timedOut {
+					t.Errorf("TimedOut() = %v, want %v (%v)", oe.TimedOut(), ft.timedOut, err)
+				}
+				if oe.RetryAfter != ft.retryWait {
+					t.Errorf("RetryAfter = %v, want %v", oe.RetryAfter, ft.retryWait)
+				}
+				if ft.fault == odootest.FaultLockConflict && m.protocol == "auto" && m.version == 19 && oe.Status != http.StatusConflict {
+					t.Errorf("JSON-2 lock conflict status %d, want 409", oe.Status)
+				}
+				wo, rerr := c.ReadWorkorder(ctx, f.wo) // the re-read a caller does after TimedOut
+				if rerr != nil {
+					t.Fatalf("re-read: %v", rerr)
+				}
+				if got := c.ProducedQty(wo) == 42; got != ft.applied {
+					t.Errorf("write applied = %v, want %v", got, ft.applied)
+				}
+			})
+		}
+		t.Run(m.String()+"/down", func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := connected(t, f, m.protocol)
+			f.srv.SetDown(true)
+			err := c.SetProducedQty(context.Background(), f.wo, 5)
+			if !odoo.IsTemporary(err) {
+				t.Errorf("down: want temporary, got %v", err)
+			}
+			f.srv.SetDown(false)
+			if err := c.SetProducedQty(context.Background(), f.wo, 5); err != nil {
+				t.Errorf("after recovery: %v", err)
+			}
+		})
+		t.Run(m.String()+"/latency-timeout", func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := f.client(t, m.protocol, func(cfg *odoo.Config) { cfg.Timeout = 100 * time.Millisecond })
+			if err := c.Connect(context.Background()); err != nil {
+				t.Fatalf("Connect: %v", err)
+			}
+			f.srv.SetLatency(2 * time.Second)
+			err := c.SetProducedQty(context.Background(), f.wo, 5)
+			oe := asError(t, err)
+			if !oe.Temporary() || !oe.TimedOut() {
+				t.Errorf("timeout: want temporary+timedout, got %v", err)
+			}
+			f.srv.SetLatency(0)
+		})
+	}
+}
+
+func TestChaosConverges(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, odootest.Options{Version: 19})
+	c := connected(t, f, "auto")
+	f.srv.SetFaultRate(odootest.FaultCommitThenDrop, 0.3, 7)
+	var fails int
+	for i := 1; i <= 40; i++ {
+		for attempt := 0; ; attempt++ {
+			err := c.SetProducedQty(ctx, f.wo, float64(i))
+			if err == nil {
+				break
+			}
+			if !odoo.IsTemporary(err) || attempt > 20 {
+				t.Fatalf("write %d: %v", i, err)
+			}
+			fails++
+		}
+	}
+	f.srv.SetFaultRate(odootest.FaultNone, 0, 0)
+	if got := f.srv.Workorder(f.wo).QtyProduced; got != 40 {
+		t.Errorf("after chaos: qty_produced %v, want 40", got)
+	}
+	if fails == 0 {
+		t.Errorf("fault rate 0.3 injected no faults")
+	}
+}
+
+func TestAuthFailures(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String()+"/bad-key", func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := f.client(t, m.protocol, func(cfg *odoo.Config) { cfg.APIKey = strings.Repeat("0", 40) })
+			err := c.Connect(context.Background())
+			if oe := asError(t, err); !oe.Auth() || !odoo.IsAuth(err) || oe.Expired() || oe.Temporary() {
+				t.Errorf("bad key: %v (class %v expired %v)", err, oe.Class, oe.Expired())
+			}
+		})
+		t.Run(m.String()+"/expired-key", func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			_, key := f.srv.AddUser("plc")
+			c := f.client(t, m.protocol, func(cfg *odoo.Config) { cfg.Username, cfg.APIKey = "plc", key })
+			if err := c.Connect(context.Background()); err != nil {
+				t.Fatalf("Connect: %v", err)
+			}
+			f.srv.ExpireKey(key)
+			err := c.SetProducedQty(context.Background(), f.wo, 1)
+			if oe := asError(t, err); !oe.Auth() || !oe.Expired() {
+				t.Errorf("expired key: %v (expired %v)", err, oe.Expired())
+			}
+			err = c.Connect(context.Background())
+			if oe := asError(t, err); !oe.Auth() || !oe.Expired() {
+				t.Errorf("reconnect with expired key: %v", err)
+			}
+		})
+	}
+	t.Run("login-cooldown", func(t *testing.T) {
+		f := newFixture(t, odootest.Options{Version: 17})
+		f.srv.SetLoginCooldown(3, time.Hour)
+		bad := f.client(t, "jsonrpc", func(cfg *odoo.Config) { cfg.APIKey = strings.Repeat("a", 40) })
+		for range 3 {
+			if err := bad.Connect(context.Background()); !odoo.IsAuth(err) {
+				t.Fatalf("bad login: %v", err)
+			}
+		}
+		err := f.client(t, "jsonrpc").Connect(context.Background()) // even the right key is locked out now
+		if oe := asError(t, err); !oe.Auth() || !oe.LoginCooldown() {
+			t.Errorf("cooldown: %v", err)
+		}
+	})
+}
+
+func TestJSON2StringErrorBodies(t *testing.T) {
+	f := newFixture(t, odootest.Options{Version: 19, StringErrors: true})
+	c := connected(t, f, "auto")
+	f.srv.SetWorkorderState(f.wo, "done")
+	err := c.SetProducedQty(context.Background(), f.wo, 3)
+	oe := asError(t, err)
+	if oe.Status != http.StatusUnprocessableEntity || !oe.Permanent() || !strings.Contains(oe.Message, "done or cancelled") {
+		t.Errorf("bare-string 422: %+v", oe)
+	}
+}
+
+func TestSecretNeverPrinted(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			var logs bytes.Buffer
+			var mu sync.Mutex
+			log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			key := f.srv.AdminKey()
+			cfg := odoo.Config{URL: f.url, Database: "odoo", Username: "admin", APIKey: key, Protocol: m.protocol, Logger: log, Timeout: 2 * time.Second}
+			c, err := odoo.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			out = append(out, cfg.String(), fmt.Sprintf("%v %+v %#v %s", cfg, cfg, cfg, c))
+			if err := c.Connect(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			for _, fault := range []odootest.Fault{odootest.FaultHTTP503, odootest.FaultSerialization, odootest.FaultCommitThenDrop} {
+				f.srv.FailNext(1, fault)
+				err := c.SetProducedQty(context.Background(), f.wo, 1)
+				out = append(out, fmt.Sprintf("%v %+v %#v", err, err, err))
+			}
+			f.srv.ExpireKey(key)
+			err = c.SetProducedQty(context.Background(), f.wo, 1)
+			out = append(out, fmt.Sprintf("%v %+v", err, err))
+			mu.Lock()
+			out = append(out, logs.String())
+			mu.Unlock()
+			for _, s := range out {
+				if strings.Contains(s, key) {
+					t.Fatalf("API key leaked in: %s", s)
+				}
+			}
+		})
+	}
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func TestTLSWithCustomCA(t *testing.T) {
+	s := odootest.New(odootest.Options{Version: 19})
+	ts := s.StartTLS()
+	t.Cleanup(s.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := odoo.New(odoo.Config{URL: ts.URL, Database: "odoo", Username: "admin", APIKey: s.AdminKey(), CAFile: ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Connect(context.Background()); err != nil || c.Protocol() != "json2" {
+		t.Fatalf("TLS with CA: %v (protocol %q)", err, c.Protocol())
+	}
+	plain, err := odoo.New(odoo.Config{URL: ts.URL, Database: "odoo", Username: "admin", APIKey: s.AdminKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.Connect(context.Background()); err == nil {
+		t.Fatal("TLS without the CA: want a certificate error")
+	}
+	if _, err := odoo.New(odoo.Config{URL: ts.URL, Database: "odoo", Username: "admin", APIKey: "k", CAFile: filepath.Join(t.TempDir(), "none.pem")}); err == nil {
+		t.Error("missing CA file: want config error")
+	}
+}
+
+func TestConnectionReuse(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			s := odootest.New(odootest.Options{Version: m.version})
+			var conns atomic.Int32
+			ts := httptest.NewUnstartedServer(s.Handler())
+			ts.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+				if st == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			ts.Start()
+			t.Cleanup(ts.Close)
+			wc := s.AddWorkcenter("M1", "Press")
+			mo := s.AddProduction("MO1", s.AddProduct("P"), 10)
+			wo := s.AddWorkorder(mo, wc, "Op", "progress")
+			c, err := odoo.New(odoo.Config{URL: ts.URL, Database: "odoo", Username: "admin", APIKey: s.AdminKey(), Protocol: m.protocol})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 20 {
+				if err := c.SetProducedQty(context.Background(), wo, float64(i+1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := conns.Load(); n != 1 {
+				t.Errorf("%d TCP connections for 20+ sequential calls, want 1", n)
+			}
+		})
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  odoo.Config
+		want string
+	}{
+		{"no-url", odoo.Config{Database: "d", Username: "u", APIKey: "k"}, "url is required"},
+		{"bad-scheme", odoo.Config{URL: "ftp://x", Database: "d", Username: "u", APIKey: "k"}, "want http(s)"},
+		{"no-key", odoo.Config{URL: "http://x", Database: "d", Username: "u"}, "api key is required"},
+		{"no-db-jsonrpc", odoo.Config{URL: "http://x", Username: "u", APIKey: "k", Protocol: "jsonrpc"}, "database is required"},
+		{"bad-protocol", odoo.Config{URL: "http://x", Database: "d", Username: "u", APIKey: "k", Protocol: "xmlrpc"}, "protocol"},
+		{"negative-timeout", odoo.Config{URL: "http://x", Database: "d", Username: "u", APIKey: "k", Timeout: -1}, "timeout"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := odoo.New(tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New: %v, want %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := odoo.New(odoo.Config{URL: "https://x", APIKey: "k", Protocol: "json2"}); err != nil {
+		t.Errorf("json2 needs no database or username: %v", err)
+	}
+}
+
+func TestCallGeneric(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := f.client(t, m.protocol) // Call connects lazily
+			var n int
+			if err := c.Call(ctx, "mrp.workorder", "search_count", []any{[]any{[]any{"workcenter_id.code", "=", "M1"}}}, nil, &n); err != nil || n != 1 {
+				t.Fatalf("search_count = %d, %v", n, err)
+			}
+			if err := c.Call(ctx, "mrp.workorder", "button_pending", []any{[]int64{f.wo}}, nil, nil); err != nil {
+				t.Errorf("button_pending (returns None): %v", err)
+			}
+			err := c.Call(ctx, "mrp.workorder", "_action_confirm", []any{[]int64{f.wo}}, nil, nil)
+			if !odoo.IsPermanent(err) {
+				t.Errorf("private method: %v", err)
+			}
+			err = c.Call(ctx, "mrp.workorder", "record_production", []any{[]int64{f.wo}}, nil, nil)
+			if !odoo.IsPermanent(err) {
+				t.Errorf("record_production: %v", err)
+			}
+		})
+	}
+}

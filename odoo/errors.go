@@ -1,0 +1,211 @@
+package odoo
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrorClass says what a caller should do with a failed call.
+type ErrorClass int
+
+// Error classes. NotFound is Permanent with Missing() true.
+const (
+	// Transient failures may succeed when retried (network, timeouts,
+	// 502/503/504/429, JSON-2 409/500, serialization and lock failures).
+	Transient ErrorClass = iota + 1
+	// Permanent failures will fail again unchanged: dead-letter and alert.
+	Permanent
+	// Auth failures mean the login or API key is refused; back off hard,
+	// Odoo locks an address out after 10 failed logins.
+	Auth
+)
+
+// String names the class.
+func (c ErrorClass) String() string {
+	switch c {
+	case Transient:
+		return "transient"
+	case Permanent:
+		return "permanent"
+	case Auth:
+		return "auth"
+	}
+	return "unknown"
+}
+
+// ErrNotFound is wrapped by lookups that matched no record.
+var ErrNotFound = errors.New("not found")
+
+// ErrAmbiguous is wrapped by lookups that matched more than one record.
+var ErrAmbiguous = errors.New("ambiguous")
+
+// Error is a failed Odoo call, classified for retry decisions.
+type Error struct {
+	Op         string        // what the client was doing, e.g. "mrp.workorder.write"
+	Name       string        // Odoo exception name, e.g. "odoo.exceptions.ValidationError"
+	Message    string        // server message (API key redacted)
+	Status     int           // HTTP status, 0 when no response arrived
+	RetryAfter time.Duration // from the Retry-After header, 0 when absent
+	Class      ErrorClass
+	Err        error // underlying cause (network error, sentinel), may be nil
+
+	timedOut bool // the request may have reached Odoo and committed
+	expired  bool // the key was accepted before and is refused now
+}
+
+// Error describes the failure; it never contains the API key.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("odoo ")
+	b.WriteString(e.Op)
+	if e.Name != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Name)
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	if e.Status != 0 {
+		b.WriteString(" (http ")
+		b.WriteString(strconv.Itoa(e.Status))
+		b.WriteString(")")
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the underlying cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Temporary reports whether retrying the same call may succeed.
+func (e *Error) Temporary() bool { return e.Class == Transient }
+
+// Permanent reports whether the call will fail again unchanged.
+func (e *Error) Permanent() bool { return e.Class == Permanent }
+
+// Auth reports an authentication failure (bad, revoked or expired key, login cooldown).
+func (e *Error) Auth() bool { return e.Class == Auth }
+
+// Missing reports that the record or lookup target does not exist.
+func (e *Error) Missing() bool {
+	return errors.Is(e.Err, ErrNotFound) || strings.HasSuffix(e.Name, ".MissingError") ||
+		(e.Status == http.StatusNotFound && e.Name == "")
+}
+
+// Expired reports an authentication failure for a key that this client had
+// used successfully before: Odoo answers an expired (or revoked) key exactly
+// like a wrong one, so the client infers it from the earlier success.
+func (e *Error) Expired() bool { return e.Class == Auth && e.expired }
+
+// LoginCooldown reports Odoo's "Too many login failures" lockout.
+func (e *Error) LoginCooldown() bool {
+	return strings.Contains(e.Message, "Too many login failures")
+}
+
+// TimedOut reports that the request may have reached Odoo and committed
+// before the answer was lost: re-read state before repeating the call.
+func (e *Error) TimedOut() bool { return e.timedOut }
+
+// IsTemporary reports whether err is worth retrying: a transient *Error, a
+// network error or a timeout.
+func IsTemporary(err error) bool {
+	if err == nil {
+		return false
+	}
+	var oe *Error
+	if errors.As(err, &oe) {
+		return oe.Temporary()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
+}
+
+// IsPermanent reports whether err is a permanent *Error.
+func IsPermanent(err error) bool {
+	var oe *Error
+	return errors.As(err, &oe) && oe.Permanent()
+}
+
+// IsAuth reports whether err is an authentication failure.
+func IsAuth(err error) bool {
+	var oe *Error
+	return errors.As(err, &oe) && oe.Auth()
+}
+
+// transientNames are the exception name suffixes Odoo raises for
+// concurrency failures that survived its own server-side retries.
+var transientNames = []string{"SerializationFailure", "LockNotAvailable", "DeadlockDetected", "LockError"}
+
+// classifyName classifies a JSON-RPC error by its error.data.name.
+func classifyName(name string) ErrorClass {
+	for _, s := range transientNames {
+		if strings.HasSuffix(name, s) {
+			return Transient
+		}
+	}
+	if strings.HasSuffix(name, ".AccessDenied") {
+		return Auth
+	}
+	return Permanent
+}
+
+// classifyStatus classifies a non-200 HTTP answer (JSON-2, or a proxy in
+// front of JSON-RPC).
+func classifyStatus(status int, name string) ErrorClass {
+	switch {
+	case status == http.StatusUnauthorized:
+		return Auth
+	case strings.HasSuffix(name, ".AccessDenied"):
+		return Auth
+	case status == http.StatusConflict, status == http.StatusTooManyRequests,
+		status == http.StatusRequestTimeout, status >= 500:
+		return Transient
+	}
+	if name != "" && classifyName(name) == Transient {
+		return Transient
+	}
+	return Permanent
+}
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 {
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// mayHaveCommitted reports whether a transport error leaves the outcome of
+// the request unknown. Only a failed dial proves nothing was sent.
+func mayHaveCommitted(err error) bool {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return false
+	}
+	var dnsErr *net.DNSError
+	return !errors.As(err, &dnsErr)
+}

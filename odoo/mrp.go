@@ -1,0 +1,414 @@
+package odoo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// TimeLayout is how Odoo sends datetimes over the wire (UTC).
+const TimeLayout = "2006-01-02 15:04:05"
+
+// Workcenter is an mrp.workcenter.
+type Workcenter struct {
+	ID                       int64
+	Code, Name, WorkingState string
+}
+
+// Workorder is the part of an mrp.workorder the agent uses.
+type Workorder struct {
+	ID                                       int64
+	Name, State                              string
+	WorkcenterID, ProductionID               int64
+	ProductID, UomID                         int64
+	ProductionName                           string
+	QtyProduction, QtyProducing, QtyProduced float64
+	DateStart                                time.Time
+}
+
+// Downtime is one mrp.workcenter.productivity line, written idempotently
+// under its external id.
+type Downtime struct {
+	XMLID                             string // "plantedge.<name>"
+	WorkcenterID, WorkorderID, LossID int64
+	Start                             time.Time
+	End                               time.Time // zero = open line (blocks the work center for non-productive losses)
+	Description                       string
+}
+
+// Scrap is one stock.scrap, booked idempotently under its external id.
+type Scrap struct {
+	XMLID                                       string
+	ProductID, UomID, ProductionID, WorkorderID int64
+	Qty                                         float64
+}
+
+// many2one decodes Odoo's [id, "name"] or false.
+type many2one struct {
+	ID   int64
+	Name string
+}
+
+func (m *many2one) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(b, []byte("false")) || bytes.Equal(b, []byte("null")) {
+		*m = many2one{}
+		return nil
+	}
+	var pair []json.RawMessage
+	if err := json.Unmarshal(b, &pair); err == nil && len(pair) >= 1 {
+		if err := json.Unmarshal(pair[0], &m.ID); err != nil {
+			return fmt.Errorf("many2one id: %w", err)
+		}
+		if len(pair) > 1 {
+			_ = json.Unmarshal(pair[1], &m.Name)
+		}
+		return nil
+	}
+	// a bare id (some JSON-2 answers)
+	return json.Unmarshal(b, &m.ID)
+}
+
+// text decodes a char/selection field: a string or false.
+type text string
+
+func (t *text) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(b, []byte("false")) || bytes.Equal(b, []byte("null")) {
+		*t = ""
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("text field: %w", err)
+	}
+	*t = text(s)
+	return nil
+}
+
+// odooTime decodes "YYYY-MM-DD HH:MM:SS" (UTC) or false.
+type odooTime time.Time
+
+func (t *odooTime) UnmarshalJSON(b []byte) error {
+	var s text
+	if err := s.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	if s == "" {
+		*t = odooTime{}
+		return nil
+	}
+	v, err := time.ParseInLocation(TimeLayout, string(s), time.UTC)
+	if err != nil {
+		return fmt.Errorf("datetime field: %w", err)
+	}
+	*t = odooTime(v)
+	return nil
+}
+
+var workorderFields = []string{"id", "name", "state", "workcenter_id", "production_id", "product_id",
+	"product_uom_id", "qty_production", "qty_producing", "qty_produced", "date_start"}
+
+type workorderRow struct {
+	ID            int64    `json:"id"`
+	Name          text     `json:"name"`
+	State         text     `json:"state"`
+	Workcenter    many2one `json:"workcenter_id"`
+	Production    many2one `json:"production_id"`
+	Product       many2one `json:"product_id"`
+	Uom           many2one `json:"product_uom_id"`
+	QtyProduction float64  `json:"qty_production"`
+	QtyProducing  float64  `json:"qty_producing"`
+	QtyProduced   float64  `json:"qty_produced"`
+	DateStart     odooTime `json:"date_start"`
+}
+
+func (r workorderRow) workorder() Workorder {
+	return Workorder{ID: r.ID, Name: string(r.Name), State: string(r.State), WorkcenterID: r.Workcenter.ID,
+		ProductionID: r.Production.ID, ProductionName: r.Production.Name, ProductID: r.Product.ID, UomID: r.Uom.ID,
+		QtyProduction: r.QtyProduction, QtyProducing: r.QtyProducing, QtyProduced: r.QtyProduced,
+		DateStart: time.Time(r.DateStart)}
+}
+
+// WorkcenterByCode finds the work center with this code. Codes are not
+// unique in Odoo: zero matches wrap ErrNotFound, several wrap ErrAmbiguous.
+func (c *Client) WorkcenterByCode(ctx context.Context, code string) (Workcenter, error) {
+	var rows []struct {
+		ID           int64 `json:"id"`
+		Code         text  `json:"code"`
+		Name         text  `json:"name"`
+		WorkingState text  `json:"working_state"`
+	}
+	err := c.Call(ctx, "mrp.workcenter", "search_read", []any{[]any{[]any{"code", "=", code}}},
+		map[string]any{"fields": []string{"id", "code", "name", "working_state"}, "order": "id asc", "limit": 2}, &rows)
+	if err != nil {
+		return Workcenter{}, err
+	}
+	switch len(rows) {
+	case 0:
+		return Workcenter{}, &Error{Op: "workcenter by code", Message: fmt.Sprintf("no work center with code %q", code),
+			Class: Permanent, Err: ErrNotFound}
+	case 1:
+		r := rows[0]
+		return Workcenter{ID: r.ID, Code: string(r.Code), Name: string(r.Name), WorkingState: string(r.WorkingState)}, nil
+	}
+	return Workcenter{}, &Error{Op: "workcenter by code",
+		Message: fmt.Sprintf("work center code %q matches ids %d and %d (codes are not unique in Odoo)", code, rows[0].ID, rows[1].ID),
+		Class:   Permanent, Err: ErrAmbiguous}
+}
+
+// WorkordersInProgress returns the work orders in state "progress" on the
+// work center, oldest start first (order date_start asc, id asc, explicit
+// because the default order differs between versions).
+func (c *Client) WorkordersInProgress(ctx context.Context, workcenterID int64) ([]Workorder, error) {
+	var rows []workorderRow
+	err := c.Call(ctx, "mrp.workorder", "search_read",
+		[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, []any{"state", "=", "progress"}}},
+		map[string]any{"fields": workorderFields, "order": "date_start asc, id asc"}, &rows)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Workorder, len(rows))
+	for i, r := range rows {
+		out[i] = r.workorder()
+	}
+	return out, nil
+}
+
+// ReadWorkorder reads one work order's state and quantities.
+func (c *Client) ReadWorkorder(ctx context.Context, id int64) (Workorder, error) {
+	var rows []workorderRow
+	if err := c.Call(ctx, "mrp.workorder", "read", []any{[]int64{id}},
+		map[string]any{"fields": workorderFields}, &rows); err != nil {
+		return Workorder{}, err
+	}
+	if len(rows) != 1 {
+		return Workorder{}, &Error{Op: "mrp.workorder.read", Message: fmt.Sprintf("work order %d not found", id),
+			Class: Permanent, Err: ErrNotFound}
+	}
+	return rows[0].workorder(), nil
+}
+
+// producedField is the work-order field that carries the produced quantity.
+func (c *Client) producedField() string {
+	if c.Major() >= 19 {
+		return "qty_produced"
+	}
+	return "qty_producing"
+}
+
+// ProducedQty returns the quantity the agent maintains on wo: qty_producing
+// on 17/18, qty_produced on 19+.
+func (c *Client) ProducedQty(wo Workorder) float64 {
+	if c.Major() >= 19 {
+		return wo.QtyProduced
+	}
+	return wo.QtyProducing
+}
+
+// SetProducedQty writes the absolute produced quantity (rounded to 2
+// decimals): qty_producing on 17/18 (MO-wide; Odoo ignores 0), qty_produced
+// on 19+ (Odoo refuses negatives and done/cancelled work orders). Repeating
+// it is harmless.
+func (c *Client) SetProducedQty(ctx context.Context, workorderID int64, qty float64) error {
+	if c.Protocol() == "" {
+		if err := c.Connect(ctx); err != nil {
+			return err
+		}
+	}
+	return c.Call(ctx, "mrp.workorder", "write", []any{[]int64{workorderID},
+		map[string]any{c.producedField(): Round2(qty)}}, nil, nil)
+}
+
+// Round2 rounds like Odoo's default quantity precision (2 decimals, half away from zero).
+func Round2(v float64) float64 { return math.Round(v*100) / 100 }
+
+func checkXMLID(id string) error {
+	mod, name, ok := strings.Cut(id, ".")
+	if !ok || mod == "" || name == "" || strings.ContainsAny(id, " ,\n") {
+		return fmt.Errorf("external id %q: want module.name", id)
+	}
+	return nil
+}
+
+func dbid(id int64) string {
+	if id == 0 {
+		return ""
+	}
+	return strconv.FormatInt(id, 10)
+}
+
+func wireTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(TimeLayout)
+}
+
+var downtimeFields = []string{"id", "workcenter_id/.id", "workorder_id/.id", "loss_id/.id", "date_start", "date_end", "description"}
+
+// UpsertDowntime creates or updates the productivity line with d.XMLID (one
+// load() call) and returns its database id.
+func (c *Client) UpsertDowntime(ctx context.Context, d Downtime) (int64, error) {
+	ids, err := c.UpsertDowntimes(ctx, []Downtime{d})
+	if err != nil {
+		return 0, err
+	}
+	return ids[0], nil
+}
+
+// UpsertDowntimes writes several lines in one load() call (one transaction:
+// all or nothing) and returns their ids in order.
+func (c *Client) UpsertDowntimes(ctx context.Context, ds []Downtime) ([]int64, error) {
+	if len(ds) == 0 {
+		return nil, nil
+	}
+	rows := make([][]string, len(ds))
+	for i, d := range ds {
+		if err := checkXMLID(d.XMLID); err != nil {
+			return nil, &Error{Op: "upsert downtime", Message: err.Error(), Class: Permanent}
+		}
+		if d.Start.IsZero() {
+			return nil, &Error{Op: "upsert downtime", Message: fmt.Sprintf("%s: start time is required", d.XMLID), Class: Permanent}
+		}
+		rows[i] = []string{d.XMLID, dbid(d.WorkcenterID), dbid(d.WorkorderID), dbid(d.LossID),
+			wireTime(d.Start), wireTime(d.End), d.Description}
+	}
+	return c.load(ctx, "mrp.workcenter.productivity", downtimeFields, rows)
+}
+
+// load calls Model.load and turns its messages into an error.
+func (c *Client) load(ctx context.Context, model string, fields []string, rows [][]string) ([]int64, error) {
+	var res struct {
+		IDs      json.RawMessage `json:"ids"`
+		Messages []struct {
+			Type    string `json:"type"`
+			Message string `json:"message"`
+			Record  int    `json:"record"`
+			Field   string `json:"field"`
+		} `json:"messages"`
+	}
+	if err := c.Call(ctx, model, "load", []any{fields, rows}, nil, &res); err != nil {
+		return nil, err
+	}
+	var ids []int64
+	_ = json.Unmarshal(res.IDs, &ids) // false on failure
+	var msgs []string
+	for _, m := range res.Messages {
+		if m.Type == "error" {
+			msgs = append(msgs, fmt.Sprintf("row %d %s: %s", m.Record, m.Field, m.Message))
+		}
+	}
+	if len(msgs) > 0 || len(ids) != len(rows) {
+		if len(msgs) == 0 {
+			msgs = append(msgs, fmt.Sprintf("got %d ids for %d rows", len(ids), len(rows)))
+		}
+		return nil, &Error{Op: model + ".load", Name: "load", Message: strings.Join(msgs, "; "), Class: Permanent}
+	}
+	return ids, nil
+}
+
+// LossID resolves a loss reason (mrp.workcenter.productivity.loss) by
+// external id ("mrp.block_reason1") or by exact name ("Equipment Failure").
+func (c *Client) LossID(ctx context.Context, nameOrXMLID string) (int64, error) {
+	const lossModel = "mrp.workcenter.productivity.loss"
+	if mod, name, ok := strings.Cut(nameOrXMLID, "."); ok && checkXMLID(nameOrXMLID) == nil {
+		model, id, found, err := c.ExternalID(ctx, mod, name)
+		if err != nil {
+			return 0, err
+		}
+		if found && model == lossModel {
+			return id, nil
+		}
+	}
+	var rows []struct {
+		ID int64 `json:"id"`
+	}
+	if err := c.Call(ctx, lossModel, "search_read", []any{[]any{[]any{"name", "=", nameOrXMLID}}},
+		map[string]any{"fields": []string{"id"}, "order": "id asc", "limit": 2}, &rows); err != nil {
+		return 0, err
+	}
+	switch len(rows) {
+	case 0:
+		return 0, &Error{Op: "loss id", Message: fmt.Sprintf("no loss reason %q", nameOrXMLID), Class: Permanent, Err: ErrNotFound}
+	case 1:
+		return rows[0].ID, nil
+	}
+	return 0, &Error{Op: "loss id", Message: fmt.Sprintf("loss reason %q matches several records", nameOrXMLID),
+		Class: Permanent, Err: ErrAmbiguous}
+}
+
+// ExternalID looks up module.name in ir.model.data.
+func (c *Client) ExternalID(ctx context.Context, module, name string) (model string, resID int64, found bool, err error) {
+	var rows []struct {
+		Model text  `json:"model"`
+		ResID int64 `json:"res_id"`
+	}
+	err = c.Call(ctx, "ir.model.data", "search_read",
+		[]any{[]any{[]any{"module", "=", module}, []any{"name", "=", name}}},
+		map[string]any{"fields": []string{"model", "res_id"}, "limit": 1}, &rows)
+	if err != nil || len(rows) == 0 {
+		return "", 0, false, err
+	}
+	return string(rows[0].Model), rows[0].ResID, true, nil
+}
+
+// scrapRow builds the load() columns of s. Odoo's import turns an empty cell
+// into False, so the unit column is sent only when set: otherwise Odoo
+// computes it from the product on create and keeps it on update.
+func scrapRow(s Scrap) ([]string, []string) {
+	fields := []string{"id", "product_id/.id", "scrap_qty", "production_id/.id", "workorder_id/.id"}
+	row := []string{s.XMLID, dbid(s.ProductID), strconv.FormatFloat(Round2(s.Qty), 'f', -1, 64), dbid(s.ProductionID), dbid(s.WorkorderID)}
+	if s.UomID != 0 {
+		fields = append(fields, "product_uom_id/.id")
+		row = append(row, dbid(s.UomID))
+	}
+	return fields, row
+}
+
+// BookScrap books s once: a scrap already done under s.XMLID is reported
+// done without a second booking; otherwise it is created or updated with
+// load() and validated. A wizard returned by action_validate (stock short)
+// means not done: the scrap stays draft and can be retried.
+func (c *Client) BookScrap(ctx context.Context, s Scrap) (done bool, err error) {
+	if err := checkXMLID(s.XMLID); err != nil {
+		return false, &Error{Op: "book scrap", Message: err.Error(), Class: Permanent}
+	}
+	if s.Qty <= 0 {
+		return false, &Error{Op: "book scrap", Message: fmt.Sprintf("%s: quantity must be positive", s.XMLID), Class: Permanent}
+	}
+	mod, name, _ := strings.Cut(s.XMLID, ".")
+	model, id, found, err := c.ExternalID(ctx, mod, name)
+	if err != nil {
+		return false, err
+	}
+	if found && model == "stock.scrap" {
+		var rows []struct {
+			State text `json:"state"`
+		}
+		if err := c.Call(ctx, "stock.scrap", "search_read", []any{[]any{[]any{"id", "=", id}}},
+			map[string]any{"fields": []string{"state"}}, &rows); err != nil {
+			return false, err
+		}
+		if len(rows) == 1 && rows[0].State == "done" {
+			return true, nil
+		}
+	}
+	fields, row := scrapRow(s)
+	ids, err := c.load(ctx, "stock.scrap", fields, [][]string{row})
+	if err != nil {
+		return false, err
+	}
+	var res json.RawMessage
+	if err := c.Call(ctx, "stock.scrap", "action_validate", []any{[]int64{ids[0]}}, nil, &res); err != nil {
+		return false, err
+	}
+	if len(bytes.TrimSpace(res)) > 0 && bytes.TrimSpace(res)[0] == '{' {
+		c.log.Warn("scrap not validated: Odoo returned a wizard (insufficient stock)", "xmlid", s.XMLID, "scrap_id", ids[0])
+		return false, nil
+	}
+	return true, nil
+}

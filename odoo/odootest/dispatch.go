@@ -1,0 +1,235 @@
+package odootest
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// methodSpec describes a public method: model methods (@api.model) take no
+// ids; record methods take the ids first (JSON-RPC) or in "ids" (JSON-2).
+type methodSpec struct {
+	model    bool
+	params   []string
+	models   []string // nil: every model
+	mutating bool
+}
+
+var methodSpecs = map[string]methodSpec{
+	"search_read":     {model: true, params: []string{"domain", "fields", "offset", "limit", "order"}},
+	"search":          {model: true, params: []string{"domain", "offset", "limit", "order"}},
+	"search_count":    {model: true, params: []string{"domain", "limit"}},
+	"read":            {params: []string{"fields", "load"}},
+	"write":           {params: []string{"vals"}, mutating: true},
+	"create":          {model: true, params: []string{"vals_list"}, mutating: true},
+	"load":            {model: true, params: []string{"fields", "data"}, mutating: true},
+	"unlink":          {mutating: true},
+	"button_start":    {models: []string{"mrp.workorder"}, mutating: true},
+	"button_pending":  {models: []string{"mrp.workorder"}, mutating: true},
+	"button_finish":   {models: []string{"mrp.workorder"}, mutating: true},
+	"unblock":         {models: []string{"mrp.workcenter"}, mutating: true},
+	"action_validate": {models: []string{"stock.scrap"}, mutating: true},
+	"context_get":     {model: true, models: []string{"res.users"}},
+}
+
+// dispatch runs one call under s.mu as one transaction.
+func (s *Server) dispatch(modelName, method string, pos []any, kw map[string]any, ids []int64, hasIDs, json2 bool) (any, *odooError) {
+	m, ok := s.models[modelName]
+	if !ok {
+		if json2 {
+			return nil, &odooError{"werkzeug.exceptions.NotFound", fmt.Sprintf("the model %q does not exist", modelName)}
+		}
+		return nil, &odooError{excKey, fmt.Sprintf("'%s'", modelName)}
+	}
+	if strings.HasPrefix(method, "_") {
+		return nil, &odooError{excAccess, fmt.Sprintf("Private methods (such as '%s.%s') cannot be called remotely.", modelName, method)}
+	}
+	spec, ok := methodSpecs[method]
+	if ok && spec.models != nil && !slices.Contains(spec.models, modelName) {
+		ok = false
+	}
+	if !ok {
+		if json2 {
+			return nil, &odooError{"werkzeug.exceptions.NotFound", fmt.Sprintf("The method '%s' does not exist on the model '%s'", method, modelName)}
+		}
+		return nil, &odooError{excAttr, fmt.Sprintf("The method '%s' does not exist on the model '%s'", method, modelName)}
+	}
+	if json2 {
+		if spec.model && hasIDs {
+			return nil, &odooError{"werkzeug.exceptions.UnprocessableEntity", fmt.Sprintf("cannot call %s.%s with ids", modelName, method)}
+		}
+	} else if !spec.model {
+		if len(pos) == 0 {
+			return nil, &odooError{excType, fmt.Sprintf("%s() missing 1 required positional argument: 'ids'", method)}
+		}
+		var idsOK bool
+		if ids, idsOK = toIDs(pos[0]); !idsOK {
+			return nil, &odooError{excType, fmt.Sprintf("%s(): ids must be an id or a list of ids", method)}
+		}
+		pos = pos[1:]
+	}
+	args := map[string]any{}
+	if len(pos) > len(spec.params) {
+		return nil, &odooError{excType, fmt.Sprintf("%s() takes %d positional arguments but %d were given", method, len(spec.params)+1, len(pos)+1)}
+	}
+	for i, v := range pos {
+		args[spec.params[i]] = v
+	}
+	for k, v := range kw {
+		if k == "context" {
+			continue
+		}
+		if !slices.Contains(spec.params, k) {
+			return nil, &odooError{excType, fmt.Sprintf("%s() got an unexpected keyword argument '%s'", method, k)}
+		}
+		if _, dup := args[k]; dup {
+			return nil, &odooError{excType, fmt.Sprintf("%s() got multiple values for argument '%s'", method, k)}
+		}
+		args[k] = v
+	}
+	if !spec.model && method != "unlink" {
+		if err := s.checkExist(m, ids); err != nil {
+			return nil, err
+		}
+	}
+	var snap map[string]*model
+	if spec.mutating {
+		snap = s.snapshot()
+	}
+	res, err := s.run(m, method, ids, args, json2)
+	if err != nil && snap != nil {
+		s.restore(snap)
+	}
+	return res, err
+}
+
+func strList(v any) ([]string, bool) {
+	if v == nil || v == false {
+		return nil, true
+	}
+	l, ok := v.([]any)
+	if !ok {
+		return nil, false
+	}
+	out := make([]string, 0, len(l))
+	for _, e := range l {
+		str, ok := e.(string)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, str)
+	}
+	return out, true
+}
+
+func intArg(v any, def int64) (int64, *odooError) {
+	if v == nil || v == false {
+		return def, nil
+	}
+	n, ok := toInt(v)
+	if !ok || n < 0 {
+		return 0, &odooError{excValue, fmt.Sprintf("invalid integer %v", v)}
+	}
+	return n, nil
+}
+
+func (s *Server) run(m *model, method string, ids []int64, a map[string]any, json2 bool) (any, *odooError) {
+	fields, ok := strList(a["fields"])
+	if !ok {
+		return nil, &odooError{excType, "fields must be a list of field names"}
+	}
+	switch method {
+	case "search", "search_read", "search_count":
+		offset, err := intArg(a["offset"], 0)
+		if err != nil {
+			return nil, err
+		}
+		limit, err := intArg(a["limit"], -1)
+		if err != nil {
+			return nil, err
+		}
+		order, _ := a["order"].(string)
+		found, err := s.search(m, a["domain"], offset, limit, order)
+		if err != nil {
+			return nil, err
+		}
+		switch method {
+		case "search":
+			return found, nil
+		case "search_count":
+			return len(found), nil
+		}
+		return s.read(m, found, fields)
+	case "read":
+		return s.read(m, ids, fields)
+	case "write":
+		vals, ok := a["vals"].(map[string]any)
+		if !ok {
+			return nil, &odooError{excType, "write() missing 1 required positional argument: 'vals'"}
+		}
+		if err := s.write(m, ids, vals); err != nil {
+			return nil, err
+		}
+		return true, nil
+	case "create":
+		switch v := a["vals_list"].(type) {
+		case map[string]any:
+			id, err := s.create(m, v)
+			if err != nil {
+				return nil, err
+			}
+			if json2 {
+				return []int64{id}, nil
+			}
+			return id, nil
+		case []any:
+			out := []int64{}
+			for _, e := range v {
+				vals, ok := e.(map[string]any)
+				if !ok {
+					return nil, &odooError{excType, "create() expects a dict or a list of dicts"}
+				}
+				id, err := s.create(m, vals)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, id)
+			}
+			return out, nil
+		}
+		return nil, &odooError{excType, "create() missing 1 required positional argument: 'vals_list'"}
+	case "unlink":
+		if err := s.checkExist(m, ids); err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			delete(m.recs, id)
+		}
+		return true, nil
+	case "load":
+		rows, ok := a["data"].([]any)
+		if !ok || fields == nil {
+			return nil, &odooError{excType, "load() needs fields and data"}
+		}
+		data := make([][]any, len(rows))
+		for i, r := range rows {
+			if data[i], ok = r.([]any); !ok {
+				return nil, &odooError{excType, "load(): each row must be a list"}
+			}
+		}
+		return s.load(m, fields, data)
+	case "button_start":
+		return s.buttonStart(ids)
+	case "button_pending":
+		return s.buttonPending(ids)
+	case "button_finish":
+		return s.buttonFinish(ids)
+	case "unblock":
+		return s.unblock(ids)
+	case "action_validate":
+		return s.actionValidate(ids)
+	case "context_get":
+		return map[string]any{"lang": "en_US", "tz": "UTC", "uid": s.curUID}, nil
+	}
+	return nil, &odooError{excAttr, "unreachable method " + method}
+}

@@ -1,0 +1,458 @@
+package odootest
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+const timeLayout = "2006-01-02 15:04:05"
+
+// Default loss reasons of community mrp, in data file order (there is no block_reason3).
+var defaultLosses = []struct{ xmlid, name, lossType string }{
+	{"block_reason0", "Material Availability", "availability"},
+	{"block_reason1", "Equipment Failure", "availability"},
+	{"block_reason2", "Setup and Adjustments", "availability"},
+	{"block_reason4", "Reduced Speed", "performance"},
+	{"block_reason5", "Process Defect", "quality"},
+	{"block_reason6", "Reduced Yield", "quality"},
+	{"block_reason7", "Fully Productive Time", "productive"},
+}
+
+// workorderStates returns the state selection of a version.
+func workorderStates(version int) []string {
+	if version >= 19 {
+		return []string{"blocked", "ready", "progress", "done", "cancel"}
+	}
+	return []string{"pending", "waiting", "ready", "progress", "done", "cancel"}
+}
+
+func m2o(comodel, label string, required bool) field {
+	return field{typ: fM2O, comodel: comodel, required: required, label: label}
+}
+
+func (s *Server) buildModels() {
+	v := s.opts.Version
+	defs := map[string]*model{
+		"res.company": {order: "sequence, name", fields: map[string]field{
+			"name": {typ: fChar, required: true, label: "Company Name"}, "sequence": {typ: fInt}}},
+		"res.users": {order: "name, login", fields: map[string]field{
+			"name": {typ: fChar, required: true, label: "Name"}, "login": {typ: fChar, required: true, label: "Login"},
+			"company_id": m2o("res.company", "Company", false)}},
+		"uom.uom": {order: "name", fields: map[string]field{"name": {typ: fChar, required: true, label: "Unit"}}},
+		"product.product": {order: "name, id", fields: map[string]field{
+			"name": {typ: fChar, required: true, label: "Name"}, "uom_id": m2o("uom.uom", "Unit", true)}},
+		"mrp.workcenter": {order: "sequence, id", fields: map[string]field{
+			"name": {typ: fChar, required: true, label: "Work Center"}, "code": {typ: fChar, label: "Code"},
+			"sequence": {typ: fInt}, "company_id": m2o("res.company", "Company", false),
+			"working_state": {typ: fSelection, computed: true, sel: []string{"normal", "blocked", "done"}, label: "Workcenter Status"},
+			"time_ids":      {typ: fO2M, computed: true, comodel: "mrp.workcenter.productivity"}}},
+		"mrp.production": {order: "priority desc, date_start asc, id", fields: map[string]field{
+			"name": {typ: fChar, required: true, label: "Reference"}, "product_id": m2o("product.product", "Product", true),
+			"product_qty": {typ: fFloat, label: "Quantity To Produce"}, "product_uom_id": m2o("uom.uom", "Unit", true),
+			"qty_producing": {typ: fFloat, label: "Quantity Producing"}, "priority": {typ: fSelection, sel: []string{"0", "1"}},
+			"date_start":    {typ: fDatetime},
+			"state":         {typ: fSelection, sel: []string{"draft", "confirmed", "progress", "to_close", "done", "cancel"}, label: "State"},
+			"workorder_ids": {typ: fO2M, computed: true, comodel: "mrp.workorder"}}},
+		"mrp.workorder": {order: "leave_id, date_start, id", fields: map[string]field{
+			"name": {typ: fChar, required: true, label: "Work Order"}, "state": {typ: fSelection, sel: workorderStates(v), label: "Status"},
+			"workcenter_id":  m2o("mrp.workcenter", "Work Center", true),
+			"production_id":  m2o("mrp.production", "Manufacturing Order", true),
+			"product_id":     {typ: fM2O, comodel: "product.product", computed: true},
+			"product_uom_id": {typ: fM2O, comodel: "uom.uom", computed: v >= 19, label: "Unit"},
+			"qty_production": {typ: fFloat, computed: true},
+			"qty_producing":  {typ: fFloat, computed: true, inverse: true, label: "Currently Produced Quantity"},
+			"qty_produced":   {typ: fFloat, label: "Quantity", inverse: v >= 19},
+			"qty_remaining":  {typ: fFloat, computed: true},
+			"duration":       {typ: fFloat, computed: true},
+			"date_start":     {typ: fDatetime}, "date_finished": {typ: fDatetime},
+			"leave_id": {typ: fInt}, "sequence": {typ: fInt},
+			"time_ids": {typ: fO2M, computed: true, comodel: "mrp.workcenter.productivity"}}},
+		"mrp.workcenter.productivity.loss": {order: "sequence, id", fields: map[string]field{
+			"name": {typ: fChar, required: true, label: "Blocking Reason"}, "sequence": {typ: fInt}, "manual": {typ: fBool},
+			"loss_type": {typ: fSelection, sel: []string{"availability", "performance", "quality", "productive"}, required: true, label: "Category"}}},
+		"mrp.workcenter.productivity": {order: "id desc", fields: map[string]field{
+			"workcenter_id": m2o("mrp.workcenter", "Work Center", true),
+			"workorder_id":  m2o("mrp.workorder", "Work Order", false),
+			"loss_id":       m2o("mrp.workcenter.productivity.loss", "Loss Reason", true),
+			"loss_type":     {typ: fSelection, computed: true, sel: []string{"availability", "performance", "quality", "productive"}},
+			"date_start":    {typ: fDatetime, required: true, label: "Start Date"}, "date_end": {typ: fDatetime, label: "End Date"},
+			"duration": {typ: fFloat, computed: true}, "description": {typ: fChar, label: "Description"},
+			"user_id": m2o("res.users", "User", false), "company_id": m2o("res.company", "Company", true)}},
+		"stock.scrap": {order: "id desc", fields: map[string]field{
+			"name": {typ: fChar, label: "Reference"}, "product_id": m2o("product.product", "Product", true),
+			"scrap_qty": {typ: fFloat, required: true, label: "Quantity"}, "product_uom_id": m2o("uom.uom", "Unit of Measure", true),
+			"production_id": m2o("mrp.production", "Manufacturing Order", false), "workorder_id": m2o("mrp.workorder", "Work Order", false),
+			"state": {typ: fSelection, sel: []string{"draft", "done"}}, "date_done": {typ: fDatetime},
+			"company_id": m2o("res.company", "Company", true)}},
+		"ir.model.data": {order: "module, model, name", fields: map[string]field{
+			"module": {typ: fChar, required: true, label: "Module"}, "name": {typ: fChar, required: true, label: "External Identifier"},
+			"model": {typ: fChar, required: true, label: "Model Name"}, "res_id": {typ: fInt, label: "Record ID"}}},
+	}
+	if v >= 19 {
+		defs["mrp.workorder"].order = "sequence, leave_id, date_start, id"
+	}
+	s.models = map[string]*model{}
+	for name, m := range defs {
+		m.name = name
+		m.recs = map[int64]rec{}
+		s.models[name] = m
+	}
+	// base data
+	s.insert("res.company", rec{"name": "YourCompany"}, "base.main_company")
+	s.insert("res.users", rec{"name": "OdooBot", "login": "__system__", "company_id": int64(1)}, "base.user_root")
+	s.insert("res.users", rec{"name": "Administrator", "login": "admin", "company_id": int64(1)}, "base.user_admin")
+	s.insert("uom.uom", rec{"name": "Units"}, "uom.product_uom_unit")
+	for i, l := range defaultLosses {
+		s.insert("mrp.workcenter.productivity.loss", rec{"name": l.name, "loss_type": l.lossType,
+			"manual": l.lossType != "productive" && l.lossType != "performance", "sequence": int64(i + 1)}, "mrp."+l.xmlid)
+	}
+}
+
+// insert adds a seed record directly (no hooks).
+func (s *Server) insert(modelName string, r rec, xmlid string) int64 {
+	m := s.models[modelName]
+	m.next++
+	r["id"] = m.next
+	m.recs[m.next] = r
+	if xmlid != "" {
+		s.setXMLID(xmlid, modelName, m.next)
+	}
+	return m.next
+}
+
+func (s *Server) nowStr() string { return s.now().UTC().Format(timeLayout) }
+
+// openLines returns the open productivity lines matching keep, newest first.
+func (s *Server) openLines(keep func(rec) bool) []int64 {
+	pm := s.models["mrp.workcenter.productivity"]
+	var ids []int64
+	for _, id := range pm.ids() {
+		r := pm.recs[id]
+		if isEmpty(r["date_end"]) && keep(r) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Reverse(ids)
+	return ids
+}
+
+func (s *Server) lossType(lossID int64) string {
+	if r, ok := s.models["mrp.workcenter.productivity.loss"].recs[lossID]; ok {
+		return r["loss_type"].(string)
+	}
+	return ""
+}
+
+func (s *Server) compute(m *model, r rec, name string) any {
+	id := r["id"].(int64)
+	switch m.name + "." + name {
+	case "mrp.workcenter.working_state":
+		// mrp_workcenter.py _compute_working_state: the latest open line decides.
+		open := s.openLines(func(l rec) bool { return l["workcenter_id"] == id })
+		if len(open) == 0 {
+			return "normal"
+		}
+		switch s.lossType(s.models["mrp.workcenter.productivity"].recs[open[0]]["loss_id"].(int64)) {
+		case "productive", "performance":
+			return "done"
+		}
+		return "blocked"
+	case "mrp.workcenter.time_ids", "mrp.workorder.time_ids":
+		key := "workcenter_id"
+		if m.name == "mrp.workorder" {
+			key = "workorder_id"
+		}
+		pm := s.models["mrp.workcenter.productivity"]
+		ids := []int64{}
+		for _, lid := range pm.ids() {
+			if pm.recs[lid][key] == id {
+				ids = append(ids, lid)
+			}
+		}
+		return ids
+	case "mrp.production.workorder_ids":
+		wm := s.models["mrp.workorder"]
+		ids := []int64{}
+		for _, wid := range wm.ids() {
+			if wm.recs[wid]["production_id"] == id {
+				ids = append(ids, wid)
+			}
+		}
+		return ids
+	case "mrp.workorder.product_id", "mrp.workorder.qty_production", "mrp.workorder.qty_producing", "mrp.workorder.product_uom_id":
+		mo, ok := s.models["mrp.production"].recs[r["production_id"].(int64)]
+		if !ok {
+			return s.zero(m.fields[name])
+		}
+		switch name {
+		case "product_id":
+			return mo["product_id"]
+		case "qty_production":
+			return mo["product_qty"]
+		case "product_uom_id":
+			return mo["product_uom_id"]
+		}
+		return s.value(s.models["mrp.production"], mo, "qty_producing")
+	case "mrp.workorder.qty_remaining":
+		prod := s.compute(m, r, "qty_production").(float64)
+		return max(0, round2(prod-s.value(m, r, "qty_produced").(float64)))
+	case "mrp.workorder.duration":
+		var total float64
+		for _, lid := range s.compute(m, r, "time_ids").([]int64) {
+			total += s.lineMinutes(s.models["mrp.workcenter.productivity"].recs[lid])
+		}
+		return round2(total)
+	case "mrp.workcenter.productivity.loss_type":
+		return s.lossType(r["loss_id"].(int64))
+	case "mrp.workcenter.productivity.duration":
+		return round2(s.lineMinutes(r))
+	}
+	return s.zero(m.fields[name])
+}
+
+func (s *Server) zero(f field) any {
+	switch f.typ {
+	case fFloat:
+		return 0.0
+	case fInt, fM2O:
+		return int64(0)
+	case fBool:
+		return false
+	case fO2M:
+		return []int64{}
+	}
+	return ""
+}
+
+func (s *Server) lineMinutes(r rec) float64 {
+	start, err := time.Parse(timeLayout, r["date_start"].(string))
+	if err != nil {
+		return 0
+	}
+	end := s.now()
+	if e, _ := r["date_end"].(string); e != "" {
+		if t, err := time.Parse(timeLayout, e); err == nil {
+			end = t
+		}
+	}
+	return end.Sub(start).Minutes()
+}
+
+// defaults fills create() defaults per model.
+func (s *Server) defaults(m *model, r rec) *odooError {
+	setIfEmpty := func(k string, v any) {
+		if isEmpty(r[k]) {
+			r[k] = v
+		}
+	}
+	switch m.name {
+	case "mrp.workcenter.productivity":
+		setIfEmpty("user_id", s.curUID)
+		setIfEmpty("company_id", int64(1))
+	case "stock.scrap":
+		setIfEmpty("company_id", int64(1))
+		setIfEmpty("state", "draft")
+		setIfEmpty("name", "New")
+		if p, ok := s.models["product.product"].recs[asInt(r["product_id"])]; ok {
+			// product_uom_id is computed from the product and stored (precompute)
+			setIfEmpty("product_uom_id", p["uom_id"])
+		}
+	case "mrp.workorder":
+		setIfEmpty("state", workorderStates(s.opts.Version)[2]) // ready
+		setIfEmpty("sequence", int64(100))
+		if mo, ok := s.models["mrp.production"].recs[asInt(r["production_id"])]; ok && s.opts.Version < 19 {
+			setIfEmpty("product_uom_id", mo["product_uom_id"])
+		}
+	case "mrp.production":
+		setIfEmpty("state", "confirmed")
+		setIfEmpty("priority", "0")
+		if p, ok := s.models["product.product"].recs[asInt(r["product_id"])]; ok {
+			setIfEmpty("product_uom_id", p["uom_id"])
+		}
+	case "product.product":
+		setIfEmpty("uom_id", int64(1))
+	case "res.users", "mrp.workcenter":
+		setIfEmpty("company_id", int64(1))
+	}
+	return nil
+}
+
+func asInt(v any) int64 {
+	n, _ := v.(int64)
+	return n
+}
+
+// writeHook validates and applies side effects of writing vals to one record.
+func (s *Server) writeHook(m *model, id int64, vals map[string]any) *odooError {
+	r := m.recs[id]
+	switch m.name {
+	case "mrp.workorder":
+		mo := s.models["mrp.production"].recs[asInt(r["production_id"])]
+		if q, ok := vals["qty_producing"]; ok {
+			// mrp_workorder.py _set_qty_producing: MO-wide; 0 is ignored.
+			qty := round2(q.(float64))
+			if qty != 0 && mo != nil {
+				mo["qty_producing"] = qty
+			}
+		}
+		if q, ok := vals["qty_produced"]; ok {
+			qty := round2(q.(float64))
+			vals["qty_produced"] = qty
+			if s.opts.Version >= 19 {
+				if qty < 0 {
+					return userError("The quantity produced must be positive.")
+				}
+				if st := r["state"]; st == "done" || st == "cancel" {
+					return userError("You cannot change the quantity produced of a work order that is done or cancelled.")
+				}
+				r["qty_produced"] = qty
+				if mo != nil {
+					minQty := -1.0
+					for _, wid := range s.compute(s.models["mrp.production"], mo, "workorder_ids").([]int64) {
+						wr := m.recs[wid]
+						if wr["state"] == "cancel" {
+							continue
+						}
+						if q := s.value(m, wr, "qty_produced").(float64); minQty < 0 || q < minQty {
+							minQty = q
+						}
+					}
+					if minQty >= 0 {
+						mo["qty_producing"] = minQty
+					}
+				}
+			}
+		}
+	case "mrp.workcenter.productivity":
+		// nothing beyond required checks
+	}
+	return nil
+}
+
+// ---- action methods ----
+
+func (s *Server) buttonStart(ids []int64) (any, *odooError) {
+	wm := s.models["mrp.workorder"]
+	for _, id := range ids {
+		r := wm.recs[id]
+		if st := r["state"]; st == "done" || st == "cancel" {
+			return nil, userError("You cannot start a work order that is already done or cancelled")
+		}
+		wc := s.models["mrp.workcenter"].recs[r["workcenter_id"].(int64)]
+		if s.compute(s.models["mrp.workcenter"], wc, "working_state") == "blocked" {
+			return nil, userError("Please unblock the work center to start the work order.")
+		}
+	}
+	for _, id := range ids {
+		r := wm.recs[id]
+		uid := s.curUID
+		if len(s.openLines(func(l rec) bool { return l["workorder_id"] == id && l["user_id"] == uid })) > 0 {
+			continue // already running for this user
+		}
+		loss, _ := s.xmlidRes("mrp.block_reason7")
+		if s.compute(wm, r, "qty_remaining").(float64) <= 0 {
+			loss, _ = s.xmlidRes("mrp.block_reason4")
+		}
+		if _, err := s.create(s.models["mrp.workcenter.productivity"], map[string]any{
+			"workcenter_id": float64(r["workcenter_id"].(int64)), "workorder_id": float64(id),
+			"loss_id": float64(loss), "date_start": s.nowStr(), "description": "Time Tracking: " + s.displayName("res.users", uid),
+		}); err != nil {
+			return nil, err
+		}
+		if isEmpty(r["date_start"]) {
+			r["date_start"] = s.nowStr()
+		}
+		r["state"] = "progress"
+		if mo, ok := s.models["mrp.production"].recs[r["production_id"].(int64)]; ok && mo["state"] == "confirmed" {
+			mo["state"] = "progress"
+		}
+	}
+	return true, nil
+}
+
+func (s *Server) xmlidRes(full string) (int64, bool) {
+	_, id, ok := s.xmlidLookup(full)
+	return id, ok
+}
+
+func (s *Server) closeLines(keep func(rec) bool) {
+	pm := s.models["mrp.workcenter.productivity"]
+	for _, lid := range s.openLines(keep) {
+		pm.recs[lid]["date_end"] = s.nowStr()
+	}
+}
+
+// buttonPending stops the caller's timers; it returns None.
+func (s *Server) buttonPending(ids []int64) (any, *odooError) {
+	uid := s.curUID
+	for _, id := range ids {
+		s.closeLines(func(l rec) bool { return l["workorder_id"] == id && l["user_id"] == uid })
+	}
+	return none{}, nil
+}
+
+func (s *Server) buttonFinish(ids []int64) (any, *odooError) {
+	wm := s.models["mrp.workorder"]
+	for _, id := range ids {
+		r := wm.recs[id]
+		if r["state"] == "done" || r["state"] == "cancel" {
+			continue
+		}
+		s.closeLines(func(l rec) bool { return l["workorder_id"] == id })
+		// mrp_workorder.py button_finish: qty_produced or qty_producing or qty_production
+		qty := s.value(wm, r, "qty_produced").(float64)
+		if qty == 0 {
+			qty = s.compute(wm, r, "qty_producing").(float64)
+		}
+		if qty == 0 {
+			qty = s.compute(wm, r, "qty_production").(float64)
+		}
+		r["qty_produced"] = qty
+		r["state"] = "done"
+		r["date_finished"] = s.nowStr()
+		if isEmpty(r["date_start"]) {
+			r["date_start"] = s.nowStr()
+		}
+	}
+	return true, nil
+}
+
+func (s *Server) unblock(ids []int64) (any, *odooError) {
+	if len(ids) != 1 {
+		return nil, valueError("Expected singleton: mrp.workcenter%v", ids)
+	}
+	wcm := s.models["mrp.workcenter"]
+	id := ids[0]
+	if s.compute(wcm, wcm.recs[id], "working_state") != "blocked" {
+		return nil, userError("It has already been unblocked.")
+	}
+	s.closeLines(func(l rec) bool { return l["workcenter_id"] == id })
+	return map[string]any{"type": "ir.actions.client", "tag": "reload"}, nil
+}
+
+func (s *Server) actionValidate(ids []int64) (any, *odooError) {
+	if len(ids) != 1 {
+		return nil, valueError("Expected singleton: stock.scrap%v", ids)
+	}
+	sm := s.models["stock.scrap"]
+	r := sm.recs[ids[0]]
+	if r["scrap_qty"].(float64) <= 0 {
+		return nil, userError("You can only enter positive quantities.")
+	}
+	if s.shortStock[asInt(r["product_id"])] {
+		return map[string]any{
+			"name": "Insufficient Quantity", "view_mode": "form", "res_model": "stock.warn.insufficient.qty.scrap",
+			"type": "ir.actions.act_window", "target": "new",
+			"context": map[string]any{"default_product_id": r["product_id"], "default_scrap_id": ids[0], "default_quantity": r["scrap_qty"]},
+		}, nil
+	}
+	// do_scrap books a stock move every time it runs, even on a done scrap.
+	s.scrapMoves[ids[0]]++
+	if r["name"] == "New" {
+		r["name"] = fmt.Sprintf("SP/%05d", ids[0])
+	}
+	r["state"] = "done"
+	r["date_done"] = s.nowStr()
+	return true, nil
+}

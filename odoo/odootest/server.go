@@ -1,0 +1,933 @@
+// Package odootest is an in-memory Odoo 17/18/19 emulator for plantedge's
+// tests and `plantedge demo`: the JSON-RPC and JSON-2 transports, the mrp
+// models the agent touches with their real side effects, API keys and the
+// login cooldown, and fault injection (latency, refused connections, 502/503,
+// serialization and lock failures, commit-then-drop).
+package odootest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	stdlog "log"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/plantedge/plantedge/odoo"
+)
+
+// Options configures a Server.
+type Options struct {
+	Version  int    // 17, 18 or 19 (default 17)
+	Database string // default "odoo"
+	Logger   *slog.Logger
+	// Enterprise makes the version string end in "+e".
+	Enterprise bool
+	// StringErrors makes JSON-2 error bodies a bare JSON string, as early 19 builds sent.
+	StringErrors bool
+}
+
+// Fault is an injected failure of one object/JSON-2 call.
+type Fault int
+
+// Faults.
+const (
+	FaultNone Fault = iota
+	// FaultHTTP502 answers 502 Bad Gateway (a proxy whose worker died); nothing runs.
+	FaultHTTP502
+	// FaultHTTP503 answers 503 with Retry-After; nothing runs.
+	FaultHTTP503
+	// FaultSerialization fails with a serialization failure after Odoo's own retries; nothing is committed.
+	FaultSerialization
+	// FaultLockConflict fails with a lock conflict (JSON-2 409, JSON-RPC LockNotAvailable); nothing is committed.
+	FaultLockConflict
+	// FaultCommitThenDrop runs and commits the call, then drops the connection unanswered.
+	FaultCommitThenDrop
+)
+
+// String names the fault.
+func (f Fault) String() string {
+	return [...]string{"none", "http502", "http503", "serialization", "lock-conflict", "commit-then-drop"}[f]
+}
+
+// Call is one logged request.
+type Call struct {
+	Time     time.Time
+	Protocol string // "jsonrpc" | "json2"
+	Model    string // model, or "common" for the JSON-RPC common service
+	Method   string
+	UID      int64
+	Status   int    // HTTP status sent (0 when the connection was dropped)
+	Outcome  string // "ok", an exception name, or "fault:<fault>"
+}
+
+// ProductivityLine is a copy of an mrp.workcenter.productivity record.
+type ProductivityLine struct {
+	ID, WorkcenterID, WorkorderID, LossID, UserID int64
+	LossName, LossType                            string
+	Start, End                                    time.Time // End zero: open line
+	Description, XMLID                            string
+}
+
+// ScrapRecord is a copy of a stock.scrap record.
+type ScrapRecord struct {
+	ID, ProductID, UomID, ProductionID, WorkorderID int64
+	Qty                                             float64
+	State, Name, XMLID                              string
+	Moves                                           int // stock moves booked by validation (2+ = double booking)
+}
+
+type apiKey struct {
+	uid     int64
+	expired bool
+}
+
+type loginFailure struct {
+	count int
+	last  time.Time
+}
+
+// none is Python's None as a method result.
+type none struct{}
+
+// Server is the emulator. All methods are safe for concurrent use.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	mu         sync.Mutex
+	models     map[string]*model
+	curUID     int64 // uid of the call being executed (under mu)
+	keys       map[string]*apiKey
+	adminKey   string
+	failures   map[string]*loginFailure
+	maxFails   int
+	cooldown   time.Duration
+	calls      []Call
+	latency    time.Duration
+	failN      int
+	failF      Fault
+	rateF      Fault
+	rateP      float64
+	rng        *mrand.Rand
+	retryAfter time.Duration
+	shortStock map[int64]bool
+	scrapMoves map[int64]int
+	now        func() time.Time
+
+	down    atomic.Bool
+	ts      *httptest.Server
+	url     string
+	closing chan struct{}
+	closeMu sync.Once
+}
+
+// New builds an emulator with the base data (company, admin user with an
+// API key, unit of measure, default loss reasons). It does not listen yet.
+func New(opts Options) *Server {
+	if opts.Version == 0 {
+		opts.Version = 17
+	}
+	if opts.Database == "" {
+		opts.Database = "odoo"
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts, log: log.With("component", "odootest", "version", opts.Version),
+		keys: map[string]*apiKey{}, failures: map[string]*loginFailure{}, maxFails: 10, cooldown: 60 * time.Second,
+		retryAfter: time.Second, shortStock: map[int64]bool{}, scrapMoves: map[int64]int{},
+		now: func() time.Time { return time.Now().UTC().Truncate(time.Second) }, closing: make(chan struct{})}
+	s.buildModels()
+	s.adminKey = newKey()
+	s.keys[s.adminKey] = &apiKey{uid: 2}
+	return s
+}
+
+func newKey() string {
+	b := make([]byte, 20)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Version returns the emulated major version.
+func (s *Server) Version() int { return s.opts.Version }
+
+// Database returns the database name.
+func (s *Server) Database() string { return s.opts.Database }
+
+// ServerVersion returns the version string, e.g. "17.0" or "19.0+e".
+func (s *Server) ServerVersion() string {
+	v := fmt.Sprintf("%d.0", s.opts.Version)
+	if s.opts.Enterprise {
+		v += "+e"
+	}
+	return v
+}
+
+// AdminKey returns the API key of the admin user (login "admin", uid 2).
+func (s *Server) AdminKey() string { return s.adminKey }
+
+// AddUser creates a user and returns its uid and a fresh 40-hex API key.
+func (s *Server) AddUser(login string) (uid int64, key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	uid = s.insert("res.users", rec{"name": login, "login": login, "company_id": int64(1)}, "")
+	key = newKey()
+	s.keys[key] = &apiKey{uid: uid}
+	return uid, key
+}
+
+// ExpireKey makes the key fail like any invalid key (Odoo does not say why).
+func (s *Server) ExpireKey(apiKey string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k, ok := s.keys[apiKey]; ok {
+		k.expired = true
+	}
+}
+
+// SetLoginCooldown sets how many failed logins from one address trigger
+// the cooldown and how long it lasts (Odoo: 10 and 60 s).
+func (s *Server) SetLoginCooldown(failures int, cooldown time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxFails, s.cooldown = failures, cooldown
+}
+
+// AddWorkcenter creates an mrp.workcenter (codes need not be unique).
+func (s *Server) AddWorkcenter(code, name string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.insert("mrp.workcenter", rec{"name": name, "code": code, "company_id": int64(1), "sequence": int64(1)}, "")
+}
+
+// AddProduct creates a product.product in Units.
+func (s *Server) AddProduct(name string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.insert("product.product", rec{"name": name, "uom_id": int64(1)}, "")
+}
+
+// AddProduction creates a confirmed mrp.production for qty units of the product.
+func (s *Server) AddProduction(name string, productID int64, qty float64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.insert("mrp.production", rec{"name": name, "product_id": productID, "product_qty": round2(qty),
+		"product_uom_id": int64(1), "qty_producing": 0.0, "state": "confirmed", "priority": "0"}, "")
+}
+
+// AddWorkorder creates an mrp.workorder. state must belong to the version's
+// selection; it panics otherwise (a broken test fixture, not an I/O failure).
+func (s *Server) AddWorkorder(productionID, workcenterID int64, name, state string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mustState(state)
+	r := rec{"name": name, "state": state, "production_id": productionID, "workcenter_id": workcenterID,
+		"qty_produced": 0.0, "sequence": int64(100)}
+	if s.opts.Version < 19 {
+		r["product_uom_id"] = int64(1)
+	}
+	if state == "progress" || state == "done" {
+		r["date_start"] = s.nowStr()
+	}
+	return s.insert("mrp.workorder", r, "")
+}
+
+func (s *Server) mustState(state string) {
+	for _, st := range workorderStates(s.opts.Version) {
+		if st == state {
+			return
+		}
+	}
+	panic(fmt.Sprintf("odootest: work order state %q does not exist in Odoo %d (%v)", state, s.opts.Version, workorderStates(s.opts.Version)))
+}
+
+// SetWorkorderState sets a work order's state directly (and its start date
+// when it enters progress).
+func (s *Server) SetWorkorderState(id int64, state string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mustState(state)
+	if r, ok := s.models["mrp.workorder"].recs[id]; ok {
+		r["state"] = state
+		if state == "progress" && isEmpty(r["date_start"]) {
+			r["date_start"] = s.nowStr()
+		}
+	}
+}
+
+// SetWorkorderDateStart sets a work order's start date (to order fixtures).
+func (s *Server) SetWorkorderDateStart(id int64, t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.models["mrp.workorder"].recs[id]; ok {
+		r["date_start"] = t.UTC().Format(timeLayout)
+	}
+}
+
+// SetShortStock makes action_validate of scraps of the product return the
+// insufficient-quantity wizard instead of scrapping.
+func (s *Server) SetShortStock(productID int64, short bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shortStock[productID] = short
+}
+
+// Workorder returns a copy of a work order (zero when it does not exist).
+func (s *Server) Workorder(id int64) odoo.Workorder {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.models["mrp.workorder"]
+	r, ok := m.recs[id]
+	if !ok {
+		return odoo.Workorder{}
+	}
+	wo := odoo.Workorder{ID: id, Name: r["name"].(string), State: r["state"].(string),
+		WorkcenterID: asInt(r["workcenter_id"]), ProductionID: asInt(r["production_id"]),
+		ProductID: s.compute(m, r, "product_id").(int64), UomID: s.value(m, r, "product_uom_id").(int64),
+		ProductionName: s.displayName("mrp.production", asInt(r["production_id"])),
+		QtyProduction:  s.compute(m, r, "qty_production").(float64), QtyProducing: s.compute(m, r, "qty_producing").(float64),
+		QtyProduced: s.value(m, r, "qty_produced").(float64)}
+	if d, _ := r["date_start"].(string); d != "" {
+		wo.DateStart, _ = time.Parse(timeLayout, d)
+	}
+	return wo
+}
+
+// ProductionQtyProducing returns an MO's qty_producing.
+func (s *Server) ProductionQtyProducing(id int64) float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.models["mrp.production"].recs[id]; ok {
+		return r["qty_producing"].(float64)
+	}
+	return 0
+}
+
+// WorkingState returns a work center's computed working_state.
+func (s *Server) WorkingState(workcenterID int64) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.models["mrp.workcenter"]
+	if r, ok := m.recs[workcenterID]; ok {
+		return s.compute(m, r, "working_state").(string)
+	}
+	return ""
+}
+
+// Productivity returns copies of all productivity lines, by id.
+func (s *Server) Productivity() []ProductivityLine {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.models["mrp.workcenter.productivity"]
+	var out []ProductivityLine
+	for _, id := range m.ids() {
+		r := m.recs[id]
+		l := ProductivityLine{ID: id, WorkcenterID: asInt(r["workcenter_id"]), WorkorderID: asInt(r["workorder_id"]),
+			LossID: asInt(r["loss_id"]), UserID: asInt(r["user_id"]),
+			LossName: s.displayName("mrp.workcenter.productivity.loss", asInt(r["loss_id"])),
+			LossType: s.lossType(asInt(r["loss_id"])), XMLID: s.xmlidOf(m.name, id)}
+		l.Description, _ = r["description"].(string)
+		if d, _ := r["date_start"].(string); d != "" {
+			l.Start, _ = time.Parse(timeLayout, d)
+		}
+		if d, _ := r["date_end"].(string); d != "" {
+			l.End, _ = time.Parse(timeLayout, d)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// Scraps returns copies of all stock.scrap records, by id.
+func (s *Server) Scraps() []ScrapRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.models["stock.scrap"]
+	var out []ScrapRecord
+	for _, id := range m.ids() {
+		r := m.recs[id]
+		out = append(out, ScrapRecord{ID: id, ProductID: asInt(r["product_id"]), UomID: asInt(r["product_uom_id"]),
+			ProductionID: asInt(r["production_id"]), WorkorderID: asInt(r["workorder_id"]), Qty: r["scrap_qty"].(float64),
+			State: r["state"].(string), Name: r["name"].(string), XMLID: s.xmlidOf(m.name, id), Moves: s.scrapMoves[id]})
+	}
+	return out
+}
+
+// Calls returns a copy of the call log.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Call(nil), s.calls...)
+}
+
+// CallCount counts logged calls of model.method (any outcome).
+func (s *Server) CallCount(model, method string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.calls {
+		if c.Model == model && c.Method == method {
+			n++
+		}
+	}
+	return n
+}
+
+// SetLatency delays every request by d.
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.latency = d
+}
+
+// SetRetryAfter sets the Retry-After of FaultHTTP503 (default 1 s).
+func (s *Server) SetRetryAfter(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.retryAfter = d
+}
+
+// SetDown makes the server drop every connection at once (Odoo down) while
+// the listener stays open, or serve again.
+func (s *Server) SetDown(down bool) { s.down.Store(down) }
+
+// FailNext makes the next n object/JSON-2 calls fail with f.
+func (s *Server) FailNext(n int, f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failN, s.failF = n, f
+}
+
+// SetFaultRate makes each object/JSON-2 call fail with f with probability p,
+// drawn from a generator seeded with seed (p = 0 turns it off).
+func (s *Server) SetFaultRate(f Fault, p float64, seed int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rateF, s.rateP = f, p
+	s.rng = mrand.New(mrand.NewPCG(uint64(seed), uint64(seed)^0x9e3779b97f4a7c15))
+}
+
+// nextFault decides the fault of one call (under mu).
+func (s *Server) nextFault() Fault {
+	if s.failN > 0 {
+		s.failN--
+		return s.failF
+	}
+	if s.rateP > 0 && s.rng != nil && s.rng.Float64() < s.rateP {
+		return s.rateF
+	}
+	return FaultNone
+}
+
+// ---- listeners ----
+
+// downListener drops new connections while the server is down.
+type downListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l downListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if !l.s.down.Load() {
+			return c, nil
+		}
+		resetClose(c)
+	}
+}
+
+// resetClose closes with RST so the peer sees a refused/reset connection.
+func resetClose(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
+}
+
+// Start serves on an httptest listener on 127.0.0.1 and returns the base URL.
+func (s *Server) Start() string {
+	ts := httptest.NewUnstartedServer(s.Handler())
+	ts.Listener = downListener{ts.Listener, s}
+	ts.Start()
+	s.mu.Lock()
+	s.ts, s.url = ts, ts.URL
+	s.mu.Unlock()
+	return ts.URL
+}
+
+// StartTLS is Start with TLS; the certificate is ts.Certificate() of the returned server.
+func (s *Server) StartTLS() *httptest.Server {
+	ts := httptest.NewUnstartedServer(s.Handler())
+	ts.Listener = downListener{ts.Listener, s}
+	ts.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // refused handshakes are expected in tests
+	ts.StartTLS()
+	s.mu.Lock()
+	s.ts, s.url = ts, ts.URL
+	s.mu.Unlock()
+	return ts
+}
+
+// Close stops a server started with Start; safe to call twice.
+func (s *Server) Close() {
+	s.closeMu.Do(func() { close(s.closing) })
+	s.mu.Lock()
+	ts := s.ts
+	s.mu.Unlock()
+	if ts != nil {
+		ts.CloseClientConnections()
+		ts.Close()
+	}
+}
+
+// ListenAndServe serves on addr until ctx is done (standalone/demo use).
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("odootest listen %s: %w", addr, err)
+	}
+	s.mu.Lock()
+	s.url = "http://" + ln.Addr().String()
+	s.mu.Unlock()
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(downListener{ln, s}) }()
+	s.log.Info("odoo emulator listening", "url", s.URL(), "database", s.opts.Database)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("odootest serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.closeMu.Do(func() { close(s.closing) })
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("odootest serve: %w", err)
+	}
+	return nil
+}
+
+// URL returns the base URL once listening.
+func (s *Server) URL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.url
+}
+
+// Handler returns the HTTP handler (JSON-RPC, and /web/version and JSON-2 in 19).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /jsonrpc", s.serveJSONRPC)
+	mux.HandleFunc("GET /web/version", s.serveWebVersion)
+	mux.HandleFunc("POST /json/2/{model}/{method}", s.serveJSON2)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.down.Load() {
+			drop(w)
+			return
+		}
+		s.mu.Lock()
+		d := s.latency
+		s.mu.Unlock()
+		if d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			case <-s.closing:
+				t.Stop()
+				return
+			}
+		}
+		if s.down.Load() {
+			drop(w)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// drop closes the connection without an answer.
+func drop(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic(http.ErrAbortHandler) // net/http closes the connection silently
+	}
+	c, _, err := hj.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	resetClose(c)
+}
+
+func (s *Server) logCall(proto, model, method string, uid int64, status int, outcome string) {
+	s.calls = append(s.calls, Call{Time: time.Now(), Protocol: proto, Model: model, Method: method, UID: uid, Status: status, Outcome: outcome})
+}
+
+func remoteHost(r *http.Request) string {
+	h, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return h
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "encode: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func (s *Server) serveWebVersion(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Version < 19 {
+		http.NotFound(w, r)
+		return
+	}
+	info := []any{s.opts.Version, 0, 0, "final", 0, ""}
+	if s.opts.Enterprise {
+		info[5] = "e"
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"version_info": info, "version": s.ServerVersion()})
+}
+
+// ---- JSON-RPC ----
+
+type rpcRequest struct {
+	JSONRPC string `json:"jsonrpc"`
+	Method  string `json:"method"`
+	ID      any    `json:"id"`
+	Params  struct {
+		Service string `json:"service"`
+		Method  string `json:"method"`
+		Args    []any  `json:"args"`
+	} `json:"params"`
+}
+
+func (s *Server) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 32<<20))
+	var req rpcRequest
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil {
+		http.Error(w, "Invalid JSON data", http.StatusBadRequest)
+		return
+	}
+	reply := func(result any) {
+		env := map[string]any{"jsonrpc": "2.0", "id": req.ID}
+		if _, isNone := result.(none); !isNone || s.opts.Version >= 18 {
+			if _, isNone := result.(none); isNone {
+				result = nil
+			}
+			env["result"] = result
+		}
+		writeJSON(w, http.StatusOK, env)
+	}
+	fail := func(e *odooError) {
+		code := 200
+		if s.opts.Version >= 19 {
+			code = 0
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"jsonrpc": "2.0", "id": req.ID, "error": map[string]any{
+			"code": code, "message": "Odoo Server Error",
+			"data": map[string]any{"name": e.name, "message": e.msg, "arguments": []any{e.msg}, "context": map[string]any{},
+				"debug": "Traceback (most recent call last):\n  (odootest)\n" + e.name + ": " + e.msg}}})
+	}
+	args := req.Params.Args
+	switch req.Params.Service {
+	case "common":
+		s.mu.Lock()
+		res, oerr := s.common(remoteHost(r), req.Params.Method, args)
+		outcome := "ok"
+		if oerr != nil {
+			outcome = oerr.name
+		}
+		s.logCall("jsonrpc", "common", req.Params.Method, 0, http.StatusOK, outcome)
+		s.mu.Unlock()
+		if oerr != nil {
+			fail(oerr)
+			return
+		}
+		reply(res)
+	case "object":
+		if req.Params.Method != "execute_kw" && req.Params.Method != "execute" {
+			fail(&odooError{excAttr, fmt.Sprintf("'object' service has no method %q", req.Params.Method)})
+			return
+		}
+		if len(args) < 5 {
+			fail(&odooError{excType, "execute_kw() missing required positional arguments"})
+			return
+		}
+		db, _ := args[0].(string)
+		uid, _ := toInt(args[1])
+		key, _ := args[2].(string)
+		modelName, _ := args[3].(string)
+		method, _ := args[4].(string)
+		var pos []any
+		kw := map[string]any{}
+		if req.Params.Method == "execute_kw" {
+			if len(args) > 5 {
+				pos, _ = args[5].([]any)
+			}
+			if len(args) > 6 {
+				kw, _ = args[6].(map[string]any)
+			}
+		} else {
+			pos = args[5:]
+		}
+		s.handleObject(w, "jsonrpc", db, uid, key, modelName, method, pos, kw, nil, false, reply, fail, nil)
+	default:
+		fail(&odooError{excKey, fmt.Sprintf("unknown service %q", req.Params.Service)})
+	}
+}
+
+// common serves the JSON-RPC common service (under mu).
+func (s *Server) common(addr, method string, args []any) (any, *odooError) {
+	switch method {
+	case "version":
+		info := []any{s.opts.Version, 0, 0, "final", 0, ""}
+		if s.opts.Enterprise {
+			info[5] = "e"
+		}
+		return map[string]any{"server_version": s.ServerVersion(), "server_version_info": info,
+			"server_serie": fmt.Sprintf("%d.0", s.opts.Version), "protocol_version": 1}, nil
+	case "authenticate", "login":
+		if len(args) < 3 {
+			return nil, &odooError{excType, method + "() missing required positional arguments"}
+		}
+		db, _ := args[0].(string)
+		login, _ := args[1].(string)
+		password, _ := args[2].(string)
+		if db != s.opts.Database {
+			return nil, &odooError{"psycopg2.OperationalError", fmt.Sprintf("connection to server failed: FATAL:  database \"%s\" does not exist", db)}
+		}
+		// res_users.py _login: cooldown check before the credentials.
+		f := s.failures[addr]
+		if f != nil && f.count >= s.maxFails && s.now().Sub(f.last) < s.cooldown {
+			return nil, &odooError{excDenied, "Too many login failures, please wait a bit before trying again."}
+		}
+		if uid := s.checkLogin(login, password); uid != 0 {
+			delete(s.failures, addr)
+			return uid, nil
+		}
+		if f == nil {
+			f = &loginFailure{}
+			s.failures[addr] = f
+		}
+		f.count++
+		f.last = s.now()
+		s.log.Info("login failed", "login", login, "addr", addr, "failures", f.count)
+		return false, nil
+	}
+	return nil, &odooError{excAttr, fmt.Sprintf("'common' service has no method %q", method)}
+}
+
+func (s *Server) checkLogin(login, key string) int64 {
+	k, ok := s.keys[key]
+	if !ok || k.expired {
+		return 0
+	}
+	if r, ok := s.models["res.users"].recs[k.uid]; ok && r["login"] == login {
+		return k.uid
+	}
+	return 0
+}
+
+func (s *Server) checkUID(uid int64, key string) bool {
+	k, ok := s.keys[key]
+	return ok && !k.expired && k.uid == uid && s.models["res.users"].recs[uid] != nil
+}
+
+// handleObject authenticates, applies faults, runs one model call and
+// answers through reply/fail (JSON-RPC) or jsonOut (JSON-2).
+func (s *Server) handleObject(w http.ResponseWriter, proto, db string, uid int64, key, modelName, method string,
+	pos []any, kw map[string]any, ids []int64, hasIDs bool,
+	reply func(any), fail func(*odooError), json2Fail func(int, *odooError)) {
+	s.mu.Lock()
+	if proto == "jsonrpc" {
+		if db != s.opts.Database {
+			s.logCall(proto, modelName, method, uid, 200, "psycopg2.OperationalError")
+			s.mu.Unlock()
+			fail(&odooError{"psycopg2.OperationalError", fmt.Sprintf("database \"%s\" does not exist", db)})
+			return
+		}
+		if !s.checkUID(uid, key) {
+			s.logCall(proto, modelName, method, uid, 200, excDenied)
+			s.mu.Unlock()
+			fail(&odooError{excDenied, "Access Denied"})
+			return
+		}
+	}
+	fault := s.nextFault()
+	switch fault {
+	case FaultHTTP502:
+		s.logCall(proto, modelName, method, uid, 502, "fault:"+fault.String())
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = io.WriteString(w, "<html><body><h1>502 Bad Gateway</h1></body></html>")
+		return
+	case FaultHTTP503:
+		ra := s.retryAfter
+		s.logCall(proto, modelName, method, uid, 503, "fault:"+fault.String())
+		s.mu.Unlock()
+		w.Header().Set("Retry-After", fmt.Sprint(int(ra.Seconds())))
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "<html><body><h1>503 Service Unavailable</h1></body></html>")
+		return
+	case FaultSerialization, FaultLockConflict:
+		e := &odooError{excSerialize, "could not serialize access due to concurrent update"}
+		status := http.StatusInternalServerError
+		if fault == FaultLockConflict {
+			e = &odooError{excLock, "could not obtain lock on row in relation \"" + strings.ReplaceAll(modelName, ".", "_") + "\""}
+			status = http.StatusConflict
+		}
+		if proto == "jsonrpc" {
+			status = 200
+		}
+		s.logCall(proto, modelName, method, uid, status, "fault:"+fault.String())
+		s.mu.Unlock()
+		if proto == "jsonrpc" {
+			fail(e)
+		} else {
+			json2Fail(status, e)
+		}
+		return
+	}
+	s.curUID = uid
+	res, oerr := s.dispatch(modelName, method, pos, kw, ids, hasIDs, proto == "json2")
+	s.curUID = 0
+	outcome, status := "ok", 200
+	if oerr != nil {
+		outcome = oerr.name
+		if proto == "json2" {
+			status = json2Status(oerr)
+		}
+	}
+	if fault == FaultCommitThenDrop {
+		s.logCall(proto, modelName, method, uid, 0, "fault:"+fault.String())
+		s.mu.Unlock()
+		drop(w)
+		return
+	}
+	s.logCall(proto, modelName, method, uid, status, outcome)
+	s.mu.Unlock()
+	switch {
+	case oerr != nil && proto == "jsonrpc":
+		fail(oerr)
+	case oerr != nil:
+		json2Fail(status, oerr)
+	default:
+		reply(res)
+	}
+}
+
+// ---- JSON-2 ----
+
+func json2Status(e *odooError) int {
+	switch e.name {
+	case excDenied:
+		return http.StatusUnauthorized
+	case excAccess:
+		return http.StatusForbidden
+	case excMissing, "werkzeug.exceptions.NotFound":
+		return http.StatusNotFound
+	case excLock:
+		return http.StatusConflict
+	case excUser, excValidation, excType, excValue, "werkzeug.exceptions.UnprocessableEntity":
+		return http.StatusUnprocessableEntity
+	}
+	return http.StatusInternalServerError
+}
+
+func (s *Server) json2Error(w http.ResponseWriter, status int, e *odooError) {
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", "bearer")
+	}
+	if s.opts.StringErrors {
+		writeJSON(w, status, e.msg)
+		return
+	}
+	writeJSON(w, status, map[string]any{"name": e.name, "message": e.msg, "arguments": []any{e.msg},
+		"context": map[string]any{}, "debug": "Traceback (most recent call last):\n  (odootest)\n" + e.name + ": " + e.msg})
+}
+
+func (s *Server) serveJSON2(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Version < 19 {
+		http.NotFound(w, r)
+		return
+	}
+	modelName, method := r.PathValue("model"), r.PathValue("method")
+	if db := r.Header.Get("X-Odoo-Database"); db != "" && db != s.opts.Database {
+		s.json2Error(w, http.StatusNotFound, &odooError{"werkzeug.exceptions.NotFound", fmt.Sprintf("database %q not found", db)})
+		return
+	}
+	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	s.mu.Lock()
+	var uid int64
+	if k, ok := s.keys[strings.TrimSpace(key)]; ok && strings.EqualFold(scheme, "bearer") && !k.expired {
+		uid = k.uid
+	}
+	if uid == 0 {
+		s.logCall("json2", modelName, method, 0, http.StatusUnauthorized, excDenied)
+		s.mu.Unlock()
+		s.json2Error(w, http.StatusUnauthorized, &odooError{"werkzeug.exceptions.Unauthorized", "Invalid apikey"})
+		return
+	}
+	s.mu.Unlock()
+	body, err := io.ReadAll(io.LimitReader(r.Body, 32<<20))
+	var params map[string]any
+	if err == nil {
+		err = json.Unmarshal(body, &params)
+	}
+	if err != nil || params == nil {
+		http.Error(w, "Invalid JSON data", http.StatusBadRequest)
+		return
+	}
+	var ids []int64
+	rawIDs, hasIDs := params["ids"]
+	if hasIDs {
+		var ok bool
+		if ids, ok = toIDs(rawIDs); !ok {
+			s.json2Error(w, http.StatusUnprocessableEntity, &odooError{"werkzeug.exceptions.UnprocessableEntity", "ids must be a list of integers"})
+			return
+		}
+	}
+	delete(params, "ids")
+	delete(params, "context")
+	s.handleObject(w, "json2", s.opts.Database, uid, key, modelName, method, nil, params, ids, hasIDs,
+		func(v any) {
+			if _, isNone := v.(none); isNone {
+				v = nil
+			}
+			writeJSON(w, http.StatusOK, v)
+		}, nil,
+		func(status int, e *odooError) { s.json2Error(w, status, e) })
+}
