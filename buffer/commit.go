@@ -265,6 +265,7 @@ func (q *Queue) runTx(cur *state, reqs []*request, enforceMax bool) (err error) 
 	if err := t.tx.Commit(); err != nil {
 		return err
 	}
+	q.commits.Add(1)
 	*cur = t.w
 	q.mu.Lock()
 	q.st = t.w

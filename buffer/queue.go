@@ -193,7 +193,8 @@ type Queue struct {
 	mu sync.Mutex
 	st state // published copy
 
-	lastLog time.Time // committer only
+	lastLog time.Time     // committer only
+	commits atomic.Uint64 // committed transactions, for tests and benchmarks
 }
 
 // Open opens (or creates) the buffer file at path. A file that bbolt cannot
@@ -349,10 +350,14 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 		if fi.Size() < tx.Size() {
 			return &corruptError{fmt.Errorf("file is %d bytes but its pages reach %d: truncated", fi.Size(), tx.Size())}
 		}
-		for cerr := range tx.Check() {
-			if cerr != nil {
-				return &corruptError{fmt.Errorf("consistency check: %w", cerr)}
+		var checkErr error
+		for cerr := range tx.Check() { // drain it all: the checker goroutine blocks on every send
+			if checkErr == nil {
+				checkErr = cerr
 			}
+		}
+		if checkErr != nil {
+			return &corruptError{fmt.Errorf("consistency check: %w", checkErr)}
 		}
 		st, err = loadState(tx)
 		if err != nil {

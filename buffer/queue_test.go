@@ -1,0 +1,538 @@
+package buffer
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func openTest(t *testing.T, path string, opts Options) *Queue {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "buffer.db")
+	}
+	if opts.CommitWindow == 0 {
+		opts.CommitWindow = time.Millisecond
+	}
+	q, err := Open(path, opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { _ = q.Close() })
+	return q
+}
+
+func mustAppend(t *testing.T, q *Queue, recs ...Record) []uint64 {
+	t.Helper()
+	seqs, err := q.Append(context.Background(), recs)
+	if err != nil {
+		t.Fatalf("append: %v", err)
+	}
+	return seqs
+}
+
+func readAll(t *testing.T, q *Queue, lane Lane) []Record {
+	t.Helper()
+	recs, err := q.Read(lane, 0, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+func TestAppendReadAckReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{})
+	src := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	seqs := mustAppend(t, q,
+		Record{Lane: LaneCounts, Key: "m1", Time: src, Data: []byte("a")},
+		Record{Lane: LaneCounts, Key: "m1", Data: []byte("b")},
+		Record{Lane: LaneTelemetry, Key: "m2", Data: []byte("c")},
+	)
+	if len(seqs) != 3 || seqs[0] != 1 || seqs[1] != 2 || seqs[2] != 3 {
+		t.Fatalf("seqs = %v, want [1 2 3]", seqs)
+	}
+	got := readAll(t, q, LaneCounts)
+	if len(got) != 2 || string(got[0].Data) != "a" || !got[0].Time.Equal(src) || got[1].Time.IsZero() {
+		t.Fatalf("counts lane = %+v", got)
+	}
+	if after, _ := q.Read(LaneCounts, 1, 10); len(after) != 1 || after[0].Seq != 2 {
+		t.Fatalf("Read after 1 = %+v", after)
+	}
+	st := q.Stats()
+	if st.Pending != 3 || st.Lanes[LaneCounts].Pending != 2 || !st.Lanes[LaneCounts].Oldest.Equal(src) || !st.Oldest.Equal(src) {
+		t.Fatalf("stats = %+v", st)
+	}
+	wantBytes := int64(0)
+	for _, r := range append(got, readAll(t, q, LaneTelemetry)...) {
+		wantBytes += int64(encodedSize(r) + elemOverhead)
+	}
+	if st.Bytes != wantBytes || st.FileBytes == 0 {
+		t.Fatalf("stats bytes = %d (file %d), want %d", st.Bytes, st.FileBytes, wantBytes)
+	}
+	if err := q.Ack(context.Background(), got[:1], KV{Key: "cursor", Value: []byte("1")}); err != nil {
+		t.Fatal(err)
+	}
+	// Acking something already gone is not an error.
+	if err := q.Ack(context.Background(), got[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	if _, err := q.Append(context.Background(), []Record{{}}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("append after close: %v", err)
+	}
+	if _, err := q.Read(LaneCounts, 0, 1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("read after close: %v", err)
+	}
+
+	q2 := openTest(t, path, Options{})
+	st2 := q2.Stats()
+	if st2.Pending != 2 || st2.Lanes[LaneCounts].Pending != 1 || st2.Lanes[LaneCounts].Oldest.IsZero() {
+		t.Fatalf("stats after reopen = %+v", st2)
+	}
+	if v, _ := q2.Meta("cursor"); string(v) != "1" {
+		t.Fatalf("meta after reopen = %q", v)
+	}
+	if s := mustAppend(t, q2, Record{Lane: LaneEvents}); s[0] != 4 {
+		t.Fatalf("seq after reopen = %d, want 4", s[0])
+	}
+}
+
+func TestLanePriority(t *testing.T) {
+	q := openTest(t, "", Options{})
+	var want [NumLanes][]uint64
+	for i := range 30 {
+		lane := Lane((i * 7) % NumLanes)
+		s := mustAppend(t, q, Record{Lane: lane, Key: fmt.Sprint("m", i%4), Data: []byte{byte(i)}})
+		want[lane] = append(want[lane], s[0])
+	}
+	got, err := q.Next(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flat []uint64
+	for l := range Lane(NumLanes) {
+		flat = append(flat, want[l]...)
+	}
+	if len(got) != len(flat) {
+		t.Fatalf("Next returned %d records, want %d", len(got), len(flat))
+	}
+	for i, r := range got {
+		if r.Seq != flat[i] {
+			t.Fatalf("Next[%d] = seq %d lane %s, want seq %d (events, then counts, then telemetry)", i, r.Seq, r.Lane, flat[i])
+		}
+	}
+	// A limit smaller than the events lane returns only events.
+	few, _ := q.Next(3)
+	for _, r := range few {
+		if r.Lane != LaneEvents {
+			t.Fatalf("Next(3) returned %s record", r.Lane)
+		}
+	}
+	// Once events are acked, counts come first; a new event jumps the queue.
+	if err := q.Ack(context.Background(), got[:len(want[LaneEvents])]); err != nil {
+		t.Fatal(err)
+	}
+	ev := mustAppend(t, q, Record{Lane: LaneEvents, Key: "m0"})
+	n, _ := q.Next(2)
+	if n[0].Seq != ev[0] || n[1].Lane != LaneCounts || n[1].Seq != want[LaneCounts][0] {
+		t.Fatalf("after ack: Next = %+v", n)
+	}
+}
+
+func TestConcurrentAppenders(t *testing.T) {
+	q := openTest(t, "", Options{CommitWindow: 2 * time.Millisecond, CommitRecords: 64})
+	const writers, appends = 12, 60
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range appends {
+				n := 1 + (w+i)%5
+				recs := make([]Record, n)
+				for j := range recs {
+					recs[j] = Record{Lane: Lane(j % NumLanes), Key: fmt.Sprint("w", w), Data: binary.BigEndian.AppendUint32(nil, uint32(i*10+j))}
+				}
+				seqs, err := q.Append(context.Background(), recs, KV{Key: fmt.Sprint("w", w), Value: []byte(fmt.Sprint(i))})
+				if err != nil {
+					errs <- err
+					return
+				}
+				for j := 1; j < n; j++ {
+					if seqs[j] != seqs[j-1]+1 {
+						errs <- fmt.Errorf("writer %d: seqs %v not consecutive", w, seqs)
+						return
+					}
+				}
+				if i%7 == 0 {
+					if _, err := q.Next(10); err != nil {
+						errs <- err
+						return
+					}
+					_ = q.Stats()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	total := 0
+	seen := make(map[uint64]bool)
+	for l := range Lane(NumLanes) {
+		last := make(map[string]uint32)
+		for _, r := range readAll(t, q, l) {
+			if seen[r.Seq] {
+				t.Fatalf("seq %d twice", r.Seq)
+			}
+			seen[r.Seq] = true
+			v := binary.BigEndian.Uint32(r.Data)
+			if p, ok := last[r.Key]; ok && v <= p {
+				t.Fatalf("key %s lane %s: %d after %d: per-key order broken", r.Key, l, v, p)
+			}
+			last[r.Key] = v
+			total++
+		}
+	}
+	want := 0
+	for w := range writers {
+		for i := range appends {
+			want += 1 + (w+i)%5
+		}
+		if v, _ := q.Meta(fmt.Sprint("w", w)); string(v) != fmt.Sprint(appends-1) {
+			t.Fatalf("meta w%d = %q", w, v)
+		}
+	}
+	if total != want || q.Stats().Pending != want {
+		t.Fatalf("read %d records, stats %d, want %d", total, q.Stats().Pending, want)
+	}
+}
+
+func TestMeta(t *testing.T) {
+	q := openTest(t, "", Options{})
+	ctx := context.Background()
+	if v, err := q.Meta("absent"); v != nil || err != nil {
+		t.Fatalf("absent meta = %q, %v", v, err)
+	}
+	if err := q.PutMeta(ctx, KV{"counter/m1/good", []byte("10")}, KV{"counter/m2/good", []byte("20")}, KV{"wo/m1", []byte("WO-1")}); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	err := q.MetaPrefix("counter/", func(k string, v []byte) error {
+		keys = append(keys, k+"="+string(v))
+		return nil
+	})
+	if err != nil || strings.Join(keys, ",") != "counter/m1/good=10,counter/m2/good=20" {
+		t.Fatalf("MetaPrefix = %v, %v", keys, err)
+	}
+	stop := errors.New("stop")
+	if err := q.MetaPrefix("", func(string, []byte) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("MetaPrefix error = %v", err)
+	}
+	before := q.Stats().MetaBytes
+	if err := q.PutMeta(ctx, KV{Key: "wo/m1"}); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := q.Meta("wo/m1"); v != nil {
+		t.Fatalf("deleted meta = %q", v)
+	}
+	if after := q.Stats().MetaBytes; after != before-metaSize(len("wo/m1"), len("WO-1")) {
+		t.Fatalf("meta bytes %d -> %d", before, after)
+	}
+	if err := q.PutMeta(ctx, KV{Key: ""}); err == nil {
+		t.Fatal("empty meta key accepted")
+	}
+}
+
+func TestDeadLetterRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{})
+	ctx := context.Background()
+	mustAppend(t, q,
+		Record{Lane: LaneEvents, Key: "m1", Data: []byte("e1")},
+		Record{Lane: LaneEvents, Key: "m1", Data: []byte("e2")},
+		Record{Lane: LaneEvents, Key: "m1", Data: []byte("e3")},
+	)
+	recs := readAll(t, q, LaneEvents)
+	if err := q.DeadLetter(ctx, recs[1], "odoo: ValidationError"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, q, LaneEvents); len(got) != 2 || got[1].Seq != recs[2].Seq {
+		t.Fatalf("lane after dead letter = %+v", got)
+	}
+	if err := q.DeadLetter(ctx, recs[1], "again"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("dead letter of a missing record: %v", err)
+	}
+	dls, err := q.DeadLetters()
+	if err != nil || len(dls) != 1 {
+		t.Fatalf("dead letters = %+v, %v", dls, err)
+	}
+	d := dls[0]
+	if d.Reason != "odoo: ValidationError" || d.At.IsZero() || d.Record.Seq != recs[1].Seq || string(d.Record.Data) != "e2" {
+		t.Fatalf("dead letter = %+v", d)
+	}
+	if st := q.Stats(); st.DeadLetters != 1 || st.Pending != 2 || st.DeadLetterBytes == 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+	// Survives a restart.
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q = openTest(t, path, Options{})
+	if st := q.Stats(); st.DeadLetters != 1 {
+		t.Fatalf("dead letters after reopen = %d", st.DeadLetters)
+	}
+	// Retry puts it back in its place (same Seq, so before e3).
+	if err := q.RetryDeadLetter(ctx, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, q, LaneEvents)
+	if len(got) != 3 || got[1].Seq != recs[1].Seq || string(got[1].Data) != "e2" {
+		t.Fatalf("lane after retry = %+v", got)
+	}
+	if err := q.RetryDeadLetter(ctx, d.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second retry: %v", err)
+	}
+	// Dead-letter again and drop: gone, counted.
+	if err := q.DeadLetter(ctx, got[0], "permanent"); err != nil {
+		t.Fatal(err)
+	}
+	dls, _ = q.DeadLetters()
+	if len(dls) != 1 || dls[0].ID <= d.ID {
+		t.Fatalf("dead letters = %+v (ids must not be reused)", dls)
+	}
+	if err := q.DropDeadLetter(ctx, dls[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.DropDeadLetter(ctx, dls[0].ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second drop: %v", err)
+	}
+	st := q.Stats()
+	if st.DeadLetters != 0 || st.DeadLetterBytes != 0 || st.Dropped != 1 || st.Lanes[LaneEvents].Dropped != 1 || st.Pending != 2 {
+		t.Fatalf("stats after drop = %+v", st)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q = openTest(t, path, Options{})
+	if st := q.Stats(); st.Lanes[LaneEvents].Dropped != 1 {
+		t.Fatalf("dropped counter after reopen = %d", st.Lanes[LaneEvents].Dropped)
+	}
+}
+
+func TestCorruptFileQuarantined(t *testing.T) {
+	cases := []struct {
+		name  string
+		spoil func(t *testing.T, path string)
+	}{
+		{"garbage", func(t *testing.T, path string) {
+			writeFile(t, path, bytes.Repeat([]byte("not a bbolt file "), 4096))
+		}},
+		{"truncated", func(t *testing.T, path string) {
+			fillFile(t, path)
+			fi, _ := os.Stat(path)
+			if err := os.Truncate(path, fi.Size()/3); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"short", func(t *testing.T, path string) {
+			fillFile(t, path)
+			if err := os.Truncate(path, 100); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"bad meta pages", func(t *testing.T, path string) {
+			fillFile(t, path)
+			spoilAt(t, path, 0, 8192)
+		}},
+		{"bad data page", func(t *testing.T, path string) {
+			fillFile(t, path)
+			fi, _ := os.Stat(path)
+			// Damage every page past the meta pages: whichever holds the
+			// lanes, the check or the scan must notice.
+			for off := int64(4 * 4096); off < fi.Size(); off += 4096 {
+				spoilAt(t, path, off+100, 64)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "buffer.db")
+			tc.spoil(t, path)
+			if _, err := Open(path, Options{ReadOnly: true}); err == nil {
+				t.Fatal("read-only open of a corrupt file succeeded")
+			}
+			q := openTest(t, path, Options{})
+			moved := q.Recovered()
+			if moved == "" || !strings.HasPrefix(filepath.Base(moved), "buffer.db.corrupt-") {
+				t.Fatalf("Recovered() = %q", moved)
+			}
+			if _, err := os.Stat(moved); err != nil {
+				t.Fatalf("moved file: %v", err)
+			}
+			if st := q.Stats(); st.Pending != 0 {
+				t.Fatalf("fresh buffer has %d records", st.Pending)
+			}
+			if s := mustAppend(t, q, Record{Lane: LaneCounts, Data: []byte("x")}); s[0] != 1 {
+				t.Fatalf("first seq in fresh buffer = %d", s[0])
+			}
+		})
+	}
+}
+
+func TestOpenErrorsAreNotCorruption(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "buffer.db")
+	q := openTest(t, path, Options{})
+	mustAppend(t, q, Record{Lane: LaneEvents})
+	// A second agent on the same file must fail, not quarantine a healthy file.
+	if _, err := Open(path, Options{}); err == nil {
+		t.Fatal("second open of a locked file succeeded")
+	}
+	if m, _ := filepath.Glob(path + ".corrupt-*"); len(m) != 0 {
+		t.Fatalf("healthy locked file was moved aside: %v", m)
+	}
+	if _, err := Open(filepath.Join(dir, "missing", "buffer.db"), Options{}); err == nil {
+		t.Fatal("open in a missing directory succeeded")
+	}
+	if _, err := Open(path, Options{CommitWindow: time.Second}); err == nil {
+		t.Fatal("commit window above 20ms accepted")
+	}
+}
+
+func TestReadOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{})
+	mustAppend(t, q, Record{Lane: LaneCounts, Data: []byte("1")}, Record{Lane: LaneTelemetry})
+	if err := q.PutMeta(context.Background(), KV{"k", []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if st := ro.Stats(); st.Pending != 2 {
+		t.Fatalf("read-only stats = %+v", st)
+	}
+	if v, _ := ro.Meta("k"); string(v) != "v" {
+		t.Fatalf("read-only meta = %q", v)
+	}
+	if _, err := ro.Append(context.Background(), []Record{{}}); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("read-only append: %v", err)
+	}
+	if _, err := Open(filepath.Join(t.TempDir(), "none.db"), Options{ReadOnly: true}); err == nil {
+		t.Fatal("read-only open of a missing file succeeded")
+	}
+}
+
+// TestGroupCommitWindow uses a fake clock: a lone append waits for the
+// window; CommitRecords waiting commit at once; concurrent appends share one
+// transaction; a caller that gives up before the commit writes nothing.
+func TestGroupCommitWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		q, err := Open(filepath.Join(dir, "buffer.db"), Options{CommitWindow: 10 * time.Millisecond, CommitRecords: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		ctx := context.Background()
+
+		start := time.Now()
+		mustAppend(t, q, Record{Lane: LaneEvents})
+		if d := time.Since(start); d != 10*time.Millisecond {
+			t.Fatalf("lone append committed after %v, want the 10ms window", d)
+		}
+
+		start = time.Now()
+		mustAppend(t, q, make([]Record, 8)...)
+		if d := time.Since(start); d != 0 {
+			t.Fatalf("append of CommitRecords waited %v", d)
+		}
+
+		commits := q.commits.Load()
+		var wg sync.WaitGroup
+		for range 5 {
+			wg.Go(func() { mustAppend(t, q, Record{Lane: LaneCounts}) })
+		}
+		wg.Wait()
+		if n := q.commits.Load() - commits; n != 1 {
+			t.Fatalf("5 concurrent appends took %d commits, want 1", n)
+		}
+
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan error)
+		go func() {
+			_, err := q.Append(cctx, []Record{{Lane: LaneTelemetry, Data: []byte("abandoned")}})
+			done <- err
+		}()
+		synctest.Wait()
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled append: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if got := readAll(t, q, LaneTelemetry); len(got) != 0 {
+			t.Fatalf("abandoned append was written: %+v", got)
+		}
+	})
+}
+
+func writeFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fillFile creates a valid buffer with some records in every lane.
+func fillFile(t *testing.T, path string) {
+	t.Helper()
+	q, err := Open(path, Options{CommitWindow: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]Record, 3000)
+	for i := range recs {
+		recs[i] = Record{Lane: Lane(i % NumLanes), Key: "m", Data: bytes.Repeat([]byte{byte(i)}, 100)}
+	}
+	if _, err := q.Append(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func spoilAt(t *testing.T, path string, off int64, n int) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xA5}, n), off); err != nil {
+		t.Fatal(err)
+	}
+}
