@@ -16,6 +16,11 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(
 		newVersionCmd(),
+		newRunCmd(),
+		newStatusCmd(),
+		newFlushCmd(),
+		newDeadLetterCmd(),
+		newDemoCmd(),
 	)
 	return root
 }

@@ -6,6 +6,8 @@ package opcuatest
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"strconv"
 	"time"
@@ -32,6 +34,11 @@ func Start(ctx context.Context, port int, vars map[string]any) (*Server, error) 
 		port = l.Addr().(*net.TCPAddr).Port
 		l.Close()
 	}
+	// gopcua's server prints its node-set import through the standard
+	// logger; keep that out of test and demo output.
+	prev := log.Writer()
+	log.SetOutput(io.Discard)
+	defer log.SetOutput(prev)
 	srv := server.New(
 		server.EnableSecurity("None", ua.MessageSecurityModeNone),
 		server.EnableAuthMode(ua.UserTokenTypeAnonymous),

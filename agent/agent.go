@@ -1,0 +1,507 @@
+// Package agent joins the pieces of plantedge: it maps samples from the
+// connectors into the durable buffer (acknowledging them only after the
+// commit), forwards the buffer to Odoo work orders, and serves status,
+// flush, dead letters and metrics to the operators.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/agent/mapping"
+	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/connectors/mqtt"
+	"github.com/plantedge/plantedge/connectors/opcua"
+	"github.com/plantedge/plantedge/odoo"
+)
+
+// Options are the agent's run-time settings that are not in the config file.
+type Options struct {
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // nil: a private registry
+	Version  string
+	// StopTimeout bounds the orderly stop after the context ends (default 20s).
+	StopTimeout time.Duration
+	// OdooHTTPClient, if set, is used for Odoo calls (tests).
+	OdooHTTPClient *http.Client
+}
+
+// Agent is one running plantedge: sources, ingest, buffer, forwarder and
+// the local HTTP API.
+type Agent struct {
+	opts    Options
+	log     *slog.Logger
+	cfg     atomic.Pointer[config.Config]
+	mapper  atomic.Pointer[mapping.Mapper]
+	state   *mapping.State
+	buf     *buffer.Queue
+	fwd     *forwarder
+	metrics *metrics
+
+	samples    chan connectors.Sample
+	stopIngest chan struct{}
+
+	totalsMu sync.Mutex
+	totals   map[string]totals
+
+	// stateMu guards state: the ingest loop maps under it, status reads it.
+	stateMu sync.Mutex
+
+	srcMu      sync.Mutex
+	sources    []*sourceHandle
+	srcCancel  context.CancelFunc
+	srcDone    chan struct{}
+	reloadMu   sync.Mutex
+	lastReload string
+
+	lastBeat     atomic.Int64
+	opened       atomic.Bool // buf and fwd are set
+	ready        atomic.Bool
+	started      time.Time
+	malformedLog rateLog
+	deadLog      rateLog
+	httpAddr     atomic.Pointer[string]
+}
+
+// New checks cfg and prepares an agent; it does no I/O.
+func New(cfg *config.Config, opts Options) (*Agent, error) {
+	m, err := mapping.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("mapping: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.StopTimeout <= 0 {
+		opts.StopTimeout = 20 * time.Second
+	}
+	a := &Agent{
+		opts:       opts,
+		log:        opts.Logger,
+		state:      mapping.NewState(),
+		samples:    make(chan connectors.Sample, 8192),
+		stopIngest: make(chan struct{}),
+		totals:     map[string]totals{},
+	}
+	a.cfg.Store(cfg)
+	a.mapper.Store(m)
+	a.metrics = newMetrics(a)
+	return a, nil
+}
+
+// Addr is the address the local HTTP API listens on once Run has started it.
+func (a *Agent) Addr() string {
+	if p := a.httpAddr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Run runs the agent until ctx ends, then stops it in order: sources first,
+// then the in-flight ingest batch, the forwarder, the HTTP API, and the
+// buffer last. The buffer is not drained at shutdown: it is durable.
+func (a *Agent) Run(ctx context.Context) error {
+	cfg := a.cfg.Load()
+	a.started = time.Now()
+	a.beat()
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{
+		MaxBytes:     int64(cfg.Buffer.MaxBytes),
+		CommitWindow: cfg.Buffer.CommitWindow.D(),
+		Merge:        mergeCounts,
+		Logger:       a.log.With("component", "buffer"),
+	})
+	if err != nil {
+		return fmt.Errorf("open buffer: %w", err)
+	}
+	a.buf = buf
+	defer buf.Close()
+	if p := buf.Recovered(); p != "" {
+		a.log.Error("BUFFER FILE WAS CORRUPT: moved aside and started fresh; records in it were not forwarded",
+			"moved_to", p, "buffer", cfg.BufferPath())
+		a.metrics.corruptBuffers.Inc()
+	}
+	if err := a.loadMachineState(); err != nil {
+		return err
+	}
+	a.fwd = newForwarder(a)
+	a.opened.Store(true) // publishes buf and fwd to Status and the API
+
+	ln, err := listen(cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	addr := ln.Addr().String()
+	a.httpAddr.Store(&addr)
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("http api stopped", "err", err)
+		}
+	}()
+
+	// Sinks before sources: forwarder and ingest first.
+	fwdCtx, fwdCancel := context.WithCancel(context.WithoutCancel(ctx))
+	fwdDone := make(chan struct{})
+	go func() { defer close(fwdDone); a.fwd.run(fwdCtx) }()
+
+	ingestCtx, ingestCancel := context.WithCancel(context.WithoutCancel(ctx))
+	ingestDone := make(chan struct{})
+	go func() { defer close(ingestDone); a.ingest(ingestCtx) }()
+
+	a.startSources(ctx, cfg)
+	wdDone := make(chan struct{})
+	wdCtx, wdCancel := context.WithCancel(ctx)
+	go func() { defer close(wdDone); a.watchdog(wdCtx) }()
+
+	a.ready.Store(true)
+	if err := sdNotify("READY=1\nSTATUS=forwarding"); err != nil {
+		a.log.Warn("systemd notify failed", "err", err)
+	}
+	a.log.Info("plantedge running", "site", cfg.Site, "buffer", cfg.BufferPath(), "listen", addr,
+		"machines", len(cfg.Machines), "version", a.opts.Version)
+
+	<-ctx.Done()
+	a.ready.Store(false)
+	_ = sdNotify("STOPPING=1")
+	a.log.Info("stopping")
+	deadline := time.AfterFunc(a.opts.StopTimeout, func() {
+		a.log.Error("stop timeout reached; abandoning in-flight work (nothing acknowledged is lost)")
+		ingestCancel()
+		fwdCancel()
+	})
+	defer deadline.Stop()
+	a.stopSources()
+	close(a.stopIngest)
+	<-ingestDone
+	ingestCancel()
+	fwdCancel()
+	<-fwdDone
+	wdCancel()
+	<-wdDone
+	shCtx, shCancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = srv.Shutdown(shCtx)
+	shCancel()
+	<-httpDone
+	if err := buf.Close(); err != nil {
+		return fmt.Errorf("close buffer: %w", err)
+	}
+	a.log.Info("stopped")
+	return nil
+}
+
+func listen(addr string) (net.Listener, error) {
+	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
+		_ = os.Remove(p)
+		return net.Listen("unix", p)
+	}
+	return net.Listen("tcp", addr)
+}
+
+// newOdooClient builds the Odoo client from the current config; it reads
+// the API key (file, credential or environment) but makes no call.
+func (a *Agent) newOdooClient() (*odoo.Client, error) {
+	cfg := a.cfg.Load()
+	key, err := cfg.OdooAPIKey()
+	if err != nil {
+		return nil, err
+	}
+	return odoo.New(odoo.Config{
+		URL:                cfg.Odoo.URL,
+		Database:           cfg.Odoo.Database,
+		Username:           cfg.Odoo.Username,
+		APIKey:             key,
+		Protocol:           cfg.Odoo.Protocol,
+		Timeout:            cfg.Odoo.Timeout.D(),
+		CAFile:             cfg.Odoo.CAFile,
+		InsecureSkipVerify: cfg.Odoo.InsecureSkipVerify,
+		HTTPClient:         a.opts.OdooHTTPClient,
+		Logger:             a.log.With("component", "odoo"),
+	})
+}
+
+// Flush asks the forwarder to try now, skipping a backoff wait.
+func (a *Agent) Flush() {
+	if a.opened.Load() {
+		a.fwd.Flush()
+	}
+}
+
+// beat records that the forwarding loop is alive (for the systemd watchdog
+// and /healthz).
+func (a *Agent) beat() { a.lastBeat.Store(time.Now().UnixNano()) }
+
+func (a *Agent) sinceBeat() time.Duration {
+	return time.Since(time.Unix(0, a.lastBeat.Load()))
+}
+
+// watchdog pings systemd while the forwarding loop is alive: a hung loop
+// stops the pings and systemd restarts the agent.
+func (a *Agent) watchdog(ctx context.Context) {
+	usec, _ := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64)
+	if usec <= 0 {
+		return
+	}
+	limit := time.Duration(usec) * time.Microsecond
+	t := time.NewTicker(limit / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if a.sinceBeat() < limit {
+				_ = sdNotify("WATCHDOG=1")
+			} else {
+				a.log.Error("forwarding loop silent; withholding the watchdog ping", "silent_for", a.sinceBeat().Round(time.Second))
+			}
+		}
+	}
+}
+
+// Reload loads the config file again; a valid one replaces the mapping
+// (sources are restarted with the new nodes and topics), an invalid one is
+// rejected and the running mapping stays.
+func (a *Agent) Reload(ctx context.Context, path string) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	next, err := config.Load(path)
+	if err != nil {
+		a.log.Error("reload rejected; keeping the running configuration", "file", path, "err", err)
+		a.metrics.reloads.WithLabelValues("rejected").Inc()
+		return err
+	}
+	m, err := mapping.New(next)
+	if err != nil {
+		a.log.Error("reload rejected; keeping the running configuration", "file", path, "err", err)
+		a.metrics.reloads.WithLabelValues("rejected").Inc()
+		return err
+	}
+	cur := a.cfg.Load()
+	if next.Site != cur.Site || next.DataDir != cur.DataDir || next.Listen != cur.Listen ||
+		!reflect.DeepEqual(next.Buffer, cur.Buffer) || !reflect.DeepEqual(next.Odoo, cur.Odoo) {
+		a.log.Warn("reload: site, data_dir, listen, buffer and odoo settings take effect only after a restart")
+		next.Site, next.DataDir, next.Listen, next.Buffer, next.Odoo = cur.Site, cur.DataDir, cur.Listen, cur.Buffer, cur.Odoo
+	}
+	a.stopSources()
+	a.cfg.Store(next)
+	a.mapper.Store(m)
+	a.startSources(ctx, next)
+	a.metrics.reloads.WithLabelValues("ok").Inc()
+	a.log.Info("configuration reloaded", "file", path, "machines", len(next.Machines))
+	return nil
+}
+
+// sourceHandle is a running connector as the agent sees it.
+type sourceHandle struct {
+	name     string
+	kind     connectors.Kind
+	state    func() connectors.State
+	sessions func() uint64
+	lastErr  func() string
+	run      func(context.Context) error
+}
+
+func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
+	m := a.mapper.Load()
+	var out []*sourceHandle
+	for _, s := range cfg.OPCUA {
+		nodes := m.OPCUANodes(s.Name)
+		if len(nodes) == 0 {
+			continue
+		}
+		var password string
+		if s.PasswordFile != "" {
+			p, err := config.ReadSecret(s.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("opcua %s: %w", s.Name, err)
+			}
+			password = p
+		}
+		src, err := opcua.New(opcua.Config{
+			Name: s.Name, Endpoint: s.Endpoint,
+			SecurityPolicy: s.SecurityPolicy, SecurityMode: s.SecurityMode,
+			CertFile: s.CertFile, KeyFile: s.KeyFile, DataDir: cfg.DataDir,
+			ServerThumbprint: s.ServerThumbprint,
+			Username:         s.Username, Password: password,
+			Mode:               s.Mode,
+			PublishingInterval: s.PublishingInterval.D(), SamplingInterval: s.SamplingInterval.D(),
+			PollInterval: s.PollInterval.D(), QueueSize: s.QueueSize,
+			HeartbeatTimeout: s.HeartbeatTimeout.D(), BackoffMax: s.BackoffMax.D(),
+			Nodes:  nodes,
+			Logger: a.log,
+		}, a)
+		if err != nil {
+			return nil, fmt.Errorf("opcua %s: %w", s.Name, err)
+		}
+		out = append(out, &sourceHandle{
+			name: s.Name, kind: connectors.KindOPCUA, state: src.State, run: src.Run,
+			sessions: func() uint64 { return src.Stats().SessionsCreated },
+			lastErr:  func() string { return src.Stats().LastError },
+		})
+	}
+	for _, b := range cfg.MQTT {
+		topics := m.MQTTTopics(b.Name)
+		if len(topics) == 0 {
+			continue
+		}
+		var password string
+		if b.PasswordFile != "" {
+			p, err := config.ReadSecret(b.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("mqtt %s: %w", b.Name, err)
+			}
+			password = p
+		}
+		src, err := mqtt.New(mqtt.Config{
+			Name: b.Name, URL: b.URL, ClientID: b.ClientID,
+			Username: b.Username, Password: password,
+			CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, ServerName: b.ServerName,
+			InsecureSkipVerify: b.InsecureSkipVerify,
+			Topics:             topics,
+			KeepAlive:          b.KeepAlive.D(), BackoffMax: b.BackoffMax.D(),
+			Logger: a.log,
+		}, a)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt %s: %w", b.Name, err)
+		}
+		out = append(out, &sourceHandle{
+			name: b.Name, kind: connectors.KindMQTT, state: src.State, run: src.Run,
+			sessions: func() uint64 { return src.Stats().Connects },
+			lastErr:  func() string { return src.Stats().LastError },
+		})
+	}
+	return out, nil
+}
+
+// startSources starts one goroutine per source. A source that cannot be
+// built is logged and shown as down; the others run.
+func (a *Agent) startSources(ctx context.Context, cfg *config.Config) {
+	srcs, err := a.buildSources(cfg)
+	if err != nil {
+		a.log.Error("sources not started", "err", err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, s := range srcs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.run(sctx); err != nil && sctx.Err() == nil {
+				a.log.Error("source stopped", "source", s.name, "err", err)
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(done) }()
+	a.srcMu.Lock()
+	a.sources, a.srcCancel, a.srcDone = srcs, cancel, done
+	a.srcMu.Unlock()
+}
+
+func (a *Agent) stopSources() {
+	a.srcMu.Lock()
+	cancel, done := a.srcCancel, a.srcDone
+	a.srcCancel, a.srcDone = nil, nil
+	a.srcMu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+func (a *Agent) sourceList() []*sourceHandle {
+	a.srcMu.Lock()
+	defer a.srcMu.Unlock()
+	return append([]*sourceHandle(nil), a.sources...)
+}
+
+// noteEvent keeps per-machine run state for status and counts counter
+// anomalies for metrics.
+func (a *Agent) noteEvent(ev mapping.Event) {
+	switch ev.Kind {
+	case mapping.EventCount:
+		if ev.Reset {
+			a.metrics.counterResets.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
+			a.log.Warn("counter reset", "machine", ev.Machine, "signal", ev.Signal, "raw", ev.Raw)
+		}
+		if ev.Rollover {
+			a.metrics.counterRollovers.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
+			a.log.Info("counter rollover", "machine", ev.Machine, "signal", ev.Signal, "raw", ev.Raw)
+		}
+	}
+	if ev.LossDefaulted && (ev.Kind == mapping.EventRunning || ev.Kind == mapping.EventStopped) {
+		a.metrics.unmappedReasons.WithLabelValues(ev.Machine).Inc()
+		a.log.Warn("downtime reason not in the map; using the default loss", "machine", ev.Machine, "reason", ev.Reason, "loss", ev.Loss)
+	}
+}
+
+// stopStart is when the machine's current stop began (for an open line);
+// the caller holds stateMu.
+func (a *Agent) stopStart(machine string, fallback time.Time) time.Time {
+	if ms := a.state.Machines[machine]; ms != nil && !ms.StopStart.IsZero() {
+		return ms.StopStart
+	}
+	return fallback
+}
+
+func (a *Agent) blocks(machine string) bool {
+	mc := findMachine(a.cfg.Load(), machine)
+	return mc != nil && mc.BlockWorkcenter
+}
+
+func findMachine(cfg *config.Config, id string) *config.Machine {
+	for i := range cfg.Machines {
+		if cfg.Machines[i].ID == id {
+			return &cfg.Machines[i]
+		}
+	}
+	return nil
+}
+
+// rateLog logs the first of a burst of similar lines and then at most one
+// summary a minute, so a flood of bad payloads can't flood the journal.
+type rateLog struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (r *rateLog) log(l *slog.Logger, msg string, args ...any) {
+	r.mu.Lock()
+	now := time.Now()
+	if now.Sub(r.last) < time.Minute {
+		r.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	n := r.suppressed
+	r.last, r.suppressed = now, 0
+	r.mu.Unlock()
+	if n > 0 {
+		args = append(args, "suppressed_since_last", n)
+	}
+	l.Warn(msg, args...)
+}

@@ -1,0 +1,218 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/plantedge/plantedge/buffer"
+)
+
+// Handler serves the local HTTP API: /metrics, /healthz, /readyz and the
+// status, flush and dead-letter endpoints the CLI uses.
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.opts.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if d := a.sinceBeat(); d > 2*time.Minute {
+			http.Error(w, fmt.Sprintf("forwarding loop silent for %s\n", d.Round(time.Second)), http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "not ready\n", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, a.Status())
+	})
+	mux.HandleFunc("POST /api/v1/flush", func(w http.ResponseWriter, _ *http.Request) {
+		a.Flush()
+		writeJSON(w, map[string]bool{"ok": true})
+	})
+	mux.HandleFunc("GET /api/v1/deadletters", func(w http.ResponseWriter, _ *http.Request) {
+		dls, err := a.buf.DeadLetters()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, deadLetterViews(dls))
+	})
+	mux.HandleFunc("POST /api/v1/deadletters/{action}", func(w http.ResponseWriter, r *http.Request) {
+		n, err := DeadLetterAction(r.Context(), a.buf, r.PathValue("action"), r.URL.Query().Get("id"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if r.PathValue("action") == "retry" {
+			a.Flush()
+		}
+		writeJSON(w, map[string]int{"affected": n})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// DeadLetterView is a dead letter as the CLI shows it.
+type DeadLetterView struct {
+	ID     uint64    `json:"id"`
+	Lane   string    `json:"lane"`
+	Key    string    `json:"key"`
+	Seq    uint64    `json:"seq"`
+	Time   time.Time `json:"time"`
+	At     time.Time `json:"dead_lettered_at"`
+	Reason string    `json:"reason"`
+	Data   string    `json:"data"`
+}
+
+func deadLetterViews(dls []buffer.DeadLetter) []DeadLetterView {
+	out := make([]DeadLetterView, 0, len(dls))
+	for _, d := range dls {
+		out = append(out, DeadLetterView{ID: d.ID, Lane: d.Record.Lane.String(), Key: d.Record.Key, Seq: d.Record.Seq,
+			Time: d.Record.Time, At: d.At, Reason: d.Reason, Data: string(d.Record.Data)})
+	}
+	return out
+}
+
+// DeadLetterAction retries or drops the dead letter id ("all" for every
+// one) on buf and returns how many it affected.
+func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string) (int, error) {
+	var fn func(context.Context, uint64) error
+	switch action {
+	case "retry":
+		fn = buf.RetryDeadLetter
+	case "drop":
+		fn = buf.DropDeadLetter
+	default:
+		return 0, fmt.Errorf("unknown action %q (retry or drop)", action)
+	}
+	var ids []uint64
+	if id == "all" {
+		dls, err := buf.DeadLetters()
+		if err != nil {
+			return 0, err
+		}
+		for _, d := range dls {
+			ids = append(ids, d.ID)
+		}
+	} else {
+		n, err := strconv.ParseUint(id, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("dead letter id %q: want a number or \"all\"", id)
+		}
+		ids = append(ids, n)
+	}
+	for i, n := range ids {
+		if err := fn(ctx, n); err != nil {
+			return i, fmt.Errorf("%s dead letter %d: %w", action, n, err)
+		}
+	}
+	return len(ids), nil
+}
+
+// ListDeadLetters reads the dead letters of a stopped agent's buffer.
+func ListDeadLetters(buf *buffer.Queue) ([]DeadLetterView, error) {
+	dls, err := buf.DeadLetters()
+	if err != nil {
+		return nil, err
+	}
+	return deadLetterViews(dls), nil
+}
+
+// APIClient talks to a running agent's local HTTP API.
+type APIClient struct {
+	base string
+	hc   *http.Client
+}
+
+// ErrNotRunning means no agent answered on the configured listen address.
+var ErrNotRunning = errors.New("agent not running")
+
+// NewAPIClient returns a client for the agent listening on listen
+// ("host:port" or "unix:/path").
+func NewAPIClient(listen string) *APIClient {
+	c := &APIClient{base: "http://" + listen, hc: &http.Client{Timeout: 10 * time.Second}}
+	if p, ok := strings.CutPrefix(listen, "unix:"); ok {
+		c.base = "http://plantedge"
+		c.hc.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", p)
+		}}
+	} else if host, port, err := net.SplitHostPort(listen); err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
+		c.base = "http://" + net.JoinHostPort("127.0.0.1", port)
+	}
+	return c
+}
+
+func (c *APIClient) do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var ne net.Error
+		var oe *net.OpError
+		if errors.As(err, &oe) || errors.As(err, &ne) {
+			return fmt.Errorf("%w (%v)", ErrNotRunning, err)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("agent: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	if out != nil {
+		return json.Unmarshal(body, out)
+	}
+	return nil
+}
+
+// Status fetches the agent's status.
+func (c *APIClient) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodGet, "/api/v1/status", &st)
+	return st, err
+}
+
+// Flush asks the agent to forward now.
+func (c *APIClient) Flush(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/flush", nil)
+}
+
+// DeadLetters lists the agent's dead letters.
+func (c *APIClient) DeadLetters(ctx context.Context) ([]DeadLetterView, error) {
+	var out []DeadLetterView
+	err := c.do(ctx, http.MethodGet, "/api/v1/deadletters", &out)
+	return out, err
+}
+
+// DeadLetterAction retries or drops dead letters in the running agent.
+func (c *APIClient) DeadLetterAction(ctx context.Context, action, id string) (int, error) {
+	var out map[string]int
+	err := c.do(ctx, http.MethodPost, "/api/v1/deadletters/"+action+"?id="+id, &out)
+	return out["affected"], err
+}

@@ -1,0 +1,779 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/odoo"
+)
+
+const (
+	// scanChunk is how many records one buffer read returns while a round
+	// aggregates the backlog.
+	scanChunk = 10000
+	// ackChunk bounds the records acknowledged per transaction; each chunk
+	// carries the matching increment of the work order's counted total, so
+	// acknowledged records and the total never disagree.
+	ackChunk = 20000
+	// maxEventsPerRound bounds the downtime lines sent in one load call.
+	maxEventsPerRound = 200
+)
+
+// woState is the durable attribution of a machine's good counts to one work
+// order: Odoo's quantity when plantedge first attributed counts to it
+// (Baseline) and what plantedge has added since (Counted). The absolute
+// value written is always Baseline+Counted+pending, so a repeated write is
+// harmless.
+type woState struct {
+	ID       int64   `json:"id"`
+	Name     string  `json:"name"`
+	Baseline float64 `json:"baseline"`
+	Counted  float64 `json:"counted"`
+}
+
+func woMetaKey(machine string) string { return "wo/" + machine }
+
+// scrapOutbox is a scrap booking decided but not yet confirmed by Odoo. It
+// is stored before the call, so a retry after a crash or a timeout books
+// the same quantity under the same external id: never twice.
+type scrapOutbox struct {
+	XMLID        string  `json:"xmlid"`
+	Qty          float64 `json:"qty"`
+	MaxSeq       uint64  `json:"max_seq"`
+	WorkorderID  int64   `json:"wo"`
+	ProductionID int64   `json:"mo"`
+	ProductID    int64   `json:"product"`
+	UomID        int64   `json:"uom"`
+}
+
+func scrapMetaKey(machine string) string { return "scrap/" + machine }
+
+// pendingKey is the aggregate of one count key's pending records.
+type pendingKey struct {
+	seqs   []uint64
+	deltas []float64
+	sum    float64
+}
+
+// linkState is what status shows about Odoo.
+type linkState struct {
+	State       string // online | offline | auth_failed
+	Protocol    string
+	Version     string
+	LastError   string
+	NextAttempt time.Time
+	Failures    int
+	Since       time.Time
+}
+
+// machineLink is what the forwarder knows of a machine in Odoo.
+type machineLink struct {
+	WorkOrder    string
+	WorkorderID  int64
+	Unattributed float64
+	Error        string
+}
+
+type forwarder struct {
+	a       *Agent
+	client  *odoo.Client
+	limiter *rate.Limiter
+	bo      *fullJitter
+	kick    chan struct{}
+
+	connected bool
+	wcs       map[string]odoo.Workcenter // by workcenter code
+	losses    map[string]int64
+
+	mu       sync.Mutex
+	link     linkState
+	machines map[string]machineLink
+	rounds   uint64
+}
+
+// setupError is a failure to build the Odoo client (no API key, bad CA
+// file): shown like an authentication failure and retried slowly.
+type setupError struct{ err error }
+
+func (e *setupError) Error() string { return "odoo client: " + e.err.Error() }
+func (e *setupError) Unwrap() error { return e.err }
+
+func newForwarder(a *Agent) *forwarder {
+	fw := a.cfg.Load().Forward
+	ratePerSec := fw.Rate
+	if ratePerSec <= 0 {
+		ratePerSec = 10
+	}
+	return &forwarder{
+		a:        a,
+		limiter:  rate.NewLimiter(rate.Limit(ratePerSec), 1),
+		bo:       newBackoff(time.Second, fw.BackoffMax.D()),
+		kick:     make(chan struct{}, 1),
+		wcs:      map[string]odoo.Workcenter{},
+		losses:   map[string]int64{},
+		machines: map[string]machineLink{},
+		link:     linkState{State: "offline", Since: time.Now()},
+	}
+}
+
+// Flush asks the forwarder to start a round now, skipping any backoff wait.
+func (f *forwarder) Flush() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (f *forwarder) linkSnapshot() linkState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.link
+}
+
+func (f *forwarder) machineSnapshot() map[string]machineLink {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]machineLink, len(f.machines))
+	for k, v := range f.machines {
+		out[k] = v
+	}
+	return out
+}
+
+func (f *forwarder) setMachine(id string, fn func(*machineLink)) {
+	f.mu.Lock()
+	ml := f.machines[id]
+	fn(&ml)
+	f.machines[id] = ml
+	f.mu.Unlock()
+}
+
+// run forwards until ctx ends: a round, then a wait that depends on how
+// the round went.
+func (f *forwarder) run(ctx context.Context) {
+	log := f.a.log.With("component", "forwarder")
+	for {
+		more, err := f.round(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		f.a.beat()
+		var wait time.Duration
+		f.mu.Lock()
+		prev := f.link
+		switch {
+		case err == nil:
+			if prev.State != "online" {
+				if prev.Failures > 0 {
+					log.Info("odoo reachable again", "failures", prev.Failures, "after", time.Since(prev.Since).Round(time.Second))
+				} else {
+					log.Info("odoo online", "protocol", f.client.Protocol(), "server_version", f.client.ServerVersion())
+				}
+				f.link.Since = time.Now()
+			}
+			f.link.State, f.link.Failures, f.link.LastError = "online", 0, ""
+			f.link.Protocol, f.link.Version = f.client.Protocol(), f.client.ServerVersion()
+			f.bo.Reset()
+			if !more {
+				wait = f.a.cfg.Load().Forward.Interval.D()
+			}
+		default:
+			var oe *odoo.Error
+			isOE := errors.As(err, &oe)
+			wait = f.bo.NextBackOff()
+			state := "offline"
+			var se *setupError
+			if odoo.IsAuth(err) || errors.As(err, &se) {
+				state = "auth_failed"
+				f.connected = false
+				if min := f.a.cfg.Load().Forward.AuthBackoff.D(); wait < min {
+					wait = min
+				}
+			}
+			if isOE && oe.RetryAfter > wait {
+				wait = oe.RetryAfter
+			}
+			if prev.State != state || prev.Failures == 0 {
+				msg := "odoo unreachable; buffering and retrying with backoff"
+				if errors.As(err, &se) {
+					msg = "cannot build the odoo client; buffering until the configuration is fixed"
+				} else if state == "auth_failed" {
+					msg = "odoo refused the API key; check the key (expired? revoked?) — retrying slowly to avoid Odoo's login lockout"
+				}
+				log.Error(msg, "err", err, "next_attempt_in", wait.Round(time.Millisecond))
+				f.link.Since = time.Now()
+			}
+			f.link.State = state
+			f.link.Failures++
+			f.link.LastError = err.Error()
+		}
+		f.link.NextAttempt = time.Now().Add(wait)
+		f.mu.Unlock()
+		f.a.metrics.odooUp.Set(boolGauge(err == nil))
+		if wait > 0 && !f.sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+// sleep waits d, a flush request or the end of ctx; it keeps the watchdog
+// fed meanwhile. It reports false when ctx ended.
+func (f *forwarder) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-f.kick:
+			return true
+		case <-tick.C:
+			f.a.beat()
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// call runs one Odoo operation under the rate limit and records it.
+func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context) error) error {
+	if err := f.limiter.Wait(ctx); err != nil {
+		return err
+	}
+	start := time.Now()
+	err := fn(ctx)
+	outcome := "ok"
+	switch {
+	case err == nil:
+	case odoo.IsAuth(err):
+		outcome = "auth"
+	case odoo.IsPermanent(err):
+		outcome = "permanent"
+	default:
+		outcome = "transient"
+	}
+	f.a.metrics.odooCalls.WithLabelValues(op, outcome).Inc()
+	f.a.metrics.odooLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	f.a.beat()
+	return err
+}
+
+// round forwards what is pending: downtime lines first, then counts,
+// coalesced per work order. It reports whether records were left for
+// another round.
+func (f *forwarder) round(ctx context.Context) (more bool, err error) {
+	f.mu.Lock()
+	f.rounds++
+	f.mu.Unlock()
+	if f.client == nil {
+		c, err := f.a.newOdooClient()
+		if err != nil {
+			return false, &setupError{err}
+		}
+		f.client = c
+	}
+	if !f.connected {
+		if err := f.call(ctx, "connect", f.client.Connect); err != nil {
+			return false, err
+		}
+		f.connected = true
+	}
+	cfg := f.a.cfg.Load()
+	events, err := f.a.buf.Read(buffer.LaneEvents, 0, maxEventsPerRound)
+	if err != nil {
+		return false, fmt.Errorf("read events: %w", err)
+	}
+	pending, err := f.aggregateCounts()
+	if err != nil {
+		return false, err
+	}
+	need := map[string]bool{}
+	for _, r := range events {
+		need[r.Key] = true
+	}
+	for k := range pending {
+		m, _ := splitKey(k)
+		need[m] = true
+	}
+	// Scrap bookings left in flight by a previous run must finish first.
+	if err := f.a.buf.MetaPrefix("scrap/", func(key string, _ []byte) error {
+		need[key[len("scrap/"):]] = true
+		return nil
+	}); err != nil {
+		return false, err
+	}
+	ids := make([]string, 0, len(need))
+	for id := range need {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+
+	wos := map[string]*odoo.Workorder{}
+	wcIDs := map[string]int64{}
+	for _, id := range ids {
+		mc := findMachine(cfg, id)
+		if mc == nil {
+			continue // removed from the mapping: its records wait (see status)
+		}
+		wc, err := f.workcenter(ctx, mc.Workcenter)
+		if err != nil {
+			if odoo.IsPermanent(err) && !odoo.IsAuth(err) {
+				f.setMachine(id, func(ml *machineLink) { ml.Error = err.Error() })
+				continue
+			}
+			return false, err
+		}
+		wcIDs[id] = wc.ID
+		var list []odoo.Workorder
+		if err := f.call(ctx, "workorders_in_progress", func(ctx context.Context) error {
+			var err error
+			list, err = f.client.WorkordersInProgress(ctx, wc.ID)
+			return err
+		}); err != nil {
+			return false, err
+		}
+		if len(list) > 1 {
+			f.a.log.Warn("several work orders in progress on one work center; attributing to the earliest",
+				"machine", id, "workcenter", mc.Workcenter, "workorder", list[0].Name, "others", len(list)-1)
+		}
+		if len(list) > 0 {
+			wo := list[0]
+			wos[id] = &wo
+		}
+		f.setMachine(id, func(ml *machineLink) {
+			ml.Error = ""
+			ml.WorkOrder, ml.WorkorderID = "", 0
+			if wo := wos[id]; wo != nil {
+				ml.WorkOrder, ml.WorkorderID = wo.Name, wo.ID
+			}
+		})
+	}
+
+	if err := f.forwardEvents(ctx, cfg, events, wcIDs, wos); err != nil {
+		return false, err
+	}
+	for _, id := range ids {
+		if _, ok := wcIDs[id]; !ok {
+			continue
+		}
+		if err := f.forwardCounts(ctx, id, wos[id], pending); err != nil {
+			return false, err
+		}
+	}
+	more = len(events) == maxEventsPerRound
+	return more, nil
+}
+
+// workcenter resolves a work center code once and caches it.
+func (f *forwarder) workcenter(ctx context.Context, code string) (odoo.Workcenter, error) {
+	if wc, ok := f.wcs[code]; ok {
+		return wc, nil
+	}
+	var wc odoo.Workcenter
+	err := f.call(ctx, "workcenter_by_code", func(ctx context.Context) error {
+		var err error
+		wc, err = f.client.WorkcenterByCode(ctx, code)
+		return err
+	})
+	if err != nil {
+		return wc, fmt.Errorf("work center %q: %w", code, err)
+	}
+	f.wcs[code] = wc
+	return wc, nil
+}
+
+// aggregateCounts scans the whole counts lane and sums it per key, keeping
+// only sequence numbers and deltas (16 bytes a record) in memory.
+func (f *forwarder) aggregateCounts() (map[string]*pendingKey, error) {
+	out := map[string]*pendingKey{}
+	var after uint64
+	for {
+		recs, err := f.a.buf.Read(buffer.LaneCounts, after, scanChunk)
+		if err != nil {
+			return nil, fmt.Errorf("read counts: %w", err)
+		}
+		for _, r := range recs {
+			c, err := decodeCount(r)
+			if err != nil {
+				f.a.log.Error("undecodable count record", "seq", r.Seq, "err", err)
+				continue
+			}
+			p := out[r.Key]
+			if p == nil {
+				p = &pendingKey{}
+				out[r.Key] = p
+			}
+			p.seqs = append(p.seqs, r.Seq)
+			p.deltas = append(p.deltas, c.Delta)
+			p.sum += c.Delta
+			after = r.Seq
+		}
+		if len(recs) < scanChunk {
+			return out, nil
+		}
+		after = recs[len(recs)-1].Seq
+	}
+}
+
+// forwardEvents writes downtime lines with external ids (idempotent) and
+// acknowledges them; a line Odoo refuses for good is dead-lettered.
+func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs []buffer.Record, wcIDs map[string]int64, wos map[string]*odoo.Workorder) error {
+	type line struct {
+		rec buffer.Record
+		d   odoo.Downtime
+	}
+	var lines []line
+	var held int
+	for _, r := range recs {
+		wcID, ok := wcIDs[r.Key]
+		if !ok {
+			held++
+			continue
+		}
+		ev, err := decodeEvent(r)
+		if err != nil {
+			if err := f.a.buf.DeadLetter(ctx, r, err.Error()); err != nil {
+				return err
+			}
+			continue
+		}
+		loss := ev.Loss
+		if loss == "" {
+			loss = cfg.Odoo.DefaultLoss
+		}
+		lossID, err := f.loss(ctx, loss)
+		if err != nil {
+			if odoo.IsPermanent(err) && !odoo.IsAuth(err) {
+				if err := f.deadLetter(ctx, r, fmt.Sprintf("loss reason %q: %v", loss, err)); err != nil {
+					return err
+				}
+				continue
+			}
+			return err
+		}
+		d := odoo.Downtime{
+			XMLID:        fmt.Sprintf("plantedge.%s_%s_downtime_%d", cfg.Site, r.Key, ev.Start),
+			WorkcenterID: wcID,
+			LossID:       lossID,
+			Start:        fromMS(ev.Start),
+			End:          fromMS(ev.End),
+			Description:  downtimeDescription(ev),
+		}
+		if wo := wos[r.Key]; wo != nil {
+			d.WorkorderID = wo.ID
+		}
+		lines = append(lines, line{rec: r, d: d})
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	// Later records of one line (open, then closed) win.
+	latest := map[string]int{}
+	for i, l := range lines {
+		latest[l.d.XMLID] = i
+	}
+	var batch []odoo.Downtime
+	for i, l := range lines {
+		if latest[l.d.XMLID] == i {
+			batch = append(batch, l.d)
+		}
+	}
+	acked := make([]buffer.Record, 0, len(lines))
+	err := f.call(ctx, "upsert_downtimes", func(ctx context.Context) error {
+		_, err := f.client.UpsertDowntimes(ctx, batch)
+		return err
+	})
+	switch {
+	case err == nil:
+		for _, l := range lines {
+			acked = append(acked, l.rec)
+		}
+	case odoo.IsPermanent(err) && !odoo.IsAuth(err):
+		// Find the refused line(s) one by one; the rest go through.
+		for i, l := range lines {
+			if latest[l.d.XMLID] != i {
+				acked = append(acked, l.rec)
+				continue
+			}
+			err := f.call(ctx, "upsert_downtime", func(ctx context.Context) error {
+				_, err := f.client.UpsertDowntime(ctx, l.d)
+				return err
+			})
+			switch {
+			case err == nil:
+				acked = append(acked, l.rec)
+			case odoo.IsPermanent(err) && !odoo.IsAuth(err):
+				if err := f.deadLetter(ctx, l.rec, "downtime line "+l.d.XMLID+": "+err.Error()); err != nil {
+					return err
+				}
+			default:
+				return err
+			}
+		}
+	default:
+		return err
+	}
+	if err := f.a.buf.Ack(ctx, acked); err != nil {
+		return fmt.Errorf("ack downtime records: %w", err)
+	}
+	f.a.metrics.forwarded.WithLabelValues("downtime").Add(float64(len(acked)))
+	return nil
+}
+
+func downtimeDescription(ev eventRecord) string {
+	s := "plantedge"
+	if ev.Reason != "" {
+		s += ": reason " + ev.Reason
+		if ev.Defaulted {
+			s += " (unmapped, default loss)"
+		}
+	}
+	return s
+}
+
+func (f *forwarder) loss(ctx context.Context, name string) (int64, error) {
+	if id, ok := f.losses[name]; ok {
+		return id, nil
+	}
+	var id int64
+	err := f.call(ctx, "loss_id", func(ctx context.Context) error {
+		var err error
+		id, err = f.client.LossID(ctx, name)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	f.losses[name] = id
+	return id, nil
+}
+
+// forwardCounts coalesces a machine's pending good counts into one absolute
+// quantity write on the work order in progress, then books pending scrap.
+func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.Workorder, pending map[string]*pendingKey) error {
+	good := pending[countKey(machine, sigGood)]
+	scrap := pending[countKey(machine, sigScrap)]
+	var unattributed float64
+	if wo == nil {
+		if good != nil {
+			unattributed = good.sum
+		}
+		f.setMachine(machine, func(ml *machineLink) { ml.Unattributed = unattributed })
+		// Counts are held, not dropped, until a work order is in progress.
+		// A scrap booking already decided still completes (it names its order).
+		return f.forwardScrap(ctx, machine, nil, scrap)
+	}
+	f.setMachine(machine, func(ml *machineLink) { ml.Unattributed = 0 })
+	if good != nil && good.sum != 0 {
+		st, err := f.woState(ctx, machine, wo)
+		if err != nil {
+			return err
+		}
+		target := round2(st.Baseline + st.Counted + good.sum)
+		err = f.call(ctx, "set_produced_qty", func(ctx context.Context) error {
+			return f.client.SetProducedQty(ctx, wo.ID, target)
+		})
+		switch {
+		case err == nil:
+			if err := f.ackCounts(ctx, machine, sigGood, good, &st); err != nil {
+				return err
+			}
+			f.a.metrics.forwarded.WithLabelValues("good_count").Add(good.sum)
+		case odoo.IsAuth(err):
+			return err
+		case odoo.IsPermanent(err):
+			var oe *odoo.Error
+			if errors.As(err, &oe) && oe.Missing() {
+				// The work order vanished: look it up again next round.
+				f.a.log.Warn("work order missing; re-resolving", "machine", machine, "workorder", wo.Name)
+				return nil
+			}
+			reason := fmt.Sprintf("set produced quantity %v on %s: %v", target, wo.Name, err)
+			if err := f.deadLetterKey(ctx, countKey(machine, sigGood), good, reason); err != nil {
+				return err
+			}
+		default:
+			return err
+		}
+	}
+	return f.forwardScrap(ctx, machine, wo, scrap)
+}
+
+// woState returns the machine's attribution to wo, taking Odoo's current
+// quantity as the baseline the first time counts go to this work order.
+func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workorder) (woState, error) {
+	var st woState
+	b, err := f.a.buf.Meta(woMetaKey(machine))
+	if err != nil {
+		return st, err
+	}
+	if b != nil {
+		if err := json.Unmarshal(b, &st); err != nil {
+			return st, fmt.Errorf("decode work-order state of %s: %w", machine, err)
+		}
+		if st.ID == wo.ID {
+			return st, nil
+		}
+	}
+	st = woState{ID: wo.ID, Name: wo.Name, Baseline: f.client.ProducedQty(*wo)}
+	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
+		return st, err
+	}
+	f.a.log.Info("attributing counts to work order", "machine", machine, "workorder", wo.Name, "baseline", st.Baseline)
+	return st, nil
+}
+
+// ackCounts acknowledges a key's records in chunks; each chunk's
+// transaction also adds the chunk's sum to the work order's counted total.
+func (f *forwarder) ackCounts(ctx context.Context, machine, sig string, p *pendingKey, st *woState) error {
+	for i := 0; i < len(p.seqs); i += ackChunk {
+		j := min(i+ackChunk, len(p.seqs))
+		recs := make([]buffer.Record, 0, j-i)
+		var sum float64
+		for k := i; k < j; k++ {
+			recs = append(recs, buffer.Record{Lane: buffer.LaneCounts, Key: countKey(machine, sig), Seq: p.seqs[k]})
+			sum += p.deltas[k]
+		}
+		var meta []buffer.KV
+		if st != nil {
+			st.Counted = round2(st.Counted + sum)
+			meta = append(meta, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(*st)})
+		}
+		if err := f.a.buf.Ack(ctx, recs, meta...); err != nil {
+			return fmt.Errorf("ack counts of %s: %w", machine, err)
+		}
+	}
+	return nil
+}
+
+// forwardScrap books pending scrap through an outbox entry, so the same
+// booking is never made twice.
+func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.Workorder, p *pendingKey) error {
+	var ob scrapOutbox
+	b, err := f.a.buf.Meta(scrapMetaKey(machine))
+	if err != nil {
+		return err
+	}
+	switch {
+	case b != nil:
+		if err := json.Unmarshal(b, &ob); err != nil {
+			return fmt.Errorf("decode scrap outbox of %s: %w", machine, err)
+		}
+	case p == nil || p.sum == 0 || wo == nil:
+		return nil
+	default:
+		ob = scrapOutbox{
+			XMLID:        fmt.Sprintf("plantedge.%s_%s_scrap_%d", f.a.cfg.Load().Site, machine, p.seqs[len(p.seqs)-1]),
+			Qty:          round2(p.sum),
+			MaxSeq:       p.seqs[len(p.seqs)-1],
+			WorkorderID:  wo.ID,
+			ProductionID: wo.ProductionID,
+			ProductID:    wo.ProductID,
+			UomID:        wo.UomID,
+		}
+		if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapMetaKey(machine), Value: mustJSON(ob)}); err != nil {
+			return err
+		}
+	}
+	// Only the records the outbox entry covers are settled by it.
+	covered := &pendingKey{}
+	if p != nil {
+		for i, s := range p.seqs {
+			if s <= ob.MaxSeq {
+				covered.seqs = append(covered.seqs, s)
+				covered.deltas = append(covered.deltas, p.deltas[i])
+				covered.sum += p.deltas[i]
+			}
+		}
+	}
+	var done bool
+	err = f.call(ctx, "book_scrap", func(ctx context.Context) error {
+		var err error
+		done, err = f.client.BookScrap(ctx, odoo.Scrap{XMLID: ob.XMLID, ProductID: ob.ProductID, UomID: ob.UomID,
+			ProductionID: ob.ProductionID, WorkorderID: ob.WorkorderID, Qty: ob.Qty})
+		return err
+	})
+	clear := buffer.KV{Key: scrapMetaKey(machine)}
+	switch {
+	case err == nil && done:
+		recs := make([]buffer.Record, 0, len(covered.seqs))
+		for _, s := range covered.seqs {
+			recs = append(recs, buffer.Record{Lane: buffer.LaneCounts, Key: countKey(machine, sigScrap), Seq: s})
+		}
+		if err := f.a.buf.Ack(ctx, recs, clear); err != nil {
+			return fmt.Errorf("ack scrap of %s: %w", machine, err)
+		}
+		f.a.metrics.forwarded.WithLabelValues("scrap_count").Add(ob.Qty)
+		return nil
+	case err == nil && !done:
+		err = errors.New("odoo did not validate the scrap (it returned a wizard: stock too short?); draft scrap " + ob.XMLID + " left in Odoo")
+	case odoo.IsAuth(err) || !odoo.IsPermanent(err):
+		return err
+	}
+	if err := f.deadLetterKey(ctx, countKey(machine, sigScrap), covered, "book scrap "+ob.XMLID+": "+err.Error()); err != nil {
+		return err
+	}
+	return f.a.buf.PutMeta(ctx, clear)
+}
+
+// deadLetterKey moves the records of p (one key of the counts lane) to the
+// dead letters with reason.
+func (f *forwarder) deadLetterKey(ctx context.Context, key string, p *pendingKey, reason string) error {
+	if p == nil || len(p.seqs) == 0 {
+		return nil
+	}
+	want := make(map[uint64]bool, len(p.seqs))
+	for _, s := range p.seqs {
+		want[s] = true
+	}
+	after := p.seqs[0] - 1
+	last := p.seqs[len(p.seqs)-1]
+	for after < last {
+		recs, err := f.a.buf.Read(buffer.LaneCounts, after, scanChunk)
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			if r.Key == key && want[r.Seq] {
+				if err := f.deadLetter(ctx, r, reason); err != nil {
+					return err
+				}
+			}
+			after = r.Seq
+		}
+	}
+	return nil
+}
+
+func (f *forwarder) deadLetter(ctx context.Context, r buffer.Record, reason string) error {
+	if err := f.a.buf.DeadLetter(ctx, r, reason); err != nil {
+		return fmt.Errorf("dead-letter record %d: %w", r.Seq, err)
+	}
+	f.a.metrics.deadLettered.Inc()
+	f.a.deadLog.log(f.a.log, "odoo refused a record for good; moved to dead letters", "key", r.Key, "seq", r.Seq, "reason", reason)
+	return nil
+}
+
+func round2(v float64) float64 { return math.Round(v*100) / 100 }
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

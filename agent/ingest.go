@@ -1,0 +1,243 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/plantedge/plantedge/agent/mapping"
+	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/connectors"
+)
+
+// maxIngestBatch bounds how many samples one buffer commit carries.
+const maxIngestBatch = 4096
+
+// machineMeta is what the agent keeps durably per machine, in the same
+// transaction as the records the samples produced: the mapping's state (last
+// raw counter values, run state) and running totals for status.
+type machineMeta struct {
+	Mapping []byte  `json:"mapping"`
+	Good    float64 `json:"good"`
+	Scrap   float64 `json:"scrap"`
+}
+
+func machineMetaKey(id string) string { return "machine/" + id }
+
+// Deliver implements connectors.Sink: it queues a sample for the ingest
+// loop, blocking while the queue is full (backpressure to the source).
+func (a *Agent) Deliver(ctx context.Context, s connectors.Sample) error {
+	select {
+	case a.samples <- s:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-a.stopIngest:
+		return errors.New("agent stopping")
+	}
+}
+
+// ingest runs until stop is closed: it takes queued samples in batches, maps
+// them to records and makes them durable, then acknowledges them to their
+// sources. It is the only writer of the mapping state.
+func (a *Agent) ingest(ctx context.Context) {
+	batch := make([]connectors.Sample, 0, maxIngestBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case s := <-a.samples:
+			batch = append(batch, s)
+		case <-a.stopIngest:
+			// Finish what the sources already handed over; unacked samples
+			// would be redelivered anyway, but acking them now avoids that.
+			for {
+				select {
+				case s := <-a.samples:
+					batch = append(batch, s)
+					if len(batch) == maxIngestBatch {
+						a.commitSamples(ctx, batch)
+						batch = batch[:0]
+					}
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				a.commitSamples(ctx, batch)
+			}
+			return
+		}
+	fill:
+		for len(batch) < maxIngestBatch {
+			select {
+			case s := <-a.samples:
+				batch = append(batch, s)
+			default:
+				break fill
+			}
+		}
+		a.commitSamples(ctx, batch)
+	}
+}
+
+// commitSamples maps one batch and appends its records and the changed
+// machine state in one durable transaction, retrying until it succeeds or
+// ctx ends; only then are the samples acknowledged.
+func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
+	m := a.mapper.Load()
+	type acc struct {
+		rec   countRecord
+		valid bool
+	}
+	counts := map[string]*acc{}
+	var order []string // count keys in first-seen order
+	var events []buffer.Record
+	changed := map[string]bool{}
+	a.stateMu.Lock()
+	for _, s := range batch {
+		evs, ch, err := m.Apply(a.state, s)
+		if err != nil {
+			a.metrics.malformed.WithLabelValues(s.Source).Inc()
+			a.malformedLog.log(a.log, "malformed sample skipped", "source", s.Source, "address", s.Address, "err", err)
+			continue
+		}
+		for _, id := range ch {
+			changed[id] = true
+		}
+		for _, ev := range evs {
+			a.noteEvent(ev)
+			switch ev.Kind {
+			case mapping.EventCount:
+				sig := sigGood
+				if ev.Signal == mapping.Signal("scrap_count") {
+					sig = sigScrap
+				}
+				k := countKey(ev.Machine, sig)
+				c := counts[k]
+				if c == nil {
+					c = &acc{}
+					counts[k] = c
+					order = append(order, k)
+				}
+				t := ms(ev.Time)
+				if !c.valid {
+					c.rec.First = t
+					c.valid = true
+				}
+				c.rec.Delta += ev.Delta
+				c.rec.Last = t
+				a.addTotals(ev.Machine, sig, ev.Delta)
+			case mapping.EventRunning:
+				events = append(events, buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Time: ev.End,
+					Data: mustJSON(eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted})})
+			case mapping.EventStopped, mapping.EventReason:
+				if a.blocks(ev.Machine) {
+					start := ev.Start
+					if start.IsZero() {
+						start = a.stopStart(ev.Machine, ev.Time)
+					}
+					events = append(events, buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Time: ev.Time,
+						Data: mustJSON(eventRecord{Start: ms(start), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted})})
+				}
+			}
+		}
+	}
+	var meta []buffer.KV
+	for id := range changed {
+		kv, err := a.machineKV(id)
+		if err != nil {
+			a.log.Error("encode machine state", "machine", id, "err", err)
+			continue
+		}
+		meta = append(meta, kv)
+	}
+	a.stateMu.Unlock()
+	recs := events
+	for _, k := range order {
+		c := counts[k]
+		if c.rec.Delta == 0 {
+			continue
+		}
+		recs = append(recs, buffer.Record{Lane: buffer.LaneCounts, Key: k, Time: fromMS(c.rec.Last), Data: mustJSON(c.rec)})
+	}
+	if len(recs) > 0 || len(meta) > 0 {
+		start := time.Now()
+		for attempt := 1; ; attempt++ {
+			_, err := a.buf.Append(ctx, recs, meta...)
+			if err == nil {
+				if attempt > 1 {
+					a.log.Info("buffer append recovered", "attempts", attempt, "after", time.Since(start).Round(time.Millisecond))
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				// Not acknowledged: the sources redeliver or re-read after restart.
+				return
+			}
+			if attempt == 1 {
+				a.log.Error("buffer append failed; holding acknowledgements and retrying", "err", err, "records", len(recs))
+			}
+			a.metrics.appendErrors.Inc()
+			select {
+			case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, 5*time.Second)):
+			case <-ctx.Done():
+				return
+			}
+		}
+		a.metrics.ingestLatency.Observe(time.Since(start).Seconds())
+	}
+	for _, s := range batch {
+		s.Done()
+	}
+	a.metrics.samples.Add(float64(len(batch)))
+}
+
+// machineKV encodes a machine's durable state for the meta bucket.
+func (a *Agent) machineKV(id string) (buffer.KV, error) {
+	b, err := a.state.Marshal(id)
+	if err != nil {
+		return buffer.KV{}, err
+	}
+	a.totalsMu.Lock()
+	t := a.totals[id]
+	a.totalsMu.Unlock()
+	return buffer.KV{Key: machineMetaKey(id), Value: mustJSON(machineMeta{Mapping: b, Good: t.Good, Scrap: t.Scrap})}, nil
+}
+
+// loadMachineState restores the mapping state and totals saved by a previous run.
+func (a *Agent) loadMachineState() error {
+	return a.buf.MetaPrefix("machine/", func(key string, value []byte) error {
+		id := key[len("machine/"):]
+		var mm machineMeta
+		if err := json.Unmarshal(value, &mm); err != nil {
+			a.log.Error("ignoring unreadable machine state", "machine", id, "err", err)
+			return nil
+		}
+		if len(mm.Mapping) > 0 {
+			if err := a.state.Unmarshal(id, mm.Mapping); err != nil {
+				return fmt.Errorf("restore mapping state of %s: %w", id, err)
+			}
+		}
+		a.totalsMu.Lock()
+		a.totals[id] = totals{Good: mm.Good, Scrap: mm.Scrap}
+		a.totalsMu.Unlock()
+		return nil
+	})
+}
+
+type totals struct{ Good, Scrap float64 }
+
+func (a *Agent) addTotals(machine, sig string, d float64) {
+	a.totalsMu.Lock()
+	t := a.totals[machine]
+	if sig == sigGood {
+		t.Good += d
+	} else {
+		t.Scrap += d
+	}
+	a.totals[machine] = t
+	a.totalsMu.Unlock()
+}

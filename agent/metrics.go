@@ -1,0 +1,114 @@
+package agent
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/connectors"
+)
+
+// metrics are the agent's Prometheus metrics, registered on the registry
+// given in Options (no globals).
+type metrics struct {
+	samples          prometheus.Counter
+	malformed        *prometheus.CounterVec
+	appendErrors     prometheus.Counter
+	ingestLatency    prometheus.Histogram
+	forwarded        *prometheus.CounterVec
+	deadLettered     prometheus.Counter
+	odooCalls        *prometheus.CounterVec
+	odooLatency      *prometheus.HistogramVec
+	odooUp           prometheus.Gauge
+	counterResets    *prometheus.CounterVec
+	counterRollovers *prometheus.CounterVec
+	unmappedReasons  *prometheus.CounterVec
+	reloads          *prometheus.CounterVec
+	corruptBuffers   prometheus.Counter
+}
+
+func newMetrics(a *Agent) *metrics {
+	m := &metrics{
+		samples: prometheus.NewCounter(prometheus.CounterOpts{Name: "plantedge_samples_total",
+			Help: "Samples received from sources and committed to the buffer."}),
+		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_malformed_samples_total",
+			Help: "Samples that could not be mapped (bad payload, missing field); acknowledged and skipped."}, []string{"source"}),
+		appendErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "plantedge_buffer_append_errors_total",
+			Help: "Failed buffer commits (retried; samples stay unacknowledged meanwhile)."}),
+		ingestLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "plantedge_ingest_commit_seconds",
+			Help: "Time from a batch's append to its durable commit.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 12)}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_forwarded_total",
+			Help: "What reached Odoo: pieces (good_count, scrap_count) and downtime records."}, []string{"kind"}),
+		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{Name: "plantedge_dead_lettered_total",
+			Help: "Records Odoo refused for good, moved to dead letters."}),
+		odooCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_odoo_calls_total",
+			Help: "Odoo calls by operation and outcome (ok, transient, permanent, auth)."}, []string{"op", "outcome"}),
+		odooLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "plantedge_odoo_call_duration_seconds",
+			Help: "Odoo call latency.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}, []string{"op"}),
+		odooUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "plantedge_odoo_up",
+			Help: "1 when the last forwarding round reached Odoo."}),
+		counterResets: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_counter_resets_total",
+			Help: "Counter decreases treated as resets."}, []string{"machine", "signal"}),
+		counterRollovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_counter_rollovers_total",
+			Help: "Counter wraps handled as rollovers."}, []string{"machine", "signal"}),
+		unmappedReasons: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_unmapped_downtime_reasons_total",
+			Help: "Downtime reasons without an entry in the map (default loss used)."}, []string{"machine"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_config_reloads_total",
+			Help: "SIGHUP reloads by result."}, []string{"result"}),
+		corruptBuffers: prometheus.NewCounter(prometheus.CounterOpts{Name: "plantedge_buffer_corrupt_recovered_total",
+			Help: "Corrupt buffer files moved aside at start-up."}),
+	}
+	a.opts.Registry.MustRegister(m.samples, m.malformed, m.appendErrors, m.ingestLatency, m.forwarded, m.deadLettered,
+		m.odooCalls, m.odooLatency, m.odooUp, m.counterResets, m.counterRollovers, m.unmappedReasons, m.reloads,
+		m.corruptBuffers, &stateCollector{a: a})
+	return m
+}
+
+// stateCollector exports the buffer's and the sources' state at scrape time.
+type stateCollector struct{ a *Agent }
+
+var (
+	descRecords  = prometheus.NewDesc("plantedge_buffer_records", "Records waiting in the buffer.", []string{"lane"}, nil)
+	descBytes    = prometheus.NewDesc("plantedge_buffer_bytes", "Bytes of records waiting in the buffer.", []string{"lane"}, nil)
+	descOldest   = prometheus.NewDesc("plantedge_buffer_oldest_age_seconds", "Age of the oldest unforwarded record.", []string{"lane"}, nil)
+	descDropped  = prometheus.NewDesc("plantedge_buffer_dropped_total", "Records dropped to keep the disk quota.", []string{"lane"}, nil)
+	descMerged   = prometheus.NewDesc("plantedge_buffer_merged_total", "Count records merged to keep the disk quota.", nil, nil)
+	descDead     = prometheus.NewDesc("plantedge_buffer_dead_letters", "Records in the dead-letter bucket.", nil, nil)
+	descFile     = prometheus.NewDesc("plantedge_buffer_file_bytes", "Size of the buffer file.", nil, nil)
+	descSource   = prometheus.NewDesc("plantedge_source_connected", "1 when the source is connected.", []string{"source", "kind"}, nil)
+	descSessions = prometheus.NewDesc("plantedge_source_sessions_created_total", "Sessions (OPC UA) or connections (MQTT) created.", []string{"source", "kind"}, nil)
+)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRecords, descBytes, descOldest, descDropped, descMerged, descDead, descFile, descSource, descSessions} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.a.opened.Load() {
+		st := c.a.buf.Stats()
+		for l := buffer.Lane(0); l < buffer.NumLanes; l++ {
+			ls := st.Lanes[l]
+			ch <- prometheus.MustNewConstMetric(descRecords, prometheus.GaugeValue, float64(ls.Pending), l.String())
+			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(ls.Bytes), l.String())
+			ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age(ls.Oldest), l.String())
+			ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(ls.Dropped), l.String())
+		}
+		ch <- prometheus.MustNewConstMetric(descMerged, prometheus.CounterValue, float64(st.Merged))
+		ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(st.DeadLetters))
+		ch <- prometheus.MustNewConstMetric(descFile, prometheus.GaugeValue, float64(st.FileBytes))
+	}
+	for _, s := range c.a.sourceList() {
+		ch <- prometheus.MustNewConstMetric(descSource, prometheus.GaugeValue, boolGauge(s.state() == connectors.StateConnected), s.name, string(s.kind))
+		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.CounterValue, float64(s.sessions()), s.name, string(s.kind))
+	}
+}
+
+func age(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(0, time.Since(t).Seconds())
+}

@@ -1,0 +1,109 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/plantedge/plantedge/buffer"
+)
+
+// Count signals as they appear in record keys.
+const (
+	sigGood  = "good"
+	sigScrap = "scrap"
+)
+
+// countRecord is the payload of a LaneCounts record: pieces counted on one
+// machine for one signal between First and Last (source times, Unix ms).
+// Consecutive count records of one key are additive, which is what lets the
+// buffer merge them when its quota is short and the forwarder coalesce them
+// into one absolute write.
+type countRecord struct {
+	Delta float64 `json:"d"`
+	First int64   `json:"f"`
+	Last  int64   `json:"l"`
+}
+
+// eventRecord is the payload of a LaneEvents record: a downtime interval of a
+// machine. End zero means the line is still open (block_workcenter only).
+type eventRecord struct {
+	Start  int64  `json:"s"`
+	End    int64  `json:"e,omitempty"`
+	Reason string `json:"r,omitempty"`
+	Loss   string `json:"loss,omitempty"`
+	// Defaulted is set when Reason had no entry in the machine's map.
+	Defaulted bool `json:"def,omitempty"`
+}
+
+// countKey is the buffer key of a machine's count records of one signal.
+// Good and scrap are kept apart so that a refusal of one never dead-letters
+// (and later replays) the other.
+func countKey(machine, signal string) string { return machine + "/" + signal }
+
+// splitKey returns machine and signal of a count record key.
+func splitKey(key string) (machine, signal string) {
+	i := strings.LastIndexByte(key, '/')
+	if i < 0 {
+		return key, ""
+	}
+	return key[:i], key[i+1:]
+}
+
+func decodeCount(r buffer.Record) (countRecord, error) {
+	var c countRecord
+	if err := json.Unmarshal(r.Data, &c); err != nil {
+		return c, fmt.Errorf("decode count record %d: %w", r.Seq, err)
+	}
+	return c, nil
+}
+
+func decodeEvent(r buffer.Record) (eventRecord, error) {
+	var e eventRecord
+	if err := json.Unmarshal(r.Data, &e); err != nil {
+		return e, fmt.Errorf("decode event record %d: %w", r.Seq, err)
+	}
+	return e, nil
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil { // only plain structs are marshalled here
+		panic(err)
+	}
+	return b
+}
+
+// mergeCounts is the buffer's MergeFunc: it folds a later count record into
+// an earlier one of the same key. Counts are additive, so nothing is lost.
+func mergeCounts(a, b buffer.Record) (buffer.Record, error) {
+	ca, err := decodeCount(a)
+	if err != nil {
+		return a, err
+	}
+	cb, err := decodeCount(b)
+	if err != nil {
+		return a, err
+	}
+	ca.Delta += cb.Delta
+	if cb.Last > ca.Last {
+		ca.Last = cb.Last
+	}
+	a.Data = mustJSON(ca)
+	return a, nil
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}

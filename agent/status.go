@@ -1,0 +1,238 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/agent/mapping"
+	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/connectors"
+)
+
+// Status is what `plantedge status` shows; its JSON form is a contract
+// (SPEC.md): fields may be added, never renamed.
+type Status struct {
+	Site         string          `json:"site"`
+	AgentRunning bool            `json:"agent_running"`
+	Version      string          `json:"version,omitempty"`
+	Uptime       float64         `json:"uptime_seconds,omitempty"`
+	Buffer       BufferStatus    `json:"buffer"`
+	Odoo         OdooStatus      `json:"odoo"`
+	Sources      []SourceStatus  `json:"sources"`
+	Machines     []MachineStatus `json:"machines"`
+	LastError    string          `json:"last_error,omitempty"`
+}
+
+// BufferStatus is the buffer part of Status.
+type BufferStatus struct {
+	Path             string                `json:"path"`
+	Pending          int                   `json:"pending"`
+	Bytes            int64                 `json:"bytes"`
+	FileBytes        int64                 `json:"file_bytes"`
+	MaxBytes         int64                 `json:"max_bytes"`
+	OldestAgeSeconds float64               `json:"oldest_age_seconds"`
+	DeadLetters      int                   `json:"dead_letters"`
+	Dropped          uint64                `json:"dropped"`
+	Merged           uint64                `json:"merged"`
+	Lanes            map[string]LaneStatus `json:"lanes"`
+	Recovered        string                `json:"recovered_corrupt_file,omitempty"`
+	// Held counts the records that wait for a work order in progress (or for
+	// a machine's work center to resolve): flush does not wait for them.
+	Held int `json:"held"`
+}
+
+// LaneStatus is one lane of the buffer.
+type LaneStatus struct {
+	Pending          int     `json:"pending"`
+	Bytes            int64   `json:"bytes"`
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	Dropped          uint64  `json:"dropped"`
+}
+
+// OdooStatus is the Odoo link part of Status.
+type OdooStatus struct {
+	URL                string  `json:"url"`
+	State              string  `json:"state"` // online | offline | auth_failed
+	Protocol           string  `json:"protocol"`
+	ServerVersion      string  `json:"server_version"`
+	LastError          string  `json:"last_error"`
+	NextAttemptSeconds float64 `json:"next_attempt_seconds"`
+	Failures           int     `json:"consecutive_failures"`
+}
+
+// SourceStatus is one OPC UA server or MQTT broker.
+type SourceStatus struct {
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	State     string `json:"state"` // connected | connecting | down
+	Sessions  uint64 `json:"sessions_created"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// MachineStatus is one machine.
+type MachineStatus struct {
+	ID           string  `json:"id"`
+	Workcenter   string  `json:"workcenter"`
+	WorkOrder    string  `json:"work_order"`
+	GoodCount    float64 `json:"good_count"`
+	ScrapCount   float64 `json:"scrap_count"`
+	Unattributed float64 `json:"unattributed"`
+	Pending      float64 `json:"pending_good"`
+	State        string  `json:"state"` // running | stopped | unknown
+	Error        string  `json:"error,omitempty"`
+}
+
+// Status returns the running agent's status.
+func (a *Agent) Status() Status {
+	cfg := a.cfg.Load()
+	st := Status{Site: cfg.Site, AgentRunning: true, Version: a.opts.Version, Sources: []SourceStatus{}, Machines: []MachineStatus{}}
+	if !a.opened.Load() {
+		st.Odoo.State = "offline"
+		st.LastError = "starting"
+		return st
+	}
+	st.Uptime = time.Since(a.started).Seconds()
+	st.Buffer = bufferStatus(cfg, a.buf)
+	st.Odoo = OdooStatus{URL: cfg.Odoo.URL, State: "offline"}
+	var links map[string]machineLink
+	{
+		l := a.fwd.linkSnapshot()
+		st.Odoo.State, st.Odoo.Protocol, st.Odoo.ServerVersion = l.State, l.Protocol, l.Version
+		st.Odoo.LastError, st.Odoo.Failures = l.LastError, l.Failures
+		if !l.NextAttempt.IsZero() {
+			st.Odoo.NextAttemptSeconds = max(0, time.Until(l.NextAttempt).Seconds())
+		}
+		st.LastError = l.LastError
+		links = a.fwd.machineSnapshot()
+	}
+	for _, s := range a.sourceList() {
+		st.Sources = append(st.Sources, SourceStatus{Name: s.name, Kind: string(s.kind), State: string(s.state()),
+			Sessions: s.sessions(), LastError: s.lastErr()})
+	}
+	pending := a.pendingCounts()
+	for _, m := range cfg.Machines {
+		a.totalsMu.Lock()
+		t := a.totals[m.ID]
+		a.totalsMu.Unlock()
+		ms := MachineStatus{ID: m.ID, Workcenter: m.Workcenter, GoodCount: t.Good, ScrapCount: t.Scrap,
+			Pending: pending[m.ID].good, State: a.machineState(m.ID)}
+		if l, ok := links[m.ID]; ok {
+			ms.WorkOrder, ms.Unattributed, ms.Error = l.WorkOrder, l.Unattributed, l.Error
+			if l.WorkorderID == 0 {
+				st.Buffer.Held += pending[m.ID].records
+			}
+		} else if wo := a.storedWorkOrder(m.ID); wo != "" {
+			ms.WorkOrder = wo
+		}
+		st.Machines = append(st.Machines, ms)
+	}
+	return st
+}
+
+func (a *Agent) machineState(id string) string {
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
+	if ms := a.state.Machines[id]; ms != nil && ms.Running != nil {
+		if *ms.Running {
+			return "running"
+		}
+		return "stopped"
+	}
+	return "unknown"
+}
+
+func (a *Agent) storedWorkOrder(id string) string {
+	b, err := a.buf.Meta(woMetaKey(id))
+	if err != nil || b == nil {
+		return ""
+	}
+	var st woState
+	if json.Unmarshal(b, &st) != nil {
+		return ""
+	}
+	return st.Name
+}
+
+type pendingCount struct {
+	good    float64
+	records int
+}
+
+// pendingCounts sums the good counts still in the buffer per machine.
+func (a *Agent) pendingCounts() map[string]pendingCount {
+	out := map[string]pendingCount{}
+	if a.buf == nil {
+		return out
+	}
+	var after uint64
+	for {
+		recs, err := a.buf.Read(buffer.LaneCounts, after, scanChunk)
+		if err != nil {
+			return out
+		}
+		for _, r := range recs {
+			m, sig := splitKey(r.Key)
+			pc := out[m]
+			pc.records++
+			if sig == sigGood {
+				if c, err := decodeCount(r); err == nil {
+					pc.good += c.Delta
+				}
+			}
+			out[m] = pc
+			after = r.Seq
+		}
+		if len(recs) < scanChunk {
+			return out
+		}
+	}
+}
+
+func bufferStatus(cfg *config.Config, buf *buffer.Queue) BufferStatus {
+	s := buf.Stats()
+	bs := BufferStatus{
+		Path: cfg.BufferPath(), Pending: s.Pending, Bytes: s.Bytes, FileBytes: s.FileBytes,
+		MaxBytes: int64(cfg.Buffer.MaxBytes), OldestAgeSeconds: age(s.Oldest), DeadLetters: s.DeadLetters,
+		Dropped: s.Dropped, Merged: s.Merged, Lanes: map[string]LaneStatus{}, Recovered: buf.Recovered(),
+	}
+	for l := buffer.Lane(0); l < buffer.NumLanes; l++ {
+		ls := s.Lanes[l]
+		bs.Lanes[l.String()] = LaneStatus{Pending: ls.Pending, Bytes: ls.Bytes, OldestAgeSeconds: age(ls.Oldest), Dropped: ls.Dropped}
+	}
+	return bs
+}
+
+// OfflineStatus reads the buffer file of a stopped agent (read-only) and
+// reports what it holds; Odoo and source states are unknown then.
+func OfflineStatus(cfg *config.Config) (Status, error) {
+	st := Status{Site: cfg.Site, Sources: []SourceStatus{}, Machines: []MachineStatus{}}
+	st.Odoo = OdooStatus{URL: cfg.Odoo.URL, State: "offline", LastError: "agent not running"}
+	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{ReadOnly: true})
+	if err != nil {
+		return st, fmt.Errorf("open buffer read-only: %w", err)
+	}
+	defer buf.Close()
+	a := &Agent{buf: buf, state: mapping.NewState(), totals: map[string]totals{}}
+	a.cfg.Store(cfg)
+	if err := a.loadMachineState(); err != nil {
+		return st, err
+	}
+	st.Buffer = bufferStatus(cfg, buf)
+	for _, s := range cfg.OPCUA {
+		st.Sources = append(st.Sources, SourceStatus{Name: s.Name, Kind: string(connectors.KindOPCUA), State: string(connectors.StateDown)})
+	}
+	for _, s := range cfg.MQTT {
+		st.Sources = append(st.Sources, SourceStatus{Name: s.Name, Kind: string(connectors.KindMQTT), State: string(connectors.StateDown)})
+	}
+	pending := a.pendingCounts()
+	for _, m := range cfg.Machines {
+		t := a.totals[m.ID]
+		st.Machines = append(st.Machines, MachineStatus{ID: m.ID, Workcenter: m.Workcenter, WorkOrder: a.storedWorkOrder(m.ID),
+			GoodCount: t.Good, ScrapCount: t.Scrap, Pending: pending[m.ID].good, State: a.machineState(m.ID)})
+	}
+	sort.Slice(st.Sources, func(i, j int) bool { return st.Sources[i].Name < st.Sources[j].Name })
+	return st, nil
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
+)
+
+func newDeadLetterCmd() *cobra.Command {
+	var cfgPath string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "deadletter",
+		Short: "Inspect, retry or drop what Odoo refused for good",
+	}
+	cmd.PersistentFlags().StringVarP(&cfgPath, "config", "c", defaultConfig, "config file")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List dead letters with Odoo's reason",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var views []agent.DeadLetterView
+			err := withDeadLetters(cmd.Context(), cfgPath, true,
+				func(c *agent.APIClient) (err error) { views, err = c.DeadLetters(cmd.Context()); return err },
+				func(q *buffer.Queue) (err error) { views, err = agent.ListDeadLetters(q); return err })
+			if err != nil {
+				return err
+			}
+			return printDeadLetters(cmd.OutOrStdout(), views, asJSON)
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	action := func(name, short string) *cobra.Command {
+		return &cobra.Command{
+			Use:   name + " ID|all",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				var n int
+				err := withDeadLetters(cmd.Context(), cfgPath, false,
+					func(c *agent.APIClient) (err error) {
+						n, err = c.DeadLetterAction(cmd.Context(), name, args[0])
+						return err
+					},
+					func(q *buffer.Queue) (err error) {
+						n, err = agent.DeadLetterAction(cmd.Context(), q, name, args[0])
+						return err
+					})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d dead letter(s)\n", name, n)
+				return nil
+			},
+		}
+	}
+	cmd.AddCommand(list,
+		action("retry", "Put dead letters back into their lane (in their original order) for another try"),
+		action("drop", "Delete dead letters for good (counted and logged)"))
+	return cmd
+}
+
+// withDeadLetters runs online against the running agent, or offline on the
+// buffer file when the agent is stopped.
+func withDeadLetters(_ context.Context, cfgPath string, readOnly bool, online func(*agent.APIClient) error, offline func(*buffer.Queue) error) error {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	err = online(agent.NewAPIClient(cfg.Listen))
+	if err == nil || !errors.Is(err, agent.ErrNotRunning) {
+		return err
+	}
+	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{ReadOnly: readOnly})
+	if err != nil {
+		return fmt.Errorf("agent not running and buffer not readable: %w", err)
+	}
+	defer q.Close()
+	return offline(q)
+}
+
+func printDeadLetters(w io.Writer, views []agent.DeadLetterView, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(views)
+	}
+	if len(views) == 0 {
+		fmt.Fprintln(w, "no dead letters")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tLANE\tKEY\tWHEN\tREASON")
+	for _, v := range views {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", v.ID, v.Lane, v.Key, v.At.Local().Format(time.DateTime), v.Reason)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/config"
+)
+
+type flushOptions struct {
+	config   string
+	timeout  time.Duration
+	interval time.Duration
+}
+
+func newFlushCmd() *cobra.Command {
+	o := &flushOptions{interval: 500 * time.Millisecond}
+	cmd := &cobra.Command{
+		Use:   "flush",
+		Short: "Forward now (skip the backoff wait) and show progress until the buffer is empty",
+		Long: "flush asks the running agent to forward immediately and waits until the buffer is drained.\n" +
+			"It exits 0 when drained, 1 when the timeout passes first (counts held for lack of a work order\n" +
+			"in progress, and dead letters, are reported but do not count as pending).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.Run(cmd.Context(), cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVarP(&o.config, "config", "c", defaultConfig, "config file")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up after this long")
+	return cmd
+}
+
+// drainable is what flush waits for: records that can reach Odoo now.
+// Counts held because no work order is in progress can't, so they are
+// reported but not waited for.
+func drainable(st agent.Status) (pending int, held float64) {
+	for _, m := range st.Machines {
+		held += m.Unattributed
+	}
+	return max(0, st.Buffer.Pending-st.Buffer.Held), held
+}
+
+func (o *flushOptions) Run(ctx context.Context, w io.Writer) error {
+	cfg, err := config.Load(o.config)
+	if err != nil {
+		return err
+	}
+	c := agent.NewAPIClient(cfg.Listen)
+	if err := c.Flush(ctx); err != nil {
+		if errors.Is(err, agent.ErrNotRunning) {
+			return &exitError{code: 2, msg: "agent not running: start it (systemctl start plantedge); the buffer is kept on disk"}
+		}
+		return err
+	}
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	deadline := time.Now().Add(o.timeout)
+	start := -1
+	lastLine := ""
+	for {
+		st, err := c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		pending, held := drainable(st)
+		if start < 0 {
+			start = pending
+		}
+		line := fmt.Sprintf("pending %d records, odoo %s", pending, st.Odoo.State)
+		if held > 0 {
+			line += fmt.Sprintf(", %g pieces held (no work order in progress)", held)
+		}
+		if st.Buffer.DeadLetters > 0 {
+			line += fmt.Sprintf(", %d dead letters", st.Buffer.DeadLetters)
+		}
+		if st.Odoo.LastError != "" && st.Odoo.State != "online" {
+			line += " — " + st.Odoo.LastError
+		}
+		if tty {
+			fmt.Fprintf(w, "\r\033[K%s %s", bar(start, pending, 30), line)
+		} else if line != lastLine {
+			fmt.Fprintln(w, line)
+		}
+		lastLine = line
+		if pending == 0 {
+			if tty {
+				fmt.Fprintln(w)
+			}
+			fmt.Fprintln(w, "drained")
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if tty {
+				fmt.Fprintln(w)
+			}
+			return &exitError{code: 1, msg: fmt.Sprintf("not drained within %s: %d records pending (odoo %s)", o.timeout, pending, st.Odoo.State)}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(o.interval):
+		}
+		if st.Odoo.State != "online" {
+			_ = c.Flush(ctx)
+		}
+	}
+}
+
+func bar(total, left, width int) string {
+	done := width
+	if total > 0 {
+		done = width * (total - left) / total
+	}
+	done = max(0, min(width, done))
+	return "[" + strings.Repeat("#", done) + strings.Repeat(".", width-done) + "]"
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/config"
+)
+
+type runOptions struct {
+	config string
+}
+
+func (o *runOptions) AddFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&o.config, "config", "c", defaultConfig, "config file")
+}
+
+func newRunCmd() *cobra.Command {
+	o := &runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the agent (what systemd runs): read sources, buffer durably, forward to Odoo",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context()) },
+	}
+	o.AddFlags(cmd)
+	return cmd
+}
+
+// newLogger builds the agent's logger from the config's log section.
+func newLogger(c *config.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func (o *runOptions) Run(ctx context.Context) error {
+	cfg, err := config.Load(o.config)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg)
+	ver, _ := buildInfo()
+	a, err := agent.New(cfg, agent.Options{Logger: log, Version: ver})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = a.Reload(ctx, o.config) // logged by Reload
+			}
+		}
+	}()
+	return a.Run(ctx)
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/config"
+)
+
+type statusOptions struct {
+	config string
+	json   bool
+}
+
+func newStatusCmd() *cobra.Command {
+	o := &statusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show sources, buffer, Odoo link, machines and dead letters at a glance",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.Run(cmd.Context(), cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVarP(&o.config, "config", "c", defaultConfig, "config file")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON (for scripts and monitoring)")
+	return cmd
+}
+
+func (o *statusOptions) Run(ctx context.Context, w io.Writer) error {
+	cfg, err := config.Load(o.config)
+	if err != nil {
+		return err
+	}
+	st, err := fetchStatus(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	printStatus(w, st)
+	return nil
+}
+
+// fetchStatus asks the running agent, or reads the buffer when it is stopped.
+func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := agent.NewAPIClient(cfg.Listen).Status(ctx)
+	if err == nil {
+		return st, nil
+	}
+	if !errors.Is(err, agent.ErrNotRunning) {
+		return st, err
+	}
+	return agent.OfflineStatus(cfg)
+}
+
+func printStatus(w io.Writer, st agent.Status) {
+	if st.AgentRunning {
+		fmt.Fprintf(w, "plantedge %s — site %s — agent running (up %s)\n", st.Version, st.Site, (time.Duration(st.Uptime) * time.Second).String())
+	} else {
+		fmt.Fprintf(w, "site %s — AGENT NOT RUNNING (read from the buffer file)\n", st.Site)
+	}
+	b := st.Buffer
+	fmt.Fprintf(w, "\nBuffer    %d records, %s pending (file %s of %s), oldest %s, dead letters %d, dropped %d, merged %d\n",
+		b.Pending, human(b.Bytes), human(b.FileBytes), human(b.MaxBytes), ageString(b.OldestAgeSeconds), b.DeadLetters, b.Dropped, b.Merged)
+	if b.Recovered != "" {
+		fmt.Fprintf(w, "          WARNING: the buffer file was corrupt and was moved to %s\n", b.Recovered)
+	}
+	o := st.Odoo
+	fmt.Fprintf(w, "Odoo      %s  %s", strings.ToUpper(o.State), o.URL)
+	if o.Protocol != "" {
+		fmt.Fprintf(w, "  (%s, Odoo %s)", o.Protocol, o.ServerVersion)
+	}
+	fmt.Fprintln(w)
+	if o.LastError != "" {
+		fmt.Fprintf(w, "          last error: %s\n", o.LastError)
+	}
+	if o.State != "online" && st.AgentRunning {
+		fmt.Fprintf(w, "          next attempt in %s (plantedge flush tries now)\n", ageString(o.NextAttemptSeconds))
+	}
+	if len(st.Sources) > 0 {
+		fmt.Fprintln(w, "\nSources")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  NAME\tKIND\tSTATE\tSESSIONS\tLAST ERROR")
+		for _, s := range st.Sources {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", s.Name, s.Kind, s.State, s.Sessions, s.LastError)
+		}
+		tw.Flush()
+	}
+	fmt.Fprintln(w, "\nMachines")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  ID\tWORK CENTER\tWORK ORDER\tSTATE\tGOOD\tSCRAP\tPENDING\tUNATTRIBUTED\tERROR")
+	for _, m := range st.Machines {
+		wo := m.WorkOrder
+		if wo == "" {
+			wo = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%g\t%g\t%g\t%g\t%s\n", m.ID, m.Workcenter, wo, m.State, m.GoodCount, m.ScrapCount, m.Pending, m.Unattributed, m.Error)
+	}
+	tw.Flush()
+}
+
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func ageString(sec float64) string {
+	if sec <= 0 {
+		return "-"
+	}
+	return (time.Duration(sec*float64(time.Second)) / time.Millisecond * time.Millisecond).String()
+}
