@@ -50,12 +50,12 @@ func (s *Server) dispatch(modelName, method string, pos []any, kw map[string]any
 	}
 	if !ok {
 		if json2 {
-			return nil, &odooError{"werkzeug.exceptions.NotFound", fmt.Sprintf("The method '%s' does not exist on the model '%s'", method, modelName)}
+			return nil, &odooError{"werkzeug.exceptions.NotFound", fmt.Sprintf("The method '%s.%s' does not exist", modelName, method)}
 		}
-		return nil, &odooError{excAttr, fmt.Sprintf("The method '%s' does not exist on the model '%s'", method, modelName)}
+		return nil, &odooError{excAttr, fmt.Sprintf("The method '%s.%s' does not exist", modelName, method)}
 	}
 	if json2 {
-		if spec.model && hasIDs {
+		if spec.model && hasIDs && len(ids) > 0 { // json2.py: `if hasattr(func, '_api_model') and ids`
 			return nil, &odooError{"werkzeug.exceptions.UnprocessableEntity", fmt.Sprintf("cannot call %s.%s with ids", modelName, method)}
 		}
 	} else if !spec.model {

@@ -729,7 +729,7 @@ func (s *Server) common(addr, method string, args []any) (any, *odooError) {
 		}
 		// res_users.py _login: cooldown check before the credentials.
 		f := s.failures[addr]
-		if f != nil && f.count >= s.maxFails && s.now().Sub(f.last) < s.cooldown {
+		if f != nil && f.count >= s.maxFails && time.Since(f.last) < s.cooldown {
 			return nil, &odooError{excDenied, "Too many login failures, please wait a bit before trying again."}
 		}
 		if uid := s.checkLogin(login, password); uid != 0 {
@@ -741,7 +741,7 @@ func (s *Server) common(addr, method string, args []any) (any, *odooError) {
 			s.failures[addr] = f
 		}
 		f.count++
-		f.last = s.now()
+		f.last = time.Now()
 		s.log.Info("login failed", "login", login, "addr", addr, "failures", f.count)
 		return false, nil
 	}
@@ -903,12 +903,14 @@ func (s *Server) serveJSON2(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	body, err := io.ReadAll(io.LimitReader(r.Body, 32<<20))
-	var params map[string]any
-	if err == nil {
+	params := map[string]any{}
+	if err == nil && len(body) > 0 { // Odoo parses the body only when there is one
+		params = nil
 		err = json.Unmarshal(body, &params)
 	}
 	if err != nil || params == nil {
-		http.Error(w, "Invalid JSON data", http.StatusBadRequest)
+		// json2.py: BadRequest, serialized like every JSON-2 error
+		s.json2Error(w, http.StatusBadRequest, &odooError{"werkzeug.exceptions.BadRequest", "could not parse the body, expecting a json object"})
 		return
 	}
 	var ids []int64
