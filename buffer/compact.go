@@ -19,7 +19,7 @@ func Compact(src, dst string) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("compact %s: %w", src, err)
 	}
-	in, err := bolt.Open(src, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	in, err := bolt.Open(src, 0o600, &bolt.Options{ReadOnly: true, Timeout: 500 * time.Millisecond})
 	if err != nil {
 		return fmt.Errorf("compact %s: open source: %w", src, err)
 	}

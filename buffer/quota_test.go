@@ -1,0 +1,367 @@
+package buffer
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+const countPad = 120
+
+// countRecord is a count record whose payload is an additive count.
+func countRecord(key string, n uint64) Record {
+	return Record{Lane: LaneCounts, Key: key, Data: append(binary.BigEndian.AppendUint64(nil, n), bytes.Repeat([]byte{'.'}, countPad)...)}
+}
+
+func sumCounts(a, b Record) (Record, error) {
+	if len(a.Data) < 8 || len(b.Data) < 8 {
+		return Record{}, errors.New("short count record")
+	}
+	a.Data = append(binary.BigEndian.AppendUint64(nil, binary.BigEndian.Uint64(a.Data)+binary.BigEndian.Uint64(b.Data)), a.Data[8:]...)
+	return a, nil
+}
+
+// syncBuffer is a log sink the committer can write to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestQuotaDropsTelemetryMergesCountsDropsEventsLast(t *testing.T) {
+	const maxBytes = 1 << 20
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	var logs syncBuffer
+	q := openTest(t, path, Options{MaxBytes: maxBytes, Merge: sumCounts, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	keys := []string{"m0", "m1", "m2", "m3"}
+	appended := make(map[string]uint64)
+	appendCounts := func(n int) {
+		t.Helper()
+		recs := make([]Record, n)
+		for i := range recs {
+			k := keys[i%len(keys)]
+			recs[i] = countRecord(k, uint64(i+1))
+			appended[k] += uint64(i + 1)
+		}
+		mustAppend(t, q, recs...)
+	}
+	checkFile := func(when string) Stats {
+		t.Helper()
+		st := q.Stats()
+		if st.FileBytes > maxBytes {
+			t.Fatalf("%s: file is %d bytes, over max %d", when, st.FileBytes, maxBytes)
+		}
+		if st.UsedBytes > st.LimitBytes {
+			t.Fatalf("%s: used %d over budget %d", when, st.UsedBytes, st.LimitBytes)
+		}
+		return st
+	}
+	checkCounts := func(when string) {
+		t.Helper()
+		got := make(map[string]uint64)
+		for _, r := range readAll(t, q, LaneCounts) {
+			got[r.Key] += binary.BigEndian.Uint64(r.Data)
+		}
+		for _, k := range keys {
+			if got[k] != appended[k] {
+				t.Fatalf("%s: key %s holds %d pieces, %d were appended: counts lost", when, k, got[k], appended[k])
+			}
+		}
+	}
+	// Note: Read raises the read mark, which protects records from merging,
+	// so checkCounts is only called once merging is over or with a fresh queue.
+
+	events := make([]Record, 50)
+	for i := range events {
+		events[i] = Record{Lane: LaneEvents, Key: "m0", Data: bytes.Repeat([]byte{'e'}, 200)}
+	}
+	mustAppend(t, q, events...)
+	appendCounts(400)
+	// 1. Telemetry until the quota bites: only telemetry is dropped.
+	for i := 0; q.Stats().Lanes[LaneTelemetry].Dropped == 0; i++ {
+		if i > 10000 {
+			t.Fatal("telemetry never hit the quota")
+		}
+		recs := make([]Record, 20)
+		for j := range recs {
+			recs[j] = Record{Lane: LaneTelemetry, Key: keys[j%4], Data: bytes.Repeat([]byte{'t'}, 200)}
+		}
+		mustAppend(t, q, recs...)
+		checkFile("telemetry fill")
+	}
+	st := q.Stats()
+	if st.Lanes[LaneEvents].Dropped != 0 || st.Merged != 0 || st.Lanes[LaneEvents].Pending != 50 || st.Lanes[LaneCounts].Pending != 400 {
+		t.Fatalf("telemetry overflow touched other lanes: %+v", st)
+	}
+	// Telemetry never displaces events or counts, even when it cannot fit.
+	if _, err := q.Append(context.Background(), []Record{{Lane: LaneTelemetry, Data: make([]byte, st.LimitBytes)}}); !errors.Is(err, ErrFull) {
+		t.Fatalf("oversized append: %v", err)
+	}
+
+	// 2. Counts keep coming: telemetry goes first, then counts merge; events stay.
+	for i := 0; q.Stats().Merged == 0; i++ {
+		if i > 10000 {
+			t.Fatal("counts never merged")
+		}
+		appendCounts(40)
+		st := checkFile("count fill")
+		if st.Merged > 0 && st.Lanes[LaneTelemetry].Pending != 0 {
+			t.Fatalf("counts merged while %d telemetry records were pending", st.Lanes[LaneTelemetry].Pending)
+		}
+	}
+	for range 200 {
+		appendCounts(40)
+		checkFile("count merge")
+	}
+	st = q.Stats()
+	if st.Lanes[LaneEvents].Dropped != 0 || st.Lanes[LaneEvents].Pending != 50 || st.Lanes[LaneCounts].Dropped != 0 {
+		t.Fatalf("merging counts dropped something: %+v", st)
+	}
+
+	// 3. Events beyond what merging frees: the oldest events go, counts never.
+	var lastEvent uint64
+	for i := 0; q.Stats().Lanes[LaneEvents].Dropped == 0; i++ {
+		if i > 20000 {
+			t.Fatal("events never dropped")
+		}
+		s := mustAppend(t, q, Record{Lane: LaneEvents, Key: "m1", Data: bytes.Repeat([]byte{'E'}, 400)})
+		lastEvent = s[0]
+		checkFile("event fill")
+	}
+	evs := readAll(t, q, LaneEvents)
+	if evs[len(evs)-1].Seq != lastEvent || evs[0].Seq == 1 {
+		t.Fatalf("events lane after drops: first %d last %d, want oldest gone, newest %d kept", evs[0].Seq, evs[len(evs)-1].Seq, lastEvent)
+	}
+	checkCounts("after event drops")
+	st = q.Stats()
+	if st.Lanes[LaneCounts].Dropped != 0 || st.Merged == 0 || st.Lanes[LaneTelemetry].Dropped == 0 {
+		t.Fatalf("final stats: %+v", st)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l := logs.String(); !strings.Contains(l, "buffer quota reached") || !strings.Contains(l, "dropped_telemetry=") {
+		t.Fatalf("drops were not logged: %q", l)
+	} else if n := strings.Count(l, "buffer quota reached"); n > 10 {
+		t.Fatalf("%d quota log lines: not rate-limited", n)
+	}
+	// Counters survive a restart.
+	q2 := openTest(t, path, Options{MaxBytes: maxBytes, Merge: sumCounts})
+	st2 := q2.Stats()
+	if st2.Dropped != st.Dropped || st2.Merged != st.Merged || st2.Lanes[LaneEvents].Dropped != st.Lanes[LaneEvents].Dropped {
+		t.Fatalf("counters after reopen: %+v, before %+v", st2, st)
+	}
+}
+
+func TestQuotaWithoutMergeReturnsErrFull(t *testing.T) {
+	q := openTest(t, "", Options{MaxBytes: 512 << 10})
+	var accepted uint64
+	for i := 0; ; i++ {
+		if i > 100000 {
+			t.Fatal("quota never reached")
+		}
+		_, err := q.Append(context.Background(), []Record{countRecord("m0", 1)})
+		if errors.Is(err, ErrFull) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted++
+	}
+	var sum uint64
+	for _, r := range readAll(t, q, LaneCounts) {
+		sum += binary.BigEndian.Uint64(r.Data)
+	}
+	st := q.Stats()
+	if sum != accepted || st.Dropped != 0 || st.Merged != 0 {
+		t.Fatalf("after ErrFull: %d pieces stored, %d accepted, stats %+v", sum, accepted, st)
+	}
+	// Draining makes room again.
+	recs, _ := q.Read(LaneCounts, 0, 100)
+	if err := q.Ack(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, q, countRecord("m0", 1))
+}
+
+// TestMergeSkipsHandedOutRecords: records the forwarder has read may be acked
+// any moment; merging them into others would lose counts on that ack.
+func TestMergeSkipsHandedOutRecords(t *testing.T) {
+	q := openTest(t, "", Options{MaxBytes: 512 << 10, Merge: sumCounts})
+	appended := uint64(0)
+	batch := func() {
+		recs := make([]Record, 50)
+		for i := range recs {
+			recs[i] = countRecord("m0", 1)
+		}
+		mustAppend(t, q, recs...)
+		appended += 50
+	}
+	batch()
+	inflight, err := q.Read(LaneCounts, 0, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for q.Stats().Merged == 0 {
+		batch()
+	}
+	for range 50 {
+		batch()
+	}
+	// Ack what was handed out: exactly those 30 pieces leave.
+	if err := q.Ack(context.Background(), inflight); err != nil {
+		t.Fatal(err)
+	}
+	var sum uint64
+	for _, r := range readAll(t, q, LaneCounts) {
+		if r.Seq <= inflight[len(inflight)-1].Seq {
+			t.Fatalf("handed-out record %d still pending after its ack", r.Seq)
+		}
+		sum += binary.BigEndian.Uint64(r.Data)
+	}
+	if sum+30 != appended {
+		t.Fatalf("pending %d + acked 30 != appended %d", sum, appended)
+	}
+}
+
+// TestFillDrainKeepsFileFlat: freed pages are reused, so repeated fill/drain
+// rounds at the quota keep the file size flat and under MaxBytes.
+func TestFillDrainKeepsFileFlat(t *testing.T) {
+	const maxBytes = 2 << 20
+	q := openTest(t, "", Options{MaxBytes: maxBytes, Merge: sumCounts})
+	var sizes []int64
+	for round := range 6 {
+		for i := 0; q.Stats().Lanes[LaneTelemetry].Dropped <= uint64(round*100); i++ {
+			recs := make([]Record, 40)
+			for j := range recs {
+				if j%4 == 0 {
+					recs[j] = countRecord(fmt.Sprint("m", j%3), 1)
+				} else {
+					recs[j] = Record{Lane: LaneTelemetry, Key: "m", Data: bytes.Repeat([]byte{byte(j)}, 200+j)}
+				}
+			}
+			mustAppend(t, q, recs...)
+		}
+		for {
+			recs, err := q.Next(500)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) == 0 {
+				break
+			}
+			if err := q.Ack(context.Background(), recs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st := q.Stats()
+		if st.Pending != 0 || st.Bytes != 0 {
+			t.Fatalf("round %d: not drained: %+v", round, st)
+		}
+		if st.FileBytes > maxBytes {
+			t.Fatalf("round %d: file %d bytes over max %d", round, st.FileBytes, maxBytes)
+		}
+		sizes = append(sizes, st.FileBytes)
+	}
+	for i := 2; i < len(sizes); i++ {
+		if sizes[i] > sizes[1] {
+			t.Fatalf("file grew across fill/drain rounds: %v", sizes)
+		}
+	}
+	t.Logf("file size per round: %v", sizes)
+}
+
+func TestCompact(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "buffer.db"), filepath.Join(dir, "compact.db")
+	q := openTest(t, src, Options{})
+	recs := make([]Record, 20000)
+	for i := range recs {
+		recs[i] = Record{Lane: Lane(i % NumLanes), Key: "m", Data: bytes.Repeat([]byte{byte(i)}, 200)}
+	}
+	mustAppend(t, q, recs...)
+	all, _ := q.Next(1 << 30)
+	if err := q.Ack(context.Background(), all[:19900]); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.PutMeta(context.Background(), KV{"k", []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	before := q.Stats()
+	if err := Compact(src, dst); err == nil {
+		t.Fatal("compact of a file held by a running queue succeeded")
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Compact(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	if err := Compact(src, dst); err == nil {
+		t.Fatal("compact over an existing destination succeeded")
+	}
+	c := openTest(t, dst, Options{})
+	after := c.Stats()
+	if after.FileBytes >= before.FileBytes/4 || after.Pending != 100 || after.Bytes != before.Bytes {
+		t.Fatalf("compact: before %+v, after %+v", before, after)
+	}
+	if v, _ := c.Meta("k"); string(v) != "v" {
+		t.Fatalf("meta after compact = %q", v)
+	}
+	if s := mustAppend(t, c, Record{Lane: LaneEvents}); s[0] != 20001 {
+		t.Fatalf("seq after compact = %d", s[0])
+	}
+}
+
+// TestMaxSizeBackstop: if the logical budget were too optimistic, bbolt's
+// MaxSize stops the file at MaxBytes; the queue lowers its budget, frees
+// space and keeps accepting data instead of failing for good.
+func TestMaxSizeBackstop(t *testing.T) {
+	const maxBytes = 1 << 20
+	var logs syncBuffer
+	q := openTest(t, "", Options{MaxBytes: maxBytes, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	q.budget.Store(maxBytes * 2) // pretend the estimate was far off
+	for i := range 600 {
+		recs := make([]Record, 20)
+		for j := range recs {
+			recs[j] = Record{Lane: LaneTelemetry, Key: "m", Data: bytes.Repeat([]byte{byte(i)}, 200)}
+		}
+		if _, err := q.Append(context.Background(), recs); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		if st := q.Stats(); st.FileBytes > maxBytes {
+			t.Fatalf("file %d bytes over max %d", st.FileBytes, maxBytes)
+		}
+	}
+	st := q.Stats()
+	if st.LimitBytes >= maxBytes || st.Lanes[LaneTelemetry].Dropped == 0 {
+		t.Fatalf("budget not lowered or nothing dropped: %+v", st)
+	}
+	if !strings.Contains(logs.String(), "lowering the logical budget") {
+		t.Fatalf("backstop not logged: %s", logs.String())
+	}
+	// Draining still works at the limit.
+	recs, _ := q.Next(1 << 20)
+	if err := q.Ack(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+}
