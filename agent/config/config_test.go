@@ -301,6 +301,27 @@ func TestBadConfigs(t *testing.T) {
 			},
 		},
 		{
+			name: "topic read bare and with a field",
+			yaml: base + `  - id: m2
+    workcenter: WC2
+    good_count:
+      mqtt: { broker: broker, topic: t }
+    running:
+      mqtt: { broker: broker, topic: t, field: run }
+    scrap_count:
+      mqtt: { broker: broker, topic: u, field: n }
+  - id: m3
+    workcenter: WC3
+    scrap_count:
+      mqtt: { broker: broker, topic: s, field: n }
+      rollover: 1
+`,
+			want: []string{
+				"bad.yaml:24:48: machines[1].running.mqtt.field: topic \"t\" is read as JSON with a field here but as a bare value by machines[1].good_count.mqtt (or the reverse) (give every signal on a JSON topic a field)",
+				"bad.yaml:31:17: machines[2].scrap_count.rollover: must be 0 (no wrap) or at least 2 (the counter's modulus, e.g. 65536 for a 16-bit counter)",
+			},
+		},
+		{
 			name: "unknown alias",
 			yaml: base + "  - <<: *nope\n    id: m2\n",
 			want: []string{

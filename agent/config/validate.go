@@ -139,6 +139,7 @@ func (c *Config) validate() []Problem {
 			ids[id] = p
 		}
 	}
+	v.checkTopicShapes()
 	c.Warnings = v.warns
 	sortProblems(c.Warnings)
 	return v.probs
@@ -348,6 +349,39 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 		v.add(p+".keep_alive", "must be at least 1s", "")
 	}
 	v.positive(p+".backoff_max", b.BackoffMax)
+}
+
+// checkTopicShapes rejects a topic read as a bare value by one signal and as
+// JSON with a field by another: one of the two would fail on every message.
+func (v *validator) checkTopicShapes() {
+	type topic struct{ broker, name string }
+	first := map[topic]struct {
+		path string
+		bare bool
+	}{}
+	for i := range v.c.Machines {
+		for _, r := range v.c.Machines[i].Refs() {
+			mr := r.Ref.MQTT
+			if mr == nil || r.Ref.OPCUA != nil || mr.Topic == "" {
+				continue
+			}
+			p := fmt.Sprintf("machines[%d].%s.mqtt", i, r.Signal)
+			k := topic{mr.Broker, mr.Topic}
+			bare := mr.Field == ""
+			prev, seen := first[k]
+			if !seen {
+				first[k] = struct {
+					path string
+					bare bool
+				}{p, bare}
+				continue
+			}
+			if prev.bare != bare {
+				v.add(p+".field", fmt.Sprintf("topic %q is read as JSON with a field here but as a bare value by %s (or the reverse)", mr.Topic, prev.path),
+					"give every signal on a JSON topic a field")
+			}
+		}
+	}
 }
 
 type refKey struct{ kind, source, address, field string }

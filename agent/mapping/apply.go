@@ -405,7 +405,7 @@ func parseTime(v any) (time.Time, error) {
 func epochMS(ms float64) (time.Time, error) {
 	// Year 2000 to 2200: anything else is a unit mistake (seconds, µs).
 	if math.IsNaN(ms) || ms < 946684800000 || ms > 7258118400000 {
-		return time.Time{}, fmt.Errorf("epoch ms %v out of range (seconds instead of ms?): %w", ms, ErrBadValue)
+		return time.Time{}, fmt.Errorf("epoch ms %.0f out of range (seconds instead of ms?): %w", ms, ErrBadValue)
 	}
 	return time.UnixMilli(int64(ms)).UTC(), nil
 }

@@ -1,0 +1,101 @@
+package mapping
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/connectors"
+)
+
+const fuzzConfig = `site: test
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - { name: b, url: "tcp://127.0.0.1:1883", client_id: pe }
+machines:
+  - id: m1
+    workcenter: WC1
+    good_count: { mqtt: { broker: b, topic: t, field: c.good, timestamp_field: ts }, rollover: 65536 }
+    scrap_count: { mqtt: { broker: b, topic: t, field: c.scrap } }
+    running: { mqtt: { broker: b, topic: t, field: run, timestamp_field: ts } }
+    downtime_reason: { mqtt: { broker: b, topic: t, field: reason }, map: { J: Jam } }
+  - id: m2
+    workcenter: WC2
+    good_count: { mqtt: { broker: b, topic: t2 } }
+`
+
+// FuzzExtract feeds arbitrary MQTT payloads through Apply: it must never
+// panic, an error must leave the state untouched, and events must be sane.
+func FuzzExtract(f *testing.F) {
+	for _, s := range []string{
+		`{"c":{"good":10,"scrap":1},"run":true,"reason":"J","ts":"2026-01-01T08:00:00Z"}`,
+		`{"c":{"good":3},"run":0,"ts":1767254400000}`,
+		`{"run":"stopped","reason":null}`,
+		`42`, `true`, `"running"`, `running`, ``, `{`, `[1,2]`, `{"c":{"good":1e400}}`,
+		`{"c":{"good":-1}}`, `{"ts":"x"}`, "\x00\xff", `{"c":{"good":18446744073709551616}}`,
+	} {
+		f.Add([]byte(s), false, false)
+	}
+	m := newTestMapper(f, fuzzConfig)
+	f.Fuzz(func(t *testing.T, payload []byte, dup, initial bool) {
+		st := NewState()
+		at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+		base := connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "t", Good: true, ReceiveTime: at,
+			Payload: []byte(`{"c":{"good":65000,"scrap":5},"run":true,"reason":"J"}`)}
+		if _, _, err := m.Apply(st, base); err != nil {
+			t.Fatal(err)
+		}
+		before := snapshotAll(t, st)
+		s := base
+		s.Payload, s.Duplicate, s.Initial, s.ReceiveTime = payload, dup, initial, at.Add(time.Second)
+		evs, _, err := m.Apply(st, s)
+		checkBare(t, m, st, s)
+		if err != nil {
+			var pe *PayloadError
+			if !errors.As(err, &pe) {
+				t.Fatalf("not a PayloadError: %v", err)
+			}
+			if after := snapshotAll(t, st); after != before {
+				t.Fatalf("error changed state: %v", err)
+			}
+			return
+		}
+		for _, e := range evs {
+			if e.Kind == EventCount && !(e.Delta > 0) {
+				t.Fatalf("count event with delta %v", e.Delta)
+			}
+			if e.Kind == EventRunning && e.End.Before(e.Start) {
+				t.Fatalf("negative downtime %v", e)
+			}
+		}
+	})
+}
+
+// checkBare applies the payload to the bare-value topic (machine m2, whose
+// state the caller does not snapshot).
+func checkBare(t *testing.T, m *Mapper, st *State, s connectors.Sample) {
+	t.Helper()
+	s.Address = "t2"
+	if _, _, err := m.Apply(st, s); err != nil {
+		var pe *PayloadError
+		if !errors.As(err, &pe) {
+			t.Fatalf("bare: not a PayloadError: %v", err)
+		}
+	}
+}
+
+func snapshotAll(t *testing.T, st *State) string {
+	t.Helper()
+	out := ""
+	for _, id := range []string{"m1"} {
+		if st.Machines[id] == nil {
+			continue
+		}
+		b, err := st.Marshal(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out += id + "=" + string(b) + ";"
+	}
+	return out
+}

@@ -1,0 +1,161 @@
+package mapping
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/connectors"
+)
+
+const testConfig = `site: test
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+opcua:
+  - { name: plc, endpoint: "opc.tcp://127.0.0.1:4840" }
+mqtt:
+  - { name: b, url: "tcp://127.0.0.1:1883", client_id: pe }
+machines:
+  - id: m1
+    workcenter: WC1
+    good_count: { opcua: { server: plc, node: "ns=2;s=Good" } }
+    running: { mqtt: { broker: b, topic: line/state, field: run } }
+    downtime_reason: { mqtt: { broker: b, topic: line/state, field: reason }, map: { J: Jam } }
+  - id: m2
+    workcenter: WC2
+    good_count: { opcua: { server: plc, node: "ns=2;s=Good" } }
+    scrap_count: { mqtt: { broker: b, topic: line/state, field: m2.scrap } }
+`
+
+func newTestMapper(t testing.TB, y string) *Mapper {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestSubscriptionsDeduplicated(t *testing.T) {
+	m := newTestMapper(t, testConfig)
+	if got := m.OPCUANodes("plc"); !slices.Equal(got, []string{"ns=2;s=Good"}) {
+		t.Errorf("OPCUANodes = %v", got)
+	}
+	if got := m.MQTTTopics("b"); !slices.Equal(got, []string{"line/state"}) {
+		t.Errorf("MQTTTopics = %v", got)
+	}
+	if got := m.OPCUANodes("nope"); len(got) != 0 {
+		t.Errorf("unknown server: %v", got)
+	}
+	if got := m.Machines(); !slices.Equal(got, []string{"m1", "m2"}) {
+		t.Errorf("Machines = %v", got)
+	}
+}
+
+// TestOneNodeTwoMachines: a sample feeds every machine that uses it, and
+// changed names each machine once.
+func TestOneNodeTwoMachines(t *testing.T) {
+	m := newTestMapper(t, testConfig)
+	st := NewState()
+	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	s := connectors.Sample{Source: "plc", Kind: connectors.KindOPCUA, Address: "ns=2;s=Good", Value: uint16(7), Good: true, SourceTime: at}
+	if _, changed, err := m.Apply(st, s); err != nil || !slices.Equal(changed, []string{"m1", "m2"}) {
+		t.Fatalf("changed = %v, %v", changed, err)
+	}
+	s.Value, s.SourceTime = int32(9), at.Add(time.Second)
+	evs, _, err := m.Apply(st, s)
+	if err != nil || len(evs) != 2 || evs[0].Machine != "m1" || evs[1].Machine != "m2" || evs[0].Delta != 2 {
+		t.Fatalf("events = %+v, %v", evs, err)
+	}
+}
+
+func TestStateRoundTrip(t *testing.T) {
+	m := newTestMapper(t, testConfig)
+	st := NewState()
+	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	mustApply(t, m, st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "line/state", Payload: []byte(`{"run":false,"reason":"J","m2":{"scrap":4}}`), Good: true, ReceiveTime: at})
+	mustApply(t, m, st, connectors.Sample{Source: "plc", Kind: connectors.KindOPCUA, Address: "ns=2;s=Good", Value: 3.0, Good: true, SourceTime: at})
+	for _, id := range []string{"m1", "m2"} {
+		b, err := st.Marshal(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > 512 {
+			t.Errorf("state of %s is %d bytes: %s", id, len(b), b)
+		}
+		fresh := NewState()
+		if err := fresh.Unmarshal(id, b); err != nil {
+			t.Fatal(err)
+		}
+		b2, _ := fresh.Marshal(id)
+		if string(b) != string(b2) {
+			t.Errorf("round trip of %s: %s != %s", id, b, b2)
+		}
+	}
+	if err := NewState().Unmarshal("m1", []byte("{")); err == nil {
+		t.Error("Unmarshal accepted garbage")
+	}
+	if b, err := NewState().Marshal("unknown"); err != nil || string(b) != "{}" {
+		t.Errorf("Marshal unknown = %s, %v", b, err)
+	}
+}
+
+// TestCounterSourceChanged: a stored baseline from another tag (the mapping
+// was edited between runs) is not compared with the new tag's value.
+func TestCounterSourceChanged(t *testing.T) {
+	m := newTestMapper(t, testConfig)
+	st := NewState()
+	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	mustApply(t, m, st, connectors.Sample{Source: "plc", Kind: connectors.KindOPCUA, Address: "ns=2;s=Good", Value: 50000, Good: true, SourceTime: at})
+	b, _ := st.Marshal("m1")
+
+	edited := newTestMapper(t, strings.Replace(testConfig, `good_count: { opcua: { server: plc, node: "ns=2;s=Good" } }
+    running`, `good_count: { opcua: { server: plc, node: "ns=3;s=NewGood" } }
+    running`, 1))
+	st2 := NewState()
+	if err := st2.Unmarshal("m1", b); err != nil {
+		t.Fatal(err)
+	}
+	evs, changed, err := edited.Apply(st2, connectors.Sample{Source: "plc", Kind: connectors.KindOPCUA, Address: "ns=3;s=NewGood", Value: 12, Good: true, SourceTime: at.Add(time.Minute)})
+	if err != nil || len(evs) != 0 || !slices.Equal(changed, []string{"m1"}) {
+		t.Fatalf("new tag must set a new baseline, not reset: %+v %v %v", evs, changed, err)
+	}
+}
+
+func TestPayloadErrorNamesSource(t *testing.T) {
+	m := newTestMapper(t, testConfig)
+	_, _, err := m.Apply(NewState(), connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "line/state", Payload: []byte(`{"run":"perhaps"}`), Good: true})
+	var pe *PayloadError
+	if !errors.As(err, &pe) || pe.Source != "b" || pe.Address != "line/state" || pe.Field != "run" || !errors.Is(err, ErrBadValue) {
+		t.Fatalf("err = %#v", err)
+	}
+	want := `payload from b "line/state" field "run": running value "perhaps": want true/false, 1/0 or running/stopped: unusable value`
+	if err.Error() != want {
+		t.Errorf("Error() = %q\nwant      %q", err.Error(), want)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	if _, err := New(nil); err == nil {
+		t.Error("New(nil) succeeded")
+	}
+	cfg := &config.Config{Machines: []config.Machine{{ID: "a", GoodCount: &config.Counter{}}}}
+	if _, err := New(cfg); err == nil {
+		t.Error("New accepted a signal without source")
+	}
+}
+
+func mustApply(t *testing.T, m *Mapper, st *State, s connectors.Sample) []Event {
+	t.Helper()
+	evs, _, err := m.Apply(st, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
