@@ -21,6 +21,7 @@ func newRootCmd() *cobra.Command {
 		newFlushCmd(),
 		newDeadLetterCmd(),
 		newDemoCmd(),
+		newValidateCmd(),
 	)
 	return root
 }

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/plantedge/plantedge/agent/config"
+)
+
+// validateOdoo checks a valid configuration against Odoo (work centers, loss
+// reasons, the bot user's rights) and writes what it found to w. It is set
+// by the code that owns the Odoo client; nil means this build cannot do it.
+var validateOdoo func(ctx context.Context, cfg *config.Config, w io.Writer) error
+
+type validateOptions struct {
+	config string
+	odoo   bool
+}
+
+// AddFlags registers the command's flags.
+func (o *validateOptions) AddFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&o.config, "config", "c", defaultConfig, "config file")
+	cmd.Flags().BoolVar(&o.odoo, "odoo", false, "also check work centers, loss reasons and the bot user's rights in Odoo")
+}
+
+func newValidateCmd() *cobra.Command {
+	o := &validateOptions{}
+	cmd := &cobra.Command{
+		Use:   "validate",
+		Short: "Check the configuration file; print every problem with file:line:column",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			return o.Run(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	o.AddFlags(cmd)
+	return cmd
+}
+
+// Run validates the file: problems go to errw and give exit code 1; an
+// unavailable --odoo check gives exit code 2.
+func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
+	cfg, err := config.Load(o.config)
+	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			for _, p := range ce.Problems {
+				fmt.Fprintln(errw, p.String())
+			}
+			return &exitError{code: 1, msg: fmt.Sprintf("%s: %s", o.config, plural(len(ce.Problems), "problem"))}
+		}
+		return &exitError{code: 1, msg: err.Error()}
+	}
+	for _, p := range cfg.Warnings {
+		fmt.Fprintln(errw, "warning: "+p.String())
+	}
+	printSummary(w, cfg)
+	if !o.odoo {
+		return nil
+	}
+	if validateOdoo == nil {
+		return &exitError{code: 2, msg: "--odoo: not available in this build"}
+	}
+	if err := validateOdoo(ctx, cfg, w); err != nil {
+		return &exitError{code: 1, msg: "odoo: " + err.Error()}
+	}
+	return nil
+}
+
+// printSummary says what the file configures: site, machines, and how many
+// signals each source feeds.
+func printSummary(w io.Writer, cfg *config.Config) {
+	type count struct{ signals, addrs int }
+	perSource := map[string]*count{}
+	addrs := map[string]bool{}
+	total := 0
+	for i := range cfg.Machines {
+		for _, r := range cfg.Machines[i].Refs() {
+			var src, addr string
+			switch {
+			case r.Ref.OPCUA != nil:
+				src, addr = r.Ref.OPCUA.Server, r.Ref.OPCUA.Node
+			case r.Ref.MQTT != nil:
+				src, addr = r.Ref.MQTT.Broker, r.Ref.MQTT.Topic
+			}
+			c := perSource[src]
+			if c == nil {
+				c = &count{}
+				perSource[src] = c
+			}
+			c.signals++
+			total++
+			if !addrs[src+"\x00"+addr] {
+				addrs[src+"\x00"+addr] = true
+				c.addrs++
+			}
+		}
+	}
+	fmt.Fprintf(w, "%s: OK\n", cfg.Path)
+	fmt.Fprintf(w, "site %s: %s, %s\n", cfg.Site, plural(len(cfg.Machines), "machine"), plural(total, "signal"))
+	for _, s := range cfg.OPCUA {
+		c := perSource[s.Name]
+		if c == nil {
+			c = &count{}
+		}
+		fmt.Fprintf(w, "  opcua %s (%s): %s from %s\n", s.Name, s.Endpoint, plural(c.signals, "signal"), plural(c.addrs, "node"))
+	}
+	for _, b := range cfg.MQTT {
+		c := perSource[b.Name]
+		if c == nil {
+			c = &count{}
+		}
+		fmt.Fprintf(w, "  mqtt %s (%s): %s from %s\n", b.Name, b.URL, plural(c.signals, "signal"), plural(c.addrs, "topic"))
+	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}

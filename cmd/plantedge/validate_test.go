@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/plantedge/plantedge/agent/config"
+)
+
+func runValidate(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs(append([]string{"validate"}, args...))
+	err = root.Execute()
+	return out.String(), errb.String(), err
+}
+
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+func TestValidateExample(t *testing.T) {
+	out, errOut, err := runValidate(t, "-c", "../../packaging/plantedge.yaml")
+	if err != nil {
+		t.Fatalf("err = %v\nstderr:\n%s", err, errOut)
+	}
+	want := `../../packaging/plantedge.yaml: OK
+site plant-2: 3 machines, 11 signals
+  opcua line1 (opc.tcp://10.1.2.3:4840): 4 signals from 4 nodes
+  opcua line2-secure (opc.tcp://10.1.2.4:4840/plc): 1 signal from 1 node
+  mqtt plant-broker (tcp://10.1.2.10:1883): 5 signals from 3 topics
+  mqtt cloud-broker (ssl://mqtt.example.com:8883): 1 signal from 1 topic
+`
+	if out != want {
+		t.Errorf("summary:\n%s\nwant:\n%s", out, want)
+	}
+	if errOut != "" {
+		t.Errorf("unexpected stderr: %s", errOut)
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	y := `site: Plant 2
+odoo:
+  url: https://erp.example.com
+  database: prod
+  api_key: abc
+machines:
+  - id: m1
+    workcenter: WC1
+    good_count:
+      mqtt: { broker: nope, topic: a/# }
+`
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err := runValidate(t, "-c", path)
+	if exitCode(err) != 1 || err.Error() != path+": 4 problems" {
+		t.Fatalf("err = %v (code %d)", err, exitCode(err))
+	}
+	want := []string{
+		path + `:1:7: site: invalid site "Plant 2" (use lowercase letters, digits and '-' only, e.g. plant-2)`,
+		path + `:5:3: odoo.api_key: inline secret not allowed (put the key in a file named by api_key_file (mode 0600), or set PLANTEDGE_ODOO_API_KEY, or use systemd LoadCredential=odoo-api-key)`,
+		path + `:10:23: machines[0].good_count.mqtt.broker: unknown MQTT broker "nope" (no mqtt sources are defined; add one under mqtt:)`,
+		path + `:10:36: machines[0].good_count.mqtt.topic: wildcard in topic "a/#" (name the exact topic of this machine; wildcards are not allowed here)`,
+	}
+	if strings.Join(want, "\n")+"\n" != errOut {
+		t.Errorf("stderr:\n%s\nwant:\n%s", errOut, strings.Join(want, "\n"))
+	}
+}
+
+func TestValidateWarnings(t *testing.T) {
+	data, err := os.ReadFile("../../packaging/plantedge.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	y := strings.Replace(string(data), "  insecure_skip_verify: false             # NEVER", "  insecure_skip_verify: true              # NEVER", 1)
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err := runValidate(t, "-c", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(errOut, "warning: "+path+":41:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF") {
+		t.Errorf("stderr = %q", errOut)
+	}
+}
+
+func TestValidateMissingFile(t *testing.T) {
+	_, _, err := runValidate(t, "-c", filepath.Join(t.TempDir(), "absent.yaml"))
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestValidateOdooHook(t *testing.T) {
+	saved := validateOdoo
+	t.Cleanup(func() { validateOdoo = saved })
+
+	validateOdoo = nil
+	_, _, err := runValidate(t, "-c", "../../packaging/plantedge.yaml", "--odoo")
+	if exitCode(err) != 2 || err.Error() != "--odoo: not available in this build" {
+		t.Fatalf("nil hook: err = %v (code %d)", err, exitCode(err))
+	}
+
+	var gotSite string
+	validateOdoo = func(_ context.Context, cfg *config.Config, w io.Writer) error {
+		gotSite = cfg.Site
+		fmt.Fprintln(w, "odoo: 3 work centers found")
+		return nil
+	}
+	out, _, err := runValidate(t, "-c", "../../packaging/plantedge.yaml", "--odoo")
+	if err != nil || gotSite != "plant-2" || !strings.HasSuffix(out, "odoo: 3 work centers found\n") {
+		t.Fatalf("hook: err = %v, site %q, out %q", err, gotSite, out)
+	}
+
+	validateOdoo = func(context.Context, *config.Config, io.Writer) error {
+		return errors.New(`work center "WC-PRESS-09" not found`)
+	}
+	_, _, err = runValidate(t, "-c", "../../packaging/plantedge.yaml", "--odoo")
+	if exitCode(err) != 1 || err.Error() != `odoo: work center "WC-PRESS-09" not found` {
+		t.Fatalf("failing hook: err = %v", err)
+	}
+}
