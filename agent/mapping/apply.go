@@ -40,8 +40,9 @@ type extracted struct {
 //     value was in the upper half of the range and the new one is in the
 //     lower half (delta = rollover - prev + new); otherwise a reset (delta =
 //     new). A value that may be a repeat — Duplicate or Initial set — never
-//     counts as a decrease; a sample older by source time than the last
-//     accepted one is ignored; an equal value counts nothing.
+//     counts as a decrease, nor does a sample older by source time than the
+//     last accepted one; an equal value counts nothing. An increase always
+//     counts, even when older by source time (the source clock went back).
 //   - running and downtime_reason: a sample older by source time than the
 //     last accepted one of that signal is stale and ignored (no error).
 func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed []string, err error) {
@@ -141,17 +142,21 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Last: x.counter, Time: srcT}
 		return nil, true
 	}
-	if isStale(x, cs.Time) || x.counter == cs.Last {
+	if x.counter == cs.Last {
 		return nil, false
 	}
 	ev := Event{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter}
 	if x.counter > cs.Last {
+		// Counted even when older by source time: a cumulative counter
+		// cannot go up in the past, so the source clock was set back;
+		// waiting for it to catch up would only delay the pieces.
 		ev.Delta = x.counter - cs.Last
 	} else {
-		// A decrease. A possible repeat of an older value is never a reset:
-		// ignore it; the next fresh value is compared with cs.Last again,
-		// so nothing is lost if the counter really was reset or wrapped.
-		if x.b.dupOrInitial {
+		// A decrease. A possible repeat of an older value (redelivered,
+		// re-read after a reconnect, or older by source time) is never a
+		// reset: ignore it. The next fresh value is compared with cs.Last
+		// again, so nothing is lost if the counter really was reset.
+		if x.b.dupOrInitial || isStale(x, cs.Time) {
 			return nil, false
 		}
 		ro := float64(x.b.rollover)
@@ -164,7 +169,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		}
 	}
 	cs.Last = x.counter
-	if x.srcTime {
+	if x.srcTime && x.t.After(cs.Time) {
 		cs.Time = x.t
 	}
 	if ev.Delta <= 0 {
