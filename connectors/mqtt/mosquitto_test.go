@@ -1,0 +1,155 @@
+package mqtt
+
+import (
+	"crypto/tls"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/connectors"
+)
+
+// TestMosquittoPersistentSession: messages published while the connector is
+// down are queued by Mosquitto for its session and arrive, in order, on restart.
+func TestMosquittoPersistentSession(t *testing.T) {
+	m := newMosquitto(t)
+	url := m.url("tcp")
+	sink := make(chanSink, 100)
+	cfg := Config{URL: url, ClientID: "persist", Topics: []string{"plant2/+/counters"}}
+	r := start(t, cfg, sink)
+	waitConnected(t, r, 1)
+	r.stop(t)
+
+	p := newPublisher(t, url, nil)
+	for i := range 5 {
+		p.pub(t, "plant2/press-07/counters", fmt.Appendf(nil, `{"scrap":%d}`, i))
+	}
+	r2 := start(t, cfg, sink)
+	for i := range 5 {
+		s := sink.next(t)
+		if want := fmt.Sprintf(`{"scrap":%d}`, i); string(s.Payload) != want {
+			t.Fatalf("message %d = %q, want %q", i, s.Payload, want)
+		}
+		s.Done()
+	}
+	waitConnected(t, r2, 1)
+	sink.none(t, 200*time.Millisecond)
+}
+
+// TestMosquittoBrokerRestart: Mosquitto killed and restarted on the same port
+// (no persistence, so it forgets the session): the connector reconnects with
+// backoff, subscribes again, and messages flow.
+func TestMosquittoBrokerRestart(t *testing.T) {
+	m := newMosquitto(t)
+	url := m.url("tcp")
+	sink := make(chanSink, 100)
+	r := start(t, Config{URL: url, ClientID: "restart", Topics: []string{"r/#"}, KeepAlive: 2 * time.Second}, sink)
+	waitConnected(t, r, 1)
+	newPublisher(t, url, nil).pub(t, "r/a", []byte("before"))
+	sink.next(t).Done()
+
+	m.kill()
+	waitFor(t, "connection loss noticed", func() bool { return r.State() != connectors.StateConnected })
+	time.Sleep(300 * time.Millisecond) // a few refused attempts while the broker is away
+	m.start()
+	waitConnected(t, r, 2)
+	newPublisher(t, url, nil).pub(t, "r/b", []byte("after"))
+	s := sink.next(t)
+	if s.Address != "r/b" || string(s.Payload) != "after" {
+		t.Fatalf("after restart got %s %q", s.Address, s.Payload)
+	}
+	s.Done()
+	if st := r.Stats(); st.Reconnects != 1 || st.Connects != 2 {
+		t.Fatalf("stats %+v, want 1 reconnect, 2 connects", st)
+	}
+}
+
+// TestMosquittoTLS: ssl:// against Mosquitto with a CA made in the test; a
+// connector trusting another CA is refused.
+func TestMosquittoTLS(t *testing.T) {
+	dir := t.TempDir()
+	pki := newPKI(t, dir, "good")
+	other := newPKI(t, dir, "other")
+	m := newMosquitto(t, "cafile "+pki.caFile, "certfile "+pki.certFile, "keyfile "+pki.keyFile)
+	testTLS(t, m.url("ssl"), pki, other)
+}
+
+// TestMosquittoOfflineQueueLimit measures what Mosquitto keeps for an offline
+// persistent session: max_queued_messages (1000, the default, set explicitly
+// here) — the rest is dropped although the publisher got PUBACK.
+func TestMosquittoOfflineQueueLimit(t *testing.T) {
+	const published = 1500
+	m := newMosquitto(t)
+	url := m.url("tcp")
+	sink := make(chanSink, published)
+	cfg := Config{URL: url, ClientID: "queue", Topics: []string{"q"}}
+	r := start(t, cfg, sink)
+	waitConnected(t, r, 1)
+	r.stop(t)
+	p := newPublisher(t, url, nil)
+	for i := range published {
+		p.pubAsync("q", fmt.Appendf(nil, "%d", i))
+	}
+	p.pub(t, "q", []byte("last")) // QoS 1 is in order: all before it are through
+	r2 := start(t, cfg, sink)
+	waitConnected(t, r2, 1)
+	got, first := 0, ""
+	for {
+		select {
+		case s := <-sink:
+			if got == 0 {
+				first = string(s.Payload)
+			}
+			got++
+			s.Done()
+			continue
+		case <-time.After(time.Second):
+		}
+		break
+	}
+	t.Logf("mosquitto max_queued_messages=1000: %d of %d queued for the offline session arrived (first %q)", got, published+1, first)
+	if got != 1000 || first != "0" {
+		t.Fatalf("got %d starting at %q, want the first 1000 (newer ones dropped)", got, first)
+	}
+}
+
+func BenchmarkMosquitto(b *testing.B) {
+	m := newMosquitto(b)
+	benchmarkBroker(b, m.url("tcp"), nil)
+}
+
+func BenchmarkMochi(b *testing.B) {
+	benchmarkBroker(b, startMochi(b, "tcp", nil, nil), nil)
+}
+
+// benchmarkBroker measures broker → sink throughput with every sample acked
+// by the sink, as the agent does after its commit.
+func benchmarkBroker(b *testing.B, url string, tlsCfg *tls.Config) {
+	sink := make(chanSink, 4096)
+	r := start(b, Config{URL: url, ClientID: "bench", Topics: []string{"bench/#"}}, sink)
+	waitConnected(b, r, 1)
+	p := newPublisher(b, url, tlsCfg)
+	payload := []byte(`{"good":123456,"scrap":7,"running":true}`)
+	done := make(chan struct{})
+	b.ResetTimer()
+	start := time.Now()
+	go func() {
+		defer close(done)
+		for range b.N {
+			s := <-sink
+			s.Done()
+		}
+	}()
+	for i := range b.N {
+		tok := p.pubAsync("bench/press", payload)
+		if i%256 == 255 {
+			tok.Wait()
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		b.Fatalf("received %d of %d", r.Stats().Received, b.N)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}

@@ -1,0 +1,413 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+
+	"github.com/plantedge/plantedge/connectors"
+)
+
+func TestNewValidates(t *testing.T) {
+	ok := Config{Name: "b", URL: "tcp://127.0.0.1:1883", ClientID: "id", Topics: []string{"a/+/c", "d/#"}}
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want string // substring of the error; "" means valid
+	}{
+		{"valid", func(*Config) {}, ""},
+		{"ws", func(c *Config) { c.URL = "ws://127.0.0.1:8080/mqtt" }, ""},
+		{"tls with ca", func(c *Config) { c.URL = "ssl://h:8883"; c.CAFile = "/x/ca.pem" }, ""},
+		{"no name", func(c *Config) { c.Name = "" }, "name is empty"},
+		{"bad scheme", func(c *Config) { c.URL = "http://h:1" }, "scheme must be"},
+		{"no host", func(c *Config) { c.URL = "tcp://" }, "no host"},
+		{"no client id", func(c *Config) { c.ClientID = "" }, "client_id is empty"},
+		{"no topics", func(c *Config) { c.Topics = nil }, "no topics"},
+		{"hash not last", func(c *Config) { c.Topics = []string{"a/#/b"} }, "'#' must be the whole last level"},
+		{"plus in level", func(c *Config) { c.Topics = []string{"a/b+/c"} }, "'+' must be a whole level"},
+		{"dup topic", func(c *Config) { c.Topics = []string{"a", "a"} }, "listed twice"},
+		{"cert without key", func(c *Config) { c.URL = "ssl://h:1"; c.CertFile = "c" }, "must be set together"},
+		{"tls on tcp", func(c *Config) { c.CAFile = "ca" }, "is not ssl://"},
+		{"password only", func(c *Config) { c.Password = "x" }, "password without username"},
+		{"backoff", func(c *Config) { c.BackoffMin = time.Second; c.BackoffMax = time.Millisecond }, "backoff"},
+		{"inflight", func(c *Config) { c.MaxInflight = -1 }, "max_inflight"},
+		{"keepalive", func(c *Config) { c.KeepAlive = time.Millisecond }, "keep_alive"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := ok
+			tc.mod(&cfg)
+			_, err := New(cfg, chanSink(nil))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrConfig) {
+				t.Fatalf("New error = %v, want ErrConfig containing %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := New(ok, nil); err == nil {
+		t.Fatal("New with nil sink succeeded")
+	}
+}
+
+func TestBackoffFullJitterCapped(t *testing.T) {
+	base, max := 100*time.Millisecond, 3*time.Second
+	for attempt := 0; attempt < 12; attempt++ {
+		ceil := min(max, base<<attempt)
+		var hi, lo bool
+		for range 2000 {
+			d := Backoff(attempt, base, max)
+			if d < 0 || d > ceil {
+				t.Fatalf("attempt %d: %s outside [0, %s]", attempt, d, ceil)
+			}
+			hi = hi || d > ceil*3/4
+			lo = lo || d < ceil/4
+		}
+		if !hi || !lo {
+			t.Fatalf("attempt %d: delays not spread over [0, %s] (full jitter)", attempt, ceil)
+		}
+	}
+}
+
+// TestReconnectBackoff checks the one reconnect loop: failed attempts back
+// off with growing, capped delays and are counted; State reports down.
+func TestReconnectBackoff(t *testing.T) {
+	url := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t)) // nothing listens
+	src, err := New(Config{Name: "b", URL: url, ClientID: "c", Topics: []string{"x"},
+		BackoffMin: 100 * time.Millisecond, BackoffMax: 800 * time.Millisecond, ConnectTimeout: time.Second}, chanSink(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var delays []time.Duration
+	var states []connectors.State
+	src.sleep = func(ctx context.Context, d time.Duration) error {
+		delays = append(delays, d)
+		states = append(states, src.State())
+		if len(delays) == 8 {
+			cancel()
+			return ctx.Err()
+		}
+		return nil
+	}
+	if err := src.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := src.Stats()
+	if st.Failures != 8 || st.Connects != 0 || st.LastError == "" {
+		t.Fatalf("stats %+v, want 8 failures, no connects, a last error", st)
+	}
+	for i, d := range delays {
+		if ceil := min(800*time.Millisecond, 100*time.Millisecond<<i); d > ceil {
+			t.Errorf("delay %d = %s, above cap %s", i, d, ceil)
+		}
+		if states[i] != connectors.StateDown {
+			t.Errorf("state during backoff %d = %s, want down", i, states[i])
+		}
+	}
+	if src.State() != connectors.StateDown {
+		t.Fatalf("state after Run = %s", src.State())
+	}
+}
+
+// TestMochiDeliveryOrderAndAck: QoS 1 delivery through wildcard filters, in
+// publish order, acked out of order from many goroutines; nothing comes back
+// after a restart because everything was acked.
+func TestMochiDeliveryOrderAndAck(t *testing.T) {
+	url := startMochi(t, "tcp", nil, nil)
+	sink := make(chanSink, 1000)
+	r := start(t, Config{URL: url, ClientID: "order", Topics: []string{"plant/+/state", "plant/line1/#"}}, sink)
+	waitConnected(t, r, 1)
+	p := newPublisher(t, url, nil)
+	topics := []string{"plant/press1/state", "plant/line1/a/b", "other/x", "plant/line1", "plant/press2/state/deep"}
+	var want []string
+	for i := range 200 {
+		topic := topics[i%len(topics)]
+		p.pub(t, topic, fmt.Appendf(nil, "%d", i))
+		if topic != "other/x" && topic != "plant/press2/state/deep" {
+			want = append(want, fmt.Sprintf("%s %d", topic, i))
+		}
+	}
+	got := make([]connectors.Sample, len(want))
+	for i := range want {
+		got[i] = sink.next(t)
+		s := got[i]
+		if g := fmt.Sprintf("%s %s", s.Address, s.Payload); g != want[i] {
+			t.Fatalf("sample %d = %q, want %q", i, g, want[i])
+		}
+		if s.Kind != connectors.KindMQTT || s.Source != "broker" || !s.Good || s.Duplicate || s.ReceiveTime.IsZero() || s.Ack == nil {
+			t.Fatalf("sample %d fields: %+v", i, s)
+		}
+	}
+	sink.none(t, 200*time.Millisecond)
+	// Ack in reverse order from many goroutines; each Ack twice (idempotent).
+	var wg sync.WaitGroup
+	for i := len(got) - 1; i >= 0; i-- {
+		wg.Go(func() { got[i].Done(); got[i].Done() })
+	}
+	wg.Wait()
+	if st := r.Stats(); st.Acked != uint64(len(want)) || st.Received != uint64(len(want)) || st.Inflight != 0 {
+		t.Fatalf("stats %+v, want %d received and acked, 0 inflight", st, len(want))
+	}
+	time.Sleep(200 * time.Millisecond) // let the PUBACKs reach the broker
+	r.stop(t)
+
+	r2 := start(t, Config{URL: url, ClientID: "order", Topics: []string{"plant/+/state", "plant/line1/#"}}, sink)
+	waitConnected(t, r2, 1)
+	p.pub(t, "plant/line1", []byte("marker"))
+	if s := sink.next(t); string(s.Payload) != "marker" {
+		t.Fatalf("after restart got %s %q (redelivered an acked message?)", s.Address, s.Payload)
+	}
+}
+
+// TestMochiUnackedRedelivered: a message handed to the sink but never acked
+// comes back, marked DUP, when the connector restarts with its client id.
+func TestMochiUnackedRedelivered(t *testing.T) {
+	url := startMochi(t, "tcp", nil, nil)
+	sink := make(chanSink, 100)
+	cfg := Config{URL: url, ClientID: "redeliver", Topics: []string{"m/#"}}
+	r := start(t, cfg, sink)
+	waitConnected(t, r, 1)
+	p := newPublisher(t, url, nil)
+	for i := range 3 {
+		p.pub(t, "m/x", fmt.Appendf(nil, "v%d", i))
+	}
+	first := sink.next(t)
+	sink.next(t)
+	sink.next(t)
+	first.Done() // only the first is durable
+	time.Sleep(200 * time.Millisecond)
+	r.stop(t)
+
+	r2 := start(t, cfg, sink)
+	waitConnected(t, r2, 1)
+	// mochi resends a session's unacked messages sorted by creation second
+	// with an unstable sort, so their order among themselves is not kept.
+	got := map[string]bool{}
+	for range 2 {
+		s := sink.next(t)
+		if !s.Duplicate {
+			t.Fatalf("redelivered %q without DUP", s.Payload)
+		}
+		got[string(s.Payload)] = true
+		s.Done()
+	}
+	if !got["v1"] || !got["v2"] {
+		t.Fatalf("redelivered %v, want v1 and v2", got)
+	}
+	sink.none(t, 300*time.Millisecond)
+	if st := r2.Stats(); st.Duplicates != 2 {
+		t.Fatalf("duplicates = %d, want 2", st.Duplicates)
+	}
+}
+
+// TestKilledChildRedelivers: a connector process killed between receipt and
+// ack (SIGKILL, no DISCONNECT) leaves the message with the broker, which
+// redelivers it to the next run with the same client id.
+func TestKilledChildRedelivers(t *testing.T) {
+	url := startMochi(t, "tcp", nil, nil)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+url)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := lineReader(stdout)
+	p := newPublisher(t, url, nil)
+	// The child subscribes asynchronously: publish until it reports one.
+	deadline := time.After(20 * time.Second)
+	var got string
+	for got == "" {
+		p.pub(t, "crash/press", []byte("count=41"))
+		select {
+		case got = <-lines:
+		case <-time.After(200 * time.Millisecond):
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("child reported nothing; stderr: %s", stderr.String())
+		}
+	}
+	if got != "GOT crash/press count=41" {
+		t.Fatalf("child said %q", got)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	for range lines { // drain
+	}
+
+	sink := make(chanSink, 100)
+	r := start(t, Config{URL: url, ClientID: "child-session", Topics: []string{"crash/#"}}, sink)
+	s := sink.next(t)
+	if s.Address != "crash/press" || string(s.Payload) != "count=41" || !s.Duplicate {
+		t.Fatalf("after kill got %s %q dup=%v, want crash/press count=41 dup=true", s.Address, s.Payload, s.Duplicate)
+	}
+	for s.Duplicate { // any further copies published before the kill
+		s.Done()
+		select {
+		case s = <-sink:
+		case <-time.After(300 * time.Millisecond):
+			s = connectors.Sample{}
+		}
+	}
+	_ = r
+}
+
+// TestPayloadsUntouched: empty, binary, malformed and large payloads arrive
+// byte for byte, and the sample owns its copy.
+func TestPayloadsUntouched(t *testing.T) {
+	url := startMochi(t, "tcp", nil, nil)
+	sink := make(chanSink, 100)
+	r := start(t, Config{URL: url, ClientID: "payloads", Topics: []string{"p/#"}}, sink)
+	waitConnected(t, r, 1)
+	bin := make([]byte, 256)
+	for i := range bin {
+		bin[i] = byte(i)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	payloads := [][]byte{{}, bin, []byte(`{"scrap": 4,`), []byte("\xff\xfe not utf8"), []byte("NaN"), big}
+	p := newPublisher(t, url, nil)
+	for i, pl := range payloads {
+		p.pub(t, fmt.Sprintf("p/%d", i), pl)
+	}
+	for i, want := range payloads {
+		s := sink.next(t)
+		if s.Address != fmt.Sprintf("p/%d", i) || !bytes.Equal(s.Payload, want) || s.Payload == nil {
+			t.Fatalf("payload %d: topic %s, %d bytes, want %d bytes", i, s.Address, len(s.Payload), len(want))
+		}
+		s.Done()
+	}
+}
+
+// TestMochiTLS: ssl:// against mochi's TLS listener with a CA made here;
+// a connector trusting another CA is refused and keeps retrying.
+func TestMochiTLS(t *testing.T) {
+	dir := t.TempDir()
+	pki := newPKI(t, dir, "good")
+	other := newPKI(t, dir, "other")
+	url := startMochi(t, "tls", &tls.Config{Certificates: []tls.Certificate{pki.serverCert}, MinVersion: tls.VersionTLS12}, nil)
+	testTLS(t, url, pki, other)
+}
+
+func testTLS(t *testing.T, url string, pki, other *testPKI) {
+	t.Helper()
+	sink := make(chanSink, 10)
+	r := start(t, Config{URL: url, ClientID: "tls", Topics: []string{"t/#"}, CAFile: pki.caFile}, sink)
+	waitConnected(t, r, 1)
+	p := newPublisher(t, url, &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS12})
+	p.pub(t, "t/1", []byte("secure"))
+	if s := sink.next(t); string(s.Payload) != "secure" {
+		t.Fatalf("got %q", s.Payload)
+	}
+
+	bad := start(t, Config{URL: url, ClientID: "tls-bad", Topics: []string{"t/#"}, CAFile: other.caFile}, sink)
+	waitFor(t, "refused TLS attempts", func() bool { return bad.Stats().Failures >= 2 })
+	st := bad.Stats()
+	if st.Connects != 0 || !strings.Contains(st.LastError, "certificate") || bad.State() == connectors.StateConnected {
+		t.Fatalf("wrong CA: stats %+v state %s, want refused with a certificate error", st, bad.State())
+	}
+}
+
+// TestMochiWebsocket: ws:// against mochi's websocket listener.
+func TestMochiWebsocket(t *testing.T) {
+	url := startMochi(t, "ws", nil, nil)
+	sink := make(chanSink, 10)
+	r := start(t, Config{URL: url, ClientID: "ws", Topics: []string{"w/+"}}, sink)
+	waitConnected(t, r, 1)
+	newPublisher(t, url, nil).pub(t, "w/a", []byte("over websocket"))
+	if s := sink.next(t); s.Address != "w/a" || string(s.Payload) != "over websocket" {
+		t.Fatalf("got %s %q", s.Address, s.Payload)
+	}
+}
+
+// TestMaxInflight: no more than MaxInflight unacked samples are handed to
+// the sink; acking one lets the next through, in order.
+func TestMaxInflight(t *testing.T) {
+	url := startMochi(t, "tcp", nil, nil)
+	sink := make(chanSink, 100)
+	r := start(t, Config{URL: url, ClientID: "inflight", Topics: []string{"i"}, MaxInflight: 3}, sink)
+	waitConnected(t, r, 1)
+	p := newPublisher(t, url, nil)
+	for i := range 6 {
+		p.pub(t, "i", fmt.Appendf(nil, "%d", i))
+	}
+	var held []connectors.Sample
+	for range 3 {
+		held = append(held, sink.next(t))
+	}
+	sink.none(t, 300*time.Millisecond)
+	if st := r.Stats(); st.Inflight != 3 || st.Received != 6 {
+		t.Fatalf("stats %+v, want 3 inflight of 6 received", st)
+	}
+	held[1].Done()
+	if s := sink.next(t); string(s.Payload) != "3" {
+		t.Fatalf("next = %q, want 3", s.Payload)
+	}
+}
+
+// TestSinkClosedStopsRun: a sink that fails (closed) stops Run with its error.
+func TestSinkClosedStopsRun(t *testing.T) {
+	url := startMochi(t, "tcp", nil, nil)
+	errClosed := errors.New("sink closed")
+	src, err := New(Config{Name: "b", URL: url, ClientID: "closed", Topics: []string{"c"}},
+		connectors.SinkFunc(func(context.Context, connectors.Sample) error { return errClosed }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- src.Run(context.Background()) }()
+	waitFor(t, "connect", func() bool { return src.State() == connectors.StateConnected })
+	newPublisher(t, url, nil).pub(t, "c", []byte("x"))
+	select {
+	case err := <-done:
+		if !errors.Is(err, errClosed) {
+			t.Fatalf("Run = %v, want %v", err, errClosed)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run kept running after the sink closed")
+	}
+}
+
+// TestMochiUnackedLimit measures how many unacked QoS 1 messages mochi keeps
+// for one session (Capabilities.MaximumInflight, 8192 by default): past it,
+// mochi drops messages for that subscriber although the publisher got PUBACK.
+// The limit is lowered here to keep the test fast; the mechanism is the same.
+func TestMochiUnackedLimit(t *testing.T) {
+	const limit, published = 500, 800
+	url := startMochi(t, "tcp", nil, func(c *mochi.Capabilities) { c.MaximumInflight = limit })
+	sink := make(chanSink, published)
+	cfg := Config{URL: url, ClientID: "limit", Topics: []string{"l"}, MaxInflight: published}
+	r := start(t, cfg, sink)
+	waitConnected(t, r, 1)
+	p := newPublisher(t, url, nil)
+	for i := range published {
+		p.pub(t, "l", fmt.Appendf(nil, "%d", i))
+	}
+	time.Sleep(500 * time.Millisecond)
+	got := len(sink)
+	t.Logf("mochi MaximumInflight=%d: %d of %d unacked QoS 1 messages delivered, %d dropped", limit, got, published, published-got)
+	if got != limit {
+		t.Fatalf("delivered %d unacked, want mochi to stop at its limit %d", got, limit)
+	}
+}
