@@ -238,6 +238,20 @@ func (c *Client) Connect(ctx context.Context) error {
 	return nil
 }
 
+// ensureConnected connects once when no Connect has succeeded yet.
+func (c *Client) ensureConnected(ctx context.Context) error {
+	if c.Protocol() != "" {
+		return nil
+	}
+	c.connect.Lock()
+	connected := c.Protocol() != ""
+	c.connect.Unlock()
+	if connected { // another goroutine connected while we waited
+		return nil
+	}
+	return c.Connect(ctx)
+}
+
 // markExpired flags an auth failure of a key that worked before.
 func (c *Client) markExpired(err error) error {
 	var oe *Error
@@ -290,10 +304,8 @@ func (c *Client) webVersion(ctx context.Context) (string, error) {
 // (record methods take the ids as their first positional argument).
 // It connects first when Connect has not succeeded yet.
 func (c *Client) Call(ctx context.Context, model, method string, args []any, kwargs map[string]any, out any) error {
-	if c.Protocol() == "" {
-		if err := c.Connect(ctx); err != nil {
-			return err
-		}
+	if err := c.ensureConnected(ctx); err != nil {
+		return err
 	}
 	op := model + "." + method
 	if args == nil {

@@ -214,10 +214,8 @@ func (c *Client) ProducedQty(wo Workorder) float64 {
 // on 19+ (Odoo refuses negatives and done/cancelled work orders). Repeating
 // it is harmless.
 func (c *Client) SetProducedQty(ctx context.Context, workorderID int64, qty float64) error {
-	if c.Protocol() == "" {
-		if err := c.Connect(ctx); err != nil {
-			return err
-		}
+	if err := c.ensureConnected(ctx); err != nil { // the field name depends on the version
+		return err
 	}
 	return c.Call(ctx, "mrp.workorder", "write", []any{[]int64{workorderID},
 		map[string]any{c.producedField(): Round2(qty)}}, nil, nil)

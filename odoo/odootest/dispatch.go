@@ -16,7 +16,7 @@ type methodSpec struct {
 }
 
 var methodSpecs = map[string]methodSpec{
-	"search_read":     {model: true, params: []string{"domain", "fields", "offset", "limit", "order"}},
+	"search_read":     {model: true, params: []string{"domain", "fields", "offset", "limit", "order", "load"}},
 	"search":          {model: true, params: []string{"domain", "offset", "limit", "order"}},
 	"search_count":    {model: true, params: []string{"domain", "limit"}},
 	"read":            {params: []string{"fields", "load"}},
@@ -32,8 +32,27 @@ var methodSpecs = map[string]methodSpec{
 	"context_get":     {model: true, models: []string{"res.users"}},
 }
 
-// dispatch runs one call under s.mu as one transaction.
-func (s *Server) dispatch(modelName, method string, pos []any, kw map[string]any, ids []int64, hasIDs, json2 bool) (any, *odooError) {
+// dispatch runs one call under s.mu as one transaction. A bug in the
+// emulator surfaces like an Odoo traceback (500 / error envelope) instead of
+// killing the handler with the database lock held.
+func (s *Server) dispatch(modelName, method string, pos []any, kw map[string]any, ids []int64, hasIDs, json2 bool) (res any, oerr *odooError) {
+	var snap map[string]*model
+	if methodSpecs[method].mutating {
+		snap = s.snapshot()
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("emulator bug", "model", modelName, "method", method, "panic", r)
+			res, oerr = nil, &odooError{"builtins.RuntimeError", fmt.Sprint(r)}
+		}
+		if oerr != nil && snap != nil {
+			s.restore(snap) // one call is one transaction: an error rolls it back
+		}
+	}()
+	return s.dispatchCall(modelName, method, pos, kw, ids, hasIDs, json2)
+}
+
+func (s *Server) dispatchCall(modelName, method string, pos []any, kw map[string]any, ids []int64, hasIDs, json2 bool) (any, *odooError) {
 	m, ok := s.models[modelName]
 	if !ok {
 		if json2 {
@@ -92,15 +111,7 @@ func (s *Server) dispatch(modelName, method string, pos []any, kw map[string]any
 			return nil, err
 		}
 	}
-	var snap map[string]*model
-	if spec.mutating {
-		snap = s.snapshot()
-	}
-	res, err := s.run(m, method, ids, args, json2)
-	if err != nil && snap != nil {
-		s.restore(snap)
-	}
-	return res, err
+	return s.run(m, method, ids, args, json2)
 }
 
 func strList(v any) ([]string, bool) {

@@ -437,7 +437,7 @@ func (s *Server) actionValidate(ids []int64) (any, *odooError) {
 	}
 	sm := s.models["stock.scrap"]
 	r := sm.recs[ids[0]]
-	if r["scrap_qty"].(float64) <= 0 {
+	if s.value(sm, r, "scrap_qty").(float64) <= 0 {
 		return nil, userError("You can only enter positive quantities.")
 	}
 	if s.shortStock[asInt(r["product_id"])] {

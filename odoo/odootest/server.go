@@ -361,8 +361,8 @@ func (s *Server) Scraps() []ScrapRecord {
 	for _, id := range m.ids() {
 		r := m.recs[id]
 		out = append(out, ScrapRecord{ID: id, ProductID: asInt(r["product_id"]), UomID: asInt(r["product_uom_id"]),
-			ProductionID: asInt(r["production_id"]), WorkorderID: asInt(r["workorder_id"]), Qty: r["scrap_qty"].(float64),
-			State: r["state"].(string), Name: r["name"].(string), XMLID: s.xmlidOf(m.name, id), Moves: s.scrapMoves[id]})
+			ProductionID: asInt(r["production_id"]), WorkorderID: asInt(r["workorder_id"]), Qty: s.value(m, r, "scrap_qty").(float64),
+			State: s.value(m, r, "state").(string), Name: s.value(m, r, "name").(string), XMLID: s.xmlidOf(m.name, id), Moves: s.scrapMoves[id]})
 	}
 	return out
 }

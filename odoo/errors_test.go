@@ -1,0 +1,156 @@
+package odoo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestClassifyJSONRPCName(t *testing.T) {
+	cases := []struct {
+		name string
+		want ErrorClass
+	}{
+		{"psycopg2.errors.SerializationFailure", Transient},
+		{"psycopg2.errors.LockNotAvailable", Transient},
+		{"psycopg2.errors.DeadlockDetected", Transient},
+		{"odoo.tools.lock.LockError", Transient},
+		{"odoo.exceptions.AccessDenied", Auth},
+		{"odoo.exceptions.AccessError", Permanent},
+		{"odoo.exceptions.ValidationError", Permanent},
+		{"odoo.exceptions.UserError", Permanent},
+		{"odoo.exceptions.MissingError", Permanent},
+		{"builtins.AttributeError", Permanent},
+		{"builtins.KeyError", Permanent},
+		{"", Permanent},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := classifyName(tc.name); got != tc.want {
+				t.Errorf("classifyName(%q) = %v, want %v", tc.name, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestClassifyStatus(t *testing.T) {
+	cases := []struct {
+		status int
+		name   string
+		want   ErrorClass
+	}{
+		{400, "werkzeug.exceptions.BadRequest", Permanent},
+		{401, "werkzeug.exceptions.Unauthorized", Auth},
+		{401, "", Auth},
+		{403, "odoo.exceptions.AccessError", Permanent},
+		{403, "odoo.exceptions.AccessDenied", Auth},
+		{404, "odoo.exceptions.MissingError", Permanent},
+		{409, "", Transient},
+		{422, "odoo.exceptions.ValidationError", Permanent},
+		{429, "", Transient},
+		{500, "builtins.RuntimeError", Transient},
+		{502, "", Transient},
+		{503, "", Transient},
+		{504, "", Transient},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%d-%s", tc.status, tc.name), func(t *testing.T) {
+			if got := classifyStatus(tc.status, tc.name); got != tc.want {
+				t.Errorf("classifyStatus(%d, %q) = %v, want %v", tc.status, tc.name, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0},
+		{"5", 5 * time.Second},
+		{" 120 ", 2 * time.Minute},
+		{"-3", 0},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+		{"soon", 0},
+	}
+	for _, tc := range cases {
+		if got := parseRetryAfter(tc.in, now); got != tc.want {
+			t.Errorf("parseRetryAfter(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestErrorPredicates(t *testing.T) {
+	missing := &Error{Op: "read", Name: "odoo.exceptions.MissingError", Class: Permanent}
+	if !missing.Missing() || !missing.Permanent() || missing.Temporary() || !IsPermanent(fmt.Errorf("wrap: %w", missing)) {
+		t.Errorf("MissingError predicates wrong")
+	}
+	notFound := &Error{Op: "workcenter by code", Class: Permanent, Err: ErrNotFound}
+	if !notFound.Missing() || !errors.Is(notFound, ErrNotFound) {
+		t.Errorf("ErrNotFound not recognised")
+	}
+	auth := &Error{Op: "authenticate", Name: "odoo.exceptions.AccessDenied", Message: "Too many login failures, please wait a bit before trying again.", Class: Auth}
+	if !auth.Auth() || !IsAuth(auth) || !auth.LoginCooldown() || auth.Expired() {
+		t.Errorf("auth predicates wrong")
+	}
+	if !IsTemporary(context.DeadlineExceeded) || !IsTemporary(&net.OpError{Op: "dial", Err: errors.New("refused")}) || IsTemporary(errors.New("x")) || IsTemporary(nil) {
+		t.Errorf("IsTemporary on plain errors wrong")
+	}
+	got := (&Error{Op: "mrp.workorder.write", Name: "odoo.exceptions.UserError", Message: "nope", Status: 422, Err: io.EOF}).Error()
+	if got != "odoo mrp.workorder.write: odoo.exceptions.UserError: nope (http 422): EOF" {
+		t.Errorf("Error() = %q", got)
+	}
+}
+
+func TestMayHaveCommitted(t *testing.T) {
+	if mayHaveCommitted(&net.OpError{Op: "dial", Err: errors.New("connection refused")}) {
+		t.Error("a failed dial sent nothing")
+	}
+	if mayHaveCommitted(&net.DNSError{Err: "no such host", Name: "odoo"}) {
+		t.Error("a failed lookup sent nothing")
+	}
+	for _, err := range []error{io.EOF, io.ErrUnexpectedEOF, context.DeadlineExceeded, &net.OpError{Op: "read", Err: errors.New("reset")}} {
+		if !mayHaveCommitted(err) {
+			t.Errorf("%v: the request may have been processed", err)
+		}
+	}
+}
+
+func TestJSON2Named(t *testing.T) {
+	p, err := json2Named("write", []any{[]int64{3}, map[string]any{"qty_produced": 1.0}}, nil)
+	if err != nil || fmt.Sprint(p["ids"]) != "[3]" || p["vals"] == nil {
+		t.Errorf("write: %v %v", p, err)
+	}
+	p, err = json2Named("search_read", []any{[]any{}}, map[string]any{"limit": 2})
+	if err != nil || p["domain"] == nil || p["limit"] != 2 || p["ids"] != nil {
+		t.Errorf("search_read: %v %v", p, err)
+	}
+	p, err = json2Named("button_start", []any{[]int64{5}}, nil)
+	if err != nil || fmt.Sprint(p["ids"]) != "[5]" {
+		t.Errorf("action method: %v %v", p, err)
+	}
+	if _, err := json2Named("read", []any{[]int64{1}, []string{"a"}, "extra"}, nil); err == nil || !strings.Contains(err.Error(), "positional") {
+		t.Errorf("too many args: %v", err)
+	}
+	p, _ = json2Named("create", []any{map[string]any{"name": "x"}}, nil)
+	if _, ok := p["vals_list"].([]any); !ok {
+		t.Errorf("create with one dict becomes vals_list: %v", p)
+	}
+}
+
+func TestParseMajor(t *testing.T) {
+	for in, want := range map[string]int{"17.0": 17, "19.0+e": 19, "saas~18.3": 18, "": 0, "x": 0} {
+		if got := parseMajor(in); got != want {
+			t.Errorf("parseMajor(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
