@@ -150,9 +150,9 @@ func TestBadConfigs(t *testing.T) {
 			name: "empty file",
 			yaml: "",
 			want: []string{
-				"bad.yaml: site: required",
-				"bad.yaml: odoo.url: required",
-				"bad.yaml: odoo.database: required",
+				"bad.yaml: site: required (the id of this plant: lowercase letters, digits and '-', e.g. plant-2)",
+				"bad.yaml: odoo.url: required (the base URL of Odoo, e.g. https://erp.example.com)",
+				"bad.yaml: odoo.database: required (the Odoo database name)",
 				"bad.yaml: machines: at least one machine is required (list the machines under machines:, each with id, workcenter and a signal)",
 			},
 		},
@@ -288,7 +288,7 @@ func TestBadConfigs(t *testing.T) {
 			name: "mqtt url, client id and tls",
 			yaml: strings.Replace(base, "    url: tcp://127.0.0.1:1883\n    client_id: pe-1\n", "    url: mqtt://127.0.0.1\n    ca_file: /etc/ca.pem\n", 1),
 			want: []string{
-				`bad.yaml:11:5: mqtt[0].client_id: required`,
+				`bad.yaml:11:5: mqtt[0].client_id: required (a stable id for this agent, e.g. plantedge-plant2; it keys the persistent session)`,
 				`bad.yaml:12:10: mqtt[0].url: unsupported scheme "mqtt" (one of: tcp://, ssl://, tls://, ws://, wss://)`,
 			},
 		},
@@ -325,7 +325,7 @@ func TestBadConfigs(t *testing.T) {
 			name: "unknown alias",
 			yaml: base + "  - <<: *nope\n    id: m2\n",
 			want: []string{
-				"bad.yaml:19:5: machines[1].workcenter: required",
+				"bad.yaml:19:5: machines[1].workcenter: required (the code of the machine's Odoo work center)",
 				"bad.yaml:19:5: machines[1]: machine has no signal (add at least one of good_count, scrap_count, running, downtime_reason)",
 				"bad.yaml:19:9: machines[1]: unknown alias *nope (define the anchor &nope before using it)",
 			},
@@ -369,7 +369,7 @@ func TestEveryProblemAtOnce(t *testing.T) {
 	}
 	want := []string{
 		`f.yaml:1:7: site: invalid site "Plant 1" (use lowercase letters, digits and '-' only, e.g. plant-2)`,
-		`f.yaml:15:5: machines[0].workcenter: required`,
+		`f.yaml:15:5: machines[0].workcenter: required (the code of the machine's Odoo work center)`,
 		`f.yaml:16:5: machines[0].workcentre: unknown key (did you mean "workcenter"?)`,
 		`f.yaml:19:9: listen: invalid listen address "nowhere" (use host:port (e.g. 127.0.0.1:9464) or unix:/path)`,
 	}

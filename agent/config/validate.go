@@ -79,9 +79,32 @@ func (v *validator) enum(path, val string, set []string) {
 	}
 }
 
+// requiredHints explain a missing key, by its last path element.
+var requiredHints = map[string]string{
+	"site":       "the id of this plant: lowercase letters, digits and '-', e.g. plant-2",
+	"data_dir":   "where the buffer lives, e.g. /var/lib/plantedge",
+	"listen":     "e.g. 127.0.0.1:9464",
+	"odoo.url":   "the base URL of Odoo, e.g. https://erp.example.com",
+	"url":        "e.g. tcp://10.1.2.10:1883 or ssl://broker:8883",
+	"database":   "the Odoo database name",
+	"name":       "the name signals use to refer to this source",
+	"endpoint":   "e.g. opc.tcp://10.1.2.3:4840",
+	"client_id":  "a stable id for this agent, e.g. plantedge-plant2; it keys the persistent session",
+	"id":         "a unique machine id: letters, digits, '.', '_' and '-'",
+	"workcenter": "the code of the machine's Odoo work center",
+	"server":     "the name of an OPC UA server under opcua:",
+	"node":       `the node id, e.g. "ns=2;s=Press07.GoodCount" (use plantedge browse)`,
+	"broker":     "the name of an MQTT broker under mqtt:",
+	"topic":      "the exact MQTT topic, e.g. plant2/press-07/counters",
+}
+
 func (v *validator) required(path, val string) bool {
 	if strings.TrimSpace(val) == "" {
-		v.add(path, "required", "")
+		hint, ok := requiredHints[path]
+		if !ok {
+			hint = requiredHints[path[strings.LastIndex(path, ".")+1:]]
+		}
+		v.add(path, "required", hint)
 		return false
 	}
 	return true

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -52,8 +54,11 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	if err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {
+			src, _ := os.ReadFile(o.config) // for the source lines; best effort
+			lines := strings.Split(string(src), "\n")
 			for _, p := range ce.Problems {
 				fmt.Fprintln(errw, p.String())
+				printSnippet(errw, lines, p.Line, p.Column)
 			}
 			return &exitError{code: 1, msg: fmt.Sprintf("%s: %s", o.config, plural(len(ce.Problems), "problem"))}
 		}
@@ -127,4 +132,24 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// printSnippet shows the offending source line with a caret under the column.
+func printSnippet(w io.Writer, lines []string, line, col int) {
+	if line < 1 || line > len(lines) || col < 1 {
+		return
+	}
+	text := strings.TrimRight(lines[line-1], "\r")
+	var pad strings.Builder
+	for i, r := range []rune(text) {
+		if i >= col-1 {
+			break
+		}
+		if r == '\t' {
+			pad.WriteRune('\t')
+		} else {
+			pad.WriteRune(' ')
+		}
+	}
+	fmt.Fprintf(w, "%5d | %s\n      | %s^\n", line, text, pad.String())
 }

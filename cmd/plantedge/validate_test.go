@@ -76,14 +76,21 @@ machines:
 	if exitCode(err) != 1 || err.Error() != path+": 4 problems" {
 		t.Fatalf("err = %v (code %d)", err, exitCode(err))
 	}
-	want := []string{
-		path + `:1:7: site: invalid site "Plant 2" (use lowercase letters, digits and '-' only, e.g. plant-2)`,
-		path + `:5:3: odoo.api_key: inline secret not allowed (put the key in a file named by api_key_file (mode 0600), or set PLANTEDGE_ODOO_API_KEY, or use systemd LoadCredential=odoo-api-key)`,
-		path + `:10:23: machines[0].good_count.mqtt.broker: unknown MQTT broker "nope" (no mqtt sources are defined; add one under mqtt:)`,
-		path + `:10:36: machines[0].good_count.mqtt.topic: wildcard in topic "a/#" (name the exact topic of this machine; wildcards are not allowed here)`,
-	}
-	if strings.Join(want, "\n")+"\n" != errOut {
-		t.Errorf("stderr:\n%s\nwant:\n%s", errOut, strings.Join(want, "\n"))
+	want := path + `:1:7: site: invalid site "Plant 2" (use lowercase letters, digits and '-' only, e.g. plant-2)
+    1 | site: Plant 2
+      |       ^
+` + path + `:5:3: odoo.api_key: inline secret not allowed (put the key in a file named by api_key_file (mode 0600), or set PLANTEDGE_ODOO_API_KEY, or use systemd LoadCredential=odoo-api-key)
+    5 |   api_key: abc
+      |   ^
+` + path + `:10:23: machines[0].good_count.mqtt.broker: unknown MQTT broker "nope" (no mqtt sources are defined; add one under mqtt:)
+   10 |       mqtt: { broker: nope, topic: a/# }
+      |                       ^
+` + path + `:10:36: machines[0].good_count.mqtt.topic: wildcard in topic "a/#" (name the exact topic of this machine; wildcards are not allowed here)
+   10 |       mqtt: { broker: nope, topic: a/# }
+      |                                    ^
+`
+	if errOut != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", errOut, want)
 	}
 }
 
