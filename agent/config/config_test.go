@@ -331,6 +331,11 @@ func TestBadConfigs(t *testing.T) {
 			},
 		},
 		{
+			name: "anchor merging itself",
+			yaml: base + "  - &a {<<: *a, id: m2, workcenter: w, running: {mqtt: {broker: broker, topic: t}}}\n",
+			want: []string{"bad.yaml:19:9: machines[1]: merge keys nest too deep or refer to themselves (an anchor cannot merge itself)"},
+		},
+		{
 			name: "two documents",
 			yaml: base + "---\nsite: x\n",
 			want: []string{"bad.yaml:20:1: more than one YAML document (keep the whole configuration in one document; remove the second ---)"},
@@ -384,8 +389,16 @@ func TestWarnings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0].String(), "w.yaml:6:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF") {
-		t.Errorf("warnings = %v", c.Warnings)
+	var got []string
+	for _, w := range c.Warnings {
+		got = append(got, w.String())
+	}
+	want := []string{
+		"w.yaml:6:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF for Odoo: anyone on the path can read the API key (use ca_file with your CA instead)",
+		`w.yaml:12:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

@@ -18,6 +18,10 @@ import (
 // expands aliases exponentially ("billion laughs") is refused, not decoded.
 const maxNodes = 200000
 
+// maxMergeDepth bounds nested merge keys (<<), which also stops an anchor
+// that merges itself.
+const maxMergeDepth = 16
+
 // decoder decodes a goccy/go-yaml AST into the config structs by reflection,
 // collecting every problem (go-yaml's own decoder stops at the first one)
 // and the position of every key path for later validation messages.
@@ -27,6 +31,7 @@ type decoder struct {
 	pos         map[string]Pos
 	anchors     map[string][]*ast.AnchorNode
 	nodes       int
+	mergeDepth  int
 	aborted     bool
 	decodedRoot bool
 }
@@ -381,10 +386,16 @@ func (d *decoder) entries(path string, n ast.Node) ([]entry, bool) {
 	seen := map[string]ast.Node{}
 	for _, mv := range values {
 		if mv.Key != nil && mv.Key.IsMergeKey() {
+			if d.mergeDepth >= maxMergeDepth {
+				d.problem(mv.Key, path, "merge keys nest too deep or refer to themselves", "an anchor cannot merge itself")
+				continue
+			}
+			d.mergeDepth++
 			for _, src := range d.mergeSources(path, mv.Value) {
 				es, _ := d.entries(path, src)
 				merged = append(merged, es...)
 			}
+			d.mergeDepth--
 			continue
 		}
 		var kn ast.Node = mv.Key

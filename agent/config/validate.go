@@ -163,6 +163,7 @@ func (c *Config) validate() []Problem {
 		}
 	}
 	v.checkTopicShapes()
+	v.checkUnusedSources()
 	c.Warnings = v.warns
 	sortProblems(c.Warnings)
 	return v.probs
@@ -372,6 +373,32 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 		v.add(p+".keep_alive", "must be at least 1s", "")
 	}
 	v.positive(p+".backoff_max", b.BackoffMax)
+}
+
+// checkUnusedSources warns about sources no signal reads: the agent would
+// connect to them for nothing, and it is often a misspelt reference.
+func (v *validator) checkUnusedSources() {
+	used := map[string]bool{}
+	for i := range v.c.Machines {
+		for _, r := range v.c.Machines[i].Refs() {
+			if r.Ref.OPCUA != nil {
+				used["opcua\x00"+r.Ref.OPCUA.Server] = true
+			}
+			if r.Ref.MQTT != nil {
+				used["mqtt\x00"+r.Ref.MQTT.Broker] = true
+			}
+		}
+	}
+	for i, s := range v.c.OPCUA {
+		if s.Name != "" && !used["opcua\x00"+s.Name] {
+			v.warn(fmt.Sprintf("opcua[%d].name", i), fmt.Sprintf("OPC UA server %q is not used by any machine", s.Name), "remove it or map a signal to it")
+		}
+	}
+	for i, b := range v.c.MQTT {
+		if b.Name != "" && !used["mqtt\x00"+b.Name] {
+			v.warn(fmt.Sprintf("mqtt[%d].name", i), fmt.Sprintf("MQTT broker %q is not used by any machine", b.Name), "remove it or map a signal to it")
+		}
+	}
 }
 
 // checkTopicShapes rejects a topic read as a bare value by one signal and as
