@@ -43,7 +43,7 @@ type Config struct {
 	APIKey                  string        // never printed: String/GoString and every error/log redact it
 	Protocol                string        // "auto" (default) | "jsonrpc" | "json2"
 	Timeout                 time.Duration // per call; default 30s
-	CAFile                  string        // PEM bundle trusted in addition to nothing else (replaces system roots)
+	CAFile                  string        // PEM CA bundle; when set it replaces the system roots
 	InsecureSkipVerify      bool
 	HTTPClient              *http.Client // optional (tests); replaces the built transport
 	Logger                  *slog.Logger

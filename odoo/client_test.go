@@ -616,3 +616,38 @@ func TestCallGeneric(t *testing.T) {
 		})
 	}
 }
+
+func TestConcurrentUse(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := f.client(t, m.protocol) // not connected: every goroutine races to connect lazily
+			var wg sync.WaitGroup
+			errs := make(chan error, 8)
+			for g := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range 10 {
+						if err := c.SetProducedQty(context.Background(), f.wo, float64(g*10+i+1)); err != nil {
+							errs <- err
+							return
+						}
+						if _, err := c.WorkordersInProgress(context.Background(), f.wc); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			if n := f.srv.CallCount("common", "authenticate") + f.srv.CallCount("res.users", "context_get"); n != 1 {
+				t.Errorf("%d authentications for concurrent lazy connects, want 1", n)
+			}
+		})
+	}
+}
