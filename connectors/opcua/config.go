@@ -1,0 +1,289 @@
+package opcua
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultPublishingInterval = time.Second
+	DefaultPollInterval       = time.Second
+	DefaultQueueSize          = 10
+	DefaultHeartbeatTimeout   = 30 * time.Second
+	DefaultBackoffMin         = 500 * time.Millisecond
+	DefaultBackoffMax         = 30 * time.Second
+	DefaultRequestTimeout     = 10 * time.Second
+)
+
+// Acquisition modes.
+const (
+	ModeSubscribe = "subscribe"
+	ModePoll      = "poll"
+)
+
+// Config configures one OPC UA server connection.
+type Config struct {
+	Name     string
+	Endpoint string
+
+	// SecurityPolicy is None, Basic256Sha256, Aes128_Sha256_RsaOaep or
+	// Aes256_Sha256_RsaPss; SecurityMode is None, Sign or SignAndEncrypt.
+	// "" means None (a secure policy with an empty mode means SignAndEncrypt).
+	SecurityPolicy, SecurityMode string
+	// CertFile and KeyFile hold the client certificate and RSA key (PEM or
+	// DER). If both are empty and security is not None, a self-signed pair is
+	// generated once into DataDir (opcua-<name>.crt/.key) and reused.
+	CertFile, KeyFile string
+	DataDir           string
+	// ServerThumbprint optionally pins the server certificate (hex SHA-1,
+	// separators ignored); a mismatch refuses the connection.
+	ServerThumbprint string
+	// Username and Password select user/password authentication; empty
+	// Username means anonymous.
+	Username, Password string
+
+	Mode               string // "subscribe" (default) or "poll"
+	PublishingInterval time.Duration
+	SamplingInterval   time.Duration // default: PublishingInterval
+	PollInterval       time.Duration
+	QueueSize          uint32
+	// HeartbeatTimeout: no data change and no server-time (ns=0;i=2258)
+	// update for this long tears the session down and rebuilds it.
+	HeartbeatTimeout time.Duration
+	// BackoffMin and BackoffMax bound the reconnect backoff (exponential,
+	// full jitter).
+	BackoffMin, BackoffMax time.Duration
+	// RequestTimeout bounds every single request and the connect attempt.
+	RequestTimeout time.Duration
+
+	// Nodes are the node ids to watch, in any OPC UA string form
+	// (ns=2;s=.., ns=2;i=.., ns=2;g=.., ns=2;b=.., nsu=<uri>;s=..).
+	Nodes  []string
+	Logger *slog.Logger
+}
+
+// security policy names accepted in Config, mapped to their URIs.
+var policyURIs = map[string]string{
+	"None":                  ua.SecurityPolicyURINone,
+	"Basic256Sha256":        ua.SecurityPolicyURIBasic256Sha256,
+	"Aes128_Sha256_RsaOaep": ua.SecurityPolicyURIAes128Sha256RsaOaep,
+	"Aes256_Sha256_RsaPss":  ua.SecurityPolicyURIAes256Sha256RsaPss,
+}
+
+var securityModes = map[string]ua.MessageSecurityMode{
+	"None":           ua.MessageSecurityModeNone,
+	"Sign":           ua.MessageSecurityModeSign,
+	"SignAndEncrypt": ua.MessageSecurityModeSignAndEncrypt,
+}
+
+// nodeRef is a configured node id, parsed as far as possible without a
+// connection (namespace URIs are resolved per session).
+type nodeRef struct {
+	addr   string     // exactly as configured
+	id     *ua.NodeID // complete unless nsURI is set
+	nsURI  string     // nsu= form: namespace URI to resolve
+	idPart string     // nsu= form: the identifier (i=, s=, g=, b=)
+}
+
+// checkIdentifier rejects identifiers gopcua would silently read as strings.
+func checkIdentifier(s, idPart string) error {
+	for _, p := range []string{"i=", "s=", "g=", "b="} {
+		if strings.HasPrefix(idPart, p) {
+			return nil
+		}
+	}
+	return fmt.Errorf("node id %q: identifier must start with i=, s=, g= or b=", s)
+}
+
+// parseNode checks a node id string in any OPC UA form.
+func parseNode(s string) (nodeRef, error) {
+	if strings.TrimSpace(s) == "" {
+		return nodeRef{}, errors.New("empty node id")
+	}
+	if rest, ok := strings.CutPrefix(s, "nsu="); ok {
+		uri, idPart, found := strings.Cut(rest, ";")
+		if !found || uri == "" {
+			return nodeRef{}, fmt.Errorf("node id %q: nsu= needs a namespace uri and an identifier", s)
+		}
+		if err := checkIdentifier(s, idPart); err != nil {
+			return nodeRef{}, err
+		}
+		id, err := ua.ParseNodeID("ns=0;" + idPart)
+		if err != nil {
+			return nodeRef{}, fmt.Errorf("node id %q: %w", s, err)
+		}
+		return nodeRef{addr: s, id: id, nsURI: uri, idPart: idPart}, nil
+	}
+	idPart := s
+	if strings.HasPrefix(s, "ns=") {
+		_, idPart, _ = strings.Cut(s, ";")
+	}
+	if err := checkIdentifier(s, idPart); err != nil {
+		return nodeRef{}, err
+	}
+	id, err := ua.ParseNodeID(s)
+	if err != nil {
+		return nodeRef{}, fmt.Errorf("node id %q: %w", s, err)
+	}
+	return nodeRef{addr: s, id: id}, nil
+}
+
+// resolve returns the node id for a session whose namespace array is ns.
+func (n nodeRef) resolve(ns []string) (*ua.NodeID, error) {
+	if n.nsURI == "" {
+		return n.id, nil
+	}
+	for i, uri := range ns {
+		if uri == n.nsURI {
+			id, err := ua.ParseNodeID(fmt.Sprintf("ns=%d;%s", i, n.idPart))
+			if err != nil {
+				return nil, fmt.Errorf("node id %s: %w", n.addr, err)
+			}
+			return id, nil
+		}
+	}
+	return nil, fmt.Errorf("node id %s: namespace uri %q not in the server's namespace array", n.addr, n.nsURI)
+}
+
+// security is the validated security selection.
+type security struct {
+	policyURI  string
+	mode       ua.MessageSecurityMode
+	thumbprint []byte // pinned server certificate SHA-1, nil = no pin
+}
+
+func (s security) none() bool { return s.policyURI == ua.SecurityPolicyURINone }
+
+// parseSecurity validates policy, mode and pin.
+func parseSecurity(policy, mode, pin string) (security, []error) {
+	var errs []error
+	var sec security
+	if policy == "" {
+		policy = "None"
+	}
+	uri, ok := policyURIs[policy]
+	if !ok {
+		errs = append(errs, fmt.Errorf("security_policy %q: want None, Basic256Sha256, Aes128_Sha256_RsaOaep or Aes256_Sha256_RsaPss", policy))
+	}
+	sec.policyURI = uri
+	if mode == "" {
+		mode = "None"
+		if policy != "None" {
+			mode = "SignAndEncrypt"
+		}
+	}
+	m, ok := securityModes[mode]
+	if !ok {
+		errs = append(errs, fmt.Errorf("security_mode %q: want None, Sign or SignAndEncrypt", mode))
+	}
+	sec.mode = m
+	if (policy == "None") != (mode == "None") && len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("security_policy %s with security_mode %s: None must be paired with None", policy, mode))
+	}
+	if pin != "" {
+		tp, err := parseThumbprint(pin)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		sec.thumbprint = tp
+	}
+	return sec, errs
+}
+
+func parseThumbprint(s string) ([]byte, error) {
+	clean := strings.NewReplacer(":", "", " ", "", "-", "").Replace(strings.TrimSpace(s))
+	b, err := hex.DecodeString(clean)
+	if err != nil || len(b) != 20 {
+		return nil, fmt.Errorf("server_thumbprint %q: want 40 hex digits (SHA-1)", s)
+	}
+	return b, nil
+}
+
+// withDefaults fills zero fields.
+func (c Config) withDefaults() Config {
+	if c.Mode == "" {
+		c.Mode = ModeSubscribe
+	}
+	if c.PublishingInterval <= 0 {
+		c.PublishingInterval = DefaultPublishingInterval
+	}
+	if c.SamplingInterval <= 0 {
+		c.SamplingInterval = c.PublishingInterval
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = DefaultQueueSize
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if c.BackoffMin <= 0 {
+		c.BackoffMin = DefaultBackoffMin
+	}
+	if c.BackoffMax <= 0 {
+		c.BackoffMax = DefaultBackoffMax
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	return c
+}
+
+// validate returns every problem found, joined.
+func (c Config) validate() (security, []nodeRef, error) {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("name is empty"))
+	}
+	if !strings.HasPrefix(c.Endpoint, "opc.tcp://") {
+		errs = append(errs, fmt.Errorf("endpoint %q: want opc.tcp://host:port[/path]", c.Endpoint))
+	}
+	sec, secErrs := parseSecurity(c.SecurityPolicy, c.SecurityMode, c.ServerThumbprint)
+	errs = append(errs, secErrs...)
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		errs = append(errs, errors.New("cert_file and key_file must be set together"))
+	}
+	if len(secErrs) == 0 && !sec.none() && c.CertFile == "" && c.DataDir == "" {
+		errs = append(errs, errors.New("security needs cert_file/key_file or a data_dir to keep a generated certificate"))
+	}
+	if c.Mode != ModeSubscribe && c.Mode != ModePoll {
+		errs = append(errs, fmt.Errorf("mode %q: want subscribe or poll", c.Mode))
+	}
+	if c.BackoffMin > c.BackoffMax {
+		errs = append(errs, fmt.Errorf("backoff min %s > max %s", c.BackoffMin, c.BackoffMax))
+	}
+	if c.Mode == ModeSubscribe && c.HeartbeatTimeout < 2*c.PublishingInterval {
+		errs = append(errs, fmt.Errorf("heartbeat timeout %s must be at least twice the publishing interval %s", c.HeartbeatTimeout, c.PublishingInterval))
+	}
+	if len(c.Nodes) == 0 {
+		errs = append(errs, errors.New("no nodes configured"))
+	}
+	seen := make(map[string]bool, len(c.Nodes))
+	nodes := make([]nodeRef, 0, len(c.Nodes))
+	for _, s := range c.Nodes {
+		n, err := parseNode(s)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if seen[n.addr] {
+			errs = append(errs, fmt.Errorf("node id %q listed twice", n.addr))
+			continue
+		}
+		seen[n.addr] = true
+		nodes = append(nodes, n)
+	}
+	if len(errs) > 0 {
+		return security{}, nil, fmt.Errorf("opcua %s: invalid config: %w", c.Name, errors.Join(errs...))
+	}
+	return sec, nodes, nil
+}

@@ -1,0 +1,254 @@
+package opcua
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
+)
+
+// ErrThumbprintMismatch is returned when the server certificate does not
+// match the configured ServerThumbprint; the connection is refused.
+var ErrThumbprintMismatch = errors.New("server certificate thumbprint mismatch")
+
+// ErrNoEndpoint is returned when the server offers no endpoint with the
+// configured security policy and mode.
+var ErrNoEndpoint = errors.New("no matching server endpoint")
+
+// clientCert is the client's application instance certificate.
+type clientCert struct {
+	der []byte
+	key *rsa.PrivateKey
+}
+
+// Thumbprint returns the hex SHA-1 of a DER certificate, as OPC UA tools show it.
+func Thumbprint(der []byte) string {
+	sum := sha1.Sum(der)
+	return hex.EncodeToString(sum[:])
+}
+
+// CertPaths returns where a generated client certificate and key for the
+// source called name are kept in dataDir.
+func CertPaths(dataDir, name string) (certFile, keyFile string) {
+	return filepath.Join(dataDir, "opcua-"+name+".crt"), filepath.Join(dataDir, "opcua-"+name+".key")
+}
+
+// loadOrCreateCert loads the configured pair, or the generated pair in
+// dataDir, generating it the first time. generated reports a new pair.
+func loadOrCreateCert(certFile, keyFile, dataDir, name string) (cc clientCert, generated bool, err error) {
+	if certFile != "" {
+		cc, err = loadCert(certFile, keyFile)
+		return cc, false, err
+	}
+	certFile, keyFile = CertPaths(dataDir, name)
+	_, errC := os.Stat(certFile)
+	_, errK := os.Stat(keyFile)
+	switch {
+	case errC == nil && errK == nil:
+		cc, err = loadCert(certFile, keyFile)
+		return cc, false, err
+	case errors.Is(errC, os.ErrNotExist) && errors.Is(errK, os.ErrNotExist):
+	case errC == nil || errK == nil:
+		// One half lost: regenerating silently would break the PLC's trust list.
+		return cc, false, fmt.Errorf("client certificate: only one of %s and %s exists; restore it or remove both", certFile, keyFile)
+	default:
+		return cc, false, fmt.Errorf("client certificate: %w", errors.Join(errC, errK))
+	}
+	cc, certPEM, keyPEM, err := generateCert(name)
+	if err != nil {
+		return cc, false, err
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return cc, false, fmt.Errorf("client certificate: %w", err)
+	}
+	if err := writeFileAtomic(keyFile, keyPEM, 0o600); err != nil {
+		return cc, false, err
+	}
+	if err := writeFileAtomic(certFile, certPEM, 0o644); err != nil {
+		return cc, false, err
+	}
+	return cc, true, nil
+}
+
+func loadCert(certFile, keyFile string) (clientCert, error) {
+	var cc clientCert
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		return cc, fmt.Errorf("client certificate: %w", err)
+	}
+	if blk, _ := pem.Decode(b); blk != nil {
+		b = blk.Bytes
+	}
+	if _, err := x509.ParseCertificate(b); err != nil {
+		return cc, fmt.Errorf("client certificate %s: %w", certFile, err)
+	}
+	cc.der = b
+	k, err := os.ReadFile(keyFile)
+	if err != nil {
+		return cc, fmt.Errorf("client key: %w", err)
+	}
+	if blk, _ := pem.Decode(k); blk != nil {
+		k = blk.Bytes
+	}
+	if key, err := x509.ParsePKCS1PrivateKey(k); err == nil {
+		cc.key = key
+		return cc, nil
+	}
+	anyKey, err := x509.ParsePKCS8PrivateKey(k)
+	if err != nil {
+		return cc, fmt.Errorf("client key %s: %w", keyFile, err)
+	}
+	key, ok := anyKey.(*rsa.PrivateKey)
+	if !ok {
+		return cc, fmt.Errorf("client key %s: not an RSA key", keyFile)
+	}
+	cc.key = key
+	return cc, nil
+}
+
+// generateCert makes a self-signed application instance certificate valid
+// for 10 years, with the application URI OPC UA requires in its SAN.
+func generateCert(name string) (cc clientCert, certPEM, keyPEM []byte, err error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return cc, nil, nil, fmt.Errorf("generate client key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return cc, nil, nil, fmt.Errorf("generate serial: %w", err)
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	appURI := &url.URL{Scheme: "urn", Opaque: "plantedge:" + host + ":" + url.PathEscape(name)}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "plantedge " + name, Organization: []string{"plantedge"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.AddDate(10, 0, 0),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment |
+			x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		URIs:                  []*url.URL{appURI},
+		DNSNames:              []string{host},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return cc, nil, nil, fmt.Errorf("create client certificate: %w", err)
+	}
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM = pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	return clientCert{der: der, key: key}, certPEM, keyPEM, nil
+}
+
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// clientParams is everything needed to open a client, shared by Source and Browse.
+type clientParams struct {
+	endpoint           string
+	sec                security
+	cert               *clientCert
+	username, password string
+	requestTimeout     time.Duration
+}
+
+// clientOptions asks the server for its endpoints, picks the one matching
+// the security settings, checks the pin and returns the client options.
+// gopcua connects reliably only with SecurityFromEndpoint (FIELD-NOTES).
+func clientOptions(ctx context.Context, p clientParams) ([]opcua.Option, error) {
+	eps, err := opcua.GetEndpoints(ctx, p.endpoint, opcua.DialTimeout(p.requestTimeout), opcua.RequestTimeout(p.requestTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("get endpoints: %w", err)
+	}
+	opts := []opcua.Option{
+		opcua.AutoReconnect(false), // we own reconnection
+		opcua.DialTimeout(p.requestTimeout),
+		opcua.RequestTimeout(p.requestTimeout),
+		opcua.ApplicationName("plantedge"),
+		opcua.SessionName("plantedge"),
+	}
+	if len(eps) == 0 && p.sec.none() && p.sec.thumbprint == nil {
+		// Some servers (gopcua's among them) list only endpoints whose URL
+		// matches the one asked for, so behind NAT or a port forward they
+		// list none. Without security there is nothing to take from them.
+		opts = append(opts, opcua.SecurityPolicy(ua.SecurityPolicyURINone), opcua.SecurityMode(ua.MessageSecurityModeNone))
+		if p.username != "" {
+			return nil, fmt.Errorf("%w: the server lists no endpoint for %s, needed for user authentication", ErrNoEndpoint, p.endpoint)
+		}
+		return append(opts, opcua.AuthAnonymous()), nil
+	}
+	var ep *ua.EndpointDescription
+	for _, e := range eps {
+		if e.SecurityPolicyURI == p.sec.policyURI && e.SecurityMode == p.sec.mode {
+			if ep == nil || e.SecurityLevel > ep.SecurityLevel {
+				ep = e
+			}
+		}
+	}
+	if ep == nil {
+		return nil, fmt.Errorf("%w for %s %s among %d offered", ErrNoEndpoint, p.sec.policyURI, p.sec.mode, len(eps))
+	}
+	if p.sec.thumbprint != nil {
+		got := sha1.Sum(ep.ServerCertificate)
+		if len(ep.ServerCertificate) == 0 || hex.EncodeToString(got[:]) != hex.EncodeToString(p.sec.thumbprint) {
+			return nil, fmt.Errorf("%w: server presents %s, pinned %s", ErrThumbprintMismatch,
+				Thumbprint(ep.ServerCertificate), hex.EncodeToString(p.sec.thumbprint))
+		}
+	}
+	tokenType := ua.UserTokenTypeAnonymous
+	if p.username != "" {
+		tokenType = ua.UserTokenTypeUserName
+	}
+	if p.cert != nil {
+		opts = append(opts, opcua.Certificate(p.cert.der), opcua.PrivateKey(p.cert.key))
+	}
+	if p.username != "" {
+		opts = append(opts, opcua.AuthUsername(p.username, p.password))
+	} else {
+		opts = append(opts, opcua.AuthAnonymous())
+	}
+	opts = append(opts, opcua.SecurityFromEndpoint(ep, tokenType))
+	return opts, nil
+}

@@ -1,0 +1,555 @@
+// Package opcua reads machine values from one OPC UA server (subscription or
+// polling) and emits them as connectors.Sample; it alone imports gopcua and
+// is the single owner of the connection, its reconnects and its backoff.
+package opcua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/plantedge/plantedge/connectors"
+)
+
+// ErrHeartbeat ends a session whose subscription stopped delivering: neither
+// a data change nor a server-time update arrived within HeartbeatTimeout.
+var ErrHeartbeat = errors.New("heartbeat lost")
+
+// ErrDisconnected ends a session whose secure channel the client reported lost.
+var ErrDisconnected = errors.New("connection lost")
+
+const (
+	// stableAfter is how long a session must last before the backoff resets,
+	// so a server that accepts sessions and drops them at once is not hammered.
+	stableAfter = 10 * time.Second
+	// maxNodesPerRequest splits large Read and CreateMonitoredItems calls;
+	// many PLC servers limit operations per call.
+	maxNodesPerRequest = 500
+	// stateCheckInterval is how often the session loop looks at the client's
+	// connection state (gopcua reports a lost channel only there).
+	stateCheckInterval = 200 * time.Millisecond
+	// heartbeatHandle is the client handle of the server-time monitored item.
+	heartbeatHandle = ^uint32(0)
+)
+
+// serverTimeNode is Server_ServerStatus_CurrentTime (ns=0;i=2258).
+var serverTimeNode = ua.NewNumericNodeID(0, id.Server_ServerStatus_CurrentTime)
+
+// Stats are the source's counters since New.
+type Stats struct {
+	SessionsCreated   uint64    // sessions created and activated
+	ConnectAttempts   uint64    // connect attempts, successful or not
+	Reconnects        uint64    // sessions started after the first one
+	Samples           uint64    // samples delivered to the sink
+	BadValues         uint64    // delivered samples with a bad or uncertain status
+	HeartbeatRebuilds uint64    // sessions torn down because the heartbeat stopped
+	LastError         string    // last session or connect error, "" if none yet
+	Connected         time.Time // when the current session started; zero when not connected
+}
+
+// Source watches the configured nodes of one OPC UA server.
+type Source struct {
+	cfg   Config
+	sec   security
+	nodes []nodeRef
+	sink  connectors.Sink
+	log   *slog.Logger
+
+	state atomic.Value // connectors.State
+
+	mu    sync.Mutex
+	stats Stats
+
+	// failure bookkeeping, only touched by Run's goroutine
+	failures  int
+	failSince time.Time
+}
+
+// New validates cfg and parses the node ids; it does no I/O.
+func New(cfg Config, sink connectors.Sink) (*Source, error) {
+	if sink == nil {
+		return nil, errors.New("opcua: nil sink")
+	}
+	cfg = cfg.withDefaults()
+	sec, nodes, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Source{
+		cfg:   cfg,
+		sec:   sec,
+		nodes: nodes,
+		sink:  sink,
+		log:   log.With("component", "opcua", "source", cfg.Name),
+	}
+	s.state.Store(connectors.StateDown)
+	return s, nil
+}
+
+// Name returns the configured source name.
+func (s *Source) Name() string { return s.cfg.Name }
+
+// State returns the connection state.
+func (s *Source) State() connectors.State { return s.state.Load().(connectors.State) }
+
+// Stats returns a snapshot of the counters.
+func (s *Source) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+func (s *Source) update(f func(*Stats)) {
+	s.mu.Lock()
+	f(&s.stats)
+	s.mu.Unlock()
+}
+
+// Run owns the connection until ctx is done, reconnecting with exponential
+// backoff and full jitter; it returns nil when ctx ends, or an error only
+// for a problem no retry can fix (an unreadable client certificate).
+func (s *Source) Run(ctx context.Context) error {
+	defer s.state.Store(connectors.StateDown)
+	var cert *clientCert
+	if !s.sec.none() {
+		cc, generated, err := loadOrCreateCert(s.cfg.CertFile, s.cfg.KeyFile, s.cfg.DataDir, s.cfg.Name)
+		if err != nil {
+			return fmt.Errorf("opcua %s: %w", s.cfg.Name, err)
+		}
+		if generated {
+			crt, _ := CertPaths(s.cfg.DataDir, s.cfg.Name)
+			s.log.Info("generated client certificate; add it to the server's trust list",
+				"file", crt, "thumbprint", Thumbprint(cc.der))
+		} else {
+			s.log.Info("client certificate", "thumbprint", Thumbprint(cc.der))
+		}
+		cert = &cc
+	}
+	bo := &backoff.ExponentialBackOff{
+		InitialInterval:     s.cfg.BackoffMin,
+		RandomizationFactor: 0, // jitter is applied below, in full
+		Multiplier:          2,
+		MaxInterval:         s.cfg.BackoffMax,
+		MaxElapsedTime:      0,
+		Stop:                backoff.Stop,
+		Clock:               backoff.SystemClock,
+	}
+	bo.Reset()
+	for {
+		s.state.Store(connectors.StateConnecting)
+		lived, err := s.session(ctx, cert)
+		s.state.Store(connectors.StateConnecting)
+		s.update(func(st *Stats) { st.Connected = time.Time{} })
+		if ctx.Err() != nil {
+			return nil
+		}
+		if lived >= stableAfter {
+			bo.Reset()
+		}
+		s.noteFailure(err)
+		ceiling := bo.NextBackOff()
+		delay := time.Duration(rand.Int64N(int64(ceiling) + 1)) // full jitter
+		if !s.wait(ctx, delay, unreachable(err)) {
+			return nil
+		}
+	}
+}
+
+// noteFailure logs the first failure of a run of failures loudly and the rest
+// at debug level.
+func (s *Source) noteFailure(err error) {
+	if err == nil {
+		err = errors.New("session ended")
+	}
+	s.update(func(st *Stats) { st.LastError = err.Error() })
+	s.failures++
+	if s.failures == 1 {
+		s.failSince = time.Now()
+		s.log.Warn("opc ua session failed; reconnecting with backoff", "err", err)
+		return
+	}
+	s.log.Debug("opc ua reconnect failed", "err", err, "attempt", s.failures)
+}
+
+func (s *Source) noteConnected() {
+	if s.failures > 0 {
+		s.log.Info("opc ua connection recovered", "failures", s.failures,
+			"after", time.Since(s.failSince).Round(time.Millisecond))
+	} else {
+		s.log.Info("opc ua connected", "endpoint", s.cfg.Endpoint)
+	}
+	s.failures = 0
+}
+
+// unreachable reports whether err says nothing was listening, so a cheap TCP
+// probe can tell when the server is back without creating sessions.
+func unreachable(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH)
+}
+
+// wait sleeps for d or until ctx ends (false). When probe is set, it also
+// dials the server's TCP port once a second and ends the wait early as soon
+// as something listens again: a restarted server is back in well under the
+// backoff ceiling, and a TCP connect creates no session.
+func (s *Source) wait(ctx context.Context, d time.Duration, probe bool) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var tick <-chan time.Time
+	addr := ""
+	if probe {
+		if u, err := url.Parse(s.cfg.Endpoint); err == nil && u.Host != "" {
+			addr = u.Host
+			if u.Port() == "" {
+				addr = net.JoinHostPort(u.Hostname(), "4840")
+			}
+			tk := time.NewTicker(time.Second)
+			defer tk.Stop()
+			tick = tk.C
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-tick:
+			dl := net.Dialer{Timeout: 500 * time.Millisecond}
+			conn, err := dl.DialContext(ctx, "tcp", addr)
+			if err == nil {
+				conn.Close()
+				s.log.Debug("server port open again; reconnecting now")
+				return true
+			}
+		}
+	}
+}
+
+// session runs one connection from connect to failure. It returns how long
+// the session was up (zero if it never was) and why it ended.
+func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, error) {
+	s.update(func(st *Stats) { st.ConnectAttempts++ })
+	cctx, cancel := context.WithTimeout(ctx, 2*s.cfg.RequestTimeout)
+	c, err := dial(cctx, clientParams{
+		endpoint:       s.cfg.Endpoint,
+		sec:            s.sec,
+		cert:           cert,
+		username:       s.cfg.Username,
+		password:       s.cfg.Password,
+		requestTimeout: s.cfg.RequestTimeout,
+	})
+	cancel()
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	defer closeClient(c)
+	s.update(func(st *Stats) {
+		if st.SessionsCreated > 0 {
+			st.Reconnects++
+		}
+		st.SessionsCreated++
+		st.Connected = start
+	})
+	s.state.Store(connectors.StateConnected)
+	s.noteConnected()
+
+	ids := make([]*ua.NodeID, len(s.nodes))
+	for i, n := range s.nodes {
+		nid, err := n.resolve(c.Namespaces())
+		if err != nil {
+			s.log.Warn("node not available on this server", "err", err, "node", n.addr)
+			continue
+		}
+		ids[i] = nid
+	}
+	// Read everything at once first: progress a counter made while we were
+	// away is captured even if no change notification follows.
+	if err := s.readAll(ctx, c, ids, true); err != nil {
+		return time.Since(start), err
+	}
+	if s.cfg.Mode == ModePoll {
+		err = s.poll(ctx, c, ids)
+	} else {
+		err = s.subscribe(ctx, c, ids)
+	}
+	return time.Since(start), err
+}
+
+// dial builds and connects a client; on failure nothing is left open.
+func dial(ctx context.Context, p clientParams) (*opcua.Client, error) {
+	opts, err := clientOptions(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	c, err := opcua.NewClient(p.endpoint, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("new client: %w", err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		closeClient(c)
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	return c, nil
+}
+
+// closeClient closes the session and channel; a dead server must not hold us.
+func closeClient(c *opcua.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = c.Close(ctx)
+}
+
+// readAll reads the value of every resolved node in as few requests as the
+// server allows and delivers one sample per node.
+func (s *Source) readAll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, initial bool) error {
+	type item struct {
+		idx int
+		id  *ua.NodeID
+	}
+	var batch []item
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth}
+		for _, it := range batch {
+			req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: it.id, AttributeID: ua.AttributeIDValue})
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		res, err := c.Read(rctx, req)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		if res.ResponseHeader != nil && !statusGood(res.ResponseHeader.ServiceResult) {
+			return fmt.Errorf("read: %w", res.ResponseHeader.ServiceResult)
+		}
+		if len(res.Results) != len(batch) {
+			return fmt.Errorf("read: %d results for %d nodes", len(res.Results), len(batch))
+		}
+		now := time.Now()
+		for i, dv := range res.Results {
+			if err := s.deliver(ctx, s.nodes[batch[i].idx].addr, dv, now, initial); err != nil {
+				return err
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	for i, nid := range ids {
+		if nid == nil {
+			dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: ua.StatusBadNodeIDUnknown}
+			if err := s.deliver(ctx, s.nodes[i].addr, dv, time.Now(), initial); err != nil {
+				return err
+			}
+			continue
+		}
+		batch = append(batch, item{i, nid})
+		if len(batch) == maxNodesPerRequest {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// deliver hands one sample to the sink; it fails only when the sink does.
+func (s *Source) deliver(ctx context.Context, addr string, dv *ua.DataValue, recv time.Time, initial bool) error {
+	v, good, quality, ts := sampleFields(dv)
+	smp := connectors.Sample{
+		Source:      s.cfg.Name,
+		Kind:        connectors.KindOPCUA,
+		Address:     addr,
+		Value:       v,
+		Good:        good,
+		Quality:     quality,
+		SourceTime:  ts,
+		ReceiveTime: recv,
+		Initial:     initial,
+	}
+	if err := s.sink.Deliver(ctx, smp); err != nil {
+		return fmt.Errorf("deliver: %w", err)
+	}
+	s.update(func(st *Stats) {
+		st.Samples++
+		if !good {
+			st.BadValues++
+		}
+	})
+	return nil
+}
+
+// poll reads all nodes every PollInterval until a read fails.
+func (s *Source) poll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID) error {
+	t := time.NewTicker(s.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := s.readAll(ctx, c, ids, false); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// subscribe monitors all nodes plus the server time in one subscription and
+// delivers data changes until the connection, the subscription or the
+// heartbeat fails.
+func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeID) error {
+	notes := make(chan *opcua.PublishNotificationData, 64)
+	// Keep-alives at a third of the heartbeat; the server drops the
+	// subscription after three missed keep-alive periods.
+	keepAlive := uint32(max(1, s.cfg.HeartbeatTimeout/3/s.cfg.PublishingInterval))
+	sctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	sub, err := c.Subscribe(sctx, &opcua.SubscriptionParameters{
+		Interval:          s.cfg.PublishingInterval,
+		MaxKeepAliveCount: keepAlive,
+		LifetimeCount:     keepAlive * 3,
+	}, notes)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("create subscription: %w", err)
+	}
+	// No Cancel on the way out: closing the session deletes the
+	// subscription on the server, and a dead server would only stall us.
+
+	pending := make([]uint32, 0, len(ids)) // node indexes not yet monitored
+	for i, nid := range ids {
+		if nid != nil {
+			pending = append(pending, uint32(i))
+		}
+	}
+	pending, err = s.monitor(ctx, sub, ids, pending, true)
+	if err != nil {
+		return err
+	}
+
+	lastBeat := time.Now()
+	check := time.NewTicker(stateCheckInterval)
+	defer check.Stop()
+	retry := time.NewTicker(max(s.cfg.HeartbeatTimeout/3, time.Second))
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-check.C:
+			if st := c.State(); st == opcua.Disconnected || st == opcua.Closed {
+				return fmt.Errorf("%w (client state %s)", ErrDisconnected, st)
+			}
+			if time.Since(lastBeat) > s.cfg.HeartbeatTimeout {
+				s.update(func(st *Stats) { st.HeartbeatRebuilds++ })
+				return fmt.Errorf("%w: nothing for %s", ErrHeartbeat, s.cfg.HeartbeatTimeout)
+			}
+		case <-retry.C:
+			// Nodes the server did not know yet (e.g. still loading its
+			// address space after a restart) are retried, not given up on.
+			if len(pending) > 0 {
+				if pending, err = s.monitor(ctx, sub, ids, pending, false); err != nil {
+					return err
+				}
+			}
+		case n := <-notes:
+			if n.Error != nil {
+				return fmt.Errorf("subscription: %w", n.Error)
+			}
+			switch v := n.Value.(type) {
+			case *ua.DataChangeNotification:
+				lastBeat = time.Now()
+				for _, item := range v.MonitoredItems {
+					if item == nil || item.ClientHandle == heartbeatHandle {
+						continue
+					}
+					if int(item.ClientHandle) >= len(s.nodes) {
+						continue
+					}
+					if err := s.deliver(ctx, s.nodes[item.ClientHandle].addr, item.Value, lastBeat, false); err != nil {
+						return err
+					}
+				}
+			case *ua.StatusChangeNotification:
+				if !statusGood(v.Status) {
+					return fmt.Errorf("subscription status: %w", v.Status)
+				}
+			}
+		}
+	}
+}
+
+// monitor creates monitored items for the pending node indexes (and, on the
+// first call, the server-time heartbeat). It returns the indexes the server
+// refused, which are delivered once as bad samples and retried later.
+func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua.NodeID, pending []uint32, first bool) ([]uint32, error) {
+	var failed []uint32
+	mk := func(nid *ua.NodeID, handle uint32) *ua.MonitoredItemCreateRequest {
+		r := opcua.NewMonitoredItemCreateRequestWithDefaults(nid, ua.AttributeIDValue, handle)
+		r.RequestedParameters.QueueSize = s.cfg.QueueSize
+		r.RequestedParameters.SamplingInterval = float64(s.cfg.SamplingInterval) / float64(time.Millisecond)
+		return r
+	}
+	var reqs []*ua.MonitoredItemCreateRequest
+	if first {
+		reqs = append(reqs, mk(serverTimeNode, heartbeatHandle))
+	}
+	for start := 0; start < len(pending) || len(reqs) > 0; {
+		end := min(start+maxNodesPerRequest-len(reqs), len(pending))
+		for _, idx := range pending[start:end] {
+			reqs = append(reqs, mk(ids[idx], idx))
+		}
+		mctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		res, err := sub.Monitor(mctx, ua.TimestampsToReturnBoth, reqs...)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("create monitored items: %w", err)
+		}
+		if len(res.Results) != len(reqs) {
+			return nil, fmt.Errorf("create monitored items: %d results for %d items", len(res.Results), len(reqs))
+		}
+		for i, r := range res.Results {
+			h := reqs[i].RequestedParameters.ClientHandle
+			if statusGood(r.StatusCode) {
+				continue
+			}
+			if h == heartbeatHandle {
+				// Without a server-time item only data changes feed the
+				// heartbeat; say so, a quiet line would look dead.
+				s.log.Warn("server time (ns=0;i=2258) not monitorable; heartbeat relies on data changes", "err", r.StatusCode)
+				continue
+			}
+			failed = append(failed, h)
+			if first {
+				s.log.Warn("monitored item refused; will retry", "node", s.nodes[h].addr, "err", r.StatusCode)
+				dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: r.StatusCode}
+				if err := s.deliver(ctx, s.nodes[h].addr, dv, time.Now(), false); err != nil {
+					return nil, err
+				}
+			}
+		}
+		reqs = reqs[:0]
+		start = end
+	}
+	return failed, nil
+}

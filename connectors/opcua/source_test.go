@@ -1,0 +1,509 @@
+package opcua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/plantedge/plantedge/connectors"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envChildPort) != "" {
+		runChildServer()
+		return
+	}
+	// The in-process gopcua server cannot be shut down cleanly (Close hangs
+	// and leaves connections up), so its goroutines are ignored; the
+	// child-process tests check the client side with goleak.VerifyNone.
+	goleak.VerifyTestMain(m, serverIgnores...)
+}
+
+// serverIgnores filters the goroutines of gopcua's in-process server, which
+// cannot be shut down (its Close hangs and leaves connections up).
+var serverIgnores = []goleak.Option{
+	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*Server).acceptAndRegister"),
+	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*Server).monitorConnections"),
+	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*channelBroker).RegisterConn"),
+	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*SubscriptionService).CreateSubscription.func1"),
+	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*Subscription).run"),
+	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*Subscription).keepalive"),
+	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*MonitoredItemService).ChangeNotification"),
+	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/uasc.(*SecureChannel).dispatcher"),
+	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/uacp.(*Listener).Accept"),
+	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*Server).ChangeNotification"),
+	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*channelBroker).readLoop"),
+}
+
+// collector is a Sink that records samples and lets tests wait for them.
+type collector struct {
+	mu      sync.Mutex
+	samples []connectors.Sample
+	notify  chan struct{}
+}
+
+func newCollector() *collector { return &collector{notify: make(chan struct{}, 1)} }
+
+func (c *collector) Deliver(ctx context.Context, s connectors.Sample) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.samples = append(c.samples, s)
+	c.mu.Unlock()
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (c *collector) all() []connectors.Sample {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]connectors.Sample(nil), c.samples...)
+}
+
+func (c *collector) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.samples)
+}
+
+// waitFor returns the first sample from index from on that matches.
+func (c *collector) waitFor(t testing.TB, from int, timeout time.Duration, what string, match func(connectors.Sample) bool) (connectors.Sample, int) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		for i := from; i < len(c.samples); i++ {
+			if match(c.samples[i]) {
+				s := c.samples[i]
+				c.mu.Unlock()
+				return s, i
+			}
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.notify:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline.C:
+			t.Fatalf("timed out after %s waiting for %s; got %d samples", timeout, what, c.len())
+		}
+	}
+}
+
+func addrIs(addr string) func(connectors.Sample) bool {
+	return func(s connectors.Sample) bool { return s.Address == addr }
+}
+
+// runSource starts Run and stops it at cleanup, checking it returned nil.
+func runSource(t testing.TB, cfg Config, sink connectors.Sink) *Source {
+	t.Helper()
+	if cfg.Name == "" {
+		cfg.Name = "line1"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	src, err := New(cfg, sink)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v, want nil", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("Run did not return after cancel")
+		}
+		if st := src.State(); st != connectors.StateDown {
+			t.Errorf("state after Run = %s, want down", st)
+		}
+	})
+	return src
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func TestNewValidates(t *testing.T) {
+	good := Config{Name: "l1", Endpoint: "opc.tcp://127.0.0.1:4840", Nodes: []string{"ns=2;s=A"}}
+	cases := []struct {
+		name string
+		mod  func(*Config)
+		want []string // substrings the error must contain; nil = valid
+	}{
+		{"valid", func(*Config) {}, nil},
+		{"valid secure with data dir", func(c *Config) { c.SecurityPolicy = "Basic256Sha256"; c.DataDir = "/tmp" }, nil},
+		{"everything wrong at once", func(c *Config) {
+			c.Name = ""
+			c.Endpoint = "http://x"
+			c.Mode = "push"
+			c.Nodes = []string{"ns=x;s=A", "ns=2;s=B", "ns=2;s=B", "nsu=;s=C"}
+		}, []string{"name is empty", "endpoint", `mode "push"`, "ns=x;s=A", "listed twice", "nsu="}},
+		{"unknown policy", func(c *Config) { c.SecurityPolicy = "Basic128Rsa15" }, []string{`security_policy "Basic128Rsa15"`}},
+		{"None policy with Sign", func(c *Config) { c.SecurityMode = "Sign" }, []string{"None must be paired with None"}},
+		{"secure without cert or data dir", func(c *Config) { c.SecurityPolicy = "Aes256_Sha256_RsaPss" }, []string{"data_dir"}},
+		{"cert without key", func(c *Config) { c.CertFile = "a.crt" }, []string{"cert_file and key_file"}},
+		{"bad thumbprint", func(c *Config) { c.ServerThumbprint = "abcd" }, []string{"40 hex digits"}},
+		{"no nodes", func(c *Config) { c.Nodes = nil }, []string{"no nodes"}},
+		{"heartbeat too short", func(c *Config) {
+			c.PublishingInterval = time.Second
+			c.HeartbeatTimeout = time.Second
+		}, []string{"heartbeat timeout"}},
+		{"backoff inverted", func(c *Config) { c.BackoffMin = time.Minute; c.BackoffMax = time.Second }, []string{"backoff min"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := good
+			cfg.Nodes = append([]string(nil), good.Nodes...)
+			tc.mod(&cfg)
+			_, err := New(cfg, newCollector())
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("New accepted an invalid config")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParseNodeForms(t *testing.T) {
+	ns := []string{"http://opcfoundation.org/UA/", testNS, "urn:other"}
+	cases := []struct {
+		in, want string // want: resolved node id string; "" = parse error
+	}{
+		{"ns=2;s=Press07.GoodCount", "ns=2;s=Press07.GoodCount"},
+		{"ns=2;i=1001", "ns=2;i=1001"},
+		{"i=2258", "i=2258"},
+		{"ns=1;g=5ce9dbce-5d79-434c-9ac3-1cfba9a6e92c", "ns=1;g=5CE9DBCE-5D79-434C-9AC3-1CFBA9A6E92C"},
+		{"ns=1;b=AQID", "ns=1;b=AQID"},
+		{"nsu=http://plantedge.test/line1;s=Counter", "ns=1;s=Counter"},
+		{"nsu=urn:other;i=7", "ns=2;i=7"},
+		{"ns=2;s=Semi;colon", "ns=2;s=Semi;colon"},
+		{"ns=2;x=1", ""},
+		{"ns=99999;i=1", ""},
+		{"nsu=urn:x", ""},
+		{"  ", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.in, func(t *testing.T) {
+			n, err := parseNode(tc.in)
+			if tc.want == "" {
+				if err == nil {
+					t.Fatalf("parseNode(%q) = %v, want error", tc.in, n.id)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseNode(%q): %v", tc.in, err)
+			}
+			if n.addr != tc.in {
+				t.Errorf("addr = %q, want the configured string", n.addr)
+			}
+			id, err := n.resolve(ns)
+			if err != nil {
+				t.Fatalf("resolve: %v", err)
+			}
+			if got := id.String(); got != tc.want {
+				t.Errorf("resolved %q, want %q", got, tc.want)
+			}
+		})
+	}
+	n, err := parseNode("nsu=urn:missing;s=A")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.resolve(ns); err == nil {
+		t.Error("resolve of an unknown namespace uri succeeded")
+	}
+}
+
+func TestSubscriptionDelivery(t *testing.T) {
+	ts := startInProcess(t, 0)
+	col := newCollector()
+	nodes := []string{
+		"ns=1;s=Counter", "ns=1;s=Running", "ns=1;s=Temp", "ns=1;s=Name", "ns=1;i=1001",
+		"nsu=" + testNS + ";s=Press07.GoodCount",
+	}
+	src := runSource(t, Config{
+		Endpoint: ts.url, Nodes: nodes,
+		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 5 * time.Second,
+	}, col)
+
+	want := map[string]any{
+		"ns=1;s=Counter": int64(0), "ns=1;s=Running": true, "ns=1;s=Temp": 21.5,
+		"ns=1;s=Name": "press-07", "ns=1;i=1001": uint64(1200),
+		"nsu=" + testNS + ";s=Press07.GoodCount": uint64(0),
+	}
+	for addr, v := range want {
+		s, _ := col.waitFor(t, 0, 10*time.Second, "initial "+addr, func(s connectors.Sample) bool {
+			return s.Address == addr && s.Initial
+		})
+		if s.Value != v || !s.Good || s.Quality != "" || s.Kind != connectors.KindOPCUA || s.Source != "line1" {
+			t.Errorf("initial %s = %+v, want good value %#v", addr, s, v)
+		}
+		if s.SourceTime.IsZero() || s.ReceiveTime.IsZero() {
+			t.Errorf("initial %s lacks timestamps: %+v", addr, s)
+		}
+	}
+	if src.State() != connectors.StateConnected {
+		t.Errorf("state = %s, want connected", src.State())
+	}
+	// Wait for the subscription to be live (the server sends each item's
+	// current value once on creation), then change the counter.
+	_, _ = col.waitFor(t, 0, 10*time.Second, "first data change", func(s connectors.Sample) bool {
+		return s.Address == "ns=1;s=Counter" && !s.Initial
+	})
+	from := col.len()
+	ts.Bump(5)
+	s, _ := col.waitFor(t, from, 10*time.Second, "counter change", func(s connectors.Sample) bool {
+		return s.Address == "ns=1;s=Counter" && s.Value == int64(5)
+	})
+	if s.Initial || !s.Good {
+		t.Errorf("change sample = %+v, want a good non-initial sample", s)
+	}
+	_, _ = col.waitFor(t, from, 10*time.Second, "nsu counter change", func(s connectors.Sample) bool {
+		return s.Address == "nsu="+testNS+";s=Press07.GoodCount" && s.Value == uint64(5)
+	})
+	st := src.Stats()
+	if st.SessionsCreated != 1 || st.Reconnects != 0 || st.Samples < uint64(len(nodes)+2) || st.Connected.IsZero() {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestBadStatusIsNotGood(t *testing.T) {
+	ts := startInProcess(t, 0)
+	col := newCollector()
+	src := runSource(t, Config{
+		Endpoint:           ts.url,
+		Nodes:              []string{"ns=1;s=Broken", "ns=1;s=Maybe", "ns=1;s=Nope", "nsu=urn:absent;s=X", "ns=1;s=Temp"},
+		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 5 * time.Second,
+	}, col)
+	cases := map[string]string{
+		"ns=1;s=Broken":      "BadSensorFailure",
+		"ns=1;s=Maybe":       "UncertainLastUsableValue",
+		"ns=1;s=Nope":        "BadNodeIdUnknown",
+		"nsu=urn:absent;s=X": "BadNodeIdUnknown",
+	}
+	for addr, q := range cases {
+		s, _ := col.waitFor(t, 0, 10*time.Second, "initial "+addr, func(s connectors.Sample) bool {
+			return s.Address == addr && s.Initial
+		})
+		if s.Good || s.Quality != q {
+			t.Errorf("%s: good=%v quality=%q, want bad %q", addr, s.Good, s.Quality, q)
+		}
+	}
+	s, _ := col.waitFor(t, 0, 10*time.Second, "good temp", addrIs("ns=1;s=Temp"))
+	if !s.Good {
+		t.Errorf("temp = %+v, want good", s)
+	}
+	if st := src.Stats(); st.BadValues < 4 {
+		t.Errorf("BadValues = %d, want >= 4", st.BadValues)
+	}
+}
+
+func TestPollMode(t *testing.T) {
+	ts := startInProcess(t, 0)
+	col := newCollector()
+	src := runSource(t, Config{
+		Endpoint: ts.url, Mode: ModePoll, PollInterval: 50 * time.Millisecond,
+		Nodes: []string{"ns=1;s=Counter", "ns=1;s=Temp"},
+	}, col)
+	_, _ = col.waitFor(t, 0, 10*time.Second, "initial counter", func(s connectors.Sample) bool {
+		return s.Address == "ns=1;s=Counter" && s.Initial && s.Value == int64(0)
+	})
+	// Change the value without any notification: only polling can see it.
+	ts.counter.Store(42)
+	s, _ := col.waitFor(t, 0, 10*time.Second, "polled counter 42", func(s connectors.Sample) bool {
+		return s.Address == "ns=1;s=Counter" && s.Value == int64(42)
+	})
+	if s.Initial {
+		t.Errorf("polled sample marked initial: %+v", s)
+	}
+	if st := src.Stats(); st.SessionsCreated != 1 {
+		t.Errorf("SessionsCreated = %d, want 1", st.SessionsCreated)
+	}
+}
+
+func TestHeartbeatRebuildsSilentSubscription(t *testing.T) {
+	ts := startInProcess(t, 0)
+	col := newCollector()
+	src := runSource(t, Config{
+		Endpoint: ts.url, Nodes: []string{"ns=1;s=Counter"},
+		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 700 * time.Millisecond,
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
+	}, col)
+	_, first := col.waitFor(t, 0, 10*time.Second, "initial counter", func(s connectors.Sample) bool { return s.Initial })
+	// Healthy while the server time ticks: no rebuild.
+	time.Sleep(1500 * time.Millisecond)
+	if st := src.Stats(); st.HeartbeatRebuilds != 0 {
+		t.Fatalf("rebuilt %d times while the heartbeat was alive", st.HeartbeatRebuilds)
+	}
+	// The server's clock notifications stop: the subscription is silent
+	// while the connection stays up, like a PLC whose subscription died.
+	ts.silent.Store(true)
+	ts.counter.Store(9) // changed without notification
+	s, _ := col.waitFor(t, first+1, 10*time.Second, "initial read after rebuild", func(s connectors.Sample) bool { return s.Initial })
+	if s.Value != int64(9) {
+		t.Errorf("re-read counter = %v, want 9", s.Value)
+	}
+	st := src.Stats()
+	if st.HeartbeatRebuilds == 0 || st.SessionsCreated < 2 {
+		t.Errorf("stats = %+v, want a heartbeat rebuild and a new session", st)
+	}
+	if !strings.Contains(st.LastError, "heartbeat") {
+		t.Errorf("LastError = %q", st.LastError)
+	}
+}
+
+// TestServerRestartRecovery kills the server with SIGKILL, lets the counter
+// progress while it is down and checks that, with the default backoff, values
+// flow again within 10 s of the server being back and that the first read
+// after the reconnect carries the progress.
+func TestServerRestartRecovery(t *testing.T) {
+	// Registered first, so it runs after the source has stopped: every
+	// client goroutine of both sessions must be gone.
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	cs := newChildServer(t)
+	cs.Start(100)
+	col := newCollector()
+	src := runSource(t, Config{
+		Endpoint: cs.url, Nodes: []string{"ns=1;s=Counter"},
+		PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: 5 * time.Second,
+	}, col)
+	_, _ = col.waitFor(t, 0, 15*time.Second, "initial 100", func(s connectors.Sample) bool {
+		return s.Initial && s.Value == int64(100)
+	})
+
+	cs.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for src.State() == connectors.StateConnected && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if src.State() == connectors.StateConnected {
+		t.Fatal("source still connected 10 s after the server was killed")
+	}
+	// Down long enough for several failed attempts and a grown backoff.
+	time.Sleep(4 * time.Second)
+	from := col.len()
+	back := cs.Start(500) // the PLC counted on while the server was away
+	s, _ := col.waitFor(t, from, 10*time.Second, "initial 500 after restart", func(s connectors.Sample) bool {
+		return s.Address == "ns=1;s=Counter" && s.Value == int64(500)
+	})
+	recovery := time.Since(back)
+	if !s.Initial {
+		t.Errorf("first sample after restart not marked initial: %+v", s)
+	}
+	if recovery > 10*time.Second {
+		t.Errorf("values flowed again %s after the server was back, want <= 10s", recovery)
+	}
+	t.Logf("recovered %s after the server was back", recovery)
+	st := src.Stats()
+	if st.SessionsCreated != 2 || st.Reconnects != 1 {
+		t.Errorf("stats = %+v, want exactly 2 sessions", st)
+	}
+}
+
+// TestReconnectStormBounded crashes the server 60 times and checks that
+// sessions and connect attempts stay bounded (complaint 4: Telegraf's 6,410
+// CreateSession in 2 minutes) and that data flows afterwards. A child server
+// under -race needs ~5 s to start (it imports the whole UA nodeset), so the
+// crashes come from a proxy that drops every connection and refuses new
+// ones for a moment — the client sees exactly what a killed server does;
+// TestServerRestartRecovery covers the real kill -9.
+func TestReconnectStormBounded(t *testing.T) {
+	ts := startInProcess(t, 0)
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, append(serverIgnores, ignore)...) })
+	px := newCrashProxy(t, ts.url)
+	col := newCollector()
+	src := runSource(t, Config{
+		Endpoint: px.url, Nodes: []string{"ns=1;s=Counter"},
+		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 2 * time.Second,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+	}, col)
+	_, _ = col.waitFor(t, 0, 15*time.Second, "first sample", func(s connectors.Sample) bool { return s.Initial })
+	const restarts = 60
+	start := time.Now()
+	for i := range restarts {
+		px.Crash()
+		time.Sleep(30 * time.Millisecond)
+		px.Restart()
+		time.Sleep(time.Duration(50+i%5*40) * time.Millisecond)
+	}
+	storm := time.Since(start)
+	back := time.Now()
+	ts.Bump(10_000)
+	_, _ = col.waitFor(t, 0, 10*time.Second, "values after the storm", func(s connectors.Sample) bool {
+		return s.Value == int64(10_000)
+	})
+	st := src.Stats()
+	t.Logf("storm of %d crashes in %s: %d sessions, %d connect attempts; values again %s after the last restart",
+		restarts, storm.Round(time.Millisecond), st.SessionsCreated, st.ConnectAttempts, time.Since(back).Round(time.Millisecond))
+	// At most one session per server life plus the first, and attempts
+	// bounded by the backoff rather than by how often the server dies.
+	if st.SessionsCreated > restarts+1 {
+		t.Errorf("SessionsCreated = %d for %d crashes", st.SessionsCreated, restarts)
+	}
+	if maxAttempts := uint64(3 * restarts); st.ConnectAttempts > maxAttempts {
+		t.Errorf("ConnectAttempts = %d, want <= %d", st.ConnectAttempts, maxAttempts)
+	}
+}
+
+func TestRunStopsWhenSinkFails(t *testing.T) {
+	ts := startInProcess(t, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sink := connectors.SinkFunc(func(ctx context.Context, s connectors.Sample) error {
+		cancel() // the agent is shutting down mid-delivery
+		return fmt.Errorf("sink closed: %w", context.Canceled)
+	})
+	src, err := New(Config{Name: "l1", Endpoint: ts.url, Nodes: []string{"ns=1;s=Counter"}}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+	if errors.Is(ctx.Err(), context.Canceled) && src.State() != connectors.StateDown {
+		t.Errorf("state = %s", src.State())
+	}
+}

@@ -1,0 +1,112 @@
+package opcua
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+)
+
+// decodeValue turns a variant into the Go value a Sample carries: bool,
+// int64, uint64, float64 or string. Other scalar types are rendered as
+// strings; nil stays nil.
+func decodeValue(v *ua.Variant) any {
+	if v == nil {
+		return nil
+	}
+	switch x := v.Value().(type) {
+	case nil:
+		return nil
+	case bool:
+		return x
+	case int8:
+		return int64(x)
+	case int16:
+		return int64(x)
+	case int32:
+		return int64(x)
+	case int64:
+		return x
+	case byte:
+		return uint64(x)
+	case uint16:
+		return uint64(x)
+	case uint32:
+		return uint64(x)
+	case uint64:
+		return x
+	case float32:
+		return float64(x)
+	case float64:
+		return x
+	case string:
+		return x
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano)
+	case []byte:
+		return hex.EncodeToString(x)
+	case *ua.LocalizedText:
+		if x == nil {
+			return ""
+		}
+		return x.Text
+	case *ua.QualifiedName:
+		if x == nil {
+			return ""
+		}
+		return x.Name
+	case *ua.NodeID:
+		return x.String()
+	case ua.StatusCode:
+		return statusName(x)
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// statusGood reports whether a status code is in the Good class.
+func statusGood(c ua.StatusCode) bool { return uint32(c)&0xC0000000 == 0 }
+
+// statusName returns the OPC UA symbolic name of a status code
+// ("BadNodeIdUnknown"), or its hex form when unknown.
+func statusName(c ua.StatusCode) string {
+	d, ok := ua.StatusCodes[c]
+	if !ok {
+		// Keep the severity word so a reader sees what class it is.
+		switch {
+		case uint32(c)&0x80000000 != 0:
+			return fmt.Sprintf("Bad(0x%08X)", uint32(c))
+		case uint32(c)&0x40000000 != 0:
+			return fmt.Sprintf("Uncertain(0x%08X)", uint32(c))
+		}
+		return fmt.Sprintf("Good(0x%08X)", uint32(c))
+	}
+	n := strings.TrimPrefix(d.Name, "Status")
+	// gopcua spells Id as ID; the OPC UA names use Id.
+	return strings.ReplaceAll(n, "ID", "Id")
+}
+
+// sampleFields fills the value part of a sample from a data value.
+func sampleFields(dv *ua.DataValue) (value any, good bool, quality string, srcTime time.Time) {
+	if dv == nil {
+		return nil, false, "BadNoData", time.Time{}
+	}
+	status := ua.StatusOK
+	if dv.EncodingMask&ua.DataValueStatusCode != 0 {
+		status = dv.Status
+	}
+	good = statusGood(status)
+	if !good {
+		quality = statusName(status)
+	} else if status != ua.StatusOK {
+		quality = statusName(status) // GoodClamped etc. stay good but say so
+	}
+	value = decodeValue(dv.Value)
+	srcTime = dv.SourceTimestamp
+	if srcTime.IsZero() {
+		srcTime = dv.ServerTimestamp
+	}
+	return value, good, quality, srcTime
+}
