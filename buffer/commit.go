@@ -72,11 +72,14 @@ func (q *Queue) submit(ctx context.Context, r *request) error {
 	r.ctx = ctx
 	r.done = make(chan struct{})
 	r.arrived = time.Now()
+	q.inflight.Add(1) // the committer (or this caller, when it gives up first) takes it off
 	select {
 	case q.reqs <- r:
 	case <-q.quit:
+		q.inflight.Add(-1)
 		return ErrClosed
 	case <-ctx.Done():
+		q.inflight.Add(-1)
 		return ctx.Err()
 	}
 	select {
@@ -84,6 +87,7 @@ func (q *Queue) submit(ctx context.Context, r *request) error {
 		return r.err
 	case <-ctx.Done():
 		if r.taken.CompareAndSwap(reqWaiting, reqAbandoned) {
+			q.inflight.Add(-1)
 			return ctx.Err()
 		}
 		<-r.done
@@ -91,9 +95,12 @@ func (q *Queue) submit(ctx context.Context, r *request) error {
 	}
 }
 
-// run is the committer: it collects requests for the commit window (counted
-// from the first request's arrival) or until CommitRecords wait, and commits
-// them in one transaction.
+// run is the committer. It collects requests and commits them in one
+// transaction as soon as CommitRecords wait, or every request in flight has
+// arrived (nobody else is about to join: waiting longer would only add
+// latency), or the commit window, counted from the first request's arrival,
+// has passed. Requests that arrive while a commit is running form the next
+// group, so under load groups grow by themselves.
 func (q *Queue) run(cur state) {
 	defer close(q.done)
 	timer := time.NewTimer(time.Hour)
@@ -118,6 +125,9 @@ func (q *Queue) run(cur state) {
 				n += r.nrec
 				continue
 			default:
+			}
+			if int64(len(batch)) >= q.inflight.Load() {
+				break
 			}
 			wait := time.Until(deadline)
 			if wait <= 0 {
@@ -153,6 +163,7 @@ func (q *Queue) commit(cur *state, batch []*request) {
 		}
 		if err := r.ctx.Err(); err != nil {
 			r.err = err
+			q.inflight.Add(-1)
 			close(r.done)
 			continue
 		}
@@ -185,6 +196,7 @@ func (q *Queue) commit(cur *state, batch []*request) {
 		if errors.Is(r.err, berrors.ErrMaxSizeReached) {
 			r.err = fmt.Errorf("%w: file reached max bytes: %w", ErrFull, r.err)
 		}
+		q.inflight.Add(-1)
 		close(r.done)
 	}
 }

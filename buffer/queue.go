@@ -193,8 +193,9 @@ type Queue struct {
 	mu sync.Mutex
 	st state // published copy
 
-	lastLog time.Time     // committer only
-	commits atomic.Uint64 // committed transactions, for tests and benchmarks
+	lastLog  time.Time     // committer only
+	commits  atomic.Uint64 // committed transactions, for tests and benchmarks
+	inflight atomic.Int64  // requests submitted and not finished
 }
 
 // Open opens (or creates) the buffer file at path. A file that bbolt cannot
@@ -303,10 +304,14 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 		}
 	}()
 	bo := &bolt.Options{
-		Timeout:         2 * time.Second,
-		ReadOnly:        q.opts.ReadOnly,
-		FreelistType:    bolt.FreelistMapType,
-		MaxSize:         int(q.opts.MaxBytes),
+		Timeout:      2 * time.Second,
+		ReadOnly:     q.opts.ReadOnly,
+		FreelistType: bolt.FreelistMapType,
+		MaxSize:      int(q.opts.MaxBytes),
+		// NoFreelistSync would speed up commits of a large freelist, but then
+		// bbolt's Open rebuilds the freelist in a goroutine of its own that
+		// panics on a damaged page (measured: kills the process, so a corrupt
+		// file could not be quarantined). Keep the freelist on disk.
 		NoFreelistSync:  false,
 		InitialMmapSize: 0,
 	}

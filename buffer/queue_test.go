@@ -446,9 +446,11 @@ func TestReadOnly(t *testing.T) {
 	}
 }
 
-// TestGroupCommitWindow uses a fake clock: a lone append waits for the
-// window; CommitRecords waiting commit at once; concurrent appends share one
-// transaction; a caller that gives up before the commit writes nothing.
+// TestGroupCommitWindow uses a fake clock: a lone append commits at once; an
+// append waits for the window while another caller is still on its way (a
+// phantom in-flight request stands in for it); CommitRecords waiting commit
+// at once; concurrent appends share one transaction; a caller that gives up
+// before the commit writes nothing.
 func TestGroupCommitWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		dir := t.TempDir()
@@ -461,8 +463,15 @@ func TestGroupCommitWindow(t *testing.T) {
 
 		start := time.Now()
 		mustAppend(t, q, Record{Lane: LaneEvents})
+		if d := time.Since(start); d != 0 {
+			t.Fatalf("lone append waited %v", d)
+		}
+
+		q.inflight.Add(1) // someone else is about to append
+		start = time.Now()
+		mustAppend(t, q, Record{Lane: LaneEvents})
 		if d := time.Since(start); d != 10*time.Millisecond {
-			t.Fatalf("lone append committed after %v, want the 10ms window", d)
+			t.Fatalf("append with another caller in flight committed after %v, want the 10ms window", d)
 		}
 
 		start = time.Now()
@@ -492,9 +501,13 @@ func TestGroupCommitWindow(t *testing.T) {
 		if err := <-done; !errors.Is(err, context.Canceled) {
 			t.Fatalf("cancelled append: %v", err)
 		}
+		q.inflight.Add(-1) // the phantom leaves
 		time.Sleep(20 * time.Millisecond)
 		if got := readAll(t, q, LaneTelemetry); len(got) != 0 {
 			t.Fatalf("abandoned append was written: %+v", got)
+		}
+		if n := q.inflight.Load(); n != 0 {
+			t.Fatalf("in-flight count %d after all callers returned", n)
 		}
 	})
 }
