@@ -59,12 +59,18 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 	// downtime event carries the reason sent in the same message.
 	for len(xs) > 0 {
 		machine := xs[0].b.machine
-		var mine, rest []extracted
-		for _, x := range xs {
-			if x.b.machine == machine {
-				mine = append(mine, x)
-			} else {
-				rest = append(rest, x)
+		mine, rest := xs, []extracted(nil)
+		for i := range xs {
+			if xs[i].b.machine != machine {
+				mine, rest = nil, nil
+				for _, x := range xs {
+					if x.b.machine == machine {
+						mine = append(mine, x)
+					} else {
+						rest = append(rest, x)
+					}
+				}
+				break
 			}
 		}
 		xs = rest
@@ -93,6 +99,9 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 }
 
 func orderForMachine(xs []extracted) []extracted {
+	if len(xs) < 2 {
+		return xs
+	}
 	startNow := false
 	for _, x := range xs {
 		if x.b.signal == Running && x.running {
