@@ -152,6 +152,9 @@ func (c *Client) String() string {
 	return fmt.Sprintf("odoo.Client{%s protocol=%s version=%s}", c.base.Redacted(), c.Protocol(), c.ServerVersion())
 }
 
+// Close releases idle connections. The client stays usable.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
 // Protocol returns the protocol in use, "" before Connect.
 func (c *Client) Protocol() string {
 	c.mu.RLock()

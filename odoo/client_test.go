@@ -73,6 +73,7 @@ func (f *fixture) client(t *testing.T, protocol string, mut ...func(*odoo.Config
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(c.Close)
 	return c
 }
 
@@ -160,6 +161,13 @@ func TestWorkOrderOperations(t *testing.T) {
 				t.Errorf("work order fields: %+v", w)
 			}
 
+			cur, found, err := c.CurrentWorkorder(ctx, f.wc)
+			if err != nil || !found || cur.ID != wo2 {
+				t.Errorf("CurrentWorkorder = %d %v %v, want %d", cur.ID, found, err, wo2)
+			}
+			if _, found, err := c.CurrentWorkorder(ctx, 424242); found || err != nil {
+				t.Errorf("CurrentWorkorder of idle work center = %v %v", found, err)
+			}
 			if err := c.SetProducedQty(ctx, f.wo, 132.456); err != nil {
 				t.Fatalf("SetProducedQty: %v", err)
 			}
@@ -357,6 +365,20 @@ func TestFaults(t *testing.T) {
 			f.srv.SetDown(false)
 			if err := c.SetProducedQty(context.Background(), f.wo, 5); err != nil {
 				t.Errorf("after recovery: %v", err)
+			}
+		})
+		t.Run(m.String()+"/worker-killed-at-wall-limit", func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := connected(t, f, m.protocol)
+			f.srv.SetRequestLimit(50 * time.Millisecond)
+			f.srv.SetLatency(time.Second)
+			err := c.SetProducedQty(context.Background(), f.wo, 9)
+			if oe := asError(t, err); !oe.Temporary() || !oe.TimedOut() {
+				t.Errorf("killed worker: want temporary+timedout, got %v", err)
+			}
+			f.srv.SetLatency(0)
+			if wo, err := c.ReadWorkorder(context.Background(), f.wo); err != nil || c.ProducedQty(wo) == 9 {
+				t.Errorf("killed worker committed: %+v %v", wo, err)
 			}
 		})
 		t.Run(m.String()+"/latency-timeout", func(t *testing.T) {

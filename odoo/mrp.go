@@ -178,6 +178,25 @@ func (c *Client) WorkordersInProgress(ctx context.Context, workcenterID int64) (
 	return out, nil
 }
 
+// CurrentWorkorder returns the work order in progress on the work center.
+// When several are in progress it picks the earliest started (then lowest
+// id) and logs the others; found is false when none is.
+func (c *Client) CurrentWorkorder(ctx context.Context, workcenterID int64) (wo Workorder, found bool, err error) {
+	wos, err := c.WorkordersInProgress(ctx, workcenterID)
+	if err != nil || len(wos) == 0 {
+		return Workorder{}, false, err
+	}
+	if len(wos) > 1 {
+		others := make([]int64, 0, len(wos)-1)
+		for _, w := range wos[1:] {
+			others = append(others, w.ID)
+		}
+		c.log.Warn("several work orders in progress; using the earliest started", "workcenter_id", workcenterID,
+			"workorder_id", wos[0].ID, "others", others)
+	}
+	return wos[0], true, nil
+}
+
 // ReadWorkorder reads one work order's state and quantities.
 func (c *Client) ReadWorkorder(ctx context.Context, id int64) (Workorder, error) {
 	var rows []workorderRow

@@ -116,6 +116,7 @@ type Server struct {
 	cooldown   time.Duration
 	calls      []Call
 	latency    time.Duration
+	wallLimit  time.Duration
 	failN      int
 	failF      Fault
 	rateF      Fault
@@ -394,6 +395,15 @@ func (s *Server) SetLatency(d time.Duration) {
 	s.latency = d
 }
 
+// SetRequestLimit emulates Odoo's per-request wall-time limit (120 s by
+// default in Odoo; 0 here = off): a request whose latency exceeds it has its
+// worker killed, so the connection drops after d and nothing is committed.
+func (s *Server) SetRequestLimit(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wallLimit = d
+}
+
 // SetRetryAfter sets the Retry-After of FaultHTTP503 (default 1 s).
 func (s *Server) SetRetryAfter(d time.Duration) {
 	s.mu.Lock()
@@ -546,8 +556,12 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		s.mu.Lock()
-		d := s.latency
+		d, limit := s.latency, s.wallLimit
 		s.mu.Unlock()
+		killed := limit > 0 && d > limit
+		if killed {
+			d = limit
+		}
 		if d > 0 {
 			t := time.NewTimer(d)
 			select {
@@ -560,7 +574,7 @@ func (s *Server) Handler() http.Handler {
 				return
 			}
 		}
-		if s.down.Load() {
+		if killed || s.down.Load() {
 			drop(w)
 			return
 		}
@@ -583,6 +597,7 @@ func drop(w http.ResponseWriter) {
 
 func (s *Server) logCall(proto, model, method string, uid int64, status int, outcome string) {
 	s.calls = append(s.calls, Call{Time: time.Now(), Protocol: proto, Model: model, Method: method, UID: uid, Status: status, Outcome: outcome})
+	s.log.Debug("call", "protocol", proto, "model", model, "method", method, "uid", uid, "status", status, "outcome", outcome)
 }
 
 func remoteHost(r *http.Request) string {
