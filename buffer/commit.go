@@ -1,9 +1,12 @@
 package buffer
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -474,13 +477,16 @@ func (q *Queue) Ack(ctx context.Context, recs []Record, meta ...KV) error {
 	if err := validateMeta(meta); err != nil {
 		return fmt.Errorf("ack: %w", err)
 	}
-	keys := make([]laneSeq, len(recs))
-	for i, r := range recs {
-		keys[i] = laneSeq{r.Lane, r.Seq}
+	var seqs [NumLanes][]uint64
+	for _, r := range recs {
+		seqs[r.Lane] = append(seqs[r.Lane], r.Seq)
+	}
+	for l := range seqs {
+		slices.Sort(seqs[l])
 	}
 	fn := func(t *txn) error {
-		for _, k := range keys {
-			if _, err := t.deleteRecord(k.lane, k.seq); err != nil {
+		for l := range Lane(NumLanes) {
+			if err := t.deleteSorted(l, seqs[l]); err != nil {
 				return err
 			}
 		}
@@ -492,9 +498,30 @@ func (q *Queue) Ack(ctx context.Context, recs []Record, meta ...KV) error {
 	return nil
 }
 
-type laneSeq struct {
-	lane Lane
-	seq  uint64
+// deleteSorted removes the records with the given (ascending) Seqs from a
+// lane, one cursor seek per record; missing ones are skipped.
+func (t *txn) deleteSorted(lane Lane, seqs []uint64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	c := t.lanes[lane].Cursor()
+	ls := &t.w.lanes[lane]
+	var key [8]byte
+	for _, seq := range seqs {
+		binary.BigEndian.PutUint64(key[:], seq)
+		k, v := c.Seek(key[:])
+		if k == nil || !bytes.Equal(k, key[:]) {
+			continue
+		}
+		size := int64(len(v) + elemOverhead)
+		if err := c.Delete(); err != nil {
+			return err
+		}
+		ls.Pending--
+		ls.Bytes -= size
+		t.dirty[lane] = true
+	}
+	return nil
 }
 
 // deleteRecord removes one record from its lane and returns its stored bytes
