@@ -1,11 +1,3 @@
-// Package buffer is plantedge's durable store-and-forward queue: records from
-// the plant are committed to a local bbolt file (group commit, fsync) before
-// they are acknowledged to their source, and deleted only once Odoo has them.
-//
-// Records live in three lanes (events, counts, telemetry) read in priority
-// order. A hard byte quota drops telemetry first, merges counts, and drops
-// events last; failed records move to a dead-letter bucket. A corrupt file is
-// moved aside and a fresh queue started.
 package buffer
 
 import (

@@ -1,0 +1,51 @@
+// Package buffer is plantedge's durable store-and-forward queue: records from
+// the plant are committed to a local bbolt file (group commit, fsync) before
+// they are acknowledged to their source, and deleted only once Odoo has them.
+//
+// # Lanes and order
+//
+// Records live in three lanes read in priority order (events, counts,
+// telemetry). Every record gets a global, strictly increasing Seq; within a
+// lane records are read in Seq order, so the order of one key (machine) is
+// kept within a lane.
+//
+// # Group commit
+//
+// One committer goroutine owns all writes. It gathers concurrent Append, Ack,
+// PutMeta and dead-letter calls into one bbolt transaction and commits as
+// soon as CommitRecords wait, or every caller currently inside a write call
+// has joined, or CommitWindow (from the first caller's arrival) has passed.
+// Callers return after the fsync'd commit. bbolt's db.Batch is not used: its
+// fixed wait makes small batches slow.
+//
+// # Bytes and the quota
+//
+// Stats.Bytes and the quota count logical bytes: each stored record's encoded
+// size plus 24 bytes of bbolt per-entry overhead (8-byte key, 16-byte leaf
+// header); dead letters and meta entries are counted the same way. The
+// promise is about the file: it stays under Options.MaxBytes. bbolt needs
+// room beyond the logical bytes (partly filled pages after deletes and
+// merges, branch pages, the freelist, pages only reusable after the next
+// commit, and its growth step), so the logical budget is 60% of MaxBytes
+// minus the growth step (MaxBytes/16, at most 16 MiB). bbolt's own MaxSize is
+// set to MaxBytes as a hard stop; if it is ever hit, the budget is lowered
+// below current use and space is freed. Deletes (acks) may pass that stop by
+// a few pages so that a full buffer can always drain. Freed pages are reused,
+// so the file stays flat in steady state; Compact shrinks it offline.
+//
+// When an append does not fit, space is freed in this order: oldest
+// telemetry; merging consecutive count records of one key with
+// Options.Merge; oldest events. Counts are never dropped; incoming telemetry
+// never displaces counts or events; if that is not enough Append returns
+// ErrFull. Records already handed out by Read or Next are never merged (an
+// ack of them must not delete counts that were not delivered). Drops and
+// merges are counted (persisted in the file) and logged once per burst.
+//
+// # Corruption
+//
+// Open runs bbolt's consistency check and decodes every record (CRC-32C). A
+// damaged file is renamed to <name>.corrupt-<UTC time> and a fresh buffer is
+// started; Recovered reports it. bbolt panics and memory faults during that
+// check are recovered. A locked or unreadable file is an error, not
+// corruption.
+package buffer
