@@ -512,8 +512,32 @@ func (q *Queue) view(fn func(tx *bolt.Tx) error) error {
 	return err
 }
 
-// Read returns up to limit pending records of one lane with Seq > after, in Seq order.
+// Read returns up to limit pending records of one lane with Seq > after, in
+// Seq order. Records returned are treated as in flight: quota merging leaves
+// them alone (an ack of a merged record would delete counts that were not
+// delivered) until they are acked or Release is called.
 func (q *Queue) Read(lane Lane, after uint64, limit int) ([]Record, error) {
+	return q.read(lane, after, limit, true)
+}
+
+// Peek is Read for inspection (status, dead-letter tools): it does not mark
+// the records as in flight, so they must not be acked on its word.
+func (q *Queue) Peek(lane Lane, after uint64, limit int) ([]Record, error) {
+	return q.read(lane, after, limit, false)
+}
+
+// Release declares that no record handed out by Read or Next so far will be
+// acked before it is read again (call it when a forwarding round is given
+// up, e.g. Odoo is unreachable), so quota merging may fold them again.
+func (q *Queue) Release() {
+	q.markMu.Lock()
+	defer q.markMu.Unlock()
+	for l := range q.readMark {
+		q.readMark[l].Store(0)
+	}
+}
+
+func (q *Queue) read(lane Lane, after uint64, limit int, mark bool) ([]Record, error) {
 	if lane >= NumLanes {
 		return nil, fmt.Errorf("read: unknown lane %d", lane)
 	}
@@ -528,12 +552,15 @@ func (q *Queue) Read(lane Lane, after uint64, limit int) ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", lane, err)
 	}
-	q.raiseMarks(out)
+	if mark {
+		q.raiseMarks(out)
+	}
 	return out, nil
 }
 
 // Next returns up to limit pending records, highest-priority lane first, Seq
 // order within a lane. Without an Ack in between it returns the same records.
+// Like Read, it marks them as in flight.
 func (q *Queue) Next(limit int) ([]Record, error) {
 	q.markMu.RLock()
 	defer q.markMu.RUnlock()

@@ -227,12 +227,17 @@ func TestMergeSkipsHandedOutRecords(t *testing.T) {
 	for range 50 {
 		batch()
 	}
+	for _, r := range readAllPeek(t, q) {
+		if r.Seq <= inflight[len(inflight)-1].Seq && binary.BigEndian.Uint64(r.Data) != 1 {
+			t.Fatalf("handed-out record %d was merged", r.Seq)
+		}
+	}
 	// Ack what was handed out: exactly those 30 pieces leave.
 	if err := q.Ack(context.Background(), inflight); err != nil {
 		t.Fatal(err)
 	}
 	var sum uint64
-	for _, r := range readAll(t, q, LaneCounts) {
+	for _, r := range readAllPeek(t, q) {
 		if r.Seq <= inflight[len(inflight)-1].Seq {
 			t.Fatalf("handed-out record %d still pending after its ack", r.Seq)
 		}
@@ -241,6 +246,35 @@ func TestMergeSkipsHandedOutRecords(t *testing.T) {
 	if sum+30 != appended {
 		t.Fatalf("pending %d + acked 30 != appended %d", sum, appended)
 	}
+
+	// After Release, what was handed out (and not acked) may be merged again;
+	// Peek does not hand anything out.
+	before := q.Stats().Lanes[LaneCounts].Pending
+	if _, err := q.Read(LaneCounts, 0, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	q.Release()
+	readAllPeek(t, q)
+	merged := q.Stats().Merged
+	for q.Stats().Merged == merged {
+		batch()
+	}
+	var total uint64
+	for _, r := range readAllPeek(t, q) {
+		total += binary.BigEndian.Uint64(r.Data)
+	}
+	if total+30 != appended || q.Stats().Lanes[LaneCounts].Pending >= before+50 {
+		t.Fatalf("after release: %d pieces pending (+30 acked) of %d, %d records (were %d)", total, appended, q.Stats().Lanes[LaneCounts].Pending, before)
+	}
+}
+
+func readAllPeek(t *testing.T, q *Queue) []Record {
+	t.Helper()
+	recs, err := q.Peek(LaneCounts, 0, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
 }
 
 // TestFillDrainKeepsFileFlat: freed pages are reused, so repeated fill/drain
