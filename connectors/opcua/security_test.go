@@ -1,0 +1,235 @@
+package opcua
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/connectors"
+)
+
+// nodeDir holds the node-opcua test server (gopcua's server cannot open
+// secure channels, FIELD-NOTES).
+const nodeDir = "testdata/nodeopcua"
+
+const nodeInstall = "cd connectors/opcua/testdata/nodeopcua && npm install --no-audit --no-fund"
+
+// nodeServer is a running node-opcua server.
+type nodeServer struct {
+	Endpoint   string `json:"endpoint"`
+	Thumbprint string `json:"thumbprint"`
+	pki        string
+}
+
+// startNodeServer starts testdata/nodeopcua/server.js on a free loopback
+// port. It skips the test when node-opcua is not installed, unless CI is set.
+func startNodeServer(t *testing.T) *nodeServer {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(nodeDir, "node_modules", "node-opcua-server")); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("node-opcua is not installed (CI is set): run `%s`", nodeInstall)
+		}
+		t.Skipf("node-opcua not installed; security tests need it: run `%s`", nodeInstall)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("node not on PATH (CI is set)")
+		}
+		t.Skip("node not on PATH")
+	}
+	pki := t.TempDir()
+	cmd := exec.Command(node, "server.js")
+	cmd.Dir = nodeDir
+	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(freePort(t)), "PKI_DIR="+pki)
+	if _, err := cmd.StdinPipe(); err != nil { // closes when we exit: the server dies with us
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start node-opcua: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	ready := make(chan *nodeServer, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line := sc.Text()
+			if strings.HasPrefix(line, "{") {
+				ns := &nodeServer{pki: pki}
+				if json.Unmarshal([]byte(line), ns) == nil {
+					ready <- ns
+				}
+			}
+		}
+		close(ready)
+	}()
+	select {
+	case ns, ok := <-ready:
+		if !ok {
+			t.Fatal("node-opcua server exited before it was ready")
+		}
+		return ns
+	case <-time.After(60 * time.Second):
+		t.Fatal("node-opcua server not ready after 60 s")
+	}
+	return nil
+}
+
+const secureCounter = "nsu=urn:plantedge:test;s=Counter"
+
+// runUntilSample runs a source until its first initial sample or timeout.
+func runUntilSample(t *testing.T, cfg Config, timeout time.Duration) (connectors.Sample, Stats, bool) {
+	t.Helper()
+	col := newCollector()
+	cfg.Name = "secure"
+	cfg.Logger = nil
+	src, err := New(cfg, col)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	var got connectors.Sample
+	found := false
+	for !found && ctx.Err() == nil {
+		for _, s := range col.all() {
+			if s.Initial && s.Address == secureCounter {
+				got, found = s, true
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return got, src.Stats(), found
+}
+
+func TestSecurityPoliciesAgainstNodeOPCUA(t *testing.T) {
+	srv := startNodeServer(t)
+	for _, tc := range []struct{ policy, mode string }{
+		{"Basic256Sha256", "SignAndEncrypt"},
+		{"Basic256Sha256", "Sign"},
+		{"Aes128_Sha256_RsaOaep", "SignAndEncrypt"},
+		{"Aes256_Sha256_RsaPss", "SignAndEncrypt"},
+	} {
+		t.Run(tc.policy+"/"+tc.mode, func(t *testing.T) {
+			s, st, ok := runUntilSample(t, Config{
+				Endpoint: srv.Endpoint, SecurityPolicy: tc.policy, SecurityMode: tc.mode,
+				DataDir: t.TempDir(), Nodes: []string{secureCounter},
+			}, 30*time.Second)
+			if !ok {
+				t.Fatalf("no sample over %s/%s; stats %+v", tc.policy, tc.mode, st)
+			}
+			if v, isInt := s.Value.(int64); !isInt || v < 41 || !s.Good {
+				t.Errorf("sample = %+v, want a good counter >= 41", s)
+			}
+		})
+	}
+}
+
+// TestGeneratedCertificateReused checks that the self-signed client
+// certificate is made once into DataDir and reused across restarts, so the
+// server's trust list sees one certificate.
+func TestGeneratedCertificateReused(t *testing.T) {
+	srv := startNodeServer(t)
+	dir := t.TempDir()
+	cfg := Config{
+		Endpoint: srv.Endpoint, SecurityPolicy: "Basic256Sha256", SecurityMode: "SignAndEncrypt",
+		DataDir: dir, Nodes: []string{secureCounter},
+	}
+	if _, st, ok := runUntilSample(t, cfg, 30*time.Second); !ok {
+		t.Fatalf("first run: no sample; stats %+v", st)
+	}
+	crt, key := CertPaths(dir, "secure")
+	first, err := os.ReadFile(crt)
+	if err != nil {
+		t.Fatalf("generated certificate: %v", err)
+	}
+	if fi, err := os.Stat(key); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("generated key: %v, mode %v", err, fi.Mode())
+	}
+	if _, st, ok := runUntilSample(t, cfg, 30*time.Second); !ok {
+		t.Fatalf("second run: no sample; stats %+v", st)
+	}
+	second, _ := os.ReadFile(crt)
+	if string(first) != string(second) {
+		t.Error("certificate regenerated on restart")
+	}
+	trusted, _ := filepath.Glob(filepath.Join(srv.pki, "server", "trusted", "certs", "*"))
+	if len(trusted) != 1 {
+		t.Errorf("server trusts %d client certificates, want 1: %v", len(trusted), trusted)
+	}
+	// One half missing is refused rather than silently regenerated.
+	if err := os.Remove(key); err != nil {
+		t.Fatal(err)
+	}
+	src, err := New(Config{Name: "secure", Endpoint: srv.Endpoint, SecurityPolicy: "Basic256Sha256", DataDir: dir, Nodes: []string{secureCounter}}, newCollector())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := src.Run(ctx); err == nil || !strings.Contains(err.Error(), "only one of") {
+		t.Errorf("Run with a lost key = %v, want a refusal", err)
+	}
+}
+
+func TestServerThumbprintPinning(t *testing.T) {
+	srv := startNodeServer(t)
+	base := Config{
+		Endpoint: srv.Endpoint, SecurityPolicy: "Basic256Sha256", SecurityMode: "SignAndEncrypt",
+		DataDir: t.TempDir(), Nodes: []string{secureCounter},
+	}
+	good := base
+	good.ServerThumbprint = strings.ToUpper(srv.Thumbprint)
+	if _, st, ok := runUntilSample(t, good, 30*time.Second); !ok {
+		t.Fatalf("matching pin: no sample; stats %+v", st)
+	}
+	bad := base
+	bad.ServerThumbprint = strings.Repeat("ab", 20)
+	_, st, ok := runUntilSample(t, bad, 3*time.Second)
+	if ok || st.SessionsCreated != 0 {
+		t.Fatalf("mismatching pin connected: stats %+v", st)
+	}
+	if !strings.Contains(st.LastError, ErrThumbprintMismatch.Error()) || !strings.Contains(st.LastError, srv.Thumbprint) {
+		t.Errorf("LastError = %q, want a thumbprint mismatch naming %s", st.LastError, srv.Thumbprint)
+	}
+}
+
+func TestUsernamePassword(t *testing.T) {
+	srv := startNodeServer(t)
+	base := Config{
+		Endpoint: srv.Endpoint, SecurityPolicy: "Basic256Sha256", SecurityMode: "SignAndEncrypt",
+		DataDir: t.TempDir(), Nodes: []string{secureCounter}, Username: "operator",
+	}
+	good := base
+	good.Password = "s3cret"
+	if _, st, ok := runUntilSample(t, good, 30*time.Second); !ok {
+		t.Fatalf("valid user: no sample; stats %+v", st)
+	}
+	bad := base
+	bad.Password = "wrong"
+	_, st, ok := runUntilSample(t, bad, 4*time.Second)
+	if ok || st.SessionsCreated != 0 || st.LastError == "" {
+		t.Fatalf("wrong password accepted: stats %+v", st)
+	}
+	t.Logf("wrong password refused: %s", st.LastError)
+}

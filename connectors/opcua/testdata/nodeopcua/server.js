@@ -1,0 +1,70 @@
+// node-opcua server for plantedge's OPC UA security tests: gopcua's own
+// server cannot open secure channels. Listens on 127.0.0.1:$PORT with
+// Basic256Sha256, Aes128_Sha256_RsaOaep and Aes256_Sha256_RsaPss in Sign and
+// SignAndEncrypt, anonymous and user "operator"/"s3cret", and trusts client
+// certificates on first use (stored under $PKI_DIR). Prints one JSON line
+// {"endpoint","thumbprint"} when ready.
+"use strict";
+const crypto = require("crypto");
+const path = require("path");
+// node-opcua-server re-exports little; the rest comes from its own
+// dependencies, pinned by it.
+const { OPCUAServer } = require("node-opcua-server");
+const { SecurityPolicy } = require("node-opcua-secure-channel");
+const { MessageSecurityMode } = require("node-opcua-service-secure-channel");
+const { Variant, DataType } = require("node-opcua-variant");
+const { OPCUACertificateManager } = require("node-opcua-certificate-manager");
+const { nodesets } = require("node-opcua-nodesets");
+
+async function main() {
+    const port = parseInt(process.env.PORT || "4840", 10);
+    const pki = process.env.PKI_DIR || path.join(__dirname, "pki");
+    const serverCertificateManager = new OPCUACertificateManager({
+        automaticallyAcceptUnknownCertificate: true,
+        rootFolder: path.join(pki, "server"),
+    });
+    await serverCertificateManager.initialize();
+    const server = new OPCUAServer({
+        port,
+        nodeset_filename: [nodesets.standard],
+        host: "127.0.0.1",
+        hostname: "127.0.0.1",
+        serverCertificateManager,
+        securityPolicies: [
+            SecurityPolicy.Basic256Sha256,
+            SecurityPolicy.Aes128_Sha256_RsaOaep,
+            SecurityPolicy.Aes256_Sha256_RsaPss,
+        ],
+        securityModes: [MessageSecurityMode.Sign, MessageSecurityMode.SignAndEncrypt],
+        allowAnonymous: true,
+        userManager: {
+            isValidUser: (user, password) => user === "operator" && password === "s3cret",
+        },
+    });
+    await server.initialize();
+    const addressSpace = server.engine.addressSpace;
+    const ns = addressSpace.registerNamespace("urn:plantedge:test");
+    let counter = 41;
+    const press = ns.addObject({ organizedBy: addressSpace.rootFolder.objects, browseName: "Press07" });
+    ns.addVariable({
+        componentOf: press,
+        nodeId: "s=Counter",
+        browseName: "Counter",
+        dataType: "Int32",
+        minimumSamplingInterval: 100,
+        value: { get: () => new Variant({ dataType: DataType.Int32, value: counter }) },
+    });
+    setInterval(() => { counter++; }, 200).unref();
+    await server.start();
+    const der = server.getCertificate();
+    const thumbprint = crypto.createHash("sha1").update(der).digest("hex");
+    process.stdout.write(JSON.stringify({ endpoint: `opc.tcp://127.0.0.1:${port}`, thumbprint }) + "\n");
+    // Die with the parent: it holds our stdin.
+    process.stdin.on("end", () => process.exit(0));
+    process.stdin.resume();
+}
+
+main().catch((err) => {
+    process.stderr.write(`server failed: ${err && err.stack || err}\n`);
+    process.exit(1);
+});
