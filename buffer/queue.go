@@ -347,6 +347,16 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 		if fi.Size() < tx.Size() {
 			return &corruptError{fmt.Errorf("file is %d bytes but its pages reach %d: truncated", fi.Size(), tx.Size())}
 		}
+		// Walk every page in this goroutine first, where a wild page id
+		// faults into a recoverable panic; bbolt's checker runs in a
+		// goroutine of its own where such a fault would kill the process.
+		st, err = loadState(tx)
+		if err != nil {
+			return &corruptError{err}
+		}
+		if err := walkOtherBuckets(tx); err != nil {
+			return &corruptError{err}
+		}
 		var checkErr error
 		for cerr := range tx.Check() { // drain it all: the checker goroutine blocks on every send
 			if checkErr == nil {
@@ -355,10 +365,6 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 		}
 		if checkErr != nil {
 			return &corruptError{fmt.Errorf("consistency check: %w", checkErr)}
-		}
-		st, err = loadState(tx)
-		if err != nil {
-			return &corruptError{err}
 		}
 		return nil
 	})
@@ -428,6 +434,32 @@ func loadState(tx *bolt.Tx) (state, error) {
 		}
 	}
 	return st, nil
+}
+
+// walkOtherBuckets touches every key of buckets loadState does not read.
+func walkOtherBuckets(tx *bolt.Tx) error {
+	known := map[string]bool{string(bucketDead): true, string(bucketMeta): true, string(bucketSys): true}
+	for _, b := range bucketLanes {
+		known[string(b)] = true
+	}
+	var walk func(b *bolt.Bucket) error
+	walk = func(b *bolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				if child := b.Bucket(k); child != nil {
+					return walk(child)
+				}
+			}
+			return nil
+		})
+	}
+	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		if known[string(name)] {
+			// Sub-buckets of ours are not expected; walk them if present.
+			return b.ForEachBucket(func(k []byte) error { return walk(b.Bucket(k)) })
+		}
+		return walk(b)
+	})
 }
 
 func metaSize(k, v int) int64 { return int64(k + v + 16) }

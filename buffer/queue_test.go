@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -361,6 +362,26 @@ func TestCorruptFileQuarantined(t *testing.T) {
 			fillFile(t, path)
 			spoilAt(t, path, 0, 8192)
 		}},
+		{"wild page id", func(t *testing.T, path string) {
+			// Point the first child of every branch page far outside the
+			// file: following it must fault recoverably, not kill the process.
+			fillFile(t, path)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for off := 2 * 4096; off+4096 <= len(b); off += 4096 {
+				if binary.LittleEndian.Uint16(b[off+8:]) == 0x01 && binary.LittleEndian.Uint64(b[off:]) == uint64(off/4096) {
+					binary.LittleEndian.PutUint64(b[off+16+8:], 1<<40)
+					n++
+				}
+			}
+			if n == 0 {
+				t.Fatal("no branch page found to damage")
+			}
+			writeFile(t, path, b)
+		}},
 		{"bad data page", func(t *testing.T, path string) {
 			fillFile(t, path)
 			fi, _ := os.Stat(path)
@@ -379,7 +400,12 @@ func TestCorruptFileQuarantined(t *testing.T) {
 			if _, err := Open(path, Options{ReadOnly: true}); err == nil {
 				t.Fatal("read-only open of a corrupt file succeeded")
 			}
-			q := openTest(t, path, Options{})
+			var logs syncBuffer
+			q := openTest(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			t.Log(logs.String())
+			if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "moved_to=") {
+				t.Fatalf("quarantine not logged loudly: %q", logs.String())
+			}
 			moved := q.Recovered()
 			if moved == "" || !strings.HasPrefix(filepath.Base(moved), "buffer.db.corrupt-") {
 				t.Fatalf("Recovered() = %q", moved)
