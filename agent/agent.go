@@ -76,6 +76,10 @@ type Agent struct {
 	malformedLog rateLog
 	deadLog      rateLog
 	httpAddr     atomic.Pointer[string]
+
+	// latencyHook, when set (benchmarks), gets each sample's receipt-to-
+	// durable latency.
+	latencyHook func(time.Duration)
 }
 
 // New checks cfg and prepares an agent; it does no I/O.

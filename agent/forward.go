@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -320,33 +321,41 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	}
 	sort.Strings(ids)
 
-	wos := map[string]*odoo.Workorder{}
+	// Resolve work centers (cached) and the work orders in progress on them:
+	// one call each, however many machines have data.
+	if err := f.resolveWorkcenters(ctx, cfg, ids); err != nil {
+		return false, err
+	}
 	wcIDs := map[string]int64{}
+	var wcList []int64
 	for _, id := range ids {
 		mc := findMachine(cfg, id)
 		if mc == nil {
 			continue // removed from the mapping: its records wait (see status)
 		}
-		wc, err := f.workcenter(ctx, mc.Workcenter)
-		if err != nil {
-			if odoo.IsPermanent(err) && !odoo.IsAuth(err) {
-				f.setMachine(id, func(ml *machineLink) { ml.Error = err.Error() })
-				continue
-			}
-			return false, err
+		if wc, ok := f.wcs[mc.Workcenter]; ok {
+			wcIDs[id] = wc.ID
+			wcList = append(wcList, wc.ID)
 		}
-		wcIDs[id] = wc.ID
-		var list []odoo.Workorder
-		if err := f.call(ctx, "workorders_in_progress", func(ctx context.Context) error {
-			var err error
-			list, err = f.client.WorkordersInProgress(ctx, wc.ID)
-			return err
-		}); err != nil {
-			return false, err
+	}
+	var byWC map[int64][]odoo.Workorder
+	if err := f.call(ctx, "workorders_in_progress", func(ctx context.Context) error {
+		var err error
+		byWC, err = f.client.WorkordersInProgressOn(ctx, wcList)
+		return err
+	}); err != nil {
+		return false, err
+	}
+	wos := map[string]*odoo.Workorder{}
+	for _, id := range ids {
+		wcID, ok := wcIDs[id]
+		if !ok {
+			continue
 		}
+		list := byWC[wcID]
 		if len(list) > 1 {
-			f.a.log.Warn("several work orders in progress on one work center; attributing to the earliest",
-				"machine", id, "workcenter", mc.Workcenter, "workorder", list[0].Name, "others", len(list)-1)
+			f.a.log.Warn("several work orders in progress on one work center; attributing to the earliest started",
+				"machine", id, "workorder", list[0].Name, "others", len(list)-1)
 		}
 		if len(list) > 0 {
 			wo := list[0]
@@ -376,22 +385,55 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	return more, nil
 }
 
-// workcenter resolves a work center code once and caches it.
-func (f *forwarder) workcenter(ctx context.Context, code string) (odoo.Workcenter, error) {
-	if wc, ok := f.wcs[code]; ok {
-		return wc, nil
+// resolveWorkcenters looks up, in one call, the work centers of the given
+// machines that are not cached yet. A code Odoo does not know (or knows
+// twice) is shown on the machine, whose records wait until it is fixed.
+func (f *forwarder) resolveWorkcenters(ctx context.Context, cfg *config.Config, ids []string) error {
+	var codes []string
+	for _, id := range ids {
+		if mc := findMachine(cfg, id); mc != nil {
+			if _, ok := f.wcs[mc.Workcenter]; !ok && !slices.Contains(codes, mc.Workcenter) {
+				codes = append(codes, mc.Workcenter)
+			}
+		}
 	}
-	var wc odoo.Workcenter
-	err := f.call(ctx, "workcenter_by_code", func(ctx context.Context) error {
+	if len(codes) == 0 {
+		return nil
+	}
+	var found map[string]odoo.Workcenter
+	var ambiguous []string
+	if err := f.call(ctx, "workcenters_by_code", func(ctx context.Context) error {
 		var err error
-		wc, err = f.client.WorkcenterByCode(ctx, code)
+		found, ambiguous, err = f.client.WorkcentersByCodes(ctx, codes)
 		return err
-	})
-	if err != nil {
-		return wc, fmt.Errorf("work center %q: %w", code, err)
+	}); err != nil {
+		return err
 	}
-	f.wcs[code] = wc
-	return wc, nil
+	for code, wc := range found {
+		f.wcs[code] = wc
+	}
+	for _, id := range ids {
+		mc := findMachine(cfg, id)
+		if mc == nil {
+			continue
+		}
+		if _, ok := f.wcs[mc.Workcenter]; ok {
+			continue
+		}
+		msg := fmt.Sprintf("work center %q not found in Odoo; records held", mc.Workcenter)
+		if slices.Contains(ambiguous, mc.Workcenter) {
+			msg = fmt.Sprintf("work center code %q matches several work centers in Odoo; records held", mc.Workcenter)
+		}
+		changed := false
+		f.setMachine(id, func(ml *machineLink) {
+			changed = ml.Error != msg
+			ml.Error, ml.WorkOrder, ml.WorkorderID = msg, "", 0
+		})
+		if changed {
+			f.a.log.Error(msg, "machine", id)
+		}
+	}
+	return nil
 }
 
 // aggregateCounts scans the whole counts lane and sums it per key, keeping

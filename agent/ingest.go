@@ -189,8 +189,12 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		}
 		a.metrics.ingestLatency.Observe(time.Since(start).Seconds())
 	}
+	now := time.Now()
 	for _, s := range batch {
 		s.Done()
+		if a.latencyHook != nil && !s.ReceiveTime.IsZero() {
+			a.latencyHook(now.Sub(s.ReceiveTime))
+		}
 	}
 	a.metrics.samples.Add(float64(len(batch)))
 }

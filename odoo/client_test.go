@@ -148,6 +148,11 @@ func TestWorkOrderOperations(t *testing.T) {
 				t.Errorf("duplicate code: %v", err)
 			}
 
+			byCode, ambiguous, err := c.WorkcentersByCodes(ctx, []string{"M1", "DUP", "nope"})
+			if err != nil || len(byCode) != 1 || byCode["M1"].ID != f.wc || len(ambiguous) != 1 || ambiguous[0] != "DUP" {
+				t.Errorf("WorkcentersByCodes = %+v, %v, %v", byCode, ambiguous, err)
+			}
+
 			// a second, earlier-started work order comes first
 			wo2 := f.srv.AddWorkorder(f.mo, f.wc, "Deburring", "progress")
 			f.srv.SetWorkorderDateStart(wo2, time.Now().Add(-time.Hour))
@@ -155,6 +160,24 @@ func TestWorkOrderOperations(t *testing.T) {
 			wos, err := c.WorkordersInProgress(ctx, f.wc)
 			if err != nil || len(wos) != 2 || wos[0].ID != wo2 || wos[1].ID != f.wo {
 				t.Fatalf("WorkordersInProgress = %+v, %v", wos, err)
+			}
+			// the batched lookup gives the same answer in one call
+			otherWC := f.srv.AddWorkcenter("M2", "Press 2")
+			otherWO := f.srv.AddWorkorder(f.mo, otherWC, "Press 2 op", "progress")
+			idleWC := f.srv.AddWorkcenter("M3", "Press 3")
+			before := f.srv.CallCount("mrp.workorder", "search_read")
+			byWC, err := c.WorkordersInProgressOn(ctx, []int64{f.wc, otherWC, idleWC})
+			if err != nil || f.srv.CallCount("mrp.workorder", "search_read") != before+1 {
+				t.Fatalf("WorkordersInProgressOn: %v (calls %d)", err, f.srv.CallCount("mrp.workorder", "search_read")-before)
+			}
+			if got := byWC[f.wc]; len(got) != 2 || got[0].ID != wo2 || got[1].ID != f.wo {
+				t.Errorf("batched lookup for the first work center = %+v", got)
+			}
+			if got := byWC[otherWC]; len(got) != 1 || got[0].ID != otherWO {
+				t.Errorf("batched lookup for the second work center = %+v", got)
+			}
+			if _, ok := byWC[idleWC]; ok {
+				t.Errorf("idle work center has work orders: %+v", byWC[idleWC])
 			}
 			if w := wos[1]; w.ProductionID != f.mo || w.ProductionName != "WH/MO/00078" || w.ProductID != f.product ||
 				w.UomID != 1 || w.QtyProduction != 500 || w.State != "progress" || w.DateStart.IsZero() || w.WorkcenterID != f.wc {

@@ -53,6 +53,9 @@ func (s *Server) dispatch(modelName, method string, pos []any, kw map[string]any
 }
 
 func (s *Server) dispatchCall(modelName, method string, pos []any, kw map[string]any, ids []int64, hasIDs, json2 bool) (any, *odooError) {
+	if e := s.takeRefusal(modelName, method); e != nil {
+		return nil, e
+	}
 	m, ok := s.models[modelName]
 	if !ok {
 		if json2 {

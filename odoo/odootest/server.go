@@ -123,6 +123,7 @@ type Server struct {
 	rateP      float64
 	rng        *mrand.Rand
 	retryAfter time.Duration
+	refusals   []refusal
 	shortStock map[int64]bool
 	scrapMoves map[int64]int
 	now        func() time.Time

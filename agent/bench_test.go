@@ -1,0 +1,229 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
+	"github.com/plantedge/plantedge/odoo/odootest"
+)
+
+// benchConfig writes a config for n MQTT machines m-000.. against the
+// given Odoo and broker.
+func benchConfig(b *testing.B, dir, odooURL, keyFile, brokerURL string, n int, listen string) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, `site: bench
+data_dir: %q
+listen: %q
+buffer: { max_bytes: 2GiB }
+log: { level: warn }
+odoo: { url: %q, database: odoo, username: bot, api_key_file: %q, timeout: 10s }
+mqtt:
+  - { name: broker, url: %q, client_id: plantedge-bench }
+machines:
+`, filepath.Join(dir, "data"), listen, odooURL, keyFile, brokerURL)
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&sb, "  - { id: m-%03d, workcenter: WC-%03d, good_count: { mqtt: { broker: broker, topic: bench/m-%03d, field: good } } }\n", i, i, i)
+	}
+	path := filepath.Join(dir, "plantedge.yaml")
+	if err := os.WriteFile(path, []byte(sb.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+func vmHWM(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// BenchmarkDrainBacklog: a 1,000,000-value backlog of 100 machines drains
+// into the Odoo emulator answering each call after 20 ms. The agent runs
+// in a child process so its peak RSS is its own.
+func BenchmarkDrainBacklog(b *testing.B) {
+	const machines, perMachine = 100, 10000
+	for i := 0; i < b.N; i++ {
+		dir := b.TempDir()
+		srv := odootest.New(odootest.Options{Version: 17})
+		srv.Start()
+		defer srv.Close()
+		broker, err := mqtttest.Start("127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer broker.Close()
+		product := srv.AddProduct("P")
+		wos := make([]int64, machines)
+		for m := 0; m < machines; m++ {
+			wc := srv.AddWorkcenter(fmt.Sprintf("WC-%03d", m), fmt.Sprintf("m-%03d", m))
+			mo := srv.AddProduction(fmt.Sprintf("MO/%03d", m), product, 1e6)
+			wos[m] = srv.AddWorkorder(mo, wc, fmt.Sprintf("WO %03d", m), "progress")
+		}
+		_, key := srv.AddUser("bot")
+		keyFile := filepath.Join(dir, "key")
+		if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		cfgPath := benchConfig(b, dir, srv.URL(), keyFile, broker.URL(), machines, "127.0.0.1:0")
+		cfg, err := config.Load(cfgPath)
+		if err != nil {
+			b.Fatal(err)
+		}
+		// The backlog: one record per value, the worst case (live ingest
+		// coalesces values of one batch).
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			b.Fatal(err)
+		}
+		q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		now := time.Now().Add(-time.Hour).UnixMilli()
+		for r := 0; r < perMachine; r += 100 {
+			recs := make([]buffer.Record, 0, 100*machines)
+			for k := 0; k < 100; k++ {
+				for m := 0; m < machines; m++ {
+					t := now + int64(r+k)
+					recs = append(recs, buffer.Record{Lane: buffer.LaneCounts, Key: countKey(fmt.Sprintf("m-%03d", m), sigGood),
+						Time: time.UnixMilli(t), Data: mustJSON(countRecord{Delta: 1, First: t, Last: t})})
+				}
+			}
+			if _, err := q.Append(context.Background(), recs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := q.Close(); err != nil {
+			b.Fatal(err)
+		}
+		srv.SetLatency(20 * time.Millisecond)
+		callsBefore := len(srv.Calls())
+
+		b.ResetTimer()
+		start := time.Now()
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "PLANTEDGE_TEST_AGENT_CONFIG="+cfgPath)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		var peak float64
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			if h := vmHWM(cmd.Process.Pid); h > peak {
+				peak = h
+			}
+			done := true
+			for _, id := range wos {
+				if srv.Workorder(id).QtyProducing != perMachine {
+					done = false
+					break
+				}
+			}
+			if done {
+				break
+			}
+			if time.Now().After(deadline) {
+				_ = cmd.Process.Kill()
+				b.Fatal("backlog not drained in 5 minutes")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		elapsed := time.Since(start)
+		b.StopTimer()
+		if h := vmHWM(cmd.Process.Pid); h > peak {
+			peak = h
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		b.ReportMetric(elapsed.Seconds(), "s_drain")
+		b.ReportMetric(float64(machines*perMachine)/elapsed.Seconds(), "values/s")
+		b.ReportMetric(float64(len(srv.Calls())-callsBefore), "calls")
+		b.ReportMetric(peak, "MB_rss")
+	}
+}
+
+// BenchmarkIngestMQTT: values published to the embedded broker until they
+// are durable in the buffer; p99 is from the connector's receipt to the
+// end of the commit that holds the value.
+func BenchmarkIngestMQTT(b *testing.B) {
+	const machines, values = 100, 200000
+	dir := b.TempDir()
+	srv := odootest.New(odootest.Options{Version: 17})
+	srv.Start()
+	defer srv.Close()
+	srv.SetDown(true) // ingest only: nothing drains meanwhile
+	broker, err := mqtttest.Start("127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer broker.Close()
+	keyFile := filepath.Join(dir, "key")
+	_ = os.WriteFile(keyFile, []byte("0123456789012345678901234567890123456789"), 0o600)
+	cfg, err := config.Load(benchConfig(b, dir, srv.URL(), keyFile, broker.URL(), machines, "127.0.0.1:0"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		a, err := New(cfg, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var mu sync.Mutex
+		lat := make([]time.Duration, 0, values)
+		a.latencyHook = func(d time.Duration) { mu.Lock(); lat = append(lat, d); mu.Unlock() }
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		for len(a.Status().Sources) == 0 || a.Status().Sources[0].State != "connected" {
+			time.Sleep(10 * time.Millisecond)
+		}
+		b.ResetTimer()
+		start := time.Now()
+		for v := 0; v < values; v++ {
+			m := v % machines
+			payload := []byte(fmt.Sprintf(`{"good": %d}`, v/machines))
+			if err := broker.Publish(fmt.Sprintf("bench/m-%03d", m), payload, false, 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for {
+			mu.Lock()
+			n := len(lat)
+			mu.Unlock()
+			if n >= values {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		elapsed := time.Since(start)
+		b.StopTimer()
+		cancel()
+		<-done
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		b.ReportMetric(float64(values)/elapsed.Seconds(), "values/s")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+		b.ReportMetric(vmHWM(os.Getpid()), "MB_rss")
+	}
+}

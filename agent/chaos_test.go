@@ -1,0 +1,157 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/odoo/odootest"
+)
+
+// childEnv names the config file a re-executed test binary runs the agent
+// with (see TestMain).
+const childEnv = "PLANTEDGE_TEST_AGENT_CONFIG"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(childEnv); path != "" {
+		os.Exit(runChildAgent(path))
+	}
+	os.Exit(m.Run())
+}
+
+// runChildAgent is the agent process the chaos test kills with SIGKILL.
+func runChildAgent(path string) int {
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	a, err := agent.New(cfg, agent.Options{Logger: log})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func startChild(t *testing.T, cfgPath string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+cfgPath)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+// TestChaosKillWhileDraining: Odoo answers with commit-then-drop and
+// serialization failures while the agent drains a backlog, and the agent
+// process is SIGKILLed again and again. In the end every piece made is in
+// Odoo exactly once and every stop is exactly one downtime line.
+func TestChaosKillWhileDraining(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos test skipped in -short mode")
+	}
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3"}})
+	rng := rand.New(rand.NewPCG(7, 11))
+	// Build a backlog while Odoo is down.
+	p.odoo.SetDown(true)
+	child := startChild(t, p.cfgPath)
+	kill := func() {
+		_ = child.Process.Signal(syscall.SIGKILL)
+		_, _ = child.Process.Wait()
+	}
+	defer func() { kill() }()
+	// The first value the agent ever sees is a counter's baseline: let the
+	// child subscribe and take one before the machines produce.
+	api := agent.NewAPIClient(p.listen)
+	waitFor(t, 30*time.Second, "child agent subscribed", func() (bool, string) {
+		st, err := api.Status(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(st.Sources) == 1 && st.Sources[0].State == "connected", fmt.Sprintf("%+v", st.Sources)
+	})
+	for _, m := range p.machines {
+		p.publish(m)
+	}
+	waitFor(t, 30*time.Second, "baselines", func() (bool, string) {
+		st, err := api.Status(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, m := range st.Machines {
+			if m.State == "unknown" {
+				return false, m.ID
+			}
+		}
+		return true, ""
+	})
+	for i := 0; i < 20; i++ {
+		for _, m := range p.machines {
+			p.produce(m, int64(1+rng.IntN(5)), 0)
+		}
+		if i%7 == 3 {
+			p.stop(p.machines[i%3], "JAM")
+		}
+		if i%7 == 5 {
+			p.run(p.machines[(i-2)%3])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.odoo.SetDown(false)
+	p.odoo.SetFaultRate(odootest.FaultCommitThenDrop, 0.25, 1)
+	kills := 0
+	for round := 0; round < 20; round++ {
+		time.Sleep(time.Duration(150+rng.IntN(400)) * time.Millisecond)
+		kill()
+		kills++
+		if round%4 == 1 {
+			p.odoo.SetFaultRate(odootest.FaultSerialization, 0.3, int64(round))
+		} else if round%4 == 3 {
+			p.odoo.SetFaultRate(odootest.FaultCommitThenDrop, 0.3, int64(round))
+		}
+		// Machines keep working while the agent is dead; the broker queues
+		// for the persistent session.
+		for _, m := range p.machines {
+			p.produce(m, int64(rng.IntN(4)), 0)
+		}
+		if round == 5 {
+			p.stop(p.machines[1], "SETUP")
+		}
+		if round == 8 {
+			p.run(p.machines[1])
+		}
+		child = startChild(t, p.cfgPath)
+	}
+	p.odoo.SetFaultRate(odootest.FaultNone, 0, 0)
+	t.Logf("killed the agent %d times", kills)
+	p.waitExact(nil, 60*time.Second)
+	// And it stays exact: nothing arrives twice later.
+	time.Sleep(500 * time.Millisecond)
+	p.waitExact(nil, time.Second)
+	var xml = map[string]int{}
+	for _, l := range p.odoo.Productivity() {
+		xml[l.XMLID]++
+		if xml[l.XMLID] > 1 {
+			t.Errorf("duplicate downtime line %s", l.XMLID)
+		}
+	}
+}

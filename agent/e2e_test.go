@@ -1,0 +1,607 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
+	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
+	"github.com/plantedge/plantedge/odoo/odootest"
+)
+
+// plant is one end-to-end test bench: an Odoo emulator with a work center
+// and a work order in progress per machine, an embedded MQTT broker, an
+// optional in-process OPC UA server, and the agent's config file.
+type plant struct {
+	t       testing.TB
+	version int
+	odoo    *odootest.Server
+	broker  *mqtttest.Broker
+	ua      *opcuatest.Server
+	dir     string
+	cfgPath string
+	listen  string
+
+	machines []*simMachine
+	wcIDs    map[string]int64
+	woIDs    map[string]int64
+	product  int64
+}
+
+// simMachine is a machine publishing cumulative counters over MQTT (or
+// OPC UA when opcua is set).
+type simMachine struct {
+	id      string
+	opcua   bool
+	block   bool
+	mu      sync.Mutex
+	good    int64
+	scrap   int64
+	running bool
+	reason  string
+	stops   int
+	start   int64
+}
+
+type plantOptions struct {
+	version   int
+	machines  []string // ids; a "ua-" prefix makes it an OPC UA machine
+	noWO      []string // machines without a work order in progress
+	block     bool
+	extraYAML string
+}
+
+func newPlant(t testing.TB, o plantOptions) *plant {
+	t.Helper()
+	if o.version == 0 {
+		o.version = 17
+	}
+	p := &plant{t: t, version: o.version, dir: t.TempDir(), wcIDs: map[string]int64{}, woIDs: map[string]int64{}}
+	p.odoo = odootest.New(odootest.Options{Version: o.version})
+	p.odoo.Start()
+	t.Cleanup(p.odoo.Close)
+	b, err := mqtttest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.broker = b
+	t.Cleanup(func() { b.Close() })
+	p.product = p.odoo.AddProduct("Bracket")
+	uaVars := map[string]any{}
+	for i, id := range o.machines {
+		m := &simMachine{id: id, opcua: strings.HasPrefix(id, "ua-"), running: true, block: o.block, good: 1000, start: 1000}
+		p.machines = append(p.machines, m)
+		wc := p.odoo.AddWorkcenter(wcCode(id), id)
+		p.wcIDs[id] = wc
+		mo := p.odoo.AddProduction(fmt.Sprintf("WH/MO/%05d", i+1), p.product, 100000)
+		state := "progress"
+		for _, n := range o.noWO {
+			if n == id {
+				state = "ready"
+			}
+		}
+		p.woIDs[id] = p.odoo.AddWorkorder(mo, wc, "WO "+id, state)
+		if m.opcua {
+			uaVars[id+".Good"] = m.good
+			uaVars[id+".Running"] = true
+		}
+	}
+	if len(uaVars) > 0 {
+		ua, err := opcuatest.Start(context.Background(), 0, uaVars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.ua = ua
+		t.Cleanup(ua.Close)
+	}
+	_, key := p.odoo.AddUser("plantedge-bot")
+	keyFile := filepath.Join(p.dir, "odoo-api-key")
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.listen = freeAddr(t)
+	p.cfgPath = filepath.Join(p.dir, "plantedge.yaml")
+	p.writeConfig(p.configYAML(keyFile, o.extraYAML))
+	return p
+}
+
+func wcCode(id string) string { return "WC-" + strings.ToUpper(id) }
+
+func freeAddr(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func (p *plant) writeConfig(s string) {
+	if err := os.WriteFile(p.cfgPath, []byte(s), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *plant) configYAML(keyFile, extra string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `site: test-plant
+data_dir: %q
+listen: %q
+buffer:
+  max_bytes: 64MiB
+  commit_window: 5ms
+odoo:
+  url: %q
+  database: odoo
+  username: plantedge-bot
+  api_key_file: %q
+  timeout: 2s
+forward:
+  interval: 100ms
+  backoff_max: 1s
+  rate: 200
+mqtt:
+  - name: broker
+    url: %q
+    client_id: plantedge-test
+    backoff_max: 1s
+`, filepath.Join(p.dir, "data"), p.listen, p.odoo.URL(), keyFile, p.broker.URL())
+	if p.ua != nil {
+		fmt.Fprintf(&b, `opcua:
+  - name: line1
+    endpoint: %q
+    publishing_interval: 100ms
+    sampling_interval: 50ms
+    backoff_max: 1s
+`, p.ua.Endpoint())
+	}
+	b.WriteString(extra)
+	b.WriteString("machines:\n")
+	for _, m := range p.machines {
+		fmt.Fprintf(&b, "  - id: %s\n    workcenter: %s\n", m.id, wcCode(m.id))
+		if m.block {
+			b.WriteString("    block_workcenter: true\n")
+		}
+		if m.opcua {
+			fmt.Fprintf(&b, "    good_count: { opcua: { server: line1, node: %q } }\n", p.ua.NodeID(m.id+".Good"))
+			fmt.Fprintf(&b, "    running: { opcua: { server: line1, node: %q } }\n", p.ua.NodeID(m.id+".Running"))
+			continue
+		}
+		topic := "plant/" + m.id
+		fmt.Fprintf(&b, "    good_count: { mqtt: { broker: broker, topic: %s, field: good, timestamp_field: ts } }\n", topic)
+		fmt.Fprintf(&b, "    scrap_count: { mqtt: { broker: broker, topic: %s, field: scrap, timestamp_field: ts } }\n", topic)
+		fmt.Fprintf(&b, "    running: { mqtt: { broker: broker, topic: %s, field: running, timestamp_field: ts } }\n", topic)
+		fmt.Fprintf(&b, "    downtime_reason:\n      mqtt: { broker: broker, topic: %s, field: reason, timestamp_field: ts }\n", topic)
+		b.WriteString("      map: { JAM: Equipment Failure, SETUP: Setup and Adjustments }\n")
+	}
+	return b.String()
+}
+
+// publish sends a machine's current values to its source.
+func (p *plant) publish(m *simMachine) {
+	m.mu.Lock()
+	good, scrap, running, reason := m.good, m.scrap, m.running, m.reason
+	m.mu.Unlock()
+	if m.opcua {
+		p.ua.Set(m.id+".Good", good)
+		p.ua.Set(m.id+".Running", running)
+		return
+	}
+	b, _ := json.Marshal(map[string]any{"good": good, "scrap": scrap, "running": running, "reason": reason,
+		"ts": time.Now().UTC().Format(time.RFC3339Nano)})
+	if err := p.broker.Publish("plant/"+m.id, b, false, 1); err != nil {
+		p.t.Errorf("publish: %v", err)
+	}
+}
+
+// produce makes n pieces (and scrap) on a machine and publishes the counter.
+func (p *plant) produce(m *simMachine, n, scrap int64) {
+	m.mu.Lock()
+	m.good += n
+	m.scrap += scrap
+	m.mu.Unlock()
+	p.publish(m)
+}
+
+// stop and run toggle a machine; a stop→run pair is one downtime interval.
+func (p *plant) stop(m *simMachine, reason string) {
+	m.mu.Lock()
+	m.running, m.reason = false, reason
+	m.mu.Unlock()
+	p.publish(m)
+}
+
+func (p *plant) run(m *simMachine) {
+	m.mu.Lock()
+	m.running = true
+	m.stops++
+	m.mu.Unlock()
+	p.publish(m)
+}
+
+func (m *simMachine) made() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return float64(m.good - m.start)
+}
+
+func (p *plant) qty(id string) float64 {
+	wo := p.odoo.Workorder(p.woIDs[id])
+	if p.version >= 19 {
+		return wo.QtyProduced
+	}
+	return wo.QtyProducing
+}
+
+func (p *plant) closedLines(id string) int {
+	n := 0
+	for _, l := range p.odoo.Productivity() {
+		if l.WorkcenterID == p.wcIDs[id] && !l.End.IsZero() {
+			n++
+		}
+	}
+	return n
+}
+
+func (p *plant) scrapped(id string) float64 {
+	var q float64
+	for _, s := range p.odoo.Scraps() {
+		if s.WorkorderID == p.woIDs[id] && s.State == "done" {
+			q += s.Qty
+		}
+	}
+	return q
+}
+
+// runningAgent is an agent started in-process.
+type runningAgent struct {
+	a      *agent.Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (p *plant) startAgent() *runningAgent {
+	p.t.Helper()
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{p.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a, err := agent.New(cfg, agent.Options{Logger: log})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ra := &runningAgent{a: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { ra.done <- a.Run(ctx) }()
+	p.t.Cleanup(ra.stop)
+	waitFor(p.t, 20*time.Second, "sources connected", func() (bool, string) {
+		st := a.Status()
+		for _, s := range st.Sources {
+			if s.State != "connected" {
+				return false, fmt.Sprintf("%+v", st.Sources)
+			}
+		}
+		return len(st.Sources) > 0, "no sources yet"
+	})
+	// The first value the agent ever sees of a counter is its baseline:
+	// make sure it has one for every machine before the test produces.
+	for _, m := range p.machines {
+		p.publish(m)
+	}
+	waitFor(p.t, 20*time.Second, "baselines", func() (bool, string) {
+		for _, m := range a.Status().Machines {
+			if m.State == "unknown" {
+				return false, m.ID + " unknown"
+			}
+		}
+		return true, ""
+	})
+	return ra
+}
+
+func (ra *runningAgent) stop() {
+	ra.cancel()
+	select {
+	case <-ra.done:
+	case <-time.After(30 * time.Second):
+		panic("agent did not stop within 30s")
+	}
+}
+
+// testWriter sends agent logs to the test log (shown on failure or -v).
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+var _ io.Writer = testWriter{}
+
+// waitFor polls cond until it holds or the timeout passes (a guard
+// against hangs, not a performance assertion).
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		last = detail
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s: %s", what, last)
+}
+
+// waitExact waits until every machine's work-order quantity in Odoo equals
+// what it made, its closed downtime lines equal its stops, and the buffer
+// is empty; then it checks once more that nothing is doubled.
+func (p *plant) waitExact(ra *runningAgent, timeout time.Duration) {
+	p.t.Helper()
+	waitFor(p.t, timeout, "odoo to match the machines", func() (bool, string) {
+		var diffs []string
+		for _, m := range p.machines {
+			if got, want := p.qty(m.id), m.made(); got != want {
+				diffs = append(diffs, fmt.Sprintf("%s qty %v want %v", m.id, got, want))
+			}
+			if got, want := p.closedLines(m.id), m.stops; got != want {
+				diffs = append(diffs, fmt.Sprintf("%s downtime lines %d want %d", m.id, got, want))
+			}
+		}
+		if ra != nil {
+			if st := ra.a.Status(); st.Buffer.Pending != 0 {
+				diffs = append(diffs, fmt.Sprintf("buffer pending %d", st.Buffer.Pending))
+			}
+		}
+		return len(diffs) == 0, strings.Join(diffs, "; ")
+	})
+}
+
+func TestEndToEndNormalFlow(t *testing.T) {
+	for _, v := range []int{17, 18, 19} {
+		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: v, machines: []string{"ua-press-1", "press-2", "pack-3"}})
+			ra := p.startAgent()
+			for round := 0; round < 5; round++ {
+				for i, m := range p.machines {
+					p.produce(m, int64(7+i), int64(i%2))
+				}
+				time.Sleep(120 * time.Millisecond)
+			}
+			p.stop(p.machines[1], "JAM")
+			time.Sleep(200 * time.Millisecond)
+			p.run(p.machines[1])
+			p.waitExact(ra, 20*time.Second)
+			if got := p.machines[0].made(); got != 35 {
+				t.Fatalf("simulated press made %v, want 35", got)
+			}
+			// Scrap of the MQTT machines is booked once, validated.
+			waitFor(t, 10*time.Second, "scrap booked", func() (bool, string) {
+				got := p.scrapped("press-2")
+				return got == float64(p.machines[1].scrap), fmt.Sprintf("scrapped %v want %d", got, p.machines[1].scrap)
+			})
+			for _, s := range p.odoo.Scraps() {
+				if s.Moves > 1 {
+					t.Errorf("scrap %s booked %d times", s.XMLID, s.Moves)
+				}
+			}
+			lines := p.odoo.Productivity()
+			var jam int
+			for _, l := range lines {
+				if l.WorkcenterID == p.wcIDs["press-2"] {
+					jam++
+					if l.LossName != "Equipment Failure" {
+						t.Errorf("downtime loss %q, want Equipment Failure (JAM)", l.LossName)
+					}
+					if !strings.HasPrefix(l.XMLID, "plantedge.test-plant_press-2_downtime_") {
+						t.Errorf("downtime external id %q", l.XMLID)
+					}
+				}
+			}
+			if jam != 1 {
+				t.Errorf("press-2 has %d downtime lines, want 1", jam)
+			}
+			st := ra.a.Status()
+			if st.Odoo.State != "online" {
+				t.Errorf("odoo state %q", st.Odoo.State)
+			}
+			wantProto := "jsonrpc"
+			if v >= 19 {
+				wantProto = "json2"
+			}
+			if st.Odoo.Protocol != wantProto {
+				t.Errorf("protocol %q, want %q", st.Odoo.Protocol, wantProto)
+			}
+			for _, m := range st.Machines {
+				if m.WorkOrder != "WO "+m.ID || m.GoodCount != p.machine(m.ID).made() || m.State != "running" {
+					t.Errorf("status machine %+v", m)
+				}
+			}
+		})
+	}
+}
+
+func (p *plant) machine(id string) *simMachine {
+	for _, m := range p.machines {
+		if m.id == id {
+			return m
+		}
+	}
+	p.t.Fatalf("no machine %s", id)
+	return nil
+}
+
+func TestEndToEndWANOutage(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "ua-press-3"}})
+	ra := p.startAgent()
+	p.produce(p.machines[0], 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+	p.odoo.SetDown(true)
+	callsBefore := len(p.odoo.Calls())
+	for round := 0; round < 10; round++ {
+		for _, m := range p.machines {
+			p.produce(m, 3, 0)
+		}
+		if round == 3 {
+			p.stop(p.machines[0], "SETUP")
+			p.stop(p.machines[2], "")
+		}
+		if round == 6 {
+			p.run(p.machines[0])
+			p.run(p.machines[2])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitFor(t, 10*time.Second, "agent to notice the outage", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Odoo.State == "offline" && st.Buffer.Pending > 0, fmt.Sprintf("%+v", st.Odoo)
+	})
+	if n := len(p.odoo.Calls()); n != callsBefore {
+		t.Errorf("calls reached Odoo while it was down: %d", n-callsBefore)
+	}
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	p.waitExact(ra, 20*time.Second)
+	// Each stop is exactly one line, even after retries.
+	for _, id := range []string{"press-1", "ua-press-3"} {
+		if n := p.closedLines(id); n != 1 {
+			t.Errorf("%s: %d downtime lines, want 1", id, n)
+		}
+	}
+}
+
+func (p *plant) waitExactQty(ra *runningAgent, id string, want float64) {
+	p.t.Helper()
+	waitFor(p.t, 15*time.Second, id+" quantity", func() (bool, string) {
+		got := p.qty(id)
+		return got == want, fmt.Sprintf("qty %v want %v", got, want)
+	})
+}
+
+func TestEndToEndWorkOrderChangeAndHeldCounts(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, noWO: []string{"press-2"}})
+	ra := p.startAgent()
+	m1, m2 := p.machines[0], p.machines[1]
+	p.produce(m1, 10, 0)
+	p.produce(m2, 4, 0)
+	p.waitExactQty(ra, "press-1", 10)
+	// press-2 has no work order in progress: its counts are held and shown.
+	waitFor(t, 10*time.Second, "press-2 held", func() (bool, string) {
+		for _, m := range ra.a.Status().Machines {
+			if m.ID == "press-2" {
+				return m.Unattributed == 4 && m.WorkOrder == "", fmt.Sprintf("%+v", m)
+			}
+		}
+		return false, "no press-2"
+	})
+	if q := p.qty("press-2"); q != 0 {
+		t.Fatalf("held counts reached Odoo: %v", q)
+	}
+	// The work order starts: the held counts are attributed to it.
+	p.odoo.SetWorkorderState(p.woIDs["press-2"], "progress")
+	p.waitExactQty(ra, "press-2", 4)
+
+	// press-1 switches to a new work order mid-stream: later counts go to
+	// it, counted from its own baseline; the finished one keeps its 10.
+	p.odoo.SetWorkorderState(p.woIDs["press-1"], "done")
+	mo := p.odoo.AddProduction("WH/MO/00099", p.product, 500)
+	wo2 := p.odoo.AddWorkorder(mo, p.wcIDs["press-1"], "WO press-1 #2", "progress")
+	p.produce(m1, 6, 0)
+	waitFor(t, 15*time.Second, "second work order", func() (bool, string) {
+		wo := p.odoo.Workorder(wo2)
+		return wo.QtyProducing == 6, fmt.Sprintf("%+v", wo)
+	})
+	if q := p.odoo.Workorder(p.woIDs["press-1"]).QtyProducing; q != 10 {
+		t.Errorf("finished work order changed to %v", q)
+	}
+}
+
+func TestEndToEndPermanentRefusalIsDeadLettered(t *testing.T) {
+	// Odoo 19 refuses qty_produced on a done work order (UserError).
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1", "press-2"}})
+	ra := p.startAgent()
+	p.produce(p.machines[0], 5, 0)
+	p.produce(p.machines[1], 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+	p.waitExactQty(ra, "press-2", 5)
+	// The next quantity write is refused for good, as Odoo does when the
+	// work order was finished between the agent's read and its write.
+	p.odoo.RefuseNext("mrp.workorder", "write", 1, "odoo.exceptions.UserError", "You cannot change the quantity of a done work order.")
+	p.produce(p.machines[0], 3, 0)
+	time.Sleep(500 * time.Millisecond) // press-1's write comes first and is refused
+	p.produce(p.machines[1], 4, 0)
+	waitFor(t, 15*time.Second, "dead letter", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.DeadLetters == 1, fmt.Sprintf("dead letters %d", st.Buffer.DeadLetters)
+	})
+	p.waitExactQty(ra, "press-2", 9) // the rest keeps flowing
+	api := agent.NewAPIClient(p.listen)
+	dls, err := api.DeadLetters(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || dls[0].Key != "press-1/good" || !strings.Contains(dls[0].Reason, "done work order") {
+		t.Fatalf("dead letters %+v", dls)
+	}
+	// Retried once the cause is fixed, it lands exactly once.
+	if n, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
+		t.Fatalf("retry: %d %v", n, err)
+	}
+	p.waitExactQty(ra, "press-1", 8)
+}
+
+func TestEndToEndReload(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	p.produce(p.machines[0], 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	good, _ := os.ReadFile(p.cfgPath)
+
+	// An invalid file is rejected; the running mapping keeps working.
+	p.writeConfig(string(good) + "  - id: broken\n    workcenter: 42x: [\n")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	p.produce(p.machines[0], 3, 0)
+	p.waitExactQty(ra, "press-1", 5)
+
+	// A valid file adds a machine.
+	mo := p.odoo.AddProduction("WH/MO/00777", p.product, 10)
+	wc := p.odoo.AddWorkcenter("WC-PRESS-9", "press-9")
+	wo := p.odoo.AddWorkorder(mo, wc, "WO press-9", "progress")
+	p.writeConfig(string(good) + "  - id: press-9\n    workcenter: WC-PRESS-9\n    good_count: { mqtt: { broker: broker, topic: plant/press-9, field: good } }\n")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "resubscribed", func() (bool, string) {
+		st := ra.a.Status()
+		return len(st.Machines) == 2 && len(st.Sources) == 1 && st.Sources[0].State == "connected", fmt.Sprintf("%+v", st.Sources)
+	})
+	pub := func(n int) {
+		if err := p.broker.Publish("plant/press-9", []byte(fmt.Sprintf(`{"good": %d}`, n)), false, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub(100)
+	time.Sleep(300 * time.Millisecond)
+	pub(112)
+	waitFor(t, 10*time.Second, "new machine counted", func() (bool, string) {
+		q := p.odoo.Workorder(wo).QtyProducing
+		return q == 12, fmt.Sprintf("qty %v", q)
+	})
+}
