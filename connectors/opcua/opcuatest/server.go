@@ -10,17 +10,25 @@ import (
 	"log"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/server"
 	"github.com/gopcua/opcua/ua"
 )
 
-// Server is a running OPC UA server with one map-backed namespace.
+// Server is a running OPC UA server with one namespace of variables.
+// gopcua's MapNamespace reads its map without its lock when notifying
+// subscribers (a data race under -race), so the values live here, behind
+// our own mutex, and the nodes read them through value functions.
 type Server struct {
 	srv      *server.Server
-	ns       *server.MapNamespace
+	ns       *server.NodeNameSpace
 	endpoint string
+
+	mu   sync.Mutex
+	vals map[string]any
 }
 
 // Start starts a server on 127.0.0.1:port (0 picks a free port) with the
@@ -45,14 +53,21 @@ func Start(ctx context.Context, port int, vars map[string]any) (*Server, error) 
 		server.EndPoint("127.0.0.1", port),
 		server.SetLogger(quiet{}),
 	)
-	ns := server.NewMapNamespace(srv, "urn:plantedge:sim")
+	ns := server.NewNodeNameSpace(srv, "urn:plantedge:sim")
+	s := &Server{srv: srv, ns: ns, endpoint: "opc.tcp://127.0.0.1:" + strconv.Itoa(port), vals: map[string]any{}}
+	// Objects -> the namespace's folder -> the variables, so browse finds them.
+	if ns0, err := srv.Namespace(0); err == nil {
+		ns0.Objects().AddRef(ns.Objects(), id.HasComponent, true)
+	}
 	for k, v := range vars {
-		ns.Data[k] = v
+		s.vals[k] = v
+		n := ns.AddNewVariableStringNode(k, func() *ua.DataValue { return server.DataValueFromValue(s.Get(k)) })
+		ns.Objects().AddRef(n, id.HasComponent, true)
 	}
 	if err := srv.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start opc ua server: %w", err)
 	}
-	return &Server{srv: srv, ns: ns, endpoint: "opc.tcp://127.0.0.1:" + strconv.Itoa(port)}, nil
+	return s, nil
 }
 
 // Endpoint is the server's opc.tcp URL.
@@ -64,11 +79,20 @@ func (s *Server) NS() uint16 { return s.ns.ID() }
 // NodeID returns the string node id of a variable.
 func (s *Server) NodeID(name string) string { return fmt.Sprintf("ns=%d;s=%s", s.ns.ID(), name) }
 
-// Set changes a variable and notifies subscribers.
-func (s *Server) Set(name string, v any) { s.ns.SetValue(name, v) }
+// Set changes a variable (one given to Start) and notifies subscribers.
+func (s *Server) Set(name string, v any) {
+	s.mu.Lock()
+	s.vals[name] = v
+	s.mu.Unlock()
+	s.srv.ChangeNotification(ua.NewStringNodeID(s.ns.ID(), name))
+}
 
 // Get returns a variable's current value.
-func (s *Server) Get(name string) any { return s.ns.GetValue(name) }
+func (s *Server) Get(name string) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.vals[name]
+}
 
 // Close stops the server. gopcua's Close can take ~10 s (FIELD-NOTES), so
 // it runs in the background and Close returns at once.
