@@ -102,6 +102,7 @@ func BenchmarkIngest(b *testing.B) {
 		batchHint          int // records per commit expected (the "before" baseline)
 	}{
 		{"appenders=32/records_per_append=64", 32, 64, 300_000, DefaultCommitRecords},
+		{"appenders=16/records_per_append=16", 16, 16, 200_000, 256},
 		{"appenders=64/records_per_append=1", 64, 1, 30_000, 32},
 	}
 	for _, tc := range cases {
