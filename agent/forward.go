@@ -292,6 +292,9 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		f.connected = true
 	}
 	cfg := f.a.cfg.Load()
+	// Nothing read in an earlier round is acked without being read again:
+	// let the quota merge fold those records meanwhile.
+	f.a.buf.Release()
 	events, err := f.a.buf.Read(buffer.LaneEvents, 0, maxEventsPerRound)
 	if err != nil {
 		return false, fmt.Errorf("read events: %w", err)

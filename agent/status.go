@@ -169,7 +169,7 @@ func (a *Agent) pendingCounts() map[string]pendingCount {
 	}
 	var after uint64
 	for {
-		recs, err := a.buf.Read(buffer.LaneCounts, after, scanChunk)
+		recs, err := a.buf.Peek(buffer.LaneCounts, after, scanChunk)
 		if err != nil {
 			return out
 		}

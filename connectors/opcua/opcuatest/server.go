@@ -29,6 +29,9 @@ type Server struct {
 
 	mu   sync.Mutex
 	vals map[string]any
+
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 // Start starts a server on 127.0.0.1:port (0 picks a free port) with the
@@ -67,6 +70,21 @@ func Start(ctx context.Context, port int, vars map[string]any) (*Server, error) 
 	if err := srv.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start opc ua server: %w", err)
 	}
+	// gopcua's server never notifies changes of its own clock; a real
+	// server does, and plantedge watches it as a heartbeat.
+	s.stop = make(chan struct{})
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+				srv.ChangeNotification(ua.NewNumericNodeID(0, id.Server_ServerStatus_CurrentTime))
+			}
+		}
+	}()
 	return s, nil
 }
 
@@ -97,6 +115,7 @@ func (s *Server) Get(name string) any {
 // Close stops the server. gopcua's Close can take ~10 s (FIELD-NOTES), so
 // it runs in the background and Close returns at once.
 func (s *Server) Close() {
+	s.stopOnce.Do(func() { close(s.stop) })
 	done := make(chan struct{})
 	go func() { _ = s.srv.Close(); close(done) }()
 	select {
