@@ -26,11 +26,19 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 var ErrCorruptRecord = errors.New("corrupt record")
 
 // encodeRecord appends the stored form of r to dst:
-// version | lane | seq(8) | unix sec(8) | nanos(4) | uvarint keylen | key | uvarint datalen | data | crc32c(4).
+// version | lane | unix sec(8) | nanos+1(4) | uvarint keylen | key | uvarint datalen | data | seq(8) | crc32c(4).
+// Seq comes last so that Append can encode and checksum everything else in
+// the caller's goroutine; the committer only seals it with the Seq.
 func encodeRecord(dst []byte, r Record) []byte {
+	dst, sum := encodePrefix(dst, r)
+	return sealRecord(dst, sum, r.Seq)
+}
+
+// encodePrefix appends everything but Seq and checksum, and returns the
+// CRC-32C of what it appended.
+func encodePrefix(dst []byte, r Record) ([]byte, uint32) {
 	start := len(dst)
 	dst = append(dst, codecVersion, byte(r.Lane))
-	dst = binary.BigEndian.AppendUint64(dst, r.Seq)
 	var sec int64
 	var nsec uint32
 	if !r.Time.IsZero() {
@@ -43,7 +51,14 @@ func encodeRecord(dst []byte, r Record) []byte {
 	dst = append(dst, r.Key...)
 	dst = binary.AppendUvarint(dst, uint64(len(r.Data)))
 	dst = append(dst, r.Data...)
-	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(dst[start:], crcTable))
+	return dst, crc32.Checksum(dst[start:], crcTable)
+}
+
+// sealRecord appends seq and the checksum to a prefix whose CRC is sum.
+func sealRecord(dst []byte, sum uint32, seq uint64) []byte {
+	n := len(dst)
+	dst = binary.BigEndian.AppendUint64(dst, seq)
+	return binary.BigEndian.AppendUint32(dst, crc32.Update(sum, crcTable, dst[n:]))
 }
 
 // encodedSize is len(encodeRecord(nil, r)) without encoding.
@@ -78,9 +93,8 @@ func decodeRecord(b []byte) (Record, error) {
 		return r, fmt.Errorf("%w: unknown lane %d", ErrCorruptRecord, body[1])
 	}
 	r.Lane = Lane(body[1])
-	r.Seq = binary.BigEndian.Uint64(body[2:])
-	sec := int64(binary.BigEndian.Uint64(body[10:]))
-	nsec := binary.BigEndian.Uint32(body[18:])
+	sec := int64(binary.BigEndian.Uint64(body[2:]))
+	nsec := binary.BigEndian.Uint32(body[10:])
 	if nsec > 1e9 {
 		return r, fmt.Errorf("%w: bad nanoseconds %d", ErrCorruptRecord, nsec)
 	}
@@ -89,7 +103,8 @@ func decodeRecord(b []byte) (Record, error) {
 	} else if sec != 0 {
 		return r, fmt.Errorf("%w: zero time with seconds set", ErrCorruptRecord)
 	}
-	rest := body[22:]
+	r.Seq = binary.BigEndian.Uint64(body[len(body)-8:])
+	rest := body[14 : len(body)-8]
 	key, rest, err := readBytes(rest)
 	if err != nil {
 		return r, fmt.Errorf("%w: key: %w", ErrCorruptRecord, err)

@@ -42,7 +42,9 @@ func (e *rejectError) Unwrap() error { return e.err }
 
 type request struct {
 	ctx     context.Context
-	recs    []Record // Append
+	recs    []Record // Append: lanes (the encoded records are in enc)
+	enc     [][]byte // Append: encoded records without Seq, capacity for it
+	sums    []uint32 // Append: CRC of each enc
 	meta    []KV     // Append
 	fn      opFunc   // everything else
 	nrec    int
@@ -400,6 +402,27 @@ func (q *Queue) Append(ctx context.Context, recs []Record, meta ...KV) ([]uint64
 		return nil, fmt.Errorf("append: %w", err)
 	}
 	r := &request{recs: recs, meta: meta, nrec: len(recs) + len(meta)}
+	// Encode and checksum here, in parallel across callers; the committer
+	// only adds the Seq.
+	total := 0
+	for _, rec := range recs {
+		total += encodedSize(rec)
+	}
+	buf := make([]byte, total)
+	r.enc = make([][]byte, len(recs))
+	r.sums = make([]uint32, len(recs))
+	now := time.Now().UTC()
+	off := 0
+	for i, rec := range recs {
+		if rec.Time.IsZero() {
+			rec.Time = now
+		}
+		n := encodedSize(rec)
+		prefix, sum := encodePrefix(buf[off:off:off+n], rec)
+		r.enc[i] = prefix
+		r.sums[i] = sum
+		off += n
+	}
 	if err := q.submit(ctx, r); err != nil {
 		return nil, fmt.Errorf("append: %w", err)
 	}
@@ -409,11 +432,8 @@ func (q *Queue) Append(ctx context.Context, recs []Record, meta ...KV) ([]uint64
 func (q *Queue) applyAppend(t *txn, r *request) error {
 	var need int64
 	prio := LaneTelemetry
-	total := 0
-	for _, rec := range r.recs {
-		n := encodedSize(rec)
-		total += n
-		need += int64(n + elemOverhead)
+	for i, rec := range r.recs {
+		need += int64(len(r.enc[i]) + 12 + elemOverhead)
 		prio = min(prio, rec.Lane)
 	}
 	for _, kv := range r.meta {
@@ -436,19 +456,14 @@ func (q *Queue) applyAppend(t *txn, r *request) error {
 			return &rejectError{fmt.Errorf("%w: need %d bytes, %d of %d in use", ErrFull, need, t.w.used(), budget)}
 		}
 	}
-	now := time.Now().UTC()
-	slab := make([]byte, 0, total)
 	seqs := make([]uint64, len(r.recs))
 	for i, rec := range r.recs {
 		t.w.seq++
-		rec.Seq = t.w.seq
-		if rec.Time.IsZero() {
-			rec.Time = now
-		}
-		start := len(slab)
-		slab = encodeRecord(slab, rec)
-		v := slab[start:len(slab):len(slab)]
-		if err := t.lanes[rec.Lane].Put(seqKey(rec.Seq), v); err != nil {
+		seq := t.w.seq
+		// The prefix has capacity for Seq and checksum; resealing after a
+		// retried transaction overwrites the same bytes.
+		v := sealRecord(r.enc[i], r.sums[i], seq)
+		if err := t.lanes[rec.Lane].Put(seqKey(seq), v); err != nil {
 			return err
 		}
 		ls := &t.w.lanes[rec.Lane]
@@ -457,7 +472,7 @@ func (q *Queue) applyAppend(t *txn, r *request) error {
 		}
 		ls.Pending++
 		ls.Bytes += int64(len(v) + elemOverhead)
-		seqs[i] = rec.Seq
+		seqs[i] = seq
 	}
 	if err := putMeta(t, r.meta); err != nil {
 		return err
