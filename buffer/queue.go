@@ -674,7 +674,9 @@ func (q *Queue) Meta(key string) ([]byte, error) {
 }
 
 // MetaPrefix calls fn for every meta entry whose key starts with prefix, in
-// key order, inside one read transaction; value is only valid during the call.
+// key order, inside one read transaction; value is only valid during the
+// call, and fn must not call the Queue's write methods (a commit that grows
+// the file waits for open read transactions).
 func (q *Queue) MetaPrefix(prefix string, fn func(key string, value []byte) error) error {
 	err := q.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketMeta)
