@@ -110,6 +110,16 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 	}
 	if st, ok := stok.(*paho.SubscribeToken); ok {
 		for topic, code := range st.Result() {
+			if code == 0x91 && sess.present {
+				// mochi answers "packet identifier in use" (an MQTT 5 code)
+				// when our SUBSCRIBE's id collides with a message it is
+				// resending in the resumed session, although the two flows'
+				// ids are independent. The resumed session still holds the
+				// subscription, so carry on instead of reconnecting in a loop.
+				s.log.Info("mqtt broker refused a re-subscribe of a resumed session; keeping the session's subscription",
+					"topic", topic, "code", fmt.Sprintf("0x%02x", code))
+				continue
+			}
 			if code >= 0x80 {
 				sess.client.Disconnect(0)
 				return nil, fmt.Errorf("subscribe %q: refused by broker (code 0x%02x)", topic, code)
