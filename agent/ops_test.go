@@ -1,0 +1,395 @@
+package agent_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/agent/config"
+)
+
+// stopNow stops the agent and waits for Run to return, leaving the result
+// in done so that the stop registered with t.Cleanup returns at once.
+func (ra *runningAgent) stopNow(t testing.TB) {
+	t.Helper()
+	ra.cancel()
+	select {
+	case err := <-ra.done:
+		if err != nil {
+			t.Errorf("agent run: %v", err)
+		}
+		ra.done <- err
+	case <-time.After(30 * time.Second):
+		t.Fatal("agent did not stop within 30s")
+	}
+}
+
+// httpGet fetches path from the agent's local API.
+func httpGet(t testing.TB, listen, path string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + listen + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: read: %v", path, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// metric returns the value of the first sample of name in a Prometheus
+// text exposition whose labels include every one of labels ("k=\"v\"").
+func metric(body, name string, labels ...string) (float64, bool) {
+	sc := bufio.NewScanner(strings.NewReader(body))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		series, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		metricName, labelSet, _ := strings.Cut(series, "{")
+		if metricName != name {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			if !strings.Contains(labelSet, l) {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			return 0, false
+		}
+		return v, true
+	}
+	return 0, false
+}
+
+func (p *plant) metrics() string {
+	p.t.Helper()
+	code, body := httpGet(p.t, p.listen, "/metrics")
+	if code != http.StatusOK {
+		p.t.Fatalf("/metrics: %d %s", code, body)
+	}
+	return body
+}
+
+// notifyListener is a stand-in for systemd's notification socket.
+type notifyListener struct {
+	conn *net.UnixConn
+	mu   sync.Mutex
+	msgs []string
+	done chan struct{}
+}
+
+func listenNotify(t *testing.T) *notifyListener {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &notifyListener{conn: conn, done: make(chan struct{})}
+	go func() {
+		defer close(n.done)
+		buf := make([]byte, 4096)
+		for {
+			k, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			n.mu.Lock()
+			n.msgs = append(n.msgs, string(buf[:k]))
+			n.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { conn.Close(); <-n.done })
+	t.Setenv("NOTIFY_SOCKET", path)
+	return n
+}
+
+// count returns how many messages carried the assignment kv (one per line,
+// as in sd_notify(3)) and the index of the first one (-1 if none).
+func (n *notifyListener) count(kv string) (int, int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c, first := 0, -1
+	for i, m := range n.msgs {
+		for _, l := range strings.Split(m, "\n") {
+			if l == kv {
+				if first < 0 {
+					first = i
+				}
+				c++
+			}
+		}
+	}
+	return c, first
+}
+
+func (n *notifyListener) String() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return fmt.Sprintf("%q", n.msgs)
+}
+
+// TestSystemdNotify: READY=1 once the agent runs, WATCHDOG=1 at a third of
+// WATCHDOG_USEC while the forwarding loop is alive, STOPPING=1 on stop.
+func TestSystemdNotify(t *testing.T) {
+	n := listenNotify(t)
+	t.Setenv("WATCHDOG_USEC", "300000")
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	waitFor(t, 10*time.Second, "READY=1", func() (bool, string) {
+		c, _ := n.count("READY=1")
+		return c == 1, n.String()
+	})
+	if c, _ := n.count("STOPPING=1"); c != 0 {
+		t.Fatalf("STOPPING=1 while running: %s", n)
+	}
+	// Pings keep coming while it runs (100 ms apart with a 300 ms watchdog).
+	c0, _ := n.count("WATCHDOG=1")
+	waitFor(t, 10*time.Second, "repeated WATCHDOG=1", func() (bool, string) {
+		c, _ := n.count("WATCHDOG=1")
+		return c >= c0+3, n.String()
+	})
+	ra.stopNow(t)
+	waitFor(t, 5*time.Second, "STOPPING=1", func() (bool, string) {
+		c, _ := n.count("STOPPING=1")
+		return c == 1, n.String()
+	})
+	_, ready := n.count("READY=1")
+	_, stopping := n.count("STOPPING=1")
+	if ready > stopping {
+		t.Errorf("READY=1 after STOPPING=1: %s", n)
+	}
+	// No pings once the agent has stopped.
+	afterStop, _ := n.count("WATCHDOG=1")
+	time.Sleep(400 * time.Millisecond)
+	if c, _ := n.count("WATCHDOG=1"); c != afterStop {
+		t.Errorf("%d watchdog pings after stop", c-afterStop)
+	}
+}
+
+// TestHTTPEndpoints: health, readiness and the metrics operators alert on.
+func TestHTTPEndpoints(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1", "press-2"}})
+	ra := p.startAgent()
+	if code, body := httpGet(t, p.listen, "/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+	if code, body := httpGet(t, p.listen, "/readyz"); code != http.StatusOK || body != "ready\n" {
+		t.Errorf("/readyz: %d %q", code, body)
+	}
+	m1, m2 := p.machines[0], p.machines[1]
+	p.produce(m1, 4, 0)
+	p.waitExactQty(ra, "press-1", 4)
+	// A counter that goes down without rollover configured is a reset.
+	p.produce(m2, -900, 0)
+	// One refused write goes to the dead letters.
+	p.odoo.RefuseNext("mrp.workorder", "write", 1, "odoo.exceptions.UserError", "You cannot change the quantity of a done work order.")
+	p.produce(m1, 2, 0)
+	waitFor(t, 15*time.Second, "dead letter", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.DeadLetters == 1, fmt.Sprintf("dead letters %d", st.Buffer.DeadLetters)
+	})
+
+	var body string
+	waitFor(t, 10*time.Second, "metrics", func() (bool, string) {
+		body = p.metrics()
+		v, ok := metric(body, "plantedge_counter_resets_total", `machine="press-2"`, `signal="good_count"`)
+		return ok && v == 1, "no counter reset yet"
+	})
+	checks := []struct {
+		name   string
+		labels []string
+		ok     func(float64) bool
+	}{
+		{"plantedge_buffer_records", []string{`lane="counts"`}, func(v float64) bool { return v >= 0 }},
+		{"plantedge_buffer_oldest_age_seconds", []string{`lane="counts"`}, func(v float64) bool { return v >= 0 }},
+		{"plantedge_odoo_calls_total", []string{`outcome="ok"`}, func(v float64) bool { return v > 0 }},
+		{"plantedge_odoo_calls_total", []string{`outcome="permanent"`}, func(v float64) bool { return v == 1 }},
+		{"plantedge_forwarded_total", nil, func(v float64) bool { return v > 0 }},
+		{"plantedge_source_connected", []string{`source="broker"`, `kind="mqtt"`}, func(v float64) bool { return v == 1 }},
+		{"plantedge_source_sessions_created_total", []string{`source="broker"`, `kind="mqtt"`}, func(v float64) bool { return v >= 1 }},
+		{"plantedge_counter_resets_total", []string{`machine="press-2"`}, func(v float64) bool { return v == 1 }},
+		{"plantedge_dead_lettered_total", nil, func(v float64) bool { return v == 1 }},
+		{"plantedge_buffer_dead_letters", nil, func(v float64) bool { return v == 1 }},
+	}
+	for _, c := range checks {
+		v, ok := metric(body, c.name, c.labels...)
+		if !ok {
+			t.Errorf("metric %s%v missing", c.name, c.labels)
+			continue
+		}
+		if !c.ok(v) {
+			t.Errorf("metric %s%v = %v", c.name, c.labels, v)
+		}
+	}
+	if _, ok := metric(body, "plantedge_counter_resets_total", `machine="press-1"`); ok {
+		t.Errorf("press-1 counted as reset:\n%s", body)
+	}
+
+	// Once stopped, the API is gone: readiness is not reported as ok.
+	ra.stopNow(t)
+	c := &http.Client{Timeout: 2 * time.Second}
+	if resp, err := c.Get("http://" + p.listen + "/readyz"); err == nil {
+		resp.Body.Close()
+		t.Errorf("/readyz answered %d after stop", resp.StatusCode)
+	}
+}
+
+// TestCorruptBufferRecovered: garbage in buffer.db is moved aside, reported
+// in status and metrics, and a fresh buffer carries counts to Odoo.
+func TestCorruptBufferRecovered(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	garbage := []byte(strings.Repeat("this is not a bbolt file\x00\xff", 1000))
+	if err := os.WriteFile(cfg.BufferPath(), garbage, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ra := p.startAgent()
+	st := ra.a.Status()
+	moved := st.Buffer.Recovered
+	if moved == "" || moved == cfg.BufferPath() {
+		t.Fatalf("status recovered_corrupt_file %q", moved)
+	}
+	b, err := os.ReadFile(moved)
+	if err != nil {
+		t.Fatalf("moved-aside file: %v", err)
+	}
+	if string(b) != string(garbage) {
+		t.Errorf("moved-aside file differs from the corrupt one (%d bytes)", len(b))
+	}
+	if v, ok := metric(p.metrics(), "plantedge_buffer_corrupt_recovered_total"); !ok || v != 1 {
+		t.Errorf("plantedge_buffer_corrupt_recovered_total = %v (present %v)", v, ok)
+	}
+	p.produce(p.machines[0], 6, 0)
+	p.produce(p.machines[0], 5, 0)
+	p.waitExact(ra, 15*time.Second)
+}
+
+// TestMalformedPayloadsAckedAndCounted: bad payloads are counted, skipped
+// and acknowledged (not redelivered after a restart); the good messages
+// around them are counted exactly.
+func TestMalformedPayloadsAckedAndCounted(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 3, 0)
+	for _, bad := range []string{`{"good": "abc"}`, `not json`, ``} {
+		if err := p.broker.Publish("plant/press-1", []byte(bad), false, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.produce(m, 4, 0)
+	waitFor(t, 10*time.Second, "malformed counted", func() (bool, string) {
+		v, _ := metric(p.metrics(), "plantedge_malformed_samples_total", `source="broker"`)
+		return v == 3, fmt.Sprintf("malformed %v", v)
+	})
+	p.waitExact(ra, 15*time.Second)
+	if v, _ := metric(p.metrics(), "plantedge_samples_total"); v < 6 {
+		t.Errorf("samples_total %v, want at least 6 (baseline, 2 good, 3 bad)", v)
+	}
+
+	// Restart: the persistent session would redeliver anything unacked.
+	ra.stopNow(t)
+	ra2 := p.startAgent()
+	p.produce(m, 2, 0)
+	p.waitExact(ra2, 15*time.Second)
+	if v, ok := metric(p.metrics(), "plantedge_malformed_samples_total", `source="broker"`); ok && v != 0 {
+		t.Errorf("malformed payloads redelivered after restart: %v", v)
+	}
+	if got := ra2.a.Status().Machines[0].GoodCount; got != m.made() {
+		t.Errorf("status good_count %v, want %v", got, m.made())
+	}
+}
+
+// TestQuotaMergesCounts: with buffer.max_bytes at its minimum and Odoo
+// down, more count records arrive than fit; they are merged, never dropped,
+// and the quantities in Odoo are exact once it returns.
+func TestQuotaMergesCounts(t *testing.T) {
+	const machines = 40
+	ids := make([]string, machines)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("m-%02d", i)
+	}
+	p := newPlant(t, plantOptions{machines: ids})
+	raw, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.writeConfig(strings.Replace(string(raw), "max_bytes: 64MiB", fmt.Sprintf("max_bytes: %d", int64(config.MinBufferBytes)), 1))
+	p.odoo.SetDown(true)
+	ra := p.startAgent()
+	if got := ra.a.Status().Buffer.MaxBytes; got != int64(config.MinBufferBytes) {
+		t.Fatalf("max_bytes %d, want the minimum %d", got, config.MinBufferBytes)
+	}
+	// Each round is one count record per machine and signal: rounds are
+	// spaced beyond the commit window so they are not coalesced in ingest.
+	round := 0
+	for ; round < 400; round++ {
+		for _, m := range p.machines {
+			p.produce(m, 1+int64(round%3), int64(round%2))
+		}
+		time.Sleep(15 * time.Millisecond)
+		if round%20 == 19 && ra.a.Status().Buffer.Merged > 0 {
+			break
+		}
+	}
+	waitFor(t, 15*time.Second, "merges", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Merged > 0, fmt.Sprintf("after %d rounds: pending %d bytes %d merged %d", round, st.Buffer.Pending, st.Buffer.Bytes, st.Buffer.Merged)
+	})
+	st := ra.a.Status()
+	t.Logf("after %d rounds: pending %d records, %d bytes of %d, merged %d, dropped %d", round, st.Buffer.Pending, st.Buffer.Bytes, st.Buffer.MaxBytes, st.Buffer.Merged, st.Buffer.Dropped)
+	if st.Buffer.Bytes > st.Buffer.MaxBytes {
+		t.Errorf("buffer bytes %d over max_bytes %d", st.Buffer.Bytes, st.Buffer.MaxBytes)
+	}
+	if d := st.Buffer.Lanes["counts"].Dropped; d != 0 {
+		t.Errorf("%d count records dropped", d)
+	}
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	p.waitExact(ra, 60*time.Second)
+	waitFor(t, 30*time.Second, "scrap exact", func() (bool, string) {
+		for _, m := range p.machines {
+			m.mu.Lock()
+			want := float64(m.scrap)
+			m.mu.Unlock()
+			if got := p.scrapped(m.id); got != want {
+				return false, fmt.Sprintf("%s scrapped %v want %v", m.id, got, want)
+			}
+		}
+		return true, ""
+	})
+	if v, _ := metric(p.metrics(), "plantedge_buffer_merged_total"); v == 0 {
+		t.Errorf("plantedge_buffer_merged_total is 0")
+	}
+}
