@@ -33,6 +33,15 @@ func crashPayload(w, b, i int) []byte {
 
 func crashMetaKey(w int) string { return fmt.Sprintf("crash/writer/%d", w) }
 
+// crashLane spreads a batch over the lanes; its first record is always an
+// event (never drained), so a committed batch always leaves a trace.
+func crashLane(w, i int) Lane {
+	if i == 0 {
+		return LaneEvents
+	}
+	return Lane((w + i) % NumLanes)
+}
+
 // crashChild appends from several goroutines until it is killed; after every
 // Append returns it prints "ack <writer> <batch> <firstSeq> <n>". Each batch
 // carries the writer's batch number as a meta entry in the same transaction.
@@ -56,6 +65,38 @@ func crashChild() int {
 	fmt.Fprintln(out, "ready")
 	out.Flush()
 	var wg sync.WaitGroup
+	// A drainer acks telemetry as it comes, so kills also land in deletes
+	// and page reuse. It announces what it is about to ack ("acking"), and
+	// confirms once Ack returned ("acked").
+	wg.Go(func() {
+		for {
+			recs, err := q.Read(LaneTelemetry, 0, 50)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "child read:", err)
+				os.Exit(3)
+			}
+			if len(recs) == 0 {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			line := "acking"
+			for _, r := range recs {
+				line += " " + strconv.FormatUint(r.Seq, 10)
+			}
+			mu.Lock()
+			fmt.Fprintln(out, line)
+			out.Flush()
+			mu.Unlock()
+			if err := q.Ack(context.Background(), recs); err != nil {
+				fmt.Fprintln(os.Stderr, "child ack:", err)
+				os.Exit(3)
+			}
+			mu.Lock()
+			fmt.Fprintln(out, "acked"+strings.TrimPrefix(line, "acking"))
+			out.Flush()
+			mu.Unlock()
+		}
+	})
 	for w := range crashWriters {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(os.Getpid()), uint64(w)))
@@ -63,7 +104,7 @@ func crashChild() int {
 				n := 1 + rng.IntN(crashMaxBatch)
 				recs := make([]Record, n)
 				for i := range recs {
-					recs[i] = Record{Lane: Lane((w + i) % NumLanes), Key: fmt.Sprintf("writer-%d", w), Data: crashPayload(w, b, i)}
+					recs[i] = Record{Lane: crashLane(w, i), Key: fmt.Sprintf("writer-%d", w), Data: crashPayload(w, b, i)}
 				}
 				seqs, err := q.Append(context.Background(), recs, KV{Key: crashMetaKey(w), Value: []byte(strconv.Itoa(b))})
 				if err != nil {
@@ -105,6 +146,7 @@ func TestCrashKill9(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "buffer.db")
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	var acked []crashAck
+	deleting, deleted := make(map[uint64]bool), make(map[uint64]bool)
 	for round := range crashRounds {
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
@@ -140,6 +182,20 @@ func TestCrashKill9(t *testing.T) {
 		}
 		n := 0
 		for l := range lines {
+			if rest, ok := strings.CutPrefix(l, "acking "); ok {
+				for _, f := range strings.Fields(rest) {
+					seq, _ := strconv.ParseUint(f, 10, 64)
+					deleting[seq] = true
+				}
+				continue
+			}
+			if rest, ok := strings.CutPrefix(l, "acked "); ok {
+				for _, f := range strings.Fields(rest) {
+					seq, _ := strconv.ParseUint(f, 10, 64)
+					deleted[seq] = true
+				}
+				continue
+			}
 			var a crashAck
 			if _, err := fmt.Sscanf(l, "ack %d %d %d %d", &a.writer, &a.batch, &a.first, &a.n); err != nil {
 				t.Fatalf("round %d: child line %q: %v", round, l, err)
@@ -151,7 +207,7 @@ func TestCrashKill9(t *testing.T) {
 		if strings.Contains(stderr.String(), "child") {
 			t.Fatalf("round %d: child failed: %s", round, stderr.String())
 		}
-		verifyCrashFile(t, path, acked)
+		verifyCrashFile(t, path, acked, deleting, deleted)
 		t.Logf("round %d: %d appends acknowledged before the kill (%d total)", round, n, len(acked))
 	}
 	if len(acked) == 0 {
@@ -159,7 +215,9 @@ func TestCrashKill9(t *testing.T) {
 	}
 }
 
-func verifyCrashFile(t *testing.T, path string, acked []crashAck) {
+// verifyCrashFile checks the file after a kill. Records in deleting may be
+// gone (their Ack may have committed); records in deleted must be gone.
+func verifyCrashFile(t *testing.T, path string, acked []crashAck, deleting, deleted map[uint64]bool) {
 	t.Helper()
 	q, err := Open(path, Options{})
 	if err != nil {
@@ -190,11 +248,20 @@ func verifyCrashFile(t *testing.T, path string, acked []crashAck) {
 		for i := range a.n {
 			seq := a.first + uint64(i)
 			r, ok := bySeq[seq]
+			if deleted[seq] {
+				if ok {
+					t.Fatalf("seq %d is back although its Ack returned", seq)
+				}
+				continue
+			}
+			if !ok && deleting[seq] {
+				continue
+			}
 			if !ok {
 				t.Fatalf("acknowledged record seq %d (writer %d batch %d #%d) is missing", seq, a.writer, a.batch, i)
 			}
-			if want := crashPayload(a.writer, a.batch, i); string(r.Data) != string(want) || r.Lane != Lane((a.writer+i)%NumLanes) {
-				t.Fatalf("seq %d: got lane %s %q, want lane %d %q", seq, r.Lane, r.Data, (a.writer+i)%NumLanes, want)
+			if want := crashPayload(a.writer, a.batch, i); string(r.Data) != string(want) || r.Lane != crashLane(a.writer, i) {
+				t.Fatalf("seq %d: got lane %s %q, want lane %s %q", seq, r.Lane, r.Data, crashLane(a.writer, i), want)
 			}
 		}
 		lastBatch[a.writer] = max(lastBatch[a.writer], a.batch)
