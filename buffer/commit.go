@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -198,8 +199,12 @@ func (q *Queue) commit(cur *state, batch []*request) {
 		}
 	}
 	for _, r := range live {
-		if errors.Is(r.err, berrors.ErrMaxSizeReached) {
+		switch {
+		case errors.Is(r.err, berrors.ErrMaxSizeReached):
 			r.err = fmt.Errorf("%w: file reached max bytes: %w", ErrFull, r.err)
+		case errors.Is(r.err, syscall.ENOSPC), errors.Is(r.err, syscall.EDQUOT):
+			// A full disk is backpressure, not a crash: callers treat it like a full quota.
+			r.err = fmt.Errorf("%w: disk full: %w", ErrFull, r.err)
 		}
 		q.inflight.Add(-1)
 		close(r.done)

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -240,6 +241,14 @@ func Open(path string, opts Options) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open buffer %s: %w", path, err)
 	}
+	if !opts.ReadOnly {
+		// The file may be new or renamed: make its directory entry durable
+		// too, or a power cut could lose the whole file.
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("open buffer %s: %w", path, err)
+		}
+	}
 	q.db = db
 	q.st = st
 	if opts.ReadOnly {
@@ -460,6 +469,18 @@ func walkOtherBuckets(tx *bolt.Tx) error {
 		}
 		return walk(b)
 	})
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
 }
 
 func metaSize(k, v int) int64 { return int64(k + v + 16) }
