@@ -346,6 +346,9 @@ var json2Sigs = map[string]json2Sig{
 	"load":         {names: []string{"fields", "data"}},
 	"name_search":  {names: []string{"name", "domain", "operator", "limit"}},
 	"context_get":  {},
+	"has_access":   {ids: true, names: []string{"operation"}},
+	// check_access_rights exists only before 19 (JSON-2 arrived in 19); kept for completeness
+	"check_access_rights": {names: []string{"operation", "raise_exception"}},
 }
 
 func json2Named(method string, args []any, kwargs map[string]any) (map[string]any, error) {

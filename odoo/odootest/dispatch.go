@@ -13,23 +13,31 @@ type methodSpec struct {
 	params   []string
 	models   []string // nil: every model
 	mutating bool
+	minV     int    // first Odoo version that has it (0: all)
+	maxV     int    // last Odoo version that has it (0: all)
+	acl      string // access operation the call needs on the model ("" : none)
 }
 
 var methodSpecs = map[string]methodSpec{
-	"search_read":     {model: true, params: []string{"domain", "fields", "offset", "limit", "order", "load"}},
-	"search":          {model: true, params: []string{"domain", "offset", "limit", "order"}},
-	"search_count":    {model: true, params: []string{"domain", "limit"}},
-	"read":            {params: []string{"fields", "load"}},
-	"write":           {params: []string{"vals"}, mutating: true},
-	"create":          {model: true, params: []string{"vals_list"}, mutating: true},
-	"load":            {model: true, params: []string{"fields", "data"}, mutating: true},
-	"unlink":          {mutating: true},
-	"button_start":    {models: []string{"mrp.workorder"}, mutating: true},
-	"button_pending":  {models: []string{"mrp.workorder"}, mutating: true},
-	"button_finish":   {models: []string{"mrp.workorder"}, mutating: true},
-	"unblock":         {models: []string{"mrp.workcenter"}, mutating: true},
-	"action_validate": {models: []string{"stock.scrap"}, mutating: true},
+	"search_read":     {model: true, params: []string{"domain", "fields", "offset", "limit", "order", "load"}, acl: "read"},
+	"search":          {model: true, params: []string{"domain", "offset", "limit", "order"}, acl: "read"},
+	"search_count":    {model: true, params: []string{"domain", "limit"}, acl: "read"},
+	"read":            {params: []string{"fields", "load"}, acl: "read"},
+	"write":           {params: []string{"vals"}, mutating: true, acl: "write"},
+	"create":          {model: true, params: []string{"vals_list"}, mutating: true, acl: "create"},
+	"load":            {model: true, params: []string{"fields", "data"}, mutating: true}, // create or write per row
+	"unlink":          {mutating: true, acl: "unlink"},
+	"button_start":    {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
+	"button_pending":  {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
+	"button_finish":   {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
+	"unblock":         {models: []string{"mrp.workcenter"}, mutating: true, acl: "write"},
+	"action_validate": {models: []string{"stock.scrap"}, mutating: true, acl: "write"},
 	"context_get":     {model: true, models: []string{"res.users"}},
+	// models.py 17.0: @api.model check_access_rights(operation, raise_exception=True);
+	// deprecated in 18.0 and gone afterwards.
+	"check_access_rights": {model: true, params: []string{"operation", "raise_exception"}, maxV: 18},
+	// models.py 18.0+: has_access(operation), a record method (empty recordset: the model's rights).
+	"has_access": {params: []string{"operation"}, minV: 18},
 }
 
 // dispatch runs one call under s.mu as one transaction. A bug in the
@@ -70,6 +78,9 @@ func (s *Server) dispatchCall(modelName, method string, pos []any, kw map[string
 	if ok && spec.models != nil && !slices.Contains(spec.models, modelName) {
 		ok = false
 	}
+	if ok && (spec.minV != 0 && s.opts.Version < spec.minV || spec.maxV != 0 && s.opts.Version > spec.maxV) {
+		ok = false
+	}
 	if !ok {
 		if json2 {
 			return nil, &odooError{"werkzeug.exceptions.NotFound", fmt.Sprintf("The method '%s.%s' does not exist", modelName, method)}
@@ -108,6 +119,11 @@ func (s *Server) dispatchCall(modelName, method string, pos []any, kw map[string
 			return nil, &odooError{excType, fmt.Sprintf("%s() got multiple values for argument '%s'", method, k)}
 		}
 		args[k] = v
+	}
+	if spec.acl != "" { // the ORM checks the model's rights before anything else
+		if err := s.checkAccess(m, spec.acl); err != nil {
+			return nil, err
+		}
 	}
 	if !spec.model && method != "unlink" {
 		if err := s.checkExist(m, ids); err != nil {
@@ -244,6 +260,25 @@ func (s *Server) run(m *model, method string, ids []int64, a map[string]any, jso
 		return s.actionValidate(ids)
 	case "context_get":
 		return map[string]any{"lang": "en_US", "tz": "UTC", "uid": s.curUID}, nil
+	case "has_access":
+		op, _ := a["operation"].(string)
+		if !validAccessOp(op) {
+			return nil, &odooError{excAssert, "Invalid access mode"}
+		}
+		return s.hasAccess(m.name, op), nil
+	case "check_access_rights":
+		op, _ := a["operation"].(string)
+		if !validAccessOp(op) {
+			return nil, &odooError{excAssert, "Invalid access mode"}
+		}
+		raise, given := a["raise_exception"]
+		if !given || raise == true {
+			if err := s.checkAccess(m, op); err != nil {
+				return nil, err
+			}
+			return true, nil
+		}
+		return s.hasAccess(m.name, op), nil
 	}
 	return nil, &odooError{excAttr, "unreachable method " + method}
 }

@@ -898,6 +898,17 @@ func (s *Server) load(m *model, fields []string, data [][]any) (map[string]any, 
 				}
 			}
 		}
+		// _load_records writes existing records and creates new ones with
+		// the caller's rights; an AccessError is not a row message: it
+		// aborts the whole call.
+		op := "create"
+		if target != 0 {
+			op = "write"
+		}
+		if err := s.checkAccess(m, op); err != nil {
+			s.restore(snapshot)
+			return nil, err
+		}
 		var err *odooError
 		if target != 0 {
 			err = s.write(m, []int64{target}, vals)

@@ -124,6 +124,7 @@ type Server struct {
 	rng        *mrand.Rand
 	retryAfter time.Duration
 	refusals   []refusal
+	denied     map[aclKey]bool // DenyAccess
 	shortStock map[int64]bool
 	scrapMoves map[int64]int
 	now        func() time.Time

@@ -1,0 +1,96 @@
+package odootest
+
+import "fmt"
+
+// excAssert is what ir.model.access.check raises for an unknown mode.
+const excAssert = "builtins.AssertionError"
+
+// modelDescriptions are the models' _description, which access errors name.
+var modelDescriptions = map[string]string{
+	"res.company":                      "Companies",
+	"res.users":                        "User",
+	"uom.uom":                          "Product Unit of Measure",
+	"product.product":                  "Product Variant",
+	"mrp.workcenter":                   "Work Center",
+	"mrp.production":                   "Manufacturing Order",
+	"mrp.workorder":                    "Work Order",
+	"mrp.workcenter.productivity.loss": "Workcenter Productivity Losses",
+	"mrp.workcenter.productivity":      "Workcenter Productivity Log",
+	"stock.scrap":                      "Scrap",
+	"ir.model.data":                    "Model Data",
+}
+
+// modelGroups name the group that holds the rights in a stock database, as
+// the access error lists it.
+func modelGroup(model string) string {
+	switch model {
+	case "mrp.workcenter", "mrp.production", "mrp.workorder", "mrp.workcenter.productivity.loss", "mrp.workcenter.productivity":
+		return "Manufacturing / User"
+	case "stock.scrap":
+		return "Inventory / User"
+	}
+	return "Role / User"
+}
+
+// accessErrorHeaders are ir_model.py's ACCESS_ERROR_HEADER.
+var accessErrorHeaders = map[string]string{
+	"read":   "You are not allowed to access '%s' (%s) records.",
+	"write":  "You are not allowed to modify '%s' (%s) records.",
+	"create": "You are not allowed to create '%s' (%s) records.",
+	"unlink": "You are not allowed to delete '%s' (%s) records.",
+}
+
+func validAccessOp(op string) bool {
+	_, ok := accessErrorHeaders[op]
+	return ok
+}
+
+// DenyAccess takes the right to perform operation (read, write, create or
+// unlink) on model away from the user with this login, as removing the
+// ir.model.access line from its groups would. The ORM then refuses the
+// calls that need it with odoo.exceptions.AccessError (JSON-2: 403), and
+// has_access / check_access_rights answer false. It panics on an unknown
+// operation (a broken test fixture, not an I/O failure).
+func (s *Server) DenyAccess(login, model, operation string) {
+	if !validAccessOp(operation) {
+		panic(fmt.Sprintf("odootest: DenyAccess: operation %q: want read, write, create or unlink", operation))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.denied == nil {
+		s.denied = map[aclKey]bool{}
+	}
+	s.denied[aclKey{login, model, operation}] = true
+}
+
+type aclKey struct{ login, model, op string }
+
+// hasAccess tells whether the calling user may perform op on the model (under mu).
+func (s *Server) hasAccess(model, op string) bool {
+	if len(s.denied) == 0 {
+		return true
+	}
+	r := s.models["res.users"].recs[s.curUID]
+	if r == nil {
+		return true
+	}
+	login, _ := r["login"].(string)
+	return !s.denied[aclKey{login, model, op}]
+}
+
+// checkAccess raises the AccessError of ir.model.access._make_access_error
+// when the calling user may not perform op on m (under mu).
+func (s *Server) checkAccess(m *model, op string) *odooError {
+	if s.hasAccess(m.name, op) {
+		return nil
+	}
+	desc := modelDescriptions[m.name]
+	if desc == "" {
+		desc = m.name
+	}
+	msg := fmt.Sprintf(accessErrorHeaders[op], desc, m.name) +
+		"\n\nThis operation is allowed for the following groups:\n\t- " + modelGroup(m.name) +
+		"\n\nContact your administrator to request access if necessary."
+	s.log.Info("access denied by ACLs", "operation", op, "uid", s.curUID, "model", m.name)
+	return &odooError{excAccess, msg}
+}

@@ -1,0 +1,210 @@
+package odootest_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// bot adds a user "bot" to the environment and returns its uid and key.
+func (e *env) bot() (int64, string) {
+	e.t.Helper()
+	return e.s.AddUser("bot")
+}
+
+// execAs calls object.execute_kw as the given user.
+func (e *env) execAs(uid int64, key, model, method string, args []any, kw map[string]any) rpcEnv {
+	e.t.Helper()
+	if kw == nil {
+		kw = map[string]any{}
+	}
+	return e.rpc("object", "execute_kw", "odoo", uid, key, model, method, args, kw)
+}
+
+// j2As calls JSON-2 with the given key and returns status and decoded body.
+func (e *env) j2As(key, model, method string, body string) (int, string) {
+	e.t.Helper()
+	status, _, b := e.post("/json/2/"+model+"/"+method, []byte(body),
+		map[string]string{"Authorization": "bearer " + key, "X-Odoo-Database": "odoo"})
+	return status, strings.TrimSpace(string(b))
+}
+
+const workorderWriteDenied = "You are not allowed to modify 'Work Order' (mrp.workorder) records.\n\n" +
+	"This operation is allowed for the following groups:\n\t- Manufacturing / User\n\n" +
+	"Contact your administrator to request access if necessary."
+
+// Fact (models.py 17.0): check_access_rights is an @api.model method;
+// has_access does not exist yet.
+func TestAccessMethods17(t *testing.T) {
+	e := newEnv(t, 17)
+	if got := e.ok(e.exec("mrp.workorder", "check_access_rights", []any{"write"}, map[string]any{"raise_exception": false})); got != true {
+		t.Fatalf("check_access_rights = %v, want true", got)
+	}
+	e.wantErr(e.exec("mrp.workorder", "has_access", []any{[]any{}, "write"}, nil), "builtins.AttributeError")
+}
+
+// Fact (models.py 18.0): has_access(operation) is a record method (an empty
+// recordset checks the model); check_access_rights is still there, deprecated.
+func TestAccessMethods18(t *testing.T) {
+	e := newEnv(t, 18)
+	if got := e.ok(e.exec("mrp.workorder", "has_access", []any{[]any{}, "write"}, nil)); got != true {
+		t.Fatalf("has_access = %v, want true", got)
+	}
+	if got := e.ok(e.exec("mrp.workorder", "check_access_rights", []any{"read"}, map[string]any{"raise_exception": false})); got != true {
+		t.Fatalf("check_access_rights = %v, want true", got)
+	}
+}
+
+// Fact (19): has_access over JSON-2 with empty ids; check_access_rights is gone.
+func TestAccessMethods19(t *testing.T) {
+	e := newEnv(t, 19)
+	if status, body := e.j2As(e.s.AdminKey(), "mrp.workorder", "has_access", `{"ids":[],"operation":"write"}`); status != http.StatusOK || body != "true" {
+		t.Fatalf("has_access: %d %s, want 200 true", status, body)
+	}
+	if status, body := e.j2As(e.s.AdminKey(), "mrp.workorder", "check_access_rights", `{"operation":"write"}`); status != http.StatusNotFound {
+		t.Fatalf("check_access_rights: %d %s, want 404", status, body)
+	}
+	e.ok(e.exec("mrp.workorder", "has_access", []any{[]any{}, "read"}, nil))
+}
+
+// DenyAccess applies to one user: has_access and check_access_rights answer
+// per user; check_access_rights with raise_exception (the default) raises.
+func TestAccessAnswersPerUser(t *testing.T) {
+	for _, v := range []int{17, 18} {
+		e := newEnv(t, v)
+		uid, key := e.bot()
+		e.s.DenyAccess("bot", "mrp.workorder", "write")
+		check := func(u int64, k, op string) any {
+			return e.ok(e.execAs(u, k, "mrp.workorder", "check_access_rights", []any{op}, map[string]any{"raise_exception": false}))
+		}
+		if check(uid, key, "write") != false || check(uid, key, "read") != true || check(2, e.s.AdminKey(), "write") != true {
+			t.Fatalf("%d: check_access_rights does not answer per user", v)
+		}
+		r := e.execAs(uid, key, "mrp.workorder", "check_access_rights", []any{"write"}, nil)
+		e.wantErr(r, "odoo.exceptions.AccessError")
+		if r.ErrMsg != workorderWriteDenied {
+			t.Fatalf("%d: message %q", v, r.ErrMsg)
+		}
+	}
+	e := newEnv(t, 19)
+	_, key := e.bot()
+	e.s.DenyAccess("bot", "mrp.workcenter.productivity", "create")
+	for _, c := range []struct {
+		key, model, op, want string
+	}{
+		{key, "mrp.workcenter.productivity", "create", "false"},
+		{key, "mrp.workcenter.productivity", "write", "true"},
+		{key, "mrp.workorder", "create", "true"},
+		{e.s.AdminKey(), "mrp.workcenter.productivity", "create", "true"},
+	} {
+		if status, body := e.j2As(c.key, c.model, "has_access", `{"ids":[],"operation":"`+c.op+`"}`); status != http.StatusOK || body != c.want {
+			t.Errorf("has_access %s %s: %d %s, want %s", c.model, c.op, status, body, c.want)
+		}
+	}
+}
+
+// Fact (ir_model.py): an unknown operation fails the assertion of ir.model.access.check.
+func TestAccessInvalidOperation(t *testing.T) {
+	e := newEnv(t, 18)
+	e.wantErr(e.exec("mrp.workorder", "has_access", []any{[]any{}, "delete"}, nil), "builtins.AssertionError")
+}
+
+// Denied read: search_read, search and read raise AccessError.
+func TestAccessDeniedReadRefusesReads(t *testing.T) {
+	e := newEnv(t, 17)
+	uid, key := e.bot()
+	e.s.DenyAccess("bot", "mrp.workorder", "read")
+	for _, c := range []struct {
+		method string
+		args   []any
+	}{
+		{"search_read", []any{[]any{}}}, {"search", []any{[]any{}}}, {"read", []any{[]any{e.wo}}},
+	} {
+		r := e.execAs(uid, key, "mrp.workorder", c.method, c.args, nil)
+		e.wantErr(r, "odoo.exceptions.AccessError")
+		if !strings.HasPrefix(r.ErrMsg, "You are not allowed to access 'Work Order' (mrp.workorder) records.\n\n") {
+			t.Fatalf("%s: message %q", c.method, r.ErrMsg)
+		}
+	}
+	e.ok(e.execAs(uid, key, "mrp.workcenter", "search_read", []any{[]any{}}, nil)) // other models unaffected
+}
+
+// Denied write: write and the buttons raise AccessError, change nothing, and
+// JSON-2 answers 403 with the exception object.
+func TestAccessDeniedWriteRefusesWrites(t *testing.T) {
+	e := newEnv(t, 17)
+	uid, key := e.bot()
+	e.s.DenyAccess("bot", "mrp.workorder", "write")
+	r := e.execAs(uid, key, "mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_producing": 5}}, nil)
+	e.wantErr(r, "odoo.exceptions.AccessError")
+	if r.ErrMsg != workorderWriteDenied {
+		t.Fatalf("message %q", r.ErrMsg)
+	}
+	e.wantErr(e.execAs(uid, key, "mrp.workorder", "button_pending", []any{[]any{e.wo}}, nil), "odoo.exceptions.AccessError")
+	if q := num(e.readWO("qty_producing")["qty_producing"]); q != 0 {
+		t.Fatalf("denied write changed qty_producing to %v", q)
+	}
+	e.ok(e.execAs(uid, key, "mrp.workorder", "read", []any{[]any{e.wo}}, map[string]any{"fields": []string{"state"}}))
+
+	e19 := newEnv(t, 19)
+	_, key19 := e19.bot()
+	e19.s.DenyAccess("bot", "mrp.workorder", "write")
+	status, body := e19.j2As(key19, "mrp.workorder", "write", `{"ids":[`+itoa(e19.wo)+`],"vals":{"qty_produced":3}}`)
+	if status != http.StatusForbidden || !strings.Contains(body, `"name":"odoo.exceptions.AccessError"`) ||
+		!strings.Contains(body, `You are not allowed to modify 'Work Order' (mrp.workorder) records.`) {
+		t.Fatalf("JSON-2 denied write: %d %s", status, body)
+	}
+}
+
+// Denied create: create and load of a new external id raise AccessError;
+// load of an existing external id is a write and still works.
+func TestAccessDeniedCreateRefusesCreateAndLoad(t *testing.T) {
+	e := newEnv(t, 17)
+	uid, key := e.bot()
+	fields := []string{"id", "workcenter_id/.id", "loss_id/id", "date_start"}
+	row := func(x string) []any {
+		return []any{[]any{"plantedge." + x, e.wc, "mrp.block_reason1", "2026-01-05 08:00:00"}}
+	}
+	res := e.ok(e.execAs(uid, key, "mrp.workcenter.productivity", "load", []any{fields, row("a")}, nil)).(map[string]any)
+	if res["ids"] == false {
+		t.Fatalf("load before the denial: %v", res)
+	}
+	e.s.DenyAccess("bot", "mrp.workcenter.productivity", "create")
+	r := e.execAs(uid, key, "mrp.workcenter.productivity", "create",
+		[]any{map[string]any{"workcenter_id": e.wc, "loss_id": 2, "date_start": "2026-01-05 08:00:00"}}, nil)
+	e.wantErr(r, "odoo.exceptions.AccessError")
+	if !strings.HasPrefix(r.ErrMsg, "You are not allowed to create 'Workcenter Productivity Log' (mrp.workcenter.productivity) records.") {
+		t.Fatalf("message %q", r.ErrMsg)
+	}
+	e.wantErr(e.execAs(uid, key, "mrp.workcenter.productivity", "load", []any{fields, row("b")}, nil), "odoo.exceptions.AccessError")
+	res = e.ok(e.execAs(uid, key, "mrp.workcenter.productivity", "load", []any{fields, row("a")}, nil)).(map[string]any)
+	if res["ids"] == false {
+		t.Fatalf("load update with create denied: %v", res)
+	}
+	if n := len(e.s.Productivity()); n != 1 {
+		t.Fatalf("%d productivity lines, want 1", n)
+	}
+}
+
+// Denied write: load of an existing external id raises AccessError (it is a
+// write), a new one is still created, and a batch with both writes nothing.
+func TestAccessDeniedWriteRefusesLoadUpdate(t *testing.T) {
+	e := newEnv(t, 17)
+	uid, key := e.bot()
+	fields := []string{"id", "workcenter_id/.id", "loss_id/id", "date_start"}
+	row := func(x string) []any { return []any{"plantedge." + x, e.wc, "mrp.block_reason1", "2026-01-05 08:00:00"} }
+	e.ok(e.execAs(uid, key, "mrp.workcenter.productivity", "load", []any{fields, []any{row("a")}}, nil))
+	e.s.DenyAccess("bot", "mrp.workcenter.productivity", "write")
+	r := e.execAs(uid, key, "mrp.workcenter.productivity", "load", []any{fields, []any{row("b"), row("a")}}, nil)
+	e.wantErr(r, "odoo.exceptions.AccessError")
+	if !strings.HasPrefix(r.ErrMsg, "You are not allowed to modify 'Workcenter Productivity Log' (mrp.workcenter.productivity) records.") {
+		t.Fatalf("message %q", r.ErrMsg)
+	}
+	if n := len(e.s.Productivity()); n != 1 {
+		t.Fatalf("%d productivity lines after a refused batch, want 1 (all or nothing)", n)
+	}
+	e.ok(e.execAs(uid, key, "mrp.workcenter.productivity", "load", []any{fields, []any{row("c")}}, nil))
+	if n := len(e.s.Productivity()); n != 2 {
+		t.Fatalf("%d productivity lines, want 2", n)
+	}
+}
