@@ -1,0 +1,511 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
+	"github.com/plantedge/plantedge/odoo/odootest"
+)
+
+// bench is one machine publishing a good-piece counter over MQTT, an Odoo
+// emulator with its work order in progress, and the agent run in-process
+// from a config file, for driving the CLI commands against.
+type bench struct {
+	t       *testing.T
+	odoo    *odootest.Server
+	broker  *mqtttest.Broker
+	cfgPath string
+	listen  string
+	woID    int64
+	version int
+	good    int64
+	start   int64
+
+	a      *agent.Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newBench(t *testing.T, version int) *bench {
+	t.Helper()
+	b := &bench{t: t, version: version, good: 500, start: 500}
+	b.odoo = odootest.New(odootest.Options{Version: version})
+	b.odoo.Start()
+	t.Cleanup(b.odoo.Close)
+	br, err := mqtttest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.broker = br
+	t.Cleanup(func() { br.Close() })
+	product := b.odoo.AddProduct("Bracket")
+	wc := b.odoo.AddWorkcenter("WC-PRESS-1", "press-1")
+	mo := b.odoo.AddProduction("WH/MO/00001", product, 100000)
+	b.woID = b.odoo.AddWorkorder(mo, wc, "WO press-1", "progress")
+	_, key := b.odoo.AddUser("plantedge-bot")
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "odoo-api-key")
+	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.listen = l.Addr().String()
+	l.Close()
+	b.cfgPath = filepath.Join(dir, "plantedge.yaml")
+	cfg := fmt.Sprintf(`site: cli-test
+data_dir: %q
+listen: %q
+buffer:
+  max_bytes: 64MiB
+  commit_window: 5ms
+odoo:
+  url: %q
+  database: odoo
+  username: plantedge-bot
+  api_key_file: %q
+  timeout: 2s
+forward:
+  interval: 100ms
+  backoff_max: 1s
+mqtt:
+  - name: broker
+    url: %q
+    client_id: plantedge-cli-test
+    backoff_max: 1s
+machines:
+  - id: press-1
+    workcenter: WC-PRESS-1
+    good_count: { mqtt: { broker: broker, topic: plant/press-1, field: good } }
+    running: { mqtt: { broker: broker, topic: plant/press-1, field: running } }
+`, filepath.Join(dir, "data"), b.listen, b.odoo.URL(), keyFile, br.URL())
+	if err := os.WriteFile(b.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// startAgent runs the agent and waits until it has the counter's baseline.
+func (b *bench) startAgent() {
+	b.t.Helper()
+	cfg, err := config.Load(b.cfgPath)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(testLog{b.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	a, err := agent.New(cfg, agent.Options{Logger: log, Version: "test"})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.a, b.cancel, b.done = a, cancel, make(chan error, 1)
+	go func() { b.done <- a.Run(ctx) }()
+	b.t.Cleanup(b.stopAgent)
+	waitUntil(b.t, 20*time.Second, "source connected", func() (bool, string) {
+		st := a.Status()
+		return len(st.Sources) == 1 && st.Sources[0].State == "connected", fmt.Sprintf("%+v", st.Sources)
+	})
+	b.publish()
+	waitUntil(b.t, 20*time.Second, "baseline", func() (bool, string) {
+		st := a.Status()
+		return st.Machines[0].State == "running", fmt.Sprintf("%+v", st.Machines)
+	})
+}
+
+// stopAgent stops the agent if it runs and waits for Run to return.
+func (b *bench) stopAgent() {
+	if b.cancel == nil {
+		return
+	}
+	b.cancel()
+	select {
+	case err := <-b.done:
+		if err != nil {
+			b.t.Errorf("agent run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		b.t.Fatal("agent did not stop within 30s")
+	}
+	b.cancel = nil
+}
+
+func (b *bench) publish() {
+	msg := fmt.Sprintf(`{"good": %d, "running": true}`, b.good)
+	if err := b.broker.Publish("plant/press-1", []byte(msg), false, 1); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func (b *bench) produce(n int64) {
+	b.good += n
+	b.publish()
+}
+
+func (b *bench) qty() float64 {
+	wo := b.odoo.Workorder(b.woID)
+	if b.version >= 19 {
+		return wo.QtyProduced
+	}
+	return wo.QtyProducing
+}
+
+func (b *bench) waitQty() {
+	b.t.Helper()
+	want := float64(b.good - b.start)
+	waitUntil(b.t, 15*time.Second, "odoo quantity", func() (bool, string) {
+		got := b.qty()
+		return got == want, fmt.Sprintf("qty %v want %v", got, want)
+	})
+}
+
+// waitPending waits until the running agent holds at least one record.
+func (b *bench) waitPending() {
+	b.t.Helper()
+	waitUntil(b.t, 10*time.Second, "pending records", func() (bool, string) {
+		st := b.a.Status()
+		return st.Buffer.Pending > 0 && st.Odoo.State == "offline", fmt.Sprintf("pending %d odoo %s", st.Buffer.Pending, st.Odoo.State)
+	})
+}
+
+// cli runs one plantedge command line as main would and returns its output.
+func cli(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	return out.String(), err
+}
+
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		last = detail
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s: %s", what, last)
+}
+
+// statusJSON runs `status --json` and decodes it generically, as a script
+// would.
+func statusJSON(t *testing.T, cfgPath string) map[string]any {
+	t.Helper()
+	out, err := cli(t, "status", "-c", cfgPath, "--json")
+	if err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("status --json is not JSON: %v\n%s", err, out)
+	}
+	return m
+}
+
+// checkStatusContract checks every key SPEC.md promises, its JSON type and
+// the allowed enum values.
+func checkStatusContract(t *testing.T, m map[string]any) {
+	t.Helper()
+	typ := func(where string, obj map[string]any, key, want string) any {
+		t.Helper()
+		v, ok := obj[key]
+		if !ok {
+			t.Errorf("%s: key %q missing", where, key)
+			return nil
+		}
+		var got string
+		switch v.(type) {
+		case string:
+			got = "string"
+		case float64:
+			got = "number"
+		case bool:
+			got = "bool"
+		case map[string]any:
+			got = "object"
+		case []any:
+			got = "array"
+		default:
+			got = fmt.Sprintf("%T", v)
+		}
+		if got != want {
+			t.Errorf("%s.%s is %s (%v), want %s", where, key, got, v, want)
+		}
+		return v
+	}
+	enum := func(where string, v any, allowed ...string) {
+		t.Helper()
+		if s, _ := v.(string); !slices.Contains(allowed, s) {
+			t.Errorf("%s = %v, want one of %v", where, v, allowed)
+		}
+	}
+	typ("status", m, "site", "string")
+	typ("status", m, "agent_running", "bool")
+	if buf, ok := typ("status", m, "buffer", "object").(map[string]any); ok {
+		for _, k := range []string{"pending", "bytes", "oldest_age_seconds", "dead_letters"} {
+			typ("buffer", buf, k, "number")
+		}
+	}
+	if o, ok := typ("status", m, "odoo", "object").(map[string]any); ok {
+		for _, k := range []string{"state", "protocol", "server_version", "last_error"} {
+			typ("odoo", o, k, "string")
+		}
+		typ("odoo", o, "next_attempt_seconds", "number")
+		enum("odoo.state", o["state"], "online", "offline", "auth_failed")
+	}
+	if srcs, ok := typ("status", m, "sources", "array").([]any); ok {
+		if len(srcs) == 0 {
+			t.Errorf("no sources")
+		}
+		for i, s := range srcs {
+			so, _ := s.(map[string]any)
+			where := fmt.Sprintf("sources[%d]", i)
+			for _, k := range []string{"name", "kind", "state"} {
+				typ(where, so, k, "string")
+			}
+			enum(where+".state", so["state"], "connected", "connecting", "down")
+		}
+	}
+	if ms, ok := typ("status", m, "machines", "array").([]any); ok {
+		if len(ms) == 0 {
+			t.Errorf("no machines")
+		}
+		for i, x := range ms {
+			mo, _ := x.(map[string]any)
+			where := fmt.Sprintf("machines[%d]", i)
+			for _, k := range []string{"id", "workcenter", "work_order", "state"} {
+				typ(where, mo, k, "string")
+			}
+			typ(where, mo, "good_count", "number")
+			typ(where, mo, "unattributed", "number")
+			enum(where+".state", mo["state"], "running", "stopped", "unknown")
+		}
+	}
+}
+
+func TestStatusJSONContract(t *testing.T) {
+	b := newBench(t, 17)
+	b.startAgent()
+	b.produce(7)
+	b.waitQty()
+	waitUntil(t, 10*time.Second, "status after forwarding", func() (bool, string) {
+		st := b.a.Status()
+		return st.Odoo.State == "online" && st.Buffer.Pending == 0, fmt.Sprintf("%+v", st.Odoo)
+	})
+	m := statusJSON(t, b.cfgPath)
+	checkStatusContract(t, m)
+	if m["site"] != "cli-test" || m["agent_running"] != true {
+		t.Errorf("site %v agent_running %v", m["site"], m["agent_running"])
+	}
+	odoo := m["odoo"].(map[string]any)
+	if odoo["state"] != "online" || odoo["protocol"] != "jsonrpc" || odoo["server_version"] == "" {
+		t.Errorf("odoo %v", odoo)
+	}
+	src := m["sources"].([]any)[0].(map[string]any)
+	if src["name"] != "broker" || src["kind"] != "mqtt" || src["state"] != "connected" {
+		t.Errorf("source %v", src)
+	}
+	mach := m["machines"].([]any)[0].(map[string]any)
+	if mach["id"] != "press-1" || mach["workcenter"] != "WC-PRESS-1" || mach["work_order"] != "WO press-1" ||
+		mach["good_count"] != 7.0 || mach["state"] != "running" {
+		t.Errorf("machine %v", mach)
+	}
+
+	// Odoo goes away: records wait in the buffer.
+	b.odoo.SetDown(true)
+	b.produce(5)
+	b.produce(4)
+	b.waitPending()
+	m = statusJSON(t, b.cfgPath)
+	checkStatusContract(t, m)
+	if s := m["odoo"].(map[string]any)["state"]; s != "offline" {
+		t.Errorf("odoo state %v while down", s)
+	}
+	pending := b.a.Status().Buffer.Pending
+
+	// The agent stops: status reads the buffer file and says so.
+	b.stopAgent()
+	m = statusJSON(t, b.cfgPath)
+	checkStatusContract(t, m)
+	if m["agent_running"] != false {
+		t.Errorf("agent_running %v with the agent stopped", m["agent_running"])
+	}
+	buf := m["buffer"].(map[string]any)
+	if got := buf["pending"]; got != float64(pending) || pending == 0 {
+		t.Errorf("offline pending %v, want %d", got, pending)
+	}
+	src = m["sources"].([]any)[0].(map[string]any)
+	if src["state"] != "down" {
+		t.Errorf("offline source state %v", src["state"])
+	}
+	mach = m["machines"].([]any)[0].(map[string]any)
+	if mach["good_count"] != 16.0 || mach["work_order"] != "WO press-1" {
+		t.Errorf("offline machine %v", mach)
+	}
+	out, err := cli(t, "status", "-c", b.cfgPath)
+	if err != nil || !strings.Contains(out, "AGENT NOT RUNNING") {
+		t.Errorf("human status with the agent stopped: %v\n%s", err, out)
+	}
+}
+
+func TestFlushCommand(t *testing.T) {
+	b := newBench(t, 18)
+	b.startAgent()
+	b.odoo.SetDown(true)
+	b.produce(3)
+	b.waitPending()
+
+	out, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "1s")
+	if code := exitCode(err); code != 1 {
+		t.Fatalf("flush with odoo down: exit %d (%v), want 1\n%s", code, err, out)
+	}
+	if !strings.Contains(err.Error(), "not drained within 1s") {
+		t.Errorf("flush error %q", err)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) == 0 || lines[0] == "" {
+		t.Fatalf("flush printed nothing")
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "pending ") || !strings.Contains(l, "odoo offline") {
+			t.Errorf("flush progress line %q", l)
+		}
+		if strings.ContainsAny(l, "\r\x1b") {
+			t.Errorf("terminal control codes on a non-terminal: %q", l)
+		}
+	}
+	if strings.Contains(out, "drained") {
+		t.Errorf("flush said drained with odoo down:\n%s", out)
+	}
+
+	b.odoo.SetDown(false)
+	out, err = cli(t, "flush", "-c", b.cfgPath, "--timeout", "30s")
+	if err != nil {
+		t.Fatalf("flush with odoo back: %v\n%s", err, out)
+	}
+	if !strings.HasSuffix(out, "drained\n") {
+		t.Errorf("flush output does not end with drained:\n%s", out)
+	}
+	b.waitQty()
+	if p := b.a.Status().Buffer.Pending; p != 0 {
+		t.Errorf("flush exited 0 with %d pending", p)
+	}
+
+	b.stopAgent()
+	out, err = cli(t, "flush", "-c", b.cfgPath, "--timeout", "1s")
+	if code := exitCode(err); code != 2 {
+		t.Fatalf("flush with the agent stopped: exit %d (%v), want 2\n%s", code, err, out)
+	}
+	if !strings.Contains(err.Error(), "agent not running") {
+		t.Errorf("flush message %q", err)
+	}
+}
+
+// refuse makes Odoo refuse the next quantity write for good and waits for
+// the agent to dead-letter it.
+func (b *bench) refuse(wantDead int) {
+	b.t.Helper()
+	b.odoo.RefuseNext("mrp.workorder", "write", 1, "odoo.exceptions.UserError", "You cannot change the quantity of a done work order.")
+	b.produce(2)
+	waitUntil(b.t, 15*time.Second, "dead letter", func() (bool, string) {
+		st := b.a.Status()
+		return st.Buffer.DeadLetters == wantDead, fmt.Sprintf("dead letters %d", st.Buffer.DeadLetters)
+	})
+}
+
+func TestDeadLetterCommands(t *testing.T) {
+	b := newBench(t, 19)
+	b.startAgent()
+	b.produce(5)
+	b.waitQty()
+	dl := func(args ...string) string {
+		t.Helper()
+		out, err := cli(t, append([]string{"deadletter"}, append(args, "-c", b.cfgPath)...)...)
+		if err != nil {
+			t.Fatalf("deadletter %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	if out := dl("list"); out != "no dead letters\n" {
+		t.Errorf("list with none: %q", out)
+	}
+
+	b.refuse(1)
+	out := dl("list")
+	if !strings.Contains(out, "press-1/good") || !strings.Contains(out, "done work order") || !strings.HasPrefix(out, "ID") {
+		t.Errorf("list:\n%s", out)
+	}
+	var views []agent.DeadLetterView
+	if err := json.Unmarshal([]byte(dl("list", "--json")), &views); err != nil || len(views) != 1 || views[0].Lane != "counts" {
+		t.Fatalf("list --json: %v %+v", err, views)
+	}
+	// Retried, it lands exactly once.
+	if out := dl("retry", "all"); out != "retry: 1 dead letter(s)\n" {
+		t.Errorf("retry: %q", out)
+	}
+	b.waitQty()
+	if out := dl("list"); out != "no dead letters\n" {
+		t.Errorf("list after retry: %q", out)
+	}
+
+	// Dropped by id.
+	b.refuse(1)
+	views = nil
+	if err := json.Unmarshal([]byte(dl("list", "--json")), &views); err != nil || len(views) != 1 {
+		t.Fatalf("list --json: %v %+v", err, views)
+	}
+	if out := dl("drop", fmt.Sprint(views[0].ID)); out != "drop: 1 dead letter(s)\n" {
+		t.Errorf("drop: %q", out)
+	}
+	if n := b.a.Status().Buffer.DeadLetters; n != 0 {
+		t.Errorf("%d dead letters after drop", n)
+	}
+	if _, err := cli(t, "deadletter", "drop", "nonsense", "-c", b.cfgPath); err == nil {
+		t.Errorf("drop of a non-numeric id accepted")
+	}
+
+	// Offline: the agent is stopped, the commands work on the buffer file.
+	b.refuse(1)
+	b.stopAgent()
+	out = dl("list")
+	if !strings.Contains(out, "press-1/good") {
+		t.Errorf("offline list:\n%s", out)
+	}
+	if out := dl("drop", "all"); out != "drop: 1 dead letter(s)\n" {
+		t.Errorf("offline drop: %q", out)
+	}
+	if out := dl("list"); out != "no dead letters\n" {
+		t.Errorf("offline list after drop: %q", out)
+	}
+}
