@@ -111,11 +111,21 @@ func (q *Queue) run(cur state) {
 	defer close(q.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	logTimer := time.NewTimer(time.Hour) // logs a burst's tail when traffic stops
+	defer logTimer.Stop()
 	for {
 		var batch []*request
+		if cur.burstDropped != [NumLanes]uint64{} || cur.burstMerged != 0 {
+			logTimer.Reset(max(time.Millisecond, dropLogEvery-time.Since(q.lastLog)))
+		} else {
+			logTimer.Stop()
+		}
 		select {
 		case r := <-q.reqs:
 			batch = append(batch, r)
+		case <-logTimer.C:
+			q.logBurst(&cur, false)
+			continue
 		case <-q.quit:
 			q.logBurst(&cur, true)
 			return

@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 )
 
 const countPad = 120
@@ -398,4 +401,67 @@ func TestMaxSizeBackstop(t *testing.T) {
 	if err := q.Ack(context.Background(), recs); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDropLogRateLimited: the first drop is logged at once, later drops of
+// the burst are summed into one line per dropLogEvery, and the tail of a
+// burst is logged even when traffic stops. The logged counts add up to the
+// counters.
+func TestDropLogRateLimited(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs syncBuffer
+		q, err := Open(filepath.Join(t.TempDir(), "buffer.db"), Options{MaxBytes: 512 << 10, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		tele := func() {
+			recs := make([]Record, 20)
+			for i := range recs {
+				recs[i] = Record{Lane: LaneTelemetry, Key: "m", Data: bytes.Repeat([]byte{'t'}, 200)}
+			}
+			mustAppend(t, q, recs...)
+		}
+		lines := func() []string {
+			var out []string
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, "buffer quota reached") {
+					out = append(out, l)
+				}
+			}
+			return out
+		}
+		for q.Stats().Lanes[LaneTelemetry].Dropped == 0 {
+			tele()
+		}
+		if n := len(lines()); n != 1 {
+			t.Fatalf("%d log lines after the first drop, want 1", n)
+		}
+		first := q.Stats().Lanes[LaneTelemetry].Dropped
+		for q.Stats().Lanes[LaneTelemetry].Dropped < first+500 {
+			tele()
+		}
+		if n := len(lines()); n != 1 {
+			t.Fatalf("%d log lines within one burst, want 1", n)
+		}
+		time.Sleep(dropLogEvery)
+		synctest.Wait()
+		ls := lines()
+		if len(ls) != 2 {
+			t.Fatalf("%d log lines after the burst, want 2: %q", len(ls), ls)
+		}
+		var logged uint64
+		for _, l := range ls {
+			_, v, _ := strings.Cut(l, "dropped_telemetry=")
+			v, _, _ = strings.Cut(v, " ")
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				t.Fatalf("line %q: %v", l, err)
+			}
+			logged += n
+		}
+		if total := q.Stats().Lanes[LaneTelemetry].Dropped; logged != total {
+			t.Fatalf("logged %d drops, counted %d", logged, total)
+		}
+	})
 }
