@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -464,4 +465,82 @@ func TestDropLogRateLimited(t *testing.T) {
 			t.Fatalf("logged %d drops, counted %d", logged, total)
 		}
 	})
+}
+
+// TestConcurrentMergeAndAck: appenders add counts under quota pressure while a
+// forwarder reads, acks and sometimes gives up a round (Release). Whatever
+// merging does concurrently, acked plus pending pieces equal appended pieces.
+func TestConcurrentMergeAndAck(t *testing.T) {
+	q := openTest(t, "", Options{MaxBytes: 512 << 10, Merge: sumCounts, CommitWindow: time.Millisecond})
+	const appenders, rounds = 4, 150
+	var appended, acked atomic.Uint64
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	errs := make(chan error, appenders+1)
+	for a := range appenders {
+		wg.Go(func() {
+			for i := range rounds {
+				recs := make([]Record, 10)
+				var sum uint64
+				for j := range recs {
+					n := uint64(1 + (a+i+j)%7)
+					recs[j] = countRecord(fmt.Sprint("m", j%3), n)
+					sum += n
+				}
+				if _, err := q.Append(context.Background(), recs); err != nil {
+					errs <- err
+					return
+				}
+				appended.Add(sum)
+			}
+		})
+	}
+	var fwd sync.WaitGroup
+	fwd.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			recs, err := q.Read(LaneCounts, 0, 40)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if i%3 == 0 {
+				q.Release() // round given up: nothing acked
+				continue
+			}
+			var sum uint64
+			for _, r := range recs {
+				sum += binary.BigEndian.Uint64(r.Data)
+			}
+			if err := q.Ack(context.Background(), recs); err != nil {
+				errs <- err
+				return
+			}
+			acked.Add(sum)
+			time.Sleep(time.Millisecond)
+		}
+	})
+	wg.Wait()
+	close(stop)
+	fwd.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var pending uint64
+	for _, r := range readAllPeek(t, q) {
+		pending += binary.BigEndian.Uint64(r.Data)
+	}
+	st := q.Stats()
+	if pending+acked.Load() != appended.Load() {
+		t.Fatalf("pending %d + acked %d != appended %d (merged %d)", pending, acked.Load(), appended.Load(), st.Merged)
+	}
+	if st.Merged == 0 {
+		t.Fatal("no merge happened: the test did not exercise quota pressure")
+	}
+	t.Logf("appended %d pieces, acked %d, merged %d records", appended.Load(), acked.Load(), st.Merged)
 }
