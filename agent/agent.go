@@ -77,6 +77,11 @@ type Agent struct {
 	deadLog      rateLog
 	httpAddr     atomic.Pointer[string]
 
+	// scrapInFlight holds, per machine, the last scrap record a pending
+	// scrap booking covers (see forwardScrap); the quota merge must not fold
+	// a newer record into a covered one.
+	scrapInFlight sync.Map
+
 	// latencyHook, when set (benchmarks), gets each sample's receipt-to-
 	// durable latency.
 	latencyHook func(time.Duration)
@@ -132,7 +137,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{
 		MaxBytes:     int64(cfg.Buffer.MaxBytes),
 		CommitWindow: cfg.Buffer.CommitWindow.D(),
-		Merge:        mergeCounts,
+		Merge:        a.mergeCounts,
 		Logger:       a.log.With("component", "buffer"),
 	})
 	if err != nil {
@@ -146,6 +151,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.metrics.corruptBuffers.Inc()
 	}
 	if err := a.loadMachineState(); err != nil {
+		return err
+	}
+	if err := a.loadScrapOutboxes(); err != nil {
 		return err
 	}
 	a.fwd = newForwarder(a)
@@ -227,10 +235,19 @@ func listen(addr string) (net.Listener, error) {
 // newOdooClient builds the Odoo client from the current config; it reads
 // the API key (file, credential or environment) but makes no call.
 func (a *Agent) newOdooClient() (*odoo.Client, error) {
-	cfg := a.cfg.Load()
+	return NewOdooClient(a.cfg.Load(), a.opts.OdooHTTPClient, a.log)
+}
+
+// NewOdooClient builds the Odoo client the agent uses for cfg: it reads the
+// API key (environment, systemd credential or odoo.api_key_file) but makes
+// no call. hc replaces the HTTP transport when not nil (tests); log may be nil.
+func NewOdooClient(cfg *config.Config, hc *http.Client, log *slog.Logger) (*odoo.Client, error) {
 	key, err := cfg.OdooAPIKey()
 	if err != nil {
 		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	return odoo.New(odoo.Config{
 		URL:                cfg.Odoo.URL,
@@ -241,8 +258,8 @@ func (a *Agent) newOdooClient() (*odoo.Client, error) {
 		Timeout:            cfg.Odoo.Timeout.D(),
 		CAFile:             cfg.Odoo.CAFile,
 		InsecureSkipVerify: cfg.Odoo.InsecureSkipVerify,
-		HTTPClient:         a.opts.OdooHTTPClient,
-		Logger:             a.log.With("component", "odoo"),
+		HTTPClient:         hc,
+		Logger:             log.With("component", "odoo"),
 	})
 }
 

@@ -32,14 +32,17 @@ const (
 
 // woState is the durable attribution of a machine's good counts to one work
 // order: Odoo's quantity when plantedge first attributed counts to it
-// (Baseline) and what plantedge has added since (Counted). The absolute
-// value written is always Baseline+Counted+pending, so a repeated write is
-// harmless.
+// (Baseline), what plantedge has acknowledged since (Counted), and the
+// absolute value Odoo last confirmed (Written). The value written is always
+// Baseline+Counted+pending, so a repeated write is harmless; when Written
+// falls behind Baseline+Counted (a quota merge folded a newer record into
+// an acknowledged one) the next round writes again.
 type woState struct {
 	ID       int64   `json:"id"`
 	Name     string  `json:"name"`
 	Baseline float64 `json:"baseline"`
 	Counted  float64 `json:"counted"`
+	Written  float64 `json:"written"`
 }
 
 func woMetaKey(machine string) string { return "wo/" + machine }
@@ -59,11 +62,13 @@ type scrapOutbox struct {
 
 func scrapMetaKey(machine string) string { return "scrap/" + machine }
 
-// pendingKey is the aggregate of one count key's pending records.
+// pendingKey is the aggregate of one count key's pending records: the
+// forwarder keeps per key only this, not the records, so a backlog of
+// millions of values costs a few bytes per machine.
 type pendingKey struct {
-	seqs   []uint64
-	deltas []float64
 	sum    float64
+	n      int
+	maxSeq uint64
 }
 
 // linkState is what status shows about Odoo.
@@ -376,13 +381,21 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	if err := f.forwardEvents(ctx, cfg, events, wcIDs, wos); err != nil {
 		return false, err
 	}
+	acks := ackPlan{upTo: map[string]uint64{}, wo: map[string]*woState{}}
 	for _, id := range ids {
 		if _, ok := wcIDs[id]; !ok {
 			continue
 		}
-		if err := f.forwardCounts(ctx, id, wos[id], pending); err != nil {
+		if err := f.forwardCounts(ctx, id, wos[id], pending, &acks); err != nil {
+			// Acknowledge what Odoo already confirmed before giving up the round.
+			if aerr := f.ackPlanned(ctx, &acks); aerr != nil {
+				return false, aerr
+			}
 			return false, err
 		}
+	}
+	if err := f.ackPlanned(ctx, &acks); err != nil {
+		return false, err
 	}
 	more = len(events) == maxEventsPerRound
 	return more, nil
@@ -439,16 +452,11 @@ func (f *forwarder) resolveWorkcenters(ctx context.Context, cfg *config.Config, 
 	return nil
 }
 
-// aggregateCounts scans the whole counts lane and sums it per key, keeping
-// only sequence numbers and deltas (16 bytes a record) in memory.
+// aggregateCounts sums the whole counts lane per key. It peeks (does not
+// mark records in flight): the acknowledgement pass reads them again.
 func (f *forwarder) aggregateCounts() (map[string]*pendingKey, error) {
 	out := map[string]*pendingKey{}
-	var after uint64
-	for {
-		recs, err := f.a.buf.Read(buffer.LaneCounts, after, scanChunk)
-		if err != nil {
-			return nil, fmt.Errorf("read counts: %w", err)
-		}
+	err := f.scanCounts(false, 0, func(recs []buffer.Record) error {
 		for _, r := range recs {
 			c, err := decodeCount(r)
 			if err != nil {
@@ -460,16 +468,121 @@ func (f *forwarder) aggregateCounts() (map[string]*pendingKey, error) {
 				p = &pendingKey{}
 				out[r.Key] = p
 			}
-			p.seqs = append(p.seqs, r.Seq)
-			p.deltas = append(p.deltas, c.Delta)
 			p.sum += c.Delta
-			after = r.Seq
+			p.n++
+			p.maxSeq = r.Seq
+		}
+		return nil
+	})
+	return out, err
+}
+
+// scanCounts walks the counts lane in chunks, up to seq upTo (0: all);
+// with mark it reads (marking records in flight, for acknowledging them),
+// otherwise it peeks.
+func (f *forwarder) scanCounts(mark bool, upTo uint64, fn func([]buffer.Record) error) error {
+	var after uint64
+	for {
+		var recs []buffer.Record
+		var err error
+		if mark {
+			recs, err = f.a.buf.Read(buffer.LaneCounts, after, scanChunk)
+		} else {
+			recs, err = f.a.buf.Peek(buffer.LaneCounts, after, scanChunk)
+		}
+		if err != nil {
+			return fmt.Errorf("read counts: %w", err)
+		}
+		if upTo > 0 {
+			for i, r := range recs {
+				if r.Seq > upTo {
+					recs = recs[:i]
+					break
+				}
+			}
+		}
+		if len(recs) == 0 {
+			return nil
+		}
+		if err := fn(recs); err != nil {
+			return err
 		}
 		if len(recs) < scanChunk {
-			return out, nil
+			return nil
 		}
 		after = recs[len(recs)-1].Seq
 	}
+}
+
+// ackPlan collects what Odoo confirmed in a round: per count key, the
+// records up to which it is settled, and the work-order state to store with
+// the good counts.
+type ackPlan struct {
+	upTo   map[string]uint64
+	wo     map[string]*woState // by machine
+	clears []string            // scrap outboxes settled once their records are acked
+	max    uint64
+}
+
+func (p *ackPlan) add(key string, upTo uint64) {
+	p.upTo[key] = upTo
+	p.max = max(p.max, upTo)
+}
+
+// ackPlanned acknowledges the planned records in one pass over the lane.
+// Each chunk's transaction also adds the chunk's good counts to the work
+// orders' Counted, so acknowledged records and totals never disagree.
+func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
+	if len(p.upTo) > 0 {
+		err := f.scanCounts(true, p.max, func(recs []buffer.Record) error {
+			var acked []buffer.Record
+			touched := map[string]bool{}
+			for _, r := range recs {
+				upTo, ok := p.upTo[r.Key]
+				if !ok || r.Seq > upTo {
+					continue
+				}
+				acked = append(acked, buffer.Record{Lane: r.Lane, Key: r.Key, Seq: r.Seq})
+				machine, sig := splitKey(r.Key)
+				if st := p.wo[machine]; st != nil && sig == sigGood {
+					if c, err := decodeCount(r); err == nil {
+						st.Counted = round2(st.Counted + c.Delta)
+						touched[machine] = true
+					}
+				}
+			}
+			if len(acked) == 0 {
+				return nil
+			}
+			var meta []buffer.KV
+			for m := range touched {
+				meta = append(meta, buffer.KV{Key: woMetaKey(m), Value: mustJSON(*p.wo[m])})
+			}
+			if err := f.a.buf.Ack(ctx, acked, meta...); err != nil {
+				return fmt.Errorf("ack counts: %w", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	// Work orders whose state changed without records (a repair write).
+	var meta []buffer.KV
+	for m, st := range p.wo {
+		meta = append(meta, buffer.KV{Key: woMetaKey(m), Value: mustJSON(*st)})
+	}
+	for _, m := range p.clears {
+		meta = append(meta, buffer.KV{Key: scrapMetaKey(m)})
+		f.a.scrapInFlight.Delete(m)
+	}
+	if len(meta) > 0 {
+		if err := f.a.buf.PutMeta(ctx, meta...); err != nil {
+			return err
+		}
+	}
+	*p = ackPlan{upTo: map[string]uint64{}, wo: map[string]*woState{}}
+	return nil
 }
 
 // forwardEvents writes downtime lines with external ids (idempotent) and
@@ -606,54 +719,64 @@ func (f *forwarder) loss(ctx context.Context, name string) (int64, error) {
 }
 
 // forwardCounts coalesces a machine's pending good counts into one absolute
-// quantity write on the work order in progress, then books pending scrap.
-func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.Workorder, pending map[string]*pendingKey) error {
+// quantity write on the work order in progress, then books pending scrap;
+// what Odoo confirmed goes into acks.
+func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.Workorder, pending map[string]*pendingKey, acks *ackPlan) error {
 	good := pending[countKey(machine, sigGood)]
 	scrap := pending[countKey(machine, sigScrap)]
-	var unattributed float64
 	if wo == nil {
+		var unattributed float64
 		if good != nil {
 			unattributed = good.sum
 		}
 		f.setMachine(machine, func(ml *machineLink) { ml.Unattributed = unattributed })
 		// Counts are held, not dropped, until a work order is in progress.
 		// A scrap booking already decided still completes (it names its order).
-		return f.forwardScrap(ctx, machine, nil, scrap)
+		return f.forwardScrap(ctx, machine, nil, scrap, acks)
 	}
 	f.setMachine(machine, func(ml *machineLink) { ml.Unattributed = 0 })
-	if good != nil && good.sum != 0 {
-		st, err := f.woState(ctx, machine, wo)
-		if err != nil {
-			return err
-		}
-		target := round2(st.Baseline + st.Counted + good.sum)
-		err = f.call(ctx, "set_produced_qty", func(ctx context.Context) error {
-			return f.client.SetProducedQty(ctx, wo.ID, target)
-		})
-		switch {
-		case err == nil:
-			if err := f.ackCounts(ctx, machine, sigGood, good, &st); err != nil {
-				return err
-			}
-			f.a.metrics.forwarded.WithLabelValues("good_count").Add(good.sum)
-		case odoo.IsAuth(err):
-			return err
-		case odoo.IsPermanent(err):
-			var oe *odoo.Error
-			if errors.As(err, &oe) && oe.Missing() {
-				// The work order vanished: look it up again next round.
-				f.a.log.Warn("work order missing; re-resolving", "machine", machine, "workorder", wo.Name)
-				return nil
-			}
-			reason := fmt.Sprintf("set produced quantity %v on %s: %v", target, wo.Name, err)
-			if err := f.deadLetterKey(ctx, countKey(machine, sigGood), good, reason); err != nil {
-				return err
-			}
-		default:
-			return err
-		}
+	st, err := f.woState(ctx, machine, wo)
+	if err != nil {
+		return err
 	}
-	return f.forwardScrap(ctx, machine, wo, scrap)
+	var sum float64
+	if good != nil {
+		sum = good.sum
+	}
+	target := round2(st.Baseline + st.Counted + sum)
+	if sum == 0 && target == st.Written {
+		return f.forwardScrap(ctx, machine, wo, scrap, acks)
+	}
+	err = f.call(ctx, "set_produced_qty", func(ctx context.Context) error {
+		return f.client.SetProducedQty(ctx, wo.ID, target)
+	})
+	switch {
+	case err == nil:
+		st.Written = target
+		acks.wo[machine] = &st
+		if good != nil {
+			acks.add(countKey(machine, sigGood), good.maxSeq)
+			f.a.metrics.forwarded.WithLabelValues("good_count").Add(good.sum)
+		}
+	case odoo.IsAuth(err):
+		return err
+	case odoo.IsPermanent(err):
+		var oe *odoo.Error
+		if errors.As(err, &oe) && oe.Missing() {
+			// The work order vanished: look it up again next round.
+			f.a.log.Warn("work order missing; re-resolving", "machine", machine, "workorder", wo.Name)
+			return nil
+		}
+		if good != nil {
+			reason := fmt.Sprintf("set produced quantity %v on %s: %v", target, wo.Name, err)
+			if err := f.deadLetterKey(ctx, countKey(machine, sigGood), good.maxSeq, reason); err != nil {
+				return err
+			}
+		}
+	default:
+		return err
+	}
+	return f.forwardScrap(ctx, machine, wo, scrap, acks)
 }
 
 // woState returns the machine's attribution to wo, taking Odoo's current
@@ -672,7 +795,8 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 			return st, nil
 		}
 	}
-	st = woState{ID: wo.ID, Name: wo.Name, Baseline: f.client.ProducedQty(*wo)}
+	produced := f.client.ProducedQty(*wo)
+	st = woState{ID: wo.ID, Name: wo.Name, Baseline: produced, Written: produced}
 	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
 		return st, err
 	}
@@ -680,32 +804,11 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 	return st, nil
 }
 
-// ackCounts acknowledges a key's records in chunks; each chunk's
-// transaction also adds the chunk's sum to the work order's counted total.
-func (f *forwarder) ackCounts(ctx context.Context, machine, sig string, p *pendingKey, st *woState) error {
-	for i := 0; i < len(p.seqs); i += ackChunk {
-		j := min(i+ackChunk, len(p.seqs))
-		recs := make([]buffer.Record, 0, j-i)
-		var sum float64
-		for k := i; k < j; k++ {
-			recs = append(recs, buffer.Record{Lane: buffer.LaneCounts, Key: countKey(machine, sig), Seq: p.seqs[k]})
-			sum += p.deltas[k]
-		}
-		var meta []buffer.KV
-		if st != nil {
-			st.Counted = round2(st.Counted + sum)
-			meta = append(meta, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(*st)})
-		}
-		if err := f.a.buf.Ack(ctx, recs, meta...); err != nil {
-			return fmt.Errorf("ack counts of %s: %w", machine, err)
-		}
-	}
-	return nil
-}
-
 // forwardScrap books pending scrap through an outbox entry, so the same
-// booking is never made twice.
-func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.Workorder, p *pendingKey) error {
+// booking is never made twice: the entry (external id, quantity, the last
+// record it covers) is stored before the call and cleared in the
+// transaction after the last of its records is acknowledged.
+func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.Workorder, p *pendingKey, acks *ackPlan) error {
 	var ob scrapOutbox
 	b, err := f.a.buf.Meta(scrapMetaKey(machine))
 	if err != nil {
@@ -720,27 +823,17 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		return nil
 	default:
 		ob = scrapOutbox{
-			XMLID:        fmt.Sprintf("plantedge.%s_%s_scrap_%d", f.a.cfg.Load().Site, machine, p.seqs[len(p.seqs)-1]),
+			XMLID:        fmt.Sprintf("plantedge.%s_%s_scrap_%d", f.a.cfg.Load().Site, machine, p.maxSeq),
 			Qty:          round2(p.sum),
-			MaxSeq:       p.seqs[len(p.seqs)-1],
+			MaxSeq:       p.maxSeq,
 			WorkorderID:  wo.ID,
 			ProductionID: wo.ProductionID,
 			ProductID:    wo.ProductID,
 			UomID:        wo.UomID,
 		}
+		f.a.scrapInFlight.Store(machine, ob.MaxSeq)
 		if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapMetaKey(machine), Value: mustJSON(ob)}); err != nil {
 			return err
-		}
-	}
-	// Only the records the outbox entry covers are settled by it.
-	covered := &pendingKey{}
-	if p != nil {
-		for i, s := range p.seqs {
-			if s <= ob.MaxSeq {
-				covered.seqs = append(covered.seqs, s)
-				covered.deltas = append(covered.deltas, p.deltas[i])
-				covered.sum += p.deltas[i]
-			}
 		}
 	}
 	var done bool
@@ -750,16 +843,10 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			ProductionID: ob.ProductionID, WorkorderID: ob.WorkorderID, Qty: ob.Qty})
 		return err
 	})
-	clear := buffer.KV{Key: scrapMetaKey(machine)}
 	switch {
 	case err == nil && done:
-		recs := make([]buffer.Record, 0, len(covered.seqs))
-		for _, s := range covered.seqs {
-			recs = append(recs, buffer.Record{Lane: buffer.LaneCounts, Key: countKey(machine, sigScrap), Seq: s})
-		}
-		if err := f.a.buf.Ack(ctx, recs, clear); err != nil {
-			return fmt.Errorf("ack scrap of %s: %w", machine, err)
-		}
+		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
+		acks.clears = append(acks.clears, machine)
 		f.a.metrics.forwarded.WithLabelValues("scrap_count").Add(ob.Qty)
 		return nil
 	case err == nil && !done:
@@ -767,42 +854,26 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	case odoo.IsAuth(err) || !odoo.IsPermanent(err):
 		return err
 	}
-	if err := f.deadLetterKey(ctx, countKey(machine, sigScrap), covered, "book scrap "+ob.XMLID+": "+err.Error()); err != nil {
+	if err := f.deadLetterKey(ctx, countKey(machine, sigScrap), ob.MaxSeq, "book scrap "+ob.XMLID+": "+err.Error()); err != nil {
 		return err
 	}
-	return f.a.buf.PutMeta(ctx, clear)
+	f.a.scrapInFlight.Delete(machine)
+	return f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapMetaKey(machine)})
 }
 
-// deadLetterKey moves the records of p (one key of the counts lane) to the
+// deadLetterKey moves the records of one count key up to seq upTo to the
 // dead letters with reason.
-func (f *forwarder) deadLetterKey(ctx context.Context, key string, p *pendingKey, reason string) error {
-	if p == nil || len(p.seqs) == 0 {
-		return nil
-	}
-	want := make(map[uint64]bool, len(p.seqs))
-	for _, s := range p.seqs {
-		want[s] = true
-	}
-	after := p.seqs[0] - 1
-	last := p.seqs[len(p.seqs)-1]
-	for after < last {
-		recs, err := f.a.buf.Read(buffer.LaneCounts, after, scanChunk)
-		if err != nil {
-			return err
-		}
-		if len(recs) == 0 {
-			break
-		}
+func (f *forwarder) deadLetterKey(ctx context.Context, key string, upTo uint64, reason string) error {
+	return f.scanCounts(true, upTo, func(recs []buffer.Record) error {
 		for _, r := range recs {
-			if r.Key == key && want[r.Seq] {
+			if r.Key == key {
 				if err := f.deadLetter(ctx, r, reason); err != nil {
 					return err
 				}
 			}
-			after = r.Seq
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func (f *forwarder) deadLetter(ctx context.Context, r buffer.Record, reason string) error {

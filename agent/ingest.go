@@ -232,6 +232,19 @@ func (a *Agent) loadMachineState() error {
 	})
 }
 
+// loadScrapOutboxes notes the scrap bookings a previous run left in flight,
+// before anything can append (and so merge) records.
+func (a *Agent) loadScrapOutboxes() error {
+	return a.buf.MetaPrefix("scrap/", func(key string, value []byte) error {
+		var ob scrapOutbox
+		if err := json.Unmarshal(value, &ob); err != nil {
+			return fmt.Errorf("decode %s: %w", key, err)
+		}
+		a.scrapInFlight.Store(key[len("scrap/"):], ob.MaxSeq)
+		return nil
+	})
+}
+
 type totals struct{ Good, Scrap float64 }
 
 func (a *Agent) addTotals(machine, sig string, d float64) {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -75,9 +76,26 @@ func mustJSON(v any) []byte {
 	return b
 }
 
+// errMergeOutbox refuses a merge across the end of a pending scrap booking.
+var errMergeOutbox = errors.New("scrap booking in flight covers the earlier record only")
+
 // mergeCounts is the buffer's MergeFunc: it folds a later count record into
-// an earlier one of the same key. Counts are additive, so nothing is lost.
-func mergeCounts(a, b buffer.Record) (buffer.Record, error) {
+// an earlier one of the same key. Counts are additive, so nothing is lost —
+// except across a scrap booking in flight, which settles exactly the records
+// up to its last one: such a merge is refused (the buffer keeps both).
+func (ag *Agent) mergeCounts(a, b buffer.Record) (buffer.Record, error) {
+	if m, sig := splitKey(a.Key); sig == sigScrap {
+		if v, ok := ag.scrapInFlight.Load(m); ok {
+			if maxSeq := v.(uint64); a.Seq <= maxSeq && b.Seq > maxSeq {
+				return a, errMergeOutbox
+			}
+		}
+	}
+	return mergeCountRecords(a, b)
+}
+
+// mergeCountRecords adds b's count to a.
+func mergeCountRecords(a, b buffer.Record) (buffer.Record, error) {
 	ca, err := decodeCount(a)
 	if err != nil {
 		return a, err
