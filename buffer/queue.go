@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -294,6 +295,7 @@ func (e *corruptError) Unwrap() error { return e.err }
 // openChecked opens the file, runs bbolt's consistency check and loads the
 // in-memory state, turning bbolt panics and memory faults into corruptError.
 func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
+	var bad []badRecord
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
@@ -359,7 +361,7 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 		// Walk every page in this goroutine first, where a wild page id
 		// faults into a recoverable panic; bbolt's checker runs in a
 		// goroutine of its own where such a fault would kill the process.
-		st, err = loadState(tx)
+		st, bad, err = loadState(tx)
 		if err != nil {
 			return &corruptError{err}
 		}
@@ -380,12 +382,53 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 	if err != nil {
 		return fail(err)
 	}
+	if len(bad) > 0 {
+		if q.opts.ReadOnly {
+			q.log.Error("buffer file has damaged records (not counted)", "count", len(bad), "err", bad[0].err)
+		} else if err := db.Update(func(tx *bolt.Tx) error { return deadLetterBad(tx, &st, bad) }); err != nil {
+			return fail(fmt.Errorf("set damaged records aside: %w", err))
+		} else {
+			q.log.Error("buffer file had damaged records: moved them to the dead letters",
+				"count", len(bad), "err", bad[0].err, "lane", bad[0].lane.String(), "seq", bad[0].seq)
+		}
+	}
 	return db, st, nil
 }
 
+// badRecord is a lane entry whose value fails to decode.
+type badRecord struct {
+	lane Lane
+	seq  uint64
+	raw  []byte
+	err  error
+}
+
+// deadLetterBad moves damaged lane entries to the dead letters, keeping the
+// raw bytes as the record's Data so nothing disappears silently.
+func deadLetterBad(tx *bolt.Tx, st *state, bad []badRecord) error {
+	dead, sys := tx.Bucket(bucketDead), tx.Bucket(bucketSys)
+	dead.FillPercent = 1.0
+	now := time.Now().UTC()
+	for _, b := range bad {
+		st.dlSeq++
+		enc := encodeDeadLetter(DeadLetter{ID: st.dlSeq, At: now, Reason: "damaged record in buffer file: " + b.err.Error(),
+			Record: Record{Seq: b.seq, Lane: b.lane, Time: now, Data: b.raw}})
+		if err := dead.Put(seqKey(st.dlSeq), enc); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketLanes[b.lane]).Delete(seqKey(b.seq)); err != nil {
+			return err
+		}
+		st.dead++
+		st.deadBytes += int64(len(enc) + elemOverhead)
+	}
+	return putUint64(sys, sysDLSeq, st.dlSeq)
+}
+
 // loadState scans the file once to rebuild counts, bytes and head times.
-func loadState(tx *bolt.Tx) (state, error) {
+func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 	var st state
+	var bad []badRecord
 	for l := range Lane(NumLanes) {
 		b := tx.Bucket(bucketLanes[l])
 		if b == nil {
@@ -394,12 +437,19 @@ func loadState(tx *bolt.Tx) (state, error) {
 		ls := &st.lanes[l]
 		c := b.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
-			rec, err := decodeRecord(v)
-			if err != nil {
-				return st, fmt.Errorf("lane %s key %x: %w", l, k, err)
+			if len(k) != 8 {
+				return st, nil, fmt.Errorf("lane %s: key %x is not a sequence number", l, k)
 			}
-			if len(k) != 8 || rec.Seq != beUint64(k) || rec.Lane != l {
-				return st, fmt.Errorf("lane %s key %x: record says seq %d lane %s", l, k, rec.Seq, rec.Lane)
+			rec, err := decodeRecord(v)
+			if err == nil && (rec.Seq != beUint64(k) || rec.Lane != l) {
+				err = fmt.Errorf("%w: stored under %s seq %d but says %s seq %d", ErrCorruptRecord, l, beUint64(k), rec.Lane, rec.Seq)
+			}
+			if err != nil {
+				// The tree is sound but this value is damaged: set it aside
+				// rather than give up the whole file.
+				bad = append(bad, badRecord{lane: l, seq: beUint64(k), raw: bytes.Clone(v), err: err})
+				st.seq = max(st.seq, beUint64(k))
+				continue
 			}
 			if ls.Pending == 0 {
 				ls.Oldest = rec.Time
@@ -425,7 +475,7 @@ func loadState(tx *bolt.Tx) (state, error) {
 			return nil
 		})
 		if err != nil {
-			return st, err
+			return st, nil, err
 		}
 	}
 	if b := tx.Bucket(bucketMeta); b != nil {
@@ -442,7 +492,7 @@ func loadState(tx *bolt.Tx) (state, error) {
 			st.lanes[l].Dropped = getUint64(b, sysDropped[l])
 		}
 	}
-	return st, nil
+	return st, bad, nil
 }
 
 // walkOtherBuckets touches every key of buckets loadState does not read.

@@ -575,3 +575,52 @@ func spoilAt(t *testing.T, path string, off int64, n int) {
 		t.Fatal(err)
 	}
 }
+
+// TestDamagedRecordDeadLettered: a record whose bytes rotted (the B+tree is
+// sound, its checksum is not) goes to the dead letters with its raw bytes;
+// the rest of the file is kept.
+func TestDamagedRecordDeadLettered(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{})
+	recs := make([]Record, 300)
+	for i := range recs {
+		recs[i] = Record{Lane: LaneCounts, Key: "m", Data: []byte(fmt.Sprintf("payload-%04d-%s", i, strings.Repeat("x", 50)))}
+	}
+	mustAppend(t, q, recs...)
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(b, []byte("payload-0123-"))
+	if i < 0 {
+		t.Fatal("payload not found in file")
+	}
+	b[i+10] ^= 0xff
+	writeFile(t, path, b)
+
+	var logs syncBuffer
+	q = openTest(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if q.Recovered() != "" {
+		t.Fatalf("file quarantined for one damaged record: %s", q.Recovered())
+	}
+	st := q.Stats()
+	if st.Pending != 299 || st.DeadLetters != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+	dls, err := q.DeadLetters()
+	if err != nil || len(dls) != 1 || !strings.Contains(dls[0].Reason, "damaged record") || dls[0].Record.Seq != 124 || !bytes.Contains(dls[0].Record.Data, []byte("payload-01")) {
+		t.Fatalf("dead letters = %+v, %v", dls, err)
+	}
+	if got := readAll(t, q, LaneCounts); len(got) != 299 {
+		t.Fatalf("read %d records", len(got))
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") {
+		t.Fatalf("damaged record not logged: %s", logs.String())
+	}
+	if s := mustAppend(t, q, Record{Lane: LaneEvents}); s[0] != 301 {
+		t.Fatalf("next seq = %d", s[0])
+	}
+}
