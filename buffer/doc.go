@@ -43,9 +43,12 @@
 //
 // # Corruption
 //
-// Open runs bbolt's consistency check and decodes every record (CRC-32C). A
-// damaged file is renamed to <name>.corrupt-<UTC time> and a fresh buffer is
-// started; Recovered reports it. bbolt panics and memory faults during that
-// check are recovered. A locked or unreadable file is an error, not
-// corruption.
+// Open walks every page, runs bbolt's consistency check and decodes every
+// record (CRC-32C). A damaged file (bad meta pages, truncated, broken tree)
+// is renamed to <name>.corrupt-<UTC time> and a fresh buffer is started;
+// Recovered reports it. bbolt panics and memory faults during that check are
+// recovered. A single record whose checksum fails in an otherwise sound file
+// is moved to the dead letters with its raw bytes instead. A locked or
+// unreadable file is an error, not corruption. Open's cost grows with the
+// backlog (about 0.3 s for 1,000,000 records, see BenchmarkDrain open_ms).
 package buffer
