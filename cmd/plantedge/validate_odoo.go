@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/odoo"
+)
+
+func init() { validateOdoo = checkOdoo }
+
+// odooRight is one access right the bot user needs.
+type odooRight struct {
+	model, op, why, group string
+}
+
+// lossUse is one loss reason name and the config keys that use it.
+type lossUse struct {
+	name string
+	by   []string
+}
+
+// odooCheck collects what checkOdoo found.
+type odooCheck struct {
+	w        io.Writer
+	problems int
+}
+
+func (c *odooCheck) problem(format string, a ...any) {
+	c.problems++
+	fmt.Fprintf(c.w, "odoo: problem: "+format+"\n", a...)
+}
+
+// checkOdoo connects to Odoo with cfg's settings and checks that every
+// machine's work center exists exactly once, every loss reason the file
+// names exists, and the bot user holds the access rights the agent needs.
+// It prints what it found and every problem, one per line with a hint, to w
+// and fails when there is any problem.
+func checkOdoo(ctx context.Context, cfg *config.Config, w io.Writer) error {
+	c := &odooCheck{w: w}
+	client, err := agent.NewOdooClient(cfg, nil, nil)
+	if err != nil {
+		c.problem("%v (hint: set PLANTEDGE_ODOO_API_KEY, the systemd credential odoo-api-key, or odoo.api_key_file)", err)
+		return c.result()
+	}
+	defer client.Close()
+	if err := client.Connect(ctx); err != nil {
+		c.connectProblem(cfg, err)
+		return c.result()
+	}
+	proto := "JSON-RPC"
+	if client.Protocol() == odoo.ProtocolJSON2 {
+		proto = "JSON-2"
+	}
+	who := fmt.Sprintf("uid %d", client.UID())
+	if cfg.Odoo.Username != "" {
+		who = fmt.Sprintf("user %q (uid %d)", cfg.Odoo.Username, client.UID())
+	}
+	fmt.Fprintf(w, "odoo: connected to %s (database %q) as %s: Odoo %s over %s\n",
+		cfg.Odoo.URL, cfg.Odoo.Database, who, client.ServerVersion(), proto)
+
+	nWC, ok := c.checkWorkcenters(ctx, cfg, client)
+	if !ok {
+		return c.result()
+	}
+	nLoss, ok := c.checkLosses(ctx, cfg, client)
+	if !ok {
+		return c.result()
+	}
+	nRights, _ := c.checkRights(ctx, cfg, client, who)
+	if c.problems > 0 {
+		return c.result()
+	}
+	fmt.Fprintf(w, "odoo: OK: %s, %s, %s\n", plural(nWC, "work center"),
+		plural(nLoss, "loss reason"), plural(nRights, "access right"))
+	return nil
+}
+
+func (c *odooCheck) result() error {
+	if c.problems == 0 {
+		return nil
+	}
+	return errors.New(plural(c.problems, "problem"))
+}
+
+// connectProblem explains a failed Connect.
+func (c *odooCheck) connectProblem(cfg *config.Config, err error) {
+	var oe *odoo.Error
+	switch {
+	case errors.As(err, &oe) && oe.LoginCooldown():
+		c.problem("Odoo refuses logins from this address after too many failures (hint: wait a minute, fix the key, then try once)")
+	case odoo.IsAuth(err):
+		user := ""
+		if cfg.Odoo.Username != "" {
+			user = fmt.Sprintf(" of user %q", cfg.Odoo.Username)
+		}
+		c.problem("authentication failed: the API key%s for database %q is wrong or expired "+
+			"(hint: create a new key in Odoo under Preferences > Account Security and store it where api_key_file says; "+
+			"repeated failures lock this address out for a minute)", user, cfg.Odoo.Database)
+	case odoo.IsTemporary(err):
+		c.problem("cannot reach Odoo at %s: %s (hint: check odoo.url, the network and TLS settings)", cfg.Odoo.URL, firstLine(err.Error()))
+	default:
+		c.problem("%s (hint: check odoo.url, odoo.database and odoo.protocol)", firstLine(err.Error()))
+	}
+}
+
+// callProblem reports a failed call on one line; it returns false when
+// checking further is pointless (Odoo unreachable or the key refused).
+func (c *odooCheck) callProblem(what string, err error) bool {
+	if odoo.IsAuth(err) || odoo.IsTemporary(err) {
+		c.problem("%s: %s (hint: Odoo stopped answering or refused the key during the check; try again)", what, firstLine(err.Error()))
+		return false
+	}
+	var oe *odoo.Error
+	if errors.As(err, &oe) && strings.HasSuffix(oe.Name, ".AccessError") {
+		c.problem("%s: access denied: %s (hint: the user lacks a right the agent needs; give it the groups named below)", what, firstLine(oe.Message))
+		return true
+	}
+	c.problem("%s: %s", what, firstLine(err.Error()))
+	return true
+}
+
+// firstLine keeps a server message (Odoo's are often several paragraphs) on one line.
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// checkWorkcenters resolves every machine's work center in one call and
+// returns how many distinct codes there are.
+func (c *odooCheck) checkWorkcenters(ctx context.Context, cfg *config.Config, client *odoo.Client) (int, bool) {
+	codes := make([]string, 0, len(cfg.Machines))
+	for _, m := range cfg.Machines {
+		if !slices.Contains(codes, m.Workcenter) {
+			codes = append(codes, m.Workcenter)
+		}
+	}
+	found, ambiguous, err := client.WorkcentersByCodes(ctx, codes)
+	if err != nil {
+		return 0, c.callProblem("looking up work centers", err)
+	}
+	for _, m := range cfg.Machines {
+		wc, ok := found[m.Workcenter]
+		switch {
+		case ok:
+			fmt.Fprintf(c.w, "odoo: machine %s: work center %q %q (id %d)\n", m.ID, wc.Code, wc.Name, wc.ID)
+		case slices.Contains(ambiguous, m.Workcenter):
+			c.problem("machine %s: work center code %q matches several work centers "+
+				"(hint: codes are not unique in Odoo: give each work center its own Code)", m.ID, m.Workcenter)
+		default:
+			c.problem("machine %s: no work center with code %q "+
+				"(hint: set this Code on the work center in Odoo, or fix the machine's workcenter)", m.ID, m.Workcenter)
+		}
+	}
+	return len(codes), true
+}
+
+// lossUses lists the loss names the file uses, in file order, each with the
+// keys that name it.
+func lossUses(cfg *config.Config) []*lossUse {
+	var uses []*lossUse
+	add := func(name, by string) {
+		if name == "" {
+			return
+		}
+		for _, u := range uses {
+			if u.name == name {
+				u.by = append(u.by, by)
+				return
+			}
+		}
+		uses = append(uses, &lossUse{name: name, by: []string{by}})
+	}
+	for _, m := range cfg.Machines {
+		r := m.DowntimeReason
+		if r == nil {
+			continue
+		}
+		codes := make([]string, 0, len(r.Map))
+		for code := range r.Map {
+			codes = append(codes, code)
+		}
+		slices.Sort(codes)
+		for _, code := range codes {
+			add(r.Map[code], fmt.Sprintf("machine %s downtime_reason.map[%s]", m.ID, code))
+		}
+		add(r.Default, fmt.Sprintf("machine %s downtime_reason.default", m.ID))
+	}
+	add(cfg.Odoo.DefaultLoss, "odoo.default_loss")
+	return uses
+}
+
+// checkLosses resolves every loss reason name the file uses.
+func (c *odooCheck) checkLosses(ctx context.Context, cfg *config.Config, client *odoo.Client) (int, bool) {
+	uses := lossUses(cfg)
+	for _, u := range uses {
+		id, err := client.LossID(ctx, u.name)
+		switch {
+		case err == nil:
+			fmt.Fprintf(c.w, "odoo: loss reason %q (id %d)\n", u.name, id)
+		case errors.Is(err, odoo.ErrNotFound):
+			c.problem("no loss reason %q, used by %s (hint: use the exact name of a loss reason in Odoo, "+
+				"or its external id such as mrp.block_reason1)", u.name, strings.Join(u.by, ", "))
+		case errors.Is(err, odoo.ErrAmbiguous):
+			c.problem("loss reason %q matches several records, used by %s (hint: use its external id, "+
+				"such as mrp.block_reason1, or rename one)", u.name, strings.Join(u.by, ", "))
+		default:
+			if !c.callProblem(fmt.Sprintf("looking up loss reason %q", u.name), err) {
+				return 0, false
+			}
+		}
+	}
+	return len(uses), true
+}
+
+// neededRights lists the rights the agent uses with cfg.
+func neededRights(cfg *config.Config) []odooRight {
+	const mrpUser = "Manufacturing / User"
+	rights := []odooRight{
+		{"mrp.workorder", odoo.OpRead, "to find each machine's work order in progress", mrpUser},
+		{"mrp.workorder", odoo.OpWrite, "to write produced quantities", mrpUser},
+		{"mrp.workcenter.productivity", odoo.OpCreate, "to record downtime", mrpUser},
+		{"mrp.workcenter.productivity", odoo.OpWrite, "to update and close downtime", mrpUser},
+	}
+	if slices.ContainsFunc(cfg.Machines, func(m config.Machine) bool { return m.ScrapCount != nil }) {
+		rights = append(rights,
+			odooRight{"stock.scrap", odoo.OpCreate, "to book scrap", "Inventory / User"},
+			odooRight{"stock.scrap", odoo.OpWrite, "to update and validate scrap", "Inventory / User"})
+	}
+	return append(rights, odooRight{"ir.model.data", odoo.OpRead,
+		"to find the agent's downtime and scrap records by external id", "Internal User (user type)"})
+}
+
+// checkRights asks Odoo whether the bot user holds each needed right.
+func (c *odooCheck) checkRights(ctx context.Context, cfg *config.Config, client *odoo.Client, who string) (int, bool) {
+	rights := neededRights(cfg)
+	for _, r := range rights {
+		ok, err := client.CanAccess(ctx, r.model, r.op)
+		switch {
+		case err != nil:
+			if !c.callProblem(fmt.Sprintf("checking %s on %s", r.op, r.model), err) {
+				return 0, false
+			}
+		case !ok:
+			c.problem("%s may not %s %s, needed %s (hint: give the user the group %s)", who, r.op, r.model, r.why, r.group)
+		}
+	}
+	return len(rights), true
+}

@@ -1,0 +1,240 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/odoo/odootest"
+)
+
+// odooSite is an emulator with the bot user and two work centers, and a
+// configuration file pointing at it.
+type odooSite struct {
+	srv            *odootest.Server
+	url            string
+	uid            int64
+	key            string
+	wc1, wc2       int64
+	dir            string
+	machines, loss string // YAML of machines:, value of odoo.default_loss
+}
+
+func newOdooSite(t *testing.T, version int) *odooSite {
+	t.Helper()
+	t.Setenv("PLANTEDGE_ODOO_API_KEY", "")
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	s := odootest.New(odootest.Options{Version: version})
+	url := s.Start()
+	t.Cleanup(s.Close)
+	o := &odooSite{srv: s, url: url, dir: t.TempDir(), loss: "Equipment Failure"}
+	o.uid, o.key = s.AddUser("plantedge-bot")
+	o.wc1 = s.AddWorkcenter("WC-PRESS-01", "Press 1")
+	o.wc2 = s.AddWorkcenter("WC-PACK-02", "Packing 2")
+	o.machines = `  - id: press-1
+    workcenter: WC-PRESS-01
+    good_count: { mqtt: { broker: broker, topic: plant/press-1, field: good } }
+    scrap_count: { mqtt: { broker: broker, topic: plant/press-1, field: scrap } }
+    running: { mqtt: { broker: broker, topic: plant/press-1, field: running } }
+    downtime_reason:
+      mqtt: { broker: broker, topic: plant/press-1, field: reason }
+      map: { JAM: Equipment Failure, SETUP: mrp.block_reason2 }
+  - id: pack-2
+    workcenter: WC-PACK-02
+    good_count: { mqtt: { broker: broker, topic: plant/pack-2, field: good } }
+`
+	return o
+}
+
+// run writes the key and the configuration and runs validate --odoo.
+func (o *odooSite) run(t *testing.T) (lines []string, err error) {
+	t.Helper()
+	keyFile := filepath.Join(o.dir, "key")
+	if err := os.WriteFile(keyFile, []byte(o.key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(o.dir, "plantedge.yaml")
+	y := fmt.Sprintf(`site: plant-2
+data_dir: %q
+odoo:
+  url: %q
+  database: odoo
+  username: plantedge-bot
+  api_key_file: %q
+  timeout: 5s
+  default_loss: %q
+mqtt:
+  - name: broker
+    url: tcp://127.0.0.1:1883
+    client_id: plantedge-test
+machines:
+%s`, filepath.Join(o.dir, "data"), o.url, keyFile, o.loss, o.machines)
+	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := runValidate(t, "-c", cfg, "--odoo")
+	if errOut != "" {
+		t.Fatalf("stderr: %s", errOut)
+	}
+	// the file summary, then one line per Odoo finding
+	head, rest, ok := strings.Cut(out, "  mqtt broker (tcp://127.0.0.1:1883): ")
+	if !ok || !strings.HasPrefix(head, cfg+": OK\n") {
+		t.Fatalf("no file summary before the Odoo check:\n%s", out)
+	}
+	_, rest, _ = strings.Cut(rest, "\n")
+	for _, l := range strings.Split(strings.TrimSuffix(rest, "\n"), "\n") {
+		if l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines, err
+}
+
+func (o *odooSite) connected(version int, proto string) string {
+	return fmt.Sprintf(`odoo: connected to %s (database "odoo") as user "plantedge-bot" (uid %d): Odoo %d.0 over %s`, o.url, o.uid, version, proto)
+}
+
+func (o *odooSite) workcenters() []string {
+	return []string{
+		fmt.Sprintf(`odoo: machine press-1: work center "WC-PRESS-01" "Press 1" (id %d)`, o.wc1),
+		fmt.Sprintf(`odoo: machine pack-2: work center "WC-PACK-02" "Packing 2" (id %d)`, o.wc2),
+	}
+}
+
+var goodLosses = []string{
+	`odoo: loss reason "Equipment Failure" (id 2)`,
+	`odoo: loss reason "mrp.block_reason2" (id 3)`,
+}
+
+func wantLines(t *testing.T, got []string, err error, wantErr string, want ...[]string) {
+	t.Helper()
+	var all []string
+	for _, w := range want {
+		all = append(all, w...)
+	}
+	if strings.Join(got, "\n") != strings.Join(all, "\n") {
+		t.Errorf("output:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(all, "\n"))
+	}
+	gotErr := ""
+	if err != nil {
+		gotErr = err.Error()
+	}
+	if gotErr != wantErr {
+		t.Errorf("err = %q, want %q", gotErr, wantErr)
+	}
+	if wantErr != "" && exitCode(err) != 1 {
+		t.Errorf("exit code %d, want 1", exitCode(err))
+	}
+}
+
+func TestValidateOdooAllGood(t *testing.T) {
+	for _, c := range []struct {
+		version int
+		proto   string
+	}{{17, "JSON-RPC"}, {19, "JSON-2"}} {
+		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
+			o := newOdooSite(t, c.version)
+			lines, err := o.run(t)
+			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
+				[]string{"odoo: OK: 2 work centers, 2 loss reasons, 7 access rights"})
+			method := "has_access"
+			if c.version < 18 {
+				method = "check_access_rights"
+			}
+			if n := o.srv.CallCount("mrp.workorder", method); n != 2 {
+				t.Errorf("%d calls of mrp.workorder.%s, want 2", n, method)
+			}
+			if n := o.srv.CallCount("mrp.workcenter", "search_read"); n != 1 {
+				t.Errorf("%d work center lookups, want 1 for all machines", n)
+			}
+		})
+	}
+}
+
+func TestValidateOdooMissingWorkcenter(t *testing.T) {
+	o := newOdooSite(t, 17)
+	o.machines = strings.Replace(o.machines, "WC-PACK-02", "WC-PACK-09", 1)
+	lines, err := o.run(t)
+	wantLines(t, lines, err, "odoo: 1 problem", []string{o.connected(17, "JSON-RPC"), o.workcenters()[0],
+		`odoo: problem: machine pack-2: no work center with code "WC-PACK-09" (hint: set this Code on the work center in Odoo, or fix the machine's workcenter)`},
+		goodLosses)
+}
+
+func TestValidateOdooAmbiguousCode(t *testing.T) {
+	o := newOdooSite(t, 18)
+	o.srv.AddWorkcenter("WC-PRESS-01", "Press 1 (old)")
+	lines, err := o.run(t)
+	wantLines(t, lines, err, "odoo: 1 problem", []string{o.connected(18, "JSON-RPC"),
+		`odoo: problem: machine press-1: work center code "WC-PRESS-01" matches several work centers (hint: codes are not unique in Odoo: give each work center its own Code)`,
+		o.workcenters()[1]}, goodLosses)
+}
+
+func TestValidateOdooUnknownLoss(t *testing.T) {
+	o := newOdooSite(t, 17)
+	o.machines = strings.Replace(o.machines, "JAM: Equipment Failure", "JAM: Jammed", 1)
+	o.loss = "Jammed"
+	lines, err := o.run(t)
+	wantLines(t, lines, err, "odoo: 1 problem", []string{o.connected(17, "JSON-RPC")}, o.workcenters(), []string{
+		`odoo: problem: no loss reason "Jammed", used by machine press-1 downtime_reason.map[JAM], odoo.default_loss (hint: use the exact name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
+		goodLosses[1]})
+}
+
+func TestValidateOdooDeniedWrite(t *testing.T) {
+	o := newOdooSite(t, 19)
+	o.srv.DenyAccess("plantedge-bot", "mrp.workorder", "write")
+	lines, err := o.run(t)
+	wantLines(t, lines, err, "odoo: 1 problem", []string{o.connected(19, "JSON-2")}, o.workcenters(), goodLosses, []string{
+		fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not write mrp.workorder, needed to write produced quantities (hint: give the user the group Manufacturing / User)`, o.uid)})
+}
+
+// Every problem is reported, not only the first.
+func TestValidateOdooReportsEveryProblem(t *testing.T) {
+	o := newOdooSite(t, 17)
+	o.machines = strings.Replace(o.machines, "WC-PACK-02", "WC-PACK-09", 1)
+	o.loss = "Jammed"
+	o.srv.DenyAccess("plantedge-bot", "stock.scrap", "create")
+	o.srv.DenyAccess("plantedge-bot", "ir.model.data", "read")
+	lines, err := o.run(t)
+	// without ir.model.data read, the external id of a loss cannot be resolved either
+	wantLines(t, lines, err, "odoo: 5 problems", []string{o.connected(17, "JSON-RPC"), o.workcenters()[0],
+		`odoo: problem: machine pack-2: no work center with code "WC-PACK-09" (hint: set this Code on the work center in Odoo, or fix the machine's workcenter)`,
+		goodLosses[0],
+		`odoo: problem: looking up loss reason "mrp.block_reason2": access denied: You are not allowed to access 'Model Data' (ir.model.data) records. (hint: the user lacks a right the agent needs; give it the groups named below)`,
+		`odoo: problem: no loss reason "Jammed", used by odoo.default_loss (hint: use the exact name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
+		fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not create stock.scrap, needed to book scrap (hint: give the user the group Inventory / User)`, o.uid),
+		fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not read ir.model.data, needed to find the agent's downtime and scrap records by external id (hint: give the user the group Internal User (user type))`, o.uid),
+	})
+}
+
+func TestValidateOdooBadKey(t *testing.T) {
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			o := newOdooSite(t, v)
+			o.srv.ExpireKey(o.key)
+			lines, err := o.run(t)
+			wantLines(t, lines, err, "odoo: 1 problem", []string{
+				`odoo: problem: authentication failed: the API key of user "plantedge-bot" for database "odoo" is wrong or expired (hint: create a new key in Odoo under Preferences > Account Security and store it where api_key_file says; repeated failures lock this address out for a minute)`})
+			if n := len(o.srv.Calls()); n > 2 {
+				t.Errorf("%d calls after the key was refused, want at most 2 (version and one login)", n)
+			}
+		})
+	}
+}
+
+// Once Odoo locks the address out, validate says so instead of blaming the key.
+func TestValidateOdooLoginCooldown(t *testing.T) {
+	o := newOdooSite(t, 17)
+	o.srv.SetLoginCooldown(1, time.Minute)
+	good := o.key
+	o.key = strings.Repeat("0", 40)
+	if _, err := o.run(t); exitCode(err) != 1 {
+		t.Fatalf("bad key: err = %v", err)
+	}
+	o.key = good
+	lines, err := o.run(t)
+	wantLines(t, lines, err, "odoo: 1 problem", []string{
+		`odoo: problem: Odoo refuses logins from this address after too many failures (hint: wait a minute, fix the key, then try once)`})
+}
