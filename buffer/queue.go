@@ -70,7 +70,7 @@ type Options struct {
 	CommitRecords int           // commit early when this many records wait; default 1024
 	Merge         MergeFunc     // nil: counts are never merged (a full quota then returns ErrFull for counts)
 	ReadOnly      bool          // inspect a stopped agent's buffer: no writes, no quarantine
-	Logger        *slog.Logger  // nil: discard
+	Logger        *slog.Logger  // nil: discard; the caller scopes it (component=buffer)
 }
 
 // Defaults and limits of Options.
@@ -220,7 +220,7 @@ func Open(path string, opts Options) (*Queue, error) {
 	q := &Queue{
 		path: path,
 		opts: opts,
-		log:  log.With("component", "buffer"),
+		log:  log,
 		reqs: make(chan *request),
 		quit: make(chan struct{}),
 		done: make(chan struct{}),
