@@ -22,6 +22,7 @@ func newRootCmd() *cobra.Command {
 		newFlushCmd(),
 		newDeadLetterCmd(),
 		newDemoCmd(),
+		newCompactCmd(),
 		newValidateCmd(),
 	)
 	return root

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
+)
+
+func TestCompactShrinksAndKeepsRecords(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "plantedge.yaml")
+	yaml := fmt.Sprintf(`site: t
+data_dir: %q
+listen: 127.0.0.1:1
+odoo: { url: "http://127.0.0.1:1", database: odoo, username: bot, api_key_file: /nonexistent }
+mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: c }]
+machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, field: good } } }]
+`, dir)
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []buffer.Record
+	for i := 0; i < 20000; i++ {
+		recs = append(recs, buffer.Record{Lane: buffer.LaneCounts, Key: "m1/good", Time: time.Now(), Data: bytes.Repeat([]byte("x"), 200)})
+	}
+	if _, err := q.Append(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := q.Read(buffer.LaneCounts, 0, 19990)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Ack(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(cfg.BufferPath())
+
+	var out bytes.Buffer
+	if err := compactBuffer(ctx, cfg, &out); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(cfg.BufferPath())
+	if after.Size() >= before.Size() || !strings.Contains(out.String(), "compacted") {
+		t.Fatalf("size %d -> %d, output %q", before.Size(), after.Size(), out.String())
+	}
+	if after.Mode().Perm() != before.Mode().Perm() {
+		t.Errorf("mode %v -> %v", before.Mode().Perm(), after.Mode().Perm())
+	}
+	q, err = buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	left, err := q.Read(buffer.LaneCounts, 0, 100)
+	if err != nil || len(left) != 10 || left[0].Seq != got[len(got)-1].Seq+1 {
+		t.Fatalf("after compact: %d records (%v), first seq %v", len(left), err, left)
+	}
+}
