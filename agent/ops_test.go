@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -280,6 +281,17 @@ func TestCorruptBufferRecovered(t *testing.T) {
 	}
 	if string(b) != string(garbage) {
 		t.Errorf("moved-aside file differs from the corrupt one (%d bytes)", len(b))
+	}
+	// Operators see it in the JSON status under its contract name.
+	code, body := httpGet(t, p.listen, "/api/v1/status")
+	var js struct {
+		Buffer map[string]any `json:"buffer"`
+	}
+	if err := json.Unmarshal([]byte(body), &js); err != nil || code != http.StatusOK {
+		t.Fatalf("status api: %d %v", code, err)
+	}
+	if js.Buffer["recovered_corrupt_file"] != moved {
+		t.Errorf("status JSON buffer.recovered_corrupt_file = %v, want %q", js.Buffer["recovered_corrupt_file"], moved)
 	}
 	if v, ok := metric(p.metrics(), "plantedge_buffer_corrupt_recovered_total"); !ok || v != 1 {
 		t.Errorf("plantedge_buffer_corrupt_recovered_total = %v (present %v)", v, ok)
