@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // procStatusKB reads a "Name:   123 kB" line of /proc/self/status.
@@ -90,9 +92,44 @@ func rawSyncRate(b *testing.B, dir string, records, batch, recBytes int) float64
 	return float64(records) / time.Since(start).Seconds()
 }
 
+// plainBoltRate is the ceiling bbolt itself sets on this disk: one goroutine,
+// one bucket, sequential keys, FillPercent 1.0, one Update per batch.
+func plainBoltRate(b *testing.B, dir string, records, batch, recBytes int) float64 {
+	db, err := bolt.Open(filepath.Join(dir, "plain.db"), 0o600, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.Remove(db.Path())
+	defer db.Close()
+	v := bytes.Repeat([]byte{'b'}, recBytes)
+	var seq uint64
+	start := time.Now()
+	for done := 0; done < records; done += batch {
+		err := db.Update(func(tx *bolt.Tx) error {
+			bk, err := tx.CreateBucketIfNotExists([]byte("b"))
+			if err != nil {
+				return err
+			}
+			bk.FillPercent = 1.0
+			for range batch {
+				seq++
+				if err := bk.Put(seqKey(seq), v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64(records) / time.Since(start).Seconds()
+}
+
 // BenchmarkIngest appends 200-byte records from concurrent appenders with the
 // default group commit. Each iteration ingests a fixed number of records into
-// a fresh file, then runs the raw write+fdatasync loop with the same batch
+// a fresh file, then runs the raw write+fdatasync loop (x_raw) and plain
+// bbolt (x_bbolt, the ceiling of any bbolt-based queue) with the same batch
 // size (records per commit measured in the run) on the same disk.
 func BenchmarkIngest(b *testing.B) {
 	cases := []struct {
@@ -111,7 +148,7 @@ func BenchmarkIngest(b *testing.B) {
 			var elapsed time.Duration
 			var lats []time.Duration
 			var commits uint64
-			var rawRate float64
+			var rawRate, boltRate float64
 			rss := startRSS()
 			for i := range b.N {
 				dir := b.TempDir()
@@ -158,6 +195,7 @@ func BenchmarkIngest(b *testing.B) {
 				perCommit := max(1, tc.records/int(max(1, q.commits.Load()-c0)))
 				rawAfter := rawSyncRate(b, dir, min(tc.records, 100_000), perCommit, recBytes)
 				rawRate += (rawBefore + rawAfter) / 2 / float64(b.N)
+				boltRate += plainBoltRate(b, dir, min(tc.records, 100_000), perCommit, recBytes) / float64(b.N)
 				_ = i
 			}
 			rss.report(b)
@@ -168,6 +206,8 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(float64(tc.records*b.N)/float64(commits), "records/commit")
 			b.ReportMetric(rawRate, "raw_records/s")
 			b.ReportMetric(rate/rawRate, "x_raw")
+			b.ReportMetric(boltRate, "bbolt_records/s")
+			b.ReportMetric(rate/boltRate, "x_bbolt")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
