@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -51,3 +52,15 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) er
 
 // Close stops the broker.
 func (b *Broker) Close() error { return b.srv.Close() }
+
+// Dropped is how many messages the broker dropped (per-client inflight quota
+// or pending-writes limit reached): mochi drops these silently, with the
+// publisher still getting its PUBACK.
+func (b *Broker) Dropped() int64 {
+	return atomic.LoadInt64(&b.srv.Info.InflightDropped) + atomic.LoadInt64(&b.srv.Info.MessagesDropped)
+}
+
+// Inflight is how many QoS 1/2 messages the broker has sent and not yet had
+// acknowledged, over all clients. A publisher that must not overrun mochi's
+// per-client quota (8,192) paces itself on it.
+func (b *Broker) Inflight() int64 { return atomic.LoadInt64(&b.srv.Info.Inflight) }
