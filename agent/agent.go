@@ -286,6 +286,9 @@ func (a *Agent) watchdog(ctx context.Context) {
 		return
 	}
 	limit := time.Duration(usec) * time.Microsecond
+	// The loop beats before and after every Odoo call; one call may take up
+	// to the Odoo timeout, which must not count as a hang.
+	silent := limit + a.cfg.Load().Odoo.Timeout.D()
 	t := time.NewTicker(limit / 3)
 	defer t.Stop()
 	for {
@@ -293,7 +296,7 @@ func (a *Agent) watchdog(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if a.sinceBeat() < limit {
+			if a.sinceBeat() < silent {
 				_ = sdNotify("WATCHDOG=1")
 			} else {
 				a.log.Error("forwarding loop silent; withholding the watchdog ping", "silent_for", a.sinceBeat().Round(time.Second))

@@ -258,6 +258,7 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	if err := f.limiter.Wait(ctx); err != nil {
 		return err
 	}
+	f.a.beat()
 	start := time.Now()
 	err := fn(ctx)
 	outcome := "ok"
