@@ -605,3 +605,54 @@ func TestEndToEndReload(t *testing.T) {
 		return q == 12, fmt.Sprintf("qty %v", q)
 	})
 }
+
+func TestEndToEndBlockWorkcenter(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	ra := p.startAgent()
+	m := p.machines[0]
+	wc := p.wcIDs["press-1"]
+	p.produce(m, 4, 0)
+	p.stop(m, "JAM")
+	// The stop opens a line at once, which blocks the work center in Odoo.
+	waitFor(t, 15*time.Second, "work center blocked", func() (bool, string) {
+		lines := p.odoo.Productivity()
+		return p.odoo.WorkingState(wc) == "blocked" && len(lines) == 1 && lines[0].End.IsZero(),
+			fmt.Sprintf("working state %q, lines %+v", p.odoo.WorkingState(wc), lines)
+	})
+	p.run(m)
+	// Running again closes that same line (same external id): one line, unblocked.
+	waitFor(t, 15*time.Second, "work center unblocked", func() (bool, string) {
+		lines := p.odoo.Productivity()
+		return p.odoo.WorkingState(wc) == "normal" && len(lines) == 1 && !lines[0].End.IsZero(),
+			fmt.Sprintf("working state %q, lines %+v", p.odoo.WorkingState(wc), lines)
+	})
+	if l := p.odoo.Productivity()[0]; l.LossName != "Equipment Failure" || l.End.Before(l.Start) {
+		t.Errorf("downtime line %+v", l)
+	}
+	p.waitExact(ra, 10*time.Second)
+}
+
+func TestEndToEndAuthFailureBacksOffHard(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	// A wrong (or expired) key: Odoo locks an address out after 10 failed
+	// logins, so the agent must not retry quickly.
+	if err := os.WriteFile(filepath.Join(p.dir, "odoo-api-key"), []byte(strings.Repeat("0", 40)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ra := p.startAgent()
+	p.produce(p.machines[0], 3, 0)
+	waitFor(t, 15*time.Second, "auth_failed", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Odoo.State == "auth_failed" && st.Odoo.NextAttemptSeconds > 50, fmt.Sprintf("%+v", st.Odoo)
+	})
+	logins := p.odoo.CallCount("common", "authenticate")
+	ra.a.Flush() // even an operator's flush is one attempt, not a burst
+	time.Sleep(time.Second)
+	if n := p.odoo.CallCount("common", "authenticate") - logins; n > 1 {
+		t.Errorf("%d more logins within a second after auth_failed", n)
+	}
+	st := ra.a.Status()
+	if st.Buffer.Pending == 0 || st.Odoo.LastError == "" || strings.Contains(st.Odoo.LastError, strings.Repeat("0", 40)) {
+		t.Errorf("status after auth failure: pending %d, last error %q", st.Buffer.Pending, st.Odoo.LastError)
+	}
+}
