@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/agent"
+)
+
+// mainArgsEnv makes the test binary run main() with these arguments
+// (separated by \x1f): the signal test runs the real `plantedge run`.
+const mainArgsEnv = "PLANTEDGE_TEST_MAIN_ARGS"
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(mainArgsEnv); args != "" {
+		os.Args = append([]string{"plantedge"}, strings.Split(args, "\x1f")...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// syncBuffer collects a child's stderr while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRunSignals drives `plantedge run` in its own process with real
+// signals: SIGHUP with an invalid file (rejected, the old mapping keeps
+// running), SIGHUP with a valid file (a new machine), SIGTERM (a clean,
+// bounded stop with exit status 0).
+func TestRunSignals(t *testing.T) {
+	b := newBench(t, 17)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join([]string{"run", "-c", b.cfgPath}, "\x1f"))
+	var logs syncBuffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	api := agent.NewAPIClient(b.listen)
+	status := func() agent.Status {
+		st, _ := api.Status(context.Background())
+		return st
+	}
+	waitUntil(t, 30*time.Second, "agent up and subscribed", func() (bool, string) {
+		st := status()
+		return len(st.Sources) == 1 && st.Sources[0].State == "connected", logs.String()
+	})
+	b.publish()
+	waitUntil(t, 20*time.Second, "baseline", func() (bool, string) {
+		st := status()
+		return len(st.Machines) == 1 && st.Machines[0].State == "running", fmt.Sprintf("%+v", st.Machines)
+	})
+	b.produce(5)
+	b.waitQty()
+
+	good, err := os.ReadFile(b.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b.cfgPath, append(append([]byte(nil), good...), "  - id: [broken\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "invalid reload rejected", func() (bool, string) {
+		return strings.Contains(logs.String(), "reload rejected"), logs.String()
+	})
+	b.produce(3)
+	b.waitQty() // the old mapping still runs
+
+	wc := b.odoo.AddWorkcenter("WC-PRESS-2", "press-2")
+	mo := b.odoo.AddProduction("WH/MO/00002", b.odoo.AddProduct("Cover"), 100)
+	b.odoo.AddWorkorder(mo, wc, "WO press-2", "progress")
+	next := string(good) + "  - id: press-2\n    workcenter: WC-PRESS-2\n    good_count: { mqtt: { broker: broker, topic: plant/press-2, field: good } }\n"
+	if err := os.WriteFile(b.cfgPath, []byte(next), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, "valid reload applied", func() (bool, string) {
+		st := status()
+		return len(st.Machines) == 2 && len(st.Sources) == 1 && st.Sources[0].State == "connected", fmt.Sprintf("%+v %+v", st.Machines, st.Sources)
+	})
+
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err // for the cleanup
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("plantedge run exited with %v after SIGTERM\n%s", err, logs.String())
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("plantedge run did not stop within 30s of SIGTERM\n%s", logs.String())
+	}
+	t.Logf("stopped %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(logs.String(), "msg=stopped") {
+		t.Errorf("no orderly stop in the log:\n%s", logs.String())
+	}
+}
