@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -59,6 +60,7 @@ type plantOptions struct {
 	version   int
 	machines  []string // ids; a "ua-" prefix makes it an OPC UA machine
 	noWO      []string // machines without a work order in progress
+	noWC      []string // machines whose work center Odoo does not have
 	block     bool
 	extraYAML string
 }
@@ -83,6 +85,9 @@ func newPlant(t testing.TB, o plantOptions) *plant {
 	for i, id := range o.machines {
 		m := &simMachine{id: id, opcua: strings.HasPrefix(id, "ua-"), running: true, block: o.block, good: 1000, start: 1000}
 		p.machines = append(p.machines, m)
+		if slices.Contains(o.noWC, id) {
+			continue
+		}
 		wc := p.odoo.AddWorkcenter(wcCode(id), id)
 		p.wcIDs[id] = wc
 		mo := p.odoo.AddProduction(fmt.Sprintf("WH/MO/%05d", i+1), p.product, 100000)
@@ -655,4 +660,40 @@ func TestEndToEndAuthFailureBacksOffHard(t *testing.T) {
 	if st.Buffer.Pending == 0 || st.Odoo.LastError == "" || strings.Contains(st.Odoo.LastError, strings.Repeat("0", 40)) {
 		t.Errorf("status after auth failure: pending %d, last error %q", st.Buffer.Pending, st.Odoo.LastError)
 	}
+}
+
+// A machine whose work center Odoo does not know waits (and says why in
+// status) without holding up the downtime lines and counts of the others,
+// even when it has more pending events than one round takes.
+func TestEndToEndUnknownWorkcenterDoesNotBlockOthers(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"ghost", "press-1"}, noWC: []string{"ghost"}})
+	ra := p.startAgent()
+	ghost, press := p.machines[0], p.machines[1]
+	for i := 0; i < 210; i++ { // more stops than one round reads
+		p.produce(ghost, 1, 0)
+		p.stop(ghost, "JAM")
+		time.Sleep(2 * time.Millisecond) // a line's external id is its start in ms
+		p.run(ghost)
+		time.Sleep(2 * time.Millisecond)
+	}
+	p.produce(press, 7, 0)
+	p.stop(press, "SETUP")
+	time.Sleep(50 * time.Millisecond)
+	p.run(press)
+	waitFor(t, 20*time.Second, "press-1 in Odoo", func() (bool, string) {
+		return p.qty("press-1") == 7 && p.closedLines("press-1") == 1,
+			fmt.Sprintf("qty %v lines %d", p.qty("press-1"), p.closedLines("press-1"))
+	})
+	st := ra.a.Status()
+	for _, m := range st.Machines {
+		if m.ID == "ghost" && (!strings.Contains(m.Error, "not found") || st.Buffer.Held == 0) {
+			t.Errorf("ghost status %+v, held %d", m, st.Buffer.Held)
+		}
+	}
+	// Once the work center exists, everything the ghost machine did arrives.
+	wc := p.odoo.AddWorkcenter(wcCode("ghost"), "ghost")
+	p.wcIDs["ghost"] = wc
+	p.woIDs["ghost"] = p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/00042", p.product, 1000), wc, "WO ghost", "progress")
+	ra.a.Flush()
+	p.waitExact(ra, 30*time.Second)
 }

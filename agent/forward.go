@@ -301,9 +301,19 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	// Nothing read in an earlier round is acked without being read again:
 	// let the quota merge fold those records meanwhile.
 	f.a.buf.Release()
-	events, err := f.a.buf.Read(buffer.LaneEvents, 0, maxEventsPerRound)
+	// Work centers first (cached; one call for those not resolved yet), so
+	// that events of a machine whose work center Odoo lacks are skipped
+	// instead of blocking the events of every other machine behind them.
+	all := make([]string, 0, len(cfg.Machines))
+	for _, m := range cfg.Machines {
+		all = append(all, m.ID)
+	}
+	if err := f.resolveWorkcenters(ctx, cfg, all); err != nil {
+		return false, err
+	}
+	events, err := f.readEvents(cfg)
 	if err != nil {
-		return false, fmt.Errorf("read events: %w", err)
+		return false, err
 	}
 	pending, err := f.aggregateCounts()
 	if err != nil {
@@ -330,11 +340,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	}
 	sort.Strings(ids)
 
-	// Resolve work centers (cached) and the work orders in progress on them:
-	// one call each, however many machines have data.
-	if err := f.resolveWorkcenters(ctx, cfg, ids); err != nil {
-		return false, err
-	}
+	// The work orders in progress: one call, however many machines have data.
 	wcIDs := map[string]int64{}
 	var wcList []int64
 	for _, id := range ids {
@@ -400,6 +406,32 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	}
 	more = len(events) == maxEventsPerRound
 	return more, nil
+}
+
+// readEvents returns up to maxEventsPerRound pending events, in sequence
+// order, of machines that are configured and whose work center is resolved;
+// the others wait (status shows why) without holding up the rest.
+func (f *forwarder) readEvents(cfg *config.Config) ([]buffer.Record, error) {
+	var out []buffer.Record
+	var after uint64
+	for len(out) < maxEventsPerRound {
+		recs, err := f.a.buf.Read(buffer.LaneEvents, after, 4*maxEventsPerRound)
+		if err != nil {
+			return nil, fmt.Errorf("read events: %w", err)
+		}
+		for _, r := range recs {
+			if mc := findMachine(cfg, r.Key); mc != nil {
+				if _, ok := f.wcs[mc.Workcenter]; ok && len(out) < maxEventsPerRound {
+					out = append(out, r)
+				}
+			}
+		}
+		if len(recs) < 4*maxEventsPerRound {
+			break
+		}
+		after = recs[len(recs)-1].Seq
+	}
+	return out, nil
 }
 
 // resolveWorkcenters looks up, in one call, the work centers of the given
