@@ -69,6 +69,10 @@ type Agent struct {
 	reloadMu   sync.Mutex
 	lastReload string
 
+	pendingMu  sync.Mutex // guards the status cache of pending counts
+	pendingAt  time.Time
+	pendingVal map[string]pendingCount
+
 	lastBeat     atomic.Int64
 	opened       atomic.Bool // buf and fwd are set
 	ready        atomic.Bool

@@ -161,8 +161,20 @@ type pendingCount struct {
 	records int
 }
 
-// pendingCounts sums the good counts still in the buffer per machine.
+// pendingCounts sums the good counts still in the buffer per machine. It
+// scans the counts lane, so a result is reused for a second: status may be
+// polled often (flush) while a backlog of millions waits.
 func (a *Agent) pendingCounts() map[string]pendingCount {
+	a.pendingMu.Lock()
+	defer a.pendingMu.Unlock()
+	if a.pendingVal != nil && time.Since(a.pendingAt) < time.Second {
+		return a.pendingVal
+	}
+	a.pendingVal, a.pendingAt = a.scanPendingCounts(), time.Now()
+	return a.pendingVal
+}
+
+func (a *Agent) scanPendingCounts() map[string]pendingCount {
 	out := map[string]pendingCount{}
 	if a.buf == nil {
 		return out
