@@ -243,7 +243,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// Timeline: normal, Odoo down for the middle third, restored.
 	third := o.Duration / 3
-	phase := "normal"
+	phase := "up"
 	begin := time.Now()
 	tick := time.NewTicker(o.Tick)
 	defer tick.Stop()
@@ -260,12 +260,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		now := time.Now()
 		switch {
-		case phase == "normal" && now.After(cutAt):
-			phase = "odoo down"
+		case phase == "up" && now.After(cutAt):
+			phase = "DOWN"
 			odooSrv.SetDown(true)
 			fmt.Fprintln(out, ">>> cutting Odoo off (WAN outage): the agent keeps counting into its buffer")
-		case phase == "odoo down" && now.After(restoreAt):
-			phase = "restored"
+		case phase == "DOWN" && now.After(restoreAt):
+			phase = "back up"
 			odooSrv.SetDown(false)
 			fmt.Fprintln(out, ">>> Odoo is back: the agent drains the buffer (coalesced absolute writes)")
 			a.Flush()
@@ -369,7 +369,7 @@ func qtyOf(s *odootest.Server, version int, woID int64) float64 {
 }
 
 func printLive(w io.Writer, st agent.Status, machines []*machine, s *odootest.Server, phase string, el time.Duration) {
-	fmt.Fprintf(w, "[%5.1fs] %-9s odoo %-11s buffer %5d records %8s  oldest %5.1fs\n", el.Seconds(), phase, st.Odoo.State,
+	fmt.Fprintf(w, "[%5.1fs] odoo emulator %-9s | agent's odoo link %-11s | buffer %5d records %8s, oldest %5.1fs\n", el.Seconds(), phase, st.Odoo.State,
 		st.Buffer.Pending, fmt.Sprintf("%dB", st.Buffer.Bytes), st.Buffer.OldestAgeSeconds)
 	for i, m := range machines {
 		ms := st.Machines[i]
