@@ -697,3 +697,47 @@ func TestEndToEndUnknownWorkcenterDoesNotBlockOthers(t *testing.T) {
 	ra.a.Flush()
 	p.waitExact(ra, 30*time.Second)
 }
+
+// A machine removed from the config by a reload keeps its pending records
+// (nothing is dropped); status counts them as unmapped and held, so flush
+// does not wait for them forever.
+func TestEndToEndRemovedMachineRecordsHeld(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	ra := p.startAgent()
+	p.odoo.SetDown(true)
+	p.produce(p.machines[1], 5, 0)
+	waitFor(t, 10*time.Second, "press-2 pending", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending > 0, fmt.Sprintf("pending %d", st.Buffer.Pending)
+	})
+	full, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(full), "  - id: press-2")
+	if err := os.WriteFile(p.cfgPath, full[:i], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	p.produce(p.machines[0], 3, 0)
+	p.waitExactQty(ra, "press-1", 3)
+	waitFor(t, 5*time.Second, "unmapped records shown as held", func() (bool, string) {
+		b := ra.a.Status().Buffer // (status reuses its scan for a second)
+		return b.Unmapped > 0 && b.Held >= b.Unmapped && b.Pending == b.Held, fmt.Sprintf("%+v", b)
+	})
+	if q := p.qty("press-2"); q != 0 {
+		t.Fatalf("records of a removed machine reached Odoo: %v", q)
+	}
+	// Put it back: its records are forwarded.
+	if err := os.WriteFile(p.cfgPath, full, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.waitExactQty(ra, "press-2", 5)
+}

@@ -42,6 +42,10 @@ type BufferStatus struct {
 	// Held counts the records that wait for a work order in progress (or for
 	// a machine's work center to resolve): flush does not wait for them.
 	Held int `json:"held"`
+	// Unmapped counts the records of machines no longer in the config
+	// (removed by an edit): they are held too; put the machine back to
+	// forward them, or drop them with a compaction of the old file.
+	Unmapped int `json:"unmapped"`
 }
 
 // LaneStatus is one lane of the buffer.
@@ -113,6 +117,8 @@ func (a *Agent) Status() Status {
 			Sessions: s.sessions(), LastError: s.lastErr()})
 	}
 	pending := a.pendingCounts()
+	st.Buffer.Unmapped = unmapped(cfg, pending)
+	st.Buffer.Held += st.Buffer.Unmapped
 	for _, m := range cfg.Machines {
 		a.totalsMu.Lock()
 		t := a.totals[m.ID]
@@ -158,7 +164,19 @@ func (a *Agent) storedWorkOrder(id string) string {
 
 type pendingCount struct {
 	good    float64
-	records int
+	records int // count records
+	events  int // event records
+}
+
+// unmapped counts pending records of machines that are not in cfg.
+func unmapped(cfg *config.Config, pending map[string]pendingCount) int {
+	n := 0
+	for id, pc := range pending {
+		if findMachine(cfg, id) == nil {
+			n += pc.records + pc.events
+		}
+	}
+	return n
 }
 
 // pendingCounts sums the good counts still in the buffer per machine. It
@@ -178,6 +196,21 @@ func (a *Agent) scanPendingCounts() map[string]pendingCount {
 	out := map[string]pendingCount{}
 	if a.buf == nil {
 		return out
+	}
+	for after := uint64(0); ; {
+		recs, err := a.buf.Peek(buffer.LaneEvents, after, scanChunk)
+		if err != nil || len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			pc := out[r.Key]
+			pc.events++
+			out[r.Key] = pc
+		}
+		if len(recs) < scanChunk {
+			break
+		}
+		after = recs[len(recs)-1].Seq
 	}
 	var after uint64
 	for {
@@ -240,6 +273,7 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		st.Sources = append(st.Sources, SourceStatus{Name: s.Name, Kind: string(connectors.KindMQTT), State: string(connectors.StateDown)})
 	}
 	pending := a.pendingCounts()
+	st.Buffer.Unmapped = unmapped(cfg, pending)
 	for _, m := range cfg.Machines {
 		t := a.totals[m.ID]
 		st.Machines = append(st.Machines, MachineStatus{ID: m.ID, Workcenter: m.Workcenter, WorkOrder: a.storedWorkOrder(m.ID),
