@@ -741,3 +741,24 @@ func TestEndToEndRemovedMachineRecordsHeld(t *testing.T) {
 	}
 	p.waitExactQty(ra, "press-2", 5)
 }
+
+// A 503 with Retry-After postpones the next attempt at least that long, even
+// when the backoff alone would retry sooner.
+func TestEndToEndRetryAfterHonoured(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	p.produce(p.machines[0], 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	p.odoo.SetRetryAfter(4 * time.Second)
+	p.odoo.FailNext(1, odootest.FaultHTTP503)
+	p.produce(p.machines[0], 3, 0)
+	waitFor(t, 10*time.Second, "503 seen", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Odoo.State == "offline" && st.Odoo.NextAttemptSeconds > 3, fmt.Sprintf("%+v", st.Odoo)
+	})
+	failedAt := time.Now()
+	p.waitExactQty(ra, "press-1", 5)
+	if waited := time.Since(failedAt); waited < 2500*time.Millisecond {
+		t.Errorf("retried %s after a Retry-After of 4s", waited.Round(time.Millisecond))
+	}
+}
