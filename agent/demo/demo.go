@@ -276,6 +276,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// Stop the machines, publish their last values, and wait for the drain.
 	close(simStop)
 	<-simDone
+	// A stop that began just now must be seen before the machine runs again:
+	// an OPC UA server reports at most one value per publishing interval.
+	time.Sleep(1200 * time.Millisecond)
 	for i, m := range machines {
 		m.mu.Lock()
 		running := m.running
