@@ -296,16 +296,25 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	fmt.Fprintln(out, ">>> machines done; waiting for the agent to forward everything")
 	res := &Result{}
 	deadline := time.Now().Add(30 * time.Second)
+	stable := 0
 	for {
 		a.Flush()
 		st := a.Status()
 		settled := st.Buffer.Pending == 0
 		for i, m := range machines {
-			if st.Machines[i].GoodCount != m.made() {
+			// All counted, and the final restart seen (it closes the last stop).
+			if st.Machines[i].GoodCount != m.made() || st.Machines[i].State != "running" {
 				settled = false
 			}
 		}
+		// Twice in a row: status shows a machine's new run state as soon as
+		// it is mapped, a few milliseconds before its record is committed.
 		if settled {
+			stable++
+		} else {
+			stable = 0
+		}
+		if stable == 2 {
 			res.Drained = true
 			break
 		}
