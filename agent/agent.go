@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -138,6 +139,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	a.checkDiskSpace(cfg)
 	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{
 		MaxBytes:     int64(cfg.Buffer.MaxBytes),
 		CommitWindow: cfg.Buffer.CommitWindow.D(),
@@ -226,6 +228,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.log.Info("stopped")
 	return nil
+}
+
+// checkDiskSpace warns when the buffer quota is larger than the space left
+// on data_dir's filesystem: the quota (drop, merge, backpressure) is what
+// keeps a long outage from filling the disk, so it must fit.
+func (a *Agent) checkDiskSpace(cfg *config.Config) {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(cfg.DataDir, &fs); err != nil {
+		return
+	}
+	free := int64(fs.Bavail) * int64(fs.Bsize)
+	var used int64
+	if fi, err := os.Stat(cfg.BufferPath()); err == nil {
+		used = fi.Size()
+	}
+	if quota := int64(cfg.Buffer.MaxBytes); quota > free+used {
+		a.log.Warn("buffer.max_bytes is larger than the free space of data_dir: a long outage could fill the disk before the quota acts; lower max_bytes or free space",
+			"max_bytes", cfg.Buffer.MaxBytes.String(), "free_bytes", config.ByteSize(free).String(), "data_dir", cfg.DataDir)
+	}
 }
 
 func listen(addr string) (net.Listener, error) {

@@ -2,12 +2,15 @@ package agent_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
 )
 
@@ -399,3 +403,50 @@ func TestQuotaMergesCounts(t *testing.T) {
 		t.Errorf("plantedge_buffer_merged_total is 0")
 	}
 }
+
+// The quota is what protects the disk: a quota larger than the free space
+// of data_dir is reported at start-up.
+func TestQuotaLargerThanDiskWarns(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	data := filepath.Join(p.dir, "data")
+	if err := os.MkdirAll(data, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", data).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", data).Run() })
+	var logs strings.Builder
+	var mu sync.Mutex
+	cfg, err := config.Load(p.cfgPath) // max_bytes 64MiB on a 4 MiB filesystem
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(cfg, agent.Options{Logger: slog.New(slog.NewTextHandler(writerFunc(func(b []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(b)
+	}), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	waitFor(t, 10*time.Second, "start-up warning", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(logs.String(), "larger than the free space of data_dir"), logs.String()
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
