@@ -14,7 +14,9 @@ import (
 
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
 	"github.com/plantedge/plantedge/odoo/odootest"
+	"go.uber.org/goleak"
 )
 
 // childEnv names the config file a re-executed test binary runs the agent
@@ -25,7 +27,11 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(childEnv); path != "" {
 		os.Exit(runChildAgent(path))
 	}
-	os.Exit(m.Run())
+	var ignore []goleak.Option
+	for _, fn := range opcuatest.ServerGoroutines {
+		ignore = append(ignore, goleak.IgnoreAnyFunction(fn))
+	}
+	goleak.VerifyTestMain(m, ignore...)
 }
 
 // runChildAgent is the agent process the chaos test kills with SIGKILL.

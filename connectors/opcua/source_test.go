@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
 )
 
 func TestMain(m *testing.M) {
@@ -30,19 +31,13 @@ func TestMain(m *testing.M) {
 
 // serverIgnores filters the goroutines of gopcua's in-process server, which
 // cannot be shut down (its Close hangs and leaves connections up).
-var serverIgnores = []goleak.Option{
-	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*Server).acceptAndRegister"),
-	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*Server).monitorConnections"),
-	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*channelBroker).RegisterConn"),
-	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*SubscriptionService).CreateSubscription.func1"),
-	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*Subscription).run"),
-	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*Subscription).keepalive"),
-	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*MonitoredItemService).ChangeNotification"),
-	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/uasc.(*SecureChannel).dispatcher"),
-	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/uacp.(*Listener).Accept"),
-	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*Server).ChangeNotification"),
-	goleak.IgnoreAnyFunction("github.com/gopcua/opcua/server.(*channelBroker).readLoop"),
-}
+var serverIgnores = func() []goleak.Option {
+	var opts []goleak.Option
+	for _, fn := range opcuatest.ServerGoroutines {
+		opts = append(opts, goleak.IgnoreAnyFunction(fn))
+	}
+	return opts
+}()
 
 // collector is a Sink that records samples and lets tests wait for them.
 type collector struct {
