@@ -690,6 +690,13 @@ func TestEndToEndUnknownWorkcenterDoesNotBlockOthers(t *testing.T) {
 			t.Errorf("ghost status %+v, held %d", m, st.Buffer.Held)
 		}
 	}
+	// The unknown code is not asked for every round (a typo must not cost a
+	// call per round); flush asks again.
+	before := p.odoo.CallCount("mrp.workcenter", "search_read")
+	time.Sleep(500 * time.Millisecond) // several 100 ms rounds
+	if n := p.odoo.CallCount("mrp.workcenter", "search_read") - before; n > 0 {
+		t.Errorf("%d work-center lookups in 500 ms for a code Odoo does not have", n)
+	}
 	// Once the work center exists, everything the ghost machine did arrives.
 	wc := p.odoo.AddWorkcenter(wcCode("ghost"), "ghost")
 	p.wcIDs["ghost"] = wc

@@ -99,6 +99,10 @@ type forwarder struct {
 
 	connected bool
 	wcs       map[string]odoo.Workcenter // by workcenter code
+	// missingCodes are the work-center codes Odoo did not know at missingAt.
+	missingCodes []string
+	missingAt    time.Time
+	flushed      bool // the current round was asked for by flush
 	losses    map[string]int64
 
 	mu       sync.Mutex
@@ -170,6 +174,7 @@ func (f *forwarder) run(ctx context.Context) {
 	log := f.a.log.With("component", "forwarder")
 	for {
 		more, err := f.round(ctx)
+		f.flushed = false
 		if ctx.Err() != nil {
 			return
 		}
@@ -244,6 +249,7 @@ func (f *forwarder) sleep(ctx context.Context, d time.Duration) bool {
 		case <-t.C:
 			return true
 		case <-f.kick:
+			f.flushed = true
 			return true
 		case <-tick.C:
 			f.a.beat()
@@ -449,6 +455,11 @@ func (f *forwarder) resolveWorkcenters(ctx context.Context, cfg *config.Config, 
 	if len(codes) == 0 {
 		return nil
 	}
+	// Codes Odoo did not know are asked for again at most once a minute (or
+	// on flush): a typo in the mapping must not cost a call every round.
+	if slices.Equal(codes, f.missingCodes) && time.Since(f.missingAt) < time.Minute && !f.flushed {
+		return nil
+	}
 	var found map[string]odoo.Workcenter
 	var ambiguous []string
 	if err := f.call(ctx, "workcenters_by_code", func(ctx context.Context) error {
@@ -457,6 +468,12 @@ func (f *forwarder) resolveWorkcenters(ctx context.Context, cfg *config.Config, 
 		return err
 	}); err != nil {
 		return err
+	}
+	f.missingCodes, f.missingAt = nil, time.Now()
+	for _, c := range codes {
+		if _, ok := found[c]; !ok {
+			f.missingCodes = append(f.missingCodes, c)
+		}
 	}
 	for code, wc := range found {
 		f.wcs[code] = wc
