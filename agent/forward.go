@@ -103,7 +103,7 @@ type forwarder struct {
 	missingCodes []string
 	missingAt    time.Time
 	flushed      bool // the current round was asked for by flush
-	losses    map[string]int64
+	losses       map[string]int64
 
 	mu       sync.Mutex
 	link     linkState
