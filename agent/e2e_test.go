@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -767,5 +768,42 @@ func TestEndToEndRetryAfterHonoured(t *testing.T) {
 	p.waitExactQty(ra, "press-1", 5)
 	if waited := time.Since(failedAt); waited < 2500*time.Millisecond {
 		t.Errorf("retried %s after a Retry-After of 4s", waited.Round(time.Millisecond))
+	}
+}
+
+// Guarantee 2, "after a timeout the agent re-reads state before it acts
+// again": a quantity write is committed but its answer is lost, and before
+// the agent retries, the work order is finished and the next one started.
+// The agent must learn that its write landed (reading the old order back)
+// instead of counting the same pieces again on the new order.
+func TestEndToEndTimeoutThenWorkOrderChange(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+	var wo2 atomic.Int64
+	p.odoo.OnDrop(func(model, method string) {
+		if model == "mrp.workorder" && method == "write" {
+			p.odoo.SetWorkorderState(p.woIDs["press-1"], "done")
+			wo2.Store(p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/00077", p.product, 100), p.wcIDs["press-1"], "WO press-1 #2", "progress"))
+		}
+	})
+	p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
+	p.produce(m, 3, 0) // written as 8 on the first order; the answer is lost
+	waitFor(t, 15*time.Second, "the lost write", func() (bool, string) {
+		return p.qty("press-1") == 8 && wo2.Load() != 0, fmt.Sprintf("qty %v", p.qty("press-1"))
+	})
+	p.produce(m, 2, 0) // made on the second order
+	waitFor(t, 15*time.Second, "second order counted", func() (bool, string) {
+		q := p.odoo.Workorder(wo2.Load()).QtyProducing
+		return q == 2, fmt.Sprintf("second order %v (a 5 would count the lost write's 3 pieces twice)", q)
+	})
+	time.Sleep(300 * time.Millisecond) // a few more rounds: nothing else may move
+	if q1, q2 := p.qty("press-1"), p.odoo.Workorder(wo2.Load()).QtyProducing; q1 != 8 || q2 != 2 {
+		t.Fatalf("first order %v (want 8), second %v (want 2)", q1, q2)
+	}
+	if st := ra.a.Status(); st.Buffer.Pending != 0 {
+		t.Fatalf("pending %d", st.Buffer.Pending)
 	}
 }

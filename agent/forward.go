@@ -43,6 +43,17 @@ type woState struct {
 	Baseline float64 `json:"baseline"`
 	Counted  float64 `json:"counted"`
 	Written  float64 `json:"written"`
+	// InFlight is a quantity write sent but not yet settled by the
+	// acknowledgement of its records. Should the work order change before
+	// that (a timeout, a crash), the old one is read back to learn whether
+	// the write landed, so its records are never counted for both.
+	InFlight *inflightWrite `json:"inflight,omitempty"`
+}
+
+// inflightWrite is an absolute write and the last good-count record it holds.
+type inflightWrite struct {
+	Target float64 `json:"target"`
+	MaxSeq uint64  `json:"max_seq"`
 }
 
 func woMetaKey(machine string) string { return "wo/" + machine }
@@ -620,6 +631,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 	// Work orders whose state changed without records (a repair write).
 	var meta []buffer.KV
 	for m, st := range p.wo {
+		st.InFlight = nil // its records are acknowledged: settled
 		meta = append(meta, buffer.KV{Key: woMetaKey(m), Value: mustJSON(*st)})
 	}
 	for _, m := range p.clears {
@@ -780,11 +792,19 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 			unattributed = good.sum
 		}
 		f.setMachine(machine, func(ml *machineLink) { ml.Unattributed = unattributed })
+		if _, err := f.settleInFlight(ctx, machine, nil, acks); err != nil {
+			return err
+		}
 		// Counts are held, not dropped, until a work order is in progress.
 		// A scrap booking already decided still completes (it names its order).
 		return f.forwardScrap(ctx, machine, nil, scrap, acks)
 	}
 	f.setMachine(machine, func(ml *machineLink) { ml.Unattributed = 0 })
+	if settled, err := f.settleInFlight(ctx, machine, wo, acks); err != nil || settled {
+		// A landed write to the previous work order was acknowledged for it:
+		// the remaining records go to wo next round.
+		return err
+	}
 	st, err := f.woState(ctx, machine, wo)
 	if err != nil {
 		return err
@@ -796,6 +816,13 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 	target := round2(st.Baseline + st.Counted + sum)
 	if sum == 0 && target == st.Written {
 		return f.forwardScrap(ctx, machine, wo, scrap, acks)
+	}
+	st.InFlight = &inflightWrite{Target: target}
+	if good != nil {
+		st.InFlight.MaxSeq = good.maxSeq
+	}
+	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
+		return err
 	}
 	err = f.call(ctx, "set_produced_qty", func(ctx context.Context) error {
 		return f.client.SetProducedQty(ctx, wo.ID, target)
@@ -823,10 +850,58 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 				return err
 			}
 		}
+		st.InFlight = nil // refused: nothing landed
+		if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
+			return err
+		}
 	default:
 		return err
 	}
 	return f.forwardScrap(ctx, machine, wo, scrap, acks)
+}
+
+// settleInFlight handles a quantity write to a work order other than wo
+// (the current one, nil if none) that was sent but never settled: a timeout
+// or a crash came between the write and the acknowledgement, and the work
+// order changed since. It reads the old work order back: if the write
+// landed, the records it held are acknowledged for it (settled = true);
+// otherwise they stay pending for the current one. Either way the in-flight
+// mark is cleared.
+func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo.Workorder, acks *ackPlan) (settled bool, err error) {
+	b, err := f.a.buf.Meta(woMetaKey(machine))
+	if err != nil || b == nil {
+		return false, err
+	}
+	var st woState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return false, fmt.Errorf("decode work-order state of %s: %w", machine, err)
+	}
+	if st.InFlight == nil || (wo != nil && st.ID == wo.ID) {
+		return false, nil
+	}
+	var old odoo.Workorder
+	err = f.call(ctx, "read_workorder", func(ctx context.Context) error {
+		var err error
+		old, err = f.client.ReadWorkorder(ctx, st.ID)
+		return err
+	})
+	var oe *odoo.Error
+	switch {
+	case err == nil && round2(f.client.ProducedQty(old)) == st.InFlight.Target:
+		f.a.log.Info("an unconfirmed quantity write had landed; its counts stay with that work order",
+			"machine", machine, "workorder", st.Name, "qty", st.InFlight.Target)
+		st.Written = st.InFlight.Target
+		acks.wo[machine] = &st
+		acks.add(countKey(machine, sigGood), st.InFlight.MaxSeq)
+		return true, nil
+	case err == nil, errors.As(err, &oe) && oe.Missing():
+		// It did not land (or the order is gone): the records are still to
+		// be counted, for the work order in progress now.
+	default:
+		return false, err
+	}
+	st.InFlight = nil
+	return false, f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)})
 }
 
 // woState returns the machine's attribution to wo, taking Odoo's current

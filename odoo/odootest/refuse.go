@@ -28,3 +28,41 @@ func (s *Server) takeRefusal(model, method string) *odooError {
 	}
 	return nil
 }
+
+// methodFault is a fault injected into the next calls of one model method.
+type methodFault struct {
+	model, method string
+	n             int
+	fault         Fault
+}
+
+// FailNextCall makes the next n calls of model.method fail with f (e.g.
+// FaultCommitThenDrop on "mrp.workorder" "write": the write is applied, the
+// answer never arrives), leaving every other call alone.
+func (s *Server) FailNextCall(model, method string, n int, f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mfaults = append(s.mfaults, methodFault{model: model, method: method, n: n, fault: f})
+}
+
+// takeMethodFault returns the fault scripted for model.method, if any (under mu).
+func (s *Server) takeMethodFault(model, method string) (Fault, bool) {
+	for i := range s.mfaults {
+		mf := &s.mfaults[i]
+		if mf.model == model && mf.method == method && mf.n > 0 {
+			mf.n--
+			return mf.fault, true
+		}
+	}
+	return FaultNone, false
+}
+
+// OnDrop sets a function run after a commit-then-drop call has committed
+// and before its connection is dropped, while the client still waits for
+// the answer: a test changes Odoo there ("the work order was finished
+// meanwhile") at exactly the worst moment. nil removes it.
+func (s *Server) OnDrop(fn func(model, method string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onDrop = fn
+}

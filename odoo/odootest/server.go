@@ -124,6 +124,8 @@ type Server struct {
 	rng        *mrand.Rand
 	retryAfter time.Duration
 	refusals   []refusal
+	mfaults    []methodFault
+	onDrop     func(model, method string)
 	denied     map[aclKey]bool // DenyAccess
 	shortStock map[int64]bool
 	scrapMoves map[int64]int
@@ -434,7 +436,10 @@ func (s *Server) SetFaultRate(f Fault, p float64, seed int64) {
 }
 
 // nextFault decides the fault of one call (under mu).
-func (s *Server) nextFault() Fault {
+func (s *Server) nextFault(model, method string) Fault {
+	if f, ok := s.takeMethodFault(model, method); ok {
+		return f
+	}
 	if s.failN > 0 {
 		s.failN--
 		return s.failF
@@ -801,7 +806,7 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, db string, uid int64
 			return
 		}
 	}
-	fault := s.nextFault()
+	fault := s.nextFault(modelName, method)
 	switch fault {
 	case FaultHTTP502:
 		s.logCall(proto, modelName, method, uid, 502, "fault:"+fault.String())
@@ -850,7 +855,11 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, db string, uid int64
 	}
 	if fault == FaultCommitThenDrop {
 		s.logCall(proto, modelName, method, uid, 0, "fault:"+fault.String())
+		hook := s.onDrop
 		s.mu.Unlock()
+		if hook != nil {
+			hook(modelName, method)
+		}
 		drop(w)
 		return
 	}
