@@ -17,8 +17,13 @@ deps: ## install what the tests need (Mosquitto, node-opcua) if missing
 test: deps ## run every test with the race detector
 	$(GO) test -race -count=1 -timeout 15m ./...
 
-bench: ## run the benchmarks (figures in README)
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+bench: ## run the benchmarks exactly as the README's table quotes them
+	$(GO) test -run '^$$' -bench . ./buffer/
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./agent/
+	$(GO) test -run '^$$' -bench . -benchtime 20000x ./connectors/mqtt/
+	$(GO) test -run '^$$' -bench Notifications -benchtime 20x ./connectors/opcua/
+	$(GO) test -run '^$$' -bench . -benchtime 200000x ./agent/mapping/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./odoo/
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
