@@ -807,3 +807,30 @@ func TestEndToEndTimeoutThenWorkOrderChange(t *testing.T) {
 		t.Fatalf("pending %d", st.Buffer.Pending)
 	}
 }
+
+// From Odoo 18, keys of non-admin users expire: a key that worked and is
+// refused now is shown as expired in status and metrics.
+func TestEndToEndExpiredKeyIsObvious(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 18, machines: []string{"press-1"}})
+	ra := p.startAgent()
+	p.produce(p.machines[0], 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	key, err := os.ReadFile(filepath.Join(p.dir, "odoo-api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.odoo.ExpireKey(string(key))
+	p.produce(p.machines[0], 1, 0)
+	waitFor(t, 15*time.Second, "expired key shown", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Odoo.State == "auth_failed" && st.Odoo.KeyExpired && strings.Contains(st.Odoo.LastError, "expired"),
+			fmt.Sprintf("%+v", st.Odoo)
+	})
+	_, body := httpGet(t, p.listen, "/metrics")
+	if !strings.Contains(body, "plantedge_odoo_auth_failed 1") {
+		t.Error("metrics lack plantedge_odoo_auth_failed 1")
+	}
+	if strings.Contains(body, string(key)) || strings.Contains(ra.a.Status().Odoo.LastError, string(key)) {
+		t.Error("the API key appears in metrics or status")
+	}
+}

@@ -91,6 +91,7 @@ type linkState struct {
 	NextAttempt time.Time
 	Failures    int
 	Since       time.Time
+	KeyExpired  bool // the key worked before and is refused now
 }
 
 // machineLink is what the forwarder knows of a machine in Odoo.
@@ -203,7 +204,7 @@ func (f *forwarder) run(ctx context.Context) {
 				}
 				f.link.Since = time.Now()
 			}
-			f.link.State, f.link.Failures, f.link.LastError = "online", 0, ""
+			f.link.State, f.link.Failures, f.link.LastError, f.link.KeyExpired = "online", 0, "", false
 			f.link.Protocol, f.link.Version = f.client.Protocol(), f.client.ServerVersion()
 			f.bo.Reset()
 			if !more {
@@ -229,6 +230,8 @@ func (f *forwarder) run(ctx context.Context) {
 				msg := "odoo unreachable; buffering and retrying with backoff"
 				if errors.As(err, &se) {
 					msg = "cannot build the odoo client; buffering until the configuration is fixed"
+				} else if isOE && oe.Expired() {
+					msg = "odoo now refuses the API key that worked before: it has most likely expired (Odoo 18+ expires keys of non-admin users); create a new key — retrying slowly to avoid Odoo's login lockout"
 				} else if state == "auth_failed" {
 					msg = "odoo refused the API key; check the key (expired? revoked?) — retrying slowly to avoid Odoo's login lockout"
 				}
@@ -238,10 +241,15 @@ func (f *forwarder) run(ctx context.Context) {
 			f.link.State = state
 			f.link.Failures++
 			f.link.LastError = err.Error()
+			f.link.KeyExpired = state == "auth_failed" && isOE && oe.Expired()
+			if f.link.KeyExpired {
+				f.link.LastError = "API key expired or revoked (it worked before): " + f.link.LastError
+			}
 		}
 		f.link.NextAttempt = time.Now().Add(wait)
 		f.mu.Unlock()
 		f.a.metrics.odooUp.Set(boolGauge(err == nil))
+		f.a.metrics.authFailed.Set(boolGauge(f.link.State == "auth_failed"))
 		if wait > 0 && !f.sleep(ctx, wait) {
 			return
 		}

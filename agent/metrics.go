@@ -21,6 +21,7 @@ type metrics struct {
 	odooCalls        *prometheus.CounterVec
 	odooLatency      *prometheus.HistogramVec
 	odooUp           prometheus.Gauge
+	authFailed       prometheus.Gauge
 	counterResets    *prometheus.CounterVec
 	counterRollovers *prometheus.CounterVec
 	unmappedReasons  *prometheus.CounterVec
@@ -48,6 +49,8 @@ func newMetrics(a *Agent) *metrics {
 			Help: "Odoo call latency.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}, []string{"op"}),
 		odooUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "plantedge_odoo_up",
 			Help: "1 when the last forwarding round reached Odoo."}),
+		authFailed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "plantedge_odoo_auth_failed",
+			Help: "1 while Odoo refuses the API key (wrong, revoked or expired): alert on it."}),
 		counterResets: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_counter_resets_total",
 			Help: "Counter decreases treated as resets."}, []string{"machine", "signal"}),
 		counterRollovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_counter_rollovers_total",
@@ -60,7 +63,7 @@ func newMetrics(a *Agent) *metrics {
 			Help: "Corrupt buffer files moved aside at start-up."}),
 	}
 	a.opts.Registry.MustRegister(m.samples, m.malformed, m.appendErrors, m.ingestLatency, m.forwarded, m.deadLettered,
-		m.odooCalls, m.odooLatency, m.odooUp, m.counterResets, m.counterRollovers, m.unmappedReasons, m.reloads,
+		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.unmappedReasons, m.reloads,
 		m.corruptBuffers, &stateCollector{a: a})
 	return m
 }

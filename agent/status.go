@@ -65,6 +65,7 @@ type OdooStatus struct {
 	LastError          string  `json:"last_error"`
 	NextAttemptSeconds float64 `json:"next_attempt_seconds"`
 	Failures           int     `json:"consecutive_failures"`
+	KeyExpired         bool    `json:"key_expired"`
 }
 
 // SourceStatus is one OPC UA server or MQTT broker.
@@ -105,7 +106,7 @@ func (a *Agent) Status() Status {
 	{
 		l := a.fwd.linkSnapshot()
 		st.Odoo.State, st.Odoo.Protocol, st.Odoo.ServerVersion = l.State, l.Protocol, l.Version
-		st.Odoo.LastError, st.Odoo.Failures = l.LastError, l.Failures
+		st.Odoo.LastError, st.Odoo.Failures, st.Odoo.KeyExpired = l.LastError, l.Failures, l.KeyExpired
 		if !l.NextAttempt.IsZero() {
 			st.Odoo.NextAttemptSeconds = max(0, time.Until(l.NextAttempt).Seconds())
 		}
