@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -615,7 +614,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 				machine, sig := splitKey(r.Key)
 				if st := p.wo[machine]; st != nil && sig == sigGood {
 					if c, err := decodeCount(r); err == nil {
-						st.Counted = round2(st.Counted + c.Delta)
+						st.Counted = odoo.Round2(st.Counted + c.Delta)
 						touched[machine] = true
 					}
 				}
@@ -821,7 +820,7 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 	if good != nil {
 		sum = good.sum
 	}
-	target := round2(st.Baseline + st.Counted + sum)
+	target := odoo.Round2(st.Baseline + st.Counted + sum)
 	if sum == 0 && target == st.Written {
 		return f.forwardScrap(ctx, machine, wo, scrap, acks)
 	}
@@ -895,7 +894,7 @@ func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo
 	})
 	var oe *odoo.Error
 	switch {
-	case err == nil && round2(f.client.ProducedQty(old)) == st.InFlight.Target:
+	case err == nil && odoo.Round2(f.client.ProducedQty(old)) == st.InFlight.Target:
 		f.a.log.Info("an unconfirmed quantity write had landed; its counts stay with that work order",
 			"machine", machine, "workorder", st.Name, "qty", st.InFlight.Target)
 		st.Written = st.InFlight.Target
@@ -957,7 +956,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	default:
 		ob = scrapOutbox{
 			XMLID:        fmt.Sprintf("plantedge.%s_%s_scrap_%d", f.a.cfg.Load().Site, machine, p.maxSeq),
-			Qty:          round2(p.sum),
+			Qty:          odoo.Round2(p.sum),
 			MaxSeq:       p.maxSeq,
 			WorkorderID:  wo.ID,
 			ProductionID: wo.ProductionID,
@@ -1018,7 +1017,6 @@ func (f *forwarder) deadLetter(ctx context.Context, r buffer.Record, reason stri
 	return nil
 }
 
-func round2(v float64) float64 { return math.Round(v*100) / 100 }
 
 func boolGauge(b bool) float64 {
 	if b {
