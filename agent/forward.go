@@ -1017,7 +1017,6 @@ func (f *forwarder) deadLetter(ctx context.Context, r buffer.Record, reason stri
 	return nil
 }
 
-
 func boolGauge(b bool) float64 {
 	if b {
 		return 1
