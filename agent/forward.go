@@ -14,6 +14,7 @@ import (
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/connectors"
 	"github.com/plantedge/plantedge/odoo"
 )
 
@@ -105,7 +106,7 @@ type forwarder struct {
 	a       *Agent
 	client  *odoo.Client
 	limiter *rate.Limiter
-	bo      *fullJitter
+	bo      *connectors.Backoff
 	kick    chan struct{}
 
 	connected bool
@@ -138,7 +139,7 @@ func newForwarder(a *Agent) *forwarder {
 	return &forwarder{
 		a:        a,
 		limiter:  rate.NewLimiter(rate.Limit(ratePerSec), 1),
-		bo:       newBackoff(time.Second, fw.BackoffMax.D()),
+		bo:       connectors.NewBackoff(time.Second, fw.BackoffMax.D()),
 		kick:     make(chan struct{}, 1),
 		wcs:      map[string]odoo.Workcenter{},
 		losses:   map[string]int64{},

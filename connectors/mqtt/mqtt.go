@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/url"
 	"os"
 	"strings"
@@ -313,6 +312,7 @@ func (s *Source) Run(ctx context.Context) error {
 
 	var attempt int
 	var failingSince time.Time
+	bo := connectors.NewBackoff(s.cfg.BackoffMin, s.cfg.BackoffMax)
 	for ctx.Err() == nil {
 		s.state.Store(connectors.StateConnecting)
 		sess, err := s.connect(ctx, tlsCfg)
@@ -329,7 +329,7 @@ func (s *Source) Run(ctx context.Context) error {
 			} else {
 				s.log.Debug("mqtt connect failed", "err", err, "attempt", attempt+1)
 			}
-			d := Backoff(attempt, s.cfg.BackoffMin, s.cfg.BackoffMax)
+			d := bo.NextBackOff()
 			attempt++
 			if s.sleep(ctx, d) != nil {
 				break
@@ -342,6 +342,7 @@ func (s *Source) Run(ctx context.Context) error {
 			s.log.Info("mqtt connected", "session_present", sess.present)
 		}
 		attempt = 0
+		bo.Reset()
 		s.connects.Add(1)
 		s.state.Store(connectors.StateConnected)
 
@@ -355,7 +356,7 @@ func (s *Source) Run(ctx context.Context) error {
 			sess.close(0)
 			// A lost connection is retried after a short jittered delay so
 			// a broker restart does not get every agent back at once.
-			if s.sleep(ctx, Backoff(0, s.cfg.BackoffMin, s.cfg.BackoffMax)) != nil {
+			if s.sleep(ctx, bo.NextBackOff()) != nil {
 				break
 			}
 		}
@@ -367,22 +368,6 @@ func (s *Source) Run(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// Backoff returns the delay before retry number attempt (0-based): a uniformly
-// random duration in [0, min(max, base*2^attempt)] ("full jitter").
-func Backoff(attempt int, base, max time.Duration) time.Duration {
-	if base <= 0 {
-		return 0
-	}
-	ceil := base
-	for i := 0; i < attempt && ceil < max; i++ {
-		ceil *= 2
-	}
-	if ceil > max {
-		ceil = max
-	}
-	return rand.N(ceil + 1)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -64,25 +64,6 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-func TestBackoffFullJitterCapped(t *testing.T) {
-	base, max := 100*time.Millisecond, 3*time.Second
-	for attempt := 0; attempt < 12; attempt++ {
-		ceil := min(max, base<<attempt)
-		var hi, lo bool
-		for range 2000 {
-			d := Backoff(attempt, base, max)
-			if d < 0 || d > ceil {
-				t.Fatalf("attempt %d: %s outside [0, %s]", attempt, d, ceil)
-			}
-			hi = hi || d > ceil*3/4
-			lo = lo || d < ceil/4
-		}
-		if !hi || !lo {
-			t.Fatalf("attempt %d: delays not spread over [0, %s] (full jitter)", attempt, ceil)
-		}
-	}
-}
-
 // TestReconnectBackoff checks the one reconnect loop: failed attempts back
 // off with growing, capped delays and are counted; State reports down.
 func TestReconnectBackoff(t *testing.T) {

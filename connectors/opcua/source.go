@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/url"
 	"sync"
@@ -16,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
@@ -142,16 +140,7 @@ func (s *Source) Run(ctx context.Context) error {
 		}
 		cert = &cc
 	}
-	bo := &backoff.ExponentialBackOff{
-		InitialInterval:     s.cfg.BackoffMin,
-		RandomizationFactor: 0, // jitter is applied below, in full
-		Multiplier:          2,
-		MaxInterval:         s.cfg.BackoffMax,
-		MaxElapsedTime:      0,
-		Stop:                backoff.Stop,
-		Clock:               backoff.SystemClock,
-	}
-	bo.Reset()
+	bo := connectors.NewBackoff(s.cfg.BackoffMin, s.cfg.BackoffMax)
 	for {
 		s.state.Store(connectors.StateConnecting)
 		lived, err := s.session(ctx, cert)
@@ -164,9 +153,7 @@ func (s *Source) Run(ctx context.Context) error {
 			bo.Reset()
 		}
 		s.noteFailure(err)
-		ceiling := bo.NextBackOff()
-		delay := time.Duration(rand.Int64N(int64(ceiling) + 1)) // full jitter
-		if !s.wait(ctx, delay, unreachable(err)) {
+		if !s.wait(ctx, bo.NextBackOff(), unreachable(err)) {
 			return nil
 		}
 	}

@@ -1,0 +1,44 @@
+package connectors
+
+import (
+	"math/rand/v2"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// Backoff is exponential backoff with full jitter, the one retry schedule
+// of every reconnect loop in plantedge (OPC UA, MQTT, Odoo): the ceiling
+// doubles from min up to max, and each wait is uniform in [0, ceiling], so
+// agents that lost the same server don't come back in step. There is no
+// maximum elapsed time: a plant-edge agent never gives up. It implements
+// cenkalti/backoff's BackOff interface and is not safe for concurrent use.
+type Backoff struct {
+	exp *backoff.ExponentialBackOff
+}
+
+// NewBackoff returns a Backoff from min to max.
+func NewBackoff(min, max time.Duration) *Backoff {
+	if max < min {
+		max = min
+	}
+	return &Backoff{exp: backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(min),
+		backoff.WithMaxInterval(max),
+		backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0), // the jitter is applied in full below
+		backoff.WithMaxElapsedTime(0),
+	)}
+}
+
+// NextBackOff returns the next wait.
+func (b *Backoff) NextBackOff() time.Duration {
+	ceil := b.exp.NextBackOff()
+	if ceil <= 0 {
+		return 0
+	}
+	return rand.N(ceil + 1)
+}
+
+// Reset starts the schedule again at min (after a success).
+func (b *Backoff) Reset() { b.exp.Reset() }
