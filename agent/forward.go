@@ -576,6 +576,9 @@ func (f *forwarder) scanCounts(mark bool, upTo uint64, fn func([]buffer.Record) 
 		if err := fn(recs); err != nil {
 			return err
 		}
+		// Don't let a scan of a large backlog show the whole buffer file as
+		// resident memory: give the pages read back to the page cache.
+		_ = f.a.buf.DropMappedPages()
 		if len(recs) < scanChunk {
 			return nil
 		}

@@ -231,6 +231,7 @@ func (a *Agent) scanPendingCounts() map[string]pendingCount {
 			out[m] = pc
 			after = r.Seq
 		}
+		_ = a.buf.DropMappedPages()
 		if len(recs) < scanChunk {
 			return out
 		}

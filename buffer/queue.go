@@ -358,6 +358,7 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 		if fi.Size() < tx.Size() {
 			return &corruptError{fmt.Errorf("file is %d bytes but its pages reach %d: truncated", fi.Size(), tx.Size())}
 		}
+		defer dropPagesDuring(tx)()
 		// Walk every page in this goroutine first, where a wild page id
 		// faults into a recoverable panic; bbolt's checker runs in a
 		// goroutine of its own where such a fault would kill the process.

@@ -1,0 +1,10 @@
+//go:build !linux
+
+package buffer
+
+import bolt "go.etcd.io/bbolt"
+
+// DropMappedPages is a no-op where madvise is not used.
+func (q *Queue) DropMappedPages() error { return nil }
+
+func dropPagesDuring(*bolt.Tx) (stop func()) { return func() {} }
