@@ -44,7 +44,7 @@ func dropPagesDuring(tx *bolt.Tx) (stop func()) {
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(20 * time.Millisecond)
+		t := time.NewTicker(2 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {
@@ -61,3 +61,7 @@ func dropPagesDuring(tx *bolt.Tx) (stop func()) {
 		_ = adviseDontNeed(data, size)
 	}
 }
+
+// dropTxPages gives the pages read so far back to the page cache, from
+// inside a transaction (which keeps the mapping in place).
+func dropTxPages(tx *bolt.Tx) { _ = adviseDontNeed(tx.DB().Info().Data, tx.Size()) }

@@ -8,3 +8,5 @@ import bolt "go.etcd.io/bbolt"
 func (q *Queue) DropMappedPages() error { return nil }
 
 func dropPagesDuring(*bolt.Tx) (stop func()) { return func() {} }
+
+func dropTxPages(*bolt.Tx) {}

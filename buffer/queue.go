@@ -437,7 +437,11 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 		}
 		ls := &st.lanes[l]
 		c := b.Cursor()
+		n := 0
 		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if n++; n%16384 == 0 {
+				dropTxPages(tx) // a whole-file pass: keep it out of RSS
+			}
 			if len(k) != 8 {
 				return st, nil, fmt.Errorf("lane %s: key %x is not a sequence number", l, k)
 			}
