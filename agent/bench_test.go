@@ -3,6 +3,9 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -257,6 +260,70 @@ func BenchmarkIngestMQTT(b *testing.B) {
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 		b.ReportMetric(float64(values)/elapsed.Seconds(), "values/s")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
-		b.ReportMetric(vmHWM(os.Getpid()), "MB_rss")
+		b.ReportMetric(childIngestRSS(b, srv.URL(), keyFile, broker, machines, values), "MB_rss")
 	}
+}
+
+// childIngestRSS runs the same ingest with the agent alone in a child
+// process (the benchmark process also runs the broker and the publisher)
+// and returns the agent's peak RSS.
+func childIngestRSS(b *testing.B, odooURL, keyFile string, broker *mqtttest.Broker, machines, values int) float64 {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	listen := l.Addr().String()
+	l.Close()
+	cfgPath := benchConfig(b, b.TempDir(), odooURL, keyFile, broker.URL(), machines, listen)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PLANTEDGE_TEST_AGENT_CONFIG="+cfgPath)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	samples := func() float64 {
+		resp, err := http.Get("http://" + listen + "/metrics")
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, "plantedge_samples_total "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
+			}
+		}
+		return 0
+	}
+	deadline := time.Now().Add(time.Minute)
+	for samples() < 0 { // up, and subscribed a moment later
+		if time.Now().After(deadline) {
+			b.Fatal("child agent did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	base := samples()
+	for v := 0; v < values; v++ {
+		for broker.Inflight() > 4000 {
+			time.Sleep(100 * time.Microsecond)
+		}
+		payload := []byte(fmt.Sprintf(`{"good": %d}`, 1000000+v/machines))
+		if err := broker.Publish(fmt.Sprintf("bench/m-%03d", v%machines), payload, false, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for samples() < base+float64(values) {
+		if time.Now().After(deadline) {
+			b.Fatalf("child agent took only %v of %d values", samples()-base, values)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return vmHWM(cmd.Process.Pid)
 }
