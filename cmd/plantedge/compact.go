@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -71,6 +72,14 @@ func compactBuffer(ctx context.Context, cfg *config.Config, w io.Writer) error {
 	}
 	if err := os.Rename(tmp, src); err != nil {
 		return fmt.Errorf("replace buffer: %w", err)
+	}
+	// Make the rename itself durable before saying it is done.
+	if dir, err := os.Open(filepath.Dir(src)); err == nil {
+		err = dir.Sync()
+		dir.Close()
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", filepath.Dir(src), err)
+		}
 	}
 	fmt.Fprintf(w, "compacted %s: %s -> %s\n", src, human(before.Size()), human(after.Size()))
 	return nil
