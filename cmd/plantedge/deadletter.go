@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,7 +29,7 @@ func newDeadLetterCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var views []agent.DeadLetterView
-			err := withDeadLetters(cmd.Context(), cfgPath, true,
+			err := withDeadLetters(cfgPath, true,
 				func(c *agent.APIClient) (err error) { views, err = c.DeadLetters(cmd.Context()); return err },
 				func(q *buffer.Queue) (err error) { views, err = agent.ListDeadLetters(q); return err })
 			if err != nil {
@@ -47,7 +46,7 @@ func newDeadLetterCmd() *cobra.Command {
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				var n int
-				err := withDeadLetters(cmd.Context(), cfgPath, false,
+				err := withDeadLetters(cfgPath, false,
 					func(c *agent.APIClient) (err error) {
 						n, err = c.DeadLetterAction(cmd.Context(), name, args[0])
 						return err
@@ -72,7 +71,7 @@ func newDeadLetterCmd() *cobra.Command {
 
 // withDeadLetters runs online against the running agent, or offline on the
 // buffer file when the agent is stopped.
-func withDeadLetters(_ context.Context, cfgPath string, readOnly bool, online func(*agent.APIClient) error, offline func(*buffer.Queue) error) error {
+func withDeadLetters(cfgPath string, readOnly bool, online func(*agent.APIClient) error, offline func(*buffer.Queue) error) error {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
