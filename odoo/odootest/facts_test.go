@@ -1,6 +1,6 @@
 package odootest_test
 
-// Each test case pins one fact of /work/shared/ODOO.md (named in the case),
+// Each test case pins one fact of the shared ODOO.md (Odoo facts) (named in the case),
 // speaking raw HTTP to the emulator so the client cannot hide a deviation.
 
 import (
