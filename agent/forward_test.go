@@ -1,0 +1,167 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
+)
+
+// fakeOdoo answers the forwarder's connection attempts from memory (no
+// network, so the test runs on synctest's fake clock) and records when each
+// attempt came.
+type fakeOdoo struct {
+	mu       sync.Mutex
+	attempts []time.Time
+	answer   func(r *http.Request) (*http.Response, error)
+}
+
+func (f *fakeOdoo) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == "/web/version" { // an attempt starts with the version probe
+		f.mu.Lock()
+		f.attempts = append(f.attempts, time.Now())
+		f.mu.Unlock()
+	}
+	return f.answer(r)
+}
+
+func (f *fakeOdoo) gaps() []time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []time.Duration
+	for i := 1; i < len(f.attempts); i++ {
+		out = append(out, f.attempts[i].Sub(f.attempts[i-1]))
+	}
+	return out
+}
+
+func respond(status int, body string, hdr ...string) (*http.Response, error) {
+	h := http.Header{"Content-Type": {"application/json"}}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		h.Set(hdr[i], hdr[i+1])
+	}
+	return &http.Response{StatusCode: status, Header: h, Body: io.NopCloser(strings.NewReader(body))}, nil
+}
+
+// runForwarder runs only the forwarder of an agent whose Odoo is fake, for
+// d of fake time, and returns the gaps between its connection attempts.
+func runForwarder(t *testing.T, backoffMax string, answer func(*http.Request) (*http.Response, error), d time.Duration) []time.Duration {
+	t.Helper()
+	dir := t.TempDir()
+	yaml := fmt.Sprintf(`site: t
+data_dir: %q
+odoo: { url: "http://odoo.invalid", database: odoo, username: bot }
+forward: { backoff_max: %s }
+mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: c }]
+machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, field: good } } }]
+`, dir, backoffMax)
+	path := filepath.Join(dir, "plantedge.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(config.EnvAPIKey, strings.Repeat("a", 40))
+	fake := &fakeOdoo{answer: answer}
+	a, err := New(cfg, Options{OdooHTTPClient: &http.Client{Transport: fake}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer buf.Close()
+		a.buf = buf
+		a.fwd = newForwarder(a)
+		a.opened.Store(true)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); a.fwd.run(ctx) }()
+		time.Sleep(d)
+		cancel()
+		<-done
+	})
+	return fake.gaps()
+}
+
+// Odoo unreachable: attempts back off exponentially with full jitter, each
+// wait at most the ceiling (1 s, 2 s, 4 s, ... capped at backoff_max), and
+// never faster than that on average — no reconnect storm.
+func TestForwarderBacksOffWithFullJitter(t *testing.T) {
+	down := func(*http.Request) (*http.Response, error) { return nil, errors.New("connect: connection refused") }
+	gaps := runForwarder(t, "8s", down, 10*time.Minute)
+	if len(gaps) < 20 {
+		t.Fatalf("only %d attempts in 10 minutes with an 8 s cap", len(gaps)+1)
+	}
+	var sum time.Duration
+	ceil := time.Second
+	for i, g := range gaps {
+		if g > ceil+time.Millisecond {
+			t.Errorf("wait %d was %s, above its ceiling %s", i, g, ceil)
+		}
+		ceil = min(8*time.Second, 2*ceil)
+		sum += g
+	}
+	// Full jitter waits average half the ceiling: 10 minutes at an 8 s cap
+	// is about 150 attempts; a loop without backoff would make millions.
+	if n := len(gaps) + 1; n > 400 {
+		t.Errorf("%d attempts in 10 minutes: backoff not applied", n)
+	}
+	t.Logf("%d attempts in 10 minutes, mean wait %s", len(gaps)+1, sum/time.Duration(len(gaps)))
+}
+
+// A refused key (authenticate returns false): never retried sooner than
+// forward.auth_backoff (60 s), so the agent cannot trip Odoo's lockout of
+// 10 failed logins from one address.
+func TestForwarderAuthFailureWaitsAMinute(t *testing.T) {
+	refused := func(r *http.Request) (*http.Response, error) {
+		if r.URL.Path == "/web/version" {
+			return respond(404, "not found")
+		}
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), `"authenticate"`) {
+			return respond(200, `{"jsonrpc":"2.0","id":1,"result":false}`)
+		}
+		return respond(200, `{"jsonrpc":"2.0","id":1,"result":{"server_version":"17.0","server_version_info":[17,0,0,"final",0,""]}}`)
+	}
+	gaps := runForwarder(t, "5s", refused, 10*time.Minute)
+	if len(gaps) == 0 || len(gaps) > 10 {
+		t.Fatalf("%d logins in 10 minutes after the key was refused", len(gaps)+1)
+	}
+	for i, g := range gaps {
+		if g < 60*time.Second {
+			t.Errorf("login %d came %s after a refused one (want >= 60s)", i+2, g)
+		}
+	}
+}
+
+// A 503 with Retry-After waits that long even when the backoff is shorter.
+func TestForwarderHonoursRetryAfter(t *testing.T) {
+	busy := func(*http.Request) (*http.Response, error) {
+		return respond(503, "<html>busy</html>", "Retry-After", "45")
+	}
+	gaps := runForwarder(t, "5s", busy, 5*time.Minute)
+	if len(gaps) == 0 {
+		t.Fatal("no retry in 5 minutes")
+	}
+	for i, g := range gaps {
+		if g < 45*time.Second {
+			t.Errorf("retry %d after %s, Retry-After said 45s", i+1, g)
+		}
+	}
+}
