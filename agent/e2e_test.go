@@ -834,3 +834,32 @@ func TestEndToEndExpiredKeyIsObvious(t *testing.T) {
 		t.Error("the API key appears in metrics or status")
 	}
 }
+
+// Rotating the key without a restart: a new key written to api_key_file is
+// read again before the next attempt, and flush makes that attempt now.
+func TestEndToEndKeyRotationWithoutRestart(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 18, machines: []string{"press-1"}})
+	ra := p.startAgent()
+	p.produce(p.machines[0], 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	keyFile := filepath.Join(p.dir, "odoo-api-key")
+	old, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.odoo.ExpireKey(string(old))
+	p.produce(p.machines[0], 3, 0)
+	waitFor(t, 15*time.Second, "auth_failed", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Odoo.State == "auth_failed" && st.Odoo.KeyExpired, fmt.Sprintf("%+v", st.Odoo)
+	})
+	fresh := p.odoo.AddKey("plantedge-bot") // the admin makes the bot a new key
+	if err := os.WriteFile(keyFile, []byte(fresh+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ra.a.Flush() // no 60 s wait: the operator asked
+	p.waitExactQty(ra, "press-1", 5)
+	if st := ra.a.Status(); st.Odoo.State != "online" || st.Odoo.KeyExpired {
+		t.Fatalf("after rotation: %+v", st.Odoo)
+	}
+}

@@ -115,7 +115,11 @@ type forwarder struct {
 	missingCodes []string
 	missingAt    time.Time
 	flushed      bool // the current round was asked for by flush
-	losses       map[string]int64
+	// keyID identifies the API key in use (not the key); keyWorked says
+	// Odoo accepted it once, so a later refusal means expired or revoked.
+	keyID     string
+	keyWorked bool
+	losses    map[string]int64
 
 	mu       sync.Mutex
 	link     linkState
@@ -205,6 +209,7 @@ func (f *forwarder) run(ctx context.Context) {
 				f.link.Since = time.Now()
 			}
 			f.link.State, f.link.Failures, f.link.LastError, f.link.KeyExpired = "online", 0, "", false
+			f.keyWorked = true
 			f.link.Protocol, f.link.Version = f.client.Protocol(), f.client.ServerVersion()
 			f.bo.Reset()
 			if !more {
@@ -219,6 +224,7 @@ func (f *forwarder) run(ctx context.Context) {
 			if odoo.IsAuth(err) || errors.As(err, &se) {
 				state = "auth_failed"
 				f.connected = false
+				f.client = nil // read the key again before the next attempt
 				if min := f.a.cfg.Load().Forward.AuthBackoff.D(); wait < min {
 					wait = min
 				}
@@ -230,7 +236,7 @@ func (f *forwarder) run(ctx context.Context) {
 				msg := "odoo unreachable; buffering and retrying with backoff"
 				if errors.As(err, &se) {
 					msg = "cannot build the odoo client; buffering until the configuration is fixed"
-				} else if isOE && oe.Expired() {
+				} else if f.keyWorked {
 					msg = "odoo now refuses the API key that worked before: it has most likely expired (Odoo 18+ expires keys of non-admin users); create a new key — retrying slowly to avoid Odoo's login lockout"
 				} else if state == "auth_failed" {
 					msg = "odoo refused the API key; check the key (expired? revoked?) — retrying slowly to avoid Odoo's login lockout"
@@ -241,7 +247,7 @@ func (f *forwarder) run(ctx context.Context) {
 			f.link.State = state
 			f.link.Failures++
 			f.link.LastError = err.Error()
-			f.link.KeyExpired = state == "auth_failed" && isOE && oe.Expired()
+			f.link.KeyExpired = state == "auth_failed" && f.keyWorked && !errors.As(err, &se)
 			if f.link.KeyExpired {
 				f.link.LastError = "API key expired or revoked (it worked before): " + f.link.LastError
 			}
@@ -310,9 +316,15 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	f.rounds++
 	f.mu.Unlock()
 	if f.client == nil {
+		// (Re)built after start-up and after every refused key, so a key
+		// written to api_key_file (or the environment) is picked up by the
+		// next attempt — `plantedge flush` makes that attempt now.
 		c, err := f.a.newOdooClient()
 		if err != nil {
 			return false, &setupError{err}
+		}
+		if id := c.KeyID(); id != f.keyID {
+			f.keyID, f.keyWorked = id, false
 		}
 		f.client = c
 	}

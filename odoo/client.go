@@ -6,8 +6,10 @@ package odoo
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -150,6 +152,14 @@ func New(cfg Config) (*Client, error) {
 // String describes the client without secrets.
 func (c *Client) String() string {
 	return fmt.Sprintf("odoo.Client{%s protocol=%s version=%s}", c.base.Redacted(), c.Protocol(), c.ServerVersion())
+}
+
+// KeyID is a short fingerprint of the API key (the first 8 hex digits of
+// its SHA-256): it tells which key is in use, in logs or after a rotation,
+// without revealing it.
+func (c *Client) KeyID() string {
+	sum := sha256.Sum256([]byte(c.cfg.APIKey))
+	return hex.EncodeToString(sum[:4])
 }
 
 // Close releases idle connections. The client stays usable.

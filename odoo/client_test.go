@@ -696,3 +696,20 @@ func TestConcurrentUse(t *testing.T) {
 		})
 	}
 }
+
+// KeyID tells keys apart without revealing them.
+func TestKeyID(t *testing.T) {
+	key1, key2 := strings.Repeat("a1", 20), strings.Repeat("b2", 20)
+	c1, err := odoo.New(odoo.Config{URL: "http://127.0.0.1:1", Database: "db", Username: "u", APIKey: key1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1b, _ := odoo.New(odoo.Config{URL: "http://127.0.0.1:1", Database: "db", Username: "u", APIKey: key1})
+	c2, _ := odoo.New(odoo.Config{URL: "http://127.0.0.1:1", Database: "db", Username: "u", APIKey: key2})
+	if c1.KeyID() != c1b.KeyID() || c1.KeyID() == c2.KeyID() || len(c1.KeyID()) != 8 {
+		t.Fatalf("key ids %q %q %q", c1.KeyID(), c1b.KeyID(), c2.KeyID())
+	}
+	if strings.Contains(key1, c1.KeyID()) {
+		t.Fatalf("key id %q is part of the key", c1.KeyID())
+	}
+}

@@ -195,6 +195,21 @@ func (s *Server) AddUser(login string) (uid int64, key string) {
 	return uid, key
 }
 
+// AddKey gives an existing user another API key (Odoo users may hold
+// several), as an admin rotating the bot's key does; "" if no such login.
+func (s *Server) AddKey(login string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, r := range s.models["res.users"].recs {
+		if r["login"] == login {
+			key := newKey()
+			s.keys[key] = &apiKey{uid: id}
+			return key
+		}
+	}
+	return ""
+}
+
 // ExpireKey makes the key fail like any invalid key (Odoo does not say why).
 func (s *Server) ExpireKey(apiKey string) {
 	s.mu.Lock()
