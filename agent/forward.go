@@ -58,6 +58,19 @@ type inflightWrite struct {
 
 func woMetaKey(machine string) string { return "wo/" + machine }
 
+// loadWOState reads a machine's stored work-order state; nil if it has none.
+func (a *Agent) loadWOState(machine string) (*woState, error) {
+	b, err := a.buf.Meta(woMetaKey(machine))
+	if err != nil || b == nil {
+		return nil, err
+	}
+	var st woState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("decode work-order state of %s: %w", machine, err)
+	}
+	return &st, nil
+}
+
 // scrapOutbox is a scrap booking decided but not yet confirmed by Odoo. It
 // is stored before the call, so a retry after a crash or a timeout books
 // the same quantity under the same external id: never twice.
@@ -815,7 +828,11 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 			unattributed = good.sum
 		}
 		f.setMachine(machine, func(ml *machineLink) { ml.Unattributed = unattributed })
-		if _, err := f.settleInFlight(ctx, machine, nil, acks); err != nil {
+		stored, err := f.a.loadWOState(machine)
+		if err != nil {
+			return err
+		}
+		if _, err := f.settleInFlight(ctx, machine, nil, stored, acks); err != nil {
 			return err
 		}
 		// Counts are held, not dropped, until a work order is in progress.
@@ -823,12 +840,16 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 		return f.forwardScrap(ctx, machine, nil, scrap, acks)
 	}
 	f.setMachine(machine, func(ml *machineLink) { ml.Unattributed = 0 })
-	if settled, err := f.settleInFlight(ctx, machine, wo, acks); err != nil || settled {
+	stored, err := f.a.loadWOState(machine)
+	if err != nil {
+		return err
+	}
+	if settled, err := f.settleInFlight(ctx, machine, wo, stored, acks); err != nil || settled {
 		// A landed write to the previous work order was acknowledged for it:
 		// the remaining records go to wo next round.
 		return err
 	}
-	st, err := f.woState(ctx, machine, wo)
+	st, err := f.woState(ctx, machine, wo, stored)
 	if err != nil {
 		return err
 	}
@@ -890,16 +911,10 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 // landed, the records it held are acknowledged for it (settled = true);
 // otherwise they stay pending for the current one. Either way the in-flight
 // mark is cleared.
-func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo.Workorder, acks *ackPlan) (settled bool, err error) {
-	b, err := f.a.buf.Meta(woMetaKey(machine))
-	if err != nil || b == nil {
-		return false, err
-	}
-	var st woState
-	if err := json.Unmarshal(b, &st); err != nil {
-		return false, fmt.Errorf("decode work-order state of %s: %w", machine, err)
-	}
-	if st.InFlight == nil || (wo != nil && st.ID == wo.ID) {
+// st is the machine's stored state (nil if none); clearing the mark
+// updates it in place.
+func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo.Workorder, st *woState, acks *ackPlan) (settled bool, err error) {
+	if st == nil || st.InFlight == nil || (wo != nil && st.ID == wo.ID) {
 		return false, nil
 	}
 	var old odoo.Workorder
@@ -914,7 +929,7 @@ func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo
 		f.a.log.Info("an unconfirmed quantity write had landed; its counts stay with that work order",
 			"machine", machine, "workorder", st.Name, "qty", st.InFlight.Target)
 		st.Written = st.InFlight.Target
-		acks.wo[machine] = &st
+		acks.wo[machine] = st
 		acks.add(countKey(machine, sigGood), st.InFlight.MaxSeq)
 		return true, nil
 	case err == nil, errors.As(err, &oe) && oe.Missing():
@@ -924,27 +939,18 @@ func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo
 		return false, err
 	}
 	st.InFlight = nil
-	return false, f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)})
+	return false, f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(*st)})
 }
 
 // woState returns the machine's attribution to wo, taking Odoo's current
 // quantity as the baseline the first time counts go to this work order.
-func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workorder) (woState, error) {
-	var st woState
-	b, err := f.a.buf.Meta(woMetaKey(machine))
-	if err != nil {
-		return st, err
-	}
-	if b != nil {
-		if err := json.Unmarshal(b, &st); err != nil {
-			return st, fmt.Errorf("decode work-order state of %s: %w", machine, err)
-		}
-		if st.ID == wo.ID {
-			return st, nil
-		}
+// stored is the machine's stored state (nil if none).
+func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workorder, stored *woState) (woState, error) {
+	if stored != nil && stored.ID == wo.ID {
+		return *stored, nil
 	}
 	produced := f.client.ProducedQty(*wo)
-	st = woState{ID: wo.ID, Name: wo.Name, Baseline: produced, Written: produced}
+	st := woState{ID: wo.ID, Name: wo.Name, Baseline: produced, Written: produced}
 	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
 		return st, err
 	}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
@@ -152,12 +151,8 @@ func (a *Agent) machineState(id string) string {
 }
 
 func (a *Agent) storedWorkOrder(id string) string {
-	b, err := a.buf.Meta(woMetaKey(id))
-	if err != nil || b == nil {
-		return ""
-	}
-	var st woState
-	if json.Unmarshal(b, &st) != nil {
+	st, err := a.loadWOState(id)
+	if err != nil || st == nil {
 		return ""
 	}
 	return st.Name
