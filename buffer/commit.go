@@ -3,10 +3,10 @@ package buffer
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -29,6 +29,22 @@ type txn struct {
 	w       state
 	dirty   [NumLanes]bool // head of the lane may have changed
 	merging bool           // holds markMu until the commit is done
+	segMin  int            // see Options.segmentMinBytes
+	arena   *arena         // the committer's, for values stored by this transaction
+	// pend holds the sealed records appended in this transaction, per lane,
+	// until flushPending stores each lane's share as one segment.
+	pend [NumLanes][][]byte
+}
+
+// flushPending stores the records appended so far in this transaction.
+func (t *txn) flushPending() error {
+	for l := range t.pend {
+		if err := putRecords(t.lanes[l], t.pend[l], t.segMin, t.arena); err != nil {
+			return err
+		}
+		t.pend[l] = t.pend[l][:0]
+	}
+	return nil
 }
 
 // opFunc is a write applied inside a group transaction. It returns a
@@ -243,7 +259,10 @@ func (q *Queue) beginTxn(cur *state) (*txn, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &txn{tx: tx, w: *cur}
+	t := &txn{tx: tx, w: *cur, segMin: q.opts.segmentMinBytes, arena: &q.arena}
+	for l := range t.pend {
+		t.pend[l] = q.pend[l][:0] // reused: the slices of the last transaction are done with
+	}
 	for l := range Lane(NumLanes) {
 		t.lanes[l] = tx.Bucket(bucketLanes[l])
 		t.lanes[l].FillPercent = 1.0 // keys are sequential
@@ -267,6 +286,7 @@ func (q *Queue) runTx(cur *state, reqs []*request, enforceMax bool) (err error) 
 	if err != nil {
 		return err
 	}
+	defer q.arena.reset() // after Commit or Rollback: bbolt holds no value of it
 	defer func() {
 		if t.merging {
 			q.markMu.Unlock()
@@ -290,12 +310,19 @@ func (q *Queue) runTx(cur *state, reqs []*request, enforceMax bool) (err error) 
 			return e
 		}
 	}
+	if err := t.flushPending(); err != nil {
+		_ = t.tx.Rollback()
+		return err
+	}
 	if err := q.finishTxn(t, cur); err != nil {
 		_ = t.tx.Rollback()
 		return err
 	}
 	if err := t.tx.Commit(); err != nil {
 		return err
+	}
+	for l := range t.pend {
+		q.pend[l] = t.pend[l][:0]
 	}
 	q.commits.Add(1)
 	*cur = t.w
@@ -336,13 +363,16 @@ func (q *Queue) finishTxn(t *txn, cur *state) error {
 		if ls.Pending == 0 {
 			continue
 		}
-		k, v := t.lanes[l].Cursor().First()
-		if k == nil {
+		v, err := firstRecord(t.lanes[l])
+		if err != nil {
+			return fmt.Errorf("lane %s head: %w", l, err)
+		}
+		if v == nil {
 			return fmt.Errorf("lane %s: %d records counted but none found", l, ls.Pending)
 		}
 		rec, err := decodeRecord(v)
 		if err != nil {
-			return fmt.Errorf("lane %s head %d: %w", l, beUint64(k), err)
+			return fmt.Errorf("lane %s head %d: %w", l, storedSeq(v), err)
 		}
 		ls.Oldest = rec.Time
 	}
@@ -399,6 +429,11 @@ func putMeta(t *txn, kvs []KV) error {
 	return nil
 }
 
+// encPool recycles Append's encoding buffers (up to encPoolMax bytes).
+var encPool = sync.Pool{New: func() any { return new([]byte) }}
+
+const encPoolMax = 1 << 20
+
 // Append makes recs durable (fsync'd bbolt commit) together with the meta
 // entries, in one transaction shared with concurrent appenders (group
 // commit), and returns their sequence numbers once committed. Under quota
@@ -423,7 +458,19 @@ func (q *Queue) Append(ctx context.Context, recs []Record, meta ...KV) ([]uint64
 	for _, rec := range recs {
 		total += encodedSize(rec)
 	}
-	buf := make([]byte, total)
+	bp := encPool.Get().(*[]byte)
+	if cap(*bp) < total {
+		*bp = make([]byte, total)
+	}
+	buf := (*bp)[:total]
+	// The committer is done with buf once submit returns (it copies records
+	// into segments, and bbolt holds plain values only until the commit);
+	// an abandoned request is never touched.
+	defer func() {
+		if cap(buf) <= encPoolMax {
+			encPool.Put(bp)
+		}
+	}()
 	r.enc = make([][]byte, len(recs))
 	r.sums = make([]uint32, len(recs))
 	now := time.Now().UTC()
@@ -463,6 +510,11 @@ func (q *Queue) applyAppend(t *txn, r *request) error {
 		if need > budget {
 			return &rejectError{fmt.Errorf("%w: %d bytes exceed the whole budget of %d", ErrFull, need, budget)}
 		}
+		// Making room walks the lanes: store what this transaction appended
+		// so far first, so that it is seen (and may be dropped) like before.
+		if err := t.flushPending(); err != nil {
+			return err
+		}
 		ok, err := q.makeRoom(t, need, prio)
 		if err != nil {
 			return err
@@ -478,9 +530,7 @@ func (q *Queue) applyAppend(t *txn, r *request) error {
 		// The prefix has capacity for Seq and checksum; resealing after a
 		// retried transaction overwrites the same bytes.
 		v := sealRecord(r.enc[i], r.sums[i], seq)
-		if err := t.lanes[rec.Lane].Put(seqKey(seq), v); err != nil {
-			return err
-		}
+		t.pend[rec.Lane] = append(t.pend[rec.Lane], v)
 		ls := &t.w.lanes[rec.Lane]
 		if ls.Pending == 0 {
 			t.dirty[rec.Lane] = true
@@ -529,49 +579,31 @@ func (q *Queue) Ack(ctx context.Context, recs []Record, meta ...KV) error {
 }
 
 // deleteSorted removes the records with the given (ascending) Seqs from a
-// lane, one cursor seek per record; missing ones are skipped.
+// lane; missing ones are skipped.
 func (t *txn) deleteSorted(lane Lane, seqs []uint64) error {
 	if len(seqs) == 0 {
 		return nil
 	}
-	c := t.lanes[lane].Cursor()
 	ls := &t.w.lanes[lane]
-	var key [8]byte
-	for _, seq := range seqs {
-		binary.BigEndian.PutUint64(key[:], seq)
-		k, v := c.Seek(key[:])
-		if k == nil || !bytes.Equal(k, key[:]) {
-			continue
-		}
-		size := int64(len(v) + elemOverhead)
-		if err := c.Delete(); err != nil {
-			return err
-		}
+	return removeSeqs(t.lanes[lane], seqs, t.segMin, t.arena, func(_ uint64, v []byte) {
 		ls.Pending--
-		ls.Bytes -= size
+		ls.Bytes -= int64(len(v) + elemOverhead)
 		t.dirty[lane] = true
-	}
-	return nil
+	})
 }
 
 // deleteRecord removes one record from its lane and returns its stored bytes
 // (nil if it was not there).
 func (t *txn) deleteRecord(lane Lane, seq uint64) ([]byte, error) {
-	b := t.lanes[lane]
-	k := seqKey(seq)
-	v := b.Get(k)
-	if v == nil {
-		return nil, nil
-	}
-	v = append([]byte(nil), v...)
-	if err := b.Delete(k); err != nil {
-		return nil, err
-	}
+	var out []byte
 	ls := &t.w.lanes[lane]
-	ls.Pending--
-	ls.Bytes -= int64(len(v) + elemOverhead)
-	t.dirty[lane] = true
-	return v, nil
+	err := removeSeqs(t.lanes[lane], []uint64{seq}, t.segMin, t.arena, func(_ uint64, v []byte) {
+		out = bytes.Clone(v)
+		ls.Pending--
+		ls.Bytes -= int64(len(v) + elemOverhead)
+		t.dirty[lane] = true
+	})
+	return out, err
 }
 
 // PutMeta writes meta entries durably (nil Value deletes).
@@ -596,7 +628,7 @@ func (q *Queue) DeadLetter(ctx context.Context, rec Record, reason string) error
 		return fmt.Errorf("dead letter: unknown lane %d", rec.Lane)
 	}
 	fn := func(t *txn) error {
-		v := t.lanes[rec.Lane].Get(seqKey(rec.Seq))
+		v := getRecord(t.lanes[rec.Lane], rec.Seq)
 		if v == nil {
 			return &rejectError{fmt.Errorf("%s seq %d: %w", rec.Lane, rec.Seq, ErrNotFound)}
 		}
@@ -653,6 +685,10 @@ func (q *Queue) RetryDeadLetter(ctx context.Context, id uint64) error {
 		}
 		rec := d.Record
 		v := encodeRecord(nil, rec)
+		// Keep the invariant of segments: no plain key inside one's range.
+		if err := explodeAround(t.lanes[rec.Lane], rec.Seq, t.arena); err != nil {
+			return err
+		}
 		if err := t.lanes[rec.Lane].Put(seqKey(rec.Seq), v); err != nil {
 			return err
 		}

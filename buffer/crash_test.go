@@ -47,7 +47,9 @@ func crashLane(w, i int) Lane {
 // carries the writer's batch number as a meta entry in the same transaction.
 func crashChild() int {
 	path := os.Getenv(crashChildEnv)
-	q, err := Open(path, Options{CommitWindow: 2 * time.Millisecond})
+	// A low segment threshold: most commits store segments, and the drainer's
+	// partial acks rewrite them, so kills also land in segment rewrites.
+	q, err := Open(path, Options{CommitWindow: 2 * time.Millisecond, segmentMinBytes: 1024})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child open:", err)
 		return 2

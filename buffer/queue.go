@@ -71,6 +71,11 @@ type Options struct {
 	Merge         MergeFunc     // nil: counts are never merged (a full quota then returns ErrFull for counts)
 	ReadOnly      bool          // inspect a stopped agent's buffer: no writes, no quarantine
 	Logger        *slog.Logger  // nil: discard; the caller scopes it (component=buffer)
+
+	// segmentMinBytes: a lane's part of a commit at least this big is stored
+	// as one segment (see segment.go); 0 = DefaultSegmentMinBytes, < 0 never.
+	// Tests lower it to run everything through segments.
+	segmentMinBytes int
 }
 
 // Defaults and limits of Options.
@@ -187,9 +192,11 @@ type Queue struct {
 	mu sync.Mutex
 	st state // published copy
 
-	lastLog  time.Time     // committer only
-	commits  atomic.Uint64 // committed transactions, for tests and benchmarks
-	inflight atomic.Int64  // requests submitted and not finished
+	lastLog  time.Time          // committer only
+	arena    arena              // committer only
+	pend     [NumLanes][][]byte // committer only: txn.pend's memory
+	commits  atomic.Uint64      // committed transactions, for tests and benchmarks
+	inflight atomic.Int64       // requests submitted and not finished
 }
 
 // Open opens (or creates) the buffer file at path. A file that bbolt cannot
@@ -206,6 +213,9 @@ func Open(path string, opts Options) (*Queue, error) {
 	}
 	if opts.CommitRecords <= 0 {
 		opts.CommitRecords = DefaultCommitRecords
+	}
+	if opts.segmentMinBytes == 0 {
+		opts.segmentMinBytes = DefaultSegmentMinBytes
 	}
 	if opts.MaxBytes < 0 {
 		return nil, fmt.Errorf("open buffer %s: negative max bytes %d", path, opts.MaxBytes)
@@ -386,7 +396,7 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 	if len(bad) > 0 {
 		if q.opts.ReadOnly {
 			q.log.Error("buffer file has damaged records (not counted)", "count", len(bad), "err", bad[0].err)
-		} else if err := db.Update(func(tx *bolt.Tx) error { return deadLetterBad(tx, &st, bad) }); err != nil {
+		} else if err := db.Update(func(tx *bolt.Tx) error { return deadLetterBad(tx, &st, bad, q.opts.segmentMinBytes) }); err != nil {
 			return fail(fmt.Errorf("set damaged records aside: %w", err))
 		} else {
 			q.log.Error("buffer file had damaged records: moved them to the dead letters",
@@ -398,18 +408,28 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 
 // badRecord is a lane entry whose value fails to decode.
 type badRecord struct {
-	lane Lane
-	seq  uint64
-	raw  []byte
-	err  error
+	lane  Lane
+	seq   uint64
+	seg   uint64 // key of the segment holding it; 0 for a plain record
+	idx   int    // position in the segment
+	whole bool   // the segment's framing is broken: raw is all of it
+	raw   []byte
+	err   error
 }
 
 // deadLetterBad moves damaged lane entries to the dead letters, keeping the
-// raw bytes as the record's Data so nothing disappears silently.
-func deadLetterBad(tx *bolt.Tx, st *state, bad []badRecord) error {
+// raw bytes as the record's Data so nothing disappears silently. The intact
+// records of a segment with damaged ones are stored again without them.
+func deadLetterBad(tx *bolt.Tx, st *state, bad []badRecord, segMin int) error {
 	dead, sys := tx.Bucket(bucketDead), tx.Bucket(bucketSys)
 	dead.FillPercent = 1.0
 	now := time.Now().UTC()
+	type segRef struct {
+		lane Lane
+		key  uint64
+	}
+	drop := map[segRef]map[int]bool{}
+	var order []segRef
 	for _, b := range bad {
 		st.dlSeq++
 		enc := encodeDeadLetter(DeadLetter{ID: st.dlSeq, At: now, Reason: "damaged record in buffer file: " + b.err.Error(),
@@ -417,11 +437,43 @@ func deadLetterBad(tx *bolt.Tx, st *state, bad []badRecord) error {
 		if err := dead.Put(seqKey(st.dlSeq), enc); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketLanes[b.lane]).Delete(seqKey(b.seq)); err != nil {
-			return err
-		}
 		st.dead++
 		st.deadBytes += int64(len(enc) + elemOverhead)
+		lb := tx.Bucket(bucketLanes[b.lane])
+		switch {
+		case b.seg == 0:
+			if err := lb.Delete(seqKey(b.seq)); err != nil {
+				return err
+			}
+		case b.whole:
+			if err := lb.DeleteBucket(seqKey(b.seg)); err != nil {
+				return err
+			}
+		default:
+			ref := segRef{b.lane, b.seg}
+			if drop[ref] == nil {
+				drop[ref] = map[int]bool{}
+				order = append(order, ref)
+			}
+			drop[ref][b.idx] = true
+		}
+	}
+	for _, ref := range order {
+		lb := tx.Bucket(bucketLanes[ref.lane])
+		k := seqKey(ref.key)
+		recs, err := segmentRecords(segmentOf(lb, k))
+		if err != nil {
+			return err
+		}
+		var keep [][]byte
+		for i, r := range recs {
+			if !drop[ref][i] {
+				keep = append(keep, r)
+			}
+		}
+		if err := replaceSegment(lb, k, keep, segMin, nil); err != nil {
+			return err
+		}
 	}
 	return putUint64(sys, sysDLSeq, st.dlSeq)
 }
@@ -436,32 +488,43 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 			continue
 		}
 		ls := &st.lanes[l]
-		c := b.Cursor()
 		n := 0
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		var prev uint64
+		err := walkLane(b, 0, func(r laneRec) error {
 			if n++; n%16384 == 0 {
 				dropTxPages(tx) // a whole-file pass: keep it out of RSS
 			}
-			if len(k) != 8 {
-				return st, nil, fmt.Errorf("lane %s: key %x is not a sequence number", l, k)
+			if r.bad != nil {
+				bad = append(bad, badRecord{lane: l, seq: r.seq, seg: r.seg, whole: true, raw: bytes.Clone(r.v), err: r.bad})
+				st.seq = max(st.seq, r.seq)
+				return nil
 			}
-			rec, err := decodeRecord(v)
-			if err == nil && (rec.Seq != beUint64(k) || rec.Lane != l) {
-				err = fmt.Errorf("%w: stored under %s seq %d but says %s seq %d", ErrCorruptRecord, l, beUint64(k), rec.Lane, rec.Seq)
+			rec, err := decodeRecord(r.v)
+			switch {
+			case err != nil:
+			case rec.Lane != l || rec.Seq != r.seq:
+				err = fmt.Errorf("%w: stored under %s seq %d but says %s seq %d", ErrCorruptRecord, l, r.seq, rec.Lane, rec.Seq)
+			case rec.Seq <= prev || (r.seg != 0 && rec.Seq < r.seg):
+				err = fmt.Errorf("%w: seq %d out of order in %s (after %d, segment %d)", ErrCorruptRecord, rec.Seq, l, prev, r.seg)
 			}
 			if err != nil {
 				// The tree is sound but this value is damaged: set it aside
 				// rather than give up the whole file.
-				bad = append(bad, badRecord{lane: l, seq: beUint64(k), raw: bytes.Clone(v), err: err})
-				st.seq = max(st.seq, beUint64(k))
-				continue
+				bad = append(bad, badRecord{lane: l, seq: r.seq, seg: r.seg, idx: r.idx, raw: bytes.Clone(r.v), err: err})
+				st.seq = max(st.seq, r.seq)
+				return nil
 			}
+			prev = rec.Seq
 			if ls.Pending == 0 {
 				ls.Oldest = rec.Time
 			}
 			ls.Pending++
-			ls.Bytes += int64(len(v) + elemOverhead)
+			ls.Bytes += int64(len(r.v) + elemOverhead)
 			st.seq = max(st.seq, rec.Seq)
+			return nil
+		})
+		if err != nil {
+			return st, nil, fmt.Errorf("lane %s: %w", l, err)
 		}
 	}
 	if b := tx.Bucket(bucketDead); b != nil {
@@ -716,20 +779,22 @@ func readLane(tx *bolt.Tx, lane Lane, after uint64, limit int, out []Record) ([]
 	if b == nil {
 		return out, nil
 	}
-	if after == ^uint64(0) {
-		return out, nil
-	}
-	c := b.Cursor()
 	n := 0
-	for k, v := c.Seek(seqKey(after + 1)); k != nil && n < limit; k, v = c.Next() {
-		rec, err := decodeRecord(v)
+	err := walkLane(b, after, func(r laneRec) error {
+		if r.bad != nil {
+			return fmt.Errorf("segment %d: %w", r.seq, r.bad)
+		}
+		rec, err := decodeRecord(r.v)
 		if err != nil {
-			return out, fmt.Errorf("seq %d: %w", beUint64(k), err)
+			return fmt.Errorf("seq %d: %w", r.seq, err)
 		}
 		out = append(out, rec)
-		n++
-	}
-	return out, nil
+		if n++; n >= limit {
+			return errStop
+		}
+		return nil
+	})
+	return out, err
 }
 
 // Meta returns the value of a meta entry, or nil, nil when absent.

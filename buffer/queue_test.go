@@ -24,6 +24,9 @@ func openTest(t *testing.T, path string, opts Options) *Queue {
 	if opts.CommitWindow == 0 {
 		opts.CommitWindow = time.Millisecond
 	}
+	if opts.segmentMinBytes == 0 && strings.HasPrefix(t.Name(), "TestEverythingInSegments/") {
+		opts.segmentMinBytes = 1
+	}
 	q, err := Open(path, opts)
 	if err != nil {
 		t.Fatalf("open: %v", err)
@@ -365,7 +368,8 @@ func TestCorruptFileQuarantined(t *testing.T) {
 		{"wild page id", func(t *testing.T, path string) {
 			// Point the first child of every branch page far outside the
 			// file: following it must fault recoverably, not kill the process.
-			fillFile(t, path)
+			// One key per record, so that the lanes need branch pages.
+			fillFileOpts(t, path, Options{CommitWindow: time.Millisecond, segmentMinBytes: -1})
 			b, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
@@ -546,9 +550,16 @@ func writeFile(t *testing.T, path string, b []byte) {
 }
 
 // fillFile creates a valid buffer with some records in every lane.
+// fillFile appends 3,000 records of 100 bytes in one commit: each lane's
+// thousand is one segment.
 func fillFile(t *testing.T, path string) {
 	t.Helper()
-	q, err := Open(path, Options{CommitWindow: time.Millisecond})
+	fillFileOpts(t, path, Options{CommitWindow: time.Millisecond})
+}
+
+func fillFileOpts(t *testing.T, path string, opts Options) {
+	t.Helper()
+	q, err := Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

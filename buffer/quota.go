@@ -41,22 +41,30 @@ func (q *Queue) makeRoom(t *txn, need int64, incoming Lane) (bool, error) {
 
 // dropOldest deletes the lane's oldest records until want bytes are freed.
 func (q *Queue) dropOldest(t *txn, lane Lane, want int64) error {
-	c := t.lanes[lane].Cursor()
-	ls := &t.w.lanes[lane]
-	var freed int64
-	for k, v := c.First(); k != nil && freed < want; k, v = c.First() {
-		size := int64(len(v) + elemOverhead)
-		if err := c.Delete(); err != nil {
-			return err
+	var seqs []uint64
+	var planned int64
+	err := walkLane(t.lanes[lane], 0, func(r laneRec) error {
+		if planned >= want {
+			return errStop
 		}
-		freed += size
+		if r.bad != nil {
+			return r.bad
+		}
+		seqs = append(seqs, r.seq)
+		planned += int64(len(r.v) + elemOverhead)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	ls := &t.w.lanes[lane]
+	return removeSeqs(t.lanes[lane], seqs, t.segMin, t.arena, func(_ uint64, v []byte) {
 		ls.Pending--
-		ls.Bytes -= size
+		ls.Bytes -= int64(len(v) + elemOverhead)
 		ls.Dropped++
 		t.w.burstDropped[lane]++
 		t.dirty[lane] = true
-	}
-	return nil
+	})
 }
 
 // mergeHead is the surviving record of one key during a merge pass.
@@ -86,23 +94,32 @@ func (q *Queue) mergeCounts(t *txn, want int64) error {
 	heads := make(map[string]*mergeHead)
 	var order []*mergeHead
 	var planned int64
-	c := b.Cursor()
-	for k, v := c.Seek(seqKey(mark + 1)); k != nil && planned < want; k, v = c.Next() {
-		rec, err := decodeRecord(v)
+	var segs []uint64 // segments holding records of the plan, in order
+	err := walkLane(b, mark, func(r laneRec) error {
+		if planned >= want {
+			return errStop
+		}
+		if r.bad != nil {
+			return r.bad
+		}
+		rec, err := decodeRecord(r.v)
 		if err != nil {
 			return err
 		}
-		size := int64(len(v) + elemOverhead)
+		if r.seg != 0 && (len(segs) == 0 || segs[len(segs)-1] != r.seg) {
+			segs = append(segs, r.seg)
+		}
+		size := int64(len(r.v) + elemOverhead)
 		h := heads[rec.Key]
 		if h == nil {
 			heads[rec.Key] = &mergeHead{rec: rec, oldSize: size, size: size}
-			continue
+			return nil
 		}
 		m, err := q.opts.Merge(h.rec, rec)
 		if err != nil {
 			q.log.Warn("buffer: merging count records failed; keeping both", "err", err, "key", rec.Key, "seq", rec.Seq)
 			heads[rec.Key] = &mergeHead{rec: rec, oldSize: size, size: size}
-			continue
+			return nil
 		}
 		m.Seq, m.Lane, m.Key = h.rec.Seq, LaneCounts, h.rec.Key
 		if m.Time.IsZero() {
@@ -116,6 +133,17 @@ func (q *Queue) mergeCounts(t *txn, want int64) error {
 		h.rec, h.size = m, newSize
 		h.absorbed = append(h.absorbed, rec.Seq)
 		h.freed += size
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Merging rewrites single records: turn the segments concerned into
+	// plain records first.
+	for _, s := range segs {
+		if err := explodeAround(b, s, t.arena); err != nil {
+			return err
+		}
 	}
 	ls := &t.w.lanes[LaneCounts]
 	for _, h := range order {

@@ -1,0 +1,226 @@
+package buffer
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestEverythingInSegments runs the queue's tests again with every commit's
+// records stored as segments (openTest lowers the threshold to one byte for
+// tests under this one), so that acks, dead letters, retries, quota drops and
+// merges meet segments, partial segments and exploded ones.
+func TestEverythingInSegments(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T)
+	}{
+		{"AppendReadAckReopen", TestAppendReadAckReopen},
+		{"LanePriority", TestLanePriority},
+		{"ConcurrentAppenders", TestConcurrentAppenders},
+		{"Meta", TestMeta},
+		{"DeadLetterRoundTrip", TestDeadLetterRoundTrip},
+		{"ReadOnly", TestReadOnly},
+		{"DamagedRecordDeadLettered", TestDamagedRecordDeadLettered},
+		{"QuotaDropsTelemetryMergesCountsDropsEventsLast", TestQuotaDropsTelemetryMergesCountsDropsEventsLast},
+		{"QuotaWithoutMergeReturnsErrFull", TestQuotaWithoutMergeReturnsErrFull},
+		{"MergeSkipsHandedOutRecords", TestMergeSkipsHandedOutRecords},
+		{"FillDrainKeepsFileFlat", TestFillDrainKeepsFileFlat},
+		{"Compact", TestCompact},
+		{"MaxSizeBackstop", TestMaxSizeBackstop},
+		{"ConcurrentMergeAndAck", TestConcurrentMergeAndAck},
+	} {
+		t.Run(tc.name, tc.fn)
+	}
+}
+
+// TestSegmentsAgainstModel drives a queue with a low segment threshold (so
+// lanes hold plain records, whole segments, rewritten partial segments and
+// exploded ones side by side) through random appends (some concurrent, so
+// several requests share a transaction), partial acks, dead letters,
+// retries, reads from random positions and reopens, and compares every read
+// with a plain in-memory model.
+func TestSegmentsAgainstModel(t *testing.T) {
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { segmentModelRun(t, seed) })
+	}
+}
+
+func segmentModelRun(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 42))
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	opts := Options{CommitWindow: time.Millisecond, segmentMinBytes: 600}
+	q := openTest(t, path, opts)
+	var model [NumLanes][]Record // pending, in Seq order
+	dead := map[uint64]Record{}  // by Seq
+	ctx := context.Background()
+
+	insert := func(r Record) {
+		l := model[r.Lane]
+		i, _ := slices.BinarySearchFunc(l, r.Seq, func(a Record, s uint64) int { return cmp.Compare(a.Seq, s) })
+		model[r.Lane] = slices.Insert(l, i, r)
+	}
+	newRecs := func() []Record {
+		recs := make([]Record, 1+rng.IntN(60))
+		for i := range recs {
+			recs[i] = Record{Lane: Lane(rng.IntN(NumLanes)), Key: fmt.Sprint("m", rng.IntN(5)),
+				Time: time.Unix(1_700_000_000+rng.Int64N(1000), 0).UTC(), Data: bytes.Repeat([]byte{byte('a' + rng.IntN(26))}, 5+rng.IntN(120))}
+		}
+		return recs
+	}
+	appendAll := func(batches [][]Record) {
+		seqs := make([][]uint64, len(batches))
+		var wg sync.WaitGroup
+		for i, b := range batches {
+			wg.Go(func() {
+				s, err := q.Append(ctx, b)
+				if err != nil {
+					t.Error(err)
+				}
+				seqs[i] = s
+			})
+		}
+		wg.Wait()
+		for i, b := range batches {
+			for j, r := range b {
+				r.Seq = seqs[i][j]
+				insert(r)
+			}
+		}
+	}
+	check := func(step int) {
+		t.Helper()
+		st := q.Stats()
+		for l := range Lane(NumLanes) {
+			want := model[l]
+			if st.Lanes[l].Pending != len(want) {
+				t.Fatalf("step %d: %s pending %d, model %d", step, l, st.Lanes[l].Pending, len(want))
+			}
+			var bytesWant int64
+			for _, r := range want {
+				bytesWant += int64(encodedSize(r) + elemOverhead)
+			}
+			if st.Lanes[l].Bytes != bytesWant {
+				t.Fatalf("step %d: %s bytes %d, model %d", step, l, st.Lanes[l].Bytes, bytesWant)
+			}
+			if len(want) > 0 && !st.Lanes[l].Oldest.Equal(want[0].Time) {
+				t.Fatalf("step %d: %s oldest %v, model %v", step, l, st.Lanes[l].Oldest, want[0].Time)
+			}
+			// Read from a random position with a random limit.
+			after := uint64(0)
+			if len(want) > 0 && rng.IntN(2) == 0 {
+				after = want[rng.IntN(len(want))].Seq - uint64(rng.IntN(2))
+			}
+			limit := 1 + rng.IntN(200)
+			got, err := q.Peek(l, after, limit)
+			if err != nil {
+				t.Fatalf("step %d: peek: %v", step, err)
+			}
+			i, _ := slices.BinarySearchFunc(want, after+1, func(a Record, s uint64) int { return cmp.Compare(a.Seq, s) })
+			exp := want[i:min(len(want), i+limit)]
+			if len(got) != len(exp) {
+				t.Fatalf("step %d: %s after %d limit %d: %d records, model %d", step, l, after, limit, len(got), len(exp))
+			}
+			for k := range got {
+				g, e := got[k], exp[k]
+				if g.Seq != e.Seq || g.Key != e.Key || !bytes.Equal(g.Data, e.Data) || !g.Time.Equal(e.Time) || g.Lane != l {
+					t.Fatalf("step %d: %s record %d = %+v, model %+v", step, l, k, g, e)
+				}
+			}
+		}
+		if st.DeadLetters != len(dead) {
+			t.Fatalf("step %d: %d dead letters, model %d", step, st.DeadLetters, len(dead))
+		}
+	}
+	pick := func() (Record, bool) {
+		l := Lane(rng.IntN(NumLanes))
+		if len(model[l]) == 0 {
+			return Record{}, false
+		}
+		return model[l][rng.IntN(len(model[l]))], true
+	}
+	for step := range 300 {
+		switch op := rng.IntN(20); {
+		case op < 6:
+			appendAll([][]Record{newRecs()})
+		case op < 8:
+			appendAll([][]Record{newRecs(), newRecs(), newRecs(), newRecs()})
+		case op < 12: // ack a random subset, or a prefix, of a lane
+			l := Lane(rng.IntN(NumLanes))
+			var acked, kept []Record
+			prefix := rng.IntN(len(model[l]) + 1)
+			for i, r := range model[l] {
+				if (rng.IntN(3) == 0) || (op == 11 && i < prefix) {
+					acked = append(acked, r)
+				} else {
+					kept = append(kept, r)
+				}
+			}
+			if err := q.Ack(ctx, acked); err != nil {
+				t.Fatal(err)
+			}
+			model[l] = kept
+		case op < 14:
+			r, ok := pick()
+			if !ok {
+				continue
+			}
+			if err := q.DeadLetter(ctx, r, "model"); err != nil {
+				t.Fatal(err)
+			}
+			l := model[r.Lane]
+			model[r.Lane] = slices.DeleteFunc(l, func(x Record) bool { return x.Seq == r.Seq })
+			dead[r.Seq] = r
+		case op < 16:
+			dls, err := q.DeadLetters()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(dls) == 0 {
+				continue
+			}
+			d := dls[rng.IntN(len(dls))]
+			if err := q.RetryDeadLetter(ctx, d.ID); err != nil {
+				t.Fatal(err)
+			}
+			insert(dead[d.Record.Seq])
+			delete(dead, d.Record.Seq)
+		case op < 17:
+			if err := q.Close(); err != nil {
+				t.Fatal(err)
+			}
+			q = openTest(t, path, opts)
+		}
+		check(step)
+	}
+	// The run must have met both forms.
+	var segs, plain int
+	if err := q.view(func(tx *bolt.Tx) error {
+		for l := range Lane(NumLanes) {
+			_ = tx.Bucket(bucketLanes[l]).ForEach(func(k, v []byte) error {
+				if v == nil {
+					segs++
+				} else {
+					plain++
+				}
+				return nil
+			})
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("final: %d segments, %d plain records, %d dead letters", segs, plain, len(dead))
+	if segs == 0 || plain == 0 {
+		t.Fatalf("the run met %d segments and %d plain records; want both", segs, plain)
+	}
+}
