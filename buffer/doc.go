@@ -18,11 +18,29 @@
 // Callers return after the fsync'd commit. bbolt's db.Batch is not used: its
 // fixed wait makes small batches slow.
 //
+// # Storage: plain records and segments
+//
+// A lane is a bbolt bucket keyed by Seq. A commit that brings at least 16 KiB
+// of records for a lane stores them as a segment: a nested bucket keyed by
+// its first Seq whose one value holds the records back to back (split into
+// parts of at most 128 KiB); smaller shares are stored one key per record.
+// A segment costs bbolt one contiguous page run instead of a B+tree insert
+// and a leaf page per few records, which is what lets group commit approach
+// the disk's raw write+fdatasync rate (see BenchmarkIngest). Every record
+// keeps its own CRC inside a segment. Acking, dropping or dead-lettering part
+// of a segment rewrites the rest (as a smaller segment, or as plain records
+// under 16 KiB); quota merges and dead-letter retries first turn the segment
+// concerned into plain records. No plain key ever lies inside a segment's
+// Seq range, so key order is Seq order. A segment whose framing is damaged
+// goes to the dead letters whole, as raw bytes.
+//
 // # Bytes and the quota
 //
 // Stats.Bytes and the quota count logical bytes: each stored record's encoded
 // size plus 24 bytes of bbolt per-entry overhead (8-byte key, 16-byte leaf
-// header); dead letters and meta entries are counted the same way. The
+// header), in a segment or not (a segment needs less: 4 bytes per record
+// plus at most a partly used last page); dead letters and meta entries are
+// counted the same way. The
 // promise is about the file: it stays under Options.MaxBytes. bbolt needs
 // room beyond the logical bytes (partly filled pages after deletes and
 // merges, branch pages, the freelist, pages only reusable after the next

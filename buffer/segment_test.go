@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -222,5 +226,59 @@ func segmentModelRun(t *testing.T, seed uint64) {
 	t.Logf("final: %d segments, %d plain records, %d dead letters", segs, plain, len(dead))
 	if segs == 0 || plain == 0 {
 		t.Fatalf("the run met %d segments and %d plain records; want both", segs, plain)
+	}
+}
+
+// TestSegmentFramingDamaged breaks the length in front of one record of a
+// segment: the records after it can no longer be found, so the whole segment
+// goes to the dead letters as raw bytes (nothing is silently lost) and the
+// file stays in use.
+func TestSegmentFramingDamaged(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{})
+	recs := make([]Record, 300)
+	for i := range recs {
+		recs[i] = Record{Lane: LaneCounts, Key: "m", Data: []byte(fmt.Sprintf("payload-%04d-%s", i, strings.Repeat("x", 50)))}
+	}
+	mustAppend(t, q, recs...)
+	mustAppend(t, q, Record{Lane: LaneEvents, Key: "m", Data: []byte("event")})
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(b, []byte("payload-0123-"))
+	if i < 0 {
+		t.Fatal("payload not found in file")
+	}
+	// len(4) version lane sec(8) nsec(4) keylen key datalen | data
+	lenAt := i - (1 + 1 + 1 + 4 + 8 + 1 + 1 + 4)
+	if n := binary.BigEndian.Uint32(b[lenAt:]); n != uint32(encodedSize(recs[123])) {
+		t.Fatalf("length prefix at %d reads %d, want %d", lenAt, n, encodedSize(recs[123]))
+	}
+	binary.BigEndian.PutUint32(b[lenAt:], 0xffff)
+	writeFile(t, path, b)
+
+	var logs syncBuffer
+	q = openTest(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if q.Recovered() != "" {
+		t.Fatalf("file quarantined for one damaged segment: %s", q.Recovered())
+	}
+	st := q.Stats()
+	if st.Lanes[LaneCounts].Pending != 0 || st.Lanes[LaneEvents].Pending != 1 || st.DeadLetters != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+	dls, err := q.DeadLetters()
+	if err != nil || len(dls) != 1 || !strings.Contains(dls[0].Reason, "segment") ||
+		!bytes.Contains(dls[0].Record.Data, []byte("payload-0000-")) || !bytes.Contains(dls[0].Record.Data, []byte("payload-0299-")) {
+		t.Fatalf("dead letters = %d, %v (reason %q)", len(dls), err, dls[0].Reason)
+	}
+	if !strings.Contains(logs.String(), "level=ERROR") {
+		t.Fatalf("damaged segment not logged: %s", logs.String())
+	}
+	if s := mustAppend(t, q, Record{Lane: LaneCounts}); s[0] != 302 {
+		t.Fatalf("next seq = %d", s[0])
 	}
 }
