@@ -40,7 +40,7 @@ const DefaultSegmentMinBytes = 16 << 10
 // segmentMaxBytes caps a segment: a bigger share of a commit is split into
 // several. Removing part of a segment rewrites the rest, so the cap bounds
 // what an ack that ends mid-segment costs (a drain acking 1,000 records of
-// 200 bytes at a time rewrites at most 64 KiB per ack).
+// 200 bytes at a time rewrites at most 128 KiB per ack).
 const segmentMaxBytes = 128 << 10
 
 // segValue is the key of the one value inside a segment's bucket.
