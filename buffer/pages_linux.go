@@ -44,7 +44,7 @@ func dropPagesDuring(tx *bolt.Tx) (stop func()) {
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(2 * time.Millisecond)
+		t := time.NewTicker(250 * time.Microsecond)
 		defer t.Stop()
 		for {
 			select {

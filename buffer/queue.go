@@ -478,6 +478,10 @@ func deadLetterBad(tx *bolt.Tx, st *state, bad []badRecord, segMin int) error {
 	return putUint64(sys, sysDLSeq, st.dlSeq)
 }
 
+// dropEveryBytes is how much of the file loadState reads between giving
+// the pages back to the page cache.
+const dropEveryBytes = 2 << 20
+
 // loadState scans the file once to rebuild counts, bytes and head times.
 func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 	var st state
@@ -488,11 +492,14 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 			continue
 		}
 		ls := &st.lanes[l]
-		n := 0
+		var walked int
 		var prev uint64
 		err := walkLane(b, 0, func(r laneRec) error {
-			if n++; n%16384 == 0 {
-				dropTxPages(tx) // a whole-file pass: keep it out of RSS
+			// A whole-file pass: keep it out of RSS (the ticker of
+			// dropPagesDuring alone lags when both cores are busy).
+			if walked += len(r.v); walked >= dropEveryBytes {
+				dropTxPages(tx)
+				walked = 0
 			}
 			if r.bad != nil {
 				bad = append(bad, badRecord{lane: l, seq: r.seq, seg: r.seg, whole: true, raw: bytes.Clone(r.v), err: r.bad})
@@ -566,9 +573,6 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 // walkOtherBuckets touches every key of buckets loadState does not read.
 func walkOtherBuckets(tx *bolt.Tx) error {
 	known := map[string]bool{string(bucketDead): true, string(bucketMeta): true, string(bucketSys): true}
-	for _, b := range bucketLanes {
-		known[string(b)] = true
-	}
 	var walk func(b *bolt.Bucket) error
 	walk = func(b *bolt.Bucket) error {
 		return b.ForEach(func(k, v []byte) error {
@@ -580,8 +584,18 @@ func walkOtherBuckets(tx *bolt.Tx) error {
 			return nil
 		})
 	}
+	lanes := map[string]bool{}
+	for _, b := range bucketLanes {
+		lanes[string(b)] = true
+	}
 	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-		if known[string(name)] {
+		switch {
+		case lanes[string(name)]:
+			// loadState has read every entry and segment of the lanes;
+			// walking them again would only map their pages (the kernel maps
+			// 64 KiB around every page touched).
+			return nil
+		case known[string(name)]:
 			// Sub-buckets of ours are not expected; walk them if present.
 			return b.ForEachBucket(func(k []byte) error { return walk(b.Bucket(k)) })
 		}
