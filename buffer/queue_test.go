@@ -590,18 +590,23 @@ func spoilAt(t *testing.T, path string, off int64, n int) {
 // TestDamagedRecordDeadLettered: a record whose bytes rotted (the B+tree is
 // sound, its checksum is not) goes to the dead letters with its raw bytes;
 // the rest of the file is kept.
-func TestDamagedRecordDeadLettered(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "buffer.db")
-	q := openTest(t, path, Options{})
+// damageFixture appends 300 count records "payload-NNNN-xxx…" (and extra),
+// closes q and returns the records, the file's bytes and the offset of
+// record 123's payload in them, for a test to damage and write back.
+func damageFixture(t *testing.T, q *Queue, extra ...Record) ([]Record, []byte, int) {
+	t.Helper()
 	recs := make([]Record, 300)
 	for i := range recs {
 		recs[i] = Record{Lane: LaneCounts, Key: "m", Data: []byte(fmt.Sprintf("payload-%04d-%s", i, strings.Repeat("x", 50)))}
 	}
 	mustAppend(t, q, recs...)
+	if len(extra) > 0 {
+		mustAppend(t, q, extra...)
+	}
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(q.Path())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -609,14 +614,28 @@ func TestDamagedRecordDeadLettered(t *testing.T) {
 	if i < 0 {
 		t.Fatal("payload not found in file")
 	}
-	b[i+10] ^= 0xff
-	writeFile(t, path, b)
+	return recs, b, i
+}
 
-	var logs syncBuffer
-	q = openTest(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+// reopenDamaged writes b as the file at path and opens it, logging into the
+// returned buffer; the file must be kept, not quarantined.
+func reopenDamaged(t *testing.T, path string, b []byte) (*Queue, *syncBuffer) {
+	t.Helper()
+	writeFile(t, path, b)
+	logs := &syncBuffer{}
+	q := openTest(t, path, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if q.Recovered() != "" {
-		t.Fatalf("file quarantined for one damaged record: %s", q.Recovered())
+		t.Fatalf("file quarantined for damaged records: %s", q.Recovered())
 	}
+	return q, logs
+}
+
+func TestDamagedRecordDeadLettered(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{})
+	_, b, i := damageFixture(t, q)
+	b[i+10] ^= 0xff
+	q, logs := reopenDamaged(t, path, b)
 	st := q.Stats()
 	if st.Pending != 299 || st.DeadLetters != 1 {
 		t.Fatalf("stats = %+v", st)

@@ -6,9 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -236,36 +234,14 @@ func segmentModelRun(t *testing.T, seed uint64) {
 func TestSegmentFramingDamaged(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "buffer.db")
 	q := openTest(t, path, Options{})
-	recs := make([]Record, 300)
-	for i := range recs {
-		recs[i] = Record{Lane: LaneCounts, Key: "m", Data: []byte(fmt.Sprintf("payload-%04d-%s", i, strings.Repeat("x", 50)))}
-	}
-	mustAppend(t, q, recs...)
-	mustAppend(t, q, Record{Lane: LaneEvents, Key: "m", Data: []byte("event")})
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := bytes.Index(b, []byte("payload-0123-"))
-	if i < 0 {
-		t.Fatal("payload not found in file")
-	}
+	recs, b, i := damageFixture(t, q, Record{Lane: LaneEvents, Key: "m", Data: []byte("event")})
 	// len(4) version lane sec(8) nsec(4) keylen key datalen | data
 	lenAt := i - (1 + 1 + 1 + 4 + 8 + 1 + 1 + 4)
 	if n := binary.BigEndian.Uint32(b[lenAt:]); n != uint32(encodedSize(recs[123])) {
 		t.Fatalf("length prefix at %d reads %d, want %d", lenAt, n, encodedSize(recs[123]))
 	}
 	binary.BigEndian.PutUint32(b[lenAt:], 0xffff)
-	writeFile(t, path, b)
-
-	var logs syncBuffer
-	q = openTest(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if q.Recovered() != "" {
-		t.Fatalf("file quarantined for one damaged segment: %s", q.Recovered())
-	}
+	q, logs := reopenDamaged(t, path, b)
 	st := q.Stats()
 	if st.Lanes[LaneCounts].Pending != 0 || st.Lanes[LaneEvents].Pending != 1 || st.DeadLetters != 1 {
 		t.Fatalf("stats = %+v", st)
