@@ -142,6 +142,7 @@ var (
 	sysSeq     = []byte("seq")
 	sysDLSeq   = []byte("dlseq")
 	sysMerged  = []byte("merged")
+	sysFormat  = []byte("format")
 	sysDropped = [NumLanes][]byte{[]byte("dropped.events"), []byte("dropped.counts"), []byte("dropped.telemetry")}
 )
 
@@ -295,6 +296,28 @@ func budgetFor(maxBytes int64) int64 {
 	return (maxBytes - int64(allocSize(maxBytes))) * 6 / 10
 }
 
+// fileFormat is the layout this code writes, kept in the file: 1 = a key
+// per record; 2 = segments too (see segment.go). A newer file is refused,
+// not taken for corruption (an older plantedge would misread it).
+const fileFormat = 2
+
+// ErrNewerFormat is returned by Open for a file written by a newer
+// plantedge: upgrade again, or empty the buffer with that version first.
+var ErrNewerFormat = errors.New("buffer file written by a newer plantedge")
+
+func checkFormat(tx *bolt.Tx) error {
+	sys := tx.Bucket(bucketSys)
+	if sys == nil {
+		return nil
+	}
+	// Only a plausible number counts: a damaged sys page is for the
+	// corruption checks that follow to judge.
+	if f := getUint64(sys, sysFormat); f > fileFormat && f <= fileFormat+100 {
+		return fmt.Errorf("%w: format %d, this version reads up to %d; upgrade plantedge again, or empty the buffer (plantedge flush) with the newer version before downgrading", ErrNewerFormat, f, fileFormat)
+	}
+	return nil
+}
+
 // corruptError marks an Open failure that means the file is damaged (as
 // opposed to, say, a permission problem or a lock held by another process).
 type corruptError struct{ err error }
@@ -345,12 +368,18 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 		_ = db.Close()
 		return nil, state{}, e
 	}
+	if err := db.View(checkFormat); err != nil {
+		return fail(err)
+	}
 	if !q.opts.ReadOnly {
 		if err := db.Update(func(tx *bolt.Tx) error {
 			for _, name := range append(bucketLanes[:], bucketDead, bucketMeta, bucketSys) {
 				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 					return err
 				}
+			}
+			if sys := tx.Bucket(bucketSys); getUint64(sys, sysFormat) < fileFormat {
+				return putUint64(sys, sysFormat, fileFormat)
 			}
 			return nil
 		}); err != nil {

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -256,5 +257,42 @@ func TestSegmentFramingDamaged(t *testing.T) {
 	}
 	if s := mustAppend(t, q, Record{Lane: LaneCounts}); s[0] != 302 {
 		t.Fatalf("next seq = %d", s[0])
+	}
+}
+
+// TestNewerFormatRefused: a file marked with a newer layout is refused with
+// a clear error and left in place, never quarantined as corrupt.
+func TestNewerFormatRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{})
+	mustAppend(t, q, Record{Lane: LaneCounts, Key: "m", Data: []byte("x")})
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := func() uint64 {
+		var f uint64
+		_ = db.View(func(tx *bolt.Tx) error { f = getUint64(tx.Bucket(bucketSys), sysFormat); return nil })
+		return f
+	}(); got != fileFormat {
+		t.Fatalf("format in file = %d, want %d", got, fileFormat)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return putUint64(tx.Bucket(bucketSys), sysFormat, fileFormat+1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, ro := range []bool{false, true} {
+		_, err := Open(path, Options{ReadOnly: ro})
+		if !errors.Is(err, ErrNewerFormat) || !strings.Contains(err.Error(), "plantedge flush") {
+			t.Fatalf("read-only %v: open = %v, want ErrNewerFormat with advice", ro, err)
+		}
+	}
+	if m, _ := filepath.Glob(path + ".corrupt-*"); len(m) != 0 {
+		t.Fatalf("a newer file was quarantined: %v", m)
 	}
 }
