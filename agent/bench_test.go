@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
@@ -269,12 +269,7 @@ func BenchmarkIngestMQTT(b *testing.B) {
 // and returns the agent's peak RSS.
 func childIngestRSS(b *testing.B, odooURL, keyFile string, broker *mqtttest.Broker, machines, values int) float64 {
 	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	listen := l.Addr().String()
-	l.Close()
+	listen := agenttest.FreeAddr(b)
 	cfgPath := benchConfig(b, b.TempDir(), odooURL, keyFile, broker.URL(), machines, listen)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "PLANTEDGE_TEST_AGENT_CONFIG="+cfgPath)

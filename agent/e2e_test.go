@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +15,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
@@ -113,26 +112,14 @@ func newPlant(t testing.TB, o plantOptions) *plant {
 		t.Cleanup(ua.Close)
 	}
 	_, key := p.odoo.AddUser("plantedge-bot")
-	keyFile := filepath.Join(p.dir, "odoo-api-key")
-	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p.listen = freeAddr(t)
+	keyFile := agenttest.WriteKeyFile(t, p.dir, key)
+	p.listen = agenttest.FreeAddr(t)
 	p.cfgPath = filepath.Join(p.dir, "plantedge.yaml")
 	p.writeConfig(p.configYAML(keyFile, o.extraYAML))
 	return p
 }
 
 func wcCode(id string) string { return "WC-" + strings.ToUpper(id) }
-
-func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 func (p *plant) writeConfig(s string) {
 	if err := os.WriteFile(p.cfgPath, []byte(s), 0o600); err != nil {
@@ -142,39 +129,12 @@ func (p *plant) writeConfig(s string) {
 
 func (p *plant) configYAML(keyFile, extra string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, `site: test-plant
-data_dir: %q
-listen: %q
-buffer:
-  max_bytes: 64MiB
-  commit_window: 5ms
-odoo:
-  url: %q
-  database: odoo
-  username: plantedge-bot
-  api_key_file: %q
-  timeout: 2s
-forward:
-  interval: 100ms
-  backoff_max: 1s
-  rate: 200
-mqtt:
-  - name: broker
-    url: %q
-    client_id: plantedge-test
-    backoff_max: 1s
-`, filepath.Join(p.dir, "data"), p.listen, p.odoo.URL(), keyFile, p.broker.URL())
+	c := agenttest.Config{Site: "test-plant", DataDir: filepath.Join(p.dir, "data"), Listen: p.listen,
+		OdooURL: p.odoo.URL(), KeyFile: keyFile, BrokerURL: p.broker.URL(), ClientID: "plantedge-test", Rate: 200, Extra: extra}
 	if p.ua != nil {
-		fmt.Fprintf(&b, `opcua:
-  - name: line1
-    endpoint: %q
-    publishing_interval: 100ms
-    sampling_interval: 50ms
-    backoff_max: 1s
-`, p.ua.Endpoint())
+		c.OPCUA = p.ua.Endpoint()
 	}
-	b.WriteString(extra)
-	b.WriteString("machines:\n")
+	b.WriteString(c.YAML())
 	for _, m := range p.machines {
 		fmt.Fprintf(&b, "  - id: %s\n    workcenter: %s\n", m.id, wcCode(m.id))
 		if m.block {
@@ -284,7 +244,7 @@ func (p *plant) startAgent() *runningAgent {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{p.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(agenttest.LogWriter{T: p.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	a, err := agent.New(cfg, agent.Options{Logger: log})
 	if err != nil {
 		p.t.Fatal(err)
@@ -327,32 +287,7 @@ func (ra *runningAgent) stop() {
 	}
 }
 
-// testWriter sends agent logs to the test log (shown on failure or -v).
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
-}
-
-var _ io.Writer = testWriter{}
-
-// waitFor polls cond until it holds or the timeout passes (a guard
-// against hangs, not a performance assertion).
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last string
-	for time.Now().Before(deadline) {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		last = detail
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s: %s", what, last)
-}
+var waitFor = agenttest.WaitFor
 
 // waitExact waits until every machine's work-order quantity in Odoo equals
 // what it made, its closed downtime lines equal its stops, and the buffer

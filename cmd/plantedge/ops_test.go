@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
 	"github.com/plantedge/plantedge/odoo/odootest"
@@ -57,43 +57,15 @@ func newBench(t *testing.T, version int) *bench {
 	b.woID = b.odoo.AddWorkorder(mo, wc, "WO press-1", "progress")
 	_, key := b.odoo.AddUser("plantedge-bot")
 	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "odoo-api-key")
-	if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.listen = l.Addr().String()
-	l.Close()
+	keyFile := agenttest.WriteKeyFile(t, dir, key)
+	b.listen = agenttest.FreeAddr(t)
 	b.cfgPath = filepath.Join(dir, "plantedge.yaml")
-	cfg := fmt.Sprintf(`site: cli-test
-data_dir: %q
-listen: %q
-buffer:
-  max_bytes: 64MiB
-  commit_window: 5ms
-odoo:
-  url: %q
-  database: odoo
-  username: plantedge-bot
-  api_key_file: %q
-  timeout: 2s
-forward:
-  interval: 100ms
-  backoff_max: 1s
-mqtt:
-  - name: broker
-    url: %q
-    client_id: plantedge-cli-test
-    backoff_max: 1s
-machines:
-  - id: press-1
+	cfg := agenttest.Config{Site: "cli-test", DataDir: filepath.Join(dir, "data"), Listen: b.listen,
+		OdooURL: b.odoo.URL(), KeyFile: keyFile, BrokerURL: br.URL(), ClientID: "plantedge-cli-test"}.YAML() + `  - id: press-1
     workcenter: WC-PRESS-1
     good_count: { mqtt: { broker: broker, topic: plant/press-1, field: good } }
     running: { mqtt: { broker: broker, topic: plant/press-1, field: running } }
-`, filepath.Join(dir, "data"), b.listen, b.odoo.URL(), keyFile, br.URL())
+`
 	if err := os.WriteFile(b.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +79,7 @@ func (b *bench) startAgent() {
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(testLog{b.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(agenttest.LogWriter{T: b.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a, err := agent.New(cfg, agent.Options{Logger: log, Version: "test"})
 	if err != nil {
 		b.t.Fatal(err)
@@ -196,27 +168,7 @@ func cli(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
-type testLog struct{ t *testing.T }
-
-func (w testLog) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last string
-	for time.Now().Before(deadline) {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		last = detail
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s: %s", what, last)
-}
+var waitUntil = agenttest.WaitFor
 
 // statusJSON runs `status --json` and decodes it generically, as a script
 // would.

@@ -1,0 +1,145 @@
+// Package agenttest holds what the tests of the agent and of the plantedge
+// command share to stand up a test plant: free loopback addresses, the bot's
+// API key file, and the config file of an agent wired to an Odoo emulator and
+// an MQTT broker (and optionally an OPC UA server). It imports nothing of the
+// agent, so both the agent's external tests and package main's tests can use
+// it.
+package agenttest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// FreeAddr returns a loopback address with a port that was free a moment ago.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// WriteKeyFile stores the Odoo API key as dir/odoo-api-key (mode 0600) and
+// returns its path.
+func WriteKeyFile(t testing.TB, dir, key string) string {
+	t.Helper()
+	path := filepath.Join(dir, "odoo-api-key")
+	if err := os.WriteFile(path, []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Config is the part of a test agent's config that does not describe
+// machines. Timings are short, so that tests do not wait.
+type Config struct {
+	Site      string
+	DataDir   string
+	Listen    string // the local HTTP API
+	OdooURL   string
+	KeyFile   string
+	BrokerURL string
+	ClientID  string // MQTT client id
+	Rate      int    // forward.rate (calls/s); 0 leaves the default
+	OPCUA     string // endpoint of an OPC UA server named "line1"; "" for none
+	Extra     string // YAML placed before "machines:"
+}
+
+// YAML renders the config up to and including the "machines:" line; the
+// caller appends the machine entries.
+func (c Config) YAML() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `site: %s
+data_dir: %q
+listen: %q
+buffer:
+  max_bytes: 64MiB
+  commit_window: 5ms
+odoo:
+  url: %q
+  database: odoo
+  username: plantedge-bot
+  api_key_file: %q
+  timeout: 2s
+forward:
+  interval: 100ms
+  backoff_max: 1s
+`, c.Site, c.DataDir, c.Listen, c.OdooURL, c.KeyFile)
+	if c.Rate > 0 {
+		fmt.Fprintf(&b, "  rate: %d\n", c.Rate)
+	}
+	fmt.Fprintf(&b, `mqtt:
+  - name: broker
+    url: %q
+    client_id: %s
+    backoff_max: 1s
+`, c.BrokerURL, c.ClientID)
+	if c.OPCUA != "" {
+		fmt.Fprintf(&b, `opcua:
+  - name: line1
+    endpoint: %q
+    publishing_interval: 100ms
+    sampling_interval: 50ms
+    backoff_max: 1s
+`, c.OPCUA)
+	}
+	b.WriteString(c.Extra)
+	b.WriteString("machines:\n")
+	return b.String()
+}
+
+// WaitFor polls cond every 50 ms until it holds, or fails the test after
+// timeout with what and cond's last detail. The timeout is a guard against
+// hangs, not a performance assertion.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		last = detail
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s: %s", what, last)
+}
+
+// LogWriter sends what is written to it (an agent's log lines) to the test
+// log, shown on failure or with -v.
+type LogWriter struct{ T testing.TB }
+
+func (w LogWriter) Write(b []byte) (int, error) {
+	w.T.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// SyncBuffer is an io.Writer a test can read while another goroutine or a
+// child process writes to it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
