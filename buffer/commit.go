@@ -566,7 +566,7 @@ func (q *Queue) Ack(ctx context.Context, recs []Record, meta ...KV) error {
 	}
 	fn := func(t *txn) error {
 		for l := range Lane(NumLanes) {
-			if err := t.deleteSorted(l, seqs[l]); err != nil {
+			if err := t.remove(l, seqs[l], nil); err != nil {
 				return err
 			}
 		}
@@ -578,17 +578,18 @@ func (q *Queue) Ack(ctx context.Context, recs []Record, meta ...KV) error {
 	return nil
 }
 
-// deleteSorted removes the records with the given (ascending) Seqs from a
-// lane; missing ones are skipped.
-func (t *txn) deleteSorted(lane Lane, seqs []uint64) error {
-	if len(seqs) == 0 {
-		return nil
-	}
+// remove deletes records by Seq (ascending; missing ones are skipped) from a
+// lane and counts them out of its stats; also, when not nil, passes each
+// removed record's stored bytes (valid during the call) to fn.
+func (t *txn) remove(lane Lane, seqs []uint64, fn func(v []byte)) error {
 	ls := &t.w.lanes[lane]
-	return removeSeqs(t.lanes[lane], seqs, t.segMin, t.arena, func(_ uint64, v []byte) {
+	return removeSeqs(t.lanes[lane], seqs, t.segMin, t.arena, func(v []byte) {
 		ls.Pending--
 		ls.Bytes -= int64(len(v) + elemOverhead)
 		t.dirty[lane] = true
+		if fn != nil {
+			fn(v)
+		}
 	})
 }
 
@@ -596,13 +597,7 @@ func (t *txn) deleteSorted(lane Lane, seqs []uint64) error {
 // (nil if it was not there).
 func (t *txn) deleteRecord(lane Lane, seq uint64) ([]byte, error) {
 	var out []byte
-	ls := &t.w.lanes[lane]
-	err := removeSeqs(t.lanes[lane], []uint64{seq}, t.segMin, t.arena, func(_ uint64, v []byte) {
-		out = bytes.Clone(v)
-		ls.Pending--
-		ls.Bytes -= int64(len(v) + elemOverhead)
-		t.dirty[lane] = true
-	})
+	err := t.remove(lane, []uint64{seq}, func(v []byte) { out = bytes.Clone(v) })
 	return out, err
 }
 

@@ -601,7 +601,11 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 
 // walkOtherBuckets touches every key of buckets loadState does not read.
 func walkOtherBuckets(tx *bolt.Tx) error {
-	known := map[string]bool{string(bucketDead): true, string(bucketMeta): true, string(bucketSys): true}
+	// Our buckets, and whether loadState has read all of them.
+	ours := map[string]bool{string(bucketDead): false, string(bucketMeta): false, string(bucketSys): false}
+	for _, b := range bucketLanes {
+		ours[string(b)] = true
+	}
 	var walk func(b *bolt.Bucket) error
 	walk = func(b *bolt.Bucket) error {
 		return b.ForEach(func(k, v []byte) error {
@@ -613,18 +617,14 @@ func walkOtherBuckets(tx *bolt.Tx) error {
 			return nil
 		})
 	}
-	lanes := map[string]bool{}
-	for _, b := range bucketLanes {
-		lanes[string(b)] = true
-	}
 	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-		switch {
-		case lanes[string(name)]:
+		switch read, known := ours[string(name)]; {
+		case read:
 			// loadState has read every entry and segment of the lanes;
 			// walking them again would only map their pages (the kernel maps
 			// 64 KiB around every page touched).
 			return nil
-		case known[string(name)]:
+		case known:
 			// Sub-buckets of ours are not expected; walk them if present.
 			return b.ForEachBucket(func(k []byte) error { return walk(b.Bucket(k)) })
 		}

@@ -57,13 +57,9 @@ func (q *Queue) dropOldest(t *txn, lane Lane, want int64) error {
 	if err != nil {
 		return err
 	}
-	ls := &t.w.lanes[lane]
-	return removeSeqs(t.lanes[lane], seqs, t.segMin, t.arena, func(_ uint64, v []byte) {
-		ls.Pending--
-		ls.Bytes -= int64(len(v) + elemOverhead)
-		ls.Dropped++
+	return t.remove(lane, seqs, func([]byte) {
+		t.w.lanes[lane].Dropped++
 		t.w.burstDropped[lane]++
-		t.dirty[lane] = true
 	})
 }
 

@@ -156,6 +156,28 @@ func atOrBefore(c *bolt.Cursor, seq uint64) (k, v []byte) {
 	return c.Prev()
 }
 
+// holder finds the entry of lane bucket c.Bucket() that holds seq: the plain
+// record stored under seq (plain), or the segment whose range covers it
+// (blob, whether or not seq is still in it). k is nil when there is none;
+// otherwise c is left on that entry.
+func holder(c *bolt.Cursor, seq uint64) (k, plain, blob []byte) {
+	k, v := atOrBefore(c, seq)
+	switch {
+	case k == nil:
+		return nil, nil, nil
+	case v != nil:
+		if beUint64(k) != seq {
+			return nil, nil, nil
+		}
+		return k, v, nil
+	}
+	blob = segmentOf(c.Bucket(), k)
+	if segmentLast(blob) < seq {
+		return nil, nil, nil
+	}
+	return k, nil, blob
+}
+
 // laneRec is one stored record met by walkLane.
 type laneRec struct {
 	seq uint64
@@ -177,12 +199,10 @@ func walkLane(b *bolt.Bucket, after uint64, fn func(r laneRec) error) error {
 	var k, v []byte
 	if after == 0 {
 		k, v = c.First()
+	} else if hk, plain, _ := holder(c, after+1); hk != nil {
+		k, v = hk, plain // a segment starting at or before after may hold later records
 	} else {
-		// A segment starting at or before after may hold later records.
-		k, v = atOrBefore(c, after)
-		if k == nil || v != nil || segmentLast(segmentOf(b, k)) <= after {
-			k, v = c.Seek(seqKey(after + 1))
-		}
+		k, v = c.Seek(seqKey(after + 1))
 	}
 	for ; k != nil; k, v = c.Next() {
 		if len(k) != 8 {
@@ -238,17 +258,11 @@ func firstRecord(b *bolt.Bucket) ([]byte, error) {
 
 // getRecord returns the stored bytes of the record with seq, or nil.
 func getRecord(b *bolt.Bucket, seq uint64) []byte {
-	k, v := atOrBefore(b.Cursor(), seq)
-	if k == nil {
-		return nil
+	_, plain, blob := holder(b.Cursor(), seq)
+	if plain != nil || blob == nil {
+		return plain
 	}
-	if v != nil {
-		if beUint64(k) == seq {
-			return v
-		}
-		return nil
-	}
-	recs, err := segmentRecords(segmentOf(b, k))
+	recs, err := segmentRecords(blob)
 	if err != nil {
 		return nil
 	}
@@ -315,26 +329,20 @@ func putSegment(b *bolt.Bucket, recs [][]byte, a *arena) error {
 // replaceSegment deletes the segment under key k and stores keep (records of
 // it, in order) in its place; minBytes < 0 stores them as plain records.
 func replaceSegment(b *bolt.Bucket, k []byte, keep [][]byte, minBytes int, a *arena) error {
-	// Copy before deleting: keep points into the segment's pages.
-	cp := make([][]byte, len(keep))
-	for i, r := range keep {
-		cp[i] = a.clone(r)
-	}
+	// keep points into the segment's pages. Deleting the bucket only marks
+	// them free (they are reused after the commit, and bbolt remaps the file
+	// only while committing), and putRecords copies keep before the commit.
 	if err := b.DeleteBucket(k); err != nil {
 		return fmt.Errorf("delete segment %d: %w", beUint64(k), err)
 	}
-	return putRecords(b, cp, minBytes, a)
+	return putRecords(b, keep, minBytes, a)
 }
 
 // explodeAround turns the segment whose range holds seq (if any) into plain
 // records, so that seq can be written or rewritten as a plain key.
 func explodeAround(b *bolt.Bucket, seq uint64, a *arena) error {
-	k, v := atOrBefore(b.Cursor(), seq)
-	if k == nil || v != nil {
-		return nil
-	}
-	blob := segmentOf(b, k)
-	if segmentLast(blob) < seq {
+	k, _, blob := holder(b.Cursor(), seq)
+	if blob == nil {
 		return nil
 	}
 	recs, err := segmentRecords(blob)
@@ -347,34 +355,24 @@ func explodeAround(b *bolt.Bucket, seq uint64, a *arena) error {
 // removeSeqs deletes the records with the given Seqs (ascending) from lane
 // bucket b, calling removed with each one's stored bytes (valid during the
 // call) first. Seqs not present are skipped.
-func removeSeqs(b *bolt.Bucket, seqs []uint64, minBytes int, a *arena, removed func(seq uint64, v []byte)) error {
+func removeSeqs(b *bolt.Bucket, seqs []uint64, minBytes int, a *arena, removed func(v []byte)) error {
 	for i := 0; i < len(seqs); {
-		seq := seqs[i]
 		c := b.Cursor()
-		k, v := atOrBefore(c, seq)
-		if k == nil {
-			i++
-			continue
-		}
-		if v != nil {
-			if beUint64(k) == seq {
-				removed(seq, v)
-				if err := c.Delete(); err != nil {
-					return err
-				}
+		k, plain, blob := holder(c, seqs[i])
+		if plain != nil {
+			removed(plain)
+			if err := c.Delete(); err != nil {
+				return err
 			}
+		}
+		if blob == nil {
 			i++
 			continue
 		}
-		blob := segmentOf(b, k)
 		last := segmentLast(blob)
 		j := i
 		for j < len(seqs) && seqs[j] <= last {
 			j++
-		}
-		if j == i {
-			i++
-			continue
 		}
 		recs, err := segmentRecords(blob)
 		if err != nil {
@@ -388,7 +386,7 @@ func removeSeqs(b *bolt.Bucket, seqs []uint64, minBytes int, a *arena, removed f
 				want = want[1:]
 			}
 			if len(want) > 0 && want[0] == s {
-				removed(s, r)
+				removed(r)
 				continue
 			}
 			keep = append(keep, r)
