@@ -201,7 +201,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("plantedge running", "site", cfg.Site, "buffer", cfg.BufferPath(), "listen", addr,
 		"machines", len(cfg.Machines), "version", a.opts.Version)
 
-	<-ctx.Done()
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case <-buf.Failed():
+		// Nothing can be acknowledged any more: stop, and let the restart
+		// (systemd's Restart=) open the file anew.
+		runErr = fmt.Errorf("buffer: %w", buf.Err())
+		a.log.Error("buffer failed; stopping", "err", buf.Err())
+		ingestCancel()
+	}
 	a.ready.Store(false)
 	_ = sdNotify("STOPPING=1")
 	a.log.Info("stopping")
@@ -227,7 +236,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("close buffer: %w", err)
 	}
 	a.log.Info("stopped")
-	return nil
+	return runErr
 }
 
 // checkDiskSpace warns when the buffer quota is larger than the space left

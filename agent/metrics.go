@@ -79,12 +79,13 @@ var (
 	descMerged   = prometheus.NewDesc("plantedge_buffer_merged_total", "Count records merged to keep the disk quota.", nil, nil)
 	descDead     = prometheus.NewDesc("plantedge_buffer_dead_letters", "Records in the dead-letter bucket.", nil, nil)
 	descFile     = prometheus.NewDesc("plantedge_buffer_file_bytes", "Size of the buffer file.", nil, nil)
+	descShrinks  = prometheus.NewDesc("plantedge_buffer_shrinks_total", "Times the buffer file was replaced by a compact copy after a backlog drained.", nil, nil)
 	descSource   = prometheus.NewDesc("plantedge_source_connected", "1 when the source is connected.", []string{"source", "kind"}, nil)
 	descSessions = prometheus.NewDesc("plantedge_source_sessions_created_total", "Sessions (OPC UA) or connections (MQTT) created.", []string{"source", "kind"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRecords, descBytes, descOldest, descDropped, descMerged, descDead, descFile, descSource, descSessions} {
+	for _, d := range []*prometheus.Desc{descRecords, descBytes, descOldest, descDropped, descMerged, descDead, descFile, descShrinks, descSource, descSessions} {
 		ch <- d
 	}
 }
@@ -102,6 +103,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descMerged, prometheus.CounterValue, float64(st.Merged))
 		ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(st.DeadLetters))
 		ch <- prometheus.MustNewConstMetric(descFile, prometheus.GaugeValue, float64(st.FileBytes))
+		ch <- prometheus.MustNewConstMetric(descShrinks, prometheus.CounterValue, float64(st.Shrinks))
 	}
 	for _, s := range c.a.sourceList() {
 		ch <- prometheus.MustNewConstMetric(descSource, prometheus.GaugeValue, boolGauge(s.state() == connectors.StateConnected), s.name, string(s.kind))

@@ -88,6 +88,9 @@ func (q *Queue) submit(ctx context.Context, r *request) error {
 	if q.closed.Load() {
 		return ErrClosed
 	}
+	if b := q.broken.Load(); b != nil {
+		return b.err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -180,6 +183,7 @@ func (q *Queue) run(cur state) {
 		}
 		timer.Stop()
 		q.commit(&cur, batch)
+		q.maybeShrink(&cur)
 		if quitting {
 			q.logBurst(&cur, true)
 			return
@@ -278,6 +282,9 @@ func (q *Queue) beginTxn(cur *state) (*txn, error) {
 // bbolt's MaxSize is lifted for this transaction (deletes must never be
 // blocked by a full file, or a full buffer could not drain).
 func (q *Queue) runTx(cur *state, reqs []*request, enforceMax bool) (err error) {
+	if b := q.broken.Load(); b != nil {
+		return b.err
+	}
 	if !enforceMax && q.db.MaxSize > 0 {
 		q.db.MaxSize = 0
 		defer func() { q.db.MaxSize = int(q.opts.MaxBytes) }()

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -12,7 +14,7 @@ import (
 
 // Compact copies the live data of the buffer file src into a new file dst
 // (which must not exist), with full pages, so dst is as small as the data
-// allows. Run it while the agent is stopped; then replace src with dst.
+// allows. Run it while the agent is stopped.
 func Compact(src, dst string) error {
 	if _, err := os.Stat(dst); err == nil {
 		return fmt.Errorf("compact %s: destination %s exists", src, dst)
@@ -24,22 +26,90 @@ func Compact(src, dst string) error {
 		return fmt.Errorf("compact %s: open source: %w", src, err)
 	}
 	defer in.Close()
-	out, err := bolt.Open(dst, 0o600, &bolt.Options{NoSync: true})
-	if err != nil {
-		return fmt.Errorf("compact %s: create %s: %w", src, dst, err)
-	}
-	if err := bolt.Compact(out, in, 64<<20); err != nil {
-		_ = out.Close()
+	if err := copyCompact(in, dst, 64<<20); err != nil {
 		_ = os.Remove(dst)
 		return fmt.Errorf("compact %s: %w", src, err)
 	}
+	return nil
+}
+
+// CompactFile replaces the buffer file at path by a compact copy of its
+// data, keeping its owner and mode, and returns the sizes before and after.
+// Run it while the agent is stopped (the running agent shrinks its file by
+// itself once a backlog has drained: see shrink.go).
+func CompactFile(path string) (before, after int64, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact: %w", err)
+	}
+	in, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact %s: open: %w", path, err)
+	}
+	tmp := path + compactSuffix
+	err = writeCopy(in, fi, tmp, 64<<20)
+	_ = in.Close()
+	if err != nil {
+		return 0, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
+	nfi, err := os.Stat(tmp)
+	if err == nil {
+		err = swapIn(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return 0, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
+	return fi.Size(), nfi.Size(), nil
+}
+
+// compactSuffix names the copy CompactFile builds.
+const compactSuffix = ".compact"
+
+// writeCopy writes a durable compact copy of src's data to tmp (replacing a
+// leftover), with the owner and mode of like: run as root, the copy must
+// still be the service user's.
+func writeCopy(src *bolt.DB, like fs.FileInfo, tmp string, txMaxBytes int64) error {
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	err := copyCompact(src, tmp, txMaxBytes)
+	if st, ok := like.Sys().(*syscall.Stat_t); ok && err == nil && (int(st.Uid) != os.Getuid() || int(st.Gid) != os.Getgid()) {
+		if cerr := os.Chown(tmp, int(st.Uid), int(st.Gid)); cerr != nil {
+			err = fmt.Errorf("keep the owner of the buffer file: %w", cerr)
+		}
+	}
+	if err == nil {
+		err = os.Chmod(tmp, like.Mode().Perm())
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return err
+}
+
+// copyCompact writes the data of src into a new file dst, in transactions
+// of about txMaxBytes (0: one), and makes it durable.
+func copyCompact(src *bolt.DB, dst string, txMaxBytes int64) error {
+	out, err := bolt.Open(dst, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return fmt.Errorf("create %s: %w", dst, err)
+	}
+	if err := bolt.Compact(out, src, txMaxBytes); err != nil {
+		_ = out.Close()
+		return fmt.Errorf("copy into %s: %w", dst, err)
+	}
 	if err := out.Sync(); err != nil {
 		_ = out.Close()
-		_ = os.Remove(dst)
-		return fmt.Errorf("compact %s: sync %s: %w", src, dst, err)
+		return fmt.Errorf("sync %s: %w", dst, err)
 	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("compact %s: close %s: %w", src, dst, err)
+	return out.Close()
+}
+
+// swapIn renames tmp over path and makes the rename durable.
+func swapIn(tmp, path string) error {
+	if err := os.Rename(tmp, path); err != nil {
+		return err
 	}
-	return nil
+	return syncDir(filepath.Dir(path))
 }

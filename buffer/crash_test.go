@@ -17,7 +17,8 @@ import (
 )
 
 const (
-	crashChildEnv   = "PLANTEDGE_BUFFER_CRASH_CHILD" // path of the buffer file; selects child mode
+	crashChildEnv   = "PLANTEDGE_BUFFER_CRASH_CHILD"  // path of the buffer file; selects child mode
+	crashShrinkEnv  = "PLANTEDGE_BUFFER_CRASH_SHRINK" // set: drain every lane and shrink the file often
 	crashWriters    = 4
 	crashRounds     = 24
 	crashMaxBatch   = 40
@@ -47,9 +48,20 @@ func crashLane(w, i int) Lane {
 // carries the writer's batch number as a meta entry in the same transaction.
 func crashChild() int {
 	path := os.Getenv(crashChildEnv)
+	shrinking := os.Getenv(crashShrinkEnv) != ""
 	// A low segment threshold: most commits store segments, and the drainer's
 	// partial acks rewrite them, so kills also land in segment rewrites.
-	q, err := Open(path, Options{CommitWindow: 2 * time.Millisecond, segmentMinBytes: 1024})
+	opts := Options{CommitWindow: 2 * time.Millisecond, segmentMinBytes: 1024}
+	drain, readMax := []Lane{LaneTelemetry}, 50
+	if shrinking {
+		// Drain everything, and shrink as soon as 64 KiB are free, so kills
+		// also land in shrinks (copy, rename, reopen).
+		// The pauses widen the windows between copying, renaming and reopening.
+		opts.shrinkMinFree, opts.shrinkEvery = 64<<10, time.Millisecond
+		opts.shrinkHook = func(string) { time.Sleep(3 * time.Millisecond) }
+		drain, readMax = []Lane{LaneEvents, LaneCounts, LaneTelemetry}, 500
+	}
+	q, err := Open(path, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child open:", err)
 		return 2
@@ -71,8 +83,19 @@ func crashChild() int {
 	// and page reuse. It announces what it is about to ack ("acking"), and
 	// confirms once Ack returned ("acked").
 	wg.Go(func() {
-		for {
-			recs, err := q.Read(LaneTelemetry, 0, 50)
+		var shrinks uint64
+		for i := 0; ; i++ {
+			if n := q.shrinks.Load(); n != shrinks {
+				shrinks = n
+				mu.Lock()
+				fmt.Fprintln(out, "shrunk")
+				out.Flush()
+				mu.Unlock()
+			}
+			if shrinking && i%len(drain) == 0 {
+				time.Sleep(10 * time.Millisecond) // let a backlog build up, then drain it
+			}
+			recs, err := q.Read(drain[i%len(drain)], 0, readMax)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "child read:", err)
 				os.Exit(3)
@@ -137,7 +160,14 @@ type crashAck struct {
 // TestCrashKill9 SIGKILLs a child that appends in a loop at random moments,
 // then checks that every record whose Append returned is present, intact and
 // in order, and that meta entries committed with records are there with them.
-func TestCrashKill9(t *testing.T) {
+func TestCrashKill9(t *testing.T) { crashKill9(t, false) }
+
+// TestCrashKill9Shrinking is TestCrashKill9 with a child that drains every
+// lane and replaces its file by a compact copy whenever 64 KiB are free, so
+// that kills land in shrinks too.
+func TestCrashKill9Shrinking(t *testing.T) { crashKill9(t, true) }
+
+func crashKill9(t *testing.T, shrinking bool) {
 	if testing.Short() {
 		t.Skip("crash test runs child processes")
 	}
@@ -148,10 +178,14 @@ func TestCrashKill9(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "buffer.db")
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	var acked []crashAck
+	shrinks, midShrink := 0, 0
 	deleting, deleted := make(map[uint64]bool), make(map[uint64]bool)
 	for round := range crashRounds {
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+		if shrinking {
+			cmd.Env = append(cmd.Env, crashShrinkEnv+"=1")
+		}
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -191,6 +225,10 @@ func TestCrashKill9(t *testing.T) {
 				}
 				continue
 			}
+			if l == "shrunk" {
+				shrinks++
+				continue
+			}
 			if rest, ok := strings.CutPrefix(l, "acked "); ok {
 				for _, f := range strings.Fields(rest) {
 					seq, _ := strconv.ParseUint(f, 10, 64)
@@ -209,17 +247,26 @@ func TestCrashKill9(t *testing.T) {
 		if strings.Contains(stderr.String(), "child") {
 			t.Fatalf("round %d: child failed: %s", round, stderr.String())
 		}
-		verifyCrashFile(t, path, acked, deleting, deleted)
-		t.Logf("round %d: %d appends acknowledged before the kill (%d total)", round, n, len(acked))
+		if _, err := os.Stat(path + shrinkSuffix); err == nil {
+			midShrink++ // killed between starting the copy and the rename
+		}
+		verifyCrashFile(t, path, acked, deleting, deleted, shrinking)
+		t.Logf("round %d: %d appends acknowledged before the kill (%d total), %d shrinks so far", round, n, len(acked), shrinks)
 	}
 	if len(acked) == 0 {
 		t.Fatal("no append was acknowledged in any round")
+	}
+	if shrinking {
+		t.Logf("%d of %d kills left an unfinished copy behind", midShrink, crashRounds)
+	}
+	if shrinking && shrinks < crashRounds/2 {
+		t.Fatalf("the children shrank their file %d times in %d rounds; the test needs more", shrinks, crashRounds)
 	}
 }
 
 // verifyCrashFile checks the file after a kill. Records in deleting may be
 // gone (their Ack may have committed); records in deleted must be gone.
-func verifyCrashFile(t *testing.T, path string, acked []crashAck, deleting, deleted map[uint64]bool) {
+func verifyCrashFile(t *testing.T, path string, acked []crashAck, deleting, deleted map[uint64]bool, drainsAll bool) {
 	t.Helper()
 	q, err := Open(path, Options{})
 	if err != nil {
@@ -307,7 +354,7 @@ func verifyCrashFile(t *testing.T, path string, acked []crashAck, deleting, dele
 				found++
 			}
 		}
-		if found == 0 {
+		if found == 0 && !drainsAll { // with every lane drained, the batch may be acked already
 			t.Fatalf("writer %d: meta says batch %d but none of its records are in the file", w, b)
 		}
 	}

@@ -19,7 +19,7 @@ func (q *Queue) DropMappedPages() error {
 	// cannot be replaced (remapped) while we advise it.
 	return q.view(func(tx *bolt.Tx) error {
 		size := tx.Size()
-		return adviseDontNeed(q.db.Info().Data, size)
+		return adviseDontNeed(tx.DB().Info().Data, size)
 	})
 }
 

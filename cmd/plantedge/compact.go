@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -21,9 +18,10 @@ func newCompactCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "compact",
 		Short: "Shrink the buffer file (offline: stop the agent first)",
-		Long: "compact copies the live records of the buffer into a fresh file and replaces the old one.\n" +
-			"Freed pages are reused in normal operation, so this is only needed to give disk space back\n" +
-			"after a very long outage. The agent must be stopped.",
+		Long: "compact copies the live records of the buffer into a fresh file and replaces the old one,\n" +
+			"keeping its owner and mode. Freed pages are reused in normal operation, and the running agent\n" +
+			"shrinks the file by itself once a backlog has drained to at most 4 MiB; this gives the disk\n" +
+			"space back in any other state. The agent must be stopped.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(cfgPath)
@@ -44,43 +42,10 @@ func compactBuffer(ctx context.Context, cfg *config.Config, w io.Writer) error {
 		return err
 	}
 	src := cfg.BufferPath()
-	before, err := os.Stat(src)
-	if err != nil {
-		return fmt.Errorf("buffer: %w", err)
-	}
-	tmp := src + ".compact"
-	_ = os.Remove(tmp) // left over from an interrupted run
-	if err := buffer.Compact(src, tmp); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	// Keep the owner and mode: run as root, the new file must still be the
-	// service user's.
-	if st, ok := before.Sys().(*syscall.Stat_t); ok {
-		if err := os.Chown(tmp, int(st.Uid), int(st.Gid)); err != nil {
-			_ = os.Remove(tmp)
-			return fmt.Errorf("keep the buffer's owner: %w", err)
-		}
-	}
-	if err := os.Chmod(tmp, before.Mode().Perm()); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	after, err := os.Stat(tmp)
+	before, after, err := buffer.CompactFile(src)
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, src); err != nil {
-		return fmt.Errorf("replace buffer: %w", err)
-	}
-	// Make the rename itself durable before saying it is done.
-	if dir, err := os.Open(filepath.Dir(src)); err == nil {
-		err = dir.Sync()
-		dir.Close()
-		if err != nil {
-			return fmt.Errorf("sync %s: %w", filepath.Dir(src), err)
-		}
-	}
-	fmt.Fprintf(w, "compacted %s: %s -> %s\n", src, human(before.Size()), human(after.Size()))
+	fmt.Fprintf(w, "compacted %s: %s -> %s\n", src, human(before), human(after))
 	return nil
 }

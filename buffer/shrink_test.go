@@ -1,0 +1,250 @@
+package buffer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// writtenBytes is what this process has passed to write calls so far
+// (/proc/self/io wchar), or -1 where that is not available.
+func writtenBytes() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "wchar: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return -1
+}
+
+// fillAndDrain appends n records of 200 bytes spread over lanes, then acks
+// all but the last keep of each of them.
+func fillAndDrain(t *testing.T, q *Queue, n, keep int, lanes ...Lane) {
+	t.Helper()
+	recs := make([]Record, 2000)
+	for done := 0; done < n; done += len(recs) {
+		for j := range recs {
+			recs[j] = Record{Lane: lanes[j%len(lanes)], Key: fmt.Sprint("m", j%7), Data: bytes.Repeat([]byte{byte(done + j)}, 200)}
+		}
+		mustAppend(t, q, recs...)
+	}
+	for _, l := range lanes {
+		all := readAll(t, q, l)
+		if err := q.Ack(context.Background(), all[:len(all)-keep]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// perCommitWrite appends one record per commit and returns the bytes
+// written per commit.
+func perCommitWrite(t *testing.T, q *Queue) int64 {
+	t.Helper()
+	w0 := writtenBytes()
+	for range 20 {
+		mustAppend(t, q, Record{Lane: LaneCounts, Key: "m", Data: bytes.Repeat([]byte{'x'}, 200)})
+	}
+	return (writtenBytes() - w0) / 20
+}
+
+// TestShrinkAfterDrain: once a backlog has drained, the committer replaces the
+// file by a compact copy: the file gets small again, commits stop writing
+// bbolt's long free list, and every pending record, dead letter, meta entry
+// and counter survives, in this process and after reopening.
+func TestShrinkAfterDrain(t *testing.T) {
+	if writtenBytes() < 0 {
+		t.Skip("needs /proc/self/io")
+	}
+	dir := t.TempDir()
+
+	// Without shrinking: the problem this solves.
+	keepBig := openTest(t, filepath.Join(dir, "kept.db"), Options{shrinkMinFree: -1})
+	fillAndDrain(t, keepBig, 150_000, 5, LaneEvents, LaneCounts, LaneTelemetry)
+	bigWrite := perCommitWrite(t, keepBig)
+	bigFile := keepBig.Stats().FileBytes
+
+	path := filepath.Join(dir, "buffer.db")
+	q := openTest(t, path, Options{shrinkMinFree: 1 << 20, shrinkEvery: time.Nanosecond})
+	if _, err := q.Append(context.Background(), []Record{{Lane: LaneEvents, Key: "dl", Data: []byte("refused")}}); err != nil {
+		t.Fatal(err)
+	}
+	dl := readAll(t, q, LaneEvents)
+	if err := q.DeadLetter(context.Background(), dl[0], "odoo said no"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.PutMeta(context.Background(), KV{Key: "forward/last", Value: []byte("42")}); err != nil {
+		t.Fatal(err)
+	}
+	fillAndDrain(t, q, 150_000, 5, LaneEvents, LaneCounts, LaneTelemetry)
+	// The shrink runs after the commit that drained the backlog: the next
+	// request waits for it.
+	smallWrite := perCommitWrite(t, q)
+	if q.shrinks.Load() == 0 {
+		t.Fatalf("no shrink after the backlog drained (stats %+v)", q.Stats())
+	}
+	st := q.Stats()
+	t.Logf("after draining 150,000 records: file %d bytes and %d bytes written per one-record commit without shrinking; %d bytes and %d with",
+		bigFile, bigWrite, st.FileBytes, smallWrite)
+	if st.FileBytes*8 > bigFile {
+		t.Fatalf("file is %d bytes after shrinking, %d without", st.FileBytes, bigFile)
+	}
+	if smallWrite*3 > bigWrite {
+		t.Fatalf("a one-record commit writes %d bytes after shrinking, %d without", smallWrite, bigWrite)
+	}
+
+	check := func(q *Queue, when string) {
+		t.Helper()
+		st := q.Stats()
+		if st.Pending != 3*5+20 || st.DeadLetters != 1 {
+			t.Fatalf("%s: pending %d, dead letters %d; want 35, 1", when, st.Pending, st.DeadLetters)
+		}
+		for l := range Lane(NumLanes) {
+			recs := readAll(t, q, l)
+			for i := 1; i < len(recs); i++ {
+				if recs[i].Seq <= recs[i-1].Seq {
+					t.Fatalf("%s: lane %s out of order", when, l)
+				}
+			}
+		}
+		dls, err := q.DeadLetters()
+		if err != nil || len(dls) != 1 || dls[0].Reason != "odoo said no" || string(dls[0].Record.Data) != "refused" {
+			t.Fatalf("%s: dead letters %+v, %v", when, dls, err)
+		}
+		if v, err := q.Meta("forward/last"); err != nil || string(v) != "42" {
+			t.Fatalf("%s: meta %q, %v", when, v, err)
+		}
+	}
+	check(q, "after shrinking")
+	last := readAll(t, q, LaneCounts)
+	seqs := mustAppend(t, q, Record{Lane: LaneCounts, Key: "m", Data: []byte("after")})
+	if seqs[0] <= last[len(last)-1].Seq {
+		t.Fatalf("seq %d after shrinking does not follow %d", seqs[0], last[len(last)-1].Seq)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path + shrinkSuffix); err == nil {
+		t.Fatal("the shrink left its copy behind")
+	}
+	q2 := openTest(t, path, Options{})
+	if q2.Recovered() != "" {
+		t.Fatalf("reopened file was quarantined: %s", q2.Recovered())
+	}
+	if st := q2.Stats(); st.Pending != 36 {
+		t.Fatalf("after reopening: pending %d, want 36", st.Pending)
+	}
+}
+
+// TestShrinkWithReaders shrinks while other goroutines read, peek, take stats
+// and drop mapped pages (run it under -race), and appenders keep appending.
+func TestShrinkWithReaders(t *testing.T) {
+	q := openTest(t, filepath.Join(t.TempDir(), "buffer.db"), Options{shrinkMinFree: 256 << 10, shrinkEvery: time.Nanosecond})
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 3 {
+		wg.Go(func() {
+			for !stop.Load() {
+				if _, err := q.Peek(LaneTelemetry, 0, 100); err != nil {
+					errs <- err
+					return
+				}
+				if err := q.DropMappedPages(); err != nil {
+					errs <- err
+					return
+				}
+				_ = q.Stats()
+			}
+		})
+	}
+	var appended atomic.Int64
+	wg.Go(func() {
+		for !stop.Load() {
+			if _, err := q.Append(context.Background(), []Record{{Lane: LaneEvents, Key: "e", Data: []byte("event")}}); err != nil {
+				errs <- err
+				return
+			}
+			appended.Add(1)
+		}
+	})
+	for round := 0; round < 20 && q.shrinks.Load() < 3; round++ {
+		fillAndDrain(t, q, 6000, 0, LaneCounts, LaneTelemetry)
+	}
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if q.shrinks.Load() < 3 {
+		t.Fatalf("%d shrinks, want at least 3", q.shrinks.Load())
+	}
+	if got := int64(len(readAll(t, q, LaneEvents))); got != appended.Load() {
+		t.Fatalf("%d events in the file, %d appended", got, appended.Load())
+	}
+}
+
+// TestShrinkLeftoverRemoved: a copy left by a shrink that was killed is
+// removed at Open; the file itself is used as it is.
+func TestShrinkLeftoverRemoved(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{})
+	mustAppend(t, q, Record{Lane: LaneCounts, Key: "m", Data: []byte("1")})
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+shrinkSuffix, []byte("half a copy"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q = openTest(t, path, Options{})
+	if _, err := os.Stat(path + shrinkSuffix); err == nil {
+		t.Fatal("leftover copy still there")
+	}
+	if q.Recovered() != "" || q.Stats().Pending != 1 {
+		t.Fatalf("recovered %q, pending %d", q.Recovered(), q.Stats().Pending)
+	}
+}
+
+// TestShrinkReopenFails: if the file cannot be opened again after the swap
+// (here: something overwrote it), the queue fails every request from then on
+// and says so through Failed and Err, instead of acknowledging records it
+// cannot store.
+func TestShrinkReopenFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{shrinkMinFree: 256 << 10, shrinkEvery: time.Nanosecond,
+		shrinkHook: func(stage string) {
+			if stage == "renamed" {
+				if err := os.WriteFile(path, bytes.Repeat([]byte("junk"), 4096), 0o600); err != nil {
+					t.Error(err)
+				}
+			}
+		}})
+	fillAndDrain(t, q, 6000, 0, LaneCounts)
+	select {
+	case <-q.Failed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Failed not closed")
+	}
+	if q.Err() == nil || !strings.Contains(q.Err().Error(), "reopen buffer file") {
+		t.Fatalf("Err = %v", q.Err())
+	}
+	if _, err := q.Append(context.Background(), []Record{{Lane: LaneCounts, Key: "m", Data: []byte("1")}}); err == nil || !strings.Contains(err.Error(), q.Err().Error()) {
+		t.Fatalf("append after failure: %v", err)
+	}
+	if _, err := q.Peek(LaneCounts, 0, 1); err == nil {
+		t.Fatal("read after failure succeeded")
+	}
+}
