@@ -13,10 +13,10 @@ import (
 // Shrinking the file once a backlog has drained.
 //
 // bbolt never gives pages back to the filesystem, and it writes its whole
-// list of free pages with every commit. After a backlog of 1,000,000 records
-// drained, every one-record commit wrote 479 KB instead of 16–20 KB
-// (measured: TestShrinkAfterDrain), and the file kept its peak size until an
-// offline compact. On an edge box with flash storage that is wear for
+// list of free pages with every commit. After a backlog of 150,000 records
+// drained, every one-record commit wrote 88 KB instead of 20 KB
+// (TestShrinkAfterDrain; 479 KB after 1,000,000 records), and the file kept
+// its peak size until an offline compact. On an edge box with flash storage that is wear for
 // nothing, for as long as the plant runs.
 //
 // So after a commit that leaves little live data (at most shrinkMaxLive:
@@ -102,6 +102,13 @@ func (q *Queue) shrink() error {
 		return err
 	}
 	q.hook("copied")
+	// Hold the old file open across the rename: the filesystem then frees
+	// its blocks when this handle is closed, after the swap and outside the
+	// committer, not inside the rename (70–80 ms for a 258 MB file on this
+	// ext4 mounted with discard, with every Append waiting).
+	if old, err := os.Open(q.path); err == nil {
+		defer func() { go old.Close() }()
+	}
 	q.dbMu.Lock() // no reader inside a transaction of the old file
 	defer q.dbMu.Unlock()
 	if err := q.db.Close(); err != nil {
