@@ -88,8 +88,8 @@ func (q *Queue) submit(ctx context.Context, r *request) error {
 	if q.closed.Load() {
 		return ErrClosed
 	}
-	if b := q.broken.Load(); b != nil {
-		return b.err
+	if err := q.Err(); err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -282,8 +282,8 @@ func (q *Queue) beginTxn(cur *state) (*txn, error) {
 // bbolt's MaxSize is lifted for this transaction (deletes must never be
 // blocked by a full file, or a full buffer could not drain).
 func (q *Queue) runTx(cur *state, reqs []*request, enforceMax bool) (err error) {
-	if b := q.broken.Load(); b != nil {
-		return b.err
+	if err := q.Err(); err != nil {
+		return err
 	}
 	if !enforceMax && q.db.MaxSize > 0 {
 		q.db.MaxSize = 0

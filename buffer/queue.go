@@ -233,6 +233,12 @@ func Open(path string, opts Options) (*Queue, error) {
 	if opts.segmentMinBytes == 0 {
 		opts.segmentMinBytes = DefaultSegmentMinBytes
 	}
+	if opts.shrinkMinFree == 0 {
+		opts.shrinkMinFree = DefaultShrinkMinFree
+	}
+	if opts.shrinkEvery == 0 {
+		opts.shrinkEvery = shrinkEvery
+	}
 	if opts.MaxBytes < 0 {
 		return nil, fmt.Errorf("open buffer %s: negative max bytes %d", path, opts.MaxBytes)
 	}
@@ -348,10 +354,10 @@ type corruptError struct{ err error }
 func (e *corruptError) Error() string { return "corrupt buffer file: " + e.err.Error() }
 func (e *corruptError) Unwrap() error { return e.err }
 
-// openChecked opens the file, runs bbolt's consistency check and loads the
-// in-memory state, turning bbolt panics and memory faults into corruptError.
-func (q *Queue) boltOptions() *bolt.Options {
-	return &bolt.Options{
+// openBolt opens q.path with the queue's bbolt options (at Open, and again
+// after a shrink replaced the file).
+func (q *Queue) openBolt() (*bolt.DB, error) {
+	db, err := bolt.Open(q.path, 0o600, &bolt.Options{
 		Timeout:      2 * time.Second,
 		ReadOnly:     q.opts.ReadOnly,
 		FreelistType: bolt.FreelistMapType,
@@ -364,9 +370,16 @@ func (q *Queue) boltOptions() *bolt.Options {
 		// freelist on disk, and keep it short: see shrink.go.
 		NoFreelistSync:  false,
 		InitialMmapSize: 0,
+	})
+	if err != nil {
+		return nil, err
 	}
+	db.AllocSize = allocSize(q.opts.MaxBytes)
+	return db, nil
 }
 
+// openChecked opens the file, runs bbolt's consistency check and loads the
+// in-memory state, turning bbolt panics and memory faults into corruptError.
 func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 	var bad []badRecord
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
@@ -379,20 +392,18 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 			}
 		}
 	}()
-	bo := q.boltOptions()
 	if q.opts.ReadOnly {
 		if _, serr := os.Stat(q.path); serr != nil {
 			return nil, st, serr
 		}
 	}
-	db, err = bolt.Open(q.path, 0o600, bo)
+	db, err = q.openBolt()
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, bolt.ErrTimeout) {
 			return nil, st, err
 		}
 		return nil, st, &corruptError{err}
 	}
-	db.AllocSize = allocSize(q.opts.MaxBytes)
 	fail := func(e error) (*bolt.DB, state, error) {
 		_ = db.Close()
 		return nil, state{}, e
@@ -749,8 +760,8 @@ func (q *Queue) view(fn func(tx *bolt.Tx) error) error {
 	if q.closed.Load() {
 		return ErrClosed
 	}
-	if b := q.broken.Load(); b != nil {
-		return b.err
+	if err := q.Err(); err != nil {
+		return err
 	}
 	q.dbMu.RLock()
 	defer q.dbMu.RUnlock()

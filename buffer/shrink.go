@@ -6,8 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Shrinking the file once a backlog has drained.
@@ -16,8 +14,8 @@ import (
 // list of free pages with every commit. After a backlog of 150,000 records
 // drained, every one-record commit wrote 88 KB instead of 20 KB
 // (TestShrinkAfterDrain; 479 KB after 1,000,000 records), and the file kept
-// its peak size until an offline compact. On an edge box with flash storage that is wear for
-// nothing, for as long as the plant runs.
+// its peak size until an offline compact. On an edge box with flash
+// storage that is wear for nothing, for as long as the plant runs.
 //
 // So after a commit that leaves little live data (at most shrinkMaxLive:
 // pending records, dead letters and meta) and many free pages (at least
@@ -43,23 +41,12 @@ const (
 
 // maybeShrink runs in the committer, between transactions.
 func (q *Queue) maybeShrink(cur *state) {
-	if q.opts.shrinkMinFree < 0 || cur.used() > shrinkMaxLive {
+	if q.opts.shrinkMinFree < 0 || cur.used() > shrinkMaxLive || time.Since(q.lastShrink) < q.opts.shrinkEvery {
 		return
-	}
-	every := shrinkEvery
-	if q.opts.shrinkEvery != 0 {
-		every = q.opts.shrinkEvery
-	}
-	if time.Since(q.lastShrink) < every {
-		return
-	}
-	minFree := int64(DefaultShrinkMinFree)
-	if q.opts.shrinkMinFree > 0 {
-		minFree = q.opts.shrinkMinFree
 	}
 	bs := q.db.Stats()
 	free := int64(bs.FreePageN+bs.PendingPageN) * int64(q.db.Info().PageSize)
-	if free < minFree {
+	if free < q.opts.shrinkMinFree {
 		return
 	}
 	tx, err := q.db.Begin(false)
@@ -72,9 +59,9 @@ func (q *Queue) maybeShrink(cur *state) {
 	if err != nil || free < highWater/2 {
 		return
 	}
-	q.lastShrink = time.Now()
 	t0 := time.Now()
-	if err := q.shrink(); err != nil {
+	q.lastShrink = t0
+	if err := q.shrink(fi); err != nil {
 		q.log.Warn("buffer: shrinking the drained file failed; it keeps its size", "err", err, "path", q.path)
 		return
 	}
@@ -92,11 +79,7 @@ func (q *Queue) maybeShrink(cur *state) {
 // durable, or the file cannot be opened again, the queue is broken (every
 // request fails with the reason) rather than acknowledge records a power
 // cut could take back; the agent stops and its restart opens the file anew.
-func (q *Queue) shrink() error {
-	fi, err := os.Stat(q.path)
-	if err != nil {
-		return err
-	}
+func (q *Queue) shrink(fi os.FileInfo) error {
 	tmp := q.path + shrinkSuffix
 	if err := writeCopy(q.db, fi, tmp, 0); err != nil {
 		return err
@@ -133,12 +116,11 @@ func (q *Queue) shrink() error {
 // cause. If the file cannot be opened the queue is broken: every request
 // fails with the reason until the agent restarts and Open deals with it.
 func (q *Queue) reopen(cause error) error {
-	db, err := bolt.Open(q.path, 0o600, q.boltOptions())
+	db, err := q.openBolt()
 	if err != nil {
 		q.fail(fmt.Errorf("reopen buffer file %s after shrinking: %w", q.path, err))
 		return errors.Join(cause, err)
 	}
-	db.AllocSize = allocSize(q.opts.MaxBytes)
 	q.db = db
 	return cause
 }
