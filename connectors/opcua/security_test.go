@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,8 +31,9 @@ type nodeServer struct {
 }
 
 // startNodeServer starts testdata/nodeopcua/server.js on a free loopback
-// port. It skips the test when node-opcua is not installed, unless CI is set.
-func startNodeServer(t *testing.T) *nodeServer {
+// port, with env (NAME=value, see server.js) added to its environment. It
+// skips the test when node-opcua is not installed, unless CI is set.
+func startNodeServer(t testing.TB, env ...string) *nodeServer {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(nodeDir, "node_modules", "node-opcua-server")); err != nil {
 		if os.Getenv("CI") != "" {
@@ -49,6 +52,7 @@ func startNodeServer(t *testing.T) *nodeServer {
 	cmd := exec.Command(node, "server.js")
 	cmd.Dir = nodeDir
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(freePort(t)), "PKI_DIR="+pki)
+	cmd.Env = append(cmd.Env, env...)
 	if _, err := cmd.StdinPipe(); err != nil { // closes when we exit: the server dies with us
 		t.Fatal(err)
 	}
@@ -232,4 +236,55 @@ func TestUsernamePassword(t *testing.T) {
 		t.Fatalf("wrong password accepted: stats %+v", st)
 	}
 	t.Logf("wrong password refused: %s", st.LastError)
+}
+
+// TestServerOperationLimits: a server that allows 10 nodes per Read and 10
+// monitored items per call (and refuses more with BadTooManyOperations) still
+// delivers every one of 25 nodes, first read and then subscribed, in both
+// modes, each node only its own values.
+func TestServerOperationLimits(t *testing.T) {
+	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,25", "MAX_NODES_PER_READ=10", "MAX_MONITORED_ITEMS_PER_CALL=10")
+	var nodes []string
+	for i := range 25 {
+		nodes = append(nodes, fmt.Sprintf("nsu=urn:plantedge:test;s=L0.M0.T%d", i))
+	}
+	for _, mode := range []string{ModeSubscribe, ModePoll} {
+		t.Run(mode, func(t *testing.T) {
+			col := newCollector()
+			src, err := New(Config{
+				Name: "limits", Endpoint: srv.Endpoint, Nodes: nodes, Mode: mode,
+				PollInterval: 100 * time.Millisecond, PublishingInterval: 100 * time.Millisecond,
+			}, col)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- src.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			// Every node once from the first read, and once more from its
+			// monitored item's first notification or the next poll.
+			for _, initial := range []bool{true, false} {
+				for i, n := range nodes {
+					s, _ := col.waitFor(t, 0, 30*time.Second, n, func(s connectors.Sample) bool {
+						return s.Address == n && s.Initial == initial
+					})
+					if !s.Good || s.Value != float64(i) {
+						t.Fatalf("%s (initial %v): value %v good %v quality %q, want %d", n, initial, s.Value, s.Good, s.Quality, i)
+					}
+				}
+			}
+			// Nothing else reached a node: node-opcua sends client handle 0
+			// back for an item created with 0 or 0xFFFFFFFF, which once
+			// delivered the server-time heartbeat as the first node's value.
+			for _, s := range col.all() {
+				if i := slices.Index(nodes, s.Address); i < 0 || s.Value != float64(i) {
+					t.Errorf("sample %s = %v (%T)", s.Address, s.Value, s.Value)
+				}
+			}
+			if src.perRead != 10 || src.perMonitor != 10 {
+				t.Errorf("per request: read %d, monitor %d; want the server's 10 and 10", src.perRead, src.perMonitor)
+			}
+		})
+	}
 }

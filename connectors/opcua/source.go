@@ -34,13 +34,15 @@ const (
 	// so a server that accepts sessions and drops them at once is not hammered.
 	stableAfter = 10 * time.Second
 	// maxNodesPerRequest splits large Read and CreateMonitoredItems calls;
-	// many PLC servers limit operations per call.
+	// a server advertising a lower limit (readLimits) gets that instead.
 	maxNodesPerRequest = 500
 	// stateCheckInterval is how often the session loop looks at the client's
 	// connection state (gopcua reports a lost channel only there).
 	stateCheckInterval = 200 * time.Millisecond
-	// heartbeatHandle is the client handle of the server-time monitored item.
-	heartbeatHandle = ^uint32(0)
+	// heartbeatHandle is the client handle of the server-time monitored
+	// item; node i has handle i+1. Neither is 0 or 0xFFFFFFFF: node-opcua
+	// takes those as "no handle" and sends 0 back instead.
+	heartbeatHandle = uint32(1) << 31
 )
 
 // serverTimeNode is Server_ServerStatus_CurrentTime (ns=0;i=2258).
@@ -74,6 +76,8 @@ type Source struct {
 	// failure bookkeeping, only touched by Run's goroutine
 	failures  int
 	failSince time.Time
+	// nodes per Read and per CreateMonitoredItems call in this session (Run's goroutine)
+	perRead, perMonitor int
 }
 
 // New validates cfg and parses the node ids; it does no I/O.
@@ -268,6 +272,12 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		}
 		ids[i] = nid
 	}
+	lim := readLimits(ctx, c, s.cfg.RequestTimeout)
+	s.perRead = capped(maxNodesPerRequest, lim.read)
+	s.perMonitor = capped(maxNodesPerRequest, lim.monitoredItems)
+	if s.perRead < maxNodesPerRequest || s.perMonitor < maxNodesPerRequest {
+		s.log.Info("server limits operations per request", "nodes_per_read", s.perRead, "monitored_items_per_call", s.perMonitor)
+	}
 	// Read everything at once first: progress a counter made while we were
 	// away is captured even if no change notification follows.
 	if err := s.readAll(ctx, c, ids, true); err != nil {
@@ -351,7 +361,7 @@ func (s *Source) readAll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 			continue
 		}
 		batch = append(batch, item{i, nid})
-		if len(batch) == maxNodesPerRequest {
+		if len(batch) == s.perRead {
 			if err := flush(); err != nil {
 				return err
 			}
@@ -470,10 +480,10 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 					if item == nil || item.ClientHandle == heartbeatHandle {
 						continue
 					}
-					if int(item.ClientHandle) >= len(s.nodes) {
+					if item.ClientHandle == 0 || int64(item.ClientHandle) > int64(len(s.nodes)) {
 						continue
 					}
-					if err := s.deliver(ctx, s.nodes[item.ClientHandle].addr, item.Value, lastBeat, false); err != nil {
+					if err := s.deliver(ctx, s.nodes[item.ClientHandle-1].addr, item.Value, lastBeat, false); err != nil {
 						return err
 					}
 				}
@@ -502,9 +512,9 @@ func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua
 		reqs = append(reqs, mk(serverTimeNode, heartbeatHandle))
 	}
 	for start := 0; start < len(pending) || len(reqs) > 0; {
-		end := min(start+maxNodesPerRequest-len(reqs), len(pending))
+		end := min(start+s.perMonitor-len(reqs), len(pending))
 		for _, idx := range pending[start:end] {
-			reqs = append(reqs, mk(ids[idx], idx))
+			reqs = append(reqs, mk(ids[idx], idx+1))
 		}
 		mctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 		res, err := sub.Monitor(mctx, ua.TimestampsToReturnBoth, reqs...)
@@ -526,11 +536,12 @@ func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua
 				s.log.Warn("server time (ns=0;i=2258) not monitorable; heartbeat relies on data changes", "err", r.StatusCode)
 				continue
 			}
-			failed = append(failed, h)
+			idx := h - 1
+			failed = append(failed, idx)
 			if first {
-				s.log.Warn("monitored item refused; will retry", "node", s.nodes[h].addr, "err", r.StatusCode)
+				s.log.Warn("monitored item refused; will retry", "node", s.nodes[idx].addr, "err", r.StatusCode)
 				dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: r.StatusCode}
-				if err := s.deliver(ctx, s.nodes[h].addr, dv, time.Now(), false); err != nil {
+				if err := s.deliver(ctx, s.nodes[idx].addr, dv, time.Now(), false); err != nil {
 					return nil, err
 				}
 			}

@@ -61,6 +61,10 @@ func decodeValue(v *ua.Variant) any {
 		return x.String()
 	case ua.StatusCode:
 		return statusName(x)
+	case *ua.ExtensionObject:
+		// A structure: its members, when the server exposes them, are nodes
+		// of their own. Printing it would show Go pointers.
+		return "(structure)"
 	default:
 		return fmt.Sprint(x)
 	}

@@ -4,6 +4,14 @@
 // SignAndEncrypt, anonymous and user "operator"/"s3cret", and trusts client
 // certificates on first use (stored under $PKI_DIR). Prints one JSON line
 // {"endpoint","thumbprint"} when ready.
+//
+// For the browse tests and benchmark:
+//   PLANT=L,M,T       adds L lines x M machines x T tags (Double) under
+//                     Objects: ns=1;s=L<l>, s=L<l>.M<m>, s=L<l>.M<m>.T<t>
+//   NO_SECURITY=1     also offers SecurityPolicy None
+//   MAX_NODES_PER_BROWSE, MAX_NODES_PER_READ, MAX_MONITORED_ITEMS_PER_CALL,
+//   MAX_BROWSE_CONTINUATION_POINTS
+//                     the server's operation limits (advertised and enforced)
 "use strict";
 const crypto = require("crypto");
 const path = require("path");
@@ -24,6 +32,8 @@ async function main() {
         rootFolder: path.join(pki, "server"),
     });
     await serverCertificateManager.initialize();
+    const num = (name) => parseInt(process.env[name] || "0", 10);
+    const noSecurity = process.env.NO_SECURITY === "1";
     const server = new OPCUAServer({
         port,
         nodeset_filename: [nodesets.standard],
@@ -31,11 +41,24 @@ async function main() {
         hostname: "127.0.0.1",
         serverCertificateManager,
         securityPolicies: [
+            ...(noSecurity ? [SecurityPolicy.None] : []),
             SecurityPolicy.Basic256Sha256,
             SecurityPolicy.Aes128_Sha256_RsaOaep,
             SecurityPolicy.Aes256_Sha256_RsaPss,
         ],
-        securityModes: [MessageSecurityMode.Sign, MessageSecurityMode.SignAndEncrypt],
+        securityModes: [
+            ...(noSecurity ? [MessageSecurityMode.None] : []),
+            MessageSecurityMode.Sign,
+            MessageSecurityMode.SignAndEncrypt,
+        ],
+        serverCapabilities: {
+            ...(num("MAX_BROWSE_CONTINUATION_POINTS") ? { maxBrowseContinuationPoints: num("MAX_BROWSE_CONTINUATION_POINTS") } : {}),
+            operationLimits: {
+                ...(num("MAX_NODES_PER_BROWSE") ? { maxNodesPerBrowse: num("MAX_NODES_PER_BROWSE") } : {}),
+                ...(num("MAX_NODES_PER_READ") ? { maxNodesPerRead: num("MAX_NODES_PER_READ") } : {}),
+                ...(num("MAX_MONITORED_ITEMS_PER_CALL") ? { maxMonitoredItemsPerCall: num("MAX_MONITORED_ITEMS_PER_CALL") } : {}),
+            },
+        },
         allowAnonymous: true,
         userManager: {
             isValidUser: (user, password) => user === "operator" && password === "s3cret",
@@ -55,6 +78,24 @@ async function main() {
         value: { get: () => new Variant({ dataType: DataType.Int32, value: counter }) },
     });
     setInterval(() => { counter++; }, 200).unref();
+    if (process.env.PLANT) {
+        const [lines, machines, tags] = process.env.PLANT.split(",").map((x) => parseInt(x, 10));
+        for (let l = 0; l < lines; l++) {
+            const line = ns.addObject({ organizedBy: addressSpace.rootFolder.objects, nodeId: `s=L${l}`, browseName: `Line${l}` });
+            for (let m = 0; m < machines; m++) {
+                const machine = ns.addObject({ componentOf: line, nodeId: `s=L${l}.M${m}`, browseName: `Machine${m}` });
+                for (let t = 0; t < tags; t++) {
+                    ns.addVariable({
+                        componentOf: machine,
+                        nodeId: `s=L${l}.M${m}.T${t}`,
+                        browseName: `Tag${t}`,
+                        dataType: "Double",
+                        value: { dataType: DataType.Double, value: t },
+                    });
+                }
+            }
+        }
+    }
     await server.start();
     const der = server.getCertificate();
     const thumbprint = crypto.createHash("sha1").update(der).digest("hex");

@@ -1,0 +1,35 @@
+package opcua
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua/ua"
+)
+
+func TestDecodeValue(t *testing.T) {
+	ts := time.Date(2026, 11, 30, 8, 0, 0, 5, time.FixedZone("CET", 3600))
+	for _, tc := range []struct {
+		in   any
+		want any
+	}{
+		{int16(-3), int64(-3)},
+		{uint32(65535), uint64(65535)},
+		{float32(1.5), float64(1.5)},
+		{true, true},
+		{"press-07", "press-07"},
+		{ts, "2026-11-30T07:00:00.000000005Z"},
+		{[]byte{0xde, 0xad}, "dead"},
+		{&ua.LocalizedText{Text: "Jam"}, "Jam"},
+		{ua.NewStringNodeID(2, "Press07"), "ns=2;s=Press07"},
+		// A structure (here the server status) must not print Go pointers.
+		{ua.NewExtensionObject(&ua.ServerStatusDataType{StartTime: ts, BuildInfo: &ua.BuildInfo{}}), "(structure)"},
+	} {
+		if got := decodeValue(ua.MustVariant(tc.in)); got != tc.want {
+			t.Errorf("decodeValue(%T) = %#v, want %#v", tc.in, got, tc.want)
+		}
+	}
+	if got := decodeValue(nil); got != nil {
+		t.Errorf("decodeValue(nil) = %#v", got)
+	}
+}
