@@ -22,6 +22,8 @@ bench: ## run the benchmarks exactly as the README's table quotes them
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./agent/
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./connectors/mqtt/
 	$(GO) test -run '^$$' -bench Notifications -benchtime 20x ./connectors/opcua/
+	$(GO) test -run '^$$' -bench BrowseNodeOPCUA -benchtime 1x -count 3 ./connectors/opcua/
+	$(GO) test -run '^$$' -bench 'Browse$$' -benchtime 1x -count 3 ./connectors/opcua/
 	$(GO) test -run '^$$' -bench . -benchtime 200000x ./agent/mapping/
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./odoo/
 

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
+	"golang.org/x/sync/errgroup"
 )
 
 // Browse defaults.
@@ -21,9 +25,21 @@ const (
 	DefaultBrowseTimeout  = 10 * time.Second
 )
 
-// browsePageSize is the number of references asked for per Browse call;
-// larger results come in pages through BrowseNext.
-const browsePageSize = 1000
+// Request shapes. A server that advertises lower operation limits
+// (Server.ServerCapabilities.OperationLimits) gets those instead.
+const (
+	// browseNodesPerRequest is the most nodes browsed in one Browse request.
+	browseNodesPerRequest = 100
+	// browseRefsPerRequest is about how many references one Browse response
+	// should carry: at ~70 bytes each, well inside one 64 KiB message chunk.
+	// A request asks for at least 50 and at most 1,000 a node; a node with
+	// more continues through BrowseNext.
+	browseRefsPerRequest = 600
+	// readOpsPerRequest is the most attributes read in one Read request.
+	readOpsPerRequest = 1000
+	// browseInFlight is how many requests a browse keeps in flight.
+	browseInFlight = 4
+)
 
 // BrowseOptions selects what Browse prints and how it connects.
 type BrowseOptions struct {
@@ -40,14 +56,23 @@ type BrowseOptions struct {
 	Timeout time.Duration // per request; default 10 s
 }
 
-// ErrTruncated is returned by Browse when MaxNodes stopped it early; the
-// tree printed so far is complete up to that node.
+// ErrTruncated is returned by Browse when MaxNodes stopped it early. The
+// tree is fetched level by level, so the levels above the one cut short are
+// complete.
 var ErrTruncated = errors.New("browse truncated at the node limit")
 
 // Browse prints the address space under opts.Node as an indented tree, one
 // node a line: node id, browse name, and for variables the data type and
-// current value, so node ids can be copied into the configuration.
+// current value, so node ids can be copied into the configuration. A node
+// with several parents is printed once. The tree is held in memory until it
+// is printed (a line and a few pointers a node), so MaxNodes bounds it.
 func Browse(ctx context.Context, endpoint string, opts BrowseOptions, w io.Writer) error {
+	_, err := browse(ctx, endpoint, opts, w)
+	return err
+}
+
+// browse is Browse, returning the browser for tests to inspect.
+func browse(ctx context.Context, endpoint string, opts BrowseOptions, w io.Writer) (*browser, error) {
 	if opts.Node == "" {
 		opts.Node = DefaultBrowseNode
 	}
@@ -61,24 +86,24 @@ func Browse(ctx context.Context, endpoint string, opts BrowseOptions, w io.Write
 		opts.Timeout = DefaultBrowseTimeout
 	}
 	if !strings.HasPrefix(endpoint, "opc.tcp://") {
-		return fmt.Errorf("browse: endpoint %q: want opc.tcp://host:port", endpoint)
+		return nil, fmt.Errorf("browse: endpoint %q: want opc.tcp://host:port", endpoint)
 	}
 	root, err := parseNode(opts.Node)
 	if err != nil {
-		return fmt.Errorf("browse: %w", err)
+		return nil, fmt.Errorf("browse: %w", err)
 	}
 	sec, errs := parseSecurity(opts.SecurityPolicy, opts.SecurityMode, opts.ServerThumbprint)
 	if len(errs) > 0 {
-		return fmt.Errorf("browse: %w", errors.Join(errs...))
+		return nil, fmt.Errorf("browse: %w", errors.Join(errs...))
 	}
 	var cert *clientCert
 	if !sec.none() {
 		if opts.CertFile == "" && opts.DataDir == "" {
-			return errors.New("browse: security needs a client certificate (cert/key files or a data dir)")
+			return nil, errors.New("browse: security needs a client certificate (cert/key files or a data dir)")
 		}
 		cc, _, err := loadOrCreateCert(opts.CertFile, opts.KeyFile, opts.DataDir, "browse")
 		if err != nil {
-			return fmt.Errorf("browse: %w", err)
+			return nil, fmt.Errorf("browse: %w", err)
 		}
 		cert = &cc
 	}
@@ -89,25 +114,31 @@ func Browse(ctx context.Context, endpoint string, opts BrowseOptions, w io.Write
 	})
 	cancel()
 	if err != nil {
-		return fmt.Errorf("browse %s: %w", endpoint, err)
+		return nil, fmt.Errorf("browse %s: %w", endpoint, err)
 	}
 	defer closeClient(c)
 	rootID, err := root.resolve(c.Namespaces())
 	if err != nil {
-		return fmt.Errorf("browse: %w", err)
+		return nil, fmt.Errorf("browse: %w", err)
 	}
-	b := &browser{c: c, w: w, opts: opts, seen: map[string]bool{}, typeNames: map[string]string{}}
-	if err := b.printRoot(ctx, rootID); err != nil {
-		return err
+	b := &browser{c: c, w: w, opts: opts, seen: map[string]bool{}, typeNames: map[string]string{},
+		perBrowse: browseNodesPerRequest, perRead: readOpsPerRequest, refStats: map[browseStatKey][2]int{}}
+	b.applyLimits(ctx)
+	tree, err := b.rootNode(ctx, rootID)
+	if err != nil {
+		return nil, err
 	}
-	if err := b.walk(ctx, rootID, 1); err != nil {
-		return err
+	if err := b.fetch(ctx, tree); err != nil {
+		return nil, err
+	}
+	if err := b.print(tree, 0); err != nil {
+		return nil, err
 	}
 	if b.truncated {
 		fmt.Fprintf(w, "... stopped after %d nodes (raise --max-nodes or browse a deeper --node)\n", b.printed)
-		return ErrTruncated
+		return b, ErrTruncated
 	}
-	return nil
+	return b, nil
 }
 
 type browser struct {
@@ -118,13 +149,28 @@ type browser struct {
 	typeNames map[string]string // data type node id -> name
 	printed   int
 	truncated bool
+	perBrowse int // nodes per Browse request
+	perRead   int // attributes per Read request
+	// refStats counts nodes browsed and their references, by depth and class.
+	refStats map[browseStatKey][2]int
+	// calls counts requests: Browse, BrowseNext, Read, and nodes browsed
+	// again alone (the server had no continuation point for them).
+	calls struct{ browse, next, read, alone atomic.Int64 }
 }
 
 func (b *browser) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, b.opts.Timeout)
 }
 
-func (b *browser) printRoot(ctx context.Context, nid *ua.NodeID) error {
+// applyLimits lowers the request sizes to the limits the server advertises.
+func (b *browser) applyLimits(ctx context.Context) {
+	lim := readLimits(ctx, b.c, b.opts.Timeout)
+	b.perBrowse = capped(b.perBrowse, lim.browse)
+	b.perRead = max(capped(b.perRead, lim.read), 2) // a variable takes two: value and data type
+}
+
+// rootNode reads the start node's browse name and class.
+func (b *browser) rootNode(ctx context.Context, nid *ua.NodeID) (*tnode, error) {
 	rctx, cancel := b.reqCtx(ctx)
 	defer cancel()
 	res, err := b.c.Read(rctx, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{
@@ -132,86 +178,371 @@ func (b *browser) printRoot(ctx context.Context, nid *ua.NodeID) error {
 		{NodeID: nid, AttributeID: ua.AttributeIDNodeClass},
 	}})
 	if err != nil {
-		return fmt.Errorf("browse: read %s: %w", nid, err)
+		return nil, fmt.Errorf("browse: read %s: %w", nid, err)
 	}
 	if len(res.Results) != 2 {
-		return fmt.Errorf("browse: read %s: %d results", nid, len(res.Results))
+		return nil, fmt.Errorf("browse: read %s: %d results", nid, len(res.Results))
 	}
 	if !statusGood(res.Results[0].Status) {
-		return fmt.Errorf("browse: node %s: %w", nid, res.Results[0].Status)
+		return nil, fmt.Errorf("browse: node %s: %w", nid, res.Results[0].Status)
 	}
-	name := ""
+	n := &tnode{nid: nid}
 	if qn, ok := res.Results[0].Value.Value().(*ua.QualifiedName); ok && qn != nil {
-		name = qn.Name
+		n.name = qn.Name
+	}
+	if nc, ok := res.Results[1].Value.Value().(int32); ok {
+		n.class = ua.NodeClass(nc)
 	}
 	b.seen[nid.String()] = true
-	ref := &ua.ReferenceDescription{NodeID: ua.NewExpandedNodeID(nid, "", 0), BrowseName: &ua.QualifiedName{Name: name}}
-	if nc, ok := res.Results[1].Value.Value().(int32); ok {
-		ref.NodeClass = ua.NodeClass(nc)
-	}
-	return b.printNodes(ctx, []*ua.ReferenceDescription{ref}, 0)
+	return n, nil
 }
 
-// walk prints the children of nid at the given depth, depth first.
-func (b *browser) walk(ctx context.Context, nid *ua.NodeID, depth int) error {
-	if depth > b.opts.Depth || b.truncated {
-		return nil
-	}
-	refs, err := b.children(ctx, nid)
-	if err != nil {
-		return err
-	}
-	var fresh []*ua.ReferenceDescription
-	for _, r := range refs {
-		if r.NodeID == nil || r.NodeID.HasServerIndex() {
-			continue // on another server
+// tnode is a node of the tree being printed, kept small: a large tree is
+// held until it is printed.
+type tnode struct {
+	nid   *ua.NodeID // until its children are fetched
+	name  string     // browse name, until its line is made
+	class ua.NodeClass
+	line  string // what print writes after the indentation
+	kids  []*tnode
+}
+
+// browseWindow is how many nodes of a level are read and browsed together:
+// it bounds the values and references held at a time.
+const browseWindow = 4000
+
+// fetch builds the tree under root level by level: the values and the
+// children of up to browseWindow nodes of a level are fetched together, in
+// batched requests kept in flight side by side, so an address space costs a
+// few requests per thousand nodes rather than a round trip per node. It
+// stops adding nodes at MaxNodes, so the upper levels of a truncated tree
+// are complete.
+func (b *browser) fetch(ctx context.Context, root *tnode) error {
+	found := 1
+	level := []*tnode{root}
+	for depth := 0; len(level) > 0; depth++ {
+		var next []*tnode
+		for lo := 0; lo < len(level); lo += browseWindow {
+			win := level[lo:min(lo+browseWindow, len(level))]
+			vals, err := b.readVars(ctx, win)
+			if err != nil {
+				return err
+			}
+			last := depth >= b.opts.Depth
+			for i, n := range win {
+				n.line = b.formatLine(ctx, n, vals[i])
+				n.name = ""
+				if last {
+					n.nid = nil
+				}
+			}
+			// Browse the window in parts that should not bring many more
+			// nodes than MaxNodes leaves room for.
+			for len(win) > 0 && !last && !b.truncated {
+				part := win[:min(len(win), b.expectRoom(depth, win[0].class, b.opts.MaxNodes-found))]
+				win = win[len(part):]
+				kids, err := b.children(ctx, part, depth)
+				if err != nil {
+					return err
+				}
+				for i, n := range part {
+					n.nid = nil
+					for _, c := range b.fresh(kids[i]) {
+						if found >= b.opts.MaxNodes {
+							b.truncated = true
+							break
+						}
+						n.kids = append(n.kids, c)
+						next = append(next, c)
+						found++
+					}
+				}
+			}
 		}
-		k := r.NodeID.NodeID.String()
-		if b.seen[k] {
-			continue
-		}
-		b.seen[k] = true
-		fresh = append(fresh, r)
+		level = next
 	}
-	for i := 0; i < len(fresh); i += maxNodesPerRequest {
-		chunk := fresh[i:min(i+maxNodesPerRequest, len(fresh))]
-		vals, err := b.readVars(ctx, chunk)
-		if err != nil {
+	return nil
+}
+
+// expectRoom is how many nodes of class at depth should have about room
+// children between them, by what such nodes had so far. Siblings differ, so
+// it trusts that only as far as it has seen: at most 16 nodes, or as many as
+// have been browsed of that kind when that is more.
+func (b *browser) expectRoom(depth int, class ua.NodeClass, room int) int {
+	st := b.refStats[browseStatKey{depth, class}]
+	n := max(16, st[0])
+	if st[1] > 0 {
+		n = min(n, room*st[0]/st[1]+1)
+	}
+	return max(1, n)
+}
+
+// print writes n and the nodes below it, depth first.
+func (b *browser) print(n *tnode, depth int) error {
+	if _, err := fmt.Fprintf(b.w, "%s%s\n", strings.Repeat("  ", depth), n.line); err != nil {
+		return fmt.Errorf("browse: write: %w", err)
+	}
+	b.printed++
+	for _, c := range n.kids {
+		if err := b.print(c, depth+1); err != nil {
 			return err
-		}
-		for _, r := range chunk {
-			if b.printed >= b.opts.MaxNodes {
-				b.truncated = true
-				return nil
-			}
-			if err := b.printLine(ctx, r, vals[r], depth); err != nil {
-				return err
-			}
-			if err := b.walk(ctx, r.NodeID.NodeID, depth+1); err != nil {
-				return err
-			}
-			if b.truncated {
-				return nil
-			}
 		}
 	}
 	return nil
 }
 
-// children returns all hierarchical forward references of nid, following
-// continuation points until the server has no more.
-func (b *browser) children(ctx context.Context, nid *ua.NodeID) ([]*ua.ReferenceDescription, error) {
+// node keeps what the tree needs of a reference; nil for a node on another
+// server.
+func node(r *ua.ReferenceDescription) *tnode {
+	if r == nil || r.NodeID == nil || r.NodeID.NodeID == nil || r.NodeID.HasServerIndex() {
+		return nil
+	}
+	n := &tnode{nid: r.NodeID.NodeID, class: r.NodeClass}
+	if r.BrowseName != nil {
+		n.name = r.BrowseName.Name
+	}
+	return n
+}
+
+// fresh drops nodes already in the tree (an address space is a graph: a
+// node can have several parents).
+func (b *browser) fresh(nodes []*tnode) []*tnode {
+	var out []*tnode
+	for _, n := range nodes {
+		if n == nil {
+			continue
+		}
+		k := n.nid.String()
+		if b.seen[k] {
+			continue
+		}
+		b.seen[k] = true
+		out = append(out, n)
+	}
+	return out
+}
+
+// chunks runs fn over [0, n) in pieces of at most size, browseInFlight at a time.
+func (b *browser) chunks(ctx context.Context, n, size int, fn func(ctx context.Context, lo, hi int) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(browseInFlight)
+	for lo := 0; lo < n; lo += size {
+		hi := min(lo+size, n)
+		g.Go(func() error { return fn(gctx, lo, hi) })
+	}
+	return g.Wait()
+}
+
+// tooBig reports a refusal that a smaller request avoids.
+func tooBig(err error) bool {
+	return errors.Is(err, ua.StatusBadTooManyOperations) || errors.Is(err, ua.StatusBadResponseTooLarge) ||
+		errors.Is(err, ua.StatusBadRequestTooLarge) || errors.Is(err, ua.StatusBadEncodingLimitsExceeded)
+}
+
+// children returns the nodes the hierarchical forward references of every
+// node of group (nodes at depth) lead to, in group's order.
+//
+// Servers page a node's references when asked to (RequestedMaxReferences
+// PerNode), but not all do: gopcua's own server sends everything in one
+// chunk, and a chunk over 64 KiB ends the connection. So requests are sized
+// by what nodes of the same class at the same depth had so far, to carry
+// about browseRefsPerRequest references, and grow as that is learnt: the
+// first of a kind goes alone, and no request holds more nodes than have been
+// browsed of that kind. Each round sends up to browseInFlight requests side
+// by side.
+func (b *browser) children(ctx context.Context, group []*tnode, depth int) ([][]*tnode, error) {
+	out := make([][]*tnode, len(group))
+	rest := make([]int, len(group))
+	for i := range rest {
+		rest[i] = i
+	}
+	var again []int // nodes the server had no continuation point for
+	for len(rest) > 0 {
+		var round [][]int
+		for len(round) < browseInFlight && len(rest) > 0 {
+			n, cost, probe := 0, 0, false
+			for n < len(rest) && n < b.perBrowse {
+				k := browseStatKey{depth, group[rest[n]].class}
+				st, known := b.refStats[k]
+				if !known {
+					probe = n == 0 // the first of its kind goes alone
+					if probe {
+						n = 1
+					}
+					break
+				}
+				e := (st[1]+st[0]-1)/st[0] + 1 // references on average, plus the node
+				if n > 0 && (cost+e > browseRefsPerRequest || n >= st[0]) {
+					break
+				}
+				cost += e
+				n++
+			}
+			round, rest = append(round, rest[:n]), rest[n:]
+			if probe {
+				break // learn before sizing more
+			}
+		}
+		var mu sync.Mutex
+		err := b.chunks(ctx, len(round), 1, func(ctx context.Context, c, _ int) error {
+			idx := round[c]
+			nids := make([]*ua.NodeID, len(idx))
+			for j, i := range idx {
+				nids[j] = group[i].nid
+			}
+			refs, retry, err := b.browseChunk(ctx, nids)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for j, i := range idx {
+				out[i] = nodes(refs[j])
+			}
+			for _, j := range retry {
+				again = append(again, idx[j])
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, idx := range round {
+			for _, i := range idx {
+				k := browseStatKey{depth, group[i].class}
+				st := b.refStats[k]
+				b.refStats[k] = [2]int{st[0] + 1, st[1] + len(out[i])}
+			}
+		}
+	}
+	// Alone, with no other request holding continuation points.
+	slices.Sort(again)
+	for _, i := range again {
+		refs, err := b.browseOne(ctx, group[i].nid)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = nodes(refs)
+	}
+	return out, nil
+}
+
+// nodes is node of each reference.
+func nodes(refs []*ua.ReferenceDescription) []*tnode {
+	out := make([]*tnode, len(refs))
+	for i, r := range refs {
+		out[i] = node(r)
+	}
+	return out
+}
+
+type browseStatKey struct {
+	depth int
+	class ua.NodeClass
+}
+
+func browseDesc(nid *ua.NodeID) *ua.BrowseDescription {
+	return &ua.BrowseDescription{
+		NodeID:          nid,
+		BrowseDirection: ua.BrowseDirectionForward,
+		ReferenceTypeID: ua.NewNumericNodeID(0, id.HierarchicalReferences),
+		IncludeSubtypes: true,
+		ResultMask:      uint32(ua.BrowseResultMaskAll),
+	}
+}
+
+// browseChunk browses nodes in one request (halved while the server finds it
+// too large) and follows continuation points in batched BrowseNext calls. It
+// also returns the indexes of nodes to browse again on their own: those the
+// server had no continuation point for, or whose point it dropped.
+func (b *browser) browseChunk(ctx context.Context, nodes []*ua.NodeID) ([][]*ua.ReferenceDescription, []int, error) {
+	req := &ua.BrowseRequest{
+		View:                          &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)},
+		RequestedMaxReferencesPerNode: uint32(min(1000, max(50, browseRefsPerRequest/len(nodes)))),
+	}
+	for _, nid := range nodes {
+		req.NodesToBrowse = append(req.NodesToBrowse, browseDesc(nid))
+	}
 	rctx, cancel := b.reqCtx(ctx)
+	b.calls.browse.Add(1)
+	res, err := b.c.Browse(rctx, req)
+	cancel()
+	if err == nil && len(res.Results) != len(nodes) {
+		err = fmt.Errorf("%d results for %d nodes", len(res.Results), len(nodes))
+	}
+	if tooBig(err) && len(nodes) > 1 {
+		h := len(nodes) / 2
+		out1, r1, err := b.browseChunk(ctx, nodes[:h])
+		if err != nil {
+			return nil, nil, err
+		}
+		out2, r2, err := b.browseChunk(ctx, nodes[h:])
+		for _, i := range r2 {
+			r1 = append(r1, h+i)
+		}
+		return append(out1, out2...), r1, err
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("browse %s and %d more: %w", nodes[0], len(nodes)-1, err)
+	}
+	out := make([][]*ua.ReferenceDescription, len(nodes))
+	var retry, open []int
+	var cps [][]byte
+	for i, r := range res.Results {
+		switch {
+		case r.StatusCode == ua.StatusBadNoContinuationPoints:
+			retry = append(retry, i)
+			continue
+		case !statusGood(r.StatusCode):
+			return nil, nil, fmt.Errorf("browse %s: %w", nodes[i], r.StatusCode)
+		}
+		out[i] = r.References
+		if len(r.ContinuationPoint) > 0 {
+			open, cps = append(open, i), append(cps, r.ContinuationPoint)
+		}
+	}
+	for len(cps) > 0 {
+		rctx, cancel := b.reqCtx(ctx)
+		b.calls.next.Add(1)
+		next, err := b.c.BrowseNext(rctx, &ua.BrowseNextRequest{ContinuationPoints: cps})
+		cancel()
+		if err == nil && len(next.Results) != len(cps) {
+			err = fmt.Errorf("%d results for %d continuation points", len(next.Results), len(cps))
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("browse next %s: %w", nodes[open[0]], err)
+		}
+		var open2 []int
+		var cps2 [][]byte
+		for j, r := range next.Results {
+			i := open[j]
+			switch {
+			case r.StatusCode == ua.StatusBadContinuationPointInvalid || r.StatusCode == ua.StatusBadNoContinuationPoints:
+				out[i] = nil
+				retry = append(retry, i)
+				continue
+			case !statusGood(r.StatusCode):
+				return nil, nil, fmt.Errorf("browse next %s: %w", nodes[i], r.StatusCode)
+			}
+			out[i] = append(out[i], r.References...)
+			if len(r.ContinuationPoint) > 0 {
+				open2, cps2 = append(open2, i), append(cps2, r.ContinuationPoint)
+			}
+		}
+		open, cps = open2, cps2
+	}
+	return out, retry, nil
+}
+
+// browseOne browses one node, following its continuation point.
+func (b *browser) browseOne(ctx context.Context, nid *ua.NodeID) ([]*ua.ReferenceDescription, error) {
+	rctx, cancel := b.reqCtx(ctx)
+	b.calls.browse.Add(1)
+	b.calls.alone.Add(1)
 	res, err := b.c.Browse(rctx, &ua.BrowseRequest{
 		View:                          &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)},
-		RequestedMaxReferencesPerNode: browsePageSize,
-		NodesToBrowse: []*ua.BrowseDescription{{
-			NodeID:          nid,
-			BrowseDirection: ua.BrowseDirectionForward,
-			ReferenceTypeID: ua.NewNumericNodeID(0, id.HierarchicalReferences),
-			IncludeSubtypes: true,
-			ResultMask:      uint32(ua.BrowseResultMaskAll),
-		}},
+		RequestedMaxReferencesPerNode: 1000,
+		NodesToBrowse:                 []*ua.BrowseDescription{browseDesc(nid)},
 	})
 	cancel()
 	if err != nil {
@@ -228,6 +559,7 @@ func (b *browser) children(ctx context.Context, nid *ua.NodeID) ([]*ua.Reference
 	cp := r.ContinuationPoint
 	for len(cp) > 0 {
 		rctx, cancel := b.reqCtx(ctx)
+		b.calls.next.Add(1)
 		next, err := b.c.BrowseNext(rctx, &ua.BrowseNextRequest{ContinuationPoints: [][]byte{cp}})
 		cancel()
 		if err != nil {
@@ -242,70 +574,65 @@ func (b *browser) children(ctx context.Context, nid *ua.NodeID) ([]*ua.Reference
 	return refs, nil
 }
 
-// printNodes prints refs at depth.
-func (b *browser) printNodes(ctx context.Context, refs []*ua.ReferenceDescription, depth int) error {
-	vals, err := b.readVars(ctx, refs)
-	if err != nil {
-		return err
-	}
-	for _, r := range refs {
-		if err := b.printLine(ctx, r, vals[r], depth); err != nil {
-			return err
+// readVars reads value and data type of the variables among group, in
+// group's order (nil pairs for other nodes).
+func (b *browser) readVars(ctx context.Context, group []*tnode) ([][2]*ua.DataValue, error) {
+	vals := make([][2]*ua.DataValue, len(group))
+	var vars []int
+	for i, n := range group {
+		if n.class == ua.NodeClassVariable {
+			vars = append(vars, i)
 		}
 	}
-	return nil
+	err := b.chunks(ctx, len(vars), b.perRead/2, func(ctx context.Context, lo, hi int) error {
+		return b.readChunk(ctx, group, vars[lo:hi], vals)
+	})
+	return vals, err
 }
 
-// readVars reads value and data type of the variables among refs in one request.
-func (b *browser) readVars(ctx context.Context, refs []*ua.ReferenceDescription) (map[*ua.ReferenceDescription][2]*ua.DataValue, error) {
-	var vars []*ua.ReferenceDescription
-	for _, r := range refs {
-		if r.NodeClass == ua.NodeClassVariable {
-			vars = append(vars, r)
-		}
-	}
-	vals := map[*ua.ReferenceDescription][2]*ua.DataValue{}
-	if len(vars) == 0 {
-		return vals, nil
-	}
+// readChunk reads the variables group[idx] into vals in one request, halved
+// while the server finds it too large.
+func (b *browser) readChunk(ctx context.Context, group []*tnode, idx []int, vals [][2]*ua.DataValue) error {
 	req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither}
-	for _, r := range vars {
+	for _, i := range idx {
+		nid := group[i].nid
 		req.NodesToRead = append(req.NodesToRead,
-			&ua.ReadValueID{NodeID: r.NodeID.NodeID, AttributeID: ua.AttributeIDValue},
-			&ua.ReadValueID{NodeID: r.NodeID.NodeID, AttributeID: ua.AttributeIDDataType})
+			&ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValue},
+			&ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDDataType})
 	}
 	rctx, cancel := b.reqCtx(ctx)
+	b.calls.read.Add(1)
 	res, err := b.c.Read(rctx, req)
 	cancel()
+	if err == nil && len(res.Results) != 2*len(idx) {
+		err = fmt.Errorf("%d results for %d", len(res.Results), 2*len(idx))
+	}
+	if tooBig(err) && len(idx) > 1 {
+		h := len(idx) / 2
+		if err := b.readChunk(ctx, group, idx[:h], vals); err != nil {
+			return err
+		}
+		return b.readChunk(ctx, group, idx[h:], vals)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("browse: read values: %w", err)
+		return fmt.Errorf("browse: read values: %w", err)
 	}
-	if len(res.Results) != 2*len(vars) {
-		return nil, fmt.Errorf("browse: read values: %d results for %d", len(res.Results), 2*len(vars))
+	for j, i := range idx {
+		vals[i] = [2]*ua.DataValue{res.Results[2*j], res.Results[2*j+1]}
 	}
-	for i, r := range vars {
-		vals[r] = [2]*ua.DataValue{res.Results[2*i], res.Results[2*i+1]}
-	}
-	return vals, nil
+	return nil
 }
 
-// printLine prints one node: id, browse name, and type and value of a variable.
-func (b *browser) printLine(ctx context.Context, r *ua.ReferenceDescription, dv [2]*ua.DataValue, depth int) error {
-	name := ""
-	if r.BrowseName != nil {
-		name = r.BrowseName.Name
-	}
-	line := fmt.Sprintf("%s%s  %q", strings.Repeat("  ", depth), r.NodeID.NodeID, name)
-	if r.NodeClass == ua.NodeClassVariable {
+// formatLine makes a node's line: id, browse name, and type and value of a
+// variable.
+func (b *browser) formatLine(ctx context.Context, n *tnode, dv [2]*ua.DataValue) string {
+	line := fmt.Sprintf("%s  %q", n.nid, n.name)
+	if n.class == ua.NodeClassVariable {
 		line += "  " + b.typeName(ctx, dv[1], dv[0]) + " = " + formatValue(dv[0])
-	} else if r.NodeClass != 0 {
-		line += "  (" + strings.TrimPrefix(r.NodeClass.String(), "NodeClass") + ")"
+	} else if n.class != 0 {
+		line += "  (" + strings.TrimPrefix(n.class.String(), "NodeClass") + ")"
 	}
-	if _, err := fmt.Fprintln(b.w, line); err != nil {
-		return fmt.Errorf("browse: write: %w", err)
-	}
-	b.printed++
-	return nil
+	return line
 }
 
 // builtinTypes names the ns=0 data types a PLC tag normally has.

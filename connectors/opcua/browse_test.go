@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gopcua/opcua/ua"
 )
 
 func TestBrowseInProcessServer(t *testing.T) {
@@ -66,4 +71,115 @@ func TestBrowseInProcessServer(t *testing.T) {
 	if err := Browse(ctx, ts.url, BrowseOptions{Node: "ns=1;s=Nope"}, &out); err == nil {
 		t.Error("Browse of an unknown node succeeded")
 	}
+}
+
+// plantLines is what browse prints for server.js's PLANT tree under the
+// Objects folder (namespace index ns), in order.
+func plantLines(ns, lines, machines, tags int) []string {
+	var out []string
+	for l := range lines {
+		out = append(out, fmt.Sprintf("  ns=%d;s=L%d  \"Line%d\"  (Object)", ns, l, l))
+		for m := range machines {
+			out = append(out, fmt.Sprintf("    ns=%d;s=L%d.M%d  \"Machine%d\"  (Object)", ns, l, m, m))
+			for t := range tags {
+				out = append(out, fmt.Sprintf("      ns=%d;s=L%d.M%d.T%d  \"Tag%d\"  Double = %d", ns, l, m, t, t, t))
+			}
+		}
+	}
+	return out
+}
+
+// TestBrowseServerLimits browses node-opcua, a server that pages references
+// and enforces its operation limits, set tight: 7 nodes per Browse, 10
+// attributes per Read, 2 continuation points per session. Machines have 120
+// tags, more than a batched request asks for per node, so references come in
+// pages, and most nodes of a batch get no continuation point. Every node
+// must be printed once, in order, with its value.
+func TestBrowseServerLimits(t *testing.T) {
+	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=2,10,120",
+		"MAX_NODES_PER_BROWSE=7", "MAX_NODES_PER_READ=10", "MAX_BROWSE_CONTINUATION_POINTS=2")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	b, err := browse(ctx, srv.Endpoint, BrowseOptions{Depth: 3, MaxNodes: 100_000}, &out)
+	if err != nil {
+		t.Fatalf("browse: %v\n%.2000s", err, out.String())
+	}
+	var got []string
+	for line := range strings.Lines(out.String()) {
+		if strings.Contains(line, ";s=L") {
+			got = append(got, strings.TrimSuffix(line, "\n"))
+		}
+	}
+	want := plantLines(2, 2, 10, 120)
+	if !slices.Equal(got, want) {
+		for i := range min(len(got), len(want)) {
+			if got[i] != want[i] {
+				t.Fatalf("line %d of the plant tree: got %q, want %q (%d lines, want %d)", i, got[i], want[i], len(got), len(want))
+			}
+		}
+		t.Fatalf("plant tree has %d lines, want %d", len(got), len(want))
+	}
+	if b.perBrowse != 7 || b.perRead != 10 {
+		t.Errorf("request sizes %d nodes per Browse, %d per Read; want the server's limits 7 and 10", b.perBrowse, b.perRead)
+	}
+	if b.calls.next.Load() == 0 || b.calls.alone.Load() == 0 {
+		t.Errorf("BrowseNext calls %d, nodes browsed alone %d: the paging paths did not run", b.calls.next.Load(), b.calls.alone.Load())
+	}
+	t.Logf("%d nodes: %d Browse, %d BrowseNext, %d Read requests, %d nodes browsed alone",
+		strings.Count(out.String(), "\n"), b.calls.browse.Load(), b.calls.next.Load(), b.calls.read.Load(), b.calls.alone.Load())
+}
+
+// TestBrowseHalvesRefusedRequests: a server that refuses a request as too
+// large (here: limits it does advertise, ignored on purpose) gets it again
+// in halves until it fits.
+func TestBrowseHalvesRefusedRequests(t *testing.T) {
+	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,20,30", "MAX_NODES_PER_BROWSE=3", "MAX_NODES_PER_READ=8")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sec, errs := parseSecurity("None", "None", "")
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	c, err := dial(ctx, clientParams{endpoint: srv.Endpoint, sec: sec, requestTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeClient(c)
+	b := &browser{c: c, opts: BrowseOptions{Timeout: 10 * time.Second}, seen: map[string]bool{},
+		perBrowse: browseNodesPerRequest, perRead: readOpsPerRequest, refStats: map[browseStatKey][2]int{}}
+	var machines []*tnode
+	for m := range 20 {
+		machines = append(machines, &tnode{nid: ua.MustParseNodeID(fmt.Sprintf("ns=2;s=L0.M%d", m)), class: ua.NodeClassObject})
+	}
+	// Teach the sizing that machines have few children, so that it asks
+	// for many at once.
+	b.refStats[browseStatKey{2, ua.NodeClassObject}] = [2]int{100, 0}
+	kids, err := b.children(ctx, machines, 2)
+	if err != nil {
+		t.Fatalf("children: %v", err)
+	}
+	for m, k := range kids {
+		if len(k) != 30 {
+			t.Errorf("machine %d: %d children, want 30", m, len(k))
+		}
+	}
+	// One request would do without the limit; with it, at least 7.
+	if n := b.calls.browse.Load(); n < 7 {
+		t.Errorf("%d Browse requests for 20 nodes at 3 a request", n)
+	}
+	tags := kids[7]
+	vals, err := b.readVars(ctx, tags)
+	if err != nil {
+		t.Fatalf("readVars: %v", err)
+	}
+	for i, v := range vals {
+		if got := formatValue(v[0]); got != strconv.Itoa(i) {
+			t.Errorf("tag %d = %s", i, got)
+		}
+	}
+	if n := b.calls.read.Load(); n < 8 {
+		t.Errorf("%d Read requests for 60 attributes at 8 a request", n)
+	}
+	t.Logf("%d Browse and %d Read requests", b.calls.browse.Load(), b.calls.read.Load())
 }
