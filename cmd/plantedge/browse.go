@@ -49,6 +49,7 @@ func (o *browseOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.opts.Node, "node", opcua.DefaultBrowseNode, "start node id (ns=2;s=..., ns=2;i=..., nsu=URI;s=...)")
 	f.IntVar(&o.opts.Depth, "depth", opcua.DefaultBrowseDepth, "levels to descend below --node")
 	f.IntVar(&o.opts.MaxNodes, "max-nodes", opcua.DefaultBrowseMaxNodes, "stop after printing this many nodes")
+	f.BoolVar(&o.opts.NamespaceURIs, "namespace-uris", false, "print node ids as nsu=URI;... (they stay valid if the server renumbers its namespaces)")
 	f.StringVar(&o.opts.SecurityPolicy, "security-policy", "None", "None | Basic256Sha256 | Aes128_Sha256_RsaOaep | Aes256_Sha256_RsaPss")
 	f.StringVar(&o.opts.SecurityMode, "security-mode", "", "None | Sign | SignAndEncrypt (default: None, or SignAndEncrypt with a secure policy)")
 	f.StringVar(&o.opts.CertFile, "cert", "", "client certificate file (PEM or DER)")

@@ -46,6 +46,9 @@ type BrowseOptions struct {
 	Node     string // start node in any string form; default ns=0;i=85 (Objects)
 	Depth    int    // levels below Node; default 3
 	MaxNodes int    // stop after printing this many nodes; default 10,000
+	// NamespaceURIs prints node ids as nsu=<namespace uri>;..., which stay
+	// valid when a server renumbers its namespaces (ns=0 ids stay short).
+	NamespaceURIs bool
 
 	SecurityPolicy, SecurityMode string
 	CertFile, KeyFile            string
@@ -124,6 +127,9 @@ func browse(ctx context.Context, endpoint string, opts BrowseOptions, w io.Write
 	b := &browser{c: c, w: w, opts: opts, seen: map[string]bool{}, typeNames: map[string]string{},
 		perBrowse: browseNodesPerRequest, perRead: readOpsPerRequest, refStats: map[browseStatKey][2]int{}}
 	b.applyLimits(ctx)
+	if opts.NamespaceURIs {
+		b.nsURIs = c.Namespaces()
+	}
 	tree, err := b.rootNode(ctx, rootID)
 	if err != nil {
 		return nil, err
@@ -149,8 +155,9 @@ type browser struct {
 	typeNames map[string]string // data type node id -> name
 	printed   int
 	truncated bool
-	perBrowse int // nodes per Browse request
-	perRead   int // attributes per Read request
+	nsURIs    []string // the server's namespace array, for NamespaceURIs
+	perBrowse int      // nodes per Browse request
+	perRead   int      // attributes per Read request
 	// refStats counts nodes browsed and their references, by depth and class.
 	refStats map[browseStatKey][2]int
 	// calls counts requests: Browse, BrowseNext, Read, and nodes browsed
@@ -626,13 +633,29 @@ func (b *browser) readChunk(ctx context.Context, group []*tnode, idx []int, vals
 // formatLine makes a node's line: id, browse name, and type and value of a
 // variable.
 func (b *browser) formatLine(ctx context.Context, n *tnode, dv [2]*ua.DataValue) string {
-	line := fmt.Sprintf("%s  %q", n.nid, n.name)
+	line := fmt.Sprintf("%s  %q", b.idString(n.nid), n.name)
 	if n.class == ua.NodeClassVariable {
 		line += "  " + b.typeName(ctx, dv[1], dv[0]) + " = " + formatValue(dv[0])
 	} else if n.class != 0 {
 		line += "  (" + strings.TrimPrefix(n.class.String(), "NodeClass") + ")"
 	}
 	return line
+}
+
+// idString is nid as the configuration takes it: ns=<index>;..., or with
+// NamespaceURIs nsu=<uri>;... for namespaces other than 0 (unless the URI
+// holds a ';', which that form cannot carry).
+func (b *browser) idString(nid *ua.NodeID) string {
+	s := nid.String()
+	ns := int(nid.Namespace())
+	if ns == 0 || ns >= len(b.nsURIs) || strings.Contains(b.nsURIs[ns], ";") {
+		return s
+	}
+	_, idPart, ok := strings.Cut(s, ";")
+	if !ok {
+		return s
+	}
+	return "nsu=" + b.nsURIs[ns] + ";" + idPart
 }
 
 // builtinTypes names the ns=0 data types a PLC tag normally has.

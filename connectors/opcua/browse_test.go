@@ -68,6 +68,24 @@ func TestBrowseInProcessServer(t *testing.T) {
 		t.Errorf("default browse:\n%s", out.String())
 	}
 
+	// With namespace URIs, ids a configuration can use across a renumbering.
+	out.Reset()
+	if err := Browse(ctx, ts.url, BrowseOptions{Node: "ns=1;i=85", Depth: 2, NamespaceURIs: true}, &out); err != nil {
+		t.Fatalf("Browse with namespace URIs: %v", err)
+	}
+	for _, want := range []string{
+		"nsu=" + testNS + ";i=85  \"" + testNS + "\"  (Object)",
+		"  nsu=" + testNS + ";s=Counter  \"Counter\"  Int32 = 0",
+		"    nsu=" + testNS + ";s=Press07.GoodCount  \"GoodCount\"  UInt32 = 0",
+	} {
+		if !strings.Contains(out.String(), want+"\n") {
+			t.Errorf("output lacks line %q:\n%s", want, out.String())
+		}
+	}
+	if n, err := parseNode("nsu=" + testNS + ";s=Press07.GoodCount"); err != nil || n.nsURI != testNS {
+		t.Errorf("printed id does not parse back: %v %+v", err, n)
+	}
+
 	if err := Browse(ctx, ts.url, BrowseOptions{Node: "ns=1;s=Nope"}, &out); err == nil {
 		t.Error("Browse of an unknown node succeeded")
 	}
