@@ -67,6 +67,11 @@ type Config struct {
 	// (ns=2;s=.., ns=2;i=.., ns=2;g=.., ns=2;b=.., nsu=<uri>;s=..).
 	Nodes  []string
 	Logger *slog.Logger
+
+	// channelLifetime is the secure channel token lifetime asked for
+	// (gopcua renews the token at 75 % of it); 0 is gopcua's one hour.
+	// Tests shorten it.
+	channelLifetime time.Duration
 }
 
 // security policy names accepted in Config, mapped to their URIs.

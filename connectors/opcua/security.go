@@ -192,6 +192,7 @@ type clientParams struct {
 	cert               *clientCert
 	username, password string
 	requestTimeout     time.Duration
+	lifetime           time.Duration // secure channel token lifetime; 0: gopcua's default
 }
 
 // clientOptions asks the server for its endpoints, picks the one matching
@@ -208,6 +209,9 @@ func clientOptions(ctx context.Context, p clientParams) ([]opcua.Option, error) 
 		opcua.RequestTimeout(p.requestTimeout),
 		opcua.ApplicationName("plantedge"),
 		opcua.SessionName("plantedge"),
+	}
+	if p.lifetime > 0 {
+		opts = append(opts, opcua.Lifetime(p.lifetime))
 	}
 	if len(eps) == 0 && p.sec.none() && p.sec.thumbprint == nil {
 		// Some servers (gopcua's among them) list only endpoints whose URL

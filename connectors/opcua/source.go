@@ -246,6 +246,7 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		username:       s.cfg.Username,
 		password:       s.cfg.Password,
 		requestTimeout: s.cfg.RequestTimeout,
+		lifetime:       s.cfg.channelLifetime,
 	})
 	cancel()
 	if err != nil {
