@@ -201,3 +201,25 @@ func TestBrowseHalvesRefusedRequests(t *testing.T) {
 	}
 	t.Logf("%d Browse and %d Read requests", b.calls.browse.Load(), b.calls.read.Load())
 }
+
+// TestBrowseSecure browses over an encrypted channel with a certificate
+// generated into the data directory, as `plantedge browse --security-policy
+// Basic256Sha256 --data-dir DIR` does.
+func TestBrowseSecure(t *testing.T) {
+	srv := startNodeServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	opts := BrowseOptions{Node: "nsu=urn:plantedge:test;s=Counter", Depth: 1, NamespaceURIs: true,
+		SecurityPolicy: "Basic256Sha256", DataDir: t.TempDir(), ServerThumbprint: srv.Thumbprint}
+	if err := Browse(ctx, srv.Endpoint, opts, &out); err != nil {
+		t.Fatalf("browse: %v", err)
+	}
+	if !strings.HasPrefix(out.String(), "nsu=urn:plantedge:test;s=Counter  \"Counter\"  Int32 = ") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	opts.ServerThumbprint = strings.Repeat("0", 40)
+	if err := Browse(ctx, srv.Endpoint, opts, &out); err == nil || !strings.Contains(err.Error(), "thumbprint") {
+		t.Errorf("browse of a server with another thumbprint: %v", err)
+	}
+}
