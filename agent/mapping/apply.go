@@ -223,8 +223,15 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 	ev := base
 	ev.Kind = EventRunning
 	ev.Start, ev.End = ms.StopStart, x.t
-	if ev.Start.IsZero() || ev.End.Before(ev.Start) {
-		ev.Start = ev.End // clock went backwards: an empty interval, never a negative one
+	switch {
+	case ev.Start.IsZero():
+		ev.Start = ev.End
+	case ev.End.Before(ev.Start):
+		// The restart's time is earlier than the stop's (one of them had no
+		// source time, or the clocks differ): an empty interval, never a
+		// negative one. The start stays: it keys the downtime line, which
+		// with block_workcenter was opened at the stop and must be closed.
+		ev.End = ev.Start
 	}
 	ms.StopStart = time.Time{}
 	return []Event{ev}, true

@@ -159,3 +159,39 @@ func mustApply(t *testing.T, m *Mapper, st *State, s connectors.Sample) []Event 
 	}
 	return evs
 }
+
+// TestRestartBeforeStopKeepsTheStopsKey: the stop carried the PLC's time,
+// the restart only its receive time, which is earlier (the PLC clock runs
+// ahead). The interval must keep the stop's start — with block_workcenter it
+// is the key of the line opened at the stop, which the restart must close —
+// and must not be negative.
+func TestRestartBeforeStopKeepsTheStopsKey(t *testing.T) {
+	m := newTestMapper(t, testConfig)
+	st := NewState()
+	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	state := func(run bool, src, recv time.Time) []Event {
+		t.Helper()
+		p := `{"run": false}`
+		if run {
+			p = `{"run": true}`
+		}
+		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "line/state",
+			Payload: []byte(p), Good: true, SourceTime: src, ReceiveTime: recv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evs
+	}
+	state(true, at, at)
+	stop := state(false, at.Add(10*time.Minute), at.Add(10*time.Minute))
+	if len(stop) != 1 || stop[0].Kind != EventStopped {
+		t.Fatalf("stop: %+v", stop)
+	}
+	run := state(true, time.Time{}, at.Add(5*time.Minute))
+	if len(run) != 1 || run[0].Kind != EventRunning {
+		t.Fatalf("run: %+v", run)
+	}
+	if !run[0].Start.Equal(stop[0].Start) || run[0].End.Before(run[0].Start) {
+		t.Errorf("interval %v – %v, want it to start at the stop's %v and not end before", run[0].Start, run[0].End, stop[0].Start)
+	}
+}
