@@ -41,8 +41,10 @@ type extracted struct {
 //     lower half (delta = rollover - prev + new); otherwise a reset (delta =
 //     new). A value that may be a repeat — Duplicate or Initial set — never
 //     counts as a decrease, nor does a sample older by source time than the
-//     last accepted one; an equal value counts nothing. An increase always
-//     counts, even when older by source time (the source clock went back).
+//     last accepted one; an equal value counts nothing. An increase counts,
+//     even when older by source time (the source clock went back), unless
+//     it may be a repeat from before the last reset or rollover: a possible
+//     repeat no higher than the value the counter went down from.
 //   - running and downtime_reason: a sample older by source time than the
 //     last accepted one of that signal is stale and ignored (no error).
 func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed []string, err error) {
@@ -138,6 +140,16 @@ func isStale(x extracted, last time.Time) bool {
 	return x.srcTime && !last.IsZero() && x.t.Before(last)
 }
 
+// beforeReset reports whether x may be a value from before the counter's
+// last reset or rollover: no higher than the value it went down from, and
+// not later than the reset by source time (when both times are known).
+func (cs *CounterState) beforeReset(x extracted) bool {
+	if cs.ResetFrom <= 0 || x.counter > cs.ResetFrom {
+		return false
+	}
+	return !x.srcTime || cs.ResetTime.IsZero() || !x.t.After(cs.ResetTime)
+}
+
 func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 	if ms.Counters == nil {
 		ms.Counters = map[Signal]*CounterState{}
@@ -156,9 +168,17 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 	}
 	ev := Event{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter}
 	if x.counter > cs.Last {
-		// Counted even when older by source time: a cumulative counter
-		// cannot go up in the past, so the source clock was set back;
-		// waiting for it to catch up would only delay the pieces.
+		// A possible repeat (redelivered, re-read, or older by source time)
+		// can rise above Last only if the counter went down after it: a
+		// value from before the last reset or rollover, seen already. It
+		// never counts twice; ignoring a value that was new after all loses
+		// nothing, the next fresh value brings its pieces.
+		if (x.b.dupOrInitial || isStale(x, cs.Time)) && cs.beforeReset(x) {
+			return nil, false
+		}
+		// Otherwise counted even when older by source time: a cumulative
+		// counter cannot go up in the past, so the source clock was set
+		// back; waiting for it to catch up would only delay the pieces.
 		ev.Delta = x.counter - cs.Last
 	} else {
 		// A decrease. A possible repeat of an older value (redelivered,
@@ -176,6 +196,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			ev.Delta = x.counter
 			ev.Reset = true
 		}
+		cs.ResetFrom, cs.ResetTime = cs.Last, srcT
 	}
 	cs.Last = x.counter
 	if x.srcTime && x.t.After(cs.Time) {

@@ -274,6 +274,12 @@ type CounterState struct {
 	Last float64 `json:"last"`
 	// Time is the source time of Last; zero when the source gave none.
 	Time time.Time `json:"time,omitzero"`
+	// ResetFrom is the value the counter went down from at its last reset
+	// or rollover, and ResetTime the source time of the first value after
+	// it (zero when unknown): a repeat of an older value may come back up
+	// to ResetFrom, and must not count again.
+	ResetFrom float64   `json:"reset_from,omitempty"`
+	ResetTime time.Time `json:"reset_time,omitzero"`
 }
 
 // NewState returns an empty state.
