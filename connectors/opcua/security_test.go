@@ -28,6 +28,7 @@ type nodeServer struct {
 	Endpoint   string `json:"endpoint"`
 	Thumbprint string `json:"thumbprint"`
 	pki        string
+	cmd        *exec.Cmd
 }
 
 // startNodeServer starts testdata/nodeopcua/server.js on a free loopback
@@ -73,7 +74,7 @@ func startNodeServer(t testing.TB, env ...string) *nodeServer {
 		for sc.Scan() {
 			line := sc.Text()
 			if strings.HasPrefix(line, "{") {
-				ns := &nodeServer{pki: pki}
+				ns := &nodeServer{pki: pki, cmd: cmd}
 				if json.Unmarshal([]byte(line), ns) == nil {
 					ready <- ns
 				}
@@ -330,5 +331,52 @@ func TestSecureChannelRenewal(t *testing.T) {
 				t.Errorf("sessions %d, reconnects %d (last error %q): renewal broke the channel", st.SessionsCreated, st.Reconnects, st.LastError)
 			}
 		})
+	}
+}
+
+// TestNodeOPCUARestart: node-opcua killed (-9) and started again on the
+// same port, with its counter back at 41 — a PLC power-cycled. The source
+// sees the loss, reconnects with one new session, reads the value again
+// (marked initial) and gets notifications from the new subscription.
+func TestNodeOPCUARestart(t *testing.T) {
+	port := strconv.Itoa(freePort(t))
+	srv := startNodeServer(t, "NO_SECURITY=1", "PORT="+port)
+	col := newCollector()
+	src := runSource(t, Config{
+		Endpoint: srv.Endpoint, Nodes: []string{secureCounter},
+		PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: 3 * time.Second,
+	}, col)
+	_, _ = col.waitFor(t, 0, 15*time.Second, "a notification", func(s connectors.Sample) bool {
+		return s.Address == secureCounter && !s.Initial
+	})
+	if err := srv.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for src.State() == connectors.StateConnected && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if src.State() == connectors.StateConnected {
+		t.Fatal("source still connected 10 s after node-opcua was killed")
+	}
+	from := col.len()
+	restarted := time.Now()
+	back := startNodeServer(t, "NO_SECURITY=1", "PORT="+port)
+	if back.Endpoint != srv.Endpoint {
+		t.Fatalf("restarted on %s, want %s", back.Endpoint, srv.Endpoint)
+	}
+	s, i := col.waitFor(t, from, 20*time.Second, "the counter read again", func(s connectors.Sample) bool {
+		return s.Address == secureCounter
+	})
+	// The new server counts from 41, one more every 200 ms.
+	if v, ok := s.Value.(int64); !s.Initial || !ok || v < 41 || v > 41+int64(time.Since(restarted)/(200*time.Millisecond))+2 {
+		t.Errorf("first value after the restart %+v, want the new counter (from 41) marked initial", s)
+	}
+	_, _ = col.waitFor(t, i+1, 10*time.Second, "a notification after the restart", func(s connectors.Sample) bool {
+		return s.Address == secureCounter && !s.Initial
+	})
+	t.Logf("values again %s after node-opcua was started", time.Since(restarted).Round(time.Millisecond))
+	if st := src.Stats(); st.SessionsCreated != 2 || st.Reconnects != 1 {
+		t.Errorf("stats %+v, want exactly 2 sessions", st)
 	}
 }
