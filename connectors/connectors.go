@@ -37,8 +37,10 @@ type Sample struct {
 
 	// Duplicate is set for an MQTT message the broker redelivered (DUP flag).
 	Duplicate bool
-	// Initial is set for values read right after a (re)connect, so the
-	// mapping knows they may repeat a value it has already seen.
+	// Initial is set for values read right after a (re)connect (OPC UA) and
+	// for retained messages (MQTT: the broker sends its stored last value on
+	// every subscribe), so the mapping knows they may repeat a value it has
+	// already seen.
 	Initial bool
 
 	// Ack, if not nil, tells the source the sample is durable (MQTT: PUBACK).

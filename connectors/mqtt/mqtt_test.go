@@ -387,3 +387,28 @@ func TestMochiUnackedLimit(t *testing.T) {
 		t.Fatalf("delivered %d unacked, want mochi to stop at its limit %d", got, limit)
 	}
 }
+
+// TestRetainedMarkedInitial: a retained message, which the broker sends again
+// on every subscribe, reaches the sink marked Initial (it may repeat a value
+// already processed); a live one does not.
+func TestRetainedMarkedInitial(t *testing.T) {
+	url := startMochi(t, "tcp", nil, nil)
+	p := newPublisher(t, url, nil)
+	if tok := p.c.Publish("r/state", 1, true, []byte(`{"run":true}`)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish retained: %v", tok.Error())
+	}
+	sink := make(chanSink, 10)
+	r := start(t, Config{URL: url, ClientID: "retained", Topics: []string{"r/#"}}, sink)
+	waitConnected(t, r, 1)
+	s := sink.next(t)
+	if s.Address != "r/state" || !s.Initial || s.Duplicate {
+		t.Errorf("retained message: %s initial %v duplicate %v, want initial", s.Address, s.Initial, s.Duplicate)
+	}
+	s.Done()
+	p.pub(t, "r/state", []byte(`{"run":false}`))
+	s = sink.next(t)
+	if s.Initial {
+		t.Errorf("live message marked initial")
+	}
+	s.Done()
+}

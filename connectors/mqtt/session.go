@@ -175,7 +175,10 @@ func (ss *session) handle(_ paho.Client, m paho.Message) {
 		Good:        true,
 		ReceiveTime: time.Now(),
 		Duplicate:   m.Duplicate(),
-		Ack:         e.ack,
+		// A retained message is the broker's stored last value, sent on
+		// every (re)subscribe: it may repeat one already processed.
+		Initial: m.Retained(),
+		Ack:     e.ack,
 	}
 	ss.mu.Lock()
 	ss.pending = append(ss.pending, e)
