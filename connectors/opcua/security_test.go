@@ -252,17 +252,10 @@ func TestServerOperationLimits(t *testing.T) {
 	for _, mode := range []string{ModeSubscribe, ModePoll} {
 		t.Run(mode, func(t *testing.T) {
 			col := newCollector()
-			src, err := New(Config{
+			src := runSource(t, Config{
 				Name: "limits", Endpoint: srv.Endpoint, Nodes: nodes, Mode: mode,
 				PollInterval: 100 * time.Millisecond, PublishingInterval: 100 * time.Millisecond,
 			}, col)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- src.Run(ctx) }()
-			defer func() { cancel(); <-done }()
 			// Every node once from the first read, and once more from its
 			// monitored item's first notification or the next poll.
 			for _, initial := range []bool{true, false} {
@@ -304,23 +297,13 @@ func TestSecureChannelRenewal(t *testing.T) {
 		t.Run(tc.policy, func(t *testing.T) {
 			t.Parallel()
 			col := newCollector()
-			src, err := New(Config{
+			src := runSource(t, Config{
 				Name: "renew", Endpoint: srv.Endpoint, SecurityPolicy: tc.policy, SecurityMode: tc.mode,
 				DataDir: t.TempDir(), Nodes: []string{secureCounter},
 				PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: 2 * time.Second,
 				channelLifetime: 4 * time.Second,
 			}, col)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- src.Run(ctx) }()
-			defer func() { cancel(); <-done }()
-			deadline := time.Now().Add(11 * time.Second)
-			for time.Now().Before(deadline) {
-				time.Sleep(500 * time.Millisecond)
-			}
+			time.Sleep(11 * time.Second) // three renewals
 			last, _ := col.waitFor(t, max(0, col.len()-1), time.Second, "the counter", func(s connectors.Sample) bool {
 				return s.Address == secureCounter
 			})
