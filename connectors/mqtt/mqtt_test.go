@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/internal/nettest"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -411,4 +413,64 @@ func TestRetainedMarkedInitial(t *testing.T) {
 		t.Errorf("live message marked initial")
 	}
 	s.Done()
+}
+
+// TestReconnectStormBounded: the broker link dies 60 times (connections
+// reset, port refused for a moment — a broker crashing and restarting).
+// Connects stay bounded by the one backoff loop, messages flow afterwards,
+// and neither goroutines nor the live heap grow with the reconnects (PEERS
+// complaint 10: memory growth around reconnects).
+func TestReconnectStormBounded(t *testing.T) {
+	url := startMochi(t, "tcp", nil, nil)
+	px := nettest.NewCrashProxy(t, strings.TrimPrefix(url, "tcp://"))
+	sink := make(chanSink, 100)
+	r := start(t, Config{URL: "tcp://" + px.Addr(), ClientID: "storm", Topics: []string{"s/#"}}, sink)
+	waitConnected(t, r, 1)
+	p := newPublisher(t, url, nil)
+	p.pub(t, "s/1", []byte("1"))
+	sink.next(t).Done()
+	// Settle what the first connection started, then measure.
+	goroutinesBefore, heapBefore := runtime.NumGoroutine(), liveHeap()
+	const crashes = 60
+	for i := range crashes {
+		px.Crash()
+		time.Sleep(30 * time.Millisecond)
+		px.Restart()
+		time.Sleep(time.Duration(50+i%5*40) * time.Millisecond)
+	}
+	waitConnected(t, r, 2)
+	p.pub(t, "s/2", []byte("2"))
+	for s := sink.next(t); s.Address != "s/2"; s = sink.next(t) {
+		s.Done() // s/1 may come again: it was acked, but a session may resend
+	}
+	st := r.Stats()
+	t.Logf("%d crashes: %d connects, %d failed attempts, %d reconnects", crashes, st.Connects, st.Failures, st.Reconnects)
+	if st.Connects > crashes+1 {
+		t.Errorf("%d connects for %d crashes", st.Connects, crashes)
+	}
+	if st.Connects+st.Failures > 3*crashes {
+		t.Errorf("%d connect attempts for %d crashes: not bounded by the backoff", st.Connects+st.Failures, crashes)
+	}
+	// Goroutines of the last connection come and go; a leak would be one
+	// or more per reconnect.
+	var goroutinesAfter int
+	waitFor(t, "goroutines back to their number before the storm", func() bool {
+		goroutinesAfter = runtime.NumGoroutine()
+		return goroutinesAfter <= goroutinesBefore+5
+	})
+	heapAfter := liveHeap()
+	t.Logf("goroutines %d before, %d after; live heap %.1f MB before, %.1f MB after",
+		goroutinesBefore, goroutinesAfter, float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20))
+	if grown := int64(heapAfter) - int64(heapBefore); grown > 4<<20 {
+		t.Errorf("live heap grew by %.1f MB over %d reconnects", float64(grown)/(1<<20), crashes)
+	}
+}
+
+// liveHeap is the heap in use after a full collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }

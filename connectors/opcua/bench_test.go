@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/internal/nettest"
 )
 
 // BenchmarkNotifications measures data-change notifications per second from
@@ -128,80 +127,9 @@ func BenchmarkBrowseNodeOPCUA(b *testing.B) {
 		benchBrowse(b, srv.Endpoint, "i=85", 10+10*100+10*100*109)
 	})
 	b.Run("rtt=1ms", func(b *testing.B) {
-		url := latencyProxy(b, strings.TrimPrefix(srv.Endpoint, "opc.tcp://"), 500*time.Microsecond)
+		url := "opc.tcp://" + nettest.LatencyProxy(b, strings.TrimPrefix(srv.Endpoint, "opc.tcp://"), 500*time.Microsecond)
 		benchBrowse(b, url, "i=85", 10+10*100+10*100*109)
 	})
-}
-
-// latencyProxy forwards connections to target on a loopback port and
-// delays what passes by oneWay in each direction, without limiting
-// throughput. It returns the proxy's opc.tcp URL.
-func latencyProxy(tb testing.TB, target string, oneWay time.Duration) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	tb.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, c, up)
-			mu.Unlock()
-			wg.Go(func() { delayPipe(up, c, oneWay) })
-			wg.Go(func() { delayPipe(c, up, oneWay) })
-		}
-	})
-	return "opc.tcp://" + l.Addr().String()
-}
-
-// delayPipe copies src to dst, each read d later than it arrived.
-func delayPipe(dst, src net.Conn, d time.Duration) {
-	type chunk struct {
-		b  []byte
-		at time.Time
-	}
-	ch := make(chan chunk, 4096)
-	go func() {
-		defer close(ch)
-		for {
-			buf := make([]byte, 64<<10)
-			n, err := src.Read(buf)
-			if n > 0 {
-				ch <- chunk{buf[:n], time.Now().Add(d)}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	for c := range ch {
-		time.Sleep(time.Until(c.at))
-		if _, err := dst.Write(c.b); err != nil {
-			break
-		}
-	}
-	dst.Close()
-	src.Close()
 }
 
 // benchBrowse browses endpoint from node, three levels deep, and checks that

@@ -8,8 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -259,99 +257,4 @@ func (cs *childServer) Kill() {
 	_ = cs.cmd.Process.Kill()
 	_ = cs.cmd.Wait()
 	cs.cmd = nil
-}
-
-// crashProxy forwards TCP to a server; Crash drops every connection and
-// closes the port (connection refused), Restart opens it again.
-type crashProxy struct {
-	t      testing.TB
-	addr   string
-	url    string
-	target string
-
-	mu    sync.Mutex
-	l     net.Listener
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func newCrashProxy(t testing.TB, targetURL string) *crashProxy {
-	t.Helper()
-	port := freePort(t)
-	px := &crashProxy{
-		t:      t,
-		addr:   fmt.Sprintf("127.0.0.1:%d", port),
-		target: strings.TrimPrefix(targetURL, "opc.tcp://"),
-		conns:  map[net.Conn]struct{}{},
-	}
-	px.url = "opc.tcp://" + px.addr
-	px.Restart()
-	t.Cleanup(func() {
-		px.Crash()
-		px.wg.Wait()
-	})
-	return px
-}
-
-// Restart listens again on the same port.
-func (px *crashProxy) Restart() {
-	px.t.Helper()
-	var l net.Listener
-	var err error
-	for range 50 { // the port may linger for a moment after Close
-		if l, err = net.Listen("tcp", px.addr); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err != nil {
-		px.t.Fatalf("proxy listen: %v", err)
-	}
-	px.mu.Lock()
-	px.l = l
-	px.mu.Unlock()
-	px.wg.Add(1)
-	go func() {
-		defer px.wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", px.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			px.mu.Lock()
-			px.conns[c], px.conns[up] = struct{}{}, struct{}{}
-			px.mu.Unlock()
-			pipe := func(dst, src net.Conn) {
-				defer px.wg.Done()
-				_, _ = io.Copy(dst, src)
-				dst.Close()
-				src.Close()
-			}
-			px.wg.Add(2)
-			go pipe(up, c)
-			go pipe(c, up)
-		}
-	}()
-}
-
-// Crash closes the listener and resets every proxied connection.
-func (px *crashProxy) Crash() {
-	px.mu.Lock()
-	defer px.mu.Unlock()
-	if px.l != nil {
-		px.l.Close()
-		px.l = nil
-	}
-	for c := range px.conns {
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0) // RST, like a dead host's kernel
-		}
-		c.Close()
-		delete(px.conns, c)
-	}
 }

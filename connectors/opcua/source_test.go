@@ -16,6 +16,7 @@ import (
 
 	"github.com/plantedge/plantedge/connectors"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
+	"github.com/plantedge/plantedge/internal/nettest"
 )
 
 func TestMain(m *testing.M) {
@@ -442,10 +443,10 @@ func TestReconnectStormBounded(t *testing.T) {
 	ts := startInProcess(t, 0)
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, append(serverIgnores, ignore)...) })
-	px := newCrashProxy(t, ts.url)
+	px := nettest.NewCrashProxy(t, strings.TrimPrefix(ts.url, "opc.tcp://"))
 	col := newCollector()
 	src := runSource(t, Config{
-		Endpoint: px.url, Nodes: []string{"ns=1;s=Counter"},
+		Endpoint: "opc.tcp://" + px.Addr(), Nodes: []string{"ns=1;s=Counter"},
 		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 2 * time.Second,
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 	}, col)

@@ -1,0 +1,189 @@
+// Package nettest has TCP proxies for tests that need a network that fails
+// or lags: a server that crashes and comes back, a link with latency. They
+// listen on 127.0.0.1 only.
+package nettest
+
+import (
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// CrashProxy forwards TCP connections to a server. Crash drops every
+// connection (RST, like a dead host's kernel) and closes the port, so new
+// connections are refused; Restart opens the same port again.
+type CrashProxy struct {
+	t      testing.TB
+	addr   string
+	target string
+
+	mu    sync.Mutex
+	l     net.Listener
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+// NewCrashProxy starts a proxy to target (host:port) on a free loopback
+// port; it is crashed for good at the end of the test.
+func NewCrashProxy(t testing.TB, target string) *CrashProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	px := &CrashProxy{t: t, addr: addr, target: target, conns: map[net.Conn]struct{}{}}
+	px.Restart()
+	t.Cleanup(func() {
+		px.Crash()
+		px.wg.Wait()
+	})
+	return px
+}
+
+// Addr is the proxy's host:port.
+func (px *CrashProxy) Addr() string { return px.addr }
+
+// Restart listens again on the same port.
+func (px *CrashProxy) Restart() {
+	px.t.Helper()
+	var l net.Listener
+	var err error
+	for range 50 { // the port may linger for a moment after Close
+		if l, err = net.Listen("tcp", px.addr); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		px.t.Fatalf("proxy listen: %v", err)
+	}
+	px.mu.Lock()
+	px.l = l
+	px.mu.Unlock()
+	px.wg.Add(1)
+	go func() {
+		defer px.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", px.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			px.mu.Lock()
+			px.conns[c], px.conns[up] = struct{}{}, struct{}{}
+			px.mu.Unlock()
+			pipe := func(dst, src net.Conn) {
+				defer px.wg.Done()
+				_, _ = io.Copy(dst, src)
+				dst.Close()
+				src.Close()
+			}
+			px.wg.Add(2)
+			go pipe(up, c)
+			go pipe(c, up)
+		}
+	}()
+}
+
+// Crash closes the listener and resets every proxied connection.
+func (px *CrashProxy) Crash() {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	if px.l != nil {
+		px.l.Close()
+		px.l = nil
+	}
+	for c := range px.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		c.Close()
+		delete(px.conns, c)
+	}
+}
+
+// LatencyProxy forwards connections to target (host:port) on a free
+// loopback port and delays what passes by oneWay in each direction, without
+// limiting throughput. It returns the proxy's host:port.
+func LatencyProxy(t testing.TB, target string, oneWay time.Duration) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, up)
+			mu.Unlock()
+			wg.Go(func() { delayPipe(up, c, oneWay) })
+			wg.Go(func() { delayPipe(c, up, oneWay) })
+		}
+	})
+	return l.Addr().String()
+}
+
+// delayPipe copies src to dst, each read d later than it arrived.
+func delayPipe(dst, src net.Conn, d time.Duration) {
+	type chunk struct {
+		b  []byte
+		at time.Time
+	}
+	ch := make(chan chunk, 4096)
+	go func() {
+		defer close(ch)
+		for {
+			buf := make([]byte, 64<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				ch <- chunk{buf[:n], time.Now().Add(d)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	failed := false
+	for c := range ch { // drained to the end, so the reader never blocks
+		if failed {
+			continue
+		}
+		time.Sleep(time.Until(c.at))
+		if _, err := dst.Write(c.b); err != nil {
+			failed = true
+			dst.Close()
+			src.Close()
+		}
+	}
+	dst.Close()
+	src.Close()
+}
