@@ -430,7 +430,7 @@ func TestReconnectStormBounded(t *testing.T) {
 	p.pub(t, "s/1", []byte("1"))
 	sink.next(t).Done()
 	// Settle what the first connection started, then measure.
-	goroutinesBefore, heapBefore := runtime.NumGoroutine(), liveHeap()
+	goroutinesBefore, heapBefore := runtime.NumGoroutine(), nettest.LiveHeap()
 	const crashes = 60
 	for i := range crashes {
 		px.Crash()
@@ -458,19 +458,10 @@ func TestReconnectStormBounded(t *testing.T) {
 		goroutinesAfter = runtime.NumGoroutine()
 		return goroutinesAfter <= goroutinesBefore+5
 	})
-	heapAfter := liveHeap()
+	heapAfter := nettest.LiveHeap()
 	t.Logf("goroutines %d before, %d after; live heap %.1f MB before, %.1f MB after",
 		goroutinesBefore, goroutinesAfter, float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20))
 	if grown := int64(heapAfter) - int64(heapBefore); grown > 4<<20 {
 		t.Errorf("live heap grew by %.1f MB over %d reconnects", float64(grown)/(1<<20), crashes)
 	}
-}
-
-// liveHeap is the heap in use after a full collection.
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
 }

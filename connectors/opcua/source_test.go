@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -451,7 +450,7 @@ func TestReconnectStormBounded(t *testing.T) {
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
 	}, col)
 	_, _ = col.waitFor(t, 0, 15*time.Second, "first sample", func(s connectors.Sample) bool { return s.Initial })
-	heapBefore := liveHeap()
+	heapBefore := nettest.LiveHeap()
 	const restarts = 60
 	start := time.Now()
 	for i := range restarts {
@@ -472,7 +471,7 @@ func TestReconnectStormBounded(t *testing.T) {
 	// PEERS complaint 10 (memory growth around reconnects): after 60
 	// restarts the live heap (client and the in-process server together)
 	// must not have grown by more than a few MB.
-	heapAfter := liveHeap()
+	heapAfter := nettest.LiveHeap()
 	t.Logf("live heap %.1f MB before the storm, %.1f MB after", float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20))
 	if grown := int64(heapAfter) - int64(heapBefore); grown > 8<<20 {
 		t.Errorf("live heap grew by %.1f MB over %d reconnects", float64(grown)/(1<<20), restarts)
@@ -485,15 +484,6 @@ func TestReconnectStormBounded(t *testing.T) {
 	if maxAttempts := uint64(3 * restarts); st.ConnectAttempts > maxAttempts {
 		t.Errorf("ConnectAttempts = %d, want <= %d", st.ConnectAttempts, maxAttempts)
 	}
-}
-
-// liveHeap is the heap in use after a full collection.
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
 }
 
 func TestRunStopsWhenSinkFails(t *testing.T) {

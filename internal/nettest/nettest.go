@@ -1,15 +1,26 @@
-// Package nettest has TCP proxies for tests that need a network that fails
-// or lags: a server that crashes and comes back, a link with latency. They
-// listen on 127.0.0.1 only.
+// Package nettest has helpers for tests of network failures: TCP proxies
+// for a server that crashes and comes back and for a link with latency
+// (listening on 127.0.0.1 only), and LiveHeap to see whether memory grows
+// across reconnects.
 package nettest
 
 import (
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
 )
+
+// LiveHeap is the heap in use after a full collection.
+func LiveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
 
 // CrashProxy forwards TCP connections to a server. Crash drops every
 // connection (RST, like a dead host's kernel) and closes the port, so new
