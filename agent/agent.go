@@ -379,6 +379,7 @@ type sourceHandle struct {
 	state    func() connectors.State
 	sessions func() uint64
 	lastErr  func() string
+	polled   func() int // OPC UA: nodes polled because the server cannot monitor them; nil for MQTT
 	run      func(context.Context) error
 }
 
@@ -418,6 +419,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			name: s.Name, kind: connectors.KindOPCUA, state: src.State, run: src.Run,
 			sessions: func() uint64 { return src.Stats().SessionsCreated },
 			lastErr:  func() string { return src.Stats().LastError },
+			polled:   func() int { return src.Stats().Polled },
 		})
 	}
 	for _, b := range cfg.MQTT {

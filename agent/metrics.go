@@ -82,10 +82,11 @@ var (
 	descShrinks  = prometheus.NewDesc("plantedge_buffer_shrinks_total", "Times the buffer file was replaced by a compact copy after a backlog drained.", nil, nil)
 	descSource   = prometheus.NewDesc("plantedge_source_connected", "1 when the source is connected.", []string{"source", "kind"}, nil)
 	descSessions = prometheus.NewDesc("plantedge_source_sessions_created_total", "Sessions (OPC UA) or connections (MQTT) created.", []string{"source", "kind"}, nil)
+	descPolled   = prometheus.NewDesc("plantedge_source_polled_nodes", "OPC UA nodes read by polling because the server cannot monitor them.", []string{"source"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRecords, descBytes, descOldest, descDropped, descMerged, descDead, descFile, descShrinks, descSource, descSessions} {
+	for _, d := range []*prometheus.Desc{descRecords, descBytes, descOldest, descDropped, descMerged, descDead, descFile, descShrinks, descSource, descSessions, descPolled} {
 		ch <- d
 	}
 }
@@ -108,6 +109,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.a.sourceList() {
 		ch <- prometheus.MustNewConstMetric(descSource, prometheus.GaugeValue, boolGauge(s.state() == connectors.StateConnected), s.name, string(s.kind))
 		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.CounterValue, float64(s.sessions()), s.name, string(s.kind))
+		if s.polled != nil {
+			ch <- prometheus.MustNewConstMetric(descPolled, prometheus.GaugeValue, float64(s.polled()), s.name)
+		}
 	}
 }
 

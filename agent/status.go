@@ -74,6 +74,9 @@ type SourceStatus struct {
 	State     string `json:"state"` // connected | connecting | down
 	Sessions  uint64 `json:"sessions_created"`
 	LastError string `json:"last_error,omitempty"`
+	// PolledNodes (OPC UA) are read every poll_interval because the server
+	// refuses to monitor them (no room for subscriptions or monitored items).
+	PolledNodes int `json:"polled_nodes,omitempty"`
 }
 
 // MachineStatus is one machine.
@@ -113,8 +116,12 @@ func (a *Agent) Status() Status {
 		links = a.fwd.machineSnapshot()
 	}
 	for _, s := range a.sourceList() {
-		st.Sources = append(st.Sources, SourceStatus{Name: s.name, Kind: string(s.kind), State: string(s.state()),
-			Sessions: s.sessions(), LastError: s.lastErr()})
+		ss := SourceStatus{Name: s.name, Kind: string(s.kind), State: string(s.state()),
+			Sessions: s.sessions(), LastError: s.lastErr()}
+		if s.polled != nil {
+			ss.PolledNodes = s.polled()
+		}
+		st.Sources = append(st.Sources, ss)
 	}
 	pending := a.pendingCounts()
 	st.Buffer.Unmapped = unmapped(cfg, pending)

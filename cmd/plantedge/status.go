@@ -100,7 +100,11 @@ func printStatus(w io.Writer, st agent.Status) {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  NAME\tKIND\tSTATE\tSESSIONS\tLAST ERROR")
 		for _, s := range st.Sources {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", s.Name, s.Kind, s.State, s.Sessions, s.LastError)
+			state := s.State
+			if s.PolledNodes > 0 {
+				state += fmt.Sprintf(" (polling %d nodes)", s.PolledNodes)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", s.Name, s.Kind, state, s.Sessions, s.LastError)
 		}
 		tw.Flush()
 	}

@@ -363,3 +363,50 @@ func TestNodeOPCUARestart(t *testing.T) {
 		t.Errorf("stats %+v, want exactly 2 sessions", st)
 	}
 }
+
+// TestPollingFallback: a server that refuses subscriptions altogether, or has
+// room for only two monitored items, still delivers every node: what it
+// cannot monitor is polled, and the source says how many (Stats.Polled).
+func TestPollingFallback(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		env    string
+		polled int
+	}{
+		{"no subscriptions", "NO_SUBSCRIPTIONS=1", 5},
+		{"three monitored items", "MAX_MONITORED_ITEMS_PER_SUBSCRIPTION=3", 3}, // the server clock and two nodes
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,5", tc.env)
+			var nodes []string
+			for i := range 5 {
+				nodes = append(nodes, fmt.Sprintf("nsu=urn:plantedge:test;s=L0.M0.T%d", i))
+			}
+			col := newCollector()
+			src := runSource(t, Config{
+				Endpoint: srv.Endpoint, Nodes: nodes,
+				PublishingInterval: 100 * time.Millisecond, PollInterval: 100 * time.Millisecond,
+			}, col)
+			// Every node keeps coming after the first read: by notification
+			// or by polling.
+			for i, n := range nodes {
+				from := 0
+				for range 3 {
+					s, at := col.waitFor(t, from, 15*time.Second, n, func(s connectors.Sample) bool {
+						return s.Address == n && !s.Initial
+					})
+					if !s.Good || s.Value != float64(i) {
+						t.Fatalf("%s: %v good %v quality %q", n, s.Value, s.Good, s.Quality)
+					}
+					from = at + 1
+					if tc.polled < len(nodes) && i < 2 {
+						break // monitored: one notification, values do not change
+					}
+				}
+			}
+			if st := src.Stats(); st.Polled != tc.polled || st.Reconnects != 0 {
+				t.Errorf("stats %+v: want %d nodes polled, no reconnect", st, tc.polled)
+			}
+		})
+	}
+}

@@ -56,6 +56,7 @@ type Stats struct {
 	Samples           uint64    // samples delivered to the sink
 	BadValues         uint64    // delivered samples with a bad or uncertain status
 	HeartbeatRebuilds uint64    // sessions torn down because the heartbeat stopped
+	Polled            int       // nodes read by polling because the server cannot monitor them (subscribe mode)
 	LastError         string    // last session or connect error, "" if none yet
 	Connected         time.Time // when the current session started; zero when not connected
 }
@@ -117,6 +118,9 @@ func (s *Source) Stats() Stats {
 	defer s.mu.Unlock()
 	return s.stats
 }
+
+// setPolled records how many nodes the session polls instead of monitoring.
+func (s *Source) setPolled(n int) { s.update(func(st *Stats) { st.Polled = n }) }
 
 func (s *Source) update(f func(*Stats)) {
 	s.mu.Lock()
@@ -273,6 +277,7 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		}
 		ids[i] = nid
 	}
+	s.setPolled(0)
 	lim := readLimits(ctx, c, s.cfg.RequestTimeout)
 	s.perRead = capped(maxNodesPerRequest, lim.read)
 	s.perMonitor = capped(maxNodesPerRequest, lim.monitoredItems)
@@ -319,6 +324,11 @@ func closeClient(c *opcua.Client) {
 // readAll reads the value of every resolved node in as few requests as the
 // server allows and delivers one sample per node.
 func (s *Source) readAll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, initial bool) error {
+	return s.readIdx(ctx, c, ids, nil, initial)
+}
+
+// readIdx is readAll for the nodes with the given indexes (nil: all).
+func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, idxs []uint32, initial bool) error {
 	type item struct {
 		idx int
 		id  *ua.NodeID
@@ -353,7 +363,22 @@ func (s *Source) readAll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 		batch = batch[:0]
 		return nil
 	}
-	for i, nid := range ids {
+	each := func(yield func(int, *ua.NodeID) bool) {
+		if idxs == nil {
+			for i, nid := range ids {
+				if !yield(i, nid) {
+					return
+				}
+			}
+			return
+		}
+		for _, i := range idxs {
+			if !yield(int(i), ids[i]) {
+				return
+			}
+		}
+	}
+	for i, nid := range each {
 		if nid == nil {
 			dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: ua.StatusBadNodeIDUnknown}
 			if err := s.deliver(ctx, s.nodes[i].addr, dv, time.Now(), initial); err != nil {
@@ -428,6 +453,11 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 		LifetimeCount:     keepAlive * 3,
 	}, notes)
 	cancel()
+	if refusesMonitoring(err) {
+		s.log.Warn("server refuses subscriptions; polling instead", "err", err, "poll_interval", s.cfg.PollInterval)
+		s.setPolled(len(s.nodes))
+		return s.poll(ctx, c, ids)
+	}
 	if err != nil {
 		return fmt.Errorf("create subscription: %w", err)
 	}
@@ -440,10 +470,29 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 			pending = append(pending, uint32(i))
 		}
 	}
-	pending, err = s.monitor(ctx, sub, ids, pending, true)
+	all := len(pending)
+	ref, err := s.monitor(ctx, sub, ids, pending, true)
 	if err != nil {
 		return err
 	}
+	if ref.noBeat && len(ref.poll) == all {
+		// Nothing can be monitored, not even the server's clock.
+		s.log.Warn("server monitors none of the nodes; polling instead", "err", ref.pollErr, "poll_interval", s.cfg.PollInterval)
+		s.setPolled(len(s.nodes))
+		return s.poll(ctx, c, ids)
+	}
+	if ref.noBeat {
+		// Without a server-time item only data changes feed the
+		// heartbeat; say so, a quiet line would look dead.
+		s.log.Warn("server time (ns=0;i=2258) not monitorable; heartbeat relies on data changes")
+	}
+	pending, polled := ref.retry, ref.poll
+	s.setPolled(len(polled))
+	if len(polled) > 0 {
+		s.log.Warn("server cannot monitor some nodes; polling them", "nodes", len(polled), "err", ref.pollErr, "poll_interval", s.cfg.PollInterval)
+	}
+	pollT := time.NewTicker(s.cfg.PollInterval)
+	defer pollT.Stop()
 
 	lastBeat := time.Now()
 	check := time.NewTicker(stateCheckInterval)
@@ -464,9 +513,22 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 			}
 		case <-retry.C:
 			// Nodes the server did not know yet (e.g. still loading its
-			// address space after a restart) are retried, not given up on.
+			// address space after a restart) are retried, not given up on;
+			// so are those it had no room for.
 			if len(pending) > 0 {
-				if pending, err = s.monitor(ctx, sub, ids, pending, false); err != nil {
+				ref, err := s.monitor(ctx, sub, ids, pending, false)
+				if err != nil {
+					return err
+				}
+				if len(ref.poll) < len(polled) {
+					s.log.Info("server now monitors nodes it polled", "nodes", len(polled)-len(ref.poll), "still_polled", len(ref.poll))
+				}
+				pending, polled = ref.retry, ref.poll
+				s.setPolled(len(polled))
+			}
+		case <-pollT.C:
+			if len(polled) > 0 {
+				if err := s.readIdx(ctx, c, ids, polled, false); err != nil {
 					return err
 				}
 			}
@@ -497,11 +559,38 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 	}
 }
 
+// refusal is what a monitor call could not set up.
+type refusal struct {
+	retry []uint32 // node indexes to try again later
+	// poll: of retry, the nodes the server cannot monitor (a limit, or not
+	// supported): their values are polled meanwhile.
+	poll    []uint32
+	noBeat  bool          // the server-time item was refused
+	pollErr ua.StatusCode // the first refusal of a polled node
+}
+
+// refusesMonitoring reports a refusal that polling works around: the server
+// has no room for (more) subscriptions or monitored items, or does not
+// support them.
+func refusesMonitoring(err error) bool {
+	for _, c := range []ua.StatusCode{
+		ua.StatusBadTooManySubscriptions, ua.StatusBadTooManyMonitoredItems, ua.StatusBadServiceUnsupported,
+		ua.StatusBadNotSupported, ua.StatusBadNotImplemented, ua.StatusBadMonitoredItemFilterUnsupported,
+		ua.StatusBadFilterNotAllowed,
+	} {
+		if errors.Is(err, c) {
+			return true
+		}
+	}
+	return false
+}
+
 // monitor creates monitored items for the pending node indexes (and, on the
-// first call, the server-time heartbeat). It returns the indexes the server
-// refused, which are delivered once as bad samples and retried later.
-func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua.NodeID, pending []uint32, first bool) ([]uint32, error) {
-	var failed []uint32
+// first call, the server-time heartbeat). Nodes the server refuses are
+// retried later; on the first call those it does not know yet get one bad
+// sample each, and those it cannot monitor are polled.
+func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua.NodeID, pending []uint32, first bool) (refusal, error) {
+	var out refusal
 	mk := func(nid *ua.NodeID, handle uint32) *ua.MonitoredItemCreateRequest {
 		r := opcua.NewMonitoredItemCreateRequestWithDefaults(nid, ua.AttributeIDValue, handle)
 		r.RequestedParameters.QueueSize = s.cfg.QueueSize
@@ -521,10 +610,10 @@ func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua
 		res, err := sub.Monitor(mctx, ua.TimestampsToReturnBoth, reqs...)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("create monitored items: %w", err)
+			return out, fmt.Errorf("create monitored items: %w", err)
 		}
 		if len(res.Results) != len(reqs) {
-			return nil, fmt.Errorf("create monitored items: %d results for %d items", len(res.Results), len(reqs))
+			return out, fmt.Errorf("create monitored items: %d results for %d items", len(res.Results), len(reqs))
 		}
 		for i, r := range res.Results {
 			h := reqs[i].RequestedParameters.ClientHandle
@@ -532,23 +621,28 @@ func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua
 				continue
 			}
 			if h == heartbeatHandle {
-				// Without a server-time item only data changes feed the
-				// heartbeat; say so, a quiet line would look dead.
-				s.log.Warn("server time (ns=0;i=2258) not monitorable; heartbeat relies on data changes", "err", r.StatusCode)
+				out.noBeat = true
 				continue
 			}
 			idx := h - 1
-			failed = append(failed, idx)
+			out.retry = append(out.retry, idx)
+			if refusesMonitoring(r.StatusCode) {
+				if out.pollErr == 0 {
+					out.pollErr = r.StatusCode
+				}
+				out.poll = append(out.poll, idx)
+				continue
+			}
 			if first {
 				s.log.Warn("monitored item refused; will retry", "node", s.nodes[idx].addr, "err", r.StatusCode)
 				dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: r.StatusCode}
 				if err := s.deliver(ctx, s.nodes[idx].addr, dv, time.Now(), false); err != nil {
-					return nil, err
+					return out, err
 				}
 			}
 		}
 		reqs = reqs[:0]
 		start = end
 	}
-	return failed, nil
+	return out, nil
 }

@@ -12,6 +12,9 @@
 //   MAX_NODES_PER_BROWSE, MAX_NODES_PER_READ, MAX_MONITORED_ITEMS_PER_CALL,
 //   MAX_BROWSE_CONTINUATION_POINTS
 //                     the server's operation limits (advertised and enforced)
+//   MAX_MONITORED_ITEMS_PER_SUBSCRIPTION
+//                     a subscription's room for monitored items
+//   NO_SUBSCRIPTIONS=1  refuses every subscription (BadTooManySubscriptions)
 "use strict";
 const crypto = require("crypto");
 const path = require("path");
@@ -53,6 +56,7 @@ async function main() {
         ],
         serverCapabilities: {
             ...(num("MAX_BROWSE_CONTINUATION_POINTS") ? { maxBrowseContinuationPoints: num("MAX_BROWSE_CONTINUATION_POINTS") } : {}),
+            ...(num("MAX_MONITORED_ITEMS_PER_SUBSCRIPTION") ? { maxMonitoredItemsPerSubscription: num("MAX_MONITORED_ITEMS_PER_SUBSCRIPTION") } : {}),
             operationLimits: {
                 ...(num("MAX_NODES_PER_BROWSE") ? { maxNodesPerBrowse: num("MAX_NODES_PER_BROWSE") } : {}),
                 ...(num("MAX_NODES_PER_READ") ? { maxNodesPerRead: num("MAX_NODES_PER_READ") } : {}),
@@ -95,6 +99,10 @@ async function main() {
                 }
             }
         }
+    }
+    if (process.env.NO_SUBSCRIPTIONS === "1") {
+        // The constructor refuses 0; the running server takes it.
+        server.engine.serverCapabilities.maxSubscriptions = 0;
     }
     await server.start();
     const der = server.getCertificate();
