@@ -36,7 +36,8 @@ type extracted struct {
 //
 // Rules, per signal:
 //   - counters: the first value ever is the baseline. An increase counts the
-//     difference. A decrease is a rollover when rollover is set, the previous
+//     difference. With rollover set, a negative value (a signed counter past
+//     its maximum) is read as its unsigned value, v + rollover. A decrease is a rollover when rollover is set, the previous
 //     value was in the upper half of the range and the new one is in the
 //     lower half (delta = rollover - prev + new); otherwise a reset (delta =
 //     new). A value that may be a repeat — Duplicate or Initial set — never
@@ -459,6 +460,11 @@ func convert(x *extracted, v any) error {
 		f, err := toNumber(v)
 		if err != nil {
 			return err
+		}
+		if ro := float64(x.b.rollover); f < 0 && ro > 0 && f >= -ro/2 {
+			// A signed counter past its maximum (an INT that ran from
+			// 32767 to -32768): its unsigned reading, so it counts on.
+			f += ro
 		}
 		if f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
 			return fmt.Errorf("counter value %v: %w", f, ErrBadValue)
