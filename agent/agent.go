@@ -511,6 +511,10 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 			a.metrics.counterRollovers.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
 			a.log.Info("counter rollover", "machine", ev.Machine, "signal", ev.Signal, "raw", ev.Raw)
 		}
+		if ev.ClockBack > 0 {
+			a.log.Warn("source clock went back; its values are taken in the new time from here",
+				"machine", ev.Machine, "signal", ev.Signal, "by", ev.ClockBack.Round(time.Second))
+		}
 	}
 	if ev.LossDefaulted && (ev.Kind == mapping.EventRunning || ev.Kind == mapping.EventStopped) {
 		a.metrics.unmappedReasons.WithLabelValues(ev.Machine).Inc()

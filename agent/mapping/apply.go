@@ -47,7 +47,8 @@ type extracted struct {
 //     it may be a repeat from before the last reset or rollover: a possible
 //     repeat no higher than the value the counter went down from.
 //   - running and downtime_reason: a sample older by source time than the
-//     last accepted one of that signal is stale and ignored (no error).
+//     last accepted one of that signal is stale and ignored (no error) —
+//     unless a counter from the same clock has shown that clock went back.
 func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed []string, err error) {
 	bs := m.index[addrKey{s.Kind, s.Source, s.Address}]
 	if len(bs) == 0 || !s.Good {
@@ -86,6 +87,11 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 			switch x.b.signal {
 			case GoodCount, ScrapCount:
 				evs, ch = applyCounter(ms, x)
+				for _, ev := range evs {
+					if ev.ClockBack > 0 {
+						m.clockBack(ms, x)
+					}
+				}
 			case Running:
 				evs, ch = m.applyRunning(ms, x)
 			case DowntimeReason:
@@ -180,7 +186,12 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		// Otherwise counted even when older by source time: a cumulative
 		// counter cannot go up in the past, so the source clock was set
 		// back; waiting for it to catch up would only delay the pieces.
+		// From now on the counter is measured against the new time.
 		ev.Delta = x.counter - cs.Last
+		if !x.b.dupOrInitial && isStale(x, cs.Time) {
+			ev.ClockBack = cs.Time.Sub(x.t)
+			cs.Time = x.t
+		}
 	} else {
 		// A decrease. A possible repeat of an older value (redelivered,
 		// re-read after a reconnect, or older by source time) is never a
@@ -207,6 +218,21 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		return nil, true // a reset to zero: new baseline, nothing counted
 	}
 	return []Event{ev}, true
+}
+
+// clockBack moves the time the machine's running and downtime_reason
+// samples are compared with back to x's, when they come from the same clock
+// as x (the same OPC UA server, or the same MQTT topic): that clock went
+// back, so their next samples are stamped earlier too and are not stale.
+// (A PLC on local time goes back an hour at the autumn clock change; its
+// stops would otherwise be ignored for that hour.)
+func (m *Mapper) clockBack(ms *MachineState, x extracted) {
+	if rb := m.running[x.b.machine]; rb != nil && rb.clock == x.b.clock && ms.RunningTime.After(x.t) {
+		ms.RunningTime = x.t
+	}
+	if rb := m.reason[x.b.machine]; rb != nil && rb.clock == x.b.clock && ms.ReasonTime.After(x.t) {
+		ms.ReasonTime = x.t
+	}
 }
 
 func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {

@@ -46,6 +46,7 @@ type goldenEvent struct {
 	Raw           float64 `json:"raw,omitempty"`
 	Reset         bool    `json:"reset,omitempty"`
 	Rollover      bool    `json:"rollover,omitempty"`
+	ClockBack     string  `json:"clock_back,omitempty"`
 	Start         string  `json:"start,omitempty"`
 	End           string  `json:"end,omitempty"`
 	Reason        string  `json:"reason,omitempty"`
@@ -168,12 +169,16 @@ func TestGolden(t *testing.T) {
 						}
 					}
 					for _, e := range evs {
-						gl.Events = append(gl.Events, goldenEvent{
+						ge := goldenEvent{
 							Machine: e.Machine, Kind: e.Kind.String(), Signal: e.Signal, Time: fmtTime(e.Time),
 							Delta: e.Delta, Raw: e.Raw, Reset: e.Reset, Rollover: e.Rollover,
 							Start: fmtTime(e.Start), End: fmtTime(e.End),
 							Reason: e.Reason, Loss: e.Loss, LossDefaulted: e.LossDefaulted,
-						})
+						}
+						if e.ClockBack > 0 {
+							ge.ClockBack = e.ClockBack.String()
+						}
+						gl.Events = append(gl.Events, ge)
 						checkEventInvariants(t, line, e)
 					}
 					gl.Changed = changed

@@ -63,6 +63,11 @@ type Event struct {
 	Raw   float64 // EventCount: the raw counter value
 	// Reset and Rollover say how a decrease was read (EventCount).
 	Reset, Rollover bool
+	// ClockBack is how far the source's clock went back (EventCount): a
+	// fresh increase came stamped earlier than the last accepted value. The
+	// caller reports it; the machine's other signals from the same source
+	// are measured against the new time from then on.
+	ClockBack time.Duration
 
 	// Start..End is the downtime (EventRunning); EventStopped sets Start.
 	Start, End time.Time
@@ -116,6 +121,7 @@ type binding struct {
 	field    string // MQTT dot path, "" for bare payload
 	tsField  string
 	srcID    string // identity of the source value, stored with counter state
+	clock    string // whose clock stamps the value: the OPC UA server, or the MQTT topic
 	rollover uint64
 	lossMap  map[string]string
 	defLoss  string
@@ -132,6 +138,7 @@ type Mapper struct {
 	topics   map[string][]string
 	machines []string
 	reason   map[string]*binding // machine -> its reason binding (for loss mapping)
+	running  map[string]*binding // machine -> its running binding
 }
 
 // New builds a Mapper from a validated configuration.
@@ -140,10 +147,11 @@ func New(cfg *config.Config) (*Mapper, error) {
 		return nil, errors.New("mapping: nil config")
 	}
 	m := &Mapper{
-		index:  map[addrKey][]*binding{},
-		nodes:  map[string][]string{},
-		topics: map[string][]string{},
-		reason: map[string]*binding{},
+		index:   map[addrKey][]*binding{},
+		nodes:   map[string][]string{},
+		topics:  map[string][]string{},
+		reason:  map[string]*binding{},
+		running: map[string]*binding{},
 	}
 	seenMachine := map[string]bool{}
 	for i := range cfg.Machines {
@@ -176,16 +184,20 @@ func New(cfg *config.Config) (*Mapper, error) {
 				b.rollover = mc.ScrapCount.Rollover
 			case DowntimeReason:
 				m.reason[mc.ID] = b
+			case Running:
+				m.running[mc.ID] = b
 			}
 			var k addrKey
 			switch {
 			case r.Ref.OPCUA != nil:
 				k = addrKey{connectors.KindOPCUA, r.Ref.OPCUA.Server, r.Ref.OPCUA.Node}
+				b.clock = "opcua:" + k.source
 				m.nodes[k.source] = appendUnique(m.nodes[k.source], k.address)
 			case r.Ref.MQTT != nil:
 				k = addrKey{connectors.KindMQTT, r.Ref.MQTT.Broker, r.Ref.MQTT.Topic}
 				b.field = r.Ref.MQTT.Field
 				b.tsField = r.Ref.MQTT.TimestampField
+				b.clock = "mqtt:" + k.source + ":" + k.address
 				m.topics[k.source] = appendUnique(m.topics[k.source], k.address)
 			default:
 				return nil, fmt.Errorf("mapping: machine %s %s: no source", mc.ID, r.Signal)
