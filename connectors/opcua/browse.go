@@ -212,6 +212,9 @@ type tnode struct {
 	class ua.NodeClass
 	line  string // what print writes after the indentation
 	kids  []*tnode
+	// refused is the status a server answered a browse of the node's
+	// children with (BadUserAccessDenied, ...): shown, and the rest goes on.
+	refused ua.StatusCode
 }
 
 // browseWindow is how many nodes of a level are read and browsed together:
@@ -254,6 +257,9 @@ func (b *browser) fetch(ctx context.Context, root *tnode) error {
 				}
 				for i, n := range part {
 					n.nid = nil
+					if n.refused != 0 {
+						n.line += "  [children not browsable: " + statusName(n.refused) + "]"
+					}
 					for _, c := range b.fresh(kids[i]) {
 						if found >= b.opts.MaxNodes {
 							b.truncated = true
@@ -397,7 +403,7 @@ func (b *browser) children(ctx context.Context, group []*tnode, depth int) ([][]
 			for j, i := range idx {
 				nids[j] = group[i].nid
 			}
-			refs, retry, err := b.browseChunk(ctx, nids)
+			refs, bad, retry, err := b.browseChunk(ctx, nids)
 			if err != nil {
 				return err
 			}
@@ -405,6 +411,7 @@ func (b *browser) children(ctx context.Context, group []*tnode, depth int) ([][]
 			defer mu.Unlock()
 			for j, i := range idx {
 				out[i] = nodes(refs[j])
+				group[i].refused = bad[j]
 			}
 			for _, j := range retry {
 				again = append(again, idx[j])
@@ -425,11 +432,11 @@ func (b *browser) children(ctx context.Context, group []*tnode, depth int) ([][]
 	// Alone, with no other request holding continuation points.
 	slices.Sort(again)
 	for _, i := range again {
-		refs, err := b.browseOne(ctx, group[i].nid)
+		refs, bad, err := b.browseOne(ctx, group[i].nid)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = nodes(refs)
+		out[i], group[i].refused = nodes(refs), bad
 	}
 	return out, nil
 }
@@ -460,9 +467,10 @@ func browseDesc(nid *ua.NodeID) *ua.BrowseDescription {
 
 // browseChunk browses nodes in one request (halved while the server finds it
 // too large) and follows continuation points in batched BrowseNext calls. It
-// also returns the indexes of nodes to browse again on their own: those the
-// server had no continuation point for, or whose point it dropped.
-func (b *browser) browseChunk(ctx context.Context, nodes []*ua.NodeID) ([][]*ua.ReferenceDescription, []int, error) {
+// also returns the status of each node the server refused to browse (0 for
+// the others), and the indexes of nodes to browse again on their own: those
+// the server had no continuation point for, or whose point it dropped.
+func (b *browser) browseChunk(ctx context.Context, nodes []*ua.NodeID) (out [][]*ua.ReferenceDescription, bad []ua.StatusCode, retry []int, err error) {
 	req := &ua.BrowseRequest{
 		View:                          &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)},
 		RequestedMaxReferencesPerNode: uint32(min(1000, max(50, browseRefsPerRequest/len(nodes)))),
@@ -479,21 +487,22 @@ func (b *browser) browseChunk(ctx context.Context, nodes []*ua.NodeID) ([][]*ua.
 	}
 	if tooBig(err) && len(nodes) > 1 {
 		h := len(nodes) / 2
-		out1, r1, err := b.browseChunk(ctx, nodes[:h])
+		out1, bad1, r1, err := b.browseChunk(ctx, nodes[:h])
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		out2, r2, err := b.browseChunk(ctx, nodes[h:])
+		out2, bad2, r2, err := b.browseChunk(ctx, nodes[h:])
 		for _, i := range r2 {
 			r1 = append(r1, h+i)
 		}
-		return append(out1, out2...), r1, err
+		return append(out1, out2...), append(bad1, bad2...), r1, err
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("browse %s and %d more: %w", nodes[0], len(nodes)-1, err)
+		return nil, nil, nil, fmt.Errorf("browse %s and %d more: %w", nodes[0], len(nodes)-1, err)
 	}
-	out := make([][]*ua.ReferenceDescription, len(nodes))
-	var retry, open []int
+	out = make([][]*ua.ReferenceDescription, len(nodes))
+	bad = make([]ua.StatusCode, len(nodes))
+	var open []int
 	var cps [][]byte
 	for i, r := range res.Results {
 		switch {
@@ -501,7 +510,8 @@ func (b *browser) browseChunk(ctx context.Context, nodes []*ua.NodeID) ([][]*ua.
 			retry = append(retry, i)
 			continue
 		case !statusGood(r.StatusCode):
-			return nil, nil, fmt.Errorf("browse %s: %w", nodes[i], r.StatusCode)
+			bad[i] = r.StatusCode
+			continue
 		}
 		out[i] = r.References
 		if len(r.ContinuationPoint) > 0 {
@@ -517,7 +527,7 @@ func (b *browser) browseChunk(ctx context.Context, nodes []*ua.NodeID) ([][]*ua.
 			err = fmt.Errorf("%d results for %d continuation points", len(next.Results), len(cps))
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("browse next %s: %w", nodes[open[0]], err)
+			return nil, nil, nil, fmt.Errorf("browse next %s: %w", nodes[open[0]], err)
 		}
 		var open2 []int
 		var cps2 [][]byte
@@ -529,7 +539,8 @@ func (b *browser) browseChunk(ctx context.Context, nodes []*ua.NodeID) ([][]*ua.
 				retry = append(retry, i)
 				continue
 			case !statusGood(r.StatusCode):
-				return nil, nil, fmt.Errorf("browse next %s: %w", nodes[i], r.StatusCode)
+				out[i], bad[i] = nil, r.StatusCode
+				continue
 			}
 			out[i] = append(out[i], r.References...)
 			if len(r.ContinuationPoint) > 0 {
@@ -538,11 +549,12 @@ func (b *browser) browseChunk(ctx context.Context, nodes []*ua.NodeID) ([][]*ua.
 		}
 		open, cps = open2, cps2
 	}
-	return out, retry, nil
+	return out, bad, retry, nil
 }
 
-// browseOne browses one node, following its continuation point.
-func (b *browser) browseOne(ctx context.Context, nid *ua.NodeID) ([]*ua.ReferenceDescription, error) {
+// browseOne browses one node, following its continuation point; a status
+// the server refused it with is returned, not an error.
+func (b *browser) browseOne(ctx context.Context, nid *ua.NodeID) ([]*ua.ReferenceDescription, ua.StatusCode, error) {
 	rctx, cancel := b.reqCtx(ctx)
 	b.calls.browse.Add(1)
 	b.calls.alone.Add(1)
@@ -553,14 +565,14 @@ func (b *browser) browseOne(ctx context.Context, nid *ua.NodeID) ([]*ua.Referenc
 	})
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("browse %s: %w", nid, err)
+		return nil, 0, fmt.Errorf("browse %s: %w", nid, err)
 	}
 	if len(res.Results) != 1 {
-		return nil, fmt.Errorf("browse %s: %d results", nid, len(res.Results))
+		return nil, 0, fmt.Errorf("browse %s: %d results", nid, len(res.Results))
 	}
 	r := res.Results[0]
 	if !statusGood(r.StatusCode) {
-		return nil, fmt.Errorf("browse %s: %w", nid, r.StatusCode)
+		return nil, r.StatusCode, nil
 	}
 	refs := r.References
 	cp := r.ContinuationPoint
@@ -570,15 +582,18 @@ func (b *browser) browseOne(ctx context.Context, nid *ua.NodeID) ([]*ua.Referenc
 		next, err := b.c.BrowseNext(rctx, &ua.BrowseNextRequest{ContinuationPoints: [][]byte{cp}})
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("browse next %s: %w", nid, err)
+			return nil, 0, fmt.Errorf("browse next %s: %w", nid, err)
 		}
-		if len(next.Results) != 1 || !statusGood(next.Results[0].StatusCode) {
-			return nil, fmt.Errorf("browse next %s: bad result", nid)
+		if len(next.Results) != 1 {
+			return nil, 0, fmt.Errorf("browse next %s: %d results", nid, len(next.Results))
+		}
+		if c := next.Results[0].StatusCode; !statusGood(c) {
+			return nil, c, nil
 		}
 		refs = append(refs, next.Results[0].References...)
 		cp = next.Results[0].ContinuationPoint
 	}
-	return refs, nil
+	return refs, 0, nil
 }
 
 // readVars reads value and data type of the variables among group, in

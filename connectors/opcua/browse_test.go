@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/server"
+	"github.com/gopcua/opcua/server/attrs"
 	"github.com/gopcua/opcua/ua"
 )
 
@@ -221,5 +224,32 @@ func TestBrowseSecure(t *testing.T) {
 	opts.ServerThumbprint = strings.Repeat("0", 40)
 	if err := Browse(ctx, srv.Endpoint, opts, &out); err == nil || !strings.Contains(err.Error(), "thumbprint") {
 		t.Errorf("browse of a server with another thumbprint: %v", err)
+	}
+}
+
+// TestBrowseShowsRefusedNodes: a node whose children the server will not
+// browse (here: a reference to a node the server does not know) is printed
+// with the status, and the rest of the tree is printed as usual.
+func TestBrowseShowsRefusedNodes(t *testing.T) {
+	ts := startInProcess(t, 0)
+	ghost := server.NewNode(ua.NewStringNodeID(ts.ns.ID(), "Ghost"), map[ua.AttributeID]*ua.DataValue{
+		ua.AttributeIDNodeClass:   server.DataValueFromValue(uint32(ua.NodeClassObject)),
+		ua.AttributeIDBrowseName:  server.DataValueFromValue(attrs.BrowseName("Ghost")),
+		ua.AttributeIDDisplayName: server.DataValueFromValue(attrs.DisplayName("Ghost", "Ghost")),
+	}, nil, nil)
+	ts.ns.Objects().AddRef(ghost, id.HasComponent, true) // referenced, never added
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	if err := Browse(ctx, ts.url, BrowseOptions{Node: "ns=1;i=85", Depth: 2}, &out); err != nil {
+		t.Fatalf("browse: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{
+		"  ns=1;s=Ghost  \"Ghost\"  (Object)  [children not browsable: BadNodeIdUnknown]",
+		"    ns=1;s=Press07.GoodCount  \"GoodCount\"  UInt32 = 0",
+	} {
+		if !strings.Contains(out.String(), want+"\n") {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 }
