@@ -383,6 +383,32 @@ type sourceHandle struct {
 	run      func(context.Context) error
 }
 
+// OPCUAConfig is the connector configuration for server s of cfg watching
+// nodes; it reads the password file.
+func OPCUAConfig(cfg *config.Config, s config.OPCUAServer, nodes []string, log *slog.Logger) (opcua.Config, error) {
+	var password string
+	if s.PasswordFile != "" {
+		p, err := config.ReadSecret(s.PasswordFile)
+		if err != nil {
+			return opcua.Config{}, fmt.Errorf("opcua %s: %w", s.Name, err)
+		}
+		password = p
+	}
+	return opcua.Config{
+		Name: s.Name, Endpoint: s.Endpoint,
+		SecurityPolicy: s.SecurityPolicy, SecurityMode: s.SecurityMode,
+		CertFile: s.CertFile, KeyFile: s.KeyFile, DataDir: cfg.DataDir,
+		ServerThumbprint: s.ServerThumbprint,
+		Username:         s.Username, Password: password,
+		Mode:               s.Mode,
+		PublishingInterval: s.PublishingInterval.D(), SamplingInterval: s.SamplingInterval.D(),
+		PollInterval: s.PollInterval.D(), QueueSize: s.QueueSize,
+		HeartbeatTimeout: s.HeartbeatTimeout.D(), BackoffMax: s.BackoffMax.D(),
+		Nodes:  nodes,
+		Logger: log,
+	}, nil
+}
+
 func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 	m := a.mapper.Load()
 	var out []*sourceHandle
@@ -391,27 +417,11 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		if len(nodes) == 0 {
 			continue
 		}
-		var password string
-		if s.PasswordFile != "" {
-			p, err := config.ReadSecret(s.PasswordFile)
-			if err != nil {
-				return nil, fmt.Errorf("opcua %s: %w", s.Name, err)
-			}
-			password = p
+		oc, err := OPCUAConfig(cfg, s, nodes, a.log)
+		if err != nil {
+			return nil, err
 		}
-		src, err := opcua.New(opcua.Config{
-			Name: s.Name, Endpoint: s.Endpoint,
-			SecurityPolicy: s.SecurityPolicy, SecurityMode: s.SecurityMode,
-			CertFile: s.CertFile, KeyFile: s.KeyFile, DataDir: cfg.DataDir,
-			ServerThumbprint: s.ServerThumbprint,
-			Username:         s.Username, Password: password,
-			Mode:               s.Mode,
-			PublishingInterval: s.PublishingInterval.D(), SamplingInterval: s.SamplingInterval.D(),
-			PollInterval: s.PollInterval.D(), QueueSize: s.QueueSize,
-			HeartbeatTimeout: s.HeartbeatTimeout.D(), BackoffMax: s.BackoffMax.D(),
-			Nodes:  nodes,
-			Logger: a.log,
-		}, a)
+		src, err := opcua.New(oc, a)
 		if err != nil {
 			return nil, fmt.Errorf("opcua %s: %w", s.Name, err)
 		}

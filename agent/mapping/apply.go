@@ -479,6 +479,12 @@ func epochMS(ms float64) (time.Time, error) {
 	return time.UnixMilli(int64(ms)).UTC(), nil
 }
 
+// CheckValue reports whether v (as a source sample carries it) is a value
+// signal can use, and why not; rollover is the counter's (0 for others).
+func CheckValue(signal Signal, v any, rollover uint64) error {
+	return convert(&extracted{b: &binding{signal: signal, rollover: rollover}}, v)
+}
+
 // convert turns a raw value into what the binding's signal needs.
 func convert(x *extracted, v any) error {
 	switch x.b.signal {

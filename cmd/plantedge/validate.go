@@ -18,15 +18,21 @@ import (
 // by the code that owns the Odoo client; nil means this build cannot do it.
 var validateOdoo func(ctx context.Context, cfg *config.Config, w io.Writer) error
 
+// validateOPCUA checks the OPC UA nodes the machines use on their servers;
+// file names the configuration in what it prints.
+var validateOPCUA func(ctx context.Context, cfg *config.Config, file string, w io.Writer) error
+
 type validateOptions struct {
 	config string
 	odoo   bool
+	opcua  bool
 }
 
 // AddFlags registers the command's flags.
 func (o *validateOptions) AddFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&o.config, "config", "c", defaultConfig, "config file")
 	cmd.Flags().BoolVar(&o.odoo, "odoo", false, "also check work centers, loss reasons and the bot user's rights in Odoo")
+	cmd.Flags().BoolVar(&o.opcua, "opcua", false, "also read every OPC UA node the machines use: it must exist and hold a value its signal can use")
 }
 
 func newValidateCmd() *cobra.Command {
@@ -47,8 +53,9 @@ func newValidateCmd() *cobra.Command {
 	return cmd
 }
 
-// Run validates the file: problems go to errw and give exit code 1; an
-// unavailable --odoo check gives exit code 2.
+// Run validates the file: problems go to errw and give exit code 1, and so
+// do problems the --odoo and --opcua checks find (on w); a check this build
+// cannot do gives exit code 2.
 func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	cfg, err := config.Load(o.config)
 	if err != nil {
@@ -68,14 +75,25 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		fmt.Fprintln(errw, "warning: "+p.String())
 	}
 	printSummary(w, cfg)
-	if !o.odoo {
-		return nil
+	var failed []string
+	if o.odoo {
+		if validateOdoo == nil {
+			return &exitError{code: 2, msg: "--odoo: not available in this build"}
+		}
+		if err := validateOdoo(ctx, cfg, w); err != nil {
+			failed = append(failed, "odoo: "+err.Error())
+		}
 	}
-	if validateOdoo == nil {
-		return &exitError{code: 2, msg: "--odoo: not available in this build"}
+	if o.opcua {
+		if validateOPCUA == nil {
+			return &exitError{code: 2, msg: "--opcua: not available in this build"}
+		}
+		if err := validateOPCUA(ctx, cfg, o.config, w); err != nil {
+			failed = append(failed, "opcua: "+err.Error())
+		}
 	}
-	if err := validateOdoo(ctx, cfg, w); err != nil {
-		return &exitError{code: 1, msg: "odoo: " + err.Error()}
+	if len(failed) > 0 {
+		return &exitError{code: 1, msg: strings.Join(failed, "; ")}
 	}
 	return nil
 }

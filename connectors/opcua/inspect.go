@@ -1,0 +1,115 @@
+package opcua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/gopcua/opcua/ua"
+)
+
+// NodeInfo is what a server says about one configured node.
+type NodeInfo struct {
+	Node     string // as configured
+	Status   string // why the node could not be read (BadNodeIdUnknown, ...); "" when it could
+	Class    string // Variable, Object, ...
+	DataType string
+	Value    any // as samples carry it; nil when the value is bad
+	Quality  string
+}
+
+// Inspect connects as a Source with cfg would — with its client certificate,
+// which it never creates — reads the class, data type and value of every
+// node in cfg.Nodes, in that order, and disconnects. It is for checking a
+// configuration before the agent runs.
+func Inspect(ctx context.Context, cfg Config) ([]NodeInfo, error) {
+	cfg = cfg.withDefaults()
+	sec, nodes, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	var cert *clientCert
+	if !sec.none() {
+		certFile, keyFile := cfg.CertFile, cfg.KeyFile
+		if certFile == "" {
+			certFile, keyFile = CertPaths(cfg.DataDir, cfg.Name)
+			if _, err := os.Stat(certFile); errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("no client certificate yet (%s): the agent creates it on its first start, then the server must trust it; or set cert_file and key_file", certFile)
+			}
+		}
+		cc, err := loadCert(certFile, keyFile)
+		if err != nil {
+			return nil, err
+		}
+		cert = &cc
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*cfg.RequestTimeout)
+	c, err := dial(cctx, clientParams{
+		endpoint: cfg.Endpoint, sec: sec, cert: cert,
+		username: cfg.Username, password: cfg.Password, requestTimeout: cfg.RequestTimeout,
+	})
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	defer closeClient(c)
+	out := make([]NodeInfo, len(nodes))
+	var ids []*ua.NodeID
+	var at []int
+	for i, n := range nodes {
+		out[i].Node = n.addr
+		nid, err := n.resolve(c.Namespaces())
+		if err != nil {
+			out[i].Status = err.Error()
+			continue
+		}
+		ids, at = append(ids, nid), append(at, i)
+	}
+	per := max(1, capped(maxNodesPerRequest*3, readLimits(ctx, c, cfg.RequestTimeout).read)/3)
+	b := &browser{c: c, opts: BrowseOptions{Timeout: cfg.RequestTimeout}, typeNames: map[string]string{}}
+	for lo := 0; lo < len(ids); lo += per {
+		hi := min(lo+per, len(ids))
+		req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither}
+		for _, nid := range ids[lo:hi] {
+			req.NodesToRead = append(req.NodesToRead,
+				&ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDNodeClass},
+				&ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDDataType},
+				&ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValue})
+		}
+		rctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+		res, err := c.Read(rctx, req)
+		cancel()
+		if err == nil && len(res.Results) != len(req.NodesToRead) {
+			err = fmt.Errorf("%d results for %d", len(res.Results), len(req.NodesToRead))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read: %w", err)
+		}
+		for j := range ids[lo:hi] {
+			ni := &out[at[lo+j]]
+			class, dt, val := res.Results[3*j], res.Results[3*j+1], res.Results[3*j+2]
+			if class == nil || !statusGood(class.Status) {
+				ni.Status = "BadNoData"
+				if class != nil {
+					ni.Status = statusName(class.Status)
+				}
+				continue
+			}
+			if nc, ok := class.Value.Value().(int32); ok {
+				ni.Class = strings.TrimPrefix(ua.NodeClass(nc).String(), "NodeClass")
+			}
+			if ni.Class != "Variable" {
+				continue
+			}
+			ni.DataType = b.typeName(ctx, dt, val)
+			v, good, quality, _ := sampleFields(val)
+			ni.Quality = quality
+			if good {
+				ni.Value = v
+			}
+		}
+	}
+	return out, nil
+}
