@@ -383,16 +383,20 @@ type sourceHandle struct {
 	run      func(context.Context) error
 }
 
+// readPassword reads a password file; "" names none.
+func readPassword(file string) (string, error) {
+	if file == "" {
+		return "", nil
+	}
+	return config.ReadSecret(file)
+}
+
 // OPCUAConfig is the connector configuration for server s of cfg watching
 // nodes; it reads the password file.
 func OPCUAConfig(cfg *config.Config, s config.OPCUAServer, nodes []string, log *slog.Logger) (opcua.Config, error) {
-	var password string
-	if s.PasswordFile != "" {
-		p, err := config.ReadSecret(s.PasswordFile)
-		if err != nil {
-			return opcua.Config{}, fmt.Errorf("opcua %s: %w", s.Name, err)
-		}
-		password = p
+	password, err := readPassword(s.PasswordFile)
+	if err != nil {
+		return opcua.Config{}, fmt.Errorf("opcua %s: %w", s.Name, err)
 	}
 	return opcua.Config{
 		Name: s.Name, Endpoint: s.Endpoint,
@@ -405,6 +409,24 @@ func OPCUAConfig(cfg *config.Config, s config.OPCUAServer, nodes []string, log *
 		PollInterval: s.PollInterval.D(), QueueSize: s.QueueSize,
 		HeartbeatTimeout: s.HeartbeatTimeout.D(), BackoffMax: s.BackoffMax.D(),
 		Nodes:  nodes,
+		Logger: log,
+	}, nil
+}
+
+// MQTTConfig is the connector configuration for broker b subscribing to
+// topics; it reads the password file.
+func MQTTConfig(b config.MQTTBroker, topics []string, log *slog.Logger) (mqtt.Config, error) {
+	password, err := readPassword(b.PasswordFile)
+	if err != nil {
+		return mqtt.Config{}, fmt.Errorf("mqtt %s: %w", b.Name, err)
+	}
+	return mqtt.Config{
+		Name: b.Name, URL: b.URL, ClientID: b.ClientID,
+		Username: b.Username, Password: password,
+		CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, ServerName: b.ServerName,
+		InsecureSkipVerify: b.InsecureSkipVerify,
+		Topics:             topics,
+		KeepAlive:          b.KeepAlive.D(), BackoffMax: b.BackoffMax.D(),
 		Logger: log,
 	}, nil
 }
@@ -437,23 +459,11 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		if len(topics) == 0 {
 			continue
 		}
-		var password string
-		if b.PasswordFile != "" {
-			p, err := config.ReadSecret(b.PasswordFile)
-			if err != nil {
-				return nil, fmt.Errorf("mqtt %s: %w", b.Name, err)
-			}
-			password = p
+		mc, err := MQTTConfig(b, topics, a.log)
+		if err != nil {
+			return nil, err
 		}
-		src, err := mqtt.New(mqtt.Config{
-			Name: b.Name, URL: b.URL, ClientID: b.ClientID,
-			Username: b.Username, Password: password,
-			CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile, ServerName: b.ServerName,
-			InsecureSkipVerify: b.InsecureSkipVerify,
-			Topics:             topics,
-			KeepAlive:          b.KeepAlive.D(), BackoffMax: b.BackoffMax.D(),
-			Logger: a.log,
-		}, a)
+		src, err := mqtt.New(mc, a)
 		if err != nil {
 			return nil, fmt.Errorf("mqtt %s: %w", b.Name, err)
 		}

@@ -479,6 +479,15 @@ func epochMS(ms float64) (time.Time, error) {
 	return time.UnixMilli(int64(ms)).UTC(), nil
 }
 
+// CheckPayload reports whether an MQTT payload gives signal a value it can
+// use, reading field (a dot path; "" for the bare payload) and, when set,
+// the source time from tsField; rollover is the counter's (0 for others).
+func CheckPayload(signal Signal, field, tsField string, payload []byte, rollover uint64) error {
+	b := &binding{signal: signal, field: field, tsField: tsField, rollover: rollover}
+	_, err := extract([]*binding{b}, connectors.Sample{Kind: connectors.KindMQTT, Payload: payload, Good: true})
+	return err
+}
+
 // CheckValue reports whether v (as a source sample carries it) is a value
 // signal can use, and why not; rollover is the counter's (0 for others).
 func CheckValue(signal Signal, v any, rollover uint64) error {

@@ -22,10 +22,14 @@ var validateOdoo func(ctx context.Context, cfg *config.Config, w io.Writer) erro
 // file names the configuration in what it prints.
 var validateOPCUA func(ctx context.Context, cfg *config.Config, file string, w io.Writer) error
 
+// validateMQTT checks the MQTT topics the machines use on their brokers.
+var validateMQTT func(ctx context.Context, cfg *config.Config, file string, w io.Writer) error
+
 type validateOptions struct {
 	config string
 	odoo   bool
 	opcua  bool
+	mqtt   bool
 }
 
 // AddFlags registers the command's flags.
@@ -33,6 +37,7 @@ func (o *validateOptions) AddFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&o.config, "config", "c", defaultConfig, "config file")
 	cmd.Flags().BoolVar(&o.odoo, "odoo", false, "also check work centers, loss reasons and the bot user's rights in Odoo")
 	cmd.Flags().BoolVar(&o.opcua, "opcua", false, "also read every OPC UA node the machines use: it must exist and hold a value its signal can use")
+	cmd.Flags().BoolVar(&o.mqtt, "mqtt", false, "also subscribe to every MQTT topic the machines use and check the first message of each (5 s)")
 }
 
 func newValidateCmd() *cobra.Command {
@@ -54,7 +59,7 @@ func newValidateCmd() *cobra.Command {
 }
 
 // Run validates the file: problems go to errw and give exit code 1, and so
-// do problems the --odoo and --opcua checks find (on w); a check this build
+// do problems the --odoo, --opcua and --mqtt checks find (on w); a check this build
 // cannot do gives exit code 2.
 func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	cfg, err := config.Load(o.config)
@@ -90,6 +95,14 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		}
 		if err := validateOPCUA(ctx, cfg, o.config, w); err != nil {
 			failed = append(failed, "opcua: "+err.Error())
+		}
+	}
+	if o.mqtt {
+		if validateMQTT == nil {
+			return &exitError{code: 2, msg: "--mqtt: not available in this build"}
+		}
+		if err := validateMQTT(ctx, cfg, o.config, w); err != nil {
+			failed = append(failed, "mqtt: "+err.Error())
 		}
 	}
 	if len(failed) > 0 {

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/agent/mapping"
+)
+
+// sourceUse is one machine signal reading a source.
+type sourceUse struct {
+	path     string // machines[i].<signal>.<opcua|mqtt>
+	machine  string
+	signal   mapping.Signal
+	ref      config.SourceRef
+	rollover uint64 // counters'
+}
+
+// usesOf lists, in file order, the machine signals that read the OPC UA
+// server (kind "opcua") or MQTT broker (kind "mqtt") called name.
+func usesOf(cfg *config.Config, kind, name string) []sourceUse {
+	var out []sourceUse
+	for i := range cfg.Machines {
+		mc := &cfg.Machines[i]
+		for _, r := range mc.Refs() {
+			switch {
+			case kind == "opcua" && r.Ref.OPCUA != nil && r.Ref.OPCUA.Server == name:
+			case kind == "mqtt" && r.Ref.MQTT != nil && r.Ref.MQTT.Broker == name:
+			default:
+				continue
+			}
+			u := sourceUse{path: fmt.Sprintf("machines[%d].%s.%s", i, r.Signal, kind), machine: mc.ID,
+				signal: mapping.Signal(r.Signal), ref: r.Ref}
+			switch u.signal {
+			case mapping.GoodCount:
+				u.rollover = mc.GoodCount.Rollover
+			case mapping.ScrapCount:
+				u.rollover = mc.ScrapCount.Rollover
+			}
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// sourceCheck prints what a --opcua or --mqtt check finds and counts the
+// problems, each at its place in the file.
+type sourceCheck struct {
+	w        io.Writer
+	cfg      *config.Config
+	file     string
+	kind     string
+	problems int
+}
+
+func (c *sourceCheck) problem(path, msg, hint string) {
+	c.problems++
+	pos := c.cfg.Position(path)
+	fmt.Fprintln(c.w, c.kind+": problem: "+config.Problem{File: c.file, Line: pos.Line, Column: pos.Column, Path: path, Msg: msg, Hint: hint}.String())
+}
+
+func (c *sourceCheck) result() error {
+	if c.problems > 0 {
+		return errors.New(plural(c.problems, "problem"))
+	}
+	return nil
+}

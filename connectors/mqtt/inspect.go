@@ -1,0 +1,104 @@
+package mqtt
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/plantedge/plantedge/connectors"
+)
+
+// TopicInfo is what a broker gave for one topic while Inspect listened.
+type TopicInfo struct {
+	Topic   string
+	Refused string // the broker refused the subscription (its SUBACK code); "" when it took it
+	Got     bool   // a message arrived (a retained one, or a live one)
+	Payload []byte // the first message's payload
+}
+
+// Inspect connects to the broker with cfg's address, credentials and TLS
+// settings — under a client id of its own and a clean session, so the
+// agent's persistent session is left alone — subscribes to cfg.Topics
+// (QoS 0), and waits up to wait for a first message on each (retained
+// messages come at once). It is for checking a configuration.
+func Inspect(ctx context.Context, cfg Config, wait time.Duration) ([]TopicInfo, error) {
+	src, err := New(cfg, connectors.SinkFunc(func(context.Context, connectors.Sample) error { return nil }))
+	if err != nil {
+		return nil, err
+	}
+	cfg = src.cfg
+	opts := paho.NewClientOptions().AddBroker(cfg.URL).
+		SetClientID(cfg.ClientID + "-check").
+		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).
+		SetConnectTimeout(cfg.ConnectTimeout).SetWriteTimeout(cfg.ConnectTimeout).SetKeepAlive(cfg.KeepAlive)
+	if cfg.Username != "" {
+		opts.SetUsername(cfg.Username).SetPassword(cfg.Password)
+	}
+	if src.tls {
+		tlsCfg, err := src.tlsConfig()
+		if err != nil {
+			return nil, err
+		}
+		opts.SetTLSConfig(tlsCfg)
+	}
+	out := make([]TopicInfo, len(cfg.Topics))
+	at := map[string]int{}
+	for i, t := range cfg.Topics {
+		out[i].Topic = t
+		at[t] = i
+	}
+	var mu sync.Mutex
+	left := len(out)
+	all := make(chan struct{})
+	opts.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		i, ok := at[m.Topic()]
+		if !ok || out[i].Got {
+			return
+		}
+		out[i].Got, out[i].Payload = true, append([]byte{}, m.Payload()...)
+		if left--; left == 0 {
+			close(all)
+		}
+	})
+	c := paho.NewClient(opts)
+	if err := waitToken(ctx, c.Connect(), cfg.ConnectTimeout); err != nil {
+		return nil, fmt.Errorf("connect %s: %w", redactURL(cfg.URL), err)
+	}
+	defer c.Disconnect(100)
+	filters := map[string]byte{}
+	for _, t := range cfg.Topics {
+		filters[t] = 0
+	}
+	tok := c.SubscribeMultiple(filters, nil)
+	if err := waitToken(ctx, tok, cfg.ConnectTimeout); err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	if st, ok := tok.(*paho.SubscribeToken); ok {
+		mu.Lock()
+		for topic, code := range st.Result() {
+			if i, ok := at[topic]; ok && code >= 0x80 {
+				out[i].Refused = fmt.Sprintf("0x%02x", code)
+				if left--; left == 0 {
+					close(all)
+				}
+			}
+		}
+		mu.Unlock()
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-all:
+	case <-t.C:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return append([]TopicInfo(nil), out...), nil
+}
