@@ -27,9 +27,12 @@ bench: ## run the benchmarks exactly as the README's table quotes them
 	$(GO) test -run '^$$' -bench . -benchtime 200000x ./agent/mapping/
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./odoo/
 
-lint: ## gofmt and go vet
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: ## gofmt, go vet and staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 demo: ## run the embedded demo
 	$(GO) run ./cmd/plantedge demo

@@ -63,12 +63,11 @@ type Agent struct {
 	// stateMu guards state: the ingest loop maps under it, status reads it.
 	stateMu sync.Mutex
 
-	srcMu      sync.Mutex
-	sources    []*sourceHandle
-	srcCancel  context.CancelFunc
-	srcDone    chan struct{}
-	reloadMu   sync.Mutex
-	lastReload string
+	srcMu     sync.Mutex
+	sources   []*sourceHandle
+	srcCancel context.CancelFunc
+	srcDone   chan struct{}
+	reloadMu  sync.Mutex
 
 	pendingMu  sync.Mutex // guards the status cache of pending counts
 	pendingAt  time.Time

@@ -20,12 +20,8 @@ import (
 
 const (
 	// scanChunk is how many records one buffer read returns while a round
-	// aggregates the backlog.
+	// aggregates the backlog, and so how many one acknowledgement holds.
 	scanChunk = 10000
-	// ackChunk bounds the records acknowledged per transaction; each chunk
-	// carries the matching increment of the work order's counted total, so
-	// acknowledged records and the total never disagree.
-	ackChunk = 20000
 	// maxEventsPerRound bounds the downtime lines sent in one load call.
 	maxEventsPerRound = 200
 )

@@ -399,7 +399,7 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 	}
 	db, err = q.openBolt()
 	if err != nil {
-		if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, berrors.ErrTimeout) {
 			return nil, st, err
 		}
 		return nil, st, &corruptError{err}

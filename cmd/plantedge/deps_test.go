@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -35,11 +33,7 @@ func under(pkg, dir string) bool {
 // only through that package, and connectors, buffer and odoo never depend
 // on agent. The binary as a whole links them all.
 func TestImportRules(t *testing.T) {
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := exec.LookPath(goBin); err != nil {
-		goBin = "go"
-	}
-	cmd := exec.Command(goBin, "list", "-e", "-json", module+"/...")
+	cmd := exec.Command("go", "list", "-e", "-json", module+"/...")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -356,9 +356,7 @@ func (s *Source) Run(ctx context.Context) error {
 			sess.close(0)
 			// A lost connection is retried after a short jittered delay so
 			// a broker restart does not get every agent back at once.
-			if s.sleep(ctx, bo.NextBackOff()) != nil {
-				break
-			}
+			_ = s.sleep(ctx, bo.NextBackOff()) // an error is ctx's, which ends the loop
 		}
 	}
 	if parent.Err() == nil {
