@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -39,6 +40,9 @@ const (
 	// stateCheckInterval is how often the session loop looks at the client's
 	// connection state (gopcua reports a lost channel only there).
 	stateCheckInterval = 200 * time.Millisecond
+	// pollRetryEvery is how often nodes a server had no room to monitor
+	// (they are polled meanwhile) are offered to it again.
+	pollRetryEvery = time.Minute
 	// heartbeatHandle is the client handle of the server-time monitored
 	// item; node i has handle i+1. Neither is 0 or 0xFFFFFFFF: node-opcua
 	// takes those as "no handle" and sends 0 back instead.
@@ -493,6 +497,7 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 	}
 	pollT := time.NewTicker(s.cfg.PollInterval)
 	defer pollT.Stop()
+	polledTried := time.Now()
 
 	lastBeat := time.Now()
 	check := time.NewTicker(stateCheckInterval)
@@ -514,16 +519,29 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 		case <-retry.C:
 			// Nodes the server did not know yet (e.g. still loading its
 			// address space after a restart) are retried, not given up on;
-			// so are those it had no room for.
-			if len(pending) > 0 {
-				ref, err := s.monitor(ctx, sub, ids, pending, false)
+			// so are those it had no room for, but only once a minute: they
+			// are polled meanwhile, and a PLC at its limit need not be asked
+			// again every few seconds.
+			try := pending
+			if len(polled) > 0 && time.Since(polledTried) < pollRetryEvery {
+				try = slices.DeleteFunc(slices.Clone(pending), func(i uint32) bool { return slices.Contains(polled, i) })
+			} else if len(polled) > 0 {
+				polledTried = time.Now()
+			}
+			if len(try) > 0 {
+				ref, err := s.monitor(ctx, sub, ids, try, false)
 				if err != nil {
 					return err
 				}
-				if len(ref.poll) < len(polled) {
-					s.log.Info("server now monitors nodes it polled", "nodes", len(polled)-len(ref.poll), "still_polled", len(ref.poll))
+				if len(try) == len(pending) {
+					if len(ref.poll) < len(polled) {
+						s.log.Info("server now monitors nodes it polled", "nodes", len(polled)-len(ref.poll), "still_polled", len(ref.poll))
+					}
+					pending, polled = ref.retry, ref.poll
+				} else {
+					pending = append(ref.retry, polled...)
+					polled = append(polled, ref.poll...)
 				}
-				pending, polled = ref.retry, ref.poll
 				s.setPolled(len(polled))
 			}
 		case <-pollT.C:
