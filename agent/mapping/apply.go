@@ -434,16 +434,25 @@ func plainText(tp []byte) error {
 	return errNotJSON
 }
 
-// lookup follows a dot path through JSON objects.
+// lookup follows a dot path through JSON objects; in an array, a part that
+// is a number picks that element (values.0.v).
 func lookup(doc any, path string) (any, bool) {
 	cur := doc
 	for part := range strings.SplitSeq(path, ".") {
-		obj, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		cur, ok = obj[part]
-		if !ok {
+		switch c := cur.(type) {
+		case map[string]any:
+			v, ok := c[part]
+			if !ok {
+				return nil, false
+			}
+			cur = v
+		case []any:
+			i, err := strconv.Atoi(part)
+			if err != nil || i < 0 || i >= len(c) || part != strconv.Itoa(i) {
+				return nil, false
+			}
+			cur = c[i]
+		default:
 			return nil, false
 		}
 	}

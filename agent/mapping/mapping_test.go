@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -193,5 +194,32 @@ func TestRestartBeforeStopKeepsTheStopsKey(t *testing.T) {
 	}
 	if !run[0].Start.Equal(stop[0].Start) || run[0].End.Before(run[0].Start) {
 		t.Errorf("interval %v – %v, want it to start at the stop's %v and not end before", run[0].Start, run[0].End, stop[0].Start)
+	}
+}
+
+func TestLookupPath(t *testing.T) {
+	doc, err := parsePayload([]byte(`{"a": {"b": 3}, "values": [{"id": "good", "v": 7}, {"id": "scrap", "v": 1}], "0": "zero"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		want any
+		ok   bool
+	}{
+		{"a.b", json.Number("3"), true},
+		{"values.0.v", json.Number("7"), true},
+		{"values.1.id", "scrap", true},
+		{"0", "zero", true},        // an object key that looks like a number
+		{"values.2.v", nil, false}, // past the end
+		{"values.-1.v", nil, false},
+		{"values.01.v", nil, false}, // not how JSON would name element 1
+		{"values.x", nil, false},
+		{"a.b.c", nil, false},
+	} {
+		got, ok := lookup(doc, tc.path)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("lookup(%q) = %#v, %v; want %#v, %v", tc.path, got, ok, tc.want, tc.ok)
+		}
 	}
 }
