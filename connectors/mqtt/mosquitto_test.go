@@ -3,6 +3,7 @@ package mqtt
 import (
 	"crypto/tls"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -152,4 +153,59 @@ func benchmarkBroker(b *testing.B, url string, tlsCfg *tls.Config) {
 		b.Fatalf("received %d of %d", r.Stats().Received, b.N)
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// TestMosquittoOfflineQueueOrder: what an offline persistent session gets
+// back on reconnect, when the device publishes retained counters. Mosquitto
+// resends the queue in publish order and the retained copy after it — so
+// the counter rules never see an old value after a newer one. (mochi resent
+// the same queue in no particular order, without the retained copy: the
+// test logs it; counters without timestamp_field would read as resets.)
+func TestMosquittoOfflineQueueOrder(t *testing.T) {
+	for _, broker := range []string{"mosquitto", "mochi"} {
+		t.Run(broker, func(t *testing.T) {
+			var url string
+			if broker == "mosquitto" {
+				url = newMosquitto(t).url("tcp")
+			} else {
+				url = startMochi(t, "tcp", nil, nil)
+			}
+			const published = 300
+			sink := make(chanSink, 2*published)
+			cfg := Config{URL: url, ClientID: "order", Topics: []string{"q"}}
+			r := start(t, cfg, sink)
+			waitConnected(t, r, 1)
+			r.stop(t)
+			p := newPublisher(t, url, nil)
+			for i := range published {
+				if tok := p.c.Publish("q", 1, true, fmt.Appendf(nil, "%d", i)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+					t.Fatalf("publish: %v", tok.Error())
+				}
+			}
+			r2 := start(t, cfg, sink)
+			waitConnected(t, r2, 1)
+			var got []string
+			inOrder := true
+			for {
+				select {
+				case s := <-sink:
+					v := string(s.Payload)
+					if s.Initial {
+						v += " (retained)"
+					} else if n := len(got); n < published && v != strconv.Itoa(n) {
+						inOrder = false
+					}
+					got = append(got, v)
+					s.Done()
+					continue
+				case <-time.After(time.Second):
+				}
+				break
+			}
+			t.Logf("%s: %d messages, in publish order: %v, last %q", broker, len(got), inOrder, got[len(got)-1])
+			if broker == "mosquitto" && (!inOrder || len(got) != published+1 || got[published] != "299 (retained)") {
+				t.Errorf("mosquitto resent %d messages (in order: %v), ending with %q; want 0..299 then the retained 299", len(got), inOrder, got[len(got)-1])
+			}
+		})
+	}
 }
