@@ -78,6 +78,7 @@ type Agent struct {
 	ready        atomic.Bool
 	started      time.Time
 	malformedLog rateLog
+	eventLog     rateLogs // counter resets, rollovers, clock steps, unmapped reasons: per machine
 	deadLog      rateLog
 	httpAddr     atomic.Pointer[string]
 
@@ -522,22 +523,26 @@ func (a *Agent) sourceList() []*sourceHandle {
 func (a *Agent) noteEvent(ev mapping.Event) {
 	switch ev.Kind {
 	case mapping.EventCount:
+		// Logged at most once a minute per machine and kind: a signal
+		// mapped by mistake (a temperature read as a counter) would
+		// otherwise fill the journal. The metrics count every one.
 		if ev.Reset {
 			a.metrics.counterResets.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
-			a.log.Warn("counter reset", "machine", ev.Machine, "signal", ev.Signal, "raw", ev.Raw)
+			a.eventLog.log("reset "+ev.Machine, a.log, slog.LevelWarn, "counter reset", "machine", ev.Machine, "signal", ev.Signal, "raw", ev.Raw)
 		}
 		if ev.Rollover {
 			a.metrics.counterRollovers.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
-			a.log.Info("counter rollover", "machine", ev.Machine, "signal", ev.Signal, "raw", ev.Raw)
+			a.eventLog.log("rollover "+ev.Machine, a.log, slog.LevelInfo, "counter rollover", "machine", ev.Machine, "signal", ev.Signal, "raw", ev.Raw)
 		}
 		if ev.ClockBack > 0 {
-			a.log.Warn("source clock went back; its values are taken in the new time from here",
+			a.eventLog.log("clock "+ev.Machine, a.log, slog.LevelWarn, "source clock went back; its values are taken in the new time from here",
 				"machine", ev.Machine, "signal", ev.Signal, "by", ev.ClockBack.Round(time.Second))
 		}
 	}
 	if ev.LossDefaulted && (ev.Kind == mapping.EventRunning || ev.Kind == mapping.EventStopped) {
 		a.metrics.unmappedReasons.WithLabelValues(ev.Machine).Inc()
-		a.log.Warn("downtime reason not in the map; using the default loss", "machine", ev.Machine, "reason", ev.Reason, "loss", ev.Loss)
+		a.eventLog.log("loss "+ev.Machine, a.log, slog.LevelWarn, "downtime reason not in the map; using the default loss",
+			"machine", ev.Machine, "reason", ev.Reason, "loss", ev.Loss)
 	}
 }
 
@@ -572,7 +577,7 @@ type rateLog struct {
 	suppressed int
 }
 
-func (r *rateLog) log(l *slog.Logger, msg string, args ...any) {
+func (r *rateLog) log(l *slog.Logger, level slog.Level, msg string, args ...any) {
 	r.mu.Lock()
 	now := time.Now()
 	if now.Sub(r.last) < time.Minute {
@@ -586,5 +591,25 @@ func (r *rateLog) log(l *slog.Logger, msg string, args ...any) {
 	if n > 0 {
 		args = append(args, "suppressed_since_last", n)
 	}
-	l.Warn(msg, args...)
+	l.Log(context.Background(), level, msg, args...)
+}
+
+// rateLogs is a rateLog per key.
+type rateLogs struct {
+	mu sync.Mutex
+	m  map[string]*rateLog
+}
+
+func (r *rateLogs) log(key string, l *slog.Logger, level slog.Level, msg string, args ...any) {
+	r.mu.Lock()
+	if r.m == nil {
+		r.m = map[string]*rateLog{}
+	}
+	rl := r.m[key]
+	if rl == nil {
+		rl = &rateLog{}
+		r.m[key] = rl
+	}
+	r.mu.Unlock()
+	rl.log(l, level, msg, args...)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"sync"
@@ -1031,7 +1032,7 @@ func (f *forwarder) deadLetter(ctx context.Context, r buffer.Record, reason stri
 		return fmt.Errorf("dead-letter record %d: %w", r.Seq, err)
 	}
 	f.a.metrics.deadLettered.Inc()
-	f.a.deadLog.log(f.a.log, "odoo refused a record for good; moved to dead letters", "key", r.Key, "seq", r.Seq, "reason", reason)
+	f.a.deadLog.log(f.a.log, slog.LevelWarn, "odoo refused a record for good; moved to dead letters", "key", r.Key, "seq", r.Seq, "reason", reason)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/plantedge/plantedge/agent/mapping"
@@ -101,7 +102,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		evs, ch, err := m.Apply(a.state, s)
 		if err != nil {
 			a.metrics.malformed.WithLabelValues(s.Source).Inc()
-			a.malformedLog.log(a.log, "malformed sample skipped", "source", s.Source, "address", s.Address, "err", err)
+			a.malformedLog.log(a.log, slog.LevelWarn, "malformed sample skipped", "source", s.Source, "address", s.Address, "err", err)
 			continue
 		}
 		for _, id := range ch {
