@@ -429,3 +429,105 @@ machines:
 		b.ReportMetric(0, "ns/op")
 	}
 }
+
+// BenchmarkOPCUASessions: how an edge box with many PLCs fares. The agent,
+// alone in a child process, opens one session per configured server (here
+// 50 servers of 20 machines' good counters each, all served by one
+// in-process gopcua server) and ingests while every tag changes for 5 s.
+// Reported: seconds until every session is connected, values/s durable, and
+// the agent's peak RSS.
+func BenchmarkOPCUASessions(b *testing.B) {
+	const sessions, perSession = 50, 20
+	dir := b.TempDir()
+	srv := odootest.New(odootest.Options{Version: 17})
+	srv.Start()
+	defer srv.Close()
+	srv.SetDown(true) // ingest only
+	vars := map[string]any{}
+	for i := range sessions * perSession {
+		vars[fmt.Sprintf("T%04d", i)] = uint32(0)
+	}
+	plc, err := opcuatest.Start(context.Background(), 0, vars)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer plc.Close()
+	keyFile := filepath.Join(dir, "key")
+	_ = os.WriteFile(keyFile, []byte("0123456789012345678901234567890123456789"), 0o600)
+	listen := agenttest.FreeAddr(b)
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "site: bench\ndata_dir: %q\nlisten: %q\nlog: { level: warn }\n", filepath.Join(dir, "data"), listen)
+	fmt.Fprintf(&sb, "odoo: { url: %q, database: odoo, username: bot, api_key_file: %q }\nopcua:\n", srv.URL(), keyFile)
+	for s := range sessions {
+		fmt.Fprintf(&sb, "  - { name: plc%02d, endpoint: %q, publishing_interval: 100ms, sampling_interval: 100ms }\n", s, plc.Endpoint())
+	}
+	sb.WriteString("machines:\n")
+	for i := range sessions * perSession {
+		fmt.Fprintf(&sb, "  - { id: m%04d, workcenter: WC%04d, good_count: { opcua: { server: plc%02d, node: %q } } }\n",
+			i, i, i/perSession, plc.NodeID(fmt.Sprintf("T%04d", i)))
+	}
+	cfgPath := filepath.Join(dir, "plantedge.yaml")
+	if err := os.WriteFile(cfgPath, []byte(sb.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	metric := func(name string) float64 {
+		resp, err := http.Get("http://" + listen + "/metrics")
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		sum := 0.0
+		for line := range strings.Lines(string(body)) {
+			if rest, ok := strings.CutPrefix(line, name); ok && (rest[0] == ' ' || rest[0] == '{') {
+				f, _ := strconv.ParseFloat(strings.TrimSpace(rest[strings.LastIndexByte(rest, ' '):]), 64)
+				sum += f
+			}
+		}
+		return sum
+	}
+	for range b.N {
+		start := time.Now()
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "PLANTEDGE_TEST_AGENT_CONFIG="+cfgPath)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		deadline := time.Now().Add(2 * time.Minute)
+		for metric("plantedge_source_connected") < sessions {
+			if time.Now().After(deadline) {
+				b.Fatalf("%v of %d sessions connected after 2 minutes", metric("plantedge_source_connected"), sessions)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		connected := time.Since(start)
+		time.Sleep(time.Second) // the initial reads settle
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for v := uint32(1); ; v++ {
+				for i := range sessions * perSession {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					plc.Set(fmt.Sprintf("T%04d", i), v)
+				}
+			}
+		})
+		base, t0 := metric("plantedge_samples_total"), time.Now()
+		time.Sleep(5 * time.Second)
+		n, elapsed := metric("plantedge_samples_total")-base, time.Since(t0)
+		close(stop)
+		wg.Wait()
+		rss := vmHWM(cmd.Process.Pid)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		b.ReportMetric(connected.Seconds(), "s_to_connect_all")
+		b.ReportMetric(n/elapsed.Seconds(), "values/s")
+		b.ReportMetric(rss, "MB_rss_agent")
+		b.ReportMetric(0, "ns/op")
+	}
+}
