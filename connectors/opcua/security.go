@@ -19,6 +19,7 @@ import (
 
 	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uacp"
 )
 
 // ErrThumbprintMismatch is returned when the server certificate does not
@@ -193,6 +194,24 @@ type clientParams struct {
 	username, password string
 	requestTimeout     time.Duration
 	lifetime           time.Duration // secure channel token lifetime; 0: gopcua's default
+}
+
+// minChunk is the smallest message chunk OPC UA lets an endpoint ask for
+// (Part 6, 7.1.2.3).
+const minChunk = 8192
+
+func init() {
+	// gopcua keeps the server's Acknowledge as its own limits: it takes the
+	// server's receive buffer as the largest chunk it accepts and the
+	// server's send buffer as the largest it sends, the wrong way round.
+	// Against a server whose two sizes differ (allowed: each direction is
+	// negotiated on its own) every message over the smaller one ended the
+	// connection. Asking for chunks of 8,192 bytes both ways, the least any
+	// server must take, makes every size in play 8,192: messages just come
+	// in more chunks. (gopcua's client options would write this same global,
+	// once per client; here it is written once, before any client exists.)
+	uacp.DefaultClientACK.ReceiveBufSize = minChunk
+	uacp.DefaultClientACK.SendBufSize = minChunk
 }
 
 // clientOptions asks the server for its endpoints, picks the one matching

@@ -2,6 +2,7 @@ package opcua
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -408,5 +409,37 @@ func TestPollingFallback(t *testing.T) {
 				t.Errorf("stats %+v: want %d nodes polled, no reconnect", st, tc.polled)
 			}
 		})
+	}
+}
+
+// TestSmallReceiveBufferServer: a server that takes chunks of 8,192 bytes
+// but sends chunks as large as the client allows (OPC UA negotiates the two
+// directions apart). gopcua takes the server's receive size as its own, so
+// without asking for small chunks every message over 8 KiB ended the
+// connection (browse: "read values: EOF"). Browse and a source with 400
+// nodes (reads of ~10 KiB) must work.
+func TestSmallReceiveBufferServer(t *testing.T) {
+	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,2,200", "SMALL_RECEIVE_BUFFER=1")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	if err := Browse(ctx, srv.Endpoint, BrowseOptions{Node: "nsu=urn:plantedge:test;s=L0", Depth: 2}, &out); err != nil {
+		t.Fatalf("browse: %v", err)
+	}
+	if n := strings.Count(out.String(), "\n"); n != 1+2+400 {
+		t.Errorf("browse printed %d lines, want 403", n)
+	}
+	var nodes []string
+	for m := range 2 {
+		for i := range 200 {
+			nodes = append(nodes, fmt.Sprintf("nsu=urn:plantedge:test;s=L0.M%d.T%d", m, i))
+		}
+	}
+	col := newCollector()
+	runSource(t, Config{Endpoint: srv.Endpoint, Nodes: nodes, PublishingInterval: 100 * time.Millisecond}, col)
+	last := nodes[len(nodes)-1]
+	s, _ := col.waitFor(t, 0, 20*time.Second, last, func(s connectors.Sample) bool { return s.Address == last && s.Initial })
+	if !s.Good || s.Value != float64(199) {
+		t.Errorf("%s = %v (good %v)", last, s.Value, s.Good)
 	}
 }

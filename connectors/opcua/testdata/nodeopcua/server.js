@@ -15,6 +15,10 @@
 //   MAX_MONITORED_ITEMS_PER_SUBSCRIPTION
 //                     a subscription's room for monitored items
 //   NO_SUBSCRIPTIONS=1  refuses every subscription (BadTooManySubscriptions)
+//   SMALL_RECEIVE_BUFFER=1
+//                     announces a receive buffer of 8,192 bytes while sending
+//                     chunks as large as the client takes (allowed: the two
+//                     directions are negotiated apart)
 "use strict";
 const crypto = require("crypto");
 const path = require("path");
@@ -54,6 +58,12 @@ async function main() {
             MessageSecurityMode.Sign,
             MessageSecurityMode.SignAndEncrypt,
         ],
+        ...(process.env.SMALL_RECEIVE_BUFFER === "1" ? { transportSettings: { adjustTransportLimits: (hello) => ({
+            receiveBufferSize: Math.min(8192, hello.sendBufferSize),
+            sendBufferSize: Math.min(65535, hello.receiveBufferSize),
+            maxMessageSize: hello.maxMessageSize || 16 * 1024 * 1024,
+            maxChunkCount: hello.maxChunkCount || 5000,
+        }) } } : {}),
         serverCapabilities: {
             ...(num("MAX_BROWSE_CONTINUATION_POINTS") ? { maxBrowseContinuationPoints: num("MAX_BROWSE_CONTINUATION_POINTS") } : {}),
             ...(num("MAX_MONITORED_ITEMS_PER_SUBSCRIPTION") ? { maxMonitoredItemsPerSubscription: num("MAX_MONITORED_ITEMS_PER_SUBSCRIPTION") } : {}),
