@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -213,19 +212,7 @@ func BenchmarkIngestMQTT(b *testing.B) {
 		b.Fatal(err)
 	}
 	for i := 0; i < b.N; i++ {
-		a, err := New(cfg, Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		var mu sync.Mutex
-		lat := make([]time.Duration, 0, values)
-		a.latencyHook = func(d time.Duration) { mu.Lock(); lat = append(lat, d); mu.Unlock() }
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- a.Run(ctx) }()
-		for len(a.Status().Sources) == 0 || a.Status().Sources[0].State != "connected" {
-			time.Sleep(10 * time.Millisecond)
-		}
+		a := startBenchAgent(b, cfg)
 		b.ResetTimer()
 		start := time.Now()
 		for v := 0; v < values; v++ {
@@ -242,9 +229,7 @@ func BenchmarkIngestMQTT(b *testing.B) {
 		}
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			mu.Lock()
-			n := len(lat)
-			mu.Unlock()
+			n := a.count()
 			if n >= values {
 				break
 			}
@@ -257,9 +242,8 @@ func BenchmarkIngestMQTT(b *testing.B) {
 		}
 		elapsed := time.Since(start)
 		b.StopTimer()
-		cancel()
-		<-done
-		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		a.stop()
+		lat := a.sorted()
 		b.ReportMetric(float64(values)/elapsed.Seconds(), "values/s")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
 		b.ReportMetric(childIngestRSS(b, srv.URL(), keyFile, broker, machines, values), "MB_rss")
@@ -325,6 +309,96 @@ func childIngestRSS(b *testing.B, odooURL, keyFile string, broker *mqtttest.Brok
 	return vmHWM(cmd.Process.Pid)
 }
 
+// benchAgent is an agent running in the benchmark process that records how
+// long each value took from the connector's receipt to its commit.
+type benchAgent struct {
+	*Agent
+	mu     sync.Mutex
+	lat    []time.Duration
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startBenchAgent starts an agent on cfg and waits until its first source
+// is connected.
+func startBenchAgent(b *testing.B, cfg *config.Config) *benchAgent {
+	b.Helper()
+	a, err := New(cfg, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ba := &benchAgent{Agent: a, done: make(chan error, 1)}
+	a.latencyHook = func(d time.Duration) { ba.mu.Lock(); ba.lat = append(ba.lat, d); ba.mu.Unlock() }
+	ctx, cancel := context.WithCancel(context.Background())
+	ba.cancel = cancel
+	go func() { ba.done <- a.Run(ctx) }()
+	for len(a.Status().Sources) == 0 || a.Status().Sources[0].State != "connected" {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return ba
+}
+
+func (ba *benchAgent) count() int { ba.mu.Lock(); defer ba.mu.Unlock(); return len(ba.lat) }
+
+func (ba *benchAgent) reset() { ba.mu.Lock(); ba.lat = ba.lat[:0]; ba.mu.Unlock() }
+
+// sorted is a sorted copy of the latencies recorded so far.
+func (ba *benchAgent) sorted() []time.Duration {
+	ba.mu.Lock()
+	out := slices.Clone(ba.lat)
+	ba.mu.Unlock()
+	slices.Sort(out)
+	return out
+}
+
+func (ba *benchAgent) stop() { ba.cancel(); <-ba.done }
+
+// opcuaBenchPlant starts what the OPC UA benchmarks need: an Odoo emulator
+// that is down (ingest only), an API key file, and a simulated PLC serving
+// the given uint32 tags. It returns the directory for the agent's files.
+func opcuaBenchPlant(b *testing.B, tags []string) (dir, odooURL, keyFile string, plc *opcuatest.Server) {
+	b.Helper()
+	dir = b.TempDir()
+	srv := odootest.New(odootest.Options{Version: 17})
+	srv.Start()
+	b.Cleanup(srv.Close)
+	srv.SetDown(true)
+	vars := map[string]any{}
+	for _, t := range tags {
+		vars[t] = uint32(0)
+	}
+	plc, err := opcuatest.Start(context.Background(), 0, vars)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(plc.Close)
+	keyFile = filepath.Join(dir, "key")
+	if err := os.WriteFile(keyFile, []byte("0123456789012345678901234567890123456789"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return dir, srv.URL(), keyFile, plc
+}
+
+// countUp makes every tag count up, all the time, until the returned stop
+// is called: a PLC whose machines all run.
+func countUp(plc *opcuatest.Server, tags []string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for v := uint32(1); ; v++ {
+			for _, t := range tags {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				plc.Set(t, v)
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
 // BenchmarkIngestOPCUA: one OPC UA server with 500 machines' good and scrap
 // counters (1,000 tags) that all change continuously; the agent subscribes
 // (10 ms publishing and sampling) and makes every notification durable.
@@ -334,23 +408,11 @@ func childIngestRSS(b *testing.B, odooURL, keyFile string, broker *mqtttest.Brok
 // server, the simulated PLC and the agent share the process's 2 cores.
 func BenchmarkIngestOPCUA(b *testing.B) {
 	const machines = 500
-	dir := b.TempDir()
-	srv := odootest.New(odootest.Options{Version: 17})
-	srv.Start()
-	defer srv.Close()
-	srv.SetDown(true) // ingest only
-	vars := map[string]any{}
+	var tags []string
 	for m := range machines {
-		vars[fmt.Sprintf("M%03d.Good", m)] = uint32(0)
-		vars[fmt.Sprintf("M%03d.Scrap", m)] = uint32(0)
+		tags = append(tags, fmt.Sprintf("M%03d.Good", m), fmt.Sprintf("M%03d.Scrap", m))
 	}
-	plc, err := opcuatest.Start(context.Background(), 0, vars)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer plc.Close()
-	keyFile := filepath.Join(dir, "key")
-	_ = os.WriteFile(keyFile, []byte("0123456789012345678901234567890123456789"), 0o600)
+	dir, odooURL, keyFile, plc := opcuaBenchPlant(b, tags)
 	var sb strings.Builder
 	fmt.Fprintf(&sb, `site: bench
 data_dir: %q
@@ -361,7 +423,7 @@ odoo: { url: %q, database: odoo, username: bot, api_key_file: %q, timeout: 10s }
 opcua:
   - { name: plc, endpoint: %q, publishing_interval: 10ms, sampling_interval: 10ms, queue_size: 1 }
 machines:
-`, filepath.Join(dir, "data"), srv.URL(), keyFile, plc.Endpoint())
+`, filepath.Join(dir, "data"), odooURL, keyFile, plc.Endpoint())
 	for m := range machines {
 		fmt.Fprintf(&sb, "  - { id: m-%03d, workcenter: WC-%03d, good_count: { opcua: { server: plc, node: %q } }, scrap_count: { opcua: { server: plc, node: %q } } }\n",
 			m, m, plc.NodeID(fmt.Sprintf("M%03d.Good", m)), plc.NodeID(fmt.Sprintf("M%03d.Scrap", m)))
@@ -375,55 +437,22 @@ machines:
 		b.Fatal(err)
 	}
 	for range b.N {
-		a, err := New(cfg, Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		var mu sync.Mutex
-		var lat []time.Duration
-		a.latencyHook = func(d time.Duration) { mu.Lock(); lat = append(lat, d); mu.Unlock() }
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- a.Run(ctx) }()
-		for len(a.Status().Sources) == 0 || a.Status().Sources[0].State != "connected" {
-			time.Sleep(10 * time.Millisecond)
-		}
+		a := startBenchAgent(b, cfg)
 		time.Sleep(time.Second) // the initial reads and monitored items settle
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Go(func() { // the PLC: every tag counts up, all the time
-			for v := uint32(1); ; v++ {
-				for m := range machines {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					plc.Set(fmt.Sprintf("M%03d.Good", m), v)
-					plc.Set(fmt.Sprintf("M%03d.Scrap", m), v)
-				}
-			}
-		})
-		mu.Lock()
-		lat = lat[:0]
-		mu.Unlock()
+		stop := countUp(plc, tags)
+		a.reset()
 		b.ResetTimer()
 		start := time.Now()
 		time.Sleep(5 * time.Second)
-		mu.Lock()
-		n := len(lat)
-		sorted := slices.Clone(lat)
-		mu.Unlock()
+		sorted := a.sorted()
+		n := len(sorted)
 		elapsed := time.Since(start)
 		b.StopTimer()
-		close(stop)
-		wg.Wait()
-		cancel()
-		<-done
+		stop()
+		a.stop()
 		if n == 0 {
 			b.Fatal("no value became durable")
 		}
-		slices.Sort(sorted)
 		b.ReportMetric(float64(n)/elapsed.Seconds(), "values/s")
 		b.ReportMetric(float64(sorted[len(sorted)*99/100].Microseconds())/1000, "p99_ms")
 		b.ReportMetric(0, "ns/op")
@@ -438,26 +467,15 @@ machines:
 // the agent's peak RSS.
 func BenchmarkOPCUASessions(b *testing.B) {
 	const sessions, perSession = 50, 20
-	dir := b.TempDir()
-	srv := odootest.New(odootest.Options{Version: 17})
-	srv.Start()
-	defer srv.Close()
-	srv.SetDown(true) // ingest only
-	vars := map[string]any{}
+	var tags []string
 	for i := range sessions * perSession {
-		vars[fmt.Sprintf("T%04d", i)] = uint32(0)
+		tags = append(tags, fmt.Sprintf("T%04d", i))
 	}
-	plc, err := opcuatest.Start(context.Background(), 0, vars)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer plc.Close()
-	keyFile := filepath.Join(dir, "key")
-	_ = os.WriteFile(keyFile, []byte("0123456789012345678901234567890123456789"), 0o600)
+	dir, odooURL, keyFile, plc := opcuaBenchPlant(b, tags)
 	listen := agenttest.FreeAddr(b)
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "site: bench\ndata_dir: %q\nlisten: %q\nlog: { level: warn }\n", filepath.Join(dir, "data"), listen)
-	fmt.Fprintf(&sb, "odoo: { url: %q, database: odoo, username: bot, api_key_file: %q }\nopcua:\n", srv.URL(), keyFile)
+	fmt.Fprintf(&sb, "odoo: { url: %q, database: odoo, username: bot, api_key_file: %q }\nopcua:\n", odooURL, keyFile)
 	for s := range sessions {
 		fmt.Fprintf(&sb, "  - { name: plc%02d, endpoint: %q, publishing_interval: 100ms, sampling_interval: 100ms }\n", s, plc.Endpoint())
 	}
@@ -503,25 +521,11 @@ func BenchmarkOPCUASessions(b *testing.B) {
 		}
 		connected := time.Since(start)
 		time.Sleep(time.Second) // the initial reads settle
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			for v := uint32(1); ; v++ {
-				for i := range sessions * perSession {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					plc.Set(fmt.Sprintf("T%04d", i), v)
-				}
-			}
-		})
+		stop := countUp(plc, tags)
 		base, t0 := metric("plantedge_samples_total"), time.Now()
 		time.Sleep(5 * time.Second)
 		n, elapsed := metric("plantedge_samples_total")-base, time.Since(t0)
-		close(stop)
-		wg.Wait()
+		stop()
 		rss := vmHWM(cmd.Process.Pid)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
