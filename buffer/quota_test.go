@@ -470,10 +470,14 @@ func TestDropLogRateLimited(t *testing.T) {
 // TestConcurrentMergeAndAck: appenders add counts under quota pressure while a
 // forwarder reads, acks and sometimes gives up a round (Release). Whatever
 // merging does concurrently, acked plus pending pieces equal appended pieces.
+// ErrFull is backpressure, as the agent takes it: the append is tried again.
+// (It happens: pages freed by acks stay in use while a read holds them, so
+// the file can reach max_bytes before the budget does; the queue then lowers
+// its budget and merges, and the next try fits.)
 func TestConcurrentMergeAndAck(t *testing.T) {
 	q := openTest(t, "", Options{MaxBytes: 512 << 10, Merge: sumCounts, CommitWindow: time.Millisecond})
 	const appenders, rounds = 4, 150
-	var appended, acked atomic.Uint64
+	var appended, acked, full atomic.Uint64
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	errs := make(chan error, appenders+1)
@@ -487,9 +491,18 @@ func TestConcurrentMergeAndAck(t *testing.T) {
 					recs[j] = countRecord(fmt.Sprint("m", j%3), n)
 					sum += n
 				}
-				if _, err := q.Append(context.Background(), recs); err != nil {
-					errs <- err
-					return
+				for try := 0; ; try++ {
+					_, err := q.Append(context.Background(), recs)
+					if errors.Is(err, ErrFull) && try < 1000 {
+						full.Add(1)
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+					break
 				}
 				appended.Add(sum)
 			}
@@ -542,5 +555,6 @@ func TestConcurrentMergeAndAck(t *testing.T) {
 	if st.Merged == 0 {
 		t.Fatal("no merge happened: the test did not exercise quota pressure")
 	}
-	t.Logf("appended %d pieces, acked %d, merged %d records", appended.Load(), acked.Load(), st.Merged)
+	t.Logf("appended %d pieces, acked %d, merged %d records; %d appends refused as full and tried again",
+		appended.Load(), acked.Load(), st.Merged, full.Load())
 }
