@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"sync"
 	"time"
@@ -30,20 +31,13 @@ func Inspect(ctx context.Context, cfg Config, wait time.Duration) ([]TopicInfo, 
 		return nil, err
 	}
 	cfg = src.cfg
-	opts := paho.NewClientOptions().AddBroker(cfg.URL).
-		SetClientID(cfg.ClientID + "-check").
-		SetProtocolVersion(4).SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).
-		SetConnectTimeout(cfg.ConnectTimeout).SetWriteTimeout(cfg.ConnectTimeout).SetKeepAlive(cfg.KeepAlive)
-	if cfg.Username != "" {
-		opts.SetUsername(cfg.Username).SetPassword(cfg.Password)
-	}
+	var tlsCfg *tls.Config
 	if src.tls {
-		tlsCfg, err := src.tlsConfig()
-		if err != nil {
+		if tlsCfg, err = src.tlsConfig(); err != nil {
 			return nil, err
 		}
-		opts.SetTLSConfig(tlsCfg)
 	}
+	opts := src.clientOptions(cfg.ClientID+"-check", tlsCfg).SetCleanSession(true)
 	out := make([]TopicInfo, len(cfg.Topics))
 	at := map[string]int{}
 	for i, t := range cfg.Topics {

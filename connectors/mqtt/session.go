@@ -54,20 +54,11 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 		ackReady: make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
-	opts := paho.NewClientOptions().
-		AddBroker(s.cfg.URL).
-		SetClientID(s.cfg.ClientID).
-		SetProtocolVersion(4).
+	opts := s.clientOptions(s.cfg.ClientID, tlsCfg).
 		SetCleanSession(false).
-		SetAutoReconnect(false).
-		SetConnectRetry(false).
 		SetResumeSubs(false).
 		SetAutoAckDisabled(true).
 		SetOrderMatters(true).
-		SetKeepAlive(s.cfg.KeepAlive).
-		SetPingTimeout(min(s.cfg.KeepAlive, 10*time.Second)).
-		SetConnectTimeout(s.cfg.ConnectTimeout).
-		SetWriteTimeout(s.cfg.ConnectTimeout).
 		SetDefaultPublishHandler(sess.handle).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			select {
@@ -75,12 +66,6 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 			default:
 			}
 		})
-	if s.cfg.Username != "" {
-		opts.SetUsername(s.cfg.Username).SetPassword(s.cfg.Password)
-	}
-	if tlsCfg != nil {
-		opts.SetTLSConfig(tlsCfg.Clone())
-	}
 	sess.client = paho.NewClient(opts)
 
 	tok := sess.client.Connect()
@@ -129,6 +114,29 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 	sess.ackerWG.Add(1)
 	go sess.acker()
 	return sess, nil
+}
+
+// clientOptions are the paho options every connection to the broker shares:
+// address, MQTT 3.1.1, timeouts, credentials and TLS (tlsCfg nil: none),
+// and no reconnecting of paho's own (one loop owns that).
+func (s *Source) clientOptions(clientID string, tlsCfg *tls.Config) *paho.ClientOptions {
+	opts := paho.NewClientOptions().
+		AddBroker(s.cfg.URL).
+		SetClientID(clientID).
+		SetProtocolVersion(4).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetKeepAlive(s.cfg.KeepAlive).
+		SetPingTimeout(min(s.cfg.KeepAlive, 10*time.Second)).
+		SetConnectTimeout(s.cfg.ConnectTimeout).
+		SetWriteTimeout(s.cfg.ConnectTimeout)
+	if s.cfg.Username != "" {
+		opts.SetUsername(s.cfg.Username).SetPassword(s.cfg.Password)
+	}
+	if tlsCfg != nil {
+		opts.SetTLSConfig(tlsCfg.Clone())
+	}
+	return opts
 }
 
 // waitToken waits for tok, ctx or the timeout, whichever comes first.
