@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
@@ -28,13 +27,7 @@ const mqttWait = 5 * time.Second
 func checkMQTT(ctx context.Context, cfg *config.Config, file string, w io.Writer) error {
 	c := &sourceCheck{w: w, cfg: cfg, file: file, kind: "mqtt"}
 	for bi, b := range cfg.MQTT {
-		uses := usesOf(cfg, "mqtt", b.Name)
-		var topics []string
-		for _, u := range uses {
-			if !slices.Contains(topics, u.ref.MQTT.Topic) {
-				topics = append(topics, u.ref.MQTT.Topic)
-			}
-		}
+		uses, topics := usesOf(cfg, "mqtt", b.Name)
 		if len(topics) == 0 {
 			fmt.Fprintf(w, "mqtt %s: no machine uses it\n", b.Name)
 			continue

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
@@ -21,13 +20,7 @@ func init() { validateOPCUA = checkOPCUA }
 func checkOPCUA(ctx context.Context, cfg *config.Config, file string, w io.Writer) error {
 	c := &sourceCheck{w: w, cfg: cfg, file: file, kind: "opcua"}
 	for si, s := range cfg.OPCUA {
-		uses := usesOf(cfg, "opcua", s.Name)
-		var nodes []string
-		for _, u := range uses {
-			if !slices.Contains(nodes, u.ref.OPCUA.Node) {
-				nodes = append(nodes, u.ref.OPCUA.Node)
-			}
-		}
+		uses, nodes := usesOf(cfg, "opcua", s.Name)
 		if len(nodes) == 0 {
 			fmt.Fprintf(w, "opcua %s: no machine uses it\n", s.Name)
 			continue

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/agent/mapping"
@@ -19,17 +20,23 @@ type sourceUse struct {
 }
 
 // usesOf lists, in file order, the machine signals that read the OPC UA
-// server (kind "opcua") or MQTT broker (kind "mqtt") called name.
-func usesOf(cfg *config.Config, kind, name string) []sourceUse {
-	var out []sourceUse
+// server (kind "opcua") or MQTT broker (kind "mqtt") called name, and the
+// nodes or topics they read, each once.
+func usesOf(cfg *config.Config, kind, name string) (out []sourceUse, addrs []string) {
 	for i := range cfg.Machines {
 		mc := &cfg.Machines[i]
 		for _, r := range mc.Refs() {
+			var addr string
 			switch {
 			case kind == "opcua" && r.Ref.OPCUA != nil && r.Ref.OPCUA.Server == name:
+				addr = r.Ref.OPCUA.Node
 			case kind == "mqtt" && r.Ref.MQTT != nil && r.Ref.MQTT.Broker == name:
+				addr = r.Ref.MQTT.Topic
 			default:
 				continue
+			}
+			if !slices.Contains(addrs, addr) {
+				addrs = append(addrs, addr)
 			}
 			u := sourceUse{path: fmt.Sprintf("machines[%d].%s.%s", i, r.Signal, kind), machine: mc.ID,
 				signal: mapping.Signal(r.Signal), ref: r.Ref}
@@ -42,7 +49,7 @@ func usesOf(cfg *config.Config, kind, name string) []sourceUse {
 			out = append(out, u)
 		}
 	}
-	return out
+	return out, addrs
 }
 
 // sourceCheck prints what a --opcua or --mqtt check finds and counts the
