@@ -328,10 +328,14 @@ func closeClient(c *opcua.Client) {
 // readAll reads the value of every resolved node in as few requests as the
 // server allows and delivers one sample per node.
 func (s *Source) readAll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, initial bool) error {
-	return s.readIdx(ctx, c, ids, nil, initial)
+	all := make([]uint32, len(ids))
+	for i := range all {
+		all[i] = uint32(i)
+	}
+	return s.readIdx(ctx, c, ids, all, initial)
 }
 
-// readIdx is readAll for the nodes with the given indexes (nil: all).
+// readIdx is readAll for the nodes with the given indexes.
 func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, idxs []uint32, initial bool) error {
 	type item struct {
 		idx int
@@ -367,22 +371,8 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 		batch = batch[:0]
 		return nil
 	}
-	each := func(yield func(int, *ua.NodeID) bool) {
-		if idxs == nil {
-			for i, nid := range ids {
-				if !yield(i, nid) {
-					return
-				}
-			}
-			return
-		}
-		for _, i := range idxs {
-			if !yield(int(i), ids[i]) {
-				return
-			}
-		}
-	}
-	for i, nid := range each {
+	for _, i := range idxs {
+		nid := ids[i]
 		if nid == nil {
 			dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: ua.StatusBadNodeIDUnknown}
 			if err := s.deliver(ctx, s.nodes[i].addr, dv, time.Now(), initial); err != nil {
@@ -390,7 +380,7 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 			}
 			continue
 		}
-		batch = append(batch, item{i, nid})
+		batch = append(batch, item{int(i), nid})
 		if len(batch) == s.perRead {
 			if err := flush(); err != nil {
 				return err
@@ -490,7 +480,7 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 		// heartbeat; say so, a quiet line would look dead.
 		s.log.Warn("server time (ns=0;i=2258) not monitorable; heartbeat relies on data changes")
 	}
-	pending, polled := ref.retry, ref.poll
+	pending, polled := ref.retry, ref.poll // to monitor later; polled meanwhile
 	s.setPolled(len(polled))
 	if len(polled) > 0 {
 		s.log.Warn("server cannot monitor some nodes; polling them", "nodes", len(polled), "err", ref.pollErr, "poll_interval", s.cfg.PollInterval)
@@ -523,25 +513,21 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 			// are polled meanwhile, and a PLC at its limit need not be asked
 			// again every few seconds.
 			try := pending
-			if len(polled) > 0 && time.Since(polledTried) < pollRetryEvery {
-				try = slices.DeleteFunc(slices.Clone(pending), func(i uint32) bool { return slices.Contains(polled, i) })
-			} else if len(polled) > 0 {
-				polledTried = time.Now()
+			again := len(polled) > 0 && time.Since(polledTried) >= pollRetryEvery
+			if again {
+				try, polledTried = append(slices.Clone(pending), polled...), time.Now()
 			}
 			if len(try) > 0 {
 				ref, err := s.monitor(ctx, sub, ids, try, false)
 				if err != nil {
 					return err
 				}
-				if len(try) == len(pending) {
-					if len(ref.poll) < len(polled) {
-						s.log.Info("server now monitors nodes it polled", "nodes", len(polled)-len(ref.poll), "still_polled", len(ref.poll))
-					}
-					pending, polled = ref.retry, ref.poll
-				} else {
-					pending = append(ref.retry, polled...)
-					polled = append(polled, ref.poll...)
+				if !again {
+					ref.poll = append(polled, ref.poll...)
+				} else if len(ref.poll) < len(polled) {
+					s.log.Info("server now monitors nodes it polled", "nodes", len(polled)-len(ref.poll), "still_polled", len(ref.poll))
 				}
+				pending, polled = ref.retry, ref.poll
 				s.setPolled(len(polled))
 			}
 		case <-pollT.C:
@@ -579,9 +565,9 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 
 // refusal is what a monitor call could not set up.
 type refusal struct {
-	retry []uint32 // node indexes to try again later
-	// poll: of retry, the nodes the server cannot monitor (a limit, or not
-	// supported): their values are polled meanwhile.
+	retry []uint32 // node indexes to try again later (unknown to the server yet, ...)
+	// poll: nodes the server cannot monitor (a limit, or not supported):
+	// their values are polled, and they are offered again now and then.
 	poll    []uint32
 	noBeat  bool          // the server-time item was refused
 	pollErr ua.StatusCode // the first refusal of a polled node
@@ -643,7 +629,6 @@ func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua
 				continue
 			}
 			idx := h - 1
-			out.retry = append(out.retry, idx)
 			if refusesMonitoring(r.StatusCode) {
 				if out.pollErr == 0 {
 					out.pollErr = r.StatusCode
@@ -651,6 +636,7 @@ func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua
 				out.poll = append(out.poll, idx)
 				continue
 			}
+			out.retry = append(out.retry, idx)
 			if first {
 				s.log.Warn("monitored item refused; will retry", "node", s.nodes[idx].addr, "err", r.StatusCode)
 				dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: r.StatusCode}
