@@ -432,11 +432,15 @@ func (b *browser) children(ctx context.Context, group []*tnode, depth int) ([][]
 	// Alone, with no other request holding continuation points.
 	slices.Sort(again)
 	for _, i := range again {
-		refs, bad, err := b.browseOne(ctx, group[i].nid)
+		b.calls.alone.Add(1)
+		refs, bad, retry, err := b.browseChunk(ctx, []*ua.NodeID{group[i].nid})
 		if err != nil {
 			return nil, err
 		}
-		out[i], group[i].refused = nodes(refs), bad
+		if len(retry) > 0 { // not even alone: shown as such, the rest goes on
+			bad[0] = ua.StatusBadNoContinuationPoints
+		}
+		out[i], group[i].refused = nodes(refs[0]), bad[0]
 	}
 	return out, nil
 }
@@ -550,50 +554,6 @@ func (b *browser) browseChunk(ctx context.Context, nodes []*ua.NodeID) (out [][]
 		open, cps = open2, cps2
 	}
 	return out, bad, retry, nil
-}
-
-// browseOne browses one node, following its continuation point; a status
-// the server refused it with is returned, not an error.
-func (b *browser) browseOne(ctx context.Context, nid *ua.NodeID) ([]*ua.ReferenceDescription, ua.StatusCode, error) {
-	rctx, cancel := b.reqCtx(ctx)
-	b.calls.browse.Add(1)
-	b.calls.alone.Add(1)
-	res, err := b.c.Browse(rctx, &ua.BrowseRequest{
-		View:                          &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)},
-		RequestedMaxReferencesPerNode: 1000,
-		NodesToBrowse:                 []*ua.BrowseDescription{browseDesc(nid)},
-	})
-	cancel()
-	if err != nil {
-		return nil, 0, fmt.Errorf("browse %s: %w", nid, err)
-	}
-	if len(res.Results) != 1 {
-		return nil, 0, fmt.Errorf("browse %s: %d results", nid, len(res.Results))
-	}
-	r := res.Results[0]
-	if !statusGood(r.StatusCode) {
-		return nil, r.StatusCode, nil
-	}
-	refs := r.References
-	cp := r.ContinuationPoint
-	for len(cp) > 0 {
-		rctx, cancel := b.reqCtx(ctx)
-		b.calls.next.Add(1)
-		next, err := b.c.BrowseNext(rctx, &ua.BrowseNextRequest{ContinuationPoints: [][]byte{cp}})
-		cancel()
-		if err != nil {
-			return nil, 0, fmt.Errorf("browse next %s: %w", nid, err)
-		}
-		if len(next.Results) != 1 {
-			return nil, 0, fmt.Errorf("browse next %s: %d results", nid, len(next.Results))
-		}
-		if c := next.Results[0].StatusCode; !statusGood(c) {
-			return nil, c, nil
-		}
-		refs = append(refs, next.Results[0].References...)
-		cp = next.Results[0].ContinuationPoint
-	}
-	return refs, 0, nil
 }
 
 // readVars reads value and data type of the variables among group, in

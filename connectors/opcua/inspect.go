@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/gopcua/opcua/ua"
@@ -32,14 +31,10 @@ func Inspect(ctx context.Context, cfg Config) ([]NodeInfo, error) {
 	}
 	var cert *clientCert
 	if !sec.none() {
-		certFile, keyFile := cfg.CertFile, cfg.KeyFile
-		if certFile == "" {
-			certFile, keyFile = CertPaths(cfg.DataDir, cfg.Name)
-			if _, err := os.Stat(certFile); errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("no client certificate yet (%s): the agent creates it on its first start, then the server must trust it; or set cert_file and key_file", certFile)
-			}
+		cc, err := loadClientCert(cfg.CertFile, cfg.KeyFile, cfg.DataDir, cfg.Name)
+		if errors.Is(err, errNoCert) {
+			return nil, fmt.Errorf("%w: the agent creates it on its first start, then the server must trust it; or set cert_file and key_file", err)
 		}
-		cc, err := loadCert(certFile, keyFile)
 		if err != nil {
 			return nil, err
 		}

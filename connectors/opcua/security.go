@@ -48,27 +48,40 @@ func CertPaths(dataDir, name string) (certFile, keyFile string) {
 	return filepath.Join(dataDir, "opcua-"+name+".crt"), filepath.Join(dataDir, "opcua-"+name+".key")
 }
 
-// loadOrCreateCert loads the configured pair, or the generated pair in
-// dataDir, generating it the first time. generated reports a new pair.
-func loadOrCreateCert(certFile, keyFile, dataDir, name string) (cc clientCert, generated bool, err error) {
+// errNoCert means no client certificate has been generated in the data
+// directory yet.
+var errNoCert = errors.New("no client certificate yet")
+
+// loadClientCert loads the configured pair, or the generated pair in
+// dataDir; errNoCert when neither half of the generated pair exists.
+func loadClientCert(certFile, keyFile, dataDir, name string) (clientCert, error) {
 	if certFile != "" {
-		cc, err = loadCert(certFile, keyFile)
-		return cc, false, err
+		return loadCert(certFile, keyFile)
 	}
 	certFile, keyFile = CertPaths(dataDir, name)
 	_, errC := os.Stat(certFile)
 	_, errK := os.Stat(keyFile)
 	switch {
 	case errC == nil && errK == nil:
-		cc, err = loadCert(certFile, keyFile)
-		return cc, false, err
+		return loadCert(certFile, keyFile)
 	case errors.Is(errC, os.ErrNotExist) && errors.Is(errK, os.ErrNotExist):
+		return clientCert{}, fmt.Errorf("%w (%s)", errNoCert, certFile)
 	case errC == nil || errK == nil:
 		// One half lost: regenerating silently would break the PLC's trust list.
-		return cc, false, fmt.Errorf("client certificate: only one of %s and %s exists; restore it or remove both", certFile, keyFile)
+		return clientCert{}, fmt.Errorf("client certificate: only one of %s and %s exists; restore it or remove both", certFile, keyFile)
 	default:
-		return cc, false, fmt.Errorf("client certificate: %w", errors.Join(errC, errK))
+		return clientCert{}, fmt.Errorf("client certificate: %w", errors.Join(errC, errK))
 	}
+}
+
+// loadOrCreateCert is loadClientCert, generating the pair in dataDir the
+// first time. generated reports a new pair.
+func loadOrCreateCert(certFile, keyFile, dataDir, name string) (cc clientCert, generated bool, err error) {
+	cc, err = loadClientCert(certFile, keyFile, dataDir, name)
+	if !errors.Is(err, errNoCert) {
+		return cc, false, err
+	}
+	certFile, keyFile = CertPaths(dataDir, name)
 	cc, certPEM, keyPEM, err := generateCert(name)
 	if err != nil {
 		return cc, false, err
