@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -91,10 +90,7 @@ func BenchmarkDrainBacklog(b *testing.B) {
 			wos[m] = srv.AddWorkorder(mo, wc, fmt.Sprintf("WO %03d", m), "progress")
 		}
 		_, key := srv.AddUser("bot")
-		keyFile := filepath.Join(dir, "key")
-		if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
-			b.Fatal(err)
-		}
+		keyFile := agenttest.WriteKeyFile(b, dir, key)
 		cfgPath := benchConfig(b, dir, srv.URL(), keyFile, broker.URL(), machines, "127.0.0.1:0")
 		cfg, err := config.Load(cfgPath)
 		if err != nil {
@@ -131,12 +127,7 @@ func BenchmarkDrainBacklog(b *testing.B) {
 
 		b.ResetTimer()
 		start := time.Now()
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "PLANTEDGE_TEST_AGENT_CONFIG="+cfgPath)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
+		cmd := agenttest.StartChild(b, cfgPath)
 		var peak, peakAnon, peakFile, peakDrain float64
 		var peakFileAt time.Duration
 		deadline := time.Now().Add(5 * time.Minute)
@@ -205,8 +196,7 @@ func BenchmarkIngestMQTT(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer broker.Close()
-	keyFile := filepath.Join(dir, "key")
-	_ = os.WriteFile(keyFile, []byte("0123456789012345678901234567890123456789"), 0o600)
+	keyFile := agenttest.WriteKeyFile(b, dir, "0123456789012345678901234567890123456789")
 	cfg, err := config.Load(benchConfig(b, dir, srv.URL(), keyFile, broker.URL(), machines, "127.0.0.1:0"))
 	if err != nil {
 		b.Fatal(err)
@@ -257,12 +247,7 @@ func childIngestRSS(b *testing.B, odooURL, keyFile string, broker *mqtttest.Brok
 	b.Helper()
 	listen := agenttest.FreeAddr(b)
 	cfgPath := benchConfig(b, b.TempDir(), odooURL, keyFile, broker.URL(), machines, listen)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "PLANTEDGE_TEST_AGENT_CONFIG="+cfgPath)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
+	cmd := agenttest.StartChild(b, cfgPath)
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
@@ -372,10 +357,7 @@ func opcuaBenchPlant(b *testing.B, tags []string) (dir, odooURL, keyFile string,
 		b.Fatal(err)
 	}
 	b.Cleanup(plc.Close)
-	keyFile = filepath.Join(dir, "key")
-	if err := os.WriteFile(keyFile, []byte("0123456789012345678901234567890123456789"), 0o600); err != nil {
-		b.Fatal(err)
-	}
+	keyFile = agenttest.WriteKeyFile(b, dir, "0123456789012345678901234567890123456789")
 	return dir, srv.URL(), keyFile, plc
 }
 
@@ -506,12 +488,7 @@ func BenchmarkOPCUASessions(b *testing.B) {
 	}
 	for range b.N {
 		start := time.Now()
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "PLANTEDGE_TEST_AGENT_CONFIG="+cfgPath)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
+		cmd := agenttest.StartChild(b, cfgPath)
 		deadline := time.Now().Add(2 * time.Minute)
 		for metric("plantedge_source_connected") < sessions {
 			if time.Now().After(deadline) {

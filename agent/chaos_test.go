@@ -6,25 +6,21 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
 	"github.com/plantedge/plantedge/odoo/odootest"
 	"go.uber.org/goleak"
 )
 
-// childEnv names the config file a re-executed test binary runs the agent
-// with (see TestMain).
-const childEnv = "PLANTEDGE_TEST_AGENT_CONFIG"
-
 func TestMain(m *testing.M) {
-	if path := os.Getenv(childEnv); path != "" {
+	if path := os.Getenv(agenttest.ChildEnv); path != "" {
 		os.Exit(runChildAgent(path))
 	}
 	var ignore []goleak.Option
@@ -56,17 +52,6 @@ func runChildAgent(path string) int {
 	return 0
 }
 
-func startChild(t *testing.T, cfgPath string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+cfgPath)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return cmd
-}
-
 // TestChaosKillWhileDraining: Odoo answers with commit-then-drop and
 // serialization failures while the agent drains a backlog, and the agent
 // process is SIGKILLed again and again. In the end every piece made is in
@@ -79,7 +64,7 @@ func TestChaosKillWhileDraining(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	// Build a backlog while Odoo is down.
 	p.odoo.SetDown(true)
-	child := startChild(t, p.cfgPath)
+	child := agenttest.StartChild(t, p.cfgPath)
 	kill := func() {
 		_ = child.Process.Signal(syscall.SIGKILL)
 		_, _ = child.Process.Wait()
@@ -145,7 +130,7 @@ func TestChaosKillWhileDraining(t *testing.T) {
 		if round == 8 {
 			p.run(p.machines[1])
 		}
-		child = startChild(t, p.cfgPath)
+		child = agenttest.StartChild(t, p.cfgPath)
 	}
 	p.odoo.SetFaultRate(odootest.FaultNone, 0, 0)
 	t.Logf("killed the agent %d times", kills)

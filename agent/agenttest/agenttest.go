@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -27,6 +28,23 @@ func FreeAddr(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// ChildEnv names the config file a re-executed test binary runs the agent
+// with: the agent's TestMain runs the agent alone when it is set.
+const ChildEnv = "PLANTEDGE_TEST_AGENT_CONFIG"
+
+// StartChild re-executes the test binary as an agent on the config file at
+// cfgPath, in a process of its own (to kill it, or to measure its memory).
+func StartChild(t testing.TB, cfgPath string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), ChildEnv+"="+cfgPath)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
 }
 
 // WriteKeyFile stores the Odoo API key as dir/odoo-api-key (mode 0600) and
