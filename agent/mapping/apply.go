@@ -174,13 +174,14 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		return nil, false
 	}
 	ev := Event{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter}
+	older := isStale(x, cs.Time)
 	if x.counter > cs.Last {
 		// A possible repeat (redelivered, re-read, or older by source time)
 		// can rise above Last only if the counter went down after it: a
 		// value from before the last reset or rollover, seen already. It
 		// never counts twice; ignoring a value that was new after all loses
 		// nothing, the next fresh value brings its pieces.
-		if (x.b.dupOrInitial || isStale(x, cs.Time)) && cs.beforeReset(x) {
+		if (x.b.dupOrInitial || older) && cs.beforeReset(x) {
 			return nil, false
 		}
 		// Otherwise counted even when older by source time: a cumulative
@@ -188,7 +189,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		// back; waiting for it to catch up would only delay the pieces.
 		// From now on the counter is measured against the new time.
 		ev.Delta = x.counter - cs.Last
-		if !x.b.dupOrInitial && isStale(x, cs.Time) {
+		if !x.b.dupOrInitial && older {
 			ev.ClockBack = cs.Time.Sub(x.t)
 			cs.Time = x.t
 		}
@@ -197,7 +198,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		// re-read after a reconnect, or older by source time) is never a
 		// reset: ignore it. The next fresh value is compared with cs.Last
 		// again, so nothing is lost if the counter really was reset.
-		if x.b.dupOrInitial || isStale(x, cs.Time) {
+		if x.b.dupOrInitial || older {
 			return nil, false
 		}
 		ro := float64(x.b.rollover)
