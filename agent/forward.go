@@ -940,18 +940,26 @@ func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo
 }
 
 // woState returns the machine's attribution to wo, taking Odoo's current
-// quantity as the baseline the first time counts go to this work order.
+// quantity as the baseline the first time counts go to this work order
+// (except the quantity starting it set, see odoo.Client.StartingQty).
 // stored is the machine's stored state (nil if none).
 func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workorder, stored *woState) (woState, error) {
 	if stored != nil && stored.ID == wo.ID {
 		return *stored, nil
 	}
-	produced := f.client.ProducedQty(*wo)
-	st := woState{ID: wo.ID, Name: wo.Name, Baseline: produced, Written: produced}
+	baseline, startDefault := f.client.StartingQty(*wo)
+	// Written is what the next write compares with: until counts come, the
+	// start default is left in place (on 17/18 Odoo ignores a write of 0).
+	st := woState{ID: wo.ID, Name: wo.Name, Baseline: baseline, Written: baseline}
 	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
 		return st, err
 	}
-	f.a.log.Info("attributing counts to work order", "machine", machine, "workorder", wo.Name, "baseline", st.Baseline)
+	if startDefault {
+		f.a.log.Info("attributing counts to work order; its quantity is what starting it set (the remaining quantity), counting from 0",
+			"machine", machine, "workorder", wo.Name, "odoo_qty", f.client.ProducedQty(*wo))
+	} else {
+		f.a.log.Info("attributing counts to work order", "machine", machine, "workorder", wo.Name, "baseline", st.Baseline)
+	}
 	return st, nil
 }
 

@@ -217,6 +217,43 @@ func TestWorkOrderOperations(t *testing.T) {
 	}
 }
 
+// Starting a work order on 17/18 puts the remaining quantity into
+// qty_producing before anything is made: that is no baseline to count on.
+// A quantity someone entered is.
+func TestStartingQty(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := connected(t, f, m.protocol)
+			wo, err := c.ReadWorkorder(ctx, f.wo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if wo.QtyRemaining != 500 {
+				t.Fatalf("qty_remaining %v, want 500", wo.QtyRemaining)
+			}
+			qty, startDefault := c.StartingQty(wo)
+			if m.version < 19 && (wo.QtyProducing != 500 || qty != 0 || !startDefault) {
+				t.Errorf("just started: qty_producing %v, StartingQty = %v, %v; want 0 (the start default)", wo.QtyProducing, qty, startDefault)
+			}
+			if m.version >= 19 && (qty != 0 || startDefault) {
+				t.Errorf("just started: StartingQty = %v, %v; want qty_produced 0", qty, startDefault)
+			}
+			// An operator entered 120 before plantedge took over.
+			if err := c.SetProducedQty(ctx, f.wo, 120); err != nil {
+				t.Fatal(err)
+			}
+			if wo, err = c.ReadWorkorder(ctx, f.wo); err != nil {
+				t.Fatal(err)
+			}
+			if qty, startDefault := c.StartingQty(wo); qty != 120 || startDefault {
+				t.Errorf("after 120 was entered: StartingQty = %v, %v; want 120", qty, startDefault)
+			}
+		})
+	}
+}
+
 func TestDowntimeUpsert(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.String(), func(t *testing.T) {

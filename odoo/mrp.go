@@ -28,6 +28,7 @@ type Workorder struct {
 	ProductID, UomID                         int64
 	ProductionName                           string
 	QtyProduction, QtyProducing, QtyProduced float64
+	QtyRemaining                             float64
 	DateStart                                time.Time
 }
 
@@ -110,7 +111,7 @@ func (t *odooTime) UnmarshalJSON(b []byte) error {
 }
 
 var workorderFields = []string{"id", "name", "state", "workcenter_id", "production_id", "product_id",
-	"product_uom_id", "qty_production", "qty_producing", "qty_produced", "date_start"}
+	"product_uom_id", "qty_production", "qty_producing", "qty_produced", "qty_remaining", "date_start"}
 
 type workorderRow struct {
 	ID            int64    `json:"id"`
@@ -123,6 +124,7 @@ type workorderRow struct {
 	QtyProduction float64  `json:"qty_production"`
 	QtyProducing  float64  `json:"qty_producing"`
 	QtyProduced   float64  `json:"qty_produced"`
+	QtyRemaining  float64  `json:"qty_remaining"`
 	DateStart     odooTime `json:"date_start"`
 }
 
@@ -130,7 +132,7 @@ func (r workorderRow) workorder() Workorder {
 	return Workorder{ID: r.ID, Name: string(r.Name), State: string(r.State), WorkcenterID: r.Workcenter.ID,
 		ProductionID: r.Production.ID, ProductionName: r.Production.Name, ProductID: r.Product.ID, UomID: r.Uom.ID,
 		QtyProduction: r.QtyProduction, QtyProducing: r.QtyProducing, QtyProduced: r.QtyProduced,
-		DateStart: time.Time(r.DateStart)}
+		QtyRemaining: r.QtyRemaining, DateStart: time.Time(r.DateStart)}
 }
 
 // WorkcenterByCode finds the work center with this code. Codes are not
@@ -282,6 +284,26 @@ func (c *Client) ProducedQty(wo Workorder) float64 {
 		return wo.QtyProduced
 	}
 	return wo.QtyProducing
+}
+
+// StartingQty is the quantity to count on from when plantedge first
+// attributes counts to wo: ProducedQty, except on 17/18 when qty_producing
+// holds what starting the work order put there. button_start sets an order's
+// qty_producing, while nothing is recorded on it, to the whole remaining
+// quantity (mrp_workorder.py: "elif wo.qty_producing == 0: wo.qty_producing
+// = wo.qty_remaining"), before a single piece is made; counting on from it
+// would book the order as made the moment the first piece is counted. A
+// value that differs from the remaining quantity was entered by someone (an
+// operator, plantedge before its state was lost) and is counted on.
+// startDefault reports the first case.
+func (c *Client) StartingQty(wo Workorder) (qty float64, startDefault bool) {
+	if c.Major() >= 19 {
+		return wo.QtyProduced, false
+	}
+	if wo.QtyProducing > 0 && Round2(wo.QtyProducing) == Round2(wo.QtyRemaining) {
+		return 0, true
+	}
+	return wo.QtyProducing, false
 }
 
 // SetProducedQty writes the absolute produced quantity (rounded to 2

@@ -408,6 +408,34 @@ func TestManufacturingFacts(t *testing.T) {
 			t.Errorf("qty_remaining %v", row["qty_remaining"])
 		}
 	})
+	t.Run("starting-sets-qty_producing-to-the-remaining-quantity", func(t *testing.T) {
+		// mrp_workorder.py button_start (17.0 to 19): "elif wo.qty_producing == 0:
+		// wo.qty_producing = wo.qty_remaining" -- before a single piece is made.
+		for _, v := range []int{17, 18, 19} {
+			e := newEnv(t, v)
+			mo := e.s.AddProduction("WH/MO/00079", e.s.AddProduct("Bracket"), 120)
+			wo := e.s.AddWorkorder(mo, e.wc, "Cutting", "ready")
+			want := 120.0
+			if v < 19 { // qty_produced is stored without side effects there
+				e.ok(e.exec("mrp.workorder", "write", []any{[]any{wo}, map[string]any{"qty_produced": 20.0}}, nil))
+				want = 100
+			}
+			if q := e.s.ProductionQtyProducing(mo); q != 0 {
+				t.Fatalf("v%d: MO qty_producing %v before the start", v, q)
+			}
+			e.ok(e.exec("mrp.workorder", "button_start", []any{[]any{wo}}, nil))
+			if got := e.s.Workorder(wo); got.State != "progress" || got.QtyProducing != want {
+				t.Errorf("v%d: after button_start %+v, want progress with qty_producing %v (the remaining quantity)", v, got, want)
+			}
+			// Once something is recorded, a start leaves it alone.
+			e.ok(e.exec("mrp.workorder", "write", []any{[]any{wo}, map[string]any{"qty_producing": 7.0}}, nil))
+			e.ok(e.exec("mrp.workorder", "button_pending", []any{[]any{wo}}, nil))
+			e.ok(e.exec("mrp.workorder", "button_start", []any{[]any{wo}}, nil))
+			if got := e.s.Workorder(wo).QtyProducing; got != 7 {
+				t.Errorf("v%d: a second start changed qty_producing 7 to %v", v, got)
+			}
+		}
+	})
 	t.Run("qty_producing-is-mo-wide-and-writing-0-is-ignored", func(t *testing.T) {
 		for _, v := range []int{17, 18, 19} {
 			e := newEnv(t, v)
@@ -423,7 +451,7 @@ func TestManufacturingFacts(t *testing.T) {
 		for _, v := range []int{17, 18} {
 			e := newEnv(t, v)
 			e.ok(e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_produced": 25.0}}, nil))
-			if wo := e.s.Workorder(e.wo); wo.QtyProduced != 25 || e.s.ProductionQtyProducing(e.mo) != 0 {
+			if wo := e.s.Workorder(e.wo); wo.QtyProduced != 25 || e.s.ProductionQtyProducing(e.mo) != 500 { // start default, untouched
 				t.Errorf("v%d: %+v MO %v", v, wo, e.s.ProductionQtyProducing(e.mo))
 			}
 			e.s.SetWorkorderState(e.wo, "done")

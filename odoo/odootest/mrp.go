@@ -363,12 +363,26 @@ func (s *Server) buttonStart(ids []int64) (any, *odooError) {
 		if isEmpty(r["date_start"]) {
 			r["date_start"] = s.nowStr()
 		}
+		s.startQty(r)
 		r["state"] = "progress"
 		if mo, ok := s.models["mrp.production"].recs[r["production_id"].(int64)]; ok && mo["state"] == "confirmed" {
 			mo["state"] = "progress"
 		}
 	}
 	return true, nil
+}
+
+// startQty does to the quantity what starting a work order does
+// (mrp_workorder.py button_start, 17.0 to 19: "elif wo.qty_producing == 0:
+// wo.qty_producing = wo.qty_remaining"): an order nothing was recorded on
+// yet shows its whole remaining quantity as producing. Fixtures that put a
+// work order in progress call it too: in Odoo only a start gets it there.
+func (s *Server) startQty(wo rec) {
+	mo, ok := s.models["mrp.production"].recs[asInt(wo["production_id"])]
+	if !ok || mo["qty_producing"].(float64) != 0 {
+		return
+	}
+	mo["qty_producing"] = s.compute(s.models["mrp.workorder"], wo, "qty_remaining").(float64)
 }
 
 func (s *Server) xmlidRes(full string) (int64, bool) {

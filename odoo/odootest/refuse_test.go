@@ -18,7 +18,7 @@ func TestRefuseNext(t *testing.T) {
 	e.ok(e.exec("mrp.workorder", "read", []any{[]any{e.wo}}, map[string]any{"fields": []string{"state"}}))
 	r := e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_producing": 5}}, nil)
 	e.wantErr(r, "odoo.exceptions.UserError")
-	if q := num(e.readWO("qty_producing")["qty_producing"]); q != 0 {
+	if q := num(e.readWO("qty_producing")["qty_producing"]); q != 500 { // the start default
 		t.Fatalf("refused write changed qty_producing to %v", q)
 	}
 	e.ok(e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_producing": 5}}, nil))

@@ -263,7 +263,11 @@ func (s *Server) AddWorkorder(productionID, workcenterID int64, name, state stri
 	if state == "progress" || state == "done" {
 		r["date_start"] = s.nowStr()
 	}
-	return s.insert("mrp.workorder", r, "")
+	id := s.insert("mrp.workorder", r, "")
+	if state == "progress" {
+		s.startQty(r)
+	}
+	return id
 }
 
 func (s *Server) mustState(state string) {
@@ -282,6 +286,9 @@ func (s *Server) SetWorkorderState(id int64, state string) {
 	defer s.mu.Unlock()
 	s.mustState(state)
 	if r, ok := s.models["mrp.workorder"].recs[id]; ok {
+		if state == "progress" && r["state"] != "progress" {
+			s.startQty(r)
+		}
 		r["state"] = state
 		if state == "progress" && isEmpty(r["date_start"]) {
 			r["date_start"] = s.nowStr()
@@ -320,7 +327,7 @@ func (s *Server) Workorder(id int64) odoo.Workorder {
 		ProductID: s.compute(m, r, "product_id").(int64), UomID: s.value(m, r, "product_uom_id").(int64),
 		ProductionName: s.displayName("mrp.production", asInt(r["production_id"])),
 		QtyProduction:  s.compute(m, r, "qty_production").(float64), QtyProducing: s.compute(m, r, "qty_producing").(float64),
-		QtyProduced: s.value(m, r, "qty_produced").(float64)}
+		QtyProduced: s.value(m, r, "qty_produced").(float64), QtyRemaining: s.compute(m, r, "qty_remaining").(float64)}
 	if d, _ := r["date_start"].(string); d != "" {
 		wo.DateStart, _ = time.Parse(timeLayout, d)
 	}
