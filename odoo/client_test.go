@@ -272,6 +272,9 @@ func TestDowntimeUpsert(t *testing.T) {
 				t.Errorf("unknown loss: %v", err)
 			}
 
+			// load reads date-times in the user's time zone (ir_fields.py
+			// _input_tz); the bot's preferences must not shift the lines.
+			f.srv.SetUserTZ(2, "America/Chicago")
 			start := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
 			d := odoo.Downtime{XMLID: "plantedge.site_m1_down_1", WorkcenterID: f.wc, WorkorderID: f.wo, LossID: byName,
 				Start: start, Description: "spindle fault"}

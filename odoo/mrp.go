@@ -386,7 +386,12 @@ func (c *Client) load(ctx context.Context, model string, fields []string, rows [
 			Field   string `json:"field"`
 		} `json:"messages"`
 	}
-	if err := c.Call(ctx, model, "load", []any{fields, rows}, nil, &res); err != nil {
+	// load reads date-time cells in the context's time zone, else the user's
+	// (ir_fields.py _input_tz), unlike create and write, which take UTC. The
+	// cells are UTC: say so, or a bot user with a time zone set shifts every
+	// line by its offset.
+	kw := map[string]any{"context": map[string]any{"tz": "UTC"}}
+	if err := c.Call(ctx, model, "load", []any{fields, rows}, kw, &res); err != nil {
 		return nil, err
 	}
 	var ids []int64

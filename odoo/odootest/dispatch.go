@@ -259,7 +259,7 @@ func (s *Server) run(m *model, method string, ids []int64, a map[string]any, jso
 	case "action_validate":
 		return s.actionValidate(ids)
 	case "context_get":
-		return map[string]any{"lang": "en_US", "tz": "UTC", "uid": s.curUID}, nil
+		return map[string]any{"lang": "en_US", "tz": s.userTZ(), "uid": s.curUID}, nil
 	case "has_access":
 		op, _ := a["operation"].(string)
 		if !validAccessOp(op) {

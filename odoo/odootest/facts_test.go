@@ -649,6 +649,30 @@ func TestManufacturingFacts(t *testing.T) {
 			t.Errorf("%d lines written by a failed load", n)
 		}
 	})
+	t.Run("load-reads-datetimes-in-the-context-or-user-time-zone", func(t *testing.T) {
+		// base/models/ir_fields.py _str_to_datetime / _input_tz: context tz,
+		// else the user's tz, else UTC; create and write take UTC.
+		e := newEnv(t, 17)
+		e.s.SetUserTZ(2, "Europe/Berlin")
+		fields := []any{"id", "workcenter_id/.id", "loss_id/id", "date_start"}
+		rows := []any{[]any{"plantedge.user_tz", itoa(e.wc), "mrp.block_reason1", "2026-07-01 08:00:00"}}
+		e.ok(e.exec("mrp.workcenter.productivity", "load", []any{fields, rows}, nil))
+		rows = []any{[]any{"plantedge.ctx_utc", itoa(e.wc), "mrp.block_reason1", "2026-07-01 08:00:00"}}
+		e.ok(e.exec("mrp.workcenter.productivity", "load", []any{fields, rows}, map[string]any{"context": map[string]any{"tz": "UTC"}}))
+		created := e.ok(e.exec("mrp.workcenter.productivity", "create", []any{map[string]any{
+			"workcenter_id": e.wc, "loss_id": 2, "date_start": "2026-07-01 08:00:00"}}, nil))
+		want := map[string]string{"plantedge.user_tz": "2026-07-01 06:00:00", "plantedge.ctx_utc": "2026-07-01 08:00:00"}
+		for _, l := range e.s.Productivity() {
+			got := l.Start.UTC().Format("2006-01-02 15:04:05")
+			if w, ok := want[l.XMLID]; ok && got != w || l.XMLID == "" && (l.ID != int64(num(created)) || got != "2026-07-01 08:00:00") {
+				t.Errorf("line %d (%q) starts %s (UTC)", l.ID, l.XMLID, got)
+			}
+		}
+		ctx := e.ok(e.exec("res.users", "context_get", nil, nil)).(map[string]any)
+		if ctx["tz"] != "Europe/Berlin" {
+			t.Errorf("context_get tz = %v", ctx["tz"])
+		}
+	})
 	t.Run("datetimes-are-utc-strings", func(t *testing.T) {
 		e := newEnv(t, 17)
 		row := e.readWO("date_start")

@@ -38,7 +38,7 @@ func (s *Server) buildModels() {
 			"name": {typ: fChar, required: true, label: "Company Name"}, "sequence": {typ: fInt}}},
 		"res.users": {order: "name, login", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Name"}, "login": {typ: fChar, required: true, label: "Login"},
-			"company_id": m2o("res.company", "Company", false)}},
+			"company_id": m2o("res.company", "Company", false), "tz": {typ: fChar, label: "Timezone"}}},
 		"uom.uom": {order: "name", fields: map[string]field{"name": {typ: fChar, required: true, label: "Unit"}}},
 		"product.product": {order: "name, id", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Name"}, "uom_id": m2o("uom.uom", "Unit", true)}},

@@ -861,6 +861,15 @@ func (s *Server) load(m *model, fields []string, data [][]any) (map[string]any, 
 						return fail(ri, name, "%s", err)
 					}
 					vals[name] = id
+				} else if f.typ == fDatetime && isStr {
+					// ir_fields.py _str_to_datetime: the cell is in the input
+					// time zone (context, else the user's), stored as UTC.
+					t, err := time.ParseInLocation(timeLayout, str, s.inputTZ())
+					if err != nil {
+						s.restore(snapshot)
+						return fail(ri, name, "'%s' does not seem to be a valid datetime for field '%s'", str, f.label)
+					}
+					vals[name] = t.UTC().Format(timeLayout)
 				} else {
 					vals[name] = cell
 				}

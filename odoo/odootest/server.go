@@ -23,6 +23,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	_ "time/tzdata" // load reads date-times in the user's time zone; the demo binary runs anywhere
 
 	"github.com/plantedge/plantedge/odoo"
 )
@@ -108,7 +109,8 @@ type Server struct {
 
 	mu         sync.Mutex
 	models     map[string]*model
-	curUID     int64 // uid of the call being executed (under mu)
+	curUID     int64          // uid of the call being executed (under mu)
+	curCtx     map[string]any // its context (under mu)
 	keys       map[string]*apiKey
 	adminKey   string
 	failures   map[string]*loginFailure
@@ -193,6 +195,38 @@ func (s *Server) AddUser(login string) (uid int64, key string) {
 	key = newKey()
 	s.keys[key] = &apiKey{uid: uid}
 	return uid, key
+}
+
+// SetUserTZ sets a user's time zone preference (res.users.tz, an IANA name
+// such as "Europe/Berlin"; "" for none). Model.load reads date-times in it.
+func (s *Server) SetUserTZ(uid int64, tz string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.models["res.users"].recs[uid]; ok {
+		r["tz"] = tz
+	}
+}
+
+// userTZ is the current user's tz preference (false when unset, as Odoo reads it).
+func (s *Server) userTZ() any {
+	if tz, _ := s.models["res.users"].recs[s.curUID]["tz"].(string); tz != "" {
+		return tz
+	}
+	return false
+}
+
+// inputTZ is the time zone Model.load reads date-times in
+// (base/models/ir_fields.py _input_tz): the context's tz, else the user's,
+// else UTC. create and write take UTC.
+func (s *Server) inputTZ() *time.Location {
+	for _, name := range []any{s.curCtx["tz"], s.userTZ()} {
+		if n, ok := name.(string); ok && n != "" {
+			if loc, err := time.LoadLocation(n); err == nil {
+				return loc
+			}
+		}
+	}
+	return time.UTC
 }
 
 // AddKey gives an existing user another API key (Odoo users may hold
@@ -866,8 +900,9 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, db string, uid int64
 		return
 	}
 	s.curUID = uid
+	s.curCtx, _ = kw["context"].(map[string]any)
 	res, oerr := s.dispatch(modelName, method, pos, kw, ids, hasIDs, proto == "json2")
-	s.curUID = 0
+	s.curUID, s.curCtx = 0, nil
 	outcome, status := "ok", 200
 	if oerr != nil {
 		outcome = oerr.name
@@ -970,8 +1005,7 @@ func (s *Server) serveJSON2(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	delete(params, "ids")
-	delete(params, "context")
+	delete(params, "ids") // the context stays: the call's methods may read it
 	s.handleObject(w, "json2", s.opts.Database, uid, key, modelName, method, nil, params, ids, hasIDs,
 		func(v any) {
 			if _, isNone := v.(none); isNone {
