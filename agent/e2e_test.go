@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -34,6 +35,7 @@ type plant struct {
 	dir     string
 	cfgPath string
 	listen  string
+	logs    agenttest.SyncBuffer // what the agents of this plant logged
 
 	machines []*simMachine
 	wcIDs    map[string]int64
@@ -244,7 +246,7 @@ func (p *plant) startAgent() *runningAgent {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(agenttest.LogWriter{T: p.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(agenttest.LogWriter{T: p.t}, &p.logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	a, err := agent.New(cfg, agent.Options{Logger: log})
 	if err != nil {
 		p.t.Fatal(err)
@@ -414,6 +416,10 @@ func TestEndToEndWANOutage(t *testing.T) {
 	})
 	if n := len(p.odoo.Calls()); n != callsBefore {
 		t.Errorf("calls reached Odoo while it was down: %d", n-callsBefore)
+	}
+	// An outage is an outage: not a key to replace.
+	if logs := p.logs.String(); !strings.Contains(logs, "odoo unreachable") || strings.Contains(logs, "API key") {
+		t.Errorf("the outage was logged as something else:\n%s", logs)
 	}
 	p.odoo.SetDown(false)
 	ra.a.Flush()

@@ -129,6 +129,7 @@ type forwarder struct {
 	// Odoo accepted it once, so a later refusal means expired or revoked.
 	keyID     string
 	keyWorked bool
+	authFails int // consecutive authentication failures
 	losses    map[string]int64
 
 	mu       sync.Mutex
@@ -205,7 +206,9 @@ func (f *forwarder) run(ctx context.Context) {
 			return
 		}
 		f.a.beat()
-		var wait time.Duration
+		// wait is the pause before the next round; a flush may cut it short,
+		// but not below floor (an authentication backoff, a Retry-After).
+		var wait, floor time.Duration
 		f.mu.Lock()
 		prev := f.link
 		switch {
@@ -219,7 +222,7 @@ func (f *forwarder) run(ctx context.Context) {
 				f.link.Since = time.Now()
 			}
 			f.link.State, f.link.Failures, f.link.LastError, f.link.KeyExpired = "online", 0, "", false
-			f.keyWorked = true
+			f.keyWorked, f.authFails = true, 0
 			f.link.Protocol, f.link.Version = f.client.Protocol(), f.client.ServerVersion()
 			f.bo.Reset()
 			if !more {
@@ -229,26 +232,33 @@ func (f *forwarder) run(ctx context.Context) {
 			var oe *odoo.Error
 			isOE := errors.As(err, &oe)
 			wait = f.bo.NextBackOff()
+			floor = time.Second // a flush in a loop must not make a storm either
 			state := "offline"
 			var se *setupError
 			if odoo.IsAuth(err) || errors.As(err, &se) {
 				state = "auth_failed"
 				f.connected = false
 				f.client = nil // read the key again before the next attempt
-				if min := f.a.cfg.Load().Forward.AuthBackoff.D(); wait < min {
-					wait = min
-				}
+				// Odoo counts every failed login from this address; after 10
+				// it refuses all logins from the address (its own users'
+				// too) for a minute after each further failure. So: at
+				// least auth_backoff between attempts, doubling up to 16×
+				// while the key keeps being refused.
+				f.authFails++
+				floor = f.a.cfg.Load().Forward.AuthBackoff.D()
+				wait = max(wait, floor<<min(f.authFails-1, 4))
 			}
-			if isOE && oe.RetryAfter > wait {
-				wait = oe.RetryAfter
+			if isOE && oe.RetryAfter > 0 {
+				wait, floor = max(wait, oe.RetryAfter), max(floor, oe.RetryAfter)
 			}
 			if prev.State != state || prev.Failures == 0 {
 				msg := "odoo unreachable; buffering and retrying with backoff"
-				if errors.As(err, &se) {
+				switch {
+				case errors.As(err, &se):
 					msg = "cannot build the odoo client; buffering until the configuration is fixed"
-				} else if f.keyWorked {
+				case state == "auth_failed" && f.keyWorked:
 					msg = "odoo now refuses the API key that worked before: it has most likely expired (Odoo 18+ expires keys of non-admin users); create a new key — retrying slowly to avoid Odoo's login lockout"
-				} else if state == "auth_failed" {
+				case state == "auth_failed":
 					msg = "odoo refused the API key; check the key (expired? revoked?) — retrying slowly to avoid Odoo's login lockout"
 				}
 				log.Error(msg, "err", err, "next_attempt_in", wait.Round(time.Millisecond))
@@ -266,15 +276,17 @@ func (f *forwarder) run(ctx context.Context) {
 		f.mu.Unlock()
 		f.a.metrics.odooUp.Set(boolGauge(err == nil))
 		f.a.metrics.authFailed.Set(boolGauge(f.link.State == "auth_failed"))
-		if wait > 0 && !f.sleep(ctx, wait) {
+		if wait > 0 && !f.sleep(ctx, wait, floor) {
 			return
 		}
 	}
 }
 
 // sleep waits d, a flush request or the end of ctx; it keeps the watchdog
-// fed meanwhile. It reports false when ctx ended.
-func (f *forwarder) sleep(ctx context.Context, d time.Duration) bool {
+// fed meanwhile. A flush ends the wait, but not before floor has passed
+// (the round then starts at floor). It reports false when ctx ended.
+func (f *forwarder) sleep(ctx context.Context, d, floor time.Duration) bool {
+	start := time.Now()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	tick := time.NewTicker(5 * time.Second)
@@ -285,13 +297,30 @@ func (f *forwarder) sleep(ctx context.Context, d time.Duration) bool {
 			return true
 		case <-f.kick:
 			f.flushed = true
-			return true
+			left := floor - time.Since(start)
+			if left <= 0 || f.authFails > 0 && f.keyReplaced() {
+				return true
+			}
+			if floor < d { // start at floor instead of d
+				t.Reset(left)
+				f.mu.Lock()
+				f.link.NextAttempt = start.Add(floor)
+				f.mu.Unlock()
+			}
 		case <-tick.C:
 			f.a.beat()
 		case <-ctx.Done():
 			return false
 		}
 	}
+}
+
+// keyReplaced reports whether the API key found now (environment,
+// credential, api_key_file) is not the one Odoo refused: a new key is no
+// retry of a refused login, so a flush may try it at once.
+func (f *forwarder) keyReplaced() bool {
+	key, err := f.a.cfg.Load().OdooAPIKey()
+	return err == nil && odoo.KeyIDOf(key) != f.keyID
 }
 
 // call runs one Odoo operation under the rate limit and records it.

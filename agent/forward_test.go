@@ -56,7 +56,9 @@ func respond(status int, body string, hdr ...string) (*http.Response, error) {
 
 // runForwarder runs only the forwarder of an agent whose Odoo is fake, for
 // d of fake time, and returns the gaps between its connection attempts.
-func runForwarder(t *testing.T, backoffMax string, answer func(*http.Request) (*http.Response, error), d time.Duration) []time.Duration {
+// With kickEvery > 0 a flush is asked for that often (a script looping
+// `plantedge flush`, or flush's own polling).
+func runForwarder(t *testing.T, backoffMax string, answer func(*http.Request) (*http.Response, error), d, kickEvery time.Duration) []time.Duration {
 	t.Helper()
 	dir := t.TempDir()
 	yaml := fmt.Sprintf(`site: t
@@ -92,9 +94,18 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, f
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); a.fwd.run(ctx) }()
+		kicker := make(chan struct{})
+		go func() {
+			defer close(kicker)
+			for kickEvery > 0 && ctx.Err() == nil {
+				time.Sleep(kickEvery)
+				a.Flush()
+			}
+		}()
 		time.Sleep(d)
 		cancel()
 		<-done
+		<-kicker
 	})
 	return fake.gaps()
 }
@@ -104,7 +115,7 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, f
 // never faster than that on average — no reconnect storm.
 func TestForwarderBacksOffWithFullJitter(t *testing.T) {
 	down := func(*http.Request) (*http.Response, error) { return nil, errors.New("connect: connection refused") }
-	gaps := runForwarder(t, "8s", down, 10*time.Minute)
+	gaps := runForwarder(t, "8s", down, 10*time.Minute, 0)
 	if len(gaps) < 20 {
 		t.Fatalf("only %d attempts in 10 minutes with an 8 s cap", len(gaps)+1)
 	}
@@ -139,14 +150,56 @@ func TestForwarderAuthFailureWaitsAMinute(t *testing.T) {
 		}
 		return respond(200, `{"jsonrpc":"2.0","id":1,"result":{"server_version":"17.0","server_version_info":[17,0,0,"final",0,""]}}`)
 	}
-	gaps := runForwarder(t, "5s", refused, 10*time.Minute)
-	if len(gaps) == 0 || len(gaps) > 10 {
-		t.Fatalf("%d logins in 10 minutes after the key was refused", len(gaps)+1)
+	gaps := runForwarder(t, "5s", refused, 40*time.Minute, 0)
+	if len(gaps) == 0 || len(gaps) > 6 {
+		t.Fatalf("%d logins in 40 minutes after the key was refused", len(gaps)+1)
+	}
+	// After 10 failed logins Odoo refuses every login from the address (its
+	// users' too) for a minute after each further failure: the waits double
+	// from a minute up to 16.
+	want := time.Minute
+	for i, g := range gaps {
+		if g < want {
+			t.Errorf("login %d came %s after a refused one (want >= %s)", i+2, g, want)
+		}
+		want = min(2*want, 16*time.Minute)
+	}
+	t.Logf("waits between refused logins: %v", gaps)
+}
+
+// Flush asked for every half second (a script looping plantedge flush)
+// while the key is refused: still at most one login a minute.
+func TestForwarderFlushCannotHammerARefusedLogin(t *testing.T) {
+	refused := func(r *http.Request) (*http.Response, error) {
+		if r.URL.Path == "/web/version" {
+			return respond(404, "not found")
+		}
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), `"authenticate"`) {
+			return respond(200, `{"jsonrpc":"2.0","id":1,"result":false}`)
+		}
+		return respond(200, `{"jsonrpc":"2.0","id":1,"result":{"server_version":"17.0","server_version_info":[17,0,0,"final",0,""]}}`)
+	}
+	gaps := runForwarder(t, "5s", refused, 5*time.Minute, 500*time.Millisecond)
+	if len(gaps) < 3 {
+		t.Errorf("%d logins in 5 minutes with flush asking every 0.5 s: flush should still get one a minute", len(gaps)+1)
 	}
 	for i, g := range gaps {
-		if g < 60*time.Second {
-			t.Errorf("login %d came %s after a refused one (want >= 60s)", i+2, g)
+		if g < time.Minute {
+			t.Errorf("login %d came %s after a refused one (want >= 1m)", i+2, g)
 		}
+	}
+	t.Logf("waits between refused logins with flush looping: %v", gaps)
+}
+
+// Flush looping while Odoo is down: about one attempt a second, no more.
+func TestForwarderFlushLoopIsNoStorm(t *testing.T) {
+	down := func(*http.Request) (*http.Response, error) { return nil, errors.New("connect: connection refused") }
+	gaps := runForwarder(t, "5m", down, 2*time.Minute, 100*time.Millisecond)
+	// Without the floor that would be 1,200 attempts; the backoff alone
+	// (up to 5 minutes) would give about 10.
+	if n := len(gaps) + 1; n < 60 || n > 130 {
+		t.Errorf("%d attempts in 2 minutes with flush asking every 0.1 s, want about one a second", n)
 	}
 }
 
@@ -155,7 +208,7 @@ func TestForwarderHonoursRetryAfter(t *testing.T) {
 	busy := func(*http.Request) (*http.Response, error) {
 		return respond(503, "<html>busy</html>", "Retry-After", "45")
 	}
-	gaps := runForwarder(t, "5s", busy, 5*time.Minute)
+	gaps := runForwarder(t, "5s", busy, 5*time.Minute, 700*time.Millisecond) // flush cannot cut it short either
 	if len(gaps) == 0 {
 		t.Fatal("no retry in 5 minutes")
 	}

@@ -157,8 +157,11 @@ func (c *Client) String() string {
 // KeyID is a short fingerprint of the API key (the first 8 hex digits of
 // its SHA-256): it tells which key is in use, in logs or after a rotation,
 // without revealing it.
-func (c *Client) KeyID() string {
-	sum := sha256.Sum256([]byte(c.cfg.APIKey))
+func (c *Client) KeyID() string { return KeyIDOf(c.cfg.APIKey) }
+
+// KeyIDOf is KeyID for a key not (yet) in a client.
+func KeyIDOf(apiKey string) string {
+	sum := sha256.Sum256([]byte(apiKey))
 	return hex.EncodeToString(sum[:4])
 }
 

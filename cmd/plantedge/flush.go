@@ -67,6 +67,11 @@ func (o *flushOptions) Run(ctx context.Context, w io.Writer) error {
 		tty = term.IsTerminal(int(f.Fd()))
 	}
 	deadline := time.Now().Add(o.timeout)
+	// While Odoo is not reachable, ask again now and then, not at every
+	// poll: each request is a connection attempt (the agent never lets one
+	// cut an authentication backoff or a Retry-After short).
+	kickEvery := time.Second
+	nextKick := time.Now().Add(kickEvery)
 	start := -1
 	lastLine := ""
 	for {
@@ -88,10 +93,14 @@ func (o *flushOptions) Run(ctx context.Context, w io.Writer) error {
 		if st.Odoo.LastError != "" && st.Odoo.State != "online" {
 			line += " — " + st.Odoo.LastError
 		}
+		next := "" // a countdown: not a reason to print another line
+		if st.Odoo.State != "online" && st.Odoo.NextAttemptSeconds > 0 {
+			next = fmt.Sprintf(" (next attempt in %s)", (time.Duration(st.Odoo.NextAttemptSeconds) * time.Second).String())
+		}
 		if tty {
-			fmt.Fprintf(w, "\r\033[K%s %s", bar(start, pending, 30), line)
+			fmt.Fprintf(w, "\r\033[K%s %s%s", bar(start, pending, 30), line, next)
 		} else if line != lastLine {
-			fmt.Fprintln(w, line)
+			fmt.Fprintln(w, line+next)
 		}
 		lastLine = line
 		if pending == 0 {
@@ -112,8 +121,10 @@ func (o *flushOptions) Run(ctx context.Context, w io.Writer) error {
 			return ctx.Err()
 		case <-time.After(o.interval):
 		}
-		if st.Odoo.State != "online" {
+		if st.Odoo.State != "online" && time.Now().After(nextKick) {
 			_ = c.Flush(ctx)
+			kickEvery = min(2*kickEvery, 30*time.Second)
+			nextKick = time.Now().Add(kickEvery)
 		}
 	}
 }
