@@ -261,7 +261,13 @@ func (f *forwarder) run(ctx context.Context) {
 				case state == "auth_failed":
 					msg = "odoo refused the API key; check the key (expired? revoked?) — retrying slowly to avoid Odoo's login lockout"
 				}
-				log.Error(msg, "err", err, "next_attempt_in", wait.Round(time.Millisecond))
+				attrs := []any{"err", err, "next_attempt_in", wait.Round(time.Millisecond)}
+				if state == "auth_failed" && se == nil {
+					if _, source, err := f.a.cfg.Load().OdooAPIKeySource(); err == nil {
+						attrs = append(attrs, "key_from", source) // where to put a new one
+					}
+				}
+				log.Error(msg, attrs...)
 				f.link.Since = time.Now()
 			}
 			f.link.State = state

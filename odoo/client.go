@@ -5,6 +5,7 @@ package odoo
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -102,10 +103,12 @@ func New(cfg Config) (*Client, error) {
 	if cfg.APIKey == "" {
 		problems = append(problems, "api key is required")
 	}
-	if cfg.Protocol != ProtocolJSON2 && cfg.Database == "" {
+	// With protocol auto they are needed only if the server turns out to be
+	// 17/18 (Connect says so then): JSON-2 needs only the key.
+	if cfg.Protocol == ProtocolJSONRPC && cfg.Database == "" {
 		problems = append(problems, "database is required for JSON-RPC")
 	}
-	if cfg.Protocol != ProtocolJSON2 && cfg.Username == "" {
+	if cfg.Protocol == ProtocolJSONRPC && cfg.Username == "" {
 		problems = append(problems, "username is required for JSON-RPC")
 	}
 	if cfg.Timeout < 0 {
@@ -221,6 +224,11 @@ func (c *Client) Connect(ctx context.Context) error {
 		}
 	}
 	var uid int64
+	if proto == ProtocolJSONRPC && (c.cfg.Username == "" || c.cfg.Database == "") {
+		return &Error{Op: "connect", Class: Permanent, Message: fmt.Sprintf(
+			"the server speaks JSON-RPC only (Odoo %s, before 19): it needs odoo.username (the bot user's login) and odoo.database; JSON-2 (the key alone) needs Odoo 19+",
+			cmp.Or(version, "17/18"))}
+	}
 	if proto == ProtocolJSONRPC {
 		var ver struct {
 			ServerVersion string `json:"server_version"`

@@ -677,6 +677,30 @@ func TestConfigValidation(t *testing.T) {
 	}
 }
 
+// SPEC: "JSON-2 needs only the key". With protocol auto and no username an
+// Odoo 19 is reached over JSON-2; a 17/18 is refused with what is missing.
+func TestAutoWithoutUsername(t *testing.T) {
+	for _, v := range []int{17, 18, 19} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: v})
+			c := f.client(t, "auto", func(c *odoo.Config) { c.Username, c.Database = "", "" })
+			err := c.Connect(context.Background())
+			if v >= 19 {
+				if err != nil || c.Protocol() != odoo.ProtocolJSON2 {
+					t.Fatalf("Connect = %v over %q, want JSON-2", err, c.Protocol())
+				}
+				if err := c.SetProducedQty(context.Background(), f.wo, 3); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "odoo.username") || !odoo.IsPermanent(err) {
+				t.Fatalf("Connect to %d without a username: %v, want a permanent error naming odoo.username", v, err)
+			}
+		})
+	}
+}
+
 func TestCallGeneric(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.String(), func(t *testing.T) {

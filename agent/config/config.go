@@ -459,18 +459,26 @@ var ErrNoSecret = errors.New("secret not found")
 // $CREDENTIALS_DIRECTORY/odoo-api-key, else odoo.api_key_file. Surrounding
 // whitespace is trimmed. The key itself never appears in errors.
 func (c *Config) OdooAPIKey() (string, error) {
+	key, _, err := c.OdooAPIKeySource()
+	return key, err
+}
+
+// OdooAPIKeySource is OdooAPIKey and where the key was found, for messages
+// about a refused key ("$PLANTEDGE_ODOO_API_KEY", "the systemd credential
+// odoo-api-key", "api_key_file /etc/plantedge/odoo-api-key").
+func (c *Config) OdooAPIKeySource() (key, source string, err error) {
 	if v := strings.TrimSpace(os.Getenv(EnvAPIKey)); v != "" {
-		return v, nil
+		return v, "$" + EnvAPIKey, nil
 	}
 	var looked []string
 	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
 		p := filepath.Join(dir, CredentialAPIKey)
 		v, err := readSecretFile(p)
 		if err == nil {
-			return v, nil
+			return v, "the systemd credential " + CredentialAPIKey, nil
 		}
 		if !errors.Is(err, os.ErrNotExist) {
-			return "", err
+			return "", "", err
 		}
 		looked = append(looked, p)
 	} else {
@@ -479,16 +487,16 @@ func (c *Config) OdooAPIKey() (string, error) {
 	if c.Odoo.APIKeyFile != "" {
 		v, err := ReadSecret(c.Odoo.APIKeyFile)
 		if err == nil {
-			return v, nil
+			return v, "api_key_file " + c.Odoo.APIKeyFile, nil
 		}
 		if !errors.Is(err, os.ErrNotExist) {
-			return "", err
+			return "", "", err
 		}
 		looked = append(looked, c.Odoo.APIKeyFile)
 	} else {
 		looked = append(looked, "odoo.api_key_file (unset)")
 	}
-	return "", fmt.Errorf("odoo api key: looked in $%s (unset), %s: %w", EnvAPIKey, strings.Join(looked, ", "), ErrNoSecret)
+	return "", "", fmt.Errorf("odoo api key: looked in $%s (unset), %s: %w", EnvAPIKey, strings.Join(looked, ", "), ErrNoSecret)
 }
 
 // ReadSecret reads a secret file such as password_file and trims surrounding

@@ -79,6 +79,11 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	for _, p := range cfg.Warnings {
 		fmt.Fprintln(errw, "warning: "+p.String())
 	}
+	// Where the agent would find its key, on this machine: not a problem of
+	// the file (a package ships the file name before the key exists).
+	if _, _, err := cfg.OdooAPIKeySource(); errors.Is(err, config.ErrNoSecret) {
+		fmt.Fprintf(errw, "warning: %v: the agent would have no Odoo API key (write the bot user's key to odoo.api_key_file, mode 0640, group plantedge)\n", err)
+	}
 	printSummary(w, cfg)
 	var failed []string
 	if o.odoo {

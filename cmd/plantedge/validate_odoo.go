@@ -45,8 +45,12 @@ func (c *odooCheck) problem(format string, a ...any) {
 func checkOdoo(ctx context.Context, cfg *config.Config, w io.Writer) error {
 	c := &odooCheck{w: w}
 	client, err := agent.NewOdooClient(cfg, nil, nil)
-	if err != nil {
+	if errors.Is(err, config.ErrNoSecret) {
 		c.problem("%v (hint: set PLANTEDGE_ODOO_API_KEY, the systemd credential odoo-api-key, or odoo.api_key_file)", err)
+		return c.result()
+	}
+	if err != nil {
+		c.problem("%v", err)
 		return c.result()
 	}
 	defer client.Close()
@@ -100,9 +104,11 @@ func (c *odooCheck) connectProblem(cfg *config.Config, err error) {
 		if cfg.Odoo.Username != "" {
 			user = fmt.Sprintf(" of user %q", cfg.Odoo.Username)
 		}
-		c.problem("authentication failed: the API key%s for database %q is wrong or expired "+
-			"(hint: create a new key in Odoo under Preferences > Account Security and store it where api_key_file says; "+
-			"repeated failures lock this address out for a minute)", user, cfg.Odoo.Database)
+		_, source, _ := cfg.OdooAPIKeySource()
+		c.problem("authentication failed: the API key%s for database %q (from %s) is wrong or expired "+
+			"(hint: create a new key in Odoo under Preferences > Account Security and store it there; "+
+			"$PLANTEDGE_ODOO_API_KEY, when set, comes before the credential and api_key_file; "+
+			"repeated failures lock this address out for a minute)", user, cfg.Odoo.Database, source)
 	case odoo.IsTemporary(err):
 		c.problem("cannot reach Odoo at %s: %s (hint: check odoo.url, the network and TLS settings)", cfg.Odoo.URL, firstLine(err.Error()))
 	default:

@@ -216,7 +216,7 @@ func TestValidateOdooBadKey(t *testing.T) {
 			o.srv.ExpireKey(o.key)
 			lines, err := o.run(t)
 			wantLines(t, lines, err, "odoo: 1 problem", []string{
-				`odoo: problem: authentication failed: the API key of user "plantedge-bot" for database "odoo" is wrong or expired (hint: create a new key in Odoo under Preferences > Account Security and store it where api_key_file says; repeated failures lock this address out for a minute)`})
+				`odoo: problem: authentication failed: the API key of user "plantedge-bot" for database "odoo" (from api_key_file ` + filepath.Join(o.dir, "key") + `) is wrong or expired (hint: create a new key in Odoo under Preferences > Account Security and store it there; $PLANTEDGE_ODOO_API_KEY, when set, comes before the credential and api_key_file; repeated failures lock this address out for a minute)`})
 			if n := len(o.srv.Calls()); n > 2 {
 				t.Errorf("%d calls after the key was refused, want at most 2 (version and one login)", n)
 			}

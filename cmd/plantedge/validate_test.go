@@ -37,6 +37,7 @@ func exitCode(err error) int {
 }
 
 func TestValidateExample(t *testing.T) {
+	t.Setenv(config.EnvAPIKey, strings.Repeat("a", 40))
 	out, errOut, err := runValidate(t, "-c", "../../packaging/plantedge.yaml")
 	if err != nil {
 		t.Fatalf("err = %v\nstderr:\n%s", err, errOut)
@@ -147,5 +148,19 @@ func TestValidateOdooHook(t *testing.T) {
 	_, _, err = runValidate(t, "-c", "../../packaging/plantedge.yaml", "--odoo")
 	if exitCode(err) != 1 || err.Error() != `odoo: work center "WC-PRESS-09" not found` {
 		t.Fatalf("failing hook: err = %v", err)
+	}
+}
+
+// A key the agent would not find here is worth a warning, not a failure: the
+// package ships api_key_file's name before the key exists.
+func TestValidateWarnsWithoutKey(t *testing.T) {
+	t.Setenv(config.EnvAPIKey, "")
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	_, errOut, err := runValidate(t, "-c", "../../packaging/plantedge.yaml")
+	if err != nil {
+		t.Fatalf("err = %v", err)
+	}
+	if !strings.Contains(errOut, "warning: odoo api key: looked in") || !strings.Contains(errOut, "/etc/plantedge/odoo-api-key: secret not found: the agent would have no Odoo API key") {
+		t.Errorf("stderr = %q", errOut)
 	}
 }
