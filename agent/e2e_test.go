@@ -512,6 +512,48 @@ func TestEndToEndPermanentRefusalIsDeadLettered(t *testing.T) {
 	p.waitExactQty(ra, "press-1", 8)
 }
 
+// The runbook: a loss reason Odoo does not know is dead-lettered; fix the
+// mapping, reload, retry the dead letters, and the line lands with the
+// loss the fixed mapping names.
+func TestEndToEndDeadLetterRetryAfterMappingFix(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	good, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(good), "SETUP: Setup and Adjustments", "SETUP: Setup and Adjustment", 1) // a typo
+	p.writeConfig(bad)
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.stop(m, "SETUP")
+	time.Sleep(50 * time.Millisecond)
+	p.run(m)
+	waitFor(t, 15*time.Second, "dead letter", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.DeadLetters == 1, fmt.Sprintf("dead letters %d", st.Buffer.DeadLetters)
+	})
+	api := agent.NewAPIClient(p.listen)
+	dls, err := api.DeadLetters(context.Background())
+	if err != nil || len(dls) != 1 || !strings.Contains(dls[0].Reason, `"Setup and Adjustment"`) {
+		t.Fatalf("dead letters %+v, %v", dls, err)
+	}
+	p.writeConfig(string(good))
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
+		t.Fatalf("retry: %d %v", n, err)
+	}
+	waitFor(t, 15*time.Second, "the downtime line", func() (bool, string) {
+		lines := p.odoo.Productivity()
+		st := ra.a.Status()
+		return len(lines) == 1 && st.Buffer.DeadLetters == 0, fmt.Sprintf("lines %+v, dead letters %d", lines, st.Buffer.DeadLetters)
+	})
+	if l := p.odoo.Productivity()[0]; l.LossName != "Setup and Adjustments" {
+		t.Errorf("line booked with loss %q, want the fixed mapping's Setup and Adjustments", l.LossName)
+	}
+}
+
 func TestEndToEndReload(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()

@@ -738,6 +738,12 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 			continue
 		}
 		loss := ev.Loss
+		// A code the mapping in force now names goes there: a map fixed
+		// after Odoo refused a loss reason applies to the records still
+		// waiting and to dead letters retried after the fix.
+		if l, defaulted := f.a.mapper.Load().Loss(r.Key, ev.Reason); ev.Reason != "" && l != "" && !defaulted {
+			loss = l
+		}
 		if loss == "" {
 			loss = cfg.Odoo.DefaultLoss
 		}
