@@ -293,7 +293,7 @@ func NewOdooClient(cfg *config.Config, hc *http.Client, log *slog.Logger) (*odoo
 		CAFile:             cfg.Odoo.CAFile,
 		InsecureSkipVerify: cfg.Odoo.InsecureSkipVerify,
 		HTTPClient:         hc,
-		Logger:             log.With("component", "odoo"),
+		Logger:             log, // the client adds component=odoo
 	})
 }
 

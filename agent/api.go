@@ -123,7 +123,7 @@ func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string)
 	}
 	for i, n := range ids {
 		if err := fn(ctx, n); err != nil {
-			return i, fmt.Errorf("%s dead letter %d: %w", action, n, err)
+			return i, err // the buffer's error names the action and the id
 		}
 	}
 	return len(ids), nil

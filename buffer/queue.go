@@ -105,6 +105,10 @@ var ErrReadOnly = errors.New("buffer opened read-only")
 // (already delivered, dropped, or never there).
 var ErrNotFound = errors.New("not found")
 
+// ErrLocked is returned by Open when another process holds the file (bbolt's
+// flock): another agent, or a command that opened it for writing.
+var ErrLocked = errors.New("buffer file locked by another process")
+
 // DeadLetter is a record the forwarder gave up on, with the reason.
 type DeadLetter struct {
 	ID     uint64
@@ -399,7 +403,10 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 	}
 	db, err = q.openBolt()
 	if err != nil {
-		if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, berrors.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, st, fmt.Errorf("%w (is plantedge already running with this data_dir?): %s", ErrLocked, q.path)
+		}
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) {
 			return nil, st, err
 		}
 		return nil, st, &corruptError{err}

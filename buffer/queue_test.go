@@ -433,8 +433,8 @@ func TestOpenErrorsAreNotCorruption(t *testing.T) {
 	q := openTest(t, path, Options{})
 	mustAppend(t, q, Record{Lane: LaneEvents})
 	// A second agent on the same file must fail, not quarantine a healthy file.
-	if _, err := Open(path, Options{}); err == nil {
-		t.Fatal("second open of a locked file succeeded")
+	if _, err := Open(path, Options{}); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "already running") {
+		t.Fatalf("second open of a locked file: %v, want ErrLocked", err)
 	}
 	if m, _ := filepath.Glob(path + ".corrupt-*"); len(m) != 0 {
 		t.Fatalf("healthy locked file was moved aside: %v", m)

@@ -145,8 +145,9 @@ func IsAuth(err error) bool {
 }
 
 // transientNames are the exception name suffixes Odoo raises for
-// concurrency failures that survived its own server-side retries.
-var transientNames = []string{"SerializationFailure", "LockNotAvailable", "DeadlockDetected", "LockError"}
+// concurrency failures that survived its own server-side retries
+// (odoo.exceptions.ConcurrencyError exists from 18.0 on).
+var transientNames = []string{"SerializationFailure", "LockNotAvailable", "DeadlockDetected", "LockError", "ConcurrencyError"}
 
 // classifyName classifies a JSON-RPC error by its error.data.name.
 func classifyName(name string) ErrorClass {

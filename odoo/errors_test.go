@@ -21,6 +21,7 @@ func TestClassifyJSONRPCName(t *testing.T) {
 		{"psycopg2.errors.LockNotAvailable", Transient},
 		{"psycopg2.errors.DeadlockDetected", Transient},
 		{"odoo.tools.lock.LockError", Transient},
+		{"odoo.exceptions.ConcurrencyError", Transient}, // 18+: a concurrent update that outlived the server-side retries
 		{"odoo.exceptions.AccessDenied", Auth},
 		{"odoo.exceptions.AccessError", Permanent},
 		{"odoo.exceptions.ValidationError", Permanent},

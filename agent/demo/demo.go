@@ -93,6 +93,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Tick <= 0 {
 		o.Tick = 2 * time.Second
 	}
+	if o.OdooVersion < 17 || o.OdooVersion > 19 {
+		return nil, fmt.Errorf("odoo version %d: the emulator knows 17, 18 and 19", o.OdooVersion)
+	}
+	if o.Duration < 3*o.Tick {
+		return nil, fmt.Errorf("duration %s: at least %s (the outage is the middle third, the status refreshes every %s)", o.Duration, 3*o.Tick, o.Tick)
+	}
 	if o.DataDir == "" {
 		dir, err := os.MkdirTemp("", "plantedge-demo-")
 		if err != nil {
@@ -271,6 +277,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			a.Flush()
 		}
 		printLive(out, a.Status(), machines, odooSrv, phase, time.Since(begin))
+	}
+	if phase == "DOWN" { // a short run can end inside the outage
+		odooSrv.SetDown(false)
+		fmt.Fprintln(out, ">>> Odoo is back: the agent drains the buffer (coalesced absolute writes)")
+		a.Flush()
 	}
 
 	// Stop the machines, publish their last values, and wait for the drain.

@@ -44,3 +44,12 @@ func TestDemoEndsExact(t *testing.T) {
 		})
 	}
 }
+
+// Values the demo cannot honour are refused before anything starts.
+func TestDemoRefusesBadOptions(t *testing.T) {
+	for _, o := range []Options{{OdooVersion: 16, Duration: time.Minute}, {OdooVersion: 17, Duration: time.Second}} {
+		if _, err := Run(context.Background(), o); err == nil {
+			t.Errorf("Run(%+v) = nil error", o)
+		}
+	}
+}
