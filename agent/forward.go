@@ -256,6 +256,8 @@ func (f *forwarder) run(ctx context.Context) {
 				switch {
 				case errors.As(err, &se):
 					msg = "cannot build the odoo client; buffering until the configuration is fixed"
+				case isOE && oe.LoginCooldown():
+					msg = "odoo refuses every login from this address for now: too many failed logins (from this agent or anyone behind the same address) — retrying slowly"
 				case state == "auth_failed" && f.keyWorked:
 					msg = "odoo now refuses the API key that worked before: it has most likely expired (Odoo 18+ expires keys of non-admin users); create a new key — retrying slowly to avoid Odoo's login lockout"
 				case state == "auth_failed":
@@ -273,7 +275,7 @@ func (f *forwarder) run(ctx context.Context) {
 			f.link.State = state
 			f.link.Failures++
 			f.link.LastError = err.Error()
-			f.link.KeyExpired = state == "auth_failed" && f.keyWorked && !errors.As(err, &se)
+			f.link.KeyExpired = state == "auth_failed" && f.keyWorked && !errors.As(err, &se) && !(isOE && oe.LoginCooldown())
 			if f.link.KeyExpired {
 				f.link.LastError = "API key expired or revoked (it worked before): " + f.link.LastError
 			}

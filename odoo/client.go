@@ -281,7 +281,7 @@ func (c *Client) markExpired(err error) error {
 	var oe *Error
 	if errors.As(err, &oe) && oe.Class == Auth {
 		c.mu.RLock()
-		oe.expired = c.authOK
+		oe.expired = c.authOK && !oe.LoginCooldown() // a locked-out address says nothing of the key
 		c.mu.RUnlock()
 	}
 	return err

@@ -519,15 +519,22 @@ func TestAuthFailures(t *testing.T) {
 	t.Run("login-cooldown", func(t *testing.T) {
 		f := newFixture(t, odootest.Options{Version: 17})
 		f.srv.SetLoginCooldown(3, time.Hour)
+		good := connected(t, f, "jsonrpc")
 		bad := f.client(t, "jsonrpc", func(cfg *odoo.Config) { cfg.APIKey = strings.Repeat("a", 40) })
 		for range 3 {
 			if err := bad.Connect(context.Background()); !odoo.IsAuth(err) {
 				t.Fatalf("bad login: %v", err)
 			}
 		}
-		err := f.client(t, "jsonrpc").Connect(context.Background()) // even the right key is locked out now
-		if oe := asError(t, err); !oe.Auth() || !oe.LoginCooldown() {
-			t.Errorf("cooldown: %v", err)
+		// Even the right key is locked out now. authenticate says only false
+		// (a wrong key), an object call says why.
+		err := f.client(t, "jsonrpc").Connect(context.Background())
+		if oe := asError(t, err); !oe.Auth() || oe.LoginCooldown() {
+			t.Errorf("login on cooldown: %v", err)
+		}
+		err = good.SetProducedQty(context.Background(), f.wo, 1)
+		if oe := asError(t, err); !oe.Auth() || !oe.LoginCooldown() || oe.Expired() {
+			t.Errorf("object call on cooldown: %v (expired %v)", err, oe.Expired())
 		}
 	})
 }

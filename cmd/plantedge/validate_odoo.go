@@ -105,10 +105,12 @@ func (c *odooCheck) connectProblem(cfg *config.Config, err error) {
 			user = fmt.Sprintf(" of user %q", cfg.Odoo.Username)
 		}
 		_, source, _ := cfg.OdooAPIKeySource()
-		c.problem("authentication failed: the API key%s for database %q (from %s) is wrong or expired "+
+		// Odoo answers a login from a locked-out address like a wrong key.
+		c.problem("authentication failed: Odoo refused the API key%s for database %q (from %s): wrong, expired or revoked, "+
+			"or this address is locked out after 10 failed logins "+
 			"(hint: create a new key in Odoo under Preferences > Account Security and store it there; "+
 			"$PLANTEDGE_ODOO_API_KEY, when set, comes before the credential and api_key_file; "+
-			"repeated failures lock this address out for a minute)", user, cfg.Odoo.Database, source)
+			"if the key is right, wait a minute and try once: each failure restarts Odoo's 60 s lockout)", user, cfg.Odoo.Database, source)
 	case odoo.IsTemporary(err):
 		c.problem("cannot reach Odoo at %s: %s (hint: check odoo.url, the network and TLS settings)", cfg.Odoo.URL, firstLine(err.Error()))
 	default:

@@ -216,7 +216,7 @@ func TestValidateOdooBadKey(t *testing.T) {
 			o.srv.ExpireKey(o.key)
 			lines, err := o.run(t)
 			wantLines(t, lines, err, "odoo: 1 problem", []string{
-				`odoo: problem: authentication failed: the API key of user "plantedge-bot" for database "odoo" (from api_key_file ` + filepath.Join(o.dir, "key") + `) is wrong or expired (hint: create a new key in Odoo under Preferences > Account Security and store it there; $PLANTEDGE_ODOO_API_KEY, when set, comes before the credential and api_key_file; repeated failures lock this address out for a minute)`})
+				authFailed(o)})
 			if n := len(o.srv.Calls()); n > 2 {
 				t.Errorf("%d calls after the key was refused, want at most 2 (version and one login)", n)
 			}
@@ -224,7 +224,8 @@ func TestValidateOdooBadKey(t *testing.T) {
 	}
 }
 
-// Once Odoo locks the address out, validate says so instead of blaming the key.
+// Once Odoo locks the address out, even the right key is refused; validate
+// says that may be why.
 func TestValidateOdooLoginCooldown(t *testing.T) {
 	o := newOdooSite(t, 17)
 	o.srv.SetLoginCooldown(1, time.Minute)
@@ -234,7 +235,14 @@ func TestValidateOdooLoginCooldown(t *testing.T) {
 		t.Fatalf("bad key: err = %v", err)
 	}
 	o.key = good
+	// Odoo's authenticate answers a locked-out address like a wrong key.
 	lines, err := o.run(t)
-	wantLines(t, lines, err, "odoo: 1 problem", []string{
-		`odoo: problem: Odoo refuses logins from this address after too many failures (hint: wait a minute, fix the key, then try once)`})
+	wantLines(t, lines, err, "odoo: 1 problem", []string{authFailed(o)})
+}
+
+func authFailed(o *odooSite) string {
+	return `odoo: problem: authentication failed: Odoo refused the API key of user "plantedge-bot" for database "odoo" (from api_key_file ` +
+		filepath.Join(o.dir, "key") + `): wrong, expired or revoked, or this address is locked out after 10 failed logins ` +
+		`(hint: create a new key in Odoo under Preferences > Account Security and store it there; $PLANTEDGE_ODOO_API_KEY, when set, ` +
+		`comes before the credential and api_key_file; if the key is right, wait a minute and try once: each failure restarts Odoo's 60 s lockout)`
 }

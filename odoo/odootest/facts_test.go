@@ -341,7 +341,13 @@ func TestAuthFacts(t *testing.T) {
 				t.Fatalf("failure %d: %v", i, r.raw)
 			}
 		}
-		r := e.rpc("common", "authenticate", "odoo", "admin", e.s.AdminKey(), map[string]any{})
+		// exp_authenticate answers False for the cooldown's AccessDenied too:
+		// the right key looks wrong.
+		if r := e.rpc("common", "authenticate", "odoo", "admin", e.s.AdminKey(), map[string]any{}); r.Result != false || r.ErrName != "" {
+			t.Errorf("authenticate on cooldown: %v", r.raw)
+		}
+		// Object calls check credentials through _assert_can_auth as well.
+		r := e.exec("mrp.workorder", "read", []any{[]any{e.wo}}, map[string]any{"fields": []string{"state"}})
 		e.wantErr(r, "odoo.exceptions.AccessDenied")
 		if !strings.Contains(r.ErrMsg, "Too many login failures") {
 			t.Errorf("message %q", r.ErrMsg)
@@ -349,6 +355,18 @@ func TestAuthFacts(t *testing.T) {
 		time.Sleep(350 * time.Millisecond) // the cooldown under test; no timer to fake across HTTP
 		if r := e.rpc("common", "authenticate", "odoo", "admin", e.s.AdminKey(), map[string]any{}); num(r.Result) != 2 {
 			t.Errorf("after cooldown: %v", r.raw)
+		}
+	})
+	t.Run("failed-object-calls-count-toward-the-cooldown", func(t *testing.T) {
+		e := newEnv(t, 17)
+		e.s.SetLoginCooldown(3, time.Hour)
+		for range 3 {
+			r := e.rpc("object", "execute_kw", "odoo", 2, strings.Repeat("0", 40), "mrp.workorder", "read", []any{[]any{e.wo}}, map[string]any{})
+			e.wantErr(r, "odoo.exceptions.AccessDenied")
+		}
+		r := e.exec("mrp.workorder", "read", []any{[]any{e.wo}}, map[string]any{"fields": []string{"state"}})
+		if !strings.Contains(r.ErrMsg, "Too many login failures") {
+			t.Errorf("right key after 3 failed calls: %v", r.raw)
 		}
 	})
 	t.Run("api-keys-are-40-hex", func(t *testing.T) {

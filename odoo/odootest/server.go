@@ -779,7 +779,7 @@ func (s *Server) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
 		} else {
 			pos = args[5:]
 		}
-		s.handleObject(w, "jsonrpc", db, uid, key, modelName, method, pos, kw, nil, false, reply, fail, nil)
+		s.handleObject(w, "jsonrpc", remoteHost(r), db, uid, key, modelName, method, pos, kw, nil, false, reply, fail, nil)
 	default:
 		fail(&odooError{excKey, fmt.Sprintf("unknown service %q", req.Params.Service)})
 	}
@@ -805,25 +805,40 @@ func (s *Server) common(addr, method string, args []any) (any, *odooError) {
 		if db != s.opts.Database {
 			return nil, &odooError{"psycopg2.OperationalError", fmt.Sprintf("connection to server failed: FATAL:  database \"%s\" does not exist", db)}
 		}
-		// res_users.py _login: cooldown check before the credentials.
-		f := s.failures[addr]
-		if f != nil && f.count >= s.maxFails && time.Since(f.last) < s.cooldown {
-			return nil, &odooError{excDenied, "Too many login failures, please wait a bit before trying again."}
+		// service/common.py exp_authenticate answers False for any
+		// AccessDenied, the cooldown's included.
+		var uid int64
+		if err := s.assertCanAuth(addr, func() bool { uid = s.checkLogin(login, password); return uid != 0 }); err != nil {
+			s.log.Info("login failed", "login", login, "addr", addr, "error", err.msg)
+			return false, nil
 		}
-		if uid := s.checkLogin(login, password); uid != 0 {
-			delete(s.failures, addr)
-			return uid, nil
-		}
-		if f == nil {
-			f = &loginFailure{}
-			s.failures[addr] = f
-		}
-		f.count++
-		f.last = time.Now()
-		s.log.Info("login failed", "login", login, "addr", addr, "failures", f.count)
-		return false, nil
+		return uid, nil
 	}
 	return nil, &odooError{excAttr, fmt.Sprintf("'common' service has no method %q", method)}
+}
+
+// assertCanAuth is res_users.py _assert_can_auth around a credentials
+// check (under mu): refused without checking while the address is on
+// cooldown (maxFails failures, the last one less than the cooldown ago); a
+// failure counts and stamps the address, a success forgets its failures.
+// Logins (authenticate) and every JSON-RPC object call (res_users.check)
+// go through it.
+func (s *Server) assertCanAuth(addr string, check func() bool) *odooError {
+	f := s.failures[addr]
+	if f != nil && f.count >= s.maxFails && time.Since(f.last) < s.cooldown {
+		return &odooError{excDenied, "Too many login failures, please wait a bit before trying again."}
+	}
+	if check() {
+		delete(s.failures, addr)
+		return nil
+	}
+	if f == nil {
+		f = &loginFailure{}
+		s.failures[addr] = f
+	}
+	f.count++
+	f.last = time.Now()
+	return &odooError{excDenied, "Access Denied"}
 }
 
 func (s *Server) checkLogin(login, key string) int64 {
@@ -844,7 +859,7 @@ func (s *Server) checkUID(uid int64, key string) bool {
 
 // handleObject authenticates, applies faults, runs one model call and
 // answers through reply/fail (JSON-RPC) or jsonOut (JSON-2).
-func (s *Server) handleObject(w http.ResponseWriter, proto, db string, uid int64, key, modelName, method string,
+func (s *Server) handleObject(w http.ResponseWriter, proto, addr, db string, uid int64, key, modelName, method string,
 	pos []any, kw map[string]any, ids []int64, hasIDs bool,
 	reply func(any), fail func(*odooError), json2Fail func(int, *odooError)) {
 	s.mu.Lock()
@@ -855,10 +870,10 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, db string, uid int64
 			fail(&odooError{"psycopg2.OperationalError", fmt.Sprintf("database \"%s\" does not exist", db)})
 			return
 		}
-		if !s.checkUID(uid, key) {
+		if err := s.assertCanAuth(addr, func() bool { return s.checkUID(uid, key) }); err != nil {
 			s.logCall(proto, modelName, method, uid, 200, excDenied)
 			s.mu.Unlock()
-			fail(&odooError{excDenied, "Access Denied"})
+			fail(err)
 			return
 		}
 	}
@@ -1006,7 +1021,7 @@ func (s *Server) serveJSON2(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	delete(params, "ids") // the context stays: the call's methods may read it
-	s.handleObject(w, "json2", s.opts.Database, uid, key, modelName, method, nil, params, ids, hasIDs,
+	s.handleObject(w, "json2", remoteHost(r), s.opts.Database, uid, key, modelName, method, nil, params, ids, hasIDs,
 		func(v any) {
 			if _, isNone := v.(none); isNone {
 				v = nil
