@@ -60,6 +60,16 @@ func (s *Server) dispatch(modelName, method string, pos []any, kw map[string]any
 	return s.dispatchCall(modelName, method, pos, kw, ids, hasIDs, json2)
 }
 
+// bindError is an argument that does not fit the method's signature: a
+// TypeError over JSON-RPC; JSON-2 checks the signature before the call
+// (json2.py: signature.bind ... raise UnprocessableEntity), 422.
+func bindError(json2 bool, msg string) *odooError {
+	if json2 {
+		return &odooError{"werkzeug.exceptions.UnprocessableEntity", msg}
+	}
+	return &odooError{excType, msg}
+}
+
 func (s *Server) dispatchCall(modelName, method string, pos []any, kw map[string]any, ids []int64, hasIDs, json2 bool) (any, *odooError) {
 	if e := s.takeRefusal(modelName, method); e != nil {
 		return nil, e
@@ -93,17 +103,17 @@ func (s *Server) dispatchCall(modelName, method string, pos []any, kw map[string
 		}
 	} else if !spec.model {
 		if len(pos) == 0 {
-			return nil, &odooError{excType, fmt.Sprintf("%s() missing 1 required positional argument: 'ids'", method)}
+			return nil, bindError(json2, fmt.Sprintf("%s() missing 1 required positional argument: 'ids'", method))
 		}
 		var idsOK bool
 		if ids, idsOK = toIDs(pos[0]); !idsOK {
-			return nil, &odooError{excType, fmt.Sprintf("%s(): ids must be an id or a list of ids", method)}
+			return nil, bindError(json2, fmt.Sprintf("%s(): ids must be an id or a list of ids", method))
 		}
 		pos = pos[1:]
 	}
 	args := map[string]any{}
 	if len(pos) > len(spec.params) {
-		return nil, &odooError{excType, fmt.Sprintf("%s() takes %d positional arguments but %d were given", method, len(spec.params)+1, len(pos)+1)}
+		return nil, bindError(json2, fmt.Sprintf("%s() takes %d positional arguments but %d were given", method, len(spec.params)+1, len(pos)+1))
 	}
 	for i, v := range pos {
 		args[spec.params[i]] = v
@@ -113,10 +123,10 @@ func (s *Server) dispatchCall(modelName, method string, pos []any, kw map[string
 			continue
 		}
 		if !slices.Contains(spec.params, k) {
-			return nil, &odooError{excType, fmt.Sprintf("%s() got an unexpected keyword argument '%s'", method, k)}
+			return nil, bindError(json2, fmt.Sprintf("%s() got an unexpected keyword argument '%s'", method, k))
 		}
 		if _, dup := args[k]; dup {
-			return nil, &odooError{excType, fmt.Sprintf("%s() got multiple values for argument '%s'", method, k)}
+			return nil, bindError(json2, fmt.Sprintf("%s() got multiple values for argument '%s'", method, k))
 		}
 		args[k] = v
 	}

@@ -303,7 +303,8 @@ func TestTransportFacts(t *testing.T) {
 			{"403-private-method", "mrp.workorder", "_action_confirm", map[string]any{"ids": []int64{e.wo}}, 403, "odoo.exceptions.AccessError"},
 			{"422-user-error", "mrp.workorder", "write", map[string]any{"ids": []int64{e.wo}, "vals": map[string]any{"qty_produced": -1.0}}, 422, "odoo.exceptions.UserError"},
 			{"422-ids-to-model-method", "mrp.workorder", "search_read", map[string]any{"ids": []int64{e.wo}, "domain": []any{}}, 422, "werkzeug.exceptions.UnprocessableEntity"},
-			{"422-bad-parameter", "mrp.workorder", "search_read", map[string]any{"domian": []any{}}, 422, "builtins.TypeError"},
+			{"422-bad-parameter", "mrp.workorder", "search_read", map[string]any{"domian": []any{}}, 422, "werkzeug.exceptions.UnprocessableEntity"},
+			{"500-error-inside-the-method", "mrp.workorder", "search_read", map[string]any{"domain": []any{[]any{"id", "=", "x"}}, "limit": "ten"}, 500, "builtins.ValueError"},
 		}
 		for _, tc := range cases {
 			status, _, v := e.j2(tc.model, tc.method, tc.body)

@@ -959,9 +959,12 @@ func json2Status(e *odooError) int {
 		return http.StatusNotFound
 	case excLock:
 		return http.StatusConflict
-	case excUser, excValidation, excType, excValue, "werkzeug.exceptions.UnprocessableEntity":
+	case excUser, excValidation, "werkzeug.exceptions.UnprocessableEntity":
 		return http.StatusUnprocessableEntity
 	}
+	// json2.py handle_error: anything but a UserError or an HTTP exception
+	// (a ValueError or TypeError raised inside the method, a database error)
+	// is 500 "internal server error".
 	return http.StatusInternalServerError
 }
 
@@ -970,7 +973,11 @@ func (s *Server) json2Error(w http.ResponseWriter, status int, e *odooError) {
 		w.Header().Set("WWW-Authenticate", "bearer")
 	}
 	if s.opts.StringErrors {
-		writeJSON(w, status, e.msg)
+		msg := e.msg
+		if status == http.StatusInternalServerError {
+			msg = "internal server error"
+		}
+		writeJSON(w, status, msg)
 		return
 	}
 	writeJSON(w, status, map[string]any{"name": e.name, "message": e.msg, "arguments": []any{e.msg},
