@@ -621,6 +621,46 @@ func TestEndToEndBlockWorkcenter(t *testing.T) {
 	p.waitExact(ra, 10*time.Second)
 }
 
+// Two machines of one work center, both stopped with block_workcenter: Odoo
+// allows a user one open line per work order (_check_open_time_ids), so the
+// open lines carry no work order; closing one sets it.
+func TestEndToEndBlockWorkcenterTwoMachinesOneWorkcenter(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
+	cfg, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.writeConfig(strings.Replace(string(cfg), "workcenter: "+wcCode("press-2"), "workcenter: "+wcCode("press-1"), 1))
+	ra := p.startAgent()
+	wc, wo := p.wcIDs["press-1"], p.woIDs["press-1"]
+	p.stop(p.machines[0], "JAM")
+	p.stop(p.machines[1], "SETUP")
+	waitFor(t, 15*time.Second, "two open lines", func() (bool, string) {
+		lines, st := p.odoo.Productivity(), ra.a.Status()
+		open := 0
+		for _, l := range lines {
+			if l.End.IsZero() && l.WorkcenterID == wc {
+				open++
+			}
+		}
+		return open == 2 && st.Buffer.DeadLetters == 0 && p.odoo.WorkingState(wc) == "blocked",
+			fmt.Sprintf("lines %+v, dead letters %d", lines, st.Buffer.DeadLetters)
+	})
+	p.run(p.machines[0])
+	p.run(p.machines[1])
+	waitFor(t, 15*time.Second, "two closed lines of the work order", func() (bool, string) {
+		lines, st := p.odoo.Productivity(), ra.a.Status()
+		closed := 0
+		for _, l := range lines {
+			if !l.End.IsZero() && l.WorkorderID == wo {
+				closed++
+			}
+		}
+		return closed == 2 && len(lines) == 2 && st.Buffer.DeadLetters == 0 && p.odoo.WorkingState(wc) == "normal",
+			fmt.Sprintf("lines %+v, dead letters %d", lines, st.Buffer.DeadLetters)
+	})
+}
+
 func TestEndToEndAuthFailureBacksOffHard(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	// A wrong (or expired) key: Odoo locks an address out after 10 failed

@@ -767,7 +767,11 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 			End:          fromMS(ev.End),
 			Description:  downtimeDescription(ev),
 		}
-		if wo := wos[r.Key]; wo != nil {
+		// An open line (block_workcenter) names no work order: Odoo allows a
+		// user one open line per work order (_check_open_time_ids), and two
+		// machines of one work center may be stopped at once. Closing the
+		// line sets it.
+		if wo := wos[r.Key]; wo != nil && !d.End.IsZero() {
 			d.WorkorderID = wo.ID
 		}
 		lines = append(lines, line{rec: r, d: d})

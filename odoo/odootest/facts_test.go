@@ -668,6 +668,29 @@ func TestManufacturingFacts(t *testing.T) {
 			t.Errorf("%d lines written by a failed load", n)
 		}
 	})
+	t.Run("one-open-line-per-user-and-work-order", func(t *testing.T) {
+		// mrp_workcenter_productivity.py _check_open_time_ids
+		e := newEnv(t, 17)
+		line := func(uid int64, key string, end string) rpcEnv {
+			vals := map[string]any{"workcenter_id": e.wc, "workorder_id": e.wo, "loss_id": 2, "date_start": "2026-07-01 08:00:00"}
+			if end != "" {
+				vals["date_end"] = end
+			}
+			return e.execAs(uid, key, "mrp.workcenter.productivity", "create", []any{vals}, nil)
+		}
+		e.ok(line(2, e.s.AdminKey(), ""))
+		e.ok(line(2, e.s.AdminKey(), "2026-07-01 08:05:00")) // closed lines do not count
+		r := line(2, e.s.AdminKey(), "")
+		e.wantErr(r, "odoo.exceptions.ValidationError")
+		if !strings.Contains(r.ErrMsg, "cannot be started twice") {
+			t.Errorf("message %q", r.ErrMsg)
+		}
+		uid, key := e.bot()
+		e.ok(line(uid, key, "")) // another user may have one
+		if n := len(e.s.Productivity()); n != 3 {
+			t.Errorf("%d lines, want 3 (the refused one rolled back)", n)
+		}
+	})
 	t.Run("load-reads-datetimes-in-the-context-or-user-time-zone", func(t *testing.T) {
 		// base/models/ir_fields.py _str_to_datetime / _input_tz: context tz,
 		// else the user's tz, else UTC; create and write take UTC.

@@ -759,6 +759,9 @@ func (s *Server) create(m *model, vals map[string]any) (int64, *odooError) {
 			return 0, err
 		}
 	}
+	if err := s.constraints(m, r); err != nil {
+		return 0, err
+	}
 	return id, nil
 }
 
@@ -796,6 +799,34 @@ func (s *Server) write(m *model, ids []int64, vals map[string]any) *odooError {
 			if !m.fields[k].inverse {
 				r[k] = v
 			}
+		}
+		if _, ok := conv["workorder_id"]; ok {
+			if err := s.constraints(m, r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// constraints runs the model's @api.constrains checks on r (the caller's
+// transaction is rolled back on an error).
+func (s *Server) constraints(m *model, r rec) *odooError {
+	if m.name != "mrp.workcenter.productivity" {
+		return nil
+	}
+	// mrp_workcenter_productivity.py _check_open_time_ids
+	// (@api.constrains('workorder_id')): a user has at most one open line
+	// on a work order.
+	wo := asInt(r["workorder_id"])
+	if wo == 0 {
+		return nil
+	}
+	perUser := map[int64]int{}
+	for _, lid := range s.openLines(func(l rec) bool { return asInt(l["workorder_id"]) == wo }) {
+		u := asInt(m.recs[lid]["user_id"])
+		if perUser[u]++; perUser[u] > 1 {
+			return &odooError{excValidation, fmt.Sprintf("The Workorder (%s) cannot be started twice!", s.displayName("mrp.workorder", wo))}
 		}
 	}
 	return nil
