@@ -22,9 +22,15 @@ var modelDescriptions = map[string]string{
 
 // modelGroups name the group that holds the rights in a stock database, as
 // the access error lists it.
-func modelGroup(model string) string {
+func modelGroup(model, op string) string {
 	switch model {
-	case "mrp.workcenter", "mrp.production", "mrp.workorder", "mrp.workcenter.productivity.loss", "mrp.workcenter.productivity":
+	case "mrp.workcenter", "mrp.workcenter.productivity.loss":
+		// mrp/security/ir.model.access.csv: users read, managers change
+		if op != "read" {
+			return "Manufacturing / Administrator"
+		}
+		return "Manufacturing / User"
+	case "mrp.production", "mrp.workorder", "mrp.workcenter.productivity":
 		return "Manufacturing / User"
 	case "stock.scrap":
 		return "Inventory / User"
@@ -89,7 +95,7 @@ func (s *Server) checkAccess(m *model, op string) *odooError {
 		desc = m.name
 	}
 	msg := fmt.Sprintf(accessErrorHeaders[op], desc, m.name) +
-		"\n\nThis operation is allowed for the following groups:\n\t- " + modelGroup(m.name) +
+		"\n\nThis operation is allowed for the following groups:\n\t- " + modelGroup(m.name, op) +
 		"\n\nContact your administrator to request access if necessary."
 	s.log.Info("access denied by ACLs", "operation", op, "uid", s.curUID, "model", m.name)
 	return &odooError{excAccess, msg}

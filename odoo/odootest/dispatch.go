@@ -30,7 +30,7 @@ var methodSpecs = map[string]methodSpec{
 	"button_start":    {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
 	"button_pending":  {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
 	"button_finish":   {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
-	"unblock":         {models: []string{"mrp.workcenter"}, mutating: true, acl: "write"},
+	"unblock":         {models: []string{"mrp.workcenter"}, mutating: true}, // writes productivity lines: checked there
 	"action_validate": {models: []string{"stock.scrap"}, mutating: true, acl: "write"},
 	"context_get":     {model: true, models: []string{"res.users"}},
 	// models.py 17.0: @api.model check_access_rights(operation, raise_exception=True);

@@ -441,8 +441,13 @@ func (s *Server) unblock(ids []int64) (any, *odooError) {
 	if s.compute(wcm, wcm.recs[id], "working_state") != "blocked" {
 		return nil, userError("It has already been unblocked.")
 	}
+	// mrp_workcenter.py unblock: times.write({'date_end': ...}); return True.
+	// Closing the lines needs write on them, not on the work center.
+	if err := s.checkAccess(s.models["mrp.workcenter.productivity"], "write"); err != nil {
+		return nil, err
+	}
 	s.closeLines(func(l rec) bool { return l["workcenter_id"] == id })
-	return map[string]any{"type": "ir.actions.client", "tag": "reload"}, nil
+	return true, nil
 }
 
 func (s *Server) actionValidate(ids []int64) (any, *odooError) {
