@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -401,6 +402,41 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	return Parse(path, data)
+}
+
+// topLevelScalar matches a top-level "key: value" line (value unquoted or
+// quoted, an optional comment after it).
+var topLevelScalar = regexp.MustCompile(`^(site|data_dir|listen):[ \t]*("[^"]*"|'[^']*'|[^#\s]+)?[ \t]*(#.*)?$`)
+
+// Endpoints reads only the top-level site, data_dir and listen of a
+// configuration file, line by line, over the defaults. It is for the
+// commands that talk to a running agent or read its buffer (status, flush,
+// deadletter) when the file does not load: the agent keeps running on what
+// it loaded before (a reload of a broken file is refused), and that is when
+// a technician needs status most.
+func Endpoints(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c := defaultConfig()
+	c.Path = path
+	for line := range strings.SplitSeq(string(data), "\n") {
+		m := topLevelScalar.FindStringSubmatch(strings.TrimRight(line, "\r"))
+		if m == nil || m[2] == "" {
+			continue
+		}
+		v := strings.Trim(m[2], `"'`)
+		switch m[1] {
+		case "site":
+			c.Site = v
+		case "data_dir":
+			c.DataDir = v
+		case "listen":
+			c.Listen = v
+		}
+	}
+	return c, nil
 }
 
 // Parse applies defaults, decodes data strictly and validates the result.

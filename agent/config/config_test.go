@@ -530,3 +530,20 @@ func structFieldsOf(v any) (map[string][]int, []string) {
 }
 
 func reflectTypeOf(v any) reflect.Type { return reflect.TypeOf(v) }
+
+// A file that does not load still tells the commands where the agent and its
+// buffer are.
+func TestEndpointsOfABrokenFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	yaml := "site: plant-9   # the plant\ndata_dir: \"/srv/plantedge\"\nlisten: '127.0.0.1:9555'\nmachines:\n  - id: m1\n    workcenter: { broken\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil {
+		t.Fatal("the broken file loaded")
+	}
+	c, err := Endpoints(path)
+	if err != nil || c.Site != "plant-9" || c.DataDir != "/srv/plantedge" || c.Listen != "127.0.0.1:9555" {
+		t.Fatalf("Endpoints = %+v, %v", c, err)
+	}
+}

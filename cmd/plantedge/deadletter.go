@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/plantedge/plantedge/agent"
-	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
 )
 
@@ -72,7 +72,7 @@ func newDeadLetterCmd() *cobra.Command {
 // withDeadLetters runs online against the running agent, or offline on the
 // buffer file when the agent is stopped.
 func withDeadLetters(cfgPath string, readOnly bool, online func(*agent.APIClient) error, offline func(*buffer.Queue) error) error {
-	cfg, err := config.Load(cfgPath)
+	cfg, err := loadForAgent(cfgPath, os.Stderr)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/plantedge/plantedge/agent"
-	"github.com/plantedge/plantedge/agent/config"
 )
 
 type flushOptions struct {
@@ -32,7 +31,7 @@ func newFlushCmd() *cobra.Command {
 			"in progress, and dead letters, are reported but do not count as pending).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.Run(cmd.Context(), cmd.OutOrStdout())
+			return o.Run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVarP(&o.config, "config", "c", defaultConfig, "config file")
@@ -50,8 +49,8 @@ func drainable(st agent.Status) (pending int, held float64) {
 	return max(0, st.Buffer.Pending-st.Buffer.Held), held
 }
 
-func (o *flushOptions) Run(ctx context.Context, w io.Writer) error {
-	cfg, err := config.Load(o.config)
+func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
+	cfg, err := loadForAgent(o.config, errw)
 	if err != nil {
 		return err
 	}

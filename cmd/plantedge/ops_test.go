@@ -331,6 +331,30 @@ func TestStatusJSONContract(t *testing.T) {
 	}
 }
 
+// A config file broken while the agent runs (it keeps what it loaded): status
+// and flush still reach the agent, with a warning.
+func TestStatusWithABrokenConfigFile(t *testing.T) {
+	b := newBench(t, 17)
+	b.startAgent()
+	b.produce(2)
+	b.waitQty()
+	good, err := os.ReadFile(b.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b.cfgPath, append(good, []byte("machines: [ {\n")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cli(t, "status", "-c", b.cfgPath)
+	if err != nil || !strings.Contains(out, "does not load") || strings.Contains(out, "AGENT NOT RUNNING") || !strings.Contains(out, "press-1") {
+		t.Errorf("status with a broken file: %v\n%s", err, out)
+	}
+	out, err = cli(t, "flush", "-c", b.cfgPath, "--timeout", "10s")
+	if err != nil || !strings.HasSuffix(out, "drained\n") {
+		t.Errorf("flush with a broken file: %v\n%s", err, out)
+	}
+}
+
 func TestFlushCommand(t *testing.T) {
 	b := newBench(t, 18)
 	b.startAgent()

@@ -1,6 +1,11 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/plantedge/plantedge/agent/config"
 	"github.com/spf13/cobra"
 )
 
@@ -26,4 +31,24 @@ func newRootCmd() *cobra.Command {
 		newValidateCmd(),
 	)
 	return root
+}
+
+// loadForAgent loads the configuration for a command that talks to the
+// running agent or reads its buffer (status, flush, deadletter). A file that
+// does not load no longer stops them: the agent keeps running on what it
+// loaded before, so they warn on errw and go on with the file's top-level
+// site, data_dir and listen.
+func loadForAgent(path string, errw io.Writer) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	var ce *config.Error
+	if err == nil || !errors.As(err, &ce) {
+		return cfg, err
+	}
+	cfg, eerr := config.Endpoints(path)
+	if eerr != nil {
+		return nil, err
+	}
+	fmt.Fprintf(errw, "warning: %s does not load (%s; `plantedge validate` shows every problem); "+
+		"using its listen %s and data_dir %s\n", path, plural(len(ce.Problems), "problem"), cfg.Listen, cfg.DataDir)
+	return cfg, nil
 }

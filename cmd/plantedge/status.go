@@ -28,7 +28,7 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show sources, buffer, Odoo link, machines and dead letters at a glance",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.Run(cmd.Context(), cmd.OutOrStdout())
+			return o.Run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVarP(&o.config, "config", "c", defaultConfig, "config file")
@@ -36,8 +36,8 @@ func newStatusCmd() *cobra.Command {
 	return cmd
 }
 
-func (o *statusOptions) Run(ctx context.Context, w io.Writer) error {
-	cfg, err := config.Load(o.config)
+func (o *statusOptions) Run(ctx context.Context, w, errw io.Writer) error {
+	cfg, err := loadForAgent(o.config, errw)
 	if err != nil {
 		return err
 	}
