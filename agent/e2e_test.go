@@ -459,6 +459,10 @@ func TestEndToEndWorkOrderChangeAndHeldCounts(t *testing.T) {
 	if q := p.qty("press-2"); q != 0 {
 		t.Fatalf("held counts reached Odoo: %v", q)
 	}
+	if m := p.metrics(); !strings.Contains(m, `plantedge_machine_unattributed_pieces{machine="press-2"} 4`) ||
+		!strings.Contains(m, `plantedge_machine_unattributed_pieces{machine="press-1"} 0`) {
+		t.Errorf("held pieces not in the metrics:\n%s", m)
+	}
 	// The work order starts: the held counts are attributed to it.
 	p.odoo.SetWorkorderState(p.woIDs["press-2"], "progress")
 	p.waitExactQty(ra, "press-2", 4)
