@@ -136,20 +136,22 @@ func TestForwarderBacksOffWithFullJitter(t *testing.T) {
 	t.Logf("%d attempts in 10 minutes, mean wait %s", len(gaps)+1, sum/time.Duration(len(gaps)))
 }
 
+// refused is an Odoo 17 that answers every login with false (a refused key).
+func refused(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == "/web/version" {
+		return respond(404, "not found")
+	}
+	body, _ := io.ReadAll(r.Body)
+	if strings.Contains(string(body), `"authenticate"`) {
+		return respond(200, `{"jsonrpc":"2.0","id":1,"result":false}`)
+	}
+	return respond(200, `{"jsonrpc":"2.0","id":1,"result":{"server_version":"17.0","server_version_info":[17,0,0,"final",0,""]}}`)
+}
+
 // A refused key (authenticate returns false): never retried sooner than
 // forward.auth_backoff (60 s), so the agent cannot trip Odoo's lockout of
 // 10 failed logins from one address.
 func TestForwarderAuthFailureWaitsAMinute(t *testing.T) {
-	refused := func(r *http.Request) (*http.Response, error) {
-		if r.URL.Path == "/web/version" {
-			return respond(404, "not found")
-		}
-		body, _ := io.ReadAll(r.Body)
-		if strings.Contains(string(body), `"authenticate"`) {
-			return respond(200, `{"jsonrpc":"2.0","id":1,"result":false}`)
-		}
-		return respond(200, `{"jsonrpc":"2.0","id":1,"result":{"server_version":"17.0","server_version_info":[17,0,0,"final",0,""]}}`)
-	}
 	gaps := runForwarder(t, "5s", refused, 40*time.Minute, 0)
 	if len(gaps) == 0 || len(gaps) > 6 {
 		t.Fatalf("%d logins in 40 minutes after the key was refused", len(gaps)+1)
@@ -170,16 +172,6 @@ func TestForwarderAuthFailureWaitsAMinute(t *testing.T) {
 // Flush asked for every half second (a script looping plantedge flush)
 // while the key is refused: still at most one login a minute.
 func TestForwarderFlushCannotHammerARefusedLogin(t *testing.T) {
-	refused := func(r *http.Request) (*http.Response, error) {
-		if r.URL.Path == "/web/version" {
-			return respond(404, "not found")
-		}
-		body, _ := io.ReadAll(r.Body)
-		if strings.Contains(string(body), `"authenticate"`) {
-			return respond(200, `{"jsonrpc":"2.0","id":1,"result":false}`)
-		}
-		return respond(200, `{"jsonrpc":"2.0","id":1,"result":{"server_version":"17.0","server_version_info":[17,0,0,"final",0,""]}}`)
-	}
 	gaps := runForwarder(t, "5s", refused, 5*time.Minute, 500*time.Millisecond)
 	if len(gaps) < 3 {
 		t.Errorf("%d logins in 5 minutes with flush asking every 0.5 s: flush should still get one a minute", len(gaps)+1)
