@@ -634,7 +634,10 @@ func TestEndToEndBlockWorkcenterTwoMachinesOneWorkcenter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.writeConfig(strings.Replace(string(cfg), "workcenter: "+wcCode("press-2"), "workcenter: "+wcCode("press-1"), 1))
+	// press-2 reports stops only: one machine per work center counts pieces.
+	two := strings.Replace(string(cfg), "workcenter: "+wcCode("press-2"), "workcenter: "+wcCode("press-1"), 1)
+	two = strings.Replace(two, "    good_count: { mqtt: { broker: broker, topic: plant/press-2, field: good, timestamp_field: ts } }\n", "", 1)
+	p.writeConfig(two)
 	ra := p.startAgent()
 	wc, wo := p.wcIDs["press-1"], p.woIDs["press-1"]
 	p.stop(p.machines[0], "JAM")
@@ -663,6 +666,32 @@ func TestEndToEndBlockWorkcenterTwoMachinesOneWorkcenter(t *testing.T) {
 		return closed == 2 && len(lines) == 2 && st.Buffer.DeadLetters == 0 && p.odoo.WorkingState(wc) == "normal",
 			fmt.Sprintf("lines %+v, dead letters %d", lines, st.Buffer.DeadLetters)
 	})
+}
+
+// Odoo 17/18 keep one qty_producing per manufacturing order: two machines
+// counting into work orders of one order overwrite each other. status and
+// the log say so.
+func TestEndToEndSharedManufacturingOrderWarned(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1", "press-2"}})
+	mo := p.odoo.Workorder(p.woIDs["press-1"]).ProductionID
+	p.odoo.SetWorkorderState(p.woIDs["press-2"], "done")
+	p.woIDs["press-2"] = p.odoo.AddWorkorder(mo, p.wcIDs["press-2"], "WO press-2 (2nd operation)", "progress")
+	ra := p.startAgent()
+	p.produce(p.machines[0], 3, 0)
+	p.waitExactQty(ra, "press-1", 3)
+	p.produce(p.machines[1], 2, 0) // in a later round: still seen
+	waitFor(t, 15*time.Second, "the shared order shown", func() (bool, string) {
+		n := 0
+		for _, m := range ra.a.Status().Machines {
+			if strings.Contains(m.Error, "qty_producing") && strings.Contains(m.Error, "press-1, press-2") {
+				n++
+			}
+		}
+		return n == 2, fmt.Sprintf("%+v", ra.a.Status().Machines)
+	})
+	if !strings.Contains(p.logs.String(), "machines count into one manufacturing order") {
+		t.Error("no warning in the log")
+	}
 }
 
 func TestEndToEndAuthFailureBacksOffHard(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -108,6 +109,8 @@ type linkState struct {
 type machineLink struct {
 	WorkOrder    string
 	WorkorderID  int64
+	Production   string // its manufacturing order
+	ProductionID int64
 	Unattributed float64
 	Error        string
 }
@@ -462,12 +465,13 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		}
 		f.setMachine(id, func(ml *machineLink) {
 			ml.Error = ""
-			ml.WorkOrder, ml.WorkorderID = "", 0
+			ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID = "", 0, "", 0
 			if wo := wos[id]; wo != nil {
-				ml.WorkOrder, ml.WorkorderID = wo.Name, wo.ID
+				ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID = wo.Name, wo.ID, wo.ProductionName, wo.ProductionID
 			}
 		})
 	}
+	f.warnSharedProducing(cfg)
 
 	if err := f.forwardEvents(ctx, cfg, events, wcIDs, wos); err != nil {
 		return false, err
@@ -946,6 +950,36 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 		return err
 	}
 	return f.forwardScrap(ctx, machine, wo, scrap, acks)
+}
+
+// warnSharedProducing says when, on Odoo 17/18, machines count into work
+// orders of one manufacturing order: qty_producing is the order's, so the
+// last write wins (only the machine of the order's last operation should
+// count good pieces there; Odoo 19's qty_produced is per work order).
+func (f *forwarder) warnSharedProducing(cfg *config.Config) {
+	if f.client.Major() >= 19 {
+		return
+	}
+	links := f.machineSnapshot()
+	byMO := map[int64][]string{}
+	for _, m := range cfg.Machines { // configuration order
+		if l := links[m.ID]; m.GoodCount != nil && l.ProductionID != 0 {
+			byMO[l.ProductionID] = append(byMO[l.ProductionID], m.ID)
+		}
+	}
+	for _, ms := range byMO {
+		if len(ms) < 2 {
+			continue
+		}
+		mo := links[ms[0]].Production
+		msg := fmt.Sprintf("shares %s's qty_producing with %s: on Odoo 17/18 it is one quantity per manufacturing order, so their counts overwrite each other; count good pieces only on the machine of the order's last operation",
+			mo, strings.Join(ms, ", "))
+		for _, id := range ms {
+			f.setMachine(id, func(ml *machineLink) { ml.Error = msg })
+		}
+		f.a.eventLog.log("mo/"+mo, f.a.log, slog.LevelWarn, "machines count into one manufacturing order's qty_producing (Odoo 17/18)",
+			"production", mo, "machines", ms)
+	}
 }
 
 // settleInFlight handles a quantity write to a work order other than wo

@@ -236,6 +236,21 @@ func TestBadConfigs(t *testing.T) {
 			},
 		},
 		{
+			name: "two machines counting into one work center",
+			yaml: base + `  - id: m2
+    workcenter: WC1
+    good_count:
+      opcua: { server: plc, node: "ns=2;s=M2.Good" }
+  - id: m3
+    workcenter: WC1
+    running:
+      opcua: { server: plc, node: "ns=2;s=M3.Run" }
+`,
+			want: []string{
+				`bad.yaml:20:17: machines[1].workcenter: work center "WC1" already gets good_count from machine m1 (one machine per work center counts good pieces (the quantity is written as an absolute value, so two would overwrite each other): map the other machine to its own work center, or drop its good_count)`,
+			},
+		},
+		{
 			name: "node id and topic filter",
 			yaml: base + `  - id: m2
     workcenter: WC2

@@ -149,10 +149,22 @@ func (c *Config) validate() []Problem {
 		v.add("machines", "at least one machine is required", "list the machines under machines:, each with id, workcenter and a signal")
 	}
 	ids := map[string]string{}
+	counters := map[string]string{} // work center -> machine counting good pieces into it
 	for i := range c.Machines {
 		p := fmt.Sprintf("machines[%d]", i)
-		v.validateMachine(p, &c.Machines[i], servers, brokers)
-		id := c.Machines[i].ID
+		m := &c.Machines[i]
+		v.validateMachine(p, m, servers, brokers)
+		if m.GoodCount != nil && m.Workcenter != "" {
+			// The work order's quantity is written as an absolute value from
+			// one machine's counter: a second machine would overwrite it.
+			if prev, dup := counters[m.Workcenter]; dup {
+				v.add(p+".workcenter", fmt.Sprintf("work center %q already gets good_count from machine %s", m.Workcenter, prev),
+					"one machine per work center counts good pieces (the quantity is written as an absolute value, so two would overwrite each other): map the other machine to its own work center, or drop its good_count")
+			} else {
+				counters[m.Workcenter] = m.ID
+			}
+		}
+		id := m.ID
 		if id == "" {
 			continue
 		}
