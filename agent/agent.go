@@ -528,7 +528,13 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		// otherwise fill the journal. The metrics count every one.
 		if ev.Reset {
 			a.metrics.counterResets.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
-			a.eventLog.log("reset "+ev.Machine, a.log, slog.LevelWarn, "counter reset", "machine", ev.Machine, "signal", ev.Signal, "raw", ev.Raw)
+			a.eventLog.log("reset "+ev.Machine, a.log, slog.LevelWarn, "counter reset", "machine", ev.Machine, "signal", ev.Signal,
+				"from", ev.From, "raw", ev.Raw)
+		}
+		if ev.StepBack {
+			a.metrics.counterSteps.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
+			a.eventLog.log("step "+ev.Machine, a.log, slog.LevelWarn, "counter went back a little (an out-of-order or corrected reading); ignored, counting resumes above the last value",
+				"machine", ev.Machine, "signal", ev.Signal, "from", ev.From, "raw", ev.Raw)
 		}
 		if ev.Rollover {
 			a.metrics.counterRollovers.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
@@ -540,7 +546,9 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		}
 	}
 	if ev.LossDefaulted && (ev.Kind == mapping.EventRunning || ev.Kind == mapping.EventStopped) {
-		a.metrics.unmappedReasons.WithLabelValues(ev.Machine).Inc()
+		if ev.Kind == mapping.EventRunning { // once per downtime: its end
+			a.metrics.unmappedReasons.WithLabelValues(ev.Machine).Inc()
+		}
 		a.eventLog.log("loss "+ev.Machine, a.log, slog.LevelWarn, "downtime reason not in the map; using the default loss",
 			"machine", ev.Machine, "reason", ev.Reason, "loss", ev.Loss)
 	}

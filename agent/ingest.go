@@ -112,6 +112,9 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			a.noteEvent(ev)
 			switch ev.Kind {
 			case mapping.EventCount:
+				if ev.Delta == 0 { // a step back or a reset to zero: reported, nothing to forward
+					continue
+				}
 				sig := sigGood
 				if ev.Signal == mapping.Signal("scrap_count") {
 					sig = sigScrap

@@ -24,6 +24,7 @@ type metrics struct {
 	authFailed       prometheus.Gauge
 	counterResets    *prometheus.CounterVec
 	counterRollovers *prometheus.CounterVec
+	counterSteps     *prometheus.CounterVec
 	unmappedReasons  *prometheus.CounterVec
 	reloads          *prometheus.CounterVec
 	corruptBuffers   prometheus.Counter
@@ -55,6 +56,8 @@ func newMetrics(a *Agent) *metrics {
 			Help: "Counter decreases treated as resets."}, []string{"machine", "signal"}),
 		counterRollovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_counter_rollovers_total",
 			Help: "Counter wraps handled as rollovers."}, []string{"machine", "signal"}),
+		counterSteps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_counter_steps_back_total",
+			Help: "Counter values a little below the last one (out of order or corrected), ignored: not a reset."}, []string{"machine", "signal"}),
 		unmappedReasons: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_unmapped_downtime_reasons_total",
 			Help: "Downtime reasons without an entry in the map (default loss used)."}, []string{"machine"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_config_reloads_total",
@@ -63,7 +66,7 @@ func newMetrics(a *Agent) *metrics {
 			Help: "Corrupt buffer files moved aside at start-up."}),
 	}
 	a.opts.Registry.MustRegister(m.samples, m.malformed, m.appendErrors, m.ingestLatency, m.forwarded, m.deadLettered,
-		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.unmappedReasons, m.reloads,
+		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.counterSteps, m.unmappedReasons, m.reloads,
 		m.corruptBuffers, &stateCollector{a: a})
 	return m
 }

@@ -308,6 +308,30 @@ func TestCorruptBufferRecovered(t *testing.T) {
 // TestMalformedPayloadsAckedAndCounted: bad payloads are counted, skipped
 // and acknowledged (not redelivered after a restart); the good messages
 // around them are counted exactly.
+// A counter read one below its last value (a reading out of order, a
+// corrected counter) is a step back: nothing booked, counted in the metrics,
+// and the next pieces count from the higher value.
+func TestCounterStepBackBooksNothing(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+	p.produce(m, -1, 0) // the PLC shows one less
+	waitFor(t, 10*time.Second, "the step back counted", func() (bool, string) {
+		v, _ := metric(p.metrics(), "plantedge_counter_steps_back_total", `machine="press-1"`)
+		return v == 1, fmt.Sprintf("steps back %v", v)
+	})
+	p.produce(m, 3, 0) // 2 above the last value before the step back
+	p.waitExactQty(ra, "press-1", 7)
+	if v, _ := metric(p.metrics(), "plantedge_counter_resets_total", `machine="press-1"`); v != 0 {
+		t.Errorf("resets %v: a step back was taken as a reset", v)
+	}
+	if !strings.Contains(p.logs.String(), "counter went back a little") {
+		t.Error("the step back was not logged")
+	}
+}
+
 func TestMalformedPayloadsAckedAndCounted(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()

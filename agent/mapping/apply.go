@@ -37,10 +37,14 @@ type extracted struct {
 // Rules, per signal:
 //   - counters: the first value ever is the baseline. An increase counts the
 //     difference. With rollover set, a negative value (a signed counter past
-//     its maximum) is read as its unsigned value, v + rollover. A decrease is a rollover when rollover is set, the previous
-//     value was in the upper half of the range and the new one is in the
-//     lower half (delta = rollover - prev + new); otherwise a reset (delta =
-//     new). A value that may be a repeat — Duplicate or Initial set — never
+//     its maximum) is read as its unsigned value, v + rollover, and a value
+//     at or beyond rollover is malformed. A decrease is a rollover when
+//     rollover is set, the previous value was in the upper half of the range
+//     and the new one is in the lower half (delta = rollover - prev + new);
+//     a reset (delta = new) when the new value is below half the previous
+//     one or zero (a counter restarts near zero); otherwise a step back (an
+//     out-of-order or corrected reading): reported, nothing counted, and the
+//     previous value stays the baseline. A value that may be a repeat — Duplicate or Initial set — never
 //     counts as a decrease, nor does a sample older by source time than the
 //     last accepted one; an equal value counts nothing. An increase counts,
 //     even when older by source time (the source clock went back), unless
@@ -202,22 +206,29 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			return nil, false
 		}
 		ro := float64(x.b.rollover)
-		if ro > 0 && cs.Last < ro && cs.Last >= ro/2 && x.counter < ro/2 {
+		switch {
+		case ro > 0 && cs.Last < ro && cs.Last >= ro/2 && x.counter < ro/2:
 			ev.Delta = ro - cs.Last + x.counter
 			ev.Rollover = true
-		} else {
+		case x.counter >= cs.Last/2 && x.counter > 0:
+			// A step back, not a restart (a counter restarts near zero):
+			// an out-of-order or corrected reading. Counting it as a reset
+			// would book the whole value again; it is reported and
+			// ignored, and counting goes on once the counter passes Last.
+			ev.StepBack, ev.From = true, cs.Last
+			return []Event{ev}, false
+		default:
 			ev.Delta = x.counter
 			ev.Reset = true
 		}
+		ev.From = cs.Last
 		cs.ResetFrom, cs.ResetTime = cs.Last, srcT
 	}
 	cs.Last = x.counter
 	if x.srcTime && x.t.After(cs.Time) {
 		cs.Time = x.t
 	}
-	if ev.Delta <= 0 {
-		return nil, true // a reset to zero: new baseline, nothing counted
-	}
+	// A reset to zero counts nothing but is reported like any reset.
 	return []Event{ev}, true
 }
 
@@ -519,6 +530,9 @@ func convert(x *extracted, v any) error {
 		}
 		if f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
 			return fmt.Errorf("counter value %v: %w", f, ErrBadValue)
+		}
+		if ro := float64(x.b.rollover); ro > 0 && f >= ro {
+			return fmt.Errorf("counter value %v is beyond its rollover %v (a counter that wraps there never reaches it; wrong tag or wrong rollover?): %w", f, ro, ErrBadValue)
 		}
 		x.counter = f
 	case Running:

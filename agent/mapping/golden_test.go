@@ -46,6 +46,8 @@ type goldenEvent struct {
 	Raw           float64 `json:"raw,omitempty"`
 	Reset         bool    `json:"reset,omitempty"`
 	Rollover      bool    `json:"rollover,omitempty"`
+	StepBack      bool    `json:"step_back,omitempty"`
+	From          float64 `json:"from,omitempty"`
 	ClockBack     string  `json:"clock_back,omitempty"`
 	Start         string  `json:"start,omitempty"`
 	End           string  `json:"end,omitempty"`
@@ -171,7 +173,7 @@ func TestGolden(t *testing.T) {
 					for _, e := range evs {
 						ge := goldenEvent{
 							Machine: e.Machine, Kind: e.Kind.String(), Signal: e.Signal, Time: fmtTime(e.Time),
-							Delta: e.Delta, Raw: e.Raw, Reset: e.Reset, Rollover: e.Rollover,
+							Delta: e.Delta, Raw: e.Raw, Reset: e.Reset, Rollover: e.Rollover, StepBack: e.StepBack, From: e.From,
 							Start: fmtTime(e.Start), End: fmtTime(e.End),
 							Reason: e.Reason, Loss: e.Loss, LossDefaulted: e.LossDefaulted,
 						}
@@ -215,7 +217,16 @@ func checkEventInvariants(t *testing.T, line int, e Event) {
 	t.Helper()
 	switch e.Kind {
 	case EventCount:
-		if e.Delta <= 0 {
+		switch {
+		case e.StepBack:
+			if e.Delta != 0 || e.Raw >= e.From || e.Raw < e.From/2 {
+				t.Errorf("samples.jsonl:%d: step back %v -> %v with delta %v", line, e.From, e.Raw, e.Delta)
+			}
+		case e.Reset && e.Raw == 0:
+			if e.Delta != 0 {
+				t.Errorf("samples.jsonl:%d: reset to zero with delta %v", line, e.Delta)
+			}
+		case e.Delta <= 0:
 			t.Errorf("samples.jsonl:%d: count event with delta %v", line, e.Delta)
 		}
 	case EventRunning:

@@ -61,8 +61,11 @@ type Event struct {
 
 	Delta float64 // EventCount: pieces since the previous value
 	Raw   float64 // EventCount: the raw counter value
-	// Reset and Rollover say how a decrease was read (EventCount).
-	Reset, Rollover bool
+	// Reset, Rollover and StepBack say how a decrease was read
+	// (EventCount); From is the value it went down from. A step back counts
+	// nothing (Delta 0), nor does a reset to zero.
+	Reset, Rollover, StepBack bool
+	From                      float64
 	// ClockBack is how far the source's clock went back (EventCount): a
 	// fresh increase came stamped earlier than the last accepted value. The
 	// caller reports it; the machine's other signals from the same source
