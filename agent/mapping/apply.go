@@ -41,10 +41,10 @@ type extracted struct {
 //     at or beyond rollover is malformed. A decrease is a rollover when
 //     rollover is set, the previous value was in the upper half of the range
 //     and the new one is in the lower half (delta = rollover - prev + new);
-//     a reset (delta = new) when the new value is below half the previous
-//     one or zero (a counter restarts near zero); otherwise a step back (an
-//     out-of-order or corrected reading): reported, nothing counted, and the
-//     previous value stays the baseline. A value that may be a repeat — Duplicate or Initial set — never
+//     a step back when the new value is at least 90% of the previous one
+//     (an out-of-order or corrected reading; a counter restarts near zero):
+//     reported, nothing counted, the previous value stays the baseline;
+//     otherwise a reset (delta = new). A value that may be a repeat — Duplicate or Initial set — never
 //     counts as a decrease, nor does a sample older by source time than the
 //     last accepted one; an equal value counts nothing. An increase counts,
 //     even when older by source time (the source clock went back), unless
@@ -161,6 +161,10 @@ func (cs *CounterState) beforeReset(x extracted) bool {
 	return !x.srcTime || cs.ResetTime.IsZero() || !x.t.After(cs.ResetTime)
 }
 
+// stepBackShare is how far below its last value a counter may read and
+// still be a step back rather than a reset.
+const stepBackShare = 0.9
+
 func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 	if ms.Counters == nil {
 		ms.Counters = map[Signal]*CounterState{}
@@ -210,11 +214,12 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		case ro > 0 && cs.Last < ro && cs.Last >= ro/2 && x.counter < ro/2:
 			ev.Delta = ro - cs.Last + x.counter
 			ev.Rollover = true
-		case x.counter >= cs.Last/2 && x.counter > 0:
+		case x.counter >= cs.Last*stepBackShare && x.counter > 0:
 			// A step back, not a restart (a counter restarts near zero):
-			// an out-of-order or corrected reading. Counting it as a reset
-			// would book the whole value again; it is reported and
-			// ignored, and counting goes on once the counter passes Last.
+			// an out-of-order or corrected reading, within a tenth of the
+			// last value. Counting it as a reset would book the whole value
+			// again; it is reported and ignored, and counting goes on once
+			// the counter passes Last.
 			ev.StepBack, ev.From = true, cs.Last
 			return []Event{ev}, false
 		default:

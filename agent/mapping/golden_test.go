@@ -219,7 +219,7 @@ func checkEventInvariants(t *testing.T, line int, e Event) {
 	case EventCount:
 		switch {
 		case e.StepBack:
-			if e.Delta != 0 || e.Raw >= e.From || e.Raw < e.From/2 {
+			if e.Delta != 0 || e.Raw >= e.From || e.Raw < e.From*stepBackShare {
 				t.Errorf("samples.jsonl:%d: step back %v -> %v with delta %v", line, e.From, e.Raw, e.Delta)
 			}
 		case e.Reset && e.Raw == 0:
