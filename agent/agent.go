@@ -77,7 +77,7 @@ type Agent struct {
 	opened       atomic.Bool // buf and fwd are set
 	ready        atomic.Bool
 	started      time.Time
-	malformedLog rateLog
+	malformedLog rateLogs // per source and topic or node: one bad tag must not hide another
 	eventLog     rateLogs // counter resets, rollovers, clock steps, unmapped reasons: per machine
 	deadLog      rateLog
 	httpAddr     atomic.Pointer[string]

@@ -101,9 +101,10 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	for _, s := range batch {
 		evs, ch, err := m.Apply(a.state, s)
 		if err != nil {
+			// Only the unusable signals are skipped; the sample's others
+			// (evs, ch) still count.
 			a.metrics.malformed.WithLabelValues(s.Source).Inc()
-			a.malformedLog.log(a.log, slog.LevelWarn, "malformed sample skipped", "source", s.Source, "address", s.Address, "err", err)
-			continue
+			a.malformedLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn, "malformed sample skipped", "source", s.Source, "address", s.Address, "err", err)
 		}
 		for _, id := range ch {
 			changed[id] = true

@@ -332,6 +332,32 @@ func TestCounterStepBackBooksNothing(t *testing.T) {
 	}
 }
 
+// A gateway that cannot fill one field ("n/a") must not lose the machine's
+// stop that came in the same message: only that field is skipped.
+func TestOneBadFieldKeepsTheRestOfTheMessage(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	m.mu.Lock()
+	m.good += 3
+	good := m.good
+	m.running, m.reason = false, "JAM"
+	m.mu.Unlock()
+	b, _ := json.Marshal(map[string]any{"good": good, "scrap": "n/a", "running": false, "reason": "JAM",
+		"ts": time.Now().UTC().Format(time.RFC3339Nano)})
+	if err := p.broker.Publish("plant/press-1", b, false, 1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	p.run(m)
+	p.waitExact(ra, 15*time.Second) // 5 pieces and the downtime line
+	if v, _ := metric(p.metrics(), "plantedge_malformed_samples_total", `source="broker"`); v != 1 {
+		t.Errorf("malformed %v, want 1 (the scrap field)", v)
+	}
+}
+
 func TestMalformedPayloadsAckedAndCounted(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()

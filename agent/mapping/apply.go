@@ -29,7 +29,9 @@ type extracted struct {
 }
 
 // Apply maps one sample to events and updates st. A malformed payload or an
-// unusable value returns a *PayloadError and leaves st unchanged. A sample
+// unusable value returns a *PayloadError and leaves st unchanged; when only
+// some of the signals the sample feeds get an unusable value, the others are
+// applied and the error names the first unusable one. A sample
 // marked bad (Good=false) or for an address no signal uses gives nothing.
 // changed lists the machines whose state changed, so the caller persists
 // only those.
@@ -59,9 +61,12 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 		return nil, nil, nil
 	}
 	xs, err := extract(bs, s)
-	if err != nil {
+	if len(xs) == 0 {
 		return nil, nil, err
 	}
+	// err may still be set: some of the signals the sample feeds were
+	// unusable. The others are applied (a gateway's "n/a" for one sensor
+	// must not lose the machine's stop), and err names the unusable ones.
 	// Group by machine in configuration order; within a machine, counters
 	// first, then the reason before a stop and after a start, so that the
 	// downtime event carries the reason sent in the same message.
@@ -108,7 +113,7 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 			changed = append(changed, machine)
 		}
 	}
-	return events, changed, nil
+	return events, changed, err
 }
 
 func orderForMachine(xs []extracted) []extracted {
@@ -337,6 +342,14 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 	}
 	dup := s.Duplicate || s.Initial
 	out := make([]extracted, 0, len(bs))
+	// A value one binding cannot use skips that binding only; the first
+	// such error is returned with what the others extracted.
+	var bad error
+	skip := func(field string, err error) {
+		if bad == nil {
+			bad = perr(field, err)
+		}
+	}
 	if s.Kind == connectors.KindOPCUA {
 		if s.Value == nil {
 			return nil, perr("", fmt.Errorf("no value: %w", ErrBadValue))
@@ -344,11 +357,12 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 		for _, b := range bs {
 			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime}
 			if err := convert(&x, s.Value); err != nil {
-				return nil, perr("", err)
+				skip("", err)
+				continue
 			}
 			out = append(out, x)
 		}
-		return out, nil
+		return out, bad
 	}
 	doc, jsonErr := parsePayload(s.Payload)
 	var missing []string
@@ -383,20 +397,22 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 			if tv, ok := lookup(doc, b.tsField); ok && tv != nil {
 				ts, err := parseTime(tv)
 				if err != nil {
-					return nil, perr(b.tsField, err)
+					skip(b.tsField, err)
+					continue
 				}
 				x.t, x.srcTime = ts, true
 			}
 		}
 		if err := convert(&x, v); err != nil {
-			return nil, perr(b.field, err)
+			skip(b.field, err)
+			continue
 		}
 		out = append(out, x)
 	}
-	if len(out) == 0 && len(missing) > 0 {
+	if len(out) == 0 && bad == nil && len(missing) > 0 {
 		return nil, perr(strings.Join(missing, ","), ErrMissingField)
 	}
-	return out, nil
+	return out, bad
 }
 
 // withDup marks a binding copy so counter logic knows the value may repeat.
