@@ -281,6 +281,10 @@ func (s *Source) setErr(err error) {
 // exponential backoff and full jitter capped at BackoffMax. Run returns an
 // error without retrying only for a TLS setup that cannot work (unreadable
 // CA, certificate or key), or if it is already running.
+// stableConnection is how long a connection must hold before a loss of it
+// starts the reconnect backoff over.
+const stableConnection = 10 * time.Second
+
 func (s *Source) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("mqtt %s: already running", s.cfg.Name)
@@ -342,7 +346,7 @@ func (s *Source) Run(ctx context.Context) error {
 			s.log.Info("mqtt connected", "session_present", sess.present)
 		}
 		attempt = 0
-		bo.Reset()
+		connectedAt := time.Now()
 		s.connects.Add(1)
 		s.state.Store(connectors.StateConnected)
 
@@ -352,10 +356,20 @@ func (s *Source) Run(ctx context.Context) error {
 		case err := <-sess.lost:
 			s.reconnects.Add(1)
 			s.setErr(err)
-			s.log.Warn("mqtt connection lost", "err", err)
 			sess.close(0)
-			// A lost connection is retried after a short jittered delay so
-			// a broker restart does not get every agent back at once.
+			// The backoff starts over only after a connection that held:
+			// one that drops right after connecting (another client took
+			// the session over with the same client id, the broker refuses
+			// something after CONNACK) must not become a reconnect a second.
+			if up := time.Since(connectedAt); up >= stableConnection {
+				bo.Reset()
+				s.log.Warn("mqtt connection lost", "err", err)
+			} else {
+				s.log.Warn("mqtt connection lost right after connecting; if it repeats, another client may be using this client_id (a broker keeps one session per client id and drops the other)",
+					"err", err, "client_id", s.cfg.ClientID, "up", up.Round(time.Millisecond))
+			}
+			// A lost connection is retried after a jittered delay so a
+			// broker restart does not get every agent back at once.
 			_ = s.sleep(ctx, bo.NextBackOff()) // an error is ctx's, which ends the loop
 		}
 	}
