@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -104,7 +105,11 @@ func printStatus(w io.Writer, st agent.Status) {
 			if s.PolledNodes > 0 {
 				state += fmt.Sprintf(" (polling %d nodes)", s.PolledNodes)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", s.Name, s.Kind, state, s.Sessions, s.LastError)
+			last := s.LastError
+			if last != "" && s.State == "connected" {
+				last = "(before it reconnected) " + last
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", s.Name, s.Kind, state, s.Sessions, last)
 		}
 		tw.Flush()
 	}
@@ -116,10 +121,14 @@ func printStatus(w io.Writer, st agent.Status) {
 		if wo == "" {
 			wo = "-"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%g\t%g\t%g\t%g\t%s\n", m.ID, m.Workcenter, wo, m.State, m.GoodCount, m.ScrapCount, m.Pending, m.Unattributed, m.Error)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Workcenter, wo, m.State,
+			count(m.GoodCount), count(m.ScrapCount), count(m.Pending), count(m.Unattributed), m.Error)
 	}
 	tw.Flush()
 }
+
+// count prints a quantity as a plant reads it: 17002199, not 1.7002199e+07.
+func count(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
 func human(n int64) string {
 	const unit = 1024
