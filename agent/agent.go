@@ -520,6 +520,10 @@ func (a *Agent) sourceList() []*sourceHandle {
 
 // noteEvent keeps per-machine run state for status and counts counter
 // anomalies for metrics.
+// largeJump is an increase in one reading worth a warning: more pieces
+// than a line makes in a day, more likely a tag read as the wrong thing.
+const largeJump = 100_000
+
 func (a *Agent) noteEvent(ev mapping.Event) {
 	switch ev.Kind {
 	case mapping.EventCount:
@@ -539,6 +543,10 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		if ev.Rollover {
 			a.metrics.counterRollovers.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
 			a.eventLog.log("rollover "+ev.Machine, a.log, slog.LevelInfo, "counter rollover", "machine", ev.Machine, "signal", ev.Signal, "raw", ev.Raw)
+		}
+		if ev.Delta >= largeJump {
+			a.eventLog.log("jump "+ev.Machine, a.log, slog.LevelWarn, "counter jumped by a large amount in one reading (counted; a mis-mapped tag?)",
+				"machine", ev.Machine, "signal", ev.Signal, "pieces", ev.Delta, "raw", ev.Raw)
 		}
 		if ev.ClockBack > 0 {
 			a.eventLog.log("clock "+ev.Machine, a.log, slog.LevelWarn, "source clock went back; its values are taken in the new time from here",

@@ -324,6 +324,11 @@ func TestCounterStepBackBooksNothing(t *testing.T) {
 	})
 	p.produce(m, 3, 0) // 2 above the last value before the step back
 	p.waitExactQty(ra, "press-1", 7)
+	p.produce(m, 200_000, 0) // counted, but worth a warning
+	p.waitExactQty(ra, "press-1", 200_007)
+	if !strings.Contains(p.logs.String(), "counter jumped by a large amount") {
+		t.Error("the jump was not logged")
+	}
 	if v, _ := metric(p.metrics(), "plantedge_counter_resets_total", `machine="press-1"`); v != 0 {
 		t.Errorf("resets %v: a step back was taken as a reset", v)
 	}
