@@ -62,6 +62,10 @@ type Agent struct {
 
 	// stateMu guards state: the ingest loop maps under it, status reads it.
 	stateMu sync.Mutex
+	// badQuality is the quality of each source address whose last sample
+	// was bad (OPC UA: an unknown node, a sensor failure), under stateMu:
+	// status shows it on the machines the address feeds.
+	badQuality map[sampleAddr]string
 
 	srcMu     sync.Mutex
 	sources   []*sourceHandle
@@ -114,6 +118,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		samples:    make(chan connectors.Sample, 8192),
 		stopIngest: make(chan struct{}),
 		totals:     map[string]totals{},
+		badQuality: map[sampleAddr]string{},
 	}
 	a.cfg.Store(cfg)
 	a.mapper.Store(m)
@@ -372,6 +377,12 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 	return nil
 }
 
+// sampleAddr is where a sample comes from.
+type sampleAddr struct {
+	kind            connectors.Kind
+	source, address string
+}
+
 // sourceHandle is a running connector as the agent sees it.
 type sourceHandle struct {
 	name     string
@@ -379,7 +390,8 @@ type sourceHandle struct {
 	state    func() connectors.State
 	sessions func() uint64
 	lastErr  func() string
-	polled   func() int // OPC UA: nodes polled because the server cannot monitor them; nil for MQTT
+	polled   func() int                 // OPC UA: nodes polled because the server cannot monitor them; nil for MQTT
+	refused  func() []opcua.RefusedNode // OPC UA: nodes the server refuses; nil for MQTT
 	run      func(context.Context) error
 }
 
@@ -452,6 +464,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			sessions: func() uint64 { return src.Stats().SessionsCreated },
 			lastErr:  func() string { return src.Stats().LastError },
 			polled:   func() int { return src.Stats().Polled },
+			refused:  func() []opcua.RefusedNode { return src.Stats().Refused },
 		})
 	}
 	for _, b := range cfg.MQTT {

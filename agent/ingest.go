@@ -99,6 +99,11 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	changed := map[string]bool{}
 	a.stateMu.Lock()
 	for _, s := range batch {
+		if k := (sampleAddr{s.Kind, s.Source, s.Address}); !s.Good {
+			a.badQuality[k] = s.Quality
+		} else if len(a.badQuality) > 0 {
+			delete(a.badQuality, k)
+		}
 		evs, ch, err := m.Apply(a.state, s)
 		if err != nil {
 			// Only the unusable signals are skipped; the sample's others

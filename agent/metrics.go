@@ -86,11 +86,12 @@ var (
 	descSource   = prometheus.NewDesc("plantedge_source_connected", "1 when the source is connected.", []string{"source", "kind"}, nil)
 	descSessions = prometheus.NewDesc("plantedge_source_sessions_created_total", "Sessions (OPC UA) or connections (MQTT) created.", []string{"source", "kind"}, nil)
 	descPolled   = prometheus.NewDesc("plantedge_source_polled_nodes", "OPC UA nodes read by polling because the server cannot monitor them.", []string{"source"}, nil)
+	descRefused  = prometheus.NewDesc("plantedge_source_refused_nodes", "OPC UA nodes the server will not serve (unknown node, no access); tried again.", []string{"source"}, nil)
 	descHeld     = prometheus.NewDesc("plantedge_machine_unattributed_pieces", "Good pieces held because no work order is in progress on the machine's work center.", []string{"machine"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRecords, descBytes, descOldest, descDropped, descMerged, descDead, descFile, descShrinks, descSource, descSessions, descPolled, descHeld} {
+	for _, d := range []*prometheus.Desc{descRecords, descBytes, descOldest, descDropped, descMerged, descDead, descFile, descShrinks, descSource, descSessions, descPolled, descRefused, descHeld} {
 		ch <- d
 	}
 }
@@ -120,6 +121,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.CounterValue, float64(s.sessions()), s.name, string(s.kind))
 		if s.polled != nil {
 			ch <- prometheus.MustNewConstMetric(descPolled, prometheus.GaugeValue, float64(s.polled()), s.name)
+		}
+		if s.refused != nil {
+			ch <- prometheus.MustNewConstMetric(descRefused, prometheus.GaugeValue, float64(len(s.refused())), s.name)
 		}
 	}
 }

@@ -363,6 +363,23 @@ func TestOneBadFieldKeepsTheRestOfTheMessage(t *testing.T) {
 	}
 }
 
+// A signal mapped to a node the server does not have shows on its machine
+// in status, not only once in the log.
+func TestStatusShowsABadNode(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"ua-press-1"}})
+	cfg, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := p.ua.NodeID("ua-press-1.Good")
+	p.writeConfig(strings.Replace(string(cfg), node, node+"Typo", 1))
+	ra := p.startAgent()
+	waitFor(t, 15*time.Second, "the bad node on its machine", func() (bool, string) {
+		m := ra.a.Status().Machines[0]
+		return strings.Contains(m.Error, "good_count: line1 "+node+"Typo is BadNodeIdUnknown"), fmt.Sprintf("%+v", m)
+	})
+}
+
 func TestMalformedPayloadsAckedAndCounted(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()

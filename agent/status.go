@@ -3,12 +3,14 @@ package agent
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/agent/mapping"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/connectors/opcua"
 )
 
 // Status is what `plantedge status` shows; its JSON form is a contract
@@ -77,6 +79,9 @@ type SourceStatus struct {
 	// PolledNodes (OPC UA) are read every poll_interval because the server
 	// refuses to monitor them (no room for subscriptions or monitored items).
 	PolledNodes int `json:"polled_nodes,omitempty"`
+	// RefusedNodes (OPC UA) are nodes the server will not serve (unknown,
+	// no access), with its answer; they are tried again.
+	RefusedNodes []opcua.RefusedNode `json:"refused_nodes,omitempty"`
 }
 
 // MachineStatus is one machine.
@@ -115,14 +120,37 @@ func (a *Agent) Status() Status {
 		st.LastError = l.LastError
 		links = a.fwd.machineSnapshot()
 	}
+	signalErrs := map[string]string{} // machine -> what is wrong with one of its signals
+	mapper := a.mapper.Load()
 	for _, s := range a.sourceList() {
 		ss := SourceStatus{Name: s.name, Kind: string(s.kind), State: string(s.state()),
 			Sessions: s.sessions(), LastError: s.lastErr()}
 		if s.polled != nil {
 			ss.PolledNodes = s.polled()
 		}
+		if s.refused != nil {
+			ss.RefusedNodes = s.refused()
+			for _, r := range ss.RefusedNodes {
+				for _, u := range mapper.Users(s.kind, s.name, r.Node) {
+					machine, signal, _ := strings.Cut(u, " ")
+					if signalErrs[machine] == "" {
+						signalErrs[machine] = fmt.Sprintf("%s: %s refuses node %s (%s)", signal, s.name, r.Node, r.Status)
+					}
+				}
+			}
+		}
 		st.Sources = append(st.Sources, ss)
 	}
+	a.stateMu.Lock()
+	for k, q := range a.badQuality {
+		for _, u := range mapper.Users(k.kind, k.source, k.address) {
+			machine, signal, _ := strings.Cut(u, " ")
+			if signalErrs[machine] == "" {
+				signalErrs[machine] = fmt.Sprintf("%s: %s %s is %s", signal, k.source, k.address, q)
+			}
+		}
+	}
+	a.stateMu.Unlock()
 	pending := a.pendingCounts()
 	st.Buffer.Unmapped = unmapped(cfg, pending)
 	st.Buffer.Held += st.Buffer.Unmapped
@@ -139,6 +167,9 @@ func (a *Agent) Status() Status {
 			}
 		} else if wo := a.storedWorkOrder(m.ID); wo != "" {
 			ms.WorkOrder = wo
+		}
+		if ms.Error == "" {
+			ms.Error = signalErrs[m.ID]
 		}
 		st.Machines = append(st.Machines, ms)
 	}

@@ -233,6 +233,16 @@ func (m *Mapper) MQTTTopics(broker string) []string {
 	return append([]string(nil), m.topics[broker]...)
 }
 
+// Users returns the machines and signals an address of a source feeds,
+// as "machine signal" pairs in configuration order.
+func (m *Mapper) Users(kind connectors.Kind, source, address string) []string {
+	var out []string
+	for _, b := range m.index[addrKey{kind, source, address}] {
+		out = append(out, b.machine+" "+string(b.signal))
+	}
+	return out
+}
+
 // Machines returns the configured machine ids in configuration order.
 func (m *Mapper) Machines() []string { return append([]string(nil), m.machines...) }
 

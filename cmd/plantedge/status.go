@@ -105,6 +105,9 @@ func printStatus(w io.Writer, st agent.Status) {
 			if s.PolledNodes > 0 {
 				state += fmt.Sprintf(" (polling %d nodes)", s.PolledNodes)
 			}
+			if n := len(s.RefusedNodes); n > 0 {
+				state += fmt.Sprintf(" (%d nodes refused: %s %s…)", n, s.RefusedNodes[0].Node, s.RefusedNodes[0].Status)
+			}
 			last := s.LastError
 			if last != "" && s.State == "connected" {
 				last = "(before it reconnected) " + last

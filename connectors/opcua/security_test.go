@@ -443,3 +443,31 @@ func TestSmallReceiveBufferServer(t *testing.T) {
 		t.Errorf("%s = %v (good %v)", last, s.Value, s.Good)
 	}
 }
+
+// A node the server does not know is refused as a monitored item by
+// node-opcua: it is listed in Stats.Refused (for status) and tried again,
+// while the others flow.
+func TestRefusedNodeListed(t *testing.T) {
+	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,2")
+	col := newCollector()
+	src := runSource(t, Config{
+		Name: "refusing", Endpoint: srv.Endpoint, PublishingInterval: 100 * time.Millisecond,
+		Nodes: []string{"nsu=urn:plantedge:test;s=L0.M0.T0", "nsu=urn:plantedge:test;s=L0.M0.Nope"},
+	}, col)
+	_, _ = col.waitFor(t, 0, 15*time.Second, "the known node", func(s connectors.Sample) bool {
+		return s.Address == "nsu=urn:plantedge:test;s=L0.M0.T0" && s.Good
+	})
+	waitUntil(t, 10*time.Second, func() bool { return len(src.Stats().Refused) == 1 })
+	if r := src.Stats().Refused[0]; r.Node != "nsu=urn:plantedge:test;s=L0.M0.Nope" || !strings.Contains(r.Status, "BadNodeIdUnknown") {
+		t.Errorf("Refused = %+v", src.Stats().Refused)
+	}
+}
+
+func waitUntil(t *testing.T, d time.Duration, ok func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !ok(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("timed out")
+		}
+	}
+}

@@ -54,15 +54,25 @@ var serverTimeNode = ua.NewNumericNodeID(0, id.Server_ServerStatus_CurrentTime)
 
 // Stats are the source's counters since New.
 type Stats struct {
-	SessionsCreated   uint64    // sessions created and activated
-	ConnectAttempts   uint64    // connect attempts, successful or not
-	Reconnects        uint64    // sessions started after the first one
-	Samples           uint64    // samples delivered to the sink
-	BadValues         uint64    // delivered samples with a bad or uncertain status
-	HeartbeatRebuilds uint64    // sessions torn down because the heartbeat stopped
-	Polled            int       // nodes read by polling because the server cannot monitor them (subscribe mode)
-	LastError         string    // last session or connect error, "" if none yet
-	Connected         time.Time // when the current session started; zero when not connected
+	SessionsCreated   uint64 // sessions created and activated
+	ConnectAttempts   uint64 // connect attempts, successful or not
+	Reconnects        uint64 // sessions started after the first one
+	Samples           uint64 // samples delivered to the sink
+	BadValues         uint64 // delivered samples with a bad or uncertain status
+	HeartbeatRebuilds uint64 // sessions torn down because the heartbeat stopped
+	Polled            int    // nodes read by polling because the server cannot monitor them (subscribe mode)
+	// Refused are the nodes of this session the server will not serve
+	// (unknown node, no access, a namespace it lacks), with its answer;
+	// they are tried again while the session lasts.
+	Refused   []RefusedNode
+	LastError string    // last session or connect error, "" if none yet
+	Connected time.Time // when the current session started; zero when not connected
+}
+
+// RefusedNode is a node the server refused, and how.
+type RefusedNode struct {
+	Node   string `json:"node"`
+	Status string `json:"status"`
 }
 
 // Source watches the configured nodes of one OPC UA server.
@@ -74,6 +84,8 @@ type Source struct {
 	log   *slog.Logger
 
 	state atomic.Value // connectors.State
+
+	unavailable []RefusedNode // nodes the session could not resolve (run goroutine only)
 
 	mu    sync.Mutex
 	stats Stats
@@ -120,8 +132,13 @@ func (s *Source) State() connectors.State { return s.state.Load().(connectors.St
 func (s *Source) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stats
+	st := s.stats
+	st.Refused = slices.Clone(st.Refused)
+	return st
 }
+
+// setRefused records the nodes of the session the server refuses.
+func (s *Source) setRefused(r []RefusedNode) { s.update(func(st *Stats) { st.Refused = r }) }
 
 // setPolled records how many nodes the session polls instead of monitoring.
 func (s *Source) setPolled(n int) { s.update(func(st *Stats) { st.Polled = n }) }
@@ -273,15 +290,19 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 	s.noteConnected()
 
 	ids := make([]*ua.NodeID, len(s.nodes))
+	var unavailable []RefusedNode
 	for i, n := range s.nodes {
 		nid, err := n.resolve(c.Namespaces())
 		if err != nil {
 			s.log.Warn("node not available on this server", "err", err, "node", n.addr)
+			unavailable = append(unavailable, RefusedNode{Node: n.addr, Status: err.Error()})
 			continue
 		}
 		ids[i] = nid
 	}
 	s.setPolled(0)
+	s.unavailable = unavailable
+	s.setRefused(unavailable)
 	lim := readLimits(ctx, c, s.cfg.RequestTimeout)
 	s.perRead = capped(maxNodesPerRequest, lim.read)
 	s.perMonitor = capped(maxNodesPerRequest, lim.monitoredItems)
@@ -482,6 +503,7 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 	}
 	pending, polled := ref.retry, ref.poll // to monitor later; polled meanwhile
 	s.setPolled(len(polled))
+	s.setRefused(append(slices.Clone(s.unavailable), ref.refused...))
 	if len(polled) > 0 {
 		s.log.Warn("server cannot monitor some nodes; polling them", "nodes", len(polled), "err", ref.pollErr, "poll_interval", s.cfg.PollInterval)
 	}
@@ -529,6 +551,7 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 				}
 				pending, polled = ref.retry, ref.poll
 				s.setPolled(len(polled))
+				s.setRefused(append(slices.Clone(s.unavailable), ref.refused...))
 			}
 		case <-pollT.C:
 			if len(polled) > 0 {
@@ -571,6 +594,7 @@ type refusal struct {
 	poll    []uint32
 	noBeat  bool          // the server-time item was refused
 	pollErr ua.StatusCode // the first refusal of a polled node
+	refused []RefusedNode // the retry nodes and the server's answers
 }
 
 // refusesMonitoring reports a refusal that polling works around: the server
@@ -637,6 +661,7 @@ func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua
 				continue
 			}
 			out.retry = append(out.retry, idx)
+			out.refused = append(out.refused, RefusedNode{Node: s.nodes[idx].addr, Status: statusName(r.StatusCode)})
 			if first {
 				s.log.Warn("monitored item refused; will retry", "node", s.nodes[idx].addr, "err", r.StatusCode)
 				dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: r.StatusCode}

@@ -326,6 +326,12 @@ func TestBadStatusIsNotGood(t *testing.T) {
 	if st := src.Stats(); st.BadValues < 4 {
 		t.Errorf("BadValues = %d, want >= 4", st.BadValues)
 	}
+	// The nodes the server will not serve are listed for status. gopcua's
+	// server monitors an unknown node (its values carry BadNodeIdUnknown,
+	// above); a namespace it lacks is refused before that.
+	if r := src.Stats().Refused; len(r) != 1 || r[0].Node != "nsu=urn:absent;s=X" || !strings.Contains(r[0].Status, "not in the server's namespace array") {
+		t.Errorf("Refused = %+v, want the absent namespace", r)
+	}
 }
 
 func TestPollMode(t *testing.T) {
