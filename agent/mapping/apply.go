@@ -44,9 +44,10 @@ type extracted struct {
 //     rollover is set, the previous value was in the upper half of the range
 //     and the new one is in the lower half (delta = rollover - prev + new);
 //     a step back when the new value is at least 90% of the previous one
-//     (an out-of-order or corrected reading; a counter restarts near zero):
-//     reported, nothing counted, the previous value stays the baseline;
-//     otherwise a reset (delta = new). A value that may be a repeat — Duplicate or Initial set — never
+//     and comes within a minute of it (an out-of-order or corrected
+//     reading; a counter restarts near zero): reported, nothing counted, the
+//     previous value stays the baseline; otherwise a reset (delta = new). A
+//     rollover also needs the decrease to exceed half the range. A value that may be a repeat — Duplicate or Initial set — never
 //     counts as a decrease, nor does a sample older by source time than the
 //     last accepted one; an equal value counts nothing. An increase counts,
 //     even when older by source time (the source clock went back), unless
@@ -166,9 +167,13 @@ func (cs *CounterState) beforeReset(x extracted) bool {
 	return !x.srcTime || cs.ResetTime.IsZero() || !x.t.After(cs.ResetTime)
 }
 
-// stepBackShare is how far below its last value a counter may read and
-// still be a step back rather than a reset.
-const stepBackShare = 0.9
+// stepBackShare is how far below its last value a counter may read, and
+// stepBackWindow how soon after it, and still be a step back rather than a
+// reset.
+const (
+	stepBackShare  = 0.9
+	stepBackWindow = time.Minute
+)
 
 func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 	if ms.Counters == nil {
@@ -180,7 +185,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		srcT = x.t
 	}
 	if cs == nil || cs.Src != x.b.srcID {
-		ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Last: x.counter, Time: srcT}
+		ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Last: x.counter, Time: srcT, Seen: x.t}
 		return nil, true
 	}
 	if x.counter == cs.Last {
@@ -215,18 +220,22 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			return nil, false
 		}
 		ro := float64(x.b.rollover)
+		since := x.t.Sub(cs.Seen)
 		switch {
-		case ro > 0 && cs.Last < ro && cs.Last >= ro/2 && x.counter < ro/2:
-			ev.Delta = ro - cs.Last + x.counter
-			ev.Rollover = true
-		case x.counter >= cs.Last*stepBackShare && x.counter > 0:
-			// A step back, not a restart (a counter restarts near zero):
-			// an out-of-order or corrected reading, within a tenth of the
-			// last value. Counting it as a reset would book the whole value
-			// again; it is reported and ignored, and counting goes on once
-			// the counter passes Last.
+		case x.counter >= cs.Last*stepBackShare && x.counter > 0 && !cs.Seen.IsZero() && since >= 0 && since < stepBackWindow:
+			// A step back, not a restart: within a tenth below the last
+			// value and soon after it, an out-of-order or corrected
+			// reading (a counter restarts near zero, and making 90 % of
+			// the last count again takes longer). Counting it as a reset
+			// would book the whole value again; it is reported and
+			// ignored, and counting goes on once the counter passes Last.
+			// After a longer gap (the agent or the link was down) a
+			// decrease stays a reset: pieces made since then count.
 			ev.StepBack, ev.From = true, cs.Last
 			return []Event{ev}, false
+		case ro > 0 && cs.Last < ro && cs.Last >= ro/2 && x.counter < ro/2 && cs.Last-x.counter > ro/2:
+			ev.Delta = ro - cs.Last + x.counter
+			ev.Rollover = true
 		default:
 			ev.Delta = x.counter
 			ev.Reset = true
@@ -234,7 +243,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		ev.From = cs.Last
 		cs.ResetFrom, cs.ResetTime = cs.Last, srcT
 	}
-	cs.Last = x.counter
+	cs.Last, cs.Seen = x.counter, x.t
 	if x.srcTime && x.t.After(cs.Time) {
 		cs.Time = x.t
 	}

@@ -305,6 +305,9 @@ type CounterState struct {
 	// to ResetFrom, and must not count again.
 	ResetFrom float64   `json:"reset_from,omitempty"`
 	ResetTime time.Time `json:"reset_time,omitzero"`
+	// Seen is when Last was taken (source time, else receive time): a
+	// reading a little lower soon after is a step back, not a reset.
+	Seen time.Time `json:"seen,omitzero"`
 }
 
 // NewState returns an empty state.
