@@ -141,6 +141,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	cfg := a.cfg.Load()
 	a.started = time.Now()
 	a.beat()
+	a.logWarnings(cfg)
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -374,7 +375,16 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 	a.startSources(ctx, next)
 	a.metrics.reloads.WithLabelValues("ok").Inc()
 	a.log.Info("configuration reloaded", "file", path, "machines", len(next.Machines))
+	a.logWarnings(next)
 	return nil
+}
+
+// logWarnings logs what validate would warn about in cfg (the agent runs
+// with it, but the technician reading the journal should know).
+func (a *Agent) logWarnings(cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		a.log.Warn("configuration: " + w.String())
+	}
 }
 
 // sampleAddr is where a sample comes from.
@@ -531,12 +541,12 @@ func (a *Agent) sourceList() []*sourceHandle {
 	return append([]*sourceHandle(nil), a.sources...)
 }
 
-// noteEvent keeps per-machine run state for status and counts counter
-// anomalies for metrics.
 // largeJump is an increase in one reading worth a warning: more pieces
 // than a line makes in a day, more likely a tag read as the wrong thing.
 const largeJump = 100_000
 
+// noteEvent keeps per-machine run state for status and counts counter
+// anomalies for metrics.
 func (a *Agent) noteEvent(ev mapping.Event) {
 	switch ev.Kind {
 	case mapping.EventCount:

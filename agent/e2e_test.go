@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -689,9 +690,38 @@ func TestEndToEndSharedManufacturingOrderWarned(t *testing.T) {
 		}
 		return n == 2, fmt.Sprintf("%+v", ra.a.Status().Machines)
 	})
-	if !strings.Contains(p.logs.String(), "machines count into one manufacturing order") {
-		t.Error("no warning in the log")
+	waitFor(t, 5*time.Second, "the warning in the log", func() (bool, string) { // logged right after status shows it
+		return strings.Contains(p.logs.String(), "machines count into one manufacturing order"), ""
+	})
+}
+
+// Someone else's failed logins lock the agent's address out (Odoo refuses
+// every login from it for a while): that is no expired key, and the agent
+// carries on once the lockout ends.
+func TestEndToEndLoginLockoutIsNotAnExpiredKey(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+	ra := p.startAgent()
+	p.produce(p.machines[0], 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	p.odoo.SetLoginCooldown(1, 3*time.Second)
+	body := `{"jsonrpc":"2.0","method":"call","id":1,"params":{"service":"common","method":"authenticate","args":["odoo","plantedge-bot","` + strings.Repeat("0", 40) + `",{}]}}`
+	resp, err := http.Post(p.odoo.URL()+"/jsonrpc", "application/json", strings.NewReader(body)) // a neighbour's typo
+	if err != nil {
+		t.Fatal(err)
 	}
+	resp.Body.Close()
+	p.produce(p.machines[0], 3, 0)
+	waitFor(t, 15*time.Second, "the lockout seen", func() (bool, string) {
+		o := ra.a.Status().Odoo
+		return o.State == "auth_failed" && strings.Contains(o.LastError, "Too many login failures"), fmt.Sprintf("%+v", o)
+	})
+	if o := ra.a.Status().Odoo; o.KeyExpired {
+		t.Errorf("a lockout shown as an expired key: %+v", o)
+	}
+	if strings.Contains(p.logs.String(), "most likely expired") {
+		t.Error("the log calls a lockout an expired key")
+	}
+	ra.a.Flush() // the wait is a minute; no test waits that long: check the state only
 }
 
 func TestEndToEndAuthFailureBacksOffHard(t *testing.T) {

@@ -240,16 +240,23 @@ func (f *forwarder) run(ctx context.Context) {
 			var se *setupError
 			if odoo.IsAuth(err) || errors.As(err, &se) {
 				state = "auth_failed"
-				f.connected = false
-				f.client = nil // read the key again before the next attempt
+				if isOE && oe.LoginCooldown() {
+					// The address is locked out, the key may be fine: keep the
+					// session, so the next attempt is an object call that says
+					// which (authenticate answers a lockout like a wrong key).
+				} else {
+					f.connected = false
+					f.client = nil // read the key again before the next attempt
+				}
 				// Odoo counts every failed login from this address; after 10
 				// it refuses all logins from the address (its own users'
 				// too) for a minute after each further failure. So: at
 				// least auth_backoff between attempts, doubling up to 16×
-				// while the key keeps being refused.
+				// while the key keeps being refused; a flush does not cut
+				// that short (only a new key does).
 				f.authFails++
-				floor = f.a.cfg.Load().Forward.AuthBackoff.D()
-				wait = max(wait, floor<<min(f.authFails-1, 4))
+				wait = max(wait, f.a.cfg.Load().Forward.AuthBackoff.D()<<min(f.authFails-1, 4))
+				floor = wait
 			}
 			if isOE && oe.RetryAfter > 0 {
 				wait, floor = max(wait, oe.RetryAfter), max(floor, oe.RetryAfter)
@@ -380,6 +387,11 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	}
 	if !f.connected {
 		if err := f.call(ctx, "connect", f.client.Connect); err != nil {
+			if odoo.IsPermanent(err) && !odoo.IsAuth(err) {
+				// Not Odoo being away: this configuration cannot work with
+				// this server (e.g. no username for a JSON-RPC-only Odoo).
+				return false, &setupError{err}
+			}
 			return false, err
 		}
 		f.connected = true
@@ -748,7 +760,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 		// after Odoo refused a loss reason applies to the records still
 		// waiting and to dead letters retried after the fix.
 		if l, defaulted := f.a.mapper.Load().Loss(r.Key, ev.Reason); ev.Reason != "" && l != "" && !defaulted {
-			loss = l
+			loss, ev.Defaulted = l, false
 		}
 		if loss == "" {
 			loss = cfg.Odoo.DefaultLoss
@@ -977,8 +989,9 @@ func (f *forwarder) warnSharedProducing(cfg *config.Config) {
 		for _, id := range ms {
 			f.setMachine(id, func(ml *machineLink) { ml.Error = msg })
 		}
-		f.a.eventLog.log("mo/"+mo, f.a.log, slog.LevelWarn, "machines count into one manufacturing order's qty_producing (Odoo 17/18)",
-			"production", mo, "machines", ms)
+		// Keyed by the machines, not the order: one key per order would grow.
+		f.a.eventLog.log("mo/"+strings.Join(ms, ","), f.a.log, slog.LevelWarn,
+			"machines count into one manufacturing order's qty_producing (Odoo 17/18)", "production", mo, "machines", ms)
 	}
 }
 

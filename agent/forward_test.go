@@ -59,6 +59,13 @@ func respond(status int, body string, hdr ...string) (*http.Response, error) {
 // With kickEvery > 0 a flush is asked for that often (a script looping
 // `plantedge flush`, or flush's own polling).
 func runForwarder(t *testing.T, backoffMax string, answer func(*http.Request) (*http.Response, error), d, kickEvery time.Duration) []time.Duration {
+	gaps, _ := runForwarderLink(t, backoffMax, answer, d, kickEvery)
+	return gaps
+}
+
+// runForwarderLink is runForwarder that also returns what status would show
+// of the Odoo link at the end.
+func runForwarderLink(t *testing.T, backoffMax string, answer func(*http.Request) (*http.Response, error), d, kickEvery time.Duration) (gaps []time.Duration, link linkState) {
 	t.Helper()
 	dir := t.TempDir()
 	yaml := fmt.Sprintf(`site: t
@@ -103,11 +110,12 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, f
 			}
 		}()
 		time.Sleep(d)
+		link = a.fwd.linkSnapshot()
 		cancel()
 		<-done
 		<-kicker
 	})
-	return fake.gaps()
+	return fake.gaps(), link
 }
 
 // Odoo unreachable: attempts back off exponentially with full jitter, each
@@ -170,16 +178,20 @@ func TestForwarderAuthFailureWaitsAMinute(t *testing.T) {
 }
 
 // Flush asked for every half second (a script looping plantedge flush)
-// while the key is refused: still at most one login a minute.
+// while the key is refused: the logins keep doubling their waits. Each
+// refused login restarts Odoo's 60 s lockout of the whole address, so a
+// flush may not shorten them (only a new key does, see keyReplaced).
 func TestForwarderFlushCannotHammerARefusedLogin(t *testing.T) {
-	gaps := runForwarder(t, "5s", refused, 5*time.Minute, 500*time.Millisecond)
-	if len(gaps) < 3 {
-		t.Errorf("%d logins in 5 minutes with flush asking every 0.5 s: flush should still get one a minute", len(gaps)+1)
-	}
+	gaps := runForwarder(t, "5s", refused, 8*time.Minute, 500*time.Millisecond)
+	want := time.Minute
 	for i, g := range gaps {
-		if g < time.Minute {
-			t.Errorf("login %d came %s after a refused one (want >= 1m)", i+2, g)
+		if g < want {
+			t.Errorf("login %d came %s after a refused one (want >= %s)", i+2, g, want)
 		}
+		want = min(2*want, 16*time.Minute)
+	}
+	if len(gaps) < 2 {
+		t.Errorf("%d logins in 8 minutes", len(gaps)+1)
 	}
 	t.Logf("waits between refused logins with flush looping: %v", gaps)
 }
@@ -208,5 +220,38 @@ func TestForwarderHonoursRetryAfter(t *testing.T) {
 		if g < 45*time.Second {
 			t.Errorf("retry %d after %s, Retry-After said 45s", i+1, g)
 		}
+	}
+}
+
+// Odoo locks the agent's address out after the key worked (someone else's
+// failed logins): object calls say "Too many login failures", authenticate
+// answers a plain false. The agent keeps its session, so later attempts
+// ask with an object call again and never read the lockout as an expired
+// key.
+func TestForwarderLockoutIsNoExpiredKey(t *testing.T) {
+	var logins int
+	lockedOut := func(r *http.Request) (*http.Response, error) {
+		if r.URL.Path == "/web/version" {
+			return respond(404, "not found")
+		}
+		body, _ := io.ReadAll(r.Body)
+		switch {
+		case strings.Contains(string(body), `"authenticate"`):
+			logins++
+			if logins == 1 {
+				return respond(200, `{"jsonrpc":"2.0","id":1,"result":2}`)
+			}
+			return respond(200, `{"jsonrpc":"2.0","id":1,"result":false}`)
+		case strings.Contains(string(body), `"execute_kw"`):
+			return respond(200, `{"jsonrpc":"2.0","id":1,"error":{"code":200,"message":"Odoo Server Error","data":{"name":"odoo.exceptions.AccessDenied","message":"Too many login failures, please wait a bit before trying again.","arguments":[],"context":{},"debug":""}}}`)
+		}
+		return respond(200, `{"jsonrpc":"2.0","id":1,"result":{"server_version":"17.0","server_version_info":[17,0,0,"final",0,""]}}`)
+	}
+	gaps, link := runForwarderLink(t, "5s", lockedOut, 10*time.Minute, 0)
+	if link.State != "auth_failed" || link.KeyExpired || !strings.Contains(link.LastError, "Too many login failures") {
+		t.Errorf("after %d attempts (%v): link %+v, want auth_failed by the lockout, not an expired key", len(gaps)+1, gaps, link)
+	}
+	if logins != 1 {
+		t.Errorf("%d logins: the session should be kept through a lockout", logins)
 	}
 }

@@ -109,7 +109,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			// Only the unusable signals are skipped; the sample's others
 			// (evs, ch) still count.
 			a.metrics.malformed.WithLabelValues(s.Source).Inc()
-			a.malformedLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn, "malformed sample skipped", "source", s.Source, "address", s.Address, "err", err)
+			a.malformedLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn, "malformed sample (or field) skipped", "source", s.Source, "address", s.Address, "err", err)
 		}
 		for _, id := range ch {
 			changed[id] = true

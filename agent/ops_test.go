@@ -305,9 +305,6 @@ func TestCorruptBufferRecovered(t *testing.T) {
 	p.waitExact(ra, 15*time.Second)
 }
 
-// TestMalformedPayloadsAckedAndCounted: bad payloads are counted, skipped
-// and acknowledged (not redelivered after a restart); the good messages
-// around them are counted exactly.
 // A counter read one below its last value (a reading out of order, a
 // corrected counter) is a step back: nothing booked, counted in the metrics,
 // and the next pieces count from the higher value.
@@ -380,6 +377,9 @@ func TestStatusShowsABadNode(t *testing.T) {
 	})
 }
 
+// TestMalformedPayloadsAckedAndCounted: bad payloads are counted, skipped
+// and acknowledged (not redelivered after a restart); the good messages
+// around them are counted exactly.
 func TestMalformedPayloadsAckedAndCounted(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()

@@ -308,7 +308,9 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		st.Sources = append(st.Sources, SourceStatus{Name: s.Name, Kind: string(connectors.KindMQTT), State: string(connectors.StateDown)})
 	}
 	pending := a.pendingCounts()
-	st.Buffer.Unmapped = unmapped(cfg, pending)
+	if !cfg.EndpointsOnly { // without the machines every record would look unmapped
+		st.Buffer.Unmapped = unmapped(cfg, pending)
+	}
 	for _, m := range cfg.Machines {
 		t := a.totals[m.ID]
 		st.Machines = append(st.Machines, MachineStatus{ID: m.ID, Workcenter: m.Workcenter, WorkOrder: a.storedWorkOrder(m.ID),

@@ -131,6 +131,9 @@ type Config struct {
 	// Warnings are problems that do not stop the agent but that an operator
 	// must see (TLS verification off, ...). validate prints them.
 	Warnings []Problem `yaml:"-"`
+	// EndpointsOnly marks a Config from Endpoints: only site, data_dir and
+	// listen were read (the file does not load); there are no machines.
+	EndpointsOnly bool `yaml:"-"`
 
 	pos map[string]Pos // key path -> position of its value in the file
 }
@@ -420,7 +423,7 @@ func Endpoints(path string) (*Config, error) {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	c := defaultConfig()
-	c.Path = path
+	c.Path, c.EndpointsOnly = path, true
 	for line := range strings.SplitSeq(string(data), "\n") {
 		m := topLevelScalar.FindStringSubmatch(strings.TrimRight(line, "\r"))
 		if m == nil || m[2] == "" {

@@ -158,8 +158,10 @@ func (c *Config) validate() []Problem {
 			// The work order's quantity is written as an absolute value from
 			// one machine's counter: a second machine would overwrite it.
 			if prev, dup := counters[m.Workcenter]; dup {
-				v.add(p+".workcenter", fmt.Sprintf("work center %q already gets good_count from machine %s", m.Workcenter, prev),
-					"one machine per work center counts good pieces (the quantity is written as an absolute value, so two would overwrite each other): map the other machine to its own work center, or drop its good_count")
+				// A warning, not an error: a file that ran before must not stop
+				// the service after an upgrade (its sources would go unread).
+				v.warn(p+".workcenter", fmt.Sprintf("work center %q already gets good_count from machine %s: their counts overwrite each other in Odoo", m.Workcenter, prev),
+					"one machine per work center counts good pieces (the quantity is written as an absolute value): map the other machine to its own work center, or drop its good_count")
 			} else {
 				counters[m.Workcenter] = m.ID
 			}

@@ -340,7 +340,10 @@ func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
 	}}, true
 }
 
-// extract reads every binding's value from the sample, or fails as a whole.
+// extract reads every binding's value from the sample. A payload that is
+// unusable for all of them (not the JSON they need, too large) fails as a
+// whole; a value one binding cannot use skips that binding, and the first
+// such error comes back with the others' values.
 func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 	perr := func(field string, err error) error {
 		return &PayloadError{Source: s.Source, Address: s.Address, Field: field, Err: err}

@@ -353,6 +353,16 @@ func TestStatusWithABrokenConfigFile(t *testing.T) {
 	if err != nil || !strings.HasSuffix(out, "drained\n") {
 		t.Errorf("flush with a broken file: %v\n%s", err, out)
 	}
+	// Stopped, with records waiting: status reads the buffer, and does not
+	// call them records of removed machines (it does not know the machines).
+	b.odoo.SetDown(true)
+	b.produce(3)
+	b.waitPending()
+	b.stopAgent()
+	out, err = cli(t, "status", "-c", b.cfgPath)
+	if err != nil || !strings.Contains(out, "AGENT NOT RUNNING") || strings.Contains(out, "no longer in the config") {
+		t.Errorf("offline status with a broken file: %v\n%s", err, out)
+	}
 }
 
 func TestFlushCommand(t *testing.T) {

@@ -274,6 +274,10 @@ func (s *Source) setErr(err error) {
 	s.errMu.Unlock()
 }
 
+// stableConnection is how long a connection must hold before a loss of it
+// starts the reconnect backoff over.
+const stableConnection = 10 * time.Second
+
 // Run connects, subscribes and delivers messages until ctx is done, then
 // disconnects and returns nil. It owns reconnection: paho's AutoReconnect and
 // ConnectRetry are off, because paho's own loop has no jitter and does not
@@ -281,10 +285,6 @@ func (s *Source) setErr(err error) {
 // exponential backoff and full jitter capped at BackoffMax. Run returns an
 // error without retrying only for a TLS setup that cannot work (unreadable
 // CA, certificate or key), or if it is already running.
-// stableConnection is how long a connection must hold before a loss of it
-// starts the reconnect backoff over.
-const stableConnection = 10 * time.Second
-
 func (s *Source) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("mqtt %s: already running", s.cfg.Name)
