@@ -385,17 +385,21 @@ func TestEveryProblemAtOnce(t *testing.T) {
 
 func TestWarnings(t *testing.T) {
 	y := strings.Replace(base, "  username: bot\n", "  username: bot\n  insecure_skip_verify: true\n", 1)
-	c, err := Parse("w.yaml", []byte(y))
+	wantWarnings(t, y,
+		"w.yaml:6:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF for Odoo: anyone on the path can read the API key (use ca_file with your CA instead)",
+		`w.yaml:12:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`)
+}
+
+// wantWarnings parses yaml as w.yaml, which must load, and compares its warnings.
+func wantWarnings(t *testing.T, yaml string, want ...string) {
+	t.Helper()
+	c, err := Parse("w.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
 	for _, w := range c.Warnings {
 		got = append(got, w.String())
-	}
-	want := []string{
-		"w.yaml:6:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF for Odoo: anyone on the path can read the API key (use ca_file with your CA instead)",
-		`w.yaml:12:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -417,21 +421,9 @@ func TestTwoCountersOnOneWorkcenterWarned(t *testing.T) {
     good_count:
       mqtt: { broker: broker, topic: m3/good }
 `
-	c, err := Parse("w.yaml", []byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, w := range c.Warnings {
-		got = append(got, w.String())
-	}
-	want := []string{
+	wantWarnings(t, y,
 		`w.yaml:20:17: machines[1].workcenter: work center "WC1" already gets good_count from machine m1: their counts overwrite each other in Odoo (one machine per work center counts good pieces (the quantity is written as an absolute value): map the other machine to its own work center, or drop its good_count)`,
-		`w.yaml:24:17: machines[2].workcenter: work center "WC1" already gets good_count from machine m1: their counts overwrite each other in Odoo (one machine per work center counts good pieces (the quantity is written as an absolute value): map the other machine to its own work center, or drop its good_count)`,
-	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+		`w.yaml:24:17: machines[2].workcenter: work center "WC1" already gets good_count from machine m1: their counts overwrite each other in Odoo (one machine per work center counts good pieces (the quantity is written as an absolute value): map the other machine to its own work center, or drop its good_count)`)
 }
 
 func TestBillionLaughsRefused(t *testing.T) {
