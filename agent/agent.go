@@ -66,6 +66,9 @@ type Agent struct {
 	// was bad (OPC UA: an unknown node, a sensor failure), under stateMu:
 	// status shows it on the machines the address feeds.
 	badQuality map[sampleAddr]string
+	// lastSample is when each machine last got a good sample (receive
+	// time), under stateMu: a machine whose source went quiet shows it.
+	lastSample map[string]time.Time
 
 	srcMu     sync.Mutex
 	sources   []*sourceHandle
@@ -119,6 +122,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		stopIngest: make(chan struct{}),
 		totals:     map[string]totals{},
 		badQuality: map[sampleAddr]string{},
+		lastSample: map[string]time.Time{},
 	}
 	a.cfg.Store(cfg)
 	a.mapper.Store(m)

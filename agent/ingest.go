@@ -101,8 +101,11 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	for _, s := range batch {
 		if k := (sampleAddr{s.Kind, s.Source, s.Address}); !s.Good {
 			a.badQuality[k] = s.Quality
-		} else if len(a.badQuality) > 0 {
-			delete(a.badQuality, k)
+		} else {
+			if len(a.badQuality) > 0 {
+				delete(a.badQuality, k)
+			}
+			m.EachMachine(s.Kind, s.Source, s.Address, func(id string) { a.lastSample[id] = s.ReceiveTime })
 		}
 		evs, ch, err := m.Apply(a.state, s)
 		if err != nil {

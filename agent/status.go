@@ -94,7 +94,11 @@ type MachineStatus struct {
 	Unattributed float64 `json:"unattributed"`
 	Pending      float64 `json:"pending_good"`
 	State        string  `json:"state"` // running | stopped | unknown
-	Error        string  `json:"error,omitempty"`
+	// LastSampleAge is how long ago a good value for one of the machine's
+	// signals came in (absent: none since the agent started). A machine
+	// whose PLC tag or topic went quiet shows it here.
+	LastSampleAge float64 `json:"last_sample_age_seconds,omitempty"`
+	Error         string  `json:"error,omitempty"`
 }
 
 // Status returns the running agent's status.
@@ -171,6 +175,9 @@ func (a *Agent) Status() Status {
 		if ms.Error == "" {
 			ms.Error = signalErrs[m.ID]
 		}
+		a.stateMu.Lock()
+		ms.LastSampleAge = age(a.lastSample[m.ID])
+		a.stateMu.Unlock()
 		st.Machines = append(st.Machines, ms)
 	}
 	return st

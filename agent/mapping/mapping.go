@@ -233,6 +233,14 @@ func (m *Mapper) MQTTTopics(broker string) []string {
 	return append([]string(nil), m.topics[broker]...)
 }
 
+// EachMachine calls fn for every machine an address of a source feeds (a
+// machine once per signal it takes from there); it allocates nothing.
+func (m *Mapper) EachMachine(kind connectors.Kind, source, address string, fn func(machine string)) {
+	for _, b := range m.index[addrKey{kind, source, address}] {
+		fn(b.machine)
+	}
+}
+
 // Users returns the machines and signals an address of a source feeds,
 // as "machine signal" pairs in configuration order.
 func (m *Mapper) Users(kind connectors.Kind, source, address string) []string {

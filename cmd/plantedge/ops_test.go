@@ -293,6 +293,9 @@ func TestStatusJSONContract(t *testing.T) {
 		mach["good_count"] != 7.0 || mach["state"] != "running" {
 		t.Errorf("machine %v", mach)
 	}
+	if age, ok := mach["last_sample_age_seconds"].(float64); !ok || age <= 0 || age > 60 {
+		t.Errorf("last_sample_age_seconds %v: want the age of the last value, in seconds", mach["last_sample_age_seconds"])
+	}
 
 	// Odoo goes away: records wait in the buffer.
 	b.odoo.SetDown(true)

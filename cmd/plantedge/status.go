@@ -118,13 +118,17 @@ func printStatus(w io.Writer, st agent.Status) {
 	}
 	fmt.Fprintln(w, "\nMachines")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  ID\tWORK CENTER\tWORK ORDER\tSTATE\tGOOD\tSCRAP\tPENDING\tUNATTRIBUTED\tERROR")
+	fmt.Fprintln(tw, "  ID\tWORK CENTER\tWORK ORDER\tSTATE\tLAST VALUE\tGOOD\tSCRAP\tPENDING\tUNATTRIBUTED\tERROR")
 	for _, m := range st.Machines {
 		wo := m.WorkOrder
 		if wo == "" {
 			wo = "-"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Workcenter, wo, m.State,
+		last := "-"
+		if m.LastSampleAge > 0 {
+			last = max(time.Second, time.Duration(m.LastSampleAge*float64(time.Second)).Round(time.Second)).String() + " ago"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Workcenter, wo, m.State, last,
 			count(m.GoodCount), count(m.ScrapCount), count(m.Pending), count(m.Unattributed), m.Error)
 	}
 	tw.Flush()
