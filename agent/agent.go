@@ -378,6 +378,9 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 	a.mapper.Store(m)
 	a.startSources(ctx, next)
 	a.metrics.reloads.WithLabelValues("ok").Inc()
+	if a.opened.Load() {
+		a.fwd.forget.Store(true)
+	}
 	a.log.Info("configuration reloaded", "file", path, "machines", len(next.Machines))
 	a.logWarnings(next)
 	return nil

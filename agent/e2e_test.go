@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -722,6 +723,54 @@ func TestEndToEndLoginLockoutIsNotAnExpiredKey(t *testing.T) {
 		t.Error("the log calls a lockout an expired key")
 	}
 	ra.a.Flush() // the wait is a minute; no test waits that long: check the state only
+}
+
+// adminCall runs one JSON-RPC object call as Odoo's admin (what a person
+// does in Odoo while the agent runs) and returns its result.
+func (p *plant) adminCall(model, method string, args []any, kw map[string]any) any {
+	p.t.Helper()
+	if kw == nil {
+		kw = map[string]any{}
+	}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "method": "call", "id": 1, "params": map[string]any{
+		"service": "object", "method": "execute_kw", "args": []any{"odoo", 2, p.odoo.AdminKey(), model, method, args, kw}}})
+	resp, err := http.Post(p.odoo.URL()+"/jsonrpc", "application/json", bytes.NewReader(body))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Result any `json:"result"`
+		Error  any `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Error != nil {
+		p.t.Fatalf("%s.%s: %v %v", model, method, err, out.Error)
+	}
+	return out.Result
+}
+
+// An admin deletes a loss reason and creates it again (a new id): the
+// agent, which had the old id cached, looks it up again instead of
+// dead-lettering the next stops.
+func TestEndToEndLossReasonRecreatedInOdoo(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 2, 0)
+	p.stop(m, "JAM")
+	time.Sleep(20 * time.Millisecond)
+	p.run(m)
+	p.waitExact(ra, 15*time.Second)
+	ids := p.adminCall("mrp.workcenter.productivity.loss", "search", []any{[]any{[]any{"name", "=", "Equipment Failure"}}}, nil).([]any)
+	p.adminCall("mrp.workcenter.productivity.loss", "unlink", []any{ids}, nil)
+	p.adminCall("mrp.workcenter.productivity.loss", "create", []any{map[string]any{"name": "Equipment Failure", "loss_type": "availability"}}, nil)
+	p.stop(m, "JAM")
+	time.Sleep(20 * time.Millisecond)
+	p.run(m)
+	p.waitExact(ra, 15*time.Second)
+	if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
+		t.Errorf("%d dead letters after the loss reason was created anew", st.Buffer.DeadLetters)
+	}
 }
 
 func TestEndToEndAuthFailureBacksOffHard(t *testing.T) {

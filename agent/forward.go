@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -133,7 +134,11 @@ type forwarder struct {
 	keyID     string
 	keyWorked bool
 	authFails int // consecutive authentication failures
-	losses    map[string]int64
+	// forget is set by a configuration reload: the work centers and loss
+	// reasons looked up in Odoo are looked up again (an admin may have
+	// fixed them there; the reload is how a technician says "try again").
+	forget atomic.Bool
+	losses map[string]int64
 
 	mu       sync.Mutex
 	link     linkState
@@ -395,6 +400,10 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			return false, err
 		}
 		f.connected = true
+	}
+	if f.forget.Swap(false) {
+		f.wcs, f.losses = map[string]odoo.Workcenter{}, map[string]int64{}
+		f.missingCodes = nil
 	}
 	cfg := f.a.cfg.Load()
 	// Nothing read in an earlier round is acked without being read again:
@@ -737,8 +746,9 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 // acknowledges them; a line Odoo refuses for good is dead-lettered.
 func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs []buffer.Record, wcIDs map[string]int64, wos map[string]*odoo.Workorder) error {
 	type line struct {
-		rec buffer.Record
-		d   odoo.Downtime
+		rec  buffer.Record
+		d    odoo.Downtime
+		loss string // its name, to look it up again
 	}
 	var lines []line
 	var held int
@@ -790,7 +800,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 		if wo := wos[r.Key]; wo != nil && !d.End.IsZero() {
 			d.WorkorderID = wo.ID
 		}
-		lines = append(lines, line{rec: r, d: d})
+		lines = append(lines, line{rec: r, d: d, loss: loss})
 	}
 	if len(lines) == 0 {
 		return nil
@@ -817,13 +827,28 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 			acked = append(acked, l.rec)
 		}
 	case odoo.IsPermanent(err) && !odoo.IsAuth(err):
-		// Find the refused line(s) one by one; the rest go through.
+		// Find the refused line(s) one by one; the rest go through. The
+		// loss reasons are looked up again first: one deleted and created
+		// anew in Odoo has a new id.
+		f.losses = map[string]int64{}
 		for i, l := range lines {
 			if latest[l.d.XMLID] != i {
 				acked = append(acked, l.rec)
 				continue
 			}
-			err := f.call(ctx, "upsert_downtime", func(ctx context.Context) error {
+			id, err := f.loss(ctx, l.loss)
+			switch {
+			case err == nil:
+				l.d.LossID = id
+			case odoo.IsPermanent(err) && !odoo.IsAuth(err):
+				if err := f.deadLetter(ctx, l.rec, fmt.Sprintf("loss reason %q: %v", l.loss, err)); err != nil {
+					return err
+				}
+				continue
+			default:
+				return err
+			}
+			err = f.call(ctx, "upsert_downtime", func(ctx context.Context) error {
 				_, err := f.client.UpsertDowntime(ctx, l.d)
 				return err
 			})
