@@ -773,6 +773,40 @@ func TestEndToEndLossReasonRecreatedInOdoo(t *testing.T) {
 	}
 }
 
+// The operator finishes the work order between the agent's lookup and its
+// quantity write (Odoo 19 refuses qty_produced on a done work order): no
+// dead letter; the counts go to the work order in progress next.
+func TestEndToEndWorkOrderFinishedDuringTheWrite(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	first, wc, product := p.woIDs["press-1"], p.wcIDs["press-1"], p.product
+	var once sync.Once
+	var next atomic.Int64
+	p.odoo.BeforeCall(func(model, method string) {
+		if model == "mrp.workorder" && method == "write" {
+			once.Do(func() {
+				p.odoo.SetWorkorderState(first, "done")
+				mo := p.odoo.AddProduction("WH/MO/00777", product, 50)
+				next.Store(p.odoo.AddWorkorder(mo, wc, "WO press-1 #2", "progress"))
+			})
+		}
+	})
+	p.produce(m, 3, 0)
+	waitFor(t, 15*time.Second, "the counts on the next work order", func() (bool, string) {
+		q := p.odoo.Workorder(next.Load()).QtyProduced
+		return q == 3, fmt.Sprintf("qty %v on the new order", q)
+	})
+	if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
+		t.Errorf("%d dead letters: a work order finished during the write is no refusal of the records", st.Buffer.DeadLetters)
+	}
+	if q := p.odoo.Workorder(first).QtyProduced; q != 2 {
+		t.Errorf("finished order has %v, want the 2 written before", q)
+	}
+}
+
 func TestEndToEndAuthFailureBacksOffHard(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	// A wrong (or expired) key: Odoo locks an address out after 10 failed

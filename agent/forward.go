@@ -973,6 +973,21 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 			f.a.log.Warn("work order missing; re-resolving", "machine", machine, "workorder", wo.Name)
 			return nil
 		}
+		// Finished or cancelled between the lookup and the write (Odoo 19
+		// refuses qty_produced then): not the records' fault. They stay
+		// for the work order in progress next round.
+		var now odoo.Workorder
+		rerr := f.call(ctx, "read_workorder", func(ctx context.Context) error {
+			var err error
+			now, err = f.client.ReadWorkorder(ctx, wo.ID)
+			return err
+		})
+		if rerr == nil && now.State != wo.State && (now.State == "done" || now.State == "cancel") {
+			f.a.log.Info("work order finished while its quantity was written; its counts go to the next one",
+				"machine", machine, "workorder", wo.Name, "state", now.State)
+			st.InFlight = nil // refused: nothing landed
+			return f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)})
+		}
 		if good != nil {
 			reason := fmt.Sprintf("set produced quantity %v on %s: %v", target, wo.Name, err)
 			if err := f.deadLetterKey(ctx, countKey(machine, sigGood), good.maxSeq, reason); err != nil {

@@ -66,3 +66,15 @@ func (s *Server) OnDrop(fn func(model, method string)) {
 	defer s.mu.Unlock()
 	s.onDrop = fn
 }
+
+// BeforeCall sets a function run before every object call is served (JSON-RPC
+// and JSON-2), outside the emulator's lock, so it may use the Server's
+// methods: a test changes Odoo between the agent's lookup and its write
+// ("the operator finished the work order just then"). nil removes it.
+func (s *Server) BeforeCall(fn func(model, method string)) {
+	if fn == nil {
+		s.beforeCall.Store(nil)
+		return
+	}
+	s.beforeCall.Store(&fn)
+}

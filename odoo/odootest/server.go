@@ -128,6 +128,7 @@ type Server struct {
 	refusals   []refusal
 	mfaults    []methodFault
 	onDrop     func(model, method string)
+	beforeCall atomic.Pointer[func(model, method string)]
 	denied     map[aclKey]bool // DenyAccess
 	shortStock map[int64]bool
 	scrapMoves map[int64]int
@@ -862,6 +863,9 @@ func (s *Server) checkUID(uid int64, key string) bool {
 func (s *Server) handleObject(w http.ResponseWriter, proto, addr, db string, uid int64, key, modelName, method string,
 	pos []any, kw map[string]any, ids []int64, hasIDs bool,
 	reply func(any), fail func(*odooError), json2Fail func(int, *odooError)) {
+	if fn := s.beforeCall.Load(); fn != nil {
+		(*fn)(modelName, method) // a test changes Odoo just before this call
+	}
 	s.mu.Lock()
 	if proto == "jsonrpc" {
 		if db != s.opts.Database {
