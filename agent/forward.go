@@ -208,6 +208,7 @@ func (f *forwarder) setMachine(id string, fn func(*machineLink)) {
 func (f *forwarder) run(ctx context.Context) {
 	log := f.a.log.With("component", "forwarder")
 	for {
+		before := f.linkSnapshot() // call() may show the link online mid-round
 		more, err := f.round(ctx)
 		f.flushed = false
 		if ctx.Err() != nil {
@@ -219,6 +220,7 @@ func (f *forwarder) run(ctx context.Context) {
 		var wait, floor time.Duration
 		f.mu.Lock()
 		prev := f.link
+		prev.State, prev.Failures, prev.Since = before.State, before.Failures, before.Since
 		switch {
 		case err == nil:
 			if prev.State != "online" {
@@ -277,6 +279,8 @@ func (f *forwarder) run(ctx context.Context) {
 					msg = "odoo now refuses the API key that worked before: it has most likely expired (Odoo 18+ expires keys of non-admin users); create a new key — retrying slowly to avoid Odoo's login lockout"
 				case state == "auth_failed":
 					msg = "odoo refused the API key; check the key (expired? revoked?) — retrying slowly to avoid Odoo's login lockout"
+				case isOE && oe.Permanent():
+					msg = "odoo refuses a call the agent needs (access rights? `plantedge validate --odoo` checks them); buffering and retrying with backoff"
 				}
 				attrs := []any{"err", err, "next_attempt_in", wait.Round(time.Millisecond)}
 				if state == "auth_failed" && se == nil {
@@ -367,6 +371,16 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	f.a.metrics.odooCalls.WithLabelValues(op, outcome).Inc()
 	f.a.metrics.odooLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	f.a.beat()
+	if err == nil {
+		// Status during a long round (a backlog draining after an outage)
+		// must not keep saying offline with the old error; the round's end
+		// logs the recovery (run keeps the state the round began with).
+		f.mu.Lock()
+		if f.link.State != "online" {
+			f.link.State, f.link.LastError, f.link.NextAttempt = "online", "", time.Time{}
+		}
+		f.mu.Unlock()
+	}
 	return err
 }
 

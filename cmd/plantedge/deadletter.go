@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -101,7 +102,9 @@ func printDeadLetters(w io.Writer, views []agent.DeadLetterView, asJSON bool) er
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tLANE\tKEY\tWHEN\tREASON")
 	for _, v := range views {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", v.ID, v.Lane, v.Key, v.At.Local().Format(time.DateTime), v.Reason)
+		// One row per dead letter: Odoo's messages span lines and carry tabs.
+		reason := strings.Join(strings.Fields(v.Reason), " ")
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", v.ID, v.Lane, v.Key, v.At.Local().Format(time.DateTime), reason)
 	}
 	return tw.Flush()
 }
