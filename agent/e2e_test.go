@@ -807,6 +807,27 @@ func TestEndToEndWorkOrderFinishedDuringTheWrite(t *testing.T) {
 	}
 }
 
+// Odoo 17/18: the next operation of a manufacturing order on the same
+// machine starts where qty_producing (the order's) was left by the last
+// one: that is not its count. 20 through op1, then 15 through op2: op2
+// (and the order) show 15, not 35.
+func TestEndToEndNextOperationOfOneOrder(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 18, machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	op1 := p.woIDs["press-1"]
+	op2 := p.odoo.AddWorkorder(p.odoo.Workorder(op1).ProductionID, p.wcIDs["press-1"], "WO press-1 op2", "ready")
+	p.produce(m, 20, 0)
+	p.waitExactQty(ra, "press-1", 20)
+	p.odoo.SetWorkorderState(op1, "done")
+	p.odoo.SetWorkorderState(op2, "progress")
+	p.produce(m, 15, 0)
+	waitFor(t, 15*time.Second, "op2's count", func() (bool, string) {
+		q := p.odoo.Workorder(op2).QtyProducing
+		return q == 15, fmt.Sprintf("op2 qty_producing %v", q)
+	})
+}
+
 func TestEndToEndAuthFailureBacksOffHard(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	// A wrong (or expired) key: Odoo locks an address out after 10 failed

@@ -39,6 +39,7 @@ const (
 type woState struct {
 	ID       int64   `json:"id"`
 	Name     string  `json:"name"`
+	MO       int64   `json:"mo,omitempty"` // its manufacturing order
 	Baseline float64 `json:"baseline"`
 	Counted  float64 `json:"counted"`
 	Written  float64 `json:"written"`
@@ -1096,13 +1097,23 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 		return *stored, nil
 	}
 	baseline, startDefault := f.client.StartingQty(*wo)
+	// On 17/18 qty_producing is the manufacturing order's: moving on to the
+	// order's next operation, it still holds the last one's count, which
+	// is not this operation's.
+	nextOp := f.client.Major() < 19 && stored != nil && stored.MO != 0 && stored.MO == wo.ProductionID
+	if nextOp {
+		baseline = 0
+	}
 	// Written is what the next write compares with: until counts come, the
 	// start default is left in place (on 17/18 Odoo ignores a write of 0).
-	st := woState{ID: wo.ID, Name: wo.Name, Baseline: baseline, Written: baseline}
+	st := woState{ID: wo.ID, Name: wo.Name, MO: wo.ProductionID, Baseline: baseline, Written: baseline}
 	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
 		return st, err
 	}
-	if startDefault {
+	if nextOp {
+		f.a.log.Info("attributing counts to the next operation of the same manufacturing order; its quantity is the last operation's, counting from 0",
+			"machine", machine, "workorder", wo.Name, "odoo_qty", f.client.ProducedQty(*wo))
+	} else if startDefault {
 		f.a.log.Info("attributing counts to work order; its quantity is what starting it set (the remaining quantity), counting from 0",
 			"machine", machine, "workorder", wo.Name, "odoo_qty", f.client.ProducedQty(*wo))
 	} else {
