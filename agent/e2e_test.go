@@ -828,6 +828,35 @@ func TestEndToEndNextOperationOfOneOrder(t *testing.T) {
 	})
 }
 
+// What a planner should know is logged: pieces that reach Odoo after their
+// work order was finished (booked on the next one), and a quantity someone
+// changed in Odoo that the agent's next absolute write replaces.
+func TestEndToEndLateAndEditedQuantitiesLogged(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+	p.adminCall("mrp.workorder", "write", []any{[]any{p.woIDs["press-1"]}, map[string]any{"qty_produced": 20}}, nil)
+	p.produce(m, 2, 0)
+	p.waitExactQty(ra, "press-1", 7)
+	waitFor(t, 5*time.Second, "the edit logged", func() (bool, string) {
+		return strings.Contains(p.logs.String(), "changed in Odoo since plantedge wrote it"), ""
+	})
+	p.odoo.SetDown(true)
+	p.produce(m, 3, 0)
+	time.Sleep(1100 * time.Millisecond) // Odoo's times have whole seconds
+	p.odoo.SetWorkorderState(p.woIDs["press-1"], "done")
+	mo := p.odoo.AddProduction("WH/MO/00888", p.product, 50)
+	next := p.odoo.AddWorkorder(mo, p.wcIDs["press-1"], "WO press-1 #2", "progress")
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	waitFor(t, 15*time.Second, "the late pieces on the next order, logged", func() (bool, string) {
+		q := p.odoo.Workorder(next).QtyProduced
+		return q == 3 && strings.Contains(p.logs.String(), "pieces made before this work order started"), fmt.Sprintf("qty %v", q)
+	})
+}
+
 func TestEndToEndAuthFailureBacksOffHard(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	// A wrong (or expired) key: Odoo locks an address out after 10 failed

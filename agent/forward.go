@@ -93,6 +93,7 @@ type pendingKey struct {
 	sum    float64
 	n      int
 	maxSeq uint64
+	first  int64 // source time (ms) of the oldest pending piece
 }
 
 // linkState is what status shows about Odoo.
@@ -639,6 +640,9 @@ func (f *forwarder) aggregateCounts() (map[string]*pendingKey, error) {
 			p.sum += c.Delta
 			p.n++
 			p.maxSeq = r.Seq
+			if p.first == 0 || c.First < p.first {
+				p.first = c.First
+			}
 		}
 		return nil
 	})
@@ -957,6 +961,7 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 	if good != nil {
 		sum = good.sum
 	}
+	f.noteLateOrEdited(machine, wo, stored, &st, good)
 	target := odoo.Round2(st.Baseline + st.Counted + sum)
 	if sum == 0 && target == st.Written {
 		return f.forwardScrap(ctx, machine, wo, scrap, acks)
@@ -1120,6 +1125,28 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 		f.a.log.Info("attributing counts to work order", "machine", machine, "workorder", wo.Name, "baseline", st.Baseline)
 	}
 	return st, nil
+}
+
+// noteLateOrEdited logs two things a planner should know about a write the
+// agent is about to make (it changes nothing):
+//   - pieces made before this work order started, while the machine's last
+//     one was in progress: they reached Odoo after that one was finished
+//     (Odoo refuses quantities on a finished order) and are booked here;
+//   - a quantity someone changed in Odoo since plantedge wrote it: the
+//     next absolute write replaces it.
+func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored, st *woState, good *pendingKey) {
+	if good != nil && stored != nil && stored.ID != wo.ID && !wo.DateStart.IsZero() && good.first > 0 &&
+		fromMS(good.first).Before(wo.DateStart) {
+		f.a.eventLog.log("late "+machine, f.a.log, slog.LevelWarn,
+			"pieces made before this work order started are booked on it: the previous one was finished before they reached Odoo",
+			"machine", machine, "workorder", wo.Name, "previous", stored.Name, "pieces", good.sum, "oldest", fromMS(good.first))
+	}
+	odooQty := odoo.Round2(f.client.ProducedQty(*wo))
+	if st.Written != st.Baseline && odooQty != st.Written && (st.InFlight == nil || odooQty != st.InFlight.Target) {
+		f.a.eventLog.log("edited "+machine, f.a.log, slog.LevelWarn,
+			"the work order's quantity was changed in Odoo since plantedge wrote it; plantedge's next write replaces it with its count",
+			"machine", machine, "workorder", wo.Name, "odoo_qty", odooQty, "written", st.Written)
+	}
 }
 
 // forwardScrap books pending scrap through an outbox entry, so the same
