@@ -508,6 +508,9 @@ func TestEndToEndPermanentRefusalIsDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if l := ra.a.Status().Buffer.LatestDeadLetter; !strings.Contains(l, "done work order") {
+		t.Errorf("status latest_dead_letter %q, want Odoo's message", l)
+	}
 	if len(dls) != 1 || dls[0].Key != "press-1/good" || !strings.Contains(dls[0].Reason, "done work order") {
 		t.Fatalf("dead letters %+v", dls)
 	}

@@ -36,6 +36,9 @@ type BufferStatus struct {
 	MaxBytes         int64                 `json:"max_bytes"`
 	OldestAgeSeconds float64               `json:"oldest_age_seconds"`
 	DeadLetters      int                   `json:"dead_letters"`
+	// LatestDeadLetter is why the newest dead letter was refused (Odoo's
+	// message), so status says why records are refused, not only how many.
+	LatestDeadLetter string `json:"latest_dead_letter,omitempty"`
 	Dropped          uint64                `json:"dropped"`
 	Merged           uint64                `json:"merged"`
 	Lanes            map[string]LaneStatus `json:"lanes"`
@@ -278,6 +281,9 @@ func (a *Agent) scanPendingCounts() map[string]pendingCount {
 	}
 }
 
+// maxDeadLettersRead bounds what status reads to name the latest refusal.
+const maxDeadLettersRead = 1000
+
 func bufferStatus(cfg *config.Config, buf *buffer.Queue) BufferStatus {
 	s := buf.Stats()
 	bs := BufferStatus{
@@ -288,6 +294,11 @@ func bufferStatus(cfg *config.Config, buf *buffer.Queue) BufferStatus {
 	for l := buffer.Lane(0); l < buffer.NumLanes; l++ {
 		ls := s.Lanes[l]
 		bs.Lanes[l.String()] = LaneStatus{Pending: ls.Pending, Bytes: ls.Bytes, OldestAgeSeconds: age(ls.Oldest), Dropped: ls.Dropped}
+	}
+	if s.DeadLetters > 0 && s.DeadLetters <= maxDeadLettersRead {
+		if dls, err := buf.DeadLetters(); err == nil && len(dls) > 0 {
+			bs.LatestDeadLetter = strings.Join(strings.Fields(dls[len(dls)-1].Reason), " ")
+		}
 	}
 	return bs
 }

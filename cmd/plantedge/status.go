@@ -78,6 +78,9 @@ func printStatus(w io.Writer, st agent.Status) {
 	b := st.Buffer
 	fmt.Fprintf(w, "\nBuffer    %d records, %s pending (file %s of %s), oldest %s, dead letters %d, dropped %d, merged %d\n",
 		b.Pending, human(b.Bytes), human(b.FileBytes), human(b.MaxBytes), ageString(b.OldestAgeSeconds), b.DeadLetters, b.Dropped, b.Merged)
+	if b.LatestDeadLetter != "" {
+		fmt.Fprintf(w, "          latest dead letter: %s (plantedge deadletter list)\n", b.LatestDeadLetter)
+	}
 	if b.Unmapped > 0 {
 		fmt.Fprintf(w, "          %d records belong to machines no longer in the config: they wait until the machine is back\n", b.Unmapped)
 	}
