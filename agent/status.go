@@ -29,16 +29,16 @@ type Status struct {
 
 // BufferStatus is the buffer part of Status.
 type BufferStatus struct {
-	Path             string                `json:"path"`
-	Pending          int                   `json:"pending"`
-	Bytes            int64                 `json:"bytes"`
-	FileBytes        int64                 `json:"file_bytes"`
-	MaxBytes         int64                 `json:"max_bytes"`
-	OldestAgeSeconds float64               `json:"oldest_age_seconds"`
-	DeadLetters      int                   `json:"dead_letters"`
+	Path             string  `json:"path"`
+	Pending          int     `json:"pending"`
+	Bytes            int64   `json:"bytes"`
+	FileBytes        int64   `json:"file_bytes"`
+	MaxBytes         int64   `json:"max_bytes"`
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	DeadLetters      int     `json:"dead_letters"`
 	// LatestDeadLetter is why the newest dead letter was refused (Odoo's
 	// message), so status says why records are refused, not only how many.
-	LatestDeadLetter string `json:"latest_dead_letter,omitempty"`
+	LatestDeadLetter string                `json:"latest_dead_letter,omitempty"`
 	Dropped          uint64                `json:"dropped"`
 	Merged           uint64                `json:"merged"`
 	Lanes            map[string]LaneStatus `json:"lanes"`
