@@ -70,11 +70,10 @@ type Agent struct {
 	// time), under stateMu: a machine whose source went quiet shows it.
 	lastSample map[string]time.Time
 
-	srcMu     sync.Mutex
-	sources   []*sourceHandle
-	srcCancel context.CancelFunc
-	srcDone   chan struct{}
-	reloadMu  sync.Mutex
+	srcMu    sync.Mutex
+	sources  []*sourceHandle
+	srcCtx   context.Context // parent of the sources' contexts (Run's)
+	reloadMu sync.Mutex
 
 	pendingMu  sync.Mutex // guards the status cache of pending counts
 	pendingAt  time.Time
@@ -373,10 +372,11 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 		a.log.Warn("reload: site, data_dir, listen, buffer and odoo settings take effect only after a restart")
 		next.Site, next.DataDir, next.Listen, next.Buffer, next.Odoo = cur.Site, cur.DataDir, cur.Listen, cur.Buffer, cur.Odoo
 	}
-	a.stopSources()
+	// The mapper first: kept sources deliver to it from now on. Sources
+	// whose settings changed are replaced.
 	a.cfg.Store(next)
 	a.mapper.Store(m)
-	a.startSources(ctx, next)
+	a.applySources(next)
 	a.metrics.reloads.WithLabelValues("ok").Inc()
 	if a.opened.Load() {
 		a.fwd.forget.Store(true)
@@ -410,6 +410,11 @@ type sourceHandle struct {
 	polled   func() int                 // OPC UA: nodes polled because the server cannot monitor them; nil for MQTT
 	refused  func() []opcua.RefusedNode // OPC UA: nodes the server refuses; nil for MQTT
 	run      func(context.Context) error
+	// settings are the connector's configuration (without its logger): a
+	// reload keeps a running source whose settings did not change.
+	settings any
+	cancel   context.CancelFunc // set when started
+	done     chan struct{}      // closed when run returned
 }
 
 // readPassword reads a password file; "" names none.
@@ -472,6 +477,8 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		if err != nil {
 			return nil, err
 		}
+		settings := oc
+		settings.Logger = nil
 		src, err := opcua.New(oc, a)
 		if err != nil {
 			return nil, fmt.Errorf("opcua %s: %w", s.Name, err)
@@ -482,6 +489,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			lastErr:  func() string { return src.Stats().LastError },
 			polled:   func() int { return src.Stats().Polled },
 			refused:  func() []opcua.RefusedNode { return src.Stats().Refused },
+			settings: settings,
 		})
 	}
 	for _, b := range cfg.MQTT {
@@ -493,6 +501,8 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		if err != nil {
 			return nil, err
 		}
+		settings := mc
+		settings.Logger = nil
 		src, err := mqtt.New(mc, a)
 		if err != nil {
 			return nil, fmt.Errorf("mqtt %s: %w", b.Name, err)
@@ -501,44 +511,90 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			name: b.Name, kind: connectors.KindMQTT, state: src.State, run: src.Run,
 			sessions: func() uint64 { return src.Stats().Connects },
 			lastErr:  func() string { return src.Stats().LastError },
+			settings: settings,
 		})
 	}
 	return out, nil
 }
 
-// startSources starts one goroutine per source. A source that cannot be
-// built is logged and shown as down; the others run.
+// startSources starts one goroutine per source of cfg under ctx.
 func (a *Agent) startSources(ctx context.Context, cfg *config.Config) {
+	a.srcMu.Lock()
+	a.srcCtx = ctx
+	a.srcMu.Unlock()
+	a.applySources(cfg)
+}
+
+// applySources makes the running sources those of cfg. A source that cannot
+// be built is logged and shown as down; the others run. A source already
+// running with the same settings (a reload that changed other things) is
+// kept as it is: no reconnect, no new session.
+func (a *Agent) applySources(cfg *config.Config) {
 	srcs, err := a.buildSources(cfg)
 	if err != nil {
 		a.log.Error("sources not started", "err", err)
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, s := range srcs {
-		wg.Add(1)
+	a.srcMu.Lock()
+	parent, old := a.srcCtx, a.sources
+	a.srcMu.Unlock()
+	if parent == nil {
+		return // not started yet: Run starts them from the configuration in force
+	}
+	running := map[string]*sourceHandle{}
+	for _, h := range old {
+		running[string(h.kind)+"/"+h.name] = h
+	}
+	var fresh []*sourceHandle
+	for i, s := range srcs {
+		k := string(s.kind) + "/" + s.name
+		if h := running[k]; h != nil && reflect.DeepEqual(h.settings, s.settings) {
+			srcs[i] = h // unchanged: keep it running
+			delete(running, k)
+			continue
+		}
+		fresh = append(fresh, s)
+	}
+	// Removed or changed ones stop first: a changed broker source must not
+	// meet itself under one client id.
+	var stop []*sourceHandle
+	for _, h := range running {
+		stop = append(stop, h)
+	}
+	stopHandles(stop)
+	for _, s := range fresh {
+		sctx, cancel := context.WithCancel(parent)
+		s.cancel, s.done = cancel, make(chan struct{})
 		go func() {
-			defer wg.Done()
+			defer close(s.done)
 			if err := s.run(sctx); err != nil && sctx.Err() == nil {
 				a.log.Error("source stopped", "source", s.name, "err", err)
 			}
 		}()
 	}
-	go func() { wg.Wait(); close(done) }()
 	a.srcMu.Lock()
-	a.sources, a.srcCancel, a.srcDone = srcs, cancel, done
+	a.sources = srcs
 	a.srcMu.Unlock()
 }
 
+// stopSources stops every source and waits for them.
 func (a *Agent) stopSources() {
 	a.srcMu.Lock()
-	cancel, done := a.srcCancel, a.srcDone
-	a.srcCancel, a.srcDone = nil, nil
+	srcs := a.sources
+	a.sources = nil
 	a.srcMu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
+	stopHandles(srcs)
+}
+
+func stopHandles(hs []*sourceHandle) {
+	for _, h := range hs {
+		if h.cancel != nil {
+			h.cancel()
+		}
+	}
+	for _, h := range hs {
+		if h.done != nil {
+			<-h.done
+		}
 	}
 }
 

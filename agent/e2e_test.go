@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -560,6 +561,42 @@ func TestEndToEndDeadLetterRetryAfterMappingFix(t *testing.T) {
 	})
 	if l := p.odoo.Productivity()[0]; l.LossName != "Setup and Adjustments" {
 		t.Errorf("line booked with loss %q, want the fixed mapping's Setup and Adjustments", l.LossName)
+	}
+}
+
+// A reload that changes only the mapping (a reason map) keeps the sources'
+// sessions: editing a map must not reconnect to every PLC and broker.
+func TestEndToEndReloadKeepsUnchangedSources(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "ua-press-2"}})
+	ra := p.startAgent()
+	sessions := func() map[string]uint64 {
+		out := map[string]uint64{}
+		for _, s := range ra.a.Status().Sources {
+			out[s.Name] = s.Sessions
+		}
+		return out
+	}
+	before := sessions()
+	cfg, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.writeConfig(strings.Replace(string(cfg), "JAM: Equipment Failure", "JAM: Setup and Adjustments", 1))
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range p.machines {
+		p.produce(m, 4, 0)
+	}
+	p.waitExact(ra, 15*time.Second)
+	if after := sessions(); !reflect.DeepEqual(after, before) || len(after) != 2 {
+		t.Errorf("sessions %v before the reload, %v after: unchanged sources were reconnected", before, after)
+	}
+	// Sessions of a new source would start at 1 again: the log tells.
+	for _, connected := range []string{`msg="mqtt connected"`, `msg="opc ua connected"`} {
+		if n := strings.Count(p.logs.String(), connected); n != 1 {
+			t.Errorf("%d times %s: the reload reconnected", n, connected)
+		}
 	}
 }
 
