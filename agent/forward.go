@@ -221,8 +221,7 @@ func (f *forwarder) run(ctx context.Context) {
 		// but not below floor (an authentication backoff, a Retry-After).
 		var wait, floor time.Duration
 		f.mu.Lock()
-		prev := f.link
-		prev.State, prev.Failures, prev.Since = before.State, before.Failures, before.Since
+		prev := before
 		switch {
 		case err == nil:
 			if prev.State != "online" {
@@ -996,12 +995,7 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 		// Finished or cancelled between the lookup and the write (Odoo 19
 		// refuses qty_produced then): not the records' fault. They stay
 		// for the work order in progress next round.
-		var now odoo.Workorder
-		rerr := f.call(ctx, "read_workorder", func(ctx context.Context) error {
-			var err error
-			now, err = f.client.ReadWorkorder(ctx, wo.ID)
-			return err
-		})
+		now, rerr := f.readWorkorder(ctx, wo.ID)
 		if rerr == nil && now.State != wo.State && (now.State == "done" || now.State == "cancel") {
 			f.a.log.Info("work order finished while its quantity was written; its counts go to the next one",
 				"machine", machine, "workorder", wo.Name, "state", now.State)
@@ -1055,6 +1049,16 @@ func (f *forwarder) warnSharedProducing(cfg *config.Config) {
 	}
 }
 
+// readWorkorder reads a work order back (a call like any other: paced,
+// counted).
+func (f *forwarder) readWorkorder(ctx context.Context, id int64) (wo odoo.Workorder, err error) {
+	err = f.call(ctx, "read_workorder", func(ctx context.Context) error {
+		wo, err = f.client.ReadWorkorder(ctx, id)
+		return err
+	})
+	return wo, err
+}
+
 // settleInFlight handles a quantity write to a work order other than wo
 // (the current one, nil if none) that was sent but never settled: a timeout
 // or a crash came between the write and the acknowledgement, and the work
@@ -1068,12 +1072,7 @@ func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo
 	if st == nil || st.InFlight == nil || (wo != nil && st.ID == wo.ID) {
 		return false, nil
 	}
-	var old odoo.Workorder
-	err = f.call(ctx, "read_workorder", func(ctx context.Context) error {
-		var err error
-		old, err = f.client.ReadWorkorder(ctx, st.ID)
-		return err
-	})
+	old, err := f.readWorkorder(ctx, st.ID)
 	var oe *odoo.Error
 	switch {
 	case err == nil && odoo.Round2(f.client.ProducedQty(old)) == st.InFlight.Target:

@@ -105,7 +105,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			if len(a.badQuality) > 0 {
 				delete(a.badQuality, k)
 			}
-			m.EachMachine(s.Kind, s.Source, s.Address, func(id string) { a.lastSample[id] = s.ReceiveTime })
+			m.EachUse(s.Kind, s.Source, s.Address, func(id string, _ mapping.Signal) { a.lastSample[id] = s.ReceiveTime })
 		}
 		evs, ch, err := m.Apply(a.state, s)
 		if err != nil {

@@ -129,6 +129,13 @@ func (a *Agent) Status() Status {
 	}
 	signalErrs := map[string]string{} // machine -> what is wrong with one of its signals
 	mapper := a.mapper.Load()
+	noteBad := func(kind connectors.Kind, source, address, what string) {
+		mapper.EachUse(kind, source, address, func(machine string, signal mapping.Signal) {
+			if signalErrs[machine] == "" {
+				signalErrs[machine] = fmt.Sprintf("%s: %s %s", signal, source, what)
+			}
+		})
+	}
 	for _, s := range a.sourceList() {
 		ss := SourceStatus{Name: s.name, Kind: string(s.kind), State: string(s.state()),
 			Sessions: s.sessions(), LastError: s.lastErr()}
@@ -138,24 +145,14 @@ func (a *Agent) Status() Status {
 		if s.refused != nil {
 			ss.RefusedNodes = s.refused()
 			for _, r := range ss.RefusedNodes {
-				for _, u := range mapper.Users(s.kind, s.name, r.Node) {
-					machine, signal, _ := strings.Cut(u, " ")
-					if signalErrs[machine] == "" {
-						signalErrs[machine] = fmt.Sprintf("%s: %s refuses node %s (%s)", signal, s.name, r.Node, r.Status)
-					}
-				}
+				noteBad(s.kind, s.name, r.Node, fmt.Sprintf("refuses node %s (%s)", r.Node, r.Status))
 			}
 		}
 		st.Sources = append(st.Sources, ss)
 	}
 	a.stateMu.Lock()
 	for k, q := range a.badQuality {
-		for _, u := range mapper.Users(k.kind, k.source, k.address) {
-			machine, signal, _ := strings.Cut(u, " ")
-			if signalErrs[machine] == "" {
-				signalErrs[machine] = fmt.Sprintf("%s: %s %s is %s", signal, k.source, k.address, q)
-			}
-		}
+		noteBad(k.kind, k.source, k.address, fmt.Sprintf("%s is %s", k.address, q))
 	}
 	a.stateMu.Unlock()
 	pending := a.pendingCounts()
@@ -166,7 +163,8 @@ func (a *Agent) Status() Status {
 		t := a.totals[m.ID]
 		a.totalsMu.Unlock()
 		ms := MachineStatus{ID: m.ID, Workcenter: m.Workcenter, GoodCount: t.Good, ScrapCount: t.Scrap,
-			Pending: pending[m.ID].good, State: a.machineState(m.ID)}
+			Pending: pending[m.ID].good}
+		ms.State, ms.LastSampleAge = a.machineState(m.ID)
 		if l, ok := links[m.ID]; ok {
 			ms.WorkOrder, ms.Unattributed, ms.Error = l.WorkOrder, l.Unattributed, l.Error
 			if l.WorkorderID == 0 {
@@ -178,24 +176,22 @@ func (a *Agent) Status() Status {
 		if ms.Error == "" {
 			ms.Error = signalErrs[m.ID]
 		}
-		a.stateMu.Lock()
-		ms.LastSampleAge = age(a.lastSample[m.ID])
-		a.stateMu.Unlock()
 		st.Machines = append(st.Machines, ms)
 	}
 	return st
 }
 
-func (a *Agent) machineState(id string) string {
+func (a *Agent) machineState(id string) (state string, lastSampleAge float64) {
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()
+	lastSampleAge = age(a.lastSample[id])
 	if ms := a.state.Machines[id]; ms != nil && ms.Running != nil {
 		if *ms.Running {
-			return "running"
+			return "running", lastSampleAge
 		}
-		return "stopped"
+		return "stopped", lastSampleAge
 	}
-	return "unknown"
+	return "unknown", lastSampleAge
 }
 
 func (a *Agent) storedWorkOrder(id string) string {
@@ -331,8 +327,9 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 	}
 	for _, m := range cfg.Machines {
 		t := a.totals[m.ID]
+		state, _ := a.machineState(m.ID) // no samples: the agent is not running
 		st.Machines = append(st.Machines, MachineStatus{ID: m.ID, Workcenter: m.Workcenter, WorkOrder: a.storedWorkOrder(m.ID),
-			GoodCount: t.Good, ScrapCount: t.Scrap, Pending: pending[m.ID].good, State: a.machineState(m.ID)})
+			GoodCount: t.Good, ScrapCount: t.Scrap, Pending: pending[m.ID].good, State: state})
 	}
 	sort.Slice(st.Sources, func(i, j int) bool { return st.Sources[i].Name < st.Sources[j].Name })
 	return st, nil

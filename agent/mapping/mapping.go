@@ -233,22 +233,12 @@ func (m *Mapper) MQTTTopics(broker string) []string {
 	return append([]string(nil), m.topics[broker]...)
 }
 
-// EachMachine calls fn for every machine an address of a source feeds (a
-// machine once per signal it takes from there); it allocates nothing.
-func (m *Mapper) EachMachine(kind connectors.Kind, source, address string, fn func(machine string)) {
+// EachUse calls fn for every signal of a machine an address of a source
+// feeds, in configuration order; it allocates nothing.
+func (m *Mapper) EachUse(kind connectors.Kind, source, address string, fn func(machine string, signal Signal)) {
 	for _, b := range m.index[addrKey{kind, source, address}] {
-		fn(b.machine)
+		fn(b.machine, b.signal)
 	}
-}
-
-// Users returns the machines and signals an address of a source feeds,
-// as "machine signal" pairs in configuration order.
-func (m *Mapper) Users(kind connectors.Kind, source, address string) []string {
-	var out []string
-	for _, b := range m.index[addrKey{kind, source, address}] {
-		out = append(out, b.machine+" "+string(b.signal))
-	}
-	return out
 }
 
 // Machines returns the configured machine ids in configuration order.
