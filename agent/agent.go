@@ -657,6 +657,21 @@ func (a *Agent) stopStart(machine string, fallback time.Time) time.Time {
 	return fallback
 }
 
+// shortStop reports whether the downtime ev closes is shorter than its
+// machine's min_stop, and counts it: such a stop books no line. (With
+// block_workcenter, which config refuses together with min_stop, the line
+// was opened at the stop and must be closed.)
+func (a *Agent) shortStop(ev mapping.Event) bool {
+	mc := findMachine(a.cfg.Load(), ev.Machine)
+	if mc == nil || mc.MinStop <= 0 || mc.BlockWorkcenter || ev.End.Sub(ev.Start) >= mc.MinStop.D() {
+		return false
+	}
+	a.metrics.shortStops.WithLabelValues(ev.Machine).Inc()
+	a.log.Debug("stop shorter than min_stop; no downtime line", "machine", ev.Machine,
+		"stopped", ev.End.Sub(ev.Start).Round(time.Millisecond), "min_stop", mc.MinStop)
+	return true
+}
+
 func (a *Agent) blocks(machine string) bool {
 	mc := findMachine(a.cfg.Load(), machine)
 	return mc != nil && mc.BlockWorkcenter

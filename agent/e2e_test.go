@@ -44,6 +44,7 @@ type plant struct {
 	wcIDs    map[string]int64
 	woIDs    map[string]int64
 	product  int64
+	minStop  string
 }
 
 // simMachine is a machine publishing cumulative counters over MQTT (or
@@ -67,6 +68,7 @@ type plantOptions struct {
 	noWO      []string // machines without a work order in progress
 	noWC      []string // machines whose work center Odoo does not have
 	block     bool
+	minStop   string // min_stop of every machine
 	extraYAML string
 }
 
@@ -75,7 +77,7 @@ func newPlant(t testing.TB, o plantOptions) *plant {
 	if o.version == 0 {
 		o.version = 17
 	}
-	p := &plant{t: t, version: o.version, dir: t.TempDir(), wcIDs: map[string]int64{}, woIDs: map[string]int64{}}
+	p := &plant{t: t, version: o.version, dir: t.TempDir(), wcIDs: map[string]int64{}, woIDs: map[string]int64{}, minStop: o.minStop}
 	p.odoo = odootest.New(odootest.Options{Version: o.version})
 	p.odoo.Start()
 	t.Cleanup(p.odoo.Close)
@@ -144,6 +146,9 @@ func (p *plant) configYAML(keyFile, extra string) string {
 		fmt.Fprintf(&b, "  - id: %s\n    workcenter: %s\n", m.id, wcCode(m.id))
 		if m.block {
 			b.WriteString("    block_workcenter: true\n")
+		}
+		if p.minStop != "" {
+			fmt.Fprintf(&b, "    min_stop: %s\n", p.minStop)
 		}
 		if m.opcua {
 			fmt.Fprintf(&b, "    good_count: { opcua: { server: line1, node: %q } }\n", p.ua.NodeID(m.id+".Good"))

@@ -144,6 +144,9 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				c.rec.Last = t
 				a.addTotals(ev.Machine, sig, ev.Delta)
 			case mapping.EventRunning:
+				if a.shortStop(ev) {
+					continue
+				}
 				events = append(events, buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Time: ev.End,
 					Data: mustJSON(eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted})})
 			case mapping.EventStopped, mapping.EventReason:

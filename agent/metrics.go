@@ -26,6 +26,7 @@ type metrics struct {
 	counterRollovers *prometheus.CounterVec
 	counterSteps     *prometheus.CounterVec
 	unmappedReasons  *prometheus.CounterVec
+	shortStops       *prometheus.CounterVec
 	reloads          *prometheus.CounterVec
 	corruptBuffers   prometheus.Counter
 }
@@ -60,13 +61,15 @@ func newMetrics(a *Agent) *metrics {
 			Help: "Counter values a little below the last one (out of order or corrected), ignored: not a reset."}, []string{"machine", "signal"}),
 		unmappedReasons: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_unmapped_downtime_reasons_total",
 			Help: "Downtime reasons without an entry in the map (default loss used)."}, []string{"machine"}),
+		shortStops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_short_stops_total",
+			Help: "Stops shorter than the machine's min_stop, not booked as downtime lines."}, []string{"machine"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_config_reloads_total",
 			Help: "SIGHUP reloads by result."}, []string{"result"}),
 		corruptBuffers: prometheus.NewCounter(prometheus.CounterOpts{Name: "plantedge_buffer_corrupt_recovered_total",
 			Help: "Corrupt buffer files moved aside at start-up."}),
 	}
 	a.opts.Registry.MustRegister(m.samples, m.malformed, m.appendErrors, m.ingestLatency, m.forwarded, m.deadLettered,
-		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.counterSteps, m.unmappedReasons, m.reloads,
+		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.counterSteps, m.unmappedReasons, m.shortStops, m.reloads,
 		m.corruptBuffers, &stateCollector{a: a})
 	return m
 }

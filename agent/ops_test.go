@@ -522,3 +522,39 @@ func TestQuotaLargerThanDiskWarns(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// A stop shorter than min_stop (a run bit chattering while a setter jogs
+// the machine) books no downtime line and is counted in a metric; a longer
+// one is booked as usual.
+func TestShortStopsBelowMinStopBookNoLine(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, minStop: "2s"})
+	ra := p.startAgent()
+	m := p.machines[0]
+	m.mu.Lock()
+	m.good += 3 // sent with the stops below
+	m.mu.Unlock()
+	send := func(running bool, at time.Time) {
+		m.mu.Lock()
+		good := m.good
+		m.mu.Unlock()
+		b, _ := json.Marshal(map[string]any{"good": good, "running": running, "reason": "JAM", "ts": at.UTC().Format(time.RFC3339Nano)})
+		if err := p.broker.Publish("plant/press-1", b, false, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now().Truncate(time.Second) // Odoo keeps whole seconds
+	send(false, t0)
+	send(true, t0.Add(1999*time.Millisecond)) // short: no line
+	send(false, t0.Add(3*time.Second))
+	send(true, t0.Add(5*time.Second)) // exactly min_stop: booked
+	m.mu.Lock()
+	m.stops++
+	m.mu.Unlock()
+	p.waitExact(ra, 15*time.Second)
+	if v, _ := metric(p.metrics(), "plantedge_short_stops_total", `machine="press-1"`); v != 1 {
+		t.Errorf("short stops %v, want 1", v)
+	}
+	if l := p.odoo.Productivity()[0]; !l.Start.Equal(t0.Add(3*time.Second)) || l.End.Sub(l.Start) != 2*time.Second {
+		t.Errorf("downtime line %v..%v, want the 2 s stop from %v", l.Start, l.End, t0.Add(3*time.Second))
+	}
+}

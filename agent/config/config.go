@@ -216,6 +216,10 @@ type Machine struct {
 	Running         *Signal  `yaml:"running"`
 	DowntimeReason  *Reason  `yaml:"downtime_reason"`
 	BlockWorkcenter bool     `yaml:"block_workcenter"`
+	// MinStop is the shortest stop booked as a downtime line; shorter ones
+	// (a run bit chattering while a setter jogs the machine) are counted
+	// in a metric only. 0 books every stop.
+	MinStop Duration `yaml:"min_stop"`
 }
 
 // SourceRef says where a signal is read: exactly one of OPCUA or MQTT.

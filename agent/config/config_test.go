@@ -336,6 +336,16 @@ func TestBadConfigs(t *testing.T) {
 			want: []string{"bad.yaml:19:9: machines[1]: merge keys nest too deep or refer to themselves (an anchor cannot merge itself)"},
 		},
 		{
+			name: "min_stop with block_workcenter",
+			yaml: base + "    running: { opcua: { server: plc, node: \"ns=2;s=M1.Run\" } }\n    block_workcenter: true\n    min_stop: 5s\n",
+			want: []string{"bad.yaml:21:15: machines[0].min_stop: cannot be combined with block_workcenter (block_workcenter opens the downtime line at the stop, before its length is known; use one or the other)"},
+		},
+		{
+			name: "negative min_stop",
+			yaml: base + "    min_stop: -5s\n",
+			want: []string{`bad.yaml:19:15: machines[0].min_stop: negative duration "-5s" (write it like "500ms", "10s" or "5m")`},
+		},
+		{
 			name: "two documents",
 			yaml: base + "---\nsite: x\n",
 			want: []string{"bad.yaml:20:1: more than one YAML document (keep the whole configuration in one document; remove the second ---)"},
@@ -424,6 +434,13 @@ func TestTwoCountersOnOneWorkcenterWarned(t *testing.T) {
 	wantWarnings(t, y,
 		`w.yaml:20:17: machines[1].workcenter: work center "WC1" already gets good_count from machine m1: their counts overwrite each other in Odoo (one machine per work center counts good pieces (the quantity is written as an absolute value): map the other machine to its own work center, or drop its good_count)`,
 		`w.yaml:24:17: machines[2].workcenter: work center "WC1" already gets good_count from machine m1: their counts overwrite each other in Odoo (one machine per work center counts good pieces (the quantity is written as an absolute value): map the other machine to its own work center, or drop its good_count)`)
+}
+
+// min_stop on a machine without a running signal does nothing: worth a word.
+func TestMinStopWithoutRunningWarned(t *testing.T) {
+	wantWarnings(t, base+"    min_stop: 5s\n",
+		`w.yaml:11:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`,
+		`w.yaml:19:15: machines[0].min_stop: has no effect: the machine has no running signal`)
 }
 
 func TestBillionLaughsRefused(t *testing.T) {

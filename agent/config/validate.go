@@ -480,6 +480,15 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 			v.add(p+"."+c.name+".rollover", "must be 0 (no wrap) or at least 2", "the counter's modulus, e.g. 65536 for a 16-bit counter")
 		}
 	}
+	if m.MinStop > 0 {
+		if m.BlockWorkcenter {
+			v.add(p+".min_stop", "cannot be combined with block_workcenter",
+				"block_workcenter opens the downtime line at the stop, before its length is known; use one or the other")
+		}
+		if m.Running == nil {
+			v.warn(p+".min_stop", "has no effect: the machine has no running signal", "")
+		}
+	}
 	if r := m.DowntimeReason; r != nil {
 		for code, loss := range r.Map {
 			if strings.TrimSpace(code) == "" {
