@@ -167,6 +167,15 @@ func (cs *CounterState) beforeReset(x extracted) bool {
 	return !x.srcTime || cs.ResetTime.IsZero() || !x.t.After(cs.ResetTime)
 }
 
+// lateFromBeforeReset reports whether x, higher than the value the counter
+// went down from, is stamped between that value and the reset: a value
+// from before the reset that arrived after it (a broker that does not keep
+// order). Its pieces above ResetFrom were made before the reset.
+func (cs *CounterState) lateFromBeforeReset(x extracted) bool {
+	return x.srcTime && !cs.ResetFromTime.IsZero() && !cs.ResetTime.IsZero() &&
+		x.counter > cs.ResetFrom && !x.t.Before(cs.ResetFromTime) && x.t.Before(cs.ResetTime)
+}
+
 // stepBackShare is how far below its last value a counter may read, and
 // stepBackWindow how soon after it, and still be a step back rather than a
 // reset.
@@ -193,6 +202,19 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 	}
 	ev := Event{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter}
 	older := isStale(x, cs.Time)
+	if cs.lateFromBeforeReset(x) {
+		// Counted from ResetFrom, not from Last: after a reset its pieces
+		// above ResetFrom are new; a rollover counted the way from
+		// ResetFrom to the top of the range already.
+		if !cs.ResetWrap {
+			ev.Delta = x.counter - cs.ResetFrom
+		}
+		cs.ResetFrom, cs.ResetFromTime = x.counter, x.t
+		if ev.Delta == 0 {
+			return nil, true
+		}
+		return []Event{ev}, true
+	}
 	if x.counter > cs.Last {
 		// A possible repeat (redelivered, re-read, or older by source time)
 		// can rise above Last only if the counter went down after it: a
@@ -242,6 +264,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		}
 		ev.From = cs.Last
 		cs.ResetFrom, cs.ResetTime = cs.Last, srcT
+		cs.ResetFromTime, cs.ResetWrap = cs.Time, ev.Rollover
 	}
 	cs.Last, cs.Seen = x.counter, x.t
 	if x.srcTime && x.t.After(cs.Time) {

@@ -303,6 +303,11 @@ type CounterState struct {
 	// to ResetFrom, and must not count again.
 	ResetFrom float64   `json:"reset_from,omitempty"`
 	ResetTime time.Time `json:"reset_time,omitzero"`
+	// ResetFromTime is the source time of ResetFrom, and ResetWrap says
+	// the decrease was taken as a rollover: a higher value stamped between
+	// ResetFromTime and ResetTime arrived late from before the reset.
+	ResetFromTime time.Time `json:"reset_from_time,omitzero"`
+	ResetWrap     bool      `json:"reset_wrap,omitempty"`
 	// Seen is when Last was taken (source time, else receive time): a
 	// reading a little lower soon after is a step back, not a reset.
 	Seen time.Time `json:"seen,omitzero"`
