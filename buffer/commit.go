@@ -677,8 +677,12 @@ func (t *txn) takeDeadLetter(id uint64) (DeadLetter, error) {
 	return d, nil
 }
 
-// RetryDeadLetter moves a dead letter back into its lane. It keeps its Seq,
-// so it is read before later records of its lane and per-key order holds.
+// RetryDeadLetter moves a dead letter back into its lane. An event or
+// telemetry record keeps its Seq, so it is read before later records of its
+// lane and per-key order holds. A count record (additive: its order does
+// not matter) gets a new Seq instead: with its old one it could land inside
+// a range a reader took in flight and acknowledges by Seq, and be deleted
+// with that range without having been delivered.
 func (q *Queue) RetryDeadLetter(ctx context.Context, id uint64) error {
 	fn := func(t *txn) error {
 		d, err := t.takeDeadLetter(id)
@@ -686,6 +690,10 @@ func (q *Queue) RetryDeadLetter(ctx context.Context, id uint64) error {
 			return err
 		}
 		rec := d.Record
+		if rec.Lane == LaneCounts {
+			t.w.seq++
+			rec.Seq = t.w.seq
+		}
 		v := encodeRecord(nil, rec)
 		// Keep the invariant of segments: no plain key inside one's range.
 		if err := explodeAround(t.lanes[rec.Lane], rec.Seq, t.arena); err != nil {

@@ -61,7 +61,11 @@ type KV struct {
 // MergeFunc folds b (the later record) into a (the earlier one); both are
 // LaneCounts records with the same Key. It is used only under quota pressure:
 // consecutive count records of one key become one. Counts are additive.
+// An error keeps both records; ErrKeepBoth does so without a warning.
 type MergeFunc func(a, b Record) (Record, error)
+
+// ErrKeepBoth is returned by a MergeFunc that declines a merge on purpose.
+var ErrKeepBoth = errors.New("buffer: records kept apart")
 
 // Options configure a Queue.
 type Options struct {

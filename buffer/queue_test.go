@@ -338,6 +338,29 @@ func TestDeadLetterRoundTrip(t *testing.T) {
 	if st := q.Stats(); st.Lanes[LaneEvents].Dropped != 1 {
 		t.Fatalf("dropped counter after reopen = %d", st.Lanes[LaneEvents].Dropped)
 	}
+
+	// A count record comes back as the newest of its lane: a reader may
+	// hold the range of its old Seq in flight and acknowledge it by Seq.
+	mustAppend(t, q,
+		Record{Lane: LaneCounts, Key: "m1", Data: []byte("c1")},
+		Record{Lane: LaneCounts, Key: "m1", Data: []byte("c2")},
+	)
+	counts := readAll(t, q, LaneCounts)
+	if err := q.DeadLetter(ctx, counts[0], "refused"); err != nil {
+		t.Fatal(err)
+	}
+	dls, _ = q.DeadLetters()
+	if err := q.RetryDeadLetter(ctx, dls[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	after := readAll(t, q, LaneCounts)
+	if len(after) != 2 || string(after[1].Data) != "c1" || after[1].Seq <= counts[1].Seq {
+		t.Fatalf("counts after retry = %+v, want c1 after c2 (seq > %d)", after, counts[1].Seq)
+	}
+	mustAppend(t, q, Record{Lane: LaneCounts, Key: "m1", Data: []byte("c3")})
+	if got := readAll(t, q, LaneCounts); len(got) != 3 || got[2].Seq <= after[1].Seq {
+		t.Fatalf("a later append reused the retried record's Seq: %+v", got)
+	}
 }
 
 func TestCorruptFileQuarantined(t *testing.T) {

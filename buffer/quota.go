@@ -1,5 +1,7 @@
 package buffer
 
+import "errors"
+
 // makeRoom frees logical bytes until need more fit in the budget, in the
 // contract's order: oldest telemetry, then merging consecutive count records
 // of one key, then oldest events (only when the incoming records are counts
@@ -113,7 +115,9 @@ func (q *Queue) mergeCounts(t *txn, want int64) error {
 		}
 		m, err := q.opts.Merge(h.rec, rec)
 		if err != nil {
-			q.log.Warn("buffer: merging count records failed; keeping both", "err", err, "key", rec.Key, "seq", rec.Seq)
+			if !errors.Is(err, ErrKeepBoth) {
+				q.log.Warn("buffer: merging count records failed; keeping both", "err", err, "key", rec.Key, "seq", rec.Seq)
+			}
 			heads[rec.Key] = &mergeHead{rec: rec, oldSize: size, size: size}
 			return nil
 		}

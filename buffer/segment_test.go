@@ -65,6 +65,7 @@ func segmentModelRun(t *testing.T, seed uint64) {
 	q := openTest(t, path, opts)
 	var model [NumLanes][]Record // pending, in Seq order
 	dead := map[uint64]Record{}  // by Seq
+	var lastSeq uint64           // the last Seq the queue handed out
 	ctx := context.Background()
 
 	insert := func(r Record) {
@@ -96,6 +97,7 @@ func segmentModelRun(t *testing.T, seed uint64) {
 		for i, b := range batches {
 			for j, r := range b {
 				r.Seq = seqs[i][j]
+				lastSeq = max(lastSeq, r.Seq)
 				insert(r)
 			}
 		}
@@ -195,8 +197,13 @@ func segmentModelRun(t *testing.T, seed uint64) {
 			if err := q.RetryDeadLetter(ctx, d.ID); err != nil {
 				t.Fatal(err)
 			}
-			insert(dead[d.Record.Seq])
+			r := dead[d.Record.Seq]
 			delete(dead, d.Record.Seq)
+			if r.Lane == LaneCounts { // comes back as the newest
+				lastSeq++
+				r.Seq = lastSeq
+			}
+			insert(r)
 		case op < 17:
 			if err := q.Close(); err != nil {
 				t.Fatal(err)
