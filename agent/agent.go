@@ -88,10 +88,11 @@ type Agent struct {
 	deadLog      rateLog
 	httpAddr     atomic.Pointer[string]
 
-	// scrapInFlight holds, per machine, the last scrap record a pending
-	// scrap booking covers (see forwardScrap); the quota merge must not fold
-	// a newer record into a covered one.
-	scrapInFlight sync.Map
+	// inFlight holds, per count key, the last record an Odoo call not yet
+	// settled covers (a quantity write, woState.InFlight; a scrap booking,
+	// scrapOutbox): the quota merge must not fold a newer record into a
+	// covered one (see mergeCounts).
+	inFlight sync.Map
 
 	// latencyHook, when set (benchmarks), gets each sample's receipt-to-
 	// durable latency.
@@ -168,7 +169,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.loadMachineState(); err != nil {
 		return err
 	}
-	if err := a.loadScrapOutboxes(); err != nil {
+	if err := a.loadInFlight(); err != nil {
 		return err
 	}
 	a.fwd = newForwarder(a)
@@ -658,9 +659,9 @@ func (a *Agent) stopStart(machine string, fallback time.Time) time.Time {
 }
 
 // shortStop reports whether the downtime ev closes is shorter than its
-// machine's min_stop, and counts it: such a stop books no line. (With
-// block_workcenter, which config refuses together with min_stop, the line
-// was opened at the stop and must be closed.)
+// machine's min_stop, and counts it: such a stop books no line. (A line
+// opened at the stop, with block_workcenter, is closed whatever its length:
+// the caller asks only for stops that opened none.)
 func (a *Agent) shortStop(ev mapping.Event) bool {
 	mc := findMachine(a.cfg.Load(), ev.Machine)
 	if mc == nil || mc.MinStop <= 0 || mc.BlockWorkcenter || ev.End.Sub(ev.Start) >= mc.MinStop.D() {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -421,9 +422,11 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		f.missingCodes = nil
 	}
 	cfg := f.a.cfg.Load()
-	// Nothing read in an earlier round is acked without being read again:
-	// let the quota merge fold those records meanwhile.
-	f.a.buf.Release()
+	// What this round reads is marked in flight, so the quota merge cannot
+	// fold newer records into what its calls will acknowledge. Nothing read
+	// is acked in a later round without being read again: between rounds
+	// (a backoff during an outage) the merge may fold them.
+	defer f.a.buf.Release()
 	// Work centers first (cached; one call for those not resolved yet), so
 	// that events of a machine whose work center Odoo lacks are skipped
 	// instead of blocking the events of every other machine behind them.
@@ -620,11 +623,13 @@ func (f *forwarder) resolveWorkcenters(ctx context.Context, cfg *config.Config, 
 	return nil
 }
 
-// aggregateCounts sums the whole counts lane per key. It peeks (does not
-// mark records in flight): the acknowledgement pass reads them again.
+// aggregateCounts sums the whole counts lane per key. It marks the records
+// in flight: the sums are what this round's calls send, so the quota merge
+// must not fold a newer record into one of them before the acknowledgement
+// pass deletes them (the pieces of the newer one would go with it).
 func (f *forwarder) aggregateCounts() (map[string]*pendingKey, error) {
 	out := map[string]*pendingKey{}
-	err := f.scanCounts(false, 0, func(recs []buffer.Record) error {
+	err := f.scanCounts(true, 0, func(recs []buffer.Record) error {
 		for _, r := range recs {
 			c, err := decodeCount(r)
 			if err != nil {
@@ -749,12 +754,17 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 	}
 	for _, m := range p.clears {
 		meta = append(meta, buffer.KV{Key: scrapMetaKey(m)})
-		f.a.scrapInFlight.Delete(m)
 	}
 	if len(meta) > 0 {
 		if err := f.a.buf.PutMeta(ctx, meta...); err != nil {
 			return err
 		}
+	}
+	for m := range p.wo {
+		f.a.holdInFlight(countKey(m, sigGood), 0)
+	}
+	for _, m := range p.clears {
+		f.a.holdInFlight(countKey(m, sigScrap), 0)
 	}
 	*p = ackPlan{upTo: map[string]uint64{}, wo: map[string]*woState{}}
 	return nil
@@ -767,6 +777,8 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 		rec  buffer.Record
 		d    odoo.Downtime
 		loss string // its name, to look it up again
+		skip bool   // acknowledged without a call
+		end  int64  // closes the machine's line that started at d.Start (ms)
 	}
 	var lines []line
 	var held int
@@ -782,6 +794,21 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 				return err
 			}
 			continue
+		}
+		if ev.End == 0 {
+			// An open record whose line was closed already (it was refused,
+			// and retried from the dead letters after the close went
+			// through) would reopen the line and block the work center
+			// while the machine runs.
+			closed, err := f.closedUpTo(r.Key)
+			if err != nil {
+				return err
+			}
+			if ev.Start <= closed {
+				f.a.log.Info("downtime line closed already; its earlier open record is not sent", "machine", r.Key, "start", fromMS(ev.Start))
+				lines = append(lines, line{rec: r, skip: true})
+				continue
+			}
 		}
 		loss := ev.Loss
 		// A code the mapping in force now names goes there: a map fixed
@@ -818,7 +845,11 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 		if wo := wos[r.Key]; wo != nil && !d.End.IsZero() {
 			d.WorkorderID = wo.ID
 		}
-		lines = append(lines, line{rec: r, d: d, loss: loss})
+		l := line{rec: r, d: d, loss: loss}
+		if ev.End != 0 {
+			l.end = ev.Start
+		}
+		lines = append(lines, l)
 	}
 	if len(lines) == 0 {
 		return nil
@@ -826,19 +857,24 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 	// Later records of one line (open, then closed) win.
 	latest := map[string]int{}
 	for i, l := range lines {
-		latest[l.d.XMLID] = i
+		if !l.skip {
+			latest[l.d.XMLID] = i
+		}
 	}
 	var batch []odoo.Downtime
 	for i, l := range lines {
-		if latest[l.d.XMLID] == i {
+		if !l.skip && latest[l.d.XMLID] == i {
 			batch = append(batch, l.d)
 		}
 	}
 	acked := make([]buffer.Record, 0, len(lines))
-	err := f.call(ctx, "upsert_downtimes", func(ctx context.Context) error {
-		_, err := f.client.UpsertDowntimes(ctx, batch)
-		return err
-	})
+	var err error
+	if len(batch) > 0 {
+		err = f.call(ctx, "upsert_downtimes", func(ctx context.Context) error {
+			_, err := f.client.UpsertDowntimes(ctx, batch)
+			return err
+		})
+	}
 	switch {
 	case err == nil:
 		for _, l := range lines {
@@ -850,7 +886,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 		// anew in Odoo has a new id.
 		f.losses = map[string]int64{}
 		for i, l := range lines {
-			if latest[l.d.XMLID] != i {
+			if l.skip || latest[l.d.XMLID] != i {
 				acked = append(acked, l.rec)
 				continue
 			}
@@ -884,11 +920,43 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 	default:
 		return err
 	}
-	if err := f.a.buf.Ack(ctx, acked); err != nil {
+	// Remember, with the acknowledgement, the latest line closed per
+	// machine (see closedUpTo).
+	closed := map[string]int64{}
+	ackedSeq := map[uint64]bool{}
+	for _, r := range acked {
+		ackedSeq[r.Seq] = true
+	}
+	for _, l := range lines {
+		if l.end != 0 && ackedSeq[l.rec.Seq] && l.end > closed[l.rec.Key] {
+			closed[l.rec.Key] = l.end
+		}
+	}
+	var meta []buffer.KV
+	for m, start := range closed {
+		if prev, err := f.closedUpTo(m); err != nil {
+			return err
+		} else if start > prev {
+			meta = append(meta, buffer.KV{Key: closedMetaKey(m), Value: []byte(strconv.FormatInt(start, 10))})
+		}
+	}
+	if err := f.a.buf.Ack(ctx, acked, meta...); err != nil {
 		return fmt.Errorf("ack downtime records: %w", err)
 	}
 	f.a.metrics.forwarded.WithLabelValues("downtime").Add(float64(len(acked)))
 	return nil
+}
+
+func closedMetaKey(machine string) string { return "closed/" + machine }
+
+// closedUpTo returns the start (ms) of the latest downtime line of the
+// machine that Odoo has as closed; 0 if none.
+func (f *forwarder) closedUpTo(machine string) (int64, error) {
+	b, err := f.a.buf.Meta(closedMetaKey(machine))
+	if err != nil || b == nil {
+		return 0, err
+	}
+	return strconv.ParseInt(string(b), 10, 64)
 }
 
 func downtimeDescription(ev eventRecord) string {
@@ -969,6 +1037,7 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 	if good != nil {
 		st.InFlight.MaxSeq = good.maxSeq
 	}
+	f.a.holdInFlight(countKey(machine, sigGood), st.InFlight.MaxSeq)
 	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
 		return err
 	}
@@ -997,10 +1066,22 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 		// for the work order in progress next round.
 		now, rerr := f.readWorkorder(ctx, wo.ID)
 		if rerr == nil && now.State != wo.State && (now.State == "done" || now.State == "cancel") {
+			if odoo.Round2(f.client.ProducedQty(now)) == target {
+				// An earlier attempt of this write, whose answer was lost,
+				// had landed before the order was finished: the counts
+				// are that order's.
+				f.a.log.Info("work order finished after an unconfirmed quantity write had landed; its counts stay with it",
+					"machine", machine, "workorder", wo.Name, "state", now.State, "qty", target)
+				st.Written = target
+				acks.wo[machine] = &st
+				if good != nil {
+					acks.add(countKey(machine, sigGood), good.maxSeq)
+				}
+				return nil
+			}
 			f.a.log.Info("work order finished while its quantity was written; its counts go to the next one",
 				"machine", machine, "workorder", wo.Name, "state", now.State)
-			st.InFlight = nil // refused: nothing landed
-			return f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)})
+			return f.clearInFlight(ctx, machine, &st) // refused: nothing landed
 		}
 		if good != nil {
 			reason := fmt.Sprintf("set produced quantity %v on %s: %v", target, wo.Name, err)
@@ -1008,8 +1089,7 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 				return err
 			}
 		}
-		st.InFlight = nil // refused: nothing landed
-		if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
+		if err := f.clearInFlight(ctx, machine, &st); err != nil { // refused: nothing landed
 			return err
 		}
 	default:
@@ -1088,8 +1168,18 @@ func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo
 	default:
 		return false, err
 	}
+	return false, f.clearInFlight(ctx, machine, st)
+}
+
+// clearInFlight stores st without its in-flight write: its records were
+// not counted for that work order, and may be merged again.
+func (f *forwarder) clearInFlight(ctx context.Context, machine string, st *woState) error {
 	st.InFlight = nil
-	return false, f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(*st)})
+	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(*st)}); err != nil {
+		return err
+	}
+	f.a.holdInFlight(countKey(machine, sigGood), 0)
+	return nil
 }
 
 // woState returns the machine's attribution to wo, taking Odoo's current
@@ -1175,7 +1265,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			ProductID:    wo.ProductID,
 			UomID:        wo.UomID,
 		}
-		f.a.scrapInFlight.Store(machine, ob.MaxSeq)
+		f.a.holdInFlight(countKey(machine, sigScrap), ob.MaxSeq)
 		if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapMetaKey(machine), Value: mustJSON(ob)}); err != nil {
 			return err
 		}
@@ -1201,8 +1291,11 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	if err := f.deadLetterKey(ctx, countKey(machine, sigScrap), ob.MaxSeq, "book scrap "+ob.XMLID+": "+err.Error()); err != nil {
 		return err
 	}
-	f.a.scrapInFlight.Delete(machine)
-	return f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapMetaKey(machine)})
+	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapMetaKey(machine)}); err != nil {
+		return err
+	}
+	f.a.holdInFlight(countKey(machine, sigScrap), 0)
+	return nil
 }
 
 // deadLetterKey moves the records of one count key up to seq upTo to the

@@ -144,13 +144,23 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				c.rec.Last = t
 				a.addTotals(ev.Machine, sig, ev.Delta)
 			case mapping.EventRunning:
-				if a.shortStop(ev) {
+				st := a.state.Machines[ev.Machine]
+				opened := st != nil && st.LineOpened
+				if opened {
+					st.LineOpened = false
+					changed[ev.Machine] = true
+				}
+				if !opened && a.shortStop(ev) {
 					continue
 				}
 				events = append(events, buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Time: ev.End,
 					Data: mustJSON(eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted})})
 			case mapping.EventStopped, mapping.EventReason:
 				if a.blocks(ev.Machine) {
+					if st := a.state.Machines[ev.Machine]; st != nil && !st.LineOpened {
+						st.LineOpened = true
+						changed[ev.Machine] = true
+					}
 					start := ev.Start
 					if start.IsZero() {
 						start = a.stopStart(ev.Machine, ev.Time)
@@ -248,15 +258,28 @@ func (a *Agent) loadMachineState() error {
 	})
 }
 
-// loadScrapOutboxes notes the scrap bookings a previous run left in flight,
-// before anything can append (and so merge) records.
-func (a *Agent) loadScrapOutboxes() error {
-	return a.buf.MetaPrefix("scrap/", func(key string, value []byte) error {
+// loadInFlight notes the quantity writes and scrap bookings a previous run
+// left in flight, before anything can append (and so merge) records.
+func (a *Agent) loadInFlight() error {
+	err := a.buf.MetaPrefix("scrap/", func(key string, value []byte) error {
 		var ob scrapOutbox
 		if err := json.Unmarshal(value, &ob); err != nil {
 			return fmt.Errorf("decode %s: %w", key, err)
 		}
-		a.scrapInFlight.Store(key[len("scrap/"):], ob.MaxSeq)
+		a.holdInFlight(countKey(key[len("scrap/"):], sigScrap), ob.MaxSeq)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return a.buf.MetaPrefix("wo/", func(key string, value []byte) error {
+		var st woState
+		if err := json.Unmarshal(value, &st); err != nil {
+			return fmt.Errorf("decode %s: %w", key, err)
+		}
+		if st.InFlight != nil {
+			a.holdInFlight(countKey(key[len("wo/"):], sigGood), st.InFlight.MaxSeq)
+		}
 		return nil
 	})
 }

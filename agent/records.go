@@ -2,7 +2,6 @@ package agent
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -76,22 +75,28 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-// errMergeOutbox refuses a merge across the end of a pending scrap booking.
-var errMergeOutbox = errors.New("scrap booking in flight covers the earlier record only")
-
 // mergeCounts is the buffer's MergeFunc: it folds a later count record into
 // an earlier one of the same key. Counts are additive, so nothing is lost —
-// except across a scrap booking in flight, which settles exactly the records
-// up to its last one: such a merge is refused (the buffer keeps both).
+// except across the end of an Odoo call in flight (a quantity write or a
+// scrap booking), which settles exactly the records up to its last one:
+// such a merge is refused (the buffer keeps both).
 func (ag *Agent) mergeCounts(a, b buffer.Record) (buffer.Record, error) {
-	if m, sig := splitKey(a.Key); sig == sigScrap {
-		if v, ok := ag.scrapInFlight.Load(m); ok {
-			if maxSeq := v.(uint64); a.Seq <= maxSeq && b.Seq > maxSeq {
-				return a, errMergeOutbox
-			}
+	if v, ok := ag.inFlight.Load(a.Key); ok {
+		if maxSeq := v.(uint64); a.Seq <= maxSeq && b.Seq > maxSeq {
+			return a, buffer.ErrKeepBoth
 		}
 	}
 	return mergeCountRecords(a, b)
+}
+
+// holdInFlight notes that an Odoo call not yet settled holds the records of
+// a count key up to maxSeq (0: none any more), for mergeCounts.
+func (ag *Agent) holdInFlight(key string, maxSeq uint64) {
+	if maxSeq == 0 {
+		ag.inFlight.Delete(key)
+		return
+	}
+	ag.inFlight.Store(key, maxSeq)
 }
 
 // mergeCountRecords adds b's count to a.

@@ -283,6 +283,10 @@ type MachineState struct {
 	RunningTime time.Time `json:"running_time,omitzero"`
 	// StopStart is when the open downtime began (set while stopped).
 	StopStart time.Time `json:"stop_start,omitzero"`
+	// LineOpened is set by the agent when it recorded an open downtime line
+	// for the current stop (block_workcenter): the restart must close it,
+	// whatever the configuration says by then.
+	LineOpened bool `json:"line_opened,omitempty"`
 	// Reason is the current downtime reason code; ReasonSet says one was seen.
 	Reason     string    `json:"reason,omitempty"`
 	ReasonSet  bool      `json:"reason_set,omitempty"`

@@ -1,0 +1,266 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/config"
+
+	"github.com/plantedge/plantedge/odoo/odootest"
+)
+
+// A quantity write times out but commits; on the retry the operator has
+// just finished the work order (Odoo 19 refuses the retry) and started the
+// next. The read-back shows the first write landed: its pieces stay with
+// the first order, not booked again on the next (they were: 8 + 3).
+func TestLandedWriteThenWorkOrderFinishedOnRetry(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+	first, wc, product := p.woIDs["press-1"], p.wcIDs["press-1"], p.product
+	var writes atomic.Int32
+	var next atomic.Int64
+	p.odoo.BeforeCall(func(model, method string) {
+		if model == "mrp.workorder" && method == "write" && writes.Add(1) == 2 {
+			// The agent's retry of the write whose answer was lost: the
+			// operator has just finished the order and started the next.
+			p.odoo.SetWorkorderState(first, "done")
+			next.Store(p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/00777", product, 50), wc, "WO press-1 #2", "progress"))
+		}
+	})
+	p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
+	p.produce(m, 3, 0) // 8 lands on the first order; the answer is lost
+	waitFor(t, 15*time.Second, "buffer drained", func() (bool, string) {
+		st := ra.a.Status()
+		return next.Load() != 0 && st.Buffer.Pending == 0, fmt.Sprintf("pending %d", st.Buffer.Pending)
+	})
+	time.Sleep(300 * time.Millisecond)
+	q1, q2 := p.odoo.Workorder(first).QtyProduced, p.odoo.Workorder(next.Load()).QtyProduced
+	if q1+q2 != 8 {
+		t.Fatalf("first order %v + second %v = %v pieces in Odoo, machine made 8", q1, q2, q1+q2)
+	}
+}
+
+// The quota is full of downtime records (a long outage with many stops):
+// every append then merges the count lane before dropping events. Scrap
+// counted while the round's first call is in flight must not be merged into
+// a record the round's booking covers: it would be acknowledged with it and
+// never booked (17 of 21 were).
+func TestScrapMergedDuringARoundIsBooked(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	raw, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.writeConfig(strings.Replace(string(raw), "max_bytes: 64MiB", fmt.Sprintf("max_bytes: %d", int64(config.MinBufferBytes)), 1))
+	p.odoo.SetDown(true)
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 1, 1)
+	for i := 0; ; i++ { // a long outage: stops fill the quota
+		p.stop(m, "JAM")
+		p.run(m)
+		if i%500 == 499 {
+			time.Sleep(100 * time.Millisecond)
+			if st := ra.a.Status(); st.Buffer.Lanes["events"].Dropped > 0 {
+				break
+			}
+		}
+	}
+	p.produce(m, 1, 1)
+	p.produce(m, 1, 1)
+	var calls atomic.Int32
+	p.odoo.BeforeCall(func(model, method string) {
+		if model == "mrp.workcenter.productivity" && method == "load" && calls.Add(1) <= 3 {
+			for i := 0; i < 6; i++ { // pieces scrapped while the round's first call is in flight
+				p.produce(m, 0, 1)
+				time.Sleep(30 * time.Millisecond) // one commit each: each append merges the count lane
+			}
+		}
+	})
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	waitFor(t, 60*time.Second, "drained", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0, fmt.Sprintf("pending %d", st.Buffer.Pending)
+	})
+	m.mu.Lock()
+	want := float64(m.scrap)
+	m.mu.Unlock()
+	if got := p.scrapped("press-1"); got != want {
+		t.Fatalf("scrapped in Odoo %v, machine scrapped %v (merged %d)", got, want, ra.a.Status().Buffer.Merged)
+	}
+}
+
+// The same merge window for good counts, then the operator finishes the
+// work order before the next round: pieces merged into a record the write
+// did not cover were in neither order (4 of 9).
+func TestGoodMergedDuringARoundThenWorkOrderChange(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	raw, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.writeConfig(strings.Replace(string(raw), "max_bytes: 64MiB", fmt.Sprintf("max_bytes: %d", int64(config.MinBufferBytes)), 1))
+	p.odoo.SetDown(true)
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 1, 0)
+	for i := 0; ; i++ { // a long outage: stops fill the quota
+		p.stop(m, "JAM")
+		p.run(m)
+		if i%500 == 499 {
+			time.Sleep(100 * time.Millisecond)
+			if st := ra.a.Status(); st.Buffer.Lanes["events"].Dropped > 0 {
+				break
+			}
+		}
+	}
+	p.produce(m, 1, 0)
+	p.produce(m, 1, 0)
+	first, wc, product := p.woIDs["press-1"], p.wcIDs["press-1"], p.product
+	var loads, lookups atomic.Int32
+	var next atomic.Int64
+	p.odoo.BeforeCall(func(model, method string) {
+		switch {
+		case model == "mrp.workcenter.productivity" && method == "load" && loads.Add(1) == 1:
+			for i := 0; i < 6; i++ { // pieces made while the round's first call is in flight
+				p.produce(m, 1, 0)
+				time.Sleep(30 * time.Millisecond)
+			}
+		case model == "mrp.workorder" && method == "search_read" && loads.Load() >= 1 && lookups.Add(1) == 1:
+			// the next round's lookup: the operator has finished the order
+			p.odoo.SetWorkorderState(first, "done")
+			next.Store(p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/00777", product, 500), wc, "WO press-1 #2", "progress"))
+		}
+	})
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	waitFor(t, 60*time.Second, "drained", func() (bool, string) {
+		st := ra.a.Status()
+		return next.Load() != 0 && st.Buffer.Pending == 0, fmt.Sprintf("pending %d", st.Buffer.Pending)
+	})
+	time.Sleep(300 * time.Millisecond)
+	q1, q2 := p.odoo.Workorder(first).QtyProducing, p.odoo.Workorder(next.Load()).QtyProducing
+	if q1+q2 != m.made() {
+		t.Fatalf("first order %v + second %v = %v in Odoo, machine made %v (merged %d)", q1, q2, q1+q2, m.made(), ra.a.Status().Buffer.Merged)
+	}
+}
+
+// block_workcenter. The line's open record is refused (a typo in the
+// reason map), the reason changes while the machine is stopped, the line is
+// opened and closed under the new reason. The runbook's fix (correct the
+// map, reload, deadletter retry all) must not replay the stale open record
+// under the same external id: that reopened the closed line and kept the
+// work center blocked although the machine runs.
+func TestDeadLetterRetryDoesNotReopenAClosedLine(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	good, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.writeConfig(strings.Replace(string(good), "SETUP: Setup and Adjustments", "SETUP: Setup and Adjustment", 1))
+	ra := p.startAgent()
+	m, wc := p.machines[0], p.wcIDs["press-1"]
+	p.stop(m, "SETUP") // refused: loss "Setup and Adjustment" does not exist
+	waitFor(t, 15*time.Second, "dead letter", func() (bool, string) {
+		return ra.a.Status().Buffer.DeadLetters == 1, ""
+	})
+	time.Sleep(20 * time.Millisecond)
+	p.stop(m, "JAM") // still stopped, the operator enters the real reason
+	time.Sleep(20 * time.Millisecond)
+	p.run(m)
+	waitFor(t, 15*time.Second, "line closed", func() (bool, string) {
+		l := p.odoo.Productivity()
+		return len(l) == 1 && !l[0].End.IsZero() && p.odoo.WorkingState(wc) == "normal", fmt.Sprintf("%+v", l)
+	})
+	p.writeConfig(string(good))
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := agent.NewAPIClient(p.listen).DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
+		t.Fatalf("retry: %d %v", n, err)
+	}
+	waitFor(t, 15*time.Second, "retried", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.DeadLetters == 0 && st.Buffer.Pending == 0, ""
+	})
+	time.Sleep(300 * time.Millisecond)
+	if l := p.odoo.Productivity(); len(l) != 1 || l[0].End.IsZero() || p.odoo.WorkingState(wc) != "normal" {
+		t.Fatalf("machine running, but work center %q, lines %+v", p.odoo.WorkingState(wc), l)
+	}
+}
+
+// A count dead letter retried while a scrap booking is in flight: it comes
+// back with a new Seq, outside the range the booking acknowledges (with its
+// old Seq it was deleted with that range, unbooked: 3 of 5).
+func TestRetriedScrapNotAckedByAnInFlightBooking(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	api := agent.NewAPIClient(p.listen)
+	p.odoo.SetShortStock(p.product, true)
+	p.produce(m, 1, 2) // Odoo answers the scrap with the insufficient-stock wizard: dead letter
+	waitFor(t, 15*time.Second, "dead letter", func() (bool, string) {
+		return ra.a.Status().Buffer.DeadLetters == 1, ""
+	})
+	p.odoo.SetShortStock(p.product, false) // stock fixed in Odoo
+	var once sync.Once
+	p.odoo.BeforeCall(func(model, method string) {
+		if model == "stock.scrap" && method == "load" {
+			// the admin follows the runbook while the next booking is on its way
+			once.Do(func() {
+				if n, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
+					t.Errorf("retry: %d %v", n, err)
+				}
+			})
+		}
+	})
+	p.produce(m, 1, 3)
+	waitFor(t, 15*time.Second, "drained", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0 && st.Buffer.DeadLetters == 0, fmt.Sprintf("pending %d dead %d", st.Buffer.Pending, st.Buffer.DeadLetters)
+	})
+	time.Sleep(300 * time.Millisecond)
+	if got := p.scrapped("press-1"); got != 5 {
+		t.Fatalf("scrapped %v in Odoo, machine scrapped 5", got)
+	}
+}
+
+// A reload that swaps block_workcenter for min_stop while a machine is
+// stopped: the line opened at the stop is closed at the restart, however
+// short (it stayed open, the work center blocked).
+func TestReloadFromBlockToMinStopClosesTheOpenLine(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	cfg, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := p.startAgent()
+	m, wc := p.machines[0], p.wcIDs["press-1"]
+	p.stop(m, "JAM")
+	waitFor(t, 15*time.Second, "blocked", func() (bool, string) {
+		return p.odoo.WorkingState(wc) == "blocked", ""
+	})
+	p.writeConfig(strings.Replace(string(cfg), "block_workcenter: true", "min_stop: 30s", 1))
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.run(m)
+	waitFor(t, 15*time.Second, "drained", func() (bool, string) {
+		return ra.a.Status().Buffer.Pending == 0, ""
+	})
+	time.Sleep(500 * time.Millisecond)
+	if l := p.odoo.Productivity(); p.odoo.WorkingState(wc) != "normal" {
+		t.Fatalf("machine running again, work center %q, lines %+v", p.odoo.WorkingState(wc), l)
+	}
+}
