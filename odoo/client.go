@@ -25,6 +25,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // Protocols.
@@ -143,7 +144,11 @@ func New(cfg Config) (*Client, error) {
 		tr.MaxIdleConnsPerHost = 4
 		tr.IdleConnTimeout = 90 * time.Second
 		tr.ResponseHeaderTimeout = 0 // the per-call context bounds the wait
-		hc = &http.Client{Transport: tr}
+		// Redirects are not followed: one could carry the key (JSON-RPC
+		// sends it in the body) to another host, even over plain http.
+		hc = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -427,7 +432,7 @@ func (c *Client) rpc(ctx context.Context, op, service, method string, args []any
 		if msg == "" {
 			msg = env.Error.Message
 		}
-		return &Error{Op: op, Name: env.Error.Data.Name, Message: c.redact(msg), Class: classifyName(env.Error.Data.Name)}
+		return &Error{Op: op, Name: env.Error.Data.Name, Message: c.clean(msg, maxMessage), Class: classifyName(env.Error.Data.Name)}
 	}
 	// Odoo 17 omits "result" when the method returned None: success.
 	if out == nil || len(env.Result) == 0 {
@@ -497,6 +502,16 @@ func (c *Client) do(ctx context.Context, op, method, path string, payload any, h
 	if resp.StatusCode == http.StatusOK {
 		return body, resp.Header, nil
 	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		// Transient: a proxy may redirect to a maintenance page during an
+		// upgrade; a moved Odoo shows in status until odoo.url is fixed.
+		to := resp.Header.Get("Location")
+		if u, err := resp.Request.URL.Parse(to); err == nil {
+			to = u.Redacted()
+		}
+		return nil, nil, &Error{Op: op, Status: resp.StatusCode, Class: Transient,
+			Message: c.clean(fmt.Sprintf("redirected to %s; not followed (it could carry the API key elsewhere): if Odoo moved, set odoo.url to its address", to), maxMessage)}
+	}
 	return nil, nil, c.statusError(op, resp, body)
 }
 
@@ -529,23 +544,34 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 	case json.Unmarshal(body, &str) == nil:
 		e.Message = str
 	default:
-		e.Message = strings.TrimSpace(string(body))
-		if len(e.Message) > 200 {
-			e.Message = e.Message[:200] + "..."
-		}
+		e.Message = c.clean(strings.TrimSpace(string(body)), 200)
 		if e.Message == "" {
 			e.Message = http.StatusText(resp.StatusCode)
 		}
 	}
-	e.Message = c.redact(e.Message)
+	e.Message = c.clean(e.Message, maxMessage)
 	e.Class = classifyStatus(resp.StatusCode, e.Name)
 	return e
 }
 
-// redact removes the API key from text that came from the server.
-func (c *Client) redact(s string) string {
-	if c.cfg.APIKey == "" {
+// maxMessage caps the length of an error message taken from the server: it
+// goes into logs, status and dead-letter reasons (a server that echoes a
+// large request, or a traceback, must not fill them).
+const maxMessage = 2000
+
+// clean prepares text that came from the server for logs and status: the
+// API key removed first (so that cutting cannot leave part of it), then cut
+// to limit bytes on a character boundary.
+func (c *Client) clean(s string, limit int) string {
+	if c.cfg.APIKey != "" {
+		s = strings.ReplaceAll(s, c.cfg.APIKey, "[redacted]")
+	}
+	if len(s) <= limit {
 		return s
 	}
-	return strings.ReplaceAll(s, c.cfg.APIKey, "[redacted]")
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }

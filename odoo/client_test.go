@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/goleak"
 
@@ -782,5 +784,71 @@ func TestKeyID(t *testing.T) {
 	}
 	if strings.Contains(key1, c1.KeyID()) {
 		t.Fatalf("key id %q is part of the key", c1.KeyID())
+	}
+}
+
+// A front end that answers in plain text echoing the request (which holds
+// the key with JSON-RPC): cutting the message must not leave part of the
+// key, and a server message is capped however long.
+func TestServerTextNeverCarriesPartOfTheKey(t *testing.T) {
+	const key = "0123456789abcdef0123456789abcdef01234567"
+	for pad := 0; pad < 200; pad += 7 {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			if !bytes.Contains(body, []byte(key)) { // common.version
+				fmt.Fprint(w, `{"jsonrpc":"2.0","id":1,"result":{"server_version":"17.0","server_version_info":[17,0,0,"final",0,""],"server_serie":"17.0","protocol_version":1}}`)
+				return
+			}
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprintf(w, "%s%s", strings.Repeat("x", pad), body)
+		}))
+		c, err := odoo.New(odoo.Config{URL: srv.URL, Database: "odoo", Username: "bot", APIKey: key, Protocol: odoo.ProtocolJSONRPC, Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Connect(context.Background())
+		srv.Close()
+		if err == nil || !strings.Contains(err.Error(), "http 500") || strings.Contains(err.Error(), key[:6]) {
+			t.Fatalf("pad %d: %v", pad, err)
+		}
+	}
+	long := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"error":{"code":200,"message":"Odoo Server Error","data":{"name":"odoo.exceptions.ValidationError","message":%q}}}`,
+			strings.Repeat("é", 1<<20))
+	}))
+	defer long.Close()
+	c, err := odoo.New(odoo.Config{URL: long.URL, Database: "odoo", Username: "bot", APIKey: key, Protocol: odoo.ProtocolJSONRPC, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Connect(context.Background())
+	if err == nil || len(err.Error()) > 2200 || !utf8.ValidString(err.Error()) {
+		t.Fatalf("a 2 MB server message gave an error of %d bytes (valid UTF-8: %v)", len(err.Error()), utf8.ValidString(err.Error()))
+	}
+}
+
+// A redirect is not followed (it could take the key elsewhere, even to
+// plain http): a transient error that names where it pointed.
+func TestRedirectNotFollowed(t *testing.T) {
+	var reached atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Add(1) }))
+	defer other.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer srv.Close()
+	for _, p := range []string{odoo.ProtocolJSONRPC, odoo.ProtocolJSON2, odoo.ProtocolAuto} {
+		c, err := odoo.New(odoo.Config{URL: srv.URL, Database: "odoo", Username: "bot", APIKey: "0123456789abcdef", Protocol: p, Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Connect(context.Background())
+		if err == nil || odoo.IsPermanent(err) || !strings.Contains(err.Error(), "redirected to "+other.URL) {
+			t.Errorf("%s: %v (permanent %v)", p, err, odoo.IsPermanent(err))
+		}
+	}
+	if n := reached.Load(); n != 0 {
+		t.Fatalf("the redirect target got %d requests", n)
 	}
 }
