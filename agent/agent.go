@@ -270,7 +270,14 @@ func (a *Agent) checkDiskSpace(cfg *config.Config) {
 
 func listen(addr string) (net.Listener, error) {
 	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
-		_ = os.Remove(p)
+		// A socket left by an earlier run is replaced; any other file there
+		// is not ours to delete (listen: unix:/var/lib/plantedge/buffer.db).
+		if fi, err := os.Lstat(p); err == nil {
+			if fi.Mode().Type() != os.ModeSocket {
+				return nil, fmt.Errorf("%s exists and is not a socket", p)
+			}
+			_ = os.Remove(p)
+		}
 		return net.Listen("unix", p)
 	}
 	return net.Listen("tcp", addr)
@@ -469,6 +476,21 @@ func MQTTConfig(b config.MQTTBroker, topics []string, log *slog.Logger) (mqtt.Co
 func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 	m := a.mapper.Load()
 	var out []*sourceHandle
+	var errs []error
+	// A source that cannot be built (an unreadable password file, a bad
+	// certificate) is down with its error in status; the others run.
+	broken := func(name string, kind connectors.Kind, err error) {
+		errs = append(errs, err)
+		msg := err.Error()
+		out = append(out, &sourceHandle{
+			name: name, kind: kind,
+			state:    func() connectors.State { return connectors.StateDown },
+			sessions: func() uint64 { return 0 },
+			lastErr:  func() string { return msg },
+			run:      func(ctx context.Context) error { <-ctx.Done(); return nil },
+			settings: msg,
+		})
+	}
 	for _, s := range cfg.OPCUA {
 		nodes := m.OPCUANodes(s.Name)
 		if len(nodes) == 0 {
@@ -476,13 +498,15 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		}
 		oc, err := OPCUAConfig(cfg, s, nodes, a.log)
 		if err != nil {
-			return nil, err
+			broken(s.Name, connectors.KindOPCUA, err)
+			continue
 		}
 		settings := oc
 		settings.Logger = nil
 		src, err := opcua.New(oc, a)
 		if err != nil {
-			return nil, fmt.Errorf("opcua %s: %w", s.Name, err)
+			broken(s.Name, connectors.KindOPCUA, fmt.Errorf("opcua %s: %w", s.Name, err))
+			continue
 		}
 		out = append(out, &sourceHandle{
 			name: s.Name, kind: connectors.KindOPCUA, state: src.State, run: src.Run,
@@ -500,13 +524,15 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		}
 		mc, err := MQTTConfig(b, topics, a.log)
 		if err != nil {
-			return nil, err
+			broken(b.Name, connectors.KindMQTT, err)
+			continue
 		}
 		settings := mc
 		settings.Logger = nil
 		src, err := mqtt.New(mc, a)
 		if err != nil {
-			return nil, fmt.Errorf("mqtt %s: %w", b.Name, err)
+			broken(b.Name, connectors.KindMQTT, fmt.Errorf("mqtt %s: %w", b.Name, err))
+			continue
 		}
 		out = append(out, &sourceHandle{
 			name: b.Name, kind: connectors.KindMQTT, state: src.State, run: src.Run,
@@ -515,7 +541,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			settings: settings,
 		})
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // startSources starts one goroutine per source of cfg under ctx.
@@ -533,7 +559,7 @@ func (a *Agent) startSources(ctx context.Context, cfg *config.Config) {
 func (a *Agent) applySources(cfg *config.Config) {
 	srcs, err := a.buildSources(cfg)
 	if err != nil {
-		a.log.Error("sources not started", "err", err)
+		a.log.Error("sources not started (down in status until fixed and reloaded)", "err", err)
 	}
 	a.srcMu.Lock()
 	parent, old := a.srcCtx, a.sources

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -18,9 +19,12 @@ import (
 )
 
 // Handler serves the local HTTP API: /metrics, /healthz, /readyz and the
-// status, flush and dead-letter endpoints the CLI uses.
+// status, flush and dead-letter endpoints the CLI uses (under /api/,
+// guarded: see guardAPI).
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
+	api := http.NewServeMux()
+	mux.Handle("/api/", a.guardAPI(api))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.opts.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if d := a.sinceBeat(); d > 2*time.Minute {
@@ -36,14 +40,14 @@ func (a *Agent) Handler() http.Handler {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
+	api.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, a.Status())
 	})
-	mux.HandleFunc("POST /api/v1/flush", func(w http.ResponseWriter, _ *http.Request) {
+	api.HandleFunc("POST /api/v1/flush", func(w http.ResponseWriter, _ *http.Request) {
 		a.Flush()
 		writeJSON(w, map[string]bool{"ok": true})
 	})
-	mux.HandleFunc("GET /api/v1/deadletters", func(w http.ResponseWriter, _ *http.Request) {
+	api.HandleFunc("GET /api/v1/deadletters", func(w http.ResponseWriter, _ *http.Request) {
 		dls, err := a.buf.DeadLetters()
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -51,7 +55,7 @@ func (a *Agent) Handler() http.Handler {
 		}
 		writeJSON(w, deadLetterViews(dls))
 	})
-	mux.HandleFunc("POST /api/v1/deadletters/{action}", func(w http.ResponseWriter, r *http.Request) {
+	api.HandleFunc("POST /api/v1/deadletters/{action}", func(w http.ResponseWriter, r *http.Request) {
 		n, err := DeadLetterAction(r.Context(), a.buf, r.PathValue("action"), r.URL.Query().Get("id"))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -63,6 +67,75 @@ func (a *Agent) Handler() http.Handler {
 		writeJSON(w, map[string]int{"affected": n})
 	})
 	return mux
+}
+
+// guardAPI lets through only what the CLI on this machine sends:
+//   - a Host header naming this machine (an IP address, localhost, the
+//     listen host or the machine's name), so that a web page cannot reach
+//     the API through a DNS name rebound to 127.0.0.1;
+//   - for requests that change something (flush, dead-letter retry/drop):
+//     a peer on this machine (loopback, the listen address itself, or the
+//     unix socket), and no sign of a web page (an Origin header, or
+//     Sec-Fetch-Site other than none/same-origin): neither another host on
+//     the plant network nor a browser on the edge box can drop dead letters.
+func (a *Agent) guardAPI(next http.Handler) http.Handler {
+	hostname, _ := os.Hostname()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, unix := r.Context().Value(http.LocalAddrContextKey).(*net.UnixAddr) // its file mode guards it
+		if !unix && !a.hostIsThisMachine(r.Host, hostname) {
+			http.Error(w, fmt.Sprintf("host %q is not this machine", r.Host), http.StatusForbidden)
+			return
+		}
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !unix && !peerIsThisMachine(r) {
+			http.Error(w, "the agent's API changes nothing on request from another host: run plantedge on the edge box", http.StatusForbidden)
+			return
+		}
+		if site := r.Header.Get("Sec-Fetch-Site"); r.Header.Get("Origin") != "" || (site != "" && site != "none" && site != "same-origin") {
+			http.Error(w, "requests from web pages are refused", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// hostIsThisMachine reports whether an HTTP Host header names this
+// machine: an IP address, localhost, the configured listen host or the
+// machine's name.
+func (a *Agent) hostIsThisMachine(hostport, hostname string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if net.ParseIP(host) != nil || strings.EqualFold(host, "localhost") || (hostname != "" && strings.EqualFold(host, hostname)) {
+		return true
+	}
+	if lh, _, err := net.SplitHostPort(a.cfg.Load().Listen); err == nil && strings.EqualFold(host, lh) {
+		return true
+	}
+	return false
+}
+
+// peerIsThisMachine reports whether a TCP request comes from this machine:
+// from a loopback address, or from the address it was received on.
+func peerIsThisMachine(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return false
+	}
+	if ip.IsLoopback() {
+		return true
+	}
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
+	return ok && local.IP.Equal(ip)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -556,5 +558,131 @@ func TestShortStopsBelowMinStopBookNoLine(t *testing.T) {
 	}
 	if l := p.odoo.Productivity()[0]; !l.Start.Equal(t0.Add(3*time.Second)) || l.End.Sub(l.Start) != 2*time.Second {
 		t.Errorf("downtime line %v..%v, want the 2 s stop from %v", l.Start, l.End, t0.Add(3*time.Second))
+	}
+}
+
+// The API changes nothing for a web page (CSRF from a browser on the edge
+// box) or another host, and answers no Host name that is not this machine
+// (DNS rebinding); the CLI's own requests pass.
+func TestAPIGuardsAgainstWebPagesAndOtherHosts(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	h := ra.a.Handler()
+	call := func(method, target, remote, local string, hdr map[string]string) int {
+		req := httptest.NewRequest(method, target, nil)
+		req.RemoteAddr = remote
+		la, err := net.ResolveTCPAddr("tcp", local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, la))
+		for k, v := range hdr {
+			if k == "Host" {
+				req.Host = v
+				continue
+			}
+			req.Header.Set(k, v)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	const lo, here = "127.0.0.1:40000", "127.0.0.1:9464"
+	for _, c := range []struct {
+		name, method, target, remote, local string
+		hdr                                 map[string]string
+		want                                int
+	}{
+		{"CLI status", "GET", "/api/v1/status", lo, here, map[string]string{"Host": "127.0.0.1:9464"}, 200},
+		{"status by localhost", "GET", "/api/v1/status", lo, here, map[string]string{"Host": "localhost:9464"}, 200},
+		{"CLI flush", "POST", "/api/v1/flush", lo, here, map[string]string{"Host": "127.0.0.1:9464"}, 200},
+		{"rebound DNS name", "GET", "/api/v1/status", lo, here, map[string]string{"Host": "rebind.evil.example:9464"}, 403},
+		{"web page drops dead letters", "POST", "/api/v1/deadletters/drop?id=all", lo, here,
+			map[string]string{"Host": "127.0.0.1:9464", "Origin": "http://evil.example", "Content-Type": "application/x-www-form-urlencoded"}, 403},
+		{"web page flush", "POST", "/api/v1/flush", lo, here, map[string]string{"Host": "127.0.0.1:9464", "Sec-Fetch-Site": "cross-site"}, 403},
+		{"another host flush", "POST", "/api/v1/flush", "192.0.2.7:5555", "192.0.2.2:9464", map[string]string{"Host": "192.0.2.2:9464"}, 403},
+		{"another host reads status", "GET", "/api/v1/status", "192.0.2.7:5555", "192.0.2.2:9464", map[string]string{"Host": "192.0.2.2:9464"}, 200},
+		{"CLI on the box, LAN listen", "POST", "/api/v1/flush", "192.0.2.2:5555", "192.0.2.2:9464", map[string]string{"Host": "192.0.2.2:9464"}, 200},
+		{"metrics by any name", "GET", "/metrics", "192.0.2.7:5555", "192.0.2.2:9464", map[string]string{"Host": "edge-box.plant.example:9464"}, 200},
+	} {
+		if got := call(c.method, c.target, c.remote, c.local, c.hdr); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+	// The CLI over TCP still works end to end.
+	if _, err := agent.NewAPIClient(p.listen).Status(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := agent.NewAPIClient(p.listen).DeadLetterAction(context.Background(), "drop", "all"); err != nil || n != 0 {
+		t.Fatalf("CLI drop: %d %v", n, err)
+	}
+}
+
+// A source that cannot be built (its password file unreadable) is down
+// with the reason in status; the other sources run and count.
+func TestUnbuildableSourceDoesNotStopTheOthers(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"ua-press-1", "press-2"}})
+	cfg, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(p.dir, "no-such-password")
+	edited := strings.Replace(string(cfg), "    backoff_max: 1s\nmachines:", "    backoff_max: 1s\n    username: plantedge\n    password_file: "+missing+"\nmachines:", 1)
+	if edited == string(cfg) {
+		t.Fatalf("config not edited:\n%s", cfg)
+	}
+	p.writeConfig(edited)
+	p.downSources = map[string]bool{"line1": true}
+	ra := p.startAgent()
+	p.produce(p.machines[1], 7, 0)
+	p.waitExactQty(ra, "press-2", 7)
+	for _, s := range ra.a.Status().Sources {
+		if s.Name == "line1" && !strings.Contains(s.LastError, "no-such-password") {
+			t.Errorf("line1's error does not say why: %+v", s)
+		}
+	}
+}
+
+// listen: unix:PATH serves the CLI over a socket and replaces a socket left
+// by an earlier run, but never deletes another file at that path.
+func TestUnixSocketListen(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	cfg, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(p.dir, "api.sock")
+	p.writeConfig(strings.Replace(string(cfg), fmt.Sprintf("listen: %q", p.listen), fmt.Sprintf("listen: %q", "unix:"+sock), 1))
+	for range 2 { // the second start finds the first one's socket
+		ra := p.startAgent()
+		api := agent.NewAPIClient("unix:" + sock)
+		if st, err := api.Status(context.Background()); err != nil || st.Site != "test-plant" {
+			t.Fatalf("status over the socket: %+v %v", st, err)
+		}
+		if err := api.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ra.stopNow(t)
+	}
+	// A file that is not a socket stays, and the agent says why it cannot listen.
+	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sock, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(c, agent.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("Run = %v, want a refusal to replace the file", err)
+	}
+	if b, err := os.ReadFile(sock); err != nil || string(b) != "precious" {
+		t.Errorf("the file at the socket path: %q %v", b, err)
 	}
 }

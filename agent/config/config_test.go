@@ -588,3 +588,24 @@ func TestEndpointsOfABrokenFile(t *testing.T) {
 		t.Fatalf("Endpoints = %+v, %v", c, err)
 	}
 }
+
+// Any listen address other than loopback (or a unix socket) is worth a
+// word: status and /metrics are readable from the network.
+func TestListenBeyondLoopbackWarned(t *testing.T) {
+	for listen, warns := range map[string]bool{
+		"127.0.0.1:9464": false, "localhost:9464": false, "[::1]:9464": false, "unix:/run/plantedge/api.sock": false,
+		"0.0.0.0:9464": true, ":9464": true, "192.0.2.2:9464": true, "edge-box:9464": true,
+	} {
+		c, err := Parse("w.yaml", []byte(strings.Replace(base, "site: plant-1", "site: plant-1\nlisten: \""+listen+"\"", 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := false
+		for _, w := range c.Warnings {
+			got = got || strings.HasPrefix(w.Path, "listen")
+		}
+		if got != warns {
+			t.Errorf("listen %s: warned %v, want %v (%v)", listen, got, warns, c.Warnings)
+		}
+	}
+}

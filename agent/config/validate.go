@@ -209,8 +209,9 @@ func (v *validator) validateTop() {
 			}
 		} else if host, port, err := net.SplitHostPort(c.Listen); err != nil || !validPort(port) {
 			v.add("listen", fmt.Sprintf("invalid listen address %q", c.Listen), "use host:port (e.g. 127.0.0.1:9464) or unix:/path")
-		} else if host == "" || host == "0.0.0.0" || host == "::" {
-			v.warn("listen", "status/flush API listens on all interfaces", "anyone on the plant network can trigger a flush; prefer 127.0.0.1")
+		} else if ip := net.ParseIP(host); host == "" || host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			v.warn("listen", "status API and /metrics reachable from the network",
+				"anyone who can reach it reads machine and work-order status; flush and dead-letter retry/drop are accepted only from this machine; prefer 127.0.0.1 unless a Prometheus server scrapes it")
 		}
 	}
 	v.enum("log.level", c.Log.Level, LogLevels)
