@@ -570,7 +570,8 @@ func readSecretFile(p string) (string, error) {
 		}
 		return "", fmt.Errorf("read secret %s: %w", p, err)
 	}
-	v := strings.TrimSpace(string(b))
+	// An editor on Windows may save a byte-order mark: not part of the key.
+	v := strings.TrimSpace(strings.TrimPrefix(string(b), "\ufeff"))
 	if v == "" {
 		return "", fmt.Errorf("read secret %s: file is empty: %w", p, ErrNoSecret)
 	}

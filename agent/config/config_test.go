@@ -541,12 +541,29 @@ func TestOdooAPIKey(t *testing.T) {
 		t.Errorf("err = %v\nwant  %s", err, want)
 	}
 
+	// Saved by an editor on Windows: byte-order mark and CRLF.
+	if err := os.WriteFile(keyFile, []byte("\ufefffrom-notepad\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.OdooAPIKey(); err != nil || got != "from-notepad" {
+		t.Errorf("key file with BOM and CRLF: %q, %v", got, err)
+	}
+
 	if err := os.WriteFile(keyFile, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.OdooAPIKey(); !errors.Is(err, ErrNoSecret) {
 		t.Errorf("empty key file: %v", err)
 	}
+}
+
+// An MQTT password over a plain connection to another host is worth a word.
+func TestMQTTPasswordInClearWarned(t *testing.T) {
+	y := strings.Replace(base, "    client_id: pe-1\n", "    client_id: pe-1\n    username: plant\n    password_file: /etc/plantedge/mqtt-password\n", 1)
+	y = strings.Replace(y, "tcp://127.0.0.1:1883", "tcp://10.1.2.10:1883", 1)
+	wantWarnings(t, y,
+		`w.yaml:11:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`,
+		`w.yaml:15:20: mqtt[0].password_file: the password crosses the network unencrypted (the URL is not TLS) (use ssl:// or wss://)`)
 }
 
 func TestReadSecretCredentialsDirectory(t *testing.T) {

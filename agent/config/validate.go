@@ -346,7 +346,7 @@ func (v *validator) validateOPCUA(p string, s *OPCUAServer) {
 
 func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 	v.sourceName(p+".name", b.Name)
-	tlsScheme, schemeOK := false, false
+	tlsScheme, schemeOK, loopback := false, false, false
 	if v.required(p+".url", b.URL) {
 		u, err := url.Parse(b.URL)
 		switch {
@@ -362,6 +362,8 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 		if u != nil && oneOf(u.Scheme, MQTTSchemes) {
 			schemeOK = true
 			tlsScheme = u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "wss"
+			ip := net.ParseIP(u.Hostname())
+			loopback = u.Hostname() == "localhost" || ip != nil && ip.IsLoopback()
 		}
 	}
 	if v.required(p+".client_id", b.ClientID) && (len(b.ClientID) > 65535 || !utf8.ValidString(b.ClientID)) {
@@ -383,6 +385,9 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 	}
 	if b.InsecureSkipVerify {
 		v.warn(p+".insecure_skip_verify", "TLS CERTIFICATE VERIFICATION IS OFF for this broker", "use ca_file with your CA instead")
+	}
+	if b.PasswordFile != "" && schemeOK && !tlsScheme && !loopback {
+		v.warn(p+".password_file", "the password crosses the network unencrypted (the URL is not TLS)", "use ssl:// or wss://")
 	}
 	if b.KeepAlive < Duration(time.Second) {
 		v.add(p+".keep_alive", "must be at least 1s", "")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -82,7 +83,7 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	// Where the agent would find its key, on this machine: not a problem of
 	// the file (a package ships the file name before the key exists).
 	if _, _, err := cfg.OdooAPIKeySource(); errors.Is(err, config.ErrNoSecret) {
-		fmt.Fprintf(errw, "warning: %v: the agent would have no Odoo API key (write the bot user's key to odoo.api_key_file, mode 0640, group plantedge)\n", err)
+		fmt.Fprintf(errw, "warning: %v: the agent would have no Odoo API key (write the bot user's key to odoo.api_key_file, root-only with mode 0600: the unit hands it to the agent as the credential odoo-api-key)\n", err)
 	}
 	printSummary(w, cfg)
 	var failed []string
@@ -175,7 +176,7 @@ func printSnippet(w io.Writer, lines []string, line, col int) {
 	if line < 1 || line > len(lines) || col < 1 {
 		return
 	}
-	text := strings.TrimRight(lines[line-1], "\r")
+	text := maskSecrets(strings.TrimRight(lines[line-1], "\r"))
 	var pad strings.Builder
 	for i, r := range []rune(text) {
 		if i >= col-1 {
@@ -188,4 +189,24 @@ func printSnippet(w io.Writer, lines []string, line, col int) {
 		}
 	}
 	fmt.Fprintf(w, "%5d | %s\n      | %s^\n", line, text, pad.String())
+}
+
+var (
+	urlCredentials = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:)[^@\s/]+@`)
+	secretValue    = regexp.MustCompile(`(?i)(["']?([a-z0-9_.-]*(?:key|pass|secret|token|pwd)[a-z0-9_.-]*)["']?\s*:\s*)([^\s,}#][^,}#]*)`)
+)
+
+// maskSecrets hides what looks like a secret on a source line validate
+// prints (its output goes to the journal through ExecStartPre): the
+// password of a URL, and the value of a key named like a key, password,
+// secret or token, unless it names a file.
+func maskSecrets(line string) string {
+	line = urlCredentials.ReplaceAllString(line, "${1}****@")
+	return secretValue.ReplaceAllStringFunc(line, func(m string) string {
+		sub := secretValue.FindStringSubmatch(m)
+		if name := strings.ToLower(sub[2]); strings.HasSuffix(name, "_file") || strings.HasSuffix(name, "-file") {
+			return m
+		}
+		return sub[1] + "****"
+	})
 }

@@ -109,7 +109,7 @@ func TestValidateWarnings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(errOut, "warning: "+path+":41:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF") {
+	if !strings.HasPrefix(errOut, "warning: "+path+":42:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF") {
 		t.Errorf("stderr = %q", errOut)
 	}
 }
@@ -162,5 +162,26 @@ func TestValidateWarnsWithoutKey(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "warning: odoo api key: looked in") || !strings.Contains(errOut, "/etc/plantedge/odoo-api-key: secret not found: the agent would have no Odoo API key") {
 		t.Errorf("stderr = %q", errOut)
+	}
+}
+
+// validate's output goes to the journal (ExecStartPre): the source lines it
+// shows never carry a secret written where it does not belong.
+func TestValidateMasksSecretsInSourceLines(t *testing.T) {
+	for line, want := range map[string]string{
+		"  api_key: daf43efe0123":                     "  api_key: ****",
+		"  apikey: 'daf43efe0123' # typo":             "  apikey: ****# typo",
+		"    password: hunter2":                       "    password: ****",
+		`    passwd: "hunter2"`:                       `    passwd: ****`,
+		"    url: tcp://plantedge:MqttPw456@h:1883":   "    url: tcp://plantedge:****@h:1883",
+		"  url: https://bot:OdooPw@erp.example.com":   "  url: https://bot:****@erp.example.com",
+		"    mqtt: { broker: b, token: abc, x: 1 }":   "    mqtt: { broker: b, token: ****, x: 1 }",
+		"  api_key_file: /etc/plantedge/odoo-api-key": "  api_key_file: /etc/plantedge/odoo-api-key",
+		"    key_file: /etc/plantedge/opcua-key.pem":  "    key_file: /etc/plantedge/opcua-key.pem",
+		"    topic: plant2/press-07/counters":         "    topic: plant2/press-07/counters",
+	} {
+		if got := maskSecrets(line); got != want {
+			t.Errorf("maskSecrets(%q) = %q, want %q", line, got, want)
+		}
 	}
 }
