@@ -626,3 +626,12 @@ func TestListenBeyondLoopbackWarned(t *testing.T) {
 		}
 	}
 }
+
+// A secure OPC UA connection without a pinned server certificate accepts
+// any certificate: worth a word.
+func TestUnpinnedSecureServerWarned(t *testing.T) {
+	y := strings.Replace(base, "    endpoint: opc.tcp://127.0.0.1:4840\n", "    endpoint: opc.tcp://127.0.0.1:4840\n    security_policy: Basic256Sha256\n    security_mode: SignAndEncrypt\n", 1)
+	wantWarnings(t, y,
+		`w.yaml:10:22: opcua[0].security_policy: the server's certificate is not pinned: any certificate it presents is accepted (set server_thumbprint to the thumbprint the agent logs at connect)`,
+		`w.yaml:13:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`)
+}

@@ -318,6 +318,10 @@ func (v *validator) validateOPCUA(p string, s *OPCUAServer) {
 	}
 	v.filePath(p+".cert_file", s.CertFile)
 	v.filePath(p+".key_file", s.KeyFile)
+	if s.ServerThumbprint == "" && s.SecurityPolicy != "" && s.SecurityPolicy != "None" {
+		v.warn(p+".security_policy", "the server's certificate is not pinned: any certificate it presents is accepted",
+			"set server_thumbprint to the thumbprint the agent logs at connect")
+	}
 	if s.ServerThumbprint != "" && !hexRe.MatchString(strings.NewReplacer(":", "", " ", "").Replace(s.ServerThumbprint)) {
 		v.add(p+".server_thumbprint", "invalid thumbprint", "40 hex digits: the SHA-1 of the server certificate")
 	}

@@ -81,7 +81,7 @@ machines:
     1 | site: Plant 2
       |       ^
 ` + path + `:5:3: odoo.api_key: inline secret not allowed (put the key in a file named by api_key_file (mode 0600), or set PLANTEDGE_ODOO_API_KEY, or use systemd LoadCredential=odoo-api-key)
-    5 |   api_key: abc
+    5 |   api_key: ****
       |   ^
 ` + path + `:10:23: machines[0].good_count.mqtt.broker: unknown MQTT broker "nope" (no mqtt sources are defined; add one under mqtt:)
    10 |       mqtt: { broker: nope, topic: a/# }

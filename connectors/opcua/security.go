@@ -207,6 +207,9 @@ type clientParams struct {
 	username, password string
 	requestTimeout     time.Duration
 	lifetime           time.Duration // secure channel token lifetime; 0: gopcua's default
+	// serverCert, if set, gets the certificate of the endpoint chosen for a
+	// secure connection (after the pin, if any, matched).
+	serverCert func(der []byte)
 }
 
 // minChunk is the smallest message chunk OPC UA lets an endpoint ask for
@@ -272,6 +275,9 @@ func clientOptions(ctx context.Context, p clientParams) ([]opcua.Option, error) 
 			return nil, fmt.Errorf("%w: server presents %s, pinned %s", ErrThumbprintMismatch,
 				Thumbprint(ep.ServerCertificate), hex.EncodeToString(p.sec.thumbprint))
 		}
+	}
+	if p.serverCert != nil && !p.sec.none() {
+		p.serverCert(ep.ServerCertificate)
 	}
 	tokenType := ua.UserTokenTypeAnonymous
 	if p.username != "" {

@@ -6,12 +6,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,7 +104,6 @@ func runUntilSample(t *testing.T, cfg Config, timeout time.Duration) (connectors
 	t.Helper()
 	col := newCollector()
 	cfg.Name = "secure"
-	cfg.Logger = nil
 	src, err := New(cfg, col)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -203,6 +204,17 @@ func TestServerThumbprintPinning(t *testing.T) {
 	base := Config{
 		Endpoint: srv.Endpoint, SecurityPolicy: "Basic256Sha256", SecurityMode: "SignAndEncrypt",
 		DataDir: t.TempDir(), Nodes: []string{secureCounter},
+	}
+	// Without a pin any certificate is accepted: the log says so, with the
+	// thumbprint to pin.
+	var logs lockedLog
+	unpinned := base
+	unpinned.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	if _, st, ok := runUntilSample(t, unpinned, 30*time.Second); !ok {
+		t.Fatalf("no pin: no sample; stats %+v", st)
+	}
+	if l := logs.String(); !strings.Contains(l, "not pinned") || !strings.Contains(l, "thumbprint="+srv.Thumbprint) {
+		t.Errorf("log without a pin:\n%s", l)
 	}
 	good := base
 	good.ServerThumbprint = strings.ToUpper(srv.Thumbprint)
@@ -470,4 +482,22 @@ func waitUntil(t *testing.T, d time.Duration, ok func() bool) {
 			t.Fatal("timed out")
 		}
 	}
+}
+
+// lockedLog is a log destination safe for the source's goroutines.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -95,6 +95,8 @@ type Source struct {
 	failSince time.Time
 	// nodes per Read and per CreateMonitoredItems call in this session (Run's goroutine)
 	perRead, perMonitor int
+	// serverThumb is the server certificate last logged (Run's goroutine)
+	serverThumb string
 }
 
 // New validates cfg and parses the node ids; it does no I/O.
@@ -272,6 +274,7 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		password:       s.cfg.Password,
 		requestTimeout: s.cfg.RequestTimeout,
 		lifetime:       s.cfg.channelLifetime,
+		serverCert:     s.noteServerCert,
 	})
 	cancel()
 	if err != nil {
@@ -320,6 +323,23 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		err = s.subscribe(ctx, c, ids)
 	}
 	return time.Since(start), err
+}
+
+// noteServerCert logs the server certificate of a secure connection when it
+// is new: its thumbprint is what server_thumbprint pins, and without a pin
+// any certificate the server presents is accepted.
+func (s *Source) noteServerCert(der []byte) {
+	tp := Thumbprint(der)
+	if tp == s.serverThumb {
+		return
+	}
+	s.serverThumb = tp
+	if s.sec.thumbprint != nil {
+		s.log.Info("opc ua server certificate matches the pin", "thumbprint", tp)
+		return
+	}
+	s.log.Warn("opc ua server certificate not pinned: any certificate the server presents is accepted; set server_thumbprint to pin this one",
+		"thumbprint", tp)
 }
 
 // dial builds and connects a client; on failure nothing is left open.
