@@ -39,7 +39,7 @@ const (
 const DefaultTimeout = 30 * time.Second
 
 // maxResponse caps how much of a response body is read.
-const maxResponse = 64 << 20
+const maxResponse = 16 << 20 // a work-order lookup of thousands of orders is well below
 
 // Config configures a Client.
 type Config struct {
