@@ -77,7 +77,10 @@ func checkOdoo(ctx context.Context, cfg *config.Config, w io.Writer) error {
 	if !ok {
 		return c.result()
 	}
-	nRights, _ := c.checkRights(ctx, cfg, client, who)
+	nRights, ok := c.checkRights(ctx, cfg, client, who)
+	if ok {
+		c.checkNotAdmin(ctx, client, who)
+	}
 	if c.problems > 0 {
 		return c.result()
 	}
@@ -243,6 +246,15 @@ func neededRights(cfg *config.Config) []odooRight {
 	}
 	return append(rights, odooRight{"ir.model.data", odoo.OpRead,
 		"to find the agent's downtime and scrap records by external id", "Internal User (user type)"})
+}
+
+// checkNotAdmin warns when the bot user is an administrator: the agent
+// needs none of that, and its key would open all of Odoo. Changing system
+// parameters is the Settings group's alone.
+func (c *odooCheck) checkNotAdmin(ctx context.Context, client *odoo.Client, who string) {
+	if admin, err := client.CanAccess(ctx, "ir.config_parameter", odoo.OpWrite); err == nil && admin {
+		fmt.Fprintf(c.w, "odoo: warning: %s has administrator rights (it may change system parameters); the agent needs only the groups above: give it a user of its own without Administration rights\n", who)
+	}
 }
 
 // checkRights asks Odoo whether the bot user holds each needed right.

@@ -154,6 +154,24 @@ func TestValidateOdooAllGood(t *testing.T) {
 	}
 }
 
+// A bot user with administrator rights works, but its key would open all
+// of Odoo: a warning, not a problem.
+func TestValidateOdooWarnsAboutAnAdminBot(t *testing.T) {
+	for _, c := range []struct {
+		version int
+		proto   string
+	}{{17, "JSON-RPC"}, {18, "JSON-RPC"}, {19, "JSON-2"}} {
+		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
+			o := newOdooSite(t, c.version)
+			o.srv.MakeAdmin(o.uid)
+			lines, err := o.run(t)
+			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
+				[]string{`odoo: warning: user "plantedge-bot" (uid ` + fmt.Sprint(o.uid) + `) has administrator rights (it may change system parameters); the agent needs only the groups above: give it a user of its own without Administration rights`,
+					"odoo: OK: 2 work centers, 2 loss reasons, 7 access rights"})
+		})
+	}
+}
+
 func TestValidateOdooMissingWorkcenter(t *testing.T) {
 	o := newOdooSite(t, 17)
 	o.machines = strings.Replace(o.machines, "WC-PACK-02", "WC-PACK-09", 1)

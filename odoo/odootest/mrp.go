@@ -85,6 +85,10 @@ func (s *Server) buildModels() {
 			"production_id": m2o("mrp.production", "Manufacturing Order", false), "workorder_id": m2o("mrp.workorder", "Work Order", false),
 			"state": {typ: fSelection, sel: []string{"draft", "done"}}, "date_done": {typ: fDatetime},
 			"company_id": m2o("res.company", "Company", true)}},
+		// Settings group only (base/security/ir.model.access.csv): what
+		// tells an administrator from a least-privilege user.
+		"ir.config_parameter": {order: "key", fields: map[string]field{
+			"key": {typ: fChar, required: true, label: "Key"}, "value": {typ: fChar, required: true, label: "Value"}}},
 		"ir.model.data": {order: "module, model, name", fields: map[string]field{
 			"module": {typ: fChar, required: true, label: "Module"}, "name": {typ: fChar, required: true, label: "External Identifier"},
 			"model": {typ: fChar, required: true, label: "Model Name"}, "res_id": {typ: fInt, label: "Record ID"}}},

@@ -113,6 +113,7 @@ type Server struct {
 	curCtx     map[string]any // its context (under mu)
 	keys       map[string]*apiKey
 	adminKey   string
+	admins     map[int64]bool // users given the Settings group (MakeAdmin), besides uid 1 and 2
 	failures   map[string]*loginFailure
 	maxFails   int
 	cooldown   time.Duration
