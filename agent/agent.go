@@ -88,6 +88,12 @@ type Agent struct {
 	deadLog      rateLog
 	httpAddr     atomic.Pointer[string]
 
+	// bufID names this buffer file in the external ids of scrap bookings,
+	// which count by the file's sequence numbers: a fresh file (a corrupt
+	// one moved aside, a new box with the same site) starts them at 1
+	// again, and must not meet the bookings of the old one in Odoo.
+	bufID string
+
 	// inFlight holds, per count key, the last record an Odoo call not yet
 	// settled covers (a quantity write, woState.InFlight; a scrap booking,
 	// scrapOutbox): the quota merge must not fold a newer record into a
@@ -170,6 +176,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	if err := a.loadInFlight(); err != nil {
+		return err
+	}
+	if err := a.loadBufferID(ctx); err != nil {
 		return err
 	}
 	a.fwd = newForwarder(a)

@@ -264,3 +264,30 @@ func TestReloadFromBlockToMinStopClosesTheOpenLine(t *testing.T) {
 		t.Fatalf("machine running again, work center %q, lines %+v", p.odoo.WorkingState(wc), l)
 	}
 }
+
+// A fresh buffer file (a corrupt one moved aside, a wiped data_dir, a new
+// box with the same site) starts its sequence numbers at 1 again: its scrap
+// bookings must not take the external ids of the old file's, which Odoo
+// has as done (they were reported forwarded and never booked).
+func TestScrapAfterAFreshBufferFileIsBooked(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	m := p.machines[0]
+	ra := p.startAgent()
+	p.produce(m, 1, 3)
+	waitFor(t, 15*time.Second, "first scrap", func() (bool, string) {
+		return p.scrapped("press-1") == 3, fmt.Sprintf("scrapped %v", p.scrapped("press-1"))
+	})
+	ra.stopNow(t)
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(cfg.BufferPath()); err != nil {
+		t.Fatal(err)
+	}
+	ra = p.startAgent() // a fresh file: the next value is a baseline again
+	p.produce(m, 1, 2)
+	waitFor(t, 15*time.Second, "scrap on the fresh file", func() (bool, string) {
+		return p.scrapped("press-1") == 5, fmt.Sprintf("scrapped %v", p.scrapped("press-1"))
+	})
+}

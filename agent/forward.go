@@ -1257,7 +1257,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		return nil
 	default:
 		ob = scrapOutbox{
-			XMLID:        fmt.Sprintf("plantedge.%s_%s_scrap_%d", f.a.cfg.Load().Site, machine, p.maxSeq),
+			XMLID:        fmt.Sprintf("plantedge.%s_%s_scrap_%s_%d", f.a.cfg.Load().Site, machine, f.a.bufID, p.maxSeq),
 			Qty:          odoo.Round2(p.sum),
 			MaxSeq:       p.maxSeq,
 			WorkorderID:  wo.ID,

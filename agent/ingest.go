@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -256,6 +258,27 @@ func (a *Agent) loadMachineState() error {
 		a.totalsMu.Unlock()
 		return nil
 	})
+}
+
+// loadBufferID reads the buffer file's id, making one for a new file.
+func (a *Agent) loadBufferID(ctx context.Context) error {
+	const key = "buffer-id"
+	b, err := a.buf.Meta(key)
+	if err != nil {
+		return err
+	}
+	if len(b) == 0 {
+		r := make([]byte, 4)
+		if _, err := rand.Read(r); err != nil {
+			return err
+		}
+		b = []byte(hex.EncodeToString(r))
+		if err := a.buf.PutMeta(ctx, buffer.KV{Key: key, Value: b}); err != nil {
+			return err
+		}
+	}
+	a.bufID = string(b)
+	return nil
 }
 
 // loadInFlight notes the quantity writes and scrap bookings a previous run
