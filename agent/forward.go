@@ -268,7 +268,10 @@ func (f *forwarder) run(ctx context.Context) {
 				floor = wait
 			}
 			if isOE && oe.RetryAfter > 0 {
-				wait, floor = max(wait, oe.RetryAfter), max(floor, oe.RetryAfter)
+				// Honoured, up to the longest backoff: a maintenance page
+				// that asks for a day must not stop forwarding for a day.
+				ra := min(oe.RetryAfter, f.a.cfg.Load().Forward.BackoffMax.D())
+				wait, floor = max(wait, ra), max(floor, ra)
 			}
 			if prev.State != state || prev.Failures == 0 {
 				msg := "odoo unreachable; buffering and retrying with backoff"

@@ -212,13 +212,26 @@ func TestForwarderHonoursRetryAfter(t *testing.T) {
 	busy := func(*http.Request) (*http.Response, error) {
 		return respond(503, "<html>busy</html>", "Retry-After", "45")
 	}
-	gaps := runForwarder(t, "5s", busy, 5*time.Minute, 700*time.Millisecond) // flush cannot cut it short either
+	gaps := runForwarder(t, "2m", busy, 5*time.Minute, 700*time.Millisecond) // flush cannot cut it short either
 	if len(gaps) == 0 {
 		t.Fatal("no retry in 5 minutes")
 	}
 	for i, g := range gaps {
 		if g < 45*time.Second {
 			t.Errorf("retry %d after %s, Retry-After said 45s", i+1, g)
+		}
+	}
+	// A maintenance page asking for a day waits no longer than backoff_max.
+	day := func(*http.Request) (*http.Response, error) {
+		return respond(503, "<html>maintenance</html>", "Retry-After", "86400")
+	}
+	gaps = runForwarder(t, "2m", day, 10*time.Minute, 0)
+	if len(gaps) < 4 {
+		t.Fatalf("%d retries in 10 minutes with backoff_max 2m: %v", len(gaps), gaps)
+	}
+	for i, g := range gaps {
+		if g < 2*time.Minute || g > 2*time.Minute+time.Second {
+			t.Errorf("retry %d after %s, want backoff_max (2m)", i+1, g)
 		}
 	}
 }
