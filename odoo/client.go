@@ -414,8 +414,9 @@ func (c *Client) rpc(ctx context.Context, op, service, method string, args []any
 		return err
 	}
 	var env struct {
-		Result json.RawMessage `json:"result"`
-		Error  *struct {
+		JSONRPC string          `json:"jsonrpc"`
+		Result  json.RawMessage `json:"result"`
+		Error   *struct {
 			Code    int    `json:"code"`
 			Message string `json:"message"`
 			Data    struct {
@@ -424,7 +425,10 @@ func (c *Client) rpc(ctx context.Context, op, service, method string, args []any
 			} `json:"data"`
 		} `json:"error"`
 	}
-	if err := json.Unmarshal(body, &env); err != nil {
+	if err := json.Unmarshal(body, &env); err != nil || env.JSONRPC != "2.0" {
+		// Not Odoo's JSON-RPC answer (which always says "jsonrpc": "2.0",
+		// also when it leaves "result" out for a None): something in
+		// front of Odoo answered.
 		return &Error{Op: op, Name: "decode", Message: "invalid JSON-RPC response", Status: http.StatusOK, Class: Transient, Err: err}
 	}
 	if env.Error != nil {
@@ -439,7 +443,7 @@ func (c *Client) rpc(ctx context.Context, op, service, method string, args []any
 		return nil
 	}
 	if err := json.Unmarshal(env.Result, out); err != nil {
-		return &Error{Op: op, Name: "decode", Message: "unexpected result shape", Class: Permanent, Err: err}
+		return &Error{Op: op, Name: "decode", Message: "unexpected result shape", Class: Transient, Err: err}
 	}
 	return nil
 }
@@ -458,7 +462,9 @@ func (c *Client) json2(ctx context.Context, op, model, method string, params map
 		return nil
 	}
 	if err := json.Unmarshal(body, out); err != nil {
-		return &Error{Op: op, Name: "decode", Message: "unexpected result shape", Class: Permanent, Err: err}
+		// Transient, like every answer the agent cannot read: nothing was
+		// refused, so nothing is dead-lettered (status shows the error).
+		return &Error{Op: op, Name: "decode", Message: "unexpected result shape", Class: Transient, Err: err}
 	}
 	return nil
 }
@@ -500,6 +506,13 @@ func (c *Client) do(ctx context.Context, op, method, path string, payload any, h
 	}
 	c.log.Debug("call", "op", op, "status", resp.StatusCode, "elapsed", time.Since(start))
 	if resp.StatusCode == http.StatusOK {
+		if !json.Valid(body) {
+			// Odoo answers JSON; a 200 with anything else is a page of
+			// something in front of it (a maintenance page, a login
+			// form): Odoo is not reachable yet, nothing was refused.
+			return nil, nil, &Error{Op: op, Name: "decode", Status: http.StatusOK, Class: Transient,
+				Message: "not an Odoo answer (a proxy's page?): " + c.clean(strings.TrimSpace(string(body)), 200)}
+		}
 		return body, resp.Header, nil
 	}
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
@@ -551,6 +564,12 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 	}
 	e.Message = c.clean(e.Message, maxMessage)
 	e.Class = classifyStatus(resp.StatusCode, e.Name)
+	if resp.StatusCode == http.StatusUnauthorized && !json.Valid(body) {
+		// Odoo's 401 is JSON: this one comes from something in front of it
+		// (a proxy's own login), and says nothing about the API key.
+		e.Class = Transient
+		e.Message = "refused by something in front of Odoo, not by Odoo (a proxy's login?): " + e.Message
+	}
 	return e
 }
 

@@ -852,3 +852,58 @@ func TestRedirectNotFollowed(t *testing.T) {
 		t.Fatalf("the redirect target got %d requests", n)
 	}
 }
+
+// What something in front of Odoo answers during maintenance (a 200 HTML
+// page, an empty JSON object, its own 401 login page) is not a refusal by
+// Odoo: transient, so nothing is dead-lettered.
+func TestProxyAnswersAreTransient(t *testing.T) {
+	const key = "0123456789abcdef0123456789abcdef01234567"
+	for _, c := range []struct {
+		name, proto string
+		status      int
+		ctype, body string
+	}{
+		{"json2 200 html", odoo.ProtocolJSON2, 200, "text/html", "<html><body>Down for maintenance</body></html>"},
+		{"json2 200 empty", odoo.ProtocolJSON2, 200, "application/json", ""},
+		{"json2 401 html", odoo.ProtocolJSON2, 401, "text/html", "<html>Sign in to the proxy</html>"},
+		{"jsonrpc 200 html", odoo.ProtocolJSONRPC, 200, "text/html", "<html>maintenance</html>"},
+		{"jsonrpc 200 {}", odoo.ProtocolJSONRPC, 200, "application/json", "{}"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var broken atomic.Bool
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				if broken.Load() {
+					w.Header().Set("Content-Type", c.ctype)
+					w.WriteHeader(c.status)
+					io.WriteString(w, c.body)
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				switch {
+				case r.URL.Path == "/web/version":
+					io.WriteString(w, `{"version":"19.0","version_info":[19,0,0,"final",0,""]}`)
+				case strings.HasSuffix(r.URL.Path, "/context_get"):
+					io.WriteString(w, `{"uid":3}`)
+				case bytes.Contains(body, []byte(`"authenticate"`)):
+					io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":3}`)
+				default:
+					io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{"server_version":"17.0","server_version_info":[17,0,0,"final",0,""]}}`)
+				}
+			}))
+			defer srv.Close()
+			cl, err := odoo.New(odoo.Config{URL: srv.URL, Database: "odoo", Username: "bot", APIKey: key, Protocol: c.proto, Timeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cl.Connect(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			broken.Store(true)
+			err = cl.SetProducedQty(context.Background(), 7, 5)
+			if err == nil || odoo.IsPermanent(err) || odoo.IsAuth(err) || !odoo.IsTemporary(err) {
+				t.Fatalf("err = %v (permanent %v, auth %v)", err, odoo.IsPermanent(err), odoo.IsAuth(err))
+			}
+		})
+	}
+}
