@@ -1022,6 +1022,12 @@ func TestEndToEndRemovedMachineRecordsHeld(t *testing.T) {
 // when the backoff alone would retry sooner.
 func TestEndToEndRetryAfterHonoured(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	cfg, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Retry-After is honoured up to backoff_max.
+	p.writeConfig(strings.Replace(string(cfg), "forward:\n  interval: 100ms\n  backoff_max: 1s\n", "forward:\n  interval: 100ms\n  backoff_max: 10s\n", 1))
 	ra := p.startAgent()
 	p.produce(p.machines[0], 2, 0)
 	p.waitExactQty(ra, "press-1", 2)
