@@ -88,6 +88,11 @@ type Agent struct {
 	deadLog      rateLog
 	httpAddr     atomic.Pointer[string]
 
+	// writeFail is set while buffer appends fail (disk full, read-only
+	// file system): nothing new is acknowledged meanwhile, and status,
+	// /readyz and flush say so.
+	writeFail atomic.Pointer[writeFailure]
+
 	// bufID names this buffer file in the external ids of scrap bookings,
 	// which count by the file's sequence numbers: a fresh file (a corrupt
 	// one moved aside, a new box with the same site) starts them at 1

@@ -38,6 +38,10 @@ func (a *Agent) Handler() http.Handler {
 			http.Error(w, "not ready\n", http.StatusServiceUnavailable)
 			return
 		}
+		if wf := a.writeFail.Load(); wf != nil {
+			http.Error(w, fmt.Sprintf("buffer writes failing for %s: %s\n", time.Since(wf.Since).Round(time.Second), wf.Err), http.StatusServiceUnavailable)
+			return
+		}
 		io.WriteString(w, "ready\n")
 	})
 	api.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {

@@ -285,7 +285,7 @@ func TestScrapAfterAFreshBufferFileIsBooked(t *testing.T) {
 	if err := os.Remove(cfg.BufferPath()); err != nil {
 		t.Fatal(err)
 	}
-	ra = p.startAgent() // a fresh file: the next value is a baseline again
+	p.startAgent() // a fresh file: the next value is a baseline again
 	p.produce(m, 1, 2)
 	waitFor(t, 15*time.Second, "scrap on the fresh file", func() (bool, string) {
 		return p.scrapped("press-1") == 5, fmt.Sprintf("scrapped %v", p.scrapped("press-1"))

@@ -193,10 +193,12 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	}
 	if len(recs) > 0 || len(meta) > 0 {
 		start := time.Now()
+		lastLog := time.Time{}
 		for attempt := 1; ; attempt++ {
 			_, err := a.buf.Append(ctx, recs, meta...)
 			if err == nil {
 				if attempt > 1 {
+					a.writeFail.Store(nil)
 					a.log.Info("buffer append recovered", "attempts", attempt, "after", time.Since(start).Round(time.Millisecond))
 				}
 				break
@@ -205,8 +207,13 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				// Not acknowledged: the sources redeliver or re-read after restart.
 				return
 			}
-			if attempt == 1 {
-				a.log.Error("buffer append failed; holding acknowledgements and retrying", "err", err, "records", len(recs))
+			if a.writeFail.Load() == nil {
+				a.writeFail.Store(&writeFailure{Err: err.Error(), Since: time.Now()})
+			}
+			if time.Since(lastLog) >= time.Minute {
+				lastLog = time.Now()
+				a.log.Error("buffer append failed; holding acknowledgements and retrying (disk full? file system read-only?)",
+					"err", err, "records", len(recs), "failing_for", time.Since(start).Round(time.Second))
 			}
 			a.metrics.appendErrors.Inc()
 			select {
@@ -225,6 +232,12 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		}
 	}
 	a.metrics.samples.Add(float64(len(batch)))
+}
+
+// writeFailure is why buffer appends fail, and since when.
+type writeFailure struct {
+	Err   string
+	Since time.Time
 }
 
 // machineKV encodes a machine's durable state for the meta bucket.

@@ -686,3 +686,58 @@ func TestUnixSocketListen(t *testing.T) {
 		t.Errorf("the file at the socket path: %q %v", b, err)
 	}
 }
+
+// A full disk: appends fail, nothing new is acknowledged, and it shows —
+// status (buffer.write_error), /readyz, flush's exit code. Once space is
+// back, everything the machines made reaches Odoo.
+func TestDiskFullIsVisibleAndLosesNothing(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	data := filepath.Join(p.dir, "data")
+	if err := os.MkdirAll(data, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", data).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", data).Run() })
+	ra := p.startAgent()
+	p.produce(p.machines[0], 3, 0)
+	p.waitExactQty(ra, "press-1", 3)
+	p.odoo.SetDown(true) // records stay in the buffer, which has to grow
+	filler := filepath.Join(data, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			break // ENOSPC: the disk is full
+		}
+	}
+	f.Close()
+	waitFor(t, 30*time.Second, "a failing write shown in status", func() (bool, string) {
+		for _, m := range p.machines {
+			p.produce(m, 1, 0)
+			p.stop(m, "JAM")
+			p.run(m)
+		}
+		st := ra.a.Status()
+		return st.Buffer.WriteError != "", fmt.Sprintf("pending %d", st.Buffer.Pending)
+	})
+	if code, body := httpGet(t, p.listen, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "buffer writes failing") {
+		t.Errorf("/readyz with a full disk: %d %q", code, body)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	p.waitExact(ra, 60*time.Second)
+	if st := ra.a.Status(); st.Buffer.WriteError != "" {
+		t.Errorf("write error still shown after recovery: %s", st.Buffer.WriteError)
+	}
+}

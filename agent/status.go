@@ -50,6 +50,14 @@ type BufferStatus struct {
 	// (removed by an edit): they are held too; put the machine back to
 	// forward them, or drop them with a compaction of the old file.
 	Unmapped int `json:"unmapped"`
+	// WriteError is why appends fail now (disk full, read-only file
+	// system), for WriteFailingSeconds: nothing new is acknowledged, values
+	// wait at the sources. Empty while writes succeed.
+	WriteError          string  `json:"write_error,omitempty"`
+	WriteFailingSeconds float64 `json:"write_failing_seconds,omitempty"`
+	// FileRestored counts the times the buffer file was found deleted or
+	// replaced while in use since start, and written back.
+	FileRestored uint64 `json:"file_restored,omitempty"`
 }
 
 // LaneStatus is one lane of the buffer.
@@ -115,6 +123,9 @@ func (a *Agent) Status() Status {
 	}
 	st.Uptime = time.Since(a.started).Seconds()
 	st.Buffer = bufferStatus(cfg, a.buf)
+	if wf := a.writeFail.Load(); wf != nil {
+		st.Buffer.WriteError, st.Buffer.WriteFailingSeconds = wf.Err, age(wf.Since)
+	}
 	st.Odoo = OdooStatus{URL: cfg.Odoo.URL, State: "offline"}
 	var links map[string]machineLink
 	{
@@ -286,6 +297,7 @@ func bufferStatus(cfg *config.Config, buf *buffer.Queue) BufferStatus {
 		Path: cfg.BufferPath(), Pending: s.Pending, Bytes: s.Bytes, FileBytes: s.FileBytes,
 		MaxBytes: int64(cfg.Buffer.MaxBytes), OldestAgeSeconds: age(s.Oldest), DeadLetters: s.DeadLetters,
 		Dropped: s.Dropped, Merged: s.Merged, Lanes: map[string]LaneStatus{}, Recovered: buf.Recovered(),
+		FileRestored: s.Restored,
 	}
 	for l := buffer.Lane(0); l < buffer.NumLanes; l++ {
 		ls := s.Lanes[l]

@@ -126,12 +126,18 @@ func (q *Queue) submit(ctx context.Context, r *request) error {
 // latency), or the commit window, counted from the first request's arrival,
 // has passed. Requests that arrive while a commit is running form the next
 // group, so under load groups grow by themselves.
+// fileCheckEvery is how often an idle committer checks that its file is
+// still at its path (checkFile).
+const fileCheckEvery = 5 * time.Second
+
 func (q *Queue) run(cur state) {
 	defer close(q.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	logTimer := time.NewTimer(time.Hour) // logs a burst's tail when traffic stops
 	defer logTimer.Stop()
+	fileTick := time.NewTicker(fileCheckEvery) // see checkFile, when idle
+	defer fileTick.Stop()
 	for {
 		var batch []*request
 		if cur.burstDropped != [NumLanes]uint64{} || cur.burstMerged != 0 {
@@ -144,6 +150,9 @@ func (q *Queue) run(cur state) {
 			batch = append(batch, r)
 		case <-logTimer.C:
 			q.logBurst(&cur, false)
+			continue
+		case <-fileTick.C:
+			q.checkFile()
 			continue
 		case <-q.quit:
 			q.logBurst(&cur, true)
@@ -182,6 +191,7 @@ func (q *Queue) run(cur state) {
 			timer.Stop()
 		}
 		timer.Stop()
+		q.checkFile()
 		q.commit(&cur, batch)
 		q.maybeShrink(&cur)
 		if quitting {

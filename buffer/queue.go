@@ -146,6 +146,9 @@ type Stats struct {
 	Merged          uint64    // count records merged into an earlier one, ever
 	FileBytes       int64     // size of the bbolt file
 	Shrinks         uint64    // times the drained file was replaced by a compact copy since Open
+	// Restored counts the times the file was found deleted or replaced
+	// while in use since Open, and its data written back to the path.
+	Restored uint64
 }
 
 var (
@@ -219,6 +222,8 @@ type Queue struct {
 	dbMu       sync.RWMutex
 	lastShrink time.Time                   // committer only
 	shrinks    atomic.Uint64               // files replaced by a compact copy, for tests
+	openFile   os.FileInfo                 // committer only (and Open): the file q.db has open
+	restored   atomic.Uint64               // files written back after being deleted or replaced
 	broken     atomic.Pointer[brokenError] // set when the file could not be reopened after a shrink
 	failed     chan struct{}               // closed with broken
 }
@@ -383,6 +388,7 @@ func (q *Queue) openBolt() (*bolt.DB, error) {
 		return nil, err
 	}
 	db.AllocSize = allocSize(q.opts.MaxBytes)
+	q.openFile, _ = os.Stat(q.path)
 	return db, nil
 }
 
@@ -752,6 +758,7 @@ func (q *Queue) Stats() Stats {
 		LimitBytes:      q.budget.Load(),
 		Merged:          st.merged,
 		Shrinks:         q.shrinks.Load(),
+		Restored:        q.restored.Load(),
 	}
 	for _, l := range st.lanes {
 		s.Pending += l.Pending

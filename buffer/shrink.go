@@ -3,6 +3,7 @@ package buffer
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -110,6 +111,40 @@ func (q *Queue) shrink(fi os.FileInfo) error {
 		return q.reopen(err)
 	}
 	return q.reopen(nil)
+}
+
+// checkFile makes sure the path still names the file the queue has open.
+// A file deleted while in use (a clean-up script, rm by mistake) lives on
+// only as long as this process: records acknowledged into it would be lost
+// at the next restart. It runs in the committer before every commit and
+// every few seconds when idle; when the path is gone, or holds another
+// file (moved aside as <path>.replaced-<UTC time>), the open file's data
+// is written back to the path and the queue goes on there.
+func (q *Queue) checkFile() {
+	if q.openFile == nil || q.opts.ReadOnly {
+		return
+	}
+	fi, err := os.Stat(q.path)
+	if err == nil && os.SameFile(fi, q.openFile) {
+		return
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return // cannot tell (the directory unreadable for a moment?)
+	}
+	aside := ""
+	if err == nil {
+		aside = fmt.Sprintf("%s.replaced-%s", q.path, time.Now().UTC().Format("20060102T150405Z"))
+		if rerr := os.Rename(q.path, aside); rerr != nil {
+			q.log.Error("buffer: the buffer file was replaced while in use and cannot be moved aside", "path", q.path, "err", rerr)
+			return
+		}
+	}
+	q.log.Error("BUFFER FILE DELETED OR REPLACED WHILE IN USE: writing its data back", "path", q.path, "other_file_moved_to", aside)
+	if err := q.shrink(q.openFile); err != nil {
+		q.log.Error("buffer: writing the buffer file back failed", "path", q.path, "err", err)
+		return
+	}
+	q.restored.Add(1)
 }
 
 // reopen opens q.path again after a shrink attempt closed it, and returns

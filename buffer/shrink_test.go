@@ -248,3 +248,49 @@ func TestShrinkReopenFails(t *testing.T) {
 		t.Fatal("read after failure succeeded")
 	}
 }
+
+// A buffer file deleted (or replaced) while the queue has it open lives on
+// only as long as the process: the next commit writes its data back to the
+// path first, so a restart finds everything that was acknowledged.
+func TestFileDeletedOrReplacedWhileOpenIsWrittenBack(t *testing.T) {
+	for _, replace := range []bool{false, true} {
+		t.Run(map[bool]string{false: "deleted", true: "replaced"}[replace], func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "buffer.db")
+			q := openTest(t, path, Options{})
+			mustAppend(t, q, Record{Lane: LaneCounts, Key: "m1", Data: []byte("before")})
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if replace {
+				if err := os.WriteFile(path, []byte("someone else's file"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mustAppend(t, q, Record{Lane: LaneCounts, Key: "m1", Data: []byte("after")})
+			if st := q.Stats(); st.Restored != 1 {
+				t.Fatalf("restored %d, want 1", st.Restored)
+			}
+			mustAppend(t, q, Record{Lane: LaneCounts, Key: "m1", Data: []byte("later")})
+			if err := q.Close(); err != nil {
+				t.Fatal(err)
+			}
+			q = openTest(t, path, Options{})
+			var got []string
+			for _, r := range readAll(t, q, LaneCounts) {
+				got = append(got, string(r.Data))
+			}
+			if strings.Join(got, ",") != "before,after,later" {
+				t.Fatalf("after a restart: %v", got)
+			}
+			if replace {
+				aside, _ := filepath.Glob(path + ".replaced-*")
+				if len(aside) != 1 {
+					t.Fatalf("the other file was not kept aside: %v", aside)
+				}
+				if b, _ := os.ReadFile(aside[0]); string(b) != "someone else's file" {
+					t.Errorf("the file moved aside holds %q", b)
+				}
+			}
+		})
+	}
+}

@@ -106,6 +106,12 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			if tty {
 				fmt.Fprintln(w)
 			}
+			if st.Buffer.WriteError != "" {
+				// Drained, but what the sources sent since the disk failed
+				// is not in it: not everything reached Odoo.
+				return &exitError{code: 1, msg: "buffer drained, but buffer writes are failing (disk full? read-only?): " + st.Buffer.WriteError +
+					" — new values wait at the sources until writes succeed"}
+			}
 			fmt.Fprintln(w, "drained")
 			return nil
 		}

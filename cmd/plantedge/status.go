@@ -87,6 +87,13 @@ func printStatus(w io.Writer, st agent.Status) {
 	if b.Recovered != "" {
 		fmt.Fprintf(w, "          WARNING: the buffer file was corrupt and was moved to %s\n", b.Recovered)
 	}
+	if b.WriteError != "" {
+		fmt.Fprintf(w, "          WARNING: BUFFER WRITES FAILING for %s (disk full? read-only?): %s — nothing new is acknowledged; values wait at the sources\n",
+			ageString(b.WriteFailingSeconds), b.WriteError)
+	}
+	if b.FileRestored > 0 {
+		fmt.Fprintf(w, "          WARNING: the buffer file was deleted or replaced while in use (%d times since start) and written back\n", b.FileRestored)
+	}
 	o := st.Odoo
 	fmt.Fprintf(w, "Odoo      %s  %s", strings.ToUpper(o.State), o.URL)
 	if o.Protocol != "" {
