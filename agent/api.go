@@ -224,6 +224,11 @@ type APIClient struct {
 // ErrNotRunning means no agent answered on the configured listen address.
 var ErrNotRunning = errors.New("agent not running")
 
+// ErrNotAnswering means the listen address took the connection (or kept
+// it) but no answer came in time: an agent that is running but hung or
+// paused, not a stopped one (whose buffer file the CLI must not touch).
+var ErrNotAnswering = errors.New("agent not answering")
+
 // NewAPIClient returns a client for the agent listening on listen
 // ("host:port" or "unix:/path").
 func NewAPIClient(listen string) *APIClient {
@@ -249,6 +254,9 @@ func (c *APIClient) do(ctx context.Context, method, path string, out any) error 
 	if err != nil {
 		var ne net.Error
 		var oe *net.OpError
+		if errors.As(err, &ne) && ne.Timeout() {
+			return fmt.Errorf("%w on %s within %s: running but hung or paused? (%v)", ErrNotAnswering, c.base, c.hc.Timeout, err)
+		}
 		if errors.As(err, &oe) || errors.As(err, &ne) {
 			return fmt.Errorf("%w (%v)", ErrNotRunning, err)
 		}

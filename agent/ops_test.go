@@ -741,3 +741,35 @@ func TestDiskFullIsVisibleAndLosesNothing(t *testing.T) {
 		t.Errorf("write error still shown after recovery: %s", st.Buffer.WriteError)
 	}
 }
+
+// An agent that takes the connection but does not answer (paused with
+// SIGSTOP, hung) is not "not running": the CLI must not read its locked
+// buffer file or tell the technician to start it.
+func TestHungAgentIsNotReportedAsStopped(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = agent.NewAPIClient(ln.Addr().String()).Status(ctx)
+	if !errors.Is(err, agent.ErrNotAnswering) || errors.Is(err, agent.ErrNotRunning) {
+		t.Fatalf("err = %v, want not answering", err)
+	}
+	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln2.Addr().String()
+	ln2.Close() // nothing listens: not running
+	if _, err := agent.NewAPIClient(addr).Status(context.Background()); !errors.Is(err, agent.ErrNotRunning) {
+		t.Fatalf("err = %v, want not running", err)
+	}
+}
