@@ -131,6 +131,20 @@ func newPlant(t testing.TB, o plantOptions) *plant {
 
 func wcCode(id string) string { return "WC-" + strings.ToUpper(id) }
 
+// setMaxBytes sets buffer.max_bytes in the plant's config file.
+func (p *plant) setMaxBytes(n int64) {
+	p.t.Helper()
+	raw, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	edited := strings.Replace(string(raw), "max_bytes: 64MiB", fmt.Sprintf("max_bytes: %d", n), 1)
+	if edited == string(raw) {
+		p.t.Fatal("no max_bytes: 64MiB in the config")
+	}
+	p.writeConfig(edited)
+}
+
 func (p *plant) writeConfig(s string) {
 	if err := os.WriteFile(p.cfgPath, []byte(s), 0o600); err != nil {
 		p.t.Fatal(err)

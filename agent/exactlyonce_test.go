@@ -57,27 +57,8 @@ func TestLandedWriteThenWorkOrderFinishedOnRetry(t *testing.T) {
 // never booked (17 of 21 were).
 func TestScrapMergedDuringARoundIsBooked(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	raw, err := os.ReadFile(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.writeConfig(strings.Replace(string(raw), "max_bytes: 64MiB", fmt.Sprintf("max_bytes: %d", int64(config.MinBufferBytes)), 1))
-	p.odoo.SetDown(true)
-	ra := p.startAgent()
+	ra := p.quotaFullOfStops(1)
 	m := p.machines[0]
-	p.produce(m, 1, 1)
-	for i := 0; ; i++ { // a long outage: stops fill the quota
-		p.stop(m, "JAM")
-		p.run(m)
-		if i%500 == 499 {
-			time.Sleep(100 * time.Millisecond)
-			if st := ra.a.Status(); st.Buffer.Lanes["events"].Dropped > 0 {
-				break
-			}
-		}
-	}
-	p.produce(m, 1, 1)
-	p.produce(m, 1, 1)
 	var calls atomic.Int32
 	p.odoo.BeforeCall(func(model, method string) {
 		if model == "mrp.workcenter.productivity" && method == "load" && calls.Add(1) <= 3 {
@@ -106,27 +87,8 @@ func TestScrapMergedDuringARoundIsBooked(t *testing.T) {
 // did not cover were in neither order (4 of 9).
 func TestGoodMergedDuringARoundThenWorkOrderChange(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	raw, err := os.ReadFile(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.writeConfig(strings.Replace(string(raw), "max_bytes: 64MiB", fmt.Sprintf("max_bytes: %d", int64(config.MinBufferBytes)), 1))
-	p.odoo.SetDown(true)
-	ra := p.startAgent()
+	ra := p.quotaFullOfStops(0)
 	m := p.machines[0]
-	p.produce(m, 1, 0)
-	for i := 0; ; i++ { // a long outage: stops fill the quota
-		p.stop(m, "JAM")
-		p.run(m)
-		if i%500 == 499 {
-			time.Sleep(100 * time.Millisecond)
-			if st := ra.a.Status(); st.Buffer.Lanes["events"].Dropped > 0 {
-				break
-			}
-		}
-	}
-	p.produce(m, 1, 0)
-	p.produce(m, 1, 0)
 	first, wc, product := p.woIDs["press-1"], p.wcIDs["press-1"], p.product
 	var loads, lookups atomic.Int32
 	var next atomic.Int64
@@ -290,4 +252,30 @@ func TestScrapAfterAFreshBufferFileIsBooked(t *testing.T) {
 	waitFor(t, 15*time.Second, "scrap on the fresh file", func() (bool, string) {
 		return p.scrapped("press-1") == 5, fmt.Sprintf("scrapped %v", p.scrapped("press-1"))
 	})
+}
+
+// quotaFullOfStops starts the agent with the smallest quota while Odoo is
+// down, and stops and restarts the plant's first machine until the quota
+// drops downtime records (every append then merges the count lane first);
+// the machine makes a piece (and scrap pieces) before and twice after.
+func (p *plant) quotaFullOfStops(scrap int64) *runningAgent {
+	p.t.Helper()
+	p.setMaxBytes(int64(config.MinBufferBytes))
+	p.odoo.SetDown(true)
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 1, scrap)
+	for i := 0; ; i++ { // a long outage: stops fill the quota
+		p.stop(m, "JAM")
+		p.run(m)
+		if i%500 == 499 {
+			time.Sleep(100 * time.Millisecond)
+			if st := ra.a.Status(); st.Buffer.Lanes["events"].Dropped > 0 {
+				break
+			}
+		}
+	}
+	p.produce(m, 1, scrap)
+	p.produce(m, 1, scrap)
+	return ra
 }

@@ -425,11 +425,7 @@ func TestQuotaMergesCounts(t *testing.T) {
 		ids[i] = fmt.Sprintf("m-%02d", i)
 	}
 	p := newPlant(t, plantOptions{machines: ids})
-	raw, err := os.ReadFile(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.writeConfig(strings.Replace(string(raw), "max_bytes: 64MiB", fmt.Sprintf("max_bytes: %d", int64(config.MinBufferBytes)), 1))
+	p.setMaxBytes(int64(config.MinBufferBytes))
 	p.odoo.SetDown(true)
 	ra := p.startAgent()
 	if got := ra.a.Status().Buffer.MaxBytes; got != int64(config.MinBufferBytes) {
