@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/agent/mapping"
@@ -34,7 +35,7 @@ import (
 // Options are the agent's run-time settings that are not in the config file.
 type Options struct {
 	Logger   *slog.Logger
-	Registry *prometheus.Registry // nil: a private registry
+	Registry *prometheus.Registry // nil: a private registry with the Go and process collectors
 	Version  string
 	// StopTimeout bounds the orderly stop after the context ends (default 20s).
 	StopTimeout time.Duration
@@ -120,7 +121,10 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Registry == nil {
+		// With the Go runtime's and the process's own metrics: goroutines,
+		// heap and resident memory are what to watch around reconnects.
 		opts.Registry = prometheus.NewRegistry()
+		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	if opts.StopTimeout <= 0 {
 		opts.StopTimeout = 20 * time.Second
