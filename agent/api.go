@@ -51,8 +51,15 @@ func (a *Agent) Handler() http.Handler {
 		a.Flush()
 		writeJSON(w, map[string]bool{"ok": true})
 	})
-	api.HandleFunc("GET /api/v1/deadletters", func(w http.ResponseWriter, _ *http.Request) {
-		dls, err := a.buf.DeadLetters()
+	api.HandleFunc("GET /api/v1/deadletters", func(w http.ResponseWriter, r *http.Request) {
+		// A page at a time (?after=ID&limit=N): a plant can pile up a
+		// great many while Odoo refuses something for days.
+		after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+		limit, err := strconv.Atoi(r.URL.Query().Get("limit"))
+		if err != nil || limit <= 0 || limit > deadLetterPage {
+			limit = deadLetterPage
+		}
+		dls, err := a.buf.DeadLetterPage(after, limit)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -182,37 +189,56 @@ func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string)
 	default:
 		return 0, fmt.Errorf("unknown action %q (retry or drop)", action)
 	}
-	var ids []uint64
-	if id == "all" {
-		dls, err := buf.DeadLetters()
-		if err != nil {
-			return 0, err
-		}
-		for _, d := range dls {
-			ids = append(ids, d.ID)
-		}
-	} else {
+	if id != "all" {
 		n, err := strconv.ParseUint(id, 10, 64)
 		if err != nil {
 			return 0, fmt.Errorf("dead letter id %q: want a number or \"all\"", id)
 		}
-		ids = append(ids, n)
-	}
-	for i, n := range ids {
 		if err := fn(ctx, n); err != nil {
-			return i, err // the buffer's error names the action and the id
+			return 0, err // the buffer's error names the action and the id
+		}
+		return 1, nil
+	}
+	// Every dead letter there is now, a page at a time; one retried and
+	// refused again meanwhile has a higher ID and waits for the next "all".
+	latest, ok, err := buf.LatestDeadLetter()
+	if err != nil || !ok {
+		return 0, err
+	}
+	last, done := latest.ID, 0
+	for after := uint64(0); after < last; {
+		page, err := buf.DeadLetterPage(after, deadLetterPage)
+		if err != nil || len(page) == 0 {
+			return done, err
+		}
+		for _, d := range page {
+			if d.ID > last {
+				return done, nil
+			}
+			if err := fn(ctx, d.ID); err != nil {
+				return done, err
+			}
+			done++
+			after = d.ID
 		}
 	}
-	return len(ids), nil
+	return done, nil
 }
+
+// deadLetterPage is how many dead letters are read (and sent) at a time.
+const deadLetterPage = 1000
 
 // ListDeadLetters reads the dead letters of a stopped agent's buffer.
 func ListDeadLetters(buf *buffer.Queue) ([]DeadLetterView, error) {
-	dls, err := buf.DeadLetters()
-	if err != nil {
-		return nil, err
+	var out []DeadLetterView
+	for after := uint64(0); ; {
+		page, err := buf.DeadLetterPage(after, deadLetterPage)
+		if err != nil || len(page) == 0 {
+			return out, err
+		}
+		out = append(out, deadLetterViews(page)...)
+		after = page[len(page)-1].ID
 	}
-	return deadLetterViews(dls), nil
 }
 
 // APIClient talks to a running agent's local HTTP API.
@@ -288,11 +314,20 @@ func (c *APIClient) Flush(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/api/v1/flush", nil)
 }
 
-// DeadLetters lists the agent's dead letters.
+// DeadLetters lists the agent's dead letters, reading them a page at a time.
 func (c *APIClient) DeadLetters(ctx context.Context) ([]DeadLetterView, error) {
 	var out []DeadLetterView
-	err := c.do(ctx, http.MethodGet, "/api/v1/deadletters", &out)
-	return out, err
+	for after := uint64(0); ; {
+		var page []DeadLetterView
+		if err := c.do(ctx, http.MethodGet, fmt.Sprintf("/api/v1/deadletters?after=%d&limit=%d", after, deadLetterPage), &page); err != nil {
+			return out, err
+		}
+		out = append(out, page...)
+		if len(page) < deadLetterPage {
+			return out, nil
+		}
+		after = page[len(page)-1].ID
+	}
 }
 
 // DeadLetterAction retries or drops dead letters in the running agent.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
 )
 
 // stopNow stops the agent and waits for Run to return, leaving the result
@@ -769,5 +770,40 @@ func TestHungAgentIsNotReportedAsStopped(t *testing.T) {
 	ln2.Close() // nothing listens: not running
 	if _, err := agent.NewAPIClient(addr).Status(context.Background()); !errors.Is(err, agent.ErrNotRunning) {
 		t.Fatalf("err = %v, want not running", err)
+	}
+}
+
+// Thousands of dead letters (Odoo refusing something for days) are listed
+// and retried or dropped a page at a time, every one of them.
+func TestManyDeadLettersInPages(t *testing.T) {
+	buf, err := buffer.Open(filepath.Join(t.TempDir(), "buffer.db"), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	ctx := context.Background()
+	const n = 2500
+	recs := make([]buffer.Record, n)
+	for i := range recs {
+		recs[i] = buffer.Record{Lane: buffer.LaneEvents, Key: "m1", Data: []byte(`{"s":1}`)}
+	}
+	seqs, err := buf.Append(ctx, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range seqs {
+		if err := buf.DeadLetter(ctx, buffer.Record{Lane: buffer.LaneEvents, Key: "m1", Seq: s}, "refused"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	views, err := agent.ListDeadLetters(buf)
+	if err != nil || len(views) != n {
+		t.Fatalf("listed %d (%v), want %d", len(views), err, n)
+	}
+	if got, err := agent.DeadLetterAction(ctx, buf, "retry", "all"); err != nil || got != n {
+		t.Fatalf("retried %d (%v), want %d", got, err, n)
+	}
+	if st := buf.Stats(); st.DeadLetters != 0 || st.Pending != n {
+		t.Fatalf("after retry all: %d dead letters, %d pending", st.DeadLetters, st.Pending)
 	}
 }

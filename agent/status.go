@@ -288,9 +288,6 @@ func (a *Agent) scanPendingCounts() map[string]pendingCount {
 	}
 }
 
-// maxDeadLettersRead bounds what status reads to name the latest refusal.
-const maxDeadLettersRead = 1000
-
 func bufferStatus(cfg *config.Config, buf *buffer.Queue) BufferStatus {
 	s := buf.Stats()
 	bs := BufferStatus{
@@ -303,9 +300,9 @@ func bufferStatus(cfg *config.Config, buf *buffer.Queue) BufferStatus {
 		ls := s.Lanes[l]
 		bs.Lanes[l.String()] = LaneStatus{Pending: ls.Pending, Bytes: ls.Bytes, OldestAgeSeconds: age(ls.Oldest), Dropped: ls.Dropped}
 	}
-	if s.DeadLetters > 0 && s.DeadLetters <= maxDeadLettersRead {
-		if dls, err := buf.DeadLetters(); err == nil && len(dls) > 0 {
-			bs.LatestDeadLetter = strings.Join(strings.Fields(dls[len(dls)-1].Reason), " ")
+	if s.DeadLetters > 0 {
+		if d, ok, err := buf.LatestDeadLetter(); err == nil && ok {
+			bs.LatestDeadLetter = strings.Join(strings.Fields(d.Reason), " ")
 		}
 	}
 	return bs

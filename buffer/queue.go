@@ -946,6 +946,51 @@ func (q *Queue) MetaPrefix(prefix string, fn func(key string, value []byte) erro
 	return nil
 }
 
+// DeadLetterPage lists up to limit dead letters with an ID above after, in
+// ID order: a long list is read a page at a time.
+func (q *Queue) DeadLetterPage(after uint64, limit int) ([]DeadLetter, error) {
+	var out []DeadLetter
+	err := q.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDead)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			d, err := decodeDeadLetter(beUint64(k), v)
+			if err != nil {
+				return fmt.Errorf("dead letter %d: %w", beUint64(k), err)
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// LatestDeadLetter returns the newest dead letter; ok is false when there
+// is none.
+func (q *Queue) LatestDeadLetter() (d DeadLetter, ok bool, err error) {
+	err = q.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDead)
+		if b == nil {
+			return nil
+		}
+		k, v := b.Cursor().Last()
+		if k == nil {
+			return nil
+		}
+		var derr error
+		d, derr = decodeDeadLetter(beUint64(k), v)
+		ok = derr == nil
+		return derr
+	})
+	return d, ok, err
+}
+
 // DeadLetters lists the dead letters in ID order.
 func (q *Queue) DeadLetters() ([]DeadLetter, error) {
 	var out []DeadLetter

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -675,5 +676,45 @@ func TestDamagedRecordDeadLettered(t *testing.T) {
 	}
 	if s := mustAppend(t, q, Record{Lane: LaneEvents}); s[0] != 301 {
 		t.Fatalf("next seq = %d", s[0])
+	}
+}
+
+// Dead letters are read a page at a time, and the newest without reading
+// them all.
+func TestDeadLetterPages(t *testing.T) {
+	q := openTest(t, "", Options{})
+	ctx := context.Background()
+	if _, ok, err := q.LatestDeadLetter(); ok || err != nil {
+		t.Fatalf("latest of none: %v %v", ok, err)
+	}
+	for i := range 25 {
+		seqs := mustAppend(t, q, Record{Lane: LaneEvents, Key: "m1", Data: []byte{byte('a' + i)}})
+		if err := q.DeadLetter(ctx, Record{Lane: LaneEvents, Key: "m1", Seq: seqs[0]}, fmt.Sprint("reason ", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ids []uint64
+	for after := uint64(0); ; {
+		page, err := q.DeadLetterPage(after, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		if len(page) > 10 {
+			t.Fatalf("page of %d", len(page))
+		}
+		for _, d := range page {
+			ids = append(ids, d.ID)
+		}
+		after = page[len(page)-1].ID
+	}
+	if len(ids) != 25 || !slices.IsSorted(ids) || ids[0] != 1 {
+		t.Fatalf("paged ids %v", ids)
+	}
+	d, ok, err := q.LatestDeadLetter()
+	if err != nil || !ok || d.ID != ids[24] || d.Reason != "reason 24" {
+		t.Fatalf("latest = %+v %v %v", d, ok, err)
 	}
 }
