@@ -127,7 +127,8 @@ func (q *Queue) submit(ctx context.Context, r *request) error {
 // has passed. Requests that arrive while a commit is running form the next
 // group, so under load groups grow by themselves.
 // fileCheckEvery is how often an idle committer checks that its file is
-// still at its path (checkFile).
+// still at its path, and how soon it tries again to write it back
+// (checkFile).
 const fileCheckEvery = 5 * time.Second
 
 func (q *Queue) run(cur state) {
@@ -136,7 +137,7 @@ func (q *Queue) run(cur state) {
 	timer.Stop()
 	logTimer := time.NewTimer(time.Hour) // logs a burst's tail when traffic stops
 	defer logTimer.Stop()
-	fileTick := time.NewTicker(fileCheckEvery) // see checkFile, when idle
+	fileTick := time.NewTicker(q.opts.fileCheckEvery) // see checkFile, when idle
 	defer fileTick.Stop()
 	for {
 		var batch []*request
@@ -152,7 +153,8 @@ func (q *Queue) run(cur state) {
 			q.logBurst(&cur, false)
 			continue
 		case <-fileTick.C:
-			q.checkFile()
+			_ = q.checkFile()       // the next commit reports a failure
+			q.logBurst(&cur, false) // in case both were due at once
 			continue
 		case <-q.quit:
 			q.logBurst(&cur, true)
@@ -191,13 +193,28 @@ func (q *Queue) run(cur state) {
 			timer.Stop()
 		}
 		timer.Stop()
-		q.checkFile()
-		q.commit(&cur, batch)
-		q.maybeShrink(&cur)
+		if err := q.checkFile(); err != nil {
+			q.reject(batch, err)
+		} else {
+			q.commit(&cur, batch)
+			q.maybeShrink(&cur)
+		}
 		if quitting {
 			q.logBurst(&cur, true)
 			return
 		}
+	}
+}
+
+// reject fails every request of batch with err, committing nothing.
+func (q *Queue) reject(batch []*request, err error) {
+	for _, r := range batch {
+		if !r.taken.CompareAndSwap(reqWaiting, reqTaken) {
+			continue // the caller gave up; it has already returned
+		}
+		r.err = err
+		q.inflight.Add(-1)
+		close(r.done)
 	}
 }
 

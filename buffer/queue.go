@@ -85,7 +85,11 @@ type Options struct {
 	// time between attempts; 0 = shrinkEvery.
 	shrinkMinFree int64
 	shrinkEvery   time.Duration
-	shrinkHook    func(stage string) // tests: called with "copied" and "renamed"
+	// fileCheckEvery: how often an idle committer, or one that could not
+	// write a deleted file back, looks at the path again (checkFile);
+	// 0 = fileCheckEvery.
+	fileCheckEvery time.Duration
+	shrinkHook     func(stage string) // tests: called with "copied" and "renamed"
 }
 
 // Defaults and limits of Options.
@@ -223,6 +227,8 @@ type Queue struct {
 	lastShrink time.Time                   // committer only
 	shrinks    atomic.Uint64               // files replaced by a compact copy, for tests
 	openFile   os.FileInfo                 // committer only (and Open): the file q.db has open
+	fileLost   error                       // committer only: why the file is not at its path (checkFile)
+	fileLostAt time.Time                   // committer only: the last attempt to write it back
 	restored   atomic.Uint64               // files written back after being deleted or replaced
 	broken     atomic.Pointer[brokenError] // set when the file could not be reopened after a shrink
 	failed     chan struct{}               // closed with broken
@@ -248,6 +254,9 @@ func Open(path string, opts Options) (*Queue, error) {
 	}
 	if opts.shrinkMinFree == 0 {
 		opts.shrinkMinFree = DefaultShrinkMinFree
+	}
+	if opts.fileCheckEvery == 0 {
+		opts.fileCheckEvery = fileCheckEvery
 	}
 	if opts.shrinkEvery == 0 {
 		opts.shrinkEvery = shrinkEvery

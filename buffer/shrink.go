@@ -119,32 +119,50 @@ func (q *Queue) shrink(fi os.FileInfo) error {
 // at the next restart. It runs in the committer before every commit and
 // every few seconds when idle; when the path is gone, or holds another
 // file (moved aside as <path>.replaced-<UTC time>), the open file's data
-// is written back to the path and the queue goes on there.
-func (q *Queue) checkFile() {
+// is written back to the path and the queue goes on there. While that
+// fails (the disk full, the directory gone) it returns why, and nothing is
+// committed: a commit into the unlinked file would be acknowledged and
+// lost. It tries again at most every Options.fileCheckEvery.
+func (q *Queue) checkFile() error {
 	if q.openFile == nil || q.opts.ReadOnly {
-		return
+		return nil
+	}
+	if q.fileLost != nil && time.Since(q.fileLostAt) < q.opts.fileCheckEvery {
+		return q.fileLost
 	}
 	fi, err := os.Stat(q.path)
 	if err == nil && os.SameFile(fi, q.openFile) {
-		return
+		q.fileLost = nil
+		return nil
 	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return // cannot tell (the directory unreadable for a moment?)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && q.fileLost == nil {
+		return nil // cannot tell (the directory unreadable for a moment?)
 	}
+	q.fileLostAt = time.Now()
 	aside := ""
 	if err == nil {
 		aside = fmt.Sprintf("%s.replaced-%s", q.path, time.Now().UTC().Format("20060102T150405Z"))
 		if rerr := os.Rename(q.path, aside); rerr != nil {
-			q.log.Error("buffer: the buffer file was replaced while in use and cannot be moved aside", "path", q.path, "err", rerr)
-			return
+			return q.lostFile(fmt.Errorf("the buffer file %s was replaced while in use and the other file cannot be moved aside: %w", q.path, rerr))
 		}
 	}
 	q.log.Error("BUFFER FILE DELETED OR REPLACED WHILE IN USE: writing its data back", "path", q.path, "other_file_moved_to", aside)
 	if err := q.shrink(q.openFile); err != nil {
-		q.log.Error("buffer: writing the buffer file back failed", "path", q.path, "err", err)
-		return
+		return q.lostFile(fmt.Errorf("the buffer file %s was deleted or replaced while in use and cannot be written back: %w", q.path, err))
 	}
+	q.fileLost = nil
 	q.restored.Add(1)
+	return nil
+}
+
+// lostFile records (and logs, once) that the buffer file is not at its
+// path and cannot be put back, and returns err for the requests waiting.
+func (q *Queue) lostFile(err error) error {
+	if q.fileLost == nil {
+		q.log.Error("buffer: nothing is committed until the buffer file is back at its path", "err", err)
+	}
+	q.fileLost = err
+	return err
 }
 
 // reopen opens q.path again after a shrink attempt closed it, and returns

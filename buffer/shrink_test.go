@@ -294,3 +294,40 @@ func TestFileDeletedOrReplacedWhileOpenIsWrittenBack(t *testing.T) {
 		})
 	}
 }
+
+// If the deleted file cannot be written back (its directory gone, the disk
+// full), nothing is committed — a commit into the unlinked file would be
+// acknowledged and lost — until it can; then everything is there.
+func TestFileThatCannotBeWrittenBackCommitsNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "buffer.db")
+	q := openTest(t, path, Options{fileCheckEvery: 20 * time.Millisecond})
+	mustAppend(t, q, Record{Lane: LaneCounts, Key: "m1", Data: []byte("before")})
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, err := q.Append(context.Background(), []Record{{Lane: LaneCounts, Key: "m1", Data: []byte("lost?")}}); err == nil {
+			t.Fatal("an append into a deleted file that cannot be written back was acknowledged")
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // past fileCheckEvery: the next commit tries again
+	mustAppend(t, q, Record{Lane: LaneCounts, Key: "m1", Data: []byte("after")})
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q = openTest(t, path, Options{})
+	var got []string
+	for _, r := range readAll(t, q, LaneCounts) {
+		got = append(got, string(r.Data))
+	}
+	if strings.Join(got, ",") != "before,after" {
+		t.Fatalf("after a restart: %v", got)
+	}
+}
