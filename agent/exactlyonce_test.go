@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -16,37 +17,83 @@ import (
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
-// A quantity write times out but commits; on the retry the operator has
-// just finished the work order (Odoo 19 refuses the retry) and started the
-// next. The read-back shows the first write landed: its pieces stay with
-// the first order, not booked again on the next (they were: 8 + 3).
-func TestLandedWriteThenWorkOrderFinishedOnRetry(t *testing.T) {
+// A quantity write times out but commits (8), 2 more pieces come before the
+// retry, and the operator finishes the order just as the retry (10) is
+// written. The next round's lookup shows the 8: those records are settled
+// for the first order; only the 2 go to the next (it was 8 + 3, then
+// 8 + 5 when pieces came in between).
+func TestLandedWriteWithPiecesAfterItThenWorkOrderFinished(t *testing.T) {
 	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.produce(m, 5, 0)
 	p.waitExactQty(ra, "press-1", 5)
+	next := p.finishOnWrite(func(n int32) bool {
+		if n == 1 { // the write of 8 (lands, its answer lost): 2 more pieces meanwhile
+			p.produce(m, 2, 0)
+			time.Sleep(300 * time.Millisecond)
+		}
+		return n == 2
+	})
+	p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
+	p.produce(m, 3, 0)
+	p.wantSplit(ra, next, 10)
+}
+
+// The same, but the first write's commit comes late: Odoo answered 503, the
+// next round's lookup still shows 5, and the 8 lands before the retry (10)
+// is refused for the finished order. The read-back matches the earlier
+// attempt: its records stay with the first order.
+func TestWriteLandingAfterTheLookupThenWorkOrderFinished(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+	first := p.woIDs["press-1"]
+	next := p.finishOnWrite(func(n int32) bool {
+		switch n {
+		case 1: // the write of 8: refused with a 503, 2 more pieces meanwhile
+			p.produce(m, 2, 0)
+			time.Sleep(300 * time.Millisecond)
+		case 2: // the first attempt's commit, late
+			p.odoo.SetWorkorderQty(first, 8)
+		}
+		return n == 2
+	})
+	p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultHTTP503)
+	p.produce(m, 3, 0)
+	p.wantSplit(ra, next, 10)
+}
+
+// finishOnWrite calls before each quantity write of the agent; when it
+// returns true the operator finishes the machine's work order and starts
+// the next. It returns the next order's id once there is one.
+func (p *plant) finishOnWrite(before func(n int32) (finish bool)) *atomic.Int64 {
 	first, wc, product := p.woIDs["press-1"], p.wcIDs["press-1"], p.product
 	var writes atomic.Int32
 	var next atomic.Int64
 	p.odoo.BeforeCall(func(model, method string) {
-		if model == "mrp.workorder" && method == "write" && writes.Add(1) == 2 {
-			// The agent's retry of the write whose answer was lost: the
-			// operator has just finished the order and started the next.
+		if model == "mrp.workorder" && method == "write" && before(writes.Add(1)) {
 			p.odoo.SetWorkorderState(first, "done")
 			next.Store(p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/00777", product, 50), wc, "WO press-1 #2", "progress"))
 		}
 	})
-	p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
-	p.produce(m, 3, 0) // 8 lands on the first order; the answer is lost
-	waitFor(t, 15*time.Second, "buffer drained", func() (bool, string) {
+	return &next
+}
+
+// wantSplit waits for the buffer to drain onto the next work order and
+// checks the two orders hold made pieces together.
+func (p *plant) wantSplit(ra *runningAgent, next *atomic.Int64, made float64) {
+	p.t.Helper()
+	waitFor(p.t, 15*time.Second, "buffer drained", func() (bool, string) {
 		st := ra.a.Status()
 		return next.Load() != 0 && st.Buffer.Pending == 0, fmt.Sprintf("pending %d", st.Buffer.Pending)
 	})
-	time.Sleep(300 * time.Millisecond)
-	q1, q2 := p.odoo.Workorder(first).QtyProduced, p.odoo.Workorder(next.Load()).QtyProduced
-	if q1+q2 != 8 {
-		t.Fatalf("first order %v + second %v = %v pieces in Odoo, machine made 8", q1, q2, q1+q2)
+	time.Sleep(300 * time.Millisecond) // a double write would land meanwhile
+	q1, q2 := p.odoo.Workorder(p.woIDs["press-1"]).QtyProduced, p.odoo.Workorder(next.Load()).QtyProduced
+	if q1+q2 != made {
+		p.t.Fatalf("first order %v + second %v = %v pieces in Odoo, machine made %v", q1, q2, q1+q2, made)
 	}
 }
 
@@ -278,4 +325,38 @@ func (p *plant) quotaFullOfStops(scrap int64) *runningAgent {
 	p.produce(m, 1, scrap)
 	p.produce(m, 1, scrap)
 	return ra
+}
+
+// block_workcenter, a PLC on local time (README: "its stops in that hour
+// are booked"). A stop is booked and closed; the clock goes back an hour
+// (a counter rising in the past shows it); the next stop must block the
+// work center again: its start is earlier than the closed line's, but Odoo
+// has no such line, so its open record is no stale retry.
+func TestStopAfterTheClockWentBackBlocks(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	ra := p.startAgent()
+	m, wc := p.machines[0], p.wcIDs["press-1"]
+	good := int64(1000)
+	send := func(running bool, dGood int64, ts time.Time) {
+		good += dGood
+		b, _ := json.Marshal(map[string]any{"good": good, "scrap": 0, "running": running, "reason": "JAM", "ts": ts.UTC().Format(time.RFC3339Nano)})
+		if err := p.broker.Publish("plant/"+m.id, b, false, 1); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t0 := time.Now()
+	send(false, 0, t0.Add(1*time.Second))
+	send(true, 0, t0.Add(2*time.Second))
+	waitFor(t, 15*time.Second, "first line closed", func() (bool, string) {
+		l := p.odoo.Productivity()
+		return len(l) == 1 && !l[0].End.IsZero() && p.odoo.WorkingState(wc) == "normal", fmt.Sprintf("%+v", l)
+	})
+	back := t0.Add(-time.Hour)
+	send(true, 5, back.Add(3*time.Second))   // the counter rises in the past: the clock went back
+	send(false, 0, back.Add(10*time.Second)) // a stop in the repeated hour
+	waitFor(t, 15*time.Second, "stop after clock back blocks", func() (bool, string) {
+		return p.odoo.WorkingState(wc) == "blocked" && ra.a.Status().Buffer.Pending == 0,
+			fmt.Sprintf("work center %q, lines %+v", p.odoo.WorkingState(wc), p.odoo.Productivity())
+	})
 }

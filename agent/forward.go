@@ -802,15 +802,29 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 			// An open record whose line was closed already (it was refused,
 			// and retried from the dead letters after the close went
 			// through) would reopen the line and block the work center
-			// while the machine runs.
+			// while the machine runs. One not later than the machine's
+			// last closed line is that, or a stop after the PLC's clock
+			// went back: Odoo tells which.
 			closed, err := f.closedUpTo(r.Key)
 			if err != nil {
 				return err
 			}
 			if ev.Start <= closed {
-				f.a.log.Info("downtime line closed already; its earlier open record is not sent", "machine", r.Key, "start", fromMS(ev.Start))
-				lines = append(lines, line{rec: r, skip: true})
-				continue
+				xmlid := downtimeXMLID(cfg.Site, r.Key, ev.Start)
+				var done bool
+				err := f.call(ctx, "downtime_closed", func(ctx context.Context) error {
+					var err error
+					done, err = f.client.DowntimeClosed(ctx, xmlid)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				if done {
+					f.a.log.Info("downtime line closed already; its earlier open record is not sent", "machine", r.Key, "start", fromMS(ev.Start))
+					lines = append(lines, line{rec: r, skip: true})
+					continue
+				}
 			}
 		}
 		loss := ev.Loss
@@ -834,7 +848,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 			return err
 		}
 		d := odoo.Downtime{
-			XMLID:        fmt.Sprintf("plantedge.%s_%s_downtime_%d", cfg.Site, r.Key, ev.Start),
+			XMLID:        downtimeXMLID(cfg.Site, r.Key, ev.Start),
 			WorkcenterID: wcID,
 			LossID:       lossID,
 			Start:        fromMS(ev.Start),
@@ -952,6 +966,12 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 
 func closedMetaKey(machine string) string { return "closed/" + machine }
 
+// downtimeXMLID is the external id of a machine's downtime line, keyed by
+// the stop's start (ms).
+func downtimeXMLID(site, machine string, start int64) string {
+	return fmt.Sprintf("plantedge.%s_%s_downtime_%d", site, machine, start)
+}
+
 // closedUpTo returns the start (ms) of the latest downtime line of the
 // machine that Odoo has as closed; 0 if none.
 func (f *forwarder) closedUpTo(machine string) (int64, error) {
@@ -1036,6 +1056,7 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 	if sum == 0 && target == st.Written {
 		return f.forwardScrap(ctx, machine, wo, scrap, acks)
 	}
+	prev := st.InFlight // an earlier attempt Odoo did not show at the lookup
 	st.InFlight = &inflightWrite{Target: target}
 	if good != nil {
 		st.InFlight.MaxSeq = good.maxSeq
@@ -1069,17 +1090,16 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 		// for the work order in progress next round.
 		now, rerr := f.readWorkorder(ctx, wo.ID)
 		if rerr == nil && now.State != wo.State && (now.State == "done" || now.State == "cancel") {
-			if odoo.Round2(f.client.ProducedQty(now)) == target {
-				// An earlier attempt of this write, whose answer was lost,
-				// had landed before the order was finished: the counts
-				// are that order's.
-				f.a.log.Info("work order finished after an unconfirmed quantity write had landed; its counts stay with it",
-					"machine", machine, "workorder", wo.Name, "state", now.State, "qty", target)
-				st.Written = target
-				acks.wo[machine] = &st
-				if good != nil {
-					acks.add(countKey(machine, sigGood), good.maxSeq)
-				}
+			// An earlier attempt whose answer was lost may have landed
+			// after the lookup and before the order was finished: its
+			// records are that order's, the rest go to the next one.
+			switch got := odoo.Round2(f.client.ProducedQty(now)); {
+			case got == target:
+				f.landed(machine, &st, st.InFlight, acks)
+				return nil
+			case prev != nil && got == prev.Target:
+				st.InFlight = prev
+				f.landed(machine, &st, prev, acks)
 				return nil
 			}
 			f.a.log.Info("work order finished while its quantity was written; its counts go to the next one",
@@ -1142,28 +1162,33 @@ func (f *forwarder) readWorkorder(ctx context.Context, id int64) (wo odoo.Workor
 	return wo, err
 }
 
-// settleInFlight handles a quantity write to a work order other than wo
-// (the current one, nil if none) that was sent but never settled: a timeout
-// or a crash came between the write and the acknowledgement, and the work
-// order changed since. It reads the old work order back: if the write
-// landed, the records it held are acknowledged for it (settled = true);
-// otherwise they stay pending for the current one. Either way the in-flight
-// mark is cleared.
+// settleInFlight handles a quantity write that was sent but never settled:
+// a timeout or a crash came between the write and the acknowledgement. If
+// it landed, the records it held are acknowledged for its work order
+// (settled = true); what came after them goes out next round. For the work
+// order in progress (wo, nil if none) the round's lookup tells; if Odoo
+// does not hold the write's quantity, the next write (absolute, holding
+// every record) repeats it. Another work order (it changed since) is read
+// back; if the write did not land there, the in-flight mark is cleared and
+// the records go to wo.
 // st is the machine's stored state (nil if none); clearing the mark
 // updates it in place.
 func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo.Workorder, st *woState, acks *ackPlan) (settled bool, err error) {
-	if st == nil || st.InFlight == nil || (wo != nil && st.ID == wo.ID) {
+	if st == nil || st.InFlight == nil {
 		return false, nil
+	}
+	if wo != nil && st.ID == wo.ID {
+		if odoo.Round2(f.client.ProducedQty(*wo)) != st.InFlight.Target {
+			return false, nil
+		}
+		f.landed(machine, st, st.InFlight, acks)
+		return true, nil
 	}
 	old, err := f.readWorkorder(ctx, st.ID)
 	var oe *odoo.Error
 	switch {
 	case err == nil && odoo.Round2(f.client.ProducedQty(old)) == st.InFlight.Target:
-		f.a.log.Info("an unconfirmed quantity write had landed; its counts stay with that work order",
-			"machine", machine, "workorder", st.Name, "qty", st.InFlight.Target)
-		st.Written = st.InFlight.Target
-		acks.wo[machine] = st
-		acks.add(countKey(machine, sigGood), st.InFlight.MaxSeq)
+		f.landed(machine, st, st.InFlight, acks)
 		return true, nil
 	case err == nil, errors.As(err, &oe) && oe.Missing():
 		// It did not land (or the order is gone): the records are still to
@@ -1172,6 +1197,16 @@ func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo
 		return false, err
 	}
 	return false, f.clearInFlight(ctx, machine, st)
+}
+
+// landed settles write w, whose answer never came but which Odoo holds: its
+// records are acknowledged for st's work order.
+func (f *forwarder) landed(machine string, st *woState, w *inflightWrite, acks *ackPlan) {
+	f.a.log.Info("an unconfirmed quantity write had landed; its counts stay with that work order",
+		"machine", machine, "workorder", st.Name, "qty", w.Target)
+	st.Written = w.Target
+	acks.wo[machine] = st
+	acks.add(countKey(machine, sigGood), w.MaxSeq)
 }
 
 // clearInFlight stores st without its in-flight write: its records were

@@ -456,6 +456,24 @@ func (c *Client) ExternalID(ctx context.Context, module, name string) (model str
 	return string(rows[0].Model), rows[0].ResID, true, nil
 }
 
+// DowntimeClosed reports whether Odoo has the downtime line with this
+// external id, closed (with an end).
+func (c *Client) DowntimeClosed(ctx context.Context, xmlid string) (bool, error) {
+	mod, name, _ := strings.Cut(xmlid, ".")
+	model, id, found, err := c.ExternalID(ctx, mod, name)
+	if err != nil || !found || model != "mrp.workcenter.productivity" {
+		return false, err
+	}
+	var rows []struct {
+		End text `json:"date_end"`
+	}
+	if err := c.Call(ctx, "mrp.workcenter.productivity", "search_read", []any{[]any{[]any{"id", "=", id}}},
+		map[string]any{"fields": []string{"date_end"}}, &rows); err != nil {
+		return false, err
+	}
+	return len(rows) == 1 && rows[0].End != "", nil
+}
+
 // scrapRow builds the load() columns of s. Odoo's import turns an empty cell
 // into False, so the unit column is sent only when set: otherwise Odoo
 // computes it from the product on create and keeps it on update.

@@ -332,6 +332,25 @@ func (s *Server) SetWorkorderState(id int64, state string) {
 	}
 }
 
+// SetWorkorderQty writes a work order's produced quantity as someone else
+// (an operator, or a write of the agent's whose commit came late) would,
+// with the write's rules: Odoo 19 qty_produced, 17/18 qty_producing.
+func (s *Server) SetWorkorderQty(id int64, qty float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.models["mrp.workorder"]
+	if _, ok := m.recs[id]; !ok {
+		return
+	}
+	field := "qty_producing"
+	if s.opts.Version >= 19 {
+		field = "qty_produced"
+	}
+	if err := s.writeHook(m, id, map[string]any{field: qty}); err != nil {
+		panic(fmt.Sprintf("odootest: SetWorkorderQty: %s", err.msg))
+	}
+}
+
 // SetWorkorderDateStart sets a work order's start date (to order fixtures).
 func (s *Server) SetWorkorderDateStart(id int64, t time.Time) {
 	s.mu.Lock()
