@@ -209,7 +209,7 @@ func (v *validator) validateTop() {
 			}
 		} else if host, port, err := net.SplitHostPort(c.Listen); err != nil || !validPort(port) {
 			v.add("listen", fmt.Sprintf("invalid listen address %q", c.Listen), "use host:port (e.g. 127.0.0.1:9464) or unix:/path")
-		} else if ip := net.ParseIP(host); host == "" || host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		} else if !isLoopback(host) {
 			v.warn("listen", "status API and /metrics reachable from the network",
 				"anyone who can reach it reads machine and work-order status; flush and dead-letter retry/drop are accepted only from this machine; prefer 127.0.0.1 unless a Prometheus server scrapes it")
 		}
@@ -222,6 +222,13 @@ func (v *validator) validateTop() {
 	if c.Buffer.CommitWindow > MaxCommitWindow {
 		v.add("buffer.commit_window", fmt.Sprintf("%s is above the maximum of %s", c.Buffer.CommitWindow, MaxCommitWindow), "a longer window delays every MQTT ack")
 	}
+}
+
+// isLoopback reports whether host names this machine only: localhost or a
+// loopback address ("" — all interfaces — is not).
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 func validPort(p string) bool {
@@ -242,7 +249,7 @@ func (v *validator) validateOdoo() {
 			v.add("odoo.url", "credentials in the URL", "remove user:password@; the key comes from api_key_file or "+EnvAPIKey)
 		case u.Scheme == "http":
 			host := u.Hostname()
-			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			if !isLoopback(host) {
 				v.warn("odoo.url", "plain http: the API key crosses the network unencrypted", "use https://")
 			}
 		}
@@ -366,8 +373,7 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 		if u != nil && oneOf(u.Scheme, MQTTSchemes) {
 			schemeOK = true
 			tlsScheme = u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "wss"
-			ip := net.ParseIP(u.Hostname())
-			loopback = u.Hostname() == "localhost" || ip != nil && ip.IsLoopback()
+			loopback = isLoopback(u.Hostname())
 		}
 	}
 	if v.required(p+".client_id", b.ClientID) && (len(b.ClientID) > 65535 || !utf8.ValidString(b.ClientID)) {
