@@ -383,6 +383,9 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 		f.mu.Lock()
 		if f.link.State != "online" {
 			f.link.State, f.link.LastError, f.link.NextAttempt = "online", "", time.Time{}
+			if f.client != nil { // connected: online says with what
+				f.link.Protocol, f.link.Version = f.client.Protocol(), f.client.ServerVersion()
+			}
 		}
 		f.mu.Unlock()
 	}
