@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -1002,23 +1003,5 @@ func (q *Queue) LatestDeadLetter() (d DeadLetter, ok bool, err error) {
 
 // DeadLetters lists the dead letters in ID order.
 func (q *Queue) DeadLetters() ([]DeadLetter, error) {
-	var out []DeadLetter
-	err := q.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDead)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			d, err := decodeDeadLetter(beUint64(k), v)
-			if err != nil {
-				return fmt.Errorf("dead letter %d: %w", beUint64(k), err)
-			}
-			out = append(out, d)
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("dead letters: %w", err)
-	}
-	return out, nil
+	return q.DeadLetterPage(0, math.MaxInt)
 }
