@@ -271,15 +271,7 @@ func TestFileDeletedOrReplacedWhileOpenIsWrittenBack(t *testing.T) {
 				t.Fatalf("restored %d, want 1", st.Restored)
 			}
 			mustAppend(t, q, Record{Lane: LaneCounts, Key: "m1", Data: []byte("later")})
-			if err := q.Close(); err != nil {
-				t.Fatal(err)
-			}
-			q = openTest(t, path, Options{})
-			var got []string
-			for _, r := range readAll(t, q, LaneCounts) {
-				got = append(got, string(r.Data))
-			}
-			if strings.Join(got, ",") != "before,after,later" {
+			if got := countsAfterRestart(t, q, path); got != "before,after,later" {
 				t.Fatalf("after a restart: %v", got)
 			}
 			if replace {
@@ -319,15 +311,21 @@ func TestFileThatCannotBeWrittenBackCommitsNothing(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond) // past fileCheckEvery: the next commit tries again
 	mustAppend(t, q, Record{Lane: LaneCounts, Key: "m1", Data: []byte("after")})
+	if got := countsAfterRestart(t, q, path); got != "before,after" {
+		t.Fatalf("after a restart: %v", got)
+	}
+}
+
+// countsAfterRestart closes q, opens path again and returns the data of
+// its count records, comma-separated.
+func countsAfterRestart(t *testing.T, q *Queue, path string) string {
+	t.Helper()
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	q = openTest(t, path, Options{})
 	var got []string
-	for _, r := range readAll(t, q, LaneCounts) {
+	for _, r := range readAll(t, openTest(t, path, Options{}), LaneCounts) {
 		got = append(got, string(r.Data))
 	}
-	if strings.Join(got, ",") != "before,after" {
-		t.Fatalf("after a restart: %v", got)
-	}
+	return strings.Join(got, ",")
 }
