@@ -131,6 +131,15 @@ func newPlant(t testing.TB, o plantOptions) *plant {
 
 func wcCode(id string) string { return "WC-" + strings.ToUpper(id) }
 
+// nextWorkorder finishes the machine's work order in progress and starts
+// the next one (of a new manufacturing order for qty), as the operator
+// does; it returns the new work order's id (woIDs keeps the first).
+func (p *plant) nextWorkorder(machine string, qty float64) int64 {
+	p.odoo.SetWorkorderState(p.woIDs[machine], "done")
+	mo := p.odoo.AddProduction("WH/MO/next-"+machine, p.product, qty)
+	return p.odoo.AddWorkorder(mo, p.wcIDs[machine], "WO "+machine+" #2", "progress")
+}
+
 // setMaxBytes sets buffer.max_bytes in the plant's config file.
 func (p *plant) setMaxBytes(n int64) {
 	p.t.Helper()
@@ -494,9 +503,7 @@ func TestEndToEndWorkOrderChangeAndHeldCounts(t *testing.T) {
 
 	// press-1 switches to a new work order mid-stream: later counts go to
 	// it, counted from its own baseline; the finished one keeps its 10.
-	p.odoo.SetWorkorderState(p.woIDs["press-1"], "done")
-	mo := p.odoo.AddProduction("WH/MO/00099", p.product, 500)
-	wo2 := p.odoo.AddWorkorder(mo, p.wcIDs["press-1"], "WO press-1 #2", "progress")
+	wo2 := p.nextWorkorder("press-1", 500)
 	p.produce(m1, 6, 0)
 	waitFor(t, 15*time.Second, "second work order", func() (bool, string) {
 		wo := p.odoo.Workorder(wo2)
@@ -844,16 +851,12 @@ func TestEndToEndWorkOrderFinishedDuringTheWrite(t *testing.T) {
 	m := p.machines[0]
 	p.produce(m, 2, 0)
 	p.waitExactQty(ra, "press-1", 2)
-	first, wc, product := p.woIDs["press-1"], p.wcIDs["press-1"], p.product
+	first := p.woIDs["press-1"]
 	var once sync.Once
 	var next atomic.Int64
 	p.odoo.BeforeCall(func(model, method string) {
 		if model == "mrp.workorder" && method == "write" {
-			once.Do(func() {
-				p.odoo.SetWorkorderState(first, "done")
-				mo := p.odoo.AddProduction("WH/MO/00777", product, 50)
-				next.Store(p.odoo.AddWorkorder(mo, wc, "WO press-1 #2", "progress"))
-			})
+			once.Do(func() { next.Store(p.nextWorkorder("press-1", 50)) })
 		}
 	})
 	p.produce(m, 3, 0)
@@ -908,9 +911,7 @@ func TestEndToEndLateAndEditedQuantitiesLogged(t *testing.T) {
 	p.odoo.SetDown(true)
 	p.produce(m, 3, 0)
 	time.Sleep(1100 * time.Millisecond) // Odoo's times have whole seconds
-	p.odoo.SetWorkorderState(p.woIDs["press-1"], "done")
-	mo := p.odoo.AddProduction("WH/MO/00888", p.product, 50)
-	next := p.odoo.AddWorkorder(mo, p.wcIDs["press-1"], "WO press-1 #2", "progress")
+	next := p.nextWorkorder("press-1", 50)
 	p.odoo.SetDown(false)
 	ra.a.Flush()
 	waitFor(t, 15*time.Second, "the late pieces on the next order, logged", func() (bool, string) {
@@ -1073,8 +1074,7 @@ func TestEndToEndTimeoutThenWorkOrderChange(t *testing.T) {
 	var wo2 atomic.Int64
 	p.odoo.OnDrop(func(model, method string) {
 		if model == "mrp.workorder" && method == "write" {
-			p.odoo.SetWorkorderState(p.woIDs["press-1"], "done")
-			wo2.Store(p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/00077", p.product, 100), p.wcIDs["press-1"], "WO press-1 #2", "progress"))
+			wo2.Store(p.nextWorkorder("press-1", 100))
 		}
 	})
 	p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)

@@ -70,13 +70,11 @@ func TestWriteLandingAfterTheLookupThenWorkOrderFinished(t *testing.T) {
 // returns true the operator finishes the machine's work order and starts
 // the next. It returns the next order's id once there is one.
 func (p *plant) finishOnWrite(before func(n int32) (finish bool)) *atomic.Int64 {
-	first, wc, product := p.woIDs["press-1"], p.wcIDs["press-1"], p.product
 	var writes atomic.Int32
 	var next atomic.Int64
 	p.odoo.BeforeCall(func(model, method string) {
 		if model == "mrp.workorder" && method == "write" && before(writes.Add(1)) {
-			p.odoo.SetWorkorderState(first, "done")
-			next.Store(p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/00777", product, 50), wc, "WO press-1 #2", "progress"))
+			next.Store(p.nextWorkorder("press-1", 50))
 		}
 	})
 	return &next
@@ -136,7 +134,7 @@ func TestGoodMergedDuringARoundThenWorkOrderChange(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.quotaFullOfStops(0)
 	m := p.machines[0]
-	first, wc, product := p.woIDs["press-1"], p.wcIDs["press-1"], p.product
+	first := p.woIDs["press-1"]
 	var loads, lookups atomic.Int32
 	var next atomic.Int64
 	p.odoo.BeforeCall(func(model, method string) {
@@ -148,8 +146,7 @@ func TestGoodMergedDuringARoundThenWorkOrderChange(t *testing.T) {
 			}
 		case model == "mrp.workorder" && method == "search_read" && loads.Load() >= 1 && lookups.Add(1) == 1:
 			// the next round's lookup: the operator has finished the order
-			p.odoo.SetWorkorderState(first, "done")
-			next.Store(p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/00777", product, 500), wc, "WO press-1 #2", "progress"))
+			next.Store(p.nextWorkorder("press-1", 500))
 		}
 	})
 	p.odoo.SetDown(false)
