@@ -140,18 +140,25 @@ func (p *plant) nextWorkorder(machine string, qty float64) int64 {
 	return p.odoo.AddWorkorder(mo, p.wcIDs[machine], "WO "+machine+" #2", "progress")
 }
 
-// setMaxBytes sets buffer.max_bytes in the plant's config file.
-func (p *plant) setMaxBytes(n int64) {
+// editConfig replaces the first old with new in the plant's config file
+// and returns the file as it was; old must be there.
+func (p *plant) editConfig(old, new string) (before string) {
 	p.t.Helper()
 	raw, err := os.ReadFile(p.cfgPath)
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	edited := strings.Replace(string(raw), "max_bytes: 64MiB", fmt.Sprintf("max_bytes: %d", n), 1)
-	if edited == string(raw) {
-		p.t.Fatal("no max_bytes: 64MiB in the config")
+	if !strings.Contains(string(raw), old) {
+		p.t.Fatalf("no %q in the config:\n%s", old, raw)
 	}
-	p.writeConfig(edited)
+	p.writeConfig(strings.Replace(string(raw), old, new, 1))
+	return string(raw)
+}
+
+// setMaxBytes sets buffer.max_bytes in the plant's config file.
+func (p *plant) setMaxBytes(n int64) {
+	p.t.Helper()
+	p.editConfig("max_bytes: 64MiB", fmt.Sprintf("max_bytes: %d", n))
 }
 
 func (p *plant) writeConfig(s string) {
@@ -1037,12 +1044,8 @@ func TestEndToEndRemovedMachineRecordsHeld(t *testing.T) {
 // when the backoff alone would retry sooner.
 func TestEndToEndRetryAfterHonoured(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	cfg, err := os.ReadFile(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Retry-After is honoured up to backoff_max.
-	p.writeConfig(strings.Replace(string(cfg), "forward:\n  interval: 100ms\n  backoff_max: 1s\n", "forward:\n  interval: 100ms\n  backoff_max: 10s\n", 1))
+	p.editConfig("forward:\n  interval: 100ms\n  backoff_max: 1s\n", "forward:\n  interval: 100ms\n  backoff_max: 10s\n")
 	ra := p.startAgent()
 	p.produce(p.machines[0], 2, 0)
 	p.waitExactQty(ra, "press-1", 2)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -170,11 +169,7 @@ func TestGoodMergedDuringARoundThenWorkOrderChange(t *testing.T) {
 // work center blocked although the machine runs.
 func TestDeadLetterRetryDoesNotReopenAClosedLine(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
-	good, err := os.ReadFile(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.writeConfig(strings.Replace(string(good), "SETUP: Setup and Adjustments", "SETUP: Setup and Adjustment", 1))
+	good := p.editConfig("SETUP: Setup and Adjustments", "SETUP: Setup and Adjustment")
 	ra := p.startAgent()
 	m, wc := p.machines[0], p.wcIDs["press-1"]
 	p.stop(m, "SETUP") // refused: loss "Setup and Adjustment" does not exist
@@ -189,7 +184,7 @@ func TestDeadLetterRetryDoesNotReopenAClosedLine(t *testing.T) {
 		l := p.odoo.Productivity()
 		return len(l) == 1 && !l[0].End.IsZero() && p.odoo.WorkingState(wc) == "normal", fmt.Sprintf("%+v", l)
 	})
-	p.writeConfig(string(good))
+	p.writeConfig(good)
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
 	}
@@ -247,17 +242,13 @@ func TestRetriedScrapNotAckedByAnInFlightBooking(t *testing.T) {
 // short (it stayed open, the work center blocked).
 func TestReloadFromBlockToMinStopClosesTheOpenLine(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
-	cfg, err := os.ReadFile(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ra := p.startAgent()
 	m, wc := p.machines[0], p.wcIDs["press-1"]
 	p.stop(m, "JAM")
 	waitFor(t, 15*time.Second, "blocked", func() (bool, string) {
 		return p.odoo.WorkingState(wc) == "blocked", ""
 	})
-	p.writeConfig(strings.Replace(string(cfg), "block_workcenter: true", "min_stop: 30s", 1))
+	p.editConfig("block_workcenter: true", "min_stop: 30s")
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
 	}

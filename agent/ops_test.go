@@ -369,12 +369,8 @@ func TestOneBadFieldKeepsTheRestOfTheMessage(t *testing.T) {
 // in status, not only once in the log.
 func TestStatusShowsABadNode(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"ua-press-1"}})
-	cfg, err := os.ReadFile(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	node := p.ua.NodeID("ua-press-1.Good")
-	p.writeConfig(strings.Replace(string(cfg), node, node+"Typo", 1))
+	p.editConfig(node, node+"Typo")
 	ra := p.startAgent()
 	waitFor(t, 15*time.Second, "the bad node on its machine", func() (bool, string) {
 		m := ra.a.Status().Machines[0]
@@ -621,16 +617,8 @@ func TestAPIGuardsAgainstWebPagesAndOtherHosts(t *testing.T) {
 // with the reason in status; the other sources run and count.
 func TestUnbuildableSourceDoesNotStopTheOthers(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"ua-press-1", "press-2"}})
-	cfg, err := os.ReadFile(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	missing := filepath.Join(p.dir, "no-such-password")
-	edited := strings.Replace(string(cfg), "    backoff_max: 1s\nmachines:", "    backoff_max: 1s\n    username: plantedge\n    password_file: "+missing+"\nmachines:", 1)
-	if edited == string(cfg) {
-		t.Fatalf("config not edited:\n%s", cfg)
-	}
-	p.writeConfig(edited)
+	p.editConfig("    backoff_max: 1s\nmachines:", "    backoff_max: 1s\n    username: plantedge\n    password_file: "+missing+"\nmachines:")
 	p.downSources = map[string]bool{"line1": true}
 	ra := p.startAgent()
 	p.produce(p.machines[1], 7, 0)
@@ -646,12 +634,8 @@ func TestUnbuildableSourceDoesNotStopTheOthers(t *testing.T) {
 // by an earlier run, but never deletes another file at that path.
 func TestUnixSocketListen(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	cfg, err := os.ReadFile(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sock := filepath.Join(p.dir, "api.sock")
-	p.writeConfig(strings.Replace(string(cfg), fmt.Sprintf("listen: %q", p.listen), fmt.Sprintf("listen: %q", "unix:"+sock), 1))
+	p.editConfig(fmt.Sprintf("listen: %q", p.listen), fmt.Sprintf("listen: %q", "unix:"+sock))
 	for range 2 { // the second start finds the first one's socket
 		ra := p.startAgent()
 		api := agent.NewAPIClient("unix:" + sock)
