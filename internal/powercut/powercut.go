@@ -1,0 +1,490 @@
+//go:build linux
+
+// Package powercut is a FUSE filesystem for tests that keeps, at a power
+// cut, only what a disk must keep: file data as of each file's last fsync or
+// fdatasync, and directory entries as of the directory's last fsync.
+//
+// A SIGKILL leaves the page cache behind, so it never shows a missing sync;
+// this filesystem does. Writes since a file's last sync survive a cut in 512
+// byte sectors, each one kept or lost at random (torn pages included), and
+// its size change is kept or lost at random. Creates, renames and unlinks
+// since the directory's last sync survive as a random prefix, in the order
+// they were made (a journal's order); any of them, or none.
+//
+// One flat directory, regular files only: enough for a data directory. The
+// test process serves the filesystem and must not itself open files in it (a
+// page fault in its own mount can deadlock the Go runtime): children use the
+// mount; the test reads the State a cut returns, or writes it to a real
+// directory with State.WriteDir.
+package powercut
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// sector is the unit in which unsynced writes survive a cut.
+const sector = 512
+
+// State is a directory's regular files by name.
+type State map[string][]byte
+
+// ReadDir reads the regular files of dir (subdirectories are not taken).
+func ReadDir(dir string) (State, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	st := State{}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		st[e.Name()] = b
+	}
+	return st, nil
+}
+
+// WriteDir makes dir hold exactly the files of s.
+func (s State) WriteDir(dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for name, b := range s {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Names lists the files of s in order.
+func (s State) Names() []string {
+	names := make([]string, 0, len(s))
+	for n := range s {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Stats counts what the filesystem was asked to do.
+type Stats struct {
+	Writes, FileSyncs, DirSyncs, Renames, Creates, Unlinks int
+}
+
+// FS is one mount of the filesystem.
+type FS struct {
+	mountpoint string
+	server     *fuse.Server
+
+	mu      sync.Mutex
+	cut     bool
+	names   map[string]*file // what the directory holds now
+	durable map[string]*file // what it held at its last fsync
+	ops     []nsOp           // namespace changes since then, in order
+	stats   Stats
+}
+
+type nsOp struct {
+	name, to string // to: a rename's new name; "" for create/unlink
+	node     *file  // create: the new file; unlink: nil
+}
+
+// Mount serves a directory holding the files of initial, all of them
+// durable, at mountpoint (an existing empty directory). It needs /dev/fuse
+// and the right to mount (root, or fusermount3).
+func Mount(mountpoint string, initial State) (*FS, error) {
+	f := &FS{mountpoint: mountpoint, names: map[string]*file{}}
+	for name, b := range initial {
+		n := &file{fsys: f, mode: 0o600, minSize: len(b)}
+		n.data = append([]byte(nil), b...)
+		n.synced = append([]byte(nil), b...)
+		f.names[name] = n
+	}
+	f.durable = maps.Clone(f.names)
+	zero := time.Duration(0)
+	srv, err := fs.Mount(mountpoint, &root{fsys: f}, &fs.Options{
+		// No kernel caching of names or attributes: a child sees every change
+		// at once, and the cut state is all in this process.
+		EntryTimeout:    &zero,
+		AttrTimeout:     &zero,
+		NegativeTimeout: &zero,
+		MountOptions: fuse.MountOptions{
+			FsName:        "powercut",
+			Name:          "powercut",
+			DirectMount:   true,
+			DisableXAttrs: true,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("powercut: mount %s: %w", mountpoint, err)
+	}
+	f.server = srv
+	return f, nil
+}
+
+// Cut is the power cut: from now on every operation fails with EIO, and
+// what survives is returned. rng decides which unsynced changes survive.
+func (f *FS) Cut(rng *rand.Rand) State {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cut = true
+	names := maps.Clone(f.durable)
+	for _, op := range f.ops[:rng.IntN(len(f.ops)+1)] {
+		op.apply(names)
+	}
+	st := State{}
+	for name, n := range names {
+		st[name] = n.survivor(rng)
+	}
+	return st
+}
+
+// Stats tells what the filesystem has been asked to do so far.
+func (f *FS) Stats() Stats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stats
+}
+
+// Unmount unmounts; every process using the mount must have ended.
+func (f *FS) Unmount() error {
+	var err error
+	for range 50 { // the kernel may still hold the last release for a moment
+		if err = f.server.Unmount(); err == nil {
+			f.server.Wait()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("powercut: unmount %s: %w", f.mountpoint, err)
+}
+
+func (op nsOp) apply(names map[string]*file) {
+	switch {
+	case op.to != "":
+		if n, ok := names[op.name]; ok {
+			delete(names, op.name)
+			names[op.to] = n
+		}
+	case op.node != nil:
+		names[op.name] = op.node
+	default:
+		delete(names, op.name)
+	}
+}
+
+// Available tells why a mount cannot work here, or nil.
+func Available() error {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("no /dev/fuse: %w", err)
+	}
+	return nil
+}
+
+type root struct {
+	fs.Inode
+	fsys *FS
+}
+
+var (
+	_ fs.NodeOnAdder   = (*root)(nil)
+	_ fs.NodeCreater   = (*root)(nil)
+	_ fs.NodeUnlinker  = (*root)(nil)
+	_ fs.NodeRenamer   = (*root)(nil)
+	_ fs.NodeFsyncer   = (*root)(nil)
+	_ fs.NodeGetattrer = (*root)(nil)
+	_ fs.NodeMkdirer   = (*root)(nil)
+)
+
+func (r *root) OnAdd(ctx context.Context) {
+	for name, n := range r.fsys.names {
+		r.AddChild(name, r.NewPersistentInode(ctx, n, fs.StableAttr{Mode: syscall.S_IFREG}), false)
+	}
+}
+
+func (r *root) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	out.Mode = syscall.S_IFDIR | 0o755
+	out.Nlink = 2
+	return 0
+}
+
+func (r *root) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM // one flat directory
+}
+
+func (r *root) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	f := r.fsys
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cut {
+		return nil, nil, 0, syscall.EIO
+	}
+	n := &file{fsys: f, mode: mode & 0o7777}
+	f.names[name] = n
+	f.ops = append(f.ops, nsOp{name: name, node: n})
+	f.stats.Creates++
+	n.attr(&out.Attr)
+	return r.NewPersistentInode(ctx, n, fs.StableAttr{Mode: syscall.S_IFREG}), nil, 0, 0
+}
+
+func (r *root) Unlink(ctx context.Context, name string) syscall.Errno {
+	f := r.fsys
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cut {
+		return syscall.EIO
+	}
+	if _, ok := f.names[name]; !ok {
+		return syscall.ENOENT
+	}
+	delete(f.names, name)
+	f.ops = append(f.ops, nsOp{name: name})
+	f.stats.Unlinks++
+	return 0
+}
+
+func (r *root) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	f := r.fsys
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cut {
+		return syscall.EIO
+	}
+	if newParent.EmbeddedInode() != r.EmbeddedInode() || flags != 0 {
+		return syscall.EINVAL
+	}
+	n, ok := f.names[name]
+	if !ok {
+		return syscall.ENOENT
+	}
+	delete(f.names, name)
+	f.names[newName] = n
+	f.ops = append(f.ops, nsOp{name: name, to: newName})
+	f.stats.Renames++
+	return 0
+}
+
+// Fsync on the directory (fsyncdir) makes its entries durable.
+func (r *root) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno {
+	f := r.fsys
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cut {
+		return syscall.EIO
+	}
+	f.durable = maps.Clone(f.names)
+	f.ops = nil
+	f.stats.DirSyncs++
+	return 0
+}
+
+type file struct {
+	fs.Inode
+	fsys *FS
+	mode uint32
+
+	// Guarded by fsys.mu.
+	data      []byte           // what reads see
+	synced    []byte           // what its last sync made durable
+	dirty     map[int]struct{} // sectors written since then
+	sizeDirty bool             // its size changed since then
+	minSize   int              // its smallest size since then
+}
+
+var (
+	_ fs.NodeOpener    = (*file)(nil)
+	_ fs.NodeReader    = (*file)(nil)
+	_ fs.NodeWriter    = (*file)(nil)
+	_ fs.NodeGetattrer = (*file)(nil)
+	_ fs.NodeSetattrer = (*file)(nil)
+	_ fs.NodeFsyncer   = (*file)(nil)
+	_ fs.NodeFlusher   = (*file)(nil)
+	_ fs.NodeAllocater = (*file)(nil)
+)
+
+func (n *file) attr(a *fuse.Attr) {
+	a.Mode = syscall.S_IFREG | n.mode
+	a.Size = uint64(len(n.data))
+	a.Blocks = (a.Size + 511) / 512
+	a.Nlink = 1
+}
+
+func (n *file) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	f := n.fsys
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cut {
+		return nil, 0, syscall.EIO
+	}
+	if flags&syscall.O_TRUNC != 0 {
+		n.resize(0)
+	}
+	return nil, 0, 0
+}
+
+func (n *file) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	f := n.fsys
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n.attr(&out.Attr)
+	return 0
+}
+
+func (n *file) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	f := n.fsys
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cut {
+		return syscall.EIO
+	}
+	if sz, ok := in.GetSize(); ok {
+		n.resize(int(sz))
+	}
+	if m, ok := in.GetMode(); ok {
+		n.mode = m & 0o7777
+	}
+	n.attr(&out.Attr)
+	return 0
+}
+
+func (n *file) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	f := n.fsys
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cut {
+		return nil, syscall.EIO
+	}
+	if off >= int64(len(n.data)) {
+		return fuse.ReadResultData(nil), 0
+	}
+	m := copy(dest, n.data[off:])
+	return fuse.ReadResultData(dest[:m]), 0
+}
+
+func (n *file) Write(ctx context.Context, fh fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	f := n.fsys
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cut {
+		return 0, syscall.EIO
+	}
+	end := int(off) + len(data)
+	if end > len(n.data) {
+		n.resize(end)
+	}
+	copy(n.data[off:], data)
+	n.markDirty(int(off), end)
+	f.stats.Writes++
+	return uint32(len(data)), 0
+}
+
+func (n *file) Allocate(ctx context.Context, fh fs.FileHandle, off uint64, size uint64, mode uint32) syscall.Errno {
+	f := n.fsys
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cut {
+		return syscall.EIO
+	}
+	const keepSize = 1 // FALLOC_FL_KEEP_SIZE
+	if end := int(off + size); mode&keepSize == 0 && end > len(n.data) {
+		n.resize(end)
+	}
+	return 0
+}
+
+func (n *file) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno { return 0 }
+
+// Fsync (fsync and fdatasync alike) makes the file's data and size durable.
+func (n *file) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno {
+	f := n.fsys
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cut {
+		return syscall.EIO
+	}
+	n.synced = n.applied(len(n.data), func(int) bool { return true })
+	n.dirty, n.sizeDirty, n.minSize = nil, false, len(n.data)
+	f.stats.FileSyncs++
+	return 0
+}
+
+// applied is the synced content at the given size with the sectors written
+// since the last sync that keep says to keep. Bytes beyond the smallest size
+// the file had since then read as zeros.
+func (n *file) applied(size int, keep func(sector int) bool) []byte {
+	out := make([]byte, size)
+	copy(out, n.synced[:min(len(n.synced), n.minSize)])
+	sectors := make([]int, 0, len(n.dirty))
+	for s := range n.dirty {
+		sectors = append(sectors, s)
+	}
+	sort.Ints(sectors) // the same rng draws give the same result
+	for _, s := range sectors {
+		if !keep(s) {
+			continue
+		}
+		lo, hi := s*sector, min((s+1)*sector, len(n.data), size)
+		if lo < hi {
+			copy(out[lo:hi], n.data[lo:hi])
+		}
+	}
+	return out
+}
+
+func (n *file) resize(size int) {
+	if size == len(n.data) {
+		return
+	}
+	if size < len(n.data) {
+		n.data = n.data[:size:size]
+		n.minSize = min(n.minSize, size)
+	} else {
+		d := make([]byte, size, size+size/4)
+		copy(d, n.data)
+		n.data = d
+	}
+	n.sizeDirty = true
+}
+
+func (n *file) markDirty(lo, hi int) {
+	if n.dirty == nil {
+		n.dirty = map[int]struct{}{}
+	}
+	for s := lo / sector; s*sector < hi; s++ {
+		n.dirty[s] = struct{}{}
+	}
+}
+
+// survivor is the file's content after a cut: its synced content, its size
+// change or not, and each sector written since its last sync or not.
+func (n *file) survivor(rng *rand.Rand) []byte {
+	if !n.sizeDirty || rng.IntN(2) == 0 {
+		// The size change is lost: so is a shrink, and the synced bytes
+		// beyond the smallest size are still there.
+		saved := n.minSize
+		n.minSize = len(n.synced)
+		defer func() { n.minSize = saved }()
+		return n.applied(len(n.synced), func(int) bool { return rng.IntN(2) == 0 })
+	}
+	return n.applied(len(n.data), func(int) bool { return rng.IntN(2) == 0 })
+}
