@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -56,12 +57,27 @@ func runChildAgent(path string) int {
 // serialization failures while the agent drains a backlog, and the agent
 // process is SIGKILLed again and again. In the end every piece made is in
 // Odoo exactly once and every stop is exactly one downtime line.
-func TestChaosKillWhileDraining(t *testing.T) {
+func TestChaosKillWhileDraining(t *testing.T) { chaosDrain(t, nil) }
+
+// crash ends the agent process some other way than a plain SIGKILL.
+type crash interface {
+	// mount prepares the data directory before the first start.
+	mount(t *testing.T, dataDir string)
+	// before is called right before the SIGKILL, after when the process is
+	// gone and before it starts again.
+	before(rng *rand.Rand)
+	after(t *testing.T)
+}
+
+func chaosDrain(t *testing.T, cr crash) {
 	if testing.Short() {
 		t.Skip("chaos test skipped in -short mode")
 	}
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3"}})
 	rng := rand.New(rand.NewPCG(7, 11))
+	if cr != nil {
+		cr.mount(t, filepath.Join(p.dir, "data"))
+	}
 	// Build a backlog while Odoo is down.
 	p.odoo.SetDown(true)
 	child := agenttest.StartChild(t, p.cfgPath)
@@ -112,7 +128,13 @@ func TestChaosKillWhileDraining(t *testing.T) {
 	kills := 0
 	for round := 0; round < 20; round++ {
 		time.Sleep(time.Duration(150+rng.IntN(400)) * time.Millisecond)
+		if cr != nil {
+			cr.before(rng)
+		}
 		kill()
+		if cr != nil {
+			cr.after(t)
+		}
 		kills++
 		if round%4 == 1 {
 			p.odoo.SetFaultRate(odootest.FaultSerialization, 0.3, int64(round))
@@ -133,7 +155,7 @@ func TestChaosKillWhileDraining(t *testing.T) {
 		child = agenttest.StartChild(t, p.cfgPath)
 	}
 	p.odoo.SetFaultRate(odootest.FaultNone, 0, 0)
-	t.Logf("killed the agent %d times", kills)
+	t.Logf("crashed the agent %d times", kills)
 	p.waitExact(nil, 60*time.Second)
 	// And it stays exact: nothing arrives twice later.
 	time.Sleep(500 * time.Millisecond)
