@@ -26,7 +26,7 @@ type dataDirCut struct {
 
 func (c *dataDirCut) mount(t *testing.T, dataDir string) {
 	if err := powercut.Available(); err != nil {
-		noFUSE(t, err)
+		powercut.Unavailable(t, err)
 	}
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
 		t.Fatal(err)
@@ -39,7 +39,7 @@ func (c *dataDirCut) mount(t *testing.T, dataDir string) {
 func (c *dataDirCut) remount(t *testing.T, st powercut.State) {
 	fsys, err := powercut.Mount(c.dir, st)
 	if err != nil {
-		noFUSE(t, err)
+		powercut.Unavailable(t, err)
 	}
 	c.fsys = fsys
 }
@@ -53,13 +53,4 @@ func (c *dataDirCut) after(t *testing.T) {
 	}
 	t.Logf("power cut after %d writes, %d file syncs, %d directory syncs; left %v", st.Writes, st.FileSyncs, st.DirSyncs, c.state.Names())
 	c.remount(t, c.state)
-}
-
-// noFUSE skips where FUSE cannot be used, except under CI, which has it.
-func noFUSE(t *testing.T, err error) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("power cut needs FUSE (/dev/fuse, root): %v", err)
-	}
-	t.Skipf("power cut needs FUSE: %v", err)
 }

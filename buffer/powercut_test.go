@@ -4,7 +4,6 @@ package buffer
 
 import (
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -31,18 +30,9 @@ type powerCut struct {
 	syncs int
 }
 
-// noFUSE skips where FUSE cannot be used, except under CI, which has it.
-func noFUSE(t *testing.T, err error) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("power cut needs FUSE (/dev/fuse, root): %v", err)
-	}
-	t.Skipf("power cut needs FUSE: %v", err)
-}
-
 func newPowerCut(t *testing.T) *powerCut {
 	if err := powercut.Available(); err != nil {
-		noFUSE(t, err)
+		powercut.Unavailable(t, err)
 	}
 	return &powerCut{real: t.TempDir(), mnt: t.TempDir(), state: powercut.State{}}
 }
@@ -53,7 +43,7 @@ func (p *powerCut) mount(t *testing.T) string {
 		t.Fatal(err)
 	}
 	if p.fsys, err = powercut.Mount(p.mnt, state); err != nil {
-		noFUSE(t, err)
+		powercut.Unavailable(t, err)
 	}
 	t.Cleanup(func() { _ = p.fsys.Unmount() })
 	return p.mnt

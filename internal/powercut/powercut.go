@@ -28,6 +28,7 @@ import (
 	"sort"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -199,6 +200,16 @@ func Available() error {
 		return fmt.Errorf("no /dev/fuse: %w", err)
 	}
 	return nil
+}
+
+// Unavailable ends a test that cannot use FUSE (err says why): skipped,
+// except under CI, which has FUSE and root, where it fails.
+func Unavailable(t testing.TB, err error) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("power cut needs FUSE (/dev/fuse, root): %v", err)
+	}
+	t.Skipf("power cut needs FUSE: %v", err)
 }
 
 type root struct {

@@ -16,12 +16,12 @@ import (
 func mount(t *testing.T, initial State) (*FS, string) {
 	t.Helper()
 	if err := Available(); err != nil {
-		t.Skip(err)
+		Unavailable(t, err)
 	}
 	dir := t.TempDir()
 	f, err := Mount(dir, initial)
 	if err != nil {
-		t.Skip(err) // no right to mount here
+		Unavailable(t, err)
 	}
 	t.Cleanup(func() { _ = f.Unmount() })
 	return f, dir
