@@ -366,7 +366,7 @@ func TestOneBadFieldKeepsTheRestOfTheMessage(t *testing.T) {
 }
 
 // A signal mapped to a node the server does not have shows on its machine
-// in status, not only once in the log.
+// in status, and once in the log.
 func TestStatusShowsABadNode(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"ua-press-1"}})
 	node := p.ua.NodeID("ua-press-1.Good")
@@ -376,6 +376,11 @@ func TestStatusShowsABadNode(t *testing.T) {
 		m := ra.a.Status().Machines[0]
 		return strings.Contains(m.Error, "good_count: line1 "+node+"Typo is BadNodeIdUnknown"), fmt.Sprintf("%+v", m)
 	})
+	// And in the log once, not at every poll.
+	logs := p.logs.String()
+	if n := strings.Count(logs, "source value has bad quality"); n != 1 || !strings.Contains(logs, "quality=BadNodeIdUnknown") {
+		t.Errorf("%d bad-quality log lines, want 1 with the status:\n%s", n, logs)
+	}
 }
 
 // TestMalformedPayloadsAckedAndCounted: bad payloads are counted, skipped
