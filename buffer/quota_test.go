@@ -509,7 +509,14 @@ func TestConcurrentMergeAndAck(t *testing.T) {
 		})
 	}
 	var fwd sync.WaitGroup
+	var appendersDone atomic.Bool
 	fwd.Go(func() {
+		// Start reading once the quota is under pressure: a forwarder that
+		// keeps up from the start leaves nothing to merge on a quiet
+		// machine's schedule (seen under load).
+		for q.Stats().Merged == 0 && !appendersDone.Load() {
+			time.Sleep(time.Millisecond)
+		}
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
@@ -538,6 +545,7 @@ func TestConcurrentMergeAndAck(t *testing.T) {
 		}
 	})
 	wg.Wait()
+	appendersDone.Store(true)
 	close(stop)
 	fwd.Wait()
 	close(errs)
