@@ -67,7 +67,7 @@ func (a *Agent) Handler() http.Handler {
 		writeJSON(w, deadLetterViews(dls))
 	})
 	api.HandleFunc("POST /api/v1/deadletters/{action}", func(w http.ResponseWriter, r *http.Request) {
-		n, err := DeadLetterAction(r.Context(), a.buf, r.PathValue("action"), r.URL.Query().Get("id"))
+		n, kept, err := DeadLetterAction(r.Context(), a.buf, r.PathValue("action"), r.URL.Query().Get("id"))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -75,7 +75,7 @@ func (a *Agent) Handler() http.Handler {
 		if r.PathValue("action") == "retry" {
 			a.Flush()
 		}
-		writeJSON(w, map[string]int{"affected": n})
+		writeJSON(w, map[string]int{"affected": n, "kept_damaged": kept})
 	})
 	return mux
 }
@@ -166,20 +166,25 @@ type DeadLetterView struct {
 	At     time.Time `json:"dead_lettered_at"`
 	Reason string    `json:"reason"`
 	Data   string    `json:"data"`
+	// Damaged: bytes the buffer could not read as a record (Data holds them
+	// as stored); they can be dropped, not retried.
+	Damaged bool `json:"damaged,omitempty"`
 }
 
 func deadLetterViews(dls []buffer.DeadLetter) []DeadLetterView {
 	out := make([]DeadLetterView, 0, len(dls))
 	for _, d := range dls {
 		out = append(out, DeadLetterView{ID: d.ID, Lane: d.Record.Lane.String(), Key: d.Record.Key, Seq: d.Record.Seq,
-			Time: d.Record.Time, At: d.At, Reason: d.Reason, Data: string(d.Record.Data)})
+			Time: d.Record.Time, At: d.At, Reason: d.Reason, Data: string(d.Record.Data), Damaged: d.Damaged})
 	}
 	return out
 }
 
 // DeadLetterAction retries or drops the dead letter id ("all" for every
-// one) on buf and returns how many it affected.
-func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string) (int, error) {
+// one) on buf and returns how many it affected. A retry of all keeps the
+// damaged ones (they cannot be retried, see buffer.ErrDamaged) and says how
+// many it kept.
+func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string) (affected, kept int, err error) {
 	var fn func(context.Context, uint64) error
 	switch action {
 	case "retry":
@@ -187,42 +192,46 @@ func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string)
 	case "drop":
 		fn = buf.DropDeadLetter
 	default:
-		return 0, fmt.Errorf("unknown action %q (retry or drop)", action)
+		return 0, 0, fmt.Errorf("unknown action %q (retry or drop)", action)
 	}
 	if id != "all" {
 		n, err := strconv.ParseUint(id, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("dead letter id %q: want a number or \"all\"", id)
+			return 0, 0, fmt.Errorf("dead letter id %q: want a number or \"all\"", id)
 		}
 		if err := fn(ctx, n); err != nil {
-			return 0, err // the buffer's error names the action and the id
+			return 0, 0, err // the buffer's error names the action and the id
 		}
-		return 1, nil
+		return 1, 0, nil
 	}
 	// Every dead letter there is now, a page at a time; one retried and
 	// refused again meanwhile has a higher ID and waits for the next "all".
 	latest, ok, err := buf.LatestDeadLetter()
 	if err != nil || !ok {
-		return 0, err
+		return 0, 0, err
 	}
-	last, done := latest.ID, 0
+	last := latest.ID
 	for after := uint64(0); after < last; {
 		page, err := buf.DeadLetterPage(after, deadLetterPage)
 		if err != nil || len(page) == 0 {
-			return done, err
+			return affected, kept, err
 		}
 		for _, d := range page {
 			if d.ID > last {
-				return done, nil
+				return affected, kept, nil
+			}
+			after = d.ID
+			if d.Damaged && action == "retry" {
+				kept++
+				continue
 			}
 			if err := fn(ctx, d.ID); err != nil {
-				return done, err
+				return affected, kept, err
 			}
-			done++
-			after = d.ID
+			affected++
 		}
 	}
-	return done, nil
+	return affected, kept, nil
 }
 
 // deadLetterPage is how many dead letters are read (and sent) at a time.
@@ -331,8 +340,8 @@ func (c *APIClient) DeadLetters(ctx context.Context) ([]DeadLetterView, error) {
 }
 
 // DeadLetterAction retries or drops dead letters in the running agent.
-func (c *APIClient) DeadLetterAction(ctx context.Context, action, id string) (int, error) {
+func (c *APIClient) DeadLetterAction(ctx context.Context, action, id string) (affected, kept int, err error) {
 	var out map[string]int
-	err := c.do(ctx, http.MethodPost, "/api/v1/deadletters/"+action+"?id="+id, &out)
-	return out["affected"], err
+	err = c.do(ctx, http.MethodPost, "/api/v1/deadletters/"+action+"?id="+id, &out)
+	return out["affected"], out["kept_damaged"], err
 }

@@ -552,7 +552,7 @@ func TestEndToEndPermanentRefusalIsDeadLettered(t *testing.T) {
 		t.Fatalf("dead letters %+v", dls)
 	}
 	// Retried once the cause is fixed, it lands exactly once.
-	if n, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
+	if n, _, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
 		t.Fatalf("retry: %d %v", n, err)
 	}
 	p.waitExactQty(ra, "press-1", 8)
@@ -587,7 +587,7 @@ func TestEndToEndDeadLetterRetryAfterMappingFix(t *testing.T) {
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
+	if n, _, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
 		t.Fatalf("retry: %d %v", n, err)
 	}
 	waitFor(t, 15*time.Second, "the downtime line", func() (bool, string) {

@@ -188,7 +188,7 @@ func TestDeadLetterRetryDoesNotReopenAClosedLine(t *testing.T) {
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := agent.NewAPIClient(p.listen).DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
+	if n, _, err := agent.NewAPIClient(p.listen).DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
 		t.Fatalf("retry: %d %v", n, err)
 	}
 	waitFor(t, 15*time.Second, "retried", func() (bool, string) {
@@ -220,7 +220,7 @@ func TestRetriedScrapNotAckedByAnInFlightBooking(t *testing.T) {
 		if model == "stock.scrap" && method == "load" {
 			// the admin follows the runbook while the next booking is on its way
 			once.Do(func() {
-				if n, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
+				if n, _, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
 					t.Errorf("retry: %d %v", n, err)
 				}
 			})

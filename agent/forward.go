@@ -443,11 +443,11 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	if err := f.resolveWorkcenters(ctx, cfg, all); err != nil {
 		return false, err
 	}
-	events, err := f.readEvents(cfg)
+	events, err := f.readEvents(ctx, cfg)
 	if err != nil {
 		return false, err
 	}
-	pending, err := f.aggregateCounts()
+	pending, err := f.aggregateCounts(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -543,8 +543,9 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 
 // readEvents returns up to maxEventsPerRound pending events, in sequence
 // order, of machines that are configured and whose work center is resolved;
-// the others wait (status shows why) without holding up the rest.
-func (f *forwarder) readEvents(cfg *config.Config) ([]buffer.Record, error) {
+// the others wait (status shows why) without holding up the rest. One that
+// cannot be decoded goes to the dead letters.
+func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]buffer.Record, error) {
 	var out []buffer.Record
 	var after uint64
 	for len(out) < maxEventsPerRound {
@@ -553,6 +554,13 @@ func (f *forwarder) readEvents(cfg *config.Config) ([]buffer.Record, error) {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
 		for _, r := range recs {
+			if _, err := decodeEvent(r); err != nil {
+				// Whatever its key: it would wait for its machine forever.
+				if err := f.a.buf.DeadLetter(ctx, r, err.Error()); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			if mc := findMachine(cfg, r.Key); mc != nil {
 				if _, ok := f.wcs[mc.Workcenter]; ok && len(out) < maxEventsPerRound {
 					out = append(out, r)
@@ -632,14 +640,21 @@ func (f *forwarder) resolveWorkcenters(ctx context.Context, cfg *config.Config, 
 // aggregateCounts sums the whole counts lane per key. It marks the records
 // in flight: the sums are what this round's calls send, so the quota merge
 // must not fold a newer record into one of them before the acknowledgement
-// pass deletes them (the pieces of the newer one would go with it).
-func (f *forwarder) aggregateCounts() (map[string]*pendingKey, error) {
+// pass deletes them (the pieces of the newer one would go with it). A
+// record it cannot decode goes to the dead letters (once, with the reason)
+// rather than stay in the lane for every round to trip over.
+func (f *forwarder) aggregateCounts(ctx context.Context) (map[string]*pendingKey, error) {
 	out := map[string]*pendingKey{}
+	type undecodable struct {
+		rec buffer.Record
+		err error
+	}
+	var bad []undecodable
 	err := f.scanCounts(true, 0, func(recs []buffer.Record) error {
 		for _, r := range recs {
 			c, err := decodeCount(r)
 			if err != nil {
-				f.a.log.Error("undecodable count record", "seq", r.Seq, "err", err)
+				bad = append(bad, undecodable{r, err})
 				continue
 			}
 			p := out[r.Key]
@@ -656,6 +671,12 @@ func (f *forwarder) aggregateCounts() (map[string]*pendingKey, error) {
 		}
 		return nil
 	})
+	for _, b := range bad {
+		if err != nil {
+			break
+		}
+		err = f.a.buf.DeadLetter(ctx, b.rec, "undecodable count record: "+b.err.Error())
+	}
 	return out, err
 }
 
@@ -789,16 +810,17 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 	var lines []line
 	var held int
 	for _, r := range recs {
-		wcID, ok := wcIDs[r.Key]
-		if !ok {
-			held++
-			continue
-		}
+		// Decoded first: an undecodable record has no machine to wait for.
 		ev, err := decodeEvent(r)
 		if err != nil {
 			if err := f.a.buf.DeadLetter(ctx, r, err.Error()); err != nil {
 				return err
 			}
+			continue
+		}
+		wcID, ok := wcIDs[r.Key]
+		if !ok {
+			held++
 			continue
 		}
 		if ev.End == 0 {

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -613,7 +614,7 @@ func TestAPIGuardsAgainstWebPagesAndOtherHosts(t *testing.T) {
 	if _, err := agent.NewAPIClient(p.listen).Status(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := agent.NewAPIClient(p.listen).DeadLetterAction(context.Background(), "drop", "all"); err != nil || n != 0 {
+	if n, _, err := agent.NewAPIClient(p.listen).DeadLetterAction(context.Background(), "drop", "all"); err != nil || n != 0 {
 		t.Fatalf("CLI drop: %d %v", n, err)
 	}
 }
@@ -789,10 +790,88 @@ func TestManyDeadLettersInPages(t *testing.T) {
 	if err != nil || len(views) != n {
 		t.Fatalf("listed %d (%v), want %d", len(views), err, n)
 	}
-	if got, err := agent.DeadLetterAction(ctx, buf, "retry", "all"); err != nil || got != n {
+	if got, _, err := agent.DeadLetterAction(ctx, buf, "retry", "all"); err != nil || got != n {
 		t.Fatalf("retried %d (%v), want %d", got, err, n)
 	}
 	if st := buf.Stats(); st.DeadLetters != 0 || st.Pending != n {
 		t.Fatalf("after retry all: %d dead letters, %d pending", st.DeadLetters, st.Pending)
+	}
+}
+
+// TestUndecodableRecordsAreDeadLettered: records the forwarder cannot
+// decode (left by another version, or damaged bytes retried by an older
+// plantedge) go to the dead letters once, with the reason, instead of
+// staying in their lane and being tripped over every round; a record whose
+// bytes rotted in the file is a damaged dead letter that "retry all" keeps.
+// The machine's pieces are delivered exactly meanwhile.
+func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Append(context.Background(), []buffer.Record{
+		{Lane: buffer.LaneCounts, Data: []byte("not a count record")},
+		{Lane: buffer.LaneEvents, Data: []byte("not an event record")},
+		{Lane: buffer.LaneCounts, Key: "press-1", Data: []byte("rotten-marker-0123456789")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(cfg.BufferPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Count(b, []byte("rotten-marker")) == 0 {
+		t.Fatal("record not found in the file")
+	}
+	if err := os.WriteFile(cfg.BufferPath(), bytes.ReplaceAll(b, []byte("rotten-marker"), []byte("rotTen-marker")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ra := p.startAgent()
+	p.produce(p.machines[0], 5, 0)
+	p.waitExact(ra, 15*time.Second)
+	api := agent.NewAPIClient(p.listen)
+	var dls []agent.DeadLetterView
+	waitFor(t, 10*time.Second, "three dead letters", func() (bool, string) {
+		dls, err = api.DeadLetters(context.Background())
+		return err == nil && len(dls) == 3, fmt.Sprintf("%+v %v", dls, err)
+	})
+	reasons := map[string]bool{}
+	for _, d := range dls {
+		switch {
+		case d.Damaged && strings.HasPrefix(d.Reason, "damaged record in buffer file"):
+			reasons["damaged"] = true
+		case strings.HasPrefix(d.Reason, "undecodable count record"):
+			reasons["count"] = true
+		case d.Lane == "events":
+			reasons["event"] = true
+		}
+	}
+	if len(reasons) != 3 {
+		t.Fatalf("dead letters %+v", dls)
+	}
+	n, kept, err := api.DeadLetterAction(context.Background(), "retry", "all")
+	if err != nil || n != 2 || kept != 1 {
+		t.Fatalf("retry all: %d retried, %d kept, %v; want 2 and 1", n, kept, err)
+	}
+	// The two undecodable ones come back to the dead letters, once each.
+	waitFor(t, 10*time.Second, "three dead letters again", func() (bool, string) {
+		dls, err = api.DeadLetters(context.Background())
+		return err == nil && len(dls) == 3 && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v %v", dls, err)
+	})
+	p.waitExact(ra, 5*time.Second)
+	if n := strings.Count(p.logs.String(), "record moved to dead letters"); n != 4 {
+		t.Errorf("%d dead-letter log lines, want 4 (two records, twice):\n%s", n, p.logs.String())
 	}
 }

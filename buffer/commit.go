@@ -691,10 +691,7 @@ func (t *txn) takeDeadLetter(id uint64) (DeadLetter, error) {
 	if v == nil {
 		return DeadLetter{}, &rejectError{fmt.Errorf("dead letter %d: %w", id, ErrNotFound)}
 	}
-	d, err := decodeDeadLetter(id, v)
-	if err != nil {
-		return d, &rejectError{fmt.Errorf("dead letter %d: %w", id, err)}
-	}
+	d := deadLetterAt(id, v)
 	size := int64(len(v) + elemOverhead)
 	if err := t.dead.Delete(k); err != nil {
 		return d, err
@@ -712,6 +709,9 @@ func (t *txn) takeDeadLetter(id uint64) (DeadLetter, error) {
 // with that range without having been delivered.
 func (q *Queue) RetryDeadLetter(ctx context.Context, id uint64) error {
 	fn := func(t *txn) error {
+		if v := t.dead.Get(seqKey(id)); v != nil && deadLetterAt(id, v).Damaged {
+			return &rejectError{fmt.Errorf("dead letter %d: %w", id, ErrDamaged)}
+		}
 		d, err := t.takeDeadLetter(id)
 		if err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,12 +119,38 @@ var ErrNotFound = errors.New("not found")
 // flock): another agent, or a command that opened it for writing.
 var ErrLocked = errors.New("buffer file locked by another process")
 
+// ErrDamaged is returned for a retry of a damaged dead letter.
+var ErrDamaged = errors.New("damaged: its bytes could not be read as a record, so it cannot go back into a lane; drop it once inspected")
+
 // DeadLetter is a record the forwarder gave up on, with the reason.
 type DeadLetter struct {
 	ID     uint64
 	Record Record
 	Reason string
 	At     time.Time
+	// Damaged: the file held bytes that do not decode (a damaged record set
+	// aside at Open, or a damaged dead letter). Record.Data holds them as
+	// stored; it can be listed and dropped, not retried.
+	Damaged bool
+}
+
+// The reasons of damaged dead letters.
+const (
+	damagedRecord     = "damaged record in buffer file: "
+	damagedDeadLetter = "damaged dead letter in buffer file: "
+)
+
+// deadLetterAt decodes the dead letter stored under id. One that does not
+// decode comes back Damaged, holding the stored bytes: one bad entry must
+// neither hide the others nor condemn the whole file.
+func deadLetterAt(id uint64, v []byte) DeadLetter {
+	d, err := decodeDeadLetter(id, v)
+	if err != nil {
+		return DeadLetter{ID: id, Damaged: true, Reason: damagedDeadLetter + err.Error(),
+			Record: Record{Lane: LaneTelemetry, Data: bytes.Clone(v)}}
+	}
+	d.Damaged = strings.HasPrefix(d.Reason, damagedRecord)
+	return d
 }
 
 // LaneStats describe one lane.
@@ -528,7 +555,7 @@ func deadLetterBad(tx *bolt.Tx, st *state, bad []badRecord, segMin int) error {
 	var order []segRef
 	for _, b := range bad {
 		st.dlSeq++
-		enc := encodeDeadLetter(DeadLetter{ID: st.dlSeq, At: now, Reason: "damaged record in buffer file: " + b.err.Error(),
+		enc := encodeDeadLetter(DeadLetter{ID: st.dlSeq, At: now, Reason: damagedRecord + b.err.Error(),
 			Record: Record{Seq: b.seq, Lane: b.lane, Time: now, Data: b.raw}})
 		if err := dead.Put(seqKey(st.dlSeq), enc); err != nil {
 			return err
@@ -635,10 +662,7 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 			if len(k) != 8 {
 				return fmt.Errorf("dead letter key %x: bad length", k)
 			}
-			d, err := decodeDeadLetter(beUint64(k), v)
-			if err != nil {
-				return fmt.Errorf("dead letter %x: %w", k, err)
-			}
+			d := deadLetterAt(beUint64(k), v)
 			st.dead++
 			st.deadBytes += int64(len(v) + elemOverhead)
 			st.seq = max(st.seq, d.Record.Seq)
@@ -967,11 +991,7 @@ func (q *Queue) DeadLetterPage(after uint64, limit int) ([]DeadLetter, error) {
 		}
 		c := b.Cursor()
 		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
-			d, err := decodeDeadLetter(beUint64(k), v)
-			if err != nil {
-				return fmt.Errorf("dead letter %d: %w", beUint64(k), err)
-			}
-			out = append(out, d)
+			out = append(out, deadLetterAt(beUint64(k), v))
 		}
 		return nil
 	})
@@ -993,10 +1013,8 @@ func (q *Queue) LatestDeadLetter() (d DeadLetter, ok bool, err error) {
 		if k == nil {
 			return nil
 		}
-		var derr error
-		d, derr = decodeDeadLetter(beUint64(k), v)
-		ok = derr == nil
-		return derr
+		d, ok = deadLetterAt(beUint64(k), v), true
+		return nil
 	})
 	return d, ok, err
 }

@@ -677,6 +677,77 @@ func TestDamagedRecordDeadLettered(t *testing.T) {
 	if s := mustAppend(t, q, Record{Lane: LaneEvents}); s[0] != 301 {
 		t.Fatalf("next seq = %d", s[0])
 	}
+	// Its bytes cannot go back into a lane (a reader could never decode
+	// them): a retry is refused and it stays; it can be dropped.
+	ctx := context.Background()
+	if !dls[0].Damaged {
+		t.Fatal("dead letter of a damaged record not marked damaged")
+	}
+	if err := q.RetryDeadLetter(ctx, dls[0].ID); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("retry of a damaged record: %v, want ErrDamaged", err)
+	}
+	if st := q.Stats(); st.Pending != 300 || st.DeadLetters != 1 {
+		t.Fatalf("after the refused retry: %+v", st)
+	}
+	if err := q.DropDeadLetter(ctx, dls[0].ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDamagedDeadLetterKeepsTheFile: a dead letter whose bytes rotted is
+// listed as damaged with its bytes; the file and everything else in it is
+// kept (it used to be moved aside as corrupt, pending records and all).
+func TestDamagedDeadLetterKeepsTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{})
+	ctx := context.Background()
+	seqs := mustAppend(t, q, Record{Lane: LaneEvents, Key: "m1", Data: []byte("refused")}, Record{Lane: LaneEvents, Key: "m1", Data: []byte("pending")})
+	if err := q.DeadLetter(ctx, Record{Lane: LaneEvents, Key: "m1", Seq: seqs[0]}, "reason-marker"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte("reason-marker"))
+		if j < 0 {
+			break
+		}
+		i += j + len("reason-marker")
+		b[i] ^= 0xff // the first byte of the record behind the reason
+		n++
+	}
+	if n == 0 {
+		t.Fatal("dead letter not found in the file")
+	}
+	q, _ = reopenDamaged(t, path, b)
+	if st := q.Stats(); st.Pending != 1 || st.DeadLetters != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+	dls, err := q.DeadLetters()
+	if err != nil || len(dls) != 1 || !dls[0].Damaged || !strings.HasPrefix(dls[0].Reason, "damaged dead letter") || !bytes.Contains(dls[0].Record.Data, []byte("refused")) {
+		t.Fatalf("dead letters = %+v, %v", dls, err)
+	}
+	if d, ok, err := q.LatestDeadLetter(); err != nil || !ok || d.ID != dls[0].ID {
+		t.Fatalf("latest = %+v %v %v", d, ok, err)
+	}
+	if err := q.RetryDeadLetter(ctx, dls[0].ID); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("retry: %v, want ErrDamaged", err)
+	}
+	if got := readAll(t, q, LaneEvents); len(got) != 1 || string(got[0].Data) != "pending" {
+		t.Fatalf("events = %+v", got)
+	}
+	if err := q.DropDeadLetter(ctx, dls[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := q.Stats(); st.DeadLetters != 0 {
+		t.Fatalf("after drop: %+v", st)
+	}
 }
 
 // Dead letters are read a page at a time, and the newest without reading

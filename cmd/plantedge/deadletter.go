@@ -46,20 +46,24 @@ func newDeadLetterCmd() *cobra.Command {
 			Short: short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				var n int
+				var n, kept int
 				err := withDeadLetters(cfgPath, false,
 					func(c *agent.APIClient) (err error) {
-						n, err = c.DeadLetterAction(cmd.Context(), name, args[0])
+						n, kept, err = c.DeadLetterAction(cmd.Context(), name, args[0])
 						return err
 					},
 					func(q *buffer.Queue) (err error) {
-						n, err = agent.DeadLetterAction(cmd.Context(), q, name, args[0])
+						n, kept, err = agent.DeadLetterAction(cmd.Context(), q, name, args[0])
 						return err
 					})
 				if err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d dead letter(s)\n", name, n)
+				if kept > 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "kept %d damaged dead letter(s): their bytes cannot be read as records, so they cannot be retried; "+
+						"inspect them with `plantedge deadletter list --json` and drop them\n", kept)
+				}
 				return nil
 			},
 		}
