@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"math"
 	"testing"
@@ -105,4 +106,30 @@ func FuzzRecordCodec(f *testing.F) {
 		}
 		assertSameRecord(t, got, want)
 	})
+}
+
+// TestStoredLayoutIsPinned: the bytes a record and a dead letter are stored
+// as. Files written by one version are read by the next (and by the one
+// before, see fileFormat): if this fails, the layout changed — give it a new
+// codecVersion (and fileFormat), keep decoding the old one, and only then
+// update these bytes. (A development build once moved Seq without a new
+// version, and its files read as damaged ever after.)
+func TestStoredLayoutIsPinned(t *testing.T) {
+	r := Record{Seq: 0x0102030405060708, Lane: LaneCounts, Key: "m1", Data: []byte("d"),
+		Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)}
+	// version, lane, seconds, nanos+1, key, data, seq, CRC-32C
+	const wantRecord = "01" + "01" + "00000000695735a5" + "00000007" + "026d31" + "0164" + "0102030405060708" + "89f41890"
+	if got := hex.EncodeToString(encodeRecord(nil, r)); got != wantRecord {
+		t.Fatalf("record stored as\n%s\nwant\n%s", got, wantRecord)
+	}
+	// time (ns), reason, record
+	dl := hex.EncodeToString(encodeDeadLetter(DeadLetter{At: time.Unix(0, 1).UTC(), Reason: "r", Record: r}))
+	if want := "0000000000000001" + "0172" + wantRecord; dl != want {
+		t.Fatalf("dead letter stored as\n%s\nwant\n%s", dl, want)
+	}
+	// A segment: each record behind its length.
+	rec := encodeRecord(nil, r)
+	if seg, want := hex.EncodeToString(segmentBlob(&arena{}, [][]byte{rec, rec})), "0000001f"+wantRecord+"0000001f"+wantRecord; seg != want {
+		t.Fatalf("segment stored as\n%s\nwant\n%s", seg, want)
+	}
 }
