@@ -301,7 +301,16 @@ func TestServerOperationLimits(t *testing.T) {
 // lifetime. Over three renewals, encrypted and not, the counter keeps
 // arriving on the one session, without a reconnect. (node-opcua grants the
 // 4 s asked for: with OPC_DEBUG=debug gopcua logs tokens 1 to 4.)
+//
+// gopcua v0.8.0 races with itself during a renewal (its send path adds to
+// the pending-request WaitGroup outside the lock the renewal waits under;
+// upstream issue gopcua/opcua#882, also in v0.9.0): the race detector
+// reports it in about one run of ten. So this test is skipped under -race,
+// and `make test` runs it once more without.
 func TestSecureChannelRenewal(t *testing.T) {
+	if raceEnabled {
+		t.Skip("gopcua's own renewal race (gopcua/opcua#882); `make test` runs this test without -race")
+	}
 	srv := startNodeServer(t, "NO_SECURITY=1")
 	for _, tc := range []struct{ policy, mode string }{
 		{"None", "None"},
