@@ -304,13 +304,19 @@ func listen(addr string) (net.Listener, error) {
 // newOdooClient builds the Odoo client from the current config; it reads
 // the API key (file, credential or environment) but makes no call.
 func (a *Agent) newOdooClient() (*odoo.Client, error) {
-	return NewOdooClient(a.cfg.Load(), a.opts.OdooHTTPClient, a.log)
+	return newOdooClient(a.cfg.Load(), a.opts.OdooHTTPClient, a.log, a.fwd.limiter.Wait)
 }
 
 // NewOdooClient builds the Odoo client the agent uses for cfg: it reads the
 // API key (environment, systemd credential or odoo.api_key_file) but makes
 // no call. hc replaces the HTTP transport when not nil (tests); log may be nil.
 func NewOdooClient(cfg *config.Config, hc *http.Client, log *slog.Logger) (*odoo.Client, error) {
+	return newOdooClient(cfg, hc, log, nil)
+}
+
+// newOdooClient is NewOdooClient whose requests wait for wait (the
+// forwarder's rate limit) when it is not nil.
+func newOdooClient(cfg *config.Config, hc *http.Client, log *slog.Logger, wait func(context.Context) error) (*odoo.Client, error) {
 	key, err := cfg.OdooAPIKey()
 	if err != nil {
 		return nil, err
@@ -329,6 +335,7 @@ func NewOdooClient(cfg *config.Config, hc *http.Client, log *slog.Logger) (*odoo
 		InsecureSkipVerify: cfg.Odoo.InsecureSkipVerify,
 		HTTPClient:         hc,
 		Logger:             log, // the client adds component=odoo
+		Wait:               wait,
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"strconv"
@@ -238,7 +239,10 @@ func (f *forwarder) run(ctx context.Context) {
 			f.link.Protocol, f.link.Version = f.client.Protocol(), f.client.ServerVersion()
 			f.bo.Reset()
 			if !more {
-				wait = f.a.cfg.Load().Forward.Interval.D()
+				// Spread: agents that something put in step (started
+				// together, answered together after Odoo hung) must not
+				// stay in step.
+				wait = spread(f.a.cfg.Load().Forward.Interval.D())
 			}
 		default:
 			var oe *odoo.Error
@@ -267,11 +271,16 @@ func (f *forwarder) run(ctx context.Context) {
 				wait = max(wait, f.a.cfg.Load().Forward.AuthBackoff.D()<<min(f.authFails-1, 4))
 				floor = wait
 			}
+			if isOE && oe.Timeout() {
+				// Odoo may still be working on the call it did not answer
+				// (a worker busy until it is done): give it as long again
+				// before the next one, spread over the fleet.
+				t := f.a.cfg.Load().Odoo.Timeout.D()
+				wait = max(wait, t+rand.N(t/2+1))
+			}
 			if isOE && oe.RetryAfter > 0 {
-				// Honoured, up to the longest backoff: a maintenance page
-				// that asks for a day must not stop forwarding for a day.
-				ra := min(oe.RetryAfter, f.a.cfg.Load().Forward.BackoffMax.D())
-				wait, floor = max(wait, ra), max(floor, ra)
+				w, fl := retryAfterWait(oe.RetryAfter, f.a.cfg.Load().Forward.BackoffMax.D())
+				wait, floor = max(wait, w), max(floor, fl)
 			}
 			if prev.State != state || prev.Failures == 0 {
 				msg := "odoo unreachable; buffering and retrying with backoff"
@@ -312,6 +321,28 @@ func (f *forwarder) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// spread returns d scattered uniformly over [d/2, 3d/2): the same mean, and
+// agents doing the same thing fall out of step within a few rounds.
+func spread(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return d/2 + rand.N(d)
+}
+
+// retryAfterWait is the wait for a Retry-After of ra: at least ra, plus a
+// random part (a fleet told the same instant, or the same delay, must not
+// come back as one; an HTTP date is whole seconds, so "now" may still be a
+// moment early), all up to maxWait — a maintenance page asking for a day
+// must not stop forwarding for a day. floor is what a flush cannot cut.
+func retryAfterWait(ra, maxWait time.Duration) (wait, floor time.Duration) {
+	if ra >= maxWait {
+		wait = maxWait - rand.N(maxWait/4+1)
+		return wait, wait
+	}
+	return min(ra+rand.N(max(ra/2, time.Second)), maxWait), ra
 }
 
 // sleep waits d, a flush request or the end of ctx; it keeps the watchdog
@@ -357,9 +388,9 @@ func (f *forwarder) keyReplaced() bool {
 
 // call runs one Odoo operation under the rate limit and records it.
 func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context) error) error {
-	if err := f.limiter.Wait(ctx); err != nil {
-		return err
-	}
+	// The rate limit (forward.rate) is taken by the client before each HTTP
+	// request: one operation may be several requests (a scrap booking is
+	// three or four).
 	f.a.beat()
 	start := time.Now()
 	err := fn(ctx)

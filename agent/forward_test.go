@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -212,16 +213,30 @@ func TestForwarderHonoursRetryAfter(t *testing.T) {
 	busy := func(*http.Request) (*http.Response, error) {
 		return respond(503, "<html>busy</html>", "Retry-After", "45")
 	}
-	gaps := runForwarder(t, "2m", busy, 5*time.Minute, 700*time.Millisecond) // flush cannot cut it short either
-	if len(gaps) == 0 {
-		t.Fatal("no retry in 5 minutes")
+	gaps := runForwarder(t, "2m", busy, 10*time.Minute, 0)
+	if len(gaps) < 5 {
+		t.Fatalf("%d retries in 10 minutes", len(gaps))
 	}
+	// At least 45 s, and spread over the next 22.5 s: a fleet told the same
+	// delay must not come back as one. (From the 7th retry on, the backoff's
+	// own ceiling, 64 s and up, may be longer.)
 	for i, g := range gaps {
-		if g < 45*time.Second {
+		if g < 45*time.Second || i < 6 && g >= 45*time.Second+22500*time.Millisecond {
 			t.Errorf("retry %d after %s, Retry-After said 45s", i+1, g)
 		}
 	}
-	// A maintenance page asking for a day waits no longer than backoff_max.
+	if slices.Min(gaps) == slices.Max(gaps) {
+		t.Errorf("every retry after the same %s: no jitter on Retry-After", gaps[0])
+	}
+	// A flush cannot cut it short (only the random part).
+	gaps = runForwarder(t, "2m", busy, 5*time.Minute, 700*time.Millisecond)
+	for i, g := range gaps {
+		if g < 45*time.Second {
+			t.Errorf("retry %d after %s with flush looping, Retry-After said 45s", i+1, g)
+		}
+	}
+	// A maintenance page asking for a day waits no longer than backoff_max
+	// (and not exactly that either).
 	day := func(*http.Request) (*http.Response, error) {
 		return respond(503, "<html>maintenance</html>", "Retry-After", "86400")
 	}
@@ -230,9 +245,71 @@ func TestForwarderHonoursRetryAfter(t *testing.T) {
 		t.Fatalf("%d retries in 10 minutes with backoff_max 2m: %v", len(gaps), gaps)
 	}
 	for i, g := range gaps {
-		if g < 2*time.Minute || g > 2*time.Minute+time.Second {
-			t.Errorf("retry %d after %s, want backoff_max (2m)", i+1, g)
+		if g < 90*time.Second || g > 2*time.Minute+time.Second {
+			t.Errorf("retry %d after %s, want up to backoff_max (2m)", i+1, g)
 		}
+	}
+	if slices.Min(gaps) == slices.Max(gaps) {
+		t.Errorf("every retry after the same %s", gaps[0])
+	}
+}
+
+// A call Odoo does not answer within odoo.timeout may still hold one of its
+// workers: the next attempt waits at least as long again (not the short
+// first backoff step), spread over half of it.
+func TestForwarderWaitsAfterATimeout(t *testing.T) {
+	hung := func(r *http.Request) (*http.Response, error) {
+		<-r.Context().Done()
+		return nil, r.Context().Err()
+	}
+	gaps := runForwarder(t, "5m", hung, 10*time.Minute, 0)
+	if len(gaps) < 3 {
+		t.Fatalf("%d attempts in 10 minutes", len(gaps)+1)
+	}
+	for i, g := range gaps {
+		// 30 s unanswered, then at least 30 s more.
+		if g < time.Minute {
+			t.Errorf("attempt %d came %s after one that timed out (want >= 1m)", i+2, g)
+		}
+	}
+}
+
+// forward.rate counts HTTP requests: an operation of several requests (a
+// login is two) does not get them all at once.
+func TestForwarderRateCountsRequests(t *testing.T) {
+	var mu sync.Mutex
+	var at []time.Time
+	answer := func(r *http.Request) (*http.Response, error) {
+		mu.Lock()
+		at = append(at, time.Now())
+		mu.Unlock()
+		return refused(r)
+	}
+	runForwarder(t, "5s", answer, 5*time.Minute, 0)
+	if len(at) < 4 {
+		t.Fatalf("%d requests", len(at))
+	}
+	for i := 1; i < len(at); i++ {
+		if g := at[i].Sub(at[i-1]); g < 200*time.Millisecond { // the default rate, 5/s
+			t.Errorf("request %d came %s after the one before (rate 5/s)", i+1, g)
+		}
+	}
+}
+
+func TestSpread(t *testing.T) {
+	const d = 2 * time.Second
+	var sum time.Duration
+	seen := map[time.Duration]bool{}
+	for range 1000 {
+		w := spread(d)
+		if w < d/2 || w >= 3*d/2 {
+			t.Fatalf("spread(%s) = %s", d, w)
+		}
+		sum += w
+		seen[w] = true
+	}
+	if mean := sum / 1000; mean < 1900*time.Millisecond || mean > 2100*time.Millisecond || len(seen) < 900 {
+		t.Errorf("mean %s over %d distinct waits, want about %s and spread", mean, len(seen), d)
 	}
 }
 

@@ -51,6 +51,10 @@ type Config struct {
 	InsecureSkipVerify      bool
 	HTTPClient              *http.Client // optional (tests); replaces the built transport
 	Logger                  *slog.Logger
+	// Wait, when set, is called before every HTTP request (a rate
+	// limiter's Wait): a rate then counts requests, not operations of
+	// several requests each. Its time does not count against Timeout.
+	Wait func(context.Context) error
 }
 
 // String prints the configuration with the API key redacted.
@@ -472,6 +476,11 @@ func (c *Client) json2(ctx context.Context, op, model, method string, params map
 // do sends one request bounded by the configured timeout and returns the
 // body of a 200 answer; anything else becomes an *Error.
 func (c *Client) do(ctx context.Context, op, method, path string, payload any, hdr http.Header) ([]byte, http.Header, error) {
+	if c.cfg.Wait != nil {
+		if err := c.cfg.Wait(ctx); err != nil {
+			return nil, nil, &Error{Op: op, Message: "waiting for the request rate", Class: Transient, Err: err}
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	var rd io.Reader
@@ -535,11 +544,11 @@ func (c *Client) transportError(op string, err error) *Error {
 		e.Err = ue.Err // the URL carries no secret but is noise in every message
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		e.Message = "timed out"
+		e.Message, e.timeout = "timed out", true
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		e.Message = "timed out"
+		e.Message, e.timeout = "timed out", true
 	}
 	return e
 }

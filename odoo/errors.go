@@ -55,6 +55,7 @@ type Error struct {
 	Err        error // underlying cause (network error, sentinel), may be nil
 
 	timedOut bool // the request may have reached Odoo and committed
+	timeout  bool // no answer within the call's timeout
 	expired  bool // the key was accepted before and is refused now
 }
 
@@ -114,6 +115,10 @@ func (e *Error) LoginCooldown() bool {
 // TimedOut reports that the request may have reached Odoo and committed
 // before the answer was lost: re-read state before repeating the call.
 func (e *Error) TimedOut() bool { return e.timedOut }
+
+// Timeout reports that no answer came within the call's timeout: Odoo (or
+// something in front of it) may still be working on the request.
+func (e *Error) Timeout() bool { return e.timeout }
 
 // IsTemporary reports whether err is worth retrying: a transient *Error, a
 // network error or a timeout.

@@ -165,7 +165,7 @@ type Odoo struct {
 
 // Forward configures how the buffer is forwarded to Odoo.
 type Forward struct {
-	Rate        float64  `yaml:"rate"`         // max Odoo calls per second while draining, default 5
+	Rate        float64  `yaml:"rate"`         // max Odoo HTTP requests per second, default 5
 	BackoffMax  Duration `yaml:"backoff_max"`  // cap of exponential backoff, default 5m
 	Interval    Duration `yaml:"interval"`     // forwarding round period when idle, default 2s
 	AuthBackoff Duration `yaml:"auth_backoff"` // min wait after an authentication failure, default (and min) 60s

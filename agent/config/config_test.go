@@ -201,7 +201,7 @@ func TestBadConfigs(t *testing.T) {
 				"bad.yaml:20:14: buffer.max_bytes: 1000 is below the minimum of 1MiB",
 				"bad.yaml:21:18: buffer.commit_window: 50ms is above the maximum of 20ms (a longer window delays every MQTT ack)",
 				"bad.yaml:23:17: forward.auth_backoff: 10s is below the minimum of 1m0s (retrying a refused login sooner can lock the bot user out)",
-				"bad.yaml:24:9: forward.rate: 0 is out of range (Odoo calls per second, greater than 0 and at most 1000)",
+				"bad.yaml:24:9: forward.rate: 0 is out of range (Odoo HTTP requests per second, greater than 0 and at most 1000)",
 			},
 		},
 		{

@@ -281,7 +281,7 @@ func (v *validator) validateOdoo() {
 func (v *validator) validateForward() {
 	f := &v.c.Forward
 	if f.Rate <= 0 || f.Rate > 1000 {
-		v.add("forward.rate", fmt.Sprintf("%g is out of range", f.Rate), "Odoo calls per second, greater than 0 and at most 1000")
+		v.add("forward.rate", fmt.Sprintf("%g is out of range", f.Rate), "Odoo HTTP requests per second, greater than 0 and at most 1000")
 	}
 	if f.BackoffMax < Duration(time.Second) {
 		v.add("forward.backoff_max", "must be at least 1s", "")
