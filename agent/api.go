@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -169,13 +171,20 @@ type DeadLetterView struct {
 	// Damaged: bytes the buffer could not read as a record (Data holds them
 	// as stored); they can be dropped, not retried.
 	Damaged bool `json:"damaged,omitempty"`
+	// DataBase64 is Data exactly, when it is not valid UTF-8 (JSON would
+	// replace those bytes in Data).
+	DataBase64 string `json:"data_base64,omitempty"`
 }
 
 func deadLetterViews(dls []buffer.DeadLetter) []DeadLetterView {
 	out := make([]DeadLetterView, 0, len(dls))
 	for _, d := range dls {
-		out = append(out, DeadLetterView{ID: d.ID, Lane: d.Record.Lane.String(), Key: d.Record.Key, Seq: d.Record.Seq,
-			Time: d.Record.Time, At: d.At, Reason: d.Reason, Data: string(d.Record.Data), Damaged: d.Damaged})
+		v := DeadLetterView{ID: d.ID, Lane: d.Record.Lane.String(), Key: d.Record.Key, Seq: d.Record.Seq,
+			Time: d.Record.Time, At: d.At, Reason: d.Reason, Data: string(d.Record.Data), Damaged: d.Damaged}
+		if !utf8.Valid(d.Record.Data) {
+			v.DataBase64 = base64.StdEncoding.EncodeToString(d.Record.Data)
+		}
+		out = append(out, v)
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -851,6 +852,10 @@ func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 	for _, d := range dls {
 		switch {
 		case d.Damaged && strings.HasPrefix(d.Reason, "damaged record in buffer file"):
+			// Its stored bytes, exactly (binary: JSON would mangle Data).
+			if raw, err := base64.StdEncoding.DecodeString(d.DataBase64); err != nil || !bytes.Contains(raw, []byte("rotTen-marker")) {
+				t.Errorf("damaged dead letter's bytes: %q, %v", d.DataBase64, err)
+			}
 			reasons["damaged"] = true
 		case strings.HasPrefix(d.Reason, "undecodable count record"):
 			reasons["count"] = true
