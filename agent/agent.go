@@ -304,7 +304,7 @@ func listen(addr string) (net.Listener, error) {
 // newOdooClient builds the Odoo client from the current config; it reads
 // the API key (file, credential or environment) but makes no call.
 func (a *Agent) newOdooClient() (*odoo.Client, error) {
-	return newOdooClient(a.cfg.Load(), a.opts.OdooHTTPClient, a.log, a.fwd.limiter.Wait)
+	return newOdooClient(a.cfg.Load(), a.opts.OdooHTTPClient, a.log, a.fwd.waitRate)
 }
 
 // NewOdooClient builds the Odoo client the agent uses for cfg: it reads the

@@ -271,10 +271,12 @@ func (f *forwarder) run(ctx context.Context) {
 				wait = max(wait, f.a.cfg.Load().Forward.AuthBackoff.D()<<min(f.authFails-1, 4))
 				floor = wait
 			}
-			if isOE && oe.Timeout() {
+			if isOE && oe.Timeout() && oe.TimedOut() {
 				// Odoo may still be working on the call it did not answer
 				// (a worker busy until it is done): give it as long again
-				// before the next one, spread over the fleet.
+				// before the next one, spread over the fleet. (Not when the
+				// connection was never made: a WAN that drops packets.) A
+				// flush skips this wait, as it does the backoff.
 				t := f.a.cfg.Load().Odoo.Timeout.D()
 				wait = max(wait, t+rand.N(t/2+1))
 			}
@@ -321,6 +323,31 @@ func (f *forwarder) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// waitRate waits for the rate limit's next request slot (forward.rate),
+// feeding the watchdog meanwhile: at a low rate one login (two or three
+// requests) may wait minutes, and that is not a hung loop.
+func (f *forwarder) waitRate(ctx context.Context) error {
+	f.a.beat()
+	r := f.limiter.Reserve()
+	if !r.OK() {
+		return errors.New("forward.rate allows no request")
+	}
+	for d := r.Delay(); d > 0; {
+		step := min(d, 5*time.Second)
+		t := time.NewTimer(step)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			r.Cancel()
+			return ctx.Err()
+		case <-t.C:
+		}
+		f.a.beat()
+		d -= step
+	}
+	return nil
 }
 
 // spread returns d scattered uniformly over [d/2, 3d/2): the same mean, and

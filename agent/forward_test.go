@@ -345,3 +345,72 @@ func TestForwarderLockoutIsNoExpiredKey(t *testing.T) {
 		t.Errorf("%d logins: the session should be kept through a lockout", logins)
 	}
 }
+
+// forward.rate is taken before every HTTP request, and a login on Odoo
+// 17/18 is three requests, a scrap booking three or four. At a low rate (a
+// fleet sharing Odoo Online's ~1 call/s: 0.02/s each) the waits between
+// them must still feed the watchdog (WatchdogSec 30 s + odoo.timeout 30 s),
+// or systemd restarts the agent in the middle of every login.
+func TestForwarderLowRateKeepsTheWatchdogFed(t *testing.T) {
+	dir := t.TempDir()
+	yaml := fmt.Sprintf(`site: t
+data_dir: %q
+odoo: { url: "http://odoo.invalid", database: odoo, username: bot }
+forward: { rate: 0.02 }
+mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: c }]
+machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, field: good } } }]
+`, dir)
+	path := filepath.Join(dir, "plantedge.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(config.EnvAPIKey, strings.Repeat("a", 40))
+	answer := func(r *http.Request) (*http.Response, error) {
+		if r.URL.Path == "/web/version" {
+			return respond(404, "not found")
+		}
+		body, _ := io.ReadAll(r.Body)
+		switch {
+		case strings.Contains(string(body), `"authenticate"`):
+			return respond(200, `{"jsonrpc":"2.0","id":1,"result":7}`)
+		case strings.Contains(string(body), `"version"`):
+			return respond(200, `{"jsonrpc":"2.0","id":1,"result":{"server_version":"17.0"}}`)
+		}
+		return respond(200, `{"jsonrpc":"2.0","id":1,"result":[]}`)
+	}
+	a, err := New(cfg, Options{OdooHTTPClient: &http.Client{Transport: &fakeOdoo{answer: answer}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const watchdogSec = 30 * time.Second // packaging/plantedge.service
+	silent := watchdogSec + cfg.Odoo.Timeout.D()
+	var longest time.Duration
+	synctest.Test(t, func(t *testing.T) {
+		buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer buf.Close()
+		a.buf = buf
+		a.fwd = newForwarder(a)
+		a.opened.Store(true)
+		a.beat()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); a.fwd.run(ctx) }()
+		for range 600 { // 10 minutes, sampled every second
+			time.Sleep(time.Second)
+			longest = max(longest, a.sinceBeat())
+		}
+		cancel()
+		<-done
+	})
+	t.Logf("longest silence of the forwarding loop: %s (watchdog stops pinging at %s)", longest, silent)
+	if longest >= silent {
+		t.Errorf("the loop was silent %s at forward.rate 0.02: the watchdog stops pinging after %s and systemd restarts the agent", longest, silent)
+	}
+}
