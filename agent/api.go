@@ -179,7 +179,7 @@ type DeadLetterView struct {
 func deadLetterViews(dls []buffer.DeadLetter) []DeadLetterView {
 	out := make([]DeadLetterView, 0, len(dls))
 	for _, d := range dls {
-		v := DeadLetterView{ID: d.ID, Lane: d.Record.Lane.String(), Key: d.Record.Key, Seq: d.Record.Seq,
+		v := DeadLetterView{ID: d.ID, Lane: d.LaneName(), Key: d.Record.Key, Seq: d.Record.Seq,
 			Time: d.Record.Time, At: d.At, Reason: d.Reason, Data: string(d.Record.Data), Damaged: d.Damaged}
 		if !utf8.Valid(d.Record.Data) {
 			v.DataBase64 = base64.StdEncoding.EncodeToString(d.Record.Data)

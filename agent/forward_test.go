@@ -386,8 +386,8 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, f
 	if err != nil {
 		t.Fatal(err)
 	}
-	const watchdogSec = 30 * time.Second // packaging/plantedge.service
-	silent := watchdogSec + cfg.Odoo.Timeout.D()
+	const watchdog = 30 * time.Second // WatchdogSec in packaging/plantedge.service
+	silent := watchdog + cfg.Odoo.Timeout.D()
 	var longest time.Duration
 	synctest.Test(t, func(t *testing.T) {
 		buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})

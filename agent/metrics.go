@@ -109,6 +109,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age(ls.Oldest), l.String())
 			ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(ls.Dropped), l.String())
 		}
+		// Damaged dead letters dropped: bytes whose lane could not be read.
+		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.DamagedDropped), "unknown")
 		ch <- prometheus.MustNewConstMetric(descMerged, prometheus.CounterValue, float64(st.Merged))
 		ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(st.DeadLetters))
 		ch <- prometheus.MustNewConstMetric(descFile, prometheus.GaugeValue, float64(st.FileBytes))

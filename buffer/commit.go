@@ -385,6 +385,9 @@ func (q *Queue) finishTxn(t *txn, cur *state) error {
 	if err := put(sysMerged, w.merged, cur.merged); err != nil {
 		return err
 	}
+	if err := put(sysDroppedDamaged, w.damagedDropped, cur.damagedDropped); err != nil {
+		return err
+	}
 	for l := range Lane(NumLanes) {
 		if err := put(sysDropped[l], w.lanes[l].Dropped, cur.lanes[l].Dropped); err != nil {
 			return err
@@ -751,13 +754,17 @@ func (q *Queue) DropDeadLetter(ctx context.Context, id uint64) error {
 		if err != nil {
 			return err
 		}
-		t.w.lanes[d.Record.Lane].Dropped++
+		if d.laneUnknown {
+			t.w.damagedDropped++
+		} else {
+			t.w.lanes[d.Record.Lane].Dropped++
+		}
 		return nil
 	}
 	if err := q.submit(ctx, &request{fn: fn, nrec: 1}); err != nil {
 		return fmt.Errorf("drop dead letter: %w", err)
 	}
-	q.log.Warn("dead letter dropped", "id", id, "seq", d.Record.Seq, "lane", d.Record.Lane.String(),
-		"key", d.Record.Key, "reason", d.Reason)
+	q.log.Warn("dead letter dropped", "id", id, "seq", d.Record.Seq, "lane", d.LaneName(),
+		"key", d.Record.Key, "damaged", d.Damaged, "reason", d.Reason)
 	return nil
 }

@@ -132,6 +132,17 @@ type DeadLetter struct {
 	// aside at Open, or a damaged dead letter). Record.Data holds them as
 	// stored; it can be listed and dropped, not retried.
 	Damaged bool
+
+	laneUnknown bool // a damaged dead letter: Record.Lane is a stand-in
+}
+
+// LaneName is the name of the record's lane, "unknown" for a damaged dead
+// letter whose bytes do not say.
+func (d DeadLetter) LaneName() string {
+	if d.laneUnknown {
+		return "unknown"
+	}
+	return d.Record.Lane.String()
 }
 
 // The reasons of damaged dead letters.
@@ -146,7 +157,7 @@ const (
 func deadLetterAt(id uint64, v []byte) DeadLetter {
 	d, err := decodeDeadLetter(id, v)
 	if err != nil {
-		return DeadLetter{ID: id, Damaged: true, Reason: damagedDeadLetter + err.Error(),
+		return DeadLetter{ID: id, Damaged: true, laneUnknown: true, Reason: damagedDeadLetter + err.Error(),
 			Record: Record{Lane: LaneTelemetry, Data: bytes.Clone(v)}}
 	}
 	d.Damaged = strings.HasPrefix(d.Reason, damagedRecord)
@@ -174,7 +185,8 @@ type Stats struct {
 	MetaBytes       int64     // logical bytes of meta entries
 	UsedBytes       int64     // Bytes + DeadLetterBytes + MetaBytes: what the quota compares
 	LimitBytes      int64     // logical budget derived from MaxBytes; 0 = unlimited
-	Dropped         uint64    // records dropped, ever
+	Dropped         uint64    // records dropped, ever (DamagedDropped included)
+	DamagedDropped  uint64    // damaged dead letters (lane unknown) dropped, ever
 	Merged          uint64    // count records merged into an earlier one, ever
 	FileBytes       int64     // size of the bbolt file
 	Shrinks         uint64    // times the drained file was replaced by a compact copy since Open
@@ -194,6 +206,8 @@ var (
 	sysMerged  = []byte("merged")
 	sysFormat  = []byte("format")
 	sysDropped = [NumLanes][]byte{[]byte("dropped.events"), []byte("dropped.counts"), []byte("dropped.telemetry")}
+	// Damaged dead letters dropped: their lane is unknown.
+	sysDroppedDamaged = []byte("dropped.damaged")
 )
 
 // state is the in-memory mirror of what the file holds. The committer owns
@@ -206,6 +220,8 @@ type state struct {
 	deadBytes int64
 	metaBytes int64
 	merged    uint64
+	// damagedDropped counts dropped damaged dead letters (lane unknown).
+	damagedDropped uint64
 
 	burstDropped [NumLanes]uint64 // not yet logged
 	burstMerged  uint64
@@ -683,6 +699,7 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 		st.seq = max(st.seq, getUint64(b, sysSeq))
 		st.dlSeq = max(st.dlSeq, getUint64(b, sysDLSeq))
 		st.merged = getUint64(b, sysMerged)
+		st.damagedDropped = getUint64(b, sysDroppedDamaged)
 		for l := range Lane(NumLanes) {
 			st.lanes[l].Dropped = getUint64(b, sysDropped[l])
 		}
@@ -791,6 +808,8 @@ func (q *Queue) Stats() Stats {
 		UsedBytes:       st.used(),
 		LimitBytes:      q.budget.Load(),
 		Merged:          st.merged,
+		DamagedDropped:  st.damagedDropped,
+		Dropped:         st.damagedDropped,
 		Shrinks:         q.shrinks.Load(),
 		Restored:        q.restored.Load(),
 	}

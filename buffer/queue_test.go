@@ -742,12 +742,25 @@ func TestDamagedDeadLetterKeepsTheFile(t *testing.T) {
 	if got := readAll(t, q, LaneEvents); len(got) != 1 || string(got[0].Data) != "pending" {
 		t.Fatalf("events = %+v", got)
 	}
+	if dls[0].LaneName() != "unknown" {
+		t.Errorf("lane of a damaged dead letter: %s, want unknown", dls[0].LaneName())
+	}
 	if err := q.DropDeadLetter(ctx, dls[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	if st := q.Stats(); st.DeadLetters != 0 {
-		t.Fatalf("after drop: %+v", st)
+	// Its drop is counted, not as any lane's (its lane is unknown), also
+	// after a restart.
+	check := func(st Stats) {
+		t.Helper()
+		if st.DeadLetters != 0 || st.DamagedDropped != 1 || st.Dropped != 1 || st.Lanes[LaneTelemetry].Dropped != 0 || st.Lanes[LaneEvents].Dropped != 0 {
+			t.Fatalf("after drop: %+v", st)
+		}
 	}
+	check(q.Stats())
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check(openTest(t, path, Options{}).Stats())
 }
 
 // Dead letters are read a page at a time, and the newest without reading
