@@ -85,9 +85,12 @@ type Agent struct {
 	ready        atomic.Bool
 	started      time.Time
 	malformedLog rateLogs // per source and topic or node: one bad tag must not hide another
-	eventLog     rateLogs // counter resets, rollovers, clock steps, unmapped reasons: per machine
-	deadLog      rateLog
-	httpAddr     atomic.Pointer[string]
+	// badLog and goodLog: a tag's quality turning bad, and good again, per
+	// source address (a tag flapping Good/Uncertain must not flood the log).
+	badLog, goodLog rateLogs
+	eventLog        rateLogs // counter resets, rollovers, clock steps, unmapped reasons: per machine
+	deadLog         rateLog
+	httpAddr        atomic.Pointer[string]
 
 	// writeFail is set while buffer appends fail (disk full, read-only
 	// file system): nothing new is acknowledged meanwhile, and status,

@@ -103,15 +103,17 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	for _, s := range batch {
 		if k := (sampleAddr{s.Kind, s.Source, s.Address}); !s.Good {
 			// Logged when it turns bad (or bad another way), and when it is
-			// good again: a quality that stays bad shows in status.
+			// good again, at most once a minute each per tag (then with how
+			// many were left out): a quality that stays bad shows in status.
 			if q, ok := a.badQuality[k]; !ok || q != s.Quality {
-				a.log.Warn("source value has bad quality: ignored until it is good again", "source", s.Source, "address", s.Address, "quality", s.Quality)
+				a.badLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn, "source value has bad quality: ignored until it is good again",
+					"source", s.Source, "address", s.Address, "quality", s.Quality)
 			}
 			a.badQuality[k] = s.Quality
 		} else {
 			if q, ok := a.badQuality[k]; ok {
 				delete(a.badQuality, k)
-				a.log.Info("source value good again", "source", s.Source, "address", s.Address, "was", q)
+				a.goodLog.log(s.Source+" "+s.Address, a.log, slog.LevelInfo, "source value good again", "source", s.Source, "address", s.Address, "was", q)
 			}
 			m.EachUse(s.Kind, s.Source, s.Address, func(id string, _ mapping.Signal) { a.lastSample[id] = s.ReceiveTime })
 		}
