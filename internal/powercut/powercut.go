@@ -6,10 +6,13 @@
 //
 // A SIGKILL leaves the page cache behind, so it never shows a missing sync;
 // this filesystem does. Writes since a file's last sync survive a cut in 512
-// byte sectors, each one kept or lost at random (torn pages included), and
-// its size change is kept or lost at random. Creates, renames and unlinks
-// since the directory's last sync survive as a random prefix, in the order
-// they were made (a journal's order); any of them, or none.
+// byte sectors: each such sector holds its synced content or the content
+// after any one of the writes since (writeback may have put an earlier one
+// on the disk), at random, so pages tear. The file's size changes since its
+// last sync survive as a random prefix (after O_TRUNC and a write, the file
+// may come back empty). Creates, renames and unlinks since the directory's
+// last sync survive as a random prefix too, in the order they were made (a
+// journal's order); any of them, or none. Punching holes is refused.
 //
 // One flat directory, regular files only: enough for a data directory. The
 // test process serves the filesystem and must not itself open files in it (a
@@ -19,6 +22,7 @@
 package powercut
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -116,7 +120,7 @@ type nsOp struct {
 func Mount(mountpoint string, initial State) (*FS, error) {
 	f := &FS{mountpoint: mountpoint, names: map[string]*file{}}
 	for name, b := range initial {
-		n := &file{fsys: f, mode: 0o600, minSize: len(b)}
+		n := &file{fsys: f, mode: 0o600}
 		n.data = append([]byte(nil), b...)
 		n.synced = append([]byte(nil), b...)
 		f.names[name] = n
@@ -324,11 +328,12 @@ type file struct {
 	mode uint32
 
 	// Guarded by fsys.mu.
-	data      []byte           // what reads see
-	synced    []byte           // what its last sync made durable
-	dirty     map[int]struct{} // sectors written since then
-	sizeDirty bool             // its size changed since then
-	minSize   int              // its smallest size since then
+	data   []byte // what reads see
+	synced []byte // what its last sync made durable
+	// versions holds, per sector written since the last sync, its content
+	// after each of those writes, in order: a cut may leave any of them.
+	versions map[int][][]byte
+	sizes    []int // the file's sizes since the last sync, in order
 }
 
 var (
@@ -356,7 +361,7 @@ func (n *file) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if f.cut {
 		return nil, 0, syscall.EIO
 	}
-	if flags&syscall.O_TRUNC != 0 {
+	if flags&syscall.O_TRUNC != 0 { // (the kernel sends a size setattr instead)
 		n.resize(0)
 	}
 	return nil, 0, 0
@@ -413,11 +418,13 @@ func (n *file) Write(ctx context.Context, fh fs.FileHandle, data []byte, off int
 		n.resize(end)
 	}
 	copy(n.data[off:], data)
-	n.markDirty(int(off), end)
+	n.wrote(int(off), end)
 	f.stats.Writes++
 	return uint32(len(data)), 0
 }
 
+// Allocate supports plain allocation (and KEEP_SIZE); punching holes or
+// zeroing ranges is refused rather than reported done and not done.
 func (n *file) Allocate(ctx context.Context, fh fs.FileHandle, off uint64, size uint64, mode uint32) syscall.Errno {
 	f := n.fsys
 	f.mu.Lock()
@@ -426,8 +433,11 @@ func (n *file) Allocate(ctx context.Context, fh fs.FileHandle, off uint64, size 
 		return syscall.EIO
 	}
 	const keepSize = 1 // FALLOC_FL_KEEP_SIZE
-	if end := int(off + size); mode&keepSize == 0 && end > len(n.data) {
-		n.resize(end)
+	switch {
+	case mode&^keepSize != 0:
+		return syscall.EOPNOTSUPP
+	case mode&keepSize == 0 && int(off+size) > len(n.data):
+		n.resize(int(off + size))
 	}
 	return 0
 }
@@ -442,33 +452,10 @@ func (n *file) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscal
 	if f.cut {
 		return syscall.EIO
 	}
-	n.synced = n.applied(len(n.data), func(int) bool { return true })
-	n.dirty, n.sizeDirty, n.minSize = nil, false, len(n.data)
+	n.synced = bytes.Clone(n.data)
+	n.versions, n.sizes = nil, nil
 	f.stats.FileSyncs++
 	return 0
-}
-
-// applied is the synced content at the given size with the sectors written
-// since the last sync that keep says to keep. Bytes beyond the smallest size
-// the file had since then read as zeros.
-func (n *file) applied(size int, keep func(sector int) bool) []byte {
-	out := make([]byte, size)
-	copy(out, n.synced[:min(len(n.synced), n.minSize)])
-	sectors := make([]int, 0, len(n.dirty))
-	for s := range n.dirty {
-		sectors = append(sectors, s)
-	}
-	sort.Ints(sectors) // the same rng draws give the same result
-	for _, s := range sectors {
-		if !keep(s) {
-			continue
-		}
-		lo, hi := s*sector, min((s+1)*sector, len(n.data), size)
-		if lo < hi {
-			copy(out[lo:hi], n.data[lo:hi])
-		}
-	}
-	return out
 }
 
 func (n *file) resize(size int) {
@@ -477,34 +464,54 @@ func (n *file) resize(size int) {
 	}
 	if size < len(n.data) {
 		n.data = n.data[:size:size]
-		n.minSize = min(n.minSize, size)
 	} else {
 		d := make([]byte, size, size+size/4)
 		copy(d, n.data)
 		n.data = d
 	}
-	n.sizeDirty = true
+	n.sizes = append(n.sizes, size)
 }
 
-func (n *file) markDirty(lo, hi int) {
-	if n.dirty == nil {
-		n.dirty = map[int]struct{}{}
+// wrote records the content of the sectors [lo, hi) touches, as they are
+// now.
+func (n *file) wrote(lo, hi int) {
+	if n.versions == nil {
+		n.versions = map[int][][]byte{}
 	}
 	for s := lo / sector; s*sector < hi; s++ {
-		n.dirty[s] = struct{}{}
+		v := bytes.Clone(n.data[s*sector : min((s+1)*sector, len(n.data))])
+		n.versions[s] = append(n.versions[s], v)
 	}
 }
 
-// survivor is the file's content after a cut: its synced content, its size
-// change or not, and each sector written since its last sync or not.
+// survivor is the file's content after a cut. Its size is the synced one
+// or any it had since, in order (a prefix of its size changes survived);
+// bytes beyond the smallest size along the way read as zeros. Each sector
+// written since the last sync holds its synced content or the content of
+// any one of the writes since (writeback may have put an earlier one on
+// the disk), torn pages included.
 func (n *file) survivor(rng *rand.Rand) []byte {
-	if !n.sizeDirty || rng.IntN(2) == 0 {
-		// The size change is lost: so is a shrink, and the synced bytes
-		// beyond the smallest size are still there.
-		saved := n.minSize
-		n.minSize = len(n.synced)
-		defer func() { n.minSize = saved }()
-		return n.applied(len(n.synced), func(int) bool { return rng.IntN(2) == 0 })
+	k := rng.IntN(len(n.sizes) + 1)
+	size, low := len(n.synced), len(n.synced)
+	for _, sz := range n.sizes[:k] {
+		size, low = sz, min(low, sz)
 	}
-	return n.applied(len(n.data), func(int) bool { return rng.IntN(2) == 0 })
+	out := make([]byte, size)
+	copy(out, n.synced[:min(len(n.synced), low)])
+	sectors := make([]int, 0, len(n.versions))
+	for s := range n.versions {
+		sectors = append(sectors, s)
+	}
+	sort.Ints(sectors) // the same rng draws give the same result
+	for _, s := range sectors {
+		vs := n.versions[s]
+		i := rng.IntN(len(vs) + 1)
+		if i == 0 {
+			continue // the synced content (or zeros)
+		}
+		if lo := s * sector; lo < size {
+			copy(out[lo:min(lo+sector, size)], vs[i-1])
+		}
+	}
+	return out
 }
