@@ -155,6 +155,52 @@ func chaosDrain(t *testing.T, cr crash) {
 		child = agenttest.StartChild(t, p.cfgPath)
 	}
 	p.odoo.SetFaultRate(odootest.FaultNone, 0, 0)
+	// Last, pieces the agent acknowledged right before the crash, with no
+	// later message to bring them back (counters are cumulative: any later
+	// value would carry lost pieces along). Odoo is down so that they stay
+	// in the buffer; once status counts them as pending there they are
+	// committed, and the acknowledgement follows at once (given half a
+	// second): crash, and publish nothing more.
+	p.odoo.SetDown(true)
+	pending := func() map[string]float64 {
+		st, err := api.Status(context.Background())
+		if err != nil {
+			return nil
+		}
+		out := map[string]float64{}
+		for _, m := range st.Machines {
+			out[m.ID] = m.Pending
+		}
+		return out
+	}
+	var before map[string]float64
+	waitFor(t, 30*time.Second, "the restarted agent answering", func() (bool, string) {
+		before = pending()
+		return before != nil, ""
+	})
+	for _, m := range p.machines {
+		p.produce(m, 5, 0)
+	}
+	waitFor(t, 30*time.Second, "the last pieces in the buffer", func() (bool, string) {
+		now := pending()
+		for _, m := range p.machines {
+			if now == nil || now[m.id] < before[m.id]+5 {
+				return false, fmt.Sprintf("pending %v, before %v", now, before)
+			}
+		}
+		return true, ""
+	})
+	time.Sleep(500 * time.Millisecond)
+	if cr != nil {
+		cr.before(rng)
+	}
+	kill()
+	if cr != nil {
+		cr.after(t)
+	}
+	kills++
+	child = agenttest.StartChild(t, p.cfgPath)
+	p.odoo.SetDown(false)
 	t.Logf("crashed the agent %d times", kills)
 	p.waitExact(nil, 60*time.Second)
 	// And it stays exact: nothing arrives twice later.
