@@ -1023,22 +1023,15 @@ func TestEndToEndRemovedMachineRecordsHeld(t *testing.T) {
 	}
 	p.odoo.SetDown(false)
 	ra.a.Flush()
-	// The reload replaced the MQTT source (its topics changed); the broker
-	// hands the session over to the new one (mochi can lose a message sent
-	// in the middle of that): produce once it is connected, and publish the
-	// same counter again while waiting — a repeated value counts nothing.
+	// The reload replaced the MQTT source (its topics changed) and the
+	// broker hands the session over to the new one: produce once that is
+	// done (a message sent in the middle of mochi's hand-over was lost).
 	waitFor(t, 10*time.Second, "mqtt source connected again", func() (bool, string) {
 		st := ra.a.Status().Sources
 		return len(st) > 0 && st[0].State == "connected", fmt.Sprintf("%+v", st)
 	})
 	p.produce(p.machines[0], 3, 0)
-	waitFor(t, 15*time.Second, "press-1 quantity", func() (bool, string) {
-		if q := p.qty("press-1"); q != 3 {
-			p.publish(p.machines[0])
-			return false, fmt.Sprintf("qty %v want 3", q)
-		}
-		return true, ""
-	})
+	p.waitExactQty(ra, "press-1", 3)
 	waitFor(t, 5*time.Second, "unmapped records shown as held", func() (bool, string) {
 		b := ra.a.Status().Buffer // (status reuses its scan for a second)
 		return b.Unmapped > 0 && b.Held >= b.Unmapped && b.Pending == b.Held, fmt.Sprintf("%+v", b)
