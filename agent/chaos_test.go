@@ -86,6 +86,17 @@ func chaosDrain(t *testing.T, cr crash) {
 		_, _ = child.Process.Wait()
 	}
 	defer func() { kill() }()
+	kills := 0
+	crash := func() {
+		if cr != nil {
+			cr.before(rng)
+		}
+		kill()
+		if cr != nil {
+			cr.after(t)
+		}
+		kills++
+	}
 	// The first value the agent ever sees is a counter's baseline: let the
 	// child subscribe and take one before the machines produce.
 	api := agent.NewAPIClient(p.listen)
@@ -125,17 +136,9 @@ func chaosDrain(t *testing.T, cr crash) {
 	}
 	p.odoo.SetDown(false)
 	p.odoo.SetFaultRate(odootest.FaultCommitThenDrop, 0.25, 1)
-	kills := 0
 	for round := 0; round < 20; round++ {
 		time.Sleep(time.Duration(150+rng.IntN(400)) * time.Millisecond)
-		if cr != nil {
-			cr.before(rng)
-		}
-		kill()
-		if cr != nil {
-			cr.after(t)
-		}
-		kills++
+		crash()
 		if round%4 == 1 {
 			p.odoo.SetFaultRate(odootest.FaultSerialization, 0.3, int64(round))
 		} else if round%4 == 3 {
@@ -191,14 +194,7 @@ func chaosDrain(t *testing.T, cr crash) {
 		return true, ""
 	})
 	time.Sleep(500 * time.Millisecond)
-	if cr != nil {
-		cr.before(rng)
-	}
-	kill()
-	if cr != nil {
-		cr.after(t)
-	}
-	kills++
+	crash()
 	child = agenttest.StartChild(t, p.cfgPath)
 	p.odoo.SetDown(false)
 	t.Logf("crashed the agent %d times", kills)

@@ -140,6 +140,20 @@ func (p *plant) nextWorkorder(machine string, qty float64) int64 {
 	return p.odoo.AddWorkorder(mo, p.wcIDs[machine], "WO "+machine+" #2", "progress")
 }
 
+// configWithDataDir loads the plant's config and makes its data directory,
+// for a test that puts a buffer file there before the agent starts.
+func (p *plant) configWithDataDir() *config.Config {
+	p.t.Helper()
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		p.t.Fatal(err)
+	}
+	return cfg
+}
+
 // editConfig replaces the first old with new in the plant's config file
 // and returns the file as it was; old must be there.
 func (p *plant) editConfig(old, new string) (before string) {

@@ -64,18 +64,18 @@ func runForwarder(t *testing.T, backoffMax string, answer func(*http.Request) (*
 	return gaps
 }
 
-// runForwarderLink is runForwarder that also returns what status would show
-// of the Odoo link at the end.
-func runForwarderLink(t *testing.T, backoffMax string, answer func(*http.Request) (*http.Response, error), d, kickEvery time.Duration) (gaps []time.Duration, link linkState) {
+// oneMQTTMachine is the sources and machines of a test config: one
+// machine on a broker nobody runs.
+const oneMQTTMachine = `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: c }]
+machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, field: good } } }]
+`
+
+// testConfig loads a config of site t, data in a fresh directory, an Odoo
+// that is not there (its key in the environment), and rest appended.
+func testConfig(t *testing.T, rest string) *config.Config {
 	t.Helper()
 	dir := t.TempDir()
-	yaml := fmt.Sprintf(`site: t
-data_dir: %q
-odoo: { url: "http://odoo.invalid", database: odoo, username: bot }
-forward: { backoff_max: %s }
-mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: c }]
-machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, field: good } } }]
-`, dir, backoffMax)
+	yaml := fmt.Sprintf("site: t\ndata_dir: %q\nodoo: { url: \"http://odoo.invalid\", database: odoo, username: bot }\n", dir) + rest
 	path := filepath.Join(dir, "plantedge.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -85,13 +85,42 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, f
 		t.Fatal(err)
 	}
 	t.Setenv(config.EnvAPIKey, strings.Repeat("a", 40))
+	return cfg
+}
+
+// runForwarderLink is runForwarder that also returns what status would show
+// of the Odoo link at the end.
+func runForwarderLink(t *testing.T, backoffMax string, answer func(*http.Request) (*http.Response, error), d, kickEvery time.Duration) (gaps []time.Duration, link linkState) {
+	t.Helper()
+	cfg := testConfig(t, fmt.Sprintf("forward: { backoff_max: %s }\n", backoffMax)+oneMQTTMachine)
 	fake := &fakeOdoo{answer: answer}
 	a, err := New(cfg, Options{OdooHTTPClient: &http.Client{Transport: fake}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	inBubble(t, a, func(ctx context.Context) {
+		go func() {
+			for kickEvery > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(kickEvery):
+					a.Flush()
+				}
+			}
+		}()
+		time.Sleep(d)
+		link = a.fwd.linkSnapshot()
+	})
+	return fake.gaps(), link
+}
+
+// inBubble runs a's forwarder, with its buffer open, on synctest's fake
+// clock while during runs, then stops it (and waits for every goroutine
+// during started to end with ctx).
+func inBubble(t *testing.T, a *Agent, during func(ctx context.Context)) {
 	synctest.Test(t, func(t *testing.T) {
-		buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+		buf, err := buffer.Open(a.cfg.Load().BufferPath(), buffer.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,24 +128,14 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, f
 		a.buf = buf
 		a.fwd = newForwarder(a)
 		a.opened.Store(true)
+		a.beat()
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); a.fwd.run(ctx) }()
-		kicker := make(chan struct{})
-		go func() {
-			defer close(kicker)
-			for kickEvery > 0 && ctx.Err() == nil {
-				time.Sleep(kickEvery)
-				a.Flush()
-			}
-		}()
-		time.Sleep(d)
-		link = a.fwd.linkSnapshot()
+		during(ctx)
 		cancel()
 		<-done
-		<-kicker
 	})
-	return fake.gaps(), link
 }
 
 // Odoo unreachable: attempts back off exponentially with full jitter, each
@@ -352,23 +371,7 @@ func TestForwarderLockoutIsNoExpiredKey(t *testing.T) {
 // them must still feed the watchdog (WatchdogSec 30 s + odoo.timeout 30 s),
 // or systemd restarts the agent in the middle of every login.
 func TestForwarderLowRateKeepsTheWatchdogFed(t *testing.T) {
-	dir := t.TempDir()
-	yaml := fmt.Sprintf(`site: t
-data_dir: %q
-odoo: { url: "http://odoo.invalid", database: odoo, username: bot }
-forward: { rate: 0.02 }
-mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: c }]
-machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, field: good } } }]
-`, dir)
-	path := filepath.Join(dir, "plantedge.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv(config.EnvAPIKey, strings.Repeat("a", 40))
+	cfg := testConfig(t, "forward: { rate: 0.02 }\n"+oneMQTTMachine)
 	answer := func(r *http.Request) (*http.Response, error) {
 		if r.URL.Path == "/web/version" {
 			return respond(404, "not found")
@@ -389,25 +392,11 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, f
 	const watchdog = 30 * time.Second // WatchdogSec in packaging/plantedge.service
 	silent := watchdog + cfg.Odoo.Timeout.D()
 	var longest time.Duration
-	synctest.Test(t, func(t *testing.T) {
-		buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer buf.Close()
-		a.buf = buf
-		a.fwd = newForwarder(a)
-		a.opened.Store(true)
-		a.beat()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); a.fwd.run(ctx) }()
+	inBubble(t, a, func(context.Context) {
 		for range 600 { // 10 minutes, sampled every second
 			time.Sleep(time.Second)
 			longest = max(longest, a.sinceBeat())
 		}
-		cancel()
-		<-done
 	})
 	t.Logf("longest silence of the forwarding loop: %s (watchdog stops pinging at %s)", longest, silent)
 	if longest >= silent {

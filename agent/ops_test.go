@@ -269,13 +269,7 @@ func TestHTTPEndpoints(t *testing.T) {
 // in status and metrics, and a fresh buffer carries counts to Odoo.
 func TestCorruptBufferRecovered(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	cfg, err := config.Load(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		t.Fatal(err)
-	}
+	cfg := p.configWithDataDir()
 	garbage := []byte(strings.Repeat("this is not a bbolt file\x00\xff", 1000))
 	if err := os.WriteFile(cfg.BufferPath(), garbage, 0o600); err != nil {
 		t.Fatal(err)
@@ -807,13 +801,7 @@ func TestManyDeadLettersInPages(t *testing.T) {
 // The machine's pieces are delivered exactly meanwhile.
 func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	cfg, err := config.Load(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		t.Fatal(err)
-	}
+	cfg := p.configWithDataDir()
 	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,54 +1,25 @@
 package agent
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
 )
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // An OPC UA value flapping between Good and Uncertain (a marginal field bus,
 // a gateway's UncertainLastUsableValue) is logged once each way, then at
 // most once a minute: 1,000 flaps are not 1,000 lines.
 func TestFlappingQualityDoesNotFloodTheLog(t *testing.T) {
-	dir := t.TempDir()
-	yaml := fmt.Sprintf(`site: t
-data_dir: %q
-odoo: { url: "http://odoo.invalid", database: odoo, username: bot }
-opcua: [{ name: line1, endpoint: "opc.tcp://127.0.0.1:1" }]
+	cfg := testConfig(t, `opcua: [{ name: line1, endpoint: "opc.tcp://127.0.0.1:1" }]
 machines: [{ id: m1, workcenter: W, good_count: { opcua: { server: line1, node: "ns=2;s=Good" } } }]
-`, dir)
-	path := filepath.Join(dir, "plantedge.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &lockedBuf{}
+`)
+	logs := &agenttest.SyncBuffer{}
 	a, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
