@@ -352,7 +352,9 @@ func (q *Queue) runTx(cur *state, reqs []*request, enforceMax bool) (err error) 
 		_ = t.tx.Rollback()
 		return err
 	}
+	txid := t.tx.ID()
 	if err := t.tx.Commit(); err != nil {
+		q.failIfHalfCommitted(txid, err)
 		return err
 	}
 	for l := range t.pend {
@@ -365,6 +367,25 @@ func (q *Queue) runTx(cur *state, reqs []*request, enforceMax bool) (err error) 
 	q.mu.Unlock()
 	q.logBurst(cur, false)
 	return nil
+}
+
+// failIfHalfCommitted handles a commit that failed after bbolt wrote its
+// meta page (the sync of that page failed: a disk error). The next
+// transaction then sees that commit through the page cache, although the
+// disk may not have it, and the queue's counters do not: appends would
+// reuse its sequence numbers ("bucket already exists" on every retry, seen
+// in the power-cut test). Only a reopen tells what the disk kept, so the
+// queue fails: every request gets the reason, and the agent stops for its
+// restart to open the file anew.
+func (q *Queue) failIfHalfCommitted(txid int, err error) {
+	visible := false
+	_ = q.db.View(func(tx *bolt.Tx) error {
+		visible = tx.ID() >= txid
+		return nil
+	})
+	if visible {
+		q.fail(fmt.Errorf("a commit failed after its meta page was written, so what the disk kept is known only after a reopen: %w", err))
+	}
 }
 
 // finishTxn writes the persistent counters and refreshes lane head times.

@@ -3,11 +3,18 @@
 package buffer
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/plantedge/plantedge/internal/powercut"
 )
@@ -76,4 +83,106 @@ func (p *powerCut) settle(t *testing.T) string {
 func (p *powerCut) childFailureOK(stderr string) bool {
 	return strings.Contains(stderr, "input/output error") || strings.Contains(stderr, "SIGBUS") ||
 		strings.Contains(stderr, "unexpected fault address")
+}
+
+const syncFailChildEnv = "PLANTEDGE_BUFFER_SYNCFAIL_CHILD" // path of the buffer file; selects the child
+
+// syncFailChild appends one batch (stored as a segment) per "append" line
+// on stdin and prints "ok SEQ" or "err MESSAGE".
+func syncFailChild() int {
+	q, err := Open(os.Getenv(syncFailChildEnv), Options{CommitWindow: time.Millisecond, segmentMinBytes: 1024})
+	if err != nil {
+		fmt.Println("err open:", err)
+		return 2
+	}
+	defer q.Close()
+	fmt.Println("ready")
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		recs := make([]Record, 20)
+		for i := range recs {
+			recs[i] = Record{Lane: LaneCounts, Key: "m", Data: bytes.Repeat([]byte{'x'}, 120)}
+		}
+		seqs, err := q.Append(context.Background(), recs)
+		if err != nil {
+			fmt.Println("err", strings.ReplaceAll(err.Error(), "\n", " "))
+			continue
+		}
+		fmt.Println("ok", seqs[0])
+	}
+	return 0
+}
+
+// TestSyncFailureAfterTheMetaWriteFailsTheQueue: the disk reports an error
+// when bbolt syncs a commit's meta page. That commit is then visible to the
+// next transaction (page cache) though the disk may not have it, and the
+// queue's own counters do not know it: every later append would reuse its
+// sequence numbers ("create segment N: bucket already exists" for good, seen
+// in TestPowerCut). The queue must fail instead, so that the agent restarts
+// and reopens the file; what was acknowledged before is kept.
+func TestSyncFailureAfterTheMetaWriteFailsTheQueue(t *testing.T) {
+	pc := newPowerCut(t)
+	path := filepath.Join(pc.mount(t), "buffer.db")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), syncFailChildEnv+"="+path)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	out := bufio.NewScanner(stdout)
+	say := func(cmdLine string) string {
+		t.Helper()
+		if cmdLine != "" {
+			if _, err := fmt.Fprintln(stdin, cmdLine); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !out.Scan() {
+			t.Fatalf("child ended: %v", out.Err())
+		}
+		return out.Text()
+	}
+	if l := say(""); l != "ready" {
+		t.Fatalf("child: %s", l)
+	}
+	var acked []string
+	for range 3 {
+		l := say("append")
+		if !strings.HasPrefix(l, "ok ") {
+			t.Fatalf("append before the disk error: %s", l)
+		}
+		acked = append(acked, l)
+	}
+	// The next commit's data sync succeeds, its meta page's sync fails.
+	pc.fsys.FailSyncsAfter(1)
+	if l := say("append"); !strings.HasPrefix(l, "err ") || !strings.Contains(l, "input/output error") {
+		t.Fatalf("append whose meta sync failed: %s", l)
+	}
+	l := say("append")
+	if !strings.HasPrefix(l, "err ") || !strings.Contains(l, "known only after a reopen") {
+		t.Fatalf("append after a half-done commit: %s, want the queue failed until it is reopened", l)
+	}
+	// The power goes; what was acknowledged is there after the restart.
+	pc.crash(t, cmd, rand.New(rand.NewPCG(1, 2)))
+	_ = cmd.Wait()
+	q := openTest(t, filepath.Join(pc.settle(t), "buffer.db"), Options{})
+	if q.Recovered() != "" {
+		t.Fatalf("file quarantined: %s", q.Recovered())
+	}
+	if st := q.Stats(); st.Pending < 3*20 {
+		t.Fatalf("%d records after the restart, %d acknowledged (%v)", st.Pending, 3*20, acked)
+	}
 }

@@ -101,12 +101,16 @@ type FS struct {
 	mountpoint string
 	server     *fuse.Server
 
-	mu      sync.Mutex
-	cut     bool
-	names   map[string]*file // what the directory holds now
-	durable map[string]*file // what it held at its last fsync
-	ops     []nsOp           // namespace changes since then, in order
-	stats   Stats
+	mu  sync.Mutex
+	cut bool
+	// syncsLeft: with failSyncs, how many more fsyncs succeed before every
+	// one fails with EIO (a disk error found at flush; writes still work).
+	failSyncs bool
+	syncsLeft int
+	names     map[string]*file // what the directory holds now
+	durable   map[string]*file // what it held at its last fsync
+	ops       []nsOp           // namespace changes since then, in order
+	stats     Stats
 }
 
 type nsOp struct {
@@ -162,6 +166,15 @@ func (f *FS) Cut(rng *rand.Rand) State {
 		st[name] = n.survivor(rng)
 	}
 	return st
+}
+
+// FailSyncsAfter makes every fsync fail with EIO after the next n, while
+// writes and reads go on working: a disk error found when the data is
+// flushed.
+func (f *FS) FailSyncsAfter(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failSyncs, f.syncsLeft = true, n
 }
 
 // Stats tells what the filesystem has been asked to do so far.
@@ -451,6 +464,12 @@ func (n *file) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscal
 	defer f.mu.Unlock()
 	if f.cut {
 		return syscall.EIO
+	}
+	if f.failSyncs {
+		if f.syncsLeft == 0 {
+			return syscall.EIO
+		}
+		f.syncsLeft--
 	}
 	n.synced = bytes.Clone(n.data)
 	n.versions, n.sizes = nil, nil
