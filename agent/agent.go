@@ -191,6 +191,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	if err := a.loadBufferID(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a clean stop, not a failure
+		}
 		return err
 	}
 	a.fwd = newForwarder(a)

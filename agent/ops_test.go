@@ -868,3 +868,21 @@ func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 		t.Errorf("%d dead-letter log lines, want 4 (two records, twice):\n%s", n, p.logs.String())
 	}
 }
+
+// A stop (SIGTERM) that comes while the agent is still starting is a clean
+// stop: Run returns nil (exit 0), not the interrupted start-up step's error
+// (TestQuotaLargerThanDiskWarns once failed with "put meta: context
+// canceled").
+func TestStopWhileStartingIsClean(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	cfg := p.configWithDataDir()
+	a, err := agent.New(cfg, agent.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.Run(ctx); err != nil {
+		t.Fatalf("Run stopped while starting: %v, want nil", err)
+	}
+}
