@@ -513,8 +513,8 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		return false, err
 	}
 	need := map[string]bool{}
-	for _, r := range events {
-		need[r.Key] = true
+	for _, e := range events {
+		need[e.rec.Key] = true
 	}
 	for k := range pending {
 		m, _ := splitKey(k)
@@ -602,12 +602,18 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	return more, nil
 }
 
+// pendingEvent is an event record read for this round, decoded.
+type pendingEvent struct {
+	rec buffer.Record
+	ev  eventRecord
+}
+
 // readEvents returns up to maxEventsPerRound pending events, in sequence
 // order, of machines that are configured and whose work center is resolved;
 // the others wait (status shows why) without holding up the rest. One that
 // cannot be decoded goes to the dead letters.
-func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]buffer.Record, error) {
-	var out []buffer.Record
+func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]pendingEvent, error) {
+	var out []pendingEvent
 	var after uint64
 	for len(out) < maxEventsPerRound {
 		recs, err := f.a.buf.Read(buffer.LaneEvents, after, 4*maxEventsPerRound)
@@ -615,7 +621,8 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]buffe
 			return nil, fmt.Errorf("read events: %w", err)
 		}
 		for _, r := range recs {
-			if _, err := decodeEvent(r); err != nil {
+			ev, err := decodeEvent(r)
+			if err != nil {
 				// Whatever its key: it would wait for its machine forever.
 				if err := f.a.buf.DeadLetter(ctx, r, err.Error()); err != nil {
 					return nil, err
@@ -624,7 +631,7 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]buffe
 			}
 			if mc := findMachine(cfg, r.Key); mc != nil {
 				if _, ok := f.wcs[mc.Workcenter]; ok && len(out) < maxEventsPerRound {
-					out = append(out, r)
+					out = append(out, pendingEvent{r, ev})
 				}
 			}
 		}
@@ -860,7 +867,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 
 // forwardEvents writes downtime lines with external ids (idempotent) and
 // acknowledges them; a line Odoo refuses for good is dead-lettered.
-func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs []buffer.Record, wcIDs map[string]int64, wos map[string]*odoo.Workorder) error {
+func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, events []pendingEvent, wcIDs map[string]int64, wos map[string]*odoo.Workorder) error {
 	type line struct {
 		rec  buffer.Record
 		d    odoo.Downtime
@@ -870,15 +877,8 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, recs 
 	}
 	var lines []line
 	var held int
-	for _, r := range recs {
-		// Decoded first: an undecodable record has no machine to wait for.
-		ev, err := decodeEvent(r)
-		if err != nil {
-			if err := f.a.buf.DeadLetter(ctx, r, err.Error()); err != nil {
-				return err
-			}
-			continue
-		}
+	for _, e := range events {
+		r, ev := e.rec, e.ev
 		wcID, ok := wcIDs[r.Key]
 		if !ok {
 			held++
