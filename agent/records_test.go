@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"encoding/json"
+	"reflect"
 	"testing"
 
 	"github.com/plantedge/plantedge/buffer"
@@ -26,5 +28,56 @@ func TestStoredRecordsArePinned(t *testing.T) {
 	}
 	if got, err := decodeEvent(buffer.Record{Data: []byte(wantEvent)}); err != nil || got != e {
 		t.Fatalf("event record read back as %+v, %v", got, err)
+	}
+}
+
+// TestStoredMetaIsPinned: the per-machine state the forwarder and the ingest
+// keep next to the records (work order and what was written to it, a scrap
+// booking in flight, the last closed stop, running totals) is read back by
+// the next version after an upgrade, so its keys and JSON are pinned too: a
+// renamed field would make it forget an in-flight write or scrap booking and
+// send it twice.
+func TestStoredMetaIsPinned(t *testing.T) {
+	cases := []struct {
+		key, wantKey string
+		value        any
+		want         string
+	}{
+		{woMetaKey("press-07"), "wo/press-07",
+			woState{ID: 41, Name: "WO/00041", MO: 7, Baseline: 10, Counted: 25, Written: 20, InFlight: &inflightWrite{Target: 35, MaxSeq: 912}},
+			`{"id":41,"name":"WO/00041","mo":7,"baseline":10,"counted":25,"written":20,"inflight":{"target":35,"max_seq":912}}`},
+		{woMetaKey("press-07"), "wo/press-07",
+			woState{ID: 41, Name: "WO/00041", Baseline: 10, Counted: 25, Written: 25},
+			`{"id":41,"name":"WO/00041","baseline":10,"counted":25,"written":25}`},
+		{scrapMetaKey("press-07"), "scrap/press-07",
+			scrapOutbox{XMLID: "plantedge.plant-2_press-07_scrap_912", Qty: 3, MaxSeq: 912, WorkorderID: 41, ProductionID: 7, ProductID: 5, UomID: 1},
+			`{"xmlid":"plantedge.plant-2_press-07_scrap_912","qty":3,"max_seq":912,"wo":41,"mo":7,"product":5,"uom":1}`},
+		{machineMetaKey("press-07"), "machine/press-07",
+			machineMeta{Mapping: []byte(`{"running":true}`), Good: 1200, Scrap: 4},
+			`{"mapping":"eyJydW5uaW5nIjp0cnVlfQ==","good":1200,"scrap":4}`},
+	}
+	for _, c := range cases {
+		if c.key != c.wantKey {
+			t.Errorf("meta key %q, want %q", c.key, c.wantKey)
+		}
+		if got := string(mustJSON(c.value)); got != c.want {
+			t.Errorf("%s stored as\n%s\nwant\n%s", c.key, got, c.want)
+		}
+	}
+	if k := closedMetaKey("press-07"); k != "closed/press-07" {
+		t.Errorf("closed-stop key %q", k)
+	}
+	// Read back into the types the agent decodes them with.
+	var wo woState
+	if err := json.Unmarshal([]byte(cases[0].want), &wo); err != nil || !reflect.DeepEqual(wo, cases[0].value) {
+		t.Errorf("work-order state read back as %+v, %v", wo, err)
+	}
+	var so scrapOutbox
+	if err := json.Unmarshal([]byte(cases[2].want), &so); err != nil || so != cases[2].value.(scrapOutbox) {
+		t.Errorf("scrap booking read back as %+v, %v", so, err)
+	}
+	var mm machineMeta
+	if err := json.Unmarshal([]byte(cases[3].want), &mm); err != nil || string(mm.Mapping) != `{"running":true}` || mm.Good != 1200 || mm.Scrap != 4 {
+		t.Errorf("machine totals read back as %+v, %v", mm, err)
 	}
 }
