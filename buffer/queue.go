@@ -255,6 +255,9 @@ type Queue struct {
 	// until its commit, readers hold it while reading and raising readMark.
 	markMu   sync.RWMutex
 	readMark [NumLanes]atomic.Uint64 // highest Seq handed out per lane; merges never touch these
+	// unmapped counts the record bytes read out of the file's mapping since
+	// its pages were last handed back to the page cache (see dropReadPages).
+	unmapped atomic.Int64
 
 	mu sync.Mutex
 	st state // published copy
@@ -878,6 +881,7 @@ func (q *Queue) read(lane Lane, after uint64, limit int, mark bool) ([]Record, e
 	err := q.view(func(tx *bolt.Tx) error {
 		var err error
 		out, err = readLane(tx, lane, after, limit, out)
+		q.dropReadPages(tx, out)
 		return err
 	})
 	if err != nil {
@@ -907,6 +911,7 @@ func (q *Queue) Next(limit int) ([]Record, error) {
 				return err
 			}
 		}
+		q.dropReadPages(tx, out)
 		return nil
 	})
 	if err != nil {
@@ -929,6 +934,27 @@ func (q *Queue) raiseMarks(recs []Record) {
 			}
 		}
 	}
+}
+
+// dropReadPagesEvery is how many record bytes the readers take out of the
+// mapping before its pages are handed back to the page cache: draining a
+// backlog of any size then keeps the mapped part of the process's resident
+// memory near this, for every reader, not only those that call
+// DropMappedPages.
+const dropReadPagesEvery = 4 << 20
+
+// dropReadPages counts the bytes of recs, just read inside tx, and gives
+// the mapping's pages back once readers took dropReadPagesEvery bytes.
+func (q *Queue) dropReadPages(tx *bolt.Tx, recs []Record) {
+	n := int64(0)
+	for _, r := range recs {
+		n += int64(len(r.Data) + len(r.Key) + recordOverhead)
+	}
+	if q.unmapped.Add(n) < dropReadPagesEvery {
+		return
+	}
+	q.unmapped.Store(0)
+	dropTxPages(tx)
 }
 
 func readLane(tx *bolt.Tx, lane Lane, after uint64, limit int, out []Record) ([]Record, error) {
