@@ -20,7 +20,7 @@ test: deps ## run every test with the race detector
 	$(GO) test -count=1 -timeout 5m -run '^TestSecureChannelRenewal$$' ./connectors/opcua/
 
 bench: ## run the benchmarks exactly as the README's table quotes them
-	$(GO) test -run '^$$' -bench . ./buffer/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 ./buffer/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./agent/
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./connectors/mqtt/
 	$(GO) test -run '^$$' -bench Notifications -benchtime 20x ./connectors/opcua/
