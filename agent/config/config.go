@@ -166,7 +166,7 @@ type Odoo struct {
 // Forward configures how the buffer is forwarded to Odoo.
 type Forward struct {
 	Rate        float64  `yaml:"rate"`         // max Odoo HTTP requests per second, default 5
-	BackoffMax  Duration `yaml:"backoff_max"`  // cap of exponential backoff, default 5m
+	BackoffMax  Duration `yaml:"backoff_max"`  // cap of exponential backoff, default 1m
 	Interval    Duration `yaml:"interval"`     // forwarding round period when idle, default 2s
 	AuthBackoff Duration `yaml:"auth_backoff"` // min wait after an authentication failure, default (and min) 60s
 }
@@ -301,7 +301,7 @@ func defaultConfig() *Config {
 		Odoo:    Odoo{Protocol: "auto", Timeout: Duration(30 * time.Second), DefaultLoss: "Equipment Failure"},
 		Forward: Forward{
 			Rate:        5,
-			BackoffMax:  Duration(5 * time.Minute),
+			BackoffMax:  Duration(time.Minute),
 			Interval:    Duration(2 * time.Second),
 			AuthBackoff: Duration(60 * time.Second),
 		},

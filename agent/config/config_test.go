@@ -87,7 +87,7 @@ func TestDefaults(t *testing.T) {
 	if c.Odoo.Protocol != "auto" || c.Odoo.Timeout.D() != 30*time.Second || c.Odoo.DefaultLoss != "Equipment Failure" || c.Odoo.InsecureSkipVerify {
 		t.Errorf("odoo defaults: %+v", c.Odoo)
 	}
-	if c.Forward.Rate != 5 || c.Forward.BackoffMax.D() != 5*time.Minute || c.Forward.Interval.D() != 2*time.Second || c.Forward.AuthBackoff.D() != time.Minute {
+	if c.Forward.Rate != 5 || c.Forward.BackoffMax.D() != time.Minute || c.Forward.Interval.D() != 2*time.Second || c.Forward.AuthBackoff.D() != time.Minute {
 		t.Errorf("forward defaults: %+v", c.Forward)
 	}
 	o := c.OPCUA[0]
