@@ -84,9 +84,18 @@ type scrapOutbox struct {
 	ProductionID int64   `json:"mo"`
 	ProductID    int64   `json:"product"`
 	UomID        int64   `json:"uom"`
+	// Carry is what is left of the scrap counted once Qty (rounded to
+	// Odoo's 2 decimals) is booked: it goes into the next booking, so
+	// fractional scrap (0.125 kg at a time) adds up exactly instead of
+	// drifting by a rounding per booking. A Qty of 0 books nothing.
+	Carry float64 `json:"carry,omitempty"`
 }
 
 func scrapMetaKey(machine string) string { return "scrap/" + machine }
+
+// scrapCarryKey holds a machine's scrap carry (scrapOutbox.Carry) between
+// bookings.
+func scrapCarryKey(machine string) string { return "scrapcarry/" + machine }
 
 // pendingKey is the aggregate of one count key's pending records: the
 // forwarder keeps per key only this, not the records, so a backlog of
@@ -794,7 +803,7 @@ func (f *forwarder) scanCounts(mark bool, upTo uint64, fn func([]buffer.Record) 
 type ackPlan struct {
 	upTo   map[string]uint64
 	wo     map[string]*woState // by machine
-	clears []string            // scrap outboxes settled once their records are acked
+	clears []scrapClear        // scrap outboxes settled once their records are acked
 	max    uint64
 }
 
@@ -820,7 +829,10 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 				machine, sig := splitKey(r.Key)
 				if st := p.wo[machine]; st != nil && sig == sigGood {
 					if c, err := decodeCount(r); err == nil {
-						st.Counted = odoo.Round2(st.Counted + c.Delta)
+						// Not rounded: the quantity written is (Round2 of the
+						// total), so fractional counters (0.125 kg) do not
+						// drift by a rounding per round.
+						st.Counted += c.Delta
 						touched[machine] = true
 					}
 				}
@@ -847,8 +859,11 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 		st.InFlight = nil // its records are acknowledged: settled
 		meta = append(meta, buffer.KV{Key: woMetaKey(m), Value: mustJSON(*st)})
 	}
-	for _, m := range p.clears {
-		meta = append(meta, buffer.KV{Key: scrapMetaKey(m)})
+	for _, c := range p.clears {
+		meta = append(meta, buffer.KV{Key: scrapMetaKey(c.machine)}, buffer.KV{Key: scrapCarryKey(c.machine)})
+		if c.carry != 0 {
+			meta[len(meta)-1].Value = []byte(strconv.FormatFloat(c.carry, 'g', -1, 64))
+		}
 	}
 	if len(meta) > 0 {
 		if err := f.a.buf.PutMeta(ctx, meta...); err != nil {
@@ -858,8 +873,8 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 	for m := range p.wo {
 		f.a.holdInFlight(countKey(m, sigGood), 0)
 	}
-	for _, m := range p.clears {
-		f.a.holdInFlight(countKey(m, sigScrap), 0)
+	for _, c := range p.clears {
+		f.a.holdInFlight(countKey(c.machine, sigScrap), 0)
 	}
 	*p = ackPlan{upTo: map[string]uint64{}, wo: map[string]*woState{}}
 	return nil
@@ -1380,31 +1395,40 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	case p == nil || p.sum == 0 || wo == nil:
 		return nil
 	default:
+		carry, err := f.scrapCarry(machine)
+		if err != nil {
+			return err
+		}
+		total := carry + p.sum
+		qty := odoo.Round2(total)
 		ob = scrapOutbox{
 			XMLID:        fmt.Sprintf("plantedge.%s_%s_scrap_%s_%d", f.a.cfg.Load().Site, machine, f.a.bufID, p.maxSeq),
-			Qty:          odoo.Round2(p.sum),
+			Qty:          qty,
 			MaxSeq:       p.maxSeq,
 			WorkorderID:  wo.ID,
 			ProductionID: wo.ProductionID,
 			ProductID:    wo.ProductID,
 			UomID:        wo.UomID,
+			Carry:        total - qty,
 		}
 		f.a.holdInFlight(countKey(machine, sigScrap), ob.MaxSeq)
 		if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapMetaKey(machine), Value: mustJSON(ob)}); err != nil {
 			return err
 		}
 	}
-	var done bool
-	err = f.call(ctx, "book_scrap", func(ctx context.Context) error {
-		var err error
-		done, err = f.client.BookScrap(ctx, odoo.Scrap{XMLID: ob.XMLID, ProductID: ob.ProductID, UomID: ob.UomID,
-			ProductionID: ob.ProductionID, WorkorderID: ob.WorkorderID, Qty: ob.Qty})
-		return err
-	})
+	done := ob.Qty == 0 // less than Odoo's precision so far: carried, nothing to book
+	if !done {
+		err = f.call(ctx, "book_scrap", func(ctx context.Context) error {
+			var err error
+			done, err = f.client.BookScrap(ctx, odoo.Scrap{XMLID: ob.XMLID, ProductID: ob.ProductID, UomID: ob.UomID,
+				ProductionID: ob.ProductionID, WorkorderID: ob.WorkorderID, Qty: ob.Qty})
+			return err
+		})
+	}
 	switch {
 	case err == nil && done:
 		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
-		acks.clears = append(acks.clears, machine)
+		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry})
 		f.a.metrics.forwarded.WithLabelValues("scrap_count").Add(ob.Qty)
 		return nil
 	case err == nil && !done:
@@ -1420,6 +1444,25 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	}
 	f.a.holdInFlight(countKey(machine, sigScrap), 0)
 	return nil
+}
+
+// scrapClear is a settled scrap booking: its outbox goes, its carry stays.
+type scrapClear struct {
+	machine string
+	carry   float64
+}
+
+// scrapCarry reads what is left over from a machine's last scrap booking.
+func (f *forwarder) scrapCarry(machine string) (float64, error) {
+	b, err := f.a.buf.Meta(scrapCarryKey(machine))
+	if err != nil || b == nil {
+		return 0, err
+	}
+	v, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return 0, fmt.Errorf("decode scrap carry of %s: %w", machine, err)
+	}
+	return v, nil
 }
 
 // deadLetterKey moves the records of one count key up to seq upTo to the

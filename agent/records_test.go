@@ -52,6 +52,9 @@ func TestStoredMetaIsPinned(t *testing.T) {
 		{scrapMetaKey("press-07"), "scrap/press-07",
 			scrapOutbox{XMLID: "plantedge.plant-2_press-07_scrap_912", Qty: 3, MaxSeq: 912, WorkorderID: 41, ProductionID: 7, ProductID: 5, UomID: 1},
 			`{"xmlid":"plantedge.plant-2_press-07_scrap_912","qty":3,"max_seq":912,"wo":41,"mo":7,"product":5,"uom":1}`},
+		{scrapMetaKey("press-07"), "scrap/press-07",
+			scrapOutbox{XMLID: "plantedge.plant-2_press-07_scrap_913", Qty: 0.13, MaxSeq: 913, WorkorderID: 41, ProductionID: 7, ProductID: 5, UomID: 1, Carry: -0.005},
+			`{"xmlid":"plantedge.plant-2_press-07_scrap_913","qty":0.13,"max_seq":913,"wo":41,"mo":7,"product":5,"uom":1,"carry":-0.005}`},
 		{machineMetaKey("press-07"), "machine/press-07",
 			machineMeta{Mapping: []byte(`{"running":true}`), Good: 1200, Scrap: 4},
 			`{"mapping":"eyJydW5uaW5nIjp0cnVlfQ==","good":1200,"scrap":4}`},
@@ -67,6 +70,9 @@ func TestStoredMetaIsPinned(t *testing.T) {
 	if k := closedMetaKey("press-07"); k != "closed/press-07" {
 		t.Errorf("closed-stop key %q", k)
 	}
+	if k := scrapCarryKey("press-07"); k != "scrapcarry/press-07" {
+		t.Errorf("scrap carry key %q", k)
+	}
 	// Read back into the types the agent decodes them with.
 	var wo woState
 	if err := json.Unmarshal([]byte(cases[0].want), &wo); err != nil || !reflect.DeepEqual(wo, cases[0].value) {
@@ -77,7 +83,7 @@ func TestStoredMetaIsPinned(t *testing.T) {
 		t.Errorf("scrap booking read back as %+v, %v", so, err)
 	}
 	var mm machineMeta
-	if err := json.Unmarshal([]byte(cases[3].want), &mm); err != nil || string(mm.Mapping) != `{"running":true}` || mm.Good != 1200 || mm.Scrap != 4 {
+	if err := json.Unmarshal([]byte(cases[4].want), &mm); err != nil || string(mm.Mapping) != `{"running":true}` || mm.Good != 1200 || mm.Scrap != 4 {
 		t.Errorf("machine totals read back as %+v, %v", mm, err)
 	}
 }

@@ -1,0 +1,54 @@
+package agent_test
+
+import (
+	"fmt"
+	"math"
+	"testing"
+	"time"
+)
+
+// Counters in a fractional unit (metres extruded, kilograms of scrap) land
+// exactly: Odoo keeps 2 decimals, and rounding each round's total (good
+// count) or each booking (scrap) used to add up — 1.0 made became 1.04 in
+// Odoo, 0.5 kg of scrap 0.52 — and steps below 0.005 were never booked.
+func TestFractionalCountersDoNotDrift(t *testing.T) {
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: v, machines: []string{"extruder-1"}})
+			ra := p.startAgent() // baselines: good 1000, scrap 0
+			good, scrap := 1000.0, 0.0
+			send := func() {
+				t.Helper()
+				b := fmt.Sprintf(`{"good":%v,"scrap":%v,"running":true,"ts":%q}`, good, scrap, time.Now().UTC().Format(time.RFC3339Nano))
+				if err := p.broker.Publish("plant/extruder-1", []byte(b), false, 1); err != nil {
+					t.Fatal(err)
+				}
+				// Each value its own record and its own forwarding round.
+				waitFor(t, 20*time.Second, "value forwarded", func() (bool, string) {
+					st := ra.a.Status()
+					m := st.Machines[0]
+					return st.Buffer.Pending == 0 && m.GoodCount == good-1000 && m.ScrapCount == scrap,
+						fmt.Sprintf("pending %d, good %v, scrap %v", st.Buffer.Pending, m.GoodCount, m.ScrapCount)
+				})
+			}
+			for range 8 { // 0.125 at a time: each rounds up to 0.13 on its own
+				good += 0.125
+				scrap += 0.125
+				send()
+			}
+			for range 6 { // 0.004 at a time: each rounds to 0 on its own
+				good += 0.004
+				scrap += 0.004
+				send()
+			}
+			wantGood := math.Round((good-1000)*100) / 100 // 1.024 made -> 1.02
+			wantScrap := math.Round(scrap*100) / 100
+			if q := p.qty("extruder-1"); q != wantGood {
+				t.Errorf("Odoo has %v produced, the machine made %v (%v rounded)", q, good-1000, wantGood)
+			}
+			if s := p.scrapped("extruder-1"); s != wantScrap {
+				t.Errorf("Odoo has %v scrapped, the machine scrapped %v (%v rounded)", s, scrap, wantScrap)
+			}
+		})
+	}
+}
