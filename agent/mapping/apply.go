@@ -534,6 +534,13 @@ func parseTime(v any) (time.Time, error) {
 		if ts, err := time.Parse(time.RFC3339Nano, x); err == nil {
 			return ts, nil
 		}
+		// RFC 3339 allows a lower-case "t" and "z" (section 5.6); Go's
+		// parser takes only upper case.
+		if up := strings.ToUpper(x); up != x {
+			if ts, err := time.Parse(time.RFC3339Nano, up); err == nil {
+				return ts, nil
+			}
+		}
 		if ms, err := strconv.ParseInt(x, 10, 64); err == nil {
 			return epochMS(float64(ms))
 		}

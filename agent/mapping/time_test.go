@@ -1,0 +1,41 @@
+package mapping
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+)
+
+// The source times a payload's timestamp_field may carry: RFC 3339 (with
+// the lower-case "t" and "z" RFC 3339 allows, which some gateways send) or
+// epoch milliseconds, as a number or a string.
+func TestParseTime(t *testing.T) {
+	want := time.Date(2026, 11, 30, 21, 16, 50, 313e6, time.UTC)
+	for _, v := range []any{
+		"2026-11-30T21:16:50.313Z",
+		"2026-11-30t21:16:50.313z",
+		"2026-11-30t21:16:50.313Z",
+		"2026-11-30T23:16:50.313+02:00",
+		"2026-11-30t23:16:50.313+02:00",
+		"1796073410313",
+		json.Number("1796073410313"),
+	} {
+		got, err := parseTime(v)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("parseTime(%#v) = %v, %v; want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []any{
+		"2026-11-30 21:16:50Z", // a space: RFC 3339 leaves it to applications; refused
+		"30.11.2026 21:16",
+		"yesterday",
+		"1796073410", // seconds, not ms
+		json.Number("1796073410"),
+		true,
+	} {
+		if got, err := parseTime(v); !errors.Is(err, ErrBadValue) {
+			t.Errorf("parseTime(%#v) = %v, %v; want ErrBadValue", v, got, err)
+		}
+	}
+}
