@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -58,6 +60,9 @@ type BufferStatus struct {
 	// FileRestored counts the times the buffer file was found deleted or
 	// replaced while in use since start, and written back.
 	FileRestored uint64 `json:"file_restored,omitempty"`
+	// NoFile is set by a status read with the agent stopped when there is
+	// no buffer file yet (the agent never ran with this data_dir).
+	NoFile bool `json:"no_file,omitempty"`
 }
 
 // LaneStatus is one lane of the buffer.
@@ -313,7 +318,25 @@ func bufferStatus(cfg *config.Config, buf *buffer.Queue) BufferStatus {
 func OfflineStatus(cfg *config.Config) (Status, error) {
 	st := Status{Site: cfg.Site, Sources: []SourceStatus{}, Machines: []MachineStatus{}}
 	st.Odoo = OdooStatus{URL: cfg.Odoo.URL, State: "offline", LastError: "agent not running"}
+	for _, s := range cfg.OPCUA {
+		st.Sources = append(st.Sources, SourceStatus{Name: s.Name, Kind: string(connectors.KindOPCUA), State: string(connectors.StateDown)})
+	}
+	for _, s := range cfg.MQTT {
+		st.Sources = append(st.Sources, SourceStatus{Name: s.Name, Kind: string(connectors.KindMQTT), State: string(connectors.StateDown)})
+	}
+	sort.Slice(st.Sources, func(i, j int) bool { return st.Sources[i].Name < st.Sources[j].Name })
+	if _, err := os.Stat(cfg.BufferPath()); errors.Is(err, os.ErrNotExist) {
+		// Installed, never run: nothing buffered, nothing known.
+		st.Buffer = BufferStatus{Path: cfg.BufferPath(), MaxBytes: int64(cfg.Buffer.MaxBytes), Lanes: map[string]LaneStatus{}, NoFile: true}
+		for _, m := range cfg.Machines {
+			st.Machines = append(st.Machines, MachineStatus{ID: m.ID, Workcenter: m.Workcenter, State: "unknown"})
+		}
+		return st, nil
+	}
 	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{ReadOnly: true})
+	if errors.Is(err, os.ErrPermission) {
+		return st, fmt.Errorf("read the buffer file: %w (run it as root or as the plantedge user: sudo plantedge status)", err)
+	}
 	if err != nil {
 		return st, fmt.Errorf("open buffer read-only: %w", err)
 	}
@@ -324,22 +347,16 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		return st, err
 	}
 	st.Buffer = bufferStatus(cfg, buf)
-	for _, s := range cfg.OPCUA {
-		st.Sources = append(st.Sources, SourceStatus{Name: s.Name, Kind: string(connectors.KindOPCUA), State: string(connectors.StateDown)})
-	}
-	for _, s := range cfg.MQTT {
-		st.Sources = append(st.Sources, SourceStatus{Name: s.Name, Kind: string(connectors.KindMQTT), State: string(connectors.StateDown)})
-	}
 	pending := a.pendingCounts()
 	if !cfg.EndpointsOnly { // without the machines every record would look unmapped
 		st.Buffer.Unmapped = unmapped(cfg, pending)
 	}
 	for _, m := range cfg.Machines {
 		t := a.totals[m.ID]
-		state, _ := a.machineState(m.ID) // no samples: the agent is not running
+		// Nobody reads the machine while the agent is stopped: its last
+		// stored run state may be long out of date.
 		st.Machines = append(st.Machines, MachineStatus{ID: m.ID, Workcenter: m.Workcenter, WorkOrder: a.storedWorkOrder(m.ID),
-			GoodCount: t.Good, ScrapCount: t.Scrap, Pending: pending[m.ID].good, State: state})
+			GoodCount: t.Good, ScrapCount: t.Scrap, Pending: pending[m.ID].good, State: "unknown"})
 	}
-	sort.Slice(st.Sources, func(i, j int) bool { return st.Sources[i].Name < st.Sources[j].Name })
 	return st, nil
 }

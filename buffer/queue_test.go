@@ -802,3 +802,33 @@ func TestDeadLetterPages(t *testing.T) {
 		t.Fatalf("latest = %+v %v %v", d, ok, err)
 	}
 }
+
+// InUse tells a file an open queue holds (a running agent) from one nobody
+// holds, at once, and a missing file is not in use.
+func TestInUse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	if used, err := InUse(path); used || err != nil {
+		t.Fatalf("missing file: in use %v, %v", used, err)
+	}
+	q, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used, err := InUse(path); !used || err != nil {
+		t.Fatalf("open queue: in use %v, %v", used, err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if used, err := InUse(path); used || err != nil {
+		t.Fatalf("closed queue: in use %v, %v", used, err)
+	}
+	ro, err := Open(path, Options{ReadOnly: true}) // status reading a stopped agent's file
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if used, err := InUse(path); used || err != nil {
+		t.Fatalf("read-only reader: in use %v, %v", used, err)
+	}
+}

@@ -85,7 +85,19 @@ func withDeadLetters(cfgPath string, readOnly bool, online func(*agent.APIClient
 	if err == nil || !errors.Is(err, agent.ErrNotRunning) {
 		return err
 	}
+	if err := notAnswering(cfg); err != nil {
+		return err
+	}
+	if _, err := os.Stat(cfg.BufferPath()); errors.Is(err, os.ErrNotExist) {
+		if readOnly {
+			return nil // never run: no dead letters
+		}
+		return fmt.Errorf("agent not running and no buffer file at %s (it has never run with this data_dir): no dead letters", cfg.BufferPath())
+	}
 	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{ReadOnly: readOnly})
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("agent not running and the buffer file is not readable: %w (run it as root or as the plantedge user: sudo)", err)
+	}
 	if err != nil {
 		return fmt.Errorf("agent not running and buffer not readable: %w", err)
 	}
@@ -95,6 +107,9 @@ func withDeadLetters(cfgPath string, readOnly bool, online func(*agent.APIClient
 
 func printDeadLetters(w io.Writer, views []agent.DeadLetterView, asJSON bool) error {
 	if asJSON {
+		if views == nil {
+			views = []agent.DeadLetterView{} // [], not null: scripts iterate over it
+		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(views)

@@ -57,6 +57,9 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	c := agent.NewAPIClient(cfg.Listen)
 	if err := c.Flush(ctx); err != nil {
 		if errors.Is(err, agent.ErrNotRunning) {
+			if err := notAnswering(cfg); err != nil {
+				return err
+			}
 			return &exitError{code: 2, msg: "agent not running: start it (systemctl start plantedge); the buffer is kept on disk"}
 		}
 		return err

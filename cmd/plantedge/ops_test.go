@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
@@ -328,9 +330,75 @@ func TestStatusJSONContract(t *testing.T) {
 	if mach["good_count"] != 16.0 || mach["work_order"] != "WO press-1" {
 		t.Errorf("offline machine %v", mach)
 	}
+	if mach["state"] != "unknown" { // nobody reads it while the agent is stopped
+		t.Errorf("offline machine state %v, want unknown", mach["state"])
+	}
 	out, err := cli(t, "status", "-c", b.cfgPath)
 	if err != nil || !strings.Contains(out, "AGENT NOT RUNNING") {
 		t.Errorf("human status with the agent stopped: %v\n%s", err, out)
+	}
+}
+
+// Installed, never started: status, flush and deadletter say so plainly
+// (status --json still gives the whole contract, with nothing buffered).
+func TestCommandsBeforeTheFirstRun(t *testing.T) {
+	b := newBench(t, 17)
+	m := statusJSON(t, b.cfgPath)
+	checkStatusContract(t, m)
+	buf := m["buffer"].(map[string]any)
+	if m["agent_running"] != false || buf["no_file"] != true || buf["pending"] != 0.0 || buf["dead_letters"] != 0.0 {
+		t.Errorf("status before the first run: agent_running %v, buffer %v", m["agent_running"], buf)
+	}
+	if mach := m["machines"].([]any)[0].(map[string]any); mach["id"] != "press-1" || mach["state"] != "unknown" {
+		t.Errorf("machine before the first run: %v", mach)
+	}
+	out, err := cli(t, "status", "-c", b.cfgPath)
+	if err != nil || !strings.Contains(out, "AGENT NOT RUNNING") || !strings.Contains(out, "no buffer file yet") {
+		t.Errorf("human status before the first run: %v\n%s", err, out)
+	}
+	out, err = cli(t, "deadletter", "list", "-c", b.cfgPath, "--json")
+	if err != nil || strings.TrimSpace(out) != "[]" {
+		t.Errorf("deadletter list --json before the first run: %v\n%s", err, out)
+	}
+	if _, err := cli(t, "deadletter", "drop", "all", "-c", b.cfgPath); err == nil || !strings.Contains(err.Error(), "no buffer file") {
+		t.Errorf("deadletter drop before the first run: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(b.cfgPath), "data", "buffer.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a command made a buffer file before the first run: %v", err)
+	}
+	if _, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "1s"); exitCode(err) != 2 {
+		t.Errorf("flush before the first run: %v, want exit 2", err)
+	}
+}
+
+// An agent that holds the buffer but does not answer at the config's listen
+// (starting up, or listen edited since it started): the commands say so
+// instead of "not running" and "start it".
+func TestCommandsWhenTheAgentDoesNotAnswer(t *testing.T) {
+	b := newBench(t, 17)
+	cfg, err := config.Load(b.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{}) // what a running agent holds
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for _, args := range [][]string{
+		{"status", "-c", b.cfgPath},
+		{"status", "-c", b.cfgPath, "--json"},
+		{"flush", "-c", b.cfgPath, "--timeout", "1s"},
+		{"deadletter", "list", "-c", b.cfgPath},
+		{"deadletter", "retry", "all", "-c", b.cfgPath},
+	} {
+		out, err := cli(t, args...)
+		if exitCode(err) != 1 || !strings.Contains(err.Error(), "the agent is running") || !strings.Contains(err.Error(), b.listen) {
+			t.Errorf("%s: %v (exit %d)\n%s", strings.Join(args, " "), err, exitCode(err), out)
+		}
 	}
 }
 

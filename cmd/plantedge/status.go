@@ -15,6 +15,7 @@ import (
 
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
 )
 
 type statusOptions struct {
@@ -66,7 +67,22 @@ func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) 
 	if !errors.Is(err, agent.ErrNotRunning) {
 		return st, err
 	}
+	if err := notAnswering(cfg); err != nil {
+		return st, err
+	}
 	return agent.OfflineStatus(cfg)
+}
+
+// notAnswering tells apart "no agent at listen" from an agent that runs
+// (it holds the buffer file) but does not answer there: it is still
+// starting, or listen was edited since it started (a reload keeps the old
+// address), and telling the technician to start it would be wrong.
+func notAnswering(cfg *config.Config) error {
+	if running, _ := buffer.InUse(cfg.BufferPath()); !running {
+		return nil
+	}
+	return &exitError{code: 1, msg: fmt.Sprintf("the agent is running (it holds %s) but does not answer at %s: it is still starting, "+
+		"or listen was changed since it started (a restart applies it: systemctl restart plantedge)", cfg.BufferPath(), cfg.Listen)}
 }
 
 func printStatus(w io.Writer, st agent.Status) {
@@ -78,6 +94,9 @@ func printStatus(w io.Writer, st agent.Status) {
 	b := st.Buffer
 	fmt.Fprintf(w, "\nBuffer    %d records, %s pending (file %s of %s), oldest %s, dead letters %d, dropped %d, merged %d\n",
 		b.Pending, human(b.Bytes), human(b.FileBytes), human(b.MaxBytes), ageString(b.OldestAgeSeconds), b.DeadLetters, b.Dropped, b.Merged)
+	if b.NoFile {
+		fmt.Fprintf(w, "          no buffer file yet at %s: the agent has not run with this data_dir\n", b.Path)
+	}
 	if b.LatestDeadLetter != "" {
 		fmt.Fprintf(w, "          latest dead letter: %s (plantedge deadletter list)\n", b.LatestDeadLetter)
 	}
@@ -104,7 +123,13 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "          last error: %s\n", o.LastError)
 	}
 	if o.State != "online" && st.AgentRunning {
-		fmt.Fprintf(w, "          next attempt in %s (plantedge flush tries now)\n", ageString(o.NextAttemptSeconds))
+		hint := " (plantedge flush tries now)"
+		if o.State == "auth_failed" {
+			// A flush does not cut the wait after a refused key short
+			// (Odoo's login lockout); a new key does.
+			hint = " (once a new API key is in place, plantedge flush tries it now)"
+		}
+		fmt.Fprintf(w, "          next attempt in %s%s\n", ageString(o.NextAttemptSeconds), hint)
 	}
 	if len(st.Sources) > 0 {
 		fmt.Fprintln(w, "\nSources")
