@@ -4,6 +4,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -339,7 +340,9 @@ func (c *Config) Position(path string) Pos {
 			return pos
 		}
 	}
-	return Pos{}
+	// A top-level key that is missing: the top of the file, so that every
+	// problem has a place an editor can jump to.
+	return Pos{Line: 1, Column: 1}
 }
 
 func parentPath(p string) string {
@@ -428,7 +431,7 @@ func Endpoints(path string) (*Config, error) {
 	}
 	c := defaultConfig()
 	c.Path, c.EndpointsOnly = path, true
-	for line := range strings.SplitSeq(string(data), "\n") {
+	for line := range strings.SplitSeq(string(stripBOM(data)), "\n") {
 		m := topLevelScalar.FindStringSubmatch(strings.TrimRight(line, "\r"))
 		if m == nil || m[2] == "" {
 			continue
@@ -446,11 +449,23 @@ func Endpoints(path string) (*Config, error) {
 	return c, nil
 }
 
+// stripBOM drops a UTF-8 byte order mark, which Windows editors put at the
+// start of a file: YAML allows it, and it must not make "site" an unknown key.
+func stripBOM(data []byte) []byte { return bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) }
+
 // Parse applies defaults, decodes data strictly and validates the result.
 // Any error is an *Error holding every problem found.
 func Parse(filename string, data []byte) (*Config, error) {
+	data = stripBOM(data)
 	c := defaultConfig()
 	c.Path = filename
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		// A binary (or UTF-16) file: the YAML parser's complaint would
+		// quote its bytes to the terminal.
+		line := 1 + bytes.Count(data[:i], []byte("\n"))
+		return nil, &Error{Problems: []Problem{{File: filename, Line: line, Column: 1 + i - (bytes.LastIndexByte(data[:i], '\n') + 1),
+			Msg: "not a YAML text file (it holds NUL bytes)", Hint: "is this the right file? save the configuration as UTF-8 text"}}}
+	}
 	d := newDecoder(filename)
 	d.decodeFile(data, c)
 	c.pos = d.pos

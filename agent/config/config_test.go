@@ -150,11 +150,26 @@ func TestBadConfigs(t *testing.T) {
 			name: "empty file",
 			yaml: "",
 			want: []string{
-				"bad.yaml: site: required (the id of this plant: lowercase letters, digits and '-', e.g. plant-2)",
-				"bad.yaml: odoo.url: required (the base URL of Odoo, e.g. https://erp.example.com)",
-				"bad.yaml: odoo.database: required (the Odoo database name)",
-				"bad.yaml: machines: at least one machine is required (list the machines under machines:, each with id, workcenter and a signal)",
+				"bad.yaml:1:1: site: required (the id of this plant: lowercase letters, digits and '-', e.g. plant-2)",
+				"bad.yaml:1:1: odoo.url: required (the base URL of Odoo, e.g. https://erp.example.com)",
+				"bad.yaml:1:1: odoo.database: required (the Odoo database name)",
+				"bad.yaml:1:1: machines: at least one machine is required (list the machines under machines:, each with id, workcenter and a signal)",
 			},
+		},
+		{
+			name: "not a mapping (a wrong file)",
+			yaml: "just a string\n",
+			want: []string{`bad.yaml:1:1: expected a mapping, got a string "just a string" (write key: value pairs indented under it)`},
+		},
+		{
+			name: "signal written with nothing",
+			yaml: strings.Replace(base, "    good_count:\n", "    running:\n    good_count:\n", 1),
+			want: []string{"bad.yaml:17:13: machines[0].running: empty (give its source (opcua: {...} or mqtt: {...}) or remove the key: a signal written with nothing is not read)"},
+		},
+		{
+			name: "binary file",
+			yaml: "\x7fELF\x02\x01\x01\x00\x00\x00\nsite: x\n",
+			want: []string{"bad.yaml:1:8: not a YAML text file (it holds NUL bytes) (is this the right file? save the configuration as UTF-8 text)"},
 		},
 		{
 			name: "syntax error",
@@ -591,6 +606,23 @@ func reflectTypeOf(v any) reflect.Type { return reflect.TypeOf(v) }
 
 // A file that does not load still tells the commands where the agent and its
 // buffer are.
+// A file saved by a Windows editor starts with a UTF-8 byte order mark:
+// it loads like the same file without one.
+func TestByteOrderMark(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bom.yaml")
+	if err := os.WriteFile(path, []byte("\xef\xbb\xbf"+base+"listen: 127.0.0.1:9555\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil || c.Site != "plant-1" {
+		t.Fatalf("a file with a byte order mark: %v", err)
+	}
+	e, err := Endpoints(path)
+	if err != nil || e.Site != "plant-1" || e.Listen != "127.0.0.1:9555" {
+		t.Fatalf("Endpoints of a file with a byte order mark = %+v, %v", e, err)
+	}
+}
+
 func TestEndpointsOfABrokenFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "p.yaml")
 	yaml := "site: plant-9   # the plant\ndata_dir: \"/srv/plantedge\"\nlisten: '127.0.0.1:9555'\nmachines:\n  - id: m1\n    workcenter: { broken\n"

@@ -257,6 +257,11 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 	switch t.Kind() {
 	case reflect.Pointer:
 		if isNull(n) {
+			if n != nil && t.Elem().Kind() == reflect.Struct {
+				// "running:" with nothing after it: a signal (or its
+				// source) the engineer meant to give, never read.
+				d.problem(n, path, "empty", "give its source (opcua: {...} or mqtt: {...}) or remove the key: a signal written with nothing is not read")
+			}
 			v.Set(reflect.Zero(t))
 			return
 		}
@@ -499,6 +504,11 @@ func (d *decoder) decodeStruct(path string, n ast.Node, v reflect.Value) {
 	es, ok := d.entries(path, n)
 	if !ok {
 		d.problem(n, path, "expected a mapping, got "+describe(n), "write key: value pairs indented under it")
+		if path == "" {
+			// Not a configuration at all (a wrong file): that is the one
+			// problem, not every required key after it.
+			d.decodedRoot = false
+		}
 		return
 	}
 	fields, names := structFields(v.Type())

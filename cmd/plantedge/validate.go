@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -84,6 +85,22 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	// the file (a package ships the file name before the key exists).
 	if _, _, err := cfg.OdooAPIKeySource(); errors.Is(err, config.ErrNoSecret) {
 		fmt.Fprintf(errw, "warning: %v: the agent would have no Odoo API key (write the bot user's key to odoo.api_key_file, root-only with mode 0600: the unit hands it to the agent as the credential odoo-api-key)\n", err)
+	}
+	// The sources' password files, likewise.
+	secret := func(path, file, what string) {
+		if file == "" {
+			return
+		}
+		if _, err := config.ReadSecret(file); err != nil {
+			p := cfg.Position(path)
+			fmt.Fprintf(errw, "warning: %s:%d:%d: %s: %v: the agent could not log in to %s\n", o.config, p.Line, p.Column, path, err, what)
+		}
+	}
+	for i, s := range cfg.OPCUA {
+		secret(fmt.Sprintf("opcua[%d].password_file", i), s.PasswordFile, "OPC UA server "+s.Name)
+	}
+	for i, b := range cfg.MQTT {
+		secret(fmt.Sprintf("mqtt[%d].password_file", i), b.PasswordFile, "MQTT broker "+b.Name)
 	}
 	printSummary(w, cfg)
 	var failed []string
@@ -177,6 +194,9 @@ func printSnippet(w io.Writer, lines []string, line, col int) {
 		return
 	}
 	text := maskSecrets(strings.TrimRight(lines[line-1], "\r"))
+	if strings.ContainsFunc(text, func(r rune) bool { return r != '\t' && unicode.IsControl(r) }) {
+		return // binary: not for the terminal
+	}
 	var pad strings.Builder
 	for i, r := range []rune(text) {
 		if i >= col-1 {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -52,8 +53,12 @@ site plant-2: 3 machines, 11 signals
 	if out != want {
 		t.Errorf("summary:\n%s\nwant:\n%s", out, want)
 	}
-	if errOut != "" {
-		t.Errorf("unexpected stderr: %s", errOut)
+	// The example's password files do not exist on this machine: only
+	// those warnings (TestValidateWarnsAboutUnreadablePasswordFiles).
+	for line := range strings.Lines(errOut) {
+		if !strings.Contains(line, ".password_file: read secret /etc/plantedge/") {
+			t.Errorf("unexpected stderr: %s", line)
+		}
 	}
 }
 
@@ -162,6 +167,29 @@ func TestValidateWarnsWithoutKey(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "warning: odoo api key: looked in") || !strings.Contains(errOut, "/etc/plantedge/odoo-api-key: secret not found: the agent would have no Odoo API key") {
 		t.Errorf("stderr = %q", errOut)
+	}
+}
+
+// The sources' password files the agent could not read are warned about,
+// with their place in the file, like the API key.
+func TestValidateWarnsAboutUnreadablePasswordFiles(t *testing.T) {
+	t.Setenv(config.EnvAPIKey, strings.Repeat("a", 40))
+	_, errOut, err := runValidate(t, "-c", "../../packaging/plantedge.yaml")
+	if err != nil {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{
+		"opcua[1].password_file: read secret /etc/plantedge/opcua-line2-password: ",
+		": the agent could not log in to OPC UA server line2-secure",
+		"mqtt[1].password_file: read secret /etc/plantedge/mqtt-cloud-password: ",
+		": the agent could not log in to MQTT broker cloud-broker",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+	if !regexp.MustCompile(`warning: \.\./\.\./packaging/plantedge\.yaml:\d+:\d+: mqtt\[1\]\.password_file`).MatchString(errOut) {
+		t.Errorf("the warning has no file:line:column:\n%s", errOut)
 	}
 }
 
