@@ -99,6 +99,13 @@ func (a *Agent) guardAPI(next http.Handler) http.Handler {
 			http.Error(w, fmt.Sprintf("host %q is not this machine", r.Host), http.StatusForbidden)
 			return
 		}
+		if want := r.Header.Get(siteHeader); want != "" && want != a.cfg.Load().Site {
+			cfg := a.cfg.Load()
+			w.Header().Set(siteHeader, cfg.Site)
+			http.Error(w, fmt.Sprintf("the agent at this address runs site %s (data_dir %s), not %s: two configurations share listen %s",
+				cfg.Site, cfg.DataDir, want, cfg.Listen), http.StatusConflict)
+			return
+		}
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			next.ServeHTTP(w, r)
 			return
@@ -263,6 +270,21 @@ func ListDeadLetters(buf *buffer.Queue) ([]DeadLetterView, error) {
 type APIClient struct {
 	base string
 	hc   *http.Client
+	site string // the site the caller's config names; "" asks any agent
+}
+
+// siteHeader carries the site of the caller's config: an agent of another
+// site (two configs sharing a listen address) refuses the request, so that
+// `deadletter drop all` never acts on the wrong plant's buffer.
+const siteHeader = "X-Plantedge-Site"
+
+// ErrOtherSite means the agent at the listen address runs another site.
+var ErrOtherSite = errors.New("another site's agent answers at this address")
+
+// ForSite makes the client's requests name site (see siteHeader).
+func (c *APIClient) ForSite(site string) *APIClient {
+	c.site = site
+	return c
 }
 
 // ErrNotRunning means no agent answered on the configured listen address.
@@ -294,6 +316,9 @@ func (c *APIClient) do(ctx context.Context, method, path string, out any) error 
 	if err != nil {
 		return err
 	}
+	if c.site != "" {
+		req.Header.Set(siteHeader, c.site)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		var ne net.Error
@@ -310,6 +335,9 @@ func (c *APIClient) do(ctx context.Context, method, path string, out any) error 
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return err
+	}
+	if resp.StatusCode == http.StatusConflict && resp.Header.Get(siteHeader) != "" {
+		return fmt.Errorf("%w: %s", ErrOtherSite, strings.TrimSpace(string(body)))
 	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("agent: %s: %s", resp.Status, strings.TrimSpace(string(body)))

@@ -54,7 +54,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c := agent.NewAPIClient(cfg.Listen)
+	c := agent.NewAPIClient(cfg.Listen).ForSite(cfg.Site)
 	if err := c.Flush(ctx); err != nil {
 		if errors.Is(err, agent.ErrNotRunning) {
 			if err := notAnswering(cfg); err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -564,5 +565,43 @@ func TestDeadLetterCommands(t *testing.T) {
 	}
 	if out := dl("list"); out != "no dead letters\n" {
 		t.Errorf("offline list after drop: %q", out)
+	}
+}
+
+// Two configurations that share a listen address: the commands of the one
+// whose agent is not there refuse to act on the other plant's agent.
+func TestCommandsRefuseAnotherSitesAgent(t *testing.T) {
+	b := newBench(t, 17)
+	b.startAgent()
+	b.refuse(1)
+	cfg, err := os.ReadFile(b.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "other.yaml")
+	text := strings.Replace(string(cfg), "site: cli-test", "site: other-plant", 1)
+	text = regexp.MustCompile(`(?m)^data_dir: .*$`).ReplaceAllString(text, fmt.Sprintf("data_dir: %q", t.TempDir()))
+	if err := os.WriteFile(other, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := config.Load(other); err != nil || c.Site != "other-plant" {
+		t.Fatalf("the other config: %v", err)
+	}
+	for _, args := range [][]string{
+		{"status", "-c", other, "--json"},
+		{"flush", "-c", other, "--timeout", "1s"},
+		{"deadletter", "list", "-c", other},
+		{"deadletter", "drop", "all", "-c", other},
+	} {
+		out, err := cli(t, args...)
+		if err == nil || !errors.Is(err, agent.ErrOtherSite) || !strings.Contains(err.Error(), "runs site cli-test") {
+			t.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	if n := b.a.Status().Buffer.DeadLetters; n != 1 {
+		t.Errorf("the other config's commands changed this agent's dead letters: %d left, want 1", n)
+	}
+	if _, err := cli(t, "deadletter", "list", "-c", b.cfgPath); err != nil {
+		t.Errorf("the agent's own config: %v", err)
 	}
 }
