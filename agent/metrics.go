@@ -84,6 +84,7 @@ var (
 	descDropped  = prometheus.NewDesc("plantedge_buffer_dropped_total", "Records dropped to keep the disk quota.", []string{"lane"}, nil)
 	descMerged   = prometheus.NewDesc("plantedge_buffer_merged_total", "Count records merged to keep the disk quota.", nil, nil)
 	descDead     = prometheus.NewDesc("plantedge_buffer_dead_letters", "Records in the dead-letter bucket.", nil, nil)
+	descDeadDrop = prometheus.NewDesc("plantedge_buffer_dead_letters_dropped_total", "Dead letters dropped by an operator (plantedge deadletter drop).", nil, nil)
 	descFile     = prometheus.NewDesc("plantedge_buffer_file_bytes", "Size of the buffer file.", nil, nil)
 	descShrinks  = prometheus.NewDesc("plantedge_buffer_shrinks_total", "Times the buffer file was replaced by a compact copy after a backlog drained.", nil, nil)
 	descSource   = prometheus.NewDesc("plantedge_source_connected", "1 when the source is connected.", []string{"source", "kind"}, nil)
@@ -94,7 +95,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRecords, descBytes, descOldest, descDropped, descMerged, descDead, descFile, descShrinks, descSource, descSessions, descPolled, descRefused, descHeld} {
+	for _, d := range []*prometheus.Desc{descRecords, descBytes, descOldest, descDropped, descMerged, descDead, descDeadDrop, descFile, descShrinks, descSource, descSessions, descPolled, descRefused, descHeld} {
 		ch <- d
 	}
 }
@@ -109,8 +110,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age(ls.Oldest), l.String())
 			ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(ls.Dropped), l.String())
 		}
-		// Damaged dead letters dropped: bytes whose lane could not be read.
-		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.DamagedDropped), "unknown")
+		ch <- prometheus.MustNewConstMetric(descDeadDrop, prometheus.CounterValue, float64(st.DeadDropped))
 		ch <- prometheus.MustNewConstMetric(descMerged, prometheus.CounterValue, float64(st.Merged))
 		ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(st.DeadLetters))
 		ch <- prometheus.MustNewConstMetric(descFile, prometheus.GaugeValue, float64(st.FileBytes))

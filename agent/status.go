@@ -38,6 +38,9 @@ type BufferStatus struct {
 	MaxBytes         int64   `json:"max_bytes"`
 	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
 	DeadLetters      int     `json:"dead_letters"`
+	// DeadLettersDropped counts the dead letters an operator dropped, ever:
+	// apart from Dropped, which is what the disk quota cost.
+	DeadLettersDropped uint64 `json:"dead_letters_dropped"`
 	// LatestDeadLetter is why the newest dead letter was refused (Odoo's
 	// message), so status says why records are refused, not only how many.
 	LatestDeadLetter string                `json:"latest_dead_letter,omitempty"`
@@ -298,7 +301,7 @@ func bufferStatus(cfg *config.Config, buf *buffer.Queue) BufferStatus {
 	bs := BufferStatus{
 		Path: cfg.BufferPath(), Pending: s.Pending, Bytes: s.Bytes, FileBytes: s.FileBytes,
 		MaxBytes: int64(cfg.Buffer.MaxBytes), OldestAgeSeconds: age(s.Oldest), DeadLetters: s.DeadLetters,
-		Dropped: s.Dropped, Merged: s.Merged, Lanes: map[string]LaneStatus{}, Recovered: buf.Recovered(),
+		Dropped: s.Dropped, DeadLettersDropped: s.DeadDropped, Merged: s.Merged, Lanes: map[string]LaneStatus{}, Recovered: buf.Recovered(),
 		FileRestored: s.Restored,
 	}
 	for l := buffer.Lane(0); l < buffer.NumLanes; l++ {

@@ -409,6 +409,9 @@ func (q *Queue) finishTxn(t *txn, cur *state) error {
 	if err := put(sysDroppedDamaged, w.damagedDropped, cur.damagedDropped); err != nil {
 		return err
 	}
+	if err := put(sysDroppedDead, w.deadDropped, cur.deadDropped); err != nil {
+		return err
+	}
 	for l := range Lane(NumLanes) {
 		if err := put(sysDropped[l], w.lanes[l].Dropped, cur.lanes[l].Dropped); err != nil {
 			return err
@@ -775,10 +778,11 @@ func (q *Queue) DropDeadLetter(ctx context.Context, id uint64) error {
 		if err != nil {
 			return err
 		}
+		// An operator's decision, not a loss to the quota: counted apart
+		// from the lanes' Dropped (the figure to alert on).
+		t.w.deadDropped++
 		if d.laneUnknown {
 			t.w.damagedDropped++
-		} else {
-			t.w.lanes[d.Record.Lane].Dropped++
 		}
 		return nil
 	}

@@ -185,8 +185,9 @@ type Stats struct {
 	MetaBytes       int64     // logical bytes of meta entries
 	UsedBytes       int64     // Bytes + DeadLetterBytes + MetaBytes: what the quota compares
 	LimitBytes      int64     // logical budget derived from MaxBytes; 0 = unlimited
-	Dropped         uint64    // records dropped, ever (DamagedDropped included)
-	DamagedDropped  uint64    // damaged dead letters (lane unknown) dropped, ever
+	Dropped         uint64    // records the quota dropped, ever (the sum of the lanes')
+	DeadDropped     uint64    // dead letters an operator dropped (DropDeadLetter), ever
+	DamagedDropped  uint64    // of those, damaged ones (lane unknown)
 	Merged          uint64    // count records merged into an earlier one, ever
 	FileBytes       int64     // size of the bbolt file
 	Shrinks         uint64    // times the drained file was replaced by a compact copy since Open
@@ -208,6 +209,9 @@ var (
 	sysDropped = [NumLanes][]byte{[]byte("dropped.events"), []byte("dropped.counts"), []byte("dropped.telemetry")}
 	// Damaged dead letters dropped: their lane is unknown.
 	sysDroppedDamaged = []byte("dropped.damaged")
+	// Dead letters dropped by an operator, damaged or not. (Before this
+	// key existed, such drops were counted in the lane's sysDropped.)
+	sysDroppedDead = []byte("dropped.dead")
 )
 
 // state is the in-memory mirror of what the file holds. The committer owns
@@ -220,7 +224,9 @@ type state struct {
 	deadBytes int64
 	metaBytes int64
 	merged    uint64
-	// damagedDropped counts dropped damaged dead letters (lane unknown).
+	// deadDropped counts dead letters dropped by an operator, and
+	// damagedDropped those of them that were damaged (lane unknown).
+	deadDropped    uint64
 	damagedDropped uint64
 
 	burstDropped [NumLanes]uint64 // not yet logged
@@ -703,6 +709,7 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 		st.dlSeq = max(st.dlSeq, getUint64(b, sysDLSeq))
 		st.merged = getUint64(b, sysMerged)
 		st.damagedDropped = getUint64(b, sysDroppedDamaged)
+		st.deadDropped = getUint64(b, sysDroppedDead)
 		for l := range Lane(NumLanes) {
 			st.lanes[l].Dropped = getUint64(b, sysDropped[l])
 		}
@@ -811,8 +818,8 @@ func (q *Queue) Stats() Stats {
 		UsedBytes:       st.used(),
 		LimitBytes:      q.budget.Load(),
 		Merged:          st.merged,
+		DeadDropped:     st.deadDropped,
 		DamagedDropped:  st.damagedDropped,
-		Dropped:         st.damagedDropped,
 		Shrinks:         q.shrinks.Load(),
 		Restored:        q.restored.Load(),
 	}

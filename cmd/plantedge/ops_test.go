@@ -549,6 +549,11 @@ func TestDeadLetterCommands(t *testing.T) {
 	if n := b.a.Status().Buffer.DeadLetters; n != 0 {
 		t.Errorf("%d dead letters after drop", n)
 	}
+	// An operator's drop is counted apart from the quota's (the figure
+	// monitoring alerts on as lost data).
+	if buf := statusJSON(t, b.cfgPath)["buffer"].(map[string]any); buf["dead_letters_dropped"] != 1.0 || buf["dropped"] != 0.0 {
+		t.Errorf("after an operator's drop: dead_letters_dropped %v, dropped %v", buf["dead_letters_dropped"], buf["dropped"])
+	}
 	if _, err := cli(t, "deadletter", "drop", "nonsense", "-c", b.cfgPath); err == nil {
 		t.Errorf("drop of a non-numeric id accepted")
 	}
@@ -565,6 +570,9 @@ func TestDeadLetterCommands(t *testing.T) {
 	}
 	if out := dl("list"); out != "no dead letters\n" {
 		t.Errorf("offline list after drop: %q", out)
+	}
+	if out, err := cli(t, "status", "-c", b.cfgPath); err != nil || !strings.Contains(out, "2 dead letters dropped by an operator") || !strings.Contains(out, "dropped by the quota 0") {
+		t.Errorf("offline status after two drops: %v\n%s", err, out)
 	}
 }
 

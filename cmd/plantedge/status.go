@@ -92,8 +92,11 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "site %s — AGENT NOT RUNNING (read from the buffer file)\n", st.Site)
 	}
 	b := st.Buffer
-	fmt.Fprintf(w, "\nBuffer    %d records, %s pending (file %s of %s), oldest %s, dead letters %d, dropped %d, merged %d\n",
-		b.Pending, human(b.Bytes), human(b.FileBytes), human(b.MaxBytes), ageString(b.OldestAgeSeconds), b.DeadLetters, b.Dropped, b.Merged)
+	fmt.Fprintf(w, "\nBuffer    %s, %s pending (file %s of %s), oldest %s, dead letters %d, dropped by the quota %d, merged %d\n",
+		plural(b.Pending, "record"), human(b.Bytes), human(b.FileBytes), human(b.MaxBytes), ageString(b.OldestAgeSeconds), b.DeadLetters, b.Dropped, b.Merged)
+	if b.DeadLettersDropped > 0 {
+		fmt.Fprintf(w, "          %s dropped by an operator (plantedge deadletter drop)\n", plural(int(b.DeadLettersDropped), "dead letter"))
+	}
 	if b.NoFile {
 		fmt.Fprintf(w, "          no buffer file yet at %s: the agent has not run with this data_dir\n", b.Path)
 	}
