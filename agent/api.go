@@ -324,7 +324,7 @@ func (c *APIClient) do(ctx context.Context, method, path string, out any) error 
 		var ne net.Error
 		var oe *net.OpError
 		if errors.As(err, &ne) && ne.Timeout() {
-			return fmt.Errorf("%w on %s within %s: running but hung or paused? (%v)", ErrNotAnswering, c.base, c.hc.Timeout, err)
+			return fmt.Errorf("%w on %s in time: running but hung or paused? (%v)", ErrNotAnswering, c.base, err)
 		}
 		if errors.As(err, &oe) || errors.As(err, &ne) {
 			return fmt.Errorf("%w (%v)", ErrNotRunning, err)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -27,8 +29,9 @@ func newFlushCmd() *cobra.Command {
 		Use:   "flush",
 		Short: "Forward now (skip the backoff wait) and show progress until the buffer is empty",
 		Long: "flush asks the running agent to forward immediately and waits until the buffer is drained.\n" +
-			"It exits 0 when drained, 1 when the timeout passes first (counts held for lack of a work order\n" +
-			"in progress, and dead letters, are reported but do not count as pending).",
+			"It exits 0 when drained, 1 when the timeout passes first (records held for lack of a work order\n" +
+			"in progress or of a known work center, and dead letters, are reported but do not count as\n" +
+			"pending), 2 when the agent is not running.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.Run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -55,6 +58,11 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		return err
 	}
 	c := agent.NewAPIClient(cfg.Listen).ForSite(cfg.Site)
+	// --timeout bounds the whole command, a hung (or paused) agent's
+	// requests included; a second more lets the last status through.
+	ctx, cancel := context.WithTimeout(ctx, max(o.timeout, 0)+time.Second)
+	defer cancel()
+	deadline := time.Now().Add(o.timeout)
 	if err := c.Flush(ctx); err != nil {
 		if errors.Is(err, agent.ErrNotRunning) {
 			if err := notAnswering(cfg); err != nil {
@@ -64,11 +72,13 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		}
 		return err
 	}
-	tty := false
+	tty, width := false, 80
 	if f, ok := w.(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
+		if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 20 {
+			width = cols
+		}
 	}
-	deadline := time.Now().Add(o.timeout)
 	// While Odoo is not reachable, ask again now and then, not at every
 	// poll: each request is a connection attempt (the agent never lets one
 	// cut an authentication backoff or a Retry-After short).
@@ -79,6 +89,12 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	for {
 		st, err := c.Status(ctx)
 		if err != nil {
+			if ctx.Err() != nil {
+				if tty {
+					fmt.Fprintln(w)
+				}
+				return &exitError{code: 1, msg: fmt.Sprintf("not drained within %s: the agent did not answer (%v)", o.timeout, err)}
+			}
 			return err
 		}
 		pending, held := drainable(st)
@@ -86,8 +102,12 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			start = pending
 		}
 		line := fmt.Sprintf("pending %d records, odoo %s", pending, st.Odoo.State)
-		if held > 0 {
-			line += fmt.Sprintf(", %g pieces held (no work order in progress)", held)
+		if st.Buffer.Held > 0 {
+			line += fmt.Sprintf(", %d held", st.Buffer.Held)
+			if held > 0 {
+				line += fmt.Sprintf(" (%g pieces without a work order in progress)", held)
+			}
+			line += " — not waited for: see plantedge status"
 		}
 		if st.Buffer.DeadLetters > 0 {
 			line += fmt.Sprintf(", %d dead letters", st.Buffer.DeadLetters)
@@ -97,14 +117,16 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		}
 		next := "" // a countdown: not a reason to print another line
 		if st.Odoo.State != "online" && st.Odoo.NextAttemptSeconds > 0 {
-			next = fmt.Sprintf(" (next attempt in %s)", (time.Duration(st.Odoo.NextAttemptSeconds) * time.Second).String())
+			next = fmt.Sprintf(" (next attempt in %s)", time.Duration(math.Ceil(st.Odoo.NextAttemptSeconds))*time.Second)
 		}
 		if tty {
-			fmt.Fprintf(w, "\r\033[K%s %s%s", bar(start, pending, 30), line, next)
-		} else if line != lastLine {
+			// One line redrawn in place: cut to the terminal's width, or
+			// a wrapped line would pile up copies of itself.
+			fmt.Fprintf(w, "\r\033[K%s", fitWidth(bar(start, pending, 30)+" "+line+next, width))
+		} else if same := volatile.ReplaceAllString(line, ""); same != lastLine {
 			fmt.Fprintln(w, line+next)
+			lastLine = same
 		}
-		lastLine = line
 		if pending == 0 {
 			if tty {
 				fmt.Fprintln(w)
@@ -135,6 +157,20 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			nextKick = time.Now().Add(kickEvery)
 		}
 	}
+}
+
+// volatile matches what changes in an error from one retry to the next
+// without saying anything new (a connection's local port), so a log of
+// flush's output gets a line per change of state, not per retry.
+var volatile = regexp.MustCompile(`:\d+->`)
+
+// fitWidth cuts s to one terminal line of width columns.
+func fitWidth(s string, width int) string {
+	r := []rune(s)
+	if len(r) < width {
+		return s
+	}
+	return string(r[:width-2]) + "…"
 }
 
 func bar(total, left, width int) string {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -611,5 +612,37 @@ func TestCommandsRefuseAnotherSitesAgent(t *testing.T) {
 	}
 	if _, err := cli(t, "deadletter", "list", "-c", b.cfgPath); err != nil {
 		t.Errorf("the agent's own config: %v", err)
+	}
+}
+
+// flush --timeout bounds the whole command, also against an agent that
+// takes the connection and never answers (hung, or paused with SIGSTOP).
+func TestFlushTimeoutBoundsAHungAgent(t *testing.T) {
+	b := newBench(t, 17)
+	ln, err := net.Listen("tcp", b.listen) // accepts (the kernel does), never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	out, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "1s")
+	if exitCode(err) != 1 || !errors.Is(err, agent.ErrNotAnswering) {
+		t.Errorf("flush against a hung agent: %v (exit %d)\n%s", err, exitCode(err), out)
+	}
+}
+
+// The progress line: one terminal line, and a log of it gets a line per
+// change of state, not one per retry (a connection's local port differs).
+func TestFlushProgressLine(t *testing.T) {
+	long := strings.Repeat("x", 200)
+	if got := fitWidth(long, 80); len([]rune(got)) != 79 {
+		t.Errorf("fitWidth to 80 columns: %d runes", len([]rune(got)))
+	}
+	if got := fitWidth("short", 80); got != "short" {
+		t.Errorf("fitWidth of a short line: %q", got)
+	}
+	a := "pending 3 records, odoo offline — Post \"http://10.0.0.9:8069/json/2\": read tcp 127.0.0.1:55142->10.0.0.9:8069: connection reset"
+	c := strings.Replace(a, "55142", "55190", 1)
+	if volatile.ReplaceAllString(a, "") != volatile.ReplaceAllString(c, "") {
+		t.Errorf("two retries' lines differ after normalising:\n%s\n%s", a, c)
 	}
 }
