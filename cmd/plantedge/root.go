@@ -19,6 +19,8 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	ver, rev := buildInfo()
+	root.Version = fmt.Sprintf("%s (commit %s)", ver, rev) // --version, as well as `plantedge version`
 	root.AddCommand(
 		newVersionCmd(),
 		newBrowseCmd(),

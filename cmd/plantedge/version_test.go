@@ -21,3 +21,16 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestVersionFlag(t *testing.T) {
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"--version"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.HasPrefix(got, "plantedge version ") || !strings.Contains(got, "(commit ") {
+		t.Errorf("--version printed %q", got)
+	}
+}
