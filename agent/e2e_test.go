@@ -943,7 +943,7 @@ func TestEndToEndLateAndEditedQuantitiesLogged(t *testing.T) {
 
 func TestEndToEndAuthFailureBacksOffHard(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	// A wrong (or expired) key: Odoo locks an address out after 10 failed
+	// A wrong (or expired) key: Odoo locks an address out after 5 failed
 	// logins, so the agent must not retry quickly.
 	if err := os.WriteFile(filepath.Join(p.dir, "odoo-api-key"), []byte(strings.Repeat("0", 40)), 0o600); err != nil {
 		t.Fatal(err)

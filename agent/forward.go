@@ -270,7 +270,7 @@ func (f *forwarder) run(ctx context.Context) {
 					f.connected = false
 					f.client = nil // read the key again before the next attempt
 				}
-				// Odoo counts every failed login from this address; after 10
+				// Odoo counts every failed login from this address; after 5
 				// it refuses all logins from the address (its own users'
 				// too) for a minute after each further failure. So: at
 				// least auth_backoff between attempts, doubling up to 16×

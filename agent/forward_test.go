@@ -178,13 +178,13 @@ func refused(r *http.Request) (*http.Response, error) {
 
 // A refused key (authenticate returns false): never retried sooner than
 // forward.auth_backoff (60 s), so the agent cannot trip Odoo's lockout of
-// 10 failed logins from one address.
+// 5 failed logins from one address.
 func TestForwarderAuthFailureWaitsAMinute(t *testing.T) {
 	gaps := runForwarder(t, "5s", refused, 40*time.Minute, 0)
 	if len(gaps) == 0 || len(gaps) > 6 {
 		t.Fatalf("%d logins in 40 minutes after the key was refused", len(gaps)+1)
 	}
-	// After 10 failed logins Odoo refuses every login from the address (its
+	// After 5 failed logins Odoo refuses every login from the address (its
 	// users' too) for a minute after each further failure: the waits double
 	// from a minute up to 16.
 	want := time.Minute

@@ -21,7 +21,8 @@ const (
 	// Permanent failures will fail again unchanged: dead-letter and alert.
 	Permanent
 	// Auth failures mean the login or API key is refused; back off hard,
-	// Odoo locks an address out after 10 failed logins.
+	// Odoo locks an address out after 5 failed logins (its default
+	// base.login_cooldown_after).
 	Auth
 )
 

@@ -334,7 +334,28 @@ func TestTransportFacts(t *testing.T) {
 }
 
 func TestAuthFacts(t *testing.T) {
-	t.Run("login-cooldown-after-10-failures-then-too-many-login-failures", func(t *testing.T) {
+	t.Run("default-cooldown-after-5-failures", func(t *testing.T) {
+		// res_users._on_login_cooldown: base.login_cooldown_after defaults
+		// to 5 ("on cooldown for 1mn after each failure following the 5th").
+		e := newEnv(t, 17)
+		for i := range 4 {
+			if r := e.rpc("common", "authenticate", "odoo", "admin", "wrong", map[string]any{}); r.Result != false {
+				t.Fatalf("failure %d: %v", i, r.raw)
+			}
+		}
+		if r := e.rpc("common", "authenticate", "odoo", "admin", e.s.AdminKey(), map[string]any{}); num(r.Result) != 2 {
+			t.Fatalf("after 4 failures the right key: %v", r.raw)
+		}
+		for i := range 5 { // the success cleared the count
+			if r := e.rpc("common", "authenticate", "odoo", "admin", "wrong", map[string]any{}); r.Result != false {
+				t.Fatalf("failure %d: %v", i, r.raw)
+			}
+		}
+		if r := e.rpc("common", "authenticate", "odoo", "admin", e.s.AdminKey(), map[string]any{}); r.Result != false {
+			t.Errorf("after 5 failures the right key was accepted: %v", r.raw)
+		}
+	})
+	t.Run("login-cooldown-after-n-failures-then-too-many-login-failures", func(t *testing.T) {
 		e := newEnv(t, 17)
 		e.s.SetLoginCooldown(10, 300*time.Millisecond)
 		for i := range 10 {

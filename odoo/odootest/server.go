@@ -156,7 +156,7 @@ func New(opts Options) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts, log: log.With("component", "odootest", "version", opts.Version),
-		keys: map[string]*apiKey{}, failures: map[string]*loginFailure{}, maxFails: 10, cooldown: 60 * time.Second,
+		keys: map[string]*apiKey{}, failures: map[string]*loginFailure{}, maxFails: 5, cooldown: 60 * time.Second,
 		retryAfter: time.Second, shortStock: map[int64]bool{}, scrapMoves: map[int64]int{},
 		now: func() time.Time { return time.Now().UTC().Truncate(time.Second) }, closing: make(chan struct{})}
 	s.buildModels()
@@ -256,7 +256,9 @@ func (s *Server) ExpireKey(apiKey string) {
 }
 
 // SetLoginCooldown sets how many failed logins from one address trigger
-// the cooldown and how long it lasts (Odoo: 10 and 60 s).
+// the cooldown and how long it lasts (Odoo's defaults, the system
+// parameters base.login_cooldown_after and base.login_cooldown_duration:
+// 5 and 60 s; ODOO.md says 10).
 func (s *Server) SetLoginCooldown(failures int, cooldown time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
