@@ -135,7 +135,9 @@ func (s *Server) dispatchCall(modelName, method string, pos []any, kw map[string
 			return nil, err
 		}
 	}
-	if !spec.model && method != "unlink" {
+	// read leaves out records that do not exist (models.py _read_format
+	// drops the rows of missing records); the other record methods raise.
+	if !spec.model && method != "unlink" && method != "read" {
 		if err := s.checkExist(m, ids); err != nil {
 			return nil, err
 		}

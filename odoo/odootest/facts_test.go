@@ -213,7 +213,7 @@ func TestTransportFacts(t *testing.T) {
 	t.Run("error-code-200-before-19-and-0-in-19-classify-on-data-name", func(t *testing.T) {
 		for v, code := range map[int]int{17: 200, 18: 200, 19: 0} {
 			e := newEnv(t, v)
-			r := e.exec("mrp.workorder", "read", []any{[]any{99999}}, nil)
+			r := e.exec("mrp.workorder", "write", []any{[]any{99999}, map[string]any{"name": "x"}}, nil)
 			if r.Code != code || r.ErrName != "odoo.exceptions.MissingError" {
 				t.Errorf("v%d: code %d name %q", v, r.Code, r.ErrName)
 			}
@@ -297,7 +297,7 @@ func TestTransportFacts(t *testing.T) {
 			status              int
 			errName             string
 		}{
-			{"404-missing-record", "mrp.workorder", "read", map[string]any{"ids": []int64{99999}}, 404, "odoo.exceptions.MissingError"},
+			{"404-missing-record", "mrp.workorder", "write", map[string]any{"ids": []int64{99999}, "vals": map[string]any{"name": "x"}}, 404, "odoo.exceptions.MissingError"},
 			{"404-unknown-model", "no.such.model", "search", map[string]any{}, 404, "werkzeug.exceptions.NotFound"},
 			{"404-unknown-method", "mrp.workorder", "record_production", map[string]any{"ids": []int64{e.wo}}, 404, "werkzeug.exceptions.NotFound"},
 			{"403-private-method", "mrp.workorder", "_action_confirm", map[string]any{"ids": []int64{e.wo}}, 403, "odoo.exceptions.AccessError"},
@@ -326,11 +326,30 @@ func TestTransportFacts(t *testing.T) {
 		s := odootest.New(odootest.Options{Version: 19, StringErrors: true})
 		e := &env{t: t, s: s, url: s.Start()}
 		t.Cleanup(s.Close)
-		status, _, v := e.j2("mrp.workorder", "read", map[string]any{"ids": []int64{5}})
+		status, _, v := e.j2("mrp.workorder", "write", map[string]any{"ids": []int64{5}, "vals": map[string]any{"name": "x"}})
 		if _, isString := v.(string); status != 404 || !isString {
 			t.Errorf("%d %#v", status, v)
 		}
 	})
+}
+
+// models.py _read_format drops the rows of records that do not exist: read
+// of a deleted id answers an empty list, not MissingError (write does raise).
+func TestReadOfADeletedRecordIsEmpty(t *testing.T) {
+	for _, v := range []int{17, 19} {
+		e := newEnv(t, v)
+		r := e.exec("mrp.workorder", "read", []any{[]any{99999, e.wo}}, map[string]any{"fields": []string{"state"}})
+		rows, ok := r.Result.([]any)
+		if r.ErrName != "" || !ok || len(rows) != 1 {
+			t.Errorf("v%d read of a deleted and an existing id: %v", v, r.raw)
+		}
+		if v == 19 {
+			status, _, body := e.j2("mrp.workorder", "read", map[string]any{"ids": []int64{99999}, "fields": []string{"state"}})
+			if rows, ok := body.([]any); status != 200 || !ok || len(rows) != 0 {
+				t.Errorf("JSON-2 read of a deleted id: %d %#v", status, body)
+			}
+		}
+	}
 }
 
 func TestAuthFacts(t *testing.T) {

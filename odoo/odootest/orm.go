@@ -314,7 +314,7 @@ func (s *Server) read(m *model, ids []int64, fields []string) ([]map[string]any,
 	for _, id := range ids {
 		r, ok := m.recs[id]
 		if !ok {
-			return nil, s.missing(m, ids)
+			continue // deleted (or never was): no row, no error
 		}
 		row := map[string]any{"id": id}
 		for _, f := range fields {
