@@ -79,7 +79,8 @@ func (s *Server) dispatchCall(modelName, method string, pos []any, kw map[string
 		if json2 {
 			return nil, &odooError{"werkzeug.exceptions.NotFound", fmt.Sprintf("the model %q does not exist", modelName)}
 		}
-		return nil, &odooError{excKey, fmt.Sprintf("'%s'", modelName)}
+		// service/model.py execute_cr: env.get(obj) is None.
+		return nil, &odooError{excUser, fmt.Sprintf("Object %s doesn't exist", modelName)}
 	}
 	if strings.HasPrefix(method, "_") {
 		return nil, &odooError{excAccess, fmt.Sprintf("Private methods (such as '%s.%s') cannot be called remotely.", modelName, method)}

@@ -352,6 +352,17 @@ func TestReadOfADeletedRecordIsEmpty(t *testing.T) {
 	}
 }
 
+// An unknown model over JSON-RPC: service/model.py execute_cr raises
+// UserError("Object x doesn't exist") (JSON-2 answers 404 NotFound).
+func TestUnknownModelOverJSONRPC(t *testing.T) {
+	e := newEnv(t, 17)
+	r := e.exec("no.such.model", "search", []any{[]any{}}, nil)
+	e.wantErr(r, "odoo.exceptions.UserError")
+	if r.ErrMsg != "Object no.such.model doesn't exist" {
+		t.Errorf("message %q", r.ErrMsg)
+	}
+}
+
 func TestAuthFacts(t *testing.T) {
 	t.Run("default-cooldown-after-5-failures", func(t *testing.T) {
 		// res_users._on_login_cooldown: base.login_cooldown_after defaults
