@@ -156,8 +156,9 @@ func TestAccessDeniedWriteRefusesWrites(t *testing.T) {
 	}
 }
 
-// Denied create: create and load of a new external id raise AccessError;
-// load of an existing external id is a write and still works.
+// Denied create: create raises AccessError, load of a new external id answers
+// it as a row message; load of an existing external id is a write and still
+// works.
 func TestAccessDeniedCreateRefusesCreateAndLoad(t *testing.T) {
 	e := newEnv(t, 17)
 	uid, key := e.bot()
@@ -176,7 +177,12 @@ func TestAccessDeniedCreateRefusesCreateAndLoad(t *testing.T) {
 	if !strings.HasPrefix(r.ErrMsg, "You are not allowed to create 'Workcenter Productivity Log' (mrp.workcenter.productivity) records.") {
 		t.Fatalf("message %q", r.ErrMsg)
 	}
-	e.wantErr(e.execAs(uid, key, "mrp.workcenter.productivity", "load", []any{fields, row("b")}, nil), "odoo.exceptions.AccessError")
+	// load answers the row's AccessError as its message (ids false).
+	res = e.ok(e.execAs(uid, key, "mrp.workcenter.productivity", "load", []any{fields, row("b")}, nil)).(map[string]any)
+	if msgs, _ := res["messages"].([]any); res["ids"] != false || len(msgs) != 1 ||
+		!strings.HasPrefix(msgs[0].(map[string]any)["message"].(string), "You are not allowed to create 'Workcenter Productivity Log'") {
+		t.Fatalf("load with create denied: %v", res)
+	}
 	res = e.ok(e.execAs(uid, key, "mrp.workcenter.productivity", "load", []any{fields, row("a")}, nil)).(map[string]any)
 	if res["ids"] == false {
 		t.Fatalf("load update with create denied: %v", res)
@@ -186,8 +192,9 @@ func TestAccessDeniedCreateRefusesCreateAndLoad(t *testing.T) {
 	}
 }
 
-// Denied write: load of an existing external id raises AccessError (it is a
-// write), a new one is still created, and a batch with both writes nothing.
+// Denied write: load of an existing external id fails with an AccessError
+// message (it is a write), a new one is still created, and a batch with both
+// writes nothing.
 func TestAccessDeniedWriteRefusesLoadUpdate(t *testing.T) {
 	e := newEnv(t, 17)
 	uid, key := e.bot()
@@ -195,10 +202,11 @@ func TestAccessDeniedWriteRefusesLoadUpdate(t *testing.T) {
 	row := func(x string) []any { return []any{"plantedge." + x, e.wc, "mrp.block_reason1", "2026-01-05 08:00:00"} }
 	e.ok(e.execAs(uid, key, "mrp.workcenter.productivity", "load", []any{fields, []any{row("a")}}, nil))
 	e.s.DenyAccess("bot", "mrp.workcenter.productivity", "write")
-	r := e.execAs(uid, key, "mrp.workcenter.productivity", "load", []any{fields, []any{row("b"), row("a")}}, nil)
-	e.wantErr(r, "odoo.exceptions.AccessError")
-	if !strings.HasPrefix(r.ErrMsg, "You are not allowed to modify 'Workcenter Productivity Log' (mrp.workcenter.productivity) records.") {
-		t.Fatalf("message %q", r.ErrMsg)
+	res := e.ok(e.execAs(uid, key, "mrp.workcenter.productivity", "load", []any{fields, []any{row("b"), row("a")}}, nil)).(map[string]any)
+	msgs, _ := res["messages"].([]any)
+	if res["ids"] != false || len(msgs) != 1 ||
+		!strings.HasPrefix(msgs[0].(map[string]any)["message"].(string), "You are not allowed to modify 'Workcenter Productivity Log' (mrp.workcenter.productivity) records.") {
+		t.Fatalf("load update with write denied: %v", res)
 	}
 	if n := len(e.s.Productivity()); n != 1 {
 		t.Fatalf("%d productivity lines after a refused batch, want 1 (all or nothing)", n)

@@ -939,15 +939,16 @@ func (s *Server) load(m *model, fields []string, data [][]any) (map[string]any, 
 			}
 		}
 		// _load_records writes existing records and creates new ones with
-		// the caller's rights; an AccessError is not a row message: it
-		// aborts the whole call.
+		// the caller's rights. load catches what a row raises (AccessError
+		// is a UserError) and answers it as that row's error message, with
+		// ids false: the call itself succeeds (models.py load, flush).
 		op := "create"
 		if target != 0 {
 			op = "write"
 		}
 		if err := s.checkAccess(m, op); err != nil {
 			s.restore(snapshot)
-			return nil, err
+			return fail(ri, "", "%s", err.msg)
 		}
 		var err *odooError
 		if target != 0 {
