@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
 )
 
@@ -99,11 +101,13 @@ func (a *Agent) guardAPI(next http.Handler) http.Handler {
 			http.Error(w, fmt.Sprintf("host %q is not this machine", r.Host), http.StatusForbidden)
 			return
 		}
-		if want := r.Header.Get(siteHeader); want != "" && want != a.cfg.Load().Site {
-			cfg := a.cfg.Load()
+		cfg := a.cfg.Load()
+		site, dir := r.Header.Get(siteHeader), r.Header.Get(dataDirHeader)
+		if site != "" && dir != "" && site != cfg.Site && filepath.Clean(dir) != filepath.Clean(cfg.DataDir) {
 			w.Header().Set(siteHeader, cfg.Site)
-			http.Error(w, fmt.Sprintf("the agent at this address runs site %s (data_dir %s), not %s: two configurations share listen %s",
-				cfg.Site, cfg.DataDir, want, cfg.Listen), http.StatusConflict)
+			http.Error(w, fmt.Sprintf("the agent at this address runs site %s with data_dir %s, not site %s with data_dir %s: "+
+				"two configurations share listen %s (or both were edited since this agent started: a restart applies them)",
+				cfg.Site, cfg.DataDir, site, dir, cfg.Listen), http.StatusConflict)
 			return
 		}
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
@@ -268,22 +272,29 @@ func ListDeadLetters(buf *buffer.Queue) ([]DeadLetterView, error) {
 
 // APIClient talks to a running agent's local HTTP API.
 type APIClient struct {
-	base string
-	hc   *http.Client
-	site string // the site the caller's config names; "" asks any agent
+	base          string
+	hc            *http.Client
+	site, dataDir string // what the caller's config names; "" asks any agent
 }
 
-// siteHeader carries the site of the caller's config: an agent of another
-// site (two configs sharing a listen address) refuses the request, so that
-// `deadletter drop all` never acts on the wrong plant's buffer.
-const siteHeader = "X-Plantedge-Site"
+// siteHeader and dataDirHeader carry the site and data_dir of the caller's
+// config. An agent whose site and data_dir both differ (another plant's
+// agent: two configs sharing a listen address) refuses the request, so
+// that `deadletter drop all` never acts on the wrong plant's buffer. One of
+// them differing is this agent's own file edited since it started (a reload
+// keeps both until a restart), or a file that only partly loads: allowed.
+const (
+	siteHeader    = "X-Plantedge-Site"
+	dataDirHeader = "X-Plantedge-Data-Dir"
+)
 
 // ErrOtherSite means the agent at the listen address runs another site.
 var ErrOtherSite = errors.New("another site's agent answers at this address")
 
-// ForSite makes the client's requests name site (see siteHeader).
-func (c *APIClient) ForSite(site string) *APIClient {
-	c.site = site
+// ForConfig makes the client's requests name cfg's site and data_dir (see
+// siteHeader).
+func (c *APIClient) ForConfig(cfg *config.Config) *APIClient {
+	c.site, c.dataDir = cfg.Site, cfg.DataDir
 	return c
 }
 
@@ -316,8 +327,9 @@ func (c *APIClient) do(ctx context.Context, method, path string, out any) error 
 	if err != nil {
 		return err
 	}
-	if c.site != "" {
+	if c.site != "" && c.dataDir != "" {
 		req.Header.Set(siteHeader, c.site)
+		req.Header.Set(dataDirHeader, c.dataDir)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -81,7 +81,7 @@ func withDeadLetters(cfgPath string, readOnly bool, online func(*agent.APIClient
 	if err != nil {
 		return err
 	}
-	err = online(agent.NewAPIClient(cfg.Listen).ForSite(cfg.Site))
+	err = online(agent.NewAPIClient(cfg.Listen).ForConfig(cfg))
 	if err == nil || !errors.Is(err, agent.ErrNotRunning) {
 		return err
 	}

@@ -57,13 +57,16 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c := agent.NewAPIClient(cfg.Listen).ForSite(cfg.Site)
+	c := agent.NewAPIClient(cfg.Listen).ForConfig(cfg)
 	// --timeout bounds the whole command, a hung (or paused) agent's
 	// requests included; a second more lets the last status through.
 	ctx, cancel := context.WithTimeout(ctx, max(o.timeout, 0)+time.Second)
 	defer cancel()
 	deadline := time.Now().Add(o.timeout)
 	if err := c.Flush(ctx); err != nil {
+		if ctx.Err() != nil {
+			return &exitError{code: 1, msg: fmt.Sprintf("not drained within %s: the agent did not answer (%v)", o.timeout, err)}
+		}
 		if errors.Is(err, agent.ErrNotRunning) {
 			if err := notAnswering(cfg); err != nil {
 				return err

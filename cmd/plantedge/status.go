@@ -60,7 +60,7 @@ func (o *statusOptions) Run(ctx context.Context, w, errw io.Writer) error {
 func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	st, err := agent.NewAPIClient(cfg.Listen).ForSite(cfg.Site).Status(ctx)
+	st, err := agent.NewAPIClient(cfg.Listen).ForConfig(cfg).Status(ctx)
 	if err == nil {
 		return st, nil
 	}
