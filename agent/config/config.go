@@ -477,6 +477,10 @@ func Parse(filename string, data []byte) (*Config, error) {
 		sortProblems(probs)
 		return nil, &Error{Problems: dedupProblems(probs)}
 	}
+	if len(d.warns) > 0 {
+		c.Warnings = append(d.warns, c.Warnings...)
+		sortProblems(c.Warnings)
+	}
 	return c, nil
 }
 

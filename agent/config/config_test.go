@@ -162,11 +162,6 @@ func TestBadConfigs(t *testing.T) {
 			want: []string{`bad.yaml:1:1: expected a mapping, got a string "just a string" (write key: value pairs indented under it)`},
 		},
 		{
-			name: "signal written with nothing",
-			yaml: strings.Replace(base, "    good_count:\n", "    running:\n    good_count:\n", 1),
-			want: []string{"bad.yaml:17:13: machines[0].running: empty (give its source (opcua: {...} or mqtt: {...}) or remove the key: a signal written with nothing is not read)"},
-		},
-		{
 			name: "binary file",
 			yaml: "\x7fELF\x02\x01\x01\x00\x00\x00\nsite: x\n",
 			want: []string{"bad.yaml:1:8: not a YAML text file (it holds NUL bytes) (is this the right file? save the configuration as UTF-8 text)"},
@@ -413,6 +408,17 @@ func TestWarnings(t *testing.T) {
 	wantWarnings(t, y,
 		"w.yaml:6:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF for Odoo: anyone on the path can read the API key (use ca_file with your CA instead)",
 		`w.yaml:12:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`)
+}
+
+// A signal written with nothing (its source commented out, or forgotten),
+// or an explicit null, is not read: a warning, so that a file that loaded
+// before does not stop the agent after an upgrade.
+func TestEmptySignalWarned(t *testing.T) {
+	y := strings.Replace(base, "    good_count:\n", "    running:\n    #  mqtt: { broker: broker, topic: a/b, field: run }\n    scrap_count: ~\n    good_count:\n", 1)
+	y = strings.Replace(y, "mqtt:\n  - name: broker\n    url: tcp://127.0.0.1:1883\n    client_id: pe-1\n", "", 1)
+	wantWarnings(t, y,
+		"w.yaml:13:13: machines[0].running: empty: this signal is not read (give its source (opcua: {...} or mqtt: {...}), or remove the key)",
+		"w.yaml:15:18: machines[0].scrap_count: empty: this signal is not read (give its source (opcua: {...} or mqtt: {...}), or remove the key)")
 }
 
 // wantWarnings parses yaml as w.yaml, which must load, and compares its warnings.

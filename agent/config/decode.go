@@ -28,6 +28,7 @@ const maxMergeDepth = 16
 type decoder struct {
 	file        string
 	probs       []Problem
+	warns       []Problem
 	pos         map[string]Pos
 	anchors     map[string][]*ast.AnchorNode
 	nodes       int
@@ -258,9 +259,13 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 	case reflect.Pointer:
 		if isNull(n) {
 			if n != nil && t.Elem().Kind() == reflect.Struct {
-				// "running:" with nothing after it: a signal (or its
-				// source) the engineer meant to give, never read.
-				d.problem(n, path, "empty", "give its source (opcua: {...} or mqtt: {...}) or remove the key: a signal written with nothing is not read")
+				// "running:" with nothing after it (its source commented
+				// out, or forgotten): not read. A warning, not an error: a
+				// file that loaded before must not stop the agent after an
+				// upgrade.
+				p := posOf(n)
+				d.warns = append(d.warns, Problem{File: d.file, Line: p.Line, Column: p.Column, Path: path,
+					Msg: "empty: this signal is not read", Hint: "give its source (opcua: {...} or mqtt: {...}), or remove the key"})
 			}
 			v.Set(reflect.Zero(t))
 			return
