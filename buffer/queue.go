@@ -710,6 +710,11 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 		st.merged = getUint64(b, sysMerged)
 		st.damagedDropped = getUint64(b, sysDroppedDamaged)
 		st.deadDropped = getUint64(b, sysDroppedDead)
+		if b.Get(sysDroppedDead) == nil {
+			// A file from before the key: its damaged drops were an
+			// operator's too (the others are in the lanes' counts).
+			st.deadDropped = st.damagedDropped
+		}
 		for l := range Lane(NumLanes) {
 			st.lanes[l].Dropped = getUint64(b, sysDropped[l])
 		}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func openTest(t *testing.T, path string, opts Options) *Queue {
@@ -831,5 +833,33 @@ func TestInUse(t *testing.T) {
 	defer ro.Close()
 	if used, err := InUse(path); used || err != nil {
 		t.Fatalf("read-only reader: in use %v, %v", used, err)
+	}
+}
+
+// A file written before dead-letter drops had their own counter: its
+// damaged drops (all an operator's) become the operator-drop count.
+func TestDeadDroppedFromAnOlderFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{})
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSys)
+		if err := putUint64(b, sysDroppedDamaged, 2); err != nil {
+			return err
+		}
+		return b.Delete(sysDroppedDead)
+	})
+	if cerr := db.Close(); err != nil || cerr != nil {
+		t.Fatal(err, cerr)
+	}
+	q = openTest(t, path, Options{})
+	if st := q.Stats(); st.DeadDropped != 2 || st.DamagedDropped != 2 || st.Dropped != 0 {
+		t.Fatalf("stats of an older file: %+v", st)
 	}
 }
