@@ -297,6 +297,15 @@ type runningAgent struct {
 
 func (p *plant) startAgent() *runningAgent {
 	p.t.Helper()
+	return p.startAgentWith(true)
+}
+
+// startAgentWith starts the agent; with baselines it then publishes every
+// machine's current values and waits until the agent has them (a restart
+// of a test that publishes values of its own passes false: the agent keeps
+// its baselines across the restart).
+func (p *plant) startAgentWith(baselines bool) *runningAgent {
+	p.t.Helper()
 	cfg, err := config.Load(p.cfgPath)
 	if err != nil {
 		p.t.Fatal(err)
@@ -319,6 +328,9 @@ func (p *plant) startAgent() *runningAgent {
 		}
 		return len(st.Sources) > 0, "no sources yet"
 	})
+	if !baselines {
+		return ra
+	}
 	// The first value the agent ever sees of a counter is its baseline:
 	// make sure it has one for every machine before the test produces.
 	for _, m := range p.machines {
@@ -1067,8 +1079,8 @@ func TestEndToEndRemovedMachineRecordsHeld(t *testing.T) {
 // when the backoff alone would retry sooner.
 func TestEndToEndRetryAfterHonoured(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	// Retry-After is honoured up to backoff_max.
-	p.editConfig("forward:\n  interval: 100ms\n  backoff_max: 1s\n", "forward:\n  interval: 100ms\n  backoff_max: 10s\n")
+	// Retry-After is honoured beyond backoff_max (up to 30 min).
+	p.editConfig("forward:\n  interval: 100ms\n  backoff_max: 1s\n", "forward:\n  interval: 100ms\n  backoff_max: 2s\n")
 	ra := p.startAgent()
 	p.produce(p.machines[0], 2, 0)
 	p.waitExactQty(ra, "press-1", 2)

@@ -290,7 +290,7 @@ func (f *forwarder) run(ctx context.Context) {
 				wait = max(wait, t+rand.N(t/2+1))
 			}
 			if isOE && oe.RetryAfter > 0 {
-				w, fl := retryAfterWait(oe.RetryAfter, f.a.cfg.Load().Forward.BackoffMax.D())
+				w, fl := retryAfterWait(oe.RetryAfter, max(f.a.cfg.Load().Forward.BackoffMax.D(), retryAfterMax))
 				wait, floor = max(wait, w), max(floor, fl)
 			}
 			if prev.State != state || prev.Failures == 0 {
@@ -367,6 +367,11 @@ func spread(d time.Duration) time.Duration {
 	}
 	return d/2 + rand.N(d)
 }
+
+// retryAfterMax bounds how long a Retry-After is honoured (or
+// forward.backoff_max, if longer): the server's word over the backoff's,
+// but a maintenance page asking for a day is asked again twice an hour.
+const retryAfterMax = 30 * time.Minute
 
 // retryAfterWait is the wait for a Retry-After of ra: at least ra, plus a
 // random part of up to a quarter of it (at least 1 s, at most 30 s: a

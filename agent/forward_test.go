@@ -254,18 +254,32 @@ func TestForwarderHonoursRetryAfter(t *testing.T) {
 			t.Errorf("retry %d after %s with flush looping, Retry-After said 45s", i+1, g)
 		}
 	}
-	// A maintenance page asking for a day waits no longer than backoff_max
-	// (and not exactly that either).
+	// A Retry-After longer than backoff_max is still honoured: 5 minutes
+	// with backoff_max 1m.
+	five := func(*http.Request) (*http.Response, error) {
+		return respond(503, "<html>busy</html>", "Retry-After", "300")
+	}
+	gaps = runForwarder(t, "1m", five, 30*time.Minute, 0)
+	if len(gaps) < 3 {
+		t.Fatalf("%d retries in 30 minutes: %v", len(gaps), gaps)
+	}
+	for i, g := range gaps {
+		if g < 5*time.Minute || g > 5*time.Minute+31*time.Second {
+			t.Errorf("retry %d after %s, Retry-After said 5m (backoff_max 1m)", i+1, g)
+		}
+	}
+	// A maintenance page asking for a day is asked again within half an
+	// hour (and not exactly then either).
 	day := func(*http.Request) (*http.Response, error) {
 		return respond(503, "<html>maintenance</html>", "Retry-After", "86400")
 	}
-	gaps = runForwarder(t, "2m", day, 10*time.Minute, 0)
+	gaps = runForwarder(t, "2m", day, 3*time.Hour, 0)
 	if len(gaps) < 4 {
-		t.Fatalf("%d retries in 10 minutes with backoff_max 2m: %v", len(gaps), gaps)
+		t.Fatalf("%d retries in 3 hours: %v", len(gaps), gaps)
 	}
 	for i, g := range gaps {
-		if g < 90*time.Second || g > 2*time.Minute+time.Second {
-			t.Errorf("retry %d after %s, want up to backoff_max (2m)", i+1, g)
+		if g < 22*time.Minute || g > 30*time.Minute+time.Second {
+			t.Errorf("retry %d after %s, want 22.5-30 min for a Retry-After of a day", i+1, g)
 		}
 	}
 	if slices.Min(gaps) == slices.Max(gaps) {

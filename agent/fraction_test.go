@@ -36,7 +36,16 @@ func TestFractionalCountersDoNotDrift(t *testing.T) {
 				scrap += 0.125
 				send()
 			}
-			for range 6 { // 0.004 at a time: each rounds to 0 on its own
+			// 0.004 at a time: each rounds to 0 on its own. The first is
+			// carried (0.004 of scrap, nothing booked), across a restart:
+			// kept in the buffer file, not only in memory, so that the
+			// second makes 0.008, booked as 0.01.
+			good += 0.004
+			scrap += 0.004
+			send()
+			ra.stopNow(t)
+			ra = p.startAgentWith(false)
+			for range 5 {
 				good += 0.004
 				scrap += 0.004
 				send()
@@ -45,6 +54,16 @@ func TestFractionalCountersDoNotDrift(t *testing.T) {
 			wantScrap := math.Round(scrap*100) / 100
 			if q := p.qty("extruder-1"); q != wantGood {
 				t.Errorf("Odoo has %v produced, the machine made %v (%v rounded)", q, good-1000, wantGood)
+			}
+			// A step that rounds to 0 books nothing (Odoo refuses a scrap
+			// of 0: it would be a dead letter).
+			if n := ra.a.Status().Buffer.DeadLetters; n != 0 {
+				t.Errorf("%d dead letters", n)
+			}
+			for _, sc := range p.odoo.Scraps() {
+				if sc.Qty <= 0 {
+					t.Errorf("a scrap of %v was booked", sc.Qty)
+				}
 			}
 			if s := p.scrapped("extruder-1"); s != wantScrap {
 				t.Errorf("Odoo has %v scrapped, the machine scrapped %v (%v rounded)", s, scrap, wantScrap)

@@ -93,7 +93,11 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		}
 		if _, err := config.ReadSecret(file); err != nil {
 			p := cfg.Position(path)
-			fmt.Fprintf(errw, "warning: %s:%d:%d: %s: %v: the agent could not log in to %s\n", o.config, p.Line, p.Column, path, err, what)
+			consequence := "the agent could not log in to " + what
+			if errors.Is(err, os.ErrPermission) {
+				consequence = "not readable by this user; check as the agent's: sudo -u plantedge plantedge validate"
+			}
+			fmt.Fprintf(errw, "warning: %s:%d:%d: %s: %v: %s\n", o.config, p.Line, p.Column, path, err, consequence)
 		}
 	}
 	for i, s := range cfg.OPCUA {
