@@ -407,8 +407,8 @@ func TestFaults(t *testing.T) {
 				if oe.RetryAfter != ft.retryWait {
 					t.Errorf("RetryAfter = %v, want %v", oe.RetryAfter, ft.retryWait)
 				}
-				if ft.fault == odootest.FaultLockConflict && m.protocol == "auto" && m.version == 19 && oe.Status != http.StatusConflict {
-					t.Errorf("JSON-2 lock conflict status %d, want 409", oe.Status)
+				if ft.fault == odootest.FaultLockConflict && m.protocol == "auto" && m.version == 19 && (oe.Status != http.StatusConflict || oe.Name != "odoo.exceptions.LockError") {
+					t.Errorf("JSON-2 lock conflict %d %s, want 409 odoo.exceptions.LockError", oe.Status, oe.Name)
 				}
 				wo, rerr := c.ReadWorkorder(ctx, f.wo) // the re-read a caller does after TimedOut
 				if rerr != nil {

@@ -30,6 +30,7 @@ const (
 	excKey        = "builtins.KeyError"
 	excSerialize  = "psycopg2.errors.SerializationFailure"
 	excLock       = "psycopg2.errors.LockNotAvailable"
+	excLockError  = "odoo.exceptions.LockError"
 )
 
 func userError(format string, a ...any) *odooError {

@@ -51,7 +51,8 @@ const (
 	FaultHTTP503
 	// FaultSerialization fails with a serialization failure after Odoo's own retries; nothing is committed.
 	FaultSerialization
-	// FaultLockConflict fails with a lock conflict (JSON-2 409, JSON-RPC LockNotAvailable); nothing is committed.
+	// FaultLockConflict fails with a lock conflict (JSON-2 409 odoo.exceptions.LockError, JSON-RPC
+	// psycopg2 LockNotAvailable); nothing is committed.
 	FaultLockConflict
 	// FaultCommitThenDrop runs and commits the call, then drops the connection unanswered.
 	FaultCommitThenDrop
@@ -925,7 +926,14 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, addr, db string, uid
 		e := &odooError{excSerialize, "could not serialize access due to concurrent update"}
 		status := http.StatusInternalServerError
 		if fault == FaultLockConflict {
+			// Over JSON-RPC the database's own error after Odoo's retries;
+			// over JSON-2, Odoo's LockError (a UserError whose http_status
+			// is 409), which json2.py answers as such. (A psycopg2 lock
+			// error reaching JSON-2 would be a 500, as FaultSerialization.)
 			e = &odooError{excLock, "could not obtain lock on row in relation \"" + strings.ReplaceAll(modelName, ".", "_") + "\""}
+			if proto != "jsonrpc" {
+				e = &odooError{excLockError, "Cannot grab a lock on records of " + modelName + ": they are being modified by another operation"}
+			}
 			status = http.StatusConflict
 		}
 		if proto == "jsonrpc" {
@@ -983,7 +991,7 @@ func json2Status(e *odooError) int {
 		return http.StatusForbidden
 	case excMissing, "werkzeug.exceptions.NotFound":
 		return http.StatusNotFound
-	case excLock:
+	case excLockError:
 		return http.StatusConflict
 	case excUser, excValidation, "werkzeug.exceptions.UnprocessableEntity":
 		return http.StatusUnprocessableEntity
