@@ -497,7 +497,17 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 					return err
 				}
 			}
-			if sys := tx.Bucket(bucketSys); getUint64(sys, sysFormat) < fileFormat {
+			sys := tx.Bucket(bucketSys)
+			if sys.Get(sysDroppedDead) == nil {
+				dead, counts := droppedByOperator(sys)
+				if err := putUint64(sys, sysDroppedDead, dead); err != nil {
+					return err
+				}
+				if err := putUint64(sys, sysDropped[LaneCounts], counts); err != nil {
+					return err
+				}
+			}
+			if getUint64(sys, sysFormat) < fileFormat {
 				return putUint64(sys, sysFormat, fileFormat)
 			}
 			return nil
@@ -552,6 +562,17 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 		}
 	}
 	return db, st, nil
+}
+
+// droppedByOperator reads the operator-drop count of a file from before
+// sysDroppedDead: such a file counted an operator's drop of a dead letter
+// in its lane's drops, and its damaged ones in sysDroppedDamaged. The quota
+// never drops counts, so the counts lane's drops were all an operator's;
+// the events lane's stay as they are (the quota drops events last, so
+// they cannot be told apart). It returns the operator drops and what is
+// left of the counts lane's.
+func droppedByOperator(sys *bolt.Bucket) (dead, counts uint64) {
+	return getUint64(sys, sysDroppedDamaged) + getUint64(sys, sysDropped[LaneCounts]), 0
 }
 
 // badRecord is a lane entry whose value fails to decode.
@@ -710,13 +731,11 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 		st.merged = getUint64(b, sysMerged)
 		st.damagedDropped = getUint64(b, sysDroppedDamaged)
 		st.deadDropped = getUint64(b, sysDroppedDead)
-		if b.Get(sysDroppedDead) == nil {
-			// A file from before the key: its damaged drops were an
-			// operator's too (the others are in the lanes' counts).
-			st.deadDropped = st.damagedDropped
-		}
 		for l := range Lane(NumLanes) {
 			st.lanes[l].Dropped = getUint64(b, sysDropped[l])
+		}
+		if b.Get(sysDroppedDead) == nil {
+			st.deadDropped, st.lanes[LaneCounts].Dropped = droppedByOperator(b)
 		}
 	}
 	return st, bad, nil

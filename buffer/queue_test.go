@@ -837,7 +837,9 @@ func TestInUse(t *testing.T) {
 }
 
 // A file written before dead-letter drops had their own counter: its
-// damaged drops (all an operator's) become the operator-drop count.
+// damaged drops and its counts lane's drops (the quota never drops counts)
+// were an operator's, and become the operator-drop count — read-only (an
+// offline status) and, for good, at a read-write open.
 func TestDeadDroppedFromAnOlderFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "buffer.db")
 	q := openTest(t, path, Options{})
@@ -850,16 +852,56 @@ func TestDeadDroppedFromAnOlderFile(t *testing.T) {
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSys)
-		if err := putUint64(b, sysDroppedDamaged, 2); err != nil {
-			return err
+		for k, v := range map[string]uint64{string(sysDroppedDamaged): 2, string(sysDropped[LaneCounts]): 3, string(sysDropped[LaneTelemetry]): 7} {
+			if err := putUint64(b, []byte(k), v); err != nil {
+				return err
+			}
 		}
 		return b.Delete(sysDroppedDead)
 	})
 	if cerr := db.Close(); err != nil || cerr != nil {
 		t.Fatal(err, cerr)
 	}
+	check := func(how string, st Stats) {
+		t.Helper()
+		if st.DeadDropped != 5 || st.DamagedDropped != 2 || st.Lanes[LaneCounts].Dropped != 0 || st.Lanes[LaneTelemetry].Dropped != 7 || st.Dropped != 7 {
+			t.Fatalf("%s: stats of an older file: %+v", how, st)
+		}
+	}
+	ro := openTest(t, path, Options{ReadOnly: true})
+	check("read-only", ro.Stats())
+	if err := ro.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, how := range []string{"first read-write open", "reopened"} {
+		q = openTest(t, path, Options{})
+		check(how, q.Stats())
+		if err := q.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Drops after the migration add to it, across a reopen.
 	q = openTest(t, path, Options{})
-	if st := q.Stats(); st.DeadDropped != 2 || st.DamagedDropped != 2 || st.Dropped != 0 {
-		t.Fatalf("stats of an older file: %+v", st)
+	defer q.Close()
+	ctx := context.Background()
+	if _, err := q.Append(ctx, []Record{{Lane: LaneCounts, Key: "m", Data: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := q.Next(1)
+	if err != nil || len(recs) != 1 {
+		t.Fatal(recs, err)
+	}
+	if err := q.DeadLetter(ctx, recs[0], "refused"); err != nil {
+		t.Fatal(err)
+	}
+	dls, err := q.DeadLetters()
+	if err != nil || len(dls) != 1 {
+		t.Fatal(dls, err)
+	}
+	if err := q.DropDeadLetter(ctx, dls[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := q.Stats(); st.DeadDropped != 6 || st.Lanes[LaneCounts].Dropped != 0 {
+		t.Fatalf("after a drop: %+v", st)
 	}
 }
