@@ -596,7 +596,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	if err := f.forwardEvents(ctx, cfg, events, wcIDs, wos); err != nil {
 		return false, err
 	}
-	acks := ackPlan{upTo: map[string]uint64{}, wo: map[string]*woState{}}
+	acks := newAckPlan()
 	for _, id := range ids {
 		if _, ok := wcIDs[id]; !ok {
 			continue
@@ -809,7 +809,24 @@ type ackPlan struct {
 	upTo   map[string]uint64
 	wo     map[string]*woState // by machine
 	clears []scrapClear        // scrap outboxes settled once their records are acked
-	max    uint64
+	// carries are scrap carries to store in the same transaction as the
+	// ack of their key's last record (a step below Odoo's precision: no
+	// booking, no outbox), by count key.
+	carries map[string]float64
+	max     uint64
+}
+
+func newAckPlan() ackPlan {
+	return ackPlan{upTo: map[string]uint64{}, wo: map[string]*woState{}, carries: map[string]float64{}}
+}
+
+// carryKV stores a machine's scrap carry (0 deletes the key).
+func carryKV(machine string, carry float64) buffer.KV {
+	kv := buffer.KV{Key: scrapCarryKey(machine)}
+	if carry != 0 {
+		kv.Value = []byte(strconv.FormatFloat(carry, 'g', -1, 64))
+	}
+	return kv
 }
 
 func (p *ackPlan) add(key string, upTo uint64) {
@@ -824,6 +841,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 	if len(p.upTo) > 0 {
 		err := f.scanCounts(true, p.max, func(recs []buffer.Record) error {
 			var acked []buffer.Record
+			var carried []buffer.KV
 			touched := map[string]bool{}
 			for _, r := range recs {
 				upTo, ok := p.upTo[r.Key]
@@ -832,6 +850,9 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 				}
 				acked = append(acked, buffer.Record{Lane: r.Lane, Key: r.Key, Seq: r.Seq})
 				machine, sig := splitKey(r.Key)
+				if c, ok := p.carries[r.Key]; ok && r.Seq == upTo {
+					carried = append(carried, carryKV(machine, c))
+				}
 				if st := p.wo[machine]; st != nil && sig == sigGood {
 					if c, err := decodeCount(r); err == nil {
 						// Not rounded: the quantity written is (Round2 of the
@@ -845,7 +866,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 			if len(acked) == 0 {
 				return nil
 			}
-			var meta []buffer.KV
+			meta := carried
 			for m := range touched {
 				meta = append(meta, buffer.KV{Key: woMetaKey(m), Value: mustJSON(*p.wo[m])})
 			}
@@ -865,10 +886,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 		meta = append(meta, buffer.KV{Key: woMetaKey(m), Value: mustJSON(*st)})
 	}
 	for _, c := range p.clears {
-		meta = append(meta, buffer.KV{Key: scrapMetaKey(c.machine)}, buffer.KV{Key: scrapCarryKey(c.machine)})
-		if c.carry != 0 {
-			meta[len(meta)-1].Value = []byte(strconv.FormatFloat(c.carry, 'g', -1, 64))
-		}
+		meta = append(meta, buffer.KV{Key: scrapMetaKey(c.machine)}, carryKV(c.machine, c.carry))
 	}
 	if len(meta) > 0 {
 		if err := f.a.buf.PutMeta(ctx, meta...); err != nil {
@@ -881,7 +899,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 	for _, c := range p.clears {
 		f.a.holdInFlight(countKey(c.machine, sigScrap), 0)
 	}
-	*p = ackPlan{upTo: map[string]uint64{}, wo: map[string]*woState{}}
+	*p = newAckPlan()
 	return nil
 }
 
@@ -1406,6 +1424,17 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		}
 		total := carry + p.sum
 		qty := odoo.Round2(total)
+		if qty == 0 {
+			// Below Odoo's precision so far: nothing to book, so no
+			// outbox (an older version rolled back to would take one for
+			// a booking of 0 and dead-letter it). The records' ack stores
+			// the carry in its own transaction.
+			key := countKey(machine, sigScrap)
+			acks.add(key, p.maxSeq)
+			acks.carries[key] = total
+			acks.clears = append(acks.clears, scrapClear{machine: machine, carry: total})
+			return nil
+		}
 		ob = scrapOutbox{
 			XMLID:        fmt.Sprintf("plantedge.%s_%s_scrap_%s_%d", f.a.cfg.Load().Site, machine, f.a.bufID, p.maxSeq),
 			Qty:          qty,
@@ -1421,7 +1450,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			return err
 		}
 	}
-	done := ob.Qty == 0 // less than Odoo's precision so far: carried, nothing to book
+	done := ob.Qty == 0 // an outbox of 0 from a version that stored one: nothing to book
 	if !done {
 		err = f.call(ctx, "book_scrap", func(ctx context.Context) error {
 			var err error
