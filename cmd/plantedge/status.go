@@ -104,7 +104,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "          latest dead letter: %s (plantedge deadletter list)\n", b.LatestDeadLetter)
 	}
 	if b.Unmapped > 0 {
-		fmt.Fprintf(w, "          %d records belong to machines no longer in the config: they wait until the machine is back\n", b.Unmapped)
+		fmt.Fprintf(w, "          %s of machines no longer in the config: they wait until the machine is back\n", plural(b.Unmapped, "record"))
 	}
 	if b.Recovered != "" {
 		fmt.Fprintf(w, "          WARNING: the buffer file was corrupt and was moved to %s\n", b.Recovered)
