@@ -36,7 +36,7 @@ func newCompactCmd() *cobra.Command {
 }
 
 func compactBuffer(ctx context.Context, cfg *config.Config, w io.Writer) error {
-	if _, err := agent.NewAPIClient(cfg.Listen).Status(ctx); err == nil {
+	if _, err := agent.NewAPIClient(cfg.Listen).ForConfig(cfg).Status(ctx); err == nil {
 		return &exitError{code: 1, msg: "the agent is running: stop it first (systemctl stop plantedge)"}
 	} else if !errors.Is(err, agent.ErrNotRunning) {
 		return err
