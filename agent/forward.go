@@ -87,7 +87,8 @@ type scrapOutbox struct {
 	// Carry is what is left of the scrap counted once Qty (rounded to
 	// Odoo's 2 decimals) is booked: it goes into the next booking, so
 	// fractional scrap (0.125 kg at a time) adds up exactly instead of
-	// drifting by a rounding per booking. A Qty of 0 books nothing.
+	// drifting by a rounding per booking. (This version stores no outbox
+	// with a Qty of 0; one from an earlier version books nothing.)
 	Carry float64 `json:"carry,omitempty"`
 }
 
@@ -1432,7 +1433,6 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			key := countKey(machine, sigScrap)
 			acks.add(key, p.maxSeq)
 			acks.carries[key] = total
-			acks.clears = append(acks.clears, scrapClear{machine: machine, carry: total})
 			return nil
 		}
 		ob = scrapOutbox{
