@@ -63,9 +63,12 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, max(o.timeout, 0)+time.Second)
 	defer cancel()
 	deadline := time.Now().Add(o.timeout)
+	timedOut := func(err error) error {
+		return &exitError{code: 1, msg: fmt.Sprintf("not drained within %s: the agent did not answer (%v)", o.timeout, err)}
+	}
 	if err := c.Flush(ctx); err != nil {
 		if ctx.Err() != nil {
-			return &exitError{code: 1, msg: fmt.Sprintf("not drained within %s: the agent did not answer (%v)", o.timeout, err)}
+			return timedOut(err)
 		}
 		if errors.Is(err, agent.ErrNotRunning) {
 			if err := notAnswering(cfg); err != nil {
@@ -96,7 +99,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 				if tty {
 					fmt.Fprintln(w)
 				}
-				return &exitError{code: 1, msg: fmt.Sprintf("not drained within %s: the agent did not answer (%v)", o.timeout, err)}
+				return timedOut(err)
 			}
 			return err
 		}
