@@ -499,6 +499,66 @@ func TestEndToEndWANOutage(t *testing.T) {
 	}
 }
 
+// Odoo goes down for an upgrade from 18 to 19 while the plant keeps
+// producing. The agent finds 19 when Odoo comes back: JSON-2, and the
+// quantity in qty_produced — also for a machine that made nothing since
+// (its count was in 18's qty_producing). Exact counts, one line per stop.
+func TestEndToEndOdooUpgradedDuringAnOutage(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 18, machines: []string{"press-1", "ua-press-2", "idle-3"}})
+	ra := p.startAgent()
+	for _, m := range p.machines {
+		p.produce(m, 5, 1)
+	}
+	p.waitExact(ra, 20*time.Second)
+
+	p.odoo.SetDown(true)
+	for round := range 6 {
+		for _, m := range p.machines[:2] {
+			p.produce(m, 3, 1)
+		}
+		switch round {
+		case 2:
+			p.stop(p.machines[0], "JAM")
+		case 4:
+			p.run(p.machines[0])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitFor(t, 10*time.Second, "agent to notice the outage", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Odoo.State == "offline", fmt.Sprintf("%+v", st.Odoo)
+	})
+	p.odoo.Upgrade(19)
+	p.version = 19
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	p.waitExact(ra, 20*time.Second)
+
+	st := ra.a.Status()
+	if st.Odoo.Protocol != "json2" || st.Odoo.ServerVersion != "19.0" {
+		t.Errorf("after the upgrade status says %s %s, want json2 19.0", st.Odoo.Protocol, st.Odoo.ServerVersion)
+	}
+	waitFor(t, 10*time.Second, "scrap booked", func() (bool, string) {
+		var diffs []string
+		for _, m := range p.machines {
+			if m.opcua { // its PLC has no scrap counter
+				continue
+			}
+			if got := p.scrapped(m.id); got != float64(m.scrap) {
+				diffs = append(diffs, fmt.Sprintf("%s scrapped %v want %d", m.id, got, m.scrap))
+			}
+		}
+		return len(diffs) == 0, strings.Join(diffs, "; ")
+	})
+	logs := p.logs.String()
+	if !strings.Contains(logs, "Odoo came back as another version") {
+		t.Errorf("the upgrade was not logged:\n%s", logs)
+	}
+	if strings.Contains(logs, "changed in Odoo since plantedge wrote it") {
+		t.Errorf("the upgrade was taken for an edit of the quantity:\n%s", logs)
+	}
+}
+
 func (p *plant) waitExactQty(ra *runningAgent, id string, want float64) {
 	p.t.Helper()
 	waitFor(p.t, 15*time.Second, id+" quantity", func() (bool, string) {

@@ -45,6 +45,11 @@ type woState struct {
 	Baseline float64 `json:"baseline"`
 	Counted  float64 `json:"counted"`
 	Written  float64 `json:"written"`
+	// Field is the work-order field Written went to (qty_producing on
+	// 17/18, qty_produced on 19+; empty before the first write, and in
+	// files from versions that did not store it): after Odoo is upgraded
+	// across 19, the count is written again to the new field.
+	Field string `json:"field,omitempty"`
 	// InFlight is a quantity write sent but not yet settled by the
 	// acknowledgement of its records. Should the work order change before
 	// that (a timeout, a crash), the old one is read back to learn whether
@@ -138,7 +143,12 @@ type forwarder struct {
 	kick    chan struct{}
 
 	connected bool
-	wcs       map[string]odoo.Workcenter // by workcenter code
+	// field is the work-order quantity field (qty_producing, qty_produced)
+	// every machine's count was checked against at the end of a round;
+	// when Odoo comes back as a version with another one, every machine's
+	// count is written again, also of machines with no new records.
+	field string
+	wcs   map[string]odoo.Workcenter // by workcenter code
 	// missingCodes are the work-center codes Odoo did not know at missingAt.
 	missingCodes []string
 	missingAt    time.Time
@@ -488,7 +498,10 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		}
 		f.client = c
 	}
-	if !f.connected {
+	// Connected once, and again after Odoo could not be reached: it may come
+	// back upgraded (or restored), so the version this round works with is
+	// known before any machine's quantity is looked at.
+	if !f.connected || f.client.NeedsConnect() {
 		if err := f.call(ctx, "connect", f.client.Connect); err != nil {
 			if odoo.IsPermanent(err) && !odoo.IsAuth(err) {
 				// Not Odoo being away: this configuration cannot work with
@@ -534,6 +547,20 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	for k := range pending {
 		m, _ := splitKey(k)
 		need[m] = true
+	}
+	field := f.client.ProducedField()
+	if field != f.field {
+		// Counts written to another field (before an upgrade across 19, or
+		// a restore) go again to this one.
+		if err := f.a.buf.MetaPrefix("wo/", func(key string, b []byte) error {
+			var st woState
+			if json.Unmarshal(b, &st) == nil && st.Field != "" && st.Field != field {
+				need[key[len("wo/"):]] = true
+			}
+			return nil
+		}); err != nil {
+			return false, err
+		}
 	}
 	// Scrap bookings left in flight by a previous run must finish first.
 	if err := f.a.buf.MetaPrefix("scrap/", func(key string, _ []byte) error {
@@ -613,6 +640,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	if err := f.ackPlanned(ctx, &acks); err != nil {
 		return false, err
 	}
+	f.field = field
 	more = len(events) == maxEventsPerRound
 	return more, nil
 }
@@ -1176,9 +1204,10 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 	if good != nil {
 		sum = good.sum
 	}
-	f.noteLateOrEdited(machine, wo, stored, &st, good)
+	moved := st.Field != "" && st.Field != f.client.ProducedField() // Odoo upgraded (or restored) across 19
+	f.noteLateOrEdited(machine, wo, stored, &st, good, moved)
 	target := odoo.Round2(st.Baseline + st.Counted + sum)
-	if sum == 0 && target == st.Written {
+	if sum == 0 && target == st.Written && !moved {
 		return f.forwardScrap(ctx, machine, wo, scrap, acks)
 	}
 	prev := st.InFlight // an earlier attempt Odoo did not show at the lookup
@@ -1195,7 +1224,7 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 	})
 	switch {
 	case err == nil:
-		st.Written = target
+		st.Written, st.Field = target, f.client.ProducedField()
 		acks.wo[machine] = &st
 		if good != nil {
 			acks.add(countKey(machine, sigGood), good.maxSeq)
@@ -1385,8 +1414,10 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 //     one was in progress: they reached Odoo after that one was finished
 //     (Odoo refuses quantities on a finished order) and are booked here;
 //   - a quantity someone changed in Odoo since plantedge wrote it: the
-//     next absolute write replaces it.
-func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored, st *woState, good *pendingKey) {
+//     next absolute write replaces it;
+//   - Odoo upgraded across 19 (moved): the quantity is now another field,
+//     which plantedge writes its count to (not an edit).
+func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored, st *woState, good *pendingKey, moved bool) {
 	if good != nil && stored != nil && stored.ID != wo.ID && !wo.DateStart.IsZero() && good.first > 0 &&
 		fromMS(good.first).Before(wo.DateStart) {
 		f.a.eventLog.log("late "+machine, f.a.log, slog.LevelWarn,
@@ -1394,6 +1425,12 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 			"machine", machine, "workorder", wo.Name, "previous", stored.Name, "pieces", good.sum, "oldest", fromMS(good.first))
 	}
 	odooQty := odoo.Round2(f.client.ProducedQty(*wo))
+	if moved {
+		f.a.eventLog.log("moved "+machine, f.a.log, slog.LevelInfo,
+			"Odoo keeps the work order's quantity in another field since it was upgraded (or restored): plantedge writes its count there",
+			"machine", machine, "workorder", wo.Name, "field", f.client.ProducedField(), "was", st.Field, "odoo_qty", odooQty, "written", st.Written)
+		return
+	}
 	if st.Written != st.Baseline && odooQty != st.Written && (st.InFlight == nil || odooQty != st.InFlight.Target) {
 		f.a.eventLog.log("edited "+machine, f.a.log, slog.LevelWarn,
 			"the work order's quantity was changed in Odoo since plantedge wrote it; plantedge's next write replaces it with its count",

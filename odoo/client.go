@@ -85,6 +85,12 @@ type Client struct {
 	uid     int64
 	authOK  bool // the key has been accepted at least once
 	connect sync.Mutex
+	// recheck is set when Odoo could not be reached (refused or dropped
+	// connections, timeouts, 502/503/504, a proxy's page): Odoo may come
+	// back upgraded (17/18 → 19 changes the protocol and the quantity
+	// field) or restored from an older backup, so the next call connects
+	// again first, reading the version anew.
+	recheck atomic.Bool
 }
 
 // New validates cfg and builds the HTTP transport. It does no network I/O;
@@ -213,6 +219,8 @@ func (c *Client) UID() int64 {
 func (c *Client) Connect(ctx context.Context) error {
 	c.connect.Lock()
 	defer c.connect.Unlock()
+	// A request below that cannot reach Odoo sets it again.
+	c.recheck.Store(false)
 	proto := c.cfg.Protocol
 	var version string
 	if proto == ProtocolAuto || proto == ProtocolJSON2 {
@@ -265,19 +273,34 @@ func (c *Client) Connect(ctx context.Context) error {
 		uid = uctx.UID
 	}
 	c.mu.Lock()
+	oldProto, oldVersion := c.proto, c.version
 	c.proto, c.version, c.major, c.uid, c.authOK = proto, version, parseMajor(version), uid, true
 	c.mu.Unlock()
-	c.log.Info("connected", "protocol", proto, "server_version", version, "uid", uid, "database", c.cfg.Database)
+	switch {
+	case oldProto == "":
+		c.log.Info("connected", "protocol", proto, "server_version", version, "uid", uid, "database", c.cfg.Database)
+	case oldProto != proto || oldVersion != version:
+		c.log.Warn("Odoo came back as another version (upgraded, or restored from a backup): switching to it",
+			"protocol", proto, "server_version", version, "was_protocol", oldProto, "was_server_version", oldVersion, "uid", uid)
+	default:
+		c.log.Debug("connected again", "protocol", proto, "server_version", version, "uid", uid)
+	}
 	return nil
 }
 
-// ensureConnected connects once when no Connect has succeeded yet.
+// NeedsConnect reports whether the next call connects first: before the
+// first Connect, and after Odoo could not be reached (it may come back as
+// another version).
+func (c *Client) NeedsConnect() bool { return c.Protocol() == "" || c.recheck.Load() }
+
+// ensureConnected connects when no Connect has succeeded yet, or again
+// after Odoo could not be reached (see recheck).
 func (c *Client) ensureConnected(ctx context.Context) error {
-	if c.Protocol() != "" {
+	if !c.NeedsConnect() {
 		return nil
 	}
 	c.connect.Lock()
-	connected := c.Protocol() != ""
+	connected := !c.NeedsConnect()
 	c.connect.Unlock()
 	if connected { // another goroutine connected while we waited
 		return nil
@@ -506,11 +529,13 @@ func (c *Client) do(ctx context.Context, op, method, path string, payload any, h
 	start := time.Now()
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		c.recheck.Store(true)
 		return nil, nil, c.transportError(op, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
+		c.recheck.Store(true)
 		return nil, nil, c.transportError(op, err)
 	}
 	c.log.Debug("call", "op", op, "status", resp.StatusCode, "elapsed", time.Since(start))
@@ -519,6 +544,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, payload any, h
 			// Odoo answers JSON; a 200 with anything else is a page of
 			// something in front of it (a maintenance page, a login
 			// form): Odoo is not reachable yet, nothing was refused.
+			c.recheck.Store(true)
 			return nil, nil, &Error{Op: op, Name: "decode", Status: http.StatusOK, Class: Transient,
 				Message: "not an Odoo answer (a proxy's page?): " + c.clean(strings.TrimSpace(string(body)), 200)}
 		}
@@ -527,12 +553,17 @@ func (c *Client) do(ctx context.Context, op, method, path string, payload any, h
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		// Transient: a proxy may redirect to a maintenance page during an
 		// upgrade; a moved Odoo shows in status until odoo.url is fixed.
+		c.recheck.Store(true)
 		to := resp.Header.Get("Location")
 		if u, err := resp.Request.URL.Parse(to); err == nil {
 			to = u.Redacted()
 		}
 		return nil, nil, &Error{Op: op, Status: resp.StatusCode, Class: Transient,
 			Message: c.clean(fmt.Sprintf("redirected to %s; not followed (it could carry the API key elsewhere): if Odoo moved, set odoo.url to its address", to), maxMessage)}
+	}
+	switch resp.StatusCode {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		c.recheck.Store(true) // Odoo itself is not there (restarting, upgrading)
 	}
 	return nil, nil, c.statusError(op, resp, body)
 }

@@ -907,3 +907,47 @@ func TestProxyAnswersAreTransient(t *testing.T) {
 		})
 	}
 }
+
+// Odoo goes down for an upgrade and comes back as 19: the client reads the
+// version again after it could not reach Odoo, so it switches to JSON-2
+// and to 19's quantity field instead of writing 17/18's qty_producing,
+// which on 19 would leave the work order's own quantity at 0.
+func TestReconnectAfterAnUpgrade(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, odootest.Options{Version: 18})
+	c := connected(t, f, "auto")
+	if err := c.SetProducedQty(ctx, f.wo, 10); err != nil {
+		t.Fatal(err)
+	}
+	if c.Protocol() != "jsonrpc" || c.Major() != 18 {
+		t.Fatalf("before: %s %d", c.Protocol(), c.Major())
+	}
+
+	f.srv.SetDown(true)
+	if err := c.SetProducedQty(ctx, f.wo, 11); err == nil {
+		t.Fatal("a write while Odoo is down succeeded")
+	}
+	f.srv.Upgrade(19)
+	f.srv.SetDown(false)
+
+	if err := c.SetProducedQty(ctx, f.wo, 12); err != nil {
+		t.Fatal(err)
+	}
+	if c.Protocol() != "json2" || c.Major() != 19 || c.ServerVersion() != "19.0" {
+		t.Errorf("after the upgrade: %s %d %s, want json2 19 19.0", c.Protocol(), c.Major(), c.ServerVersion())
+	}
+	if wo := f.srv.Workorder(f.wo); wo.QtyProduced != 12 {
+		t.Errorf("work order after the upgrade: qty_produced %v, want 12 (written as 19's field)", wo.QtyProduced)
+	}
+
+	// Reachable all along: no extra version reads between calls.
+	n := len(f.srv.Calls())
+	for range 3 {
+		if _, err := c.WorkordersInProgress(ctx, f.wc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(f.srv.Calls()) - n; got != 3 {
+		t.Errorf("3 reads while Odoo is up made %d calls", got)
+	}
+}

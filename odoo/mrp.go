@@ -269,8 +269,9 @@ func (c *Client) ReadWorkorder(ctx context.Context, id int64) (Workorder, error)
 	return rows[0].workorder(), nil
 }
 
-// producedField is the work-order field that carries the produced quantity.
-func (c *Client) producedField() string {
+// ProducedField is the work-order field that carries the produced quantity
+// on the server connected to: qty_producing on 17/18, qty_produced on 19+.
+func (c *Client) ProducedField() string {
 	if c.Major() >= 19 {
 		return "qty_produced"
 	}
@@ -315,7 +316,7 @@ func (c *Client) SetProducedQty(ctx context.Context, workorderID int64, qty floa
 		return err
 	}
 	return c.Call(ctx, "mrp.workorder", "write", []any{[]int64{workorderID},
-		map[string]any{c.producedField(): Round2(qty)}}, nil, nil)
+		map[string]any{c.ProducedField(): Round2(qty)}}, nil, nil)
 }
 
 // Round2 rounds like Odoo's default quantity precision (2 decimals, half away from zero).

@@ -89,7 +89,7 @@ func (s *Server) dispatchCall(modelName, method string, pos []any, kw map[string
 	if ok && spec.models != nil && !slices.Contains(spec.models, modelName) {
 		ok = false
 	}
-	if ok && (spec.minV != 0 && s.opts.Version < spec.minV || spec.maxV != 0 && s.opts.Version > spec.maxV) {
+	if ok && (spec.minV != 0 && s.v() < spec.minV || spec.maxV != 0 && s.v() > spec.maxV) {
 		ok = false
 	}
 	if !ok {

@@ -824,3 +824,51 @@ func TestDomainFacts(t *testing.T) {
 }
 
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// Upgrade keeps the database (records, external ids, API keys) and
+// switches the server to the new version's behaviour: /web/version and
+// JSON-2 appear, qty_produced gets 19's rules, 17/18's waiting states
+// become blocked.
+func TestUpgradeKeepsTheDatabase(t *testing.T) {
+	e := newEnv(t, 18)
+	waiting := e.s.AddWorkorder(e.mo, e.wc, "Painting", "waiting")
+	e.ok(e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_producing": 12.0}}, nil))
+	resp, err := http.Get(e.url + "/web/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("18 answers /web/version: %d", resp.StatusCode)
+	}
+
+	e.s.SetDown(true)
+	e.s.Upgrade(19)
+	e.s.SetDown(false)
+
+	v := e.ok(e.rpc("common", "version")).(map[string]any)
+	if v["server_version"] != "19.0" || e.s.Version() != 19 {
+		t.Errorf("after the upgrade: %v (Version %d)", v, e.s.Version())
+	}
+	status, _, body := e.j2("mrp.workorder", "read", map[string]any{"ids": []int64{e.wo, waiting},
+		"fields": []string{"state", "qty_producing", "qty_produced"}})
+	rows, _ := body.([]any)
+	if status != http.StatusOK || len(rows) != 2 {
+		t.Fatalf("JSON-2 read with the old key: %d %v", status, body)
+	}
+	if r := rows[0].(map[string]any); r["state"] != "progress" || num(r["qty_producing"]) != 12 {
+		t.Errorf("work order in progress after the upgrade: %v", r)
+	}
+	if r := rows[1].(map[string]any); r["state"] != "blocked" {
+		t.Errorf("a waiting work order after the upgrade: %v, want blocked", r)
+	}
+	// 19's rules: a negative qty_produced is refused.
+	status, _, body = e.j2("mrp.workorder", "write", map[string]any{"ids": []int64{e.wo}, "vals": map[string]any{"qty_produced": -1.0}})
+	if status != http.StatusUnprocessableEntity {
+		t.Errorf("negative qty_produced on 19: %d %v", status, body)
+	}
+	// New records continue the ids.
+	if id := e.s.AddWorkorder(e.mo, e.wc, "Packing", "ready"); id <= waiting {
+		t.Errorf("new work order id %d after %d", id, waiting)
+	}
+}

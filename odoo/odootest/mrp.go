@@ -32,7 +32,20 @@ func m2o(comodel, label string, required bool) field {
 }
 
 func (s *Server) buildModels() {
-	v := s.opts.Version
+	s.models = modelDefs(s.v())
+	// base data
+	s.insert("res.company", rec{"name": "YourCompany"}, "base.main_company")
+	s.insert("res.users", rec{"name": "OdooBot", "login": "__system__", "company_id": int64(1)}, "base.user_root")
+	s.insert("res.users", rec{"name": "Administrator", "login": "admin", "company_id": int64(1)}, "base.user_admin")
+	s.insert("uom.uom", rec{"name": "Units"}, "uom.product_uom_unit")
+	for i, l := range defaultLosses {
+		s.insert("mrp.workcenter.productivity.loss", rec{"name": l.name, "loss_type": l.lossType,
+			"manual": l.lossType != "productive" && l.lossType != "performance", "sequence": int64(i + 1)}, "mrp."+l.xmlid)
+	}
+}
+
+// modelDefs returns the models of Odoo version v, without records.
+func modelDefs(v int) map[string]*model {
 	defs := map[string]*model{
 		"res.company": {order: "sequence, name", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Company Name"}, "sequence": {typ: fInt}}},
@@ -96,21 +109,11 @@ func (s *Server) buildModels() {
 	if v >= 19 {
 		defs["mrp.workorder"].order = "sequence, leave_id, date_start, id"
 	}
-	s.models = map[string]*model{}
 	for name, m := range defs {
 		m.name = name
 		m.recs = map[int64]rec{}
-		s.models[name] = m
 	}
-	// base data
-	s.insert("res.company", rec{"name": "YourCompany"}, "base.main_company")
-	s.insert("res.users", rec{"name": "OdooBot", "login": "__system__", "company_id": int64(1)}, "base.user_root")
-	s.insert("res.users", rec{"name": "Administrator", "login": "admin", "company_id": int64(1)}, "base.user_admin")
-	s.insert("uom.uom", rec{"name": "Units"}, "uom.product_uom_unit")
-	for i, l := range defaultLosses {
-		s.insert("mrp.workcenter.productivity.loss", rec{"name": l.name, "loss_type": l.lossType,
-			"manual": l.lossType != "productive" && l.lossType != "performance", "sequence": int64(i + 1)}, "mrp."+l.xmlid)
-	}
+	return defs
 }
 
 // insert adds a seed record directly (no hooks).
@@ -263,9 +266,9 @@ func (s *Server) defaults(m *model, r rec) *odooError {
 			setIfEmpty("product_uom_id", p["uom_id"])
 		}
 	case "mrp.workorder":
-		setIfEmpty("state", workorderStates(s.opts.Version)[2]) // ready
+		setIfEmpty("state", workorderStates(s.v())[2]) // ready
 		setIfEmpty("sequence", int64(100))
-		if mo, ok := s.models["mrp.production"].recs[asInt(r["production_id"])]; ok && s.opts.Version < 19 {
+		if mo, ok := s.models["mrp.production"].recs[asInt(r["production_id"])]; ok && s.v() < 19 {
 			setIfEmpty("product_uom_id", mo["product_uom_id"])
 		}
 	case "mrp.production":
@@ -303,7 +306,7 @@ func (s *Server) writeHook(m *model, id int64, vals map[string]any) *odooError {
 		if q, ok := vals["qty_produced"]; ok {
 			qty := round2(q.(float64))
 			vals["qty_produced"] = qty
-			if s.opts.Version >= 19 {
+			if s.v() >= 19 {
 				if qty < 0 {
 					return userError("The quantity produced must be positive.")
 				}

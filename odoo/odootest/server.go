@@ -136,6 +136,7 @@ type Server struct {
 	scrapMoves map[int64]int
 	now        func() time.Time
 
+	version atomic.Int64 // major version: Options.Version, then Upgrade's
 	down    atomic.Bool
 	ts      *httptest.Server
 	url     string
@@ -156,10 +157,11 @@ func New(opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, log: log.With("component", "odootest", "version", opts.Version),
+	s := &Server{opts: opts, log: log.With("component", "odootest"),
 		keys: map[string]*apiKey{}, failures: map[string]*loginFailure{}, maxFails: 5, cooldown: 60 * time.Second,
 		retryAfter: time.Second, shortStock: map[int64]bool{}, scrapMoves: map[int64]int{},
 		now: func() time.Time { return time.Now().UTC().Truncate(time.Second) }, closing: make(chan struct{})}
+	s.version.Store(int64(opts.Version))
 	s.buildModels()
 	s.adminKey = newKey()
 	s.keys[s.adminKey] = &apiKey{uid: 2}
@@ -173,14 +175,16 @@ func newKey() string {
 }
 
 // Version returns the emulated major version.
-func (s *Server) Version() int { return s.opts.Version }
+func (s *Server) Version() int { return s.v() }
+
+func (s *Server) v() int { return int(s.version.Load()) }
 
 // Database returns the database name.
 func (s *Server) Database() string { return s.opts.Database }
 
 // ServerVersion returns the version string, e.g. "17.0" or "19.0+e".
 func (s *Server) ServerVersion() string {
-	v := fmt.Sprintf("%d.0", s.opts.Version)
+	v := fmt.Sprintf("%d.0", s.v())
 	if s.opts.Enterprise {
 		v += "+e"
 	}
@@ -296,7 +300,7 @@ func (s *Server) AddWorkorder(productionID, workcenterID int64, name, state stri
 	s.mustState(state)
 	r := rec{"name": name, "state": state, "production_id": productionID, "workcenter_id": workcenterID,
 		"qty_produced": 0.0, "sequence": int64(100)}
-	if s.opts.Version < 19 {
+	if s.v() < 19 {
 		r["product_uom_id"] = int64(1)
 	}
 	if state == "progress" || state == "done" {
@@ -310,12 +314,12 @@ func (s *Server) AddWorkorder(productionID, workcenterID int64, name, state stri
 }
 
 func (s *Server) mustState(state string) {
-	for _, st := range workorderStates(s.opts.Version) {
+	for _, st := range workorderStates(s.v()) {
 		if st == state {
 			return
 		}
 	}
-	panic(fmt.Sprintf("odootest: work order state %q does not exist in Odoo %d (%v)", state, s.opts.Version, workorderStates(s.opts.Version)))
+	panic(fmt.Sprintf("odootest: work order state %q does not exist in Odoo %d (%v)", state, s.v(), workorderStates(s.v())))
 }
 
 // SetWorkorderState sets a work order's state directly (and its start date
@@ -346,7 +350,7 @@ func (s *Server) SetWorkorderQty(id int64, qty float64) {
 		return
 	}
 	field := "qty_producing"
-	if s.opts.Version >= 19 {
+	if s.v() >= 19 {
 		field = "qty_produced"
 	}
 	if err := s.writeHook(m, id, map[string]any{field: qty}); err != nil {
@@ -499,6 +503,39 @@ func (s *Server) SetRetryAfter(d time.Duration) {
 // the listener stays open, or serve again.
 func (s *Server) SetDown(down bool) { s.down.Store(down) }
 
+// Upgrade migrates the database to Odoo major version v, higher than the
+// current one, as Odoo's upgrade does: records, external ids, users and API
+// keys stay; the models take v's fields, order and behaviour (from 19: the
+// JSON-2 transport, /web/version, qty_produced's rules). Work orders waiting
+// for another operation or for components (17/18 pending, waiting) become
+// 19's blocked (an assumption: Odoo 19 merged those states into blocked).
+// Odoo is down while it upgrades: call SetDown(true) first and
+// SetDown(false) after, or clients see the switch mid-conversation.
+func (s *Server) Upgrade(v int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	from := s.v()
+	if v <= from || v > 19 {
+		panic(fmt.Sprintf("odootest: cannot upgrade Odoo %d to %d", from, v))
+	}
+	defs := modelDefs(v)
+	for name, m := range defs {
+		if old, ok := s.models[name]; ok {
+			m.recs, m.next = old.recs, old.next
+		}
+	}
+	if from < 19 && v >= 19 {
+		for _, r := range defs["mrp.workorder"].recs {
+			if st := r["state"]; st == "pending" || st == "waiting" {
+				r["state"] = "blocked"
+			}
+		}
+	}
+	s.models = defs
+	s.version.Store(int64(v))
+	s.log.Info("odoo emulator upgraded", "from", from, "to", v)
+}
+
 // FailNext makes the next n object/JSON-2 calls fail with f.
 func (s *Server) FailNext(n int, f Fault) {
 	s.mu.Lock()
@@ -606,7 +643,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(downListener{ln, s}) }()
-	s.log.Info("odoo emulator listening", "url", s.URL(), "database", s.opts.Database)
+	s.log.Info("odoo emulator listening", "url", s.URL(), "database", s.opts.Database, "version", s.v())
 	select {
 	case err := <-errc:
 		return fmt.Errorf("odootest serve: %w", err)
@@ -684,7 +721,7 @@ func drop(w http.ResponseWriter) {
 
 func (s *Server) logCall(proto, model, method string, uid int64, status int, outcome string) {
 	s.calls = append(s.calls, Call{Time: time.Now(), Protocol: proto, Model: model, Method: method, UID: uid, Status: status, Outcome: outcome})
-	s.log.Debug("call", "protocol", proto, "model", model, "method", method, "uid", uid, "status", status, "outcome", outcome)
+	s.log.Debug("call", "version", s.v(), "protocol", proto, "model", model, "method", method, "uid", uid, "status", status, "outcome", outcome)
 }
 
 func remoteHost(r *http.Request) string {
@@ -707,11 +744,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func (s *Server) serveWebVersion(w http.ResponseWriter, r *http.Request) {
-	if s.opts.Version < 19 {
+	if s.v() < 19 {
 		http.NotFound(w, r)
 		return
 	}
-	info := []any{s.opts.Version, 0, 0, "final", 0, ""}
+	info := []any{s.v(), 0, 0, "final", 0, ""}
 	if s.opts.Enterprise {
 		info[5] = "e"
 	}
@@ -743,7 +780,7 @@ func (s *Server) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
 	}
 	reply := func(result any) {
 		env := map[string]any{"jsonrpc": "2.0", "id": req.ID}
-		if _, isNone := result.(none); !isNone || s.opts.Version >= 18 {
+		if _, isNone := result.(none); !isNone || s.v() >= 18 {
 			if _, isNone := result.(none); isNone {
 				result = nil
 			}
@@ -753,7 +790,7 @@ func (s *Server) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
 	}
 	fail := func(e *odooError) {
 		code := 200
-		if s.opts.Version >= 19 {
+		if s.v() >= 19 {
 			code = 0
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"jsonrpc": "2.0", "id": req.ID, "error": map[string]any{
@@ -813,12 +850,12 @@ func (s *Server) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
 func (s *Server) common(addr, method string, args []any) (any, *odooError) {
 	switch method {
 	case "version":
-		info := []any{s.opts.Version, 0, 0, "final", 0, ""}
+		info := []any{s.v(), 0, 0, "final", 0, ""}
 		if s.opts.Enterprise {
 			info[5] = "e"
 		}
 		return map[string]any{"server_version": s.ServerVersion(), "server_version_info": info,
-			"server_serie": fmt.Sprintf("%d.0", s.opts.Version), "protocol_version": 1}, nil
+			"server_serie": fmt.Sprintf("%d.0", s.v()), "protocol_version": 1}, nil
 	case "authenticate", "login":
 		if len(args) < 3 {
 			return nil, &odooError{excType, method + "() missing required positional arguments"}
@@ -1019,7 +1056,7 @@ func (s *Server) json2Error(w http.ResponseWriter, status int, e *odooError) {
 }
 
 func (s *Server) serveJSON2(w http.ResponseWriter, r *http.Request) {
-	if s.opts.Version < 19 {
+	if s.v() < 19 {
 		http.NotFound(w, r)
 		return
 	}
