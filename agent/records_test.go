@@ -49,6 +49,9 @@ func TestStoredMetaIsPinned(t *testing.T) {
 		{woMetaKey("press-07"), "wo/press-07",
 			woState{ID: 41, Name: "WO/00041", Baseline: 10, Counted: 25, Written: 25},
 			`{"id":41,"name":"WO/00041","baseline":10,"counted":25,"written":25}`},
+		{woMetaKey("press-07"), "wo/press-07",
+			woState{ID: 41, Name: "WO/00041", Baseline: 10, Counted: 25, Written: 35, Field: "qty_produced"},
+			`{"id":41,"name":"WO/00041","baseline":10,"counted":25,"written":35,"field":"qty_produced"}`},
 		{scrapMetaKey("press-07"), "scrap/press-07",
 			scrapOutbox{XMLID: "plantedge.plant-2_press-07_scrap_912", Qty: 3, MaxSeq: 912, WorkorderID: 41, ProductionID: 7, ProductID: 5, UomID: 1},
 			`{"xmlid":"plantedge.plant-2_press-07_scrap_912","qty":3,"max_seq":912,"wo":41,"mo":7,"product":5,"uom":1}`},
@@ -79,11 +82,11 @@ func TestStoredMetaIsPinned(t *testing.T) {
 		t.Errorf("work-order state read back as %+v, %v", wo, err)
 	}
 	var so scrapOutbox
-	if err := json.Unmarshal([]byte(cases[2].want), &so); err != nil || so != cases[2].value.(scrapOutbox) {
+	if err := json.Unmarshal([]byte(cases[3].want), &so); err != nil || so != cases[3].value.(scrapOutbox) {
 		t.Errorf("scrap booking read back as %+v, %v", so, err)
 	}
 	var mm machineMeta
-	if err := json.Unmarshal([]byte(cases[4].want), &mm); err != nil || string(mm.Mapping) != `{"running":true}` || mm.Good != 1200 || mm.Scrap != 4 {
+	if err := json.Unmarshal([]byte(cases[5].want), &mm); err != nil || string(mm.Mapping) != `{"running":true}` || mm.Good != 1200 || mm.Scrap != 4 {
 		t.Errorf("machine totals read back as %+v, %v", mm, err)
 	}
 }
