@@ -42,7 +42,9 @@ type extracted struct {
 //     its maximum) is read as its unsigned value, v + rollover, and a value
 //     at or beyond rollover is malformed. A decrease is a rollover when
 //     rollover is set, the previous value was in the upper half of the range
-//     and the new one is in the lower half (delta = rollover - prev + new);
+//     and the new one is in the lower half (delta = rollover - prev + new),
+//     and, when the previous value was read less than a minute before, the
+//     wrap books at most a quarter of the range (see plausibleWrap);
 //     a step back when the new value is at least 90% of the previous one
 //     and comes within a minute of it (an out-of-order or corrected
 //     reading; a counter restarts near zero): reported, nothing counted, the
@@ -176,6 +178,26 @@ func (cs *CounterState) lateFromBeforeReset(x extracted) bool {
 		x.counter > cs.ResetFrom && !x.t.Before(cs.ResetFromTime) && x.t.Before(cs.ResetTime)
 }
 
+// wrapWindow: a counter read again within it cannot have made more than a
+// quarter of its range unseen, so a wrap that would book more is a reset
+// (after a longer gap, the agent or the link was down, a wrap may hold up
+// to half the range).
+const wrapWindow = time.Minute
+
+// plausibleWrap reports whether a counter with range ro going down from
+// last to v wrapped (rather than being reset): it fell from the upper half
+// to the lower half by more than half the range, and the wrap's pieces,
+// ro - last + v, fit a quarter of the range when the last value was read
+// within wrapWindow. Without that bound every reset of a 16-bit counter
+// above 32767 (of a signed INT below 0) would book up to 65,535 pieces
+// that were never made, a signed 32-bit one two billion.
+func plausibleWrap(ro, last, v float64, recent bool) bool {
+	if last >= ro || last < ro/2 || v >= ro/2 || last-v <= ro/2 {
+		return false
+	}
+	return !recent || ro-last+v <= ro/4
+}
+
 // stepBackShare is how far below its last value a counter may read, and
 // stepBackWindow how soon after it, and still be a step back rather than a
 // reset.
@@ -255,7 +277,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// decrease stays a reset: pieces made since then count.
 			ev.StepBack, ev.From = true, cs.Last
 			return []Event{ev}, false
-		case ro > 0 && cs.Last < ro && cs.Last >= ro/2 && x.counter < ro/2 && cs.Last-x.counter > ro/2:
+		case ro > 0 && plausibleWrap(ro, cs.Last, x.counter, !cs.Seen.IsZero() && since >= 0 && since < wrapWindow):
 			ev.Delta = ro - cs.Last + x.counter
 			ev.Rollover = true
 		default:
