@@ -67,6 +67,11 @@ type Agent struct {
 	// was bad (OPC UA: an unknown node, a sensor failure), under stateMu:
 	// status shows it on the machines the address feeds.
 	badQuality map[sampleAddr]string
+	// unusable is why the last good sample of each source address could
+	// not be used (not a number, beyond rollover, ...), under stateMu:
+	// status shows it on the machines the address feeds until a usable
+	// one comes (a wrong tag or rollover is found there, not only in the log).
+	unusable map[sampleAddr]string
 	// lastSample is when each machine last got a good sample (receive
 	// time), under stateMu: a machine whose source went quiet shows it.
 	lastSample map[string]time.Time
@@ -140,6 +145,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		stopIngest: make(chan struct{}),
 		totals:     map[string]totals{},
 		badQuality: map[sampleAddr]string{},
+		unusable:   map[sampleAddr]string{},
 		lastSample: map[string]time.Time{},
 	}
 	a.cfg.Store(cfg)
@@ -691,6 +697,11 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		if ev.Delta >= largeJump {
 			a.eventLog.log("jump "+ev.Machine, a.log, slog.LevelWarn, "counter jumped by a large amount in one reading (counted; a mis-mapped tag?)",
 				"machine", ev.Machine, "signal", ev.Signal, "pieces", ev.Delta, "raw", ev.Raw)
+		}
+		if ev.Behind > 0 {
+			a.eventLog.log("behind "+ev.Machine, a.log, slog.LevelWarn,
+				"counter values keep coming lower than the last one and stamped before it: held as possible repeats (a PLC restarted with its clock behind? set its clock); they count once the counter passes the last value or its clock is right",
+				"machine", ev.Machine, "signal", ev.Signal, "held", ev.Behind, "last", ev.From, "raw", ev.Raw, "source_time", ev.Time)
 		}
 		if ev.ClockBack > 0 {
 			a.eventLog.log("clock "+ev.Machine, a.log, slog.LevelWarn, "source clock went back; its values are taken in the new time from here",

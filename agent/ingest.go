@@ -118,6 +118,11 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			m.EachUse(s.Kind, s.Source, s.Address, func(id string, _ mapping.Signal) { a.lastSample[id] = s.ReceiveTime })
 		}
 		evs, ch, err := m.Apply(a.state, s)
+		if k := (sampleAddr{s.Kind, s.Source, s.Address}); err != nil {
+			a.unusable[k] = err.Error()
+		} else if s.Good {
+			delete(a.unusable, k)
+		}
 		if err != nil {
 			// Only the unusable signals are skipped; the sample's others
 			// (evs, ch) still count.

@@ -45,3 +45,64 @@ machines: [{ id: m1, workcenter: W, good_count: { opcua: { server: line1, node: 
 		t.Errorf("one tag flapping 500 times wrote %d + %d quality log lines", bad, good)
 	}
 }
+
+// A tag whose values cannot be used (beyond its rollover, text) shows on
+// its machine in status until a usable value comes; a counter holding
+// values stamped in its past (a PLC restarted with its clock behind) too.
+func TestUnusableAndHeldValuesShowInStatus(t *testing.T) {
+	cfg := testConfig(t, `opcua: [{ name: line1, endpoint: "opc.tcp://127.0.0.1:1" }]
+machines:
+  - { id: m1, workcenter: W1, good_count: { opcua: { server: line1, node: "ns=2;s=Good" }, rollover: 65536 } }
+  - { id: m2, workcenter: W2, good_count: { opcua: { server: line1, node: "ns=2;s=Good2" } } }
+`)
+	a, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	a.buf = buf
+	a.fwd = newForwarder(a) // not started: status as of an agent that cannot reach Odoo
+	a.opened.Store(true)
+	now := time.Now().UTC().Truncate(time.Second)
+	sample := func(node string, v any, src time.Time) {
+		a.commitSamples(context.Background(), []connectors.Sample{{Source: "line1", Kind: connectors.KindOPCUA, Address: node,
+			Value: v, Good: true, SourceTime: src, ReceiveTime: time.Now()}})
+	}
+	machineErr := func(id string) string {
+		for _, m := range a.Status().Machines {
+			if m.ID == id {
+				return m.Error
+			}
+		}
+		t.Fatalf("no machine %s in status", id)
+		return ""
+	}
+	sample("ns=2;s=Good", int64(65000), now)
+	sample("ns=2;s=Good", int64(66090), now.Add(time.Second))
+	if e := machineErr("m1"); !strings.Contains(e, "good_count: line1 sent a value that cannot be used") || !strings.Contains(e, "beyond its rollover") {
+		t.Errorf("m1 error after a value beyond rollover: %q", e)
+	}
+	sample("ns=2;s=Good", int64(65010), now.Add(2*time.Second))
+	if e := machineErr("m1"); e != "" {
+		t.Errorf("m1 error after a usable value: %q", e)
+	}
+
+	sample("ns=2;s=Good2", int64(1200), now)
+	for i := range 20 {
+		sample("ns=2;s=Good2", int64(i*10), now.Add(-time.Hour+time.Duration(i)*time.Second))
+	}
+	if e := machineErr("m2"); !strings.Contains(e, "20 values in a row lower than 1200 and stamped before it, held") {
+		t.Errorf("m2 error while its values are held: %q", e)
+	}
+	sample("ns=2;s=Good2", int64(1300), now.Add(-time.Hour+time.Minute))
+	if e := machineErr("m2"); e != "" {
+		t.Errorf("m2 error once counted: %q", e)
+	}
+	if got := a.Status().Machines[1].GoodCount; got != 1300 {
+		t.Errorf("m2 counted %v, want 1300 (a reset with the clock behind: from zero)", got)
+	}
+}

@@ -173,6 +173,16 @@ func (a *Agent) Status() Status {
 	for k, q := range a.badQuality {
 		noteBad(k.kind, k.source, k.address, fmt.Sprintf("%s is %s", k.address, q))
 	}
+	for k, e := range a.unusable {
+		noteBad(k.kind, k.source, k.address, "sent a value that cannot be used: "+e)
+	}
+	for id, ms := range a.state.Machines {
+		for sig, cs := range ms.Counters {
+			if n := cs.HeldBehind(); n > 0 && signalErrs[id] == "" {
+				signalErrs[id] = fmt.Sprintf("%s: %d values in a row lower than %v and stamped before it, held (a PLC restarted with its clock behind? set its clock)", sig, n, cs.Last)
+			}
+		}
+	}
 	a.stateMu.Unlock()
 	pending := a.pendingCounts()
 	st.Buffer.Unmapped = unmapped(cfg, pending)

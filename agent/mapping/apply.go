@@ -178,6 +178,40 @@ func (cs *CounterState) lateFromBeforeReset(x extracted) bool {
 		x.counter > cs.ResetFrom && !x.t.Before(cs.ResetFromTime) && x.t.Before(cs.ResetTime)
 }
 
+// behindWarn is how many lower values stamped before the last accepted one
+// a counter holds in a row before that is reported (a repeat after a
+// reconnect or a redelivery is a handful).
+const behindWarn = 20
+
+// HeldBehind is how many values in a row the counter holds for coming
+// lower than Last and stamped before it, once that many are worth reporting
+// (0 otherwise).
+func (cs *CounterState) HeldBehind() int {
+	if cs.BehindCount < behindWarn {
+		return 0
+	}
+	return cs.BehindCount
+}
+
+// holdBehind holds a value lower than Last and stamped before it: a
+// possible repeat, not counted. The first of a row is stored (the state
+// changes), and the row's length is reported once when it reaches
+// behindWarn: a counter whose values keep coming lower and in the past was
+// probably restarted with its clock behind, and counts again when it passes
+// Last or its clock is right.
+func (cs *CounterState) holdBehind(ev Event, x extracted) ([]Event, bool) {
+	first := cs.BehindTime.IsZero()
+	if first || x.t.After(cs.BehindTime) {
+		cs.BehindTime = x.t
+	}
+	cs.BehindCount++
+	if cs.BehindCount == behindWarn {
+		ev.Behind, ev.From = cs.BehindCount, cs.Last
+		return []Event{ev}, true
+	}
+	return nil, first
+}
+
 // wrapWindow: a counter read again within it cannot have made more than a
 // quarter of its range unseen, so a wrap that would book more is a reset
 // (after a longer gap, the agent or the link was down, a wrap may hold up
@@ -243,24 +277,45 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		// value from before the last reset or rollover, seen already. It
 		// never counts twice; ignoring a value that was new after all loses
 		// nothing, the next fresh value brings its pieces.
-		if (x.b.dupOrInitial || older) && cs.beforeReset(x) {
-			return nil, false
-		}
-		// Otherwise counted even when older by source time: a cumulative
-		// counter cannot go up in the past, so the source clock was set
-		// back; waiting for it to catch up would only delay the pieces.
-		// From now on the counter is measured against the new time.
-		ev.Delta = x.counter - cs.Last
-		if !x.b.dupOrInitial && older {
+		switch {
+		case older && !cs.BehindTime.IsZero() && !x.t.Before(cs.BehindTime):
+			// Lower values stamped before Last were held as possible
+			// repeats, and now the counter passes Last in that same past:
+			// no repeat does that (repeats come in their order, and a
+			// value from before an earlier reset is stamped before the
+			// values after it). The counter was reset while its clock
+			// went back (a PLC restarted with its clock behind): a reset,
+			// counted from zero, measured in the new time from here.
+			ev.Delta, ev.Reset, ev.From = x.counter, true, cs.Last
 			ev.ClockBack = cs.Time.Sub(x.t)
+			cs.ResetFrom, cs.ResetTime = cs.Last, x.t
+			cs.ResetFromTime, cs.ResetWrap = cs.Time, false
 			cs.Time = x.t
+		case (x.b.dupOrInitial || older) && cs.beforeReset(x):
+			return nil, false
+		default:
+			// Otherwise counted even when older by source time: a cumulative
+			// counter cannot go up in the past, so the source clock was set
+			// back; waiting for it to catch up would only delay the pieces.
+			// From now on the counter is measured against the new time.
+			ev.Delta = x.counter - cs.Last
+			if !x.b.dupOrInitial && older {
+				ev.ClockBack = cs.Time.Sub(x.t)
+				cs.Time = x.t
+			}
 		}
 	} else {
 		// A decrease. A possible repeat of an older value (redelivered,
 		// re-read after a reconnect, or older by source time) is never a
 		// reset: ignore it. The next fresh value is compared with cs.Last
 		// again, so nothing is lost if the counter really was reset.
-		if x.b.dupOrInitial || older {
+		if older {
+			// Stamped before Last, too: a repeat — or a counter restarted
+			// with its clock behind. Held; the values after it tell (see
+			// above; and a value stamped after Last comes as a decrease).
+			return cs.holdBehind(ev, x)
+		}
+		if x.b.dupOrInitial {
 			return nil, false
 		}
 		ro := float64(x.b.rollover)
@@ -292,6 +347,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 	if x.srcTime && x.t.After(cs.Time) {
 		cs.Time = x.t
 	}
+	cs.BehindTime, cs.BehindCount = time.Time{}, 0
 	// A reset to zero counts nothing but is reported like any reset.
 	return []Event{ev}, true
 }

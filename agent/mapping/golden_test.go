@@ -49,6 +49,7 @@ type goldenEvent struct {
 	StepBack      bool    `json:"step_back,omitempty"`
 	From          float64 `json:"from,omitempty"`
 	ClockBack     string  `json:"clock_back,omitempty"`
+	Behind        int     `json:"behind,omitempty"`
 	Start         string  `json:"start,omitempty"`
 	End           string  `json:"end,omitempty"`
 	Reason        string  `json:"reason,omitempty"`
@@ -173,7 +174,7 @@ func TestGolden(t *testing.T) {
 					for _, e := range evs {
 						ge := goldenEvent{
 							Machine: e.Machine, Kind: e.Kind.String(), Signal: e.Signal, Time: fmtTime(e.Time),
-							Delta: e.Delta, Raw: e.Raw, Reset: e.Reset, Rollover: e.Rollover, StepBack: e.StepBack, From: e.From,
+							Delta: e.Delta, Raw: e.Raw, Reset: e.Reset, Rollover: e.Rollover, StepBack: e.StepBack, From: e.From, Behind: e.Behind,
 							Start: fmtTime(e.Start), End: fmtTime(e.End),
 							Reason: e.Reason, Loss: e.Loss, LossDefaulted: e.LossDefaulted,
 						}
@@ -221,6 +222,10 @@ func checkEventInvariants(t *testing.T, line int, e Event) {
 		case e.StepBack:
 			if e.Delta != 0 || e.Raw >= e.From || e.Raw < e.From*stepBackShare {
 				t.Errorf("samples.jsonl:%d: step back %v -> %v with delta %v", line, e.From, e.Raw, e.Delta)
+			}
+		case e.Behind > 0:
+			if e.Delta != 0 || e.Raw >= e.From {
+				t.Errorf("samples.jsonl:%d: held values reported with %v -> %v, delta %v", line, e.From, e.Raw, e.Delta)
 			}
 		case e.Reset && e.Raw == 0:
 			if e.Delta != 0 {

@@ -66,6 +66,10 @@ type Event struct {
 	// nothing (Delta 0), nor does a reset to zero.
 	Reset, Rollover, StepBack bool
 	From                      float64
+	// Behind (EventCount, Delta 0) reports that this many values in a row
+	// came lower than the last accepted one (From) and stamped before it:
+	// held as possible repeats; a counter restarted with its clock behind?
+	Behind int
 	// ClockBack is how far the source's clock went back (EventCount): a
 	// fresh increase came stamped earlier than the last accepted value. The
 	// caller reports it; the machine's other signals from the same source
@@ -315,6 +319,12 @@ type CounterState struct {
 	// Seen is when Last was taken (source time, else receive time): a
 	// reading a little lower soon after is a step back, not a reset.
 	Seen time.Time `json:"seen,omitzero"`
+	// BehindTime is the latest source time of the values held since Last
+	// for being lower than Last and stamped before it (zero: none), and
+	// BehindCount how many: possible repeats, unless the counter passes
+	// Last in that past — then it was reset while its clock went back.
+	BehindTime  time.Time `json:"behind_time,omitzero"`
+	BehindCount int       `json:"behind_count,omitempty"`
 }
 
 // NewState returns an empty state.
