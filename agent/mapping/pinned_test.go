@@ -19,6 +19,7 @@ func TestStoredStateIsPinned(t *testing.T) {
 			GoodCount: {
 				Src: "opcua:line1:ns=2;s=Press07.GoodCount:", Last: 65530, Time: t0, Seen: t0,
 				ResetFrom: 12, ResetTime: t0.Add(time.Second), ResetFromTime: t0.Add(-time.Second), ResetWrap: true,
+				BehindTime: t0.Add(-time.Hour), BehindCount: 3,
 			},
 		},
 		Running:     &running,
@@ -31,7 +32,8 @@ func TestStoredStateIsPinned(t *testing.T) {
 	}
 	const want = `{"counters":{"good_count":{"src":"opcua:line1:ns=2;s=Press07.GoodCount:","last":65530,` +
 		`"time":"2026-11-30T06:00:00Z","reset_from":12,"reset_time":"2026-11-30T06:00:01Z",` +
-		`"reset_from_time":"2026-11-30T05:59:59Z","reset_wrap":true,"seen":"2026-11-30T06:00:00Z"}},` +
+		`"reset_from_time":"2026-11-30T05:59:59Z","reset_wrap":true,"seen":"2026-11-30T06:00:00Z",` +
+		`"behind_time":"2026-11-30T05:00:00Z","behind_count":3}},` +
 		`"running":false,"running_time":"2026-11-30T06:00:00Z","stop_start":"2026-11-30T06:01:00Z",` +
 		`"line_opened":true,"reason":"JAM","reason_set":true,"reason_time":"2026-11-30T06:02:00Z"}`
 	b, err := st.Marshal("press-07")
