@@ -492,6 +492,31 @@ func OPCUAConfig(cfg *config.Config, s config.OPCUAServer, nodes []string, log *
 	}, nil
 }
 
+// nsPins keeps in the buffer file what namespace URI each ns=N node of an
+// OPC UA server meant when it was first read (opcua.NamespacePins), so a
+// server that renumbers its namespaces — also while the agent was down, as
+// when a power cut restarts both — is read by URI.
+type nsPins struct {
+	a      *Agent
+	source string
+}
+
+func nsPinKey(source, node string) string { return "nspin/" + source + "/" + node }
+
+func (p nsPins) NamespacePin(node string) (string, bool) {
+	b, err := p.a.buf.Meta(nsPinKey(p.source, node))
+	if err != nil || b == nil {
+		return "", false
+	}
+	return string(b), true
+}
+
+func (p nsPins) SetNamespacePin(node, uri string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return p.a.buf.PutMeta(ctx, buffer.KV{Key: nsPinKey(p.source, node), Value: []byte(uri)})
+}
+
 // MQTTConfig is the connector configuration for broker b subscribing to
 // topics; it reads the password file.
 func MQTTConfig(b config.MQTTBroker, topics []string, log *slog.Logger) (mqtt.Config, error) {
@@ -540,6 +565,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		}
 		settings := oc
 		settings.Logger = nil
+		oc.Pins = nsPins{a: a, source: s.Name}
 		src, err := opcua.New(oc, a)
 		if err != nil {
 			broken(s.Name, connectors.KindOPCUA, fmt.Errorf("opcua %s: %w", s.Name, err))

@@ -106,3 +106,40 @@ machines:
 		t.Errorf("m2 counted %v, want 1300 (a reset with the clock behind: from zero)", got)
 	}
 }
+
+// The namespace pins of OPC UA nodes live in the buffer file: a server that
+// renumbered its namespaces while the agent was down too is still read by URI.
+func TestNamespacePinsKeptInTheBuffer(t *testing.T) {
+	cfg := testConfig(t, `opcua: [{ name: line1, endpoint: "opc.tcp://127.0.0.1:1" }]
+machines: [{ id: m1, workcenter: W, good_count: { opcua: { server: line1, node: "ns=2;s=Good" } } }]
+`)
+	a, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.buf = buf
+		pins := nsPins{a: a, source: "line1"}
+		if round == 0 {
+			if _, ok := pins.NamespacePin("ns=2;s=Good"); ok {
+				t.Fatal("a pin before the first read")
+			}
+			if err := pins.SetNamespacePin("ns=2;s=Good", "urn:plant"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if uri, ok := pins.NamespacePin("ns=2;s=Good"); !ok || uri != "urn:plant" {
+			t.Errorf("round %d: pin %q, %v", round, uri, ok)
+		}
+		if _, ok := (nsPins{a: a, source: "line2"}).NamespacePin("ns=2;s=Good"); ok {
+			t.Errorf("round %d: another server's node has the pin", round)
+		}
+		if err := buf.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -67,6 +67,9 @@ type Config struct {
 	// (ns=2;s=.., ns=2;i=.., ns=2;g=.., ns=2;b=.., nsu=<uri>;s=..).
 	Nodes  []string
 	Logger *slog.Logger
+	// Pins, if set, keeps what namespace each ns=N node meant (see
+	// NamespacePins); nil reads ns=N as the server numbers it now.
+	Pins NamespacePins
 
 	// channelLifetime is the secure channel token lifetime asked for
 	// (gopcua renews the token at 75 % of it); 0 is gopcua's one hour.
@@ -94,7 +97,7 @@ type nodeRef struct {
 	addr   string     // exactly as configured
 	id     *ua.NodeID // complete unless nsURI is set
 	nsURI  string     // nsu= form: namespace URI to resolve
-	idPart string     // nsu= form: the identifier (i=, s=, g=, b=)
+	idPart string     // the identifier (i=, s=, g=, b=) without the namespace
 }
 
 // checkIdentifier rejects identifiers gopcua would silently read as strings.
@@ -137,7 +140,58 @@ func parseNode(s string) (nodeRef, error) {
 	if err != nil {
 		return nodeRef{}, fmt.Errorf("node id %q: %w", s, err)
 	}
-	return nodeRef{addr: s, id: id}, nil
+	return nodeRef{addr: s, id: id, idPart: idPart}, nil
+}
+
+// NamespacePins keeps, for each node written with a namespace index (ns=N,
+// N > 0), the namespace URI that index stood for when the node was first
+// read. A server may renumber its namespaces (restarted with a namespace
+// added in front of ours): the node is then read where its URI went, not
+// at the old number, which would be another namespace's node of the same
+// name (counted as if it were ours) or none. Implementations must be safe
+// for use by the Source's goroutine; the agent keeps them in the buffer
+// file, so they hold across restarts of both.
+type NamespacePins interface {
+	NamespacePin(node string) (uri string, ok bool)
+	SetNamespacePin(node, uri string) error
+}
+
+// pinned resolves an ns=N node id against the session's namespace array
+// ns and its pin: the first sight pins the URI index N has now; later, a
+// different URI at N moves the node to the pinned URI's index (moved says
+// from what to what), and a pinned URI the server no longer has makes the
+// node unavailable.
+func (n nodeRef) pinned(ns []string, pins NamespacePins) (id *ua.NodeID, moved string, err error) {
+	idx := int(n.id.Namespace())
+	if n.nsURI != "" || idx == 0 || pins == nil {
+		id, err = n.resolve(ns)
+		return id, "", err
+	}
+	cur := ""
+	if idx < len(ns) {
+		cur = ns[idx]
+	}
+	pin, ok := pins.NamespacePin(n.addr)
+	if !ok {
+		if cur != "" {
+			_ = pins.SetNamespacePin(n.addr, cur) // failed: pinned at the next session; read as written
+		}
+		return n.id, "", nil
+	}
+	if pin == cur {
+		return n.id, "", nil
+	}
+	for j, uri := range ns {
+		if uri == pin {
+			id, err := ua.ParseNodeID(fmt.Sprintf("ns=%d;%s", j, n.idPart))
+			if err != nil {
+				return nil, "", fmt.Errorf("node id %s: %w", n.addr, err)
+			}
+			return id, fmt.Sprintf("ns=%d (%s) is now ns=%d", idx, pin, j), nil
+		}
+	}
+	return nil, "", fmt.Errorf("node id %s: its namespace %s (ns=%d when first read) is gone from the server, whose ns=%d is now %q: write the node as nsu=<uri>;%s",
+		n.addr, pin, idx, idx, cur, n.idPart)
 }
 
 // resolve returns the node id for a session whose namespace array is ns.

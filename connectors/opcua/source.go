@@ -294,14 +294,22 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 
 	ids := make([]*ua.NodeID, len(s.nodes))
 	var unavailable []RefusedNode
+	moves := map[string][]string{} // "ns=1 (uri) is now ns=2" -> nodes
 	for i, n := range s.nodes {
-		nid, err := n.resolve(c.Namespaces())
+		nid, moved, err := n.pinned(c.Namespaces(), s.cfg.Pins)
 		if err != nil {
 			s.log.Warn("node not available on this server", "err", err, "node", n.addr)
 			unavailable = append(unavailable, RefusedNode{Node: n.addr, Status: err.Error()})
 			continue
 		}
+		if moved != "" {
+			moves[moved] = append(moves[moved], n.addr)
+		}
 		ids[i] = nid
+	}
+	for moved, nodes := range moves {
+		s.log.Warn("the server renumbered its namespaces: reading the nodes where their namespace went (write them as nsu=<uri>;... to be independent of the numbers)",
+			"namespace", moved, "nodes", len(nodes), "example", nodes[0])
 	}
 	s.setPolled(0)
 	s.unavailable = unavailable

@@ -34,9 +34,33 @@ type Server struct {
 	stopOnce sync.Once
 }
 
+// Option configures Start.
+type Option func(*options)
+
+type options struct {
+	before []otherNS
+}
+
+type otherNS struct {
+	uri  string
+	vars map[string]any
+}
+
+// WithNamespaceBefore registers a namespace uri ahead of the server's own,
+// holding vars (fixed values), as a server restarted with a namespace added
+// in front of the plant's: the plant's variables move up one index, and a
+// stale "ns=N;s=name" reads this namespace's variable of that name.
+func WithNamespaceBefore(uri string, vars map[string]any) Option {
+	return func(o *options) { o.before = append(o.before, otherNS{uri, vars}) }
+}
+
 // Start starts a server on 127.0.0.1:port (0 picks a free port) with the
 // given initial variables, addressable as "ns=<NS()>;s=<name>".
-func Start(ctx context.Context, port int, vars map[string]any) (*Server, error) {
+func Start(ctx context.Context, port int, vars map[string]any, opts ...Option) (*Server, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if port == 0 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -56,6 +80,12 @@ func Start(ctx context.Context, port int, vars map[string]any) (*Server, error) 
 		server.EndPoint("127.0.0.1", port),
 		server.SetLogger(quiet{}),
 	)
+	for _, other := range o.before {
+		ons := server.NewNodeNameSpace(srv, other.uri)
+		for k, v := range other.vars {
+			ons.AddNewVariableStringNode(k, v)
+		}
+	}
 	ns := server.NewNodeNameSpace(srv, "urn:plantedge:sim")
 	s := &Server{srv: srv, ns: ns, endpoint: "opc.tcp://127.0.0.1:" + strconv.Itoa(port), vals: map[string]any{}}
 	// Objects -> the namespace's folder -> the variables, so browse finds them.

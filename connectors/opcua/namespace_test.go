@@ -1,0 +1,104 @@
+package opcua
+
+import (
+	"context"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
+)
+
+// memPins keeps namespace pins in memory (the agent keeps them in the
+// buffer file).
+type memPins struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (p *memPins) NamespacePin(node string) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	uri, ok := p.m[node]
+	return uri, ok
+}
+
+func (p *memPins) SetNamespacePin(node, uri string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]string{}
+	}
+	p.m[node] = uri
+	return nil
+}
+
+// A server restarted with a namespace added in front of the plant's: the
+// node written as ns=1 is read where its namespace went (ns=2), not as the
+// new ns=1's node of the same name, whose value would be counted as ours.
+func TestRenumberedNamespaceIsFollowed(t *testing.T) {
+	ctx := context.Background()
+	srv, err := opcuatest.Start(ctx, 0, map[string]any{"Good": int64(100)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(srv.Endpoint())
+	port, _ := strconv.Atoi(u.Port())
+	node := srv.NodeID("Good")
+	pins := &memPins{}
+	col := newCollector()
+	runSource(t, Config{Endpoint: srv.Endpoint(), Nodes: []string{node}, Pins: pins,
+		PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: 2 * time.Second, BackoffMax: time.Second}, col)
+	col.waitFor(t, 0, 10*time.Second, "100", func(s connectors.Sample) bool { return s.Value == int64(100) })
+	if uri, ok := pins.NamespacePin(node); !ok || uri != "urn:plantedge:sim" {
+		t.Fatalf("pin of %s = %q, %v", node, uri, ok)
+	}
+	srv.Close()
+
+	from := col.len()
+	srv2, err := opcuatest.Start(ctx, port, map[string]any{"Good": int64(150)},
+		opcuatest.WithNamespaceBefore("urn:other", map[string]any{"Good": int64(424242)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Close()
+	if srv2.NodeID("Good") == node {
+		t.Fatalf("the plant's namespace did not move: %s", node)
+	}
+	s, _ := col.waitFor(t, from, 15*time.Second, "150 after the restart", func(s connectors.Sample) bool {
+		return s.Address == node && s.Good && (s.Value == int64(150) || s.Value == int64(424242))
+	})
+	if s.Value != int64(150) {
+		t.Fatalf("after the renumbering %s read %v: the other namespace's node", node, s.Value)
+	}
+}
+
+func TestPinnedNamespaceGone(t *testing.T) {
+	n, err := parseNode("ns=1;s=Good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins := &memPins{m: map[string]string{"ns=1;s=Good": "urn:plant"}}
+	_, _, err = n.pinned([]string{"http://opcfoundation.org/UA/", "urn:other"}, pins)
+	if err == nil || !strings.Contains(err.Error(), `its namespace urn:plant (ns=1 when first read) is gone from the server, whose ns=1 is now "urn:other"`) {
+		t.Errorf("pinned namespace gone: %v", err)
+	}
+	id, moved, err := n.pinned([]string{"http://opcfoundation.org/UA/", "urn:other", "urn:plant"}, pins)
+	if err != nil || id.String() != "ns=2;s=Good" || moved != "ns=1 (urn:plant) is now ns=2" {
+		t.Errorf("moved: %v %q %v", id, moved, err)
+	}
+	// ns=0 and nsu= forms are never pinned.
+	for _, addr := range []string{"i=2258", "nsu=urn:plant;s=Good"} {
+		n, _ := parseNode(addr)
+		if _, moved, err := n.pinned([]string{"http://opcfoundation.org/UA/", "urn:plant"}, pins); err != nil || moved != "" {
+			t.Errorf("%s: %q %v", addr, moved, err)
+		}
+		if _, ok := pins.NamespacePin(addr); ok {
+			t.Errorf("%s pinned", addr)
+		}
+	}
+}
