@@ -869,6 +869,39 @@ func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 	}
 }
 
+// A count record an older version stored from a gateway's "no value"
+// marker (1e308 pieces: summed, infinity) goes to the dead letters with the
+// reason; it used to stop the forwarder with a panic at every start.
+func TestHugeCountRecordIsDeadLettered(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	cfg := p.configWithDataDir()
+	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Append(context.Background(), []buffer.Record{
+		{Lane: buffer.LaneCounts, Key: "press-1/good", Data: []byte(`{"d":1e308,"f":1,"l":1}`)},
+		{Lane: buffer.LaneCounts, Key: "press-1/good", Data: []byte(`{"d":1.7e308,"f":2,"l":2}`)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ra := p.startAgent()
+	p.produce(p.machines[0], 5, 0)
+	p.waitExact(ra, 15*time.Second)
+	api := agent.NewAPIClient(p.listen)
+	waitFor(t, 10*time.Second, "two dead letters", func() (bool, string) {
+		dls, err := api.DeadLetters(context.Background())
+		ok := err == nil && len(dls) == 2
+		for _, d := range dls {
+			ok = ok && strings.Contains(d.Reason, "beyond what a counter can count")
+		}
+		return ok, fmt.Sprintf("%+v %v", dls, err)
+	})
+}
+
 // A stop (SIGTERM) that comes while the agent is still starting is a clean
 // stop: Run returns nil (exit 0), not the interrupted start-up step's error
 // (TestQuotaLargerThanDiskWarns once failed with "put meta: context

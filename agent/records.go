@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/plantedge/plantedge/agent/mapping"
 	"github.com/plantedge/plantedge/buffer"
 )
 
@@ -55,6 +56,11 @@ func decodeCount(r buffer.Record) (countRecord, error) {
 	var c countRecord
 	if err := json.Unmarshal(r.Data, &c); err != nil {
 		return c, fmt.Errorf("decode count record %d: %w", r.Seq, err)
+	}
+	if !(c.Delta >= 0 && c.Delta <= mapping.MaxCounter) {
+		// Stored by a version that took counter values up to float64's
+		// maximum: summed, they overflowed to infinity.
+		return c, fmt.Errorf("count record %d holds %v pieces, beyond what a counter can count", r.Seq, c.Delta)
 	}
 	return c, nil
 }

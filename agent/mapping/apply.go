@@ -656,6 +656,10 @@ func CheckValue(signal Signal, v any, rollover uint64) error {
 	return convert(&extracted{b: &binding{signal: signal, rollover: rollover}}, v)
 }
 
+// MaxCounter is the largest counter value the mapping takes, 2^53: every
+// whole number up to it is exact in a float64.
+const MaxCounter = 1 << 53
+
 // convert turns a raw value into what the binding's signal needs.
 func convert(x *extracted, v any) error {
 	switch x.b.signal {
@@ -671,6 +675,13 @@ func convert(x *extracted, v any) error {
 		}
 		if f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
 			return fmt.Errorf("counter value %v: %w", f, ErrBadValue)
+		}
+		if f > MaxCounter {
+			// Past 2^53 a float64 no longer holds every whole number, and
+			// sums of such values overflow to infinity, which no record
+			// or Odoo write can carry. No piece counter gets there; a
+			// gateway's "no value" marker (DBL_MAX) does.
+			return fmt.Errorf("counter value %v is beyond 2^53, more than a piece counter holds (a gateway's \"no value\" marker?): %w", f, ErrBadValue)
 		}
 		if ro := float64(x.b.rollover); ro > 0 && f >= ro {
 			return fmt.Errorf("counter value %v is beyond its rollover %v (a counter that wraps there never reaches it; wrong tag or wrong rollover?): %w", f, ro, ErrBadValue)
