@@ -72,6 +72,10 @@ type Agent struct {
 	// status shows it on the machines the address feeds until a usable
 	// one comes (a wrong tag or rollover is found there, not only in the log).
 	unusable map[sampleAddr]string
+	// lastStamp is the receive time given to each source address's last
+	// sample, under stateMu: samples of one address get distinct
+	// milliseconds (see uniqueStamp).
+	lastStamp map[sampleAddr]time.Time
 	// lastSample is when each machine last got a good sample (receive
 	// time), under stateMu: a machine whose source went quiet shows it.
 	lastSample map[string]time.Time
@@ -146,6 +150,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		totals:     map[string]totals{},
 		badQuality: map[sampleAddr]string{},
 		unusable:   map[sampleAddr]string{},
+		lastStamp:  map[sampleAddr]time.Time{},
 		lastSample: map[string]time.Time{},
 	}
 	a.cfg.Store(cfg)

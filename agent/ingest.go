@@ -86,6 +86,26 @@ func (a *Agent) ingest(ctx context.Context) {
 	}
 }
 
+// maxStampLead bounds how far uniqueStamp moves receive times ahead of the
+// clock (a backlog of one topic faster than 1,000 messages a second).
+const maxStampLead = time.Minute
+
+// uniqueStamp returns t, or the millisecond after the last one given to
+// address k when t is not later: the receive time is the time of a value
+// whose source gave none (an MQTT topic without timestamp_field), and a
+// stop is keyed by its start's millisecond, so a backlog the broker
+// delivers in one burst (stops queued while the agent was down) would
+// otherwise fold several stops into one line. Caller holds stateMu.
+func (a *Agent) uniqueStamp(k sampleAddr, t time.Time) time.Time {
+	if last, ok := a.lastStamp[k]; ok && t.UnixMilli() <= last.UnixMilli() {
+		if next := time.UnixMilli(last.UnixMilli() + 1); next.Sub(t) <= maxStampLead {
+			t = next
+		}
+	}
+	a.lastStamp[k] = t
+	return t
+}
+
 // commitSamples maps one batch and appends its records and the changed
 // machine state in one durable transaction, retrying until it succeeds or
 // ctx ends; only then are the samples acknowledged.
@@ -100,6 +120,9 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	var events []buffer.Record
 	changed := map[string]bool{}
 	a.stateMu.Lock()
+	for i := range batch {
+		batch[i].ReceiveTime = a.uniqueStamp(sampleAddr{batch[i].Kind, batch[i].Source, batch[i].Address}, batch[i].ReceiveTime)
+	}
 	for _, s := range batch {
 		if k := (sampleAddr{s.Kind, s.Source, s.Address}); !s.Good {
 			// Logged when it turns bad (or bad another way), and when it is

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -141,5 +142,47 @@ machines: [{ id: m1, workcenter: W, good_count: { opcua: { server: line1, node: 
 		if err := buf.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// Stops queued while the agent was down, on a topic without
+// timestamp_field, arrive in one burst: each still becomes its own downtime
+// record (they are keyed by their start's millisecond, and the burst's
+// receive times are made distinct), not a few merged ones.
+func TestBacklogOfStopsWithoutSourceTimes(t *testing.T) {
+	cfg := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
+machines: [{ id: m1, workcenter: W, running: { mqtt: { broker: b, topic: m1/state, field: running } } }]
+`)
+	a, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	a.buf = buf
+	now := time.Now()
+	var batch []connectors.Sample
+	for i := range 101 {
+		batch = append(batch, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "m1/state",
+			Payload: []byte(fmt.Sprintf(`{"running":%t}`, i%2 == 0)), Good: true, ReceiveTime: now})
+	}
+	a.commitSamples(context.Background(), batch)
+	recs, err := buf.Peek(buffer.LaneEvents, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	starts := map[int64]bool{} // the line's external id is keyed by its start
+	for _, r := range recs {
+		ev, err := decodeEvent(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		starts[ev.Start] = true
+	}
+	if len(recs) != 50 || len(starts) != 50 {
+		t.Errorf("50 stops delivered in one burst made %d downtime records with %d distinct starts", len(recs), len(starts))
 	}
 }
