@@ -42,6 +42,13 @@ type Sample struct {
 	// every subscribe), so the mapping knows they may repeat a value it has
 	// already seen.
 	Initial bool
+	// Resent is set for a value certainly delivered before: an MQTT
+	// retained message the broker sends again because the agent
+	// re-subscribed in a session the broker kept (the session delivered,
+	// or holds, every message since). The mapping ignores it for run state
+	// and downtime reason, where a stale one (a publisher that retained an
+	// old stop) would start a stop that never was.
+	Resent bool
 
 	// Ack, if not nil, tells the source the sample is durable (MQTT: PUBACK).
 	// The agent calls it exactly once, after the buffer commit that holds

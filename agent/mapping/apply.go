@@ -26,6 +26,7 @@ type extracted struct {
 	reason  string
 	t       time.Time
 	srcTime bool // t came from the source, so it may be compared for order
+	resent  bool // connectors.Sample.Resent
 }
 
 // Apply maps one sample to events and updates st. A malformed payload or an
@@ -96,6 +97,11 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 		for _, x := range ordered {
 			var evs []Event
 			var ch bool
+			if x.resent && (x.b.signal == Running || x.b.signal == DowntimeReason) {
+				// Certainly a copy of a state already delivered; without a
+				// source time a stale one would start a stop that never was.
+				continue
+			}
 			switch x.b.signal {
 			case GoodCount, ScrapCount:
 				evs, ch = applyCounter(ms, x)
@@ -468,7 +474,7 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 			return nil, perr("", fmt.Errorf("no value: %w", ErrBadValue))
 		}
 		for _, b := range bs {
-			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime}
+			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent}
 			if err := convert(&x, s.Value); err != nil {
 				skip("", err)
 				continue
@@ -480,7 +486,7 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 	doc, jsonErr := parsePayload(s.Payload)
 	var missing []string
 	for _, b := range bs {
-		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime}
+		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent}
 		var v any
 		if b.field == "" {
 			if jsonErr != nil {

@@ -34,6 +34,7 @@ type goldenSample struct {
 	ReceiveTime string          `json:"receive_time,omitempty"`
 	Duplicate   bool            `json:"duplicate,omitempty"`
 	Initial     bool            `json:"initial,omitempty"`
+	Resent      bool            `json:"resent,omitempty"`
 }
 
 // goldenEvent is Event with only the fields that matter written out.
@@ -153,7 +154,7 @@ func TestGolden(t *testing.T) {
 						Source: gs.Source, Kind: connectors.Kind(gs.Kind), Address: gs.Address,
 						Good: !gs.Bad, SourceTime: parseGoldenTime(t, gs.SourceTime),
 						ReceiveTime: parseGoldenTime(t, gs.ReceiveTime),
-						Duplicate:   gs.Duplicate, Initial: gs.Initial,
+						Duplicate:   gs.Duplicate, Initial: gs.Initial, Resent: gs.Resent,
 					}
 					if gs.Bad {
 						s.Quality = "BadSensorFailure"

@@ -343,7 +343,7 @@ func (s *Source) Run(ctx context.Context) error {
 		if attempt > 0 {
 			s.log.Info("mqtt connected, recovered", "failures", attempt, "after", time.Since(failingSince).Round(time.Millisecond))
 		} else {
-			s.log.Info("mqtt connected", "session_present", sess.present)
+			s.log.Info("mqtt connected", "session_present", sess.present.Load())
 		}
 		attempt = 0
 		connectedAt := time.Now()

@@ -403,8 +403,8 @@ func TestRetainedMarkedInitial(t *testing.T) {
 	r := start(t, Config{URL: url, ClientID: "retained", Topics: []string{"r/#"}}, sink)
 	waitConnected(t, r, 1)
 	s := sink.next(t)
-	if s.Address != "r/state" || !s.Initial || s.Duplicate {
-		t.Errorf("retained message: %s initial %v duplicate %v, want initial", s.Address, s.Initial, s.Duplicate)
+	if s.Address != "r/state" || !s.Initial || s.Duplicate || s.Resent {
+		t.Errorf("retained message: %s initial %v duplicate %v resent %v, want initial (a new session: not resent)", s.Address, s.Initial, s.Duplicate, s.Resent)
 	}
 	s.Done()
 	p.pub(t, "r/state", []byte(`{"run":false}`))

@@ -21,7 +21,7 @@ type session struct {
 	src     *Source
 	gen     uint64
 	client  paho.Client
-	present bool // broker resumed our session (CONNACK session present)
+	present atomic.Bool // broker resumed our session (CONNACK session present)
 
 	lost chan error // cap 1: connection lost after being established
 
@@ -74,9 +74,9 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 		return nil, fmt.Errorf("connect %s: %w", redactURL(s.cfg.URL), err)
 	}
 	if ct, ok := tok.(*paho.ConnectToken); ok {
-		sess.present = ct.SessionPresent()
+		sess.present.Store(ct.SessionPresent())
 	}
-	if sess.present {
+	if sess.present.Load() {
 		// The broker resends what it sent us unacked, so older undelivered
 		// copies would only be duplicates.
 		s.supersede(sess.gen)
@@ -95,7 +95,7 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 	}
 	if st, ok := stok.(*paho.SubscribeToken); ok {
 		for topic, code := range st.Result() {
-			if code == 0x91 && sess.present {
+			if code == 0x91 && sess.present.Load() {
 				// mochi answers "packet identifier in use" (an MQTT 5 code)
 				// when our SUBSCRIBE's id collides with a message it is
 				// resending in the resumed session, although the two flows'
@@ -186,7 +186,12 @@ func (ss *session) handle(_ paho.Client, m paho.Message) {
 		// A retained message is the broker's stored last value, sent on
 		// every (re)subscribe: it may repeat one already processed.
 		Initial: m.Retained(),
-		Ack:     e.ack,
+		// A retained copy in a session the broker kept comes from our
+		// re-subscribe (MQTT 3.1.1 3.3.1.3: the flag is set only for
+		// messages sent because a subscription was made); the session's
+		// own flow carries every message since.
+		Resent: m.Retained() && ss.present.Load(),
+		Ack:    e.ack,
 	}
 	ss.mu.Lock()
 	ss.pending = append(ss.pending, e)
