@@ -367,6 +367,8 @@ func (s *Source) Run(ctx context.Context) error {
 			} else {
 				s.log.Warn("mqtt connection lost right after connecting; if it repeats, another client may be using this client_id (a broker keeps one session per client id and drops the other)",
 					"err", err, "client_id", s.cfg.ClientID, "up", up.Round(time.Millisecond))
+				// status shows it too: the source is "connected" most of the time.
+				s.setErr(fmt.Errorf("%w (lost %s after connecting: another client using client_id %q?)", err, up.Round(time.Millisecond), s.cfg.ClientID))
 			}
 			// A lost connection is retried after a jittered delay so a
 			// broker restart does not get every agent back at once.

@@ -486,4 +486,10 @@ func TestDuplicateClientIDBacksOff(t *testing.T) {
 	if n > 24 {
 		t.Errorf("%d connects in 8 s by two clients sharing an id: the backoff restarts at every takeover", n)
 	}
+	// status says why, not only the log.
+	for _, r := range []*running{a, b} {
+		if e := r.Stats().LastError; !strings.Contains(e, `another client using client_id "twin"?`) {
+			t.Errorf("last error %q does not name the shared client id", e)
+		}
+	}
 }
