@@ -452,14 +452,15 @@ type sampleAddr struct {
 
 // sourceHandle is a running connector as the agent sees it.
 type sourceHandle struct {
-	name     string
-	kind     connectors.Kind
-	state    func() connectors.State
-	sessions func() uint64
-	lastErr  func() string
-	polled   func() int                 // OPC UA: nodes polled because the server cannot monitor them; nil for MQTT
-	refused  func() []opcua.RefusedNode // OPC UA: nodes the server refuses; nil for MQTT
-	run      func(context.Context) error
+	name      string
+	kind      connectors.Kind
+	state     func() connectors.State
+	sessions  func() uint64
+	lastErr   func() string
+	lastErrAt func() time.Time           // when lastErr happened; nil if unknown
+	polled    func() int                 // OPC UA: nodes polled because the server cannot monitor them; nil for MQTT
+	refused   func() []opcua.RefusedNode // OPC UA: nodes the server refuses; nil for MQTT
+	run       func(context.Context) error
 	// settings are the connector's configuration (without its logger): a
 	// reload keeps a running source whose settings did not change.
 	settings any
@@ -578,11 +579,12 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		}
 		out = append(out, &sourceHandle{
 			name: s.Name, kind: connectors.KindOPCUA, state: src.State, run: src.Run,
-			sessions: func() uint64 { return src.Stats().SessionsCreated },
-			lastErr:  func() string { return src.Stats().LastError },
-			polled:   func() int { return src.Stats().Polled },
-			refused:  func() []opcua.RefusedNode { return src.Stats().Refused },
-			settings: settings,
+			sessions:  func() uint64 { return src.Stats().SessionsCreated },
+			lastErr:   func() string { return src.Stats().LastError },
+			lastErrAt: func() time.Time { return src.Stats().LastErrorTime },
+			polled:    func() int { return src.Stats().Polled },
+			refused:   func() []opcua.RefusedNode { return src.Stats().Refused },
+			settings:  settings,
 		})
 	}
 	for _, b := range cfg.MQTT {
@@ -604,9 +606,10 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		}
 		out = append(out, &sourceHandle{
 			name: b.Name, kind: connectors.KindMQTT, state: src.State, run: src.Run,
-			sessions: func() uint64 { return src.Stats().Connects },
-			lastErr:  func() string { return src.Stats().LastError },
-			settings: settings,
+			sessions:  func() uint64 { return src.Stats().Connects },
+			lastErr:   func() string { return src.Stats().LastError },
+			lastErrAt: func() time.Time { return src.Stats().LastErrorTime },
+			settings:  settings,
 		})
 	}
 	return out, errors.Join(errs...)

@@ -186,3 +186,33 @@ machines: [{ id: m1, workcenter: W, running: { mqtt: { broker: b, topic: m1/stat
 		t.Errorf("50 stops delivered in one burst made %d downtime records with %d distinct starts", len(recs), len(starts))
 	}
 }
+
+// A source's last error stays in status after it reconnected, with how long
+// ago it happened: history next to "connected", not a current fault.
+func TestSourceLastErrorHasItsAge(t *testing.T) {
+	cfg := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
+machines: [{ id: m1, workcenter: W, running: { mqtt: { broker: b, topic: m1/state, field: running } } }]
+`)
+	a, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	a.buf, a.fwd = buf, newForwarder(a)
+	a.opened.Store(true)
+	at := time.Now().Add(-90 * time.Second)
+	a.sources = []*sourceHandle{{name: "b", kind: connectors.KindMQTT,
+		state:     func() connectors.State { return connectors.StateConnected },
+		sessions:  func() uint64 { return 2 },
+		lastErr:   func() string { return "connection refused" },
+		lastErrAt: func() time.Time { return at },
+	}}
+	src := a.Status().Sources[0]
+	if src.LastError != "connection refused" || src.LastErrorAgeSeconds < 89 || src.LastErrorAgeSeconds > 120 {
+		t.Errorf("source status %+v, want its last error 90 s old", src)
+	}
+}

@@ -95,6 +95,9 @@ type SourceStatus struct {
 	State     string `json:"state"` // connected | connecting | down
 	Sessions  uint64 `json:"sessions_created"`
 	LastError string `json:"last_error,omitempty"`
+	// LastErrorAgeSeconds is how long ago LastError happened: next to
+	// state connected it is history (the source reconnected since).
+	LastErrorAgeSeconds float64 `json:"last_error_age_seconds,omitempty"`
 	// PolledNodes (OPC UA) are read every poll_interval because the server
 	// refuses to monitor them (no room for subscriptions or monitored items).
 	PolledNodes int `json:"polled_nodes,omitempty"`
@@ -158,6 +161,9 @@ func (a *Agent) Status() Status {
 	for _, s := range a.sourceList() {
 		ss := SourceStatus{Name: s.name, Kind: string(s.kind), State: string(s.state()),
 			Sessions: s.sessions(), LastError: s.lastErr()}
+		if s.lastErrAt != nil && ss.LastError != "" {
+			ss.LastErrorAgeSeconds = age(s.lastErrAt())
+		}
 		if s.polled != nil {
 			ss.PolledNodes = s.polled()
 		}

@@ -148,7 +148,11 @@ func printStatus(w io.Writer, st agent.Status) {
 			}
 			last := s.LastError
 			if last != "" && s.State == "connected" {
-				last = "(before it reconnected) " + last
+				when := ""
+				if s.LastErrorAgeSeconds > 0 {
+					when = max(time.Second, time.Duration(s.LastErrorAgeSeconds*float64(time.Second)).Round(time.Second)).String() + " ago, "
+				}
+				last = "(" + when + "before it reconnected) " + last
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", s.Name, s.Kind, state, s.Sessions, last)
 		}

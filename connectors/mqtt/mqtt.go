@@ -80,6 +80,8 @@ type Stats struct {
 	Superseded uint64 // undelivered messages dropped because a resumed session redelivers them
 	Inflight   int64  // samples handed to the sink and not yet acked
 	LastError  string
+	// LastErrorTime is when LastError happened.
+	LastErrorTime time.Time
 }
 
 // Source is an MQTT connector. It is created by New and runs in Run.
@@ -95,8 +97,9 @@ type Source struct {
 	received, acked, dups, reconnects, connects, failures, superseded atomic.Uint64
 	inflight                                                          atomic.Int64
 
-	errMu   sync.Mutex
-	lastErr string
+	errMu     sync.Mutex
+	lastErr   string
+	lastErrAt time.Time
 
 	// queue of received messages not yet handed to the sink, in receive order.
 	qMu    sync.Mutex
@@ -253,24 +256,25 @@ func (s *Source) State() connectors.State { return s.state.Load().(connectors.St
 // Stats returns a snapshot of the counters.
 func (s *Source) Stats() Stats {
 	s.errMu.Lock()
-	last := s.lastErr
+	last, lastAt := s.lastErr, s.lastErrAt
 	s.errMu.Unlock()
 	return Stats{
-		Received:   s.received.Load(),
-		Acked:      s.acked.Load(),
-		Duplicates: s.dups.Load(),
-		Reconnects: s.reconnects.Load(),
-		Connects:   s.connects.Load(),
-		Failures:   s.failures.Load(),
-		Superseded: s.superseded.Load(),
-		Inflight:   s.inflight.Load(),
-		LastError:  last,
+		Received:      s.received.Load(),
+		Acked:         s.acked.Load(),
+		Duplicates:    s.dups.Load(),
+		Reconnects:    s.reconnects.Load(),
+		Connects:      s.connects.Load(),
+		Failures:      s.failures.Load(),
+		Superseded:    s.superseded.Load(),
+		Inflight:      s.inflight.Load(),
+		LastError:     last,
+		LastErrorTime: lastAt,
 	}
 }
 
 func (s *Source) setErr(err error) {
 	s.errMu.Lock()
-	s.lastErr = err.Error()
+	s.lastErr, s.lastErrAt = err.Error(), time.Now()
 	s.errMu.Unlock()
 }
 

@@ -64,9 +64,10 @@ type Stats struct {
 	// Refused are the nodes of this session the server will not serve
 	// (unknown node, no access, a namespace it lacks), with its answer;
 	// they are tried again while the session lasts.
-	Refused   []RefusedNode
-	LastError string    // last session or connect error, "" if none yet
-	Connected time.Time // when the current session started; zero when not connected
+	Refused       []RefusedNode
+	LastError     string    // last session or connect error, "" if none yet
+	LastErrorTime time.Time // when LastError happened
+	Connected     time.Time // when the current session started; zero when not connected
 }
 
 // RefusedNode is a node the server refused, and how.
@@ -196,7 +197,7 @@ func (s *Source) noteFailure(err error) {
 	if err == nil {
 		err = errors.New("session ended")
 	}
-	s.update(func(st *Stats) { st.LastError = err.Error() })
+	s.update(func(st *Stats) { st.LastError, st.LastErrorTime = err.Error(), time.Now() })
 	s.failures++
 	if s.failures == 1 {
 		s.failSince = time.Now()
