@@ -216,11 +216,18 @@ func (c *Client) UID() int64 {
 
 // Connect picks the protocol (auto: GET /web/version, 19+ means JSON-2),
 // reads the server version and authenticates. ctx bounds this attempt only.
-func (c *Client) Connect(ctx context.Context) error {
+func (c *Client) Connect(ctx context.Context) (err error) {
 	c.connect.Lock()
 	defer c.connect.Unlock()
-	// A request below that cannot reach Odoo sets it again.
+	// Cleared for the requests below; set again unless this Connect
+	// succeeds (a failure after /web/version must not leave the old
+	// version in use).
 	c.recheck.Store(false)
+	defer func() {
+		if err != nil {
+			c.recheck.Store(true)
+		}
+	}()
 	proto := c.cfg.Protocol
 	var version string
 	if proto == ProtocolAuto || proto == ProtocolJSON2 {

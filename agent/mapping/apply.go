@@ -284,12 +284,15 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		// never counts twice; ignoring a value that was new after all loses
 		// nothing, the next fresh value brings its pieces.
 		switch {
+		case (x.b.dupOrInitial || older) && cs.beforeReset(x):
+			// A possible repeat from before the last reset or rollover
+			// (a redelivered window spanning it): never counted again.
+			return nil, false
 		case older && !cs.BehindTime.IsZero() && !x.t.Before(cs.BehindTime):
 			// Lower values stamped before Last were held as possible
 			// repeats, and now the counter passes Last in that same past:
-			// no repeat does that (repeats come in their order, and a
-			// value from before an earlier reset is stamped before the
-			// values after it). The counter was reset while its clock
+			// no repeat from after the last reset does that (those from
+			// before it are taken out above). The counter was reset while its clock
 			// went back (a PLC restarted with its clock behind): a reset,
 			// counted from zero, measured in the new time from here.
 			ev.Delta, ev.Reset, ev.From = x.counter, true, cs.Last
@@ -297,8 +300,6 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			cs.ResetFrom, cs.ResetTime = cs.Last, x.t
 			cs.ResetFromTime, cs.ResetWrap = cs.Time, false
 			cs.Time = x.t
-		case (x.b.dupOrInitial || older) && cs.beforeReset(x):
-			return nil, false
 		default:
 			// Otherwise counted even when older by source time: a cumulative
 			// counter cannot go up in the past, so the source clock was set
