@@ -120,11 +120,10 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	var events []buffer.Record
 	changed := map[string]bool{}
 	a.stateMu.Lock()
-	for i := range batch {
-		batch[i].ReceiveTime = a.uniqueStamp(sampleAddr{batch[i].Kind, batch[i].Source, batch[i].Address}, batch[i].ReceiveTime)
-	}
 	for _, s := range batch {
-		if k := (sampleAddr{s.Kind, s.Source, s.Address}); !s.Good {
+		k := sampleAddr{s.Kind, s.Source, s.Address}
+		s.ReceiveTime = a.uniqueStamp(k, s.ReceiveTime)
+		if !s.Good {
 			// Logged when it turns bad (or bad another way), and when it is
 			// good again, at most once a minute each per tag (then with how
 			// many were left out): a quality that stays bad shows in status.
@@ -141,7 +140,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			m.EachUse(s.Kind, s.Source, s.Address, func(id string, _ mapping.Signal) { a.lastSample[id] = s.ReceiveTime })
 		}
 		evs, ch, err := m.Apply(a.state, s)
-		if k := (sampleAddr{s.Kind, s.Source, s.Address}); err != nil {
+		if err != nil {
 			a.unusable[k] = err.Error()
 		} else if s.Good {
 			delete(a.unusable, k)

@@ -150,7 +150,7 @@ func printStatus(w io.Writer, st agent.Status) {
 			if last != "" && s.State == "connected" {
 				when := ""
 				if s.LastErrorAgeSeconds > 0 {
-					when = max(time.Second, time.Duration(s.LastErrorAgeSeconds*float64(time.Second)).Round(time.Second)).String() + " ago, "
+					when = ago(s.LastErrorAgeSeconds) + ", "
 				}
 				last = "(" + when + "before it reconnected) " + last
 			}
@@ -168,7 +168,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		}
 		last := "-"
 		if m.LastSampleAge > 0 {
-			last = max(time.Second, time.Duration(m.LastSampleAge*float64(time.Second)).Round(time.Second)).String() + " ago"
+			last = ago(m.LastSampleAge)
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Workcenter, wo, m.State, last,
 			count(m.GoodCount), count(m.ScrapCount), count(m.Pending), count(m.Unattributed), m.Error)
@@ -178,6 +178,11 @@ func printStatus(w io.Writer, st agent.Status) {
 
 // count prints a quantity as a plant reads it: 17002199, not 1.7002199e+07.
 func count(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// ago prints an age in seconds as "12s ago" (at least a second).
+func ago(seconds float64) string {
+	return max(time.Second, time.Duration(seconds*float64(time.Second)).Round(time.Second)).String() + " ago"
+}
 
 func human(n int64) string {
 	const unit = 1024
