@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/agent/agenttest"
+	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
 )
@@ -21,16 +22,7 @@ func TestFlappingQualityDoesNotFloodTheLog(t *testing.T) {
 machines: [{ id: m1, workcenter: W, good_count: { opcua: { server: line1, node: "ns=2;s=Good" } } }]
 `)
 	logs := &agenttest.SyncBuffer{}
-	a, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer buf.Close()
-	a.buf = buf
+	a, _ := agentWithBuffer(t, cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	now := time.Now()
 	for i := range 1000 {
 		s := connectors.Sample{Source: "line1", Kind: connectors.KindOPCUA, Address: "ns=2;s=Good", Value: int64(100 + i),
@@ -56,16 +48,7 @@ machines:
   - { id: m1, workcenter: W1, good_count: { opcua: { server: line1, node: "ns=2;s=Good" }, rollover: 65536 } }
   - { id: m2, workcenter: W2, good_count: { opcua: { server: line1, node: "ns=2;s=Good2" } } }
 `)
-	a, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer buf.Close()
-	a.buf = buf
+	a, _ := agentWithBuffer(t, cfg, slog.New(slog.DiscardHandler))
 	a.fwd = newForwarder(a) // not started: status as of an agent that cannot reach Odoo
 	a.opened.Store(true)
 	now := time.Now().UTC().Truncate(time.Second)
@@ -153,16 +136,7 @@ func TestBacklogOfStopsWithoutSourceTimes(t *testing.T) {
 	cfg := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
 machines: [{ id: m1, workcenter: W, running: { mqtt: { broker: b, topic: m1/state, field: running } } }]
 `)
-	a, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer buf.Close()
-	a.buf = buf
+	a, buf := agentWithBuffer(t, cfg, slog.New(slog.DiscardHandler))
 	now := time.Now()
 	var batch []connectors.Sample
 	for i := range 101 {
@@ -193,16 +167,8 @@ func TestSourceLastErrorHasItsAge(t *testing.T) {
 	cfg := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
 machines: [{ id: m1, workcenter: W, running: { mqtt: { broker: b, topic: m1/state, field: running } } }]
 `)
-	a, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer buf.Close()
-	a.buf, a.fwd = buf, newForwarder(a)
+	a, _ := agentWithBuffer(t, cfg, slog.New(slog.DiscardHandler))
+	a.fwd = newForwarder(a)
 	a.opened.Store(true)
 	at := time.Now().Add(-90 * time.Second)
 	a.sources = []*sourceHandle{{name: "b", kind: connectors.KindMQTT,
@@ -215,4 +181,22 @@ machines: [{ id: m1, workcenter: W, running: { mqtt: { broker: b, topic: m1/stat
 	if src.LastError != "connection refused" || src.LastErrorAgeSeconds < 89 || src.LastErrorAgeSeconds > 120 {
 		t.Errorf("source status %+v, want its last error 90 s old", src)
 	}
+}
+
+// agentWithBuffer is an agent of cfg, not started, with its buffer file
+// open (closed at the end of the test): samples can be committed and
+// status read without sources or Odoo.
+func agentWithBuffer(t *testing.T, cfg *config.Config, log *slog.Logger) (*Agent, *buffer.Queue) {
+	t.Helper()
+	a, err := New(cfg, Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { buf.Close() })
+	a.buf = buf
+	return a, buf
 }
