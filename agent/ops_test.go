@@ -802,20 +802,10 @@ func TestManyDeadLettersInPages(t *testing.T) {
 func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	cfg := p.configWithDataDir()
-	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.Append(context.Background(), []buffer.Record{
-		{Lane: buffer.LaneCounts, Data: []byte("not a count record")},
-		{Lane: buffer.LaneEvents, Data: []byte("not an event record")},
-		{Lane: buffer.LaneCounts, Key: "press-1", Data: []byte("rotten-marker-0123456789")},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
+	appendBeforeStart(t, cfg.BufferPath(),
+		buffer.Record{Lane: buffer.LaneCounts, Data: []byte("not a count record")},
+		buffer.Record{Lane: buffer.LaneEvents, Data: []byte("not an event record")},
+		buffer.Record{Lane: buffer.LaneCounts, Key: "press-1", Data: []byte("rotten-marker-0123456789")})
 	b, err := os.ReadFile(cfg.BufferPath())
 	if err != nil {
 		t.Fatal(err)
@@ -875,19 +865,9 @@ func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 func TestHugeCountRecordIsDeadLettered(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	cfg := p.configWithDataDir()
-	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.Append(context.Background(), []buffer.Record{
-		{Lane: buffer.LaneCounts, Key: "press-1/good", Data: []byte(`{"d":1e308,"f":1,"l":1}`)},
-		{Lane: buffer.LaneCounts, Key: "press-1/good", Data: []byte(`{"d":1.7e308,"f":2,"l":2}`)},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
+	appendBeforeStart(t, cfg.BufferPath(),
+		buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/good", Data: []byte(`{"d":1e308,"f":1,"l":1}`)},
+		buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/good", Data: []byte(`{"d":1.7e308,"f":2,"l":2}`)})
 	ra := p.startAgent()
 	p.produce(p.machines[0], 5, 0)
 	p.waitExact(ra, 15*time.Second)
@@ -917,5 +897,21 @@ func TestStopWhileStartingIsClean(t *testing.T) {
 	cancel()
 	if err := a.Run(ctx); err != nil {
 		t.Fatalf("Run stopped while starting: %v, want nil", err)
+	}
+}
+
+// appendBeforeStart writes recs into the buffer file at path, as a run of
+// another version could have left them, before the agent opens it.
+func appendBeforeStart(t *testing.T, path string, recs ...buffer.Record) {
+	t.Helper()
+	q, err := buffer.Open(path, buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Append(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
