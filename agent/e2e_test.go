@@ -293,6 +293,7 @@ type runningAgent struct {
 	a      *agent.Agent
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 func (p *plant) startAgent() *runningAgent {
@@ -347,13 +348,16 @@ func (p *plant) startAgentWith(baselines bool) *runningAgent {
 	return ra
 }
 
+// stop stops the agent and waits for it; a second call does nothing.
 func (ra *runningAgent) stop() {
-	ra.cancel()
-	select {
-	case <-ra.done:
-	case <-time.After(30 * time.Second):
-		panic("agent did not stop within 30s")
-	}
+	ra.once.Do(func() {
+		ra.cancel()
+		select {
+		case <-ra.done:
+		case <-time.After(30 * time.Second):
+			panic("agent did not stop within 30s")
+		}
+	})
 }
 
 var waitFor = agenttest.WaitFor
@@ -1247,5 +1251,60 @@ func TestEndToEndKeyRotationWithoutRestart(t *testing.T) {
 	p.waitExactQty(ra, "press-1", 5)
 	if st := ra.a.Status(); st.Odoo.State != "online" || st.Odoo.KeyExpired {
 		t.Fatalf("after rotation: %+v", st.Odoo)
+	}
+}
+
+// A machine that publishes its state without a source time, retained. The
+// broker sends its stored copy again at each re-subscribe in the session it
+// kept: an unchanged copy (an old stop the publisher retained, its run
+// not) is no stop; a stop published at QoS 0 while the agent was away
+// reaches the agent only as that copy, and is booked.
+func TestEndToEndRetainedStateWithoutSourceTime(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	raw, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.writeConfig(strings.ReplaceAll(string(raw), ", timestamp_field: ts", ""))
+	m := p.machines[0]
+	send := func(good int64, running, retain bool, qos byte) {
+		t.Helper()
+		b, _ := json.Marshal(map[string]any{"good": good, "scrap": 0, "running": running, "reason": "JAM"})
+		if err := p.broker.Publish("plant/press-1", b, retain, qos); err != nil {
+			t.Fatal(err)
+		}
+		m.mu.Lock()
+		m.good = good
+		m.mu.Unlock()
+	}
+	state := func(ra *runningAgent, want string) {
+		t.Helper()
+		waitFor(t, 10*time.Second, "machine "+want, func() (bool, string) {
+			ms := ra.a.Status().Machines[0]
+			return ms.State == want, ms.State
+		})
+	}
+
+	ra := p.startAgentWith(false)
+	send(1000, false, true, 1) // the stop the publisher leaves retained
+	state(ra, "stopped")
+	send(1005, true, false, 1)
+	m.stops++
+	p.waitExact(ra, 20*time.Second)
+	ra.stop()
+
+	ra = p.startAgentWith(false) // the stored stop again: old news
+	send(1007, true, false, 1)
+	p.waitExact(ra, 20*time.Second)
+	ra.stop()
+
+	send(1010, false, true, 0) // a stop while the agent is away, at QoS 0
+	ra = p.startAgentWith(false)
+	state(ra, "stopped")
+	send(1012, true, false, 1)
+	m.stops++
+	p.waitExact(ra, 20*time.Second)
+	if n := p.closedLines("press-1"); n != 2 {
+		t.Errorf("%d downtime lines, want 2", n)
 	}
 }

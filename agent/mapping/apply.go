@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math"
 	"strconv"
@@ -93,13 +94,22 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 		xs = rest
 		ordered := orderForMachine(mine)
 		ms := st.machine(machine)
-		didChange := false
+		didChange, stale := false, false
+		if s.Kind == connectors.KindMQTT && s.Initial && feedsState(mine) {
+			var news bool
+			news, didChange = ms.noteRetained(s)
+			stale = !news
+		}
 		for _, x := range ordered {
 			var evs []Event
 			var ch bool
-			if x.resent && (x.b.signal == Running || x.b.signal == DowntimeReason) {
-				// Certainly a copy of a state already delivered; without a
-				// source time a stale one would start a stop that never was.
+			if x.resent && stale && (x.b.signal == Running || x.b.signal == DowntimeReason) {
+				// The broker's stored copy, unchanged since the last
+				// subscribe and sent again for our re-subscribe in the
+				// session it kept: no news. Without a source time a stale
+				// one (a publisher that retained an old stop but not the
+				// run after it) would start a stop that never was at every
+				// reconnect.
 				continue
 			}
 			switch x.b.signal {
@@ -159,6 +169,39 @@ func orderForMachine(xs []extracted) []extracted {
 		}
 	}
 	return out
+}
+
+// feedsState reports whether xs holds the run state or the downtime reason.
+func feedsState(xs []extracted) bool {
+	for _, x := range xs {
+		if x.b.signal == Running || x.b.signal == DowntimeReason {
+			return true
+		}
+	}
+	return false
+}
+
+// noteRetained records a digest of a retained copy (an MQTT message with the
+// retain flag: the broker's stored value, sent on a subscribe) that feeds the
+// machine's run state or downtime reason, and reports whether it differs
+// from the last copy seen on that topic; noted says the record changed. A
+// resent copy with no record (a state kept before this record was) counts
+// as seen: a re-subscribe in a kept session means the agent subscribed, and
+// got the copy, before.
+func (ms *MachineState) noteRetained(s connectors.Sample) (news, noted bool) {
+	key := s.Source + " " + s.Address
+	h := fnv.New64a()
+	h.Write(s.Payload)
+	v := strconv.FormatUint(h.Sum64(), 16)
+	prev, seen := ms.Retained[key]
+	if seen && prev == v {
+		return false, false
+	}
+	if ms.Retained == nil {
+		ms.Retained = make(map[string]string, 1)
+	}
+	ms.Retained[key] = v
+	return seen || !s.Resent, true
 }
 
 func isStale(x extracted, last time.Time) bool {

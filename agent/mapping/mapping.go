@@ -295,6 +295,12 @@ type MachineState struct {
 	Reason     string    `json:"reason,omitempty"`
 	ReasonSet  bool      `json:"reason_set,omitempty"`
 	ReasonTime time.Time `json:"reason_time,omitzero"`
+	// Retained holds, per MQTT topic ("source topic") feeding the run
+	// state or the downtime reason, a digest of the last retained copy
+	// seen: a copy the broker sends again for a re-subscribe is news only
+	// when it differs (a retained state published while the agent was
+	// away, whose live copy the broker did not keep: QoS 0).
+	Retained map[string]string `json:"retained,omitempty"`
 }
 
 // CounterState is the baseline of one counter.
