@@ -41,6 +41,9 @@ type Options struct {
 	StopTimeout time.Duration
 	// OdooHTTPClient, if set, is used for Odoo calls (tests).
 	OdooHTTPClient *http.Client
+	// OdooIdleRecheck is how long Odoo may be quiet before the forwarder
+	// reads its version again (odoo.Config.IdleRecheck; tests).
+	OdooIdleRecheck time.Duration
 }
 
 // Agent is one running plantedge: sources, ingest, buffer, forwarder and
@@ -321,31 +324,38 @@ func listen(addr string) (net.Listener, error) {
 // newOdooClient builds the Odoo client from the current config; it reads
 // the API key (file, credential or environment) but makes no call.
 func (a *Agent) newOdooClient() (*odoo.Client, error) {
-	return newOdooClient(a.cfg.Load(), a.opts.OdooHTTPClient, a.log, a.fwd.waitRate)
+	c := odooConfig(a.cfg.Load(), a.opts.OdooHTTPClient, a.log, a.fwd.waitRate)
+	c.IdleRecheck = a.opts.OdooIdleRecheck
+	return newOdooClient(a.cfg.Load(), c)
 }
 
 // NewOdooClient builds the Odoo client the agent uses for cfg: it reads the
 // API key (environment, systemd credential or odoo.api_key_file) but makes
 // no call. hc replaces the HTTP transport when not nil (tests); log may be nil.
 func NewOdooClient(cfg *config.Config, hc *http.Client, log *slog.Logger) (*odoo.Client, error) {
-	return newOdooClient(cfg, hc, log, nil)
+	return newOdooClient(cfg, odooConfig(cfg, hc, log, nil))
 }
 
-// newOdooClient is NewOdooClient whose requests wait for wait (the
-// forwarder's rate limit) when it is not nil.
-func newOdooClient(cfg *config.Config, hc *http.Client, log *slog.Logger, wait func(context.Context) error) (*odoo.Client, error) {
+// newOdooClient builds the client of oc with the API key cfg names.
+func newOdooClient(cfg *config.Config, oc odoo.Config) (*odoo.Client, error) {
 	key, err := cfg.OdooAPIKey()
 	if err != nil {
 		return nil, err
 	}
+	oc.APIKey = key
+	return odoo.New(oc)
+}
+
+// odooConfig is the client configuration of cfg, without the key; its
+// requests wait for wait (the forwarder's rate limit) when it is not nil.
+func odooConfig(cfg *config.Config, hc *http.Client, log *slog.Logger, wait func(context.Context) error) odoo.Config {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return odoo.New(odoo.Config{
+	return odoo.Config{
 		URL:                cfg.Odoo.URL,
 		Database:           cfg.Odoo.Database,
 		Username:           cfg.Odoo.Username,
-		APIKey:             key,
 		Protocol:           cfg.Odoo.Protocol,
 		Timeout:            cfg.Odoo.Timeout.D(),
 		CAFile:             cfg.Odoo.CAFile,
@@ -353,7 +363,7 @@ func newOdooClient(cfg *config.Config, hc *http.Client, log *slog.Logger, wait f
 		HTTPClient:         hc,
 		Logger:             log, // the client adds component=odoo
 		Wait:               wait,
-	})
+	}
 }
 
 // Flush asks the forwarder to try now, skipping a backoff wait.

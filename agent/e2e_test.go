@@ -48,6 +48,8 @@ type plant struct {
 	// downSources are sources startAgent expects down, not connected (a
 	// test that breaks one); their machines get no baseline wait.
 	downSources map[string]bool
+	// idleRecheck is the agents' agent.Options.OdooIdleRecheck.
+	idleRecheck time.Duration
 }
 
 // simMachine is a machine publishing cumulative counters over MQTT (or
@@ -312,7 +314,7 @@ func (p *plant) startAgentWith(baselines bool) *runningAgent {
 		p.t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(agenttest.LogWriter{T: p.t}, &p.logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := agent.New(cfg, agent.Options{Logger: log})
+	a, err := agent.New(cfg, agent.Options{Logger: log, OdooIdleRecheck: p.idleRecheck})
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -560,6 +562,28 @@ func TestEndToEndOdooUpgradedDuringAnOutage(t *testing.T) {
 	}
 	if strings.Contains(logs, "changed in Odoo since plantedge wrote it") {
 		t.Errorf("the upgrade was taken for an edit of the quantity:\n%s", logs)
+	}
+}
+
+// Odoo upgraded from 18 to 19 while the plant is quiet: no call failed,
+// but after a quiet spell the agent reads the version again and moves the
+// machines' counts to 19's qty_produced, before anything new is made.
+func TestEndToEndOdooUpgradedWhileQuiet(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 18, machines: []string{"press-1", "ua-press-2"}})
+	p.idleRecheck = 500 * time.Millisecond
+	ra := p.startAgent()
+	for _, m := range p.machines {
+		p.produce(m, 5, 0)
+	}
+	p.waitExact(ra, 20*time.Second)
+	p.odoo.Upgrade(19)
+	p.version = 19
+	p.waitExact(ra, 20*time.Second)
+	if st := ra.a.Status(); st.Odoo.Protocol != "json2" || st.Odoo.ServerVersion != "19.0" {
+		t.Errorf("after the upgrade status says %s %s, want json2 19.0", st.Odoo.Protocol, st.Odoo.ServerVersion)
+	}
+	if logs := p.logs.String(); !strings.Contains(logs, "Odoo came back as another version") {
+		t.Errorf("the upgrade was not logged:\n%s", logs)
 	}
 }
 

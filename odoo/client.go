@@ -38,6 +38,9 @@ const (
 // DefaultTimeout bounds one call when Config.Timeout is zero.
 const DefaultTimeout = 30 * time.Second
 
+// DefaultIdleRecheck is Config.IdleRecheck when zero.
+const DefaultIdleRecheck = 5 * time.Minute
+
 // maxResponse caps how much of a response body is read.
 const maxResponse = 16 << 20 // a work-order lookup of thousands of orders is well below
 
@@ -55,6 +58,11 @@ type Config struct {
 	// limiter's Wait): a rate then counts requests, not operations of
 	// several requests each. Its time does not count against Timeout.
 	Wait func(context.Context) error
+	// IdleRecheck: after this long without an answer from Odoo, the next
+	// call reads the version again first — Odoo may have been upgraded
+	// (or restored) while the agent had nothing to send, so no call
+	// failed. Default 5 minutes; negative: never.
+	IdleRecheck time.Duration
 }
 
 // String prints the configuration with the API key redacted.
@@ -91,6 +99,9 @@ type Client struct {
 	// field) or restored from an older backup, so the next call connects
 	// again first, reading the version anew.
 	recheck atomic.Bool
+	// answered is when Odoo last answered (UnixNano; 0 before): see
+	// Config.IdleRecheck.
+	answered atomic.Int64
 }
 
 // New validates cfg and builds the HTTP transport. It does no network I/O;
@@ -127,6 +138,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.IdleRecheck == 0 {
+		cfg.IdleRecheck = DefaultIdleRecheck
 	}
 	var tlsCfg *tls.Config
 	if cfg.CAFile != "" || cfg.InsecureSkipVerify {
@@ -296,9 +310,15 @@ func (c *Client) Connect(ctx context.Context) (err error) {
 }
 
 // NeedsConnect reports whether the next call connects first: before the
-// first Connect, and after Odoo could not be reached (it may come back as
-// another version).
-func (c *Client) NeedsConnect() bool { return c.Protocol() == "" || c.recheck.Load() }
+// first Connect, after Odoo could not be reached, and after it was not
+// heard from for Config.IdleRecheck (it may be another version since).
+func (c *Client) NeedsConnect() bool {
+	if c.Protocol() == "" || c.recheck.Load() {
+		return true
+	}
+	last := c.answered.Load()
+	return c.cfg.IdleRecheck > 0 && last != 0 && time.Since(time.Unix(0, last)) > c.cfg.IdleRecheck
+}
 
 // ensureConnected connects when no Connect has succeeded yet, or again
 // after Odoo could not be reached (see recheck).
@@ -555,6 +575,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, payload any, h
 			return nil, nil, &Error{Op: op, Name: "decode", Status: http.StatusOK, Class: Transient,
 				Message: "not an Odoo answer (a proxy's page?): " + c.clean(strings.TrimSpace(string(body)), 200)}
 		}
+		c.answered.Store(time.Now().UnixNano())
 		return body, resp.Header, nil
 	}
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
@@ -571,6 +592,8 @@ func (c *Client) do(ctx context.Context, op, method, path string, payload any, h
 	switch resp.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		c.recheck.Store(true) // Odoo itself is not there (restarting, upgrading)
+	default:
+		c.answered.Store(time.Now().UnixNano())
 	}
 	return nil, nil, c.statusError(op, resp, body)
 }

@@ -951,3 +951,31 @@ func TestReconnectAfterAnUpgrade(t *testing.T) {
 		t.Errorf("3 reads while Odoo is up made %d calls", got)
 	}
 }
+
+// Odoo upgraded while the agent had nothing to send: no call failed, yet
+// after a quiet spell the next call reads the version first.
+func TestReconnectAfterAQuietSpell(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, odootest.Options{Version: 17})
+	c := f.client(t, "auto", func(c *odoo.Config) { c.IdleRecheck = 200 * time.Millisecond })
+	if err := c.SetProducedQty(ctx, f.wo, 10); err != nil {
+		t.Fatal(err)
+	}
+	if c.NeedsConnect() {
+		t.Error("a connect is pending right after a call")
+	}
+	f.srv.Upgrade(19)
+	time.Sleep(300 * time.Millisecond)
+	if !c.NeedsConnect() {
+		t.Fatal("no connect pending after a quiet spell longer than IdleRecheck")
+	}
+	if err := c.SetProducedQty(ctx, f.wo, 12); err != nil {
+		t.Fatal(err)
+	}
+	if c.Protocol() != "json2" || c.ServerVersion() != "19.0" {
+		t.Errorf("after the upgrade: %s %s, want json2 19.0", c.Protocol(), c.ServerVersion())
+	}
+	if wo := f.srv.Workorder(f.wo); wo.QtyProduced != 12 {
+		t.Errorf("work order after the upgrade: qty_produced %v, want 12", wo.QtyProduced)
+	}
+}
