@@ -65,6 +65,18 @@ type inflightWrite struct {
 
 func woMetaKey(machine string) string { return "wo/" + machine }
 
+// moved reports whether the count was written to another field than field
+// (Odoo upgraded, or restored, across 19).
+func (st *woState) moved(field string) bool { return st.Field != "" && st.Field != field }
+
+// fieldUnknown reports whether a count was written to a field not kept (by
+// a version that did not store it) while Odoo now keeps the quantity in
+// 19's qty_produced: it may be in 17/18's qty_producing. If Odoo does not
+// hold it in field, it is written there.
+func (st *woState) fieldUnknown(field string) bool {
+	return st.Field == "" && st.Written != st.Baseline && field == "qty_produced"
+}
+
 // loadWOState reads a machine's stored work-order state; nil if it has none.
 func (a *Agent) loadWOState(machine string) (*woState, error) {
 	b, err := a.buf.Meta(woMetaKey(machine))
@@ -554,7 +566,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		// a restore) go again to this one.
 		if err := f.a.buf.MetaPrefix("wo/", func(key string, b []byte) error {
 			var st woState
-			if json.Unmarshal(b, &st) == nil && st.Field != "" && st.Field != field {
+			if json.Unmarshal(b, &st) == nil && (st.moved(field) || st.fieldUnknown(field)) {
 				need[key[len("wo/"):]] = true
 			}
 			return nil
@@ -1204,7 +1216,9 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 	if good != nil {
 		sum = good.sum
 	}
-	moved := st.Field != "" && st.Field != f.client.ProducedField() // Odoo upgraded (or restored) across 19
+	field := f.client.ProducedField()
+	moved := st.moved(field) || // Odoo upgraded (or restored) across 19
+		st.fieldUnknown(field) && odoo.Round2(f.client.ProducedQty(*wo)) != st.Written
 	f.noteLateOrEdited(machine, wo, stored, &st, good, moved)
 	target := odoo.Round2(st.Baseline + st.Counted + sum)
 	if sum == 0 && target == st.Written && !moved {
@@ -1358,7 +1372,7 @@ func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo
 func (f *forwarder) landed(machine string, st *woState, w *inflightWrite, acks *ackPlan) {
 	f.a.log.Info("an unconfirmed quantity write had landed; its counts stay with that work order",
 		"machine", machine, "workorder", st.Name, "qty", w.Target)
-	st.Written = w.Target
+	st.Written, st.Field = w.Target, f.client.ProducedField() // the field it was read back from
 	acks.wo[machine] = st
 	acks.add(countKey(machine, sigGood), w.MaxSeq)
 }

@@ -915,3 +915,47 @@ func appendBeforeStart(t *testing.T, path string, recs ...buffer.Record) {
 		t.Fatal(err)
 	}
 }
+
+// A buffer file from a version that did not keep which field a count went
+// to, and Odoo upgraded from 18 to 19 while the agent was stopped: counts
+// Odoo 19 does not show in qty_produced are written there, also for a
+// machine that made nothing since.
+func TestUpgradeAcross19WithStatesOfAnOlderVersion(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 18, machines: []string{"press-1", "press-2"}})
+	ra := p.startAgent()
+	for _, m := range p.machines {
+		p.produce(m, 5, 0)
+	}
+	p.waitExact(ra, 20*time.Second)
+	ra.stop()
+
+	cfg := p.configWithDataDir()
+	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range p.machines {
+		b, err := q.Meta("wo/" + m.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st map[string]any
+		if err := json.Unmarshal(b, &st); err != nil || st["field"] != "qty_producing" {
+			t.Fatalf("stored state of %s: %s (%v)", m.id, b, err)
+		}
+		delete(st, "field")
+		b, _ = json.Marshal(st)
+		if err := q.PutMeta(context.Background(), buffer.KV{Key: "wo/" + m.id, Value: b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	p.odoo.Upgrade(19)
+	p.version = 19
+	ra = p.startAgentWith(false)
+	p.produce(p.machines[0], 2, 0)
+	p.waitExact(ra, 20*time.Second)
+}

@@ -46,7 +46,7 @@ type extracted struct {
 //     rollover is set, the previous value was in the upper half of the range
 //     and the new one is in the lower half (delta = rollover - prev + new),
 //     and, when the previous value was read less than a minute before, the
-//     wrap books at most a quarter of the range (see plausibleWrap);
+//     wrap fits the counter's fastest rate (see plausibleWrap);
 //     a step back when the new value is at least 90% of the previous one
 //     and comes within a minute of it (an out-of-order or corrected
 //     reading; a counter restarts near zero): reported, nothing counted, the
@@ -261,24 +261,42 @@ func (cs *CounterState) holdBehind(ev Event, x extracted) ([]Event, bool) {
 	return nil, first
 }
 
-// wrapWindow: a counter read again within it cannot have made more than a
-// quarter of its range unseen, so a wrap that would book more is a reset
-// (after a longer gap, the agent or the link was down, a wrap may hold up
-// to half the range).
-const wrapWindow = time.Minute
+// wrapWindow: a counter read again within it cannot have made more than
+// wrapRateSlack times its fastest rate over the gap (a quarter of its range
+// while its rate is not known), so a wrap that would book more is a
+// reset (after a longer gap, the agent or the link was
+// down, a wrap may hold up to half the range).
+const (
+	wrapWindow    = time.Minute
+	wrapRateSlack = 4
+	// rateMinGap: increases over shorter gaps do not set the rate (a
+	// backlog delivered in a burst has receive times a millisecond apart).
+	rateMinGap = time.Second
+)
 
 // plausibleWrap reports whether a counter with range ro going down from
 // last to v wrapped (rather than being reset): it fell from the upper half
-// to the lower half by more than half the range, and the wrap's pieces,
-// ro - last + v, fit a quarter of the range when the last value was read
-// within wrapWindow. Without that bound every reset of a 16-bit counter
-// above 32767 (of a signed INT below 0) would book up to 65,535 pieces
-// that were never made, a signed 32-bit one two billion.
-func plausibleWrap(ro, last, v float64, recent bool) bool {
+// to the lower half by more than half the range, and, when the last value
+// was read gap ago within wrapWindow, the wrap's pieces ro - last + v fit
+// what the counter makes in gap at wrapRateSlack times its fastest rate
+// (pieces per second), or, while that is not known, a quarter of the
+// range. Without that bound every reset of a 16-bit counter above 32767
+// (of a signed INT below 0) would book up to 65,535 pieces that were never
+// made, a signed 32-bit one two billion. The quarter alone would take a
+// wrap of a small counter read seldom (rollover 1000, read every 55 s at 5
+// pieces/s) for a reset, and a reset of it from 925 for a wrap.
+func plausibleWrap(ro, last, v float64, recent bool, gap time.Duration, rate float64) bool {
 	if last >= ro || last < ro/2 || v >= ro/2 || last-v <= ro/2 {
 		return false
 	}
-	return !recent || ro-last+v <= ro/4
+	switch w := ro - last + v; {
+	case !recent:
+		return true
+	case rate > 0:
+		return w <= wrapRateSlack*rate*gap.Seconds()+1
+	default:
+		return w <= ro/4
+	}
 }
 
 // stepBackShare is how far below its last value a counter may read, and
@@ -352,6 +370,12 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			if !x.b.dupOrInitial && older {
 				ev.ClockBack = cs.Time.Sub(x.t)
 				cs.Time = x.t
+			} else if gap := x.t.Sub(cs.Seen); !cs.Seen.IsZero() && gap >= rateMinGap &&
+				(x.b.rollover == 0 || ev.Delta < float64(x.b.rollover)/2) {
+				// A step of half the range or more is no rate (a counter
+				// preset by its PLC program); it could not be told from a
+				// wrap anyway.
+				cs.Rate = max(cs.Rate, ev.Delta/gap.Seconds())
 			}
 		}
 	} else {
@@ -382,7 +406,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// decrease stays a reset: pieces made since then count.
 			ev.StepBack, ev.From = true, cs.Last
 			return []Event{ev}, false
-		case ro > 0 && plausibleWrap(ro, cs.Last, x.counter, !cs.Seen.IsZero() && since >= 0 && since < wrapWindow):
+		case ro > 0 && plausibleWrap(ro, cs.Last, x.counter, !cs.Seen.IsZero() && since >= 0 && since < wrapWindow, since, cs.Rate):
 			ev.Delta = ro - cs.Last + x.counter
 			ev.Rollover = true
 		default:

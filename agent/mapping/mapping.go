@@ -331,6 +331,11 @@ type CounterState struct {
 	// Last in that past — then it was reset while its clock went back.
 	BehindTime  time.Time `json:"behind_time,omitzero"`
 	BehindCount int       `json:"behind_count,omitempty"`
+	// Rate is the fastest the counter went up, in pieces per second, over
+	// plain increases at least rateMinGap apart (0: not known yet): a drop
+	// soon after Last is a rollover only if it fits that rate (see
+	// plausibleWrap).
+	Rate float64 `json:"rate,omitempty"`
 }
 
 // NewState returns an empty state.
