@@ -46,7 +46,8 @@ type extracted struct {
 //     rollover is set, the previous value was in the upper half of the range
 //     and the new one is in the lower half (delta = rollover - prev + new),
 //     and, when the previous value was read less than a minute before, the
-//     wrap fits the counter's fastest rate (see plausibleWrap);
+//     wrap books at most a quarter of the range, or what the counter's
+//     fastest rate makes in the time (see plausibleWrap);
 //     a step back when the new value is at least 90% of the previous one
 //     and comes within a minute of it (an out-of-order or corrected
 //     reading; a counter restarts near zero): reported, nothing counted, the
@@ -261,10 +262,9 @@ func (cs *CounterState) holdBehind(ev Event, x extracted) ([]Event, bool) {
 	return nil, first
 }
 
-// wrapWindow: a counter read again within it cannot have made more than
-// wrapRateSlack times its fastest rate over the gap (a quarter of its range
-// while its rate is not known), so a wrap that would book more is a
-// reset (after a longer gap, the agent or the link was
+// wrapWindow: a counter read again within it cannot have made more than a
+// quarter of its range unseen — unless its fastest rate says it can — so a
+// wrap that would book more is a reset (after a longer gap, the agent or the link was
 // down, a wrap may hold up to half the range).
 const (
 	wrapWindow    = time.Minute
@@ -278,25 +278,21 @@ const (
 // last to v wrapped (rather than being reset): it fell from the upper half
 // to the lower half by more than half the range, and, when the last value
 // was read gap ago within wrapWindow, the wrap's pieces ro - last + v fit
-// what the counter makes in gap at wrapRateSlack times its fastest rate
-// (pieces per second), or, while that is not known, a quarter of the
-// range. Without that bound every reset of a 16-bit counter above 32767
+// a quarter of the range, or what the counter makes in gap at
+// wrapRateSlack times its fastest rate (pieces per second; 0 while not
+// known). Without that bound every reset of a 16-bit counter above 32767
 // (of a signed INT below 0) would book up to 65,535 pieces that were never
-// made, a signed 32-bit one two billion. The quarter alone would take a
-// wrap of a small counter read seldom (rollover 1000, read every 55 s at 5
-// pieces/s) for a reset, and a reset of it from 925 for a wrap.
+// made, a signed 32-bit one two billion; the rate keeps the wraps of a
+// small counter read seldom (rollover 1000, read every 55 s at 5 pieces/s)
+// from being taken for resets. (The rate alone, without the quarter, would
+// also tell a reset from 925 of that counter; but a rate learnt low — from
+// readings a second apart around stops — would lose pieces of real wraps.)
 func plausibleWrap(ro, last, v float64, recent bool, gap time.Duration, rate float64) bool {
 	if last >= ro || last < ro/2 || v >= ro/2 || last-v <= ro/2 {
 		return false
 	}
-	switch w := ro - last + v; {
-	case !recent:
-		return true
-	case rate > 0:
-		return w <= wrapRateSlack*rate*gap.Seconds()+1
-	default:
-		return w <= ro/4
-	}
+	w := ro - last + v
+	return !recent || w <= max(ro/4, wrapRateSlack*rate*gap.Seconds()+1)
 }
 
 // stepBackShare is how far below its last value a counter may read, and
