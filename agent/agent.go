@@ -511,10 +511,14 @@ func OPCUAConfig(cfg *config.Config, s config.OPCUAServer, nodes []string, log *
 // nsPins keeps in the buffer file what namespace URI each ns=N node of an
 // OPC UA server meant when it was first read (opcua.NamespacePins), so a
 // server that renumbers its namespaces — also while the agent was down, as
-// when a power cut restarts both — is read by URI.
+// when a power cut restarts both — is read by URI. A pin is kept with the
+// endpoint it was taken at: a source pointed at another endpoint (a
+// replacement PLC, a gateway) is another server, whose nodes are pinned
+// anew.
 type nsPins struct {
-	a      *Agent
-	source string
+	a        *Agent
+	source   string
+	endpoint string
 }
 
 func nsPinKey(source, node string) string { return "nspin/" + source + "/" + node }
@@ -524,13 +528,17 @@ func (p nsPins) NamespacePin(node string) (string, bool) {
 	if err != nil || b == nil {
 		return "", false
 	}
-	return string(b), true
+	endpoint, uri, ok := strings.Cut(string(b), "\n")
+	if !ok { // kept by a version that did not keep the endpoint
+		return string(b), true
+	}
+	return uri, endpoint == p.endpoint
 }
 
 func (p nsPins) SetNamespacePin(node, uri string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return p.a.buf.PutMeta(ctx, buffer.KV{Key: nsPinKey(p.source, node), Value: []byte(uri)})
+	return p.a.buf.PutMeta(ctx, buffer.KV{Key: nsPinKey(p.source, node), Value: []byte(p.endpoint + "\n" + uri)})
 }
 
 // MQTTConfig is the connector configuration for broker b subscribing to
@@ -581,7 +589,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		}
 		settings := oc
 		settings.Logger = nil
-		oc.Pins = nsPins{a: a, source: s.Name}
+		oc.Pins = nsPins{a: a, source: s.Name, endpoint: s.Endpoint}
 		src, err := opcua.New(oc, a)
 		if err != nil {
 			broken(s.Name, connectors.KindOPCUA, fmt.Errorf("opcua %s: %w", s.Name, err))

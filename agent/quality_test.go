@@ -107,7 +107,7 @@ machines: [{ id: m1, workcenter: W, good_count: { opcua: { server: line1, node: 
 			t.Fatal(err)
 		}
 		a.buf = buf
-		pins := nsPins{a: a, source: "line1"}
+		pins := nsPins{a: a, source: "line1", endpoint: "opc.tcp://127.0.0.1:1"}
 		if round == 0 {
 			if _, ok := pins.NamespacePin("ns=2;s=Good"); ok {
 				t.Fatal("a pin before the first read")
@@ -119,12 +119,39 @@ machines: [{ id: m1, workcenter: W, good_count: { opcua: { server: line1, node: 
 		if uri, ok := pins.NamespacePin("ns=2;s=Good"); !ok || uri != "urn:plant" {
 			t.Errorf("round %d: pin %q, %v", round, uri, ok)
 		}
-		if _, ok := (nsPins{a: a, source: "line2"}).NamespacePin("ns=2;s=Good"); ok {
+		if _, ok := (nsPins{a: a, source: "line2", endpoint: "opc.tcp://127.0.0.1:1"}).NamespacePin("ns=2;s=Good"); ok {
 			t.Errorf("round %d: another server's node has the pin", round)
+		}
+		// The source pointed at another endpoint (a replacement PLC): its
+		// nodes are pinned anew.
+		moved := nsPins{a: a, source: "line1", endpoint: "opc.tcp://10.0.0.9:4840"}
+		if uri, ok := moved.NamespacePin("ns=2;s=Good"); ok {
+			t.Errorf("round %d: the pin (%s) taken at another endpoint is used", round, uri)
+		}
+		if round == 1 {
+			if err := moved.SetNamespacePin("ns=2;s=Good", "urn:plant-b"); err != nil {
+				t.Fatal(err)
+			}
+			if uri, ok := moved.NamespacePin("ns=2;s=Good"); !ok || uri != "urn:plant-b" {
+				t.Errorf("pinned anew at the new endpoint: %q, %v", uri, ok)
+			}
 		}
 		if err := buf.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A pin kept by a version that stored the URI alone is used as is.
+	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	a.buf = buf
+	if err := buf.PutMeta(context.Background(), buffer.KV{Key: nsPinKey("line1", "ns=3;s=Old"), Value: []byte("urn:old")}); err != nil {
+		t.Fatal(err)
+	}
+	if uri, ok := (nsPins{a: a, source: "line1", endpoint: "opc.tcp://127.0.0.1:1"}).NamespacePin("ns=3;s=Old"); !ok || uri != "urn:old" {
+		t.Errorf("an older pin: %q, %v", uri, ok)
 	}
 }
 
