@@ -229,10 +229,15 @@ func (c *Client) UID() int64 {
 }
 
 // Connect picks the protocol (auto: GET /web/version, 19+ means JSON-2),
-// reads the server version and authenticates. ctx bounds this attempt only.
+// reads the server version and authenticates. After a quiet spell (see
+// Config.IdleRecheck) it only reads the version, unless that changed.
+// ctx bounds this attempt only.
 func (c *Client) Connect(ctx context.Context) (err error) {
 	c.connect.Lock()
 	defer c.connect.Unlock()
+	if c.sameVersion(ctx) {
+		return nil
+	}
 	// Cleared for the requests below; set again unless this Connect
 	// succeeds (a failure after /web/version must not leave the old
 	// version in use).
@@ -313,11 +318,50 @@ func (c *Client) Connect(ctx context.Context) (err error) {
 // first Connect, after Odoo could not be reached, and after it was not
 // heard from for Config.IdleRecheck (it may be another version since).
 func (c *Client) NeedsConnect() bool {
-	if c.Protocol() == "" || c.recheck.Load() {
-		return true
-	}
+	return c.Protocol() == "" || c.recheck.Load() || c.quiet()
+}
+
+// quiet reports whether Odoo has not answered for Config.IdleRecheck.
+func (c *Client) quiet() bool {
 	last := c.answered.Load()
 	return c.cfg.IdleRecheck > 0 && last != 0 && time.Since(time.Unix(0, last)) > c.cfg.IdleRecheck
+}
+
+// sameVersion is Connect's short way after a quiet spell (nothing failed):
+// one request reads the version, and if it is the one connected to, the
+// session stands — no login every few minutes in an idle plant's Odoo.
+func (c *Client) sameVersion(ctx context.Context) bool {
+	c.mu.RLock()
+	proto, version := c.proto, c.version
+	c.mu.RUnlock()
+	if proto == "" || c.recheck.Load() || !c.quiet() {
+		return false
+	}
+	now := ""
+	if c.cfg.Protocol != ProtocolJSONRPC {
+		v, err := c.webVersion(ctx)
+		if err != nil && !isNoWebVersion(err) {
+			return false
+		}
+		now = v
+	}
+	if now == "" {
+		if proto != ProtocolJSONRPC {
+			return false
+		}
+		var ver struct {
+			ServerVersion string `json:"server_version"`
+		}
+		if err := c.rpc(ctx, "common.version", "common", "version", []any{}, &ver); err != nil {
+			return false
+		}
+		now = ver.ServerVersion
+	}
+	if now != version {
+		return false
+	}
+	c.log.Debug("Odoo version unchanged after a quiet spell", "server_version", now)
+	return true
 }
 
 // ensureConnected connects when no Connect has succeeded yet, or again

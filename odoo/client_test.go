@@ -964,6 +964,18 @@ func TestReconnectAfterAQuietSpell(t *testing.T) {
 	if c.NeedsConnect() {
 		t.Error("a connect is pending right after a call")
 	}
+	// A quiet spell with the same Odoo: the version is read, no new login.
+	logins := f.srv.CallCount("common", "authenticate")
+	time.Sleep(300 * time.Millisecond)
+	if !c.NeedsConnect() {
+		t.Fatal("no connect pending after a quiet spell longer than IdleRecheck")
+	}
+	if err := c.SetProducedQty(ctx, f.wo, 11); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.srv.CallCount("common", "authenticate"); n != logins || c.NeedsConnect() {
+		t.Errorf("after a quiet spell with the same version: %d logins (was %d), connect pending %v", n, logins, c.NeedsConnect())
+	}
 	f.srv.Upgrade(19)
 	time.Sleep(300 * time.Millisecond)
 	if !c.NeedsConnect() {
