@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -529,16 +530,35 @@ func (p nsPins) NamespacePin(node string) (string, bool) {
 		return "", false
 	}
 	endpoint, uri, ok := strings.Cut(string(b), "\n")
-	if !ok { // kept by a version that did not keep the endpoint
-		return string(b), true
+	if !ok {
+		// Kept by a version that did not keep the endpoint: taken at the
+		// endpoint the source has now, and kept so from here on.
+		uri = string(b)
+		_ = p.SetNamespacePin(node, uri) // failed: tried again at the next session
+		return uri, true
 	}
-	return uri, endpoint == p.endpoint
+	return uri, sameEndpoint(endpoint, p.endpoint)
 }
 
 func (p nsPins) SetNamespacePin(node, uri string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return p.a.buf.PutMeta(ctx, buffer.KV{Key: nsPinKey(p.source, node), Value: []byte(p.endpoint + "\n" + uri)})
+}
+
+// sameEndpoint compares two OPC UA endpoint URLs as the same server: the
+// scheme and host in any case, a trailing slash or not. (A host name and
+// its address are two endpoints: the nodes are pinned anew.)
+func sameEndpoint(a, b string) bool {
+	norm := func(s string) string {
+		u, err := url.Parse(strings.TrimSpace(s))
+		if err != nil {
+			return s
+		}
+		u.Scheme, u.Host, u.Path = strings.ToLower(u.Scheme), strings.ToLower(u.Host), strings.TrimRight(u.Path, "/")
+		return u.String()
+	}
+	return norm(a) == norm(b)
 }
 
 // MQTTConfig is the connector configuration for broker b subscribing to

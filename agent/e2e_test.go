@@ -1332,3 +1332,51 @@ func TestEndToEndRetainedStateWithoutSourceTime(t *testing.T) {
 		t.Errorf("%d downtime lines, want 2", n)
 	}
 }
+
+// A publisher that retains its stops but not its runs, and the agent has a
+// record of the topic's retained copy from a new session: a stop seen live
+// (stored by the broker) and its run; after a restart in the kept session
+// the broker resends that stop — a message the topic carried before, so no
+// second stop.
+func TestEndToEndResentCopyOfAStopSeenLive(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	raw, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.writeConfig(strings.ReplaceAll(string(raw), ", timestamp_field: ts", ""))
+	m := p.machines[0]
+	send := func(good int64, running, retain bool) {
+		t.Helper()
+		b, _ := json.Marshal(map[string]any{"good": good, "scrap": 0, "running": running, "reason": "JAM"})
+		if err := p.broker.Publish("plant/press-1", b, retain, 1); err != nil {
+			t.Fatal(err)
+		}
+		m.mu.Lock()
+		m.good = good
+		m.mu.Unlock()
+	}
+	state := func(ra *runningAgent, want string) {
+		t.Helper()
+		waitFor(t, 10*time.Second, "machine "+want, func() (bool, string) {
+			s := ra.a.Status().Machines[0].State
+			return s == want, s
+		})
+	}
+	send(1000, true, true) // retained before the agent's first, new, session
+	ra := p.startAgentWith(false)
+	state(ra, "running")
+	send(1003, false, true) // a stop, retained
+	state(ra, "stopped")
+	send(1005, true, false) // its run, not retained
+	m.stops++
+	p.waitExact(ra, 20*time.Second)
+	ra.stop()
+
+	ra = p.startAgentWith(false) // kept session: the broker resends the stop it stored
+	send(1007, true, false)
+	p.waitExact(ra, 20*time.Second)
+	if s := ra.a.Status().Machines[0].State; s != "running" {
+		t.Errorf("after the reconnect the machine is %q: the resent copy of a stop already booked was taken", s)
+	}
+}

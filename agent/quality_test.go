@@ -140,7 +140,9 @@ machines: [{ id: m1, workcenter: W, good_count: { opcua: { server: line1, node: 
 			t.Fatal(err)
 		}
 	}
-	// A pin kept by a version that stored the URI alone is used as is.
+	// A pin kept by a version that stored the URI alone is taken at the
+	// endpoint the source has now, and kept with it: pointed elsewhere
+	// later, the source pins its nodes anew.
 	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +154,12 @@ machines: [{ id: m1, workcenter: W, good_count: { opcua: { server: line1, node: 
 	}
 	if uri, ok := (nsPins{a: a, source: "line1", endpoint: "opc.tcp://127.0.0.1:1"}).NamespacePin("ns=3;s=Old"); !ok || uri != "urn:old" {
 		t.Errorf("an older pin: %q, %v", uri, ok)
+	}
+	if uri, ok := (nsPins{a: a, source: "line1", endpoint: "OPC.TCP://127.0.0.1:1/"}).NamespacePin("ns=3;s=Old"); !ok || uri != "urn:old" {
+		t.Errorf("the same endpoint written otherwise: %q, %v", uri, ok)
+	}
+	if uri, ok := (nsPins{a: a, source: "line1", endpoint: "opc.tcp://10.0.0.9:4840"}).NamespacePin("ns=3;s=Old"); ok {
+		t.Errorf("an older pin (%s), now kept with its endpoint, is used at another one", uri)
 	}
 }
 

@@ -46,9 +46,9 @@ type Sample struct {
 	// retained message the broker sends again because the agent
 	// re-subscribed in a session the broker kept (the session delivered,
 	// or holds, every message since QoS 0 aside). For run state and
-	// downtime reason the mapping takes it only if it differs from the
-	// last retained copy seen on the topic: a stale one (a publisher that
-	// retained an old stop) would start a stop that never was.
+	// downtime reason the mapping takes it only if the topic did not carry
+	// it before: a stale one (a publisher that retained an old stop) would
+	// start a stop that never was.
 	Resent bool
 
 	// Ack, if not nil, tells the source the sample is durable (MQTT: PUBACK).

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,7 +48,7 @@ type extracted struct {
 //     and the new one is in the lower half (delta = rollover - prev + new),
 //     and, when the previous value was read less than a minute before, the
 //     wrap books at most a quarter of the range, or what the counter's
-//     fastest rate makes in the time (see plausibleWrap);
+//     usual rate makes in the time (see plausibleWrap);
 //     a step back when the new value is at least 90% of the previous one
 //     and comes within a minute of it (an out-of-order or corrected
 //     reading; a counter restarts near zero): reported, nothing counted, the
@@ -96,21 +97,20 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 		ordered := orderForMachine(mine)
 		ms := st.machine(machine)
 		didChange, stale := false, false
-		if s.Kind == connectors.KindMQTT && s.Initial && feedsState(mine) {
-			var news bool
-			news, didChange = ms.noteRetained(s)
-			stale = !news
+		if s.Kind == connectors.KindMQTT && feedsState(mine) {
+			var seen bool
+			seen, didChange = ms.noteRecent(s)
+			stale = s.Resent && seen
 		}
 		for _, x := range ordered {
 			var evs []Event
 			var ch bool
 			if x.resent && stale && (x.b.signal == Running || x.b.signal == DowntimeReason) {
-				// The broker's stored copy, unchanged since the last
-				// subscribe and sent again for our re-subscribe in the
-				// session it kept: no news. Without a source time a stale
-				// one (a publisher that retained an old stop but not the
-				// run after it) would start a stop that never was at every
-				// reconnect.
+				// The broker's stored copy, sent again for our re-subscribe
+				// in the session it kept, and a message the topic carried
+				// before: no news. Without a source time a stale one (a
+				// publisher that retained an old stop but not the run after
+				// it) would start a stop that never was at every reconnect.
 				continue
 			}
 			switch x.b.signal {
@@ -182,27 +182,34 @@ func feedsState(xs []extracted) bool {
 	return false
 }
 
-// noteRetained records a digest of a retained copy (an MQTT message with the
-// retain flag: the broker's stored value, sent on a subscribe) that feeds the
-// machine's run state or downtime reason, and reports whether it differs
-// from the last copy seen on that topic; noted says the record changed. A
-// resent copy with no record (a state kept before this record was) counts
-// as seen: a re-subscribe in a kept session means the agent subscribed, and
-// got the copy, before.
-func (ms *MachineState) noteRetained(s connectors.Sample) (news, noted bool) {
+// recentKept is how many digests of its last messages a topic feeding a
+// machine's run state or downtime reason keeps (MachineState.Recent).
+const recentKept = 8
+
+// noteRecent records a digest of MQTT message s, which feeds the machine's
+// run state or downtime reason, among the last recentKept of its topic, and
+// reports whether it was there already; noted says the record changed. A
+// resent copy with no record at all (a state kept by a version that kept
+// none) counts as seen: a re-subscribe in a kept session means the agent
+// subscribed, and got the copy, before.
+func (ms *MachineState) noteRecent(s connectors.Sample) (seen, noted bool) {
 	key := s.Source + " " + s.Address
 	h := fnv.New64a()
 	h.Write(s.Payload)
-	v := strconv.FormatUint(h.Sum64(), 16)
-	prev, seen := ms.Retained[key]
-	if seen && prev == v {
-		return false, false
+	d := strconv.FormatUint(h.Sum64(), 16)
+	list, known := ms.Recent[key]
+	if slices.Contains(list, d) {
+		return true, false
 	}
-	if ms.Retained == nil {
-		ms.Retained = make(map[string]string, 1)
+	if ms.Recent == nil {
+		ms.Recent = make(map[string][]string, 1)
 	}
-	ms.Retained[key] = v
-	return seen || !s.Resent, true
+	list = append(list, d)
+	if len(list) > recentKept {
+		list = append(list[:0], list[len(list)-recentKept:]...)
+	}
+	ms.Recent[key] = list
+	return !known && s.Resent, true
 }
 
 func isStale(x extracted, last time.Time) bool {
@@ -263,36 +270,88 @@ func (cs *CounterState) holdBehind(ev Event, x extracted) ([]Event, bool) {
 }
 
 // wrapWindow: a counter read again within it cannot have made more than a
-// quarter of its range unseen — unless its fastest rate says it can — so a
-// wrap that would book more is a reset (after a longer gap, the agent or the link was
-// down, a wrap may hold up to half the range).
+// quarter of its range unseen — unless its usual rate says it can — so a
+// wrap that would book more is a reset (after a longer gap, the agent or
+// the link was down, a wrap may hold up to half the range).
 const (
 	wrapWindow    = time.Minute
 	wrapRateSlack = 4
-	// rateMinGap: increases over shorter gaps do not set the rate (a
-	// backlog delivered in a burst has receive times a millisecond apart).
+	// wrapStepSlack bounds a wrap read without a source time by the
+	// counter's usual step between readings: a backlog's readings arrive
+	// together, so the time between them says nothing.
+	wrapStepSlack = 2
+	// Steps: the counter's last stepsKept plain increases at least
+	// rateMinGap apart (shorter ones are a backlog delivered in a burst)
+	// and below half its range (a larger one is a preset, and could not be
+	// told from a wrap anyway); its usual rate and step are their medians,
+	// once there are stepsMin of them, so one odd step sets neither.
 	rateMinGap = time.Second
+	stepsKept  = 5
+	stepsMin   = 3
 )
 
-// plausibleWrap reports whether a counter with range ro going down from
-// last to v wrapped (rather than being reset): it fell from the upper half
-// to the lower half by more than half the range, and, when the last value
-// was read gap ago within wrapWindow, the wrap's pieces ro - last + v fit
-// a quarter of the range, or what the counter makes in gap at
-// wrapRateSlack times its fastest rate (pieces per second; 0 while not
-// known). Without that bound every reset of a 16-bit counter above 32767
-// (of a signed INT below 0) would book up to 65,535 pieces that were never
-// made, a signed 32-bit one two billion; the rate keeps the wraps of a
-// small counter read seldom (rollover 1000, read every 55 s at 5 pieces/s)
-// from being taken for resets. (The rate alone, without the quarter, would
-// also tell a reset from 925 of that counter; but a rate learnt low — from
-// readings a second apart around stops — would lose pieces of real wraps.)
-func plausibleWrap(ro, last, v float64, recent bool, gap time.Duration, rate float64) bool {
+// plausibleWrap reports whether counter cs, with range ro, going down to v
+// (read gap after its last value) wrapped rather than being reset: it fell
+// from the upper half to the lower half by more than half the range, and,
+// when the last value was read within wrapWindow, the wrap's pieces
+// ro - last + v fit a quarter of the range, or what the counter makes in
+// gap at wrapRateSlack times its usual rate, or (no source time) wrapStepSlack
+// times its usual step. Without that bound every reset of a 16-bit counter
+// above 32767 (of a signed INT below 0) would book up to 65,535 pieces that
+// were never made, a signed 32-bit one two billion; the rate and step keep
+// the wraps of a small counter read seldom (rollover 1000, read every 55 s
+// at 5 pieces/s), or whose backlog comes in a burst, from being taken for
+// resets. The quarter stays: a rate learnt low (readings around stops)
+// must not lose the pieces of real wraps.
+func plausibleWrap(cs *CounterState, ro, v float64, gap time.Duration, srcTime bool) bool {
+	last := cs.Last
 	if last >= ro || last < ro/2 || v >= ro/2 || last-v <= ro/2 {
 		return false
 	}
-	w := ro - last + v
-	return !recent || w <= max(ro/4, wrapRateSlack*rate*gap.Seconds()+1)
+	if cs.Seen.IsZero() || gap < 0 || gap >= wrapWindow {
+		return true
+	}
+	allowed := ro / 4
+	if rate, step, ok := cs.usual(); ok {
+		allowed = max(allowed, wrapRateSlack*rate*gap.Seconds()+1)
+		if !srcTime {
+			allowed = max(allowed, wrapStepSlack*step)
+		}
+	}
+	return ro-last+v <= allowed
+}
+
+// RateStep is one plain increase of a counter and the seconds it took.
+type RateStep struct {
+	D float64 `json:"d"`
+	S float64 `json:"s"`
+}
+
+// noteStep keeps an increase of d over gap among the counter's last steps.
+func (cs *CounterState) noteStep(d float64, gap time.Duration, ro uint64) {
+	if ro == 0 || gap < rateMinGap || d >= float64(ro)/2 {
+		return
+	}
+	cs.Steps = append(cs.Steps, RateStep{D: d, S: gap.Seconds()})
+	if len(cs.Steps) > stepsKept {
+		cs.Steps = append(cs.Steps[:0], cs.Steps[len(cs.Steps)-stepsKept:]...)
+	}
+}
+
+// usual returns the median rate (pieces/s) and step of the counter's last
+// steps; ok is false while there are fewer than stepsMin.
+func (cs *CounterState) usual() (rate, step float64, ok bool) {
+	n := len(cs.Steps)
+	if n < stepsMin {
+		return 0, 0, false
+	}
+	rates, steps := make([]float64, n), make([]float64, n)
+	for i, st := range cs.Steps {
+		rates[i], steps[i] = st.D/st.S, st.D
+	}
+	slices.Sort(rates)
+	slices.Sort(steps)
+	return rates[n/2], steps[n/2], true
 }
 
 // stepBackShare is how far below its last value a counter may read, and
@@ -366,12 +425,8 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			if !x.b.dupOrInitial && older {
 				ev.ClockBack = cs.Time.Sub(x.t)
 				cs.Time = x.t
-			} else if gap := x.t.Sub(cs.Seen); !cs.Seen.IsZero() && gap >= rateMinGap &&
-				(x.b.rollover == 0 || ev.Delta < float64(x.b.rollover)/2) {
-				// A step of half the range or more is no rate (a counter
-				// preset by its PLC program); it could not be told from a
-				// wrap anyway.
-				cs.Rate = max(cs.Rate, ev.Delta/gap.Seconds())
+			} else if !cs.Seen.IsZero() {
+				cs.noteStep(ev.Delta, x.t.Sub(cs.Seen), x.b.rollover)
 			}
 		}
 	} else {
@@ -402,7 +457,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// decrease stays a reset: pieces made since then count.
 			ev.StepBack, ev.From = true, cs.Last
 			return []Event{ev}, false
-		case ro > 0 && plausibleWrap(ro, cs.Last, x.counter, !cs.Seen.IsZero() && since >= 0 && since < wrapWindow, since, cs.Rate):
+		case ro > 0 && plausibleWrap(cs, ro, x.counter, since, x.srcTime):
 			ev.Delta = ro - cs.Last + x.counter
 			ev.Rollover = true
 		default:

@@ -295,12 +295,15 @@ type MachineState struct {
 	Reason     string    `json:"reason,omitempty"`
 	ReasonSet  bool      `json:"reason_set,omitempty"`
 	ReasonTime time.Time `json:"reason_time,omitzero"`
-	// Retained holds, per MQTT topic ("source topic") feeding the run
-	// state or the downtime reason, a digest of the last retained copy
-	// seen: a copy the broker sends again for a re-subscribe is news only
-	// when it differs (a retained state published while the agent was
-	// away, whose live copy the broker did not keep: QoS 0).
-	Retained map[string]string `json:"retained,omitempty"`
+	// Recent holds, per MQTT topic ("source topic") feeding the run state
+	// or the downtime reason, digests of its last messages (recentKept):
+	// a retained copy the broker sends again for a re-subscribe is news
+	// only when the topic did not carry it before — a state published
+	// while the agent was away whose own copy the broker did not queue for
+	// the session (QoS 0). A stop whose payload repeats an earlier one
+	// word for word cannot be told from the stale copy of that one, and is
+	// not taken.
+	Recent map[string][]string `json:"recent,omitempty"`
 }
 
 // CounterState is the baseline of one counter.
@@ -331,11 +334,10 @@ type CounterState struct {
 	// Last in that past — then it was reset while its clock went back.
 	BehindTime  time.Time `json:"behind_time,omitzero"`
 	BehindCount int       `json:"behind_count,omitempty"`
-	// Rate is the fastest the counter went up, in pieces per second, over
-	// plain increases at least rateMinGap apart (0: not known yet): a drop
-	// soon after Last is a rollover only if it fits that rate (see
-	// plausibleWrap).
-	Rate float64 `json:"rate,omitempty"`
+	// Steps are the counter's last plain increases (kept with a rollover
+	// only): a drop soon after Last is a rollover if it fits its usual rate
+	// or step (see plausibleWrap).
+	Steps []RateStep `json:"steps,omitempty"`
 }
 
 // NewState returns an empty state.

@@ -1,0 +1,85 @@
+package mapping
+
+import (
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/connectors"
+)
+
+// A 3-digit counter over MQTT without timestamp_field, published every
+// 55 s (QoS 1); the agent is down for a few minutes and the broker
+// delivers the queued messages in a burst, receive times 1 ms apart. The
+// wrap 825 -> 100 in it fits the counter's usual step (275): a wrap, not
+// a reset (which lost 175 pieces).
+func TestBacklogWrapOfSmallCounter(t *testing.T) {
+	m := newTestMapper(t, `site: test
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - { name: b, url: "tcp://127.0.0.1:1883", client_id: pe }
+machines:
+  - id: p2
+    workcenter: WC2
+    good_count: { mqtt: { broker: b, topic: p2/good, field: v }, rollover: 1000 }
+`)
+	st := NewState()
+	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	var sum float64
+	send := func(v string, at time.Time) {
+		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "p2/good",
+			Payload: []byte(`{"v":` + v + `}`), Good: true, ReceiveTime: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			sum += e.Delta
+		}
+	}
+	send("0", t0)
+	send("275", t0.Add(55*time.Second)) // live: steps of 275 every 55 s
+	send("550", t0.Add(110*time.Second))
+	// agent restarts; backlog burst 4 minutes later
+	b := t0.Add(6 * time.Minute)
+	send("825", b)
+	send("100", b.Add(time.Millisecond))
+	send("375", b.Add(2*time.Millisecond))
+	if sum != 1375 {
+		t.Errorf("counted %v, want 1375 (a wrap in the backlog taken as a reset)", sum)
+	}
+}
+
+// One large plain step (below half the range: a preset, a glitch) a couple
+// of seconds after the last reading sets no rate: a reset of the 16-bit
+// counter from its upper half a day later, read 10 s after its last value,
+// is a reset, not a wrap of 25,533 pieces nobody made.
+func TestOneOddStepSetsNoRate(t *testing.T) {
+	m := newTestMapper(t, `site: test
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+opcua:
+  - { name: plc, endpoint: "opc.tcp://127.0.0.1:4840" }
+machines:
+  - id: p1
+    workcenter: WC1
+    good_count: { opcua: { server: plc, node: "ns=2;s=Good" }, rollover: 65536 }
+`)
+	st := NewState()
+	t0 := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	var last []Event
+	send := func(v int, at time.Time) {
+		evs, _, err := m.Apply(st, connectors.Sample{Source: "plc", Kind: connectors.KindOPCUA, Address: "ns=2;s=Good",
+			Value: int32(v), Good: true, SourceTime: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = evs
+	}
+	send(100, t0)
+	send(20100, t0.Add(2*time.Second)) // a preset / glitch: rate 10,000/s
+	st = restart(t, m, st)
+	day := t0.Add(24 * time.Hour)
+	send(40003, day)
+	send(0, day.Add(10*time.Second)) // operator resets the counter
+	if len(last) != 1 || last[0].Rollover {
+		t.Errorf("a reset 10 s after 40003 booked as a wrap: %+v", last)
+	}
+}
