@@ -211,6 +211,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	if err := a.checkSite(ctx, cfg); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	a.fwd = newForwarder(a)
 	a.opened.Store(true) // publishes buf and fwd to Status and the API
 
@@ -428,15 +434,31 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 		return err
 	}
 	cur := a.cfg.Load()
-	if next.Site != cur.Site || next.DataDir != cur.DataDir || next.Listen != cur.Listen ||
-		!reflect.DeepEqual(next.Buffer, cur.Buffer) || !reflect.DeepEqual(next.Odoo, cur.Odoo) {
-		a.log.Warn("reload: site, data_dir, listen, buffer and odoo settings take effect only after a restart")
+	var later []string
+	for _, k := range []struct {
+		name    string
+		changed bool
+	}{
+		{"site", next.Site != cur.Site}, {"data_dir", next.DataDir != cur.DataDir}, {"listen", next.Listen != cur.Listen},
+		{"buffer", !reflect.DeepEqual(next.Buffer, cur.Buffer)}, {"odoo", !reflect.DeepEqual(next.Odoo, cur.Odoo)},
+	} {
+		if k.changed {
+			later = append(later, k.name)
+		}
+	}
+	if len(later) > 0 {
+		a.log.Warn("reload: these settings changed and take effect only after a restart; the running agent keeps the old ones",
+			"settings", strings.Join(later, ", "))
 		next.Site, next.DataDir, next.Listen, next.Buffer, next.Odoo = cur.Site, cur.DataDir, cur.Listen, cur.Buffer, cur.Odoo
 	}
 	// The mapper first: kept sources deliver to it from now on. Sources
 	// whose settings changed are replaced.
+	prev := a.mapper.Load()
 	a.cfg.Store(next)
 	a.mapper.Store(m)
+	if a.opened.Load() {
+		a.endOrphanedStops(ctx, prev, m)
+	}
 	a.applySources(next)
 	a.metrics.reloads.WithLabelValues("ok").Inc()
 	if a.opened.Load() {

@@ -1380,3 +1380,73 @@ func TestEndToEndResentCopyOfAStopSeenLive(t *testing.T) {
 		t.Errorf("after the reconnect the machine is %q: the resent copy of a stop already booked was taken", s)
 	}
 }
+
+// A stopped machine whose running signal is taken out of the mapping, or
+// which is taken out itself: nothing would end its stop, and with
+// block_workcenter its line would stay open in Odoo. The reload ends the
+// stop; brought back while running, the machine books no phantom stop.
+func TestEndToEndReloadEndsOrphanedStops(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
+	ra := p.startAgent()
+	m1, m2 := p.machines[0], p.machines[1]
+	p.stop(m1, "JAM")
+	p.stop(m2, "JAM")
+	waitFor(t, 10*time.Second, "lines open", func() (bool, string) {
+		open := 0
+		for _, l := range p.odoo.Productivity() {
+			if l.End.IsZero() {
+				open++
+			}
+		}
+		return open == 2, fmt.Sprintf("%d open", open)
+	})
+	full, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// press-1 loses its running signal, press-2 leaves the configuration.
+	cut := strings.Replace(string(full), "    running: { mqtt: { broker: broker, topic: plant/press-1, field: running, timestamp_field: ts } }\n", "", 1)
+	i := strings.Index(cut, "  - id: press-2\n")
+	if i < 0 || cut == string(full) {
+		t.Fatalf("config not as expected:\n%s", full)
+	}
+	p.writeConfig(cut[:i])
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	m1.mu.Lock()
+	m1.stops++
+	m1.mu.Unlock()
+	waitFor(t, 10*time.Second, "press-1's line closed", func() (bool, string) {
+		n := p.closedLines("press-1")
+		return n == 1, fmt.Sprintf("%d closed", n)
+	})
+	if s := ra.a.Status().Machines[0].State; s != "unknown" {
+		t.Errorf("press-1 without a running signal shows %q", s)
+	}
+
+	// Both come back, running: no phantom stop, press-2's line closed at
+	// its removal.
+	removed := time.Now()
+	time.Sleep(1500 * time.Millisecond)
+	p.run(m1)
+	p.run(m2) // counts press-2's stop: its line was closed at the removal
+	m1.mu.Lock()
+	m1.stops--
+	m1.mu.Unlock()
+	p.writeConfig(string(full))
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.produce(m1, 3, 0)
+	p.produce(m2, 3, 0)
+	p.waitExact(ra, 20*time.Second)
+	for _, l := range p.odoo.Productivity() {
+		if l.End.IsZero() {
+			t.Errorf("a line left open: %+v", l)
+		}
+		if l.WorkcenterID == p.wcIDs["press-2"] && l.End.After(removed.Add(time.Second)) {
+			t.Errorf("press-2's line ends at %s, after its removal at %s", l.End, removed)
+		}
+	}
+}

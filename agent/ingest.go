@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
+	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/agent/mapping"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
@@ -180,30 +183,9 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				c.rec.Delta += ev.Delta
 				c.rec.Last = t
 				a.addTotals(ev.Machine, sig, ev.Delta)
-			case mapping.EventRunning:
-				st := a.state.Machines[ev.Machine]
-				opened := st != nil && st.LineOpened
-				if opened {
-					st.LineOpened = false
-					changed[ev.Machine] = true
-				}
-				if !opened && a.shortStop(ev) {
-					continue
-				}
-				events = append(events, buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Time: ev.End,
-					Data: mustJSON(eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted})})
-			case mapping.EventStopped, mapping.EventReason:
-				if a.blocks(ev.Machine) {
-					if st := a.state.Machines[ev.Machine]; st != nil && !st.LineOpened {
-						st.LineOpened = true
-						changed[ev.Machine] = true
-					}
-					start := ev.Start
-					if start.IsZero() {
-						start = a.stopStart(ev.Machine, ev.Time)
-					}
-					events = append(events, buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Time: ev.Time,
-						Data: mustJSON(eventRecord{Start: ms(start), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted})})
+			default:
+				if rec, ok := a.downtimeRecord(ev, changed); ok {
+					events = append(events, rec)
 				}
 			}
 		}
@@ -276,6 +258,87 @@ type writeFailure struct {
 }
 
 // machineKV encodes a machine's durable state for the meta bucket.
+// downtimeRecord is the record of a stop, run or reason event, if it makes
+// one; it notes in changed a machine whose open line it opens or closes.
+// The caller holds stateMu.
+func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffer.Record, bool) {
+	switch ev.Kind {
+	case mapping.EventRunning:
+		st := a.state.Machines[ev.Machine]
+		opened := st != nil && st.LineOpened
+		if opened {
+			st.LineOpened = false
+			changed[ev.Machine] = true
+		}
+		if !opened && a.shortStop(ev) {
+			return buffer.Record{}, false
+		}
+		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Time: ev.End,
+			Data: mustJSON(eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted})}, true
+	case mapping.EventStopped, mapping.EventReason:
+		if !a.blocks(ev.Machine) {
+			return buffer.Record{}, false
+		}
+		if st := a.state.Machines[ev.Machine]; st != nil && !st.LineOpened {
+			st.LineOpened = true
+			changed[ev.Machine] = true
+		}
+		start := ev.Start
+		if start.IsZero() {
+			start = a.stopStart(ev.Machine, ev.Time)
+		}
+		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Time: ev.Time,
+			Data: mustJSON(eventRecord{Start: ms(start), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted})}, true
+	}
+	return buffer.Record{}, false
+}
+
+// endOrphanedStops ends, at a reload, the stops of machines whose running
+// signal next no longer has (or that it no longer has at all): nothing
+// would end them, and with block_workcenter their line would stay open in
+// Odoo. Their run state becomes unknown; a machine brought back starts
+// from its next value. The records go in one commit with the state.
+func (a *Agent) endOrphanedStops(ctx context.Context, prev, next *mapping.Mapper) {
+	now := time.Now()
+	changed := map[string]bool{}
+	var recs []buffer.Record
+	var meta []buffer.KV
+	a.stateMu.Lock()
+	for id := range a.state.Machines {
+		if !prev.HasRunning(id) || next.HasRunning(id) {
+			continue
+		}
+		evs, ch := prev.EndStop(a.state, id, now)
+		if ch {
+			changed[id] = true
+		}
+		for _, ev := range evs {
+			a.noteEvent(ev)
+			a.log.Info("stop ended: its machine's running signal is gone from the configuration", "machine", id,
+				"stopped", ev.End.Sub(ev.Start).Round(time.Second))
+			if rec, ok := a.downtimeRecord(ev, changed); ok {
+				recs = append(recs, rec)
+			}
+		}
+	}
+	for id := range changed {
+		kv, err := a.machineKV(id)
+		if err != nil {
+			a.log.Error("encode machine state", "machine", id, "err", err)
+			continue
+		}
+		meta = append(meta, kv)
+	}
+	if len(recs) > 0 || len(meta) > 0 {
+		// Under stateMu, so that no sample of these machines is applied
+		// before their state is on disk.
+		if _, err := a.buf.Append(ctx, recs, meta...); err != nil {
+			a.log.Error("reload: could not record the end of stops whose running signal is gone", "err", err)
+		}
+	}
+	a.stateMu.Unlock()
+}
+
 func (a *Agent) machineKV(id string) (buffer.KV, error) {
 	b, err := a.state.Marshal(id)
 	if err != nil {
@@ -327,6 +390,52 @@ func (a *Agent) loadBufferID(ctx context.Context) error {
 	}
 	a.bufID = string(b)
 	return nil
+}
+
+// checkSite keeps the site the buffer file was written for. Downtime lines
+// and scrap bookings carry it in their external ids in Odoo: under another
+// site a stop in progress would be booked a second time, and an open line
+// (block_workcenter) never closed, and a booking in flight repeated. So
+// the site may change only when nothing of the old one is left: no
+// downtime record pending, no machine stopped, no booking in flight.
+// (Counts carry no id: the quantity written is absolute.)
+func (a *Agent) checkSite(ctx context.Context, cfg *config.Config) error {
+	const key = "site"
+	b, err := a.buf.Meta(key)
+	if err != nil {
+		return err
+	}
+	if string(b) == cfg.Site {
+		return nil
+	}
+	if len(b) > 0 {
+		var left []string
+		if n := a.buf.Stats().Lanes[buffer.LaneEvents].Pending; n > 0 {
+			left = append(left, fmt.Sprintf("%d downtime records to forward", n))
+		}
+		a.stateMu.Lock()
+		for id, ms := range a.state.Machines {
+			if ms.Running != nil && !*ms.Running {
+				left = append(left, "machine "+id+" stopped")
+			}
+		}
+		a.stateMu.Unlock()
+		if err := a.buf.MetaPrefix("scrap/", func(k string, _ []byte) error {
+			left = append(left, "a scrap booking of "+k[len("scrap/"):]+" in flight")
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(left) > 0 {
+			slices.Sort(left)
+			return fmt.Errorf("site is %q, but the buffer file %s was written for site %q, and holds what Odoo knows under that name (%s): "+
+				"downtime lines and scrap carry the site in their external ids, so a stop in progress would be booked twice and an open line never closed. "+
+				"Set site back to %q and start the agent; change it when the buffer is empty and no machine is stopped (plantedge status)",
+				cfg.Site, cfg.BufferPath(), b, strings.Join(left, ", "), b)
+		}
+		a.log.Warn("site changed: downtime lines and scrap are booked under the new name from now on", "site", cfg.Site, "was", string(b))
+	}
+	return a.buf.PutMeta(ctx, buffer.KV{Key: key, Value: []byte(cfg.Site)})
 }
 
 // loadInFlight notes the quantity writes and scrap bookings a previous run

@@ -492,6 +492,37 @@ func (m *Mapper) clockBack(ms *MachineState, x extracted) {
 	}
 }
 
+// HasRunning reports whether machine has a running signal.
+func (m *Mapper) HasRunning(machine string) bool { return m.running[machine] != nil }
+
+// EndStop is for a machine whose running signal is gone from the mapping
+// (or the machine itself): nothing would end its stop any more. Its run
+// state becomes unknown; if it was stopped, the stop ends at t (an
+// EventRunning, its loss from m, the mapping it was stopped under).
+// changed says the state changed.
+func (m *Mapper) EndStop(st *State, machine string, t time.Time) (events []Event, changed bool) {
+	ms := st.Machines[machine]
+	if ms == nil || ms.Running == nil {
+		return nil, false
+	}
+	stopped := !*ms.Running
+	ms.Running, ms.RunningTime = nil, time.Time{}
+	if !stopped {
+		return nil, true
+	}
+	loss, defaulted := "", false
+	if rb := m.reason[machine]; rb != nil {
+		loss, defaulted = rb.loss(ms.Reason)
+	}
+	ev := Event{Machine: machine, Kind: EventRunning, Signal: Running, Time: t, Start: ms.StopStart, End: t,
+		Reason: ms.Reason, Loss: loss, LossDefaulted: defaulted}
+	if ev.Start.IsZero() || ev.End.Before(ev.Start) {
+		ev.Start = ev.End
+	}
+	ms.StopStart = time.Time{}
+	return []Event{ev}, true
+}
+
 func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 	if isStale(x, ms.RunningTime) {
 		return nil, false
