@@ -21,6 +21,7 @@ import (
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/agent/mapping"
 	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
 	"github.com/plantedge/plantedge/odoo/odootest"
@@ -1448,5 +1449,38 @@ func TestEndToEndReloadEndsOrphanedStops(t *testing.T) {
 		if l.WorkcenterID == p.wcIDs["press-2"] && l.End.After(removed.Add(time.Second)) {
 			t.Errorf("press-2's line ends at %s, after its removal at %s", l.End, removed)
 		}
+	}
+}
+
+// A counter's field misspelt on a topic that feeds other signals too: the
+// other fields keep the machine looking alive while the counter stands
+// still. After AbsentWarn messages the machine shows it, and the log says
+// it; fixed, it counts on and the error goes.
+func TestEndToEndMisspeltCounterFieldIsShown(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	good := p.editConfig("field: good,", "field: god,")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	for range mapping.AbsentWarn {
+		p.produce(m, 1, 0)
+	}
+	waitFor(t, 10*time.Second, "the machine to show the missing field", func() (bool, string) {
+		e := ra.a.Status().Machines[0].Error
+		return strings.Contains(e, `field "god" missing from the last 20 messages of topic plant/press-1`), e
+	})
+	if !strings.Contains(p.logs.String(), "a counter's field is missing from every message of its topic") {
+		t.Error("not logged")
+	}
+	p.writeConfig(good)
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.produce(m, 2, 0)
+	p.waitExact(ra, 20*time.Second)
+	if e := ra.a.Status().Machines[0].Error; e != "" {
+		t.Errorf("error left after the fix: %s", e)
 	}
 }

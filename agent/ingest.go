@@ -148,6 +148,14 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		} else if s.Good {
 			delete(a.unusable, k)
 		}
+		if len(a.state.Absent) > 0 && s.Kind == connectors.KindMQTT {
+			m.EachUse(s.Kind, s.Source, s.Address, func(id string, sig mapping.Signal) {
+				if ab := a.state.Absent[mapping.SignalKey{Machine: id, Signal: sig}]; ab != nil && ab.N == mapping.AbsentWarn {
+					a.log.Warn("a counter's field is missing from every message of its topic: the counter stands still (a typo in field, or the gateway renamed it? plantedge validate --mqtt)",
+						"machine", id, "signal", sig, "topic", ab.Topic, "field", ab.Field, "messages", ab.N)
+				}
+			})
+		}
 		if err != nil {
 			// Only the unusable signals are skipped; the sample's others
 			// (evs, ch) still count.

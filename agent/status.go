@@ -182,6 +182,12 @@ func (a *Agent) Status() Status {
 	for k, e := range a.unusable {
 		noteBad(k.kind, k.source, k.address, "sent a value that cannot be used: "+e)
 	}
+	for k, ab := range a.state.Absent {
+		if ab.N >= mapping.AbsentWarn && signalErrs[k.Machine] == "" {
+			signalErrs[k.Machine] = fmt.Sprintf("%s: field %q missing from the last %d messages of topic %s, which carried other fields (a typo? plantedge validate --mqtt)",
+				k.Signal, ab.Field, ab.N, ab.Topic)
+		}
+	}
 	for id, ms := range a.state.Machines {
 		for sig, cs := range ms.Counters {
 			if n := cs.HeldBehind(); n > 0 && signalErrs[id] == "" {

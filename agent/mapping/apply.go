@@ -71,6 +71,7 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 	if len(xs) == 0 {
 		return nil, nil, err
 	}
+	noteAbsent(st, bs, xs, s.Address)
 	// err may still be set: some of the signals the sample feeds were
 	// unusable. The others are applied (a gateway's "n/a" for one sensor
 	// must not lose the machine's stop), and err names the unusable ones.
@@ -134,6 +135,38 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 		}
 	}
 	return events, changed, err
+}
+
+// noteAbsent counts, for each counter bound to a field of the topic, the
+// messages in a row that gave the others a value but not it (xs: what
+// the message gave).
+func noteAbsent(st *State, bs []*binding, xs []extracted, topic string) {
+	for _, b := range bs {
+		if b.field == "" || (b.signal != GoodCount && b.signal != ScrapCount) {
+			continue
+		}
+		k := SignalKey{b.machine, b.signal}
+		found := false
+		for _, x := range xs {
+			if x.b.machine == b.machine && x.b.signal == b.signal {
+				found = true
+				break
+			}
+		}
+		if found {
+			delete(st.Absent, k)
+			continue
+		}
+		if st.Absent == nil {
+			st.Absent = map[SignalKey]*Absence{}
+		}
+		a := st.Absent[k]
+		if a == nil {
+			a = &Absence{Topic: topic, Field: b.field}
+			st.Absent[k] = a
+		}
+		a.N++
+	}
 }
 
 func orderForMachine(xs []extracted) []extracted {

@@ -275,7 +275,30 @@ func (b *binding) loss(reason string) (string, bool) {
 // It is small and serialisable; the agent persists one machine at a time.
 type State struct {
 	Machines map[string]*MachineState
+	// Absent counts, per counter bound to a field of an MQTT topic, the
+	// messages in a row that carried other fields of the topic but not a
+	// usable value of its own (in memory only). A gateway may leave a
+	// field out now and then; a field name that is wrong, or that the
+	// gateway renamed, never comes — and the other fields hide that the
+	// counter stands still (see AbsentWarn).
+	Absent map[SignalKey]*Absence
 }
+
+// SignalKey names one signal of one machine.
+type SignalKey struct {
+	Machine string
+	Signal  Signal
+}
+
+// Absence is a counter's field missing from messages of its topic.
+type Absence struct {
+	Topic, Field string
+	N            int // messages in a row
+}
+
+// AbsentWarn is how many messages in a row without a counter's field, on
+// a topic whose other fields came, make it worth showing.
+const AbsentWarn = 20
 
 // MachineState is one machine's remembered values.
 type MachineState struct {
