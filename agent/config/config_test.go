@@ -673,3 +673,26 @@ func TestUnpinnedSecureServerWarned(t *testing.T) {
 		`w.yaml:10:22: opcua[0].security_policy: the server's certificate is not pinned: any certificate it presents is accepted (set server_thumbprint to the thumbprint the agent logs at connect)`,
 		`w.yaml:13:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`)
 }
+
+// A machine entry copied from another and not pointed at its own counter
+// counts the other's pieces a second time: a warning.
+func TestSameCounterOnTwoMachinesWarned(t *testing.T) {
+	y := base + `  - id: m2
+    workcenter: WC2
+    good_count:
+      opcua: { server: plc, node: "ns=2;s=M1.Good" }
+  - id: m3
+    workcenter: WC3
+    scrap_count:
+      mqtt: { broker: broker, topic: line/state, field: m2.scrap }
+  - id: m4
+    workcenter: WC4
+    scrap_count:
+      mqtt: { broker: broker, topic: line/state, field: m3.scrap }
+    good_count:
+      mqtt: { broker: broker, topic: line/state, field: m2.scrap }
+`
+	wantWarnings(t, y,
+		`w.yaml:22:7: machines[1].good_count: reads the same counter as m1 good_count (OPC UA plc node ns=2;s=M1.Good): its pieces are counted twice (a copied entry? point it at this machine's own counter)`,
+		`w.yaml:32:7: machines[3].good_count: reads the same counter as m3 scrap_count (MQTT broker topic line/state field m2.scrap): its pieces are counted twice (a copied entry? point it at this machine's own counter)`)
+}

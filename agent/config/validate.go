@@ -149,11 +149,32 @@ func (c *Config) validate() []Problem {
 		v.add("machines", "at least one machine is required", "list the machines under machines:, each with id, workcenter and a signal")
 	}
 	ids := map[string]string{}
-	counters := map[string]string{} // work center -> machine counting good pieces into it
+	counters := map[string]string{}   // work center -> machine counting good pieces into it
+	counterSrc := map[string]string{} // a counter's source -> "machine signal" reading it
 	for i := range c.Machines {
 		p := fmt.Sprintf("machines[%d]", i)
 		m := &c.Machines[i]
 		v.validateMachine(p, m, servers, brokers)
+		for _, r := range m.Refs() {
+			if r.Signal != "good_count" && r.Signal != "scrap_count" {
+				continue
+			}
+			var src string
+			switch {
+			case r.Ref.OPCUA != nil:
+				src = "OPC UA " + r.Ref.OPCUA.Server + " node " + r.Ref.OPCUA.Node
+			case r.Ref.MQTT != nil:
+				src = "MQTT " + r.Ref.MQTT.Broker + " topic " + r.Ref.MQTT.Topic + " field " + r.Ref.MQTT.Field
+			default:
+				continue
+			}
+			if prev, dup := counterSrc[src]; dup {
+				v.warn(p+"."+r.Signal, fmt.Sprintf("reads the same counter as %s (%s): its pieces are counted twice", prev, src),
+					"a copied entry? point it at this machine's own counter")
+			} else {
+				counterSrc[src] = m.ID + " " + r.Signal
+			}
+		}
 		if m.GoodCount != nil && m.Workcenter != "" {
 			// The work order's quantity is written as an absolute value from
 			// one machine's counter: a second machine would overwrite it.
