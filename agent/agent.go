@@ -464,9 +464,68 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 	if a.opened.Load() {
 		a.fwd.forget.Store(true)
 	}
-	a.log.Info("configuration reloaded", "file", path, "machines", len(next.Machines))
+	added, removed, changed, rebased := machineChanges(cur, next)
+	a.log.Info("configuration reloaded", "file", path, "machines", len(next.Machines),
+		"added", strings.Join(added, ","), "removed", strings.Join(removed, ","), "signals_changed", strings.Join(changed, ","))
+	for _, c := range rebased {
+		a.log.Info("a counter now reads another source: it counts from that source's next value (pieces made between the old source's last value and it are not counted)",
+			"signal", c)
+	}
 	a.logWarnings(next)
 	return nil
+}
+
+// machineChanges lists the machines next adds and removes, the signals
+// ("machine signal") whose source it changes, adds or drops, and of those
+// the counters that read a new source.
+func machineChanges(cur, next *config.Config) (added, removed, changed, rebased []string) {
+	refs := func(c *config.Config) map[string]map[string]config.SourceRef {
+		out := map[string]map[string]config.SourceRef{}
+		for i := range c.Machines {
+			m := &c.Machines[i]
+			rs := map[string]config.SourceRef{}
+			for _, r := range m.Refs() {
+				rs[r.Signal] = r.Ref
+			}
+			out[m.ID] = rs
+		}
+		return out
+	}
+	was, now := refs(cur), refs(next)
+	for i := range next.Machines {
+		id := next.Machines[i].ID
+		old, ok := was[id]
+		if !ok {
+			added = append(added, id)
+			continue
+		}
+		for _, sig := range config.SignalNames {
+			if r := now[id][sig]; !reflect.DeepEqual(old[sig], r) {
+				changed = append(changed, id+" "+sig)
+				if src := counterSource(r); src != "" && src != counterSource(old[sig]) && strings.HasSuffix(sig, "_count") {
+					rebased = append(rebased, id+" "+sig)
+				}
+			}
+		}
+	}
+	for i := range cur.Machines {
+		if _, ok := now[cur.Machines[i].ID]; !ok {
+			removed = append(removed, cur.Machines[i].ID)
+		}
+	}
+	return added, removed, changed, rebased
+}
+
+// counterSource is what identifies a counter's value: server and node, or
+// broker, topic and field ("" for none).
+func counterSource(r config.SourceRef) string {
+	switch {
+	case r.OPCUA != nil:
+		return "opcua " + r.OPCUA.Server + " " + r.OPCUA.Node
+	case r.MQTT != nil:
+		return "mqtt " + r.MQTT.Broker + " " + r.MQTT.Topic + " " + r.MQTT.Field
+	}
+	return ""
 }
 
 // logWarnings logs what validate would warn about in cfg (the agent runs

@@ -235,3 +235,23 @@ func agentWithBuffer(t *testing.T, cfg *config.Config, log *slog.Logger) (*Agent
 	a.buf = buf
 	return a, buf
 }
+
+func TestMachineChanges(t *testing.T) {
+	cur := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
+machines:
+  - { id: m1, workcenter: W1, good_count: { mqtt: { broker: b, topic: m1, field: good } }, running: { mqtt: { broker: b, topic: m1, field: run } } }
+  - { id: m2, workcenter: W2, good_count: { mqtt: { broker: b, topic: m2, field: good } } }
+  - { id: m3, workcenter: W3, good_count: { mqtt: { broker: b, topic: m3, field: good } } }
+`)
+	next := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
+machines:
+  - { id: m1, workcenter: W1, good_count: { mqtt: { broker: b, topic: m1, field: good, timestamp_field: ts } } }
+  - { id: m2, workcenter: W2, good_count: { mqtt: { broker: b, topic: gw/m2, field: good } } }
+  - { id: m4, workcenter: W4, good_count: { mqtt: { broker: b, topic: m4, field: good } } }
+`)
+	added, removed, changed, rebased := machineChanges(cur, next)
+	got := fmt.Sprint(added, removed, changed, rebased)
+	if want := "[m4] [m3] [m1 good_count m1 running m2 good_count] [m2 good_count]"; got != want {
+		t.Errorf("changes %s, want %s", got, want)
+	}
+}
