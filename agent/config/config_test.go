@@ -169,7 +169,12 @@ func TestBadConfigs(t *testing.T) {
 		{
 			name: "syntax error",
 			yaml: "site: [plant\n",
-			want: []string{"bad.yaml:1:7: yaml: sequence end token ']' not found (fix the YAML syntax; indent with spaces, not tabs)"},
+			want: []string{"bad.yaml:1:7: yaml: sequence end token ']' not found (fix the YAML syntax: check the indentation of this line against the lines above, and the quotes and brackets)"},
+		},
+		{
+			name: "tab indentation",
+			yaml: "site: x\nodoo:\n\turl: https://erp.example.com\n",
+			want: []string{"bad.yaml:3:1: yaml: found character '\t' that cannot start any token (fix the YAML syntax; indent with spaces, not tabs)"},
 		},
 		{
 			name: "unknown key with suggestion",
@@ -695,4 +700,21 @@ func TestSameCounterOnTwoMachinesWarned(t *testing.T) {
 	wantWarnings(t, y,
 		`w.yaml:22:7: machines[1].good_count: reads the same counter as m1 good_count (OPC UA plc node ns=2;s=M1.Good): its pieces are counted twice (a copied entry? point it at this machine's own counter)`,
 		`w.yaml:32:7: machines[3].good_count: reads the same counter as m3 scrap_count (MQTT broker topic line/state field m2.scrap): its pieces are counted twice (a copied entry? point it at this machine's own counter)`)
+}
+
+// 65535 written as a 16-bit counter's rollover, and a topic with a
+// trailing space: both legal, both almost certainly a slip.
+func TestRolloverAndTopicSlipsWarned(t *testing.T) {
+	y := base + `  - id: m2
+    workcenter: WC2
+    good_count:
+      opcua: { server: plc, node: "ns=2;s=M2.Good" }
+      rollover: 65535
+    scrap_count:
+      mqtt: { broker: broker, topic: "m2/state ", field: scrap }
+      rollover: 10000
+`
+	wantWarnings(t, y,
+		`w.yaml:23:17: machines[1].good_count.rollover: 65535 is the largest value of a 16-bit counter, not its modulus (rollover is the number of values: 65536 for a counter that goes from 65535 to 0)`,
+		`w.yaml:25:38: machines[1].scrap_count.mqtt.topic: topic "m2/state " begins or ends with white space (remove it, unless the publisher's topic really has it)`)
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -95,7 +96,11 @@ func (d *decoder) decodeFile(data []byte, c *Config) {
 		var ye yaml.Error
 		if errors.As(err, &ye) && ye.GetToken() != nil {
 			tk := ye.GetToken()
-			p := Problem{File: d.file, Msg: "yaml: " + ye.GetMessage(), Hint: "fix the YAML syntax; indent with spaces, not tabs"}
+			hint := "fix the YAML syntax: check the indentation of this line against the lines above, and the quotes and brackets"
+			if bytes.ContainsRune(data, '\t') {
+				hint = "fix the YAML syntax; indent with spaces, not tabs"
+			}
+			p := Problem{File: d.file, Msg: "yaml: " + ye.GetMessage(), Hint: hint}
 			if tk.Position != nil {
 				p.Line, p.Column = tk.Position.Line, tk.Position.Column
 			}

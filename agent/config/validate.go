@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"math"
+	"math/bits"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -516,6 +518,11 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 		if c.c != nil && c.c.Rollover == 1 {
 			v.add(p+"."+c.name+".rollover", "must be 0 (no wrap) or at least 2", "the counter's modulus, e.g. 65536 for a 16-bit counter")
 		}
+		if r := c.c; r != nil && r.Rollover >= 255 && r.Rollover < math.MaxUint64 && (r.Rollover+1)&r.Rollover == 0 {
+			// 65535 for a 16-bit counter: every wrap would book one piece too few.
+			v.warn(p+"."+c.name+".rollover", fmt.Sprintf("%d is the largest value of a %d-bit counter, not its modulus", r.Rollover, bits.Len64(r.Rollover)),
+				fmt.Sprintf("rollover is the number of values: %d for a counter that goes from %d to 0", r.Rollover+1, r.Rollover))
+		}
 	}
 	if m.MinStop > 0 {
 		if m.BlockWorkcenter {
@@ -573,6 +580,10 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 			case len(m.Topic) > maxTopicBytes || !utf8.ValidString(m.Topic) || strings.ContainsRune(m.Topic, 0):
 				v.add(p+".mqtt.topic", "invalid topic", "")
 				ok = false
+			case strings.TrimSpace(m.Topic) != m.Topic:
+				// Legal in MQTT, but a publisher's topic hardly ends in a
+				// space: a quiet topic nobody would see why.
+				v.warn(p+".mqtt.topic", fmt.Sprintf("topic %q begins or ends with white space", m.Topic), "remove it, unless the publisher's topic really has it")
 			}
 		}
 		if m.Field != "" && !fieldPathRe.MatchString(m.Field) {
