@@ -42,6 +42,10 @@ type Options struct {
 	StopTimeout time.Duration
 	// OdooHTTPClient, if set, is used for Odoo calls (tests).
 	OdooHTTPClient *http.Client
+	// UnmappedHold is how long records of a machine gone from the
+	// configuration wait before going to the dead letters (default 1 h;
+	// tests).
+	UnmappedHold time.Duration
 	// OdooIdleRecheck is how long Odoo may be quiet before the forwarder
 	// reads its version again (odoo.Config.IdleRecheck; tests).
 	OdooIdleRecheck time.Duration

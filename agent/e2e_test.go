@@ -49,8 +49,9 @@ type plant struct {
 	// downSources are sources startAgent expects down, not connected (a
 	// test that breaks one); their machines get no baseline wait.
 	downSources map[string]bool
-	// idleRecheck is the agents' agent.Options.OdooIdleRecheck.
-	idleRecheck time.Duration
+	// idleRecheck and unmappedHold are the agents' agent.Options
+	// OdooIdleRecheck and UnmappedHold.
+	idleRecheck, unmappedHold time.Duration
 }
 
 // simMachine is a machine publishing cumulative counters over MQTT (or
@@ -315,7 +316,7 @@ func (p *plant) startAgentWith(baselines bool) *runningAgent {
 		p.t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(agenttest.LogWriter{T: p.t}, &p.logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := agent.New(cfg, agent.Options{Logger: log, OdooIdleRecheck: p.idleRecheck})
+	a, err := agent.New(cfg, agent.Options{Logger: log, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold})
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -1482,5 +1483,43 @@ func TestEndToEndMisspeltCounterFieldIsShown(t *testing.T) {
 	p.waitExact(ra, 20*time.Second)
 	if e := ra.a.Status().Machines[0].Error; e != "" {
 		t.Errorf("error left after the fix: %s", e)
+	}
+}
+
+// The records of a machine taken out of the configuration wait for it to
+// come back; after the hold they go to the dead letters with the reason,
+// and the buffer drains (its oldest-record age no longer held up).
+func TestEndToEndRecordsOfARemovedMachineGoToTheDeadLetters(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	p.unmappedHold = time.Second
+	ra := p.startAgent()
+	p.odoo.SetDown(true)
+	p.produce(p.machines[1], 4, 0)
+	p.stop(p.machines[1], "JAM")
+	p.run(p.machines[1])
+	waitFor(t, 10*time.Second, "press-2's records buffered", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending >= 2, fmt.Sprintf("%d pending", st.Buffer.Pending)
+	})
+	raw, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(raw), "  - id: press-2\n")
+	if i < 0 {
+		t.Fatalf("no press-2 in:\n%s", raw)
+	}
+	p.writeConfig(string(raw)[:i]) // press-2 is the last machine
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	waitFor(t, 20*time.Second, "press-2's records in the dead letters", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0 && st.Buffer.DeadLetters >= 2, fmt.Sprintf("%d pending, %d dead letters (%s)", st.Buffer.Pending, st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+	})
+	if st := ra.a.Status(); !strings.Contains(st.Buffer.LatestDeadLetter, "machine press-2 is not in the configuration") {
+		t.Errorf("dead letter reason: %s", st.Buffer.LatestDeadLetter)
 	}
 }

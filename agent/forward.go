@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -148,11 +149,14 @@ type machineLink struct {
 }
 
 type forwarder struct {
-	a       *Agent
-	client  *odoo.Client
-	limiter *rate.Limiter
-	bo      *connectors.Backoff
-	kick    chan struct{}
+	a      *Agent
+	client *odoo.Client
+	// unmapped is when each machine with records was first found gone
+	// from the configuration (see unmappedExpired).
+	unmapped map[string]time.Time
+	limiter  *rate.Limiter
+	bo       *connectors.Backoff
+	kick     chan struct{}
 
 	connected bool
 	// field is the work-order quantity field (qty_producing, qty_produced)
@@ -200,6 +204,7 @@ func newForwarder(a *Agent) *forwarder {
 		limiter:  rate.NewLimiter(rate.Limit(ratePerSec), 1),
 		bo:       connectors.NewBackoff(time.Second, fw.BackoffMax.D()),
 		kick:     make(chan struct{}, 1),
+		unmapped: map[string]time.Time{},
 		wcs:      map[string]odoo.Workcenter{},
 		losses:   map[string]int64{},
 		machines: map[string]machineLink{},
@@ -548,7 +553,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	pending, err := f.aggregateCounts(ctx)
+	pending, err := f.aggregateCounts(ctx, cfg)
 	if err != nil {
 		return false, err
 	}
@@ -688,6 +693,10 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]pendi
 				if _, ok := f.wcs[mc.Workcenter]; ok && len(out) < maxEventsPerRound {
 					out = append(out, pendingEvent{r, ev})
 				}
+			} else if reason := f.unmappedExpired(cfg, r.Key); reason != "" {
+				if err := f.a.buf.DeadLetter(ctx, r, reason); err != nil {
+					return nil, err
+				}
 			}
 		}
 		if len(recs) < 4*maxEventsPerRound {
@@ -766,19 +775,25 @@ func (f *forwarder) resolveWorkcenters(ctx context.Context, cfg *config.Config, 
 // pass deletes them (the pieces of the newer one would go with it). A
 // record it cannot decode goes to the dead letters (once, with the reason)
 // rather than stay in the lane for every round to trip over.
-func (f *forwarder) aggregateCounts(ctx context.Context) (map[string]*pendingKey, error) {
+func (f *forwarder) aggregateCounts(ctx context.Context, cfg *config.Config) (map[string]*pendingKey, error) {
 	out := map[string]*pendingKey{}
 	type undecodable struct {
-		rec buffer.Record
-		err error
+		rec    buffer.Record
+		reason string
 	}
 	var bad []undecodable
 	err := f.scanCounts(true, 0, func(recs []buffer.Record) error {
 		for _, r := range recs {
 			c, err := decodeCount(r)
 			if err != nil {
-				bad = append(bad, undecodable{r, err})
+				bad = append(bad, undecodable{r, "undecodable count record: " + err.Error()})
 				continue
+			}
+			if m, _ := splitKey(r.Key); len(bad) < maxUnmappedPerRound {
+				if reason := f.unmappedExpired(cfg, m); reason != "" {
+					bad = append(bad, undecodable{r, reason})
+					continue
+				}
 			}
 			p := out[r.Key]
 			if p == nil {
@@ -798,9 +813,40 @@ func (f *forwarder) aggregateCounts(ctx context.Context) (map[string]*pendingKey
 		if err != nil {
 			break
 		}
-		err = f.a.buf.DeadLetter(ctx, b.rec, "undecodable count record: "+b.err.Error())
+		err = f.a.buf.DeadLetter(ctx, b.rec, b.reason)
 	}
 	return out, err
+}
+
+// unmappedHold is how long the records of a machine gone from the
+// configuration wait for it to come back (a rename undone, a machine
+// taken out by mistake) before they go to the dead letters — where they
+// can be retried once it is back, or dropped — instead of holding the
+// oldest-record age up for good. maxUnmappedPerRound bounds the records
+// moved in one round (each move is a commit).
+const (
+	unmappedHold        = time.Hour
+	maxUnmappedPerRound = 1000
+)
+
+// unmappedExpired returns the dead-letter reason for a record of machine
+// id when id has been gone from cfg for the hold, "" otherwise.
+func (f *forwarder) unmappedExpired(cfg *config.Config, id string) string {
+	if findMachine(cfg, id) != nil {
+		delete(f.unmapped, id)
+		return ""
+	}
+	since, ok := f.unmapped[id]
+	if !ok {
+		f.unmapped[id] = time.Now()
+		return ""
+	}
+	hold := cmp.Or(f.a.opts.UnmappedHold, unmappedHold)
+	if time.Since(since) < hold {
+		return ""
+	}
+	return fmt.Sprintf("machine %s is not in the configuration (for %s now): add it back and retry this, or drop it",
+		id, time.Since(since).Round(time.Second))
 }
 
 // scanCounts walks the counts lane in chunks, up to seq upTo (0: all);
