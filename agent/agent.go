@@ -6,6 +6,7 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -92,6 +93,11 @@ type Agent struct {
 	sources  []*sourceHandle
 	srcCtx   context.Context // parent of the sources' contexts (Run's)
 	reloadMu sync.Mutex
+	// loaded is the digest of the configuration file as the running
+	// configuration was read from it; reloadErr the last rejected reload
+	// (nil after a good one). Under reloadMu.
+	loaded    [sha256.Size]byte
+	reloadErr *writeFailure
 
 	pendingMu  sync.Mutex // guards the status cache of pending counts
 	pendingAt  time.Time
@@ -162,6 +168,9 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		lastSample: map[string]time.Time{},
 	}
 	a.cfg.Store(cfg)
+	if cfg.Path != "" {
+		a.loaded = fileDigest(cfg.Path)
+	}
 	a.mapper.Store(m)
 	a.metrics = newMetrics(a)
 	return a, nil
@@ -425,18 +434,19 @@ func (a *Agent) watchdog(ctx context.Context) {
 func (a *Agent) Reload(ctx context.Context, path string) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
+	digest := fileDigest(path)
 	next, err := config.Load(path)
+	var m *mapping.Mapper
+	if err == nil {
+		m, err = mapping.New(next)
+	}
 	if err != nil {
 		a.log.Error("reload rejected; keeping the running configuration", "file", path, "err", err)
 		a.metrics.reloads.WithLabelValues("rejected").Inc()
+		a.reloadErr = &writeFailure{Err: err.Error(), Since: time.Now()}
 		return err
 	}
-	m, err := mapping.New(next)
-	if err != nil {
-		a.log.Error("reload rejected; keeping the running configuration", "file", path, "err", err)
-		a.metrics.reloads.WithLabelValues("rejected").Inc()
-		return err
-	}
+	a.loaded, a.reloadErr = digest, nil
 	cur := a.cfg.Load()
 	var later []string
 	for _, k := range []struct {
@@ -477,6 +487,14 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 	}
 	a.logWarnings(next)
 	return nil
+}
+
+// fileDigest is the SHA-256 of the file at path (zero if unreadable).
+func fileDigest(path string) (d [sha256.Size]byte) {
+	if b, err := os.ReadFile(path); err == nil {
+		d = sha256.Sum256(b)
+	}
+	return d
 }
 
 // machineChanges lists the machines next adds and removes, the signals

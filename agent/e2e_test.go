@@ -1523,3 +1523,34 @@ func TestEndToEndRecordsOfARemovedMachineGoToTheDeadLetters(t *testing.T) {
 		t.Errorf("dead letter reason: %s", st.Buffer.LatestDeadLetter)
 	}
 }
+
+// status says when the file differs from what the agent runs, and why the
+// last reload was rejected, until a good one.
+func TestEndToEndStatusShowsTheConfigFile(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	if c := ra.a.Status().Config; c == nil || c.File != p.cfgPath || c.ChangedSinceLoaded || c.LastReloadError != "" {
+		t.Fatalf("config status at start: %+v", c)
+	}
+	good := p.editConfig("machines:\n", "machines:\n  - id: [broken\n")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err == nil {
+		t.Fatal("a broken file was loaded")
+	}
+	if c := ra.a.Status().Config; !c.ChangedSinceLoaded || !strings.Contains(c.LastReloadError, "yaml") {
+		t.Errorf("after a rejected reload: %+v", c)
+	}
+	p.writeConfig(good)
+	if c := ra.a.Status().Config; c.ChangedSinceLoaded || c.LastReloadError == "" {
+		t.Errorf("the file back as it was, before a reload: %+v", c)
+	}
+	p.editConfig("workcenter: WC-PRESS-1", "workcenter: WC-PRESS-1 ")
+	if c := ra.a.Status().Config; !c.ChangedSinceLoaded {
+		t.Errorf("an edit without a reload: %+v", c)
+	}
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	if c := ra.a.Status().Config; c.ChangedSinceLoaded || c.LastReloadError != "" {
+		t.Errorf("after a good reload: %+v", c)
+	}
+}

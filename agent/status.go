@@ -27,6 +27,19 @@ type Status struct {
 	Sources      []SourceStatus  `json:"sources"`
 	Machines     []MachineStatus `json:"machines"`
 	LastError    string          `json:"last_error,omitempty"`
+	Config       *ConfigStatus   `json:"config,omitempty"`
+}
+
+// ConfigStatus is the running configuration against its file.
+type ConfigStatus struct {
+	File string `json:"file"`
+	// ChangedSinceLoaded: the file differs from what the agent runs (edited
+	// without a reload, or the reload was rejected).
+	ChangedSinceLoaded bool `json:"changed_since_loaded,omitempty"`
+	// LastReloadError is why the last reload was rejected (cleared by a
+	// good one), and LastReloadErrorAgeSeconds how long ago.
+	LastReloadError           string  `json:"last_reload_error,omitempty"`
+	LastReloadErrorAgeSeconds float64 `json:"last_reload_error_age_seconds,omitempty"`
 }
 
 // BufferStatus is the buffer part of Status.
@@ -133,6 +146,7 @@ func (a *Agent) Status() Status {
 		return st
 	}
 	st.Uptime = time.Since(a.started).Seconds()
+	st.Config = a.configStatus(cfg)
 	st.Buffer = bufferStatus(cfg, a.buf)
 	if wf := a.writeFail.Load(); wf != nil {
 		st.Buffer.WriteError, st.Buffer.WriteFailingSeconds = wf.Err, age(wf.Since)
@@ -384,4 +398,18 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 			GoodCount: t.Good, ScrapCount: t.Scrap, Pending: pending[m.ID].good, State: "unknown"})
 	}
 	return st, nil
+}
+
+// configStatus compares the running configuration with its file.
+func (a *Agent) configStatus(cfg *config.Config) *ConfigStatus {
+	if cfg.Path == "" {
+		return nil
+	}
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	cs := &ConfigStatus{File: cfg.Path, ChangedSinceLoaded: fileDigest(cfg.Path) != a.loaded}
+	if e := a.reloadErr; e != nil {
+		cs.LastReloadError, cs.LastReloadErrorAgeSeconds = e.Err, age(e.Since)
+	}
+	return cs
 }

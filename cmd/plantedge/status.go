@@ -91,6 +91,14 @@ func printStatus(w io.Writer, st agent.Status) {
 	} else {
 		fmt.Fprintf(w, "site %s — AGENT NOT RUNNING (read from the buffer file)\n", st.Site)
 	}
+	if c := st.Config; c != nil {
+		if c.LastReloadError != "" {
+			fmt.Fprintf(w, "CONFIG RELOAD REJECTED %s: %s\n          the agent runs the configuration it had; fix %s (plantedge validate), then systemctl reload plantedge\n",
+				ago(c.LastReloadErrorAgeSeconds), c.LastReloadError, c.File)
+		} else if c.ChangedSinceLoaded {
+			fmt.Fprintf(w, "CONFIG FILE CHANGED since the agent read it: plantedge validate, then systemctl reload plantedge to apply %s\n", c.File)
+		}
+	}
 	b := st.Buffer
 	fmt.Fprintf(w, "\nBuffer    %s, %s pending (file %s of %s), oldest %s, dead letters %d, dropped by the quota %d, merged %d\n",
 		plural(b.Pending, "record"), human(b.Bytes), human(b.FileBytes), human(b.MaxBytes), ageString(b.OldestAgeSeconds), b.DeadLetters, b.Dropped, b.Merged)

@@ -29,3 +29,22 @@ func TestStatusShowsPolledNodes(t *testing.T) {
 		t.Errorf("sources:\n%s", out.String())
 	}
 }
+
+func TestStatusShowsTheConfigFile(t *testing.T) {
+	var out strings.Builder
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Config: &agent.ConfigStatus{File: "/etc/plantedge/plantedge.yaml",
+		ChangedSinceLoaded: true, LastReloadError: "plantedge.yaml:4:9: yaml: bad", LastReloadErrorAgeSeconds: 42}})
+	if s := out.String(); !strings.Contains(s, "CONFIG RELOAD REJECTED 42s ago: plantedge.yaml:4:9: yaml: bad") {
+		t.Errorf("rejected reload not shown:\n%s", s)
+	}
+	out.Reset()
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Config: &agent.ConfigStatus{File: "/etc/plantedge/plantedge.yaml", ChangedSinceLoaded: true}})
+	if s := out.String(); !strings.Contains(s, "CONFIG FILE CHANGED since the agent read it") {
+		t.Errorf("changed file not shown:\n%s", s)
+	}
+	out.Reset()
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Config: &agent.ConfigStatus{File: "/etc/plantedge/plantedge.yaml"}})
+	if s := out.String(); strings.Contains(s, "CONFIG") {
+		t.Errorf("a config in step shown:\n%s", s)
+	}
+}
