@@ -65,6 +65,7 @@ type Agent struct {
 	metrics *metrics
 
 	samples    chan connectors.Sample
+	jobs       chan func(context.Context) // run by the ingest goroutine
 	stopIngest chan struct{}
 
 	totalsMu sync.Mutex
@@ -94,8 +95,11 @@ type Agent struct {
 	srcCtx   context.Context // parent of the sources' contexts (Run's)
 	reloadMu sync.Mutex
 	// loaded is the digest of the configuration file as the running
-	// configuration was read from it; reloadErr the last rejected reload
-	// (nil after a good one). Under reloadMu.
+	// configuration was read from it (kept from before a reload that
+	// changed settings needing a restart: the agent does not run the file
+	// then); reloadErr the last rejected reload (nil after a good one).
+	// Under configMu, not reloadMu: status must not wait for a reload.
+	configMu  sync.Mutex
 	loaded    [sha256.Size]byte
 	reloadErr *writeFailure
 
@@ -160,6 +164,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		log:        opts.Logger,
 		state:      mapping.NewState(),
 		samples:    make(chan connectors.Sample, 8192),
+		jobs:       make(chan func(context.Context), 16),
 		stopIngest: make(chan struct{}),
 		totals:     map[string]totals{},
 		badQuality: map[sampleAddr]string{},
@@ -231,6 +236,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.fwd = newForwarder(a)
+	// Stops of machines whose running signal left the configuration while
+	// the agent was stopped: nothing would end them.
+	a.endOrphanedStops(ctx, nil)
 	a.opened.Store(true) // publishes buf and fwd to Status and the API
 
 	ln, err := listen(cfg.Listen)
@@ -443,10 +451,11 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 	if err != nil {
 		a.log.Error("reload rejected; keeping the running configuration", "file", path, "err", err)
 		a.metrics.reloads.WithLabelValues("rejected").Inc()
+		a.configMu.Lock()
 		a.reloadErr = &writeFailure{Err: err.Error(), Since: time.Now()}
+		a.configMu.Unlock()
 		return err
 	}
-	a.loaded, a.reloadErr = digest, nil
 	cur := a.cfg.Load()
 	var later []string
 	for _, k := range []struct {
@@ -465,13 +474,23 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 			"settings", strings.Join(later, ", "))
 		next.Site, next.DataDir, next.Listen, next.Buffer, next.Odoo = cur.Site, cur.DataDir, cur.Listen, cur.Buffer, cur.Odoo
 	}
+	a.configMu.Lock()
+	a.reloadErr = nil
+	if len(later) == 0 {
+		a.loaded = digest
+	}
+	a.configMu.Unlock()
 	// The mapper first: kept sources deliver to it from now on. Sources
 	// whose settings changed are replaced.
 	prev := a.mapper.Load()
 	a.cfg.Store(next)
 	a.mapper.Store(m)
 	if a.opened.Load() {
-		a.endOrphanedStops(ctx, prev, m)
+		select {
+		case a.jobs <- func(ctx context.Context) { a.endOrphanedStops(ctx, prev) }:
+		default:
+			a.log.Error("reload: the ingest loop is not taking work; stops whose running signal is gone are ended at the next start")
+		}
 	}
 	a.applySources(next)
 	a.metrics.reloads.WithLabelValues("ok").Inc()

@@ -1486,17 +1486,15 @@ func TestEndToEndMisspeltCounterFieldIsShown(t *testing.T) {
 	}
 }
 
-// The records of a machine taken out of the configuration wait for it to
-// come back; after the hold they go to the dead letters with the reason,
-// and the buffer drains (its oldest-record age no longer held up).
+// The count records of a machine taken out of the configuration wait for
+// it to come back; after the hold they go to the dead letters with the
+// reason, and the buffer drains (its oldest-record age no longer held up).
 func TestEndToEndRecordsOfARemovedMachineGoToTheDeadLetters(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
 	p.unmappedHold = time.Second
 	ra := p.startAgent()
 	p.odoo.SetDown(true)
-	p.produce(p.machines[1], 4, 0)
-	p.stop(p.machines[1], "JAM")
-	p.run(p.machines[1])
+	p.produce(p.machines[1], 4, 1)
 	waitFor(t, 10*time.Second, "press-2's records buffered", func() (bool, string) {
 		st := ra.a.Status()
 		return st.Buffer.Pending >= 2, fmt.Sprintf("%d pending", st.Buffer.Pending)
@@ -1553,4 +1551,103 @@ func TestEndToEndStatusShowsTheConfigFile(t *testing.T) {
 	if c := ra.a.Status().Config; c.ChangedSinceLoaded || c.LastReloadError != "" {
 		t.Errorf("after a good reload: %+v", c)
 	}
+	// A reload of a setting that waits for a restart: the agent does not
+	// run the file.
+	p.editConfig("site: test-plant", "site: plant-b")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	if c := ra.a.Status().Config; !c.ChangedSinceLoaded {
+		t.Errorf("after a reload of a restart-only setting: %+v", c)
+	}
+}
+
+// A stopped machine taken out of the configuration while the agent was
+// stopped: the next start ends its stop; its line, open in Odoo, closes
+// when the machine comes back.
+func TestEndToEndMachineRemovedWhileTheAgentWasStopped(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
+	ra := p.startAgent()
+	p.stop(p.machines[1], "JAM")
+	waitFor(t, 10*time.Second, "line open", func() (bool, string) {
+		n := len(p.odoo.Productivity())
+		return n == 1, fmt.Sprint(n)
+	})
+	ra.stop()
+	raw, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := string(raw)
+	p.writeConfig(full[:strings.Index(full, "  - id: press-2\n")])
+	ra = p.startAgentWith(false)
+	if !strings.Contains(p.logs.String(), "stop ended: its machine's running signal is gone") {
+		t.Error("the stop of the removed machine was not ended at the start")
+	}
+	ra.stop()
+	p.writeConfig(full)
+	ra = p.startAgentWith(false)
+	p.run(p.machines[1]) // counted by waitExact; the line closed at the removal
+	for _, m := range p.machines {
+		p.produce(m, 2, 0)
+	}
+	p.waitExact(ra, 20*time.Second)
+	for _, l := range p.odoo.Productivity() {
+		if l.End.IsZero() {
+			t.Errorf("a line left open: %+v", l)
+		}
+	}
+}
+
+// A scrap booking in flight when its machine leaves the configuration: its
+// records stay (moved to the dead letters, a retry would book them a
+// second time once the booking completes); back, the booking completes
+// once.
+func TestEndToEndScrapInFlightOfARemovedMachineWaits(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	p.unmappedHold = time.Second
+	ra := p.startAgent()
+	m := p.machines[1]
+	hit := make(chan struct{}, 1)
+	p.odoo.BeforeCall(func(model, method string) {
+		if model == "stock.scrap" && method == "load" {
+			p.odoo.SetDown(true) // the booking's call and what follows fail: the outbox stays
+			select {
+			case hit <- struct{}{}:
+			default:
+			}
+		}
+	})
+	p.odoo.FailNextCall("stock.scrap", "load", 1, odootest.FaultHTTP502)
+	p.produce(m, 0, 4)
+	select {
+	case <-hit:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no scrap booking")
+	}
+	p.odoo.BeforeCall(nil)
+	raw, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := string(raw)
+	p.writeConfig(full[:strings.Index(full, "  - id: press-2\n")])
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	time.Sleep(3 * time.Second) // beyond the hold
+	if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
+		t.Errorf("records of a booking in flight went to the dead letters: %s", st.Buffer.LatestDeadLetter)
+	}
+	p.writeConfig(full)
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	ra.a.Flush()
+	waitFor(t, 15*time.Second, "the booking completed", func() (bool, string) {
+		st := ra.a.Status()
+		return p.scrapped("press-2") == 4 && st.Buffer.Pending == 0, fmt.Sprintf("%v scrapped, %d pending", p.scrapped("press-2"), st.Buffer.Pending)
+	})
 }

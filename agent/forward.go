@@ -690,14 +690,14 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]pendi
 				continue
 			}
 			if mc := findMachine(cfg, r.Key); mc != nil {
+				delete(f.unmapped, r.Key)
 				if _, ok := f.wcs[mc.Workcenter]; ok && len(out) < maxEventsPerRound {
 					out = append(out, pendingEvent{r, ev})
 				}
-			} else if reason := f.unmappedExpired(cfg, r.Key); reason != "" {
-				if err := f.a.buf.DeadLetter(ctx, r, reason); err != nil {
-					return nil, err
-				}
 			}
+			// Downtime records of a machine gone from the configuration
+			// wait for it (unlike its counts, see unmappedExpired): one may
+			// close a line still open in Odoo, and they are few.
 		}
 		if len(recs) < 4*maxEventsPerRound {
 			break
@@ -789,7 +789,9 @@ func (f *forwarder) aggregateCounts(ctx context.Context, cfg *config.Config) (ma
 				bad = append(bad, undecodable{r, "undecodable count record: " + err.Error()})
 				continue
 			}
-			if m, _ := splitKey(r.Key); len(bad) < maxUnmappedPerRound {
+			if m, _ := splitKey(r.Key); len(bad) < maxUnmappedPerRound && !f.a.coveredInFlight(r) {
+				// (A record an Odoo call in flight covers waits for the
+				// machine: moved, a retry would book it twice.)
 				if reason := f.unmappedExpired(cfg, m); reason != "" {
 					bad = append(bad, undecodable{r, reason})
 					continue
@@ -818,7 +820,7 @@ func (f *forwarder) aggregateCounts(ctx context.Context, cfg *config.Config) (ma
 	return out, err
 }
 
-// unmappedHold is how long the records of a machine gone from the
+// unmappedHold is how long the count records of a machine gone from the
 // configuration wait for it to come back (a rename undone, a machine
 // taken out by mistake) before they go to the dead letters — where they
 // can be retried once it is back, or dropped — instead of holding the
@@ -1021,7 +1023,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 				return err
 			}
 			if ev.Start <= closed {
-				xmlid := downtimeXMLID(cfg.Site, r.Key, ev.Start)
+				xmlid := downtimeXMLID(cmp.Or(ev.Site, cfg.Site), r.Key, ev.Start)
 				var done bool
 				err := f.call(ctx, "downtime_closed", func(ctx context.Context) error {
 					var err error
@@ -1059,7 +1061,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 			return err
 		}
 		d := odoo.Downtime{
-			XMLID:        downtimeXMLID(cfg.Site, r.Key, ev.Start),
+			XMLID:        downtimeXMLID(cmp.Or(ev.Site, cfg.Site), r.Key, ev.Start),
 			WorkcenterID: wcID,
 			LossID:       lossID,
 			Start:        fromMS(ev.Start),

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
@@ -53,6 +52,12 @@ func (a *Agent) ingest(ctx context.Context) {
 	for {
 		batch = batch[:0]
 		select {
+		case job := <-a.jobs:
+			// State changes outside a sample (a reload's): in this
+			// goroutine, so that their commit is ordered with the
+			// samples' commits of the same machines.
+			job(ctx)
+			continue
 		case s := <-a.samples:
 			batch = append(batch, s)
 		case <-a.stopIngest:
@@ -218,34 +223,8 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	}
 	if len(recs) > 0 || len(meta) > 0 {
 		start := time.Now()
-		lastLog := time.Time{}
-		for attempt := 1; ; attempt++ {
-			_, err := a.buf.Append(ctx, recs, meta...)
-			if err == nil {
-				if attempt > 1 {
-					a.writeFail.Store(nil)
-					a.log.Info("buffer append recovered", "attempts", attempt, "after", time.Since(start).Round(time.Millisecond))
-				}
-				break
-			}
-			if ctx.Err() != nil {
-				// Not acknowledged: the sources redeliver or re-read after restart.
-				return
-			}
-			if a.writeFail.Load() == nil {
-				a.writeFail.Store(&writeFailure{Err: err.Error(), Since: time.Now()})
-			}
-			if time.Since(lastLog) >= time.Minute {
-				lastLog = time.Now()
-				a.log.Error("buffer append failed; holding acknowledgements and retrying (disk full? file system read-only?)",
-					"err", err, "records", len(recs), "failing_for", time.Since(start).Round(time.Second))
-			}
-			a.metrics.appendErrors.Inc()
-			select {
-			case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, 5*time.Second)):
-			case <-ctx.Done():
-				return
-			}
+		if !a.appendDurable(ctx, recs, meta) {
+			return // not acknowledged: the sources redeliver or re-read after restart
 		}
 		a.metrics.ingestLatency.Observe(time.Since(start).Seconds())
 	}
@@ -257,6 +236,40 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		}
 	}
 	a.metrics.samples.Add(float64(len(batch)))
+}
+
+// appendDurable appends recs and meta, retrying until it succeeds (true)
+// or ctx ends (false); a failing disk shows in status and the log meanwhile.
+func (a *Agent) appendDurable(ctx context.Context, recs []buffer.Record, meta []buffer.KV) bool {
+	start := time.Now()
+	lastLog := time.Time{}
+	for attempt := 1; ; attempt++ {
+		_, err := a.buf.Append(ctx, recs, meta...)
+		if err == nil {
+			if attempt > 1 {
+				a.writeFail.Store(nil)
+				a.log.Info("buffer append recovered", "attempts", attempt, "after", time.Since(start).Round(time.Millisecond))
+			}
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if a.writeFail.Load() == nil {
+			a.writeFail.Store(&writeFailure{Err: err.Error(), Since: time.Now()})
+		}
+		if time.Since(lastLog) >= time.Minute {
+			lastLog = time.Now()
+			a.log.Error("buffer append failed; holding acknowledgements and retrying (disk full? file system read-only?)",
+				"err", err, "records", len(recs), "failing_for", time.Since(start).Round(time.Second))
+		}
+		a.metrics.appendErrors.Inc()
+		select {
+		case <-time.After(min(time.Duration(attempt)*100*time.Millisecond, 5*time.Second)):
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // writeFailure is why buffer appends fail, and since when.
@@ -272,48 +285,63 @@ type writeFailure struct {
 func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffer.Record, bool) {
 	switch ev.Kind {
 	case mapping.EventRunning:
+		site := a.cfg.Load().Site
 		st := a.state.Machines[ev.Machine]
 		opened := st != nil && st.LineOpened
 		if opened {
-			st.LineOpened = false
+			site = cmp.Or(st.LineSite, site)
+			st.LineOpened, st.LineSite = false, ""
 			changed[ev.Machine] = true
 		}
 		if !opened && a.shortStop(ev) {
 			return buffer.Record{}, false
 		}
 		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Time: ev.End,
-			Data: mustJSON(eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted})}, true
+			Data: mustJSON(eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site})}, true
 	case mapping.EventStopped, mapping.EventReason:
 		if !a.blocks(ev.Machine) {
 			return buffer.Record{}, false
 		}
-		if st := a.state.Machines[ev.Machine]; st != nil && !st.LineOpened {
-			st.LineOpened = true
-			changed[ev.Machine] = true
+		site := a.cfg.Load().Site
+		if st := a.state.Machines[ev.Machine]; st != nil {
+			if !st.LineOpened {
+				st.LineOpened, st.LineSite = true, site
+				changed[ev.Machine] = true
+			}
+			site = cmp.Or(st.LineSite, site)
 		}
 		start := ev.Start
 		if start.IsZero() {
 			start = a.stopStart(ev.Machine, ev.Time)
 		}
 		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Time: ev.Time,
-			Data: mustJSON(eventRecord{Start: ms(start), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted})}, true
+			Data: mustJSON(eventRecord{Start: ms(start), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site})}, true
 	}
 	return buffer.Record{}, false
 }
 
-// endOrphanedStops ends, at a reload, the stops of machines whose running
-// signal next no longer has (or that it no longer has at all): nothing
+// endOrphanedStops ends the stops of machines the mapping in force no
+// longer gives a running signal (or that it no longer has at all): nothing
 // would end them, and with block_workcenter their line would stay open in
 // Odoo. Their run state becomes unknown; a machine brought back starts
-// from its next value. The records go in one commit with the state.
-func (a *Agent) endOrphanedStops(ctx context.Context, prev, next *mapping.Mapper) {
+// from its next value. prev is the mapping they were stopped under (for
+// the loss; nil: the one in force). It runs at start-up, before the
+// sources, and after a reload in the ingest goroutine (see Reload), so its
+// commit is ordered with those of the samples; it also forgets the
+// missing-field counts of the mapping before.
+func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
+	next := a.mapper.Load()
+	if prev == nil {
+		prev = next
+	}
 	now := time.Now()
 	changed := map[string]bool{}
 	var recs []buffer.Record
 	var meta []buffer.KV
 	a.stateMu.Lock()
-	for id := range a.state.Machines {
-		if !prev.HasRunning(id) || next.HasRunning(id) {
+	a.state.Absent = nil
+	for id, ms := range a.state.Machines {
+		if ms.Running == nil || next.HasRunning(id) {
 			continue
 		}
 		evs, ch := prev.EndStop(a.state, id, now)
@@ -337,14 +365,12 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev, next *mapping.Mapper
 		}
 		meta = append(meta, kv)
 	}
-	if len(recs) > 0 || len(meta) > 0 {
-		// Under stateMu, so that no sample of these machines is applied
-		// before their state is on disk.
-		if _, err := a.buf.Append(ctx, recs, meta...); err != nil {
-			a.log.Error("reload: could not record the end of stops whose running signal is gone", "err", err)
-		}
-	}
 	a.stateMu.Unlock()
+	if len(recs) > 0 || len(meta) > 0 {
+		// Not written (the agent stops): the stored state still has the
+		// stop, and the next start ends it.
+		a.appendDurable(ctx, recs, meta)
+	}
 }
 
 func (a *Agent) machineKV(id string) (buffer.KV, error) {
@@ -400,13 +426,10 @@ func (a *Agent) loadBufferID(ctx context.Context) error {
 	return nil
 }
 
-// checkSite keeps the site the buffer file was written for. Downtime lines
-// and scrap bookings carry it in their external ids in Odoo: under another
-// site a stop in progress would be booked a second time, and an open line
-// (block_workcenter) never closed, and a booking in flight repeated. So
-// the site may change only when nothing of the old one is left: no
-// downtime record pending, no machine stopped, no booking in flight.
-// (Counts carry no id: the quantity written is absolute.)
+// checkSite notes the site the buffer file was written for, and logs a
+// change. Downtime records carry the site they are booked under, and a
+// line opened under one site is closed under it, scrap bookings in flight
+// keep their external id: a changed site books nothing twice.
 func (a *Agent) checkSite(ctx context.Context, cfg *config.Config) error {
 	const key = "site"
 	b, err := a.buf.Meta(key)
@@ -417,31 +440,8 @@ func (a *Agent) checkSite(ctx context.Context, cfg *config.Config) error {
 		return nil
 	}
 	if len(b) > 0 {
-		var left []string
-		if n := a.buf.Stats().Lanes[buffer.LaneEvents].Pending; n > 0 {
-			left = append(left, fmt.Sprintf("%d downtime records to forward", n))
-		}
-		a.stateMu.Lock()
-		for id, ms := range a.state.Machines {
-			if ms.Running != nil && !*ms.Running {
-				left = append(left, "machine "+id+" stopped")
-			}
-		}
-		a.stateMu.Unlock()
-		if err := a.buf.MetaPrefix("scrap/", func(k string, _ []byte) error {
-			left = append(left, "a scrap booking of "+k[len("scrap/"):]+" in flight")
-			return nil
-		}); err != nil {
-			return err
-		}
-		if len(left) > 0 {
-			slices.Sort(left)
-			return fmt.Errorf("site is %q, but the buffer file %s was written for site %q, and holds what Odoo knows under that name (%s): "+
-				"downtime lines and scrap carry the site in their external ids, so a stop in progress would be booked twice and an open line never closed. "+
-				"Set site back to %q and start the agent; change it when the buffer is empty and no machine is stopped (plantedge status)",
-				cfg.Site, cfg.BufferPath(), b, strings.Join(left, ", "), b)
-		}
-		a.log.Warn("site changed: downtime lines and scrap are booked under the new name from now on", "site", cfg.Site, "was", string(b))
+		a.log.Warn("site changed: new downtime lines and scrap are booked under the new name; what was under way finishes under the old one",
+			"site", cfg.Site, "was", string(b))
 	}
 	return a.buf.PutMeta(ctx, buffer.KV{Key: key, Value: []byte(cfg.Site)})
 }

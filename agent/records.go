@@ -36,6 +36,12 @@ type eventRecord struct {
 	Loss   string `json:"loss,omitempty"`
 	// Defaulted is set when Reason had no entry in the machine's map.
 	Defaulted bool `json:"def,omitempty"`
+	// Site is the site the line is booked under (its external id): the
+	// one in force when the record was made, or, closing a line opened
+	// before, the one it was opened under — a site changed meanwhile must
+	// not book the stop a second time. Empty in records of older versions:
+	// the configured site.
+	Site string `json:"site,omitempty"`
 }
 
 // countKey is the buffer key of a machine's count records of one signal.
@@ -135,4 +141,10 @@ func fromMS(v int64) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(v).UTC()
+}
+
+// coveredInFlight reports whether an Odoo call not yet settled holds r.
+func (ag *Agent) coveredInFlight(r buffer.Record) bool {
+	v, ok := ag.inFlight.Load(r.Key)
+	return ok && r.Seq <= v.(uint64)
 }

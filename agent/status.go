@@ -405,8 +405,8 @@ func (a *Agent) configStatus(cfg *config.Config) *ConfigStatus {
 	if cfg.Path == "" {
 		return nil
 	}
-	a.reloadMu.Lock()
-	defer a.reloadMu.Unlock()
+	a.configMu.Lock()
+	defer a.configMu.Unlock()
 	cs := &ConfigStatus{File: cfg.Path, ChangedSinceLoaded: fileDigest(cfg.Path) != a.loaded}
 	if e := a.reloadErr; e != nil {
 		cs.LastReloadError, cs.LastReloadErrorAgeSeconds = e.Err, age(e.Since)

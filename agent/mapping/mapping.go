@@ -314,6 +314,9 @@ type MachineState struct {
 	// for the current stop (block_workcenter): the restart must close it,
 	// whatever the configuration says by then.
 	LineOpened bool `json:"line_opened,omitempty"`
+	// LineSite is the site the open line was booked under (its close goes
+	// to the same external id).
+	LineSite string `json:"line_site,omitempty"`
 	// Reason is the current downtime reason code; ReasonSet says one was seen.
 	Reason     string    `json:"reason,omitempty"`
 	ReasonSet  bool      `json:"reason_set,omitempty"`
