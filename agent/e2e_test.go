@@ -1280,36 +1280,54 @@ func TestEndToEndKeyRotationWithoutRestart(t *testing.T) {
 	}
 }
 
-// A machine that publishes its state without a source time, retained. The
-// broker sends its stored copy again at each re-subscribe in the session it
-// kept: an unchanged copy (an old stop the publisher retained, its run
-// not) is no stop; a stop published at QoS 0 while the agent was away
-// reaches the agent only as that copy, and is booked.
-func TestEndToEndRetainedStateWithoutSourceTime(t *testing.T) {
+// plantWithoutSourceTimes is a plant of one MQTT machine, press-1, whose
+// topic has no timestamp_field: receive times stand for source times.
+func plantWithoutSourceTimes(t *testing.T) *plant {
+	t.Helper()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	raw, err := os.ReadFile(p.cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.writeConfig(strings.ReplaceAll(string(raw), ", timestamp_field: ts", ""))
+	return p
+}
+
+// publishState publishes machine m's state (good, running, reason JAM) as
+// one message without a source time, retained or not, and notes good.
+func (p *plant) publishState(m *simMachine, good int64, running, retain bool, qos byte) {
+	p.t.Helper()
+	b, _ := json.Marshal(map[string]any{"good": good, "scrap": 0, "running": running, "reason": "JAM"})
+	if err := p.broker.Publish("plant/"+m.id, b, retain, qos); err != nil {
+		p.t.Fatal(err)
+	}
+	m.mu.Lock()
+	m.good = good
+	m.mu.Unlock()
+}
+
+// waitState waits until the plant's first machine shows state want.
+func (p *plant) waitState(ra *runningAgent, want string) {
+	p.t.Helper()
+	waitFor(p.t, 10*time.Second, "machine "+want, func() (bool, string) {
+		s := ra.a.Status().Machines[0].State
+		return s == want, s
+	})
+}
+
+// A machine that publishes its state without a source time, retained. The
+// broker sends its stored copy again at each re-subscribe in the session it
+// kept: an unchanged copy (an old stop the publisher retained, its run
+// not) is no stop; a stop published at QoS 0 while the agent was away
+// reaches the agent only as that copy, and is booked.
+func TestEndToEndRetainedStateWithoutSourceTime(t *testing.T) {
+	p := plantWithoutSourceTimes(t)
 	m := p.machines[0]
 	send := func(good int64, running, retain bool, qos byte) {
 		t.Helper()
-		b, _ := json.Marshal(map[string]any{"good": good, "scrap": 0, "running": running, "reason": "JAM"})
-		if err := p.broker.Publish("plant/press-1", b, retain, qos); err != nil {
-			t.Fatal(err)
-		}
-		m.mu.Lock()
-		m.good = good
-		m.mu.Unlock()
+		p.publishState(m, good, running, retain, qos)
 	}
-	state := func(ra *runningAgent, want string) {
-		t.Helper()
-		waitFor(t, 10*time.Second, "machine "+want, func() (bool, string) {
-			ms := ra.a.Status().Machines[0]
-			return ms.State == want, ms.State
-		})
-	}
+	state := func(ra *runningAgent, want string) { t.Helper(); p.waitState(ra, want) }
 
 	ra := p.startAgentWith(false)
 	send(1000, false, true, 1) // the stop the publisher leaves retained
@@ -1341,30 +1359,10 @@ func TestEndToEndRetainedStateWithoutSourceTime(t *testing.T) {
 // the broker resends that stop — a message the topic carried before, so no
 // second stop.
 func TestEndToEndResentCopyOfAStopSeenLive(t *testing.T) {
-	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	raw, err := os.ReadFile(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.writeConfig(strings.ReplaceAll(string(raw), ", timestamp_field: ts", ""))
+	p := plantWithoutSourceTimes(t)
 	m := p.machines[0]
-	send := func(good int64, running, retain bool) {
-		t.Helper()
-		b, _ := json.Marshal(map[string]any{"good": good, "scrap": 0, "running": running, "reason": "JAM"})
-		if err := p.broker.Publish("plant/press-1", b, retain, 1); err != nil {
-			t.Fatal(err)
-		}
-		m.mu.Lock()
-		m.good = good
-		m.mu.Unlock()
-	}
-	state := func(ra *runningAgent, want string) {
-		t.Helper()
-		waitFor(t, 10*time.Second, "machine "+want, func() (bool, string) {
-			s := ra.a.Status().Machines[0].State
-			return s == want, s
-		})
-	}
+	send := func(good int64, running, retain bool) { t.Helper(); p.publishState(m, good, running, retain, 1) }
+	state := func(ra *runningAgent, want string) { t.Helper(); p.waitState(ra, want) }
 	send(1000, true, true) // retained before the agent's first, new, session
 	ra := p.startAgentWith(false)
 	state(ra, "running")

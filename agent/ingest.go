@@ -203,15 +203,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			}
 		}
 	}
-	var meta []buffer.KV
-	for id := range changed {
-		kv, err := a.machineKV(id)
-		if err != nil {
-			a.log.Error("encode machine state", "machine", id, "err", err)
-			continue
-		}
-		meta = append(meta, kv)
-	}
+	meta := a.machineKVs(changed)
 	a.stateMu.Unlock()
 	recs := events
 	for _, k := range order {
@@ -337,7 +329,6 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 	now := time.Now()
 	changed := map[string]bool{}
 	var recs []buffer.Record
-	var meta []buffer.KV
 	a.stateMu.Lock()
 	a.state.Absent = nil
 	for id, ms := range a.state.Machines {
@@ -357,6 +348,19 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 			}
 		}
 	}
+	meta := a.machineKVs(changed)
+	a.stateMu.Unlock()
+	if len(recs) > 0 || len(meta) > 0 {
+		// Not written (the agent stops): the stored state still has the
+		// stop, and the next start ends it.
+		a.appendDurable(ctx, recs, meta)
+	}
+}
+
+// machineKVs encodes the durable state of the changed machines (the caller
+// holds stateMu).
+func (a *Agent) machineKVs(changed map[string]bool) []buffer.KV {
+	var meta []buffer.KV
 	for id := range changed {
 		kv, err := a.machineKV(id)
 		if err != nil {
@@ -365,12 +369,7 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 		}
 		meta = append(meta, kv)
 	}
-	a.stateMu.Unlock()
-	if len(recs) > 0 || len(meta) > 0 {
-		// Not written (the agent stops): the stored state still has the
-		// stop, and the next start ends it.
-		a.appendDurable(ctx, recs, meta)
-	}
+	return meta
 }
 
 func (a *Agent) machineKV(id string) (buffer.KV, error) {
