@@ -129,6 +129,9 @@ type Agent struct {
 	// one moved aside, a new box with the same site) starts them at 1
 	// again, and must not meet the bookings of the old one in Odoo.
 	bufID string
+	// legacySite is the site downtime records without one (made by a
+	// version that did not note it) are booked under ("": the configured).
+	legacySite string
 
 	// inFlight holds, per count key, the last record an Odoo call not yet
 	// settled covers (a quantity write, woState.InFlight; a scrap booking,
@@ -237,8 +240,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.fwd = newForwarder(a)
 	// Stops of machines whose running signal left the configuration while
-	// the agent was stopped: nothing would end them.
-	a.endOrphanedStops(ctx, nil)
+	// the agent was stopped: nothing would end them. Bounded: a failing
+	// disk must not hold the start (the stored state keeps the stop, the
+	// next start ends it).
+	startCtx, startCancel := context.WithTimeout(ctx, 10*time.Second)
+	a.endOrphanedStops(startCtx, nil)
+	startCancel()
 	a.opened.Store(true) // publishes buf and fwd to Status and the API
 
 	ln, err := listen(cfg.Listen)
@@ -485,12 +492,12 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 	prev := a.mapper.Load()
 	a.cfg.Store(next)
 	a.mapper.Store(m)
-	if a.opened.Load() {
-		select {
-		case a.jobs <- func(ctx context.Context) { a.endOrphanedStops(ctx, prev) }:
-		default:
-			a.log.Error("reload: the ingest loop is not taking work; stops whose running signal is gone are ended at the next start")
-		}
+	// Queued also before the ingest loop runs (a reload while starting):
+	// it takes the job when it starts.
+	select {
+	case a.jobs <- func(ctx context.Context) { a.endOrphanedStops(ctx, prev) }:
+	default:
+		a.log.Error("reload: the ingest loop is not taking work; stops whose running signal is gone are ended at the next start")
 	}
 	a.applySources(next)
 	a.metrics.reloads.WithLabelValues("ok").Inc()

@@ -1484,18 +1484,21 @@ func TestEndToEndMisspeltCounterFieldIsShown(t *testing.T) {
 	}
 }
 
-// The count records of a machine taken out of the configuration wait for
-// it to come back; after the hold they go to the dead letters with the
-// reason, and the buffer drains (its oldest-record age no longer held up).
+// The records of a machine taken out of the configuration wait for it to
+// come back; after the hold they go to the dead letters with the reason
+// (its downtime records too, as no line of it is open in Odoo), and the
+// buffer drains (its oldest-record age no longer held up).
 func TestEndToEndRecordsOfARemovedMachineGoToTheDeadLetters(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
 	p.unmappedHold = time.Second
 	ra := p.startAgent()
 	p.odoo.SetDown(true)
 	p.produce(p.machines[1], 4, 1)
+	p.stop(p.machines[1], "JAM")
+	p.run(p.machines[1])
 	waitFor(t, 10*time.Second, "press-2's records buffered", func() (bool, string) {
 		st := ra.a.Status()
-		return st.Buffer.Pending >= 2, fmt.Sprintf("%d pending", st.Buffer.Pending)
+		return st.Buffer.Pending >= 3, fmt.Sprintf("%d pending", st.Buffer.Pending)
 	})
 	raw, err := os.ReadFile(p.cfgPath)
 	if err != nil {
@@ -1513,7 +1516,7 @@ func TestEndToEndRecordsOfARemovedMachineGoToTheDeadLetters(t *testing.T) {
 	ra.a.Flush()
 	waitFor(t, 20*time.Second, "press-2's records in the dead letters", func() (bool, string) {
 		st := ra.a.Status()
-		return st.Buffer.Pending == 0 && st.Buffer.DeadLetters >= 2, fmt.Sprintf("%d pending, %d dead letters (%s)", st.Buffer.Pending, st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+		return st.Buffer.Pending == 0 && st.Buffer.DeadLetters >= 3, fmt.Sprintf("%d pending, %d dead letters (%s)", st.Buffer.Pending, st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
 	})
 	if st := ra.a.Status(); !strings.Contains(st.Buffer.LatestDeadLetter, "machine press-2 is not in the configuration") {
 		t.Errorf("dead letter reason: %s", st.Buffer.LatestDeadLetter)

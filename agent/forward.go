@@ -694,10 +694,16 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]pendi
 				if _, ok := f.wcs[mc.Workcenter]; ok && len(out) < maxEventsPerRound {
 					out = append(out, pendingEvent{r, ev})
 				}
+			} else if !f.a.lineOpen(r.Key) {
+				// Downtime records of a machine gone from the configuration
+				// wait for it while it has a line open in Odoo (one may
+				// close it); otherwise they go like its counts.
+				if reason := f.unmappedExpired(cfg, r.Key); reason != "" {
+					if err := f.a.buf.DeadLetter(ctx, r, reason); err != nil {
+						return nil, err
+					}
+				}
 			}
-			// Downtime records of a machine gone from the configuration
-			// wait for it (unlike its counts, see unmappedExpired): one may
-			// close a line still open in Odoo, and they are few.
 		}
 		if len(recs) < 4*maxEventsPerRound {
 			break
@@ -1023,7 +1029,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 				return err
 			}
 			if ev.Start <= closed {
-				xmlid := downtimeXMLID(cmp.Or(ev.Site, cfg.Site), r.Key, ev.Start)
+				xmlid := downtimeXMLID(cmp.Or(ev.Site, f.a.legacySite, cfg.Site), r.Key, ev.Start)
 				var done bool
 				err := f.call(ctx, "downtime_closed", func(ctx context.Context) error {
 					var err error
@@ -1061,7 +1067,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 			return err
 		}
 		d := odoo.Downtime{
-			XMLID:        downtimeXMLID(cmp.Or(ev.Site, cfg.Site), r.Key, ev.Start),
+			XMLID:        downtimeXMLID(cmp.Or(ev.Site, f.a.legacySite, cfg.Site), r.Key, ev.Start),
 			WorkcenterID: wcID,
 			LossID:       lossID,
 			Start:        fromMS(ev.Start),

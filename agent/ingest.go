@@ -426,23 +426,60 @@ func (a *Agent) loadBufferID(ctx context.Context) error {
 }
 
 // checkSite notes the site the buffer file was written for, and logs a
-// change. Downtime records carry the site they are booked under, and a
-// line opened under one site is closed under it, scrap bookings in flight
-// keep their external id: a changed site books nothing twice.
+// change. Downtime records carry the site they are booked under, a line
+// opened under one site is closed under it, and scrap bookings in flight
+// keep their external id: a changed site books nothing twice. A file from
+// a version that kept none of this (no site noted yet) had its records
+// and open lines made under the site configured now: they are marked so
+// (legacy-site; LineSite), so that a later change leaves them be.
 func (a *Agent) checkSite(ctx context.Context, cfg *config.Config) error {
-	const key = "site"
+	const key, legacyKey = "site", "legacy-site"
 	b, err := a.buf.Meta(key)
 	if err != nil {
 		return err
 	}
 	if string(b) == cfg.Site {
-		return nil
+		return a.loadLegacySite(legacyKey)
 	}
+	meta := []buffer.KV{{Key: key, Value: []byte(cfg.Site)}}
 	if len(b) > 0 {
 		a.log.Warn("site changed: new downtime lines and scrap are booked under the new name; what was under way finishes under the old one",
 			"site", cfg.Site, "was", string(b))
+	} else {
+		meta = append(meta, buffer.KV{Key: legacyKey, Value: []byte(cfg.Site)})
+		changed := map[string]bool{}
+		a.stateMu.Lock()
+		for id, ms := range a.state.Machines {
+			if ms.LineOpened && ms.LineSite == "" {
+				ms.LineSite = cfg.Site
+				changed[id] = true
+			}
+		}
+		meta = append(meta, a.machineKVs(changed)...)
+		a.stateMu.Unlock()
 	}
-	return a.buf.PutMeta(ctx, buffer.KV{Key: key, Value: []byte(cfg.Site)})
+	if err := a.buf.PutMeta(ctx, meta...); err != nil {
+		return err
+	}
+	return a.loadLegacySite(legacyKey)
+}
+
+// loadLegacySite reads the site the records without one were made under.
+func (a *Agent) loadLegacySite(key string) error {
+	b, err := a.buf.Meta(key)
+	if err != nil {
+		return err
+	}
+	a.legacySite = string(b)
+	return nil
+}
+
+// lineOpen reports whether machine has a downtime line open in Odoo.
+func (a *Agent) lineOpen(machine string) bool {
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
+	ms := a.state.Machines[machine]
+	return ms != nil && ms.LineOpened
 }
 
 // loadInFlight notes the quantity writes and scrap bookings a previous run

@@ -995,3 +995,70 @@ func TestSiteChangeWhileAMachineIsStopped(t *testing.T) {
 		}
 	}
 }
+
+// A line opened by a version that noted no site (its state has no
+// line_site, the buffer file no site): the upgrade marks it with the site
+// configured then, so a site change after it still closes the line under
+// the site it was opened under — one line, closed. (A site changed at the
+// very start of the upgrade cannot be told: the file does not say what it
+// was.)
+func TestSiteChangeAfterAnUpgradeWithALineOpen(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.stop(m, "JAM")
+	waitFor(t, 10*time.Second, "line open", func() (bool, string) {
+		n := len(p.odoo.Productivity())
+		return n == 1, fmt.Sprint(n)
+	})
+	ra.stop()
+	// Simulate the state an older version stored: no line_site.
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := q.Meta("machine/press-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mm map[string]json.RawMessage
+	if err := json.Unmarshal(b, &mm); err != nil {
+		t.Fatal(err)
+	}
+	var ms map[string]any
+	var raw []byte
+	if err := json.Unmarshal(mm["mapping"], &raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &ms); err != nil {
+		t.Fatal(err)
+	}
+	delete(ms, "line_site")
+	raw, _ = json.Marshal(ms)
+	mm["mapping"], _ = json.Marshal(raw)
+	b, _ = json.Marshal(mm)
+	if err := q.PutMeta(context.Background(), buffer.KV{Key: "machine/press-1", Value: b},
+		buffer.KV{Key: "site"}, buffer.KV{Key: "legacy-site"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ra = p.startAgentWith(false) // the upgrade, same site
+	ra.stop()
+	p.editConfig("site: test-plant", "site: plant-b")
+	ra = p.startAgentWith(false)
+	p.run(m)
+	p.waitExact(ra, 20*time.Second)
+	for _, l := range p.odoo.Productivity() {
+		if l.End.IsZero() {
+			t.Errorf("an open downtime line is left: %+v", l)
+		}
+	}
+}
