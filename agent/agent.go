@@ -102,6 +102,9 @@ type Agent struct {
 	configMu  sync.Mutex
 	loaded    [sha256.Size]byte
 	reloadErr *writeFailure
+	// pendingRestart names the settings a reload found changed that only
+	// a restart applies (under configMu).
+	pendingRestart []string
 
 	pendingMu  sync.Mutex // guards the status cache of pending counts
 	pendingAt  time.Time
@@ -482,7 +485,7 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 		next.Site, next.DataDir, next.Listen, next.Buffer, next.Odoo = cur.Site, cur.DataDir, cur.Listen, cur.Buffer, cur.Odoo
 	}
 	a.configMu.Lock()
-	a.reloadErr = nil
+	a.reloadErr, a.pendingRestart = nil, later
 	if len(later) == 0 {
 		a.loaded = digest
 	}
@@ -508,7 +511,7 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 	a.log.Info("configuration reloaded", "file", path, "machines", len(next.Machines),
 		"added", strings.Join(added, ","), "removed", strings.Join(removed, ","), "signals_changed", strings.Join(changed, ","))
 	for _, c := range rebased {
-		a.log.Info("a counter now reads another source: it counts from that source's next value (pieces made between the old source's last value and it are not counted)",
+		a.log.Info("a counter now reads another source: if it is another counter (not the same one under a fixed name), counting starts from its next value, and pieces made between the old one's last value and it are not counted",
 			"signal", c)
 	}
 	a.logWarnings(next)

@@ -1558,7 +1558,7 @@ func TestEndToEndStatusShowsTheConfigFile(t *testing.T) {
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
 	}
-	if c := ra.a.Status().Config; !c.ChangedSinceLoaded {
+	if c := ra.a.Status().Config; !c.ChangedSinceLoaded || !slices.Equal(c.RestartNeededFor, []string{"site"}) {
 		t.Errorf("after a reload of a restart-only setting: %+v", c)
 	}
 }

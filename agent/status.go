@@ -40,6 +40,9 @@ type ConfigStatus struct {
 	// good one), and LastReloadErrorAgeSeconds how long ago.
 	LastReloadError           string  `json:"last_reload_error,omitempty"`
 	LastReloadErrorAgeSeconds float64 `json:"last_reload_error_age_seconds,omitempty"`
+	// RestartNeededFor names the settings the last reload found changed
+	// that only a restart applies (site, data_dir, listen, buffer, odoo).
+	RestartNeededFor []string `json:"restart_needed_for,omitempty"`
 }
 
 // BufferStatus is the buffer part of Status.
@@ -411,5 +414,6 @@ func (a *Agent) configStatus(cfg *config.Config) *ConfigStatus {
 	if e := a.reloadErr; e != nil {
 		cs.LastReloadError, cs.LastReloadErrorAgeSeconds = e.Err, age(e.Since)
 	}
+	cs.RestartNeededFor = a.pendingRestart
 	return cs
 }

@@ -95,6 +95,9 @@ func printStatus(w io.Writer, st agent.Status) {
 		if c.LastReloadError != "" {
 			fmt.Fprintf(w, "CONFIG RELOAD REJECTED %s: %s\n          the agent runs the configuration it had; fix %s (plantedge validate), then systemctl reload plantedge\n",
 				ago(c.LastReloadErrorAgeSeconds), c.LastReloadError, c.File)
+		} else if len(c.RestartNeededFor) > 0 {
+			fmt.Fprintf(w, "CONFIG CHANGES WAIT FOR A RESTART (%s): a reload does not apply them; systemctl restart plantedge\n",
+				strings.Join(c.RestartNeededFor, ", "))
 		} else if c.ChangedSinceLoaded {
 			fmt.Fprintf(w, "CONFIG FILE CHANGED since the agent read it: plantedge validate, then systemctl reload plantedge to apply %s\n", c.File)
 		}

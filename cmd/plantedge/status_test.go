@@ -43,6 +43,12 @@ func TestStatusShowsTheConfigFile(t *testing.T) {
 		t.Errorf("changed file not shown:\n%s", s)
 	}
 	out.Reset()
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Config: &agent.ConfigStatus{File: "/etc/plantedge/plantedge.yaml",
+		ChangedSinceLoaded: true, RestartNeededFor: []string{"site", "odoo"}}})
+	if s := out.String(); !strings.Contains(s, "CONFIG CHANGES WAIT FOR A RESTART (site, odoo): a reload does not apply them; systemctl restart plantedge") {
+		t.Errorf("restart-only changes not shown:\n%s", s)
+	}
+	out.Reset()
 	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Config: &agent.ConfigStatus{File: "/etc/plantedge/plantedge.yaml"}})
 	if s := out.String(); strings.Contains(s, "CONFIG") {
 		t.Errorf("a config in step shown:\n%s", s)
