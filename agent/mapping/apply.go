@@ -543,29 +543,13 @@ func (m *Mapper) EndStop(st *State, machine string, t time.Time) (events []Event
 	if !stopped {
 		return nil, true
 	}
-	loss, defaulted := "", false
-	if rb := m.reason[machine]; rb != nil {
-		loss, defaulted = rb.loss(ms.Reason)
-	}
-	ev := Event{Machine: machine, Kind: EventRunning, Signal: Running, Time: t, Start: ms.StopStart, End: t,
-		Reason: ms.Reason, Loss: loss, LossDefaulted: defaulted}
-	if ev.Start.IsZero() || ev.End.Before(ev.Start) {
-		ev.Start = ev.End
-	}
-	ms.StopStart = time.Time{}
-	return []Event{ev}, true
+	return []Event{m.endStop(ms, machine, t)}, true
 }
 
 func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 	if isStale(x, ms.RunningTime) {
 		return nil, false
 	}
-	reason := ms.Reason
-	loss, defaulted := "", false
-	if rb := m.reason[x.b.machine]; rb != nil {
-		loss, defaulted = rb.loss(reason)
-	}
-	base := Event{Machine: x.b.machine, Signal: Running, Time: x.t, Reason: reason, Loss: loss, LossDefaulted: defaulted}
 	if ms.Running != nil && *ms.Running == x.running {
 		if x.srcTime && x.t.After(ms.RunningTime) {
 			ms.RunningTime = x.t // not worth a state write on its own
@@ -580,8 +564,7 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 	}
 	if !r {
 		ms.StopStart = x.t
-		ev := base
-		ev.Kind = EventStopped
+		ev := m.runningEvent(ms, x.b.machine, EventStopped, x.t)
 		ev.Start = x.t
 		return []Event{ev}, true
 	}
@@ -589,9 +572,23 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 		ms.StopStart = time.Time{}
 		return nil, true
 	}
-	ev := base
-	ev.Kind = EventRunning
-	ev.Start, ev.End = ms.StopStart, x.t
+	return []Event{m.endStop(ms, x.b.machine, x.t)}, true
+}
+
+// runningEvent is a run-state event of machine at t, with its current
+// downtime reason and that reason's loss.
+func (m *Mapper) runningEvent(ms *MachineState, machine string, kind EventKind, t time.Time) Event {
+	loss, defaulted := "", false
+	if rb := m.reason[machine]; rb != nil {
+		loss, defaulted = rb.loss(ms.Reason)
+	}
+	return Event{Machine: machine, Kind: kind, Signal: Running, Time: t, Reason: ms.Reason, Loss: loss, LossDefaulted: defaulted}
+}
+
+// endStop ends ms's stop at t: the EventRunning from its start to t.
+func (m *Mapper) endStop(ms *MachineState, machine string, t time.Time) Event {
+	ev := m.runningEvent(ms, machine, EventRunning, t)
+	ev.Start, ev.End = ms.StopStart, t
 	switch {
 	case ev.Start.IsZero():
 		ev.Start = ev.End
@@ -603,7 +600,7 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 		ev.End = ev.Start
 	}
 	ms.StopStart = time.Time{}
-	return []Event{ev}, true
+	return ev
 }
 
 func applyReason(ms *MachineState, x extracted) ([]Event, bool) {

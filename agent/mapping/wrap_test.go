@@ -83,3 +83,31 @@ machines:
 		t.Errorf("a reset 10 s after 40003 booked as a wrap: %+v", last)
 	}
 }
+
+// EndStop ends a stop like a restart does: stamped before the stop (the
+// PLC's clock ahead of the agent's), the interval is empty and keeps the
+// stop's start, which keys the line opened at the stop.
+func TestEndStopKeepsTheStopsStart(t *testing.T) {
+	m := newTestMapper(t, `site: test
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - { name: b, url: "tcp://127.0.0.1:1883", client_id: pe }
+machines:
+  - id: p1
+    workcenter: WC1
+    running: { mqtt: { broker: b, topic: p1/run } }
+`)
+	st := NewState()
+	stop := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	if _, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "p1/run",
+		Payload: []byte("false"), Good: true, ReceiveTime: stop}); err != nil {
+		t.Fatal(err)
+	}
+	evs, changed := m.EndStop(st, "p1", stop.Add(-time.Minute))
+	if !changed || len(evs) != 1 || evs[0].Kind != EventRunning || !evs[0].Start.Equal(stop) || !evs[0].End.Equal(stop) {
+		t.Errorf("EndStop before the stop's start: %+v, changed %v", evs, changed)
+	}
+	if ms := st.Machines["p1"]; ms.Running != nil || !ms.StopStart.IsZero() {
+		t.Errorf("state after EndStop: %+v", ms)
+	}
+}
