@@ -553,7 +553,7 @@ func machineChanges(cur, next *config.Config) (added, removed, changed, rebased 
 		for _, sig := range config.SignalNames {
 			if r := now[id][sig]; !reflect.DeepEqual(old[sig], r) {
 				changed = append(changed, id+" "+sig)
-				if src := counterSource(r); src != "" && src != counterSource(old[sig]) && strings.HasSuffix(sig, "_count") {
+				if src := r.CounterSource(); src != "" && src != old[sig].CounterSource() && strings.HasSuffix(sig, "_count") {
 					rebased = append(rebased, id+" "+sig)
 				}
 			}
@@ -565,18 +565,6 @@ func machineChanges(cur, next *config.Config) (added, removed, changed, rebased 
 		}
 	}
 	return added, removed, changed, rebased
-}
-
-// counterSource is what identifies a counter's value: server and node, or
-// broker, topic and field ("" for none).
-func counterSource(r config.SourceRef) string {
-	switch {
-	case r.OPCUA != nil:
-		return "opcua " + r.OPCUA.Server + " " + r.OPCUA.Node
-	case r.MQTT != nil:
-		return "mqtt " + r.MQTT.Broker + " " + r.MQTT.Topic + " " + r.MQTT.Field
-	}
-	return ""
 }
 
 // logWarnings logs what validate would warn about in cfg (the agent runs

@@ -287,6 +287,19 @@ func (m *Machine) Refs() []NamedRef {
 	return out
 }
 
+// CounterSource names the value a counter reads: server and node, or
+// broker, topic and field ("" for no source). Two counters with the same
+// read the same value.
+func (r SourceRef) CounterSource() string {
+	switch {
+	case r.OPCUA != nil:
+		return "OPC UA " + r.OPCUA.Server + " node " + r.OPCUA.Node
+	case r.MQTT != nil:
+		return "MQTT " + r.MQTT.Broker + " topic " + r.MQTT.Topic + " field " + r.MQTT.Field
+	}
+	return ""
+}
+
 // NamedRef is a signal name and its source.
 type NamedRef struct {
 	Signal string

@@ -161,13 +161,8 @@ func (c *Config) validate() []Problem {
 			if r.Signal != "good_count" && r.Signal != "scrap_count" {
 				continue
 			}
-			var src string
-			switch {
-			case r.Ref.OPCUA != nil:
-				src = "OPC UA " + r.Ref.OPCUA.Server + " node " + r.Ref.OPCUA.Node
-			case r.Ref.MQTT != nil:
-				src = "MQTT " + r.Ref.MQTT.Broker + " topic " + r.Ref.MQTT.Topic + " field " + r.Ref.MQTT.Field
-			default:
+			src := r.Ref.CounterSource()
+			if src == "" {
 				continue
 			}
 			if prev, dup := counterSrc[src]; dup {
