@@ -788,6 +788,7 @@ func (f *forwarder) aggregateCounts(ctx context.Context, cfg *config.Config) (ma
 		reason string
 	}
 	var bad []undecodable
+	expired := map[string]string{} // machine -> unmappedExpired, once per round
 	err := f.scanCounts(true, 0, func(recs []buffer.Record) error {
 		for _, r := range recs {
 			c, err := decodeCount(r)
@@ -795,13 +796,17 @@ func (f *forwarder) aggregateCounts(ctx context.Context, cfg *config.Config) (ma
 				bad = append(bad, undecodable{r, "undecodable count record: " + err.Error()})
 				continue
 			}
-			if m, _ := splitKey(r.Key); len(bad) < maxUnmappedPerRound && !f.a.coveredInFlight(r) {
-				// (A record an Odoo call in flight covers waits for the
-				// machine: moved, a retry would book it twice.)
-				if reason := f.unmappedExpired(cfg, m); reason != "" {
-					bad = append(bad, undecodable{r, reason})
-					continue
-				}
+			m, _ := splitKey(r.Key)
+			reason, ok := expired[m]
+			if !ok {
+				reason = f.unmappedExpired(cfg, m)
+				expired[m] = reason
+			}
+			// (A record an Odoo call in flight covers waits for the
+			// machine: moved, a retry would book it twice.)
+			if reason != "" && len(bad) < maxUnmappedPerRound && !f.a.coveredInFlight(r) {
+				bad = append(bad, undecodable{r, reason})
+				continue
 			}
 			p := out[r.Key]
 			if p == nil {
