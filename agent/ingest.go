@@ -270,7 +270,6 @@ type writeFailure struct {
 	Since time.Time
 }
 
-// machineKV encodes a machine's durable state for the meta bucket.
 // downtimeRecord is the record of a stop, run or reason event, if it makes
 // one; it notes in changed a machine whose open line it opens or closes.
 // The caller holds stateMu.
@@ -372,6 +371,7 @@ func (a *Agent) machineKVs(changed map[string]bool) []buffer.KV {
 	return meta
 }
 
+// machineKV encodes a machine's durable state for the meta bucket.
 func (a *Agent) machineKV(id string) (buffer.KV, error) {
 	b, err := a.state.Marshal(id)
 	if err != nil {
@@ -438,14 +438,20 @@ func (a *Agent) checkSite(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	legacy, err := a.buf.Meta(legacyKey)
+	if err != nil {
+		return err
+	}
+	a.legacySite = string(legacy)
 	if string(b) == cfg.Site {
-		return a.loadLegacySite(legacyKey)
+		return nil
 	}
 	meta := []buffer.KV{{Key: key, Value: []byte(cfg.Site)}}
 	if len(b) > 0 {
 		a.log.Warn("site changed: new downtime lines and scrap are booked under the new name; what was under way finishes under the old one",
 			"site", cfg.Site, "was", string(b))
 	} else {
+		a.legacySite = cfg.Site
 		meta = append(meta, buffer.KV{Key: legacyKey, Value: []byte(cfg.Site)})
 		changed := map[string]bool{}
 		a.stateMu.Lock()
@@ -458,20 +464,7 @@ func (a *Agent) checkSite(ctx context.Context, cfg *config.Config) error {
 		meta = append(meta, a.machineKVs(changed)...)
 		a.stateMu.Unlock()
 	}
-	if err := a.buf.PutMeta(ctx, meta...); err != nil {
-		return err
-	}
-	return a.loadLegacySite(legacyKey)
-}
-
-// loadLegacySite reads the site the records without one were made under.
-func (a *Agent) loadLegacySite(key string) error {
-	b, err := a.buf.Meta(key)
-	if err != nil {
-		return err
-	}
-	a.legacySite = string(b)
-	return nil
+	return a.buf.PutMeta(ctx, meta...)
 }
 
 // lineOpen reports whether machine has a downtime line open in Odoo.
