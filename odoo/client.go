@@ -273,13 +273,11 @@ func (c *Client) Connect(ctx context.Context) (err error) {
 			cmp.Or(version, "17/18"))}
 	}
 	if proto == ProtocolJSONRPC {
-		var ver struct {
-			ServerVersion string `json:"server_version"`
-		}
-		if err := c.rpc(ctx, "common.version", "common", "version", []any{}, &ver); err != nil {
+		v, err := c.commonVersion(ctx)
+		if err != nil {
 			return err
 		}
-		version = ver.ServerVersion
+		version = v
 		var res json.RawMessage
 		if err := c.rpc(ctx, "authenticate", "common", "authenticate",
 			[]any{c.cfg.Database, c.cfg.Username, c.cfg.APIKey, map[string]any{}}, &res); err != nil {
@@ -349,13 +347,11 @@ func (c *Client) sameVersion(ctx context.Context) bool {
 		if proto != ProtocolJSONRPC {
 			return false
 		}
-		var ver struct {
-			ServerVersion string `json:"server_version"`
-		}
-		if err := c.rpc(ctx, "common.version", "common", "version", []any{}, &ver); err != nil {
+		v, err := c.commonVersion(ctx)
+		if err != nil {
 			return false
 		}
-		now = ver.ServerVersion
+		now = v
 	}
 	if now != version {
 		return false
@@ -408,6 +404,15 @@ func parseMajor(v string) int {
 	}
 	n, _ := strconv.Atoi(v[:end])
 	return n
+}
+
+// commonVersion reads the server version through JSON-RPC's common service.
+func (c *Client) commonVersion(ctx context.Context) (string, error) {
+	var ver struct {
+		ServerVersion string `json:"server_version"`
+	}
+	err := c.rpc(ctx, "common.version", "common", "version", []any{}, &ver)
+	return ver.ServerVersion, err
 }
 
 func (c *Client) webVersion(ctx context.Context) (string, error) {
