@@ -7,18 +7,21 @@ import (
 	"github.com/plantedge/plantedge/connectors"
 )
 
+// mqttHead is a configuration up to its machines, with one MQTT broker b.
+const mqttHead = `site: test
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - { name: b, url: "tcp://127.0.0.1:1883", client_id: pe }
+machines:
+`
+
 // A 3-digit counter over MQTT without timestamp_field, published every
 // 55 s (QoS 1); the agent is down for a few minutes and the broker
 // delivers the queued messages in a burst, receive times 1 ms apart. The
 // wrap 825 -> 100 in it fits the counter's usual step (275): a wrap, not
 // a reset (which lost 175 pieces).
 func TestBacklogWrapOfSmallCounter(t *testing.T) {
-	m := newTestMapper(t, `site: test
-odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
-mqtt:
-  - { name: b, url: "tcp://127.0.0.1:1883", client_id: pe }
-machines:
-  - id: p2
+	m := newTestMapper(t, mqttHead+`  - id: p2
     workcenter: WC2
     good_count: { mqtt: { broker: b, topic: p2/good, field: v }, rollover: 1000 }
 `)
@@ -88,12 +91,7 @@ machines:
 // PLC's clock ahead of the agent's), the interval is empty and keeps the
 // stop's start, which keys the line opened at the stop.
 func TestEndStopKeepsTheStopsStart(t *testing.T) {
-	m := newTestMapper(t, `site: test
-odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
-mqtt:
-  - { name: b, url: "tcp://127.0.0.1:1883", client_id: pe }
-machines:
-  - id: p1
+	m := newTestMapper(t, mqttHead+`  - id: p1
     workcenter: WC1
     running: { mqtt: { broker: b, topic: p1/run } }
 `)
