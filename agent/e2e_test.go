@@ -1384,7 +1384,9 @@ func TestEndToEndResentCopyOfAStopSeenLive(t *testing.T) {
 // A stopped machine whose running signal is taken out of the mapping, or
 // which is taken out itself: nothing would end its stop, and with
 // block_workcenter its line would stay open in Odoo. The reload ends the
-// stop; brought back while running, the machine books no phantom stop.
+// stop and closes both lines (the removed machine's on the work center it
+// stopped on); brought back while running, the machine books no phantom
+// stop.
 func TestEndToEndReloadEndsOrphanedStops(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
 	ra := p.startAgent()
@@ -1417,10 +1419,13 @@ func TestEndToEndReloadEndsOrphanedStops(t *testing.T) {
 	m1.mu.Lock()
 	m1.stops++
 	m1.mu.Unlock()
-	waitFor(t, 10*time.Second, "press-1's line closed", func() (bool, string) {
-		n := p.closedLines("press-1")
-		return n == 1, fmt.Sprintf("%d closed", n)
+	waitFor(t, 10*time.Second, "both lines closed", func() (bool, string) {
+		n1, n2 := p.closedLines("press-1"), p.closedLines("press-2")
+		return n1 == 1 && n2 == 1, fmt.Sprintf("press-1: %d closed, press-2: %d", n1, n2)
 	})
+	if st := ra.a.Status(); st.Buffer.DeadLetters != 0 || st.Buffer.Pending != 0 {
+		t.Errorf("after the reload: %d pending, %d dead letters (%s)", st.Buffer.Pending, st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+	}
 	if s := ra.a.Status().Machines[0].State; s != "unknown" {
 		t.Errorf("press-1 without a running signal shows %q", s)
 	}
@@ -1484,10 +1489,10 @@ func TestEndToEndMisspeltCounterFieldIsShown(t *testing.T) {
 	}
 }
 
-// The records of a machine taken out of the configuration wait for it to
-// come back; after the hold they go to the dead letters with the reason
-// (its downtime records too, as no line of it is open in Odoo), and the
-// buffer drains (its oldest-record age no longer held up).
+// The count records of a machine taken out of the configuration wait for
+// it to come back; after the hold they go to the dead letters with the
+// reason, and the buffer drains (its oldest-record age no longer held up).
+// Its downtime is booked on the work center it stopped on.
 func TestEndToEndRecordsOfARemovedMachineGoToTheDeadLetters(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
 	p.unmappedHold = time.Second
@@ -1514,12 +1519,15 @@ func TestEndToEndRecordsOfARemovedMachineGoToTheDeadLetters(t *testing.T) {
 	}
 	p.odoo.SetDown(false)
 	ra.a.Flush()
-	waitFor(t, 20*time.Second, "press-2's records in the dead letters", func() (bool, string) {
+	waitFor(t, 20*time.Second, "press-2's counts in the dead letters", func() (bool, string) {
 		st := ra.a.Status()
-		return st.Buffer.Pending == 0 && st.Buffer.DeadLetters >= 3, fmt.Sprintf("%d pending, %d dead letters (%s)", st.Buffer.Pending, st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+		return st.Buffer.Pending == 0 && st.Buffer.DeadLetters == 2, fmt.Sprintf("%d pending, %d dead letters (%s)", st.Buffer.Pending, st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
 	})
 	if st := ra.a.Status(); !strings.Contains(st.Buffer.LatestDeadLetter, "machine press-2 is not in the configuration") {
 		t.Errorf("dead letter reason: %s", st.Buffer.LatestDeadLetter)
+	}
+	if n := p.closedLines("press-2"); n != 1 {
+		t.Errorf("press-2's stop: %d downtime lines", n)
 	}
 }
 
@@ -1564,8 +1572,8 @@ func TestEndToEndStatusShowsTheConfigFile(t *testing.T) {
 }
 
 // A stopped machine taken out of the configuration while the agent was
-// stopped: the next start ends its stop; its line, open in Odoo, closes
-// when the machine comes back.
+// stopped: the next start ends its stop and closes its line, open in Odoo,
+// on the work center it stopped on.
 func TestEndToEndMachineRemovedWhileTheAgentWasStopped(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
 	ra := p.startAgent()
@@ -1585,6 +1593,10 @@ func TestEndToEndMachineRemovedWhileTheAgentWasStopped(t *testing.T) {
 	if !strings.Contains(p.logs.String(), "stop ended: its machine's running signal is gone") {
 		t.Error("the stop of the removed machine was not ended at the start")
 	}
+	waitFor(t, 10*time.Second, "press-2's line closed", func() (bool, string) {
+		n := p.closedLines("press-2")
+		return n == 1, fmt.Sprint(n)
+	})
 	ra.stop()
 	p.writeConfig(full)
 	ra = p.startAgentWith(false)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -209,12 +210,12 @@ func TestRetriedScrapNotAckedByAnInFlightBooking(t *testing.T) {
 	ra := p.startAgent()
 	m := p.machines[0]
 	api := agent.NewAPIClient(p.listen)
-	p.odoo.SetShortStock(p.product, true)
-	p.produce(m, 1, 2) // Odoo answers the scrap with the insufficient-stock wizard: dead letter
+	p.odoo.RefuseNext("stock.scrap", "load", 1, "odoo.exceptions.ValidationError", "The product is archived.")
+	p.produce(m, 1, 2) // Odoo refuses the scrap: dead letter
 	waitFor(t, 15*time.Second, "dead letter", func() (bool, string) {
 		return ra.a.Status().Buffer.DeadLetters == 1, ""
 	})
-	p.odoo.SetShortStock(p.product, false) // stock fixed in Odoo
+	// fixed in Odoo
 	var once sync.Once
 	p.odoo.BeforeCall(func(model, method string) {
 		if model == "stock.scrap" && method == "load" {
@@ -347,4 +348,78 @@ func TestStopAfterTheClockWentBackBlocks(t *testing.T) {
 		return p.odoo.WorkingState(wc) == "blocked" && ra.a.Status().Buffer.Pending == 0,
 			fmt.Sprintf("work center %q, lines %+v", p.odoo.WorkingState(wc), p.odoo.Productivity())
 	})
+}
+
+// Odoo has too little of the product at the scrap's source location (for
+// an order in progress, its components' location): it answers the booking
+// with its Insufficient Quantity dialog. The booking waits as a draft in
+// Odoo under its external id — the machine says so, flush does not wait
+// for it, more scrap waits behind it, no second draft is made — until a
+// user confirms it there; then the rest is booked, exactly.
+func TestScrapShortOfStockWaitsAsADraft(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.odoo.SetShortStock(p.product, true)
+	p.produce(m, 1, 2)
+	waitFor(t, 15*time.Second, "the machine to show the draft", func() (bool, string) {
+		st := ra.a.Status()
+		return strings.Contains(st.Machines[0].Error, "waits as a draft in Odoo") && st.Buffer.Held == 1,
+			fmt.Sprintf("%q, %d held", st.Machines[0].Error, st.Buffer.Held)
+	})
+	p.produce(m, 1, 3)
+	for range 3 {
+		ra.a.Flush() // looks at the draft again at once
+		time.Sleep(200 * time.Millisecond)
+	}
+	sc := p.odoo.Scraps()
+	if len(sc) != 1 || sc[0].State != "draft" || sc[0].Qty != 2 {
+		t.Fatalf("scraps in Odoo: %+v", sc)
+	}
+	waitFor(t, 5*time.Second, "both scrap records held", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.DeadLetters == 0 && st.Buffer.Held == 2, fmt.Sprintf("%d dead letters, %d held", st.Buffer.DeadLetters, st.Buffer.Held)
+	})
+	// A user confirms the dialog in Odoo (what its Confirm button runs).
+	p.adminCall("stock.scrap", "do_scrap", []any{[]any{sc[0].ID}}, nil)
+	ra.a.Flush()
+	p.odoo.SetShortStock(p.product, false) // and stock arrives for the rest
+	waitFor(t, 15*time.Second, "booked", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0 && p.scrapped("press-1") == 5, fmt.Sprintf("%d pending, %v scrapped", st.Buffer.Pending, p.scrapped("press-1"))
+	})
+	for _, s := range p.odoo.Scraps() {
+		if s.State != "done" || s.Moves != 1 {
+			t.Errorf("scrap %+v", s)
+		}
+	}
+	if e := ra.a.Status().Machines[0].Error; e != "" {
+		t.Errorf("machine error left: %s", e)
+	}
+}
+
+// With odoo.scrap_when_short: confirm the agent confirms such a booking as
+// the dialog's Confirm does: one stock move per booking, nothing waits.
+func TestScrapShortOfStockConfirmed(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.editConfig("  timeout: 2s\n", "  timeout: 2s\n  scrap_when_short: confirm\n")
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.odoo.SetShortStock(p.product, true)
+	p.produce(m, 1, 2)
+	p.produce(m, 1, 3)
+	p.waitExact(ra, 20*time.Second)
+	var n int
+	for _, s := range p.odoo.Scraps() {
+		n++
+		if s.State != "done" || s.Moves != 1 {
+			t.Errorf("scrap %+v", s)
+		}
+	}
+	if n == 0 || p.scrapped("press-1") != 5 {
+		t.Errorf("%d scraps, %v scrapped", n, p.scrapped("press-1"))
+	}
+	if !strings.Contains(p.logs.String(), "scrap confirmed although Odoo had too little stock") {
+		t.Error("not logged")
+	}
 }

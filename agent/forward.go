@@ -146,6 +146,9 @@ type machineLink struct {
 	ProductionID int64
 	Unattributed float64
 	Error        string
+	// ScrapHeld says the machine's scrap booking waits as a draft in Odoo
+	// (too little stock): its scrap records are held.
+	ScrapHeld bool
 }
 
 type forwarder struct {
@@ -168,7 +171,13 @@ type forwarder struct {
 	// missingCodes are the work-center codes Odoo did not know at missingAt.
 	missingCodes []string
 	missingAt    time.Time
-	flushed      bool // the current round was asked for by flush
+	// orphanMissing are the codes of gone machines' work centers (see
+	// orphanWorkcenter) Odoo did not know, and when it was asked.
+	orphanMissing map[string]time.Time
+	// scrapShort is when each machine's scrap booking was last left a
+	// draft for too little stock (odoo.scrap_when_short: hold).
+	scrapShort map[string]time.Time
+	flushed    bool // the current round was asked for by flush
 	// keyID identifies the API key in use (not the key); keyWorked says
 	// Odoo accepted it once, so a later refusal means expired or revoked.
 	keyID     string
@@ -200,15 +209,17 @@ func newForwarder(a *Agent) *forwarder {
 		ratePerSec = 10
 	}
 	return &forwarder{
-		a:        a,
-		limiter:  rate.NewLimiter(rate.Limit(ratePerSec), 1),
-		bo:       connectors.NewBackoff(time.Second, fw.BackoffMax.D()),
-		kick:     make(chan struct{}, 1),
-		unmapped: map[string]time.Time{},
-		wcs:      map[string]odoo.Workcenter{},
-		losses:   map[string]int64{},
-		machines: map[string]machineLink{},
-		link:     linkState{State: "offline", Since: time.Now()},
+		a:             a,
+		limiter:       rate.NewLimiter(rate.Limit(ratePerSec), 1),
+		bo:            connectors.NewBackoff(time.Second, fw.BackoffMax.D()),
+		kick:          make(chan struct{}, 1),
+		unmapped:      map[string]time.Time{},
+		wcs:           map[string]odoo.Workcenter{},
+		orphanMissing: map[string]time.Time{},
+		scrapShort:    map[string]time.Time{},
+		losses:        map[string]int64{},
+		machines:      map[string]machineLink{},
+		link:          linkState{State: "offline", Since: time.Now()},
 	}
 }
 
@@ -531,7 +542,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	}
 	if f.forget.Swap(false) {
 		f.wcs, f.losses = map[string]odoo.Workcenter{}, map[string]int64{}
-		f.missingCodes = nil
+		f.missingCodes, f.orphanMissing = nil, map[string]time.Time{}
 	}
 	cfg := f.a.cfg.Load()
 	// What this round reads is marked in flight, so the quota merge cannot
@@ -629,7 +640,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			wos[id] = &wo
 		}
 		f.setMachine(id, func(ml *machineLink) {
-			ml.Error = ""
+			ml.Error, ml.ScrapHeld = "", false
 			ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID = "", 0, "", 0
 			if wo := wos[id]; wo != nil {
 				ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID = wo.Name, wo.ID, wo.ProductionName, wo.ProductionID
@@ -638,7 +649,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	}
 	f.warnSharedProducing(cfg)
 
-	if err := f.forwardEvents(ctx, cfg, events, wcIDs, wos); err != nil {
+	if err := f.forwardEvents(ctx, cfg, events, wos); err != nil {
 		return false, err
 	}
 	acks := newAckPlan()
@@ -662,16 +673,22 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	return more, nil
 }
 
-// pendingEvent is an event record read for this round, decoded.
+// pendingEvent is an event record read for this round, decoded, with the
+// id of the work center it is booked on.
 type pendingEvent struct {
 	rec buffer.Record
 	ev  eventRecord
+	wc  int64
 }
 
 // readEvents returns up to maxEventsPerRound pending events, in sequence
 // order, of machines that are configured and whose work center is resolved;
 // the others wait (status shows why) without holding up the rest. One that
-// cannot be decoded goes to the dead letters.
+// cannot be decoded goes to the dead letters. A machine gone from the
+// configuration has its events booked on the work center they name (its
+// stop ended by the reload that removed it closes the line that would
+// otherwise block that work center); events naming none wait for it, like
+// its counts.
 func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]pendingEvent, error) {
 	var out []pendingEvent
 	var after uint64
@@ -691,10 +708,24 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]pendi
 			}
 			if mc := findMachine(cfg, r.Key); mc != nil {
 				delete(f.unmapped, r.Key)
-				if _, ok := f.wcs[mc.Workcenter]; ok && len(out) < maxEventsPerRound {
-					out = append(out, pendingEvent{r, ev})
+				if wc, ok := f.wcs[mc.Workcenter]; ok && len(out) < maxEventsPerRound {
+					out = append(out, pendingEvent{r, ev, wc.ID})
 				}
-			} else if !f.a.lineOpen(r.Key) {
+				continue
+			}
+			if ev.Workcenter != "" {
+				wc, ok, err := f.orphanWorkcenter(ctx, ev.Workcenter)
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					if len(out) < maxEventsPerRound {
+						out = append(out, pendingEvent{r, ev, wc.ID})
+					}
+					continue
+				}
+			}
+			if !f.a.lineOpen(r.Key) {
 				// Downtime records of a machine gone from the configuration
 				// wait for it while it has a line open in Odoo (one may
 				// close it); otherwise they go like its counts.
@@ -711,6 +742,35 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]pendi
 		after = recs[len(recs)-1].Seq
 	}
 	return out, nil
+}
+
+// orphanWorkcenter returns the work center of code, named by an event
+// record of a machine gone from the configuration: cached, or looked up
+// (a code Odoo does not know is asked for again at most once a minute, or
+// on flush).
+func (f *forwarder) orphanWorkcenter(ctx context.Context, code string) (odoo.Workcenter, bool, error) {
+	if wc, ok := f.wcs[code]; ok {
+		return wc, true, nil
+	}
+	if at, ok := f.orphanMissing[code]; ok && time.Since(at) < time.Minute && !f.flushed {
+		return odoo.Workcenter{}, false, nil
+	}
+	var found map[string]odoo.Workcenter
+	if err := f.call(ctx, "workcenters_by_code", func(ctx context.Context) error {
+		var err error
+		found, _, err = f.client.WorkcentersByCodes(ctx, []string{code})
+		return err
+	}); err != nil {
+		return odoo.Workcenter{}, false, err
+	}
+	wc, ok := found[code]
+	if !ok {
+		f.orphanMissing[code] = time.Now()
+		return odoo.Workcenter{}, false, nil
+	}
+	delete(f.orphanMissing, code)
+	f.wcs[code] = wc
+	return wc, true, nil
 }
 
 // resolveWorkcenters looks up, in one call, the work centers of the given
@@ -1005,7 +1065,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 
 // forwardEvents writes downtime lines with external ids (idempotent) and
 // acknowledges them; a line Odoo refuses for good is dead-lettered.
-func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, events []pendingEvent, wcIDs map[string]int64, wos map[string]*odoo.Workorder) error {
+func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, events []pendingEvent, wos map[string]*odoo.Workorder) error {
 	type line struct {
 		rec  buffer.Record
 		d    odoo.Downtime
@@ -1014,14 +1074,8 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		end  int64  // closes the machine's line that started at d.Start (ms)
 	}
 	var lines []line
-	var held int
 	for _, e := range events {
 		r, ev := e.rec, e.ev
-		wcID, ok := wcIDs[r.Key]
-		if !ok {
-			held++
-			continue
-		}
 		if ev.End == 0 {
 			// An open record whose line was closed already (it was refused,
 			// and retried from the dead letters after the close went
@@ -1073,7 +1127,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		}
 		d := odoo.Downtime{
 			XMLID:        downtimeXMLID(cmp.Or(ev.Site, f.a.legacySite, cfg.Site), r.Key, ev.Start),
-			WorkcenterID: wcID,
+			WorkcenterID: e.wc,
 			LossID:       lossID,
 			Start:        fromMS(ev.Start),
 			End:          fromMS(ev.End),
@@ -1560,23 +1614,38 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			return err
 		}
 	}
+	if at, ok := f.scrapShort[machine]; ok && time.Since(at) < scrapShortRecheck && !f.flushed {
+		f.noteScrapShort(machine, ob, false)
+		return nil
+	}
 	done := ob.Qty == 0 // an outbox of 0 from a version that stored one: nothing to book
 	if !done {
 		err = f.call(ctx, "book_scrap", func(ctx context.Context) error {
 			var err error
 			done, err = f.client.BookScrap(ctx, odoo.Scrap{XMLID: ob.XMLID, ProductID: ob.ProductID, UomID: ob.UomID,
-				ProductionID: ob.ProductionID, WorkorderID: ob.WorkorderID, Qty: ob.Qty})
+				ProductionID: ob.ProductionID, WorkorderID: ob.WorkorderID, Qty: ob.Qty,
+				ConfirmShort: f.a.cfg.Load().Odoo.ScrapWhenShort == "confirm"})
 			return err
 		})
 	}
 	switch {
 	case err == nil && done:
+		if _, ok := f.scrapShort[machine]; ok {
+			delete(f.scrapShort, machine)
+			f.a.log.Info("scrap booking held for too little stock is done in Odoo", "machine", machine, "xmlid", ob.XMLID, "qty", ob.Qty)
+		}
 		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
 		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry})
 		f.a.metrics.forwarded.WithLabelValues("scrap_count").Add(ob.Qty)
 		return nil
 	case err == nil && !done:
-		err = errors.New("odoo did not validate the scrap (it returned a wizard: stock too short?); draft scrap " + ob.XMLID + " left in Odoo")
+		// Not a refusal: the booking is a draft in Odoo under its
+		// external id, which a user may validate (or stock arrive for).
+		// It stays the machine's one scrap booking — never a second
+		// draft for the same pieces — and is looked at again.
+		f.scrapShort[machine] = time.Now()
+		f.noteScrapShort(machine, ob, true)
+		return nil
 	case odoo.IsAuth(err) || !odoo.IsPermanent(err):
 		return err
 	}
@@ -1588,6 +1657,25 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	}
 	f.a.holdInFlight(countKey(machine, sigScrap), 0)
 	return nil
+}
+
+// scrapShortRecheck is how often a scrap booking left a draft for too
+// little stock is looked at again (flush looks at once).
+const scrapShortRecheck = time.Minute
+
+// noteScrapShort shows on the machine that its scrap booking waits as a
+// draft in Odoo; logged (rate-limited) when Odoo said so again.
+func (f *forwarder) noteScrapShort(machine string, ob scrapOutbox, asked bool) {
+	msg := fmt.Sprintf("scrap of %g waits as a draft in Odoo (%s): too little stock at its source location to scrap it; "+
+		"validate it in Odoo (Inventory > Scrap Orders), or set odoo.scrap_when_short: confirm", ob.Qty, ob.XMLID)
+	f.setMachine(machine, func(ml *machineLink) {
+		ml.Error, ml.ScrapHeld = msg, true
+	})
+	if asked {
+		f.a.eventLog.log("scrap short "+machine, f.a.log, slog.LevelWarn,
+			"odoo has too little stock to scrap; the booking waits as a draft in Odoo until validated there (odoo.scrap_when_short: hold)",
+			"machine", machine, "xmlid", ob.XMLID, "qty", ob.Qty)
+	}
 }
 
 // scrapClear is a settled scrap booking: its outbox goes, its carry stays.

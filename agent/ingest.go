@@ -274,27 +274,43 @@ type writeFailure struct {
 // one; it notes in changed a machine whose open line it opens or closes.
 // The caller holds stateMu.
 func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffer.Record, bool) {
+	cfg := a.cfg.Load()
+	var wc string
+	if mc := findMachine(cfg, ev.Machine); mc != nil {
+		wc = mc.Workcenter
+	}
+	st := a.state.Machines[ev.Machine]
 	switch ev.Kind {
 	case mapping.EventRunning:
-		site := a.cfg.Load().Site
-		st := a.state.Machines[ev.Machine]
+		site := cfg.Site
 		opened := st != nil && st.LineOpened
 		if opened {
 			site = cmp.Or(st.LineSite, site)
 			st.LineOpened, st.LineSite = false, ""
 			changed[ev.Machine] = true
 		}
+		if st != nil && st.StopWorkcenter != "" {
+			// Gone from the configuration (its stop ended by a reload):
+			// the work center it stopped on.
+			wc = cmp.Or(wc, st.StopWorkcenter)
+			st.StopWorkcenter = ""
+			changed[ev.Machine] = true
+		}
 		if !opened && a.shortStop(ev) {
 			return buffer.Record{}, false
 		}
 		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Time: ev.End,
-			Data: mustJSON(eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site})}, true
+			Data: mustJSON(eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site, Workcenter: wc})}, true
 	case mapping.EventStopped, mapping.EventReason:
+		if st != nil && wc != "" && st.StopWorkcenter != wc && ev.Kind == mapping.EventStopped {
+			st.StopWorkcenter = wc
+			changed[ev.Machine] = true
+		}
 		if !a.blocks(ev.Machine) {
 			return buffer.Record{}, false
 		}
-		site := a.cfg.Load().Site
-		if st := a.state.Machines[ev.Machine]; st != nil {
+		site := cfg.Site
+		if st != nil {
 			if !st.LineOpened {
 				st.LineOpened, st.LineSite = true, site
 				changed[ev.Machine] = true
@@ -306,7 +322,7 @@ func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffe
 			start = a.stopStart(ev.Machine, ev.Time)
 		}
 		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Time: ev.Time,
-			Data: mustJSON(eventRecord{Start: ms(start), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site})}, true
+			Data: mustJSON(eventRecord{Start: ms(start), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site, Workcenter: wc})}, true
 	}
 	return buffer.Record{}, false
 }
@@ -319,7 +335,8 @@ func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffe
 // the loss; nil: the one in force). It runs at start-up, before the
 // sources, and after a reload in the ingest goroutine (see Reload), so its
 // commit is ordered with those of the samples; it also forgets the
-// missing-field counts of the mapping before.
+// missing-field counts of the mapping before, and notes the work center of
+// configured machines stopped under an older version (StopWorkcenter).
 func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 	next := a.mapper.Load()
 	if prev == nil {
@@ -330,7 +347,13 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 	var recs []buffer.Record
 	a.stateMu.Lock()
 	a.state.Absent = nil
+	cfg := a.cfg.Load()
 	for id, ms := range a.state.Machines {
+		if mc := findMachine(cfg, id); mc != nil && ms.Running != nil && !*ms.Running && ms.StopWorkcenter == "" {
+			// Stopped under an older version, which did not note it.
+			ms.StopWorkcenter = mc.Workcenter
+			changed[id] = true
+		}
 		if ms.Running == nil || next.HasRunning(id) {
 			continue
 		}

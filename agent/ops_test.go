@@ -996,6 +996,82 @@ func TestSiteChangeWhileAMachineIsStopped(t *testing.T) {
 	}
 }
 
+// A machine stopped under a version that did not note the work center of
+// a stop, and taken out of the configuration after the upgrade: its line
+// is closed on that work center all the same (the start-up notes it).
+func TestMachineRemovedAfterAnUpgradeWithALineOpen(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
+	ra := p.startAgent()
+	p.stop(p.machines[1], "JAM")
+	waitFor(t, 10*time.Second, "line open", func() (bool, string) {
+		n := len(p.odoo.Productivity())
+		return n == 1, fmt.Sprint(n)
+	})
+	ra.stop()
+	p.stripStoredState("press-2", []string{"stop_workcenter"})
+	ra = p.startAgentWith(false) // the upgrade
+	ra.stop()
+	raw, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := string(raw)
+	p.writeConfig(full[:strings.Index(full, "  - id: press-2\n")])
+	ra = p.startAgentWith(false)
+	waitFor(t, 10*time.Second, "press-2's line closed", func() (bool, string) {
+		n := p.closedLines("press-2")
+		return n == 1, fmt.Sprint(n)
+	})
+	if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
+		t.Errorf("%d dead letters: %s", st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+	}
+}
+
+// stripStoredState removes fields from a machine's stored mapping state, as
+// an older version stored it, and writes meta along (the agent is stopped).
+func (p *plant) stripStoredState(machine string, fields []string, meta ...buffer.KV) {
+	t := p.t
+	t.Helper()
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	key := "machine/" + machine
+	b, err := q.Meta(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mm map[string]json.RawMessage
+	if err := json.Unmarshal(b, &mm); err != nil {
+		t.Fatal(err)
+	}
+	var ms map[string]any
+	var raw []byte
+	if err := json.Unmarshal(mm["mapping"], &raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &ms); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fields {
+		if _, ok := ms[f]; !ok {
+			t.Fatalf("no %s in the stored state of %s: %s", f, machine, raw)
+		}
+		delete(ms, f)
+	}
+	raw, _ = json.Marshal(ms)
+	mm["mapping"], _ = json.Marshal(raw)
+	b, _ = json.Marshal(mm)
+	if err := q.PutMeta(context.Background(), append(meta, buffer.KV{Key: key, Value: b})...); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A line opened by a version that noted no site (its state has no
 // line_site, the buffer file no site): the upgrade marks it with the site
 // configured then, so a site change after it still closes the line under
@@ -1014,41 +1090,7 @@ func TestSiteChangeAfterAnUpgradeWithALineOpen(t *testing.T) {
 	})
 	ra.stop()
 	// Simulate the state an older version stored: no line_site.
-	cfg, err := config.Load(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := q.Meta("machine/press-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mm map[string]json.RawMessage
-	if err := json.Unmarshal(b, &mm); err != nil {
-		t.Fatal(err)
-	}
-	var ms map[string]any
-	var raw []byte
-	if err := json.Unmarshal(mm["mapping"], &raw); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(raw, &ms); err != nil {
-		t.Fatal(err)
-	}
-	delete(ms, "line_site")
-	raw, _ = json.Marshal(ms)
-	mm["mapping"], _ = json.Marshal(raw)
-	b, _ = json.Marshal(mm)
-	if err := q.PutMeta(context.Background(), buffer.KV{Key: "machine/press-1", Value: b},
-		buffer.KV{Key: "site"}, buffer.KV{Key: "legacy-site"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
+	p.stripStoredState("press-1", []string{"line_site"}, buffer.KV{Key: "site"}, buffer.KV{Key: "legacy-site"})
 
 	ra = p.startAgentWith(false) // the upgrade, same site
 	ra.stop()

@@ -42,6 +42,11 @@ type eventRecord struct {
 	// not book the stop a second time. Empty in records of older versions:
 	// the configured site.
 	Site string `json:"site,omitempty"`
+	// Workcenter is the machine's work center code when the record was
+	// made: a machine gone from the configuration since has its lines
+	// booked there (an open line would block that work center for good).
+	// Empty in records of older versions.
+	Workcenter string `json:"wc,omitempty"`
 }
 
 // countKey is the buffer key of a machine's count records of one signal.

@@ -18,8 +18,8 @@ func TestStoredRecordsArePinned(t *testing.T) {
 	if got := string(mustJSON(c)); got != wantCount {
 		t.Fatalf("count record stored as %s, want %s", got, wantCount)
 	}
-	e := eventRecord{Start: 1, End: 2, Reason: "JAM", Loss: "Equipment Failure", Defaulted: true}
-	const wantEvent = `{"s":1,"e":2,"r":"JAM","loss":"Equipment Failure","def":true}`
+	e := eventRecord{Start: 1, End: 2, Reason: "JAM", Loss: "Equipment Failure", Defaulted: true, Site: "plant-2", Workcenter: "WC-PRESS-07"}
+	const wantEvent = `{"s":1,"e":2,"r":"JAM","loss":"Equipment Failure","def":true,"site":"plant-2","wc":"WC-PRESS-07"}`
 	if got := string(mustJSON(e)); got != wantEvent {
 		t.Fatalf("event record stored as %s, want %s", got, wantEvent)
 	}

@@ -65,7 +65,8 @@ type BufferStatus struct {
 	Lanes            map[string]LaneStatus `json:"lanes"`
 	Recovered        string                `json:"recovered_corrupt_file,omitempty"`
 	// Held counts the records that wait for a work order in progress (or for
-	// a machine's work center to resolve): flush does not wait for them.
+	// a machine's work center to resolve, or scrap for a draft in Odoo to be
+	// validated there): flush does not wait for them.
 	Held int `json:"held"`
 	// Unmapped counts the records of machines no longer in the config
 	// (removed by an edit): they are held too; put the machine back to
@@ -227,6 +228,8 @@ func (a *Agent) Status() Status {
 			ms.WorkOrder, ms.Unattributed, ms.Error = l.WorkOrder, l.Unattributed, l.Error
 			if l.WorkorderID == 0 {
 				st.Buffer.Held += pending[m.ID].records
+			} else if l.ScrapHeld {
+				st.Buffer.Held += pending[m.ID].scrap
 			}
 		} else if wo := a.storedWorkOrder(m.ID); wo != "" {
 			ms.WorkOrder = wo
@@ -263,6 +266,7 @@ func (a *Agent) storedWorkOrder(id string) string {
 type pendingCount struct {
 	good    float64
 	records int // count records
+	scrap   int // of which scrap
 	events  int // event records
 }
 
@@ -320,6 +324,9 @@ func (a *Agent) scanPendingCounts() map[string]pendingCount {
 			m, sig := splitKey(r.Key)
 			pc := out[m]
 			pc.records++
+			if sig == sigScrap {
+				pc.scrap++
+			}
 			if sig == sigGood {
 				if c, err := decodeCount(r); err == nil {
 					pc.good += c.Delta

@@ -371,6 +371,19 @@ func TestBookScrap(t *testing.T) {
 			if n := len(f.srv.Scraps()); n != 2 {
 				t.Errorf("%d scraps, want 2 (retry updated the draft)", n)
 			}
+
+			// Confirmed as the dialog's Confirm does: done, one move, and
+			// not again when booked a second time.
+			f.srv.SetShortStock(short, true)
+			s3 := odoo.Scrap{XMLID: "plantedge.site_m1_scrap_9", ProductID: short, Qty: 2, ConfirmShort: true}
+			for range 2 {
+				if done, err := c.BookScrap(ctx, s3); err != nil || !done {
+					t.Fatalf("confirmed BookScrap = %v, %v", done, err)
+				}
+			}
+			if sc := f.srv.Scraps(); len(sc) != 3 || sc[2].State != "done" || sc[2].Moves != 1 {
+				t.Errorf("scraps = %+v, want the third done with one move", sc)
+			}
 		})
 	}
 }

@@ -47,6 +47,10 @@ type Scrap struct {
 	XMLID                                       string
 	ProductID, UomID, ProductionID, WorkorderID int64
 	Qty                                         float64
+	// ConfirmShort confirms a scrap Odoo has too little stock for, as a
+	// user does in its Insufficient Quantity dialog (do_scrap); otherwise
+	// the scrap is left a draft, not done.
+	ConfirmShort bool
 }
 
 // many2one decodes Odoo's [id, "name"] or false.
@@ -490,8 +494,13 @@ func scrapRow(s Scrap) ([]string, []string) {
 
 // BookScrap books s once: a scrap already done under s.XMLID is reported
 // done without a second booking; otherwise it is created or updated with
-// load() and validated. A wizard returned by action_validate (stock short)
-// means not done: the scrap stays draft and can be retried.
+// load() and validated. A wizard returned by action_validate (too little
+// stock at the scrap's source location — for a manufacturing order in
+// progress, its components' location, where the finished product usually
+// is not) means not done: with s.ConfirmShort the scrap is confirmed as
+// the wizard's Confirm does (do_scrap, which books the move whatever the
+// stock); otherwise it stays a draft under s.XMLID, which the next call
+// (or a user validating it in Odoo) completes.
 func (c *Client) BookScrap(ctx context.Context, s Scrap) (done bool, err error) {
 	if err := checkXMLID(s.XMLID); err != nil {
 		return false, &Error{Op: "book scrap", Message: err.Error(), Class: Permanent}
@@ -525,9 +534,18 @@ func (c *Client) BookScrap(ctx context.Context, s Scrap) (done bool, err error) 
 	if err := c.Call(ctx, "stock.scrap", "action_validate", []any{[]int64{ids[0]}}, nil, &res); err != nil {
 		return false, err
 	}
-	if len(bytes.TrimSpace(res)) > 0 && bytes.TrimSpace(res)[0] == '{' {
-		c.log.Warn("scrap not validated: Odoo returned a wizard (insufficient stock)", "xmlid", s.XMLID, "scrap_id", ids[0])
+	if len(bytes.TrimSpace(res)) == 0 || bytes.TrimSpace(res)[0] != '{' {
+		return true, nil
+	}
+	if !s.ConfirmShort {
 		return false, nil
 	}
+	// The scrap is a draft (action_validate just said so): do_scrap runs
+	// once. Its answer lost, the next call finds the scrap done above.
+	if err := c.Call(ctx, "stock.scrap", "do_scrap", []any{[]int64{ids[0]}}, nil, nil); err != nil {
+		return false, err
+	}
+	c.log.Info("scrap confirmed although Odoo had too little stock at its source location (odoo.scrap_when_short: confirm)",
+		"xmlid", s.XMLID, "scrap_id", ids[0], "qty", s.Qty)
 	return true, nil
 }

@@ -162,6 +162,12 @@ type Odoo struct {
 	CAFile             string   `yaml:"ca_file"`
 	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
 	DefaultLoss        string   `yaml:"default_loss"` // default "Equipment Failure"
+	// ScrapWhenShort is what a scrap booking does when Odoo has too little
+	// of the product at the scrap's source location (its Insufficient
+	// Quantity dialog): hold (default) leaves it a draft in Odoo until a
+	// user validates it there or stock arrives; confirm confirms it, as
+	// the dialog's Confirm does.
+	ScrapWhenShort string `yaml:"scrap_when_short"`
 }
 
 // Forward configures how the buffer is forwarded to Odoo.
@@ -312,7 +318,7 @@ func defaultConfig() *Config {
 		Listen:  "127.0.0.1:9464",
 		Log:     Log{Level: "info", Format: "text"},
 		Buffer:  Buffer{MaxBytes: 1 << 30, CommitWindow: Duration(10 * time.Millisecond)},
-		Odoo:    Odoo{Protocol: "auto", Timeout: Duration(30 * time.Second), DefaultLoss: "Equipment Failure"},
+		Odoo:    Odoo{Protocol: "auto", Timeout: Duration(30 * time.Second), DefaultLoss: "Equipment Failure", ScrapWhenShort: "hold"},
 		Forward: Forward{
 			Rate:        5,
 			BackoffMax:  Duration(time.Minute),

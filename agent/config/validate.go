@@ -29,6 +29,7 @@ var (
 	LogLevels        = []string{"debug", "info", "warn", "error"}
 	LogFormats       = []string{"text", "json"}
 	OdooProtocols    = []string{"auto", "jsonrpc", "json2"}
+	ScrapWhenShort   = []string{"hold", "confirm"}
 	SecurityPolicies = []string{"None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"}
 	SecurityModes    = []string{"None", "Sign", "SignAndEncrypt"}
 	OPCUAModes       = []string{"subscribe", "poll"}
@@ -294,6 +295,7 @@ func (v *validator) validateOdoo() {
 	if strings.TrimSpace(o.DefaultLoss) == "" {
 		v.add("odoo.default_loss", "must not be empty", `an Odoo loss reason name, e.g. "Equipment Failure"`)
 	}
+	v.enum("odoo.scrap_when_short", o.ScrapWhenShort, ScrapWhenShort)
 }
 
 func (v *validator) validateForward() {

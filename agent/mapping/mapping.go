@@ -317,6 +317,10 @@ type MachineState struct {
 	// LineSite is the site the open line was booked under (its close goes
 	// to the same external id).
 	LineSite string `json:"line_site,omitempty"`
+	// StopWorkcenter is set by the agent to the machine's work center code
+	// when it stops: a stop ended after the machine left the configuration
+	// (its line open in Odoo) is still booked on that work center.
+	StopWorkcenter string `json:"stop_workcenter,omitempty"`
 	// Reason is the current downtime reason code; ReasonSet says one was seen.
 	Reason     string    `json:"reason,omitempty"`
 	ReasonSet  bool      `json:"reason_set,omitempty"`

@@ -22,20 +22,22 @@ func TestStoredStateIsPinned(t *testing.T) {
 				BehindTime: t0.Add(-time.Hour), BehindCount: 3,
 			},
 		},
-		Running:     &running,
-		RunningTime: t0,
-		StopStart:   t0.Add(time.Minute),
-		LineOpened:  true,
-		Reason:      "JAM",
-		ReasonSet:   true,
-		ReasonTime:  t0.Add(2 * time.Minute),
+		Running:        &running,
+		RunningTime:    t0,
+		StopStart:      t0.Add(time.Minute),
+		LineOpened:     true,
+		LineSite:       "plant-2",
+		StopWorkcenter: "WC-PRESS-07",
+		Reason:         "JAM",
+		ReasonSet:      true,
+		ReasonTime:     t0.Add(2 * time.Minute),
 	}
 	const want = `{"counters":{"good_count":{"src":"opcua:line1:ns=2;s=Press07.GoodCount:","last":65530,` +
 		`"time":"2026-11-30T06:00:00Z","reset_from":12,"reset_time":"2026-11-30T06:00:01Z",` +
 		`"reset_from_time":"2026-11-30T05:59:59Z","reset_wrap":true,"seen":"2026-11-30T06:00:00Z",` +
 		`"behind_time":"2026-11-30T05:00:00Z","behind_count":3}},` +
 		`"running":false,"running_time":"2026-11-30T06:00:00Z","stop_start":"2026-11-30T06:01:00Z",` +
-		`"line_opened":true,"reason":"JAM","reason_set":true,"reason_time":"2026-11-30T06:02:00Z"}`
+		`"line_opened":true,"line_site":"plant-2","stop_workcenter":"WC-PRESS-07","reason":"JAM","reason_set":true,"reason_time":"2026-11-30T06:02:00Z"}`
 	b, err := st.Marshal("press-07")
 	if err != nil {
 		t.Fatal(err)

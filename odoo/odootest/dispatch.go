@@ -32,7 +32,10 @@ var methodSpecs = map[string]methodSpec{
 	"button_finish":   {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
 	"unblock":         {models: []string{"mrp.workcenter"}, mutating: true}, // writes productivity lines: checked there
 	"action_validate": {models: []string{"stock.scrap"}, mutating: true, acl: "write"},
-	"context_get":     {model: true, models: []string{"res.users"}},
+	// stock_scrap.py do_scrap: what the insufficient-quantity wizard's
+	// Confirm runs (stock.warn.insufficient.qty.scrap action_done).
+	"do_scrap":    {models: []string{"stock.scrap"}, mutating: true, acl: "write"},
+	"context_get": {model: true, models: []string{"res.users"}},
 	// models.py 17.0: @api.model check_access_rights(operation, raise_exception=True);
 	// deprecated in 18.0 and gone afterwards.
 	"check_access_rights": {model: true, params: []string{"operation", "raise_exception"}, maxV: 18},
@@ -271,6 +274,11 @@ func (s *Server) run(m *model, method string, ids []int64, a map[string]any, jso
 		return s.unblock(ids)
 	case "action_validate":
 		return s.actionValidate(ids)
+	case "do_scrap":
+		for _, id := range ids {
+			s.doScrap(id)
+		}
+		return true, nil
 	case "context_get":
 		return map[string]any{"lang": "en_US", "tz": s.userTZ(), "uid": s.curUID}, nil
 	case "has_access":

@@ -678,6 +678,14 @@ func TestManufacturingFacts(t *testing.T) {
 		if sc[0].State != "draft" || sc[1].State != "done" || sc[1].UomID != 1 {
 			t.Errorf("scraps %+v", sc)
 		}
+		// The dialog's Confirm (stock.warn.insufficient.qty.scrap
+		// action_done) runs do_scrap, which does not look at the stock.
+		if r := e.ok(e.exec("stock.scrap", "do_scrap", []any{[]any{id}}, nil)); r != true {
+			t.Errorf("do_scrap: %v", r)
+		}
+		if sc := e.s.Scraps(); sc[0].State != "done" || sc[0].Moves != 1 {
+			t.Errorf("after do_scrap: %+v", sc[0])
+		}
 	})
 	t.Run("load-creates-or-updates-by-external-id", func(t *testing.T) {
 		e := newEnv(t, 18)

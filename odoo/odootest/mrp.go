@@ -473,12 +473,21 @@ func (s *Server) actionValidate(ids []int64) (any, *odooError) {
 			"context": map[string]any{"default_product_id": r["product_id"], "default_scrap_id": ids[0], "default_quantity": r["scrap_qty"]},
 		}, nil
 	}
-	// do_scrap books a stock move every time it runs, even on a done scrap.
-	s.scrapMoves[ids[0]]++
+	s.doScrap(ids[0])
+	return true, nil
+}
+
+// doScrap is stock_scrap.py do_scrap: it books a stock move every time it
+// runs, even on a done scrap, and does not look at the stock.
+func (s *Server) doScrap(id int64) {
+	r := s.models["stock.scrap"].recs[id]
+	if r == nil {
+		return // checked before (checkExist)
+	}
+	s.scrapMoves[id]++
 	if r["name"] == "New" {
-		r["name"] = fmt.Sprintf("SP/%05d", ids[0])
+		r["name"] = fmt.Sprintf("SP/%05d", id)
 	}
 	r["state"] = "done"
 	r["date_done"] = s.nowStr()
-	return true, nil
 }
