@@ -176,7 +176,8 @@ func (s *Source) Run(ctx context.Context) error {
 	for {
 		s.state.Store(connectors.StateConnecting)
 		lived, err := s.session(ctx, cert)
-		s.state.Store(connectors.StateConnecting)
+		// down until the next attempt (connecting) after the backoff
+		s.state.Store(connectors.StateDown)
 		s.update(func(st *Stats) { st.Connected = time.Time{} })
 		if ctx.Err() != nil {
 			return nil

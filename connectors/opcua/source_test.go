@@ -416,8 +416,16 @@ func TestServerRestartRecovery(t *testing.T) {
 	if src.State() == connectors.StateConnected {
 		t.Fatal("source still connected 10 s after the server was killed")
 	}
-	// Down long enough for several failed attempts and a grown backoff.
-	time.Sleep(4 * time.Second)
+	// Down long enough for several failed attempts and a grown backoff;
+	// between them status shows the source down, not forever connecting.
+	seen := map[connectors.State]int{}
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); {
+		seen[src.State()]++
+		time.Sleep(20 * time.Millisecond)
+	}
+	if seen[connectors.StateDown] == 0 || seen[connectors.StateConnected] != 0 {
+		t.Errorf("states seen while the server was away: %v", seen)
+	}
 	from := col.len()
 	back := cs.Start(500) // the PLC counted on while the server was away
 	s, _ := col.waitFor(t, from, 10*time.Second, "initial 500 after restart", func(s connectors.Sample) bool {
