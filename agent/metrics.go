@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"cmp"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,6 +89,7 @@ var (
 	descDeadDrop = prometheus.NewDesc("plantedge_buffer_dead_letters_dropped_total", "Dead letters dropped by an operator (plantedge deadletter drop).", nil, nil)
 	descFile     = prometheus.NewDesc("plantedge_buffer_file_bytes", "Size of the buffer file.", nil, nil)
 	descShrinks  = prometheus.NewDesc("plantedge_buffer_shrinks_total", "Times the buffer file was replaced by a compact copy after a backlog drained.", nil, nil)
+	descInfo     = prometheus.NewDesc("plantedge_info", "Always 1: the agent's site (as in Odoo's external ids), version and Go version.", []string{"site", "version", "go_version"}, nil)
 	descSource   = prometheus.NewDesc("plantedge_source_connected", "1 when the source is connected.", []string{"source", "kind"}, nil)
 	descSessions = prometheus.NewDesc("plantedge_source_sessions_created_total", "Sessions (OPC UA) or connections (MQTT) created.", []string{"source", "kind"}, nil)
 	descPolled   = prometheus.NewDesc("plantedge_source_polled_nodes", "OPC UA nodes read by polling because the server cannot monitor them.", []string{"source"}, nil)
@@ -95,12 +98,13 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRecords, descBytes, descOldest, descDropped, descMerged, descDead, descDeadDrop, descFile, descShrinks, descSource, descSessions, descPolled, descRefused, descHeld} {
+	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descDropped, descMerged, descDead, descDeadDrop, descFile, descShrinks, descSource, descSessions, descPolled, descRefused, descHeld} {
 		ch <- d
 	}
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, c.a.cfg.Load().Site, cmp.Or(c.a.opts.Version, "dev"), runtime.Version())
 	if c.a.opened.Load() {
 		st := c.a.buf.Stats()
 		for l := buffer.Lane(0); l < buffer.NumLanes; l++ {
