@@ -18,7 +18,7 @@ import (
 // validateOdoo checks a valid configuration against Odoo (work centers, loss
 // reasons, the bot user's rights) and writes what it found to w. It is set
 // by the code that owns the Odoo client; nil means this build cannot do it.
-var validateOdoo func(ctx context.Context, cfg *config.Config, w io.Writer) error
+var validateOdoo func(ctx context.Context, cfg *config.Config, file string, w io.Writer) error
 
 // validateOPCUA checks the OPC UA nodes the machines use on their servers;
 // file names the configuration in what it prints.
@@ -112,7 +112,7 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		if validateOdoo == nil {
 			return &exitError{code: 2, msg: "--odoo: not available in this build"}
 		}
-		if err := validateOdoo(ctx, cfg, w); err != nil {
+		if err := validateOdoo(ctx, cfg, o.config, w); err != nil {
 			failed = append(failed, "odoo: "+err.Error())
 		}
 	}

@@ -20,16 +20,19 @@ type odooRight struct {
 	model, op, why, group string
 }
 
-// lossUse is one loss reason name and the config keys that use it.
+// lossUse is one loss reason name, where the file names it (key paths),
+// and for which machine ("" for odoo.default_loss).
 type lossUse struct {
-	name string
-	by   []string
+	name  string
+	paths []string
+	by    []string
 }
 
-// odooCheck collects what checkOdoo found.
+// odooCheck collects what checkOdoo found: problems of a place in the
+// file (a work center code, a loss name) at it, the others (the link, the
+// user's rights) on their own.
 type odooCheck struct {
-	w        io.Writer
-	problems int
+	sourceCheck
 }
 
 func (c *odooCheck) problem(format string, a ...any) {
@@ -42,8 +45,8 @@ func (c *odooCheck) problem(format string, a ...any) {
 // names exists, and the bot user holds the access rights the agent needs.
 // It prints what it found and every problem, one per line with a hint, to w
 // and fails when there is any problem.
-func checkOdoo(ctx context.Context, cfg *config.Config, w io.Writer) error {
-	c := &odooCheck{w: w}
+func checkOdoo(ctx context.Context, cfg *config.Config, file string, w io.Writer) error {
+	c := &odooCheck{sourceCheck{w: w, cfg: cfg, file: file, kind: "odoo"}}
 	client, err := agent.NewOdooClient(cfg, nil, nil)
 	if errors.Is(err, config.ErrNoSecret) {
 		c.problem("%v (hint: set PLANTEDGE_ODOO_API_KEY, the systemd credential odoo-api-key, or odoo.api_key_file)", err)
@@ -87,13 +90,6 @@ func checkOdoo(ctx context.Context, cfg *config.Config, w io.Writer) error {
 	fmt.Fprintf(w, "odoo: OK: %s, %s, %s\n", plural(nWC, "work center"),
 		plural(nLoss, "loss reason"), plural(nRights, "access right"))
 	return nil
-}
-
-func (c *odooCheck) result() error {
-	if c.problems == 0 {
-		return nil
-	}
-	return errors.New(plural(c.problems, "problem"))
 }
 
 // connectProblem explains a failed Connect.
@@ -156,17 +152,18 @@ func (c *odooCheck) checkWorkcenters(ctx context.Context, cfg *config.Config, cl
 	if err != nil {
 		return 0, c.callProblem("looking up work centers", err)
 	}
-	for _, m := range cfg.Machines {
+	for i, m := range cfg.Machines {
 		wc, ok := found[m.Workcenter]
+		path := fmt.Sprintf("machines[%d].workcenter", i)
 		switch {
 		case ok:
 			fmt.Fprintf(c.w, "odoo: machine %s: work center %q %q (id %d)\n", m.ID, wc.Code, wc.Name, wc.ID)
 		case slices.Contains(ambiguous, m.Workcenter):
-			c.problem("machine %s: work center code %q matches several work centers "+
-				"(hint: codes are not unique in Odoo: give each work center its own Code)", m.ID, m.Workcenter)
+			c.sourceCheck.problem(path, fmt.Sprintf("machine %s: work center code %q matches several work centers", m.ID, m.Workcenter),
+				"codes are not unique in Odoo: give each work center its own Code")
 		default:
-			c.problem("machine %s: no work center with code %q "+
-				"(hint: set this Code on the work center in Odoo, or fix the machine's workcenter)", m.ID, m.Workcenter)
+			c.sourceCheck.problem(path, fmt.Sprintf("machine %s: no work center with code %q", m.ID, m.Workcenter),
+				"set this Code on the work center in Odoo, or fix the machine's workcenter")
 		}
 	}
 	return len(codes), true
@@ -176,19 +173,19 @@ func (c *odooCheck) checkWorkcenters(ctx context.Context, cfg *config.Config, cl
 // keys that name it.
 func lossUses(cfg *config.Config) []*lossUse {
 	var uses []*lossUse
-	add := func(name, by string) {
+	add := func(name, path, by string) {
 		if name == "" {
 			return
 		}
 		for _, u := range uses {
 			if u.name == name {
-				u.by = append(u.by, by)
+				u.paths, u.by = append(u.paths, path), append(u.by, by)
 				return
 			}
 		}
-		uses = append(uses, &lossUse{name: name, by: []string{by}})
+		uses = append(uses, &lossUse{name: name, paths: []string{path}, by: []string{by}})
 	}
-	for _, m := range cfg.Machines {
+	for i, m := range cfg.Machines {
 		r := m.DowntimeReason
 		if r == nil {
 			continue
@@ -198,13 +195,21 @@ func lossUses(cfg *config.Config) []*lossUse {
 			codes = append(codes, code)
 		}
 		slices.Sort(codes)
+		p := fmt.Sprintf("machines[%d].downtime_reason", i)
 		for _, code := range codes {
-			add(r.Map[code], fmt.Sprintf("machine %s downtime_reason.map[%s]", m.ID, code))
+			add(r.Map[code], p+".map."+code, "machine "+m.ID)
 		}
-		add(r.Default, fmt.Sprintf("machine %s downtime_reason.default", m.ID))
+		add(r.Default, p+".default", "machine "+m.ID)
 	}
-	add(cfg.Odoo.DefaultLoss, "odoo.default_loss")
+	add(cfg.Odoo.DefaultLoss, "odoo.default_loss", "")
 	return uses
+}
+
+func usedBy(by string) string {
+	if by == "" {
+		return ""
+	}
+	return ", used by " + by
 }
 
 // checkLosses resolves every loss reason name the file uses.
@@ -216,11 +221,16 @@ func (c *odooCheck) checkLosses(ctx context.Context, cfg *config.Config, client 
 		case err == nil:
 			fmt.Fprintf(c.w, "odoo: loss reason %q (id %d)\n", u.name, id)
 		case errors.Is(err, odoo.ErrNotFound):
-			c.problem("no loss reason %q, used by %s (hint: use the exact name of a loss reason in Odoo, "+
-				"or its external id such as mrp.block_reason1)", u.name, strings.Join(u.by, ", "))
+			// At each place that names it: the file may name it often.
+			for i, path := range u.paths {
+				c.sourceCheck.problem(path, fmt.Sprintf("no loss reason %q%s", u.name, usedBy(u.by[i])),
+					"use the exact name of a loss reason in Odoo, or its external id such as mrp.block_reason1")
+			}
 		case errors.Is(err, odoo.ErrAmbiguous):
-			c.problem("loss reason %q matches several records, used by %s (hint: use its external id, "+
-				"such as mrp.block_reason1, or rename one)", u.name, strings.Join(u.by, ", "))
+			for i, path := range u.paths {
+				c.sourceCheck.problem(path, fmt.Sprintf("loss reason %q matches several records%s", u.name, usedBy(u.by[i])),
+					"use its external id, such as mrp.block_reason1, or rename one")
+			}
 		default:
 			if !c.callProblem(fmt.Sprintf("looking up loss reason %q", u.name), err) {
 				return 0, false

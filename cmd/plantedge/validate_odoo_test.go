@@ -93,6 +93,11 @@ machines:
 	return lines, err
 }
 
+// at is a problem's place in the file run writes: "line:col: key path: ".
+func (o *odooSite) at(place string) string {
+	return filepath.Join(o.dir, "plantedge.yaml") + ":" + place + ": "
+}
+
 func (o *odooSite) connected(version int, proto string) string {
 	return fmt.Sprintf(`odoo: connected to %s (database "odoo") as user "plantedge-bot" (uid %d): Odoo %d.0 over %s`, o.url, o.uid, version, proto)
 }
@@ -177,7 +182,7 @@ func TestValidateOdooMissingWorkcenter(t *testing.T) {
 	o.machines = strings.Replace(o.machines, "WC-PACK-02", "WC-PACK-09", 1)
 	lines, err := o.run(t)
 	wantLines(t, lines, err, "odoo: 1 problem", []string{o.connected(17, "JSON-RPC"), o.workcenters()[0],
-		`odoo: problem: machine pack-2: no work center with code "WC-PACK-09" (hint: set this Code on the work center in Odoo, or fix the machine's workcenter)`},
+		`odoo: problem: ` + o.at("24:17: machines[1].workcenter") + `machine pack-2: no work center with code "WC-PACK-09" (set this Code on the work center in Odoo, or fix the machine's workcenter)`},
 		goodLosses)
 }
 
@@ -186,7 +191,7 @@ func TestValidateOdooAmbiguousCode(t *testing.T) {
 	o.srv.AddWorkcenter("WC-PRESS-01", "Press 1 (old)")
 	lines, err := o.run(t)
 	wantLines(t, lines, err, "odoo: 1 problem", []string{o.connected(18, "JSON-RPC"),
-		`odoo: problem: machine press-1: work center code "WC-PRESS-01" matches several work centers (hint: codes are not unique in Odoo: give each work center its own Code)`,
+		`odoo: problem: ` + o.at("16:17: machines[0].workcenter") + `machine press-1: work center code "WC-PRESS-01" matches several work centers (codes are not unique in Odoo: give each work center its own Code)`,
 		o.workcenters()[1]}, goodLosses)
 }
 
@@ -195,8 +200,10 @@ func TestValidateOdooUnknownLoss(t *testing.T) {
 	o.machines = strings.Replace(o.machines, "JAM: Equipment Failure", "JAM: Jammed", 1)
 	o.loss = "Jammed"
 	lines, err := o.run(t)
-	wantLines(t, lines, err, "odoo: 1 problem", []string{o.connected(17, "JSON-RPC")}, o.workcenters(), []string{
-		`odoo: problem: no loss reason "Jammed", used by machine press-1 downtime_reason.map[JAM], odoo.default_loss (hint: use the exact name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
+	// at each place that names it
+	wantLines(t, lines, err, "odoo: 2 problems", []string{o.connected(17, "JSON-RPC")}, o.workcenters(), []string{
+		`odoo: problem: ` + o.at("22:19: machines[0].downtime_reason.map.JAM") + `no loss reason "Jammed", used by machine press-1 (use the exact name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
+		`odoo: problem: ` + o.at("9:17: odoo.default_loss") + `no loss reason "Jammed" (use the exact name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
 		goodLosses[1]})
 }
 
@@ -218,10 +225,10 @@ func TestValidateOdooReportsEveryProblem(t *testing.T) {
 	lines, err := o.run(t)
 	// without ir.model.data read, the external id of a loss cannot be resolved either
 	wantLines(t, lines, err, "odoo: 5 problems", []string{o.connected(17, "JSON-RPC"), o.workcenters()[0],
-		`odoo: problem: machine pack-2: no work center with code "WC-PACK-09" (hint: set this Code on the work center in Odoo, or fix the machine's workcenter)`,
+		`odoo: problem: ` + o.at("24:17: machines[1].workcenter") + `machine pack-2: no work center with code "WC-PACK-09" (set this Code on the work center in Odoo, or fix the machine's workcenter)`,
 		goodLosses[0],
 		`odoo: problem: looking up loss reason "mrp.block_reason2": access denied: You are not allowed to access 'Model Data' (ir.model.data) records. (hint: the user lacks a right the agent needs; give it the groups named below)`,
-		`odoo: problem: no loss reason "Jammed", used by odoo.default_loss (hint: use the exact name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
+		`odoo: problem: ` + o.at("9:17: odoo.default_loss") + `no loss reason "Jammed" (use the exact name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
 		fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not create stock.scrap, needed to book scrap (hint: give the user the group Inventory / User)`, o.uid),
 		fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not read ir.model.data, needed to find the agent's downtime and scrap records by external id (hint: give the user the group Internal User (user type))`, o.uid),
 	})

@@ -137,7 +137,7 @@ func TestValidateOdooHook(t *testing.T) {
 	}
 
 	var gotSite string
-	validateOdoo = func(_ context.Context, cfg *config.Config, w io.Writer) error {
+	validateOdoo = func(_ context.Context, cfg *config.Config, _ string, w io.Writer) error {
 		gotSite = cfg.Site
 		fmt.Fprintln(w, "odoo: 3 work centers found")
 		return nil
@@ -147,7 +147,7 @@ func TestValidateOdooHook(t *testing.T) {
 		t.Fatalf("hook: err = %v, site %q, out %q", err, gotSite, out)
 	}
 
-	validateOdoo = func(context.Context, *config.Config, io.Writer) error {
+	validateOdoo = func(context.Context, *config.Config, string, io.Writer) error {
 		return errors.New(`work center "WC-PRESS-09" not found`)
 	}
 	_, _, err = runValidate(t, "-c", "../../packaging/plantedge.yaml", "--odoo")
