@@ -28,6 +28,10 @@ type Status struct {
 	Machines     []MachineStatus `json:"machines"`
 	LastError    string          `json:"last_error,omitempty"`
 	Config       *ConfigStatus   `json:"config,omitempty"`
+	// StatusError says why this status is incomplete: a running agent did
+	// not answer, or the stopped agent's buffer file could not be read
+	// (status --json prints what it knows and exits 1).
+	StatusError string `json:"status_error,omitempty"`
 }
 
 // ConfigStatus is the running configuration against its file.
@@ -365,30 +369,26 @@ func bufferStatus(cfg *config.Config, buf *buffer.Queue) BufferStatus {
 // OfflineStatus reads the buffer file of a stopped agent (read-only) and
 // reports what it holds; Odoo and source states are unknown then.
 func OfflineStatus(cfg *config.Config) (Status, error) {
-	st := Status{Site: cfg.Site, Sources: []SourceStatus{}, Machines: []MachineStatus{}}
-	st.Odoo = OdooStatus{URL: cfg.Odoo.URL, State: "offline", LastError: "agent not running"}
-	for _, s := range cfg.OPCUA {
-		st.Sources = append(st.Sources, SourceStatus{Name: s.Name, Kind: string(connectors.KindOPCUA), State: string(connectors.StateDown)})
-	}
-	for _, s := range cfg.MQTT {
-		st.Sources = append(st.Sources, SourceStatus{Name: s.Name, Kind: string(connectors.KindMQTT), State: string(connectors.StateDown)})
-	}
-	sort.Slice(st.Sources, func(i, j int) bool { return st.Sources[i].Name < st.Sources[j].Name })
+	st := UnknownStatus(cfg, false)
 	if _, err := os.Stat(cfg.BufferPath()); errors.Is(err, os.ErrNotExist) {
 		// Installed, never run: nothing buffered, nothing known.
-		st.Buffer = BufferStatus{Path: cfg.BufferPath(), MaxBytes: int64(cfg.Buffer.MaxBytes), Lanes: map[string]LaneStatus{}, NoFile: true}
-		for _, m := range cfg.Machines {
-			st.Machines = append(st.Machines, MachineStatus{ID: m.ID, Workcenter: m.Workcenter, State: "unknown"})
-		}
+		st.Buffer.NoFile = true
 		return st, nil
 	}
 	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{ReadOnly: true})
 	if errors.Is(err, os.ErrPermission) {
 		return st, fmt.Errorf("read the buffer file: %w (run it as root or as the plantedge user: sudo plantedge status)", err)
 	}
+	if errors.Is(err, buffer.ErrCorruptFile) {
+		// A write transaction repairs some damage (a torn meta page) that a
+		// read-only open cannot: the agent's start decides.
+		return st, fmt.Errorf("the buffer file fails the read-only check (%w); the agent checks it again when it starts: "+
+			"it repairs what a commit can, and moves a corrupt file aside and starts afresh, saying so in the log and in status", err)
+	}
 	if err != nil {
 		return st, fmt.Errorf("open buffer read-only: %w", err)
 	}
+	st.Machines = st.Machines[:0]
 	defer buf.Close()
 	a := &Agent{buf: buf, state: mapping.NewState(), totals: map[string]totals{}}
 	a.cfg.Store(cfg)
@@ -408,6 +408,31 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 			GoodCount: t.Good, ScrapCount: t.Scrap, Pending: pending[m.ID].good, State: "unknown"})
 	}
 	return st, nil
+}
+
+// UnknownStatus is what status knows from cfg alone: every machine's state
+// unknown, nothing buffered, Odoo offline; the sources down when the agent
+// is stopped, connecting when it runs but did not answer (mostly: still
+// starting).
+func UnknownStatus(cfg *config.Config, running bool) Status {
+	st := Status{Site: cfg.Site, AgentRunning: running, Sources: []SourceStatus{}, Machines: []MachineStatus{}}
+	st.Odoo = OdooStatus{URL: cfg.Odoo.URL, State: "offline", LastError: "agent not running"}
+	st.Buffer = BufferStatus{Path: cfg.BufferPath(), MaxBytes: int64(cfg.Buffer.MaxBytes), Lanes: map[string]LaneStatus{}}
+	state := connectors.StateDown
+	if running {
+		st.Odoo.LastError, state = "agent not answering", connectors.StateConnecting
+	}
+	for _, s := range cfg.OPCUA {
+		st.Sources = append(st.Sources, SourceStatus{Name: s.Name, Kind: string(connectors.KindOPCUA), State: string(state)})
+	}
+	for _, s := range cfg.MQTT {
+		st.Sources = append(st.Sources, SourceStatus{Name: s.Name, Kind: string(connectors.KindMQTT), State: string(state)})
+	}
+	sort.Slice(st.Sources, func(i, j int) bool { return st.Sources[i].Name < st.Sources[j].Name })
+	for _, m := range cfg.Machines {
+		st.Machines = append(st.Machines, MachineStatus{ID: m.ID, Workcenter: m.Workcenter, State: "unknown"})
+	}
+	return st
 }
 
 // configStatus compares the running configuration with its file.

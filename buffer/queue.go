@@ -426,8 +426,13 @@ func checkFormat(tx *bolt.Tx) error {
 // opposed to, say, a permission problem or a lock held by another process).
 type corruptError struct{ err error }
 
-func (e *corruptError) Error() string { return "corrupt buffer file: " + e.err.Error() }
-func (e *corruptError) Unwrap() error { return e.err }
+func (e *corruptError) Error() string        { return "corrupt buffer file: " + e.err.Error() }
+func (e *corruptError) Unwrap() error        { return e.err }
+func (e *corruptError) Is(target error) bool { return target == ErrCorruptFile }
+
+// ErrCorruptFile matches the error of a read-only Open of a file that
+// fails the checks (a read-write Open moves it aside instead).
+var ErrCorruptFile = errors.New("corrupt buffer file")
 
 // openBolt opens q.path with the queue's bbolt options (at Open, and again
 // after a shrink replaced the file).

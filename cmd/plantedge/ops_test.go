@@ -401,6 +401,46 @@ func TestCommandsWhenTheAgentDoesNotAnswer(t *testing.T) {
 		if exitCode(err) != 1 || !strings.Contains(err.Error(), "the agent is running") || !strings.Contains(err.Error(), b.listen) {
 			t.Errorf("%s: %v (exit %d)\n%s", strings.Join(args, " "), err, exitCode(err), out)
 		}
+		if args[len(args)-1] == "--json" {
+			// scripts still get a document, saying why it is incomplete
+			var m map[string]any
+			if err := json.Unmarshal([]byte(out), &m); err != nil {
+				t.Fatalf("status --json is not JSON: %v\n%s", err, out)
+			}
+			checkStatusContract(t, m)
+			if m["agent_running"] != true || !strings.Contains(fmt.Sprint(m["status_error"]), "does not answer") {
+				t.Errorf("status --json of an agent not answering: %v", m)
+			}
+		}
+	}
+}
+
+// A stopped agent's buffer file that cannot be read: status --json prints
+// the document with the reason (and exits 1), not nothing.
+func TestStatusJSONWithAnUnreadableBufferFile(t *testing.T) {
+	b := newBench(t, 17)
+	cfg, err := config.Load(b.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	junk := bytes.Repeat([]byte("not a bbolt file "), 1000)
+	if err := os.WriteFile(cfg.BufferPath(), junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cli(t, "status", "-c", b.cfgPath, "--json")
+	if exitCode(err) != 1 {
+		t.Errorf("exit %d: %v", exitCode(err), err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("status --json is not JSON: %v\n%s", err, out)
+	}
+	checkStatusContract(t, m)
+	if m["agent_running"] != false || !strings.Contains(fmt.Sprint(m["status_error"]), "the buffer file fails the read-only check") {
+		t.Errorf("status --json with an unreadable buffer file: %v", m)
 	}
 }
 

@@ -45,6 +45,16 @@ func (o *statusOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	}
 	st, err := fetchStatus(ctx, cfg)
 	if err != nil {
+		if o.json {
+			// Scripts get a document whatever happened: what is known,
+			// and why the rest is not (exit 1 all the same).
+			st.StatusError = err.Error()
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			if jerr := enc.Encode(st); jerr != nil {
+				return jerr
+			}
+		}
 		return err
 	}
 	if o.json {
@@ -65,10 +75,10 @@ func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) 
 		return st, nil
 	}
 	if !errors.Is(err, agent.ErrNotRunning) {
-		return st, err
+		return agent.UnknownStatus(cfg, true), err
 	}
 	if err := notAnswering(cfg); err != nil {
-		return st, err
+		return agent.UnknownStatus(cfg, true), err
 	}
 	return agent.OfflineStatus(cfg)
 }
