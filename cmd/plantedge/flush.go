@@ -29,9 +29,11 @@ func newFlushCmd() *cobra.Command {
 		Use:   "flush",
 		Short: "Forward now (skip the backoff wait) and show progress until the buffer is empty",
 		Long: "flush asks the running agent to forward immediately and waits until the buffer is drained.\n" +
-			"It exits 0 when drained, 1 when the timeout passes first (records held for lack of a work order\n" +
-			"in progress or of a known work center, and dead letters, are reported but do not count as\n" +
-			"pending), 2 when the agent is not running.",
+			"It exits 0 when drained, 1 when the timeout passes first, 2 when the agent is not running, and\n" +
+			"3 as soon as all that is left is held: records that cannot reach Odoo yet (no work order in\n" +
+			"progress, a work center Odoo lacks, a machine removed from the config, scrap waiting as a draft\n" +
+			"in Odoo) — plantedge status says which; waiting would not move them. Dead letters are\n" +
+			"reported, not waited for (plantedge deadletter list).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.Run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -113,7 +115,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			if held > 0 {
 				line += fmt.Sprintf(" (%g pieces without a work order in progress)", held)
 			}
-			line += " — not waited for: see plantedge status"
+			line += " — see plantedge status"
 		}
 		if st.Buffer.DeadLetters > 0 {
 			line += fmt.Sprintf(", %d dead letters", st.Buffer.DeadLetters)
@@ -142,6 +144,12 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 				// is not in it: not everything reached Odoo.
 				return &exitError{code: 1, msg: "buffer drained, but buffer writes are failing (disk full? read-only?): " + st.Buffer.WriteError +
 					" — new values wait at the sources until writes succeed"}
+			}
+			if st.Buffer.Held > 0 {
+				// Not drained (the buffer is not empty), and no wait moves
+				// them: say so now.
+				return &exitError{code: 3, msg: fmt.Sprintf("forwarded what can go; %d records held, waiting for Odoo-side "+
+					"action (a work order in progress, a work center, a machine back in the config): plantedge status says which", st.Buffer.Held)}
 			}
 			fmt.Fprintln(w, "drained")
 			return nil

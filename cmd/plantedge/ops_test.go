@@ -521,6 +521,19 @@ func TestFlushCommand(t *testing.T) {
 		t.Errorf("flush exited 0 with %d pending", p)
 	}
 
+	// No work order in progress: the counts are held; flush says so (exit
+	// 3; its timeout would be 1), neither drained nor timed out.
+	b.odoo.SetWorkorderState(b.woID, "done")
+	b.produce(4)
+	waitUntil(t, 10*time.Second, "counts held", func() (bool, string) {
+		st := b.a.Status()
+		return st.Buffer.Held > 0 && st.Machines[0].Unattributed == 4, fmt.Sprintf("held %d, unattributed %v", st.Buffer.Held, st.Machines[0].Unattributed)
+	})
+	out, err = cli(t, "flush", "-c", b.cfgPath, "--timeout", "1m")
+	if code := exitCode(err); code != 3 || strings.Contains(out, "drained") || !strings.Contains(err.Error(), "held") {
+		t.Errorf("flush with counts held: exit %d (%v)\n%s", code, err, out)
+	}
+
 	b.stopAgent()
 	out, err = cli(t, "flush", "-c", b.cfgPath, "--timeout", "1s")
 	if code := exitCode(err); code != 2 {
