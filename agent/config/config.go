@@ -554,7 +554,7 @@ func (c *Config) OdooAPIKeySource() (key, source string, err error) {
 	var looked []string
 	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
 		p := filepath.Join(dir, CredentialAPIKey)
-		v, err := readSecretFile(p)
+		v, err := readSecretFile(p, p)
 		if err == nil {
 			return v, "the systemd credential " + CredentialAPIKey, nil
 		}
@@ -568,12 +568,12 @@ func (c *Config) OdooAPIKeySource() (key, source string, err error) {
 	if c.Odoo.APIKeyFile != "" {
 		v, err := ReadSecret(c.Odoo.APIKeyFile)
 		if err == nil {
-			return v, "api_key_file " + c.Odoo.APIKeyFile, nil
+			return v, "api_key_file " + SecretPathShown(c.Odoo.APIKeyFile), nil
 		}
 		if !errors.Is(err, os.ErrNotExist) {
 			return "", "", err
 		}
-		looked = append(looked, c.Odoo.APIKeyFile)
+		looked = append(looked, SecretPathShown(c.Odoo.APIKeyFile))
 	} else {
 		looked = append(looked, "odoo.api_key_file (unset)")
 	}
@@ -587,31 +587,56 @@ func ReadSecret(path string) (string, error) {
 	if path == "" {
 		return "", fmt.Errorf("read secret: empty path: %w", ErrNoSecret)
 	}
+	shown := SecretPathShown(path)
 	if !filepath.IsAbs(path) {
 		if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
-			v, err := readSecretFile(filepath.Join(dir, path))
+			p := filepath.Join(dir, path)
+			if shown != path {
+				shown = filepath.Join(dir, shown)
+			}
+			v, err := readSecretFile(p, shown)
 			if err == nil || !errors.Is(err, os.ErrNotExist) {
 				return v, err
 			}
+			shown = SecretPathShown(path)
 		}
 	}
-	return readSecretFile(path)
+	return readSecretFile(path, shown)
 }
 
-func readSecretFile(p string) (string, error) {
+// SecretPathShown is how messages name a secret file: its path, but not a
+// value without a slash that names no file — likely the secret itself,
+// pasted where its file's path belongs.
+func SecretPathShown(path string) string {
+	if strings.ContainsRune(path, '/') {
+		return path
+	}
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, path)); err == nil {
+			return path // a credential's name
+		}
+	}
+	return "<value not shown: no such file, and no path — write the secret into a file and give that file's path>"
+}
+
+// readSecretFile reads p, named shown in errors.
+func readSecretFile(p, shown string) (string, error) {
 	b, err := os.ReadFile(p)
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
 			// Keep the path, drop nothing secret: the content was never read.
-			return "", fmt.Errorf("read secret %s: %w", p, pe.Err)
+			return "", fmt.Errorf("read secret %s: %w", shown, pe.Err)
 		}
-		return "", fmt.Errorf("read secret %s: %w", p, err)
+		return "", fmt.Errorf("read secret %s: %w", shown, err)
 	}
 	// An editor on Windows may save a byte-order mark: not part of the key.
 	v := strings.TrimSpace(strings.TrimPrefix(string(b), "\ufeff"))
 	if v == "" {
-		return "", fmt.Errorf("read secret %s: file is empty: %w", p, ErrNoSecret)
+		return "", fmt.Errorf("read secret %s: file is empty: %w", shown, ErrNoSecret)
 	}
 	return v, nil
 }

@@ -567,6 +567,19 @@ func TestOdooAPIKey(t *testing.T) {
 		t.Errorf("err = %v\nwant  %s", err, want)
 	}
 
+	// The key pasted where its file's path belongs: never echoed.
+	for _, cred := range []string{"", t.TempDir()} {
+		t.Setenv("CREDENTIALS_DIRECTORY", cred)
+		pasted := &Config{Odoo: Odoo{APIKeyFile: "daf43efe0123cafe"}}
+		if _, err := pasted.OdooAPIKey(); err == nil || strings.Contains(err.Error(), "daf43efe0123cafe") || !strings.Contains(err.Error(), "value not shown") {
+			t.Errorf("pasted key, CREDENTIALS_DIRECTORY %q: %v", cred, err)
+		}
+		if _, err := ReadSecret("hunter2"); err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("pasted password, CREDENTIALS_DIRECTORY %q: %v", cred, err)
+		}
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+
 	// Saved by an editor on Windows: byte-order mark and CRLF.
 	if err := os.WriteFile(keyFile, []byte("\ufefffrom-notepad\r\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"math/bits"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -118,7 +119,11 @@ func (v *validator) filePath(path, val string) {
 		return
 	}
 	if strings.ContainsRune(val, 0) || strings.TrimSpace(val) != val || strings.HasSuffix(val, "/") {
-		v.add(path, fmt.Sprintf("invalid file path %q", val), "name a file, e.g. /etc/plantedge/odoo-api-key")
+		shown := val
+		if strings.HasSuffix(path, "password_file") || strings.HasSuffix(path, "api_key_file") {
+			shown = SecretPathShown(val)
+		}
+		v.add(path, fmt.Sprintf("invalid file path %q", shown), "name a file, e.g. /etc/plantedge/odoo-api-key")
 	}
 }
 
@@ -284,7 +289,7 @@ func (v *validator) validateOdoo() {
 		}
 	}
 	v.filePath("odoo.api_key_file", o.APIKeyFile)
-	if o.APIKeyFile == "" {
+	if o.APIKeyFile == "" && os.Getenv(EnvAPIKey) == "" {
 		v.warn("odoo.api_key_file", "not set: the API key must come from "+EnvAPIKey+" or the systemd credential "+CredentialAPIKey, "")
 	}
 	v.positive("odoo.timeout", o.Timeout)

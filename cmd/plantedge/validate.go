@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/plantedge/plantedge/agent/config"
 )
@@ -72,7 +73,9 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			lines := strings.Split(string(src), "\n")
 			for _, p := range ce.Problems {
 				fmt.Fprintln(errw, p.String())
-				printSnippet(errw, lines, p.Line, p.Column)
+				// An unknown key's value is not needed to fix its name, and
+				// a misspelt api_key or password would show the secret.
+				printSnippet(errw, lines, p.Line, p.Column, p.Msg == "unknown key")
 			}
 			return &exitError{code: 1, msg: fmt.Sprintf("%s: %s", o.config, plural(len(ce.Problems), "problem"))}
 		}
@@ -106,6 +109,7 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	for i, b := range cfg.MQTT {
 		secret(fmt.Sprintf("mqtt[%d].password_file", i), b.PasswordFile, "MQTT broker "+b.Name)
 	}
+	o.checkMachine(cfg, errw)
 	printSummary(w, cfg)
 	var failed []string
 	if o.odoo {
@@ -136,6 +140,57 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		return &exitError{code: 1, msg: strings.Join(failed, "; ")}
 	}
 	return nil
+}
+
+// checkMachine warns about what the file names on this machine that the
+// agent could not use: certificate and CA files it cannot read (it would
+// give up on the source), a data_dir it cannot write, a key file others
+// may read. Checked as the user validate runs as.
+func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
+	warn := func(path, msg string) {
+		p := cfg.Position(path)
+		fmt.Fprintf(errw, "warning: %s:%d:%d: %s: %s\n", o.config, p.Line, p.Column, path, msg)
+	}
+	readable := func(path, file, what string) {
+		if file == "" {
+			return
+		}
+		f, err := os.Open(file)
+		if err == nil {
+			f.Close()
+			return
+		}
+		msg := fmt.Sprintf("%v: %s", err, what)
+		if errors.Is(err, os.ErrPermission) {
+			msg += " (not readable by this user; check as the agent's: sudo -u plantedge plantedge validate)"
+		}
+		warn(path, msg)
+	}
+	for i, s := range cfg.OPCUA {
+		p := fmt.Sprintf("opcua[%d]", i)
+		what := "the agent would give up on OPC UA server " + s.Name
+		readable(p+".cert_file", s.CertFile, what)
+		readable(p+".key_file", s.KeyFile, what)
+	}
+	for i, b := range cfg.MQTT {
+		p := fmt.Sprintf("mqtt[%d]", i)
+		what := "the agent would give up on MQTT broker " + b.Name
+		readable(p+".ca_file", b.CAFile, what)
+		readable(p+".cert_file", b.CertFile, what)
+		readable(p+".key_file", b.KeyFile, what)
+	}
+	readable("odoo.ca_file", cfg.Odoo.CAFile, "the agent could not reach Odoo")
+	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.IsDir() && unix.Access(cfg.DataDir, unix.W_OK) != nil {
+		warn("data_dir", fmt.Sprintf("%s is not writable by this user: the agent could not keep its buffer there "+
+			"(check as the agent's: sudo -u plantedge plantedge validate; the packaged unit lets it write only /var/lib/plantedge: "+
+			"for another data_dir, add ReadWritePaths=%s with systemctl edit plantedge, and chown it to plantedge)", cfg.DataDir, cfg.DataDir))
+	}
+	if cfg.Odoo.APIKeyFile != "" && strings.ContainsRune(cfg.Odoo.APIKeyFile, '/') {
+		if fi, err := os.Stat(cfg.Odoo.APIKeyFile); err == nil && fi.Mode().Perm()&0o004 != 0 {
+			warn("odoo.api_key_file", fmt.Sprintf("%s is readable by every user on this machine (mode %04o): anyone logged in can use the bot's key "+
+				"(chmod 600 it; the unit hands it to the agent as a credential)", cfg.Odoo.APIKeyFile, fi.Mode().Perm()))
+		}
+	}
 }
 
 // printSummary says what the file configures: site, machines, and how many
@@ -192,12 +247,17 @@ func plural(n int, word string) string {
 	return fmt.Sprintf("%d %ss", n, word)
 }
 
-// printSnippet shows the offending source line with a caret under the column.
-func printSnippet(w io.Writer, lines []string, line, col int) {
+// printSnippet shows the offending source line with a caret under the
+// column; with maskValue, the value after the key at the column is hidden.
+func printSnippet(w io.Writer, lines []string, line, col int, maskValue bool) {
 	if line < 1 || line > len(lines) || col < 1 {
 		return
 	}
-	text := maskSecrets(strings.TrimRight(lines[line-1], "\r"))
+	text := strings.TrimRight(lines[line-1], "\r")
+	if maskValue {
+		text = maskValueAt(text, col)
+	}
+	text = maskSecrets(text)
 	if strings.ContainsFunc(text, func(r rune) bool { return r != '\t' && unicode.IsControl(r) }) {
 		return // binary: not for the terminal
 	}
@@ -215,6 +275,24 @@ func printSnippet(w io.Writer, lines []string, line, col int) {
 	fmt.Fprintf(w, "%5d | %s\n      | %s^\n", line, text, pad.String())
 }
 
+// maskValueAt hides the value of the key that starts at column col (1-based,
+// in runes) of line.
+func maskValueAt(line string, col int) string {
+	r := []rune(line)
+	if col > len(r) {
+		return line
+	}
+	i := strings.IndexRune(string(r[col-1:]), ':')
+	if i < 0 {
+		return line
+	}
+	head := string(r[:col-1]) + string(r[col-1:])[:i+1]
+	if strings.TrimSpace(string(r[col-1:])[i+1:]) == "" {
+		return line
+	}
+	return head + " ****"
+}
+
 var (
 	urlCredentials = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:)[^@\s/]+@`)
 	secretValue    = regexp.MustCompile(`(?i)(["']?([a-z0-9_.-]*(?:key|pass|secret|token|pwd)[a-z0-9_.-]*)["']?\s*:\s*)([^\s,}#][^,}#]*)`)
@@ -223,13 +301,14 @@ var (
 // maskSecrets hides what looks like a secret on a source line validate
 // prints (its output goes to the journal through ExecStartPre): the
 // password of a URL, and the value of a key named like a key, password,
-// secret or token, unless it names a file.
+// secret or token, unless it is a file path (key_file: /etc/...).
 func maskSecrets(line string) string {
 	line = urlCredentials.ReplaceAllString(line, "${1}****@")
 	return secretValue.ReplaceAllStringFunc(line, func(m string) string {
 		sub := secretValue.FindStringSubmatch(m)
-		if name := strings.ToLower(sub[2]); strings.HasSuffix(name, "_file") || strings.HasSuffix(name, "-file") {
-			return m
+		if name := strings.ToLower(sub[2]); (strings.HasSuffix(name, "_file") || strings.HasSuffix(name, "-file")) &&
+			strings.ContainsRune(sub[3], '/') {
+			return m // a path; without a slash it may be the secret pasted in
 		}
 		return sub[1] + "****"
 	})

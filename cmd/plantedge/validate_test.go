@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/agent/config"
 )
 
@@ -53,11 +54,51 @@ site plant-2: 3 machines, 11 signals
 	if out != want {
 		t.Errorf("summary:\n%s\nwant:\n%s", out, want)
 	}
-	// The example's password files do not exist on this machine: only
-	// those warnings (TestValidateWarnsAboutUnreadablePasswordFiles).
+	// The example's password, certificate and CA files do not exist on
+	// this machine: only those warnings
+	// (TestValidateWarnsAboutUnreadablePasswordFiles, ...CertificateFiles).
+	n := 0
 	for line := range strings.Lines(errOut) {
-		if !strings.Contains(line, ".password_file: read secret /etc/plantedge/") {
+		n++
+		if !strings.Contains(line, ".password_file: read secret /etc/plantedge/") &&
+			!strings.Contains(line, ": open /etc/plantedge/") {
 			t.Errorf("unexpected stderr: %s", line)
+		}
+	}
+	if n != 5 {
+		t.Errorf("%d warnings, want 5 (2 password files, 2 certificate files, 1 CA file):\n%s", n, errOut)
+	}
+}
+
+// What the file names on this machine that the agent could not use: a
+// certificate or CA file it cannot read (it would give up on that source),
+// a key file every user may read.
+func TestValidateWarnsAboutTheMachine(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(config.EnvAPIKey, "")
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, []byte(strings.Repeat("a", 40)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	y := agenttest.Config{Site: "s", DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:9464", OdooURL: "http://127.0.0.1:8069",
+		KeyFile: key, BrokerURL: "ssl://127.0.0.1:8883", ClientID: "c"}.YAML() +
+		"  - id: m1\n    workcenter: WC1\n    good_count: { mqtt: { broker: broker, topic: t, field: good } }\n"
+	y = strings.Replace(y, "    client_id: c\n", "    client_id: c\n    ca_file: "+filepath.Join(dir, "ca.pem")+"\n", 1)
+	path := filepath.Join(dir, "plantedge.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err := runValidate(t, "-c", path)
+	if err != nil {
+		t.Fatalf("warnings failed validate: %v", err)
+	}
+	for _, want := range []string{
+		"mqtt[0].ca_file: open " + filepath.Join(dir, "ca.pem") + ": no such file or directory: the agent would give up on MQTT broker broker",
+		"odoo.api_key_file: " + key + " is readable by every user on this machine (mode 0644)",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("no warning %q in:\n%s", want, errOut)
 		}
 	}
 }
@@ -114,7 +155,7 @@ func TestValidateWarnings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(errOut, "warning: "+path+":42:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF") {
+	if !strings.HasPrefix(errOut, "warning: "+path+":44:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF") {
 		t.Errorf("stderr = %q", errOut)
 	}
 }
@@ -207,9 +248,60 @@ func TestValidateMasksSecretsInSourceLines(t *testing.T) {
 		"  api_key_file: /etc/plantedge/odoo-api-key": "  api_key_file: /etc/plantedge/odoo-api-key",
 		"    key_file: /etc/plantedge/opcua-key.pem":  "    key_file: /etc/plantedge/opcua-key.pem",
 		"    topic: plant2/press-07/counters":         "    topic: plant2/press-07/counters",
+		"  api_key_file: daf43efe0123":                "  api_key_file: ****", // the key pasted in place of its path
 	} {
 		if got := maskSecrets(line); got != want {
 			t.Errorf("maskSecrets(%q) = %q, want %q", line, got, want)
 		}
+	}
+	// An unknown key's value: a misspelt secret key.
+	for _, c := range []struct {
+		line string
+		col  int
+		want string
+	}{
+		{"  api_kye: INLINESECRET42", 3, "  api_kye: ****"},
+		{"    mqtt: { brokr: b, topic: t }", 13, "    mqtt: { brokr: ****"},
+		{"  colour:", 3, "  colour:"},
+		{"  colour: # none", 3, "  colour: ****"},
+	} {
+		if got := maskValueAt(c.line, c.col); got != c.want {
+			t.Errorf("maskValueAt(%q, %d) = %q, want %q", c.line, c.col, got, c.want)
+		}
+	}
+}
+
+// A key pasted where its file's path belongs, or under a misspelt key
+// name: validate never echoes it (its output goes to the journal through
+// ExecStartPre).
+func TestValidateNeverEchoesAPastedKey(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(config.EnvAPIKey, "")
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	const secret = "daf43efe0123cafe0123daf43efe0123cafe0123"
+	base := agenttest.Config{Site: "s", DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:9464", OdooURL: "http://127.0.0.1:8069",
+		KeyFile: "KEYFILE", BrokerURL: "tcp://127.0.0.1:1883", ClientID: "c"}.YAML() +
+		"  - id: m1\n    workcenter: WC1\n    good_count: { mqtt: { broker: broker, topic: t, field: good } }\n"
+	for name, y := range map[string]string{
+		"pasted as the path": strings.Replace(base, `"KEYFILE"`, secret, 1),
+		"misspelt key name":  strings.Replace(base, `  api_key_file: "KEYFILE"`, "  api_kye: "+secret, 1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if !strings.Contains(y, secret) {
+				t.Fatalf("config not as expected:\n%s", y)
+			}
+			path := filepath.Join(dir, "plantedge.yaml")
+			if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, errOut, err := runValidate(t, "-c", path)
+			all := out + errOut
+			if err != nil {
+				all += err.Error()
+			}
+			if strings.Contains(all, secret) {
+				t.Errorf("the key is in validate's output:\n%s", all)
+			}
+		})
 	}
 }
