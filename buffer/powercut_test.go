@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -184,5 +185,53 @@ func TestSyncFailureAfterTheMetaWriteFailsTheQueue(t *testing.T) {
 	}
 	if st := q.Stats(); st.Pending < 3*20 {
 		t.Fatalf("%d records after the restart, %d acknowledged (%v)", st.Pending, 3*20, acked)
+	}
+}
+
+// TestSystemErrorAtOpenKeepsTheFile: the disk fails the sync of the commit
+// Open makes (a failing device; a full or read-only file system fails the
+// same way): that says nothing about the file's content, which may hold
+// records not yet forwarded. Open fails with the error, and the file stays
+// where it is, whole — it was once moved aside as corrupt.
+func TestSystemErrorAtOpenKeepsTheFile(t *testing.T) {
+	pc := newPowerCut(t)
+	path := filepath.Join(pc.mount(t), "buffer.db")
+	q, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, q, Record{Lane: LaneCounts, Key: "press-1", Data: []byte("a")}, Record{Lane: LaneCounts, Key: "press-1", Data: []byte("b")})
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pc.fsys.FailSyncsAfter(0)
+	q, err = Open(path, Options{})
+	if err == nil {
+		q.Close()
+		t.Fatal("opened although the disk fails every sync")
+	}
+	if errors.Is(err, ErrCorruptFile) || !errors.Is(err, syscall.EIO) {
+		t.Errorf("open: %v; want the disk's EIO, not corruption", err)
+	}
+	names, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "*"))
+	if len(names) != 1 || names[0] != path {
+		t.Fatalf("files after the failed open: %v", names)
+	}
+	// Whole: a copy elsewhere opens with both records.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "buffer.db")
+	if err := os.WriteFile(cp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q, err = Open(cp, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if q.Recovered() != "" || len(readAll(t, q, LaneCounts)) != 2 {
+		t.Errorf("copy: recovered %q, records %d", q.Recovered(), len(readAll(t, q, LaneCounts)))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -424,6 +425,24 @@ func checkFormat(tx *bolt.Tx) error {
 
 // corruptError marks an Open failure that means the file is damaged (as
 // opposed to, say, a permission problem or a lock held by another process).
+// systemError reports an error of the machine, not of the file's content
+// (a read-only file system, a full disk, a failing device, no file
+// descriptors left): the file must not be moved aside for it — it may be
+// whole, with records not yet forwarded — and no fresh file would fare
+// better. The agent stops with it; its restart tries again.
+func systemError(err error) bool {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return false
+	}
+	switch errno {
+	case syscall.EROFS, syscall.EACCES, syscall.EPERM, syscall.ENOSPC, syscall.EDQUOT, syscall.EIO,
+		syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM, syscall.EBUSY, syscall.EAGAIN, syscall.EINTR:
+		return true
+	}
+	return false
+}
+
 type corruptError struct{ err error }
 
 func (e *corruptError) Error() string        { return "corrupt buffer file: " + e.err.Error() }
@@ -483,7 +502,7 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, st, fmt.Errorf("%w (is plantedge already running with this data_dir?): %s", ErrLocked, q.path)
 		}
-		if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) || systemError(err) {
 			return nil, st, err
 		}
 		return nil, st, &corruptError{err}
@@ -517,7 +536,7 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 			}
 			return nil
 		}); err != nil {
-			if errors.Is(err, berrors.ErrMaxSizeReached) {
+			if errors.Is(err, berrors.ErrMaxSizeReached) || systemError(err) {
 				return fail(err)
 			}
 			return fail(&corruptError{err})
