@@ -1242,6 +1242,9 @@ func TestEndToEndExpiredKeyIsObvious(t *testing.T) {
 		return st.Odoo.State == "auth_failed" && st.Odoo.KeyExpired && strings.Contains(st.Odoo.LastError, "expired"),
 			fmt.Sprintf("%+v", st.Odoo)
 	})
+	if from := ra.a.Status().Odoo.KeyFrom; from != "api_key_file "+filepath.Join(p.dir, "odoo-api-key") {
+		t.Errorf("status names the key's source as %q", from)
+	}
 	_, body := httpGet(t, p.listen, "/metrics")
 	if !strings.Contains(body, "plantedge_odoo_auth_failed 1") {
 		t.Error("metrics lack plantedge_odoo_auth_failed 1")

@@ -107,6 +107,10 @@ type OdooStatus struct {
 	NextAttemptSeconds float64 `json:"next_attempt_seconds"`
 	Failures           int     `json:"consecutive_failures"`
 	KeyExpired         bool    `json:"key_expired"`
+	// KeyFrom says, while the key is refused, where the agent took it
+	// from — where a new one goes ("$PLANTEDGE_ODOO_API_KEY", "the systemd
+	// credential odoo-api-key", "api_key_file /etc/plantedge/odoo-api-key").
+	KeyFrom string `json:"key_from,omitempty"`
 }
 
 // SourceStatus is one OPC UA server or MQTT broker.
@@ -165,6 +169,11 @@ func (a *Agent) Status() Status {
 		l := a.fwd.linkSnapshot()
 		st.Odoo.State, st.Odoo.Protocol, st.Odoo.ServerVersion = l.State, l.Protocol, l.Version
 		st.Odoo.LastError, st.Odoo.Failures, st.Odoo.KeyExpired = l.LastError, l.Failures, l.KeyExpired
+		if l.State == "auth_failed" {
+			if _, from, err := cfg.OdooAPIKeySource(); err == nil {
+				st.Odoo.KeyFrom = from
+			}
+		}
 		if !l.NextAttempt.IsZero() {
 			st.Odoo.NextAttemptSeconds = max(0, time.Until(l.NextAttempt).Seconds())
 		}

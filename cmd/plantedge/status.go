@@ -152,6 +152,11 @@ func printStatus(w io.Writer, st agent.Status) {
 			// A flush does not cut the wait after a refused key short
 			// (Odoo's login lockout); a new key does.
 			hint = " (once a new API key is in place, plantedge flush tries it now)"
+			if strings.HasPrefix(o.KeyFrom, "the systemd credential") {
+				// systemd copied the key when the service started: a new
+				// one in the file reaches the agent only with a restart.
+				hint = " (the key is the systemd credential copied at the service's start: put the new key in /etc/plantedge/odoo-api-key, then sudo systemctl restart plantedge)"
+			}
 		}
 		fmt.Fprintf(w, "          next attempt in %s%s\n", ageString(o.NextAttemptSeconds), hint)
 	}

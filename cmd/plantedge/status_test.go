@@ -54,3 +54,20 @@ func TestStatusShowsTheConfigFile(t *testing.T) {
 		t.Errorf("a config in step shown:\n%s", s)
 	}
 }
+
+// A refused key that came as the systemd credential: the hint says to
+// restart (systemd copies the key at the start), not that flush tries it.
+func TestStatusHintForARefusedCredential(t *testing.T) {
+	var out strings.Builder
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{State: "auth_failed", NextAttemptSeconds: 50,
+		KeyFrom: "the systemd credential odoo-api-key"}})
+	if s := out.String(); !strings.Contains(s, "sudo systemctl restart plantedge") || strings.Contains(s, "flush tries it now") {
+		t.Errorf("hint:\n%s", s)
+	}
+	out.Reset()
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{State: "auth_failed", NextAttemptSeconds: 50,
+		KeyFrom: "api_key_file /etc/plantedge/odoo-api-key"}})
+	if s := out.String(); !strings.Contains(s, "flush tries it now") {
+		t.Errorf("hint:\n%s", s)
+	}
+}
