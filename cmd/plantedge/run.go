@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/internal/journal"
 )
 
 type runOptions struct {
@@ -34,15 +36,21 @@ func newRunCmd() *cobra.Command {
 	return cmd
 }
 
-// newLogger builds the agent's logger from the config's log section.
+// newLogger builds the agent's logger from the config's log section,
+// writing to stderr; when that is the journal's stream (under systemd),
+// lines carry their priority and no time of their own.
 func newLogger(c *config.Config) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Log.Level))
 	opts := &slog.HandlerOptions{Level: level}
+	inner := func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewTextHandler(w, o) }
 	if c.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		inner = func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewJSONHandler(w, o) }
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	if journal.Attached(os.Stderr) {
+		return slog.New(journal.NewHandler(os.Stderr, opts, inner))
+	}
+	return slog.New(inner(os.Stderr, opts))
 }
 
 // defaultMemoryLimit is the Go runtime's soft memory limit for the agent
