@@ -1667,3 +1667,29 @@ func TestEndToEndScrapInFlightOfARemovedMachineWaits(t *testing.T) {
 		return p.scrapped("press-2") == 4 && st.Buffer.Pending == 0, fmt.Sprintf("%v scrapped, %d pending", p.scrapped("press-2"), st.Buffer.Pending)
 	})
 }
+
+// The bot user loses read access to work orders: Odoo is up, so status
+// says online, and each machine says what is wrong; counts are held (not
+// lost), downtime, which needs no work order, is still booked. Access
+// back, the counts land.
+func TestEndToEndWorkordersRefusedHoldsCountsOnly(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.odoo.DenyAccess("plantedge-bot", "mrp.workorder", "read")
+	p.produce(m, 4, 0)
+	p.stop(m, "JAM")
+	p.run(m)
+	waitFor(t, 15*time.Second, "downtime booked, counts held", func() (bool, string) {
+		st := ra.a.Status()
+		ms := st.Machines[0]
+		return p.closedLines("press-1") == 1 && ms.Unattributed == 4 && strings.Contains(ms.Error, "refuses to show the work orders") &&
+				st.Odoo.State == "online",
+			fmt.Sprintf("lines %d, odoo %s, machine %+v", p.closedLines("press-1"), st.Odoo.State, ms)
+	})
+	p.odoo.GrantAccess("plantedge-bot", "mrp.workorder", "read")
+	p.waitExact(ra, 20*time.Second)
+	if e := ra.a.Status().Machines[0].Error; e != "" {
+		t.Errorf("machine error left: %s", e)
+	}
+}

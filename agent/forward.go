@@ -617,12 +617,24 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		}
 	}
 	var byWC map[int64][]odoo.Workorder
+	woRefused := ""
 	if err := f.call(ctx, "workorders_in_progress", func(ctx context.Context) error {
 		var err error
 		byWC, err = f.client.WorkordersInProgressOn(ctx, wcList)
 		return err
 	}); err != nil {
-		return false, err
+		if !odoo.IsPermanent(err) || odoo.IsAuth(err) {
+			return false, err
+		}
+		// Refused for good (the bot lost read access to work orders): no
+		// machine has a work order, so counts are held, not lost, while
+		// downtime, which needs none, is still booked.
+		msg, _, _ := strings.Cut(err.Error(), "\n")
+		woRefused = "Odoo refuses to show the work orders in progress (" + msg + "): counts are held; " +
+			"give the bot user read access to work orders (plantedge validate --odoo checks it)"
+		f.a.eventLog.log("workorders refused", f.a.log, slog.LevelError, "odoo refuses to show the work orders in progress; counts held, downtime still booked",
+			"err", err)
+		byWC = nil
 	}
 	wos := map[string]*odoo.Workorder{}
 	for _, id := range ids {
@@ -640,7 +652,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			wos[id] = &wo
 		}
 		f.setMachine(id, func(ml *machineLink) {
-			ml.Error, ml.ScrapHeld = "", false
+			ml.Error, ml.ScrapHeld = woRefused, false
 			ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID = "", 0, "", 0
 			if wo := wos[id]; wo != nil {
 				ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID = wo.Name, wo.ID, wo.ProductionName, wo.ProductionID

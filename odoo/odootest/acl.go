@@ -72,6 +72,13 @@ func (s *Server) DenyAccess(login, model, operation string) {
 	s.denied[aclKey{login, model, operation}] = true
 }
 
+// GrantAccess gives back a right DenyAccess took.
+func (s *Server) GrantAccess(login, model, operation string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.denied, aclKey{login, model, operation})
+}
+
 type aclKey struct{ login, model, op string }
 
 // MakeAdmin gives the user with this uid the Settings group (as making a
