@@ -620,6 +620,20 @@ func TestEndToEndWorkOrderChangeAndHeldCounts(t *testing.T) {
 		!strings.Contains(m, `plantedge_machine_unattributed_pieces{machine="press-1"} 0`) {
 		t.Errorf("held pieces not in the metrics:\n%s", m)
 	}
+	// With the agent stopped, status (reading the file) still shows them.
+	ra.stop()
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := agent.OfflineStatus(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := off.Machines; len(m) != 2 || m[0].Unattributed != 0 || m[1].Unattributed != 4 || off.Buffer.Held != 1 {
+		t.Errorf("stopped-agent status: held %d, machines %+v", off.Buffer.Held, m)
+	}
+	ra = p.startAgentWith(false)
 	// The work order starts: the held counts are attributed to it.
 	p.odoo.SetWorkorderState(p.woIDs["press-2"], "progress")
 	p.waitExactQty(ra, "press-2", 4)
@@ -1692,4 +1706,21 @@ func TestEndToEndWorkordersRefusedHoldsCountsOnly(t *testing.T) {
 	if e := ra.a.Status().Machines[0].Error; e != "" {
 		t.Errorf("machine error left: %s", e)
 	}
+}
+
+// The source of a machine's running signal goes away: the machine may stop
+// meanwhile, so status says unknown, with the state last read.
+func TestEndToEndMachineStateUnknownWhileItsSourceIsDown(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	p.produce(p.machines[0], 1, 0)
+	waitFor(t, 10*time.Second, "running", func() (bool, string) {
+		ms := ra.a.Status().Machines[0]
+		return ms.State == "running" && ms.LastKnownState == "", fmt.Sprintf("%+v", ms)
+	})
+	p.broker.Close()
+	waitFor(t, 15*time.Second, "unknown", func() (bool, string) {
+		ms := ra.a.Status().Machines[0]
+		return ms.State == "unknown" && ms.LastKnownState == "running", fmt.Sprintf("%+v", ms)
+	})
 }

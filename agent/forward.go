@@ -174,6 +174,8 @@ type forwarder struct {
 	// orphanMissing are the codes of gone machines' work centers (see
 	// orphanWorkcenter) Odoo did not know, and when it was asked.
 	orphanMissing map[string]time.Time
+	// noWorkorder is what noteAttribution last stored per machine.
+	noWorkorder map[string]bool
 	// scrapShort is when each machine's scrap booking was last left a
 	// draft for too little stock (odoo.scrap_when_short: hold).
 	scrapShort map[string]time.Time
@@ -217,6 +219,7 @@ func newForwarder(a *Agent) *forwarder {
 		wcs:           map[string]odoo.Workcenter{},
 		orphanMissing: map[string]time.Time{},
 		scrapShort:    map[string]time.Time{},
+		noWorkorder:   map[string]bool{},
 		losses:        map[string]int64{},
 		machines:      map[string]machineLink{},
 		link:          linkState{State: "offline", Since: time.Now()},
@@ -1300,12 +1303,35 @@ func (f *forwarder) loss(ctx context.Context, name string) (int64, error) {
 	return id, nil
 }
 
+// noteAttribution keeps in the buffer file whether the machine's counts
+// wait for a work order (unattributedMetaKey), so that status shows them as
+// unattributed while the agent is stopped too; written on a change only.
+func (f *forwarder) noteAttribution(ctx context.Context, machine string, none bool) error {
+	if was, ok := f.noWorkorder[machine]; ok && was == none {
+		return nil
+	}
+	kv := buffer.KV{Key: unattributedMetaKey(machine)}
+	if none {
+		kv.Value = []byte("1")
+	}
+	if err := f.a.buf.PutMeta(ctx, kv); err != nil {
+		return err
+	}
+	f.noWorkorder[machine] = none
+	return nil
+}
+
+func unattributedMetaKey(machine string) string { return "unattributed/" + machine }
+
 // forwardCounts coalesces a machine's pending good counts into one absolute
 // quantity write on the work order in progress, then books pending scrap;
 // what Odoo confirmed goes into acks.
 func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.Workorder, pending map[string]*pendingKey, acks *ackPlan) error {
 	good := pending[countKey(machine, sigGood)]
 	scrap := pending[countKey(machine, sigScrap)]
+	if err := f.noteAttribution(ctx, machine, wo == nil); err != nil {
+		return err
+	}
 	if wo == nil {
 		var unattributed float64
 		if good != nil {

@@ -76,6 +76,9 @@ func TestStoredMetaIsPinned(t *testing.T) {
 	if k := scrapCarryKey("press-07"); k != "scrapcarry/press-07" {
 		t.Errorf("scrap carry key %q", k)
 	}
+	if k := unattributedMetaKey("press-07"); k != "unattributed/press-07" {
+		t.Errorf("unattributed key %q", k)
+	}
 	// Read back into the types the agent decodes them with.
 	var wo woState
 	if err := json.Unmarshal([]byte(cases[0].want), &wo); err != nil || !reflect.DeepEqual(wo, cases[0].value) {

@@ -141,6 +141,10 @@ type MachineStatus struct {
 	Unattributed float64 `json:"unattributed"`
 	Pending      float64 `json:"pending_good"`
 	State        string  `json:"state"` // running | stopped | unknown
+	// LastKnownState is the run state last read while State is unknown
+	// because the source of the machine's running signal is not connected
+	// now (a PLC or broker away: the machine may have stopped since).
+	LastKnownState string `json:"last_known_state,omitempty"`
 	// LastSampleAge is how long ago a good value for one of the machine's
 	// signals came in (absent: none since the agent started). A machine
 	// whose PLC tag or topic went quiet shows it here.
@@ -230,6 +234,10 @@ func (a *Agent) Status() Status {
 	pending := a.pendingCounts()
 	st.Buffer.Unmapped = unmapped(cfg, pending)
 	st.Buffer.Held += st.Buffer.Unmapped
+	sourceState := map[string]string{}
+	for _, s := range st.Sources {
+		sourceState[s.Name] = s.State
+	}
 	for _, m := range cfg.Machines {
 		a.totalsMu.Lock()
 		t := a.totals[m.ID]
@@ -237,6 +245,9 @@ func (a *Agent) Status() Status {
 		ms := MachineStatus{ID: m.ID, Workcenter: m.Workcenter, GoodCount: t.Good, ScrapCount: t.Scrap,
 			Pending: pending[m.ID].good}
 		ms.State, ms.LastSampleAge = a.machineState(m.ID)
+		if src := runningSource(&m); src != "" && ms.State != "unknown" && sourceState[src] != string(connectors.StateConnected) {
+			ms.State, ms.LastKnownState = "unknown", ms.State
+		}
 		if l, ok := links[m.ID]; ok {
 			ms.WorkOrder, ms.Unattributed, ms.Error = l.WorkOrder, l.Unattributed, l.Error
 			if l.WorkorderID == 0 {
@@ -266,6 +277,20 @@ func (a *Agent) machineState(id string) (state string, lastSampleAge float64) {
 		return "stopped", lastSampleAge
 	}
 	return "unknown", lastSampleAge
+}
+
+// runningSource is the name of the source of m's running signal ("" if it
+// has none).
+func runningSource(m *config.Machine) string {
+	switch r := m.Running; {
+	case r == nil:
+		return ""
+	case r.MQTT != nil:
+		return r.MQTT.Broker
+	case r.OPCUA != nil:
+		return r.OPCUA.Server
+	}
+	return ""
 }
 
 func (a *Agent) storedWorkOrder(id string) string {
@@ -413,8 +438,14 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		t := a.totals[m.ID]
 		// Nobody reads the machine while the agent is stopped: its last
 		// stored run state may be long out of date.
-		st.Machines = append(st.Machines, MachineStatus{ID: m.ID, Workcenter: m.Workcenter, WorkOrder: a.storedWorkOrder(m.ID),
-			GoodCount: t.Good, ScrapCount: t.Scrap, Pending: pending[m.ID].good, State: "unknown"})
+		ms := MachineStatus{ID: m.ID, Workcenter: m.Workcenter, WorkOrder: a.storedWorkOrder(m.ID),
+			GoodCount: t.Good, ScrapCount: t.Scrap, Pending: pending[m.ID].good, State: "unknown"}
+		if b, err := buf.Meta(unattributedMetaKey(m.ID)); err == nil && len(b) > 0 {
+			// The agent last found no work order in progress for it.
+			ms.WorkOrder, ms.Unattributed = "", ms.Pending
+			st.Buffer.Held += pending[m.ID].records
+		}
+		st.Machines = append(st.Machines, ms)
 	}
 	return st, nil
 }

@@ -196,7 +196,11 @@ func printStatus(w io.Writer, st agent.Status) {
 		if m.LastSampleAge > 0 {
 			last = ago(m.LastSampleAge)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Workcenter, wo, m.State, last,
+		state := m.State
+		if m.LastKnownState != "" {
+			state += " (was " + m.LastKnownState + ": source down)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Workcenter, wo, state, last,
 			count(m.GoodCount), count(m.ScrapCount), count(m.Pending), count(m.Unattributed), m.Error)
 	}
 	tw.Flush()

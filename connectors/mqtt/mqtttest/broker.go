@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -18,6 +19,9 @@ import (
 type Broker struct {
 	srv *mochi.Server
 	tcp *listeners.TCP
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Start starts a broker on addr ("127.0.0.1:0" picks a free port).
@@ -50,8 +54,12 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) er
 	return b.srv.Publish(topic, payload, retain, qos)
 }
 
-// Close stops the broker.
-func (b *Broker) Close() error { return b.srv.Close() }
+// Close stops the broker; closing it again does nothing (a test may stop
+// the broker that its cleanup closes).
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() { b.closeErr = b.srv.Close() })
+	return b.closeErr
+}
 
 // Dropped is how many messages the broker dropped (per-client inflight quota
 // or pending-writes limit reached): mochi drops these silently, with the
