@@ -352,7 +352,11 @@ func (c *APIClient) do(ctx context.Context, method, path string, out any) error 
 		return fmt.Errorf("%w: %s", ErrOtherSite, strings.TrimSpace(string(body)))
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("agent: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+		msg := strings.TrimSpace(string(body))
+		if resp.StatusCode >= 500 || msg == "" {
+			return fmt.Errorf("agent: %s: %s", resp.Status, msg)
+		}
+		return fmt.Errorf("agent: %s", msg) // the agent's own words: a request it refuses
 	}
 	if out != nil {
 		return json.Unmarshal(body, out)

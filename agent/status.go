@@ -430,6 +430,11 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		return st, err
 	}
 	st.Buffer = bufferStatus(cfg, buf)
+	if site, err := buf.Meta("site"); err == nil && len(site) > 0 && string(site) != cfg.Site && !cfg.EndpointsOnly {
+		// Another site's agent wrote it (a -c naming another plant's file
+		// with the same data_dir), or site was changed since.
+		st.LastError = fmt.Sprintf("the buffer file was last used by the agent of site %q, not %q: the wrong config file (-c)? Or site was changed since the agent last ran", site, cfg.Site)
+	}
 	pending := a.pendingCounts()
 	if !cfg.EndpointsOnly { // without the machines every record would look unmapped
 		st.Buffer.Unmapped = unmapped(cfg, pending)

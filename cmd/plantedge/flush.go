@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,7 +41,8 @@ func newFlushCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&o.config, "config", "c", defaultConfig, "config file")
-	cmd.Flags().DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up after this long")
+	o.timeout = 5 * time.Minute
+	cmd.Flags().Var((*secondsOrDuration)(&o.timeout), "timeout", "give up after this long (5m, 90s; a bare number is seconds)")
 	return cmd
 }
 
@@ -194,4 +196,27 @@ func bar(total, left, width int) string {
 	}
 	done = max(0, min(width, done))
 	return "[" + strings.Repeat("#", done) + strings.Repeat(".", width-done) + "]"
+}
+
+// secondsOrDuration is a duration flag that also takes a bare number of
+// seconds (--timeout 30), as technicians type it.
+type secondsOrDuration time.Duration
+
+func (d *secondsOrDuration) String() string { return time.Duration(*d).String() }
+func (d *secondsOrDuration) Type() string   { return "duration" }
+
+func (d *secondsOrDuration) Set(s string) error {
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || f > math.MaxInt64/float64(time.Second) {
+			return fmt.Errorf("%q is not a number of seconds", s)
+		}
+		*d = secondsOrDuration(time.Duration(f * float64(time.Second)))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q: want a duration such as 90s or 5m, or a number of seconds", s)
+	}
+	*d = secondsOrDuration(v)
+	return nil
 }

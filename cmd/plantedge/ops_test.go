@@ -734,3 +734,26 @@ func TestCommandsReachTheAgentAfterASiteEdit(t *testing.T) {
 		})
 	}
 }
+
+// status with the agent stopped, given another plant's config that shares
+// the data_dir: it says whose buffer file it read.
+func TestOfflineStatusNamesTheFilesSite(t *testing.T) {
+	b := newBench(t, 17)
+	b.startAgent()
+	b.stopAgent()
+	raw, err := os.ReadFile(b.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := strings.Replace(string(raw), "site: cli-test", "site: other-plant", 1)
+	if other == string(raw) {
+		t.Fatalf("no site line in:\n%s", raw)
+	}
+	if err := os.WriteFile(b.cfgPath, []byte(other), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cli(t, "status", "-c", b.cfgPath)
+	if err != nil || !strings.Contains(out, `WARNING: the buffer file was last used by the agent of site "cli-test", not "other-plant"`) {
+		t.Errorf("status: %v\n%s", err, out)
+	}
+}

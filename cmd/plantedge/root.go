@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/spf13/cobra"
@@ -42,6 +43,11 @@ func newRootCmd() *cobra.Command {
 // site, data_dir and listen.
 func loadForAgent(path string, errw io.Writer) (*config.Config, error) {
 	cfg, err := config.Load(path)
+	if errors.Is(err, os.ErrPermission) {
+		// /etc/plantedge is root:plantedge 0750: a technician's own user
+		// may not read it.
+		return nil, fmt.Errorf("%w (run it as root or as the plantedge user: sudo plantedge ...)", err)
+	}
 	var ce *config.Error
 	if err == nil || !errors.As(err, &ce) {
 		return cfg, err

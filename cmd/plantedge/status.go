@@ -99,7 +99,14 @@ func printStatus(w io.Writer, st agent.Status) {
 	if st.AgentRunning {
 		fmt.Fprintf(w, "plantedge %s — site %s — agent running (up %s)\n", st.Version, st.Site, (time.Duration(st.Uptime) * time.Second).String())
 	} else {
-		fmt.Fprintf(w, "site %s — AGENT NOT RUNNING (read from the buffer file)\n", st.Site)
+		from := "read from the buffer file"
+		if st.Buffer.NoFile {
+			from = "and no buffer file yet"
+		}
+		fmt.Fprintf(w, "site %s — AGENT NOT RUNNING (%s)\n", st.Site, from)
+		if st.LastError != "" {
+			fmt.Fprintf(w, "WARNING: %s\n", st.LastError)
+		}
 	}
 	if c := st.Config; c != nil {
 		if c.LastReloadError != "" {
@@ -113,8 +120,12 @@ func printStatus(w io.Writer, st agent.Status) {
 		}
 	}
 	b := st.Buffer
-	fmt.Fprintf(w, "\nBuffer    %s, %s pending (file %s of %s), oldest %s, dead letters %d, dropped by the quota %d, merged %d\n",
-		plural(b.Pending, "record"), human(b.Bytes), human(b.FileBytes), human(b.MaxBytes), ageString(b.OldestAgeSeconds), b.DeadLetters, b.Dropped, b.Merged)
+	held := ""
+	if b.Held > 0 {
+		held = fmt.Sprintf(" (%d held: they wait for Odoo-side action, see Machines)", b.Held)
+	}
+	fmt.Fprintf(w, "\nBuffer    %s%s, %s pending (file %s of %s), oldest %s, dead letters %d, dropped by the quota %d, merged %d\n",
+		plural(b.Pending, "record"), held, human(b.Bytes), human(b.FileBytes), human(b.MaxBytes), ageString(b.OldestAgeSeconds), b.DeadLetters, b.Dropped, b.Merged)
 	if b.DeadLettersDropped > 0 {
 		fmt.Fprintf(w, "          %s dropped by an operator (plantedge deadletter drop)\n", plural(int(b.DeadLettersDropped), "dead letter"))
 	}
@@ -231,5 +242,12 @@ func ageString(sec float64) string {
 	if sec <= 0 {
 		return "-"
 	}
-	return (time.Duration(sec*float64(time.Second)) / time.Millisecond * time.Millisecond).String()
+	d := time.Duration(sec * float64(time.Second))
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plantedge/plantedge/agent"
 )
@@ -69,5 +70,20 @@ func TestStatusHintForARefusedCredential(t *testing.T) {
 		KeyFrom: "api_key_file /etc/plantedge/odoo-api-key"}})
 	if s := out.String(); !strings.Contains(s, "flush tries it now") {
 		t.Errorf("hint:\n%s", s)
+	}
+}
+
+func TestTimeoutFlagTakesSeconds(t *testing.T) {
+	for in, want := range map[string]time.Duration{"5": 5 * time.Second, "2.5": 2500 * time.Millisecond, "90s": 90 * time.Second, "5m": 5 * time.Minute} {
+		var d secondsOrDuration
+		if err := d.Set(in); err != nil || time.Duration(d) != want {
+			t.Errorf("Set(%q) = %v, %v; want %v", in, time.Duration(d), err, want)
+		}
+	}
+	for _, in := range []string{"-1", "five", "1e300"} {
+		var d secondsOrDuration
+		if err := d.Set(in); err == nil {
+			t.Errorf("Set(%q) accepted: %v", in, time.Duration(d))
+		}
 	}
 }
