@@ -176,7 +176,7 @@ func TestDebContents(t *testing.T) {
 		"/usr/bin/plantedge":                    {"-rwxr-xr-x", "root/root"},
 		"/lib/systemd/system/plantedge.service": {"-rw-r--r--", "root/root"},
 		"/etc/plantedge":                        {"drwxr-x---", "root/plantedge"},
-		"/etc/plantedge/plantedge.yaml":         {"-rw-r-----", "root/plantedge"},
+		"/usr/share/plantedge/plantedge.yaml":   {"-rw-r--r--", "root/root"},
 		"/var/lib/plantedge":                    {"drwxr-x---", "plantedge/plantedge"},
 	}
 	for path, w := range want {
@@ -211,11 +211,13 @@ func TestDebControl(t *testing.T) {
 			t.Errorf("control lacks %q:\n%s", want, info)
 		}
 	}
-	if got := strings.TrimSpace(run(t, "", "dpkg-deb", "-I", p.deb, "conffiles")); got != "/etc/plantedge/plantedge.yaml" {
-		t.Errorf("conffiles = %q, want /etc/plantedge/plantedge.yaml", got)
-	}
 	ctl := filepath.Join(t.TempDir(), "DEBIAN")
 	run(t, "", "dpkg-deb", "-e", p.deb, ctl)
+	// No conffile: an upgrade whose example changed must not stop to ask
+	// (postinstall makes /etc/plantedge/plantedge.yaml when there is none).
+	if b, err := os.ReadFile(filepath.Join(ctl, "conffiles")); err == nil && strings.TrimSpace(string(b)) != "" {
+		t.Errorf("conffiles = %q, want none", b)
+	}
 	for _, s := range []string{"preinst", "postinst", "prerm", "postrm"} {
 		path := filepath.Join(ctl, s)
 		fi, err := os.Stat(path)
@@ -260,7 +262,7 @@ func TestRPMBuilt(t *testing.T) {
 	list := run(t, "", "rpm", "-qp", "--qf", "[%{FILEMODES:perms} %{FILEUSERNAME}/%{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]", p.rpm)
 	for _, want := range []string{
 		"-rwxr-xr-x root/root  /usr/bin/plantedge",
-		"-rw-r----- root/plantedge cn /etc/plantedge/plantedge.yaml",
+		"-rw-r--r-- root/root  /usr/share/plantedge/plantedge.yaml",
 		"drwxr-x--- plantedge/plantedge  /var/lib/plantedge",
 	} {
 		if !strings.Contains(list, want) {
@@ -495,6 +497,8 @@ func TestMaintainerScripts(t *testing.T) {
 		stdout    string
 		gone      []string // paths under the root removed afterwards
 		kept      []string
+		noConfig  bool              // no /etc/plantedge/plantedge.yaml before
+		want      map[string]string // path under the root -> content afterwards
 	}{
 		{name: "preinst install creates user", script: "preinstall.sh", args: []string{"install"},
 			calls: []string{"addgroup --quiet --system plantedge", "adduser --quiet --system --ingroup plantedge --home /var/lib/plantedge --no-create-home"}},
@@ -505,6 +509,13 @@ func TestMaintainerScripts(t *testing.T) {
 		{name: "postinst first install enables, does not start", script: "postinstall.sh", args: []string{"configure", ""}, systemd: true,
 			calls:    []string{"systemctl daemon-reload", "enable plantedge.service", "chown plantedge:plantedge ", "chmod 0750 "},
 			notCalls: []string{"start", "restart"}, stdout: "NOT started"},
+		{name: "postinst first install makes the config from the example", script: "postinstall.sh", args: []string{"configure", ""}, noConfig: true,
+			calls: []string{"chown root:plantedge " + "ROOT/etc/plantedge/plantedge.yaml", "chmod 0640 ROOT/etc/plantedge/plantedge.yaml"},
+			want:  map[string]string{"etc/plantedge/plantedge.yaml": "example"}},
+		{name: "postinst upgrade keeps the admin's config", script: "postinstall.sh", args: []string{"configure", "0.1.0-1"},
+			want: map[string]string{"etc/plantedge/plantedge.yaml": "x"}},
+		{name: "postinst upgrade makes a config removed by hand", script: "postinstall.sh", args: []string{"configure", "0.1.0-1"}, noConfig: true,
+			want: map[string]string{"etc/plantedge/plantedge.yaml": "example"}},
 		{name: "postinst first install without systemd", script: "postinstall.sh", args: []string{"configure"},
 			calls: []string{"enable plantedge.service"}, notCalls: []string{"daemon-reload", "start"}, stdout: "NOT started"},
 		{name: "postinst upgrade restarts", script: "postinstall.sh", args: []string{"configure", "0.1.0-1"}, systemd: true,
@@ -524,19 +535,27 @@ func TestMaintainerScripts(t *testing.T) {
 		{name: "postrm remove keeps state", script: "postremove.sh", args: []string{"remove"}, systemd: true,
 			calls: []string{"systemctl daemon-reload"},
 			kept:  []string{"var/lib/plantedge/buffer.db", "etc/plantedge/odoo-api-key"}},
-		{name: "postrm purge removes state and key", script: "postremove.sh", args: []string{"purge"},
-			gone: []string{"var/lib/plantedge", "etc/plantedge/odoo-api-key"}, kept: []string{"etc/plantedge/admin-notes"}},
+		{name: "postrm purge removes state, config and key", script: "postremove.sh", args: []string{"purge"},
+			gone: []string{"var/lib/plantedge", "etc/plantedge/odoo-api-key", "etc/plantedge/plantedge.yaml", "etc/plantedge/plantedge.yaml.dpkg-dist"},
+			kept: []string{"etc/plantedge/admin-notes"}},
+		{name: "postrm remove keeps the config", script: "postremove.sh", args: []string{"remove"},
+			kept: []string{"etc/plantedge/plantedge.yaml"}},
 		{name: "rpm postun erase keeps state", script: "postremove.sh", args: []string{"0"},
 			kept: []string{"var/lib/plantedge/buffer.db", "etc/plantedge/odoo-api-key"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
-			for _, f := range []string{"var/lib/plantedge/buffer.db", "etc/plantedge/odoo-api-key", "etc/plantedge/admin-notes", "etc/plantedge/plantedge.yaml"} {
+			files := map[string]string{"var/lib/plantedge/buffer.db": "x", "etc/plantedge/odoo-api-key": "x", "etc/plantedge/admin-notes": "x",
+				"etc/plantedge/plantedge.yaml": "x", "etc/plantedge/plantedge.yaml.dpkg-dist": "x", "usr/share/plantedge/plantedge.yaml": "example"}
+			if tc.noConfig {
+				delete(files, "etc/plantedge/plantedge.yaml")
+			}
+			for f, content := range files {
 				if err := os.MkdirAll(filepath.Join(root, filepath.Dir(f)), 0o755); err != nil {
 					t.Fatal(err)
 				}
-				if err := os.WriteFile(filepath.Join(root, f), []byte("x"), 0o600); err != nil {
+				if err := os.WriteFile(filepath.Join(root, f), []byte(content), 0o600); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -561,7 +580,12 @@ func TestMaintainerScripts(t *testing.T) {
 			if err != nil && !errors.Is(err, os.ErrNotExist) {
 				t.Fatal(err)
 			}
-			calls := string(logged)
+			calls := strings.ReplaceAll(string(logged), root, "ROOT")
+			for path, want := range tc.want {
+				if b, err := os.ReadFile(filepath.Join(root, path)); err != nil || string(b) != want {
+					t.Errorf("%s: %q, %v; want %q", path, b, err, want)
+				}
+			}
 			for _, c := range tc.calls {
 				if !strings.Contains(calls, c) {
 					t.Errorf("no call containing %q; calls:\n%s", c, calls)

@@ -24,6 +24,16 @@ abort-upgrade | abort-remove | abort-deconfigure)
 	;;
 esac
 
+# The configuration: the shipped example when there is none (first install,
+# or removed by hand); an existing file, edited or not, is the admin's.
+example=$root/usr/share/plantedge/plantedge.yaml
+conf=$root/etc/plantedge/plantedge.yaml
+if [ ! -e "$conf" ] && [ -f "$example" ]; then
+	(umask 027 && cp "$example" "$conf")
+	chown root:plantedge "$conf"
+	chmod 0640 "$conf"
+fi
+
 # The package ships these with the right owner once preinstall has created the
 # user; repeat it on first install for package managers that resolved the names
 # before the user existed. Upgrades leave an admin's choices alone.
@@ -32,9 +42,7 @@ if [ "$first" = yes ]; then
 		chown plantedge:plantedge "$root/var/lib/plantedge"
 		chmod 0750 "$root/var/lib/plantedge"
 	fi
-	for f in "$root/etc/plantedge" "$root/etc/plantedge/plantedge.yaml"; do
-		if [ -e "$f" ]; then chown root:plantedge "$f"; fi
-	done
+	if [ -e "$root/etc/plantedge" ]; then chown root:plantedge "$root/etc/plantedge"; fi
 fi
 
 # systemd may be absent (containers, chroots); the unit is installed anyway.

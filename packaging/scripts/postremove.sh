@@ -4,7 +4,7 @@
 #   rpm: %postun 0 (erase) | 1+ (upgrade)
 # remove keeps the buffer, the API key and the user: reinstalling continues
 # where it left off. purge (Debian only) also deletes the buffer in
-# /var/lib/plantedge and the API key. The system user is kept even on purge, as
+# /var/lib/plantedge, the configuration and the API key. The system user is kept even on purge, as
 # Debian does for system users: files elsewhere may still carry its uid.
 set -e
 
@@ -18,6 +18,9 @@ case "${1:-}" in
 purge)
 	rm -rf "$root/var/lib/plantedge"
 	rm -f "$root/etc/plantedge/odoo-api-key"
+	# The configuration postinstall made (and what dpkg left of it when it
+	# was a conffile of older versions).
+	rm -f "$root/etc/plantedge/plantedge.yaml" "$root/etc/plantedge/plantedge.yaml.dpkg-"*
 	rmdir "$root/etc/plantedge" 2>/dev/null || true
 	if command -v systemctl >/dev/null 2>&1; then
 		# Forget any enable state a remove left behind.
