@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"os/user"
 	"runtime/debug"
+	"strconv"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -63,6 +66,9 @@ func (o *runOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := checkOwner(cfg.DataDir); err != nil {
+		return err
+	}
 	log := newLogger(cfg)
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// Measured: the garbage collector's headroom is most of what each
@@ -92,4 +98,28 @@ func (o *runOptions) Run(ctx context.Context) error {
 		}
 	}()
 	return a.Run(ctx)
+}
+
+// checkOwner refuses to run as root on a data_dir another user owns (the
+// service's): root would leave files there — a new buffer file after a
+// corrupt one, a shrink's copy, a certificate — that the service then
+// cannot open.
+func checkOwner(dataDir string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := os.Stat(dataDir)
+	if err != nil {
+		return nil // made by the agent
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid == 0 {
+		return nil
+	}
+	owner := strconv.FormatUint(uint64(st.Uid), 10)
+	if u, err := user.LookupId(owner); err == nil {
+		owner = u.Username
+	}
+	return &exitError{code: 1, msg: fmt.Sprintf("refusing to run as root: data_dir %s belongs to %s, and root would leave files there that the service cannot use; "+
+		"start the service (sudo systemctl start plantedge), or run as its user (sudo -u %s plantedge run)", dataDir, owner, owner)}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -117,5 +118,27 @@ func TestRunSignals(t *testing.T) {
 	t.Logf("stopped %s after SIGTERM", time.Since(start).Round(time.Millisecond))
 	if !strings.Contains(logs.String(), "msg=stopped") {
 		t.Errorf("no orderly stop in the log:\n%s", logs.String())
+	}
+}
+
+// Root running the agent by hand on the service's data_dir would leave
+// root-owned files the service cannot open: refused, with what to do.
+func TestRunRefusesRootOnTheServicesDataDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	dir := t.TempDir()
+	if err := checkOwner(dir); err != nil {
+		t.Errorf("root's own data_dir: %v", err)
+	}
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	err := checkOwner(dir)
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "refusing to run as root") || !strings.Contains(err.Error(), "sudo -u") {
+		t.Errorf("another user's data_dir: %v", err)
+	}
+	if err := checkOwner(filepath.Join(dir, "absent")); err != nil {
+		t.Errorf("a data_dir the agent will make: %v", err)
 	}
 }
