@@ -1045,6 +1045,16 @@ func TestEndToEndLateAndEditedQuantitiesLogged(t *testing.T) {
 	waitFor(t, 5*time.Second, "the edit logged", func() (bool, string) {
 		return strings.Contains(p.logs.String(), "changed in Odoo since plantedge wrote it"), ""
 	})
+	// and shown on the machine until a write sticks
+	if e := ra.a.Status().Machines[0].Error; !strings.Contains(e, "shows 20 in Odoo where plantedge wrote 5") {
+		t.Errorf("machine error after the edit: %q", e)
+	}
+	p.produce(m, 1, 0)
+	p.waitExactQty(ra, "press-1", 8)
+	waitFor(t, 5*time.Second, "the error gone", func() (bool, string) {
+		e := ra.a.Status().Machines[0].Error
+		return e == "", e
+	})
 	p.odoo.SetDown(true)
 	p.produce(m, 3, 0)
 	time.Sleep(1100 * time.Millisecond) // Odoo's times have whole seconds

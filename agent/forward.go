@@ -834,7 +834,7 @@ func (f *forwarder) resolveWorkcenters(ctx context.Context, cfg *config.Config, 
 		if _, ok := f.wcs[mc.Workcenter]; ok {
 			continue
 		}
-		msg := fmt.Sprintf("work center %q not found in Odoo; records held", mc.Workcenter)
+		msg := fmt.Sprintf("work center %q not found in Odoo (no such code, or in a company other than the bot user's default company); records held", mc.Workcenter)
 		if slices.Contains(ambiguous, mc.Workcenter) {
 			msg = fmt.Sprintf("work center code %q matches several work centers in Odoo; records held", mc.Workcenter)
 		}
@@ -1600,6 +1600,16 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 		f.a.eventLog.log("edited "+machine, f.a.log, slog.LevelWarn,
 			"the work order's quantity was changed in Odoo since plantedge wrote it; plantedge's next write replaces it with its count",
 			"machine", machine, "workorder", wo.Name, "odoo_qty", odooQty, "written", st.Written)
+		// Shown until a write sticks: a person's edit is replaced once,
+		// while Odoo itself holding the quantity (a serial-tracked product
+		// is produced one unit at a time) shows here for good.
+		msg := fmt.Sprintf("work order %s shows %g in Odoo where plantedge wrote %g: edited in Odoo, or Odoo keeps it there "+
+			"(a product tracked by serial number is produced one unit at a time)", wo.Name, odooQty, st.Written)
+		f.setMachine(machine, func(ml *machineLink) {
+			if ml.Error == "" {
+				ml.Error = msg
+			}
+		})
 	}
 }
 

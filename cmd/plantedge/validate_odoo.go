@@ -163,7 +163,7 @@ func (c *odooCheck) checkWorkcenters(ctx context.Context, cfg *config.Config, cl
 				"codes are not unique in Odoo: give each work center its own Code")
 		default:
 			c.sourceCheck.problem(path, fmt.Sprintf("machine %s: no work center with code %q", m.ID, m.Workcenter),
-				"set this Code on the work center in Odoo, or fix the machine's workcenter")
+				"set this Code on the work center in Odoo, or fix the machine's workcenter; in a multi-company Odoo, make the plant's company the bot user's default company: it sees only that one")
 		}
 	}
 	return len(codes), true
