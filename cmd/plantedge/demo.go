@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -50,6 +52,12 @@ func (o *demoOptions) Run(ctx context.Context, out, errOut io.Writer) error {
 	}
 	res, err := demo.Run(ctx, demo.Options{Duration: o.duration, Keep: o.keep, OdooVersion: o.version, Out: out, LogOut: logOut})
 	if err != nil {
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			// Ctrl-C: the user's choice, not a failure (everything it
+			// started is stopped and its temporary directory removed).
+			fmt.Fprintln(out, "\ndemo stopped before its summary")
+			return &exitError{code: 130, msg: "demo: interrupted"}
+		}
 		return err
 	}
 	for _, m := range res.Machines {
