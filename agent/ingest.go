@@ -130,6 +130,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	a.stateMu.Lock()
 	for _, s := range batch {
 		k := sampleAddr{s.Kind, s.Source, s.Address}
+		received := s.ReceiveTime // before uniqueStamp moves it ahead in a burst
 		s.ReceiveTime = a.uniqueStamp(k, s.ReceiveTime)
 		if !s.Good {
 			// Logged when it turns bad (or bad another way), and when it is
@@ -145,7 +146,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				delete(a.badQuality, k)
 				a.goodLog.log(s.Source+" "+s.Address, a.log, slog.LevelInfo, "source value good again", "source", s.Source, "address", s.Address, "was", q)
 			}
-			m.EachUse(s.Kind, s.Source, s.Address, func(id string, _ mapping.Signal) { a.lastSample[id] = s.ReceiveTime })
+			m.EachUse(s.Kind, s.Source, s.Address, func(id string, _ mapping.Signal) { a.lastSample[id] = received })
 		}
 		evs, ch, err := m.Apply(a.state, s)
 		if err != nil {

@@ -194,6 +194,11 @@ machines: [{ id: m1, workcenter: W, running: { mqtt: { broker: b, topic: m1/stat
 	if len(recs) != 50 || len(starts) != 50 {
 		t.Errorf("50 stops delivered in one burst made %d downtime records with %d distinct starts", len(recs), len(starts))
 	}
+	// The machine's last value came now, not at the burst's last stamp,
+	// 100 ms ahead (status showed no age at all until time caught up).
+	if got := a.lastSample["m1"]; !got.Equal(now) {
+		t.Errorf("last sample at %v, want the receive time %v", got, now)
+	}
 }
 
 // A source's last error stays in status after it reconnected, with how long
