@@ -735,11 +735,13 @@ func (t *txn) takeDeadLetter(id uint64) (DeadLetter, error) {
 // a range a reader took in flight and acknowledges by Seq, and be deleted
 // with that range without having been delivered.
 func (q *Queue) RetryDeadLetter(ctx context.Context, id uint64) error {
+	var d DeadLetter
 	fn := func(t *txn) error {
 		if v := t.dead.Get(seqKey(id)); v != nil && deadLetterAt(id, v).Damaged {
 			return &rejectError{fmt.Errorf("dead letter %d: %w", id, ErrDamaged)}
 		}
-		d, err := t.takeDeadLetter(id)
+		var err error
+		d, err = t.takeDeadLetter(id)
 		if err != nil {
 			return err
 		}
@@ -765,6 +767,8 @@ func (q *Queue) RetryDeadLetter(ctx context.Context, id uint64) error {
 	if err := q.submit(ctx, &request{fn: fn, nrec: 1}); err != nil {
 		return fmt.Errorf("retry dead letter: %w", err)
 	}
+	q.log.Info("dead letter retried: back in its lane", "id", id, "seq", d.Record.Seq, "lane", d.LaneName(),
+		"key", d.Record.Key, "reason", d.Reason)
 	return nil
 }
 
