@@ -185,6 +185,23 @@ func (p *plant) writeConfig(s string) {
 	}
 }
 
+// dropLastMachine takes machine id, the last in the file, out of the
+// plant's config file and returns the file as it was.
+func (p *plant) dropLastMachine(id string) (full string) {
+	p.t.Helper()
+	raw, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	full = string(raw)
+	i := strings.Index(full, "  - id: "+id+"\n")
+	if i < 0 {
+		p.t.Fatalf("no machine %s in:\n%s", id, full)
+	}
+	p.writeConfig(full[:i])
+	return full
+}
+
 func (p *plant) configYAML(keyFile, extra string) string {
 	var b strings.Builder
 	c := agenttest.Config{Site: "test-plant", DataDir: filepath.Join(p.dir, "data"), Listen: p.listen,
@@ -1150,14 +1167,7 @@ func TestEndToEndRemovedMachineRecordsHeld(t *testing.T) {
 		st := ra.a.Status()
 		return st.Buffer.Pending > 0 && st.Odoo.State == "offline", fmt.Sprintf("pending %d, odoo %s", st.Buffer.Pending, st.Odoo.State)
 	})
-	full, err := os.ReadFile(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := strings.Index(string(full), "  - id: press-2")
-	if err := os.WriteFile(p.cfgPath, full[:i], 0o600); err != nil {
-		t.Fatal(err)
-	}
+	full := p.dropLastMachine("press-2")
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
 	}
@@ -1180,7 +1190,7 @@ func TestEndToEndRemovedMachineRecordsHeld(t *testing.T) {
 		t.Fatalf("records of a removed machine reached Odoo: qty %v, was %v", q, started)
 	}
 	// Put it back: its records are forwarded.
-	if err := os.WriteFile(p.cfgPath, full, 0o600); err != nil {
+	if err := os.WriteFile(p.cfgPath, []byte(full), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
@@ -1532,15 +1542,7 @@ func TestEndToEndRecordsOfARemovedMachineGoToTheDeadLetters(t *testing.T) {
 		st := ra.a.Status()
 		return st.Buffer.Pending >= 3, fmt.Sprintf("%d pending", st.Buffer.Pending)
 	})
-	raw, err := os.ReadFile(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := strings.Index(string(raw), "  - id: press-2\n")
-	if i < 0 {
-		t.Fatalf("no press-2 in:\n%s", raw)
-	}
-	p.writeConfig(string(raw)[:i]) // press-2 is the last machine
+	p.dropLastMachine("press-2")
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
 	}
@@ -1610,12 +1612,7 @@ func TestEndToEndMachineRemovedWhileTheAgentWasStopped(t *testing.T) {
 		return n == 1, fmt.Sprint(n)
 	})
 	ra.stop()
-	raw, err := os.ReadFile(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	full := string(raw)
-	p.writeConfig(full[:strings.Index(full, "  - id: press-2\n")])
+	full := p.dropLastMachine("press-2")
 	ra = p.startAgentWith(false)
 	if !strings.Contains(p.logs.String(), "stop ended: its machine's running signal is gone") {
 		t.Error("the stop of the removed machine was not ended at the start")
@@ -1666,12 +1663,7 @@ func TestEndToEndScrapInFlightOfARemovedMachineWaits(t *testing.T) {
 		t.Fatal("no scrap booking")
 	}
 	p.odoo.BeforeCall(nil)
-	raw, err := os.ReadFile(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	full := string(raw)
-	p.writeConfig(full[:strings.Index(full, "  - id: press-2\n")])
+	full := p.dropLastMachine("press-2")
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
 	}

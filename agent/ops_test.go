@@ -1012,12 +1012,7 @@ func TestMachineRemovedAfterAnUpgradeWithALineOpen(t *testing.T) {
 	p.stripStoredState("press-2", []string{"stop_workcenter"})
 	ra = p.startAgentWith(false) // the upgrade
 	ra.stop()
-	raw, err := os.ReadFile(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	full := string(raw)
-	p.writeConfig(full[:strings.Index(full, "  - id: press-2\n")])
+	p.dropLastMachine("press-2")
 	ra = p.startAgentWith(false)
 	waitFor(t, 10*time.Second, "press-2's line closed", func() (bool, string) {
 		n := p.closedLines("press-2")

@@ -182,10 +182,18 @@ func statusJSON(t *testing.T, cfgPath string) map[string]any {
 	if err != nil {
 		t.Fatalf("status --json: %v\n%s", err, out)
 	}
+	return decodeStatus(t, out)
+}
+
+// decodeStatus decodes status --json output generically and checks it
+// against the contract.
+func decodeStatus(t *testing.T, out string) map[string]any {
+	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
 		t.Fatalf("status --json is not JSON: %v\n%s", err, out)
 	}
+	checkStatusContract(t, m)
 	return m
 }
 
@@ -403,12 +411,7 @@ func TestCommandsWhenTheAgentDoesNotAnswer(t *testing.T) {
 		}
 		if args[len(args)-1] == "--json" {
 			// scripts still get a document, saying why it is incomplete
-			var m map[string]any
-			if err := json.Unmarshal([]byte(out), &m); err != nil {
-				t.Fatalf("status --json is not JSON: %v\n%s", err, out)
-			}
-			checkStatusContract(t, m)
-			if m["agent_running"] != true || !strings.Contains(fmt.Sprint(m["status_error"]), "does not answer") {
+			if m := decodeStatus(t, out); m["agent_running"] != true || !strings.Contains(fmt.Sprint(m["status_error"]), "does not answer") {
 				t.Errorf("status --json of an agent not answering: %v", m)
 			}
 		}
@@ -434,12 +437,7 @@ func TestStatusJSONWithAnUnreadableBufferFile(t *testing.T) {
 	if exitCode(err) != 1 {
 		t.Errorf("exit %d: %v", exitCode(err), err)
 	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(out), &m); err != nil {
-		t.Fatalf("status --json is not JSON: %v\n%s", err, out)
-	}
-	checkStatusContract(t, m)
-	if m["agent_running"] != false || !strings.Contains(fmt.Sprint(m["status_error"]), "the buffer file fails the read-only check") {
+	if m := decodeStatus(t, out); m["agent_running"] != false || !strings.Contains(fmt.Sprint(m["status_error"]), "the buffer file fails the read-only check") {
 		t.Errorf("status --json with an unreadable buffer file: %v", m)
 	}
 }
