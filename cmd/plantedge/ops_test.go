@@ -76,6 +76,20 @@ func newBench(t *testing.T, version int) *bench {
 	return b
 }
 
+// makeDataDir makes the bench's data_dir, as an agent's first start does,
+// and returns the config.
+func (b *bench) makeDataDir() *config.Config {
+	b.t.Helper()
+	cfg, err := config.Load(b.cfgPath)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		b.t.Fatal(err)
+	}
+	return cfg
+}
+
 // startAgent runs the agent and waits until it has the counter's baseline.
 func (b *bench) startAgent() {
 	b.t.Helper()
@@ -386,13 +400,7 @@ func TestCommandsBeforeTheFirstRun(t *testing.T) {
 // instead of "not running" and "start it".
 func TestCommandsWhenTheAgentDoesNotAnswer(t *testing.T) {
 	b := newBench(t, 17)
-	cfg, err := config.Load(b.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	cfg := b.makeDataDir()
 	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{}) // what a running agent holds
 	if err != nil {
 		t.Fatal(err)
@@ -422,13 +430,7 @@ func TestCommandsWhenTheAgentDoesNotAnswer(t *testing.T) {
 // the document with the reason (and exits 1), not nothing.
 func TestStatusJSONWithAnUnreadableBufferFile(t *testing.T) {
 	b := newBench(t, 17)
-	cfg, err := config.Load(b.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	cfg := b.makeDataDir()
 	junk := bytes.Repeat([]byte("not a bbolt file "), 1000)
 	if err := os.WriteFile(cfg.BufferPath(), junk, 0o600); err != nil {
 		t.Fatal(err)
