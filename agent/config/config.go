@@ -604,22 +604,29 @@ func ReadSecret(path string) (string, error) {
 	return readSecretFile(path, shown)
 }
 
-// SecretPathShown is how messages name a secret file: its path, but not a
-// value without a slash that names no file — likely the secret itself,
-// pasted where its file's path belongs.
+// SecretPathShown is how messages name a secret file: its path when it
+// names a file that exists, or an absolute path below / in a directory that
+// exists or with a name no secret has (a '.', '-' or '_', and no '+' or
+// '=': base64 has slashes too); anything else may be the secret itself,
+// pasted where its file's path belongs, and is not shown.
 func SecretPathShown(path string) string {
-	if strings.ContainsRune(path, '/') {
-		return path
-	}
 	if _, err := os.Stat(path); err == nil {
 		return path
+	}
+	if dir := filepath.Dir(path); filepath.IsAbs(path) && dir != "/" {
+		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+			return path
+		}
+		if strings.ContainsAny(path, ".-_") && !strings.ContainsAny(path, "+= \t") {
+			return path
+		}
 	}
 	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
 		if _, err := os.Stat(filepath.Join(dir, path)); err == nil {
 			return path // a credential's name
 		}
 	}
-	return "<value not shown: no such file, and no path — write the secret into a file and give that file's path>"
+	return "<value not shown: no such file, nor a directory for it — write the secret into a file and give that file's path>"
 }
 
 // readSecretFile reads p, named shown in errors.

@@ -307,8 +307,8 @@ func maskSecrets(line string) string {
 	return secretValue.ReplaceAllStringFunc(line, func(m string) string {
 		sub := secretValue.FindStringSubmatch(m)
 		if name := strings.ToLower(sub[2]); (strings.HasSuffix(name, "_file") || strings.HasSuffix(name, "-file")) &&
-			strings.ContainsRune(sub[3], '/') {
-			return m // a path; without a slash it may be the secret pasted in
+			config.SecretPathShown(strings.Trim(strings.TrimSpace(sub[3]), `"'`)) == strings.Trim(strings.TrimSpace(sub[3]), `"'`) {
+			return m // a path; anything else may be the secret pasted in
 		}
 		return sub[1] + "****"
 	})
