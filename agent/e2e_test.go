@@ -1726,3 +1726,36 @@ func TestEndToEndMachineStateUnknownWhileItsSourceIsDown(t *testing.T) {
 		return ms.State == "unknown" && ms.LastKnownState == "running", fmt.Sprintf("%+v", ms)
 	})
 }
+
+// Downtime records of a removed machine whose work center code Odoo no
+// longer knows: one lookup of the code a round, however many records name
+// it, flush or not (a flush once asked Odoo once per record).
+func TestEndToEndUnknownWorkcenterOfARemovedMachineAskedOnce(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, noWC: []string{"press-2"}})
+	p.unmappedHold = time.Hour
+	ra := p.startAgent()
+	for range 10 {
+		p.stop(p.machines[1], "JAM")
+		p.run(p.machines[1])
+	}
+	waitFor(t, 10*time.Second, "press-2's stops buffered", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Lanes["events"].Pending >= 10, fmt.Sprintf("%+v", st.Buffer.Lanes)
+	})
+	p.dropLastMachine("press-2")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	before := p.odoo.CallCount("mrp.workcenter", "search_read")
+	for range 3 {
+		ra.a.Flush()
+		time.Sleep(300 * time.Millisecond)
+	}
+	// At most one lookup a round: the flushes and the rounds between them.
+	if n := p.odoo.CallCount("mrp.workcenter", "search_read") - before; n > 8 {
+		t.Errorf("%d work-center lookups for 3 flushes", n)
+	}
+	if st := ra.a.Status(); st.Buffer.Lanes["events"].Pending < 10 {
+		t.Errorf("press-2's stops went somewhere: %+v", st.Buffer.Lanes)
+	}
+}

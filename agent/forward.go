@@ -707,6 +707,7 @@ type pendingEvent struct {
 func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]pendingEvent, error) {
 	var out []pendingEvent
 	var after uint64
+	unknown := map[string]bool{} // work-center codes Odoo did not know this round
 	for len(out) < maxEventsPerRound {
 		recs, err := f.a.buf.Read(buffer.LaneEvents, after, 4*maxEventsPerRound)
 		if err != nil {
@@ -728,11 +729,12 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]pendi
 				}
 				continue
 			}
-			if ev.Workcenter != "" {
+			if ev.Workcenter != "" && !unknown[ev.Workcenter] {
 				wc, ok, err := f.orphanWorkcenter(ctx, ev.Workcenter)
 				if err != nil {
 					return nil, err
 				}
+				unknown[ev.Workcenter] = !ok // asked once a round, flush or not
 				if ok {
 					if len(out) < maxEventsPerRound {
 						out = append(out, pendingEvent{r, ev, wc.ID})
