@@ -1759,3 +1759,31 @@ func TestEndToEndUnknownWorkcenterOfARemovedMachineAskedOnce(t *testing.T) {
 		t.Errorf("press-2's stops went somewhere: %+v", st.Buffer.Lanes)
 	}
 }
+
+// The same with a quantity write whose answer was lost when the reads were
+// taken away: it stays in flight (it cannot be read back), and the rest
+// goes on as above; reads back, it settles, counted once.
+func TestEndToEndWorkordersRefusedWithAWriteInFlight(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	var once sync.Once
+	p.odoo.BeforeCall(func(model, method string) {
+		if model == "mrp.workorder" && method == "write" {
+			once.Do(func() { p.odoo.DenyAccess("plantedge-bot", "mrp.workorder", "read") })
+		}
+	})
+	p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
+	p.produce(m, 4, 0)
+	p.stop(m, "JAM")
+	p.run(m)
+	waitFor(t, 20*time.Second, "downtime booked while the write is in flight", func() (bool, string) {
+		st := ra.a.Status()
+		return p.closedLines("press-1") == 1 && st.Odoo.State == "online" && strings.Contains(st.Machines[0].Error, "refuses to show the work orders"),
+			fmt.Sprintf("lines %d, odoo %s %s, machine %+v", p.closedLines("press-1"), st.Odoo.State, st.Odoo.LastError, st.Machines[0])
+	})
+	p.odoo.BeforeCall(nil)
+	p.odoo.GrantAccess("plantedge-bot", "mrp.workorder", "read")
+	p.produce(m, 1, 0)
+	p.waitExact(ra, 20*time.Second)
+}

@@ -174,6 +174,9 @@ type forwarder struct {
 	// orphanMissing are the codes of gone machines' work centers (see
 	// orphanWorkcenter) Odoo did not know, and when it was asked.
 	orphanMissing map[string]time.Time
+	// woRefused says Odoo refused this round's read of the work orders in
+	// progress for good (see round).
+	woRefused bool
 	// noWorkorder is what noteAttribution last stored per machine.
 	noWorkorder map[string]bool
 	// scrapShort is when each machine's scrap booking was last left a
@@ -621,6 +624,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	}
 	var byWC map[int64][]odoo.Workorder
 	woRefused := ""
+	f.woRefused = false
 	if err := f.call(ctx, "workorders_in_progress", func(ctx context.Context) error {
 		var err error
 		byWC, err = f.client.WorkordersInProgressOn(ctx, wcList)
@@ -638,6 +642,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		f.a.eventLog.log("workorders refused", f.a.log, slog.LevelError, "odoo refuses to show the work orders in progress; counts held, downtime still booked",
 			"err", err)
 		byWC = nil
+		f.woRefused = true
 	}
 	wos := map[string]*odoo.Workorder{}
 	for _, id := range ids {
@@ -1515,6 +1520,9 @@ func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo
 		// It did not land (or the order is gone): the records are still to
 		// be counted, for the work order in progress now.
 	default:
+		if f.woRefused && odoo.IsPermanent(err) && !odoo.IsAuth(err) {
+			return false, nil // work orders may not be read now: it stays in flight
+		}
 		return false, err
 	}
 	return false, f.clearInFlight(ctx, machine, st)
