@@ -260,6 +260,12 @@ func TestRPMBuilt(t *testing.T) {
 		t.Skip("rpm not installed; the RPM's contents are not listed")
 	}
 	list := run(t, "", "rpm", "-qp", "--qf", "[%{FILEMODES:perms} %{FILEUSERNAME}/%{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]", p.rpm)
+	// The config restored after an upgrade from a release where it was a
+	// %config file (rpm erases it after the new %post).
+	if scripts := run(t, "", "rpm", "-qp", "--scripts", p.rpm); !strings.Contains(scripts, "posttrans scriptlet") ||
+		!strings.Contains(scripts, "plantedge.yaml.rpmsave") {
+		t.Errorf("rpm lacks the posttrans scriptlet:\n%s", scripts)
+	}
 	for _, want := range []string{
 		"-rwxr-xr-x root/root  /usr/bin/plantedge",
 		"-rw-r--r-- root/root  /usr/share/plantedge/plantedge.yaml",
@@ -498,6 +504,7 @@ func TestMaintainerScripts(t *testing.T) {
 		gone      []string // paths under the root removed afterwards
 		kept      []string
 		noConfig  bool              // no /etc/plantedge/plantedge.yaml before
+		rpmsave   bool              // an edited plantedge.yaml.rpmsave before
 		want      map[string]string // path under the root -> content afterwards
 	}{
 		{name: "preinst install creates user", script: "preinstall.sh", args: []string{"install"},
@@ -540,6 +547,13 @@ func TestMaintainerScripts(t *testing.T) {
 			kept: []string{"etc/plantedge/admin-notes"}},
 		{name: "postrm remove keeps the config", script: "postremove.sh", args: []string{"remove"},
 			kept: []string{"etc/plantedge/plantedge.yaml"}},
+		{name: "rpm posttrans puts back a config an upgrade from a conffile release saved aside", script: "posttrans.sh", noConfig: true,
+			rpmsave: true, want: map[string]string{"etc/plantedge/plantedge.yaml": "edited"}, gone: []string{"etc/plantedge/plantedge.yaml.rpmsave"},
+			calls: []string{"chown root:plantedge ROOT/etc/plantedge/plantedge.yaml", "chmod 0640 ROOT/etc/plantedge/plantedge.yaml"}},
+		{name: "rpm posttrans makes a config an upgrade erased", script: "posttrans.sh", noConfig: true,
+			want: map[string]string{"etc/plantedge/plantedge.yaml": "example"}},
+		{name: "rpm posttrans leaves a config be", script: "posttrans.sh",
+			want: map[string]string{"etc/plantedge/plantedge.yaml": "x"}, notCalls: []string{"chown", "chmod"}},
 		{name: "rpm postun erase keeps state", script: "postremove.sh", args: []string{"0"},
 			kept: []string{"var/lib/plantedge/buffer.db", "etc/plantedge/odoo-api-key"}},
 	}
@@ -550,6 +564,9 @@ func TestMaintainerScripts(t *testing.T) {
 				"etc/plantedge/plantedge.yaml": "x", "etc/plantedge/plantedge.yaml.dpkg-dist": "x", "usr/share/plantedge/plantedge.yaml": "example"}
 			if tc.noConfig {
 				delete(files, "etc/plantedge/plantedge.yaml")
+			}
+			if tc.rpmsave {
+				files["etc/plantedge/plantedge.yaml.rpmsave"] = "edited"
 			}
 			for f, content := range files {
 				if err := os.MkdirAll(filepath.Join(root, filepath.Dir(f)), 0o755); err != nil {
