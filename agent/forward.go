@@ -146,9 +146,6 @@ type machineLink struct {
 	ProductionID int64
 	Unattributed float64
 	Error        string
-	// ScrapHeld says the machine's scrap booking waits as a draft in Odoo
-	// (too little stock): its scrap records are held.
-	ScrapHeld bool
 }
 
 type forwarder struct {
@@ -179,10 +176,11 @@ type forwarder struct {
 	woRefused bool
 	// noWorkorder is what noteAttribution last stored per machine.
 	noWorkorder map[string]bool
-	// scrapShort is when each machine's scrap booking was last left a
-	// draft for too little stock (odoo.scrap_when_short: hold).
-	scrapShort map[string]time.Time
-	flushed    bool // the current round was asked for by flush
+	// draftsAt is when the scrap drafts were last looked at, and drafts
+	// what was found then: by machine, what to show (under mu).
+	draftsAt time.Time
+	drafts   map[string]string
+	flushed  bool // the current round was asked for by flush
 	// keyID identifies the API key in use (not the key); keyWorked says
 	// Odoo accepted it once, so a later refusal means expired or revoked.
 	keyID     string
@@ -221,7 +219,6 @@ func newForwarder(a *Agent) *forwarder {
 		unmapped:      map[string]time.Time{},
 		wcs:           map[string]odoo.Workcenter{},
 		orphanMissing: map[string]time.Time{},
-		scrapShort:    map[string]time.Time{},
 		noWorkorder:   map[string]bool{},
 		losses:        map[string]int64{},
 		machines:      map[string]machineLink{},
@@ -660,7 +657,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			wos[id] = &wo
 		}
 		f.setMachine(id, func(ml *machineLink) {
-			ml.Error, ml.ScrapHeld = woRefused, false
+			ml.Error = woRefused
 			ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID = "", 0, "", 0
 			if wo := wos[id]; wo != nil {
 				ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID = wo.Name, wo.ID, wo.ProductionName, wo.ProductionID
@@ -686,6 +683,9 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		}
 	}
 	if err := f.ackPlanned(ctx, &acks); err != nil {
+		return false, err
+	}
+	if err := f.checkScrapDrafts(ctx); err != nil {
 		return false, err
 	}
 	f.field = field
@@ -1069,6 +1069,10 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 	}
 	for _, c := range p.clears {
 		meta = append(meta, buffer.KV{Key: scrapMetaKey(c.machine)}, carryKV(c.machine, c.carry))
+		if c.draft != nil {
+			meta = append(meta, buffer.KV{Key: scrapDraftKey(c.machine, c.draft.XMLID), Value: mustJSON(*c.draft)})
+			f.draftsAt = time.Time{} // shown at once
+		}
 	}
 	if len(meta) > 0 {
 		if err := f.a.buf.PutMeta(ctx, meta...); err != nil {
@@ -1672,10 +1676,6 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			return err
 		}
 	}
-	if at, ok := f.scrapShort[machine]; ok && time.Since(at) < scrapShortRecheck && !f.flushed {
-		f.noteScrapShort(machine, ob, false)
-		return nil
-	}
 	done := ob.Qty == 0 // an outbox of 0 from a version that stored one: nothing to book
 	if !done {
 		err = f.call(ctx, "book_scrap", func(ctx context.Context) error {
@@ -1688,21 +1688,22 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	}
 	switch {
 	case err == nil && done:
-		if _, ok := f.scrapShort[machine]; ok {
-			delete(f.scrapShort, machine)
-			f.a.log.Info("scrap booking held for too little stock is done in Odoo", "machine", machine, "xmlid", ob.XMLID, "qty", ob.Qty)
-		}
 		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
 		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry})
 		f.a.metrics.forwarded.WithLabelValues("scrap_count").Add(ob.Qty)
 		return nil
 	case err == nil && !done:
-		// Not a refusal: the booking is a draft in Odoo under its
-		// external id, which a user may validate (or stock arrive for).
-		// It stays the machine's one scrap booking — never a second
-		// draft for the same pieces — and is looked at again.
-		f.scrapShort[machine] = time.Now()
-		f.noteScrapShort(machine, ob, true)
+		// Not a refusal: Odoo has the booking, as a draft under its
+		// external id, on its work order, for a person to validate (its
+		// Insufficient Quantity dialog). The records are acknowledged —
+		// later scrap is booked on the work order it is made on — and the
+		// draft is watched (checkScrapDrafts), never booked a second time.
+		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
+		d := scrapDraft{XMLID: ob.XMLID, Qty: ob.Qty, Workorder: woName(wo)}
+		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry, draft: &d})
+		f.a.eventLog.log("scrap short "+machine, f.a.log, slog.LevelWarn,
+			"odoo has too little stock to scrap: the booking is a draft in Odoo until a person validates it there (odoo.scrap_when_short: hold)",
+			"machine", machine, "xmlid", ob.XMLID, "qty", ob.Qty)
 		return nil
 	case odoo.IsAuth(err) || !odoo.IsPermanent(err):
 		return err
@@ -1717,29 +1718,105 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	return nil
 }
 
-// scrapShortRecheck is how often a scrap booking left a draft for too
-// little stock is looked at again (flush looks at once).
-const scrapShortRecheck = time.Minute
-
-// noteScrapShort shows on the machine that its scrap booking waits as a
-// draft in Odoo; logged (rate-limited) when Odoo said so again.
-func (f *forwarder) noteScrapShort(machine string, ob scrapOutbox, asked bool) {
-	msg := fmt.Sprintf("scrap of %g waits as a draft in Odoo (%s): too little stock at its source location to scrap it; "+
-		"validate it in Odoo (Inventory > Scrap Orders), or set odoo.scrap_when_short: confirm", ob.Qty, ob.XMLID)
-	f.setMachine(machine, func(ml *machineLink) {
-		ml.Error, ml.ScrapHeld = msg, true
-	})
-	if asked {
-		f.a.eventLog.log("scrap short "+machine, f.a.log, slog.LevelWarn,
-			"odoo has too little stock to scrap; the booking waits as a draft in Odoo until validated there (odoo.scrap_when_short: hold)",
-			"machine", machine, "xmlid", ob.XMLID, "qty", ob.Qty)
+func woName(wo *odoo.Workorder) string {
+	if wo == nil {
+		return ""
 	}
+	return wo.Name
 }
 
-// scrapClear is a settled scrap booking: its outbox goes, its carry stays.
+// scrapDraft is a scrap booking Odoo left a draft for too little stock
+// (scrap_when_short: hold), watched until a person validates or deletes it.
+type scrapDraft struct {
+	XMLID     string  `json:"xmlid"`
+	Qty       float64 `json:"qty"`
+	Workorder string  `json:"wo,omitempty"`
+}
+
+func scrapDraftKey(machine, xmlid string) string { return "scrapdraft/" + machine + "/" + xmlid }
+
+// scrapDraftRecheck is how often the drafts are looked at (a flush looks
+// at once).
+const scrapDraftRecheck = time.Minute
+
+// checkScrapDrafts looks at the scrap drafts being watched: one validated
+// in Odoo is done with; one deleted there (its dialog's Discard) was a
+// person's decision not to book it, and is logged; the others are shown on
+// their machine. It only reads: validating is left to the person, so the
+// two can never both book it.
+func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
+	if time.Since(f.draftsAt) < scrapDraftRecheck && !f.flushed {
+		return nil
+	}
+	type entry struct {
+		key, machine string
+		d            scrapDraft
+	}
+	var drafts []entry
+	if err := f.a.buf.MetaPrefix("scrapdraft/", func(key string, v []byte) error {
+		var d scrapDraft
+		if json.Unmarshal(v, &d) != nil {
+			return nil // not this version's: left alone
+		}
+		machine, _, _ := strings.Cut(key[len("scrapdraft/"):], "/")
+		drafts = append(drafts, entry{key, machine, d})
+		return nil
+	}); err != nil {
+		return err
+	}
+	waiting := map[string][]scrapDraft{}
+	for _, e := range drafts {
+		var state string
+		var found bool
+		if err := f.call(ctx, "scrap_state", func(ctx context.Context) error {
+			var err error
+			state, found, err = f.client.ScrapState(ctx, e.d.XMLID)
+			return err
+		}); err != nil {
+			return err
+		}
+		switch {
+		case found && state == "draft":
+			waiting[e.machine] = append(waiting[e.machine], e.d)
+			continue
+		case found:
+			f.a.log.Info("scrap draft validated in Odoo", "machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty, "state", state)
+		default:
+			f.a.log.Warn("scrap draft deleted in Odoo: its pieces are not booked as scrap", "machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty)
+		}
+		if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: e.key}); err != nil {
+			return err
+		}
+	}
+	f.draftsAt = time.Now()
+	msgs := map[string]string{}
+	for m, ds := range waiting {
+		var qty float64
+		for _, d := range ds {
+			qty += d.Qty
+		}
+		msgs[m] = fmt.Sprintf("%d scrap booking(s) of %g in all wait as drafts in Odoo (first: %s): too little stock at their source location; "+
+			"validate them in Odoo (Inventory > Scrap Orders), or set odoo.scrap_when_short: confirm", len(ds), qty, ds[0].XMLID)
+	}
+	f.mu.Lock()
+	f.drafts = msgs
+	f.mu.Unlock()
+	return nil
+}
+
+// draftsSnapshot is what checkScrapDrafts last found, by machine.
+func (f *forwarder) draftsSnapshot() map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.drafts
+}
+
+// scrapClear is a settled scrap booking: its outbox goes, its carry stays,
+// and a draft it left in Odoo is watched from then on.
 type scrapClear struct {
 	machine string
 	carry   float64
+	draft   *scrapDraft
 }
 
 // scrapCarry reads what is left over from a machine's last scrap booking.

@@ -79,6 +79,11 @@ func TestStoredMetaIsPinned(t *testing.T) {
 	if k := unattributedMetaKey("press-07"); k != "unattributed/press-07" {
 		t.Errorf("unattributed key %q", k)
 	}
+	d := scrapDraft{XMLID: "plantedge.plant-2_press-07_scrap_ab12cd34_912", Qty: 3, Workorder: "WO/00041"}
+	if k, v := scrapDraftKey("press-07", d.XMLID), string(mustJSON(d)); k != "scrapdraft/press-07/plantedge.plant-2_press-07_scrap_ab12cd34_912" ||
+		v != `{"xmlid":"plantedge.plant-2_press-07_scrap_ab12cd34_912","qty":3,"wo":"WO/00041"}` {
+		t.Errorf("scrap draft stored as %s = %s", k, v)
+	}
 	// Read back into the types the agent decodes them with.
 	var wo woState
 	if err := json.Unmarshal([]byte(cases[0].want), &wo); err != nil || !reflect.DeepEqual(wo, cases[0].value) {

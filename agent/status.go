@@ -169,6 +169,7 @@ func (a *Agent) Status() Status {
 	}
 	st.Odoo = OdooStatus{URL: cfg.Odoo.URL, State: "offline"}
 	var links map[string]machineLink
+	var drafts map[string]string // machine -> its scrap drafts in Odoo
 	{
 		l := a.fwd.linkSnapshot()
 		st.Odoo.State, st.Odoo.Protocol, st.Odoo.ServerVersion = l.State, l.Protocol, l.Version
@@ -183,6 +184,7 @@ func (a *Agent) Status() Status {
 		}
 		st.LastError = l.LastError
 		links = a.fwd.machineSnapshot()
+		drafts = a.fwd.draftsSnapshot()
 	}
 	signalErrs := map[string]string{} // machine -> what is wrong with one of its signals
 	mapper := a.mapper.Load()
@@ -252,14 +254,16 @@ func (a *Agent) Status() Status {
 			ms.WorkOrder, ms.Unattributed, ms.Error = l.WorkOrder, l.Unattributed, l.Error
 			if l.WorkorderID == 0 {
 				st.Buffer.Held += pending[m.ID].records
-			} else if l.ScrapHeld {
-				st.Buffer.Held += pending[m.ID].scrap
 			}
+
 		} else if wo := a.storedWorkOrder(m.ID); wo != "" {
 			ms.WorkOrder = wo
 		}
 		if ms.Error == "" {
 			ms.Error = signalErrs[m.ID]
+		}
+		if ms.Error == "" {
+			ms.Error = drafts[m.ID]
 		}
 		st.Machines = append(st.Machines, ms)
 	}

@@ -363,6 +363,12 @@ func TestBookScrap(t *testing.T) {
 			if err != nil || done {
 				t.Fatalf("short stock BookScrap = %v, %v; want not done", done, err)
 			}
+			if state, found, err := c.ScrapState(ctx, s2.XMLID); err != nil || !found || state != "draft" {
+				t.Errorf("ScrapState of the draft = %q, %v, %v", state, found, err)
+			}
+			if _, found, err := c.ScrapState(ctx, "plantedge.site_m1_scrap_none"); err != nil || found {
+				t.Errorf("ScrapState of no scrap = %v, %v", found, err)
+			}
 			f.srv.SetShortStock(short, false)
 			done, err = c.BookScrap(ctx, s2)
 			if err != nil || !done {

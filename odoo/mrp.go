@@ -479,6 +479,27 @@ func (c *Client) DowntimeClosed(ctx context.Context, xmlid string) (bool, error)
 	return len(rows) == 1 && rows[0].End != "", nil
 }
 
+// ScrapState reads the state of the scrap with this external id (draft,
+// done); found is false when Odoo has none (deleted).
+func (c *Client) ScrapState(ctx context.Context, xmlid string) (state string, found bool, err error) {
+	mod, name, _ := strings.Cut(xmlid, ".")
+	model, id, found, err := c.ExternalID(ctx, mod, name)
+	if err != nil || !found || model != "stock.scrap" {
+		return "", false, err
+	}
+	var rows []struct {
+		State text `json:"state"`
+	}
+	if err := c.Call(ctx, "stock.scrap", "search_read", []any{[]any{[]any{"id", "=", id}}},
+		map[string]any{"fields": []string{"state"}}, &rows); err != nil {
+		return "", false, err
+	}
+	if len(rows) == 0 {
+		return "", false, nil
+	}
+	return string(rows[0].State), true, nil
+}
+
 // scrapRow builds the load() columns of s. Odoo's import turns an empty cell
 // into False, so the unit column is sent only when set: otherwise Odoo
 // computes it from the product on create and keeps it on update.
@@ -499,8 +520,8 @@ func scrapRow(s Scrap) ([]string, []string) {
 // progress, its components' location, where the finished product usually
 // is not) means not done: with s.ConfirmShort the scrap is confirmed as
 // the wizard's Confirm does (do_scrap, which books the move whatever the
-// stock); otherwise it stays a draft under s.XMLID, which the next call
-// (or a user validating it in Odoo) completes.
+// stock); otherwise it stays a draft under s.XMLID, for a person to
+// validate (ScrapState tells when).
 func (c *Client) BookScrap(ctx context.Context, s Scrap) (done bool, err error) {
 	if err := checkXMLID(s.XMLID); err != nil {
 		return false, &Error{Op: "book scrap", Message: err.Error(), Class: Permanent}

@@ -164,9 +164,9 @@ type Odoo struct {
 	DefaultLoss        string   `yaml:"default_loss"` // default "Equipment Failure"
 	// ScrapWhenShort is what a scrap booking does when Odoo has too little
 	// of the product at the scrap's source location (its Insufficient
-	// Quantity dialog): hold (default) leaves it a draft in Odoo until a
-	// user validates it there or stock arrives; confirm confirms it, as
-	// the dialog's Confirm does.
+	// Quantity dialog): hold (default) leaves it a draft in Odoo for a
+	// person to validate or discard; confirm confirms it, as the dialog's
+	// Confirm does.
 	ScrapWhenShort string `yaml:"scrap_when_short"`
 }
 

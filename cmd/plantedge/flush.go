@@ -32,8 +32,8 @@ func newFlushCmd() *cobra.Command {
 		Long: "flush asks the running agent to forward immediately and waits until the buffer is drained.\n" +
 			"It exits 0 when drained, 1 when the timeout passes first, 2 when the agent is not running, and\n" +
 			"3 as soon as all that is left is held: records that cannot reach Odoo yet (no work order in\n" +
-			"progress, a work center Odoo lacks, a machine removed from the config, scrap waiting as a draft\n" +
-			"in Odoo) — plantedge status says which; waiting would not move them. Dead letters are\n" +
+			"progress, a work center Odoo lacks, a machine removed from the config) — plantedge status\n" +
+			"says which; waiting would not move them. Dead letters are\n" +
 			"reported, not waited for (plantedge deadletter list).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
