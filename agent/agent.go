@@ -405,10 +405,11 @@ func odooConfig(cfg *config.Config, hc *http.Client, log *slog.Logger, wait func
 }
 
 // Flush asks the forwarder to try now, skipping a backoff wait.
-func (a *Agent) Flush() {
+func (a *Agent) Flush() (roundsStarted uint64) {
 	if a.opened.Load() {
-		a.fwd.Flush()
+		return a.fwd.Flush()
 	}
+	return 0
 }
 
 // beat records that the forwarding loop is alive (for the systemd watchdog

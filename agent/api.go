@@ -52,8 +52,10 @@ func (a *Agent) Handler() http.Handler {
 		writeJSON(w, a.Status())
 	})
 	api.HandleFunc("POST /api/v1/flush", func(w http.ResponseWriter, _ *http.Request) {
-		a.Flush()
-		writeJSON(w, map[string]bool{"ok": true})
+		n := a.Flush()
+		// after: status's odoo.rounds_done past it says a round that began
+		// after this request has completed.
+		writeJSON(w, map[string]any{"ok": true, "after": n})
 	})
 	api.HandleFunc("GET /api/v1/deadletters", func(w http.ResponseWriter, r *http.Request) {
 		// A page at a time (?after=ID&limit=N): a plant can pile up a
@@ -372,8 +374,14 @@ func (c *APIClient) Status(ctx context.Context) (Status, error) {
 }
 
 // Flush asks the agent to forward now.
-func (c *APIClient) Flush(ctx context.Context) error {
-	return c.do(ctx, http.MethodPost, "/api/v1/flush", nil)
+// Flush asks the agent for a round now; once status's Odoo.RoundsDone is
+// past after, a round that began after the request has completed.
+func (c *APIClient) Flush(ctx context.Context) (after uint64, err error) {
+	var out struct {
+		After uint64 `json:"after"`
+	}
+	err = c.do(ctx, http.MethodPost, "/api/v1/flush", &out)
+	return out.After, err
 }
 
 // DeadLetters lists the agent's dead letters, reading them a page at a time.

@@ -1787,3 +1787,19 @@ func TestEndToEndWorkordersRefusedWithAWriteInFlight(t *testing.T) {
 	p.produce(m, 1, 0)
 	p.waitExact(ra, 20*time.Second)
 }
+
+// A machine whose work center Odoo lacks: all its records wait — counts and
+// downtime — and status counts them all as held (flush does not wait).
+func TestEndToEndUnknownWorkcenterHoldsEverything(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, noWC: []string{"press-2"}})
+	ra := p.startAgent()
+	m := p.machines[1]
+	p.produce(m, 2, 0)
+	p.stop(m, "JAM")
+	p.run(m)
+	waitFor(t, 10*time.Second, "all of press-2's records held", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending >= 2 && st.Buffer.Held == st.Buffer.Pending && st.Buffer.Lanes["events"].Pending >= 1,
+			fmt.Sprintf("pending %d, held %d, lanes %+v", st.Buffer.Pending, st.Buffer.Held, st.Buffer.Lanes)
+	})
+}

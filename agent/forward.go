@@ -146,6 +146,9 @@ type machineLink struct {
 	ProductionID int64
 	Unattributed float64
 	Error        string
+	// NoWorkcenter says Odoo lacks the machine's work center (or has the
+	// code twice): all its records wait.
+	NoWorkcenter bool
 }
 
 type forwarder struct {
@@ -196,6 +199,9 @@ type forwarder struct {
 	link     linkState
 	machines map[string]machineLink
 	rounds   uint64
+	// roundsDone counts the rounds completed (rounds run one at a time:
+	// roundsDone > n means round n+1 has completed).
+	roundsDone uint64
 }
 
 // setupError is a failure to build the Odoo client (no API key, bad CA
@@ -227,11 +233,24 @@ func newForwarder(a *Agent) *forwarder {
 }
 
 // Flush asks the forwarder to start a round now, skipping any backoff wait.
-func (f *forwarder) Flush() {
+// Flush asks for a round now and returns how many rounds had started
+// before: the first round to complete past that number began after the
+// request (see roundsDone).
+func (f *forwarder) Flush() uint64 {
+	f.mu.Lock()
+	n := f.rounds
+	f.mu.Unlock()
 	select {
 	case f.kick <- struct{}{}:
 	default:
 	}
+	return n
+}
+
+func (f *forwarder) doneRounds() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.roundsDone
 }
 
 func (f *forwarder) linkSnapshot() linkState {
@@ -516,6 +535,11 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	f.mu.Lock()
 	f.rounds++
 	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.roundsDone++
+		f.mu.Unlock()
+	}()
 	if f.client == nil {
 		// (Re)built after start-up and after every refused key, so a key
 		// written to api_key_file (or the environment) is picked up by the
@@ -657,7 +681,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			wos[id] = &wo
 		}
 		f.setMachine(id, func(ml *machineLink) {
-			ml.Error = woRefused
+			ml.Error, ml.NoWorkcenter = woRefused, false
 			ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID = "", 0, "", 0
 			if wo := wos[id]; wo != nil {
 				ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID = wo.Name, wo.ID, wo.ProductionName, wo.ProductionID
@@ -848,7 +872,7 @@ func (f *forwarder) resolveWorkcenters(ctx context.Context, cfg *config.Config, 
 		changed := false
 		f.setMachine(id, func(ml *machineLink) {
 			changed = ml.Error != msg
-			ml.Error, ml.WorkOrder, ml.WorkorderID = msg, "", 0
+			ml.Error, ml.WorkOrder, ml.WorkorderID, ml.NoWorkcenter = msg, "", 0, true
 		})
 		if changed {
 			f.a.log.Error(msg, "machine", id)

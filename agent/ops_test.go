@@ -644,7 +644,7 @@ func TestUnixSocketListen(t *testing.T) {
 		if st, err := api.Status(context.Background()); err != nil || st.Site != "test-plant" {
 			t.Fatalf("status over the socket: %+v %v", st, err)
 		}
-		if err := api.Flush(context.Background()); err != nil {
+		if _, err := api.Flush(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		ra.stopNow(t)

@@ -111,6 +111,9 @@ type OdooStatus struct {
 	// from — where a new one goes ("$PLANTEDGE_ODOO_API_KEY", "the systemd
 	// credential odoo-api-key", "api_key_file /etc/plantedge/odoo-api-key").
 	KeyFrom string `json:"key_from,omitempty"`
+	// RoundsDone counts the forwarding rounds completed since start (one
+	// at a time; flush waits for one that began after its request).
+	RoundsDone uint64 `json:"rounds_done"`
 }
 
 // SourceStatus is one OPC UA server or MQTT broker.
@@ -172,6 +175,7 @@ func (a *Agent) Status() Status {
 	var drafts map[string]string // machine -> its scrap drafts in Odoo
 	{
 		l := a.fwd.linkSnapshot()
+		st.Odoo.RoundsDone = a.fwd.doneRounds()
 		st.Odoo.State, st.Odoo.Protocol, st.Odoo.ServerVersion = l.State, l.Protocol, l.Version
 		st.Odoo.LastError, st.Odoo.Failures, st.Odoo.KeyExpired = l.LastError, l.Failures, l.KeyExpired
 		if l.State == "auth_failed" {
@@ -255,6 +259,9 @@ func (a *Agent) Status() Status {
 			if l.WorkorderID == 0 {
 				st.Buffer.Held += pending[m.ID].records
 			}
+			if l.NoWorkcenter {
+				st.Buffer.Held += pending[m.ID].events // downtime needs the work center
+			}
 
 		} else if wo := a.storedWorkOrder(m.ID); wo != "" {
 			ms.WorkOrder = wo
@@ -306,10 +313,10 @@ func (a *Agent) storedWorkOrder(id string) string {
 }
 
 type pendingCount struct {
-	good    float64
-	records int // count records
-	scrap   int // of which scrap
-	events  int // event records
+	good       float64
+	records    int // count records
+	events     int // event records
+	eventsNoWC int // of which name no work center (older versions')
 }
 
 // unmapped counts pending records of machines that are not in cfg.
@@ -317,7 +324,7 @@ func unmapped(cfg *config.Config, pending map[string]pendingCount) int {
 	n := 0
 	for id, pc := range pending {
 		if findMachine(cfg, id) == nil {
-			n += pc.records + pc.events
+			n += pc.records + pc.eventsNoWC // events naming a work center go there
 		}
 	}
 	return n
@@ -349,6 +356,9 @@ func (a *Agent) scanPendingCounts() map[string]pendingCount {
 		for _, r := range recs {
 			pc := out[r.Key]
 			pc.events++
+			if ev, err := decodeEvent(r); err != nil || ev.Workcenter == "" {
+				pc.eventsNoWC++
+			}
 			out[r.Key] = pc
 		}
 		if len(recs) < scanChunk {
@@ -366,9 +376,6 @@ func (a *Agent) scanPendingCounts() map[string]pendingCount {
 			m, sig := splitKey(r.Key)
 			pc := out[m]
 			pc.records++
-			if sig == sigScrap {
-				pc.scrap++
-			}
 			if sig == sigGood {
 				if c, err := decodeCount(r); err == nil {
 					pc.good += c.Delta

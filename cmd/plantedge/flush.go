@@ -70,7 +70,8 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	timedOut := func(err error) error {
 		return &exitError{code: 1, msg: fmt.Sprintf("not drained within %s: the agent did not answer (%v)", o.timeout, err)}
 	}
-	if err := c.Flush(ctx); err != nil {
+	after, err := c.Flush(ctx)
+	if err != nil {
 		if ctx.Err() != nil {
 			return timedOut(err)
 		}
@@ -137,7 +138,10 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			fmt.Fprintln(w, line+next)
 			lastLine = same
 		}
-		if pending == 0 {
+		// Judged on a round that began after the request: the status of
+		// the one before may still show what the request was about (a
+		// work order since started in Odoo, a draft since confirmed).
+		if pending == 0 && st.Odoo.RoundsDone > after {
 			if tty {
 				fmt.Fprintln(w)
 			}
@@ -168,7 +172,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		case <-time.After(o.interval):
 		}
 		if st.Odoo.State != "online" && time.Now().After(nextKick) {
-			_ = c.Flush(ctx)
+			_, _ = c.Flush(ctx)
 			kickEvery = min(2*kickEvery, 30*time.Second)
 			nextKick = time.Now().Add(kickEvery)
 		}

@@ -757,3 +757,33 @@ func TestOfflineStatusNamesTheFilesSite(t *testing.T) {
 		t.Errorf("status: %v\n%s", err, out)
 	}
 }
+
+// flush judges on a round that began after it asked: counts held for lack
+// of a work order, which is then started in Odoo, are drained (exit 0),
+// not reported held from the round before (exit 3).
+func TestFlushAfterAWorkOrderStarted(t *testing.T) {
+	b := newBench(t, 17)
+	raw, err := os.ReadFile(b.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := strings.Replace(string(raw), "  interval: 100ms\n", "  interval: 20s\n", 1)
+	if slow == string(raw) {
+		t.Fatalf("no interval in:\n%s", raw)
+	}
+	if err := os.WriteFile(b.cfgPath, []byte(slow), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.startAgent()
+	b.odoo.SetWorkorderState(b.woID, "done")
+	b.produce(4)
+	if _, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "30s"); exitCode(err) != 3 {
+		t.Fatalf("flush with counts held: %v, want exit 3", err)
+	}
+	b.odoo.SetWorkorderState(b.woID, "progress")
+	out, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "30s")
+	if err != nil || !strings.HasSuffix(out, "drained\n") {
+		t.Errorf("flush after the work order started: %v\n%s", err, out)
+	}
+	b.waitQty()
+}
