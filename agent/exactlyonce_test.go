@@ -368,13 +368,29 @@ func TestScrapShortOfStockWaitsAsADraft(t *testing.T) {
 		return strings.Contains(st.Machines[0].Error, "1 scrap booking(s) of 2 in all wait as drafts in Odoo") && st.Buffer.Pending == 0 && st.Buffer.Held == 0,
 			fmt.Sprintf("%q, %d pending, %d held", st.Machines[0].Error, st.Buffer.Pending, st.Buffer.Held)
 	})
-	p.produce(m, 1, 3) // still short: a second draft
+	// Later scrap is gathered for a while (not a draft per round), then
+	// booked on its own: a flush books it at once — still short, a draft.
+	p.produce(m, 1, 3)
+	waitFor(t, 10*time.Second, "the scrap gathered", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending > 0 && st.Machines[0].ScrapCount == 5, fmt.Sprintf("%d pending", st.Buffer.Pending)
+	})
+	time.Sleep(300 * time.Millisecond) // rounds pass
+	if n := len(p.odoo.Scraps()); n != 1 {
+		t.Fatalf("%d scraps in Odoo while gathering, want the one draft", n)
+	}
+	ra.a.Flush()
 	waitFor(t, 15*time.Second, "the second draft", func() (bool, string) {
 		e := ra.a.Status().Machines[0].Error
 		return strings.Contains(e, "2 scrap booking(s) of 5 in all"), e
 	})
 	p.odoo.SetShortStock(p.product, false)
-	p.produce(m, 1, 4) // stock there now: booked at once, on its own
+	p.produce(m, 1, 4) // stock there now: booked (here at the flush), on its own
+	waitFor(t, 10*time.Second, "the scrap of 4 counted", func() (bool, string) {
+		sc := ra.a.Status().Machines[0].ScrapCount
+		return sc == 9, fmt.Sprint(sc)
+	})
+	ra.a.Flush()
 	p.waitExact(ra, 20*time.Second)
 	sc := p.odoo.Scraps()
 	if len(sc) != 3 || sc[0].State != "draft" || sc[1].State != "draft" || sc[2].State != "done" || sc[2].Qty != 4 {

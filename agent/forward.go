@@ -179,6 +179,9 @@ type forwarder struct {
 	woRefused bool
 	// noWorkorder is what noteAttribution last stored per machine.
 	noWorkorder map[string]bool
+	// scrapShortAt is when Odoo last left a machine's scrap booking a
+	// draft (see scrapGather).
+	scrapShortAt map[string]time.Time
 	// draftsAt is when the scrap drafts were last looked at, and drafts
 	// what was found then: by machine, what to show (under mu).
 	draftsAt time.Time
@@ -226,6 +229,7 @@ func newForwarder(a *Agent) *forwarder {
 		wcs:           map[string]odoo.Workcenter{},
 		orphanMissing: map[string]time.Time{},
 		noWorkorder:   map[string]bool{},
+		scrapShortAt:  map[string]time.Time{},
 		losses:        map[string]int64{},
 		machines:      map[string]machineLink{},
 		link:          linkState{State: "offline", Since: time.Now()},
@@ -1668,6 +1672,8 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		}
 	case p == nil || p.sum == 0 || wo == nil:
 		return nil
+	case time.Since(f.scrapShortAt[machine]) < scrapGather && !f.flushed:
+		return nil // gathered after a draft (scrapGather)
 	default:
 		carry, err := f.scrapCarry(machine)
 		if err != nil {
@@ -1712,6 +1718,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	}
 	switch {
 	case err == nil && done:
+		delete(f.scrapShortAt, machine)
 		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
 		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry})
 		f.a.metrics.forwarded.WithLabelValues("scrap_count").Add(ob.Qty)
@@ -1723,7 +1730,8 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		// later scrap is booked on the work order it is made on — and the
 		// draft is watched (checkScrapDrafts), never booked a second time.
 		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
-		d := scrapDraft{XMLID: ob.XMLID, Qty: ob.Qty, Workorder: woName(wo)}
+		d := scrapDraft{XMLID: ob.XMLID, Qty: ob.Qty, Workorder: woName(wo), At: time.Now().UTC().Truncate(time.Second)}
+		f.scrapShortAt[machine] = time.Now() // the next booking gathers a while (scrapGather)
 		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry, draft: &d})
 		f.a.eventLog.log("scrap short "+machine, f.a.log, slog.LevelWarn,
 			"odoo has too little stock to scrap: the booking is a draft in Odoo until a person validates it there (odoo.scrap_when_short: hold)",
@@ -1752,22 +1760,37 @@ func woName(wo *odoo.Workorder) string {
 // scrapDraft is a scrap booking Odoo left a draft for too little stock
 // (scrap_when_short: hold), watched until a person validates or deletes it.
 type scrapDraft struct {
-	XMLID     string  `json:"xmlid"`
-	Qty       float64 `json:"qty"`
-	Workorder string  `json:"wo,omitempty"`
+	XMLID     string    `json:"xmlid"`
+	Qty       float64   `json:"qty"`
+	Workorder string    `json:"wo,omitempty"`
+	At        time.Time `json:"at,omitzero"` // when Odoo left it a draft
 }
 
 func scrapDraftKey(machine, xmlid string) string { return "scrapdraft/" + machine + "/" + xmlid }
 
 // scrapDraftRecheck is how often the drafts are looked at (a flush looks
-// at once).
-const scrapDraftRecheck = time.Minute
+// at once); scrapDraftWatch how long one is watched: a person may leave
+// one a draft for good (the dialog's Discard from the scrap's own form
+// keeps it).
+const (
+	scrapDraftRecheck = time.Minute
+	scrapDraftWatch   = 7 * 24 * time.Hour
+)
 
-// checkScrapDrafts looks at the scrap drafts being watched: one validated
-// in Odoo is done with; one deleted there (its dialog's Discard) was a
-// person's decision not to book it, and is logged; the others are shown on
+// scrapGather is how long a machine's scrap is gathered after Odoo left a
+// booking of it a draft, before the next booking: with too little stock at
+// the location (always, with 2- or 3-step manufacturing) every booking
+// would otherwise make a draft for a person to handle — one every round.
+// A flush books at once.
+const scrapGather = 15 * time.Minute
+
+// checkScrapDrafts looks at the scrap drafts being watched, two calls for
+// up to 500: one validated in Odoo is done with; one deleted there was a
+// person's decision not to book it, and is logged; one left a draft for
+// scrapDraftWatch is no longer watched (logged); the others are shown on
 // their machine. It only reads: validating is left to the person, so the
-// two can never both book it.
+// two can never both book it. A failure is logged and shown, and waits for
+// the next check: it never fails the round.
 func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 	if time.Since(f.draftsAt) < scrapDraftRecheck && !f.flushed {
 		return nil
@@ -1777,6 +1800,7 @@ func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 		d            scrapDraft
 	}
 	var drafts []entry
+	var xmlids []string
 	if err := f.a.buf.MetaPrefix("scrapdraft/", func(key string, v []byte) error {
 		var d scrapDraft
 		if json.Unmarshal(v, &d) != nil {
@@ -1784,22 +1808,42 @@ func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 		}
 		machine, _, _ := strings.Cut(key[len("scrapdraft/"):], "/")
 		drafts = append(drafts, entry{key, machine, d})
+		xmlids = append(xmlids, d.XMLID)
 		return nil
 	}); err != nil {
 		return err
 	}
+	f.draftsAt = time.Now()
+	if len(drafts) == 0 {
+		f.mu.Lock()
+		f.drafts = nil
+		f.mu.Unlock()
+		return nil
+	}
+	var states map[string]string
+	err := f.call(ctx, "scrap_states", func(ctx context.Context) error {
+		var err error
+		states, err = f.client.ScrapStates(ctx, xmlids)
+		return err
+	})
+	if err != nil {
+		f.a.eventLog.log("scrap drafts", f.a.log, slog.LevelWarn, "cannot read the scrap drafts in Odoo; trying again in a minute", "err", err)
+		msgs := map[string]string{} // a new map: status holds the old one
+		for _, e := range drafts {
+			msgs[e.machine] = "cannot read its scrap drafts in Odoo: " + err.Error()
+		}
+		f.mu.Lock()
+		f.drafts = msgs
+		f.mu.Unlock()
+		return nil
+	}
+	var gone []buffer.KV
 	waiting := map[string][]scrapDraft{}
 	for _, e := range drafts {
-		var state string
-		var found bool
-		if err := f.call(ctx, "scrap_state", func(ctx context.Context) error {
-			var err error
-			state, found, err = f.client.ScrapState(ctx, e.d.XMLID)
-			return err
-		}); err != nil {
-			return err
-		}
-		switch {
+		switch state, found := states[e.d.XMLID]; {
+		case found && state == "draft" && !e.d.At.IsZero() && time.Since(e.d.At) > scrapDraftWatch:
+			f.a.log.Warn("scrap draft no longer watched: still a draft in Odoo after a week (validate or delete it there)",
+				"machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty)
 		case found && state == "draft":
 			waiting[e.machine] = append(waiting[e.machine], e.d)
 			continue
@@ -1808,19 +1852,25 @@ func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 		default:
 			f.a.log.Warn("scrap draft deleted in Odoo: its pieces are not booked as scrap", "machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty)
 		}
-		if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: e.key}); err != nil {
+		gone = append(gone, buffer.KV{Key: e.key})
+	}
+	if len(gone) > 0 {
+		if err := f.a.buf.PutMeta(ctx, gone...); err != nil {
 			return err
 		}
 	}
-	f.draftsAt = time.Now()
+	hint := "validate them in Odoo (Inventory > Scrap Orders) or delete them there, or set odoo.scrap_when_short: confirm for later bookings"
+	if f.a.cfg.Load().Odoo.ScrapWhenShort == "confirm" {
+		hint = "they predate odoo.scrap_when_short: confirm: validate them in Odoo (Inventory > Scrap Orders) or delete them there"
+	}
 	msgs := map[string]string{}
 	for m, ds := range waiting {
 		var qty float64
 		for _, d := range ds {
 			qty += d.Qty
 		}
-		msgs[m] = fmt.Sprintf("%d scrap booking(s) of %g in all wait as drafts in Odoo (first: %s): too little stock at their source location; "+
-			"validate them in Odoo (Inventory > Scrap Orders), or set odoo.scrap_when_short: confirm", len(ds), qty, ds[0].XMLID)
+		msgs[m] = fmt.Sprintf("%d scrap booking(s) of %g in all wait as drafts in Odoo (first: %s): too little stock at their source location; %s",
+			len(ds), qty, ds[0].XMLID, hint)
 	}
 	f.mu.Lock()
 	f.drafts = msgs

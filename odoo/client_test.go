@@ -369,6 +369,15 @@ func TestBookScrap(t *testing.T) {
 			if _, found, err := c.ScrapState(ctx, "plantedge.site_m1_scrap_none"); err != nil || found {
 				t.Errorf("ScrapState of no scrap = %v, %v", found, err)
 			}
+			// Many at once: two calls, whatever their number.
+			imd, sc := f.srv.CallCount("ir.model.data", "search_read"), f.srv.CallCount("stock.scrap", "search_read")
+			states, err := c.ScrapStates(ctx, []string{s.XMLID, s2.XMLID, "plantedge.site_m1_scrap_none"})
+			if err != nil || len(states) != 2 || states[s.XMLID] != "done" || states[s2.XMLID] != "draft" {
+				t.Errorf("ScrapStates = %v, %v", states, err)
+			}
+			if n, m := f.srv.CallCount("ir.model.data", "search_read")-imd, f.srv.CallCount("stock.scrap", "search_read")-sc; n != 1 || m != 1 {
+				t.Errorf("ScrapStates made %d + %d calls, want 1 + 1", n, m)
+			}
 			f.srv.SetShortStock(short, false)
 			done, err = c.BookScrap(ctx, s2)
 			if err != nil || !done {

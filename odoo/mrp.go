@@ -500,6 +500,60 @@ func (c *Client) ScrapState(ctx context.Context, xmlid string) (state string, fo
 	return string(rows[0].State), true, nil
 }
 
+// ScrapStates reads the states of the scraps with these external ids, 500
+// at a time: two calls a page (one per module of the ids, and one for the
+// scraps). An id Odoo has no scrap for is missing from the
+// result (deleted).
+func (c *Client) ScrapStates(ctx context.Context, xmlids []string) (map[string]string, error) {
+	out := map[string]string{}
+	for len(xmlids) > 0 {
+		page := xmlids[:min(len(xmlids), 500)]
+		xmlids = xmlids[len(page):]
+		byMod := map[string][]string{}
+		for _, x := range page {
+			mod, name, _ := strings.Cut(x, ".")
+			byMod[mod] = append(byMod[mod], name)
+		}
+		ids := map[int64]string{} // scrap id -> xmlid
+		for mod, names := range byMod {
+			var rows []struct {
+				Name  text  `json:"name"`
+				Model text  `json:"model"`
+				ResID int64 `json:"res_id"`
+			}
+			if err := c.Call(ctx, "ir.model.data", "search_read",
+				[]any{[]any{[]any{"module", "=", mod}, []any{"name", "in", names}}},
+				map[string]any{"fields": []string{"name", "model", "res_id"}}, &rows); err != nil {
+				return nil, err
+			}
+			for _, r := range rows {
+				if string(r.Model) == "stock.scrap" {
+					ids[r.ResID] = mod + "." + string(r.Name)
+				}
+			}
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		list := make([]int64, 0, len(ids))
+		for id := range ids {
+			list = append(list, id)
+		}
+		var rows []struct {
+			ID    int64 `json:"id"`
+			State text  `json:"state"`
+		}
+		if err := c.Call(ctx, "stock.scrap", "search_read", []any{[]any{[]any{"id", "in", list}}},
+			map[string]any{"fields": []string{"id", "state"}}, &rows); err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out[ids[r.ID]] = string(r.State)
+		}
+	}
+	return out, nil
+}
+
 // scrapRow builds the load() columns of s. Odoo's import turns an empty cell
 // into False, so the unit column is sent only when set: otherwise Odoo
 // computes it from the product on create and keeps it on update.
