@@ -54,8 +54,8 @@ func (a *Agent) Handler() http.Handler {
 	api.HandleFunc("POST /api/v1/flush", func(w http.ResponseWriter, _ *http.Request) {
 		n := a.Flush()
 		// after: status's odoo.rounds_done past it says a round that began
-		// after this request has completed.
-		writeJSON(w, map[string]any{"ok": true, "after": n})
+		// after this request has completed — in this instance (started).
+		writeJSON(w, map[string]any{"ok": true, "after": n, "started": a.started.UTC()})
 	})
 	api.HandleFunc("GET /api/v1/deadletters", func(w http.ResponseWriter, r *http.Request) {
 		// A page at a time (?after=ID&limit=N): a plant can pile up a
@@ -374,14 +374,25 @@ func (c *APIClient) Status(ctx context.Context) (Status, error) {
 }
 
 // Flush asks the agent to forward now.
-// Flush asks the agent for a round now; once status's Odoo.RoundsDone is
-// past after, a round that began after the request has completed.
-func (c *APIClient) Flush(ctx context.Context) (after uint64, err error) {
-	var out struct {
-		After uint64 `json:"after"`
-	}
-	err = c.do(ctx, http.MethodPost, "/api/v1/flush", &out)
-	return out.After, err
+// FlushTicket says which status comes from a round that began after a
+// flush request.
+type FlushTicket struct {
+	After   *uint64   `json:"after"`   // nil: an agent of a version that does not say
+	Started time.Time `json:"started"` // the agent instance that answered
+}
+
+// Past reports whether st comes after a round that began after the
+// request: true for an agent that does not say, and for another instance
+// (restarted meanwhile: every round of it began after the request).
+func (t FlushTicket) Past(st Status) bool {
+	return t.After == nil || !st.Started.Equal(t.Started) || st.Odoo.RoundsDone > *t.After
+}
+
+// Flush asks the agent for a round now.
+func (c *APIClient) Flush(ctx context.Context) (FlushTicket, error) {
+	var out FlushTicket
+	err := c.do(ctx, http.MethodPost, "/api/v1/flush", &out)
+	return out, err
 }
 
 // DeadLetters lists the agent's dead letters, reading them a page at a time.

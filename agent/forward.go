@@ -536,6 +536,11 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 // coalesced per work order. It reports whether records were left for
 // another round.
 func (f *forwarder) round(ctx context.Context) (more bool, err error) {
+	select {
+	case <-f.kick: // asked for while the last round went on (a backlog: no wait between)
+		f.flushed = true
+	default:
+	}
 	f.mu.Lock()
 	f.rounds++
 	f.mu.Unlock()

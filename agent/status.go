@@ -22,6 +22,9 @@ type Status struct {
 	AgentRunning bool            `json:"agent_running"`
 	Version      string          `json:"version,omitempty"`
 	Uptime       float64         `json:"uptime_seconds,omitempty"`
+	// Started is when the running agent started (its instance: flush
+	// tells a restart from it).
+	Started time.Time `json:"started,omitzero"`
 	Buffer       BufferStatus    `json:"buffer"`
 	Odoo         OdooStatus      `json:"odoo"`
 	Sources      []SourceStatus  `json:"sources"`
@@ -165,6 +168,7 @@ func (a *Agent) Status() Status {
 		return st
 	}
 	st.Uptime = time.Since(a.started).Seconds()
+	st.Started = a.started.UTC()
 	st.Config = a.configStatus(cfg)
 	st.Buffer = bufferStatus(cfg, a.buf)
 	if wf := a.writeFail.Load(); wf != nil {

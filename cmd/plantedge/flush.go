@@ -70,7 +70,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	timedOut := func(err error) error {
 		return &exitError{code: 1, msg: fmt.Sprintf("not drained within %s: the agent did not answer (%v)", o.timeout, err)}
 	}
-	after, err := c.Flush(ctx)
+	ticket, err := c.Flush(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return timedOut(err)
@@ -138,10 +138,11 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			fmt.Fprintln(w, line+next)
 			lastLine = same
 		}
-		// Judged on a round that began after the request: the status of
-		// the one before may still show what the request was about (a
-		// work order since started in Odoo, a draft since confirmed).
-		if pending == 0 && st.Odoo.RoundsDone > after {
+		// An empty buffer is drained whatever round it is. What is held is
+		// judged on a round that began after the request: the round before
+		// may still show what the request was about (a work order since
+		// started in Odoo).
+		if st.Buffer.Pending == 0 || pending == 0 && ticket.Past(st) {
 			if tty {
 				fmt.Fprintln(w)
 			}

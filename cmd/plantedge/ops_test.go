@@ -777,6 +777,10 @@ func TestFlushAfterAWorkOrderStarted(t *testing.T) {
 	b.startAgent()
 	b.odoo.SetWorkorderState(b.woID, "done")
 	b.produce(4)
+	waitUntil(t, 10*time.Second, "the counts buffered", func() (bool, string) {
+		p := b.a.Status().Buffer.Pending
+		return p > 0, fmt.Sprint(p)
+	})
 	if _, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "30s"); exitCode(err) != 3 {
 		t.Fatalf("flush with counts held: %v, want exit 3", err)
 	}

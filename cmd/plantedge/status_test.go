@@ -87,3 +87,30 @@ func TestTimeoutFlagTakesSeconds(t *testing.T) {
 		}
 	}
 }
+
+// flush judges held records on a round that began after its request — of
+// the instance it asked; an agent that does not say, or another instance,
+// is taken as it is.
+func TestFlushTicket(t *testing.T) {
+	start := time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC)
+	five := uint64(5)
+	st := func(done uint64, started time.Time) agent.Status {
+		return agent.Status{Started: started, Odoo: agent.OdooStatus{RoundsDone: done}}
+	}
+	tk := agent.FlushTicket{After: &five, Started: start}
+	for _, c := range []struct {
+		st   agent.Status
+		want bool
+	}{
+		{st(5, start), false},
+		{st(6, start), true},
+		{st(0, start.Add(time.Minute)), true}, // restarted meanwhile
+	} {
+		if got := tk.Past(c.st); got != c.want {
+			t.Errorf("Past(%d rounds, started %v) = %v", c.st.Odoo.RoundsDone, c.st.Started, got)
+		}
+	}
+	if !(agent.FlushTicket{}).Past(st(0, time.Time{})) {
+		t.Error("an agent that does not say is not taken as it is")
+	}
+}
