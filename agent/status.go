@@ -18,19 +18,19 @@ import (
 // Status is what `plantedge status` shows; its JSON form is a contract
 // (SPEC.md): fields may be added, never renamed.
 type Status struct {
-	Site         string          `json:"site"`
-	AgentRunning bool            `json:"agent_running"`
-	Version      string          `json:"version,omitempty"`
-	Uptime       float64         `json:"uptime_seconds,omitempty"`
+	Site         string  `json:"site"`
+	AgentRunning bool    `json:"agent_running"`
+	Version      string  `json:"version,omitempty"`
+	Uptime       float64 `json:"uptime_seconds,omitempty"`
 	// Started is when the running agent started (its instance: flush
 	// tells a restart from it).
-	Started time.Time `json:"started,omitzero"`
-	Buffer       BufferStatus    `json:"buffer"`
-	Odoo         OdooStatus      `json:"odoo"`
-	Sources      []SourceStatus  `json:"sources"`
-	Machines     []MachineStatus `json:"machines"`
-	LastError    string          `json:"last_error,omitempty"`
-	Config       *ConfigStatus   `json:"config,omitempty"`
+	Started   time.Time       `json:"started,omitzero"`
+	Buffer    BufferStatus    `json:"buffer"`
+	Odoo      OdooStatus      `json:"odoo"`
+	Sources   []SourceStatus  `json:"sources"`
+	Machines  []MachineStatus `json:"machines"`
+	LastError string          `json:"last_error,omitempty"`
+	Config    *ConfigStatus   `json:"config,omitempty"`
 	// StatusError says why this status is incomplete: a running agent did
 	// not answer, or the stopped agent's buffer file could not be read
 	// (status --json prints what it knows and exits 1).
