@@ -1758,6 +1758,12 @@ func TestEndToEndUnknownWorkcenterOfARemovedMachineAskedOnce(t *testing.T) {
 	if st := ra.a.Status(); st.Buffer.Lanes["events"].Pending < 10 {
 		t.Errorf("press-2's stops went somewhere: %+v", st.Buffer.Lanes)
 	}
+	// and status says they wait: held, as records of a removed machine
+	waitFor(t, 5*time.Second, "held", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Held == st.Buffer.Pending && st.Buffer.Unmapped == st.Buffer.Pending,
+			fmt.Sprintf("pending %d, held %d, unmapped %d", st.Buffer.Pending, st.Buffer.Held, st.Buffer.Unmapped)
+	})
 }
 
 // The same with a quantity write whose answer was lost when the reads were

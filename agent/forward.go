@@ -179,6 +179,10 @@ type forwarder struct {
 	woRefused bool
 	// noWorkorder is what noteAttribution last stored per machine.
 	noWorkorder map[string]bool
+	// orphansWaiting counts, as the last round found them, the downtime
+	// records of machines gone from the configuration that name a work
+	// center Odoo lacks: they wait (status counts them held; under mu).
+	orphansWaiting int
 	// scrapShortAt is when Odoo last left a machine's scrap booking a
 	// draft (see scrapGather).
 	scrapShortAt map[string]time.Time
@@ -746,6 +750,12 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]pendi
 	var out []pendingEvent
 	var after uint64
 	unknown := map[string]bool{} // work-center codes Odoo did not know this round
+	waiting := 0                 // events of removed machines whose work center Odoo lacks
+	defer func() {
+		f.mu.Lock()
+		f.orphansWaiting = waiting
+		f.mu.Unlock()
+	}()
 	for len(out) < maxEventsPerRound {
 		recs, err := f.a.buf.Read(buffer.LaneEvents, after, 4*maxEventsPerRound)
 		if err != nil {
@@ -779,6 +789,9 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]pendi
 					}
 					continue
 				}
+			}
+			if ev.Workcenter != "" {
+				waiting++
 			}
 			if !f.a.lineOpen(r.Key) {
 				// Downtime records of a machine gone from the configuration
@@ -1881,6 +1894,12 @@ func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 	f.drafts = msgs
 	f.mu.Unlock()
 	return nil
+}
+
+func (f *forwarder) orphansWaitingNow() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.orphansWaiting
 }
 
 // draftsSnapshot is what checkScrapDrafts last found, by machine.

@@ -242,7 +242,7 @@ func (a *Agent) Status() Status {
 	}
 	a.stateMu.Unlock()
 	pending := a.pendingCounts()
-	st.Buffer.Unmapped = unmapped(cfg, pending)
+	st.Buffer.Unmapped = unmapped(cfg, pending) + a.fwd.orphansWaitingNow()
 	st.Buffer.Held += st.Buffer.Unmapped
 	sourceState := map[string]string{}
 	for _, s := range st.Sources {
