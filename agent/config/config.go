@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -605,24 +606,31 @@ func ReadSecret(path string) (string, error) {
 }
 
 // SecretPathShown is how messages name a secret file: its path when it
-// names a file that exists, or an absolute path below / in a directory that
-// exists or with a name no secret has (a '.', '-' or '_', and no '+' or
-// '=': base64 has slashes too); anything else may be the secret itself,
-// pasted where its file's path belongs, and is not shown.
+// names a file that exists (or one this user may not look at), or an
+// absolute path in such a directory, or below a top-level directory of
+// this machine (/etc, /run) with a name no secret has (a '.', '-' or '_',
+// and no '+' or '='); anything else may be the secret itself, pasted where
+// its file's path belongs (a base64 password has slashes too), and is not
+// shown.
 func SecretPathShown(path string) string {
-	if _, err := os.Stat(path); err == nil {
+	there := func(p string) bool {
+		_, err := os.Stat(p)
+		return err == nil || errors.Is(err, fs.ErrPermission)
+	}
+	if there(path) {
 		return path
 	}
 	if dir := filepath.Dir(path); filepath.IsAbs(path) && dir != "/" {
-		if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
+		if there(dir) {
 			return path
 		}
-		if strings.ContainsAny(path, ".-_") && !strings.ContainsAny(path, "+= \t") {
+		top, _, _ := strings.Cut(path[1:], "/")
+		if there("/"+top) && strings.ContainsAny(path, ".-_") && !strings.ContainsAny(path, "+= \t") {
 			return path
 		}
 	}
-	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
-		if _, err := os.Stat(filepath.Join(dir, path)); err == nil {
+	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" && !strings.ContainsRune(path, '/') {
+		if there(filepath.Join(dir, path)) {
 			return path // a credential's name
 		}
 	}

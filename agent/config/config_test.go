@@ -574,7 +574,7 @@ func TestOdooAPIKey(t *testing.T) {
 		if _, err := pasted.OdooAPIKey(); err == nil || strings.Contains(err.Error(), "daf43efe0123cafe") || !strings.Contains(err.Error(), "value not shown") {
 			t.Errorf("pasted key, CREDENTIALS_DIRECTORY %q: %v", cred, err)
 		}
-		for _, pw := range []string{"hunter2", "k9/Xq2+Zr8bT1==", "/k9/Xq2Zr8bT1"} { // base64 has slashes
+		for _, pw := range []string{"hunter2", "k9/Xq2+Zr8bT1==", "/k9/Xq2Zr8bT1", "/Pa-ss/w0rd.1"} { // base64 has slashes
 			if _, err := ReadSecret(pw); err == nil || strings.Contains(err.Error(), pw) {
 				t.Errorf("pasted password %q, CREDENTIALS_DIRECTORY %q: %v", pw, cred, err)
 			}
