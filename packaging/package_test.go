@@ -547,6 +547,8 @@ func TestMaintainerScripts(t *testing.T) {
 			kept: []string{"etc/plantedge/admin-notes"}},
 		{name: "postrm remove keeps the config", script: "postremove.sh", args: []string{"remove"},
 			kept: []string{"etc/plantedge/plantedge.yaml"}},
+		{name: "rpm pre upgrade sets an older .rpmsave apart", script: "preinstall.sh", args: []string{"2"}, userKnown: true, rpmsave: true,
+			gone: []string{"etc/plantedge/plantedge.yaml.rpmsave"}, want: map[string]string{"etc/plantedge/plantedge.yaml": "x"}},
 		{name: "rpm posttrans puts back a config an upgrade from a conffile release saved aside", script: "posttrans.sh", noConfig: true,
 			rpmsave: true, want: map[string]string{"etc/plantedge/plantedge.yaml": "edited"}, gone: []string{"etc/plantedge/plantedge.yaml.rpmsave"},
 			calls: []string{"chown root:plantedge ROOT/etc/plantedge/plantedge.yaml", "chmod 0640 ROOT/etc/plantedge/plantedge.yaml"}},

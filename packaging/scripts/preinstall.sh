@@ -35,4 +35,17 @@ if ! getent passwd "$user" >/dev/null 2>&1; then
 	fi
 fi
 
+# rpm upgrade: a plantedge.yaml.rpmsave beside a config in place is an older
+# backup; set it apart, so that %posttrans restores only the one this
+# upgrade makes (see posttrans.sh).
+root=${DPKG_ROOT:-}
+conf=$root/etc/plantedge/plantedge.yaml
+case "${1:-}" in
+[2-9] | [1-9][0-9]*)
+	if [ -e "$conf" ] && [ -e "$conf.rpmsave" ]; then
+		mv "$conf.rpmsave" "$conf.rpmsave.$(date -u +%Y%m%dT%H%M%SZ)"
+	fi
+	;;
+esac
+
 exit 0
