@@ -232,9 +232,14 @@ func (c *Client) UID() int64 {
 // reads the server version and authenticates. After a quiet spell (see
 // Config.IdleRecheck) it only reads the version, unless that changed.
 // ctx bounds this attempt only.
-func (c *Client) Connect(ctx context.Context) (err error) {
+func (c *Client) Connect(ctx context.Context) error {
 	c.connect.Lock()
 	defer c.connect.Unlock()
+	return c.connectLocked(ctx)
+}
+
+// connectLocked is Connect; the caller holds c.connect.
+func (c *Client) connectLocked(ctx context.Context) (err error) {
 	if c.sameVersion(ctx) {
 		return nil
 	}
@@ -367,12 +372,13 @@ func (c *Client) ensureConnected(ctx context.Context) error {
 		return nil
 	}
 	c.connect.Lock()
-	connected := !c.NeedsConnect()
-	c.connect.Unlock()
-	if connected { // another goroutine connected while we waited
+	defer c.connect.Unlock()
+	if !c.NeedsConnect() { // another goroutine connected while we waited
 		return nil
 	}
-	return c.Connect(ctx)
+	// Still under the lock: two goroutines that both found the client
+	// unconnected must not both log in.
+	return c.connectLocked(ctx)
 }
 
 // markExpired flags an auth failure of a key that worked before.
