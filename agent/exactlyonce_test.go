@@ -447,3 +447,37 @@ func TestScrapShortOfStockConfirmed(t *testing.T) {
 		t.Error("not logged")
 	}
 }
+
+// Scrap gathered after a draft whose work order then ends: it is booked on
+// that work order, where it was made — not on the next one.
+func TestGatheredScrapStaysWithItsWorkOrder(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.odoo.SetShortStock(p.product, true)
+	p.produce(m, 1, 2)
+	waitFor(t, 15*time.Second, "the draft", func() (bool, string) {
+		e := ra.a.Status().Machines[0].Error
+		return strings.Contains(e, "wait as drafts"), e
+	})
+	p.produce(m, 1, 3) // gathered
+	waitFor(t, 10*time.Second, "the scrap gathered", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending > 0 && st.Machines[0].ScrapCount == 5, fmt.Sprintf("%d pending", st.Buffer.Pending)
+	})
+	p.odoo.SetShortStock(p.product, false)
+	next := p.nextWorkorder("press-1", 50)
+	p.produce(m, 1, 0) // a round for the new order
+	waitFor(t, 15*time.Second, "the gathered scrap booked", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0, fmt.Sprintf("%d pending", st.Buffer.Pending)
+	})
+	for _, s := range p.odoo.Scraps() {
+		if s.WorkorderID == next {
+			t.Errorf("scrap made on the first work order booked on the next: %+v", s)
+		}
+	}
+	if got := p.scrapped("press-1"); got != 3 {
+		t.Errorf("%v done on the first work order, want the 3 gathered", got)
+	}
+}

@@ -185,7 +185,7 @@ type forwarder struct {
 	orphansWaiting int
 	// scrapShortAt is when Odoo last left a machine's scrap booking a
 	// draft (see scrapGather).
-	scrapShortAt map[string]time.Time
+	scrapShortAt map[string]scrapGathering
 	// draftsAt is when the scrap drafts were last looked at, and drafts
 	// what was found then: by machine, what to show (under mu).
 	draftsAt time.Time
@@ -233,7 +233,7 @@ func newForwarder(a *Agent) *forwarder {
 		wcs:           map[string]odoo.Workcenter{},
 		orphanMissing: map[string]time.Time{},
 		noWorkorder:   map[string]bool{},
-		scrapShortAt:  map[string]time.Time{},
+		scrapShortAt:  map[string]scrapGathering{},
 		losses:        map[string]int64{},
 		machines:      map[string]machineLink{},
 		link:          linkState{State: "offline", Since: time.Now()},
@@ -246,13 +246,12 @@ func newForwarder(a *Agent) *forwarder {
 // request (see roundsDone).
 func (f *forwarder) Flush() uint64 {
 	f.mu.Lock()
-	n := f.rounds
-	f.mu.Unlock()
+	defer f.mu.Unlock()
 	select {
 	case f.kick <- struct{}{}:
 	default:
 	}
-	return n
+	return f.rounds
 }
 
 func (f *forwarder) doneRounds() uint64 {
@@ -540,12 +539,12 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 // coalesced per work order. It reports whether records were left for
 // another round.
 func (f *forwarder) round(ctx context.Context) (more bool, err error) {
+	f.mu.Lock() // with Flush's: a request is either this round's or counted before it
 	select {
 	case <-f.kick: // asked for while the last round went on (a backlog: no wait between)
 		f.flushed = true
 	default:
 	}
-	f.mu.Lock()
 	f.rounds++
 	f.mu.Unlock()
 	defer func() {
@@ -746,15 +745,17 @@ type pendingEvent struct {
 // stop ended by the reload that removed it closes the line that would
 // otherwise block that work center); events naming none wait for it, like
 // its counts.
-func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]pendingEvent, error) {
+func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pendingEvent, err error) {
 	var out []pendingEvent
 	var after uint64
 	unknown := map[string]bool{} // work-center codes Odoo did not know this round
 	waiting := 0                 // events of removed machines whose work center Odoo lacks
 	defer func() {
-		f.mu.Lock()
-		f.orphansWaiting = waiting
-		f.mu.Unlock()
+		if err == nil {
+			f.mu.Lock()
+			f.orphansWaiting = waiting
+			f.mu.Unlock()
+		}
 	}()
 	for len(out) < maxEventsPerRound {
 		recs, err := f.a.buf.Read(buffer.LaneEvents, after, 4*maxEventsPerRound)
@@ -790,9 +791,6 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]pendi
 					continue
 				}
 			}
-			if ev.Workcenter != "" {
-				waiting++
-			}
 			if !f.a.lineOpen(r.Key) {
 				// Downtime records of a machine gone from the configuration
 				// wait for it while it has a line open in Odoo (one may
@@ -801,7 +799,11 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) ([]pendi
 					if err := f.a.buf.DeadLetter(ctx, r, reason); err != nil {
 						return nil, err
 					}
+					continue
 				}
+			}
+			if ev.Workcenter != "" {
+				waiting++
 			}
 		}
 		if len(recs) < 4*maxEventsPerRound {
@@ -1688,10 +1690,12 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		if err := json.Unmarshal(b, &ob); err != nil {
 			return fmt.Errorf("decode scrap outbox of %s: %w", machine, err)
 		}
-	case p == nil || p.sum == 0 || wo == nil:
+	case p == nil || p.sum == 0:
 		return nil
-	case time.Since(f.scrapShortAt[machine]) < scrapGather && !f.flushed:
+	case f.gatherScrap(machine, &wo):
 		return nil // gathered after a draft (scrapGather)
+	case wo == nil:
+		return nil
 	default:
 		carry, err := f.scrapCarry(machine)
 		if err != nil {
@@ -1749,7 +1753,9 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		// draft is watched (checkScrapDrafts), never booked a second time.
 		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
 		d := scrapDraft{XMLID: ob.XMLID, Qty: ob.Qty, Workorder: woName(wo), At: time.Now().UTC().Truncate(time.Second)}
-		f.scrapShortAt[machine] = time.Now() // the next booking gathers a while (scrapGather)
+		if wo != nil {
+			f.scrapShortAt[machine] = scrapGathering{at: time.Now(), wo: *wo} // the next booking gathers a while (scrapGather)
+		}
 		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry, draft: &d})
 		f.a.eventLog.log("scrap short "+machine, f.a.log, slog.LevelWarn,
 			"odoo has too little stock to scrap: the booking is a draft in Odoo until a person validates it there (odoo.scrap_when_short: hold)",
@@ -1794,6 +1800,34 @@ const (
 	scrapDraftRecheck = time.Minute
 	scrapDraftWatch   = 7 * 24 * time.Hour
 )
+
+// scrapGathering is a machine's scrap being gathered after a draft: since
+// when, and on which work order.
+type scrapGathering struct {
+	at time.Time
+	wo odoo.Workorder
+}
+
+// gatherScrap reports whether a machine's scrap is to wait (gathered after
+// a draft, see scrapGather). Once the work order it was gathered on is no
+// longer in progress, *wo becomes that order: the pieces were made there,
+// and are booked there now.
+func (f *forwarder) gatherScrap(machine string, wo **odoo.Workorder) bool {
+	g, ok := f.scrapShortAt[machine]
+	if !ok {
+		return false
+	}
+	if *wo == nil || (*wo).ID != g.wo.ID {
+		delete(f.scrapShortAt, machine)
+		*wo = &g.wo
+		return false
+	}
+	if time.Since(g.at) < scrapGather && !f.flushed && f.a.cfg.Load().Odoo.ScrapWhenShort != "confirm" {
+		return true
+	}
+	delete(f.scrapShortAt, machine)
+	return false
+}
 
 // scrapGather is how long a machine's scrap is gathered after Odoo left a
 // booking of it a draft, before the next booking: with too little stock at

@@ -278,6 +278,10 @@ func (a *Agent) Status() Status {
 		}
 		st.Machines = append(st.Machines, ms)
 	}
+	// From scans a moment apart (counts cached a second, the last round's
+	// orphans): never more held than there is.
+	st.Buffer.Held = min(st.Buffer.Held, st.Buffer.Pending)
+	st.Buffer.Unmapped = min(st.Buffer.Unmapped, st.Buffer.Pending)
 	return st
 }
 

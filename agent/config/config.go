@@ -615,7 +615,9 @@ func ReadSecret(path string) (string, error) {
 func SecretPathShown(path string) string {
 	there := func(p string) bool {
 		_, err := os.Stat(p)
-		return err == nil || errors.Is(err, fs.ErrPermission)
+		// A directory this user may not search hides an absolute path
+		// (it is one); a relative name says nothing so.
+		return err == nil || filepath.IsAbs(p) && errors.Is(err, fs.ErrPermission)
 	}
 	if there(path) {
 		return path
@@ -630,7 +632,7 @@ func SecretPathShown(path string) string {
 		}
 	}
 	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" && !strings.ContainsRune(path, '/') {
-		if there(filepath.Join(dir, path)) {
+		if _, err := os.Stat(filepath.Join(dir, path)); err == nil {
 			return path // a credential's name
 		}
 	}

@@ -43,7 +43,9 @@ conf=$root/etc/plantedge/plantedge.yaml
 case "${1:-}" in
 [2-9] | [1-9][0-9]*)
 	if [ -e "$conf" ] && [ -e "$conf.rpmsave" ]; then
-		mv "$conf.rpmsave" "$conf.rpmsave.$(date -u +%Y%m%dT%H%M%SZ)"
+		# a failed rename must not fail the upgrade over a backup's name
+		mv "$conf.rpmsave" "$conf.rpmsave.$(date -u +%Y%m%dT%H%M%SZ)" ||
+			echo "plantedge: could not set $conf.rpmsave apart" >&2
 	fi
 	;;
 esac
