@@ -1809,3 +1809,26 @@ func TestEndToEndUnknownWorkcenterHoldsEverything(t *testing.T) {
 			fmt.Sprintf("pending %d, held %d, lanes %+v", st.Buffer.Pending, st.Buffer.Held, st.Buffer.Lanes)
 	})
 }
+
+// Reads of work orders allowed again: a machine with nothing to send drops
+// the refusal too, not only those that produce.
+func TestEndToEndWorkordersRefusedClearsOnIdleMachines(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	ra := p.startAgent()
+	p.odoo.DenyAccess("plantedge-bot", "mrp.workorder", "read")
+	p.produce(p.machines[0], 1, 0)
+	p.stop(p.machines[1], "JAM") // press-2 has only downtime, booked all the same
+	p.run(p.machines[1])
+	waitFor(t, 15*time.Second, "both show the refusal", func() (bool, string) {
+		ms := ra.a.Status().Machines
+		return strings.Contains(ms[0].Error, "refuses to show") && strings.Contains(ms[1].Error, "refuses to show") && p.closedLines("press-2") == 1,
+			fmt.Sprintf("%+v", ms)
+	})
+	p.odoo.GrantAccess("plantedge-bot", "mrp.workorder", "read")
+	p.produce(p.machines[0], 1, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	waitFor(t, 10*time.Second, "the idle machine's error gone", func() (bool, string) {
+		ms := ra.a.Status().Machines
+		return ms[0].Error == "" && ms[1].Error == "", fmt.Sprintf("%q %q", ms[0].Error, ms[1].Error)
+	})
+}

@@ -670,12 +670,23 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		// machine has a work order, so counts are held, not lost, while
 		// downtime, which needs none, is still booked.
 		msg, _, _ := strings.Cut(err.Error(), "\n")
-		woRefused = "Odoo refuses to show the work orders in progress (" + msg + "): counts are held; " +
+		woRefused = woRefusedPrefix + " (" + msg + "): counts are held; " +
 			"give the bot user read access to work orders (plantedge validate --odoo checks it)"
 		f.a.eventLog.log("workorders refused", f.a.log, slog.LevelError, "odoo refuses to show the work orders in progress; counts held, downtime still booked",
 			"err", err)
 		byWC = nil
 		f.woRefused = true
+	} else if len(wcList) > 0 {
+		// Reads allowed again: machines with nothing to send this round
+		// drop the refusal too (the others are set below).
+		f.mu.Lock()
+		for id, ml := range f.machines {
+			if strings.HasPrefix(ml.Error, woRefusedPrefix) {
+				ml.Error = ""
+				f.machines[id] = ml
+			}
+		}
+		f.mu.Unlock()
 	}
 	wos := map[string]*odoo.Workorder{}
 	for _, id := range ids {
@@ -728,6 +739,10 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	more = len(events) == maxEventsPerRound
 	return more, nil
 }
+
+// woRefusedPrefix starts a machine's error while Odoo refuses to show the
+// work orders in progress.
+const woRefusedPrefix = "Odoo refuses to show the work orders in progress"
 
 // pendingEvent is an event record read for this round, decoded, with the
 // id of the work center it is booked on.
