@@ -109,7 +109,11 @@ func printStatus(w io.Writer, st agent.Status) {
 		}
 	}
 	if c := st.Config; c != nil {
-		if c.LastReloadError != "" {
+		if c.LastReloadError != "" && !c.ChangedSinceLoaded {
+			// The file was put back as the agent runs it: history.
+			fmt.Fprintf(w, "config reload rejected %s (%s); the file is back as the agent runs it: nothing to do\n",
+				ago(c.LastReloadErrorAgeSeconds), c.LastReloadError)
+		} else if c.LastReloadError != "" {
 			fmt.Fprintf(w, "CONFIG RELOAD REJECTED %s: %s\n          the agent runs the configuration it had; fix %s (plantedge validate), then systemctl reload plantedge\n",
 				ago(c.LastReloadErrorAgeSeconds), c.LastReloadError, c.File)
 		} else if len(c.RestartNeededFor) > 0 {

@@ -39,6 +39,13 @@ func TestStatusShowsTheConfigFile(t *testing.T) {
 		t.Errorf("rejected reload not shown:\n%s", s)
 	}
 	out.Reset()
+	// the file put back as the agent runs it: history, nothing to fix
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Config: &agent.ConfigStatus{File: "/etc/plantedge/plantedge.yaml",
+		LastReloadError: "plantedge.yaml:4:9: yaml: bad", LastReloadErrorAgeSeconds: 42}})
+	if s := out.String(); strings.Contains(s, "REJECTED") || !strings.Contains(s, "the file is back as the agent runs it") {
+		t.Errorf("a rejected reload whose file is back:\n%s", s)
+	}
+	out.Reset()
 	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Config: &agent.ConfigStatus{File: "/etc/plantedge/plantedge.yaml", ChangedSinceLoaded: true}})
 	if s := out.String(); !strings.Contains(s, "CONFIG FILE CHANGED since the agent read it") {
 		t.Errorf("changed file not shown:\n%s", s)
