@@ -720,6 +720,37 @@ func TestSameCounterOnTwoMachinesWarned(t *testing.T) {
 		`w.yaml:32:7: machines[3].good_count: reads the same counter as m3 scrap_count (MQTT broker topic line/state field m2.scrap): its pieces are counted twice (a copied entry? point it at this machine's own counter)`)
 }
 
+// Two broker entries with one URL (a second entry for another client id)
+// read one topic: the same counter, whatever the entries are called.
+func TestSameCounterThroughTwoBrokerEntriesWarned(t *testing.T) {
+	y := strings.Replace(base, "machines:\n", `  - name: broker-copy
+    url: TCP://127.0.0.1:1883/
+    client_id: pe-2
+machines:
+`, 1) + `  - id: m2
+    workcenter: WC2
+    good_count:
+      mqtt: { broker: broker, topic: line/m2, field: good }
+  - id: m3
+    workcenter: WC3
+    good_count:
+      mqtt: { broker: broker-copy, topic: line/m2, field: good }
+`
+	c, err := Parse("w.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range c.Warnings {
+		if strings.Contains(w.Msg, "reads the same counter") {
+			got = append(got, w.Path+": "+w.Msg)
+		}
+	}
+	if len(got) != 1 || !strings.HasPrefix(got[0], "machines[2].good_count: reads the same counter as m2 good_count") {
+		t.Errorf("warnings %q", got)
+	}
+}
+
 // 65535 written as a 16-bit counter's rollover, and a topic with a
 // trailing space: both legal, both almost certainly a slip.
 func TestRolloverAndTopicSlipsWarned(t *testing.T) {

@@ -114,6 +114,32 @@ func (v *validator) required(path, val string) bool {
 	return true
 }
 
+// counterKey identifies a counter by the address its source connects to
+// (URL or endpoint, without case or a trailing slash) rather than the
+// source's name.
+func (c *Config) counterKey(r SourceRef) string {
+	norm := func(u string) string { return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(u)), "/") }
+	switch {
+	case r.OPCUA != nil:
+		addr := r.OPCUA.Server
+		for _, s := range c.OPCUA {
+			if s.Name == r.OPCUA.Server {
+				addr = norm(s.Endpoint)
+			}
+		}
+		return "opcua " + addr + " " + r.OPCUA.Node
+	case r.MQTT != nil:
+		addr := r.MQTT.Broker
+		for _, b := range c.MQTT {
+			if b.Name == r.MQTT.Broker {
+				addr = norm(b.URL)
+			}
+		}
+		return "mqtt " + addr + " " + r.MQTT.Topic + " " + r.MQTT.Field
+	}
+	return ""
+}
+
 func (v *validator) filePath(path, val string) {
 	if val == "" {
 		return
@@ -171,11 +197,14 @@ func (c *Config) validate() []Problem {
 			if src == "" {
 				continue
 			}
-			if prev, dup := counterSrc[src]; dup {
+			// Keyed by where the source connects, not its name: two broker
+			// entries with one URL read one topic.
+			key := c.counterKey(r.Ref)
+			if prev, dup := counterSrc[key]; dup {
 				v.warn(p+"."+r.Signal, fmt.Sprintf("reads the same counter as %s (%s): its pieces are counted twice", prev, src),
 					"a copied entry? point it at this machine's own counter")
 			} else {
-				counterSrc[src] = m.ID + " " + r.Signal
+				counterSrc[key] = m.ID + " " + r.Signal
 			}
 		}
 		if m.GoodCount != nil && m.Workcenter != "" {
