@@ -465,19 +465,30 @@ func TestGatheredScrapStaysWithItsWorkOrder(t *testing.T) {
 		st := ra.a.Status()
 		return st.Buffer.Pending > 0 && st.Machines[0].ScrapCount == 5, fmt.Sprintf("%d pending", st.Buffer.Pending)
 	})
-	p.odoo.SetShortStock(p.product, false)
-	next := p.nextWorkorder("press-1", 50)
-	p.produce(m, 1, 0) // a round for the new order
+	first := p.woIDs["press-1"]
+	next := p.nextWorkorder("press-1", 50) // stock still short
+	p.produce(m, 1, 0)                     // a round for the new order
 	waitFor(t, 15*time.Second, "the gathered scrap booked", func() (bool, string) {
 		st := ra.a.Status()
 		return st.Buffer.Pending == 0, fmt.Sprintf("%d pending", st.Buffer.Pending)
 	})
+	// Scrap made on the next order goes there (a draft there), not to the
+	// first order, and is not held for it.
+	p.produce(m, 1, 4)
+	waitFor(t, 15*time.Second, "the next order's scrap booked", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0 && len(p.odoo.Scraps()) == 3, fmt.Sprintf("%d pending, %d scraps", st.Buffer.Pending, len(p.odoo.Scraps()))
+	})
+	var onFirst, onNext float64
 	for _, s := range p.odoo.Scraps() {
-		if s.WorkorderID == next {
-			t.Errorf("scrap made on the first work order booked on the next: %+v", s)
+		switch s.WorkorderID {
+		case first:
+			onFirst += s.Qty
+		case next:
+			onNext += s.Qty
 		}
 	}
-	if got := p.scrapped("press-1"); got != 3 {
-		t.Errorf("%v done on the first work order, want the 3 gathered", got)
+	if onFirst != 5 || onNext != 4 {
+		t.Errorf("scrap on the first order %v (want 2 + 3 gathered), on the next %v (want 4): %+v", onFirst, onNext, p.odoo.Scraps())
 	}
 }

@@ -1695,6 +1695,7 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 // record it covers) is stored before the call and cleared in the
 // transaction after the last of its records is acknowledged.
 func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.Workorder, p *pendingKey, acks *ackPlan) error {
+	cur := wo // the work order in progress (gatherScrap may book on an earlier one)
 	var ob scrapOutbox
 	b, err := f.a.buf.Meta(scrapMetaKey(machine))
 	if err != nil {
@@ -1768,8 +1769,11 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		// draft is watched (checkScrapDrafts), never booked a second time.
 		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
 		d := scrapDraft{XMLID: ob.XMLID, Qty: ob.Qty, Workorder: woName(wo), At: time.Now().UTC().Truncate(time.Second)}
-		if wo != nil {
-			f.scrapShortAt[machine] = scrapGathering{at: time.Now(), wo: *wo} // the next booking gathers a while (scrapGather)
+		if cur != nil && ob.WorkorderID == cur.ID {
+			// The next booking gathers a while (scrapGather) — only on the
+			// order in progress: a draft of an earlier order's pieces must
+			// not make later scrap wait for (and go to) that order.
+			f.scrapShortAt[machine] = scrapGathering{at: time.Now(), wo: *cur}
 		}
 		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry, draft: &d})
 		f.a.eventLog.log("scrap short "+machine, f.a.log, slog.LevelWarn,
