@@ -267,6 +267,16 @@ func (p *plant) stop(m *simMachine, reason string) {
 	p.publish(m)
 }
 
+// waitLines waits until Odoo has n downtime lines (a stop with
+// block_workcenter opens one at once).
+func (p *plant) waitLines(n int) {
+	p.t.Helper()
+	waitFor(p.t, 10*time.Second, fmt.Sprintf("%d downtime lines", n), func() (bool, string) {
+		got := len(p.odoo.Productivity())
+		return got == n, fmt.Sprint(got)
+	})
+}
+
 func (p *plant) run(m *simMachine) {
 	m.mu.Lock()
 	m.running = true
@@ -1607,10 +1617,7 @@ func TestEndToEndMachineRemovedWhileTheAgentWasStopped(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
 	ra := p.startAgent()
 	p.stop(p.machines[1], "JAM")
-	waitFor(t, 10*time.Second, "line open", func() (bool, string) {
-		n := len(p.odoo.Productivity())
-		return n == 1, fmt.Sprint(n)
-	})
+	p.waitLines(1)
 	ra.stop()
 	full := p.dropLastMachine("press-2")
 	ra = p.startAgentWith(false)

@@ -1004,10 +1004,7 @@ func TestMachineRemovedAfterAnUpgradeWithALineOpen(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
 	ra := p.startAgent()
 	p.stop(p.machines[1], "JAM")
-	waitFor(t, 10*time.Second, "line open", func() (bool, string) {
-		n := len(p.odoo.Productivity())
-		return n == 1, fmt.Sprint(n)
-	})
+	p.waitLines(1)
 	ra.stop()
 	p.stripStoredState("press-2", []string{"stop_workcenter"})
 	ra = p.startAgentWith(false) // the upgrade
@@ -1080,10 +1077,7 @@ func TestSiteChangeAfterAnUpgradeWithALineOpen(t *testing.T) {
 	m := p.machines[0]
 	p.produce(m, 5, 0)
 	p.stop(m, "JAM")
-	waitFor(t, 10*time.Second, "line open", func() (bool, string) {
-		n := len(p.odoo.Productivity())
-		return n == 1, fmt.Sprint(n)
-	})
+	p.waitLines(1)
 	ra.stop()
 	// Simulate the state an older version stored: no line_site.
 	p.stripStoredState("press-1", []string{"line_site"}, buffer.KV{Key: "site"}, buffer.KV{Key: "legacy-site"})

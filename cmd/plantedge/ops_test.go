@@ -76,6 +76,22 @@ func newBench(t *testing.T, version int) *bench {
 	return b
 }
 
+// editConfig replaces the first old with new in the bench's config file.
+func (b *bench) editConfig(old, new string) {
+	b.t.Helper()
+	raw, err := os.ReadFile(b.cfgPath)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	edited := strings.Replace(string(raw), old, new, 1)
+	if edited == string(raw) {
+		b.t.Fatalf("no %q in:\n%s", old, raw)
+	}
+	if err := os.WriteFile(b.cfgPath, []byte(edited), 0o600); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
 // makeDataDir makes the bench's data_dir, as an agent's first start does,
 // and returns the config.
 func (b *bench) makeDataDir() *config.Config {
@@ -741,17 +757,7 @@ func TestOfflineStatusNamesTheFilesSite(t *testing.T) {
 	b := newBench(t, 17)
 	b.startAgent()
 	b.stopAgent()
-	raw, err := os.ReadFile(b.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other := strings.Replace(string(raw), "site: cli-test", "site: other-plant", 1)
-	if other == string(raw) {
-		t.Fatalf("no site line in:\n%s", raw)
-	}
-	if err := os.WriteFile(b.cfgPath, []byte(other), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	b.editConfig("site: cli-test", "site: other-plant")
 	out, err := cli(t, "status", "-c", b.cfgPath)
 	if err != nil || !strings.Contains(out, `WARNING: the buffer file was last used by the agent of site "cli-test", not "other-plant"`) {
 		t.Errorf("status: %v\n%s", err, out)
@@ -763,17 +769,7 @@ func TestOfflineStatusNamesTheFilesSite(t *testing.T) {
 // not reported held from the round before (exit 3).
 func TestFlushAfterAWorkOrderStarted(t *testing.T) {
 	b := newBench(t, 17)
-	raw, err := os.ReadFile(b.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slow := strings.Replace(string(raw), "  interval: 100ms\n", "  interval: 20s\n", 1)
-	if slow == string(raw) {
-		t.Fatalf("no interval in:\n%s", raw)
-	}
-	if err := os.WriteFile(b.cfgPath, []byte(slow), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	b.editConfig("  interval: 100ms\n", "  interval: 20s\n")
 	b.startAgent()
 	b.odoo.SetWorkorderState(b.woID, "done")
 	b.produce(4)
