@@ -363,12 +363,6 @@ func TestBookScrap(t *testing.T) {
 			if err != nil || done {
 				t.Fatalf("short stock BookScrap = %v, %v; want not done", done, err)
 			}
-			if state, found, err := c.ScrapState(ctx, s2.XMLID); err != nil || !found || state != "draft" {
-				t.Errorf("ScrapState of the draft = %q, %v, %v", state, found, err)
-			}
-			if _, found, err := c.ScrapState(ctx, "plantedge.site_m1_scrap_none"); err != nil || found {
-				t.Errorf("ScrapState of no scrap = %v, %v", found, err)
-			}
 			// Many at once: two calls, whatever their number.
 			imd, sc := f.srv.CallCount("ir.model.data", "search_read"), f.srv.CallCount("stock.scrap", "search_read")
 			states, err := c.ScrapStates(ctx, []string{s.XMLID, s2.XMLID, "plantedge.site_m1_scrap_none"})

@@ -479,27 +479,6 @@ func (c *Client) DowntimeClosed(ctx context.Context, xmlid string) (bool, error)
 	return len(rows) == 1 && rows[0].End != "", nil
 }
 
-// ScrapState reads the state of the scrap with this external id (draft,
-// done); found is false when Odoo has none (deleted).
-func (c *Client) ScrapState(ctx context.Context, xmlid string) (state string, found bool, err error) {
-	mod, name, _ := strings.Cut(xmlid, ".")
-	model, id, found, err := c.ExternalID(ctx, mod, name)
-	if err != nil || !found || model != "stock.scrap" {
-		return "", false, err
-	}
-	var rows []struct {
-		State text `json:"state"`
-	}
-	if err := c.Call(ctx, "stock.scrap", "search_read", []any{[]any{[]any{"id", "=", id}}},
-		map[string]any{"fields": []string{"state"}}, &rows); err != nil {
-		return "", false, err
-	}
-	if len(rows) == 0 {
-		return "", false, nil
-	}
-	return string(rows[0].State), true, nil
-}
-
 // ScrapStates reads the states of the scraps with these external ids, 500
 // at a time: two calls a page (one per module of the ids, and one for the
 // scraps). An id Odoo has no scrap for is missing from the
@@ -575,7 +554,7 @@ func scrapRow(s Scrap) ([]string, []string) {
 // is not) means not done: with s.ConfirmShort the scrap is confirmed as
 // the wizard's Confirm does (do_scrap, which books the move whatever the
 // stock); otherwise it stays a draft under s.XMLID, for a person to
-// validate (ScrapState tells when).
+// validate (ScrapStates tells when).
 func (c *Client) BookScrap(ctx context.Context, s Scrap) (done bool, err error) {
 	if err := checkXMLID(s.XMLID); err != nil {
 		return false, &Error{Op: "book scrap", Message: err.Error(), Class: Permanent}
