@@ -88,6 +88,7 @@ var (
 	descDead     = prometheus.NewDesc("plantedge_buffer_dead_letters", "Records in the dead-letter bucket.", nil, nil)
 	descDeadDrop = prometheus.NewDesc("plantedge_buffer_dead_letters_dropped_total", "Dead letters dropped by an operator (plantedge deadletter drop).", nil, nil)
 	descFile     = prometheus.NewDesc("plantedge_buffer_file_bytes", "Size of the buffer file.", nil, nil)
+	descDiskFull = prometheus.NewDesc("plantedge_buffer_disk_full", "1 while a full disk holds the buffer to the size of its file (as if max_bytes were reached).", nil, nil)
 	descShrinks  = prometheus.NewDesc("plantedge_buffer_shrinks_total", "Times the buffer file was replaced by a compact copy after a backlog drained.", nil, nil)
 	descInfo     = prometheus.NewDesc("plantedge_info", "Always 1: the agent's site (as in Odoo's external ids), version and Go version.", []string{"site", "version", "go_version"}, nil)
 	descSource   = prometheus.NewDesc("plantedge_source_connected", "1 when the source is connected.", []string{"source", "kind"}, nil)
@@ -98,7 +99,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descDropped, descMerged, descDead, descDeadDrop, descFile, descShrinks, descSource, descSessions, descPolled, descRefused, descHeld} {
+	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descShrinks, descSource, descSessions, descPolled, descRefused, descHeld} {
 		ch <- d
 	}
 }
@@ -119,6 +120,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(st.DeadLetters))
 		ch <- prometheus.MustNewConstMetric(descFile, prometheus.GaugeValue, float64(st.FileBytes))
 		ch <- prometheus.MustNewConstMetric(descShrinks, prometheus.CounterValue, float64(st.Shrinks))
+		ch <- prometheus.MustNewConstMetric(descDiskFull, prometheus.GaugeValue, boolGauge(!st.DiskFullSince.IsZero()))
 	}
 	if c.a.opened.Load() { // fwd is set before opened
 		for id, ml := range c.a.fwd.machineSnapshot() {

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -676,34 +677,13 @@ func TestUnixSocketListen(t *testing.T) {
 // status (buffer.write_error), /readyz, flush's exit code. Once space is
 // back, everything the machines made reaches Odoo.
 func TestDiskFullIsVisibleAndLosesNothing(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs")
-	}
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
-	data := filepath.Join(p.dir, "data")
-	if err := os.MkdirAll(data, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", data).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", data).Run() })
+	data := mountSmallDataDir(t, p)
 	ra := p.startAgent()
 	p.produce(p.machines[0], 3, 0)
 	p.waitExactQty(ra, "press-1", 3)
 	p.odoo.SetDown(true) // records stay in the buffer, which has to grow
-	filler := filepath.Join(data, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunk := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			break // ENOSPC: the disk is full
-		}
-	}
-	f.Close()
+	filler := fillDisk(t, data)
 	waitFor(t, 30*time.Second, "a failing write shown in status", func() (bool, string) {
 		for _, m := range p.machines {
 			p.produce(m, 1, 0)
@@ -725,6 +705,90 @@ func TestDiskFullIsVisibleAndLosesNothing(t *testing.T) {
 	if st := ra.a.Status(); st.Buffer.WriteError != "" {
 		t.Errorf("write error still shown after recovery: %s", st.Buffer.WriteError)
 	}
+}
+
+// mountSmallDataDir puts the plant's data_dir on an 8 MiB tmpfs.
+func mountSmallDataDir(t *testing.T, p *plant) string {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	data := filepath.Join(p.dir, "data")
+	if err := os.MkdirAll(data, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", data).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", data).Run() })
+	return data
+}
+
+// fillDisk fills the file system of dir with a file, whose path it returns.
+func fillDisk(t *testing.T, dir string) string {
+	t.Helper()
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 16<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			return filler
+		}
+	}
+}
+
+// A full disk while Odoo is away, with a backlog in the buffer: the agent
+// keeps to the file's size as at max_bytes — counts merged — and goes on
+// acknowledging pieces and stops instead of leaving them at the sources.
+// Status says so; once Odoo is back, it holds exactly what the machines made.
+func TestDiskFullWithABacklogKeepsToTheFile(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	data := mountSmallDataDir(t, p)
+	ra := p.startAgent()
+	p.produce(p.machines[0], 1, 0)
+	p.waitExactQty(ra, "press-1", 1)
+	p.odoo.SetDown(true)
+	for i := 0; ra.a.Status().Buffer.Bytes < 400<<10; i++ {
+		if i > 100000 {
+			t.Fatal("the backlog does not grow")
+		}
+		p.produce(p.machines[i%2], 1, 0)
+	}
+	filler := fillDisk(t, data)
+	// A stop is keyed by its start's millisecond (here the payload's ts).
+	stopAndRun := func() {
+		for _, m := range p.machines {
+			p.produce(m, 2, 0)
+			p.stop(m, "JAM")
+			p.run(m)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	waitFor(t, 60*time.Second, "the buffer keeping to its file", func() (bool, string) {
+		stopAndRun()
+		st := ra.a.Status()
+		return st.Buffer.DiskFullSeconds > 0 && st.Buffer.Merged > 0, fmt.Sprintf("%+v", st.Buffer)
+	})
+	for range 20 {
+		stopAndRun()
+	}
+	st := ra.a.Status()
+	if st.Buffer.WriteError != "" || st.Buffer.LimitBytes == 0 || st.Buffer.Lanes["events"].Dropped != 0 {
+		t.Errorf("status with the disk full: %+v", st.Buffer)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	p.waitExact(ra, 60*time.Second)
 }
 
 // An agent that takes the connection but does not answer (paused with

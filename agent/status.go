@@ -84,6 +84,12 @@ type BufferStatus struct {
 	// wait at the sources. Empty while writes succeed.
 	WriteError          string  `json:"write_error,omitempty"`
 	WriteFailingSeconds float64 `json:"write_failing_seconds,omitempty"`
+	// DiskFullSeconds: for how long a full disk has held the buffer to the
+	// size of its file, as if max_bytes were reached (telemetry dropped,
+	// counts merged, then the oldest events); LimitBytes is the logical
+	// budget it keeps to. Absent while the disk has room.
+	DiskFullSeconds float64 `json:"disk_full_seconds,omitempty"`
+	LimitBytes      int64   `json:"disk_full_limit_bytes,omitempty"`
 	// FileRestored counts the times the buffer file was found deleted or
 	// replaced while in use since start, and written back.
 	FileRestored uint64 `json:"file_restored,omitempty"`
@@ -406,6 +412,9 @@ func bufferStatus(cfg *config.Config, buf *buffer.Queue) BufferStatus {
 		MaxBytes: int64(cfg.Buffer.MaxBytes), OldestAgeSeconds: age(s.Oldest), DeadLetters: s.DeadLetters,
 		Dropped: s.Dropped, DeadLettersDropped: s.DeadDropped, Merged: s.Merged, Lanes: map[string]LaneStatus{}, Recovered: buf.Recovered(),
 		FileRestored: s.Restored,
+	}
+	if !s.DiskFullSince.IsZero() {
+		bs.DiskFullSeconds, bs.LimitBytes = age(s.DiskFullSince), s.LimitBytes
 	}
 	for l := buffer.Lane(0); l < buffer.NumLanes; l++ {
 		ls := s.Lanes[l]

@@ -153,7 +153,8 @@ func (q *Queue) run(cur state) {
 			q.logBurst(&cur, false)
 			continue
 		case <-fileTick.C:
-			_ = q.checkFile()       // the next commit reports a failure
+			_ = q.checkFile() // the next commit reports a failure
+			q.checkDiskRoom(&cur)
 			q.logBurst(&cur, false) // in case both were due at once
 			continue
 		case <-q.quit:
@@ -238,6 +239,8 @@ func (q *Queue) commit(cur *state, batch []*request) {
 	err := q.runTx(cur, live, true)
 	if errors.Is(err, berrors.ErrMaxSizeReached) {
 		q.shrinkBudget(cur)
+		err = q.runTx(cur, live, true)
+	} else if diskFullErr(err) && q.lowerBudgetForDisk(cur) {
 		err = q.runTx(cur, live, true)
 	}
 	if err != nil && len(live) > 1 {

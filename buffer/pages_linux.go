@@ -65,3 +65,13 @@ func dropPagesDuring(tx *bolt.Tx) (stop func()) {
 // dropTxPages gives the pages read so far back to the page cache, from
 // inside a transaction (which keeps the mapping in place).
 func dropTxPages(tx *bolt.Tx) { _ = adviseDontNeed(tx.DB().Info().Data, tx.Size()) }
+
+// freeBytes is the space an unprivileged process may still use on the file
+// system holding dir.
+func freeBytes(dir string) (int64, bool) {
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		return 0, false
+	}
+	return int64(fs.Bavail) * int64(fs.Bsize), true
+}

@@ -185,13 +185,16 @@ type Stats struct {
 	DeadLetterBytes int64     // logical bytes of dead letters
 	MetaBytes       int64     // logical bytes of meta entries
 	UsedBytes       int64     // Bytes + DeadLetterBytes + MetaBytes: what the quota compares
-	LimitBytes      int64     // logical budget derived from MaxBytes; 0 = unlimited
-	Dropped         uint64    // records the quota dropped, ever (the sum of the lanes')
-	DeadDropped     uint64    // dead letters an operator dropped (DropDeadLetter), ever
-	DamagedDropped  uint64    // of those, damaged ones (lane unknown)
-	Merged          uint64    // count records merged into an earlier one, ever
-	FileBytes       int64     // size of the bbolt file
-	Shrinks         uint64    // times the drained file was replaced by a compact copy since Open
+	LimitBytes      int64     // logical budget derived from MaxBytes (or a full disk); 0 = unlimited
+	// DiskFullSince: since when a full disk holds the file at its size
+	// (the budget lowered as if max_bytes were reached); zero when not.
+	DiskFullSince  time.Time
+	Dropped        uint64 // records the quota dropped, ever (the sum of the lanes')
+	DeadDropped    uint64 // dead letters an operator dropped (DropDeadLetter), ever
+	DamagedDropped uint64 // of those, damaged ones (lane unknown)
+	Merged         uint64 // count records merged into an earlier one, ever
+	FileBytes      int64  // size of the bbolt file
+	Shrinks        uint64 // times the drained file was replaced by a compact copy since Open
 	// Restored counts the times the file was found deleted or replaced
 	// while in use since Open, and its data written back to the path.
 	Restored uint64
@@ -250,6 +253,11 @@ type Queue struct {
 	log       *slog.Logger
 	recovered string
 	budget    atomic.Int64 // logical byte budget; 0 = unlimited
+	// diskFull: since when (unix ns) a full disk holds the budget below
+	// what max_bytes gives, 0 = it does not; diskLowered: when it last
+	// lowered it (diskfull.go).
+	diskFull    atomic.Int64
+	diskLowered atomic.Int64
 
 	reqs      chan *request
 	quit      chan struct{}
@@ -865,6 +873,7 @@ func (q *Queue) Stats() Stats {
 		MetaBytes:       st.metaBytes,
 		UsedBytes:       st.used(),
 		LimitBytes:      q.budget.Load(),
+		DiskFullSince:   q.DiskFullSince(),
 		Merged:          st.merged,
 		DeadDropped:     st.deadDropped,
 		DamagedDropped:  st.damagedDropped,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -148,6 +149,10 @@ func printStatus(w io.Writer, st agent.Status) {
 	if b.WriteError != "" {
 		fmt.Fprintf(w, "          WARNING: BUFFER WRITES FAILING for %s (disk full? read-only?): %s — nothing new is acknowledged; values wait at the sources\n",
 			ageString(b.WriteFailingSeconds), b.WriteError)
+	}
+	if b.DiskFullSeconds > 0 {
+		fmt.Fprintf(w, "          WARNING: DISK FULL for %s (free space on the disk of %s): the buffer keeps to %s of records, as at max_bytes — telemetry dropped, counts merged, then the oldest events\n",
+			ageString(b.DiskFullSeconds), filepath.Dir(b.Path), human(b.LimitBytes))
 	}
 	if b.FileRestored > 0 {
 		fmt.Fprintf(w, "          WARNING: the buffer file was deleted or replaced while in use (%d times since start) and written back\n", b.FileRestored)

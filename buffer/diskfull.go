@@ -1,0 +1,115 @@
+package buffer
+
+import (
+	"errors"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// A full disk (ENOSPC, EDQUOT) is met like a full quota: the file is held
+// at what it uses now, so the quota's order applies — telemetry dropped,
+// counts merged, then the oldest events — and new values keep being
+// accepted into the pages the file already has. Without this, appends would
+// only fail, and whatever the sources cannot queue (an OPC UA state that
+// flips back, an MQTT broker's bounded queue) would be lost while Odoo is
+// away. Once the file system has room again the budget goes back up.
+
+// diskLowerEvery is the least time between two lowerings of the budget for
+// a full disk: pages the file holds may not fit the next commit at once,
+// and a run of failing commits must not each take another tenth.
+const diskLowerEvery = time.Minute
+
+// diskLowerMinUsed: below this, a full disk is not the buffer's doing and
+// dropping its records would gain nothing; appends fail (backpressure).
+const diskLowerMinUsed = 256 << 10
+
+// diskRoomUnlimited: with no max_bytes, the budget is lifted again once
+// the file system has this much room.
+const diskRoomUnlimited = 256 << 20
+
+func diskFullErr(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// lowerBudgetForDisk holds the file at what it uses now after a commit
+// failed for a full disk, and frees a tenth of that in a delete-only
+// transaction. It reports whether the budget was lowered; when the delete
+// fails too (no page of the file is free), the budget stays as it was and
+// appends fail until space comes back.
+func (q *Queue) lowerBudgetForDisk(cur *state) bool {
+	now := time.Now()
+	if since := q.diskFull.Load(); since != 0 && now.Sub(time.Unix(0, q.diskLowered.Load())) < diskLowerEvery {
+		return false
+	}
+	used := cur.used()
+	if used < diskLowerMinUsed {
+		return false
+	}
+	old := q.budget.Load()
+	nb := used * 9 / 10
+	if old > 0 {
+		nb = min(old, used) * 9 / 10
+	}
+	q.budget.Store(nb)
+	fn := func(t *txn) error {
+		_, err := q.makeRoom(t, 0, LaneCounts)
+		return err
+	}
+	if err := q.runTx(cur, []*request{{fn: fn}}, false); err != nil {
+		q.budget.Store(old)
+		q.log.Error("buffer: the disk is full and no room could be freed in the file; appends fail until there is space", "err", err)
+		return false
+	}
+	q.diskLowered.Store(now.UnixNano())
+	q.diskFull.CompareAndSwap(0, now.UnixNano())
+	q.log.Warn("DISK FULL: the buffer keeps to its current size, as at max_bytes: telemetry dropped, counts merged, then the oldest events; free space on the disk",
+		"dir", filepath.Dir(q.path), "old_budget", old, "new_budget", nb, "used", used)
+	return true
+}
+
+// checkDiskRoom lifts a budget lowered for a full disk as the file system
+// gets room again: to what is used plus 3/10 of the free space (the file
+// needs about 1/0.6 of its logical bytes, and the disk is shared), until
+// that reaches the configured budget.
+func (q *Queue) checkDiskRoom(cur *state) {
+	if q.diskFull.Load() == 0 {
+		return
+	}
+	conf := budgetFor(q.opts.MaxBytes)
+	avail, ok := freeBytes(filepath.Dir(q.path))
+	if !ok {
+		// Cannot tell: try the configured budget again now and then.
+		if time.Since(time.Unix(0, q.diskLowered.Load())) >= diskLowerEvery {
+			q.restoreBudget(conf, -1)
+		}
+		return
+	}
+	if conf == 0 {
+		if avail >= diskRoomUnlimited {
+			q.restoreBudget(0, avail)
+		}
+		return
+	}
+	nb := cur.used() + avail*3/10
+	if nb >= conf {
+		q.restoreBudget(conf, avail)
+	} else if nb > q.budget.Load() {
+		q.budget.Store(nb)
+	}
+}
+
+func (q *Queue) restoreBudget(b, avail int64) {
+	q.budget.Store(b)
+	q.diskFull.Store(0)
+	q.log.Info("buffer: the disk has room again; the buffer's budget is back to what max_bytes gives", "budget", b, "free_bytes", avail)
+}
+
+// DiskFullSince is when a full disk last made the buffer keep to its size
+// (see lowerBudgetForDisk); zero when it does not.
+func (q *Queue) DiskFullSince() time.Time {
+	if n := q.diskFull.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}

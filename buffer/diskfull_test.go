@@ -1,0 +1,112 @@
+package buffer
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A full disk with Odoo away: the buffer keeps to the pages its file has,
+// in the quota's order (telemetry dropped, counts merged), so appends go on
+// succeeding and no count is lost; once there is room, the budget max_bytes
+// gives is back.
+func TestDiskFullKeepsToTheFile(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	var logs syncBuffer
+	const maxBytes = 4 << 20
+	q := openTest(t, filepath.Join(dir, "buffer.db"), Options{MaxBytes: maxBytes, Merge: sumCounts,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), fileCheckEvery: 20 * time.Millisecond})
+	keys := []string{"m0", "m1"}
+	appended := make(map[string]uint64)
+	var events [][]byte
+	round := func(i int) {
+		t.Helper()
+		recs := []Record{{Lane: LaneEvents, Key: "m0", Data: []byte{byte(i), byte(i >> 8), 'e'}}}
+		events = append(events, recs[0].Data)
+		for j := range 20 {
+			recs = append(recs, countRecord(keys[j%2], uint64(i+j)), Record{Lane: LaneTelemetry, Key: keys[j%2], Data: bytes.Repeat([]byte{'t'}, 200)})
+			appended[keys[j%2]] += uint64(i + j)
+		}
+		mustAppend(t, q, recs...)
+	}
+	for i := range 150 {
+		round(i)
+	}
+	if st := q.Stats(); st.Dropped != 0 || st.Merged != 0 || st.UsedBytes < diskLowerMinUsed {
+		t.Fatalf("before the disk filled: %+v", st)
+	}
+	// Something else fills the disk.
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := f.Write(make([]byte, 4<<10)); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	f.Close()
+	for i := 150; i < 1500; i++ {
+		round(i) // every append succeeds
+	}
+	st := q.Stats()
+	if st.DiskFullSince.IsZero() || st.Lanes[LaneTelemetry].Dropped == 0 || st.Lanes[LaneEvents].Dropped != 0 || st.Lanes[LaneCounts].Dropped != 0 {
+		t.Fatalf("with the disk full: %+v", st)
+	}
+	if st.UsedBytes > st.LimitBytes || st.LimitBytes >= budgetFor(maxBytes) {
+		t.Fatalf("used %d, limit %d, max_bytes gives %d", st.UsedBytes, st.LimitBytes, budgetFor(maxBytes))
+	}
+	if !strings.Contains(logs.String(), "DISK FULL") {
+		t.Errorf("not logged: %s", logs.String())
+	}
+	// Room again: the budget max_bytes gives is back.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !q.Stats().DiskFullSince.IsZero(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the budget stays lowered with room on the disk: %+v", q.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := q.Stats(); st.LimitBytes != budgetFor(maxBytes) {
+		t.Fatalf("limit %d after the disk has room, want %d", st.LimitBytes, budgetFor(maxBytes))
+	}
+	got := make(map[string]uint64)
+	for _, r := range readAll(t, q, LaneCounts) {
+		got[r.Key] += binary.BigEndian.Uint64(r.Data)
+	}
+	for _, k := range keys {
+		if got[k] != appended[k] {
+			t.Errorf("key %s holds %d pieces, %d were appended", k, got[k], appended[k])
+		}
+	}
+	evs := readAll(t, q, LaneEvents)
+	if len(evs) != len(events) {
+		t.Fatalf("%d events kept, %d appended", len(evs), len(events))
+	}
+	for i, e := range evs {
+		if !bytes.Equal(e.Data, events[i]) {
+			t.Fatalf("event %d is %q, want %q", i, e.Data, events[i])
+		}
+	}
+}
