@@ -168,12 +168,10 @@ type forwarder struct {
 	// count is written again, also of machines with no new records.
 	field string
 	wcs   map[string]odoo.Workcenter // by workcenter code
-	// missingCodes are the work-center codes Odoo did not know at missingAt.
-	missingCodes []string
-	missingAt    time.Time
-	// orphanMissing are the codes of gone machines' work centers (see
-	// orphanWorkcenter) Odoo did not know, and when it was asked.
-	orphanMissing map[string]time.Time
+	// missing are the work-center codes Odoo did not know (or knew
+	// twice) when last asked: asked again at most once a minute, or on
+	// flush, so a typo in the mapping does not cost a call every round.
+	missing map[string]missingCode
 	// woRefused says Odoo refused this round's read of the work orders in
 	// progress for good (see round).
 	woRefused bool
@@ -225,18 +223,18 @@ func newForwarder(a *Agent) *forwarder {
 		ratePerSec = 10
 	}
 	return &forwarder{
-		a:             a,
-		limiter:       rate.NewLimiter(rate.Limit(ratePerSec), 1),
-		bo:            connectors.NewBackoff(time.Second, fw.BackoffMax.D()),
-		kick:          make(chan struct{}, 1),
-		unmapped:      map[string]time.Time{},
-		wcs:           map[string]odoo.Workcenter{},
-		orphanMissing: map[string]time.Time{},
-		noWorkorder:   map[string]bool{},
-		scrapShortAt:  map[string]scrapGathering{},
-		losses:        map[string]int64{},
-		machines:      map[string]machineLink{},
-		link:          linkState{State: "offline", Since: time.Now()},
+		a:            a,
+		limiter:      rate.NewLimiter(rate.Limit(ratePerSec), 1),
+		bo:           connectors.NewBackoff(time.Second, fw.BackoffMax.D()),
+		kick:         make(chan struct{}, 1),
+		unmapped:     map[string]time.Time{},
+		wcs:          map[string]odoo.Workcenter{},
+		missing:      map[string]missingCode{},
+		noWorkorder:  map[string]bool{},
+		scrapShortAt: map[string]scrapGathering{},
+		losses:       map[string]int64{},
+		machines:     map[string]machineLink{},
+		link:         linkState{State: "offline", Since: time.Now()},
 	}
 }
 
@@ -581,7 +579,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	}
 	if f.forget.Swap(false) {
 		f.wcs, f.losses = map[string]odoo.Workcenter{}, map[string]int64{}
-		f.missingCodes, f.orphanMissing = nil, map[string]time.Time{}
+		f.missing = map[string]missingCode{}
 	}
 	cfg := f.a.cfg.Load()
 	// What this round reads is marked in flight, so the quota merge cannot
@@ -829,33 +827,58 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pen
 	return out, nil
 }
 
-// orphanWorkcenter returns the work center of code, named by an event
-// record of a machine gone from the configuration: cached, or looked up
-// (a code Odoo does not know is asked for again at most once a minute, or
-// on flush).
-func (f *forwarder) orphanWorkcenter(ctx context.Context, code string) (odoo.Workcenter, bool, error) {
-	if wc, ok := f.wcs[code]; ok {
-		return wc, true, nil
+// missingCode is a work-center code Odoo did not know when last asked.
+type missingCode struct {
+	at        time.Time
+	ambiguous bool // Odoo knew it twice
+}
+
+// lookupWorkcenters asks Odoo, in one call, for those of codes neither
+// cached nor found missing in the last minute (before a flush), and caches
+// the answers either way.
+func (f *forwarder) lookupWorkcenters(ctx context.Context, codes []string) error {
+	var ask []string
+	for _, c := range codes {
+		if _, ok := f.wcs[c]; ok || slices.Contains(ask, c) {
+			continue
+		}
+		if m, ok := f.missing[c]; ok && time.Since(m.at) < time.Minute && !f.flushed {
+			continue
+		}
+		ask = append(ask, c)
 	}
-	if at, ok := f.orphanMissing[code]; ok && time.Since(at) < time.Minute && !f.flushed {
-		return odoo.Workcenter{}, false, nil
+	if len(ask) == 0 {
+		return nil
 	}
 	var found map[string]odoo.Workcenter
+	var ambiguous []string
 	if err := f.call(ctx, "workcenters_by_code", func(ctx context.Context) error {
 		var err error
-		found, _, err = f.client.WorkcentersByCodes(ctx, []string{code})
+		found, ambiguous, err = f.client.WorkcentersByCodes(ctx, ask)
 		return err
 	}); err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, c := range ask {
+		if wc, ok := found[c]; ok {
+			f.wcs[c] = wc
+			delete(f.missing, c)
+		} else {
+			f.missing[c] = missingCode{at: now, ambiguous: slices.Contains(ambiguous, c)}
+		}
+	}
+	return nil
+}
+
+// orphanWorkcenter returns the work center of code, named by an event
+// record of a machine gone from the configuration (see lookupWorkcenters).
+func (f *forwarder) orphanWorkcenter(ctx context.Context, code string) (odoo.Workcenter, bool, error) {
+	if err := f.lookupWorkcenters(ctx, []string{code}); err != nil {
 		return odoo.Workcenter{}, false, err
 	}
-	wc, ok := found[code]
-	if !ok {
-		f.orphanMissing[code] = time.Now()
-		return odoo.Workcenter{}, false, nil
-	}
-	delete(f.orphanMissing, code)
-	f.wcs[code] = wc
-	return wc, true, nil
+	wc, ok := f.wcs[code]
+	return wc, ok, nil
 }
 
 // resolveWorkcenters looks up, in one call, the work centers of the given
@@ -865,36 +888,11 @@ func (f *forwarder) resolveWorkcenters(ctx context.Context, cfg *config.Config, 
 	var codes []string
 	for _, id := range ids {
 		if mc := findMachine(cfg, id); mc != nil {
-			if _, ok := f.wcs[mc.Workcenter]; !ok && !slices.Contains(codes, mc.Workcenter) {
-				codes = append(codes, mc.Workcenter)
-			}
+			codes = append(codes, mc.Workcenter)
 		}
 	}
-	if len(codes) == 0 {
-		return nil
-	}
-	// Codes Odoo did not know are asked for again at most once a minute (or
-	// on flush): a typo in the mapping must not cost a call every round.
-	if slices.Equal(codes, f.missingCodes) && time.Since(f.missingAt) < time.Minute && !f.flushed {
-		return nil
-	}
-	var found map[string]odoo.Workcenter
-	var ambiguous []string
-	if err := f.call(ctx, "workcenters_by_code", func(ctx context.Context) error {
-		var err error
-		found, ambiguous, err = f.client.WorkcentersByCodes(ctx, codes)
+	if err := f.lookupWorkcenters(ctx, codes); err != nil {
 		return err
-	}); err != nil {
-		return err
-	}
-	f.missingCodes, f.missingAt = nil, time.Now()
-	for _, c := range codes {
-		if _, ok := found[c]; !ok {
-			f.missingCodes = append(f.missingCodes, c)
-		}
-	}
-	for code, wc := range found {
-		f.wcs[code] = wc
 	}
 	for _, id := range ids {
 		mc := findMachine(cfg, id)
@@ -905,7 +903,7 @@ func (f *forwarder) resolveWorkcenters(ctx context.Context, cfg *config.Config, 
 			continue
 		}
 		msg := fmt.Sprintf("work center %q not found in Odoo (no such code, or in a company other than the bot user's default company); records held", mc.Workcenter)
-		if slices.Contains(ambiguous, mc.Workcenter) {
+		if f.missing[mc.Workcenter].ambiguous {
 			msg = fmt.Sprintf("work center code %q matches several work centers in Odoo; records held", mc.Workcenter)
 		}
 		changed := false
