@@ -492,3 +492,25 @@ func TestGatheredScrapStaysWithItsWorkOrder(t *testing.T) {
 		t.Errorf("scrap on the first order %v (want 2 + 3 gathered), on the next %v (want 4): %+v", onFirst, onNext, p.odoo.Scraps())
 	}
 }
+
+// With the agent stopped, status (reading the file) shows the scrap drafts
+// the agent last found waiting in Odoo.
+func TestStoppedStatusShowsScrapDrafts(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	p.odoo.SetShortStock(p.product, true)
+	p.produce(p.machines[0], 1, 2)
+	waitFor(t, 15*time.Second, "the machine to show the draft", func() (bool, string) {
+		e := ra.a.Status().Machines[0].Error
+		return strings.Contains(e, "wait as drafts"), e
+	})
+	ra.stop()
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := agent.OfflineStatus(cfg)
+	if err != nil || !strings.Contains(off.Machines[0].Error, "1 scrap booking(s) of 2 in all waited as drafts in Odoo") {
+		t.Errorf("stopped-agent status: %+v %v", off.Machines, err)
+	}
+}

@@ -1864,23 +1864,13 @@ func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 	if time.Since(f.draftsAt) < scrapDraftRecheck && !f.flushed {
 		return nil
 	}
-	type entry struct {
-		key, machine string
-		d            scrapDraft
-	}
-	var drafts []entry
-	var xmlids []string
-	if err := f.a.buf.MetaPrefix("scrapdraft/", func(key string, v []byte) error {
-		var d scrapDraft
-		if json.Unmarshal(v, &d) != nil {
-			return nil // not this version's: left alone
-		}
-		machine, _, _ := strings.Cut(key[len("scrapdraft/"):], "/")
-		drafts = append(drafts, entry{key, machine, d})
-		xmlids = append(xmlids, d.XMLID)
-		return nil
-	}); err != nil {
+	drafts, err := storedScrapDrafts(f.a.buf)
+	if err != nil {
 		return err
+	}
+	var xmlids []string
+	for _, e := range drafts {
+		xmlids = append(xmlids, e.d.XMLID)
 	}
 	f.draftsAt = time.Now()
 	if len(drafts) == 0 {
@@ -1890,7 +1880,7 @@ func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 		return nil
 	}
 	var states map[string]string
-	err := f.call(ctx, "scrap_states", func(ctx context.Context) error {
+	err = f.call(ctx, "scrap_states", func(ctx context.Context) error {
 		var err error
 		states, err = f.client.ScrapStates(ctx, xmlids)
 		return err
@@ -1928,23 +1918,51 @@ func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 			return err
 		}
 	}
-	hint := "validate them in Odoo (Inventory > Scrap Orders) or delete them there, or set odoo.scrap_when_short: confirm for later bookings"
-	if f.a.cfg.Load().Odoo.ScrapWhenShort == "confirm" {
-		hint = "they predate odoo.scrap_when_short: confirm: validate them in Odoo (Inventory > Scrap Orders) or delete them there"
-	}
 	msgs := map[string]string{}
 	for m, ds := range waiting {
-		var qty float64
-		for _, d := range ds {
-			qty += d.Qty
-		}
-		msgs[m] = fmt.Sprintf("%d scrap booking(s) of %g in all wait as drafts in Odoo (first: %s): too little stock at their source location; %s",
-			len(ds), qty, ds[0].XMLID, hint)
+		msgs[m] = scrapDraftsMessage(f.a.cfg.Load(), ds, "wait")
 	}
 	f.mu.Lock()
 	f.drafts = msgs
 	f.mu.Unlock()
 	return nil
+}
+
+// storedScrapDraft is a watched scrap draft as stored: its meta key and
+// machine.
+type storedScrapDraft struct {
+	key, machine string
+	d            scrapDraft
+}
+
+// storedScrapDrafts are the scrap drafts being watched, in key order.
+func storedScrapDrafts(buf *buffer.Queue) ([]storedScrapDraft, error) {
+	var drafts []storedScrapDraft
+	err := buf.MetaPrefix("scrapdraft/", func(key string, v []byte) error {
+		var d scrapDraft
+		if json.Unmarshal(v, &d) != nil {
+			return nil // not this version's: left alone
+		}
+		machine, _, _ := strings.Cut(key[len("scrapdraft/"):], "/")
+		drafts = append(drafts, storedScrapDraft{key, machine, d})
+		return nil
+	})
+	return drafts, err
+}
+
+// scrapDraftsMessage is a machine's error for its scrap drafts in Odoo;
+// verb is "wait" (just read) or "waited" (as the stopped agent last saw).
+func scrapDraftsMessage(cfg *config.Config, ds []scrapDraft, verb string) string {
+	hint := "validate them in Odoo (Inventory > Scrap Orders) or delete them there, or set odoo.scrap_when_short: confirm for later bookings"
+	if cfg.Odoo.ScrapWhenShort == "confirm" {
+		hint = "they predate odoo.scrap_when_short: confirm: validate them in Odoo (Inventory > Scrap Orders) or delete them there"
+	}
+	var qty float64
+	for _, d := range ds {
+		qty += d.Qty
+	}
+	return fmt.Sprintf("%d scrap booking(s) of %g in all %s as drafts in Odoo (first: %s): too little stock at their source location; %s",
+		len(ds), qty, verb, ds[0].XMLID, hint)
 }
 
 func (f *forwarder) orphansWaitingNow() int {

@@ -467,6 +467,12 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 	if !cfg.EndpointsOnly { // without the machines every record would look unmapped
 		st.Buffer.Unmapped = unmapped(cfg, pending)
 	}
+	drafts := map[string][]scrapDraft{}
+	if sd, err := storedScrapDrafts(buf); err == nil {
+		for _, e := range sd {
+			drafts[e.machine] = append(drafts[e.machine], e.d)
+		}
+	}
 	for _, m := range cfg.Machines {
 		t := a.totals[m.ID]
 		// Nobody reads the machine while the agent is stopped: its last
@@ -477,6 +483,11 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 			// The agent last found no work order in progress for it.
 			ms.WorkOrder, ms.Unattributed = "", ms.Pending
 			st.Buffer.Held += pending[m.ID].records
+		}
+		if ds := drafts[m.ID]; len(ds) > 0 {
+			// Odoo may have validated or deleted them since: the agent
+			// looks when it runs.
+			ms.Error = scrapDraftsMessage(cfg, ds, "waited") + " (when the agent last looked)"
 		}
 		st.Machines = append(st.Machines, ms)
 	}
