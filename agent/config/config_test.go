@@ -266,6 +266,29 @@ func TestBadConfigs(t *testing.T) {
 			},
 		},
 		{
+			name: "node id numbers out of range",
+			yaml: base + `  - id: m2
+    workcenter: WC2
+    good_count:
+      opcua: { server: plc, node: "ns=1;i=99999999999" }
+    running:
+      opcua: { server: plc, node: "ns=65536;s=P1.Run" }
+    scrap_count:
+      opcua: { server: plc, node: "ns=65535;i=4294967295" }
+`,
+			want: []string{
+				`bad.yaml:22:35: machines[1].good_count.opcua.node: invalid node id "ns=1;i=99999999999": a numeric identifier is at most 4294967295 (use plantedge browse to see the server's node ids)`,
+				`bad.yaml:24:35: machines[1].running.opcua.node: invalid node id "ns=65536;s=P1.Run": the namespace index is above 65535 (use plantedge browse to see the server's node ids)`,
+			},
+		},
+		{
+			name: "credentials in the OPC UA endpoint",
+			yaml: strings.Replace(base, "    endpoint: opc.tcp://127.0.0.1:4840\n", "    endpoint: opc.tcp://op:s3cret@127.0.0.1:4840\n", 1),
+			want: []string{
+				"bad.yaml:9:15: opcua[0].endpoint: credentials in the URL (use username and password_file)",
+			},
+		},
+		{
 			name: "machine without signals or source",
 			yaml: base + "  - id: m2\n    workcenter: WC2\n  - id: m3\n    workcenter: WC3\n    running: {}\n",
 			want: []string{

@@ -21,8 +21,10 @@ var (
 	idRe        = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 	hexRe       = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
 	fieldPathRe = regexp.MustCompile(`^[^.\s]+(\.[^.\s]+)*$`)
-	// nodeIDRe accepts the OPC UA string forms: [ns=<n>;|nsu=<uri>;](i|s|g|b)=<id>.
-	nodeIDRe = regexp.MustCompile(`^(?:(?:ns=\d+|nsu=[^;]+);)?(?:i=\d+|s=.+|g=[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|b=[A-Za-z0-9+/=]+)$`)
+	// nodeIDRe accepts the OPC UA string forms: [ns=<n>;|nsu=<uri>;](i|s|g|b)=<id>;
+	// nodeIDNum finds their numbers (see nodeIDRange).
+	nodeIDNum = regexp.MustCompile(`^(?:ns=(\d+);)?(?:i=(\d+))?`)
+	nodeIDRe  = regexp.MustCompile(`^(?:(?:ns=\d+|nsu=[^;]+);)?(?:i=\d+|s=.+|g=[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|b=[A-Za-z0-9+/=]+)$`)
 )
 
 // Accepted enumerations.
@@ -295,7 +297,7 @@ func (v *validator) validateOdoo() {
 		u, err := url.Parse(o.URL)
 		switch {
 		case err != nil || u.Host == "":
-			v.add("odoo.url", fmt.Sprintf("invalid URL %q", o.URL), "write the base URL, e.g. https://erp.example.com")
+			v.add("odoo.url", fmt.Sprintf("invalid URL %q", redactURL(o.URL)), "write the base URL, e.g. https://erp.example.com")
 		case u.Scheme != "http" && u.Scheme != "https":
 			v.add("odoo.url", fmt.Sprintf("unsupported scheme %q", u.Scheme), "use https:// (or http:// on a trusted network)")
 		case u.User != nil:
@@ -359,8 +361,11 @@ func (v *validator) validateOPCUA(p string, s *OPCUAServer) {
 	v.sourceName(p+".name", s.Name)
 	if v.required(p+".endpoint", s.Endpoint) {
 		u, err := url.Parse(s.Endpoint)
-		if err != nil || u.Scheme != "opc.tcp" || u.Hostname() == "" || !validPort(u.Port()) || u.Port() == "" {
-			v.add(p+".endpoint", fmt.Sprintf("invalid endpoint %q", s.Endpoint), "write opc.tcp://host:port, e.g. opc.tcp://10.1.2.3:4840")
+		switch {
+		case err != nil || u.Scheme != "opc.tcp" || u.Hostname() == "" || !validPort(u.Port()) || u.Port() == "":
+			v.add(p+".endpoint", fmt.Sprintf("invalid endpoint %q", redactURL(s.Endpoint)), "write opc.tcp://host:port, e.g. opc.tcp://10.1.2.3:4840")
+		case u.User != nil:
+			v.add(p+".endpoint", "credentials in the URL", "use username and password_file")
 		}
 	}
 	v.enum(p+".security_policy", s.SecurityPolicy, SecurityPolicies)
@@ -416,7 +421,7 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 		u, err := url.Parse(b.URL)
 		switch {
 		case err != nil || u.Hostname() == "":
-			v.add(p+".url", fmt.Sprintf("invalid URL %q", b.URL), "write tcp://host:1883 or ssl://host:8883")
+			v.add(p+".url", fmt.Sprintf("invalid URL %q", redactURL(b.URL)), "write tcp://host:1883 or ssl://host:8883")
 		case !oneOf(u.Scheme, MQTTSchemes):
 			v.add(p+".url", fmt.Sprintf("unsupported scheme %q", u.Scheme), "one of: tcp://, ssl://, tls://, ws://, wss://")
 		case u.User != nil:
@@ -594,6 +599,9 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 		if v.required(p+".opcua.node", o.Node) && !nodeIDRe.MatchString(o.Node) {
 			v.add(p+".opcua.node", fmt.Sprintf("invalid node id %q", o.Node), `write ns=<index>;s=<name> or ns=<index>;i=<number>, e.g. "ns=2;s=Press07.GoodCount" (use plantedge browse)`)
 			ok = false
+		} else if msg := nodeIDRange(o.Node); msg != "" {
+			v.add(p+".opcua.node", fmt.Sprintf("invalid node id %q: %s", o.Node, msg), "use plantedge browse to see the server's node ids")
+			ok = false
 		}
 		return refKey{"opcua", o.Server, o.Node, ""}, ok && o.Node != ""
 	default:
@@ -638,4 +646,38 @@ func defined(kind string, names map[string]bool) string {
 	}
 	sort.Strings(list)
 	return "defined: " + strings.Join(list, ", ")
+}
+
+// nodeIDRange checks the numbers of a node id that nodeIDRe accepted: a
+// namespace index is 16 bits, a numeric identifier 32 (OPC UA Part 6). A
+// number beyond them would pass here and fail when the connector starts,
+// taking the whole server's signals down with it.
+func nodeIDRange(node string) string {
+	m := nodeIDNum.FindStringSubmatch(node)
+	if m == nil {
+		return ""
+	}
+	if m[1] != "" {
+		if n, err := strconv.ParseUint(m[1], 10, 16); err != nil || n > 65535 {
+			return "the namespace index is above 65535"
+		}
+	}
+	if m[2] != "" {
+		if _, err := strconv.ParseUint(m[2], 10, 32); err != nil {
+			return "a numeric identifier is at most 4294967295"
+		}
+	}
+	return ""
+}
+
+// urlUserinfo is the user:password@ of a URL url.Parse may refuse.
+var urlUserinfo = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@`)
+
+// redactURL is raw for a message: without the password of its user:password@,
+// also when it does not parse.
+func redactURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return urlUserinfo.ReplaceAllString(raw, "${1}****@")
 }

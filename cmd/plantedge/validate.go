@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -71,11 +72,18 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		if errors.As(err, &ce) {
 			src, _ := os.ReadFile(o.config) // for the source lines; best effort
 			lines := strings.Split(string(src), "\n")
+			// An unknown key's value is not needed to fix its name, and a
+			// misspelt api_key or password would show the secret: hidden
+			// on every snippet of its line, whichever problem shows it.
+			unknownAt := map[int][]int{} // line -> columns of unknown keys
+			for _, p := range ce.Problems {
+				if p.Msg == "unknown key" {
+					unknownAt[p.Line] = append(unknownAt[p.Line], p.Column)
+				}
+			}
 			for _, p := range ce.Problems {
 				fmt.Fprintln(errw, p.String())
-				// An unknown key's value is not needed to fix its name, and
-				// a misspelt api_key or password would show the secret.
-				printSnippet(errw, lines, p.Line, p.Column, p.Msg == "unknown key")
+				printSnippet(errw, lines, p.Line, p.Column, unknownAt[p.Line])
 			}
 			return &exitError{code: 1, msg: fmt.Sprintf("%s: %s", o.config, plural(len(ce.Problems), "problem"))}
 		}
@@ -248,14 +256,17 @@ func plural(n int, word string) string {
 }
 
 // printSnippet shows the offending source line with a caret under the
-// column; with maskValue, the value after the key at the column is hidden.
-func printSnippet(w io.Writer, lines []string, line, col int, maskValue bool) {
+// column; the values of the keys at the columns in mask are hidden.
+func printSnippet(w io.Writer, lines []string, line, col int, mask []int) {
 	if line < 1 || line > len(lines) || col < 1 {
 		return
 	}
 	text := strings.TrimRight(lines[line-1], "\r")
-	if maskValue {
-		text = maskValueAt(text, col)
+	// From the right, so that a hidden value does not move the keys
+	// before it.
+	mask = slices.Sorted(slices.Values(mask))
+	for i := len(mask) - 1; i >= 0; i-- {
+		text = maskValueAt(text, mask[i])
 	}
 	text = maskSecrets(text)
 	if strings.ContainsFunc(text, func(r rune) bool { return r != '\t' && unicode.IsControl(r) }) {
@@ -276,26 +287,34 @@ func printSnippet(w io.Writer, lines []string, line, col int, maskValue bool) {
 }
 
 // maskValueAt hides the value of the key that starts at column col (1-based,
-// in runes) of line.
+// in runes) of line: up to the next , or } in a flow mapping ({ a: 1, b: 2 }),
+// else to the end of the line.
 func maskValueAt(line string, col int) string {
 	r := []rune(line)
 	if col > len(r) {
 		return line
 	}
-	i := strings.IndexRune(string(r[col-1:]), ':')
+	rest := string(r[col-1:])
+	i := strings.IndexRune(rest, ':')
 	if i < 0 {
 		return line
 	}
-	head := string(r[:col-1]) + string(r[col-1:])[:i+1]
-	if strings.TrimSpace(string(r[col-1:])[i+1:]) == "" {
+	head, value := string(r[:col-1])+rest[:i+1], rest[i+1:]
+	if strings.TrimSpace(value) == "" {
 		return line
 	}
-	return head + " ****"
+	tail := ""
+	if strings.Contains(head, "{") {
+		if j := strings.IndexAny(value, ",}"); j >= 0 {
+			tail = value[j:]
+		}
+	}
+	return head + " ****" + tail
 }
 
 var (
 	urlCredentials = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:)[^@\s/]+@`)
-	secretValue    = regexp.MustCompile(`(?i)(["']?([a-z0-9_.-]*(?:key|pass|secret|token|pwd)[a-z0-9_.-]*)["']?\s*:\s*)([^\s,}#][^,}#]*)`)
+	secretValue    = regexp.MustCompile(`(?i)(["']?([a-z0-9_.-]*(?:key|pass|secret|token|pwd|pw|cred|auth)[a-z0-9_.-]*)["']?\s*:\s*)([^\s,}#][^,}#]*)`)
 )
 
 // maskSecrets hides what looks like a secret on a source line validate
