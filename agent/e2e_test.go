@@ -1428,6 +1428,38 @@ func TestEndToEndResentCopyOfAStopSeenLive(t *testing.T) {
 	}
 }
 
+// A machine moved to another work center by an edit while it is stopped
+// (block_workcenter): its line stays on the work center it stopped on,
+// where it was opened, and is closed there — the new one gets no downtime
+// from before the machine was mapped to it. Its pieces after the move go to
+// the new work center's order.
+func TestMachineMovedWhileStoppedClosesItsLineWhereItOpened(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
+	ra := p.startAgent()
+	m1 := p.machines[0]
+	p.stop(m1, "JAM")
+	p.waitLines(1)
+	p.editConfig("    workcenter: "+wcCode("press-1")+"\n", "    workcenter: "+wcCode("press-2")+"\n")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.stop(m1, "SETUP") // a new reason for the stop: its line stays where it is
+	time.Sleep(300 * time.Millisecond)
+	p.run(m1)
+	waitFor(t, 10*time.Second, "the line closed", func() (bool, string) {
+		ls := p.odoo.Productivity()
+		return len(ls) == 1 && !ls[0].End.IsZero(), fmt.Sprintf("%+v", ls)
+	})
+	l := p.odoo.Productivity()[0]
+	if l.WorkcenterID != p.wcIDs["press-1"] || l.WorkorderID == p.woIDs["press-2"] {
+		t.Errorf("line %+v: want it on press-1's work center %d, without press-2's order %d", l, p.wcIDs["press-1"], p.woIDs["press-2"])
+	}
+	p.produce(m1, 4, 0)
+	waitFor(t, 10*time.Second, "the pieces on the new work center's order", func() (bool, string) {
+		return p.qty("press-2") == 4, fmt.Sprint(p.qty("press-2"))
+	})
+}
+
 // A stopped machine whose running signal is taken out of the mapping, or
 // which is taken out itself: nothing would end its stop, and with
 // block_workcenter its line would stay open in Odoo. The reload ends the

@@ -748,6 +748,10 @@ type pendingEvent struct {
 	rec buffer.Record
 	ev  eventRecord
 	wc  int64
+	// elsewhere: booked on the work center the record names, not the
+	// machine's now (moved by an edit since): no work order of the
+	// machine's goes with it.
+	elsewhere bool
 }
 
 // readEvents returns up to maxEventsPerRound pending events, in sequence
@@ -784,25 +788,44 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pen
 				}
 				continue
 			}
+			named := func() (int64, bool, error) { // the work center the record names
+				if ev.Workcenter == "" || unknown[ev.Workcenter] {
+					return 0, false, nil
+				}
+				wc, ok, err := f.orphanWorkcenter(ctx, ev.Workcenter)
+				unknown[ev.Workcenter] = err == nil && !ok // asked once a round, flush or not
+				return wc.ID, ok, err
+			}
 			if mc := findMachine(cfg, r.Key); mc != nil {
 				delete(f.unmapped, r.Key)
+				if ev.Workcenter != "" && ev.Workcenter != mc.Workcenter {
+					// Stopped on another work center (an edit moved the
+					// machine since): the line is booked there — where
+					// block_workcenter opened it — if Odoo knows it (a
+					// code fixed for a typo does not name one).
+					id, ok, err := named()
+					if err != nil {
+						return nil, err
+					}
+					if ok {
+						if len(out) < maxEventsPerRound {
+							out = append(out, pendingEvent{r, ev, id, true})
+						}
+						continue
+					}
+				}
 				if wc, ok := f.wcs[mc.Workcenter]; ok && len(out) < maxEventsPerRound {
-					out = append(out, pendingEvent{r, ev, wc.ID})
+					out = append(out, pendingEvent{r, ev, wc.ID, false})
 				}
 				continue
 			}
-			if ev.Workcenter != "" && !unknown[ev.Workcenter] {
-				wc, ok, err := f.orphanWorkcenter(ctx, ev.Workcenter)
-				if err != nil {
-					return nil, err
+			if id, ok, err := named(); err != nil {
+				return nil, err
+			} else if ok {
+				if len(out) < maxEventsPerRound {
+					out = append(out, pendingEvent{r, ev, id, true})
 				}
-				unknown[ev.Workcenter] = !ok // asked once a round, flush or not
-				if ok {
-					if len(out) < maxEventsPerRound {
-						out = append(out, pendingEvent{r, ev, wc.ID})
-					}
-					continue
-				}
+				continue
 			}
 			if !f.a.lineOpen(r.Key) {
 				// Downtime records of a machine gone from the configuration
@@ -1224,7 +1247,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		// user one open line per work order (_check_open_time_ids), and two
 		// machines of one work center may be stopped at once. Closing the
 		// line sets it.
-		if wo := wos[r.Key]; wo != nil && !d.End.IsZero() {
+		if wo := wos[r.Key]; wo != nil && !d.End.IsZero() && !e.elsewhere {
 			d.WorkorderID = wo.ID
 		}
 		l := line{rec: r, d: d, loss: loss}

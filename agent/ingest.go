@@ -291,9 +291,10 @@ func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffe
 			changed[ev.Machine] = true
 		}
 		if st != nil && st.StopWorkcenter != "" {
-			// Gone from the configuration (its stop ended by a reload):
-			// the work center it stopped on.
-			wc = cmp.Or(wc, st.StopWorkcenter)
+			// The work center it stopped on: its line is there, also when
+			// an edit has moved the machine since, or removed it (its stop
+			// ended by the reload).
+			wc = st.StopWorkcenter
 			st.StopWorkcenter = ""
 			changed[ev.Machine] = true
 		}
@@ -303,9 +304,12 @@ func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffe
 		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Time: ev.End,
 			Data: mustJSON(eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site, Workcenter: wc})}, true
 	case mapping.EventStopped, mapping.EventReason:
-		if st != nil && wc != "" && st.StopWorkcenter != wc && ev.Kind == mapping.EventStopped {
+		switch {
+		case st != nil && wc != "" && st.StopWorkcenter != wc && ev.Kind == mapping.EventStopped:
 			st.StopWorkcenter = wc
 			changed[ev.Machine] = true
+		case st != nil && st.StopWorkcenter != "":
+			wc = st.StopWorkcenter // a reason for the stop's line, where it is
 		}
 		if !a.blocks(ev.Machine) {
 			return buffer.Record{}, false
