@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -889,6 +890,10 @@ func convert(x *extracted, v any) error {
 	return nil
 }
 
+// decimalRe is a number as a payload or a JSON string carries one: decimal,
+// with an optional fraction and exponent.
+var decimalRe = regexp.MustCompile(`^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$`)
+
 func toNumber(v any) (float64, error) {
 	switch x := v.(type) {
 	case json.Number:
@@ -898,7 +903,13 @@ func toNumber(v any) (float64, error) {
 		}
 		return f, nil
 	case string:
-		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		t := strings.TrimSpace(x)
+		if !decimalRe.MatchString(t) {
+			// ParseFloat would also take Go's 1_000 and 0x1p4: a gateway
+			// sending those sends something else than a count.
+			return 0, fmt.Errorf("%q is not a number: %w", truncate(x), ErrBadValue)
+		}
+		f, err := strconv.ParseFloat(t, 64)
 		if err != nil {
 			return 0, fmt.Errorf("%q is not a number: %w", truncate(x), ErrBadValue)
 		}
@@ -969,6 +980,14 @@ func toReason(v any) (string, error) {
 	case bool:
 		return strconv.FormatBool(x), nil
 	case json.Number:
+		// 7.0 is code 7, as an OPC UA double 7.0 is (gateways write
+		// numbers as floats); a whole number stays as written, digits
+		// beyond a float's included.
+		if n := x.String(); strings.ContainsAny(n, ".eE") {
+			if f, err := strconv.ParseFloat(n, 64); err == nil && !math.IsInf(f, 0) {
+				return strconv.FormatFloat(f, 'f', -1, 64), nil
+			}
+		}
 		return x.String(), nil
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64), nil

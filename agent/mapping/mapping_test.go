@@ -223,3 +223,31 @@ func TestLookupPath(t *testing.T) {
 		}
 	}
 }
+
+// Numbers as payloads carry them: Go's own syntax (1_000, 0x1p4) is not a
+// count, and a reason code sent as 7.0 (a gateway writing floats) is code 7.
+func TestNumberSyntax(t *testing.T) {
+	for _, v := range []string{"1_000", "0x1p4", "0x20", "1e", "+", "NaN", "Inf", " 12 3"} {
+		if _, err := toNumber(v); !errors.Is(err, ErrBadValue) {
+			t.Errorf("toNumber(%q) = %v, want a bad value", v, err)
+		}
+	}
+	for v, want := range map[string]float64{"125": 125, " 130 ": 130, "-5": -5, "1.5e3": 1500, ".5": 0.5, "7.": 7, "+3": 3} {
+		if f, err := toNumber(v); err != nil || f != want {
+			t.Errorf("toNumber(%q) = %v, %v, want %v", v, f, err, want)
+		}
+	}
+	for n, want := range map[string]string{"7.0": "7", "7": "7", "7.50": "7.5", "1e2": "100", "12345678901234567890": "12345678901234567890"} {
+		if got, err := toReason(json.Number(n)); err != nil || got != want {
+			t.Errorf("toReason(%s) = %q, %v, want %q", n, got, err, want)
+		}
+	}
+	m := newTestMapper(t, testConfig)
+	st := NewState()
+	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	mustApply(t, m, st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "line/state", Payload: []byte(`{"run":true}`), Good: true, ReceiveTime: at})
+	evs := mustApply(t, m, st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "line/state", Payload: []byte(`{"run":false,"reason":7.0}`), Good: true, ReceiveTime: at.Add(time.Second)})
+	if len(evs) == 0 || evs[0].Reason != "7" {
+		t.Errorf("events %+v, want reason 7", evs)
+	}
+}
