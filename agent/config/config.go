@@ -475,8 +475,16 @@ func stripBOM(data []byte) []byte { return bytes.TrimPrefix(data, []byte("\xef\x
 
 // Parse applies defaults, decodes data strictly and validates the result.
 // Any error is an *Error holding every problem found.
+// MaxFileBytes is the largest configuration file Parse reads.
+const MaxFileBytes = 4 << 20
+
 func Parse(filename string, data []byte) (*Config, error) {
 	data = stripBOM(data)
+	if len(data) > MaxFileBytes {
+		return nil, &Error{Problems: []Problem{{File: filename, Line: 1, Column: 1,
+			Msg:  fmt.Sprintf("file too large: %d bytes, a configuration is at most %d", len(data), MaxFileBytes),
+			Hint: "is this the right file? A thousand machines with four signals each take about 400 KB"}}}
+	}
 	c := defaultConfig()
 	c.Path = filename
 	if i := bytes.IndexByte(data, 0); i >= 0 {
@@ -490,7 +498,12 @@ func Parse(filename string, data []byte) (*Config, error) {
 	d.decodeFile(data, c)
 	c.pos = d.pos
 	probs := d.probs
-	if len(probs) == 0 || d.decodedRoot {
+	if d.tooLarge != nil {
+		// Everything decoded before the limit is incomplete: its
+		// "required" problems would all be wrong.
+		probs = []Problem{*d.tooLarge}
+	}
+	if d.tooLarge == nil && (len(probs) == 0 || d.decodedRoot) {
 		probs = append(probs, c.validate()...)
 	}
 	if len(probs) > 0 {

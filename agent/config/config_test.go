@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -512,8 +513,45 @@ func TestBillionLaughsRefused(t *testing.T) {
 	b.WriteString(base)
 	b.WriteString("  - <<: *" + prev + "\n")
 	_, err := Parse("laughs.yaml", []byte(b.String()))
-	if err == nil || !strings.Contains(err.Error(), "too many alias expansions") {
+	var ce *Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 || !strings.Contains(err.Error(), "too large to check") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A file too large to check is one problem that says so — not thousands of
+// "required" problems from the part decoded before the limit.
+func TestTooLargeIsOneProblem(t *testing.T) {
+	machine := func(b *strings.Builder, i int) {
+		fmt.Fprintf(b, `  - id: m%d
+    workcenter: WC%d
+    good_count: { mqtt: { broker: broker, topic: plant/m%d, field: good } }
+    scrap_count: { mqtt: { broker: broker, topic: plant/m%d, field: scrap } }
+    running: { mqtt: { broker: broker, topic: plant/m%d, field: running } }
+    downtime_reason: { mqtt: { broker: broker, topic: plant/m%d, field: reason }, map: { 1: Setup and Adjustments, 2: Equipment Failure } }
+`, i, i, i, i, i, i)
+	}
+	head := "site: s\nodoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }\n" +
+		"mqtt:\n  - { name: broker, url: \"tcp://127.0.0.1:1883\", client_id: pe }\nmachines:\n"
+	var b strings.Builder
+	b.WriteString(head)
+	for i := range 1000 {
+		machine(&b, i)
+	}
+	if _, err := Parse("big.yaml", []byte(b.String())); err != nil {
+		t.Fatalf("1,000 fully mapped machines: %v", err)
+	}
+	for i := 1000; i < 5000; i++ {
+		machine(&b, i)
+	}
+	_, err := Parse("big.yaml", []byte(b.String()))
+	var ce *Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 || !strings.Contains(err.Error(), "too large to check") {
+		t.Fatalf("5,000 machines: %d problems, %.300v", len(ce.Problems), err)
+	}
+	_, err = Parse("huge.yaml", append([]byte(head), make([]byte, MaxFileBytes)...))
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 || !strings.Contains(err.Error(), "file too large") {
+		t.Fatalf("a file over the limit: %.300v", err)
 	}
 }
 

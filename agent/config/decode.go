@@ -19,6 +19,19 @@ import (
 // expands aliases exponentially ("billion laughs") is refused, not decoded.
 const maxNodes = 200000
 
+// abortTooLarge stops decoding at the maxNodes-th value: the one problem
+// of the file (see Parse).
+func (d *decoder) abortTooLarge(n ast.Node, path string) {
+	if d.aborted {
+		return
+	}
+	d.aborted = true
+	d.problem(n, path, fmt.Sprintf("more than %d values to decode, aliases expanded: too large to check", maxNodes),
+		"a thousand machines with four signals each take about 60,000; if the file uses anchors and aliases, an alias that expands into others multiplies them")
+	p := d.probs[len(d.probs)-1]
+	d.tooLarge = &p
+}
+
 // maxMergeDepth bounds nested merge keys (<<), which also stops an anchor
 // that merges itself.
 const maxMergeDepth = 16
@@ -35,6 +48,7 @@ type decoder struct {
 	nodes       int
 	mergeDepth  int
 	aborted     bool
+	tooLarge    *Problem // the problem of a file over maxNodes
 	decodedRoot bool
 }
 
@@ -218,8 +232,7 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 	}
 	d.nodes++
 	if d.nodes > maxNodes {
-		d.aborted = true
-		d.problem(raw, path, "document too large or too many alias expansions", "simplify the anchors and aliases")
+		d.abortTooLarge(raw, path)
 		return
 	}
 	n := d.resolve(path, raw)
@@ -391,10 +404,7 @@ func (d *decoder) entries(path string, n ast.Node) ([]entry, bool) {
 	}
 	d.nodes += len(values)
 	if d.nodes > maxNodes {
-		if !d.aborted {
-			d.aborted = true
-			d.problem(n, path, "document too large or too many alias expansions", "simplify the anchors and aliases")
-		}
+		d.abortTooLarge(n, path)
 		return nil, true
 	}
 	var explicit, merged []entry

@@ -272,6 +272,18 @@ func printSnippet(w io.Writer, lines []string, line, col int, mask []int) {
 	if strings.ContainsFunc(text, func(r rune) bool { return r != '\t' && unicode.IsControl(r) }) {
 		return // binary: not for the terminal
 	}
+	if r := []rune(text); len(r) > snippetWidth {
+		// A long line (a file written on one line): the part around the
+		// column.
+		from := max(0, min(col-1-snippetWidth/2, len(r)-snippetWidth))
+		text = string(r[from : from+snippetWidth])
+		if from > 0 {
+			text, col = "…"+text, col-from+1
+		}
+		if from+snippetWidth < len(r) {
+			text += "…"
+		}
+	}
 	var pad strings.Builder
 	for i, r := range []rune(text) {
 		if i >= col-1 {
@@ -285,6 +297,9 @@ func printSnippet(w io.Writer, lines []string, line, col int, mask []int) {
 	}
 	fmt.Fprintf(w, "%5d | %s\n      | %s^\n", line, text, pad.String())
 }
+
+// snippetWidth is the most of a source line a snippet shows.
+const snippetWidth = 160
 
 // maskValueAt hides the value of the key that starts at column col (1-based,
 // in runes) of line: up to the next , or } in a flow mapping ({ a: 1, b: 2 }),
@@ -307,6 +322,9 @@ func maskValueAt(line string, col int) string {
 	if strings.Contains(head, "{") {
 		if j := strings.IndexAny(value, ",}"); j >= 0 {
 			tail = value[j:]
+			if tail[0] == '}' {
+				tail = " " + tail
+			}
 		}
 	}
 	return head + " ****" + tail

@@ -261,7 +261,9 @@ func TestValidateMasksSecretsInSourceLines(t *testing.T) {
 		want string
 	}{
 		{"  api_kye: INLINESECRET42", 3, "  api_kye: ****"},
-		{"    mqtt: { brokr: b, topic: t }", 13, "    mqtt: { brokr: ****"},
+		{"    mqtt: { brokr: b, topic: t }", 13, "    mqtt: { brokr: ****, topic: t }"},
+		{"  - { name: b2, pw: Hunter2, qos: 1 }", 17, "  - { name: b2, pw: ****, qos: 1 }"},
+		{"  - { name: b2, pw: Hunter2 }", 17, "  - { name: b2, pw: **** }"},
 		{"  colour:", 3, "  colour:"},
 		{"  colour: # none", 3, "  colour: ****"},
 	} {
@@ -308,5 +310,22 @@ func TestValidateNeverEchoesAPastedKey(t *testing.T) {
 				t.Errorf("the key is in validate's output, or no problem found:\n%s", all)
 			}
 		})
+	}
+}
+
+// A long source line (a file written on one line) is shown around the
+// problem's column, with the caret under it.
+func TestSnippetOfALongLine(t *testing.T) {
+	line := strings.Repeat("a: 1, ", 200) + "bad: [" + strings.Repeat(", b: 2", 200)
+	col := strings.Index(line, "bad") + 1
+	var b strings.Builder
+	printSnippet(&b, []string{line}, 1, col, nil)
+	out := strings.Split(b.String(), "\n")
+	if len(out) < 2 || len([]rune(out[0])) > snippetWidth+20 {
+		t.Fatalf("snippet:\n%s", b.String())
+	}
+	text, caret := out[0][len("    1 | "):], out[1][len("      | "):]
+	if i := strings.Index(caret, "^"); !strings.HasPrefix(string([]rune(text)[i:]), "bad") {
+		t.Errorf("caret not under the problem:\n%s", b.String())
 	}
 }
