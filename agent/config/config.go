@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Duration is a time.Duration that decodes from YAML strings such as "20ms",
@@ -493,6 +494,22 @@ func Parse(filename string, data []byte) (*Config, error) {
 		line := 1 + bytes.Count(data[:i], []byte("\n"))
 		return nil, &Error{Problems: []Problem{{File: filename, Line: line, Column: 1 + i - (bytes.LastIndexByte(data[:i], '\n') + 1),
 			Msg: "not a YAML text file (it holds NUL bytes)", Hint: "is this the right file? save the configuration as UTF-8 text"}}}
+	}
+	if !utf8.Valid(data) {
+		// Latin-1 or Windows-1252 (an editor's default): "WC-Ä" would be
+		// read as "WC-\ufffd", a code Odoo does not have.
+		i := 0
+		for i < len(data) {
+			r, n := utf8.DecodeRune(data[i:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			i += n
+		}
+		line := 1 + bytes.Count(data[:i], []byte("\n"))
+		col := 1 + utf8.RuneCount(data[bytes.LastIndexByte(data[:i], '\n')+1:i])
+		return nil, &Error{Problems: []Problem{{File: filename, Line: line, Column: col,
+			Msg: fmt.Sprintf("not UTF-8: byte 0x%02x", data[i]), Hint: "save the file as UTF-8 (it looks like Latin-1 or Windows-1252)"}}}
 	}
 	d := newDecoder(filename)
 	d.decodeFile(data, c)

@@ -493,6 +493,31 @@ func TestMinStopWithoutRunningWarned(t *testing.T) {
 		`w.yaml:19:15: machines[0].min_stop: has no effect: the machine has no running signal`)
 }
 
+// Slips that used to load silently and never worked.
+func TestSilentSlipsCaught(t *testing.T) {
+	wantWarnings(t, base+"    downtime_reason:\n      opcua: { server: plc, node: \"ns=2;s=M1.Reason\" }\n",
+		`w.yaml:11:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`,
+		`w.yaml:20:7: machines[0].downtime_reason: has no effect: the machine has no running signal (a downtime reason names the loss of a stop, and stops come from running)`)
+	for name, c := range map[string]struct{ yaml, want string }{
+		"JSONPath field": {base + "    running: { mqtt: { broker: broker, topic: m1, field: \"$.state.run\" } }\n",
+			`b.yaml:19:58: machines[0].running.mqtt.field: field path "$.state.run" is written as JSONPath (write a plain dot path without $ and brackets: counters.good, and values.0.v for the first element of an array)`},
+		"code with a space": {strings.Replace(base, "workcenter: WC1", `workcenter: " WC1"`, 1),
+			`b.yaml:16:17: machines[0].workcenter: work-center code " WC1" begins or ends with white space or an invisible character (write the code exactly as in Odoo (Manufacturing > Configuration > Work Centers))`},
+		"code with a zero width space": {strings.Replace(base, "workcenter: WC1", "workcenter: WC1\u200b", 1),
+			`b.yaml:16:17: machines[0].workcenter: work-center code "WC1\u200b" begins or ends with white space or an invisible character (write the code exactly as in Odoo (Manufacturing > Configuration > Work Centers))`},
+		"rollover beyond 2^53": {strings.Replace(base, `node: "ns=2;s=M1.Good" }`, `node: "ns=2;s=M1.Good" }`+"\n      rollover: 18446744073709551615", 1),
+			`b.yaml:19:17: machines[0].good_count.rollover: 18446744073709551615 is beyond 2^53, more than a piece counter holds (the counter's modulus, e.g. 4294967296 for a 32-bit counter; leave it out for a 64-bit one)`},
+		"Latin-1": {strings.Replace(base, "workcenter: WC1", "workcenter: WC-\xc4", 1),
+			`b.yaml:16:20: not UTF-8: byte 0xc4 (save the file as UTF-8 (it looks like Latin-1 or Windows-1252))`},
+	} {
+		_, err := Parse("b.yaml", []byte(c.yaml))
+		var ce *Error
+		if !errors.As(err, &ce) || len(ce.Problems) != 1 || ce.Problems[0].String() != c.want {
+			t.Errorf("%s: %v\nwant %s", name, err, c.want)
+		}
+	}
+}
+
 func TestBillionLaughsRefused(t *testing.T) {
 	// Each level merges the previous one ten times: 10^8 entries if expanded.
 	var b strings.Builder

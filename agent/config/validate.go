@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -529,7 +530,16 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 	if v.required(p+".id", m.ID) && !idRe.MatchString(m.ID) {
 		v.add(p+".id", fmt.Sprintf("invalid machine id %q", m.ID), "use letters, digits, '.', '_' and '-' only")
 	}
-	v.required(p+".workcenter", m.Workcenter)
+	if v.required(p+".workcenter", m.Workcenter) && strings.TrimFunc(m.Workcenter, notPrintable) != m.Workcenter {
+		// Odoo compares codes exactly: " WC-B" is not found, and nothing
+		// on the screen shows why.
+		v.add(p+".workcenter", fmt.Sprintf("work-center code %q begins or ends with white space or an invisible character", m.Workcenter),
+			"write the code exactly as in Odoo (Manufacturing > Configuration > Work Centers)")
+	}
+	if m.DowntimeReason != nil && m.Running == nil {
+		v.warn(p+".downtime_reason", "has no effect: the machine has no running signal",
+			"a downtime reason names the loss of a stop, and stops come from running")
+	}
 	refs := m.Refs()
 	if len(refs) == 0 {
 		v.add(p, "machine has no signal", "add at least one of good_count, scrap_count, running, downtime_reason")
@@ -553,6 +563,10 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 	}{{"good_count", m.GoodCount}, {"scrap_count", m.ScrapCount}} {
 		if c.c != nil && c.c.Rollover == 1 {
 			v.add(p+"."+c.name+".rollover", "must be 0 (no wrap) or at least 2", "the counter's modulus, e.g. 65536 for a 16-bit counter")
+		}
+		if c.c != nil && c.c.Rollover > 1<<53 {
+			v.add(p+"."+c.name+".rollover", fmt.Sprintf("%d is beyond 2^53, more than a piece counter holds", c.c.Rollover),
+				"the counter's modulus, e.g. 4294967296 for a 32-bit counter; leave it out for a 64-bit one")
 		}
 		if r := c.c; r != nil && r.Rollover >= 255 && r.Rollover < math.MaxUint64 && (r.Rollover+1)&r.Rollover == 0 {
 			// 65535 for a 16-bit counter: every wrap would book one piece too few.
@@ -625,8 +639,13 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 				v.warn(p+".mqtt.topic", fmt.Sprintf("topic %q begins or ends with white space", m.Topic), "remove it, unless the publisher's topic really has it")
 			}
 		}
-		if m.Field != "" && !fieldPathRe.MatchString(m.Field) {
+		switch {
+		case m.Field != "" && !fieldPathRe.MatchString(m.Field):
 			v.add(p+".mqtt.field", fmt.Sprintf("invalid field path %q", m.Field), "a dot path into the JSON payload, e.g. counters.good")
+			ok = false
+		case strings.HasPrefix(m.Field, "$") || strings.ContainsAny(m.Field, "[]"):
+			v.add(p+".mqtt.field", fmt.Sprintf("field path %q is written as JSONPath", m.Field),
+				"write a plain dot path without $ and brackets: counters.good, and values.0.v for the first element of an array")
 			ok = false
 		}
 		if m.TimestampField != "" && !fieldPathRe.MatchString(m.TimestampField) {
@@ -680,4 +699,10 @@ func redactURL(raw string) string {
 		return u.Redacted()
 	}
 	return urlUserinfo.ReplaceAllString(raw, "${1}****@")
+}
+
+// notPrintable is white space, and characters that show as nothing: zero
+// widths, the byte order mark, soft hyphens (a code pasted from a web page).
+func notPrintable(r rune) bool {
+	return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) || !unicode.IsPrint(r)
 }
