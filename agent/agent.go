@@ -509,8 +509,15 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 		a.fwd.forget.Store(true)
 	}
 	added, removed, changed, rebased := machineChanges(cur, next)
+	var moved []string // machines mapped to another work center
+	for i := range next.Machines {
+		if mc := findMachine(cur, next.Machines[i].ID); mc != nil && mc.Workcenter != next.Machines[i].Workcenter {
+			moved = append(moved, fmt.Sprintf("%s %s→%s", mc.ID, mc.Workcenter, next.Machines[i].Workcenter))
+		}
+	}
 	a.log.Info("configuration reloaded", "file", path, "machines", len(next.Machines),
-		"added", strings.Join(added, ","), "removed", strings.Join(removed, ","), "signals_changed", strings.Join(changed, ","))
+		"added", strings.Join(added, ","), "removed", strings.Join(removed, ","), "signals_changed", strings.Join(changed, ","),
+		"workcenter_changed", strings.Join(moved, ","))
 	for _, c := range rebased {
 		a.log.Info("a counter now reads another source: if it is another counter (not the same one under a fixed name), counting starts from its next value, and pieces made between the old one's last value and it are not counted",
 			"signal", c)
@@ -733,7 +740,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		oc.Pins = nsPins{a: a, source: s.Name, endpoint: s.Endpoint}
 		src, err := opcua.New(oc, a)
 		if err != nil {
-			broken(s.Name, connectors.KindOPCUA, fmt.Errorf("opcua %s: %w", s.Name, err))
+			broken(s.Name, connectors.KindOPCUA, err) // it names the source
 			continue
 		}
 		out = append(out, &sourceHandle{

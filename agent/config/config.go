@@ -303,6 +303,9 @@ func (r SourceRef) CounterSource() string {
 	case r.OPCUA != nil:
 		return "OPC UA " + r.OPCUA.Server + " node " + r.OPCUA.Node
 	case r.MQTT != nil:
+		if r.MQTT.Field == "" {
+			return "MQTT " + r.MQTT.Broker + " topic " + r.MQTT.Topic
+		}
 		return "MQTT " + r.MQTT.Broker + " topic " + r.MQTT.Topic + " field " + r.MQTT.Field
 	}
 	return ""

@@ -112,11 +112,11 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		if start < 0 {
 			start = pending
 		}
-		line := fmt.Sprintf("pending %d records, odoo %s", pending, st.Odoo.State)
+		line := fmt.Sprintf("pending %s, odoo %s", plural(pending, "record"), st.Odoo.State)
 		if st.Buffer.Held > 0 {
-			line += fmt.Sprintf(", %d held", st.Buffer.Held)
+			line += fmt.Sprintf(", %s held", plural(st.Buffer.Held, "record"))
 			if held > 0 {
-				line += fmt.Sprintf(" (%g pieces without a work order in progress)", held)
+				line += fmt.Sprintf(" (among them the counts of %g pieces, waiting for a work order in progress)", held)
 			}
 			line += " — see plantedge status"
 		}
@@ -155,8 +155,8 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			if st.Buffer.Held > 0 {
 				// Not drained (the buffer is not empty), and no wait moves
 				// them: say so now.
-				return &exitError{code: 3, msg: fmt.Sprintf("forwarded what can go; %d records held, waiting for Odoo-side "+
-					"action (a work order in progress, a work center, a machine back in the config): plantedge status says which", st.Buffer.Held)}
+				return &exitError{code: 3, msg: fmt.Sprintf("forwarded what can go; %s held, waiting for Odoo-side "+
+					"action (a work order in progress, a work center, a machine back in the config): plantedge status says which", plural(st.Buffer.Held, "record"))}
 			}
 			fmt.Fprintln(w, "drained")
 			return nil
@@ -165,7 +165,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			if tty {
 				fmt.Fprintln(w)
 			}
-			return &exitError{code: 1, msg: fmt.Sprintf("not drained within %s: %d records pending (odoo %s)", o.timeout, pending, st.Odoo.State)}
+			return &exitError{code: 1, msg: fmt.Sprintf("not drained within %s: %s pending (odoo %s)", o.timeout, plural(pending, "record"), st.Odoo.State)}
 		}
 		select {
 		case <-ctx.Done():
