@@ -82,6 +82,9 @@ type Agent struct {
 	// status shows it on the machines the address feeds until a usable
 	// one comes (a wrong tag or rollover is found there, not only in the log).
 	unusable map[sampleAddr]string
+	// malformed counts each source's samples (or fields) skipped as
+	// malformed since start, with the last one's reason, under stateMu.
+	malformed map[string]malformedCount
 	// lastStamp is the receive time given to each source address's last
 	// sample, under stateMu: samples of one address get distinct
 	// milliseconds (see uniqueStamp).
@@ -175,6 +178,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		totals:     map[string]totals{},
 		badQuality: map[sampleAddr]string{},
 		unusable:   map[sampleAddr]string{},
+		malformed:  map[string]malformedCount{},
 		lastStamp:  map[sampleAddr]time.Time{},
 		lastSample: map[string]time.Time{},
 	}

@@ -166,6 +166,10 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			// Only the unusable signals are skipped; the sample's others
 			// (evs, ch) still count.
 			a.metrics.malformed.WithLabelValues(s.Source).Inc()
+			mc := a.malformed[s.Source]
+			mc.n++
+			mc.last, mc.at = s.Address+": "+err.Error(), time.Now()
+			a.malformed[s.Source] = mc
 			a.malformedLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn, "malformed sample (or field) skipped", "source", s.Source, "address", s.Address, "err", err)
 		}
 		for _, id := range ch {
@@ -541,4 +545,11 @@ func (a *Agent) addTotals(machine, sig string, d float64) {
 	}
 	a.totals[machine] = t
 	a.totalsMu.Unlock()
+}
+
+// malformedCount is a source's malformed samples since start.
+type malformedCount struct {
+	n    uint64
+	last string
+	at   time.Time
 }

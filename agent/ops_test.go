@@ -361,6 +361,12 @@ func TestOneBadFieldKeepsTheRestOfTheMessage(t *testing.T) {
 	if v, _ := metric(p.metrics(), "plantedge_malformed_samples_total", `source="broker"`); v != 1 {
 		t.Errorf("malformed %v, want 1 (the scrap field)", v)
 	}
+	// status says so too, with why.
+	for _, s := range ra.a.Status().Sources {
+		if s.Name == "broker" && (s.MalformedSamples != 1 || !strings.Contains(s.LastMalformed, `plant/press-1: `) || !strings.Contains(s.LastMalformed, `"n/a" is not a number`)) {
+			t.Errorf("source status %+v", s)
+		}
+	}
 }
 
 // A signal mapped to a node the server does not have shows on its machine

@@ -141,6 +141,13 @@ type SourceStatus struct {
 	// RefusedNodes (OPC UA) are nodes the server will not serve (unknown,
 	// no access), with its answer; they are tried again.
 	RefusedNodes []opcua.RefusedNode `json:"refused_nodes,omitempty"`
+	// MalformedSamples counts the samples (or fields of one) skipped since
+	// start because their value was unusable (not a number, a field
+	// missing, beyond rollover): LastMalformed says why the last one was,
+	// LastMalformedAgeSeconds when.
+	MalformedSamples        uint64  `json:"malformed_samples,omitempty"`
+	LastMalformed           string  `json:"last_malformed,omitempty"`
+	LastMalformedAgeSeconds float64 `json:"last_malformed_age_seconds,omitempty"`
 }
 
 // MachineStatus is one machine.
@@ -227,6 +234,11 @@ func (a *Agent) Status() Status {
 		st.Sources = append(st.Sources, ss)
 	}
 	a.stateMu.Lock()
+	for i := range st.Sources {
+		if mc, ok := a.malformed[st.Sources[i].Name]; ok {
+			st.Sources[i].MalformedSamples, st.Sources[i].LastMalformed, st.Sources[i].LastMalformedAgeSeconds = mc.n, mc.last, age(mc.at)
+		}
+	}
 	for k, q := range a.badQuality {
 		noteBad(k.kind, k.source, k.address, fmt.Sprintf("%s is %s", k.address, q))
 	}

@@ -203,6 +203,12 @@ func printStatus(w io.Writer, st agent.Status) {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", s.Name, s.Kind, state, s.Sessions, last)
 		}
 		tw.Flush()
+		for _, s := range st.Sources {
+			if s.MalformedSamples > 0 {
+				fmt.Fprintf(w, "  %s: %s skipped as malformed since start; the last %s: %s\n",
+					s.Name, plural(int(s.MalformedSamples), "value"), ago(s.LastMalformedAgeSeconds), s.LastMalformed)
+			}
+		}
 	}
 	fmt.Fprintln(w, "\nMachines")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

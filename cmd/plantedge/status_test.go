@@ -31,6 +31,24 @@ func TestStatusShowsPolledNodes(t *testing.T) {
 	}
 }
 
+// Malformed values a source sent show under the sources, with the last
+// one's reason; the disk-full state of the buffer shows too.
+func TestStatusShowsMalformedAndDiskFull(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Sources: []agent.SourceStatus{
+		{Name: "broker", Kind: "mqtt", State: "connected", Sessions: 1, MalformedSamples: 12,
+			LastMalformed: `plant/press-1: "n/a" is not a number`, LastMalformedAgeSeconds: 65},
+	}, Buffer: agent.BufferStatus{Path: "/var/lib/plantedge/buffer.db", DiskFullSeconds: 130, LimitBytes: 3 << 20}})
+	for _, want := range []string{
+		`  broker: 12 values skipped as malformed since start; the last 1m5s ago: plant/press-1: "n/a" is not a number`,
+		"WARNING: DISK FULL for 2m10s (free space on the disk of /var/lib/plantedge): the buffer keeps to 3.0 MiB of records",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("want %q in:\n%s", want, out.String())
+		}
+	}
+}
+
 func TestStatusShowsTheConfigFile(t *testing.T) {
 	var out strings.Builder
 	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Config: &agent.ConfigStatus{File: "/etc/plantedge/plantedge.yaml",
