@@ -879,6 +879,17 @@ const largeJump = 100_000
 // noteEvent keeps per-machine run state for status and counts counter
 // anomalies for metrics.
 func (a *Agent) noteEvent(ev mapping.Event) {
+	if ev.Kind != mapping.EventCount {
+		if ahead := time.Until(ev.Time); ahead > 2*time.Minute {
+			a.eventLog.log("ahead "+ev.Machine, a.log, slog.LevelWarn,
+				"a stop or run stamped ahead of this machine's clock: a wrong clock or time zone on the source? Its downtime is dated there; once the clock is set right, stops are taken in the new time",
+				"machine", ev.Machine, "signal", ev.Signal, "ahead", ahead.Round(time.Second), "source_time", ev.Time)
+		}
+		if ev.ClockBack > 0 {
+			a.eventLog.log("clock "+ev.Machine, a.log, slog.LevelWarn, "source clock was ahead and went back; its stops are taken in the new time from here",
+				"machine", ev.Machine, "signal", ev.Signal, "by", ev.ClockBack.Round(time.Second))
+		}
+	}
 	switch ev.Kind {
 	case mapping.EventCount:
 		// Logged at most once a minute per machine and kind: a signal

@@ -28,8 +28,9 @@ type extracted struct {
 	running bool
 	reason  string
 	t       time.Time
-	srcTime bool // t came from the source, so it may be compared for order
-	resent  bool // connectors.Sample.Resent
+	srcTime bool      // t came from the source, so it may be compared for order
+	resent  bool      // connectors.Sample.Resent
+	recv    time.Time // when this machine received it (connectors.Sample.ReceiveTime)
 }
 
 // Apply maps one sample to events and updates st. A malformed payload or an
@@ -547,15 +548,40 @@ func (m *Mapper) EndStop(st *State, machine string, t time.Time) (events []Event
 	return []Event{m.endStop(ms, machine, t)}, true
 }
 
+// clockAhead is how far ahead of this machine's clock a source time may be
+// before a later, earlier-stamped sample is taken as its clock corrected.
+const clockAhead = 2 * time.Minute
+
+// staleState reports whether a running or downtime_reason sample is stale:
+// older by source time than last, the time of the last one accepted —
+// unless last was stamped ahead of this machine's clock by more than
+// clockAhead and x is not: then the source's clock was ahead (a wrong time
+// zone, a bad clock, a year-2100 value) and has been set right, and every
+// later stop would otherwise be ignored until the clock caught up with it.
+// back is then how far it went back.
+func staleState(x extracted, last time.Time) (stale bool, back time.Duration) {
+	if !isStale(x, last) {
+		return false, 0
+	}
+	if !x.recv.IsZero() && last.Sub(x.recv) > clockAhead && x.t.Sub(x.recv) <= clockAhead {
+		return false, last.Sub(x.t)
+	}
+	return true, 0
+}
+
 func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
-	if isStale(x, ms.RunningTime) {
+	stale, back := staleState(x, ms.RunningTime)
+	if stale {
 		return nil, false
+	}
+	if back > 0 {
+		ms.RunningTime = x.t // compared with the corrected clock from here
 	}
 	if ms.Running != nil && *ms.Running == x.running {
 		if x.srcTime && x.t.After(ms.RunningTime) {
 			ms.RunningTime = x.t // not worth a state write on its own
 		}
-		return nil, false
+		return nil, back > 0
 	}
 	wasKnown := ms.Running != nil
 	r := x.running
@@ -566,14 +592,16 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 	if !r {
 		ms.StopStart = x.t
 		ev := m.runningEvent(ms, x.b.machine, EventStopped, x.t)
-		ev.Start = x.t
+		ev.Start, ev.ClockBack = x.t, back
 		return []Event{ev}, true
 	}
 	if !wasKnown {
 		ms.StopStart = time.Time{}
 		return nil, true
 	}
-	return []Event{m.endStop(ms, x.b.machine, x.t)}, true
+	ev := m.endStop(ms, x.b.machine, x.t)
+	ev.ClockBack = back
+	return []Event{ev}, true
 }
 
 // runningEvent is a run-state event of machine at t, with its current
@@ -605,8 +633,12 @@ func (m *Mapper) endStop(ms *MachineState, machine string, t time.Time) Event {
 }
 
 func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
-	if isStale(x, ms.ReasonTime) {
+	stale, back := staleState(x, ms.ReasonTime)
+	if stale {
 		return nil, false
+	}
+	if back > 0 {
+		ms.ReasonTime = x.t
 	}
 	if ms.ReasonSet && ms.Reason == x.reason {
 		if x.srcTime && x.t.After(ms.ReasonTime) {
@@ -655,7 +687,7 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 			return nil, perr("", fmt.Errorf("no value: %w", ErrBadValue))
 		}
 		for _, b := range bs {
-			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent}
+			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime}
 			if err := convert(&x, s.Value); err != nil {
 				skip("", err)
 				continue
@@ -667,7 +699,7 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 	doc, jsonErr := parsePayload(s.Payload)
 	var missing []string
 	for _, b := range bs {
-		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent}
+		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime}
 		var v any
 		if b.field == "" {
 			if jsonErr != nil {

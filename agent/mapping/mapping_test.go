@@ -251,3 +251,47 @@ func TestNumberSyntax(t *testing.T) {
 		t.Errorf("events %+v, want reason 7", evs)
 	}
 }
+
+// A source clock ahead of this machine's that is then set right (or one
+// value stamped in the year 2100): the stops after it are taken, not ignored
+// as older than the one stamped ahead; a redelivered older sample with the
+// clock right is still stale.
+func TestStopsAfterASourceClockWasAhead(t *testing.T) {
+	m := newTestMapper(t, strings.Replace(testConfig, "field: run }", "field: run, timestamp_field: ts }", 1))
+	st := NewState()
+	now := time.Now().Truncate(time.Millisecond)
+	kinds := func(evs []Event) (out []EventKind) {
+		for _, e := range evs {
+			out = append(out, e.Kind)
+		}
+		return out
+	}
+	send := func(run bool, ts time.Time, recv time.Time) []Event {
+		t.Helper()
+		b, _ := json.Marshal(map[string]any{"run": run, "ts": ts.UnixMilli()})
+		return mustApply(t, m, st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "line/state", Payload: b, Good: true, ReceiveTime: recv})
+	}
+	base := now.Add(-10 * time.Minute)
+	send(true, base, base)
+	for _, ahead := range []time.Duration{time.Hour, 75 * 365 * 24 * time.Hour} {
+		recv := base.Add(time.Minute)
+		if got := kinds(send(false, recv.Add(ahead), recv)); !slices.Equal(got, []EventKind{EventStopped}) {
+			t.Fatalf("stop stamped %v ahead: %v", ahead, got)
+		}
+		send(true, recv.Add(ahead+time.Second), recv.Add(time.Second))
+		// The clock set right: the next stop and run are taken.
+		recv = recv.Add(time.Minute)
+		evs := send(false, recv, recv)
+		if got := kinds(evs); !slices.Equal(got, []EventKind{EventStopped}) || evs[0].ClockBack <= 0 {
+			t.Fatalf("the stop after the clock was set right (%v ahead): %+v", ahead, evs)
+		}
+		if got := kinds(send(true, recv.Add(time.Second), recv.Add(time.Second))); !slices.Equal(got, []EventKind{EventRunning}) {
+			t.Fatalf("the run after it: %v", got)
+		}
+		// A late copy of the stop, the clock right: stale.
+		if got := send(false, recv, recv.Add(2*time.Second)); len(got) != 0 {
+			t.Fatalf("a late copy of the stop: %+v", got)
+		}
+		base = recv.Add(time.Minute)
+	}
+}
