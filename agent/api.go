@@ -52,10 +52,15 @@ func (a *Agent) Handler() http.Handler {
 		writeJSON(w, a.Status())
 	})
 	api.HandleFunc("POST /api/v1/flush", func(w http.ResponseWriter, _ *http.Request) {
+		var seq uint64
+		if a.opened.Load() {
+			seq = a.buf.LastSeq() // before the round: what is in the buffer now
+		}
 		n := a.Flush()
 		// after: status's odoo.rounds_done past it says a round that began
 		// after this request has completed — in this instance (started).
-		writeJSON(w, map[string]any{"ok": true, "after": n, "started": a.started.UTC()})
+		// seq: the buffer's last record at the request.
+		writeJSON(w, map[string]any{"ok": true, "after": n, "started": a.started.UTC(), "seq": seq})
 	})
 	api.HandleFunc("GET /api/v1/deadletters", func(w http.ResponseWriter, r *http.Request) {
 		// A page at a time (?after=ID&limit=N): a plant can pile up a
@@ -379,6 +384,18 @@ func (c *APIClient) Status(ctx context.Context) (Status, error) {
 type FlushTicket struct {
 	After   *uint64   `json:"after"`   // nil: an agent of a version that does not say
 	Started time.Time `json:"started"` // the agent instance that answered
+	// Seq is the buffer's last sequence number at the request (nil: an
+	// older agent): what came later is not the flush's to wait for.
+	Seq *uint64 `json:"seq"`
+}
+
+// Through reports whether every record the buffer held at the request that
+// is not held has gone: the plant may have made more since.
+func (t FlushTicket) Through(st Status) bool {
+	if t.Seq == nil || !st.Started.Equal(t.Started) {
+		return false // an older agent, or another instance: see Past
+	}
+	return st.Buffer.OldestForwardableSeq == 0 || st.Buffer.OldestForwardableSeq > *t.Seq
 }
 
 // Past reports whether st comes after a round that began after the

@@ -90,6 +90,11 @@ type BufferStatus struct {
 	// budget it keeps to. Absent while the disk has room.
 	DiskFullSeconds float64 `json:"disk_full_seconds,omitempty"`
 	LimitBytes      int64   `json:"disk_full_limit_bytes,omitempty"`
+	// OldestForwardableSeq is the lowest sequence number of a pending
+	// record not held (0: none): flush compares it with the buffer's last
+	// sequence number at its request, so that records the plant makes
+	// meanwhile do not keep it from finishing.
+	OldestForwardableSeq uint64 `json:"oldest_forwardable_seq,omitempty"`
 	// FileRestored counts the times the buffer file was found deleted or
 	// replaced while in use since start, and written back.
 	FileRestored uint64 `json:"file_restored,omitempty"`
@@ -276,6 +281,7 @@ func (a *Agent) Status() Status {
 		if src := runningSource(&m); src != "" && ms.State != "unknown" && sourceState[src] != string(connectors.StateConnected) {
 			ms.State, ms.LastKnownState = "unknown", ms.State
 		}
+		held := false
 		if l, ok := links[m.ID]; ok {
 			ms.WorkOrder, ms.Unattributed, ms.Error = l.WorkOrder, l.Unattributed, l.Error
 			if l.WorkorderID == 0 {
@@ -284,6 +290,7 @@ func (a *Agent) Status() Status {
 			if l.NoWorkcenter {
 				st.Buffer.Held += pending[m.ID].events // downtime needs the work center
 			}
+			held = l.WorkorderID == 0 || l.NoWorkcenter
 
 		} else if wo := a.storedWorkOrder(m.ID); wo != "" {
 			ms.WorkOrder = wo
@@ -293,6 +300,9 @@ func (a *Agent) Status() Status {
 		}
 		if ms.Error == "" {
 			ms.Error = drafts[m.ID]
+		}
+		if seq := pending[m.ID].minSeq; seq != 0 && !held && (st.Buffer.OldestForwardableSeq == 0 || seq < st.Buffer.OldestForwardableSeq) {
+			st.Buffer.OldestForwardableSeq = seq
 		}
 		st.Machines = append(st.Machines, ms)
 	}
@@ -340,9 +350,17 @@ func (a *Agent) storedWorkOrder(id string) string {
 
 type pendingCount struct {
 	good       float64
-	records    int // count records
-	events     int // event records
-	eventsNoWC int // of which name no work center (older versions')
+	records    int    // count records
+	events     int    // event records
+	eventsNoWC int    // of which name no work center (older versions')
+	minSeq     uint64 // the lowest sequence number of its records
+}
+
+// noteSeq keeps the lowest sequence number of a key's records.
+func (pc *pendingCount) noteSeq(seq uint64) {
+	if pc.minSeq == 0 || seq < pc.minSeq {
+		pc.minSeq = seq
+	}
 }
 
 // unmapped counts pending records of machines that are not in cfg.
@@ -382,6 +400,7 @@ func (a *Agent) scanPendingCounts() map[string]pendingCount {
 		for _, r := range recs {
 			pc := out[r.Key]
 			pc.events++
+			pc.noteSeq(r.Seq)
 			if ev, err := decodeEvent(r); err != nil || ev.Workcenter == "" {
 				pc.eventsNoWC++
 			}
@@ -402,6 +421,7 @@ func (a *Agent) scanPendingCounts() map[string]pendingCount {
 			m, sig := splitKey(r.Key)
 			pc := out[m]
 			pc.records++
+			pc.noteSeq(r.Seq)
 			if sig == sigGood {
 				if c, err := decodeCount(r); err == nil {
 					pc.good += c.Delta

@@ -862,6 +862,14 @@ func (q *Queue) Close() error {
 }
 
 // Stats returns the in-memory statistics (no scan).
+// LastSeq is the sequence number of the last record appended (0: none
+// ever): a record appended later has a higher one.
+func (q *Queue) LastSeq() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.st.seq
+}
+
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	st := q.st

@@ -142,7 +142,10 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		// judged on a round that began after the request: the round before
 		// may still show what the request was about (a work order since
 		// started in Odoo).
-		if st.Buffer.Pending == 0 || pending == 0 && ticket.Past(st) {
+		// On a running plant new records keep coming: what was pending at
+		// the request having gone is drained.
+		through := ticket.Past(st) && ticket.Through(st)
+		if st.Buffer.Pending == 0 || pending == 0 && ticket.Past(st) || through {
 			if tty {
 				fmt.Fprintln(w)
 			}
@@ -157,6 +160,10 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 				// them: say so now.
 				return &exitError{code: 3, msg: fmt.Sprintf("forwarded what can go; %s held, waiting for Odoo-side "+
 					"action (a work order in progress, a work center, a machine back in the config): plantedge status says which", plural(st.Buffer.Held, "record"))}
+			}
+			if pending > 0 {
+				fmt.Fprintf(w, "drained: what was pending at the request has reached Odoo (%s came in since)\n", plural(pending, "record"))
+				return nil
 			}
 			fmt.Fprintln(w, "drained")
 			return nil

@@ -686,6 +686,36 @@ func TestCommandsRefuseAnotherSitesAgent(t *testing.T) {
 
 // flush --timeout bounds the whole command, also against an agent that
 // takes the connection and never answers (hung, or paused with SIGSTOP).
+// On a running plant new records keep coming while flush waits: once what
+// was pending at its request has reached Odoo it is drained (exit 0), not
+// timed out waiting for an empty buffer.
+func TestFlushOnAProducingPlant(t *testing.T) {
+	b := newBench(t, 18)
+	b.startAgent()
+	b.odoo.SetDown(true)
+	b.produce(3)
+	b.waitPending()
+	b.odoo.SetDown(false)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { // the machine keeps making pieces, a value every 10 ms
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+				b.produce(1)
+			}
+		}
+	}()
+	out, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "30s")
+	close(stop)
+	<-done
+	if err != nil || !strings.Contains(out, "drained") {
+		t.Fatalf("flush on a producing plant: %v\n%s", err, out)
+	}
+}
+
 func TestFlushTimeoutBoundsAHungAgent(t *testing.T) {
 	b := newBench(t, 17)
 	ln, err := net.Listen("tcp", b.listen) // accepts (the kernel does), never answers

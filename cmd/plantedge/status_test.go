@@ -138,4 +138,17 @@ func TestFlushTicket(t *testing.T) {
 	if !(agent.FlushTicket{}).Past(st(0, time.Time{})) {
 		t.Error("an agent that does not say is not taken as it is")
 	}
+	// Through: nothing forwardable left from before the request.
+	seq := uint64(100)
+	tk.Seq = &seq
+	for oldest, want := range map[uint64]bool{0: true, 101: true, 100: false, 7: false} {
+		s := st(6, start)
+		s.Buffer.OldestForwardableSeq = oldest
+		if got := tk.Through(s); got != want {
+			t.Errorf("Through(oldest forwardable %d, ticket 100) = %v", oldest, got)
+		}
+	}
+	if (agent.FlushTicket{After: &five, Started: start}).Through(st(6, start)) {
+		t.Error("an agent that does not say its seq is taken as through")
+	}
 }
