@@ -278,6 +278,7 @@ func (q *Queue) shrinkBudget(cur *state) {
 	old := q.budget.Load()
 	nb := min(old, cur.used()) * 9 / 10
 	q.budget.Store(nb)
+	q.ceiling.Store(nb)
 	q.log.Warn("buffer file reached max_bytes; lowering the logical budget", "old_budget", old, "new_budget", nb, "used", cur.used())
 	fn := func(t *txn) error {
 		_, err := q.makeRoom(t, 0, LaneCounts)

@@ -28,8 +28,11 @@ const diskLowerMinUsed = 256 << 10
 // the file system has this much room.
 const diskRoomUnlimited = 256 << 20
 
+// diskFullErr: the file system is full. A user quota (EDQUOT) is not
+// handled so: statfs does not see it, so the room coming back could not be
+// told; such appends fail (backpressure) until the quota allows them.
 func diskFullErr(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+	return errors.Is(err, syscall.ENOSPC)
 }
 
 // lowerBudgetForDisk holds the file at what it uses now after a commit
@@ -39,14 +42,17 @@ func diskFullErr(err error) bool {
 // appends fail until space comes back.
 func (q *Queue) lowerBudgetForDisk(cur *state) bool {
 	now := time.Now()
-	if since := q.diskFull.Load(); since != 0 && now.Sub(time.Unix(0, q.diskLowered.Load())) < diskLowerEvery {
+	old := q.budget.Load()
+	// Once a minute — or at once when the budget was raised since the
+	// last lowering (the disk had room, and has filled again).
+	if last := q.diskLowered.Load(); last != 0 && now.Sub(time.Unix(0, last)) < q.opts.diskLowerEvery &&
+		(old == 0 || old <= q.diskLowBudget.Load()) {
 		return false
 	}
 	used := cur.used()
 	if used < diskLowerMinUsed {
 		return false
 	}
-	old := q.budget.Load()
 	nb := used * 9 / 10
 	if old > 0 {
 		nb = min(old, used) * 9 / 10
@@ -56,12 +62,14 @@ func (q *Queue) lowerBudgetForDisk(cur *state) bool {
 		_, err := q.makeRoom(t, 0, LaneCounts)
 		return err
 	}
+	q.diskLowered.Store(now.UnixNano()) // failed or not: tried at most once a minute
 	if err := q.runTx(cur, []*request{{fn: fn}}, false); err != nil {
 		q.budget.Store(old)
+		q.diskLowBudget.Store(old)
 		q.log.Error("buffer: the disk is full and no room could be freed in the file; appends fail until there is space", "err", err)
 		return false
 	}
-	q.diskLowered.Store(now.UnixNano())
+	q.diskLowBudget.Store(nb)
 	q.diskFull.CompareAndSwap(0, now.UnixNano())
 	q.log.Warn("DISK FULL: the buffer keeps to its current size, as at max_bytes: telemetry dropped, counts merged, then the oldest events; free space on the disk",
 		"dir", filepath.Dir(q.path), "old_budget", old, "new_budget", nb, "used", used)
@@ -73,28 +81,22 @@ func (q *Queue) lowerBudgetForDisk(cur *state) bool {
 // needs about 1/0.6 of its logical bytes, and the disk is shared), until
 // that reaches the configured budget.
 func (q *Queue) checkDiskRoom(cur *state) {
-	if q.diskFull.Load() == 0 {
+	// Not within a minute of a lowering: a disk that fills and frees
+	// itself by turns must not flap the budget.
+	if q.diskFull.Load() == 0 || time.Since(time.Unix(0, q.diskLowered.Load())) < q.opts.diskLowerEvery {
 		return
 	}
-	conf := budgetFor(q.opts.MaxBytes)
+	conf := q.ceiling.Load() // what max_bytes gives, as shrinkBudget learned it
 	avail, ok := freeBytes(filepath.Dir(q.path))
 	if !ok {
-		// Cannot tell: try the configured budget again now and then.
-		if time.Since(time.Unix(0, q.diskLowered.Load())) >= diskLowerEvery {
-			q.restoreBudget(conf, -1)
-		}
-		return
-	}
-	if conf == 0 {
-		if avail >= diskRoomUnlimited {
-			q.restoreBudget(0, avail)
-		}
+		q.restoreBudget(conf, -1) // cannot tell: try again (a minute after a lowering)
 		return
 	}
 	nb := cur.used() + avail*3/10
-	if nb >= conf {
+	switch {
+	case conf == 0 && avail >= diskRoomUnlimited, conf > 0 && nb >= conf:
 		q.restoreBudget(conf, avail)
-	} else if nb > q.budget.Load() {
+	case nb > q.budget.Load():
 		q.budget.Store(nb)
 	}
 }

@@ -30,7 +30,7 @@ func TestDiskFullKeepsToTheFile(t *testing.T) {
 	var logs syncBuffer
 	const maxBytes = 4 << 20
 	q := openTest(t, filepath.Join(dir, "buffer.db"), Options{MaxBytes: maxBytes, Merge: sumCounts,
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)), fileCheckEvery: 20 * time.Millisecond})
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), fileCheckEvery: 20 * time.Millisecond, diskLowerEvery: time.Second})
 	keys := []string{"m0", "m1"}
 	appended := make(map[string]uint64)
 	var events [][]byte
@@ -52,19 +52,23 @@ func TestDiskFullKeepsToTheFile(t *testing.T) {
 	}
 	// Something else fills the disk.
 	filler := filepath.Join(dir, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := f.Write(make([]byte, 4<<10)); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
+	fill := func() {
+		t.Helper()
+		f, err := os.Create(filler)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		for {
+			if _, err := f.Write(make([]byte, 4<<10)); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatal(err)
+				}
+				return
 			}
-			break
 		}
 	}
-	f.Close()
+	fill()
 	for i := 150; i < 1500; i++ {
 		round(i) // every append succeeds
 	}
@@ -90,6 +94,23 @@ func TestDiskFullKeepsToTheFile(t *testing.T) {
 	}
 	if st := q.Stats(); st.LimitBytes != budgetFor(maxBytes) {
 		t.Fatalf("limit %d after the disk has room, want %d", st.LimitBytes, budgetFor(maxBytes))
+	}
+	// It fills again: lowered again at once (the budget was raised since),
+	// then at most once per diskLowerEvery, however many commits fail.
+	for i := 1500; i < 1700; i++ {
+		round(i)
+	}
+	fill()
+	began := time.Now()
+	for i := 1700; i < 2500; i++ {
+		round(i)
+	}
+	lowerings := strings.Count(logs.String(), "DISK FULL")
+	if max := 2 + int(time.Since(began)/time.Second) + 1; lowerings < 2 || lowerings > max {
+		t.Errorf("%d lowerings, want 2 to %d", lowerings, max)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
 	}
 	got := make(map[string]uint64)
 	for _, r := range readAll(t, q, LaneCounts) {

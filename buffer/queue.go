@@ -92,6 +92,9 @@ type Options struct {
 	// write a deleted file back, looks at the path again (checkFile);
 	// 0 = fileCheckEvery.
 	fileCheckEvery time.Duration
+	// diskLowerEvery: least time between two lowerings of the budget for a
+	// full disk, and from one to a raise; 0 = diskLowerEvery.
+	diskLowerEvery time.Duration
 	shrinkHook     func(stage string) // tests: called with "copied" and "renamed"
 }
 
@@ -258,6 +261,12 @@ type Queue struct {
 	// lowered it (diskfull.go).
 	diskFull    atomic.Int64
 	diskLowered atomic.Int64
+	// diskLowBudget is the budget the last lowering for a full disk set
+	// (a budget above it was raised since); ceiling is the budget MaxBytes
+	// gives, lowered when bbolt refused to grow the file (shrinkBudget):
+	// what a full disk's budget goes back to.
+	diskLowBudget atomic.Int64
+	ceiling       atomic.Int64
 
 	reqs      chan *request
 	quit      chan struct{}
@@ -320,6 +329,9 @@ func Open(path string, opts Options) (*Queue, error) {
 	if opts.fileCheckEvery == 0 {
 		opts.fileCheckEvery = fileCheckEvery
 	}
+	if opts.diskLowerEvery == 0 {
+		opts.diskLowerEvery = diskLowerEvery
+	}
 	if opts.shrinkEvery == 0 {
 		opts.shrinkEvery = shrinkEvery
 	}
@@ -344,6 +356,7 @@ func Open(path string, opts Options) (*Queue, error) {
 		failed: make(chan struct{}),
 	}
 	q.budget.Store(budgetFor(opts.MaxBytes))
+	q.ceiling.Store(budgetFor(opts.MaxBytes))
 	if !opts.ReadOnly {
 		// A copy left by a shrink that did not finish: the file is intact.
 		if err := os.Remove(path + shrinkSuffix); err == nil {
