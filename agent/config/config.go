@@ -477,11 +477,11 @@ func Endpoints(path string) (*Config, error) {
 // start of a file: YAML allows it, and it must not make "site" an unknown key.
 func stripBOM(data []byte) []byte { return bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) }
 
-// Parse applies defaults, decodes data strictly and validates the result.
-// Any error is an *Error holding every problem found.
 // MaxFileBytes is the largest configuration file Parse reads.
 const MaxFileBytes = 4 << 20
 
+// Parse applies defaults, decodes data strictly and validates the result.
+// Any error is an *Error holding every problem found.
 func Parse(filename string, data []byte) (*Config, error) {
 	data = stripBOM(data)
 	if len(data) > MaxFileBytes {
@@ -498,6 +498,7 @@ func Parse(filename string, data []byte) (*Config, error) {
 		return nil, &Error{Problems: []Problem{{File: filename, Line: line, Column: 1 + i - (bytes.LastIndexByte(data[:i], '\n') + 1),
 			Msg: "not a YAML text file (it holds NUL bytes)", Hint: "is this the right file? save the configuration as UTF-8 text"}}}
 	}
+	var notUTF8 *Problem
 	if !utf8.Valid(data) {
 		// Latin-1 or Windows-1252 (an editor's default): "WC-Ä" would be
 		// read as "WC-\ufffd", a code Odoo does not have.
@@ -511,8 +512,11 @@ func Parse(filename string, data []byte) (*Config, error) {
 		}
 		line := 1 + bytes.Count(data[:i], []byte("\n"))
 		col := 1 + utf8.RuneCount(data[bytes.LastIndexByte(data[:i], '\n')+1:i])
-		return nil, &Error{Problems: []Problem{{File: filename, Line: line, Column: col,
-			Msg: fmt.Sprintf("not UTF-8: byte 0x%02x", data[i]), Hint: "save the file as UTF-8 (it looks like Latin-1 or Windows-1252)"}}}
+		// A warning: a file that ran before (the byte in a comment) must
+		// not stop the agent after an upgrade.
+		notUTF8 = &Problem{File: filename, Line: line, Column: col,
+			Msg:  fmt.Sprintf("not UTF-8: byte 0x%02x (a value with it reads wrong: a work-center code or loss name Odoo does not have)", data[i]),
+			Hint: "save the file as UTF-8 (it looks like Latin-1 or Windows-1252)"}
 	}
 	d := newDecoder(filename)
 	d.decodeFile(data, c)
@@ -529,6 +533,9 @@ func Parse(filename string, data []byte) (*Config, error) {
 	if len(probs) > 0 {
 		sortProblems(probs)
 		return nil, &Error{Problems: dedupProblems(probs)}
+	}
+	if notUTF8 != nil {
+		d.warns = append(d.warns, *notUTF8)
 	}
 	if len(d.warns) > 0 {
 		c.Warnings = append(d.warns, c.Warnings...)

@@ -276,10 +276,15 @@ func TestBadConfigs(t *testing.T) {
       opcua: { server: plc, node: "ns=65536;s=P1.Run" }
     scrap_count:
       opcua: { server: plc, node: "ns=65535;i=4294967295" }
+  - id: m3
+    workcenter: WC3
+    good_count:
+      opcua: { server: plc, node: "nsu=urn:plc;i=4294967296" }
 `,
 			want: []string{
 				`bad.yaml:22:35: machines[1].good_count.opcua.node: invalid node id "ns=1;i=99999999999": a numeric identifier is at most 4294967295 (use plantedge browse to see the server's node ids)`,
 				`bad.yaml:24:35: machines[1].running.opcua.node: invalid node id "ns=65536;s=P1.Run": the namespace index is above 65535 (use plantedge browse to see the server's node ids)`,
+				`bad.yaml:30:35: machines[2].good_count.opcua.node: invalid node id "nsu=urn:plc;i=4294967296": a numeric identifier is at most 4294967295 (use plantedge browse to see the server's node ids)`,
 			},
 		},
 		{
@@ -493,29 +498,25 @@ func TestMinStopWithoutRunningWarned(t *testing.T) {
 		`w.yaml:19:15: machines[0].min_stop: has no effect: the machine has no running signal`)
 }
 
-// Slips that used to load silently and never worked.
-func TestSilentSlipsCaught(t *testing.T) {
-	wantWarnings(t, base+"    downtime_reason:\n      opcua: { server: plc, node: \"ns=2;s=M1.Reason\" }\n",
-		`w.yaml:11:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`,
+// Slips that used to load silently and never worked: warnings at their
+// place (an error would stop, after an upgrade, an agent that ran on the
+// file before).
+func TestSilentSlipsWarned(t *testing.T) {
+	unused := `w.yaml:11:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`
+	wantWarnings(t, base+"    downtime_reason:\n      opcua: { server: plc, node: \"ns=2;s=M1.Reason\" }\n", unused,
 		`w.yaml:20:7: machines[0].downtime_reason: has no effect: the machine has no running signal (a downtime reason names the loss of a stop, and stops come from running)`)
-	for name, c := range map[string]struct{ yaml, want string }{
-		"JSONPath field": {base + "    running: { mqtt: { broker: broker, topic: m1, field: \"$.state.run\" } }\n",
-			`b.yaml:19:58: machines[0].running.mqtt.field: field path "$.state.run" is written as JSONPath (write a plain dot path without $ and brackets: counters.good, and values.0.v for the first element of an array)`},
-		"code with a space": {strings.Replace(base, "workcenter: WC1", `workcenter: " WC1"`, 1),
-			`b.yaml:16:17: machines[0].workcenter: work-center code " WC1" begins or ends with white space or an invisible character (write the code exactly as in Odoo (Manufacturing > Configuration > Work Centers))`},
-		"code with a zero width space": {strings.Replace(base, "workcenter: WC1", "workcenter: WC1\u200b", 1),
-			`b.yaml:16:17: machines[0].workcenter: work-center code "WC1\u200b" begins or ends with white space or an invisible character (write the code exactly as in Odoo (Manufacturing > Configuration > Work Centers))`},
-		"rollover beyond 2^53": {strings.Replace(base, `node: "ns=2;s=M1.Good" }`, `node: "ns=2;s=M1.Good" }`+"\n      rollover: 18446744073709551615", 1),
-			`b.yaml:19:17: machines[0].good_count.rollover: 18446744073709551615 is beyond 2^53, more than a piece counter holds (the counter's modulus, e.g. 4294967296 for a 32-bit counter; leave it out for a 64-bit one)`},
-		"Latin-1": {strings.Replace(base, "workcenter: WC1", "workcenter: WC-\xc4", 1),
-			`b.yaml:16:20: not UTF-8: byte 0xc4 (save the file as UTF-8 (it looks like Latin-1 or Windows-1252))`},
-	} {
-		_, err := Parse("b.yaml", []byte(c.yaml))
-		var ce *Error
-		if !errors.As(err, &ce) || len(ce.Problems) != 1 || ce.Problems[0].String() != c.want {
-			t.Errorf("%s: %v\nwant %s", name, err, c.want)
-		}
-	}
+	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: m1, field: \"$.state.run\" } }\n",
+		`w.yaml:19:58: machines[0].running.mqtt.field: field path "$.state.run" looks like JSONPath (write a plain dot path without $ and brackets: counters.good, and values.0.v for the first element of an array)`)
+	const hint = " (write the code exactly as in Odoo (Manufacturing > Configuration > Work Centers))"
+	wantWarnings(t, strings.Replace(base, "workcenter: WC1", `workcenter: " WC1"`, 1), unused,
+		`w.yaml:16:17: machines[0].workcenter: work-center code " WC1" holds white space at an end, or an invisible character`+hint)
+	wantWarnings(t, strings.Replace(base, "workcenter: WC1", "workcenter: WC\u200b1", 1), unused,
+		`w.yaml:16:17: machines[0].workcenter: work-center code "WC\u200b1" holds white space at an end, or an invisible character`+hint)
+	wantWarnings(t, strings.Replace(base, "workcenter: WC1", "workcenter: Assembly 1", 1), unused) // a space inside is fine
+	wantWarnings(t, strings.Replace(base, `node: "ns=2;s=M1.Good" }`, `node: "ns=2;s=M1.Good" }`+"\n      rollover: 18446744073709551615", 1), unused,
+		`w.yaml:19:17: machines[0].good_count.rollover: 18446744073709551615 is beyond 2^53, more than a piece counter holds (the counter's modulus, e.g. 4294967296 for a 32-bit counter; leave it out for a 64-bit one)`)
+	latin1 := `w.yaml:1:11: not UTF-8: byte 0xfc (a value with it reads wrong: a work-center code or loss name Odoo does not have) (save the file as UTF-8 (it looks like Latin-1 or Windows-1252))`
+	wantWarnings(t, "# Presse f\xfcr Halle 2\n"+base, latin1, strings.Replace(unused, "11:11", "12:11", 1))
 }
 
 func TestBillionLaughsRefused(t *testing.T) {

@@ -24,7 +24,7 @@ var (
 	fieldPathRe = regexp.MustCompile(`^[^.\s]+(\.[^.\s]+)*$`)
 	// nodeIDRe accepts the OPC UA string forms: [ns=<n>;|nsu=<uri>;](i|s|g|b)=<id>;
 	// nodeIDNum finds their numbers (see nodeIDRange).
-	nodeIDNum = regexp.MustCompile(`^(?:ns=(\d+);)?(?:i=(\d+))?`)
+	nodeIDNum = regexp.MustCompile(`^(?:ns=(\d+);|nsu=[^;]+;)?(?:i=(\d+))?`)
 	nodeIDRe  = regexp.MustCompile(`^(?:(?:ns=\d+|nsu=[^;]+);)?(?:i=\d+|s=.+|g=[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|b=[A-Za-z0-9+/=]+)$`)
 )
 
@@ -530,10 +530,11 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 	if v.required(p+".id", m.ID) && !idRe.MatchString(m.ID) {
 		v.add(p+".id", fmt.Sprintf("invalid machine id %q", m.ID), "use letters, digits, '.', '_' and '-' only")
 	}
-	if v.required(p+".workcenter", m.Workcenter) && strings.TrimFunc(m.Workcenter, notPrintable) != m.Workcenter {
+	if v.required(p+".workcenter", m.Workcenter) && (strings.TrimFunc(m.Workcenter, unicode.IsSpace) != m.Workcenter || strings.ContainsFunc(m.Workcenter, invisible)) {
 		// Odoo compares codes exactly: " WC-B" is not found, and nothing
-		// on the screen shows why.
-		v.add(p+".workcenter", fmt.Sprintf("work-center code %q begins or ends with white space or an invisible character", m.Workcenter),
+		// on the screen shows why. (A warning: the agent's other machines
+		// must not stop after an upgrade for it.)
+		v.warn(p+".workcenter", fmt.Sprintf("work-center code %q holds white space at an end, or an invisible character", m.Workcenter),
 			"write the code exactly as in Odoo (Manufacturing > Configuration > Work Centers)")
 	}
 	if m.DowntimeReason != nil && m.Running == nil {
@@ -565,7 +566,7 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 			v.add(p+"."+c.name+".rollover", "must be 0 (no wrap) or at least 2", "the counter's modulus, e.g. 65536 for a 16-bit counter")
 		}
 		if c.c != nil && c.c.Rollover > 1<<53 {
-			v.add(p+"."+c.name+".rollover", fmt.Sprintf("%d is beyond 2^53, more than a piece counter holds", c.c.Rollover),
+			v.warn(p+"."+c.name+".rollover", fmt.Sprintf("%d is beyond 2^53, more than a piece counter holds", c.c.Rollover),
 				"the counter's modulus, e.g. 4294967296 for a 32-bit counter; leave it out for a 64-bit one")
 		}
 		if r := c.c; r != nil && r.Rollover >= 255 && r.Rollover < math.MaxUint64 && (r.Rollover+1)&r.Rollover == 0 {
@@ -643,10 +644,10 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 		case m.Field != "" && !fieldPathRe.MatchString(m.Field):
 			v.add(p+".mqtt.field", fmt.Sprintf("invalid field path %q", m.Field), "a dot path into the JSON payload, e.g. counters.good")
 			ok = false
-		case strings.HasPrefix(m.Field, "$") || strings.ContainsAny(m.Field, "[]"):
-			v.add(p+".mqtt.field", fmt.Sprintf("field path %q is written as JSONPath", m.Field),
+		case strings.HasPrefix(m.Field, "$.") || strings.ContainsAny(m.Field, "[]"):
+			// A warning: a key may really be named so.
+			v.warn(p+".mqtt.field", fmt.Sprintf("field path %q looks like JSONPath", m.Field),
 				"write a plain dot path without $ and brackets: counters.good, and values.0.v for the first element of an array")
-			ok = false
 		}
 		if m.TimestampField != "" && !fieldPathRe.MatchString(m.TimestampField) {
 			v.add(p+".mqtt.timestamp_field", fmt.Sprintf("invalid field path %q", m.TimestampField), "a dot path into the JSON payload, e.g. ts")
@@ -690,7 +691,7 @@ func nodeIDRange(node string) string {
 }
 
 // urlUserinfo is the user:password@ of a URL url.Parse may refuse.
-var urlUserinfo = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@`)
+var urlUserinfo = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.-]*://).*@`) // to the last @: a password may hold / and @
 
 // redactURL is raw for a message: without the password of its user:password@,
 // also when it does not parse.
@@ -701,8 +702,9 @@ func redactURL(raw string) string {
 	return urlUserinfo.ReplaceAllString(raw, "${1}****@")
 }
 
-// notPrintable is white space, and characters that show as nothing: zero
-// widths, the byte order mark, soft hyphens (a code pasted from a web page).
-func notPrintable(r rune) bool {
-	return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) || !unicode.IsPrint(r)
+// invisible is a character that shows as nothing, or as something else:
+// zero widths, the byte order mark, soft hyphens (a code pasted from a web
+// page), control characters. A plain space is visible enough.
+func invisible(r rune) bool {
+	return unicode.Is(unicode.Cf, r) || !unicode.IsPrint(r)
 }

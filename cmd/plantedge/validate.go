@@ -320,7 +320,18 @@ func maskValueAt(line string, col int) string {
 	}
 	tail := ""
 	if strings.Contains(head, "{") {
-		if j := strings.IndexAny(value, ",}"); j >= 0 {
+		from := 0
+		if v := strings.TrimLeft(value, " \t"); v != "" && (v[0] == '"' || v[0] == '\'') {
+			// Quoted: the , or } after the closing quote.
+			open := len(value) - len(v)
+			if k := strings.IndexByte(value[open+1:], v[0]); k >= 0 {
+				from = open + 1 + k + 1
+			} else {
+				from = len(value)
+			}
+		}
+		if j := strings.IndexAny(value[from:], ",}"); j >= 0 {
+			j += from
 			tail = value[j:]
 			if tail[0] == '}' {
 				tail = " " + tail
@@ -331,8 +342,8 @@ func maskValueAt(line string, col int) string {
 }
 
 var (
-	urlCredentials = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:)[^@\s/]+@`)
-	secretValue    = regexp.MustCompile(`(?i)(["']?([a-z0-9_.-]*(?:key|pass|secret|token|pwd|pw|cred|auth)[a-z0-9_.-]*)["']?\s*:\s*)([^\s,}#][^,}#]*)`)
+	urlCredentials = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:)\S*@`) // to the last @: a password may hold / and @
+	secretValue    = regexp.MustCompile(`(?i)(["']?([a-z0-9_.-]*(?:key|pass|secret|token|pwd|pw|cred|auth)[a-z0-9_.-]*)["']?\s*:\s*)("[^"]*"?|'[^']*'?|[^\s,}#][^,}#]*)`)
 )
 
 // maskSecrets hides what looks like a secret on a source line validate

@@ -239,7 +239,7 @@ func TestValidateWarnsAboutUnreadablePasswordFiles(t *testing.T) {
 func TestValidateMasksSecretsInSourceLines(t *testing.T) {
 	for line, want := range map[string]string{
 		"  api_key: daf43efe0123":                     "  api_key: ****",
-		"  apikey: 'daf43efe0123' # typo":             "  apikey: ****# typo",
+		"  apikey: 'daf43efe0123' # typo":             "  apikey: **** # typo",
 		"    password: hunter2":                       "    password: ****",
 		`    passwd: "hunter2"`:                       `    passwd: ****`,
 		"    url: tcp://plantedge:MqttPw456@h:1883":   "    url: tcp://plantedge:****@h:1883",
@@ -264,6 +264,7 @@ func TestValidateMasksSecretsInSourceLines(t *testing.T) {
 		{"    mqtt: { brokr: b, topic: t }", 13, "    mqtt: { brokr: ****, topic: t }"},
 		{"  - { name: b2, pw: Hunter2, qos: 1 }", 17, "  - { name: b2, pw: ****, qos: 1 }"},
 		{"  - { name: b2, pw: Hunter2 }", 17, "  - { name: b2, pw: **** }"},
+		{`  - { name: b2, pasword: "hunter2,xyzzy}", qos: 1 }`, 17, "  - { name: b2, pasword: ****, qos: 1 }"},
 		{"  colour:", 3, "  colour:"},
 		{"  colour: # none", 3, "  colour: ****"},
 	} {
@@ -292,6 +293,8 @@ func TestValidateNeverEchoesAPastedKey(t *testing.T) {
 		"unknown key beside another problem": strings.Replace(base, "    backoff_max: 1s\n", "    backoff_max: 1s\n  - { name: b2, url: \"tcp://127.0.0.1:1883\", pw: "+secret+", qos: 1 }\n", 1),
 		"short key name":                     strings.Replace(base, `  api_key_file: "KEYFILE"`, `  api_key_file: "KEYFILE"`+"\n  pw: "+secret, 1),
 		"password in the OPC UA endpoint":    base + "opcua:\n  - name: plc\n    endpoint: opc.tcp://op:" + secret + "@127.0.0.1:4840\n",
+		"password with / in a bad URL":       base + "opcua:\n  - name: plc\n    endpoint: opc.tcp://op:x/" + secret + "@127.0.0.1:99999\n",
+		"quoted password with a comma":       strings.Replace(base, "    backoff_max: 1s\n", "    backoff_max: 1s\n  - { name: b2, url: \"tcp://127.0.0.1:1883\", passwd: \"x,"+secret+"\" }\n", 1),
 	} {
 		t.Run(name, func(t *testing.T) {
 			if !strings.Contains(y, secret) {
