@@ -112,6 +112,7 @@ type Agent struct {
 	pendingMu  sync.Mutex // guards the status cache of pending counts
 	pendingAt  time.Time
 	pendingVal map[string]pendingCount
+	pendingSeq uint64 // the buffer's last sequence number when pendingVal's scan began
 
 	lastBeat     atomic.Int64
 	opened       atomic.Bool // buf and fwd are set

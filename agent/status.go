@@ -306,6 +306,14 @@ func (a *Agent) Status() Status {
 		}
 		st.Machines = append(st.Machines, ms)
 	}
+	// The scan is cached a second: records appended since it began are not
+	// in it, and any of them may be forwardable.
+	a.pendingMu.Lock()
+	scanned := a.pendingSeq
+	a.pendingMu.Unlock()
+	if last := a.buf.LastSeq(); last > scanned && (st.Buffer.OldestForwardableSeq == 0 || st.Buffer.OldestForwardableSeq > scanned+1) {
+		st.Buffer.OldestForwardableSeq = scanned + 1
+	}
 	// From scans a moment apart (counts cached a second, the last round's
 	// orphans): never more held than there is.
 	st.Buffer.Held = min(st.Buffer.Held, st.Buffer.Pending)
@@ -383,7 +391,11 @@ func (a *Agent) pendingCounts() map[string]pendingCount {
 	if a.pendingVal != nil && time.Since(a.pendingAt) < time.Second {
 		return a.pendingVal
 	}
-	a.pendingVal, a.pendingAt = a.scanPendingCounts(), time.Now()
+	var seq uint64
+	if a.buf != nil {
+		seq = a.buf.LastSeq()
+	}
+	a.pendingVal, a.pendingAt, a.pendingSeq = a.scanPendingCounts(), time.Now(), seq
 	return a.pendingVal
 }
 

@@ -60,7 +60,7 @@ type Stats struct {
 	Samples           uint64 // samples delivered to the sink
 	BadValues         uint64 // delivered samples with a bad or uncertain status
 	HeartbeatRebuilds uint64 // sessions torn down because the heartbeat stopped
-	Polled            int    // nodes read by polling because the server cannot monitor them (subscribe mode)
+	Polled            int    // nodes read by polling: all of them in poll mode, else those the server cannot monitor
 	// Refused are the nodes of this session the server will not serve
 	// (unknown node, no access, a namespace it lacks), with its answer;
 	// they are tried again while the session lasts.
@@ -87,6 +87,7 @@ type Source struct {
 	state atomic.Value // connectors.State
 
 	unavailable []RefusedNode // nodes the session could not resolve (run goroutine only)
+	readRefused []RefusedNode // nodes the last poll's reads refused (run goroutine only)
 
 	mu    sync.Mutex
 	stats Stats
@@ -328,6 +329,7 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		return time.Since(start), err
 	}
 	if s.cfg.Mode == ModePoll {
+		s.setPolled(len(s.nodes))
 		err = s.poll(ctx, c, ids)
 	} else {
 		err = s.subscribe(ctx, c, ids)
@@ -415,6 +417,9 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 		}
 		now := time.Now()
 		for i, dv := range res.Results {
+			if dv != nil && nodeRefused(dv.Status) {
+				s.readRefused = append(s.readRefused, RefusedNode{Node: s.nodes[batch[i].idx].addr, Status: statusName(dv.Status)})
+			}
 			if err := s.deliver(ctx, s.nodes[batch[i].idx].addr, dv, now, initial); err != nil {
 				return err
 			}
@@ -476,9 +481,13 @@ func (s *Source) poll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID) er
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			s.readRefused = s.readRefused[:0]
 			if err := s.readAll(ctx, c, ids, false); err != nil {
 				return err
 			}
+			// Polled, a node the server does not serve shows as refused as
+			// a monitored one would.
+			s.setRefused(append(slices.Clone(s.unavailable), s.readRefused...))
 		}
 	}
 }
@@ -704,4 +713,14 @@ func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua
 		start = end
 	}
 	return out, nil
+}
+
+// nodeRefused: the server will not serve the node at all (not a value's
+// bad quality, such as a sensor failure).
+func nodeRefused(c ua.StatusCode) bool {
+	switch c {
+	case ua.StatusBadNodeIDUnknown, ua.StatusBadNodeIDInvalid, ua.StatusBadUserAccessDenied, ua.StatusBadNotReadable, ua.StatusBadAttributeIDInvalid:
+		return true
+	}
+	return false
 }

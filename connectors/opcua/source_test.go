@@ -339,7 +339,7 @@ func TestPollMode(t *testing.T) {
 	col := newCollector()
 	src := runSource(t, Config{
 		Endpoint: ts.url, Mode: ModePoll, PollInterval: 50 * time.Millisecond,
-		Nodes: []string{"ns=1;s=Counter", "ns=1;s=Temp"},
+		Nodes: []string{"ns=1;s=Counter", "ns=1;s=Temp", "ns=1;s=Missing"},
 	}, col)
 	_, _ = col.waitFor(t, 0, 10*time.Second, "initial counter", func(s connectors.Sample) bool {
 		return s.Address == "ns=1;s=Counter" && s.Initial && s.Value == int64(0)
@@ -354,6 +354,10 @@ func TestPollMode(t *testing.T) {
 	}
 	if st := src.Stats(); st.SessionsCreated != 1 {
 		t.Errorf("SessionsCreated = %d, want 1", st.SessionsCreated)
+	}
+	// Status says it polls them all, and which node the server does not serve.
+	if st := src.Stats(); st.Polled != 3 || len(st.Refused) != 1 || st.Refused[0].Node != "ns=1;s=Missing" || st.Refused[0].Status != "BadNodeIdUnknown" {
+		t.Errorf("polled %d, refused %+v", st.Polled, st.Refused)
 	}
 }
 
