@@ -35,6 +35,15 @@ func (q *Queue) makeRoom(t *txn, need int64, incoming Lane) (bool, error) {
 	if incoming == LaneTelemetry {
 		return false, nil
 	}
+	if inFlight, err := q.countsInFlight(t); err != nil {
+		return false, err
+	} else if inFlight {
+		// Count records a forwarding round holds cannot be merged now;
+		// once it acknowledges them or gives up, they free room or can be
+		// merged. Until then appends wait (backpressure) rather than drop
+		// downtime that merging would have spared.
+		return false, nil
+	}
 	if err := q.dropOldest(t, LaneEvents, over()); err != nil {
 		return false, err
 	}
@@ -162,4 +171,22 @@ func (q *Queue) mergeCounts(t *txn, want int64) error {
 		t.dirty[LaneCounts] = true
 	}
 	return nil
+}
+
+// countsInFlight reports whether the counts lane holds records handed out
+// to a reader (at or below its read mark), which merging leaves alone.
+func (q *Queue) countsInFlight(t *txn) (bool, error) {
+	mark := q.readMark[LaneCounts].Load()
+	if mark == 0 {
+		return false, nil
+	}
+	in := false
+	err := walkLane(t.lanes[LaneCounts], 0, func(r laneRec) error {
+		in = r.seq <= mark
+		return errStop
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return in, err
 }

@@ -272,6 +272,44 @@ func TestMergeSkipsHandedOutRecords(t *testing.T) {
 	}
 }
 
+// While a forwarding round holds the count records (Odoo slow, a call
+// failing and retried), they cannot be merged: a full buffer then holds
+// appends back (ErrFull) instead of dropping downtime events that merging
+// would have spared; once the round gives up or acknowledges them, room is
+// made by merging and no event is lost.
+func TestInFlightCountsHoldAppendsBackInsteadOfDroppingEvents(t *testing.T) {
+	q := openTest(t, "", Options{MaxBytes: 512 << 10, Merge: sumCounts})
+	recs := make([]Record, 100)
+	for i := range recs {
+		recs[i] = countRecord(fmt.Sprintf("m%d", i%4), 1)
+	}
+	for range 20 {
+		mustAppend(t, q, recs...)
+	}
+	if _, err := q.Read(LaneCounts, 0, 1<<20); err != nil { // the round takes them all
+		t.Fatal(err)
+	}
+	var full error
+	events := 0
+	for i := 0; full == nil; i++ {
+		if i > 100000 {
+			t.Fatal("never full")
+		}
+		_, full = q.Append(context.Background(), []Record{{Lane: LaneEvents, Key: "m0", Data: bytes.Repeat([]byte{'e'}, 300)}})
+		if full == nil {
+			events++
+		}
+	}
+	if !errors.Is(full, ErrFull) || q.Stats().Lanes[LaneEvents].Dropped != 0 {
+		t.Fatalf("full buffer with counts in flight: %v, %d events dropped", full, q.Stats().Lanes[LaneEvents].Dropped)
+	}
+	q.Release() // the round gave up: the counts may be merged
+	mustAppend(t, q, Record{Lane: LaneEvents, Key: "m0", Data: bytes.Repeat([]byte{'e'}, 300)})
+	if st := q.Stats(); st.Merged == 0 || st.Lanes[LaneEvents].Dropped != 0 || st.Lanes[LaneEvents].Pending != events+1 {
+		t.Fatalf("after the round: merged %d, events dropped %d, pending %d of %d", st.Merged, st.Lanes[LaneEvents].Dropped, st.Lanes[LaneEvents].Pending, events+1)
+	}
+}
+
 func readAllPeek(t *testing.T, q *Queue) []Record {
 	t.Helper()
 	recs, err := q.Peek(LaneCounts, 0, 1<<30)

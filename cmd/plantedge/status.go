@@ -147,8 +147,15 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "          WARNING: the buffer file was corrupt and was moved to %s\n", b.Recovered)
 	}
 	if b.WriteError != "" {
-		fmt.Fprintf(w, "          WARNING: BUFFER WRITES FAILING for %s (disk full? read-only?): %s — nothing new is acknowledged; values wait at the sources\n",
-			ageString(b.WriteFailingSeconds), b.WriteError)
+		why := "disk full? read-only?"
+		if strings.Contains(b.WriteError, "buffer full: need") {
+			// The quota, not the disk: a forwarding round holds the count
+			// records that merging would fold (Odoo slow), or only events
+			// and counts are left.
+			why = "max_bytes reached, until the records being forwarded reach Odoo"
+		}
+		fmt.Fprintf(w, "          WARNING: BUFFER WRITES FAILING for %s (%s): %s — nothing new is acknowledged; values wait at the sources\n",
+			ageString(b.WriteFailingSeconds), why, b.WriteError)
 	}
 	if b.DiskFullSeconds > 0 {
 		fmt.Fprintf(w, "          WARNING: DISK FULL for %s (free space on the disk of %s): the buffer keeps to %s of records, as at max_bytes — telemetry dropped, counts merged, then the oldest events\n",
