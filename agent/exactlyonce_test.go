@@ -521,3 +521,38 @@ func TestStoppedStatusShowsScrapDrafts(t *testing.T) {
 		t.Errorf("stopped-agent status: %+v %v", off.Machines, err)
 	}
 }
+
+// A flush whose round fails (Odoo away, a timeout) still asks: the next
+// round that goes through books the scrap gathered after a draft, without
+// a second flush (it used to wait out the 15 minutes).
+func TestFlushAsksUntilARoundGoesThrough(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.odoo.SetShortStock(p.product, true)
+	p.produce(m, 1, 2)
+	waitFor(t, 15*time.Second, "the draft", func() (bool, string) {
+		e := ra.a.Status().Machines[0].Error
+		return strings.Contains(e, "wait as drafts"), e
+	})
+	p.odoo.SetShortStock(p.product, false)
+	p.produce(m, 1, 3) // gathered
+	waitFor(t, 10*time.Second, "the scrap gathered", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending > 0 && st.Machines[0].ScrapCount == 5, fmt.Sprintf("%d pending", st.Buffer.Pending)
+	})
+	p.odoo.SetDown(true)
+	ra.a.Flush()
+	waitFor(t, 10*time.Second, "the flushed round failed", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Odoo.State == "offline", st.Odoo.State
+	})
+	p.odoo.SetDown(false)
+	waitFor(t, 15*time.Second, "the gathered scrap booked", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0, fmt.Sprintf("%d pending", st.Buffer.Pending)
+	})
+	if got := p.scrapped("press-1"); got != 3 {
+		t.Errorf("%v scrapped (done) in Odoo, want the 3 gathered", got)
+	}
+}

@@ -289,7 +289,13 @@ func (f *forwarder) run(ctx context.Context) {
 	for {
 		before := f.linkSnapshot() // call() may show the link online mid-round
 		more, err := f.round(ctx)
-		f.flushed = false
+		if err == nil && !more {
+			// A flush asks until a round has gone through to the end: one
+			// that failed (a timeout, Odoo away) or left a backlog did not
+			// do what it asked (book gathered scrap, look again at codes
+			// and drafts).
+			f.flushed = false
+		}
 		if ctx.Err() != nil {
 			return
 		}
