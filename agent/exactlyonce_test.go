@@ -393,12 +393,11 @@ func TestScrapShortOfStockWaitsAsADraft(t *testing.T) {
 	// Flushed until it is booked: once under CI load a single flush left
 	// the record pending for 20 s (not reproduced in 12 runs alone; see the
 	// note on the gathering after a draft).
-	waitFor(t, 20*time.Second, "the scrap of 4 booked", func() (bool, string) {
+	waitFor(t, 40*time.Second, "the scrap of 4 booked, Odoo exact", func() (bool, string) {
 		ra.a.Flush()
 		st := ra.a.Status()
-		return st.Buffer.Pending == 0, fmt.Sprintf("%d pending, %+v", st.Buffer.Pending, st.Machines[0])
+		return st.Buffer.Pending == 0 && p.qty("press-1") == m.made(), fmt.Sprintf("%d pending, qty %v, %+v", st.Buffer.Pending, p.qty("press-1"), st.Machines[0])
 	})
-	p.waitExact(ra, 20*time.Second)
 	sc := p.odoo.Scraps()
 	if len(sc) != 3 || sc[0].State != "draft" || sc[1].State != "draft" || sc[2].State != "done" || sc[2].Qty != 4 {
 		t.Fatalf("scraps in Odoo: %+v", sc)
