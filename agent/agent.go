@@ -881,7 +881,7 @@ const largeJump = 100_000
 // anomalies for metrics.
 func (a *Agent) noteEvent(ev mapping.Event) {
 	if ev.Kind != mapping.EventCount {
-		if ahead := time.Until(ev.Time); ahead > 2*time.Minute {
+		if ahead := time.Until(ev.Time); ahead > mapping.ClockAhead {
 			a.eventLog.log("ahead "+ev.Machine, a.log, slog.LevelWarn,
 				"a stop or run stamped ahead of this machine's clock: a wrong clock or time zone on the source? Its downtime is dated there; once the clock is set right, stops are taken in the new time",
 				"machine", ev.Machine, "signal", ev.Signal, "ahead", ahead.Round(time.Second), "source_time", ev.Time)

@@ -264,7 +264,7 @@ func (a *Agent) Status() Status {
 		}
 	}
 	a.stateMu.Unlock()
-	pending := a.pendingCounts()
+	pending, scanned := a.pendingCounts()
 	st.Buffer.Unmapped = unmapped(cfg, pending) + a.fwd.orphansWaitingNow()
 	st.Buffer.Held += st.Buffer.Unmapped
 	sourceState := map[string]string{}
@@ -308,9 +308,6 @@ func (a *Agent) Status() Status {
 	}
 	// The scan is cached a second: records appended since it began are not
 	// in it, and any of them may be forwardable.
-	a.pendingMu.Lock()
-	scanned := a.pendingSeq
-	a.pendingMu.Unlock()
 	if last := a.buf.LastSeq(); last > scanned && (st.Buffer.OldestForwardableSeq == 0 || st.Buffer.OldestForwardableSeq > scanned+1) {
 		st.Buffer.OldestForwardableSeq = scanned + 1
 	}
@@ -384,19 +381,21 @@ func unmapped(cfg *config.Config, pending map[string]pendingCount) int {
 
 // pendingCounts sums the good counts still in the buffer per machine. It
 // scans the counts lane, so a result is reused for a second: status may be
-// polled often (flush) while a backlog of millions waits.
-func (a *Agent) pendingCounts() map[string]pendingCount {
+// polled often (flush) while a backlog of millions waits. scanned is the
+// buffer's last sequence number when that scan began: later records are
+// not in it.
+func (a *Agent) pendingCounts() (_ map[string]pendingCount, scanned uint64) {
 	a.pendingMu.Lock()
 	defer a.pendingMu.Unlock()
 	if a.pendingVal != nil && time.Since(a.pendingAt) < time.Second {
-		return a.pendingVal
+		return a.pendingVal, a.pendingSeq
 	}
 	var seq uint64
 	if a.buf != nil {
 		seq = a.buf.LastSeq()
 	}
 	a.pendingVal, a.pendingAt, a.pendingSeq = a.scanPendingCounts(), time.Now(), seq
-	return a.pendingVal
+	return a.pendingVal, a.pendingSeq
 }
 
 func (a *Agent) scanPendingCounts() map[string]pendingCount {
@@ -507,7 +506,7 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		// with the same data_dir), or site was changed since.
 		st.LastError = fmt.Sprintf("the buffer file was last used by the agent of site %q, not %q: the wrong config file (-c)? Or site was changed since the agent last ran", site, cfg.Site)
 	}
-	pending := a.pendingCounts()
+	pending, _ := a.pendingCounts()
 	if !cfg.EndpointsOnly { // without the machines every record would look unmapped
 		st.Buffer.Unmapped = unmapped(cfg, pending)
 	}

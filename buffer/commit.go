@@ -280,13 +280,19 @@ func (q *Queue) shrinkBudget(cur *state) {
 	q.budget.Store(nb)
 	q.ceiling.Store(nb)
 	q.log.Warn("buffer file reached max_bytes; lowering the logical budget", "old_budget", old, "new_budget", nb, "used", cur.used())
+	if err := q.fitBudget(cur); err != nil {
+		q.log.Error("buffer: freeing space after reaching max_bytes failed", "err", err)
+	}
+}
+
+// fitBudget frees what is over a budget just lowered, in a delete-only
+// transaction, in the quota's order (makeRoom).
+func (q *Queue) fitBudget(cur *state) error {
 	fn := func(t *txn) error {
 		_, err := q.makeRoom(t, 0, LaneCounts)
 		return err
 	}
-	if err := q.runTx(cur, []*request{{fn: fn}}, false); err != nil {
-		q.log.Error("buffer: freeing space after reaching max_bytes failed", "err", err)
-	}
+	return q.runTx(cur, []*request{{fn: fn}}, false)
 }
 
 func (q *Queue) beginTxn(cur *state) (*txn, error) {

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// A full disk (ENOSPC, EDQUOT) is met like a full quota: the file is held
+// A full disk (ENOSPC) is met like a full quota: the file is held
 // at what it uses now, so the quota's order applies — telemetry dropped,
 // counts merged, then the oldest events — and new values keep being
 // accepted into the pages the file already has. Without this, appends would
@@ -58,12 +58,8 @@ func (q *Queue) lowerBudgetForDisk(cur *state) bool {
 		nb = min(old, used) * 9 / 10
 	}
 	q.budget.Store(nb)
-	fn := func(t *txn) error {
-		_, err := q.makeRoom(t, 0, LaneCounts)
-		return err
-	}
 	q.diskLowered.Store(now.UnixNano()) // failed or not: tried at most once a minute
-	if err := q.runTx(cur, []*request{{fn: fn}}, false); err != nil {
+	if err := q.fitBudget(cur); err != nil {
 		q.budget.Store(old)
 		q.diskLowBudget.Store(old)
 		q.log.Error("buffer: the disk is full and no room could be freed in the file; appends fail until there is space", "err", err)

@@ -183,10 +183,7 @@ func (q *Queue) countsInFlight(t *txn) (bool, error) {
 	in := false
 	err := walkLane(t.lanes[LaneCounts], 0, func(r laneRec) error {
 		in = r.seq <= mark
-		return errStop
+		return errStop // the first record tells
 	})
-	if errors.Is(err, errStop) {
-		err = nil
-	}
 	return in, err
 }

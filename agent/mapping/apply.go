@@ -548,14 +548,14 @@ func (m *Mapper) EndStop(st *State, machine string, t time.Time) (events []Event
 	return []Event{m.endStop(ms, machine, t)}, true
 }
 
-// clockAhead is how far ahead of this machine's clock a source time may be
+// ClockAhead is how far ahead of this machine's clock a source time may be
 // before a later, earlier-stamped sample is taken as its clock corrected.
-const clockAhead = 2 * time.Minute
+const ClockAhead = 2 * time.Minute
 
 // staleState reports whether a running or downtime_reason sample is stale:
 // older by source time than last, the time of the last one accepted —
 // unless last was stamped ahead of this machine's clock by more than
-// clockAhead and x is not: then the source's clock was ahead (a wrong time
+// ClockAhead and x is not: then the source's clock was ahead (a wrong time
 // zone, a bad clock, a year-2100 value) and has been set right, and every
 // later stop would otherwise be ignored until the clock caught up with it.
 // back is then how far it went back.
@@ -563,7 +563,7 @@ func staleState(x extracted, last time.Time) (stale bool, back time.Duration) {
 	if !isStale(x, last) {
 		return false, 0
 	}
-	if !x.recv.IsZero() && last.Sub(x.recv) > clockAhead && x.t.Sub(x.recv) <= clockAhead {
+	if !x.recv.IsZero() && last.Sub(x.recv) > ClockAhead && x.t.Sub(x.recv) <= ClockAhead {
 		return false, last.Sub(x.t)
 	}
 	return true, 0
