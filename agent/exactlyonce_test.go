@@ -371,10 +371,7 @@ func TestScrapShortOfStockWaitsAsADraft(t *testing.T) {
 	// Later scrap is gathered for a while (not a draft per round), then
 	// booked on its own: a flush books it at once — still short, a draft.
 	p.produce(m, 1, 3)
-	waitFor(t, 10*time.Second, "the scrap gathered", func() (bool, string) {
-		st := ra.a.Status()
-		return st.Buffer.Pending > 0 && st.Machines[0].ScrapCount == 5, fmt.Sprintf("%d pending", st.Buffer.Pending)
-	})
+	p.waitGathered(ra)
 	time.Sleep(300 * time.Millisecond) // rounds pass
 	if n := len(p.odoo.Scraps()); n != 1 {
 		t.Fatalf("%d scraps in Odoo while gathering, want the one draft", n)
@@ -462,15 +459,9 @@ func TestGatheredScrapStaysWithItsWorkOrder(t *testing.T) {
 	m := p.machines[0]
 	p.odoo.SetShortStock(p.product, true)
 	p.produce(m, 1, 2)
-	waitFor(t, 15*time.Second, "the draft", func() (bool, string) {
-		e := ra.a.Status().Machines[0].Error
-		return strings.Contains(e, "wait as drafts"), e
-	})
+	p.waitDraft(ra)
 	p.produce(m, 1, 3) // gathered
-	waitFor(t, 10*time.Second, "the scrap gathered", func() (bool, string) {
-		st := ra.a.Status()
-		return st.Buffer.Pending > 0 && st.Machines[0].ScrapCount == 5, fmt.Sprintf("%d pending", st.Buffer.Pending)
-	})
+	p.waitGathered(ra)
 	first := p.woIDs["press-1"]
 	next := p.nextWorkorder("press-1", 50) // stock still short
 	p.produce(m, 1, 0)                     // a round for the new order
@@ -506,10 +497,7 @@ func TestStoppedStatusShowsScrapDrafts(t *testing.T) {
 	ra := p.startAgent()
 	p.odoo.SetShortStock(p.product, true)
 	p.produce(p.machines[0], 1, 2)
-	waitFor(t, 15*time.Second, "the machine to show the draft", func() (bool, string) {
-		e := ra.a.Status().Machines[0].Error
-		return strings.Contains(e, "wait as drafts"), e
-	})
+	p.waitDraft(ra)
 	ra.stop()
 	cfg, err := config.Load(p.cfgPath)
 	if err != nil {
@@ -530,16 +518,10 @@ func TestFlushAsksUntilARoundGoesThrough(t *testing.T) {
 	m := p.machines[0]
 	p.odoo.SetShortStock(p.product, true)
 	p.produce(m, 1, 2)
-	waitFor(t, 15*time.Second, "the draft", func() (bool, string) {
-		e := ra.a.Status().Machines[0].Error
-		return strings.Contains(e, "wait as drafts"), e
-	})
+	p.waitDraft(ra)
 	p.odoo.SetShortStock(p.product, false)
 	p.produce(m, 1, 3) // gathered
-	waitFor(t, 10*time.Second, "the scrap gathered", func() (bool, string) {
-		st := ra.a.Status()
-		return st.Buffer.Pending > 0 && st.Machines[0].ScrapCount == 5, fmt.Sprintf("%d pending", st.Buffer.Pending)
-	})
+	p.waitGathered(ra)
 	p.odoo.SetDown(true)
 	ra.a.Flush()
 	waitFor(t, 10*time.Second, "the flushed round failed", func() (bool, string) {
@@ -554,4 +536,24 @@ func TestFlushAsksUntilARoundGoesThrough(t *testing.T) {
 	if got := p.scrapped("press-1"); got != 3 {
 		t.Errorf("%v scrapped (done) in Odoo, want the 3 gathered", got)
 	}
+}
+
+// waitDraft waits until the plant's first machine shows a scrap booking
+// Odoo left a draft.
+func (p *plant) waitDraft(ra *runningAgent) {
+	p.t.Helper()
+	waitFor(p.t, 15*time.Second, "the machine to show the draft", func() (bool, string) {
+		e := ra.a.Status().Machines[0].Error
+		return strings.Contains(e, "wait as drafts"), e
+	})
+}
+
+// waitGathered waits until the first machine's scrap of 5 in all is
+// counted and some of it waits in the buffer (gathered after a draft).
+func (p *plant) waitGathered(ra *runningAgent) {
+	p.t.Helper()
+	waitFor(p.t, 10*time.Second, "the scrap gathered", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending > 0 && st.Machines[0].ScrapCount == 5, fmt.Sprintf("%d pending", st.Buffer.Pending)
+	})
 }
