@@ -616,6 +616,55 @@ func TestEndToEndOdooUpgradedWhileQuiet(t *testing.T) {
 	}
 }
 
+// An idle plant, nothing to send: after each quiet spell the agent reads
+// every machine's work order, so status follows what happens in Odoo —
+// a work order finished and the next one started, Odoo going away and
+// coming back — and says how long ago Odoo last answered.
+func TestIdlePlantFollowsOdoo(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	p.idleRecheck = 300 * time.Millisecond
+	ra := p.startAgent()
+	p.produce(p.machines[0], 3, 0)
+	p.waitExactQty(ra, "press-1", 3)
+	machine := func(st agent.Status, id string) agent.MachineStatus {
+		for _, m := range st.Machines {
+			if m.ID == id {
+				return m
+			}
+		}
+		t.Fatalf("no machine %s in status", id)
+		return agent.MachineStatus{}
+	}
+	// press-2 never sent anything: its work order shows all the same.
+	waitFor(t, 10*time.Second, "both work orders shown", func() (bool, string) {
+		st := ra.a.Status()
+		return machine(st, "press-1").WorkOrder == "WO press-1" && machine(st, "press-2").WorkOrder == "WO press-2",
+			fmt.Sprintf("%+v", st.Machines)
+	})
+	p.nextWorkorder("press-1", 10)
+	waitFor(t, 10*time.Second, "the next work order shown", func() (bool, string) {
+		m := machine(ra.a.Status(), "press-1")
+		return m.WorkOrder == "WO press-1 #2", fmt.Sprintf("%+v", m)
+	})
+	if st := ra.a.Status(); st.Odoo.State != "online" || st.Odoo.LastAnswerAgeSeconds <= 0 || st.Odoo.LastAnswerAgeSeconds > 5 {
+		t.Fatalf("odoo status %+v", st.Odoo)
+	}
+	p.odoo.SetDown(true)
+	waitFor(t, 10*time.Second, "odoo offline with nothing to send", func() (bool, string) {
+		o := ra.a.Status().Odoo
+		return o.State == "offline", fmt.Sprintf("%+v", o)
+	})
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	waitFor(t, 10*time.Second, "odoo online again", func() (bool, string) {
+		o := ra.a.Status().Odoo
+		return o.State == "online", fmt.Sprintf("%+v", o)
+	})
+	if q := p.qty("press-1"); q != 3 {
+		t.Errorf("press-1 quantity %v, want its 3 pieces (on the first work order)", q)
+	}
+}
+
 func (p *plant) waitExactQty(ra *runningAgent, id string, want float64) {
 	p.t.Helper()
 	waitFor(p.t, 15*time.Second, id+" quantity", func() (bool, string) {

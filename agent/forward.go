@@ -136,6 +136,10 @@ type linkState struct {
 	Failures    int
 	Since       time.Time
 	KeyExpired  bool // the key worked before and is refused now
+	// Answered is when Odoo last answered a call (a refusal is an answer
+	// too): with nothing to send the agent asks only after a quiet spell
+	// (odoo.Config.IdleRecheck), so online is as of then.
+	Answered time.Time
 }
 
 // machineLink is what the forwarder knows of a machine in Odoo.
@@ -523,6 +527,11 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	f.a.metrics.odooCalls.WithLabelValues(op, outcome).Inc()
 	f.a.metrics.odooLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	f.a.beat()
+	if outcome != "transient" {
+		f.mu.Lock()
+		f.link.Answered = time.Now()
+		f.mu.Unlock()
+	}
 	if err == nil {
 		// Status during a long round (a backlog draining after an outage)
 		// must not keep saying offline with the old error; the round's end
@@ -572,7 +581,14 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	// Connected once, and again after Odoo could not be reached: it may come
 	// back upgraded (or restored), so the version this round works with is
 	// known before any machine's quantity is looked at.
+	// lookAll: after a (re)connect — the start, Odoo back, a quiet spell
+	// (odoo.Config.IdleRecheck) — every machine's work order is read
+	// again, not only those with data: an idle plant's status follows the
+	// work orders started and finished in Odoo, and the read that tells
+	// whether Odoo is still there is the one status needs anyway.
+	lookAll := false
 	if !f.connected || f.client.NeedsConnect() {
+		lookAll = true
 		if err := f.call(ctx, "connect", f.client.Connect); err != nil {
 			if odoo.IsPermanent(err) && !odoo.IsAuth(err) {
 				// Not Odoo being away: this configuration cannot work with
@@ -645,11 +661,15 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	look := ids // the machines whose work order is read
+	if lookAll {
+		look = all
+	}
 
 	// The work orders in progress: one call, however many machines have data.
 	wcIDs := map[string]int64{}
 	var wcList []int64
-	for _, id := range ids {
+	for _, id := range look {
 		mc := findMachine(cfg, id)
 		if mc == nil {
 			continue // removed from the mapping: its records wait (see status)
@@ -693,7 +713,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		f.mu.Unlock()
 	}
 	wos := map[string]*odoo.Workorder{}
-	for _, id := range ids {
+	for _, id := range look {
 		wcID, ok := wcIDs[id]
 		if !ok {
 			continue
@@ -708,7 +728,11 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			wos[id] = &wo
 		}
 		f.setMachine(id, func(ml *machineLink) {
-			ml.Error, ml.NoWorkcenter = woRefused, false
+			if need[id] || woRefused != "" {
+				// A machine only looked at keeps what its last round
+				// with data said (an edit in Odoo shows until a write).
+				ml.Error, ml.NoWorkcenter = woRefused, false
+			}
 			ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID = "", 0, "", 0
 			if wo := wos[id]; wo != nil {
 				ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID = wo.Name, wo.ID, wo.ProductionName, wo.ProductionID

@@ -119,8 +119,12 @@ type OdooStatus struct {
 	ServerVersion      string  `json:"server_version"`
 	LastError          string  `json:"last_error"`
 	NextAttemptSeconds float64 `json:"next_attempt_seconds"`
-	Failures           int     `json:"consecutive_failures"`
-	KeyExpired         bool    `json:"key_expired"`
+	// LastAnswerAgeSeconds is how long ago Odoo last answered (0: not
+	// since start). With nothing to send the agent asks Odoo only once a
+	// minute (odoo.DefaultIdleRecheck): online is as of then.
+	LastAnswerAgeSeconds float64 `json:"last_answer_age_seconds,omitempty"`
+	Failures             int     `json:"consecutive_failures"`
+	KeyExpired           bool    `json:"key_expired"`
 	// KeyFrom says, while the key is refused, where the agent took it
 	// from — where a new one goes ("$PLANTEDGE_ODOO_API_KEY", "the systemd
 	// credential odoo-api-key", "api_key_file /etc/plantedge/odoo-api-key").
@@ -200,6 +204,9 @@ func (a *Agent) Status() Status {
 		st.Odoo.RoundsDone = a.fwd.doneRounds()
 		st.Odoo.State, st.Odoo.Protocol, st.Odoo.ServerVersion = l.State, l.Protocol, l.Version
 		st.Odoo.LastError, st.Odoo.Failures, st.Odoo.KeyExpired = l.LastError, l.Failures, l.KeyExpired
+		if !l.Answered.IsZero() {
+			st.Odoo.LastAnswerAgeSeconds = max(0.001, age(l.Answered)) // 0 would read as never
+		}
 		if l.State == "auth_failed" {
 			if _, from, err := cfg.OdooAPIKeySource(); err == nil {
 				st.Odoo.KeyFrom = from

@@ -39,7 +39,7 @@ const (
 const DefaultTimeout = 30 * time.Second
 
 // DefaultIdleRecheck is Config.IdleRecheck when zero.
-const DefaultIdleRecheck = 5 * time.Minute
+const DefaultIdleRecheck = time.Minute
 
 // maxResponse caps how much of a response body is read.
 const maxResponse = 16 << 20 // a work-order lookup of thousands of orders is well below
@@ -61,7 +61,7 @@ type Config struct {
 	// IdleRecheck: after this long without an answer from Odoo, the next
 	// call reads the version again first — Odoo may have been upgraded
 	// (or restored) while the agent had nothing to send, so no call
-	// failed. Default 5 minutes; negative: never.
+	// failed. Default one minute; negative: never.
 	IdleRecheck time.Duration
 }
 

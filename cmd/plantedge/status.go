@@ -169,6 +169,10 @@ func printStatus(w io.Writer, st agent.Status) {
 	if o.Protocol != "" {
 		fmt.Fprintf(w, "  (%s, Odoo %s)", o.Protocol, o.ServerVersion)
 	}
+	if o.LastAnswerAgeSeconds > 0 {
+		// Idle, the agent asks Odoo once a minute: online is as of then.
+		fmt.Fprintf(w, "  last answer %s", ago(o.LastAnswerAgeSeconds))
+	}
 	fmt.Fprintln(w)
 	if o.LastError != "" {
 		fmt.Fprintf(w, "          last error: %s\n", o.LastError)
