@@ -237,7 +237,18 @@ func (q *Queue) commit(cur *state, batch []*request) {
 		return
 	}
 	err := q.runTx(cur, live, true)
-	if errors.Is(err, berrors.ErrMaxSizeReached) {
+	cut := errors.Is(err, berrors.ErrMaxSizeReached)
+	if cut && q.cutPending {
+		// The last cut freed room that bbolt reuses only once no read
+		// transaction that began before it is open: a status scan or a
+		// forwarding round's read holds it. That is no reason to cut
+		// again (the probe saw a second cut 10 ms after the first, half
+		// the buffer gone until a restart): try again, and while reads
+		// are still open the batch waits (ErrFull) instead.
+		err = q.runTx(cur, live, true)
+		cut = errors.Is(err, berrors.ErrMaxSizeReached) && q.db.Stats().OpenTxN == 0
+	}
+	if cut {
 		q.shrinkBudget(cur)
 		err = q.runTx(cur, live, true)
 	} else if diskFullErr(err) && q.lowerBudgetForDisk(cur) {
@@ -259,6 +270,9 @@ func (q *Queue) commit(cur *state, batch []*request) {
 		}
 	}
 	for _, r := range live {
+		if r.err == nil && r.fn == nil {
+			q.cutPending = false // an append fitted after the cut
+		}
 		switch {
 		case errors.Is(r.err, berrors.ErrMaxSizeReached):
 			r.err = fmt.Errorf("%w: file reached max bytes: %w", ErrFull, r.err)
@@ -277,6 +291,7 @@ func (q *Queue) commit(cur *state, batch []*request) {
 func (q *Queue) shrinkBudget(cur *state) {
 	old := q.budget.Load()
 	nb := min(old, cur.used()) * 9 / 10
+	q.cutPending = true
 	q.budget.Store(nb)
 	q.ceiling.Store(nb)
 	q.log.Warn("buffer file reached max_bytes; lowering the logical budget", "old_budget", old, "new_budget", nb, "used", cur.used())
@@ -315,16 +330,43 @@ func (q *Queue) beginTxn(cur *state) (*txn, error) {
 	return t, nil
 }
 
-// runTx applies reqs in one transaction and commits it. With enforceMax false
-// bbolt's MaxSize is lifted for this transaction (deletes must never be
-// blocked by a full file, or a full buffer could not drain).
-func (q *Queue) runTx(cur *state, reqs []*request, enforceMax bool) (err error) {
+// runTx applies reqs in one transaction and commits it. With enforceMax
+// the file may grow to appendCap; without (deletes, which must never be
+// blocked by a full file, or a full buffer could not drain) to MaxBytes —
+// the reserve between the two is theirs — and, only if that is not enough,
+// past it.
+func (q *Queue) runTx(cur *state, reqs []*request, enforceMax bool) error {
+	if enforceMax || q.opts.MaxBytes == 0 {
+		return q.runTxCapped(cur, reqs, q.appendCap())
+	}
+	err := q.runTxCapped(cur, reqs, int(q.opts.MaxBytes))
+	if errors.Is(err, berrors.ErrMaxSizeReached) {
+		if time.Since(q.pastMaxLogged) >= dropLogEvery {
+			q.pastMaxLogged = time.Now()
+			q.log.Warn("buffer: a delete takes the file past max_bytes (reads in progress hold the pages freed before)", "max_bytes", q.opts.MaxBytes)
+		}
+		err = q.runTxCapped(cur, reqs, 0)
+	}
+	return err
+}
+
+// appendCap is bbolt's MaxSize for appends: MaxBytes less one growth step,
+// kept for deletes (runTx).
+func (q *Queue) appendCap() int {
+	if q.opts.MaxBytes == 0 {
+		return 0
+	}
+	return int(q.opts.MaxBytes) - allocSize(q.opts.MaxBytes)
+}
+
+// runTxCapped is runTx with bbolt's MaxSize at maxSize (0: none).
+func (q *Queue) runTxCapped(cur *state, reqs []*request, maxSize int) (err error) {
 	if err := q.Err(); err != nil {
 		return err
 	}
-	if !enforceMax && q.db.MaxSize > 0 {
-		q.db.MaxSize = 0
-		defer func() { q.db.MaxSize = int(q.opts.MaxBytes) }()
+	if q.db.MaxSize != maxSize {
+		q.db.MaxSize = maxSize
+		defer func() { q.db.MaxSize = q.appendCap() }()
 	}
 	t, err := q.beginTxn(cur)
 	if err != nil {

@@ -58,11 +58,17 @@ func (q *Queue) lowerBudgetForDisk(cur *state) bool {
 		nb = min(old, used) * 9 / 10
 	}
 	q.budget.Store(nb)
-	q.diskLowered.Store(now.UnixNano()) // failed or not: tried at most once a minute
+	q.diskLowered.Store(now.UnixNano())
 	if err := q.fitBudget(cur); err != nil {
 		q.budget.Store(old)
 		q.diskLowBudget.Store(old)
-		q.log.Error("buffer: the disk is full and no room could be freed in the file; appends fail until there is space", "err", err)
+		// Tried again in a twelfth of the interval, not a whole one: the
+		// delete found no free page of the file, most often because a read
+		// in progress (a status scan, a forwarding round) held the pages
+		// the last commit freed; a failed try took nothing.
+		q.diskLowered.Store(now.Add(q.opts.diskLowerEvery/12 - q.opts.diskLowerEvery).UnixNano())
+		q.log.Error("buffer: the disk is full and no room could be freed in the file yet; appends fail until there is", "err", err,
+			"next_try_in", q.opts.diskLowerEvery/12)
 		return false
 	}
 	q.diskLowBudget.Store(nb)

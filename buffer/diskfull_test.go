@@ -131,3 +131,75 @@ func TestDiskFullKeepsToTheFile(t *testing.T) {
 		}
 	}
 }
+
+// TestDiskFullWhileAReadHoldsFreedPages: the disk fills while a read is in
+// progress (a status scan), which holds the pages the last commits freed,
+// so the delete that would hold the file at its size finds no free page
+// and fails too. That try took nothing: it is made again soon after (a
+// twelfth of the interval between lowerings), not a whole interval later
+// with every append failing meanwhile.
+func TestDiskFullWhileAReadHoldsFreedPages(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	var logs syncBuffer
+	const every = 12 * time.Second
+	q := openTest(t, filepath.Join(dir, "buffer.db"), Options{MaxBytes: 4 << 20, Merge: sumCounts,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), fileCheckEvery: 20 * time.Millisecond, diskLowerEvery: every,
+		initialMmap: 16 << 20})
+	appendRound := func(i int) error {
+		recs := []Record{{Lane: LaneEvents, Key: "m0", Data: []byte{byte(i), byte(i >> 8), 'e'}}}
+		for range 20 {
+			recs = append(recs, countRecord("m0", 1), Record{Lane: LaneTelemetry, Key: "m0", Data: bytes.Repeat([]byte{'t'}, 200)})
+		}
+		_, err := q.Append(t.Context(), recs)
+		return err
+	}
+	for i := range 150 {
+		if err := appendRound(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read, err := q.db.Begin(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for {
+		if _, err := f.Write(make([]byte, 4<<10)); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	i := 150
+	for ; appendRound(i) == nil; i++ {
+		if i > 5000 {
+			t.Fatal("appends never failed with the disk full and a read in progress")
+		}
+	}
+	if !strings.Contains(logs.String(), "no room could be freed") {
+		t.Fatalf("the disk full did not find the file without a free page: %s", logs.String())
+	}
+	_ = read.Rollback()
+	failed := time.Now()
+	for appendRound(i) != nil {
+		if time.Since(failed) > every/2 {
+			t.Fatalf("appends still fail %v after the read ended: %+v", time.Since(failed).Round(time.Millisecond), q.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := q.Stats(); st.DiskFullSince.IsZero() || st.Lanes[LaneTelemetry].Dropped == 0 {
+		t.Fatalf("the file is not held at its size: %+v", st)
+	}
+}

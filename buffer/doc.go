@@ -45,11 +45,15 @@
 // room beyond the logical bytes (partly filled pages after deletes and
 // merges, branch pages, the freelist, pages only reusable after the next
 // commit, and its growth step), so the logical budget is 60% of MaxBytes
-// minus the growth step (MaxBytes/16, at most 16 MiB). bbolt's own MaxSize is
-// set to MaxBytes as a hard stop; if it is ever hit, the budget is lowered
-// below current use and space is freed. Deletes (acks) may pass that stop by
-// a few pages so that a full buffer can always drain. Freed pages are reused,
-// so the file stays flat in steady state; Compact shrinks it offline.
+// minus two growth steps (MaxBytes/16, at most 16 MiB). bbolt's own MaxSize
+// is set one growth step below MaxBytes as a hard stop for appends; if it is
+// ever hit, the budget is lowered below current use and space is freed — once:
+// while reads in progress hold the freed pages, appends wait (ErrFull)
+// rather than lowering it again. The step left is the deletes' (acks, dead
+// letters, the freeing itself): they may grow the file up to MaxBytes, and
+// past it only if even that is not enough (reads in progress holding every
+// freed page), so that a full buffer can always drain. Freed pages are
+// reused, so the file stays flat in steady state; Compact shrinks it offline.
 //
 // When an append does not fit, space is freed in this order: oldest
 // telemetry; merging consecutive count records of one key with

@@ -95,7 +95,10 @@ type Options struct {
 	// diskLowerEvery: least time between two lowerings of the budget for a
 	// full disk, and from one to a raise; 0 = diskLowerEvery.
 	diskLowerEvery time.Duration
-	shrinkHook     func(stage string) // tests: called with "copied" and "renamed"
+	// initialMmap is bbolt's InitialMmapSize (tests: a read transaction
+	// held across a file's growth would otherwise block bbolt's remap).
+	initialMmap int
+	shrinkHook  func(stage string) // tests: called with "copied" and "renamed"
 }
 
 // Defaults and limits of Options.
@@ -267,6 +270,12 @@ type Queue struct {
 	// what a full disk's budget goes back to.
 	diskLowBudget atomic.Int64
 	ceiling       atomic.Int64
+	// pastMaxLogged is when a delete last had to take the file past
+	// MaxBytes (runTx; committer only).
+	pastMaxLogged time.Time
+	// cutPending: the budget was cut (shrinkBudget) and no append has
+	// committed since (commit; committer only).
+	cutPending bool
 
 	reqs      chan *request
 	quit      chan struct{}
@@ -413,13 +422,14 @@ func allocSize(maxBytes int64) int {
 // beyond the logical bytes: its growth step (allocSize), partly filled leaf
 // pages after deletes and merges, branch pages, the freelist, and pages freed
 // by the last transaction that only the next one may reuse. 60% of what is
-// left after the growth step keeps the file under MaxBytes in our fill/drain
-// tests; bbolt's own MaxSize is the hard backstop.
+// left after the growth step and the deletes' reserve (appendCap) keeps the
+// file under MaxBytes in our fill/drain tests; bbolt's own MaxSize is the
+// hard backstop.
 func budgetFor(maxBytes int64) int64 {
 	if maxBytes == 0 {
 		return 0
 	}
-	return (maxBytes - int64(allocSize(maxBytes))) * 6 / 10
+	return (maxBytes - 2*int64(allocSize(maxBytes))) * 6 / 10
 }
 
 // fileFormat is the layout this code writes, kept in the file: 1 = a key
@@ -481,7 +491,7 @@ func (q *Queue) openBolt() (*bolt.DB, error) {
 		Timeout:      2 * time.Second,
 		ReadOnly:     q.opts.ReadOnly,
 		FreelistType: bolt.FreelistMapType,
-		MaxSize:      int(q.opts.MaxBytes),
+		MaxSize:      q.appendCap(),
 		// NoFreelistSync would speed up commits of a large freelist, but then
 		// bbolt's Open rebuilds the freelist in a goroutine of its own that
 		// panics on a damaged page (measured: kills the process, so a corrupt
@@ -489,7 +499,7 @@ func (q *Queue) openBolt() (*bolt.DB, error) {
 		// (peak RSS 138 MB opening 1M records, against 31 MB). Keep the
 		// freelist on disk, and keep it short: see shrink.go.
 		NoFreelistSync:  false,
-		InitialMmapSize: 0,
+		InitialMmapSize: q.opts.initialMmap,
 	})
 	if err != nil {
 		return nil, err

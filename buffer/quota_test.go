@@ -15,6 +15,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 const countPad = 120
@@ -439,6 +441,77 @@ func TestMaxSizeBackstop(t *testing.T) {
 	recs, _ := q.Next(1 << 20)
 	if err := q.Ack(context.Background(), recs); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMaxSizeCutOnceWhileReadsHoldFreedPages: when the file reaches its
+// cap while a read is in progress, the pages the budget cut frees are
+// reusable only once that read is done. The budget is cut once (the probe
+// saw a second cut 10 ms after the first, which halved the buffer until a
+// restart): appends wait (ErrFull) until the read ends, then fit again;
+// the cut's deletes stay within max_bytes (the step kept above the
+// appends' cap is theirs).
+func TestMaxSizeCutOnceWhileReadsHoldFreedPages(t *testing.T) {
+	const maxBytes = 1 << 20
+	var logs syncBuffer
+	q := openTest(t, "", Options{MaxBytes: maxBytes, Logger: slog.New(slog.NewTextHandler(&logs, nil)), initialMmap: 4 << 20})
+	q.budget.Store(maxBytes * 2) // the estimate far off: the file's cap is what stops it
+	tele := func() error {
+		recs := make([]Record, 20)
+		for j := range recs {
+			recs[j] = Record{Lane: LaneTelemetry, Key: "m", Data: bytes.Repeat([]byte{'t'}, 200)}
+		}
+		_, err := q.Append(context.Background(), recs)
+		return err
+	}
+	var read *bolt.Tx
+	defer func() {
+		if read != nil {
+			_ = read.Rollback()
+		}
+	}()
+	full := false
+	for i := 0; i < 2000 && !full; i++ {
+		if read == nil && q.Stats().FileBytes >= maxBytes*3/4 {
+			var err error
+			if read, err = q.db.Begin(false); err != nil { // a status scan, a forwarding round's read
+				t.Fatal(err)
+			}
+		}
+		err := tele()
+		full = errors.Is(err, ErrFull)
+		if err != nil && !full {
+			t.Fatal(err)
+		}
+	}
+	if !full || read == nil {
+		t.Fatalf("the file never reached its cap with a read in progress (full %v)", full)
+	}
+	for range 20 {
+		if err := tele(); !errors.Is(err, ErrFull) {
+			t.Fatalf("append while the read holds the freed pages: %v", err)
+		}
+	}
+	cuts := func() int { return strings.Count(logs.String(), "lowering the logical budget") }
+	if n := cuts(); n != 1 {
+		t.Fatalf("budget cut %d times, want once:\n%s", n, logs.String())
+	}
+	if st := q.Stats(); st.FileBytes > maxBytes {
+		t.Fatalf("file %d bytes, over max_bytes %d", st.FileBytes, maxBytes)
+	}
+	budget := q.budget.Load()
+	_ = read.Rollback()
+	read = nil
+	for i := range 20 {
+		if err := tele(); err != nil {
+			t.Fatalf("append %d after the read ended: %v", i, err)
+		}
+	}
+	if n, b := cuts(), q.budget.Load(); n != 1 || b != budget {
+		t.Fatalf("after the read: %d cuts, budget %d (was %d)", n, b, budget)
+	}
+	if st := q.Stats(); st.FileBytes > maxBytes {
+		t.Fatalf("file %d bytes, over max_bytes %d", st.FileBytes, maxBytes)
 	}
 }
 
