@@ -127,6 +127,10 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	var order []string // count keys in first-seen order
 	var events []buffer.Record
 	changed := map[string]bool{}
+	// added is the batch's counts per machine: stored with its records,
+	// and shown (a.totals) only once they are in the buffer — status must
+	// not count pieces a round (a flush) cannot see yet.
+	added := map[string]totals{}
 	a.stateMu.Lock()
 	for _, s := range batch {
 		k := sampleAddr{s.Kind, s.Source, s.Address}
@@ -200,7 +204,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				}
 				c.rec.Delta += ev.Delta
 				c.rec.Last = t
-				a.addTotals(ev.Machine, sig, ev.Delta)
+				added[ev.Machine] = added[ev.Machine].plus(sig, ev.Delta)
 			default:
 				if rec, ok := a.downtimeRecord(ev, changed); ok {
 					events = append(events, rec)
@@ -208,7 +212,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			}
 		}
 	}
-	meta := a.machineKVs(changed)
+	meta := a.machineKVs(changed, added)
 	a.stateMu.Unlock()
 	recs := events
 	for _, k := range order {
@@ -225,6 +229,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		}
 		a.metrics.ingestLatency.Observe(time.Since(start).Seconds())
 	}
+	a.addTotals(added)
 	now := time.Now()
 	for _, s := range batch {
 		s.Done()
@@ -379,7 +384,7 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 			}
 		}
 	}
-	meta := a.machineKVs(changed)
+	meta := a.machineKVs(changed, nil)
 	a.stateMu.Unlock()
 	if len(recs) > 0 || len(meta) > 0 {
 		// Not written (the agent stops): the stored state still has the
@@ -388,12 +393,12 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 	}
 }
 
-// machineKVs encodes the durable state of the changed machines (the caller
-// holds stateMu).
-func (a *Agent) machineKVs(changed map[string]bool) []buffer.KV {
+// machineKVs encodes the durable state of the changed machines, with added
+// (counts not in a.totals yet) in their totals (the caller holds stateMu).
+func (a *Agent) machineKVs(changed map[string]bool, added map[string]totals) []buffer.KV {
 	var meta []buffer.KV
 	for id := range changed {
-		kv, err := a.machineKV(id)
+		kv, err := a.machineKV(id, added[id])
 		if err != nil {
 			a.log.Error("encode machine state", "machine", id, "err", err)
 			continue
@@ -403,8 +408,9 @@ func (a *Agent) machineKVs(changed map[string]bool) []buffer.KV {
 	return meta
 }
 
-// machineKV encodes a machine's durable state for the meta bucket.
-func (a *Agent) machineKV(id string) (buffer.KV, error) {
+// machineKV encodes a machine's durable state for the meta bucket, its
+// totals with added.
+func (a *Agent) machineKV(id string, added totals) (buffer.KV, error) {
 	b, err := a.state.Marshal(id)
 	if err != nil {
 		return buffer.KV{}, err
@@ -412,6 +418,7 @@ func (a *Agent) machineKV(id string) (buffer.KV, error) {
 	a.totalsMu.Lock()
 	t := a.totals[id]
 	a.totalsMu.Unlock()
+	t.Good, t.Scrap = t.Good+added.Good, t.Scrap+added.Scrap
 	return buffer.KV{Key: machineMetaKey(id), Value: mustJSON(machineMeta{Mapping: b, Good: t.Good, Scrap: t.Scrap})}, nil
 }
 
@@ -493,7 +500,7 @@ func (a *Agent) checkSite(ctx context.Context, cfg *config.Config) error {
 				changed[id] = true
 			}
 		}
-		meta = append(meta, a.machineKVs(changed)...)
+		meta = append(meta, a.machineKVs(changed, nil)...)
 		a.stateMu.Unlock()
 	}
 	return a.buf.PutMeta(ctx, meta...)
@@ -535,15 +542,28 @@ func (a *Agent) loadInFlight() error {
 
 type totals struct{ Good, Scrap float64 }
 
-func (a *Agent) addTotals(machine, sig string, d float64) {
-	a.totalsMu.Lock()
-	t := a.totals[machine]
+// plus is t with d more of signal sig (sigGood or sigScrap).
+func (t totals) plus(sig string, d float64) totals {
 	if sig == sigGood {
 		t.Good += d
 	} else {
 		t.Scrap += d
 	}
-	a.totals[machine] = t
+	return t
+}
+
+// addTotals adds a committed batch's counts to the totals status shows.
+// After start-up (loadMachineState) only the ingest goroutine writes them.
+func (a *Agent) addTotals(added map[string]totals) {
+	if len(added) == 0 {
+		return
+	}
+	a.totalsMu.Lock()
+	for id, d := range added {
+		t := a.totals[id]
+		t.Good, t.Scrap = t.Good+d.Good, t.Scrap+d.Scrap
+		a.totals[id] = t
+	}
 	a.totalsMu.Unlock()
 }
 

@@ -1,0 +1,55 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/connectors"
+)
+
+// Status counts a machine's pieces once their records are in the buffer,
+// not before: a flush asked for on seeing them must find them there (the
+// scrap-draft test saw the count, flushed, and the scrap arrived after the
+// flushed round, to be gathered for 15 minutes). A batch whose append does
+// not go through (the agent stopping) is not counted.
+func TestStatusCountsWhatIsInTheBuffer(t *testing.T) {
+	cfg := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
+machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: m1, field: good } }, scrap_count: { mqtt: { broker: b, topic: m1, field: scrap } } }]
+`)
+	a, buf := agentWithBuffer(t, cfg, slog.New(slog.DiscardHandler))
+	send := func(ctx context.Context, good, scrap int) {
+		a.commitSamples(ctx, []connectors.Sample{{Source: "b", Kind: connectors.KindMQTT, Address: "m1",
+			Payload: fmt.Appendf(nil, `{"good":%d,"scrap":%d}`, good, scrap), Good: true, ReceiveTime: time.Now()}})
+	}
+	counted := func() totals {
+		a.totalsMu.Lock()
+		defer a.totalsMu.Unlock()
+		return a.totals["m1"]
+	}
+	send(context.Background(), 100, 10) // the baseline
+	send(context.Background(), 103, 14)
+	if got := counted(); got != (totals{Good: 3, Scrap: 4}) {
+		t.Fatalf("counted %+v, want 3 good and 4 scrap", got)
+	}
+	if recs, err := buf.Peek(buffer.LaneCounts, 0, 10); err != nil || len(recs) != 2 {
+		t.Fatalf("%d count records in the buffer (%v), want 2", len(recs), err)
+	}
+	var mm machineMeta
+	if b, err := buf.Meta(machineMetaKey("m1")); err != nil || json.Unmarshal(b, &mm) != nil || mm.Good != 3 || mm.Scrap != 4 {
+		t.Fatalf("stored totals %+v (%v), want 3 good and 4 scrap", mm, err)
+	}
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel()
+	send(stopped, 110, 20) // not appended
+	if got := counted(); got != (totals{Good: 3, Scrap: 4}) {
+		t.Errorf("counted %+v after a batch that is not in the buffer, want still 3 good and 4 scrap", got)
+	}
+	if n := buf.LastSeq(); n != 2 {
+		t.Errorf("last sequence number %d, want 2", n)
+	}
+}
