@@ -257,12 +257,24 @@ func (a *Agent) appendDurable(ctx context.Context, recs []buffer.Record, meta []
 		if ctx.Err() != nil {
 			return false
 		}
-		if a.writeFail.Load() == nil {
-			a.writeFail.Store(&writeFailure{Err: err.Error(), Since: time.Now()})
+		cause := writeCause(err)
+		if wf := a.writeFail.Load(); wf == nil || wf.Cause != cause {
+			since := time.Now()
+			if wf != nil {
+				since = wf.Since // failing since then, for another reason now
+			}
+			a.writeFail.Store(&writeFailure{Err: err.Error(), Cause: cause, Since: since})
 		}
 		if time.Since(lastLog) >= time.Minute {
 			lastLog = time.Now()
-			a.log.Error("buffer append failed; holding acknowledgements and retrying (disk full? file system read-only?)",
+			hint := "disk failing? file system read-only?"
+			switch cause {
+			case causeQuota:
+				hint = "max_bytes reached; what it may drop or merge is, the rest waits for Odoo"
+			case causeDiskFull:
+				hint = "the disk is full and the buffer could not keep to its file; free space"
+			}
+			a.log.Error("buffer append failed; holding acknowledgements and retrying ("+hint+")",
 				"err", err, "records", len(recs), "failing_for", time.Since(start).Round(time.Second))
 		}
 		a.metrics.appendErrors.Inc()
@@ -277,7 +289,25 @@ func (a *Agent) appendDurable(ctx context.Context, recs []buffer.Record, meta []
 // writeFailure is why buffer appends fail, and since when.
 type writeFailure struct {
 	Err   string
+	Cause string // causeQuota, causeDiskFull or causeWrite
 	Since time.Time
+}
+
+// What status says of a failing append (buffer.write_error_cause).
+const (
+	causeQuota    = "max_bytes"
+	causeDiskFull = "disk_full"
+	causeWrite    = "write_error" // an I/O error, a read-only file system
+)
+
+func writeCause(err error) string {
+	switch {
+	case errors.Is(err, buffer.ErrQuota):
+		return causeQuota
+	case errors.Is(err, buffer.ErrDiskFull):
+		return causeDiskFull
+	}
+	return causeWrite
 }
 
 // downtimeRecord is the record of a stop, run or reason event, if it makes

@@ -699,6 +699,10 @@ func TestDiskFullIsVisibleAndLosesNothing(t *testing.T) {
 		st := ra.a.Status()
 		return st.Buffer.WriteError != "", fmt.Sprintf("pending %d", st.Buffer.Pending)
 	})
+	// Under 256 KiB in the buffer: nothing in its file to free.
+	if st := ra.a.Status(); st.Buffer.WriteErrorCause != "disk_full" {
+		t.Errorf("write error cause %q (%s), want disk_full", st.Buffer.WriteErrorCause, st.Buffer.WriteError)
+	}
 	if code, body := httpGet(t, p.listen, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "buffer writes failing") {
 		t.Errorf("/readyz with a full disk: %d %q", code, body)
 	}

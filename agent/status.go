@@ -82,7 +82,12 @@ type BufferStatus struct {
 	// WriteError is why appends fail now (disk full, read-only file
 	// system), for WriteFailingSeconds: nothing new is acknowledged, values
 	// wait at the sources. Empty while writes succeed.
-	WriteError          string  `json:"write_error,omitempty"`
+	WriteError string `json:"write_error,omitempty"`
+	// WriteErrorCause is max_bytes (the quota: what may be dropped or
+	// merged was; the rest waits for Odoo), disk_full (no room on the file
+	// system and none to free in the file) or write_error (an I/O error, a
+	// read-only file system).
+	WriteErrorCause     string  `json:"write_error_cause,omitempty"`
 	WriteFailingSeconds float64 `json:"write_failing_seconds,omitempty"`
 	// DiskFullSeconds: for how long a full disk has held the buffer to the
 	// size of its file, as if max_bytes were reached (telemetry dropped,
@@ -194,7 +199,7 @@ func (a *Agent) Status() Status {
 	st.Config = a.configStatus(cfg)
 	st.Buffer = bufferStatus(cfg, a.buf)
 	if wf := a.writeFail.Load(); wf != nil {
-		st.Buffer.WriteError, st.Buffer.WriteFailingSeconds = wf.Err, age(wf.Since)
+		st.Buffer.WriteError, st.Buffer.WriteErrorCause, st.Buffer.WriteFailingSeconds = wf.Err, wf.Cause, age(wf.Since)
 	}
 	st.Odoo = OdooStatus{URL: cfg.Odoo.URL, State: "offline"}
 	var links map[string]machineLink

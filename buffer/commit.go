@@ -275,10 +275,10 @@ func (q *Queue) commit(cur *state, batch []*request) {
 		}
 		switch {
 		case errors.Is(r.err, berrors.ErrMaxSizeReached):
-			r.err = fmt.Errorf("%w: file reached max bytes: %w", ErrFull, r.err)
+			r.err = fmt.Errorf("%w: the file is at its cap: %w", ErrQuota, r.err)
 		case errors.Is(r.err, syscall.ENOSPC), errors.Is(r.err, syscall.EDQUOT):
 			// A full disk is backpressure, not a crash: callers treat it like a full quota.
-			r.err = fmt.Errorf("%w: disk full: %w", ErrFull, r.err)
+			r.err = fmt.Errorf("%w: %w", ErrDiskFull, r.err)
 		}
 		q.inflight.Add(-1)
 		close(r.done)
@@ -621,7 +621,7 @@ func (q *Queue) applyAppend(t *txn, r *request) error {
 	}
 	if budget := q.budget.Load(); budget > 0 && t.w.used()+need > budget {
 		if need > budget {
-			return &rejectError{fmt.Errorf("%w: %d bytes exceed the whole budget of %d", ErrFull, need, budget)}
+			return &rejectError{fmt.Errorf("%w: %d bytes exceed the whole budget of %d", ErrQuota, need, budget)}
 		}
 		// Making room walks the lanes: store what this transaction appended
 		// so far first, so that it is seen (and may be dropped) like before.
@@ -633,7 +633,7 @@ func (q *Queue) applyAppend(t *txn, r *request) error {
 			return err
 		}
 		if !ok {
-			return &rejectError{fmt.Errorf("%w: need %d bytes, %d of %d in use", ErrFull, need, t.w.used(), budget)}
+			return &rejectError{fmt.Errorf("%w: need %d bytes, %d of %d in use", ErrQuota, need, t.w.used(), budget)}
 		}
 	}
 	seqs := make([]uint64, len(r.recs))

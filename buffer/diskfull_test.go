@@ -183,9 +183,15 @@ func TestDiskFullWhileAReadHoldsFreedPages(t *testing.T) {
 		}
 	}
 	i := 150
-	for ; appendRound(i) == nil; i++ {
+	for ; ; i++ {
 		if i > 5000 {
 			t.Fatal("appends never failed with the disk full and a read in progress")
+		}
+		if err := appendRound(i); err != nil {
+			if !errors.Is(err, ErrDiskFull) || errors.Is(err, ErrQuota) {
+				t.Fatalf("append with the disk full: %v, want ErrDiskFull", err)
+			}
+			break
 		}
 	}
 	if !strings.Contains(logs.String(), "no room could be freed") {

@@ -112,6 +112,17 @@ const (
 // dropping and merging what may be dropped or merged.
 var ErrFull = errors.New("buffer full")
 
+// ErrQuota is the ErrFull of max_bytes: what could be dropped or merged
+// was (while a forwarding round holds count records, which merging must
+// leave alone, nothing is dropped: appends wait for the round instead).
+// ErrDiskFull is the ErrFull of a file system without room (ENOSPC,
+// EDQUOT) when the file could not be held at its size. errors.Is(err,
+// ErrFull) holds for both.
+var (
+	ErrQuota    = fmt.Errorf("%w: max_bytes reached", ErrFull)
+	ErrDiskFull = fmt.Errorf("%w: disk full", ErrFull)
+)
+
 // ErrClosed is returned by every method after Close.
 var ErrClosed = errors.New("buffer closed")
 
@@ -516,7 +527,7 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = &corruptError{fmt.Errorf("panic: %v", r)}
+			err = &corruptError{fmt.Errorf("damaged pages: reading them failed (%v)", r)}
 			if db != nil {
 				_ = db.Close()
 				db = nil

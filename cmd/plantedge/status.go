@@ -147,12 +147,15 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "          WARNING: the buffer file was corrupt and was moved to %s\n", b.Recovered)
 	}
 	if b.WriteError != "" {
-		why := "disk full? read-only?"
-		if strings.Contains(b.WriteError, "buffer full: need") {
+		why := "disk failing? file system read-only?"
+		switch b.WriteErrorCause {
+		case "max_bytes":
 			// The quota, not the disk: a forwarding round holds the count
 			// records that merging would fold (Odoo slow), or only events
 			// and counts are left.
 			why = "max_bytes reached, until the records being forwarded reach Odoo"
+		case "disk_full":
+			why = "disk full, and nothing in the buffer file to free: free space on the disk"
 		}
 		fmt.Fprintf(w, "          WARNING: BUFFER WRITES FAILING for %s (%s): %s — nothing new is acknowledged; values wait at the sources\n",
 			ageString(b.WriteFailingSeconds), why, b.WriteError)
