@@ -15,10 +15,19 @@
 // journal's order); any of them, or none. Punching holes is refused.
 //
 // One flat directory, regular files only: enough for a data directory. The
-// test process serves the filesystem and must not itself open files in it (a
-// page fault in its own mount can deadlock the Go runtime): children use the
-// mount; the test reads the State a cut returns, or writes it to a real
-// directory with State.WriteDir.
+// test process serves the filesystem and must not itself map a file in it
+// (bbolt does: no buffer may be opened there in the test process). A page
+// fault on such a mapping waits for this process's own FUSE server; if a
+// garbage collection meanwhile waits for every processor to stop or reach
+// a safe point, it waits for the faulting thread too, which is not in a
+// system call and cannot answer, while the server goroutine that would end
+// the fault gets no processor: the process hangs, and cannot even exit (a
+// thread waiting on a request its server has read is not killable; only
+// writing 1 to the connection's abort file under /sys/fs/fuse/connections
+// frees it). Plain system calls on the mount are safe (a thread in a system
+// call gives up its processor). Children use the mount; the test reads the
+// files with FS.Files, takes the State a cut returns, or writes that to a
+// real directory with State.WriteDir.
 package powercut
 
 import (
@@ -164,6 +173,18 @@ func (f *FS) Cut(rng *rand.Rand) State {
 	st := State{}
 	for name, n := range names {
 		st[name] = n.survivor(rng)
+	}
+	return st
+}
+
+// Files returns the directory's files as reads see them now (nothing is
+// cut): a copy, for a test that must not read them through the mount.
+func (f *FS) Files() State {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := State{}
+	for name, n := range f.names {
+		st[name] = bytes.Clone(n.data)
 	}
 	return st
 }
