@@ -422,6 +422,54 @@ func TestScrapShortOfStockWaitsAsADraft(t *testing.T) {
 	}
 }
 
+// Odoo creates a scrap booking but refuses for good to validate it (a lot
+// number it needs, the bot lacking a right): the pieces are in Odoo as a
+// draft under the booking's external id. They must not be dead-lettered
+// and booked again under another id (once a person validated the draft,
+// Odoo would have them twice): the draft is watched and shown with Odoo's
+// answer, and a flush — after the cause is fixed — validates that draft.
+func TestScrapValidationRefusedWaitsAsADraft(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	const why = "You need to supply a Lot/Serial number for product Bracket."
+	p.odoo.RefuseNext("stock.scrap", "action_validate", 2, "odoo.exceptions.UserError", why)
+	p.produce(m, 1, 4)
+	waitFor(t, 15*time.Second, "the machine to show the refused draft", func() (bool, string) {
+		st := ra.a.Status()
+		e := st.Machines[0].Error
+		return strings.Contains(e, "which refused to validate them") && strings.Contains(e, why) && st.Buffer.Pending == 0, e
+	})
+	sc := p.odoo.Scraps()
+	if len(sc) != 1 || sc[0].State != "draft" || sc[0].Qty != 4 {
+		t.Fatalf("scraps in Odoo: %+v", sc)
+	}
+	if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
+		t.Fatalf("%d dead letters: %s", st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+	}
+	// Not fixed yet: the flush's validation is refused again, the draft
+	// stays (with Odoo's answer).
+	ra.a.Flush()
+	waitFor(t, 15*time.Second, "the second refusal logged", func() (bool, string) {
+		return strings.Contains(p.logs.String(), "odoo still refuses to validate a scrap draft"), ""
+	})
+	// Fixed (the lot given in Odoo): the next flush validates the draft.
+	ra.a.Flush()
+	waitFor(t, 15*time.Second, "the draft validated", func() (bool, string) {
+		e := ra.a.Status().Machines[0].Error
+		return e == "" && strings.Contains(p.logs.String(), "scrap draft validated by the flush"), e
+	})
+	sc = p.odoo.Scraps()
+	if len(sc) != 1 || sc[0].State != "done" || sc[0].Moves != 1 || p.scrapped("press-1") != 4 {
+		t.Fatalf("scraps in Odoo: %+v", sc)
+	}
+	p.produce(m, 1, 1) // later scrap is booked on its own, at once
+	p.waitExact(ra, 20*time.Second)
+	if n := len(p.odoo.Scraps()); n != 2 {
+		t.Errorf("%d scraps in Odoo, want 2", n)
+	}
+}
+
 // With odoo.scrap_when_short: confirm the agent confirms such a booking as
 // the dialog's Confirm does: one stock move per booking, nothing waits.
 func TestScrapShortOfStockConfirmed(t *testing.T) {

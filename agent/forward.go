@@ -1834,6 +1834,22 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	case odoo.IsAuth(err) || !odoo.IsPermanent(err):
 		return err
 	}
+	if dl := (*odoo.DraftLeftError)(nil); errors.As(err, &dl) {
+		// Odoo has the booking, a draft under its external id, and refused
+		// for good to validate it (a lot or serial number it needs, a rule,
+		// the bot lacking the right): it is watched as a draft, with why,
+		// not dead-lettered — a retry under another id would book the
+		// pieces twice once someone validates this draft. A flush
+		// validates it again (checkScrapDrafts).
+		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
+		msg, _, _ := strings.Cut(err.Error(), "\n")
+		d := scrapDraft{XMLID: ob.XMLID, Qty: ob.Qty, Workorder: woName(wo), At: time.Now().UTC().Truncate(time.Second), Refused: msg}
+		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry, draft: &d})
+		f.a.eventLog.log("scrap refused "+machine, f.a.log, slog.LevelError,
+			"odoo refused to validate a scrap booking: it is a draft in Odoo until the cause is fixed and it is validated (there, or by plantedge flush)",
+			"machine", machine, "xmlid", ob.XMLID, "qty", ob.Qty, "err", err)
+		return nil
+	}
 	if err := f.deadLetterKey(ctx, countKey(machine, sigScrap), ob.MaxSeq, "book scrap "+ob.XMLID+": "+err.Error()); err != nil {
 		return err
 	}
@@ -1858,6 +1874,9 @@ type scrapDraft struct {
 	Qty       float64   `json:"qty"`
 	Workorder string    `json:"wo,omitempty"`
 	At        time.Time `json:"at,omitzero"` // when Odoo left it a draft
+	// Refused is Odoo's answer when it refused for good to validate the
+	// booking (not a matter of stock): a flush tries again.
+	Refused string `json:"refused,omitempty"`
 }
 
 func scrapDraftKey(machine, xmlid string) string { return "scrapdraft/" + machine + "/" + xmlid }
@@ -1956,6 +1975,17 @@ func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 		case found && state == "draft" && !e.d.At.IsZero() && time.Since(e.d.At) > scrapDraftWatch:
 			f.a.log.Warn("scrap draft no longer watched: still a draft in Odoo after a week (validate or delete it there)",
 				"machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty)
+		case found && state == "draft" && e.d.Refused != "" && f.flushed:
+			// Refused for good when booked: the cause may be fixed now.
+			d, done, err := f.revalidateScrap(ctx, e)
+			if err != nil {
+				return err
+			}
+			if !done {
+				waiting[e.machine] = append(waiting[e.machine], d)
+				continue
+			}
+			f.a.log.Info("scrap draft validated by the flush", "machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty)
 		case found && state == "draft":
 			waiting[e.machine] = append(waiting[e.machine], e.d)
 			continue
@@ -1979,6 +2009,38 @@ func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 	f.drafts = msgs
 	f.mu.Unlock()
 	return nil
+}
+
+// revalidateScrap validates again a scrap draft Odoo refused to validate
+// when it was booked: done, or the draft as it now stands (Odoo's new
+// answer, or a draft for too little stock now) — stored when it changed.
+// Only Odoo being away is an error.
+func (f *forwarder) revalidateScrap(ctx context.Context, e storedScrapDraft) (scrapDraft, bool, error) {
+	var done bool
+	err := f.call(ctx, "validate_scrap", func(ctx context.Context) error {
+		var err error
+		done, err = f.client.ValidateScrap(ctx, e.d.XMLID, f.a.cfg.Load().Odoo.ScrapWhenShort == "confirm")
+		return err
+	})
+	if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
+		return e.d, false, err
+	}
+	if err == nil && done {
+		f.a.metrics.forwarded.WithLabelValues("scrap_count").Add(e.d.Qty)
+		return e.d, true, nil
+	}
+	d := e.d
+	d.Refused = ""
+	if err != nil {
+		d.Refused, _, _ = strings.Cut(err.Error(), "\n")
+		f.a.log.Warn("odoo still refuses to validate a scrap draft", "machine", e.machine, "xmlid", d.XMLID, "err", err)
+	}
+	if d != e.d {
+		if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: e.key, Value: mustJSON(d)}); err != nil {
+			return e.d, false, err
+		}
+	}
+	return d, false, nil
 }
 
 // storedScrapDraft is a watched scrap draft as stored: its meta key and
@@ -2010,12 +2072,31 @@ func scrapDraftsMessage(cfg *config.Config, ds []scrapDraft, verb string) string
 	if cfg.Odoo.ScrapWhenShort == "confirm" {
 		hint = "they predate odoo.scrap_when_short: confirm: validate them in Odoo (Inventory > Scrap Orders) or delete them there"
 	}
-	var qty float64
+	var short, refused []scrapDraft
 	for _, d := range ds {
-		qty += d.Qty
+		if d.Refused != "" {
+			refused = append(refused, d)
+		} else {
+			short = append(short, d)
+		}
 	}
-	return fmt.Sprintf("%d scrap booking(s) of %g in all %s as drafts in Odoo (first: %s): too little stock at their source location; %s",
-		len(ds), qty, verb, ds[0].XMLID, hint)
+	sum := func(ds []scrapDraft) (qty float64) {
+		for _, d := range ds {
+			qty += d.Qty
+		}
+		return qty
+	}
+	var msgs []string
+	if len(refused) > 0 {
+		msgs = append(msgs, fmt.Sprintf("%d scrap booking(s) of %g in all %s as drafts in Odoo, which refused to validate them (first: %s: %s); "+
+			"fix that in Odoo, then validate them there or run plantedge flush",
+			len(refused), sum(refused), verb, refused[0].XMLID, refused[0].Refused))
+	}
+	if len(short) > 0 {
+		msgs = append(msgs, fmt.Sprintf("%d scrap booking(s) of %g in all %s as drafts in Odoo (first: %s): too little stock at their source location; %s",
+			len(short), sum(short), verb, short[0].XMLID, hint))
+	}
+	return strings.Join(msgs, "; and ")
 }
 
 func (f *forwarder) orphansWaitingNow() int {

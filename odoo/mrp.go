@@ -584,22 +584,74 @@ func (c *Client) BookScrap(ctx context.Context, s Scrap) (done bool, err error) 
 	if err != nil {
 		return false, err
 	}
+	done, err = c.validateScrap(ctx, ids[0], s.XMLID, s.ConfirmShort)
+	if err != nil {
+		return false, &DraftLeftError{XMLID: s.XMLID, Err: err}
+	}
+	return done, nil
+}
+
+// DraftLeftError is BookScrap's error when the scrap was created (it is a
+// draft in Odoo under its external id) but validating it failed: booking it
+// again under another id would book the pieces twice once a person
+// validates the draft; ValidateScrap tries the same draft again.
+type DraftLeftError struct {
+	XMLID string
+	Err   error
+}
+
+func (e *DraftLeftError) Error() string { return e.Err.Error() }
+func (e *DraftLeftError) Unwrap() error { return e.Err }
+
+// ValidateScrap validates the scrap booked under xmlid again (after
+// BookScrap's DraftLeftError): done when it is done (also when it already
+// was), not done when Odoo keeps it a draft for too little stock (see
+// BookScrap for confirmShort). A scrap no longer there (deleted in Odoo)
+// is a permanent error.
+func (c *Client) ValidateScrap(ctx context.Context, xmlid string, confirmShort bool) (done bool, err error) {
+	mod, name, _ := strings.Cut(xmlid, ".")
+	model, id, found, err := c.ExternalID(ctx, mod, name)
+	if err != nil {
+		return false, err
+	}
+	gone := &Error{Op: "validate scrap", Message: xmlid + ": no such scrap in Odoo (deleted there)", Class: Permanent}
+	if !found || model != "stock.scrap" {
+		return false, gone
+	}
+	var rows []struct {
+		State text `json:"state"`
+	}
+	if err := c.Call(ctx, "stock.scrap", "search_read", []any{[]any{[]any{"id", "=", id}}},
+		map[string]any{"fields": []string{"state"}}, &rows); err != nil {
+		return false, err
+	}
+	switch {
+	case len(rows) == 0:
+		return false, gone
+	case rows[0].State == "done":
+		return true, nil
+	}
+	return c.validateScrap(ctx, id, xmlid, confirmShort)
+}
+
+// validateScrap validates the draft scrap id (see BookScrap).
+func (c *Client) validateScrap(ctx context.Context, id int64, xmlid string, confirmShort bool) (done bool, err error) {
 	var res json.RawMessage
-	if err := c.Call(ctx, "stock.scrap", "action_validate", []any{[]int64{ids[0]}}, nil, &res); err != nil {
+	if err := c.Call(ctx, "stock.scrap", "action_validate", []any{[]int64{id}}, nil, &res); err != nil {
 		return false, err
 	}
 	if len(bytes.TrimSpace(res)) == 0 || bytes.TrimSpace(res)[0] != '{' {
 		return true, nil
 	}
-	if !s.ConfirmShort {
+	if !confirmShort {
 		return false, nil
 	}
 	// The scrap is a draft (action_validate just said so): do_scrap runs
 	// once. Its answer lost, the next call finds the scrap done above.
-	if err := c.Call(ctx, "stock.scrap", "do_scrap", []any{[]int64{ids[0]}}, nil, nil); err != nil {
+	if err := c.Call(ctx, "stock.scrap", "do_scrap", []any{[]int64{id}}, nil, nil); err != nil {
 		return false, err
 	}
 	c.log.Info("scrap confirmed although Odoo had too little stock at its source location (odoo.scrap_when_short: confirm)",
-		"xmlid", s.XMLID, "scrap_id", ids[0], "qty", s.Qty)
+		"xmlid", xmlid, "scrap_id", id)
 	return true, nil
 }
