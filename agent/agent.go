@@ -50,6 +50,10 @@ type Options struct {
 	// OdooIdleRecheck is how long Odoo may be quiet before the forwarder
 	// reads its version again (odoo.Config.IdleRecheck; tests).
 	OdooIdleRecheck time.Duration
+	// WorkcenterRefresh is how often the work-center codes are looked up
+	// in Odoo again, and every machine's work order read (default 5 min;
+	// tests).
+	WorkcenterRefresh time.Duration
 }
 
 // Agent is one running plantedge: sources, ingest, buffer, forwarder and

@@ -51,7 +51,7 @@ type plant struct {
 	downSources map[string]bool
 	// idleRecheck and unmappedHold are the agents' agent.Options
 	// OdooIdleRecheck and UnmappedHold.
-	idleRecheck, unmappedHold time.Duration
+	idleRecheck, unmappedHold, wcRefresh time.Duration
 }
 
 // simMachine is a machine publishing cumulative counters over MQTT (or
@@ -343,7 +343,7 @@ func (p *plant) startAgentWith(baselines bool) *runningAgent {
 		p.t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(agenttest.LogWriter{T: p.t}, &p.logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := agent.New(cfg, agent.Options{Logger: log, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold})
+	a, err := agent.New(cfg, agent.Options{Logger: log, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh})
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -662,6 +662,31 @@ func TestIdlePlantFollowsOdoo(t *testing.T) {
 	})
 	if q := p.qty("press-1"); q != 3 {
 		t.Errorf("press-1 quantity %v, want its 3 pieces (on the first work order)", q)
+	}
+}
+
+// A work-center code given in Odoo to another work center (the old one
+// replaced, its code changed): the agent looks the codes up again now and
+// then, so counts go to the new one's work order without a reload.
+func TestWorkcenterCodeMovedInOdoo(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.wcRefresh = 500 * time.Millisecond
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 3, 0)
+	p.waitExactQty(ra, "press-1", 3)
+	p.odoo.SetWorkorderState(p.woIDs["press-1"], "done")
+	p.adminCall("mrp.workcenter", "write", []any{[]any{p.wcIDs["press-1"]}, map[string]any{"code": "WC-PRESS-1-OLD"}}, nil)
+	wc := p.odoo.AddWorkcenter(wcCode("press-1"), "press-1 (new)")
+	mo := p.odoo.AddProduction("WH/MO/new", p.product, 100)
+	wo := p.odoo.AddWorkorder(mo, wc, "WO press-1 new", "progress")
+	p.produce(m, 5, 0)
+	waitFor(t, 15*time.Second, "the counts on the new work center's work order", func() (bool, string) {
+		q := p.odoo.Workorder(wo).QtyProducing
+		return q == 5, fmt.Sprintf("qty %v, %+v", q, ra.a.Status().Machines[0])
+	})
+	if q := p.qty("press-1"); q != 3 {
+		t.Errorf("the old work order has %v, want its 3", q)
 	}
 }
 

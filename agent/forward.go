@@ -172,6 +172,7 @@ type forwarder struct {
 	// count is written again, also of machines with no new records.
 	field string
 	wcs   map[string]odoo.Workcenter // by workcenter code
+	wcsAt time.Time                  // when wcs was last emptied to be looked up again
 	// missing are the work-center codes Odoo did not know (or knew
 	// twice) when last asked: asked again at most once a minute, or on
 	// flush, so a typo in the mapping does not cost a call every round.
@@ -603,6 +604,14 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		f.wcs, f.losses = map[string]odoo.Workcenter{}, map[string]int64{}
 		f.missing = map[string]missingCode{}
 	}
+	if time.Since(f.wcsAt) >= cmp.Or(f.a.opts.WorkcenterRefresh, workcenterRefresh) {
+		// Work-center codes are looked up again (one call for all): an
+		// admin may have given a code to another work center (a
+		// replacement, the old one archived) — without this, counts would
+		// wait for a work order on the old one until a reload. With them,
+		// every machine's work order is read again.
+		f.wcs, f.wcsAt, lookAll = map[string]odoo.Workcenter{}, time.Now(), true
+	}
 	cfg := f.a.cfg.Load()
 	// What this round reads is marked in flight, so the quota merge cannot
 	// fold newer records into what its calls will acknowledge. Nothing read
@@ -767,6 +776,10 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	more = len(events) == maxEventsPerRound
 	return more, nil
 }
+
+// workcenterRefresh is how often the work-center codes are looked up
+// again (Options.WorkcenterRefresh).
+const workcenterRefresh = 5 * time.Minute
 
 // woRefusedPrefix starts a machine's error while Odoo refuses to show the
 // work orders in progress.
