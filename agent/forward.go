@@ -140,6 +140,9 @@ type linkState struct {
 	// too): with nothing to send the agent asks only after a quiet spell
 	// (odoo.Config.IdleRecheck), so online is as of then.
 	Answered time.Time
+	// RetryAfter is until when Odoo asked the agent to wait (a
+	// Retry-After header): a flush does not cut that wait short.
+	RetryAfter time.Time
 }
 
 // machineLink is what the forwarder knows of a machine in Odoo.
@@ -321,6 +324,7 @@ func (f *forwarder) run(ctx context.Context) {
 				f.link.Since = time.Now()
 			}
 			f.link.State, f.link.Failures, f.link.LastError, f.link.KeyExpired = "online", 0, "", false
+			f.link.RetryAfter = time.Time{}
 			f.keyWorked, f.authFails = true, 0
 			f.link.Protocol, f.link.Version = f.client.Protocol(), f.client.ServerVersion()
 			f.bo.Reset()
@@ -366,9 +370,11 @@ func (f *forwarder) run(ctx context.Context) {
 				t := f.a.cfg.Load().Odoo.Timeout.D()
 				wait = max(wait, t+rand.N(t/2+1))
 			}
+			f.link.RetryAfter = time.Time{}
 			if isOE && oe.RetryAfter > 0 {
 				w, fl := retryAfterWait(oe.RetryAfter, max(f.a.cfg.Load().Forward.BackoffMax.D(), retryAfterMax))
 				wait, floor = max(wait, w), max(floor, fl)
+				f.link.RetryAfter = time.Now().Add(fl)
 			}
 			if prev.State != state || prev.Failures == 0 {
 				msg := "odoo unreachable; buffering and retrying with backoff"

@@ -247,12 +247,16 @@ func TestForwarderHonoursRetryAfter(t *testing.T) {
 	if slices.Min(gaps) == slices.Max(gaps) {
 		t.Errorf("every retry after the same %s: no jitter on Retry-After", gaps[0])
 	}
-	// A flush cannot cut it short (only the random part).
-	gaps = runForwarder(t, "2m", busy, 5*time.Minute, 700*time.Millisecond)
+	// A flush cannot cut it short (only the random part), and status says
+	// so: Odoo asked for the wait.
+	gaps, link := runForwarderLink(t, "2m", busy, 5*time.Minute, 700*time.Millisecond)
 	for i, g := range gaps {
 		if g < 45*time.Second {
 			t.Errorf("retry %d after %s with flush looping, Retry-After said 45s", i+1, g)
 		}
+	}
+	if link.State != "offline" || link.RetryAfter.IsZero() {
+		t.Errorf("link %+v: the Retry-After wait not shown", link)
 	}
 	// A Retry-After longer than backoff_max is still honoured (5 minutes
 	// with backoff_max 1m), and one of a day (a maintenance page) is asked

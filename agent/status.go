@@ -128,6 +128,9 @@ type OdooStatus struct {
 	// since start). With nothing to send the agent asks Odoo only once a
 	// minute (odoo.DefaultIdleRecheck): online is as of then.
 	LastAnswerAgeSeconds float64 `json:"last_answer_age_seconds,omitempty"`
+	// RetryAfterSeconds is how long Odoo still asks the agent to wait (its
+	// Retry-After header): a flush does not cut that short.
+	RetryAfterSeconds float64 `json:"retry_after_seconds,omitempty"`
 	Failures             int     `json:"consecutive_failures"`
 	KeyExpired           bool    `json:"key_expired"`
 	// KeyFrom says, while the key is refused, where the agent took it
@@ -209,6 +212,9 @@ func (a *Agent) Status() Status {
 		st.Odoo.RoundsDone = a.fwd.doneRounds()
 		st.Odoo.State, st.Odoo.Protocol, st.Odoo.ServerVersion = l.State, l.Protocol, l.Version
 		st.Odoo.LastError, st.Odoo.Failures, st.Odoo.KeyExpired = l.LastError, l.Failures, l.KeyExpired
+		if left := time.Until(l.RetryAfter); left > 0 {
+			st.Odoo.RetryAfterSeconds = left.Seconds()
+		}
 		if !l.Answered.IsZero() {
 			st.Odoo.LastAnswerAgeSeconds = max(0.001, age(l.Answered)) // 0 would read as never
 		}

@@ -129,6 +129,10 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		next := "" // a countdown: not a reason to print another line
 		if st.Odoo.State != "online" && st.Odoo.NextAttemptSeconds > 0 {
 			next = fmt.Sprintf(" (next attempt in %s)", time.Duration(math.Ceil(st.Odoo.NextAttemptSeconds))*time.Second)
+			if st.Odoo.RetryAfterSeconds > 0 {
+				next = fmt.Sprintf(" (next attempt in %s: Odoo asked to wait with Retry-After, which a flush does not cut short)",
+					time.Duration(math.Ceil(st.Odoo.NextAttemptSeconds))*time.Second)
+			}
 		}
 		if tty {
 			// One line redrawn in place: cut to the terminal's width, or

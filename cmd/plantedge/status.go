@@ -182,6 +182,10 @@ func printStatus(w io.Writer, st agent.Status) {
 	}
 	if o.State != "online" && st.AgentRunning {
 		hint := " (plantedge flush tries now)"
+		if o.RetryAfterSeconds > 0 {
+			// Odoo (or a proxy in front of it) asked for the wait.
+			hint = fmt.Sprintf(" (Odoo asked the agent to wait %s more with Retry-After: plantedge flush does not cut that short)", ageString(o.RetryAfterSeconds))
+		}
 		if o.State == "auth_failed" {
 			// A flush does not cut the wait after a refused key short
 			// (Odoo's login lockout); a new key does.

@@ -152,3 +152,26 @@ func TestFlushTicket(t *testing.T) {
 		t.Error("an agent that does not say its seq is taken as through")
 	}
 }
+
+// The Odoo line says how long ago Odoo last answered, and a wait Odoo asked
+// for with Retry-After is not offered to flush away; a write failure says
+// which of the quota, the disk or the device it is.
+func TestStatusOdooWaitsAndWriteCause(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true,
+		Odoo: agent.OdooStatus{State: "offline", URL: "https://odoo.example", LastError: "http 503", NextAttemptSeconds: 600,
+			RetryAfterSeconds: 590, LastAnswerAgeSeconds: 12},
+		Buffer: agent.BufferStatus{WriteError: "append: buffer full: max_bytes reached: need 200 bytes", WriteErrorCause: "max_bytes", WriteFailingSeconds: 30}})
+	for _, want := range []string{
+		"last answer 12s ago",
+		"Odoo asked the agent to wait 9m50s more with Retry-After: plantedge flush does not cut that short",
+		"(max_bytes reached, until the records being forwarded reach Odoo)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("want %q in:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "flush tries now") {
+		t.Errorf("flush offered against a Retry-After:\n%s", out.String())
+	}
+}
