@@ -131,8 +131,8 @@ type OdooStatus struct {
 	// RetryAfterSeconds is how long Odoo still asks the agent to wait (its
 	// Retry-After header): a flush does not cut that short.
 	RetryAfterSeconds float64 `json:"retry_after_seconds,omitempty"`
-	Failures             int     `json:"consecutive_failures"`
-	KeyExpired           bool    `json:"key_expired"`
+	Failures          int     `json:"consecutive_failures"`
+	KeyExpired        bool    `json:"key_expired"`
 	// KeyFrom says, while the key is refused, where the agent took it
 	// from — where a new one goes ("$PLANTEDGE_ODOO_API_KEY", "the systemd
 	// credential odoo-api-key", "api_key_file /etc/plantedge/odoo-api-key").
