@@ -709,7 +709,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		// machine has a work order, so counts are held, not lost, while
 		// downtime, which needs none, is still booked.
 		msg, _, _ := strings.Cut(err.Error(), "\n")
-		woRefused = woRefusedPrefix + " (" + msg + "): counts are held; " +
+		woRefused = WorkordersRefusedPrefix + " (" + msg + "): counts are held; " +
 			"give the bot user read access to work orders (plantedge validate --odoo checks it)"
 		f.a.eventLog.log("workorders refused", f.a.log, slog.LevelError, "odoo refuses to show the work orders in progress; counts held, downtime still booked",
 			"err", err)
@@ -720,7 +720,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		// drop the refusal too (the others are set below).
 		f.mu.Lock()
 		for id, ml := range f.machines {
-			if strings.HasPrefix(ml.Error, woRefusedPrefix) {
+			if strings.HasPrefix(ml.Error, WorkordersRefusedPrefix) {
 				ml.Error = ""
 				f.machines[id] = ml
 			}
@@ -787,9 +787,10 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 // again (Options.WorkcenterRefresh).
 const workcenterRefresh = 5 * time.Minute
 
-// woRefusedPrefix starts a machine's error while Odoo refuses to show the
+// WorkordersRefusedPrefix starts a machine's error (MachineStatus.Error)
+// while Odoo refuses to show the
 // work orders in progress.
-const woRefusedPrefix = "Odoo refuses to show the work orders in progress"
+const WorkordersRefusedPrefix = "Odoo refuses to show the work orders in progress"
 
 // pendingEvent is an event record read for this round, decoded, with the
 // id of the work center it is booked on.

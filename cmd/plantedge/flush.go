@@ -56,6 +56,17 @@ func drainable(st agent.Status) (pending int, held float64) {
 	return max(0, st.Buffer.Pending-st.Buffer.Held), held
 }
 
+// heldWhy is why counts are held: no work order in progress, or Odoo
+// refusing the bot user the work orders (then starting one would not help).
+func heldWhy(st agent.Status) string {
+	for _, m := range st.Machines {
+		if m.Unattributed > 0 && strings.HasPrefix(m.Error, agent.WorkordersRefusedPrefix) {
+			return "Odoo refuses the bot user the work orders in progress: give it read access to them"
+		}
+	}
+	return "waiting for a work order in progress"
+}
+
 func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	cfg, err := loadForAgent(o.config, errw)
 	if err != nil {
@@ -116,7 +127,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		if st.Buffer.Held > 0 {
 			line += fmt.Sprintf(", %s held", plural(st.Buffer.Held, "record"))
 			if held > 0 {
-				line += fmt.Sprintf(" (among them the counts of %g pieces, waiting for a work order in progress)", held)
+				line += fmt.Sprintf(" (among them the counts of %g pieces, %s)", held, heldWhy(st))
 			}
 			line += " — see plantedge status"
 		}

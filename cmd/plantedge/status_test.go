@@ -175,3 +175,16 @@ func TestStatusOdooWaitsAndWriteCause(t *testing.T) {
 		t.Errorf("flush offered against a Retry-After:\n%s", out.String())
 	}
 }
+
+// Counts held because Odoo refuses the bot the work orders are not sent
+// looking for a work order to start.
+func TestFlushSaysWhyCountsAreHeld(t *testing.T) {
+	st := agent.Status{Machines: []agent.MachineStatus{{ID: "m1", Unattributed: 5}}}
+	if why := heldWhy(st); why != "waiting for a work order in progress" {
+		t.Errorf("no work order: %q", why)
+	}
+	st.Machines[0].Error = agent.WorkordersRefusedPrefix + " (odoo mrp.workorder.search_read: access denied): counts are held; give the bot user read access"
+	if why := heldWhy(st); !strings.Contains(why, "give it read access") {
+		t.Errorf("reads refused: %q", why)
+	}
+}

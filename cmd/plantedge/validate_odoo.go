@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -126,11 +127,31 @@ func (c *odooCheck) callProblem(what string, err error) bool {
 	}
 	var oe *odoo.Error
 	if errors.As(err, &oe) && strings.HasSuffix(oe.Name, ".AccessError") {
-		c.problem("%s: access denied: %s (hint: the user lacks a right the agent needs; give it the groups named below)", what, firstLine(oe.Message))
+		c.problem("%s: access denied: %s (hint: the bot user lacks a right the agent needs; give it %s)", what, firstLine(oe.Message), groupFor(oe.Message))
 		return true
 	}
 	c.problem("%s: %s", what, firstLine(err.Error()))
 	return true
+}
+
+// accessModel finds the model an AccessError names: "… (mrp.workcenter) records".
+var accessModel = regexp.MustCompile(`\(([a-z0-9_]+(?:\.[a-z0-9_]+)+)\)`)
+
+// groupFor names the group that grants the agent's rights on the model an
+// AccessError message names.
+func groupFor(msg string) string {
+	m := accessModel.FindStringSubmatch(msg)
+	switch {
+	case m == nil:
+		return "the group that grants it"
+	case strings.HasPrefix(m[1], "mrp."):
+		return "the group Manufacturing / User (" + m[1] + ")"
+	case strings.HasPrefix(m[1], "stock."):
+		return "the group Inventory / User (" + m[1] + ")"
+	case m[1] == "ir.model.data":
+		return "the user type Internal User (" + m[1] + ")"
+	}
+	return "the group that grants reading " + m[1]
 }
 
 // firstLine keeps a server message (Odoo's are often several paragraphs) on one line.
@@ -251,6 +272,7 @@ func neededRights(cfg *config.Config) []odooRight {
 	}
 	if slices.ContainsFunc(cfg.Machines, func(m config.Machine) bool { return m.ScrapCount != nil }) {
 		rights = append(rights,
+			odooRight{"stock.scrap", odoo.OpRead, "to find its bookings and watch the drafts Odoo leaves", "Inventory / User"},
 			odooRight{"stock.scrap", odoo.OpCreate, "to book scrap", "Inventory / User"},
 			odooRight{"stock.scrap", odoo.OpWrite, "to update and validate scrap", "Inventory / User"})
 	}

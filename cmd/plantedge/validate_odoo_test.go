@@ -144,7 +144,7 @@ func TestValidateOdooAllGood(t *testing.T) {
 			o := newOdooSite(t, c.version)
 			lines, err := o.run(t)
 			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
-				[]string{"odoo: OK: 2 work centers, 2 loss reasons, 7 access rights"})
+				[]string{"odoo: OK: 2 work centers, 2 loss reasons, 8 access rights"})
 			method := "has_access"
 			if c.version < 18 {
 				method = "check_access_rights"
@@ -172,7 +172,7 @@ func TestValidateOdooWarnsAboutAnAdminBot(t *testing.T) {
 			lines, err := o.run(t)
 			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
 				[]string{`odoo: warning: user "plantedge-bot" (uid ` + fmt.Sprint(o.uid) + `) has administrator rights (it may change system parameters); the agent needs only the groups above: give it a user of its own without Administration rights`,
-					"odoo: OK: 2 work centers, 2 loss reasons, 7 access rights"})
+					"odoo: OK: 2 work centers, 2 loss reasons, 8 access rights"})
 		})
 	}
 }
@@ -215,6 +215,16 @@ func TestValidateOdooDeniedWrite(t *testing.T) {
 		fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not write mrp.workorder, needed to write produced quantities (hint: give the user the group Manufacturing / User)`, o.uid)})
 }
 
+// Reading its scrap bookings is a right too: the agent finds them by
+// external id and watches the drafts Odoo leaves.
+func TestValidateOdooDeniedScrapRead(t *testing.T) {
+	o := newOdooSite(t, 19)
+	o.srv.DenyAccess("plantedge-bot", "stock.scrap", "read")
+	lines, err := o.run(t)
+	wantLines(t, lines, err, "odoo: 1 problem", []string{o.connected(19, "JSON-2")}, o.workcenters(), goodLosses, []string{
+		fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not read stock.scrap, needed to find its bookings and watch the drafts Odoo leaves (hint: give the user the group Inventory / User)`, o.uid)})
+}
+
 // Every problem is reported, not only the first.
 func TestValidateOdooReportsEveryProblem(t *testing.T) {
 	o := newOdooSite(t, 17)
@@ -227,7 +237,7 @@ func TestValidateOdooReportsEveryProblem(t *testing.T) {
 	wantLines(t, lines, err, "odoo: 5 problems", []string{o.connected(17, "JSON-RPC"), o.workcenters()[0],
 		`odoo: problem: ` + o.at("24:17: machines[1].workcenter") + `machine pack-2: no work center with code "WC-PACK-09" (set this Code on the work center in Odoo, or fix the machine's workcenter; in a multi-company Odoo, make the plant's company the bot user's default company: it sees only that one)`,
 		goodLosses[0],
-		`odoo: problem: looking up loss reason "mrp.block_reason2": access denied: You are not allowed to access 'Model Data' (ir.model.data) records. (hint: the user lacks a right the agent needs; give it the groups named below)`,
+		`odoo: problem: looking up loss reason "mrp.block_reason2": access denied: You are not allowed to access 'Model Data' (ir.model.data) records. (hint: the bot user lacks a right the agent needs; give it the user type Internal User (ir.model.data))`,
 		`odoo: problem: ` + o.at("9:17: odoo.default_loss") + `no loss reason "Jammed" (use the exact name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
 		fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not create stock.scrap, needed to book scrap (hint: give the user the group Inventory / User)`, o.uid),
 		fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not read ir.model.data, needed to find the agent's downtime and scrap records by external id (hint: give the user the group Internal User (user type))`, o.uid),
