@@ -185,7 +185,10 @@ type DeadLetterView struct {
 	Time   time.Time `json:"time"`
 	At     time.Time `json:"dead_lettered_at"`
 	Reason string    `json:"reason"`
-	Data   string    `json:"data"`
+	// What the record holds, in words ("3 good pieces", "stop from … to …,
+	// reason JAM"): what a retry books, or a drop loses.
+	What string `json:"what,omitempty"`
+	Data string `json:"data"`
 	// Damaged: bytes the buffer could not read as a record (Data holds them
 	// as stored); they can be dropped, not retried.
 	Damaged bool `json:"damaged,omitempty"`
@@ -199,12 +202,51 @@ func deadLetterViews(dls []buffer.DeadLetter) []DeadLetterView {
 	for _, d := range dls {
 		v := DeadLetterView{ID: d.ID, Lane: d.LaneName(), Key: d.Record.Key, Seq: d.Record.Seq,
 			Time: d.Record.Time, At: d.At, Reason: d.Reason, Data: string(d.Record.Data), Damaged: d.Damaged}
+		if !d.Damaged {
+			v.What = describeRecord(d.Record)
+		}
 		if !utf8.Valid(d.Record.Data) {
 			v.DataBase64 = base64.StdEncoding.EncodeToString(d.Record.Data)
 		}
 		out = append(out, v)
 	}
 	return out
+}
+
+// describeRecord says in words what a count or event record holds ("" when
+// it cannot be decoded).
+func describeRecord(r buffer.Record) string {
+	switch r.Lane {
+	case buffer.LaneCounts:
+		c, err := decodeCount(r)
+		if err != nil {
+			return ""
+		}
+		what := "pieces"
+		switch _, sig := splitKey(r.Key); sig {
+		case sigGood:
+			what = "good pieces"
+		case sigScrap:
+			what = "scrapped pieces"
+		}
+		return strconv.FormatFloat(c.Delta, 'f', -1, 64) + " " + what
+	case buffer.LaneEvents:
+		e, err := decodeEvent(r)
+		if err != nil || e.Start == 0 {
+			return ""
+		}
+		out := "stop from " + fromMS(e.Start).Local().Format(time.DateTime)
+		if e.End != 0 {
+			out += " to " + fromMS(e.End).Local().Format(time.DateTime)
+		} else {
+			out += ", still open"
+		}
+		if e.Reason != "" {
+			out += ", reason " + e.Reason
+		}
+		return out
+	}
+	return ""
 }
 
 // DeadLetterAction retries or drops the dead letter id ("all" for every

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/plantedge/plantedge/buffer"
 )
@@ -96,5 +97,25 @@ func TestStoredMetaIsPinned(t *testing.T) {
 	var mm machineMeta
 	if err := json.Unmarshal([]byte(cases[5].want), &mm); err != nil || string(mm.Mapping) != `{"running":true}` || mm.Good != 1200 || mm.Scrap != 4 {
 		t.Errorf("machine totals read back as %+v, %v", mm, err)
+	}
+}
+
+// A dead letter says in words what it holds.
+func TestDescribeRecord(t *testing.T) {
+	start := time.Date(2026, 3, 4, 5, 6, 7, 0, time.Local)
+	for _, c := range []struct {
+		rec  buffer.Record
+		want string
+	}{
+		{buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/good", Data: mustJSON(countRecord{Delta: 3})}, "3 good pieces"},
+		{buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/scrap", Data: mustJSON(countRecord{Delta: 0.5})}, "0.5 scrapped pieces"},
+		{buffer.Record{Lane: buffer.LaneEvents, Key: "press-1", Data: mustJSON(eventRecord{Start: start.UnixMilli(), End: start.Add(90 * time.Second).UnixMilli(), Reason: "JAM"})},
+			"stop from 2026-03-04 05:06:07 to 2026-03-04 05:07:37, reason JAM"},
+		{buffer.Record{Lane: buffer.LaneEvents, Key: "press-1", Data: mustJSON(eventRecord{Start: start.UnixMilli()})}, "stop from 2026-03-04 05:06:07, still open"},
+		{buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/good", Data: []byte("{")}, ""},
+	} {
+		if got := describeRecord(c.rec); got != c.want {
+			t.Errorf("%s %s: %q, want %q", c.rec.Key, c.rec.Data, got, c.want)
+		}
 	}
 }

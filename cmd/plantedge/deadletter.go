@@ -22,6 +22,10 @@ func newDeadLetterCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "deadletter",
 		Short: "Inspect, retry or drop what Odoo refused for good",
+		// A mistyped subcommand ("rety all") is an error, not the help
+		// with exit 0 that a script would take for done.
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.PersistentFlags().StringVarP(&cfgPath, "config", "c", defaultConfig, "config file")
 	list := &cobra.Command{
@@ -119,11 +123,15 @@ func printDeadLetters(w io.Writer, views []agent.DeadLetterView, asJSON bool) er
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tLANE\tKEY\tWHEN\tREASON")
+	fmt.Fprintln(tw, "ID\tLANE\tKEY\tWHEN\tHOLDS\tREASON")
 	for _, v := range views {
 		// One row per dead letter: Odoo's messages span lines and carry tabs.
 		reason := strings.Join(strings.Fields(v.Reason), " ")
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", v.ID, v.Lane, v.Key, v.At.Local().Format(time.DateTime), reason)
+		what := v.What
+		if what == "" {
+			what = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.Lane, v.Key, v.At.Local().Format(time.DateTime), what, reason)
 	}
 	return tw.Flush()
 }

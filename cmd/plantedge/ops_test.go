@@ -588,14 +588,21 @@ func TestDeadLetterCommands(t *testing.T) {
 	if out := dl("list"); out != "no dead letters\n" {
 		t.Errorf("list with none: %q", out)
 	}
+	// A mistyped action fails (a script must not take the help for done).
+	if out, err := cli(t, "deadletter", "rety", "all", "-c", b.cfgPath); exitCode(err) != 1 || !strings.Contains(fmt.Sprint(err), `unknown command "rety"`) {
+		t.Errorf("deadletter rety all: exit %d (%v)\n%s", exitCode(err), err, out)
+	}
 
 	b.refuse(1)
 	out := dl("list")
-	if !strings.Contains(out, "press-1/good") || !strings.Contains(out, "done work order") || !strings.HasPrefix(out, "ID") {
+	// What the dead letter holds shows: the reason names the quantity the
+	// write would have set, not the pieces a retry books or a drop loses.
+	if !strings.Contains(out, "press-1/good") || !strings.Contains(out, "done work order") || !strings.HasPrefix(out, "ID") ||
+		!strings.Contains(out, "HOLDS") || !strings.Contains(out, "2 good pieces") {
 		t.Errorf("list:\n%s", out)
 	}
 	var views []agent.DeadLetterView
-	if err := json.Unmarshal([]byte(dl("list", "--json")), &views); err != nil || len(views) != 1 || views[0].Lane != "counts" {
+	if err := json.Unmarshal([]byte(dl("list", "--json")), &views); err != nil || len(views) != 1 || views[0].Lane != "counts" || views[0].What != "2 good pieces" {
 		t.Fatalf("list --json: %v %+v", err, views)
 	}
 	// Retried, it lands exactly once.
