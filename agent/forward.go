@@ -1734,7 +1734,7 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 	if good != nil && stored != nil && stored.ID != wo.ID && !wo.DateStart.IsZero() && good.first > 0 &&
 		fromMS(good.first).Before(wo.DateStart) {
 		f.a.eventLog.log("late "+machine, f.a.log, slog.LevelWarn,
-			"pieces made before this work order started are booked on it: the previous one was finished before they reached Odoo",
+			"pieces made before this work order started are booked on it: the previous one was finished (or cancelled) before they reached Odoo",
 			"machine", machine, "workorder", wo.Name, "previous", stored.Name, "pieces", good.sum, "oldest", fromMS(good.first))
 	}
 	odooQty := odoo.Round2(f.client.ProducedQty(*wo))

@@ -196,7 +196,11 @@ func printStatus(w io.Writer, st agent.Status) {
 				hint = " (the key is the systemd credential copied at the service's start: put the new key in /etc/plantedge/odoo-api-key, then sudo systemctl restart plantedge)"
 			}
 		}
-		fmt.Fprintf(w, "          next attempt in %s%s\n", ageString(o.NextAttemptSeconds), hint)
+		if o.NextAttemptSeconds > 0 {
+			fmt.Fprintf(w, "          next attempt in %s%s\n", ageString(o.NextAttemptSeconds), hint)
+		} else {
+			fmt.Fprintln(w, "          trying now")
+		}
 	}
 	if len(st.Sources) > 0 {
 		fmt.Fprintln(w, "\nSources")
