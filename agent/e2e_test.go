@@ -1236,6 +1236,36 @@ func TestEndToEndUnknownWorkcenterDoesNotBlockOthers(t *testing.T) {
 	p.waitExact(ra, 30*time.Second)
 }
 
+// A work-center code fixed for a typo: the stop recorded under the wrong
+// code (which Odoo never knew) is booked on the machine's work center now,
+// and the log says so.
+func TestStopRecordedOnAnUnknownCodeBookedOnTheFixedOne(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	good := p.editConfig(wcCode("press-1"), "WC-PRES-1") // the typo
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.stop(m, "JAM")
+	time.Sleep(20 * time.Millisecond)
+	p.run(m)
+	waitFor(t, 10*time.Second, "the stop held for the unknown work center", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Held > 0 && strings.Contains(st.Machines[0].Error, "not found"), fmt.Sprintf("%+v", st.Machines[0])
+	})
+	if err := os.WriteFile(p.cfgPath, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	ra.a.Flush()
+	waitFor(t, 15*time.Second, "the stop booked on the fixed work center", func() (bool, string) {
+		return p.closedLines("press-1") == 1, fmt.Sprint(p.closedLines("press-1"))
+	})
+	if !strings.Contains(p.logs.String(), "a stop recorded on a work center Odoo does not know (any more) is booked on the machine's work center now") {
+		t.Errorf("not logged:\n%s", p.logs.String())
+	}
+}
+
 // A machine removed from the config by a reload keeps its pending records
 // (nothing is dropped); status counts them as unmapped and held, so flush
 // does not wait for them forever.

@@ -863,6 +863,11 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pen
 						}
 						continue
 					}
+					if _, ok := f.wcs[mc.Workcenter]; ok {
+						f.a.eventLog.log("stop elsewhere "+r.Key, f.a.log, slog.LevelWarn,
+							"a stop recorded on a work center Odoo does not know (any more) is booked on the machine's work center now",
+							"machine", r.Key, "recorded_on", ev.Workcenter, "booked_on", mc.Workcenter)
+					}
 				}
 				if wc, ok := f.wcs[mc.Workcenter]; ok && len(out) < maxEventsPerRound {
 					out = append(out, pendingEvent{r, ev, wc.ID, false})
