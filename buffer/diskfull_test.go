@@ -19,14 +19,7 @@ import (
 // succeeding and no count is lost; once there is room, the budget max_bytes
 // gives is back.
 func TestDiskFullKeepsToTheFile(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	dir := smallTmpfs(t)
 	var logs syncBuffer
 	const maxBytes = 4 << 20
 	q := openTest(t, filepath.Join(dir, "buffer.db"), Options{MaxBytes: maxBytes, Merge: sumCounts,
@@ -139,14 +132,7 @@ func TestDiskFullKeepsToTheFile(t *testing.T) {
 // twelfth of the interval between lowerings), not a whole interval later
 // with every append failing meanwhile.
 func TestDiskFullWhileAReadHoldsFreedPages(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	dir := smallTmpfs(t)
 	var logs syncBuffer
 	const every = 12 * time.Second
 	q := openTest(t, filepath.Join(dir, "buffer.db"), Options{MaxBytes: 4 << 20, Merge: sumCounts,
@@ -208,4 +194,18 @@ func TestDiskFullWhileAReadHoldsFreedPages(t *testing.T) {
 	if st := q.Stats(); st.DiskFullSince.IsZero() || st.Lanes[LaneTelemetry].Dropped == 0 {
 		t.Fatalf("the file is not held at its size: %+v", st)
 	}
+}
+
+// smallTmpfs mounts a 16 MiB tmpfs for the test (skipped without root).
+func smallTmpfs(t *testing.T) string {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	return dir
 }
