@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -35,6 +36,39 @@ func diskFullErr(err error) bool {
 	return errors.Is(err, syscall.ENOSPC)
 }
 
+// diskReserve is the size of the reserve file kept next to the buffer
+// file (<path>.reserve): when the disk is full, removing it gives the
+// delete that holds the buffer to its file the blocks it must write (new
+// copies of the pages it changes, the free list). Without it, a file that
+// had no free page when the disk filled (it was growing) could not be held
+// to its size: every append would fail until space came back.
+const diskReserve = 1 << 20
+
+func (q *Queue) reservePath() string { return q.path + ".reserve" }
+
+// makeReserve writes the reserve file if it is not there (at Open, and once
+// the disk has room again); without room it stays missing.
+func (q *Queue) makeReserve() {
+	p := q.reservePath()
+	if _, err := os.Stat(p); err == nil {
+		return
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return
+	}
+	_, err = f.Write(make([]byte, diskReserve))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(p)
+	}
+}
+
 // lowerBudgetForDisk holds the file at what it uses now after a commit
 // failed for a full disk, and frees a tenth of that in a delete-only
 // transaction. It reports whether the budget was lowered; when the delete
@@ -59,6 +93,10 @@ func (q *Queue) lowerBudgetForDisk(cur *state) bool {
 	}
 	q.budget.Store(nb)
 	q.diskLowered.Store(now.UnixNano())
+	if err := os.Remove(q.reservePath()); err == nil {
+		q.log.Warn("buffer: the disk is full; removed the buffer's reserve file to make room for holding the buffer to its file",
+			"path", q.reservePath(), "bytes", diskReserve)
+	}
 	if err := q.fitBudget(cur); err != nil {
 		q.budget.Store(old)
 		q.diskLowBudget.Store(old)
@@ -106,6 +144,7 @@ func (q *Queue) checkDiskRoom(cur *state) {
 func (q *Queue) restoreBudget(b, avail int64) {
 	q.budget.Store(b)
 	q.diskFull.Store(0)
+	q.makeReserve()
 	q.log.Info("buffer: the disk has room again; the buffer's budget is back to what max_bytes gives", "budget", b, "free_bytes", avail)
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -125,19 +126,36 @@ func TestDiskFullKeepsToTheFile(t *testing.T) {
 	}
 }
 
-// TestDiskFullWhileAReadHoldsFreedPages: the disk fills while a read is in
-// progress (a status scan), which holds the pages the last commits freed,
-// so the delete that would hold the file at its size finds no free page
-// and fails too. That try took nothing: it is made again soon after (a
-// twelfth of the interval between lowerings), not a whole interval later
-// with every append failing meanwhile.
+// A full disk while a read is in progress (a status scan), which holds the
+// pages the last commits freed: the delete that would hold the file at its
+// size finds no free page. The reserve file kept next to the buffer gives
+// it the blocks: removed, the buffer is held to its file and every append
+// succeeds; it is back once the disk has room. Without it (an earlier fill
+// took it, the disk had no room for it) the try fails, took nothing, and is
+// made again soon after (a twelfth of the interval between lowerings), not a
+// whole interval later with every append failing meanwhile.
 func TestDiskFullWhileAReadHoldsFreedPages(t *testing.T) {
+	for _, reserve := range []bool{true, false} {
+		t.Run(fmt.Sprintf("reserve=%v", reserve), func(t *testing.T) { diskFullWhileARead(t, reserve) })
+	}
+}
+
+func diskFullWhileARead(t *testing.T, reserve bool) {
 	dir := smallTmpfs(t)
 	var logs syncBuffer
 	const every = 12 * time.Second
-	q := openTest(t, filepath.Join(dir, "buffer.db"), Options{MaxBytes: 4 << 20, Merge: sumCounts,
+	path := filepath.Join(dir, "buffer.db")
+	q := openTest(t, path, Options{MaxBytes: 4 << 20, Merge: sumCounts,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)), fileCheckEvery: 20 * time.Millisecond, diskLowerEvery: every,
 		initialMmap: 16 << 20})
+	if fi, err := os.Stat(path + ".reserve"); err != nil || fi.Size() != diskReserve {
+		t.Fatalf("no reserve file of %d bytes next to the buffer: %v", diskReserve, err)
+	}
+	if !reserve {
+		if err := os.Remove(path + ".reserve"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	appendRound := func(i int) error {
 		recs := []Record{{Lane: LaneEvents, Key: "m0", Data: []byte{byte(i), byte(i >> 8), 'e'}}}
 		for range 20 {
@@ -155,7 +173,14 @@ func TestDiskFullWhileAReadHoldsFreedPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Create(filepath.Join(dir, "filler"))
+	readDone := false
+	defer func() {
+		if !readDone {
+			_ = read.Rollback() // or Close would wait for it
+		}
+	}()
+	filler := filepath.Join(dir, "filler")
+	f, err := os.Create(filler)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,6 +194,34 @@ func TestDiskFullWhileAReadHoldsFreedPages(t *testing.T) {
 		}
 	}
 	i := 150
+	if reserve {
+		for ; i < 1500; i++ {
+			if err := appendRound(i); err != nil {
+				t.Fatalf("append %d with the disk full and the reserve there: %v", i, err)
+			}
+			if !readDone && !q.Stats().DiskFullSince.IsZero() {
+				_ = read.Rollback() // held to its file: the read ends (reads are short)
+				readDone = true
+			}
+		}
+		st := q.Stats()
+		if _, err := os.Stat(path + ".reserve"); !errors.Is(err, os.ErrNotExist) || st.DiskFullSince.IsZero() || st.Lanes[LaneTelemetry].Dropped == 0 {
+			t.Fatalf("not held to its file with the reserve removed (%v): %+v", err, st)
+		}
+		_ = f.Close()
+		if err := os.Remove(filler); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(every + 10*time.Second); !q.Stats().DiskFullSince.IsZero(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("still held to its file with room on the disk: %+v", q.Stats())
+			}
+		}
+		if fi, err := os.Stat(path + ".reserve"); err != nil || fi.Size() != diskReserve {
+			t.Fatalf("the reserve file is not back with room on the disk: %v", err)
+		}
+		return
+	}
 	for ; ; i++ {
 		if i > 5000 {
 			t.Fatal("appends never failed with the disk full and a read in progress")
@@ -184,6 +237,7 @@ func TestDiskFullWhileAReadHoldsFreedPages(t *testing.T) {
 		t.Fatalf("the disk full did not find the file without a free page: %s", logs.String())
 	}
 	_ = read.Rollback()
+	readDone = true
 	failed := time.Now()
 	for appendRound(i) != nil {
 		if time.Since(failed) > every/2 {

@@ -413,6 +413,7 @@ func Open(path string, opts Options) (*Queue, error) {
 		close(q.done)
 		return q, nil
 	}
+	q.makeReserve()
 	go q.run(st)
 	return q, nil
 }
