@@ -48,13 +48,15 @@ type extracted struct {
 //     at or beyond rollover is malformed. A decrease is a rollover when
 //     rollover is set, the previous value was in the upper half of the range
 //     and the new one is in the lower half (delta = rollover - prev + new),
-//     and, when the previous value was read less than a minute before, the
-//     wrap books at most a quarter of the range, or what the counter's
-//     usual rate makes in the time (see plausibleWrap);
+//     and the wrap books at most what the counter's usual rate makes in the
+//     time (while that is not known, within a minute a quarter of the
+//     range; see plausibleWrap);
 //     a step back when the new value is at least 90% of the previous one
 //     and comes within a minute of it (an out-of-order or corrected
-//     reading; a counter restarts near zero): reported, nothing counted, the
-//     previous value stays the baseline; otherwise a reset (delta = new). A
+//     reading; a counter restarts near zero), or later but beyond what its
+//     usual rate counts since a reset (see implausibleReset): reported,
+//     nothing counted, the previous value stays the baseline; otherwise a
+//     reset (delta = new). A
 //     rollover also needs the decrease to exceed half the range. A value that may be a repeat — Duplicate or Initial set — never
 //     counts as a decrease, nor does a sample older by source time than the
 //     last accepted one; an equal value counts nothing. An increase counts,
@@ -327,33 +329,58 @@ const (
 
 // plausibleWrap reports whether counter cs, with range ro, going down to v
 // (read gap after its last value) wrapped rather than being reset: it fell
-// from the upper half to the lower half by more than half the range, and,
-// when the last value was read within wrapWindow, the wrap's pieces
-// ro - last + v fit a quarter of the range, or what the counter makes in
-// gap at wrapRateSlack times its usual rate, or (no source time) wrapStepSlack
-// times its usual step. Without that bound every reset of a 16-bit counter
-// above 32767 (of a signed INT below 0) would book up to 65,535 pieces that
-// were never made, a signed 32-bit one two billion; the rate and step keep
-// the wraps of a small counter read seldom (rollover 1000, read every 55 s
-// at 5 pieces/s), or whose backlog comes in a burst, from being taken for
-// resets. The quarter stays: a rate learnt low (readings around stops)
-// must not lose the pieces of real wraps.
+// from the upper half to the lower half by more than half the range, and
+// the wrap's pieces ro - last + v fit what the counter makes in gap at
+// wrapRateSlack times its usual rate, or (no source time) wrapStepSlack
+// times its usual step; while its rate is not known, a quarter of the range
+// within wrapWindow, half after it. Without that bound every reset of a
+// 16-bit counter above 32767 (of a signed INT below 0) would book up to
+// 65,535 pieces that were never made, a signed 32-bit one two billion; the
+// rate and step keep the wraps of a small counter read seldom (rollover
+// 1000, read every 55 s at 5 pieces/s), or whose backlog comes in a burst,
+// from being taken for resets. A wrap taken for a reset loses what the
+// counter made beyond its usual rate times the slack: little, as readings
+// come often.
 func plausibleWrap(cs *CounterState, ro, v float64, gap time.Duration, srcTime bool) bool {
 	last := cs.Last
 	if last >= ro || last < ro/2 || v >= ro/2 || last-v <= ro/2 {
 		return false
 	}
-	if cs.Seen.IsZero() || gap < 0 || gap >= wrapWindow {
+	if cs.Seen.IsZero() || gap < 0 {
 		return true
 	}
-	allowed := ro / 4
-	if rate, step, ok := cs.usual(); ok {
-		allowed = max(allowed, wrapRateSlack*rate*gap.Seconds()+1)
-		if !srcTime {
-			allowed = max(allowed, wrapStepSlack*step)
-		}
+	rate, step, ok := cs.usual()
+	if !ok {
+		// Nothing known of its rate: within wrapWindow a quarter of the
+		// range, after a longer gap (the agent or the link was down) up
+		// to half.
+		return gap >= wrapWindow || ro-last+v <= ro/4
+	}
+	// Its usual rate bounds what it can have made, whatever the gap: a
+	// 16-bit counter at 0.5 pieces/s reset from 60,536 to 0, read 12 s or
+	// 70 s later, is no wrap of 5,000 pieces (the probe saw 3,994 and
+	// 4,995 phantom pieces booked). A wrap misread so loses at most what
+	// the counter made above wrapRateSlack times its usual rate.
+	allowed := wrapRateSlack*rate*gap.Seconds() + 1
+	if !srcTime {
+		allowed = max(allowed, wrapStepSlack*step)
 	}
 	return ro-last+v <= allowed
+}
+
+// implausibleReset reports whether counter cs, going down to v read gap
+// after its last value, cannot have been reset: v is within a tenth of its
+// last value, and more than the counter makes in gap at wrapRateSlack
+// times its usual rate. After a gap (the agent or the link was down) a PLC
+// that restored its retained memory from a slightly older state, or a
+// count corrected by hand, would otherwise book every piece again (the
+// probe saw 2,040 phantom pieces for a counter set back by 50).
+func implausibleReset(cs *CounterState, v float64, gap time.Duration, srcTime bool) bool {
+	rate, step, ok := cs.usual()
+	if !ok || !srcTime || gap <= 0 || v < cs.Last*stepBackShare {
+		return false
+	}
+	return v > wrapRateSlack*rate*gap.Seconds()+2*step+1
 }
 
 // RateStep is one plain increase of a counter and the seconds it took.
@@ -364,7 +391,7 @@ type RateStep struct {
 
 // noteStep keeps an increase of d over gap among the counter's last steps.
 func (cs *CounterState) noteStep(d float64, gap time.Duration, ro uint64) {
-	if ro == 0 || gap < rateMinGap || d >= float64(ro)/2 {
+	if gap < rateMinGap || ro > 0 && d >= float64(ro)/2 {
 		return
 	}
 	cs.Steps = append(cs.Steps, RateStep{D: d, S: gap.Seconds()})
@@ -495,6 +522,11 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		case ro > 0 && plausibleWrap(cs, ro, x.counter, since, x.srcTime):
 			ev.Delta = ro - cs.Last + x.counter
 			ev.Rollover = true
+		case !cs.Seen.IsZero() && implausibleReset(cs, x.counter, since, x.srcTime):
+			// Set back, not reset (see implausibleReset): reported,
+			// nothing counted, counting goes on above the last value.
+			ev.StepBack, ev.From = true, cs.Last
+			return []Event{ev}, false
 		default:
 			ev.Delta = x.counter
 			ev.Reset = true
