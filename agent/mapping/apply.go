@@ -633,6 +633,14 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 	}
 	ev := m.endStop(ms, x.b.machine, x.t)
 	ev.ClockBack = back
+	if x.srcTime && !ms.ReasonChanged.IsZero() && !ms.ReasonChanged.Before(x.t) && ms.ReasonChanged.After(ev.Start) {
+		// The reason changed at or after the run (a stop code cleared with
+		// it, its notification first): the stop had the reason before.
+		ev.Reason = ms.PrevReason
+		if rb := m.reason[x.b.machine]; rb != nil {
+			ev.Loss, ev.LossDefaulted = rb.loss(ev.Reason)
+		}
+	}
 	return []Event{ev}, true
 }
 
@@ -678,9 +686,10 @@ func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
 		}
 		return nil, false
 	}
+	ms.PrevReason, ms.ReasonChanged = ms.Reason, time.Time{}
 	ms.Reason, ms.ReasonSet = x.reason, true
 	if x.srcTime {
-		ms.ReasonTime = x.t
+		ms.ReasonTime, ms.ReasonChanged = x.t, x.t
 	}
 	if ms.Running == nil || *ms.Running {
 		return nil, true

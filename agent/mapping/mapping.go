@@ -325,6 +325,13 @@ type MachineState struct {
 	Reason     string    `json:"reason,omitempty"`
 	ReasonSet  bool      `json:"reason_set,omitempty"`
 	ReasonTime time.Time `json:"reason_time,omitzero"`
+	// PrevReason is the reason before the last change, stamped (source
+	// time) ReasonChanged: a change stamped at or after the end of a stop
+	// that arrived before it (a PLC clearing its stop code with the run,
+	// the two notifications in either order) does not give the stop its
+	// reason.
+	PrevReason    string    `json:"prev_reason,omitempty"`
+	ReasonChanged time.Time `json:"reason_changed,omitzero"`
 	// Recent holds, per MQTT topic ("source topic") feeding the run state
 	// or the downtime reason, digests of its last messages (recentKept):
 	// a retained copy the broker sends again for a re-subscribe is news
