@@ -75,6 +75,8 @@ type Config struct {
 	// (gopcua renews the token at 75 % of it); 0 is gopcua's one hour.
 	// Tests shorten it.
 	channelLifetime time.Duration
+	// pollRetry replaces pollRetryEvery (tests).
+	pollRetry time.Duration
 }
 
 // security policy names accepted in Config, mapped to their URIs.

@@ -433,6 +433,40 @@ func TestPollingFallback(t *testing.T) {
 	}
 }
 
+// TestSubscriptionAskedAgainAfterARefusal: a server that refuses
+// subscriptions for a while (its slots held by an old session after a
+// reconnect) is polled meanwhile and asked again: once it takes one, the
+// nodes are monitored again, on the same connection, without a reconnect.
+func TestSubscriptionAskedAgainAfterARefusal(t *testing.T) {
+	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,3", "NO_SUBSCRIPTIONS_MS=1500")
+	var nodes []string
+	for i := range 3 {
+		nodes = append(nodes, fmt.Sprintf("nsu=urn:plantedge:test;s=L0.M0.T%d", i))
+	}
+	col := newCollector()
+	src := runSource(t, Config{
+		Endpoint: srv.Endpoint, Nodes: nodes,
+		PublishingInterval: 100 * time.Millisecond, PollInterval: 100 * time.Millisecond,
+		pollRetry: 500 * time.Millisecond,
+	}, col)
+	deadline := time.Now().Add(20 * time.Second)
+	for src.Stats().Polled != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("never polled while subscriptions are refused: %+v", src.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for src.Stats().Polled != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still polling once the server takes subscriptions: %+v", src.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := src.Stats(); st.Reconnects != 0 || st.SessionsCreated != 1 {
+		t.Errorf("stats %+v: want one session, no reconnect", st)
+	}
+}
+
 // TestSmallReceiveBufferServer: a server that takes chunks of 8,192 bytes
 // but sends chunks as large as the client allows (OPC UA negotiates the two
 // directions apart). gopcua takes the server's receive size as its own, so

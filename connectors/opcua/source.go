@@ -4,6 +4,7 @@
 package opcua
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -330,7 +331,7 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 	}
 	if s.cfg.Mode == ModePoll {
 		s.setPolled(len(s.nodes))
-		err = s.poll(ctx, c, ids)
+		err = s.poll(ctx, c, ids, 0)
 	} else {
 		err = s.subscribe(ctx, c, ids)
 	}
@@ -446,6 +447,9 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 	return flush()
 }
 
+// pollRetry is pollRetryEvery, or Config.pollRetry (tests).
+func (s *Source) pollRetry() time.Duration { return cmp.Or(s.cfg.pollRetry, pollRetryEvery) }
+
 // deliver hands one sample to the sink; it fails only when the sink does.
 func (s *Source) deliver(ctx context.Context, addr string, dv *ua.DataValue, recv time.Time, initial bool) error {
 	v, good, quality, ts := sampleFields(dv)
@@ -472,13 +476,22 @@ func (s *Source) deliver(ctx context.Context, addr string, dv *ua.DataValue, rec
 	return nil
 }
 
-// poll reads all nodes every PollInterval until a read fails.
-func (s *Source) poll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID) error {
+// poll reads all nodes every PollInterval until a read fails, or, with
+// d > 0, d has passed (nil).
+func (s *Source) poll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, d time.Duration) error {
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
+	var until <-chan time.Time
+	if d > 0 {
+		u := time.NewTimer(d)
+		defer u.Stop()
+		until = u.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-until:
 			return nil
 		case <-t.C:
 			s.readRefused = s.readRefused[:0]
@@ -496,6 +509,22 @@ func (s *Source) poll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID) er
 // delivers data changes until the connection, the subscription or the
 // heartbeat fails.
 func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeID) error {
+	// A server that refuses a subscription, or monitors nothing, is polled
+	// and asked again every pollRetryEvery: a refusal is often for a while
+	// (right after a reconnect the old session may still hold the server's
+	// subscription slots), and polling misses short stops.
+	for refused := 0; ; refused++ {
+		again, err := s.subscribeOnce(ctx, c, ids, refused)
+		if !again || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// subscribeOnce is one try of subscribe; again says the server refused the
+// subscription (or monitors nothing) and its nodes were polled for
+// pollRetryEvery: try again.
+func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, refused int) (again bool, err error) {
 	notes := make(chan *opcua.PublishNotificationData, 64)
 	// Keep-alives at a third of the heartbeat; the server drops the
 	// subscription after three missed keep-alive periods.
@@ -508,12 +537,17 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 	}, notes)
 	cancel()
 	if refusesMonitoring(err) {
-		s.log.Warn("server refuses subscriptions; polling instead", "err", err, "poll_interval", s.cfg.PollInterval)
+		if refused == 0 {
+			s.log.Warn("server refuses subscriptions; polling instead, asking again every minute", "err", err, "poll_interval", s.cfg.PollInterval)
+		}
 		s.setPolled(len(s.nodes))
-		return s.poll(ctx, c, ids)
+		return true, s.poll(ctx, c, ids, s.pollRetry())
 	}
 	if err != nil {
-		return fmt.Errorf("create subscription: %w", err)
+		return false, fmt.Errorf("create subscription: %w", err)
+	}
+	if refused > 0 {
+		s.log.Info("server takes a subscription again; no longer polling", "after_refusals", refused)
 	}
 	// No Cancel on the way out: closing the session deletes the
 	// subscription on the server, and a dead server would only stall us.
@@ -527,13 +561,19 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 	all := len(pending)
 	ref, err := s.monitor(ctx, sub, ids, pending, true)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if ref.noBeat && len(ref.poll) == all {
-		// Nothing can be monitored, not even the server's clock.
-		s.log.Warn("server monitors none of the nodes; polling instead", "err", ref.pollErr, "poll_interval", s.cfg.PollInterval)
+		// Nothing can be monitored, not even the server's clock: the
+		// empty subscription goes, the nodes are polled a while.
+		if refused == 0 {
+			s.log.Warn("server monitors none of the nodes; polling instead, asking again every minute", "err", ref.pollErr, "poll_interval", s.cfg.PollInterval)
+		}
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		_ = sub.Cancel(cctx)
+		cancel()
 		s.setPolled(len(s.nodes))
-		return s.poll(ctx, c, ids)
+		return true, s.poll(ctx, c, ids, s.pollRetry())
 	}
 	if ref.noBeat {
 		// Without a server-time item only data changes feed the
@@ -558,14 +598,14 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return false, nil
 		case <-check.C:
 			if st := c.State(); st == opcua.Disconnected || st == opcua.Closed {
-				return fmt.Errorf("%w (client state %s)", ErrDisconnected, st)
+				return false, fmt.Errorf("%w (client state %s)", ErrDisconnected, st)
 			}
 			if time.Since(lastBeat) > s.cfg.HeartbeatTimeout {
 				s.update(func(st *Stats) { st.HeartbeatRebuilds++ })
-				return fmt.Errorf("%w: nothing for %s", ErrHeartbeat, s.cfg.HeartbeatTimeout)
+				return false, fmt.Errorf("%w: nothing for %s", ErrHeartbeat, s.cfg.HeartbeatTimeout)
 			}
 		case <-retry.C:
 			// Nodes the server did not know yet (e.g. still loading its
@@ -574,14 +614,14 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 			// are polled meanwhile, and a PLC at its limit need not be asked
 			// again every few seconds.
 			try := pending
-			again := len(polled) > 0 && time.Since(polledTried) >= pollRetryEvery
+			again := len(polled) > 0 && time.Since(polledTried) >= s.pollRetry()
 			if again {
 				try, polledTried = append(slices.Clone(pending), polled...), time.Now()
 			}
 			if len(try) > 0 {
 				ref, err := s.monitor(ctx, sub, ids, try, false)
 				if err != nil {
-					return err
+					return false, err
 				}
 				if !again {
 					ref.poll = append(polled, ref.poll...)
@@ -595,12 +635,12 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 		case <-pollT.C:
 			if len(polled) > 0 {
 				if err := s.readIdx(ctx, c, ids, polled, false); err != nil {
-					return err
+					return false, err
 				}
 			}
 		case n := <-notes:
 			if n.Error != nil {
-				return fmt.Errorf("subscription: %w", n.Error)
+				return false, fmt.Errorf("subscription: %w", n.Error)
 			}
 			switch v := n.Value.(type) {
 			case *ua.DataChangeNotification:
@@ -613,12 +653,12 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 						continue
 					}
 					if err := s.deliver(ctx, s.nodes[item.ClientHandle-1].addr, item.Value, lastBeat, false); err != nil {
-						return err
+						return false, err
 					}
 				}
 			case *ua.StatusChangeNotification:
 				if !statusGood(v.Status) {
-					return fmt.Errorf("subscription status: %w", v.Status)
+					return false, fmt.Errorf("subscription status: %w", v.Status)
 				}
 			}
 		}

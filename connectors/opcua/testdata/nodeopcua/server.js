@@ -15,6 +15,7 @@
 //   MAX_MONITORED_ITEMS_PER_SUBSCRIPTION
 //                     a subscription's room for monitored items
 //   NO_SUBSCRIPTIONS=1  refuses every subscription (BadTooManySubscriptions)
+//   NO_SUBSCRIPTIONS_MS=N  refuses them for the first N ms only
 //   SMALL_RECEIVE_BUFFER=1
 //                     announces a receive buffer of 8,192 bytes while sending
 //                     chunks as large as the client takes (allowed: the two
@@ -110,9 +111,14 @@ async function main() {
             }
         }
     }
-    if (process.env.NO_SUBSCRIPTIONS === "1") {
+    if (process.env.NO_SUBSCRIPTIONS === "1" || process.env.NO_SUBSCRIPTIONS_MS) {
         // The constructor refuses 0; the running server takes it.
+        const before = server.engine.serverCapabilities.maxSubscriptions;
         server.engine.serverCapabilities.maxSubscriptions = 0;
+        if (process.env.NO_SUBSCRIPTIONS_MS) {
+            setTimeout(() => { server.engine.serverCapabilities.maxSubscriptions = before; },
+                parseInt(process.env.NO_SUBSCRIPTIONS_MS, 10));
+        }
     }
     await server.start();
     const der = server.getCertificate();
