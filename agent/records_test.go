@@ -119,3 +119,14 @@ func TestDescribeRecord(t *testing.T) {
 		}
 	}
 }
+
+// Sums of fractional counts show without float noise.
+func TestTidy(t *testing.T) {
+	var sum float64
+	for range 195 {
+		sum += 0.1
+	}
+	if sum == 19.5 || tidy(sum) != 19.5 {
+		t.Errorf("sum %v, tidy %v", sum, tidy(sum))
+	}
+}

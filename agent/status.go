@@ -1,9 +1,13 @@
 package agent
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -262,22 +266,27 @@ func (a *Agent) Status() Status {
 			st.Sources[i].MalformedSamples, st.Sources[i].LastMalformed, st.Sources[i].LastMalformedAgeSeconds = mc.n, mc.last, age(mc.at)
 		}
 	}
-	for k, q := range a.badQuality {
-		noteBad(k.kind, k.source, k.address, fmt.Sprintf("%s is %s", k.address, q))
+	// In a set order (of source and address, of signal): with two signals
+	// wrong, repeated calls show the same one.
+	for _, k := range sortedAddrs(a.badQuality) {
+		noteBad(k.kind, k.source, k.address, fmt.Sprintf("%s is %s", k.address, a.badQuality[k]))
 	}
-	for k, e := range a.unusable {
-		noteBad(k.kind, k.source, k.address, "sent a value that cannot be used: "+e)
+	for _, k := range sortedAddrs(a.unusable) {
+		noteBad(k.kind, k.source, k.address, "sent a value that cannot be used: "+a.unusable[k])
 	}
-	for k, ab := range a.state.Absent {
-		if ab.N >= mapping.AbsentWarn && signalErrs[k.Machine] == "" {
+	absent := slices.SortedFunc(maps.Keys(a.state.Absent), func(x, y mapping.SignalKey) int {
+		return cmp.Or(cmp.Compare(x.Machine, y.Machine), cmp.Compare(x.Signal, y.Signal))
+	})
+	for _, k := range absent {
+		if ab := a.state.Absent[k]; ab.N >= mapping.AbsentWarn && signalErrs[k.Machine] == "" {
 			signalErrs[k.Machine] = fmt.Sprintf("%s: field %q missing from the last %d messages of topic %s, which carried other fields (a typo? plantedge validate --mqtt)",
 				k.Signal, ab.Field, ab.N, ab.Topic)
 		}
 	}
 	for id, ms := range a.state.Machines {
-		for sig, cs := range ms.Counters {
-			if n := cs.HeldBehind(); n > 0 && signalErrs[id] == "" {
-				signalErrs[id] = fmt.Sprintf("%s: %d values in a row lower than %v and stamped before it, held (a PLC restarted with its clock behind? set its clock)", sig, n, cs.Last)
+		for _, sig := range slices.Sorted(maps.Keys(ms.Counters)) {
+			if n := ms.Counters[sig].HeldBehind(); n > 0 && signalErrs[id] == "" {
+				signalErrs[id] = fmt.Sprintf("%s: %d values in a row lower than %v and stamped before it, held (a PLC restarted with its clock behind? set its clock)", sig, n, ms.Counters[sig].Last)
 			}
 		}
 	}
@@ -293,15 +302,15 @@ func (a *Agent) Status() Status {
 		a.totalsMu.Lock()
 		t := a.totals[m.ID]
 		a.totalsMu.Unlock()
-		ms := MachineStatus{ID: m.ID, Workcenter: m.Workcenter, GoodCount: t.Good, ScrapCount: t.Scrap,
-			Pending: pending[m.ID].good}
+		ms := MachineStatus{ID: m.ID, Workcenter: m.Workcenter, GoodCount: tidy(t.Good), ScrapCount: tidy(t.Scrap),
+			Pending: tidy(pending[m.ID].good)}
 		ms.State, ms.LastSampleAge = a.machineState(m.ID)
 		if src := runningSource(&m); src != "" && ms.State != "unknown" && sourceState[src] != string(connectors.StateConnected) {
 			ms.State, ms.LastKnownState = "unknown", ms.State
 		}
 		held := false
 		if l, ok := links[m.ID]; ok {
-			ms.WorkOrder, ms.Unattributed, ms.Error = l.WorkOrder, l.Unattributed, l.Error
+			ms.WorkOrder, ms.Unattributed, ms.Error = l.WorkOrder, tidy(l.Unattributed), l.Error
 			if l.WorkorderID == 0 {
 				st.Buffer.Held += pending[m.ID].records
 			}
@@ -539,7 +548,7 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		// Nobody reads the machine while the agent is stopped: its last
 		// stored run state may be long out of date.
 		ms := MachineStatus{ID: m.ID, Workcenter: m.Workcenter, WorkOrder: a.storedWorkOrder(m.ID),
-			GoodCount: t.Good, ScrapCount: t.Scrap, Pending: pending[m.ID].good, State: "unknown"}
+			GoodCount: tidy(t.Good), ScrapCount: tidy(t.Scrap), Pending: tidy(pending[m.ID].good), State: "unknown"}
 		if b, err := buf.Meta(unattributedMetaKey(m.ID)); err == nil && len(b) > 0 {
 			// The agent last found no work order in progress for it.
 			ms.WorkOrder, ms.Unattributed = "", ms.Pending
@@ -594,3 +603,14 @@ func (a *Agent) configStatus(cfg *config.Config) *ConfigStatus {
 	cs.RestartNeededFor = a.pendingRestart
 	return cs
 }
+
+// sortedAddrs are the keys of m in the order of source and address.
+func sortedAddrs(m map[sampleAddr]string) []sampleAddr {
+	return slices.SortedFunc(maps.Keys(m), func(x, y sampleAddr) int {
+		return cmp.Or(cmp.Compare(x.source, y.source), cmp.Compare(x.address, y.address), cmp.Compare(x.kind, y.kind))
+	})
+}
+
+// tidy rounds a sum of fractional counts (a Float counter's deltas) to
+// 1e-6: 19.499999999999318 is shown as 19.5. Odoo gets its own rounding.
+func tidy(v float64) float64 { return math.Round(v*1e6) / 1e6 }

@@ -368,6 +368,17 @@ func plausibleWrap(cs *CounterState, ro, v float64, gap time.Duration, srcTime b
 	return ro-last+v <= allowed
 }
 
+// stepBack reports ev as a step back, once per value: read again (a
+// polled counter standing still below its last value) it is not another.
+func (cs *CounterState) stepBack(ev Event) ([]Event, bool) {
+	if cs.back == ev.Raw {
+		return nil, false
+	}
+	cs.back = ev.Raw
+	ev.StepBack, ev.From = true, cs.Last
+	return []Event{ev}, false
+}
+
 // implausibleReset reports whether counter cs, going down to v read gap
 // after its last value, cannot have been reset: v is within a tenth of its
 // last value, and more than the counter makes in gap at wrapRateSlack
@@ -517,16 +528,14 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// ignored, and counting goes on once the counter passes Last.
 			// After a longer gap (the agent or the link was down) a
 			// decrease stays a reset: pieces made since then count.
-			ev.StepBack, ev.From = true, cs.Last
-			return []Event{ev}, false
+			return cs.stepBack(ev)
 		case ro > 0 && plausibleWrap(cs, ro, x.counter, since, x.srcTime):
 			ev.Delta = ro - cs.Last + x.counter
 			ev.Rollover = true
 		case !cs.Seen.IsZero() && implausibleReset(cs, x.counter, since, x.srcTime):
 			// Set back, not reset (see implausibleReset): reported,
 			// nothing counted, counting goes on above the last value.
-			ev.StepBack, ev.From = true, cs.Last
-			return []Event{ev}, false
+			return cs.stepBack(ev)
 		default:
 			ev.Delta = x.counter
 			ev.Reset = true
@@ -535,7 +544,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		cs.ResetFrom, cs.ResetTime = cs.Last, srcT
 		cs.ResetFromTime, cs.ResetWrap = cs.Time, ev.Rollover
 	}
-	cs.Last, cs.Seen = x.counter, x.t
+	cs.Last, cs.Seen, cs.back = x.counter, x.t, 0
 	if x.srcTime && x.t.After(cs.Time) {
 		cs.Time = x.t
 	}

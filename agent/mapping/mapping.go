@@ -349,6 +349,10 @@ type CounterState struct {
 	// baseline from another source (the mapping was edited) is not used.
 	Src  string  `json:"src"`
 	Last float64 `json:"last"`
+	// back is the value of the last step back reported (0: none since
+	// the counter last moved): the same value read again (polled) is not
+	// another one. Not stored.
+	back float64
 	// Time is the source time of Last; zero when the source gave none.
 	Time time.Time `json:"time,omitzero"`
 	// ResetFrom is the value the counter went down from at its last reset

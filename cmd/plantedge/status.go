@@ -208,7 +208,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintln(tw, "  NAME\tKIND\tSTATE\tSESSIONS\tLAST ERROR")
 		for _, s := range st.Sources {
 			state := s.State
-			if s.PolledNodes > 0 {
+			if s.PolledNodes > 0 && s.State == "connected" {
 				state += fmt.Sprintf(" (polling %d nodes)", s.PolledNodes)
 			}
 			if n := len(s.RefusedNodes); n > 0 {
