@@ -46,22 +46,7 @@ func TestDiskFullKeepsToTheFile(t *testing.T) {
 	}
 	// Something else fills the disk.
 	filler := filepath.Join(dir, "filler")
-	fill := func() {
-		t.Helper()
-		f, err := os.Create(filler)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		for {
-			if _, err := f.Write(make([]byte, 4<<10)); err != nil {
-				if !errors.Is(err, syscall.ENOSPC) {
-					t.Fatal(err)
-				}
-				return
-			}
-		}
-	}
+	fill := func() { fillFS(t, filler) }
 	fill()
 	for i := 150; i < 1500; i++ {
 		round(i) // every append succeeds
@@ -180,19 +165,7 @@ func diskFullWhileARead(t *testing.T, reserve bool) {
 		}
 	}()
 	filler := filepath.Join(dir, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for {
-		if _, err := f.Write(make([]byte, 4<<10)); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
+	fillFS(t, filler)
 	i := 150
 	if reserve {
 		for ; i < 1500; i++ {
@@ -208,7 +181,6 @@ func diskFullWhileARead(t *testing.T, reserve bool) {
 		if _, err := os.Stat(path + ".reserve"); !errors.Is(err, os.ErrNotExist) || st.DiskFullSince.IsZero() || st.Lanes[LaneTelemetry].Dropped == 0 {
 			t.Fatalf("not held to its file with the reserve removed (%v): %+v", err, st)
 		}
-		_ = f.Close()
 		if err := os.Remove(filler); err != nil {
 			t.Fatal(err)
 		}
@@ -262,4 +234,22 @@ func smallTmpfs(t *testing.T) string {
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
 	return dir
+}
+
+// fillFS writes the file at path until its file system has no room left.
+func fillFS(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for {
+		if _, err := f.Write(make([]byte, 4<<10)); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
 }
