@@ -27,7 +27,8 @@ func TestFractionalCountersDoNotDrift(t *testing.T) {
 				waitFor(t, 20*time.Second, "value forwarded", func() (bool, string) {
 					st := ra.a.Status()
 					m := st.Machines[0]
-					return st.Buffer.Pending == 0 && m.GoodCount == good-1000 && m.ScrapCount == scrap,
+					// (status rounds the sums to 1e-6: 1.004, not 1.0039999999999054)
+					return st.Buffer.Pending == 0 && math.Abs(m.GoodCount-(good-1000)) < 1e-6 && math.Abs(m.ScrapCount-scrap) < 1e-6,
 						fmt.Sprintf("pending %d, good %v, scrap %v", st.Buffer.Pending, m.GoodCount, m.ScrapCount)
 				})
 			}

@@ -91,7 +91,10 @@ func TestDiskErrorAtSyncStopsTheAgent(t *testing.T) {
 	p.produce(m, 3, 0)
 	p.waitExact(nil, 15*time.Second)
 
-	cut.fsys.FailSyncsAfter(1) // a commit's data sync succeeds, its meta page's fails
+	// A commit's data sync (and a growth's) succeeds, its meta page's
+	// fails: counted by the meta write, not by syncs (under load a commit
+	// may grow the file first, one sync more).
+	cut.fsys.FailSyncsAfterMetaWrite(2 * int64(os.Getpagesize()))
 	p.produce(m, 2, 0)
 	select {
 	case err := <-exited:

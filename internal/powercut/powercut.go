@@ -116,10 +116,14 @@ type FS struct {
 	// one fails with EIO (a disk error found at flush; writes still work).
 	failSyncs bool
 	syncsLeft int
-	names     map[string]*file // what the directory holds now
-	durable   map[string]*file // what it held at its last fsync
-	ops       []nsOp           // namespace changes since then, in order
-	stats     Stats
+	// metaFail (FailSyncsAfterMetaWrite): the first fsync after a write
+	// at an offset below metaEnd, and every one after, fail.
+	metaFail, metaWritten bool
+	metaEnd               int64
+	names                 map[string]*file // what the directory holds now
+	durable               map[string]*file // what it held at its last fsync
+	ops                   []nsOp           // namespace changes since then, in order
+	stats                 Stats
 }
 
 type nsOp struct {
@@ -187,6 +191,16 @@ func (f *FS) Files() State {
 		st[name] = bytes.Clone(n.data)
 	}
 	return st
+}
+
+// FailSyncsAfterMetaWrite makes the first fsync after a write that
+// begins below offset end (bbolt's meta pages: 2 x its page size), and
+// every fsync after it, fail with EIO: a disk error found when a commit's
+// meta page is flushed, whatever syncs (a file's growth) come before.
+func (f *FS) FailSyncsAfterMetaWrite(end int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.metaFail, f.metaWritten, f.metaEnd = true, false, end
 }
 
 // FailSyncsAfter makes every fsync fail with EIO after the next n, while
@@ -454,6 +468,9 @@ func (n *file) Write(ctx context.Context, fh fs.FileHandle, data []byte, off int
 	copy(n.data[off:], data)
 	n.wrote(int(off), end)
 	f.stats.Writes++
+	if f.metaFail && off < f.metaEnd {
+		f.metaWritten = true
+	}
 	return uint32(len(data)), 0
 }
 
@@ -485,6 +502,9 @@ func (n *file) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscal
 	defer f.mu.Unlock()
 	if f.cut {
 		return syscall.EIO
+	}
+	if f.metaFail && f.metaWritten {
+		f.failSyncs, f.syncsLeft = true, 0
 	}
 	if f.failSyncs {
 		if f.syncsLeft == 0 {
