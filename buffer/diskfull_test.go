@@ -74,8 +74,11 @@ func TestDiskFullKeepsToTheFile(t *testing.T) {
 	if st := q.Stats(); st.LimitBytes != budgetFor(maxBytes) {
 		t.Fatalf("limit %d after the disk has room, want %d", st.LimitBytes, budgetFor(maxBytes))
 	}
-	// It fills again: lowered again at once (the budget was raised since),
-	// then at most once per diskLowerEvery, however many commits fail.
+	// It fills again: every append still succeeds — in the pages the file
+	// has (the quota may hold it there first; a file that must grow is
+	// lowered again at once, the budget having been raised since) — and
+	// the limit is lowered at most once per diskLowerEvery, however many
+	// commits fail.
 	for i := 1500; i < 1700; i++ {
 		round(i)
 	}
@@ -85,8 +88,8 @@ func TestDiskFullKeepsToTheFile(t *testing.T) {
 		round(i)
 	}
 	lowerings := strings.Count(logs.String(), "DISK FULL")
-	if max := 2 + int(time.Since(began)/time.Second) + 1; lowerings < 2 || lowerings > max {
-		t.Errorf("%d lowerings, want 2 to %d", lowerings, max)
+	if max := 2 + int(time.Since(began)/time.Second) + 1; lowerings > max {
+		t.Errorf("%d lowerings, want at most %d", lowerings, max)
 	}
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
