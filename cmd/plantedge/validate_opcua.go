@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
@@ -58,8 +59,18 @@ func checkOPCUA(ctx context.Context, cfg *config.Config, file string, w io.Write
 					continue
 				}
 				fmt.Fprintf(w, "opcua %s: %s %s: %s %s = %v\n", s.Name, u.machine, u.signal, node, in.DataType, in.Value)
+				if r := narrowRange[in.DataType]; r > 0 && u.rollover == 0 && (u.signal == mapping.GoodCount || u.signal == mapping.ScrapCount) {
+					// A 16-bit counter wraps within days; a signed one goes
+					// negative (unusable) after 32,767 without rollover.
+					c.warning(strings.TrimSuffix(u.path, ".opcua"), fmt.Sprintf("%s is %s: a counter of that type wraps at %d, and no rollover is set", node, in.DataType, r),
+						fmt.Sprintf("set rollover: %d, or its wrap (a signed one past its maximum) counts as a reset or an unusable value", r))
+				}
 			}
 		}
 	}
 	return c.result()
 }
+
+// narrowRange is the rollover of the OPC UA integer types a counter wraps
+// in soon: 8 and 16 bits (a 32-bit one at 100 pieces/s takes over a year).
+var narrowRange = map[string]uint64{"SByte": 1 << 8, "Byte": 1 << 8, "Int16": 1 << 16, "UInt16": 1 << 16}

@@ -20,7 +20,7 @@ func TestValidateOPCUA(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	srv, err := opcuatest.Start(ctx, 0, map[string]any{
-		"P1.Good": uint32(1234), "P1.Run": true, "P1.Reason": "JAM", "P2.Name": "press-2",
+		"P1.Good": uint32(1234), "P1.Run": true, "P1.Reason": "JAM", "P2.Name": "press-2", "P1.Scrap": int16(300),
 	})
 	if err != nil {
 		t.Fatalf("start server: %v", err)
@@ -48,6 +48,9 @@ machines:
   - id: p3
     workcenter: WC3
     good_count: { opcua: { server: gone, node: "ns=2;s=X" } }
+  - id: p4
+    workcenter: WC4
+    scrap_count: { opcua: { server: plc, node: "ns=%[3]d;s=P1.Scrap" } }
 `, dir, srv.Endpoint(), ns)
 	path := filepath.Join(dir, "test.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
@@ -65,6 +68,8 @@ machines:
 		fmt.Sprintf("opcua: problem: %s:16:48: machines[1].scrap_count.opcua.node: ns=%d;s=P2.Missing: BadNodeIdUnknown", path, ns),
 		fmt.Sprintf("opcua: problem: %s:17:44: machines[1].running.opcua.node: ns=%d;i=85 is not a variable (node class Object)", path, ns),
 		fmt.Sprintf("opcua: problem: %s:6:29: opcua[1].endpoint: gone (opc.tcp://127.0.0.1:1): ", path),
+		// A 16-bit counter without rollover: a warning, not a problem.
+		fmt.Sprintf("opcua: warning: %s:23:18: machines[3].scrap_count: ns=%d;s=P1.Scrap is Int16: a counter of that type wraps at 65536, and no rollover is set (set rollover: 65536", path, ns),
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

@@ -68,6 +68,13 @@ func (c *sourceCheck) problem(path, msg, hint string) {
 	fmt.Fprintln(c.w, c.kind+": problem: "+config.Problem{File: c.file, Line: pos.Line, Column: pos.Column, Path: path, Msg: msg, Hint: hint}.String())
 }
 
+// warning prints what is likely a slip, at its place in the file; it does
+// not fail the check.
+func (c *sourceCheck) warning(path, msg, hint string) {
+	pos := c.cfg.Position(path)
+	fmt.Fprintln(c.w, c.kind+": warning: "+config.Problem{File: c.file, Line: pos.Line, Column: pos.Column, Path: path, Msg: msg, Hint: hint}.String())
+}
+
 func (c *sourceCheck) result() error {
 	if c.problems > 0 {
 		return errors.New(plural(c.problems, "problem"))
