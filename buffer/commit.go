@@ -155,6 +155,7 @@ func (q *Queue) run(cur state) {
 		case <-fileTick.C:
 			_ = q.checkFile() // the next commit reports a failure
 			q.checkDiskRoom(&cur)
+			q.keepReserve()
 			q.logBurst(&cur, false) // in case both were due at once
 			continue
 		case <-q.quit:

@@ -50,9 +50,10 @@ func (q *Queue) reservePath() string { return q.path + ".reserve" }
 // the disk has room again); without room it stays missing.
 func (q *Queue) makeReserve() {
 	p := q.reservePath()
-	if _, err := os.Stat(p); err == nil {
+	if fi, err := os.Stat(p); err == nil && fi.Size() == diskReserve {
 		return
 	}
+	_ = os.Remove(p) // left short by a crash while it was written
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return
@@ -66,6 +67,22 @@ func (q *Queue) makeReserve() {
 	}
 	if err != nil {
 		_ = os.Remove(p)
+	}
+}
+
+// keepReserve writes the reserve file again when it is missing while the
+// buffer is not held for a full disk (a lowering that removed it and still
+// failed, someone deleting it) and the disk has room for it with some to
+// spare: never the last free bytes. Committer only (every fileCheckEvery).
+func (q *Queue) keepReserve() {
+	if q.opts.ReadOnly || q.diskFull.Load() != 0 {
+		return
+	}
+	if fi, err := os.Stat(q.reservePath()); err == nil && fi.Size() == diskReserve {
+		return
+	}
+	if avail, ok := freeBytes(filepath.Dir(q.path)); ok && avail >= 4*diskReserve {
+		q.makeReserve()
 	}
 }
 

@@ -133,8 +133,12 @@ func diskFullWhileARead(t *testing.T, reserve bool) {
 	var logs syncBuffer
 	const every = 12 * time.Second
 	path := filepath.Join(dir, "buffer.db")
+	check := 20 * time.Millisecond
+	if !reserve {
+		check = time.Hour // or the idle committer writes the reserve again
+	}
 	q := openTest(t, path, Options{MaxBytes: 4 << 20, Merge: sumCounts,
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)), fileCheckEvery: 20 * time.Millisecond, diskLowerEvery: every,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), fileCheckEvery: check, diskLowerEvery: every,
 		initialMmap: 16 << 20})
 	if fi, err := os.Stat(path + ".reserve"); err != nil || fi.Size() != diskReserve {
 		t.Fatalf("no reserve file of %d bytes next to the buffer: %v", diskReserve, err)
@@ -194,6 +198,18 @@ func diskFullWhileARead(t *testing.T, reserve bool) {
 		}
 		if fi, err := os.Stat(path + ".reserve"); err != nil || fi.Size() != diskReserve {
 			t.Fatalf("the reserve file is not back with room on the disk: %v", err)
+		}
+		// Deleted by someone: written again while the disk has room.
+		if err := os.Remove(path + ".reserve"); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if fi, err := os.Stat(path + ".reserve"); err == nil && fi.Size() == diskReserve {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("a deleted reserve file is not written again")
+			}
 		}
 		return
 	}
