@@ -534,17 +534,13 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	f.a.metrics.odooCalls.WithLabelValues(op, outcome).Inc()
 	f.a.metrics.odooLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	f.a.beat()
-	if outcome != "transient" {
+	if outcome != "transient" { // Odoo answered (a refusal too)
 		f.mu.Lock()
 		f.link.Answered = time.Now()
-		f.mu.Unlock()
-	}
-	if err == nil {
 		// Status during a long round (a backlog draining after an outage)
 		// must not keep saying offline with the old error; the round's end
 		// logs the recovery (run keeps the state the round began with).
-		f.mu.Lock()
-		if f.link.State != "online" {
+		if err == nil && f.link.State != "online" {
 			f.link.State, f.link.LastError, f.link.NextAttempt = "online", "", time.Time{}
 			if f.client != nil { // connected: online says with what
 				f.link.Protocol, f.link.Version = f.client.Protocol(), f.client.ServerVersion()

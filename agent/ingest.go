@@ -448,7 +448,7 @@ func (a *Agent) machineKV(id string, added totals) (buffer.KV, error) {
 	a.totalsMu.Lock()
 	t := a.totals[id]
 	a.totalsMu.Unlock()
-	t.Good, t.Scrap = t.Good+added.Good, t.Scrap+added.Scrap
+	t = t.add(added)
 	return buffer.KV{Key: machineMetaKey(id), Value: mustJSON(machineMeta{Mapping: b, Good: t.Good, Scrap: t.Scrap})}, nil
 }
 
@@ -582,6 +582,9 @@ func (t totals) plus(sig string, d float64) totals {
 	return t
 }
 
+// add is t and o together.
+func (t totals) add(o totals) totals { return totals{t.Good + o.Good, t.Scrap + o.Scrap} }
+
 // addTotals adds a committed batch's counts to the totals status shows.
 // After start-up (loadMachineState) only the ingest goroutine writes them.
 func (a *Agent) addTotals(added map[string]totals) {
@@ -590,9 +593,7 @@ func (a *Agent) addTotals(added map[string]totals) {
 	}
 	a.totalsMu.Lock()
 	for id, d := range added {
-		t := a.totals[id]
-		t.Good, t.Scrap = t.Good+d.Good, t.Scrap+d.Scrap
-		a.totals[id] = t
+		a.totals[id] = a.totals[id].add(d)
 	}
 	a.totalsMu.Unlock()
 }

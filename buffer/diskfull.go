@@ -46,13 +46,19 @@ const diskReserve = 1 << 20
 
 func (q *Queue) reservePath() string { return q.path + ".reserve" }
 
+// reserveThere reports whether the reserve file is there, whole.
+func (q *Queue) reserveThere() bool {
+	fi, err := os.Stat(q.reservePath())
+	return err == nil && fi.Size() == diskReserve
+}
+
 // makeReserve writes the reserve file if it is not there (at Open, and once
 // the disk has room again); without room it stays missing.
 func (q *Queue) makeReserve() {
-	p := q.reservePath()
-	if fi, err := os.Stat(p); err == nil && fi.Size() == diskReserve {
+	if q.reserveThere() {
 		return
 	}
+	p := q.reservePath()
 	_ = os.Remove(p) // left short by a crash while it was written
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -78,7 +84,7 @@ func (q *Queue) keepReserve() {
 	if q.opts.ReadOnly || q.diskFull.Load() != 0 {
 		return
 	}
-	if fi, err := os.Stat(q.reservePath()); err == nil && fi.Size() == diskReserve {
+	if q.reserveThere() {
 		return
 	}
 	if avail, ok := freeBytes(filepath.Dir(q.path)); ok && avail >= 4*diskReserve {

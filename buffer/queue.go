@@ -896,7 +896,6 @@ func (q *Queue) Close() error {
 	return q.closeErr
 }
 
-// Stats returns the in-memory statistics (no scan).
 // LastSeq is the sequence number of the last record appended (0: none
 // ever): a record appended later has a higher one.
 func (q *Queue) LastSeq() uint64 {
@@ -905,6 +904,7 @@ func (q *Queue) LastSeq() uint64 {
 	return q.st.seq
 }
 
+// Stats returns the in-memory statistics (no scan).
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	st := q.st

@@ -562,22 +562,8 @@ func (c *Client) BookScrap(ctx context.Context, s Scrap) (done bool, err error) 
 	if s.Qty <= 0 {
 		return false, &Error{Op: "book scrap", Message: fmt.Sprintf("%s: quantity must be positive", s.XMLID), Class: Permanent}
 	}
-	mod, name, _ := strings.Cut(s.XMLID, ".")
-	model, id, found, err := c.ExternalID(ctx, mod, name)
-	if err != nil {
-		return false, err
-	}
-	if found && model == "stock.scrap" {
-		var rows []struct {
-			State text `json:"state"`
-		}
-		if err := c.Call(ctx, "stock.scrap", "search_read", []any{[]any{[]any{"id", "=", id}}},
-			map[string]any{"fields": []string{"state"}}, &rows); err != nil {
-			return false, err
-		}
-		if len(rows) == 1 && rows[0].State == "done" {
-			return true, nil
-		}
+	if _, state, err := c.scrapState(ctx, s.XMLID); err != nil || state == "done" {
+		return err == nil, err
 	}
 	fields, row := scrapRow(s)
 	ids, err := c.load(ctx, "stock.scrap", fields, [][]string{row})
@@ -609,29 +595,34 @@ func (e *DraftLeftError) Unwrap() error { return e.Err }
 // BookScrap for confirmShort). A scrap no longer there (deleted in Odoo)
 // is a permanent error.
 func (c *Client) ValidateScrap(ctx context.Context, xmlid string, confirmShort bool) (done bool, err error) {
+	id, state, err := c.scrapState(ctx, xmlid)
+	switch {
+	case err != nil:
+		return false, err
+	case state == "":
+		return false, &Error{Op: "validate scrap", Message: xmlid + ": no such scrap in Odoo (deleted there)", Class: Permanent}
+	case state == "done":
+		return true, nil
+	}
+	return c.validateScrap(ctx, id, xmlid, confirmShort)
+}
+
+// scrapState finds the scrap booked under xmlid and reads its state ("":
+// Odoo has none).
+func (c *Client) scrapState(ctx context.Context, xmlid string) (id int64, state string, err error) {
 	mod, name, _ := strings.Cut(xmlid, ".")
 	model, id, found, err := c.ExternalID(ctx, mod, name)
-	if err != nil {
-		return false, err
-	}
-	gone := &Error{Op: "validate scrap", Message: xmlid + ": no such scrap in Odoo (deleted there)", Class: Permanent}
-	if !found || model != "stock.scrap" {
-		return false, gone
+	if err != nil || !found || model != "stock.scrap" {
+		return 0, "", err
 	}
 	var rows []struct {
 		State text `json:"state"`
 	}
 	if err := c.Call(ctx, "stock.scrap", "search_read", []any{[]any{[]any{"id", "=", id}}},
-		map[string]any{"fields": []string{"state"}}, &rows); err != nil {
-		return false, err
+		map[string]any{"fields": []string{"state"}}, &rows); err != nil || len(rows) != 1 {
+		return 0, "", err
 	}
-	switch {
-	case len(rows) == 0:
-		return false, gone
-	case rows[0].State == "done":
-		return true, nil
-	}
-	return c.validateScrap(ctx, id, xmlid, confirmShort)
+	return id, string(rows[0].State), nil
 }
 
 // validateScrap validates the draft scrap id (see BookScrap).
