@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -644,58 +643,6 @@ func OPCUAConfig(cfg *config.Config, s config.OPCUAServer, nodes []string, log *
 		Nodes:  nodes,
 		Logger: log,
 	}, nil
-}
-
-// nsPins keeps in the buffer file what namespace URI each ns=N node of an
-// OPC UA server meant when it was first read (opcua.NamespacePins), so a
-// server that renumbers its namespaces — also while the agent was down, as
-// when a power cut restarts both — is read by URI. A pin is kept with the
-// endpoint it was taken at: a source pointed at another endpoint (a
-// replacement PLC, a gateway) is another server, whose nodes are pinned
-// anew.
-type nsPins struct {
-	a        *Agent
-	source   string
-	endpoint string
-}
-
-func nsPinKey(source, node string) string { return "nspin/" + source + "/" + node }
-
-func (p nsPins) NamespacePin(node string) (string, bool) {
-	b, err := p.a.buf.Meta(nsPinKey(p.source, node))
-	if err != nil || b == nil {
-		return "", false
-	}
-	endpoint, uri, ok := strings.Cut(string(b), "\n")
-	if !ok {
-		// Kept by a version that did not keep the endpoint: taken at the
-		// endpoint the source has now, and kept so from here on.
-		uri = string(b)
-		_ = p.SetNamespacePin(node, uri) // failed: tried again at the next session
-		return uri, true
-	}
-	return uri, sameEndpoint(endpoint, p.endpoint)
-}
-
-func (p nsPins) SetNamespacePin(node, uri string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return p.a.buf.PutMeta(ctx, buffer.KV{Key: nsPinKey(p.source, node), Value: []byte(p.endpoint + "\n" + uri)})
-}
-
-// sameEndpoint compares two OPC UA endpoint URLs as the same server: the
-// scheme and host in any case, a trailing slash or not. (A host name and
-// its address are two endpoints: the nodes are pinned anew.)
-func sameEndpoint(a, b string) bool {
-	norm := func(s string) string {
-		u, err := url.Parse(strings.TrimSpace(s))
-		if err != nil {
-			return s
-		}
-		u.Scheme, u.Host, u.Path = strings.ToLower(u.Scheme), strings.ToLower(u.Host), strings.TrimRight(u.Path, "/")
-		return u.String()
-	}
-	return norm(a) == norm(b)
 }
 
 // MQTTConfig is the connector configuration for broker b subscribing to

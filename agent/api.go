@@ -62,6 +62,21 @@ func (a *Agent) Handler() http.Handler {
 		// seq: the buffer's last record at the request.
 		writeJSON(w, map[string]any{"ok": true, "after": n, "started": a.started.UTC(), "seq": seq})
 	})
+	api.HandleFunc("GET /api/v1/opcua/pins", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.opened.Load() {
+			http.Error(w, "buffer not open yet", http.StatusServiceUnavailable)
+			return
+		}
+		pins, err := NamespacePinsIn(a.buf)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if pins == nil {
+			pins = []NamespacePin{}
+		}
+		writeJSON(w, pins)
+	})
 	api.HandleFunc("GET /api/v1/deadletters", func(w http.ResponseWriter, r *http.Request) {
 		// A page at a time (?after=ID&limit=N): a plant can pile up a
 		// great many while Odoo refuses something for days.
@@ -418,6 +433,13 @@ func (c *APIClient) Status(ctx context.Context) (Status, error) {
 	var st Status
 	err := c.do(ctx, http.MethodGet, "/api/v1/status", &st)
 	return st, err
+}
+
+// NamespacePins fetches the OPC UA namespace pins the agent keeps.
+func (c *APIClient) NamespacePins(ctx context.Context) ([]NamespacePin, error) {
+	var pins []NamespacePin
+	err := c.do(ctx, http.MethodGet, "/api/v1/opcua/pins", &pins)
+	return pins, err
 }
 
 // Flush asks the agent to forward now.

@@ -161,6 +161,30 @@ machines: [{ id: m1, workcenter: W, good_count: { opcua: { server: line1, node: 
 	if uri, ok := (nsPins{a: a, source: "line1", endpoint: "opc.tcp://10.0.0.9:4840"}).NamespacePin("ns=3;s=Old"); ok {
 		t.Errorf("an older pin (%s), now kept with its endpoint, is used at another one", uri)
 	}
+	// What validate --opcua reads: the same answers, without pinning.
+	if err := buf.PutMeta(context.Background(), buffer.KV{Key: nsPinKey("line2", "ns=4;s=Legacy/A"), Value: []byte("urn:legacy")}); err != nil {
+		t.Fatal(err)
+	}
+	all, err := NamespacePinsIn(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := KeptPins(all, "line1", "OPC.TCP://10.0.0.9:4840/")
+	for node, want := range map[string]string{"ns=2;s=Good": "urn:plant-b", "ns=3;s=Old": "", "ns=4;s=Legacy/A": ""} {
+		if uri, ok := kept.NamespacePin(node); uri != want || ok != (want != "") {
+			t.Errorf("kept pin of line1 %s = %q, %v; want %q", node, uri, ok, want)
+		}
+	}
+	if uri, ok := KeptPins(all, "line2", "opc.tcp://anywhere:4840").NamespacePin("ns=4;s=Legacy/A"); !ok || uri != "urn:legacy" {
+		t.Errorf("a pin without its endpoint holds for any: %q, %v", uri, ok)
+	}
+	before := len(all)
+	if err := kept.SetNamespacePin("ns=9;s=New", "urn:x"); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ = NamespacePinsIn(buf); len(all) != before {
+		t.Errorf("KeptPins pinned: %d pins, want %d", len(all), before)
+	}
 }
 
 // Stops queued while the agent was down, on a topic without

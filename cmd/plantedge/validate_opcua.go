@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/agent/mapping"
+	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors/opcua"
 )
 
@@ -20,6 +23,10 @@ func init() { validateOPCUA = checkOPCUA }
 // file; it fails when there is any.
 func checkOPCUA(ctx context.Context, cfg *config.Config, file string, w io.Writer) error {
 	c := &sourceCheck{w: w, cfg: cfg, file: file, kind: "opcua"}
+	pins, err := keptNamespacePins(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(w, "opcua: the namespace pins the agent keeps are not readable (%v): nodes written as ns=N are read as each server numbers its namespaces now, which may not be where the agent reads them\n", err)
+	}
 	for si, s := range cfg.OPCUA {
 		uses, nodes := usesOf(cfg, "opcua", s.Name)
 		if len(nodes) == 0 {
@@ -29,6 +36,7 @@ func checkOPCUA(ctx context.Context, cfg *config.Config, file string, w io.Write
 		oc, err := agent.OPCUAConfig(cfg, s, nodes, nil)
 		var infos []opcua.NodeInfo
 		if err == nil {
+			oc.Pins = agent.KeptPins(pins, s.Name, s.Endpoint)
 			infos, err = opcua.Inspect(ctx, oc)
 		}
 		if err != nil {
@@ -46,6 +54,13 @@ func checkOPCUA(ctx context.Context, cfg *config.Config, file string, w io.Write
 			in := byNode[node]
 			at := u.path + ".node"
 			browse := fmt.Sprintf("plantedge browse %s --node %q shows what is there", s.Endpoint, node)
+			if in.Moved != "" {
+				// The agent reads the node where its namespace went, and so
+				// does this check; ns=N alone now names another namespace's
+				// node, or none.
+				c.warning(strings.TrimSuffix(u.path, ".opcua"), fmt.Sprintf("%s: the server renumbered its namespaces since the agent first read this node: %s, where the agent reads it", node, in.Moved),
+					fmt.Sprintf("write the node as %s so that it names that node whatever the numbers", in.NSU))
+			}
 			switch {
 			case in.Status != "":
 				c.problem(at, fmt.Sprintf("%s: %s", node, in.Status), "plantedge browse "+s.Endpoint+" shows the server's node ids")
@@ -69,6 +84,25 @@ func checkOPCUA(ctx context.Context, cfg *config.Config, file string, w io.Write
 		}
 	}
 	return c.result()
+}
+
+// keptNamespacePins reads the OPC UA namespace pins the agent keeps: from
+// the running agent, or from a stopped one's buffer file opened read-only
+// (none when it never ran).
+func keptNamespacePins(ctx context.Context, cfg *config.Config) ([]agent.NamespacePin, error) {
+	pins, err := agent.NewAPIClient(cfg.Listen).ForConfig(cfg).NamespacePins(ctx)
+	if err == nil || !errors.Is(err, agent.ErrNotRunning) {
+		return pins, err
+	}
+	if _, err := os.Stat(cfg.BufferPath()); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer q.Close()
+	return agent.NamespacePinsIn(q)
 }
 
 // narrowRange is the rollover of the OPC UA integer types a counter wraps

@@ -3,12 +3,18 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/agenttest"
+	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
 )
 
@@ -74,5 +80,111 @@ machines:
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestValidateOPCUAFollowsTheAgentsPins: the agent pins what namespace
+// each ns=N node meant when it first read it, and follows a server that
+// renumbers its namespaces. validate --opcua checks the node the agent
+// reads — asking the running agent for its pins, or reading a stopped
+// one's buffer file — not the other namespace's node that ns=N now names,
+// and says so; a pinned namespace gone from the server is a problem.
+func TestValidateOPCUAFollowsTheAgentsPins(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	vars := map[string]any{"P1.Good": uint32(1234), "P1.Run": true}
+	srv, err := opcuatest.Start(ctx, 0, vars)
+	if err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	endpoint := srv.Endpoint()
+	u, _ := url.Parse(endpoint)
+	port, _ := strconv.Atoi(u.Port())
+	ns := srv.NS()
+	dir := t.TempDir()
+	keyFile := agenttest.WriteKeyFile(t, dir, "0123456789abcdef0123456789abcdef")
+	y := fmt.Sprintf(`site: test
+data_dir: %s
+listen: %s
+odoo: { url: "http://127.0.0.1:1", database: prod, username: bot, api_key_file: %s }
+opcua:
+  - { name: plc, endpoint: %q }
+machines:
+  - id: p1
+    workcenter: WC1
+    good_count: { opcua: { server: plc, node: "ns=%[5]d;s=P1.Good" } }
+    running: { opcua: { server: plc, node: "ns=%[5]d;s=P1.Run" } }
+`, filepath.Join(dir, "data"), agenttest.FreeAddr(t), keyFile, endpoint, ns)
+	path := filepath.Join(dir, "test.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(cfg, agent.Options{Version: "test",
+		Logger: slog.New(slog.NewTextHandler(agenttest.LogWriter{T: t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(actx) }()
+	stopAgent := func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("agent run: %v", err)
+		}
+	}
+	defer func() {
+		if actx.Err() == nil {
+			stopAgent()
+		}
+	}()
+	api := agent.NewAPIClient(cfg.Listen).ForConfig(cfg)
+	waitUntil(t, 20*time.Second, "both nodes pinned", func() (bool, string) {
+		pins, err := api.NamespacePins(ctx)
+		return err == nil && len(pins) == 2, fmt.Sprintf("%+v %v", pins, err)
+	})
+	out, _, err := runValidate(t, "-c", path, "--opcua")
+	if err != nil || strings.Contains(out, "renumbered") || strings.Contains(out, "pins") {
+		t.Errorf("validate with the agent running: %v\n%s", err, out)
+	}
+	stopAgent()
+	srv.Close()
+
+	// The server comes back with a namespace in front of the plant's whose
+	// P1.Good is a text: ns=N;s=P1.Good now names that one.
+	srv2, err := opcuatest.Start(ctx, port, vars, opcuatest.WithNamespaceBefore("urn:other", map[string]any{"P1.Good": "other module"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Close()
+	out, _, err = runValidate(t, "-c", path, "--opcua")
+	if err != nil {
+		t.Errorf("validate after the renumbering: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("opcua plc: p1 good_count: ns=%d;s=P1.Good UInt32 = 1234", ns),
+		fmt.Sprintf("opcua: warning: %s:10:17: machines[0].good_count: ns=%d;s=P1.Good: the server renumbered its namespaces since the agent first read this node: ns=%[2]d (urn:plantedge:sim) is now ns=%d, where the agent reads it (write the node as nsu=urn:plantedge:sim;s=P1.Good", path, ns, srv2.NS()),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	srv2.Close()
+
+	// Back with the plant's namespace under another URI: the pinned nodes
+	// are gone (ns=N names the other module's).
+	srv3, err := opcuatest.Start(ctx, port, vars, opcuatest.WithNamespaceURI("urn:rebuilt"),
+		opcuatest.WithNamespaceBefore("urn:other", map[string]any{"P1.Good": "other module", "P1.Run": false}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv3.Close()
+	out, _, err = runValidate(t, "-c", path, "--opcua")
+	if exitCode(err) != 1 || !strings.Contains(out, fmt.Sprintf("machines[0].good_count.opcua.node: ns=%d;s=P1.Good: node id ns=%[1]d;s=P1.Good: its namespace urn:plantedge:sim (ns=%[1]d when first read) is gone from the server", ns)) {
+		t.Errorf("validate without the plant's namespace: %v\n%s", err, out)
 	}
 }

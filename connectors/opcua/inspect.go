@@ -17,12 +17,19 @@ type NodeInfo struct {
 	DataType string
 	Value    any // as samples carry it; nil when the value is bad
 	Quality  string
+	// Moved says where a node written as ns=N was read instead, when
+	// cfg.Pins has it pinned to a namespace the server now numbers
+	// differently ("ns=2 (urn:x) is now ns=3"), as the agent reads it.
+	Moved string
+	NSU   string // with Moved: the node written by its namespace URI (nsu=...;s=...)
 }
 
 // Inspect connects as a Source with cfg would — with its client certificate,
 // which it never creates — reads the class, data type and value of every
 // node in cfg.Nodes, in that order, and disconnects. It is for checking a
-// configuration before the agent runs.
+// configuration before the agent runs. A node written as ns=N is resolved
+// by cfg.Pins as the agent resolves it; Inspect never pins one (it calls
+// only NamespacePin).
 func Inspect(ctx context.Context, cfg Config) ([]NodeInfo, error) {
 	cfg = cfg.withDefaults()
 	sec, nodes, err := cfg.validate()
@@ -55,7 +62,12 @@ func Inspect(ctx context.Context, cfg Config) ([]NodeInfo, error) {
 	var at []int
 	for i, n := range nodes {
 		out[i].Node = n.addr
-		nid, err := n.resolve(c.Namespaces())
+		pins := readOnlyPins{cfg.Pins}
+		nid, moved, err := n.pinned(c.Namespaces(), pins)
+		if moved != "" {
+			uri, _ := pins.NamespacePin(n.addr)
+			out[i].Moved, out[i].NSU = moved, "nsu="+uri+";"+n.idPart
+		}
 		if err != nil {
 			out[i].Status = err.Error()
 			continue
@@ -108,3 +120,15 @@ func Inspect(ctx context.Context, cfg Config) ([]NodeInfo, error) {
 	}
 	return out, nil
 }
+
+// readOnlyPins passes lookups through and drops what would be pinned.
+type readOnlyPins struct{ NamespacePins }
+
+func (p readOnlyPins) NamespacePin(node string) (string, bool) {
+	if p.NamespacePins == nil {
+		return "", false
+	}
+	return p.NamespacePins.NamespacePin(node)
+}
+
+func (readOnlyPins) SetNamespacePin(string, string) error { return nil }

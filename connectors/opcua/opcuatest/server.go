@@ -39,6 +39,7 @@ type Option func(*options)
 
 type options struct {
 	before []otherNS
+	uri    string
 }
 
 type otherNS struct {
@@ -54,10 +55,17 @@ func WithNamespaceBefore(uri string, vars map[string]any) Option {
 	return func(o *options) { o.before = append(o.before, otherNS{uri, vars}) }
 }
 
+// WithNamespaceURI names the server's own namespace uri instead of
+// urn:plantedge:sim, as a server whose project was rebuilt under another
+// name: nodes pinned to the old URI are gone from it.
+func WithNamespaceURI(uri string) Option {
+	return func(o *options) { o.uri = uri }
+}
+
 // Start starts a server on 127.0.0.1:port (0 picks a free port) with the
 // given initial variables, addressable as "ns=<NS()>;s=<name>".
 func Start(ctx context.Context, port int, vars map[string]any, opts ...Option) (*Server, error) {
-	var o options
+	o := options{uri: "urn:plantedge:sim"}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -86,7 +94,7 @@ func Start(ctx context.Context, port int, vars map[string]any, opts ...Option) (
 			ons.AddNewVariableStringNode(k, v)
 		}
 	}
-	ns := server.NewNodeNameSpace(srv, "urn:plantedge:sim")
+	ns := server.NewNodeNameSpace(srv, o.uri)
 	s := &Server{srv: srv, ns: ns, endpoint: "opc.tcp://127.0.0.1:" + strconv.Itoa(port), vals: map[string]any{}}
 	// Objects -> the namespace's folder -> the variables, so browse finds them.
 	if ns0, err := srv.Namespace(0); err == nil {
