@@ -95,6 +95,10 @@ type Agent struct {
 	// lastSample is when each machine last got a good sample (receive
 	// time), under stateMu: a machine whose source went quiet shows it.
 	lastSample map[string]time.Time
+	// shownRunning is each machine's run state as of the last commit: what
+	// status shows, so that a stop shown is one a flush finds in the
+	// buffer (a.state runs ahead of it while a batch is being appended).
+	shownRunning map[string]bool
 
 	srcMu    sync.Mutex
 	sources  []*sourceHandle
@@ -173,18 +177,19 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		opts.StopTimeout = 20 * time.Second
 	}
 	a := &Agent{
-		opts:       opts,
-		log:        opts.Logger,
-		state:      mapping.NewState(),
-		samples:    make(chan connectors.Sample, 8192),
-		jobs:       make(chan func(context.Context), 16),
-		stopIngest: make(chan struct{}),
-		totals:     map[string]totals{},
-		badQuality: map[sampleAddr]string{},
-		unusable:   map[sampleAddr]string{},
-		malformed:  map[string]malformedCount{},
-		lastStamp:  map[sampleAddr]time.Time{},
-		lastSample: map[string]time.Time{},
+		opts:         opts,
+		log:          opts.Logger,
+		state:        mapping.NewState(),
+		samples:      make(chan connectors.Sample, 8192),
+		jobs:         make(chan func(context.Context), 16),
+		stopIngest:   make(chan struct{}),
+		totals:       map[string]totals{},
+		badQuality:   map[sampleAddr]string{},
+		unusable:     map[sampleAddr]string{},
+		malformed:    map[string]malformedCount{},
+		lastStamp:    map[sampleAddr]time.Time{},
+		lastSample:   map[string]time.Time{},
+		shownRunning: map[string]bool{},
 	}
 	a.cfg.Store(cfg)
 	if cfg.Path != "" {

@@ -230,6 +230,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		a.metrics.ingestLatency.Observe(time.Since(start).Seconds())
 	}
 	a.addTotals(added)
+	a.showRunState(changed)
 	now := time.Now()
 	for _, s := range batch {
 		s.Done()
@@ -419,7 +420,27 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 	if len(recs) > 0 || len(meta) > 0 {
 		// Not written (the agent stops): the stored state still has the
 		// stop, and the next start ends it.
-		a.appendDurable(ctx, recs, meta)
+		if !a.appendDurable(ctx, recs, meta) {
+			return
+		}
+	}
+	a.showRunState(changed)
+}
+
+// showRunState shows the run state of the changed machines, once what
+// changed it is in the buffer.
+func (a *Agent) showRunState(changed map[string]bool) {
+	if len(changed) == 0 {
+		return
+	}
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
+	for id := range changed {
+		if ms := a.state.Machines[id]; ms != nil && ms.Running != nil {
+			a.shownRunning[id] = *ms.Running
+		} else {
+			delete(a.shownRunning, id)
+		}
 	}
 }
 
@@ -464,6 +485,9 @@ func (a *Agent) loadMachineState() error {
 		if len(mm.Mapping) > 0 {
 			if err := a.state.Unmarshal(id, mm.Mapping); err != nil {
 				return fmt.Errorf("restore mapping state of %s: %w", id, err)
+			}
+			if ms := a.state.Machines[id]; ms != nil && ms.Running != nil {
+				a.shownRunning[id] = *ms.Running
 			}
 		}
 		a.totalsMu.Lock()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent/mapping"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
 )
@@ -51,5 +52,48 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: m1, 
 	}
 	if n := buf.LastSeq(); n != 2 {
 		t.Errorf("last sequence number %d, want 2", n)
+	}
+}
+
+// The run state status shows is the one stored in the buffer (with what
+// the change wrote for Odoo, so a flush on seeing it finds that), and a
+// restart shows what was stored.
+func TestStatusShowsTheRunStateInTheBuffer(t *testing.T) {
+	cfg := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
+machines: [{ id: m1, workcenter: W, running: { mqtt: { broker: b, topic: m1, field: run } } }]
+`)
+	a, buf := agentWithBuffer(t, cfg, slog.New(slog.DiscardHandler))
+	send := func(ctx context.Context, run bool) {
+		a.commitSamples(ctx, []connectors.Sample{{Source: "b", Kind: connectors.KindMQTT, Address: "m1",
+			Payload: fmt.Appendf(nil, `{"run":%t}`, run), Good: true, ReceiveTime: time.Now()}})
+	}
+	state := func() string {
+		s, _ := a.machineState("m1")
+		return s
+	}
+	if s := state(); s != "unknown" {
+		t.Fatalf("state before any value: %s", s)
+	}
+	send(context.Background(), true)
+	if s := state(); s != "running" {
+		t.Fatalf("state after running: %s", s)
+	}
+	send(context.Background(), false)
+	if s := state(); s != "stopped" {
+		t.Fatalf("state after the stop: %s", s)
+	}
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel()
+	send(stopped, true) // not appended
+	if s := state(); s != "stopped" {
+		t.Errorf("state after a restart that is not in the buffer: %s, want still stopped", s)
+	}
+	// What a restart shows: the stored state.
+	b := &Agent{buf: buf, state: mapping.NewState(), totals: map[string]totals{}, shownRunning: map[string]bool{}}
+	if err := b.loadMachineState(); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := b.machineState("m1"); s != "stopped" {
+		t.Errorf("state after a restart: %s, want stopped", s)
 	}
 }

@@ -349,8 +349,8 @@ func (a *Agent) machineState(id string) (state string, lastSampleAge float64) {
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()
 	lastSampleAge = age(a.lastSample[id])
-	if ms := a.state.Machines[id]; ms != nil && ms.Running != nil {
-		if *ms.Running {
+	if running, ok := a.shownRunning[id]; ok {
+		if running {
 			return "running", lastSampleAge
 		}
 		return "stopped", lastSampleAge
@@ -522,7 +522,7 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 	}
 	st.Machines = st.Machines[:0]
 	defer buf.Close()
-	a := &Agent{buf: buf, state: mapping.NewState(), totals: map[string]totals{}}
+	a := &Agent{buf: buf, state: mapping.NewState(), totals: map[string]totals{}, shownRunning: map[string]bool{}}
 	a.cfg.Store(cfg)
 	if err := a.loadMachineState(); err != nil {
 		return st, err
