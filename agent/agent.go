@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -541,8 +542,14 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 
 // fileDigest is the SHA-256 of the file at path (zero if unreadable).
 func fileDigest(path string) (d [sha256.Size]byte) {
-	if b, err := os.ReadFile(path); err == nil {
-		d = sha256.Sum256(b)
+	f, err := os.Open(path)
+	if err != nil {
+		return d
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(f, 2*config.MaxFileBytes)); err == nil {
+		h.Sum(d[:0])
 	}
 	return d
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -431,11 +432,45 @@ func sortProblems(ps []Problem) {
 
 // Load reads and parses the configuration file at path.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, size, err := readFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, err
+	}
+	if size != "" {
+		return nil, &Error{Problems: []Problem{tooLarge(path, size)}}
 	}
 	return Parse(path, data)
+}
+
+// readFile reads a configuration file, but no more of it than Parse takes
+// (a BOM and MaxFileBytes): -c naming a log file or a device must not fill
+// the memory or hang. A file over that is cut there, and size says how
+// large it is ("" when it is not).
+func readFile(path string) (data []byte, size string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	const limit = MaxFileBytes + 3 // a BOM is not counted
+	data, err = io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("read config: %w", err)
+	}
+	if len(data) <= limit {
+		return data, "", nil
+	}
+	size = "more than " + strconv.Itoa(MaxFileBytes) + " bytes"
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+		size = strconv.FormatInt(fi.Size(), 10) + " bytes"
+	}
+	return data[:limit], size, nil
+}
+
+func tooLarge(file, size string) Problem {
+	return Problem{File: file, Line: 1, Column: 1,
+		Msg:  fmt.Sprintf("file too large: %s, a configuration is at most %d", size, MaxFileBytes),
+		Hint: "is this the right file? A thousand machines with four signals each take about 400 KB"}
 }
 
 // topLevelScalar matches a top-level "key: value" line (value unquoted or
@@ -449,9 +484,9 @@ var topLevelScalar = regexp.MustCompile(`^(site|data_dir|listen):[ \t]*("[^"]*"|
 // it loaded before (a reload of a broken file is refused), and that is when
 // a technician needs status most.
 func Endpoints(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, _, err := readFile(path) // the top of one too large to load will do
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, err
 	}
 	c := defaultConfig()
 	c.Path, c.EndpointsOnly = path, true
@@ -485,9 +520,7 @@ const MaxFileBytes = 4 << 20
 func Parse(filename string, data []byte) (*Config, error) {
 	data = stripBOM(data)
 	if len(data) > MaxFileBytes {
-		return nil, &Error{Problems: []Problem{{File: filename, Line: 1, Column: 1,
-			Msg:  fmt.Sprintf("file too large: %d bytes, a configuration is at most %d", len(data), MaxFileBytes),
-			Hint: "is this the right file? A thousand machines with four signals each take about 400 KB"}}}
+		return nil, &Error{Problems: []Problem{tooLarge(filename, strconv.Itoa(len(data))+" bytes")}}
 	}
 	c := defaultConfig()
 	c.Path = filename

@@ -579,6 +579,21 @@ func TestTooLargeIsOneProblem(t *testing.T) {
 	if !errors.As(err, &ce) || len(ce.Problems) != 1 || !strings.Contains(err.Error(), "file too large") {
 		t.Fatalf("a file over the limit: %.300v", err)
 	}
+	// Load reads no more than that: a log file or a device named by -c.
+	huge := filepath.Join(t.TempDir(), "huge.yaml")
+	if err := os.WriteFile(huge, append([]byte(head), make([]byte, 5<<20)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%s:1:1: file too large: %d bytes, a configuration is at most %d", huge, len(head)+5<<20, MaxFileBytes)
+	if _, err := Load(huge); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Load of a 5 MiB file: %v, want %q", err, want)
+	}
+	if _, err := Load("/dev/zero"); err == nil || !strings.Contains(err.Error(), "file too large: more than 4194304 bytes") {
+		t.Errorf("Load of /dev/zero: %v", err)
+	}
+	if c, err := Endpoints(huge); err != nil || c.Site != "s" {
+		t.Errorf("Endpoints of a file too large to load: %v, %v", c, err)
+	}
 }
 
 func TestParseDurationAndByteSize(t *testing.T) {
