@@ -864,6 +864,10 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 			a.eventLog.log("reset "+ev.Machine, a.log, slog.LevelWarn, "counter reset", "machine", ev.Machine, "signal", ev.Signal,
 				"from", ev.From, "raw", ev.Raw)
 		}
+		if ev.NewServer != "" {
+			a.log.Warn("a counter is now read from another OPC UA server (its endpoint was changed: a replacement PLC?): counting starts from its value there; pieces the old one counted after its last value read are not booked",
+				"machine", ev.Machine, "signal", ev.Signal, "was", ev.NewServer, "last", ev.From, "now", ev.Raw)
+		}
 		if ev.StepBack {
 			a.metrics.counterSteps.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
 			a.eventLog.log("step "+ev.Machine, a.log, slog.LevelWarn, "counter went back a little (an out-of-order or corrected reading); ignored, counting resumes above the last value",

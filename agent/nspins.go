@@ -2,11 +2,11 @@ package agent
 
 import (
 	"context"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/connectors"
 	"github.com/plantedge/plantedge/connectors/opcua"
 )
 
@@ -58,20 +58,9 @@ func (p nsPins) SetNamespacePin(node, uri string) error {
 	return p.a.buf.PutMeta(ctx, buffer.KV{Key: nsPinKey(p.source, node), Value: []byte(p.endpoint + "\n" + uri)})
 }
 
-// sameEndpoint compares two OPC UA endpoint URLs as the same server: the
-// scheme and host in any case, a trailing slash or not. (A host name and
-// its address are two endpoints: the nodes are pinned anew.)
-func sameEndpoint(a, b string) bool {
-	norm := func(s string) string {
-		u, err := url.Parse(strings.TrimSpace(s))
-		if err != nil {
-			return s
-		}
-		u.Scheme, u.Host, u.Path = strings.ToLower(u.Scheme), strings.ToLower(u.Host), strings.TrimRight(u.Path, "/")
-		return u.String()
-	}
-	return norm(a) == norm(b)
-}
+// sameEndpoint compares two OPC UA endpoint URLs as the same server (see
+// connectors.ServerID).
+func sameEndpoint(a, b string) bool { return connectors.ServerID(a) == connectors.ServerID(b) }
 
 // NamespacePin is a namespace pin the agent keeps: the URI that node's
 // ns=N stood for when source first read it at endpoint ("" when kept by a

@@ -26,6 +26,7 @@ import (
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
 )
 
 // stopNow stops the agent and waits for Run to return, leaving the result
@@ -1167,4 +1168,36 @@ func TestSiteChangeAfterAnUpgradeWithALineOpen(t *testing.T) {
 			t.Errorf("an open downtime line is left: %+v", l)
 		}
 	}
+}
+
+// A PLC replaced by another (the source's endpoint changed to it, the same
+// project and node names): its counter is another counter, whose value is
+// not pieces. Counting starts from it, and Odoo gets only what it counts
+// from there — not the 49,000 pieces between the old counter and the new
+// one's value.
+func TestReplacementPLCStartsCountingFromItsValue(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"ua-press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 10, 0)
+	p.waitExact(ra, 15*time.Second)
+	ra.stopNow(t)
+
+	plc2, err := opcuatest.Start(context.Background(), 0, map[string]any{"ua-press-1.Good": int64(50_000), "ua-press-1.Running": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(plc2.Close)
+	if plc2.NodeID("ua-press-1.Good") != p.ua.NodeID("ua-press-1.Good") {
+		t.Fatalf("the replacement's node is %s, not %s", plc2.NodeID("ua-press-1.Good"), p.ua.NodeID("ua-press-1.Good"))
+	}
+	p.editConfig(p.ua.Endpoint(), plc2.Endpoint())
+	ra = p.startAgentWith(false)
+	waitFor(t, 15*time.Second, "the new server's counter", func() (bool, string) {
+		return strings.Contains(p.logs.String(), "a counter is now read from another OPC UA server"), ""
+	})
+	plc2.Set("ua-press-1.Good", int64(50_007))
+	p.waitExactQty(ra, "ua-press-1", 17)
+	time.Sleep(500 * time.Millisecond) // nothing more may come
+	p.waitExactQty(ra, "ua-press-1", 17)
 }

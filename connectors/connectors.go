@@ -5,6 +5,8 @@ package connectors
 
 import (
 	"context"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -24,6 +26,11 @@ type Sample struct {
 	Source  string // configured name of the OPC UA server or MQTT broker
 	Kind    Kind
 	Address string // OPC UA node id as configured, or MQTT topic as received
+	// Server is the OPC UA endpoint the value was read from, as ServerID
+	// writes it ("" for MQTT): a counter read from another server (a
+	// replacement PLC at a new address) is not counted against the old
+	// one's last value.
+	Server  string
 	Value   any    // OPC UA: bool, integer, float or string; nil for MQTT
 	Payload []byte // MQTT: message body; nil for OPC UA
 
@@ -86,3 +93,15 @@ const (
 	StateConnecting State = "connecting"
 	StateDown       State = "down"
 )
+
+// ServerID writes an OPC UA endpoint URL the same way however it was typed:
+// scheme and host in lower case, no trailing slash. (A host name and its
+// address stay two servers.)
+func ServerID(endpoint string) string {
+	u, err := url.Parse(strings.TrimSpace(endpoint))
+	if err != nil {
+		return endpoint
+	}
+	u.Scheme, u.Host, u.Path = strings.ToLower(u.Scheme), strings.ToLower(u.Host), strings.TrimRight(u.Path, "/")
+	return u.String()
+}

@@ -31,6 +31,7 @@ type extracted struct {
 	srcTime bool      // t came from the source, so it may be compared for order
 	resent  bool      // connectors.Sample.Resent
 	recv    time.Time // when this machine received it (connectors.Sample.ReceiveTime)
+	server  string    // connectors.Sample.Server
 }
 
 // Apply maps one sample to events and updates st. A malformed payload or an
@@ -445,11 +446,27 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		srcT = x.t
 	}
 	if cs == nil || cs.Src != x.b.srcID {
-		ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Last: x.counter, Time: srcT, Seen: x.t}
+		ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Server: x.server, Last: x.counter, Time: srcT, Seen: x.t}
 		return nil, true
 	}
+	adopted := false
+	if x.server != cs.Server {
+		if cs.Server == "" {
+			// Kept by a version that did not note the server: taken as
+			// the one read now.
+			cs.Server, adopted = x.server, true
+		} else if x.server != "" {
+			// The same node on another server (the source's endpoint was
+			// changed: a replacement PLC, or the same one at a new
+			// address): another counter, whose value says nothing of the
+			// old one's. Counting starts from it.
+			ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Server: x.server, Last: x.counter, Time: srcT, Seen: x.t}
+			return []Event{{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter,
+				From: cs.Last, NewServer: cs.Server}}, true
+		}
+	}
 	if x.counter == cs.Last {
-		return nil, false
+		return nil, adopted
 	}
 	ev := Event{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter}
 	older := isStale(x, cs.Time)
@@ -737,7 +754,7 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 			return nil, perr("", fmt.Errorf("no value: %w", ErrBadValue))
 		}
 		for _, b := range bs {
-			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime}
+			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, server: s.Server}
 			if err := convert(&x, s.Value); err != nil {
 				skip("", err)
 				continue

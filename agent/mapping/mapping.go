@@ -75,6 +75,10 @@ type Event struct {
 	// caller reports it; the machine's other signals from the same source
 	// are measured against the new time from then on.
 	ClockBack time.Duration
+	// NewServer (EventCount, Delta 0) reports that the counter is now read
+	// from another OPC UA server than NewServer, where it read From:
+	// counting starts from Raw, the new server's value.
+	NewServer string
 
 	// Start..End is the downtime (EventRunning); EventStopped sets Start.
 	Start, End time.Time
@@ -347,8 +351,11 @@ type MachineState struct {
 type CounterState struct {
 	// Src identifies the source value (kind:source:address:field). A stored
 	// baseline from another source (the mapping was edited) is not used.
-	Src  string  `json:"src"`
-	Last float64 `json:"last"`
+	Src string `json:"src"`
+	// Server is the OPC UA server (connectors.Sample.Server) Last was read
+	// from: the same node read from another one starts counting anew.
+	Server string  `json:"server,omitempty"`
+	Last   float64 `json:"last"`
 	// back is the value of the last step back reported (0: none since
 	// the counter last moved): the same value read again (polled) is not
 	// another one. Not stored.

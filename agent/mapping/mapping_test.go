@@ -129,6 +129,61 @@ func TestCounterSourceChanged(t *testing.T) {
 	}
 }
 
+// The same node read from another server — the source's endpoint changed:
+// a replacement PLC — is another counter: its value is a new baseline, not
+// pieces (50,000 → 80,000) or a reset (50,000 → 120, counted as 120).
+// A state kept without the server takes the first one read as its own.
+func TestCounterServerChanged(t *testing.T) {
+	m := newTestMapper(t, testConfig)
+	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	read := func(st *State, server string, v int, after time.Duration) ([]Event, []string) {
+		t.Helper()
+		evs, changed, err := m.Apply(st, connectors.Sample{Source: "plc", Kind: connectors.KindOPCUA, Address: "ns=2;s=Good",
+			Server: server, Value: v, Good: true, SourceTime: at.Add(after)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evs, changed
+	}
+	for _, next := range []int{80000, 120} {
+		st := NewState()
+		read(st, "opc.tcp://10.0.0.5:4840", 50000, 0)
+		if evs, _ := read(st, "opc.tcp://10.0.0.5:4840", 50010, time.Second); len(evs) != 2 || evs[0].Delta != 10 {
+			t.Fatalf("the same server: %+v", evs)
+		}
+		evs, changed := read(st, "opc.tcp://10.0.0.9:4840", next, time.Minute)
+		if len(evs) != 2 || len(changed) != 2 {
+			t.Fatalf("%d on another server: %+v, changed %v", next, evs, changed)
+		}
+		for _, ev := range evs {
+			if ev.Delta != 0 || ev.Reset || ev.NewServer != "opc.tcp://10.0.0.5:4840" || ev.From != 50010 || ev.Raw != float64(next) {
+				t.Errorf("%d on another server: %+v", next, ev)
+			}
+		}
+		if evs, _ := read(st, "opc.tcp://10.0.0.9:4840", next+5, time.Minute+time.Second); len(evs) != 2 || evs[0].Delta != 5 {
+			t.Errorf("counting on from the new server's value: %+v", evs)
+		}
+	}
+	// A stored state without the server (an older version's).
+	st := NewState()
+	read(st, "", 50000, 0)
+	b, _ := st.Marshal("m1")
+	if strings.Contains(string(b), "server") {
+		t.Fatalf("a server noted for a sample without one: %s", b)
+	}
+	st2 := NewState()
+	if err := st2.Unmarshal("m1", b); err != nil {
+		t.Fatal(err)
+	}
+	evs, changed := read(st2, "opc.tcp://10.0.0.5:4840", 50000, time.Second)
+	if len(evs) != 0 || !slices.Contains(changed, "m1") {
+		t.Errorf("the first server read after an upgrade: %+v, changed %v (want none, m1 changed)", evs, changed)
+	}
+	if evs, _ := read(st2, "opc.tcp://10.0.0.5:4840", 50004, 2*time.Second); len(evs) != 2 || evs[0].Delta != 4 {
+		t.Errorf("after an upgrade: %+v", evs)
+	}
+}
+
 func TestPayloadErrorNamesSource(t *testing.T) {
 	m := newTestMapper(t, testConfig)
 	_, _, err := m.Apply(NewState(), connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "line/state", Payload: []byte(`{"run":"perhaps"}`), Good: true})

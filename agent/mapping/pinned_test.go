@@ -17,7 +17,7 @@ func TestStoredStateIsPinned(t *testing.T) {
 	st.Machines["press-07"] = &MachineState{
 		Counters: map[Signal]*CounterState{
 			GoodCount: {
-				Src: "opcua:line1:ns=2;s=Press07.GoodCount:", Last: 65530, Time: t0, Seen: t0,
+				Src: "opcua:line1:ns=2;s=Press07.GoodCount:", Server: "opc.tcp://10.0.0.5:4840", Last: 65530, Time: t0, Seen: t0,
 				ResetFrom: 12, ResetTime: t0.Add(time.Second), ResetFromTime: t0.Add(-time.Second), ResetWrap: true,
 				BehindTime: t0.Add(-time.Hour), BehindCount: 3,
 			},
@@ -32,7 +32,7 @@ func TestStoredStateIsPinned(t *testing.T) {
 		ReasonSet:      true,
 		ReasonTime:     t0.Add(2 * time.Minute),
 	}
-	const want = `{"counters":{"good_count":{"src":"opcua:line1:ns=2;s=Press07.GoodCount:","last":65530,` +
+	const want = `{"counters":{"good_count":{"src":"opcua:line1:ns=2;s=Press07.GoodCount:","server":"opc.tcp://10.0.0.5:4840","last":65530,` +
 		`"time":"2026-11-30T06:00:00Z","reset_from":12,"reset_time":"2026-11-30T06:00:01Z",` +
 		`"reset_from_time":"2026-11-30T05:59:59Z","reset_wrap":true,"seen":"2026-11-30T06:00:00Z",` +
 		`"behind_time":"2026-11-30T05:00:00Z","behind_count":3}},` +

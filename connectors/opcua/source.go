@@ -100,6 +100,7 @@ type Source struct {
 	perRead, perMonitor int
 	// serverThumb is the server certificate last logged (Run's goroutine)
 	serverThumb string
+	server      string // connectors.ServerID of the endpoint, on every sample
 }
 
 // New validates cfg and parses the node ids; it does no I/O.
@@ -117,11 +118,12 @@ func New(cfg Config, sink connectors.Sink) (*Source, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Source{
-		cfg:   cfg,
-		sec:   sec,
-		nodes: nodes,
-		sink:  sink,
-		log:   log.With("component", "opcua", "source", cfg.Name),
+		cfg:    cfg,
+		sec:    sec,
+		nodes:  nodes,
+		sink:   sink,
+		log:    log.With("component", "opcua", "source", cfg.Name),
+		server: connectors.ServerID(cfg.Endpoint),
 	}
 	s.state.Store(connectors.StateDown)
 	return s, nil
@@ -457,6 +459,7 @@ func (s *Source) deliver(ctx context.Context, addr string, dv *ua.DataValue, rec
 		Source:      s.cfg.Name,
 		Kind:        connectors.KindOPCUA,
 		Address:     addr,
+		Server:      s.server,
 		Value:       v,
 		Good:        good,
 		Quality:     quality,

@@ -109,7 +109,7 @@ func runSource(t testing.TB, cfg Config, sink connectors.Sink) *Source {
 		cfg.Name = "line1"
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	src, err := New(cfg, sink)
 	if err != nil {
@@ -265,7 +265,7 @@ func TestSubscriptionDelivery(t *testing.T) {
 		s, _ := col.waitFor(t, 0, 10*time.Second, "initial "+addr, func(s connectors.Sample) bool {
 			return s.Address == addr && s.Initial
 		})
-		if s.Value != v || !s.Good || s.Quality != "" || s.Kind != connectors.KindOPCUA || s.Source != "line1" {
+		if s.Value != v || !s.Good || s.Quality != "" || s.Kind != connectors.KindOPCUA || s.Source != "line1" || s.Server != ts.url {
 			t.Errorf("initial %s = %+v, want good value %#v", addr, s, v)
 		}
 		if s.SourceTime.IsZero() || s.ReceiveTime.IsZero() {
