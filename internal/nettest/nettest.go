@@ -23,8 +23,12 @@ func LiveHeap() uint64 {
 }
 
 // CrashProxy forwards TCP connections to a server. Crash drops every
-// connection (RST, like a dead host's kernel) and closes the port, so new
-// connections are refused; Restart opens the same port again.
+// connection and closes the port, so new connections are refused; Restart
+// opens the same port again. The clients' side is reset (RST, like a dead
+// host's kernel); the server's side is closed plainly (FIN): gopcua's test
+// server stops accepting for good when a connection is reset during its
+// HEL/ACK handshake (its accept loop takes any *net.OpError for its own
+// socket closing), and the server is not what these tests are about.
 type CrashProxy struct {
 	t      testing.TB
 	addr   string
@@ -32,7 +36,7 @@ type CrashProxy struct {
 
 	mu    sync.Mutex
 	l     net.Listener
-	conns map[net.Conn]struct{}
+	conns map[net.Conn]bool // true: a client's side
 	wg    sync.WaitGroup
 }
 
@@ -46,7 +50,7 @@ func NewCrashProxy(t testing.TB, target string) *CrashProxy {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	px := &CrashProxy{t: t, addr: addr, target: target, conns: map[net.Conn]struct{}{}}
+	px := &CrashProxy{t: t, addr: addr, target: target, conns: map[net.Conn]bool{}}
 	px.Restart()
 	t.Cleanup(func() {
 		px.Crash()
@@ -89,7 +93,15 @@ func (px *CrashProxy) Restart() {
 				continue
 			}
 			px.mu.Lock()
-			px.conns[c], px.conns[up] = struct{}{}, struct{}{}
+			if px.l != l {
+				// Crashed while this one was being connected: it dies too.
+				px.mu.Unlock()
+				_ = c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+				up.Close()
+				return
+			}
+			px.conns[c], px.conns[up] = true, false
 			px.mu.Unlock()
 			pipe := func(dst, src net.Conn) {
 				defer px.wg.Done()
@@ -112,8 +124,8 @@ func (px *CrashProxy) Crash() {
 		px.l.Close()
 		px.l = nil
 	}
-	for c := range px.conns {
-		if tc, ok := c.(*net.TCPConn); ok {
+	for c, client := range px.conns {
+		if tc, ok := c.(*net.TCPConn); ok && client {
 			_ = tc.SetLinger(0)
 		}
 		c.Close()
