@@ -533,7 +533,7 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 		"added", strings.Join(added, ","), "removed", strings.Join(removed, ","), "signals_changed", strings.Join(changed, ","),
 		"workcenter_changed", strings.Join(moved, ","))
 	for _, c := range rebased {
-		a.log.Info("a counter now reads another source: if it is another counter (not the same one under a fixed name), counting starts from its next value, and pieces made between the old one's last value and it are not counted",
+		a.log.Info("a counter now reads another node, topic or field: if it is another counter (not the same one under a fixed name), counting starts from its next value, and pieces made between the old one's last value and it are not counted",
 			"signal", c)
 	}
 	a.logWarnings(next)
@@ -581,7 +581,8 @@ func machineChanges(cur, next *config.Config) (added, removed, changed, rebased 
 		for _, sig := range config.SignalNames {
 			if r := now[id][sig]; !reflect.DeepEqual(old[sig], r) {
 				changed = append(changed, id+" "+sig)
-				if src := r.CounterSource(); src != "" && src != old[sig].CounterSource() && strings.HasSuffix(sig, "_count") {
+				if src := r.CounterSource(); src != "" && src != old[sig].CounterSource() && strings.HasSuffix(sig, "_count") &&
+					counterIdentity(next, r) != counterIdentity(cur, old[sig]) {
 					rebased = append(rebased, id+" "+sig)
 				}
 			}
@@ -593,6 +594,27 @@ func machineChanges(cur, next *config.Config) (added, removed, changed, rebased 
 		}
 	}
 	return added, removed, changed, rebased
+}
+
+// counterIdentity is what makes a counter the same one: its server's URL
+// (not the name the configuration gives it), node or topic, and field —
+// as the mapping's counter state knows it (CounterState.Src and Server).
+func counterIdentity(c *config.Config, r config.SourceRef) string {
+	switch {
+	case r.OPCUA != nil:
+		for _, s := range c.OPCUA {
+			if s.Name == r.OPCUA.Server {
+				return "opcua " + connectors.ServerID(s.Endpoint) + " " + r.OPCUA.Node
+			}
+		}
+	case r.MQTT != nil:
+		for _, b := range c.MQTT {
+			if b.Name == r.MQTT.Broker {
+				return "mqtt " + connectors.ServerID(b.URL) + " " + r.MQTT.Topic + " " + r.MQTT.Field
+			}
+		}
+	}
+	return r.CounterSource()
 }
 
 // logWarnings logs what validate would warn about in cfg (the agent runs

@@ -1201,3 +1201,37 @@ func TestReplacementPLCStartsCountingFromItsValue(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // nothing more may come
 	p.waitExactQty(ra, "ua-press-1", 17)
 }
+
+// An MQTT broker and an OPC UA server renamed in the configuration (the
+// same URL, topics and nodes) while the agent was stopped: the same
+// counters under new names, counted on from their last values — the
+// pieces made while the agent was down are booked, not taken as the
+// baseline of new counters.
+func TestSourcesRenamedKeepCounting(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "ua-press-2"}})
+	ra := p.startAgent()
+	for _, m := range p.machines {
+		p.produce(m, 10, 0)
+	}
+	p.waitExact(ra, 15*time.Second)
+	ra.stopNow(t)
+
+	raw, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renamed := strings.NewReplacer("name: broker", "name: plant-broker", "broker: broker", "broker: plant-broker",
+		"name: line1", "name: press-line", "server: line1", "server: press-line").Replace(string(raw))
+	if strings.Count(renamed, "plant-broker") < 5 || strings.Count(renamed, "press-line") < 3 {
+		t.Fatalf("not renamed:\n%s", renamed)
+	}
+	p.writeConfig(renamed)
+	for _, m := range p.machines {
+		p.produce(m, 7, 0) // while the agent is down
+	}
+	ra = p.startAgentWith(false)
+	p.waitExact(ra, 15*time.Second)
+	if strings.Contains(p.logs.String(), "a counter is now read from another") {
+		t.Errorf("a renamed source taken as another server:\n%s", p.logs.String())
+	}
+}

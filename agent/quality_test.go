@@ -283,4 +283,15 @@ machines:
 	if want := "[m4] [m3] [m1 good_count m1 running m2 good_count] [m2 good_count]"; got != want {
 		t.Errorf("changes %s, want %s", got, want)
 	}
+	// The broker renamed, its URL written otherwise: the same counters.
+	renamed := testConfig(t, `mqtt: [{ name: plant-broker, url: "TCP://127.0.0.1:1/", client_id: pe }]
+machines:
+  - { id: m1, workcenter: W1, good_count: { mqtt: { broker: plant-broker, topic: m1, field: good, timestamp_field: ts } } }
+  - { id: m2, workcenter: W2, good_count: { mqtt: { broker: plant-broker, topic: gw/m2, field: good } } }
+  - { id: m4, workcenter: W4, good_count: { mqtt: { broker: plant-broker, topic: m4, field: good } } }
+`)
+	_, _, changed, rebased = machineChanges(next, renamed)
+	if got := fmt.Sprint(changed, rebased); got != "[m1 good_count m2 good_count m4 good_count] []" {
+		t.Errorf("broker renamed: changes %s, want 3 signals changed, none rebased", got)
+	}
 }

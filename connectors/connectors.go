@@ -26,10 +26,10 @@ type Sample struct {
 	Source  string // configured name of the OPC UA server or MQTT broker
 	Kind    Kind
 	Address string // OPC UA node id as configured, or MQTT topic as received
-	// Server is the OPC UA endpoint the value was read from, as ServerID
-	// writes it ("" for MQTT): a counter read from another server (a
-	// replacement PLC at a new address) is not counted against the old
-	// one's last value.
+	// Server is the OPC UA endpoint or MQTT broker URL the value was read
+	// from, as ServerID writes it: a counter read from another server (a
+	// replacement PLC) is not counted against the old one's last value,
+	// and one whose source was only renamed keeps counting.
 	Server  string
 	Value   any    // OPC UA: bool, integer, float or string; nil for MQTT
 	Payload []byte // MQTT: message body; nil for OPC UA
@@ -94,14 +94,16 @@ const (
 	StateDown       State = "down"
 )
 
-// ServerID writes an OPC UA endpoint URL the same way however it was typed:
-// scheme and host in lower case, no trailing slash. (A host name and its
-// address stay two servers.)
+// ServerID writes a server's URL (an OPC UA endpoint, an MQTT broker) the
+// same way however it was typed: scheme and host in lower case, no
+// trailing slash, no user name or password (it is stored with the counter
+// state). A host name and its address stay two servers.
 func ServerID(endpoint string) string {
 	u, err := url.Parse(strings.TrimSpace(endpoint))
 	if err != nil {
-		return endpoint
+		return endpoint // not a URL: the configuration refuses it
 	}
+	u.User = nil
 	u.Scheme, u.Host, u.Path = strings.ToLower(u.Scheme), strings.ToLower(u.Host), strings.TrimRight(u.Path, "/")
 	return u.String()
 }

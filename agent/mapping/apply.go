@@ -436,6 +436,30 @@ const (
 	stepBackWindow = time.Minute
 )
 
+// renamedSource reports whether counter state cs, kept for another source
+// value than x's, is x's value under an old source name: the same server,
+// kind, address and field (srcID is kind:source:address:field, and a
+// source name holds no colon).
+func renamedSource(cs *CounterState, x extracted) bool {
+	if cs.Server == "" || cs.Server != x.server {
+		return false
+	}
+	kind, rest, ok := strings.Cut(x.b.srcID, ":")
+	if !ok {
+		return false
+	}
+	_, tail, ok := strings.Cut(rest, ":") // address:field
+	if !ok {
+		return false
+	}
+	old, ok := strings.CutPrefix(cs.Src, kind+":")
+	if !ok {
+		return false
+	}
+	name, ok := strings.CutSuffix(old, ":"+tail)
+	return ok && name != "" && !strings.Contains(name, ":")
+}
+
 func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 	if ms.Counters == nil {
 		ms.Counters = map[Signal]*CounterState{}
@@ -445,11 +469,17 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 	if x.srcTime {
 		srcT = x.t
 	}
+	adopted := false
+	if cs != nil && cs.Src != x.b.srcID && renamedSource(cs, x) {
+		// The same value of the same server under another source name
+		// (only the opcua/mqtt entry's name was changed): the same
+		// counter, counted on from its last value.
+		cs.Src, adopted = x.b.srcID, true
+	}
 	if cs == nil || cs.Src != x.b.srcID {
 		ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Server: x.server, Last: x.counter, Time: srcT, Seen: x.t}
 		return nil, true
 	}
-	adopted := false
 	if x.server != cs.Server {
 		if cs.Server == "" {
 			// Kept by a version that did not note the server: taken as
@@ -766,7 +796,7 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 	doc, jsonErr := parsePayload(s.Payload)
 	var missing []string
 	for _, b := range bs {
-		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime}
+		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, server: s.Server}
 		var v any
 		if b.field == "" {
 			if jsonErr != nil {

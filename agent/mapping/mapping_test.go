@@ -184,6 +184,56 @@ func TestCounterServerChanged(t *testing.T) {
 	}
 }
 
+// A source renamed in the configuration (the same server URL, node or
+// topic and field) reads the same counter: counted on from its last value.
+// Another node, or a state kept without its server, sets a new baseline.
+func TestCounterSourceRenamed(t *testing.T) {
+	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	st := NewState()
+	mustApply(t, newTestMapper(t, testConfig), st, connectors.Sample{Source: "plc", Kind: connectors.KindOPCUA, Address: "ns=2;s=Good",
+		Server: "opc.tcp://127.0.0.1:4840", Value: 50000, Good: true, SourceTime: at})
+	b, _ := st.Marshal("m1")
+	renamed := newTestMapper(t, strings.ReplaceAll(testConfig, "plc", "press-line"))
+	for _, c := range []struct {
+		name, server, addr string
+		want               int // pieces counted for m1
+	}{
+		{"renamed", "opc.tcp://127.0.0.1:4840", "ns=2;s=Good", 7},
+		{"renamed and moved to another server", "opc.tcp://10.0.0.9:4840", "ns=2;s=Good", 0},
+	} {
+		st := NewState()
+		if err := st.Unmarshal("m1", b); err != nil {
+			t.Fatal(err)
+		}
+		evs, _, err := renamed.Apply(st, connectors.Sample{Source: "press-line", Kind: connectors.KindOPCUA, Address: c.addr,
+			Server: c.server, Value: 50007, Good: true, SourceTime: at.Add(time.Minute)})
+		got := 0
+		for _, ev := range evs {
+			if ev.Machine == "m1" {
+				got += int(ev.Delta)
+			}
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%s: %d pieces (%+v, %v), want %d", c.name, got, evs, err, c.want)
+		}
+		if cs := st.Machines["m1"].Counters[GoodCount]; cs.Src != "opcua:press-line:ns=2;s=Good:" || cs.Last != 50007 {
+			t.Errorf("%s: state %+v", c.name, cs)
+		}
+	}
+	for _, c := range []struct{ src, server string }{
+		{"opcua:plc:ns=2;s=Other:", "opc.tcp://127.0.0.1:4840"}, // another node
+		{"opcua:plc:ns=2;s=Good:", ""},                          // kept without its server
+		{"mqtt:plc:ns=2;s=Good:", "opc.tcp://127.0.0.1:4840"},   // another kind
+		{"opcua:a:b:ns=2;s=Good:", "opc.tcp://127.0.0.1:4840"},  // not a source name
+	} {
+		cs := &CounterState{Src: c.src, Server: c.server}
+		x := extracted{b: &binding{srcID: "opcua:press-line:ns=2;s=Good:"}, server: "opc.tcp://127.0.0.1:4840"}
+		if renamedSource(cs, x) {
+			t.Errorf("%s (server %q) taken as the same counter renamed", c.src, c.server)
+		}
+	}
+}
+
 func TestPayloadErrorNamesSource(t *testing.T) {
 	m := newTestMapper(t, testConfig)
 	_, _, err := m.Apply(NewState(), connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "line/state", Payload: []byte(`{"run":"perhaps"}`), Good: true})

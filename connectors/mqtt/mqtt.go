@@ -90,6 +90,8 @@ type Source struct {
 	sink connectors.Sink
 	log  *slog.Logger
 	tls  bool // URL scheme needs TLS
+	// server is connectors.ServerID of the broker URL, on every sample
+	server string
 
 	state   atomic.Value // connectors.State
 	running atomic.Bool
@@ -144,6 +146,7 @@ func New(cfg Config, sink connectors.Sink) (*Source, error) {
 		sink:   sink,
 		log:    log.With("component", "mqtt", "source", cfg.Name),
 		tls:    isTLS,
+		server: connectors.ServerID(cfg.URL),
 		qReady: make(chan struct{}, 1),
 		slots:  make(chan struct{}, cfg.MaxInflight),
 		sleep:  sleepCtx,

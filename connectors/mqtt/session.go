@@ -179,6 +179,7 @@ func (ss *session) handle(_ paho.Client, m paho.Message) {
 		Source:      s.cfg.Name,
 		Kind:        connectors.KindMQTT,
 		Address:     m.Topic(),
+		Server:      s.server,
 		Payload:     append([]byte{}, m.Payload()...),
 		Good:        true,
 		ReceiveTime: time.Now(),
