@@ -127,6 +127,10 @@ type Agent struct {
 	ready        atomic.Bool
 	started      time.Time
 	malformedLog rateLogs // per source and topic or node: one bad tag must not hide another
+	// strays counts, per MQTT source, messages on topics no machine maps
+	// (under stateMu): subscriptions this agent did not make.
+	strays   map[string]malformedCount
+	strayLog rateLogs
 	// badLog and goodLog: a tag's quality turning bad, and good again, per
 	// source address (a tag flapping Good/Uncertain must not flood the log).
 	badLog, goodLog rateLogs
@@ -188,6 +192,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		badQuality:   map[sampleAddr]string{},
 		unusable:     map[sampleAddr]string{},
 		malformed:    map[string]malformedCount{},
+		strays:       map[string]malformedCount{},
 		lastStamp:    map[sampleAddr]time.Time{},
 		lastSample:   map[string]time.Time{},
 		shownRunning: map[string]bool{},

@@ -152,6 +152,18 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			}
 			m.EachUse(s.Kind, s.Source, s.Address, func(id string, _ mapping.Signal) { a.lastSample[id] = received })
 		}
+		if s.Kind == connectors.KindMQTT && !m.Maps(s.Kind, s.Source, s.Address) {
+			// The agent subscribes to exactly the topics its machines use:
+			// the broker's session for this client_id has subscriptions of
+			// another client (a second agent with the same client_id, the
+			// old box after a move) or of an earlier configuration.
+			sc := a.strays[s.Source]
+			sc.n++
+			sc.last, sc.at = s.Address, time.Now()
+			a.strays[s.Source] = sc
+			a.strayLog.log(s.Source, a.log, slog.LevelWarn, "message on a topic no machine maps, skipped: the broker session of this client_id has subscriptions this agent did not make (another agent or the old box using the same client_id? Then each takes messages meant for the other)",
+				"source", s.Source, "topic", s.Address)
+		}
 		evs, ch, err := m.Apply(a.state, s)
 		if err != nil {
 			a.unusable[k] = err.Error()

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/agent/mapping"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
@@ -95,5 +97,29 @@ machines: [{ id: m1, workcenter: W, running: { mqtt: { broker: b, topic: m1, fie
 	}
 	if s, _ := b.machineState("m1"); s != "stopped" {
 		t.Errorf("state after a restart: %s, want stopped", s)
+	}
+}
+
+// A message on a topic no machine maps (the broker session holds another
+// client's subscriptions, or an earlier configuration's) is counted per
+// source for status and logged, and changes nothing.
+func TestStrayTopicCounted(t *testing.T) {
+	cfg := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
+machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: m1, field: good } } }]
+`)
+	var logs agenttest.SyncBuffer
+	a, buf := agentWithBuffer(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	for _, topic := range []string{"m1", "other-plant/m1", "other-plant/m2"} {
+		a.commitSamples(context.Background(), []connectors.Sample{{Source: "b", Kind: connectors.KindMQTT, Address: topic,
+			Payload: []byte(`{"good":5}`), Good: true, ReceiveTime: time.Now()}})
+	}
+	if sc := a.strays["b"]; sc.n != 2 || sc.last != "other-plant/m2" {
+		t.Errorf("strays %+v, want 2, the last on other-plant/m2", sc)
+	}
+	if !strings.Contains(logs.String(), "message on a topic no machine maps") {
+		t.Errorf("no log of the stray message:\n%s", logs.String())
+	}
+	if n := buf.LastSeq(); n != 0 {
+		t.Errorf("%d records for a baseline and stray messages", n)
 	}
 }

@@ -169,6 +169,13 @@ type SourceStatus struct {
 	MalformedSamples        uint64  `json:"malformed_samples,omitempty"`
 	LastMalformed           string  `json:"last_malformed,omitempty"`
 	LastMalformedAgeSeconds float64 `json:"last_malformed_age_seconds,omitempty"`
+	// StrayMessages (MQTT) counts the messages since start on topics no
+	// machine maps, LastStrayTopic the last one's topic: the broker's
+	// session for client_id has subscriptions this agent did not make —
+	// another client using the same client_id takes this agent's messages.
+	StrayMessages       uint64  `json:"stray_messages,omitempty"`
+	LastStrayTopic      string  `json:"last_stray_topic,omitempty"`
+	LastStrayAgeSeconds float64 `json:"last_stray_age_seconds,omitempty"`
 }
 
 // MachineStatus is one machine.
@@ -264,6 +271,9 @@ func (a *Agent) Status() Status {
 	for i := range st.Sources {
 		if mc, ok := a.malformed[st.Sources[i].Name]; ok {
 			st.Sources[i].MalformedSamples, st.Sources[i].LastMalformed, st.Sources[i].LastMalformedAgeSeconds = mc.n, mc.last, age(mc.at)
+		}
+		if sc, ok := a.strays[st.Sources[i].Name]; ok {
+			st.Sources[i].StrayMessages, st.Sources[i].LastStrayTopic, st.Sources[i].LastStrayAgeSeconds = sc.n, sc.last, age(sc.at)
 		}
 	}
 	// In a set order (of source and address, of signal): with two signals

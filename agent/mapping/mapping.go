@@ -249,6 +249,11 @@ func (m *Mapper) EachUse(kind connectors.Kind, source, address string, fn func(m
 	}
 }
 
+// Maps reports whether any signal uses the address of the source.
+func (m *Mapper) Maps(kind connectors.Kind, source, address string) bool {
+	return len(m.index[addrKey{kind, source, address}]) > 0
+}
+
 // Machines returns the configured machine ids in configuration order.
 func (m *Mapper) Machines() []string { return append([]string(nil), m.machines...) }
 

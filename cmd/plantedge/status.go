@@ -230,6 +230,10 @@ func printStatus(w io.Writer, st agent.Status) {
 				fmt.Fprintf(w, "  %s: %s skipped as malformed since start; the last %s: %s\n",
 					s.Name, plural(int(s.MalformedSamples), "value"), ago(s.LastMalformedAgeSeconds), s.LastMalformed)
 			}
+			if s.StrayMessages > 0 {
+				fmt.Fprintf(w, "  %s: %s since start on topics no machine maps, the last %s on %s: the broker's session for this client_id has subscriptions this agent did not make — another agent (the old box?) using the same client_id takes this agent's messages\n",
+					s.Name, plural(int(s.StrayMessages), "message"), ago(s.LastStrayAgeSeconds), s.LastStrayTopic)
+			}
 		}
 	}
 	fmt.Fprintln(w, "\nMachines")

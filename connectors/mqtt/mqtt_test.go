@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"runtime"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
 
 	"github.com/plantedge/plantedge/connectors"
@@ -492,4 +494,72 @@ func TestDuplicateClientIDBacksOff(t *testing.T) {
 			t.Errorf("last error %q does not name the shared client id", e)
 		}
 	}
+}
+
+func TestTopicMatches(t *testing.T) {
+	for _, c := range []struct {
+		filter, topic string
+		want          bool
+	}{
+		{"a/b", "a/b", true}, {"a/b", "a/c", false}, {"a/b", "a/b/c", false},
+		{"a/+/c", "a/x/c", true}, {"a/+/c", "a/x/y/c", false}, {"+", "a", true}, {"+", "a/b", false},
+		{"a/#", "a", true}, {"a/#", "a/b/c", true}, {"#", "a/b", true}, {"#", "$SYS/x", false},
+		{"a//b", "a//b", true}, {"plant/m1 ", "plant/m1", false},
+	} {
+		if got := topicMatches(c.filter, c.topic); got != c.want {
+			t.Errorf("topicMatches(%q, %q) = %v", c.filter, c.topic, got)
+		}
+	}
+}
+
+// A persistent session keeps the subscriptions of an earlier configuration
+// (a topic since removed), or another client's with the same client id:
+// the first message on such a topic still reaches the sink (which reports
+// it), and the source unsubscribes from it, so no more come.
+func TestStrayTopicUnsubscribed(t *testing.T) {
+	url := startMochi(t, "tcp", nil, nil)
+	earlier := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("pe-stray").SetCleanSession(false).
+		SetProtocolVersion(4).SetAutoReconnect(false))
+	if tok := earlier.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	if tok := earlier.SubscribeMultiple(map[string]byte{"old/topic": 1, "t/1": 1}, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	earlier.Disconnect(100)
+
+	var logs logBuffer
+	sink := make(chanSink, 16)
+	r := start(t, Config{URL: url, ClientID: "pe-stray", Topics: []string{"t/1"},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, sink)
+	waitConnected(t, r, 1)
+	p := newPublisher(t, url, nil)
+	p.pub(t, "old/topic", []byte("1"))
+	if s := sink.next(t); s.Address != "old/topic" {
+		t.Fatalf("got %s, want the stray message", s.Address)
+	}
+	waitFor(t, "the unsubscribe", func() bool { return strings.Contains(logs.String(), "mqtt unsubscribed from a topic no machine uses") })
+	p.pub(t, "old/topic", []byte("2"))
+	p.pub(t, "t/1", []byte("3"))
+	if s := sink.next(t); s.Address != "t/1" {
+		t.Errorf("got %s %q after the unsubscribe, want t/1", s.Address, s.Payload)
+	}
+}
+
+// logBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

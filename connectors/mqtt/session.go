@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,9 +28,10 @@ type session struct {
 	lost chan error // cap 1: connection lost after being established
 
 	mu       sync.Mutex
-	pending  []*entry      // received, PUBACK not yet sent, in receive order
-	ackReady chan struct{} // cap 1: signals the acker
-	done     chan struct{} // closed by close: the acker exits
+	pending  []*entry        // received, PUBACK not yet sent, in receive order
+	strays   map[string]bool // topics not ours this session unsubscribed from
+	ackReady chan struct{}   // cap 1: signals the acker
+	done     chan struct{}   // closed by close: the acker exits
 	ackerWG  sync.WaitGroup
 	closed   atomic.Bool
 }
@@ -165,6 +168,53 @@ func (ss *session) close(quiesce uint) {
 	ss.ackerWG.Wait()
 }
 
+// topicMatches reports whether topic matches the subscription filter (MQTT
+// 3.1.1 4.7: "+" one level, "#" the rest; a filter starting with a
+// wildcard does not match a topic starting with "$").
+func topicMatches(filter, topic string) bool {
+	if strings.HasPrefix(topic, "$") && (strings.HasPrefix(filter, "+") || strings.HasPrefix(filter, "#")) {
+		return false
+	}
+	fs, ts := strings.Split(filter, "/"), strings.Split(topic, "/")
+	for i, f := range fs {
+		if f == "#" {
+			return true // also the parent level: "a/#" matches "a"
+		}
+		if i >= len(ts) || (f != "+" && f != ts[i]) {
+			return false
+		}
+	}
+	return len(fs) == len(ts)
+}
+
+// unsubscribeStray unsubscribes, once per session, from a topic a message
+// came on that is not one of ours: a persistent session keeps the
+// subscriptions of an earlier configuration (a topic since removed), or
+// of another client using the same client_id. The message itself still
+// goes to the sink, which reports it. It must not block (see handle).
+func (ss *session) unsubscribeStray(topic string) {
+	ss.mu.Lock()
+	done := ss.strays[topic]
+	if ss.strays == nil {
+		ss.strays = map[string]bool{}
+	}
+	ss.strays[topic] = true
+	ss.mu.Unlock()
+	if done || ss.closed.Load() {
+		return
+	}
+	log := ss.src.log
+	go func() {
+		tok := ss.client.Unsubscribe(topic)
+		if !tok.WaitTimeout(ss.src.cfg.ConnectTimeout) || tok.Error() != nil {
+			log.Warn("mqtt unsubscribe from a topic no machine uses failed", "topic", topic, "err", tok.Error())
+			return
+		}
+		log.Info("mqtt unsubscribed from a topic no machine uses: the broker session held its subscription (from an earlier configuration, or from another client using this client_id)",
+			"topic", topic)
+	}()
+}
+
 // handle is paho's publish handler. OrderMatters is on, so it runs on paho's
 // router goroutine in receive order; it must never block (paho's shutdown
 // waits for it), so it only queues the message.
@@ -173,6 +223,9 @@ func (ss *session) handle(_ paho.Client, m paho.Message) {
 	s.received.Add(1)
 	if m.Duplicate() {
 		s.dups.Add(1)
+	}
+	if !slices.ContainsFunc(s.cfg.Topics, func(f string) bool { return topicMatches(f, m.Topic()) }) {
+		ss.unsubscribeStray(m.Topic())
 	}
 	e := &entry{sess: ss, msg: m}
 	e.sample = connectors.Sample{
