@@ -107,6 +107,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	kickEvery := time.Second
 	nextKick := time.Now().Add(kickEvery)
 	start := -1
+	deadBefore := -1 // dead letters at the first status: those since are this flush's
 	lastLine := ""
 	for {
 		st, err := c.Status(ctx)
@@ -121,7 +122,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		}
 		pending, held := drainable(st)
 		if start < 0 {
-			start = pending
+			start, deadBefore = pending, st.Buffer.DeadLetters
 		}
 		line := fmt.Sprintf("pending %s, odoo %s", plural(pending, "record"), st.Odoo.State)
 		if st.Buffer.Held > 0 {
@@ -132,7 +133,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			line += " — see plantedge status"
 		}
 		if st.Buffer.DeadLetters > 0 {
-			line += fmt.Sprintf(", %d dead letters", st.Buffer.DeadLetters)
+			line += ", " + plural(st.Buffer.DeadLetters, "dead letter")
 		}
 		if st.Odoo.LastError != "" && st.Odoo.State != "online" {
 			line += " — " + st.Odoo.LastError
@@ -176,8 +177,22 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 				return &exitError{code: 3, msg: fmt.Sprintf("forwarded what can go; %s held, waiting for Odoo-side "+
 					"action (a work order in progress, a work center, a machine back in the config): plantedge status says which", plural(st.Buffer.Held, "record"))}
 			}
+			refused := ""
+			if n := st.Buffer.DeadLetters - deadBefore; n > 0 {
+				// Out of the buffer, but not in Odoo: not to be read as
+				// "all in Odoo".
+				refused = fmt.Sprintf("; Odoo refused %s during the flush: dead-lettered, not in Odoo (plantedge deadletter list says why; retry once fixed)", plural(n, "record"))
+			}
 			if pending > 0 {
-				fmt.Fprintf(w, "drained: what was pending at the request has reached Odoo (%s came in since)\n", plural(pending, "record"))
+				gone := "reached Odoo"
+				if refused != "" {
+					gone = "left the buffer"
+				}
+				fmt.Fprintf(w, "drained: what was pending at the request has %s (%s came in since)%s\n", gone, plural(pending, "record"), refused)
+				return nil
+			}
+			if refused != "" {
+				fmt.Fprintln(w, "drained"+refused)
 				return nil
 			}
 			fmt.Fprintln(w, "drained")

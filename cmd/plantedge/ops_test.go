@@ -824,3 +824,28 @@ func TestFlushAfterAWorkOrderStarted(t *testing.T) {
 	}
 	b.waitQty()
 }
+
+// A record Odoo refuses during the flush leaves the buffer for the dead
+// letters: flush says so instead of a bare "drained" (exit 0: the buffer is
+// drained; the dead letter is the operator's to look at).
+func TestFlushSaysWhatWasRefused(t *testing.T) {
+	b := newBench(t, 17)
+	b.startAgent()
+	b.produce(5)
+	b.waitQty()
+	b.odoo.SetDown(true)
+	b.produce(2)
+	waitUntil(t, 15*time.Second, "odoo offline with a record pending", func() (bool, string) {
+		st := b.a.Status()
+		return st.Odoo.State == "offline" && st.Buffer.Pending > 0, fmt.Sprintf("%s, pending %d", st.Odoo.State, st.Buffer.Pending)
+	})
+	b.odoo.RefuseNext("mrp.workorder", "write", 1, "odoo.exceptions.UserError", "You cannot change the quantity of a done work order.")
+	b.odoo.SetDown(false)
+	out, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "1m")
+	if err != nil || !strings.Contains(out, "drained; Odoo refused 1 record during the flush: dead-lettered, not in Odoo (plantedge deadletter list") {
+		t.Errorf("flush: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "1 dead letters") {
+		t.Errorf("flush: %q", out)
+	}
+}
