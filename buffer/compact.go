@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Compact copies the live data of the buffer file src into a new file dst
@@ -21,7 +22,7 @@ func Compact(src, dst string) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("compact %s: %w", src, err)
 	}
-	in, err := bolt.Open(src, 0o600, &bolt.Options{ReadOnly: true, Timeout: 500 * time.Millisecond})
+	in, err := boltOpen(src, &bolt.Options{ReadOnly: true, Timeout: 500 * time.Millisecond})
 	if err != nil {
 		return fmt.Errorf("compact %s: open source: %w", src, err)
 	}
@@ -42,7 +43,13 @@ func CompactFile(path string) (before, after int64, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("compact: %w", err)
 	}
-	in, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 500 * time.Millisecond})
+	// Read-write for its exclusive lock: a second compact, or an agent
+	// started meanwhile, waits for this one (and then opens the new file:
+	// see boltOpen) instead of working on the file this one replaces.
+	in, err := boltOpen(path, &bolt.Options{Timeout: 500 * time.Millisecond, FreelistType: bolt.FreelistMapType})
+	if errors.Is(err, berrors.ErrTimeout) {
+		err = ErrInUse
+	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("compact %s: open: %w", path, err)
 	}
@@ -61,6 +68,31 @@ func CompactFile(path string) (before, after int64, err error) {
 		return 0, 0, fmt.Errorf("compact %s: %w", path, err)
 	}
 	return fi.Size(), nfi.Size(), nil
+}
+
+// ErrInUse means another process holds the buffer file's lock.
+var ErrInUse = errors.New("the buffer file is in use by another process (the agent, another plantedge compact, or a plantedge status or deadletter reading it)")
+
+// boltOpen opens path with bbolt once it holds the lock of the file that is
+// at path then: a file replaced while this waited for its lock (compact
+// renames its copy over the old one) is an unlinked file, whose writes
+// nobody would ever read, so it opens the new one instead.
+func boltOpen(path string, o *bolt.Options) (*bolt.DB, error) {
+	for range 5 {
+		// The file at path before and after the open is the one opened
+		// when they are the same: a rename always puts a new file there.
+		before, berr := os.Stat(path)
+		db, err := bolt.Open(path, 0o600, o)
+		if err != nil {
+			return nil, err
+		}
+		after, aerr := os.Stat(path)
+		if berr != nil || aerr != nil || os.SameFile(before, after) {
+			return db, nil
+		}
+		_ = db.Close()
+	}
+	return nil, fmt.Errorf("open %s: the file was replaced again and again while waiting for its lock", path)
 }
 
 // compactSuffix names the copy CompactFile builds.

@@ -499,7 +499,7 @@ var ErrCorruptFile = errors.New("corrupt buffer file")
 // openBolt opens q.path with the queue's bbolt options (at Open, and again
 // after a shrink replaced the file).
 func (q *Queue) openBolt() (*bolt.DB, error) {
-	db, err := bolt.Open(q.path, 0o600, &bolt.Options{
+	db, err := boltOpen(q.path, &bolt.Options{
 		Timeout:      2 * time.Second,
 		ReadOnly:     q.opts.ReadOnly,
 		FreelistType: bolt.FreelistMapType,

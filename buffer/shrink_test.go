@@ -3,6 +3,7 @@ package buffer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // writtenBytes is what this process has passed to write calls so far
@@ -328,4 +331,65 @@ func countsAfterRestart(t *testing.T, q *Queue, path string) string {
 		got = append(got, string(r.Data))
 	}
 	return strings.Join(got, ",")
+}
+
+// A compact (plantedge compact) holds the file's lock while it writes its
+// copy and renames it over the file. An agent started meanwhile waits for
+// the lock — of the old file, by then unlinked — and must then open the new
+// one: what it wrote to the old one nobody would ever read. A second compact
+// is refused as the file being in use.
+func TestOpenDuringACompactTakesTheNewFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{})
+	mustAppend(t, q, Record{Lane: LaneCounts, Key: "m1", Data: []byte("before")})
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What CompactFile does, step by step: the lock first.
+	held, err := boltOpen(path, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := CompactFile(path); !errors.Is(err, ErrInUse) {
+		t.Errorf("a second compact: %v, want ErrInUse", err)
+	}
+	opened := make(chan *Queue, 1)
+	go func() {
+		q, err := Open(path, Options{CommitWindow: time.Millisecond})
+		if err != nil {
+			t.Errorf("open during the compact: %v", err)
+		}
+		opened <- q
+	}()
+	time.Sleep(200 * time.Millisecond) // the open waits for the lock (2 s at most)
+	tmp := path + compactSuffix
+	if err := writeCopy(held, fi, tmp, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := swapIn(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := held.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q2 := <-opened
+	if q2 == nil {
+		t.FailNow()
+	}
+	mustAppend(t, q2, Record{Lane: LaneCounts, Key: "m1", Data: []byte("after")})
+	if err := q2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q3 := openTest(t, path, Options{})
+	var got []string
+	for _, r := range readAll(t, q3, LaneCounts) {
+		got = append(got, string(r.Data))
+	}
+	if strings.Join(got, ",") != "before,after" {
+		t.Errorf("records in the file: %v, want before and after (one written to the replaced file is lost)", got)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -42,8 +43,17 @@ func compactBuffer(ctx context.Context, cfg *config.Config, w io.Writer) error {
 		return err
 	}
 	src := cfg.BufferPath()
+	if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(w, "nothing to compact: no buffer file at %s (the agent has not run with this data_dir)\n", src)
+		return nil
+	}
 	before, after, err := buffer.CompactFile(src)
-	if err != nil {
+	switch {
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("%w (run it as root or as the plantedge user: sudo plantedge compact)", err)
+	case errors.Is(err, buffer.ErrInUse):
+		return &exitError{code: 1, msg: err.Error() + ": try again once it is done (the agent must be stopped)"}
+	case err != nil:
 		return err
 	}
 	fmt.Fprintf(w, "compacted %s: %s -> %s\n", src, human(before), human(after))

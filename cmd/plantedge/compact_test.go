@@ -55,6 +55,20 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, f
 	}
 	before, _ := os.Stat(cfg.BufferPath())
 
+	// Another process holding the file (a second compact): refused, and
+	// said so.
+	held, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = compactBuffer(ctx, cfg, &bytes.Buffer{})
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "in use by another process") {
+		t.Errorf("compact of a file in use: %v", err)
+	}
+	if err := held.Close(); err != nil {
+		t.Fatal(err)
+	}
+
 	var out bytes.Buffer
 	if err := compactBuffer(ctx, cfg, &out); err != nil {
 		t.Fatal(err)
@@ -74,5 +88,12 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, f
 	left, err := q.Read(buffer.LaneCounts, 0, 100)
 	if err != nil || len(left) != 10 || left[0].Seq != got[len(got)-1].Seq+1 {
 		t.Fatalf("after compact: %d records (%v), first seq %v", len(left), err, left)
+	}
+
+	// Before the agent ever ran: nothing to do, and no error.
+	cfg.DataDir = filepath.Join(dir, "never")
+	out.Reset()
+	if err := compactBuffer(ctx, cfg, &out); err != nil || !strings.Contains(out.String(), "nothing to compact: no buffer file at") {
+		t.Errorf("compact with no buffer file: %v, %q", err, out.String())
 	}
 }
