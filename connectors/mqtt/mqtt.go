@@ -285,6 +285,10 @@ func (s *Source) setErr(err error) {
 // starts the reconnect backoff over.
 const stableConnection = 10 * time.Second
 
+// kickedAfter is how many connections in a row lost before stableConnection
+// make the source say another client probably uses its client id.
+const kickedAfter = 3
+
 // Run connects, subscribes and delivers messages until ctx is done, then
 // disconnects and returns nil. It owns reconnection: paho's AutoReconnect and
 // ConnectRetry are off, because paho's own loop has no jitter and does not
@@ -323,6 +327,7 @@ func (s *Source) Run(ctx context.Context) error {
 
 	var attempt int
 	var failingSince time.Time
+	shortLived := 0 // connections in a row lost before stableConnection
 	bo := connectors.NewBackoff(s.cfg.BackoffMin, s.cfg.BackoffMax)
 	for ctx.Err() == nil {
 		s.state.Store(connectors.StateConnecting)
@@ -370,12 +375,23 @@ func (s *Source) Run(ctx context.Context) error {
 			// something after CONNACK) must not become a reconnect a second.
 			if up := time.Since(connectedAt); up >= stableConnection {
 				bo.Reset()
+				shortLived = 0
 				s.log.Warn("mqtt connection lost", "err", err)
 			} else {
-				s.log.Warn("mqtt connection lost right after connecting; if it repeats, another client may be using this client_id (a broker keeps one session per client id and drops the other)",
-					"err", err, "client_id", s.cfg.ClientID, "up", up.Round(time.Millisecond))
-				// status shows it too: the source is "connected" most of the time.
-				s.setErr(fmt.Errorf("%w (lost %s after connecting: another client using client_id %q?)", err, up.Round(time.Millisecond), s.cfg.ClientID))
+				// Once is a broker going down (killed, restarted) soon after
+				// we connected; again and again is another client taking
+				// the session over with the same client id (a broker keeps
+				// one session per client id and drops the other).
+				shortLived++
+				if shortLived < kickedAfter {
+					s.log.Warn("mqtt connection lost soon after connecting", "err", err, "up", up.Round(time.Millisecond))
+					s.setErr(fmt.Errorf("%w (lost %s after connecting)", err, up.Round(time.Millisecond)))
+				} else {
+					s.log.Warn("mqtt connection lost right after connecting, again and again: another client is probably using this client_id (a broker keeps one session per client id and drops the other)",
+						"err", err, "client_id", s.cfg.ClientID, "up", up.Round(time.Millisecond), "times", shortLived)
+					// status shows it too: the source is "connected" most of the time.
+					s.setErr(fmt.Errorf("%w (lost %s after connecting, %d times in a row: another client using client_id %q?)", err, up.Round(time.Millisecond), shortLived, s.cfg.ClientID))
+				}
 			}
 			// A lost connection is retried after a jittered delay so a
 			// broker restart does not get every agent back at once.

@@ -496,6 +496,21 @@ func TestDuplicateClientIDBacksOff(t *testing.T) {
 	}
 }
 
+// A broker going down once soon after the source connected (killed,
+// restarted) is not taken for another client with the same client id.
+func TestBrokerLostOnceSoonAfterConnectingIsNotADuplicateClient(t *testing.T) {
+	url := startMochi(t, "tcp", nil, nil)
+	px := nettest.NewCrashProxy(t, strings.TrimPrefix(url, "tcp://"))
+	r := start(t, Config{URL: "tcp://" + px.Addr(), ClientID: "once", Topics: []string{"t/1"}}, make(chanSink, 10))
+	waitConnected(t, r, 1)
+	px.Crash()
+	px.Restart()
+	waitConnected(t, r, 2)
+	if e := r.Stats().LastError; !strings.Contains(e, "after connecting)") || strings.Contains(e, "another client") {
+		t.Errorf("last error %q after one loss", e)
+	}
+}
+
 func TestTopicMatches(t *testing.T) {
 	for _, c := range []struct {
 		filter, topic string
