@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -215,5 +216,23 @@ func TestMosquittoOfflineQueueOrder(t *testing.T) {
 				t.Errorf("mosquitto resent %d messages (in order: %v), ending with %q; want 0..299 then the retained 299, resent", len(got), inOrder, got[len(got)-1])
 			}
 		})
+	}
+}
+
+// A broker restarted without persistence has lost the session: what was
+// published meanwhile is gone, and the source says so (log and status),
+// not only session_present=false in an info line.
+func TestMosquittoSessionLostIsReported(t *testing.T) {
+	m := newMosquitto(t)
+	r := start(t, Config{URL: m.url("tcp"), ClientID: "lost-session", Topics: []string{"t/1"}}, make(chanSink, 10))
+	waitConnected(t, r, 1)
+	if e := r.Stats().LastError; e != "" {
+		t.Fatalf("last error %q at the first connect", e)
+	}
+	m.kill()
+	m.start()
+	waitConnected(t, r, 2)
+	if e := r.Stats().LastError; !strings.Contains(e, "the broker did not keep this client's session") {
+		t.Errorf("last error %q after the broker lost the session", e)
 	}
 }

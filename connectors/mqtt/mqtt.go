@@ -357,6 +357,14 @@ func (s *Source) Run(ctx context.Context) error {
 		} else {
 			s.log.Info("mqtt connected", "session_present", sess.present.Load())
 		}
+		if !sess.present.Load() && s.connects.Load() > 0 {
+			// This process had a session with the broker, and the broker
+			// no longer has it (restarted without persistence, or it
+			// expired): what was published meanwhile was not queued.
+			err := errors.New("the broker did not keep this client's session: messages published while the agent was disconnected are lost (counters catch up at their next value; stops and runs in between are missed)")
+			s.log.Warn("mqtt "+err.Error(), "client_id", s.cfg.ClientID)
+			s.setErr(err)
+		}
 		attempt = 0
 		connectedAt := time.Now()
 		s.connects.Add(1)
