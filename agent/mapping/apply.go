@@ -952,7 +952,16 @@ func parseTime(v any) (time.Time, error) {
 func epochMS(ms float64) (time.Time, error) {
 	// Year 2000 to 2200: anything else is a unit mistake (seconds, µs).
 	if math.IsNaN(ms) || ms < 946684800000 || ms > 7258118400000 {
-		return time.Time{}, fmt.Errorf("epoch ms %.0f out of range (seconds instead of ms?): %w", ms, ErrBadValue)
+		unit := ""
+		switch {
+		case ms >= 946684800 && ms <= 7258118400:
+			unit = " (seconds instead of ms?)"
+		case ms >= 946684800000e3 && ms <= 7258118400000e3:
+			unit = " (microseconds instead of ms?)"
+		case ms >= 946684800000e6 && ms <= 7258118400000e6:
+			unit = " (nanoseconds instead of ms?)"
+		}
+		return time.Time{}, fmt.Errorf("epoch ms %.0f out of range%s: %w", ms, unit, ErrBadValue)
 	}
 	return time.UnixMilli(int64(ms)).UTC(), nil
 }
