@@ -1555,8 +1555,9 @@ func TestMachineMovedWhileStoppedClosesItsLineWhereItOpened(t *testing.T) {
 		return len(ls) == 1 && !ls[0].End.IsZero(), fmt.Sprintf("%+v", ls)
 	})
 	l := p.odoo.Productivity()[0]
-	if l.WorkcenterID != p.wcIDs["press-1"] || l.WorkorderID == p.woIDs["press-2"] {
-		t.Errorf("line %+v: want it on press-1's work center %d, without press-2's order %d", l, p.wcIDs["press-1"], p.woIDs["press-2"])
+	if l.WorkcenterID != p.wcIDs["press-1"] || l.WorkorderID != p.woIDs["press-1"] {
+		t.Errorf("line %+v: want it on press-1's work center %d, with the order in progress there (%d), not press-2's (%d)",
+			l, p.wcIDs["press-1"], p.woIDs["press-1"], p.woIDs["press-2"])
 	}
 	p.produce(m1, 4, 0)
 	waitFor(t, 10*time.Second, "the pieces on the new work center's order", func() (bool, string) {
@@ -1611,6 +1612,11 @@ func TestEndToEndReloadEndsOrphanedStops(t *testing.T) {
 	}
 	if s := ra.a.Status().Machines[0].State; s != "unknown" {
 		t.Errorf("press-1 without a running signal shows %q", s)
+	}
+	for _, l := range p.odoo.Productivity() {
+		if l.WorkcenterID == p.wcIDs["press-2"] && l.WorkorderID != p.woIDs["press-2"] {
+			t.Errorf("the removed machine's line %+v lacks the order in progress on its work center (%d)", l, p.woIDs["press-2"])
+		}
 	}
 
 	// Both come back, running: no phantom stop, press-2's line closed at

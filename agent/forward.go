@@ -1235,6 +1235,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		end  int64  // closes the machine's line that started at d.Start (ms)
 	}
 	var lines []line
+	onWC := map[int64]int64{} // workorderOn's answers this round
 	for _, e := range events {
 		r, ev := e.rec, e.ev
 		if ev.End == 0 {
@@ -1298,8 +1299,19 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		// user one open line per work order (_check_open_time_ids), and two
 		// machines of one work center may be stopped at once. Closing the
 		// line sets it.
-		if wo := wos[r.Key]; wo != nil && !d.End.IsZero() && !e.elsewhere {
-			d.WorkorderID = wo.ID
+		if !d.End.IsZero() {
+			if wo := wos[r.Key]; wo != nil && !e.elsewhere {
+				d.WorkorderID = wo.ID
+			} else if !e.elsewhere && findMachine(cfg, r.Key) != nil {
+				// None in progress on its work center (looked up this round).
+			} else if id, err := f.workorderOn(ctx, e.wc, onWC); err != nil {
+				return err
+			} else {
+				// A stop on the work center the machine has left (moved in
+				// the configuration while stopped), or of a machine no
+				// longer configured: the work order in progress there.
+				d.WorkorderID = id
+			}
 		}
 		l := line{rec: r, d: d, loss: loss}
 		if ev.End != 0 {
@@ -1401,6 +1413,31 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 	}
 	f.a.metrics.forwarded.WithLabelValues("downtime").Add(float64(len(acked)))
 	return nil
+}
+
+// workorderOn returns the id of the work order in progress on work center
+// wc (0: none, or work orders cannot be read), asking Odoo once a round
+// (seen keeps the answers).
+func (f *forwarder) workorderOn(ctx context.Context, wc int64, seen map[int64]int64) (int64, error) {
+	if id, ok := seen[wc]; ok || wc == 0 || f.woRefused {
+		return id, nil
+	}
+	var wo odoo.Workorder
+	var found bool
+	err := f.call(ctx, "current_workorder", func(ctx context.Context) error {
+		var err error
+		wo, found, err = f.client.CurrentWorkorder(ctx, wc)
+		return err
+	})
+	if err != nil && (!odoo.IsPermanent(err) || odoo.IsAuth(err)) {
+		return 0, err
+	}
+	if err == nil && found {
+		seen[wc] = wo.ID
+	} else {
+		seen[wc] = 0 // refused for good: the line goes without one
+	}
+	return seen[wc], nil
 }
 
 func closedMetaKey(machine string) string { return "closed/" + machine }
