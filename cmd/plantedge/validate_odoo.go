@@ -112,7 +112,8 @@ func (c *odooCheck) connectProblem(cfg *config.Config, err error) {
 			"$PLANTEDGE_ODOO_API_KEY, when set, comes before the credential and api_key_file; "+
 			"if the key is right, wait a minute and try once: each failure restarts Odoo's 60 s lockout)", user, cfg.Odoo.Database, source)
 	case odoo.IsTemporary(err):
-		c.problem("cannot reach Odoo at %s: %s (hint: check odoo.url, the network and TLS settings)", cfg.Odoo.URL, firstLine(err.Error()))
+		c.sourceCheck.problem("odoo.url", fmt.Sprintf("cannot reach Odoo at %s: %s", cfg.Odoo.URL, firstLine(err.Error())),
+			"check odoo.url, the network and TLS settings")
 	default:
 		c.problem("%s (hint: check odoo.url, odoo.database and odoo.protocol)", firstLine(err.Error()))
 	}

@@ -281,3 +281,15 @@ func authFailed(o *odooSite) string {
 		`(hint: create a new key in Odoo under Preferences > Account Security and store it there; $PLANTEDGE_ODOO_API_KEY, when set, ` +
 		`comes before the credential and api_key_file; if the key is right, wait a minute and try once: each failure restarts Odoo's 60 s lockout)`
 }
+
+// Odoo not reachable: one problem, at odoo.url in the file.
+func TestValidateOdooUnreachableAtItsURL(t *testing.T) {
+	o := newOdooSite(t, 17)
+	o.url = "http://127.0.0.1:1"
+	lines, err := o.run(t)
+	if exitCode(err) != 1 || len(lines) != 1 ||
+		!strings.HasPrefix(lines[0], "odoo: problem: "+o.at("4:8")+"odoo.url: cannot reach Odoo at http://127.0.0.1:1: ") ||
+		!strings.HasSuffix(lines[0], "(check odoo.url, the network and TLS settings)") {
+		t.Errorf("exit %d (%v):\n%s", exitCode(err), err, strings.Join(lines, "\n"))
+	}
+}
