@@ -410,6 +410,10 @@ func (p Problem) String() string {
 // Error is every problem found in a configuration file.
 type Error struct {
 	Problems []Problem
+	// Warnings are what the file would be warned of once its problems are
+	// fixed (see Config.Warnings), so that one round shows everything;
+	// Error() leaves them out.
+	Warnings []Problem
 }
 
 // Error lists all problems, one per line.
@@ -563,12 +567,17 @@ func Parse(filename string, data []byte) (*Config, error) {
 	if d.tooLarge == nil && (len(probs) == 0 || d.decodedRoot) {
 		probs = append(probs, c.validate()...)
 	}
-	if len(probs) > 0 {
-		sortProblems(probs)
-		return nil, &Error{Problems: dedupProblems(probs)}
-	}
 	if notUTF8 != nil {
 		d.warns = append(d.warns, *notUTF8)
+	}
+	if len(probs) > 0 {
+		sortProblems(probs)
+		var warns []Problem
+		if d.tooLarge == nil {
+			warns = append(append(warns, d.warns...), c.Warnings...)
+			sortProblems(warns)
+		}
+		return nil, &Error{Problems: dedupProblems(probs), Warnings: warns}
 	}
 	if len(d.warns) > 0 {
 		c.Warnings = append(d.warns, c.Warnings...)

@@ -869,3 +869,23 @@ func TestRolloverAndTopicSlipsWarned(t *testing.T) {
 		`w.yaml:23:17: machines[1].good_count.rollover: 65535 is the largest value of a 16-bit counter, not its modulus (rollover is the number of values: 65536 for a counter that goes from 65535 to 0)`,
 		`w.yaml:25:38: machines[1].scrap_count.mqtt.topic: topic "m2/state " begins or ends with white space (remove it, unless the publisher's topic really has it)`)
 }
+
+// A file with problems also carries its warnings, so validate shows both
+// in one round: fixing the problems must not reveal more.
+func TestProblemsComeWithTheirWarnings(t *testing.T) {
+	y := "site: s\nodoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }\n" +
+		"mqtt:\n  - { name: broker, url: \"tcp://127.0.0.1:1883\", client_id: pe }\nmachines:\n" +
+		"  - { id: m1, workcenter: W1, good_count: { mqtt: { broker: brokr, topic: plant/m1, field: good } } }\n" +
+		"  - { id: m2, workcenter: W2, good_count: { mqtt: { broker: broker, topic: \"plant/m2 \", field: good } } }\n"
+	_, err := Parse("t.yaml", []byte(y))
+	var ce *Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 || !strings.Contains(ce.Problems[0].Msg, `unknown MQTT broker "brokr"`) {
+		t.Fatalf("problems: %v", err)
+	}
+	if len(ce.Warnings) != 1 || !strings.Contains(ce.Warnings[0].Msg, `topic "plant/m2 " begins or ends with white space`) {
+		t.Errorf("warnings with the problem: %+v", ce.Warnings)
+	}
+	if strings.Contains(err.Error(), "white space") {
+		t.Errorf("a warning in the error text: %v", err)
+	}
+}

@@ -85,6 +85,10 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 				fmt.Fprintln(errw, p.String())
 				printSnippet(errw, lines, p.Line, p.Column, unknownAt[p.Line])
 			}
+			// Shown now too: fixing the problems must not reveal more.
+			for _, p := range ce.Warnings {
+				fmt.Fprintln(errw, "warning: "+p.String())
+			}
 			return &exitError{code: 1, msg: fmt.Sprintf("%s: %s", o.config, plural(len(ce.Problems), "problem"))}
 		}
 		return &exitError{code: 1, msg: err.Error()}

@@ -135,7 +135,10 @@ machines:
 ` + path + `:10:36: machines[0].good_count.mqtt.topic: wildcard in topic "a/#" (name the exact topic of this machine; wildcards are not allowed here)
    10 |       mqtt: { broker: nope, topic: a/# }
       |                                    ^
+warning: ` + path + `:3:3: odoo.username: not set: protocol auto can only use JSON-2 (Odoo 19+) (set the bot user's login to also support Odoo 17/18)
+warning: ` + path + `:3:3: odoo.api_key_file: not set: the API key must come from PLANTEDGE_ODOO_API_KEY or the systemd credential odoo-api-key
 `
+	// The warnings come with the problems: fixing those must not reveal more.
 	if errOut != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", errOut, want)
 	}
