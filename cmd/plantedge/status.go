@@ -126,7 +126,12 @@ func printStatus(w io.Writer, st agent.Status) {
 	}
 	b := st.Buffer
 	held := ""
-	if b.Held > 0 {
+	switch {
+	case b.Held > 0 && b.Held == b.Unmapped:
+		held = fmt.Sprintf(" (%d held: of machines no longer in the config, see below)", b.Held)
+	case b.Held > 0 && b.Unmapped > 0:
+		held = fmt.Sprintf(" (%d held: they wait for Odoo-side action, see Machines, or for machines back in the config, see below)", b.Held)
+	case b.Held > 0:
 		held = fmt.Sprintf(" (%d held: they wait for Odoo-side action, see Machines)", b.Held)
 	}
 	fmt.Fprintf(w, "\nBuffer    %s%s, %s pending (file %s of %s), oldest %s, dead letters %d, dropped by the quota %d, merged %d\n",
@@ -141,7 +146,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "          latest dead letter: %s (plantedge deadletter list)\n", b.LatestDeadLetter)
 	}
 	if b.Unmapped > 0 {
-		fmt.Fprintf(w, "          %s of machines no longer in the config: they wait until the machine is back\n", plural(b.Unmapped, "record"))
+		fmt.Fprintf(w, "          %s of machines no longer in the config: they wait for the machine to come back, an hour at most, then go to the dead letters\n", plural(b.Unmapped, "record"))
 	}
 	if b.Recovered != "" {
 		fmt.Fprintf(w, "          WARNING: the buffer file was corrupt and was moved to %s\n", b.Recovered)

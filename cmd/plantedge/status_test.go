@@ -190,3 +190,21 @@ func TestFlushSaysWhyCountsAreHeld(t *testing.T) {
 		t.Errorf("reads refused: %q", why)
 	}
 }
+
+// Records held only because their machine left the configuration are not
+// said to wait for Odoo.
+func TestStatusHeldForARemovedMachine(t *testing.T) {
+	var out strings.Builder
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Buffer: agent.BufferStatus{Pending: 1, Held: 1, Unmapped: 1}})
+	for _, want := range []string{
+		"1 record (1 held: of machines no longer in the config, see below)",
+		"1 record of machines no longer in the config: they wait for the machine to come back, an hour at most, then go to the dead letters",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("want %q in:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "Odoo-side") {
+		t.Errorf("held records of a removed machine said to wait for Odoo:\n%s", out.String())
+	}
+}
