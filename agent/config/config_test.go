@@ -170,7 +170,7 @@ func TestBadConfigs(t *testing.T) {
 		{
 			name: "syntax error",
 			yaml: "site: [plant\n",
-			want: []string{"bad.yaml:1:7: yaml: sequence end token ']' not found (fix the YAML syntax: check the indentation of this line against the lines above, and the quotes and brackets)"},
+			want: []string{"bad.yaml:1:7: yaml: sequence end token ']' not found (fix the YAML syntax: check the indentation of this line and the next against the lines above, and the quotes and brackets)"},
 		},
 		{
 			name: "tab indentation",
@@ -887,5 +887,28 @@ func TestProblemsComeWithTheirWarnings(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "white space") {
 		t.Errorf("a warning in the error text: %v", err)
+	}
+}
+
+// Slips an OT engineer makes editing the mapping get a hint that names the
+// fix: a key indented one step too little or too much names where it
+// belongs, and "key:value" asks for the space after the colon.
+func TestHintsForIndentationAndColons(t *testing.T) {
+	base := "site: s\nodoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }\n" +
+		"mqtt:\n  - { name: broker, url: \"tcp://127.0.0.1:1883\", client_id: pe }\nmachines:\n  - id: m1\n    workcenter: W1\n"
+	for _, c := range []struct{ name, yaml, want string }{
+		{"rollover at the machine", base + "    good_count: { mqtt: { broker: broker, topic: t, field: good } }\n    rollover: 65536\n",
+			"machines[0].rollover: unknown key (check its indentation: it belongs under good_count: or scrap_count:, beside its opcua: or mqtt:)"},
+		{"map inside mqtt", base + "    downtime_reason:\n      mqtt: { broker: broker, topic: t, field: r, map: { J: Jam } }\n",
+			"machines[0].downtime_reason.mqtt.map: unknown key (check its indentation: it belongs under downtime_reason:, beside its opcua: or mqtt:)"},
+		{"topic beside mqtt", base + "    good_count:\n      mqtt: { broker: broker, field: good }\n      topic: t\n",
+			"machines[0].good_count.topic: unknown key (check its indentation: it belongs under a signal's mqtt:)"},
+		{"no space after the colon", strings.Replace(base, "site: s", "site:s", 1),
+			`put a space after the colon: "site:…" is read as one word, not the key site`},
+	} {
+		_, err := Parse("t.yaml", []byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v\nwant %q", c.name, err, c.want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -93,6 +94,23 @@ func (a anchorCollector) Visit(n ast.Node) ast.Visitor {
 	return a
 }
 
+// keyNoSpace is a line starting "key:value": YAML needs a space after the
+// colon of a key.
+var keyNoSpace = regexp.MustCompile(`^\s*(?:- )?([A-Za-z_][A-Za-z0-9_]*):[^\s:/]`)
+
+// noSpaceAfterColon returns the key of line (1-based) of data when the line
+// reads "key:value", else "".
+func noSpaceAfterColon(data []byte, line int) string {
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return ""
+	}
+	if m := keyNoSpace.FindSubmatch(lines[line-1]); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
 // parse runs the YAML parser; a panic inside it becomes an error, so no
 // input file can crash the agent or validate.
 func parse(data []byte) (f *ast.File, err error) {
@@ -110,13 +128,16 @@ func (d *decoder) decodeFile(data []byte, c *Config) {
 		var ye yaml.Error
 		if errors.As(err, &ye) && ye.GetToken() != nil {
 			tk := ye.GetToken()
-			hint := "fix the YAML syntax: check the indentation of this line against the lines above, and the quotes and brackets"
+			hint := "fix the YAML syntax: check the indentation of this line and the next against the lines above, and the quotes and brackets"
 			if bytes.ContainsRune(data, '\t') {
 				hint = "fix the YAML syntax; indent with spaces, not tabs"
 			}
 			p := Problem{File: d.file, Msg: "yaml: " + ye.GetMessage(), Hint: hint}
 			if tk.Position != nil {
 				p.Line, p.Column = tk.Position.Line, tk.Position.Column
+				if k := noSpaceAfterColon(data, p.Line); k != "" {
+					p.Hint = fmt.Sprintf("put a space after the colon: %q is read as one word, not the key %s", k+":…", k)
+				}
 			}
 			d.probs = append(d.probs, p)
 		} else {
@@ -543,7 +564,11 @@ func (d *decoder) decodeStruct(path string, n ast.Node, v reflect.Value) {
 				d.problem(e.keyN, kp, "inline secret not allowed", hint)
 				continue
 			}
-			d.problem(e.keyN, kp, "unknown key", suggest(e.key, names))
+			hint := misplaced(v.Type().Name(), e.key)
+			if hint == "" {
+				hint = suggest(e.key, names)
+			}
+			d.problem(e.keyN, kp, "unknown key", hint)
 			continue
 		}
 		d.decode(kp, e.value, v.FieldByIndex(idx))
@@ -563,6 +588,33 @@ func (d *decoder) decodeMap(path string, n ast.Node, v reflect.Value) {
 		m.SetMapIndex(reflect.ValueOf(e.key), ev)
 	}
 	v.Set(m)
+}
+
+// misplaced returns a hint for a key that is known one level up or down
+// from the struct (by its type name) where it was found: a line indented
+// one step too little or too much.
+func misplaced(typ, key string) string {
+	under := map[string]string{
+		"rollover": "under good_count: or scrap_count:, beside its opcua: or mqtt:",
+		"map":      "under downtime_reason:, beside its opcua: or mqtt:",
+		"default":  "under downtime_reason:, beside its opcua: or mqtt:",
+		"opcua":    "under a signal (good_count:, scrap_count:, running: or downtime_reason:)",
+		"mqtt":     "under a signal (good_count:, scrap_count:, running: or downtime_reason:)",
+		"server":   "under a signal's opcua:",
+		"node":     "under a signal's opcua:",
+		"broker":   "under a signal's mqtt:",
+		"topic":    "under a signal's mqtt:",
+		"field":    "under a signal's mqtt:",
+
+		"timestamp_field": "under a signal's mqtt:",
+	}[key]
+	switch typ {
+	case "Machine", "Counter", "Signal", "Reason", "OPCUARef", "MQTTRef":
+		if under != "" {
+			return "check its indentation: it belongs " + under
+		}
+	}
+	return ""
 }
 
 // suggest returns a "did you mean" hint for a misspelt key.

@@ -77,7 +77,9 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			// on every snippet of its line, whichever problem shows it.
 			unknownAt := map[int][]int{} // line -> columns of unknown keys
 			for _, p := range ce.Problems {
-				if p.Msg == "unknown key" {
+				// A known key at the wrong level (rollover: 65536) holds
+				// no secret: shown.
+				if p.Msg == "unknown key" && !strings.HasPrefix(p.Hint, "check its indentation: it belongs") {
 					unknownAt[p.Line] = append(unknownAt[p.Line], p.Column)
 				}
 			}
