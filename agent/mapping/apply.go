@@ -793,7 +793,10 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 		}
 		return out, bad
 	}
-	doc, jsonErr := parsePayload(s.Payload)
+	// A byte-order mark in front (some Windows gateways write one) is not
+	// part of the value.
+	payload := bytes.TrimPrefix(s.Payload, []byte("\xef\xbb\xbf"))
+	doc, jsonErr := parsePayload(payload)
 	var missing []string
 	for _, b := range bs {
 		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, server: s.Server}
@@ -801,7 +804,7 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 		if b.field == "" {
 			if jsonErr != nil {
 				if errors.Is(jsonErr, errNotJSON) {
-					v = strings.TrimSpace(string(s.Payload))
+					v = strings.TrimSpace(string(payload))
 				} else {
 					return nil, perr("", jsonErr)
 				}

@@ -400,3 +400,35 @@ func TestStopsAfterASourceClockWasAhead(t *testing.T) {
 		base = recv.Add(time.Minute)
 	}
 }
+
+// A byte-order mark in front of a payload (some Windows gateways write
+// one) is not part of the value: a bare number and JSON both read.
+func TestPayloadWithByteOrderMark(t *testing.T) {
+	m := newTestMapper(t, `site: test
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - { name: b, url: "tcp://127.0.0.1:1883", client_id: pe }
+machines:
+  - id: m1
+    workcenter: WC1
+    good_count: { mqtt: { broker: b, topic: m1/good } }
+  - id: m2
+    workcenter: WC2
+    good_count: { mqtt: { broker: b, topic: m2, field: good } }
+`)
+	st := NewState()
+	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	for i, c := range []struct{ topic, payload string }{
+		{"m1/good", "\ufeff30200"}, {"m1/good", "\ufeff30205\r\n"},
+		{"m2", "\ufeff{\"good\":7}"}, {"m2", "\ufeff{\"good\":9}"},
+	} {
+		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: c.topic, Payload: []byte(c.payload),
+			Good: true, ReceiveTime: at.Add(time.Duration(i) * time.Second)})
+		if err != nil {
+			t.Fatalf("%q: %v", c.payload, err)
+		}
+		if i%2 == 1 && (len(evs) != 1 || evs[0].Delta != map[int]float64{1: 5, 3: 2}[i]) {
+			t.Errorf("%q: %+v", c.payload, evs)
+		}
+	}
+}
