@@ -998,7 +998,7 @@ func TestEndToEndSharedManufacturingOrderWarned(t *testing.T) {
 		}
 		return n == 2, fmt.Sprintf("%+v", ra.a.Status().Machines)
 	})
-	waitFor(t, 5*time.Second, "the warning in the log", func() (bool, string) { // logged right after status shows it
+	waitFor(t, 15*time.Second, "the warning in the log", func() (bool, string) { // logged right after status shows it
 		return strings.Contains(p.logs.String(), "machines count into one manufacturing order"), ""
 	})
 }
@@ -1143,7 +1143,7 @@ func TestEndToEndLateAndEditedQuantitiesLogged(t *testing.T) {
 	p.adminCall("mrp.workorder", "write", []any{[]any{p.woIDs["press-1"]}, map[string]any{"qty_produced": 20}}, nil)
 	p.produce(m, 2, 0)
 	p.waitExactQty(ra, "press-1", 7)
-	waitFor(t, 5*time.Second, "the edit logged", func() (bool, string) {
+	waitFor(t, 15*time.Second, "the edit logged", func() (bool, string) {
 		return strings.Contains(p.logs.String(), "changed in Odoo since plantedge wrote it"), ""
 	})
 	// and shown on the machine until a write sticks
@@ -1152,7 +1152,7 @@ func TestEndToEndLateAndEditedQuantitiesLogged(t *testing.T) {
 	}
 	p.produce(m, 1, 0)
 	p.waitExactQty(ra, "press-1", 8)
-	waitFor(t, 5*time.Second, "the error gone", func() (bool, string) {
+	waitFor(t, 15*time.Second, "the error gone", func() (bool, string) {
 		e := ra.a.Status().Machines[0].Error
 		return e == "", e
 	})
@@ -1296,7 +1296,7 @@ func TestEndToEndRemovedMachineRecordsHeld(t *testing.T) {
 	})
 	p.produce(p.machines[0], 3, 0)
 	p.waitExactQty(ra, "press-1", 3)
-	waitFor(t, 5*time.Second, "unmapped records shown as held", func() (bool, string) {
+	waitFor(t, 15*time.Second, "unmapped records shown as held", func() (bool, string) {
 		b := ra.a.Status().Buffer // (status reuses its scan for a second)
 		return b.Unmapped > 0 && b.Held >= b.Unmapped && b.Pending == b.Held, fmt.Sprintf("%+v", b)
 	})
@@ -1908,7 +1908,7 @@ func TestEndToEndUnknownWorkcenterOfARemovedMachineAskedOnce(t *testing.T) {
 		t.Errorf("press-2's stops went somewhere: %+v", st.Buffer.Lanes)
 	}
 	// and status says they wait: held, as records of a removed machine
-	waitFor(t, 5*time.Second, "held", func() (bool, string) {
+	waitFor(t, 15*time.Second, "held", func() (bool, string) {
 		st := ra.a.Status()
 		return st.Buffer.Held == st.Buffer.Pending && st.Buffer.Unmapped == st.Buffer.Pending,
 			fmt.Sprintf("pending %d, held %d, unmapped %d", st.Buffer.Pending, st.Buffer.Held, st.Buffer.Unmapped)

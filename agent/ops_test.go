@@ -186,7 +186,7 @@ func TestSystemdNotify(t *testing.T) {
 		return c >= c0+3, n.String()
 	})
 	ra.stopNow(t)
-	waitFor(t, 5*time.Second, "STOPPING=1", func() (bool, string) {
+	waitFor(t, 15*time.Second, "STOPPING=1", func() (bool, string) {
 		c, _ := n.count("STOPPING=1")
 		return c == 1, n.String()
 	})
@@ -935,7 +935,7 @@ func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 		dls, err = api.DeadLetters(context.Background())
 		return err == nil && len(dls) == 3 && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v %v", dls, err)
 	})
-	p.waitExact(ra, 5*time.Second)
+	p.waitExact(ra, 15*time.Second)
 	if n := strings.Count(p.logs.String(), "record moved to dead letters"); n != 4 {
 		t.Errorf("%d dead-letter log lines, want 4 (two records, twice):\n%s", n, p.logs.String())
 	}
