@@ -892,7 +892,7 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 				"from", ev.From, "raw", ev.Raw)
 		}
 		if ev.NewServer != "" {
-			a.log.Warn("a counter is now read from another OPC UA server (its endpoint was changed: a replacement PLC?): counting starts from its value there; pieces the old one counted after its last value read are not booked",
+			a.log.Warn("a counter is now read from another server (the OPC UA endpoint or MQTT broker url was changed: a replacement PLC?): counting starts from its value there; pieces the old one counted after its last value read are not booked",
 				"machine", ev.Machine, "signal", ev.Signal, "was", ev.NewServer, "last", ev.From, "now", ev.Raw)
 		}
 		if ev.StepBack {

@@ -1194,7 +1194,7 @@ func TestReplacementPLCStartsCountingFromItsValue(t *testing.T) {
 	p.editConfig(p.ua.Endpoint(), plc2.Endpoint())
 	ra = p.startAgentWith(false)
 	waitFor(t, 15*time.Second, "the new server's counter", func() (bool, string) {
-		return strings.Contains(p.logs.String(), "a counter is now read from another OPC UA server"), ""
+		return strings.Contains(p.logs.String(), "a counter is now read from another server"), ""
 	})
 	plc2.Set("ua-press-1.Good", int64(50_007))
 	p.waitExactQty(ra, "ua-press-1", 17)

@@ -76,8 +76,8 @@ type Event struct {
 	// are measured against the new time from then on.
 	ClockBack time.Duration
 	// NewServer (EventCount, Delta 0) reports that the counter is now read
-	// from another OPC UA server than NewServer, where it read From:
-	// counting starts from Raw, the new server's value.
+	// from another server (OPC UA endpoint, MQTT broker) than NewServer,
+	// where it read From: counting starts from Raw, the new server's value.
 	NewServer string
 
 	// Start..End is the downtime (EventRunning); EventStopped sets Start.
