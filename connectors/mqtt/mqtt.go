@@ -92,6 +92,10 @@ type Source struct {
 	tls  bool // URL scheme needs TLS
 	// server is connectors.ServerID of the broker URL, on every sample
 	server string
+	// exact and wild are cfg.Topics without and with wildcards: what a
+	// message's topic must match to be one of ours (see ours).
+	exact map[string]bool
+	wild  []string
 
 	state   atomic.Value // connectors.State
 	running atomic.Bool
@@ -147,9 +151,17 @@ func New(cfg Config, sink connectors.Sink) (*Source, error) {
 		log:    log.With("component", "mqtt", "source", cfg.Name),
 		tls:    isTLS,
 		server: connectors.ServerID(cfg.URL),
+		exact:  map[string]bool{},
 		qReady: make(chan struct{}, 1),
 		slots:  make(chan struct{}, cfg.MaxInflight),
 		sleep:  sleepCtx,
+	}
+	for _, t := range cfg.Topics {
+		if strings.ContainsAny(t, "+#") {
+			s.wild = append(s.wild, t)
+		} else {
+			s.exact[t] = true
+		}
 	}
 	s.state.Store(connectors.StateDown)
 	return s, nil

@@ -527,6 +527,18 @@ func TestTopicMatches(t *testing.T) {
 	}
 }
 
+func TestOursMatchesExactAndWildcardTopics(t *testing.T) {
+	s, err := New(Config{Name: "b", URL: "tcp://127.0.0.1:1883", ClientID: "id", Topics: []string{"t/1", "a/+/c", "d/#"}}, make(chanSink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for topic, want := range map[string]bool{"t/1": true, "a/x/c": true, "d": true, "d/e/f": true, "t/2": false, "a/x": false, "x": false} {
+		if got := s.ours(topic); got != want {
+			t.Errorf("ours(%q) = %v", topic, got)
+		}
+	}
+}
+
 // A persistent session keeps the subscriptions of an earlier configuration
 // (a topic since removed), or another client's with the same client id:
 // the first message on such a topic still reaches the sink (which reports

@@ -168,6 +168,12 @@ func (ss *session) close(quiesce uint) {
 	ss.ackerWG.Wait()
 }
 
+// ours reports whether topic matches one of the source's filters: a map
+// lookup for the exact topics the agent subscribes to, at every message.
+func (s *Source) ours(topic string) bool {
+	return s.exact[topic] || slices.ContainsFunc(s.wild, func(f string) bool { return topicMatches(f, topic) })
+}
+
 // topicMatches reports whether topic matches the subscription filter (MQTT
 // 3.1.1 4.7: "+" one level, "#" the rest; a filter starting with a
 // wildcard does not match a topic starting with "$").
@@ -224,7 +230,7 @@ func (ss *session) handle(_ paho.Client, m paho.Message) {
 	if m.Duplicate() {
 		s.dups.Add(1)
 	}
-	if !slices.ContainsFunc(s.cfg.Topics, func(f string) bool { return topicMatches(f, m.Topic()) }) {
+	if !s.ours(m.Topic()) {
 		ss.unsubscribeStray(m.Topic())
 	}
 	e := &entry{sess: ss, msg: m}
