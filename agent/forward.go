@@ -1299,19 +1299,20 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		// user one open line per work order (_check_open_time_ids), and two
 		// machines of one work center may be stopped at once. Closing the
 		// line sets it.
-		if !d.End.IsZero() {
-			if wo := wos[r.Key]; wo != nil && !e.elsewhere {
-				d.WorkorderID = wo.ID
-			} else if !e.elsewhere && findMachine(cfg, r.Key) != nil {
-				// None in progress on its work center (looked up this round).
-			} else if id, err := f.workorderOn(ctx, e.wc, onWC); err != nil {
+		switch wo := wos[r.Key]; {
+		case d.End.IsZero():
+		case !e.elsewhere && wo != nil:
+			d.WorkorderID = wo.ID
+		case e.elsewhere || findMachine(cfg, r.Key) == nil:
+			// A stop on the work center the machine has left (moved in the
+			// configuration while stopped), or of a machine no longer
+			// configured: the work order in progress there. (A configured
+			// machine's own work center was looked up this round.)
+			id, err := f.workorderOn(ctx, e.wc, onWC)
+			if err != nil {
 				return err
-			} else {
-				// A stop on the work center the machine has left (moved in
-				// the configuration while stopped), or of a machine no
-				// longer configured: the work order in progress there.
-				d.WorkorderID = id
 			}
+			d.WorkorderID = id
 		}
 		l := line{rec: r, d: d, loss: loss}
 		if ev.End != 0 {

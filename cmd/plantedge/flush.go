@@ -191,11 +191,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 				fmt.Fprintf(w, "drained: what was pending at the request has %s (%s came in since)%s\n", gone, plural(pending, "record"), refused)
 				return nil
 			}
-			if refused != "" {
-				fmt.Fprintln(w, "drained"+refused)
-				return nil
-			}
-			fmt.Fprintln(w, "drained")
+			fmt.Fprintln(w, "drained"+refused)
 			return nil
 		}
 		if time.Now().After(deadline) {
