@@ -8,12 +8,7 @@ import (
 	"github.com/plantedge/plantedge/connectors"
 )
 
-const fuzzConfig = `site: test
-odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
-mqtt:
-  - { name: b, url: "tcp://127.0.0.1:1883", client_id: pe }
-machines:
-  - id: m1
+const fuzzConfig = mqttHead + `  - id: m1
     workcenter: WC1
     good_count: { mqtt: { broker: b, topic: t, field: c.good, timestamp_field: ts }, rollover: 65536 }
     scrap_count: { mqtt: { broker: b, topic: t, field: c.scrap } }

@@ -25,12 +25,7 @@ func TestLateValueFromBeforeAResetCountsOnlyItsOwnPieces(t *testing.T) {
 		{"rollover", ", rollover: 65536", 65000, 65010, 100, 636},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := newTestMapper(t, fmt.Sprintf(`site: test
-odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
-mqtt:
-  - { name: b, url: "tcp://127.0.0.1:1883", client_id: pe }
-machines:
-  - id: m1
+			m := newTestMapper(t, mqttHead+fmt.Sprintf(`  - id: m1
     workcenter: WC1
     good_count: { mqtt: { broker: b, topic: p1/good, field: v, timestamp_field: ts }%s }
 `, tc.rollover))

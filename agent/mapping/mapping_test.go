@@ -404,12 +404,7 @@ func TestStopsAfterASourceClockWasAhead(t *testing.T) {
 // A byte-order mark in front of a payload (some Windows gateways write
 // one) is not part of the value: a bare number and JSON both read.
 func TestPayloadWithByteOrderMark(t *testing.T) {
-	m := newTestMapper(t, `site: test
-odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
-mqtt:
-  - { name: b, url: "tcp://127.0.0.1:1883", client_id: pe }
-machines:
-  - id: m1
+	m := newTestMapper(t, mqttHead+`  - id: m1
     workcenter: WC1
     good_count: { mqtt: { broker: b, topic: m1/good } }
   - id: m2
