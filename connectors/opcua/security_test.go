@@ -258,10 +258,7 @@ func TestUsernamePassword(t *testing.T) {
 // modes, each node only its own values.
 func TestServerOperationLimits(t *testing.T) {
 	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,25", "MAX_NODES_PER_READ=10", "MAX_MONITORED_ITEMS_PER_CALL=10")
-	var nodes []string
-	for i := range 25 {
-		nodes = append(nodes, fmt.Sprintf("nsu=urn:plantedge:test;s=L0.M0.T%d", i))
-	}
+	nodes := plantNodes(25)
 	for _, mode := range []string{ModeSubscribe, ModePoll} {
 		t.Run(mode, func(t *testing.T) {
 			col := newCollector()
@@ -400,10 +397,7 @@ func TestPollingFallback(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,5", tc.env)
-			var nodes []string
-			for i := range 5 {
-				nodes = append(nodes, fmt.Sprintf("nsu=urn:plantedge:test;s=L0.M0.T%d", i))
-			}
+			nodes := plantNodes(5)
 			col := newCollector()
 			src := runSource(t, Config{
 				Endpoint: srv.Endpoint, Nodes: nodes,
@@ -433,16 +427,23 @@ func TestPollingFallback(t *testing.T) {
 	}
 }
 
+// plantNodes are the first n tags of the node-opcua fixture's first
+// machine (PLANT=1,1,n).
+func plantNodes(n int) []string {
+	var nodes []string
+	for i := range n {
+		nodes = append(nodes, fmt.Sprintf("nsu=urn:plantedge:test;s=L0.M0.T%d", i))
+	}
+	return nodes
+}
+
 // TestSubscriptionAskedAgainAfterARefusal: a server that refuses
 // subscriptions for a while (its slots held by an old session after a
 // reconnect) is polled meanwhile and asked again: once it takes one, the
 // nodes are monitored again, on the same connection, without a reconnect.
 func TestSubscriptionAskedAgainAfterARefusal(t *testing.T) {
 	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,3", "NO_SUBSCRIPTIONS_MS=1500")
-	var nodes []string
-	for i := range 3 {
-		nodes = append(nodes, fmt.Sprintf("nsu=urn:plantedge:test;s=L0.M0.T%d", i))
-	}
+	nodes := plantNodes(3)
 	col := newCollector()
 	src := runSource(t, Config{
 		Endpoint: srv.Endpoint, Nodes: nodes,
