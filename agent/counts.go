@@ -1,0 +1,532 @@
+package agent
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/odoo"
+)
+
+// woState is the durable attribution of a machine's good counts to one work
+// order: Odoo's quantity when plantedge first attributed counts to it
+// (Baseline), what plantedge has acknowledged since (Counted), and the
+// absolute value Odoo last confirmed (Written). The value written is always
+// Baseline+Counted+pending, so a repeated write is harmless; when Written
+// falls behind Baseline+Counted (a quota merge folded a newer record into
+// an acknowledged one) the next round writes again.
+type woState struct {
+	ID       int64   `json:"id"`
+	Name     string  `json:"name"`
+	MO       int64   `json:"mo,omitempty"` // its manufacturing order
+	Baseline float64 `json:"baseline"`
+	Counted  float64 `json:"counted"`
+	Written  float64 `json:"written"`
+	// Field is the work-order field Written went to (qty_producing on
+	// 17/18, qty_produced on 19+; empty before the first write, and in
+	// files from versions that did not store it): after Odoo is upgraded
+	// across 19, the count is written again to the new field.
+	Field string `json:"field,omitempty"`
+	// InFlight is a quantity write sent but not yet settled by the
+	// acknowledgement of its records. Should the work order change before
+	// that (a timeout, a crash), the old one is read back to learn whether
+	// the write landed, so its records are never counted for both.
+	InFlight *inflightWrite `json:"inflight,omitempty"`
+}
+
+// inflightWrite is an absolute write and the last good-count record it holds.
+type inflightWrite struct {
+	Target float64 `json:"target"`
+	MaxSeq uint64  `json:"max_seq"`
+}
+
+func woMetaKey(machine string) string { return "wo/" + machine }
+
+// moved reports whether the count was written to another field than field
+// (Odoo upgraded, or restored, across 19).
+func (st *woState) moved(field string) bool { return st.Field != "" && st.Field != field }
+
+// fieldUnknown reports whether a count was written to a field not kept (by
+// a version that did not store it) while Odoo now keeps the quantity in
+// 19's qty_produced: it may be in 17/18's qty_producing. If Odoo does not
+// hold it in field, it is written there.
+func (st *woState) fieldUnknown(field string) bool {
+	return st.Field == "" && st.Written != st.Baseline && field == "qty_produced"
+}
+
+// loadWOState reads a machine's stored work-order state; nil if it has none.
+func (a *Agent) loadWOState(machine string) (*woState, error) {
+	b, err := a.buf.Meta(woMetaKey(machine))
+	if err != nil || b == nil {
+		return nil, err
+	}
+	var st woState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("decode work-order state of %s: %w", machine, err)
+	}
+	return &st, nil
+}
+
+// pendingKey is the aggregate of one count key's pending records: the
+// forwarder keeps per key only this, not the records, so a backlog of
+// millions of values costs a few bytes per machine.
+type pendingKey struct {
+	sum    float64
+	n      int
+	maxSeq uint64
+	first  int64 // source time (ms) of the oldest pending piece
+}
+
+// aggregateCounts sums the whole counts lane per key. It marks the records
+// in flight: the sums are what this round's calls send, so the quota merge
+// must not fold a newer record into one of them before the acknowledgement
+// pass deletes them (the pieces of the newer one would go with it). A
+// record it cannot decode goes to the dead letters (once, with the reason)
+// rather than stay in the lane for every round to trip over.
+func (f *forwarder) aggregateCounts(ctx context.Context, cfg *config.Config) (map[string]*pendingKey, error) {
+	out := map[string]*pendingKey{}
+	type undecodable struct {
+		rec    buffer.Record
+		reason string
+	}
+	var bad []undecodable
+	expired := map[string]string{} // machine -> unmappedExpired, once per round
+	err := f.scanCounts(true, 0, func(recs []buffer.Record) error {
+		for _, r := range recs {
+			c, err := decodeCount(r)
+			if err != nil {
+				bad = append(bad, undecodable{r, "undecodable count record: " + err.Error()})
+				continue
+			}
+			m, _ := splitKey(r.Key)
+			reason, ok := expired[m]
+			if !ok {
+				reason = f.unmappedExpired(cfg, m)
+				expired[m] = reason
+			}
+			// (A record an Odoo call in flight covers waits for the
+			// machine: moved, a retry would book it twice.)
+			if reason != "" && len(bad) < maxUnmappedPerRound && !f.a.coveredInFlight(r) {
+				bad = append(bad, undecodable{r, reason})
+				continue
+			}
+			p := out[r.Key]
+			if p == nil {
+				p = &pendingKey{}
+				out[r.Key] = p
+			}
+			p.sum += c.Delta
+			p.n++
+			p.maxSeq = r.Seq
+			if p.first == 0 || c.First < p.first {
+				p.first = c.First
+			}
+		}
+		return nil
+	})
+	for _, b := range bad {
+		if err != nil {
+			break
+		}
+		err = f.a.buf.DeadLetter(ctx, b.rec, b.reason)
+	}
+	return out, err
+}
+
+// unmappedHold is how long the count records of a machine gone from the
+// configuration wait for it to come back (a rename undone, a machine
+// taken out by mistake) before they go to the dead letters — where they
+// can be retried once it is back, or dropped — instead of holding the
+// oldest-record age up for good. maxUnmappedPerRound bounds the records
+// moved in one round (each move is a commit).
+const (
+	unmappedHold        = time.Hour
+	maxUnmappedPerRound = 1000
+)
+
+// unmappedExpired returns the dead-letter reason for a record of machine
+// id when id has been gone from cfg for the hold, "" otherwise.
+func (f *forwarder) unmappedExpired(cfg *config.Config, id string) string {
+	if findMachine(cfg, id) != nil {
+		delete(f.unmapped, id)
+		return ""
+	}
+	since, ok := f.unmapped[id]
+	if !ok {
+		f.unmapped[id] = time.Now()
+		return ""
+	}
+	hold := cmp.Or(f.a.opts.UnmappedHold, unmappedHold)
+	if time.Since(since) < hold {
+		return ""
+	}
+	return fmt.Sprintf("machine %s is not in the configuration (for %s now): add it back and retry this, or drop it",
+		id, time.Since(since).Round(time.Second))
+}
+
+// scanCounts walks the counts lane in chunks, up to seq upTo (0: all);
+// with mark it reads (marking records in flight, for acknowledging them),
+// otherwise it peeks.
+func (f *forwarder) scanCounts(mark bool, upTo uint64, fn func([]buffer.Record) error) error {
+	var after uint64
+	for {
+		var recs []buffer.Record
+		var err error
+		if mark {
+			recs, err = f.a.buf.Read(buffer.LaneCounts, after, scanChunk)
+		} else {
+			recs, err = f.a.buf.Peek(buffer.LaneCounts, after, scanChunk)
+		}
+		if err != nil {
+			return fmt.Errorf("read counts: %w", err)
+		}
+		if upTo > 0 {
+			for i, r := range recs {
+				if r.Seq > upTo {
+					recs = recs[:i]
+					break
+				}
+			}
+		}
+		if len(recs) == 0 {
+			return nil
+		}
+		if err := fn(recs); err != nil {
+			return err
+		}
+		// Don't let a scan of a large backlog show the whole buffer file as
+		// resident memory: give the pages read back to the page cache.
+		_ = f.a.buf.DropMappedPages()
+		if len(recs) < scanChunk {
+			return nil
+		}
+		after = recs[len(recs)-1].Seq
+	}
+}
+
+// noteAttribution keeps in the buffer file whether the machine's counts
+// wait for a work order (unattributedMetaKey), so that status shows them as
+// unattributed while the agent is stopped too; written on a change only.
+func (f *forwarder) noteAttribution(ctx context.Context, machine string, none bool) error {
+	if was, ok := f.noWorkorder[machine]; ok && was == none {
+		return nil
+	}
+	kv := buffer.KV{Key: unattributedMetaKey(machine)}
+	if none {
+		kv.Value = []byte("1")
+	}
+	if err := f.a.buf.PutMeta(ctx, kv); err != nil {
+		return err
+	}
+	f.noWorkorder[machine] = none
+	return nil
+}
+
+func unattributedMetaKey(machine string) string { return "unattributed/" + machine }
+
+// forwardCounts coalesces a machine's pending good counts into one absolute
+// quantity write on the work order in progress, then books pending scrap;
+// what Odoo confirmed goes into acks.
+func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.Workorder, pending map[string]*pendingKey, acks *ackPlan) error {
+	good := pending[countKey(machine, sigGood)]
+	scrap := pending[countKey(machine, sigScrap)]
+	if err := f.noteAttribution(ctx, machine, wo == nil); err != nil {
+		return err
+	}
+	if wo == nil {
+		var unattributed float64
+		if good != nil {
+			unattributed = good.sum
+		}
+		f.setMachine(machine, func(ml *machineLink) { ml.Unattributed = unattributed })
+		stored, err := f.a.loadWOState(machine)
+		if err != nil {
+			return err
+		}
+		if _, err := f.settleInFlight(ctx, machine, nil, stored, acks); err != nil {
+			return err
+		}
+		// Counts are held, not dropped, until a work order is in progress.
+		// A scrap booking already decided still completes (it names its order).
+		return f.forwardScrap(ctx, machine, nil, scrap, acks)
+	}
+	f.setMachine(machine, func(ml *machineLink) { ml.Unattributed = 0 })
+	stored, err := f.a.loadWOState(machine)
+	if err != nil {
+		return err
+	}
+	if settled, err := f.settleInFlight(ctx, machine, wo, stored, acks); err != nil || settled {
+		// A landed write to the previous work order was acknowledged for it:
+		// the remaining records go to wo next round.
+		return err
+	}
+	st, err := f.woState(ctx, machine, wo, stored)
+	if err != nil {
+		return err
+	}
+	var sum float64
+	if good != nil {
+		sum = good.sum
+	}
+	field := f.client.ProducedField()
+	moved := st.moved(field) || // Odoo upgraded (or restored) across 19
+		st.fieldUnknown(field) && odoo.Round2(f.client.ProducedQty(*wo)) != st.Written
+	f.noteLateOrEdited(machine, wo, stored, &st, good, moved)
+	target := odoo.Round2(st.Baseline + st.Counted + sum)
+	if sum == 0 && target == st.Written && !moved {
+		return f.forwardScrap(ctx, machine, wo, scrap, acks)
+	}
+	prev := st.InFlight // an earlier attempt Odoo did not show at the lookup
+	st.InFlight = &inflightWrite{Target: target}
+	if good != nil {
+		st.InFlight.MaxSeq = good.maxSeq
+	}
+	f.a.holdInFlight(countKey(machine, sigGood), st.InFlight.MaxSeq)
+	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
+		return err
+	}
+	err = f.call(ctx, "set_produced_qty", func(ctx context.Context) error {
+		return f.client.SetProducedQty(ctx, wo.ID, target)
+	})
+	switch {
+	case err == nil:
+		st.Written, st.Field = target, f.client.ProducedField()
+		acks.wo[machine] = &st
+		if good != nil {
+			acks.add(countKey(machine, sigGood), good.maxSeq)
+			f.a.metrics.forwarded.WithLabelValues("good_count").Add(good.sum)
+		}
+	case odoo.IsAuth(err):
+		return err
+	case odoo.IsPermanent(err):
+		var oe *odoo.Error
+		if errors.As(err, &oe) && oe.Missing() {
+			// The work order vanished: look it up again next round.
+			f.a.log.Warn("work order missing; re-resolving", "machine", machine, "workorder", wo.Name)
+			return nil
+		}
+		// Finished or cancelled between the lookup and the write (Odoo 19
+		// refuses qty_produced then): not the records' fault. They stay
+		// for the work order in progress next round.
+		now, rerr := f.readWorkorder(ctx, wo.ID)
+		if rerr == nil && now.State != wo.State && (now.State == "done" || now.State == "cancel") {
+			// An earlier attempt whose answer was lost may have landed
+			// after the lookup and before the order was finished: its
+			// records are that order's, the rest go to the next one.
+			switch got := odoo.Round2(f.client.ProducedQty(now)); {
+			case got == target:
+				f.landed(machine, &st, st.InFlight, acks)
+				return nil
+			case prev != nil && got == prev.Target:
+				st.InFlight = prev
+				f.landed(machine, &st, prev, acks)
+				return nil
+			}
+			f.a.log.Info("work order finished while its quantity was written; its counts go to the next one",
+				"machine", machine, "workorder", wo.Name, "state", now.State)
+			return f.clearInFlight(ctx, machine, &st) // refused: nothing landed
+		}
+		if good != nil {
+			reason := fmt.Sprintf("set produced quantity %v on %s: %v", target, wo.Name, err)
+			if err := f.deadLetterKey(ctx, countKey(machine, sigGood), good.maxSeq, reason); err != nil {
+				return err
+			}
+		}
+		if err := f.clearInFlight(ctx, machine, &st); err != nil { // refused: nothing landed
+			return err
+		}
+	default:
+		return err
+	}
+	return f.forwardScrap(ctx, machine, wo, scrap, acks)
+}
+
+// warnSharedProducing says when, on Odoo 17/18, machines count into work
+// orders of one manufacturing order: qty_producing is the order's, so the
+// last write wins (only the machine of the order's last operation should
+// count good pieces there; Odoo 19's qty_produced is per work order).
+func (f *forwarder) warnSharedProducing(cfg *config.Config) {
+	if f.client.Major() >= 19 {
+		return
+	}
+	links := f.machineSnapshot()
+	byMO := map[int64][]string{}
+	for _, m := range cfg.Machines { // configuration order
+		if l := links[m.ID]; m.GoodCount != nil && l.ProductionID != 0 {
+			byMO[l.ProductionID] = append(byMO[l.ProductionID], m.ID)
+		}
+	}
+	for _, ms := range byMO {
+		if len(ms) < 2 {
+			continue
+		}
+		mo := links[ms[0]].Production
+		msg := fmt.Sprintf("shares %s's qty_producing with %s: on Odoo 17/18 it is one quantity per manufacturing order, so their counts overwrite each other; count good pieces only on the machine of the order's last operation",
+			mo, strings.Join(ms, ", "))
+		for _, id := range ms {
+			f.setMachine(id, func(ml *machineLink) { ml.Error = msg })
+		}
+		// Keyed by the machines, not the order: one key per order would grow.
+		f.a.eventLog.log("mo/"+strings.Join(ms, ","), f.a.log, slog.LevelWarn,
+			"machines count into one manufacturing order's qty_producing (Odoo 17/18)", "production", mo, "machines", ms)
+	}
+}
+
+// readWorkorder reads a work order back (a call like any other: paced,
+// counted).
+func (f *forwarder) readWorkorder(ctx context.Context, id int64) (wo odoo.Workorder, err error) {
+	err = f.call(ctx, "read_workorder", func(ctx context.Context) error {
+		wo, err = f.client.ReadWorkorder(ctx, id)
+		return err
+	})
+	return wo, err
+}
+
+// settleInFlight handles a quantity write that was sent but never settled:
+// a timeout or a crash came between the write and the acknowledgement. If
+// it landed, the records it held are acknowledged for its work order
+// (settled = true); what came after them goes out next round. For the work
+// order in progress (wo, nil if none) the round's lookup tells; if Odoo
+// does not hold the write's quantity, the next write (absolute, holding
+// every record) repeats it. Another work order (it changed since) is read
+// back; if the write did not land there, the in-flight mark is cleared and
+// the records go to wo.
+// st is the machine's stored state (nil if none); clearing the mark
+// updates it in place.
+func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo.Workorder, st *woState, acks *ackPlan) (settled bool, err error) {
+	if st == nil || st.InFlight == nil {
+		return false, nil
+	}
+	if wo != nil && st.ID == wo.ID {
+		if odoo.Round2(f.client.ProducedQty(*wo)) != st.InFlight.Target {
+			return false, nil
+		}
+		f.landed(machine, st, st.InFlight, acks)
+		return true, nil
+	}
+	old, err := f.readWorkorder(ctx, st.ID)
+	var oe *odoo.Error
+	switch {
+	case err == nil && odoo.Round2(f.client.ProducedQty(old)) == st.InFlight.Target:
+		f.landed(machine, st, st.InFlight, acks)
+		return true, nil
+	case err == nil, errors.As(err, &oe) && oe.Missing():
+		// It did not land (or the order is gone): the records are still to
+		// be counted, for the work order in progress now.
+	default:
+		if f.woRefused && odoo.IsPermanent(err) && !odoo.IsAuth(err) {
+			return false, nil // work orders may not be read now: it stays in flight
+		}
+		return false, err
+	}
+	return false, f.clearInFlight(ctx, machine, st)
+}
+
+// landed settles write w, whose answer never came but which Odoo holds: its
+// records are acknowledged for st's work order.
+func (f *forwarder) landed(machine string, st *woState, w *inflightWrite, acks *ackPlan) {
+	f.a.log.Info("an unconfirmed quantity write had landed; its counts stay with that work order",
+		"machine", machine, "workorder", st.Name, "qty", w.Target)
+	st.Written, st.Field = w.Target, f.client.ProducedField() // the field it was read back from
+	acks.wo[machine] = st
+	acks.add(countKey(machine, sigGood), w.MaxSeq)
+}
+
+// clearInFlight stores st without its in-flight write: its records were
+// not counted for that work order, and may be merged again.
+func (f *forwarder) clearInFlight(ctx context.Context, machine string, st *woState) error {
+	st.InFlight = nil
+	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(*st)}); err != nil {
+		return err
+	}
+	f.a.holdInFlight(countKey(machine, sigGood), 0)
+	return nil
+}
+
+// woState returns the machine's attribution to wo, taking Odoo's current
+// quantity as the baseline the first time counts go to this work order
+// (except the quantity starting it set, see odoo.Client.StartingQty).
+// stored is the machine's stored state (nil if none).
+func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workorder, stored *woState) (woState, error) {
+	if stored != nil && stored.ID == wo.ID {
+		return *stored, nil
+	}
+	baseline, startDefault := f.client.StartingQty(*wo)
+	// On 17/18 qty_producing is the manufacturing order's: moving on to the
+	// order's next operation, it still holds the last one's count, which
+	// is not this operation's.
+	nextOp := f.client.Major() < 19 && stored != nil && stored.MO != 0 && stored.MO == wo.ProductionID
+	if nextOp {
+		baseline = 0
+	}
+	// Written is what the next write compares with: until counts come, the
+	// start default is left in place (on 17/18 Odoo ignores a write of 0).
+	st := woState{ID: wo.ID, Name: wo.Name, MO: wo.ProductionID, Baseline: baseline, Written: baseline}
+	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
+		return st, err
+	}
+	if nextOp {
+		f.a.log.Info("attributing counts to the next operation of the same manufacturing order; its quantity is the last operation's, counting from 0",
+			"machine", machine, "workorder", wo.Name, "odoo_qty", f.client.ProducedQty(*wo))
+	} else if startDefault {
+		f.a.log.Info("attributing counts to work order; its quantity is what starting it set (the remaining quantity), counting from 0",
+			"machine", machine, "workorder", wo.Name, "odoo_qty", f.client.ProducedQty(*wo))
+	} else {
+		f.a.log.Info("attributing counts to work order", "machine", machine, "workorder", wo.Name, "baseline", st.Baseline)
+	}
+	return st, nil
+}
+
+// noteLateOrEdited logs two things a planner should know about a write the
+// agent is about to make (it changes nothing):
+//   - pieces made before this work order started, while the machine's last
+//     one was in progress: they reached Odoo after that one was finished
+//     (Odoo refuses quantities on a finished order) and are booked here;
+//   - a quantity someone changed in Odoo since plantedge wrote it: the
+//     next absolute write replaces it;
+//   - Odoo upgraded across 19 (moved): the quantity is now another field,
+//     which plantedge writes its count to (not an edit).
+func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored, st *woState, good *pendingKey, moved bool) {
+	if good != nil && stored != nil && stored.ID != wo.ID && !wo.DateStart.IsZero() && good.first > 0 &&
+		fromMS(good.first).Before(wo.DateStart) {
+		f.a.eventLog.log("late "+machine, f.a.log, slog.LevelWarn,
+			"pieces made before this work order started are booked on it: the previous one was finished (or cancelled) before they reached Odoo",
+			"machine", machine, "workorder", wo.Name, "previous", stored.Name, "pieces", good.sum, "oldest", fromMS(good.first))
+	}
+	odooQty := odoo.Round2(f.client.ProducedQty(*wo))
+	if moved {
+		f.a.eventLog.log("moved "+machine, f.a.log, slog.LevelInfo,
+			"Odoo keeps the work order's quantity in another field since it was upgraded (or restored): plantedge writes its count there",
+			"machine", machine, "workorder", wo.Name, "field", f.client.ProducedField(), "was", st.Field, "odoo_qty", odooQty, "written", st.Written)
+		return
+	}
+	if st.Written != st.Baseline && odooQty != st.Written && (st.InFlight == nil || odooQty != st.InFlight.Target) {
+		f.a.eventLog.log("edited "+machine, f.a.log, slog.LevelWarn,
+			"the work order's quantity was changed in Odoo since plantedge wrote it; plantedge's next write replaces it with its count",
+			"machine", machine, "workorder", wo.Name, "odoo_qty", odooQty, "written", st.Written)
+		// Shown until a write sticks: a person's edit is replaced once,
+		// while Odoo itself holding the quantity (a serial-tracked product
+		// is produced one unit at a time) shows here for good.
+		msg := fmt.Sprintf("work order %s shows %g in Odoo where plantedge wrote %g: edited in Odoo, or Odoo keeps it there "+
+			"(a product tracked by serial number is produced one unit at a time)", wo.Name, odooQty, st.Written)
+		f.setMachine(machine, func(ml *machineLink) {
+			if ml.Error == "" {
+				ml.Error = msg
+			}
+		})
+	}
+}
+
+func woName(wo *odoo.Workorder) string {
+	if wo == nil {
+		return ""
+	}
+	return wo.Name
+}

@@ -1,0 +1,389 @@
+package agent
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/odoo"
+)
+
+// pendingEvent is an event record read for this round, decoded, with the
+// id of the work center it is booked on.
+type pendingEvent struct {
+	rec buffer.Record
+	ev  eventRecord
+	wc  int64
+	// elsewhere: booked on the work center the record names, not the
+	// machine's now (moved by an edit since): no work order of the
+	// machine's goes with it.
+	elsewhere bool
+}
+
+// readEvents returns up to maxEventsPerRound pending events, in sequence
+// order, of machines that are configured and whose work center is resolved;
+// the others wait (status shows why) without holding up the rest. One that
+// cannot be decoded goes to the dead letters. A machine gone from the
+// configuration has its events booked on the work center they name (its
+// stop ended by the reload that removed it closes the line that would
+// otherwise block that work center); events naming none wait for it, like
+// its counts.
+func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pendingEvent, err error) {
+	var out []pendingEvent
+	var after uint64
+	unknown := map[string]bool{} // work-center codes Odoo did not know this round
+	waiting := 0                 // events of removed machines whose work center Odoo lacks
+	defer func() {
+		if err == nil {
+			f.mu.Lock()
+			f.orphansWaiting = waiting
+			f.mu.Unlock()
+		}
+	}()
+	for len(out) < maxEventsPerRound {
+		recs, err := f.a.buf.Read(buffer.LaneEvents, after, 4*maxEventsPerRound)
+		if err != nil {
+			return nil, fmt.Errorf("read events: %w", err)
+		}
+		for _, r := range recs {
+			ev, err := decodeEvent(r)
+			if err != nil {
+				// Whatever its key: it would wait for its machine forever.
+				if err := f.a.buf.DeadLetter(ctx, r, err.Error()); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			named := func() (int64, bool, error) { // the work center the record names
+				if ev.Workcenter == "" || unknown[ev.Workcenter] {
+					return 0, false, nil
+				}
+				wc, ok, err := f.orphanWorkcenter(ctx, ev.Workcenter)
+				unknown[ev.Workcenter] = err == nil && !ok // asked once a round, flush or not
+				return wc.ID, ok, err
+			}
+			if mc := findMachine(cfg, r.Key); mc != nil {
+				delete(f.unmapped, r.Key)
+				if ev.Workcenter != "" && ev.Workcenter != mc.Workcenter {
+					// Stopped on another work center (an edit moved the
+					// machine since): the line is booked there — where
+					// block_workcenter opened it — if Odoo knows it (a
+					// code fixed for a typo does not name one).
+					id, ok, err := named()
+					if err != nil {
+						return nil, err
+					}
+					if ok {
+						if len(out) < maxEventsPerRound {
+							out = append(out, pendingEvent{r, ev, id, true})
+						}
+						continue
+					}
+					if _, ok := f.wcs[mc.Workcenter]; ok {
+						f.a.eventLog.log("stop elsewhere "+r.Key, f.a.log, slog.LevelWarn,
+							"a stop recorded on a work center Odoo does not know (any more) is booked on the machine's work center now",
+							"machine", r.Key, "recorded_on", ev.Workcenter, "booked_on", mc.Workcenter)
+					}
+				}
+				if wc, ok := f.wcs[mc.Workcenter]; ok && len(out) < maxEventsPerRound {
+					out = append(out, pendingEvent{r, ev, wc.ID, false})
+				}
+				continue
+			}
+			if id, ok, err := named(); err != nil {
+				return nil, err
+			} else if ok {
+				if len(out) < maxEventsPerRound {
+					out = append(out, pendingEvent{r, ev, id, true})
+				}
+				continue
+			}
+			if !f.a.lineOpen(r.Key) {
+				// Downtime records of a machine gone from the configuration
+				// wait for it while it has a line open in Odoo (one may
+				// close it); otherwise they go like its counts.
+				if reason := f.unmappedExpired(cfg, r.Key); reason != "" {
+					if err := f.a.buf.DeadLetter(ctx, r, reason); err != nil {
+						return nil, err
+					}
+					continue
+				}
+			}
+			if ev.Workcenter != "" {
+				waiting++
+			}
+		}
+		if len(recs) < 4*maxEventsPerRound {
+			break
+		}
+		after = recs[len(recs)-1].Seq
+	}
+	return out, nil
+}
+
+// forwardEvents writes downtime lines with external ids (idempotent) and
+// acknowledges them; a line Odoo refuses for good is dead-lettered.
+func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, events []pendingEvent, wos map[string]*odoo.Workorder) error {
+	type line struct {
+		rec  buffer.Record
+		d    odoo.Downtime
+		loss string // its name, to look it up again
+		skip bool   // acknowledged without a call
+		end  int64  // closes the machine's line that started at d.Start (ms)
+	}
+	var lines []line
+	onWC := map[int64]int64{} // workorderOn's answers this round
+	for _, e := range events {
+		r, ev := e.rec, e.ev
+		if ev.End == 0 {
+			// An open record whose line was closed already (it was refused,
+			// and retried from the dead letters after the close went
+			// through) would reopen the line and block the work center
+			// while the machine runs. One not later than the machine's
+			// last closed line is that, or a stop after the PLC's clock
+			// went back: Odoo tells which.
+			closed, err := f.closedUpTo(r.Key)
+			if err != nil {
+				return err
+			}
+			if ev.Start <= closed {
+				xmlid := downtimeXMLID(cmp.Or(ev.Site, f.a.legacySite, cfg.Site), r.Key, ev.Start)
+				var done bool
+				err := f.call(ctx, "downtime_closed", func(ctx context.Context) error {
+					var err error
+					done, err = f.client.DowntimeClosed(ctx, xmlid)
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				if done {
+					f.a.log.Info("downtime line closed already; its earlier open record is not sent", "machine", r.Key, "start", fromMS(ev.Start))
+					lines = append(lines, line{rec: r, skip: true})
+					continue
+				}
+			}
+		}
+		loss := ev.Loss
+		// A code the mapping in force now names goes there: a map fixed
+		// after Odoo refused a loss reason applies to the records still
+		// waiting and to dead letters retried after the fix.
+		if l, defaulted := f.a.mapper.Load().Loss(r.Key, ev.Reason); ev.Reason != "" && l != "" && !defaulted {
+			loss, ev.Defaulted = l, false
+		}
+		if loss == "" {
+			loss = cfg.Odoo.DefaultLoss
+		}
+		lossID, err := f.loss(ctx, loss)
+		if err != nil {
+			if odoo.IsPermanent(err) && !odoo.IsAuth(err) {
+				if err := f.deadLetter(ctx, r, fmt.Sprintf("loss reason %q: %v", loss, err)); err != nil {
+					return err
+				}
+				continue
+			}
+			return err
+		}
+		d := odoo.Downtime{
+			XMLID:        downtimeXMLID(cmp.Or(ev.Site, f.a.legacySite, cfg.Site), r.Key, ev.Start),
+			WorkcenterID: e.wc,
+			LossID:       lossID,
+			Start:        fromMS(ev.Start),
+			End:          fromMS(ev.End),
+			Description:  downtimeDescription(ev),
+		}
+		// An open line (block_workcenter) names no work order: Odoo allows a
+		// user one open line per work order (_check_open_time_ids), and two
+		// machines of one work center may be stopped at once. Closing the
+		// line sets it.
+		switch wo := wos[r.Key]; {
+		case d.End.IsZero():
+		case !e.elsewhere && wo != nil:
+			d.WorkorderID = wo.ID
+		case e.elsewhere || findMachine(cfg, r.Key) == nil:
+			// A stop on the work center the machine has left (moved in the
+			// configuration while stopped), or of a machine no longer
+			// configured: the work order in progress there. (A configured
+			// machine's own work center was looked up this round.)
+			id, err := f.workorderOn(ctx, e.wc, onWC)
+			if err != nil {
+				return err
+			}
+			d.WorkorderID = id
+		}
+		l := line{rec: r, d: d, loss: loss}
+		if ev.End != 0 {
+			l.end = ev.Start
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	// Later records of one line (open, then closed) win.
+	latest := map[string]int{}
+	for i, l := range lines {
+		if !l.skip {
+			latest[l.d.XMLID] = i
+		}
+	}
+	var batch []odoo.Downtime
+	for i, l := range lines {
+		if !l.skip && latest[l.d.XMLID] == i {
+			batch = append(batch, l.d)
+		}
+	}
+	acked := make([]buffer.Record, 0, len(lines))
+	var err error
+	if len(batch) > 0 {
+		err = f.call(ctx, "upsert_downtimes", func(ctx context.Context) error {
+			_, err := f.client.UpsertDowntimes(ctx, batch)
+			return err
+		})
+	}
+	switch {
+	case err == nil:
+		for _, l := range lines {
+			acked = append(acked, l.rec)
+		}
+	case odoo.IsPermanent(err) && !odoo.IsAuth(err):
+		// Find the refused line(s) one by one; the rest go through. The
+		// loss reasons are looked up again first: one deleted and created
+		// anew in Odoo has a new id.
+		f.losses = map[string]int64{}
+		for i, l := range lines {
+			if l.skip || latest[l.d.XMLID] != i {
+				acked = append(acked, l.rec)
+				continue
+			}
+			id, err := f.loss(ctx, l.loss)
+			switch {
+			case err == nil:
+				l.d.LossID = id
+			case odoo.IsPermanent(err) && !odoo.IsAuth(err):
+				if err := f.deadLetter(ctx, l.rec, fmt.Sprintf("loss reason %q: %v", l.loss, err)); err != nil {
+					return err
+				}
+				continue
+			default:
+				return err
+			}
+			err = f.call(ctx, "upsert_downtime", func(ctx context.Context) error {
+				_, err := f.client.UpsertDowntime(ctx, l.d)
+				return err
+			})
+			switch {
+			case err == nil:
+				acked = append(acked, l.rec)
+			case odoo.IsPermanent(err) && !odoo.IsAuth(err):
+				if err := f.deadLetter(ctx, l.rec, "downtime line "+l.d.XMLID+": "+err.Error()); err != nil {
+					return err
+				}
+			default:
+				return err
+			}
+		}
+	default:
+		return err
+	}
+	// Remember, with the acknowledgement, the latest line closed per
+	// machine (see closedUpTo).
+	closed := map[string]int64{}
+	ackedSeq := map[uint64]bool{}
+	for _, r := range acked {
+		ackedSeq[r.Seq] = true
+	}
+	for _, l := range lines {
+		if l.end != 0 && ackedSeq[l.rec.Seq] && l.end > closed[l.rec.Key] {
+			closed[l.rec.Key] = l.end
+		}
+	}
+	var meta []buffer.KV
+	for m, start := range closed {
+		if prev, err := f.closedUpTo(m); err != nil {
+			return err
+		} else if start > prev {
+			meta = append(meta, buffer.KV{Key: closedMetaKey(m), Value: []byte(strconv.FormatInt(start, 10))})
+		}
+	}
+	if err := f.a.buf.Ack(ctx, acked, meta...); err != nil {
+		return fmt.Errorf("ack downtime records: %w", err)
+	}
+	f.a.metrics.forwarded.WithLabelValues("downtime").Add(float64(len(acked)))
+	return nil
+}
+
+// workorderOn returns the id of the work order in progress on work center
+// wc (0: none, or work orders cannot be read), asking Odoo once a round
+// (seen keeps the answers).
+func (f *forwarder) workorderOn(ctx context.Context, wc int64, seen map[int64]int64) (int64, error) {
+	if id, ok := seen[wc]; ok || wc == 0 || f.woRefused {
+		return id, nil
+	}
+	var wo odoo.Workorder
+	var found bool
+	err := f.call(ctx, "current_workorder", func(ctx context.Context) error {
+		var err error
+		wo, found, err = f.client.CurrentWorkorder(ctx, wc)
+		return err
+	})
+	if err != nil && (!odoo.IsPermanent(err) || odoo.IsAuth(err)) {
+		return 0, err
+	}
+	if err == nil && found {
+		seen[wc] = wo.ID
+	} else {
+		seen[wc] = 0 // refused for good: the line goes without one
+	}
+	return seen[wc], nil
+}
+
+func closedMetaKey(machine string) string { return "closed/" + machine }
+
+// downtimeXMLID is the external id of a machine's downtime line, keyed by
+// the stop's start (ms).
+func downtimeXMLID(site, machine string, start int64) string {
+	return fmt.Sprintf("plantedge.%s_%s_downtime_%d", site, machine, start)
+}
+
+// closedUpTo returns the start (ms) of the latest downtime line of the
+// machine that Odoo has as closed; 0 if none.
+func (f *forwarder) closedUpTo(machine string) (int64, error) {
+	b, err := f.a.buf.Meta(closedMetaKey(machine))
+	if err != nil || b == nil {
+		return 0, err
+	}
+	return strconv.ParseInt(string(b), 10, 64)
+}
+
+func downtimeDescription(ev eventRecord) string {
+	s := "plantedge"
+	if ev.Reason != "" {
+		s += ": reason " + ev.Reason
+		if ev.Defaulted {
+			s += " (unmapped, default loss)"
+		}
+	}
+	return s
+}
+
+func (f *forwarder) loss(ctx context.Context, name string) (int64, error) {
+	if id, ok := f.losses[name]; ok {
+		return id, nil
+	}
+	var id int64
+	err := f.call(ctx, "loss_id", func(ctx context.Context) error {
+		var err error
+		id, err = f.client.LossID(ctx, name)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	f.losses[name] = id
+	return id, nil
+}

@@ -1,0 +1,429 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/odoo"
+)
+
+// scrapOutbox is a scrap booking decided but not yet confirmed by Odoo. It
+// is stored before the call, so a retry after a crash or a timeout books
+// the same quantity under the same external id: never twice.
+type scrapOutbox struct {
+	XMLID        string  `json:"xmlid"`
+	Qty          float64 `json:"qty"`
+	MaxSeq       uint64  `json:"max_seq"`
+	WorkorderID  int64   `json:"wo"`
+	ProductionID int64   `json:"mo"`
+	ProductID    int64   `json:"product"`
+	UomID        int64   `json:"uom"`
+	// Carry is what is left of the scrap counted once Qty (rounded to
+	// Odoo's 2 decimals) is booked: it goes into the next booking, so
+	// fractional scrap (0.125 kg at a time) adds up exactly instead of
+	// drifting by a rounding per booking. (This version stores no outbox
+	// with a Qty of 0; one from an earlier version books nothing.)
+	Carry float64 `json:"carry,omitempty"`
+}
+
+func scrapMetaKey(machine string) string { return "scrap/" + machine }
+
+// scrapCarryKey holds a machine's scrap carry (scrapOutbox.Carry) between
+// bookings.
+func scrapCarryKey(machine string) string { return "scrapcarry/" + machine }
+
+// carryKV stores a machine's scrap carry (0 deletes the key).
+func carryKV(machine string, carry float64) buffer.KV {
+	kv := buffer.KV{Key: scrapCarryKey(machine)}
+	if carry != 0 {
+		kv.Value = []byte(strconv.FormatFloat(carry, 'g', -1, 64))
+	}
+	return kv
+}
+
+// forwardScrap books pending scrap through an outbox entry, so the same
+// booking is never made twice: the entry (external id, quantity, the last
+// record it covers) is stored before the call and cleared in the
+// transaction after the last of its records is acknowledged.
+func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.Workorder, p *pendingKey, acks *ackPlan) error {
+	cur := wo // the work order in progress (gatherScrap may book on an earlier one)
+	var ob scrapOutbox
+	b, err := f.a.buf.Meta(scrapMetaKey(machine))
+	if err != nil {
+		return err
+	}
+	switch {
+	case b != nil:
+		if err := json.Unmarshal(b, &ob); err != nil {
+			return fmt.Errorf("decode scrap outbox of %s: %w", machine, err)
+		}
+	case p == nil || p.sum == 0:
+		return nil
+	case f.gatherScrap(machine, &wo):
+		return nil // gathered after a draft (scrapGather)
+	case wo == nil:
+		return nil
+	default:
+		carry, err := f.scrapCarry(machine)
+		if err != nil {
+			return err
+		}
+		total := carry + p.sum
+		qty := odoo.Round2(total)
+		if qty == 0 {
+			// Below Odoo's precision so far: nothing to book, so no
+			// outbox (an older version rolled back to would take one for
+			// a booking of 0 and dead-letter it). The records' ack stores
+			// the carry in its own transaction.
+			key := countKey(machine, sigScrap)
+			acks.add(key, p.maxSeq)
+			acks.carries[key] = total
+			return nil
+		}
+		ob = scrapOutbox{
+			XMLID:        fmt.Sprintf("plantedge.%s_%s_scrap_%s_%d", f.a.cfg.Load().Site, machine, f.a.bufID, p.maxSeq),
+			Qty:          qty,
+			MaxSeq:       p.maxSeq,
+			WorkorderID:  wo.ID,
+			ProductionID: wo.ProductionID,
+			ProductID:    wo.ProductID,
+			UomID:        wo.UomID,
+			Carry:        total - qty,
+		}
+		f.a.holdInFlight(countKey(machine, sigScrap), ob.MaxSeq)
+		if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapMetaKey(machine), Value: mustJSON(ob)}); err != nil {
+			return err
+		}
+	}
+	done := ob.Qty == 0 // an outbox of 0 from a version that stored one: nothing to book
+	if !done {
+		err = f.call(ctx, "book_scrap", func(ctx context.Context) error {
+			var err error
+			done, err = f.client.BookScrap(ctx, odoo.Scrap{XMLID: ob.XMLID, ProductID: ob.ProductID, UomID: ob.UomID,
+				ProductionID: ob.ProductionID, WorkorderID: ob.WorkorderID, Qty: ob.Qty,
+				ConfirmShort: f.a.cfg.Load().Odoo.ScrapWhenShort == "confirm"})
+			return err
+		})
+	}
+	switch {
+	case err == nil && done:
+		delete(f.scrapShortAt, machine)
+		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
+		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry})
+		f.a.metrics.forwarded.WithLabelValues("scrap_count").Add(ob.Qty)
+		return nil
+	case err == nil && !done:
+		// Not a refusal: Odoo has the booking, as a draft under its
+		// external id, on its work order, for a person to validate (its
+		// Insufficient Quantity dialog). The records are acknowledged —
+		// later scrap is booked on the work order it is made on — and the
+		// draft is watched (checkScrapDrafts), never booked a second time.
+		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
+		d := scrapDraft{XMLID: ob.XMLID, Qty: ob.Qty, Workorder: woName(wo), At: time.Now().UTC().Truncate(time.Second)}
+		if cur != nil && ob.WorkorderID == cur.ID {
+			// The next booking gathers a while (scrapGather) — only on the
+			// order in progress: a draft of an earlier order's pieces must
+			// not make later scrap wait for (and go to) that order.
+			f.scrapShortAt[machine] = scrapGathering{at: time.Now(), wo: *cur}
+		}
+		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry, draft: &d})
+		f.a.eventLog.log("scrap short "+machine, f.a.log, slog.LevelWarn,
+			"odoo has too little stock to scrap: the booking is a draft in Odoo until a person validates it there (odoo.scrap_when_short: hold)",
+			"machine", machine, "xmlid", ob.XMLID, "qty", ob.Qty)
+		return nil
+	case odoo.IsAuth(err) || !odoo.IsPermanent(err):
+		return err
+	}
+	if dl := (*odoo.DraftLeftError)(nil); errors.As(err, &dl) {
+		// Odoo has the booking, a draft under its external id, and refused
+		// for good to validate it (a lot or serial number it needs, a rule,
+		// the bot lacking the right): it is watched as a draft, with why,
+		// not dead-lettered — a retry under another id would book the
+		// pieces twice once someone validates this draft. A flush
+		// validates it again (checkScrapDrafts).
+		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
+		msg, _, _ := strings.Cut(err.Error(), "\n")
+		d := scrapDraft{XMLID: ob.XMLID, Qty: ob.Qty, Workorder: woName(wo), At: time.Now().UTC().Truncate(time.Second), Refused: msg}
+		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry, draft: &d})
+		f.a.eventLog.log("scrap refused "+machine, f.a.log, slog.LevelError,
+			"odoo refused to validate a scrap booking: it is a draft in Odoo until the cause is fixed and it is validated (there, or by plantedge flush)",
+			"machine", machine, "xmlid", ob.XMLID, "qty", ob.Qty, "err", err)
+		return nil
+	}
+	if err := f.deadLetterKey(ctx, countKey(machine, sigScrap), ob.MaxSeq, "book scrap "+ob.XMLID+": "+err.Error()); err != nil {
+		return err
+	}
+	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapMetaKey(machine)}); err != nil {
+		return err
+	}
+	f.a.holdInFlight(countKey(machine, sigScrap), 0)
+	return nil
+}
+
+// scrapDraft is a scrap booking Odoo left a draft for too little stock
+// (scrap_when_short: hold), watched until a person validates or deletes it.
+type scrapDraft struct {
+	XMLID     string    `json:"xmlid"`
+	Qty       float64   `json:"qty"`
+	Workorder string    `json:"wo,omitempty"`
+	At        time.Time `json:"at,omitzero"` // when Odoo left it a draft
+	// Refused is Odoo's answer when it refused for good to validate the
+	// booking (not a matter of stock): a flush tries again.
+	Refused string `json:"refused,omitempty"`
+}
+
+func scrapDraftKey(machine, xmlid string) string { return "scrapdraft/" + machine + "/" + xmlid }
+
+// scrapDraftRecheck is how often the drafts are looked at (a flush looks
+// at once); scrapDraftWatch how long one is watched: a person may leave
+// one a draft for good (the dialog's Discard from the scrap's own form
+// keeps it).
+const (
+	scrapDraftRecheck = time.Minute
+	scrapDraftWatch   = 7 * 24 * time.Hour
+)
+
+// scrapGathering is a machine's scrap being gathered after a draft: since
+// when, and on which work order.
+type scrapGathering struct {
+	at time.Time
+	wo odoo.Workorder
+}
+
+// gatherScrap reports whether a machine's scrap is to wait (gathered after
+// a draft, see scrapGather). Once the work order it was gathered on is no
+// longer in progress, *wo becomes that order: the pieces were made there,
+// and are booked there now.
+func (f *forwarder) gatherScrap(machine string, wo **odoo.Workorder) bool {
+	g, ok := f.scrapShortAt[machine]
+	if !ok {
+		return false
+	}
+	if *wo == nil || (*wo).ID != g.wo.ID {
+		delete(f.scrapShortAt, machine)
+		*wo = &g.wo
+		return false
+	}
+	if time.Since(g.at) < scrapGather && !f.flushed && f.a.cfg.Load().Odoo.ScrapWhenShort != "confirm" {
+		return true
+	}
+	delete(f.scrapShortAt, machine)
+	return false
+}
+
+// scrapGather is how long a machine's scrap is gathered after Odoo left a
+// booking of it a draft, before the next booking: with too little stock at
+// the location (always, with 2- or 3-step manufacturing) every booking
+// would otherwise make a draft for a person to handle — one every round.
+// A flush books at once.
+const scrapGather = 15 * time.Minute
+
+// checkScrapDrafts looks at the scrap drafts being watched, two calls for
+// up to 500: one validated in Odoo is done with; one deleted there was a
+// person's decision not to book it, and is logged; one left a draft for
+// scrapDraftWatch is no longer watched (logged); the others are shown on
+// their machine. It only reads: validating is left to the person, so the
+// two can never both book it. A failure is logged and shown, and waits for
+// the next check: it never fails the round.
+func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
+	if time.Since(f.draftsAt) < scrapDraftRecheck && !f.flushed {
+		return nil
+	}
+	drafts, err := storedScrapDrafts(f.a.buf)
+	if err != nil {
+		return err
+	}
+	var xmlids []string
+	for _, e := range drafts {
+		xmlids = append(xmlids, e.d.XMLID)
+	}
+	f.draftsAt = time.Now()
+	if len(drafts) == 0 {
+		f.mu.Lock()
+		f.drafts = nil
+		f.mu.Unlock()
+		return nil
+	}
+	var states map[string]string
+	err = f.call(ctx, "scrap_states", func(ctx context.Context) error {
+		var err error
+		states, err = f.client.ScrapStates(ctx, xmlids)
+		return err
+	})
+	if err != nil {
+		f.a.eventLog.log("scrap drafts", f.a.log, slog.LevelWarn, "cannot read the scrap drafts in Odoo; trying again in a minute", "err", err)
+		msgs := map[string]string{} // a new map: status holds the old one
+		for _, e := range drafts {
+			msgs[e.machine] = "cannot read its scrap drafts in Odoo: " + err.Error()
+		}
+		f.mu.Lock()
+		f.drafts = msgs
+		f.mu.Unlock()
+		return nil
+	}
+	var gone []buffer.KV
+	waiting := map[string][]scrapDraft{}
+	for _, e := range drafts {
+		switch state, found := states[e.d.XMLID]; {
+		case found && state == "draft" && !e.d.At.IsZero() && time.Since(e.d.At) > scrapDraftWatch:
+			f.a.log.Warn("scrap draft no longer watched: still a draft in Odoo after a week (validate or delete it there)",
+				"machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty)
+		case found && state == "draft" && e.d.Refused != "" && f.flushed:
+			// Refused for good when booked: the cause may be fixed now.
+			d, done, err := f.revalidateScrap(ctx, e)
+			if err != nil {
+				return err
+			}
+			if !done {
+				waiting[e.machine] = append(waiting[e.machine], d)
+				continue
+			}
+			f.a.log.Info("scrap draft validated by the flush", "machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty)
+		case found && state == "draft":
+			waiting[e.machine] = append(waiting[e.machine], e.d)
+			continue
+		case found:
+			f.a.log.Info("scrap draft validated in Odoo", "machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty, "state", state)
+		default:
+			f.a.log.Warn("scrap draft deleted in Odoo: its pieces are not booked as scrap", "machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty)
+		}
+		gone = append(gone, buffer.KV{Key: e.key})
+	}
+	if len(gone) > 0 {
+		if err := f.a.buf.PutMeta(ctx, gone...); err != nil {
+			return err
+		}
+	}
+	msgs := map[string]string{}
+	for m, ds := range waiting {
+		msgs[m] = scrapDraftsMessage(f.a.cfg.Load(), ds, "wait")
+	}
+	f.mu.Lock()
+	f.drafts = msgs
+	f.mu.Unlock()
+	return nil
+}
+
+// revalidateScrap validates again a scrap draft Odoo refused to validate
+// when it was booked: done, or the draft as it now stands (Odoo's new
+// answer, or a draft for too little stock now) — stored when it changed.
+// Only Odoo being away is an error.
+func (f *forwarder) revalidateScrap(ctx context.Context, e storedScrapDraft) (scrapDraft, bool, error) {
+	var done bool
+	err := f.call(ctx, "validate_scrap", func(ctx context.Context) error {
+		var err error
+		done, err = f.client.ValidateScrap(ctx, e.d.XMLID, f.a.cfg.Load().Odoo.ScrapWhenShort == "confirm")
+		return err
+	})
+	if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
+		return e.d, false, err
+	}
+	if err == nil && done {
+		f.a.metrics.forwarded.WithLabelValues("scrap_count").Add(e.d.Qty)
+		return e.d, true, nil
+	}
+	d := e.d
+	d.Refused = ""
+	if err != nil {
+		d.Refused, _, _ = strings.Cut(err.Error(), "\n")
+		f.a.log.Warn("odoo still refuses to validate a scrap draft", "machine", e.machine, "xmlid", d.XMLID, "err", err)
+	}
+	if d != e.d {
+		if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: e.key, Value: mustJSON(d)}); err != nil {
+			return e.d, false, err
+		}
+	}
+	return d, false, nil
+}
+
+// storedScrapDraft is a watched scrap draft as stored: its meta key and
+// machine.
+type storedScrapDraft struct {
+	key, machine string
+	d            scrapDraft
+}
+
+// storedScrapDrafts are the scrap drafts being watched, in key order.
+func storedScrapDrafts(buf *buffer.Queue) ([]storedScrapDraft, error) {
+	var drafts []storedScrapDraft
+	err := buf.MetaPrefix("scrapdraft/", func(key string, v []byte) error {
+		var d scrapDraft
+		if json.Unmarshal(v, &d) != nil {
+			return nil // not this version's: left alone
+		}
+		machine, _, _ := strings.Cut(key[len("scrapdraft/"):], "/")
+		drafts = append(drafts, storedScrapDraft{key, machine, d})
+		return nil
+	})
+	return drafts, err
+}
+
+// scrapDraftsMessage is a machine's error for its scrap drafts in Odoo;
+// verb is "wait" (just read) or "waited" (as the stopped agent last saw).
+func scrapDraftsMessage(cfg *config.Config, ds []scrapDraft, verb string) string {
+	hint := "validate them in Odoo (Inventory > Scrap Orders) or delete them there, or set odoo.scrap_when_short: confirm for later bookings"
+	if cfg.Odoo.ScrapWhenShort == "confirm" {
+		hint = "they predate odoo.scrap_when_short: confirm: validate them in Odoo (Inventory > Scrap Orders) or delete them there"
+	}
+	var short, refused []scrapDraft
+	for _, d := range ds {
+		if d.Refused != "" {
+			refused = append(refused, d)
+		} else {
+			short = append(short, d)
+		}
+	}
+	sum := func(ds []scrapDraft) (qty float64) {
+		for _, d := range ds {
+			qty += d.Qty
+		}
+		return qty
+	}
+	var msgs []string
+	if len(refused) > 0 {
+		msgs = append(msgs, fmt.Sprintf("%d scrap booking(s) of %g in all %s as drafts in Odoo, which refused to validate them (first: %s: %s); "+
+			"fix that in Odoo, then validate them there or run plantedge flush",
+			len(refused), sum(refused), verb, refused[0].XMLID, refused[0].Refused))
+	}
+	if len(short) > 0 {
+		msgs = append(msgs, fmt.Sprintf("%d scrap booking(s) of %g in all %s as drafts in Odoo (first: %s): too little stock at their source location; %s",
+			len(short), sum(short), verb, short[0].XMLID, hint))
+	}
+	return strings.Join(msgs, "; and ")
+}
+
+// draftsSnapshot is what checkScrapDrafts last found, by machine.
+func (f *forwarder) draftsSnapshot() map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.drafts
+}
+
+// scrapClear is a settled scrap booking: its outbox goes, its carry stays,
+// and a draft it left in Odoo is watched from then on.
+type scrapClear struct {
+	machine string
+	carry   float64
+	draft   *scrapDraft
+}
+
+// scrapCarry reads what is left over from a machine's last scrap booking.
+func (f *forwarder) scrapCarry(machine string) (float64, error) {
+	b, err := f.a.buf.Meta(scrapCarryKey(machine))
+	if err != nil || b == nil {
+		return 0, err
+	}
+	v, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return 0, fmt.Errorf("decode scrap carry of %s: %w", machine, err)
+	}
+	return v, nil
+}
