@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -867,6 +868,15 @@ func (a *Agent) sourceList() []*sourceHandle {
 // than a line makes in a day, more likely a tag read as the wrong thing.
 const largeJump = 100_000
 
+// num is a counter value for a log line: a whole number as an integer, so
+// a 32-bit count shows all its digits (4294967290, not 4.29496729e+09).
+func num(f float64) any {
+	if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+		return int64(f)
+	}
+	return f
+}
+
 // noteEvent keeps per-machine run state for status and counts counter
 // anomalies for metrics.
 func (a *Agent) noteEvent(ev mapping.Event) {
@@ -889,29 +899,35 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		if ev.Reset {
 			a.metrics.counterResets.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
 			a.eventLog.log("reset "+ev.Machine, a.log, slog.LevelWarn, "counter reset", "machine", ev.Machine, "signal", ev.Signal,
-				"from", ev.From, "raw", ev.Raw)
+				"from", num(ev.From), "raw", num(ev.Raw))
 		}
 		if ev.NewServer != "" {
 			a.log.Warn("a counter is now read from another server (the OPC UA endpoint or MQTT broker url was changed: a replacement PLC?): counting starts from its value there; pieces the old one counted after its last value read are not booked",
-				"machine", ev.Machine, "signal", ev.Signal, "was", ev.NewServer, "last", ev.From, "now", ev.Raw)
+				"machine", ev.Machine, "signal", ev.Signal, "was", ev.NewServer, "last", num(ev.From), "now", num(ev.Raw))
 		}
 		if ev.StepBack {
 			a.metrics.counterSteps.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
 			a.eventLog.log("step "+ev.Machine, a.log, slog.LevelWarn, "counter went back a little (an out-of-order or corrected reading); ignored, counting resumes above the last value",
-				"machine", ev.Machine, "signal", ev.Signal, "from", ev.From, "raw", ev.Raw)
+				"machine", ev.Machine, "signal", ev.Signal, "from", num(ev.From), "raw", num(ev.Raw))
+		}
+		if ev.Glitch {
+			a.metrics.counterGlitches.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
+			a.eventLog.log("glitch "+ev.Machine, a.log, slog.LevelWarn,
+				"counter came back near its value before the last reset faster than it counts: that reset was a glitch (a gateway restarting, a wrong reading), not a restart; only the pieces above that value count",
+				"machine", ev.Machine, "signal", ev.Signal, "from", num(ev.From), "dip", num(ev.Dip), "raw", num(ev.Raw), "pieces", num(ev.Delta))
 		}
 		if ev.Rollover {
 			a.metrics.counterRollovers.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
-			a.eventLog.log("rollover "+ev.Machine, a.log, slog.LevelInfo, "counter rollover", "machine", ev.Machine, "signal", ev.Signal, "raw", ev.Raw)
+			a.eventLog.log("rollover "+ev.Machine, a.log, slog.LevelInfo, "counter rollover", "machine", ev.Machine, "signal", ev.Signal, "raw", num(ev.Raw))
 		}
 		if ev.Delta >= largeJump {
 			a.eventLog.log("jump "+ev.Machine, a.log, slog.LevelWarn, "counter jumped by a large amount in one reading (counted; a mis-mapped tag?)",
-				"machine", ev.Machine, "signal", ev.Signal, "pieces", ev.Delta, "raw", ev.Raw)
+				"machine", ev.Machine, "signal", ev.Signal, "pieces", num(ev.Delta), "raw", num(ev.Raw))
 		}
 		if ev.Behind > 0 {
 			a.eventLog.log("behind "+ev.Machine, a.log, slog.LevelWarn,
 				"counter values keep coming lower than the last one and stamped before it: held as possible repeats (a PLC restarted with its clock behind? set its clock); they count once the counter passes the last value or its clock is right",
-				"machine", ev.Machine, "signal", ev.Signal, "held", ev.Behind, "last", ev.From, "raw", ev.Raw, "source_time", ev.Time)
+				"machine", ev.Machine, "signal", ev.Signal, "held", ev.Behind, "last", num(ev.From), "raw", num(ev.Raw), "source_time", ev.Time)
 		}
 		if ev.ClockBack > 0 {
 			a.eventLog.log("clock "+ev.Machine, a.log, slog.LevelWarn, "source clock went back; its values are taken in the new time from here",

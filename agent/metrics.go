@@ -27,6 +27,7 @@ type metrics struct {
 	counterResets    *prometheus.CounterVec
 	counterRollovers *prometheus.CounterVec
 	counterSteps     *prometheus.CounterVec
+	counterGlitches  *prometheus.CounterVec
 	unmappedReasons  *prometheus.CounterVec
 	shortStops       *prometheus.CounterVec
 	reloads          *prometheus.CounterVec
@@ -61,6 +62,8 @@ func newMetrics(a *Agent) *metrics {
 			Help: "Counter wraps handled as rollovers."}, []string{"machine", "signal"}),
 		counterSteps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_counter_steps_back_total",
 			Help: "Counter values a little below the last one (out of order or corrected), ignored: not a reset."}, []string{"machine", "signal"}),
+		counterGlitches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_counter_glitches_total",
+			Help: "Counter resets undone: the counter came back near its value before the reset faster than it counts."}, []string{"machine", "signal"}),
 		unmappedReasons: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_unmapped_downtime_reasons_total",
 			Help: "Downtime reasons without an entry in the map (default loss used)."}, []string{"machine"}),
 		shortStops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_short_stops_total",
@@ -71,7 +74,7 @@ func newMetrics(a *Agent) *metrics {
 			Help: "Corrupt buffer files moved aside at start-up."}),
 	}
 	a.opts.Registry.MustRegister(m.samples, m.malformed, m.appendErrors, m.ingestLatency, m.forwarded, m.deadLettered,
-		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.counterSteps, m.unmappedReasons, m.shortStops, m.reloads,
+		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches, m.unmappedReasons, m.shortStops, m.reloads,
 		m.corruptBuffers, &stateCollector{a: a})
 	return m
 }

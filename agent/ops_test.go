@@ -1202,6 +1202,55 @@ func TestReplacementPLCStartsCountingFromItsValue(t *testing.T) {
 	p.waitExactQty(ra, "ua-press-1", 17)
 }
 
+// A PLC counter that reads 0 for a moment (a gateway restarting shows 0
+// first) and then its old value again, and later, watched all along, one
+// corrected down by 5 after more than a minute without a change (the OPC
+// UA probe booked 600 and 603 phantom pieces for these): the reset is a
+// glitch, the correction a step back. Source times give the counter its
+// usual rate (10 pieces/s) and the pause without waiting for them.
+func TestCounterGlitchAndCorrectionBookNoPhantomPieces(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"ua-press-1"}})
+	ra := p.startAgent()
+	t0 := time.Now().Add(-time.Hour)
+	// set gives the PLC counter value v, stamped at t0+at, and waits until
+	// the agent has read it.
+	samples := func() float64 {
+		v, _ := metric(p.metrics(), "plantedge_samples_total")
+		return v
+	}
+	set := func(v int64, at time.Duration) {
+		t.Helper()
+		n := samples()
+		p.ua.SetAt("ua-press-1.Good", v, t0.Add(at))
+		waitFor(t, 15*time.Second, fmt.Sprint("the agent reading ", v), func() (bool, string) {
+			got := samples()
+			return got > n, fmt.Sprint(got)
+		})
+	}
+	set(1500, 0) // the baseline (the PLC counter was at 1000)
+	for i := range int64(6) {
+		set(1500+20*i, time.Duration(2*i)*time.Second)
+	}
+	p.waitExactQty(ra, "ua-press-1", 600)
+	set(0, 11*time.Second)
+	set(1600, 11500*time.Millisecond)
+	set(1608, 12500*time.Millisecond)
+	p.waitExactQty(ra, "ua-press-1", 608)
+
+	// corrected during a pause: the session watched it all along
+	p.ua.SetAt("ua-press-1.Good", int64(1603), t0.Add(80*time.Second))
+	waitFor(t, 15*time.Second, "the step back", func() (bool, string) {
+		return strings.Contains(p.logs.String(), "counter went back a little"), ""
+	})
+	set(1609, 82*time.Second)
+	p.waitExactQty(ra, "ua-press-1", 609)
+	time.Sleep(500 * time.Millisecond) // nothing more may come
+	p.waitExactQty(ra, "ua-press-1", 609)
+	if !strings.Contains(p.logs.String(), "that reset was a glitch") {
+		t.Errorf("the glitch not logged:\n%s", p.logs.String())
+	}
+}
+
 // An MQTT broker and an OPC UA server renamed in the configuration (the
 // same URL, topics and nodes) while the agent was stopped: the same
 // counters under new names, counted on from their last values — the

@@ -57,6 +57,15 @@ type Sample struct {
 	// it before: a stale one (a publisher that retained an old stop) would
 	// start a stop that never was.
 	Resent bool
+	// Watch, when not 0, says the source has watched the value without a
+	// break since the last sample of the same Watch: a value that had
+	// changed would have been delivered (an OPC UA node monitored or polled
+	// in one session, with no bad quality since). A new session, or a bad
+	// value, starts another. The mapping takes a counter that went down a
+	// little, watched since its last value, for a correction rather than a
+	// reset, however long ago that value came: a reset and a climb back
+	// to near the old count would have been seen. 0: not known (MQTT).
+	Watch uint64
 
 	// Ack, if not nil, tells the source the sample is durable (MQTT: PUBACK).
 	// The agent calls it exactly once, after the buffer commit that holds

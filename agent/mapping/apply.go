@@ -32,6 +32,7 @@ type extracted struct {
 	resent  bool      // connectors.Sample.Resent
 	recv    time.Time // when this machine received it (connectors.Sample.ReceiveTime)
 	server  string    // connectors.Sample.Server
+	watch   uint64    // connectors.Sample.Watch
 }
 
 // Apply maps one sample to events and updates st. A malformed payload or an
@@ -53,11 +54,15 @@ type extracted struct {
 //     time (while that is not known, within a minute a quarter of the
 //     range; see plausibleWrap);
 //     a step back when the new value is at least 90% of the previous one
-//     and comes within a minute of it (an out-of-order or corrected
-//     reading; a counter restarts near zero), or later but beyond what its
-//     usual rate counts since a reset (see implausibleReset): reported,
-//     nothing counted, the previous value stays the baseline; otherwise a
-//     reset (delta = new). A
+//     and comes within a minute of it, or watched without a break since it
+//     (Sample.Watch; an out-of-order or corrected reading; a counter
+//     restarts near zero), or later but beyond what its usual rate counts
+//     since a reset (see implausibleReset): reported, nothing counted, the
+//     previous value stays the baseline; otherwise a reset (delta = new).
+//     The first value after a reset that is back within a tenth of the
+//     value it went down from, faster than its usual rate climbs, makes the
+//     reset a glitch (see glitchReturn): only pieces above that value
+//     count, less what the reset counted. A
 //     rollover also needs the decrease to exceed half the range. A value that may be a repeat — Duplicate or Initial set — never
 //     counts as a decrease, nor does a sample older by source time than the
 //     last accepted one; an equal value counts nothing. An increase counts,
@@ -395,6 +400,21 @@ func implausibleReset(cs *CounterState, v float64, gap time.Duration, srcTime bo
 	return v > wrapRateSlack*rate*gap.Seconds()+2*step+1
 }
 
+// glitchReturn reports whether x, the first value after a reset, brings
+// the counter back near the value it went down from (ResetFrom, within a
+// tenth) faster than wrapRateSlack times its usual rate: a glitch, not a
+// restart that made all these pieces again (the probe saw a counter read
+// 0 for 1.5 s and 600 again book 600 phantom pieces). It needs source
+// times and the usual rate; otherwise the climb counts.
+func (cs *CounterState) glitchReturn(x extracted) bool {
+	rate, step, ok := cs.usual()
+	gap := x.t.Sub(cs.Seen)
+	if !ok || !x.srcTime || gap <= 0 || cs.ResetFrom <= 0 || x.counter < cs.ResetFrom*stepBackShare {
+		return false
+	}
+	return x.counter-cs.Last > wrapRateSlack*rate*gap.Seconds()+2*step+1
+}
+
 // RateStep is one plain increase of a counter and the seconds it took.
 type RateStep struct {
 	D float64 `json:"d"`
@@ -477,7 +497,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		cs.Src, adopted = x.b.srcID, true
 	}
 	if cs == nil || cs.Src != x.b.srcID {
-		ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Server: x.server, Last: x.counter, Time: srcT, Seen: x.t}
+		ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Server: x.server, Last: x.counter, Time: srcT, Seen: x.t, Watch: x.watch}
 		return nil, true
 	}
 	if x.server != cs.Server {
@@ -490,16 +510,23 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// changed: a replacement PLC, or the same one at a new
 			// address): another counter, whose value says nothing of the
 			// old one's. Counting starts from it.
-			ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Server: x.server, Last: x.counter, Time: srcT, Seen: x.t}
+			ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Server: x.server, Last: x.counter, Time: srcT, Seen: x.t, Watch: x.watch}
 			return []Event{{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter,
 				From: cs.Last, NewServer: cs.Server}}, true
 		}
 	}
 	if x.counter == cs.Last {
+		if x.watch != cs.Watch {
+			// The same value read under a new watch (a new session, or
+			// good again after a bad value): watched from here.
+			cs.Watch = x.watch
+			return nil, true
+		}
 		return nil, adopted
 	}
 	ev := Event{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter}
 	older := isStale(x, cs.Time)
+	last := x.counter // Last from here
 	if cs.lateFromBeforeReset(x) {
 		// Counted from ResetFrom, not from Last: after a reset its pieces
 		// above ResetFrom are new; a rollover counted the way from
@@ -524,6 +551,17 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// A possible repeat from before the last reset or rollover
 			// (a redelivered window spanning it): never counted again.
 			return nil, false
+		case cs.JustReset && !older && cs.glitchReturn(x):
+			// Back near the value it went down from, faster than it
+			// counts: the reset was a glitch (a gateway restarting shows
+			// 0 first, a wrong reading), not a restart that made all
+			// these pieces again. Only those above that value count, less
+			// what the reset counted; back a little below it, counting
+			// resumes above it (as after a step back).
+			ev.Glitch, ev.From, ev.Dip = true, cs.ResetFrom, cs.Last
+			ev.Delta = max(0, x.counter-cs.ResetFrom-cs.Last)
+			last = max(x.counter, cs.ResetFrom)
+			cs.ResetFrom, cs.ResetTime, cs.ResetFromTime = 0, time.Time{}, time.Time{}
 		case older && !cs.BehindTime.IsZero() && !x.t.Before(cs.BehindTime):
 			// Lower values stamped before Last were held as possible
 			// repeats, and now the counter passes Last in that same past:
@@ -565,8 +603,11 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		}
 		ro := float64(x.b.rollover)
 		since := x.t.Sub(cs.Seen)
+		// Watched without a break since Last (an OPC UA session that would
+		// have delivered any change): Last held until a moment ago.
+		watched := x.watch != 0 && x.watch == cs.Watch
 		switch {
-		case x.counter >= cs.Last*stepBackShare && x.counter > 0 && !cs.Seen.IsZero() && since >= 0 && since < stepBackWindow:
+		case x.counter >= cs.Last*stepBackShare && x.counter > 0 && !cs.Seen.IsZero() && (watched || since >= 0 && since < stepBackWindow):
 			// A step back, not a restart: within a tenth below the last
 			// value and soon after it, an out-of-order or corrected
 			// reading (a counter restarts near zero, and making 90 % of
@@ -574,7 +615,9 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// would book the whole value again; it is reported and
 			// ignored, and counting goes on once the counter passes Last.
 			// After a longer gap (the agent or the link was down) a
-			// decrease stays a reset: pieces made since then count.
+			// decrease stays a reset: pieces made since then count —
+			// unless the counter was watched all that time (an operator
+			// correcting it during a break): a reset would have shown.
 			return cs.stepBack(ev)
 		case ro > 0 && plausibleWrap(cs, ro, x.counter, since, x.srcTime):
 			ev.Delta = ro - cs.Last + x.counter
@@ -591,7 +634,8 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		cs.ResetFrom, cs.ResetTime = cs.Last, srcT
 		cs.ResetFromTime, cs.ResetWrap = cs.Time, ev.Rollover
 	}
-	cs.Last, cs.Seen, cs.back = x.counter, x.t, 0
+	cs.Last, cs.Seen, cs.back, cs.Watch = last, x.t, 0, x.watch
+	cs.JustReset = ev.Reset
 	if x.srcTime && x.t.After(cs.Time) {
 		cs.Time = x.t
 	}
@@ -784,7 +828,7 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 			return nil, perr("", fmt.Errorf("no value: %w", ErrBadValue))
 		}
 		for _, b := range bs {
-			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, server: s.Server}
+			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, server: s.Server, watch: s.Watch}
 			if err := convert(&x, s.Value); err != nil {
 				skip("", err)
 				continue
@@ -799,7 +843,7 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 	doc, jsonErr := parsePayload(payload)
 	var missing []string
 	for _, b := range bs {
-		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, server: s.Server}
+		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, server: s.Server, watch: s.Watch}
 		var v any
 		if b.field == "" {
 			if jsonErr != nil {

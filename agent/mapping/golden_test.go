@@ -35,6 +35,7 @@ type goldenSample struct {
 	Duplicate   bool            `json:"duplicate,omitempty"`
 	Initial     bool            `json:"initial,omitempty"`
 	Resent      bool            `json:"resent,omitempty"`
+	Watch       uint64          `json:"watch,omitempty"`
 }
 
 // goldenEvent is Event with only the fields that matter written out.
@@ -51,6 +52,8 @@ type goldenEvent struct {
 	From          float64 `json:"from,omitempty"`
 	ClockBack     string  `json:"clock_back,omitempty"`
 	Behind        int     `json:"behind,omitempty"`
+	Glitch        bool    `json:"glitch,omitempty"`
+	Dip           float64 `json:"dip,omitempty"`
 	Start         string  `json:"start,omitempty"`
 	End           string  `json:"end,omitempty"`
 	Reason        string  `json:"reason,omitempty"`
@@ -154,7 +157,7 @@ func TestGolden(t *testing.T) {
 						Source: gs.Source, Kind: connectors.Kind(gs.Kind), Address: gs.Address,
 						Good: !gs.Bad, SourceTime: parseGoldenTime(t, gs.SourceTime),
 						ReceiveTime: parseGoldenTime(t, gs.ReceiveTime),
-						Duplicate:   gs.Duplicate, Initial: gs.Initial, Resent: gs.Resent,
+						Duplicate:   gs.Duplicate, Initial: gs.Initial, Resent: gs.Resent, Watch: gs.Watch,
 					}
 					if gs.Bad {
 						s.Quality = "BadSensorFailure"
@@ -176,6 +179,7 @@ func TestGolden(t *testing.T) {
 						ge := goldenEvent{
 							Machine: e.Machine, Kind: e.Kind.String(), Signal: e.Signal, Time: fmtTime(e.Time),
 							Delta: e.Delta, Raw: e.Raw, Reset: e.Reset, Rollover: e.Rollover, StepBack: e.StepBack, From: e.From, Behind: e.Behind,
+							Glitch: e.Glitch, Dip: e.Dip,
 							Start: fmtTime(e.Start), End: fmtTime(e.End),
 							Reason: e.Reason, Loss: e.Loss, LossDefaulted: e.LossDefaulted,
 						}
@@ -223,6 +227,10 @@ func checkEventInvariants(t *testing.T, line int, e Event) {
 		case e.StepBack:
 			if e.Delta != 0 || e.Raw >= e.From || e.Raw < e.From*stepBackShare {
 				t.Errorf("samples.jsonl:%d: step back %v -> %v with delta %v", line, e.From, e.Raw, e.Delta)
+			}
+		case e.Glitch:
+			if e.Delta < 0 || e.Raw < e.From*stepBackShare || e.Delta > max(0, e.Raw-e.From) {
+				t.Errorf("samples.jsonl:%d: glitch %v -> %v -> %v with delta %v", line, e.From, e.Dip, e.Raw, e.Delta)
 			}
 		case e.Behind > 0:
 			if e.Delta != 0 || e.Raw >= e.From {

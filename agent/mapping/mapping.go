@@ -75,6 +75,13 @@ type Event struct {
 	// caller reports it; the machine's other signals from the same source
 	// are measured against the new time from then on.
 	ClockBack time.Duration
+	// Glitch (EventCount) reports that the counter came back near the value
+	// it went down from (From) at its last reset, faster than it counts:
+	// the reset to Dip was a glitch (a gateway restarting, a wrong reading),
+	// so Delta counts only the pieces above From, less those the reset
+	// counted.
+	Glitch bool
+	Dip    float64
 	// NewServer (EventCount, Delta 0) reports that the counter is now read
 	// from another server (OPC UA endpoint, MQTT broker) than NewServer,
 	// where it read From: counting starts from Raw, the new server's value.
@@ -387,10 +394,19 @@ type CounterState struct {
 	// Last in that past — then it was reset while its clock went back.
 	BehindTime  time.Time `json:"behind_time,omitzero"`
 	BehindCount int       `json:"behind_count,omitempty"`
-	// Steps are the counter's last plain increases (kept with a rollover
-	// only): a drop soon after Last is a rollover if it fits its usual rate
-	// or step (see plausibleWrap).
+	// Steps are the counter's last plain increases: its usual rate and
+	// step tell a wrap from a reset (plausibleWrap), a counter set back
+	// from a reset (implausibleReset), and a glitch from a reset
+	// (glitchReturn).
 	Steps []RateStep `json:"steps,omitempty"`
+	// JustReset says Last is the value of a reset from ResetFrom, and
+	// nothing counted since: a first value back near ResetFrom, faster
+	// than the counter counts, makes the reset a glitch.
+	JustReset bool `json:"just_reset,omitempty"`
+	// Watch is the connectors.Sample.Watch Last (or the same value again)
+	// was read under: a value read under the same one was watched without
+	// a break since (see applyCounter).
+	Watch uint64 `json:"watch,omitempty"`
 }
 
 // NewState returns an empty state.

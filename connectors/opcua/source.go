@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"slices"
@@ -98,6 +99,9 @@ type Source struct {
 	failSince time.Time
 	// nodes per Read and per CreateMonitoredItems call in this session (Run's goroutine)
 	perRead, perMonitor int
+	// watch holds each node's connectors.Sample.Watch: new at every
+	// session, and after each bad value of the node (Run's goroutine).
+	watch []uint64
 	// serverThumb is the server certificate last logged (Run's goroutine)
 	serverThumb string
 	server      string // connectors.ServerID of the endpoint, on every sample
@@ -318,6 +322,10 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 			"namespace", moved, "nodes", len(nodes), "example", nodes[0])
 	}
 	s.setPolled(0)
+	s.watch = make([]uint64, len(s.nodes))
+	for i := range s.watch {
+		s.watch[i] = newWatch()
+	}
 	s.unavailable = unavailable
 	s.setRefused(unavailable)
 	lim := readLimits(ctx, c, s.cfg.RequestTimeout)
@@ -423,7 +431,7 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 			if dv != nil && nodeRefused(dv.Status) {
 				s.readRefused = append(s.readRefused, RefusedNode{Node: s.nodes[batch[i].idx].addr, Status: statusName(dv.Status)})
 			}
-			if err := s.deliver(ctx, s.nodes[batch[i].idx].addr, dv, now, initial); err != nil {
+			if err := s.deliver(ctx, batch[i].idx, dv, now, initial); err != nil {
 				return err
 			}
 		}
@@ -434,7 +442,7 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 		nid := ids[i]
 		if nid == nil {
 			dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: ua.StatusBadNodeIDUnknown}
-			if err := s.deliver(ctx, s.nodes[i].addr, dv, time.Now(), initial); err != nil {
+			if err := s.deliver(ctx, int(i), dv, time.Now(), initial); err != nil {
 				return err
 			}
 			continue
@@ -452,13 +460,22 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 // pollRetry is pollRetryEvery, or Config.pollRetry (tests).
 func (s *Source) pollRetry() time.Duration { return cmp.Or(s.cfg.pollRetry, pollRetryEvery) }
 
-// deliver hands one sample to the sink; it fails only when the sink does.
-func (s *Source) deliver(ctx context.Context, addr string, dv *ua.DataValue, recv time.Time, initial bool) error {
+// deliver hands one sample of node idx to the sink; it fails only when the
+// sink does.
+func (s *Source) deliver(ctx context.Context, idx int, dv *ua.DataValue, recv time.Time, initial bool) error {
 	v, good, quality, ts := sampleFields(dv)
+	var watch uint64
+	if good {
+		watch = s.watch[idx]
+	} else {
+		// Its value unknown meanwhile: whatever comes next was not watched
+		// since the last good one.
+		s.watch[idx] = newWatch()
+	}
 	smp := connectors.Sample{
 		Source:      s.cfg.Name,
 		Kind:        connectors.KindOPCUA,
-		Address:     addr,
+		Address:     s.nodes[idx].addr,
 		Server:      s.server,
 		Value:       v,
 		Good:        good,
@@ -466,6 +483,7 @@ func (s *Source) deliver(ctx context.Context, addr string, dv *ua.DataValue, rec
 		SourceTime:  ts,
 		ReceiveTime: recv,
 		Initial:     initial,
+		Watch:       watch,
 	}
 	if err := s.sink.Deliver(ctx, smp); err != nil {
 		return fmt.Errorf("deliver: %w", err)
@@ -478,6 +496,10 @@ func (s *Source) deliver(ctx context.Context, addr string, dv *ua.DataValue, rec
 	})
 	return nil
 }
+
+// newWatch returns a connectors.Sample.Watch no other session or node is
+// likely to hold (one in 2^64 per pair), across restarts too.
+func newWatch() uint64 { return rand.Uint64() | 1 }
 
 // poll reads all nodes every PollInterval until a read fails, or, with
 // d > 0, d has passed (nil).
@@ -655,7 +677,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 					if item.ClientHandle == 0 || int64(item.ClientHandle) > int64(len(s.nodes)) {
 						continue
 					}
-					if err := s.deliver(ctx, s.nodes[item.ClientHandle-1].addr, item.Value, lastBeat, false); err != nil {
+					if err := s.deliver(ctx, int(item.ClientHandle-1), item.Value, lastBeat, false); err != nil {
 						return false, err
 					}
 				}
@@ -747,7 +769,7 @@ func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua
 			if first {
 				s.log.Warn("monitored item refused; will retry", "node", s.nodes[idx].addr, "err", r.StatusCode)
 				dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: r.StatusCode}
-				if err := s.deliver(ctx, s.nodes[idx].addr, dv, time.Now(), false); err != nil {
+				if err := s.deliver(ctx, int(idx), dv, time.Now(), false); err != nil {
 					return out, err
 				}
 			}

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/gopcua/opcua/ua"
 	"github.com/plantedge/plantedge/connectors"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
 	"github.com/plantedge/plantedge/internal/nettest"
@@ -334,6 +335,48 @@ func TestBadStatusIsNotGood(t *testing.T) {
 	}
 }
 
+// A node's samples carry one Watch while its values stay good in one
+// session (any change would have come); a bad value starts another (its
+// value was unknown meanwhile), and each node has its own.
+func TestWatchMarksUnbrokenDelivery(t *testing.T) {
+	srv, err := opcuatest.Start(context.Background(), 0, map[string]any{"Good": int64(1), "Other": int64(5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	good, other := srv.NodeID("Good"), srv.NodeID("Other")
+	col := newCollector()
+	runSource(t, Config{
+		Endpoint: srv.Endpoint(), Nodes: []string{good, other},
+		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 5 * time.Second,
+	}, col)
+	valueIs := func(v any) func(connectors.Sample) bool {
+		return func(s connectors.Sample) bool { return s.Address == good && s.Good && s.Value == v }
+	}
+	first, i := col.waitFor(t, 0, 10*time.Second, "initial", func(s connectors.Sample) bool { return s.Address == good && s.Initial })
+	o, _ := col.waitFor(t, 0, 10*time.Second, "initial other", func(s connectors.Sample) bool { return s.Address == other && s.Initial })
+	if first.Watch == 0 || o.Watch == first.Watch {
+		t.Errorf("watch %x, the other node's %x: want two, not 0", first.Watch, o.Watch)
+	}
+	srv.Set("Good", int64(2))
+	s, i := col.waitFor(t, i+1, 10*time.Second, "2", valueIs(int64(2)))
+	if s.Watch != first.Watch {
+		t.Errorf("watch %x after a change in the session, was %x", s.Watch, first.Watch)
+	}
+	srv.Set("Good", &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: ua.StatusBadSensorFailure})
+	bad, i := col.waitFor(t, i+1, 10*time.Second, "bad", func(s connectors.Sample) bool { return s.Address == good && !s.Good })
+	if bad.Watch != 0 {
+		t.Errorf("a bad value carries watch %x", bad.Watch)
+	}
+	srv.Set("Good", int64(3))
+	s3, i := col.waitFor(t, i+1, 10*time.Second, "3", valueIs(int64(3)))
+	srv.Set("Good", int64(4))
+	s4, _ := col.waitFor(t, i+1, 10*time.Second, "4", valueIs(int64(4)))
+	if s3.Watch == 0 || s3.Watch == first.Watch || s4.Watch != s3.Watch {
+		t.Errorf("watch %x before the bad value, %x and %x after it: want one new one", first.Watch, s3.Watch, s4.Watch)
+	}
+}
+
 func TestPollMode(t *testing.T) {
 	ts := startInProcess(t, 0)
 	col := newCollector()
@@ -376,7 +419,7 @@ func TestHeartbeatRebuildsSilentSubscription(t *testing.T) {
 		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 700 * time.Millisecond,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
 	}, col)
-	_, first := col.waitFor(t, 0, 10*time.Second, "initial counter", func(s connectors.Sample) bool { return s.Initial })
+	init1, first := col.waitFor(t, 0, 10*time.Second, "initial counter", func(s connectors.Sample) bool { return s.Initial })
 	// Healthy while the server time ticks: no rebuild.
 	time.Sleep(1500 * time.Millisecond)
 	if st := src.Stats(); st.HeartbeatRebuilds != 0 {
@@ -389,6 +432,9 @@ func TestHeartbeatRebuildsSilentSubscription(t *testing.T) {
 	s, _ := col.waitFor(t, first+1, 10*time.Second, "initial read after rebuild", func(s connectors.Sample) bool { return s.Initial })
 	if s.Value != int64(9) {
 		t.Errorf("re-read counter = %v, want 9", s.Value)
+	}
+	if s.Watch == 0 || s.Watch == init1.Watch {
+		t.Errorf("watch %x in the new session, %x in the old one: want another", s.Watch, init1.Watch)
 	}
 	st := src.Stats()
 	if st.HeartbeatRebuilds == 0 || st.SessionsCreated < 2 {

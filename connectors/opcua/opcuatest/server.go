@@ -143,7 +143,18 @@ func (s *Server) Set(name string, v any) {
 	s.srv.ChangeNotification(ua.NewStringNodeID(s.ns.ID(), name))
 }
 
-// Get returns a variable's current value.
+// SetAt is Set with a source timestamp: the server's values carry none
+// otherwise (gopcua's DataValueFromValue leaves it out of the encoding).
+func (s *Server) SetAt(name string, v any, at time.Time) {
+	s.Set(name, &ua.DataValue{
+		EncodingMask:    ua.DataValueValue | ua.DataValueSourceTimestamp,
+		Value:           ua.MustVariant(v),
+		SourceTimestamp: at,
+	})
+}
+
+// Get returns a variable's current value (a *ua.DataValue when it was set
+// as one, by SetAt for instance).
 func (s *Server) Get(name string) any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
