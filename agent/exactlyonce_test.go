@@ -66,6 +66,73 @@ func TestWriteLandingAfterTheLookupThenWorkOrderFinished(t *testing.T) {
 	p.wantSplit(ra, next, 10)
 }
 
+// holdFirst makes Odoo run the first call of model.method only hold after
+// it came in — a busy worker, or a lock it waits for — long after the
+// agent (odoo.timeout 2 s) gave up on it; it then commits, answering no
+// one, as Odoo does. The returned channel closes a moment after it has.
+func (p *plant) holdFirst(model, method string, hold time.Duration) <-chan struct{} {
+	var n atomic.Int32
+	ran := make(chan struct{})
+	p.odoo.BeforeCall(func(mo, me string) {
+		if mo == model && me == method && n.Add(1) == 1 {
+			time.Sleep(hold)
+			time.AfterFunc(300*time.Millisecond, func() { close(ran) })
+		}
+	})
+	return ran
+}
+
+func waitClosed(t *testing.T, c <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// A quantity write Odoo runs 6 s after it came in commits after anything
+// the agent sends before Odoo's request limit (odoo.request_limit, 8 s
+// here) has passed since: the agent sends nothing before then. (It wrote 7
+// after 2 s of waiting, and the late 4 then stood in Odoo until the next
+// piece, blamed on a person's edit.)
+func TestUnansweredWriteCommittingLateIsNotOvertaken(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.editConfig("  request_limit: 3s\n", "  request_limit: 8s\n")
+	ran := p.holdFirst("mrp.workorder", "write", 6*time.Second)
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 4, 0)
+	time.Sleep(3 * time.Second) // the agent has given up on the write of 4
+	p.produce(m, 3, 0)
+	waitClosed(t, ran, "the held write")
+	p.waitExactQty(ra, "press-1", 7)
+	if strings.Contains(p.logs.String(), "changed in Odoo since plantedge wrote it") {
+		t.Errorf("a late commit taken for an edit:\n%s", p.logs.String())
+	}
+}
+
+// A scrap validation Odoo runs 6 s after it came in is not sent again
+// before Odoo's request limit has passed: the booking is then seen done.
+// (Read back as a draft 3 s after the timeout, it was validated again, and
+// Odoo booked the scrap's stock move twice.)
+func TestUnansweredScrapValidationIsNotRepeated(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.editConfig("  request_limit: 3s\n", "  request_limit: 8s\n")
+	ran := p.holdFirst("stock.scrap", "action_validate", 6*time.Second)
+	ra := p.startAgent()
+	p.produce(p.machines[0], 0, 3)
+	waitClosed(t, ran, "the held validation")
+	waitFor(t, 15*time.Second, "the scrap booked", func() (bool, string) {
+		sc := p.odoo.Scraps()
+		return len(sc) == 1 && sc[0].State == "done" && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", sc)
+	})
+	time.Sleep(time.Second) // a repeated validation would land meanwhile
+	if sc := p.odoo.Scraps(); len(sc) != 1 || sc[0].Qty != 3 || sc[0].Moves != 1 {
+		t.Errorf("scrap in Odoo: %+v (want one booking of 3 with one move)", sc)
+	}
+}
+
 // finishOnWrite calls before each quantity write of the agent; when it
 // returns true the operator finishes the machine's work order and starts
 // the next. It returns the next order's id once there is one.
@@ -474,7 +541,7 @@ func TestScrapValidationRefusedWaitsAsADraft(t *testing.T) {
 // the dialog's Confirm does: one stock move per booking, nothing waits.
 func TestScrapShortOfStockConfirmed(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	p.editConfig("  timeout: 2s\n", "  timeout: 2s\n  scrap_when_short: confirm\n")
+	p.editConfig("  request_limit: 3s\n", "  request_limit: 3s\n  scrap_when_short: confirm\n")
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.odoo.SetShortStock(p.product, true)

@@ -97,6 +97,11 @@ type forwarder struct {
 	// scrapShortAt is when Odoo last left a machine's scrap booking a
 	// draft (see scrapGather).
 	scrapShortAt map[string]scrapGathering
+	// settleUntil is when the last request Odoo did not answer can no
+	// longer commit (its start plus odoo.request_limit): until then
+	// nothing more is sent, so a late commit cannot overtake a newer write
+	// or be repeated (run's goroutine).
+	settleUntil time.Time
 	// draftsAt is when the scrap drafts were last looked at, and drafts
 	// what was found then: by machine, what to show (under mu).
 	draftsAt time.Time
@@ -266,15 +271,6 @@ func (f *forwarder) run(ctx context.Context) {
 				wait = max(wait, f.a.cfg.Load().Forward.AuthBackoff.D()<<min(f.authFails-1, 4))
 				floor = wait
 			}
-			if isOE && oe.Timeout() && oe.TimedOut() {
-				// Odoo may still be working on the call it did not answer
-				// (a worker busy until it is done): give it as long again
-				// before the next one, spread over the fleet. (Not when the
-				// connection was never made: a WAN that drops packets.) A
-				// flush skips this wait, as it does the backoff.
-				t := f.a.cfg.Load().Odoo.Timeout.D()
-				wait = max(wait, t+rand.N(t/2+1))
-			}
 			f.link.RetryAfter = time.Time{}
 			if isOE && oe.RetryAfter > 0 {
 				w, fl := retryAfterWait(oe.RetryAfter, max(f.a.cfg.Load().Forward.BackoffMax.D(), retryAfterMax))
@@ -311,6 +307,16 @@ func (f *forwarder) run(ctx context.Context) {
 			if f.link.KeyExpired {
 				f.link.LastError = "API key expired or revoked (it worked before): " + f.link.LastError
 			}
+		}
+		if left := time.Until(f.settleUntil); left > 0 {
+			// A request Odoo did not answer may still commit (see
+			// settleUntil): no flush cuts this wait short; spread over the
+			// fleet after it.
+			if wait < left {
+				log.Warn("odoo did not answer a request in time and may still commit it until its request limit: nothing more is sent before then, so that it cannot overtake a newer write or be repeated",
+					"until", f.settleUntil.Format(time.RFC3339), "request_limit", f.a.cfg.Load().Odoo.RequestLimit)
+			}
+			wait, floor = max(wait, left+rand.N(min(left/4, 30*time.Second)+1)), max(floor, left)
 		}
 		f.link.NextAttempt = time.Now().Add(wait)
 		f.mu.Unlock()
@@ -435,6 +441,9 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 		outcome = "permanent"
 	default:
 		outcome = "transient"
+	}
+	if until := start.Add(f.a.cfg.Load().Odoo.RequestLimit.D()); odoo.InDoubt(err) && until.After(f.settleUntil) {
+		f.settleUntil = until
 	}
 	f.a.metrics.odooCalls.WithLabelValues(op, outcome).Inc()
 	f.a.metrics.odooLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())

@@ -480,7 +480,20 @@ func TestFaults(t *testing.T) {
 			if !oe.Temporary() || !oe.TimedOut() {
 				t.Errorf("timeout: want temporary+timedout, got %v", err)
 			}
+			if !odoo.InDoubt(err) {
+				t.Errorf("a timeout not in doubt: %v", err)
+			}
 			f.srv.SetLatency(0)
+			// Odoo runs the request its client gave up on, and commits late.
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				wo, err := c.ReadWorkorder(context.Background(), f.wo)
+				if err == nil && c.ProducedQty(wo) == 5 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the abandoned write never committed: %+v %v", wo, err)
+				}
+			}
 		})
 	}
 }

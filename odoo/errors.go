@@ -121,6 +121,19 @@ func (e *Error) TimedOut() bool { return e.timedOut }
 // something in front of it) may still be working on the request.
 func (e *Error) Timeout() bool { return e.timeout }
 
+// InDoubt reports whether Odoo may still be working on the request err
+// answered: no answer came within the timeout after it was sent, or a
+// proxy in front of Odoo gave up waiting (504). Odoo runs such a request to
+// its end (up to its request limit), and may commit it after the caller
+// has moved on.
+func InDoubt(err error) bool {
+	var oe *Error
+	if !errors.As(err, &oe) {
+		return false
+	}
+	return oe.timeout && oe.timedOut || oe.Status == http.StatusGatewayTimeout
+}
+
 // IsTemporary reports whether err is worth retrying: a transient *Error, a
 // network error or a timeout.
 func IsTemporary(err error) bool {

@@ -89,6 +89,7 @@ odoo:
   username: plantedge-bot
   api_key_file: %q
   timeout: 2s
+  request_limit: 3s
 forward:
   interval: 100ms
   backoff_max: 1s

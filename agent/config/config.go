@@ -156,12 +156,16 @@ type Buffer struct {
 
 // Odoo configures the connection to Odoo.
 type Odoo struct {
-	URL                string   `yaml:"url"`      // required, http or https
-	Database           string   `yaml:"database"` // required
-	Username           string   `yaml:"username"` // required for jsonrpc
-	APIKeyFile         string   `yaml:"api_key_file"`
-	Protocol           string   `yaml:"protocol"` // auto (default) | jsonrpc | json2
-	Timeout            Duration `yaml:"timeout"`  // per call, default 30s
+	URL        string   `yaml:"url"`      // required, http or https
+	Database   string   `yaml:"database"` // required
+	Username   string   `yaml:"username"` // required for jsonrpc
+	APIKeyFile string   `yaml:"api_key_file"`
+	Protocol   string   `yaml:"protocol"` // auto (default) | jsonrpc | json2
+	Timeout    Duration `yaml:"timeout"`  // per call, default 30s
+	// RequestLimit is how long Odoo may work on one request (its
+	// limit_time_real, default 120 s): a request it did not answer may
+	// still commit until then, so nothing more is sent before.
+	RequestLimit       Duration `yaml:"request_limit"`
 	CAFile             string   `yaml:"ca_file"`
 	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
 	DefaultLoss        string   `yaml:"default_loss"` // default "Equipment Failure"
@@ -324,7 +328,7 @@ func defaultConfig() *Config {
 		Listen:  "127.0.0.1:9464",
 		Log:     Log{Level: "info", Format: "text"},
 		Buffer:  Buffer{MaxBytes: 1 << 30, CommitWindow: Duration(10 * time.Millisecond)},
-		Odoo:    Odoo{Protocol: "auto", Timeout: Duration(30 * time.Second), DefaultLoss: "Equipment Failure", ScrapWhenShort: "hold"},
+		Odoo:    Odoo{Protocol: "auto", Timeout: Duration(30 * time.Second), RequestLimit: Duration(2 * time.Minute), DefaultLoss: "Equipment Failure", ScrapWhenShort: "hold"},
 		Forward: Forward{
 			Rate:        5,
 			BackoffMax:  Duration(time.Minute),

@@ -325,6 +325,10 @@ func (v *validator) validateOdoo() {
 		v.warn("odoo.api_key_file", "not set: the API key must come from "+EnvAPIKey+" or the systemd credential "+CredentialAPIKey, "")
 	}
 	v.positive("odoo.timeout", o.Timeout)
+	if o.RequestLimit < o.Timeout {
+		v.add("odoo.request_limit", fmt.Sprintf("%s is shorter than odoo.timeout %s", o.RequestLimit, o.Timeout),
+			"Odoo's limit_time_real (120s unless its admin changed it)")
+	}
 	v.filePath("odoo.ca_file", o.CAFile)
 	if o.InsecureSkipVerify {
 		v.warn("odoo.insecure_skip_verify", "TLS CERTIFICATE VERIFICATION IS OFF for Odoo: anyone on the path can read the API key", "use ca_file with your CA instead")

@@ -158,7 +158,7 @@ func TestValidateWarnings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(errOut, "warning: "+path+":44:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF") {
+	if !strings.HasPrefix(errOut, "warning: "+path+":45:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF") {
 		t.Errorf("stderr = %q", errOut)
 	}
 }

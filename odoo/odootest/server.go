@@ -476,7 +476,9 @@ func (s *Server) CallCount(model, method string) int {
 	return n
 }
 
-// SetLatency delays every request by d.
+// SetLatency delays every request by d. A request whose client gives up
+// meanwhile still runs after d (unless the request limit kills it first),
+// as in Odoo: a timeout does not mean nothing happened.
 func (s *Server) SetLatency(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -686,23 +688,36 @@ func (s *Server) Handler() http.Handler {
 		if killed {
 			d = limit
 		}
+		gone := false // the client gave up waiting
 		if d > 0 {
 			t := time.NewTimer(d)
 			select {
 			case <-t.C:
 			case <-r.Context().Done():
-				t.Stop()
-				return
+				// Odoo does not notice a client that gave up: its worker
+				// runs the request to its end (or to the wall limit) and
+				// commits, answering no one.
+				gone = true
+				select {
+				case <-t.C:
+				case <-s.closing:
+					t.Stop()
+					return
+				}
 			case <-s.closing:
 				t.Stop()
 				return
 			}
 		}
-		if killed || s.down.Load() {
+		switch {
+		case gone && (killed || s.down.Load()):
+		case killed || s.down.Load():
 			drop(w)
-			return
+		case gone:
+			mux.ServeHTTP(httptest.NewRecorder(), r.WithContext(context.WithoutCancel(r.Context())))
+		default:
+			mux.ServeHTTP(w, r)
 		}
-		mux.ServeHTTP(w, r)
 	})
 }
 
