@@ -128,8 +128,13 @@ type forwarder struct {
 }
 
 // setupError is a failure to build the Odoo client (no API key, bad CA
-// file): shown like an authentication failure and retried slowly.
-type setupError struct{ err error }
+// file), or an Odoo that cannot work with this configuration (a wrong url
+// path, database or protocol): retried slowly, and shown as an
+// authentication failure only when the API key is what is missing (key).
+type setupError struct {
+	err error
+	key bool
+}
 
 func (e *setupError) Error() string { return "odoo client: " + e.err.Error() }
 func (e *setupError) Unwrap() error { return e.err }
@@ -252,7 +257,9 @@ func (f *forwarder) run(ctx context.Context) {
 			state := "offline"
 			var se *setupError
 			if odoo.IsAuth(err) || errors.As(err, &se) {
-				state = "auth_failed"
+				if se == nil || se.key {
+					state = "auth_failed"
+				}
 				if isOE && oe.LoginCooldown() {
 					// The address is locked out, the key may be fine: keep the
 					// session, so the next attempt is an object call that says
@@ -267,9 +274,15 @@ func (f *forwarder) run(ctx context.Context) {
 				// least auth_backoff between attempts, doubling up to 16×
 				// while the key keeps being refused; a flush does not cut
 				// that short (only a new key does).
-				f.authFails++
-				wait = max(wait, f.a.cfg.Load().Forward.AuthBackoff.D()<<min(f.authFails-1, 4))
-				floor = wait
+				if state == "auth_failed" {
+					f.authFails++
+					wait = max(wait, f.a.cfg.Load().Forward.AuthBackoff.D()<<min(f.authFails-1, 4))
+					floor = wait
+				} else {
+					// No login was refused: slowly, but a flush (after the
+					// configuration was fixed) tries at once.
+					wait = max(wait, f.a.cfg.Load().Forward.AuthBackoff.D())
+				}
 			}
 			f.link.RetryAfter = time.Time{}
 			if isOE && oe.RetryAfter > 0 {
@@ -280,8 +293,10 @@ func (f *forwarder) run(ctx context.Context) {
 			if prev.State != state || prev.Failures == 0 {
 				msg := "odoo unreachable; buffering and retrying with backoff"
 				switch {
-				case errors.As(err, &se):
+				case se != nil && !errors.As(err, new(*odoo.Error)):
 					msg = "cannot build the odoo client; buffering until the configuration is fixed"
+				case se != nil:
+					msg = "odoo at odoo.url does not work with this configuration (a wrong url path, database or protocol? plantedge validate --odoo says more); buffering until it is fixed"
 				case isOE && oe.LoginCooldown():
 					msg = "odoo refuses every login from this address for now: too many failed logins (from this agent or anyone behind the same address) — retrying slowly"
 				case state == "auth_failed" && f.keyWorked:
@@ -488,7 +503,8 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		// next attempt — `plantedge flush` makes that attempt now.
 		c, err := f.a.newOdooClient()
 		if err != nil {
-			return false, &setupError{err}
+			_, kerr := f.a.cfg.Load().OdooAPIKey()
+			return false, &setupError{err: err, key: kerr != nil}
 		}
 		if id := c.KeyID(); id != f.keyID {
 			f.keyID, f.keyWorked = id, false
@@ -510,7 +526,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			if odoo.IsPermanent(err) && !odoo.IsAuth(err) {
 				// Not Odoo being away: this configuration cannot work with
 				// this server (e.g. no username for a JSON-RPC-only Odoo).
-				return false, &setupError{err}
+				return false, &setupError{err: err}
 			}
 			return false, err
 		}

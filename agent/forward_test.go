@@ -322,6 +322,20 @@ func TestForwarderWaitsAfterATimeout(t *testing.T) {
 	}
 }
 
+// An odoo.url with a wrong path (every request answers 404, not Odoo's
+// JSON) is no refused API key: status shows Odoo offline with the 404,
+// not auth_failed (it said "once a new API key is in place").
+func TestWrongOdooURLIsNotAnAuthFailure(t *testing.T) {
+	notFound := func(r *http.Request) (*http.Response, error) { return respond(404, "404 page not found") }
+	gaps, link := runForwarderLink(t, "5m", notFound, 5*time.Minute, 0)
+	if link.State != "offline" || !strings.Contains(link.LastError, "404") || link.KeyExpired {
+		t.Errorf("link %+v, want offline with the 404", link)
+	}
+	if len(gaps) == 0 || slices.Min(gaps) < time.Minute {
+		t.Errorf("attempts %v apart: want slow retries (forward.auth_backoff)", gaps)
+	}
+}
+
 // forward.rate counts HTTP requests: an operation of several requests (a
 // login is two) does not get them all at once.
 func TestForwarderRateCountsRequests(t *testing.T) {
