@@ -322,17 +322,20 @@ func TestForwarderWaitsAfterATimeout(t *testing.T) {
 	}
 }
 
-// An odoo.url with a wrong path (every request answers 404, not Odoo's
-// JSON) is no refused API key: status shows Odoo offline with the 404,
-// not auth_failed (it said "once a new API key is in place").
+// An odoo.url with a wrong path (every request answers a 404 page), or
+// an Odoo 17 asked for JSON-2 (404 in JSON, from Odoo), is no refused API
+// key: status shows Odoo offline with the 404, not auth_failed (it said
+// "once a new API key is in place").
 func TestWrongOdooURLIsNotAnAuthFailure(t *testing.T) {
-	notFound := func(r *http.Request) (*http.Response, error) { return respond(404, "404 page not found") }
-	gaps, link := runForwarderLink(t, "5m", notFound, 5*time.Minute, 0)
-	if link.State != "offline" || !strings.Contains(link.LastError, "404") || link.KeyExpired {
-		t.Errorf("link %+v, want offline with the 404", link)
+	page := func(r *http.Request) (*http.Response, error) { return respond(404, "<html>404 page not found</html>") }
+	odoo404 := func(r *http.Request) (*http.Response, error) {
+		return respond(404, `{"name":"werkzeug.exceptions.NotFound","message":"404 Not Found"}`)
 	}
-	if len(gaps) == 0 || slices.Min(gaps) < time.Minute {
-		t.Errorf("attempts %v apart: want slow retries (forward.auth_backoff)", gaps)
+	for name, answer := range map[string]func(*http.Request) (*http.Response, error){"page": page, "odoo": odoo404} {
+		_, link := runForwarderLink(t, "5m", answer, 5*time.Minute, 0)
+		if link.State != "offline" || !strings.Contains(link.LastError, "404") || link.KeyExpired {
+			t.Errorf("%s: link %+v, want offline with the 404", name, link)
+		}
 	}
 }
 

@@ -424,6 +424,12 @@ func (c *Client) commonVersion(ctx context.Context) (string, error) {
 func (c *Client) webVersion(ctx context.Context) (string, error) {
 	body, _, err := c.do(ctx, "web.version", http.MethodGet, "/web/version", nil, nil)
 	if err != nil {
+		var oe *Error
+		if errors.As(err, &oe) && oe.Status == http.StatusNotFound {
+			// No /web/version at this address (an Odoo before 18, or no
+			// Odoo at this path): a fact about the server, not a moment.
+			oe.Class = Permanent
+		}
 		return "", err
 	}
 	var v struct {
@@ -689,6 +695,14 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 	}
 	e.Message = c.clean(e.Message, maxMessage)
 	e.Class = classifyStatus(resp.StatusCode, e.Name)
+	if resp.StatusCode == http.StatusNotFound && !json.Valid(body) {
+		// Odoo's JSON-2 answers a missing record with JSON: a page is a
+		// path nothing serves — a proxy routing elsewhere for a while (a
+		// maintenance), or an odoo.url with a wrong path. No record is
+		// missing; retried like Odoo being away.
+		e.Class = Transient
+		e.Message = "not found (a page, not Odoo's answer: a proxy in front of Odoo, or a wrong path in odoo.url?): " + e.Message
+	}
 	if resp.StatusCode == http.StatusUnauthorized && !json.Valid(body) {
 		// Odoo's 401 is JSON: this one comes from something in front of it
 		// (a proxy's own login), and says nothing about the API key.

@@ -100,7 +100,7 @@ func (e *Error) Auth() bool { return e.Class == Auth }
 // Missing reports that the record or lookup target does not exist.
 func (e *Error) Missing() bool {
 	return errors.Is(e.Err, ErrNotFound) || strings.HasSuffix(e.Name, ".MissingError") ||
-		(e.Status == http.StatusNotFound && e.Name == "")
+		(e.Status == http.StatusNotFound && e.Name == "" && e.Class != Transient)
 }
 
 // Expired reports an authentication failure for a key that this client had

@@ -112,6 +112,23 @@ func TestErrorPredicates(t *testing.T) {
 	}
 }
 
+// A 404 page (a proxy routing elsewhere for a while) on an object call is
+// no missing record: retried, not "work order missing; re-resolving" once
+// a second with status showing nothing (the Odoo probe saw 50 of those).
+// Odoo's own 404 is JSON and names the exception.
+func TestNotFoundPageIsNoMissingRecord(t *testing.T) {
+	c := &Client{}
+	resp := func() *http.Response { return &http.Response{StatusCode: http.StatusNotFound, Header: http.Header{}} }
+	page := c.statusError("mrp.workorder.write", resp(), []byte("<html><body><h1>404 Not Found</h1>nginx</body></html>"))
+	if page.Missing() || !page.Temporary() || !strings.Contains(page.Message, "a proxy in front of Odoo") {
+		t.Errorf("404 page: missing %v temporary %v %q", page.Missing(), page.Temporary(), page.Message)
+	}
+	odoo := c.statusError("mrp.workorder.write", resp(), []byte(`{"name":"odoo.exceptions.MissingError","message":"Record does not exist"}`))
+	if !odoo.Missing() || !odoo.Permanent() {
+		t.Errorf("Odoo's 404: missing %v permanent %v", odoo.Missing(), odoo.Permanent())
+	}
+}
+
 func TestMayHaveCommitted(t *testing.T) {
 	if mayHaveCommitted(&net.OpError{Op: "dial", Err: errors.New("connection refused")}) {
 		t.Error("a failed dial sent nothing")
