@@ -1012,6 +1012,10 @@ type rateLogs struct {
 	m  map[string]*rateLog
 }
 
+// rateLogsKept is how many keys a rateLogs holds before it forgets those
+// quiet for a minute (a key per work order would otherwise grow for good).
+const rateLogsKept = 1024
+
 func (r *rateLogs) log(key string, l *slog.Logger, level slog.Level, msg string, args ...any) {
 	r.mu.Lock()
 	if r.m == nil {
@@ -1019,9 +1023,26 @@ func (r *rateLogs) log(key string, l *slog.Logger, level slog.Level, msg string,
 	}
 	rl := r.m[key]
 	if rl == nil {
+		if len(r.m) >= rateLogsKept {
+			r.forgetQuiet()
+		}
 		rl = &rateLog{}
 		r.m[key] = rl
 	}
 	r.mu.Unlock()
 	rl.log(l, level, msg, args...)
+}
+
+// forgetQuiet drops the keys that logged nothing for a minute: their next
+// line is logged anyway (what they left out since is lost). r.mu is held.
+func (r *rateLogs) forgetQuiet() {
+	now := time.Now()
+	for k, rl := range r.m {
+		rl.mu.Lock()
+		quiet := now.Sub(rl.last) >= time.Minute
+		rl.mu.Unlock()
+		if quiet {
+			delete(r.m, k)
+		}
+	}
 }

@@ -496,7 +496,9 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored, st *woState, good *pendingKey, moved bool) {
 	if good != nil && stored != nil && stored.ID != wo.ID && !wo.DateStart.IsZero() && good.first > 0 &&
 		fromMS(good.first).Before(wo.DateStart) {
-		f.a.eventLog.log("late "+machine, f.a.log, slog.LevelWarn,
+		// Keyed by the work order too: which order took which pieces must
+		// not be lost to the once-a-minute limit of a machine's warnings.
+		f.a.eventLog.log("late "+machine+" "+wo.Name, f.a.log, slog.LevelWarn,
 			"pieces made before this work order started are booked on it: the previous one was finished (or cancelled) before they reached Odoo",
 			"machine", machine, "workorder", wo.Name, "previous", stored.Name, "pieces", good.sum, "oldest", fromMS(good.first))
 	}

@@ -141,7 +141,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			// good again, at most once a minute each per tag (then with how
 			// many were left out): a quality that stays bad shows in status.
 			if q, ok := a.badQuality[k]; !ok || q != s.Quality {
-				a.badLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn, "source value has bad quality: ignored until it is good again",
+				a.badLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn, "source value has bad or uncertain quality: ignored until it is good again",
 					"source", s.Source, "address", s.Address, "quality", s.Quality)
 			}
 			a.badQuality[k] = s.Quality

@@ -383,7 +383,7 @@ func TestStatusShowsABadNode(t *testing.T) {
 	})
 	// And in the log once, not at every poll.
 	logs := p.logs.String()
-	if n := strings.Count(logs, "source value has bad quality"); n != 1 || !strings.Contains(logs, "quality=BadNodeIdUnknown") {
+	if n := strings.Count(logs, "source value has bad or uncertain quality"); n != 1 || !strings.Contains(logs, "quality=BadNodeIdUnknown") {
 		t.Errorf("%d bad-quality log lines, want 1 with the status:\n%s", n, logs)
 	}
 }

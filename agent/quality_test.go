@@ -32,7 +32,7 @@ machines: [{ id: m1, workcenter: W, good_count: { opcua: { server: line1, node: 
 		}
 		a.commitSamples(context.Background(), []connectors.Sample{s})
 	}
-	bad := strings.Count(logs.String(), "source value has bad quality")
+	bad := strings.Count(logs.String(), "source value has bad or uncertain quality")
 	good := strings.Count(logs.String(), "source value good again")
 	if bad != 1 || good != 1 {
 		t.Errorf("one tag flapping 500 times wrote %d + %d quality log lines", bad, good)

@@ -3,8 +3,10 @@ package agent
 import (
 	"bytes"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestRateLogsPerKey: within a minute, a key logs its first line only, the
@@ -28,5 +30,29 @@ func TestRateLogsPerKey(t *testing.T) {
 	r.log("reset m1", l, slog.LevelWarn, "counter reset", "machine", "m1")
 	if !strings.Contains(out.String(), "suppressed_since_last=4") {
 		t.Errorf("no count of the suppressed lines:\n%s", out.String())
+	}
+}
+
+// Keys come and go (one per work order): past rateLogsKept, those quiet for
+// a minute are forgotten, while one that logged within the minute keeps
+// suppressing.
+func TestRateLogsForgetQuietKeys(t *testing.T) {
+	var out bytes.Buffer
+	l := slog.New(slog.NewTextHandler(&out, nil))
+	var r rateLogs
+	r.log("busy", l, slog.LevelWarn, "busy")
+	for i := range rateLogsKept - 1 { // with busy: full
+		k := "late m1 WO/" + strconv.Itoa(i)
+		r.log(k, l, slog.LevelWarn, "late")
+		r.m[k].last = r.m[k].last.Add(-2 * time.Minute)
+	}
+	r.log("late m1 WO/new", l, slog.LevelWarn, "late")
+	if len(r.m) != 2 || r.m["busy"] == nil {
+		t.Fatalf("%d keys kept, busy kept: %v", len(r.m), r.m["busy"] != nil)
+	}
+	before := strings.Count(out.String(), "msg=busy")
+	r.log("busy", l, slog.LevelWarn, "busy")
+	if strings.Count(out.String(), "msg=busy") != before {
+		t.Error("a key that logged within the minute logged again")
 	}
 }
