@@ -133,6 +133,28 @@ func TestUnansweredScrapValidationIsNotRepeated(t *testing.T) {
 	}
 }
 
+// A downtime line's opening load Odoo runs 6 s after it came in, while
+// the stop has ended meanwhile: the closing load is not sent before
+// Odoo's request limit has passed, so the late opening cannot reopen the
+// closed line. (It did: the work center stayed blocked, and status showed
+// the machine running with nothing pending.)
+func TestUnansweredDowntimeOpeningDoesNotReopenTheLine(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	p.editConfig("  request_limit: 3s\n", "  request_limit: 8s\n")
+	ran := p.holdFirst("mrp.workcenter.productivity", "load", 6*time.Second)
+	ra := p.startAgent()
+	m, wc := p.machines[0], p.wcIDs["press-1"]
+	p.stop(m, "JAM")
+	time.Sleep(3 * time.Second) // the agent has given up on the opening
+	p.run(m)
+	waitClosed(t, ran, "the held opening")
+	waitFor(t, 15*time.Second, "line closed", func() (bool, string) {
+		l := p.odoo.Productivity()
+		return len(l) == 1 && !l[0].End.IsZero() && p.odoo.WorkingState(wc) == "normal" && ra.a.Status().Buffer.Pending == 0,
+			fmt.Sprintf("%+v %s", l, p.odoo.WorkingState(wc))
+	})
+}
+
 // finishOnWrite calls before each quantity write of the agent; when it
 // returns true the operator finishes the machine's work order and starts
 // the next. It returns the next order's id once there is one.
