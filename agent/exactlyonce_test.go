@@ -69,17 +69,19 @@ func TestWriteLandingAfterTheLookupThenWorkOrderFinished(t *testing.T) {
 // holdFirst makes Odoo run the first call of model.method only hold after
 // it came in — a busy worker, or a lock it waits for — long after the
 // agent (odoo.timeout 2 s) gave up on it; it then commits, answering no
-// one, as Odoo does. The returned channel closes a moment after it has.
-func (p *plant) holdFirst(model, method string, hold time.Duration) <-chan struct{} {
+// one, as Odoo does. came closes when the call has come in, ran a moment
+// after it committed.
+func (p *plant) holdFirst(model, method string, hold time.Duration) (came, ran <-chan struct{}) {
 	var n atomic.Int32
-	ran := make(chan struct{})
+	c, r := make(chan struct{}), make(chan struct{})
 	p.odoo.BeforeCall(func(mo, me string) {
 		if mo == model && me == method && n.Add(1) == 1 {
+			close(c)
 			time.Sleep(hold)
-			time.AfterFunc(300*time.Millisecond, func() { close(ran) })
+			time.AfterFunc(300*time.Millisecond, func() { close(r) })
 		}
 	})
-	return ran
+	return c, r
 }
 
 func waitClosed(t *testing.T, c <-chan struct{}, what string) {
@@ -99,7 +101,7 @@ func waitClosed(t *testing.T, c <-chan struct{}, what string) {
 func TestUnansweredWriteCommittingLateIsNotOvertaken(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	p.editConfig("  request_limit: 3s\n", "  request_limit: 8s\n")
-	ran := p.holdFirst("mrp.workorder", "write", 6*time.Second)
+	_, ran := p.holdFirst("mrp.workorder", "write", 6*time.Second)
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.produce(m, 4, 0)
@@ -112,6 +114,28 @@ func TestUnansweredWriteCommittingLateIsNotOvertaken(t *testing.T) {
 	}
 }
 
+// The agent stops (a restart; a crash leaves its last mark) while Odoo
+// holds a quantity write it commits 6 s after it came in: the next start
+// sends nothing before Odoo's request limit has passed since, so the late
+// 4 does not land over the 7 the new start writes.
+func TestRestartWaitsForTheRequestsOfTheLastRun(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.editConfig("  request_limit: 3s\n", "  request_limit: 8s\n")
+	came, ran := p.holdFirst("mrp.workorder", "write", 6*time.Second)
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 4, 0)
+	waitClosed(t, came, "the write of 4")
+	ra.stopNow(t)
+	p.produce(m, 3, 0) // while the agent is down
+	ra = p.startAgentWith(false)
+	waitClosed(t, ran, "the held write")
+	p.waitExactQty(ra, "press-1", 7)
+	if !strings.Contains(p.logs.String(), "requests sent to Odoo before the agent stopped may still commit") {
+		t.Errorf("the wait not logged:\n%s", p.logs.String())
+	}
+}
+
 // A scrap validation Odoo runs 6 s after it came in is not sent again
 // before Odoo's request limit has passed: the booking is then seen done.
 // (Read back as a draft 3 s after the timeout, it was validated again, and
@@ -119,7 +143,7 @@ func TestUnansweredWriteCommittingLateIsNotOvertaken(t *testing.T) {
 func TestUnansweredScrapValidationIsNotRepeated(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	p.editConfig("  request_limit: 3s\n", "  request_limit: 8s\n")
-	ran := p.holdFirst("stock.scrap", "action_validate", 6*time.Second)
+	_, ran := p.holdFirst("stock.scrap", "action_validate", 6*time.Second)
 	ra := p.startAgent()
 	p.produce(p.machines[0], 0, 3)
 	waitClosed(t, ran, "the held validation")
@@ -141,7 +165,7 @@ func TestUnansweredScrapValidationIsNotRepeated(t *testing.T) {
 func TestUnansweredDowntimeOpeningDoesNotReopenTheLine(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
 	p.editConfig("  request_limit: 3s\n", "  request_limit: 8s\n")
-	ran := p.holdFirst("mrp.workcenter.productivity", "load", 6*time.Second)
+	_, ran := p.holdFirst("mrp.workcenter.productivity", "load", 6*time.Second)
 	ra := p.startAgent()
 	m, wc := p.machines[0], p.wcIDs["press-1"]
 	p.stop(m, "JAM")

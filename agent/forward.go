@@ -102,6 +102,9 @@ type forwarder struct {
 	// nothing more is sent, so a late commit cannot overtake a newer write
 	// or be repeated (run's goroutine).
 	settleUntil time.Time
+	// markedUntil is the settleUntil last stored (settleKey) ahead of the
+	// calls: a crash leaves it for the next start (run's goroutine).
+	markedUntil time.Time
 	// draftsAt is when the scrap drafts were last looked at, and drafts
 	// what was found then: by machine, what to show (under mu).
 	draftsAt time.Time
@@ -209,6 +212,17 @@ func (f *forwarder) setMachine(id string, fn func(*machineLink)) {
 // the round went.
 func (f *forwarder) run(ctx context.Context) {
 	log := f.a.log.With("component", "forwarder")
+	f.loadSettle(log)
+	defer f.saveSettle(log)
+	if left := time.Until(f.settleUntil); left > 0 {
+		f.mu.Lock()
+		f.link.LastError = "waiting for requests sent to Odoo before the agent stopped: Odoo may still run them until its request limit (odoo.request_limit)"
+		f.link.NextAttempt = f.settleUntil
+		f.mu.Unlock()
+		if !f.sleep(ctx, left, left) {
+			return
+		}
+	}
 	for {
 		before := f.linkSnapshot() // call() may show the link online mid-round
 		more, err := f.round(ctx)
@@ -446,6 +460,7 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	// three or four).
 	f.a.beat()
 	start := time.Now()
+	f.markSettle(ctx, start)
 	err := fn(ctx)
 	outcome := "ok"
 	switch {
@@ -457,7 +472,10 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	default:
 		outcome = "transient"
 	}
-	if until := start.Add(f.a.cfg.Load().Odoo.RequestLimit.D()); odoo.InDoubt(err) && until.After(f.settleUntil) {
+	// A call the agent's stop cut off is in doubt as much as one Odoo did
+	// not answer in time: saveSettle keeps it for the next start.
+	inDoubt := odoo.InDoubt(err) || err != nil && ctx.Err() != nil
+	if until := start.Add(f.a.cfg.Load().Odoo.RequestLimit.D()); inDoubt && until.After(f.settleUntil) {
 		f.settleUntil = until
 	}
 	f.a.metrics.odooCalls.WithLabelValues(op, outcome).Inc()
@@ -478,6 +496,70 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 		f.mu.Unlock()
 	}
 	return err
+}
+
+// settleKey is the buffer meta key holding the forwarder's settleUntil for
+// the next start: Odoo runs a request to its end even when the agent that
+// sent it stopped or crashed, so a new start sends nothing before the
+// requests of the last one can no longer commit.
+const settleKey = "odoo/settle_until"
+
+// markEvery: before a call, settleKey is moved ahead to cover the calls of
+// the next markEvery (at most one buffer write that often): a crash then
+// leaves a time no call before it can commit after. A quarter of the
+// request limit, at most 10 s: a start after a crash waits at most that
+// much longer than needed.
+func (f *forwarder) markEvery() time.Duration {
+	return min(10*time.Second, f.a.cfg.Load().Odoo.RequestLimit.D()/4)
+}
+
+// markSettle moves settleKey past what a call starting at start can
+// commit, once per markEvery.
+func (f *forwarder) markSettle(ctx context.Context, start time.Time) {
+	if start.Add(f.a.cfg.Load().Odoo.RequestLimit.D()).Before(f.markedUntil) {
+		return
+	}
+	until := start.Add(f.markEvery() + f.a.cfg.Load().Odoo.RequestLimit.D())
+	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: settleKey, Value: []byte(until.UTC().Format(time.RFC3339Nano))}); err != nil {
+		// Not marked: a crash in the next moments would not wait for
+		// this call; the call is not worth holding up for that.
+		f.a.log.Debug("settle mark not stored", "err", err)
+		return
+	}
+	f.markedUntil = until
+}
+
+// loadSettle takes the settleUntil the last run left (settleKey).
+func (f *forwarder) loadSettle(log *slog.Logger) {
+	b, err := f.a.buf.Meta(settleKey)
+	if err != nil || b == nil {
+		return
+	}
+	until, err := time.Parse(time.RFC3339Nano, string(b))
+	if err != nil || !time.Now().Before(until) {
+		return
+	}
+	// Never longer than the request limit now (it may have been lowered).
+	if most := time.Now().Add(f.markEvery() + f.a.cfg.Load().Odoo.RequestLimit.D()); until.After(most) {
+		until = most
+	}
+	f.settleUntil, f.markedUntil = until, until
+	log.Warn("requests sent to Odoo before the agent stopped may still commit: nothing is sent before then, so that none is repeated or overtaken",
+		"until", until.Format(time.RFC3339), "request_limit", f.a.cfg.Load().Odoo.RequestLimit)
+}
+
+// saveSettle stores, as the forwarder stops, when the requests it sent can
+// no longer commit (or forgets the key when that has passed).
+func (f *forwarder) saveSettle(log *slog.Logger) {
+	kv := buffer.KV{Key: settleKey}
+	if time.Now().Before(f.settleUntil) {
+		kv.Value = []byte(f.settleUntil.UTC().Format(time.RFC3339Nano))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := f.a.buf.PutMeta(ctx, kv); err != nil {
+		log.Warn("could not store when the requests sent to Odoo settle; the next start does not wait for them", "err", err)
+	}
 }
 
 // round forwards what is pending: downtime lines first, then counts,
