@@ -295,3 +295,41 @@ machines:
 		t.Errorf("broker renamed: changes %s, want 3 signals changed, none rebased", got)
 	}
 }
+
+// A machine whose running value turns bad (a sensor failure, an uncertain
+// value) while its source stays connected shows unknown, with the state
+// last read and why: it may have stopped since (it showed running, with
+// the bad quality only in its error).
+func TestBadRunningValueShowsUnknown(t *testing.T) {
+	cfg := testConfig(t, `opcua: [{ name: line1, endpoint: "opc.tcp://127.0.0.1:1" }]
+machines:
+  - { id: m1, workcenter: W1, running: { opcua: { server: line1, node: "ns=2;s=Run" } } }
+`)
+	a, _ := agentWithBuffer(t, cfg, slog.New(slog.DiscardHandler))
+	a.fwd = newForwarder(a)
+	a.opened.Store(true)
+	connected := func() connectors.State { return connectors.StateConnected }
+	a.sources = []*sourceHandle{{name: "line1", kind: connectors.KindOPCUA, state: connected,
+		sessions: func() uint64 { return 1 }, lastErr: func() string { return "" }}}
+	sample := func(good bool, v any) {
+		s := connectors.Sample{Source: "line1", Kind: connectors.KindOPCUA, Address: "ns=2;s=Run",
+			Value: v, Good: good, ReceiveTime: time.Now()}
+		if !good {
+			s.Quality = "BadSensorFailure"
+		}
+		a.commitSamples(context.Background(), []connectors.Sample{s})
+	}
+	m1 := func() MachineStatus { return a.Status().Machines[0] }
+	sample(true, true)
+	if m := m1(); m.State != "running" || m.LastKnownState != "" {
+		t.Fatalf("running: %+v", m)
+	}
+	sample(false, nil)
+	if m := m1(); m.State != "unknown" || m.LastKnownState != "running" || m.UnknownBecause != "bad quality" || !strings.Contains(m.Error, "BadSensorFailure") {
+		t.Errorf("running value bad: %+v", m)
+	}
+	sample(true, false)
+	if m := m1(); m.State != "stopped" || m.LastKnownState != "" {
+		t.Errorf("good again, stopped: %+v", m)
+	}
+}

@@ -192,6 +192,10 @@ type MachineStatus struct {
 	// because the source of the machine's running signal is not connected
 	// now (a PLC or broker away: the machine may have stopped since).
 	LastKnownState string `json:"last_known_state,omitempty"`
+	// UnknownBecause says why State is unknown while LastKnownState is
+	// set: "source down", or "bad quality" (the running value's source
+	// marks it bad or uncertain: the machine may have stopped since).
+	UnknownBecause string `json:"unknown_because,omitempty"`
 	// LastSampleAge is how long ago a good value for one of the machine's
 	// signals came in (absent: none since the agent started). A machine
 	// whose PLC tag or topic went quiet shows it here.
@@ -278,8 +282,14 @@ func (a *Agent) Status() Status {
 	}
 	// In a set order (of source and address, of signal): with two signals
 	// wrong, repeated calls show the same one.
+	runBad := map[string]bool{} // machines whose running value is bad or uncertain now
 	for _, k := range sortedAddrs(a.badQuality) {
 		noteBad(k.kind, k.source, k.address, fmt.Sprintf("%s is %s", k.address, a.badQuality[k]))
+		mapper.EachUse(k.kind, k.source, k.address, func(machine string, signal mapping.Signal) {
+			if signal == mapping.Running {
+				runBad[machine] = true
+			}
+		})
 	}
 	for _, k := range sortedAddrs(a.unusable) {
 		noteBad(k.kind, k.source, k.address, "sent a value that cannot be used: "+a.unusable[k])
@@ -316,7 +326,9 @@ func (a *Agent) Status() Status {
 			Pending: tidy(pending[m.ID].good)}
 		ms.State, ms.LastSampleAge = a.machineState(m.ID)
 		if src := runningSource(&m); src != "" && ms.State != "unknown" && sourceState[src] != string(connectors.StateConnected) {
-			ms.State, ms.LastKnownState = "unknown", ms.State
+			ms.State, ms.LastKnownState, ms.UnknownBecause = "unknown", ms.State, "source down"
+		} else if runBad[m.ID] && ms.State != "unknown" {
+			ms.State, ms.LastKnownState, ms.UnknownBecause = "unknown", ms.State, "bad quality"
 		}
 		held := false
 		if l, ok := links[m.ID]; ok {

@@ -255,7 +255,11 @@ func printStatus(w io.Writer, st agent.Status) {
 		}
 		state := m.State
 		if m.LastKnownState != "" {
-			state += " (was " + m.LastKnownState + ": source down)"
+			why := "source down"
+			if m.UnknownBecause == "bad quality" {
+				why = "its running value has bad or uncertain quality"
+			}
+			state += " (was " + m.LastKnownState + ": " + why + ")"
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Workcenter, wo, state, last,
 			count(m.GoodCount), count(m.ScrapCount), count(m.Pending), count(m.Unattributed), m.Error)

@@ -31,6 +31,20 @@ func TestStatusShowsPolledNodes(t *testing.T) {
 	}
 }
 
+// A machine whose run state is not known now says what it was and why.
+func TestStatusSaysWhyAMachinesStateIsUnknown(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Machines: []agent.MachineStatus{
+		{ID: "press-1", Workcenter: "WC1", State: "unknown", LastKnownState: "running", UnknownBecause: "source down"},
+		{ID: "press-2", Workcenter: "WC2", State: "unknown", LastKnownState: "stopped", UnknownBecause: "bad quality"},
+	}})
+	for _, want := range []string{"unknown (was running: source down)", "unknown (was stopped: its running value has bad or uncertain quality)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("want %q in:\n%s", want, out.String())
+		}
+	}
+}
+
 // Malformed values a source sent show under the sources, with the last
 // one's reason; the disk-full state of the buffer shows too.
 func TestStatusShowsMalformedAndDiskFull(t *testing.T) {
