@@ -173,6 +173,20 @@ machines:
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	// A machine added since, its node written ns=N like the others: N is
+	// the other module now, so it could mean either — a problem, not a
+	// check of the other module's node.
+	added := y + fmt.Sprintf("  - id: p2\n    workcenter: WC2\n    good_count: { opcua: { server: plc, node: \"ns=%d;s=P2.Good\" } }\n", ns)
+	if err := os.WriteFile(path, []byte(added), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = runValidate(t, "-c", path, "--opcua")
+	if exitCode(err) != 1 || !strings.Contains(out, fmt.Sprintf("machines[1].good_count.opcua.node: ns=%d;s=P2.Good: node id ns=%[1]d;s=P2.Good: ns=%[1]d meant urn:plantedge:sim for this server's other nodes", ns)) {
+		t.Errorf("validate of a node added after the renumbering: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	srv2.Close()
 
 	// Back with the plant's namespace under another URI: the pinned nodes

@@ -158,12 +158,33 @@ type NamespacePins interface {
 	SetNamespacePin(node, uri string) error
 }
 
+// meantIndexes returns, for each namespace index nodes are written with
+// (ns=N), the URI their pins say it meant (nil without pins).
+func meantIndexes(nodes []nodeRef, pins NamespacePins) map[int]string {
+	if pins == nil {
+		return nil
+	}
+	meant := map[int]string{}
+	for _, n := range nodes {
+		if n.nsURI != "" || n.id.Namespace() == 0 {
+			continue
+		}
+		if pin, ok := pins.NamespacePin(n.addr); ok {
+			meant[int(n.id.Namespace())] = pin
+		}
+	}
+	return meant
+}
+
 // pinned resolves an ns=N node id against the session's namespace array
 // ns and its pin: the first sight pins the URI index N has now; later, a
 // different URI at N moves the node to the pinned URI's index (moved says
 // from what to what), and a pinned URI the server no longer has makes the
-// node unavailable.
-func (n nodeRef) pinned(ns []string, pins NamespacePins) (id *ua.NodeID, moved string, err error) {
+// node unavailable. meant (meantIndexes) is what ns=N meant for the
+// source's other nodes: a node not pinned yet (added to the file since)
+// whose N now numbers another URI is unavailable too — it could mean
+// either, and reading the other one books another machine's pieces.
+func (n nodeRef) pinned(ns []string, pins NamespacePins, meant map[int]string) (id *ua.NodeID, moved string, err error) {
 	idx := int(n.id.Namespace())
 	if n.nsURI != "" || idx == 0 || pins == nil {
 		id, err = n.resolve(ns)
@@ -175,6 +196,10 @@ func (n nodeRef) pinned(ns []string, pins NamespacePins) (id *ua.NodeID, moved s
 	}
 	pin, ok := pins.NamespacePin(n.addr)
 	if !ok {
+		if m, ok := meant[idx]; ok && m != cur {
+			return nil, "", fmt.Errorf("node id %s: ns=%d meant %s for this server's other nodes written ns=%d (when the agent first read them), but the server numbers %q as %d now: write the node as nsu=<uri>;%s to say which",
+				n.addr, idx, m, idx, cur, idx, n.idPart)
+		}
 		if cur != "" {
 			_ = pins.SetNamespacePin(n.addr, cur) // failed: pinned at the next session; read as written
 		}

@@ -60,10 +60,14 @@ func Inspect(ctx context.Context, cfg Config) ([]NodeInfo, error) {
 	out := make([]NodeInfo, len(nodes))
 	var ids []*ua.NodeID
 	var at []int
+	var meant map[int]string
+	if cfg.Pins != nil {
+		meant = meantIndexes(nodes, cfg.Pins)
+	}
 	for i, n := range nodes {
 		out[i].Node = n.addr
 		pins := readOnlyPins{cfg.Pins}
-		nid, moved, err := n.pinned(c.Namespaces(), pins)
+		nid, moved, err := n.pinned(c.Namespaces(), pins, meant)
 		if moved != "" {
 			uri, _ := pins.NamespacePin(n.addr)
 			out[i].Moved, out[i].NSU = moved, "nsu="+uri+";"+n.idPart

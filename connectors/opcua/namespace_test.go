@@ -77,24 +77,56 @@ func TestRenumberedNamespaceIsFollowed(t *testing.T) {
 	}
 }
 
+// A node added to the file after the server renumbered its namespaces,
+// written ns=1 like the nodes pinned before (where ns=1 meant urn:plant):
+// the server's ns=1 is urn:other now, so it could mean either — not read
+// (reading urn:other's node of that name booked another machine's pieces),
+// with what to write instead. Where ns=1 still means what it meant, a new
+// node is pinned as before.
+func TestNewNodeOfARenumberedIndexIsNotGuessed(t *testing.T) {
+	pins := &memPins{m: map[string]string{"ns=1;s=Good": "urn:plant"}}
+	old, _ := parseNode("ns=1;s=Good")
+	added, _ := parseNode("ns=1;s=M7.Good")
+	nodes := []nodeRef{old, added}
+	renumbered := []string{"http://opcfoundation.org/UA/", "urn:other", "urn:plant"}
+	_, _, err := added.pinned(renumbered, pins, meantIndexes(nodes, pins))
+	if err == nil || !strings.Contains(err.Error(), `ns=1 meant urn:plant for this server's other nodes written ns=1`) ||
+		!strings.Contains(err.Error(), "nsu=<uri>;s=M7.Good") {
+		t.Errorf("new node of a renumbered index: %v", err)
+	}
+	if _, ok := pins.NamespacePin("ns=1;s=M7.Good"); ok {
+		t.Error("the new node was pinned")
+	}
+	if id, _, err := old.pinned(renumbered, pins, meantIndexes(nodes, pins)); err != nil || id.String() != "ns=2;s=Good" {
+		t.Errorf("the pinned node: %v %v", id, err)
+	}
+	same := []string{"http://opcfoundation.org/UA/", "urn:plant"}
+	if id, _, err := added.pinned(same, pins, meantIndexes(nodes, pins)); err != nil || id.String() != "ns=1;s=M7.Good" {
+		t.Errorf("new node, index unchanged: %v %v", id, err)
+	}
+	if uri, ok := pins.NamespacePin("ns=1;s=M7.Good"); !ok || uri != "urn:plant" {
+		t.Errorf("new node, index unchanged: pinned %q %v", uri, ok)
+	}
+}
+
 func TestPinnedNamespaceGone(t *testing.T) {
 	n, err := parseNode("ns=1;s=Good")
 	if err != nil {
 		t.Fatal(err)
 	}
 	pins := &memPins{m: map[string]string{"ns=1;s=Good": "urn:plant"}}
-	_, _, err = n.pinned([]string{"http://opcfoundation.org/UA/", "urn:other"}, pins)
+	_, _, err = n.pinned([]string{"http://opcfoundation.org/UA/", "urn:other"}, pins, nil)
 	if err == nil || !strings.Contains(err.Error(), `its namespace urn:plant (ns=1 when first read) is gone from the server, whose ns=1 is now "urn:other"`) {
 		t.Errorf("pinned namespace gone: %v", err)
 	}
-	id, moved, err := n.pinned([]string{"http://opcfoundation.org/UA/", "urn:other", "urn:plant"}, pins)
+	id, moved, err := n.pinned([]string{"http://opcfoundation.org/UA/", "urn:other", "urn:plant"}, pins, nil)
 	if err != nil || id.String() != "ns=2;s=Good" || moved != "ns=1 (urn:plant) is now ns=2" {
 		t.Errorf("moved: %v %q %v", id, moved, err)
 	}
 	// ns=0 and nsu= forms are never pinned.
 	for _, addr := range []string{"i=2258", "nsu=urn:plant;s=Good"} {
 		n, _ := parseNode(addr)
-		if _, moved, err := n.pinned([]string{"http://opcfoundation.org/UA/", "urn:plant"}, pins); err != nil || moved != "" {
+		if _, moved, err := n.pinned([]string{"http://opcfoundation.org/UA/", "urn:plant"}, pins, nil); err != nil || moved != "" {
 			t.Errorf("%s: %q %v", addr, moved, err)
 		}
 		if _, ok := pins.NamespacePin(addr); ok {

@@ -305,8 +305,9 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 	ids := make([]*ua.NodeID, len(s.nodes))
 	var unavailable []RefusedNode
 	moves := map[string][]string{} // "ns=1 (uri) is now ns=2" -> nodes
+	meant := meantIndexes(s.nodes, s.cfg.Pins)
 	for i, n := range s.nodes {
-		nid, moved, err := n.pinned(c.Namespaces(), s.cfg.Pins)
+		nid, moved, err := n.pinned(c.Namespaces(), s.cfg.Pins, meant)
 		if err != nil {
 			s.log.Warn("node not available on this server", "err", err, "node", n.addr)
 			unavailable = append(unavailable, RefusedNode{Node: n.addr, Status: err.Error()})
