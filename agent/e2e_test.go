@@ -782,11 +782,29 @@ func TestEndToEndPermanentRefusalIsDeadLettered(t *testing.T) {
 	if len(dls) != 1 || dls[0].Key != "press-1/good" || !strings.Contains(dls[0].Reason, "done work order") {
 		t.Fatalf("dead letters %+v", dls)
 	}
+	// The machine says its pieces Odoo refused: counted, not in Odoo.
+	press1 := func() agent.MachineStatus {
+		for _, m := range ra.a.Status().Machines {
+			if m.ID == "press-1" {
+				return m
+			}
+		}
+		t.Fatal("no press-1 in status")
+		return agent.MachineStatus{}
+	}
+	time.Sleep(1100 * time.Millisecond) // status scans the buffer at most once a second
+	if m := press1(); m.GoodCount != 8 || m.DeadLetterGood != 3 || !strings.Contains(m.Error, "3 good pieces Odoo refused are in the dead letters") {
+		t.Errorf("press-1 in status: %+v", m)
+	}
 	// Retried once the cause is fixed, it lands exactly once.
 	if n, _, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
 		t.Fatalf("retry: %d %v", n, err)
 	}
 	p.waitExactQty(ra, "press-1", 8)
+	time.Sleep(1100 * time.Millisecond)
+	if m := press1(); m.DeadLetterGood != 0 || m.Error != "" {
+		t.Errorf("press-1 in status after the retry: %+v", m)
+	}
 }
 
 // The runbook: a loss reason Odoo does not know is dead-lettered; fix the

@@ -187,7 +187,10 @@ type MachineStatus struct {
 	ScrapCount   float64 `json:"scrap_count"`
 	Unattributed float64 `json:"unattributed"`
 	Pending      float64 `json:"pending_good"`
-	State        string  `json:"state"` // running | stopped | unknown
+	// DeadLetterGood is the good pieces Odoo refused for good, kept in the
+	// dead letters: counted in GoodCount, not in Odoo.
+	DeadLetterGood float64 `json:"dead_letter_good,omitempty"`
+	State          string  `json:"state"` // running | stopped | unknown
 	// LastKnownState is the run state last read while State is unknown
 	// because the source of the machine's running signal is not connected
 	// now (a PLC or broker away: the machine may have stopped since).
@@ -350,6 +353,10 @@ func (a *Agent) Status() Status {
 		if ms.Error == "" {
 			ms.Error = drafts[m.ID]
 		}
+		ms.DeadLetterGood = tidy(pending[m.ID].deadGood)
+		if ms.Error == "" {
+			ms.Error = deadLetterNote(pending[m.ID])
+		}
 		if seq := pending[m.ID].minSeq; seq != 0 && !held && (st.Buffer.OldestForwardableSeq == 0 || seq < st.Buffer.OldestForwardableSeq) {
 			st.Buffer.OldestForwardableSeq = seq
 		}
@@ -404,10 +411,11 @@ func (a *Agent) storedWorkOrder(id string) string {
 
 type pendingCount struct {
 	good       float64
-	records    int    // count records
-	events     int    // event records
-	eventsNoWC int    // of which name no work center (older versions')
-	minSeq     uint64 // the lowest sequence number of its records
+	deadGood   float64 // good pieces in the dead letters (Odoo refused them)
+	records    int     // count records
+	events     int     // event records
+	eventsNoWC int     // of which name no work center (older versions')
+	minSeq     uint64  // the lowest sequence number of its records
 }
 
 // noteSeq keeps the lowest sequence number of a key's records.
@@ -492,9 +500,37 @@ func (a *Agent) scanPendingCounts() map[string]pendingCount {
 		}
 		_ = a.buf.DropMappedPages()
 		if len(recs) < scanChunk {
-			return out
+			break
 		}
 	}
+	if a.buf.Stats().DeadLetters == 0 {
+		return out
+	}
+	for after := uint64(0); ; {
+		dls, err := a.buf.DeadLetterPage(after, scanChunk)
+		if err != nil || len(dls) == 0 {
+			return out
+		}
+		for _, d := range dls {
+			after = d.ID
+			if m, sig := splitKey(d.Record.Key); sig == sigGood && !d.Damaged && d.Record.Lane == buffer.LaneCounts {
+				if c, err := decodeCount(d.Record); err == nil {
+					pc := out[m]
+					pc.deadGood += c.Delta
+					out[m] = pc
+				}
+			}
+		}
+	}
+}
+
+// deadLetterNote is a machine's error line for good pieces Odoo refused
+// ("" when none): they are counted in good_count but are not in Odoo.
+func deadLetterNote(pc pendingCount) string {
+	if pc.deadGood == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%v good pieces Odoo refused are in the dead letters, not in Odoo (plantedge deadletter list)", tidy(pc.deadGood))
 }
 
 func bufferStatus(cfg *config.Config, buf *buffer.Queue) BufferStatus {
@@ -580,6 +616,10 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 			// Odoo may have validated or deleted them since: the agent
 			// looks when it runs.
 			ms.Error = scrapDraftsMessage(cfg, ds, "waited") + " (when the agent last looked)"
+		}
+		ms.DeadLetterGood = tidy(pending[m.ID].deadGood)
+		if ms.Error == "" {
+			ms.Error = deadLetterNote(pending[m.ID])
 		}
 		st.Machines = append(st.Machines, ms)
 	}
