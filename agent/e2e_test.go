@@ -1418,6 +1418,13 @@ func TestEndToEndExpiredKeyIsObvious(t *testing.T) {
 	if strings.Contains(body, string(key)) || strings.Contains(ra.a.Status().Odoo.LastError, string(key)) {
 		t.Error("the API key appears in metrics or status")
 	}
+	// Still told from a wrong key after a restart (the box rebooted).
+	ra.stopNow(t)
+	ra = p.startAgentWith(false)
+	waitFor(t, 15*time.Second, "expired key shown after a restart", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Odoo.State == "auth_failed" && st.Odoo.KeyExpired, fmt.Sprintf("%+v", st.Odoo)
+	})
 }
 
 // Rotating the key without a restart: a new key written to api_key_file is

@@ -114,6 +114,10 @@ type forwarder struct {
 	// Odoo accepted it once, so a later refusal means expired or revoked.
 	keyID     string
 	keyWorked bool
+	// workedKey is the keyID Odoo last accepted, in this run or an earlier
+	// one (keyWorkedKey in the buffer file): a key that expires while the
+	// agent restarts is still told from a wrong one.
+	workedKey string
 	authFails int // consecutive authentication failures
 	// forget is set by a configuration reload: the work centers and loss
 	// reasons looked up in Odoo are looked up again (an admin may have
@@ -213,6 +217,9 @@ func (f *forwarder) setMachine(id string, fn func(*machineLink)) {
 func (f *forwarder) run(ctx context.Context) {
 	log := f.a.log.With("component", "forwarder")
 	f.loadSettle(log)
+	if b, err := f.a.buf.Meta(keyWorkedKey); err == nil {
+		f.workedKey = string(b)
+	}
 	defer f.saveSettle(log)
 	if left := time.Until(f.settleUntil); left > 0 {
 		f.mu.Lock()
@@ -255,6 +262,11 @@ func (f *forwarder) run(ctx context.Context) {
 			f.link.State, f.link.Failures, f.link.LastError, f.link.KeyExpired = "online", 0, "", false
 			f.link.RetryAfter = time.Time{}
 			f.keyWorked, f.authFails = true, 0
+			if f.workedKey != f.keyID {
+				if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: keyWorkedKey, Value: []byte(f.keyID)}); err == nil {
+					f.workedKey = f.keyID
+				}
+			}
 			f.link.Protocol, f.link.Version = f.client.Protocol(), f.client.ServerVersion()
 			f.bo.Reset()
 			if !more {
@@ -498,6 +510,10 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	return err
 }
 
+// keyWorkedKey is the buffer meta key of the keyID Odoo last accepted (a
+// short hash of the API key, not the key).
+const keyWorkedKey = "odoo/key_worked"
+
 // settleKey is the buffer meta key holding the forwarder's settleUntil for
 // the next start: Odoo runs a request to its end even when the agent that
 // sent it stopped or crashed, so a new start sends nothing before the
@@ -589,7 +605,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			return false, &setupError{err: err, key: kerr != nil}
 		}
 		if id := c.KeyID(); id != f.keyID {
-			f.keyID, f.keyWorked = id, false
+			f.keyID, f.keyWorked = id, id == f.workedKey
 		}
 		f.client = c
 	}
