@@ -1653,10 +1653,18 @@ func TestEndToEndReloadEndsOrphanedStops(t *testing.T) {
 	m1.mu.Lock()
 	m1.stops--
 	m1.mu.Unlock()
+	sessions := func() int { return strings.Count(p.logs.String(), `msg="mqtt connected"`) }
+	before := sessions()
 	p.writeConfig(string(full))
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
 	}
+	// The broker source reconnects for press-2's topic, which the session
+	// dropped as a stray while press-2 was gone: a message before that has
+	// no subscriber and is lost.
+	waitFor(t, 15*time.Second, "the broker source back with press-2's topic", func() (bool, string) {
+		return sessions() > before, fmt.Sprint(sessions())
+	})
 	p.produce(m1, 3, 0)
 	p.produce(m2, 3, 0)
 	p.waitExact(ra, 20*time.Second)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -323,6 +324,8 @@ func (f *forwarder) run(ctx context.Context) {
 					msg = "cannot build the odoo client; buffering until the configuration is fixed"
 				case se != nil:
 					msg = "odoo at odoo.url does not work with this configuration (a wrong url path, database or protocol? plantedge validate --odoo says more); buffering until it is fixed"
+				case isOE && (oe.Status == http.StatusTooManyRequests || oe.RetryAfter > 0):
+					msg = "odoo (or a proxy in front of it) asks the agent to wait: buffering and retrying when it said (Retry-After), or with backoff"
 				case isOE && oe.LoginCooldown():
 					msg = "odoo refuses every login from this address for now: too many failed logins (from this agent or anyone behind the same address) — retrying slowly"
 				case state == "auth_failed" && f.keyWorked:

@@ -347,16 +347,10 @@ func (a *Agent) Status() Status {
 		} else if wo := a.storedWorkOrder(m.ID); wo != "" {
 			ms.WorkOrder = wo
 		}
-		if ms.Error == "" {
-			ms.Error = signalErrs[m.ID]
-		}
-		if ms.Error == "" {
-			ms.Error = drafts[m.ID]
-		}
 		ms.DeadLetterGood = tidy(pending[m.ID].deadGood)
-		if ms.Error == "" {
-			ms.Error = deadLetterNote(pending[m.ID])
-		}
+		// Every kind of trouble the machine has, most pressing first: one
+		// must not hide another (a waiting scrap draft behind a warning).
+		ms.Error = joinNotes(ms.Error, signalErrs[m.ID], drafts[m.ID], deadLetterNote(pending[m.ID]))
 		if seq := pending[m.ID].minSeq; seq != 0 && !held && (st.Buffer.OldestForwardableSeq == 0 || seq < st.Buffer.OldestForwardableSeq) {
 			st.Buffer.OldestForwardableSeq = seq
 		}
@@ -524,6 +518,11 @@ func (a *Agent) scanPendingCounts() map[string]pendingCount {
 	}
 }
 
+// joinNotes joins the non-empty notes of a machine's error with "; ".
+func joinNotes(notes ...string) string {
+	return strings.Join(slices.DeleteFunc(notes, func(n string) bool { return n == "" }), "; ")
+}
+
 // deadLetterNote is a machine's error line for good pieces Odoo refused
 // ("" when none): they are counted in good_count but are not in Odoo.
 func deadLetterNote(pc pendingCount) string {
@@ -618,9 +617,7 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 			ms.Error = scrapDraftsMessage(cfg, ds, "waited") + " (when the agent last looked)"
 		}
 		ms.DeadLetterGood = tidy(pending[m.ID].deadGood)
-		if ms.Error == "" {
-			ms.Error = deadLetterNote(pending[m.ID])
-		}
+		ms.Error = joinNotes(ms.Error, deadLetterNote(pending[m.ID]))
 		st.Machines = append(st.Machines, ms)
 	}
 	return st, nil
