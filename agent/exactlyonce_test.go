@@ -129,10 +129,33 @@ func TestRestartWaitsForTheRequestsOfTheLastRun(t *testing.T) {
 	ra.stopNow(t)
 	p.produce(m, 3, 0) // while the agent is down
 	ra = p.startAgentWith(false)
+	if o := ra.a.Status().Odoo; o.SettleSeconds <= 0 {
+		t.Errorf("status while the start waits: %+v", o)
+	}
 	waitClosed(t, ran, "the held write")
 	p.waitExactQty(ra, "press-1", 7)
 	if !strings.Contains(p.logs.String(), "requests sent to Odoo before the agent stopped may still commit") {
 		t.Errorf("the wait not logged:\n%s", p.logs.String())
+	}
+}
+
+// A restart with nothing sent to Odoo in doubt (the agent idle, or
+// between calls) does not wait: the probe saw every restart wait 2
+// minutes, status showing Odoo offline meanwhile.
+func TestQuietRestartDoesNotWait(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.editConfig("  request_limit: 3s\n", "  request_limit: 2m\n")
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 4, 0)
+	p.waitExactQty(ra, "press-1", 4)
+	time.Sleep(time.Second) // idle rounds: reads only
+	ra.stopNow(t)
+	ra = p.startAgentWith(false)
+	p.produce(m, 3, 0)
+	p.waitExactQty(ra, "press-1", 7)
+	if strings.Contains(p.logs.String(), "before the agent stopped may still commit") {
+		t.Errorf("a quiet restart waited:\n%s", p.logs.String())
 	}
 }
 

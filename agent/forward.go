@@ -49,6 +49,9 @@ type linkState struct {
 	// RetryAfter is until when Odoo asked the agent to wait (a
 	// Retry-After header): a flush does not cut that wait short.
 	RetryAfter time.Time
+	// Settle is until when a write Odoo may still commit holds the next
+	// call back (forwarder.settleUntil): a flush does not cut that short.
+	Settle time.Time
 }
 
 // machineLink is what the forwarder knows of a machine in Odoo.
@@ -225,7 +228,7 @@ func (f *forwarder) run(ctx context.Context) {
 	if left := time.Until(f.settleUntil); left > 0 {
 		f.mu.Lock()
 		f.link.LastError = "waiting for requests sent to Odoo before the agent stopped: Odoo may still run them until its request limit (odoo.request_limit)"
-		f.link.NextAttempt = f.settleUntil
+		f.link.NextAttempt, f.link.Settle = f.settleUntil, f.settleUntil
 		f.mu.Unlock()
 		if !f.sleep(ctx, left, left) {
 			return
@@ -311,6 +314,17 @@ func (f *forwarder) run(ctx context.Context) {
 					wait = max(wait, f.a.cfg.Load().Forward.AuthBackoff.D())
 				}
 			}
+			if isOE && oe.Timeout() && oe.TimedOut() {
+				// Odoo may still be working on the call it did not answer
+				// (a worker busy until it is done): give it as long again
+				// before the next one, spread over the fleet. (Not when the
+				// connection was never made: a WAN that drops packets.) A
+				// flush skips this wait, as it does the backoff; a write
+				// that may still commit holds the next one back longer
+				// (settleUntil, below), flush or not.
+				t := f.a.cfg.Load().Odoo.Timeout.D()
+				wait = max(wait, t+rand.N(t/2+1))
+			}
 			f.link.RetryAfter = time.Time{}
 			if isOE && oe.RetryAfter > 0 {
 				w, fl := retryAfterWait(oe.RetryAfter, max(f.a.cfg.Load().Forward.BackoffMax.D(), retryAfterMax))
@@ -361,6 +375,7 @@ func (f *forwarder) run(ctx context.Context) {
 					"until", f.settleUntil.Format(time.RFC3339), "request_limit", f.a.cfg.Load().Odoo.RequestLimit)
 			}
 			wait, floor = max(wait, left+rand.N(min(left/4, 30*time.Second)+1)), max(floor, left)
+			f.link.Settle = f.settleUntil
 		}
 		f.link.NextAttempt = time.Now().Add(wait)
 		f.mu.Unlock()
@@ -475,7 +490,10 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	// three or four).
 	f.a.beat()
 	start := time.Now()
-	f.markSettle(ctx, start)
+	write := writeOps[op]
+	if write {
+		f.markSettle(ctx, start)
+	}
 	err := fn(ctx)
 	outcome := "ok"
 	switch {
@@ -487,9 +505,12 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	default:
 		outcome = "transient"
 	}
-	// A call the agent's stop cut off is in doubt as much as one Odoo did
-	// not answer in time: saveSettle keeps it for the next start.
-	inDoubt := odoo.InDoubt(err) || err != nil && ctx.Err() != nil
+	// A write the agent's stop cut off once sent is in doubt as much as one
+	// Odoo did not answer in time: saveSettle keeps it for the next start.
+	// (A read running late changes nothing.)
+	var oe *odoo.Error
+	cutOff := err != nil && ctx.Err() != nil && errors.As(err, &oe) && oe.TimedOut()
+	inDoubt := write && (odoo.InDoubt(err) || cutOff)
 	if until := start.Add(f.a.cfg.Load().Odoo.RequestLimit.D()); inDoubt && until.After(f.settleUntil) {
 		f.settleUntil = until
 	}
@@ -512,6 +533,11 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	}
 	return err
 }
+
+// writeOps are the operations (f.call's op) that change Odoo: one that may
+// still commit after the agent gave up on it holds back what comes next
+// (settleUntil).
+var writeOps = map[string]bool{"set_produced_qty": true, "upsert_downtimes": true, "upsert_downtime": true, "book_scrap": true, "validate_scrap": true}
 
 // keyWorkedKey is the buffer meta key of the keyID Odoo last accepted (a
 // short hash of the API key, not the key).

@@ -135,6 +135,11 @@ type OdooStatus struct {
 	// RetryAfterSeconds is how long Odoo still asks the agent to wait (its
 	// Retry-After header): a flush does not cut that short.
 	RetryAfterSeconds float64 `json:"retry_after_seconds,omitempty"`
+	// SettleSeconds is how long the agent still sends nothing because a
+	// write Odoo did not answer (or one sent before the agent stopped) may
+	// still commit until then (odoo.request_limit): a flush does not cut
+	// that short.
+	SettleSeconds float64 `json:"settle_seconds,omitempty"`
 	Failures          int     `json:"consecutive_failures"`
 	KeyExpired        bool    `json:"key_expired"`
 	// KeyFrom says, while the key is refused, where the agent took it
@@ -232,6 +237,9 @@ func (a *Agent) Status() Status {
 		st.Odoo.LastError, st.Odoo.Failures, st.Odoo.KeyExpired = l.LastError, l.Failures, l.KeyExpired
 		if left := time.Until(l.RetryAfter); left > 0 {
 			st.Odoo.RetryAfterSeconds = left.Seconds()
+		}
+		if left := time.Until(l.Settle); left > 0 {
+			st.Odoo.SettleSeconds = left.Seconds()
 		}
 		if !l.Answered.IsZero() {
 			st.Odoo.LastAnswerAgeSeconds = max(0.001, age(l.Answered)) // 0 would read as never

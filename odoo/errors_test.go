@@ -123,6 +123,13 @@ func TestNotFoundPageIsNoMissingRecord(t *testing.T) {
 	if page.Missing() || !page.Temporary() || !strings.Contains(page.Message, "a proxy in front of Odoo") {
 		t.Errorf("404 page: missing %v temporary %v %q", page.Missing(), page.Temporary(), page.Message)
 	}
+	if InDoubt(page) {
+		t.Error("a 404 page in doubt")
+	}
+	gaveUp := c.statusError("mrp.workorder.write", &http.Response{StatusCode: http.StatusGatewayTimeout, Header: http.Header{}}, []byte("<html>504 Gateway Time-out</html>"))
+	if !InDoubt(gaveUp) || !gaveUp.Temporary() {
+		t.Errorf("a proxy's 504: in doubt %v, temporary %v (Odoo may still run the call)", InDoubt(gaveUp), gaveUp.Temporary())
+	}
 	odoo := c.statusError("mrp.workorder.write", resp(), []byte(`{"name":"odoo.exceptions.MissingError","message":"Record does not exist"}`))
 	if !odoo.Missing() || !odoo.Permanent() {
 		t.Errorf("Odoo's 404: missing %v permanent %v", odoo.Missing(), odoo.Permanent())

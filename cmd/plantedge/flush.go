@@ -145,6 +145,10 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 				next = fmt.Sprintf(" (next attempt in %s: Odoo asked to wait with Retry-After, which a flush does not cut short)",
 					time.Duration(math.Ceil(st.Odoo.NextAttemptSeconds))*time.Second)
 			}
+			if st.Odoo.SettleSeconds > 0 {
+				next = fmt.Sprintf(" (next attempt in %s: a write Odoo did not answer may still commit until then, which a flush does not cut short)",
+					time.Duration(math.Ceil(st.Odoo.NextAttemptSeconds))*time.Second)
+			}
 		}
 		if tty {
 			// One line redrawn in place: cut to the terminal's width, or

@@ -191,6 +191,9 @@ func printStatus(w io.Writer, st agent.Status) {
 			// Odoo (or a proxy in front of it) asked for the wait.
 			hint = fmt.Sprintf(" (Odoo asked the agent to wait %s more with Retry-After: plantedge flush does not cut that short)", ageString(o.RetryAfterSeconds))
 		}
+		if o.SettleSeconds > 0 {
+			hint = fmt.Sprintf(" (a write Odoo did not answer, or one sent before the agent stopped, may still commit for %s: nothing is sent before, and plantedge flush does not cut that short)", ageString(o.SettleSeconds))
+		}
 		if o.State == "auth_failed" {
 			// A flush does not cut the wait after a refused key short
 			// (Odoo's login lockout); a new key does.

@@ -31,6 +31,17 @@ func TestStatusShowsPolledNodes(t *testing.T) {
 	}
 }
 
+// While a write Odoo did not answer may still commit, status says that a
+// flush does not help (it said "plantedge flush tries now").
+func TestStatusSaysAFlushDoesNotCutTheSettleWait(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp", State: "offline",
+		LastError: "odoo mrp.workorder.write: timed out", NextAttemptSeconds: 87, SettleSeconds: 87}})
+	if s := out.String(); !strings.Contains(s, "next attempt in 1m27s (a write Odoo did not answer") || strings.Contains(s, "flush tries now") {
+		t.Errorf("status:\n%s", s)
+	}
+}
+
 // A machine whose run state is not known now says what it was and why.
 func TestStatusSaysWhyAMachinesStateIsUnknown(t *testing.T) {
 	var out bytes.Buffer
