@@ -140,8 +140,8 @@ type OdooStatus struct {
 	// still commit until then (odoo.request_limit): a flush does not cut
 	// that short.
 	SettleSeconds float64 `json:"settle_seconds,omitempty"`
-	Failures          int     `json:"consecutive_failures"`
-	KeyExpired        bool    `json:"key_expired"`
+	Failures      int     `json:"consecutive_failures"`
+	KeyExpired    bool    `json:"key_expired"`
 	// KeyFrom says, while the key is refused, where the agent took it
 	// from — where a new one goes ("$PLANTEDGE_ODOO_API_KEY", "the systemd
 	// credential odoo-api-key", "api_key_file /etc/plantedge/odoo-api-key").
