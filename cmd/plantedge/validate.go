@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"unicode"
 
 	"github.com/spf13/cobra"
@@ -194,6 +196,25 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 		readable(p+".key_file", b.KeyFile, what)
 	}
 	readable("odoo.ca_file", cfg.Odoo.CAFile, "the agent could not reach Odoo")
+	if fi, err := os.Stat(cfg.DataDir); err == nil && !fi.IsDir() {
+		warn("data_dir", fmt.Sprintf("%s is not a directory: the agent could not keep its buffer there", cfg.DataDir))
+	} else if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		// The agent creates it at its start: the nearest part of the path
+		// that exists must be a directory it may write in.
+		up := filepath.Dir(cfg.DataDir)
+		for {
+			if _, err := os.Stat(up); err == nil || up == filepath.Dir(up) {
+				break
+			}
+			up = filepath.Dir(up)
+		}
+		if fi, err := os.Stat(up); err == nil && !fi.IsDir() {
+			warn("data_dir", fmt.Sprintf("%s cannot be created: %s is a file, not a directory", cfg.DataDir, up))
+		} else if err == nil && unix.Access(up, unix.W_OK) != nil {
+			warn("data_dir", fmt.Sprintf("%s does not exist, and this user may not create it in %s: the agent could not keep its buffer there "+
+				"(the package creates /var/lib/plantedge for the plantedge user; create another data_dir and chown it to plantedge)", cfg.DataDir, up))
+		}
+	}
 	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.IsDir() && unix.Access(cfg.DataDir, unix.W_OK) != nil {
 		warn("data_dir", fmt.Sprintf("%s is not writable by this user: the agent could not keep its buffer there "+
 			"(check as the agent's: sudo -u plantedge plantedge validate; the packaged unit lets it write only /var/lib/plantedge: "+

@@ -81,7 +81,8 @@ func TestValidateWarnsAboutTheMachine(t *testing.T) {
 	if err := os.WriteFile(key, []byte(strings.Repeat("a", 40)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	y := agenttest.Config{Site: "s", DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:9464", OdooURL: "http://127.0.0.1:8069",
+	// data_dir below a file: the agent could never create it.
+	y := agenttest.Config{Site: "s", DataDir: filepath.Join(key, "data"), Listen: "127.0.0.1:9464", OdooURL: "http://127.0.0.1:8069",
 		KeyFile: key, BrokerURL: "ssl://127.0.0.1:8883", ClientID: "c"}.YAML() +
 		"  - id: m1\n    workcenter: WC1\n    good_count: { mqtt: { broker: broker, topic: t, field: good } }\n"
 	y = strings.Replace(y, "    client_id: c\n", "    client_id: c\n    ca_file: "+filepath.Join(dir, "ca.pem")+"\n", 1)
@@ -96,6 +97,7 @@ func TestValidateWarnsAboutTheMachine(t *testing.T) {
 	for _, want := range []string{
 		"mqtt[0].ca_file: open " + filepath.Join(dir, "ca.pem") + ": no such file or directory: the agent would give up on MQTT broker broker",
 		"odoo.api_key_file: " + key + " is readable by every user on this machine (mode 0644)",
+		"data_dir: " + filepath.Join(key, "data") + " cannot be created: " + key + " is a file, not a directory",
 	} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("no warning %q in:\n%s", want, errOut)
