@@ -103,7 +103,13 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	// Where the agent would find its key, on this machine: not a problem of
 	// the file (a package ships the file name before the key exists).
 	if _, _, err := cfg.OdooAPIKeySource(); errors.Is(err, config.ErrNoSecret) {
-		fmt.Fprintf(errw, "warning: %v: the agent would have no Odoo API key (write the bot user's key to odoo.api_key_file, root-only with mode 0600: the unit hands it to the agent as the credential odoo-api-key)\n", err)
+		at := "odoo.api_key_file"
+		if cfg.Odoo.APIKeyFile == "" {
+			at = "odoo"
+		}
+		p := cfg.Position(at)
+		fmt.Fprintf(errw, "warning: %s:%d:%d: %s: %v: the agent would have no Odoo API key (write the bot user's key to odoo.api_key_file, root-only with mode 0600: the unit hands it to the agent as the credential odoo-api-key)\n",
+			o.config, p.Line, p.Column, at, err)
 	}
 	// The sources' password files, likewise.
 	secret := func(path, file, what string) {

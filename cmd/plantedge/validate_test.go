@@ -211,7 +211,7 @@ func TestValidateWarnsWithoutKey(t *testing.T) {
 	if err != nil {
 		t.Fatalf("err = %v", err)
 	}
-	if !strings.Contains(errOut, "warning: odoo api key: looked in") || !strings.Contains(errOut, "/etc/plantedge/odoo-api-key: secret not found: the agent would have no Odoo API key") {
+	if !strings.Contains(errOut, ":40:17: odoo.api_key_file: odoo api key: looked in") || !strings.Contains(errOut, "/etc/plantedge/odoo-api-key: secret not found: the agent would have no Odoo API key") {
 		t.Errorf("stderr = %q", errOut)
 	}
 }
