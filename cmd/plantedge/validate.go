@@ -387,6 +387,9 @@ func maskSecrets(line string) string {
 	line = urlCredentials.ReplaceAllString(line, "${1}****@")
 	return secretValue.ReplaceAllStringFunc(line, func(m string) string {
 		sub := secretValue.FindStringSubmatch(m)
+		if strings.ToLower(sub[2]) == "auth_backoff" {
+			return m // forward.auth_backoff: a duration, named like a secret
+		}
 		if name := strings.ToLower(sub[2]); (strings.HasSuffix(name, "_file") || strings.HasSuffix(name, "-file")) &&
 			config.SecretPathShown(strings.Trim(strings.TrimSpace(sub[3]), `"'`)) == strings.Trim(strings.TrimSpace(sub[3]), `"'`) {
 			return m // a path; anything else may be the secret pasted in

@@ -254,6 +254,7 @@ func TestValidateMasksSecretsInSourceLines(t *testing.T) {
 		"    key_file: /etc/plantedge/opcua-key.pem":  "    key_file: /etc/plantedge/opcua-key.pem",
 		"    topic: plant2/press-07/counters":         "    topic: plant2/press-07/counters",
 		"  api_key_file: daf43efe0123":                "  api_key_file: ****", // the key pasted in place of its path
+		"  auth_backoff: 30s":                         "  auth_backoff: 30s",  // named like a secret, a duration
 	} {
 		if got := maskSecrets(line); got != want {
 			t.Errorf("maskSecrets(%q) = %q, want %q", line, got, want)
