@@ -46,7 +46,7 @@ type ConfigStatus struct {
 	File string `json:"file"`
 	// ChangedSinceLoaded: the file differs from what the agent runs (edited
 	// without a reload, or the reload was rejected).
-	ChangedSinceLoaded bool `json:"changed_since_loaded,omitempty"`
+	ChangedSinceLoaded bool `json:"changed_since_loaded"`
 	// LastReloadError is why the last reload was rejected (cleared by a
 	// good one), and LastReloadErrorAgeSeconds how long ago.
 	LastReloadError           string  `json:"last_reload_error,omitempty"`

@@ -30,10 +30,11 @@ func newFlushCmd() *cobra.Command {
 		Use:   "flush",
 		Short: "Forward now (skip the backoff wait) and show progress until the buffer is empty",
 		Long: "flush asks the running agent to forward immediately and waits until the buffer is drained.\n" +
-			"It exits 0 when drained, 1 when the timeout passes first, 2 when the agent is not running, and\n" +
+			"It exits 0 when drained, 1 when the timeout passes first, 2 when the agent is not running,\n" +
 			"3 as soon as all that is left is held: records that cannot reach Odoo yet (no work order in\n" +
 			"progress, a work center Odoo lacks, a machine removed from the config) — plantedge status\n" +
-			"says which; waiting would not move them. Dead letters are\n" +
+			"says which; waiting would not move them — and 4 when it could not ask the agent (the config\n" +
+			"file unreadable, or an agent that runs but does not answer at listen). Dead letters are\n" +
 			"reported, not waited for (plantedge deadletter list).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -67,10 +68,17 @@ func heldWhy(st agent.Status) string {
 	return "waiting for a work order in progress"
 }
 
+// cannotAsk makes err flush's exit 4: the agent could not be asked (the
+// config unreadable, the agent not answering), which a script must not
+// take for a timeout (1).
+func cannotAsk(err error) error {
+	return &exitError{code: 4, msg: err.Error(), cause: err}
+}
+
 func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	cfg, err := loadForAgent(o.config, errw)
 	if err != nil {
-		return err
+		return cannotAsk(err)
 	}
 	c := agent.NewAPIClient(cfg.Listen).ForConfig(cfg)
 	// --timeout bounds the whole command, a hung (or paused) agent's
@@ -88,11 +96,11 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		}
 		if errors.Is(err, agent.ErrNotRunning) {
 			if err := notAnswering(cfg); err != nil {
-				return err
+				return cannotAsk(err)
 			}
 			return &exitError{code: 2, msg: "agent not running: start it (systemctl start plantedge); the buffer is kept on disk"}
 		}
-		return err
+		return cannotAsk(err)
 	}
 	tty, width := false, 80
 	if f, ok := w.(*os.File); ok {
@@ -118,7 +126,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 				}
 				return timedOut(err)
 			}
-			return err
+			return cannotAsk(err)
 		}
 		pending, held := drainable(st)
 		if start < 0 {
@@ -206,7 +214,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return timedOut(ctx.Err())
 		case <-time.After(o.interval):
 		}
 		if st.Odoo.State != "online" && time.Now().After(nextKick) {

@@ -29,10 +29,13 @@ func run(args []string) error {
 	return root.Execute()
 }
 
-// exitError carries a specific exit code out of a command.
+// exitError carries a specific exit code out of a command; cause, if set,
+// is the error it stands for (errors.Is sees through).
 type exitError struct {
-	code int
-	msg  string
+	code  int
+	msg   string
+	cause error
 }
 
 func (e *exitError) Error() string { return e.msg }
+func (e *exitError) Unwrap() error { return e.cause }
