@@ -204,6 +204,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	}
 	a.mapper.Store(m)
 	a.metrics = newMetrics(a)
+	a.metrics.seed(cfg)
 	return a, nil
 }
 
@@ -516,6 +517,7 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 	prev := a.mapper.Load()
 	a.cfg.Store(next)
 	a.mapper.Store(m)
+	a.metrics.seed(next)
 	// Queued also before the ingest loop runs (a reload while starting):
 	// it takes the job when it starts.
 	select {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
 )
@@ -77,6 +78,34 @@ func newMetrics(a *Agent) *metrics {
 		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches, m.unmappedReasons, m.shortStops, m.reloads,
 		m.corruptBuffers, &stateCollector{a: a})
 	return m
+}
+
+// seed creates the per-machine and per-source series of cfg at 0, so that
+// an alert on them sees 0 rather than no data before the first event.
+// Series of machines and sources gone from cfg stay (a counter keeps what
+// it counted; a restart forgets them).
+func (m *metrics) seed(cfg *config.Config) {
+	for _, s := range cfg.OPCUA {
+		m.malformed.WithLabelValues(s.Name)
+	}
+	for _, b := range cfg.MQTT {
+		m.malformed.WithLabelValues(b.Name)
+	}
+	for i := range cfg.Machines {
+		mc := &cfg.Machines[i]
+		for sig, on := range map[string]bool{"good_count": mc.GoodCount != nil, "scrap_count": mc.ScrapCount != nil} {
+			if !on {
+				continue
+			}
+			for _, v := range []*prometheus.CounterVec{m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches} {
+				v.WithLabelValues(mc.ID, sig)
+			}
+		}
+		if mc.Running != nil {
+			m.unmappedReasons.WithLabelValues(mc.ID)
+			m.shortStops.WithLabelValues(mc.ID)
+		}
+	}
 }
 
 // stateCollector exports the buffer's and the sources' state at scrape time.

@@ -1284,3 +1284,21 @@ func TestSourcesRenamedKeepCounting(t *testing.T) {
 		t.Errorf("a renamed source taken as another server:\n%s", p.logs.String())
 	}
 }
+
+// The per-machine and per-source series exist at 0 from the start, so an
+// alert on them sees 0, not "no data", before the first event.
+func TestLabelledMetricsStartAtZero(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.startAgent()
+	body := p.metrics()
+	for _, want := range [][]string{
+		{"plantedge_counter_resets_total", `machine="press-1"`, `signal="good_count"`},
+		{"plantedge_counter_glitches_total", `machine="press-1"`, `signal="good_count"`},
+		{"plantedge_short_stops_total", `machine="press-1"`},
+		{"plantedge_malformed_samples_total", `source="broker"`},
+	} {
+		if v, ok := metric(body, want[0], want[1:]...); !ok || v != 0 {
+			t.Errorf("%v: %v %v", want, v, ok)
+		}
+	}
+}

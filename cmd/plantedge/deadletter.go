@@ -73,7 +73,7 @@ func newDeadLetterCmd() *cobra.Command {
 		}
 	}
 	cmd.AddCommand(list,
-		action("retry", "Put dead letters back into their lane (in their original order) for another try"),
+		action("retry", "Put dead letters back for another try: downtime in its original order, counts as the newest (they add up)"),
 		action("drop", "Delete dead letters for good (counted and logged)"))
 	return cmd
 }
