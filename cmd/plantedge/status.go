@@ -173,7 +173,12 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "          WARNING: the buffer file was deleted or replaced while in use (%d times since start) and written back\n", b.FileRestored)
 	}
 	o := st.Odoo
-	fmt.Fprintf(w, "Odoo      %s  %s", strings.ToUpper(o.State), o.URL)
+	state := strings.ToUpper(o.State)
+	if !st.AgentRunning {
+		// Nobody asks Odoo while the agent is stopped: not known to be down.
+		state = "NOT ASKED (agent not running)"
+	}
+	fmt.Fprintf(w, "Odoo      %s  %s", state, o.URL)
 	if o.Protocol != "" {
 		fmt.Fprintf(w, "  (%s, Odoo %s)", o.Protocol, o.ServerVersion)
 	}

@@ -42,6 +42,16 @@ func TestStatusSaysAFlushDoesNotCutTheSettleWait(t *testing.T) {
 	}
 }
 
+// With the agent stopped nobody asks Odoo: the human view does not call it
+// offline (the JSON keeps offline, as SPEC's values go).
+func TestStoppedStatusDoesNotCallOdooOffline(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, agent.Status{Site: "s", Odoo: agent.OdooStatus{URL: "https://erp", State: "offline", LastError: "agent not running"}})
+	if s := out.String(); !strings.Contains(s, "Odoo      NOT ASKED (agent not running)  https://erp") || strings.Contains(s, "OFFLINE") {
+		t.Errorf("status:\n%s", s)
+	}
+}
+
 // A machine whose run state is not known now says what it was and why.
 func TestStatusSaysWhyAMachinesStateIsUnknown(t *testing.T) {
 	var out bytes.Buffer
