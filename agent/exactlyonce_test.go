@@ -84,6 +84,13 @@ func (p *plant) holdFirst(model, method string, hold time.Duration) (came, ran <
 	return c, r
 }
 
+// requestLimit sets odoo.request_limit (3s in the plant's config): how
+// long the agent holds back after a write Odoo did not answer.
+func (p *plant) requestLimit(d string) {
+	p.t.Helper()
+	p.editConfig("  request_limit: 3s\n", "  request_limit: "+d+"\n")
+}
+
 func waitClosed(t *testing.T, c <-chan struct{}, what string) {
 	t.Helper()
 	select {
@@ -100,7 +107,7 @@ func waitClosed(t *testing.T, c <-chan struct{}, what string) {
 // piece, blamed on a person's edit.)
 func TestUnansweredWriteCommittingLateIsNotOvertaken(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	p.editConfig("  request_limit: 3s\n", "  request_limit: 8s\n")
+	p.requestLimit("8s")
 	_, ran := p.holdFirst("mrp.workorder", "write", 6*time.Second)
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -120,7 +127,7 @@ func TestUnansweredWriteCommittingLateIsNotOvertaken(t *testing.T) {
 // 4 does not land over the 7 the new start writes.
 func TestRestartWaitsForTheRequestsOfTheLastRun(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	p.editConfig("  request_limit: 3s\n", "  request_limit: 8s\n")
+	p.requestLimit("8s")
 	came, ran := p.holdFirst("mrp.workorder", "write", 6*time.Second)
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -144,7 +151,7 @@ func TestRestartWaitsForTheRequestsOfTheLastRun(t *testing.T) {
 // minutes, status showing Odoo offline meanwhile.
 func TestQuietRestartDoesNotWait(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	p.editConfig("  request_limit: 3s\n", "  request_limit: 2m\n")
+	p.requestLimit("2m")
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.produce(m, 4, 0)
@@ -165,7 +172,7 @@ func TestQuietRestartDoesNotWait(t *testing.T) {
 // Odoo booked the scrap's stock move twice.)
 func TestUnansweredScrapValidationIsNotRepeated(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	p.editConfig("  request_limit: 3s\n", "  request_limit: 8s\n")
+	p.requestLimit("8s")
 	_, ran := p.holdFirst("stock.scrap", "action_validate", 6*time.Second)
 	ra := p.startAgent()
 	p.produce(p.machines[0], 0, 3)
@@ -187,7 +194,7 @@ func TestUnansweredScrapValidationIsNotRepeated(t *testing.T) {
 // the machine running with nothing pending.)
 func TestUnansweredDowntimeOpeningDoesNotReopenTheLine(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
-	p.editConfig("  request_limit: 3s\n", "  request_limit: 8s\n")
+	p.requestLimit("8s")
 	_, ran := p.holdFirst("mrp.workcenter.productivity", "load", 6*time.Second)
 	ra := p.startAgent()
 	m, wc := p.machines[0], p.wcIDs["press-1"]

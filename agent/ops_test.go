@@ -255,7 +255,7 @@ func TestHTTPEndpoints(t *testing.T) {
 			t.Errorf("metric %s%v = %v", c.name, c.labels, v)
 		}
 	}
-	if _, ok := metric(body, "plantedge_counter_resets_total", `machine="press-1"`); ok {
+	if v, _ := metric(body, "plantedge_counter_resets_total", `machine="press-1"`); v != 0 {
 		t.Errorf("press-1 counted as reset:\n%s", body)
 	}
 
