@@ -870,6 +870,25 @@ func (a *Agent) sourceList() []*sourceHandle {
 // than a line makes in a day, more likely a tag read as the wrong thing.
 const largeJump = 100_000
 
+// jumpOf is the increase in one reading worth a warning for a counter with
+// a rollover below 4 × largeJump: a quarter of its range (16,384 pieces
+// for a 16-bit counter, which largeJump could never warn of); +Inf (none)
+// otherwise.
+func (a *Agent) jumpOf(machine string, signal mapping.Signal) float64 {
+	mc := findMachine(a.cfg.Load(), machine)
+	if mc == nil {
+		return math.Inf(1)
+	}
+	c := mc.GoodCount
+	if signal == mapping.ScrapCount {
+		c = mc.ScrapCount
+	}
+	if c == nil || c.Rollover == 0 || c.Rollover >= 4*largeJump {
+		return math.Inf(1)
+	}
+	return float64(c.Rollover) / 4
+}
+
 // num is a counter value for a log line: a whole number as an integer, so
 // a 32-bit count shows all its digits (4294967290, not 4.29496729e+09).
 func num(f float64) any {
@@ -922,7 +941,7 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 			a.metrics.counterRollovers.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
 			a.eventLog.log("rollover "+ev.Machine, a.log, slog.LevelInfo, "counter rollover", "machine", ev.Machine, "signal", ev.Signal, "raw", num(ev.Raw))
 		}
-		if ev.Delta >= largeJump {
+		if ev.Delta >= largeJump || !ev.Rollover && ev.Delta >= a.jumpOf(ev.Machine, ev.Signal) {
 			a.eventLog.log("jump "+ev.Machine, a.log, slog.LevelWarn, "counter jumped by a large amount in one reading (counted; a mis-mapped tag?)",
 				"machine", ev.Machine, "signal", ev.Signal, "pieces", num(ev.Delta), "raw", num(ev.Raw))
 		}

@@ -333,3 +333,29 @@ machines:
 		t.Errorf("good again, stopped: %+v", m)
 	}
 }
+
+// A 16-bit counter can never climb 100,000 pieces in one reading: a
+// quarter of its range is its large jump (the probe saw 59,900 pieces
+// from 100 -> 60000 counted without a word).
+func TestLargeJumpOfASmallCounterIsLogged(t *testing.T) {
+	cfg := testConfig(t, `opcua: [{ name: line1, endpoint: "opc.tcp://127.0.0.1:1" }]
+machines:
+  - { id: m1, workcenter: W1, good_count: { opcua: { server: line1, node: "ns=2;s=Good" }, rollover: 65536 } }
+`)
+	var logs agenttest.SyncBuffer
+	a, _ := agentWithBuffer(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	now := time.Now()
+	sample := func(v int64, at time.Time) {
+		a.commitSamples(context.Background(), []connectors.Sample{{Source: "line1", Kind: connectors.KindOPCUA, Address: "ns=2;s=Good",
+			Value: v, Good: true, SourceTime: at, ReceiveTime: time.Now()}})
+	}
+	sample(100, now)
+	sample(16000, now.Add(time.Second))
+	if strings.Contains(logs.String(), "jumped") {
+		t.Fatalf("15,900 pieces (below a quarter of the range) logged as a jump:\n%s", logs.String())
+	}
+	sample(60000, now.Add(2*time.Second))
+	if !strings.Contains(logs.String(), "counter jumped by a large amount in one reading") || !strings.Contains(logs.String(), "pieces=44000") {
+		t.Errorf("44,000 pieces of a 16-bit counter not logged as a jump:\n%s", logs.String())
+	}
+}
