@@ -66,6 +66,12 @@ type Sample struct {
 	// reset, however long ago that value came: a reset and a climb back
 	// to near the old count would have been seen. 0: not known (MQTT).
 	Watch uint64
+	// WatchGap (with Watch) is how long a change may go unseen between two
+	// samples of one watch: the poll interval of a polled node; for a
+	// monitored one the heartbeat timeout (a subscription that stalls
+	// longer is rebuilt, a new watch). A counter back to near its old value
+	// within it would have climbed unseen.
+	WatchGap time.Duration
 
 	// Ack, if not nil, tells the source the sample is durable (MQTT: PUBACK).
 	// The agent calls it exactly once, after the buffer commit that holds

@@ -28,11 +28,12 @@ type extracted struct {
 	running bool
 	reason  string
 	t       time.Time
-	srcTime bool      // t came from the source, so it may be compared for order
-	resent  bool      // connectors.Sample.Resent
-	recv    time.Time // when this machine received it (connectors.Sample.ReceiveTime)
-	server  string    // connectors.Sample.Server
-	watch   uint64    // connectors.Sample.Watch
+	srcTime bool          // t came from the source, so it may be compared for order
+	resent  bool          // connectors.Sample.Resent
+	recv    time.Time     // when this machine received it (connectors.Sample.ReceiveTime)
+	server  string        // connectors.Sample.Server
+	watch   uint64        // connectors.Sample.Watch
+	gap     time.Duration // connectors.Sample.WatchGap
 }
 
 // Apply maps one sample to events and updates st. A malformed payload or an
@@ -400,6 +401,21 @@ func implausibleReset(cs *CounterState, v float64, gap time.Duration, srcTime bo
 	return v > wrapRateSlack*rate*gap.Seconds()+2*step+1
 }
 
+// resetWouldShow reports whether a counter reset and climbing back to v
+// within gap would have shown in between: v is beyond what it counts in
+// gap at wrapRateSlack times its usual rate; while that is not known,
+// gap is under stepBackWindow (the rule for a reading soon after Last). A
+// counter polled once a minute may climb back unseen.
+func (cs *CounterState) resetWouldShow(v float64, gap time.Duration) bool {
+	if gap <= 0 {
+		return false
+	}
+	if rate, step, ok := cs.usual(); ok {
+		return v > wrapRateSlack*rate*gap.Seconds()+2*step+1
+	}
+	return gap < stepBackWindow
+}
+
 // glitchReturn reports whether x, the first value after a reset, brings
 // the counter back near the value it went down from (ResetFrom, within a
 // tenth) faster than wrapRateSlack times its usual rate: a glitch, not a
@@ -604,8 +620,9 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		ro := float64(x.b.rollover)
 		since := x.t.Sub(cs.Seen)
 		// Watched without a break since Last (an OPC UA session that would
-		// have delivered any change): Last held until a moment ago.
-		watched := x.watch != 0 && x.watch == cs.Watch
+		// have delivered any change): Last held until at most x.gap ago, too
+		// short for a restart and a climb back to near Last unseen.
+		watched := x.watch != 0 && x.watch == cs.Watch && cs.resetWouldShow(x.counter, x.gap)
 		switch {
 		case x.counter >= cs.Last*stepBackShare && x.counter > 0 && !cs.Seen.IsZero() && (watched || since >= 0 && since < stepBackWindow):
 			// A step back, not a restart: within a tenth below the last
@@ -828,7 +845,7 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 			return nil, perr("", fmt.Errorf("no value: %w", ErrBadValue))
 		}
 		for _, b := range bs {
-			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, server: s.Server, watch: s.Watch}
+			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, server: s.Server, watch: s.Watch, gap: s.WatchGap}
 			if err := convert(&x, s.Value); err != nil {
 				skip("", err)
 				continue
@@ -843,7 +860,7 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 	doc, jsonErr := parsePayload(payload)
 	var missing []string
 	for _, b := range bs {
-		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, server: s.Server, watch: s.Watch}
+		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, server: s.Server, watch: s.Watch, gap: s.WatchGap}
 		var v any
 		if b.field == "" {
 			if jsonErr != nil {

@@ -36,6 +36,7 @@ type goldenSample struct {
 	Initial     bool            `json:"initial,omitempty"`
 	Resent      bool            `json:"resent,omitempty"`
 	Watch       uint64          `json:"watch,omitempty"`
+	WatchGap    string          `json:"watch_gap,omitempty"` // a time.Duration
 }
 
 // goldenEvent is Event with only the fields that matter written out.
@@ -161,6 +162,13 @@ func TestGolden(t *testing.T) {
 					}
 					if gs.Bad {
 						s.Quality = "BadSensorFailure"
+					}
+					if gs.WatchGap != "" {
+						d, err := time.ParseDuration(gs.WatchGap)
+						if err != nil {
+							t.Fatalf("samples.jsonl:%d: watch_gap: %v", line, err)
+						}
+						s.WatchGap = d
 					}
 					if s.Kind == connectors.KindOPCUA {
 						s.Value = opcuaValue(t, gs.Value)

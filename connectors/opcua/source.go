@@ -432,7 +432,7 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 			if dv != nil && nodeRefused(dv.Status) {
 				s.readRefused = append(s.readRefused, RefusedNode{Node: s.nodes[batch[i].idx].addr, Status: statusName(dv.Status)})
 			}
-			if err := s.deliver(ctx, batch[i].idx, dv, now, initial); err != nil {
+			if err := s.deliver(ctx, batch[i].idx, dv, now, initial, s.cfg.PollInterval); err != nil {
 				return err
 			}
 		}
@@ -443,7 +443,7 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 		nid := ids[i]
 		if nid == nil {
 			dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: ua.StatusBadNodeIDUnknown}
-			if err := s.deliver(ctx, int(i), dv, time.Now(), initial); err != nil {
+			if err := s.deliver(ctx, int(i), dv, time.Now(), initial, s.cfg.PollInterval); err != nil {
 				return err
 			}
 			continue
@@ -462,8 +462,9 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 func (s *Source) pollRetry() time.Duration { return cmp.Or(s.cfg.pollRetry, pollRetryEvery) }
 
 // deliver hands one sample of node idx to the sink; it fails only when the
-// sink does.
-func (s *Source) deliver(ctx context.Context, idx int, dv *ua.DataValue, recv time.Time, initial bool) error {
+// sink does. gap is how long a change of the node may go unseen
+// (connectors.Sample.WatchGap).
+func (s *Source) deliver(ctx context.Context, idx int, dv *ua.DataValue, recv time.Time, initial bool, gap time.Duration) error {
 	v, good, quality, ts := sampleFields(dv)
 	var watch uint64
 	if good {
@@ -485,6 +486,7 @@ func (s *Source) deliver(ctx context.Context, idx int, dv *ua.DataValue, recv ti
 		ReceiveTime: recv,
 		Initial:     initial,
 		Watch:       watch,
+		WatchGap:    gap,
 	}
 	if err := s.sink.Deliver(ctx, smp); err != nil {
 		return fmt.Errorf("deliver: %w", err)
@@ -678,7 +680,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 					if item.ClientHandle == 0 || int64(item.ClientHandle) > int64(len(s.nodes)) {
 						continue
 					}
-					if err := s.deliver(ctx, int(item.ClientHandle-1), item.Value, lastBeat, false); err != nil {
+					if err := s.deliver(ctx, int(item.ClientHandle-1), item.Value, lastBeat, false, s.cfg.HeartbeatTimeout); err != nil {
 						return false, err
 					}
 				}
@@ -770,7 +772,7 @@ func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua
 			if first {
 				s.log.Warn("monitored item refused; will retry", "node", s.nodes[idx].addr, "err", r.StatusCode)
 				dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: r.StatusCode}
-				if err := s.deliver(ctx, int(idx), dv, time.Now(), false); err != nil {
+				if err := s.deliver(ctx, int(idx), dv, time.Now(), false, s.cfg.HeartbeatTimeout); err != nil {
 					return out, err
 				}
 			}

@@ -363,6 +363,9 @@ func TestWatchMarksUnbrokenDelivery(t *testing.T) {
 	if s.Watch != first.Watch {
 		t.Errorf("watch %x after a change in the session, was %x", s.Watch, first.Watch)
 	}
+	if s.WatchGap != 5*time.Second || first.WatchGap != DefaultPollInterval {
+		t.Errorf("watch gap %s of a notification (want the heartbeat timeout), %s of the first read (want the poll interval)", s.WatchGap, first.WatchGap)
+	}
 	srv.Set("Good", &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: ua.StatusBadSensorFailure})
 	bad, i := col.waitFor(t, i+1, 10*time.Second, "bad", func(s connectors.Sample) bool { return s.Address == good && !s.Good })
 	if bad.Watch != 0 {
