@@ -87,6 +87,11 @@ type Agent struct {
 	// status shows it on the machines the address feeds until a usable
 	// one comes (a wrong tag or rollover is found there, not only in the log).
 	unusable map[sampleAddr]string
+	// valueType is the Go type of each OPC UA address's last good value,
+	// under stateMu: a change (Int32 to String after a PLC program or
+	// gateway change) is logged — the value may still be read, but the
+	// tag may no longer be what the mapping meant.
+	valueType map[sampleAddr]string
 	// malformed counts each source's samples (or fields) skipped as
 	// malformed since start, with the last one's reason, under stateMu.
 	malformed map[string]malformedCount
@@ -135,6 +140,7 @@ type Agent struct {
 	// badLog and goodLog: a tag's quality turning bad, and good again, per
 	// source address (a tag flapping Good/Uncertain must not flood the log).
 	badLog, goodLog rateLogs
+	typeLog         rateLogs // an OPC UA value's data type changing, per address
 	eventLog        rateLogs // counter resets, rollovers, clock steps, unmapped reasons: per machine
 	deadLog         rateLog
 	httpAddr        atomic.Pointer[string]
@@ -191,6 +197,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		stopIngest:   make(chan struct{}),
 		totals:       map[string]totals{},
 		badQuality:   map[sampleAddr]string{},
+		valueType:    map[sampleAddr]string{},
 		unusable:     map[sampleAddr]string{},
 		malformed:    map[string]malformedCount{},
 		strays:       map[string]malformedCount{},

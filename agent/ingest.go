@@ -151,6 +151,15 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				a.goodLog.log(s.Source+" "+s.Address, a.log, slog.LevelInfo, "source value good again", "source", s.Source, "address", s.Address, "was", q)
 			}
 			m.EachUse(s.Kind, s.Source, s.Address, func(id string, _ mapping.Signal) { a.lastSample[id] = received })
+			if s.Kind == connectors.KindOPCUA && s.Value != nil {
+				typ := fmt.Sprintf("%T", s.Value)
+				if was, ok := a.valueType[k]; ok && was != typ {
+					a.typeLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn,
+						"a source value's data type changed (a PLC program or gateway change?): check that the tag is still what its signal reads",
+						"source", s.Source, "address", s.Address, "was", was, "now", typ)
+				}
+				a.valueType[k] = typ
+			}
 		}
 		if s.Kind == connectors.KindMQTT && !m.Maps(s.Kind, s.Source, s.Address) {
 			// The agent subscribes to exactly the topics its machines use:

@@ -359,3 +359,28 @@ machines:
 		t.Errorf("44,000 pieces of a 16-bit counter not logged as a jump:\n%s", logs.String())
 	}
 }
+
+// A counter node whose value changes type (a PLC program or gateway
+// change) is logged once, whether or not its value can still be read (the
+// probe's "9.0" text was counted without a word).
+func TestValueTypeChangeIsLogged(t *testing.T) {
+	cfg := testConfig(t, `opcua: [{ name: line1, endpoint: "opc.tcp://127.0.0.1:1" }]
+machines:
+  - { id: m1, workcenter: W1, good_count: { opcua: { server: line1, node: "ns=2;s=Good" } } }
+`)
+	var logs agenttest.SyncBuffer
+	a, _ := agentWithBuffer(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	sample := func(v any) {
+		a.commitSamples(context.Background(), []connectors.Sample{{Source: "line1", Kind: connectors.KindOPCUA, Address: "ns=2;s=Good",
+			Value: v, Good: true, ReceiveTime: time.Now()}})
+	}
+	sample(int64(5))
+	sample(int64(6))
+	if strings.Contains(logs.String(), "data type changed") {
+		t.Fatalf("logged without a change:\n%s", logs.String())
+	}
+	sample("9.0")
+	if !strings.Contains(logs.String(), "data type changed") || !strings.Contains(logs.String(), "was=int64 now=string") {
+		t.Errorf("a type change not logged:\n%s", logs.String())
+	}
+}
