@@ -52,14 +52,16 @@ type extracted struct {
 //     rollover is set, the previous value was in the upper half of the range
 //     and the new one is in the lower half (delta = rollover - prev + new),
 //     and the wrap books at most what the counter's usual rate makes in the
-//     time (while that is not known, within a minute a quarter of the
-//     range; see plausibleWrap);
+//     time it may have counted unseen (while that is not known, within a
+//     minute a quarter of the range; see plausibleWrap);
 //     a step back when the new value is at least 90% of the previous one
-//     and comes within a minute of it, or watched without a break since it
-//     (Sample.Watch; an out-of-order or corrected reading; a counter
-//     restarts near zero), or later but beyond what its usual rate counts
-//     since a reset (see implausibleReset): reported, nothing counted, the
-//     previous value stays the baseline; otherwise a reset (delta = new).
+//     and a reset could not have climbed back to it unseen (see
+//     resetWouldShow: an out-of-order or corrected reading; a counter
+//     restarts near zero): reported, nothing counted, the previous value
+//     stays the baseline; otherwise a reset (delta = new). The time it may
+//     have counted unseen is the time since the previous value — or, when
+//     the source watched it without a break since (Sample.Watch), at most
+//     Sample.WatchGap, however long it stood.
 //     The first value after a reset that is back within a tenth of the
 //     value it went down from, faster than its usual rate climbs, makes the
 //     reset a glitch (see glitchReturn): only pieces above that value
@@ -386,30 +388,17 @@ func (cs *CounterState) stepBack(ev Event) ([]Event, bool) {
 	return []Event{ev}, false
 }
 
-// implausibleReset reports whether counter cs, going down to v read gap
-// after its last value, cannot have been reset: v is within a tenth of its
-// last value, and more than the counter makes in gap at wrapRateSlack
-// times its usual rate. After a gap (the agent or the link was down) a PLC
-// that restored its retained memory from a slightly older state, or a
-// count corrected by hand, would otherwise book every piece again (the
-// probe saw 2,040 phantom pieces for a counter set back by 50).
-func implausibleReset(cs *CounterState, v float64, gap time.Duration, srcTime bool) bool {
-	rate, step, ok := cs.usual()
-	if !ok || !srcTime || gap <= 0 || v < cs.Last*stepBackShare {
-		return false
-	}
-	return v > wrapRateSlack*rate*gap.Seconds()+2*step+1
-}
-
 // resetWouldShow reports whether a counter reset and climbing back to v
-// within gap would have shown in between: v is beyond what it counts in
-// gap at wrapRateSlack times its usual rate; while that is not known,
-// gap is under stepBackWindow (the rule for a reading soon after Last). A
-// counter polled once a minute may climb back unseen.
+// within gap (the time it may have counted unseen) would have shown: v is
+// beyond what it counts in gap at wrapRateSlack times its usual rate;
+// while that is not known, gap is under stepBackWindow (a counter
+// restarts near zero, and making 90 % of its last count again takes
+// longer). So a decrease to within a tenth is a step back — a reading
+// out of order, a count corrected by hand, a PLC restoring its retained
+// memory from a slightly older state after an outage (the probe saw 2,040
+// phantom pieces for a counter set back by 50) — unless a reset fits: a
+// small counter (39, then 38 after a 20 s poll at 2 pieces/s) is counted.
 func (cs *CounterState) resetWouldShow(v float64, gap time.Duration) bool {
-	if gap <= 0 {
-		return false
-	}
 	if rate, step, ok := cs.usual(); ok {
 		return v > wrapRateSlack*rate*gap.Seconds()+2*step+1
 	}
@@ -435,6 +424,32 @@ func (cs *CounterState) glitchReturn(x extracted) bool {
 type RateStep struct {
 	D float64 `json:"d"`
 	S float64 `json:"s"`
+}
+
+// noteIncrease takes a plain increase of d read at t for the counter's
+// rate. With source times, increases less than rateMinGap apart are added
+// up until they span it, so a counter read every 200 ms learns its rate
+// too (it never did: no glitch of it was seen); without, such a step is a
+// backlog delivered in a burst and is not kept.
+func (cs *CounterState) noteIncrease(d float64, t time.Time, srcTime bool, ro uint64) {
+	if !srcTime {
+		cs.noteStep(d, t.Sub(cs.Seen), ro)
+		return
+	}
+	if cs.StepAt.IsZero() {
+		cs.StepAt, cs.StepD = cs.Seen, 0
+	}
+	if t.Before(cs.StepAt) {
+		// The last value was stamped by another clock (it came without a
+		// source time): steps start from this one.
+		cs.StepAt, cs.StepD = t, 0
+		return
+	}
+	cs.StepD += d
+	if gap := t.Sub(cs.StepAt); gap >= rateMinGap {
+		cs.noteStep(cs.StepD, gap, ro)
+		cs.StepAt, cs.StepD = t, 0
+	}
 }
 
 // noteStep keeps an increase of d over gap among the counter's last steps.
@@ -600,7 +615,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 				ev.ClockBack = cs.Time.Sub(x.t)
 				cs.Time = x.t
 			} else if !cs.Seen.IsZero() {
-				cs.noteStep(ev.Delta, x.t.Sub(cs.Seen), x.b.rollover)
+				cs.noteIncrease(ev.Delta, x.t, x.srcTime, x.b.rollover)
 			}
 		}
 	} else {
@@ -619,12 +634,17 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		}
 		ro := float64(x.b.rollover)
 		since := x.t.Sub(cs.Seen)
-		// Watched without a break since Last (an OPC UA session that would
-		// have delivered any change): Last held until at most x.gap ago, too
-		// short for a restart and a climb back to near Last unseen.
-		watched := x.watch != 0 && x.watch == cs.Watch && cs.resetWouldShow(x.counter, x.gap)
+		// unseen is how long the counter may have been counting since Last
+		// without a reading showing it: since Last — or, watched without a
+		// break since (an OPC UA session that delivers every change, or a
+		// poll that kept reading Last), at most x.gap, however long Last
+		// stood.
+		unseen := since
+		if x.watch != 0 && x.watch == cs.Watch && x.gap > 0 && x.gap < since {
+			unseen = x.gap
+		}
 		switch {
-		case x.counter >= cs.Last*stepBackShare && x.counter > 0 && !cs.Seen.IsZero() && (watched || since >= 0 && since < stepBackWindow):
+		case x.counter >= cs.Last*stepBackShare && x.counter > 0 && !cs.Seen.IsZero() && since >= 0 && cs.resetWouldShow(x.counter, unseen):
 			// A step back, not a restart: within a tenth below the last
 			// value and soon after it, an out-of-order or corrected
 			// reading (a counter restarts near zero, and making 90 % of
@@ -635,14 +655,12 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// decrease stays a reset: pieces made since then count —
 			// unless the counter was watched all that time (an operator
 			// correcting it during a break): a reset would have shown.
+			// A small counter, though, may be reset and climb back to near
+			// its last value unseen: see resetWouldShow.
 			return cs.stepBack(ev)
-		case ro > 0 && plausibleWrap(cs, ro, x.counter, since, x.srcTime):
+		case ro > 0 && plausibleWrap(cs, ro, x.counter, unseen, x.srcTime):
 			ev.Delta = ro - cs.Last + x.counter
 			ev.Rollover = true
-		case !cs.Seen.IsZero() && implausibleReset(cs, x.counter, since, x.srcTime):
-			// Set back, not reset (see implausibleReset): reported,
-			// nothing counted, counting goes on above the last value.
-			return cs.stepBack(ev)
 		default:
 			ev.Delta = x.counter
 			ev.Reset = true
@@ -653,6 +671,9 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 	}
 	cs.Last, cs.Seen, cs.back, cs.Watch = last, x.t, 0, x.watch
 	cs.JustReset = ev.Reset
+	if ev.Reset || ev.Rollover || ev.Glitch || ev.ClockBack > 0 {
+		cs.StepAt, cs.StepD = time.Time{}, 0 // not a plain increase: no step across it
+	}
 	if x.srcTime && x.t.After(cs.Time) {
 		cs.Time = x.t
 	}

@@ -396,9 +396,13 @@ type CounterState struct {
 	BehindCount int       `json:"behind_count,omitempty"`
 	// Steps are the counter's last plain increases: its usual rate and
 	// step tell a wrap from a reset (plausibleWrap), a counter set back
-	// from a reset (implausibleReset), and a glitch from a reset
+	// from a reset (resetWouldShow), and a glitch from a reset
 	// (glitchReturn).
 	Steps []RateStep `json:"steps,omitempty"`
+	// StepAt is when the increases being added up for the next step
+	// began, and StepD their sum (see noteIncrease).
+	StepAt time.Time `json:"step_at,omitzero"`
+	StepD  float64   `json:"step_d,omitempty"`
 	// JustReset says Last is the value of a reset from ResetFrom, and
 	// nothing counted since: a first value back near ResetFrom, faster
 	// than the counter counts, makes the reset a glitch.
