@@ -372,7 +372,7 @@ func (f *forwarder) run(ctx context.Context) {
 			// fleet after it.
 			if wait < left {
 				log.Warn("odoo did not answer a request in time and may still commit it until its request limit: nothing more is sent before then, so that it cannot overtake a newer write or be repeated",
-					"until", f.settleUntil.Format(time.RFC3339), "request_limit", f.a.cfg.Load().Odoo.RequestLimit)
+					"until", f.settleUntil.Format("2006-01-02T15:04:05.000Z07:00"), "request_limit", f.a.cfg.Load().Odoo.RequestLimit)
 			}
 			wait, floor = max(wait, left+rand.N(min(left/4, 30*time.Second)+1)), max(floor, left)
 			f.link.Settle = f.settleUntil
@@ -590,7 +590,7 @@ func (f *forwarder) loadSettle(log *slog.Logger) {
 	}
 	f.settleUntil, f.markedUntil = until, until
 	log.Warn("requests sent to Odoo before the agent stopped may still commit: nothing is sent before then, so that none is repeated or overtaken",
-		"until", until.Format(time.RFC3339), "request_limit", f.a.cfg.Load().Odoo.RequestLimit)
+		"until", until.Format("2006-01-02T15:04:05.000Z07:00"), "request_limit", f.a.cfg.Load().Odoo.RequestLimit)
 }
 
 // saveSettle stores, as the forwarder stops, when the requests it sent can

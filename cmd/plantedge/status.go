@@ -177,6 +177,10 @@ func printStatus(w io.Writer, st agent.Status) {
 	if !st.AgentRunning {
 		// Nobody asks Odoo while the agent is stopped: not known to be down.
 		state = "NOT ASKED (agent not running)"
+	} else if o.SettleSeconds > 0 && o.State == "offline" && o.LastAnswerAgeSeconds == 0 {
+		// Just started, holding back for what the last run sent: Odoo was
+		// not asked yet.
+		state = "NOT ASKED YET"
 	}
 	fmt.Fprintf(w, "Odoo      %s  %s", state, o.URL)
 	if o.Protocol != "" {

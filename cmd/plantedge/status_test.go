@@ -40,6 +40,14 @@ func TestStatusSaysAFlushDoesNotCutTheSettleWait(t *testing.T) {
 	if s := out.String(); !strings.Contains(s, "next attempt in 1m27s (a write Odoo did not answer") || strings.Contains(s, "flush tries now") {
 		t.Errorf("status:\n%s", s)
 	}
+	// Just started, holding back for what the last run sent: Odoo was not
+	// asked yet, so it is not called offline.
+	out.Reset()
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp", State: "offline",
+		LastError: "waiting for requests sent to Odoo before the agent stopped", NextAttemptSeconds: 87, SettleSeconds: 87}})
+	if s := out.String(); !strings.Contains(s, "Odoo      NOT ASKED YET  https://erp") {
+		t.Errorf("status at a start that holds back:\n%s", s)
+	}
 }
 
 // With the agent stopped nobody asks Odoo: the human view does not call it
