@@ -388,9 +388,15 @@ func (cs *CounterState) stepBack(ev Event) ([]Event, bool) {
 	return []Event{ev}, false
 }
 
+// resetRateSlack: a reset climbing back to near the last value counts at
+// most this many times the counter's usual rate. Tighter than
+// wrapRateSlack: a slow publisher's correction (995 after 1,000, published
+// 55 s later at 5 pieces/s) stays a step back, not a reset worth 995.
+const resetRateSlack = 2
+
 // resetWouldShow reports whether a counter reset and climbing back to v
 // within gap (the time it may have counted unseen) would have shown: v is
-// beyond what it counts in gap at wrapRateSlack times its usual rate;
+// beyond what it counts in gap at resetRateSlack times its usual rate;
 // while that is not known, gap is under stepBackWindow (a counter
 // restarts near zero, and making 90 % of its last count again takes
 // longer). So a decrease to within a tenth is a step back — a reading
@@ -400,7 +406,7 @@ func (cs *CounterState) stepBack(ev Event) ([]Event, bool) {
 // small counter (39, then 38 after a 20 s poll at 2 pieces/s) is counted.
 func (cs *CounterState) resetWouldShow(v float64, gap time.Duration) bool {
 	if rate, step, ok := cs.usual(); ok {
-		return v > wrapRateSlack*rate*gap.Seconds()+2*step+1
+		return v > resetRateSlack*rate*gap.Seconds()+step+1
 	}
 	return gap < stepBackWindow
 }
