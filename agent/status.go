@@ -346,6 +346,9 @@ func (a *Agent) Status() Status {
 			ms.WorkOrder, ms.Unattributed, ms.Error = l.WorkOrder, tidy(l.Unattributed), l.Error
 			if l.WorkorderID == 0 {
 				st.Buffer.Held += pending[m.ID].records
+				// No work order in progress: every pending piece waits for
+				// one (the last round's sum lags the buffer).
+				ms.Unattributed = max(ms.Unattributed, ms.Pending)
 			}
 			if l.NoWorkcenter {
 				st.Buffer.Held += pending[m.ID].events // downtime needs the work center
