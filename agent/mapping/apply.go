@@ -350,7 +350,12 @@ const (
 // from being taken for resets. A wrap taken for a reset loses what the
 // counter made beyond its usual rate times the slack: little, as readings
 // come often.
-func plausibleWrap(cs *CounterState, ro, v float64, gap time.Duration, srcTime bool) bool {
+//
+// slack is wrapRateSlack; resetRateSlack when gap is only a bound on the
+// time the counter may have counted unseen (watched, it stood at Last:
+// a 1000-counter stopped at 714 for 3 minutes that read 0 for a moment
+// was taken for a 286-piece wrap, which the glitch rule does not undo).
+func plausibleWrap(cs *CounterState, ro, v float64, gap time.Duration, srcTime bool, slack float64) bool {
 	last := cs.Last
 	if last >= ro || last < ro/2 || v >= ro/2 || last-v <= ro/2 {
 		return false
@@ -370,7 +375,7 @@ func plausibleWrap(cs *CounterState, ro, v float64, gap time.Duration, srcTime b
 	// 70 s later, is no wrap of 5,000 pieces (the probe saw 3,994 and
 	// 4,995 phantom pieces booked). A wrap misread so loses at most what
 	// the counter made above wrapRateSlack times its usual rate.
-	allowed := wrapRateSlack*rate*gap.Seconds() + 1
+	allowed := slack*rate*gap.Seconds() + 1
 	if !srcTime {
 		allowed = max(allowed, wrapStepSlack*step)
 	}
@@ -645,9 +650,9 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		// break since (an OPC UA session that delivers every change, or a
 		// poll that kept reading Last), at most x.gap, however long Last
 		// stood.
-		unseen := since
+		unseen, slack := since, float64(wrapRateSlack)
 		if x.watch != 0 && x.watch == cs.Watch && x.gap > 0 && x.gap < since {
-			unseen = x.gap
+			unseen, slack = x.gap, resetRateSlack
 		}
 		switch {
 		case x.counter >= cs.Last*stepBackShare && x.counter > 0 && !cs.Seen.IsZero() && since >= 0 && cs.resetWouldShow(x.counter, unseen):
@@ -664,7 +669,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// A small counter, though, may be reset and climb back to near
 			// its last value unseen: see resetWouldShow.
 			return cs.stepBack(ev)
-		case ro > 0 && plausibleWrap(cs, ro, x.counter, unseen, x.srcTime):
+		case ro > 0 && plausibleWrap(cs, ro, x.counter, unseen, x.srcTime, slack):
 			ev.Delta = ro - cs.Last + x.counter
 			ev.Rollover = true
 		default:
