@@ -91,7 +91,7 @@ type Agent struct {
 	// under stateMu: a change (Int32 to String after a PLC program or
 	// gateway change) is logged — the value may still be read, but the
 	// tag may no longer be what the mapping meant.
-	valueType map[sampleAddr]string
+	valueType map[sampleAddr]reflect.Type
 	// malformed counts each source's samples (or fields) skipped as
 	// malformed since start, with the last one's reason, under stateMu.
 	malformed map[string]malformedCount
@@ -197,7 +197,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		stopIngest:   make(chan struct{}),
 		totals:       map[string]totals{},
 		badQuality:   map[sampleAddr]string{},
-		valueType:    map[sampleAddr]string{},
+		valueType:    map[sampleAddr]reflect.Type{},
 		unusable:     map[sampleAddr]string{},
 		malformed:    map[string]malformedCount{},
 		strays:       map[string]malformedCount{},
@@ -877,23 +877,15 @@ func (a *Agent) sourceList() []*sourceHandle {
 // than a line makes in a day, more likely a tag read as the wrong thing.
 const largeJump = 100_000
 
-// jumpOf is the increase in one reading worth a warning for a counter with
-// a rollover below 4 × largeJump: a quarter of its range (16,384 pieces
-// for a 16-bit counter, which largeJump could never warn of); +Inf (none)
-// otherwise.
-func (a *Agent) jumpOf(machine string, signal mapping.Signal) float64 {
-	mc := findMachine(a.cfg.Load(), machine)
-	if mc == nil {
-		return math.Inf(1)
+// jump is the increase in one reading worth a warning for a counter of
+// range ro (its rollover, 0: none): largeJump, or a quarter of the range
+// when that is smaller (16,384 pieces for a 16-bit counter, which
+// largeJump could never warn of).
+func jump(ro uint64) float64 {
+	if ro == 0 {
+		return largeJump
 	}
-	c := mc.GoodCount
-	if signal == mapping.ScrapCount {
-		c = mc.ScrapCount
-	}
-	if c == nil || c.Rollover == 0 || c.Rollover >= 4*largeJump {
-		return math.Inf(1)
-	}
-	return float64(c.Rollover) / 4
+	return min(largeJump, float64(ro)/4)
 }
 
 // num is a counter value for a log line: a whole number as an integer, so
@@ -948,7 +940,7 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 			a.metrics.counterRollovers.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
 			a.eventLog.log("rollover "+ev.Machine, a.log, slog.LevelInfo, "counter rollover", "machine", ev.Machine, "signal", ev.Signal, "raw", num(ev.Raw))
 		}
-		if ev.Delta >= largeJump || !ev.Rollover && ev.Delta >= a.jumpOf(ev.Machine, ev.Signal) {
+		if ev.Delta >= largeJump || !ev.Rollover && ev.Delta >= jump(ev.Range) {
 			a.eventLog.log("jump "+ev.Machine, a.log, slog.LevelWarn, "counter jumped by a large amount in one reading (counted; a mis-mapped tag?)",
 				"machine", ev.Machine, "signal", ev.Signal, "pieces", num(ev.Delta), "raw", num(ev.Raw))
 		}

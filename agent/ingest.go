@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
@@ -152,11 +153,13 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			}
 			m.EachUse(s.Kind, s.Source, s.Address, func(id string, _ mapping.Signal) { a.lastSample[id] = received })
 			if s.Kind == connectors.KindOPCUA && s.Value != nil {
-				typ := fmt.Sprintf("%T", s.Value)
+				// A type compare per sample, no allocation: named only when
+				// it changed.
+				typ := reflect.TypeOf(s.Value)
 				if was, ok := a.valueType[k]; ok && was != typ {
 					a.typeLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn,
 						"a source value's data type changed (a PLC program or gateway change?): check that the tag is still what its signal reads",
-						"source", s.Source, "address", s.Address, "was", was, "now", typ)
+						"source", s.Source, "address", s.Address, "was", was.String(), "now", typ.String())
 				}
 				a.valueType[k] = typ
 			}

@@ -566,7 +566,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		}
 		return nil, adopted
 	}
-	ev := Event{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter}
+	ev := Event{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter, Range: x.b.rollover}
 	older := isStale(x, cs.Time)
 	last := x.counter // Last from here
 	if cs.lateFromBeforeReset(x) {

@@ -61,6 +61,7 @@ type Event struct {
 
 	Delta float64 // EventCount: pieces since the previous value
 	Raw   float64 // EventCount: the raw counter value
+	Range uint64  // EventCount: the counter's rollover (0: none)
 	// Reset, Rollover and StepBack say how a decrease was read
 	// (EventCount); From is the value it went down from. A step back counts
 	// nothing (Delta 0), nor does a reset to zero.

@@ -60,10 +60,7 @@ func Inspect(ctx context.Context, cfg Config) ([]NodeInfo, error) {
 	out := make([]NodeInfo, len(nodes))
 	var ids []*ua.NodeID
 	var at []int
-	var meant map[int]string
-	if cfg.Pins != nil {
-		meant = meantIndexes(nodes, cfg.Pins)
-	}
+	meant := meantIndexes(nodes, cfg.Pins)
 	for i, n := range nodes {
 		out[i].Node = n.addr
 		pins := readOnlyPins{cfg.Pins}
