@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
@@ -232,16 +233,24 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		}
 	}
 	var batch []odoo.Downtime
+	var batchLine []int // lines' index of each of batch
 	for i, l := range lines {
 		if !l.skip && latest[l.d.XMLID] == i {
 			batch = append(batch, l.d)
+			batchLine = append(batchLine, i)
 		}
 	}
 	acked := make([]buffer.Record, 0, len(lines))
+	ids := make([]int64, len(lines)) // the line's database id, as Odoo answered the upsert
 	var err error
 	if len(batch) > 0 {
 		err = f.call(ctx, "upsert_downtimes", func(ctx context.Context) error {
-			_, err := f.client.UpsertDowntimes(ctx, batch)
+			got, err := f.client.UpsertDowntimes(ctx, batch)
+			if err == nil {
+				for j, id := range got {
+					ids[batchLine[j]] = id
+				}
+			}
 			return err
 		})
 	}
@@ -273,7 +282,8 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 				return err
 			}
 			err = f.call(ctx, "upsert_downtime", func(ctx context.Context) error {
-				_, err := f.client.UpsertDowntime(ctx, l.d)
+				var err error
+				ids[i], err = f.client.UpsertDowntime(ctx, l.d)
 				return err
 			})
 			switch {
@@ -302,7 +312,16 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 			closed[l.rec.Key] = l.end
 		}
 	}
-	var meta []buffer.KV
+	var sent []sentLine
+	for i, l := range lines {
+		if ids[i] != 0 {
+			sent = append(sent, sentLine{machine: l.rec.Key, start: l.d.Start, end: l.d.End, id: ids[i]})
+		}
+	}
+	meta, err := f.checkOpenLines(sent)
+	if err != nil {
+		return err
+	}
 	for m, start := range closed {
 		if prev, err := f.closedUpTo(m); err != nil {
 			return err
@@ -343,6 +362,57 @@ func (f *forwarder) workorderOn(ctx context.Context, wc int64, seen map[int64]in
 }
 
 func closedMetaKey(machine string) string { return "closed/" + machine }
+
+// openMetaKey holds the start (ms) and database id of the machine's
+// downtime line Odoo has open: "<start> <id>".
+func openMetaKey(machine string) string { return "open/" + machine }
+
+// sentLine is a downtime line Odoo took, with the id it answered.
+type sentLine struct {
+	machine    string
+	start, end time.Time
+	id         int64
+}
+
+// checkOpenLines compares the ids Odoo answered for lines it had open with
+// the ids it gave them when they were opened. The upsert goes by external
+// id, and deleting a line in Odoo deletes its external id too: a line
+// someone deleted while it was open comes back as a new line, with a new
+// id, when the stop ends. The agent cannot tell a mistake from a stop
+// that was none, so it writes the line (the stop happened) and says so.
+// It returns the meta entries that keep the open lines' ids.
+func (f *forwarder) checkOpenLines(sent []sentLine) ([]buffer.KV, error) {
+	var meta []buffer.KV
+	for _, l := range sent {
+		key := openMetaKey(l.machine)
+		b, err := f.a.buf.Meta(key)
+		if err != nil {
+			return nil, err
+		}
+		var start, id int64
+		if b != nil {
+			if _, err := fmt.Sscan(string(b), &start, &id); err != nil {
+				start, id = 0, 0
+			}
+		}
+		if start == l.start.UnixMilli() && id != 0 && id != l.id {
+			what := "it is written again, closed"
+			if l.end.IsZero() {
+				what = "it is written again, open"
+			}
+			f.a.log.Warn("the downtime line of a stop was deleted in Odoo while it was open; "+what+
+				": delete it again if the machine did not stop", "machine", l.machine, "start", l.start,
+				"deleted_id", id, "new_id", l.id)
+		}
+		switch {
+		case l.end.IsZero():
+			meta = append(meta, buffer.KV{Key: key, Value: fmt.Appendf(nil, "%d %d", l.start.UnixMilli(), l.id)})
+		case b != nil && start <= l.start.UnixMilli():
+			meta = append(meta, buffer.KV{Key: key}) // closed: forgotten
+		}
+	}
+	return meta, nil
+}
 
 // downtimeXMLID is the external id of a machine's downtime line, keyed by
 // the stop's start (ms).

@@ -745,3 +745,46 @@ func (p *plant) waitGathered(ra *runningAgent) {
 		return st.Buffer.Pending > 0 && st.Machines[0].ScrapCount == 5, fmt.Sprintf("%d pending", st.Buffer.Pending)
 	})
 }
+
+// A person deletes the open downtime line of a stop in Odoo. The stop's end
+// writes the line again (by its external id, which the deletion took with
+// it): the agent cannot tell a mistake from a stop that was none, so it
+// writes the stop and logs that the line was deleted, with both ids.
+func TestOpenDowntimeLineDeletedInOdooIsLogged(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.stop(m, "JAM")
+	var open int64
+	waitFor(t, 15*time.Second, "the open line", func() (bool, string) {
+		l := p.odoo.Productivity()
+		if len(l) == 1 && l[0].End.IsZero() && ra.a.Status().Buffer.Pending == 0 {
+			open = l[0].ID
+			return true, ""
+		}
+		return false, fmt.Sprintf("%+v", l)
+	})
+	p.adminCall("mrp.workcenter.productivity", "unlink", []any{[]any{open}}, nil)
+	p.run(m)
+	waitFor(t, 15*time.Second, "the line written again, closed", func() (bool, string) {
+		l := p.odoo.Productivity()
+		return len(l) == 1 && !l[0].End.IsZero() && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", l)
+	})
+	logs := p.logs.String()
+	if !strings.Contains(logs, "deleted in Odoo while it was open; it is written again, closed") ||
+		!strings.Contains(logs, fmt.Sprintf("deleted_id=%d", open)) {
+		t.Fatalf("no log line about the deleted line:\n%s", logs)
+	}
+	// A stop whose line nobody touched says nothing of the kind.
+	before := strings.Count(logs, "deleted in Odoo while it was open")
+	p.stop(m, "JAM")
+	time.Sleep(200 * time.Millisecond)
+	p.run(m)
+	waitFor(t, 15*time.Second, "the second line closed", func() (bool, string) {
+		l := p.odoo.Productivity()
+		return len(l) == 2 && !l[1].End.IsZero() && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", l)
+	})
+	if n := strings.Count(p.logs.String(), "deleted in Odoo while it was open"); n != before {
+		t.Fatalf("%d log lines about deleted lines after an untouched stop, want %d", n, before)
+	}
+}

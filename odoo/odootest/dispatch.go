@@ -251,6 +251,16 @@ func (s *Server) run(m *model, method string, ids []int64, a map[string]any, jso
 		for _, id := range ids {
 			delete(m.recs, id)
 		}
+		// Deleting records deletes their external ids too (models.py
+		// unlink): loading one by its external id afterwards creates a
+		// new record.
+		if imd := s.models["ir.model.data"]; m != imd {
+			for id, r := range imd.recs {
+				if r["model"] == m.name && slices.Contains(ids, r["res_id"].(int64)) {
+					delete(imd.recs, id)
+				}
+			}
+		}
 		return true, nil
 	case "load":
 		rows, ok := a["data"].([]any)
