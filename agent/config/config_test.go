@@ -42,7 +42,7 @@ func TestExampleConfig(t *testing.T) {
 	}
 	// press-09 takes its downtime_reason from the x-press anchor.
 	p9 := c.Machines[2]
-	if p9.ID != "press-09" || p9.DowntimeReason == nil || p9.DowntimeReason.Map["42"] != "Material Shortage" || p9.DowntimeReason.Default != "Equipment Failure" {
+	if p9.ID != "press-09" || p9.DowntimeReason == nil || p9.DowntimeReason.Map["42"] != "Material Availability" || p9.DowntimeReason.Default != "Equipment Failure" {
 		t.Errorf("press-09 did not inherit the anchored reason: %+v", p9.DowntimeReason)
 	}
 	if p9.Running == nil || p9.Running.MQTT == nil || p9.Running.MQTT.Broker != "cloud-broker" {
@@ -395,6 +395,16 @@ func TestBadConfigs(t *testing.T) {
 			name: "negative min_stop",
 			yaml: base + "    min_stop: -5s\n",
 			want: []string{`bad.yaml:19:15: machines[0].min_stop: negative duration "-5s" (write it like "500ms", "10s" or "5m")`},
+		},
+		{
+			name: "a leading zero (octal in YAML)",
+			yaml: strings.Replace(base, "      opcua: { server: plc", "      rollover: 065536\n      opcua: { server: plc", 1),
+			want: []string{`bad.yaml:18:17: machines[0].good_count.rollover: 065536 has a leading zero, which would read as an octal number (27486 as written here) (write it without the leading zero, e.g. 65536)`},
+		},
+		{
+			name: "the same client_id twice on one broker",
+			yaml: strings.Replace(base, "machines:\n", "  - name: broker2\n    url: tcp://localhost:1883/\n    client_id: pe-1\nmachines:\n", 1),
+			want: []string{`bad.yaml:16:16: mqtt[1].client_id: client_id "pe-1" is also that of "broker", which connects to the same broker: the two connections throw each other off, and messages are lost (give each entry its own client_id, or map all its topics through one entry)`},
 		},
 		{
 			name: "two documents",

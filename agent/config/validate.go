@@ -143,6 +143,24 @@ func (c *Config) counterKey(r SourceRef) string {
 	return ""
 }
 
+// brokerAddr is where an MQTT URL connects, for comparing entries: lower
+// case host and port (the scheme's default port when none is written).
+func brokerAddr(raw string) string {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return raw
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"tcp": "1883", "ssl": "8883", "tls": "8883", "ws": "80", "wss": "443"}[u.Scheme]
+	}
+	host := strings.ToLower(u.Hostname())
+	if isLoopback(host) {
+		host = "loopback" // localhost, 127.0.0.1 and ::1 reach the same broker
+	}
+	return host + ":" + port
+}
+
 func (v *validator) filePath(path, val string) {
 	if val == "" {
 		return
@@ -176,11 +194,31 @@ func (c *Config) validate() []Problem {
 		v.uniqueSource(p, c.OPCUA[i].Name, sources)
 		servers[c.OPCUA[i].Name] = true
 	}
+	clientIDs := map[string]int{} // client_id -> index of the first entry with it
 	for i := range c.MQTT {
 		p := fmt.Sprintf("mqtt[%d]", i)
-		v.validateMQTT(p, &c.MQTT[i])
-		v.uniqueSource(p, c.MQTT[i].Name, sources)
-		brokers[c.MQTT[i].Name] = true
+		b := &c.MQTT[i]
+		v.validateMQTT(p, b)
+		v.uniqueSource(p, b.Name, sources)
+		brokers[b.Name] = true
+		if b.ClientID == "" {
+			continue
+		}
+		j, dup := clientIDs[b.ClientID]
+		if !dup {
+			clientIDs[b.ClientID] = i
+			continue
+		}
+		// A broker keeps one connection per client id: a second one
+		// takes over, the first reconnects and takes it back, and each
+		// gets the other's messages (dropped as strays) in between.
+		if brokerAddr(b.URL) == brokerAddr(c.MQTT[j].URL) {
+			v.add(p+".client_id", fmt.Sprintf("client_id %q is also that of %q, which connects to the same broker: the two connections throw each other off, and messages are lost", b.ClientID, c.MQTT[j].Name),
+				"give each entry its own client_id, or map all its topics through one entry")
+		} else {
+			v.warn(p+".client_id", fmt.Sprintf("client_id %q is also that of %q: if both URLs reach one broker, the two connections throw each other off, and messages are lost", b.ClientID, c.MQTT[j].Name),
+				"give each entry its own client_id")
+		}
 	}
 	if len(c.Machines) == 0 {
 		v.add("machines", "at least one machine is required", "list the machines under machines:, each with id, workcenter and a signal")
@@ -358,7 +396,7 @@ func (v *validator) sourceName(path, name string) {
 		return
 	}
 	if !idRe.MatchString(name) || len(name) > maxSourceNameLen {
-		v.add(path, fmt.Sprintf("invalid name %q", name), "use letters, digits, '.', '_' and '-' only (at most 64)")
+		v.add(path, fmt.Sprintf("invalid name %q", name), "use ASCII letters (a-z, A-Z), digits, '.', '_' and '-' only, at most 64")
 	}
 }
 
@@ -532,7 +570,7 @@ type refKey struct{ kind, source, address, field string }
 
 func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[string]bool) {
 	if v.required(p+".id", m.ID) && !idRe.MatchString(m.ID) {
-		v.add(p+".id", fmt.Sprintf("invalid machine id %q", m.ID), "use letters, digits, '.', '_' and '-' only")
+		v.add(p+".id", fmt.Sprintf("invalid machine id %q", m.ID), "use ASCII letters (a-z, A-Z), digits, '.', '_' and '-' only (it goes into Odoo external ids and metric labels)")
 	}
 	if v.required(p+".workcenter", m.Workcenter) && (strings.TrimFunc(m.Workcenter, unicode.IsSpace) != m.Workcenter || strings.ContainsFunc(m.Workcenter, invisible)) {
 		// Odoo compares codes exactly: " WC-B" is not found, and nothing
