@@ -900,16 +900,22 @@ func num(f float64) any {
 // noteEvent keeps per-machine run state for status and counts counter
 // anomalies for metrics.
 func (a *Agent) noteEvent(ev mapping.Event) {
-	if ev.Kind != mapping.EventCount {
+	if ev.Kind != mapping.EventCount && ev.Kind != mapping.EventStale {
 		if ahead := time.Until(ev.Time); ahead > mapping.ClockAhead {
 			a.eventLog.log("ahead "+ev.Machine, a.log, slog.LevelWarn,
 				"a stop or run stamped ahead of this machine's clock: a wrong clock or time zone on the source? Its downtime is dated there; once the clock is set right, stops are taken in the new time",
 				"machine", ev.Machine, "signal", ev.Signal, "ahead", ahead.Round(time.Second), "source_time", ev.Time)
 		}
 		if ev.ClockBack > 0 {
-			a.eventLog.log("clock "+ev.Machine, a.log, slog.LevelWarn, "source clock was ahead and went back; its stops are taken in the new time from here",
+			a.eventLog.log("clock "+ev.Machine, a.log, slog.LevelWarn, "source clock went back (it was ahead and was set right, or it was set back); its stops are taken in the new time from here",
 				"machine", ev.Machine, "signal", ev.Signal, "by", ev.ClockBack.Round(time.Second))
 		}
+	}
+	if ev.Kind == mapping.EventStale {
+		a.metrics.staleSamples.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
+		a.eventLog.log("stale "+ev.Machine, a.log, slog.LevelWarn,
+			"a run-state or stop-reason value stamped before the last one taken was ignored: the source sends out of order, or its clock went back (then its stops are missed until the clock passes the last time; set the clock, or map a counter from the same source, which shows a clock that went back)",
+			"machine", ev.Machine, "signal", ev.Signal, "source_time", ev.Time, "last", ev.Start)
 	}
 	switch ev.Kind {
 	case mapping.EventCount:

@@ -198,7 +198,11 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			mc.n++
 			mc.last, mc.at = s.Address+": "+err.Error(), time.Now()
 			a.malformed[s.Source] = mc
-			a.malformedLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn, "malformed sample (or field) skipped", "source", s.Source, "address", s.Address, "err", err)
+			msg := "malformed sample (or field) skipped"
+			if errors.Is(err, mapping.ErrBadTime) {
+				msg = "a sample's source time cannot be used (a clock that was never set, or a timestamp in a format not understood): its values are taken at their receive time"
+			}
+			a.malformedLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn, msg, "source", s.Source, "address", s.Address, "err", err)
 		}
 		for _, id := range ch {
 			changed[id] = true
@@ -229,6 +233,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				c.rec.Delta += ev.Delta
 				c.rec.Last = t
 				added[ev.Machine] = added[ev.Machine].plus(sig, ev.Delta)
+			case mapping.EventStale: // reported (noteEvent), nothing to forward
 			default:
 				if rec, ok := a.downtimeRecord(ev, changed); ok {
 					events = append(events, rec)
@@ -244,7 +249,11 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		if c.rec.Delta == 0 {
 			continue
 		}
-		recs = append(recs, buffer.Record{Lane: buffer.LaneCounts, Key: k, Time: fromMS(c.rec.Last), Data: mustJSON(c.rec)})
+		// Records carry no Time: the buffer stamps them with the append
+		// time, so their age is how long they have waited here whatever
+		// the source's clock says (a PLC whose clock fell back to 2000
+		// made the oldest record 27 years old).
+		recs = append(recs, buffer.Record{Lane: buffer.LaneCounts, Key: k, Data: mustJSON(c.rec)})
 	}
 	if len(recs) > 0 || len(meta) > 0 {
 		start := time.Now()
@@ -365,7 +374,7 @@ func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffe
 		if !opened && a.shortStop(ev) {
 			return buffer.Record{}, false
 		}
-		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Time: ev.End,
+		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine,
 			Data: mustJSON(eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site, Workcenter: wc})}, true
 	case mapping.EventStopped, mapping.EventReason:
 		switch {
@@ -390,7 +399,7 @@ func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffe
 		if start.IsZero() {
 			start = a.stopStart(ev.Machine, ev.Time)
 		}
-		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Time: ev.Time,
+		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine,
 			Data: mustJSON(eventRecord{Start: ms(start), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site, Workcenter: wc})}, true
 	}
 	return buffer.Record{}, false

@@ -29,6 +29,7 @@ type metrics struct {
 	counterRollovers *prometheus.CounterVec
 	counterSteps     *prometheus.CounterVec
 	counterGlitches  *prometheus.CounterVec
+	staleSamples     *prometheus.CounterVec
 	unmappedReasons  *prometheus.CounterVec
 	shortStops       *prometheus.CounterVec
 	reloads          *prometheus.CounterVec
@@ -65,6 +66,8 @@ func newMetrics(a *Agent) *metrics {
 			Help: "Counter values a little below the last one (out of order or corrected), ignored: not a reset."}, []string{"machine", "signal"}),
 		counterGlitches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_counter_glitches_total",
 			Help: "Counter resets undone: the counter came back near its value before the reset faster than it counts."}, []string{"machine", "signal"}),
+		staleSamples: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_stale_samples_total",
+			Help: "Run-state and downtime-reason values stamped before the last one taken, ignored (out of order, or the source's clock went back)."}, []string{"machine", "signal"}),
 		unmappedReasons: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_unmapped_downtime_reasons_total",
 			Help: "Downtime reasons without an entry in the map (default loss used)."}, []string{"machine"}),
 		shortStops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_short_stops_total",
@@ -75,7 +78,7 @@ func newMetrics(a *Agent) *metrics {
 			Help: "Corrupt buffer files moved aside at start-up."}),
 	}
 	a.opts.Registry.MustRegister(m.samples, m.malformed, m.appendErrors, m.ingestLatency, m.forwarded, m.deadLettered,
-		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches, m.unmappedReasons, m.shortStops, m.reloads,
+		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches, m.staleSamples, m.unmappedReasons, m.shortStops, m.reloads,
 		m.corruptBuffers, &stateCollector{a: a})
 	return m
 }
@@ -104,6 +107,10 @@ func (m *metrics) seed(cfg *config.Config) {
 		if mc.Running != nil {
 			m.unmappedReasons.WithLabelValues(mc.ID)
 			m.shortStops.WithLabelValues(mc.ID)
+			m.staleSamples.WithLabelValues(mc.ID, "running")
+		}
+		if mc.DowntimeReason != nil {
+			m.staleSamples.WithLabelValues(mc.ID, "downtime_reason")
 		}
 	}
 }

@@ -303,7 +303,11 @@ func (a *Agent) Status() Status {
 		})
 	}
 	for _, k := range sortedAddrs(a.unusable) {
-		noteBad(k.kind, k.source, k.address, "sent a value that cannot be used: "+a.unusable[k])
+		what := "sent a value that cannot be used: "
+		if strings.HasSuffix(a.unusable[k], mapping.ErrBadTime.Error()) {
+			what = "sent a source time that cannot be used (its values are taken at their receive time): "
+		}
+		noteBad(k.kind, k.source, k.address, what+a.unusable[k])
 	}
 	absent := slices.SortedFunc(maps.Keys(a.state.Absent), func(x, y mapping.SignalKey) int {
 		return cmp.Or(cmp.Compare(x.Machine, y.Machine), cmp.Compare(x.Signal, y.Signal))

@@ -51,7 +51,7 @@ type Record struct {
 	Seq  uint64    // assigned by Append: global, strictly increasing across lanes
 	Lane Lane      // priority class
 	Key  string    // e.g. machine id; order per key is preserved
-	Time time.Time // source time of the record (oldest-age stats use it; if zero, append time)
+	Time time.Time // the record's time: oldest-age stats use it; zero: the append time
 	Data []byte    // opaque payload
 }
 
@@ -186,7 +186,7 @@ func deadLetterAt(id uint64, v []byte) DeadLetter {
 type LaneStats struct {
 	Pending int       // records waiting
 	Bytes   int64     // logical bytes of those records (see Stats)
-	Oldest  time.Time // source time of the lane's head record; zero when empty
+	Oldest  time.Time // time of the lane's head record (Record.Time); zero when empty
 	Dropped uint64    // records dropped by the quota or from the dead letters, ever
 }
 

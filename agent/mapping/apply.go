@@ -73,8 +73,14 @@ type extracted struct {
 //     it may be a repeat from before the last reset or rollover: a possible
 //     repeat no higher than the value the counter went down from.
 //   - running and downtime_reason: a sample older by source time than the
-//     last accepted one of that signal is stale and ignored (no error) —
-//     unless a counter from the same clock has shown that clock went back.
+//     last accepted one of that signal is stale and ignored (no error; an
+//     EventStale when it would have changed the state) — unless a counter
+//     from the same clock has shown that clock went back, or the source
+//     watched the signal without a break since that one (Sample.Watch: a
+//     later notification or poll of one session is newer, so the clock
+//     went back), or that one was stamped ahead of this machine's clock
+//     (see staleState). A stop whose clock went back before its end lasts
+//     as long as the agent saw it last.
 func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed []string, err error) {
 	bs := m.index[addrKey{s.Kind, s.Source, s.Address}]
 	if len(bs) == 0 || !s.Good {
@@ -416,6 +422,23 @@ func (cs *CounterState) resetWouldShow(v float64, gap time.Duration) bool {
 	return gap < stepBackWindow
 }
 
+// sinceSeen is the time from Last to x: by source time — but a source time
+// more than ClockAhead ahead of when it was received (of x, or of Last)
+// says little about the time between them. A PLC whose clock is set a day
+// forward as its counter is reset would otherwise show a day in which a
+// wrap is plausible (4,026 phantom pieces in the probe): the time between
+// the two receipts, plus ClockAhead, bounds it then.
+func (cs *CounterState) sinceSeen(x extracted) time.Duration {
+	since := x.t.Sub(cs.Seen)
+	if x.recv.IsZero() || cs.SeenRecv.IsZero() {
+		return since
+	}
+	if x.t.Sub(x.recv) > ClockAhead || cs.Seen.Sub(cs.SeenRecv) > ClockAhead {
+		since = min(since, x.recv.Sub(cs.SeenRecv)+ClockAhead)
+	}
+	return since
+}
+
 // glitchReturn reports whether x, the first value after a reset, brings
 // the counter back near the value it went down from (ResetFrom, within a
 // tenth) faster than wrapRateSlack times its usual rate: a glitch, not a
@@ -424,7 +447,7 @@ func (cs *CounterState) resetWouldShow(v float64, gap time.Duration) bool {
 // times and the usual rate; otherwise the climb counts.
 func (cs *CounterState) glitchReturn(x extracted) bool {
 	rate, step, ok := cs.usual()
-	gap := x.t.Sub(cs.Seen)
+	gap := cs.sinceSeen(x)
 	if !ok || !x.srcTime || gap <= 0 || cs.ResetFrom <= 0 || x.counter < cs.ResetFrom*stepBackShare {
 		return false
 	}
@@ -539,7 +562,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		cs.Src, adopted = x.b.srcID, true
 	}
 	if cs == nil || cs.Src != x.b.srcID {
-		ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Server: x.server, Last: x.counter, Time: srcT, Seen: x.t, Watch: x.watch}
+		ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Server: x.server, Last: x.counter, Time: srcT, Seen: x.t, SeenRecv: x.recv, Watch: x.watch}
 		return nil, true
 	}
 	if x.server != cs.Server {
@@ -552,7 +575,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// changed: a replacement PLC, or the same one at a new
 			// address): another counter, whose value says nothing of the
 			// old one's. Counting starts from it.
-			ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Server: x.server, Last: x.counter, Time: srcT, Seen: x.t, Watch: x.watch}
+			ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Server: x.server, Last: x.counter, Time: srcT, Seen: x.t, SeenRecv: x.recv, Watch: x.watch}
 			return []Event{{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter,
 				From: cs.Last, NewServer: cs.Server}}, true
 		}
@@ -644,7 +667,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			return nil, false
 		}
 		ro := float64(x.b.rollover)
-		since := x.t.Sub(cs.Seen)
+		since := cs.sinceSeen(x)
 		// unseen is how long the counter may have been counting since Last
 		// without a reading showing it: since Last — or, watched without a
 		// break since (an OPC UA session that delivers every change, or a
@@ -680,7 +703,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		cs.ResetFrom, cs.ResetTime = cs.Last, srcT
 		cs.ResetFromTime, cs.ResetWrap = cs.Time, ev.Rollover
 	}
-	cs.Last, cs.Seen, cs.back, cs.Watch = last, x.t, 0, x.watch
+	cs.Last, cs.Seen, cs.SeenRecv, cs.back, cs.Watch = last, x.t, x.recv, 0, x.watch
 	cs.JustReset = ev.Reset
 	if ev.Reset || ev.Rollover || ev.Glitch || ev.ClockBack > 0 {
 		cs.StepAt, cs.StepD = time.Time{}, 0 // not a plain increase: no step across it
@@ -726,7 +749,7 @@ func (m *Mapper) EndStop(st *State, machine string, t time.Time) (events []Event
 	if !stopped {
 		return nil, true
 	}
-	return []Event{m.endStop(ms, machine, t)}, true
+	return []Event{m.endStop(ms, machine, t, time.Time{})}, true
 }
 
 // ClockAhead is how far ahead of this machine's clock a source time may be
@@ -740,9 +763,18 @@ const ClockAhead = 2 * time.Minute
 // zone, a bad clock, a year-2100 value) and has been set right, and every
 // later stop would otherwise be ignored until the clock caught up with it.
 // back is then how far it went back.
-func staleState(x extracted, last time.Time) (stale bool, back time.Duration) {
+//
+// A later sample of the watch (connectors.Sample.Watch) the last one came
+// in is not stale either: an OPC UA session delivers a node's changes in
+// order, so its clock went back (NTP stepping it, a PLC on local time at
+// the autumn clock change, a clock set right); every stop would otherwise
+// be ignored until the clock caught up.
+func staleState(x extracted, last time.Time, watch uint64) (stale bool, back time.Duration) {
 	if !isStale(x, last) {
 		return false, 0
+	}
+	if x.watch != 0 && x.watch == watch {
+		return false, last.Sub(x.t)
 	}
 	if !x.recv.IsZero() && last.Sub(x.recv) > ClockAhead && x.t.Sub(x.recv) <= ClockAhead {
 		return false, last.Sub(x.t)
@@ -750,13 +782,24 @@ func staleState(x extracted, last time.Time) (stale bool, back time.Duration) {
 	return true, 0
 }
 
+// staleEvent reports a stale sample that would have changed the state.
+func staleEvent(x extracted, last time.Time) []Event {
+	return []Event{{Machine: x.b.machine, Kind: EventStale, Signal: x.b.signal, Time: x.t, Start: last}}
+}
+
 func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
-	stale, back := staleState(x, ms.RunningTime)
+	stale, back := staleState(x, ms.RunningTime, ms.RunningWatch)
 	if stale {
+		if ms.Running != nil && *ms.Running != x.running {
+			return staleEvent(x, ms.RunningTime), false
+		}
 		return nil, false
 	}
 	if back > 0 {
 		ms.RunningTime = x.t // compared with the corrected clock from here
+	}
+	if x.srcTime {
+		ms.RunningWatch = x.watch
 	}
 	if ms.Running != nil && *ms.Running == x.running {
 		if x.srcTime && x.t.After(ms.RunningTime) {
@@ -771,16 +814,16 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 		ms.RunningTime = x.t
 	}
 	if !r {
-		ms.StopStart = x.t
+		ms.StopStart, ms.StopRecv = x.t, x.recv
 		ev := m.runningEvent(ms, x.b.machine, EventStopped, x.t)
 		ev.Start, ev.ClockBack = x.t, back
 		return []Event{ev}, true
 	}
 	if !wasKnown {
-		ms.StopStart = time.Time{}
+		ms.StopStart, ms.StopRecv = time.Time{}, time.Time{}
 		return nil, true
 	}
-	ev := m.endStop(ms, x.b.machine, x.t)
+	ev := m.endStop(ms, x.b.machine, x.t, x.recv)
 	ev.ClockBack = back
 	if x.srcTime && !ms.ReasonChanged.IsZero() && !ms.ReasonChanged.Before(x.t) && ms.ReasonChanged.After(ev.Start) {
 		// The reason changed at or after the run (a stop code cleared with
@@ -803,31 +846,43 @@ func (m *Mapper) runningEvent(ms *MachineState, machine string, kind EventKind, 
 	return Event{Machine: machine, Kind: kind, Signal: Running, Time: t, Reason: ms.Reason, Loss: loss, LossDefaulted: defaulted}
 }
 
-// endStop ends ms's stop at t: the EventRunning from its start to t.
-func (m *Mapper) endStop(ms *MachineState, machine string, t time.Time) Event {
+// endStop ends ms's stop at t, received at recv (zero: not known): the
+// EventRunning from its start to t.
+func (m *Mapper) endStop(ms *MachineState, machine string, t, recv time.Time) Event {
 	ev := m.runningEvent(ms, machine, EventRunning, t)
 	ev.Start, ev.End = ms.StopStart, t
 	switch {
 	case ev.Start.IsZero():
 		ev.Start = ev.End
 	case ev.End.Before(ev.Start):
-		// The restart's time is earlier than the stop's (one of them had no
-		// source time, or the clocks differ): an empty interval, never a
-		// negative one. The start stays: it keys the downtime line, which
-		// with block_workcenter was opened at the stop and must be closed.
+		// The restart's time is earlier than the stop's: the source's clock
+		// went back during the stop (or one of them had no source time, or
+		// the clocks differ). The start stays: it keys the downtime line,
+		// which with block_workcenter was opened at the stop and must be
+		// closed. The stop lasted as long as the agent saw it, if it saw
+		// both ends; else it is an empty interval, never a negative one.
 		ev.End = ev.Start
+		if !ms.StopRecv.IsZero() && recv.After(ms.StopRecv) {
+			ev.End = ev.Start.Add(recv.Sub(ms.StopRecv))
+		}
 	}
-	ms.StopStart = time.Time{}
+	ms.StopStart, ms.StopRecv = time.Time{}, time.Time{}
 	return ev
 }
 
 func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
-	stale, back := staleState(x, ms.ReasonTime)
+	stale, back := staleState(x, ms.ReasonTime, ms.ReasonWatch)
 	if stale {
+		if ms.ReasonSet && ms.Reason != x.reason {
+			return staleEvent(x, ms.ReasonTime), false
+		}
 		return nil, false
 	}
 	if back > 0 {
 		ms.ReasonTime = x.t
+	}
+	if x.srcTime {
+		ms.ReasonWatch = x.watch
 	}
 	if ms.ReasonSet && ms.Reason == x.reason {
 		if x.srcTime && x.t.After(ms.ReasonTime) {
@@ -858,18 +913,23 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 	perr := func(field string, err error) error {
 		return &PayloadError{Source: s.Source, Address: s.Address, Field: field, Err: err}
 	}
-	t, srcTime := s.ReceiveTime, false
-	if !s.SourceTime.IsZero() {
-		t, srcTime = s.SourceTime, true
-	}
 	dup := s.Duplicate || s.Initial
 	out := make([]extracted, 0, len(bs))
 	// A value one binding cannot use skips that binding only; the first
-	// such error is returned with what the others extracted.
+	// such error is returned with what the others extracted. (A source
+	// time that cannot be used skips nothing: the receive time stands in.)
 	var bad error
 	skip := func(field string, err error) {
 		if bad == nil {
 			bad = perr(field, err)
+		}
+	}
+	t, srcTime := s.ReceiveTime, false
+	if !s.SourceTime.IsZero() {
+		if err := checkSourceTime(s.SourceTime); err != nil {
+			skip("", fmt.Errorf("source time %w", err))
+		} else {
+			t, srcTime = s.SourceTime, true
 		}
 	}
 	if s.Kind == connectors.KindOPCUA {
@@ -921,11 +981,17 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 		if b.tsField != "" && jsonErr == nil {
 			if tv, ok := lookup(doc, b.tsField); ok && tv != nil {
 				ts, err := parseTime(tv)
-				if err != nil {
-					skip(b.tsField, err)
-					continue
+				if err == nil {
+					err = checkSourceTime(ts)
+					if err != nil {
+						err = fmt.Errorf("timestamp %w", err)
+					}
 				}
-				x.t, x.srcTime = ts, true
+				if err != nil {
+					skip(b.tsField, err) // taken at its receive time
+				} else {
+					x.t, x.srcTime = ts, true
+				}
 			}
 		}
 		if err := convert(&x, v); err != nil {
@@ -1034,15 +1100,15 @@ func parseTime(v any) (time.Time, error) {
 		if ms, err := strconv.ParseInt(x, 10, 64); err == nil {
 			return epochMS(float64(ms))
 		}
-		return time.Time{}, fmt.Errorf("timestamp %q is neither RFC 3339 nor epoch ms: %w", truncate(x), ErrBadValue)
+		return time.Time{}, fmt.Errorf("timestamp %q is neither RFC 3339 nor epoch ms: %w", truncate(x), ErrBadTime)
 	case json.Number:
 		f, err := x.Float64()
 		if err != nil {
-			return time.Time{}, fmt.Errorf("timestamp %s: %w", truncate(x.String()), ErrBadValue)
+			return time.Time{}, fmt.Errorf("timestamp %s: %w", truncate(x.String()), ErrBadTime)
 		}
 		return epochMS(f)
 	}
-	return time.Time{}, fmt.Errorf("timestamp is %s, want RFC 3339 string or epoch ms: %w", typeName(v), ErrBadValue)
+	return time.Time{}, fmt.Errorf("timestamp is %s, want RFC 3339 string or epoch ms: %w", typeName(v), ErrBadTime)
 }
 
 func epochMS(ms float64) (time.Time, error) {
@@ -1057,7 +1123,7 @@ func epochMS(ms float64) (time.Time, error) {
 		case ms >= 946684800000e6 && ms <= 7258118400000e6:
 			unit = " (nanoseconds instead of ms?)"
 		}
-		return time.Time{}, fmt.Errorf("epoch ms %.0f out of range%s: %w", ms, unit, ErrBadValue)
+		return time.Time{}, fmt.Errorf("epoch ms %.0f out of range%s: %w", ms, unit, ErrBadTime)
 	}
 	return time.UnixMilli(int64(ms)).UTC(), nil
 }

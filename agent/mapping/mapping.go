@@ -33,6 +33,11 @@ const (
 	EventStopped                      // machine went running -> stopped at Time; opens a downtime
 	EventRunning                      // machine went stopped -> running: closes the downtime Start..End
 	EventReason                       // downtime reason changed while stopped
+	// EventStale: a running or downtime_reason sample that would change the
+	// state, stamped before the last one taken (Start): ignored. A source
+	// sending out of order, or one whose clock went back with nothing to
+	// show it (see Apply).
+	EventStale
 )
 
 // String names the kind for logs and golden files.
@@ -46,6 +51,8 @@ func (k EventKind) String() string {
 		return "running"
 	case EventReason:
 		return "reason"
+	case EventStale:
+		return "stale"
 	}
 	return fmt.Sprintf("EventKind(%d)", uint8(k))
 }
@@ -126,7 +133,27 @@ var (
 	ErrBadValue = errors.New("unusable value")
 	// ErrBadJSON means the payload is not the JSON object the mapping needs.
 	ErrBadJSON = errors.New("malformed JSON")
+	// ErrBadTime means a source time cannot be used (unreadable, or out of
+	// SourceTimeRange): the values are taken at their receive time.
+	ErrBadTime = errors.New("source time unusable, receive time used")
 )
+
+// Source times outside [MinSourceTime, MaxSourceTime) come from a clock
+// that was never set (a PLC whose battery-backed clock fell back to 2000 or
+// 1970) or from a unit mistake: the receive time is used instead.
+var (
+	MinSourceTime = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxSourceTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// checkSourceTime returns an ErrBadTime error for t outside the range.
+func checkSourceTime(t time.Time) error {
+	if t.Before(MinSourceTime) || !t.Before(MaxSourceTime) {
+		return fmt.Errorf("%s is not between %d and %d (a clock that was never set?): %w",
+			t.UTC().Format(time.RFC3339Nano), MinSourceTime.Year(), MaxSourceTime.Year(), ErrBadTime)
+	}
+	return nil
+}
 
 type addrKey struct {
 	kind    connectors.Kind
@@ -325,8 +352,14 @@ type MachineState struct {
 	Running *bool `json:"running,omitempty"`
 	// RunningTime is the source time of the last accepted running sample.
 	RunningTime time.Time `json:"running_time,omitzero"`
+	// RunningWatch is the connectors.Sample.Watch of that sample: a later
+	// sample of the same watch is newer whatever its source time says.
+	RunningWatch uint64 `json:"running_watch,omitempty"`
 	// StopStart is when the open downtime began (set while stopped).
 	StopStart time.Time `json:"stop_start,omitzero"`
+	// StopRecv is when the agent received the stop (zero: not known): the
+	// stop's length when the source's clock went back during it.
+	StopRecv time.Time `json:"stop_recv,omitzero"`
 	// LineOpened is set by the agent when it recorded an open downtime line
 	// for the current stop (block_workcenter): the restart must close it,
 	// whatever the configuration says by then.
@@ -342,6 +375,9 @@ type MachineState struct {
 	Reason     string    `json:"reason,omitempty"`
 	ReasonSet  bool      `json:"reason_set,omitempty"`
 	ReasonTime time.Time `json:"reason_time,omitzero"`
+	// ReasonWatch is the connectors.Sample.Watch of the sample ReasonTime
+	// is of (see RunningWatch).
+	ReasonWatch uint64 `json:"reason_watch,omitempty"`
 	// PrevReason is the reason before the last change, stamped (source
 	// time) ReasonChanged: a change stamped at or after the end of a stop
 	// that arrived before it (a PLC clearing its stop code with the run,
@@ -389,6 +425,8 @@ type CounterState struct {
 	// Seen is when Last was taken (source time, else receive time): a
 	// reading a little lower soon after is a step back, not a reset.
 	Seen time.Time `json:"seen,omitzero"`
+	// SeenRecv is when Last was received (zero: not known): see sinceSeen.
+	SeenRecv time.Time `json:"seen_recv,omitzero"`
 	// BehindTime is the latest source time of the values held since Last
 	// for being lower than Last and stamped before it (zero: none), and
 	// BehindCount how many: possible repeats, unless the counter passes

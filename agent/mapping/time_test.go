@@ -34,8 +34,8 @@ func TestParseTime(t *testing.T) {
 		json.Number("1796073410"),
 		true,
 	} {
-		if got, err := parseTime(v); !errors.Is(err, ErrBadValue) {
-			t.Errorf("parseTime(%#v) = %v, %v; want ErrBadValue", v, got, err)
+		if got, err := parseTime(v); !errors.Is(err, ErrBadTime) {
+			t.Errorf("parseTime(%#v) = %v, %v; want ErrBadTime", v, got, err)
 		}
 	}
 }
