@@ -422,7 +422,8 @@ func (cs *CounterState) resetWouldShow(v float64, gap time.Duration) bool {
 	return gap < stepBackWindow
 }
 
-// sinceSeen is the time from Last to x: by source time — but a source time
+// sinceSeen is the time from Last to x: by source time — by the receipts
+// when the source's clock went back between them — but a source time
 // more than ClockAhead ahead of when it was received (of x, or of Last)
 // says little about the time between them. A PLC whose clock is set a day
 // forward as its counter is reset would otherwise show a day in which a
@@ -432,6 +433,9 @@ func (cs *CounterState) sinceSeen(x extracted) time.Duration {
 	since := x.t.Sub(cs.Seen)
 	if x.recv.IsZero() || cs.SeenRecv.IsZero() {
 		return since
+	}
+	if since < 0 { // the clock went back between them (see applyCounter)
+		return x.recv.Sub(cs.SeenRecv)
 	}
 	if x.t.Sub(x.recv) > ClockAhead || cs.Seen.Sub(cs.SeenRecv) > ClockAhead {
 		since = min(since, x.recv.Sub(cs.SeenRecv)+ClockAhead)
@@ -591,6 +595,15 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 	}
 	ev := Event{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter, Range: x.b.rollover}
 	older := isStale(x, cs.Time)
+	if older && x.watch != 0 && x.watch == cs.Watch {
+		// Stamped before Last, yet a later reading of one unbroken watch
+		// (an OPC UA session delivers a node's changes in order): no
+		// repeat, the source's clock went back. Measured in the new time
+		// from here; the time since Last is the receipts' (sinceSeen).
+		older = false
+		ev.ClockBack = cs.Time.Sub(x.t)
+		cs.Time = x.t
+	}
 	last := x.counter // Last from here
 	if cs.lateFromBeforeReset(x) {
 		// Counted from ResetFrom, not from Last: after a reset its pieces
@@ -648,7 +661,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			if !x.b.dupOrInitial && older {
 				ev.ClockBack = cs.Time.Sub(x.t)
 				cs.Time = x.t
-			} else if !cs.Seen.IsZero() {
+			} else if !cs.Seen.IsZero() && ev.ClockBack == 0 {
 				cs.noteIncrease(ev.Delta, x.t, x.srcTime, x.b.rollover)
 			}
 		}
