@@ -741,5 +741,10 @@ func readSecretFile(p, shown string) (string, error) {
 	if v == "" {
 		return "", fmt.Errorf("read secret %s: file is empty: %w", shown, ErrNoSecret)
 	}
+	if n := strings.Count(v, "\n") + 1; n > 1 {
+		// A key or password is one line: a second one (a note, another key
+		// pasted after it) would be sent as part of it, and refused.
+		return "", fmt.Errorf("read secret %s: the file holds %d lines, a key or password is one: keep only it", shown, n)
+	}
 	return v, nil
 }

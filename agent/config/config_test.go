@@ -711,6 +711,13 @@ func TestOdooAPIKey(t *testing.T) {
 	if got, err := c.OdooAPIKey(); err != nil || got != "from-notepad" {
 		t.Errorf("key file with BOM and CRLF: %q, %v", got, err)
 	}
+	// A second line (a note, another key) would be sent as part of the key.
+	if err := os.WriteFile(keyFile, []byte("from-file\r\nold-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.OdooAPIKey(); err == nil || !strings.Contains(err.Error(), "the file holds 2 lines") || strings.Contains(err.Error(), "old-key") {
+		t.Errorf("key file with two lines: %q, %v", got, err)
+	}
 
 	if err := os.WriteFile(keyFile, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -102,7 +102,13 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	}
 	// Where the agent would find its key, on this machine: not a problem of
 	// the file (a package ships the file name before the key exists).
-	if _, _, err := cfg.OdooAPIKeySource(); errors.Is(err, config.ErrNoSecret) {
+	if _, _, err := cfg.OdooAPIKeySource(); err != nil && !errors.Is(err, config.ErrNoSecret) && !errors.Is(err, os.ErrPermission) && !errors.Is(err, syscall.EISDIR) {
+		// Found but unusable (two lines in it): the agent would send
+		// something Odoo refuses. (A file this user may not read is the
+		// agent's to read; a directory is said below.)
+		p := cfg.Position("odoo.api_key_file")
+		fmt.Fprintf(errw, "warning: %s:%d:%d: odoo.api_key_file: %v\n", o.config, p.Line, p.Column, err)
+	} else if errors.Is(err, config.ErrNoSecret) {
 		at := "odoo.api_key_file"
 		if cfg.Odoo.APIKeyFile == "" {
 			at = "odoo"
@@ -219,7 +225,19 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 		} else if err == nil && unix.Access(up, unix.W_OK) != nil {
 			warn("data_dir", fmt.Sprintf("%s does not exist, and this user may not create it in %s: the agent could not keep its buffer there "+
 				"(the package creates /var/lib/plantedge for the plantedge user; create another data_dir and chown it to plantedge)", cfg.DataDir, up))
+		} else if err == nil {
+			// Allowed is not possible: /proc or a read-only mount refuse
+			// what access(2) lets through. Try, and take the try back.
+			if tmp, err := os.MkdirTemp(up, ".plantedge-validate-"); err != nil {
+				warn("data_dir", fmt.Sprintf("%s cannot be created in %s: %v", cfg.DataDir, up, errors.Unwrap(err)))
+			} else {
+				_ = os.Remove(tmp)
+			}
 		}
+	}
+	if cfg.DataDir != "" && !filepath.IsAbs(cfg.DataDir) {
+		wd, _ := os.Getwd()
+		warn("data_dir", fmt.Sprintf("%s is relative: it is taken from the directory the agent starts in (%s for this command; / for the packaged unit), so each way of starting it keeps another buffer: write an absolute path", cfg.DataDir, wd))
 	}
 	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.IsDir() && unix.Access(cfg.DataDir, unix.W_OK) != nil {
 		warn("data_dir", fmt.Sprintf("%s is not writable by this user: the agent could not keep its buffer there "+
@@ -227,7 +245,9 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 			"for another data_dir, add ReadWritePaths=%s with systemctl edit plantedge, and chown it to plantedge)", cfg.DataDir, cfg.DataDir))
 	}
 	if cfg.Odoo.APIKeyFile != "" && strings.ContainsRune(cfg.Odoo.APIKeyFile, '/') {
-		if fi, err := os.Stat(cfg.Odoo.APIKeyFile); err == nil && fi.Mode().Perm()&0o004 != 0 {
+		if fi, err := os.Stat(cfg.Odoo.APIKeyFile); err == nil && fi.IsDir() {
+			warn("odoo.api_key_file", fmt.Sprintf("%s is a directory, not the file holding the key", cfg.Odoo.APIKeyFile))
+		} else if err == nil && fi.Mode().Perm()&0o004 != 0 {
 			warn("odoo.api_key_file", fmt.Sprintf("%s is readable by every user on this machine (mode %04o): anyone logged in can use the bot's key "+
 				"(chmod 600 it; the unit hands it to the agent as a credential)", cfg.Odoo.APIKeyFile, fi.Mode().Perm()))
 		}

@@ -105,6 +105,63 @@ func TestValidateWarnsAboutTheMachine(t *testing.T) {
 	}
 }
 
+// Three slips validate said nothing about, each of which the agent stumbles
+// on: a data_dir in a file system that refuses new directories (/proc: the
+// permission check lets it through), a relative data_dir (another buffer for
+// each directory the agent is started from), a key file with a second line,
+// and a key "file" that is a directory.
+func TestValidateWarnsAboutDataDirAndKeyFile(t *testing.T) {
+	if _, err := os.Stat("/proc/self"); err != nil {
+		t.Skip("no /proc")
+	}
+	dir := t.TempDir()
+	t.Setenv(config.EnvAPIKey, "")
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, []byte("first-key\nsecond-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write := func(dataDir, keyFile string) string {
+		y := agenttest.Config{Site: "s", DataDir: dataDir, Listen: "127.0.0.1:9464", OdooURL: "http://127.0.0.1:8069",
+			KeyFile: keyFile, BrokerURL: "tcp://127.0.0.1:1883", ClientID: "c"}.YAML() +
+			"  - id: m1\n    workcenter: WC1\n    good_count: { mqtt: { broker: broker, topic: t, field: good } }\n"
+		path := filepath.Join(dir, "plantedge.yaml")
+		if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	for _, tc := range []struct {
+		dataDir, keyFile string
+		want             []string
+	}{
+		{"/proc/plantedge-nope", key, []string{
+			"data_dir: /proc/plantedge-nope ", // cannot be created (root), or may not (another user)
+			"odoo.api_key_file: read secret " + key + ": the file holds 2 lines, a key or password is one: keep only it",
+		}},
+		{"relative/data", dir, []string{
+			"data_dir: relative/data is relative: it is taken from the directory the agent starts in",
+			"odoo.api_key_file: " + dir + " is a directory, not the file holding the key",
+		}},
+	} {
+		_, errOut, err := runValidate(t, "-c", write(tc.dataDir, tc.keyFile))
+		if err != nil {
+			t.Fatalf("warnings failed validate: %v", err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(errOut, w) {
+				t.Errorf("no warning %q in:\n%s", w, errOut)
+			}
+		}
+		if strings.Contains(errOut, "second-key") || strings.Contains(errOut, "readable by every user") {
+			t.Errorf("the key shown, or a directory's mode taken for a key file's:\n%s", errOut)
+		}
+	}
+	if _, err := os.Stat("relative"); err == nil {
+		t.Errorf("validate created the relative data_dir")
+	}
+}
+
 func TestValidateReportsEveryProblem(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bad.yaml")
 	y := `site: Plant 2
