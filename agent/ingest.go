@@ -426,6 +426,14 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 	a.stateMu.Lock()
 	a.state.Absent = nil
 	cfg := a.cfg.Load()
+	for _, ad := range next.AdoptCounters(a.state) {
+		// Renamed: counting goes on from the value last read. What the old
+		// id buffered and did not forward yet stays under it (held, see
+		// status), as for any machine gone from the configuration.
+		changed[ad.From], changed[ad.To] = true, true
+		a.log.Warn("a machine reads the counter a machine gone from the configuration read (renamed?): it counts on from that counter's last value",
+			"machine", ad.To, "was", ad.From, "signal", ad.Signal, "last", num(ad.Last))
+	}
 	for id, ms := range a.state.Machines {
 		if mc := findMachine(cfg, id); mc != nil && ms.Running != nil && !*ms.Running && ms.StopWorkcenter == "" {
 			// Stopped under an older version, which did not note it.

@@ -4,9 +4,12 @@
 package mapping
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
@@ -287,6 +290,56 @@ func (m *Mapper) EachUse(kind connectors.Kind, source, address string, fn func(m
 // Maps reports whether any signal uses the address of the source.
 func (m *Mapper) Maps(kind connectors.Kind, source, address string) bool {
 	return len(m.index[addrKey{kind, source, address}]) > 0
+}
+
+// Adopted is a counter's state moved from a machine gone from the mapping
+// to one that reads the same value (AdoptCounters).
+type Adopted struct {
+	From, To string
+	Signal   Signal
+	Last     float64
+}
+
+// AdoptCounters gives a machine of m whose counter has no state yet the
+// state of the same counter (the same source, address and field) kept for
+// a machine m does not map: a machine renamed in the configuration. Its
+// next value then counts from the last one read, instead of starting a new
+// baseline that loses the pieces made in between. Counters only: the old
+// machine's stop is ended as any removed machine's.
+func (m *Mapper) AdoptCounters(st *State) []Adopted {
+	mapped := map[string]bool{}
+	for _, id := range m.machines {
+		mapped[id] = true
+	}
+	var out []Adopted
+	for _, bs := range m.index {
+		for _, b := range bs {
+			if b.signal != GoodCount && b.signal != ScrapCount {
+				continue
+			}
+			if ms := st.Machines[b.machine]; ms != nil && ms.Counters[b.signal] != nil {
+				continue
+			}
+			for id, old := range st.Machines {
+				cs := old.Counters[b.signal]
+				if mapped[id] || cs == nil || cs.Src != b.srcID {
+					continue
+				}
+				delete(old.Counters, b.signal)
+				ms := st.machine(b.machine)
+				if ms.Counters == nil {
+					ms.Counters = map[Signal]*CounterState{}
+				}
+				ms.Counters[b.signal] = cs
+				out = append(out, Adopted{From: id, To: b.machine, Signal: b.signal, Last: cs.Last})
+				break
+			}
+		}
+	}
+	slices.SortFunc(out, func(x, y Adopted) int {
+		return cmp.Or(strings.Compare(x.To, y.To), strings.Compare(string(x.Signal), string(y.Signal)))
+	})
+	return out
 }
 
 // Machines returns the configured machine ids in configuration order.
