@@ -69,8 +69,9 @@ var byteUnitsDesc = []byteUnit{
 	{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
 }
 
-// ParseByteSize parses "1GiB", "512MiB", "64MB", "10kB" (also "KB", "K", "M",
-// "G" meaning binary units) or a bare number of bytes.
+// ParseByteSize parses "1GiB", "512MiB", "64MB", "10kB" or a bare number of
+// bytes: KiB, MiB, GiB, TiB and K, M, G, T are binary (2^10 …); kB (or KB),
+// MB, GB, TB decimal (10^3 …), in any case.
 func ParseByteSize(s string) (ByteSize, error) {
 	t := strings.TrimSpace(s)
 	i := 0
@@ -89,11 +90,8 @@ func ParseByteSize(s string) (ByteSize, error) {
 	switch strings.ToLower(unit) {
 	case "", "b":
 		mult = 1
-	case "kb":
+	case "kb": // like MB and GB: decimal (KB was 1024, MB 10^6)
 		mult = 1e3
-		if unit == "KB" {
-			mult = 1 << 10
-		}
 	case "mb":
 		mult = 1e6
 	case "gb":

@@ -626,7 +626,7 @@ func TestParseDurationAndByteSize(t *testing.T) {
 			t.Errorf("ParseDuration(%q) succeeded", bad)
 		}
 	}
-	sizes := map[string]int64{"1GiB": 1 << 30, "512MiB": 512 << 20, "64MB": 64e6, "100000": 100000, "10kB": 10000, "2KiB": 2048, "1 GiB": 1 << 30}
+	sizes := map[string]int64{"1GiB": 1 << 30, "512MiB": 512 << 20, "64MB": 64e6, "100000": 100000, "10kB": 10000, "10KB": 10000, "2KiB": 2048, "2K": 2048, "1 GiB": 1 << 30, "1G": 1 << 30, "1GB": 1e9}
 	for in, want := range sizes {
 		got, err := ParseByteSize(in)
 		if err != nil || int64(got) != want {
