@@ -524,6 +524,10 @@ func TestSilentSlipsWarned(t *testing.T) {
 		`w.yaml:20:7: machines[0].downtime_reason: has no effect: the machine has no running signal (a downtime reason names the loss of a stop, and stops come from running)`)
 	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: m1, field: \"$.state.run\" } }\n",
 		`w.yaml:19:58: machines[0].running.mqtt.field: field path "$.state.run" looks like JSONPath (write a plain dot path without $ and brackets: counters.good, and values.0.v for the first element of an array)`)
+	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: m1, field: run, timestamp_field: \"$.ts\" } }\n",
+		`w.yaml:19:80: machines[0].running.mqtt.timestamp_field: field path "$.ts" looks like JSONPath (write a plain dot path without $ and brackets: ts, or meta.time)`)
+	wantWarnings(t, strings.Replace(base, `node: "ns=2;s=M1.Good" }`, `node: "ns=2;s=M1.Good " }`, 1), unused,
+		`w.yaml:18:35: machines[0].good_count.opcua.node: node id "ns=2;s=M1.Good " begins or ends with white space (remove it, unless the server's identifier really has it)`)
 	const hint = " (write the code exactly as in Odoo (Manufacturing > Configuration > Work Centers))"
 	wantWarnings(t, strings.Replace(base, "workcenter: WC1", `workcenter: " WC1"`, 1), unused,
 		`w.yaml:16:17: machines[0].workcenter: work-center code " WC1" holds white space at an end, or an invisible character`+hint)

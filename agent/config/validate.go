@@ -659,6 +659,10 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 		} else if msg := nodeIDRange(o.Node); msg != "" {
 			v.add(p+".opcua.node", fmt.Sprintf("invalid node id %q: %s", o.Node, msg), "use plantedge browse to see the server's node ids")
 			ok = false
+		} else if strings.TrimSpace(o.Node) != o.Node {
+			// Legal in a string identifier, but hardly meant: the server
+			// answers BadNodeIdUnknown for a node that looks right.
+			v.warn(p+".opcua.node", fmt.Sprintf("node id %q begins or ends with white space", o.Node), "remove it, unless the server's identifier really has it")
 		}
 		return refKey{"opcua", o.Server, o.Node, ""}, ok && o.Node != ""
 	default:
@@ -691,8 +695,12 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 			v.warn(p+".mqtt.field", fmt.Sprintf("field path %q looks like JSONPath", m.Field),
 				"write a plain dot path without $ and brackets: counters.good, and values.0.v for the first element of an array")
 		}
-		if m.TimestampField != "" && !fieldPathRe.MatchString(m.TimestampField) {
+		switch {
+		case m.TimestampField != "" && !fieldPathRe.MatchString(m.TimestampField):
 			v.add(p+".mqtt.timestamp_field", fmt.Sprintf("invalid field path %q", m.TimestampField), "a dot path into the JSON payload, e.g. ts")
+		case strings.HasPrefix(m.TimestampField, "$.") || strings.ContainsAny(m.TimestampField, "[]"):
+			v.warn(p+".mqtt.timestamp_field", fmt.Sprintf("field path %q looks like JSONPath", m.TimestampField),
+				"write a plain dot path without $ and brackets: ts, or meta.time")
 		}
 		return refKey{"mqtt", m.Broker, m.Topic, m.Field}, ok && m.Topic != ""
 	}
