@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -538,15 +539,35 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 		a.fwd.forget.Store(true)
 	}
 	added, removed, changed, rebased := machineChanges(cur, next)
-	var moved []string // machines mapped to another work center
+	var moved, settings []string // machines mapped to another work center; other settings changed
 	for i := range next.Machines {
-		if mc := findMachine(cur, next.Machines[i].ID); mc != nil && mc.Workcenter != next.Machines[i].Workcenter {
-			moved = append(moved, fmt.Sprintf("%s %s→%s", mc.ID, mc.Workcenter, next.Machines[i].Workcenter))
+		nm := &next.Machines[i]
+		mc := findMachine(cur, nm.ID)
+		if mc == nil {
+			continue
+		}
+		if mc.Workcenter != nm.Workcenter {
+			moved = append(moved, fmt.Sprintf("%s %s→%s", mc.ID, mc.Workcenter, nm.Workcenter))
+		}
+		// A signal's other keys (rollover, map, default), and the
+		// machine's own: what signals_changed (where a signal reads)
+		// does not show.
+		for _, k := range []struct {
+			name     string
+			was, now any
+		}{
+			{"good_count", mc.GoodCount, nm.GoodCount}, {"scrap_count", mc.ScrapCount, nm.ScrapCount},
+			{"running", mc.Running, nm.Running}, {"downtime_reason", mc.DowntimeReason, nm.DowntimeReason},
+			{"block_workcenter", mc.BlockWorkcenter, nm.BlockWorkcenter}, {"min_stop", mc.MinStop, nm.MinStop},
+		} {
+			if !reflect.DeepEqual(k.was, k.now) && !slices.Contains(changed, nm.ID+" "+k.name) {
+				settings = append(settings, nm.ID+" "+k.name)
+			}
 		}
 	}
 	a.log.Info("configuration reloaded", "file", path, "machines", len(next.Machines),
 		"added", strings.Join(added, ","), "removed", strings.Join(removed, ","), "signals_changed", strings.Join(changed, ","),
-		"workcenter_changed", strings.Join(moved, ","))
+		"settings_changed", strings.Join(settings, ","), "workcenter_changed", strings.Join(moved, ","))
 	for _, c := range rebased {
 		a.log.Info("a counter now reads another node, topic or field: if it is another counter (not the same one under a fixed name), counting starts from its next value, and pieces made between the old one's last value and it are not counted",
 			"signal", c)

@@ -22,6 +22,8 @@ func TestRenamedMachineCountsOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	renamed := strings.Replace(string(full), "  - id: press-1\n", "  - id: press-1b\n", 1)
+	// And one of its settings: the reload's log names it.
+	renamed = strings.Replace(renamed, "field: good, timestamp_field: ts } }\n", "field: good, timestamp_field: ts }, rollover: 1000000 }\n", 1)
 	if renamed == string(full) {
 		t.Fatalf("config not as expected:\n%s", full)
 	}
@@ -33,5 +35,14 @@ func TestRenamedMachineCountsOn(t *testing.T) {
 	p.waitExactQty(ra, "press-1", 15) // the work order on the machine's work center
 	if !strings.Contains(p.logs.String(), "renamed?") {
 		t.Errorf("the rename is not logged:\n%s", p.logs.String())
+	}
+	full, _ = os.ReadFile(p.cfgPath)
+	full = []byte(strings.Replace(string(full), "rollover: 1000000", "rollover: 2000000", 1))
+	p.writeConfig(string(full))
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p.logs.String(), `settings_changed="press-1b good_count"`) {
+		t.Errorf("the rollover change is not named by the reload's log:\n%s", p.logs.String())
 	}
 }
