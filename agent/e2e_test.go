@@ -1955,8 +1955,9 @@ func TestEndToEndUnknownWorkcenterOfARemovedMachineAskedOnce(t *testing.T) {
 	// and status says they wait: held, as records of a removed machine
 	waitFor(t, 15*time.Second, "held", func() (bool, string) {
 		st := ra.a.Status()
-		return st.Buffer.Held == st.Buffer.Pending && st.Buffer.Unmapped == st.Buffer.Pending,
-			fmt.Sprintf("pending %d, held %d, unmapped %d", st.Buffer.Pending, st.Buffer.Held, st.Buffer.Unmapped)
+		return st.Buffer.Held == st.Buffer.Pending && st.Buffer.Unmapped == st.Buffer.Pending &&
+				len(st.Buffer.UnmappedMachines) == 1 && st.Buffer.UnmappedMachines[0].ID == "press-2",
+			fmt.Sprintf("pending %d, held %d, unmapped %d %+v", st.Buffer.Pending, st.Buffer.Held, st.Buffer.Unmapped, st.Buffer.UnmappedMachines)
 	})
 }
 

@@ -81,8 +81,10 @@ type BufferStatus struct {
 	Held int `json:"held"`
 	// Unmapped counts the records of machines no longer in the config
 	// (removed by an edit): they are held too; put the machine back to
-	// forward them, or drop them with a compaction of the old file.
+	// forward them. Count records go to the dead letters after an hour.
 	Unmapped int `json:"unmapped"`
+	// UnmappedMachines says whose they are (omitted when none).
+	UnmappedMachines []UnmappedMachine `json:"unmapped_machines,omitempty"`
 	// WriteError is why appends fail now (disk full, read-only file
 	// system), for WriteFailingSeconds: nothing new is acknowledged, values
 	// wait at the sources. Empty while writes succeed.
@@ -327,7 +329,8 @@ func (a *Agent) Status() Status {
 	}
 	a.stateMu.Unlock()
 	pending, scanned := a.pendingCounts()
-	st.Buffer.Unmapped = unmapped(cfg, pending) + a.fwd.orphansWaitingNow()
+	n, list := unmapped(cfg, pending)
+	st.Buffer.Unmapped, st.Buffer.UnmappedMachines = n+a.fwd.orphansWaitingNow(), list
 	st.Buffer.Held += st.Buffer.Unmapped
 	sourceState := map[string]string{}
 	for _, s := range st.Sources {
@@ -435,14 +438,27 @@ func (pc *pendingCount) noteSeq(seq uint64) {
 }
 
 // unmapped counts pending records of machines that are not in cfg.
-func unmapped(cfg *config.Config, pending map[string]pendingCount) int {
+// UnmappedMachine is a machine gone from the configuration with records in
+// the buffer.
+type UnmappedMachine struct {
+	ID      string  `json:"id"`
+	Records int     `json:"records"`
+	Good    float64 `json:"pending_good"`
+}
+
+func unmapped(cfg *config.Config, pending map[string]pendingCount) (int, []UnmappedMachine) {
 	n := 0
+	var list []UnmappedMachine
 	for id, pc := range pending {
 		if findMachine(cfg, id) == nil {
-			n += pc.records + pc.eventsNoWC // events naming a work center go there
+			n += pc.records + pc.eventsNoWC // events naming a work center go there (the forwarder counts those waiting)
+			if k := pc.records + pc.events; k > 0 {
+				list = append(list, UnmappedMachine{ID: id, Records: k, Good: tidy(pc.good)})
+			}
 		}
 	}
-	return n
+	slices.SortFunc(list, func(x, y UnmappedMachine) int { return strings.Compare(x.ID, y.ID) })
+	return n, list
 }
 
 // pendingCounts sums the good counts still in the buffer per machine. It
@@ -607,7 +623,7 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 	}
 	pending, _ := a.pendingCounts()
 	if !cfg.EndpointsOnly { // without the machines every record would look unmapped
-		st.Buffer.Unmapped = unmapped(cfg, pending)
+		st.Buffer.Unmapped, st.Buffer.UnmappedMachines = unmapped(cfg, pending)
 	}
 	drafts := map[string][]scrapDraft{}
 	if sd, err := storedScrapDrafts(buf); err == nil {

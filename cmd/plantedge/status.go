@@ -146,7 +146,20 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "          latest dead letter: %s (plantedge deadletter list)\n", b.LatestDeadLetter)
 	}
 	if b.Unmapped > 0 {
-		fmt.Fprintf(w, "          %s of machines no longer in the config: they wait for the machine to come back, an hour at most, then go to the dead letters\n", plural(b.Unmapped, "record"))
+		whose := ""
+		for i, m := range b.UnmappedMachines {
+			if i > 0 {
+				whose += ", "
+			}
+			whose += m.ID
+			if m.Good > 0 {
+				whose += fmt.Sprintf(" (%g pieces)", m.Good)
+			}
+		}
+		if whose != "" {
+			whose = " (" + whose + ")"
+		}
+		fmt.Fprintf(w, "          %s of machines no longer in the config%s: they wait for the machine to come back, an hour at most, then go to the dead letters\n", plural(b.Unmapped, "record"), whose)
 	}
 	if b.Recovered != "" {
 		fmt.Fprintf(w, "          WARNING: the buffer file was corrupt and was moved to %s\n", b.Recovered)

@@ -238,10 +238,11 @@ func TestFlushSaysWhyCountsAreHeld(t *testing.T) {
 // said to wait for Odoo.
 func TestStatusHeldForARemovedMachine(t *testing.T) {
 	var out strings.Builder
-	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Buffer: agent.BufferStatus{Pending: 1, Held: 1, Unmapped: 1}})
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Buffer: agent.BufferStatus{Pending: 1, Held: 1, Unmapped: 1,
+		UnmappedMachines: []agent.UnmappedMachine{{ID: "press-8", Records: 1, Good: 15}}}})
 	for _, want := range []string{
 		"1 record (1 held: of machines no longer in the config, see below)",
-		"1 record of machines no longer in the config: they wait for the machine to come back, an hour at most, then go to the dead letters",
+		"1 record of machines no longer in the config (press-8 (15 pieces)): they wait for the machine to come back, an hour at most, then go to the dead letters",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("want %q in:\n%s", want, out.String())
