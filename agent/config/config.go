@@ -662,7 +662,7 @@ func (c *Config) OdooAPIKeySource() (key, source string, err error) {
 	} else {
 		looked = append(looked, "odoo.api_key_file (unset)")
 	}
-	return "", "", fmt.Errorf("odoo api key: looked in $%s (unset), %s: %w", EnvAPIKey, strings.Join(looked, ", "), ErrNoSecret)
+	return "", "", fmt.Errorf("odoo api key: looked in $%s (unset or empty), %s: %w", EnvAPIKey, strings.Join(looked, ", "), ErrNoSecret)
 }
 
 // ReadSecret reads a secret file such as password_file and trims surrounding

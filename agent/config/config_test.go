@@ -685,7 +685,7 @@ func TestOdooAPIKey(t *testing.T) {
 	if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, ErrNoSecret) {
 		t.Fatalf("err = %v", err)
 	}
-	want := "odoo api key: looked in $PLANTEDGE_ODOO_API_KEY (unset), $CREDENTIALS_DIRECTORY (unset), " + filepath.Join(dir, "absent") + ": secret not found"
+	want := "odoo api key: looked in $PLANTEDGE_ODOO_API_KEY (unset or empty), $CREDENTIALS_DIRECTORY (unset), " + filepath.Join(dir, "absent") + ": secret not found"
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v\nwant  %s", err, want)
 	}
