@@ -870,13 +870,20 @@ func (m *Mapper) endStop(ms *MachineState, machine string, t, recv time.Time) Ev
 	case ev.End.Before(ev.Start):
 		// The restart's time is earlier than the stop's: the source's clock
 		// went back during the stop (or one of them had no source time, or
-		// the clocks differ). The start stays: it keys the downtime line,
-		// which with block_workcenter was opened at the stop and must be
-		// closed. The stop lasted as long as the agent saw it, if it saw
-		// both ends; else it is an empty interval, never a negative one.
+		// the clocks differ). The stop lasted as long as the agent saw it,
+		// if it saw both ends, dated in the clock as it is now (set right,
+		// most likely) — but a line opened at the stop (block_workcenter)
+		// is keyed by its start and must be closed: its start stays. If
+		// the agent did not see both, an empty interval, never a negative
+		// one.
 		ev.End = ev.Start
 		if !ms.StopRecv.IsZero() && recv.After(ms.StopRecv) {
-			ev.End = ev.Start.Add(recv.Sub(ms.StopRecv))
+			d := recv.Sub(ms.StopRecv)
+			if ms.LineOpened {
+				ev.End = ev.Start.Add(d)
+			} else {
+				ev.Start, ev.End = t.Add(-d), t
+			}
 		}
 	}
 	ms.StopStart, ms.StopRecv = time.Time{}, time.Time{}
