@@ -426,7 +426,9 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 	a.stateMu.Lock()
 	a.state.Absent = nil
 	cfg := a.cfg.Load()
-	for _, ad := range next.AdoptCounters(a.state) {
+	// A counter read within the last day: a machine renamed now, or while
+	// the agent was stopped for a weekend — not one removed months ago.
+	for _, ad := range next.AdoptCounters(a.state, now.Add(-adoptWithin)) {
 		// Renamed: counting goes on from the value last read. What the old
 		// id buffered and did not forward yet stays under it (held, see
 		// status), as for any machine gone from the configuration.
@@ -467,6 +469,11 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 	}
 	a.showRunState(changed)
 }
+
+// adoptWithin is how recently a machine gone from the configuration must
+// have read a counter for a new machine reading it to count on from its
+// value (mapping.AdoptCounters).
+const adoptWithin = 24 * time.Hour
 
 // showRunState shows the run state of the changed machines, once what
 // changed it is in the buffer.

@@ -138,7 +138,8 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 				evs, ch = applyCounter(ms, x)
 				for _, ev := range evs {
 					if ev.ClockBack > 0 {
-						m.clockBack(ms, x)
+						evs = append(evs, m.clockBack(ms, x)...)
+						break
 					}
 				}
 			case Running:
@@ -422,22 +423,21 @@ func (cs *CounterState) resetWouldShow(v float64, gap time.Duration) bool {
 	return gap < stepBackWindow
 }
 
-// sinceSeen is the time from Last to x: by source time — by the receipts
-// when the source's clock went back between them — but a source time
-// more than ClockAhead ahead of when it was received (of x, or of Last)
-// says little about the time between them. A PLC whose clock is set a day
-// forward as its counter is reset would otherwise show a day in which a
-// wrap is plausible (4,026 phantom pieces in the probe): the time between
-// the two receipts, plus ClockAhead, bounds it then.
+// sinceSeen is the time from Last to x by source time — but when x is
+// stamped more than ClockAhead ahead of its receipt and Last was not, the
+// source's clock jumped forward between them, and their source times say
+// nothing of the time between them. A PLC whose clock is set a day forward
+// as its counter is reset would otherwise show a day in which a wrap is
+// plausible (4,026 phantom pieces in the probe): the time between the two
+// receipts, plus ClockAhead, bounds it then. (A clock ahead all along
+// keeps the time between its readings right, also in a backlog delivered
+// in one burst.)
 func (cs *CounterState) sinceSeen(x extracted) time.Duration {
 	since := x.t.Sub(cs.Seen)
 	if x.recv.IsZero() || cs.SeenRecv.IsZero() {
 		return since
 	}
-	if since < 0 { // the clock went back between them (see applyCounter)
-		return x.recv.Sub(cs.SeenRecv)
-	}
-	if x.t.Sub(x.recv) > ClockAhead || cs.Seen.Sub(cs.SeenRecv) > ClockAhead {
+	if x.t.Sub(x.recv) > ClockAhead && cs.Seen.Sub(cs.SeenRecv) <= ClockAhead {
 		since = min(since, x.recv.Sub(cs.SeenRecv)+ClockAhead)
 	}
 	return since
@@ -595,15 +595,6 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 	}
 	ev := Event{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter, Range: x.b.rollover}
 	older := isStale(x, cs.Time)
-	if older && x.watch != 0 && x.watch == cs.Watch {
-		// Stamped before Last, yet a later reading of one unbroken watch
-		// (an OPC UA session delivers a node's changes in order): no
-		// repeat, the source's clock went back. Measured in the new time
-		// from here; the time since Last is the receipts' (sinceSeen).
-		older = false
-		ev.ClockBack = cs.Time.Sub(x.t)
-		cs.Time = x.t
-	}
 	last := x.counter // Last from here
 	if cs.lateFromBeforeReset(x) {
 		// Counted from ResetFrom, not from Last: after a reset its pieces
@@ -661,7 +652,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			if !x.b.dupOrInitial && older {
 				ev.ClockBack = cs.Time.Sub(x.t)
 				cs.Time = x.t
-			} else if !cs.Seen.IsZero() && ev.ClockBack == 0 {
+			} else if !cs.Seen.IsZero() {
 				cs.noteIncrease(ev.Delta, x.t, x.srcTime, x.b.rollover)
 			}
 		}
@@ -735,13 +726,28 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 // back, so their next samples are stamped earlier too and are not stale.
 // (A PLC on local time goes back an hour at the autumn clock change; its
 // stops would otherwise be ignored for that hour.)
-func (m *Mapper) clockBack(ms *MachineState, x extracted) {
-	if rb := m.running[x.b.machine]; rb != nil && rb.clock == x.b.clock && ms.RunningTime.After(x.t) {
-		ms.RunningTime = x.t
+//
+// A running value held because it came stamped before the last one taken
+// (RunPending) and not after x is taken now: the clock it came from went
+// back, as x shows. It returns that value's events.
+func (m *Mapper) clockBack(ms *MachineState, x extracted) []Event {
+	var evs []Event
+	if rb := m.running[x.b.machine]; rb != nil && rb.clock == x.b.clock {
+		if p := ms.RunPending; p != nil && !p.Time.After(x.t) {
+			ms.RunPending = nil
+			px := extracted{b: rb, t: p.Time, srcTime: true, recv: p.Recv, running: p.Running, watch: p.Watch}
+			back := ms.RunningTime.Sub(p.Time)
+			ms.RunningTime = p.Time
+			evs, _ = m.setRunning(ms, px, back)
+		}
+		if ms.RunningTime.After(x.t) {
+			ms.RunningTime = x.t
+		}
 	}
 	if rb := m.reason[x.b.machine]; rb != nil && rb.clock == x.b.clock && ms.ReasonTime.After(x.t) {
 		ms.ReasonTime = x.t
 	}
+	return evs
 }
 
 // HasRunning reports whether machine has a running signal.
@@ -776,18 +782,9 @@ const ClockAhead = 2 * time.Minute
 // zone, a bad clock, a year-2100 value) and has been set right, and every
 // later stop would otherwise be ignored until the clock caught up with it.
 // back is then how far it went back.
-//
-// A later sample of the watch (connectors.Sample.Watch) the last one came
-// in is not stale either: an OPC UA session delivers a node's changes in
-// order, so its clock went back (NTP stepping it, a PLC on local time at
-// the autumn clock change, a clock set right); every stop would otherwise
-// be ignored until the clock caught up.
-func staleState(x extracted, last time.Time, watch uint64) (stale bool, back time.Duration) {
+func staleState(x extracted, last time.Time) (stale bool, back time.Duration) {
 	if !isStale(x, last) {
 		return false, 0
-	}
-	if x.watch != 0 && x.watch == watch {
-		return false, last.Sub(x.t)
 	}
 	if !x.recv.IsZero() && last.Sub(x.recv) > ClockAhead && x.t.Sub(x.recv) <= ClockAhead {
 		return false, last.Sub(x.t)
@@ -800,19 +797,56 @@ func staleEvent(x extracted, last time.Time) []Event {
 	return []Event{{Machine: x.b.machine, Kind: EventStale, Signal: x.b.signal, Time: x.t, Start: last}}
 }
 
+// applyRunning takes a running value. One stamped before the last one
+// taken is stale (staleState) — but an OPC UA source delivers a node's
+// values in order within one watch (connectors.Sample.Watch): a stale value
+// that would change the state is held (RunPending), and the next value of
+// that watch tells why. Stamped before the last one taken too, and not
+// before the held one, it shows the source's clock went back (NTP stepping
+// it, a PLC on local time at the autumn clock change): the held value and
+// it are taken, in the new time, and every stop would otherwise have been
+// ignored until the clock caught up. Stamped after, the held one was a
+// stale answer (a cached value, a replay): dropped, reported.
 func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
-	stale, back := staleState(x, ms.RunningTime, ms.RunningWatch)
+	stale, back := staleState(x, ms.RunningTime)
+	if stale && x.watch != 0 {
+		if p := ms.RunPending; p != nil && p.Watch == x.watch && !x.t.Before(p.Time) {
+			ms.RunPending = nil
+			px := x
+			px.running, px.t, px.recv = p.Running, p.Time, p.Recv
+			back := ms.RunningTime.Sub(p.Time)
+			m.clockBack(ms, px) // the reason's time too, on the same clock
+			evs, _ := m.setRunning(ms, px, back)
+			more, _ := m.setRunning(ms, x, 0)
+			return append(evs, more...), true
+		}
+		if ms.Running == nil || *ms.Running != x.running {
+			ms.RunPending = &PendingRun{Running: x.running, Time: x.t, Recv: x.recv, Watch: x.watch}
+			return nil, true
+		}
+		return nil, false
+	}
 	if stale {
-		if ms.Running != nil && *ms.Running != x.running {
+		if !x.b.dupOrInitial && ms.Running != nil && *ms.Running != x.running {
 			return staleEvent(x, ms.RunningTime), false
 		}
 		return nil, false
 	}
+	var evs []Event
+	ch := false
+	if p := ms.RunPending; p != nil {
+		ms.RunPending, ch = nil, true
+		evs = append(evs, Event{Machine: x.b.machine, Kind: EventStale, Signal: Running, Time: p.Time, Start: ms.RunningTime})
+	}
+	more, ch2 := m.setRunning(ms, x, back)
+	return append(evs, more...), ch || ch2
+}
+
+// setRunning takes a running value that is not stale (back: how far the
+// source's clock went back, if it did).
+func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) ([]Event, bool) {
 	if back > 0 {
 		ms.RunningTime = x.t // compared with the corrected clock from here
-	}
-	if x.srcTime {
-		ms.RunningWatch = x.watch
 	}
 	if ms.Running != nil && *ms.Running == x.running {
 		if x.srcTime && x.t.After(ms.RunningTime) {
@@ -891,18 +925,15 @@ func (m *Mapper) endStop(ms *MachineState, machine string, t, recv time.Time) Ev
 }
 
 func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
-	stale, back := staleState(x, ms.ReasonTime, ms.ReasonWatch)
+	stale, back := staleState(x, ms.ReasonTime)
 	if stale {
-		if ms.ReasonSet && ms.Reason != x.reason {
+		if !x.b.dupOrInitial && ms.ReasonSet && ms.Reason != x.reason {
 			return staleEvent(x, ms.ReasonTime), false
 		}
 		return nil, false
 	}
 	if back > 0 {
 		ms.ReasonTime = x.t
-	}
-	if x.srcTime {
-		ms.ReasonWatch = x.watch
 	}
 	if ms.ReasonSet && ms.Reason == x.reason {
 		if x.srcTime && x.t.After(ms.ReasonTime) {
@@ -1007,9 +1038,13 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 						err = fmt.Errorf("timestamp %w", err)
 					}
 				}
-				if err != nil {
-					skip(b.tsField, err) // taken at its receive time
-				} else {
+				switch {
+				case errors.Is(err, ErrBadTime):
+					skip(b.tsField, err) // a time out of range: taken at its receive time
+				case err != nil:
+					skip(b.tsField, err) // not a time: not taken
+					continue
+				default:
 					x.t, x.srcTime = ts, true
 				}
 			}
@@ -1107,28 +1142,33 @@ func lookup(doc any, path string) (any, bool) {
 func parseTime(v any) (time.Time, error) {
 	switch x := v.(type) {
 	case string:
-		if ts, err := time.Parse(time.RFC3339Nano, x); err == nil {
-			return ts, nil
+		// RFC 3339 allows a lower-case "t" and "z" (section 5.6), and
+		// (its note) a space for the "T"; Go's parser takes neither. An
+		// offset without its colon (+0100) is ISO 8601's basic form.
+		t := strings.ToUpper(x)
+		if len(t) > 10 && t[10] == ' ' {
+			t = t[:10] + "T" + t[11:]
 		}
-		// RFC 3339 allows a lower-case "t" and "z" (section 5.6); Go's
-		// parser takes only upper case.
-		if up := strings.ToUpper(x); up != x {
-			if ts, err := time.Parse(time.RFC3339Nano, up); err == nil {
+		for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700"} {
+			if ts, err := time.Parse(layout, t); err == nil {
 				return ts, nil
 			}
 		}
-		if ms, err := strconv.ParseInt(x, 10, 64); err == nil {
-			return epochMS(float64(ms))
+		if ms, err := strconv.ParseFloat(x, 64); err == nil && !math.IsInf(ms, 0) && !math.IsNaN(ms) {
+			return epochMS(ms)
 		}
-		return time.Time{}, fmt.Errorf("timestamp %q is neither RFC 3339 nor epoch ms: %w", truncate(x), ErrBadTime)
+		// Not a time at all (a local time without zone, an empty string
+		// a gateway sends with a cached value): the value it stamps is
+		// not taken either, rather than taken as new at its receipt.
+		return time.Time{}, fmt.Errorf("timestamp %q is neither RFC 3339 nor epoch ms: %w", truncate(x), ErrBadValue)
 	case json.Number:
 		f, err := x.Float64()
 		if err != nil {
-			return time.Time{}, fmt.Errorf("timestamp %s: %w", truncate(x.String()), ErrBadTime)
+			return time.Time{}, fmt.Errorf("timestamp %s: %w", truncate(x.String()), ErrBadValue)
 		}
 		return epochMS(f)
 	}
-	return time.Time{}, fmt.Errorf("timestamp is %s, want RFC 3339 string or epoch ms: %w", typeName(v), ErrBadTime)
+	return time.Time{}, fmt.Errorf("timestamp is %s, want RFC 3339 string or epoch ms: %w", typeName(v), ErrBadValue)
 }
 
 func epochMS(ms float64) (time.Time, error) {

@@ -292,6 +292,14 @@ func (m *Mapper) Maps(kind connectors.Kind, source, address string) bool {
 	return len(m.index[addrKey{kind, source, address}]) > 0
 }
 
+// PendingRun is a held running value (MachineState.RunPending).
+type PendingRun struct {
+	Running bool      `json:"running"`
+	Time    time.Time `json:"time"`
+	Recv    time.Time `json:"recv,omitzero"`
+	Watch   uint64    `json:"watch"`
+}
+
 // Adopted is a counter's state moved from a machine gone from the mapping
 // to one that reads the same value (AdoptCounters).
 type Adopted struct {
@@ -304,41 +312,61 @@ type Adopted struct {
 // state of the same counter (the same source, address and field) kept for
 // a machine m does not map: a machine renamed in the configuration. Its
 // next value then counts from the last one read, instead of starting a new
-// baseline that loses the pieces made in between. Counters only: the old
-// machine's stop is ended as any removed machine's.
-func (m *Mapper) AdoptCounters(st *State) []Adopted {
+// baseline that loses the pieces made in between. Only a counter read
+// since since (received, or stamped when the receipt is not known) is
+// adopted, and only when one machine gone from the mapping has it: a
+// machine removed months ago left its last value, and a new one reading
+// that counter again would book the whole climb since as pieces. Counters
+// only: the old machine's stop is ended as any removed machine's.
+func (m *Mapper) AdoptCounters(st *State, since time.Time) []Adopted {
 	mapped := map[string]bool{}
 	for _, id := range m.machines {
 		mapped[id] = true
 	}
-	var out []Adopted
-	for _, bs := range m.index {
-		for _, b := range bs {
-			if b.signal != GoodCount && b.signal != ScrapCount {
-				continue
-			}
-			if ms := st.Machines[b.machine]; ms != nil && ms.Counters[b.signal] != nil {
-				continue
-			}
-			for id, old := range st.Machines {
-				cs := old.Counters[b.signal]
-				if mapped[id] || cs == nil || cs.Src != b.srcID {
-					continue
-				}
-				delete(old.Counters, b.signal)
-				ms := st.machine(b.machine)
-				if ms.Counters == nil {
-					ms.Counters = map[Signal]*CounterState{}
-				}
-				ms.Counters[b.signal] = cs
-				out = append(out, Adopted{From: id, To: b.machine, Signal: b.signal, Last: cs.Last})
-				break
+	var bs []*binding
+	for _, list := range m.index {
+		for _, b := range list {
+			if b.signal == GoodCount || b.signal == ScrapCount {
+				bs = append(bs, b)
 			}
 		}
 	}
-	slices.SortFunc(out, func(x, y Adopted) int {
-		return cmp.Or(strings.Compare(x.To, y.To), strings.Compare(string(x.Signal), string(y.Signal)))
+	order := map[string]int{}
+	for i, id := range m.machines {
+		order[id] = i
+	}
+	slices.SortFunc(bs, func(x, y *binding) int {
+		return cmp.Or(cmp.Compare(order[x.machine], order[y.machine]), strings.Compare(string(x.signal), string(y.signal)))
 	})
+	var out []Adopted
+	for _, b := range bs {
+		if ms := st.Machines[b.machine]; ms != nil && ms.Counters[b.signal] != nil {
+			continue
+		}
+		from := ""
+		for id, old := range st.Machines {
+			cs := old.Counters[b.signal]
+			if mapped[id] || cs == nil || cs.Src != b.srcID || cmp.Or(cs.SeenRecv, cs.Seen).Before(since) {
+				continue
+			}
+			if from != "" {
+				from = "" // two: which one is not for the agent to guess
+				break
+			}
+			from = id
+		}
+		if from == "" {
+			continue
+		}
+		cs := st.Machines[from].Counters[b.signal]
+		delete(st.Machines[from].Counters, b.signal)
+		ms := st.machine(b.machine)
+		if ms.Counters == nil {
+			ms.Counters = map[Signal]*CounterState{}
+		}
+		ms.Counters[b.signal] = cs
+		out = append(out, Adopted{From: from, To: b.machine, Signal: b.signal, Last: cs.Last})
+	}
 	return out
 }
 
@@ -405,9 +433,10 @@ type MachineState struct {
 	Running *bool `json:"running,omitempty"`
 	// RunningTime is the source time of the last accepted running sample.
 	RunningTime time.Time `json:"running_time,omitzero"`
-	// RunningWatch is the connectors.Sample.Watch of that sample: a later
-	// sample of the same watch is newer whatever its source time says.
-	RunningWatch uint64 `json:"running_watch,omitempty"`
+	// RunPending is a running value that would change the state, stamped
+	// before RunningTime, held until the next value of its watch tells why
+	// (see applyRunning).
+	RunPending *PendingRun `json:"run_pending,omitempty"`
 	// StopStart is when the open downtime began (set while stopped).
 	StopStart time.Time `json:"stop_start,omitzero"`
 	// StopRecv is when the agent received the stop (zero: not known): the
@@ -428,9 +457,6 @@ type MachineState struct {
 	Reason     string    `json:"reason,omitempty"`
 	ReasonSet  bool      `json:"reason_set,omitempty"`
 	ReasonTime time.Time `json:"reason_time,omitzero"`
-	// ReasonWatch is the connectors.Sample.Watch of the sample ReasonTime
-	// is of (see RunningWatch).
-	ReasonWatch uint64 `json:"reason_watch,omitempty"`
 	// PrevReason is the reason before the last change, stamped (source
 	// time) ReasonChanged: a change stamped at or after the end of a stop
 	// that arrived before it (a PLC clearing its stop code with the run,
