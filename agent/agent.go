@@ -733,6 +733,10 @@ func MQTTConfig(b config.MQTTBroker, topics []string, log *slog.Logger) (mqtt.Co
 	}, nil
 }
 
+// mqttSessionKey is the buffer meta key holding "<url> <client_id>" of the
+// MQTT source name once the broker gave it a session.
+func mqttSessionKey(name string) string { return "mqtt/session/" + name }
+
 func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 	m := a.mapper.Load()
 	var out []*sourceHandle
@@ -791,6 +795,26 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		}
 		settings := mc
 		settings.Logger = nil
+		// The broker's session for this client id outlives the agent: a
+		// start that finds it gone (the broker restarted without
+		// persistence while the agent was down too) reports the loss.
+		key, id := mqttSessionKey(b.Name), b.URL+" "+b.ClientID
+		if v, err := a.buf.Meta(key); err == nil && string(v) == id {
+			mc.HadSession = true
+		}
+		var marked atomic.Bool
+		mc.OnConnect = func(bool) {
+			if mc.HadSession || !marked.CompareAndSwap(false, true) {
+				return
+			}
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := a.buf.PutMeta(ctx, buffer.KV{Key: key, Value: []byte(id)}); err != nil {
+					marked.Store(false) // the next connect tries again
+				}
+			}()
+		}
 		src, err := mqtt.New(mc, a)
 		if err != nil {
 			broken(b.Name, connectors.KindMQTT, fmt.Errorf("mqtt %s: %w", b.Name, err))

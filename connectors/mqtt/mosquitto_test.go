@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -234,5 +235,27 @@ func TestMosquittoSessionLostIsReported(t *testing.T) {
 	waitConnected(t, r, 2)
 	if e := r.Stats().LastError; !strings.Contains(e, "the broker did not keep this client's session") {
 		t.Errorf("last error %q after the broker lost the session", e)
+	}
+}
+
+// The same when the agent was down too (a site power cut restarts the
+// broker and the edge box together): the agent says the broker had its
+// session before (Config.HadSession), and the first connect without one
+// is reported; OnConnect tells the agent whether the session was resumed.
+func TestMosquittoSessionLostWhileAwayIsReported(t *testing.T) {
+	m := newMosquitto(t)
+	var present []bool
+	var mu sync.Mutex
+	cfg := Config{URL: m.url("tcp"), ClientID: "lost-while-away", Topics: []string{"t/1"}, HadSession: true,
+		OnConnect: func(p bool) { mu.Lock(); present = append(present, p); mu.Unlock() }}
+	r := start(t, cfg, make(chanSink, 10))
+	waitConnected(t, r, 1)
+	if e := r.Stats().LastError; !strings.Contains(e, "the broker did not keep this client's session") {
+		t.Errorf("last error %q at a first connect that found the session gone", e)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(present) != 1 || present[0] {
+		t.Errorf("OnConnect saw %v, want one connect without a session", present)
 	}
 }

@@ -66,6 +66,16 @@ type Config struct {
 	// unacked per subscriber, Mosquitto max_inflight_messages/max_queued_messages).
 	MaxInflight int
 
+	// HadSession says the broker had a session for this client id before
+	// this process started (the agent remembers it in its buffer): a first
+	// connect without one is reported like a session lost while connected
+	// (a site power cut restarting the broker without persistence and the
+	// edge box together).
+	HadSession bool
+	// OnConnect, if set, is called after each connect and subscribe, with
+	// whether the broker resumed the session. It must not block.
+	OnConnect func(sessionPresent bool)
+
 	Logger *slog.Logger
 }
 
@@ -369,13 +379,17 @@ func (s *Source) Run(ctx context.Context) error {
 		} else {
 			s.log.Info("mqtt connected", "session_present", sess.present.Load())
 		}
-		if !sess.present.Load() && s.connects.Load() > 0 {
-			// This process had a session with the broker, and the broker
-			// no longer has it (restarted without persistence, or it
-			// expired): what was published meanwhile was not queued.
+		if !sess.present.Load() && (s.connects.Load() > 0 || s.cfg.HadSession) {
+			// This process, or the agent before it, had a session with the
+			// broker, and the broker no longer has it (restarted without
+			// persistence, or it expired): what was published meanwhile
+			// was not queued.
 			err := errors.New("the broker did not keep this client's session: messages published while the agent was disconnected are lost (counters catch up at their next value; stops and runs in between are missed)")
 			s.log.Warn("mqtt "+err.Error(), "client_id", s.cfg.ClientID)
 			s.setErr(err)
+		}
+		if s.cfg.OnConnect != nil {
+			s.cfg.OnConnect(sess.present.Load())
 		}
 		attempt = 0
 		connectedAt := time.Now()

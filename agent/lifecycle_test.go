@@ -5,6 +5,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
 )
 
 // A machine renamed in the configuration (press-1 to press-1b, the same
@@ -45,4 +48,34 @@ func TestRenamedMachineCountsOn(t *testing.T) {
 	if !strings.Contains(p.logs.String(), `settings_changed="press-1b good_count"`) {
 		t.Errorf("the rollover change is not named by the reload's log:\n%s", p.logs.String())
 	}
+}
+
+// The broker and the edge box restart together (a site power cut) and the
+// broker, without persistence, has lost the agent's session: what was
+// published meanwhile at QoS 1 is gone, and the agent says so at its start
+// (it remembers the broker had given it a session), not only when it
+// happens while it runs.
+func TestBrokerSessionLostWhileTheAgentWasDownIsReported(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	p.produce(p.machines[0], 3, 0)
+	p.waitExactQty(ra, "press-1", 3)
+	ra.stop()
+	addr := p.broker.Addr()
+	p.broker.Close()
+	b, err := mqtttest.Start(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	p.broker = b
+	ra = p.startAgent()
+	waitFor(t, 15*time.Second, "the lost session reported", func() (bool, string) {
+		for _, s := range ra.a.Status().Sources {
+			if s.Kind == "mqtt" {
+				return strings.Contains(s.LastError, "the broker did not keep this client's session"), s.LastError
+			}
+		}
+		return false, "no mqtt source"
+	})
 }
