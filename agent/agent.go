@@ -142,9 +142,13 @@ type Agent struct {
 	// source address (a tag flapping Good/Uncertain must not flood the log).
 	badLog, goodLog rateLogs
 	typeLog         rateLogs // an OPC UA value's data type changing, per address
-	eventLog        rateLogs // counter resets, rollovers, clock steps, unmapped reasons: per machine
-	deadLog         rateLog
-	httpAddr        atomic.Pointer[string]
+	eventLog        rateLogs // counter resets, rollovers, clock steps: per machine
+	// unmappedWarned is when each machine's unmapped reason code was last
+	// logged (once an hour each).
+	unmappedMu     sync.Mutex
+	unmappedWarned map[string]time.Time
+	deadLog        rateLog
+	httpAddr       atomic.Pointer[string]
 
 	// writeFail is set while buffer appends fail (disk full, read-only
 	// file system): nothing new is acknowledged meanwhile, and status,
@@ -190,21 +194,22 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		opts.StopTimeout = 20 * time.Second
 	}
 	a := &Agent{
-		opts:         opts,
-		log:          opts.Logger,
-		state:        mapping.NewState(),
-		samples:      make(chan connectors.Sample, 8192),
-		jobs:         make(chan func(context.Context), 16),
-		stopIngest:   make(chan struct{}),
-		totals:       map[string]totals{},
-		badQuality:   map[sampleAddr]string{},
-		valueType:    map[sampleAddr]reflect.Type{},
-		unusable:     map[sampleAddr]string{},
-		malformed:    map[string]malformedCount{},
-		strays:       map[string]malformedCount{},
-		lastStamp:    map[sampleAddr]time.Time{},
-		lastSample:   map[string]time.Time{},
-		shownRunning: map[string]bool{},
+		opts:           opts,
+		log:            opts.Logger,
+		state:          mapping.NewState(),
+		samples:        make(chan connectors.Sample, 8192),
+		jobs:           make(chan func(context.Context), 16),
+		stopIngest:     make(chan struct{}),
+		totals:         map[string]totals{},
+		badQuality:     map[sampleAddr]string{},
+		valueType:      map[sampleAddr]reflect.Type{},
+		unusable:       map[sampleAddr]string{},
+		malformed:      map[string]malformedCount{},
+		strays:         map[string]malformedCount{},
+		unmappedWarned: map[string]time.Time{},
+		lastStamp:      map[sampleAddr]time.Time{},
+		lastSample:     map[string]time.Time{},
+		shownRunning:   map[string]bool{},
 	}
 	a.cfg.Store(cfg)
 	if cfg.Path != "" {
@@ -1020,8 +1025,24 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		if ev.Kind == mapping.EventRunning { // once per downtime: its end
 			a.metrics.unmappedReasons.WithLabelValues(ev.Machine).Inc()
 		}
-		a.eventLog.log("loss "+ev.Machine, a.log, slog.LevelWarn, "downtime reason not in the map; using the default loss",
-			"machine", ev.Machine, "reason", ev.Reason, "loss", ev.Loss)
+		// Once an hour per machine and code: a PLC code missing from the
+		// map would otherwise warn at every stop, for good (the metric
+		// counts them all).
+		key := ev.Machine + "\x00" + ev.Reason
+		a.unmappedMu.Lock()
+		last, seen := a.unmappedWarned[key]
+		due := !seen || time.Since(last) >= time.Hour
+		if due {
+			if len(a.unmappedWarned) >= rateLogsKept {
+				clear(a.unmappedWarned)
+			}
+			a.unmappedWarned[key] = time.Now()
+		}
+		a.unmappedMu.Unlock()
+		if due {
+			a.log.Warn("downtime reason not in the map; using the default loss (said once an hour per machine and code; add it to the machine's downtime_reason map)",
+				"machine", ev.Machine, "reason", ev.Reason, "loss", ev.Loss)
+		}
 	}
 }
 

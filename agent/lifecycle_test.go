@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -78,4 +79,28 @@ func TestBrokerSessionLostWhileTheAgentWasDownIsReported(t *testing.T) {
 		}
 		return false, "no mqtt source"
 	})
+}
+
+// A stop code missing from the map is logged once an hour per machine and
+// code, not at every stop (the soak saw 58 of its 77 warnings from one
+// code); the metric counts every stop.
+func TestUnmappedReasonLoggedOncePerCode(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	for range 3 {
+		p.stop(m, "NOT-IN-MAP")
+		time.Sleep(50 * time.Millisecond)
+		p.run(m)
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitFor(t, 15*time.Second, "three lines", func() (bool, string) {
+		return p.closedLines("press-1") == 3 && ra.a.Status().Buffer.Pending == 0, fmt.Sprint(p.closedLines("press-1"))
+	})
+	if n := strings.Count(p.logs.String(), "downtime reason not in the map"); n != 1 {
+		t.Errorf("%d log lines for one unmapped code, want 1", n)
+	}
+	if v, _ := metric(p.metrics(), "plantedge_unmapped_downtime_reasons_total", `machine="press-1"`); v != 3 {
+		t.Errorf("unmapped_downtime_reasons_total %v, want 3", v)
+	}
 }
