@@ -132,7 +132,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		if start < 0 {
 			start, deadBefore = pending, st.Buffer.DeadLetters
 		}
-		line := fmt.Sprintf("pending %s, odoo %s", plural(pending, "record"), st.Odoo.State)
+		line := fmt.Sprintf("pending %s, odoo %s", plural(pending, "record"), odooWord(st))
 		if st.Buffer.Held > 0 {
 			line += fmt.Sprintf(", %s held", plural(st.Buffer.Held, "record"))
 			if held > 0 {
@@ -210,7 +210,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			if tty {
 				fmt.Fprintln(w)
 			}
-			return &exitError{code: 1, msg: fmt.Sprintf("not drained within %s: %s pending (odoo %s)", o.timeout, plural(pending, "record"), st.Odoo.State)}
+			return &exitError{code: 1, msg: fmt.Sprintf("not drained within %s: %s pending (odoo %s)", o.timeout, plural(pending, "record"), odooWord(st))}
 		}
 		select {
 		case <-ctx.Done():
@@ -269,4 +269,14 @@ func (d *secondsOrDuration) Set(s string) error {
 	}
 	*d = secondsOrDuration(v)
 	return nil
+}
+
+// odooWord is the Odoo link's state for a flush line: offline while the
+// agent sends nothing because writes it sent before may still commit says
+// so — Odoo may be fine, and a technician reading "offline" checks the WAN.
+func odooWord(st agent.Status) string {
+	if st.Odoo.State == "offline" && st.Odoo.SettleSeconds > 0 {
+		return "not asked yet (writes sent before may still commit)"
+	}
+	return st.Odoo.State
 }

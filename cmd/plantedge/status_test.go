@@ -252,3 +252,17 @@ func TestStatusHeldForARemovedMachine(t *testing.T) {
 		t.Errorf("held records of a removed machine said to wait for Odoo:\n%s", out.String())
 	}
 }
+
+// While the agent waits for writes it sent before to settle, Odoo is not
+// asked: a flush line says so rather than "offline" (a technician then
+// checks the WAN while Odoo is fine).
+func TestFlushLineWhileWritesSettle(t *testing.T) {
+	st := agent.Status{Odoo: agent.OdooStatus{State: "offline", SettleSeconds: 80}}
+	if w := odooWord(st); w != "not asked yet (writes sent before may still commit)" {
+		t.Errorf("settling: %q", w)
+	}
+	st.Odoo.SettleSeconds = 0
+	if w := odooWord(st); w != "offline" {
+		t.Errorf("offline: %q", w)
+	}
+}
