@@ -1959,6 +1959,23 @@ func TestEndToEndUnknownWorkcenterOfARemovedMachineAskedOnce(t *testing.T) {
 				len(st.Buffer.UnmappedMachines) == 1 && st.Buffer.UnmappedMachines[0].ID == "press-2",
 			fmt.Sprintf("pending %d, held %d, unmapped %d %+v", st.Buffer.Pending, st.Buffer.Held, st.Buffer.Unmapped, st.Buffer.UnmappedMachines)
 	})
+	// They wait by design: the age to alert on leaves them out (it held
+	// the alert up for the hour they wait), the lane's age does not.
+	st := ra.a.Status()
+	if st.Buffer.OldestForwardableAgeSeconds != 0 || st.Buffer.OldestAgeSeconds == 0 {
+		t.Errorf("oldest forwardable %v s, oldest %v s: want 0 and more", st.Buffer.OldestForwardableAgeSeconds, st.Buffer.OldestAgeSeconds)
+	}
+	if v, ok := metric(p.metrics(), "plantedge_buffer_oldest_forwardable_age_seconds"); !ok || v != 0 {
+		t.Errorf("plantedge_buffer_oldest_forwardable_age_seconds %v (%v), want 0", v, ok)
+	}
+	// A record that can go, and Odoo down: it counts.
+	p.odoo.SetDown(true)
+	p.produce(p.machines[0], 2, 0)
+	waitFor(t, 15*time.Second, "a forwardable record waiting", func() (bool, string) {
+		v, _ := metric(p.metrics(), "plantedge_buffer_oldest_forwardable_age_seconds")
+		st := ra.a.Status()
+		return v > 0 && st.Buffer.OldestForwardableAgeSeconds > 0, fmt.Sprintf("metric %v, status %v", v, st.Buffer.OldestForwardableAgeSeconds)
+	})
 }
 
 // The same with a quantity write whose answer was lost when the reads were

@@ -122,6 +122,8 @@ var (
 	descRecords  = prometheus.NewDesc("plantedge_buffer_records", "Records waiting in the buffer.", []string{"lane"}, nil)
 	descBytes    = prometheus.NewDesc("plantedge_buffer_bytes", "Bytes of records waiting in the buffer.", []string{"lane"}, nil)
 	descOldest   = prometheus.NewDesc("plantedge_buffer_oldest_age_seconds", "Age of the oldest unforwarded record.", []string{"lane"}, nil)
+	descOldestFw = prometheus.NewDesc("plantedge_buffer_oldest_forwardable_age_seconds",
+		"Age of the oldest record that can go to Odoo now: not held for a work order in progress, a work center Odoo lacks, or a machine gone from the config (0: none). Alert on this one for a buffer that does not drain.", nil, nil)
 	descDropped  = prometheus.NewDesc("plantedge_buffer_dropped_total", "Records dropped to keep the disk quota.", []string{"lane"}, nil)
 	descMerged   = prometheus.NewDesc("plantedge_buffer_merged_total", "Count records merged to keep the disk quota.", nil, nil)
 	descDead     = prometheus.NewDesc("plantedge_buffer_dead_letters", "Records in the dead-letter bucket.", nil, nil)
@@ -138,7 +140,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descShrinks, descSource, descSessions, descPolled, descRefused, descHeld} {
+	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descShrinks, descSource, descSessions, descPolled, descRefused, descHeld} {
 		ch <- d
 	}
 }
@@ -162,9 +164,16 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDiskFull, prometheus.GaugeValue, boolGauge(!st.DiskFullSince.IsZero()))
 	}
 	if c.a.opened.Load() { // fwd is set before opened
-		for id, ml := range c.a.fwd.machineSnapshot() {
+		links := c.a.fwd.machineSnapshot()
+		for id, ml := range links {
 			ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, ml.Unattributed, id)
 		}
+		pending, _ := c.a.pendingCounts() // a scan, kept a second
+		fw := 0.0
+		if t := oldestForwardable(c.a.cfg.Load(), links, pending); !t.IsZero() {
+			fw = age(t)
+		}
+		ch <- prometheus.MustNewConstMetric(descOldestFw, prometheus.GaugeValue, fw)
 	}
 	for _, s := range c.a.sourceList() {
 		ch <- prometheus.MustNewConstMetric(descSource, prometheus.GaugeValue, boolGauge(s.state() == connectors.StateConnected), s.name, string(s.kind))

@@ -101,6 +101,11 @@ type BufferStatus struct {
 	// budget it keeps to. Absent while the disk has room.
 	DiskFullSeconds float64 `json:"disk_full_seconds,omitempty"`
 	LimitBytes      int64   `json:"disk_full_limit_bytes,omitempty"`
+	// OldestForwardableAgeSeconds is the age of the oldest record that can
+	// go to Odoo now (not held: see Held): what to alert on for a buffer
+	// that does not drain — records held for a work order, or of a machine
+	// gone from the config, wait by design (0: none).
+	OldestForwardableAgeSeconds float64 `json:"oldest_forwardable_age_seconds"`
 	// OldestForwardableSeq is the lowest sequence number of a pending
 	// record not held (0: none): flush compares it with the buffer's last
 	// sequence number at its request, so that records the plant makes
@@ -374,6 +379,9 @@ func (a *Agent) Status() Status {
 		}
 		st.Machines = append(st.Machines, ms)
 	}
+	if t := oldestForwardable(cfg, links, pending); !t.IsZero() {
+		st.Buffer.OldestForwardableAgeSeconds = age(t)
+	}
 	// The scan is cached a second: records appended since it began are not
 	// in it, and any of them may be forwardable.
 	if last := a.buf.LastSeq(); last > scanned && (st.Buffer.OldestForwardableSeq == 0 || st.Buffer.OldestForwardableSeq > scanned+1) {
@@ -423,18 +431,46 @@ func (a *Agent) storedWorkOrder(id string) string {
 
 type pendingCount struct {
 	good       float64
-	deadGood   float64 // good pieces in the dead letters (Odoo refused them)
-	records    int     // count records
-	events     int     // event records
-	eventsNoWC int     // of which name no work center (older versions')
-	minSeq     uint64  // the lowest sequence number of its records
+	deadGood   float64   // good pieces in the dead letters (Odoo refused them)
+	records    int       // count records
+	events     int       // event records
+	eventsNoWC int       // of which name no work center (older versions')
+	minSeq     uint64    // the lowest sequence number of its records
+	minTime    time.Time // the oldest time of its records
 }
 
-// noteSeq keeps the lowest sequence number of a key's records.
-func (pc *pendingCount) noteSeq(seq uint64) {
-	if pc.minSeq == 0 || seq < pc.minSeq {
-		pc.minSeq = seq
+// note keeps the lowest sequence number and the oldest time of a key's
+// records.
+func (pc *pendingCount) note(r buffer.Record) {
+	if pc.minSeq == 0 || r.Seq < pc.minSeq {
+		pc.minSeq = r.Seq
 	}
+	if !r.Time.IsZero() && (pc.minTime.IsZero() || r.Time.Before(pc.minTime)) {
+		pc.minTime = r.Time
+	}
+}
+
+// forwardable reports whether the records of machine id can go to Odoo
+// now: not held for a work order in progress, a work center Odoo lacks,
+// or a machine gone from the configuration.
+func forwardable(cfg *config.Config, links map[string]machineLink, id string) bool {
+	if findMachine(cfg, id) == nil {
+		return false
+	}
+	l, ok := links[id]
+	return !ok || l.WorkorderID != 0 && !l.NoWorkcenter
+}
+
+// oldestForwardable is when the oldest record that can go to Odoo now was
+// buffered (zero: none).
+func oldestForwardable(cfg *config.Config, links map[string]machineLink, pending map[string]pendingCount) time.Time {
+	var oldest time.Time
+	for id, pc := range pending {
+		if !pc.minTime.IsZero() && forwardable(cfg, links, id) && (oldest.IsZero() || pc.minTime.Before(oldest)) {
+			oldest = pc.minTime
+		}
+	}
+	return oldest
 }
 
 // unmapped counts pending records of machines that are not in cfg.
@@ -493,7 +529,7 @@ func (a *Agent) scanPendingCounts() map[string]pendingCount {
 		for _, r := range recs {
 			pc := out[r.Key]
 			pc.events++
-			pc.noteSeq(r.Seq)
+			pc.note(r)
 			if ev, err := decodeEvent(r); err != nil || ev.Workcenter == "" {
 				pc.eventsNoWC++
 			}
@@ -514,7 +550,7 @@ func (a *Agent) scanPendingCounts() map[string]pendingCount {
 			m, sig := splitKey(r.Key)
 			pc := out[m]
 			pc.records++
-			pc.noteSeq(r.Seq)
+			pc.note(r)
 			if sig == sigGood {
 				if c, err := decodeCount(r); err == nil {
 					pc.good += c.Delta
@@ -624,6 +660,9 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 	pending, _ := a.pendingCounts()
 	if !cfg.EndpointsOnly { // without the machines every record would look unmapped
 		st.Buffer.Unmapped, st.Buffer.UnmappedMachines = unmapped(cfg, pending)
+		if t := oldestForwardable(cfg, nil, pending); !t.IsZero() {
+			st.Buffer.OldestForwardableAgeSeconds = age(t)
+		}
 	}
 	drafts := map[string][]scrapDraft{}
 	if sd, err := storedScrapDrafts(buf); err == nil {
