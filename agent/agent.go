@@ -49,6 +49,9 @@ type Options struct {
 	// configuration wait before going to the dead letters (default 1 h;
 	// tests).
 	UnmappedHold time.Duration
+	// OutageReminder is how often the log says again that Odoo is not
+	// taking the buffer, while it is not (default 15 min; tests).
+	OutageReminder time.Duration
 	// OdooIdleRecheck is how long Odoo may be quiet before the forwarder
 	// reads its version again (odoo.Config.IdleRecheck; tests).
 	OdooIdleRecheck time.Duration

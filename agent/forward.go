@@ -98,6 +98,9 @@ type forwarder struct {
 	// records of machines gone from the configuration that name a work
 	// center Odoo lacks: they wait (status counts them held; under mu).
 	orphansWaiting int
+	// remindedAt is when the log last said that Odoo is not taking the
+	// buffer (see outageReminder).
+	remindedAt time.Time
 	// scrapShortAt is when Odoo last left a machine's scrap booking a
 	// draft (see scrapGather).
 	scrapShortAt map[string]scrapGathering
@@ -357,6 +360,26 @@ func (f *forwarder) run(ctx context.Context) {
 				}
 				log.Error(msg, attrs...)
 				f.link.Since = time.Now()
+				f.remindedAt = time.Now()
+			} else if time.Since(f.remindedAt) >= cmp.Or(f.a.opts.OutageReminder, outageReminder) {
+				// Hours into an outage a technician reading the journal
+				// finds a line with what is waiting, not only its start.
+				f.remindedAt = time.Now()
+				bs := f.a.buf.Stats()
+				pending, oldest := 0, time.Time{}
+				for _, ls := range bs.Lanes {
+					pending += ls.Pending
+					if !ls.Oldest.IsZero() && (oldest.IsZero() || ls.Oldest.Before(oldest)) {
+						oldest = ls.Oldest
+					}
+				}
+				var oldestAge time.Duration
+				if !oldest.IsZero() {
+					oldestAge = time.Since(oldest).Round(time.Second)
+				}
+				log.Warn("odoo still not taking the buffer; buffering and retrying", "state", state,
+					"since", time.Since(f.link.Since).Round(time.Second), "pending", pending,
+					"oldest_age", oldestAge, "err", err)
 			}
 			f.link.State = state
 			f.link.Failures++
@@ -386,6 +409,10 @@ func (f *forwarder) run(ctx context.Context) {
 		}
 	}
 }
+
+// outageReminder is how often, while Odoo keeps failing, the log says so
+// again with what is waiting.
+const outageReminder = 15 * time.Minute
 
 // waitRate waits for the rate limit's next request slot (forward.rate),
 // feeding the watchdog meanwhile: at a low rate one login (two or three

@@ -132,3 +132,17 @@ func TestScrapGatheredBetweenBookings(t *testing.T) {
 	})
 	p.waitExact(ra, 15*time.Second)
 }
+
+// Hours into an Odoo outage the log says again what is waiting (the soak
+// found one line at its start and one at its end, nothing between).
+func TestLongOutageIsRemindedInTheLog(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.outageReminder = 300 * time.Millisecond
+	p.odoo.SetDown(true)
+	ra := p.startAgent()
+	p.produce(p.machines[0], 4, 0)
+	waitFor(t, 15*time.Second, "a reminder", func() (bool, string) {
+		return strings.Contains(p.logs.String(), "odoo still not taking the buffer") && strings.Contains(p.logs.String(), "oldest_age="),
+			fmt.Sprint(ra.a.Status().Buffer.Pending)
+	})
+}
