@@ -1355,7 +1355,7 @@ func toRunning(v any) (bool, error) {
 		case "false", "0", "stopped", "stop", "off":
 			return false, nil
 		}
-		return false, fmt.Errorf("running value %q: want true/false, 1/0 or running/stopped: %w", truncate(x), ErrBadValue)
+		return false, fmt.Errorf("running value %q: want true/false, 1/0, running/stopped (run/stop) or on/off: %w", truncate(x), ErrBadValue)
 	case nil:
 		return false, fmt.Errorf("running value is null: %w", ErrBadValue)
 	}

@@ -303,6 +303,24 @@ func (s *Source) setErr(err error) {
 	s.errMu.Unlock()
 }
 
+// tlsMismatch adds a hint to a connect error that comes from speaking plain
+// MQTT to a TLS listener (the broker resets the connection) or TLS to a
+// plain one (its answer is no TLS handshake).
+func tlsMismatch(rawURL string, err error) error {
+	u, perr := url.Parse(rawURL)
+	if perr != nil {
+		return err
+	}
+	msg := err.Error()
+	switch {
+	case (u.Scheme == "tcp" || u.Scheme == "mqtt") && (strings.Contains(msg, "connection reset by peer") || strings.Contains(msg, "EOF")):
+		return fmt.Errorf("%w (a TLS port? use ssl:// for a listener that takes TLS, usually port 8883)", err)
+	case (u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "mqtts") && (strings.Contains(msg, "first record does not look like a TLS handshake") || strings.Contains(msg, "EOF")):
+		return fmt.Errorf("%w (a plain MQTT port? use tcp:// for it, or the broker's TLS port, usually 8883)", err)
+	}
+	return err
+}
+
 // stableConnection is how long a connection must hold before a loss of it
 // starts the reconnect backoff over.
 const stableConnection = 10 * time.Second
@@ -358,6 +376,7 @@ func (s *Source) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
+			err = tlsMismatch(s.cfg.URL, err)
 			s.failures.Add(1)
 			s.setErr(err)
 			s.state.Store(connectors.StateDown)

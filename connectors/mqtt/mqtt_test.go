@@ -590,3 +590,20 @@ func (b *logBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// Speaking TLS to a plain listener, or plain MQTT to a TLS one, gets a hint
+// (the probe saw only "connection reset by peer").
+func TestTLSMismatchHint(t *testing.T) {
+	plain := startMochi(t, "tcp", nil, nil)
+	r := start(t, Config{URL: strings.Replace(plain, "tcp://", "ssl://", 1), ClientID: "tls-to-plain", Topics: []string{"t"}, ConnectTimeout: time.Second}, make(chanSink, 1))
+	waitFor(t, "the hint", func() bool {
+		return strings.Contains(r.Stats().LastError, "a plain MQTT port? use tcp://")
+	})
+	reset := tlsMismatch("tcp://10.1.2.10:8883", errors.New("connect tcp://10.1.2.10:8883: read tcp 10.0.0.5:51234->10.1.2.10:8883: read: connection reset by peer"))
+	if !strings.Contains(reset.Error(), "a TLS port? use ssl://") {
+		t.Errorf("plain to TLS: %v", reset)
+	}
+	if other := tlsMismatch("tcp://h:1883", errors.New("not Authorized")); other.Error() != "not Authorized" {
+		t.Errorf("another error got a hint: %v", other)
+	}
+}
