@@ -105,34 +105,6 @@ func TestUnmappedReasonLoggedOncePerCode(t *testing.T) {
 	}
 }
 
-// With forward.scrap_every a machine's scrap is gathered after a booking on
-// its work order, so that tens of machines do not each make a stock.scrap
-// every round; a flush books at once, exactly.
-func TestScrapGatheredBetweenBookings(t *testing.T) {
-	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	p.editConfig("forward:\n  interval: 100ms\n", "forward:\n  interval: 100ms\n  scrap_every: 1h\n")
-	ra := p.startAgent()
-	m := p.machines[0]
-	p.produce(m, 5, 2)
-	waitFor(t, 15*time.Second, "the first booking", func() (bool, string) {
-		sc := p.odoo.Scraps()
-		return len(sc) == 1 && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", sc)
-	})
-	for range 3 {
-		p.produce(m, 5, 1)
-		time.Sleep(300 * time.Millisecond) // rounds pass
-	}
-	if sc := p.odoo.Scraps(); len(sc) != 1 {
-		t.Fatalf("%d scraps while gathering, want the first only: %+v", len(sc), sc)
-	}
-	ra.a.Flush()
-	waitFor(t, 15*time.Second, "the gathered scrap booked in one", func() (bool, string) {
-		sc := p.odoo.Scraps()
-		return len(sc) == 2 && sc[1].Qty == 3 && sc[1].State == "done", fmt.Sprintf("%+v", sc)
-	})
-	p.waitExact(ra, 15*time.Second)
-}
-
 // Hours into an Odoo outage the log says again what is waiting (the soak
 // found one line at its start and one at its end, nothing between).
 func TestLongOutageIsRemindedInTheLog(t *testing.T) {

@@ -116,11 +116,6 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	switch {
 	case err == nil && done:
 		delete(f.scrapShortAt, machine)
-		if every := f.a.cfg.Load().Forward.ScrapEvery.D(); every > 0 && cur != nil && ob.WorkorderID == cur.ID {
-			// The next booking gathers (forward.scrap_every), on the order
-			// in progress only, as after a draft.
-			f.scrapShortAt[machine] = scrapGathering{at: time.Now(), wo: *cur, span: every}
-		}
 		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
 		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry})
 		f.a.metrics.forwarded.WithLabelValues("scrap_count").Add(ob.Qty)
@@ -137,7 +132,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			// The next booking gathers a while (scrapGather) — only on the
 			// order in progress: a draft of an earlier order's pieces must
 			// not make later scrap wait for (and go to) that order.
-			f.scrapShortAt[machine] = scrapGathering{at: time.Now(), wo: *cur, span: max(scrapGather, f.a.cfg.Load().Forward.ScrapEvery.D()), draft: true}
+			f.scrapShortAt[machine] = scrapGathering{at: time.Now(), wo: *cur}
 		}
 		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry, draft: &d})
 		f.a.eventLog.log("scrap short "+machine, f.a.log, slog.LevelWarn,
@@ -196,18 +191,15 @@ const (
 	scrapDraftWatch   = 7 * 24 * time.Hour
 )
 
-// scrapGathering is a machine's scrap being gathered after a draft, or
-// after a booking with forward.scrap_every: since when, on which work
-// order, for how long.
+// scrapGathering is a machine's scrap being gathered after a draft: since
+// when, and on which work order.
 type scrapGathering struct {
-	at    time.Time
-	wo    odoo.Workorder
-	span  time.Duration // how long from at
-	draft bool          // after a draft (not with scrap_when_short: confirm)
+	at time.Time
+	wo odoo.Workorder
 }
 
 // gatherScrap reports whether a machine's scrap is to wait (gathered after
-// a draft, see scrapGather, or after a booking, forward.scrap_every). Once the work order it was gathered on is no
+// a draft, see scrapGather). Once the work order it was gathered on is no
 // longer in progress, *wo becomes that order: the pieces were made there,
 // and are booked there now.
 func (f *forwarder) gatherScrap(machine string, wo **odoo.Workorder) bool {
@@ -220,7 +212,7 @@ func (f *forwarder) gatherScrap(machine string, wo **odoo.Workorder) bool {
 		*wo = &g.wo
 		return false
 	}
-	if time.Since(g.at) < g.span && !f.flushed && (!g.draft || f.a.cfg.Load().Odoo.ScrapWhenShort != "confirm") {
+	if time.Since(g.at) < scrapGather && !f.flushed && f.a.cfg.Load().Odoo.ScrapWhenShort != "confirm" {
 		return true
 	}
 	delete(f.scrapShortAt, machine)

@@ -181,11 +181,6 @@ type Forward struct {
 	BackoffMax  Duration `yaml:"backoff_max"`  // cap of exponential backoff, default 1m
 	Interval    Duration `yaml:"interval"`     // forwarding round period when idle, default 2s
 	AuthBackoff Duration `yaml:"auth_backoff"` // min wait after an authentication failure, default (and min) 60s
-	// ScrapEvery gathers a machine's scrap for this long after a booking
-	// on a work order before the next (0, the default: every round): one
-	// stock.scrap a machine and round fills Odoo's scrap orders on a plant
-	// of tens of machines. A flush, and the work order's end, book at once.
-	ScrapEvery Duration `yaml:"scrap_every"`
 }
 
 // OPCUAServer is one OPC UA server the agent reads from.

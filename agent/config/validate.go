@@ -386,9 +386,6 @@ func (v *validator) validateForward() {
 		v.add("forward.backoff_max", "must be at least 1s", "")
 	}
 	v.positive("forward.interval", f.Interval)
-	if f.ScrapEvery < 0 {
-		v.add("forward.scrap_every", fmt.Sprintf("negative duration %s", f.ScrapEvery), "0 books scrap every round; e.g. 15m gathers it")
-	}
 	if f.AuthBackoff < MinAuthBackoff {
 		v.add("forward.auth_backoff", fmt.Sprintf("%s is below the minimum of 1m0s", f.AuthBackoff), "retrying a refused login sooner can lock the bot user out")
 	}
