@@ -995,24 +995,18 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 				"counter came back near its value before the last reset faster than it counts: that reset was a glitch (a gateway restarting, a wrong reading), not a restart; only the pieces above that value count",
 				"machine", ev.Machine, "signal", ev.Signal, "from", num(ev.From), "dip", num(ev.Dip), "raw", num(ev.Raw), "pieces", num(ev.Delta))
 		}
-		if ev.Held > 0 {
-			a.eventLog.log("held "+ev.Machine, a.log, slog.LevelWarn,
-				"counter jumped far above what it makes in the time since its last value (a value of another machine on its topic? a wrong reading?): held, not counted, until its next value tells",
-				"machine", ev.Machine, "signal", ev.Signal, "from", num(ev.From), "raw", num(ev.Raw))
-		}
-		if ev.Spike > 0 {
-			a.metrics.counterGlitches.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
-			a.eventLog.log("spike "+ev.Machine, a.log, slog.LevelWarn,
-				"counter came back below a value it had jumped to: that value was no count of this counter (another machine's on its topic? a wrong reading?) and is not counted",
-				"machine", ev.Machine, "signal", ev.Signal, "spike", num(ev.Spike), "raw", num(ev.Raw))
-		}
 		if ev.Rollover {
 			a.metrics.counterRollovers.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
 			a.eventLog.log("rollover "+ev.Machine, a.log, slog.LevelInfo, "counter rollover", "machine", ev.Machine, "signal", ev.Signal, "raw", num(ev.Raw))
 		}
-		if ev.Delta >= largeJump || !ev.Rollover && ev.Delta >= jump(ev.Range) {
+		switch {
+		case ev.Delta >= largeJump || !ev.Rollover && ev.Delta >= jump(ev.Range):
 			a.eventLog.log("jump "+ev.Machine, a.log, slog.LevelWarn, "counter jumped by a large amount in one reading (counted; a mis-mapped tag?)",
 				"machine", ev.Machine, "signal", ev.Signal, "pieces", num(ev.Delta), "raw", num(ev.Raw))
+		case ev.Implausible:
+			a.eventLog.log("jump "+ev.Machine, a.log, slog.LevelWarn,
+				"counter jumped far above what it makes in that time (counted; another machine's value published on its topic? a wrong reading? a preset? If the next value falls back, the jump's pieces were not made: correct the quantity in Odoo)",
+				"machine", ev.Machine, "signal", ev.Signal, "pieces", num(ev.Delta), "from", num(ev.Raw-ev.Delta), "raw", num(ev.Raw))
 		}
 		if ev.Behind > 0 {
 			a.eventLog.log("behind "+ev.Machine, a.log, slog.LevelWarn,

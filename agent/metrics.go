@@ -65,7 +65,7 @@ func newMetrics(a *Agent) *metrics {
 		counterSteps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_counter_steps_back_total",
 			Help: "Counter values a little below the last one (out of order or corrected), ignored: not a reset."}, []string{"machine", "signal"}),
 		counterGlitches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_counter_glitches_total",
-			Help: "Counter glitches not counted: a reset the counter came back from faster than it counts, or a jump it came back below."}, []string{"machine", "signal"}),
+			Help: "Counter resets undone: the counter came back near its value before the reset faster than it counts."}, []string{"machine", "signal"}),
 		staleSamples: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_stale_samples_total",
 			Help: "Run-state and downtime-reason values stamped before the last one taken, ignored (out of order, or the source's clock went back)."}, []string{"machine", "signal"}),
 		unmappedReasons: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_unmapped_downtime_reasons_total",

@@ -458,22 +458,23 @@ func (cs *CounterState) glitchReturn(x extracted) bool {
 	return x.counter-cs.Last > wrapRateSlack*rate*gap.Seconds()+2*step+1
 }
 
-// jumpHeld reports whether an increase of d to x is far above what the
+// implausible reports whether an increase of d to x is far above what the
 // counter makes in the time since its last value: more than spikeSlack
 // times its usual rate over that time and its usual step, plus spikeMin.
-// One message of another machine on its topic (9,870 after 110) booked
-// 9,760 phantom pieces, and the value after it a reset. It needs the usual
-// rate.
-func (cs *CounterState) jumpHeld(x extracted, d float64) bool {
+// It is counted (holding it until the next value told more lost real
+// jumps followed by a reset), and reported: one message of another machine
+// on a counter's topic (9,870 after 110) books its pieces, and the next
+// value a reset. It needs the usual rate.
+func (cs *CounterState) implausible(x extracted, d float64) bool {
 	rate, step, ok := cs.usual()
-	if !ok || cs.Seen.IsZero() {
+	if !ok {
 		return false
 	}
 	gap := max(0, cs.sinceSeen(x).Seconds())
 	return d > spikeSlack*(rate*gap+step)+spikeMin
 }
 
-// spikeSlack and spikeMin bound a plausible increase (see jumpHeld).
+// spikeSlack and spikeMin bound a plausible increase (see implausible).
 const (
 	spikeSlack = 10
 	spikeMin   = 500
@@ -605,22 +606,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 				From: cs.Last, NewServer: cs.Server}}, true
 		}
 	}
-	confirmed, spike := false, 0.0
-	if cs.Spike > 0 && !x.b.dupOrInitial && !isStale(x, cs.Time) {
-		// A value after one held for jumping: at or above it, the jump
-		// stands (counted below from Last); below it, it was no count of
-		// this counter.
-		if x.counter >= cs.Spike {
-			confirmed = true
-		} else {
-			spike = cs.Spike
-		}
-		cs.Spike = 0
-	}
 	if x.counter == cs.Last {
-		if spike > 0 {
-			return []Event{{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter, From: cs.Last, Spike: spike}}, true
-		}
 		if x.watch != cs.Watch {
 			// The same value read under a new watch (a new session, or
 			// good again after a bad value): watched from here.
@@ -629,7 +615,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		}
 		return nil, adopted
 	}
-	ev := Event{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter, Range: x.b.rollover, Spike: spike}
+	ev := Event{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter, Range: x.b.rollover}
 	older := isStale(x, cs.Time)
 	last := x.counter // Last from here
 	if cs.lateFromBeforeReset(x) {
@@ -685,16 +671,11 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// back; waiting for it to catch up would only delay the pieces.
 			// From now on the counter is measured against the new time.
 			ev.Delta = x.counter - cs.Last
-			switch {
-			case !x.b.dupOrInitial && older:
+			if !x.b.dupOrInitial && older {
 				ev.ClockBack = cs.Time.Sub(x.t)
 				cs.Time = x.t
-			case !confirmed && !x.b.dupOrInitial && cs.jumpHeld(x, ev.Delta):
-				// Far more than the counter makes in that time: held,
-				// the next value tells (Last, Seen stay).
-				cs.Spike = x.counter
-				return []Event{{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter, From: cs.Last, Held: x.counter, Spike: spike}}, true
-			case !cs.Seen.IsZero():
+			} else if !cs.Seen.IsZero() {
+				ev.Implausible = !x.b.dupOrInitial && cs.implausible(x, ev.Delta)
 				cs.noteIncrease(ev.Delta, x.t, x.srcTime, x.b.rollover)
 			}
 		}

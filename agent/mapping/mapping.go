@@ -93,13 +93,12 @@ type Event struct {
 	// counted.
 	Glitch bool
 	Dip    float64
-	// Held (EventCount, Delta 0) reports a value that jumped far above what
-	// the counter makes in the time since its last one (a value of another
-	// machine published on its topic, a wrong reading): not counted yet,
-	// the next value tells. Spike reports that the next value came back
-	// below it: the jump was no count of this counter, and the pieces are
-	// counted from the value before it.
-	Held, Spike float64
+	// Implausible (EventCount) reports an increase far above what the
+	// counter makes in the time since its last value (more than spikeSlack
+	// times its usual rate over that time and its usual step, plus
+	// spikeMin): counted, and worth a look — another machine's value
+	// published on its topic, a wrong reading, a preset.
+	Implausible bool
 	// NewServer (EventCount, Delta 0) reports that the counter is now read
 	// from another server (OPC UA endpoint, MQTT broker) than NewServer,
 	// where it read From: counting starts from Raw, the new server's value.
@@ -532,9 +531,6 @@ type CounterState struct {
 	// nothing counted since: a first value back near ResetFrom, faster
 	// than the counter counts, makes the reset a glitch.
 	JustReset bool `json:"just_reset,omitempty"`
-	// Spike is a value held for jumping far above the counter's usual
-	// rate (see Event.Held); Last stays the value before it.
-	Spike float64 `json:"spike,omitempty"`
 	// Watch is the connectors.Sample.Watch Last (or the same value again)
 	// was read under: a value read under the same one was watched without
 	// a break since (see applyCounter).
