@@ -1,12 +1,9 @@
 package mapping
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/connectors"
 )
 
@@ -24,19 +21,7 @@ machines:
 	for _, id := range ids {
 		y += "  - id: " + id + "\n    workcenter: WC-" + id + "\n    good_count: { mqtt: { broker: b, topic: line/x, field: good } }\n"
 	}
-	p := filepath.Join(t.TempDir(), "c.yaml")
-	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return newTestMapper(t, y)
 }
 
 // A machine renamed in the configuration counts on from the counter's last
