@@ -5,6 +5,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -146,12 +147,9 @@ type Agent struct {
 	badLog, goodLog rateLogs
 	typeLog         rateLogs // an OPC UA value's data type changing, per address
 	eventLog        rateLogs // counter resets, rollovers, clock steps: per machine
-	// unmappedWarned is when each machine's unmapped reason code was last
-	// logged (once an hour each).
-	unmappedMu     sync.Mutex
-	unmappedWarned map[string]time.Time
-	deadLog        rateLog
-	httpAddr       atomic.Pointer[string]
+	reasonLog       rateLogs // unmapped downtime reasons: per machine and code, once an hour
+	deadLog         rateLog
+	httpAddr        atomic.Pointer[string]
 
 	// writeFail is set while buffer appends fail (disk full, read-only
 	// file system): nothing new is acknowledged meanwhile, and status,
@@ -197,22 +195,22 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		opts.StopTimeout = 20 * time.Second
 	}
 	a := &Agent{
-		opts:           opts,
-		log:            opts.Logger,
-		state:          mapping.NewState(),
-		samples:        make(chan connectors.Sample, 8192),
-		jobs:           make(chan func(context.Context), 16),
-		stopIngest:     make(chan struct{}),
-		totals:         map[string]totals{},
-		badQuality:     map[sampleAddr]string{},
-		valueType:      map[sampleAddr]reflect.Type{},
-		unusable:       map[sampleAddr]string{},
-		malformed:      map[string]malformedCount{},
-		strays:         map[string]malformedCount{},
-		unmappedWarned: map[string]time.Time{},
-		lastStamp:      map[sampleAddr]time.Time{},
-		lastSample:     map[string]time.Time{},
-		shownRunning:   map[string]bool{},
+		opts:         opts,
+		log:          opts.Logger,
+		state:        mapping.NewState(),
+		samples:      make(chan connectors.Sample, 8192),
+		jobs:         make(chan func(context.Context), 16),
+		stopIngest:   make(chan struct{}),
+		totals:       map[string]totals{},
+		badQuality:   map[sampleAddr]string{},
+		valueType:    map[sampleAddr]reflect.Type{},
+		unusable:     map[sampleAddr]string{},
+		malformed:    map[string]malformedCount{},
+		strays:       map[string]malformedCount{},
+		lastStamp:    map[sampleAddr]time.Time{},
+		lastSample:   map[string]time.Time{},
+		shownRunning: map[string]bool{},
+		reasonLog:    rateLogs{every: time.Hour},
 	}
 	a.cfg.Store(cfg)
 	if cfg.Path != "" {
@@ -1025,21 +1023,9 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		// Once an hour per machine and code: a PLC code missing from the
 		// map would otherwise warn at every stop, for good (the metric
 		// counts them all).
-		key := ev.Machine + "\x00" + ev.Reason
-		a.unmappedMu.Lock()
-		last, seen := a.unmappedWarned[key]
-		due := !seen || time.Since(last) >= time.Hour
-		if due {
-			if len(a.unmappedWarned) >= rateLogsKept {
-				clear(a.unmappedWarned)
-			}
-			a.unmappedWarned[key] = time.Now()
-		}
-		a.unmappedMu.Unlock()
-		if due {
-			a.log.Warn("downtime reason not in the map; using the default loss (said once an hour per machine and code; add it to the machine's downtime_reason map)",
-				"machine", ev.Machine, "reason", ev.Reason, "loss", ev.Loss)
-		}
+		a.reasonLog.log(ev.Machine+"\x00"+ev.Reason, a.log, slog.LevelWarn,
+			"downtime reason not in the map; using the default loss (said once an hour per machine and code; add it to the machine's downtime_reason map)",
+			"machine", ev.Machine, "reason", ev.Reason, "loss", ev.Loss)
 	}
 }
 
@@ -1082,9 +1068,11 @@ func findMachine(cfg *config.Config, id string) *config.Machine {
 }
 
 // rateLog logs the first of a burst of similar lines and then at most one
-// summary a minute, so a flood of bad payloads can't flood the journal.
+// summary a minute (or every, if set), so a flood of bad payloads can't
+// flood the journal.
 type rateLog struct {
 	mu         sync.Mutex
+	every      time.Duration // 0: a minute
 	last       time.Time
 	suppressed int
 }
@@ -1092,7 +1080,7 @@ type rateLog struct {
 func (r *rateLog) log(l *slog.Logger, level slog.Level, msg string, args ...any) {
 	r.mu.Lock()
 	now := time.Now()
-	if now.Sub(r.last) < time.Minute {
+	if now.Sub(r.last) < cmp.Or(r.every, time.Minute) {
 		r.suppressed++
 		r.mu.Unlock()
 		return
@@ -1106,10 +1094,12 @@ func (r *rateLog) log(l *slog.Logger, level slog.Level, msg string, args ...any)
 	l.Log(context.Background(), level, msg, args...)
 }
 
-// rateLogs is a rateLog per key.
+// rateLogs is a rateLog per key, each logging at most once every (0: a
+// minute).
 type rateLogs struct {
-	mu sync.Mutex
-	m  map[string]*rateLog
+	mu    sync.Mutex
+	every time.Duration
+	m     map[string]*rateLog
 }
 
 // rateLogsKept is how many keys a rateLogs holds before it forgets those
@@ -1126,20 +1116,21 @@ func (r *rateLogs) log(key string, l *slog.Logger, level slog.Level, msg string,
 		if len(r.m) >= rateLogsKept {
 			r.forgetQuiet()
 		}
-		rl = &rateLog{}
+		rl = &rateLog{every: r.every}
 		r.m[key] = rl
 	}
 	r.mu.Unlock()
 	rl.log(l, level, msg, args...)
 }
 
-// forgetQuiet drops the keys that logged nothing for a minute: their next
-// line is logged anyway (what they left out since is lost). r.mu is held.
+// forgetQuiet drops the keys that logged nothing for their interval: their
+// next line is logged anyway (what they left out since is lost). r.mu is
+// held.
 func (r *rateLogs) forgetQuiet() {
 	now := time.Now()
 	for k, rl := range r.m {
 		rl.mu.Lock()
-		quiet := now.Sub(rl.last) >= time.Minute
+		quiet := now.Sub(rl.last) >= cmp.Or(r.every, time.Minute)
 		rl.mu.Unlock()
 		if quiet {
 			delete(r.m, k)
