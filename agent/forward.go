@@ -366,19 +366,12 @@ func (f *forwarder) run(ctx context.Context) {
 				// finds a line with what is waiting, not only its start.
 				f.remindedAt = time.Now()
 				bs := f.a.buf.Stats()
-				pending, oldest := 0, time.Time{}
-				for _, ls := range bs.Lanes {
-					pending += ls.Pending
-					if !ls.Oldest.IsZero() && (oldest.IsZero() || ls.Oldest.Before(oldest)) {
-						oldest = ls.Oldest
-					}
-				}
 				var oldestAge time.Duration
-				if !oldest.IsZero() {
-					oldestAge = time.Since(oldest).Round(time.Second)
+				if !bs.Oldest.IsZero() {
+					oldestAge = time.Since(bs.Oldest).Round(time.Second)
 				}
 				log.Warn("odoo still not taking the buffer; buffering and retrying", "state", state,
-					"since", time.Since(f.link.Since).Round(time.Second), "pending", pending,
+					"since", time.Since(f.link.Since).Round(time.Second), "pending", bs.Pending,
 					"oldest_age", oldestAge, "err", err)
 			}
 			f.link.State = state
