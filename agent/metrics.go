@@ -169,11 +169,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, ml.Unattributed, id)
 		}
 		pending, _ := c.a.pendingCounts() // a scan, kept a second
-		fw := 0.0
-		if t := oldestForwardable(c.a.cfg.Load(), links, pending); !t.IsZero() {
-			fw = age(t)
-		}
-		ch <- prometheus.MustNewConstMetric(descOldestFw, prometheus.GaugeValue, fw)
+		_, at := oldestForwardable(c.a.cfg.Load(), links, pending)
+		ch <- prometheus.MustNewConstMetric(descOldestFw, prometheus.GaugeValue, age(at))
 	}
 	for _, s := range c.a.sourceList() {
 		ch <- prometheus.MustNewConstMetric(descSource, prometheus.GaugeValue, boolGauge(s.state() == connectors.StateConnected), s.name, string(s.kind))

@@ -353,7 +353,6 @@ func (a *Agent) Status() Status {
 		} else if runBad[m.ID] && ms.State != "unknown" {
 			ms.State, ms.LastKnownState, ms.UnknownBecause = "unknown", ms.State, "bad quality"
 		}
-		held := false
 		if l, ok := links[m.ID]; ok {
 			ms.WorkOrder, ms.Unattributed, ms.Error = l.WorkOrder, tidy(l.Unattributed), l.Error
 			if l.WorkorderID == 0 {
@@ -365,8 +364,6 @@ func (a *Agent) Status() Status {
 			if l.NoWorkcenter {
 				st.Buffer.Held += pending[m.ID].events // downtime needs the work center
 			}
-			held = l.WorkorderID == 0 || l.NoWorkcenter
-
 		} else if wo := a.storedWorkOrder(m.ID); wo != "" {
 			ms.WorkOrder = wo
 		}
@@ -374,14 +371,10 @@ func (a *Agent) Status() Status {
 		// Every kind of trouble the machine has, most pressing first: one
 		// must not hide another (a waiting scrap draft behind a warning).
 		ms.Error = joinNotes(ms.Error, signalErrs[m.ID], drafts[m.ID], deadLetterNote(pending[m.ID]))
-		if seq := pending[m.ID].minSeq; seq != 0 && !held && (st.Buffer.OldestForwardableSeq == 0 || seq < st.Buffer.OldestForwardableSeq) {
-			st.Buffer.OldestForwardableSeq = seq
-		}
 		st.Machines = append(st.Machines, ms)
 	}
-	if t := oldestForwardable(cfg, links, pending); !t.IsZero() {
-		st.Buffer.OldestForwardableAgeSeconds = age(t)
-	}
+	seq, at := oldestForwardable(cfg, links, pending)
+	st.Buffer.OldestForwardableSeq, st.Buffer.OldestForwardableAgeSeconds = seq, age(at)
 	// The scan is cached a second: records appended since it began are not
 	// in it, and any of them may be forwardable.
 	if last := a.buf.LastSeq(); last > scanned && (st.Buffer.OldestForwardableSeq == 0 || st.Buffer.OldestForwardableSeq > scanned+1) {
@@ -461,19 +454,24 @@ func forwardable(cfg *config.Config, links map[string]machineLink, id string) bo
 	return !ok || l.WorkorderID != 0 && !l.NoWorkcenter
 }
 
-// oldestForwardable is when the oldest record that can go to Odoo now was
-// buffered (zero: none).
-func oldestForwardable(cfg *config.Config, links map[string]machineLink, pending map[string]pendingCount) time.Time {
-	var oldest time.Time
+// oldestForwardable returns the lowest sequence number of the records that
+// can go to Odoo now, and when the oldest of them was buffered (0 and zero:
+// none).
+func oldestForwardable(cfg *config.Config, links map[string]machineLink, pending map[string]pendingCount) (seq uint64, at time.Time) {
 	for id, pc := range pending {
-		if !pc.minTime.IsZero() && forwardable(cfg, links, id) && (oldest.IsZero() || pc.minTime.Before(oldest)) {
-			oldest = pc.minTime
+		if !forwardable(cfg, links, id) {
+			continue
+		}
+		if pc.minSeq != 0 && (seq == 0 || pc.minSeq < seq) {
+			seq = pc.minSeq
+		}
+		if !pc.minTime.IsZero() && (at.IsZero() || pc.minTime.Before(at)) {
+			at = pc.minTime
 		}
 	}
-	return oldest
+	return seq, at
 }
 
-// unmapped counts pending records of machines that are not in cfg.
 // UnmappedMachine is a machine gone from the configuration with records in
 // the buffer.
 type UnmappedMachine struct {
@@ -482,6 +480,8 @@ type UnmappedMachine struct {
 	Good    float64 `json:"pending_good"`
 }
 
+// unmapped counts pending records of machines that are not in cfg, and
+// lists those machines.
 func unmapped(cfg *config.Config, pending map[string]pendingCount) (int, []UnmappedMachine) {
 	n := 0
 	var list []UnmappedMachine
@@ -660,9 +660,8 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 	pending, _ := a.pendingCounts()
 	if !cfg.EndpointsOnly { // without the machines every record would look unmapped
 		st.Buffer.Unmapped, st.Buffer.UnmappedMachines = unmapped(cfg, pending)
-		if t := oldestForwardable(cfg, nil, pending); !t.IsZero() {
-			st.Buffer.OldestForwardableAgeSeconds = age(t)
-		}
+		_, at := oldestForwardable(cfg, nil, pending)
+		st.Buffer.OldestForwardableAgeSeconds = age(at)
 	}
 	drafts := map[string][]scrapDraft{}
 	if sd, err := storedScrapDrafts(buf); err == nil {
