@@ -75,12 +75,12 @@ type extracted struct {
 //   - running and downtime_reason: a sample older by source time than the
 //     last accepted one of that signal is stale and ignored (no error; an
 //     EventStale when it would have changed the state) — unless a counter
-//     from the same clock has shown that clock went back, or the source
-//     watched the signal without a break since that one (Sample.Watch: a
-//     later notification or poll of one session is newer, so the clock
-//     went back), or that one was stamped ahead of this machine's clock
-//     (see staleState). A stop whose clock went back before its end lasts
-//     as long as the agent saw it last.
+//     from the same clock has shown that clock went back, or that one was
+//     stamped ahead of this machine's clock (see staleState). A stale
+//     running value of an OPC UA watch (Sample.Watch) is held instead,
+//     until the next value of that watch tells a clock that went back
+//     from a stale answer (see applyRunning). A stop whose end is stamped
+//     before its start lasts as long as the agent saw it (see endStop).
 func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed []string, err error) {
 	bs := m.index[addrKey{s.Kind, s.Source, s.Address}]
 	if len(bs) == 0 || !s.Good {
@@ -466,6 +466,9 @@ func (cs *CounterState) glitchReturn(x extracted) bool {
 // on a counter's topic (9,870 after 110) books its pieces, and the next
 // value a reset. It needs the usual rate.
 func (cs *CounterState) implausible(x extracted, d float64) bool {
+	if d <= spikeMin {
+		return false // never above the bound: spare the hot path usual's sort
+	}
 	rate, step, ok := cs.usual()
 	if !ok {
 		return false

@@ -143,23 +143,24 @@ var (
 	// ErrBadJSON means the payload is not the JSON object the mapping needs.
 	ErrBadJSON = errors.New("malformed JSON")
 	// ErrBadTime means a source time cannot be used (unreadable, or out of
-	// SourceTimeRange): the values are taken at their receive time.
+	// [minSourceTime, maxSourceTime)): the values are taken at their receive
+	// time.
 	ErrBadTime = errors.New("source time unusable, receive time used")
 )
 
-// Source times outside [MinSourceTime, MaxSourceTime) come from a clock
+// Source times outside [minSourceTime, maxSourceTime) come from a clock
 // that was never set (a PLC whose battery-backed clock fell back to 2000 or
 // 1970) or from a unit mistake: the receive time is used instead.
 var (
-	MinSourceTime = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
-	MaxSourceTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+	minSourceTime = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxSourceTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
 // checkSourceTime returns an ErrBadTime error for t outside the range.
 func checkSourceTime(t time.Time) error {
-	if t.Before(MinSourceTime) || !t.Before(MaxSourceTime) {
+	if t.Before(minSourceTime) || !t.Before(maxSourceTime) {
 		return fmt.Errorf("%s is not between %d and %d (a clock that was never set?): %w",
-			t.UTC().Format(time.RFC3339Nano), MinSourceTime.Year(), MaxSourceTime.Year(), ErrBadTime)
+			t.UTC().Format(time.RFC3339Nano), minSourceTime.Year(), maxSourceTime.Year(), ErrBadTime)
 	}
 	return nil
 }
