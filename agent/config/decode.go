@@ -357,9 +357,7 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 		v.SetBool(b.Value)
 	case reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uint:
 		s, ok := scalar(n)
-		if leadingZero(s) {
-			d.problem(n, path, fmt.Sprintf("%s has a leading zero, which would read as an octal number (%s as written here)", s, octal(s)),
-				"write it without the leading zero, e.g. "+strings.TrimLeft(s, "0_"))
+		if d.leadingZero(n, path, s) {
 			return
 		}
 		u, err := strconv.ParseUint(strings.ReplaceAll(s, "_", ""), 0, t.Bits())
@@ -370,9 +368,7 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 		v.SetUint(u)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		s, ok := scalar(n)
-		if leadingZero(s) {
-			d.problem(n, path, fmt.Sprintf("%s has a leading zero, which would read as an octal number (%s as written here)", s, octal(s)),
-				"write it without the leading zero, e.g. "+strings.TrimLeft(strings.TrimLeft(s, "+-"), "0_"))
+		if d.leadingZero(n, path, s) {
 			return
 		}
 		i, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 0, t.Bits())
@@ -386,9 +382,7 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 		switch x := n.(type) {
 		case *ast.IntegerNode:
 			s, _ := scalar(x)
-			if leadingZero(s) {
-				d.problem(n, path, fmt.Sprintf("%s has a leading zero, which would read as an octal number (%s as written here)", s, octal(s)),
-					"write it without the leading zero, e.g. "+strings.TrimLeft(strings.TrimLeft(s, "+-"), "0_"))
+			if d.leadingZero(n, path, s) {
 				return
 			}
 			i, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 0, 64)
@@ -671,15 +665,20 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// leadingZero reports a whole number written with a leading zero ("065536"):
-// YAML 1.1 and Go read it as octal, an OT engineer means decimal. 0x, 0o
-// and 0b prefixes say what they mean and pass.
-func leadingZero(s string) bool {
-	s = strings.TrimLeft(strings.ReplaceAll(s, "_", ""), "+-")
-	return len(s) > 1 && s[0] == '0' && s[1] >= '0' && s[1] <= '9'
+// leadingZero reports, as a problem at n, a whole number written with a
+// leading zero ("065536"): YAML 1.1 and Go read it as octal, an OT engineer
+// means decimal. 0x, 0o and 0b prefixes say what they mean and pass.
+func (d *decoder) leadingZero(n ast.Node, path, s string) bool {
+	digits := strings.TrimLeft(strings.ReplaceAll(s, "_", ""), "+-")
+	if len(digits) < 2 || digits[0] != '0' || digits[1] < '0' || digits[1] > '9' {
+		return false
+	}
+	d.problem(n, path, fmt.Sprintf("%s has a leading zero, which would read as an octal number (%s as written here)", s, octal(s)),
+		"write it without the leading zero, e.g. "+strings.TrimLeft(strings.TrimLeft(s, "+-"), "0_"))
+	return true
 }
 
-// octal is what a leadingZero number reads as ("invalid" when it has an 8
+// octal is what a number with a leading zero reads as (a note when it has an 8
 // or a 9).
 func octal(s string) string {
 	u, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 0, 64)
