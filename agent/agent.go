@@ -91,7 +91,7 @@ type Agent struct {
 	// not be used (not a number, beyond rollover, ...), under stateMu:
 	// status shows it on the machines the address feeds until a usable
 	// one comes (a wrong tag or rollover is found there, not only in the log).
-	unusable map[sampleAddr]string
+	unusable map[sampleAddr]error
 	// valueType is the Go type of each OPC UA address's last good value,
 	// under stateMu: a change (Int32 to String after a PLC program or
 	// gateway change) is logged — the value may still be read, but the
@@ -204,7 +204,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		totals:       map[string]totals{},
 		badQuality:   map[sampleAddr]string{},
 		valueType:    map[sampleAddr]reflect.Type{},
-		unusable:     map[sampleAddr]string{},
+		unusable:     map[sampleAddr]error{},
 		malformed:    map[string]malformedCount{},
 		strays:       map[string]malformedCount{},
 		lastStamp:    map[sampleAddr]time.Time{},

@@ -178,7 +178,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		}
 		evs, ch, err := m.Apply(a.state, s)
 		if err != nil {
-			a.unusable[k] = err.Error()
+			a.unusable[k] = err
 		} else if s.Good {
 			delete(a.unusable, k)
 		}

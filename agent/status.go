@@ -311,10 +311,10 @@ func (a *Agent) Status() Status {
 	}
 	for _, k := range sortedAddrs(a.unusable) {
 		what := "sent a value that cannot be used: "
-		if strings.HasSuffix(a.unusable[k], mapping.ErrBadTime.Error()) {
+		if errors.Is(a.unusable[k], mapping.ErrBadTime) {
 			what = "sent a source time that cannot be used (its values are taken at their receive time): "
 		}
-		noteBad(k.kind, k.source, k.address, what+a.unusable[k])
+		noteBad(k.kind, k.source, k.address, what+a.unusable[k].Error())
 	}
 	absent := slices.SortedFunc(maps.Keys(a.state.Absent), func(x, y mapping.SignalKey) int {
 		return cmp.Or(cmp.Compare(x.Machine, y.Machine), cmp.Compare(x.Signal, y.Signal))
@@ -733,7 +733,7 @@ func (a *Agent) configStatus(cfg *config.Config) *ConfigStatus {
 }
 
 // sortedAddrs are the keys of m in the order of source and address.
-func sortedAddrs(m map[sampleAddr]string) []sampleAddr {
+func sortedAddrs[V any](m map[sampleAddr]V) []sampleAddr {
 	return slices.SortedFunc(maps.Keys(m), func(x, y sampleAddr) int {
 		return cmp.Or(cmp.Compare(x.source, y.source), cmp.Compare(x.address, y.address), cmp.Compare(x.kind, y.kind))
 	})
