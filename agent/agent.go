@@ -27,6 +27,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/net/netutil"
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/agent/mapping"
@@ -53,6 +54,9 @@ type Options struct {
 	// OutageReminder is how often the log says again that Odoo is not
 	// taking the buffer, while it is not (default 15 min; tests).
 	OutageReminder time.Duration
+	// APIIdleTimeout closes a keep-alive connection to the local API idle
+	// this long (default 60 s; tests).
+	APIIdleTimeout time.Duration
 	// OdooIdleRecheck is how long Odoo may be quiet before the forwarder
 	// reads its version again (odoo.Config.IdleRecheck; tests).
 	OdooIdleRecheck time.Duration
@@ -292,7 +296,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	addr := ln.Addr().String()
 	a.httpAddr.Store(&addr)
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	// The local API serves short requests (status, flush, metrics): a
+	// connection is closed when idle, slow to send its request or slow to
+	// take the answer, and at most maxAPIConns are open at once — the
+	// others wait to be accepted — so clients that open connections and
+	// keep them (a local user, a plant host when listen is opened for
+	// Prometheus) cannot take the file descriptors the buffer and the
+	// sources need.
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: time.Minute, IdleTimeout: cmp.Or(a.opts.APIIdleTimeout, time.Minute)}
+	ln = netutil.LimitListener(ln, maxAPIConns)
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)
@@ -378,6 +391,9 @@ func (a *Agent) checkDiskSpace(cfg *config.Config) {
 			"max_bytes", cfg.Buffer.MaxBytes.String(), "free_bytes", config.ByteSize(free).String(), "data_dir", cfg.DataDir)
 	}
 }
+
+// maxAPIConns bounds the local API's open connections.
+const maxAPIConns = 32
 
 func listen(addr string) (net.Listener, error) {
 	if p, ok := strings.CutPrefix(addr, "unix:"); ok {

@@ -51,7 +51,7 @@ type plant struct {
 	downSources map[string]bool
 	// idleRecheck and unmappedHold are the agents' agent.Options
 	// OdooIdleRecheck and UnmappedHold.
-	idleRecheck, unmappedHold, wcRefresh, outageReminder time.Duration
+	idleRecheck, unmappedHold, wcRefresh, outageReminder, apiIdle time.Duration
 }
 
 // simMachine is a machine publishing cumulative counters over MQTT (or
@@ -343,7 +343,7 @@ func (p *plant) startAgentWith(baselines bool) *runningAgent {
 		p.t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(agenttest.LogWriter{T: p.t}, &p.logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := agent.New(cfg, agent.Options{Logger: log, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh, OutageReminder: p.outageReminder})
+	a, err := agent.New(cfg, agent.Options{Logger: log, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh, OutageReminder: p.outageReminder, APIIdleTimeout: p.apiIdle})
 	if err != nil {
 		p.t.Fatal(err)
 	}

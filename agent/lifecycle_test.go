@@ -1,8 +1,13 @@
 package agent_test
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -117,4 +122,62 @@ func TestLongOutageIsRemindedInTheLog(t *testing.T) {
 		return strings.Contains(p.logs.String(), "odoo still not taking the buffer") && strings.Contains(p.logs.String(), "oldest_age="),
 			fmt.Sprint(ra.a.Status().Buffer.Pending)
 	})
+}
+
+// Clients that open connections to the local API and keep them (the
+// security probe held 20,000: the agent ran out of file descriptors and
+// status said "agent not answering") are bounded: an idle keep-alive
+// connection is closed, and at most a few dozen are accepted at once.
+func TestLocalAPIBoundsItsConnections(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.apiIdle = 300 * time.Millisecond
+	ra := p.startAgent()
+	addr := ra.a.Addr()
+
+	// An idle keep-alive connection is closed by the agent.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle keep-alive connection: read %v, want EOF (closed by the agent)", err)
+	}
+
+	// Connections that send nothing: the agent takes a bounded number.
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	base := fds()
+	const clients = 120
+	for range clients {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	accepted := func() int { return fds() - base - clients }
+	waitFor(t, 10*time.Second, "the agent accepting connections", func() (bool, string) {
+		return accepted() >= 30, fmt.Sprint(accepted())
+	})
+	time.Sleep(300 * time.Millisecond) // would the accept loop go on?
+	if n := accepted(); n > 40 {
+		t.Errorf("the agent holds %d of %d idle connections, want a bounded number (32)", n, clients)
+	}
 }
