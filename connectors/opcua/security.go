@@ -234,6 +234,9 @@ func init() {
 // the security settings, checks the pin and returns the client options.
 // gopcua connects reliably only with SecurityFromEndpoint (FIELD-NOTES).
 func clientOptions(ctx context.Context, p clientParams) ([]opcua.Option, error) {
+	if err := checkServerLimits(ctx, p.endpoint, p.requestTimeout); err != nil {
+		return nil, err
+	}
 	eps, err := opcua.GetEndpoints(ctx, p.endpoint, opcua.DialTimeout(p.requestTimeout), opcua.RequestTimeout(p.requestTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("get endpoints: %w", err)
