@@ -131,7 +131,7 @@ func printDeadLetters(w io.Writer, views []agent.DeadLetterView, asJSON bool) er
 		if what == "" {
 			what = "-"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.Lane, v.Key, v.At.Local().Format(time.DateTime), what, reason)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.Lane, oneLine(v.Key), v.At.Local().Format(time.DateTime), oneLine(what), oneLine(reason))
 	}
 	return tw.Flush()
 }

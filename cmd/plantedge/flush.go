@@ -103,7 +103,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		return cannotAsk(err)
 	}
 	tty, width := false, 80
-	if f, ok := w.(*os.File); ok {
+	if f, ok := rawWriter(w).(*os.File); ok {
 		tty = term.IsTerminal(int(f.Fd()))
 		if cols, _, err := term.GetSize(int(f.Fd())); err == nil && cols > 20 {
 			width = cols
@@ -144,7 +144,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			line += ", " + plural(st.Buffer.DeadLetters, "dead letter")
 		}
 		if st.Odoo.LastError != "" && st.Odoo.State != "online" {
-			line += " — " + st.Odoo.LastError
+			line += " — " + oneLine(st.Odoo.LastError)
 		}
 		next := "" // a countdown: not a reason to print another line
 		if st.Odoo.State != "online" && st.Odoo.NextAttemptSeconds > 0 {
@@ -161,7 +161,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		if tty {
 			// One line redrawn in place: cut to the terminal's width, or
 			// a wrapped line would pile up copies of itself.
-			fmt.Fprintf(w, "\r\033[K%s", fitWidth(bar(start, pending, 30)+" "+line+next, width))
+			fmt.Fprintf(rawWriter(w), "\r\033[K%s", fitWidth(bar(start, pending, 30)+" "+line+next, width))
 		} else if same := volatile.ReplaceAllString(line, ""); same != lastLine {
 			fmt.Fprintln(w, line+next)
 			lastLine = same

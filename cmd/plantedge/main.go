@@ -14,17 +14,19 @@ func main() {
 		var ee *exitError
 		if errors.As(err, &ee) {
 			if ee.msg != "" {
-				fmt.Fprintln(os.Stderr, "plantedge:", ee.msg)
+				fmt.Fprintln(termSafe{os.Stderr}, "plantedge:", ee.msg)
 			}
 			os.Exit(ee.code)
 		}
-		fmt.Fprintln(os.Stderr, "plantedge:", err)
+		fmt.Fprintln(termSafe{os.Stderr}, "plantedge:", err)
 		os.Exit(1)
 	}
 }
 
 func run(args []string) error {
 	root := newRootCmd()
+	root.SetOut(termSafe{os.Stdout})
+	root.SetErr(termSafe{os.Stderr})
 	root.SetArgs(args)
 	return root.Execute()
 }

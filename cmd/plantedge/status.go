@@ -106,7 +106,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		}
 		fmt.Fprintf(w, "site %s — AGENT NOT RUNNING (%s)\n", st.Site, from)
 		if st.LastError != "" {
-			fmt.Fprintf(w, "WARNING: %s\n", st.LastError)
+			fmt.Fprintf(w, "WARNING: %s\n", oneLine(st.LastError))
 		}
 	}
 	if c := st.Config; c != nil {
@@ -143,7 +143,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "          no buffer file yet at %s: the agent has not run with this data_dir\n", b.Path)
 	}
 	if b.LatestDeadLetter != "" {
-		fmt.Fprintf(w, "          latest dead letter: %s (plantedge deadletter list)\n", b.LatestDeadLetter)
+		fmt.Fprintf(w, "          latest dead letter: %s (plantedge deadletter list)\n", oneLine(b.LatestDeadLetter))
 	}
 	if b.Unmapped > 0 {
 		whose := ""
@@ -205,7 +205,7 @@ func printStatus(w io.Writer, st agent.Status) {
 	}
 	fmt.Fprintln(w)
 	if o.LastError != "" {
-		fmt.Fprintf(w, "          last error: %s\n", o.LastError)
+		fmt.Fprintf(w, "          last error: %s\n", oneLine(o.LastError))
 	}
 	if o.State != "online" && st.AgentRunning {
 		hint := " (plantedge flush tries now)"
@@ -242,7 +242,7 @@ func printStatus(w io.Writer, st agent.Status) {
 				state += fmt.Sprintf(" (polling %d nodes)", s.PolledNodes)
 			}
 			if n := len(s.RefusedNodes); n > 0 {
-				state += fmt.Sprintf(" (%d nodes refused: %s %s…)", n, s.RefusedNodes[0].Node, s.RefusedNodes[0].Status)
+				state += fmt.Sprintf(" (%d nodes refused: %s %s…)", n, oneLine(s.RefusedNodes[0].Node), s.RefusedNodes[0].Status)
 			}
 			last := s.LastError
 			if last != "" && s.State == "connected" {
@@ -252,17 +252,17 @@ func printStatus(w io.Writer, st agent.Status) {
 				}
 				last = "(" + when + "before it reconnected) " + last
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", s.Name, s.Kind, state, s.Sessions, last)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", s.Name, s.Kind, state, s.Sessions, oneLine(last))
 		}
 		tw.Flush()
 		for _, s := range st.Sources {
 			if s.MalformedSamples > 0 {
 				fmt.Fprintf(w, "  %s: %s skipped as malformed since start; the last %s: %s\n",
-					s.Name, plural(int(s.MalformedSamples), "value"), ago(s.LastMalformedAgeSeconds), s.LastMalformed)
+					s.Name, plural(int(s.MalformedSamples), "value"), ago(s.LastMalformedAgeSeconds), oneLine(s.LastMalformed))
 			}
 			if s.StrayMessages > 0 {
 				fmt.Fprintf(w, "  %s: %s since start on topics no machine maps, the last %s on %s: the broker's session for this client_id has subscriptions this agent did not make — another agent (the old box?) using the same client_id takes this agent's messages\n",
-					s.Name, plural(int(s.StrayMessages), "message"), ago(s.LastStrayAgeSeconds), s.LastStrayTopic)
+					s.Name, plural(int(s.StrayMessages), "message"), ago(s.LastStrayAgeSeconds), oneLine(s.LastStrayTopic))
 			}
 		}
 	}
@@ -286,8 +286,8 @@ func printStatus(w io.Writer, st agent.Status) {
 			}
 			state += " (was " + m.LastKnownState + ": " + why + ")"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Workcenter, wo, state, last,
-			count(m.GoodCount), count(m.ScrapCount), count(m.Pending), count(m.Unattributed), m.Error)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Workcenter, oneLine(wo), state, last,
+			count(m.GoodCount), count(m.ScrapCount), count(m.Pending), count(m.Unattributed), oneLine(m.Error))
 	}
 	tw.Flush()
 }

@@ -73,7 +73,7 @@ func checkOPCUA(ctx context.Context, cfg *config.Config, file string, w io.Write
 					c.problem(at, fmt.Sprintf("%s holds %s %v, which %s cannot use: %v", node, in.DataType, in.Value, u.signal, err), browse)
 					continue
 				}
-				fmt.Fprintf(w, "opcua %s: %s %s: %s %s = %v\n", s.Name, u.machine, u.signal, node, in.DataType, in.Value)
+				fmt.Fprintf(w, "opcua %s: %s %s: %s %s = %s\n", s.Name, u.machine, u.signal, node, in.DataType, oneLine(fmt.Sprint(in.Value)))
 				if r := narrowRange[in.DataType]; r > 0 && u.rollover == 0 && (u.signal == mapping.GoodCount || u.signal == mapping.ScrapCount) {
 					// A 16-bit counter wraps within days; a signed one goes
 					// negative (unusable) after 32,767 without rollover.
