@@ -2044,3 +2044,46 @@ func TestEndToEndWorkordersRefusedClearsOnIdleMachines(t *testing.T) {
 		return ms[0].Error == "" && ms[1].Error == "", fmt.Sprintf("%q %q", ms[0].Error, ms[1].Error)
 	})
 }
+
+// The bot user loses write on work orders during an outage: the backlog's
+// refused write becomes one dead letter holding all its pieces, not one per
+// buffered record (the Odoo probe: 3 refused writes, 1,798 dead letters and
+// as many log lines), and a retry once the right is back books them exactly.
+func TestRefusedWriteOfABacklogIsOneDeadLetter(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+	p.odoo.SetDown(true)
+	const backlog = 40
+	for i := range backlog {
+		p.produce(m, 1, 0)
+		waitFor(t, 15*time.Second, "a record buffered", func() (bool, string) { // one record each
+			st := ra.a.Status()
+			return st.Buffer.Pending > i, fmt.Sprint(st.Buffer.Pending)
+		})
+	}
+	p.odoo.DenyAccess("plantedge-bot", "mrp.workorder", "write")
+	p.odoo.SetDown(false)
+	waitFor(t, 30*time.Second, "the refused write dead-lettered", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.DeadLetters > 0 && st.Buffer.Pending == 0, fmt.Sprintf("dead letters %d, pending %d", st.Buffer.DeadLetters, st.Buffer.Pending)
+	})
+	api := agent.NewAPIClient(p.listen)
+	dls, err := api.DeadLetters(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || dls[0].Key != "press-1/good" || !strings.Contains(dls[0].What, fmt.Sprint(backlog)) {
+		t.Fatalf("dead letters %+v, want one holding the %d pieces", dls, backlog)
+	}
+	if n := strings.Count(p.logs.String(), "moved to dead letters"); n > 2 {
+		t.Errorf("%d log lines for one refused write", n)
+	}
+	p.odoo.GrantAccess("plantedge-bot", "mrp.workorder", "write")
+	if n, _, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
+		t.Fatalf("retry: %d %v", n, err)
+	}
+	p.waitExactQty(ra, "press-1", 5+backlog)
+}

@@ -1059,16 +1059,44 @@ func (f *forwarder) orphansWaitingNow() int {
 }
 
 // deadLetterKey moves the records of one count key up to seq upTo to the
-// dead letters with reason.
+// dead letters with reason: folded (counts are additive) into one dead
+// letter per chunk of the scan, so that one refused write is one dead
+// letter to retry or drop — not one per record it covered (the Odoo probe:
+// 3 refused writes, 1,798 dead letters and as many log lines).
 func (f *forwarder) deadLetterKey(ctx context.Context, key string, upTo uint64, reason string) error {
 	return f.scanCounts(true, upTo, func(recs []buffer.Record) error {
+		var mine []buffer.Record
 		for _, r := range recs {
 			if r.Key == key {
+				mine = append(mine, r)
+			}
+		}
+		if len(mine) == 0 {
+			return nil
+		}
+		as := mine[0]
+		for _, r := range mine[1:] {
+			m, err := mergeCountRecords(as, r)
+			if err != nil {
+				as = buffer.Record{} // one does not decode: each goes as it is
+				break
+			}
+			as = m
+		}
+		if len(mine) == 1 || as.Data == nil {
+			for _, r := range mine {
 				if err := f.deadLetter(ctx, r, reason); err != nil {
 					return err
 				}
 			}
+			return nil
 		}
+		if err := f.a.buf.DeadLetterAs(ctx, mine, as, reason); err != nil {
+			return fmt.Errorf("dead-letter records %d to %d: %w", mine[0].Seq, mine[len(mine)-1].Seq, err)
+		}
+		f.a.metrics.deadLettered.Inc()
+		f.a.deadLog.log(f.a.log, slog.LevelWarn, "odoo refused a record for good; moved to dead letters", "key", key,
+			"records", len(mine), "first_seq", mine[0].Seq, "last_seq", mine[len(mine)-1].Seq, "reason", reason)
 		return nil
 	})
 }

@@ -764,6 +764,65 @@ func (q *Queue) DeadLetter(ctx context.Context, rec Record, reason string) error
 	return nil
 }
 
+// DeadLetterAs atomically moves pending records of one lane out of it as
+// one dead letter, as: a caller that folds records (consecutive count
+// records of a key, which are additive) keeps one refusal one dead letter
+// instead of one per record. recs must be in ascending Seq and all pending
+// (else ErrNotFound, and nothing moves); as.Lane must be theirs.
+func (q *Queue) DeadLetterAs(ctx context.Context, recs []Record, as Record, reason string) error {
+	if as.Lane >= NumLanes {
+		return fmt.Errorf("dead letter: unknown lane %d", as.Lane)
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	seqs := make([]uint64, len(recs))
+	for i, r := range recs {
+		if r.Lane != as.Lane || (i > 0 && r.Seq <= seqs[i-1]) {
+			return fmt.Errorf("dead letter: records of several lanes or out of order (seq %d)", r.Seq)
+		}
+		seqs[i] = r.Seq
+	}
+	fn := func(t *txn) error {
+		// All there, or nothing moves: one walk over the range.
+		i, last := 0, seqs[len(seqs)-1]
+		err := walkLane(t.lanes[as.Lane], seqs[0]-1, func(r laneRec) error {
+			if r.bad != nil || r.seq > last || r.seq > seqs[i] {
+				return errStop
+			}
+			if r.seq == seqs[i] {
+				if i++; i == len(seqs) {
+					return errStop
+				}
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return err
+		}
+		if i < len(seqs) {
+			return &rejectError{fmt.Errorf("%s seq %d: %w", as.Lane, seqs[i], ErrNotFound)}
+		}
+		t.w.dlSeq++
+		enc := encodeDeadLetter(DeadLetter{ID: t.w.dlSeq, Record: as, Reason: reason, At: time.Now()})
+		if err := t.dead.Put(seqKey(t.w.dlSeq), enc); err != nil {
+			return err
+		}
+		if err := t.remove(as.Lane, seqs, nil); err != nil {
+			return err
+		}
+		t.w.dead++
+		t.w.deadBytes += int64(len(enc) + elemOverhead)
+		return nil
+	}
+	if err := q.submit(ctx, &request{fn: fn, nrec: len(recs)}); err != nil {
+		return fmt.Errorf("dead letter: %w", err)
+	}
+	q.log.Warn("records moved to dead letters as one", "records", len(recs), "first_seq", seqs[0], "last_seq", seqs[len(seqs)-1],
+		"lane", as.Lane.String(), "key", as.Key, "reason", reason)
+	return nil
+}
+
 // takeDeadLetter removes dead letter id and returns it.
 func (t *txn) takeDeadLetter(id uint64) (DeadLetter, error) {
 	k := seqKey(id)

@@ -905,3 +905,52 @@ func TestDeadDroppedFromAnOlderFile(t *testing.T) {
 		t.Fatalf("after a drop: %+v", st)
 	}
 }
+
+// DeadLetterAs moves records of one key (some in a segment) out as one dead
+// letter, all or nothing.
+func TestDeadLetterAs(t *testing.T) {
+	q := openTest(t, filepath.Join(t.TempDir(), "buffer.db"), Options{})
+	ctx := context.Background()
+	var batch []Record
+	for i := range 300 {
+		key := []string{"m1", "m2"}[i%2]
+		batch = append(batch, Record{Lane: LaneCounts, Key: key, Data: bytes.Repeat([]byte{'a' + byte(i%26)}, 100)})
+	}
+	mustAppend(t, q, batch...)
+	var m1, m2 []Record
+	for _, r := range readAll(t, q, LaneCounts) {
+		if r.Key == "m1" {
+			m1 = append(m1, r)
+		} else {
+			m2 = append(m2, r)
+		}
+	}
+	if len(m1) != 150 || len(m2) != 150 {
+		t.Fatalf("read %d and %d records", len(m1), len(m2))
+	}
+	as := Record{Lane: LaneCounts, Key: "m1", Seq: m1[0].Seq, Data: []byte("150 pieces")}
+	if err := q.DeadLetterAs(ctx, m1, as, "refused"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, q, LaneCounts); len(got) != 150 || got[0].Key != "m2" {
+		t.Fatalf("lane after: %d records, first %+v", len(got), got[0])
+	}
+	dls, err := q.DeadLetters()
+	if err != nil || len(dls) != 1 || string(dls[0].Record.Data) != "150 pieces" || dls[0].Reason != "refused" {
+		t.Fatalf("dead letters %+v, %v", dls, err)
+	}
+	if st := q.Stats(); st.Pending != 150 || st.DeadLetters != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	// One of them gone (m1's, moved above): nothing moves.
+	mixed := append([]Record{m1[0]}, m2...)
+	if err := q.DeadLetterAs(ctx, mixed, Record{Lane: LaneCounts, Key: "m2"}, "refused"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("with a record not pending: %v", err)
+	}
+	if got := readAll(t, q, LaneCounts); len(got) != 150 {
+		t.Fatalf("lane after a refused move: %d records", len(got))
+	}
+	if st := q.Stats(); st.DeadLetters != 1 {
+		t.Fatalf("dead letters after a refused move: %d", st.DeadLetters)
+	}
+}
