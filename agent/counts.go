@@ -140,6 +140,39 @@ func (f *forwarder) aggregateCounts(ctx context.Context, cfg *config.Config) (ma
 	return out, err
 }
 
+// errPrefixEnd ends countPrefix's scan.
+var errPrefixEnd = errors.New("end of prefix")
+
+// countPrefix sums the leading records of a count key, up to seq upTo, made
+// before t (the newest piece of each, Last, before it): the pieces of a
+// backlog made before a work order started. It reads without marking.
+func (f *forwarder) countPrefix(key string, t time.Time, upTo uint64) (pendingKey, error) {
+	var p pendingKey
+	before := t.UnixMilli()
+	err := f.scanCounts(false, upTo, func(recs []buffer.Record) error {
+		for _, r := range recs {
+			if r.Key != key {
+				continue
+			}
+			c, err := decodeCount(r)
+			if err != nil || c.Last >= before {
+				return errPrefixEnd
+			}
+			p.sum += c.Delta
+			p.n++
+			p.maxSeq = r.Seq
+			if p.first == 0 || c.First < p.first {
+				p.first = c.First
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errPrefixEnd) {
+		err = nil
+	}
+	return p, err
+}
+
 // unmappedHold is how long the count records of a machine gone from the
 // configuration wait for it to come back (a rename undone, a machine
 // taken out by mistake) before they go to the dead letters — where they
@@ -498,9 +531,15 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 		fromMS(good.first).Before(wo.DateStart) {
 		// Keyed by the work order too: which order took which pieces must
 		// not be lost to the once-a-minute limit of a machine's warnings.
+		// The pieces made before it started, not all that wait (the Odoo
+		// probe's line said 80 where 50 were).
+		late := good.sum
+		if pre, err := f.countPrefix(countKey(machine, sigGood), wo.DateStart.Truncate(time.Second), good.maxSeq); err == nil && pre.n > 0 {
+			late = pre.sum
+		}
 		f.a.eventLog.log("late "+machine+" "+wo.Name, f.a.log, slog.LevelWarn,
-			"pieces made before this work order started are booked on it: the previous one was finished (or cancelled) before they reached Odoo",
-			"machine", machine, "workorder", wo.Name, "previous", stored.Name, "pieces", good.sum, "oldest", fromMS(good.first))
+			"pieces made before this work order started are booked on it: the previous one was finished (or cancelled) before they reached Odoo (Odoo takes no quantity on a finished work order)",
+			"machine", machine, "workorder", wo.Name, "previous", stored.Name, "pieces", late, "oldest", fromMS(good.first))
 	}
 	odooQty := odoo.Round2(f.client.ProducedQty(*wo))
 	if moved {

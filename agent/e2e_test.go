@@ -2087,3 +2087,64 @@ func TestRefusedWriteOfABacklogIsOneDeadLetter(t *testing.T) {
 	}
 	p.waitExactQty(ra, "press-1", 5+backlog)
 }
+
+// Scrap made on a work order that the planner finished during an outage
+// is booked on that work order, its product and manufacturing order, not
+// on the next one in progress when Odoo is back (the Odoo probe: Widget
+// scrap booked as Gadget, out of the wrong stock). Scrap made after the
+// next one started goes to it.
+func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+	p.odoo.SetDown(true)
+	p.produce(m, 3, 4) // scrap 4 on the first work order
+	waitFor(t, 15*time.Second, "buffered", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending >= 2, fmt.Sprint(st.Buffer.Pending)
+	})
+	time.Sleep(1100 * time.Millisecond) // Odoo's dates are to the second
+	wo1 := p.woIDs["press-1"]
+	p.odoo.SetWorkorderState(wo1, "done")
+	gadget := p.odoo.AddProduct("Gadget")
+	mo2 := p.odoo.AddProduction("WH/MO/gadget", gadget, 100)
+	wo2 := p.odoo.AddWorkorder(mo2, p.wcIDs["press-1"], "WO press-1 gadget", "progress")
+	time.Sleep(1100 * time.Millisecond)
+	p.produce(m, 2, 1) // scrap 1 on the second
+	waitFor(t, 15*time.Second, "buffered", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending >= 4, fmt.Sprint(st.Buffer.Pending)
+	})
+	p.odoo.SetDown(false)
+	byWO := func() map[int64]odootest.ScrapRecord {
+		out := map[int64]odootest.ScrapRecord{}
+		for _, s := range p.odoo.Scraps() {
+			if s.State == "done" {
+				if o, ok := out[s.WorkorderID]; ok {
+					s.Qty += o.Qty
+				}
+				out[s.WorkorderID] = s
+			}
+		}
+		return out
+	}
+	waitFor(t, 30*time.Second, "scrap in Odoo", func() (bool, string) {
+		got := byWO()
+		return got[wo1].Qty+got[wo2].Qty == 5 && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", got)
+	})
+	got := byWO()
+	if s := got[wo1]; s.Qty != 4 || s.ProductID != p.product {
+		t.Errorf("scrap on the finished work order: %+v, want 4 of product %d", s, p.product)
+	}
+	if s := got[wo2]; s.Qty != 1 || s.ProductID != gadget || s.ProductionID != mo2 {
+		t.Errorf("scrap on the next work order: %+v, want 1 of product %d on MO %d", s, gadget, mo2)
+	}
+	// Good pieces cannot go to a finished work order: the log says how
+	// many of those on the next were made before it started (3, not 5).
+	p.waitExactQty(ra, "press-1", 5)
+	if l := p.logs.String(); !strings.Contains(l, "pieces made before this work order started") || !strings.Contains(l, "pieces=3 ") {
+		t.Errorf("no log line of the 3 pieces made before the next work order started")
+	}
+}

@@ -72,6 +72,11 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	case wo == nil:
 		return nil
 	default:
+		if earlier, pre, err := f.scrapMadeEarlier(ctx, machine, wo, p); err != nil {
+			return err
+		} else if earlier != nil {
+			wo, p = earlier, &pre // this round books what was made on it; the rest goes to wo next round
+		}
 		carry, err := f.scrapCarry(machine)
 		if err != nil {
 			return err
@@ -166,6 +171,42 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	}
 	f.a.holdInFlight(countKey(machine, sigScrap), 0)
 	return nil
+}
+
+// scrapMadeEarlier finds scrap waiting from before wo started — made on
+// the work order in progress then, which was finished while the scrap could
+// not reach Odoo (an outage) — and returns that work order and the scrap
+// made before wo started. Booked on wo, it took wo's product out of stock,
+// on wo's manufacturing order (the Odoo probe: Widget scrap booked as
+// Gadget). nil when all of p was made on wo, or when no work order was in
+// progress on the work center then: that scrap goes to wo, as before, and
+// the log says so.
+func (f *forwarder) scrapMadeEarlier(ctx context.Context, machine string, wo *odoo.Workorder, p *pendingKey) (*odoo.Workorder, pendingKey, error) {
+	if wo.DateStart.IsZero() || p.first == 0 || !fromMS(p.first).Before(wo.DateStart.Truncate(time.Second)) {
+		return nil, pendingKey{}, nil
+	}
+	pre, err := f.countPrefix(countKey(machine, sigScrap), wo.DateStart.Truncate(time.Second), p.maxSeq)
+	if err != nil || pre.n == 0 {
+		return nil, pendingKey{}, err
+	}
+	var earlier *odoo.Workorder
+	err = f.call(ctx, "find_workorder_at", func(ctx context.Context) error {
+		var err error
+		earlier, err = f.client.WorkorderAt(ctx, wo.WorkcenterID, fromMS(pre.first), wo.ID)
+		return err
+	})
+	if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
+		return nil, pendingKey{}, err
+	}
+	if earlier == nil || earlier.ProductionID == 0 || earlier.ProductID == 0 {
+		f.a.eventLog.log("scrap before "+machine+" "+wo.Name, f.a.log, slog.LevelWarn,
+			"scrap made before this work order started is booked on it: no work order in progress on the work center then was found",
+			"machine", machine, "workorder", wo.Name, "scrap", pre.sum, "oldest", fromMS(pre.first), "err", err)
+		return nil, pendingKey{}, nil
+	}
+	f.a.log.Info("scrap made on an earlier work order, finished before it reached Odoo, is booked on that one (its product and manufacturing order)",
+		"machine", machine, "workorder", earlier.Name, "state", earlier.State, "scrap", pre.sum, "in_progress_now", wo.Name)
+	return earlier, pre, nil
 }
 
 // scrapDraft is a scrap booking Odoo left a draft for too little stock

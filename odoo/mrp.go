@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -130,6 +131,7 @@ type workorderRow struct {
 	QtyProduced   float64  `json:"qty_produced"`
 	QtyRemaining  float64  `json:"qty_remaining"`
 	DateStart     odooTime `json:"date_start"`
+	DateFinished  odooTime `json:"date_finished"` // read by WorkorderAt only
 }
 
 func (r workorderRow) workorder() Workorder {
@@ -215,6 +217,28 @@ func (c *Client) WorkordersInProgress(ctx context.Context, workcenterID int64) (
 		out[i] = r.workorder()
 	}
 	return out, nil
+}
+
+// WorkorderAt returns the work order that was in progress on the work
+// center at t, other than except: the latest started at or before t that is
+// in progress or done and was not finished before t (nil when none). Odoo
+// keeps a work order's start (date_start, set when it is started) and, once
+// it is finished, its end (date_finished); both to the second.
+func (c *Client) WorkorderAt(ctx context.Context, workcenterID int64, t time.Time, except int64) (*Workorder, error) {
+	var rows []workorderRow
+	err := c.Call(ctx, "mrp.workorder", "search_read",
+		[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, []any{"state", "in", []any{"progress", "done"}},
+			[]any{"date_start", "<=", t.UTC().Format(time.DateTime)}, []any{"id", "!=", except}}},
+		map[string]any{"fields": append(slices.Clone(workorderFields), "date_finished"), "order": "date_start desc, id desc", "limit": 1}, &rows)
+	if err != nil || len(rows) == 0 {
+		return nil, err
+	}
+	r := rows[0]
+	if end := time.Time(r.DateFinished); r.State == "done" && !end.IsZero() && end.Before(t.Truncate(time.Second)) {
+		return nil, nil // finished before t: nothing was in progress then
+	}
+	wo := r.workorder()
+	return &wo, nil
 }
 
 // WorkordersInProgressOn returns, in one call, the work orders in state

@@ -323,7 +323,7 @@ func (s *Server) mustState(state string) {
 }
 
 // SetWorkorderState sets a work order's state directly (and its start date
-// when it enters progress).
+// when it enters progress, its end when it is done).
 func (s *Server) SetWorkorderState(id int64, state string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -331,6 +331,9 @@ func (s *Server) SetWorkorderState(id int64, state string) {
 	if r, ok := s.models["mrp.workorder"].recs[id]; ok {
 		if state == "progress" && r["state"] != "progress" {
 			s.startQty(r)
+		}
+		if state == "done" && r["state"] != "done" {
+			r["date_finished"] = s.nowStr() // as button_finish sets it
 		}
 		r["state"] = state
 		if state == "progress" && isEmpty(r["date_start"]) {
