@@ -252,6 +252,22 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 				"(chmod 600 it; the unit hands it to the agent as a credential)", cfg.Odoo.APIKeyFile, fi.Mode().Perm()))
 		}
 	}
+	// The sources' secrets, likewise (the security probe: a 0644 OPC UA
+	// private key passed without a word).
+	private := func(path, file, what string) {
+		if fi, err := os.Stat(file); file != "" && err == nil && !fi.IsDir() && fi.Mode().Perm()&0o004 != 0 {
+			warn(path, fmt.Sprintf("%s is readable by every user on this machine (mode %04o): anyone logged in can use %s "+
+				"(chmod 640 it, group plantedge)", file, fi.Mode().Perm(), what))
+		}
+	}
+	for i, s := range cfg.OPCUA {
+		private(fmt.Sprintf("opcua[%d].password_file", i), s.PasswordFile, "the password for OPC UA server "+s.Name)
+		private(fmt.Sprintf("opcua[%d].key_file", i), s.KeyFile, "the agent's private key for OPC UA server "+s.Name)
+	}
+	for i, b := range cfg.MQTT {
+		private(fmt.Sprintf("mqtt[%d].password_file", i), b.PasswordFile, "the password for MQTT broker "+b.Name)
+		private(fmt.Sprintf("mqtt[%d].key_file", i), b.KeyFile, "the agent's private key for MQTT broker "+b.Name)
+	}
 }
 
 // printSummary says what the file configures: site, machines, and how many

@@ -85,7 +85,11 @@ func TestValidateWarnsAboutTheMachine(t *testing.T) {
 	y := agenttest.Config{Site: "s", DataDir: filepath.Join(key, "data"), Listen: "127.0.0.1:9464", OdooURL: "http://127.0.0.1:8069",
 		KeyFile: key, BrokerURL: "ssl://127.0.0.1:8883", ClientID: "c"}.YAML() +
 		"  - id: m1\n    workcenter: WC1\n    good_count: { mqtt: { broker: broker, topic: t, field: good } }\n"
-	y = strings.Replace(y, "    client_id: c\n", "    client_id: c\n    ca_file: "+filepath.Join(dir, "ca.pem")+"\n", 1)
+	pw := filepath.Join(dir, "mqtt-password")
+	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	y = strings.Replace(y, "    client_id: c\n", "    client_id: c\n    ca_file: "+filepath.Join(dir, "ca.pem")+"\n    username: u\n    password_file: "+pw+"\n", 1)
 	path := filepath.Join(dir, "plantedge.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
@@ -97,6 +101,7 @@ func TestValidateWarnsAboutTheMachine(t *testing.T) {
 	for _, want := range []string{
 		"mqtt[0].ca_file: open " + filepath.Join(dir, "ca.pem") + ": no such file or directory: the agent would give up on MQTT broker broker",
 		"odoo.api_key_file: " + key + " is readable by every user on this machine (mode 0644)",
+		"mqtt[0].password_file: " + pw + " is readable by every user on this machine (mode 0644): anyone logged in can use the password for MQTT broker broker",
 		"data_dir: " + filepath.Join(key, "data") + " cannot be created: " + key + " is a file, not a directory",
 	} {
 		if !strings.Contains(errOut, want) {
