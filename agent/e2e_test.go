@@ -608,9 +608,11 @@ func TestEndToEndOdooUpgradedWhileQuiet(t *testing.T) {
 	p.odoo.Upgrade(19)
 	p.version = 19
 	p.waitExact(ra, 20*time.Second)
-	if st := ra.a.Status(); st.Odoo.Protocol != "json2" || st.Odoo.ServerVersion != "19.0" {
-		t.Errorf("after the upgrade status says %s %s, want json2 19.0", st.Odoo.Protocol, st.Odoo.ServerVersion)
-	}
+	// The link's state is published at the end of the round that wrote.
+	waitFor(t, 10*time.Second, "status showing the upgrade", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Odoo.Protocol == "json2" && st.Odoo.ServerVersion == "19.0", st.Odoo.Protocol + " " + st.Odoo.ServerVersion
+	})
 	if logs := p.logs.String(); !strings.Contains(logs, "Odoo came back as another version") {
 		t.Errorf("the upgrade was not logged:\n%s", logs)
 	}

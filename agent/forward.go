@@ -351,6 +351,8 @@ func (f *forwarder) run(ctx context.Context) {
 					msg = "odoo refused the API key; check the key (expired? revoked?) — retrying slowly to avoid Odoo's login lockout"
 				case isOE && oe.Permanent():
 					msg = "odoo refuses a call the agent needs (access rights? `plantedge validate --odoo` checks them); buffering and retrying with backoff"
+				case isOE && oe.Busy():
+					msg = "odoo is up but could not do the call now (a lock or a concurrent update in its database, which its own retries did not get past); buffering and retrying with backoff"
 				}
 				attrs := []any{"err", err, "next_attempt_in", wait.Round(time.Millisecond)}
 				if state == "auth_failed" && se == nil {
@@ -358,7 +360,11 @@ func (f *forwarder) run(ctx context.Context) {
 						attrs = append(attrs, "key_from", source) // where to put a new one
 					}
 				}
-				log.Error(msg, attrs...)
+				level := slog.LevelError
+				if isOE && oe.Busy() {
+					level = slog.LevelWarn // Odoo is there: nothing for a person to do unless it lasts
+				}
+				log.Log(ctx, level, msg, attrs...)
 				f.link.Since = time.Now()
 				f.remindedAt = time.Now()
 			} else if time.Since(f.remindedAt) >= cmp.Or(f.a.opts.OutageReminder, outageReminder) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
+	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
 // A machine renamed in the configuration (press-1 to press-1b, the same
@@ -179,5 +180,23 @@ func TestLocalAPIBoundsItsConnections(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // would the accept loop go on?
 	if n := accepted(); n > 40 {
 		t.Errorf("the agent holds %d of %d idle connections, want a bounded number (32)", n, clients)
+	}
+}
+
+// Odoo answering with a lock conflict or a serialization failure is up,
+// not unreachable: the log says what it is, as a warning (the Odoo probe
+// read "odoo unreachable" at ERROR).
+func TestOdooBusyIsNotUnreachable(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultSerialization)
+	p.produce(p.machines[0], 4, 0)
+	p.waitExactQty(ra, "press-1", 4)
+	l := p.logs.String()
+	if !strings.Contains(l, "level=WARN msg=\"odoo is up but could not do the call now") {
+		t.Errorf("no warning that Odoo was busy:\n%s", l)
+	}
+	if strings.Contains(l, "odoo unreachable") {
+		t.Errorf("a busy Odoo logged as unreachable:\n%s", l)
 	}
 }

@@ -113,6 +113,25 @@ func (e *Error) LoginCooldown() bool {
 	return strings.Contains(e.Message, "Too many login failures")
 }
 
+// Busy reports that Odoo answered and could not do the call for now: a
+// concurrency failure in its database (a lock held, a serialization
+// failure, JSON-2's 409) that its own retries did not get past. Odoo is
+// up; the call is retried.
+func (e *Error) Busy() bool {
+	if e.Class != Transient {
+		return false
+	}
+	if e.Status == http.StatusConflict {
+		return true
+	}
+	for _, s := range transientNames {
+		if strings.HasSuffix(e.Name, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // TimedOut reports that the request may have reached Odoo and committed
 // before the answer was lost: re-read state before repeating the call.
 func (e *Error) TimedOut() bool { return e.timedOut }

@@ -106,6 +106,24 @@ func TestErrorPredicates(t *testing.T) {
 	if !IsTemporary(context.DeadlineExceeded) || !IsTemporary(&net.OpError{Op: "dial", Err: errors.New("refused")}) || IsTemporary(errors.New("x")) || IsTemporary(nil) {
 		t.Errorf("IsTemporary on plain errors wrong")
 	}
+	for _, busy := range []*Error{
+		{Name: "psycopg2.errors.SerializationFailure", Status: 200, Class: Transient},
+		{Name: "odoo.exceptions.ConcurrencyError", Status: 200, Class: Transient},
+		{Status: http.StatusConflict, Class: Transient},
+	} {
+		if !busy.Busy() {
+			t.Errorf("%+v: not busy", busy)
+		}
+	}
+	for _, away := range []*Error{
+		{Status: http.StatusBadGateway, Class: Transient},
+		{Op: "read", Class: Transient, Err: io.EOF},
+		{Name: "odoo.exceptions.UserError", Status: 200, Class: Permanent},
+	} {
+		if away.Busy() {
+			t.Errorf("%+v: busy", away)
+		}
+	}
 	got := (&Error{Op: "mrp.workorder.write", Name: "odoo.exceptions.UserError", Message: "nope", Status: 422, Err: io.EOF}).Error()
 	if got != "odoo mrp.workorder.write: odoo.exceptions.UserError: nope (http 422): EOF" {
 		t.Errorf("Error() = %q", got)
