@@ -3,9 +3,11 @@ package agent
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
@@ -182,7 +184,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		lossID, err := f.loss(ctx, loss)
 		if err != nil {
 			if odoo.IsPermanent(err) && !odoo.IsAuth(err) {
-				if err := f.deadLetter(ctx, r, fmt.Sprintf("loss reason %q: %v", loss, err)); err != nil {
+				if err := f.deadLetter(ctx, r, lossRefused(loss, err)); err != nil {
 					return err
 				}
 				continue
@@ -274,7 +276,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 			case err == nil:
 				l.d.LossID = id
 			case odoo.IsPermanent(err) && !odoo.IsAuth(err):
-				if err := f.deadLetter(ctx, l.rec, fmt.Sprintf("loss reason %q: %v", l.loss, err)); err != nil {
+				if err := f.deadLetter(ctx, l.rec, lossRefused(l.loss, err)); err != nil {
 					return err
 				}
 				continue
@@ -439,6 +441,18 @@ func downtimeDescription(ev eventRecord) string {
 		}
 	}
 	return s
+}
+
+// lossRefused is the dead-letter reason of a downtime line whose loss
+// reason Odoo does not have: renamed there, most likely (the Odoo probe
+// renamed Equipment Failure), which an external id would have survived.
+func lossRefused(loss string, err error) string {
+	msg := fmt.Sprintf("loss reason %q: %v", loss, err)
+	if errors.Is(err, odoo.ErrNotFound) && !strings.Contains(loss, ".") {
+		msg += " (renamed in Odoo? Map the reason code to the new name, or to the loss reason's external id such as mrp.block_reason1, " +
+			"which a rename does not change; reload, then plantedge deadletter retry all)"
+	}
+	return msg
 }
 
 func (f *forwarder) loss(ctx context.Context, name string) (int64, error) {

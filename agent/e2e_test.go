@@ -841,6 +841,9 @@ func TestEndToEndDeadLetterRetryAfterMappingFix(t *testing.T) {
 	if err != nil || len(dls) != 1 || !strings.Contains(dls[0].Reason, `"Setup and Adjustment"`) {
 		t.Fatalf("dead letters %+v, %v", dls, err)
 	}
+	if !strings.Contains(dls[0].Reason, "external id such as mrp.block_reason1") {
+		t.Errorf("the reason %q does not say how to map a loss reason so that a rename in Odoo does not break it", dls[0].Reason)
+	}
 	p.writeConfig(string(good))
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
