@@ -60,6 +60,7 @@ type machineLink struct {
 	WorkorderID  int64
 	Production   string // its manufacturing order
 	ProductionID int64
+	Others       []string // other work orders in progress on the work center
 	Unattributed float64
 	Error        string
 	// NoWorkcenter says Odoo lacks the machine's work center (or has the
@@ -813,9 +814,14 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			continue
 		}
 		list := byWC[wcID]
-		if len(list) > 1 {
-			f.a.log.Warn("several work orders in progress on one work center; attributing to the earliest started",
-				"machine", id, "workorder", list[0].Name, "others", len(list)-1)
+		var others []string
+		for _, wo := range list[min(1, len(list)):] {
+			others = append(others, wo.Name)
+		}
+		if len(others) > 0 {
+			// Once a minute per machine, not every round; status shows them.
+			f.a.eventLog.log("several "+id, f.a.log, slog.LevelWarn, "several work orders in progress on one work center; attributing to the earliest started",
+				"machine", id, "workorder", list[0].Name, "others", strings.Join(others, ", "))
 		}
 		if len(list) > 0 {
 			wo := list[0]
@@ -827,7 +833,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 				// with data said (an edit in Odoo shows until a write).
 				ml.Error, ml.NoWorkcenter = woRefused, false
 			}
-			ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID = "", 0, "", 0
+			ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID, ml.Others = "", 0, "", 0, others
 			if wo := wos[id]; wo != nil {
 				ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID = wo.Name, wo.ID, wo.ProductionName, wo.ProductionID
 			}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -198,5 +199,28 @@ func TestOdooBusyIsNotUnreachable(t *testing.T) {
 	}
 	if strings.Contains(l, "odoo unreachable") {
 		t.Errorf("a busy Odoo logged as unreachable:\n%s", l)
+	}
+}
+
+// Two work orders in progress on one work center: counts go to the
+// earliest started, and status names the other (the Odoo probe found it
+// only in the log, which said it at every round).
+func TestTwoWorkOrdersInProgressShowInStatus(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	mo := p.odoo.AddProduction("WH/MO/second", p.product, 100)
+	p.odoo.AddWorkorder(mo, p.wcIDs["press-1"], "WO press-1 second", "progress")
+	ra := p.startAgent()
+	for range 3 {
+		p.produce(p.machines[0], 2, 0)
+		time.Sleep(300 * time.Millisecond) // a round each
+	}
+	p.waitExactQty(ra, "press-1", 6)
+	for _, m := range ra.a.Status().Machines {
+		if m.ID == "press-1" && !slices.Equal(m.OtherWorkOrders, []string{"WO press-1 second"}) {
+			t.Errorf("status of press-1: other work orders %q, want the second one", m.OtherWorkOrders)
+		}
+	}
+	if n := strings.Count(p.logs.String(), "several work orders in progress"); n != 1 {
+		t.Errorf("%d log lines of the two work orders, want 1 (once a minute)", n)
 	}
 }

@@ -192,13 +192,16 @@ type SourceStatus struct {
 
 // MachineStatus is one machine.
 type MachineStatus struct {
-	ID           string  `json:"id"`
-	Workcenter   string  `json:"workcenter"`
-	WorkOrder    string  `json:"work_order"`
-	GoodCount    float64 `json:"good_count"`
-	ScrapCount   float64 `json:"scrap_count"`
-	Unattributed float64 `json:"unattributed"`
-	Pending      float64 `json:"pending_good"`
+	ID         string `json:"id"`
+	Workcenter string `json:"workcenter"`
+	WorkOrder  string `json:"work_order"`
+	// OtherWorkOrders are the other work orders in progress on the
+	// machine's work center: counts go to WorkOrder, the earliest started.
+	OtherWorkOrders []string `json:"other_work_orders_in_progress,omitempty"`
+	GoodCount       float64  `json:"good_count"`
+	ScrapCount      float64  `json:"scrap_count"`
+	Unattributed    float64  `json:"unattributed"`
+	Pending         float64  `json:"pending_good"`
 	// DeadLetterGood is the good pieces Odoo refused for good, kept in the
 	// dead letters: counted in GoodCount, not in Odoo.
 	DeadLetterGood float64 `json:"dead_letter_good,omitempty"`
@@ -355,6 +358,7 @@ func (a *Agent) Status() Status {
 		}
 		if l, ok := links[m.ID]; ok {
 			ms.WorkOrder, ms.Unattributed, ms.Error = l.WorkOrder, tidy(l.Unattributed), l.Error
+			ms.OtherWorkOrders = l.Others
 			if l.WorkorderID == 0 {
 				st.Buffer.Held += pending[m.ID].records
 				// No work order in progress: every pending piece waits for

@@ -274,6 +274,10 @@ func printStatus(w io.Writer, st agent.Status) {
 		if wo == "" {
 			wo = "-"
 		}
+		if len(m.OtherWorkOrders) > 0 {
+			// Counts go to the first; the planner may not know the others run.
+			wo += fmt.Sprintf(" (also in progress: %s)", strings.Join(m.OtherWorkOrders, ", "))
+		}
 		last := "-"
 		if m.LastSampleAge > 0 {
 			last = ago(m.LastSampleAge)
