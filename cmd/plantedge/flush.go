@@ -65,6 +65,13 @@ func heldWhy(st agent.Status) string {
 			return "Odoo refuses the bot user the work orders in progress: give it read access to them"
 		}
 	}
+	// A machine whose pieces wait for another reason says it (its work
+	// center missing in Odoo, or its code on two of them), as status does.
+	for _, m := range st.Machines {
+		if m.Unattributed > 0 && m.Error != "" {
+			return m.ID + ": " + oneLine(m.Error)
+		}
+	}
 	return "waiting for a work order in progress"
 }
 

@@ -232,6 +232,12 @@ func TestFlushSaysWhyCountsAreHeld(t *testing.T) {
 	if why := heldWhy(st); !strings.Contains(why, "give it read access") {
 		t.Errorf("reads refused: %q", why)
 	}
+	// Another reason the machine gives (the Odoo probe: a work-center code
+	// on two work centers, which flush called waiting for a work order).
+	st.Machines[0].Error = `work center code "WC1" matches several work centers in Odoo`
+	if why := heldWhy(st); why != `m1: work center code "WC1" matches several work centers in Odoo` {
+		t.Errorf("the machine's own reason: %q", why)
+	}
 }
 
 // Records held only because their machine left the configuration are not
