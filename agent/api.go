@@ -93,6 +93,12 @@ func (a *Agent) Handler() http.Handler {
 		writeJSON(w, deadLetterViews(dls))
 	})
 	api.HandleFunc("POST /api/v1/deadletters/{action}", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("action") == "drop" {
+			if why := dropRefused(r); why != "" {
+				http.Error(w, why, http.StatusForbidden)
+				return
+			}
+		}
 		n, kept, err := DeadLetterAction(r.Context(), a.buf, r.PathValue("action"), r.URL.Query().Get("id"))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)

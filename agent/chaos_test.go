@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(agenttest.ChildEnv); path != "" {
 		os.Exit(runChildAgent(path))
 	}
+	if url := os.Getenv(postChildEnv); url != "" {
+		os.Exit(postAndPrint(url))
+	}
 	var ignore []goleak.Option
 	for _, fn := range opcuatest.ServerGoroutines {
 		ignore = append(ignore, goleak.IgnoreAnyFunction(fn))

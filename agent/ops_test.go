@@ -1302,3 +1302,68 @@ func TestLabelledMetricsStartAtZero(t *testing.T) {
 		}
 	}
 }
+
+// postChildEnv makes the test binary a client that POSTs to the URL it
+// names and prints the answer's status and body (run as another user).
+const postChildEnv = "PLANTEDGE_TEST_POST"
+
+func postAndPrint(url string) int {
+	resp, err := http.Post(url, "", nil)
+	if err != nil {
+		fmt.Println("error:", err)
+		return 2
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Printf("%d %s", resp.StatusCode, body)
+	return 0
+}
+
+// Any local user reached the API on loopback and dropped dead letters (the
+// security probe, as an unprivileged user): a drop over TCP is taken only
+// from root, the agent's user or its group.
+func TestDeadLetterDropNeedsTheAgentsUserOrGroup(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("runs a client as another user: needs root")
+	}
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	p.odoo.RefuseNext("mrp.workorder", "write", 1, "odoo.exceptions.UserError", "refused for the test")
+	p.produce(p.machines[0], 3, 0)
+	waitFor(t, 15*time.Second, "a dead letter", func() (bool, string) {
+		n := ra.a.Status().Buffer.DeadLetters
+		return n == 1, fmt.Sprint(n)
+	})
+	// The test binary, where user nobody may run it.
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "client")
+	src, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), postChildEnv+"=http://"+ra.a.Addr()+"/api/v1/deadletters/drop?id=all")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("client as nobody: %v\n%s", err, out)
+	}
+	if !strings.HasPrefix(string(out), "403 ") || !strings.Contains(string(out), "uid 65534 asked") {
+		t.Errorf("drop as nobody answered %q, want 403", out)
+	}
+	if n := ra.a.Status().Buffer.DeadLetters; n != 1 {
+		t.Fatalf("%d dead letters after nobody's drop, want 1", n)
+	}
+	// Root (this test) may.
+	if n, _, err := agent.NewAPIClient(p.listen).DeadLetterAction(context.Background(), "drop", "all"); err != nil || n != 1 {
+		t.Fatalf("drop as root: %d %v", n, err)
+	}
+}
