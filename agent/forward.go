@@ -52,7 +52,20 @@ type linkState struct {
 	// Settle is until when a write Odoo may still commit holds the next
 	// call back (forwarder.settleUntil): a flush does not cut that short.
 	Settle time.Time
+	// CallSeconds is how long Odoo takes to answer a call, as a moving
+	// average of the calls it answered (the wait for forward.rate left
+	// out); Slow is set from slowCall up, until it is back below fastCall.
+	CallSeconds float64
+	Slow        bool
 }
+
+// slowCall and fastCall bound the average answer time at which Odoo is
+// said to be slow, and fast again: a backlog drains at a call or two per
+// machine and round, so seconds per call show as minutes behind.
+const (
+	slowCall = 2 * time.Second
+	fastCall = time.Second
+)
 
 // machineLink is what the forwarder knows of a machine in Odoo.
 type machineLink struct {
@@ -110,6 +123,10 @@ type forwarder struct {
 	// nothing more is sent, so a late commit cannot overtake a newer write
 	// or be repeated (run's goroutine).
 	settleUntil time.Time
+	// rateWaited sums the time waitRate waited (nanoseconds), so that a
+	// call's answer time leaves out its wait for forward.rate; rateTaken
+	// counts its calls: one per HTTP request the client sends.
+	rateWaited, rateTaken atomic.Int64
 	// markedUntil is the settleUntil last stored (settleKey) ahead of the
 	// calls: a crash leaves it for the next start (run's goroutine).
 	markedUntil time.Time
@@ -419,9 +436,14 @@ const outageReminder = 15 * time.Minute
 // requests) may wait minutes, and that is not a hung loop.
 func (f *forwarder) waitRate(ctx context.Context) error {
 	f.a.beat()
+	f.rateTaken.Add(1)
 	r := f.limiter.Reserve()
 	if !r.OK() {
 		return errors.New("forward.rate allows no request")
+	}
+	if d := r.Delay(); d > 0 {
+		start := time.Now()
+		defer func() { f.rateWaited.Add(int64(time.Since(start))) }()
 	}
 	for d := r.Delay(); d > 0; {
 		step := min(d, 5*time.Second)
@@ -437,6 +459,28 @@ func (f *forwarder) waitRate(ctx context.Context) error {
 		d -= step
 	}
 	return nil
+}
+
+// noteCallTime adds the time an answered request took to the link's average, and
+// logs when Odoo turns slow and fast again (under f.mu). Slow answers
+// were invisible: a backlog fell minutes behind while status said online
+// and the log said nothing (the Odoo probe, 6 s per call).
+func (f *forwarder) noteCallTime(took time.Duration) {
+	l := &f.link
+	if l.CallSeconds == 0 {
+		l.CallSeconds = took.Seconds()
+	} else {
+		l.CallSeconds += 0.2 * (took.Seconds() - l.CallSeconds)
+	}
+	switch avg := time.Duration(l.CallSeconds * float64(time.Second)); {
+	case !l.Slow && avg >= slowCall:
+		l.Slow = true
+		f.a.log.Warn("odoo answers slowly: a backlog drains that much slower (odoo busy, or a slow link to it)",
+			"average_call", avg.Round(10*time.Millisecond))
+	case l.Slow && avg < fastCall:
+		l.Slow = false
+		f.a.log.Info("odoo answers quickly again", "average_call", avg.Round(10*time.Millisecond))
+	}
 }
 
 // spread returns d scattered uniformly over [d/2, 3d/2): the same mean, and
@@ -516,7 +560,7 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	// request: one operation may be several requests (a scrap booking is
 	// three or four).
 	f.a.beat()
-	start := time.Now()
+	start, waited, taken := time.Now(), f.rateWaited.Load(), f.rateTaken.Load()
 	write := writeOps[op]
 	if write {
 		f.markSettle(ctx, start)
@@ -545,8 +589,12 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	f.a.metrics.odooLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	f.a.beat()
 	if outcome != "transient" { // Odoo answered (a refusal too)
+		took := time.Since(start) - time.Duration(f.rateWaited.Load()-waited)
 		f.mu.Lock()
 		f.link.Answered = time.Now()
+		if n := f.rateTaken.Load() - taken; n > 0 { // (an answer from the client's cache sent nothing)
+			f.noteCallTime(took / time.Duration(n))
+		}
 		// Status during a long round (a backlog draining after an outage)
 		// must not keep saying offline with the old error; the round's end
 		// logs the recovery (run keeps the state the round began with).

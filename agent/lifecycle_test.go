@@ -224,3 +224,38 @@ func TestTwoWorkOrdersInProgressShowInStatus(t *testing.T) {
 		t.Errorf("%d log lines of the two work orders, want 1 (once a minute)", n)
 	}
 }
+
+// Odoo answering in seconds: status and the log say so (the Odoo probe saw
+// a backlog 38 s behind while status said online and the log nothing),
+// and say when it is fast again.
+func TestSlowOdooIsShown(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.editConfig("  timeout: 2s\n  request_limit: 3s\n", "  timeout: 5s\n  request_limit: 6s\n")
+	ra := p.startAgent()
+	p.odoo.SetLatency(2500 * time.Millisecond)
+	made := 0
+	waitFor(t, 90*time.Second, "status saying Odoo is slow", func() (bool, string) {
+		p.produce(p.machines[0], 1, 0) // a write to make each round
+		made++
+		o := ra.a.Status().Odoo
+		return o.Slow && o.CallSeconds >= 2, fmt.Sprintf("%+v", o)
+	})
+	p.odoo.SetLatency(0)
+	p.waitExactQty(ra, "press-1", float64(made))
+	if !strings.Contains(p.logs.String(), "odoo answers slowly") {
+		t.Error("no log line that Odoo answers slowly")
+	}
+	for i := range 20 {
+		p.produce(p.machines[0], 1, 0)
+		p.waitExactQty(ra, "press-1", float64(made+1+i))
+		if !ra.a.Status().Odoo.Slow {
+			break
+		}
+	}
+	if o := ra.a.Status().Odoo; o.Slow || o.CallSeconds >= 1 {
+		t.Errorf("Odoo fast again, status says %+v", o)
+	}
+	if !strings.Contains(p.logs.String(), "odoo answers quickly again") {
+		t.Error("no log line that Odoo is fast again")
+	}
+}

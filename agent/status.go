@@ -147,8 +147,13 @@ type OdooStatus struct {
 	// still commit until then (odoo.request_limit): a flush does not cut
 	// that short.
 	SettleSeconds float64 `json:"settle_seconds,omitempty"`
-	Failures      int     `json:"consecutive_failures"`
-	KeyExpired    bool    `json:"key_expired"`
+	// CallSeconds is how long Odoo takes to answer a call, on average
+	// (the wait for forward.rate left out; 0: no answer yet); Slow is set
+	// from 2 s up, until it is back below 1 s.
+	CallSeconds float64 `json:"call_seconds,omitempty"`
+	Slow        bool    `json:"slow,omitempty"`
+	Failures    int     `json:"consecutive_failures"`
+	KeyExpired  bool    `json:"key_expired"`
 	// KeyFrom says, while the key is refused, where the agent took it
 	// from — where a new one goes ("$PLANTEDGE_ODOO_API_KEY", "the systemd
 	// credential odoo-api-key", "api_key_file /etc/plantedge/odoo-api-key").
@@ -254,6 +259,7 @@ func (a *Agent) Status() Status {
 		if !l.Answered.IsZero() {
 			st.Odoo.LastAnswerAgeSeconds = max(0.001, age(l.Answered)) // 0 would read as never
 		}
+		st.Odoo.CallSeconds, st.Odoo.Slow = math.Round(l.CallSeconds*1000)/1000, l.Slow
 		if l.State == "auth_failed" {
 			if _, from, err := cfg.OdooAPIKeySource(); err == nil {
 				st.Odoo.KeyFrom = from

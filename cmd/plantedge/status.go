@@ -203,6 +203,9 @@ func printStatus(w io.Writer, st agent.Status) {
 		// Idle, the agent asks Odoo once a minute: online is as of then.
 		fmt.Fprintf(w, "  last answer %s", ago(o.LastAnswerAgeSeconds))
 	}
+	if o.Slow && o.State == "online" {
+		fmt.Fprintf(w, "  SLOW: a call takes %.1f s on average (Odoo busy, or a slow link): a backlog drains that much slower", o.CallSeconds)
+	}
 	fmt.Fprintln(w)
 	if o.LastError != "" {
 		fmt.Fprintf(w, "          last error: %s\n", oneLine(o.LastError))
