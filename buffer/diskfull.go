@@ -142,7 +142,14 @@ func (q *Queue) lowerBudgetForDisk(cur *state) bool {
 // checkDiskRoom lifts a budget lowered for a full disk as the file system
 // gets room again: to what is used plus 3/10 of the free space (the file
 // needs about 1/0.6 of its logical bytes, and the disk is shared), until
-// that reaches the configured budget.
+// that reaches the configured budget — or until half the disk is free: on
+// a disk smaller than max_bytes the budget could never reach it, and the
+// buffer stayed "full" with the disk empty (the disk probe: DISK FULL for
+// minutes with an empty buffer and 23.9 of 24 MB free, and no reserve for
+// the next time). The reserve file's room is not the buffer's: until the
+// reserve is back, that much of the free space is left out (the probe: a
+// lowering removed it, and the buffer then grew into its megabyte and
+// took the disk to zero).
 func (q *Queue) checkDiskRoom(cur *state) {
 	// Not within a minute of a lowering: a disk that fills and frees
 	// itself by turns must not flap the budget.
@@ -150,14 +157,18 @@ func (q *Queue) checkDiskRoom(cur *state) {
 		return
 	}
 	conf := q.ceiling.Load() // what max_bytes gives, as shrinkBudget learned it
-	avail, ok := freeBytes(filepath.Dir(q.path))
+	avail, total, ok := diskSpace(filepath.Dir(q.path))
 	if !ok {
 		q.restoreBudget(conf, -1) // cannot tell: try again (a minute after a lowering)
 		return
 	}
-	nb := cur.used() + avail*3/10
+	room := avail
+	if !q.reserveThere() {
+		room = max(0, avail-diskReserve)
+	}
+	nb := cur.used() + room*3/10
 	switch {
-	case conf == 0 && avail >= diskRoomUnlimited, conf > 0 && nb >= conf:
+	case conf == 0 && room >= diskRoomUnlimited, conf > 0 && nb >= conf, total > 0 && room >= total/2:
 		q.restoreBudget(conf, avail)
 	case nb > q.budget.Load():
 		q.budget.Store(nb)
@@ -166,8 +177,8 @@ func (q *Queue) checkDiskRoom(cur *state) {
 
 func (q *Queue) restoreBudget(b, avail int64) {
 	q.budget.Store(b)
+	q.makeReserve() // back before the buffer says it is not held for a full disk
 	q.diskFull.Store(0)
-	q.makeReserve()
 	q.log.Info("buffer: the disk has room again; the buffer's budget is back to what max_bytes gives", "budget", b, "free_bytes", avail)
 }
 

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -278,5 +279,54 @@ func fillFS(t *testing.T, path string) {
 			}
 			return
 		}
+	}
+}
+
+// max_bytes larger than the disk: the budget can never climb back to it,
+// and the buffer stayed "full" with the disk empty (the disk probe: DISK
+// FULL for minutes, an empty buffer, 23.9 of 24 MB free, no reserve for
+// the next time). With half the disk free it is not full.
+func TestDiskSmallerThanMaxBytesIsNotFullOnceFreed(t *testing.T) {
+	dir := smallTmpfs(t)
+	q := openTest(t, filepath.Join(dir, "buffer.db"), Options{MaxBytes: 64 << 20, Merge: sumCounts,
+		fileCheckEvery: 20 * time.Millisecond, diskLowerEvery: time.Second})
+	round := func(i int) {
+		t.Helper()
+		var recs []Record
+		for j := range 20 {
+			recs = append(recs, countRecord("m0", uint64(i+j)), Record{Lane: LaneTelemetry, Key: "m0", Data: bytes.Repeat([]byte{'t'}, 200)})
+		}
+		mustAppend(t, q, recs...)
+	}
+	for i := range 150 {
+		round(i)
+	}
+	filler := filepath.Join(dir, "filler")
+	fillFS(t, filler)
+	for i := 150; i < 1000 && q.Stats().DiskFullSince.IsZero(); i++ {
+		round(i)
+	}
+	if q.Stats().DiskFullSince.IsZero() {
+		t.Fatal("the disk filled without the buffer noticing")
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []Lane{LaneCounts, LaneTelemetry} {
+		if recs := readAll(t, q, l); len(recs) > 0 {
+			if err := q.Ack(context.Background(), recs); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); !q.Stats().DiskFullSince.IsZero(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("still held for a full disk with the disk emptied: %+v", q.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !q.reserveThere() {
+		fi, err := os.Stat(q.reservePath())
+		t.Errorf("no reserve file once the disk has room: %v %v", fi, err)
 	}
 }

@@ -69,9 +69,15 @@ func dropTxPages(tx *bolt.Tx) { _ = adviseDontNeed(tx.DB().Info().Data, tx.Size(
 // freeBytes is the space an unprivileged process may still use on the file
 // system holding dir.
 func freeBytes(dir string) (int64, bool) {
+	avail, _, ok := diskSpace(dir)
+	return avail, ok
+}
+
+// diskSpace is freeBytes and the file system's size.
+func diskSpace(dir string) (avail, total int64, ok bool) {
 	var fs syscall.Statfs_t
 	if err := syscall.Statfs(dir, &fs); err != nil {
-		return 0, false
+		return 0, 0, false
 	}
-	return int64(fs.Bavail) * int64(fs.Bsize), true
+	return int64(fs.Bavail) * int64(fs.Bsize), int64(fs.Blocks) * int64(fs.Bsize), true
 }
