@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -504,11 +505,18 @@ func (q *Queue) logBurst(cur *state, force bool) {
 		return
 	}
 	q.lastLog = now
-	q.log.Warn("buffer quota reached: records dropped or merged to stay under max_bytes",
-		"dropped_telemetry", b[LaneTelemetry], "dropped_events", b[LaneEvents],
-		"merged_counts", cur.burstMerged, "used_bytes", cur.used(), "budget_bytes", q.budget.Load())
+	attrs := []any{"dropped_telemetry", b[LaneTelemetry], "dropped_events", b[LaneEvents],
+		"merged_counts", cur.burstMerged, "used_bytes", cur.used(), "budget_bytes", q.budget.Load()}
+	if b[LaneEvents] > 0 {
+		// Which machines lost downtime, and from when to when: what a
+		// person must look into (the disk probe had a number only).
+		attrs = append(attrs, "events_of", strings.Join(cur.burstEvents, ","),
+			"events_from", cur.burstFirstEv.UTC(), "events_to", cur.burstLastEv.UTC())
+	}
+	q.log.Warn("buffer quota reached: records dropped or merged to stay under max_bytes", attrs...)
 	cur.burstDropped = [NumLanes]uint64{}
 	cur.burstMerged = 0
+	cur.burstEvents, cur.burstFirstEv, cur.burstLastEv = nil, time.Time{}, time.Time{}
 	q.mu.Lock()
 	q.st.burstDropped, q.st.burstMerged = cur.burstDropped, 0
 	q.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -252,6 +253,31 @@ type state struct {
 
 	burstDropped [NumLanes]uint64 // not yet logged
 	burstMerged  uint64
+	// burstEvents is which keys lost events in the burst (at most
+	// maxBurstKeys), and the span of those events' times.
+	burstEvents               []string
+	burstFirstEv, burstLastEv time.Time
+}
+
+// maxBurstKeys bounds the keys a quota log line names.
+const maxBurstKeys = 10
+
+// noteDroppedEvent adds a dropped event record (its stored bytes) to the
+// burst's keys and time span.
+func (s *state) noteDroppedEvent(v []byte) {
+	r, err := decodeRecord(v)
+	if err != nil {
+		return
+	}
+	if !slices.Contains(s.burstEvents, r.Key) && len(s.burstEvents) < maxBurstKeys {
+		s.burstEvents = append(s.burstEvents, r.Key)
+	}
+	if s.burstFirstEv.IsZero() || r.Time.Before(s.burstFirstEv) {
+		s.burstFirstEv = r.Time
+	}
+	if r.Time.After(s.burstLastEv) {
+		s.burstLastEv = r.Time
+	}
 }
 
 func (s *state) used() int64 {

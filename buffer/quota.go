@@ -68,9 +68,12 @@ func (q *Queue) dropOldest(t *txn, lane Lane, want int64) error {
 	if err != nil {
 		return err
 	}
-	return t.remove(lane, seqs, func([]byte) {
+	return t.remove(lane, seqs, func(v []byte) {
 		t.w.lanes[lane].Dropped++
 		t.w.burstDropped[lane]++
+		if lane == LaneEvents {
+			t.w.noteDroppedEvent(v)
+		}
 	})
 }
 

@@ -168,6 +168,8 @@ func TestQuotaDropsTelemetryMergesCountsDropsEventsLast(t *testing.T) {
 		t.Fatalf("drops were not logged: %q", l)
 	} else if n := strings.Count(l, "buffer quota reached"); n > 10 {
 		t.Fatalf("%d quota log lines: not rate-limited", n)
+	} else if !strings.Contains(l, "events_of=m0") || !strings.Contains(l, "events_from=") {
+		t.Errorf("the log does not say whose events were dropped, and of when: %q", l)
 	}
 	// Counters survive a restart.
 	q2 := openTest(t, path, Options{MaxBytes: maxBytes, Merge: sumCounts})
