@@ -127,6 +127,9 @@ type forwarder struct {
 	// call's answer time leaves out its wait for forward.rate; rateTaken
 	// counts its calls: one per HTTP request the client sends.
 	rateWaited, rateTaken atomic.Int64
+	// calls counts the Odoo operations made since start (status: a flush
+	// shows a long first round moving before it acknowledges anything).
+	calls atomic.Uint64
 	// markedUntil is the settleUntil last stored (settleKey) ahead of the
 	// calls: a crash leaves it for the next start (run's goroutine).
 	markedUntil time.Time
@@ -561,6 +564,7 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	// three or four).
 	f.a.beat()
 	start, waited, taken := time.Now(), f.rateWaited.Load(), f.rateTaken.Load()
+	f.calls.Add(1)
 	write := writeOps[op]
 	if write {
 		f.markSettle(ctx, start)

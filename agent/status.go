@@ -161,6 +161,9 @@ type OdooStatus struct {
 	// RoundsDone counts the forwarding rounds completed since start (one
 	// at a time; flush waits for one that began after its request).
 	RoundsDone uint64 `json:"rounds_done"`
+	// Calls counts the Odoo operations made since start (a long round
+	// acknowledges its records only at its end: this moves meanwhile).
+	Calls uint64 `json:"calls"`
 }
 
 // SourceStatus is one OPC UA server or MQTT broker.
@@ -247,7 +250,7 @@ func (a *Agent) Status() Status {
 	var drafts map[string]string // machine -> its scrap drafts in Odoo
 	{
 		l := a.fwd.linkSnapshot()
-		st.Odoo.RoundsDone = a.fwd.doneRounds()
+		st.Odoo.RoundsDone, st.Odoo.Calls = a.fwd.doneRounds(), a.fwd.calls.Load()
 		st.Odoo.State, st.Odoo.Protocol, st.Odoo.ServerVersion = l.State, l.Protocol, l.Version
 		st.Odoo.LastError, st.Odoo.Failures, st.Odoo.KeyExpired = l.LastError, l.Failures, l.KeyExpired
 		if left := time.Until(l.RetryAfter); left > 0 {

@@ -123,6 +123,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	nextKick := time.Now().Add(kickEvery)
 	start := -1
 	deadBefore := -1 // dead letters at the first status: those since are this flush's
+	var callsBefore uint64
 	lastLine := ""
 	for {
 		st, err := c.Status(ctx)
@@ -137,9 +138,15 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		}
 		pending, held := drainable(st)
 		if start < 0 {
-			start, deadBefore = pending, st.Buffer.DeadLetters
+			start, deadBefore, callsBefore = pending, st.Buffer.DeadLetters, st.Odoo.Calls
 		}
 		line := fmt.Sprintf("pending %s, odoo %s", plural(pending, "record"), odooWord(st))
+		if n := st.Odoo.Calls - callsBefore; pending >= start && n > 0 && st.Odoo.State == "online" {
+			// A round acknowledges its records at its end: until the
+			// first one ends, say that it moves (the disk probe read 30 s
+			// of the same count as stuck).
+			line += fmt.Sprintf(" (a round is under way: %s so far)", plural(int(n), "Odoo call"))
+		}
 		if st.Buffer.Held > 0 {
 			line += fmt.Sprintf(", %s held", plural(st.Buffer.Held, "record"))
 			if held > 0 {

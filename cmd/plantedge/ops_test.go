@@ -853,3 +853,24 @@ func TestFlushSaysWhatWasRefused(t *testing.T) {
 		t.Errorf("flush: %q", out)
 	}
 }
+
+// A slow first round acknowledges nothing until it ends: flush says that
+// it is under way (the disk probe read 30 s of the same count as stuck).
+func TestFlushShowsARoundUnderWay(t *testing.T) {
+	b := newBench(t, 17)
+	b.startAgent()
+	b.produce(2)
+	b.waitQty()
+	b.odoo.SetDown(true)
+	b.produce(3)
+	b.waitPending()
+	b.odoo.SetLatency(800 * time.Millisecond)
+	b.odoo.SetDown(false)
+	out, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "30s")
+	if err != nil || !strings.HasSuffix(out, "drained\n") {
+		t.Fatalf("flush: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "(a round is under way: ") {
+		t.Errorf("flush did not say a round was under way:\n%s", out)
+	}
+}
