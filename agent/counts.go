@@ -84,6 +84,16 @@ type pendingKey struct {
 	first  int64 // source time (ms) of the oldest pending piece
 }
 
+// add takes in the count record seq holds.
+func (p *pendingKey) add(seq uint64, c countRecord) {
+	p.sum += c.Delta
+	p.n++
+	p.maxSeq = seq
+	if p.first == 0 || c.First < p.first {
+		p.first = c.First
+	}
+}
+
 // aggregateCounts sums the whole counts lane per key. It marks the records
 // in flight: the sums are what this round's calls send, so the quota merge
 // must not fold a newer record into one of them before the acknowledgement
@@ -122,12 +132,7 @@ func (f *forwarder) aggregateCounts(ctx context.Context, cfg *config.Config) (ma
 				p = &pendingKey{}
 				out[r.Key] = p
 			}
-			p.sum += c.Delta
-			p.n++
-			p.maxSeq = r.Seq
-			if p.first == 0 || c.First < p.first {
-				p.first = c.First
-			}
+			p.add(r.Seq, c)
 		}
 		return nil
 	})
@@ -158,12 +163,7 @@ func (f *forwarder) countPrefix(key string, t time.Time, upTo uint64) (pendingKe
 			if err != nil || c.Last >= before {
 				return errPrefixEnd
 			}
-			p.sum += c.Delta
-			p.n++
-			p.maxSeq = r.Seq
-			if p.first == 0 || c.First < p.first {
-				p.first = c.First
-			}
+			p.add(r.Seq, c)
 		}
 		return nil
 	})
