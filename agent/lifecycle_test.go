@@ -240,6 +240,9 @@ func TestSlowOdooIsShown(t *testing.T) {
 		o := ra.a.Status().Odoo
 		return o.Slow && o.CallSeconds >= 2, fmt.Sprintf("%+v", o)
 	})
+	if v, _ := metric(p.metrics(), "plantedge_odoo_request_seconds_average"); v < 1.5 { // (a request answered since may lower it)
+		t.Errorf("plantedge_odoo_request_seconds_average %v with Odoo slow", v)
+	}
 	p.odoo.SetLatency(0)
 	p.waitExactQty(ra, "press-1", float64(made))
 	if !strings.Contains(p.logs.String(), "odoo answers slowly") {

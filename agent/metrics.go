@@ -124,6 +124,8 @@ var (
 	descOldest   = prometheus.NewDesc("plantedge_buffer_oldest_age_seconds", "Age of the oldest unforwarded record.", []string{"lane"}, nil)
 	descOldestFw = prometheus.NewDesc("plantedge_buffer_oldest_forwardable_age_seconds",
 		"Age of the oldest record that can go to Odoo now: not held for a work order in progress, a work center Odoo lacks, or a machine gone from the config (0: none). Alert on this one for a buffer that does not drain.", nil, nil)
+	descOdooCall = prometheus.NewDesc("plantedge_odoo_request_seconds_average",
+		"How long Odoo takes to answer a request, as a moving average (the wait for forward.rate left out; 0: no answer yet). From 2 s on, status says Odoo is slow.", nil, nil)
 	descDropped  = prometheus.NewDesc("plantedge_buffer_dropped_total", "Records dropped to keep the disk quota.", []string{"lane"}, nil)
 	descMerged   = prometheus.NewDesc("plantedge_buffer_merged_total", "Count records merged to keep the disk quota.", nil, nil)
 	descDead     = prometheus.NewDesc("plantedge_buffer_dead_letters", "Records in the dead-letter bucket.", nil, nil)
@@ -140,7 +142,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descShrinks, descSource, descSessions, descPolled, descRefused, descHeld} {
+	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descShrinks, descSource, descSessions, descPolled, descRefused, descHeld} {
 		ch <- d
 	}
 }
@@ -171,6 +173,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		pending, _ := c.a.pendingCounts() // a scan, kept a second
 		_, at := oldestForwardable(c.a.cfg.Load(), links, pending)
 		ch <- prometheus.MustNewConstMetric(descOldestFw, prometheus.GaugeValue, age(at))
+		ch <- prometheus.MustNewConstMetric(descOdooCall, prometheus.GaugeValue, c.a.fwd.linkSnapshot().CallSeconds)
 	}
 	for _, s := range c.a.sourceList() {
 		ch <- prometheus.MustNewConstMetric(descSource, prometheus.GaugeValue, boolGauge(s.state() == connectors.StateConnected), s.name, string(s.kind))
