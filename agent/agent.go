@@ -54,6 +54,9 @@ type Options struct {
 	// OutageReminder is how often the log says again that Odoo is not
 	// taking the buffer, while it is not (default 15 min; tests).
 	OutageReminder time.Duration
+	// ScrapClockSlack is how long before a work order's start scrap is
+	// still taken as its own (default 1 min; tests).
+	ScrapClockSlack time.Duration
 	// APIIdleTimeout closes a keep-alive connection to the local API idle
 	// this long (default 60 s; tests).
 	APIIdleTimeout time.Duration

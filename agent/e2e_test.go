@@ -51,7 +51,9 @@ type plant struct {
 	downSources map[string]bool
 	// idleRecheck and unmappedHold are the agents' agent.Options
 	// OdooIdleRecheck and UnmappedHold.
-	idleRecheck, unmappedHold, wcRefresh, outageReminder, apiIdle time.Duration
+	idleRecheck, unmappedHold, wcRefresh, outageReminder, apiIdle, scrapSlack time.Duration
+	// tsSkew is how far behind the MQTT machines' clock (their ts) runs.
+	tsSkew time.Duration
 }
 
 // simMachine is a machine publishing cumulative counters over MQTT (or
@@ -244,7 +246,7 @@ func (p *plant) publish(m *simMachine) {
 		return
 	}
 	b, _ := json.Marshal(map[string]any{"good": good, "scrap": scrap, "running": running, "reason": reason,
-		"ts": time.Now().UTC().Format(time.RFC3339Nano)})
+		"ts": time.Now().Add(-p.tsSkew).UTC().Format(time.RFC3339Nano)})
 	if err := p.broker.Publish("plant/"+m.id, b, false, 1); err != nil {
 		p.t.Errorf("publish: %v", err)
 	}
@@ -343,7 +345,7 @@ func (p *plant) startAgentWith(baselines bool) *runningAgent {
 		p.t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(agenttest.LogWriter{T: p.t}, &p.logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := agent.New(cfg, agent.Options{Logger: log, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh, OutageReminder: p.outageReminder, APIIdleTimeout: p.apiIdle})
+	a, err := agent.New(cfg, agent.Options{Logger: log, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh, OutageReminder: p.outageReminder, APIIdleTimeout: p.apiIdle, ScrapClockSlack: p.scrapSlack})
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -2100,6 +2102,7 @@ func TestRefusedWriteOfABacklogIsOneDeadLetter(t *testing.T) {
 // next one started goes to it.
 func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.scrapSlack = time.Millisecond // the test's work orders change within seconds
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.produce(m, 5, 0)
@@ -2123,18 +2126,7 @@ func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
 		return st.Buffer.Pending >= 4, fmt.Sprint(st.Buffer.Pending)
 	})
 	p.odoo.SetDown(false)
-	byWO := func() map[int64]odootest.ScrapRecord {
-		out := map[int64]odootest.ScrapRecord{}
-		for _, s := range p.odoo.Scraps() {
-			if s.State == "done" {
-				if o, ok := out[s.WorkorderID]; ok {
-					s.Qty += o.Qty
-				}
-				out[s.WorkorderID] = s
-			}
-		}
-		return out
-	}
+	byWO := p.scrapByWorkorder
 	waitFor(t, 30*time.Second, "scrap in Odoo", func() (bool, string) {
 		got := byWO()
 		return got[wo1].Qty+got[wo2].Qty == 5 && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", got)
@@ -2151,5 +2143,89 @@ func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
 	p.waitExactQty(ra, "press-1", 5)
 	if l := p.logs.String(); !strings.Contains(l, "pieces made before this work order started") || !strings.Contains(l, "pieces=3 ") {
 		t.Errorf("no log line of the 3 pieces made before the next work order started")
+	}
+}
+
+// scrapByWorkorder sums the validated scrap per work order.
+func (p *plant) scrapByWorkorder() map[int64]odootest.ScrapRecord {
+	out := map[int64]odootest.ScrapRecord{}
+	for _, s := range p.odoo.Scraps() {
+		if s.State == "done" {
+			if o, ok := out[s.WorkorderID]; ok {
+				s.Qty += o.Qty
+			}
+			out[s.WorkorderID] = s
+		}
+	}
+	return out
+}
+
+// Several work orders finished during one outage: each gets the scrap made
+// on it (the self-probe: all of it went to the first one).
+func TestScrapOfSeveralFinishedWorkOrders(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.scrapSlack = time.Millisecond
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+	p.odoo.SetDown(true)
+	wos := []int64{p.woIDs["press-1"]}
+	products := []int64{p.product}
+	for i, scrap := range []int64{5, 3, 2} {
+		p.produce(m, 1, scrap)
+		waitFor(t, 15*time.Second, "buffered", func() (bool, string) {
+			st := ra.a.Status()
+			return st.Buffer.Pending >= 2*(i+1), fmt.Sprint(st.Buffer.Pending)
+		})
+		if i == 2 {
+			break
+		}
+		time.Sleep(1100 * time.Millisecond) // Odoo's dates are to the second
+		p.odoo.SetWorkorderState(wos[i], "done")
+		prod := p.odoo.AddProduct(fmt.Sprintf("Product %d", i+2))
+		mo := p.odoo.AddProduction(fmt.Sprintf("WH/MO/p%d", i+2), prod, 100)
+		wos = append(wos, p.odoo.AddWorkorder(mo, p.wcIDs["press-1"], fmt.Sprintf("WO press-1 #%d", i+2), "progress"))
+		products = append(products, prod)
+		time.Sleep(1100 * time.Millisecond)
+	}
+	p.odoo.SetDown(false)
+	waitFor(t, 30*time.Second, "scrap in Odoo", func() (bool, string) {
+		var sum float64
+		for _, s := range p.scrapByWorkorder() {
+			sum += s.Qty
+		}
+		return sum == 10 && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", p.scrapByWorkorder())
+	})
+	got := p.scrapByWorkorder()
+	for i, want := range []float64{5, 3, 2} {
+		if s := got[wos[i]]; s.Qty != want || s.ProductID != products[i] {
+			t.Errorf("work order %d: scrap %+v, want %v of product %d", i+1, s, want, products[i])
+		}
+	}
+}
+
+// A machine clock seconds behind Odoo's, no outage: scrap made just after
+// a new work order started is that one's (the self-probe: it went to the
+// finished one, whose start its time was closer to).
+func TestScrapJustAfterAWorkOrderChangeWithAClockBehind(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.tsSkew = 3 * time.Second
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 1)
+	p.waitExactQty(ra, "press-1", 5)
+	waitFor(t, 15*time.Second, "the first scrap", func() (bool, string) {
+		return p.scrapByWorkorder()[p.woIDs["press-1"]].Qty == 1, fmt.Sprintf("%+v", p.scrapByWorkorder())
+	})
+	time.Sleep(4 * time.Second) // the first work order started longer ago than the clock is behind
+	wo2 := p.nextWorkorder("press-1", 100)
+	p.produce(m, 2, 3)
+	waitFor(t, 15*time.Second, "the second scrap", func() (bool, string) {
+		got := p.scrapByWorkorder()
+		return got[wo2].Qty == 3, fmt.Sprintf("%+v", got)
+	})
+	if got := p.scrapByWorkorder()[p.woIDs["press-1"]].Qty; got != 1 {
+		t.Errorf("the finished work order has %v scrap, want 1", got)
 	}
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -75,7 +76,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		if earlier, pre, err := f.scrapMadeEarlier(ctx, machine, wo, p); err != nil {
 			return err
 		} else if earlier != nil {
-			wo, p = earlier, &pre // this round books what was made on it; the rest goes to wo next round
+			wo, p = earlier, &pre // this round books the oldest stretch; the rest goes in the next rounds
 		}
 		carry, err := f.scrapCarry(machine)
 		if err != nil {
@@ -174,40 +175,72 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 }
 
 // scrapMadeEarlier finds scrap waiting from before wo started — made on
-// the work order in progress then, which was finished while the scrap could
-// not reach Odoo (an outage) — and returns that work order and the scrap
-// made before wo started. Booked on wo, it took wo's product out of stock,
-// on wo's manufacturing order (the Odoo probe: Widget scrap booked as
-// Gadget). nil when all of p was made on wo, or when no work order was in
-// progress on the work center then: that scrap goes to wo, as before, and
-// the log says so.
+// work orders the planner finished while the scrap could not reach Odoo
+// (an outage) — and returns where the oldest stretch of it goes, and that
+// stretch: the scrap made up to the start of the work order that followed.
+// Booked on wo, it took wo's product out of stock, on wo's manufacturing
+// order (the Odoo probe: Widget scrap booked as Gadget). One stretch a
+// round: with several work orders finished in one outage, each gets its
+// own. The stretch goes to
+//   - the work order in progress when it was made, done since;
+//   - wo, when that one was cancelled (its order takes no scrap);
+//   - the next one started, when none was in progress then.
+//
+// Scrap made within scrapClockSlack before wo started is wo's, as before:
+// a source clock seconds behind Odoo's would otherwise move scrap of the
+// new order onto the finished one. nil when nothing waits from before.
 func (f *forwarder) scrapMadeEarlier(ctx context.Context, machine string, wo *odoo.Workorder, p *pendingKey) (*odoo.Workorder, pendingKey, error) {
-	if wo.DateStart.IsZero() || p.first == 0 || !fromMS(p.first).Before(wo.DateStart.Truncate(time.Second)) {
+	start := wo.DateStart.Truncate(time.Second)
+	cut := start.Add(-cmp.Or(f.a.opts.ScrapClockSlack, scrapClockSlack))
+	t := fromMS(p.first)
+	if start.IsZero() || p.first == 0 || !t.Before(cut) {
 		return nil, pendingKey{}, nil
 	}
-	pre, err := f.countPrefix(countKey(machine, sigScrap), wo.DateStart.Truncate(time.Second), p.maxSeq)
-	if err != nil || pre.n == 0 {
-		return nil, pendingKey{}, err
-	}
-	var earlier *odoo.Workorder
-	err = f.call(ctx, "find_workorder_at", func(ctx context.Context) error {
+	var at, next *odoo.Workorder
+	err := f.call(ctx, "find_workorder_at", func(ctx context.Context) error {
 		var err error
-		earlier, err = f.client.WorkorderAt(ctx, wo.WorkcenterID, fromMS(pre.first), wo.ID)
+		at, next, err = f.client.WorkordersAround(ctx, wo.WorkcenterID, t)
 		return err
 	})
 	if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
 		return nil, pendingKey{}, err
 	}
-	if earlier == nil || earlier.ProductionID == 0 || earlier.ProductID == 0 {
+	if err != nil {
 		f.a.eventLog.log("scrap before "+machine+" "+wo.Name, f.a.log, slog.LevelWarn,
-			"scrap made before this work order started is booked on it: no work order in progress on the work center then was found",
-			"machine", machine, "workorder", wo.Name, "scrap", pre.sum, "oldest", fromMS(pre.first), "err", err)
+			"scrap made before this work order started is booked on it: odoo refused to show the work orders before it",
+			"machine", machine, "workorder", wo.Name, "oldest", t, "err", err)
 		return nil, pendingKey{}, nil
 	}
-	f.a.log.Info("scrap made on an earlier work order, finished before it reached Odoo, is booked on that one (its product and manufacturing order)",
-		"machine", machine, "workorder", earlier.Name, "state", earlier.State, "scrap", pre.sum, "in_progress_now", wo.Name)
-	return earlier, pre, nil
+	if next != nil && next.ID != wo.ID && next.DateStart.Before(cut) {
+		cut = next.DateStart.Truncate(time.Second)
+	}
+	pre, err := f.countPrefix(countKey(machine, sigScrap), cut, p.maxSeq)
+	if err != nil || pre.n == 0 {
+		return nil, pendingKey{}, err
+	}
+	usable := func(w *odoo.Workorder) bool {
+		return w != nil && w.State != "cancel" && w.ProductionID != 0 && w.ProductID != 0
+	}
+	target, why := at, "made on an earlier work order, finished before it reached Odoo: booked on that one (its product and manufacturing order)"
+	switch {
+	case at != nil && at.State == "cancel":
+		target, why = wo, "made on a work order since cancelled: booked on the one in progress"
+	case at == nil && usable(next):
+		target, why = next, "made while no work order was in progress: booked on the next one started"
+	case at == nil:
+		target, why = wo, "made while no work order was in progress: booked on the one in progress"
+	}
+	if !usable(target) {
+		target = wo
+	}
+	f.a.log.Info("scrap "+why, "machine", machine, "workorder", target.Name, "state", target.State, "scrap", pre.sum,
+		"made_from", fromMS(pre.first), "made_before", cut, "in_progress_now", wo.Name)
+	return target, pre, nil
 }
+
+// scrapClockSlack: scrap stamped this little before the work order in
+// progress started is taken as its own (see scrapMadeEarlier).
+const scrapClockSlack = time.Minute
 
 // scrapDraft is a scrap booking Odoo left a draft for too little stock
 // (scrap_when_short: hold), watched until a person validates or deletes it.

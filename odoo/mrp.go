@@ -219,26 +219,42 @@ func (c *Client) WorkordersInProgress(ctx context.Context, workcenterID int64) (
 	return out, nil
 }
 
-// WorkorderAt returns the work order that was in progress on the work
-// center at t, other than except: the latest started at or before t that is
-// in progress or done and was not finished before t (nil when none). Odoo
-// keeps a work order's start (date_start, set when it is started) and, once
-// it is finished, its end (date_finished); both to the second.
-func (c *Client) WorkorderAt(ctx context.Context, workcenterID int64, t time.Time, except int64) (*Workorder, error) {
-	var rows []workorderRow
-	err := c.Call(ctx, "mrp.workorder", "search_read",
-		[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, []any{"state", "in", []any{"progress", "done"}},
-			[]any{"date_start", "<=", t.UTC().Format(time.DateTime)}, []any{"id", "!=", except}}},
-		map[string]any{"fields": append(slices.Clone(workorderFields), "date_finished"), "order": "date_start desc, id desc", "limit": 1}, &rows)
-	if err != nil || len(rows) == 0 {
-		return nil, err
+// WorkordersAround returns, of the work orders on the work center that
+// were started (in progress, done or cancelled), the one in progress at t —
+// the last started at or before t, nil when none or when it was finished
+// before t — and the first started after t (nil when none). Odoo sets a
+// work order's date_start when it is started and its date_finished when it
+// is finished (to the second; a work order in progress holds its planned
+// end there, not read here).
+func (c *Client) WorkordersAround(ctx context.Context, workcenterID int64, t time.Time) (at, next *Workorder, err error) {
+	ts := t.UTC().Format(time.DateTime)
+	find := func(op, order string) (*workorderRow, error) {
+		var rows []workorderRow
+		err := c.Call(ctx, "mrp.workorder", "search_read",
+			[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, []any{"state", "in", []any{"progress", "done", "cancel"}},
+				[]any{"date_start", op, ts}}},
+			map[string]any{"fields": append(slices.Clone(workorderFields), "date_finished"), "order": order, "limit": 1}, &rows)
+		if err != nil || len(rows) == 0 {
+			return nil, err
+		}
+		return &rows[0], nil
 	}
-	r := rows[0]
-	if end := time.Time(r.DateFinished); r.State == "done" && !end.IsZero() && end.Before(t.Truncate(time.Second)) {
-		return nil, nil // finished before t: nothing was in progress then
+	r, err := find("<=", "date_start desc, id desc")
+	if err != nil {
+		return nil, nil, err
 	}
-	wo := r.workorder()
-	return &wo, nil
+	if r != nil && !(r.State == "done" && !time.Time(r.DateFinished).IsZero() && time.Time(r.DateFinished).Before(t.Truncate(time.Second))) {
+		wo := r.workorder()
+		at = &wo
+	}
+	if r, err = find(">", "date_start asc, id asc"); err != nil {
+		return nil, nil, err
+	}
+	if r != nil {
+		wo := r.workorder()
+		next = &wo
+	}
+	return at, next, nil
 }
 
 // WorkordersInProgressOn returns, in one call, the work orders in state
