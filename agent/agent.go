@@ -27,7 +27,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"golang.org/x/net/netutil"
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/agent/mapping"
@@ -300,15 +299,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	addr := ln.Addr().String()
 	a.httpAddr.Store(&addr)
 	// The local API serves short requests (status, flush, metrics): a
-	// connection is closed when idle, slow to send its request or slow to
-	// take the answer, and at most maxAPIConns are open at once — the
-	// others wait to be accepted — so clients that open connections and
-	// keep them (a local user, a plant host when listen is opened for
-	// Prometheus) cannot take the file descriptors the buffer and the
-	// sources need.
+	// connection is closed when idle (15 s: a Prometheus scrape keeps its
+	// connection between scrapes of 15 s and less), slow to send its
+	// request or slow to take the answer, and the connections are bounded
+	// (limitAPI).
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: time.Minute, IdleTimeout: cmp.Or(a.opts.APIIdleTimeout, time.Minute)}
-	ln = netutil.LimitListener(ln, maxAPIConns)
+		WriteTimeout: time.Minute, IdleTimeout: cmp.Or(a.opts.APIIdleTimeout, 15*time.Second)}
+	ln = limitAPI(ln)
 	httpDone := make(chan struct{})
 	go func() {
 		defer close(httpDone)
@@ -394,9 +391,6 @@ func (a *Agent) checkDiskSpace(cfg *config.Config) {
 			"max_bytes", cfg.Buffer.MaxBytes.String(), "free_bytes", config.ByteSize(free).String(), "data_dir", cfg.DataDir)
 	}
 }
-
-// maxAPIConns bounds the local API's open connections.
-const maxAPIConns = 32
 
 func listen(addr string) (net.Listener, error) {
 	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
