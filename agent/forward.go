@@ -127,6 +127,9 @@ type forwarder struct {
 	// call's answer time leaves out its wait for forward.rate; rateTaken
 	// counts its calls: one per HTTP request the client sends.
 	rateWaited, rateTaken atomic.Int64
+	// loggedBusy: the last failure logged was Odoo busy (a lock, a
+	// serialization failure), not Odoo away.
+	loggedBusy bool
 	// calls counts the Odoo operations made since start (status: a flush
 	// shows a long first round moving before it acknowledges anything).
 	calls atomic.Uint64
@@ -280,7 +283,9 @@ func (f *forwarder) run(ctx context.Context) {
 		switch {
 		case err == nil:
 			if prev.State != "online" {
-				if prev.Failures > 0 {
+				if prev.Failures > 0 && f.loggedBusy {
+					log.Info("odoo does the calls again", "failures", prev.Failures, "after", time.Since(prev.Since).Round(time.Second))
+				} else if prev.Failures > 0 {
 					log.Info("odoo reachable again", "failures", prev.Failures, "after", time.Since(prev.Since).Round(time.Second))
 				} else {
 					log.Info("odoo online", "protocol", f.client.Protocol(), "server_version", f.client.ServerVersion())
@@ -288,7 +293,7 @@ func (f *forwarder) run(ctx context.Context) {
 				f.link.Since = time.Now()
 			}
 			f.link.State, f.link.Failures, f.link.LastError, f.link.KeyExpired = "online", 0, "", false
-			f.link.RetryAfter = time.Time{}
+			f.link.RetryAfter, f.loggedBusy = time.Time{}, false
 			f.keyWorked, f.authFails = true, 0
 			if f.workedKey != f.keyID {
 				if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: keyWorkedKey, Value: []byte(f.keyID)}); err == nil {
@@ -355,7 +360,12 @@ func (f *forwarder) run(ctx context.Context) {
 				wait, floor = max(wait, w), max(floor, fl)
 				f.link.RetryAfter = time.Now().Add(fl)
 			}
-			if prev.State != state || prev.Failures == 0 {
+			busy := isOE && oe.Busy()
+			// A busy Odoo that then goes away is logged again: at ERROR, as
+			// an outage (the self-probe: the journal kept the busy warning
+			// through the outage that followed).
+			if prev.State != state || prev.Failures == 0 || (f.loggedBusy && !busy) {
+				f.loggedBusy = busy
 				msg := "odoo unreachable; buffering and retrying with backoff"
 				switch {
 				case se != nil && !errors.As(err, new(*odoo.Error)):

@@ -200,6 +200,23 @@ func TestOdooBusyIsNotUnreachable(t *testing.T) {
 	if strings.Contains(l, "odoo unreachable") {
 		t.Errorf("a busy Odoo logged as unreachable:\n%s", l)
 	}
+	if !strings.Contains(l, "odoo does the calls again") || strings.Contains(l, "odoo reachable again") {
+		t.Errorf("the end of a busy spell logged as Odoo reachable again:\n%s", l)
+	}
+	// Busy, then away: the outage is logged at ERROR (the self-probe: the
+	// journal kept the busy warning through it).
+	p.odoo.SetFaultRate(odootest.FaultSerialization, 1, 1)
+	p.produce(p.machines[0], 1, 0)
+	waitFor(t, 15*time.Second, "Odoo busy again", func() (bool, string) {
+		return strings.Count(p.logs.String(), "odoo is up but could not do the call now") == 2, ""
+	})
+	p.odoo.SetDown(true)
+	waitFor(t, 15*time.Second, "the outage logged", func() (bool, string) {
+		return strings.Contains(p.logs.String(), "level=ERROR msg=\"odoo unreachable"), ""
+	})
+	p.odoo.SetFaultRate(odootest.FaultSerialization, 0, 1)
+	p.odoo.SetDown(false)
+	p.waitExactQty(ra, "press-1", 5)
 }
 
 // Two work orders in progress on one work center: counts go to the
