@@ -620,6 +620,13 @@ func (q *Queue) applyAppend(t *txn, r *request) error {
 		need += int64(len(r.enc[i]) + 12 + elemOverhead)
 		prio = min(prio, rec.Lane)
 	}
+	if len(r.recs) == 0 {
+		// State only (a counter's last value, a source's session): the
+		// caller's own state weighs like an event, not like telemetry —
+		// refused, it held every append of its source back for good once
+		// the buffer was full of events (the self-probe: 50 s and more).
+		prio = LaneEvents
+	}
 	for _, kv := range r.meta {
 		if kv.Value != nil {
 			need += metaSize(len(kv.Key), len(kv.Value))

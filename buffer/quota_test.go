@@ -679,3 +679,20 @@ func TestConcurrentMergeAndAck(t *testing.T) {
 	t.Logf("appended %d pieces, acked %d, merged %d records; %d appends refused as full and tried again",
 		appended.Load(), acked.Load(), st.Merged, full.Load())
 }
+
+// A write of state only (meta, no record) into a buffer full of events
+// makes room like an event: the oldest events go. It was refused for good
+// (taken for telemetry), holding its source's appends back.
+func TestStateOnlyWriteMakesRoomInAFullBuffer(t *testing.T) {
+	q := openTest(t, filepath.Join(t.TempDir(), "buffer.db"), Options{MaxBytes: 1 << 20, Merge: sumCounts})
+	ctx := context.Background()
+	for q.Stats().Lanes[LaneEvents].Dropped == 0 {
+		mustAppend(t, q, Record{Lane: LaneEvents, Key: "m0", Data: bytes.Repeat([]byte{'e'}, 300)})
+	}
+	if _, err := q.Append(ctx, nil, KV{Key: "state/m0", Value: bytes.Repeat([]byte{'s'}, 2000)}); err != nil {
+		t.Fatalf("state-only write into a full buffer: %v", err)
+	}
+	if v, err := q.Meta("state/m0"); err != nil || len(v) != 2000 {
+		t.Fatalf("meta after the write: %d bytes, %v", len(v), err)
+	}
+}
