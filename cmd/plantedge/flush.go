@@ -141,11 +141,13 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			start, deadBefore, callsBefore = pending, st.Buffer.DeadLetters, st.Odoo.Calls
 		}
 		line := fmt.Sprintf("pending %s, odoo %s", plural(pending, "record"), odooWord(st))
+		calls := "" // like next: a count going up is no reason to print another line
 		if n := st.Odoo.Calls - callsBefore; pending >= start && n > 0 && st.Odoo.State == "online" {
 			// A round acknowledges its records at its end: until the
 			// first one ends, say that it moves (the disk probe read 30 s
 			// of the same count as stuck).
-			line += fmt.Sprintf(" (a round is under way: %s so far)", plural(int(n), "Odoo call"))
+			line += " (a round is under way)"
+			calls = fmt.Sprintf(": %s so far", plural(int(n), "Odoo call"))
 		}
 		if st.Buffer.Held > 0 {
 			line += fmt.Sprintf(", %s held", plural(st.Buffer.Held, "record"))
@@ -160,7 +162,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		if st.Odoo.LastError != "" && st.Odoo.State != "online" {
 			line += " — " + oneLine(st.Odoo.LastError)
 		}
-		next := "" // a countdown: not a reason to print another line
+		next := calls // a countdown: not a reason to print another line
 		if st.Odoo.State != "online" && st.Odoo.NextAttemptSeconds > 0 {
 			next = fmt.Sprintf(" (next attempt in %s)", time.Duration(math.Ceil(st.Odoo.NextAttemptSeconds))*time.Second)
 			if st.Odoo.RetryAfterSeconds > 0 {
