@@ -402,7 +402,16 @@ func listen(addr string) (net.Listener, error) {
 			}
 			_ = os.Remove(p)
 		}
-		return net.Listen("unix", p)
+		ln, err := net.Listen("unix", p)
+		if err == nil {
+			// The agent's user and group: the group may drop dead letters
+			// over TCP too (dropRefused), so it may use the socket.
+			err = os.Chmod(p, 0o770)
+			if err != nil {
+				_ = ln.Close()
+			}
+		}
+		return ln, err
 	}
 	return net.Listen("tcp", addr)
 }

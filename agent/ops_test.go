@@ -652,6 +652,10 @@ func TestUnixSocketListen(t *testing.T) {
 		if st, err := api.Status(context.Background()); err != nil || st.Site != "test-plant" {
 			t.Fatalf("status over the socket: %+v %v", st, err)
 		}
+		// The agent's user and group may connect; no one else.
+		if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o770 {
+			t.Errorf("socket mode %v (%v), want 0770", fi.Mode().Perm(), err)
+		}
 		if _, err := api.Flush(context.Background()); err != nil {
 			t.Fatal(err)
 		}
