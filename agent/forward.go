@@ -474,13 +474,18 @@ func (f *forwarder) waitRate(ctx context.Context) error {
 	return nil
 }
 
-// noteCallTime adds the time an answered request took to the link's average, and
+// noteCallTime adds the time an answered request took to the link's
+// average (or restarts it from a stale one), and
 // logs when Odoo turns slow and fast again (under f.mu). Slow answers
 // were invisible: a backlog fell minutes behind while status said online
 // and the log said nothing (the Odoo probe, 6 s per call).
-func (f *forwarder) noteCallTime(took time.Duration) {
+func (f *forwarder) noteCallTime(took time.Duration, stale bool) {
 	l := &f.link
-	if l.CallSeconds == 0 {
+	if l.CallSeconds == 0 || stale {
+		// The first answer, or the first after a quiet spell (idle, the
+		// agent asks once a minute): what came before says little of now,
+		// and status must not say slow for minutes after Odoo is fast
+		// again (the self-probe).
 		l.CallSeconds = took.Seconds()
 	} else {
 		l.CallSeconds += 0.2 * (took.Seconds() - l.CallSeconds)
@@ -605,10 +610,10 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	if outcome != "transient" { // Odoo answered (a refusal too)
 		took := time.Since(start) - time.Duration(f.rateWaited.Load()-waited)
 		f.mu.Lock()
-		f.link.Answered = time.Now()
 		if n := f.rateTaken.Load() - taken; n > 0 { // (an answer from the client's cache sent nothing)
-			f.noteCallTime(took / time.Duration(n))
+			f.noteCallTime(took/time.Duration(n), time.Since(f.link.Answered) > time.Minute)
 		}
+		f.link.Answered = time.Now()
 		// Status during a long round (a backlog draining after an outage)
 		// must not keep saying offline with the old error; the round's end
 		// logs the recovery (run keeps the state the round began with).
