@@ -299,12 +299,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	addr := ln.Addr().String()
 	a.httpAddr.Store(&addr)
 	// The local API serves short requests (status, flush, metrics): a
-	// connection is closed when idle (15 s: a Prometheus scrape keeps its
-	// connection between scrapes of 15 s and less), slow to send its
+	// connection is closed when idle for 5 s (the CLI gives up after 10 s:
+	// idle connections holding every slot must be gone before; scrapes
+	// every 10 s or more open a connection each), slow to send its
 	// request or slow to take the answer, and the connections are bounded
 	// (limitAPI).
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: time.Minute, IdleTimeout: cmp.Or(a.opts.APIIdleTimeout, 15*time.Second)}
+		WriteTimeout: time.Minute, IdleTimeout: cmp.Or(a.opts.APIIdleTimeout, 5*time.Second)}
 	ln = limitAPI(ln)
 	httpDone := make(chan struct{})
 	go func() {
@@ -402,7 +403,14 @@ func listen(addr string) (net.Listener, error) {
 			}
 			_ = os.Remove(p)
 		}
+		// Created under a umask that leaves others out, so that no one
+		// else connects between its creation and the chmod (the self-probe
+		// did, under umask 000). The umask is the process's: it only
+		// narrows what is created meanwhile.
+		old := syscall.Umask(0o077)
+		syscall.Umask(old | 0o007)
 		ln, err := net.Listen("unix", p)
+		syscall.Umask(old)
 		if err == nil {
 			// The agent's user and group: the group may drop dead letters
 			// over TCP too (dropRefused), so it may use the socket.
