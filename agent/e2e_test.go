@@ -2229,3 +2229,44 @@ func TestScrapJustAfterAWorkOrderChangeWithAClockBehind(t *testing.T) {
 		t.Errorf("the finished work order has %v scrap, want 1", got)
 	}
 }
+
+// Scrap made between the end of one work order and the start of the next
+// (no order in progress) goes to the next one started, not to the one
+// before the gap (the second self-probe).
+func TestScrapBetweenWorkOrdersGoesToTheNext(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.scrapSlack = time.Millisecond
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+	p.odoo.SetDown(true)
+	buffered := func(n int) {
+		waitFor(t, 15*time.Second, "buffered", func() (bool, string) {
+			st := ra.a.Status()
+			return st.Buffer.Pending >= n, fmt.Sprint(st.Buffer.Pending)
+		})
+	}
+	p.produce(m, 1, 5) // on the first order
+	buffered(2)
+	time.Sleep(1100 * time.Millisecond)
+	wo1 := p.woIDs["press-1"]
+	p.odoo.SetWorkorderState(wo1, "done")
+	time.Sleep(1100 * time.Millisecond)
+	p.produce(m, 0, 2) // no order in progress
+	buffered(3)
+	time.Sleep(1100 * time.Millisecond)
+	gadget := p.odoo.AddProduct("Gadget")
+	wo2 := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/gadget", gadget, 100), p.wcIDs["press-1"], "WO press-1 gadget", "progress")
+	time.Sleep(1100 * time.Millisecond)
+	p.produce(m, 1, 3) // on the second
+	buffered(5)
+	p.odoo.SetDown(false)
+	waitFor(t, 30*time.Second, "scrap in Odoo", func() (bool, string) {
+		got := p.scrapByWorkorder()
+		return got[wo1].Qty+got[wo2].Qty == 10 && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", got)
+	})
+	if got := p.scrapByWorkorder(); got[wo1].Qty != 5 || got[wo2].Qty != 5 {
+		t.Errorf("scrap: first order %v, next %v; want 5 and 5 (the gap's 2 on the next)", got[wo1].Qty, got[wo2].Qty)
+	}
+}

@@ -183,8 +183,12 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 // round: with several work orders finished in one outage, each gets its
 // own. The stretch goes to
 //   - the work order in progress when it was made, done since;
-//   - wo, when that one was cancelled (its order takes no scrap);
-//   - the next one started, when none was in progress then.
+//   - the next one started, when none was in progress then (between the
+//     end of one and the start of the next, or on an order that was
+//     cancelled: those are left out, as one may never have been started).
+//
+// A stretch ends at the next order's start, or the end of the one it was
+// made on.
 //
 // Scrap made within scrapClockSlack before wo started is wo's, as before:
 // a source clock seconds behind Odoo's would otherwise move scrap of the
@@ -193,7 +197,13 @@ func (f *forwarder) scrapMadeEarlier(ctx context.Context, machine string, wo *od
 	start := wo.DateStart.Truncate(time.Second)
 	cut := start.Add(-cmp.Or(f.a.opts.ScrapClockSlack, scrapClockSlack))
 	t := fromMS(p.first)
-	if start.IsZero() || p.first == 0 || !t.Before(cut) {
+	if start.IsZero() || p.first == 0 || !t.Before(start) {
+		return nil, pendingKey{}, nil
+	}
+	if !t.Before(cut) {
+		f.a.eventLog.log("scrap slack "+machine, f.a.log, slog.LevelInfo,
+			"scrap stamped shortly before this work order started is booked on it: a machine's clock seconds behind Odoo's is taken as such",
+			"machine", machine, "workorder", wo.Name, "stamped", t, "started", start)
 		return nil, pendingKey{}, nil
 	}
 	var at, next *odoo.Workorder
@@ -214,6 +224,11 @@ func (f *forwarder) scrapMadeEarlier(ctx context.Context, machine string, wo *od
 	if next != nil && next.ID != wo.ID && next.DateStart.Before(cut) {
 		cut = next.DateStart.Truncate(time.Second)
 	}
+	if at != nil && at.State == "done" && !at.DateFinished.IsZero() && at.DateFinished.Before(cut) {
+		// What follows its end, up to the next start, was made while no
+		// order was in progress: a stretch of its own (the next round).
+		cut = at.DateFinished.Truncate(time.Second).Add(time.Second)
+	}
 	pre, err := f.countPrefix(countKey(machine, sigScrap), cut, p.maxSeq)
 	if err != nil || pre.n == 0 {
 		return nil, pendingKey{}, err
@@ -223,8 +238,6 @@ func (f *forwarder) scrapMadeEarlier(ctx context.Context, machine string, wo *od
 	}
 	target, why := at, "made on an earlier work order, finished before it reached Odoo: booked on that one (its product and manufacturing order)"
 	switch {
-	case at != nil && at.State == "cancel":
-		target, why = wo, "made on a work order since cancelled: booked on the one in progress"
 	case at == nil && usable(next):
 		target, why = next, "made while no work order was in progress: booked on the next one started"
 	case at == nil:

@@ -31,6 +31,7 @@ type Workorder struct {
 	QtyProduction, QtyProducing, QtyProduced float64
 	QtyRemaining                             float64
 	DateStart                                time.Time
+	DateFinished                             time.Time // read by WorkordersAround only
 }
 
 // Downtime is one mrp.workcenter.productivity line, written idempotently
@@ -138,7 +139,7 @@ func (r workorderRow) workorder() Workorder {
 	return Workorder{ID: r.ID, Name: string(r.Name), State: string(r.State), WorkcenterID: r.Workcenter.ID,
 		ProductionID: r.Production.ID, ProductionName: r.Production.Name, ProductID: r.Product.ID, UomID: r.Uom.ID,
 		QtyProduction: r.QtyProduction, QtyProducing: r.QtyProducing, QtyProduced: r.QtyProduced,
-		QtyRemaining: r.QtyRemaining, DateStart: time.Time(r.DateStart)}
+		QtyRemaining: r.QtyRemaining, DateStart: time.Time(r.DateStart), DateFinished: time.Time(r.DateFinished)}
 }
 
 // WorkcenterByCode finds the work center with this code. Codes are not
@@ -220,7 +221,8 @@ func (c *Client) WorkordersInProgress(ctx context.Context, workcenterID int64) (
 }
 
 // WorkordersAround returns, of the work orders on the work center that
-// were started (in progress, done or cancelled), the one in progress at t —
+// were started (in progress or done: a cancelled one may never have been
+// started, and from 17 on date_start is also the planned start), the one in progress at t —
 // the last started at or before t, nil when none or when it was finished
 // before t — and the first started after t (nil when none). Odoo sets a
 // work order's date_start when it is started and its date_finished when it
@@ -231,7 +233,7 @@ func (c *Client) WorkordersAround(ctx context.Context, workcenterID int64, t tim
 	find := func(op, order string) (*workorderRow, error) {
 		var rows []workorderRow
 		err := c.Call(ctx, "mrp.workorder", "search_read",
-			[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, []any{"state", "in", []any{"progress", "done", "cancel"}},
+			[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, []any{"state", "in", []any{"progress", "done"}},
 				[]any{"date_start", op, ts}}},
 			map[string]any{"fields": append(slices.Clone(workorderFields), "date_finished"), "order": order, "limit": 1}, &rows)
 		if err != nil || len(rows) == 0 {
