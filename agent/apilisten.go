@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // The local API's connections are bounded (file descriptors are the
@@ -17,6 +19,15 @@ import (
 const (
 	maxAPIConns        = 256
 	maxAPIConnsPerHost = 32
+)
+
+// overShare is the answer to a connection over its host's share.
+const overShare = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: " +
+	overShareLen + "\r\n\r\n" + overShareBody
+
+const (
+	overShareBody = "too many connections from this host to the plantedge API: close some\n"
+	overShareLen  = "69" // len(overShareBody), checked by TestAPIListenerSharesConnectionsFairly
 )
 
 // apiListener is a net.Listener with those bounds.
@@ -44,7 +55,11 @@ func (l *apiListener) Accept() (net.Conn, error) {
 		l.mu.Lock()
 		if host != "" && l.hosts[host] >= maxAPIConnsPerHost {
 			l.mu.Unlock()
-			_ = c.Close() // that host has its share
+			// That host has its share: say so (a bare reset tells a
+			// scraper nothing), without waiting on it.
+			_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			_, _ = io.WriteString(c, overShare)
+			_ = c.Close()
 			<-l.slots
 			continue
 		}

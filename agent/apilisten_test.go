@@ -1,9 +1,11 @@
 package agent
 
 import (
-	"errors"
+	"bufio"
 	"io"
 	"net"
+	"net/http"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -47,13 +49,20 @@ func TestAPIListenerSharesConnectionsFairly(t *testing.T) {
 		dial()
 		server = append(server, <-accepted)
 	}
-	// One more from that host: closed by the listener, never handed out.
+	// One more from that host: a 503 and closed by the listener, never
+	// handed out.
+	if strconv.Itoa(len(overShareBody)) != overShareLen {
+		t.Fatalf("overShareLen %s, the body is %d bytes", overShareLen, len(overShareBody))
+	}
 	extra := dial()
 	_ = extra.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := extra.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		if ne, ok := err.(net.Error); !ok || ne.Timeout() {
-			t.Fatalf("the connection over the host's share: read %v, want it closed", err)
-		}
+	resp, err := http.ReadResponse(bufio.NewReader(extra), nil)
+	if err != nil {
+		t.Fatalf("the connection over the host's share: %v, want a 503", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusServiceUnavailable || string(body) != overShareBody {
+		t.Fatalf("the connection over the host's share: %d %q", resp.StatusCode, body)
 	}
 	select {
 	case c := <-accepted:
