@@ -121,15 +121,7 @@ func (e *Error) Busy() bool {
 	if e.Class != Transient {
 		return false
 	}
-	if e.Status == http.StatusConflict {
-		return true
-	}
-	for _, s := range transientNames {
-		if strings.HasSuffix(e.Name, s) {
-			return true
-		}
-	}
-	return false
+	return e.Status == http.StatusConflict || concurrencyFailure(e.Name)
 }
 
 // TimedOut reports that the request may have reached Odoo and committed
@@ -187,12 +179,20 @@ func IsAuth(err error) bool {
 // (odoo.exceptions.ConcurrencyError exists from 18.0 on).
 var transientNames = []string{"SerializationFailure", "LockNotAvailable", "DeadlockDetected", "LockError", "ConcurrencyError"}
 
-// classifyName classifies a JSON-RPC error by its error.data.name.
-func classifyName(name string) ErrorClass {
+// concurrencyFailure reports an exception name of transientNames.
+func concurrencyFailure(name string) bool {
 	for _, s := range transientNames {
 		if strings.HasSuffix(name, s) {
-			return Transient
+			return true
 		}
+	}
+	return false
+}
+
+// classifyName classifies a JSON-RPC error by its error.data.name.
+func classifyName(name string) ErrorClass {
+	if concurrencyFailure(name) {
+		return Transient
 	}
 	if strings.HasSuffix(name, ".AccessDenied") {
 		return Auth
