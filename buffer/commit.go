@@ -760,17 +760,11 @@ func (q *Queue) DeadLetter(ctx context.Context, rec Record, reason string) error
 		if err != nil {
 			return &rejectError{fmt.Errorf("%s seq %d: %w", rec.Lane, rec.Seq, err)}
 		}
-		t.w.dlSeq++
-		enc := encodeDeadLetter(DeadLetter{ID: t.w.dlSeq, Record: stored, Reason: reason, At: time.Now()})
-		if err := t.dead.Put(seqKey(t.w.dlSeq), enc); err != nil {
+		if err := putDeadLetter(t.dead, &t.w, DeadLetter{Record: stored, Reason: reason, At: time.Now()}); err != nil {
 			return err
 		}
-		if _, err := t.deleteRecord(rec.Lane, rec.Seq); err != nil {
-			return err
-		}
-		t.w.dead++
-		t.w.deadBytes += int64(len(enc) + elemOverhead)
-		return nil
+		_, err = t.deleteRecord(rec.Lane, rec.Seq)
+		return err
 	}
 	if err := q.submit(ctx, &request{fn: fn, nrec: 1}); err != nil {
 		return fmt.Errorf("dead letter: %w", err)
@@ -818,23 +812,30 @@ func (q *Queue) DeadLetterAs(ctx context.Context, recs []Record, as Record, reas
 		if i < len(seqs) {
 			return &rejectError{fmt.Errorf("%s seq %d: %w", as.Lane, seqs[i], ErrNotFound)}
 		}
-		t.w.dlSeq++
-		enc := encodeDeadLetter(DeadLetter{ID: t.w.dlSeq, Record: as, Reason: reason, At: time.Now()})
-		if err := t.dead.Put(seqKey(t.w.dlSeq), enc); err != nil {
+		if err := putDeadLetter(t.dead, &t.w, DeadLetter{Record: as, Reason: reason, At: time.Now()}); err != nil {
 			return err
 		}
-		if err := t.remove(as.Lane, seqs, nil); err != nil {
-			return err
-		}
-		t.w.dead++
-		t.w.deadBytes += int64(len(enc) + elemOverhead)
-		return nil
+		return t.remove(as.Lane, seqs, nil)
 	}
 	if err := q.submit(ctx, &request{fn: fn, nrec: len(recs)}); err != nil {
 		return fmt.Errorf("dead letter: %w", err)
 	}
 	q.log.Warn("records moved to dead letters as one", "records", len(recs), "first_seq", seqs[0], "last_seq", seqs[len(seqs)-1],
 		"lane", as.Lane.String(), "key", as.Key, "reason", reason)
+	return nil
+}
+
+// putDeadLetter stores d under the next dead-letter id of st (its ID is
+// set here) and counts it in st.
+func putDeadLetter(dead *bolt.Bucket, st *state, d DeadLetter) error {
+	st.dlSeq++
+	d.ID = st.dlSeq
+	enc := encodeDeadLetter(d)
+	if err := dead.Put(seqKey(d.ID), enc); err != nil {
+		return err
+	}
+	st.dead++
+	st.deadBytes += int64(len(enc) + elemOverhead)
 	return nil
 }
 

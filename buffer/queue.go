@@ -693,14 +693,10 @@ func deadLetterBad(tx *bolt.Tx, st *state, bad []badRecord, segMin int) error {
 	drop := map[segRef]map[int]bool{}
 	var order []segRef
 	for _, b := range bad {
-		st.dlSeq++
-		enc := encodeDeadLetter(DeadLetter{ID: st.dlSeq, At: now, Reason: damagedRecord + b.err.Error(),
-			Record: Record{Seq: b.seq, Lane: b.lane, Time: now, Data: b.raw}})
-		if err := dead.Put(seqKey(st.dlSeq), enc); err != nil {
+		if err := putDeadLetter(dead, st, DeadLetter{At: now, Reason: damagedRecord + b.err.Error(),
+			Record: Record{Seq: b.seq, Lane: b.lane, Time: now, Data: b.raw}}); err != nil {
 			return err
 		}
-		st.dead++
-		st.deadBytes += int64(len(enc) + elemOverhead)
 		lb := tx.Bucket(bucketLanes[b.lane])
 		switch {
 		case b.seg == 0:
