@@ -2066,10 +2066,7 @@ func TestRefusedWriteOfABacklogIsOneDeadLetter(t *testing.T) {
 	const backlog = 40
 	for i := range backlog {
 		p.produce(m, 1, 0)
-		waitFor(t, 15*time.Second, "a record buffered", func() (bool, string) { // one record each
-			st := ra.a.Status()
-			return st.Buffer.Pending > i, fmt.Sprint(st.Buffer.Pending)
-		})
+		p.waitPending(ra, i+1) // one record each
 	}
 	p.odoo.DenyAccess("plantedge-bot", "mrp.workorder", "write")
 	p.odoo.SetDown(false)
@@ -2109,10 +2106,7 @@ func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
 	p.waitExactQty(ra, "press-1", 5)
 	p.odoo.SetDown(true)
 	p.produce(m, 3, 4) // scrap 4 on the first work order
-	waitFor(t, 15*time.Second, "buffered", func() (bool, string) {
-		st := ra.a.Status()
-		return st.Buffer.Pending >= 2, fmt.Sprint(st.Buffer.Pending)
-	})
+	p.waitPending(ra, 2)
 	time.Sleep(1100 * time.Millisecond) // Odoo's dates are to the second
 	wo1 := p.woIDs["press-1"]
 	p.odoo.SetWorkorderState(wo1, "done")
@@ -2121,10 +2115,7 @@ func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
 	wo2 := p.odoo.AddWorkorder(mo2, p.wcIDs["press-1"], "WO press-1 gadget", "progress")
 	time.Sleep(1100 * time.Millisecond)
 	p.produce(m, 2, 1) // scrap 1 on the second
-	waitFor(t, 15*time.Second, "buffered", func() (bool, string) {
-		st := ra.a.Status()
-		return st.Buffer.Pending >= 4, fmt.Sprint(st.Buffer.Pending)
-	})
+	p.waitPending(ra, 4)
 	p.odoo.SetDown(false)
 	byWO := p.scrapByWorkorder
 	waitFor(t, 30*time.Second, "scrap in Odoo", func() (bool, string) {
@@ -2144,6 +2135,15 @@ func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
 	if l := p.logs.String(); !strings.Contains(l, "pieces made before this work order started") || !strings.Contains(l, "pieces=3 ") {
 		t.Errorf("no log line of the 3 pieces made before the next work order started")
 	}
+}
+
+// waitPending waits until the agent holds at least n records.
+func (p *plant) waitPending(ra *runningAgent, n int) {
+	p.t.Helper()
+	waitFor(p.t, 15*time.Second, fmt.Sprintf("%d records buffered", n), func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending >= n, fmt.Sprint(st.Buffer.Pending)
+	})
 }
 
 // scrapByWorkorder sums the validated scrap per work order.
@@ -2174,10 +2174,7 @@ func TestScrapOfSeveralFinishedWorkOrders(t *testing.T) {
 	products := []int64{p.product}
 	for i, scrap := range []int64{5, 3, 2} {
 		p.produce(m, 1, scrap)
-		waitFor(t, 15*time.Second, "buffered", func() (bool, string) {
-			st := ra.a.Status()
-			return st.Buffer.Pending >= 2*(i+1), fmt.Sprint(st.Buffer.Pending)
-		})
+		p.waitPending(ra, 2*(i+1))
 		if i == 2 {
 			break
 		}
@@ -2241,26 +2238,20 @@ func TestScrapBetweenWorkOrdersGoesToTheNext(t *testing.T) {
 	p.produce(m, 5, 0)
 	p.waitExactQty(ra, "press-1", 5)
 	p.odoo.SetDown(true)
-	buffered := func(n int) {
-		waitFor(t, 15*time.Second, "buffered", func() (bool, string) {
-			st := ra.a.Status()
-			return st.Buffer.Pending >= n, fmt.Sprint(st.Buffer.Pending)
-		})
-	}
 	p.produce(m, 1, 5) // on the first order
-	buffered(2)
+	p.waitPending(ra, 2)
 	time.Sleep(1100 * time.Millisecond)
 	wo1 := p.woIDs["press-1"]
 	p.odoo.SetWorkorderState(wo1, "done")
 	time.Sleep(1100 * time.Millisecond)
 	p.produce(m, 0, 2) // no order in progress
-	buffered(3)
+	p.waitPending(ra, 3)
 	time.Sleep(1100 * time.Millisecond)
 	gadget := p.odoo.AddProduct("Gadget")
 	wo2 := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/gadget", gadget, 100), p.wcIDs["press-1"], "WO press-1 gadget", "progress")
 	time.Sleep(1100 * time.Millisecond)
 	p.produce(m, 1, 3) // on the second
-	buffered(5)
+	p.waitPending(ra, 5)
 	p.odoo.SetDown(false)
 	waitFor(t, 30*time.Second, "scrap in Odoo", func() (bool, string) {
 		got := p.scrapByWorkorder()
