@@ -154,7 +154,7 @@ type Agent struct {
 	typeLog         rateLogs // an OPC UA value's data type changing, per address
 	eventLog        rateLogs // counter resets, rollovers, clock steps: per machine
 	reasonLog       rateLogs // unmapped downtime reasons: per machine and code, once an hour
-	deadLog         rateLog
+	deadLog         rateLogs // per record key
 	httpAddr        atomic.Pointer[string]
 
 	// writeFail is set while buffer appends fail (disk full, read-only

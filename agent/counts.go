@@ -140,7 +140,7 @@ func (f *forwarder) aggregateCounts(ctx context.Context, cfg *config.Config) (ma
 		if err != nil {
 			break
 		}
-		err = f.a.buf.DeadLetter(ctx, b.rec, b.reason)
+		err = f.moveToDeadLetters(ctx, b.rec, "count record moved to dead letters", b.reason)
 	}
 	return out, err
 }

@@ -56,7 +56,7 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pen
 			ev, err := decodeEvent(r)
 			if err != nil {
 				// Whatever its key: it would wait for its machine forever.
-				if err := f.a.buf.DeadLetter(ctx, r, err.Error()); err != nil {
+				if err := f.moveToDeadLetters(ctx, r, "downtime record moved to dead letters", err.Error()); err != nil {
 					return nil, err
 				}
 				continue
@@ -110,7 +110,7 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pen
 				// wait for it while it has a line open in Odoo (one may
 				// close it); otherwise they go like its counts.
 				if reason := f.unmappedExpired(cfg, r.Key); reason != "" {
-					if err := f.a.buf.DeadLetter(ctx, r, reason); err != nil {
+					if err := f.moveToDeadLetters(ctx, r, "downtime record moved to dead letters", reason); err != nil {
 						return nil, err
 					}
 					continue

@@ -1174,18 +1174,28 @@ func (f *forwarder) deadLetterKey(ctx context.Context, key string, upTo uint64, 
 			return fmt.Errorf("dead-letter records %d to %d: %w", mine[0].Seq, mine[len(mine)-1].Seq, err)
 		}
 		f.a.metrics.deadLettered.Inc()
-		f.a.deadLog.log(f.a.log, slog.LevelWarn, "odoo refused a record for good; moved to dead letters", "key", key,
+		f.a.deadLog.log(key, f.a.log, slog.LevelWarn, "odoo refused a record for good; moved to dead letters", "key", key,
 			"records", len(mine), "first_seq", mine[0].Seq, "last_seq", mine[len(mine)-1].Seq, "reason", reason)
 		return nil
 	})
 }
 
+// deadLetter moves r to the dead letters with reason, what Odoo refused
+// for good about it.
 func (f *forwarder) deadLetter(ctx context.Context, r buffer.Record, reason string) error {
+	return f.moveToDeadLetters(ctx, r, "odoo refused a record for good; moved to dead letters", reason)
+}
+
+// moveToDeadLetters moves r to the dead letters with reason, counts it and
+// logs msg — once a minute per key, with how many it left out: one line
+// for each of thousands of refused records would bury the rest of the
+// journal, and one line in all would hide a second machine's.
+func (f *forwarder) moveToDeadLetters(ctx context.Context, r buffer.Record, msg, reason string) error {
 	if err := f.a.buf.DeadLetter(ctx, r, reason); err != nil {
 		return fmt.Errorf("dead-letter record %d: %w", r.Seq, err)
 	}
 	f.a.metrics.deadLettered.Inc()
-	f.a.deadLog.log(f.a.log, slog.LevelWarn, "odoo refused a record for good; moved to dead letters", "key", r.Key, "seq", r.Seq, "reason", reason)
+	f.a.deadLog.log(r.Key, f.a.log, slog.LevelWarn, msg, "key", r.Key, "seq", r.Seq, "lane", r.Lane.String(), "reason", reason)
 	return nil
 }
 

@@ -49,7 +49,7 @@ func newMetrics(a *Agent) *metrics {
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_forwarded_total",
 			Help: "What reached Odoo: pieces (good_count, scrap_count) and downtime records."}, []string{"kind"}),
 		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{Name: "plantedge_dead_lettered_total",
-			Help: "Records Odoo refused for good, moved to dead letters."}),
+			Help: "Moves to dead letters: records Odoo refused for good (a refused backlog of counts is one), undecodable records, records of a machine gone from the configuration."}),
 		odooCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_odoo_calls_total",
 			Help: "Odoo calls by operation and outcome (ok, transient, permanent, auth)."}, []string{"op", "outcome"}),
 		odooLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "plantedge_odoo_call_duration_seconds",

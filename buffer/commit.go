@@ -769,7 +769,9 @@ func (q *Queue) DeadLetter(ctx context.Context, rec Record, reason string) error
 	if err := q.submit(ctx, &request{fn: fn, nrec: 1}); err != nil {
 		return fmt.Errorf("dead letter: %w", err)
 	}
-	q.log.Warn("record moved to dead letters", "seq", rec.Seq, "lane", rec.Lane.String(), "key", rec.Key, "reason", reason)
+	// The caller says why at its own level and rate (the agent: once a
+	// minute per key); `deadletter list` is the record.
+	q.log.Debug("record moved to dead letters", "seq", rec.Seq, "lane", rec.Lane.String(), "key", rec.Key, "reason", reason)
 	return nil
 }
 
@@ -820,7 +822,7 @@ func (q *Queue) DeadLetterAs(ctx context.Context, recs []Record, as Record, reas
 	if err := q.submit(ctx, &request{fn: fn, nrec: len(recs)}); err != nil {
 		return fmt.Errorf("dead letter: %w", err)
 	}
-	q.log.Warn("records moved to dead letters as one", "records", len(recs), "first_seq", seqs[0], "last_seq", seqs[len(seqs)-1],
+	q.log.Debug("records moved to dead letters as one", "records", len(recs), "first_seq", seqs[0], "last_seq", seqs[len(seqs)-1],
 		"lane", as.Lane.String(), "key", as.Key, "reason", reason)
 	return nil
 }
