@@ -341,6 +341,7 @@ func TestUnitDirectives(t *testing.T) {
 		{"Service.RestrictRealtime", "yes"},
 		{"Service.RestrictSUIDSGID", "yes"},
 		{"Service.UMask", "0027"},
+		{"Service.MemoryMax", "512M"},
 		{"Install.WantedBy", "multi-user.target"},
 	}
 	for _, w := range want {
