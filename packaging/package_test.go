@@ -532,19 +532,21 @@ func TestMaintainerScripts(t *testing.T) {
 			calls: []string{"enable plantedge.service"}, notCalls: []string{"try-restart"}, stdout: "NOT started"},
 		{name: "rpm post upgrade", script: "postinstall.sh", args: []string{"2"}, systemd: true,
 			calls: []string{"systemctl try-restart plantedge.service"}, notCalls: []string{"enable"}},
-		{name: "prerm remove stops and disables", script: "preremove.sh", args: []string{"remove"}, systemd: true,
-			calls: []string{"systemctl stop plantedge.service", "systemctl disable plantedge.service"}},
+		{name: "prerm remove stops, keeps it enabled for a reinstall", script: "preremove.sh", args: []string{"remove"}, systemd: true,
+			calls: []string{"systemctl stop plantedge.service"}, notCalls: []string{"disable"}},
 		{name: "prerm upgrade leaves it running", script: "preremove.sh", args: []string{"upgrade", "0.2.0-1"}, systemd: true,
 			notCalls: []string{"stop", "disable"}},
 		{name: "rpm preun erase", script: "preremove.sh", args: []string{"0"}, systemd: true,
 			calls: []string{"systemctl stop plantedge.service", "systemctl disable plantedge.service"}},
 		{name: "rpm preun upgrade", script: "preremove.sh", args: []string{"1"}, systemd: true,
 			notCalls: []string{"stop", "disable"}},
-		{name: "postrm remove keeps state", script: "postremove.sh", args: []string{"remove"}, systemd: true,
-			calls: []string{"systemctl daemon-reload"},
-			kept:  []string{"var/lib/plantedge/buffer.db", "etc/plantedge/odoo-api-key"}},
-		{name: "postrm purge removes state, config and key", script: "postremove.sh", args: []string{"purge"},
-			gone: []string{"var/lib/plantedge", "etc/plantedge/odoo-api-key", "etc/plantedge/plantedge.yaml", "etc/plantedge/plantedge.yaml.dpkg-dist"},
+		{name: "postrm remove keeps state and the enable link", script: "postremove.sh", args: []string{"remove"}, systemd: true,
+			calls: []string{"systemctl daemon-reload"}, notCalls: []string{"disable"},
+			kept: []string{"var/lib/plantedge/buffer.db", "etc/plantedge/odoo-api-key", "etc/systemd/system/multi-user.target.wants/plantedge.service"}},
+		{name: "postrm purge removes state, config, key and enable link", script: "postremove.sh", args: []string{"purge"},
+			calls: []string{"disable plantedge.service"},
+			gone: []string{"var/lib/plantedge", "etc/plantedge/odoo-api-key", "etc/plantedge/plantedge.yaml", "etc/plantedge/plantedge.yaml.dpkg-dist",
+				"etc/systemd/system/multi-user.target.wants/plantedge.service"},
 			kept: []string{"etc/plantedge/admin-notes"}},
 		{name: "postrm remove keeps the config", script: "postremove.sh", args: []string{"remove"},
 			kept: []string{"etc/plantedge/plantedge.yaml"}},
@@ -564,7 +566,8 @@ func TestMaintainerScripts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			files := map[string]string{"var/lib/plantedge/buffer.db": "x", "etc/plantedge/odoo-api-key": "x", "etc/plantedge/admin-notes": "x",
-				"etc/plantedge/plantedge.yaml": "x", "etc/plantedge/plantedge.yaml.dpkg-dist": "x", "usr/share/plantedge/plantedge.yaml": "example"}
+				"etc/plantedge/plantedge.yaml": "x", "etc/plantedge/plantedge.yaml.dpkg-dist": "x", "usr/share/plantedge/plantedge.yaml": "example",
+				"etc/systemd/system/multi-user.target.wants/plantedge.service": "x"}
 			if tc.noConfig {
 				delete(files, "etc/plantedge/plantedge.yaml")
 			}
