@@ -236,6 +236,13 @@ func (a *Agent) Addr() string {
 	return ""
 }
 
+// StartError is Run's failure to start: the data directory or the buffer
+// file could not be made or opened.
+type StartError struct{ Err error }
+
+func (e *StartError) Error() string { return e.Err.Error() }
+func (e *StartError) Unwrap() error { return e.Err }
+
 // Run runs the agent until ctx ends, then stops it in order: sources first,
 // then the in-flight ingest batch, the forwarder, the HTTP API, and the
 // buffer last. The buffer is not drained at shutdown: it is durable.
@@ -245,7 +252,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.beat()
 	a.logWarnings(cfg)
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+		return &StartError{fmt.Errorf("data dir: %w", err)}
 	}
 	a.checkDiskSpace(cfg)
 	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{
@@ -255,7 +262,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Logger:       a.log.With("component", "buffer"),
 	})
 	if err != nil {
-		return fmt.Errorf("open buffer: %w", err)
+		return &StartError{fmt.Errorf("open buffer: %w", err)}
 	}
 	a.buf = buf
 	defer buf.Close()

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -61,10 +63,17 @@ func newLogger(c *config.Config) *slog.Logger {
 // nears it, so a box with many PLCs stays within the 64 MB the agent aims at.
 const defaultMemoryLimit = 48 << 20
 
+// exitSetup is the exit status of `plantedge run` for a failure that
+// starting again cannot mend: a configuration it refuses, a data_dir its
+// user may not write. It is sysexits' EX_CONFIG, which the unit's
+// RestartPreventExitStatus= names: systemd then leaves the service failed
+// (status=78/CONFIG) instead of starting it every RestartSec= for good.
+const exitSetup = 78
+
 func (o *runOptions) Run(ctx context.Context) error {
 	cfg, err := config.Load(o.config)
 	if err != nil {
-		return err
+		return &exitError{code: exitSetup, msg: err.Error(), cause: err}
 	}
 	if err := checkOwner(cfg.DataDir); err != nil {
 		return err
@@ -97,7 +106,25 @@ func (o *runOptions) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	return a.Run(ctx)
+	err = a.Run(ctx)
+	var se *agent.StartError
+	if errors.As(err, &se) && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
+		return &exitError{code: exitSetup, cause: err, msg: fmt.Sprintf("%v\n"+
+			"the user the agent runs as (%s) cannot write data_dir %s: give it that user (chown -R), or, under systemd "+
+			"with a data_dir other than /var/lib/plantedge, allow it in a drop-in (systemctl edit plantedge: "+
+			"[Service] ReadWritePaths=%s); check as the service's user: sudo -u plantedge plantedge validate -c %s",
+			err, currentUser(), cfg.DataDir, cfg.DataDir, o.config)}
+	}
+	return err
+}
+
+// currentUser names the user this process runs as (its uid if unknown).
+func currentUser() string {
+	uid := strconv.Itoa(os.Geteuid())
+	if u, err := user.LookupId(uid); err == nil {
+		return u.Username
+	}
+	return uid
 }
 
 // checkOwner refuses to run as root on a data_dir another user owns (the

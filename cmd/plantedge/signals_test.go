@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -140,5 +141,66 @@ func TestRunRefusesRootOnTheServicesDataDir(t *testing.T) {
 	}
 	if err := checkOwner(filepath.Join(dir, "absent")); err != nil {
 		t.Errorf("a data_dir the agent will make: %v", err)
+	}
+}
+
+// A configuration run refuses, or a data_dir its user may not write, is
+// exit status 78 (EX_CONFIG), which the unit's RestartPreventExitStatus=
+// names: systemd leaves the service failed instead of starting it again
+// every 5 s for good (an ExecStartPre= failure cannot do that: systemd
+// restarts after it like after any other). Other failures stay 1, which
+// systemd restarts.
+func TestRunSetupFailuresAreExitConfig(t *testing.T) {
+	b := newBench(t, 17)
+	good, err := os.ReadFile(b.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(b.cfgPath, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	write(strings.Replace(string(good), "site:", "sitee:", 1))
+	err = run([]string{"run", "-c", b.cfgPath})
+	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "sitee") {
+		t.Errorf("unknown key: exit %d, %v", exitCode(err), err)
+	}
+
+	// Not writable, whoever runs the test: mkdir in /sys is refused even
+	// to root (EPERM).
+	dataDir := regexp.MustCompile(`(?m)^data_dir: .*$`)
+	write(dataDir.ReplaceAllString(string(good), "data_dir: /sys/plantedge-test"))
+	err = run([]string{"run", "-c", b.cfgPath})
+	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "cannot write data_dir /sys/plantedge-test") ||
+		!strings.Contains(err.Error(), "ReadWritePaths=/sys/plantedge-test") {
+		t.Errorf("data_dir not writable: exit %d, %v", exitCode(err), err)
+	}
+
+	// The buffer file held by another process: that one may stop, so a
+	// restart may help.
+	held := dataDir.ReplaceAllString(string(good), "data_dir: "+filepath.Join(t.TempDir(), "data"))
+	write(held)
+	first := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		o := &runOptions{config: b.cfgPath}
+		first <- o.Run(ctx)
+	}()
+	api := agent.NewAPIClient(b.listen)
+	waitUntil(t, 30*time.Second, "first agent up", func() (bool, string) {
+		_, err := api.Status(context.Background())
+		return err == nil, fmt.Sprint(err)
+	})
+	err = run([]string{"run", "-c", b.cfgPath})
+	if code := exitCode(err); code == exitSetup || code == 0 {
+		t.Errorf("buffer held by another agent: exit %d, %v; want a failure systemd restarts", code, err)
+	}
+	cancel()
+	if err := <-first; err != nil {
+		t.Errorf("first agent: %v", err)
 	}
 }
