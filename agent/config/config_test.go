@@ -345,6 +345,15 @@ func TestBadConfigs(t *testing.T) {
 			},
 		},
 		{
+			name: "ports out of range",
+			yaml: strings.Replace(strings.Replace(base, "https://erp.example.com", "https://erp.example.com:70000", 1),
+				"tcp://127.0.0.1:1883", "tcp://127.0.0.1:99999", 1),
+			want: []string{
+				`bad.yaml:3:8: odoo.url: invalid port "70000" (a port is 1 to 65535; https:// without one is 443)`,
+				`bad.yaml:12:10: mqtt[0].url: invalid port "99999" (a port is 1 to 65535, e.g. tcp://10.1.2.10:1883)`,
+			},
+		},
+		{
 			name: "odoo request limit below the timeout",
 			yaml: strings.Replace(base, "  username: bot\n", "  username: bot\n  timeout: 2m\n  request_limit: 90s\n", 1),
 			want: []string{

@@ -330,6 +330,13 @@ func validPort(p string) bool {
 	return err == nil && n >= 0 && n <= 65535
 }
 
+// validRemotePort: a port to connect to, 1 to 65535 (url.Parse takes any
+// digits), or none (the scheme's own).
+func validRemotePort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return p == "" || err == nil && n >= 1 && n <= 65535
+}
+
 func (v *validator) validateOdoo() {
 	o := &v.c.Odoo
 	if v.required("odoo.url", o.URL) {
@@ -339,6 +346,8 @@ func (v *validator) validateOdoo() {
 			v.add("odoo.url", fmt.Sprintf("invalid URL %q", redactURL(o.URL)), "write the base URL, e.g. https://erp.example.com")
 		case u.Scheme != "http" && u.Scheme != "https":
 			v.add("odoo.url", fmt.Sprintf("unsupported scheme %q", u.Scheme), "use https:// (or http:// on a trusted network)")
+		case !validRemotePort(u.Port()):
+			v.add("odoo.url", fmt.Sprintf("invalid port %q", u.Port()), "a port is 1 to 65535; https:// without one is 443")
 		case u.User != nil:
 			v.add("odoo.url", "credentials in the URL", "remove user:password@; the key comes from api_key_file or "+EnvAPIKey)
 		case u.Scheme == "http":
@@ -405,7 +414,7 @@ func (v *validator) validateOPCUA(p string, s *OPCUAServer) {
 	if v.required(p+".endpoint", s.Endpoint) {
 		u, err := url.Parse(s.Endpoint)
 		switch {
-		case err != nil || u.Scheme != "opc.tcp" || u.Hostname() == "" || !validPort(u.Port()) || u.Port() == "":
+		case err != nil || u.Scheme != "opc.tcp" || u.Hostname() == "" || !validRemotePort(u.Port()) || u.Port() == "":
 			v.add(p+".endpoint", fmt.Sprintf("invalid endpoint %q", redactURL(s.Endpoint)), "write opc.tcp://host:port, e.g. opc.tcp://10.1.2.3:4840")
 		case u.User != nil:
 			v.add(p+".endpoint", "credentials in the URL", "use username and password_file")
@@ -471,6 +480,8 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 			v.add(p+".url", "credentials in the URL", "use username and password_file")
 		case u.Port() == "" && u.Scheme != "ws" && u.Scheme != "wss":
 			v.add(p+".url", fmt.Sprintf("missing port in %q", b.URL), "e.g. tcp://10.1.2.10:1883")
+		case !validRemotePort(u.Port()):
+			v.add(p+".url", fmt.Sprintf("invalid port %q", u.Port()), "a port is 1 to 65535, e.g. tcp://10.1.2.10:1883")
 		}
 		if u != nil && oneOf(u.Scheme, MQTTSchemes) {
 			schemeOK = true
