@@ -464,6 +464,25 @@ func TestStatusJSONWithAnUnreadableBufferFile(t *testing.T) {
 	}
 }
 
+// A config file status cannot read (another user's, or gone): --json
+// still prints a document, with the reason, and exits 1.
+func TestStatusJSONWithoutTheConfigFile(t *testing.T) {
+	out, err := cli(t, "status", "-c", filepath.Join(t.TempDir(), "absent.yaml"), "--json")
+	if exitCode(err) != 1 {
+		t.Errorf("exit %d: %v", exitCode(err), err)
+	}
+	var m map[string]any // (no sources or machines to check the contract on)
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("status --json is not JSON: %v\n%s", err, out)
+	}
+	if !strings.Contains(fmt.Sprint(m["status_error"]), "absent.yaml") || m["agent_running"] != false {
+		t.Errorf("status --json without its config file: %v", m)
+	}
+	if _, ok := m["machines"].([]any); !ok {
+		t.Errorf("machines: %v, want a list", m["machines"])
+	}
+}
+
 // A config file broken while the agent runs (it keeps what it loaded): status
 // and flush still reach the agent, with a warning.
 func TestStatusWithABrokenConfigFile(t *testing.T) {

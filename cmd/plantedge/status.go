@@ -42,29 +42,42 @@ func newStatusCmd() *cobra.Command {
 func (o *statusOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	cfg, err := loadForAgent(o.config, errw)
 	if err != nil {
+		if o.json {
+			// Not even the site is known; the document says why.
+			st := agent.UnknownStatus(&config.Config{}, false)
+			st.Buffer.Path, st.Odoo.LastError = "", "not known: the config file could not be read"
+			return failedStatusJSON(w, st, err)
+		}
 		return err
 	}
 	st, err := fetchStatus(ctx, cfg)
 	if err != nil {
 		if o.json {
-			// Scripts get a document whatever happened: what is known,
-			// and why the rest is not (exit 1 all the same).
-			st.StatusError = err.Error()
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			if jerr := enc.Encode(st); jerr != nil {
-				return jerr
-			}
+			return failedStatusJSON(w, st, err)
 		}
 		return err
 	}
 	if o.json {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return writeStatusJSON(w, st)
 	}
 	printStatus(w, st)
 	return nil
+}
+
+// failedStatusJSON: scripts get a document whatever happened — what is
+// known, and why the rest is not (status_error) — and exit 1 all the same.
+func failedStatusJSON(w io.Writer, st agent.Status, err error) error {
+	st.StatusError = err.Error()
+	if jerr := writeStatusJSON(w, st); jerr != nil {
+		return jerr
+	}
+	return err
+}
+
+func writeStatusJSON(w io.Writer, st agent.Status) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(st)
 }
 
 // fetchStatus asks the running agent, or reads the buffer when it is stopped.

@@ -66,8 +66,10 @@ plantedge is installed and enabled, but NOT started.
   2. Put the Odoo API key, alone, in /etc/plantedge/odoo-api-key (root only):
        install -m 0600 /dev/null /etc/plantedge/odoo-api-key
      then paste the key into that file with any editor.
-  3. Check it:  plantedge validate -c /etc/plantedge/plantedge.yaml
-  4. Start it:  systemctl start plantedge && plantedge status
+  3. Check it as the service's user:
+       sudo -u plantedge plantedge validate -c /etc/plantedge/plantedge.yaml
+  4. Start it:  systemctl start plantedge && sudo plantedge status
+     (/etc/plantedge is readable by root and the plantedge group only)
 
 MSG
 elif [ "$running" = yes ]; then
