@@ -4,9 +4,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/spf13/cobra"
 )
 
 func main() {
@@ -28,8 +31,26 @@ func run(args []string) error {
 	root.SetOut(termSafe{os.Stdout})
 	root.SetErr(termSafe{os.Stderr})
 	root.SetArgs(args)
-	return root.Execute()
+	return execute(context.Background(), root)
 }
+
+// execute runs root; an error before the command's own run began — its
+// flags and arguments are taken first — is the command line's (exitUsage).
+func execute(ctx context.Context, root *cobra.Command) error {
+	began := false
+	root.PersistentPreRun = func(*cobra.Command, []string) { began = true }
+	cmd, err := root.ExecuteContextC(ctx)
+	if err != nil && !began {
+		return &exitError{code: exitUsage, cause: err,
+			msg: fmt.Sprintf("%v (see: %s --help)", err, cmd.CommandPath())}
+	}
+	return err
+}
+
+// exitUsage is the exit status for a command line that is not understood
+// (sysexits' EX_USAGE): apart from what the commands exit with — flush's 1
+// for a timeout, for one — so that a script tells a typo from a result.
+const exitUsage = 64
 
 // exitError carries a specific exit code out of a command; cause, if set,
 // is the error it stands for (errors.Is sees through).

@@ -198,8 +198,22 @@ func cli(t *testing.T, args ...string) (string, error) {
 	root.SetOut(&out)
 	root.SetErr(&out)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	err := execute(ctx, root)
 	return out.String(), err
+}
+
+// A command line not understood exits 64, apart from what the commands
+// exit with (flush's 1 is a timeout).
+func TestUsageErrorsExit64(t *testing.T) {
+	for _, args := range [][]string{{"flush", "--bogus"}, {"flush", "--timeout", "soon"}, {"status", "extra"}, {"bogus"}, {"deadletter", "drop"}} {
+		_, err := cli(t, args...)
+		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "--help") {
+			t.Errorf("plantedge %s: exit %d, %v", strings.Join(args, " "), exitCode(err), err)
+		}
+	}
+	if _, err := cli(t, "status", "-c", filepath.Join(t.TempDir(), "absent.yaml")); exitCode(err) != 1 {
+		t.Errorf("a command that ran and failed: exit %d, %v", exitCode(err), err)
+	}
 }
 
 var waitUntil = agenttest.WaitFor
@@ -612,7 +626,7 @@ func TestDeadLetterCommands(t *testing.T) {
 		t.Errorf("list with none: %q", out)
 	}
 	// A mistyped action fails (a script must not take the help for done).
-	if out, err := cli(t, "deadletter", "rety", "all", "-c", b.cfgPath); exitCode(err) != 1 || !strings.Contains(fmt.Sprint(err), `unknown command "rety"`) {
+	if out, err := cli(t, "deadletter", "rety", "all", "-c", b.cfgPath); exitCode(err) != exitUsage || !strings.Contains(fmt.Sprint(err), `unknown command "rety"`) {
 		t.Errorf("deadletter rety all: exit %d (%v)\n%s", exitCode(err), err, out)
 	}
 
