@@ -126,7 +126,7 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			p := cfg.Position(path)
 			consequence := "the agent could not log in to " + what
 			if errors.Is(err, os.ErrPermission) {
-				consequence = "not readable by this user; check as the agent's: sudo -u plantedge plantedge validate"
+				consequence = notReadableHint(file)
 			}
 			fmt.Fprintf(errw, "warning: %s:%d:%d: %s: %v: %s\n", o.config, p.Line, p.Column, path, err, consequence)
 		}
@@ -170,6 +170,18 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	return nil
 }
 
+// asServiceUser: validate runs as the packaged unit's user, plantedge —
+// what it cannot use, the agent cannot either.
+func asServiceUser() bool { return currentUser() == "plantedge" }
+
+// notReadableHint is what to do about a file this user may not read.
+func notReadableHint(file string) string {
+	if asServiceUser() {
+		return "not readable by plantedge, the agent's user: chgrp plantedge " + file + " && chmod 640 " + file
+	}
+	return "not readable by this user; check as the agent's: sudo -u plantedge plantedge validate"
+}
+
 // checkMachine warns about what the file names on this machine that the
 // agent could not use: certificate and CA files it cannot read (it would
 // give up on the source), a data_dir it cannot write, a key file others
@@ -190,7 +202,7 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 		}
 		msg := fmt.Sprintf("%v: %s", err, what)
 		if errors.Is(err, os.ErrPermission) {
-			msg += " (not readable by this user; check as the agent's: sudo -u plantedge plantedge validate)"
+			msg += " (" + notReadableHint(file) + ")"
 		}
 		warn(path, msg)
 	}
@@ -240,9 +252,15 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 		warn("data_dir", fmt.Sprintf("%s is relative: it is taken from the directory the agent starts in (%s for this command; / for the packaged unit), so each way of starting it keeps another buffer: write an absolute path", cfg.DataDir, wd))
 	}
 	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.IsDir() && unix.Access(cfg.DataDir, unix.W_OK) != nil {
-		warn("data_dir", fmt.Sprintf("%s is not writable by this user: the agent could not keep its buffer there "+
-			"(check as the agent's: sudo -u plantedge plantedge validate; the packaged unit lets it write only /var/lib/plantedge: "+
-			"for another data_dir, add ReadWritePaths=%s with systemctl edit plantedge, and chown it to plantedge)", cfg.DataDir, cfg.DataDir))
+		hint := "chown -R plantedge:plantedge " + cfg.DataDir + " (the package makes it so)"
+		if filepath.Clean(cfg.DataDir) != "/var/lib/plantedge" {
+			hint = fmt.Sprintf("chown it to plantedge; the packaged unit lets the agent write only /var/lib/plantedge: "+
+				"for this data_dir, add ReadWritePaths=%s with systemctl edit plantedge", cfg.DataDir)
+		}
+		if !asServiceUser() {
+			hint = "check as the agent's: sudo -u plantedge plantedge validate; if it says so too, " + hint
+		}
+		warn("data_dir", fmt.Sprintf("%s is not writable by this user: the agent could not keep its buffer there (%s)", cfg.DataDir, hint))
 	}
 	if cfg.Odoo.APIKeyFile != "" && strings.ContainsRune(cfg.Odoo.APIKeyFile, '/') {
 		if fi, err := os.Stat(cfg.Odoo.APIKeyFile); err == nil && fi.IsDir() {
