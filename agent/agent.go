@@ -312,7 +312,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// request or slow to take the answer, and the connections are bounded
 	// (limitAPI).
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: time.Minute, IdleTimeout: cmp.Or(a.opts.APIIdleTimeout, 5*time.Second)}
+		WriteTimeout: time.Minute, IdleTimeout: cmp.Or(a.opts.APIIdleTimeout, 5*time.Second), ConnContext: connContext}
 	ln = limitAPI(ln)
 	httpDone := make(chan struct{})
 	go func() {

@@ -104,6 +104,10 @@ func (a *Agent) Handler() http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		a.forgetPendingCounts() // status names the dead letters' pieces: at once, not after a second
+		// Who did it, for the audit trail (the buffer logs each dead letter).
+		msg := map[string]string{"drop": "dead letters dropped", "retry": "dead letters put back for another try"}[r.PathValue("action")]
+		a.log.Warn(msg, "id", r.URL.Query().Get("id"), "affected", n, "by", requester(r))
 		if r.PathValue("action") == "retry" {
 			a.Flush()
 		}

@@ -659,6 +659,13 @@ func TestUnixSocketListen(t *testing.T) {
 		if _, err := api.Flush(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+		// The log names who asked (the peer's credentials of the socket).
+		if _, _, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil {
+			t.Fatal(err)
+		}
+		if logs, who := p.logs.String(), fmt.Sprintf("by=\"uid %d ", os.Geteuid()); !strings.Contains(logs, who) {
+			t.Errorf("no %s in the log of a retry over the socket:\n%s", who, logs)
+		}
 		ra.stopNow(t)
 	}
 	// A file that is not a socket stays, and the agent says why it cannot listen.
@@ -1369,11 +1376,18 @@ func TestDeadLetterDropNeedsTheAgentsUserOrGroup(t *testing.T) {
 	if !strings.HasPrefix(string(out), "403 ") || !strings.Contains(string(out), "uid 65534 asked") {
 		t.Errorf("drop as nobody answered %q, want 403", out)
 	}
-	if n := ra.a.Status().Buffer.DeadLetters; n != 1 {
-		t.Fatalf("%d dead letters after nobody's drop, want 1", n)
+	if st := ra.a.Status(); st.Buffer.DeadLetters != 1 || !strings.Contains(st.Machines[0].Error, "in the dead letters") {
+		t.Fatalf("%d dead letters after nobody's drop, want 1; machine error %q", st.Buffer.DeadLetters, st.Machines[0].Error)
 	}
-	// Root (this test) may.
+	// Root (this test) may, and the log says it was root.
 	if n, _, err := agent.NewAPIClient(p.listen).DeadLetterAction(context.Background(), "drop", "all"); err != nil || n != 1 {
 		t.Fatalf("drop as root: %d %v", n, err)
+	}
+	if logs := p.logs.String(); !strings.Contains(logs, `msg="dead letters dropped" id=all affected=1 by="uid 0 (root)"`) {
+		t.Errorf("the drop's log line does not name root:\n%s", logs)
+	}
+	// Status forgets the dropped pieces at once (it reused a scan for a second).
+	if e := ra.a.Status().Machines[0].Error; strings.Contains(e, "dead letters") {
+		t.Errorf("machine error right after the drop: %q", e)
 	}
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -114,6 +115,42 @@ func mayDrop(uid int) bool {
 
 // dropRefused returns why a TCP request to drop dead letters is refused,
 // or "" when its user may.
+// peerUIDKey holds, in a request's context, the uid of the process at the
+// other end of a unix socket connection (see connContext).
+type peerUIDKey struct{}
+
+// connContext notes the peer's uid of a unix socket connection in its
+// requests' context (http.Server.ConnContext).
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if ac, ok := c.(*apiConn); ok {
+		c = ac.Conn
+	}
+	if uc, ok := c.(*net.UnixConn); ok {
+		if uid, ok := unixPeerUID(uc); ok {
+			return context.WithValue(ctx, peerUIDKey{}, uid)
+		}
+	}
+	return ctx
+}
+
+// requester names the local user who sent r, for the log of what it
+// changed: "uid 1000 (alice)", or "unknown" when it cannot be told.
+func requester(r *http.Request) string {
+	uid, ok := r.Context().Value(peerUIDKey{}).(int)
+	if la, isTCP := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); isTCP {
+		var err error
+		uid, err = peerUID(r.RemoteAddr, la.String())
+		ok = err == nil
+	}
+	if !ok {
+		return "unknown"
+	}
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return fmt.Sprintf("uid %d (%s)", uid, u.Username)
+	}
+	return fmt.Sprintf("uid %d", uid)
+}
+
 func dropRefused(r *http.Request) string {
 	la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
 	if !ok {

@@ -529,6 +529,13 @@ func (a *Agent) pendingCounts() (_ map[string]pendingCount, scanned uint64) {
 	return a.pendingVal, a.pendingSeq
 }
 
+// forgetPendingCounts makes the next pendingCounts scan again.
+func (a *Agent) forgetPendingCounts() {
+	a.pendingMu.Lock()
+	a.pendingVal = nil
+	a.pendingMu.Unlock()
+}
+
 func (a *Agent) scanPendingCounts() map[string]pendingCount {
 	out := map[string]pendingCount{}
 	if a.buf == nil {
