@@ -391,9 +391,16 @@ func (f *forwarder) run(ctx context.Context) {
 						attrs = append(attrs, "key_from", source) // where to put a new one
 					}
 				}
+				// What the agent rides through by design — the link down, Odoo
+				// busy or asking to wait — is a warning: nothing for a person
+				// to do unless it lasts, and the reminders below are errors
+				// (an alert on `journalctl -p err` fires on an outage of a
+				// quarter of an hour, not on every blip of the WAN). What
+				// needs a person at once — a refused key, a configuration
+				// Odoo does not take, a refused call — is an error now.
 				level := slog.LevelError
-				if isOE && oe.Busy() {
-					level = slog.LevelWarn // Odoo is there: nothing for a person to do unless it lasts
+				if se == nil && state != "auth_failed" && !(isOE && (oe.LoginCooldown() || oe.Permanent())) {
+					level = slog.LevelWarn
 				}
 				log.Log(ctx, level, msg, attrs...)
 				f.link.Since = time.Now()
@@ -407,7 +414,7 @@ func (f *forwarder) run(ctx context.Context) {
 				if !bs.Oldest.IsZero() {
 					oldestAge = time.Since(bs.Oldest).Round(time.Second)
 				}
-				log.Warn("odoo still not taking the buffer; buffering and retrying", "state", state,
+				log.Error("odoo still not taking the buffer; buffering and retrying", "state", state,
 					"since", time.Since(f.link.Since).Round(time.Second), "pending", bs.Pending,
 					"oldest_age", oldestAge, "err", err)
 			}

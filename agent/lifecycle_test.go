@@ -124,6 +124,13 @@ func TestLongOutageIsRemindedInTheLog(t *testing.T) {
 		return strings.Contains(p.logs.String(), "odoo still not taking the buffer") && strings.Contains(p.logs.String(), "oldest_age="),
 			fmt.Sprint(ra.a.Status().Buffer.Pending)
 	})
+	// The start of an outage is a warning (the agent rides through it:
+	// nothing to do), its reminders errors (it lasts: someone should look).
+	l := p.logs.String()
+	if !strings.Contains(l, `level=WARN msg="odoo unreachable`) || strings.Contains(l, `level=ERROR msg="odoo unreachable`) ||
+		!strings.Contains(l, `level=ERROR msg="odoo still not taking the buffer`) {
+		t.Errorf("levels of the outage's lines:\n%s", l)
+	}
 }
 
 // Clients that open connections to the local API and keep them (the
@@ -203,7 +210,7 @@ func TestOdooBusyIsNotUnreachable(t *testing.T) {
 	if !strings.Contains(l, "odoo does the calls again") || strings.Contains(l, "odoo reachable again") {
 		t.Errorf("the end of a busy spell logged as Odoo reachable again:\n%s", l)
 	}
-	// Busy, then away: the outage is logged at ERROR (the self-probe: the
+	// Busy, then away: the outage is logged as such (the self-probe: the
 	// journal kept the busy warning through it).
 	p.odoo.SetFaultRate(odootest.FaultSerialization, 1, 1)
 	p.produce(p.machines[0], 1, 0)
@@ -212,7 +219,7 @@ func TestOdooBusyIsNotUnreachable(t *testing.T) {
 	})
 	p.odoo.SetDown(true)
 	waitFor(t, 15*time.Second, "the outage logged", func() (bool, string) {
-		return strings.Contains(p.logs.String(), "level=ERROR msg=\"odoo unreachable"), ""
+		return strings.Contains(p.logs.String(), "level=WARN msg=\"odoo unreachable"), ""
 	})
 	p.odoo.SetFaultRate(odootest.FaultSerialization, 0, 1)
 	p.odoo.SetDown(false)
