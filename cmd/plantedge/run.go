@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"syscall"
@@ -73,7 +74,11 @@ const exitSetup = 78
 func (o *runOptions) Run(ctx context.Context) error {
 	cfg, err := config.Load(o.config)
 	if err != nil {
-		return &exitError{code: exitSetup, msg: err.Error(), cause: err}
+		msg := err.Error()
+		if errors.Is(err, fs.ErrPermission) {
+			msg += fmt.Sprintf(" (user %s may not read it: the package makes it root:plantedge 0640 for the plantedge user, which the unit runs as)", currentUser())
+		}
+		return &exitError{code: exitSetup, msg: msg, cause: err}
 	}
 	if err := checkOwner(cfg.DataDir); err != nil {
 		return err
@@ -109,11 +114,15 @@ func (o *runOptions) Run(ctx context.Context) error {
 	err = a.Run(ctx)
 	var se *agent.StartError
 	if errors.As(err, &se) && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
-		return &exitError{code: exitSetup, cause: err, msg: fmt.Sprintf("%v\n"+
-			"the user the agent runs as (%s) cannot write data_dir %s: give it that user (chown -R), or, under systemd "+
-			"with a data_dir other than /var/lib/plantedge, allow it in a drop-in (systemctl edit plantedge: "+
-			"[Service] ReadWritePaths=%s); check as the service's user: sudo -u plantedge plantedge validate -c %s",
-			err, currentUser(), cfg.DataDir, cfg.DataDir, o.config)}
+		hint := fmt.Sprintf("give it to that user (chown -R), and under systemd allow it in a drop-in "+
+			"(systemctl edit plantedge: [Service] ReadWritePaths=%s); check as the service's user: sudo -u plantedge plantedge validate -c %s",
+			cfg.DataDir, o.config)
+		if filepath.Clean(cfg.DataDir) == "/var/lib/plantedge" {
+			hint = "it is the plantedge user's (the package and the unit make it so): start the service (systemctl start plantedge) " +
+				"or run the agent as that user (sudo -u plantedge plantedge run)"
+		}
+		return &exitError{code: exitSetup, cause: err, msg: fmt.Sprintf("%v\nthe user the agent runs as (%s) cannot write data_dir %s: %s",
+			err, currentUser(), cfg.DataDir, hint)}
 	}
 	return err
 }
