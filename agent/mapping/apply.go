@@ -1233,6 +1233,21 @@ func CheckValue(signal Signal, v any, rollover uint64) error {
 // whole number up to it is exact in a float64.
 const MaxCounter = 1 << 53
 
+// intMaxMarker: f is the largest value of a 32-bit integer type (signed or
+// not) — a "no value" marker — for a counter whose rollover is not that
+// type's range (with which it is the counter's last value before the wrap).
+// Larger types' maxima are past MaxCounter; 8- and 16-bit counters reach
+// theirs at every wrap.
+func intMaxMarker(f float64, rollover uint64) bool {
+	switch f {
+	case math.MaxUint32:
+		return rollover != 1<<32
+	case math.MaxInt32:
+		return rollover != 1<<31 && rollover != 1<<32
+	}
+	return false
+}
+
 // convert turns a raw value into what the binding's signal needs.
 func convert(x *extracted, v any) error {
 	switch x.b.signal {
@@ -1255,6 +1270,15 @@ func convert(x *extracted, v any) error {
 			// or Odoo write can carry. No piece counter gets there; a
 			// gateway's "no value" marker (DBL_MAX) does.
 			return fmt.Errorf("counter value %v is beyond 2^53, more than a piece counter holds (a gateway's \"no value\" marker?): %w", f, ErrBadValue)
+		}
+		if intMaxMarker(f, x.b.rollover) {
+			// A gateway or PLC without a value sends its type's largest
+			// (the OPC UA probe: one UInt32 4294967295 among Int32 readings
+			// booked 4.29 billion pieces). Not counted, the counter's state
+			// stays: the next reading counts from the last one, so a
+			// counter that really stood there loses nothing.
+			return fmt.Errorf("counter value %v is the largest a %s integer holds, which gateways send for \"no value\" (if this counter really counts up to it and wraps, set rollover: %d): not counted, the next reading counts from the last one: %w",
+				f, map[bool]string{true: "32-bit", false: "signed 32-bit"}[f == math.MaxUint32], uint64(f)+1, ErrBadValue)
 		}
 		if ro := float64(x.b.rollover); ro > 0 && f >= ro {
 			return fmt.Errorf("counter value %v is beyond its rollover %v (a counter that wraps there never reaches it; wrong tag or wrong rollover?): %w", f, ro, ErrBadValue)

@@ -3,6 +3,7 @@ package mapping
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -73,6 +74,47 @@ func TestOneNodeTwoMachines(t *testing.T) {
 	evs, _, err := m.Apply(st, s)
 	if err != nil || len(evs) != 2 || evs[0].Machine != "m1" || evs[1].Machine != "m2" || evs[0].Delta != 2 {
 		t.Fatalf("events = %+v, %v", evs, err)
+	}
+}
+
+// A 32-bit integer's largest value is a gateway's "no value" marker unless
+// the counter wraps there: not counted (the OPC UA probe: one UInt32
+// 4294967295 among Int32 readings booked 4.29 billion pieces), and the next
+// reading counts from the last good one.
+func TestIntMaxMarkerIsNotCounted(t *testing.T) {
+	for _, tc := range []struct {
+		v        any
+		rollover uint64
+		bad      bool
+	}{
+		{uint32(math.MaxUint32), 0, true},
+		{int32(math.MaxInt32), 0, true},
+		{float64(math.MaxUint32), 0, true}, // MQTT: a JSON number
+		{int64(math.MaxUint32), 1 << 40, true},
+		{uint32(math.MaxUint32), 1 << 32, false}, // its last value before the wrap
+		{int32(math.MaxInt32), 1 << 32, false},
+		{int32(math.MaxInt32), 1 << 31, false},
+		{uint32(math.MaxUint32 - 1), 0, false},
+		{uint16(math.MaxUint16), 0, false}, // 16-bit counters reach theirs at every wrap
+	} {
+		err := CheckValue(GoodCount, tc.v, tc.rollover)
+		if bad := errors.Is(err, ErrBadValue); bad != tc.bad {
+			t.Errorf("%T %v, rollover %d: %v; want bad %v", tc.v, tc.v, tc.rollover, err, tc.bad)
+		}
+	}
+	m := newTestMapper(t, testConfig)
+	st := NewState()
+	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	s := connectors.Sample{Source: "plc", Kind: connectors.KindOPCUA, Address: "ns=2;s=Good", Value: int32(600), Good: true, SourceTime: at}
+	mustApply(t, m, st, s)
+	s.Value, s.SourceTime = uint32(math.MaxUint32), at.Add(time.Second)
+	if evs, _, err := m.Apply(st, s); !errors.Is(err, ErrBadValue) || len(evs) != 0 {
+		t.Fatalf("the marker: %+v, %v", evs, err)
+	}
+	s.Value, s.SourceTime = int32(610), at.Add(2*time.Second)
+	evs, _, err := m.Apply(st, s)
+	if err != nil || len(evs) != 2 || evs[0].Delta != 10 || evs[0].Reset {
+		t.Fatalf("after the marker: %+v, %v; want 10 pieces each, no reset", evs, err)
 	}
 }
 
