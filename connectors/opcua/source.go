@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -32,10 +33,21 @@ var ErrHeartbeat = errors.New("heartbeat lost")
 // ErrDisconnected ends a session whose secure channel the client reported lost.
 var ErrDisconnected = errors.New("connection lost")
 
+// errNewSession ends a session on purpose: the server took a subscription,
+// but gopcua (v0.8.0) had stopped the session's publishing for good when
+// the server refused one before — it takes every service fault for a lost
+// connection and, with its own reconnecting off, ends its publish loop.
+// The next session subscribes at once; nothing failed.
+var errNewSession = errors.New("a new session for the subscription")
+
 const (
 	// stableAfter is how long a session must last before the backoff resets,
 	// so a server that accepts sessions and drops them at once is not hammered.
 	stableAfter = 10 * time.Second
+	// heartbeatStable is that for a session the heartbeat ended (see Run).
+	heartbeatStable = 5 * time.Minute
+	// authRetry is the least wait after the server refused the user.
+	authRetry = time.Minute
 	// maxNodesPerRequest splits large Read and CreateMonitoredItems calls;
 	// a server advertising a lower limit (readLimits) gets that instead.
 	maxNodesPerRequest = 500
@@ -97,11 +109,16 @@ type Source struct {
 	// failure bookkeeping, only touched by Run's goroutine
 	failures  int
 	failSince time.Time
+	warned    string // the failure last logged at WARN, numbers left out
+	warnedAt  time.Time
 	// nodes per Read and per CreateMonitoredItems call in this session (Run's goroutine)
 	perRead, perMonitor int
 	// watch holds each node's connectors.Sample.Watch: new at every
 	// session, and after each bad value of the node (Run's goroutine).
 	watch []uint64
+	// subRefused: the server refused the last subscription asked (Run's
+	// goroutine): said once, not again by the session that follows.
+	subRefused bool
 	// serverThumb is the server certificate last logged (Run's goroutine)
 	serverThumb string
 	server      string // connectors.ServerID of the endpoint, on every sample
@@ -190,30 +207,75 @@ func (s *Source) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if lived >= stableAfter {
+		if errors.Is(err, errNewSession) {
+			s.log.Info("server takes subscriptions again: a new session for them (the one that polled cannot publish after the refusal)")
+			bo.Reset()
+			continue
+		}
+		if resetsBackoff(lived, err) {
 			bo.Reset()
 		}
 		s.noteFailure(err)
-		if !s.wait(ctx, bo.NextBackOff(), unreachable(err)) {
+		wait := bo.NextBackOff()
+		if authRefused(err) {
+			// A refused user or password is not retried at the pace of a
+			// network error: servers (and PLCs) lock accounts after a few
+			// failed logins.
+			wait = max(wait, authRetry)
+		}
+		if !s.wait(ctx, wait, unreachable(err)) {
 			return nil
 		}
 	}
 }
 
-// noteFailure logs the first failure of a run of failures loudly and the rest
-// at debug level.
+// noteFailure logs the first failure of a run of failures loudly, and the
+// rest at debug level — unless the failure is another one than the last
+// logged (a connection lost, then a server certificate that no longer
+// matches the pin: the actionable one came second), at most once a minute.
 func (s *Source) noteFailure(err error) {
 	if err == nil {
 		err = errors.New("session ended")
 	}
 	s.update(func(st *Stats) { st.LastError, st.LastErrorTime = err.Error(), time.Now() })
 	s.failures++
+	kind := digits.ReplaceAllString(err.Error(), "#") // the same failure, another port or count
 	if s.failures == 1 {
-		s.failSince = time.Now()
+		s.failSince, s.warned, s.warnedAt = time.Now(), kind, time.Now()
 		s.log.Warn("opc ua session failed; reconnecting with backoff", "err", err)
 		return
 	}
+	if kind != s.warned && time.Since(s.warnedAt) >= time.Minute {
+		s.warned, s.warnedAt = kind, time.Now()
+		s.log.Warn("opc ua reconnect fails another way now", "err", err, "attempt", s.failures,
+			"since", time.Since(s.failSince).Round(time.Second))
+		return
+	}
 	s.log.Debug("opc ua reconnect failed", "err", err, "attempt", s.failures)
+}
+
+// resetsBackoff: a session that lasted resets the backoff — but not one
+// the heartbeat ended within minutes: a server whose clock and values froze
+// is connected to again and again, and that must slow down like any other
+// failure (the OPC UA probe: 150-400 sessions an hour for good).
+func resetsBackoff(lived time.Duration, err error) bool {
+	return lived >= stableAfter && (!errors.Is(err, ErrHeartbeat) || lived >= heartbeatStable)
+}
+
+// digits are the numbers of an error message, left out when telling
+// whether two failures are the same.
+var digits = regexp.MustCompile(`[0-9]+`)
+
+// authRefused reports a refused user identity: a wrong user name or
+// password, or a token the server does not take.
+func authRefused(err error) bool {
+	for _, c := range []ua.StatusCode{ua.StatusBadUserAccessDenied, ua.StatusBadIdentityTokenInvalid,
+		ua.StatusBadIdentityTokenRejected, ua.StatusBadUserSignatureInvalid} {
+		if errors.Is(err, c) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Source) noteConnected() {
@@ -565,18 +627,32 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 	}, notes)
 	cancel()
 	if refusesMonitoring(err) {
-		if refused == 0 {
+		if refused == 0 && !s.subRefused {
 			s.log.Warn("server refuses subscriptions; polling instead, asking again every minute", "err", err, "poll_interval", s.cfg.PollInterval)
 		}
+		s.subRefused = true
 		s.setPolled(len(s.nodes))
 		return true, s.poll(ctx, c, ids, s.pollRetry())
 	}
 	if err != nil {
 		return false, fmt.Errorf("create subscription: %w", err)
 	}
-	if refused > 0 {
-		s.log.Info("server takes a subscription again; no longer polling", "after_refusals", refused)
+	if st := c.State(); st == opcua.Disconnected || st == opcua.Closed {
+		if s.subRefused {
+			// Taken, but this client publishes no more (see
+			// errNewSession): its channel works, its publish loop is
+			// gone. (Closing the session deletes the subscription on the
+			// server.) Once: a session ended so that had a refusal first,
+			// after a minute of polling.
+			s.subRefused = false
+			return false, errNewSession
+		}
+		return false, fmt.Errorf("%w (client state %s)", ErrDisconnected, st)
 	}
+	if refused > 0 || s.subRefused {
+		s.log.Info("server takes a subscription again; no longer polling", "after_refusals", max(refused, 1))
+	}
+	s.subRefused = false
 	// No Cancel on the way out: closing the session deletes the
 	// subscription on the server, and a dead server would only stall us.
 

@@ -414,6 +414,26 @@ func TestPollMode(t *testing.T) {
 	}
 }
 
+// A session the heartbeat ended soon does not reset the backoff: a wedged
+// server is not reconnected to every few seconds for good.
+func TestResetsBackoff(t *testing.T) {
+	hb := fmt.Errorf("%w: nothing for 10s", ErrHeartbeat)
+	for _, tc := range []struct {
+		lived time.Duration
+		err   error
+		want  bool
+	}{
+		{5 * time.Second, ErrDisconnected, false},
+		{20 * time.Second, ErrDisconnected, true},
+		{20 * time.Second, hb, false},
+		{10 * time.Minute, hb, true},
+	} {
+		if got := resetsBackoff(tc.lived, tc.err); got != tc.want {
+			t.Errorf("resetsBackoff(%s, %v) = %v", tc.lived, tc.err, got)
+		}
+	}
+}
+
 func TestHeartbeatRebuildsSilentSubscription(t *testing.T) {
 	ts := startInProcess(t, 0)
 	col := newCollector()
