@@ -135,6 +135,14 @@ func browse(ctx context.Context, endpoint string, opts BrowseOptions, w io.Write
 		return nil, err
 	}
 	if err := b.fetch(ctx, tree); err != nil {
+		// What was gathered is printed all the same, and where it stopped
+		// (the OPC UA probe: one node of a thousand children, which the
+		// gopcua server sends in one answer too large to read, and browse
+		// printed nothing at all).
+		if perr := b.print(tree, 0); perr != nil {
+			return nil, perr
+		}
+		fmt.Fprintf(w, "... browsing stopped after %d nodes: %v (browse a deeper --node to go on below it)\n", b.printed, err)
 		return nil, err
 	}
 	if err := b.print(tree, 0); err != nil {
@@ -253,6 +261,9 @@ func (b *browser) fetch(ctx context.Context, root *tnode) error {
 				win = win[len(part):]
 				kids, err := b.children(ctx, part, depth)
 				if err != nil {
+					for _, n := range part {
+						n.line += "  [children not browsed: browsing stopped here]"
+					}
 					return err
 				}
 				for i, n := range part {
@@ -292,7 +303,11 @@ func (b *browser) expectRoom(depth int, class ua.NodeClass, room int) int {
 
 // print writes n and the nodes below it, depth first.
 func (b *browser) print(n *tnode, depth int) error {
-	if _, err := fmt.Fprintf(b.w, "%s%s\n", strings.Repeat("  ", depth), n.line); err != nil {
+	line := n.line
+	if line == "" && n.nid != nil { // found, not read: browsing stopped first
+		line = b.idString(n.nid) + "  [not read: browsing stopped]"
+	}
+	if _, err := fmt.Fprintf(b.w, "%s%s\n", strings.Repeat("  ", depth), line); err != nil {
 		return fmt.Errorf("browse: write: %w", err)
 	}
 	b.printed++
