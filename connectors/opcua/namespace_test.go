@@ -2,6 +2,7 @@ package opcua
 
 import (
 	"context"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -51,7 +52,8 @@ func TestRenumberedNamespaceIsFollowed(t *testing.T) {
 	node := srv.NodeID("Good")
 	pins := &memPins{}
 	col := newCollector()
-	runSource(t, Config{Endpoint: srv.Endpoint(), Nodes: []string{node}, Pins: pins,
+	var logs lockedLog
+	runSource(t, Config{Endpoint: srv.Endpoint(), Nodes: []string{node}, Pins: pins, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: 2 * time.Second, BackoffMax: time.Second}, col)
 	col.waitFor(t, 0, 10*time.Second, "100", func(s connectors.Sample) bool { return s.Value == int64(100) })
 	if uri, ok := pins.NamespacePin(node); !ok || uri != "urn:plantedge:sim" {
@@ -65,7 +67,6 @@ func TestRenumberedNamespaceIsFollowed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv2.Close()
 	if srv2.NodeID("Good") == node {
 		t.Fatalf("the plant's namespace did not move: %s", node)
 	}
@@ -74,6 +75,22 @@ func TestRenumberedNamespaceIsFollowed(t *testing.T) {
 	})
 	if s.Value != int64(150) {
 		t.Fatalf("after the renumbering %s read %v: the other namespace's node", node, s.Value)
+	}
+	// Restarted again as it is now: the move is not news at every
+	// reconnect (the OPC UA probe: a warning at each one).
+	srv2.Close()
+	from = col.len()
+	srv3, err := opcuatest.Start(ctx, port, map[string]any{"Good": int64(160)},
+		opcuatest.WithNamespaceBefore("urn:other", map[string]any{"Good": int64(424242)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv3.Close()
+	col.waitFor(t, from, 15*time.Second, "160 after the second restart", func(s connectors.Sample) bool {
+		return s.Address == node && s.Value == int64(160)
+	})
+	if n := strings.Count(logs.String(), "renumbered its namespaces"); n != 1 {
+		t.Errorf("%d warnings of the renumbering, want 1:\n%s", n, logs.String())
 	}
 }
 

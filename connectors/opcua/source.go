@@ -116,6 +116,8 @@ type Source struct {
 	// watch holds each node's connectors.Sample.Watch: new at every
 	// session, and after each bad value of the node (Run's goroutine).
 	watch []uint64
+	// movesSaid are the namespace moves logged (Run's goroutine): once each.
+	movesSaid map[string]bool
 	// subRefused: the server refused the last subscription asked (Run's
 	// goroutine): said once, not again by the session that follows.
 	subRefused bool
@@ -381,6 +383,13 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		ids[i] = nid
 	}
 	for moved, nodes := range moves {
+		if s.movesSaid[moved] {
+			continue // said at an earlier session: it is how this server is
+		}
+		if s.movesSaid == nil {
+			s.movesSaid = map[string]bool{}
+		}
+		s.movesSaid[moved] = true
 		s.log.Warn("the server renumbered its namespaces: reading the nodes where their namespace went (write them as nsu=<uri>;... to be independent of the numbers)",
 			"namespace", moved, "nodes", len(nodes), "example", nodes[0])
 	}
