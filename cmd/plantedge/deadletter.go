@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/buffer"
@@ -44,12 +47,27 @@ func newDeadLetterCmd() *cobra.Command {
 		},
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	var yes bool
 	action := func(name, short string) *cobra.Command {
 		return &cobra.Command{
 			Use:   name + " ID|all",
 			Short: short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
+				if name == "drop" && !yes && stdinIsTerminal() {
+					// What a drop loses never reaches Odoo: on a terminal
+					// it is asked first (scripts, without one, are not).
+					var views []agent.DeadLetterView
+					err := withDeadLetters(cfgPath, true,
+						func(c *agent.APIClient) (err error) { views, err = c.DeadLetters(cmd.Context()); return err },
+						func(q *buffer.Queue) (err error) { views, err = agent.ListDeadLetters(q); return err })
+					if err != nil {
+						return err
+					}
+					if ok, err := confirmDrop(cmd.InOrStdin(), cmd.OutOrStdout(), views, args[0]); err != nil || !ok {
+						return cmp.Or(err, error(&exitError{code: 1, msg: "nothing dropped"}))
+					}
+				}
 				var n, kept int
 				err := withDeadLetters(cfgPath, false,
 					func(c *agent.APIClient) (err error) {
@@ -72,10 +90,43 @@ func newDeadLetterCmd() *cobra.Command {
 			},
 		}
 	}
+	drop := action("drop", "Delete dead letters for good (counted and logged; on a terminal, asked first)")
+	drop.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask first")
 	cmd.AddCommand(list,
 		action("retry", "Put dead letters back for another try: downtime in its original order, counts as the newest (they add up)"),
-		action("drop", "Delete dead letters for good (counted and logged)"))
+		drop)
 	return cmd
+}
+
+// stdinIsTerminal: a person may be asked (tests replace it).
+var stdinIsTerminal = func() bool { return term.IsTerminal(int(os.Stdin.Fd())) }
+
+// confirmDrop shows what dropping id ("all" or a number) loses and asks
+// for a yes.
+func confirmDrop(in io.Reader, out io.Writer, views []agent.DeadLetterView, id string) (bool, error) {
+	var lose []agent.DeadLetterView
+	for _, v := range views {
+		if id == "all" || fmt.Sprint(v.ID) == id {
+			lose = append(lose, v)
+		}
+	}
+	if len(lose) == 0 {
+		return true, nil // the drop says there is none
+	}
+	for i, v := range lose {
+		if i == 5 {
+			fmt.Fprintf(out, "  ... and %d more\n", len(lose)-5)
+			break
+		}
+		fmt.Fprintf(out, "  %d  %s  %s\n", v.ID, oneLine(v.Key), oneLine(cmp.Or(v.What, v.Reason)))
+	}
+	fmt.Fprintf(out, "Drop %d dead letter(s) for good? What they hold never reaches Odoo. [y/N] ", len(lose))
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	a := strings.ToLower(strings.TrimSpace(line))
+	return a == "y" || a == "yes", nil
 }
 
 // withDeadLetters runs online against the running agent, or offline on the

@@ -657,9 +657,26 @@ func TestDeadLetterCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(dl("list", "--json")), &views); err != nil || len(views) != 1 {
 		t.Fatalf("list --json: %v %+v", err, views)
 	}
-	if out := dl("drop", fmt.Sprint(views[0].ID)); out != "drop: 1 dead letter(s)\n" {
-		t.Errorf("drop: %q", out)
+	// On a terminal a drop is asked first: a no drops nothing.
+	stdinIsTerminal = func() bool { return true }
+	answer := func(in string, args ...string) (string, error) {
+		root := newRootCmd()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetIn(strings.NewReader(in))
+		root.SetArgs(append([]string{"deadletter", "drop"}, append(args, "-c", b.cfgPath)...))
+		err := execute(context.Background(), root)
+		return out.String(), err
 	}
+	if out, err := answer("\n", "all"); exitCode(err) != 1 || !strings.Contains(out, "2 good pieces") ||
+		!strings.Contains(out, "Drop 1 dead letter(s) for good?") || b.a.Status().Buffer.DeadLetters != 1 {
+		t.Errorf("drop answered with Enter: %v\n%s", err, out)
+	}
+	if out, err := answer("y\n", fmt.Sprint(views[0].ID)); err != nil || !strings.HasSuffix(out, "drop: 1 dead letter(s)\n") {
+		t.Errorf("drop answered yes: %v\n%s", err, out)
+	}
+	stdinIsTerminal = func() bool { return false }
 	if n := b.a.Status().Buffer.DeadLetters; n != 0 {
 		t.Errorf("%d dead letters after drop", n)
 	}
