@@ -113,8 +113,6 @@ func mayDrop(uid int) bool {
 	return slices.Contains(gids, strconv.Itoa(os.Getegid()))
 }
 
-// dropRefused returns why a TCP request to drop dead letters is refused,
-// or "" when its user may.
 // peerUIDKey holds, in a request's context, the uid of the process at the
 // other end of a unix socket connection (see connContext).
 type peerUIDKey struct{}
@@ -151,6 +149,8 @@ func requester(r *http.Request) string {
 	return fmt.Sprintf("uid %d", uid)
 }
 
+// dropRefused returns why a TCP request to drop dead letters is refused,
+// or "" when its user may.
 func dropRefused(r *http.Request) string {
 	la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
 	if !ok {
