@@ -1160,6 +1160,30 @@ func (r *rateLogs) log(key string, l *slog.Logger, level slog.Level, msg string,
 	rl.log(l, level, msg, args...)
 }
 
+// tell logs, for each key whose interval has passed since its last line
+// and that left lines out since, that it did — msg with the key and how
+// many — so that what was left out is said even when no later line of the
+// key comes to carry it (the self-probe: 5 refusals, 1 line, the 4 others
+// never mentioned).
+func (r *rateLogs) tell(l *slog.Logger, level slog.Level, msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	for k, rl := range r.m {
+		rl.mu.Lock()
+		n := rl.suppressed
+		if n > 0 && now.Sub(rl.last) >= cmp.Or(r.every, time.Minute) {
+			rl.suppressed, rl.last = 0, now
+		} else {
+			n = 0
+		}
+		rl.mu.Unlock()
+		if n > 0 {
+			l.Log(context.Background(), level, msg, "key", k, "left_out", n)
+		}
+	}
+}
+
 // forgetQuiet drops the keys that logged nothing for their interval: their
 // next line is logged anyway (what they left out since is lost). r.mu is
 // held.

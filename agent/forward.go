@@ -6,14 +6,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -399,7 +403,7 @@ func (f *forwarder) run(ctx context.Context) {
 				// needs a person at once — a refused key, a configuration
 				// Odoo does not take, a refused call — is an error now.
 				level := slog.LevelError
-				if se == nil && state != "auth_failed" && !(isOE && (oe.LoginCooldown() || oe.Permanent())) {
+				if se == nil && state != "auth_failed" && outageLike(err) {
 					level = slog.LevelWarn
 				}
 				log.Log(ctx, level, msg, attrs...)
@@ -712,6 +716,7 @@ func (f *forwarder) saveSettle(log *slog.Logger) {
 // coalesced per work order. It reports whether records were left for
 // another round.
 func (f *forwarder) round(ctx context.Context) (more bool, err error) {
+	defer f.a.deadLog.tell(f.a.log, slog.LevelWarn, "more records moved to dead letters, like the one logged before for this key (plantedge deadletter list)")
 	f.mu.Lock() // with Flush's: a request is either this round's or counted before it
 	select {
 	case <-f.kick: // asked for while the last round went on (a backlog: no wait between)
@@ -1181,10 +1186,46 @@ func (f *forwarder) deadLetterKey(ctx context.Context, key string, upTo uint64, 
 			return fmt.Errorf("dead-letter records %d to %d: %w", mine[0].Seq, mine[len(mine)-1].Seq, err)
 		}
 		f.a.metrics.deadLettered.Inc()
-		f.a.deadLog.log(key, f.a.log, slog.LevelWarn, "odoo refused a record for good; moved to dead letters", "key", key,
+		f.a.forgetPendingCounts() // status: the pieces in the dead letters now, with the count of them
+		f.a.deadLog.log(deadLogKey(key, reason), f.a.log, slog.LevelWarn, "odoo refused a record for good; moved to dead letters", "key", key,
 			"records", len(mine), "first_seq", mine[0].Seq, "last_seq", mine[len(mine)-1].Seq, "reason", reason)
 		return nil
 	})
+}
+
+// outageLike reports a failure that comes and goes by itself — the link or
+// Odoo away (refused, reset or unanswered connections, a gateway's 502 to
+// 504, a name server not answering), Odoo busy or asking to wait — as
+// opposed to one that lasts until a person acts: a certificate that does
+// not verify, https to a plain-http server, a wrong path (404), a proxy's
+// login (401), a host name that does not exist (the self-probe: those
+// were logged at WARN as if the WAN were down).
+func outageLike(err error) bool {
+	var oe *odoo.Error
+	if errors.As(err, &oe) {
+		switch {
+		case oe.Busy(), oe.Timeout(), oe.RetryAfter > 0:
+			return true
+		case oe.Status != 0:
+			return oe.Status == http.StatusTooManyRequests || oe.Status == http.StatusBadGateway ||
+				oe.Status == http.StatusServiceUnavailable || oe.Status == http.StatusGatewayTimeout
+		}
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return !dns.IsNotFound
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EHOSTUNREACH,
+		syscall.ENETUNREACH, syscall.ENETDOWN, syscall.ETIMEDOUT, syscall.EPIPE, io.EOF, io.ErrUnexpectedEOF} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // deadLetter moves r to the dead letters with reason, what Odoo refused
@@ -1202,9 +1243,22 @@ func (f *forwarder) moveToDeadLetters(ctx context.Context, r buffer.Record, msg,
 		return fmt.Errorf("dead-letter record %d: %w", r.Seq, err)
 	}
 	f.a.metrics.deadLettered.Inc()
-	f.a.deadLog.log(r.Key, f.a.log, slog.LevelWarn, msg, "key", r.Key, "seq", r.Seq, "lane", r.Lane.String(), "reason", reason)
+	f.a.forgetPendingCounts()
+	f.a.deadLog.log(deadLogKey(r.Key, reason), f.a.log, slog.LevelWarn, msg, "key", r.Key, "seq", r.Seq, "lane", r.Lane.String(), "reason", reason)
 	return nil
 }
+
+// deadLogKey is what the dead-letter log is limited by: the record's key
+// and the kind of its reason (its numbers left out — a quantity, a line's
+// id), so that another reason of the same machine is said at once, and
+// thousands of the same are one line a minute (f.a.deadLog.tell says how
+// many were left out).
+func deadLogKey(key, reason string) string {
+	return key + " " + logDigits.ReplaceAllString(reason, "#")
+}
+
+// logDigits are the numbers of a message, left out to tell its kind.
+var logDigits = regexp.MustCompile(`[0-9]+`)
 
 func boolGauge(b bool) float64 {
 	if b {

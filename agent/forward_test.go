@@ -2,21 +2,26 @@ package agent
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/odoo"
 )
 
 // fakeOdoo answers the forwarder's connection attempts from memory (no
@@ -434,5 +439,44 @@ func TestForwarderLowRateKeepsTheWatchdogFed(t *testing.T) {
 	t.Logf("longest silence of the forwarding loop: %s (watchdog stops pinging at %s)", longest, silent)
 	if longest >= silent {
 		t.Errorf("the loop was silent %s at forward.rate 0.02: the watchdog stops pinging after %s and systemd restarts the agent", longest, silent)
+	}
+}
+
+// Failures that come and go by themselves are logged as a warning; those
+// that last until a person acts, at once as an error (the self-probe: a
+// certificate that does not verify, https to plain http, a wrong path and
+// a proxy's 401 were logged at WARN, as if the WAN were down).
+func TestOutageLike(t *testing.T) {
+	refused := func() error {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		_, err = net.Dial("tcp", addr)
+		return err
+	}()
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"connection refused", &odoo.Error{Op: "web.version", Err: refused}, true},
+		{"reset", &odoo.Error{Op: "x", Err: fmt.Errorf("read: %w", syscall.ECONNRESET)}, true},
+		{"EOF", &odoo.Error{Op: "x", Err: io.EOF}, true},
+		{"gateway 502", &odoo.Error{Op: "x", Status: 502}, true},
+		{"maintenance 503", &odoo.Error{Op: "x", Status: 503}, true},
+		{"too many requests", &odoo.Error{Op: "x", Status: 429}, true},
+		{"dns not answering", &net.DNSError{Err: "i/o timeout", Name: "erp", IsTimeout: true}, true},
+		{"wrong path", &odoo.Error{Op: "x", Status: 404}, false},
+		{"proxy login", &odoo.Error{Op: "x", Status: 401}, false},
+		{"certificate", &odoo.Error{Op: "x", Err: &url.Error{Op: "Post", URL: "https://erp", Err: x509.UnknownAuthorityError{}}}, false},
+		{"https to http", &odoo.Error{Op: "x", Err: errors.New("http: server gave HTTP response to HTTPS client")}, false},
+		{"no such host", &net.DNSError{Err: "no such host", Name: "erpp", IsNotFound: true}, false},
+	} {
+		if got := outageLike(tc.err); got != tc.want {
+			t.Errorf("%s (%v): outageLike %v, want %v", tc.name, tc.err, got, tc.want)
+		}
 	}
 }

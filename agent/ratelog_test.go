@@ -56,3 +56,31 @@ func TestRateLogsForgetQuietKeys(t *testing.T) {
 		t.Error("a key that logged within the minute logged again")
 	}
 }
+
+// What a key left out is told once its minute has passed, even when no
+// later line of the key comes to carry the count (the self-probe: 5
+// refusals, 1 line, the other 4 never mentioned); a key that left nothing
+// out, or whose minute has not passed, is not.
+func TestRateLogsTellWhatWasLeftOut(t *testing.T) {
+	var out bytes.Buffer
+	l := slog.New(slog.NewTextHandler(&out, nil))
+	var r rateLogs
+	for range 5 {
+		r.log("m1 refused", l, slog.LevelWarn, "refused")
+	}
+	r.log("m2 refused", l, slog.LevelWarn, "refused")
+	r.tell(l, slog.LevelWarn, "more refused")
+	if strings.Contains(out.String(), "more refused") {
+		t.Fatalf("told within the minute:\n%s", out.String())
+	}
+	r.m["m1 refused"].last = r.m["m1 refused"].last.Add(-2 * time.Minute)
+	r.m["m2 refused"].last = r.m["m2 refused"].last.Add(-2 * time.Minute)
+	r.tell(l, slog.LevelWarn, "more refused")
+	if !strings.Contains(out.String(), `msg="more refused" key="m1 refused" left_out=4`) || strings.Contains(out.String(), `key="m2 refused"`) {
+		t.Fatalf("told:\n%s", out.String())
+	}
+	r.tell(l, slog.LevelWarn, "more refused")
+	if n := strings.Count(out.String(), "more refused"); n != 1 {
+		t.Errorf("told %d times, want once", n)
+	}
+}
