@@ -34,7 +34,7 @@ func newBrowseCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.endpoint = args[0]
 			if err := o.Validate(); err != nil {
-				return err
+				return &exitError{code: exitUsage, cause: err, msg: fmt.Sprintf("%v (see: plantedge browse --help)", err)}
 			}
 			return o.Run(cmd.Context(), cmd.OutOrStdout())
 		},
@@ -66,6 +66,11 @@ func (o *browseOptions) Validate() error {
 	var errs []error
 	if !strings.HasPrefix(o.endpoint, "opc.tcp://") {
 		errs = append(errs, fmt.Errorf("endpoint %q: want opc.tcp://host:port", o.endpoint))
+	}
+	if o.opts.Node != "" {
+		if err := opcua.CheckNodeID(o.opts.Node); err != nil {
+			errs = append(errs, fmt.Errorf("--node: %w", err))
+		}
 	}
 	if o.opts.Depth < 1 {
 		errs = append(errs, fmt.Errorf("--depth %d: want at least 1", o.opts.Depth))

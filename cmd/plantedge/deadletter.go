@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -52,7 +53,12 @@ func newDeadLetterCmd() *cobra.Command {
 		return &cobra.Command{
 			Use:   name + " ID|all",
 			Short: short,
-			Args:  cobra.ExactArgs(1),
+			Args: cobra.MatchAll(cobra.ExactArgs(1), func(_ *cobra.Command, args []string) error {
+				if _, err := strconv.ParseUint(args[0], 10, 64); err != nil && args[0] != "all" {
+					return fmt.Errorf("dead letter id %q: want a number (plantedge deadletter list) or all", args[0])
+				}
+				return nil
+			}),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				if name == "drop" && !yes && stdinIsTerminal() {
 					// What a drop loses never reaches Odoo: on a terminal

@@ -280,7 +280,7 @@ func (d *secondsOrDuration) Set(s string) error {
 		return nil
 	}
 	v, err := time.ParseDuration(s)
-	if err != nil {
+	if err != nil || v < 0 {
 		return fmt.Errorf("%q: want a duration such as 90s or 5m, or a number of seconds", s)
 	}
 	*d = secondsOrDuration(v)

@@ -205,7 +205,9 @@ func cli(t *testing.T, args ...string) (string, error) {
 // A command line not understood exits 64, apart from what the commands
 // exit with (flush's 1 is a timeout).
 func TestUsageErrorsExit64(t *testing.T) {
-	for _, args := range [][]string{{"flush", "--bogus"}, {"flush", "--timeout", "soon"}, {"status", "extra"}, {"bogus"}, {"deadletter", "drop"}} {
+	for _, args := range [][]string{{"flush", "--bogus"}, {"flush", "--timeout", "soon"}, {"flush", "--timeout", "-5s"}, {"status", "extra"}, {"bogus"},
+		{"deadletter", "drop"}, {"deadletter", "drop", "notanid"}, {"browse", "notaurl"}, {"browse", "opc.tcp://127.0.0.1:1", "--node", "garbage"},
+		{"browse", "opc.tcp://127.0.0.1:1", "--depth", "-1"}} {
 		_, err := cli(t, args...)
 		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "--help") {
 			t.Errorf("plantedge %s: exit %d, %v", strings.Join(args, " "), exitCode(err), err)

@@ -112,6 +112,13 @@ func checkIdentifier(s, idPart string) error {
 	return fmt.Errorf("node id %q: identifier must start with i=, s=, g= or b=", s)
 }
 
+// CheckNodeID reports whether s is a node id in a form the agent reads
+// (ns=, nsu=, or a namespace 0 id), and why not.
+func CheckNodeID(s string) error {
+	_, err := parseNode(s)
+	return err
+}
+
 // parseNode checks a node id string in any OPC UA form.
 func parseNode(s string) (nodeRef, error) {
 	if strings.TrimSpace(s) == "" {
