@@ -236,8 +236,8 @@ func (a *Agent) Addr() string {
 	return ""
 }
 
-// StartError is Run's failure to start: the data directory or the buffer
-// file could not be made or opened.
+// StartError is Run's failure to start: the data directory, the buffer
+// file or the local API's address could not be made, opened or bound.
 type StartError struct{ Err error }
 
 func (e *StartError) Error() string { return e.Err.Error() }
@@ -301,7 +301,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	ln, err := listen(cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		return &StartError{fmt.Errorf("listen %s: %w", cfg.Listen, err)}
 	}
 	addr := ln.Addr().String()
 	a.httpAddr.Store(&addr)

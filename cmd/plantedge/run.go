@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -114,17 +115,32 @@ func (o *runOptions) Run(ctx context.Context) error {
 	err = a.Run(ctx)
 	var se *agent.StartError
 	if errors.As(err, &se) && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)) {
-		hint := fmt.Sprintf("give it to that user (chown -R), and under systemd allow it in a drop-in "+
-			"(systemctl edit plantedge: [Service] ReadWritePaths=%s); check as the service's user: sudo -u plantedge plantedge validate -c %s",
-			cfg.DataDir, o.config)
-		if filepath.Clean(cfg.DataDir) == "/var/lib/plantedge" {
-			hint = "it is the plantedge user's (the package and the unit make it so): start the service (systemctl start plantedge) " +
-				"or run the agent as that user (sudo -u plantedge plantedge run)"
-		}
-		return &exitError{code: exitSetup, cause: err, msg: fmt.Sprintf("%v\nthe user the agent runs as (%s) cannot write data_dir %s: %s",
-			err, currentUser(), cfg.DataDir, hint)}
+		return &exitError{code: exitSetup, cause: err, msg: fmt.Sprintf("%v\n%s", err, startHint(err, cfg, o.config))}
 	}
 	return err
+}
+
+// startHint says what to do about a start that failed for permissions or
+// a read-only file system.
+func startHint(err error, cfg *config.Config, path string) string {
+	where, dir := "data_dir", cfg.DataDir
+	if strings.HasPrefix(err.Error(), "listen ") {
+		where, dir = "the directory of listen's socket", filepath.Dir(strings.TrimPrefix(cfg.Listen, "unix:"))
+	}
+	dropIn := fmt.Sprintf("under systemd, a path outside /var/lib/plantedge and /run/plantedge needs a drop-in "+
+		"(systemctl edit plantedge: [Service] ReadWritePaths=%s)", dir)
+	me := currentUser()
+	switch {
+	case errors.Is(err, syscall.EROFS):
+		return fmt.Sprintf("the file system holding %s (%s) is read-only for the agent: %s; or the kernel remounted it read-only after a disk error (dmesg says)",
+			where, dir, dropIn)
+	case me != "plantedge" && (dir == "/var/lib/plantedge" || dir == "/run/plantedge"):
+		return fmt.Sprintf("%s is the plantedge user's (the package and the unit make it so), and this runs as %s: start the service "+
+			"(systemctl start plantedge) or run the agent as that user (sudo -u plantedge plantedge run -c %s)", dir, me, path)
+	default:
+		return fmt.Sprintf("user %s may not write in %s %s (or a file in it is another user's, root's after running the agent as root?): "+
+			"chown -R %s %s; %s", me, where, dir, me, dir, dropIn)
+	}
 }
 
 // currentUser names the user this process runs as (its uid if unknown).

@@ -176,9 +176,17 @@ func TestRunSetupFailuresAreExitConfig(t *testing.T) {
 	dataDir := regexp.MustCompile(`(?m)^data_dir: .*$`)
 	write(dataDir.ReplaceAllString(string(good), "data_dir: /sys/plantedge-test"))
 	err = run([]string{"run", "-c", b.cfgPath})
-	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "cannot write data_dir /sys/plantedge-test") ||
+	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "may not write in data_dir /sys/plantedge-test") ||
 		!strings.Contains(err.Error(), "ReadWritePaths=/sys/plantedge-test") {
 		t.Errorf("data_dir not writable: exit %d, %v", exitCode(err), err)
+	}
+
+	// A unix socket where the agent may not make one, likewise.
+	listen := regexp.MustCompile(`(?m)^listen: .*$`)
+	write(listen.ReplaceAllString(dataDir.ReplaceAllString(string(good), "data_dir: "+filepath.Join(t.TempDir(), "data")), "listen: unix:/sys/plantedge-test.sock"))
+	err = run([]string{"run", "-c", b.cfgPath})
+	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "the directory of listen's socket /sys") {
+		t.Errorf("socket not creatable: exit %d, %v", exitCode(err), err)
 	}
 
 	// The buffer file held by another process: that one may stop, so a
