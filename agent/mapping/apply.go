@@ -1234,18 +1234,13 @@ func CheckValue(signal Signal, v any, rollover uint64) error {
 const MaxCounter = 1 << 53
 
 // intMaxMarker: f is the largest value of a 32-bit integer type (signed or
-// not) — a "no value" marker — for a counter whose rollover is not that
-// type's range (with which it is the counter's last value before the wrap).
-// Larger types' maxima are past MaxCounter; 8- and 16-bit counters reach
-// theirs at every wrap.
+// not) — a "no value" marker — for a counter without rollover. With one,
+// the value is either its last before the wrap (rollover 2^32, or 2^31),
+// beyond it (rejected as such), or a value a wider counter passes on its
+// way. Larger types' maxima are past MaxCounter; 8- and 16-bit counters
+// reach theirs at every wrap.
 func intMaxMarker(f float64, rollover uint64) bool {
-	switch f {
-	case math.MaxUint32:
-		return rollover != 1<<32
-	case math.MaxInt32:
-		return rollover != 1<<31 && rollover != 1<<32
-	}
-	return false
+	return rollover == 0 && (f == math.MaxUint32 || f == math.MaxInt32)
 }
 
 // convert turns a raw value into what the binding's signal needs.
@@ -1277,8 +1272,8 @@ func convert(x *extracted, v any) error {
 			// booked 4.29 billion pieces). Not counted, the counter's state
 			// stays: the next reading counts from the last one, so a
 			// counter that really stood there loses nothing.
-			return fmt.Errorf("counter value %v is the largest a %s integer holds, which gateways send for \"no value\" (if this counter really counts up to it and wraps, set rollover: %d): not counted, the next reading counts from the last one: %w",
-				f, map[bool]string{true: "32-bit", false: "signed 32-bit"}[f == math.MaxUint32], uint64(f)+1, ErrBadValue)
+			return fmt.Errorf("counter value %.0f is the largest a %s integer holds, which gateways send for \"no value\" (a 32-bit counter that wraps there: set its rollover, 4294967296): not counted, the next reading counts from the last one: %w",
+				f, map[bool]string{true: "32-bit", false: "signed 32-bit"}[f == math.MaxUint32], ErrBadValue)
 		}
 		if ro := float64(x.b.rollover); ro > 0 && f >= ro {
 			return fmt.Errorf("counter value %v is beyond its rollover %v (a counter that wraps there never reaches it; wrong tag or wrong rollover?): %w", f, ro, ErrBadValue)
