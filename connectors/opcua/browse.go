@@ -142,7 +142,7 @@ func browse(ctx context.Context, endpoint string, opts BrowseOptions, w io.Write
 		if perr := b.print(tree, 0); perr != nil {
 			return nil, perr
 		}
-		fmt.Fprintf(w, "... browsing stopped after %d nodes: %v (browse a deeper --node to go on below it)\n", b.printed, err)
+		fmt.Fprintf(w, "... browsing stopped after %d nodes: %v (browse the other nodes with --node)\n", b.printed, err)
 		return nil, err
 	}
 	if err := b.print(tree, 0); err != nil {
@@ -261,8 +261,14 @@ func (b *browser) fetch(ctx context.Context, root *tnode) error {
 				win = win[len(part):]
 				kids, err := b.children(ctx, part, depth)
 				if err != nil {
+					var ne *nodeBrowseError
+					errors.As(err, &ne)
 					for _, n := range part {
-						n.line += "  [children not browsed: browsing stopped here]"
+						if ne != nil && n.nid != nil && n.nid.String() == ne.nid.String() {
+							n.line += "  [its children could not be read: " + ne.err.Error() + "]"
+						} else {
+							n.line += "  [children not browsed: browsing stopped]"
+						}
 					}
 					return err
 				}
@@ -484,6 +490,15 @@ func browseDesc(nid *ua.NodeID) *ua.BrowseDescription {
 	}
 }
 
+// nodeBrowseError: browsing one node's children failed.
+type nodeBrowseError struct {
+	nid *ua.NodeID
+	err error
+}
+
+func (e *nodeBrowseError) Error() string { return fmt.Sprintf("browse %s: %v", e.nid, e.err) }
+func (e *nodeBrowseError) Unwrap() error { return e.err }
+
 // browseChunk browses nodes in one request (halved while the server finds it
 // too large) and follows continuation points in batched BrowseNext calls. It
 // also returns the status of each node the server refused to browse (0 for
@@ -515,6 +530,9 @@ func (b *browser) browseChunk(ctx context.Context, nodes []*ua.NodeID) (out [][]
 			r1 = append(r1, h+i)
 		}
 		return append(out1, out2...), append(bad1, bad2...), r1, err
+	}
+	if err != nil && len(nodes) == 1 {
+		return nil, nil, nil, &nodeBrowseError{nid: nodes[0], err: err}
 	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("browse %s and %d more: %w", nodes[0], len(nodes)-1, err)
