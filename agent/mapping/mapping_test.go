@@ -89,8 +89,8 @@ func TestIntMaxMarkerIsNotCounted(t *testing.T) {
 	}{
 		{uint32(math.MaxUint32), 0, true},
 		{int32(math.MaxInt32), 0, true},
-		{float64(math.MaxUint32), 0, true}, // MQTT: a JSON number
-		{int64(math.MaxUint32), 1 << 40, false}, // a wider counter on its way
+		{float64(math.MaxUint32), 0, true},       // MQTT: a JSON number
+		{int64(math.MaxUint32), 1 << 40, false},  // a wider counter on its way
 		{uint32(math.MaxUint32), 1 << 32, false}, // its last value before the wrap
 		{int32(math.MaxInt32), 1 << 32, false},
 		{int32(math.MaxInt32), 1 << 31, false},
