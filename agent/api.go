@@ -95,6 +95,7 @@ func (a *Agent) Handler() http.Handler {
 	api.HandleFunc("POST /api/v1/deadletters/{action}", func(w http.ResponseWriter, r *http.Request) {
 		if r.PathValue("action") == "drop" {
 			if why := dropRefused(r); why != "" {
+				a.log.Warn("dead letter drop refused", "id", r.URL.Query().Get("id"), "by", requester(r))
 				http.Error(w, why, http.StatusForbidden)
 				return
 			}

@@ -1377,6 +1377,9 @@ func TestDeadLetterDropNeedsTheAgentsUserOrGroup(t *testing.T) {
 	if !strings.HasPrefix(string(out), "403 ") || !strings.Contains(string(out), "uid 65534 asked") {
 		t.Errorf("drop as nobody answered %q, want 403", out)
 	}
+	if l := p.logs.String(); !strings.Contains(l, `msg="dead letter drop refused" id=all by="uid 65534 (nobody)"`) {
+		t.Errorf("the refused drop not logged with who asked:\n%s", l)
+	}
 	if st := ra.a.Status(); st.Buffer.DeadLetters != 1 || !strings.Contains(st.Machines[0].Error, "in the dead letters") {
 		t.Fatalf("%d dead letters after nobody's drop, want 1; machine error %q", st.Buffer.DeadLetters, st.Machines[0].Error)
 	}

@@ -480,7 +480,11 @@ func fakeCommands(t *testing.T, getentRC int) (env []string, logPath string) {
 	logPath = filepath.Join(dir, "calls.log")
 	fake := fmt.Sprintf("#!/bin/sh\necho \"$(basename \"$0\") $*\" >> %q\n", logPath)
 	for _, name := range []string{"adduser", "addgroup", "useradd", "groupadd", "systemctl", "chown", "chmod"} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(fake+"exit 0\n"), 0o755); err != nil {
+		body := fake + "exit 0\n"
+		if name == "systemctl" { // is-active fails with $FAKE_INACTIVE
+			body = fake + "[ \"$1\" = is-active ] && [ -n \"$FAKE_INACTIVE\" ] && exit 3\nexit 0\n"
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -505,6 +509,7 @@ func TestMaintainerScripts(t *testing.T) {
 		stdout    string
 		gone      []string // paths under the root removed afterwards
 		kept      []string
+		inactive  bool              // systemctl is-active says no
 		noConfig  bool              // no /etc/plantedge/plantedge.yaml before
 		rpmsave   bool              // an edited plantedge.yaml.rpmsave before
 		want      map[string]string // path under the root -> content afterwards
@@ -528,11 +533,14 @@ func TestMaintainerScripts(t *testing.T) {
 		{name: "postinst first install without systemd", script: "postinstall.sh", args: []string{"configure"},
 			calls: []string{"enable plantedge.service"}, notCalls: []string{"daemon-reload", "start"}, stdout: "NOT started"},
 		{name: "postinst upgrade restarts", script: "postinstall.sh", args: []string{"configure", "0.1.0-1"}, systemd: true,
-			calls: []string{"systemctl daemon-reload", "systemctl try-restart plantedge.service"}, notCalls: []string{"enable", "chown"}},
+			calls: []string{"systemctl daemon-reload", "systemctl try-restart plantedge.service"}, notCalls: []string{"enable plantedge", "chown"}},
+		{name: "postinst reinstall after a remove says how to start it", script: "postinstall.sh", args: []string{"configure", "0.1.0-1"}, systemd: true,
+			inactive: true, calls: []string{"systemctl try-restart plantedge.service"}, notCalls: []string{"enable plantedge", "systemctl start"},
+			stdout: "plantedge.service is enabled but not running: systemctl start plantedge"},
 		{name: "rpm post install", script: "postinstall.sh", args: []string{"1"}, systemd: true,
 			calls: []string{"enable plantedge.service"}, notCalls: []string{"try-restart"}, stdout: "NOT started"},
 		{name: "rpm post upgrade", script: "postinstall.sh", args: []string{"2"}, systemd: true,
-			calls: []string{"systemctl try-restart plantedge.service"}, notCalls: []string{"enable"}},
+			calls: []string{"systemctl try-restart plantedge.service"}, notCalls: []string{"enable plantedge"}},
 		{name: "prerm remove stops, keeps it enabled for a reinstall", script: "preremove.sh", args: []string{"remove"}, systemd: true,
 			calls: []string{"systemctl stop plantedge.service"}, notCalls: []string{"disable"}},
 		{name: "prerm upgrade leaves it running", script: "preremove.sh", args: []string{"upgrade", "0.2.0-1"}, systemd: true,
@@ -595,6 +603,9 @@ func TestMaintainerScripts(t *testing.T) {
 			env, logPath := fakeCommands(t, rc)
 			cmd := exec.Command("sh", append([]string{filepath.Join("scripts", tc.script)}, tc.args...)...)
 			cmd.Env = append(env, "DPKG_ROOT="+root)
+			if tc.inactive {
+				cmd.Env = append(cmd.Env, "FAKE_INACTIVE=1")
+			}
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			if err := cmd.Run(); err != nil {

@@ -275,8 +275,19 @@ func TestNoteFailureLogsAnotherKind(t *testing.T) {
 	}
 	s.warnedAt = time.Now().Add(-2 * time.Minute)
 	s.noteFailure(fmt.Errorf("%w: server presents 5f7d, pinned cf98", ErrThumbprintMismatch))
-	if l := logs.String(); !strings.Contains(l, `level=WARN msg="opc ua reconnect fails another way now" err="server certificate thumbprint mismatch`) {
-		t.Errorf("the mismatch not at WARN:\n%s", l)
+	if l := logs.String(); !strings.Contains(l, `level=ERROR msg="opc ua reconnect fails another way now" err="server certificate thumbprint mismatch`) {
+		t.Errorf("the mismatch (a person's to mend) not at ERROR:\n%s", l)
+	}
+	// Kinds said once: two that alternate are not said every minute.
+	n := strings.Count(logs.String(), "fails another way")
+	for range 3 {
+		s.warnedAt = time.Now().Add(-2 * time.Minute)
+		s.noteFailure(errors.New("read tcp 127.0.0.1:50399->127.0.0.1:4840: connection reset by peer"))
+		s.warnedAt = time.Now().Add(-2 * time.Minute)
+		s.noteFailure(fmt.Errorf("%w: server presents 5f7d, pinned cf98", ErrThumbprintMismatch))
+	}
+	if m := strings.Count(logs.String(), "fails another way"); m != n {
+		t.Errorf("alternating failures said %d more times", m-n)
 	}
 }
 

@@ -109,7 +109,7 @@ type Source struct {
 	// failure bookkeeping, only touched by Run's goroutine
 	failures  int
 	failSince time.Time
-	warned    string // the failure last logged at WARN, numbers left out
+	warned    map[string]bool // the failures of this run logged at WARN, numbers left out
 	warnedAt  time.Time
 	// nodes per Read and per CreateMonitoredItems call in this session (Run's goroutine)
 	perRead, perMonitor int
@@ -242,14 +242,22 @@ func (s *Source) noteFailure(err error) {
 	s.update(func(st *Stats) { st.LastError, st.LastErrorTime = err.Error(), time.Now() })
 	s.failures++
 	kind := digits.ReplaceAllString(err.Error(), "#") // the same failure, another port or count
+	// A refused user or a server certificate that does not match the pin
+	// needs a person: an error, not a warning.
+	level := slog.LevelWarn
+	if authRefused(err) || errors.Is(err, ErrThumbprintMismatch) {
+		level = slog.LevelError
+	}
 	if s.failures == 1 {
-		s.failSince, s.warned, s.warnedAt = time.Now(), kind, time.Now()
-		s.log.Warn("opc ua session failed; reconnecting with backoff", "err", err)
+		s.failSince, s.warned, s.warnedAt = time.Now(), map[string]bool{kind: true}, time.Now()
+		s.log.Log(context.Background(), level, "opc ua session failed; reconnecting with backoff", "err", err)
 		return
 	}
-	if kind != s.warned && time.Since(s.warnedAt) >= time.Minute {
-		s.warned, s.warnedAt = kind, time.Now()
-		s.log.Warn("opc ua reconnect fails another way now", "err", err, "attempt", s.failures,
+	// Each kind once a run of failures (two that alternate are not said
+	// every minute for good), a minute apart at least.
+	if !s.warned[kind] && len(s.warned) < 8 && time.Since(s.warnedAt) >= time.Minute {
+		s.warned[kind], s.warnedAt = true, time.Now()
+		s.log.Log(context.Background(), level, "opc ua reconnect fails another way now", "err", err, "attempt", s.failures,
 			"since", time.Since(s.failSince).Round(time.Second))
 		return
 	}

@@ -75,6 +75,12 @@ MSG
 elif [ "$running" = yes ]; then
 	# The new binary takes over; the buffer is durable across the restart.
 	systemctl try-restart plantedge.service || true
+	# Installed again after a remove (which stopped it), or stopped by hand:
+	# enabled, so it starts at the next boot; say how to start it now.
+	if systemctl is-enabled --quiet plantedge.service 2>/dev/null &&
+		! systemctl is-active --quiet plantedge.service 2>/dev/null; then
+		echo "plantedge.service is enabled but not running: systemctl start plantedge"
+	fi
 fi
 
 exit 0
