@@ -134,6 +134,9 @@ type forwarder struct {
 	// loggedBusy: the last failure logged was Odoo busy (a lock, a
 	// serialization failure), not Odoo away.
 	loggedBusy bool
+	// loggedLasting: the last failure logged was one that lasts until a
+	// person acts (see outageLike).
+	loggedLasting bool
 	// calls counts the Odoo operations made since start (status: a flush
 	// shows a long first round moving before it acknowledges anything).
 	calls atomic.Uint64
@@ -297,7 +300,7 @@ func (f *forwarder) run(ctx context.Context) {
 				f.link.Since = time.Now()
 			}
 			f.link.State, f.link.Failures, f.link.LastError, f.link.KeyExpired = "online", 0, "", false
-			f.link.RetryAfter, f.loggedBusy = time.Time{}, false
+			f.link.RetryAfter, f.loggedBusy, f.loggedLasting = time.Time{}, false, false
 			f.keyWorked, f.authFails = true, 0
 			if f.workedKey != f.keyID {
 				if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: keyWorkedKey, Value: []byte(f.keyID)}); err == nil {
@@ -365,12 +368,20 @@ func (f *forwarder) run(ctx context.Context) {
 				f.link.RetryAfter = time.Now().Add(fl)
 			}
 			busy := isOE && oe.Busy()
-			// A busy Odoo that then goes away is logged again: at ERROR, as
-			// an outage (the self-probe: the journal kept the busy warning
-			// through the outage that followed).
-			if prev.State != state || prev.Failures == 0 || (f.loggedBusy && !busy) {
-				f.loggedBusy = busy
+			// A busy Odoo that then goes away is logged again, as an outage
+			// (the self-probe: the journal kept the busy warning through the
+			// outage that followed).
+			// A lasting failure after one that comes and goes (the WAN back,
+			// and now a certificate that does not verify) is said at once
+			// too, at ERROR (the second self-probe: it waited for the
+			// 15-minute reminder).
+			lasting := !outageLike(err)
+			if prev.State != state || prev.Failures == 0 || (f.loggedBusy && !busy) || (lasting && !f.loggedLasting) {
+				f.loggedBusy, f.loggedLasting = busy, lasting
 				msg := "odoo unreachable; buffering and retrying with backoff"
+				if lasting {
+					msg = "odoo cannot be reached as configured (a certificate, the URL's scheme or path, a proxy's login, the host name: the error says); buffering and retrying with backoff"
+				}
 				switch {
 				case se != nil && !errors.As(err, new(*odoo.Error)):
 					msg = "cannot build the odoo client; buffering until the configuration is fixed"
@@ -403,7 +414,7 @@ func (f *forwarder) run(ctx context.Context) {
 				// needs a person at once — a refused key, a configuration
 				// Odoo does not take, a refused call — is an error now.
 				level := slog.LevelError
-				if se == nil && state != "auth_failed" && outageLike(err) {
+				if se == nil && state != "auth_failed" && !lasting {
 					level = slog.LevelWarn
 				}
 				log.Log(ctx, level, msg, attrs...)
@@ -1207,8 +1218,8 @@ func outageLike(err error) bool {
 		case oe.Busy(), oe.Timeout(), oe.RetryAfter > 0:
 			return true
 		case oe.Status != 0:
-			return oe.Status == http.StatusTooManyRequests || oe.Status == http.StatusBadGateway ||
-				oe.Status == http.StatusServiceUnavailable || oe.Status == http.StatusGatewayTimeout
+			// 500: Odoo's workers restarting in a deploy, as often as a bug.
+			return oe.Status == http.StatusTooManyRequests || oe.Status >= 500
 		}
 	}
 	var dns *net.DNSError

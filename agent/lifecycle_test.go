@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
@@ -285,4 +286,28 @@ func TestSlowOdooIsShown(t *testing.T) {
 	if !strings.Contains(p.logs.String(), "odoo answers quickly again") {
 		t.Error("no log line that Odoo is fast again")
 	}
+}
+
+// A failure that lasts until a person acts (here a wrong path: 404), after
+// one that comes and goes (nothing listening), is logged at once at ERROR
+// — not at the 15-minute reminder (the second self-probe).
+func TestLastingOdooFailureAfterAnOutageIsAnError(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	addr := agenttest.FreeAddr(t)
+	p.editConfig(p.odoo.URL(), "http://"+addr)
+	p.startAgent()
+	p.produce(p.machines[0], 2, 0)
+	waitFor(t, 15*time.Second, "the outage logged", func() (bool, string) {
+		return strings.Contains(p.logs.String(), `level=WARN msg="odoo unreachable`), ""
+	})
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	waitFor(t, 30*time.Second, "the 404 logged at ERROR", func() (bool, string) {
+		return strings.Contains(p.logs.String(), `level=ERROR msg="odoo cannot be reached as configured`), ""
+	})
 }

@@ -125,7 +125,12 @@ func (o *runOptions) Run(ctx context.Context) error {
 func startHint(err error, cfg *config.Config, path string) string {
 	where, dir := "data_dir", cfg.DataDir
 	if strings.HasPrefix(err.Error(), "listen ") {
-		where, dir = "the directory of listen's socket", filepath.Dir(strings.TrimPrefix(cfg.Listen, "unix:"))
+		sock, unix := strings.CutPrefix(cfg.Listen, "unix:")
+		if !unix {
+			return fmt.Sprintf("user %s may not listen on %s: a port below 1024 takes a privilege the agent does not have; "+
+				"use one of 1024 or more (the default is 9464)", currentUser(), cfg.Listen)
+		}
+		where, dir = "the directory of listen's socket", filepath.Dir(sock)
 	}
 	dropIn := fmt.Sprintf("under systemd, a path outside /var/lib/plantedge and /run/plantedge needs a drop-in "+
 		"(systemctl edit plantedge: [Service] ReadWritePaths=%s)", dir)

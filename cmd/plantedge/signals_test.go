@@ -189,6 +189,16 @@ func TestRunSetupFailuresAreExitConfig(t *testing.T) {
 		t.Errorf("socket not creatable: exit %d, %v", exitCode(err), err)
 	}
 
+	// A port below 1024, for a user without the privilege: a port hint, not
+	// one about directories (the second self-probe: "chown -R nobody .").
+	if os.Geteuid() != 0 {
+		write(listen.ReplaceAllString(dataDir.ReplaceAllString(string(good), "data_dir: "+filepath.Join(t.TempDir(), "data")), "listen: 127.0.0.1:80"))
+		err = run([]string{"run", "-c", b.cfgPath})
+		if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "a port below 1024") {
+			t.Errorf("privileged port: exit %d, %v", exitCode(err), err)
+		}
+	}
+
 	// The buffer file held by another process: that one may stop, so a
 	// restart may help.
 	held := dataDir.ReplaceAllString(string(good), "data_dir: "+filepath.Join(t.TempDir(), "data"))
