@@ -1165,33 +1165,42 @@ func (r *rateLogs) log(key string, l *slog.Logger, level slog.Level, msg string,
 // many — so that what was left out is said even when no later line of the
 // key comes to carry it (the self-probe: 5 refusals, 1 line, the 4 others
 // never mentioned).
-func (r *rateLogs) tell(l *slog.Logger, level slog.Level, msg string) {
+// With all, it tells every key that left lines out, minute or not (at
+// shutdown). A key made of a record key and a kind, separated by a zero
+// byte, is told as both.
+func (r *rateLogs) tell(l *slog.Logger, level slog.Level, msg string, all bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
 	for k, rl := range r.m {
 		rl.mu.Lock()
 		n := rl.suppressed
-		if n > 0 && now.Sub(rl.last) >= cmp.Or(r.every, time.Minute) {
+		if n > 0 && (all || now.Sub(rl.last) >= cmp.Or(r.every, time.Minute)) {
 			rl.suppressed, rl.last = 0, now
 		} else {
 			n = 0
 		}
 		rl.mu.Unlock()
 		if n > 0 {
-			l.Log(context.Background(), level, msg, "key", k, "left_out", n)
+			key, kind, _ := strings.Cut(k, "\x00")
+			args := []any{"key", key, "left_out", n}
+			if kind != "" {
+				args = append(args, "kind", kind)
+			}
+			l.Log(context.Background(), level, msg, args...)
 		}
 	}
 }
 
-// forgetQuiet drops the keys that logged nothing for their interval: their
+// forgetQuiet drops the keys that logged nothing for their interval (and
+// left nothing out that tell did not say yet): their
 // next line is logged anyway (what they left out since is lost). r.mu is
 // held.
 func (r *rateLogs) forgetQuiet() {
 	now := time.Now()
 	for k, rl := range r.m {
 		rl.mu.Lock()
-		quiet := now.Sub(rl.last) >= cmp.Or(r.every, time.Minute)
+		quiet := now.Sub(rl.last) >= cmp.Or(r.every, time.Minute) && rl.suppressed == 0
 		rl.mu.Unlock()
 		if quiet {
 			delete(r.m, k)

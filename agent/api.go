@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -108,7 +109,11 @@ func (a *Agent) Handler() http.Handler {
 		a.forgetPendingCounts() // status names the dead letters' pieces: at once, not after a second
 		// Who did it, for the audit trail (the buffer logs each dead letter).
 		msg := map[string]string{"drop": "dead letters dropped", "retry": "dead letters put back for another try"}[r.PathValue("action")]
-		a.log.Warn(msg, "id", r.URL.Query().Get("id"), "affected", n, "by", requester(r))
+		level := slog.LevelWarn // what an operator changed
+		if n == 0 {
+			level = slog.LevelInfo // nothing was there
+		}
+		a.log.Log(r.Context(), level, msg, "id", r.URL.Query().Get("id"), "affected", n, "by", requester(r))
 		if r.PathValue("action") == "retry" {
 			a.Flush()
 		}

@@ -259,6 +259,9 @@ func (f *forwarder) run(ctx context.Context) {
 		f.workedKey = string(b)
 	}
 	defer f.saveSettle(log)
+	// At the stop, what the dead-letter log left out is said (no later
+	// round would).
+	defer f.a.deadLog.tell(f.a.log, slog.LevelWarn, deadLogMore, true)
 	if left := time.Until(f.settleUntil); left > 0 {
 		f.mu.Lock()
 		f.link.LastError = "waiting for requests sent to Odoo before the agent stopped: Odoo may still run them until its request limit (odoo.request_limit)"
@@ -727,7 +730,7 @@ func (f *forwarder) saveSettle(log *slog.Logger) {
 // coalesced per work order. It reports whether records were left for
 // another round.
 func (f *forwarder) round(ctx context.Context) (more bool, err error) {
-	defer f.a.deadLog.tell(f.a.log, slog.LevelWarn, "more records moved to dead letters, like the one logged before for this key (plantedge deadletter list)")
+	defer f.a.deadLog.tell(f.a.log, slog.LevelWarn, deadLogMore, false)
 	f.mu.Lock() // with Flush's: a request is either this round's or counted before it
 	select {
 	case <-f.kick: // asked for while the last round went on (a backlog: no wait between)
@@ -1265,8 +1268,11 @@ func (f *forwarder) moveToDeadLetters(ctx context.Context, r buffer.Record, msg,
 // thousands of the same are one line a minute (f.a.deadLog.tell says how
 // many were left out).
 func deadLogKey(key, reason string) string {
-	return key + " " + logDigits.ReplaceAllString(reason, "#")
+	return key + "\x00" + logDigits.ReplaceAllString(reason, "#")
 }
+
+// deadLogMore is the line of dead letters the log left out.
+const deadLogMore = "more records moved to dead letters, like the one logged before for this key (plantedge deadletter list)"
 
 // logDigits are the numbers of a message, left out to tell its kind.
 var logDigits = regexp.MustCompile(`[0-9]+`)

@@ -69,18 +69,25 @@ func TestRateLogsTellWhatWasLeftOut(t *testing.T) {
 		r.log("m1 refused", l, slog.LevelWarn, "refused")
 	}
 	r.log("m2 refused", l, slog.LevelWarn, "refused")
-	r.tell(l, slog.LevelWarn, "more refused")
+	r.tell(l, slog.LevelWarn, "more refused", false)
 	if strings.Contains(out.String(), "more refused") {
 		t.Fatalf("told within the minute:\n%s", out.String())
 	}
 	r.m["m1 refused"].last = r.m["m1 refused"].last.Add(-2 * time.Minute)
 	r.m["m2 refused"].last = r.m["m2 refused"].last.Add(-2 * time.Minute)
-	r.tell(l, slog.LevelWarn, "more refused")
+	r.tell(l, slog.LevelWarn, "more refused", false)
 	if !strings.Contains(out.String(), `msg="more refused" key="m1 refused" left_out=4`) || strings.Contains(out.String(), `key="m2 refused"`) {
 		t.Fatalf("told:\n%s", out.String())
 	}
-	r.tell(l, slog.LevelWarn, "more refused")
+	r.tell(l, slog.LevelWarn, "more refused", false)
 	if n := strings.Count(out.String(), "more refused"); n != 1 {
 		t.Errorf("told %d times, want once", n)
+	}
+	// At the stop, all of it, minute or not; a key with a kind as both.
+	r.log("m3\x00refused #", l, slog.LevelWarn, "refused")
+	r.log("m3\x00refused #", l, slog.LevelWarn, "refused")
+	r.tell(l, slog.LevelWarn, "more refused", true)
+	if !strings.Contains(out.String(), `msg="more refused" key=m3 left_out=1 kind="refused #"`) {
+		t.Errorf("not told at the stop:\n%s", out.String())
 	}
 }

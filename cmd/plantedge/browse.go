@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/connectors/opcua"
 )
 
@@ -61,11 +65,31 @@ func (o *browseOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.opts.Timeout, "timeout", opcua.DefaultBrowseTimeout, "timeout of each request")
 }
 
+// validPort: a port of 1 to 65535 (url.Parse takes any digits, or none).
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 1 && n <= 65535
+}
+
 // Validate checks the flags before any I/O.
 func (o *browseOptions) Validate() error {
 	var errs []error
-	if !strings.HasPrefix(o.endpoint, "opc.tcp://") {
-		errs = append(errs, fmt.Errorf("endpoint %q: want opc.tcp://host:port", o.endpoint))
+	if u, err := url.Parse(o.endpoint); err != nil || u.Scheme != "opc.tcp" || u.Hostname() == "" || !validPort(u.Port()) {
+		errs = append(errs, fmt.Errorf("endpoint %q: want opc.tcp://host:port (a port of 1 to 65535)", o.endpoint))
+	}
+	if !slices.Contains(config.SecurityPolicies, o.opts.SecurityPolicy) {
+		errs = append(errs, fmt.Errorf("--security-policy %q: want one of %s", o.opts.SecurityPolicy, strings.Join(config.SecurityPolicies, ", ")))
+	}
+	if o.opts.SecurityMode != "" && !slices.Contains(config.SecurityModes, o.opts.SecurityMode) {
+		errs = append(errs, fmt.Errorf("--security-mode %q: want one of %s", o.opts.SecurityMode, strings.Join(config.SecurityModes, ", ")))
+	}
+	if t := o.opts.ServerThumbprint; t != "" {
+		if err := opcua.CheckThumbprint(t); err != nil {
+			errs = append(errs, fmt.Errorf("--server-thumbprint %q: want the certificate's SHA-1 in hex (40 digits)", t))
+		}
+	}
+	if o.opts.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("--timeout %s: want more than 0", o.opts.Timeout))
 	}
 	if o.opts.Node != "" {
 		if err := opcua.CheckNodeID(o.opts.Node); err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -63,15 +64,25 @@ func newDeadLetterCmd() *cobra.Command {
 				if name == "drop" && !yes && stdinIsTerminal() {
 					// What a drop loses never reaches Odoo: on a terminal
 					// it is asked first (scripts, without one, are not).
-					var views []agent.DeadLetterView
-					err := withDeadLetters(cfgPath, true,
-						func(c *agent.APIClient) (err error) { views, err = c.DeadLetters(cmd.Context()); return err },
-						func(q *buffer.Queue) (err error) { views, err = agent.ListDeadLetters(q); return err })
+					list := func() (views []agent.DeadLetterView, err error) {
+						err = withDeadLetters(cfgPath, true,
+							func(c *agent.APIClient) (err error) { views, err = c.DeadLetters(cmd.Context()); return err },
+							func(q *buffer.Queue) (err error) { views, err = agent.ListDeadLetters(q); return err })
+						return views, err
+					}
+					views, err := list()
 					if err != nil {
 						return err
 					}
 					if ok, err := confirmDrop(cmd.InOrStdin(), cmd.OutOrStdout(), views, args[0]); err != nil || !ok {
 						return cmp.Or(err, error(&exitError{code: 1, msg: "nothing dropped"}))
+					}
+					// "all" is what was shown: more that came while the
+					// question was open are not dropped unseen.
+					if now, err := list(); err != nil {
+						return err
+					} else if args[0] == "all" && !slices.EqualFunc(now, views, func(x, y agent.DeadLetterView) bool { return x.ID == y.ID }) {
+						return &exitError{code: 1, msg: fmt.Sprintf("dead letters came in while you were asked (%d now, %d shown): nothing dropped; run it again", len(now), len(views))}
 					}
 				}
 				var n, kept int

@@ -44,6 +44,12 @@ func newDemoCmd() *cobra.Command {
 }
 
 func (o *demoOptions) Run(ctx context.Context, out, errOut io.Writer) error {
+	if o.version < 17 || o.version > 19 {
+		return &exitError{code: exitUsage, msg: fmt.Sprintf("--odoo-version %d: the emulator behaves like 17, 18 or 19 (see: plantedge demo --help)", o.version)}
+	}
+	if o.duration < 3*time.Second {
+		return &exitError{code: exitUsage, msg: fmt.Sprintf("--duration %s: want 3s or more (see: plantedge demo --help)", o.duration)}
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logOut := io.Discard

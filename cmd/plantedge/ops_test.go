@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -207,7 +208,9 @@ func cli(t *testing.T, args ...string) (string, error) {
 func TestUsageErrorsExit64(t *testing.T) {
 	for _, args := range [][]string{{"flush", "--bogus"}, {"flush", "--timeout", "soon"}, {"flush", "--timeout", "-5s"}, {"status", "extra"}, {"bogus"},
 		{"deadletter", "drop"}, {"deadletter", "drop", "notanid"}, {"browse", "notaurl"}, {"browse", "opc.tcp://127.0.0.1:1", "--node", "garbage"},
-		{"browse", "opc.tcp://127.0.0.1:1", "--depth", "-1"}} {
+		{"browse", "opc.tcp://127.0.0.1:1", "--depth", "-1"}, {"browse", "opc.tcp://127.0.0.1:99999"}, {"browse", "opc.tcp://127.0.0.1:1", "--security-policy", "Bogus"},
+		{"browse", "opc.tcp://127.0.0.1:1", "--server-thumbprint", "zz"}, {"browse", "opc.tcp://127.0.0.1:1", "--timeout", "-5s"},
+		{"demo", "--odoo-version", "12"}, {"demo", "--duration", "-1s"}} {
 		_, err := cli(t, args...)
 		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "--help") {
 			t.Errorf("plantedge %s: exit %d, %v", strings.Join(args, " "), exitCode(err), err)
@@ -611,6 +614,11 @@ func (b *bench) refuse(wantDead int) {
 	})
 }
 
+// readerFunc is an io.Reader made of a function.
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
 func TestDeadLetterCommands(t *testing.T) {
 	b := newBench(t, 19)
 	b.startAgent()
@@ -661,22 +669,35 @@ func TestDeadLetterCommands(t *testing.T) {
 	}
 	// On a terminal a drop is asked first: a no drops nothing.
 	stdinIsTerminal = func() bool { return true }
-	answer := func(in string, args ...string) (string, error) {
+	answerFrom := func(in io.Reader, args ...string) (string, error) {
 		root := newRootCmd()
 		var out bytes.Buffer
 		root.SetOut(&out)
 		root.SetErr(&out)
-		root.SetIn(strings.NewReader(in))
+		root.SetIn(in)
 		root.SetArgs(append([]string{"deadletter", "drop"}, append(args, "-c", b.cfgPath)...))
 		err := execute(context.Background(), root)
 		return out.String(), err
 	}
+	answer := func(in string, args ...string) (string, error) { return answerFrom(strings.NewReader(in), args...) }
 	if out, err := answer("\n", "all"); exitCode(err) != 1 || !strings.Contains(out, "2 good pieces") ||
 		!strings.Contains(out, "Drop 1 dead letter(s) for good?") || b.a.Status().Buffer.DeadLetters != 1 {
 		t.Errorf("drop answered with Enter: %v\n%s", err, out)
 	}
+	// One more arrives while the question is open: "all" was what was shown.
+	more := readerFunc(func(p []byte) (int, error) {
+		b.refuse(2)
+		return copy(p, "y\n"), io.EOF
+	})
+	if out, err := answerFrom(more, "all"); exitCode(err) != 1 || !strings.Contains(fmt.Sprint(err), "came in while you were asked") ||
+		b.a.Status().Buffer.DeadLetters != 2 {
+		t.Errorf("drop all with one more arrived meanwhile: %v\n%s", err, out)
+	}
 	if out, err := answer("y\n", fmt.Sprint(views[0].ID)); err != nil || !strings.HasSuffix(out, "drop: 1 dead letter(s)\n") {
 		t.Errorf("drop answered yes: %v\n%s", err, out)
+	}
+	if out, err := answer("y\n", "all"); err != nil || !strings.HasSuffix(out, "drop: 1 dead letter(s)\n") {
+		t.Errorf("drop all answered yes: %v\n%s", err, out)
 	}
 	stdinIsTerminal = func() bool { return false }
 	if n := b.a.Status().Buffer.DeadLetters; n != 0 {
@@ -684,7 +705,7 @@ func TestDeadLetterCommands(t *testing.T) {
 	}
 	// An operator's drop is counted apart from the quota's (the figure
 	// monitoring alerts on as lost data).
-	if buf := statusJSON(t, b.cfgPath)["buffer"].(map[string]any); buf["dead_letters_dropped"] != 1.0 || buf["dropped"] != 0.0 {
+	if buf := statusJSON(t, b.cfgPath)["buffer"].(map[string]any); buf["dead_letters_dropped"] != 2.0 || buf["dropped"] != 0.0 {
 		t.Errorf("after an operator's drop: dead_letters_dropped %v, dropped %v", buf["dead_letters_dropped"], buf["dropped"])
 	}
 	if _, err := cli(t, "deadletter", "drop", "nonsense", "-c", b.cfgPath); err == nil {
@@ -704,8 +725,8 @@ func TestDeadLetterCommands(t *testing.T) {
 	if out := dl("list"); out != "no dead letters\n" {
 		t.Errorf("offline list after drop: %q", out)
 	}
-	if out, err := cli(t, "status", "-c", b.cfgPath); err != nil || !strings.Contains(out, "2 dead letters dropped by an operator") || !strings.Contains(out, "dropped by the quota 0") {
-		t.Errorf("offline status after two drops: %v\n%s", err, out)
+	if out, err := cli(t, "status", "-c", b.cfgPath); err != nil || !strings.Contains(out, "3 dead letters dropped by an operator") || !strings.Contains(out, "dropped by the quota 0") {
+		t.Errorf("offline status after three drops: %v\n%s", err, out)
 	}
 }
 

@@ -290,6 +290,13 @@ func parseSecurity(policy, mode, pin string) (security, []error) {
 	return sec, errs
 }
 
+// CheckThumbprint reports whether s is a certificate's SHA-1 as a pin is
+// written (40 hex digits; colons, spaces or dashes between them).
+func CheckThumbprint(s string) error {
+	_, err := parseThumbprint(s)
+	return err
+}
+
 func parseThumbprint(s string) ([]byte, error) {
 	clean := strings.NewReplacer(":", "", " ", "", "-", "").Replace(strings.TrimSpace(s))
 	b, err := hex.DecodeString(clean)

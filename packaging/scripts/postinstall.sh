@@ -79,7 +79,7 @@ elif [ "$running" = yes ]; then
 	# enabled, so it starts at the next boot; say how to start it now.
 	if systemctl is-enabled --quiet plantedge.service 2>/dev/null &&
 		! systemctl is-active --quiet plantedge.service 2>/dev/null; then
-		echo "plantedge.service is enabled but not running: systemctl start plantedge"
+		echo "plantedge.service is enabled but not running: systemctl start plantedge (if it does not stay up, journalctl -u plantedge says why)"
 	fi
 fi
 
