@@ -260,6 +260,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		CommitWindow: cfg.Buffer.CommitWindow.D(),
 		Merge:        a.mergeCounts,
 		Logger:       a.log.With("component", "buffer"),
+		EventTime:    eventStart,
 	})
 	if err != nil {
 		return &StartError{fmt.Errorf("open buffer: %w", err)}

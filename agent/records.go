@@ -76,6 +76,16 @@ func decodeCount(r buffer.Record) (countRecord, error) {
 	return c, nil
 }
 
+// eventStart is when a downtime record's stop began by its source (for
+// the buffer's log of events its quota dropped).
+func eventStart(r buffer.Record) (time.Time, bool) {
+	e, err := decodeEvent(r)
+	if err != nil || e.Start == 0 {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(e.Start), true
+}
+
 func decodeEvent(r buffer.Record) (eventRecord, error) {
 	var e eventRecord
 	if err := json.Unmarshal(r.Data, &e); err != nil {

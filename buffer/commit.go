@@ -32,6 +32,8 @@ type txn struct {
 	merging bool           // holds markMu until the commit is done
 	segMin  int            // see Options.segmentMinBytes
 	arena   *arena         // the committer's, for values stored by this transaction
+	// eventTime is Options.EventTime.
+	eventTime func(Record) (time.Time, bool)
 	// pend holds the sealed records appended in this transaction, per lane,
 	// until flushPending stores each lane's share as one segment.
 	pend [NumLanes][][]byte
@@ -317,7 +319,7 @@ func (q *Queue) beginTxn(cur *state) (*txn, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &txn{tx: tx, w: *cur, segMin: q.opts.segmentMinBytes, arena: &q.arena}
+	t := &txn{tx: tx, w: *cur, segMin: q.opts.segmentMinBytes, arena: &q.arena, eventTime: q.opts.EventTime}
 	for l := range t.pend {
 		t.pend[l] = q.pend[l][:0] // reused: the slices of the last transaction are done with
 	}
@@ -512,11 +514,17 @@ func (q *Queue) logBurst(cur *state, force bool) {
 		// person must look into (the disk probe had a number only).
 		attrs = append(attrs, "events_of", strings.Join(cur.burstEvents, ","),
 			"events_from", cur.burstFirstEv.UTC(), "events_to", cur.burstLastEv.UTC())
+		if !cur.burstFirstSrc.IsZero() {
+			// When they happened, by the sources' clocks (the MQTT probe:
+			// buffered times alone do not say which shift lost downtime).
+			attrs = append(attrs, "happened_from", cur.burstFirstSrc.UTC(), "happened_to", cur.burstLastSrc.UTC())
+		}
 	}
 	q.log.Warn("buffer quota reached: records dropped or merged to stay under max_bytes", attrs...)
 	cur.burstDropped = [NumLanes]uint64{}
 	cur.burstMerged = 0
 	cur.burstEvents, cur.burstFirstEv, cur.burstLastEv = nil, time.Time{}, time.Time{}
+	cur.burstFirstSrc, cur.burstLastSrc = time.Time{}, time.Time{}
 	q.mu.Lock()
 	q.st.burstDropped, q.st.burstMerged = cur.burstDropped, 0
 	q.mu.Unlock()

@@ -79,6 +79,10 @@ type Options struct {
 	Merge         MergeFunc     // nil: counts are never merged (a full quota then returns ErrFull for counts)
 	ReadOnly      bool          // inspect a stopped agent's buffer: no writes, no quarantine
 	Logger        *slog.Logger  // nil: discard; the caller scopes it (component=buffer)
+	// EventTime, when set, gives the time an event record's event happened
+	// at its source (a stop's start): the quota's log of dropped events
+	// names their span by it, not only by when they were buffered.
+	EventTime func(Record) (time.Time, bool)
 
 	// segmentMinBytes: a lane's part of a commit at least this big is stored
 	// as one segment (see segment.go); 0 = DefaultSegmentMinBytes, < 0 never.
@@ -257,6 +261,8 @@ type state struct {
 	// maxBurstKeys), and the span of those events' times.
 	burstEvents               []string
 	burstFirstEv, burstLastEv time.Time
+	// by Options.EventTime, when it knew
+	burstFirstSrc, burstLastSrc time.Time
 }
 
 // maxBurstKeys bounds the keys a quota log line names.
@@ -264,10 +270,20 @@ const maxBurstKeys = 10
 
 // noteDroppedEvent adds a dropped event record (its stored bytes) to the
 // burst's keys and time span.
-func (s *state) noteDroppedEvent(v []byte) {
+func (s *state) noteDroppedEvent(v []byte, eventTime func(Record) (time.Time, bool)) {
 	r, err := decodeRecord(v)
 	if err != nil {
 		return
+	}
+	if eventTime != nil {
+		if t, ok := eventTime(r); ok {
+			if s.burstFirstSrc.IsZero() || t.Before(s.burstFirstSrc) {
+				s.burstFirstSrc = t
+			}
+			if t.After(s.burstLastSrc) {
+				s.burstLastSrc = t
+			}
+		}
 	}
 	if !slices.Contains(s.burstEvents, r.Key) && len(s.burstEvents) < maxBurstKeys {
 		s.burstEvents = append(s.burstEvents, r.Key)

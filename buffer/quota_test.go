@@ -56,7 +56,10 @@ func TestQuotaDropsTelemetryMergesCountsDropsEventsLast(t *testing.T) {
 	const maxBytes = 1 << 20
 	path := filepath.Join(t.TempDir(), "buffer.db")
 	var logs syncBuffer
-	q := openTest(t, path, Options{MaxBytes: maxBytes, Merge: sumCounts, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	// The events' own times, as the agent reads them from a record (here
+	// from its sequence number).
+	happened := func(r Record) (time.Time, bool) { return time.Unix(1_000_000_000+int64(r.Seq), 0), true }
+	q := openTest(t, path, Options{MaxBytes: maxBytes, Merge: sumCounts, Logger: slog.New(slog.NewTextHandler(&logs, nil)), EventTime: happened})
 	keys := []string{"m0", "m1", "m2", "m3"}
 	appended := make(map[string]uint64)
 	appendCounts := func(n int) {
@@ -168,8 +171,8 @@ func TestQuotaDropsTelemetryMergesCountsDropsEventsLast(t *testing.T) {
 		t.Fatalf("drops were not logged: %q", l)
 	} else if n := strings.Count(l, "buffer quota reached"); n > 10 {
 		t.Fatalf("%d quota log lines: not rate-limited", n)
-	} else if !strings.Contains(l, "events_of=m0") || !strings.Contains(l, "events_from=") {
-		t.Errorf("the log does not say whose events were dropped, and of when: %q", l)
+	} else if !strings.Contains(l, "events_of=m0") || !strings.Contains(l, "events_from=") || !strings.Contains(l, "happened_from=2001-09-09T01:") {
+		t.Errorf("the log does not say whose events were dropped, and of when (buffered and happened): %q", l)
 	}
 	// Counters survive a restart.
 	q2 := openTest(t, path, Options{MaxBytes: maxBytes, Merge: sumCounts})
