@@ -318,7 +318,7 @@ func TestUnitDirectives(t *testing.T) {
 		{"Service.StateDirectory", "plantedge"},
 		{"Service.StateDirectoryMode", "0750"},
 		{"Service.ExecStartPre", "-/usr/bin/plantedge validate -c /etc/plantedge/plantedge.yaml"},
-		{"Service.RestartPreventExitStatus", "78"},
+		{"Service.RestartPreventExitStatus", "78 243"},
 		{"Service.ExecStart", "/usr/bin/plantedge run -c /etc/plantedge/plantedge.yaml"},
 		{"Service.ExecReload", "/bin/kill -HUP $MAINPID"},
 		{"Service.LoadCredential", "odoo-api-key:/etc/plantedge/odoo-api-key"},
