@@ -2060,16 +2060,7 @@ func TestRefusedWriteOfABacklogIsOneDeadLetter(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
-	p.produce(m, 5, 0)
-	p.waitExactQty(ra, "press-1", 5)
-	// Those records acknowledged too: one still pending made the first
-	// wait below pass at once, and the next two values then went into
-	// one commit, one record (failed 1 in 10 under -race).
-	waitFor(t, 15*time.Second, "the first pieces acknowledged", func() (bool, string) {
-		st := ra.a.Status()
-		return st.Buffer.Pending == 0, fmt.Sprint(st.Buffer.Pending)
-	})
-	p.odoo.SetDown(true)
+	p.outageAfterFirstPieces(ra, m)
 	const backlog = 40
 	for i := range backlog {
 		p.produce(m, 1, 0)
@@ -2109,9 +2100,7 @@ func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
 	p.scrapSlack = time.Millisecond // the test's work orders change within seconds
 	ra := p.startAgent()
 	m := p.machines[0]
-	p.produce(m, 5, 0)
-	p.waitExactQty(ra, "press-1", 5)
-	p.odoo.SetDown(true)
+	p.outageAfterFirstPieces(ra, m)
 	p.produce(m, 3, 4) // scrap 4 on the first work order
 	p.waitPending(ra, 2)
 	time.Sleep(1100 * time.Millisecond) // Odoo's dates are to the second
@@ -2144,6 +2133,23 @@ func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
 	}
 }
 
+// outageAfterFirstPieces makes 5 pieces on m, waits until Odoo has them
+// and their records are acknowledged, then takes Odoo down: the backlog
+// that follows starts from an empty buffer. (With a record still pending,
+// a wait for the backlog's first records passed at once, and the next two
+// values then went into one commit, one record: failed 1 in 10 under
+// -race.)
+func (p *plant) outageAfterFirstPieces(ra *runningAgent, m *simMachine) {
+	p.t.Helper()
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, m.id, 5)
+	waitFor(p.t, 15*time.Second, "the first pieces acknowledged", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0, fmt.Sprint(st.Buffer.Pending)
+	})
+	p.odoo.SetDown(true)
+}
+
 // waitPending waits until the agent holds at least n records.
 func (p *plant) waitPending(ra *runningAgent, n int) {
 	p.t.Helper()
@@ -2174,9 +2180,7 @@ func TestScrapOfSeveralFinishedWorkOrders(t *testing.T) {
 	p.scrapSlack = time.Millisecond
 	ra := p.startAgent()
 	m := p.machines[0]
-	p.produce(m, 5, 0)
-	p.waitExactQty(ra, "press-1", 5)
-	p.odoo.SetDown(true)
+	p.outageAfterFirstPieces(ra, m)
 	wos := []int64{p.woIDs["press-1"]}
 	products := []int64{p.product}
 	for i, scrap := range []int64{5, 3, 2} {
@@ -2242,9 +2246,7 @@ func TestScrapBetweenWorkOrdersGoesToTheNext(t *testing.T) {
 	p.scrapSlack = time.Millisecond
 	ra := p.startAgent()
 	m := p.machines[0]
-	p.produce(m, 5, 0)
-	p.waitExactQty(ra, "press-1", 5)
-	p.odoo.SetDown(true)
+	p.outageAfterFirstPieces(ra, m)
 	p.produce(m, 1, 5) // on the first order
 	p.waitPending(ra, 2)
 	time.Sleep(1100 * time.Millisecond)
