@@ -330,6 +330,13 @@ func validPort(p string) bool {
 	return err == nil && n >= 0 && n <= 65535
 }
 
+// ValidOPCUAEndpoint reports whether s is opc.tcp://host:port with a port
+// of 1 to 65535 (what the agent and browse connect to).
+func ValidOPCUAEndpoint(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme == "opc.tcp" && u.Hostname() != "" && u.Port() != "" && validRemotePort(u.Port())
+}
+
 // validRemotePort: a port to connect to, 1 to 65535 (url.Parse takes any
 // digits), or none (the scheme's own).
 func validRemotePort(p string) bool {
@@ -412,9 +419,9 @@ func (v *validator) sourceName(path, name string) {
 func (v *validator) validateOPCUA(p string, s *OPCUAServer) {
 	v.sourceName(p+".name", s.Name)
 	if v.required(p+".endpoint", s.Endpoint) {
-		u, err := url.Parse(s.Endpoint)
+		u, _ := url.Parse(s.Endpoint)
 		switch {
-		case err != nil || u.Scheme != "opc.tcp" || u.Hostname() == "" || !validRemotePort(u.Port()) || u.Port() == "":
+		case !ValidOPCUAEndpoint(s.Endpoint):
 			v.add(p+".endpoint", fmt.Sprintf("invalid endpoint %q", redactURL(s.Endpoint)), "write opc.tcp://host:port, e.g. opc.tcp://10.1.2.3:4840")
 		case u.User != nil:
 			v.add(p+".endpoint", "credentials in the URL", "use username and password_file")

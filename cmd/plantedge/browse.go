@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -65,16 +63,10 @@ func (o *browseOptions) AddFlags(cmd *cobra.Command) {
 	f.DurationVar(&o.opts.Timeout, "timeout", opcua.DefaultBrowseTimeout, "timeout of each request")
 }
 
-// validPort: a port of 1 to 65535 (url.Parse takes any digits, or none).
-func validPort(p string) bool {
-	n, err := strconv.Atoi(p)
-	return err == nil && n >= 1 && n <= 65535
-}
-
 // Validate checks the flags before any I/O.
 func (o *browseOptions) Validate() error {
 	var errs []error
-	if u, err := url.Parse(o.endpoint); err != nil || u.Scheme != "opc.tcp" || u.Hostname() == "" || !validPort(u.Port()) {
+	if !config.ValidOPCUAEndpoint(o.endpoint) {
 		errs = append(errs, fmt.Errorf("endpoint %q: want opc.tcp://host:port (a port of 1 to 65535)", o.endpoint))
 	}
 	if !slices.Contains(config.SecurityPolicies, o.opts.SecurityPolicy) {
