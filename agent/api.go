@@ -94,9 +94,10 @@ func (a *Agent) Handler() http.Handler {
 		writeJSON(w, deadLetterViews(dls))
 	})
 	api.HandleFunc("POST /api/v1/deadletters/{action}", func(w http.ResponseWriter, r *http.Request) {
+		who := peerOf(r)
 		if r.PathValue("action") == "drop" {
-			if why := dropRefused(r); why != "" {
-				a.log.Warn("dead letter drop refused", "id", r.URL.Query().Get("id"), "by", requester(r))
+			if why := who.dropRefused(); why != "" {
+				a.log.Warn("dead letter drop refused", "id", r.URL.Query().Get("id"), "by", who.String())
 				http.Error(w, why, http.StatusForbidden)
 				return
 			}
@@ -113,7 +114,7 @@ func (a *Agent) Handler() http.Handler {
 		if n == 0 {
 			level = slog.LevelInfo // nothing was there
 		}
-		a.log.Log(r.Context(), level, msg, "id", r.URL.Query().Get("id"), "affected", n, "by", requester(r))
+		a.log.Log(r.Context(), level, msg, "id", r.URL.Query().Get("id"), "affected", n, "by", who.String())
 		if r.PathValue("action") == "retry" {
 			a.Flush()
 		}

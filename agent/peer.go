@@ -131,41 +131,54 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	return ctx
 }
 
-// requester names the local user who sent r, for the log of what it
-// changed: "uid 1000 (alice)", or "unknown" when it cannot be told.
-func requester(r *http.Request) string {
-	uid, ok := r.Context().Value(peerUIDKey{}).(int)
-	if la, isTCP := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); isTCP {
-		var err error
-		uid, err = peerUID(r.RemoteAddr, la.String())
-		ok = err == nil
-	}
-	if !ok {
-		return "unknown"
-	}
-	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
-		return fmt.Sprintf("uid %d (%s)", uid, u.Username)
-	}
-	return fmt.Sprintf("uid %d", uid)
+// peer is the local user who sent a request: the unix socket's peer
+// credentials (connContext), or the user behind a loopback TCP connection.
+type peer struct {
+	uid int
+	tcp bool
+	err error // not found
 }
 
-// dropRefused returns why a TCP request to drop dead letters is refused,
-// or "" when its user may.
-func dropRefused(r *http.Request) string {
-	la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
-	if !ok {
-		return "" // the unix socket: its file mode decides
+// peerOf finds who sent r (once per request: over TCP it reads
+// /proc/net/tcp).
+func peerOf(r *http.Request) peer {
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+		uid, err := peerUID(r.RemoteAddr, la.String())
+		return peer{uid: uid, tcp: true, err: err}
 	}
-	uid, err := peerUID(r.RemoteAddr, la.String())
-	if err != nil {
-		return fmt.Sprintf("dropping dead letters loses what they hold: the agent could not tell which user asks (%v); run plantedge deadletter drop as root (sudo)", err)
+	if uid, ok := r.Context().Value(peerUIDKey{}).(int); ok {
+		return peer{uid: uid}
 	}
-	if !mayDrop(uid) {
+	return peer{err: errPeerUnknown}
+}
+
+// String names the user for the log of what a request changed: "uid 1000
+// (alice)", or "unknown" when it cannot be told.
+func (p peer) String() string {
+	if p.err != nil {
+		return "unknown"
+	}
+	if u, err := user.LookupId(strconv.Itoa(p.uid)); err == nil {
+		return fmt.Sprintf("uid %d (%s)", p.uid, u.Username)
+	}
+	return fmt.Sprintf("uid %d", p.uid)
+}
+
+// dropRefused returns why a request to drop dead letters over TCP is
+// refused, or "" when its user may (the unix socket: its file mode decides).
+func (p peer) dropRefused() string {
+	if !p.tcp {
+		return ""
+	}
+	if p.err != nil {
+		return fmt.Sprintf("dropping dead letters loses what they hold: the agent could not tell which user asks (%v); run plantedge deadletter drop as root (sudo)", p.err)
+	}
+	if !mayDrop(p.uid) {
 		group := strconv.Itoa(os.Getegid())
 		if g, err := user.LookupGroupId(group); err == nil {
 			group = g.Name
 		}
-		return fmt.Sprintf("dropping dead letters loses what they hold: only root, the agent's user or a member of its group %s may (uid %d asked); run it with sudo", group, uid)
+		return fmt.Sprintf("dropping dead letters loses what they hold: only root, the agent's user or a member of its group %s may (uid %d asked); run it with sudo", group, p.uid)
 	}
 	return ""
 }
