@@ -201,6 +201,12 @@ func TestOdooBusyIsNotUnreachable(t *testing.T) {
 	p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultSerialization)
 	p.produce(p.machines[0], 4, 0)
 	p.waitExactQty(ra, "press-1", 4)
+	// The end of the spell is logged at the end of the round that wrote
+	// the quantity: after Odoo has it (read at once, the log did not have
+	// it yet: failed once in CI).
+	waitFor(t, 15*time.Second, "the end of the busy spell logged", func() (bool, string) {
+		return strings.Contains(p.logs.String(), "odoo does the calls again"), ""
+	})
 	l := p.logs.String()
 	if !strings.Contains(l, "level=WARN msg=\"odoo is up but could not do the call now") {
 		t.Errorf("no warning that Odoo was busy:\n%s", l)
