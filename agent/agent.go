@@ -1054,6 +1054,11 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 				"machine", ev.Machine, "signal", ev.Signal, "by", ev.ClockBack.Round(time.Second))
 		}
 	}
+	if ev.Kind == mapping.EventReasonLate && !a.belowMinStop(ev) {
+		a.eventLog.log("late reason "+ev.Machine, a.log, slog.LevelInfo,
+			"a downtime reason stamped before the end of the last stop came after it: that stop's line takes it",
+			"machine", ev.Machine, "reason", ev.Reason, "loss", ev.Loss, "source_time", ev.Time, "stop_start", ev.Start, "stop_end", ev.End)
+	}
 	if ev.LossDefaulted && (ev.Kind == mapping.EventRunning || ev.Kind == mapping.EventStopped) {
 		if ev.Kind == mapping.EventRunning { // once per downtime: its end
 			a.metrics.unmappedReasons.WithLabelValues(ev.Machine).Inc()
@@ -1081,14 +1086,21 @@ func (a *Agent) stopStart(machine string, fallback time.Time) time.Time {
 // opened at the stop, with block_workcenter, is closed whatever its length:
 // the caller asks only for stops that opened none.)
 func (a *Agent) shortStop(ev mapping.Event) bool {
-	mc := findMachine(a.cfg.Load(), ev.Machine)
-	if mc == nil || mc.MinStop <= 0 || mc.BlockWorkcenter || ev.End.Sub(ev.Start) >= mc.MinStop.D() {
+	if !a.belowMinStop(ev) {
 		return false
 	}
+	mc := findMachine(a.cfg.Load(), ev.Machine)
 	a.metrics.shortStops.WithLabelValues(ev.Machine).Inc()
 	a.log.Debug("stop shorter than min_stop; no downtime line", "machine", ev.Machine,
 		"stopped", ev.End.Sub(ev.Start).Round(time.Millisecond), "min_stop", mc.MinStop)
 	return true
+}
+
+// belowMinStop reports whether the stop ev ended books no line for its
+// machine's min_stop.
+func (a *Agent) belowMinStop(ev mapping.Event) bool {
+	mc := findMachine(a.cfg.Load(), ev.Machine)
+	return mc != nil && mc.MinStop > 0 && !mc.BlockWorkcenter && ev.End.Sub(ev.Start) < mc.MinStop.D()
 }
 
 func (a *Agent) blocks(machine string) bool {

@@ -155,16 +155,11 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 			}
 			if ev.Start <= closed {
 				xmlid := downtimeXMLID(cmp.Or(ev.Site, f.a.legacySite, cfg.Site), r.Key, ev.Start)
-				var done bool
-				err := f.call(ctx, "downtime_closed", func(ctx context.Context) error {
-					var err error
-					done, err = f.client.DowntimeClosed(ctx, xmlid)
-					return err
-				})
+				l, err := f.downtimeLine(ctx, xmlid)
 				if err != nil {
 					return err
 				}
-				if done {
+				if l.Closed {
 					f.a.log.Info("downtime line closed already; its earlier open record is not sent", "machine", r.Key, "start", fromMS(ev.Start))
 					lines = append(lines, line{rec: r, skip: true})
 					continue
@@ -202,8 +197,29 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		// An open line (block_workcenter) names no work order: Odoo allows a
 		// user one open line per work order (_check_open_time_ids), and two
 		// machines of one work center may be stopped at once. Closing the
-		// line sets it.
+		// line sets it. A late reason keeps the work order the line has.
 		switch wo := wos[r.Key]; {
+		case ev.Late:
+			inRound := false // its stop is in this round: the work order it gets
+			for i := len(lines) - 1; i >= 0 && !inRound; i-- {
+				if !lines[i].skip && lines[i].d.XMLID == d.XMLID {
+					d.WorkorderID, inRound = lines[i].d.WorkorderID, true
+				}
+			}
+			if inRound {
+				break
+			}
+			l, err := f.downtimeLine(ctx, d.XMLID)
+			if err != nil {
+				return err
+			}
+			if !l.Found {
+				f.a.log.Info("a late downtime reason is not booked: Odoo has no line for its stop (deleted there, or its record is in the dead letters)",
+					"machine", r.Key, "start", d.Start, "reason", ev.Reason, "external_id", d.XMLID)
+				lines = append(lines, line{rec: r, skip: true})
+				continue
+			}
+			d.WorkorderID = l.WorkorderID
 		case d.End.IsZero():
 		case !e.elsewhere && wo != nil:
 			d.WorkorderID = wo.ID
@@ -361,6 +377,17 @@ func (f *forwarder) workorderOn(ctx context.Context, wc int64, seen map[int64]in
 		seen[wc] = 0 // refused for good: the line goes without one
 	}
 	return seen[wc], nil
+}
+
+// downtimeLine reads what Odoo has of the line with external id xmlid.
+func (f *forwarder) downtimeLine(ctx context.Context, xmlid string) (odoo.DowntimeLine, error) {
+	var l odoo.DowntimeLine
+	err := f.call(ctx, "downtime_line", func(ctx context.Context) error {
+		var err error
+		l, err = f.client.DowntimeLine(ctx, xmlid)
+		return err
+	})
+	return l, err
 }
 
 func closedMetaKey(machine string) string { return "closed/" + machine }

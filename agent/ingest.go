@@ -384,6 +384,15 @@ func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffe
 		}
 		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine,
 			Data: mustJSON(eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site, Workcenter: wc})}, true
+	case mapping.EventReasonLate:
+		// The last stop's line again, under its external id (its start),
+		// with the reason that came late: Odoo's load updates it. A stop
+		// that booked no line (min_stop) gets none now.
+		if a.belowMinStop(ev) {
+			return buffer.Record{}, false
+		}
+		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine,
+			Data: mustJSON(eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Site: cfg.Site, Workcenter: wc, Late: true})}, true
 	case mapping.EventStopped, mapping.EventReason:
 		switch {
 		case st != nil && wc != "" && st.StopWorkcenter != wc && ev.Kind == mapping.EventStopped:

@@ -27,6 +27,7 @@ import (
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
+	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
 // stopNow stops the agent and waits for Run to return, leaving the result
@@ -563,6 +564,110 @@ func TestShortStopsBelowMinStopBookNoLine(t *testing.T) {
 	}
 	if l := p.odoo.Productivity()[0]; !l.Start.Equal(t0.Add(3*time.Second)) || l.End.Sub(l.Start) != 2*time.Second {
 		t.Errorf("downtime line %v..%v, want the 2 s stop from %v", l.Start, l.End, t0.Add(3*time.Second))
+	}
+}
+
+// A stop code that comes after the restart but is stamped inside the stop
+// (an operator enters it at the HMI afterwards, or its gateway connection
+// lags) is that stop's: the line already in Odoo takes its loss (the same
+// line, updated by its external id), and a stop shorter than min_stop
+// books none for it.
+func TestLateReasonCorrectsTheStopsLine(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, minStop: "2s"})
+	p.editConfig("topic: plant/press-1, field: reason", "topic: plant/press-1/hmi, field: reason")
+	ra := p.startAgent()
+	m := p.machines[0]
+	m.mu.Lock()
+	m.good += 3 // sent with the stops below
+	m.mu.Unlock()
+	at := func(running bool, ts time.Time) {
+		t.Helper()
+		m.mu.Lock()
+		good := m.good
+		m.mu.Unlock()
+		b, _ := json.Marshal(map[string]any{"good": good, "running": running, "ts": ts.UTC().Format(time.RFC3339Nano)})
+		if err := p.broker.Publish("plant/press-1", b, false, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hmi := func(code string, ts time.Time) {
+		t.Helper()
+		b, _ := json.Marshal(map[string]any{"reason": code, "ts": ts.UTC().Format(time.RFC3339Nano)})
+		if err := p.broker.Publish("plant/press-1/hmi", b, false, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now().Add(time.Second).Truncate(time.Second) // Odoo keeps whole seconds
+	at(false, t0)
+	at(true, t0.Add(2*time.Second))
+	m.mu.Lock()
+	m.stops++
+	m.mu.Unlock()
+	p.waitExact(ra, 15*time.Second)
+	before := p.odoo.Productivity()[0]
+	if before.LossName == "Setup and Adjustments" {
+		t.Fatalf("booked with %q before any code came", before.LossName)
+	}
+	wo2 := p.nextWorkorder("press-1", 10) // the line stays on the order it was booked on
+	hmi("SETUP", t0.Add(time.Second))
+	waitFor(t, 15*time.Second, "the line to take the late reason", func() (bool, string) {
+		ls := p.odoo.Productivity()
+		return len(ls) == 1 && ls[0].LossName == "Setup and Adjustments", fmt.Sprintf("%+v", ls)
+	})
+	after := p.odoo.Productivity()[0]
+	if after.ID != before.ID || !after.Start.Equal(before.Start) || !after.End.Equal(before.End) ||
+		after.WorkorderID != before.WorkorderID || after.XMLID != before.XMLID {
+		t.Errorf("line changed beyond its loss:\nbefore %+v\nafter  %+v", before, after)
+	}
+	if !strings.Contains(after.Description, "SETUP") {
+		t.Errorf("description %q does not name the code", after.Description)
+	}
+	if !strings.Contains(p.logs.String(), "that stop's line takes it") {
+		t.Error("the correction is not logged")
+	}
+	// A short stop (no line) gets none from a late code; a code stamped
+	// after the restart is the next stop's only.
+	at(false, t0.Add(3*time.Second))
+	at(true, t0.Add(4*time.Second))
+	hmi("JAM", t0.Add(3500*time.Millisecond))
+	hmi("", t0.Add(4500*time.Millisecond))
+	at(false, t0.Add(5*time.Second))
+	at(true, t0.Add(7*time.Second))
+	lines := func(what string, n int) []odootest.ProductivityLine {
+		t.Helper()
+		var ls []odootest.ProductivityLine
+		waitFor(t, 15*time.Second, what, func() (bool, string) {
+			ls = p.odoo.Productivity()
+			return len(ls) == n && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", ls)
+		})
+		return ls
+	}
+	ls := lines("the second line", 2)
+	if ls[0].LossName != "Setup and Adjustments" || !ls[1].Start.Equal(t0.Add(5*time.Second)) || strings.Contains(ls[1].Description, "JAM") {
+		t.Errorf("lines %+v: want the first with Setup and Adjustments and the second, from %v, without the short stop's JAM", ls, t0.Add(5*time.Second))
+	}
+	// A line deleted in Odoo (it was no stop) is not made anew by a late
+	// code.
+	p.adminCall("mrp.workcenter.productivity", "unlink", []any{[]any{ls[1].ID}}, nil)
+	hmi("SETUP", t0.Add(6*time.Second))
+	waitFor(t, 15*time.Second, "the late code told as not booked", func() (bool, string) {
+		return strings.Contains(p.logs.String(), "a late downtime reason is not booked") && ra.a.Status().Buffer.Pending == 0, ""
+	})
+	lines("the deleted line to stay deleted", 1)
+	// Odoo down: the stop (booked with the SETUP held) and its late code
+	// wait together; one line comes, with the late code's loss.
+	p.odoo.SetDown(true)
+	at(false, t0.Add(8*time.Second))
+	at(true, t0.Add(10*time.Second))
+	hmi("JAM", t0.Add(9*time.Second))
+	waitFor(t, 15*time.Second, "both records buffered", func() (bool, string) {
+		n := ra.a.Status().Buffer.Pending
+		return n >= 2, fmt.Sprint(n)
+	})
+	p.odoo.SetDown(false)
+	ls = lines("the line of the stop while Odoo was down", 2)
+	if l := ls[1]; l.LossName != "Equipment Failure" || !strings.Contains(l.Description, "JAM") || !l.Start.Equal(t0.Add(8*time.Second)) || l.WorkorderID != wo2 {
+		t.Errorf("line %+v: want the stop from %v with JAM's Equipment Failure, on work order %d", l, t0.Add(8*time.Second), wo2)
 	}
 }
 

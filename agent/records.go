@@ -47,6 +47,10 @@ type eventRecord struct {
 	// booked there (an open line would block that work center for good).
 	// Empty in records of older versions.
 	Workcenter string `json:"wc,omitempty"`
+	// Late marks a reason that came after its stop ended (the line again,
+	// with that reason): the line keeps the work order it was booked with,
+	// and one Odoo no longer has is not made anew.
+	Late bool `json:"late,omitempty"`
 }
 
 // countKey is the buffer key of a machine's count records of one signal.

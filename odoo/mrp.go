@@ -503,22 +503,29 @@ func (c *Client) ExternalID(ctx context.Context, module, name string) (model str
 	return string(rows[0].Model), rows[0].ResID, true, nil
 }
 
-// DowntimeClosed reports whether Odoo has the downtime line with this
-// external id, closed (with an end).
-func (c *Client) DowntimeClosed(ctx context.Context, xmlid string) (bool, error) {
+// DowntimeLine is what Odoo has of a downtime line.
+type DowntimeLine struct {
+	Found       bool // Odoo has the line with that external id
+	Closed      bool // it has an end
+	WorkorderID int64
+}
+
+// DowntimeLine reads the downtime line with this external id.
+func (c *Client) DowntimeLine(ctx context.Context, xmlid string) (DowntimeLine, error) {
 	mod, name, _ := strings.Cut(xmlid, ".")
 	model, id, found, err := c.ExternalID(ctx, mod, name)
 	if err != nil || !found || model != "mrp.workcenter.productivity" {
-		return false, err
+		return DowntimeLine{}, err
 	}
 	var rows []struct {
-		End text `json:"date_end"`
+		End       text     `json:"date_end"`
+		Workorder many2one `json:"workorder_id"`
 	}
 	if err := c.Call(ctx, "mrp.workcenter.productivity", "search_read", []any{[]any{[]any{"id", "=", id}}},
-		map[string]any{"fields": []string{"date_end"}}, &rows); err != nil {
-		return false, err
+		map[string]any{"fields": []string{"date_end", "workorder_id"}}, &rows); err != nil || len(rows) != 1 {
+		return DowntimeLine{}, err
 	}
-	return len(rows) == 1 && rows[0].End != "", nil
+	return DowntimeLine{Found: true, Closed: rows[0].End != "", WorkorderID: rows[0].Workorder.ID}, nil
 }
 
 // ScrapStates reads the states of the scraps with these external ids, 500

@@ -906,6 +906,10 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 			ev.Loss, ev.LossDefaulted = rb.loss(ev.Reason)
 		}
 	}
+	ms.LastStop = nil
+	if x.srcTime && ev.Start.Before(ev.End) && ev.ClockBack == 0 {
+		ms.LastStop = &EndedStop{Start: ev.Start, End: ev.End, Reason: ev.Reason}
+	}
 	return []Event{ev}, true
 }
 
@@ -972,14 +976,27 @@ func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
 	if x.srcTime {
 		ms.ReasonTime, ms.ReasonChanged = x.t, x.t
 	}
-	if ms.Running == nil || *ms.Running {
-		return nil, true
-	}
 	loss, defaulted := x.b.loss(x.reason)
-	return []Event{{
+	var evs []Event
+	if ls := ms.LastStop; ls != nil && x.srcTime && x.t.Before(ls.End) && x.reason != "" && !defaulted {
+		// Stamped before the last stop ended (and after the reason it was
+		// booked with: not stale), it came after the restart. A cleared or
+		// unmapped code does not change a booked stop: a PLC clearing its
+		// code a scan before the run bit, the two on connections that
+		// arrive in either order, would otherwise take the stop's reason.
+		if was, _ := x.b.loss(ls.Reason); was != loss {
+			ls.Reason = x.reason
+			evs = append(evs, Event{Machine: x.b.machine, Kind: EventReasonLate, Signal: DowntimeReason, Time: x.t,
+				Start: ls.Start, End: ls.End, Reason: x.reason, Loss: loss})
+		}
+	}
+	if ms.Running == nil || *ms.Running {
+		return evs, true
+	}
+	return append(evs, Event{
 		Machine: x.b.machine, Kind: EventReason, Signal: DowntimeReason, Time: x.t,
 		Start: ms.StopStart, Reason: x.reason, Loss: loss, LossDefaulted: defaulted,
-	}}, true
+	}), true
 }
 
 // extract reads every binding's value from the sample. A payload that is

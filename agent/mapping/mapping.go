@@ -36,6 +36,12 @@ const (
 	EventStopped                      // machine went running -> stopped at Time; opens a downtime
 	EventRunning                      // machine went stopped -> running: closes the downtime Start..End
 	EventReason                       // downtime reason changed while stopped
+	// EventReasonLate: a downtime reason stamped before the end of the
+	// machine's last stop (Start..End) that arrived after that end, mapped
+	// to another loss than the one the stop was booked with: the stop's
+	// line takes it (an operator entering the code at the HMI after the
+	// restart, a gateway connection that lags). Only with source times.
+	EventReasonLate
 	// EventStale: a running or downtime_reason sample that would change the
 	// state, stamped before the last one taken (Start): ignored. A source
 	// sending out of order, or one whose clock went back with nothing to
@@ -54,6 +60,8 @@ func (k EventKind) String() string {
 		return "running"
 	case EventReason:
 		return "reason"
+	case EventReasonLate:
+		return "reason_late"
 	case EventStale:
 		return "stale"
 	}
@@ -471,6 +479,10 @@ type MachineState struct {
 	// reason.
 	PrevReason    string    `json:"prev_reason,omitempty"`
 	ReasonChanged time.Time `json:"reason_changed,omitzero"`
+	// LastStop is the machine's last stop that ended, when both its ends
+	// had source times: a reason stamped before its end that arrives after
+	// it is that stop's (EventReasonLate).
+	LastStop *EndedStop `json:"last_stop,omitempty"`
 	// Recent holds, per MQTT topic ("source topic") feeding the run state
 	// or the downtime reason, digests of its last messages (recentKept):
 	// a retained copy the broker sends again for a re-subscribe is news
@@ -480,6 +492,13 @@ type MachineState struct {
 	// word for word cannot be told from the stale copy of that one, and is
 	// not taken.
 	Recent map[string][]string `json:"recent,omitempty"`
+}
+
+// EndedStop is a stop that ended, and the reason it was booked with.
+type EndedStop struct {
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	Reason string    `json:"reason,omitempty"`
 }
 
 // CounterState is the baseline of one counter.
