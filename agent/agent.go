@@ -603,6 +603,7 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 			{"good_count", mc.GoodCount, nm.GoodCount}, {"scrap_count", mc.ScrapCount, nm.ScrapCount},
 			{"running", mc.Running, nm.Running}, {"downtime_reason", mc.DowntimeReason, nm.DowntimeReason},
 			{"block_workcenter", mc.BlockWorkcenter, nm.BlockWorkcenter}, {"min_stop", mc.MinStop, nm.MinStop},
+			{"replaced", mc.Replaced, nm.Replaced},
 		} {
 			if !reflect.DeepEqual(k.was, k.now) && !slices.Contains(changed, nm.ID+" "+k.name) {
 				settings = append(settings, nm.ID+" "+k.name)
@@ -1019,6 +1020,10 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		if ev.NewServer != "" {
 			a.log.Warn("a counter is now read from another server (the OPC UA endpoint or MQTT broker url was changed: a replacement PLC?): counting starts from its value there; pieces the old one counted after its last value read are not booked",
 				"machine", ev.Machine, "signal", ev.Signal, "was", ev.NewServer, "last", num(ev.From), "now", num(ev.Raw))
+		}
+		if ev.Replaced {
+			a.log.Warn("the machine's replaced mark changed: counting starts from the replacement's value; pieces the old device counted after its last value read are not booked",
+				"machine", ev.Machine, "signal", ev.Signal, "last", num(ev.From), "now", num(ev.Raw))
 		}
 		if ev.StepBack {
 			a.metrics.counterSteps.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()

@@ -59,6 +59,35 @@ func TestRenamedMachineCountsOn(t *testing.T) {
 	}
 }
 
+// A PLC replaced at the same address comes with counts of its own, above
+// the old one's last value: with the machine's replaced mark set (a
+// reload while the old one is gone) its first value is the baseline, not
+// pieces; the reload names the setting, and the log the new baseline.
+func TestReplacedMarkTakesTheNewPLCsValueAsBaseline(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 10, 0)
+	p.waitExactQty(ra, "press-1", 10)
+	p.editConfig("  - id: press-1\n", "  - id: press-1\n    replaced: \"2026-12-02\"\n")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p.logs.String(), `settings_changed="press-1 replaced"`) {
+		t.Errorf("the reload's log does not name the mark")
+	}
+	m.mu.Lock()
+	m.good += 40000 // the new PLC's own count: not made here
+	m.start += 40000
+	m.mu.Unlock()
+	p.publish(m)
+	p.produce(m, 7, 0)
+	p.waitExactQty(ra, "press-1", 17)
+	if !strings.Contains(p.logs.String(), "replaced mark changed") {
+		t.Errorf("the new baseline is not logged")
+	}
+}
+
 // The broker and the edge box restart together (a site power cut) and the
 // broker, without persistence, has lost the agent's session: what was
 // published meanwhile at QoS 1 is gone, and the agent says so at its start

@@ -232,6 +232,12 @@ type Machine struct {
 	// (a run bit chattering while a setter jogs the machine) are counted
 	// in a metric only. 0 books every stop.
 	MinStop Duration `yaml:"min_stop"`
+	// Replaced marks the machine's PLC or gateway as replaced (any text, a
+	// date say): when it differs from the mark its counters were read
+	// under, each counter's next value is its new baseline, whatever the
+	// old device's last value was. Change it while the old device is gone
+	// and before the new one is read.
+	Replaced string `yaml:"replaced"`
 }
 
 // SourceRef says where a signal is read: exactly one of OPCUA or MQTT.

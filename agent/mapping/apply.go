@@ -590,8 +590,11 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		// counter, counted on from its last value.
 		cs.Src, adopted = x.b.srcID, true
 	}
+	fresh := func() { // counting starts from x
+		ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Server: x.server, Replaced: x.b.replaced, Last: x.counter, Time: srcT, Seen: x.t, SeenRecv: x.recv, Watch: x.watch}
+	}
 	if cs == nil || cs.Src != x.b.srcID {
-		ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Server: x.server, Last: x.counter, Time: srcT, Seen: x.t, SeenRecv: x.recv, Watch: x.watch}
+		fresh()
 		return nil, true
 	}
 	if x.server != cs.Server {
@@ -604,10 +607,17 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// changed: a replacement PLC, or the same one at a new
 			// address): another counter, whose value says nothing of the
 			// old one's. Counting starts from it.
-			ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Server: x.server, Last: x.counter, Time: srcT, Seen: x.t, SeenRecv: x.recv, Watch: x.watch}
+			fresh()
 			return []Event{{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter,
 				From: cs.Last, NewServer: cs.Server}}, true
 		}
+	}
+	if cs.Replaced != x.b.replaced {
+		// The machine's device was replaced (config): its value says
+		// nothing of the old one's.
+		fresh()
+		return []Event{{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter,
+			From: cs.Last, Replaced: true}}, true
 	}
 	if x.counter == cs.Last {
 		if x.watch != cs.Watch {

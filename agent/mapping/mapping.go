@@ -111,6 +111,10 @@ type Event struct {
 	// from another server (OPC UA endpoint, MQTT broker) than NewServer,
 	// where it read From: counting starts from Raw, the new server's value.
 	NewServer string
+	// Replaced (EventCount, Delta 0) reports that the machine's replaced
+	// mark changed since the counter's last value (From): counting starts
+	// from Raw, the replacement's value.
+	Replaced bool
 
 	// Start..End is the downtime (EventRunning); EventStopped sets Start.
 	Start, End time.Time
@@ -189,7 +193,8 @@ type binding struct {
 	rollover uint64
 	lossMap  map[string]string
 	defLoss  string
-	hasLoss  bool // machine has a downtime_reason signal
+	hasLoss  bool   // machine has a downtime_reason signal
+	replaced string // the machine's replaced mark (counters)
 
 	dupOrInitial bool // set on per-sample copies: the value may repeat one already seen
 }
@@ -235,11 +240,12 @@ func New(cfg *config.Config) (*Mapper, error) {
 		}
 		for _, r := range mc.Refs() {
 			b := &binding{
-				machine: mc.ID,
-				signal:  Signal(r.Signal),
-				lossMap: lossMap,
-				defLoss: defLoss,
-				hasLoss: mc.DowntimeReason != nil,
+				machine:  mc.ID,
+				signal:   Signal(r.Signal),
+				lossMap:  lossMap,
+				defLoss:  defLoss,
+				hasLoss:  mc.DowntimeReason != nil,
+				replaced: mc.Replaced,
 			}
 			switch b.signal {
 			case GoodCount:
@@ -503,6 +509,8 @@ type EndedStop struct {
 
 // CounterState is the baseline of one counter.
 type CounterState struct {
+	// Replaced is the machine's replaced mark (config) Last was read under.
+	Replaced string `json:"replaced,omitempty"`
 	// Src identifies the source value (kind:source:address:field). A stored
 	// baseline from another source (the mapping was edited) is not used.
 	Src string `json:"src"`

@@ -226,6 +226,53 @@ func TestCounterServerChanged(t *testing.T) {
 	}
 }
 
+// A replaced mark set on a machine (its PLC replaced at the same address,
+// counting from a value of its own): its counters start from the next
+// value, wherever the old one's last was; another machine reading the same
+// node counts on. The mark survives a restart (state round trip), and an
+// unchanged mark changes nothing.
+func TestMachineReplacedMark(t *testing.T) {
+	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	read := func(m *Mapper, st *State, v int, after time.Duration) map[string]Event {
+		t.Helper()
+		evs, _, err := m.Apply(st, connectors.Sample{Source: "plc", Kind: connectors.KindOPCUA, Address: "ns=2;s=Good",
+			Server: "opc.tcp://127.0.0.1:4840", Value: v, Good: true, SourceTime: at.Add(after)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]Event{}
+		for _, ev := range evs {
+			out[ev.Machine] = ev
+		}
+		return out
+	}
+	st := NewState()
+	before := newTestMapper(t, testConfig)
+	read(before, st, 1000, 0)
+	if evs := read(before, st, 1010, time.Second); evs["m1"].Delta != 10 || evs["m2"].Delta != 10 {
+		t.Fatalf("before the mark: %+v", evs)
+	}
+	marked := newTestMapper(t, strings.Replace(testConfig, "  - id: m1\n", "  - id: m1\n    replaced: 2026-12-02\n", 1))
+	evs := read(marked, st, 5000, time.Minute) // the new PLC comes with counts of its own
+	if ev := evs["m1"]; ev.Delta != 0 || !ev.Replaced || ev.From != 1010 || ev.Raw != 5000 {
+		t.Errorf("m1, replaced: %+v", ev)
+	}
+	if ev := evs["m2"]; ev.Delta != 3990 || ev.Replaced {
+		t.Errorf("m2, not replaced: %+v", ev)
+	}
+	b, err := st.Marshal("m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2 := NewState()
+	if err := st2.Unmarshal("m1", b); err != nil {
+		t.Fatal(err)
+	}
+	if ev := read(marked, st2, 5007, time.Minute+time.Second)["m1"]; ev.Delta != 7 || ev.Replaced {
+		t.Errorf("after a restart with the same mark: %+v", ev)
+	}
+}
+
 // A source renamed in the configuration (the same server URL, node or
 // topic and field) reads the same counter: counted on from its last value.
 // Another node, or a state kept without its server, sets a new baseline.
