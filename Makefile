@@ -21,7 +21,9 @@ test: deps ## run every test with the race detector
 
 bench: ## run the benchmarks exactly as the README's table quotes them
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 ./buffer/
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./agent/
+	$(GO) test -run '^$$' -bench 'DrainBacklog|IngestMQTT' -benchtime 1x ./agent/
+	$(GO) test -run '^$$' -bench IngestOPCUA -benchtime 1x -count 2 ./agent/
+	$(GO) test -run '^$$' -bench OPCUASessions -benchtime 1x -count 3 ./agent/
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./connectors/mqtt/
 	$(GO) test -run '^$$' -bench Notifications -benchtime 20x ./connectors/opcua/
 	$(GO) test -run '^$$' -bench BrowseNodeOPCUA -benchtime 1x -count 3 ./connectors/opcua/

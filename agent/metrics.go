@@ -88,6 +88,8 @@ func newMetrics(a *Agent) *metrics {
 // Series of machines and sources gone from cfg stay (a counter keeps what
 // it counted; a restart forgets them).
 func (m *metrics) seed(cfg *config.Config) {
+	m.reloads.WithLabelValues("ok")
+	m.reloads.WithLabelValues("rejected")
 	for _, s := range cfg.OPCUA {
 		m.malformed.WithLabelValues(s.Name)
 	}

@@ -1419,6 +1419,8 @@ func TestLabelledMetricsStartAtZero(t *testing.T) {
 		{"plantedge_counter_glitches_total", `machine="press-1"`, `signal="good_count"`},
 		{"plantedge_short_stops_total", `machine="press-1"`},
 		{"plantedge_malformed_samples_total", `source="broker"`},
+		{"plantedge_config_reloads_total", `result="ok"`},
+		{"plantedge_config_reloads_total", `result="rejected"`},
 	} {
 		if v, ok := metric(body, want[0], want[1:]...); !ok || v != 0 {
 			t.Errorf("%v: %v %v", want, v, ok)

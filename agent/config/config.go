@@ -344,7 +344,7 @@ func defaultConfig() *Config {
 
 func (s *OPCUAServer) setDefaults() {
 	s.SecurityPolicy = "None"
-	s.SecurityMode = "None"
+	// SecurityMode: set by Parse when not given (see defaultSecurityMode).
 	s.Mode = "subscribe"
 	s.PublishingInterval = Duration(time.Second)
 	s.SamplingInterval = Duration(500 * time.Millisecond)
@@ -352,6 +352,15 @@ func (s *OPCUAServer) setDefaults() {
 	s.PollInterval = Duration(time.Second)
 	s.HeartbeatTimeout = Duration(10 * time.Second)
 	s.BackoffMax = Duration(30 * time.Second)
+}
+
+// DefaultSecurityMode is the security_mode of an OPC UA server that names
+// none: None with policy None, else SignAndEncrypt (what browse takes too).
+func DefaultSecurityMode(policy string) string {
+	if policy == "None" || policy == "" {
+		return "None"
+	}
+	return "SignAndEncrypt"
 }
 
 func (b *MQTTBroker) setDefaults() {
@@ -566,6 +575,11 @@ func Parse(filename string, data []byte) (*Config, error) {
 	d := newDecoder(filename)
 	d.decodeFile(data, c)
 	c.pos = d.pos
+	for i := range c.OPCUA {
+		if c.OPCUA[i].SecurityMode == "" {
+			c.OPCUA[i].SecurityMode = DefaultSecurityMode(c.OPCUA[i].SecurityPolicy)
+		}
+	}
 	probs := d.probs
 	if d.tooLarge != nil {
 		// Everything decoded before the limit is incomplete: its

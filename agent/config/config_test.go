@@ -100,6 +100,11 @@ func TestDefaults(t *testing.T) {
 	if m := c.MQTT[0]; m.KeepAlive.D() != 30*time.Second || m.BackoffMax.D() != 30*time.Second {
 		t.Errorf("mqtt defaults: %+v", m)
 	}
+	// A secure policy without a mode: SignAndEncrypt, as browse takes it.
+	secure := strings.Replace(base, "    endpoint: opc.tcp://127.0.0.1:4840\n", "    endpoint: opc.tcp://127.0.0.1:4840\n    security_policy: Basic256Sha256\n", 1)
+	if c, err := Parse("secure.yaml", []byte(secure)); err != nil || c.OPCUA[0].SecurityMode != "SignAndEncrypt" {
+		t.Errorf("security_mode with policy Basic256Sha256 and no mode: %v", err)
+	}
 	if c.Path != "base.yaml" {
 		t.Errorf("Path = %q", c.Path)
 	}
@@ -321,11 +326,11 @@ func TestBadConfigs(t *testing.T) {
 		},
 		{
 			name: "security policy and mode",
-			yaml: strings.Replace(base, "    endpoint: opc.tcp://127.0.0.1:4840\n", "    endpoint: http://127.0.0.1:4840\n    security_policy: Basic256Sha256\n    server_thumbprint: abc\n", 1),
+			yaml: strings.Replace(base, "    endpoint: opc.tcp://127.0.0.1:4840\n", "    endpoint: http://127.0.0.1:4840\n    security_policy: Basic256Sha256\n    security_mode: None\n    server_thumbprint: abc\n", 1),
 			want: []string{
 				`bad.yaml:9:15: opcua[0].endpoint: invalid endpoint "http://127.0.0.1:4840" (write opc.tcp://host:port, e.g. opc.tcp://10.1.2.3:4840)`,
-				"bad.yaml:10:22: opcua[0].security_policy: security_mode None does not fit security_policy Basic256Sha256 (policy None goes with mode None; any other policy needs Sign or SignAndEncrypt)",
-				"bad.yaml:11:24: opcua[0].server_thumbprint: invalid thumbprint (40 hex digits: the SHA-1 of the server certificate)",
+				"bad.yaml:11:20: opcua[0].security_mode: security_mode None does not fit security_policy Basic256Sha256 (policy None goes with mode None; any other policy needs Sign or SignAndEncrypt)",
+				"bad.yaml:12:24: opcua[0].server_thumbprint: invalid thumbprint (40 hex digits: the SHA-1 of the server certificate)",
 			},
 		},
 		{

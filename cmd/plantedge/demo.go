@@ -30,7 +30,8 @@ func newDemoCmd() *cobra.Command {
 		Long: "demo starts an Odoo emulator with three work orders in progress, an OPC UA server simulating two\n" +
 			"presses, an MQTT broker with a simulated packing machine, and the agent on a temporary data dir.\n" +
 			"It cuts Odoo off for the middle third of the run, restores it, and ends by comparing, per machine,\n" +
-			"the pieces made with the quantity in Odoo and the stops with the downtime lines.",
+			"the pieces made with the quantity in Odoo and the stops with the downtime lines. Everything listens\n" +
+			"on 127.0.0.1 only, on ports the system picks free (so it never collides with a running agent).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.Run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())

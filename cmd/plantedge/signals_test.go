@@ -181,6 +181,18 @@ func TestRunSetupFailuresAreExitConfig(t *testing.T) {
 		t.Errorf("data_dir not writable: exit %d, %v", exitCode(err), err)
 	}
 
+	// A data_dir below a file: no directory can be made there (ENOTDIR;
+	// under /proc, ENOENT).
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write(dataDir.ReplaceAllString(string(good), "data_dir: "+file+"/data"))
+	err = run([]string{"run", "-c", b.cfgPath})
+	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "cannot be created there") {
+		t.Errorf("data_dir below a file: exit %d, %v", exitCode(err), err)
+	}
+
 	// A unix socket where the agent may not make one, likewise.
 	listen := regexp.MustCompile(`(?m)^listen: .*$`)
 	write(listen.ReplaceAllString(dataDir.ReplaceAllString(string(good), "data_dir: "+filepath.Join(t.TempDir(), "data")), "listen: unix:/sys/plantedge-test.sock"))
