@@ -730,18 +730,22 @@ type sourceHandle struct {
 	done     chan struct{}      // closed when run returned
 }
 
-// readPassword reads a password file; "" names none.
-func readPassword(file string) (string, error) {
-	if file == "" {
-		return "", nil
+// readPassword reads a source's password from its file or environment
+// variable; with neither there is none.
+func readPassword(file, env string) (string, error) {
+	switch {
+	case env != "":
+		return config.EnvSecret(env)
+	case file != "":
+		return config.ReadSecret(file)
 	}
-	return config.ReadSecret(file)
+	return "", nil
 }
 
 // OPCUAConfig is the connector configuration for server s of cfg watching
 // nodes; it reads the password file.
 func OPCUAConfig(cfg *config.Config, s config.OPCUAServer, nodes []string, log *slog.Logger) (opcua.Config, error) {
-	password, err := readPassword(s.PasswordFile)
+	password, err := readPassword(s.PasswordFile, s.PasswordEnv)
 	if err != nil {
 		return opcua.Config{}, fmt.Errorf("opcua %s: %w", s.Name, err)
 	}
@@ -763,7 +767,7 @@ func OPCUAConfig(cfg *config.Config, s config.OPCUAServer, nodes []string, log *
 // MQTTConfig is the connector configuration for broker b subscribing to
 // topics; it reads the password file.
 func MQTTConfig(b config.MQTTBroker, topics []string, log *slog.Logger) (mqtt.Config, error) {
-	password, err := readPassword(b.PasswordFile)
+	password, err := readPassword(b.PasswordFile, b.PasswordEnv)
 	if err != nil {
 		return mqtt.Config{}, fmt.Errorf("mqtt %s: %w", b.Name, err)
 	}

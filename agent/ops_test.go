@@ -745,6 +745,39 @@ func TestUnbuildableSourceDoesNotStopTheOthers(t *testing.T) {
 	}
 }
 
+// password_env: the sources' connector configurations take the password
+// from the environment variable it names (trimmed, as a file's); one
+// unset is an error that names the variable and shows no value.
+func TestSourcePasswordFromTheEnvironment(t *testing.T) {
+	cfg, err := config.Parse("env.yaml", []byte(`site: s
+odoo: { url: https://erp.example.com, database: d, username: bot, api_key_file: /k }
+opcua:
+  - { name: plc, endpoint: "opc.tcp://127.0.0.1:4840", username: u, password_env: PLANTEDGE_TEST_UA_PW }
+mqtt:
+  - { name: b, url: "tcp://127.0.0.1:1883", client_id: c, username: u, password_env: PLANTEDGE_TEST_MQTT_PW }
+machines:
+  - id: m1
+    workcenter: WC1
+    good_count: { opcua: { server: plc, node: "ns=2;s=Good" } }
+    scrap_count: { mqtt: { broker: b, topic: t, field: scrap } }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PLANTEDGE_TEST_UA_PW", " ua-secret\n")
+	t.Setenv("PLANTEDGE_TEST_MQTT_PW", "mqtt-secret")
+	if c, err := agent.OPCUAConfig(cfg, cfg.OPCUA[0], nil, nil); err != nil || c.Password != "ua-secret" {
+		t.Errorf("opcua password %q, %v", c.Password, err)
+	}
+	if c, err := agent.MQTTConfig(cfg.MQTT[0], nil, nil); err != nil || c.Password != "mqtt-secret" {
+		t.Errorf("mqtt password %q, %v", c.Password, err)
+	}
+	t.Setenv("PLANTEDGE_TEST_MQTT_PW", "")
+	if _, err := agent.MQTTConfig(cfg.MQTT[0], nil, nil); err == nil || !strings.Contains(err.Error(), "$PLANTEDGE_TEST_MQTT_PW is unset or empty") {
+		t.Errorf("unset variable: %v", err)
+	}
+}
+
 // listen: unix:PATH serves the CLI over a socket and replaces a socket left
 // by an earlier run, but never deletes another file at that path.
 func TestUnixSocketListen(t *testing.T) {

@@ -194,7 +194,8 @@ type OPCUAServer struct {
 	ServerThumbprint   string   `yaml:"server_thumbprint"` // hex SHA-1 of the server certificate
 	Username           string   `yaml:"username"`
 	PasswordFile       string   `yaml:"password_file"`
-	Mode               string   `yaml:"mode"` // subscribe (default) | poll
+	PasswordEnv        string   `yaml:"password_env"` // or the name of an environment variable holding it
+	Mode               string   `yaml:"mode"`         // subscribe (default) | poll
 	PublishingInterval Duration `yaml:"publishing_interval"`
 	SamplingInterval   Duration `yaml:"sampling_interval"`
 	QueueSize          uint32   `yaml:"queue_size"`
@@ -210,6 +211,7 @@ type MQTTBroker struct {
 	ClientID           string   `yaml:"client_id"` // required and stable: it keys the persistent session
 	Username           string   `yaml:"username"`
 	PasswordFile       string   `yaml:"password_file"`
+	PasswordEnv        string   `yaml:"password_env"` // or the name of an environment variable holding it
 	CAFile             string   `yaml:"ca_file"`
 	CertFile           string   `yaml:"cert_file"`
 	KeyFile            string   `yaml:"key_file"`
@@ -683,6 +685,15 @@ func (c *Config) OdooAPIKeySource() (key, source string, err error) {
 		looked = append(looked, "odoo.api_key_file (unset)")
 	}
 	return "", "", fmt.Errorf("odoo api key: looked in $%s (unset or empty), %s: %w", EnvAPIKey, strings.Join(looked, ", "), ErrNoSecret)
+}
+
+// EnvSecret reads a secret from environment variable name (password_env),
+// trimmed of surrounding whitespace; unset or empty is ErrNoSecret.
+func EnvSecret(name string) (string, error) {
+	if v := strings.TrimSpace(os.Getenv(name)); v != "" {
+		return v, nil
+	}
+	return "", fmt.Errorf("$%s is unset or empty in the agent's environment (under systemd: a root-only EnvironmentFile= in a drop-in, systemctl edit plantedge; not Environment=, which any user can read with systemctl show): %w", name, ErrNoSecret)
 }
 
 // ReadSecret reads a secret file such as password_file and trims surrounding

@@ -334,6 +334,17 @@ func TestBadConfigs(t *testing.T) {
 			},
 		},
 		{
+			name: "password_env",
+			yaml: strings.Replace(strings.Replace(base, "    endpoint: opc.tcp://127.0.0.1:4840\n",
+				"    endpoint: opc.tcp://127.0.0.1:4840\n    password_env: hunter2!secret\n", 1),
+				"    client_id: pe-1\n", "    client_id: pe-1\n    username: u\n    password_env: MQTT_PW\n    password_file: /etc/x\n", 1),
+			want: []string{
+				"bad.yaml:8:5: opcua[0].username: required with password_env",
+				"bad.yaml:10:19: opcua[0].password_env: not the name of an environment variable (value not shown) (name the variable, e.g. password_env: MQTT_PASSWORD, and set it for the agent in a root-only file (systemctl edit plantedge: [Service] EnvironmentFile=/etc/plantedge/secrets.env); the password itself never goes in this file)",
+				"bad.yaml:16:19: mqtt[0].password_env: password_file and password_env both set (keep one: a file holding the password, or the name of an environment variable holding it)",
+			},
+		},
+		{
 			name: "mqtt url, client id and tls",
 			yaml: strings.Replace(base, "    url: tcp://127.0.0.1:1883\n    client_id: pe-1\n", "    url: mqtt://127.0.0.1\n    ca_file: /etc/ca.pem\n", 1),
 			want: []string{

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/bits"
@@ -159,6 +160,29 @@ func brokerAddr(raw string) string {
 		host = "loopback" // localhost, 127.0.0.1 and ::1 reach the same broker
 	}
 	return host + ":" + port
+}
+
+// envName is an environment variable's name as password_env takes it:
+// upper case, digits and underscores (a password pasted there instead of
+// a name does not look like one, and is not repeated in a message).
+var envName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+
+// password checks a source's password keys at p: one of password_file and
+// password_env, each only with a username.
+func (v *validator) password(p, username, file, env string) {
+	if file != "" && env != "" {
+		v.add(p+".password_env", "password_file and password_env both set", "keep one: a file holding the password, or the name of an environment variable holding it")
+	}
+	if (file != "" || env != "") && username == "" {
+		key := "password_file"
+		if file == "" {
+			key = "password_env"
+		}
+		v.add(p+".username", "required with "+key, "")
+	}
+	if env != "" && !envName.MatchString(env) {
+		v.add(p+".password_env", "not the name of an environment variable (value not shown)", "name the variable, e.g. password_env: MQTT_PASSWORD, and set it for the agent in a root-only file (systemctl edit plantedge: [Service] EnvironmentFile=/etc/plantedge/secrets.env); the password itself never goes in this file")
+	}
 }
 
 func (v *validator) filePath(path, val string) {
@@ -450,11 +474,9 @@ func (v *validator) validateOPCUA(p string, s *OPCUAServer) {
 	if s.ServerThumbprint != "" && !hexRe.MatchString(strings.NewReplacer(":", "", " ", "").Replace(s.ServerThumbprint)) {
 		v.add(p+".server_thumbprint", "invalid thumbprint", "40 hex digits: the SHA-1 of the server certificate")
 	}
-	if s.PasswordFile != "" && s.Username == "" {
-		v.add(p+".username", "required with password_file", "")
-	}
-	if s.Username != "" && s.PasswordFile == "" {
-		v.add(p+".password_file", "required with username", "the file holding the OPC UA user's password")
+	v.password(p, s.Username, s.PasswordFile, s.PasswordEnv)
+	if s.Username != "" && s.PasswordFile == "" && s.PasswordEnv == "" {
+		v.add(p+".password_file", "required with username", "the file holding the OPC UA user's password (or password_env: the name of an environment variable holding it)")
 	}
 	if s.Username != "" && s.SecurityPolicy == "None" {
 		v.warn(p+".username", "password sent over an unencrypted channel", "use security_policy Basic256Sha256 with SignAndEncrypt")
@@ -499,9 +521,7 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 	if v.required(p+".client_id", b.ClientID) && (len(b.ClientID) > 65535 || !utf8.ValidString(b.ClientID)) {
 		v.add(p+".client_id", "invalid client id", "")
 	}
-	if b.PasswordFile != "" && b.Username == "" {
-		v.add(p+".username", "required with password_file", "")
-	}
+	v.password(p, b.Username, b.PasswordFile, b.PasswordEnv)
 	v.filePath(p+".password_file", b.PasswordFile)
 	if (b.CertFile == "") != (b.KeyFile == "") {
 		v.add(p+".cert_file", "cert_file and key_file go together", "set both for client-certificate authentication, or neither")
@@ -516,8 +536,12 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 	if b.InsecureSkipVerify {
 		v.warn(p+".insecure_skip_verify", "TLS CERTIFICATE VERIFICATION IS OFF for this broker", "use ca_file with your CA instead")
 	}
-	if b.PasswordFile != "" && schemeOK && !tlsScheme && !loopback {
-		v.warn(p+".password_file", "the password crosses the network unencrypted (the URL is not TLS)", "use ssl:// or wss://")
+	if pw := cmp.Or(b.PasswordFile, b.PasswordEnv); pw != "" && schemeOK && !tlsScheme && !loopback {
+		key := ".password_file"
+		if b.PasswordFile == "" {
+			key = ".password_env"
+		}
+		v.warn(p+key, "the password crosses the network unencrypted (the URL is not TLS)", "use ssl:// or wss://")
 	}
 	if b.KeepAlive < Duration(time.Second) {
 		v.add(p+".keep_alive", "must be at least 1s", "")

@@ -131,11 +131,25 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			fmt.Fprintf(errw, "warning: %s:%d:%d: %s: %v: %s\n", o.config, p.Line, p.Column, path, err, consequence)
 		}
 	}
+	// A password_env unset here may be set in the agent's own environment
+	// (the unit's EnvironmentFile=): said, not failed.
+	envSecret := func(path, env, what string) {
+		if env == "" {
+			return
+		}
+		if _, err := config.EnvSecret(env); err != nil {
+			p := cfg.Position(path)
+			fmt.Fprintf(errw, "warning: %s:%d:%d: %s: %v: the agent could not log in to %s unless its own environment has it (this check runs in yours)\n",
+				o.config, p.Line, p.Column, path, err, what)
+		}
+	}
 	for i, s := range cfg.OPCUA {
 		secret(fmt.Sprintf("opcua[%d].password_file", i), s.PasswordFile, "OPC UA server "+s.Name)
+		envSecret(fmt.Sprintf("opcua[%d].password_env", i), s.PasswordEnv, "OPC UA server "+s.Name)
 	}
 	for i, b := range cfg.MQTT {
 		secret(fmt.Sprintf("mqtt[%d].password_file", i), b.PasswordFile, "MQTT broker "+b.Name)
+		envSecret(fmt.Sprintf("mqtt[%d].password_env", i), b.PasswordEnv, "MQTT broker "+b.Name)
 	}
 	o.checkMachine(cfg, errw)
 	printSummary(w, cfg)
