@@ -148,6 +148,12 @@ type Agent struct {
 	// (under stateMu): subscriptions this agent did not make.
 	strays   map[string]malformedCount
 	strayLog rateLogs
+	// dropped holds "broker\x00topic" of the topics an earlier
+	// configuration of this run subscribed to and the one in force does
+	// not (under stateMu): the broker's persistent session keeps their
+	// subscriptions, so their messages still come — this agent's own, not
+	// another one's.
+	dropped map[string]bool
 	// badLog and goodLog: a tag's quality turning bad, and good again, per
 	// source address (a tag flapping Good/Uncertain must not flood the log).
 	badLog, goodLog rateLogs
@@ -213,6 +219,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		unusable:     map[sampleAddr]error{},
 		malformed:    map[string]malformedCount{},
 		strays:       map[string]malformedCount{},
+		dropped:      map[string]bool{},
 		lastStamp:    map[sampleAddr]time.Time{},
 		lastSample:   map[string]time.Time{},
 		shownRunning: map[string]bool{},
@@ -573,7 +580,7 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 	// Queued also before the ingest loop runs (a reload while starting):
 	// it takes the job when it starts.
 	select {
-	case a.jobs <- func(ctx context.Context) { a.endOrphanedStops(ctx, prev) }:
+	case a.jobs <- func(ctx context.Context) { a.noteDroppedTopics(prev); a.endOrphanedStops(ctx, prev) }:
 	default:
 		a.log.Error("reload: the ingest loop is not taking work; stops whose running signal is gone are ended at the next start")
 	}
@@ -735,7 +742,13 @@ type sourceHandle struct {
 func readPassword(file, env string) (string, error) {
 	switch {
 	case env != "":
-		return config.EnvSecret(env)
+		v, err := config.EnvSecret(env)
+		if err != nil {
+			// A reload keeps the process's environment: only a restart
+			// brings a variable set since.
+			err = fmt.Errorf("password_env: %w in the agent's environment (set it in a root-only EnvironmentFile= of a drop-in, systemctl edit plantedge, then restart the agent: a reload does not change its environment)", err)
+		}
+		return v, err
 	case file != "":
 		return config.ReadSecret(file)
 	}
@@ -1064,8 +1077,7 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		}
 	}
 	if ev.Kind == mapping.EventReasonLate && !a.belowMinStop(ev) {
-		a.eventLog.log("late reason "+ev.Machine, a.log, slog.LevelInfo,
-			"a downtime reason stamped before the end of the last stop came after it: that stop's line takes it",
+		a.log.Info("a downtime reason stamped before the end of the last stop came after it: that stop's line takes it",
 			"machine", ev.Machine, "reason", ev.Reason, "loss", ev.Loss, "source_time", ev.Time, "stop_start", ev.Start, "stop_end", ev.End)
 	}
 	if ev.LossDefaulted && (ev.Kind == mapping.EventRunning || ev.Kind == mapping.EventStopped) {

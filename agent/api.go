@@ -254,12 +254,15 @@ func describeRecord(r buffer.Record) string {
 		if err != nil {
 			return ""
 		}
-		what := "pieces"
+		what := "piece"
 		switch _, sig := splitKey(r.Key); sig {
 		case sigGood:
-			what = "good pieces"
+			what = "good piece"
 		case sigScrap:
-			what = "scrapped pieces"
+			what = "scrapped piece"
+		}
+		if c.Delta != 1 {
+			what += "s"
 		}
 		return strconv.FormatFloat(c.Delta, 'f', -1, 64) + " " + what
 	case buffer.LaneEvents:

@@ -197,13 +197,14 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		// An open line (block_workcenter) names no work order: Odoo allows a
 		// user one open line per work order (_check_open_time_ids), and two
 		// machines of one work center may be stopped at once. Closing the
-		// line sets it. A late reason keeps the work order the line has.
+		// line sets it. A late reason keeps the work center and work order
+		// the line has (the machine may have been moved since).
 		switch wo := wos[r.Key]; {
 		case ev.Late:
-			inRound := false // its stop is in this round: the work order it gets
+			inRound := false // its stop is in this round: where that goes
 			for i := len(lines) - 1; i >= 0 && !inRound; i-- {
 				if !lines[i].skip && lines[i].d.XMLID == d.XMLID {
-					d.WorkorderID, inRound = lines[i].d.WorkorderID, true
+					d.WorkcenterID, d.WorkorderID, inRound = lines[i].d.WorkcenterID, lines[i].d.WorkorderID, true
 				}
 			}
 			if inRound {
@@ -219,7 +220,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 				lines = append(lines, line{rec: r, skip: true})
 				continue
 			}
-			d.WorkorderID = l.WorkorderID
+			d.WorkcenterID, d.WorkorderID = cmp.Or(l.WorkcenterID, d.WorkcenterID), l.WorkorderID
 		case d.End.IsZero():
 		case !e.elsewhere && wo != nil:
 			d.WorkorderID = wo.ID

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strings"
 	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
@@ -164,7 +165,11 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				a.valueType[k] = typ
 			}
 		}
-		if s.Kind == connectors.KindMQTT && !m.Maps(s.Kind, s.Source, s.Address) {
+		if s.Kind == connectors.KindMQTT && !m.Maps(s.Kind, s.Source, s.Address) && a.dropped[s.Source+"\x00"+s.Address] {
+			a.strayLog.log(s.Source+"\x00"+s.Address, a.log, slog.LevelInfo,
+				"message on a topic an earlier configuration mapped, skipped (the broker's session keeps its subscription until it is dropped)",
+				"source", s.Source, "topic", s.Address)
+		} else if s.Kind == connectors.KindMQTT && !m.Maps(s.Kind, s.Source, s.Address) {
 			// The agent subscribes to exactly the topics its machines use:
 			// the broker's session for this client_id has subscriptions of
 			// another client (a second agent with the same client_id, the
@@ -420,6 +425,26 @@ func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffe
 			Data: mustJSON(eventRecord{Start: ms(start), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site, Workcenter: wc})}, true
 	}
 	return buffer.Record{}, false
+}
+
+// noteDroppedTopics notes the MQTT topics prev subscribed to that the
+// mapping in force does not, and forgets those it maps again (see dropped).
+// It runs in the ingest goroutine.
+func (a *Agent) noteDroppedTopics(prev *mapping.Mapper) {
+	next := a.mapper.Load()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
+	prev.EachMQTTTopic(func(broker, topic string) {
+		if !next.Maps(connectors.KindMQTT, broker, topic) {
+			a.dropped[broker+"\x00"+topic] = true
+		}
+	})
+	for k := range a.dropped {
+		broker, topic, _ := strings.Cut(k, "\x00")
+		if next.Maps(connectors.KindMQTT, broker, topic) {
+			delete(a.dropped, k)
+		}
+	}
 }
 
 // endOrphanedStops ends the stops of machines the mapping in force no

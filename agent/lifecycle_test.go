@@ -88,6 +88,34 @@ func TestReplacedMarkTakesTheNewPLCsValueAsBaseline(t *testing.T) {
 	}
 }
 
+// A machine removed by a reload: the broker's persistent session keeps
+// its topic's subscription, so its messages still come. They are this
+// agent's own, not another agent's with the same client_id (the upgrade
+// probe: status said so for good): skipped, logged at INFO, not counted
+// as strays.
+func TestRemovedTopicIsNotAnotherAgent(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	ra := p.startAgent()
+	p.produce(p.machines[1], 2, 0)
+	p.waitExactQty(ra, "press-2", 2)
+	p.dropLastMachine("press-2")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the removed topic's message skipped", func() (bool, string) {
+		p.produce(p.machines[1], 1, 0)
+		return strings.Contains(p.logs.String(), "a topic an earlier configuration mapped"), ""
+	})
+	if strings.Contains(p.logs.String(), "another agent or the old box") {
+		t.Error("a topic this agent subscribed to before the reload is taken for another agent's")
+	}
+	for _, s := range ra.a.Status().Sources {
+		if s.StrayMessages != 0 {
+			t.Errorf("source %s counts %d strays", s.Name, s.StrayMessages)
+		}
+	}
+}
+
 // The broker and the edge box restart together (a site power cut) and the
 // broker, without persistence, has lost the agent's session: what was
 // published meanwhile at QoS 1 is gone, and the agent says so at its start

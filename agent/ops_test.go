@@ -669,6 +669,22 @@ func TestLateReasonCorrectsTheStopsLine(t *testing.T) {
 	if l := ls[1]; l.LossName != "Equipment Failure" || !strings.Contains(l.Description, "JAM") || !l.Start.Equal(t0.Add(8*time.Second)) || l.WorkorderID != wo2 {
 		t.Errorf("line %+v: want the stop from %v with JAM's Equipment Failure, on work order %d", l, t0.Add(8*time.Second), wo2)
 	}
+	// The machine moved to another work center since: a late code keeps
+	// the line where it was booked (the self-probe: moved with its old
+	// work order).
+	p.odoo.AddWorkcenter("WC-OTHER", "Other")
+	p.editConfig("workcenter: WC-PRESS-1", "workcenter: WC-OTHER")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	hmi("SETUP", t0.Add(9500*time.Millisecond))
+	waitFor(t, 15*time.Second, "the moved machine's line to take the late reason", func() (bool, string) {
+		ls = p.odoo.Productivity()
+		return len(ls) == 2 && ls[1].LossName == "Setup and Adjustments", fmt.Sprintf("%+v", ls)
+	})
+	if l := ls[1]; l.WorkcenterID != before.WorkcenterID || l.WorkorderID != wo2 {
+		t.Errorf("line %+v: want it kept on work center %d and work order %d", l, before.WorkcenterID, wo2)
+	}
 }
 
 // The API changes nothing for a web page (CSRF from a browser on the edge

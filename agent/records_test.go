@@ -109,6 +109,7 @@ func TestDescribeRecord(t *testing.T) {
 	}{
 		{buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/good", Data: mustJSON(countRecord{Delta: 3})}, "3 good pieces"},
 		{buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/scrap", Data: mustJSON(countRecord{Delta: 0.5})}, "0.5 scrapped pieces"},
+		{buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/scrap", Data: mustJSON(countRecord{Delta: 1})}, "1 scrapped piece"},
 		{buffer.Record{Lane: buffer.LaneEvents, Key: "press-1", Data: mustJSON(eventRecord{Start: start.UnixMilli(), End: start.Add(90 * time.Second).UnixMilli(), Reason: "JAM"})},
 			"stop from 2026-03-04 05:06:07 to 2026-03-04 05:07:37, reason JAM"},
 		{buffer.Record{Lane: buffer.LaneEvents, Key: "press-1", Data: mustJSON(eventRecord{Start: start.UnixMilli()})}, "stop from 2026-03-04 05:06:07, still open"},

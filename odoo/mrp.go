@@ -505,9 +505,10 @@ func (c *Client) ExternalID(ctx context.Context, module, name string) (model str
 
 // DowntimeLine is what Odoo has of a downtime line.
 type DowntimeLine struct {
-	Found       bool // Odoo has the line with that external id
-	Closed      bool // it has an end
-	WorkorderID int64
+	Found        bool // Odoo has the line with that external id
+	Closed       bool // it has an end
+	WorkcenterID int64
+	WorkorderID  int64
 }
 
 // DowntimeLine reads the downtime line with this external id.
@@ -518,14 +519,15 @@ func (c *Client) DowntimeLine(ctx context.Context, xmlid string) (DowntimeLine, 
 		return DowntimeLine{}, err
 	}
 	var rows []struct {
-		End       text     `json:"date_end"`
-		Workorder many2one `json:"workorder_id"`
+		End        text     `json:"date_end"`
+		Workcenter many2one `json:"workcenter_id"`
+		Workorder  many2one `json:"workorder_id"`
 	}
 	if err := c.Call(ctx, "mrp.workcenter.productivity", "search_read", []any{[]any{[]any{"id", "=", id}}},
-		map[string]any{"fields": []string{"date_end", "workorder_id"}}, &rows); err != nil || len(rows) != 1 {
+		map[string]any{"fields": []string{"date_end", "workcenter_id", "workorder_id"}}, &rows); err != nil || len(rows) != 1 {
 		return DowntimeLine{}, err
 	}
-	return DowntimeLine{Found: true, Closed: rows[0].End != "", WorkorderID: rows[0].Workorder.ID}, nil
+	return DowntimeLine{Found: true, Closed: rows[0].End != "", WorkcenterID: rows[0].Workcenter.ID, WorkorderID: rows[0].Workorder.ID}, nil
 }
 
 // ScrapStates reads the states of the scraps with these external ids, 500

@@ -693,7 +693,7 @@ func EnvSecret(name string) (string, error) {
 	if v := strings.TrimSpace(os.Getenv(name)); v != "" {
 		return v, nil
 	}
-	return "", fmt.Errorf("$%s is unset or empty in the agent's environment (under systemd: a root-only EnvironmentFile= in a drop-in, systemctl edit plantedge; not Environment=, which any user can read with systemctl show): %w", name, ErrNoSecret)
+	return "", fmt.Errorf("$%s is unset or empty: %w", name, ErrNoSecret)
 }
 
 // ReadSecret reads a secret file such as password_file and trims surrounding

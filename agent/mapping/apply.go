@@ -86,11 +86,11 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 	if len(bs) == 0 || !s.Good {
 		return nil, nil, nil
 	}
-	xs, err := extract(bs, s)
+	xs, missing, err := extract(bs, s)
 	if len(xs) == 0 {
 		return nil, nil, err
 	}
-	noteAbsent(st, bs, xs, s.Address)
+	noteAbsent(st, bs, missing, s.Address)
 	// err may still be set: some of the signals the sample feeds were
 	// unusable. The others are applied (a gateway's "n/a" for one sensor
 	// must not lose the machine's stop), and err names the unusable ones.
@@ -158,22 +158,17 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 }
 
 // noteAbsent counts, for each counter bound to a field of the topic, the
-// messages in a row that gave the others a value but not it (xs: what
-// the message gave).
-func noteAbsent(st *State, bs []*binding, xs []extracted, topic string) {
+// messages in a row that gave the others a value but not its field at
+// all (missing: those bindings). A field that is there with a value the
+// counter cannot use (beyond its rollover, not a number) is no absence:
+// it is reported as malformed.
+func noteAbsent(st *State, bs []*binding, missing []*binding, topic string) {
 	for _, b := range bs {
 		if b.field == "" || (b.signal != GoodCount && b.signal != ScrapCount) {
 			continue
 		}
 		k := SignalKey{b.machine, b.signal}
-		found := false
-		for _, x := range xs {
-			if x.b.machine == b.machine && x.b.signal == b.signal {
-				found = true
-				break
-			}
-		}
-		if found {
+		if !slices.Contains(missing, b) {
 			delete(st.Absent, k)
 			continue
 		}
@@ -614,7 +609,12 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 	}
 	if cs.Replaced != x.b.replaced {
 		// The machine's device was replaced (config): its value says
-		// nothing of the old one's.
+		// nothing of the old one's. The old one's last value again is no
+		// news from the new one — a broker's retained copy of the old
+		// gateway's message, resent at a reconnect — and is no baseline.
+		if x.counter == cs.Last {
+			return nil, false
+		}
 		fresh()
 		return []Event{{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter,
 			From: cs.Last, Replaced: true}}, true
@@ -964,6 +964,12 @@ func (m *Mapper) endStop(ms *MachineState, machine string, t, recv time.Time) Ev
 	return ev
 }
 
+// lateReasonLead is how long before the last stop's start a code may be
+// stamped and still be that stop's when it comes late: a PLC sets its code a
+// scan or two before the run bit drops. One stamped earlier may belong to
+// an earlier stop (cleared since, in a message still on its way).
+const lateReasonLead = 2 * time.Second
+
 func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
 	stale, back := staleState(x, ms.ReasonTime)
 	if stale {
@@ -988,7 +994,7 @@ func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
 	}
 	loss, defaulted := x.b.loss(x.reason)
 	var evs []Event
-	if ls := ms.LastStop; ls != nil && x.srcTime && x.t.Before(ls.End) && x.reason != "" && !defaulted {
+	if ls := ms.LastStop; ls != nil && x.srcTime && x.t.Before(ls.End) && !x.t.Before(ls.Start.Add(-lateReasonLead)) && x.reason != "" && !defaulted {
 		// Stamped before the last stop ended (and after the reason it was
 		// booked with: not stale), it came after the restart. A cleared or
 		// unmapped code does not change a booked stop: a PLC clearing its
@@ -1012,8 +1018,9 @@ func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
 // extract reads every binding's value from the sample. A payload that is
 // unusable for all of them (not the JSON they need, too large) fails as a
 // whole; a value one binding cannot use skips that binding, and the first
-// such error comes back with the others' values.
-func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
+// such error comes back with the others' values. missing lists the
+// bindings whose field the (JSON) payload does not have.
+func extract(bs []*binding, s connectors.Sample) (_ []extracted, missing []*binding, _ error) {
 	perr := func(field string, err error) error {
 		return &PayloadError{Source: s.Source, Address: s.Address, Field: field, Err: err}
 	}
@@ -1038,7 +1045,7 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 	}
 	if s.Kind == connectors.KindOPCUA {
 		if s.Value == nil {
-			return nil, perr("", fmt.Errorf("no value: %w", ErrBadValue))
+			return nil, nil, perr("", fmt.Errorf("no value: %w", ErrBadValue))
 		}
 		for _, b := range bs {
 			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, server: s.Server, watch: s.Watch, gap: s.WatchGap}
@@ -1048,13 +1055,13 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 			}
 			out = append(out, x)
 		}
-		return out, bad
+		return out, nil, bad
 	}
 	// A byte-order mark in front (some Windows gateways write one) is not
 	// part of the value.
 	payload := bytes.TrimPrefix(s.Payload, []byte("\xef\xbb\xbf"))
 	doc, jsonErr := parsePayload(payload)
-	var missing []string
+	var missingFields []string
 	for _, b := range bs {
 		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, server: s.Server, watch: s.Watch, gap: s.WatchGap}
 		var v any
@@ -1063,21 +1070,22 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 				if errors.Is(jsonErr, errNotJSON) {
 					v = strings.TrimSpace(string(payload))
 				} else {
-					return nil, perr("", jsonErr)
+					return nil, nil, perr("", jsonErr)
 				}
 			} else {
 				v = doc
 			}
 			if _, isObj := v.(map[string]any); isObj {
-				return nil, perr("", fmt.Errorf("JSON object but no field configured: %w", ErrBadValue))
+				return nil, nil, perr("", fmt.Errorf("JSON object but no field configured: %w", ErrBadValue))
 			}
 		} else {
 			if jsonErr != nil {
-				return nil, perr(b.field, jsonErr)
+				return nil, nil, perr(b.field, jsonErr)
 			}
 			fv, ok := lookup(doc, b.field)
 			if !ok {
-				missing = append(missing, b.field)
+				missingFields = append(missingFields, b.field)
+				missing = append(missing, b)
 				continue
 			}
 			v = fv
@@ -1108,10 +1116,10 @@ func extract(bs []*binding, s connectors.Sample) ([]extracted, error) {
 		}
 		out = append(out, x)
 	}
-	if len(out) == 0 && bad == nil && len(missing) > 0 {
-		return nil, perr(strings.Join(missing, ","), ErrMissingField)
+	if len(out) == 0 && bad == nil && len(missingFields) > 0 {
+		return nil, missing, perr(strings.Join(missingFields, ","), ErrMissingField)
 	}
-	return out, bad
+	return out, missing, bad
 }
 
 // withDup marks a binding copy so counter logic knows the value may repeat.
@@ -1246,7 +1254,7 @@ func epochMS(ms float64) (time.Time, error) {
 // the source time from tsField; rollover is the counter's (0 for others).
 func CheckPayload(signal Signal, field, tsField string, payload []byte, rollover uint64) error {
 	b := &binding{signal: signal, field: field, tsField: tsField, rollover: rollover}
-	_, err := extract([]*binding{b}, connectors.Sample{Kind: connectors.KindMQTT, Payload: payload, Good: true})
+	_, _, err := extract([]*binding{b}, connectors.Sample{Kind: connectors.KindMQTT, Payload: payload, Good: true})
 	return err
 }
 

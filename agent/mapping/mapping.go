@@ -300,6 +300,15 @@ func (m *Mapper) MQTTTopics(broker string) []string {
 	return append([]string(nil), m.topics[broker]...)
 }
 
+// EachMQTTTopic calls fn for every broker and topic subscribed to.
+func (m *Mapper) EachMQTTTopic(fn func(broker, topic string)) {
+	for b, ts := range m.topics {
+		for _, t := range ts {
+			fn(b, t)
+		}
+	}
+}
+
 // EachUse calls fn for every signal of a machine an address of a source
 // feeds, in configuration order; it allocates nothing.
 func (m *Mapper) EachUse(kind connectors.Kind, source, address string, fn func(machine string, signal Signal)) {

@@ -253,6 +253,11 @@ func TestMachineReplacedMark(t *testing.T) {
 		t.Fatalf("before the mark: %+v", evs)
 	}
 	marked := newTestMapper(t, strings.Replace(testConfig, "  - id: m1\n", "  - id: m1\n    replaced: 2026-12-02\n", 1))
+	// The old device's last value again (a broker's retained copy, resent
+	// at a reconnect) is no baseline: the replacement's first value is.
+	if evs := read(marked, st, 1010, 50*time.Second); len(evs) != 0 {
+		t.Errorf("the old device's last value again: %+v", evs)
+	}
 	evs := read(marked, st, 5000, time.Minute) // the new PLC comes with counts of its own
 	if ev := evs["m1"]; ev.Delta != 0 || !ev.Replaced || ev.From != 1010 || ev.Raw != 5000 {
 		t.Errorf("m1, replaced: %+v", ev)
@@ -270,6 +275,36 @@ func TestMachineReplacedMark(t *testing.T) {
 	}
 	if ev := read(marked, st2, 5007, time.Minute+time.Second)["m1"]; ev.Delta != 7 || ev.Replaced {
 		t.Errorf("after a restart with the same mark: %+v", ev)
+	}
+}
+
+// A counter's field that is in every message with a value the counter
+// cannot use (beyond its rollover) is malformed, not absent: the "field
+// missing" warning would send the engineer after a typo that is not there
+// (the upgrade probe). A field not there at all is absent.
+func TestUnusableFieldIsNotAbsent(t *testing.T) {
+	m := newTestMapper(t, strings.Replace(testConfig, "scrap_count: { mqtt: { broker: b, topic: line/state, field: m2.scrap } }",
+		"scrap_count: { mqtt: { broker: b, topic: line/state, field: m2.scrap }, rollover: 1000 }", 1))
+	st := NewState()
+	send := func(payload string) {
+		t.Helper()
+		if _, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "line/state",
+			Payload: []byte(payload), Good: true, ReceiveTime: time.Now()}); err == nil && strings.Contains(payload, "1060") {
+			t.Errorf("%s: no error for a value beyond the rollover", payload)
+		}
+	}
+	key := SignalKey{Machine: "m2", Signal: ScrapCount}
+	for range 3 {
+		send(`{"run": true, "m2": {"scrap": 1060}}`)
+	}
+	if a := st.Absent[key]; a != nil {
+		t.Errorf("a field with an unusable value counted absent: %+v", a)
+	}
+	for range 3 {
+		send(`{"run": true}`)
+	}
+	if a := st.Absent[key]; a == nil || a.N != 3 {
+		t.Errorf("a field not there: absent %+v, want 3", a)
 	}
 }
 

@@ -34,8 +34,9 @@ func newFlushCmd() *cobra.Command {
 			"3 as soon as all that is left is held: records that cannot reach Odoo yet (no work order in\n" +
 			"progress, a work center Odoo lacks, a machine removed from the config) — plantedge status\n" +
 			"says which; waiting would not move them — and 4 when it could not ask the agent (the config\n" +
-			"file unreadable, an agent that runs but does not answer at listen, or another site's agent\n" +
-			"answering there). Dead letters are reported, not waited for (plantedge deadletter list).",
+			"file unreadable, an agent that runs but does not answer at listen, or another plant's agent —\n" +
+			"another site and data_dir — answering there). Dead letters are reported, not waited for\n" +
+			"(plantedge deadletter list).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.Run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())

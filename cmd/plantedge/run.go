@@ -117,11 +117,13 @@ func (o *runOptions) Run(ctx context.Context) error {
 	switch {
 	case errors.As(err, &se) && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)):
 		return &exitError{code: exitSetup, cause: err, msg: fmt.Sprintf("%v\n%s", err, startHint(err, cfg, o.config))}
-	case errors.As(err, &se) && strings.HasPrefix(err.Error(), "data dir: ") && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)):
-		// A directory that cannot be made where data_dir says (under
-		// /proc, or below a file): no restart changes that.
-		return &exitError{code: exitSetup, cause: err, msg: fmt.Sprintf("%v\ndata_dir %s cannot be created there (a part of the path is a file, "+
-			"or a file system that holds no directories of ours): give data_dir a directory on a disk, e.g. /var/lib/plantedge", err, cfg.DataDir)}
+	case errors.As(err, &se) && (strings.HasPrefix(err.Error(), "data dir: ") || strings.HasPrefix(err.Error(), "open buffer: ")) &&
+		(errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)):
+		// A directory that cannot be made where data_dir says (below a
+		// file, under /proc), or one that takes no file (/proc/1): no
+		// restart changes that.
+		return &exitError{code: exitSetup, cause: err, msg: fmt.Sprintf("%v\ndata_dir %s cannot be created there, or holds no file of ours (a part of the path is a file, "+
+			"or a file system such as /proc): give data_dir a directory on a disk, e.g. /var/lib/plantedge", err, cfg.DataDir)}
 	}
 	return err
 }

@@ -192,6 +192,12 @@ func TestRunSetupFailuresAreExitConfig(t *testing.T) {
 	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "cannot be created there") {
 		t.Errorf("data_dir below a file: exit %d, %v", exitCode(err), err)
 	}
+	// One that exists but takes no file (the self-probe: /proc/1).
+	write(dataDir.ReplaceAllString(string(good), "data_dir: /proc/1"))
+	err = run([]string{"run", "-c", b.cfgPath})
+	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "holds no file of ours") {
+		t.Errorf("data_dir /proc/1: exit %d, %v", exitCode(err), err)
+	}
 
 	// A unix socket where the agent may not make one, likewise.
 	listen := regexp.MustCompile(`(?m)^listen: .*$`)

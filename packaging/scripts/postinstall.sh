@@ -73,8 +73,25 @@ plantedge is installed and enabled, but NOT started.
 
 MSG
 elif [ "$running" = yes ]; then
-	# The new binary takes over; the buffer is durable across the restart.
-	systemctl try-restart plantedge.service || true
+	# The new binary takes over; the buffer is durable across the restart —
+	# unless it refuses the configuration (a check added since the running
+	# version, e.g. a leading-zero number): restarted, it would exit 78 and
+	# stay down, reading no machine. The running agent (the version before,
+	# in memory) keeps working instead, until the file is fixed.
+	if systemctl is-active --quiet plantedge.service 2>/dev/null && [ -r "$conf" ] &&
+		! refused=$("$root/usr/bin/plantedge" validate -c "$conf" 2>&1 >/dev/null); then
+		cat >&2 <<MSG
+
+plantedge: the new version refuses /etc/plantedge/plantedge.yaml, so the running
+agent (the version before) was NOT restarted and keeps forwarding:
+$refused
+Fix the file (plantedge validate -c /etc/plantedge/plantedge.yaml says what
+is wrong), then: systemctl restart plantedge
+
+MSG
+	else
+		systemctl try-restart plantedge.service || true
+	fi
 	# Installed again after a remove (which stopped it), or stopped by hand:
 	# enabled, so it starts at the next boot; say how to start it now.
 	if systemctl is-enabled --quiet plantedge.service 2>/dev/null &&
