@@ -145,6 +145,62 @@ func (f *forwarder) aggregateCounts(ctx context.Context, cfg *config.Config) (ma
 	return out, err
 }
 
+// takeOverRenamed moves the count records a machine renamed in the
+// configuration buffered under its old id to the new one (the alias meta
+// entries endOrphanedStops writes when a new id adopts an old one's
+// counter), following a chain of renames to the id configured now. An
+// alias goes once nothing of its old key is left — with the move that
+// empties it; records an unsettled Odoo call covers stay until it settles.
+// One whose old id is configured again (the rename undone) goes at once:
+// what that id buffers is its own.
+func (f *forwarder) takeOverRenamed(ctx context.Context, cfg *config.Config) error {
+	aliases := map[string]string{}
+	if err := f.a.buf.MetaPrefix(aliasPrefix, func(k string, v []byte) error {
+		aliases[strings.TrimPrefix(k, aliasPrefix)] = string(v)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for from, to := range aliases {
+		if m, _ := splitKey(from); findMachine(cfg, m) != nil {
+			if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: aliasMetaKey(from)}); err != nil {
+				return err
+			}
+			continue
+		}
+		for range len(aliases) { // renamed again since
+			m, _ := splitKey(to)
+			next, ok := aliases[to]
+			if findMachine(cfg, m) != nil || !ok {
+				break
+			}
+			to = next
+		}
+		if m, _ := splitKey(to); findMachine(cfg, m) == nil || to == from {
+			continue // the new id is gone too: its records wait like any removed machine's
+		}
+		if at, ok := f.aliasIdle[from]; ok && time.Since(at) < time.Minute {
+			continue // moved nothing a moment ago: records an Odoo call covers (a walk of the lane and a commit each try)
+		}
+		n, left, err := f.a.buf.Rekey(ctx, buffer.LaneCounts, from, to, f.a.coveredInFlight, buffer.KV{Key: aliasMetaKey(from)})
+		if err != nil {
+			return err
+		}
+		delete(f.aliasIdle, from)
+		if n == 0 && left > 0 {
+			f.aliasIdle[from] = time.Now()
+		}
+		if n > 0 {
+			f.a.forgetPendingCounts()
+			om, _ := splitKey(from)
+			nm, sig := splitKey(to)
+			f.a.log.Info("records a renamed machine buffered under its old id go to its new one",
+				"machine", nm, "was", om, "signal", sig, "records", n, "waiting", left)
+		}
+	}
+	return nil
+}
+
 // errPrefixEnd ends countPrefix's scan.
 var errPrefixEnd = errors.New("end of prefix")
 

@@ -91,9 +91,12 @@ type forwarder struct {
 	// unmapped is when each machine with records was first found gone
 	// from the configuration (see unmappedExpired).
 	unmapped map[string]time.Time
-	limiter  *rate.Limiter
-	bo       *connectors.Backoff
-	kick     chan struct{}
+	// aliasIdle is when takeOverRenamed last moved nothing of an old count
+	// key whose records an Odoo call covers: tried again a minute later.
+	aliasIdle map[string]time.Time
+	limiter   *rate.Limiter
+	bo        *connectors.Backoff
+	kick      chan struct{}
 
 	connected bool
 	// field is the work-order quantity field (qty_producing, qty_produced)
@@ -196,6 +199,7 @@ func newForwarder(a *Agent) *forwarder {
 		bo:           connectors.NewBackoff(time.Second, fw.BackoffMax.D()),
 		kick:         make(chan struct{}, 1),
 		unmapped:     map[string]time.Time{},
+		aliasIdle:    map[string]time.Time{},
 		wcs:          map[string]odoo.Workcenter{},
 		missing:      map[string]missingCode{},
 		noWorkorder:  map[string]bool{},
@@ -744,6 +748,11 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		f.roundsDone++
 		f.mu.Unlock()
 	}()
+	// Before anything is read (and also while Odoo is away): what renamed
+	// machines buffered under their old id becomes the new id's.
+	if err := f.takeOverRenamed(ctx, f.a.cfg.Load()); err != nil {
+		return false, err
+	}
 	if f.client == nil {
 		// (Re)built after start-up and after every refused key, so a key
 		// written to api_key_file (or the environment) is picked up by the

@@ -470,13 +470,18 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 	cfg := a.cfg.Load()
 	// A counter read within the last day: a machine renamed now, or while
 	// the agent was stopped for a weekend — not one removed months ago.
+	var aliases []buffer.KV
 	for _, ad := range next.AdoptCounters(a.state, now.Add(-adoptWithin)) {
-		// Renamed: counting goes on from the value last read. What the old
-		// id buffered and did not forward yet stays under it (held, see
-		// status), as for any machine gone from the configuration.
+		// Renamed: counting goes on from the value last read, and what the
+		// old id buffered and did not forward yet goes to the new one (the
+		// forwarder moves it, see takeOverRenamed) — the upgrade probe lost
+		// it otherwise: held under the old id, then dead letters.
 		changed[ad.From], changed[ad.To] = true, true
-		a.log.Warn("a machine reads the counter a machine gone from the configuration read (renamed?): it counts on from that counter's last value",
+		a.log.Warn("a machine reads the counter a machine gone from the configuration read (renamed?): it counts on from that counter's last value, and takes over what the old id buffered",
 			"machine", ad.To, "was", ad.From, "signal", ad.Signal, "last", num(ad.Last))
+		if sig := countSignal(ad.Signal); sig != "" {
+			aliases = append(aliases, buffer.KV{Key: aliasMetaKey(countKey(ad.From, sig)), Value: []byte(countKey(ad.To, sig))})
+		}
 	}
 	for id, ms := range a.state.Machines {
 		if mc := findMachine(cfg, id); mc != nil && ms.Running != nil && !*ms.Running && ms.StopWorkcenter == "" {
@@ -500,7 +505,7 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 			}
 		}
 	}
-	meta := a.machineKVs(changed, nil)
+	meta := append(a.machineKVs(changed, nil), aliases...)
 	a.stateMu.Unlock()
 	if len(recs) > 0 || len(meta) > 0 {
 		// Not written (the agent stops): the stored state still has the

@@ -59,6 +59,42 @@ func TestRenamedMachineCountsOn(t *testing.T) {
 	}
 }
 
+// A machine renamed while Odoo is away (the upgrade probe: 53 of 126
+// pieces and half the scrap stayed held under the old id, then went to the
+// dead letters): what the old id buffered goes to the new one, and Odoo
+// ends exact — pieces and scrap from before and after the rename.
+func TestRenameWithABacklogKeepsItsPieces(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 4, 0)
+	p.waitExactQty(ra, "press-1", 4)
+	p.odoo.SetDown(true)
+	p.produce(m, 10, 2)
+	waitFor(t, 10*time.Second, "the backlog buffered", func() (bool, string) {
+		n := ra.a.Status().Buffer.Pending
+		return n >= 2, fmt.Sprint(n)
+	})
+	p.editConfig("  - id: press-1\n", "  - id: press-1b\n")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.produce(m, 5, 1)
+	waitFor(t, 10*time.Second, "the old id's records taken over", func() (bool, string) {
+		return strings.Contains(p.logs.String(), "records a renamed machine buffered under its old id go to its new one"), ""
+	})
+	p.odoo.SetDown(false)
+	p.waitExactQty(ra, "press-1", 19) // press-1's work center: press-1b's too
+	waitFor(t, 15*time.Second, "the scrap booked", func() (bool, string) {
+		q := p.scrapped("press-1")
+		return q == 3, fmt.Sprint(q)
+	})
+	st := ra.a.Status()
+	if st.Buffer.Pending != 0 || st.Buffer.DeadLetters != 0 || st.Buffer.Unmapped != 0 {
+		t.Errorf("buffer after the drain: %+v", st.Buffer)
+	}
+}
+
 // A PLC replaced at the same address comes with counts of its own, above
 // the old one's last value: with the machine's replaced mark set (a
 // reload while the old one is gone) its first value is the baseline, not

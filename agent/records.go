@@ -58,6 +58,25 @@ type eventRecord struct {
 // (and later replays) the other.
 func countKey(machine, signal string) string { return machine + "/" + signal }
 
+// countSignal is the count-key signal of a mapping counter signal ("" for
+// another signal).
+func countSignal(s mapping.Signal) string {
+	switch s {
+	case mapping.GoodCount:
+		return sigGood
+	case mapping.ScrapCount:
+		return sigScrap
+	}
+	return ""
+}
+
+// aliasPrefix starts the meta keys of renamed machines' count keys: the
+// value is the count key that takes over the old one's records (see
+// takeOverRenamed).
+const aliasPrefix = "alias/"
+
+func aliasMetaKey(countKey string) string { return aliasPrefix + countKey }
+
 // splitKey returns machine and signal of a count record key.
 func splitKey(key string) (machine, signal string) {
 	i := strings.LastIndexByte(key, '/')
