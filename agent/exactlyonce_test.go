@@ -8,10 +8,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/agent/config"
 
 	"github.com/plantedge/plantedge/odoo/odootest"
@@ -164,6 +166,46 @@ func TestQuietRestartDoesNotWait(t *testing.T) {
 	if strings.Contains(p.logs.String(), "before the agent stopped may still commit") {
 		t.Errorf("a quiet restart waited:\n%s", p.logs.String())
 	}
+}
+
+// A crash (SIGKILL) between rounds, every write answered, does not make
+// the next start wait for Odoo's request limit: the soak probe saw every
+// crash cost two minutes of silence towards Odoo. (A crash while a write
+// is out still waits: TestRestartWaitsForTheRequestsOfTheLastRun and the
+// chaos tests.)
+func TestCrashBetweenRoundsDoesNotWait(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.requestLimit("2m")
+	child := agenttest.StartChild(t, p.cfgPath)
+	defer func() { _ = child.Process.Kill(); _, _ = child.Process.Wait() }()
+	api := agent.NewAPIClient(p.listen)
+	waitFor(t, 30*time.Second, "child agent subscribed", func() (bool, string) {
+		st, err := api.Status(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(st.Sources) == 1 && st.Sources[0].State == "connected", fmt.Sprintf("%+v", st.Sources)
+	})
+	m := p.machines[0]
+	p.publish(m) // the baseline
+	waitFor(t, 30*time.Second, "the baseline", func() (bool, string) {
+		st, err := api.Status(context.Background())
+		return err == nil && st.Machines[0].State != "unknown", fmt.Sprint(err)
+	})
+	p.produce(m, 4, 0)
+	waitFor(t, 15*time.Second, "4 pieces in Odoo", func() (bool, string) {
+		q := p.qty("press-1")
+		return q == 4, fmt.Sprint(q)
+	})
+	time.Sleep(time.Second) // the round that wrote them ends
+	_ = child.Process.Signal(syscall.SIGKILL)
+	_, _ = child.Process.Wait()
+	ra := p.startAgentWith(false)
+	if o := ra.a.Status().Odoo; o.SettleSeconds > 0 {
+		t.Errorf("the start after a crash between rounds waits: %+v", o)
+	}
+	p.produce(m, 3, 0)
+	p.waitExactQty(ra, "press-1", 7)
 }
 
 // A scrap validation Odoo runs 6 s after it came in is not sent again

@@ -278,6 +278,9 @@ func (f *forwarder) run(ctx context.Context) {
 	for {
 		before := f.linkSnapshot() // call() may show the link online mid-round
 		more, err := f.round(ctx)
+		if !more && ctx.Err() == nil {
+			f.unmarkSettle(ctx)
+		}
 		if err == nil && !more {
 			// A flush asks until a round has gone through to the end: one
 			// that failed (a timeout, Odoo away) or left a backlog did not
@@ -695,6 +698,23 @@ func (f *forwarder) markSettle(ctx context.Context, start time.Time) {
 		return
 	}
 	f.markedUntil = until
+}
+
+// unmarkSettle forgets the stored settleKey once a round has ended with
+// every write answered (none in doubt, see call) and no backlog left: no
+// request sent so far can commit later, so a crash from here until the
+// next write does not make the next start wait (the soak probe: every
+// crash cost two minutes). A backlog's rounds keep it (one commit fewer
+// per round); so does a write in doubt (settleUntil).
+func (f *forwarder) unmarkSettle(ctx context.Context) {
+	now := time.Now()
+	if !f.markedUntil.After(now) || now.Before(f.settleUntil) {
+		return
+	}
+	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: settleKey}); err != nil {
+		return // kept: the next start waits, as before
+	}
+	f.markedUntil = time.Time{}
 }
 
 // loadSettle takes the settleUntil the last run left (settleKey).
