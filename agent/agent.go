@@ -149,10 +149,10 @@ type Agent struct {
 	strays   map[string]malformedCount
 	strayLog rateLogs
 	// dropped holds "broker\x00topic" of the topics an earlier
-	// configuration of this run subscribed to and the one in force does
-	// not (under stateMu): the broker's persistent session keeps their
-	// subscriptions, so their messages still come — this agent's own, not
-	// another one's.
+	// configuration subscribed to (of this run, or the last one's, kept in
+	// the buffer file) and the one in force does not (under stateMu): the
+	// broker's persistent session keeps their subscriptions, so their
+	// messages still come — this agent's own, not another one's.
 	dropped map[string]bool
 	// badLog and goodLog: a tag's quality turning bad, and good again, per
 	// source address (a tag flapping Good/Uncertain must not flood the log).
@@ -303,6 +303,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// disk must not hold the start (the stored state keeps the stop, the
 	// next start ends it).
 	startCtx, startCancel := context.WithTimeout(ctx, 10*time.Second)
+	a.noteDroppedTopics(startCtx, nil)
 	a.endOrphanedStops(startCtx, nil)
 	startCancel()
 	a.opened.Store(true) // publishes buf and fwd to Status and the API
@@ -580,7 +581,7 @@ func (a *Agent) Reload(ctx context.Context, path string) error {
 	// Queued also before the ingest loop runs (a reload while starting):
 	// it takes the job when it starts.
 	select {
-	case a.jobs <- func(ctx context.Context) { a.noteDroppedTopics(prev); a.endOrphanedStops(ctx, prev) }:
+	case a.jobs <- func(ctx context.Context) { a.noteDroppedTopics(ctx, prev); a.endOrphanedStops(ctx, prev) }:
 	default:
 		a.log.Error("reload: the ingest loop is not taking work; stops whose running signal is gone are ended at the next start")
 	}

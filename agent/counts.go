@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -145,14 +146,19 @@ func (f *forwarder) aggregateCounts(ctx context.Context, cfg *config.Config) (ma
 	return out, err
 }
 
-// takeOverRenamed moves the count records a machine renamed in the
-// configuration buffered under its old id to the new one (the alias meta
-// entries endOrphanedStops writes when a new id adopts an old one's
-// counter), following a chain of renames to the id configured now. An
-// alias goes once nothing of its old key is left — with the move that
-// empties it; records an unsettled Odoo call covers stay until it settles.
-// One whose old id is configured again (the rename undone) goes at once:
-// what that id buffers is its own.
+// takeOverRenamed gives a machine renamed in the configuration what its old
+// id had of a counter (the alias meta entries endOrphanedStops writes when
+// the new id adopts the old one's counter), following a chain of renames to
+// the id configured now: its pending count records (rekeyed, same Seq) and,
+// in the same transaction, the forwarder's state of that counter — for good
+// counts the work-order state (what was written, a write in flight), for
+// scrap the outbox, carry and drafts — so the new id goes on exactly where
+// the old one stopped: a write or booking left in doubt is settled under
+// the new id, by the same external id, and an id renamed back does not
+// write its stale quantity over what the other wrote (the self-probe: 9
+// instead of 19). The alias goes in that transaction. One whose old id is
+// configured again (the rename undone) goes at once: what that id has is
+// its own. It runs at the start of a round, when no record is read out.
 func (f *forwarder) takeOverRenamed(ctx context.Context, cfg *config.Config) error {
 	aliases := map[string]string{}
 	if err := f.a.buf.MetaPrefix(aliasPrefix, func(k string, v []byte) error {
@@ -179,26 +185,80 @@ func (f *forwarder) takeOverRenamed(ctx context.Context, cfg *config.Config) err
 		if m, _ := splitKey(to); findMachine(cfg, m) == nil || to == from {
 			continue // the new id is gone too: its records wait like any removed machine's
 		}
-		if at, ok := f.aliasIdle[from]; ok && time.Since(at) < time.Minute {
-			continue // moved nothing a moment ago: records an Odoo call covers (a walk of the lane and a commit each try)
-		}
-		n, left, err := f.a.buf.Rekey(ctx, buffer.LaneCounts, from, to, f.a.coveredInFlight, buffer.KV{Key: aliasMetaKey(from)})
+		moves, err := f.counterStateMoves(from, to)
 		if err != nil {
 			return err
 		}
-		delete(f.aliasIdle, from)
-		if n == 0 && left > 0 {
-			f.aliasIdle[from] = time.Now()
+		n, left, err := f.a.buf.Rekey(ctx, buffer.LaneCounts, from, to, nil, append(moves, buffer.KV{Key: aliasMetaKey(from)})...)
+		if err != nil {
+			return err
 		}
-		if n > 0 {
+		if left > 0 {
+			continue // records read out (not expected at a round's start): the next round
+		}
+		if v, ok := f.a.inFlight.LoadAndDelete(from); ok {
+			f.a.inFlight.Store(to, v)
+		}
+		om, _ := splitKey(from)
+		nm, sig := splitKey(to)
+		if n > 0 || len(moves) > 0 {
 			f.a.forgetPendingCounts()
-			om, _ := splitKey(from)
-			nm, sig := splitKey(to)
-			f.a.log.Info("records a renamed machine buffered under its old id go to its new one",
-				"machine", nm, "was", om, "signal", sig, "records", n, "waiting", left)
+			f.a.log.Info("a renamed machine takes over what its old id had of a counter: its buffered records and where its Odoo writes stand",
+				"machine", nm, "was", om, "signal", sig, "records", n)
 		}
 	}
 	return nil
+}
+
+// counterStateMoves are the meta entries that move the forwarder's state of
+// count key from to count key to (see takeOverRenamed): the old id's
+// entries deleted, the new id's written. A work-order state the new id has
+// of its own (it counted, or a write of it is in flight) is kept, and the
+// old id's dropped.
+func (f *forwarder) counterStateMoves(from, to string) ([]buffer.KV, error) {
+	fm, sig := splitKey(from)
+	tm, _ := splitKey(to)
+	var out []buffer.KV
+	move := func(fromKey, toKey string) error {
+		v, err := f.a.buf.Meta(fromKey)
+		if err != nil || v == nil {
+			return err
+		}
+		out = append(out, buffer.KV{Key: toKey, Value: bytes.Clone(v)}, buffer.KV{Key: fromKey})
+		return nil
+	}
+	switch sig {
+	case sigGood:
+		if own, err := f.a.loadWOState(tm); err != nil {
+			return nil, err
+		} else if own != nil && (own.Counted != 0 || own.InFlight != nil) {
+			out = append(out, buffer.KV{Key: woMetaKey(fm)})
+		} else if err := move(woMetaKey(fm), woMetaKey(tm)); err != nil {
+			return nil, err
+		}
+		if err := move(unattributedMetaKey(fm), unattributedMetaKey(tm)); err != nil {
+			return nil, err
+		}
+	case sigScrap:
+		for _, k := range []func(string) string{scrapMetaKey, scrapCarryKey} {
+			if err := move(k(fm), k(tm)); err != nil {
+				return nil, err
+			}
+		}
+		var drafts []string
+		if err := f.a.buf.MetaPrefix(scrapDraftKey(fm, ""), func(k string, _ []byte) error {
+			drafts = append(drafts, strings.TrimPrefix(k, scrapDraftKey(fm, "")))
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		for _, x := range drafts {
+			if err := move(scrapDraftKey(fm, x), scrapDraftKey(tm, x)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
 }
 
 // errPrefixEnd ends countPrefix's scan.

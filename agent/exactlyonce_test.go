@@ -168,6 +168,35 @@ func TestQuietRestartDoesNotWait(t *testing.T) {
 	}
 }
 
+// A machine renamed while the agent was stopped, its start waiting for a
+// write of the last run Odoo may still commit: its old id's records are the
+// new id's from the start, not after the wait (the self-probe: status said
+// them held for two minutes, flush failed), and Odoo ends exact.
+func TestRenameTakenOverDuringTheSettleWait(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.requestLimit("8s")
+	came, ran := p.holdFirst("mrp.workorder", "write", 6*time.Second)
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 4, 0)
+	waitClosed(t, came, "the write of 4")
+	p.produce(m, 3, 0) // pending under press-1 at the stop
+	waitFor(t, 10*time.Second, "the 3 pieces buffered", func() (bool, string) {
+		n := ra.a.Status().Buffer.Pending
+		return n >= 2, fmt.Sprint(n)
+	})
+	ra.stopNow(t)
+	p.editConfig("  - id: press-1\n", "  - id: press-1b\n")
+	ra = p.startAgentWith(false)
+	waitFor(t, 3*time.Second, "the old id's records taken over during the wait", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Odoo.SettleSeconds > 0 && st.Buffer.Unmapped == 0 && st.Buffer.Pending > 0,
+			fmt.Sprintf("settle %v s, pending %d, %d held under the old id", st.Odoo.SettleSeconds, st.Buffer.Pending, st.Buffer.Unmapped)
+	})
+	waitClosed(t, ran, "the held write")
+	p.waitExactQty(ra, "press-1", 7)
+}
+
 // A crash (SIGKILL) between rounds, every write answered, does not make
 // the next start wait for Odoo's request limit: the soak probe saw every
 // crash cost two minutes of silence towards Odoo. (A crash while a write

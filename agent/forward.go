@@ -91,12 +91,9 @@ type forwarder struct {
 	// unmapped is when each machine with records was first found gone
 	// from the configuration (see unmappedExpired).
 	unmapped map[string]time.Time
-	// aliasIdle is when takeOverRenamed last moved nothing of an old count
-	// key whose records an Odoo call covers: tried again a minute later.
-	aliasIdle map[string]time.Time
-	limiter   *rate.Limiter
-	bo        *connectors.Backoff
-	kick      chan struct{}
+	limiter  *rate.Limiter
+	bo       *connectors.Backoff
+	kick     chan struct{}
 
 	connected bool
 	// field is the work-order quantity field (qty_producing, qty_produced)
@@ -199,7 +196,6 @@ func newForwarder(a *Agent) *forwarder {
 		bo:           connectors.NewBackoff(time.Second, fw.BackoffMax.D()),
 		kick:         make(chan struct{}, 1),
 		unmapped:     map[string]time.Time{},
-		aliasIdle:    map[string]time.Time{},
 		wcs:          map[string]odoo.Workcenter{},
 		missing:      map[string]missingCode{},
 		noWorkorder:  map[string]bool{},
@@ -267,6 +263,12 @@ func (f *forwarder) run(ctx context.Context) {
 	// round would).
 	defer f.a.deadLog.tell(f.a.log, slog.LevelWarn, deadLogMore, true)
 	if left := time.Until(f.settleUntil); left > 0 {
+		// What a machine renamed before the crash had goes to its new id
+		// now, not after the wait (status would show it held meanwhile);
+		// nothing is sent.
+		if err := f.takeOverRenamed(ctx, f.a.cfg.Load()); err != nil {
+			log.Warn("renamed machines' records not taken over yet", "err", err)
+		}
 		f.mu.Lock()
 		f.link.LastError = "waiting for requests sent to Odoo before the agent stopped: Odoo may still run them until its request limit (odoo.request_limit)"
 		f.link.NextAttempt, f.link.Settle = f.settleUntil, f.settleUntil

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -427,22 +428,65 @@ func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffe
 	return buffer.Record{}, false
 }
 
-// noteDroppedTopics notes the MQTT topics prev subscribed to that the
-// mapping in force does not, and forgets those it maps again (see dropped).
-// It runs in the ingest goroutine.
-func (a *Agent) noteDroppedTopics(prev *mapping.Mapper) {
+// topicsPrefix starts the buffer meta keys holding, per MQTT source, the
+// topics the configuration last subscribed to (a JSON array): a machine
+// removed while the agent was stopped leaves its topic's subscription in
+// the broker's session too.
+const topicsPrefix = "mqtt/topics/"
+
+// noteDroppedTopics notes the MQTT topics an earlier configuration
+// subscribed to — prev's (a reload), and those the buffer file keeps from
+// the last run (a start) — that the mapping in force does not, forgets
+// those it maps again (see dropped), and keeps the topics in force in the
+// file. It runs in the ingest goroutine, or at the start before it.
+func (a *Agent) noteDroppedTopics(ctx context.Context, prev *mapping.Mapper) {
 	next := a.mapper.Load()
-	a.stateMu.Lock()
-	defer a.stateMu.Unlock()
-	prev.EachMQTTTopic(func(broker, topic string) {
-		if !next.Maps(connectors.KindMQTT, broker, topic) {
-			a.dropped[broker+"\x00"+topic] = true
+	stored := map[string]string{} // broker -> its stored list, as stored
+	before := map[string]bool{}   // "broker\x00topic"
+	_ = a.buf.MetaPrefix(topicsPrefix, func(k string, v []byte) error {
+		broker := strings.TrimPrefix(k, topicsPrefix)
+		stored[broker] = string(v)
+		var ts []string
+		_ = json.Unmarshal(v, &ts)
+		for _, t := range ts {
+			before[broker+"\x00"+t] = true
 		}
+		return nil
 	})
+	if prev != nil {
+		prev.EachMQTTTopic(func(broker, topic string) { before[broker+"\x00"+topic] = true })
+	}
+	a.stateMu.Lock()
+	for k := range before {
+		broker, topic, _ := strings.Cut(k, "\x00")
+		if !next.Maps(connectors.KindMQTT, broker, topic) {
+			a.dropped[k] = true
+		}
+	}
 	for k := range a.dropped {
 		broker, topic, _ := strings.Cut(k, "\x00")
 		if next.Maps(connectors.KindMQTT, broker, topic) {
 			delete(a.dropped, k)
+		}
+	}
+	a.stateMu.Unlock()
+	now := map[string][]string{}
+	next.EachMQTTTopic(func(broker, topic string) { now[broker] = append(now[broker], topic) })
+	var kvs []buffer.KV
+	for broker, ts := range now {
+		slices.Sort(ts)
+		if v := string(mustJSON(ts)); stored[broker] != v {
+			kvs = append(kvs, buffer.KV{Key: topicsPrefix + broker, Value: []byte(v)})
+		}
+	}
+	for broker := range stored {
+		if _, ok := now[broker]; !ok {
+			kvs = append(kvs, buffer.KV{Key: topicsPrefix + broker})
+		}
+	}
+	if len(kvs) > 0 {
+		if err := a.buf.PutMeta(ctx, kvs...); err != nil {
+			a.log.Debug("subscribed topics not kept", "err", err)
 		}
 	}
 }

@@ -488,6 +488,11 @@ func fakeCommands(t *testing.T, getentRC int) (env []string, logPath string) {
 			t.Fatal(err)
 		}
 	}
+	// runuser -u USER -- CMD...: logged, then CMD runs (as this user).
+	runuser := fake + "shift 3\nexec \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "runuser"), []byte(runuser), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	getent := fmt.Sprintf("%sexit %d\n", fake, getentRC)
 	if err := os.WriteFile(filepath.Join(dir, "getent"), []byte(getent), 0o755); err != nil {
 		t.Fatal(err)
@@ -513,6 +518,11 @@ func TestMaintainerScripts(t *testing.T) {
 		noConfig  bool              // no /etc/plantedge/plantedge.yaml before
 		rpmsave   bool              // an edited plantedge.yaml.rpmsave before
 		want      map[string]string // path under the root -> content afterwards
+		// validate is the body of a stand-in for the new binary
+		// (ROOT/usr/bin/plantedge), run by the upgrade to check the config;
+		// stderr what the script must say on its stderr.
+		validate string
+		stderr   string
 	}{
 		{name: "preinst install creates user", script: "preinstall.sh", args: []string{"install"},
 			calls: []string{"addgroup --quiet --system plantedge", "adduser --quiet --system --ingroup plantedge --home /var/lib/plantedge --no-create-home"}},
@@ -534,6 +544,18 @@ func TestMaintainerScripts(t *testing.T) {
 			calls: []string{"enable plantedge.service"}, notCalls: []string{"daemon-reload", "start"}, stdout: "NOT started"},
 		{name: "postinst upgrade restarts", script: "postinstall.sh", args: []string{"configure", "0.1.0-1"}, systemd: true,
 			calls: []string{"systemctl daemon-reload", "systemctl try-restart plantedge.service"}, notCalls: []string{"enable plantedge", "chown"}},
+		{name: "postinst upgrade checks the config as the service user, then restarts", script: "postinstall.sh", args: []string{"configure", "0.1.0-1"},
+			systemd: true, userKnown: true, validate: "exit 0",
+			calls: []string{"runuser -u plantedge -- ROOT/usr/bin/plantedge validate -c ROOT/etc/plantedge/plantedge.yaml", "systemctl try-restart plantedge.service"}},
+		{name: "postinst upgrade whose binary refuses the config leaves the running agent", script: "postinstall.sh", args: []string{"configure", "0.1.0-1"},
+			systemd: true, userKnown: true,
+			validate: "echo \"$3:7:17: machines[0].good_count.rollover: 065536 has a leading zero\" >&2\nexit 1",
+			notCalls: []string{"try-restart"}, stderr: "NOT restarted and keeps forwarding:\nROOT/etc/plantedge/plantedge.yaml:7:17: machines[0].good_count.rollover: 065536"},
+		{name: "rpm post upgrade whose binary refuses the config", script: "postinstall.sh", args: []string{"2"}, systemd: true, userKnown: true,
+			validate: "echo \"$3: permission denied\" >&2\nexit 1", notCalls: []string{"try-restart"}, stderr: "NOT restarted"},
+		{name: "postinst upgrade: a check that cannot run is no refusal", script: "postinstall.sh", args: []string{"configure", "0.1.0-1"},
+			systemd: true, userKnown: true, validate: "echo 'runuser: cannot set groups' >&2\nexit 1",
+			calls: []string{"systemctl try-restart plantedge.service"}},
 		{name: "postinst reinstall after a remove says how to start it", script: "postinstall.sh", args: []string{"configure", "0.1.0-1"}, systemd: true,
 			inactive: true, calls: []string{"systemctl try-restart plantedge.service"}, notCalls: []string{"enable plantedge", "systemctl start"},
 			stdout: "plantedge.service is enabled but not running: systemctl start plantedge"},
@@ -596,6 +618,14 @@ func TestMaintainerScripts(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if tc.validate != "" {
+				if err := os.MkdirAll(filepath.Join(root, "usr/bin"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(root, "usr/bin/plantedge"), []byte("#!/bin/sh\n"+tc.validate+"\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
 			rc := 2
 			if tc.userKnown {
 				rc = 0
@@ -635,6 +665,9 @@ func TestMaintainerScripts(t *testing.T) {
 			}
 			if !strings.Contains(stdout.String(), tc.stdout) {
 				t.Errorf("stdout lacks %q:\n%s", tc.stdout, stdout.String())
+			}
+			if errOut := strings.ReplaceAll(stderr.String(), root, "ROOT"); !strings.Contains(errOut, tc.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", tc.stderr, errOut)
 			}
 			for _, g := range tc.gone {
 				if _, err := os.Stat(filepath.Join(root, g)); !errors.Is(err, os.ErrNotExist) {

@@ -78,8 +78,21 @@ elif [ "$running" = yes ]; then
 	# version, e.g. a leading-zero number): restarted, it would exit 78 and
 	# stay down, reading no machine. The running agent (the version before,
 	# in memory) keeps working instead, until the file is fixed.
-	if systemctl is-active --quiet plantedge.service 2>/dev/null && [ -r "$conf" ] &&
-		! refused=$("$root/usr/bin/plantedge" validate -c "$conf" 2>&1 >/dev/null); then
+	# Checked as the service's user where it exists: a file only root may
+	# read is refused by the service too.
+	bin=$root/usr/bin/plantedge
+	rc=0
+	refused=
+	if systemctl is-active --quiet plantedge.service 2>/dev/null && [ -x "$bin" ] && [ -e "$conf" ]; then
+		if command -v runuser >/dev/null 2>&1 && getent passwd plantedge >/dev/null 2>&1; then
+			refused=$(runuser -u plantedge -- "$bin" validate -c "$conf" 2>&1 >/dev/null) || rc=$?
+		else
+			refused=$("$bin" validate -c "$conf" 2>&1 >/dev/null) || rc=$?
+		fi
+	fi
+	# validate's exit 1 with its problems, which name the file (not a
+	# runuser that could not run it).
+	if [ "$rc" = 1 ] && case "$refused" in *plantedge.yaml*) true ;; *) false ;; esac; then
 		cat >&2 <<MSG
 
 plantedge: the new version refuses /etc/plantedge/plantedge.yaml, so the running
