@@ -103,13 +103,7 @@ func chaosDrain(t *testing.T, cr crash) {
 	// The first value the agent ever sees is a counter's baseline: let the
 	// child subscribe and take one before the machines produce.
 	api := agent.NewAPIClient(p.listen)
-	waitFor(t, 30*time.Second, "child agent subscribed", func() (bool, string) {
-		st, err := api.Status(context.Background())
-		if err != nil {
-			return false, err.Error()
-		}
-		return len(st.Sources) == 1 && st.Sources[0].State == "connected", fmt.Sprintf("%+v", st.Sources)
-	})
+	waitChildSubscribed(t, api)
 	for _, m := range p.machines {
 		p.publish(m)
 	}

@@ -86,6 +86,33 @@ func (p *plant) holdFirst(model, method string, hold time.Duration) (came, ran <
 	return c, r
 }
 
+// writeOfFourHeld starts the agent with an 8 s request limit and makes 4
+// pieces, whose quantity write Odoo holds 6 s before it commits it; it
+// returns once the write came in, with ran closed after it committed.
+func (p *plant) writeOfFourHeld() (ra *runningAgent, m *simMachine, ran <-chan struct{}) {
+	p.t.Helper()
+	p.requestLimit("8s")
+	came, ran := p.holdFirst("mrp.workorder", "write", 6*time.Second)
+	ra = p.startAgent()
+	m = p.machines[0]
+	p.produce(m, 4, 0)
+	waitClosed(p.t, came, "the write of 4")
+	return ra, m, ran
+}
+
+// waitChildSubscribed waits until the child agent at api has its one source
+// connected.
+func waitChildSubscribed(t *testing.T, api *agent.APIClient) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "child agent subscribed", func() (bool, string) {
+		st, err := api.Status(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(st.Sources) == 1 && st.Sources[0].State == "connected", fmt.Sprintf("%+v", st.Sources)
+	})
+}
+
 // requestLimit sets odoo.request_limit (3s in the plant's config): how
 // long the agent holds back after a write Odoo did not answer.
 func (p *plant) requestLimit(d string) {
@@ -93,7 +120,7 @@ func (p *plant) requestLimit(d string) {
 	p.editConfig("  request_limit: 3s\n", "  request_limit: "+d+"\n")
 }
 
-func waitClosed(t *testing.T, c <-chan struct{}, what string) {
+func waitClosed(t testing.TB, c <-chan struct{}, what string) {
 	t.Helper()
 	select {
 	case <-c:
@@ -129,12 +156,7 @@ func TestUnansweredWriteCommittingLateIsNotOvertaken(t *testing.T) {
 // 4 does not land over the 7 the new start writes.
 func TestRestartWaitsForTheRequestsOfTheLastRun(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	p.requestLimit("8s")
-	came, ran := p.holdFirst("mrp.workorder", "write", 6*time.Second)
-	ra := p.startAgent()
-	m := p.machines[0]
-	p.produce(m, 4, 0)
-	waitClosed(t, came, "the write of 4")
+	ra, m, ran := p.writeOfFourHeld()
 	ra.stopNow(t)
 	p.produce(m, 3, 0) // while the agent is down
 	ra = p.startAgentWith(false)
@@ -174,12 +196,7 @@ func TestQuietRestartDoesNotWait(t *testing.T) {
 // them held for two minutes, flush failed), and Odoo ends exact.
 func TestRenameTakenOverDuringTheSettleWait(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	p.requestLimit("8s")
-	came, ran := p.holdFirst("mrp.workorder", "write", 6*time.Second)
-	ra := p.startAgent()
-	m := p.machines[0]
-	p.produce(m, 4, 0)
-	waitClosed(t, came, "the write of 4")
+	ra, m, ran := p.writeOfFourHeld()
 	p.produce(m, 3, 0) // pending under press-1 at the stop
 	waitFor(t, 10*time.Second, "the 3 pieces buffered", func() (bool, string) {
 		n := ra.a.Status().Buffer.Pending
@@ -208,13 +225,7 @@ func TestCrashBetweenRoundsDoesNotWait(t *testing.T) {
 	child := agenttest.StartChild(t, p.cfgPath)
 	defer func() { _ = child.Process.Kill(); _, _ = child.Process.Wait() }()
 	api := agent.NewAPIClient(p.listen)
-	waitFor(t, 30*time.Second, "child agent subscribed", func() (bool, string) {
-		st, err := api.Status(context.Background())
-		if err != nil {
-			return false, err.Error()
-		}
-		return len(st.Sources) == 1 && st.Sources[0].State == "connected", fmt.Sprintf("%+v", st.Sources)
-	})
+	waitChildSubscribed(t, api)
 	m := p.machines[0]
 	p.publish(m) // the baseline
 	waitFor(t, 30*time.Second, "the baseline", func() (bool, string) {
