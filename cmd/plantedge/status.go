@@ -166,7 +166,11 @@ func printStatus(w io.Writer, st agent.Status) {
 			}
 			whose += m.ID
 			if m.Good > 0 {
-				whose += fmt.Sprintf(" (%g pieces)", m.Good)
+				n := fmt.Sprintf("%g pieces", m.Good)
+				if m.Good == 1 {
+					n = "1 piece"
+				}
+				whose += " (" + n + ")"
 			}
 		}
 		if whose != "" {
