@@ -211,10 +211,11 @@ func (f *forwarder) takeOverRenamed(ctx context.Context, cfg *config.Config) err
 }
 
 // counterStateMoves are the meta entries that move the forwarder's state of
-// count key from to count key to (see takeOverRenamed): the old id's
-// entries deleted, the new id's written. A work-order state the new id has
-// of its own (it counted, or a write of it is in flight) is kept, and the
-// old id's dropped.
+// count key from to count key to (see takeOverRenamed): each entry the old
+// id has is written under the new id, over what that one has (an id used
+// before: its state is of then, when it was renamed away — the self-probe
+// saw an id renamed back keep its stale work-order state), and deleted
+// under the old; an entry the old id lacks leaves the new id's alone.
 func (f *forwarder) counterStateMoves(from, to string) ([]buffer.KV, error) {
 	fm, sig := splitKey(from)
 	tm, _ := splitKey(to)
@@ -229,15 +230,10 @@ func (f *forwarder) counterStateMoves(from, to string) ([]buffer.KV, error) {
 	}
 	switch sig {
 	case sigGood:
-		if own, err := f.a.loadWOState(tm); err != nil {
-			return nil, err
-		} else if own != nil && (own.Counted != 0 || own.InFlight != nil) {
-			out = append(out, buffer.KV{Key: woMetaKey(fm)})
-		} else if err := move(woMetaKey(fm), woMetaKey(tm)); err != nil {
-			return nil, err
-		}
-		if err := move(unattributedMetaKey(fm), unattributedMetaKey(tm)); err != nil {
-			return nil, err
+		for _, k := range []func(string) string{woMetaKey, unattributedMetaKey} {
+			if err := move(k(fm), k(tm)); err != nil {
+				return nil, err
+			}
 		}
 	case sigScrap:
 		for _, k := range []func(string) string{scrapMetaKey, scrapCarryKey} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/internal/nettest"
 
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
@@ -260,6 +262,84 @@ func TestUnansweredScrapValidationIsNotRepeated(t *testing.T) {
 	p.produce(p.machines[0], 0, 3)
 	waitClosed(t, ran, "the held validation")
 	waitFor(t, 15*time.Second, "the scrap booked", func() (bool, string) {
+		sc := p.odoo.Scraps()
+		return len(sc) == 1 && sc[0].State == "done" && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", sc)
+	})
+	time.Sleep(time.Second) // a repeated validation would land meanwhile
+	if sc := p.odoo.Scraps(); len(sc) != 1 || sc[0].Qty != 3 || sc[0].Moves != 1 {
+		t.Errorf("scrap in Odoo: %+v (want one booking of 3 with one move)", sc)
+	}
+}
+
+// A quantity write whose connection is reset after it was sent (a proxy,
+// a NAT forgetting the flow) while Odoo is still running it: in doubt like
+// a timeout — nothing more is written before Odoo's request limit has
+// passed, so its late commit does not land over a newer quantity (the
+// self-probe: the 8 it wrote committed over the 12 written after it).
+func TestWriteResetAfterItWasSentIsInDoubt(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	u, err := url.Parse(p.odoo.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := nettest.NewCrashProxy(t, u.Host)
+	p.editConfig(p.odoo.URL(), "http://"+px.Addr())
+	var writes atomic.Int32
+	armed := make(chan struct{})
+	came, ran := make(chan struct{}), make(chan struct{})
+	p.odoo.BeforeCall(func(model, method string) {
+		select {
+		case <-armed:
+		default:
+			return
+		}
+		if model == "mrp.workorder" && method == "write" && writes.Add(1) == 1 {
+			close(came)
+			time.Sleep(2500 * time.Millisecond) // Odoo busy with it; it commits when done
+			time.AfterFunc(300*time.Millisecond, func() { close(ran) })
+		}
+	})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+	close(armed)
+	p.produce(m, 3, 0) // written as 8
+	waitClosed(t, came, "the write of 8")
+	px.Crash() // the agent's connection is reset; Odoo goes on with the write
+	px.Restart()
+	p.produce(m, 4, 0)
+	waitClosed(t, ran, "the late commit of 8")
+	p.waitExactQty(ra, "press-1", 12)
+	time.Sleep(500 * time.Millisecond)
+	if q := p.qty("press-1"); q != 12 {
+		t.Errorf("quantity %v, want 12", q)
+	}
+}
+
+// A scrap validation left in doubt late in its booking (the load before it
+// answered only after 1.9 s): the wait before anything else is sent runs
+// from the validation Odoo did not answer, not from the booking's start —
+// from there the agent read the scrap back as a draft and validated it a
+// second time (the self-probe: two stock moves).
+func TestScrapValidationInDoubtLateInItsBookingIsNotRepeated(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.requestLimit("8s")
+	var loads, validates atomic.Int32
+	ran := make(chan struct{})
+	p.odoo.BeforeCall(func(model, method string) {
+		switch {
+		case model == "stock.scrap" && method == "load" && loads.Add(1) == 1:
+			time.Sleep(1900 * time.Millisecond) // answered, just within odoo.timeout (2 s)
+		case model == "stock.scrap" && method == "action_validate" && validates.Add(1) == 1:
+			time.Sleep(7500 * time.Millisecond) // long after the agent gave up on it
+			time.AfterFunc(300*time.Millisecond, func() { close(ran) })
+		}
+	})
+	ra := p.startAgent()
+	p.produce(p.machines[0], 0, 3)
+	waitClosed(t, ran, "the held validation")
+	waitFor(t, 20*time.Second, "the scrap booked", func() (bool, string) {
 		sc := p.odoo.Scraps()
 		return len(sc) == 1 && sc[0].State == "done" && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", sc)
 	})

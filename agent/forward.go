@@ -140,6 +140,10 @@ type forwarder struct {
 	// calls counts the Odoo operations made since start (status: a flush
 	// shows a long first round moving before it acknowledges anything).
 	calls atomic.Uint64
+	// writing is set while call runs a write operation (forwarder
+	// goroutine only): waitRate then keeps the stored mark ahead of each
+	// of its requests.
+	writing bool
 	// markedUntil is the settleUntil last stored (settleKey) ahead of the
 	// calls: a crash leaves it for the next start (run's goroutine).
 	markedUntil time.Time
@@ -280,7 +284,7 @@ func (f *forwarder) run(ctx context.Context) {
 	for {
 		before := f.linkSnapshot() // call() may show the link online mid-round
 		more, err := f.round(ctx)
-		if !more && ctx.Err() == nil {
+		if err == nil && !more && ctx.Err() == nil {
 			f.unmarkSettle(ctx)
 		}
 		if err == nil && !more {
@@ -484,6 +488,11 @@ const outageReminder = 15 * time.Minute
 func (f *forwarder) waitRate(ctx context.Context) error {
 	f.a.beat()
 	f.rateTaken.Add(1)
+	if f.writing {
+		// Each request of a write is covered by the stored mark, not only
+		// the operation's first: a later one may start long after it.
+		f.markSettle(ctx, time.Now())
+	}
 	r := f.limiter.Reserve()
 	if !r.OK() {
 		return errors.New("forward.rate allows no request")
@@ -617,6 +626,8 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	write := writeOps[op]
 	if write {
 		f.markSettle(ctx, start)
+		f.writing = true // waitRate marks again before each request of it
+		defer func() { f.writing = false }()
 	}
 	err := fn(ctx)
 	outcome := "ok"
@@ -635,7 +646,11 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	var oe *odoo.Error
 	cutOff := err != nil && ctx.Err() != nil && errors.As(err, &oe) && oe.TimedOut()
 	inDoubt := write && (odoo.InDoubt(err) || cutOff)
-	if until := start.Add(f.a.cfg.Load().Odoo.RequestLimit.D()); inDoubt && until.After(f.settleUntil) {
+	// From now, not from the operation's start: an operation is several
+	// requests (a scrap booking three or four), and the one left in doubt
+	// may have been sent long after the first (the self-probe: a scrap
+	// validated twice).
+	if until := time.Now().Add(f.a.cfg.Load().Odoo.RequestLimit.D()); inDoubt && until.After(f.settleUntil) {
 		f.settleUntil = until
 	}
 	f.a.metrics.odooCalls.WithLabelValues(op, outcome).Inc()

@@ -133,16 +133,19 @@ func (e *Error) TimedOut() bool { return e.timedOut }
 func (e *Error) Timeout() bool { return e.timeout }
 
 // InDoubt reports whether Odoo may still be working on the request err
-// answered: no answer came within the timeout after it was sent, or a
-// proxy in front of Odoo gave up waiting (504). Odoo runs such a request to
-// its end (up to its request limit), and may commit it after the caller
-// has moved on.
+// answered: the request was sent and no answer came — the timeout passed,
+// the connection was reset or closed (by a proxy, a NAT or firewall
+// forgetting it, a WAN link dropping), or a proxy in front of Odoo gave up
+// waiting (504). Odoo runs such a request to its end (up to its request
+// limit), and may commit it after the caller has moved on. (A connection
+// reset because Odoo itself went down is in doubt too: that cannot be told
+// apart.)
 func InDoubt(err error) bool {
 	var oe *Error
 	if !errors.As(err, &oe) {
 		return false
 	}
-	return oe.timeout && oe.timedOut || oe.Status == http.StatusGatewayTimeout
+	return oe.timedOut || oe.Status == http.StatusGatewayTimeout
 }
 
 // IsTemporary reports whether err is worth retrying: a transient *Error, a

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -165,6 +166,24 @@ func TestMayHaveCommitted(t *testing.T) {
 		if !mayHaveCommitted(err) {
 			t.Errorf("%v: the request may have been processed", err)
 		}
+	}
+}
+
+// A request sent whose connection was then reset or closed (a proxy, a NAT
+// forgetting the flow) is in doubt like one that timed out: Odoo runs it to
+// its end and may commit it later (the self-probe: a write of 8 committed
+// over the 12 written after it). One never sent (a failed dial) is not.
+func TestResetAfterSendIsInDoubt(t *testing.T) {
+	c := &Client{}
+	reset := c.transportError("mrp.workorder.write", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET})
+	if !InDoubt(reset) {
+		t.Errorf("a reset after the request was sent: not in doubt (%v)", reset)
+	}
+	if eof := c.transportError("mrp.workorder.write", io.ErrUnexpectedEOF); !InDoubt(eof) {
+		t.Errorf("a connection closed before the answer: not in doubt (%v)", eof)
+	}
+	if refused := c.transportError("mrp.workorder.write", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}); InDoubt(refused) {
+		t.Errorf("a refused connection (nothing sent): in doubt (%v)", refused)
 	}
 }
 
