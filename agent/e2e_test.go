@@ -1985,6 +1985,33 @@ func TestEndToEndUnknownWorkcenterOfARemovedMachineAskedOnce(t *testing.T) {
 	})
 }
 
+// With the agent stopped, status (reading the file) counts the records of
+// a machine gone from the configuration as held, as the running agent does
+// (the upgrade probe: 0 held and 32 unmapped).
+func TestStoppedStatusCountsRecordsOfARemovedMachineHeld(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	ra := p.startAgent()
+	p.odoo.SetDown(true)
+	p.produce(p.machines[1], 3, 0)
+	waitFor(t, 10*time.Second, "press-2's pieces buffered", func() (bool, string) {
+		n := ra.a.Status().Buffer.Pending
+		return n >= 1, fmt.Sprint(n)
+	})
+	ra.stop()
+	p.dropLastMachine("press-2")
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := agent.OfflineStatus(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := off.Buffer; b.Unmapped == 0 || b.Held != b.Unmapped || b.Held > b.Pending {
+		t.Errorf("stopped-agent status: pending %d, unmapped %d, held %d; want the unmapped held", b.Pending, b.Unmapped, b.Held)
+	}
+}
+
 // The same with a quantity write whose answer was lost when the reads were
 // taken away: it stays in flight (it cannot be read back), and the rest
 // goes on as above; reads back, it settles, counted once.

@@ -680,6 +680,7 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 	pending, _ := a.pendingCounts()
 	if !cfg.EndpointsOnly { // without the machines every record would look unmapped
 		st.Buffer.Unmapped, st.Buffer.UnmappedMachines = unmapped(cfg, pending)
+		st.Buffer.Held += st.Buffer.Unmapped // held, as a running agent says (the upgrade probe: 0 held, 32 unmapped)
 		_, at := oldestForwardable(cfg, nil, pending)
 		st.Buffer.OldestForwardableAgeSeconds = age(at)
 	}
@@ -709,6 +710,7 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		ms.Error = joinNotes(ms.Error, deadLetterNote(pending[m.ID]))
 		st.Machines = append(st.Machines, ms)
 	}
+	st.Buffer.Held = min(st.Buffer.Held, st.Buffer.Pending)
 	return st, nil
 }
 
