@@ -146,6 +146,21 @@ func (p *plant) nextWorkorder(machine string, qty float64) int64 {
 	return p.odoo.AddWorkorder(mo, p.wcIDs[machine], "WO "+machine+" #2", "progress")
 }
 
+// offlineStatus is what status says with the agent stopped (the buffer
+// file read) under the plant's config.
+func (p *plant) offlineStatus() agent.Status {
+	p.t.Helper()
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	off, err := agent.OfflineStatus(cfg)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return off
+}
+
 // configWithDataDir loads the plant's config and makes its data directory,
 // for a test that puts a buffer file there before the agent starts.
 func (p *plant) configWithDataDir() *config.Config {
@@ -734,14 +749,7 @@ func TestEndToEndWorkOrderChangeAndHeldCounts(t *testing.T) {
 	}
 	// With the agent stopped, status (reading the file) still shows them.
 	ra.stop()
-	cfg, err := config.Load(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off, err := agent.OfflineStatus(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	off := p.offlineStatus()
 	if m := off.Machines; len(m) != 2 || m[0].Unattributed != 0 || m[1].Unattributed != 4 || off.Buffer.Held != 1 {
 		t.Errorf("stopped-agent status: held %d, machines %+v", off.Buffer.Held, m)
 	}
@@ -1999,15 +2007,7 @@ func TestStoppedStatusCountsRecordsOfARemovedMachineHeld(t *testing.T) {
 	})
 	ra.stop()
 	p.dropLastMachine("press-2")
-	cfg, err := config.Load(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off, err := agent.OfflineStatus(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b := off.Buffer; b.Unmapped == 0 || b.Held != b.Unmapped || b.Held > b.Pending {
+	if b := p.offlineStatus().Buffer; b.Unmapped == 0 || b.Held != b.Unmapped || b.Held > b.Pending {
 		t.Errorf("stopped-agent status: pending %d, unmapped %d, held %d; want the unmapped held", b.Pending, b.Unmapped, b.Held)
 	}
 }

@@ -849,13 +849,8 @@ func TestStoppedStatusShowsScrapDrafts(t *testing.T) {
 	p.produce(p.machines[0], 1, 2)
 	p.waitDraft(ra)
 	ra.stop()
-	cfg, err := config.Load(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off, err := agent.OfflineStatus(cfg)
-	if err != nil || !strings.Contains(off.Machines[0].Error, "1 scrap booking(s) of 2 in all waited as drafts in Odoo") {
-		t.Errorf("stopped-agent status: %+v %v", off.Machines, err)
+	if off := p.offlineStatus(); !strings.Contains(off.Machines[0].Error, "1 scrap booking(s) of 2 in all waited as drafts in Odoo") {
+		t.Errorf("stopped-agent status: %+v", off.Machines)
 	}
 }
 
