@@ -462,8 +462,8 @@ func (f *forwarder) run(ctx context.Context) {
 			// settleUntil): no flush cuts this wait short; spread over the
 			// fleet after it.
 			if wait < left {
-				log.Warn("odoo did not answer a request in time and may still commit it until its request limit: nothing more is sent before then, so that it cannot overtake a newer write or be repeated",
-					"until", f.settleUntil.Format("2006-01-02T15:04:05.000Z07:00"), "request_limit", f.a.cfg.Load().Odoo.RequestLimit)
+				log.Warn("a write got no answer from odoo (none in time, or the connection was reset or closed after it was sent) and odoo may still commit it until its request limit: no write is sent before then, so that it cannot overtake a newer one or be repeated",
+					"until", f.settleUntil.Format("2006-01-02T15:04:05.000Z07:00"), "request_limit", f.a.cfg.Load().Odoo.RequestLimit.D())
 			}
 			wait, floor = max(wait, left+rand.N(min(left/4, 30*time.Second)+1)), max(floor, left)
 			f.link.Settle = f.settleUntil
@@ -750,7 +750,7 @@ func (f *forwarder) loadSettle(log *slog.Logger) {
 	}
 	f.settleUntil, f.markedUntil = until, until
 	log.Warn("requests sent to Odoo before the agent stopped may still commit: nothing is sent before then, so that none is repeated or overtaken",
-		"until", until.Format("2006-01-02T15:04:05.000Z07:00"), "request_limit", f.a.cfg.Load().Odoo.RequestLimit)
+		"until", until.Format("2006-01-02T15:04:05.000Z07:00"), "request_limit", f.a.cfg.Load().Odoo.RequestLimit.D())
 }
 
 // saveSettle stores, as the forwarder stops, when the requests it sent can
