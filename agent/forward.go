@@ -488,11 +488,6 @@ const outageReminder = 15 * time.Minute
 func (f *forwarder) waitRate(ctx context.Context) error {
 	f.a.beat()
 	f.rateTaken.Add(1)
-	if f.writing {
-		// Each request of a write is covered by the stored mark, not only
-		// the operation's first: a later one may start long after it.
-		f.markSettle(ctx, time.Now())
-	}
 	r := f.limiter.Reserve()
 	if !r.OK() {
 		return errors.New("forward.rate allows no request")
@@ -513,6 +508,12 @@ func (f *forwarder) waitRate(ctx context.Context) error {
 		}
 		f.a.beat()
 		d -= step
+	}
+	if f.writing {
+		// Each request of a write is covered by the stored mark as it is
+		// sent, not only the operation's first: a later one may go long
+		// after it (and after a wait for the rate).
+		f.markSettle(ctx, time.Now())
 	}
 	return nil
 }
@@ -625,8 +626,7 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	f.calls.Add(1)
 	write := writeOps[op]
 	if write {
-		f.markSettle(ctx, start)
-		f.writing = true // waitRate marks again before each request of it
+		f.writing = true // waitRate marks the settle time before each request of it
 		defer func() { f.writing = false }()
 	}
 	err := fn(ctx)
@@ -692,16 +692,16 @@ const keyWorkedKey = "odoo/key_worked"
 // requests of the last one can no longer commit.
 const settleKey = "odoo/settle_until"
 
-// markEvery: before a call, settleKey is moved ahead to cover the calls of
-// the next markEvery (at most one buffer write that often): a crash then
-// leaves a time no call before it can commit after. A quarter of the
+// markEvery: before each request of a write, settleKey is moved ahead to
+// cover the requests of the next markEvery (at most one buffer write that
+// often): a crash then leaves a time no request before it can commit after. A quarter of the
 // request limit, at most 10 s: a start after a crash waits at most that
 // much longer than needed.
 func (f *forwarder) markEvery() time.Duration {
 	return min(10*time.Second, f.a.cfg.Load().Odoo.RequestLimit.D()/4)
 }
 
-// markSettle moves settleKey past what a call starting at start can
+// markSettle moves settleKey past what a request sent at start can
 // commit, once per markEvery.
 func (f *forwarder) markSettle(ctx context.Context, start time.Time) {
 	if start.Add(f.a.cfg.Load().Odoo.RequestLimit.D()).Before(f.markedUntil) {
