@@ -166,11 +166,13 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				a.valueType[k] = typ
 			}
 		}
-		if s.Kind == connectors.KindMQTT && !m.Maps(s.Kind, s.Source, s.Address) && a.dropped[s.Source+"\x00"+s.Address] {
+		switch {
+		case s.Kind != connectors.KindMQTT || m.Maps(s.Kind, s.Source, s.Address):
+		case a.dropped[s.Source+"\x00"+s.Address]:
 			a.strayLog.log(s.Source+"\x00"+s.Address, a.log, slog.LevelInfo,
 				"message on a topic an earlier configuration mapped, skipped (the broker's session keeps its subscription until it is dropped)",
 				"source", s.Source, "topic", s.Address)
-		} else if s.Kind == connectors.KindMQTT && !m.Maps(s.Kind, s.Source, s.Address) {
+		default:
 			// The agent subscribes to exactly the topics its machines use:
 			// the broker's session for this client_id has subscriptions of
 			// another client (a second agent with the same client_id, the
