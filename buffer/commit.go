@@ -32,8 +32,6 @@ type txn struct {
 	merging bool           // holds markMu until the commit is done
 	segMin  int            // see Options.segmentMinBytes
 	arena   *arena         // the committer's, for values stored by this transaction
-	// eventTime is Options.EventTime.
-	eventTime func(Record) (time.Time, bool)
 	// pend holds the sealed records appended in this transaction, per lane,
 	// until flushPending stores each lane's share as one segment.
 	pend [NumLanes][][]byte
@@ -319,7 +317,7 @@ func (q *Queue) beginTxn(cur *state) (*txn, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &txn{tx: tx, w: *cur, segMin: q.opts.segmentMinBytes, arena: &q.arena, eventTime: q.opts.EventTime}
+	t := &txn{tx: tx, w: *cur, segMin: q.opts.segmentMinBytes, arena: &q.arena}
 	for l := range t.pend {
 		t.pend[l] = q.pend[l][:0] // reused: the slices of the last transaction are done with
 	}

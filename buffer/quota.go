@@ -72,7 +72,7 @@ func (q *Queue) dropOldest(t *txn, lane Lane, want int64) error {
 		t.w.lanes[lane].Dropped++
 		t.w.burstDropped[lane]++
 		if lane == LaneEvents {
-			t.w.noteDroppedEvent(v, t.eventTime)
+			t.w.noteDroppedEvent(v, q.opts.EventTime)
 		}
 	})
 }
