@@ -267,6 +267,27 @@ func (p *plant) publish(m *simMachine) {
 	}
 }
 
+// publishStamped publishes fields as JSON on topic (QoS 1, not retained),
+// with ts as its source time ("ts").
+func (p *plant) publishStamped(topic string, fields map[string]any, ts time.Time) {
+	p.t.Helper()
+	fields["ts"] = ts.UTC().Format(time.RFC3339Nano)
+	b, err := json.Marshal(fields)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if err := p.broker.Publish(topic, b, false, 1); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// goodNow is the machine's good counter as it stands.
+func (m *simMachine) goodNow() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.good
+}
+
 // produce makes n pieces (and scrap) on a machine and publishes the counter.
 func (p *plant) produce(m *simMachine, n, scrap int64) {
 	m.mu.Lock()

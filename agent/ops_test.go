@@ -542,13 +542,7 @@ func TestShortStopsBelowMinStopBookNoLine(t *testing.T) {
 	m.good += 3 // sent with the stops below
 	m.mu.Unlock()
 	send := func(running bool, at time.Time) {
-		m.mu.Lock()
-		good := m.good
-		m.mu.Unlock()
-		b, _ := json.Marshal(map[string]any{"good": good, "running": running, "reason": "JAM", "ts": at.UTC().Format(time.RFC3339Nano)})
-		if err := p.broker.Publish("plant/press-1", b, false, 1); err != nil {
-			t.Fatal(err)
-		}
+		p.publishStamped("plant/press-1", map[string]any{"good": m.goodNow(), "running": running, "reason": "JAM"}, at)
 	}
 	t0 := time.Now().Truncate(time.Second) // Odoo keeps whole seconds
 	send(false, t0)
@@ -581,21 +575,10 @@ func TestLateReasonCorrectsTheStopsLine(t *testing.T) {
 	m.good += 3 // sent with the stops below
 	m.mu.Unlock()
 	at := func(running bool, ts time.Time) {
-		t.Helper()
-		m.mu.Lock()
-		good := m.good
-		m.mu.Unlock()
-		b, _ := json.Marshal(map[string]any{"good": good, "running": running, "ts": ts.UTC().Format(time.RFC3339Nano)})
-		if err := p.broker.Publish("plant/press-1", b, false, 1); err != nil {
-			t.Fatal(err)
-		}
+		p.publishStamped("plant/press-1", map[string]any{"good": m.goodNow(), "running": running}, ts)
 	}
 	hmi := func(code string, ts time.Time) {
-		t.Helper()
-		b, _ := json.Marshal(map[string]any{"reason": code, "ts": ts.UTC().Format(time.RFC3339Nano)})
-		if err := p.broker.Publish("plant/press-1/hmi", b, false, 1); err != nil {
-			t.Fatal(err)
-		}
+		p.publishStamped("plant/press-1/hmi", map[string]any{"reason": code}, ts)
 	}
 	t0 := time.Now().Add(time.Second).Truncate(time.Second) // Odoo keeps whole seconds
 	at(false, t0)
