@@ -242,8 +242,9 @@ func (f *forwarder) counterStateMoves(from, to string) ([]buffer.KV, error) {
 			}
 		}
 		var drafts []string
-		if err := f.a.buf.MetaPrefix(scrapDraftKey(fm, ""), func(k string, _ []byte) error {
-			drafts = append(drafts, strings.TrimPrefix(k, scrapDraftKey(fm, "")))
+		prefix := scrapDraftKey(fm, "")
+		if err := f.a.buf.MetaPrefix(prefix, func(k string, _ []byte) error {
+			drafts = append(drafts, strings.TrimPrefix(k, prefix))
 			return nil
 		}); err != nil {
 			return nil, err
