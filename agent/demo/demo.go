@@ -69,6 +69,10 @@ type machine struct {
 	reason         string
 }
 
+// demoRequestLimit is the emulated Odoo's request limit and the demo
+// agent's odoo.request_limit (request_limit in the generated config).
+const demoRequestLimit = 5 * time.Second
+
 func (m *machine) made() float64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -113,6 +117,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// Odoo emulator with three work centers, each with a work order in progress.
 	odooSrv := odootest.New(odootest.Options{Version: o.OdooVersion})
+	// Its request limit, and the agent's odoo.request_limit with it (as the
+	// README says to set it): a write the outage cut off is waited for 5 s,
+	// not the default 2 minutes, after Odoo is back.
+	odooSrv.SetRequestLimit(demoRequestLimit)
 	odooAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -455,6 +463,7 @@ odoo:
   api_key_file: %q
   protocol: auto
   timeout: 5s
+  request_limit: 5s
 forward:
   interval: 1s
   backoff_max: 3s
