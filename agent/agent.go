@@ -1039,6 +1039,10 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 			a.log.Warn("a counter is now read from another server (the OPC UA endpoint or MQTT broker url was changed: a replacement PLC?): counting starts from its value there; pieces the old one counted after its last value read are not booked",
 				"machine", ev.Machine, "signal", ev.Signal, "was", ev.NewServer, "last", num(ev.From), "now", num(ev.Raw))
 		}
+		if ev.NewSource != "" {
+			a.log.Info("a counter's first value from the node, topic or field it now reads (the mapping was edited): counting starts from it; pieces made between the old source's last value and it are not counted",
+				"machine", ev.Machine, "signal", ev.Signal, "was", ev.NewSource, "last", num(ev.From), "now", num(ev.Raw))
+		}
 		if ev.Replaced {
 			a.log.Warn("the machine's replaced mark changed: counting starts from the replacement's value; pieces the old device counted after its last value read are not booked",
 				"machine", ev.Machine, "signal", ev.Signal, "last", num(ev.From), "now", num(ev.Raw))

@@ -1357,6 +1357,30 @@ func TestReplacementPLCStartsCountingFromItsValue(t *testing.T) {
 	p.waitExactQty(ra, "ua-press-1", 17)
 }
 
+// A counter mapped to another node while the agent was stopped (the
+// engineer fixed a wrong tag): at the start, its first value from the new
+// node is its baseline — nothing booked for the other counter's 5,000 —
+// and the log says so, as a reload would.
+func TestCounterEditedWhileStoppedIsLoggedAtStart(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"ua-press-1", "ua-press-2"}})
+	ra := p.startAgent()
+	p.produce(p.machines[0], 10, 0)
+	p.waitExactQty(ra, "ua-press-1", 10)
+	ra.stopNow(t)
+
+	p.ua.Set("ua-press-2.Good", int64(5_000))
+	p.editConfig(fmt.Sprintf("node: %q", p.ua.NodeID("ua-press-1.Good")), fmt.Sprintf("node: %q", p.ua.NodeID("ua-press-2.Good")))
+	ra = p.startAgentWith(false)
+	waitFor(t, 15*time.Second, "the log of the new node's first value", func() (bool, string) {
+		return strings.Contains(p.logs.String(), "a counter's first value from the node, topic or field it now reads"), ""
+	})
+	if l := p.logs.String(); !strings.Contains(l, "machine=ua-press-1 signal=good_count") || !strings.Contains(l, "last=1010 now=5000") {
+		t.Errorf("the log does not name the machine, the old node's last value and the new one's")
+	}
+	p.ua.Set("ua-press-2.Good", int64(5_004))
+	p.waitExactQty(ra, "ua-press-1", 14)
+}
+
 // A PLC counter that reads 0 for a moment (a gateway restarting shows 0
 // first) and then its old value again, and later, watched all along, one
 // corrected down by 5 after more than a minute without a change (the OPC

@@ -588,9 +588,14 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 	fresh := func() { // counting starts from x
 		ms.Counters[x.b.signal] = &CounterState{Src: x.b.srcID, Server: x.server, Replaced: x.b.replaced, Last: x.counter, Time: srcT, Seen: x.t, SeenRecv: x.recv, Watch: x.watch}
 	}
-	if cs == nil || cs.Src != x.b.srcID {
+	if cs == nil {
 		fresh()
 		return nil, true
+	}
+	if cs.Src != x.b.srcID {
+		fresh()
+		return []Event{{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter,
+			From: cs.Last, NewSource: cs.Src}}, true
 	}
 	if x.server != cs.Server {
 		if cs.Server == "" {

@@ -111,6 +111,11 @@ type Event struct {
 	// from another server (OPC UA endpoint, MQTT broker) than NewServer,
 	// where it read From: counting starts from Raw, the new server's value.
 	NewServer string
+	// NewSource (EventCount, Delta 0) reports that the counter's stored
+	// value was read from another source (NewSource: kind:source:address:
+	// field; the mapping was edited, also while the agent was stopped),
+	// where it read From: counting starts from Raw, the new source's value.
+	NewSource string
 	// Replaced (EventCount, Delta 0) reports that the machine's replaced
 	// mark changed since the counter's last value (From): counting starts
 	// from Raw, the replacement's value.

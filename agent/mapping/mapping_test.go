@@ -150,7 +150,8 @@ func TestStateRoundTrip(t *testing.T) {
 }
 
 // TestCounterSourceChanged: a stored baseline from another tag (the mapping
-// was edited between runs) is not compared with the new tag's value.
+// was edited between runs) is not compared with the new tag's value, and
+// the change is reported with the new tag's first value.
 func TestCounterSourceChanged(t *testing.T) {
 	m := newTestMapper(t, testConfig)
 	st := NewState()
@@ -166,8 +167,17 @@ func TestCounterSourceChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs, changed, err := edited.Apply(st2, connectors.Sample{Source: "plc", Kind: connectors.KindOPCUA, Address: "ns=3;s=NewGood", Value: 12, Good: true, SourceTime: at.Add(time.Minute)})
-	if err != nil || len(evs) != 0 || !slices.Equal(changed, []string{"m1"}) {
+	if err != nil || len(evs) != 1 || !slices.Equal(changed, []string{"m1"}) {
 		t.Fatalf("new tag must set a new baseline, not reset: %+v %v %v", evs, changed, err)
+	}
+	// Reported (the agent logs it), also after a restart: pieces between
+	// the old tag's last value and the new tag's first are not counted.
+	if ev := evs[0]; ev.Delta != 0 || ev.Reset || ev.NewSource != "opcua:plc:ns=2;s=Good:" || ev.From != 50000 || ev.Raw != 12 {
+		t.Errorf("the new tag's first value: %+v", ev)
+	}
+	evs, _, _ = edited.Apply(st2, connectors.Sample{Source: "plc", Kind: connectors.KindOPCUA, Address: "ns=3;s=NewGood", Value: 15, Good: true, SourceTime: at.Add(time.Minute + time.Second)})
+	if len(evs) != 1 || evs[0].Delta != 3 || evs[0].NewSource != "" {
+		t.Errorf("counting on from the new tag's value: %+v", evs)
 	}
 }
 
