@@ -189,7 +189,7 @@ func (f *forwarder) takeOverRenamed(ctx context.Context, cfg *config.Config) err
 		if err != nil {
 			return err
 		}
-		n, left, err := f.a.buf.Rekey(ctx, buffer.LaneCounts, from, to, nil, append(moves, buffer.KV{Key: aliasMetaKey(from)})...)
+		n, left, err := f.a.buf.Rekey(ctx, buffer.LaneCounts, from, to, append(moves, buffer.KV{Key: aliasMetaKey(from)})...)
 		if err != nil {
 			return err
 		}

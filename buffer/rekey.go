@@ -8,11 +8,11 @@ import (
 // Rekey gives the pending records of lane whose key is from the key to,
 // keeping their Seq, time and data, in one durable transaction: a machine
 // renamed in the configuration takes over what its old name buffered.
-// Records handed out to a reader (at or below its read mark) and those
-// keep reports true for stay as they are; when none stayed, the meta
-// entries whenAll are written in the same transaction. It returns how many
+// Records handed out to a reader (at or below its read mark) stay as they
+// are; when none stayed, the meta entries whenAll are written in the same
+// transaction. It returns how many
 // records it rekeyed and how many of from's stayed.
-func (q *Queue) Rekey(ctx context.Context, lane Lane, from, to string, keep func(Record) bool, whenAll ...KV) (moved, left int, _ error) {
+func (q *Queue) Rekey(ctx context.Context, lane Lane, from, to string, whenAll ...KV) (moved, left int, _ error) {
 	if lane >= NumLanes {
 		return 0, 0, fmt.Errorf("rekey: unknown lane %d", lane)
 	}
@@ -42,7 +42,7 @@ func (q *Queue) Rekey(ctx context.Context, lane Lane, from, to string, keep func
 				return nil
 			}
 			rec.Lane = lane
-			if rec.Seq <= mark || keep != nil && keep(rec) {
+			if rec.Seq <= mark {
 				left++
 				return nil
 			}
