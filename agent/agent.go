@@ -282,6 +282,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.loadMachineState(); err != nil {
 		return err
 	}
+	if err := a.checkOdoo(ctx, cfg); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	if err := a.loadInFlight(); err != nil {
 		return err
 	}

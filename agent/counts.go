@@ -663,12 +663,13 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 	}
 	if st.Written != st.Baseline && odooQty != st.Written && (st.InFlight == nil || odooQty != st.InFlight.Target) {
 		f.a.eventLog.log("edited "+machine, f.a.log, slog.LevelWarn,
-			"the work order's quantity was changed in Odoo since plantedge wrote it; plantedge's next write replaces it with its count",
+			"the work order's quantity was changed in Odoo since plantedge wrote it (by a person, or by another copy of this agent: a data_dir restored from a backup, a second box with this configuration); plantedge's next write replaces it with its count",
 			"machine", machine, "workorder", wo.Name, "odoo_qty", odooQty, "written", st.Written)
 		// Shown until a write sticks: a person's edit is replaced once,
 		// while Odoo itself holding the quantity (a serial-tracked product
 		// is produced one unit at a time) shows here for good.
-		msg := fmt.Sprintf("work order %s shows %g in Odoo where plantedge wrote %g: edited in Odoo, or Odoo keeps it there "+
+		msg := fmt.Sprintf("work order %s shows %g in Odoo where plantedge wrote %g: edited in Odoo, written by another copy of this agent "+
+			"(a data_dir restored from a backup, a second box with this configuration), or Odoo keeps it there "+
 			"(a product tracked by serial number is produced one unit at a time)", wo.Name, odooQty, st.Written)
 		f.setMachine(machine, func(ml *machineLink) {
 			if ml.Error == "" {

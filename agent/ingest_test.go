@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/agent/agenttest"
+	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/agent/mapping"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
@@ -121,5 +122,29 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: m1, 
 	}
 	if n := buf.LastSeq(); n != 0 {
 		t.Errorf("%d records for a baseline and stray messages", n)
+	}
+}
+
+// The Odoo database is its server and name: the scheme, a default port
+// written out, the host's case and a trailing slash do not make another
+// one; another host, port, path or database name does.
+func TestOdooIdentity(t *testing.T) {
+	id := func(url, db string) string {
+		return odooIdentity(&config.Config{Odoo: config.Odoo{URL: url, Database: db}})
+	}
+	base := id("http://odoo.plant.local:8069", "prod")
+	for _, same := range []string{"https://odoo.plant.local:8069", "http://ODOO.plant.local:8069/"} {
+		if got := id(same, "prod"); got != base {
+			t.Errorf("%s: %q, want %q", same, got, base)
+		}
+	}
+	if a, b := id("http://odoo", "prod"), id("http://odoo:80/", "prod"); a != b {
+		t.Errorf("default port: %q != %q", a, b)
+	}
+	for _, other := range [][2]string{{"http://odoo2.plant.local:8069", "prod"}, {"http://odoo.plant.local:8070", "prod"},
+		{"http://odoo.plant.local:8069/odoo", "prod"}, {"http://odoo.plant.local:8069", "test"}} {
+		if got := id(other[0], other[1]); got == base {
+			t.Errorf("%v is taken for the same database", other)
+		}
 	}
 }

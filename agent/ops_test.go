@@ -1325,6 +1325,92 @@ func TestSiteChangeAfterAnUpgradeWithALineOpen(t *testing.T) {
 	}
 }
 
+// switchOdoo points the plant at a new Odoo database, made like the first
+// (a product, then each machine's work center, manufacturing order and a
+// work order in progress) after shift records of another product: the
+// ids are the first one's when shift is 0. The plant's helpers read the
+// new one from here; the agent, once restarted.
+func (p *plant) switchOdoo(shift int) {
+	p.t.Helper()
+	srv := odootest.New(odootest.Options{Version: p.version})
+	srv.Start()
+	p.t.Cleanup(srv.Close)
+	for i := range shift {
+		other := srv.AddProduct(fmt.Sprint("Other ", i))
+		wc := srv.AddWorkcenter(fmt.Sprint("OTHER-", i), "other")
+		srv.AddWorkorder(srv.AddProduction(fmt.Sprintf("WH/MO/9%04d", i), other, 10), wc, "WO other", "progress")
+	}
+	product := srv.AddProduct("Bracket")
+	for i, m := range p.machines {
+		wc := srv.AddWorkcenter(wcCode(m.id), m.id)
+		p.wcIDs[m.id] = wc
+		p.woIDs[m.id] = srv.AddWorkorder(srv.AddProduction(fmt.Sprintf("WH/MO/%05d", i+1), product, 100000), wc, "WO "+m.id, "progress")
+	}
+	_, key := srv.AddUser("plantedge-bot")
+	if err := os.WriteFile(filepath.Join(p.dir, "odoo-api-key"), []byte(key), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+	p.editConfig(p.odoo.URL(), srv.URL())
+	p.odoo, p.product = srv, product
+}
+
+// odoo.url changed to another database while the agent was stopped (a test
+// database, then production; the ops probe): the work order in progress
+// there, with the same id as the old one's, is counted from its own
+// quantity — not overwritten with the old database's count (17 over 500) —
+// and a scrap booking the old one never confirmed is booked on the work
+// order in progress in the new one, under its external id (not on the
+// record that has its old ids there).
+func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
+	t.Run("quantity", func(t *testing.T) {
+		p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+		ra := p.startAgent()
+		m := p.machines[0]
+		p.produce(m, 10, 0)
+		p.waitExactQty(ra, "press-1", 10)
+		ra.stopNow(t)
+
+		p.switchOdoo(0)
+		p.odoo.SetWorkorderQty(p.woIDs["press-1"], 500) // what production has booked so far
+		ra = p.startAgentWith(false)
+		p.produce(m, 7, 0)
+		p.waitExactQty(ra, "press-1", 507)
+		if !strings.Contains(p.logs.String(), "odoo changed (odoo.url or odoo.database)") {
+			t.Error("the change is not logged")
+		}
+		time.Sleep(300 * time.Millisecond) // nothing more may come
+		p.waitExactQty(ra, "press-1", 507)
+	})
+	t.Run("scrap booking in doubt", func(t *testing.T) {
+		p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+		ra := p.startAgent()
+		m := p.machines[0]
+		p.produce(m, 10, 0)
+		p.waitExactQty(ra, "press-1", 10)
+		p.odoo.FailNextCall("stock.scrap", "load", 1_000_000, odootest.FaultHTTP503)
+		p.produce(m, 0, 3)
+		waitFor(t, 15*time.Second, "a scrap booking refused", func() (bool, string) {
+			return p.odoo.CallCount("stock.scrap", "load") > 0, ""
+		})
+		ra.stopNow(t)
+
+		p.switchOdoo(2)
+		p.startAgentWith(false)
+		waitFor(t, 15*time.Second, "the scrap in the new database", func() (bool, string) {
+			got := p.scrapByWorkorder()
+			return len(got) > 0, fmt.Sprint(got)
+		})
+		time.Sleep(300 * time.Millisecond)
+		got := p.scrapByWorkorder()
+		if s, ok := got[p.woIDs["press-1"]]; len(got) != 1 || !ok || s.Qty != 3 || s.ProductID != p.product || !strings.Contains(s.XMLID, "_scrap_") {
+			t.Errorf("scrap in the new database: %+v, want 3 on work order %d, product %d", got, p.woIDs["press-1"], p.product)
+		}
+		if !strings.Contains(p.logs.String(), "scrap bookings the old database had not confirmed") {
+			t.Error("the booking's move is not logged")
+		}
+	})
+}
+
 // A PLC replaced by another (the source's endpoint changed to it, the same
 // project and node names): its counter is another counter, whose value is
 // not pieces. Counting starts from it, and Odoo gets only what it counts

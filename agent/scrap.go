@@ -66,6 +66,17 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		if err := json.Unmarshal(b, &ob); err != nil {
 			return fmt.Errorf("decode scrap outbox of %s: %w", machine, err)
 		}
+		if ob.WorkorderID == 0 && ob.Qty != 0 {
+			// Decided for another Odoo database (checkOdoo): booked on the
+			// work order in progress in this one, under its external id.
+			if wo == nil {
+				return nil
+			}
+			ob.WorkorderID, ob.ProductionID, ob.ProductID, ob.UomID = wo.ID, wo.ProductionID, wo.ProductID, wo.UomID
+			if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapMetaKey(machine), Value: mustJSON(ob)}); err != nil {
+				return err
+			}
+		}
 	case p == nil || p.sum == 0:
 		return nil
 	case f.gatherScrap(machine, &wo):
