@@ -801,6 +801,12 @@ func TestDomainFacts(t *testing.T) {
 		{"not-in", []any{[]any{"state", "not in", []any{"ready", "done"}}}, []int64{e.wo}},
 		{"ilike", []any{[]any{"name", "ilike", "ING"}}, []int64{e.wo, wo2, wo3}},
 		{"like-case-sensitive", []any{[]any{"name", "like", "ING"}}, nil},
+		// SQL's LIKE: % and _ are wildcards, =like matches the whole value.
+		{"=like-wildcards", []any{[]any{"name", "=like", "P_lish%"}}, []int64{wo3}},
+		{"=like-whole-value", []any{[]any{"name", "=like", "Polish"}}, nil},
+		{"=ilike", []any{[]any{"name", "=ilike", "turning"}}, []int64{wo2}},
+		{"like-underscore-is-any-character", []any{[]any{"name", "like", "T_rn"}}, []int64{wo2}},
+		{"=like-escaped-underscore", []any{[]any{"name", "=like", `Turn\_ng`}}, nil},
 		{"not-equal", []any{[]any{"workcenter_id", "!=", wc2}}, []int64{e.wo}},
 		{"numbers", []any{"&", []any{"qty_produced", ">=", 0}, []any{"id", "<", wo3}}, []int64{e.wo, wo2}},
 		{"false-means-empty", []any{[]any{"date_start", "=", false}}, []int64{wo2}},

@@ -3,6 +3,7 @@ package odootest
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -511,16 +512,15 @@ func (s *Server) test(f field, v any, op string, want any) bool {
 		str := s.text(f, v)
 		pat, _ := want.(string)
 		var hit bool
-		switch op {
-		case "like", "not like":
-			hit = strings.Contains(str, pat)
-		case "ilike", "not ilike":
-			hit = strings.Contains(strings.ToLower(str), strings.ToLower(pat))
-		case "=like":
-			hit = str == pat
-		case "=ilike":
-			hit = strings.EqualFold(str, pat)
+		// Odoo hands the pattern to SQL's LIKE: % and _ are wildcards
+		// (a backslash escapes them); like and ilike wrap it in %…%.
+		if !strings.HasPrefix(strings.TrimPrefix(op, "not "), "=") {
+			pat = "%" + pat + "%"
 		}
+		if strings.Contains(op, "ilike") {
+			str, pat = strings.ToLower(str), strings.ToLower(pat)
+		}
+		hit = sqlLike(str, pat)
 		if strings.HasPrefix(op, "not") {
 			return !hit
 		}
@@ -1034,3 +1034,26 @@ func (s *Server) snapshot() map[string]*model {
 }
 
 func (s *Server) restore(snap map[string]*model) { s.models = snap }
+
+// sqlLike reports whether s matches the SQL LIKE pattern pat: % any run of
+// characters, _ any one, a backslash makes the next character literal.
+func sqlLike(s, pat string) bool {
+	var re strings.Builder
+	re.WriteString("(?s)^")
+	for i := 0; i < len(pat); i++ {
+		switch c := pat[i]; {
+		case c == '\\' && i+1 < len(pat):
+			i++
+			re.WriteString(regexp.QuoteMeta(pat[i : i+1]))
+		case c == '%':
+			re.WriteString(".*")
+		case c == '_':
+			re.WriteString(".")
+		default:
+			re.WriteString(regexp.QuoteMeta(pat[i : i+1]))
+		}
+	}
+	re.WriteString("$")
+	ok, err := regexp.MatchString(re.String(), s)
+	return ok && err == nil
+}
