@@ -173,6 +173,9 @@ type Agent struct {
 	// one moved aside, a new box with the same site) starts them at 1
 	// again, and must not meet the bookings of the old one in Odoo.
 	bufID string
+	// startSeq is the buffer file's newest sequence number at the start,
+	// before anything was appended (see forwarder.checkRestored).
+	startSeq uint64
 	// legacySite is the site downtime records without one (made by a
 	// version that did not note it) are booked under ("": the configured).
 	legacySite string
@@ -273,6 +276,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return &StartError{fmt.Errorf("open buffer: %w", err)}
 	}
 	a.buf = buf
+	a.startSeq = buf.LastSeq()
 	defer buf.Close()
 	if p := buf.Recovered(); p != "" {
 		a.log.Error("BUFFER FILE WAS CORRUPT: moved aside and started fresh; records in it were not forwarded",

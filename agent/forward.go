@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -96,6 +97,10 @@ type forwarder struct {
 	kick     chan struct{}
 
 	connected bool
+	// restoreChecked: checkRestored has looked (once a run); restored is
+	// what it found: a file older than what it booked, which sends nothing.
+	restoreChecked bool
+	restored       *restoredError
 	// field is the work-order quantity field (qty_producing, qty_produced)
 	// every machine's count was checked against at the end of a round;
 	// when Odoo comes back as a version with another one, every machine's
@@ -399,6 +404,8 @@ func (f *forwarder) run(ctx context.Context) {
 					msg = "odoo cannot be reached as configured (a certificate, the URL's scheme or path, a proxy's login, the host name: the error says); buffering and retrying with backoff"
 				}
 				switch {
+				case errors.As(err, new(*restoredError)):
+					msg = "BUFFER FILE OLDER THAN ODOO: restored from a backup, or a copy of it runs on another box; nothing is sent (the error says what to do)"
 				case se != nil && !errors.As(err, new(*odoo.Error)):
 					msg = "cannot build the odoo client; buffering until the configuration is fixed"
 				case se != nil:
@@ -790,6 +797,9 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	if err := f.takeOverRenamed(ctx, f.a.cfg.Load()); err != nil {
 		return false, err
 	}
+	if f.restored != nil {
+		return false, f.restored
+	}
 	if f.client == nil {
 		// (Re)built after start-up and after every refused key, so a key
 		// written to api_key_file (or the environment) is picked up by the
@@ -824,6 +834,11 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			return false, err
 		}
 		f.connected = true
+	}
+	if !f.restoreChecked {
+		if err := f.checkRestored(ctx); err != nil {
+			return false, err
+		}
 	}
 	if f.forget.Swap(false) {
 		f.wcs, f.losses = map[string]odoo.Workcenter{}, map[string]int64{}
@@ -1328,4 +1343,64 @@ func boolGauge(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// restoredError: Odoo holds a scrap booking this buffer file made of a
+// record newer than any the file held at the start (checkRestored).
+type restoredError struct {
+	booked, newest uint64
+	path           string
+}
+
+func (e *restoredError) Error() string {
+	return fmt.Sprintf("%s is older than what plantedge booked in Odoo from it (a scrap booking of its record %d; the file's newest is %d): "+
+		"it was restored from a backup, or a copy of it runs on another box, and sending from it would book again what was booked after the copy. "+
+		"Nothing is sent. Stop the agent, move the file aside and start again: counting starts anew from each counter's next value "+
+		"(README runbook: Backups, and a box that failed)", e.path, e.booked, e.newest)
+}
+
+// checkRestored looks, once a run and before anything is sent, for scrap
+// bookings made from this buffer file (its id is in their external ids) of
+// a record newer than any the file held at the start. Only another copy of
+// the file that went on after this one was taken can have made one: this
+// file was restored from a backup (or a disk image), or a copy of it runs on
+// another box. Sending from it would book again what that copy booked (the
+// ops probe: every scrap booking since the copy, and where a work order
+// changed, its pieces), so nothing is: the round fails with restoredError
+// until a restart with another file. A bot user that may not read external
+// ids leaves the file unchecked (logged).
+func (f *forwarder) checkRestored(ctx context.Context) error {
+	site := f.a.cfg.Load().Site
+	mark := "_scrap_" + f.a.bufID + "_"
+	var names []string
+	err := f.call(ctx, "restore_check", func(ctx context.Context) error {
+		var err error
+		names, err = f.client.ExternalIDNames(ctx, "plantedge", site+"_%"+mark+"%", 100)
+		return err
+	})
+	if err != nil {
+		if !odoo.IsPermanent(err) || odoo.IsAuth(err) {
+			return err
+		}
+		f.restoreChecked = true
+		f.a.log.Warn("cannot check whether the buffer file is older than what it booked in Odoo: the bot user may not read external ids (ir.model.data)", "err", err)
+		return nil
+	}
+	f.restoreChecked = true
+	var booked uint64
+	for _, n := range names {
+		rest, ok := strings.CutPrefix(n, site+"_")
+		i := strings.LastIndex(rest, mark)
+		if !ok || i < 0 {
+			continue
+		}
+		if seq, err := strconv.ParseUint(rest[i+len(mark):], 10, 64); err == nil {
+			booked = max(booked, seq)
+		}
+	}
+	if booked <= f.a.startSeq {
+		return nil
+	}
+	f.restored = &restoredError{booked: booked, newest: f.a.startSeq, path: f.a.cfg.Load().BufferPath()}
+	return f.restored
 }

@@ -1411,6 +1411,72 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 	})
 }
 
+// A buffer file put back from a backup (the ops probe) while the plant
+// ran on: its copy booked scrap after the backup was taken, so the agent
+// sends nothing from it — it would book that scrap again — and says why;
+// started again without the file, as the error says, it counts from each
+// counter's next value and books exactly what is made from there.
+func TestRestoredBufferFileSendsNothing(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 2)
+	p.waitExact(ra, 15*time.Second)
+	ra.stopNow(t)
+	path := filepath.Join(p.dir, "data", "buffer.db")
+	backup, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ra = p.startAgentWith(false)
+	p.produce(m, 3, 2) // booked from the file the backup does not know
+	p.waitExact(ra, 15*time.Second)
+	ra.stopNow(t)
+	if err := os.WriteFile(path, backup, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	scrap := func() (n float64) {
+		for _, s := range p.odoo.Scraps() {
+			n += s.Qty
+		}
+		return n
+	}
+	if got := scrap(); got != 4 {
+		t.Fatalf("scrap before the restore: %g, want 4", got)
+	}
+
+	ra = p.startAgentWith(false)
+	p.produce(m, 1, 1)
+	waitFor(t, 15*time.Second, "the restored file refused", func() (bool, string) {
+		st := ra.a.Status()
+		return strings.Contains(st.Odoo.LastError, "older than what plantedge booked in Odoo from it"), st.Odoo.LastError
+	})
+	if !strings.Contains(p.logs.String(), "BUFFER FILE OLDER THAN ODOO") {
+		t.Error("not logged")
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got, q := scrap(), p.qty("press-1"); got != 4 || q != 8 {
+		t.Errorf("sent from the restored file: scrap %g (want 4), quantity %g (want 8)", got, q)
+	}
+	ra.stopNow(t)
+
+	// The runbook: the file moved aside, a fresh start.
+	if err := os.Rename(path, path+".restored"); err != nil {
+		t.Fatal(err)
+	}
+	ra = p.startAgent()
+	p.produce(m, 2, 1)
+	p.waitExactQty(ra, "press-1", 10)
+	waitFor(t, 15*time.Second, "the new scrap", func() (bool, string) {
+		return scrap() == 5, fmt.Sprint(scrap())
+	})
+	time.Sleep(300 * time.Millisecond)
+	if got, q := scrap(), p.qty("press-1"); got != 5 || q != 10 {
+		t.Errorf("after a fresh start: scrap %g (want 5), quantity %g (want 10)", got, q)
+	}
+}
+
 // A PLC replaced by another (the source's endpoint changed to it, the same
 // project and node names): its counter is another counter, whose value is
 // not pieces. Counting starts from it, and Odoo gets only what it counts

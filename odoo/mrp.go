@@ -503,6 +503,23 @@ func (c *Client) ExternalID(ctx context.Context, module, name string) (model str
 	return string(rows[0].Model), rows[0].ResID, true, nil
 }
 
+// ExternalIDNames returns the names of module's external ids that match
+// the SQL LIKE pattern (% and _ are wildcards), the newest first, at most
+// limit.
+func (c *Client) ExternalIDNames(ctx context.Context, module, pattern string, limit int) ([]string, error) {
+	var rows []struct {
+		Name text `json:"name"`
+	}
+	err := c.Call(ctx, "ir.model.data", "search_read",
+		[]any{[]any{[]any{"module", "=", module}, []any{"name", "=like", pattern}}},
+		map[string]any{"fields": []string{"name"}, "order": "id desc", "limit": limit}, &rows)
+	names := make([]string, 0, len(rows))
+	for _, r := range rows {
+		names = append(names, string(r.Name))
+	}
+	return names, err
+}
+
 // DowntimeLine is what Odoo has of a downtime line.
 type DowntimeLine struct {
 	Found        bool // Odoo has the line with that external id
