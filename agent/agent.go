@@ -176,6 +176,9 @@ type Agent struct {
 	// startSeq is the buffer file's newest sequence number at the start,
 	// before anything was appended (see forwarder.checkRestored).
 	startSeq uint64
+	// startLineKeys is each machine's LineKey at the start (see
+	// forwarder.checkRestored).
+	startLineKeys map[string]int64
 	// legacySite is the site downtime records without one (made by a
 	// version that did not note it) are booked under ("": the configured).
 	legacySite string
@@ -285,6 +288,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if err := a.loadMachineState(); err != nil {
 		return err
+	}
+	a.startLineKeys = map[string]int64{}
+	for id, ms := range a.state.Machines {
+		if ms.LineKey > 0 {
+			a.startLineKeys[id] = ms.LineKey
+		}
 	}
 	if err := a.checkOdoo(ctx, cfg); err != nil {
 		if ctx.Err() != nil {

@@ -1345,37 +1345,52 @@ func boolGauge(b bool) float64 {
 	return 0
 }
 
-// restoredError: Odoo holds a scrap booking this buffer file made of a
-// record newer than any the file held at the start (checkRestored).
+// restoredError: Odoo holds a booking that cannot come from this buffer
+// file as it was at the start (checkRestored).
 type restoredError struct {
-	booked, newest uint64
-	path           string
+	path string
+	// what Odoo holds, and why it is newer than the file.
+	what string
+	// file: the booking came from this very file (its id), so the file is
+	// a stale copy; otherwise from another agent's file, or a stale copy.
+	file bool
 }
 
 func (e *restoredError) Error() string {
-	return fmt.Sprintf("%s is older than what plantedge booked in Odoo from it (a scrap booking of its record %d; the file's newest is %d): "+
-		"it was restored from a backup, or a copy of it runs on another box, and sending from it would book again what was booked after the copy. "+
+	why := "it was restored from a backup (or a disk image), or a copy of it runs on another box"
+	if !e.file {
+		why = "it was restored from a backup (or a disk image), or another box sends for these machines under this site"
+	}
+	return fmt.Sprintf("%s is older than what was booked in Odoo (%s): %s, and sending from it would book again what was booked since. "+
 		"Nothing is sent. Stop the agent, move the file aside and start again: counting starts anew from each counter's next value "+
-		"(README runbook: Backups, and a box that failed)", e.path, e.booked, e.newest)
+		"(README runbook: Backups, and a box that failed)", e.path, e.what, why)
 }
 
-// checkRestored looks, once a run and before anything is sent, for scrap
-// bookings made from this buffer file (its id is in their external ids) of
-// a record newer than any the file held at the start. Only another copy of
-// the file that went on after this one was taken can have made one: this
-// file was restored from a backup (or a disk image), or a copy of it runs on
-// another box. Sending from it would book again what that copy booked (the
+// checkRestored looks, once a run and before anything is sent, at what
+// Odoo holds that this buffer file could not have sent as it was at the
+// start: a scrap booking made from this file (its id is in the external
+// id) of a record newer than any the file held, or a downtime line of one
+// of its machines that started after the newest stop it recorded. Only a
+// copy of the file that went on after this one was taken (this one was
+// restored from a backup or a disk image, or a copy runs on another box) or
+// another agent sending for the same machines under the same site makes
+// one. Sending from this file would book again what was booked since (the
 // ops probe: every scrap booking since the copy, and where a work order
 // changed, its pieces), so nothing is: the round fails with restoredError
 // until a restart with another file. A bot user that may not read external
 // ids leaves the file unchecked (logged).
 func (f *forwarder) checkRestored(ctx context.Context) error {
 	site := f.a.cfg.Load().Site
-	mark := "_scrap_" + f.a.bufID + "_"
-	var names []string
+	scrapMark := "_scrap_" + f.a.bufID + "_"
+	var scraps, lines []string
 	err := f.call(ctx, "restore_check", func(ctx context.Context) error {
 		var err error
-		names, err = f.client.ExternalIDNames(ctx, "plantedge", site+"_%"+mark+"%", 100)
+		if scraps, err = f.client.ExternalIDNames(ctx, "plantedge", site+"_%"+scrapMark+"%", 100); err != nil {
+			return err
+		}
+		if len(f.a.startLineKeys) > 0 {
+			lines, err = f.client.ExternalIDNames(ctx, "plantedge", site+"_%_downtime_%", 500)
+		}
 		return err
 	})
 	if err != nil {
@@ -1383,24 +1398,38 @@ func (f *forwarder) checkRestored(ctx context.Context) error {
 			return err
 		}
 		f.restoreChecked = true
-		f.a.log.Warn("cannot check whether the buffer file is older than what it booked in Odoo: the bot user may not read external ids (ir.model.data)", "err", err)
+		f.a.log.Warn("cannot check whether the buffer file is older than what was booked in Odoo: the bot user may not read external ids (ir.model.data)", "err", err)
 		return nil
 	}
 	f.restoreChecked = true
-	var booked uint64
-	for _, n := range names {
-		rest, ok := strings.CutPrefix(n, site+"_")
+	// key splits name (site_<machine><mark><number>) into the machine and the number.
+	key := func(name, mark string) (string, int64, bool) {
+		rest, ok := strings.CutPrefix(name, site+"_")
 		i := strings.LastIndex(rest, mark)
-		if !ok || i < 0 {
-			continue
+		if !ok || i <= 0 {
+			return "", 0, false
 		}
-		if seq, err := strconv.ParseUint(rest[i+len(mark):], 10, 64); err == nil {
-			booked = max(booked, seq)
+		n, err := strconv.ParseInt(rest[i+len(mark):], 10, 64)
+		return rest[:i], n, err == nil && n > 0
+	}
+	for _, n := range scraps {
+		if _, seq, ok := key(n, scrapMark); ok && uint64(seq) > f.a.startSeq {
+			f.restored = &restoredError{path: f.a.cfg.Load().BufferPath(), file: true,
+				what: fmt.Sprintf("a scrap booking of its record %d; the file's newest is %d", seq, f.a.startSeq)}
+			return f.restored
 		}
 	}
-	if booked <= f.a.startSeq {
-		return nil
+	now := time.Now().UnixMilli()
+	for _, n := range lines {
+		// A line stamped ahead of this clock is left out: a source clock
+		// ahead when another file booked it says nothing of this one's age.
+		m, start, ok := key(n, "_downtime_")
+		if newest := f.a.startLineKeys[m]; ok && newest > 0 && start > newest && start <= now {
+			f.restored = &restoredError{path: f.a.cfg.Load().BufferPath(),
+				what: fmt.Sprintf("a downtime line of %s from %s; the newest stop the file recorded began %s",
+					m, fromMS(start).UTC().Format(time.RFC3339), fromMS(newest).UTC().Format(time.RFC3339))}
+			return f.restored
+		}
 	}
-	f.restored = &restoredError{booked: booked, newest: f.a.startSeq, path: f.a.cfg.Load().BufferPath()}
-	return f.restored
+	return nil
 }

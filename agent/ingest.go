@@ -366,6 +366,19 @@ func writeCause(err error) string {
 // one; it notes in changed a machine whose open line it opens or closes.
 // The caller holds stateMu.
 func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffer.Record, bool) {
+	er, ok := a.downtimeEvent(ev, changed)
+	if !ok {
+		return buffer.Record{}, false
+	}
+	if st := a.state.Machines[ev.Machine]; st != nil && er.Start > st.LineKey {
+		st.LineKey = er.Start
+		changed[ev.Machine] = true
+	}
+	return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine, Data: mustJSON(er)}, true
+}
+
+// downtimeEvent is what the record of ev holds (see downtimeRecord).
+func (a *Agent) downtimeEvent(ev mapping.Event, changed map[string]bool) (eventRecord, bool) {
 	cfg := a.cfg.Load()
 	var wc string
 	if mc := findMachine(cfg, ev.Machine); mc != nil {
@@ -390,19 +403,17 @@ func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffe
 			changed[ev.Machine] = true
 		}
 		if !opened && a.shortStop(ev) {
-			return buffer.Record{}, false
+			return eventRecord{}, false
 		}
-		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine,
-			Data: mustJSON(eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site, Workcenter: wc})}, true
+		return eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site, Workcenter: wc}, true
 	case mapping.EventReasonLate:
 		// The last stop's line again, under its external id (its start),
 		// with the reason that came late: Odoo's load updates it. A stop
 		// that booked no line (min_stop) gets none now.
 		if a.belowMinStop(ev) {
-			return buffer.Record{}, false
+			return eventRecord{}, false
 		}
-		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine,
-			Data: mustJSON(eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Site: cfg.Site, Workcenter: wc, Late: true})}, true
+		return eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Site: cfg.Site, Workcenter: wc, Late: true}, true
 	case mapping.EventStopped, mapping.EventReason:
 		switch {
 		case st != nil && wc != "" && st.StopWorkcenter != wc && ev.Kind == mapping.EventStopped:
@@ -412,7 +423,7 @@ func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffe
 			wc = st.StopWorkcenter // a reason for the stop's line, where it is
 		}
 		if !a.blocks(ev.Machine) {
-			return buffer.Record{}, false
+			return eventRecord{}, false
 		}
 		site := cfg.Site
 		if st != nil {
@@ -426,10 +437,9 @@ func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffe
 		if start.IsZero() {
 			start = a.stopStart(ev.Machine, ev.Time)
 		}
-		return buffer.Record{Lane: buffer.LaneEvents, Key: ev.Machine,
-			Data: mustJSON(eventRecord{Start: ms(start), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site, Workcenter: wc})}, true
+		return eventRecord{Start: ms(start), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site, Workcenter: wc}, true
 	}
-	return buffer.Record{}, false
+	return eventRecord{}, false
 }
 
 // topicsPrefix starts the buffer meta keys holding, per MQTT source, the

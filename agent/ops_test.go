@@ -1417,6 +1417,55 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 // started again without the file, as the error says, it counts from each
 // counter's next value and books exactly what is made from there.
 func TestRestoredBufferFileSendsNothing(t *testing.T) {
+	t.Run("scrap booked since the copy", testRestoredBufferFileSendsNothing)
+	t.Run("a stop booked since the copy", func(t *testing.T) {
+		p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+		ra := p.startAgent()
+		m := p.machines[0]
+		p.produce(m, 5, 0)
+		p.stop(m, "JAM")
+		p.run(m)
+		p.waitLines(1)
+		ra.stopNow(t)
+		path := filepath.Join(p.dir, "data", "buffer.db")
+		backup, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ra = p.startAgentWith(false)
+		p.stop(m, "JAM")
+		p.run(m)
+		p.waitLines(2)
+		ra.stopNow(t)
+		if err := os.WriteFile(path, backup, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ra = p.startAgentWith(false)
+		waitFor(t, 15*time.Second, "the restored file refused", func() (bool, string) {
+			st := ra.a.Status()
+			return strings.Contains(st.Odoo.LastError, "a downtime line of press-1 from"), st.Odoo.LastError
+		})
+		// The same with a fresh file: a new box, whose first run must not
+		// take the lines of the one it replaces for its own.
+		ra.stopNow(t)
+		if err := os.Rename(path, path+".restored"); err != nil {
+			t.Fatal(err)
+		}
+		ra = p.startAgent()
+		p.produce(m, 2, 0)
+		p.waitExactQty(ra, "press-1", 7)
+		ra.stopNow(t)
+		ra = p.startAgentWith(false)
+		p.stop(m, "JAM")
+		p.run(m)
+		p.waitLines(3)
+		if st := ra.a.Status(); st.Odoo.LastError != "" {
+			t.Errorf("a fresh file refused: %s", st.Odoo.LastError)
+		}
+	})
+}
+
+func testRestoredBufferFileSendsNothing(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -1450,7 +1499,7 @@ func TestRestoredBufferFileSendsNothing(t *testing.T) {
 	p.produce(m, 1, 1)
 	waitFor(t, 15*time.Second, "the restored file refused", func() (bool, string) {
 		st := ra.a.Status()
-		return strings.Contains(st.Odoo.LastError, "older than what plantedge booked in Odoo from it"), st.Odoo.LastError
+		return strings.Contains(st.Odoo.LastError, "is older than what was booked in Odoo (a scrap booking of its record"), st.Odoo.LastError
 	})
 	if !strings.Contains(p.logs.String(), "BUFFER FILE OLDER THAN ODOO") {
 		t.Error("not logged")

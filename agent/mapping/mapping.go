@@ -484,6 +484,11 @@ type MachineState struct {
 	// LineSite is the site the open line was booked under (its close goes
 	// to the same external id).
 	LineSite string `json:"line_site,omitempty"`
+	// LineKey is set by the agent to the start (ms) of the newest stop it
+	// made a downtime record of: the key of the newest downtime line's
+	// external id that can come from this state (see the agent's
+	// checkRestored).
+	LineKey int64 `json:"line_key,omitempty"`
 	// StopWorkcenter is set by the agent to the machine's work center code
 	// when it stops: a stop ended after the machine left the configuration
 	// (its line open in Odoo) is still booked on that work center.
