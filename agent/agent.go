@@ -138,6 +138,14 @@ type Agent struct {
 	pendingAt  time.Time
 	pendingVal map[string]pendingCount
 	pendingSeq uint64 // the buffer's last sequence number when pendingVal's scan began
+	// pendingTook is how long the last scan took; pendingGen counts the
+	// forgets (forgetPendingCounts), pendingBusy says a scan runs in the
+	// background; bg is waited for before the buffer is closed.
+	pendingTook time.Duration
+	pendingGen  uint64
+	pendingBusy bool
+	pendingDone bool // the buffer is closing: no more background scans
+	bg          sync.WaitGroup
 
 	lastBeat     atomic.Int64
 	opened       atomic.Bool // buf and fwd are set
@@ -281,6 +289,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.buf = buf
 	a.startSeq = buf.LastSeq()
 	defer buf.Close()
+	defer a.stopPendingScans() // a status scan in the background reads the buffer
 	if p := buf.Recovered(); p != "" {
 		a.log.Error("BUFFER FILE WAS CORRUPT: moved aside and started fresh; records in it were not forwarded",
 			"moved_to", p, "buffer", cfg.BufferPath())

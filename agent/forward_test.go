@@ -480,3 +480,81 @@ func TestOutageLike(t *testing.T) {
 		}
 	}
 }
+
+// Status and /metrics reuse the last scan of the pending counts; once a
+// scan is slow (a backlog of millions), a stale result is answered at once
+// and the next scan runs in the background — a forget meanwhile (dead
+// letters moved) leaves its result due for another — and none starts once
+// the buffer is closing.
+func TestPendingCountsRescanInTheBackgroundWhenSlow(t *testing.T) {
+	buf, err := buffer.Open(filepath.Join(t.TempDir(), "buffer.db"), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	a := &Agent{buf: buf}
+	add := func(n int) {
+		t.Helper()
+		recs := make([]buffer.Record, n)
+		for i := range recs {
+			recs[i] = buffer.Record{Lane: buffer.LaneCounts, Key: countKey("m1", sigGood), Data: mustJSON(countRecord{Delta: 1})}
+		}
+		if _, err := buf.Append(context.Background(), recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := func() float64 {
+		p, _ := a.pendingCounts()
+		return p["m1"].good
+	}
+	add(10)
+	if g := good(); g != 10 {
+		t.Fatalf("first scan: %g", g)
+	}
+	add(5)
+	if g := good(); g != 10 {
+		t.Fatalf("within the second: %g, want the last scan's 10", g)
+	}
+	a.forgetPendingCounts()
+	if g := good(); g != 15 {
+		t.Fatalf("a quick scan after a forget is done at once: %g", g)
+	}
+	// Slow scans: the last result at once, the next scan in the background.
+	a.pendingMu.Lock()
+	a.pendingTook, a.pendingAt = time.Second, time.Now().Add(-time.Minute)
+	a.pendingMu.Unlock()
+	add(5)
+	if g := good(); g != 15 {
+		t.Errorf("slow scans: %g, want the last result 15 at once", g)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if g := good(); g == 20 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the background scan did not come: %g", g)
+		}
+	}
+	// A scan that began before a forget (dead letters moved meanwhile)
+	// leaves its result due for another.
+	add(2)
+	a.pendingMu.Lock()
+	gen := a.pendingGen
+	a.pendingMu.Unlock()
+	a.forgetPendingCounts()
+	a.bg.Add(1)
+	a.rescanPending(gen)
+	a.pendingMu.Lock()
+	val, at := a.pendingVal["m1"].good, a.pendingAt
+	a.pendingMu.Unlock()
+	if val != 22 || !at.IsZero() {
+		t.Errorf("a scan from before a forget: %g at %v, want 22 and due again", val, at)
+	}
+	a.stopPendingScans()
+	add(1)
+	a.pendingMu.Lock()
+	a.pendingTook, a.pendingAt = time.Second, time.Time{}
+	a.pendingMu.Unlock()
+	if g := good(); g != 23 || a.pendingBusy {
+		t.Errorf("after the stop: %g (busy %v), want a scan of its own, 23", g, a.pendingBusy)
+	}
+}
