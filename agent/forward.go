@@ -62,6 +62,11 @@ type linkState struct {
 	// out); Slow is set from slowCall up, until it is back below fastCall.
 	CallSeconds float64
 	Slow        bool
+	// Round is how long the last round that went through took, RateWait
+	// how much of it was the wait for forward.rate: a plant whose rounds
+	// need more requests than the rate lets through in a few seconds runs
+	// that far behind its machines.
+	Round, RateWait time.Duration
 }
 
 // slowCall and fastCall bound the average answer time at which Odoo is
@@ -288,7 +293,13 @@ func (f *forwarder) run(ctx context.Context) {
 	}
 	for {
 		before := f.linkSnapshot() // call() may show the link online mid-round
+		roundStart, waited := time.Now(), f.rateWaited.Load()
 		more, err := f.round(ctx)
+		if err == nil {
+			f.mu.Lock()
+			f.link.Round, f.link.RateWait = time.Since(roundStart), time.Duration(f.rateWaited.Load()-waited)
+			f.mu.Unlock()
+		}
 		if err == nil && !more && ctx.Err() == nil {
 			f.unmarkSettle(ctx)
 		}

@@ -1526,6 +1526,21 @@ func testRestoredBufferFileSendsNothing(t *testing.T) {
 	}
 }
 
+// Status gives how long the last round took and how much of it was the
+// wait for forward.rate (what holds a big plant's Odoo behind).
+func TestStatusGivesTheRoundAndItsWaitForTheRate(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3", "press-4"}})
+	p.editConfig("  rate: 200\n", "  rate: 4\n")
+	ra := p.startAgent()
+	waitFor(t, 20*time.Second, "a round that waited for the rate", func() (bool, string) {
+		for _, m := range p.machines { // every round has a write per machine
+			p.produce(m, 1, 0)
+		}
+		o := ra.a.Status().Odoo
+		return o.RateWaitSeconds > 0 && o.RoundSeconds >= o.RateWaitSeconds, fmt.Sprintf("round %g s, waited %g s", o.RoundSeconds, o.RateWaitSeconds)
+	})
+}
+
 // A PLC replaced by another (the source's endpoint changed to it, the same
 // project and node names): its counter is another counter, whose value is
 // not pieces. Counting starts from it, and Odoo gets only what it counts

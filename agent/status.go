@@ -152,8 +152,13 @@ type OdooStatus struct {
 	// from 2 s up, until it is back below 1 s.
 	CallSeconds float64 `json:"call_seconds,omitempty"`
 	Slow        bool    `json:"slow,omitempty"`
-	Failures    int     `json:"consecutive_failures"`
-	KeyExpired  bool    `json:"key_expired"`
+	// RoundSeconds is how long the last forwarding round that went through
+	// took, RateWaitSeconds how much of it the agent waited for
+	// forward.rate: Odoo runs about a round behind the machines.
+	RoundSeconds    float64 `json:"round_seconds,omitempty"`
+	RateWaitSeconds float64 `json:"rate_wait_seconds,omitempty"`
+	Failures        int     `json:"consecutive_failures"`
+	KeyExpired      bool    `json:"key_expired"`
 	// KeyFrom says, while the key is refused, where the agent took it
 	// from — where a new one goes ("$PLANTEDGE_ODOO_API_KEY", "the systemd
 	// credential odoo-api-key", "api_key_file /etc/plantedge/odoo-api-key").
@@ -263,6 +268,7 @@ func (a *Agent) Status() Status {
 			st.Odoo.LastAnswerAgeSeconds = max(0.001, age(l.Answered)) // 0 would read as never
 		}
 		st.Odoo.CallSeconds, st.Odoo.Slow = math.Round(l.CallSeconds*1000)/1000, l.Slow
+		st.Odoo.RoundSeconds, st.Odoo.RateWaitSeconds = math.Round(l.Round.Seconds()*10)/10, math.Round(l.RateWait.Seconds()*10)/10
 		if l.State == "auth_failed" {
 			if _, from, err := cfg.OdooAPIKeySource(); err == nil {
 				st.Odoo.KeyFrom = from

@@ -109,6 +109,10 @@ func notAnswering(cfg *config.Config) error {
 		"or listen was changed since it started (a restart applies it: systemctl restart plantedge)", cfg.BufferPath(), cfg.Listen)}
 }
 
+// behindRound is the round time from which status says that forward.rate
+// holds Odoo behind (when most of it is the wait for the rate).
+const behindRound = 20
+
 func printStatus(w io.Writer, st agent.Status) {
 	if st.AgentRunning {
 		fmt.Fprintf(w, "plantedge %s — site %s — agent running (up %s)\n", st.Version, st.Site, (time.Duration(st.Uptime) * time.Second).String())
@@ -224,6 +228,10 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "  SLOW: a call takes %.1f s on average (Odoo busy, or a slow link): a backlog drains that much slower", o.CallSeconds)
 	}
 	fmt.Fprintln(w)
+	if o.RoundSeconds >= behindRound && o.RateWaitSeconds >= o.RoundSeconds/2 {
+		fmt.Fprintf(w, "          BEHIND: a round of writes takes %s, %s of it waiting for forward.rate — Odoo runs about that far behind the machines; raise forward.rate as far as Odoo takes it\n",
+			ageString(o.RoundSeconds), ageString(o.RateWaitSeconds))
+	}
 	if o.LastError != "" {
 		fmt.Fprintf(w, "          last error: %s\n", oneLine(o.LastError))
 	}

@@ -272,3 +272,22 @@ func TestFlushLineWhileWritesSettle(t *testing.T) {
 		t.Errorf("offline: %q", w)
 	}
 }
+
+// Rounds that mostly wait for forward.rate (the scale probe: 200 machines
+// at the default 5 requests/s, 70 s a round, Odoo 70–140 s behind and
+// status silent about it) are named, with the setting; a slow round that
+// waits on Odoo itself, or a short one, is not.
+func TestStatusSaysForwardRateHoldsOdooBehind(t *testing.T) {
+	for _, tc := range []struct {
+		round, wait float64
+		want        bool
+	}{{70, 62, true}, {70, 10, false}, {8, 7, false}} {
+		var out bytes.Buffer
+		printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp", State: "online",
+			RoundSeconds: tc.round, RateWaitSeconds: tc.wait}})
+		s := out.String()
+		if got := strings.Contains(s, "BEHIND: a round of writes takes 1m10s, 1m2s of it waiting for forward.rate"); got != tc.want {
+			t.Errorf("round %g s, %g s waiting: shown %v, want %v\n%s", tc.round, tc.wait, got, tc.want, s)
+		}
+	}
+}
