@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -68,6 +69,8 @@ func newValidateCmd() *cobra.Command {
 // do problems the --odoo, --opcua and --mqtt checks find (on w); a check this build
 // cannot do gives exit code 2.
 func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
+	warned := &warnCounter{w: errw}
+	errw = warned
 	cfg, err := config.Load(o.config)
 	if err != nil {
 		var ce *config.Error
@@ -152,7 +155,7 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		envSecret(fmt.Sprintf("mqtt[%d].password_env", i), b.PasswordEnv, "MQTT broker "+b.Name)
 	}
 	o.checkMachine(cfg, errw)
-	printSummary(w, cfg)
+	printSummary(w, cfg, warned.n)
 	var failed []string
 	if o.odoo {
 		if validateOdoo == nil {
@@ -304,7 +307,7 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 
 // printSummary says what the file configures: site, machines, and how many
 // signals each source feeds.
-func printSummary(w io.Writer, cfg *config.Config) {
+func printSummary(w io.Writer, cfg *config.Config, warnings int) {
 	type count struct{ signals, addrs int }
 	perSource := map[string]*count{}
 	addrs := map[string]bool{}
@@ -331,7 +334,13 @@ func printSummary(w io.Writer, cfg *config.Config) {
 			}
 		}
 	}
-	fmt.Fprintf(w, "%s: OK\n", cfg.Path)
+	if warnings > 0 {
+		// A big plant's file may give a hundred (the scale probe: 150 for
+		// machines sharing work centers): the count says to scroll back.
+		fmt.Fprintf(w, "%s: OK, with %s (above, on stderr)\n", cfg.Path, plural(warnings, "warning"))
+	} else {
+		fmt.Fprintf(w, "%s: OK\n", cfg.Path)
+	}
 	fmt.Fprintf(w, "site %s: %s, %s\n", cfg.Site, plural(len(cfg.Machines), "machine"), plural(total, "signal"))
 	for _, s := range cfg.OPCUA {
 		c := perSource[s.Name]
@@ -464,4 +473,19 @@ func maskSecrets(line string) string {
 		}
 		return sub[1] + "****"
 	})
+}
+
+// warnCounter passes what validate writes to stderr on, counting the
+// warning lines.
+type warnCounter struct {
+	w io.Writer
+	n int
+}
+
+func (c *warnCounter) Write(p []byte) (int, error) {
+	c.n += bytes.Count(p, []byte("\nwarning: "))
+	if bytes.HasPrefix(p, []byte("warning: ")) {
+		c.n++
+	}
+	return c.w.Write(p)
 }

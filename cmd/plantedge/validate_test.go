@@ -44,7 +44,7 @@ func TestValidateExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("err = %v\nstderr:\n%s", err, errOut)
 	}
-	want := `../../packaging/plantedge.yaml: OK
+	want := `../../packaging/plantedge.yaml: OK, with 5 warnings (above, on stderr)
 site plant-2: 3 machines, 11 signals
   opcua line1 (opc.tcp://10.1.2.3:4840): 4 signals from 4 nodes
   opcua line2-secure (opc.tcp://10.1.2.4:4840/plc): 1 signal from 1 node
