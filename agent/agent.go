@@ -300,7 +300,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.startLineKeys = map[string]int64{}
 	for id, ms := range a.state.Machines {
-		if ms.LineKey > 0 {
+		if ms.LineKey > 0 && findMachine(cfg, id) != nil { // see endOrphanedStops
 			a.startLineKeys[id] = ms.LineKey
 		}
 	}

@@ -563,6 +563,15 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 			}
 		}
 	}
+	for id, ms := range a.state.Machines {
+		if ms.LineKey != 0 && findMachine(cfg, id) == nil {
+			// Gone from here: it may book elsewhere (moved to another box
+			// of the site), and brought back, its lines there are not this
+			// file's to be older than (checkRestored).
+			ms.LineKey = 0
+			changed[id] = true
+		}
+	}
 	meta := append(a.machineKVs(changed, nil), aliases...)
 	a.stateMu.Unlock()
 	if len(recs) > 0 || len(meta) > 0 {

@@ -1465,6 +1465,46 @@ func TestRestoredBufferFileSendsNothing(t *testing.T) {
 	})
 }
 
+// A machine of a site with two edge boxes, moved to the other box and back
+// (the self-review of the restore check): the other box booked its later
+// stops, which this box's file never knew of — the file is not older for
+// that. Gone from a box's configuration, a machine's newest stop is
+// forgotten there.
+func TestMachineBackFromAnotherBoxIsNoRestore(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-2", "press-1"}})
+	ra := p.startAgent()
+	m := p.machines[1]
+	p.stop(m, "JAM")
+	p.run(m)
+	p.waitLines(1)
+	ra.stopNow(t)
+	full := p.dropLastMachine("press-1") // press-1 moves to box B
+	ra = p.startAgentWith(false)
+	ra.stopNow(t)
+
+	// Box B: its own data_dir and client id, the same site and Odoo.
+	cfgA := p.cfgPath
+	p.cfgPath = filepath.Join(p.dir, "box-b.yaml")
+	p.writeConfig(strings.NewReplacer(filepath.Join(p.dir, "data"), filepath.Join(p.dir, "data-b"),
+		"client_id: plantedge-test", "client_id: plantedge-b").Replace(full))
+	rb := p.startAgent()
+	p.stop(m, "JAM")
+	p.run(m)
+	p.waitLines(2)
+	rb.stopNow(t)
+
+	p.cfgPath = cfgA // and back to box A
+	p.writeConfig(full)
+	ra = p.startAgentWith(false)
+	p.produce(m, 3, 0)
+	p.stop(m, "JAM")
+	p.run(m)
+	p.waitLines(3)
+	if e := ra.a.Status().Odoo.LastError; e != "" {
+		t.Errorf("box A refuses: %s", e)
+	}
+}
+
 func testRestoredBufferFileSendsNothing(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
