@@ -1427,19 +1427,13 @@ func TestRestoredBufferFileSendsNothing(t *testing.T) {
 		p.run(m)
 		p.waitLines(1)
 		ra.stopNow(t)
-		path := filepath.Join(p.dir, "data", "buffer.db")
-		backup, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		restore := p.backupBuffer()
 		ra = p.startAgentWith(false)
 		p.stop(m, "JAM")
 		p.run(m)
 		p.waitLines(2)
 		ra.stopNow(t)
-		if err := os.WriteFile(path, backup, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		path := restore()
 		ra = p.startAgentWith(false)
 		waitFor(t, 15*time.Second, "the restored file refused", func() (bool, string) {
 			st := ra.a.Status()
@@ -1463,6 +1457,24 @@ func TestRestoredBufferFileSendsNothing(t *testing.T) {
 			t.Errorf("a fresh file refused: %s", st.Odoo.LastError)
 		}
 	})
+}
+
+// backupBuffer copies the stopped agent's buffer file, as a backup would;
+// the function it returns puts that copy back and returns the file's path.
+func (p *plant) backupBuffer() (restore func() string) {
+	p.t.Helper()
+	path := filepath.Join(p.dir, "data", "buffer.db")
+	backup, err := os.ReadFile(path)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return func() string {
+		p.t.Helper()
+		if err := os.WriteFile(path, backup, 0o600); err != nil {
+			p.t.Fatal(err)
+		}
+		return path
+	}
 }
 
 // A machine of a site with two edge boxes, moved to the other box and back
@@ -1512,19 +1524,12 @@ func testRestoredBufferFileSendsNothing(t *testing.T) {
 	p.produce(m, 5, 2)
 	p.waitExact(ra, 15*time.Second)
 	ra.stopNow(t)
-	path := filepath.Join(p.dir, "data", "buffer.db")
-	backup, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-
+	restore := p.backupBuffer()
 	ra = p.startAgentWith(false)
 	p.produce(m, 3, 2) // booked from the file the backup does not know
 	p.waitExact(ra, 15*time.Second)
 	ra.stopNow(t)
-	if err := os.WriteFile(path, backup, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := restore()
 	scrap := func() (n float64) {
 		for _, s := range p.odoo.Scraps() {
 			n += s.Qty
