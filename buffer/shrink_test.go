@@ -393,3 +393,49 @@ func TestOpenDuringACompactTakesTheNewFile(t *testing.T) {
 		t.Errorf("records in the file: %v, want before and after (one written to the replaced file is lost)", got)
 	}
 }
+
+// The newest sequence number ever handed out survives everything that
+// rewrites the file — draining it to empty, a reopen, the shrink after a
+// drain, an offline compact — so a sequence number is never handed out
+// twice: the agent names scrap bookings by them, and takes a booking of a
+// number above the file's newest for the sign of a stale copy of the file.
+func TestLastSeqSurvivesDrainShrinkAndCompact(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{shrinkMinFree: 1, shrinkEvery: time.Nanosecond})
+	fillAndDrain(t, q, 20_000, 0, LaneEvents, LaneCounts)
+	want := q.LastSeq()
+	if want < 20_000 {
+		t.Fatalf("last seq %d after 20,000 appends", want)
+	}
+	// The shrink runs after the commit that drained the file: the next
+	// request waits for it.
+	if err := q.PutMeta(context.Background(), KV{Key: "k", Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if st := q.Stats(); st.Pending != 0 || q.shrinks.Load() == 0 {
+		t.Fatalf("pending %d, shrinks %d: want a drained, shrunk file", st.Pending, q.shrinks.Load())
+	}
+	if got := q.LastSeq(); got != want {
+		t.Fatalf("after the shrink: %d, want %d", got, want)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q = openTest(t, path, Options{})
+	if got := q.LastSeq(); got != want {
+		t.Errorf("after a reopen: %d, want %d", got, want)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := CompactFile(path); err != nil {
+		t.Fatal(err)
+	}
+	q = openTest(t, path, Options{})
+	if got := q.LastSeq(); got != want {
+		t.Errorf("after compact: %d, want %d", got, want)
+	}
+	if seqs := mustAppend(t, q, Record{Lane: LaneCounts, Key: "m", Data: []byte("x")}); seqs[0] <= want {
+		t.Errorf("the next record's seq %d is not above %d", seqs[0], want)
+	}
+}
