@@ -187,6 +187,9 @@ type Agent struct {
 	// startLineKeys is each machine's LineKey at the start (see
 	// forwarder.checkRestored).
 	startLineKeys map[string]int64
+	// odooWas is the Odoo the buffer file's Odoo state belongs to when the
+	// configuration names another (checkOdoo); the forwarder clears it.
+	odooWas string
 	// legacySite is the site downtime records without one (made by a
 	// version that did not note it) are booked under ("": the configured).
 	legacySite string

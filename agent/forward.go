@@ -416,7 +416,7 @@ func (f *forwarder) run(ctx context.Context) {
 				}
 				switch {
 				case errors.As(err, new(*restoredError)):
-					msg = "BUFFER FILE OLDER THAN ODOO: restored from a backup, or a copy of it runs on another box; nothing is sent (the error says what to do)"
+					msg = "BUFFER FILE OLDER THAN ODOO: restored from a backup, or another box went on with a copy of it; nothing is sent (the error says what to do)"
 				case se != nil && !errors.As(err, new(*odoo.Error)):
 					msg = "cannot build the odoo client; buffering until the configuration is fixed"
 				case se != nil:
@@ -845,6 +845,11 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			return false, err
 		}
 		f.connected = true
+	}
+	if f.a.odooWas != "" {
+		if err := f.switchOdoo(ctx); err != nil {
+			return false, err
+		}
 	}
 	if !f.restoreChecked {
 		if err := f.checkRestored(ctx); err != nil {
@@ -1368,13 +1373,13 @@ type restoredError struct {
 }
 
 func (e *restoredError) Error() string {
-	why := "it was restored from a backup (or a disk image), or a copy of it runs on another box"
+	why := "it was restored from a backup (or a disk image), or another box went on with a copy of it"
 	if !e.file {
 		why = "it was restored from a backup (or a disk image), or another box sends for these machines under this site"
 	}
 	return fmt.Sprintf("%s is older than what was booked in Odoo (%s): %s, and sending from it would book again what was booked since. "+
-		"Nothing is sent. Stop the agent, move the file aside and start again: counting starts anew from each counter's next value "+
-		"(README runbook: Backups, and a box that failed)", e.path, e.what, why)
+		"Nothing is sent. Stop the agent, move the file aside and start again: counting starts anew from each counter's next value, "+
+		"and what this run took in goes with the file (README runbook: Backups, and a box that failed)", e.path, e.what, why)
 }
 
 // checkRestored looks, once a run and before anything is sent, at what
@@ -1383,7 +1388,7 @@ func (e *restoredError) Error() string {
 // id) of a record newer than any the file held, or a downtime line of one
 // of its machines that started after the newest stop it recorded. Only a
 // copy of the file that went on after this one was taken (this one was
-// restored from a backup or a disk image, or a copy runs on another box) or
+// restored from a backup or a disk image, or another box went on with a copy of it) or
 // another agent sending for the same machines under the same site makes
 // one. Sending from this file would book again what was booked since (the
 // ops probe: every scrap booking since the copy, and where a work order
@@ -1441,6 +1446,86 @@ func (f *forwarder) checkRestored(ctx context.Context) error {
 					m, fromMS(start).UTC().Format(time.RFC3339), fromMS(newest).UTC().Format(time.RFC3339))}
 			return f.restored
 		}
+	}
+	return nil
+}
+
+// switchOdoo forgets, once the Odoo the configuration now names has
+// answered (checkOdoo), what plantedge wrote to the one the buffer file's
+// state belongs to, in one transaction: the work-order attributions (each
+// machine's work order in progress in this one counts from its own
+// quantity — the old database's baseline and count written over it would be
+// pieces nobody made there: the ops probe saw 2,394 for 121), a write left in
+// doubt there (its records go here), the open downtime lines' ids. Scrap
+// drafts are kept and looked for here: one this Odoo lacks was left in the
+// other. A scrap booking not confirmed is checked before it is made: its
+// work order's ids hold if this is the same database under another address.
+func (f *forwarder) switchOdoo(ctx context.Context) error {
+	was, now := f.a.odooWas, odooIdentity(f.a.cfg.Load())
+	meta := []buffer.KV{{Key: odooMetaKey, Value: []byte(now)}}
+	var inDoubt, drafts, outboxes, released []string
+	err := f.a.buf.MetaPrefix("wo/", func(k string, v []byte) error {
+		meta = append(meta, buffer.KV{Key: k})
+		var st woState
+		if json.Unmarshal(v, &st) == nil && st.InFlight != nil {
+			inDoubt = append(inDoubt, fmt.Sprintf("%s (%s, %g)", k[len("wo/"):], st.Name, st.InFlight.Target))
+			released = append(released, k[len("wo/"):])
+		}
+		return nil
+	})
+	if err == nil {
+		err = f.a.buf.MetaPrefix("open/", func(k string, _ []byte) error {
+			meta = append(meta, buffer.KV{Key: k})
+			return nil
+		})
+	}
+	if err == nil {
+		err = f.a.buf.MetaPrefix("scrapdraft/", func(k string, v []byte) error {
+			var d scrapDraft
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("decode %s: %w", k, err)
+			}
+			d.Elsewhere = was
+			meta = append(meta, buffer.KV{Key: k, Value: mustJSON(d)})
+			drafts = append(drafts, fmt.Sprintf("%s %g", d.XMLID, d.Qty))
+			return nil
+		})
+	}
+	if err == nil {
+		err = f.a.buf.MetaPrefix("scrap/", func(k string, v []byte) error {
+			var ob scrapOutbox
+			if err := json.Unmarshal(v, &ob); err != nil {
+				return fmt.Errorf("decode %s: %w", k, err)
+			}
+			ob.Recheck = true
+			meta = append(meta, buffer.KV{Key: k, Value: mustJSON(ob)})
+			outboxes = append(outboxes, fmt.Sprintf("%s %g", ob.XMLID, ob.Qty))
+			return nil
+		})
+	}
+	if err != nil {
+		return err
+	}
+	if err := f.a.buf.PutMeta(ctx, meta...); err != nil {
+		return err
+	}
+	for _, m := range released {
+		f.a.holdInFlight(countKey(m, sigGood), 0)
+	}
+	f.a.odooWas = ""
+	f.a.log.Warn("odoo changed (odoo.url or odoo.database), and the new one answers: what plantedge wrote to the old one is not carried over — each machine's work order in progress here is counted from its own quantity; records not yet sent go here",
+		"odoo", now, "was", was)
+	if len(inDoubt) > 0 {
+		f.a.log.Warn("quantity writes to the old Odoo were in doubt (no answer came): their pieces are sent here; if this is the same database under another address, check these work orders",
+			"machines", strings.Join(inDoubt, ", "))
+	}
+	if len(outboxes) > 0 {
+		f.a.log.Warn("scrap bookings the old Odoo had not confirmed are booked here, under the same external id: on their work order if this is the same database, else on the work order in progress",
+			"bookings", strings.Join(outboxes, ", "))
+	}
+	if len(drafts) > 0 {
+		f.a.log.Warn("scrap drafts are looked for here: one this Odoo lacks was left in the old one (validate or delete it there)",
+			"drafts", strings.Join(drafts, ", "))
 	}
 	return nil
 }

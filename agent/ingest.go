@@ -737,84 +737,29 @@ func odooIdentity(cfg *config.Config) string {
 	return net.JoinHostPort(host, port) + strings.TrimRight(u.EscapedPath(), "/") + " " + cfg.Odoo.Database
 }
 
-// odooStatePrefixes are the meta entries that hold what plantedge wrote to
-// one Odoo database — record ids and quantities that mean nothing in
-// another: the work-order attribution (baseline, quantity written, a write
-// in doubt), the open downtime lines' ids, the scrap drafts watched.
-var odooStatePrefixes = []string{"wo/", "open/", "scrapdraft/"}
+// odooMetaKey holds the Odoo database (odooIdentity) the buffer file's Odoo
+// state belongs to.
+const odooMetaKey = "odoo"
 
-// checkOdoo notes the Odoo database the buffer file's Odoo state belongs
-// to. When the configuration now names another one (odoo.url or
+// checkOdoo compares the Odoo database the configuration names with the
+// one the buffer file's Odoo state belongs to. Another one (odoo.url or
 // odoo.database changed while the agent was stopped: a test database,
-// then production; a new server), that state is forgotten, in one
-// transaction: the work order in progress in the new one is attributed
-// afresh, from its own quantity — the old database's baseline and count
-// written over it would be pieces nobody made there — and a scrap booking
-// decided but not confirmed goes to the work order in progress there, under
-// its external id (the same server under another name finds it booked). The
-// records not yet sent go to the new database.
+// then production; a new server) is noted in odooWas, and the forwarder
+// switches to it once it answers (forwarder.switchOdoo) — not before: a
+// mistyped URL started once must not cost the state of the real one.
 func (a *Agent) checkOdoo(ctx context.Context, cfg *config.Config) error {
-	const key = "odoo"
 	id := odooIdentity(cfg)
-	b, err := a.buf.Meta(key)
-	if err != nil || string(b) == id {
+	b, err := a.buf.Meta(odooMetaKey)
+	switch {
+	case err != nil || string(b) == id:
 		return err
+	case len(b) == 0: // a new file, or one from a version that noted none
+		return a.buf.PutMeta(ctx, buffer.KV{Key: odooMetaKey, Value: []byte(id)})
 	}
-	meta := []buffer.KV{{Key: key, Value: []byte(id)}}
-	if len(b) == 0 { // a new file, or one from a version that noted none
-		return a.buf.PutMeta(ctx, meta...)
-	}
-	var inDoubt, drafts []string
-	for _, prefix := range odooStatePrefixes {
-		err := a.buf.MetaPrefix(prefix, func(k string, v []byte) error {
-			meta = append(meta, buffer.KV{Key: k})
-			switch prefix {
-			case "wo/":
-				var st woState
-				if json.Unmarshal(v, &st) == nil && st.InFlight != nil {
-					inDoubt = append(inDoubt, fmt.Sprintf("%s (%s, %g)", k[len(prefix):], st.Name, st.InFlight.Target))
-				}
-			case "scrapdraft/":
-				var d scrapDraft
-				if json.Unmarshal(v, &d) == nil {
-					drafts = append(drafts, fmt.Sprintf("%s %g", d.XMLID, d.Qty))
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-	}
-	var outboxes []string
-	err = a.buf.MetaPrefix("scrap/", func(k string, v []byte) error {
-		var ob scrapOutbox
-		if err := json.Unmarshal(v, &ob); err != nil {
-			return fmt.Errorf("decode %s: %w", k, err)
-		}
-		ob.WorkorderID, ob.ProductionID, ob.ProductID, ob.UomID = 0, 0, 0, 0 // see forwardScrap
-		meta = append(meta, buffer.KV{Key: k, Value: mustJSON(ob)})
-		outboxes = append(outboxes, fmt.Sprintf("%s %g", ob.XMLID, ob.Qty))
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	a.log.Warn("odoo changed (odoo.url or odoo.database): what plantedge wrote to the old database is not carried over — each machine's work order in progress in this one is counted from its own quantity; records not yet sent go here",
-		"odoo", id, "was", string(b))
-	if len(inDoubt) > 0 {
-		a.log.Warn("quantity writes to the old database were in doubt (no answer came): their pieces are sent here; if this is the same database under another address, check these work orders",
-			"machines", strings.Join(inDoubt, ", "))
-	}
-	if len(outboxes) > 0 {
-		a.log.Warn("scrap bookings the old database had not confirmed go to the work order in progress here, under the same external id",
-			"bookings", strings.Join(outboxes, ", "))
-	}
-	if len(drafts) > 0 {
-		a.log.Warn("scrap drafts left in the old database are no longer watched: validate or delete them there",
-			"drafts", strings.Join(drafts, ", "))
-	}
-	return a.buf.PutMeta(ctx, meta...)
+	a.odooWas = string(b)
+	a.log.Info("odoo.url or odoo.database names another Odoo than the buffer file's state belongs to: switching to it once it answers",
+		"odoo", id, "was", a.odooWas)
+	return nil
 }
 
 // lineOpen reports whether machine has a downtime line open in Odoo.

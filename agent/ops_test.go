@@ -1405,8 +1405,72 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		if s, ok := got[p.woIDs["press-1"]]; len(got) != 1 || !ok || s.Qty != 3 || s.ProductID != p.product || !strings.Contains(s.XMLID, "_scrap_") {
 			t.Errorf("scrap in the new database: %+v, want 3 on work order %d, product %d", got, p.woIDs["press-1"], p.product)
 		}
-		if !strings.Contains(p.logs.String(), "scrap bookings the old database had not confirmed") {
+		if !strings.Contains(p.logs.String(), "scrap bookings the old Odoo had not confirmed") {
 			t.Error("the booking's move is not logged")
+		}
+	})
+	// The self-probe: an address that does not answer, started once by
+	// mistake, cost the real Odoo's state (a write left in doubt there was
+	// counted again: 65 for 58). The switch waits for an answer: the state
+	// is still there when the right address is back.
+	t.Run("a wrong url started once", func(t *testing.T) {
+		p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+		ra := p.startAgent()
+		m := p.machines[0]
+		p.produce(m, 10, 0)
+		p.waitExactQty(ra, "press-1", 10)
+		ra.stopNow(t)
+		right := p.odoo.URL()
+		p.editConfig(right, "http://127.0.0.1:1")
+		ra = p.startAgentWith(false)
+		waitFor(t, 15*time.Second, "a round that found nothing there", func() (bool, string) {
+			st := ra.a.Status().Odoo
+			return st.Failures > 0, fmt.Sprint(st.Failures)
+		})
+		ra.stopNow(t)
+		buf, err := buffer.Open(filepath.Join(p.dir, "data", "buffer.db"), buffer.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wo, _ := buf.Meta("wo/press-1")
+		buf.Close()
+		if wo == nil {
+			t.Fatal("the work-order state of the real Odoo is gone after a start with an address nothing answers at")
+		}
+		p.editConfig("http://127.0.0.1:1", right)
+		ra = p.startAgentWith(false)
+		p.produce(m, 2, 0)
+		p.waitExactQty(ra, "press-1", 12)
+		if strings.Contains(p.logs.String(), "and the new one answers") {
+			t.Error("switched to an Odoo that never answered")
+		}
+	})
+	// The same database under another address (the self-probe: the
+	// booking went to the work order in progress now): a scrap booking
+	// it never confirmed keeps its work order, finished since.
+	t.Run("the same database under another address", func(t *testing.T) {
+		p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+		ra := p.startAgent()
+		m := p.machines[0]
+		p.produce(m, 10, 0)
+		p.waitExactQty(ra, "press-1", 10)
+		p.odoo.FailNextCall("stock.scrap", "load", 1_000_000, odootest.FaultHTTP503)
+		p.produce(m, 0, 3)
+		waitFor(t, 15*time.Second, "a scrap booking refused", func() (bool, string) {
+			return p.odoo.CallCount("stock.scrap", "load") > 0, ""
+		})
+		ra.stopNow(t)
+		first := p.woIDs["press-1"]
+		p.nextWorkorder("press-1", 100)
+		p.odoo.ClearCallFaults()
+		p.editConfig(p.odoo.URL(), strings.Replace(p.odoo.URL(), "127.0.0.1", "localhost", 1))
+		p.startAgentWith(false)
+		waitFor(t, 15*time.Second, "the scrap booked", func() (bool, string) {
+			got := p.scrapByWorkorder()
+			return len(got) > 0, fmt.Sprint(got)
+		})
+		if got := p.scrapByWorkorder(); len(got) != 1 || got[first].Qty != 3 {
+			t.Errorf("scrap %+v, want 3 on the work order it was made on (%d)", got, first)
 		}
 	})
 }

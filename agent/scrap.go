@@ -33,6 +33,9 @@ type scrapOutbox struct {
 	// drifting by a rounding per booking. (This version stores no outbox
 	// with a Qty of 0; one from an earlier version books nothing.)
 	Carry float64 `json:"carry,omitempty"`
+	// Recheck: decided for another Odoo (switchOdoo); its ids are checked
+	// before it is booked.
+	Recheck bool `json:"recheck,omitempty"`
 }
 
 func scrapMetaKey(machine string) string { return "scrap/" + machine }
@@ -66,13 +69,29 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		if err := json.Unmarshal(b, &ob); err != nil {
 			return fmt.Errorf("decode scrap outbox of %s: %w", machine, err)
 		}
-		if ob.WorkorderID == 0 && ob.Qty != 0 {
-			// Decided for another Odoo database (checkOdoo): booked on the
-			// work order in progress in this one, under its external id.
-			if wo == nil {
-				return nil
+		if ob.Recheck {
+			// Decided for another Odoo (switchOdoo): the same database
+			// under another address still has its work order, on the
+			// machine's work center, with its manufacturing order and
+			// product; another database gets it on the work order in
+			// progress there (ids alike by chance name another machine's).
+			var wcID int64
+			if mc := findMachine(f.a.cfg.Load(), machine); mc != nil {
+				wcID = f.wcs[mc.Workcenter].ID
 			}
-			ob.WorkorderID, ob.ProductionID, ob.ProductID, ob.UomID = wo.ID, wo.ProductionID, wo.ProductID, wo.UomID
+			old, err := f.readWorkorder(ctx, ob.WorkorderID)
+			var oe *odoo.Error
+			switch {
+			case err == nil && wcID != 0 && old.WorkcenterID == wcID && old.ProductionID == ob.ProductionID && old.ProductID == ob.ProductID:
+			case err == nil, errors.As(err, &oe) && oe.Missing():
+				if wo == nil {
+					return nil
+				}
+				ob.WorkorderID, ob.ProductionID, ob.ProductID, ob.UomID = wo.ID, wo.ProductionID, wo.ProductID, wo.UomID
+			default:
+				return err
+			}
+			ob.Recheck = false
 			if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapMetaKey(machine), Value: mustJSON(ob)}); err != nil {
 				return err
 			}
@@ -276,6 +295,10 @@ type scrapDraft struct {
 	// Refused is Odoo's answer when it refused for good to validate the
 	// booking (not a matter of stock): a flush tries again.
 	Refused string `json:"refused,omitempty"`
+	// Elsewhere is the Odoo it was left a draft in, when plantedge has
+	// been pointed at another since (switchOdoo): not found here, it is
+	// there, not deleted.
+	Elsewhere string `json:"elsewhere,omitempty"`
 }
 
 func scrapDraftKey(machine, xmlid string) string { return "scrapdraft/" + machine + "/" + xmlid }
@@ -390,6 +413,9 @@ func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 			continue
 		case found:
 			f.a.log.Info("scrap draft validated in Odoo", "machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty, "state", state)
+		case e.d.Elsewhere != "":
+			f.a.log.Warn("scrap draft left in the Odoo plantedge wrote to before, no longer watched: validate or delete it there",
+				"machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty, "odoo", e.d.Elsewhere)
 		default:
 			f.a.log.Warn("scrap draft deleted in Odoo: its pieces are not booked as scrap", "machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty)
 		}

@@ -45,6 +45,13 @@ func (s *Server) FailNextCall(model, method string, n int, f Fault) {
 	s.mfaults = append(s.mfaults, methodFault{model: model, method: method, n: n, fault: f})
 }
 
+// ClearCallFaults drops the faults FailNextCall scripted and not yet used.
+func (s *Server) ClearCallFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mfaults = nil
+}
+
 // takeMethodFault returns the fault scripted for model.method, if any (under mu).
 func (s *Server) takeMethodFault(model, method string) (Fault, bool) {
 	for i := range s.mfaults {
