@@ -1362,12 +1362,23 @@ func (p *plant) switchOdoo(shift int) {
 // order in progress in the new one, under its external id (not on the
 // record that has its old ids there).
 func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
-	t.Run("quantity", func(t *testing.T) {
+	start := func(t *testing.T) (*plant, *runningAgent, *simMachine) { // 10 pieces in Odoo
 		p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 		ra := p.startAgent()
 		m := p.machines[0]
 		p.produce(m, 10, 0)
 		p.waitExactQty(ra, "press-1", 10)
+		return p, ra, m
+	}
+	refuseScrap := func(p *plant, m *simMachine) { // 3 scrapped, the booking refused (503) until the faults are cleared
+		p.odoo.FailNextCall("stock.scrap", "load", 1_000_000, odootest.FaultHTTP503)
+		p.produce(m, 0, 3)
+		waitFor(p.t, 15*time.Second, "a scrap booking refused", func() (bool, string) {
+			return p.odoo.CallCount("stock.scrap", "load") > 0, ""
+		})
+	}
+	t.Run("quantity", func(t *testing.T) {
+		p, ra, m := start(t)
 		ra.stopNow(t)
 
 		p.switchOdoo(0)
@@ -1382,16 +1393,8 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		p.waitExactQty(ra, "press-1", 507)
 	})
 	t.Run("scrap booking in doubt", func(t *testing.T) {
-		p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-		ra := p.startAgent()
-		m := p.machines[0]
-		p.produce(m, 10, 0)
-		p.waitExactQty(ra, "press-1", 10)
-		p.odoo.FailNextCall("stock.scrap", "load", 1_000_000, odootest.FaultHTTP503)
-		p.produce(m, 0, 3)
-		waitFor(t, 15*time.Second, "a scrap booking refused", func() (bool, string) {
-			return p.odoo.CallCount("stock.scrap", "load") > 0, ""
-		})
+		p, ra, m := start(t)
+		refuseScrap(p, m)
 		ra.stopNow(t)
 
 		p.switchOdoo(2)
@@ -1414,11 +1417,7 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 	// counted again: 65 for 58). The switch waits for an answer: the state
 	// is still there when the right address is back.
 	t.Run("a wrong url started once", func(t *testing.T) {
-		p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-		ra := p.startAgent()
-		m := p.machines[0]
-		p.produce(m, 10, 0)
-		p.waitExactQty(ra, "press-1", 10)
+		p, ra, m := start(t)
 		ra.stopNow(t)
 		right := p.odoo.URL()
 		p.editConfig(right, "http://127.0.0.1:1")
@@ -1449,16 +1448,8 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 	// booking went to the work order in progress now): a scrap booking
 	// it never confirmed keeps its work order, finished since.
 	t.Run("the same database under another address", func(t *testing.T) {
-		p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-		ra := p.startAgent()
-		m := p.machines[0]
-		p.produce(m, 10, 0)
-		p.waitExactQty(ra, "press-1", 10)
-		p.odoo.FailNextCall("stock.scrap", "load", 1_000_000, odootest.FaultHTTP503)
-		p.produce(m, 0, 3)
-		waitFor(t, 15*time.Second, "a scrap booking refused", func() (bool, string) {
-			return p.odoo.CallCount("stock.scrap", "load") > 0, ""
-		})
+		p, ra, m := start(t)
+		refuseScrap(p, m)
 		ra.stopNow(t)
 		first := p.woIDs["press-1"]
 		p.nextWorkorder("press-1", 100)
