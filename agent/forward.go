@@ -425,6 +425,8 @@ func (f *forwarder) run(ctx context.Context) {
 					msg = "odoo (or a proxy in front of it) asks the agent to wait: buffering and retrying when it said (Retry-After), or with backoff"
 				case isOE && oe.LoginCooldown():
 					msg = "odoo refuses every login from this address for now: too many failed logins (from this agent or anyone behind the same address) — retrying slowly"
+				case state == "auth_failed" && f.a.odooWas != "":
+					msg = "the Odoo the configuration now names (odoo.url or odoo.database changed since the last run) refuses the API key: is it the key of that Odoo's bot user? — retrying slowly to avoid Odoo's login lockout"
 				case state == "auth_failed" && f.keyWorked:
 					msg = "odoo now refuses the API key that worked before: it has most likely expired (Odoo 18+ expires keys of non-admin users); create a new key — retrying slowly to avoid Odoo's login lockout"
 				case state == "auth_failed":
@@ -1450,22 +1452,30 @@ func (f *forwarder) checkRestored(ctx context.Context) error {
 	return nil
 }
 
-// switchOdoo forgets, once the Odoo the configuration now names has
+// odooStashPrefix starts the meta keys that keep, per Odoo plantedge was
+// pointed at and away from, what it had written there (switchOdoo).
+const odooStashPrefix = "odoostash/"
+
+// switchOdoo puts away, once the Odoo the configuration now names has
 // answered (checkOdoo), what plantedge wrote to the one the buffer file's
 // state belongs to, in one transaction: the work-order attributions (each
 // machine's work order in progress in this one counts from its own
 // quantity — the old database's baseline and count written over it would be
 // pieces nobody made there: the ops probe saw 2,394 for 121), a write left in
-// doubt there (its records go here), the open downtime lines' ids. Scrap
+// doubt there (its records go here), the open downtime lines' ids. They are
+// kept under the old Odoo's name and taken back if plantedge is pointed at
+// it again, so a write left in doubt there is settled against it, not sent
+// again (the second self-probe: 99 for 88 after a switch and back). Scrap
 // drafts are kept and looked for here: one this Odoo lacks was left in the
 // other. A scrap booking not confirmed is checked before it is made: its
 // work order's ids hold if this is the same database under another address.
 func (f *forwarder) switchOdoo(ctx context.Context) error {
 	was, now := f.a.odooWas, odooIdentity(f.a.cfg.Load())
 	meta := []buffer.KV{{Key: odooMetaKey, Value: []byte(now)}}
+	stash := map[string]string{} // what is put away under was
 	var inDoubt, drafts, outboxes, released []string
 	err := f.a.buf.MetaPrefix("wo/", func(k string, v []byte) error {
-		meta = append(meta, buffer.KV{Key: k})
+		meta, stash[k] = append(meta, buffer.KV{Key: k}), string(v)
 		var st woState
 		if json.Unmarshal(v, &st) == nil && st.InFlight != nil {
 			inDoubt = append(inDoubt, fmt.Sprintf("%s (%s, %g)", k[len("wo/"):], st.Name, st.InFlight.Target))
@@ -1474,10 +1484,36 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 		return nil
 	})
 	if err == nil {
-		err = f.a.buf.MetaPrefix("open/", func(k string, _ []byte) error {
-			meta = append(meta, buffer.KV{Key: k})
+		err = f.a.buf.MetaPrefix("open/", func(k string, v []byte) error {
+			meta, stash[k] = append(meta, buffer.KV{Key: k}), string(v)
 			return nil
 		})
+	}
+	// What was put away when plantedge left this Odoo comes back.
+	var back map[string]string
+	var held []string
+	if err == nil {
+		var b []byte
+		if b, err = f.a.buf.Meta(odooStashPrefix + now); err == nil && b != nil {
+			err = json.Unmarshal(b, &back)
+		}
+	}
+	for _, m := range released { // before the holds of what comes back: a machine may have both
+		f.a.holdInFlight(countKey(m, sigGood), 0)
+	}
+	for k, v := range back {
+		meta = append(meta, buffer.KV{Key: k, Value: []byte(v)})
+		var st woState
+		if m, ok := strings.CutPrefix(k, "wo/"); ok && json.Unmarshal([]byte(v), &st) == nil && st.InFlight != nil {
+			f.a.holdInFlight(countKey(m, sigGood), st.InFlight.MaxSeq)
+			held = append(held, fmt.Sprintf("%s (%s, %g)", m, st.Name, st.InFlight.Target))
+		}
+	}
+	if back != nil {
+		meta = append(meta, buffer.KV{Key: odooStashPrefix + now})
+	}
+	if len(stash) > 0 {
+		meta = append(meta, buffer.KV{Key: odooStashPrefix + was, Value: mustJSON(stash)})
 	}
 	if err == nil {
 		err = f.a.buf.MetaPrefix("scrapdraft/", func(k string, v []byte) error {
@@ -1485,7 +1521,11 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 			if err := json.Unmarshal(v, &d); err != nil {
 				return fmt.Errorf("decode %s: %w", k, err)
 			}
-			d.Elsewhere = was
+			if d.Elsewhere == now {
+				d.Elsewhere = "" // left here, and back here
+			} else if d.Elsewhere == "" {
+				d.Elsewhere = was
+			}
 			meta = append(meta, buffer.KV{Key: k, Value: mustJSON(d)})
 			drafts = append(drafts, fmt.Sprintf("%s %g", d.XMLID, d.Qty))
 			return nil
@@ -1509,18 +1549,19 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	if err := f.a.buf.PutMeta(ctx, meta...); err != nil {
 		return err
 	}
-	for _, m := range released {
-		f.a.holdInFlight(countKey(m, sigGood), 0)
-	}
 	f.a.odooWas = ""
-	f.a.log.Warn("odoo changed (odoo.url or odoo.database), and the new one answers: what plantedge wrote to the old one is not carried over — each machine's work order in progress here is counted from its own quantity; records not yet sent go here",
+	f.a.log.Warn("odoo changed (odoo.url or odoo.database), and the new one answers: what plantedge wrote to the old one is put away (taken back if it is configured again) — each machine's work order in progress here is counted from its own quantity; records not yet sent go here",
 		"odoo", now, "was", was)
+	if len(held) > 0 {
+		f.a.log.Info("back to an Odoo plantedge wrote to before: its work-order state is taken back, and its writes left in doubt are settled against it",
+			"machines", strings.Join(held, ", "))
+	}
 	if len(inDoubt) > 0 {
 		f.a.log.Warn("quantity writes to the old Odoo were in doubt (no answer came): their pieces are sent here; if this is the same database under another address, check these work orders",
 			"machines", strings.Join(inDoubt, ", "))
 	}
 	if len(outboxes) > 0 {
-		f.a.log.Warn("scrap bookings the old Odoo had not confirmed are booked here, under the same external id: on their work order if this is the same database, else on the work order in progress",
+		f.a.log.Warn("scrap bookings the old Odoo had not confirmed are booked here, under the same external id: on their work order if this is the same database, else on the work order in progress; the old Odoo may hold a draft of one (if it took it without answering): delete it there",
 			"bookings", strings.Join(outboxes, ", "))
 	}
 	if len(drafts) > 0 {

@@ -1444,6 +1444,40 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 			t.Error("switched to an Odoo that never answered")
 		}
 	})
+	// The second self-probe: away to another Odoo (which answered, and
+	// took nothing) and back, a write left in doubt in the first was sent
+	// again (99 for 88). What was written there is put away at the switch
+	// and taken back: the write is settled against it.
+	t.Run("away and back with a write in doubt", func(t *testing.T) {
+		p, ra, m := start(t)
+		p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
+		p.produce(m, 5, 0)
+		p.waitExactQty(ra, "press-1", 15) // committed, its answer lost: in doubt
+		ra.stopNow(t)
+		keyFile := filepath.Join(p.dir, "odoo-api-key")
+		a, aWO, aProduct := p.odoo, p.woIDs["press-1"], p.product
+		aKey, err := os.ReadFile(keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.switchOdoo(0)
+		p.odoo.FailNextCall("mrp.workorder", "write", 1_000_000, odootest.FaultHTTP503) // it takes nothing
+		ra = p.startAgentWith(false)
+		waitFor(t, 15*time.Second, "the switch", func() (bool, string) {
+			return strings.Contains(p.logs.String(), "and the new one answers"), ""
+		})
+		ra.stopNow(t)
+		p.editConfig(p.odoo.URL(), a.URL())
+		if err := os.WriteFile(keyFile, aKey, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p.odoo, p.woIDs["press-1"], p.product = a, aWO, aProduct
+		ra = p.startAgentWith(false)
+		p.produce(m, 2, 0)
+		p.waitExactQty(ra, "press-1", 17)
+		time.Sleep(300 * time.Millisecond)
+		p.waitExactQty(ra, "press-1", 17)
+	})
 	// The same database under another address (the self-probe: the
 	// booking went to the work order in progress now): a scrap booking
 	// it never confirmed keeps its work order, finished since.
