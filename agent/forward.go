@@ -1456,16 +1456,17 @@ func (f *forwarder) checkRestored(ctx context.Context) error {
 // pointed at and away from, what it had written there (switchOdoo).
 const odooStashPrefix = "odoostash/"
 
-// switchOdoo puts away, once the Odoo the configuration now names has
+// switchOdoo forgets, once the Odoo the configuration now names has
 // answered (checkOdoo), what plantedge wrote to the one the buffer file's
 // state belongs to, in one transaction: the work-order attributions (each
 // machine's work order in progress in this one counts from its own
 // quantity — the old database's baseline and count written over it would be
 // pieces nobody made there: the ops probe saw 2,394 for 121), a write left in
-// doubt there (its records go here), the open downtime lines' ids. They are
-// kept under the old Odoo's name and taken back if plantedge is pointed at
-// it again, so a write left in doubt there is settled against it, not sent
-// again (the second self-probe: 99 for 88 after a switch and back). Scrap
+// doubt there (its records go here), the open downtime lines' ids. A write
+// left in doubt is put away under the old Odoo's name and taken back if
+// plantedge is pointed at it again while its work order still shows what
+// it did, so it is settled against it, not sent again (the second
+// self-probe: 99 for 88 after a switch and back). Scrap
 // drafts are kept and looked for here: one this Odoo lacks was left in the
 // other. A scrap booking not confirmed is checked before it is made: its
 // work order's ids hold if this is the same database under another address.
@@ -1475,17 +1476,18 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	stash := map[string]string{} // what is put away under was
 	var inDoubt, drafts, outboxes, released []string
 	err := f.a.buf.MetaPrefix("wo/", func(k string, v []byte) error {
-		meta, stash[k] = append(meta, buffer.KV{Key: k}), string(v)
+		meta = append(meta, buffer.KV{Key: k})
 		var st woState
 		if json.Unmarshal(v, &st) == nil && st.InFlight != nil {
+			stash[k] = string(v)
 			inDoubt = append(inDoubt, fmt.Sprintf("%s (%s, %g)", k[len("wo/"):], st.Name, st.InFlight.Target))
 			released = append(released, k[len("wo/"):])
 		}
 		return nil
 	})
 	if err == nil {
-		err = f.a.buf.MetaPrefix("open/", func(k string, v []byte) error {
-			meta, stash[k] = append(meta, buffer.KV{Key: k}), string(v)
+		err = f.a.buf.MetaPrefix("open/", func(k string, _ []byte) error {
+			meta = append(meta, buffer.KV{Key: k})
 			return nil
 		})
 	}
@@ -1502,12 +1504,30 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 		f.a.holdInFlight(countKey(m, sigGood), 0)
 	}
 	for k, v := range back {
-		meta = append(meta, buffer.KV{Key: k, Value: []byte(v)})
+		// Only a write left in doubt comes back, and only while its work
+		// order still shows what it was then (the write landed, or
+		// nothing else was written): else, written since through another
+		// address of the same database, its own quantity counts (the
+		// third self-probe: the whole state taken back wrote over what was
+		// booked meanwhile, -68 of 186).
+		m, ok := strings.CutPrefix(k, "wo/")
 		var st woState
-		if m, ok := strings.CutPrefix(k, "wo/"); ok && json.Unmarshal([]byte(v), &st) == nil && st.InFlight != nil {
-			f.a.holdInFlight(countKey(m, sigGood), st.InFlight.MaxSeq)
-			held = append(held, fmt.Sprintf("%s (%s, %g)", m, st.Name, st.InFlight.Target))
+		if !ok || json.Unmarshal([]byte(v), &st) != nil || st.InFlight == nil {
+			continue
 		}
+		cur, rerr := f.readWorkorder(ctx, st.ID)
+		var oe *odoo.Error
+		if errors.As(rerr, &oe) && oe.Missing() {
+			continue
+		} else if rerr != nil {
+			return rerr
+		}
+		if q := odoo.Round2(f.client.ProducedQty(cur)); q != st.InFlight.Target && q != st.Written {
+			continue
+		}
+		meta = append(meta, buffer.KV{Key: k, Value: []byte(v)})
+		f.a.holdInFlight(countKey(m, sigGood), st.InFlight.MaxSeq)
+		held = append(held, fmt.Sprintf("%s (%s, %g)", m, st.Name, st.InFlight.Target))
 	}
 	if back != nil {
 		meta = append(meta, buffer.KV{Key: odooStashPrefix + now})
@@ -1550,7 +1570,7 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 		return err
 	}
 	f.a.odooWas = ""
-	f.a.log.Warn("odoo changed (odoo.url or odoo.database), and the new one answers: what plantedge wrote to the old one is put away (taken back if it is configured again) — each machine's work order in progress here is counted from its own quantity; records not yet sent go here",
+	f.a.log.Warn("odoo changed (odoo.url or odoo.database), and the new one answers: what plantedge wrote to the old one is not carried over (a write left in doubt there is put away, and settled if it is configured again) — each machine's work order in progress here is counted from its own quantity; records not yet sent go here",
 		"odoo", now, "was", was)
 	if len(held) > 0 {
 		f.a.log.Info("back to an Odoo plantedge wrote to before: its work-order state is taken back, and its writes left in doubt are settled against it",
