@@ -1473,8 +1473,8 @@ const odooStashPrefix = "odoostash/"
 func (f *forwarder) switchOdoo(ctx context.Context) error {
 	was, now := f.a.odooWas, odooIdentity(f.a.cfg.Load())
 	meta := []buffer.KV{{Key: odooMetaKey, Value: []byte(now)}}
-	stash := map[string]string{} // what is put away under was
-	var inDoubt, drafts, outboxes, released []string
+	stash := map[string]string{} // the writes in doubt put away under was
+	var inDoubt, released, drafts, outboxes []string
 	err := f.a.buf.MetaPrefix("wo/", func(k string, v []byte) error {
 		meta = append(meta, buffer.KV{Key: k})
 		var st woState
@@ -1488,66 +1488,6 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	if err == nil {
 		err = f.a.buf.MetaPrefix("open/", func(k string, _ []byte) error {
 			meta = append(meta, buffer.KV{Key: k})
-			return nil
-		})
-	}
-	// What was put away when plantedge left this Odoo comes back.
-	var back map[string]string
-	var held []string
-	if err == nil {
-		var b []byte
-		if b, err = f.a.buf.Meta(odooStashPrefix + now); err == nil && b != nil {
-			err = json.Unmarshal(b, &back)
-		}
-	}
-	for _, m := range released { // before the holds of what comes back: a machine may have both
-		f.a.holdInFlight(countKey(m, sigGood), 0)
-	}
-	for k, v := range back {
-		// Only a write left in doubt comes back, and only while its work
-		// order still shows what it was then (the write landed, or
-		// nothing else was written): else, written since through another
-		// address of the same database, its own quantity counts (the
-		// third self-probe: the whole state taken back wrote over what was
-		// booked meanwhile, -68 of 186).
-		m, ok := strings.CutPrefix(k, "wo/")
-		var st woState
-		if !ok || json.Unmarshal([]byte(v), &st) != nil || st.InFlight == nil {
-			continue
-		}
-		cur, rerr := f.readWorkorder(ctx, st.ID)
-		var oe *odoo.Error
-		if errors.As(rerr, &oe) && oe.Missing() {
-			continue
-		} else if rerr != nil {
-			return rerr
-		}
-		if q := odoo.Round2(f.client.ProducedQty(cur)); q != st.InFlight.Target && q != st.Written {
-			continue
-		}
-		meta = append(meta, buffer.KV{Key: k, Value: []byte(v)})
-		f.a.holdInFlight(countKey(m, sigGood), st.InFlight.MaxSeq)
-		held = append(held, fmt.Sprintf("%s (%s, %g)", m, st.Name, st.InFlight.Target))
-	}
-	if back != nil {
-		meta = append(meta, buffer.KV{Key: odooStashPrefix + now})
-	}
-	if len(stash) > 0 {
-		meta = append(meta, buffer.KV{Key: odooStashPrefix + was, Value: mustJSON(stash)})
-	}
-	if err == nil {
-		err = f.a.buf.MetaPrefix("scrapdraft/", func(k string, v []byte) error {
-			var d scrapDraft
-			if err := json.Unmarshal(v, &d); err != nil {
-				return fmt.Errorf("decode %s: %w", k, err)
-			}
-			if d.Elsewhere == now {
-				d.Elsewhere = "" // left here, and back here
-			} else if d.Elsewhere == "" {
-				d.Elsewhere = was
-			}
-			meta = append(meta, buffer.KV{Key: k, Value: mustJSON(d)})
-			drafts = append(drafts, fmt.Sprintf("%s %g", d.XMLID, d.Qty))
 			return nil
 		})
 	}
@@ -1566,14 +1506,47 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ds, err := storedScrapDrafts(f.a.buf)
+	if err != nil {
+		return err
+	}
+	for _, e := range ds {
+		switch e.d.Elsewhere {
+		case now:
+			e.d.Elsewhere = "" // left here, and back here
+		case "":
+			e.d.Elsewhere = was
+		}
+		meta = append(meta, buffer.KV{Key: e.key, Value: mustJSON(e.d)})
+		drafts = append(drafts, fmt.Sprintf("%s %g", e.d.XMLID, e.d.Qty))
+	}
+	back, err := f.takeBackInDoubt(ctx, now)
+	if err != nil {
+		return err
+	}
+	meta = append(meta, buffer.KV{Key: odooStashPrefix + now}) // taken back, or no longer settled by it
+	for _, b := range back {
+		meta = append(meta, buffer.KV{Key: woMetaKey(b.machine), Value: mustJSON(b.st)})
+	}
+	if len(stash) > 0 {
+		meta = append(meta, buffer.KV{Key: odooStashPrefix + was, Value: mustJSON(stash)})
+	}
 	if err := f.a.buf.PutMeta(ctx, meta...); err != nil {
 		return err
+	}
+	for _, m := range released { // before the holds of what comes back: a machine may have both
+		f.a.holdInFlight(countKey(m, sigGood), 0)
+	}
+	var held []string
+	for _, b := range back {
+		f.a.holdInFlight(countKey(b.machine, sigGood), b.st.InFlight.MaxSeq)
+		held = append(held, fmt.Sprintf("%s (%s, %g)", b.machine, b.st.Name, b.st.InFlight.Target))
 	}
 	f.a.odooWas = ""
 	f.a.log.Warn("odoo changed (odoo.url or odoo.database), and the new one answers: what plantedge wrote to the old one is not carried over (a write left in doubt there is put away, and settled if it is configured again) — each machine's work order in progress here is counted from its own quantity; records not yet sent go here",
 		"odoo", now, "was", was)
 	if len(held) > 0 {
-		f.a.log.Info("back to an Odoo plantedge wrote to before: its work-order state is taken back, and its writes left in doubt are settled against it",
+		f.a.log.Info("back to an Odoo plantedge wrote to before: its writes left in doubt are taken back and settled against it",
 			"machines", strings.Join(held, ", "))
 	}
 	if len(inDoubt) > 0 {
@@ -1589,4 +1562,49 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 			"drafts", strings.Join(drafts, ", "))
 	}
 	return nil
+}
+
+// inDoubtBack is a machine's write left in doubt in an Odoo plantedge is
+// pointed at again (takeBackInDoubt).
+type inDoubtBack struct {
+	machine string
+	st      woState
+}
+
+// takeBackInDoubt returns the writes left in doubt that were put away when
+// plantedge left the Odoo now (switchOdoo), of those whose work order still
+// shows what it did then (the write landed, or nothing else was written):
+// else, written since through another address of the same database, its
+// own quantity counts (the third self-probe: the whole state taken back
+// wrote over what was booked meanwhile, -68 of 186). The stash is gone
+// with the transaction that takes them back.
+func (f *forwarder) takeBackInDoubt(ctx context.Context, now string) ([]inDoubtBack, error) {
+	b, err := f.a.buf.Meta(odooStashPrefix + now)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	var stash map[string]string
+	if err := json.Unmarshal(b, &stash); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", odooStashPrefix+now, err)
+	}
+	var back []inDoubtBack
+	for k, v := range stash {
+		m, ok := strings.CutPrefix(k, "wo/")
+		var st woState
+		if !ok || json.Unmarshal([]byte(v), &st) != nil || st.InFlight == nil {
+			continue
+		}
+		cur, err := f.readWorkorder(ctx, st.ID)
+		var oe *odoo.Error
+		switch {
+		case errors.As(err, &oe) && oe.Missing():
+			continue
+		case err != nil:
+			return nil, err
+		}
+		if q := odoo.Round2(f.client.ProducedQty(cur)); q == st.InFlight.Target || q == st.Written {
+			back = append(back, inDoubtBack{m, st})
+		}
+	}
+	return back, nil
 }

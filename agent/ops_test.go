@@ -1370,6 +1370,13 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		p.waitExactQty(ra, "press-1", 10)
 		return p, ra, m
 	}
+	startTo17 := func(p *plant, m *simMachine) { // 15 booked: 2 more make 17, and nothing more comes
+		ra := p.startAgentWith(false)
+		p.produce(m, 2, 0)
+		p.waitExactQty(ra, "press-1", 17)
+		time.Sleep(300 * time.Millisecond)
+		p.waitExactQty(ra, "press-1", 17)
+	}
 	refuseScrap := func(p *plant, m *simMachine) { // 3 scrapped, the booking refused (503) until the faults are cleared
 		p.odoo.FailNextCall("stock.scrap", "load", 1_000_000, odootest.FaultHTTP503)
 		p.produce(m, 0, 3)
@@ -1472,11 +1479,7 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 			t.Fatal(err)
 		}
 		p.odoo, p.woIDs["press-1"], p.product = a, aWO, aProduct
-		ra = p.startAgentWith(false)
-		p.produce(m, 2, 0)
-		p.waitExactQty(ra, "press-1", 17)
-		time.Sleep(300 * time.Millisecond)
-		p.waitExactQty(ra, "press-1", 17)
+		startTo17(p, m)
 	})
 	// The third self-probe: to another address of the same database and
 	// back, what was booked through the other address was written over
@@ -1494,11 +1497,7 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		p.waitExactQty(ra, "press-1", 15)
 		ra.stopNow(t)
 		p.editConfig(other, a)
-		ra = p.startAgentWith(false)
-		p.produce(m, 2, 0)
-		p.waitExactQty(ra, "press-1", 17)
-		time.Sleep(300 * time.Millisecond)
-		p.waitExactQty(ra, "press-1", 17)
+		startTo17(p, m)
 	})
 	// The same database under another address (the self-probe: the
 	// booking went to the work order in progress now): a scrap booking

@@ -10,8 +10,8 @@ import (
 // renamed in the configuration takes over what its old name buffered.
 // Records handed out to a reader (at or below its read mark) stay as they
 // are; when none stayed, the meta entries whenAll are written in the same
-// transaction. It returns how many
-// records it rekeyed and how many of from's stayed.
+// transaction. It returns how many records it rekeyed and how many of
+// from's stayed.
 func (q *Queue) Rekey(ctx context.Context, lane Lane, from, to string, whenAll ...KV) (moved, left int, _ error) {
 	if lane >= NumLanes {
 		return 0, 0, fmt.Errorf("rekey: unknown lane %d", lane)
