@@ -1474,17 +1474,32 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	was, now := f.a.odooWas, odooIdentity(f.a.cfg.Load())
 	meta := []buffer.KV{{Key: odooMetaKey, Value: []byte(now)}}
 	stash := map[string]string{} // the writes in doubt put away under was
-	var inDoubt, released, drafts, outboxes []string
+	var inDoubt, released, drafts, outboxes, kept []string
+	doubts := map[string]woState{}
 	err := f.a.buf.MetaPrefix("wo/", func(k string, v []byte) error {
-		meta = append(meta, buffer.KV{Key: k})
 		var st woState
 		if json.Unmarshal(v, &st) == nil && st.InFlight != nil {
-			stash[k] = string(v)
-			inDoubt = append(inDoubt, fmt.Sprintf("%s (%s, %g)", k[len("wo/"):], st.Name, st.InFlight.Target))
-			released = append(released, k[len("wo/"):])
+			doubts[k] = st
+			return nil
 		}
+		meta = append(meta, buffer.KV{Key: k})
 		return nil
 	})
+	for k, st := range doubts {
+		m := k[len("wo/"):]
+		if err != nil {
+			break
+		}
+		var same bool
+		if same, err = f.sameWorkorderHere(ctx, st); same {
+			kept = append(kept, fmt.Sprintf("%s (%s, %g)", m, st.Name, st.InFlight.Target))
+			continue
+		}
+		meta = append(meta, buffer.KV{Key: k})
+		stash[k] = string(mustJSON(st))
+		inDoubt = append(inDoubt, fmt.Sprintf("%s (%s, %g)", m, st.Name, st.InFlight.Target))
+		released = append(released, m)
+	}
 	if err == nil {
 		err = f.a.buf.MetaPrefix("open/", func(k string, _ []byte) error {
 			meta = append(meta, buffer.KV{Key: k})
@@ -1549,8 +1564,12 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 		f.a.log.Info("back to an Odoo plantedge wrote to before: its writes left in doubt are taken back and settled against it",
 			"machines", strings.Join(held, ", "))
 	}
+	if len(kept) > 0 {
+		f.a.log.Info("quantity writes to the old Odoo were in doubt (no answer came), and their work orders here are as they were there (the same database under another address, or a copy of it): the writes are settled here",
+			"machines", strings.Join(kept, ", "))
+	}
 	if len(inDoubt) > 0 {
-		f.a.log.Warn("quantity writes to the old Odoo were in doubt (no answer came): their pieces are sent here; if this is the same database under another address, check these work orders",
+		f.a.log.Warn("quantity writes to the old Odoo were in doubt (no answer came), and their work orders are not here as they were: their pieces are sent here; if the write landed in the old one, they are in both",
 			"machines", strings.Join(inDoubt, ", "))
 	}
 	if len(outboxes) > 0 {
@@ -1562,6 +1581,31 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 			"drafts", strings.Join(drafts, ", "))
 	}
 	return nil
+}
+
+// sameWorkorderHere tells whether the Odoo now configured holds a write
+// left in doubt in the one the buffer file's state belongs to as that one
+// did: its work order, by id, with the same name and manufacturing order,
+// at the quantity written before or at the write's target. That is the
+// same database under another address (Odoo moved, or behind a proxy), and
+// the write is settled here as after a restart; its pieces sent again
+// would be booked twice (22 for 17). Another database's work order of that
+// id in a copy of the database shows the write if the copy was taken after
+// it landed, else the quantity before it: either way the state holds there.
+func (f *forwarder) sameWorkorderHere(ctx context.Context, st woState) (bool, error) {
+	cur, err := f.readWorkorder(ctx, st.ID)
+	var oe *odoo.Error
+	switch {
+	case errors.As(err, &oe) && oe.Missing():
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	if cur.Name != st.Name || (st.MO != 0 && cur.ProductionID != st.MO) {
+		return false, nil
+	}
+	q := odoo.Round2(f.client.ProducedQty(cur))
+	return q == st.InFlight.Target || q == st.Written, nil
 }
 
 // inDoubtBack is a machine's write left in doubt in an Odoo plantedge is

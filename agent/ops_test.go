@@ -1499,6 +1499,22 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		p.editConfig(other, a)
 		startTo17(p, m)
 	})
+	// A write left in doubt and the same database under another address
+	// (Odoo moved behind a proxy): its pieces were sent again, as if the
+	// other address were another database (22 for 17). Its work order,
+	// read back there, shows the write: it is settled here.
+	t.Run("a write in doubt and the same database under another address", func(t *testing.T) {
+		p, ra, m := start(t)
+		p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
+		p.produce(m, 5, 0)
+		p.waitExactQty(ra, "press-1", 15) // committed, its answer lost: in doubt
+		ra.stopNow(t)
+		p.editConfig(p.odoo.URL(), strings.Replace(p.odoo.URL(), "127.0.0.1", "localhost", 1))
+		startTo17(p, m)
+		if !strings.Contains(p.logs.String(), "the writes are settled here") {
+			t.Error("the write settled in the same database is not logged")
+		}
+	})
 	// The same database under another address (the self-probe: the
 	// booking went to the work order in progress now): a scrap booking
 	// it never confirmed keeps its work order, finished since.
