@@ -67,6 +67,10 @@ type linkState struct {
 	// need more requests than the rate lets through in a few seconds runs
 	// that far behind its machines.
 	Round, RateWait time.Duration
+	// SwitchFrom is the Odoo the buffer file's state belongs to while the
+	// one configured now has not answered yet (Agent.odooWas): the agent
+	// switches once it does (switchOdoo).
+	SwitchFrom string
 }
 
 // slowCall and fastCall bound the average answer time at which Odoo is
@@ -216,7 +220,7 @@ func newForwarder(a *Agent) *forwarder {
 		scrapShortAt: map[string]scrapGathering{},
 		losses:       map[string]int64{},
 		machines:     map[string]machineLink{},
-		link:         linkState{State: "offline", Since: time.Now()},
+		link:         linkState{State: "offline", Since: time.Now(), SwitchFrom: a.odooWas},
 	}
 }
 
@@ -1558,6 +1562,9 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 		held = append(held, fmt.Sprintf("%s (%s, %g)", b.machine, b.st.Name, b.st.InFlight.Target))
 	}
 	f.a.odooWas = ""
+	f.mu.Lock()
+	f.link.SwitchFrom = ""
+	f.mu.Unlock()
 	f.a.log.Warn("odoo changed (odoo.url or odoo.database), and the new one answers: what plantedge wrote to the old one is not carried over (a write left in doubt there is put away, and settled if it is configured again) — each machine's work order in progress here is counted from its own quantity; records not yet sent go here",
 		"odoo", now, "was", was)
 	if len(held) > 0 {

@@ -1396,6 +1396,9 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		if !strings.Contains(p.logs.String(), "odoo changed (odoo.url or odoo.database)") {
 			t.Error("the change is not logged")
 		}
+		if got := ra.a.Status().Odoo.SwitchFrom; got != "" {
+			t.Errorf("status switch_from %q after the switch", got)
+		}
 		time.Sleep(300 * time.Millisecond) // nothing more may come
 		p.waitExactQty(ra, "press-1", 507)
 	})
@@ -1433,6 +1436,9 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 			st := ra.a.Status().Odoo
 			return st.Failures > 0, fmt.Sprint(st.Failures)
 		})
+		if got, want := ra.a.Status().Odoo.SwitchFrom, strings.TrimPrefix(right, "http://"); !strings.HasPrefix(got, want+" ") {
+			t.Errorf("status switch_from %q while the new Odoo does not answer, want the one before, %s", got, want)
+		}
 		ra.stopNow(t)
 		buf, err := buffer.Open(filepath.Join(p.dir, "data", "buffer.db"), buffer.Options{ReadOnly: true})
 		if err != nil {
@@ -1449,6 +1455,9 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		p.waitExactQty(ra, "press-1", 12)
 		if strings.Contains(p.logs.String(), "and the new one answers") {
 			t.Error("switched to an Odoo that never answered")
+		}
+		if got := ra.a.Status().Odoo.SwitchFrom; got != "" {
+			t.Errorf("status switch_from %q with no switch", got)
 		}
 	})
 	// The second self-probe: away to another Odoo (which answered, and

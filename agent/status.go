@@ -157,8 +157,14 @@ type OdooStatus struct {
 	// forward.rate: Odoo runs about a round behind the machines.
 	RoundSeconds    float64 `json:"round_seconds,omitempty"`
 	RateWaitSeconds float64 `json:"rate_wait_seconds,omitempty"`
-	Failures        int     `json:"consecutive_failures"`
-	KeyExpired      bool    `json:"key_expired"`
+	// SwitchFrom names the Odoo (host, port and path of its URL, and the
+	// database) the buffer file's state belongs to while odoo.url or
+	// odoo.database names another that has not answered yet: the agent
+	// switches once it does (README runbook: Another Odoo database or
+	// server). Empty otherwise.
+	SwitchFrom string `json:"switch_from,omitempty"`
+	Failures   int    `json:"consecutive_failures"`
+	KeyExpired bool   `json:"key_expired"`
 	// KeyFrom says, while the key is refused, where the agent took it
 	// from — where a new one goes ("$PLANTEDGE_ODOO_API_KEY", "the systemd
 	// credential odoo-api-key", "api_key_file /etc/plantedge/odoo-api-key").
@@ -269,6 +275,7 @@ func (a *Agent) Status() Status {
 		}
 		st.Odoo.CallSeconds, st.Odoo.Slow = math.Round(l.CallSeconds*1000)/1000, l.Slow
 		st.Odoo.RoundSeconds, st.Odoo.RateWaitSeconds = math.Round(l.Round.Seconds()*10)/10, math.Round(l.RateWait.Seconds()*10)/10
+		st.Odoo.SwitchFrom = l.SwitchFrom
 		if l.State == "auth_failed" {
 			if _, from, err := cfg.OdooAPIKeySource(); err == nil {
 				st.Odoo.KeyFrom = from

@@ -232,6 +232,9 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "          BEHIND: a round of writes takes %s, %s of it waiting for forward.rate — Odoo runs about that far behind the machines; raise forward.rate as far as Odoo takes it\n",
 			ageString(o.RoundSeconds), ageString(o.RateWaitSeconds))
 	}
+	if o.SwitchFrom != "" {
+		fmt.Fprintf(w, "          SWITCHING: the buffer file's state belongs to another Odoo (%s); the agent switches to this one once it answers, and sends nothing before (README runbook: Another Odoo database or server)\n", o.SwitchFrom)
+	}
 	if o.LastError != "" {
 		fmt.Fprintf(w, "          last error: %s\n", oneLine(o.LastError))
 	}

@@ -291,3 +291,19 @@ func TestStatusSaysForwardRateHoldsOdooBehind(t *testing.T) {
 		}
 	}
 }
+
+// A switch to another Odoo waiting for its first answer (the second
+// self-probe: status did not show it, only the start's log line did).
+func TestStatusShowsASwitchWaitingForTheNewOdoo(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp.example.com", State: "offline",
+		SwitchFrom: "odoo-test:8069 test"}})
+	if s := out.String(); !strings.Contains(s, "SWITCHING: the buffer file's state belongs to another Odoo (odoo-test:8069 test)") {
+		t.Errorf("switch not shown:\n%s", s)
+	}
+	out.Reset()
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp.example.com", State: "online"}})
+	if s := out.String(); strings.Contains(s, "SWITCHING") {
+		t.Errorf("a switch shown without one:\n%s", s)
+	}
+}
