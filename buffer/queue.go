@@ -979,11 +979,13 @@ func (q *Queue) view(fn func(tx *bolt.Tx) error) error {
 	if q.closed.Load() {
 		return ErrClosed
 	}
+	q.dbMu.RLock()
+	defer q.dbMu.RUnlock()
+	// Under the lock: a shrink whose reopen failed breaks the queue before
+	// it lets readers in, so they get why, not bbolt's closed database.
 	if err := q.Err(); err != nil {
 		return err
 	}
-	q.dbMu.RLock()
-	defer q.dbMu.RUnlock()
 	err := q.db.View(fn)
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed

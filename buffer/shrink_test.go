@@ -225,14 +225,24 @@ func TestShrinkLeftoverRemoved(t *testing.T) {
 // (here: something overwrote it), the queue fails every request from then on
 // and says so through Failed and Err, instead of acknowledging records it
 // cannot store.
+//
+// A reader that came in during the swap gets that reason too, not bbolt's
+// closed database (the power-cut test's child read "buffer closed").
 func TestShrinkReopenFails(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "buffer.db")
-	q := openTest(t, path, Options{shrinkMinFree: 256 << 10, shrinkEvery: time.Nanosecond,
+	var q *Queue
+	readErr := make(chan error, 1)
+	q = openTest(t, path, Options{shrinkMinFree: 256 << 10, shrinkEvery: time.Nanosecond,
 		shrinkHook: func(stage string) {
 			if stage == "renamed" {
 				if err := os.WriteFile(path, bytes.Repeat([]byte("junk"), 4096), 0o600); err != nil {
 					t.Error(err)
 				}
+				go func() {
+					_, err := q.Peek(LaneCounts, 0, 1) // waits for the swap
+					readErr <- err
+				}()
+				time.Sleep(50 * time.Millisecond) // let it pass the queue's checks and wait
 			}
 		}})
 	fillAndDrain(t, q, 6000, 0, LaneCounts)
@@ -243,6 +253,9 @@ func TestShrinkReopenFails(t *testing.T) {
 	}
 	if q.Err() == nil || !strings.Contains(q.Err().Error(), "reopen buffer file") {
 		t.Fatalf("Err = %v", q.Err())
+	}
+	if err := <-readErr; err == nil || !strings.Contains(err.Error(), "reopen buffer file") {
+		t.Errorf("a read during the failed swap: %v, want the reason", err)
 	}
 	if _, err := q.Append(context.Background(), []Record{{Lane: LaneCounts, Key: "m", Data: []byte("1")}}); err == nil || !strings.Contains(err.Error(), q.Err().Error()) {
 		t.Fatalf("append after failure: %v", err)
