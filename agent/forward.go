@@ -1536,6 +1536,7 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 		case "":
 			e.d.Elsewhere = was
 		}
+		e.d.NotHere = false // looked for here
 		meta = append(meta, buffer.KV{Key: e.key, Value: mustJSON(e.d)})
 		drafts = append(drafts, fmt.Sprintf("%s %g", e.d.XMLID, e.d.Qty))
 	}
@@ -1584,7 +1585,7 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 			"bookings", strings.Join(outboxes, ", "))
 	}
 	if len(drafts) > 0 {
-		f.a.log.Warn("scrap drafts are looked for here: one this Odoo lacks was left in the old one (validate or delete it there)",
+		f.a.log.Warn("scrap drafts are looked for here: one this Odoo lacks is in the Odoo it was left a draft in (validate or delete it there)",
 			"drafts", strings.Join(drafts, ", "))
 	}
 	return nil

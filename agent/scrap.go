@@ -297,8 +297,12 @@ type scrapDraft struct {
 	Refused string `json:"refused,omitempty"`
 	// Elsewhere is the Odoo it was left a draft in, when plantedge has
 	// been pointed at another since (switchOdoo): not found here, it is
-	// there, not deleted.
+	// there, not deleted. NotHere: the Odoo configured now was asked and
+	// lacks it (logged once). It is watched on, shown on its machine, and
+	// looked at again if plantedge is pointed there again (the third
+	// self-probe: dropped at the first check, it was never seen again).
 	Elsewhere string `json:"elsewhere,omitempty"`
+	NotHere   bool   `json:"not_here,omitempty"`
 }
 
 func scrapDraftKey(machine, xmlid string) string { return "scrapdraft/" + machine + "/" + xmlid }
@@ -390,7 +394,7 @@ func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 		f.mu.Unlock()
 		return nil
 	}
-	var gone []buffer.KV
+	var gone, told []buffer.KV
 	waiting := map[string][]scrapDraft{}
 	for _, e := range drafts {
 		switch state, found := states[e.d.XMLID]; {
@@ -413,16 +417,25 @@ func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 			continue
 		case found:
 			f.a.log.Info("scrap draft validated in Odoo", "machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty, "state", state)
-		case e.d.Elsewhere != "":
-			f.a.log.Warn("scrap draft left in the Odoo plantedge wrote to before, no longer watched: validate or delete it there",
+		case e.d.Elsewhere != "" && !e.d.At.IsZero() && time.Since(e.d.At) > scrapDraftWatch:
+			f.a.log.Warn("scrap draft left in an Odoo plantedge wrote to before no longer watched after a week: validate or delete it there",
 				"machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty, "odoo", e.d.Elsewhere)
+		case e.d.Elsewhere != "":
+			if !e.d.NotHere {
+				f.a.log.Warn("scrap draft left in the Odoo plantedge wrote to before, not in this one: validate or delete it there (it is looked at again if plantedge is pointed there)",
+					"machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty, "odoo", e.d.Elsewhere)
+				e.d.NotHere = true
+				told = append(told, buffer.KV{Key: e.key, Value: mustJSON(e.d)})
+			}
+			waiting[e.machine] = append(waiting[e.machine], e.d)
+			continue
 		default:
 			f.a.log.Warn("scrap draft deleted in Odoo: its pieces are not booked as scrap", "machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty)
 		}
 		gone = append(gone, buffer.KV{Key: e.key})
 	}
-	if len(gone) > 0 {
-		if err := f.a.buf.PutMeta(ctx, gone...); err != nil {
+	if len(gone)+len(told) > 0 {
+		if err := f.a.buf.PutMeta(ctx, append(gone, told...)...); err != nil {
 			return err
 		}
 	}
@@ -497,11 +510,14 @@ func scrapDraftsMessage(cfg *config.Config, ds []scrapDraft, verb string) string
 	if cfg.Odoo.ScrapWhenShort == "confirm" {
 		hint = "they predate odoo.scrap_when_short: confirm: validate them in Odoo (Inventory > Scrap Orders) or delete them there"
 	}
-	var short, refused []scrapDraft
+	var short, refused, elsewhere []scrapDraft
 	for _, d := range ds {
-		if d.Refused != "" {
+		switch {
+		case d.Elsewhere != "" && d.NotHere:
+			elsewhere = append(elsewhere, d)
+		case d.Refused != "":
 			refused = append(refused, d)
-		} else {
+		default:
 			short = append(short, d)
 		}
 	}
@@ -512,6 +528,10 @@ func scrapDraftsMessage(cfg *config.Config, ds []scrapDraft, verb string) string
 		return qty
 	}
 	var msgs []string
+	if len(elsewhere) > 0 {
+		msgs = append(msgs, fmt.Sprintf("%d scrap booking(s) of %g in all %s as drafts in the Odoo plantedge wrote to before (%s; first: %s), not in this one: "+
+			"validate or delete them there", len(elsewhere), sum(elsewhere), verb, elsewhere[0].Elsewhere, elsewhere[0].XMLID))
+	}
 	if len(refused) > 0 {
 		msgs = append(msgs, fmt.Sprintf("%d scrap booking(s) of %g in all %s as drafts in Odoo, which refused to validate them (first: %s: %s); "+
 			"fix that in Odoo, then validate them there or run plantedge flush",
