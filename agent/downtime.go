@@ -341,6 +341,17 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 	if err != nil {
 		return err
 	}
+	var ended []sentLine
+	for _, l := range lines {
+		if l.end != 0 && ackedSeq[l.rec.Seq] {
+			ended = append(ended, sentLine{machine: l.rec.Key, start: l.d.Start, end: l.d.End})
+		}
+	}
+	stashed, err := f.stashedLinesClosed(ended)
+	if err != nil {
+		return err
+	}
+	meta = append(meta, stashed...)
 	for m, start := range closed {
 		if prev, err := f.closedUpTo(m); err != nil {
 			return err

@@ -1478,7 +1478,7 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	was, now := f.a.odooWas, odooIdentity(f.a.cfg.Load())
 	meta := []buffer.KV{{Key: odooMetaKey, Value: []byte(now)}}
 	stash := map[string]string{} // the writes in doubt put away under was
-	var inDoubt, released, drafts, outboxes, kept []string
+	var inDoubt, released, drafts, outboxes, kept, leftOpen []string
 	doubts := map[string]woState{}
 	err := f.a.buf.MetaPrefix("wo/", func(k string, v []byte) error {
 		var st woState
@@ -1505,8 +1505,13 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 		released = append(released, m)
 	}
 	if err == nil {
-		err = f.a.buf.MetaPrefix("open/", func(k string, _ []byte) error {
+		err = f.a.buf.MetaPrefix("open/", func(k string, v []byte) error {
 			meta = append(meta, buffer.KV{Key: k})
+			var start, id int64
+			if _, err := fmt.Sscan(string(v), &start, &id); err == nil && id != 0 {
+				stash[k] = fmt.Sprintf("%d %d", start, id)
+				leftOpen = append(leftOpen, fmt.Sprintf("%s (since %s)", k[len("open/"):], fromMS(start).UTC().Format(time.RFC3339)))
+			}
 			return nil
 		})
 	}
@@ -1540,10 +1545,11 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 		meta = append(meta, buffer.KV{Key: e.key, Value: mustJSON(e.d)})
 		drafts = append(drafts, fmt.Sprintf("%s %g", e.d.XMLID, e.d.Qty))
 	}
-	back, err := f.takeBackInDoubt(ctx, now)
+	back, reopen, err := f.takeBack(ctx, now)
 	if err != nil {
 		return err
 	}
+	meta = append(meta, reopen...)
 	meta = append(meta, buffer.KV{Key: odooStashPrefix + now}) // taken back, or no longer settled by it
 	for _, b := range back {
 		meta = append(meta, buffer.KV{Key: woMetaKey(b.machine), Value: mustJSON(b.st)})
@@ -1571,6 +1577,10 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	if len(held) > 0 {
 		f.a.log.Info("back to an Odoo plantedge wrote to before: its writes left in doubt are taken back and settled against it",
 			"machines", strings.Join(held, ", "))
+	}
+	if len(leftOpen) > 0 {
+		f.a.log.Warn("downtime lines open in the old Odoo (block_workcenter) stay open there, their work centers blocked, until plantedge is pointed there again and closes them at their stops' ends — or close them there",
+			"machines", strings.Join(leftOpen, ", "))
 	}
 	if len(kept) > 0 {
 		f.a.log.Info("quantity writes to the old Odoo were in doubt (no answer came), and their work orders here are as they were there (the same database under another address, or a copy of it): the writes are settled here",
@@ -1623,24 +1633,57 @@ type inDoubtBack struct {
 	st      woState
 }
 
-// takeBackInDoubt returns the writes left in doubt that were put away when
-// plantedge left the Odoo now (switchOdoo), of those whose work order still
+// takeBack deals with what was put away when plantedge left the Odoo now
+// (switchOdoo). It returns the writes left in doubt whose work order still
 // shows what it did then (the write landed, or nothing else was written):
 // else, written since through another address of the same database, its
 // own quantity counts (the third self-probe: the whole state taken back
-// wrote over what was booked meanwhile, -68 of 186). The stash is gone
-// with the transaction that takes them back.
-func (f *forwarder) takeBackInDoubt(ctx context.Context, now string) ([]inDoubtBack, error) {
+// wrote over what was booked meanwhile, -68 of 186). A downtime line left
+// open there (block_workcenter) whose stop ended meanwhile is closed at
+// the stop's end (the third self-probe: its work center stayed blocked);
+// one whose stop goes on is open again (reopen: its meta entries). The
+// stash is gone with the transaction that takes them back.
+func (f *forwarder) takeBack(ctx context.Context, now string) ([]inDoubtBack, []buffer.KV, error) {
 	b, err := f.a.buf.Meta(odooStashPrefix + now)
 	if err != nil || b == nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var stash map[string]string
 	if err := json.Unmarshal(b, &stash); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", odooStashPrefix+now, err)
+		return nil, nil, fmt.Errorf("decode %s: %w", odooStashPrefix+now, err)
 	}
 	var back []inDoubtBack
+	var reopen []buffer.KV
 	for k, v := range stash {
+		if m, ok := strings.CutPrefix(k, "open/"); ok {
+			var start, id, end int64
+			n, _ := fmt.Sscan(v, &start, &id, &end)
+			switch {
+			case n < 2 || id == 0:
+			case n == 2:
+				reopen = append(reopen, buffer.KV{Key: k, Value: fmt.Appendf(nil, "%d %d", start, id)})
+			default:
+				var closed bool
+				err := f.call(ctx, "close_downtime_line", func(ctx context.Context) error {
+					var err error
+					closed, err = f.client.CloseDowntimeLine(ctx, id, fromMS(start), fromMS(end))
+					return err
+				})
+				switch {
+				case err == nil && closed:
+					f.a.log.Info("closed the downtime line left open in this Odoo when plantedge was pointed at another, at its stop's end",
+						"machine", m, "start", fromMS(start), "end", fromMS(end), "id", id)
+				case err == nil, odoo.IsPermanent(err) && !odoo.IsAuth(err):
+					if err != nil {
+						f.a.log.Warn("cannot close the downtime line left open in this Odoo when plantedge was pointed at another: close it here",
+							"machine", m, "start", fromMS(start), "end", fromMS(end), "id", id, "err", err)
+					}
+				default:
+					return nil, nil, err
+				}
+			}
+			continue
+		}
 		m, ok := strings.CutPrefix(k, "wo/")
 		var st woState
 		if !ok || json.Unmarshal([]byte(v), &st) != nil || st.InFlight == nil {
@@ -1652,11 +1695,40 @@ func (f *forwarder) takeBackInDoubt(ctx context.Context, now string) ([]inDoubtB
 		case errors.As(err, &oe) && oe.Missing():
 			continue
 		case err != nil:
-			return nil, err
+			return nil, nil, err
 		}
 		if q := odoo.Round2(f.client.ProducedQty(cur)); q == st.InFlight.Target || q == st.Written {
 			back = append(back, inDoubtBack{m, st})
 		}
 	}
-	return back, nil
+	return back, reopen, nil
+}
+
+// stashedLinesClosed notes, in the Odoos plantedge was pointed away from
+// (switchOdoo), the end of a stop whose line was left open there: takeBack
+// closes it there at that end. closed holds the lines just closed here.
+func (f *forwarder) stashedLinesClosed(closed []sentLine) ([]buffer.KV, error) {
+	if len(closed) == 0 {
+		return nil, nil
+	}
+	var meta []buffer.KV
+	err := f.a.buf.MetaPrefix(odooStashPrefix, func(k string, v []byte) error {
+		var stash map[string]string
+		if json.Unmarshal(v, &stash) != nil {
+			return nil
+		}
+		changed := false
+		for _, l := range closed {
+			var start, id int64
+			if n, _ := fmt.Sscan(stash["open/"+l.machine], &start, &id); n == 2 && start == l.start.UnixMilli() {
+				stash["open/"+l.machine] = fmt.Sprintf("%d %d %d", start, id, l.end.UnixMilli())
+				changed = true
+			}
+		}
+		if changed {
+			meta = append(meta, buffer.KV{Key: k, Value: mustJSON(stash)})
+		}
+		return nil
+	})
+	return meta, err
 }

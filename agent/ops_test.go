@@ -1377,6 +1377,24 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		p.waitExactQty(ra, "press-1", 17)
 	}
+	// away points the plant at a new Odoo (switchOdoo), and returns what
+	// points it back at the one before.
+	away := func(p *plant) (back func()) {
+		keyFile := filepath.Join(p.dir, "odoo-api-key")
+		a, aWC, aWO, aProduct := p.odoo, p.wcIDs["press-1"], p.woIDs["press-1"], p.product
+		aKey, err := os.ReadFile(keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.switchOdoo(0)
+		return func() {
+			p.editConfig(p.odoo.URL(), a.URL())
+			if err := os.WriteFile(keyFile, aKey, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			p.odoo, p.wcIDs["press-1"], p.woIDs["press-1"], p.product = a, aWC, aWO, aProduct
+		}
+	}
 	refuseScrap := func(p *plant, m *simMachine) { // 3 scrapped, the booking refused (503) until the faults are cleared
 		p.odoo.FailNextCall("stock.scrap", "load", 1_000_000, odootest.FaultHTTP503)
 		p.produce(m, 0, 3)
@@ -1470,24 +1488,14 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		p.produce(m, 5, 0)
 		p.waitExactQty(ra, "press-1", 15) // committed, its answer lost: in doubt
 		ra.stopNow(t)
-		keyFile := filepath.Join(p.dir, "odoo-api-key")
-		a, aWO, aProduct := p.odoo, p.woIDs["press-1"], p.product
-		aKey, err := os.ReadFile(keyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.switchOdoo(0)
+		back := away(p)
 		p.odoo.FailNextCall("mrp.workorder", "write", 1_000_000, odootest.FaultHTTP503) // it takes nothing
 		ra = p.startAgentWith(false)
 		waitFor(t, 15*time.Second, "the switch", func() (bool, string) {
 			return strings.Contains(p.logs.String(), "and the new one answers"), ""
 		})
 		ra.stopNow(t)
-		p.editConfig(p.odoo.URL(), a.URL())
-		if err := os.WriteFile(keyFile, aKey, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		p.odoo, p.woIDs["press-1"], p.product = a, aWO, aProduct
+		back()
 		startTo17(p, m)
 	})
 	// The third self-probe: to another address of the same database and
@@ -1522,13 +1530,7 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 			return strings.Contains(e, draftHere), e
 		})
 		ra.stopNow(t)
-		keyFile := filepath.Join(p.dir, "odoo-api-key")
-		a, aWO, aProduct := p.odoo, p.woIDs["press-1"], p.product
-		aKey, err := os.ReadFile(keyFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.switchOdoo(0)
+		back := away(p)
 		ra = p.startAgentWith(false)
 		for range 2 { // the second look keeps it too
 			ra.a.Flush()
@@ -1541,17 +1543,87 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		if n := strings.Count(p.logs.String(), "scrap draft left in the Odoo plantedge wrote to before, not in this one"); n != 1 {
 			t.Errorf("the draft left in the old Odoo logged %d times, want once", n)
 		}
-		p.editConfig(p.odoo.URL(), a.URL())
-		if err := os.WriteFile(keyFile, aKey, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		p.odoo, p.woIDs["press-1"], p.product = a, aWO, aProduct
+		back()
 		ra = p.startAgentWith(false)
 		ra.a.Flush()
 		waitFor(t, 15*time.Second, "the draft watched again", func() (bool, string) {
 			e := ra.a.Status().Machines[0].Error
 			return strings.Contains(e, draftHere), e
 		})
+	})
+	// A line open in the old Odoo (block_workcenter) at the switch stayed
+	// open there, its work center blocked, also after the agent came back
+	// (the third self-probe). Back there, it is closed at its stop's end.
+	t.Run("a line open in the old Odoo", func(t *testing.T) {
+		p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+		ra := p.startAgent()
+		m := p.machines[0]
+		p.produce(m, 5, 0)
+		p.waitExactQty(ra, "press-1", 5) // in the first Odoo: pieces not yet sent go to the next
+		p.stop(m, "JAM")
+		p.waitLines(1)
+		ra.stopNow(t)
+		a := p.odoo
+		back := away(p)
+		ra = p.startAgentWith(false)
+		p.run(m)
+		p.waitLines(1) // the stop's whole line, in the new one
+		bLine := p.odoo.Productivity()[0]
+		ra.stopNow(t)
+		if open := a.Productivity()[0]; !open.End.IsZero() {
+			t.Fatalf("the old Odoo's line closed while the agent was away: %+v", open)
+		}
+		if !strings.Contains(p.logs.String(), "downtime lines open in the old Odoo (block_workcenter) stay open there") {
+			t.Error("the line left open is not logged at the switch")
+		}
+		back()
+		ra = p.startAgentWith(false)
+		waitFor(t, 15*time.Second, "the line closed back there", func() (bool, string) {
+			l := p.odoo.Productivity()[0]
+			return !l.End.IsZero(), fmt.Sprintf("%+v", l)
+		})
+		if l := p.odoo.Productivity(); len(l) != 1 || !l[0].End.Equal(bLine.End) || !l[0].Start.Equal(bLine.Start) {
+			t.Errorf("lines back there %+v, want one from %s to %s", l, bLine.Start, bLine.End)
+		}
+		if st := p.odoo.WorkingState(p.wcIDs["press-1"]); st != "normal" {
+			t.Errorf("work center %s back there, want normal", st)
+		}
+		p.produce(m, 2, 0)
+		p.waitExactQty(ra, "press-1", 7)
+	})
+	t.Run("a line open in the old Odoo, its stop going on when back", func(t *testing.T) {
+		p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+		ra := p.startAgent()
+		m := p.machines[0]
+		p.produce(m, 5, 0)
+		p.waitExactQty(ra, "press-1", 5) // in the first Odoo: pieces not yet sent go to the next
+		p.stop(m, "JAM")
+		p.waitLines(1)
+		ra.stopNow(t)
+		back := away(p)
+		ra = p.startAgentWith(false)
+		waitFor(t, 15*time.Second, "the switch", func() (bool, string) {
+			return strings.Contains(p.logs.String(), "and the new one answers"), ""
+		})
+		ra.stopNow(t)
+		back()
+		ra = p.startAgentWith(false)
+		waitFor(t, 15*time.Second, "the switch back", func() (bool, string) {
+			return strings.Count(p.logs.String(), "and the new one answers") == 2, ""
+		})
+		if st := p.odoo.WorkingState(p.wcIDs["press-1"]); st != "blocked" {
+			t.Errorf("work center %s while the stop goes on, want blocked", st)
+		}
+		p.run(m)
+		waitFor(t, 15*time.Second, "the line closed", func() (bool, string) {
+			l := p.odoo.Productivity()
+			return len(l) == 1 && !l[0].End.IsZero(), fmt.Sprintf("%+v", l)
+		})
+		p.produce(m, 2, 0)
+		p.waitExactQty(ra, "press-1", 7)
+		if l := p.odoo.Productivity(); len(l) != 1 {
+			t.Errorf("lines %+v, want the one", l)
+		}
 	})
 	// A write left in doubt and the same database under another address
 	// (Odoo moved behind a proxy): its pieces were sent again, as if the

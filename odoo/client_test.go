@@ -1026,3 +1026,47 @@ func TestReconnectAfterAQuietSpell(t *testing.T) {
 		t.Errorf("work order after the upgrade: qty_produced %v, want 12", wo.QtyProduced)
 	}
 }
+
+// A line left open in an Odoo the agent was pointed away from is closed by
+// its database id when it comes back: only while it is open and began at
+// the stop's start.
+func TestCloseDowntimeLine(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := connected(t, f, m.protocol)
+			loss, err := c.LossID(ctx, "Equipment Failure")
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+			id, err := c.UpsertDowntime(ctx, odoo.Downtime{XMLID: "plantedge.site_m1_downtime_1", WorkcenterID: f.wc, LossID: loss, Start: start})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := c.CloseDowntimeLine(ctx, id, start.Add(time.Second), start.Add(time.Hour)); ok || err != nil {
+				t.Errorf("a line that began at another time: %v, %v; want false", ok, err)
+			}
+			end := start.Add(7 * time.Minute)
+			if ok, err := c.CloseDowntimeLine(ctx, id, start.Add(300*time.Millisecond), end); !ok || err != nil {
+				t.Fatalf("close: %v, %v", ok, err)
+			}
+			if lines := f.srv.Productivity(); len(lines) != 1 || !lines[0].End.Equal(end) || !lines[0].Start.Equal(start) {
+				t.Fatalf("lines %+v", lines)
+			}
+			if st := f.srv.WorkingState(f.wc); st != "normal" {
+				t.Errorf("working_state %q after the close, want normal", st)
+			}
+			if ok, err := c.CloseDowntimeLine(ctx, id, start, end.Add(time.Hour)); ok || err != nil {
+				t.Errorf("closed already: %v, %v; want false", ok, err)
+			}
+			if lines := f.srv.Productivity(); !lines[0].End.Equal(end) {
+				t.Errorf("a closed line's end moved: %+v", lines[0])
+			}
+			if ok, err := c.CloseDowntimeLine(ctx, id+100, start, end); ok || err != nil {
+				t.Errorf("no such line: %v, %v; want false", ok, err)
+			}
+		})
+	}
+}

@@ -547,6 +547,28 @@ func (c *Client) DowntimeLine(ctx context.Context, xmlid string) (DowntimeLine, 
 	return DowntimeLine{Found: true, Closed: rows[0].End != "", WorkcenterID: rows[0].Workcenter.ID, WorkorderID: rows[0].Workorder.ID}, nil
 }
 
+// CloseDowntimeLine sets the end of the downtime line with database id id,
+// if it is still open and began at start (to the second): false when Odoo
+// has no such line open (closed since, deleted, or another line by that
+// id). One read and one write.
+func (c *Client) CloseDowntimeLine(ctx context.Context, id int64, start, end time.Time) (bool, error) {
+	var rows []struct {
+		Start odooTime `json:"date_start"`
+		End   text     `json:"date_end"`
+	}
+	if err := c.Call(ctx, "mrp.workcenter.productivity", "search_read", []any{[]any{[]any{"id", "=", id}}},
+		map[string]any{"fields": []string{"date_start", "date_end"}}, &rows); err != nil {
+		return false, err
+	}
+	if len(rows) != 1 || rows[0].End != "" || !time.Time(rows[0].Start).Equal(start.UTC().Truncate(time.Second)) {
+		return false, nil
+	}
+	if err := c.Call(ctx, "mrp.workcenter.productivity", "write", []any{[]int64{id}, map[string]any{"date_end": wireTime(end)}}, nil, nil); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // ScrapStates reads the states of the scraps with these external ids, 500
 // at a time: two calls a page (one per module of the ids, and one for the
 // scraps). An id Odoo has no scrap for is missing from the
