@@ -1574,29 +1574,22 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	f.mu.Unlock()
 	f.a.log.Warn("odoo changed (odoo.url or odoo.database), and the new one answers: what plantedge wrote to the old one is not carried over (a write left in doubt there is put away, and settled if it is configured again) — each machine's work order in progress here is counted from its own quantity; records not yet sent go here",
 		"odoo", now, "was", was)
-	if len(held) > 0 {
-		f.a.log.Info("back to an Odoo plantedge wrote to before: its writes left in doubt are taken back and settled against it",
-			"machines", strings.Join(held, ", "))
-	}
-	if len(leftOpen) > 0 {
-		f.a.log.Warn("downtime lines open in the old Odoo (block_workcenter) stay open there, their work centers blocked, until plantedge is pointed there again and closes them at their stops' ends — or close them there",
-			"machines", strings.Join(leftOpen, ", "))
-	}
-	if len(kept) > 0 {
-		f.a.log.Info("quantity writes to the old Odoo were in doubt (no answer came), and their work orders here are as they were there (the same database under another address, or a copy of it): the writes are settled here",
-			"machines", strings.Join(kept, ", "))
-	}
-	if len(inDoubt) > 0 {
-		f.a.log.Warn("quantity writes to the old Odoo were in doubt (no answer came), and their work orders are not here as they were: their pieces are sent here; if the write landed in the old one, they are in both",
-			"machines", strings.Join(inDoubt, ", "))
-	}
-	if len(outboxes) > 0 {
-		f.a.log.Warn("scrap bookings the old Odoo had not confirmed are booked here, under the same external id: on their work order if this is the same database, else on the work order in progress; the old Odoo may hold a draft of one (if it took it without answering): delete it there",
-			"bookings", strings.Join(outboxes, ", "))
-	}
-	if len(drafts) > 0 {
-		f.a.log.Warn("scrap drafts are looked for here: one this Odoo lacks is in the Odoo it was left a draft in (validate or delete it there)",
-			"drafts", strings.Join(drafts, ", "))
+	for _, n := range []struct {
+		level slog.Level
+		msg   string
+		key   string
+		list  []string
+	}{
+		{slog.LevelInfo, "back to an Odoo plantedge wrote to before: its writes left in doubt are taken back and settled against it", "machines", held},
+		{slog.LevelWarn, "downtime lines open in the old Odoo (block_workcenter) stay open there, their work centers blocked, until plantedge is pointed there again and closes them at their stops' ends — or close them there", "machines", leftOpen},
+		{slog.LevelInfo, "quantity writes to the old Odoo were in doubt (no answer came), and their work orders here are as they were there (the same database under another address, or a copy of it): the writes are settled here", "machines", kept},
+		{slog.LevelWarn, "quantity writes to the old Odoo were in doubt (no answer came), and their work orders are not here as they were: their pieces are sent here; if the write landed in the old one, they are in both", "machines", inDoubt},
+		{slog.LevelWarn, "scrap bookings the old Odoo had not confirmed are booked here, under the same external id: on their work order if this is the same database, else on the work order in progress; the old Odoo may hold a draft of one (if it took it without answering): delete it there", "bookings", outboxes},
+		{slog.LevelWarn, "scrap drafts are looked for here: one this Odoo lacks is in the Odoo it was left a draft in (validate or delete it there)", "drafts", drafts},
+	} {
+		if len(n.list) > 0 {
+			f.a.log.Log(ctx, n.level, n.msg, n.key, strings.Join(n.list, ", "))
+		}
 	}
 	return nil
 }

@@ -1377,6 +1377,35 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		p.waitExactQty(ra, "press-1", 17)
 	}
+	// inDoubt: 15 in Odoo from a write whose answer was lost, the agent
+	// stopped.
+	inDoubt := func(t *testing.T) (*plant, *simMachine) {
+		p, ra, m := start(t)
+		p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
+		p.produce(m, 5, 0)
+		p.waitExactQty(ra, "press-1", 15) // committed, its answer lost: in doubt
+		ra.stopNow(t)
+		return p, m
+	}
+	// lineOpen: a stop with its line open in Odoo (block_workcenter) after
+	// 5 pieces, the agent stopped.
+	lineOpen := func(t *testing.T) (*plant, *simMachine) {
+		p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+		ra := p.startAgent()
+		m := p.machines[0]
+		p.produce(m, 5, 0)
+		p.waitExactQty(ra, "press-1", 5) // in the first Odoo: pieces not yet sent go to the next
+		p.stop(m, "JAM")
+		p.waitLines(1)
+		ra.stopNow(t)
+		return p, m
+	}
+	switched := func(t *testing.T, p *plant, n int) {
+		waitFor(t, 15*time.Second, "the switch", func() (bool, string) {
+			got := strings.Count(p.logs.String(), "and the new one answers")
+			return got == n, fmt.Sprint(got)
+		})
+	}
 	// away points the plant at a new Odoo (switchOdoo), and returns what
 	// points it back at the one before.
 	away := func(p *plant) (back func()) {
@@ -1483,17 +1512,11 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 	// again (99 for 88). What was written there is put away at the switch
 	// and taken back: the write is settled against it.
 	t.Run("away and back with a write in doubt", func(t *testing.T) {
-		p, ra, m := start(t)
-		p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
-		p.produce(m, 5, 0)
-		p.waitExactQty(ra, "press-1", 15) // committed, its answer lost: in doubt
-		ra.stopNow(t)
+		p, m := inDoubt(t)
 		back := away(p)
 		p.odoo.FailNextCall("mrp.workorder", "write", 1_000_000, odootest.FaultHTTP503) // it takes nothing
-		ra = p.startAgentWith(false)
-		waitFor(t, 15*time.Second, "the switch", func() (bool, string) {
-			return strings.Contains(p.logs.String(), "and the new one answers"), ""
-		})
+		ra := p.startAgentWith(false)
+		switched(t, p, 1)
 		ra.stopNow(t)
 		back()
 		startTo17(p, m)
@@ -1555,17 +1578,10 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 	// open there, its work center blocked, also after the agent came back
 	// (the third self-probe). Back there, it is closed at its stop's end.
 	t.Run("a line open in the old Odoo", func(t *testing.T) {
-		p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
-		ra := p.startAgent()
-		m := p.machines[0]
-		p.produce(m, 5, 0)
-		p.waitExactQty(ra, "press-1", 5) // in the first Odoo: pieces not yet sent go to the next
-		p.stop(m, "JAM")
-		p.waitLines(1)
-		ra.stopNow(t)
+		p, m := lineOpen(t)
 		a := p.odoo
 		back := away(p)
-		ra = p.startAgentWith(false)
+		ra := p.startAgentWith(false)
 		p.run(m)
 		p.waitLines(1) // the stop's whole line, in the new one
 		bLine := p.odoo.Productivity()[0]
@@ -1592,25 +1608,14 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		p.waitExactQty(ra, "press-1", 7)
 	})
 	t.Run("a line open in the old Odoo, its stop going on when back", func(t *testing.T) {
-		p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
-		ra := p.startAgent()
-		m := p.machines[0]
-		p.produce(m, 5, 0)
-		p.waitExactQty(ra, "press-1", 5) // in the first Odoo: pieces not yet sent go to the next
-		p.stop(m, "JAM")
-		p.waitLines(1)
-		ra.stopNow(t)
+		p, m := lineOpen(t)
 		back := away(p)
-		ra = p.startAgentWith(false)
-		waitFor(t, 15*time.Second, "the switch", func() (bool, string) {
-			return strings.Contains(p.logs.String(), "and the new one answers"), ""
-		})
+		ra := p.startAgentWith(false)
+		switched(t, p, 1)
 		ra.stopNow(t)
 		back()
 		ra = p.startAgentWith(false)
-		waitFor(t, 15*time.Second, "the switch back", func() (bool, string) {
-			return strings.Count(p.logs.String(), "and the new one answers") == 2, ""
-		})
+		switched(t, p, 2)
 		if st := p.odoo.WorkingState(p.wcIDs["press-1"]); st != "blocked" {
 			t.Errorf("work center %s while the stop goes on, want blocked", st)
 		}
@@ -1630,11 +1635,7 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 	// other address were another database (22 for 17). Its work order,
 	// read back there, shows the write: it is settled here.
 	t.Run("a write in doubt and the same database under another address", func(t *testing.T) {
-		p, ra, m := start(t)
-		p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
-		p.produce(m, 5, 0)
-		p.waitExactQty(ra, "press-1", 15) // committed, its answer lost: in doubt
-		ra.stopNow(t)
+		p, m := inDoubt(t)
 		p.editConfig(p.odoo.URL(), strings.Replace(p.odoo.URL(), "127.0.0.1", "localhost", 1))
 		startTo17(p, m)
 		if !strings.Contains(p.logs.String(), "the writes are settled here") {
