@@ -1435,7 +1435,14 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		p, ra, m := start(t)
 		ra.stopNow(t)
 
+		if got := p.offlineStatus().Odoo.SwitchFrom; got != "" {
+			t.Errorf("stopped status: switch_from %q before the edit", got)
+		}
+		was := strings.TrimPrefix(p.odoo.URL(), "http://")
 		p.switchOdoo(0)
+		if got := p.offlineStatus().Odoo.SwitchFrom; !strings.HasPrefix(got, was+" ") {
+			t.Errorf("stopped status after the edit: switch_from %q, want the Odoo before, %s", got, was)
+		}
 		p.odoo.SetWorkorderQty(p.woIDs["press-1"], 500) // what production has booked so far
 		ra = p.startAgentWith(false)
 		p.produce(m, 7, 0)

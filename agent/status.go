@@ -739,6 +739,10 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		// with the same data_dir), or site was changed since.
 		st.LastError = fmt.Sprintf("the buffer file was last used by the agent of site %q, not %q: the wrong config file (-c)? Or site was changed since the agent last ran", site, cfg.Site)
 	}
+	if was, err := buf.Meta(odooMetaKey); err == nil && len(was) > 0 && string(was) != odooIdentity(cfg) && !cfg.EndpointsOnly {
+		// odoo.url or odoo.database edited since: the start switches.
+		st.Odoo.SwitchFrom = string(was)
+	}
 	pending, _ := a.pendingCounts()
 	if !cfg.EndpointsOnly { // without the machines every record would look unmapped
 		st.Buffer.Unmapped, st.Buffer.UnmappedMachines = unmapped(cfg, pending)

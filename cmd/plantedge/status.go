@@ -233,7 +233,11 @@ func printStatus(w io.Writer, st agent.Status) {
 			ageString(o.RoundSeconds), ageString(o.RateWaitSeconds))
 	}
 	if o.SwitchFrom != "" {
-		fmt.Fprintf(w, "          SWITCHING: the buffer file's state belongs to another Odoo (%s); the agent switches to this one once it answers, and sends nothing before (README runbook: Another Odoo database or server)\n", o.SwitchFrom)
+		when := "the agent switches to this one once it answers, and sends nothing before"
+		if !st.AgentRunning {
+			when = "odoo.url or odoo.database was changed: at its start the agent switches to this one once it answers, and forgets what it wrote to the other — flush to that one first if you can"
+		}
+		fmt.Fprintf(w, "          SWITCHING: the buffer file's state belongs to another Odoo (%s); %s (README runbook: Another Odoo database or server)\n", o.SwitchFrom, when)
 	}
 	if o.LastError != "" {
 		fmt.Fprintf(w, "          last error: %s\n", oneLine(o.LastError))

@@ -302,6 +302,12 @@ func TestStatusShowsASwitchWaitingForTheNewOdoo(t *testing.T) {
 		t.Errorf("switch not shown:\n%s", s)
 	}
 	out.Reset()
+	printStatus(&out, agent.Status{Site: "s", Odoo: agent.OdooStatus{URL: "https://erp.example.com", State: "offline",
+		SwitchFrom: "odoo-test:8069 test"}})
+	if s := out.String(); !strings.Contains(s, "at its start the agent switches to this one") {
+		t.Errorf("switch not shown with the agent stopped:\n%s", s)
+	}
+	out.Reset()
 	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp.example.com", State: "online"}})
 	if s := out.String(); strings.Contains(s, "SWITCHING") {
 		t.Errorf("a switch shown without one:\n%s", s)
