@@ -476,9 +476,16 @@ func (f *forwarder) run(ctx context.Context) {
 			f.link.State = state
 			f.link.Failures++
 			f.link.LastError = err.Error()
-			f.link.KeyExpired = state == "auth_failed" && f.keyWorked && !errors.As(err, &se) && !(isOE && oe.LoginCooldown())
-			if f.link.KeyExpired {
+			// A key refused by a newly named Odoo worked with the old one:
+			// not expired, most likely the other Odoo's key is needed (the
+			// fourth self-probe: status said expired, the log did not).
+			refused := state == "auth_failed" && !errors.As(err, &se) && !(isOE && oe.LoginCooldown())
+			f.link.KeyExpired = refused && f.keyWorked && f.a.odooWas == ""
+			switch {
+			case f.link.KeyExpired:
 				f.link.LastError = "API key expired or revoked (it worked before): " + f.link.LastError
+			case refused && f.a.odooWas != "":
+				f.link.LastError = "the Odoo the configuration now names refuses the API key (is it the key of that Odoo's bot user?): " + f.link.LastError
 			}
 		}
 		if left := time.Until(f.settleUntil); left > 0 {

@@ -1514,6 +1514,39 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 			t.Errorf("status switch_from %q with no switch", got)
 		}
 	})
+	// The new Odoo refuses the old one's key (the fourth self-probe: status
+	// said it had expired, and a technician would rotate a good key).
+	t.Run("a key the new Odoo refuses", func(t *testing.T) {
+		p, ra, m := start(t)
+		ra.stopNow(t)
+		keyFile := filepath.Join(p.dir, "odoo-api-key")
+		aKey, err := os.ReadFile(keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.switchOdoo(0)
+		bKey, err := os.ReadFile(keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keyFile, aKey, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ra = p.startAgentWith(false)
+		waitFor(t, 15*time.Second, "the key refused", func() (bool, string) {
+			o := ra.a.Status().Odoo
+			return o.State == "auth_failed", fmt.Sprintf("%+v", o)
+		})
+		if o := ra.a.Status().Odoo; o.KeyExpired || !strings.Contains(o.LastError, "the Odoo the configuration now names refuses the API key") {
+			t.Errorf("status: key_expired %v, last error %q; want a key the new Odoo refuses", o.KeyExpired, o.LastError)
+		}
+		if err := os.WriteFile(keyFile, bKey, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ra.a.Flush()
+		p.produce(m, 3, 0)
+		p.waitExactQty(ra, "press-1", 3)
+	})
 	// The second self-probe: away to another Odoo (which answered, and
 	// took nothing) and back, a write left in doubt in the first was sent
 	// again (99 for 88). What was written there is put away at the switch
