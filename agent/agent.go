@@ -406,8 +406,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	close(a.stopIngest)
 	<-ingestDone
 	ingestCancel()
-	fwdCancel()
+	a.fwd.beginStop() // a write Odoo is doing runs to its answer (bounded by the deadline)
 	<-fwdDone
+	fwdCancel()
 	wdCancel()
 	<-wdDone
 	shCtx, shCancel := context.WithTimeout(context.Background(), 2*time.Second)

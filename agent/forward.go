@@ -181,6 +181,15 @@ type forwarder struct {
 	forget atomic.Bool
 	losses map[string]int64
 
+	// stopping is set by beginStop (under mu): no new call is made, and a
+	// wait ends (stopCh is closed); cutCall cuts the read in progress, if
+	// any. A write in progress runs to its answer: cut off, it would be
+	// left in doubt (the fourth self-probe: every SIGTERM during a write
+	// did that, and a switch of Odoo then booked its pieces in both).
+	stopping bool
+	stopCh   chan struct{}
+	cutCall  context.CancelFunc
+
 	mu       sync.Mutex
 	link     linkState
 	machines map[string]machineLink
@@ -221,7 +230,35 @@ func newForwarder(a *Agent) *forwarder {
 		losses:       map[string]int64{},
 		machines:     map[string]machineLink{},
 		link:         linkState{State: "offline", Since: time.Now(), SwitchFrom: a.odooWas},
+		stopCh:       make(chan struct{}),
 	}
+}
+
+// errStopping is what a call returns once the agent is stopping: the round
+// ends there, acknowledging what Odoo confirmed.
+var errStopping = fmt.Errorf("plantedge is stopping: %w", context.Canceled)
+
+// beginStop asks the forwarder to stop at the next call: a read in
+// progress is cut, a write in progress runs to its answer, and what Odoo
+// confirmed is acknowledged before run returns. The agent's stop timeout
+// cancels run's context if that takes too long.
+func (f *forwarder) beginStop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopping {
+		return
+	}
+	f.stopping = true
+	close(f.stopCh)
+	if f.cutCall != nil {
+		f.cutCall()
+	}
+}
+
+func (f *forwarder) isStopping() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stopping
 }
 
 // Flush asks the forwarder to start a round now, skipping any backoff wait.
@@ -314,7 +351,7 @@ func (f *forwarder) run(ctx context.Context) {
 			// and drafts).
 			f.flushed = false
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || f.isStopping() {
 			return
 		}
 		f.a.beat()
@@ -635,6 +672,8 @@ func (f *forwarder) sleep(ctx context.Context, d, floor time.Duration) bool {
 			f.a.beat()
 		case <-ctx.Done():
 			return false
+		case <-f.stopCh:
+			return false
 		}
 	}
 }
@@ -653,14 +692,30 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	// request: one operation may be several requests (a scrap booking is
 	// three or four).
 	f.a.beat()
+	write := writeOps[op]
+	f.mu.Lock()
+	if f.stopping {
+		f.mu.Unlock()
+		return errStopping
+	}
+	callCtx, cut := context.WithCancel(ctx)
+	defer cut()
+	if !write {
+		f.cutCall = cut
+		defer func() {
+			f.mu.Lock()
+			f.cutCall = nil
+			f.mu.Unlock()
+		}()
+	}
+	f.mu.Unlock()
 	start, waited, taken := time.Now(), f.rateWaited.Load(), f.rateTaken.Load()
 	f.calls.Add(1)
-	write := writeOps[op]
 	if write {
 		f.writing = true // waitRate marks the settle time before each request of it
 		defer func() { f.writing = false }()
 	}
-	err := fn(ctx)
+	err := fn(callCtx)
 	outcome := "ok"
 	switch {
 	case err == nil:
@@ -675,7 +730,7 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 	// Odoo did not answer in time: saveSettle keeps it for the next start.
 	// (A read running late changes nothing.)
 	var oe *odoo.Error
-	cutOff := err != nil && ctx.Err() != nil && errors.As(err, &oe) && oe.TimedOut()
+	cutOff := err != nil && callCtx.Err() != nil && errors.As(err, &oe) && oe.TimedOut()
 	inDoubt := write && (odoo.InDoubt(err) || cutOff)
 	// From now, not from the operation's start: an operation is several
 	// requests (a scrap booking three or four), and the one left in doubt

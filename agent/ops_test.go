@@ -2125,3 +2125,44 @@ func TestDeadLetterDropNeedsTheAgentsUserOrGroup(t *testing.T) {
 		t.Errorf("machine error right after the drop: %q", e)
 	}
 }
+
+// A stop (SIGTERM) while Odoo is doing a quantity write waits for its
+// answer: cut off, the write was left in doubt, the next start waited for
+// Odoo's request limit before sending anything, and a switch of Odoo then
+// booked its pieces in both (the fourth self-probe: every graceful stop
+// during a write did that).
+func TestStopLetsAWriteInProgressFinish(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 10, 0)
+	p.waitExactQty(ra, "press-1", 10)
+	inWrite := make(chan struct{}, 1)
+	p.odoo.BeforeCall(func(model, method string) {
+		if model == "mrp.workorder" && method == "write" {
+			select {
+			case inWrite <- struct{}{}:
+			default:
+			}
+			time.Sleep(500 * time.Millisecond) // Odoo at work on it
+		}
+	})
+	p.produce(m, 5, 0)
+	select {
+	case <-inWrite:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no write came")
+	}
+	ra.stopNow(t)
+	p.odoo.BeforeCall(nil)
+	if s := p.logs.String(); strings.Contains(s, "stop timeout reached") {
+		t.Error("the stop took its whole timeout")
+	}
+	before := strings.Count(p.logs.String(), "may still commit")
+	ra = p.startAgentWith(false)
+	p.produce(m, 2, 0)
+	p.waitExactQty(ra, "press-1", 17)
+	if n := strings.Count(p.logs.String(), "may still commit") - before; n != 0 {
+		t.Errorf("the write was left in doubt by the stop: the start waited for it (%d log lines)", n)
+	}
+}
