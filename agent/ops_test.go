@@ -1689,6 +1689,9 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 	// read back there, shows the write: it is settled here.
 	t.Run("a write in doubt and the same database under another address", func(t *testing.T) {
 		p, m := inDoubt(t)
+		if e := p.offlineStatus().Machines[0].Error; !strings.Contains(e, "a quantity write to Odoo (WO press-1 to 15) got no answer before the agent stopped") {
+			t.Errorf("stopped status does not show the write in doubt: %q", e)
+		}
 		p.editConfig(p.odoo.URL(), strings.Replace(p.odoo.URL(), "127.0.0.1", "localhost", 1))
 		startTo17(p, m)
 		if !strings.Contains(p.logs.String(), "the writes are settled here") {

@@ -772,6 +772,12 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 			// looks when it runs.
 			ms.Error = scrapDraftsMessage(cfg, ds, "waited") + " (when the agent last looked)"
 		}
+		if wo, err := a.loadWOState(m.ID); err == nil && wo != nil && wo.InFlight != nil {
+			// The fourth self-probe: before a switch of Odoo a technician
+			// could not see one.
+			ms.Error = joinNotes(ms.Error, fmt.Sprintf("a quantity write to Odoo (%s to %g) got no answer before the agent stopped: "+
+				"its next start reads it back and settles it; before pointing the agent at another Odoo, start it on this one until status no longer says so", wo.Name, wo.InFlight.Target))
+		}
 		ms.DeadLetterGood = tidy(pending[m.ID].deadGood)
 		ms.Error = joinNotes(ms.Error, deadLetterNote(pending[m.ID]))
 		st.Machines = append(st.Machines, ms)
