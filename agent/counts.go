@@ -377,14 +377,47 @@ func (f *forwarder) noteAttribution(ctx context.Context, machine string, none bo
 
 func unattributedMetaKey(machine string) string { return "unattributed/" + machine }
 
-// forwardCounts coalesces a machine's pending good counts into one absolute
-// quantity write on the work order in progress, then books pending scrap;
-// what Odoo confirmed goes into acks.
-func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.Workorder, pending map[string]*pendingKey, acks *ackPlan) error {
+// countWrite is a machine's quantity write planned by planCounts: its
+// in-flight mark (in st) is stored for all of a round's writes in one
+// commit before the first is sent (sendCounts), not a commit each (the
+// wear probe: the forwarder's commits were 62 % of what a typical plant
+// wrote to the disk).
+type countWrite struct {
+	machine     string
+	wo          *odoo.Workorder
+	st          woState
+	prev        *inflightWrite // an earlier attempt Odoo did not show at the lookup
+	target      float64
+	good, scrap *pendingKey
+}
+
+// unplan lets go of the holds planCounts took for writes whose marks were
+// not stored: a mark stored before keeps its own.
+func (f *forwarder) unplan(writes []*countWrite) {
+	for _, w := range writes {
+		var held uint64
+		if w.prev != nil {
+			held = w.prev.MaxSeq
+		}
+		f.a.holdInFlight(countKey(w.machine, sigGood), held)
+	}
+}
+
+// mark is the meta entry of the write's in-flight mark.
+func (w *countWrite) mark() buffer.KV {
+	return buffer.KV{Key: woMetaKey(w.machine), Value: mustJSON(w.st)}
+}
+
+// planCounts coalesces a machine's pending good counts into one absolute
+// quantity write on the work order in progress: it returns the write to
+// make (its in-flight mark set in st, not yet stored; sendCounts makes it,
+// then books pending scrap), or nil when there is none (pending scrap then
+// booked already).
+func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Workorder, pending map[string]*pendingKey, acks *ackPlan) (*countWrite, error) {
 	good := pending[countKey(machine, sigGood)]
 	scrap := pending[countKey(machine, sigScrap)]
 	if err := f.noteAttribution(ctx, machine, wo == nil); err != nil {
-		return err
+		return nil, err
 	}
 	if wo == nil {
 		var unattributed float64
@@ -394,28 +427,28 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 		f.setMachine(machine, func(ml *machineLink) { ml.Unattributed = unattributed })
 		stored, err := f.a.loadWOState(machine)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if _, err := f.settleInFlight(ctx, machine, nil, stored, acks); err != nil {
-			return err
+			return nil, err
 		}
 		// Counts are held, not dropped, until a work order is in progress.
 		// A scrap booking already decided still completes (it names its order).
-		return f.forwardScrap(ctx, machine, nil, scrap, acks)
+		return nil, f.forwardScrap(ctx, machine, nil, scrap, acks)
 	}
 	f.setMachine(machine, func(ml *machineLink) { ml.Unattributed = 0 })
 	stored, err := f.a.loadWOState(machine)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if settled, err := f.settleInFlight(ctx, machine, wo, stored, acks); err != nil || settled {
 		// A landed write to the previous work order was acknowledged for it:
 		// the remaining records go to wo next round.
-		return err
+		return nil, err
 	}
 	st, err := f.woState(ctx, machine, wo, stored)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var sum float64
 	if good != nil {
@@ -427,18 +460,23 @@ func (f *forwarder) forwardCounts(ctx context.Context, machine string, wo *odoo.
 	f.noteLateOrEdited(machine, wo, stored, &st, good, moved)
 	target := odoo.Round2(st.Baseline + st.Counted + sum)
 	if sum == 0 && target == st.Written && !moved {
-		return f.forwardScrap(ctx, machine, wo, scrap, acks)
+		return nil, f.forwardScrap(ctx, machine, wo, scrap, acks)
 	}
-	prev := st.InFlight // an earlier attempt Odoo did not show at the lookup
+	w := &countWrite{machine: machine, wo: wo, prev: st.InFlight, target: target, good: good, scrap: scrap}
 	st.InFlight = &inflightWrite{Target: target}
 	if good != nil {
 		st.InFlight.MaxSeq = good.maxSeq
 	}
+	w.st = st
 	f.a.holdInFlight(countKey(machine, sigGood), st.InFlight.MaxSeq)
-	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
-		return err
-	}
-	err = f.call(ctx, "set_produced_qty", func(ctx context.Context) error {
+	return w, nil
+}
+
+// sendCounts makes a planned quantity write, its in-flight mark stored,
+// then books pending scrap; what Odoo confirmed goes into acks.
+func (f *forwarder) sendCounts(ctx context.Context, w *countWrite, acks *ackPlan) error {
+	machine, wo, st, prev, target, good, scrap := w.machine, w.wo, w.st, w.prev, w.target, w.good, w.scrap
+	err := f.call(ctx, "set_produced_qty", func(ctx context.Context) error {
 		return f.client.SetProducedQty(ctx, wo.ID, target)
 	})
 	switch {

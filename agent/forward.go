@@ -790,17 +790,28 @@ func (f *forwarder) markEvery() time.Duration {
 // markSettle moves settleKey past what a request sent at start can
 // commit, once per markEvery.
 func (f *forwarder) markSettle(ctx context.Context, start time.Time) {
-	if start.Add(f.a.cfg.Load().Odoo.RequestLimit.D()).Before(f.markedUntil) {
+	kv, until := f.settleMark(start)
+	if kv.Key == "" {
 		return
 	}
-	until := start.Add(f.markEvery() + f.a.cfg.Load().Odoo.RequestLimit.D())
-	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: settleKey, Value: []byte(until.UTC().Format(time.RFC3339Nano))}); err != nil {
+	if err := f.a.buf.PutMeta(ctx, kv); err != nil {
 		// Not marked: a crash in the next moments would not wait for
 		// this call; the call is not worth holding up for that.
 		f.a.log.Debug("settle mark not stored", "err", err)
 		return
 	}
 	f.markedUntil = until
+}
+
+// settleMark is markSettle's entry for requests sent from start on (no
+// Key when the stored one covers them), and the time it holds: a commit
+// made anyway before them may carry it (the round's in-flight marks).
+func (f *forwarder) settleMark(start time.Time) (buffer.KV, time.Time) {
+	if start.Add(f.a.cfg.Load().Odoo.RequestLimit.D()).Before(f.markedUntil) {
+		return buffer.KV{}, f.markedUntil
+	}
+	until := start.Add(f.markEvery() + f.a.cfg.Load().Odoo.RequestLimit.D())
+	return buffer.KV{Key: settleKey, Value: []byte(until.UTC().Format(time.RFC3339Nano))}, until
 }
 
 // unmarkSettle forgets the stored settleKey once a round has ended with
@@ -1083,16 +1094,49 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		return false, err
 	}
 	acks := newAckPlan()
+	giveUp := func(err error) (bool, error) {
+		// Acknowledge what Odoo already confirmed before giving up the round.
+		if aerr := f.ackPlanned(ctx, &acks); aerr != nil {
+			return false, aerr
+		}
+		return false, err
+	}
+	var writes []*countWrite
 	for _, id := range ids {
 		if _, ok := wcIDs[id]; !ok {
 			continue
 		}
-		if err := f.forwardCounts(ctx, id, wos[id], pending, &acks); err != nil {
-			// Acknowledge what Odoo already confirmed before giving up the round.
-			if aerr := f.ackPlanned(ctx, &acks); aerr != nil {
-				return false, aerr
-			}
-			return false, err
+		w, err := f.planCounts(ctx, id, wos[id], pending, &acks)
+		if err != nil {
+			f.unplan(writes)
+			return giveUp(err)
+		}
+		if w != nil {
+			writes = append(writes, w)
+		}
+	}
+	if len(writes) > 0 {
+		// The round's in-flight marks, and the settle mark their requests
+		// need, in one commit before the first write (see countWrite).
+		marks := make([]buffer.KV, 0, len(writes)+1)
+		for _, w := range writes {
+			marks = append(marks, w.mark())
+		}
+		settle, until := f.settleMark(time.Now())
+		if settle.Key != "" {
+			marks = append(marks, settle)
+		}
+		if err := f.a.buf.PutMeta(ctx, marks...); err != nil {
+			f.unplan(writes)
+			return giveUp(err)
+		}
+		if until.After(f.markedUntil) {
+			f.markedUntil = until
+		}
+	}
+	for _, w := range writes {
+		if err := f.sendCounts(ctx, w, &acks); err != nil {
+			return giveUp(err)
 		}
 	}
 	if err := f.ackPlanned(ctx, &acks); err != nil {
@@ -1229,15 +1273,24 @@ func (p *ackPlan) add(key string, upTo uint64) {
 	p.max = max(p.max, upTo)
 }
 
+// ackChunk bounds the records an acknowledgement holds in memory before it
+// commits them (a backlog's).
+const ackChunk = 4096
+
 // ackPlanned acknowledges the planned records in one pass over the lane.
 // Each chunk's transaction also adds the chunk's good counts to the work
 // orders' Counted, so acknowledged records and totals never disagree.
+//
+// The records go in one commit with the work orders' states (a chunk of
+// ackChunk at a time for a large backlog, the states then written with
+// their in-flight marks until the last): one commit a round, not two (the
+// wear probe).
 func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
+	var acked []buffer.Record
+	var carried []buffer.KV
+	touched := map[string]bool{}
 	if len(p.upTo) > 0 {
 		err := f.scanCounts(true, p.max, func(recs []buffer.Record) error {
-			var acked []buffer.Record
-			var carried []buffer.KV
-			touched := map[string]bool{}
 			for _, r := range recs {
 				upTo, ok := p.upTo[r.Key]
 				if !ok || r.Seq > upTo {
@@ -1258,7 +1311,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 					}
 				}
 			}
-			if len(acked) == 0 {
+			if len(acked) < ackChunk {
 				return nil
 			}
 			meta := carried
@@ -1268,14 +1321,16 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 			if err := f.a.buf.Ack(ctx, acked, meta...); err != nil {
 				return fmt.Errorf("ack counts: %w", err)
 			}
+			acked, carried, touched = nil, nil, map[string]bool{}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
 	}
-	// Work orders whose state changed without records (a repair write).
-	var meta []buffer.KV
+	// With the last records: the work orders' states, settled (also those
+	// changed without records: a repair write), and the scrap bookings'.
+	meta := carried
 	for m, st := range p.wo {
 		st.InFlight = nil // its records are acknowledged: settled
 		meta = append(meta, buffer.KV{Key: woMetaKey(m), Value: mustJSON(*st)})
@@ -1287,7 +1342,12 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 			f.draftsAt = time.Time{} // shown at once
 		}
 	}
-	if len(meta) > 0 {
+	switch {
+	case len(acked) > 0:
+		if err := f.a.buf.Ack(ctx, acked, meta...); err != nil {
+			return fmt.Errorf("ack counts: %w", err)
+		}
+	case len(meta) > 0:
 		if err := f.a.buf.PutMeta(ctx, meta...); err != nil {
 			return err
 		}
