@@ -1139,8 +1139,19 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			return giveUp(err)
 		}
 	}
+	// Every write answered, none in doubt, no backlog: the settle mark is
+	// forgotten with the acknowledgement (unmarkSettle's rule), not in a
+	// commit of its own each round (the wear probe).
+	now := time.Now()
+	unmark := len(events) < maxEventsPerRound && f.markedUntil.After(now) && !now.Before(f.settleUntil)
+	if unmark {
+		acks.extra = append(acks.extra, buffer.KV{Key: settleKey})
+	}
 	if err := f.ackPlanned(ctx, &acks); err != nil {
 		return false, err
+	}
+	if unmark {
+		f.markedUntil = time.Time{}
 	}
 	if err := f.checkScrapDrafts(ctx); err != nil {
 		return false, err
@@ -1262,6 +1273,8 @@ type ackPlan struct {
 	// booking, no outbox), by count key.
 	carries map[string]float64
 	max     uint64
+	// extra goes with the last commit (the settle mark forgotten).
+	extra []buffer.KV
 }
 
 func newAckPlan() ackPlan {
@@ -1330,7 +1343,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 	}
 	// With the last records: the work orders' states, settled (also those
 	// changed without records: a repair write), and the scrap bookings'.
-	meta := carried
+	meta := append(carried, p.extra...)
 	for m, st := range p.wo {
 		st.InFlight = nil // its records are acknowledged: settled
 		meta = append(meta, buffer.KV{Key: woMetaKey(m), Value: mustJSON(*st)})
