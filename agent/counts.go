@@ -391,16 +391,24 @@ type countWrite struct {
 	good, scrap *pendingKey
 }
 
-// unplan lets go of the holds planCounts took for writes whose marks were
-// not stored: a mark stored before keeps its own.
-func (f *forwarder) unplan(writes []*countWrite) {
+// unplan lets go of the holds planCounts took for writes not sent: a mark
+// stored before keeps its own. It returns the meta entries that put back
+// the marks as they were before (for writes whose marks were stored: a
+// mark of a write never sent read as one in doubt — the fifth self-probe:
+// status named it after a stop, and a switch logged pieces "in both").
+func (f *forwarder) unplan(writes []*countWrite) []buffer.KV {
+	var meta []buffer.KV
 	for _, w := range writes {
 		var held uint64
 		if w.prev != nil {
 			held = w.prev.MaxSeq
 		}
 		f.a.holdInFlight(countKey(w.machine, sigGood), held)
+		st := w.st
+		st.InFlight = w.prev
+		meta = append(meta, buffer.KV{Key: woMetaKey(w.machine), Value: mustJSON(st)})
 	}
+	return meta
 }
 
 // mark is the meta entry of the write's in-flight mark.
@@ -479,6 +487,10 @@ func (f *forwarder) sendCounts(ctx context.Context, w *countWrite, acks *ackPlan
 	err := f.call(ctx, "set_produced_qty", func(ctx context.Context) error {
 		return f.client.SetProducedQty(ctx, wo.ID, target)
 	})
+	if errors.Is(err, errStopping) { // not sent
+		acks.extra = append(acks.extra, f.unplan([]*countWrite{w})...)
+		return err
+	}
 	switch {
 	case err == nil:
 		st.Written, st.Field = target, f.client.ProducedField()

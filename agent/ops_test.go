@@ -2169,3 +2169,43 @@ func TestStopLetsAWriteInProgressFinish(t *testing.T) {
 		t.Errorf("the write was left in doubt by the stop: the start waited for it (%d log lines)", n)
 	}
 }
+
+// A stop during a round's first quantity write: the round's other writes
+// are not sent, and their in-flight marks go back as they were — one left
+// read as a write in doubt (the fifth self-probe: the stopped status named
+// a write Odoo never saw, and a switch warned of pieces "in both").
+func TestStopLeavesNoMarkOfAWriteNotSent(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3"}})
+	ra := p.startAgent()
+	for _, m := range p.machines {
+		p.produce(m, 10, 0)
+	}
+	p.waitExact(ra, 20*time.Second)
+	inWrite := make(chan struct{}, 1)
+	p.odoo.BeforeCall(func(model, method string) {
+		if model == "mrp.workorder" && method == "write" {
+			select {
+			case inWrite <- struct{}{}:
+			default:
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	})
+	for _, m := range p.machines {
+		p.produce(m, 5, 0)
+	}
+	select {
+	case <-inWrite:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no write came")
+	}
+	ra.stopNow(t)
+	p.odoo.BeforeCall(nil)
+	for _, ms := range p.offlineStatus().Machines {
+		if strings.Contains(ms.Error, "got no answer") {
+			t.Errorf("%s: %s", ms.ID, ms.Error)
+		}
+	}
+	ra = p.startAgentWith(false)
+	p.waitExact(ra, 20*time.Second)
+}

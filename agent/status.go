@@ -774,9 +774,17 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		}
 		if wo, err := a.loadWOState(m.ID); err == nil && wo != nil && wo.InFlight != nil {
 			// The fourth self-probe: before a switch of Odoo a technician
-			// could not see one.
+			// could not see one. A running agent settles it within its
+			// first round (after Odoo's request limit): flush waits for
+			// that (the fifth self-probe: started, status soon said
+			// nothing, and the switch right after doubled it).
+			sentTo := "the Odoo it was sent to"
+			if id, err := buf.Meta(odooMetaKey); err == nil && len(id) > 0 {
+				sentTo += " (" + string(id) + ")"
+			}
 			ms.Error = joinNotes(ms.Error, fmt.Sprintf("a quantity write to Odoo (%s to %g) got no answer before the agent stopped: "+
-				"its next start reads it back and settles it; before pointing the agent at another Odoo, start it on this one until status no longer says so", wo.Name, wo.InFlight.Target))
+				"its next start reads it back and settles it; before pointing the agent at another Odoo, start it on %s and run plantedge flush, which settles it",
+				wo.Name, wo.InFlight.Target, sentTo))
 		}
 		ms.DeadLetterGood = tidy(pending[m.ID].deadGood)
 		ms.Error = joinNotes(ms.Error, deadLetterNote(pending[m.ID]))
