@@ -2140,22 +2140,9 @@ func TestStopLetsAWriteInProgressFinish(t *testing.T) {
 	m := p.machines[0]
 	p.produce(m, 10, 0)
 	p.waitExactQty(ra, "press-1", 10)
-	inWrite := make(chan struct{}, 1)
-	p.odoo.BeforeCall(func(model, method string) {
-		if model == "mrp.workorder" && method == "write" {
-			select {
-			case inWrite <- struct{}{}:
-			default:
-			}
-			time.Sleep(500 * time.Millisecond) // Odoo at work on it
-		}
-	})
+	inWrite := p.slowWrites()
 	p.produce(m, 5, 0)
-	select {
-	case <-inWrite:
-	case <-time.After(15 * time.Second):
-		t.Fatal("no write came")
-	}
+	waitInWrite(t, inWrite)
 	ra.stopNow(t)
 	p.odoo.BeforeCall(nil)
 	if s := p.logs.String(); strings.Contains(s, "stop timeout reached") {
@@ -2181,6 +2168,25 @@ func TestStopLeavesNoMarkOfAWriteNotSent(t *testing.T) {
 		p.produce(m, 10, 0)
 	}
 	p.waitExact(ra, 20*time.Second)
+	inWrite := p.slowWrites()
+	for _, m := range p.machines {
+		p.produce(m, 5, 0)
+	}
+	waitInWrite(t, inWrite)
+	ra.stopNow(t)
+	p.odoo.BeforeCall(nil)
+	for _, ms := range p.offlineStatus().Machines {
+		if strings.Contains(ms.Error, "got no answer") {
+			t.Errorf("%s: %s", ms.ID, ms.Error)
+		}
+	}
+	ra = p.startAgentWith(false)
+	p.waitExact(ra, 20*time.Second)
+}
+
+// slowWrites makes Odoo take half a second over each quantity write (at
+// work on it); the channel tells when one has come.
+func (p *plant) slowWrites() <-chan struct{} {
 	inWrite := make(chan struct{}, 1)
 	p.odoo.BeforeCall(func(model, method string) {
 		if model == "mrp.workorder" && method == "write" {
@@ -2191,21 +2197,14 @@ func TestStopLeavesNoMarkOfAWriteNotSent(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 		}
 	})
-	for _, m := range p.machines {
-		p.produce(m, 5, 0)
-	}
+	return inWrite
+}
+
+func waitInWrite(t *testing.T, inWrite <-chan struct{}) {
+	t.Helper()
 	select {
 	case <-inWrite:
 	case <-time.After(15 * time.Second):
 		t.Fatal("no write came")
 	}
-	ra.stopNow(t)
-	p.odoo.BeforeCall(nil)
-	for _, ms := range p.offlineStatus().Machines {
-		if strings.Contains(ms.Error, "got no answer") {
-			t.Errorf("%s: %s", ms.ID, ms.Error)
-		}
-	}
-	ra = p.startAgentWith(false)
-	p.waitExact(ra, 20*time.Second)
 }
