@@ -1514,6 +1514,30 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 			t.Errorf("status switch_from %q with no switch", got)
 		}
 	})
+	// A running agent's status names a write in doubt while it waits for
+	// Odoo's request limit (the fifth self-probe: only the stopped status
+	// did, and its advice — start, and switch once status says nothing —
+	// doubled one).
+	t.Run("a write in doubt shown while the start waits", func(t *testing.T) {
+		p, ra, m := start(t)
+		ra.stopNow(t)
+		p.requestLimit("10s")
+		ra = p.startAgentWith(false)
+		p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
+		p.produce(m, 5, 0)
+		p.waitExactQty(ra, "press-1", 15) // committed, its answer lost: in doubt
+		ra.stopNow(t)
+		ra = p.startAgentWith(false)
+		note := "a quantity write to Odoo (WO press-1 to 15) may have reached it without an answer"
+		if e := ra.a.Status().Machines[0].Error; !strings.Contains(e, note) {
+			t.Errorf("status during the wait: %q", e)
+		}
+		p.produce(m, 2, 0)
+		p.waitExactQty(ra, "press-1", 17)
+		if e := ra.a.Status().Machines[0].Error; strings.Contains(e, note) {
+			t.Errorf("status once settled: %q", e)
+		}
+	})
 	// The new Odoo refuses the old one's key (the fourth self-probe: status
 	// said it had expired, and a technician would rotate a good key).
 	t.Run("a key the new Odoo refuses", func(t *testing.T) {

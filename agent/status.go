@@ -394,9 +394,19 @@ func (a *Agent) Status() Status {
 			ms.WorkOrder = wo
 		}
 		ms.DeadLetterGood = tidy(pending[m.ID].deadGood)
+		var inDoubt string
+		if st.Odoo.SettleSeconds > 0 {
+			// Waiting for Odoo's request limit: a mark left is a write that
+			// may have landed (the fifth self-probe: a running agent's
+			// status never named one, the stopped status did).
+			if wo, err := a.loadWOState(m.ID); err == nil && wo != nil && wo.InFlight != nil {
+				inDoubt = fmt.Sprintf("a quantity write to Odoo (%s to %g) may have reached it without an answer: it is read back and settled "+
+					"once Odoo's request limit has passed (plantedge flush waits for that)", wo.Name, wo.InFlight.Target)
+			}
+		}
 		// Every kind of trouble the machine has, most pressing first: one
 		// must not hide another (a waiting scrap draft behind a warning).
-		ms.Error = joinNotes(ms.Error, signalErrs[m.ID], drafts[m.ID], deadLetterNote(pending[m.ID]))
+		ms.Error = joinNotes(ms.Error, signalErrs[m.ID], drafts[m.ID], deadLetterNote(pending[m.ID]), inDoubt)
 		st.Machines = append(st.Machines, ms)
 	}
 	seq, at := oldestForwardable(cfg, links, pending)
