@@ -585,6 +585,17 @@ func (f *forwarder) readWorkorder(ctx context.Context, id int64) (wo odoo.Workor
 	return wo, err
 }
 
+// workorderIfAny reads work order id; found is false when Odoo has none by
+// that id (deleted).
+func (f *forwarder) workorderIfAny(ctx context.Context, id int64) (wo odoo.Workorder, found bool, err error) {
+	wo, err = f.readWorkorder(ctx, id)
+	var oe *odoo.Error
+	if errors.As(err, &oe) && oe.Missing() {
+		return odoo.Workorder{}, false, nil
+	}
+	return wo, err == nil, err
+}
+
 // settleInFlight handles a quantity write that was sent but never settled:
 // a timeout or a crash came between the write and the acknowledgement. If
 // it landed, the records it held are acknowledged for its work order

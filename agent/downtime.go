@@ -405,8 +405,27 @@ func (f *forwarder) downtimeLine(ctx context.Context, xmlid string) (odoo.Downti
 func closedMetaKey(machine string) string { return "closed/" + machine }
 
 // openMetaKey holds the start (ms) and database id of the machine's
-// downtime line Odoo has open: "<start> <id>".
+// downtime line Odoo has open: an openLine.
 func openMetaKey(machine string) string { return "open/" + machine }
+
+// openLine is a downtime line Odoo has open: its start (ms) and database
+// id, as openMetaKey holds them ("<start> <id>"); put away for an Odoo
+// plantedge was pointed away from (switchOdoo), also the stop's end (ms)
+// once it ended there ("<start> <id> <end>"; 0: not yet).
+type openLine struct{ start, id, end int64 }
+
+// parseOpenLine reads an openLine; ok when it holds at least start and id.
+func parseOpenLine(v string) (l openLine, ok bool) {
+	n, _ := fmt.Sscan(v, &l.start, &l.id, &l.end)
+	return l, n >= 2
+}
+
+func (l openLine) String() string {
+	if l.end == 0 {
+		return fmt.Sprintf("%d %d", l.start, l.id)
+	}
+	return fmt.Sprintf("%d %d %d", l.start, l.id, l.end)
+}
 
 // sentLine is a downtime line Odoo took, with the id it answered.
 type sentLine struct {
@@ -430,12 +449,13 @@ func (f *forwarder) checkOpenLines(sent []sentLine) ([]buffer.KV, error) {
 		if err != nil {
 			return nil, err
 		}
-		var start, id int64
+		var open openLine
 		if b != nil {
-			if _, err := fmt.Sscan(string(b), &start, &id); err != nil {
-				start, id = 0, 0
+			if o, ok := parseOpenLine(string(b)); ok {
+				open = o
 			}
 		}
+		start, id := open.start, open.id
 		if start == l.start.UnixMilli() && id != 0 && id != l.id {
 			what := "it is written again, closed"
 			if l.end.IsZero() {
@@ -447,7 +467,7 @@ func (f *forwarder) checkOpenLines(sent []sentLine) ([]buffer.KV, error) {
 		}
 		switch {
 		case l.end.IsZero():
-			meta = append(meta, buffer.KV{Key: key, Value: fmt.Appendf(nil, "%d %d", l.start.UnixMilli(), l.id)})
+			meta = append(meta, buffer.KV{Key: key, Value: []byte(openLine{start: l.start.UnixMilli(), id: l.id}.String())})
 		case b != nil && start <= l.start.UnixMilli():
 			meta = append(meta, buffer.KV{Key: key}) // closed: forgotten
 		}

@@ -821,14 +821,19 @@ func (f *forwarder) settleMark(start time.Time) (buffer.KV, time.Time) {
 // crash cost two minutes). A backlog's rounds keep it (one commit fewer
 // per round); so does a write in doubt (settleUntil).
 func (f *forwarder) unmarkSettle(ctx context.Context) {
-	now := time.Now()
-	if !f.markedUntil.After(now) || now.Before(f.settleUntil) {
+	if !f.settleForgettable(time.Now()) {
 		return
 	}
 	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: settleKey}); err != nil {
 		return // kept: the next start waits, as before
 	}
 	f.markedUntil = time.Time{}
+}
+
+// settleForgettable: a settle mark is stored and no write is in doubt
+// (settleUntil passed), so the mark may go (unmarkSettle's rule).
+func (f *forwarder) settleForgettable(now time.Time) bool {
+	return f.markedUntil.After(now) && !now.Before(f.settleUntil)
 }
 
 // loadSettle takes the settleUntil the last run left (settleKey).
@@ -1144,8 +1149,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	// Every write answered, none in doubt, no backlog: the settle mark is
 	// forgotten with the acknowledgement (unmarkSettle's rule), not in a
 	// commit of its own each round (the wear probe).
-	now := time.Now()
-	unmark := len(events) < maxEventsPerRound && f.markedUntil.After(now) && !now.Before(f.settleUntil)
+	unmark := len(events) < maxEventsPerRound && f.settleForgettable(time.Now())
 	if unmark {
 		acks.extra = append(acks.extra, buffer.KV{Key: settleKey})
 	}
@@ -1627,10 +1631,10 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 		return nil
 	})
 	for k, st := range doubts {
-		m := k[len("wo/"):]
 		if err != nil {
 			break
 		}
+		m := k[len("wo/"):]
 		var same bool
 		if same, err = f.sameWorkorderHere(ctx, st); same {
 			kept = append(kept, fmt.Sprintf("%s (%s, %g)", m, st.Name, st.InFlight.Target))
@@ -1644,10 +1648,9 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	if err == nil {
 		err = f.a.buf.MetaPrefix("open/", func(k string, v []byte) error {
 			meta = append(meta, buffer.KV{Key: k})
-			var start, id int64
-			if _, err := fmt.Sscan(string(v), &start, &id); err == nil && id != 0 {
-				stash[k] = fmt.Sprintf("%d %d", start, id)
-				leftOpen = append(leftOpen, fmt.Sprintf("%s (since %s)", k[len("open/"):], fromMS(start).UTC().Format(time.RFC3339)))
+			if l, ok := parseOpenLine(string(v)); ok && l.id != 0 {
+				stash[k] = openLine{start: l.start, id: l.id}.String()
+				leftOpen = append(leftOpen, fmt.Sprintf("%s (since %s)", k[len("open/"):], fromMS(l.start).UTC().Format(time.RFC3339)))
 			}
 			return nil
 		})
@@ -1747,12 +1750,8 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 // id in a copy of the database shows the write if the copy was taken after
 // it landed, else the quantity before it: either way the state holds there.
 func (f *forwarder) sameWorkorderHere(ctx context.Context, st woState) (bool, error) {
-	cur, err := f.readWorkorder(ctx, st.ID)
-	var oe *odoo.Error
-	switch {
-	case errors.As(err, &oe) && oe.Missing():
-		return false, nil
-	case err != nil:
+	cur, found, err := f.workorderIfAny(ctx, st.ID)
+	if err != nil || !found {
 		return false, err
 	}
 	if cur.Name != st.Name || (st.MO != 0 && cur.ProductionID != st.MO) {
@@ -1792,27 +1791,26 @@ func (f *forwarder) takeBack(ctx context.Context, now string) ([]inDoubtBack, []
 	var reopen []buffer.KV
 	for k, v := range stash {
 		if m, ok := strings.CutPrefix(k, "open/"); ok {
-			var start, id, end int64
-			n, _ := fmt.Sscan(v, &start, &id, &end)
+			l, ok := parseOpenLine(v)
 			switch {
-			case n < 2 || id == 0:
-			case n == 2:
-				reopen = append(reopen, buffer.KV{Key: k, Value: fmt.Appendf(nil, "%d %d", start, id)})
+			case !ok || l.id == 0:
+			case l.end == 0:
+				reopen = append(reopen, buffer.KV{Key: k, Value: []byte(l.String())})
 			default:
 				var closed bool
 				err := f.call(ctx, "close_downtime_line", func(ctx context.Context) error {
 					var err error
-					closed, err = f.client.CloseDowntimeLine(ctx, id, fromMS(start), fromMS(end))
+					closed, err = f.client.CloseDowntimeLine(ctx, l.id, fromMS(l.start), fromMS(l.end))
 					return err
 				})
 				switch {
 				case err == nil && closed:
 					f.a.log.Info("closed the downtime line left open in this Odoo when plantedge was pointed at another, at its stop's end",
-						"machine", m, "start", fromMS(start), "end", fromMS(end), "id", id)
+						"machine", m, "start", fromMS(l.start), "end", fromMS(l.end), "id", l.id)
 				case err == nil, odoo.IsPermanent(err) && !odoo.IsAuth(err):
 					if err != nil {
 						f.a.log.Warn("cannot close the downtime line left open in this Odoo when plantedge was pointed at another: close it here",
-							"machine", m, "start", fromMS(start), "end", fromMS(end), "id", id, "err", err)
+							"machine", m, "start", fromMS(l.start), "end", fromMS(l.end), "id", l.id, "err", err)
 					}
 				default:
 					return nil, nil, err
@@ -1825,13 +1823,12 @@ func (f *forwarder) takeBack(ctx context.Context, now string) ([]inDoubtBack, []
 		if !ok || json.Unmarshal([]byte(v), &st) != nil || st.InFlight == nil {
 			continue
 		}
-		cur, err := f.readWorkorder(ctx, st.ID)
-		var oe *odoo.Error
-		switch {
-		case errors.As(err, &oe) && oe.Missing():
-			continue
-		case err != nil:
+		cur, found, err := f.workorderIfAny(ctx, st.ID)
+		if err != nil {
 			return nil, nil, err
+		}
+		if !found {
+			continue
 		}
 		switch q := odoo.Round2(f.client.ProducedQty(cur)); {
 		case q == st.InFlight.Target:
@@ -1868,9 +1865,9 @@ func (f *forwarder) stashedLinesClosed(closed []sentLine) ([]buffer.KV, error) {
 		}
 		changed := false
 		for _, l := range closed {
-			var start, id int64
-			if n, _ := fmt.Sscan(stash["open/"+l.machine], &start, &id); n == 2 && start == l.start.UnixMilli() {
-				stash["open/"+l.machine] = fmt.Sprintf("%d %d %d", start, id, l.end.UnixMilli())
+			if o, ok := parseOpenLine(stash["open/"+l.machine]); ok && o.end == 0 && o.start == l.start.UnixMilli() {
+				o.end = l.end.UnixMilli()
+				stash["open/"+l.machine] = o.String()
 				changed = true
 			}
 		}

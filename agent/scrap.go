@@ -79,17 +79,16 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			if mc := findMachine(f.a.cfg.Load(), machine); mc != nil {
 				wcID = f.wcs[mc.Workcenter].ID
 			}
-			old, err := f.readWorkorder(ctx, ob.WorkorderID)
-			var oe *odoo.Error
+			old, found, err := f.workorderIfAny(ctx, ob.WorkorderID)
 			switch {
-			case err == nil && wcID != 0 && old.WorkcenterID == wcID && old.ProductionID == ob.ProductionID && old.ProductID == ob.ProductID:
-			case err == nil, errors.As(err, &oe) && oe.Missing():
+			case err != nil:
+				return err
+			case found && wcID != 0 && old.WorkcenterID == wcID && old.ProductionID == ob.ProductionID && old.ProductID == ob.ProductID:
+			default:
 				if wo == nil {
 					return nil
 				}
 				ob.WorkorderID, ob.ProductionID, ob.ProductID, ob.UomID = wo.ID, wo.ProductionID, wo.ProductID, wo.UomID
-			default:
-				return err
 			}
 			ob.Recheck = false
 			if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapMetaKey(machine), Value: mustJSON(ob)}); err != nil {

@@ -451,7 +451,10 @@ func runningSource(m *config.Machine) string {
 }
 
 func (a *Agent) storedWorkOrder(id string) string {
-	st, err := a.loadWOState(id)
+	return storedWorkOrderName(a.loadWOState(id))
+}
+
+func storedWorkOrderName(st *woState, err error) string {
 	if err != nil || st == nil {
 		return ""
 	}
@@ -749,7 +752,8 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		// with the same data_dir), or site was changed since.
 		st.LastError = fmt.Sprintf("the buffer file was last used by the agent of site %q, not %q: the wrong config file (-c)? Or site was changed since the agent last ran", site, cfg.Site)
 	}
-	if was, err := buf.Meta(odooMetaKey); err == nil && len(was) > 0 && string(was) != odooIdentity(cfg) && !cfg.EndpointsOnly {
+	was, err := buf.Meta(odooMetaKey) // the Odoo the file's state belongs to
+	if err == nil && len(was) > 0 && string(was) != odooIdentity(cfg) && !cfg.EndpointsOnly {
 		// odoo.url or odoo.database edited since: the start switches.
 		st.Odoo.SwitchFrom = string(was)
 	}
@@ -770,7 +774,8 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		t := a.totals[m.ID]
 		// Nobody reads the machine while the agent is stopped: its last
 		// stored run state may be long out of date.
-		ms := MachineStatus{ID: m.ID, Workcenter: m.Workcenter, WorkOrder: a.storedWorkOrder(m.ID),
+		wo, woErr := a.loadWOState(m.ID)
+		ms := MachineStatus{ID: m.ID, Workcenter: m.Workcenter, WorkOrder: storedWorkOrderName(wo, woErr),
 			GoodCount: tidy(t.Good), ScrapCount: tidy(t.Scrap), Pending: tidy(pending[m.ID].good), State: "unknown"}
 		if b, err := buf.Meta(unattributedMetaKey(m.ID)); err == nil && len(b) > 0 {
 			// The agent last found no work order in progress for it.
@@ -782,15 +787,15 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 			// looks when it runs.
 			ms.Error = scrapDraftsMessage(cfg, ds, "waited") + " (when the agent last looked)"
 		}
-		if wo, err := a.loadWOState(m.ID); err == nil && wo != nil && wo.InFlight != nil {
+		if woErr == nil && wo != nil && wo.InFlight != nil {
 			// The fourth self-probe: before a switch of Odoo a technician
 			// could not see one. A running agent settles it within its
 			// first round (after Odoo's request limit): flush waits for
 			// that (the fifth self-probe: started, status soon said
 			// nothing, and the switch right after doubled it).
 			sentTo := "the Odoo it was sent to"
-			if id, err := buf.Meta(odooMetaKey); err == nil && len(id) > 0 {
-				sentTo += " (" + string(id) + ")"
+			if len(was) > 0 {
+				sentTo += " (" + string(was) + ")"
 			}
 			ms.Error = joinNotes(ms.Error, fmt.Sprintf("a quantity write to Odoo (%s to %g) got no answer before the agent stopped: "+
 				"its next start reads it back and settles it; before pointing the agent at another Odoo, start it on %s and run plantedge flush, which settles it",
