@@ -1,0 +1,391 @@
+package agent
+
+// The two checks of the Odoo a buffer file is sent to, made once a run
+// before anything is sent: that the file is not older than what Odoo holds
+// (a restored file, or a copy that went on elsewhere), and what to do with
+// the state of another Odoo the file last sent to (odoo.url or odoo.db
+// changed): writes in doubt, lines left open, scrap drafts left there.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/odoo"
+)
+
+// restoredError: Odoo holds a booking that cannot come from this buffer
+// file as it was at the start (checkRestored).
+type restoredError struct {
+	path string
+	// what Odoo holds, and why it is newer than the file.
+	what string
+	// file: the booking came from this very file (its id), so the file is
+	// a stale copy; otherwise from another agent's file, or a stale copy.
+	file bool
+}
+
+func (e *restoredError) Error() string {
+	why := "it was restored from a backup (or a disk image), or another box went on with a copy of it"
+	if !e.file {
+		why = "it was restored from a backup (or a disk image), or another box sends for these machines under this site"
+	}
+	return fmt.Sprintf("%s is older than what was booked in Odoo (%s): %s, and sending from it would book again what was booked since. "+
+		"Nothing is sent. Stop the agent, move the file aside and start again: counting starts anew from each counter's next value, "+
+		"and what this run took in goes with the file (README runbook: Backups, and a box that failed)", e.path, e.what, why)
+}
+
+// checkRestored looks, once a run and before anything is sent, at what
+// Odoo holds that this buffer file could not have sent as it was at the
+// start: a scrap booking made from this file (its id is in the external
+// id) of a record newer than any the file held, or a downtime line of one
+// of its machines that started after the newest stop it recorded. Only a
+// copy of the file that went on after this one was taken (this one was
+// restored from a backup or a disk image, or another box went on with a copy of it) or
+// another agent sending for the same machines under the same site makes
+// one. Sending from this file would book again what was booked since (the
+// ops probe: every scrap booking since the copy, and where a work order
+// changed, its pieces), so nothing is: the round fails with restoredError
+// until a restart with another file. A bot user that may not read external
+// ids leaves the file unchecked (logged).
+func (f *forwarder) checkRestored(ctx context.Context) error {
+	site := f.a.cfg.Load().Site
+	scrapMark := "_scrap_" + f.a.bufID + "_"
+	var scraps, lines []string
+	err := f.call(ctx, "restore_check", func(ctx context.Context) error {
+		var err error
+		if scraps, err = f.client.ExternalIDNames(ctx, "plantedge", site+"_%"+scrapMark+"%", 100); err != nil {
+			return err
+		}
+		if len(f.a.startLineKeys) > 0 {
+			lines, err = f.client.ExternalIDNames(ctx, "plantedge", site+"_%_downtime_%", 500)
+		}
+		return err
+	})
+	if err != nil {
+		if !odoo.IsPermanent(err) || odoo.IsAuth(err) {
+			return err
+		}
+		f.restoreChecked = true
+		f.a.log.Warn("cannot check whether the buffer file is older than what was booked in Odoo: the bot user may not read external ids (ir.model.data)", "err", err)
+		return nil
+	}
+	f.restoreChecked = true
+	// key splits name (site_<machine><mark><number>) into the machine and the number.
+	key := func(name, mark string) (string, int64, bool) {
+		rest, ok := strings.CutPrefix(name, site+"_")
+		i := strings.LastIndex(rest, mark)
+		if !ok || i <= 0 {
+			return "", 0, false
+		}
+		n, err := strconv.ParseInt(rest[i+len(mark):], 10, 64)
+		return rest[:i], n, err == nil && n > 0
+	}
+	for _, n := range scraps {
+		if _, seq, ok := key(n, scrapMark); ok && uint64(seq) > f.a.startSeq {
+			f.restored = &restoredError{path: f.a.cfg.Load().BufferPath(), file: true,
+				what: fmt.Sprintf("a scrap booking of its record %d; the file's newest is %d", seq, f.a.startSeq)}
+			return f.restored
+		}
+	}
+	now := time.Now().UnixMilli()
+	for _, n := range lines {
+		// A line stamped ahead of this clock is left out: a source clock
+		// ahead when another file booked it says nothing of this one's age.
+		m, start, ok := key(n, "_downtime_")
+		if newest := f.a.startLineKeys[m]; ok && newest > 0 && start > newest && start <= now {
+			f.restored = &restoredError{path: f.a.cfg.Load().BufferPath(),
+				what: fmt.Sprintf("a downtime line of %s from %s; the newest stop the file recorded began %s",
+					m, fromMS(start).UTC().Format(time.RFC3339), fromMS(newest).UTC().Format(time.RFC3339))}
+			return f.restored
+		}
+	}
+	return nil
+}
+
+// odooStashPrefix starts the meta keys that keep, per Odoo plantedge was
+// pointed at and away from, what it had written there (switchOdoo).
+const odooStashPrefix = "odoostash/"
+
+// switchOdoo forgets, once the Odoo the configuration now names has
+// answered (checkOdoo), what plantedge wrote to the one the buffer file's
+// state belongs to, in one transaction: the work-order attributions (each
+// machine's work order in progress in this one counts from its own
+// quantity — the old database's baseline and count written over it would be
+// pieces nobody made there: the ops probe saw 2,394 for 121), a write left in
+// doubt there (its records go here), the open downtime lines' ids. A write
+// left in doubt is put away under the old Odoo's name and taken back if
+// plantedge is pointed at it again while its work order still shows what
+// it did, so it is settled against it, not sent again (the second
+// self-probe: 99 for 88 after a switch and back). Scrap
+// drafts are kept and looked for here: one this Odoo lacks was left in the
+// other. A scrap booking not confirmed is checked before it is made: its
+// work order's ids hold if this is the same database under another address.
+func (f *forwarder) switchOdoo(ctx context.Context) error {
+	was, now := f.a.odooWas, odooIdentity(f.a.cfg.Load())
+	meta := []buffer.KV{{Key: odooMetaKey, Value: []byte(now)}}
+	stash := map[string]string{} // the writes in doubt put away under was
+	var inDoubt, released, drafts, outboxes, kept, leftOpen []string
+	doubts := map[string]woState{}
+	err := f.a.buf.MetaPrefix("wo/", func(k string, v []byte) error {
+		var st woState
+		if json.Unmarshal(v, &st) == nil && st.InFlight != nil {
+			doubts[k] = st
+			return nil
+		}
+		meta = append(meta, buffer.KV{Key: k})
+		return nil
+	})
+	for k, st := range doubts {
+		if err != nil {
+			break
+		}
+		m := k[len("wo/"):]
+		var same bool
+		if same, err = f.sameWorkorderHere(ctx, st); same {
+			kept = append(kept, fmt.Sprintf("%s (%s, %g)", m, st.Name, st.InFlight.Target))
+			continue
+		}
+		meta = append(meta, buffer.KV{Key: k})
+		stash[k] = string(mustJSON(st))
+		inDoubt = append(inDoubt, fmt.Sprintf("%s (%s, %g)", m, st.Name, st.InFlight.Target))
+		released = append(released, m)
+	}
+	if err == nil {
+		err = f.a.buf.MetaPrefix("open/", func(k string, v []byte) error {
+			meta = append(meta, buffer.KV{Key: k})
+			if l, ok := parseOpenLine(string(v)); ok && l.id != 0 {
+				stash[k] = openLine{start: l.start, id: l.id}.String()
+				leftOpen = append(leftOpen, fmt.Sprintf("%s (since %s)", k[len("open/"):], fromMS(l.start).UTC().Format(time.RFC3339)))
+			}
+			return nil
+		})
+	}
+	if err == nil {
+		err = f.a.buf.MetaPrefix("scrap/", func(k string, v []byte) error {
+			var ob scrapOutbox
+			if err := json.Unmarshal(v, &ob); err != nil {
+				return fmt.Errorf("decode %s: %w", k, err)
+			}
+			ob.Recheck = true
+			meta = append(meta, buffer.KV{Key: k, Value: mustJSON(ob)})
+			outboxes = append(outboxes, fmt.Sprintf("%s %g", ob.XMLID, ob.Qty))
+			return nil
+		})
+	}
+	if err != nil {
+		return err
+	}
+	ds, err := storedScrapDrafts(f.a.buf)
+	if err != nil {
+		return err
+	}
+	for _, e := range ds {
+		switch e.d.Elsewhere {
+		case now:
+			e.d.Elsewhere = "" // left here, and back here
+		case "":
+			e.d.Elsewhere = was
+		}
+		e.d.NotHere = false // looked for here
+		meta = append(meta, buffer.KV{Key: e.key, Value: mustJSON(e.d)})
+		drafts = append(drafts, fmt.Sprintf("%s %g", e.d.XMLID, e.d.Qty))
+	}
+	back, reopen, err := f.takeBack(ctx, now)
+	if err != nil {
+		return err
+	}
+	meta = append(meta, reopen...)
+	meta = append(meta, buffer.KV{Key: odooStashPrefix + now}) // taken back, or no longer settled by it
+	for _, b := range back {
+		meta = append(meta, buffer.KV{Key: woMetaKey(b.machine), Value: mustJSON(b.st)})
+	}
+	if len(stash) > 0 {
+		meta = append(meta, buffer.KV{Key: odooStashPrefix + was, Value: mustJSON(stash)})
+	}
+	if err := f.a.buf.PutMeta(ctx, meta...); err != nil {
+		return err
+	}
+	if n := f.a.buf.Stats().DeadLetters; n > 0 {
+		// Not tied to an Odoo: retried now, they are booked here (the fifth
+		// self-probe: +14 where they held a write in doubt that had landed).
+		f.a.log.Warn("dead letters of the old Odoo stay in the dead letters: retried now, they are booked here — retry them once pointed back at the Odoo that refused them, or drop them",
+			"dead_letters", n)
+	}
+	for _, m := range released { // before the holds of what comes back: a machine may have both
+		f.a.holdInFlight(countKey(m, sigGood), 0)
+	}
+	var held []string
+	for _, b := range back {
+		f.a.holdInFlight(countKey(b.machine, sigGood), b.st.InFlight.MaxSeq)
+		held = append(held, fmt.Sprintf("%s (%s, %g)", b.machine, b.st.Name, b.st.InFlight.Target))
+	}
+	f.a.odooWas = ""
+	f.mu.Lock()
+	f.link.SwitchFrom = ""
+	f.mu.Unlock()
+	f.a.log.Warn("odoo changed (odoo.url or odoo.database), and the new one answers: what plantedge wrote to the old one is not carried over (a write left in doubt there is put away, and settled if it is configured again) — each machine's work order in progress here is counted from its own quantity; records not yet sent go here",
+		"odoo", now, "was", was)
+	for _, n := range []struct {
+		level slog.Level
+		msg   string
+		key   string
+		list  []string
+	}{
+		{slog.LevelInfo, "back to an Odoo plantedge wrote to before: its writes left in doubt are taken back and settled against it", "machines", held},
+		{slog.LevelWarn, "downtime lines open in the old Odoo (block_workcenter) stay open there, their work centers blocked, until plantedge is pointed there again and closes them at their stops' ends — or close them there", "machines", leftOpen},
+		{slog.LevelInfo, "quantity writes to the old Odoo were in doubt (no answer came), and their work orders here are as they were there (the same database under another address, or a copy of it): the writes are settled here", "machines", kept},
+		{slog.LevelWarn, "quantity writes to the old Odoo were in doubt (no answer came), and their work orders are not here as they were: their pieces are sent here; if the write landed in the old one, they are in both", "machines", inDoubt},
+		{slog.LevelWarn, "scrap bookings the old Odoo had not confirmed are booked here, under the same external id: on their work order if this is the same database, else on the work order in progress; if the old Odoo is another database, it may hold a draft of one (if it took it without answering): delete it there (in the same database it is this booking)", "bookings", outboxes},
+		{slog.LevelWarn, "scrap drafts are looked for here: one this Odoo lacks is in the Odoo it was left a draft in (validate or delete it there)", "drafts", drafts},
+	} {
+		if len(n.list) > 0 {
+			f.a.log.Log(ctx, n.level, n.msg, n.key, strings.Join(n.list, ", "))
+		}
+	}
+	return nil
+}
+
+// sameWorkorderHere tells whether the Odoo now configured holds a write
+// left in doubt in the one the buffer file's state belongs to as that one
+// did: its work order, by id, with the same name and manufacturing order,
+// at the quantity written before or at the write's target. That is the
+// same database under another address (Odoo moved, or behind a proxy), and
+// the write is settled here as after a restart; its pieces sent again
+// would be booked twice (22 for 17). Another database's work order of that
+// id in a copy of the database shows the write if the copy was taken after
+// it landed, else the quantity before it: either way the state holds there.
+func (f *forwarder) sameWorkorderHere(ctx context.Context, st woState) (bool, error) {
+	cur, found, err := f.workorderIfAny(ctx, st.ID)
+	if err != nil || !found {
+		return false, err
+	}
+	if cur.Name != st.Name || (st.MO != 0 && cur.ProductionID != st.MO) {
+		return false, nil
+	}
+	q := odoo.Round2(f.client.ProducedQty(cur))
+	return q == st.InFlight.Target || q == st.Written, nil
+}
+
+// inDoubtBack is a machine's write left in doubt in an Odoo plantedge is
+// pointed at again (takeBackInDoubt).
+type inDoubtBack struct {
+	machine string
+	st      woState
+}
+
+// takeBack deals with what was put away when plantedge left the Odoo now
+// (switchOdoo). It returns the writes left in doubt whose work order still
+// shows what it did then (the write landed, or nothing else was written):
+// else, written since through another address of the same database, its
+// own quantity counts (the third self-probe: the whole state taken back
+// wrote over what was booked meanwhile, -68 of 186). A downtime line left
+// open there (block_workcenter) whose stop ended meanwhile is closed at
+// the stop's end (the third self-probe: its work center stayed blocked);
+// one whose stop goes on is open again (reopen: its meta entries). The
+// stash is gone with the transaction that takes them back.
+func (f *forwarder) takeBack(ctx context.Context, now string) ([]inDoubtBack, []buffer.KV, error) {
+	b, err := f.a.buf.Meta(odooStashPrefix + now)
+	if err != nil || b == nil {
+		return nil, nil, err
+	}
+	var stash map[string]string
+	if err := json.Unmarshal(b, &stash); err != nil {
+		return nil, nil, fmt.Errorf("decode %s: %w", odooStashPrefix+now, err)
+	}
+	var back []inDoubtBack
+	var reopen []buffer.KV
+	for k, v := range stash {
+		if m, ok := strings.CutPrefix(k, "open/"); ok {
+			l, ok := parseOpenLine(v)
+			switch {
+			case !ok || l.id == 0:
+			case l.end == 0:
+				reopen = append(reopen, buffer.KV{Key: k, Value: []byte(l.String())})
+			default:
+				var closed bool
+				err := f.call(ctx, "close_downtime_line", func(ctx context.Context) error {
+					var err error
+					closed, err = f.client.CloseDowntimeLine(ctx, l.id, fromMS(l.start), fromMS(l.end))
+					return err
+				})
+				switch {
+				case err == nil && closed:
+					f.a.log.Info("closed the downtime line left open in this Odoo when plantedge was pointed at another, at its stop's end",
+						"machine", m, "start", fromMS(l.start), "end", fromMS(l.end), "id", l.id)
+				case err == nil, odoo.IsPermanent(err) && !odoo.IsAuth(err):
+					if err != nil {
+						f.a.log.Warn("cannot close the downtime line left open in this Odoo when plantedge was pointed at another: close it here",
+							"machine", m, "start", fromMS(l.start), "end", fromMS(l.end), "id", l.id, "err", err)
+					}
+				default:
+					return nil, nil, err
+				}
+			}
+			continue
+		}
+		m, ok := strings.CutPrefix(k, "wo/")
+		var st woState
+		if !ok || json.Unmarshal([]byte(v), &st) != nil || st.InFlight == nil {
+			continue
+		}
+		cur, found, err := f.workorderIfAny(ctx, st.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !found {
+			continue
+		}
+		switch q := odoo.Round2(f.client.ProducedQty(cur)); {
+		case q == st.InFlight.Target:
+			// Landed: its records count here. Those another Odoo took
+			// meanwhile are acknowledged already, so the settle cannot add
+			// them (the fourth self-probe: the next write took them off
+			// again, 19 short): they are counted now, the rest by the
+			// settle's acknowledgement.
+			left, err := f.countPrefix(countKey(m, sigGood), time.Unix(1<<40, 0), st.InFlight.MaxSeq)
+			if err != nil {
+				return nil, nil, err
+			}
+			st.Counted = st.InFlight.Target - st.Baseline - left.sum
+			back = append(back, inDoubtBack{m, st})
+		case q == st.Written:
+			back = append(back, inDoubtBack{m, st})
+		}
+	}
+	return back, reopen, nil
+}
+
+// stashedLinesClosed notes, in the Odoos plantedge was pointed away from
+// (switchOdoo), the end of a stop whose line was left open there: takeBack
+// closes it there at that end. closed holds the lines just closed here.
+func (f *forwarder) stashedLinesClosed(closed []sentLine) ([]buffer.KV, error) {
+	if len(closed) == 0 {
+		return nil, nil
+	}
+	var meta []buffer.KV
+	err := f.a.buf.MetaPrefix(odooStashPrefix, func(k string, v []byte) error {
+		var stash map[string]string
+		if json.Unmarshal(v, &stash) != nil {
+			return nil
+		}
+		changed := false
+		for _, l := range closed {
+			if o, ok := parseOpenLine(stash["open/"+l.machine]); ok && o.end == 0 && o.start == l.start.UnixMilli() {
+				o.end = l.end.UnixMilli()
+				stash["open/"+l.machine] = o.String()
+				changed = true
+			}
+		}
+		if changed {
+			meta = append(meta, buffer.KV{Key: k, Value: mustJSON(stash)})
+		}
+		return nil
+	})
+	return meta, err
+}
