@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -87,11 +89,15 @@ func (a *Agent) Handler() http.Handler {
 			limit = deadLetterPage
 		}
 		dls, err := a.buf.DeadLetterPage(after, limit)
+		var by deadOdoo
+		if err == nil {
+			by, err = loadDeadOdoo(a.buf)
+		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		writeJSON(w, deadLetterViews(dls))
+		writeJSON(w, deadLetterViews(dls, by))
 	})
 	api.HandleFunc("POST /api/v1/deadletters/{action}", func(w http.ResponseWriter, r *http.Request) {
 		who := peerOf(r)
@@ -102,11 +108,16 @@ func (a *Agent) Handler() http.Handler {
 				return
 			}
 		}
-		n, kept, err := DeadLetterAction(r.Context(), a.buf, r.PathValue("action"), r.URL.Query().Get("id"))
+		to := a.cfg.Load()
+		if r.URL.Query().Get("here") == "1" {
+			to = nil // retried in the Odoo the agent sends to, whichever refused them
+		}
+		res, err := DeadLetterAction(r.Context(), a.buf, r.PathValue("action"), r.URL.Query().Get("id"), to)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		n := res.Affected
 		a.forgetPendingCounts() // status names the dead letters' pieces: at once, not after a second
 		// Who did it, for the audit trail (the buffer logs each dead letter).
 		msg := map[string]string{"drop": "dead letters dropped", "retry": "dead letters put back for another try"}[r.PathValue("action")]
@@ -114,11 +125,15 @@ func (a *Agent) Handler() http.Handler {
 		if n == 0 {
 			level = slog.LevelInfo // nothing was there
 		}
-		a.log.Log(r.Context(), level, msg, "id", r.URL.Query().Get("id"), "affected", n, "by", who.String())
+		attrs := []any{"id", r.URL.Query().Get("id"), "affected", n, "by", who.String()}
+		if res.KeptElsewhere > 0 {
+			attrs = append(attrs, "kept_refused_elsewhere", res.KeptElsewhere, "refused_by", strings.Join(res.Elsewhere, ", "))
+		}
+		a.log.Log(r.Context(), level, msg, attrs...)
 		if r.PathValue("action") == "retry" {
 			a.Flush()
 		}
-		writeJSON(w, map[string]int{"affected": n, "kept_damaged": kept})
+		writeJSON(w, res)
 	})
 	return mux
 }
@@ -217,6 +232,11 @@ type DeadLetterView struct {
 	Time   time.Time `json:"time"`
 	At     time.Time `json:"dead_lettered_at"`
 	Reason string    `json:"reason"`
+	// Odoo is the Odoo that refused it (host:port/path database): a retry
+	// books it in the one the agent sends to, so one another Odoo refused
+	// is kept unless asked for (--here). Empty when not known (a file from
+	// a version that did not keep it).
+	Odoo string `json:"odoo,omitempty"`
 	// What the record holds, in words ("3 good pieces", "stop from … to …,
 	// reason JAM"): what a retry books, or a drop loses.
 	What string `json:"what,omitempty"`
@@ -229,11 +249,11 @@ type DeadLetterView struct {
 	DataBase64 string `json:"data_base64,omitempty"`
 }
 
-func deadLetterViews(dls []buffer.DeadLetter) []DeadLetterView {
+func deadLetterViews(dls []buffer.DeadLetter, by deadOdoo) []DeadLetterView {
 	out := make([]DeadLetterView, 0, len(dls))
 	for _, d := range dls {
 		v := DeadLetterView{ID: d.ID, Lane: d.LaneName(), Key: d.Record.Key, Seq: d.Record.Seq,
-			Time: d.Record.Time, At: d.At, Reason: d.Reason, Data: string(d.Record.Data), Damaged: d.Damaged}
+			Time: d.Record.Time, At: d.At, Reason: d.Reason, Odoo: by.of(d.ID), Data: string(d.Record.Data), Damaged: d.Damaged}
 		if !d.Damaged {
 			v.What = describeRecord(d.Record)
 		}
@@ -284,11 +304,27 @@ func describeRecord(r buffer.Record) string {
 	return ""
 }
 
+// DeadLetterResult is what a retry or drop did.
+type DeadLetterResult struct {
+	Affected int `json:"affected"`
+	// KeptDamaged: dead letters a retry of all kept because they cannot be
+	// retried (see buffer.ErrDamaged).
+	KeptDamaged int `json:"kept_damaged"`
+	// KeptElsewhere: dead letters a retry of all kept because another Odoo
+	// than the one it would book them in refused them (Elsewhere names it,
+	// To the one it books in).
+	KeptElsewhere int      `json:"kept_elsewhere,omitempty"`
+	Elsewhere     []string `json:"elsewhere,omitempty"`
+	To            string   `json:"to,omitempty"`
+}
+
 // DeadLetterAction retries or drops the dead letter id ("all" for every
-// one) on buf and returns how many it affected. A retry of all keeps the
-// damaged ones (they cannot be retried, see buffer.ErrDamaged) and says how
-// many it kept.
-func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string) (affected, kept int, err error) {
+// one) on buf. A retry books into the Odoo to names (cfg: the one the agent
+// sends to); dead letters another Odoo refused are kept, not retried —
+// retried, they would be booked here — unless to is nil (--here). A retry
+// of all keeps the damaged ones too (they cannot be retried, see
+// buffer.ErrDamaged); a retry of one of either is an error.
+func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string, to *config.Config) (res DeadLetterResult, err error) {
 	var fn func(context.Context, uint64) error
 	switch action {
 	case "retry":
@@ -296,46 +332,74 @@ func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string)
 	case "drop":
 		fn = buf.DropDeadLetter
 	default:
-		return 0, 0, fmt.Errorf("unknown action %q (retry or drop)", action)
+		return res, fmt.Errorf("unknown action %q (retry or drop)", action)
+	}
+	var by deadOdoo
+	if action == "retry" && to != nil {
+		if by, err = loadDeadOdoo(buf); err != nil {
+			return res, err
+		}
+		res.To = odooIdentity(to)
+	}
+	// elsewhere: refused by another Odoo than the one a retry books in.
+	elsewhere := func(d uint64) string {
+		if o := by.of(d); o != "" && res.To != "" && o != res.To {
+			return o
+		}
+		return ""
 	}
 	if id != "all" {
 		n, err := strconv.ParseUint(id, 10, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("dead letter id %q: want a number or \"all\"", id)
+			return res, fmt.Errorf("dead letter id %q: want a number or \"all\"", id)
+		}
+		if o := elsewhere(n); o != "" {
+			// Unless it is gone: then the buffer's error says so.
+			if page, err := buf.DeadLetterPage(n-1, 1); err == nil && len(page) == 1 && page[0].ID == n {
+				return res, &ElsewhereError{ID: n, Odoo: o, To: res.To}
+			}
 		}
 		if err := fn(ctx, n); err != nil {
-			return 0, 0, err // the buffer's error names the action and the id
+			return res, err // the buffer's error names the action and the id
 		}
-		return 1, 0, nil
+		res.Affected = 1
+		return res, nil
 	}
 	// Every dead letter there is now, a page at a time; one retried and
 	// refused again meanwhile has a higher ID and waits for the next "all".
 	latest, ok, err := buf.LatestDeadLetter()
 	if err != nil || !ok {
-		return 0, 0, err
+		return res, err
 	}
 	last := latest.ID
 	for after := uint64(0); after < last; {
 		page, err := buf.DeadLetterPage(after, deadLetterPage)
 		if err != nil || len(page) == 0 {
-			return affected, kept, err
+			return res, err
 		}
 		for _, d := range page {
 			if d.ID > last {
-				return affected, kept, nil
+				return res, nil
 			}
 			after = d.ID
 			if d.Damaged && action == "retry" {
-				kept++
+				res.KeptDamaged++
+				continue
+			}
+			if o := elsewhere(d.ID); o != "" {
+				res.KeptElsewhere++
+				if !slices.Contains(res.Elsewhere, o) {
+					res.Elsewhere = append(res.Elsewhere, o)
+				}
 				continue
 			}
 			if err := fn(ctx, d.ID); err != nil {
-				return affected, kept, err
+				return res, err
 			}
-			affected++
+			res.Affected++
 		}
 	}
-	return affected, kept, nil
+	return res, nil
 }
 
 // deadLetterPage is how many dead letters are read (and sent) at a time.
@@ -344,12 +408,16 @@ const deadLetterPage = 1000
 // ListDeadLetters reads the dead letters of a stopped agent's buffer.
 func ListDeadLetters(buf *buffer.Queue) ([]DeadLetterView, error) {
 	var out []DeadLetterView
+	by, err := loadDeadOdoo(buf)
+	if err != nil {
+		return nil, err
+	}
 	for after := uint64(0); ; {
 		page, err := buf.DeadLetterPage(after, deadLetterPage)
 		if err != nil || len(page) == 0 {
 			return out, err
 		}
-		out = append(out, deadLetterViews(page)...)
+		out = append(out, deadLetterViews(page, by)...)
 		after = page[len(page)-1].ID
 	}
 }
@@ -512,9 +580,13 @@ func (c *APIClient) DeadLetters(ctx context.Context) ([]DeadLetterView, error) {
 	}
 }
 
-// DeadLetterAction retries or drops dead letters in the running agent.
-func (c *APIClient) DeadLetterAction(ctx context.Context, action, id string) (affected, kept int, err error) {
-	var out map[string]int
-	err = c.do(ctx, http.MethodPost, "/api/v1/deadletters/"+action+"?id="+id, &out)
-	return out["affected"], out["kept_damaged"], err
+// DeadLetterAction retries or drops dead letters in the running agent;
+// here retries also those another Odoo refused (see DeadLetterAction).
+func (c *APIClient) DeadLetterAction(ctx context.Context, action, id string, here bool) (res DeadLetterResult, err error) {
+	q := url.Values{"id": {id}}
+	if here {
+		q.Set("here", "1")
+	}
+	err = c.do(ctx, http.MethodPost, "/api/v1/deadletters/"+action+"?"+q.Encode(), &res)
+	return res, err
 }

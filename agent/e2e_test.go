@@ -837,8 +837,8 @@ func TestEndToEndPermanentRefusalIsDeadLettered(t *testing.T) {
 		t.Errorf("press-1 in status: %+v", m)
 	}
 	// Retried once the cause is fixed, it lands exactly once.
-	if n, _, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
-		t.Fatalf("retry: %d %v", n, err)
+	if res, err := api.DeadLetterAction(context.Background(), "retry", "all", false); err != nil || res.Affected != 1 {
+		t.Fatalf("retry: %d %v", res.Affected, err)
 	}
 	p.waitExactQty(ra, "press-1", 8)
 	time.Sleep(1100 * time.Millisecond)
@@ -879,8 +879,8 @@ func TestEndToEndDeadLetterRetryAfterMappingFix(t *testing.T) {
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
 	}
-	if n, _, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
-		t.Fatalf("retry: %d %v", n, err)
+	if res, err := api.DeadLetterAction(context.Background(), "retry", "all", false); err != nil || res.Affected != 1 {
+		t.Fatalf("retry: %d %v", res.Affected, err)
 	}
 	waitFor(t, 15*time.Second, "the downtime line", func() (bool, string) {
 		lines := p.odoo.Productivity()
@@ -2132,8 +2132,8 @@ func TestRefusedWriteOfABacklogIsOneDeadLetter(t *testing.T) {
 		t.Errorf("%d log lines for one refused write", n)
 	}
 	p.odoo.GrantAccess("plantedge-bot", "mrp.workorder", "write")
-	if n, _, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
-		t.Fatalf("retry: %d %v", n, err)
+	if res, err := api.DeadLetterAction(context.Background(), "retry", "all", false); err != nil || res.Affected != 1 {
+		t.Fatalf("retry: %d %v", res.Affected, err)
 	}
 	p.waitExactQty(ra, "press-1", 5+backlog)
 }

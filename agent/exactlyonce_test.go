@@ -494,8 +494,8 @@ func TestDeadLetterRetryDoesNotReopenAClosedLine(t *testing.T) {
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
 	}
-	if n, _, err := agent.NewAPIClient(p.listen).DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
-		t.Fatalf("retry: %d %v", n, err)
+	if res, err := agent.NewAPIClient(p.listen).DeadLetterAction(context.Background(), "retry", "all", false); err != nil || res.Affected != 1 {
+		t.Fatalf("retry: %d %v", res.Affected, err)
 	}
 	waitFor(t, 15*time.Second, "retried", func() (bool, string) {
 		st := ra.a.Status()
@@ -526,8 +526,8 @@ func TestRetriedScrapNotAckedByAnInFlightBooking(t *testing.T) {
 		if model == "stock.scrap" && method == "load" {
 			// the admin follows the runbook while the next booking is on its way
 			once.Do(func() {
-				if n, _, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil || n != 1 {
-					t.Errorf("retry: %d %v", n, err)
+				if res, err := api.DeadLetterAction(context.Background(), "retry", "all", false); err != nil || res.Affected != 1 {
+					t.Errorf("retry: %d %v", res.Affected, err)
 				}
 			})
 		}

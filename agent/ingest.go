@@ -722,6 +722,10 @@ func (a *Agent) checkSite(ctx context.Context, cfg *config.Config) error {
 	return a.buf.PutMeta(ctx, meta...)
 }
 
+// OdooIdentity names the Odoo database cfg sends to: host:port/path and
+// database (how dead letters name the Odoo that refused them).
+func OdooIdentity(cfg *config.Config) string { return odooIdentity(cfg) }
+
 // odooIdentity is the Odoo database the configuration names: the server
 // (host, port and path of odoo.url: not its scheme, so putting TLS in front
 // of the same server changes nothing) and odoo.database.

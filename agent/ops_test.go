@@ -722,8 +722,8 @@ func TestAPIGuardsAgainstWebPagesAndOtherHosts(t *testing.T) {
 	if _, err := agent.NewAPIClient(p.listen).Status(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if n, _, err := agent.NewAPIClient(p.listen).DeadLetterAction(context.Background(), "drop", "all"); err != nil || n != 0 {
-		t.Fatalf("CLI drop: %d %v", n, err)
+	if res, err := agent.NewAPIClient(p.listen).DeadLetterAction(context.Background(), "drop", "all", false); err != nil || res.Affected != 0 {
+		t.Fatalf("CLI drop: %d %v", res.Affected, err)
 	}
 }
 
@@ -797,7 +797,7 @@ func TestUnixSocketListen(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The log names who asked (the peer's credentials of the socket).
-		if _, _, err := api.DeadLetterAction(context.Background(), "retry", "all"); err != nil {
+		if _, err := api.DeadLetterAction(context.Background(), "retry", "all", false); err != nil {
 			t.Fatal(err)
 		}
 		if logs, who := p.logs.String(), fmt.Sprintf("by=\"uid %d ", os.Geteuid()); !strings.Contains(logs, who) {
@@ -1009,8 +1009,8 @@ func TestManyDeadLettersInPages(t *testing.T) {
 	if err != nil || len(views) != n {
 		t.Fatalf("listed %d (%v), want %d", len(views), err, n)
 	}
-	if got, _, err := agent.DeadLetterAction(ctx, buf, "retry", "all"); err != nil || got != n {
-		t.Fatalf("retried %d (%v), want %d", got, err, n)
+	if res, err := agent.DeadLetterAction(ctx, buf, "retry", "all", nil); err != nil || res.Affected != n {
+		t.Fatalf("retried %d (%v), want %d", res.Affected, err, n)
 	}
 	if st := buf.Stats(); st.DeadLetters != 0 || st.Pending != n {
 		t.Fatalf("after retry all: %d dead letters, %d pending", st.DeadLetters, st.Pending)
@@ -1074,7 +1074,8 @@ func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 	if len(reasons) != 3 {
 		t.Fatalf("dead letters %+v", dls)
 	}
-	n, kept, err := api.DeadLetterAction(context.Background(), "retry", "all")
+	res, err := api.DeadLetterAction(context.Background(), "retry", "all", false)
+	n, kept := res.Affected, res.KeptDamaged
 	if err != nil || n != 2 || kept != 1 {
 		t.Fatalf("retry all: %d retried, %d kept, %v; want 2 and 1", n, kept, err)
 	}
@@ -1742,6 +1743,85 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 			t.Errorf("scrap %+v, want 3 on the work order it was made on (%d)", got, first)
 		}
 	})
+	// Dead letters are tied to the Odoo that refused them: a retry after a
+	// switch keeps them (the fifth self-probe: retried in the new database,
+	// they were booked there, +14 where they held a write in doubt that had
+	// landed), until the agent is pointed back; --here books them where it
+	// sends to.
+	refused := func(t *testing.T) (p *plant, m *simMachine, was string) { // 3 pieces refused by the first Odoo, the agent stopped
+		p, ra, m := start(t)
+		p.odoo.RefuseNext("mrp.workorder", "write", 1, "odoo.exceptions.UserError", "You cannot change the quantity of a done work order.")
+		p.produce(m, 3, 0)
+		waitFor(t, 15*time.Second, "the dead letter", func() (bool, string) {
+			n := ra.a.Status().Buffer.DeadLetters
+			return n == 1, fmt.Sprint(n)
+		})
+		ra.stopNow(t)
+		return p, m, strings.TrimPrefix(p.odoo.URL(), "http://") + " "
+	}
+	keptFor := func(t *testing.T, how string, res agent.DeadLetterResult, err error, was string) {
+		t.Helper()
+		if err != nil || res.Affected != 0 || res.KeptElsewhere != 1 || len(res.Elsewhere) != 1 || !strings.HasPrefix(res.Elsewhere[0], was) {
+			t.Errorf("%s: %+v %v; want the dead letter kept, refused by %s", how, res, err, was)
+		}
+	}
+	ctx := context.Background()
+	t.Run("dead letters stay with the Odoo that refused them", func(t *testing.T) {
+		p, m, was := refused(t)
+		back := away(p)
+		// Stopped, before the switch: a retry from the file keeps it too.
+		cfg, err := config.Load(p.cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := agent.DeadLetterAction(ctx, q, "retry", "all", cfg)
+		keptFor(t, "stopped", res, err, was)
+		if err := q.Close(); err != nil {
+			t.Fatal(err)
+		}
+
+		ra := p.startAgentWith(false)
+		switched(t, p, 1)
+		api := agent.NewAPIClient(p.listen)
+		res, err = api.DeadLetterAction(ctx, "retry", "all", false)
+		keptFor(t, "running", res, err, was)
+		views, err := api.DeadLetters(ctx)
+		if err != nil || len(views) != 1 || !strings.HasPrefix(views[0].Odoo, was) {
+			t.Fatalf("list: %+v %v; want the one, refused by %s", views, err, was)
+		}
+		if _, err := api.DeadLetterAction(ctx, "retry", fmt.Sprint(views[0].ID), false); err == nil || !strings.Contains(err.Error(), "refused by another Odoo") {
+			t.Errorf("retry of the one: %v", err)
+		}
+		p.produce(m, 2, 0)
+		p.waitExactQty(ra, "press-1", 2)
+		ra.stopNow(t)
+
+		back()
+		ra = p.startAgentWith(false)
+		switched(t, p, 2)
+		if res, err := api.DeadLetterAction(ctx, "retry", "all", false); err != nil || res.Affected != 1 || res.KeptElsewhere != 0 {
+			t.Fatalf("retry where it was refused: %+v %v", res, err)
+		}
+		p.waitExactQty(ra, "press-1", 13)
+		time.Sleep(300 * time.Millisecond)
+		p.waitExactQty(ra, "press-1", 13)
+	})
+	t.Run("dead letters of another Odoo retried here when asked", func(t *testing.T) {
+		p, m, _ := refused(t)
+		away(p)
+		ra := p.startAgentWith(false)
+		switched(t, p, 1)
+		p.produce(m, 2, 0)
+		p.waitExactQty(ra, "press-1", 2)
+		if res, err := agent.NewAPIClient(p.listen).DeadLetterAction(ctx, "retry", "all", true); err != nil || res.Affected != 1 {
+			t.Fatalf("retry --here: %+v %v", res, err)
+		}
+		p.waitExactQty(ra, "press-1", 5)
+	})
 }
 
 // A buffer file put back from a backup (the ops probe) while the plant
@@ -2141,8 +2221,8 @@ func TestDeadLetterDropNeedsTheAgentsUserOrGroup(t *testing.T) {
 		t.Fatalf("%d dead letters after nobody's drop, want 1; machine error %q", st.Buffer.DeadLetters, st.Machines[0].Error)
 	}
 	// Root (this test) may, and the log says it was root.
-	if n, _, err := agent.NewAPIClient(p.listen).DeadLetterAction(context.Background(), "drop", "all"); err != nil || n != 1 {
-		t.Fatalf("drop as root: %d %v", n, err)
+	if res, err := agent.NewAPIClient(p.listen).DeadLetterAction(context.Background(), "drop", "all", false); err != nil || res.Affected != 1 {
+		t.Fatalf("drop as root: %d %v", res.Affected, err)
 	}
 	if logs := p.logs.String(); !strings.Contains(logs, `msg="dead letters dropped" id=all affected=1 by="uid 0 (root)"`) {
 		t.Errorf("the drop's log line does not name root:\n%s", logs)

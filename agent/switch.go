@@ -208,13 +208,25 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	if len(stash) > 0 {
 		meta = append(meta, buffer.KV{Key: odooStashPrefix + was, Value: mustJSON(stash)})
 	}
+	// The dead letters there are now are tied to the old Odoo: a retry
+	// here would book them here (the fifth self-probe: +14 where they held
+	// a write in doubt that had landed there).
+	by, err := loadDeadOdoo(f.a.buf)
+	if err != nil {
+		return err
+	}
+	tie, err := by.leaving(f.a.buf, was)
+	if err != nil {
+		return err
+	}
+	if tie != nil {
+		meta = append(meta, *tie)
+	}
 	if err := f.a.buf.PutMeta(ctx, meta...); err != nil {
 		return err
 	}
 	if n := f.a.buf.Stats().DeadLetters; n > 0 {
-		// Not tied to an Odoo: retried now, they are booked here (the fifth
-		// self-probe: +14 where they held a write in doubt that had landed).
-		f.a.log.Warn("dead letters of the old Odoo stay in the dead letters: retried now, they are booked here — retry them once pointed back at the Odoo that refused them, or drop them",
+		f.a.log.Warn("dead letters stay tied to the Odoo that refused them: `plantedge deadletter retry` keeps those of another Odoo (retry them once pointed back there, or drop them; --here books them here)",
 			"dead_letters", n)
 	}
 	for _, m := range released { // before the holds of what comes back: a machine may have both

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
 )
 
@@ -39,17 +40,26 @@ func newDeadLetterCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var views []agent.DeadLetterView
+			var sendsTo string
 			err := withDeadLetters(cfgPath, true,
-				func(c *agent.APIClient) (err error) { views, err = c.DeadLetters(cmd.Context()); return err },
-				func(q *buffer.Queue) (err error) { views, err = agent.ListDeadLetters(q); return err })
+				func(c *agent.APIClient, cfg *config.Config) (err error) {
+					sendsTo = agent.OdooIdentity(cfg)
+					views, err = c.DeadLetters(cmd.Context())
+					return err
+				},
+				func(q *buffer.Queue, cfg *config.Config) (err error) {
+					sendsTo = agent.OdooIdentity(cfg)
+					views, err = agent.ListDeadLetters(q)
+					return err
+				})
 			if err != nil {
 				return err
 			}
-			return printDeadLetters(cmd.OutOrStdout(), views, asJSON)
+			return printDeadLetters(cmd.OutOrStdout(), views, sendsTo, asJSON)
 		},
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	var yes bool
+	var yes, here bool
 	action := func(name, short string) *cobra.Command {
 		return &cobra.Command{
 			Use:   name + " ID|all",
@@ -66,8 +76,11 @@ func newDeadLetterCmd() *cobra.Command {
 					// it is asked first (scripts, without one, are not).
 					list := func() (views []agent.DeadLetterView, err error) {
 						err = withDeadLetters(cfgPath, true,
-							func(c *agent.APIClient) (err error) { views, err = c.DeadLetters(cmd.Context()); return err },
-							func(q *buffer.Queue) (err error) { views, err = agent.ListDeadLetters(q); return err })
+							func(c *agent.APIClient, _ *config.Config) (err error) {
+								views, err = c.DeadLetters(cmd.Context())
+								return err
+							},
+							func(q *buffer.Queue, _ *config.Config) (err error) { views, err = agent.ListDeadLetters(q); return err })
 						return views, err
 					}
 					views, err := list()
@@ -85,23 +98,32 @@ func newDeadLetterCmd() *cobra.Command {
 						return &exitError{code: 1, msg: fmt.Sprintf("dead letters came in while you were asked (%d now, %d shown): nothing dropped; run it again", len(now), len(views))}
 					}
 				}
-				var n, kept int
+				var res agent.DeadLetterResult
 				err := withDeadLetters(cfgPath, false,
-					func(c *agent.APIClient) (err error) {
-						n, kept, err = c.DeadLetterAction(cmd.Context(), name, args[0])
+					func(c *agent.APIClient, _ *config.Config) (err error) {
+						res, err = c.DeadLetterAction(cmd.Context(), name, args[0], here)
 						return err
 					},
-					func(q *buffer.Queue) (err error) {
-						n, kept, err = agent.DeadLetterAction(cmd.Context(), q, name, args[0])
+					func(q *buffer.Queue, cfg *config.Config) (err error) {
+						if here {
+							cfg = nil
+						}
+						res, err = agent.DeadLetterAction(cmd.Context(), q, name, args[0], cfg)
 						return err
 					})
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d dead letter(s)\n", name, n)
-				if kept > 0 {
-					fmt.Fprintf(cmd.OutOrStdout(), "kept %d damaged dead letter(s): their bytes cannot be read as records, so they cannot be retried; "+
-						"inspect them with `plantedge deadletter list --json` and drop them\n", kept)
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "%s: %d dead letter(s)\n", name, res.Affected)
+				if res.KeptDamaged > 0 {
+					fmt.Fprintf(out, "kept %d damaged dead letter(s): their bytes cannot be read as records, so they cannot be retried; "+
+						"inspect them with `plantedge deadletter list --json` and drop them\n", res.KeptDamaged)
+				}
+				if res.KeptElsewhere > 0 {
+					fmt.Fprintf(out, "kept %d dead letter(s) refused by another Odoo (%s) than the one the agent sends to (%s): retried, they would be booked in this one. "+
+						"Retry them once the agent is pointed back there, or drop them; --here retries them anyway (the same database under another address)\n",
+						res.KeptElsewhere, strings.Join(res.Elsewhere, ", "), res.To)
 				}
 				return nil
 			},
@@ -109,9 +131,10 @@ func newDeadLetterCmd() *cobra.Command {
 	}
 	drop := action("drop", "Delete dead letters for good (counted and logged; on a terminal, asked first)")
 	drop.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask first")
-	cmd.AddCommand(list,
-		action("retry", "Put dead letters back for another try: downtime in its original order, counts as the newest (they add up)"),
-		drop)
+	retry := action("retry", "Put dead letters back for another try: downtime in its original order, counts as the newest (they add up); "+
+		"those another Odoo refused (odoo.url or odoo.database changed since) are kept")
+	retry.Flags().BoolVar(&here, "here", false, "retry also dead letters another Odoo refused, in the one the agent sends to now (the same database under another address)")
+	cmd.AddCommand(list, retry, drop)
 	return cmd
 }
 
@@ -148,12 +171,12 @@ func confirmDrop(in io.Reader, out io.Writer, views []agent.DeadLetterView, id s
 
 // withDeadLetters runs online against the running agent, or offline on the
 // buffer file when the agent is stopped.
-func withDeadLetters(cfgPath string, readOnly bool, online func(*agent.APIClient) error, offline func(*buffer.Queue) error) error {
+func withDeadLetters(cfgPath string, readOnly bool, online func(*agent.APIClient, *config.Config) error, offline func(*buffer.Queue, *config.Config) error) error {
 	cfg, err := loadForAgent(cfgPath, os.Stderr)
 	if err != nil {
 		return err
 	}
-	err = online(agent.NewAPIClient(cfg.Listen).ForConfig(cfg))
+	err = online(agent.NewAPIClient(cfg.Listen).ForConfig(cfg), cfg)
 	if err == nil || !errors.Is(err, agent.ErrNotRunning) {
 		return err
 	}
@@ -174,10 +197,12 @@ func withDeadLetters(cfgPath string, readOnly bool, online func(*agent.APIClient
 		return fmt.Errorf("agent not running and buffer not readable: %w", err)
 	}
 	defer q.Close()
-	return offline(q)
+	return offline(q, cfg)
 }
 
-func printDeadLetters(w io.Writer, views []agent.DeadLetterView, asJSON bool) error {
+// printDeadLetters prints views; the reason of one another Odoo than
+// sendsTo refused names it.
+func printDeadLetters(w io.Writer, views []agent.DeadLetterView, sendsTo string, asJSON bool) error {
 	if asJSON {
 		if views == nil {
 			views = []agent.DeadLetterView{} // [], not null: scripts iterate over it
@@ -195,6 +220,9 @@ func printDeadLetters(w io.Writer, views []agent.DeadLetterView, asJSON bool) er
 	for _, v := range views {
 		// One row per dead letter: Odoo's messages span lines and carry tabs.
 		reason := strings.Join(strings.Fields(v.Reason), " ")
+		if v.Odoo != "" && v.Odoo != sendsTo {
+			reason = "(refused by " + v.Odoo + ", not the Odoo the agent sends to) " + reason
+		}
 		what := v.What
 		if what == "" {
 			what = "-"

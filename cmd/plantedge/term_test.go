@@ -22,7 +22,7 @@ func TestOutsideTextCannotDriveTheTerminal(t *testing.T) {
 		Reason: "ValidationError: \x1b[2J\x1b[31mPWNED\r\nnext line\a",
 		What:   "stop from 10:00 to 10:05, reason \u001b[2J\r\nID 999 fake row\u0007\u202e",
 	}}
-	if err := printDeadLetters(w, views, false); err != nil {
+	if err := printDeadLetters(w, views, "", false); err != nil {
 		t.Fatal(err)
 	}
 	fmt.Fprintln(w, "plain text\twith a tab stays as it is")
@@ -52,5 +52,23 @@ func TestOneLine(t *testing.T) {
 		if got := oneLine(in); got != want {
 			t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A dead letter another Odoo refused (odoo.url or odoo.database changed
+// since) names it: `deadletter retry` keeps it.
+func TestDeadLetterListNamesAnotherOdoo(t *testing.T) {
+	var out bytes.Buffer
+	views := []agent.DeadLetterView{
+		{ID: 1, Lane: "counts", Key: "press-1/good", Reason: "UserError: done", Odoo: "old:8069 prod"},
+		{ID: 2, Lane: "counts", Key: "press-1/good", Reason: "UserError: done", Odoo: "new:8069 prod"},
+	}
+	if err := printDeadLetters(&out, views, "new:8069 prod", false); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[1], "(refused by old:8069 prod, not the Odoo the agent sends to) UserError: done") ||
+		strings.Contains(lines[2], "refused by") {
+		t.Errorf("list:\n%s", out.String())
 	}
 }
