@@ -1444,6 +1444,9 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		if got := p.offlineStatus().Odoo.SwitchFrom; !strings.HasPrefix(got, was+" ") {
 			t.Errorf("stopped status after the edit: switch_from %q, want the Odoo before, %s", got, was)
 		}
+		if got := p.offlineStatus().Machines[0].WorkOrder; got != "" {
+			t.Errorf("stopped status after the edit: work order %q, the old Odoo's", got)
+		}
 		p.odoo.SetWorkorderQty(p.woIDs["press-1"], 500) // what production has booked so far
 		ra = p.startAgentWith(false)
 		p.produce(m, 7, 0)
@@ -1493,6 +1496,9 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		})
 		if got, want := ra.a.Status().Odoo.SwitchFrom, strings.TrimPrefix(right, "http://"); !strings.HasPrefix(got, want+" ") {
 			t.Errorf("status switch_from %q while the new Odoo does not answer, want the one before, %s", got, want)
+		}
+		if got := ra.a.Status().Machines[0].WorkOrder; got != "" {
+			t.Errorf("status while the new Odoo does not answer: work order %q, the old Odoo's", got)
 		}
 		ra.stopNow(t)
 		buf, err := buffer.Open(filepath.Join(p.dir, "data", "buffer.db"), buffer.Options{ReadOnly: true})

@@ -390,7 +390,9 @@ func (a *Agent) Status() Status {
 			if l.NoWorkcenter {
 				st.Buffer.Held += pending[m.ID].events // downtime needs the work center
 			}
-		} else if wo := a.storedWorkOrder(m.ID); wo != "" {
+		} else if wo := a.storedWorkOrder(m.ID); wo != "" && st.Odoo.SwitchFrom == "" {
+			// (Waiting to switch, the stored one is the old Odoo's: counts
+			// go to the new one's, not known yet — the fourth self-probe.)
 			ms.WorkOrder = wo
 		}
 		ms.DeadLetterGood = tidy(pending[m.ID].deadGood)
@@ -777,6 +779,11 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		wo, woErr := a.loadWOState(m.ID)
 		ms := MachineStatus{ID: m.ID, Workcenter: m.Workcenter, WorkOrder: storedWorkOrderName(wo, woErr),
 			GoodCount: tidy(t.Good), ScrapCount: tidy(t.Scrap), Pending: tidy(pending[m.ID].good), State: "unknown"}
+		if st.Odoo.SwitchFrom != "" {
+			// The old Odoo's: counts go to the new one's, not known yet
+			// (the fourth self-probe saw the old one's names).
+			ms.WorkOrder = ""
+		}
 		if b, err := buf.Meta(unattributedMetaKey(m.ID)); err == nil && len(b) > 0 {
 			// The agent last found no work order in progress for it.
 			ms.WorkOrder, ms.Unattributed = "", ms.Pending
