@@ -65,6 +65,34 @@ func (a *Agent) Handler() http.Handler {
 		// seq: the buffer's last record at the request.
 		writeJSON(w, map[string]any{"ok": true, "after": n, "started": a.started.UTC(), "seq": seq})
 	})
+	api.HandleFunc("POST /api/v1/rebook", func(w http.ResponseWriter, r *http.Request) {
+		if !a.opened.Load() {
+			http.Error(w, "buffer not open yet", http.StatusServiceUnavailable)
+			return
+		}
+		since, err := time.Parse(time.RFC3339, r.URL.Query().Get("since"))
+		if err != nil {
+			http.Error(w, "since: want an RFC 3339 time: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		dry := r.URL.Query().Get("dry_run") == "1"
+		if !dry {
+			a.log.Warn("rebook asked", "since", since.UTC().Format(time.RFC3339), "by", peerOf(r).String())
+		}
+		// Within the API's write timeout; the rebook itself goes on.
+		ctx, cancel := context.WithTimeout(r.Context(), rebookWait)
+		defer cancel()
+		res, err := a.fwd.Rebook(ctx, since, dry)
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			http.Error(w, fmt.Sprintf("no answer within %s: the rebook waits for Odoo (plantedge status says why), or takes longer — what it does is logged (\"rebooked what Odoo had confirmed\")", rebookWait), http.StatusGatewayTimeout)
+			return
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		writeJSON(w, res)
+	})
 	api.HandleFunc("GET /api/v1/opcua/pins", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.opened.Load() {
 			http.Error(w, "buffer not open yet", http.StatusServiceUnavailable)
@@ -562,6 +590,26 @@ func (c *APIClient) Flush(ctx context.Context) (FlushTicket, error) {
 	var out FlushTicket
 	err := c.do(ctx, http.MethodPost, "/api/v1/flush", &out)
 	return out, err
+}
+
+// rebookWait is how long the API waits for a rebook (its server's write
+// timeout is a minute).
+const rebookWait = 50 * time.Second
+
+// Rebook asks the running agent to book again what Odoo confirmed since
+// since and lacks now (dry: only count it); see RebookResult.
+func (c *APIClient) Rebook(ctx context.Context, since time.Time, dry bool) (RebookResult, error) {
+	q := url.Values{"since": {since.UTC().Format(time.RFC3339)}}
+	if dry {
+		q.Set("dry_run", "1")
+	}
+	long := *c
+	hc := *c.hc
+	hc.Timeout = rebookWait + 10*time.Second
+	long.hc = &hc
+	var res RebookResult
+	err := long.do(ctx, http.MethodPost, "/api/v1/rebook?"+q.Encode(), &res)
+	return res, err
 }
 
 // DeadLetters lists the agent's dead letters, reading them a page at a time.

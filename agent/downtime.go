@@ -332,15 +332,20 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		}
 	}
 	var sent []sentLine
+	var booked []buffer.KV // what Odoo has, kept a while (see rebook.go)
+	now := time.Now()
 	for i, l := range lines {
 		if ids[i] != 0 {
 			sent = append(sent, sentLine{machine: l.rec.Key, start: l.d.Start, end: l.d.End, id: ids[i]})
+			d := l.d
+			booked = append(booked, bookedKV(now, bookedEntry{Machine: l.rec.Key, Line: &d}))
 		}
 	}
 	meta, err := f.checkOpenLines(sent)
 	if err != nil {
 		return err
 	}
+	meta = append(meta, booked...)
 	var ended []sentLine
 	for _, l := range lines {
 		if l.end != 0 && ackedSeq[l.rec.Seq] {

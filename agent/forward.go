@@ -165,6 +165,11 @@ type forwarder struct {
 	draftsAt time.Time
 	drafts   map[string]string
 	flushed  bool // the current round was asked for by flush
+	// rebook is a rebook asked for (Rebook; under mu), done by the next
+	// round; bookedPruned is when the old bookings kept were last
+	// forgotten (pruneBooked).
+	rebook       *rebookReq
+	bookedPruned time.Time
 	// keyID identifies the API key in use (not the key); keyWorked says
 	// Odoo accepted it once, so a later refusal means expired or revoked.
 	keyID     string
@@ -335,6 +340,9 @@ func (f *forwarder) run(ctx context.Context) {
 		before := f.linkSnapshot() // call() may show the link online mid-round
 		roundStart, waited := time.Now(), f.rateWaited.Load()
 		more, err := f.round(ctx)
+		if err != nil {
+			f.failRebook(err) // the round did not get to it
+		}
 		if err == nil {
 			f.mu.Lock()
 			f.link.Round, f.link.RateWait = time.Since(roundStart), time.Duration(f.rateWaited.Load()-waited)
@@ -939,6 +947,12 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			return false, err
 		}
 	}
+	if err := f.serveRebook(ctx); err != nil {
+		return false, err
+	}
+	if err := f.pruneBooked(ctx); err != nil {
+		return false, err
+	}
 	if f.forget.Swap(false) {
 		f.wcs, f.losses = map[string]odoo.Workcenter{}, map[string]int64{}
 		f.missing = map[string]missingCode{}
@@ -1355,6 +1369,9 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 	}
 	for _, c := range p.clears {
 		meta = append(meta, buffer.KV{Key: scrapMetaKey(c.machine)}, carryKV(c.machine, c.carry))
+		if c.booked != nil {
+			meta = append(meta, bookedKV(time.Now(), bookedEntry{Machine: c.machine, Scrap: c.booked, Workorder: c.bookedOn}))
+		}
 		if c.draft != nil {
 			meta = append(meta, buffer.KV{Key: scrapDraftKey(c.machine, c.draft.XMLID), Value: mustJSON(*c.draft)})
 			f.draftsAt = time.Time{} // shown at once

@@ -139,20 +139,27 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		}
 	}
 	done := ob.Qty == 0 // an outbox of 0 from a version that stored one: nothing to book
+	booking := &odoo.Scrap{XMLID: ob.XMLID, ProductID: ob.ProductID, UomID: ob.UomID,
+		ProductionID: ob.ProductionID, WorkorderID: ob.WorkorderID, Qty: ob.Qty,
+		ConfirmShort: f.a.cfg.Load().Odoo.ScrapWhenShort == "confirm"}
+	var bookedOn string // its work order's names, if this is it
+	if wo != nil && wo.ID == ob.WorkorderID {
+		bookedOn = workorderLabel(wo)
+	}
 	if !done {
 		err = f.call(ctx, "book_scrap", func(ctx context.Context) error {
 			var err error
-			done, err = f.client.BookScrap(ctx, odoo.Scrap{XMLID: ob.XMLID, ProductID: ob.ProductID, UomID: ob.UomID,
-				ProductionID: ob.ProductionID, WorkorderID: ob.WorkorderID, Qty: ob.Qty,
-				ConfirmShort: f.a.cfg.Load().Odoo.ScrapWhenShort == "confirm"})
+			done, err = f.client.BookScrap(ctx, *booking)
 			return err
 		})
+	} else {
+		booking = nil
 	}
 	switch {
 	case err == nil && done:
 		delete(f.scrapShortAt, machine)
 		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
-		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry})
+		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry, booked: booking, bookedOn: bookedOn})
 		f.a.metrics.forwarded.WithLabelValues("scrap_count").Add(ob.Qty)
 		return nil
 	case err == nil && !done:
@@ -169,7 +176,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			// not make later scrap wait for (and go to) that order.
 			f.scrapShortAt[machine] = scrapGathering{at: time.Now(), wo: *cur}
 		}
-		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry, draft: &d})
+		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry, draft: &d, booked: booking, bookedOn: bookedOn})
 		f.a.eventLog.log("scrap short "+machine, f.a.log, slog.LevelWarn,
 			"odoo has too little stock to scrap: the booking is a draft in Odoo until a person validates it there (odoo.scrap_when_short: hold)",
 			"machine", machine, "xmlid", ob.XMLID, "qty", ob.Qty)
@@ -187,7 +194,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		acks.add(countKey(machine, sigScrap), ob.MaxSeq)
 		msg, _, _ := strings.Cut(err.Error(), "\n")
 		d := scrapDraft{XMLID: ob.XMLID, Qty: ob.Qty, Workorder: woName(wo), At: time.Now().UTC().Truncate(time.Second), Refused: msg}
-		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry, draft: &d})
+		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry, draft: &d, booked: booking, bookedOn: bookedOn})
 		f.a.eventLog.log("scrap refused "+machine, f.a.log, slog.LevelError,
 			"odoo refused to validate a scrap booking: it is a draft in Odoo until the cause is fixed and it is validated (there, or by plantedge flush)",
 			"machine", machine, "xmlid", ob.XMLID, "qty", ob.Qty, "err", err)
@@ -553,9 +560,11 @@ func (f *forwarder) draftsSnapshot() map[string]string {
 // scrapClear is a settled scrap booking: its outbox goes, its carry stays,
 // and a draft it left in Odoo is watched from then on.
 type scrapClear struct {
-	machine string
-	carry   float64
-	draft   *scrapDraft
+	machine  string
+	carry    float64
+	draft    *scrapDraft
+	booked   *odoo.Scrap // what Odoo has, kept a while (see rebook.go), on the work order named bookedOn
+	bookedOn string
 }
 
 // scrapCarry reads what is left over from a machine's last scrap booking.

@@ -167,6 +167,13 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 		})
 	}
 	if err == nil {
+		// What the old Odoo confirmed is not for a rebook in this one.
+		err = f.a.buf.MetaPrefix(bookedPrefix, func(k string, _ []byte) error {
+			meta = append(meta, buffer.KV{Key: k})
+			return nil
+		})
+	}
+	if err == nil {
 		err = f.a.buf.MetaPrefix("scrap/", func(k string, v []byte) error {
 			var ob scrapOutbox
 			if err := json.Unmarshal(v, &ob); err != nil {

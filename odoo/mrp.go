@@ -569,12 +569,19 @@ func (c *Client) CloseDowntimeLine(ctx context.Context, id int64, start, end tim
 	return true, nil
 }
 
-// ScrapStates reads the states of the scraps with these external ids, 500
-// at a time: two calls a page (one per module of the ids, and one for the
-// scraps). An id Odoo has no scrap for is missing from the
-// result (deleted).
-func (c *Client) ScrapStates(ctx context.Context, xmlids []string) (map[string]string, error) {
-	out := map[string]string{}
+// ExternalRef is the record an external id names.
+type ExternalRef struct {
+	Model string
+	ResID int64
+}
+
+// ExternalIDs looks up external ids ("module.name"), 500 at a time, one
+// call per module of a page: the record of each that Odoo has. One it
+// lacks (never made, or its record deleted: Odoo deletes the id with the
+// record; a database restored from an older backup) is missing from the
+// result.
+func (c *Client) ExternalIDs(ctx context.Context, xmlids []string) (map[string]ExternalRef, error) {
+	out := map[string]ExternalRef{}
 	for len(xmlids) > 0 {
 		page := xmlids[:min(len(xmlids), 500)]
 		xmlids = xmlids[len(page):]
@@ -583,7 +590,6 @@ func (c *Client) ScrapStates(ctx context.Context, xmlids []string) (map[string]s
 			mod, name, _ := strings.Cut(x, ".")
 			byMod[mod] = append(byMod[mod], name)
 		}
-		ids := map[int64]string{} // scrap id -> xmlid
 		for mod, names := range byMod {
 			var rows []struct {
 				Name  text  `json:"name"`
@@ -596,9 +602,29 @@ func (c *Client) ScrapStates(ctx context.Context, xmlids []string) (map[string]s
 				return nil, err
 			}
 			for _, r := range rows {
-				if string(r.Model) == "stock.scrap" {
-					ids[r.ResID] = mod + "." + string(r.Name)
-				}
+				out[mod+"."+string(r.Name)] = ExternalRef{Model: string(r.Model), ResID: r.ResID}
+			}
+		}
+	}
+	return out, nil
+}
+
+// ScrapStates reads the states of the scraps with these external ids, 500
+// at a time: a call per module of the ids, and one for the scraps. An id
+// Odoo has no scrap for is missing from the result (deleted).
+func (c *Client) ScrapStates(ctx context.Context, xmlids []string) (map[string]string, error) {
+	out := map[string]string{}
+	for len(xmlids) > 0 {
+		page := xmlids[:min(len(xmlids), 500)]
+		xmlids = xmlids[len(page):]
+		refs, err := c.ExternalIDs(ctx, page)
+		if err != nil {
+			return nil, err
+		}
+		ids := map[int64]string{} // scrap id -> xmlid
+		for x, r := range refs {
+			if r.Model == "stock.scrap" {
+				ids[r.ResID] = x
 			}
 		}
 		if len(ids) == 0 {

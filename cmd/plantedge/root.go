@@ -28,6 +28,7 @@ func newRootCmd() *cobra.Command {
 		newRunCmd(),
 		newStatusCmd(),
 		newFlushCmd(),
+		newRebookCmd(),
 		newDeadLetterCmd(),
 		newDemoCmd(),
 		newCompactCmd(),

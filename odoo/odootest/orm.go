@@ -1035,6 +1035,42 @@ func (s *Server) snapshot() map[string]*model {
 
 func (s *Server) restore(snap map[string]*model) { s.models = snap }
 
+func copyCounts(m map[int64]int) map[int64]int {
+	c := make(map[int64]int, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// Backup is a copy of the emulated database, for RestoreBackup.
+type Backup struct {
+	models     map[string]*model
+	scrapMoves map[int64]int // the stock moves of each scrap
+}
+
+// Backup copies the database, as a backup (pg_dump) of an Odoo database.
+func (s *Server) Backup() Backup {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Backup{s.snapshot(), copyCounts(s.scrapMoves)}
+}
+
+// RestoreBackup puts the database back as b holds it, as restoring an Odoo
+// database from a backup does: every record made since is gone (with its
+// external id), and the id sequences are back where they were, so the ids
+// of the records made since are given again to new ones.
+func (s *Server) RestoreBackup(b Backup) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := make(map[string]*model, len(b.models))
+	for k, m := range b.models {
+		c[k] = m.clone()
+	}
+	s.models = c
+	s.scrapMoves = copyCounts(b.scrapMoves)
+}
+
 // sqlLike reports whether s matches the SQL LIKE pattern pat: % any run of
 // characters, _ any one, a backslash makes the next character literal.
 func sqlLike(s, pat string) bool {

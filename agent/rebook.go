@@ -1,0 +1,439 @@
+package agent
+
+// What Odoo confirmed is kept for a week after its records are
+// acknowledged: each downtime line and scrap booking as it was last sent,
+// under its external id. Should Odoo's database be restored from a backup
+// (an upgrade rolled back, a server lost), what was booked since the backup
+// is gone from Odoo while the buffer has forgotten it; `plantedge rebook
+// --since TIME` books again what Odoo lacks of it — and only that: a line
+// Odoo has (a person may have corrected its loss reason) is left as it is.
+// Quantities need none of this: they are written as absolute values, so
+// the next write puts a work order's count back.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/odoo"
+)
+
+const (
+	// bookedPrefix starts the meta keys of what Odoo confirmed:
+	// "booked/<ms, 13 digits>/<xmlid>", in the order it was confirmed.
+	bookedPrefix = "booked/"
+	// bookedKeep is how long a booking is kept.
+	bookedKeep = 7 * 24 * time.Hour
+	// bookedPruneEvery is how often the forwarder forgets the old ones.
+	bookedPruneEvery = 10 * time.Minute
+)
+
+// bookedMax bounds how many bookings are kept (the oldest go first): about
+// 300 bytes each (a variable for tests).
+var bookedMax = 100_000
+
+// bookedEntry is one booking Odoo confirmed: a downtime line or a scrap.
+type bookedEntry struct {
+	Machine string         `json:"machine"`
+	Line    *odoo.Downtime `json:"line,omitempty"`
+	Scrap   *odoo.Scrap    `json:"scrap,omitempty"`
+	// Workorder names a scrap's work order ("<manufacturing order>
+	// <operation>"): after a restore its id may be another's.
+	Workorder string `json:"wo,omitempty"`
+}
+
+// workorderLabel is what bookedEntry.Workorder holds of wo.
+func workorderLabel(wo *odoo.Workorder) string {
+	if wo == nil {
+		return ""
+	}
+	return wo.ProductionName + " " + wo.Name
+}
+
+func (e bookedEntry) workorderID() int64 {
+	if e.Line != nil {
+		return e.Line.WorkorderID
+	}
+	return e.Scrap.WorkorderID
+}
+
+func (e bookedEntry) xmlid() string {
+	if e.Line != nil {
+		return e.Line.XMLID
+	}
+	return e.Scrap.XMLID
+}
+
+// bookedKV keeps e, confirmed at at.
+func bookedKV(at time.Time, e bookedEntry) buffer.KV {
+	return buffer.KV{Key: fmt.Sprintf("%s%013d/%s", bookedPrefix, at.UnixMilli(), e.xmlid()), Value: mustJSON(e)}
+}
+
+// bookedAt is the time a booked key holds.
+func bookedAt(key string) (time.Time, bool) {
+	ms, _, ok := strings.Cut(strings.TrimPrefix(key, bookedPrefix), "/")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	return time.UnixMilli(n), ok && err == nil
+}
+
+// pruneBooked forgets, every bookedPruneEvery, the bookings older than
+// bookedKeep, and the oldest beyond bookedMax or beyond a twentieth of
+// buffer.max_bytes (they count against it: a small quota is for records).
+func (f *forwarder) pruneBooked(ctx context.Context) error {
+	if time.Since(f.bookedPruned) < bookedPruneEvery {
+		return nil
+	}
+	f.bookedPruned = time.Now()
+	var keys []string
+	var sizes []int64
+	var total int64
+	if err := f.a.buf.MetaPrefix(bookedPrefix, func(k string, v []byte) error {
+		keys = append(keys, k)
+		sizes = append(sizes, int64(len(k)+len(v)))
+		total += int64(len(k) + len(v))
+		return nil
+	}); err != nil {
+		return err
+	}
+	budget := int64(math.MaxInt64)
+	if cfg := f.a.cfg.Load(); cfg != nil && cfg.Buffer.MaxBytes > 0 {
+		budget = int64(cfg.Buffer.MaxBytes) / 20
+	}
+	cutoff := time.Now().Add(-bookedKeep)
+	drop := 0
+	for drop < len(keys) {
+		at, ok := bookedAt(keys[drop])
+		if ok && !at.Before(cutoff) && len(keys)-drop <= bookedMax && total <= budget {
+			break
+		}
+		total -= sizes[drop]
+		drop++
+	}
+	for len(keys[:drop]) > 0 {
+		chunk := keys[:min(drop, 10_000)]
+		kvs := make([]buffer.KV, len(chunk))
+		for i, k := range chunk {
+			kvs[i] = buffer.KV{Key: k}
+		}
+		if err := f.a.buf.PutMeta(ctx, kvs...); err != nil {
+			return err
+		}
+		keys, drop = keys[len(chunk):], drop-len(chunk)
+	}
+	return nil
+}
+
+// RebookResult is what a rebook found and did.
+type RebookResult struct {
+	Since  time.Time `json:"since"`
+	DryRun bool      `json:"dry_run,omitempty"`
+	// OldestKept is when the oldest booking kept was confirmed: a rebook
+	// since before it cannot book what was confirmed before it.
+	OldestKept time.Time `json:"oldest_kept,omitzero"`
+	// Lines and Scraps are the bookings Odoo confirmed since Since, each
+	// once; the Missing ones Odoo lacks now; the Rebooked ones it has again.
+	Lines          int `json:"lines"`
+	Scraps         int `json:"scraps"`
+	LinesMissing   int `json:"lines_missing"`
+	ScrapsMissing  int `json:"scraps_missing"`
+	LinesRebooked  int `json:"lines_rebooked"`
+	ScrapsRebooked int `json:"scraps_rebooked"`
+	// ScrapDrafts of the rebooked scrap bookings Odoo left drafts (too
+	// little stock, or it refused to validate them): watched as drafts,
+	// shown on their machines.
+	ScrapDrafts int `json:"scrap_drafts,omitempty"`
+	// LinesWithoutWorkorder were booked without the work order they had:
+	// Odoo lacks it (made after the backup), or has another one under its
+	// id.
+	LinesWithoutWorkorder int `json:"lines_without_workorder,omitempty"`
+	// NotRebooked says, for each booking Odoo lacks and refused (or that
+	// cannot be booked without its work order), why.
+	NotRebooked []string `json:"not_rebooked,omitempty"`
+}
+
+// rebookReq is a rebook asked of the forwarder's loop (Rebook).
+type rebookReq struct {
+	since time.Time
+	dry   bool
+	done  chan rebookAnswer // buffered: the loop never waits on it
+}
+
+type rebookAnswer struct {
+	res RebookResult
+	err error
+}
+
+// errRebookBusy: another rebook waits to be done.
+var errRebookBusy = errors.New("another rebook is in progress")
+
+// Rebook asks the forwarder to book again what Odoo confirmed since since
+// and lacks now (dry: only count it), and waits for its next round to do
+// it; an error of that round is the answer.
+func (f *forwarder) Rebook(ctx context.Context, since time.Time, dry bool) (RebookResult, error) {
+	req := &rebookReq{since: since, dry: dry, done: make(chan rebookAnswer, 1)}
+	f.mu.Lock()
+	if f.rebook != nil {
+		f.mu.Unlock()
+		return RebookResult{}, errRebookBusy
+	}
+	f.rebook = req
+	f.mu.Unlock()
+	f.Flush()
+	select {
+	case a := <-req.done:
+		return a.res, a.err
+	case <-ctx.Done():
+		f.mu.Lock()
+		if f.rebook == req {
+			f.rebook = nil
+		}
+		f.mu.Unlock()
+		return RebookResult{}, ctx.Err()
+	}
+}
+
+// takeRebook returns the rebook asked for, if any, and forgets it.
+func (f *forwarder) takeRebook() *rebookReq {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	req := f.rebook
+	f.rebook = nil
+	return req
+}
+
+// serveRebook does the rebook asked for, if any (round: Odoo answers, the
+// file is its, and nothing else is being sent). What Odoo did not answer
+// fails the round too.
+func (f *forwarder) serveRebook(ctx context.Context) error {
+	req := f.takeRebook()
+	if req == nil {
+		return nil
+	}
+	res, err := f.rebookSince(ctx, req.since, req.dry)
+	req.done <- rebookAnswer{res, err}
+	if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
+		return err
+	}
+	return nil
+}
+
+// failRebook answers the rebook asked for, if any, with the error of a
+// round that did not get to it.
+func (f *forwarder) failRebook(err error) {
+	if req := f.takeRebook(); req != nil {
+		req.done <- rebookAnswer{err: fmt.Errorf("odoo: %w", err)}
+	}
+}
+
+// rebookSince books again what Odoo confirmed since since and lacks now.
+func (f *forwarder) rebookSince(ctx context.Context, since time.Time, dry bool) (RebookResult, error) {
+	res := RebookResult{Since: since, DryRun: dry}
+	latest := map[string]bookedEntry{} // by xmlid: its last state sent
+	var order []string
+	err := f.a.buf.MetaPrefix(bookedPrefix, func(k string, v []byte) error {
+		at, ok := bookedAt(k)
+		if !ok {
+			return nil
+		}
+		if res.OldestKept.IsZero() {
+			res.OldestKept = at
+		}
+		if at.Before(since) {
+			return nil
+		}
+		var e bookedEntry
+		if err := json.Unmarshal(v, &e); err != nil || (e.Line == nil) == (e.Scrap == nil) {
+			return nil // not one this version reads
+		}
+		x := e.xmlid()
+		if _, ok := latest[x]; !ok {
+			order = append(order, x)
+		}
+		latest[x] = e
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	var refs map[string]odoo.ExternalRef
+	if len(order) > 0 {
+		if err := f.call(ctx, "external_ids", func(ctx context.Context) (err error) {
+			refs, err = f.client.ExternalIDs(ctx, order)
+			return err
+		}); err != nil {
+			return res, err
+		}
+	}
+	var lines []bookedEntry
+	var scraps []bookedEntry
+	for _, x := range order {
+		e := latest[x]
+		_, has := refs[x]
+		switch {
+		case e.Line != nil:
+			res.Lines++
+			if !has {
+				res.LinesMissing++
+				lines = append(lines, e)
+			}
+		default:
+			res.Scraps++
+			if !has {
+				res.ScrapsMissing++
+				scraps = append(scraps, e)
+			}
+		}
+	}
+	if dry || len(lines)+len(scraps) == 0 {
+		return res, nil
+	}
+	// The work orders they name: one made after the backup is gone, and
+	// its id may have been given again to another.
+	wos := map[int64]*odoo.Workorder{}
+	for _, e := range slices.Concat(lines, scraps) {
+		id := e.workorderID()
+		if _, ok := wos[id]; ok || id == 0 {
+			continue
+		}
+		wo, found, err := f.workorderIfAny(ctx, id)
+		if err != nil {
+			return res, err
+		}
+		if found {
+			wos[id] = &wo
+		} else {
+			wos[id] = nil
+		}
+	}
+	if err := f.rebookLines(ctx, lines, wos, &res); err != nil {
+		return res, err
+	}
+	if err := f.rebookScraps(ctx, scraps, wos, &res); err != nil {
+		return res, err
+	}
+	f.a.log.Warn("rebooked what Odoo had confirmed and lacks now (its database restored from a backup?)",
+		"since", since.UTC().Format(time.RFC3339), "lines_rebooked", res.LinesRebooked, "lines_missing", res.LinesMissing,
+		"scraps_rebooked", res.ScrapsRebooked, "scraps_missing", res.ScrapsMissing, "scrap_drafts", res.ScrapDrafts,
+		"lines_without_workorder", res.LinesWithoutWorkorder, "not_rebooked", len(res.NotRebooked))
+	return res, nil
+}
+
+// rebookLines books the lines Odoo lacks, maxEventsPerRound a call (one by
+// one where Odoo refuses a batch), and keeps the id of a line still open.
+func (f *forwarder) rebookLines(ctx context.Context, lines []bookedEntry, wos map[int64]*odoo.Workorder, res *RebookResult) error {
+	for i := range lines {
+		d := lines[i].Line
+		if wo := wos[d.WorkorderID]; d.WorkorderID != 0 && (wo == nil || wo.WorkcenterID != d.WorkcenterID) {
+			d.WorkorderID = 0
+			res.LinesWithoutWorkorder++
+		}
+	}
+	var sent []sentLine
+	for len(lines) > 0 {
+		batch := lines[:min(len(lines), maxEventsPerRound)]
+		lines = lines[len(batch):]
+		ds := make([]odoo.Downtime, len(batch))
+		for i, e := range batch {
+			ds[i] = *e.Line
+		}
+		var ids []int64
+		err := f.call(ctx, "upsert_downtimes", func(ctx context.Context) (err error) {
+			ids, err = f.client.UpsertDowntimes(ctx, ds)
+			return err
+		})
+		switch {
+		case err == nil:
+		case odoo.IsPermanent(err) && !odoo.IsAuth(err):
+			ids = make([]int64, len(ds))
+			for i, d := range ds {
+				err := f.call(ctx, "upsert_downtime", func(ctx context.Context) (err error) {
+					ids[i], err = f.client.UpsertDowntime(ctx, d)
+					return err
+				})
+				switch {
+				case err == nil:
+				case odoo.IsPermanent(err) && !odoo.IsAuth(err):
+					res.NotRebooked = append(res.NotRebooked, fmt.Sprintf("downtime line %s of %s: %v", d.XMLID, batch[i].Machine, err))
+				default:
+					return err
+				}
+			}
+		default:
+			return err
+		}
+		for i, id := range ids {
+			if id != 0 {
+				res.LinesRebooked++
+				sent = append(sent, sentLine{machine: batch[i].Machine, start: ds[i].Start, end: ds[i].End, id: id})
+			}
+		}
+	}
+	// A line still open has a new id: the stop's end closes that one.
+	var meta []buffer.KV
+	for _, l := range sent {
+		if !l.end.IsZero() {
+			continue
+		}
+		b, err := f.a.buf.Meta(openMetaKey(l.machine))
+		if err != nil {
+			return err
+		}
+		if open, ok := parseOpenLine(string(b)); ok && open.start == l.start.UnixMilli() {
+			meta = append(meta, buffer.KV{Key: openMetaKey(l.machine), Value: []byte(openLine{start: open.start, id: l.id}.String())})
+		}
+	}
+	if len(meta) > 0 {
+		return f.a.buf.PutMeta(ctx, meta...)
+	}
+	return nil
+}
+
+// rebookScraps books the scrap bookings Odoo lacks on their work orders; one
+// whose work order Odoo lacks is left to a person (said in the result).
+func (f *forwarder) rebookScraps(ctx context.Context, scraps []bookedEntry, wos map[int64]*odoo.Workorder, res *RebookResult) error {
+	confirm := f.a.cfg.Load().Odoo.ScrapWhenShort == "confirm"
+	for _, e := range scraps {
+		s := *e.Scrap
+		s.ConfirmShort = confirm
+		wo := wos[s.WorkorderID]
+		if wo == nil || wo.ProductionID != s.ProductionID || wo.ProductID != s.ProductID || (e.Workorder != "" && e.Workorder != workorderLabel(wo)) {
+			res.NotRebooked = append(res.NotRebooked, fmt.Sprintf("scrap %s (%g of %s): Odoo lacks its work order (id %d; made after the backup?): book it by hand",
+				s.XMLID, s.Qty, e.Machine, s.WorkorderID))
+			continue
+		}
+		var done bool
+		err := f.call(ctx, "book_scrap", func(ctx context.Context) (err error) {
+			done, err = f.client.BookScrap(ctx, s)
+			return err
+		})
+		var dl *odoo.DraftLeftError
+		switch {
+		case err == nil && done:
+			res.ScrapsRebooked++
+			continue
+		case err == nil, errors.As(err, &dl):
+			d := scrapDraft{XMLID: s.XMLID, Qty: s.Qty, Workorder: wo.Name, At: time.Now().UTC().Truncate(time.Second)}
+			if dl != nil {
+				d.Refused, _, _ = strings.Cut(err.Error(), "\n")
+			}
+			if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapDraftKey(e.Machine, s.XMLID), Value: mustJSON(d)}); err != nil {
+				return err
+			}
+			f.draftsAt = time.Time{} // shown at once
+			res.ScrapsRebooked++
+			res.ScrapDrafts++
+		case odoo.IsPermanent(err) && !odoo.IsAuth(err):
+			res.NotRebooked = append(res.NotRebooked, fmt.Sprintf("scrap %s (%g of %s): %v", s.XMLID, s.Qty, e.Machine, err))
+		default:
+			return err
+		}
+	}
+	return nil
+}

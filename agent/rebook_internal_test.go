@@ -1,0 +1,71 @@
+package agent
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/odoo"
+)
+
+// The bookings kept for a rebook are forgotten after a week, and the
+// oldest beyond bookedMax.
+func TestBookedKeptAWeekAndBounded(t *testing.T) {
+	buf, err := buffer.Open(filepath.Join(t.TempDir(), "buffer.db"), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	ctx := context.Background()
+	now := time.Now()
+	line := func(ago time.Duration, start int64) buffer.KV {
+		return bookedKV(now.Add(-ago), bookedEntry{Machine: "m1", Line: &odoo.Downtime{XMLID: downtimeXMLID("s", "m1", start)}})
+	}
+	kvs := []buffer.KV{line(8*24*time.Hour, 1), line(7*24*time.Hour+time.Minute, 2), line(6*24*time.Hour, 3), line(time.Hour, 4), line(0, 5)}
+	if err := buf.PutMeta(ctx, kvs...); err != nil {
+		t.Fatal(err)
+	}
+	f := &forwarder{a: &Agent{buf: buf}}
+	kept := func() (keys []string) {
+		t.Helper()
+		if err := buf.MetaPrefix(bookedPrefix, func(k string, _ []byte) error { keys = append(keys, k); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	if err := f.pruneBooked(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := kept(), []string{kvs[2].Key, kvs[3].Key, kvs[4].Key}; !slices.Equal(got, want) {
+		t.Fatalf("after a prune: %q, want the last week's %q", got, want)
+	}
+	defer func(n int) { bookedMax = n }(bookedMax)
+	bookedMax = 2
+	if err := f.pruneBooked(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := kept(); len(got) != 3 {
+		t.Fatalf("pruned again within %s: %q", bookedPruneEvery, got)
+	}
+	f.bookedPruned = time.Time{}
+	if err := f.pruneBooked(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := kept(), []string{kvs[3].Key, kvs[4].Key}; !slices.Equal(got, want) {
+		t.Fatalf("beyond bookedMax: %q, want the newest %q", got, want)
+	}
+	// A twentieth of max_bytes at most: here room for one.
+	bookedMax = 100
+	f.a.cfg.Store(&config.Config{Buffer: config.Buffer{MaxBytes: config.ByteSize(20 * (len(kvs[4].Key) + len(kvs[4].Value) + 10))}})
+	f.bookedPruned = time.Time{}
+	if err := f.pruneBooked(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := kept(), []string{kvs[4].Key}; !slices.Equal(got, want) {
+		t.Fatalf("beyond a twentieth of max_bytes: %q, want the newest %q", got, want)
+	}
+}

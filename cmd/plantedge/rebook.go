@@ -1,0 +1,107 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/plantedge/plantedge/agent"
+)
+
+func newRebookCmd() *cobra.Command {
+	var cfgPath, sinceArg string
+	var dry bool
+	cmd := &cobra.Command{
+		Use:   "rebook --since TIME",
+		Short: "Book again the downtime lines and scrap that Odoo confirmed since TIME and lacks now (Odoo restored from a backup)",
+		Long: "The agent keeps, for a week, each downtime line and scrap booking Odoo confirmed. When Odoo's\n" +
+			"database is restored from a backup, what was booked after the backup is gone from Odoo, while the\n" +
+			"agent has long forgotten the records. rebook asks the running agent to look up each booking since\n" +
+			"TIME by its external id and to book again those Odoo lacks — only those: one Odoo has is left as it\n" +
+			"is. Quantities need no rebook: the agent writes a work order's whole count with its next write.\n" +
+			"TIME is the backup's time (RFC 3339, \"2006-01-02 15:04\" in local time) or how long ago (36h).\n" +
+			"--dry-run only counts. It exits 1 if Odoo refused any booking (the output says which and why).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			since, err := parseSince(sinceArg, time.Now())
+			if err != nil {
+				return err
+			}
+			cfg, err := loadForAgent(cfgPath, os.Stderr)
+			if err != nil {
+				return err
+			}
+			res, err := agent.NewAPIClient(cfg.Listen).ForConfig(cfg).Rebook(cmd.Context(), since, dry)
+			if errors.Is(err, agent.ErrNotRunning) {
+				if err := notAnswering(cfg); err != nil {
+					return err
+				}
+				return &exitError{code: 2, msg: "the agent is not running: rebook books through it (start it, then run rebook again)"}
+			}
+			if err != nil {
+				return err
+			}
+			return printRebook(cmd.OutOrStdout(), res)
+		},
+	}
+	cmd.Flags().StringVarP(&cfgPath, "config", "c", defaultConfig, "config file")
+	cmd.Flags().StringVar(&sinceArg, "since", "", "the backup's time: RFC 3339, \"2006-01-02 15:04\" (local time), or how long ago (36h)")
+	cmd.Flags().BoolVar(&dry, "dry-run", false, "only count what Odoo lacks")
+	_ = cmd.MarkFlagRequired("since")
+	return cmd
+}
+
+// parseSince reads --since: a time (RFC 3339, or a local date and time) or
+// a duration before now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("--since %q: want a time (2026-12-01T14:00:00Z, \"2026-12-01 14:00\" in local time) or how long ago (36h)", s)
+}
+
+func printRebook(w io.Writer, res agent.RebookResult) error {
+	since := res.Since.Local().Format(time.DateTime)
+	fmt.Fprintf(w, "Odoo confirmed since %s: %d downtime line(s), %d scrap booking(s)", since, res.Lines, res.Scraps)
+	if !res.OldestKept.IsZero() {
+		fmt.Fprintf(w, " (kept since %s)", res.OldestKept.Local().Format(time.DateTime))
+	}
+	fmt.Fprintln(w)
+	if !res.OldestKept.IsZero() && res.OldestKept.After(res.Since) {
+		fmt.Fprintf(w, "note: nothing confirmed before %s is kept (a week at most, or since the agent was pointed at this Odoo): book what Odoo lacks from before then by hand\n",
+			res.OldestKept.Local().Format(time.DateTime))
+	}
+	fmt.Fprintf(w, "Odoo lacks %d line(s) and %d scrap booking(s)", res.LinesMissing, res.ScrapsMissing)
+	if res.DryRun {
+		fmt.Fprintln(w, " (dry run: nothing booked)")
+		return nil
+	}
+	fmt.Fprintf(w, ": rebooked %d line(s) and %d scrap booking(s)\n", res.LinesRebooked, res.ScrapsRebooked)
+	if res.LinesWithoutWorkorder > 0 {
+		fmt.Fprintf(w, "%d line(s) booked without their work order: Odoo lacks it (made after the backup?)\n", res.LinesWithoutWorkorder)
+	}
+	if res.ScrapDrafts > 0 {
+		fmt.Fprintf(w, "%d scrap booking(s) left drafts in Odoo (too little stock, or it refused to validate): plantedge status shows them\n", res.ScrapDrafts)
+	}
+	if len(res.NotRebooked) > 0 {
+		fmt.Fprintf(w, "not rebooked (%d):\n", len(res.NotRebooked))
+		for _, n := range res.NotRebooked {
+			fmt.Fprintln(w, "  "+oneLine(n))
+		}
+		return &exitError{code: 1, msg: fmt.Sprintf("%d booking(s) not rebooked: %s", len(res.NotRebooked), strings.Join(res.NotRebooked[:min(len(res.NotRebooked), 1)], ""))}
+	}
+	return nil
+}

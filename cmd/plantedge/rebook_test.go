@@ -1,0 +1,49 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/agent"
+)
+
+func TestParseSince(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"36h":                  now.Add(-36 * time.Hour),
+		"2026-12-01T14:00:00Z": time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC),
+		"2026-12-01 14:00":     time.Date(2026, 12, 1, 14, 0, 0, 0, time.Local),
+		"2026-12-01":           time.Date(2026, 12, 1, 0, 0, 0, 0, time.Local),
+	} {
+		if got, err := parseSince(in, now); err != nil || !got.Equal(want) {
+			t.Errorf("parseSince(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "yesterday", "-3h", "2026-13-01"} {
+		if _, err := parseSince(in, now); err == nil {
+			t.Errorf("parseSince(%q): no error", in)
+		}
+	}
+}
+
+// What Odoo refused is listed, and makes the exit code 1.
+func TestPrintRebook(t *testing.T) {
+	var out bytes.Buffer
+	since := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
+	err := printRebook(&out, agent.RebookResult{Since: since, OldestKept: since.Add(time.Hour), Lines: 3, Scraps: 1,
+		LinesMissing: 2, ScrapsMissing: 1, LinesRebooked: 2, LinesWithoutWorkorder: 1,
+		NotRebooked: []string{"scrap plantedge.x (2 of press-1): Odoo lacks its work order"}})
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 1 {
+		t.Errorf("exit: %v, want code 1", err)
+	}
+	for _, want := range []string{"3 downtime line(s), 1 scrap booking(s)", "nothing confirmed before", "rebooked 2 line(s) and 0 scrap",
+		"1 line(s) booked without their work order", "not rebooked (1):\n  scrap plantedge.x"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
