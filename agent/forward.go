@@ -170,6 +170,10 @@ type forwarder struct {
 	// forgotten (pruneBooked).
 	rebook       *rebookReq
 	bookedPruned time.Time
+	// bookedCheckDue: Odoo was away; checkBooked looks at what it has,
+	// and logs what it lacks unless it said the same last (bookedLacked).
+	bookedCheckDue bool
+	bookedLacked   string
 	// keyID identifies the API key in use (not the key); keyWorked says
 	// Odoo accepted it once, so a later refusal means expired or revoked.
 	keyID     string
@@ -927,6 +931,10 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	lookAll := false
 	if !f.connected || f.client.NeedsConnect() {
 		lookAll = true
+		// The start, or Odoo back after it was away: restored from a
+		// backup? (Not after a quiet spell; the link as it was before this
+		// call, which shows it online.)
+		f.bookedCheckDue = f.bookedCheckDue || f.linkSnapshot().State != "online"
 		if err := f.call(ctx, "connect", f.client.Connect); err != nil {
 			if odoo.IsPermanent(err) && !odoo.IsAuth(err) {
 				// Not Odoo being away: this configuration cannot work with
@@ -936,6 +944,11 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			return false, err
 		}
 		f.connected = true
+	}
+	if f.a.odooWas == unrecordedOdoo {
+		if err := f.recordOdoo(ctx); err != nil {
+			return false, err
+		}
 	}
 	if f.a.odooWas != "" {
 		if err := f.switchOdoo(ctx); err != nil {
@@ -952,6 +965,12 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	}
 	if err := f.pruneBooked(ctx); err != nil {
 		return false, err
+	}
+	if f.bookedCheckDue {
+		if err := f.checkBooked(ctx); err != nil {
+			return false, err
+		}
+		f.bookedCheckDue = false
 	}
 	if f.forget.Swap(false) {
 		f.wcs, f.losses = map[string]odoo.Workcenter{}, map[string]int64{}

@@ -745,6 +745,10 @@ func odooIdentity(cfg *config.Config) string {
 // state belongs to.
 const odooMetaKey = "odoo"
 
+// unrecordedOdoo stands for the Odoo of a buffer file that does not record
+// it (odooMetaKey; an older plantedge's), in odooWas and switch_from.
+const unrecordedOdoo = "an Odoo the buffer file does not record (an older plantedge wrote it)"
+
 // checkOdoo compares the Odoo database the configuration names with the
 // one the buffer file's Odoo state belongs to. Another one (odoo.url or
 // odoo.database changed while the agent was stopped: a test database,
@@ -758,6 +762,22 @@ func (a *Agent) checkOdoo(ctx context.Context, cfg *config.Config) error {
 	case err != nil || string(b) == id:
 		return err
 	case len(b) == 0: // a new file, or one from a version that noted none
+		has := false
+		if err := a.buf.MetaPrefix("wo/", func(string, []byte) error { has = true; return nil }); err != nil {
+			return err
+		}
+		if has {
+			// An older plantedge's file with work-order state: which Odoo
+			// it belongs to is not recorded, and may not be the one named
+			// now (the upgrade probe: an upgrade and a move of Odoo in one
+			// stop wrote the old database's count into the new one's work
+			// orders). The forwarder checks the state against this Odoo
+			// first (unrecordedHere).
+			a.odooWas = unrecordedOdoo
+			a.log.Info("the buffer file does not record which Odoo its work-order state belongs to (an older plantedge wrote it): it is checked against this one before anything is sent",
+				"odoo", id)
+			return nil
+		}
 		return a.buf.PutMeta(ctx, buffer.KV{Key: odooMetaKey, Value: []byte(id)})
 	}
 	a.odooWas = string(b)

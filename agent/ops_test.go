@@ -1816,6 +1816,48 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		p.waitExactQty(ra, "press-1", 13)
 	})
+	// A buffer file from a version that did not record its Odoo: the
+	// upgrade probe upgraded and moved Odoo in one stop, and the old
+	// database's count went into the new one's work orders (26 for 10).
+	unrecorded := func(t *testing.T, p *plant) {
+		t.Helper()
+		q, err := buffer.Open(filepath.Join(p.dir, "data", "buffer.db"), buffer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		if err := q.PutMeta(ctx, buffer.KV{Key: "odoo"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("an older plantedge's file and another Odoo", func(t *testing.T) {
+		p, ra, m := start(t)
+		ra.stopNow(t)
+		unrecorded(t, p)
+		p.switchOdoo(0)
+		ra = p.startAgentWith(false)
+		p.produce(m, 7, 0)
+		p.waitExactQty(ra, "press-1", 7)
+		time.Sleep(300 * time.Millisecond)
+		p.waitExactQty(ra, "press-1", 7)
+		if !strings.Contains(p.logs.String(), "the buffer file's work-order state is not this Odoo's") {
+			t.Error("not logged")
+		}
+	})
+	t.Run("an older plantedge's file and the same Odoo", func(t *testing.T) {
+		p, ra, m := start(t)
+		ra.stopNow(t)
+		unrecorded(t, p)
+		ra = p.startAgentWith(false)
+		p.produce(m, 2, 0)
+		p.waitExactQty(ra, "press-1", 12)
+		if logs := p.logs.String(); !strings.Contains(logs, "the buffer file's work-order state is this Odoo's: recorded") || strings.Contains(logs, "and the new one answers") {
+			t.Errorf("not recorded as this Odoo's, or switched:\n%s", logs)
+		}
+		if got := ra.a.Status().Odoo.SwitchFrom; got != "" {
+			t.Errorf("switch_from %q", got)
+		}
+	})
 	t.Run("dead letters of another Odoo retried here when asked", func(t *testing.T) {
 		p, m, _ := refused(t)
 		away(p)

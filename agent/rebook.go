@@ -232,18 +232,24 @@ func (f *forwarder) failRebook(err error) {
 	}
 }
 
-// rebookSince books again what Odoo confirmed since since and lacks now.
-func (f *forwarder) rebookSince(ctx context.Context, since time.Time, dry bool) (RebookResult, error) {
-	res := RebookResult{Since: since, DryRun: dry}
-	latest := map[string]bookedEntry{} // by xmlid: its last state sent
-	var order []string
+// keptBookings are the bookings kept since a time, each once.
+type keptBookings struct {
+	order  []string               // external ids, in the order first confirmed
+	latest map[string]bookedEntry // as last sent
+	first  map[string]time.Time   // when first confirmed
+	oldest time.Time              // when the oldest kept at all was
+}
+
+// keptSince reads the bookings kept that Odoo confirmed since since.
+func (f *forwarder) keptSince(since time.Time) (keptBookings, error) {
+	kb := keptBookings{latest: map[string]bookedEntry{}, first: map[string]time.Time{}}
 	err := f.a.buf.MetaPrefix(bookedPrefix, func(k string, v []byte) error {
 		at, ok := bookedAt(k)
 		if !ok {
 			return nil
 		}
-		if res.OldestKept.IsZero() {
-			res.OldestKept = at
+		if kb.oldest.IsZero() {
+			kb.oldest = at
 		}
 		if at.Before(since) {
 			return nil
@@ -253,29 +259,102 @@ func (f *forwarder) rebookSince(ctx context.Context, since time.Time, dry bool) 
 			return nil // not one this version reads
 		}
 		x := e.xmlid()
-		if _, ok := latest[x]; !ok {
-			order = append(order, x)
+		if _, ok := kb.latest[x]; !ok {
+			kb.order = append(kb.order, x)
+			kb.first[x] = at
 		}
-		latest[x] = e
+		kb.latest[x] = e
 		return nil
 	})
+	return kb, err
+}
+
+// lacking says which of xmlids Odoo lacks.
+func (f *forwarder) lacking(ctx context.Context, xmlids []string) (map[string]bool, error) {
+	var refs map[string]odoo.ExternalRef
+	if len(xmlids) > 0 {
+		if err := f.call(ctx, "external_ids", func(ctx context.Context) (err error) {
+			refs, err = f.client.ExternalIDs(ctx, xmlids)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	}
+	out := map[string]bool{}
+	for _, x := range xmlids {
+		if _, ok := refs[x]; !ok {
+			out[x] = true
+		}
+	}
+	return out, nil
+}
+
+// bookedCheck is how many of the last bookings checkBooked looks up.
+const bookedCheck = 200
+
+// checkBooked looks up, after Odoo was away (and at the start), the last
+// bookings it confirmed: one it lacks now was deleted there, or its
+// database was restored from a backup (an upgrade rolled back) — nobody
+// doing that thinks of the edge boxes, so the log says it, with the
+// rebook to run: since the newest of them Odoo still has, confirmed before
+// the oldest it lacks (the backup was taken between the two).
+func (f *forwarder) checkBooked(ctx context.Context) error {
+	kb, err := f.keptSince(time.Time{})
+	if err != nil {
+		return err
+	}
+	last := kb.order[max(0, len(kb.order)-bookedCheck):]
+	lack, err := f.lacking(ctx, last)
+	switch {
+	case odoo.IsPermanent(err) && !odoo.IsAuth(err):
+		f.a.log.Debug("cannot look up the bookings kept (external ids)", "err", err)
+		return nil
+	case err != nil || len(lack) == 0:
+		return err
+	}
+	var oldest, since time.Time
+	for _, x := range last {
+		if lack[x] && (oldest.IsZero() || kb.first[x].Before(oldest)) {
+			oldest = kb.first[x]
+		}
+	}
+	for _, x := range last {
+		if at := kb.first[x]; !lack[x] && at.Before(oldest) && at.After(since) {
+			since = at
+		}
+	}
+	if since.IsZero() {
+		since = oldest
+	}
+	said := fmt.Sprint(len(lack), oldest.UnixMilli())
+	if said == f.bookedLacked {
+		return nil // said after the last outage
+	}
+	f.bookedLacked = said
+	f.a.log.Error("odoo lacks downtime lines or scrap bookings it confirmed: its database was restored from a backup (an upgrade rolled back?), or they were deleted there — plantedge rebook --since <the backup's time> books them again (--dry-run first)",
+		"lacking", len(lack), "of_last", len(last), "oldest_lacking_confirmed", oldest.UTC().Format(time.RFC3339),
+		"rebook_since", since.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// rebookSince books again what Odoo confirmed since since and lacks now.
+func (f *forwarder) rebookSince(ctx context.Context, since time.Time, dry bool) (RebookResult, error) {
+	res := RebookResult{Since: since, DryRun: dry}
+	kb, err := f.keptSince(since)
+	res.OldestKept = kb.oldest
 	if err != nil {
 		return res, err
 	}
-	var refs map[string]odoo.ExternalRef
-	if len(order) > 0 {
-		if err := f.call(ctx, "external_ids", func(ctx context.Context) (err error) {
-			refs, err = f.client.ExternalIDs(ctx, order)
-			return err
-		}); err != nil {
-			return res, err
-		}
+	lack, err := f.lacking(ctx, kb.order)
+	if err != nil {
+		return res, err
 	}
+	order, latest := kb.order, kb.latest
 	var lines []bookedEntry
 	var scraps []bookedEntry
 	for _, x := range order {
 		e := latest[x]
-		_, has := refs[x]
+		has := !lack[x]
 		switch {
 		case e.Line != nil:
 			res.Lines++

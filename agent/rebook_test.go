@@ -50,9 +50,25 @@ func TestRebookAfterOdooRestoredFromBackup(t *testing.T) {
 	p.waitExactQty(ra, "press-1", 15)
 	p.waitExactQty(ra, "press-2", 7)
 
+	// Odoo goes away for the restore; once back, the agent finds that it
+	// lacks what it confirmed, and says since when to rebook.
+	p.odoo.SetDown(true)
+	p.produce(m2, 1, 0)
+	waitFor(t, 15*time.Second, "odoo seen away", func() (bool, string) {
+		st := ra.a.Status().Odoo.State
+		return st == "offline", st
+	})
 	p.odoo.RestoreBackup(backup)
 	if n, s := len(p.odoo.Productivity()), p.scrapped("press-2"); n != 1 || s != 0 || p.qty("press-1") != 10 {
 		t.Fatalf("restored: %d lines, %g scrapped, %g made; want 1, 0, 10", n, s, p.qty("press-1"))
+	}
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	waitFor(t, 15*time.Second, "the log saying odoo lacks them", func() (bool, string) {
+		return strings.Contains(p.logs.String(), "odoo lacks downtime lines or scrap bookings it confirmed"), ""
+	})
+	if logs := p.logs.String(); !strings.Contains(logs, "lacking=3 of_last=4 ") {
+		t.Errorf("the log does not say 3 of the last 4 lacking:\n%s", logs)
 	}
 
 	api := agent.NewAPIClient(p.listen)
@@ -91,7 +107,7 @@ func TestRebookAfterOdooRestoredFromBackup(t *testing.T) {
 	p.produce(m1, 1, 0)
 	p.produce(m2, 1, 0)
 	p.waitExactQty(ra, "press-1", 16)
-	p.waitExactQty(ra, "press-2", 8)
+	p.waitExactQty(ra, "press-2", 9)
 	// Again: Odoo lacks nothing, and nothing is booked twice.
 	res, err = api.Rebook(ctx, start, false)
 	if err != nil || res.LinesMissing != 0 || res.ScrapsMissing != 0 || res.Lines != 3 || res.Scraps != 1 {

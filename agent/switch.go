@@ -291,6 +291,61 @@ func (f *forwarder) sameWorkorderHere(ctx context.Context, st woState) (bool, er
 	return q == st.InFlight.Target || q == st.Written, nil
 }
 
+// recordOdoo decides which Odoo the work-order state of a buffer file that
+// does not record it belongs to (an older plantedge's; checkOdoo): this one
+// if every work order it names is here, by id with the same name and
+// manufacturing order, at the quantity plantedge last wrote (or at the
+// target of a write in doubt) — then the file records it — else another,
+// and the forwarder switches from it (switchOdoo), forgetting the state.
+// Taking another Odoo's state for this one's writes its counts into this
+// one's work orders (the upgrade probe: 26 for 10); the other way round
+// only recounts from what this Odoo shows.
+func (f *forwarder) recordOdoo(ctx context.Context) error {
+	var states []woState
+	if err := f.a.buf.MetaPrefix("wo/", func(k string, v []byte) error {
+		var st woState
+		if err := json.Unmarshal(v, &st); err != nil {
+			return fmt.Errorf("decode %s: %w", k, err)
+		}
+		if st.ID != 0 {
+			states = append(states, st)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, st := range states {
+		cur, found, err := f.workorderIfAny(ctx, st.ID)
+		if err != nil {
+			return err
+		}
+		if !found || cur.Name != st.Name || (st.MO != 0 && cur.ProductionID != st.MO) {
+			f.a.log.Warn("the buffer file's work-order state is not this Odoo's: the work order it names is not here; taken for another Odoo's, and forgotten",
+				"workorder", st.Name, "id", st.ID)
+			return nil
+		}
+		if st.moved(f.client.ProducedField()) {
+			continue // upgraded across 19 since: the ids say it
+		}
+		q := odoo.Round2(f.client.ProducedQty(cur))
+		if q != odoo.Round2(st.Written) && (st.InFlight == nil || q != odoo.Round2(st.InFlight.Target)) {
+			f.a.log.Warn("the buffer file's work-order state is not this Odoo's: a work order it names shows another quantity than plantedge wrote; taken for another Odoo's, and forgotten",
+				"workorder", st.Name, "id", st.ID, "odoo_qty", q, "written", st.Written)
+			return nil
+		}
+	}
+	now := odooIdentity(f.a.cfg.Load())
+	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: odooMetaKey, Value: []byte(now)}); err != nil {
+		return err
+	}
+	f.a.odooWas = ""
+	f.mu.Lock()
+	f.link.SwitchFrom = ""
+	f.mu.Unlock()
+	f.a.log.Info("the buffer file's work-order state is this Odoo's: recorded", "odoo", now, "workorders", len(states))
+	return nil
+}
+
 // inDoubtBack is a machine's write left in doubt in an Odoo plantedge is
 // pointed at again (takeBackInDoubt).
 type inDoubtBack struct {
