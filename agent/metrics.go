@@ -3,6 +3,7 @@ package agent
 import (
 	"cmp"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,25 +16,28 @@ import (
 // metrics are the agent's Prometheus metrics, registered on the registry
 // given in Options (no globals).
 type metrics struct {
-	samples          prometheus.Counter
-	malformed        *prometheus.CounterVec
-	appendErrors     prometheus.Counter
-	ingestLatency    prometheus.Histogram
-	forwarded        *prometheus.CounterVec
-	deadLettered     prometheus.Counter
-	odooCalls        *prometheus.CounterVec
-	odooLatency      *prometheus.HistogramVec
-	odooUp           prometheus.Gauge
-	authFailed       prometheus.Gauge
-	counterResets    *prometheus.CounterVec
-	counterRollovers *prometheus.CounterVec
-	counterSteps     *prometheus.CounterVec
-	counterGlitches  *prometheus.CounterVec
-	staleSamples     *prometheus.CounterVec
-	unmappedReasons  *prometheus.CounterVec
-	shortStops       *prometheus.CounterVec
-	reloads          *prometheus.CounterVec
-	corruptBuffers   prometheus.Counter
+	// seeded are the machines and sources seed last made series for.
+	seedMu                sync.Mutex
+	seeded, seededSources map[string]bool
+	samples               prometheus.Counter
+	malformed             *prometheus.CounterVec
+	appendErrors          prometheus.Counter
+	ingestLatency         prometheus.Histogram
+	forwarded             *prometheus.CounterVec
+	deadLettered          prometheus.Counter
+	odooCalls             *prometheus.CounterVec
+	odooLatency           *prometheus.HistogramVec
+	odooUp                prometheus.Gauge
+	authFailed            prometheus.Gauge
+	counterResets         *prometheus.CounterVec
+	counterRollovers      *prometheus.CounterVec
+	counterSteps          *prometheus.CounterVec
+	counterGlitches       *prometheus.CounterVec
+	staleSamples          *prometheus.CounterVec
+	unmappedReasons       *prometheus.CounterVec
+	shortStops            *prometheus.CounterVec
+	reloads               *prometheus.CounterVec
+	corruptBuffers        prometheus.Counter
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -84,12 +88,39 @@ func newMetrics(a *Agent) *metrics {
 }
 
 // seed creates the per-machine and per-source series of cfg at 0, so that
-// an alert on them sees 0 rather than no data before the first event.
-// Series of machines and sources gone from cfg stay (a counter keeps what
-// it counted; a restart forgets them).
+// an alert on them sees 0 rather than no data before the first event, and
+// deletes those of machines and sources gone from cfg (a reload): the year
+// probe counted 13 series left per name a machine once had, 166 for 13
+// renames, until a restart. (A machine put back counts from 0 again, which
+// rate() takes for a counter reset.)
 func (m *metrics) seed(cfg *config.Config) {
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("rejected")
+	machines, sources := map[string]bool{}, map[string]bool{}
+	for _, mc := range cfg.Machines {
+		machines[mc.ID] = true
+	}
+	for _, s := range cfg.OPCUA {
+		sources[s.Name] = true
+	}
+	for _, b := range cfg.MQTT {
+		sources[b.Name] = true
+	}
+	m.seedMu.Lock()
+	for id := range m.seeded {
+		if !machines[id] {
+			for _, v := range []*prometheus.CounterVec{m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches, m.staleSamples, m.unmappedReasons, m.shortStops} {
+				v.DeletePartialMatch(prometheus.Labels{"machine": id})
+			}
+		}
+	}
+	for name := range m.seededSources {
+		if !sources[name] {
+			m.malformed.DeleteLabelValues(name)
+		}
+	}
+	m.seeded, m.seededSources = machines, sources
+	m.seedMu.Unlock()
 	for _, s := range cfg.OPCUA {
 		m.malformed.WithLabelValues(s.Name)
 	}
@@ -169,8 +200,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.a.opened.Load() { // fwd is set before opened
 		links := c.a.fwd.machineSnapshot()
-		for id, ml := range links {
-			ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, ml.Unattributed, id)
+		for _, mc := range c.a.cfg.Load().Machines { // not of machines gone from it
+			if ml, ok := links[mc.ID]; ok {
+				ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, ml.Unattributed, mc.ID)
+			}
 		}
 		pending, _ := c.a.pendingCounts() // a scan, kept a second
 		_, at := oldestForwardable(c.a.cfg.Load(), links, pending)

@@ -2360,3 +2360,26 @@ func waitInWrite(t *testing.T, inWrite <-chan struct{}) {
 		t.Fatal("no write came")
 	}
 }
+
+// A machine removed by a reload takes its series with it (the year probe:
+// 13 series stayed per name a machine once had, until a restart).
+func TestReloadRemovesTheSeriesOfAMachineGone(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	ra := p.startAgent()
+	p.produce(p.machines[1], 2, 0)
+	p.waitExactQty(ra, "press-2", 2)
+	if body := p.metrics(); !strings.Contains(body, `machine="press-2"`) {
+		t.Fatalf("no series of press-2 before the reload:\n%s", body)
+	}
+	p.dropLastMachine("press-2")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	body := p.metrics()
+	if strings.Contains(body, `machine="press-2"`) {
+		t.Errorf("series of press-2 after its removal:\n%s", body)
+	}
+	if !strings.Contains(body, `machine="press-1"`) {
+		t.Errorf("no series of press-1 after the reload:\n%s", body)
+	}
+}
