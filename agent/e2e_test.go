@@ -601,6 +601,14 @@ func TestEndToEndOdooUpgradedDuringAnOutage(t *testing.T) {
 		st := ra.a.Status()
 		return st.Odoo.State == "offline", fmt.Sprintf("%+v", st.Odoo)
 	})
+	waitFor(t, 10*time.Second, "press-1's scrap pending in status", func() (bool, string) {
+		for _, m := range ra.a.Status().Machines {
+			if m.ID == "press-1" {
+				return m.PendingScrap == 6 && m.Pending == 18, fmt.Sprintf("%+v", m)
+			}
+		}
+		return false, "no press-1"
+	})
 	p.odoo.Upgrade(19)
 	p.version = 19
 	p.odoo.SetDown(false)

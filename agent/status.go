@@ -221,6 +221,9 @@ type MachineStatus struct {
 	ScrapCount      float64  `json:"scrap_count"`
 	Unattributed    float64  `json:"unattributed"`
 	Pending         float64  `json:"pending_good"`
+	// PendingScrap is the scrapped pieces not booked in Odoo yet (the year
+	// probe: scrap behind while pending_good was 0 everywhere).
+	PendingScrap float64 `json:"pending_scrap"`
 	// DeadLetterGood is the good pieces Odoo refused for good, kept in the
 	// dead letters: counted in GoodCount, not in Odoo.
 	DeadLetterGood float64 `json:"dead_letter_good,omitempty"`
@@ -371,7 +374,7 @@ func (a *Agent) Status() Status {
 		t := a.totals[m.ID]
 		a.totalsMu.Unlock()
 		ms := MachineStatus{ID: m.ID, Workcenter: m.Workcenter, GoodCount: tidy(t.Good), ScrapCount: tidy(t.Scrap),
-			Pending: tidy(pending[m.ID].good)}
+			Pending: tidy(pending[m.ID].good), PendingScrap: tidy(pending[m.ID].scrap)}
 		ms.State, ms.LastSampleAge = a.machineState(m.ID)
 		if src := runningSource(&m); src != "" && ms.State != "unknown" && sourceState[src] != string(connectors.StateConnected) {
 			ms.State, ms.LastKnownState, ms.UnknownBecause = "unknown", ms.State, "source down"
@@ -465,6 +468,7 @@ func storedWorkOrderName(st *woState, err error) string {
 
 type pendingCount struct {
 	good       float64
+	scrap      float64   // scrapped pieces not booked yet
 	deadGood   float64   // good pieces in the dead letters (Odoo refused them)
 	records    int       // count records
 	events     int       // event records
@@ -648,9 +652,11 @@ func (a *Agent) scanPending() map[string]pendingCount {
 			pc := out[m]
 			pc.records++
 			pc.note(r)
-			if sig == sigGood {
-				if c, err := decodeCount(r); err == nil {
+			if sig == sigGood || sig == sigScrap {
+				if c, err := decodeCount(r); err == nil && sig == sigGood {
 					pc.good += c.Delta
+				} else if err == nil {
+					pc.scrap += c.Delta
 				}
 			}
 			out[m] = pc
@@ -778,7 +784,7 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		// stored run state may be long out of date.
 		wo, woErr := a.loadWOState(m.ID)
 		ms := MachineStatus{ID: m.ID, Workcenter: m.Workcenter, WorkOrder: storedWorkOrderName(wo, woErr),
-			GoodCount: tidy(t.Good), ScrapCount: tidy(t.Scrap), Pending: tidy(pending[m.ID].good), State: "unknown"}
+			GoodCount: tidy(t.Good), ScrapCount: tidy(t.Scrap), Pending: tidy(pending[m.ID].good), PendingScrap: tidy(pending[m.ID].scrap), State: "unknown"}
 		if st.Odoo.SwitchFrom != "" {
 			// The old Odoo's: counts go to the new one's, not known yet
 			// (the fourth self-probe saw the old one's names).

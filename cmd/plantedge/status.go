@@ -325,8 +325,12 @@ func printStatus(w io.Writer, st agent.Status) {
 			}
 			state += " (was " + m.LastKnownState + ": " + why + ")"
 		}
+		pending := count(m.Pending)
+		if m.PendingScrap != 0 {
+			pending += " (+" + count(m.PendingScrap) + " scrap)"
+		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Workcenter, oneLine(wo), state, last,
-			count(m.GoodCount), count(m.ScrapCount), count(m.Pending), count(m.Unattributed), oneLine(m.Error))
+			count(m.GoodCount), count(m.ScrapCount), pending, count(m.Unattributed), oneLine(m.Error))
 	}
 	tw.Flush()
 }
