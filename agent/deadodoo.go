@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -48,15 +49,17 @@ func loadDeadOdoo(buf *buffer.Queue) (deadOdoo, error) {
 	return d, nil
 }
 
-// of is the Odoo that refused dead letter id ("" not known: a file from a
-// version that did not keep it, before its first Odoo answered).
+// of is the Odoo that refused dead letter id: unrecordedOdoo in a file
+// that does not record its Odoo (an older plantedge's, until the agent has
+// checked its state against the Odoo named: the self-probe retried them
+// offline into another).
 func (d deadOdoo) of(id uint64) string {
 	for _, s := range d.spans {
 		if id <= s.UpTo {
 			return s.Odoo
 		}
 	}
-	return d.file
+	return cmp.Or(d.file, unrecordedOdoo)
 }
 
 // leaving is the meta value that ties the dead letters there are now to
@@ -103,7 +106,16 @@ type ElsewhereError struct {
 }
 
 func (e *ElsewhereError) Error() string {
-	return fmt.Sprintf("dead letter %d was refused by another Odoo (%s) than the one the agent sends to (%s): retried, it would be booked in this one. "+
-		"Retry it once the agent is pointed back at %s, or drop it; --here retries it anyway (the same database under another address)",
-		e.ID, e.Odoo, e.To, e.Odoo)
+	return fmt.Sprintf("dead letter %d was refused by another Odoo (%s) than the one the agent sends to (%s): retried, it would be booked in this one. %s",
+		e.ID, e.Odoo, e.To, ElsewhereAdvice([]string{e.Odoo}))
+}
+
+// ElsewhereAdvice says what to do with dead letters refused by the Odoos
+// named.
+func ElsewhereAdvice(odoos []string) string {
+	if slices.Contains(odoos, unrecordedOdoo) {
+		return "Which Odoo refused those the buffer file does not record: if it is the one the agent sends to, " +
+			"retry them with --here (start the agent once first: it checks the file against that Odoo); else drop them"
+	}
+	return "Retry them once the agent is pointed back there, or drop them; --here retries them anyway (the same database under another address)"
 }

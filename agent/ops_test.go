@@ -1858,6 +1858,38 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 			t.Errorf("switch_from %q", got)
 		}
 	})
+	// The self-probe: an older plantedge's file, the config pointed at
+	// another Odoo, and `deadletter retry all` with the agent stopped
+	// booked the old Odoo's dead letters in the new one (+5 a machine).
+	t.Run("dead letters of an older plantedge's file", func(t *testing.T) {
+		p, _, _ := refused(t)
+		unrecorded(t, p)
+		away(p)
+		cfg, err := config.Load(p.cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := agent.DeadLetterAction(ctx, q, "retry", "all", cfg)
+		if err != nil || res.Affected != 0 || res.KeptElsewhere != 1 || len(res.Elsewhere) != 1 ||
+			!strings.Contains(agent.ElsewhereAdvice(res.Elsewhere), "does not record") {
+			t.Errorf("stopped: %+v %v; want it kept, refused by an Odoo the file does not record", res, err)
+		}
+		if err := q.Close(); err != nil {
+			t.Fatal(err)
+		}
+		ra := p.startAgentWith(false)
+		switched(t, p, 1)
+		if res, err := agent.NewAPIClient(p.listen).DeadLetterAction(ctx, "retry", "all", false); err != nil || res.Affected != 0 || res.KeptElsewhere != 1 {
+			t.Errorf("running: %+v %v; want it kept", res, err)
+		}
+		if n := ra.a.Status().Buffer.DeadLetters; n != 1 {
+			t.Errorf("%d dead letters, want the one kept", n)
+		}
+	})
 	t.Run("dead letters of another Odoo retried here when asked", func(t *testing.T) {
 		p, m, _ := refused(t)
 		away(p)

@@ -139,11 +139,15 @@ type RebookResult struct {
 	OldestKept time.Time `json:"oldest_kept,omitzero"`
 	// Lines and Scraps are the bookings Odoo confirmed since Since, each
 	// once; the Missing ones Odoo lacks now; the Rebooked ones it has again.
-	Lines          int `json:"lines"`
-	Scraps         int `json:"scraps"`
-	LinesMissing   int `json:"lines_missing"`
-	ScrapsMissing  int `json:"scraps_missing"`
-	LinesRebooked  int `json:"lines_rebooked"`
+	Lines         int `json:"lines"`
+	Scraps        int `json:"scraps"`
+	LinesMissing  int `json:"lines_missing"`
+	ScrapsMissing int `json:"scraps_missing"`
+	LinesRebooked int `json:"lines_rebooked"`
+	// LinesOpen of the LinesMissing Odoo has, but open where plantedge
+	// closed them (open at the backup, closed after it): a rebook closes
+	// them.
+	LinesOpen      int `json:"lines_open,omitempty"`
 	ScrapsRebooked int `json:"scraps_rebooked"`
 	// ScrapDrafts of the rebooked scrap bookings Odoo left drafts (too
 	// little stock, or it refused to validate them): watched as drafts,
@@ -269,9 +273,13 @@ func (f *forwarder) keptSince(since time.Time) (keptBookings, error) {
 	return kb, err
 }
 
-// lacking says which of xmlids Odoo lacks.
-func (f *forwarder) lacking(ctx context.Context, xmlids []string) (map[string]bool, error) {
+// lacking says which of xmlids Odoo lacks as kb keeps them: not there at
+// all, or a line it has open that was closed (the self-probe: a line open
+// at the backup and closed after it came back open with the restore,
+// blocking its work center for good).
+func (f *forwarder) lacking(ctx context.Context, kb keptBookings, xmlids []string) (map[string]lackKind, error) {
 	var refs map[string]odoo.ExternalRef
+	var open map[int64]bool
 	if len(xmlids) > 0 {
 		if err := f.call(ctx, "external_ids", func(ctx context.Context) (err error) {
 			refs, err = f.client.ExternalIDs(ctx, xmlids)
@@ -280,17 +288,45 @@ func (f *forwarder) lacking(ctx context.Context, xmlids []string) (map[string]bo
 			return nil, err
 		}
 	}
-	out := map[string]bool{}
+	var closed []int64 // kept closed: the ids Odoo has them under
 	for _, x := range xmlids {
-		if _, ok := refs[x]; !ok {
-			out[x] = true
+		if r, ok := refs[x]; ok && r.Model == "mrp.workcenter.productivity" {
+			if l := kb.latest[x].Line; l != nil && !l.End.IsZero() {
+				closed = append(closed, r.ResID)
+			}
+		}
+	}
+	if len(closed) > 0 {
+		if err := f.call(ctx, "open_downtime_lines", func(ctx context.Context) (err error) {
+			open, err = f.client.OpenDowntimeLines(ctx, closed)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	}
+	out := map[string]lackKind{}
+	for _, x := range xmlids {
+		switch r, ok := refs[x]; {
+		case !ok:
+			out[x] = lackMissing
+		case open[r.ResID]:
+			out[x] = lackOpen
 		}
 	}
 	return out, nil
 }
 
-// bookedCheck is how many of the last bookings checkBooked looks up.
-const bookedCheck = 200
+// lackKind is what Odoo lacks of a booking kept.
+type lackKind int
+
+const (
+	lackMissing lackKind = iota + 1 // the booking
+	lackOpen                        // the end of a line: Odoo has it open
+)
+
+// bookedCheck is how many of the last bookings checkBooked looks up (a
+// variable for tests).
+var bookedCheck = 200
 
 // checkBooked looks up, after Odoo was away (and at the start), the last
 // bookings it confirmed: one it lacks now was deleted there, or its
@@ -304,7 +340,7 @@ func (f *forwarder) checkBooked(ctx context.Context) error {
 		return err
 	}
 	last := kb.order[max(0, len(kb.order)-bookedCheck):]
-	lack, err := f.lacking(ctx, last)
+	lack, err := f.lacking(ctx, kb, last)
 	switch {
 	case odoo.IsPermanent(err) && !odoo.IsAuth(err):
 		f.a.log.Debug("cannot look up the bookings kept (external ids)", "err", err)
@@ -312,29 +348,72 @@ func (f *forwarder) checkBooked(ctx context.Context) error {
 	case err != nil || len(lack) == 0:
 		return err
 	}
-	var oldest, since time.Time
-	for _, x := range last {
-		if lack[x] && (oldest.IsZero() || kb.first[x].Before(oldest)) {
-			oldest = kb.first[x]
-		}
+	// Where the backup falls: after the newest booking Odoo has that comes
+	// before the oldest it lacks — looked for among all kept, not only the
+	// last (the self-probe: 300 bookings since the backup, and the time
+	// said from the last 200 alone left 57 out).
+	hi := len(kb.order) - 1
+	for lack[kb.order[hi]] == 0 {
+		hi--
 	}
-	for _, x := range last {
-		if at := kb.first[x]; !lack[x] && at.Before(oldest) && at.After(since) {
-			since = at
-		}
+	lo, hi, err := f.backupBetween(ctx, kb, hi)
+	if err != nil {
+		return err
 	}
-	if since.IsZero() {
-		since = oldest
+	oldest, since := kb.first[kb.order[hi]], kb.oldest
+	if lo >= 0 {
+		since = kb.first[kb.order[lo]]
 	}
 	said := fmt.Sprint(len(lack), oldest.UnixMilli())
 	if said == f.bookedLacked {
 		return nil // said after the last outage
 	}
 	f.bookedLacked = said
+	attrs := []any{"lacking", len(lack), "of_last", len(last), "oldest_lacking_confirmed", oldest.UTC().Format(time.RFC3339),
+		"rebook_since", since.UTC().Format(time.RFC3339)}
+	if lo < 0 {
+		// Odoo has none of those kept: the backup is older than all.
+		attrs = append(attrs, "backup_before_oldest_kept", true)
+	}
 	f.a.log.Error("odoo lacks downtime lines or scrap bookings it confirmed: its database was restored from a backup (an upgrade rolled back?), or they were deleted there — plantedge rebook --since <the backup's time> books them again (--dry-run first)",
-		"lacking", len(lack), "of_last", len(last), "oldest_lacking_confirmed", oldest.UTC().Format(time.RFC3339),
-		"rebook_since", since.UTC().Format(time.RFC3339))
+		attrs...)
 	return nil
+}
+
+// backupBetween finds where a backup falls among the bookings kept
+// (kb.order, oldest first), given hi, one Odoo lacks: lo is the newest
+// booking before hi that Odoo has (-1: none of those kept), and hi the
+// oldest after lo that it lacks. Up to bookedCheck of those between are
+// looked up at a time, so a week kept takes a few lookups.
+func (f *forwarder) backupBetween(ctx context.Context, kb keptBookings, hi int) (lo, _ int, err error) {
+	lo = -1
+	for hi-lo > 1 {
+		n := min(bookedCheck, hi-lo-1)
+		idx := make([]int, n)
+		xs := make([]string, n)
+		for j := range n {
+			idx[j] = lo + (j+1)*(hi-lo)/(n+1)
+			xs[j] = kb.order[idx[j]]
+		}
+		lack, err := f.lacking(ctx, kb, xs)
+		if err != nil {
+			return 0, 0, err
+		}
+		newLo := lo
+		for j, k := range idx {
+			if lack[xs[j]] == 0 {
+				newLo = k
+			}
+		}
+		for j, k := range idx {
+			if k > newLo && lack[xs[j]] != 0 {
+				hi = k
+				break
+			}
+		}
+		lo = newLo
+	}
+	return lo, hi, nil
 }
 
 // rebookSince books again what Odoo confirmed since since and lacks now.
@@ -345,7 +424,7 @@ func (f *forwarder) rebookSince(ctx context.Context, since time.Time, dry bool) 
 	if err != nil {
 		return res, err
 	}
-	lack, err := f.lacking(ctx, kb.order)
+	lack, err := f.lacking(ctx, kb, kb.order)
 	if err != nil {
 		return res, err
 	}
@@ -354,13 +433,16 @@ func (f *forwarder) rebookSince(ctx context.Context, since time.Time, dry bool) 
 	var scraps []bookedEntry
 	for _, x := range order {
 		e := latest[x]
-		has := !lack[x]
+		has := lack[x] == 0
 		switch {
 		case e.Line != nil:
 			res.Lines++
 			if !has {
 				res.LinesMissing++
 				lines = append(lines, e)
+			}
+			if lack[x] == lackOpen {
+				res.LinesOpen++
 			}
 		default:
 			res.Scraps++

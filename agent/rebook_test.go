@@ -17,6 +17,7 @@ import (
 // closes when its stop ends; the quantities come back with the next write.
 func TestRebookAfterOdooRestoredFromBackup(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
+	defer agent.SetBookedCheck(2)()
 	ra := p.startAgent()
 	m1, m2 := p.machines[0], p.machines[1]
 	ctx := context.Background()
@@ -28,25 +29,36 @@ func TestRebookAfterOdooRestoredFromBackup(t *testing.T) {
 			return got == n, fmt.Sprint(got)
 		})
 	}
-	// Before the backup: a stop, and pieces.
+	// Before the backup: a stop, pieces, and a stop going on (press-2's
+	// line open).
 	p.produce(m1, 10, 0)
 	p.stop(m1, "JAM")
 	p.waitLines(1)
 	p.run(m1)
 	closed(1)
 	p.waitExactQty(ra, "press-1", 10)
+	p.stop(m2, "JAM")
+	p.waitLines(2)
 	backup := p.odoo.Backup()
+	backupAt := time.Now()
+	// Its end comes after the backup: the restored database has the line
+	// open (the self-probe: its work center blocked for good).
+	p.run(m2)
+	waitFor(t, 15*time.Second, "press-2's line closed", func() (bool, string) {
+		n := p.closedLines("press-2")
+		return n == 1, fmt.Sprint(n)
+	})
 
 	// Since: a stop over, scrap, pieces, and a stop going on (its line open).
 	p.produce(m1, 5, 0)
 	p.stop(m1, "JAM")
-	p.waitLines(2)
+	p.waitLines(3)
 	p.run(m1)
 	closed(2)
 	p.produce(m2, 7, 3)
 	waitFor(t, 15*time.Second, "scrap", func() (bool, string) { return p.scrapped("press-2") == 3, fmt.Sprint(p.scrapped("press-2")) })
 	p.stop(m1, "SETUP")
-	p.waitLines(3)
+	p.waitLines(4)
 	p.waitExactQty(ra, "press-1", 15)
 	p.waitExactQty(ra, "press-2", 7)
 
@@ -59,29 +71,40 @@ func TestRebookAfterOdooRestoredFromBackup(t *testing.T) {
 		return st == "offline", st
 	})
 	p.odoo.RestoreBackup(backup)
-	if n, s := len(p.odoo.Productivity()), p.scrapped("press-2"); n != 1 || s != 0 || p.qty("press-1") != 10 {
-		t.Fatalf("restored: %d lines, %g scrapped, %g made; want 1, 0, 10", n, s, p.qty("press-1"))
+	if n, s := len(p.odoo.Productivity()), p.scrapped("press-2"); n != 2 || s != 0 || p.qty("press-1") != 10 || p.closedLines("press-2") != 0 {
+		t.Fatalf("restored: %d lines, %g scrapped, %g made; want 2 (press-2's open), 0, 10", n, s, p.qty("press-1"))
 	}
 	p.odoo.SetDown(false)
 	ra.a.Flush()
 	waitFor(t, 15*time.Second, "the log saying odoo lacks them", func() (bool, string) {
 		return strings.Contains(p.logs.String(), "odoo lacks downtime lines or scrap bookings it confirmed"), ""
 	})
-	if logs := p.logs.String(); !strings.Contains(logs, "lacking=3 of_last=4 ") {
-		t.Errorf("the log does not say 3 of the last 4 lacking:\n%s", logs)
+	// It looks up the last 2 (SetBookedCheck), all lacking, then further
+	// back for where the backup falls: after press-2's line opened.
+	logs := p.logs.String()
+	if !strings.Contains(logs, "lacking=2 of_last=2 ") {
+		t.Errorf("the log does not say 2 of the last 2 lacking:\n%s", logs)
+	}
+	_, after, _ := strings.Cut(logs, "rebook_since=")
+	since, err := time.Parse(time.RFC3339, strings.Fields(after + " ")[0])
+	if err != nil || since.Before(start.Truncate(time.Second)) || since.After(backupAt) {
+		t.Errorf("rebook_since %v (%v): want between the start %v and the backup %v", since, err, start, backupAt)
 	}
 
 	api := agent.NewAPIClient(p.listen)
 	res, err := api.Rebook(ctx, start, true)
-	if err != nil || res.Lines != 3 || res.Scraps != 1 || res.LinesMissing != 2 || res.ScrapsMissing != 1 || res.LinesRebooked != 0 || !res.DryRun {
-		t.Fatalf("dry run: %+v %v; want 3 lines and 1 scrap confirmed, 2 and 1 missing, nothing booked", res, err)
+	if err != nil || res.Lines != 4 || res.Scraps != 1 || res.LinesMissing != 3 || res.LinesOpen != 1 || res.ScrapsMissing != 1 || res.LinesRebooked != 0 || !res.DryRun {
+		t.Fatalf("dry run: %+v %v; want 4 lines and 1 scrap confirmed, 3 lines (1 of them open) and 1 scrap lacking, nothing booked", res, err)
 	}
-	if n := len(p.odoo.Productivity()); n != 1 {
+	if n := len(p.odoo.Productivity()); n != 2 {
 		t.Fatalf("the dry run booked: %d lines", n)
 	}
 	res, err = api.Rebook(ctx, start, false)
-	if err != nil || res.LinesRebooked != 2 || res.ScrapsRebooked != 1 || len(res.NotRebooked) != 0 || res.LinesWithoutWorkorder != 0 {
-		t.Fatalf("rebook: %+v %v; want 2 lines and 1 scrap rebooked", res, err)
+	if err != nil || res.LinesRebooked != 3 || res.ScrapsRebooked != 1 || len(res.NotRebooked) != 0 || res.LinesWithoutWorkorder != 0 {
+		t.Fatalf("rebook: %+v %v; want 3 lines and 1 scrap rebooked", res, err)
+	}
+	if n := p.closedLines("press-2"); n != 1 {
+		t.Errorf("press-2's line, closed after the backup: %d closed, want 1", n)
 	}
 	lines := p.odoo.Productivity()
 	open, xmlids := 0, map[string]bool{}
@@ -91,8 +114,8 @@ func TestRebookAfterOdooRestoredFromBackup(t *testing.T) {
 			open++
 		}
 	}
-	if len(lines) != 3 || len(xmlids) != 3 || open != 1 {
-		t.Errorf("after the rebook: %d lines (%d external ids), %d open; want 3, 3, 1: %+v", len(lines), len(xmlids), open, lines)
+	if len(lines) != 4 || len(xmlids) != 4 || open != 1 {
+		t.Errorf("after the rebook: %d lines (%d external ids), %d open; want 4, 4, 1: %+v", len(lines), len(xmlids), open, lines)
 	}
 	for _, s := range p.odoo.Scraps() {
 		if s.Qty != 3 || s.State != "done" || s.Moves != 1 || s.WorkorderID != p.woIDs["press-2"] {
@@ -102,7 +125,7 @@ func TestRebookAfterOdooRestoredFromBackup(t *testing.T) {
 	// The stop going on ends: its line, booked again, is closed.
 	p.run(m1)
 	closed(3)
-	p.waitLines(3)
+	p.waitLines(4)
 	// The next write puts each work order's whole count back.
 	p.produce(m1, 1, 0)
 	p.produce(m2, 1, 0)
@@ -110,12 +133,12 @@ func TestRebookAfterOdooRestoredFromBackup(t *testing.T) {
 	p.waitExactQty(ra, "press-2", 9)
 	// Again: Odoo lacks nothing, and nothing is booked twice.
 	res, err = api.Rebook(ctx, start, false)
-	if err != nil || res.LinesMissing != 0 || res.ScrapsMissing != 0 || res.Lines != 3 || res.Scraps != 1 {
+	if err != nil || res.LinesMissing != 0 || res.ScrapsMissing != 0 || res.Lines != 4 || res.Scraps != 1 {
 		t.Errorf("second rebook: %+v %v; want nothing missing", res, err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if n, s := len(p.odoo.Productivity()), p.scrapped("press-2"); n != 3 || s != 3 {
-		t.Errorf("at the end: %d lines, %g scrapped; want 3 and 3", n, s)
+	if n, s := len(p.odoo.Productivity()), p.scrapped("press-2"); n != 4 || s != 3 {
+		t.Errorf("at the end: %d lines, %g scrapped; want 4 and 3", n, s)
 	}
 }
 

@@ -547,6 +547,28 @@ func (c *Client) DowntimeLine(ctx context.Context, xmlid string) (DowntimeLine, 
 	return DowntimeLine{Found: true, Closed: rows[0].End != "", WorkcenterID: rows[0].Workcenter.ID, WorkorderID: rows[0].Workorder.ID}, nil
 }
 
+// OpenDowntimeLines says which of the downtime lines with these database
+// ids Odoo has open (no end), 500 at a time.
+func (c *Client) OpenDowntimeLines(ctx context.Context, ids []int64) (map[int64]bool, error) {
+	out := map[int64]bool{}
+	for len(ids) > 0 {
+		page := ids[:min(len(ids), 500)]
+		ids = ids[len(page):]
+		var rows []struct {
+			ID int64 `json:"id"`
+		}
+		if err := c.Call(ctx, "mrp.workcenter.productivity", "search_read",
+			[]any{[]any{[]any{"id", "in", page}, []any{"date_end", "=", false}}},
+			map[string]any{"fields": []string{"id"}}, &rows); err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out[r.ID] = true
+		}
+	}
+	return out, nil
+}
+
 // CloseDowntimeLine sets the end of the downtime line with database id id,
 // if it is still open and began at start (to the second): false when Odoo
 // has no such line open (closed since, deleted, or another line by that

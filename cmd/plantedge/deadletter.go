@@ -121,9 +121,8 @@ func newDeadLetterCmd() *cobra.Command {
 						"inspect them with `plantedge deadletter list --json` and drop them\n", res.KeptDamaged)
 				}
 				if res.KeptElsewhere > 0 {
-					fmt.Fprintf(out, "kept %d dead letter(s) refused by another Odoo (%s) than the one the agent sends to (%s): retried, they would be booked in this one. "+
-						"Retry them once the agent is pointed back there, or drop them; --here retries them anyway (the same database under another address)\n",
-						res.KeptElsewhere, strings.Join(res.Elsewhere, ", "), res.To)
+					fmt.Fprintf(out, "kept %d dead letter(s) refused by another Odoo (%s) than the one the agent sends to (%s): retried, they would be booked in this one. %s\n",
+						res.KeptElsewhere, strings.Join(res.Elsewhere, ", "), res.To, agent.ElsewhereAdvice(res.Elsewhere))
 				}
 				return nil
 			},

@@ -84,7 +84,11 @@ func printRebook(w io.Writer, res agent.RebookResult) error {
 		fmt.Fprintf(w, "note: nothing confirmed before %s is kept (a week at most, or since the agent was pointed at this Odoo): book what Odoo lacks from before then by hand\n",
 			res.OldestKept.Local().Format(time.DateTime))
 	}
-	fmt.Fprintf(w, "Odoo lacks %d line(s) and %d scrap booking(s)", res.LinesMissing, res.ScrapsMissing)
+	fmt.Fprintf(w, "Odoo lacks %d line(s)", res.LinesMissing)
+	if res.LinesOpen > 0 {
+		fmt.Fprintf(w, " (%d of them it has open, closed since: closed again)", res.LinesOpen)
+	}
+	fmt.Fprintf(w, " and %d scrap booking(s)", res.ScrapsMissing)
 	if res.DryRun {
 		fmt.Fprintln(w, " (dry run: nothing booked)")
 		return nil

@@ -34,13 +34,13 @@ func TestPrintRebook(t *testing.T) {
 	var out bytes.Buffer
 	since := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
 	err := printRebook(&out, agent.RebookResult{Since: since, OldestKept: since.Add(time.Hour), Lines: 3, Scraps: 1,
-		LinesMissing: 2, ScrapsMissing: 1, LinesRebooked: 2, LinesWithoutWorkorder: 1,
+		LinesMissing: 2, LinesOpen: 1, ScrapsMissing: 1, LinesRebooked: 2, LinesWithoutWorkorder: 1,
 		NotRebooked: []string{"scrap plantedge.x (2 of press-1): Odoo lacks its work order"}})
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != 1 {
 		t.Errorf("exit: %v, want code 1", err)
 	}
-	for _, want := range []string{"3 downtime line(s), 1 scrap booking(s)", "nothing confirmed before", "rebooked 2 line(s) and 0 scrap",
+	for _, want := range []string{"3 downtime line(s), 1 scrap booking(s)", "nothing confirmed before", "lacks 2 line(s) (1 of them it has open, closed since: closed again) and 1 scrap", "rebooked 2 line(s) and 0 scrap",
 		"1 line(s) booked without their work order", "not rebooked (1):\n  scrap plantedge.x"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
