@@ -85,7 +85,9 @@ func (a *Agent) Handler() http.Handler {
 		res, err := a.fwd.Rebook(ctx, since, dry)
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
-			http.Error(w, fmt.Sprintf("no answer within %s: the rebook waits for Odoo (plantedge status says why), or takes longer — what it does is logged (\"rebooked what Odoo had confirmed\")", rebookWait), http.StatusGatewayTimeout)
+			// Taken and going on (the self-probe: 2 min 18 s for 240), or
+			// still waiting for a round: it is logged when done.
+			writeJSON(w, RebookResult{Since: since, DryRun: dry, Pending: true})
 			return
 		case err != nil:
 			http.Error(w, err.Error(), http.StatusBadGateway)

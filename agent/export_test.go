@@ -1,9 +1,15 @@
 package agent
 
+import "time"
+
 // SetBookedCheck sets how many of the last bookings kept the agent looks up
-// after Odoo was away, and returns what puts it back.
-func SetBookedCheck(n int) (restore func()) {
-	was := bookedCheck
+// after Odoo was away, and how often it looks anyway (0: as it is), and
+// returns what puts them back.
+func SetBookedCheck(n int, every time.Duration) (restore func()) {
+	wasN, wasEvery := bookedCheck, bookedCheckEvery
 	bookedCheck = n
-	return func() { bookedCheck = was }
+	if every > 0 {
+		bookedCheckEvery = every
+	}
+	return func() { bookedCheck, bookedCheckEvery = wasN, wasEvery }
 }

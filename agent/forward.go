@@ -171,8 +171,10 @@ type forwarder struct {
 	rebook       *rebookReq
 	bookedPruned time.Time
 	// bookedCheckDue: Odoo was away; checkBooked looks at what it has,
-	// and logs what it lacks unless it said the same last (bookedLacked).
+	// and logs what it lacks unless it said the same last (bookedLacked);
+	// also every bookedCheckEvery (bookedChecked: when it last looked).
 	bookedCheckDue bool
+	bookedChecked  time.Time
 	bookedLacked   string
 	// keyID identifies the API key in use (not the key); keyWorked says
 	// Odoo accepted it once, so a later refusal means expired or revoked.
@@ -966,11 +968,11 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	if err := f.pruneBooked(ctx); err != nil {
 		return false, err
 	}
-	if f.bookedCheckDue {
+	if f.bookedCheckDue || time.Since(f.bookedChecked) >= bookedCheckEvery {
 		if err := f.checkBooked(ctx); err != nil {
 			return false, err
 		}
-		f.bookedCheckDue = false
+		f.bookedCheckDue, f.bookedChecked = false, time.Now()
 	}
 	if f.forget.Swap(false) {
 		f.wcs, f.losses = map[string]odoo.Workcenter{}, map[string]int64{}

@@ -778,7 +778,16 @@ func (a *Agent) checkOdoo(ctx context.Context, cfg *config.Config) error {
 				"odoo", id)
 			return nil
 		}
-		return a.buf.PutMeta(ctx, buffer.KV{Key: odooMetaKey, Value: []byte(id)})
+		kvs := []buffer.KV{{Key: odooMetaKey, Value: []byte(id)}}
+		// Dead letters there are (an older plantedge's file) were refused
+		// by an Odoo it did not record: not taken for this one's (the
+		// self-probe: retried, they were booked in another).
+		if tie, err := (deadOdoo{}).leaving(a.buf, unrecordedOdoo); err != nil {
+			return err
+		} else if tie != nil {
+			kvs = append(kvs, *tie)
+		}
+		return a.buf.PutMeta(ctx, kvs...)
 	}
 	a.odooWas = string(b)
 	a.log.Info("odoo.url or odoo.database names another Odoo than the buffer file's state belongs to: switching to it once it answers",

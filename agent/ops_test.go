@@ -1890,6 +1890,28 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 			t.Errorf("%d dead letters, want the one kept", n)
 		}
 	})
+	// The same with no work-order state to check: the start takes the file
+	// for the Odoo named, and its dead letters for an unrecorded one's.
+	t.Run("dead letters of an older plantedge's file without work-order state", func(t *testing.T) {
+		p, _, _ := refused(t)
+		unrecorded(t, p)
+		q, err := buffer.Open(filepath.Join(p.dir, "data", "buffer.db"), buffer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.PutMeta(ctx, buffer.KV{Key: "wo/press-1"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Close(); err != nil {
+			t.Fatal(err)
+		}
+		away(p)
+		p.startAgentWith(false)
+		res, err := agent.NewAPIClient(p.listen).DeadLetterAction(ctx, "retry", "all", false)
+		if err != nil || res.Affected != 0 || res.KeptElsewhere != 1 || !strings.Contains(agent.ElsewhereAdvice(res.Elsewhere), "does not record") {
+			t.Errorf("retry: %+v %v; want it kept, refused by an Odoo the file does not record", res, err)
+		}
+	})
 	t.Run("dead letters of another Odoo retried here when asked", func(t *testing.T) {
 		p, m, _ := refused(t)
 		away(p)

@@ -134,6 +134,10 @@ func (f *forwarder) pruneBooked(ctx context.Context) error {
 type RebookResult struct {
 	Since  time.Time `json:"since"`
 	DryRun bool      `json:"dry_run,omitempty"`
+	// Pending: no result within the API's wait; the rebook goes on (or
+	// waits for Odoo) and logs its result ("rebooked what Odoo had
+	// confirmed").
+	Pending bool `json:"pending,omitempty"`
 	// OldestKept is when the oldest booking kept was confirmed: a rebook
 	// since before it cannot book what was confirmed before it.
 	OldestKept time.Time `json:"oldest_kept,omitzero"`
@@ -327,6 +331,12 @@ const (
 // bookedCheck is how many of the last bookings checkBooked looks up (a
 // variable for tests).
 var bookedCheck = 200
+
+// bookedCheckEvery is how often checkBooked looks, besides after Odoo was
+// away: a restore made while the plant was quiet (Odoo down for it, and
+// back, with nothing sent meanwhile) shows no outage (the self-probe: never
+// reported). One or two requests. (A variable for tests.)
+var bookedCheckEvery = 10 * time.Minute
 
 // checkBooked looks up, after Odoo was away (and at the start), the last
 // bookings it confirmed: one it lacks now was deleted there, or its

@@ -17,7 +17,7 @@ import (
 // closes when its stop ends; the quantities come back with the next write.
 func TestRebookAfterOdooRestoredFromBackup(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
-	defer agent.SetBookedCheck(2)()
+	t.Cleanup(agent.SetBookedCheck(2, 0)) // put back after the agent stopped
 	ra := p.startAgent()
 	m1, m2 := p.machines[0], p.machines[1]
 	ctx := context.Background()
@@ -189,5 +189,33 @@ func TestRebookWithoutTheWorkOrderMadeAfterTheBackup(t *testing.T) {
 	}
 	if s := p.odoo.Scraps(); len(s) != 0 {
 		t.Errorf("scrap booked: %+v", s)
+	}
+}
+
+// A restore while the plant is quiet shows the agent no outage (Odoo down
+// and back with nothing sent meanwhile): it looks anyway, every
+// bookedCheckEvery (the self-probe: never reported).
+func TestRestoreWhileQuietIsReported(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	t.Cleanup(agent.SetBookedCheck(200, 300*time.Millisecond)) // put back after the agent stopped
+	ra := p.startAgent()
+	m := p.machines[0]
+	backup := p.odoo.Backup()
+	p.stop(m, "JAM")
+	p.run(m)
+	waitFor(t, 15*time.Second, "the line", func() (bool, string) {
+		n := p.closedLines("press-1")
+		return n == 1, fmt.Sprint(n)
+	})
+	p.odoo.RestoreBackup(backup)
+	waitFor(t, 15*time.Second, "the log saying odoo lacks it", func() (bool, string) {
+		return strings.Contains(p.logs.String(), "lacking=1 of_last=1 "), ""
+	})
+	if st := ra.a.Status().Odoo; st.Failures != 0 || st.State != "online" {
+		t.Errorf("odoo %+v: the agent saw an outage", st)
+	}
+	time.Sleep(time.Second) // said once, not at every look
+	if n := strings.Count(p.logs.String(), "odoo lacks downtime lines"); n != 1 {
+		t.Errorf("said %d times", n)
 	}
 }

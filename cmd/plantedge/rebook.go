@@ -25,7 +25,8 @@ func newRebookCmd() *cobra.Command {
 			"TIME by its external id and to book again those Odoo lacks — only those: one Odoo has is left as it\n" +
 			"is. Quantities need no rebook: the agent writes a work order's whole count with its next write.\n" +
 			"TIME is the backup's time (RFC 3339, \"2006-01-02 15:04\" in local time) or how long ago (36h).\n" +
-			"--dry-run only counts. It exits 1 if Odoo refused any booking (the output says which and why).",
+			"--dry-run only counts. It exits 1 if Odoo refused any booking (the output says which and why), 2 when the\n" +
+			"agent is not running, 3 when the rebook takes longer than the agent's API waits (it goes on; its result is logged).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			since, err := parseSince(sinceArg, time.Now())
@@ -75,14 +76,19 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 
 func printRebook(w io.Writer, res agent.RebookResult) error {
 	since := res.Since.Local().Format(time.DateTime)
+	if res.Pending {
+		return &exitError{code: 3, msg: fmt.Sprintf("the rebook since %s takes longer than the agent's API waits (or waits for Odoo: plantedge status says why); "+
+			"it goes on, and the agent logs its result: journalctl -u plantedge -g 'rebooked what Odoo'", since)}
+	}
 	fmt.Fprintf(w, "Odoo confirmed since %s: %d downtime line(s), %d scrap booking(s)", since, res.Lines, res.Scraps)
 	if !res.OldestKept.IsZero() {
 		fmt.Fprintf(w, " (kept since %s)", res.OldestKept.Local().Format(time.DateTime))
 	}
 	fmt.Fprintln(w)
 	if !res.OldestKept.IsZero() && res.OldestKept.After(res.Since) {
-		fmt.Fprintf(w, "note: nothing confirmed before %s is kept (a week at most, or since the agent was pointed at this Odoo): book what Odoo lacks from before then by hand\n",
-			res.OldestKept.Local().Format(time.DateTime))
+		fmt.Fprintf(w, "note: the oldest booking kept was confirmed at %s (a week is kept at most, and nothing from before the agent was last pointed at this Odoo): "+
+			"if Odoo confirmed any between %s and then, it is not kept — book it by hand\n",
+			res.OldestKept.Local().Format(time.DateTime), since)
 	}
 	fmt.Fprintf(w, "Odoo lacks %d line(s)", res.LinesMissing)
 	if res.LinesOpen > 0 {
