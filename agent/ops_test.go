@@ -1772,10 +1772,9 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		}
 	}
 	ctx := context.Background()
-	t.Run("dead letters stay with the Odoo that refused them", func(t *testing.T) {
-		p, m, was := refused(t)
-		back := away(p)
-		// Stopped, before the switch: a retry from the file keeps it too.
+	// stoppedRetry is `deadletter retry all` with the agent stopped.
+	stoppedRetry := func(t *testing.T, p *plant) (agent.DeadLetterResult, error) {
+		t.Helper()
 		cfg, err := config.Load(p.cfgPath)
 		if err != nil {
 			t.Fatal(err)
@@ -1784,11 +1783,15 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := agent.DeadLetterAction(ctx, q, "retry", "all", cfg)
+		defer q.Close()
+		return agent.DeadLetterAction(ctx, q, "retry", "all", cfg)
+	}
+	t.Run("dead letters stay with the Odoo that refused them", func(t *testing.T) {
+		p, m, was := refused(t)
+		back := away(p)
+		// Stopped, before the switch: a retry from the file keeps it too.
+		res, err := stoppedRetry(t, p)
 		keptFor(t, "stopped", res, err, was)
-		if err := q.Close(); err != nil {
-			t.Fatal(err)
-		}
 
 		ra := p.startAgentWith(false)
 		switched(t, p, 1)
@@ -1819,14 +1822,18 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 	// A buffer file from a version that did not record its Odoo: the
 	// upgrade probe upgraded and moved Odoo in one stop, and the old
 	// database's count went into the new one's work orders (26 for 10).
-	unrecorded := func(t *testing.T, p *plant) {
+	unrecorded := func(t *testing.T, p *plant, more ...string) { // and more meta keys gone
 		t.Helper()
 		q, err := buffer.Open(filepath.Join(p.dir, "data", "buffer.db"), buffer.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer q.Close()
-		if err := q.PutMeta(ctx, buffer.KV{Key: "odoo"}); err != nil {
+		kvs := []buffer.KV{{Key: "odoo"}}
+		for _, k := range more {
+			kvs = append(kvs, buffer.KV{Key: k})
+		}
+		if err := q.PutMeta(ctx, kvs...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -1865,21 +1872,10 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		p, _, _ := refused(t)
 		unrecorded(t, p)
 		away(p)
-		cfg, err := config.Load(p.cfgPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := agent.DeadLetterAction(ctx, q, "retry", "all", cfg)
+		res, err := stoppedRetry(t, p)
 		if err != nil || res.Affected != 0 || res.KeptElsewhere != 1 || len(res.Elsewhere) != 1 ||
 			!strings.Contains(agent.ElsewhereAdvice(res.Elsewhere), "does not record") {
 			t.Errorf("stopped: %+v %v; want it kept, refused by an Odoo the file does not record", res, err)
-		}
-		if err := q.Close(); err != nil {
-			t.Fatal(err)
 		}
 		ra := p.startAgentWith(false)
 		switched(t, p, 1)
@@ -1894,17 +1890,7 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 	// for the Odoo named, and its dead letters for an unrecorded one's.
 	t.Run("dead letters of an older plantedge's file without work-order state", func(t *testing.T) {
 		p, _, _ := refused(t)
-		unrecorded(t, p)
-		q, err := buffer.Open(filepath.Join(p.dir, "data", "buffer.db"), buffer.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := q.PutMeta(ctx, buffer.KV{Key: "wo/press-1"}); err != nil {
-			t.Fatal(err)
-		}
-		if err := q.Close(); err != nil {
-			t.Fatal(err)
-		}
+		unrecorded(t, p, "wo/press-1")
 		away(p)
 		p.startAgentWith(false)
 		res, err := agent.NewAPIClient(p.listen).DeadLetterAction(ctx, "retry", "all", false)
