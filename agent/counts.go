@@ -467,7 +467,11 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 		st.fieldUnknown(field) && odoo.Round2(f.client.ProducedQty(*wo)) != st.Written
 	f.noteLateOrEdited(machine, wo, stored, &st, good, moved)
 	target := odoo.Round2(st.Baseline + st.Counted + sum)
-	if sum == 0 && target == st.Written && !moved {
+	rewrite := f.rewrite[machine] && stored != nil && stored.ID == wo.ID && odoo.Round2(f.client.ProducedQty(*wo)) != target
+	if !rewrite {
+		delete(f.rewrite, machine)
+	}
+	if sum == 0 && target == st.Written && !moved && !rewrite {
 		return nil, f.forwardScrap(ctx, machine, wo, scrap, acks)
 	}
 	w := &countWrite{machine: machine, wo: wo, prev: st.InFlight, target: target, good: good, scrap: scrap}
@@ -495,6 +499,7 @@ func (f *forwarder) sendCounts(ctx context.Context, w *countWrite, acks *ackPlan
 	case err == nil:
 		st.Written, st.Field = target, f.client.ProducedField()
 		acks.wo[machine] = &st
+		delete(f.rewrite, machine)
 		if good != nil {
 			acks.add(countKey(machine, sigGood), good.maxSeq)
 			f.a.metrics.forwarded.WithLabelValues("good_count").Add(good.sum)

@@ -170,6 +170,10 @@ type forwarder struct {
 	// forgotten (pruneBooked).
 	rebook       *rebookReq
 	bookedPruned time.Time
+	// rewrite are the machines whose count a rebook asked to be written
+	// again where Odoo shows another (run's goroutine): an Odoo restored
+	// from a backup shows the backup's until a machine makes a piece.
+	rewrite map[string]bool
 	// bookedCheckDue: Odoo was away; checkBooked looks at what it has,
 	// and logs what it lacks unless it said the same last (bookedLacked);
 	// also every bookedCheckEvery (bookedChecked: when it last looked).
@@ -1016,6 +1020,9 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	}
 	for k := range pending {
 		m, _ := splitKey(k)
+		need[m] = true
+	}
+	for m := range f.rewrite { // asked by a rebook
 		need[m] = true
 	}
 	field := f.client.ProducedField()

@@ -8,7 +8,8 @@ package agent
 // --since TIME` books again what Odoo lacks of it — and only that: a line
 // Odoo has (a person may have corrected its loss reason) is left as it is.
 // Quantities need none of this: they are written as absolute values, so
-// the next write puts a work order's count back.
+// the next write puts a work order's count back; the rebook asks for that
+// write at once (forwarder.rewrite).
 
 import (
 	"context"
@@ -462,7 +463,23 @@ func (f *forwarder) rebookSince(ctx context.Context, since time.Time, dry bool) 
 			}
 		}
 	}
-	if dry || len(lines)+len(scraps) == 0 {
+	if dry {
+		return res, nil
+	}
+	// Each machine's count is written again where its work order (the
+	// same) shows another quantity: Odoo restored shows the backup's until
+	// the machine makes a piece (the self-probe: 5 where 32 were made).
+	if err := f.a.buf.MetaPrefix("wo/", func(k string, _ []byte) error {
+		if f.rewrite == nil {
+			f.rewrite = map[string]bool{}
+		}
+		f.rewrite[strings.TrimPrefix(k, "wo/")] = true
+		return nil
+	}); err != nil {
+		return res, err
+	}
+	f.Flush() // the next round at once
+	if len(lines)+len(scraps) == 0 {
 		return res, nil
 	}
 	// The work orders they name: one made after the backup is gone, and

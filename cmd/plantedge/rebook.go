@@ -23,7 +23,7 @@ func newRebookCmd() *cobra.Command {
 			"database is restored from a backup, what was booked after the backup is gone from Odoo, while the\n" +
 			"agent has long forgotten the records. rebook asks the running agent to look up each booking since\n" +
 			"TIME by its external id and to book again those Odoo lacks — only those: one Odoo has is left as it\n" +
-			"is. Quantities need no rebook: the agent writes a work order's whole count with its next write.\n" +
+			"is. It also has each machine's count written again where its work order shows another quantity.\n" +
 			"TIME is the backup's time (RFC 3339, \"2006-01-02 15:04\" in local time) or how long ago (36h).\n" +
 			"--dry-run only counts. It exits 1 if Odoo refused any booking (the output says which and why), 2 when the\n" +
 			"agent is not running, 3 when the rebook takes longer than the agent's API waits (it goes on; its result is logged).",
