@@ -1251,19 +1251,27 @@ func TestMachineRemovedAfterAnUpgradeWithALineOpen(t *testing.T) {
 	}
 }
 
+// openBuffer opens the plant's buffer file (the agent stopped), with the
+// plant's config.
+func (p *plant) openBuffer() (*buffer.Queue, *config.Config) {
+	p.t.Helper()
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return q, cfg
+}
+
 // stripStoredState removes fields from a machine's stored mapping state, as
 // an older version stored it, and writes meta along (the agent is stopped).
 func (p *plant) stripStoredState(machine string, fields []string, meta ...buffer.KV) {
 	t := p.t
 	t.Helper()
-	cfg, err := config.Load(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, _ := p.openBuffer()
 	defer q.Close()
 	key := "machine/" + machine
 	b, err := q.Meta(key)
@@ -1775,14 +1783,7 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 	// stoppedRetry is `deadletter retry all` with the agent stopped.
 	stoppedRetry := func(t *testing.T, p *plant) (agent.DeadLetterResult, error) {
 		t.Helper()
-		cfg, err := config.Load(p.cfgPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		q, cfg := p.openBuffer()
 		defer q.Close()
 		return agent.DeadLetterAction(ctx, q, "retry", "all", cfg)
 	}
@@ -1824,10 +1825,7 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 	// database's count went into the new one's work orders (26 for 10).
 	unrecorded := func(t *testing.T, p *plant, more ...string) { // and more meta keys gone
 		t.Helper()
-		q, err := buffer.Open(filepath.Join(p.dir, "data", "buffer.db"), buffer.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		q, _ := p.openBuffer()
 		defer q.Close()
 		kvs := []buffer.KV{{Key: "odoo"}}
 		for _, k := range more {

@@ -653,10 +653,12 @@ func (a *Agent) scanPending() map[string]pendingCount {
 			pc.records++
 			pc.note(r)
 			if sig == sigGood || sig == sigScrap {
-				if c, err := decodeCount(r); err == nil && sig == sigGood {
-					pc.good += c.Delta
-				} else if err == nil {
-					pc.scrap += c.Delta
+				if c, err := decodeCount(r); err == nil {
+					if sig == sigGood {
+						pc.good += c.Delta
+					} else {
+						pc.scrap += c.Delta
+					}
 				}
 			}
 			out[m] = pc

@@ -280,15 +280,19 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 // id in a copy of the database shows the write if the copy was taken after
 // it landed, else the quantity before it: either way the state holds there.
 func (f *forwarder) sameWorkorderHere(ctx context.Context, st woState) (bool, error) {
-	cur, found, err := f.workorderIfAny(ctx, st.ID)
-	if err != nil || !found {
+	cur, same, err := f.stateWorkorderHere(ctx, st)
+	if err != nil || !same {
 		return false, err
-	}
-	if cur.Name != st.Name || (st.MO != 0 && cur.ProductionID != st.MO) {
-		return false, nil
 	}
 	q := odoo.Round2(f.client.ProducedQty(cur))
 	return q == st.InFlight.Target || q == st.Written, nil
+}
+
+// stateWorkorderHere reads the work order of st here: same when Odoo has
+// one by its id, with its name and manufacturing order.
+func (f *forwarder) stateWorkorderHere(ctx context.Context, st woState) (cur odoo.Workorder, same bool, err error) {
+	cur, found, err := f.workorderIfAny(ctx, st.ID)
+	return cur, err == nil && found && cur.Name == st.Name && (st.MO == 0 || cur.ProductionID == st.MO), err
 }
 
 // recordOdoo decides which Odoo the work-order state of a buffer file that
@@ -315,11 +319,11 @@ func (f *forwarder) recordOdoo(ctx context.Context) error {
 		return err
 	}
 	for _, st := range states {
-		cur, found, err := f.workorderIfAny(ctx, st.ID)
+		cur, same, err := f.stateWorkorderHere(ctx, st)
 		if err != nil {
 			return err
 		}
-		if !found || cur.Name != st.Name || (st.MO != 0 && cur.ProductionID != st.MO) {
+		if !same {
 			f.a.log.Warn("the buffer file's work-order state is not this Odoo's: the work order it names is not here; taken for another Odoo's, and forgotten",
 				"workorder", st.Name, "id", st.ID)
 			return nil
