@@ -203,6 +203,12 @@ type Agent struct {
 	// latencyHook, when set (benchmarks), gets each sample's receipt-to-
 	// durable latency.
 	latencyHook func(time.Duration)
+	// clockOffset and clockEvery, when set (tests), stand in for the box's
+	// clocks and clockLook in watchClock; clockShift moves every receive
+	// time, as a step of the wall clock would (the boot clock stays).
+	clockOffset func() (time.Duration, bool)
+	clockEvery  time.Duration
+	clockShift  func() time.Duration
 }
 
 // New checks cfg and prepares an agent; it does no I/O.
@@ -374,7 +380,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.startSources(ctx, cfg)
 	wdDone := make(chan struct{})
 	wdCtx, wdCancel := context.WithCancel(ctx)
+	clockDone := make(chan struct{})
 	go func() { defer close(wdDone); a.watchdog(wdCtx) }()
+	go func() { defer close(clockDone); a.watchClock(wdCtx) }()
 
 	a.ready.Store(true)
 	if err := sdNotify("READY=1\nSTATUS=forwarding"); err != nil {
@@ -411,6 +419,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	fwdCancel()
 	wdCancel()
 	<-wdDone
+	<-clockDone
 	shCtx, shCancel := context.WithTimeout(context.Background(), 2*time.Second)
 	_ = srv.Shutdown(shCtx)
 	shCancel()
@@ -531,6 +540,66 @@ func (a *Agent) beat() { a.lastBeat.Store(time.Now().UnixNano()) }
 
 func (a *Agent) sinceBeat() time.Duration {
 	return time.Since(time.Unix(0, a.lastBeat.Load()))
+}
+
+// clockLook is how often watchClock compares the box's wall clock with its
+// boot clock.
+const clockLook = 10 * time.Second
+
+// clockStepped is how far the wall clock may move against the boot clock
+// between two looks before watchClock reports a step (NTP's slewing moves
+// it at most 5 ms in clockLook).
+const clockStepped = 2 * time.Second
+
+// watchClock reports this box's clock: one that reads a time before 2020
+// at the start (never set: no real-time clock, or its battery flat, and NTP
+// not reached yet), and every step of it — NTP setting a box that booted
+// with its clock behind, someone setting it by hand. Values that carry no
+// source time are dated by this clock at their receipt (downtime lines
+// too), so such a step explains lines dated in the past; a stop in
+// progress keeps the length the agent saw (mapping.BoxStep).
+func (a *Agent) watchClock(ctx context.Context) {
+	read := a.clockOffset
+	if read == nil {
+		read = clockOffset
+	}
+	last, ok := read()
+	if !ok {
+		return
+	}
+	if now := time.Now(); now.Year() < 2020 {
+		a.log.Warn("this box's clock is not set (no real-time clock, or its battery is flat, and NTP not reached yet?): values without a source time, and their stops, are dated by it until it is; set it, or have the unit wait for time-sync.target (see the README)",
+			"clock", now.UTC().Format(time.RFC3339))
+	}
+	t := time.NewTicker(cmp.Or(a.clockEvery, clockLook))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			off, ok := read()
+			if !ok {
+				continue
+			}
+			if d := off - last; d > clockStepped || d < -clockStepped {
+				a.metrics.clockSteps.Inc()
+				a.log.Warn("this box's clock was stepped (NTP setting it, or someone by hand): values without a source time received before, and the stops that ended before, are dated by the clock as it was; a stop in progress keeps the length the agent saw",
+					"by", d.Round(time.Second), "clock", time.Now().UTC().Format(time.RFC3339))
+			}
+			last = off
+		}
+	}
+}
+
+// clockOffset is the wall clock less the boot clock, which nothing steps:
+// it moves only when the wall clock is stepped.
+func clockOffset() (time.Duration, bool) {
+	s := connectors.SeenNow()
+	if s.Boot == "" {
+		return 0, false
+	}
+	return time.Duration(time.Now().UnixNano()) - s.Up, true
 }
 
 // watchdog pings systemd while the forwarding loop is alive: a hung loop
@@ -1043,12 +1112,17 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 	if ev.Kind != mapping.EventCount && ev.Kind != mapping.EventStale {
 		if ahead := time.Until(ev.Time); ahead > mapping.ClockAhead {
 			a.eventLog.log("ahead "+ev.Machine, a.log, slog.LevelWarn,
-				"a stop or run stamped ahead of this machine's clock: a wrong clock or time zone on the source? Its downtime is dated there; once the clock is set right, stops are taken in the new time",
+				"a stop or run stamped ahead of this machine's clock: a wrong clock or time zone on the source — or this box's clock not set yet (every source ahead by the same)? Its downtime is dated there; once the clock is set right, stops are taken in the new time",
 				"machine", ev.Machine, "signal", ev.Signal, "ahead", ahead.Round(time.Second), "source_time", ev.Time)
 		}
 		if ev.ClockBack > 0 {
 			a.eventLog.log("clock "+ev.Machine, a.log, slog.LevelWarn, "source clock went back (it was ahead and was set right, or it was set back); its stops are taken in the new time from here",
 				"machine", ev.Machine, "signal", ev.Signal, "by", ev.ClockBack.Round(time.Second))
+		}
+		if ev.BoxStep != 0 {
+			a.eventLog.log("boxclock "+ev.Machine, a.log, slog.LevelWarn,
+				"this box's clock was stepped during a stop whose ends carried no source time (NTP setting a box that started with its clock behind, or someone setting it): the line lasts as long as the agent saw the stop, dated by the clock as it is now; stops that ended before the step are dated by the clock as it was",
+				"machine", ev.Machine, "stepped", ev.BoxStep.Round(time.Second), "stop_start", ev.Start, "stop_end", ev.End)
 		}
 	}
 	if ev.Kind == mapping.EventStale {

@@ -3,8 +3,11 @@ package agent_test
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/plantedge/plantedge/agent"
 )
 
 // setAt sets an OPC UA node with a source time and waits for the agent to
@@ -81,5 +84,55 @@ func TestPLCClockNeverSet(t *testing.T) {
 	l := p.odoo.Productivity()[0]
 	if time.Since(l.Start) > time.Minute || l.End.Sub(l.Start) < 500*time.Millisecond {
 		t.Fatalf("line %v – %v, want the last minute's stop of about a second", l.Start, l.End)
+	}
+}
+
+// This box's clock is stepped during the stops of a machine whose values
+// carry no source time, so they are dated by it at their receipt: three
+// days forward (NTP setting a box that booted with its clock behind, the
+// WAN down at first), then four hours back. Each line lasts the 2 s the
+// agent saw, by the box's boot clock, dated by the clock as it is now —
+// not three days of downtime that never was, nor a line that ends four
+// hours before it starts. (The test moves the receive times as such a step
+// would; the boot clock is the box's own.) The agent also reports the step
+// of its clock where it looks at it.
+func TestStopAcrossAStepOfThisBoxsClock(t *testing.T) {
+	p := plantWithoutSourceTimes(t)
+	m := p.machines[0]
+	var shift, offset atomic.Int64
+	p.beforeRun = func(a *agent.Agent) {
+		a.SetClock(func() time.Duration { return time.Duration(shift.Load()) },
+			func() (time.Duration, bool) { return time.Duration(offset.Load()), true }, 20*time.Millisecond)
+	}
+	ra := p.startAgentWith(false)
+	p.publishState(m, 1000, true, false, 1)
+	p.waitState(ra, "running")
+	for i, step := range []time.Duration{72 * time.Hour, -4 * time.Hour} {
+		p.publishState(m, 1000, false, false, 1)
+		p.waitState(ra, "stopped")
+		time.Sleep(2 * time.Second)
+		shift.Add(int64(step))
+		p.publishState(m, 1000, true, false, 1)
+		waitFor(t, 15*time.Second, "the line", func() (bool, string) {
+			return len(p.odoo.Productivity()) == i+1 && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", p.odoo.Productivity())
+		})
+		l := p.odoo.Productivity()[i]
+		if d := l.End.Sub(l.Start); d < time.Second || d > 5*time.Second {
+			t.Errorf("step %v: the line lasts %v (%v – %v), want the 2 s the agent saw", step, d, l.Start, l.End)
+		}
+		if now := time.Now().Add(time.Duration(shift.Load())); l.End.Before(now.Add(-time.Minute)) || l.End.After(now.Add(time.Minute)) {
+			t.Errorf("step %v: the line ends at %v, want it dated by the clock as it is now, %v", step, l.End, now)
+		}
+	}
+	if !strings.Contains(p.logs.String(), "this box's clock was stepped during a stop") {
+		t.Error("the stop's correction was not logged")
+	}
+	offset.Add(int64(72 * time.Hour))
+	waitFor(t, 10*time.Second, "the step reported", func() (bool, string) {
+		n, _ := metric(p.metrics(), "plantedge_clock_steps_total")
+		return n == 1 && strings.Contains(p.logs.String(), "this box's clock was stepped (NTP setting it, or someone by hand)"), fmt.Sprint(n)
+	})
+	if !strings.Contains(p.logs.String(), "by=72h0m0s") {
+		t.Error("the step's log does not say by how much")
 	}
 }

@@ -52,6 +52,8 @@ type plant struct {
 	// idleRecheck and unmappedHold are the agents' agent.Options
 	// OdooIdleRecheck and UnmappedHold.
 	idleRecheck, unmappedHold, wcRefresh, outageReminder, apiIdle, scrapSlack time.Duration
+	// beforeRun, when set, is called with each agent before it runs.
+	beforeRun func(*agent.Agent)
 	// tsSkew is how far behind the MQTT machines' clock (their ts) runs.
 	tsSkew time.Duration
 }
@@ -384,6 +386,9 @@ func (p *plant) startAgentWith(baselines bool) *runningAgent {
 	a, err := agent.New(cfg, agent.Options{Logger: log, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh, OutageReminder: p.outageReminder, APIIdleTimeout: p.apiIdle, ScrapClockSlack: p.scrapSlack})
 	if err != nil {
 		p.t.Fatal(err)
+	}
+	if p.beforeRun != nil {
+		p.beforeRun(a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ra := &runningAgent{a: a, cancel: cancel, done: make(chan error, 1)}

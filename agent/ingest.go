@@ -139,6 +139,9 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	a.stateMu.Lock()
 	for _, s := range batch {
 		k := sampleAddr{s.Kind, s.Source, s.Address}
+		if a.clockShift != nil {
+			s.ReceiveTime = s.ReceiveTime.Add(a.clockShift())
+		}
 		received := s.ReceiveTime // before uniqueStamp moves it ahead in a burst
 		s.ReceiveTime = a.uniqueStamp(k, s.ReceiveTime)
 		if !s.Good {

@@ -38,6 +38,7 @@ type metrics struct {
 	shortStops            *prometheus.CounterVec
 	reloads               *prometheus.CounterVec
 	corruptBuffers        prometheus.Counter
+	clockSteps            prometheus.Counter
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -80,10 +81,12 @@ func newMetrics(a *Agent) *metrics {
 			Help: "SIGHUP reloads by result."}, []string{"result"}),
 		corruptBuffers: prometheus.NewCounter(prometheus.CounterOpts{Name: "plantedge_buffer_corrupt_recovered_total",
 			Help: "Corrupt buffer files moved aside at start-up."}),
+		clockSteps: prometheus.NewCounter(prometheus.CounterOpts{Name: "plantedge_clock_steps_total",
+			Help: "Steps of this box's clock (its wall clock against its boot clock): NTP setting it, or someone by hand."}),
 	}
 	a.opts.Registry.MustRegister(m.samples, m.malformed, m.appendErrors, m.ingestLatency, m.forwarded, m.deadLettered,
 		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches, m.staleSamples, m.unmappedReasons, m.shortStops, m.reloads,
-		m.corruptBuffers, &stateCollector{a: a})
+		m.corruptBuffers, m.clockSteps, &stateCollector{a: a})
 	return m
 }
 

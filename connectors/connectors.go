@@ -41,6 +41,9 @@ type Sample struct {
 
 	SourceTime  time.Time // source timestamp, zero if the source gave none
 	ReceiveTime time.Time // when the connector received it
+	// Seen is when, by the box's boot clock (Seen): the time between two
+	// receipts when the wall clock was stepped between them.
+	Seen Seen
 
 	// Duplicate is set for an MQTT message the broker redelivered (DUP flag).
 	Duplicate bool

@@ -28,12 +28,13 @@ type extracted struct {
 	running bool
 	reason  string
 	t       time.Time
-	srcTime bool          // t came from the source, so it may be compared for order
-	resent  bool          // connectors.Sample.Resent
-	recv    time.Time     // when this machine received it (connectors.Sample.ReceiveTime)
-	server  string        // connectors.Sample.Server
-	watch   uint64        // connectors.Sample.Watch
-	gap     time.Duration // connectors.Sample.WatchGap
+	srcTime bool            // t came from the source, so it may be compared for order
+	resent  bool            // connectors.Sample.Resent
+	recv    time.Time       // when this machine received it (connectors.Sample.ReceiveTime)
+	seen    connectors.Seen // connectors.Sample.Seen
+	server  string          // connectors.Sample.Server
+	watch   uint64          // connectors.Sample.Watch
+	gap     time.Duration   // connectors.Sample.WatchGap
 }
 
 // Apply maps one sample to events and updates st. A malformed payload or an
@@ -809,7 +810,7 @@ func (m *Mapper) EndStop(st *State, machine string, t time.Time) (events []Event
 	if !stopped {
 		return nil, true
 	}
-	return []Event{m.endStop(ms, machine, t, time.Time{})}, true
+	return []Event{m.endStop(ms, machine, extracted{t: t})}, true
 }
 
 // ClockAhead is how far ahead of this machine's clock a source time may be
@@ -902,16 +903,16 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 		ms.RunningTime = x.t
 	}
 	if !r {
-		ms.StopStart, ms.StopRecv = x.t, x.recv
+		ms.StopStart, ms.StopRecv, ms.StopSeen = x.t, x.recv, x.seen
 		ev := m.runningEvent(ms, x.b.machine, EventStopped, x.t)
 		ev.Start, ev.ClockBack = x.t, back
 		return []Event{ev}, true
 	}
 	if !wasKnown {
-		ms.StopStart, ms.StopRecv = time.Time{}, time.Time{}
+		ms.StopStart, ms.StopRecv, ms.StopSeen = time.Time{}, time.Time{}, connectors.Seen{}
 		return nil, true
 	}
-	ev := m.endStop(ms, x.b.machine, x.t, x.recv)
+	ev := m.endStop(ms, x.b.machine, x)
 	ev.ClockBack = back
 	if x.srcTime && !ms.ReasonChanged.IsZero() && !ms.ReasonChanged.Before(x.t) && ms.ReasonChanged.After(ev.Start) {
 		// The reason changed at or after the run (a stop code cleared with
@@ -938,15 +939,47 @@ func (m *Mapper) runningEvent(ms *MachineState, machine string, kind EventKind, 
 	return Event{Machine: machine, Kind: kind, Signal: Running, Time: t, Reason: ms.Reason, Loss: loss, LossDefaulted: defaulted}
 }
 
-// endStop ends ms's stop at t, received at recv (zero: not known): the
-// EventRunning from its start to t.
-func (m *Mapper) endStop(ms *MachineState, machine string, t, recv time.Time) Event {
+// BoxStep is how far apart the wall clock and the boot clock may put a
+// stop's two receipts before the box's clock is taken as stepped between
+// them (endStop). Below it, a burst's receive times moved a millisecond
+// apart (the agent's unique stamps) and NTP's small steps.
+const BoxStep = 10 * time.Second
+
+// endStop ends ms's stop with x, the run (x.t; x.recv and x.seen when it
+// was received, zero when not): the EventRunning from the stop's start to
+// x.t.
+func (m *Mapper) endStop(ms *MachineState, machine string, x extracted) Event {
+	t := x.t
 	ev := m.runningEvent(ms, machine, EventRunning, t)
 	ev.Start, ev.End = ms.StopStart, t
+	// saw is how long the agent saw the stop, by the box's boot clock,
+	// when it received both ends in one boot.
+	saw, sawOK := x.seen.Since(ms.StopSeen)
+	if !sawOK && !ms.StopRecv.IsZero() && x.recv.After(ms.StopRecv) {
+		saw, sawOK = x.recv.Sub(ms.StopRecv), true
+	}
+	// By the wall clock alone: receive times taken in this process also
+	// carry Go's monotonic reading, which Sub would use, and which no step
+	// moves.
+	byClock := ev.End.Round(0).Sub(ev.Start.Round(0))
 	switch {
 	case ev.Start.IsZero():
 		ev.Start = ev.End
-	case ev.End.Before(ev.Start):
+	case !x.srcTime && sawOK && ms.StopStart.Equal(ms.StopRecv) && x.seen.Boot != "" && (byClock-saw > BoxStep || saw-byClock > BoxStep):
+		// Both ends are dated by this box's clock at their receipt, and it
+		// was stepped between them (NTP setting a box that booted with its
+		// clock behind, someone setting it by hand): days of downtime that
+		// never was, or a line that ends before it starts. The stop lasted
+		// as long as the agent saw it, dated in the clock as it is now (set
+		// right, most likely) — but a line opened at the stop
+		// (block_workcenter) is keyed by its start, which stays.
+		ev.BoxStep = byClock - saw
+		if ms.LineOpened {
+			ev.End = ev.Start.Add(saw)
+		} else {
+			ev.Start = t.Add(-saw)
+		}
+	case byClock < 0:
 		// The restart's time is earlier than the stop's: the source's clock
 		// went back during the stop (or one of them had no source time, or
 		// the clocks differ). The stop lasted as long as the agent saw it,
@@ -956,16 +989,15 @@ func (m *Mapper) endStop(ms *MachineState, machine string, t, recv time.Time) Ev
 		// the agent did not see both, an empty interval, never a negative
 		// one.
 		ev.End = ev.Start
-		if !ms.StopRecv.IsZero() && recv.After(ms.StopRecv) {
-			d := recv.Sub(ms.StopRecv)
+		if sawOK && saw > 0 {
 			if ms.LineOpened {
-				ev.End = ev.Start.Add(d)
+				ev.End = ev.Start.Add(saw)
 			} else {
-				ev.Start, ev.End = t.Add(-d), t
+				ev.Start, ev.End = t.Add(-saw), t
 			}
 		}
 	}
-	ms.StopStart, ms.StopRecv = time.Time{}, time.Time{}
+	ms.StopStart, ms.StopRecv, ms.StopSeen = time.Time{}, time.Time{}, connectors.Seen{}
 	return ev
 }
 
@@ -1053,7 +1085,7 @@ func extract(bs []*binding, s connectors.Sample) (_ []extracted, missing []*bind
 			return nil, nil, perr("", fmt.Errorf("no value: %w", ErrBadValue))
 		}
 		for _, b := range bs {
-			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, server: s.Server, watch: s.Watch, gap: s.WatchGap}
+			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, seen: s.Seen, server: s.Server, watch: s.Watch, gap: s.WatchGap}
 			if err := convert(&x, s.Value); err != nil {
 				skip("", err)
 				continue
@@ -1068,7 +1100,7 @@ func extract(bs []*binding, s connectors.Sample) (_ []extracted, missing []*bind
 	doc, jsonErr := parsePayload(payload)
 	var missingFields []string
 	for _, b := range bs {
-		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, server: s.Server, watch: s.Watch, gap: s.WatchGap}
+		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, seen: s.Seen, server: s.Server, watch: s.Watch, gap: s.WatchGap}
 		var v any
 		if b.field == "" {
 			if jsonErr != nil {

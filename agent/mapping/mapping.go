@@ -94,6 +94,11 @@ type Event struct {
 	// caller reports it; the machine's other signals from the same source
 	// are measured against the new time from then on.
 	ClockBack time.Duration
+	// BoxStep (EventRunning) is how far this box's clock was stepped during
+	// the stop, both of whose ends were dated by it at their receipt: the
+	// line lasts as long as the agent saw the stop (endStop). The caller
+	// reports it.
+	BoxStep time.Duration
 	// Glitch (EventCount) reports that the counter came back near the value
 	// it went down from (From) at its last reset, faster than it counts:
 	// the reset to Dip was a glitch (a gateway restarting, a wrong reading),
@@ -477,6 +482,10 @@ type MachineState struct {
 	// StopRecv is when the agent received the stop (zero: not known): the
 	// stop's length when the source's clock went back during it.
 	StopRecv time.Time `json:"stop_recv,omitzero"`
+	// StopSeen is when the agent received the stop by the box's boot clock
+	// (zero: not known): the stop's length when the box's clock was stepped
+	// during it.
+	StopSeen connectors.Seen `json:"stop_seen,omitzero"`
 	// LineOpened is set by the agent when it recorded an open downtime line
 	// for the current stop (block_workcenter): the restart must close it,
 	// whatever the configuration says by then.

@@ -242,6 +242,7 @@ func (ss *session) handle(_ paho.Client, m paho.Message) {
 		Payload:     append([]byte{}, m.Payload()...),
 		Good:        true,
 		ReceiveTime: time.Now(),
+		Seen:        connectors.SeenNow(),
 		Duplicate:   m.Duplicate(),
 		// A retained message is the broker's stored last value, sent on
 		// every (re)subscribe: it may repeat one already processed.

@@ -563,6 +563,7 @@ func (s *Source) deliver(ctx context.Context, idx int, dv *ua.DataValue, recv ti
 		Quality:     quality,
 		SourceTime:  ts,
 		ReceiveTime: recv,
+		Seen:        connectors.SeenNow(),
 		Initial:     initial,
 		Watch:       watch,
 		WatchGap:    gap,
