@@ -546,19 +546,19 @@ func (a *Agent) sinceBeat() time.Duration {
 // boot clock.
 const clockLook = 10 * time.Second
 
-// clockStepped is how far the wall clock may move against the boot clock
-// between two looks before watchClock reports a step (NTP's slewing moves
-// it at most 5 ms in clockLook).
-const clockStepped = 2 * time.Second
-
 // watchClock reports this box's clock: one that reads a time before 2020
 // at the start (never set: no real-time clock, or its battery flat, and NTP
-// not reached yet), and every step of it — NTP setting a box that booted
-// with its clock behind, someone setting it by hand. Values that carry no
+// not reached yet), and every step of it by more than mapping.BoxStep —
+// NTP setting a box that booted with its clock behind, someone setting it
+// by hand. Values that carry no
 // source time are dated by this clock at their receipt (downtime lines
 // too), so such a step explains lines dated in the past; a stop in
 // progress keeps the length the agent saw (mapping.BoxStep).
 func (a *Agent) watchClock(ctx context.Context) {
+	if now := time.Now(); now.Year() < 2020 {
+		a.log.Warn("this box's clock is not set (no real-time clock, or its battery is flat, and NTP not reached yet?): values without a source time, and their stops, are dated by it until it is; set it, or have the unit wait for time-sync.target (see the README)",
+			"clock", now.UTC().Format(time.RFC3339))
+	}
 	read := a.clockOffset
 	if read == nil {
 		read = clockOffset
@@ -566,10 +566,6 @@ func (a *Agent) watchClock(ctx context.Context) {
 	last, ok := read()
 	if !ok {
 		return
-	}
-	if now := time.Now(); now.Year() < 2020 {
-		a.log.Warn("this box's clock is not set (no real-time clock, or its battery is flat, and NTP not reached yet?): values without a source time, and their stops, are dated by it until it is; set it, or have the unit wait for time-sync.target (see the README)",
-			"clock", now.UTC().Format(time.RFC3339))
 	}
 	t := time.NewTicker(cmp.Or(a.clockEvery, clockLook))
 	defer t.Stop()
@@ -582,7 +578,7 @@ func (a *Agent) watchClock(ctx context.Context) {
 			if !ok {
 				continue
 			}
-			if d := off - last; d > clockStepped || d < -clockStepped {
+			if d := off - last; d > mapping.BoxStep || d < -mapping.BoxStep {
 				a.metrics.clockSteps.Inc()
 				a.log.Warn("this box's clock was stepped (NTP setting it, or someone by hand): values without a source time received before, and the stops that ended before, are dated by the clock as it was; a stop in progress keeps the length the agent saw",
 					"by", d.Round(time.Second), "clock", time.Now().UTC().Format(time.RFC3339))
@@ -593,7 +589,8 @@ func (a *Agent) watchClock(ctx context.Context) {
 }
 
 // clockOffset is the wall clock less the boot clock, which nothing steps:
-// it moves only when the wall clock is stepped.
+// it moves only when the wall clock is stepped (NTP's slewing changes the
+// rate of both alike).
 func clockOffset() (time.Duration, bool) {
 	s := connectors.SeenNow()
 	if s.Boot == "" {

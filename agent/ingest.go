@@ -144,6 +144,12 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		}
 		received := s.ReceiveTime // before uniqueStamp moves it ahead in a burst
 		s.ReceiveTime = a.uniqueStamp(k, s.ReceiveTime)
+		if s.Seen.Up > 0 {
+			// Moved with it: the two clocks' distance stays what it was
+			// at the receipt (a burst's stamps moved ahead are no step of
+			// the wall clock; mapping.BoxStep).
+			s.Seen.Up += s.ReceiveTime.Round(0).Sub(received.Round(0))
+		}
 		if !s.Good {
 			// Logged when it turns bad (or bad another way), and when it is
 			// good again, at most once a minute each per tag (then with how
@@ -523,7 +529,8 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 	if prev == nil {
 		prev = next
 	}
-	now := time.Now()
+	rx := connectors.Receive()
+	now := rx.Time
 	changed := map[string]bool{}
 	var recs []buffer.Record
 	a.stateMu.Lock()
@@ -553,7 +560,7 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 		if ms.Running == nil || next.HasRunning(id) {
 			continue
 		}
-		evs, ch := prev.EndStop(a.state, id, now)
+		evs, ch := prev.EndStop(a.state, id, now, rx.Seen)
 		if ch {
 			changed[id] = true
 		}

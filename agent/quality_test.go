@@ -225,6 +225,48 @@ machines: [{ id: m1, workcenter: W, running: { mqtt: { broker: b, topic: m1/stat
 	}
 }
 
+// A stop at the end of a burst on one topic without timestamp_field: its
+// receive time is moved 3 s ahead (the burst's stamps made distinct), its
+// boot-clock reading with it — not taken for a step of this box's clock
+// (mapping.BoxStep), whose correction would move the line and log a step
+// that never was.
+func TestBurstStampsAreNoStepOfThisBoxsClock(t *testing.T) {
+	cfg := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
+machines: [{ id: m1, workcenter: W, running: { mqtt: { broker: b, topic: m1/state, field: running } } }]
+`)
+	logs := &agenttest.SyncBuffer{}
+	a, buf := agentWithBuffer(t, cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	now := time.Now().Round(0)
+	seen := connectors.Seen{Boot: "boot", Up: time.Hour}
+	sample := func(running bool, at time.Time, seen connectors.Seen) connectors.Sample {
+		return connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "m1/state",
+			Payload: []byte(fmt.Sprintf(`{"running":%t}`, running)), Good: true, ReceiveTime: at, Seen: seen}
+	}
+	var batch []connectors.Sample
+	for range 3000 {
+		batch = append(batch, sample(true, now, seen))
+	}
+	batch = append(batch, sample(false, now, seen))
+	a.commitSamples(context.Background(), batch)
+	later := seen
+	later.Up += 10 * time.Second
+	a.commitSamples(context.Background(), []connectors.Sample{sample(true, now.Add(10*time.Second), later)})
+	recs, err := buf.Peek(buffer.LaneEvents, 0, 10)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("%d records, %v", len(recs), err)
+	}
+	ev, err := decodeEvent(recs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if start := time.UnixMilli(ev.Start); start.Sub(now) < 2*time.Second || ev.End != now.Add(10*time.Second).UnixMilli() {
+		t.Errorf("line %v – %v, want it from the stop's stamp (%v ahead) to the run", start, time.UnixMilli(ev.End), start.Sub(now))
+	}
+	if strings.Contains(logs.String(), "this box's clock was stepped") {
+		t.Errorf("a burst's stamps taken for a step of this box's clock:\n%s", logs)
+	}
+}
+
 // A source's last error stays in status after it reconnected, with how long
 // ago it happened: history next to "connected", not a current fault.
 func TestSourceLastErrorHasItsAge(t *testing.T) {

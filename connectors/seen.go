@@ -23,6 +23,18 @@ func (s Seen) Since(earlier Seen) (d time.Duration, ok bool) {
 	return s.Up - earlier.Up, true
 }
 
+// Receipt is when a value was received, by the wall clock and by the boot
+// clock read together: a connector that hands on several values of one
+// read takes it once, before it may block handing them on (a boot-clock
+// reading taken after a wait would look like a step of the wall clock).
+type Receipt struct {
+	Time time.Time
+	Seen Seen
+}
+
+// Receive is the receipt of a value received now.
+func Receive() Receipt { return Receipt{Time: time.Now(), Seen: SeenNow()} }
+
 // SeenNow is the boot clock now (the zero Seen where it cannot be read).
 func SeenNow() Seen {
 	if bootID == "" {

@@ -797,10 +797,11 @@ func (m *Mapper) HasRunning(machine string) bool { return m.running[machine] != 
 
 // EndStop is for a machine whose running signal is gone from the mapping
 // (or the machine itself): nothing would end its stop any more. Its run
-// state becomes unknown; if it was stopped, the stop ends at t (an
-// EventRunning, its loss from m, the mapping it was stopped under).
+// state becomes unknown; if it was stopped, the stop ends at t, now, seen
+// by the boot clock (an EventRunning, its loss from m, the mapping it was
+// stopped under).
 // changed says the state changed.
-func (m *Mapper) EndStop(st *State, machine string, t time.Time) (events []Event, changed bool) {
+func (m *Mapper) EndStop(st *State, machine string, t time.Time, seen connectors.Seen) (events []Event, changed bool) {
 	ms := st.Machines[machine]
 	if ms == nil || ms.Running == nil {
 		return nil, false
@@ -810,7 +811,7 @@ func (m *Mapper) EndStop(st *State, machine string, t time.Time) (events []Event
 	if !stopped {
 		return nil, true
 	}
-	return []Event{m.endStop(ms, machine, extracted{t: t})}, true
+	return []Event{m.endStop(ms, machine, extracted{t: t, recv: t, seen: seen})}, true
 }
 
 // ClockAhead is how far ahead of this machine's clock a source time may be
@@ -939,11 +940,12 @@ func (m *Mapper) runningEvent(ms *MachineState, machine string, kind EventKind, 
 	return Event{Machine: machine, Kind: kind, Signal: Running, Time: t, Reason: ms.Reason, Loss: loss, LossDefaulted: defaulted}
 }
 
-// BoxStep is how far apart the wall clock and the boot clock may put a
-// stop's two receipts before the box's clock is taken as stepped between
-// them (endStop). Below it, a burst's receive times moved a millisecond
-// apart (the agent's unique stamps) and NTP's small steps.
-const BoxStep = 10 * time.Second
+// BoxStep is how far apart the wall clock and the boot clock may put two
+// receipts before the box's clock is taken as stepped between them
+// (endStop; the agent's look at its clocks). The two are read together at
+// each receipt, and a stamp the agent moves ahead in a burst moves both;
+// NTP's small steps stay below it.
+const BoxStep = 2 * time.Second
 
 // endStop ends ms's stop with x, the run (x.t; x.recv and x.seen when it
 // was received, zero when not): the EventRunning from the stop's start to

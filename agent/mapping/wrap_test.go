@@ -101,7 +101,7 @@ func TestEndStopKeepsTheStopsStart(t *testing.T) {
 		Payload: []byte("false"), Good: true, ReceiveTime: stop}); err != nil {
 		t.Fatal(err)
 	}
-	evs, changed := m.EndStop(st, "p1", stop.Add(-time.Minute))
+	evs, changed := m.EndStop(st, "p1", stop.Add(-time.Minute), connectors.Seen{})
 	if !changed || len(evs) != 1 || evs[0].Kind != EventRunning || !evs[0].Start.Equal(stop) || !evs[0].End.Equal(stop) {
 		t.Errorf("EndStop before the stop's start: %+v, changed %v", evs, changed)
 	}

@@ -234,6 +234,7 @@ func (ss *session) handle(_ paho.Client, m paho.Message) {
 		ss.unsubscribeStray(m.Topic())
 	}
 	e := &entry{sess: ss, msg: m}
+	rx := connectors.Receive()
 	e.sample = connectors.Sample{
 		Source:      s.cfg.Name,
 		Kind:        connectors.KindMQTT,
@@ -241,8 +242,8 @@ func (ss *session) handle(_ paho.Client, m paho.Message) {
 		Server:      s.server,
 		Payload:     append([]byte{}, m.Payload()...),
 		Good:        true,
-		ReceiveTime: time.Now(),
-		Seen:        connectors.SeenNow(),
+		ReceiveTime: rx.Time,
+		Seen:        rx.Seen,
 		Duplicate:   m.Duplicate(),
 		// A retained message is the broker's stored last value, sent on
 		// every (re)subscribe: it may repeat one already processed.

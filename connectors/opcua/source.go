@@ -506,7 +506,7 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 		if len(res.Results) != len(batch) {
 			return fmt.Errorf("read: %d results for %d nodes", len(res.Results), len(batch))
 		}
-		now := time.Now()
+		now := connectors.Receive()
 		for i, dv := range res.Results {
 			if dv != nil && nodeRefused(dv.Status) {
 				s.readRefused = append(s.readRefused, RefusedNode{Node: s.nodes[batch[i].idx].addr, Status: statusName(dv.Status)})
@@ -522,7 +522,7 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 		nid := ids[i]
 		if nid == nil {
 			dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: ua.StatusBadNodeIDUnknown}
-			if err := s.deliver(ctx, int(i), dv, time.Now(), initial, s.cfg.PollInterval); err != nil {
+			if err := s.deliver(ctx, int(i), dv, connectors.Receive(), initial, s.cfg.PollInterval); err != nil {
 				return err
 			}
 			continue
@@ -543,7 +543,7 @@ func (s *Source) pollRetry() time.Duration { return cmp.Or(s.cfg.pollRetry, poll
 // deliver hands one sample of node idx to the sink; it fails only when the
 // sink does. gap is how long a change of the node may go unseen
 // (connectors.Sample.WatchGap).
-func (s *Source) deliver(ctx context.Context, idx int, dv *ua.DataValue, recv time.Time, initial bool, gap time.Duration) error {
+func (s *Source) deliver(ctx context.Context, idx int, dv *ua.DataValue, recv connectors.Receipt, initial bool, gap time.Duration) error {
 	v, good, quality, ts := sampleFields(dv)
 	var watch uint64
 	if good {
@@ -562,8 +562,8 @@ func (s *Source) deliver(ctx context.Context, idx int, dv *ua.DataValue, recv ti
 		Good:        good,
 		Quality:     quality,
 		SourceTime:  ts,
-		ReceiveTime: recv,
-		Seen:        connectors.SeenNow(),
+		ReceiveTime: recv.Time,
+		Seen:        recv.Seen,
 		Initial:     initial,
 		Watch:       watch,
 		WatchGap:    gap,
@@ -766,7 +766,8 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 			}
 			switch v := n.Value.(type) {
 			case *ua.DataChangeNotification:
-				lastBeat = time.Now()
+				rx := connectors.Receive()
+				lastBeat = rx.Time
 				for _, item := range v.MonitoredItems {
 					if item == nil || item.ClientHandle == heartbeatHandle {
 						continue
@@ -774,7 +775,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 					if item.ClientHandle == 0 || int64(item.ClientHandle) > int64(len(s.nodes)) {
 						continue
 					}
-					if err := s.deliver(ctx, int(item.ClientHandle-1), item.Value, lastBeat, false, s.cfg.HeartbeatTimeout); err != nil {
+					if err := s.deliver(ctx, int(item.ClientHandle-1), item.Value, rx, false, s.cfg.HeartbeatTimeout); err != nil {
 						return false, err
 					}
 				}
@@ -866,7 +867,7 @@ func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua
 			if first {
 				s.log.Warn("monitored item refused; will retry", "node", s.nodes[idx].addr, "err", r.StatusCode)
 				dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: r.StatusCode}
-				if err := s.deliver(ctx, int(idx), dv, time.Now(), false, s.cfg.HeartbeatTimeout); err != nil {
+				if err := s.deliver(ctx, int(idx), dv, connectors.Receive(), false, s.cfg.HeartbeatTimeout); err != nil {
 					return out, err
 				}
 			}

@@ -606,3 +606,44 @@ func TestRunStopsWhenSinkFails(t *testing.T) {
 		t.Errorf("state = %s", src.State())
 	}
 }
+
+// blockingSink holds the first sample of one node for a while, as the
+// agent's queue does when it is full (a slow disk, a full buffer).
+type blockingSink struct {
+	*collector
+	addr  string
+	hold  time.Duration
+	first sync.Once
+}
+
+func (b *blockingSink) Deliver(ctx context.Context, s connectors.Sample) error {
+	if s.Address == b.addr {
+		b.first.Do(func() { time.Sleep(b.hold) })
+	}
+	return b.collector.Deliver(ctx, s)
+}
+
+// The values of one read are received at one moment, by both clocks: a
+// sink that blocks on the first does not leave the others' boot-clock
+// reading behind their receive time — which would look like a step of
+// this box's clock between them (a stop's line re-dated, a step logged).
+func TestOneReadIsOneReceipt(t *testing.T) {
+	if connectors.SeenNow().Boot == "" {
+		t.Skip("no boot clock on this system")
+	}
+	ts := startInProcess(t, 0)
+	sink := &blockingSink{collector: newCollector(), addr: "ns=1;s=Counter", hold: 1500 * time.Millisecond}
+	runSource(t, Config{
+		Endpoint: ts.url, Mode: ModePoll, PollInterval: 50 * time.Millisecond,
+		Nodes: []string{"ns=1;s=Counter", "ns=1;s=Temp"},
+	}, sink)
+	sink.waitFor(t, 0, 10*time.Second, "the first read's temperature", addrIs("ns=1;s=Temp"))
+	all := sink.all()
+	offset := func(s connectors.Sample) time.Duration { return time.Duration(s.ReceiveTime.UnixNano()) - s.Seen.Up }
+	if len(all) < 2 || all[0].Address != "ns=1;s=Counter" || all[1].Address != "ns=1;s=Temp" {
+		t.Fatalf("samples: %+v", all)
+	}
+	if d := offset(all[1]) - offset(all[0]); d > 100*time.Millisecond || d < -100*time.Millisecond {
+		t.Errorf("the clocks of one read's two values are %v apart", d)
+	}
+}
