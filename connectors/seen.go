@@ -3,8 +3,9 @@ package connectors
 import "time"
 
 // Seen is when this box received a value by its boot clock: the time since
-// the box booted (CLOCK_BOOTTIME), which neither NTP nor a technician's
-// `date` steps, with the boot it counts from. Two receipts in one boot are
+// the box booted (CLOCK_MONOTONIC: suspended time aside, which an edge box
+// does not know), which neither NTP nor a technician's `date` steps, with
+// the boot it counts from. Two receipts in one boot are
 // Up apart however the wall clock moved between them: a box without a
 // real-time clock boots with its clock behind (by as long as it was off)
 // and is set once NTP is reached, a step of hours or days. The zero Seen is
