@@ -203,12 +203,15 @@ type Agent struct {
 	// latencyHook, when set (benchmarks), gets each sample's receipt-to-
 	// durable latency.
 	latencyHook func(time.Duration)
-	// clockOffset and clockEvery, when set (tests), stand in for the box's
-	// clocks and clockLook in watchClock; clockShift moves every receive
-	// time, as a step of the wall clock would (the boot clock stays).
-	clockOffset func() (time.Duration, bool)
-	clockEvery  time.Duration
-	clockShift  func() time.Duration
+	// clockShift and clockEvery, when set (tests), step this box's wall
+	// clock as the agent sees it (every receive time, and its looks at the
+	// clock; the boot clock stays) and stand in for clockLook.
+	clockShift func() time.Duration
+	clockEvery time.Duration
+	// clockLast is the wall clock less the boot clock at the last look
+	// (watchClock); clockKnown, that the boot clock can be read.
+	clockLast  time.Duration
+	clockKnown bool
 }
 
 // New checks cfg and prepares an agent; it does no I/O.
@@ -322,6 +325,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.loadInFlight(); err != nil {
 		return err
 	}
+	a.startClock()
 	if err := a.loadBufferID(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting: a clean stop, not a failure
@@ -540,63 +544,6 @@ func (a *Agent) beat() { a.lastBeat.Store(time.Now().UnixNano()) }
 
 func (a *Agent) sinceBeat() time.Duration {
 	return time.Since(time.Unix(0, a.lastBeat.Load()))
-}
-
-// clockLook is how often watchClock compares the box's wall clock with its
-// boot clock.
-const clockLook = 10 * time.Second
-
-// watchClock reports this box's clock: one that reads a time before 2020
-// at the start (never set: no real-time clock, or its battery flat, and NTP
-// not reached yet), and every step of it by more than mapping.BoxStep —
-// NTP setting a box that booted with its clock behind, someone setting it
-// by hand. Values that carry no
-// source time are dated by this clock at their receipt (downtime lines
-// too), so such a step explains lines dated in the past; a stop in
-// progress keeps the length the agent saw (mapping.BoxStep).
-func (a *Agent) watchClock(ctx context.Context) {
-	if now := time.Now(); now.Year() < 2020 {
-		a.log.Warn("this box's clock is not set (no real-time clock, or its battery is flat, and NTP not reached yet?): values without a source time, and their stops, are dated by it until it is; set it, or have the unit wait for time-sync.target (see the README)",
-			"clock", now.UTC().Format(time.RFC3339))
-	}
-	read := a.clockOffset
-	if read == nil {
-		read = clockOffset
-	}
-	last, ok := read()
-	if !ok {
-		return
-	}
-	t := time.NewTicker(cmp.Or(a.clockEvery, clockLook))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			off, ok := read()
-			if !ok {
-				continue
-			}
-			if d := off - last; d > mapping.BoxStep || d < -mapping.BoxStep {
-				a.metrics.clockSteps.Inc()
-				a.log.Warn("this box's clock was stepped (NTP setting it, or someone by hand): values without a source time received before, and the stops that ended before, are dated by the clock as it was; a stop in progress keeps the length the agent saw",
-					"by", d.Round(time.Second), "clock", time.Now().UTC().Format(time.RFC3339))
-			}
-			last = off
-		}
-	}
-}
-
-// clockOffset is the wall clock less the boot clock, which nothing steps:
-// it moves only when the wall clock is stepped (NTP's slewing changes the
-// rate of both alike).
-func clockOffset() (time.Duration, bool) {
-	s := connectors.SeenNow()
-	if s.Boot == "" {
-		return 0, false
-	}
-	return time.Duration(time.Now().UnixNano()) - s.Up, true
 }
 
 // watchdog pings systemd while the forwarding loop is alive: a hung loop

@@ -93,46 +93,77 @@ func TestPLCClockNeverSet(t *testing.T) {
 // WAN down at first), then four hours back. Each line lasts the 2 s the
 // agent saw, by the box's boot clock, dated by the clock as it is now —
 // not three days of downtime that never was, nor a line that ends four
-// hours before it starts. (The test moves the receive times as such a step
-// would; the boot clock is the box's own.) The agent also reports the step
-// of its clock where it looks at it.
+// hours before it starts. Then a stop received while Odoo is down, with the
+// clock five hours behind, is booked after the clock was set — also across
+// a restart of the agent: dated in the new clock. (The test steps the wall
+// clock as the agent sees it; the boot clock is the box's own.) The agent
+// logs and counts each step of its clock.
 func TestStopAcrossAStepOfThisBoxsClock(t *testing.T) {
 	p := plantWithoutSourceTimes(t)
 	m := p.machines[0]
-	var shift, offset atomic.Int64
+	var shift atomic.Int64
 	p.beforeRun = func(a *agent.Agent) {
-		a.SetClock(func() time.Duration { return time.Duration(shift.Load()) },
-			func() (time.Duration, bool) { return time.Duration(offset.Load()), true }, 20*time.Millisecond)
+		a.SetClock(func() time.Duration { return time.Duration(shift.Load()) }, 20*time.Millisecond)
 	}
 	ra := p.startAgentWith(false)
 	p.publishState(m, 1000, true, false, 1)
 	p.waitState(ra, "running")
+	checkLine := func(i int, what string) {
+		t.Helper()
+		waitFor(t, 15*time.Second, "the line", func() (bool, string) {
+			return len(p.odoo.Productivity()) == i+1 && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", p.odoo.Productivity())
+		})
+		l := p.odoo.Productivity()[i]
+		if d := l.End.Sub(l.Start); d < time.Second || d > 5*time.Second {
+			t.Errorf("%s: the line lasts %v (%v – %v), want the 2 s the agent saw", what, d, l.Start, l.End)
+		}
+		if now := time.Now().Add(time.Duration(shift.Load())); l.End.Before(now.Add(-time.Minute)) || l.End.After(now.Add(time.Minute)) {
+			t.Errorf("%s: the line ends at %v, want it dated by the clock as it is now, %v", what, l.End, now)
+		}
+	}
 	for i, step := range []time.Duration{72 * time.Hour, -4 * time.Hour} {
 		p.publishState(m, 1000, false, false, 1)
 		p.waitState(ra, "stopped")
 		time.Sleep(2 * time.Second)
 		shift.Add(int64(step))
 		p.publishState(m, 1000, true, false, 1)
-		waitFor(t, 15*time.Second, "the line", func() (bool, string) {
-			return len(p.odoo.Productivity()) == i+1 && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", p.odoo.Productivity())
-		})
-		l := p.odoo.Productivity()[i]
-		if d := l.End.Sub(l.Start); d < time.Second || d > 5*time.Second {
-			t.Errorf("step %v: the line lasts %v (%v – %v), want the 2 s the agent saw", step, d, l.Start, l.End)
-		}
-		if now := time.Now().Add(time.Duration(shift.Load())); l.End.Before(now.Add(-time.Minute)) || l.End.After(now.Add(time.Minute)) {
-			t.Errorf("step %v: the line ends at %v, want it dated by the clock as it is now, %v", step, l.End, now)
-		}
+		checkLine(i, fmt.Sprint("a step of ", step, " during the stop"))
 	}
 	if !strings.Contains(p.logs.String(), "this box's clock was stepped during a stop") {
 		t.Error("the stop's correction was not logged")
 	}
-	offset.Add(int64(72 * time.Hour))
-	waitFor(t, 10*time.Second, "the step reported", func() (bool, string) {
+	waitFor(t, 10*time.Second, "the steps reported", func() (bool, string) {
 		n, _ := metric(p.metrics(), "plantedge_clock_steps_total")
-		return n == 1 && strings.Contains(p.logs.String(), "this box's clock was stepped (NTP setting it, or someone by hand)"), fmt.Sprint(n)
+		return n == 2, fmt.Sprint(n)
 	})
-	if !strings.Contains(p.logs.String(), "by=72h0m0s") {
-		t.Error("the step's log does not say by how much")
+	if logs := p.logs.String(); !strings.Contains(logs, "by=72h0m0s") || !strings.Contains(logs, "by=-4h0m0s") {
+		t.Error("the steps' log lines do not say by how much")
+	}
+
+	// Received with the clock behind, booked after it was set.
+	for i, restart := range []bool{false, true} {
+		shift.Add(int64(-5 * time.Hour))
+		p.odoo.SetDown(true)
+		p.publishState(m, 1000, false, false, 1)
+		p.waitState(ra, "stopped")
+		time.Sleep(2 * time.Second)
+		p.publishState(m, 1000, true, false, 1)
+		p.waitState(ra, "running")
+		waitFor(t, 10*time.Second, "the line buffered", func() (bool, string) {
+			st := ra.a.Status()
+			return st.Buffer.Pending > 0, fmt.Sprint(st.Buffer)
+		})
+		if restart {
+			ra.stop()
+		}
+		shift.Add(int64(5 * time.Hour))
+		if restart {
+			ra = p.startAgentWith(false)
+		}
+		p.odoo.SetDown(false)
+		checkLine(2+i, fmt.Sprint("booked after the clock was set (restart: ", restart, ")"))
+	}
+	if !strings.Contains(p.logs.String(), "a stop received before a step of this box's clock is booked in the new clock") {
+		t.Error("the line's new dates were not logged")
 	}
 }

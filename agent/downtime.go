@@ -194,6 +194,17 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 			End:          fromMS(ev.End),
 			Description:  downtimeDescription(ev),
 		}
+		if ev.Rx != nil && ev.End != 0 {
+			// Received before a step of this box's clock: dated in the new
+			// clock. The external id stays the record's own, so a retry
+			// after a step seen meanwhile updates the same line.
+			if by := f.a.clockSince(d.End, *ev.Rx); by != 0 {
+				d.Start, d.End = d.Start.Add(by), d.End.Add(by)
+				f.a.eventLog.log("redated "+r.Key, f.a.log, slog.LevelInfo,
+					"a stop received before a step of this box's clock is booked in the new clock",
+					"machine", r.Key, "by", by.Round(time.Second), "start", d.Start, "end", d.End)
+			}
+		}
 		// An open line (block_workcenter) names no work order: Odoo allows a
 		// user one open line per work order (_check_open_time_ids), and two
 		// machines of one work center may be stopped at once. Closing the

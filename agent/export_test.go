@@ -14,10 +14,9 @@ func SetBookedCheck(n int, every time.Duration) (restore func()) {
 	return func() { bookedCheck, bookedCheckEvery = wasN, wasEvery }
 }
 
-// SetClock stands in for this box's clocks; call it before Run. shift
-// moves every receive time, as a step of the wall clock would (the boot
-// clock stays); offset and every stand in for the wall clock less the boot
-// clock and how often the agent compares them.
-func (a *Agent) SetClock(shift func() time.Duration, offset func() (time.Duration, bool), every time.Duration) {
-	a.clockShift, a.clockOffset, a.clockEvery = shift, offset, every
+// SetClock steps this box's wall clock as the agent sees it by what shift
+// returns — every receive time, and its looks at the clock; the boot clock
+// stays — and has it look every every; call it before Run.
+func (a *Agent) SetClock(shift func() time.Duration, every time.Duration) {
+	a.clockShift, a.clockEvery = shift, every
 }

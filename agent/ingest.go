@@ -414,7 +414,12 @@ func (a *Agent) downtimeEvent(ev mapping.Event, changed map[string]bool) (eventR
 		if !opened && a.shortStop(ev) {
 			return eventRecord{}, false
 		}
-		return eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site, Workcenter: wc}, true
+		er := eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site, Workcenter: wc}
+		if !opened && ev.Seen.Boot != "" {
+			seen := ev.Seen
+			er.Rx = &seen
+		}
+		return er, true
 	case mapping.EventReasonLate:
 		// The last stop's line again, under its external id (its start),
 		// with the reason that came late: Odoo's load updates it. A stop

@@ -8,6 +8,7 @@ import (
 
 	"github.com/plantedge/plantedge/agent/mapping"
 	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/connectors"
 )
 
 // Count signals as they appear in record keys.
@@ -51,6 +52,12 @@ type eventRecord struct {
 	// with that reason): the line keeps the work order it was booked with,
 	// and one Odoo no longer has is not made anew.
 	Late bool `json:"late,omitempty"`
+	// Rx is when the line's end was received by the box's boot clock, when
+	// both its ends were dated by this box's clock at their receipt and no
+	// line was opened at the stop: a step of the clock since moves its
+	// dates (not its external id) as it is booked. Nil otherwise, and in
+	// records of older versions.
+	Rx *connectors.Seen `json:"rx,omitempty"`
 }
 
 // countKey is the buffer key of a machine's count records of one signal.

@@ -999,6 +999,9 @@ func (m *Mapper) endStop(ms *MachineState, machine string, x extracted) Event {
 			}
 		}
 	}
+	if !x.srcTime && x.seen.Boot != "" && ms.StopStart.Equal(ms.StopRecv) {
+		ev.Seen = x.seen
+	}
 	ms.StopStart, ms.StopRecv, ms.StopSeen = time.Time{}, time.Time{}, connectors.Seen{}
 	return ev
 }

@@ -90,6 +90,12 @@ func TestStopAcrossAStepOfThisBoxsClock(t *testing.T) {
 				t.Errorf("line %v – %v (%v), box step %v; want from %v for %v, box step %v",
 					ev.Start, ev.End, ev.End.Sub(ev.Start), ev.BoxStep, tc.wantStart, tc.wantLen, tc.wantStep)
 			}
+			// A line both of whose ends the box's clock dated carries the
+			// end's boot-clock reading: the agent dates it in the clock as
+			// it is when it books it.
+			if want := map[bool]connectors.Seen{true: tc.runSeen}[!tc.src]; ev.Seen != want {
+				t.Errorf("the line's Seen is %+v, want %+v", ev.Seen, want)
+			}
 		})
 	}
 }

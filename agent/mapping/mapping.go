@@ -99,6 +99,12 @@ type Event struct {
 	// line lasts as long as the agent saw the stop (endStop). The caller
 	// reports it.
 	BoxStep time.Duration
+	// Seen (EventRunning) is when the agent received the stop's end by the
+	// box's boot clock, when both its ends were dated by this box's clock
+	// at their receipt (zero otherwise): a step of the clock after it
+	// leaves the line in the old clock, which the agent corrects as it
+	// books the line.
+	Seen connectors.Seen
 	// Glitch (EventCount) reports that the counter came back near the value
 	// it went down from (From) at its last reset, faster than it counts:
 	// the reset to Dip was a glitch (a gateway restarting, a wrong reading),
