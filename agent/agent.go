@@ -204,8 +204,8 @@ type Agent struct {
 	// durable latency.
 	latencyHook func(time.Duration)
 	// clockShift and clockEvery, when set (tests), step this box's wall
-	// clock as the agent sees it (every receive time, and its looks at the
-	// clock; the boot clock stays) and stand in for clockLook.
+	// clock as the agent sees it (samples' receive times, and its looks at
+	// the clock; the boot clock stays) and stand in for clockLook.
 	clockShift func() time.Duration
 	clockEvery time.Duration
 	// clockLast is the wall clock less the boot clock at the last look

@@ -64,7 +64,7 @@ func (a *Agent) watchClock(ctx context.Context) {
 			}
 			if d := off - a.clockLast; d > mapping.BoxStep || d < -mapping.BoxStep {
 				a.metrics.clockSteps.Inc()
-				a.log.Warn("this box's clock was stepped (NTP setting it, or someone by hand): lines of stops received before and booked from now on are dated in the new clock, those booked before keep the old clock's dates, and a stop in progress keeps the length the agent saw",
+				a.log.Warn("this box's clock was stepped (NTP setting it, or someone by hand): a stop in progress without source times keeps the length the agent saw, and the lines of such stops received before the step in this boot and booked from now on are dated in the new clock (not those booked before, nor lines opened at their stop; see the README)",
 					"by", d.Round(time.Second), "clock", time.Now().UTC().Format(time.RFC3339))
 			}
 			a.clockLast = off

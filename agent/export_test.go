@@ -15,8 +15,10 @@ func SetBookedCheck(n int, every time.Duration) (restore func()) {
 }
 
 // SetClock steps this box's wall clock as the agent sees it by what shift
-// returns — every receive time, and its looks at the clock; the boot clock
-// stays — and has it look every every; call it before Run.
+// returns — the receive times of the samples it commits, and its looks at
+// the clock (not the time a reload ends a stop at, nor the check at the
+// start); the boot clock stays — and has it look every every; call it
+// before Run.
 func (a *Agent) SetClock(shift func() time.Duration, every time.Duration) {
 	a.clockShift, a.clockEvery = shift, every
 }

@@ -999,7 +999,11 @@ func (m *Mapper) endStop(ms *MachineState, machine string, x extracted) Event {
 			}
 		}
 	}
-	if !x.srcTime && x.seen.Boot != "" && ms.StopStart.Equal(ms.StopRecv) {
+	if !x.srcTime && x.seen.Boot != "" && x.seen.Boot == ms.StopSeen.Boot && ms.StopStart.Equal(ms.StopRecv) && ev.End.Equal(t) {
+		// Both ends received in this boot, and the end is the time its
+		// receipt was dated: the pair tells in which clock (a stop begun
+		// in an earlier boot, or ended at its start, would show a step
+		// that never was).
 		ev.Seen = x.seen
 	}
 	ms.StopStart, ms.StopRecv, ms.StopSeen = time.Time{}, time.Time{}, connectors.Seen{}

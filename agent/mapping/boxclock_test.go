@@ -45,6 +45,11 @@ func TestStopAcrossAStepOfThisBoxsClock(t *testing.T) {
 		{name: "a step below BoxStep", step: time.Second, runSeen: up("A", 400*time.Second), wantStart: at, wantLen: stopped + time.Second},
 		// Another boot: the boot clock cannot tell; the wall clock stands.
 		{name: "after a reboot", step: 72 * time.Hour, runSeen: up("B", 40*time.Second), wantStart: at, wantLen: stopped + 72*time.Hour},
+		// ...and a run received with the clock behind the stop's start: an
+		// empty line at the start, and no boot-clock reading — with the
+		// run's, the agent would take the start for dated in a clock three
+		// days ahead and move the line back by as much.
+		{name: "after a reboot, the clock behind", step: -72 * time.Hour, runSeen: up("B", 40*time.Second), wantStart: at, wantLen: 0},
 		{name: "boot clock not known", step: 72 * time.Hour, runSeen: connectors.Seen{}, wantStart: at, wantLen: stopped + 72*time.Hour},
 		// The PLC's clock dates them: the box's is not asked.
 		{name: "source times", src: true, step: 72 * time.Hour, runSeen: up("A", 400*time.Second), wantStart: at, wantLen: stopped},
@@ -93,7 +98,10 @@ func TestStopAcrossAStepOfThisBoxsClock(t *testing.T) {
 			// A line both of whose ends the box's clock dated carries the
 			// end's boot-clock reading: the agent dates it in the clock as
 			// it is when it books it.
-			if want := map[bool]connectors.Seen{true: tc.runSeen}[!tc.src]; ev.Seen != want {
+			// Not for a stop begun in another boot, nor one whose end is not
+			// the time its receipt was dated (a line opened at the stop).
+			receipt := at.Add(stopped + tc.step)
+			if want := map[bool]connectors.Seen{true: tc.runSeen}[!tc.src && tc.runSeen.Boot == "A" && ev.End.Equal(receipt)]; ev.Seen != want {
 				t.Errorf("the line's Seen is %+v, want %+v", ev.Seen, want)
 			}
 		})
