@@ -137,6 +137,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		loss string // its name, to look it up again
 		skip bool   // acknowledged without a call
 		end  int64  // closes the machine's line that started at d.Start (ms)
+		key  int64  // the record's start (ms), its line's external id: d.Start moves with a step of this box's clock
 	}
 	var lines []line
 	onWC := map[int64]int64{} // workorderOn's answers this round
@@ -246,7 +247,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 			}
 			d.WorkorderID = id
 		}
-		l := line{rec: r, d: d, loss: loss}
+		l := line{rec: r, d: d, loss: loss, key: ev.Start}
 		if ev.End != 0 {
 			l.end = ev.Start
 		}
@@ -347,7 +348,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 	now := time.Now()
 	for i, l := range lines {
 		if ids[i] != 0 {
-			sent = append(sent, sentLine{machine: l.rec.Key, start: l.d.Start, end: l.d.End, id: ids[i]})
+			sent = append(sent, sentLine{machine: l.rec.Key, start: fromMS(l.key), end: l.d.End, id: ids[i]})
 			d := l.d
 			booked = append(booked, bookedKV(now, bookedEntry{Machine: l.rec.Key, Line: &d}))
 		}
@@ -360,7 +361,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 	var ended []sentLine
 	for _, l := range lines {
 		if l.end != 0 && ackedSeq[l.rec.Seq] {
-			ended = append(ended, sentLine{machine: l.rec.Key, start: l.d.Start, end: l.d.End})
+			ended = append(ended, sentLine{machine: l.rec.Key, start: fromMS(l.key), end: l.d.End})
 		}
 	}
 	stashed, err := f.stashedLinesClosed(ended)
@@ -443,7 +444,8 @@ func (l openLine) String() string {
 	return fmt.Sprintf("%d %d %d", l.start, l.id, l.end)
 }
 
-// sentLine is a downtime line Odoo took, with the id it answered.
+// sentLine is a downtime line Odoo took, with the id it answered; start is
+// the one its external id names.
 type sentLine struct {
 	machine    string
 	start, end time.Time
