@@ -212,6 +212,9 @@ type Agent struct {
 	// (watchClock); clockKnown, that the boot clock can be read.
 	clockLast  time.Duration
 	clockKnown bool
+	// damagedState names the machines whose stored state could not be
+	// read at the start (loadMachineState).
+	damagedState []string
 }
 
 // New checks cfg and prepares an agent; it does no I/O.

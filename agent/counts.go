@@ -62,7 +62,14 @@ func (st *woState) fieldUnknown(field string) bool {
 	return st.Field == "" && st.Written != st.Baseline && field == "qty_produced"
 }
 
-// loadWOState reads a machine's stored work-order state; nil if it has none.
+// damagedWOMsg is what the log says of a machine's stored work-order state
+// that cannot be read.
+const damagedWOMsg = "the buffer file's work-order state of this machine cannot be read (damaged on the disk?): set aside; " +
+	"its work order is taken anew from Odoo, its quantity there as the baseline (a quantity write in doubt, if there was one, may be counted twice)"
+
+// loadWOState reads a machine's stored work-order state; nil if it has
+// none, or one that cannot be read (bit rot: said, and taken as none — it
+// must not stop every machine's forwarding).
 func (a *Agent) loadWOState(machine string) (*woState, error) {
 	b, err := a.buf.Meta(woMetaKey(machine))
 	if err != nil || b == nil {
@@ -70,7 +77,8 @@ func (a *Agent) loadWOState(machine string) (*woState, error) {
 	}
 	var st woState
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("decode work-order state of %s: %w", machine, err)
+		a.eventLog.log("damaged wo "+machine, a.log, slog.LevelError, damagedWOMsg, "machine", machine, "err", err)
+		return nil, nil
 	}
 	return &st, nil
 }

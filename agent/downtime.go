@@ -506,7 +506,16 @@ func (f *forwarder) closedUpTo(machine string) (int64, error) {
 	if err != nil || b == nil {
 		return 0, err
 	}
-	return strconv.ParseInt(string(b), 10, 64)
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		// Damaged on the disk: as if none (the next closed line writes it
+		// anew) — not an error that stops every machine's forwarding.
+		f.a.eventLog.log("damaged closed "+machine, f.a.log, slog.LevelWarn,
+			"the buffer file's note of this machine's last closed downtime line cannot be read (damaged on the disk?): taken as none",
+			"machine", machine, "err", err)
+		return 0, nil
+	}
+	return n, nil
 }
 
 func downtimeDescription(ev eventRecord) string {

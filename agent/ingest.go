@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
@@ -650,19 +649,31 @@ func (a *Agent) machineKV(id string, added totals) (buffer.KV, error) {
 	return buffer.KV{Key: machineMetaKey(id), Value: mustJSON(machineMeta{Mapping: b, Good: t.Good, Scrap: t.Scrap})}, nil
 }
 
-// loadMachineState restores the mapping state and totals saved by a previous run.
+// damagedStateMsg is what the log and status say of a machine's stored
+// state that cannot be read.
+const damagedStateMsg = "the buffer file's state of this machine cannot be read (damaged on the disk?): set aside; " +
+	"its counters count from their next value (pieces made between their last value read and it are not booked), " +
+	"its run state is unknown until its next value, and what status shows it made restarts from 0"
+
+// loadMachineState restores the mapping state and totals saved by a
+// previous run. One machine's state that cannot be read (bit rot: bbolt
+// checks its pages, not the values in them) is set aside, said, and noted
+// in damagedState — it must not keep the whole plant from starting.
 func (a *Agent) loadMachineState() error {
 	return a.buf.MetaPrefix("machine/", func(key string, value []byte) error {
 		id := key[len("machine/"):]
 		var mm machineMeta
-		if err := json.Unmarshal(value, &mm); err != nil {
-			a.log.Error("ignoring unreadable machine state", "machine", id, "err", err)
+		err := json.Unmarshal(value, &mm)
+		if err == nil && len(mm.Mapping) > 0 {
+			err = a.state.Unmarshal(id, mm.Mapping)
+		}
+		if err != nil {
+			delete(a.state.Machines, id)
+			a.damagedState = append(a.damagedState, id)
+			a.log.Error(damagedStateMsg, "machine", id, "err", err)
 			return nil
 		}
 		if len(mm.Mapping) > 0 {
-			if err := a.state.Unmarshal(id, mm.Mapping); err != nil {
-				return fmt.Errorf("restore mapping state of %s: %w", id, err)
-			}
 			if ms := a.state.Machines[id]; ms != nil && ms.Running != nil {
 				a.shownRunning[id] = *ms.Running
 			}
@@ -824,7 +835,8 @@ func (a *Agent) loadInFlight() error {
 	err := a.buf.MetaPrefix("scrap/", func(key string, value []byte) error {
 		var ob scrapOutbox
 		if err := json.Unmarshal(value, &ob); err != nil {
-			return fmt.Errorf("decode %s: %w", key, err)
+			a.log.Error(damagedScrapMsg, "machine", key[len("scrap/"):], "err", err)
+			return nil
 		}
 		a.holdInFlight(countKey(key[len("scrap/"):], sigScrap), ob.MaxSeq)
 		return nil
@@ -835,7 +847,8 @@ func (a *Agent) loadInFlight() error {
 	return a.buf.MetaPrefix("wo/", func(key string, value []byte) error {
 		var st woState
 		if err := json.Unmarshal(value, &st); err != nil {
-			return fmt.Errorf("decode %s: %w", key, err)
+			a.log.Error(damagedWOMsg, "machine", key[len("wo/"):], "err", err)
+			return nil
 		}
 		if st.InFlight != nil {
 			a.holdInFlight(countKey(key[len("wo/"):], sigGood), st.InFlight.MaxSeq)

@@ -40,6 +40,11 @@ type scrapOutbox struct {
 
 func scrapMetaKey(machine string) string { return "scrap/" + machine }
 
+// damagedScrapMsg is what the log says of a machine's scrap booking in
+// flight whose stored outbox cannot be read.
+const damagedScrapMsg = "the buffer file's scrap booking in flight of this machine cannot be read (damaged on the disk?): set aside; " +
+	"its waiting scrap is booked anew — if the booking in flight had reached Odoo, that scrap is there twice: check the work order's scrap"
+
 // scrapCarryKey holds a machine's scrap carry (scrapOutbox.Carry) between
 // bookings.
 func scrapCarryKey(machine string) string { return "scrapcarry/" + machine }
@@ -64,11 +69,16 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	if err != nil {
 		return err
 	}
+	if b != nil {
+		if err := json.Unmarshal(b, &ob); err != nil {
+			// Damaged on the disk: taken as none, so that it does not stop
+			// every machine's forwarding; the next booking replaces it.
+			f.a.eventLog.log("damaged scrap "+machine, f.a.log, slog.LevelError, damagedScrapMsg, "machine", machine, "err", err)
+			b, ob = nil, scrapOutbox{}
+		}
+	}
 	switch {
 	case b != nil:
-		if err := json.Unmarshal(b, &ob); err != nil {
-			return fmt.Errorf("decode scrap outbox of %s: %w", machine, err)
-		}
 		if ob.Recheck {
 			// Decided for another Odoo (switchOdoo): the same database
 			// under another address still has its work order, on the

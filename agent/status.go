@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math"
 	"os"
@@ -751,7 +752,9 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 	}
 	st.Machines = st.Machines[:0]
 	defer buf.Close()
-	a := &Agent{buf: buf, state: mapping.NewState(), totals: map[string]totals{}, shownRunning: map[string]bool{}}
+	// What the loads would log goes nowhere (the running agent logs it);
+	// damaged state is shown per machine below.
+	a := &Agent{buf: buf, log: slog.New(slog.DiscardHandler), state: mapping.NewState(), totals: map[string]totals{}, shownRunning: map[string]bool{}}
 	a.cfg.Store(cfg)
 	if err := a.loadMachineState(); err != nil {
 		return st, err
@@ -815,6 +818,12 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 			ms.Error = joinNotes(ms.Error, fmt.Sprintf("a quantity write to Odoo (%s to %g) got no answer before the agent stopped: "+
 				"its next start reads it back and settles it; before pointing the agent at another Odoo, start it on %s and run plantedge flush, which settles it",
 				wo.Name, wo.InFlight.Target, sentTo))
+		}
+		if slices.Contains(a.damagedState, m.ID) {
+			ms.Error = joinNotes(ms.Error, damagedStateMsg)
+		}
+		if b, err := buf.Meta(woMetaKey(m.ID)); err == nil && b != nil && wo == nil {
+			ms.Error = joinNotes(ms.Error, damagedWOMsg)
 		}
 		ms.DeadLetterGood = tidy(pending[m.ID].deadGood)
 		ms.Error = joinNotes(ms.Error, deadLetterNote(pending[m.ID]))

@@ -1,0 +1,85 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/buffer"
+)
+
+// Bit rot on the box's SD card: bbolt checks its pages, not the values in
+// them. While the agent is stopped, with pieces and a stop waiting for
+// Odoo, one
+// machine's stored work-order state, its note of the last closed line and
+// its scrap booking in flight, and the other machine's mapping state, turn
+// to garbage. The bitrot probe saw each of them stop the plant: a start
+// that failed again and again (exit 1), a status that panicked, a
+// forwarder that retried for good while saying Odoo could not be reached.
+// Now status names them, the agent starts and says so, and forwards: the
+// first machine's quantity is exact (its work order taken anew from Odoo,
+// its quantity there the baseline), the second's counter counts from its
+// next value (the piece made before it is not booked: said).
+func TestDamagedValuesInTheBufferFile(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	ra := p.startAgent()
+	m1, m2 := p.machines[0], p.machines[1]
+	p.produce(m1, 10, 0)
+	p.produce(m2, 20, 0)
+	p.waitExactQty(ra, "press-1", 10)
+	p.waitExactQty(ra, "press-2", 20)
+	p.odoo.SetDown(true)
+	p.produce(m1, 5, 0)
+	p.stop(m1, "JAM")
+	p.run(m1)
+	p.produce(m2, 7, 0)
+	p.waitPending(ra, 3)
+	ra.stop()
+
+	q, _ := p.openBuffer()
+	notJSON := base64.StdEncoding.EncodeToString([]byte(`{"counters":{"good_count":{"last":10`))
+	if err := q.PutMeta(context.Background(),
+		buffer.KV{Key: "wo/press-1", Value: []byte(`{"id":1,"counted":u0}`)},
+		buffer.KV{Key: "closed/press-1", Value: []byte("\x00\x9b7")},
+		buffer.KV{Key: "scrap/press-1", Value: []byte(`{"xmlid":`)},
+		buffer.KV{Key: "machine/press-2", Value: []byte(fmt.Sprintf(`{"mapping":%q,"good":27}`, notJSON))},
+	); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+
+	off := p.offlineStatus()
+	if e := off.Machines[0].Error; !strings.Contains(e, "work-order state of this machine cannot be read") {
+		t.Errorf("stopped status of press-1: %q", e)
+	}
+	if e := off.Machines[1].Error; !strings.Contains(e, "state of this machine cannot be read") {
+		t.Errorf("stopped status of press-2: %q", e)
+	}
+
+	ra = p.startAgentWith(false)
+	p.odoo.SetDown(false)
+	p.produce(m1, 1, 0)
+	p.produce(m2, 1, 0)
+	waitFor(t, 20*time.Second, "the buffer drained", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0 && p.qty("press-1") == m1.made(), fmt.Sprintf("%d pending, press-1 %v of %v", st.Buffer.Pending, p.qty("press-1"), m1.made())
+	})
+	if n := p.closedLines("press-1"); n != 1 {
+		t.Errorf("%d downtime lines of press-1, want its 1 stop", n)
+	}
+	p.produce(m2, 2, 0) // counted from the value before: its 2 pieces
+	p.waitExactQty(ra, "press-2", m2.made()-1)
+	for _, want := range []string{
+		"the buffer file's work-order state of this machine cannot be read",
+		"the buffer file's state of this machine cannot be read",
+		"the buffer file's scrap booking in flight of this machine cannot be read",
+		"the buffer file's note of this machine's last closed downtime line cannot be read",
+	} {
+		if !strings.Contains(p.logs.String(), want) {
+			t.Errorf("not logged: %q", want)
+		}
+	}
+}
