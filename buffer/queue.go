@@ -690,7 +690,7 @@ type badRecord struct {
 	seq   uint64
 	seg   uint64 // key of the segment holding it; 0 for a plain record
 	idx   int    // position in the segment
-	whole bool   // the segment's framing is broken: raw is all of it
+	whole bool   // the segment's framing is broken at its start: raw is all of it (else from idx on, when seq is past its records)
 	raw   []byte
 	err   error
 }
@@ -735,8 +735,10 @@ func deadLetterBad(tx *bolt.Tx, st *state, bad []badRecord, segMin int) error {
 	for _, ref := range order {
 		lb := tx.Bucket(bucketLanes[ref.lane])
 		k := seqKey(ref.key)
+		// The records before a break of the framing, if that is the
+		// damage (its tail is among the dropped).
 		recs, err := segmentRecords(segmentOf(lb, k))
-		if err != nil {
+		if err != nil && len(recs) == 0 {
 			return err
 		}
 		var keep [][]byte
@@ -776,7 +778,7 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 				walked = 0
 			}
 			if r.bad != nil {
-				bad = append(bad, badRecord{lane: l, seq: r.seq, seg: r.seg, whole: true, raw: bytes.Clone(r.v), err: r.bad})
+				bad = append(bad, badRecord{lane: l, seq: r.seq, seg: r.seg, idx: r.idx, whole: !r.tail, raw: bytes.Clone(r.v), err: r.bad})
 				st.seq = max(st.seq, r.seq)
 				return nil
 			}

@@ -102,16 +102,18 @@ func segmentBlob(a *arena, recs [][]byte) []byte {
 
 // segmentRecords splits a segment value into its stored records (slices of
 // blob). The framing is checked; the records themselves are not decoded.
+// Where the framing breaks, the error comes with the records before the
+// break (each still has its own checksum).
 func segmentRecords(blob []byte) ([][]byte, error) {
 	var out [][]byte
 	for off := 0; off < len(blob); {
 		if len(blob)-off < 4 {
-			return nil, fmt.Errorf("%w: segment: %d stray bytes at offset %d", ErrCorruptRecord, len(blob)-off, off)
+			return out, fmt.Errorf("%w: segment: %d stray bytes at offset %d", ErrCorruptRecord, len(blob)-off, off)
 		}
 		n := int(binary.BigEndian.Uint32(blob[off:]))
 		off += 4
 		if n < recordOverhead+2 || n > len(blob)-off {
-			return nil, fmt.Errorf("%w: segment: record length %d at offset %d of %d", ErrCorruptRecord, n, off-4, len(blob))
+			return out, fmt.Errorf("%w: segment: record length %d at offset %d of %d", ErrCorruptRecord, n, off-4, len(blob))
 		}
 		out = append(out, blob[off:off+n])
 		off += n
@@ -185,8 +187,11 @@ type laneRec struct {
 	seg uint64 // key of the segment holding it; 0 for a plain record
 	idx int    // position in the segment
 	// bad is set for a segment whose framing is broken: v is then the whole
-	// segment value and seq its key; no record of it is reported apart.
-	bad error
+	// segment value and seq its key; no record of it is reported apart —
+	// or, with tail, the records before the break were reported, and v is
+	// what follows them (seq: one after the last of them, idx: theirs).
+	bad  error
+	tail bool
 }
 
 // walkLane calls fn for every record of lane bucket b with Seq > after, in
@@ -219,7 +224,7 @@ func walkLane(b *bolt.Bucket, after uint64, fn func(r laneRec) error) error {
 		}
 		blob := segmentOf(b, k)
 		recs, err := segmentRecords(blob)
-		if err != nil {
+		if err != nil && len(recs) == 0 {
 			if err := fn(laneRec{seq: key, v: blob, seg: key, bad: err}); err != nil {
 				return stopped(err)
 			}
@@ -243,6 +248,16 @@ func walkLane(b *bolt.Bucket, after uint64, fn func(r laneRec) error) error {
 				if err := fn(laneRec{seq: s, v: r, seg: key, idx: i}); err != nil {
 					return stopped(err)
 				}
+			}
+		}
+		if err != nil && prev+1 > after {
+			// The framing broke after these: the rest is one damaged piece.
+			off := 0
+			for _, r := range recs {
+				off += 4 + len(r)
+			}
+			if err := fn(laneRec{seq: prev + 1, v: blob[off:], seg: key, idx: len(recs), bad: err, tail: true}); err != nil {
+				return stopped(err)
 			}
 		}
 	}

@@ -250,13 +250,20 @@ func TestSegmentFramingDamaged(t *testing.T) {
 	}
 	binary.BigEndian.PutUint32(b[lenAt:], 0xffff)
 	q, logs := reopenDamaged(t, path, b)
+	// The 123 records before the break are kept (each has its checksum);
+	// what follows it goes to the dead letters as one damaged piece (the
+	// bitrot probe: all 400 of a segment went for a break in the middle).
 	st := q.Stats()
-	if st.Lanes[LaneCounts].Pending != 0 || st.Lanes[LaneEvents].Pending != 1 || st.DeadLetters != 1 {
+	if st.Lanes[LaneCounts].Pending != 123 || st.Lanes[LaneEvents].Pending != 1 || st.DeadLetters != 1 {
 		t.Fatalf("stats = %+v", st)
 	}
+	if got := readAll(t, q, LaneCounts); len(got) != 123 || !bytes.HasPrefix(got[122].Data, []byte("payload-0122-")) {
+		t.Fatalf("read %d records", len(got))
+	}
 	dls, err := q.DeadLetters()
-	if err != nil || len(dls) != 1 || !strings.Contains(dls[0].Reason, "segment") ||
-		!bytes.Contains(dls[0].Record.Data, []byte("payload-0000-")) || !bytes.Contains(dls[0].Record.Data, []byte("payload-0299-")) {
+	if err != nil || len(dls) != 1 || !strings.Contains(dls[0].Reason, "segment") || !dls[0].Damaged ||
+		bytes.Contains(dls[0].Record.Data, []byte("payload-0122-")) || !bytes.Contains(dls[0].Record.Data, []byte("payload-0123-")) ||
+		!bytes.Contains(dls[0].Record.Data, []byte("payload-0299-")) {
 		t.Fatalf("dead letters = %d, %v (reason %q)", len(dls), err, dls[0].Reason)
 	}
 	if !strings.Contains(logs.String(), "level=ERROR") {
