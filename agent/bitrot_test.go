@@ -24,28 +24,39 @@ import (
 // its quantity there the baseline), the second's counter counts from its
 // next value (the piece made before it is not booked: said).
 func TestDamagedValuesInTheBufferFile(t *testing.T) {
-	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3"}})
 	ra := p.startAgent()
-	m1, m2 := p.machines[0], p.machines[1]
+	m1, m2, m3 := p.machines[0], p.machines[1], p.machines[2]
 	p.produce(m1, 10, 0)
 	p.produce(m2, 20, 0)
+	p.produce(m3, 50, 0)
 	p.waitExactQty(ra, "press-1", 10)
 	p.waitExactQty(ra, "press-2", 20)
+	p.waitExactQty(ra, "press-3", 50)
 	p.odoo.SetDown(true)
 	p.produce(m1, 5, 0)
 	p.stop(m1, "JAM")
 	p.run(m1)
 	p.produce(m2, 7, 0)
-	p.waitPending(ra, 3)
+	p.produce(m3, 3, 0)
+	p.waitPending(ra, 4)
 	ra.stop()
 
 	q, _ := p.openBuffer()
+	// press-3's work-order state still reads, one bit off: counted 50 is 70
+	// (the probe: Odoo got 20 pieces never made).
+	wo3, err := q.Meta("wo/press-3")
+	if err != nil || !strings.Contains(string(wo3), `"counted":50`) {
+		t.Fatalf("wo/press-3 = %s, %v", wo3, err)
+	}
+	wo3 = []byte(strings.Replace(string(wo3), `"counted":50`, `"counted":70`, 1))
 	notJSON := base64.StdEncoding.EncodeToString([]byte(`{"counters":{"good_count":{"last":10`))
 	if err := q.PutMeta(context.Background(),
 		buffer.KV{Key: "wo/press-1", Value: []byte(`{"id":1,"counted":u0}`)},
 		buffer.KV{Key: "closed/press-1", Value: []byte("\x00\x9b7")},
 		buffer.KV{Key: "scrap/press-1", Value: []byte(`{"xmlid":`)},
 		buffer.KV{Key: "machine/press-2", Value: []byte(fmt.Sprintf(`{"mapping":%q,"good":27}`, notJSON))},
+		buffer.KV{Key: "wo/press-3", Value: wo3},
 	); err != nil {
 		t.Fatal(err)
 	}
@@ -63,9 +74,11 @@ func TestDamagedValuesInTheBufferFile(t *testing.T) {
 	p.odoo.SetDown(false)
 	p.produce(m1, 1, 0)
 	p.produce(m2, 1, 0)
+	p.produce(m3, 1, 0)
 	waitFor(t, 20*time.Second, "the buffer drained", func() (bool, string) {
 		st := ra.a.Status()
-		return st.Buffer.Pending == 0 && p.qty("press-1") == m1.made(), fmt.Sprintf("%d pending, press-1 %v of %v", st.Buffer.Pending, p.qty("press-1"), m1.made())
+		return st.Buffer.Pending == 0 && p.qty("press-1") == m1.made() && p.qty("press-3") == m3.made(),
+			fmt.Sprintf("%d pending, press-1 %v of %v, press-3 %v of %v", st.Buffer.Pending, p.qty("press-1"), m1.made(), p.qty("press-3"), m3.made())
 	})
 	if n := p.closedLines("press-1"); n != 1 {
 		t.Errorf("%d downtime lines of press-1, want its 1 stop", n)

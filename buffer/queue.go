@@ -503,7 +503,8 @@ func checkFormat(tx *bolt.Tx) error {
 	// Only a plausible number counts: a damaged sys page is for the
 	// corruption checks that follow to judge.
 	if f := getUint64(sys, sysFormat); f > fileFormat && f <= fileFormat+100 {
-		return fmt.Errorf("%w: format %d, this version reads up to %d; upgrade plantedge again, or empty the buffer (plantedge flush) with the newer version before downgrading", ErrNewerFormat, f, fileFormat)
+		return fmt.Errorf("%w: format %d, this version reads up to %d; upgrade plantedge again, or empty the buffer (plantedge flush) with the newer version before downgrading "+
+			"(if no newer plantedge ever ran on this box, the file's format mark is damaged: stop the agent, move the file aside and start it — it starts a fresh file; keep the old one for support)", ErrNewerFormat, f, fileFormat)
 	}
 	return nil
 }
