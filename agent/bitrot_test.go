@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -24,9 +25,9 @@ import (
 // its quantity there the baseline), the second's counter counts from its
 // next value (the piece made before it is not booked: said).
 func TestDamagedValuesInTheBufferFile(t *testing.T) {
-	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3"}})
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3", "press-4"}})
 	ra := p.startAgent()
-	m1, m2, m3 := p.machines[0], p.machines[1], p.machines[2]
+	m1, m2, m3, m4 := p.machines[0], p.machines[1], p.machines[2], p.machines[3]
 	p.produce(m1, 10, 0)
 	p.produce(m2, 20, 0)
 	p.produce(m3, 50, 0)
@@ -39,7 +40,8 @@ func TestDamagedValuesInTheBufferFile(t *testing.T) {
 	p.run(m1)
 	p.produce(m2, 7, 0)
 	p.produce(m3, 3, 0)
-	p.waitPending(ra, 4)
+	p.produce(m4, 4, 0)
+	p.waitPending(ra, 5)
 	ra.stop()
 
 	q, _ := p.openBuffer()
@@ -50,6 +52,19 @@ func TestDamagedValuesInTheBufferFile(t *testing.T) {
 		t.Fatalf("wo/press-3 = %s, %v", wo3, err)
 	}
 	wo3 = []byte(strings.Replace(string(wo3), `"counted":50`, `"counted":70`, 1))
+	// press-4's mapping state still reads, its counter's last value one
+	// digit off (the probe: 1,097 pieces booked that were never made).
+	var mm4 map[string]any
+	if b, err := q.Meta("machine/press-4"); err != nil || json.Unmarshal(b, &mm4) != nil {
+		t.Fatalf("machine/press-4: %s", b)
+	}
+	raw4, _ := base64.StdEncoding.DecodeString(mm4["mapping"].(string))
+	last := fmt.Sprintf(`"last":%d`, m4.goodNow())
+	if !strings.Contains(string(raw4), last) {
+		t.Fatalf("no %s in %s", last, raw4)
+	}
+	mm4["mapping"] = base64.StdEncoding.EncodeToString([]byte(strings.Replace(string(raw4), last, fmt.Sprintf(`"last":%d`, m4.goodNow()-1000), 1)))
+	st4, _ := json.Marshal(mm4)
 	notJSON := base64.StdEncoding.EncodeToString([]byte(`{"counters":{"good_count":{"last":10`))
 	if err := q.PutMeta(context.Background(),
 		buffer.KV{Key: "wo/press-1", Value: []byte(`{"id":1,"counted":u0}`)},
@@ -57,6 +72,7 @@ func TestDamagedValuesInTheBufferFile(t *testing.T) {
 		buffer.KV{Key: "scrap/press-1", Value: []byte(`{"xmlid":`)},
 		buffer.KV{Key: "machine/press-2", Value: []byte(fmt.Sprintf(`{"mapping":%q,"good":27}`, notJSON))},
 		buffer.KV{Key: "wo/press-3", Value: wo3},
+		buffer.KV{Key: "machine/press-4", Value: st4},
 	); err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +99,11 @@ func TestDamagedValuesInTheBufferFile(t *testing.T) {
 	if n := p.closedLines("press-1"); n != 1 {
 		t.Errorf("%d downtime lines of press-1, want its 1 stop", n)
 	}
+	p.produce(m4, 1, 0)
 	p.produce(m2, 2, 0) // counted from the value before: its 2 pieces
+	p.produce(m4, 2, 0)
 	p.waitExactQty(ra, "press-2", m2.made()-1)
+	p.waitExactQty(ra, "press-4", m4.made()-1)
 	for _, want := range []string{
 		"the buffer file's work-order state of this machine cannot be read",
 		"the buffer file's state of this machine cannot be read",

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"hash/crc32"
 	"log/slog"
 	"net"
 	"net/url"
@@ -31,7 +32,17 @@ type machineMeta struct {
 	Mapping []byte  `json:"mapping"`
 	Good    float64 `json:"good"`
 	Scrap   float64 `json:"scrap"`
+	// Sum is the CRC-32C of Mapping: bbolt checks its pages, not the values
+	// in them, and a flipped bit that leaves the JSON readable would change
+	// a counter's last value unseen (the bitrot probe: 1,097 pieces never
+	// made). 0 in states of older versions, which go unchecked.
+	Sum uint32 `json:"sum,omitempty"`
 }
+
+// mappingSum is machineMeta.Sum of mapping (never 0).
+func mappingSum(mapping []byte) uint32 { return max(crc32.Checksum(mapping, castagnoli), 1) }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func machineMetaKey(id string) string { return "machine/" + id }
 
@@ -646,7 +657,7 @@ func (a *Agent) machineKV(id string, added totals) (buffer.KV, error) {
 	t := a.totals[id]
 	a.totalsMu.Unlock()
 	t = t.add(added)
-	return buffer.KV{Key: machineMetaKey(id), Value: mustJSON(machineMeta{Mapping: b, Good: t.Good, Scrap: t.Scrap})}, nil
+	return buffer.KV{Key: machineMetaKey(id), Value: mustJSON(machineMeta{Mapping: b, Good: t.Good, Scrap: t.Scrap, Sum: mappingSum(b)})}, nil
 }
 
 // damagedStateMsg is what the log and status say of a machine's stored
@@ -664,6 +675,9 @@ func (a *Agent) loadMachineState() error {
 		id := key[len("machine/"):]
 		var mm machineMeta
 		err := json.Unmarshal(value, &mm)
+		if err == nil && mm.Sum != 0 && mappingSum(mm.Mapping) != mm.Sum {
+			err = errors.New("checksum mismatch")
+		}
 		if err == nil && len(mm.Mapping) > 0 {
 			err = a.state.Unmarshal(id, mm.Mapping)
 		}

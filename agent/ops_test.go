@@ -1298,6 +1298,7 @@ func (p *plant) stripStoredState(machine string, fields []string, meta ...buffer
 	}
 	raw, _ = json.Marshal(ms)
 	mm["mapping"], _ = json.Marshal(raw)
+	delete(mm, "sum") // its checksum, which an older version did not store
 	b, _ = json.Marshal(mm)
 	if err := q.PutMeta(context.Background(), append(meta, buffer.KV{Key: key, Value: b})...); err != nil {
 		t.Fatal(err)
