@@ -14,16 +14,17 @@ import (
 
 // Bit rot on the box's SD card: bbolt checks its pages, not the values in
 // them. While the agent is stopped, with pieces and a stop waiting for
-// Odoo, one
-// machine's stored work-order state, its note of the last closed line and
-// its scrap booking in flight, and the other machine's mapping state, turn
-// to garbage. The bitrot probe saw each of them stop the plant: a start
-// that failed again and again (exit 1), a status that panicked, a
-// forwarder that retried for good while saying Odoo could not be reached.
-// Now status names them, the agent starts and says so, and forwards: the
-// first machine's quantity is exact (its work order taken anew from Odoo,
-// its quantity there the baseline), the second's counter counts from its
-// next value (the piece made before it is not booked: said).
+// Odoo, press-1's work-order state, its note of the last closed line, its
+// scrap booking in flight and its scrap carry, and press-2's mapping state
+// turn to garbage; press-3's work-order state and press-4's mapping state
+// still read, one bit off. The bitrot probe saw them stop the plant (a
+// start that failed again and again, a status that panicked, a forwarder
+// that retried for good while saying Odoo could not be reached) or book
+// pieces never made. Now status names them, the agent starts and says so,
+// and forwards: press-1's and press-3's quantities are exact (their work
+// orders taken anew from Odoo, its quantity the baseline), press-2's and
+// press-4's counters count from their next value (the piece made before it
+// is not booked: said).
 func TestDamagedValuesInTheBufferFile(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3", "press-4"}})
 	ra := p.startAgent()
@@ -70,6 +71,7 @@ func TestDamagedValuesInTheBufferFile(t *testing.T) {
 		buffer.KV{Key: "wo/press-1", Value: []byte(`{"id":1,"counted":u0}`)},
 		buffer.KV{Key: "closed/press-1", Value: []byte("\x00\x9b7")},
 		buffer.KV{Key: "scrap/press-1", Value: []byte(`{"xmlid":`)},
+		buffer.KV{Key: "scrapcarry/press-1", Value: []byte("7e\x0012")},
 		buffer.KV{Key: "machine/press-2", Value: []byte(fmt.Sprintf(`{"mapping":%q,"good":27}`, notJSON))},
 		buffer.KV{Key: "wo/press-3", Value: wo3},
 		buffer.KV{Key: "machine/press-4", Value: st4},
@@ -96,6 +98,11 @@ func TestDamagedValuesInTheBufferFile(t *testing.T) {
 		return st.Buffer.Pending == 0 && p.qty("press-1") == m1.made() && p.qty("press-3") == m3.made(),
 			fmt.Sprintf("%d pending, press-1 %v of %v, press-3 %v of %v", st.Buffer.Pending, p.qty("press-1"), m1.made(), p.qty("press-3"), m3.made())
 	})
+	p.produce(m1, 0, 2)
+	waitFor(t, 15*time.Second, "press-1's scrap booked", func() (bool, string) {
+		got := p.scrapped("press-1")
+		return got == 2, fmt.Sprint(got)
+	})
 	if n := p.closedLines("press-1"); n != 1 {
 		t.Errorf("%d downtime lines of press-1, want its 1 stop", n)
 	}
@@ -109,6 +116,7 @@ func TestDamagedValuesInTheBufferFile(t *testing.T) {
 		"the buffer file's state of this machine cannot be read",
 		"the buffer file's scrap booking in flight of this machine cannot be read",
 		"the buffer file's note of this machine's last closed downtime line cannot be read",
+		"the buffer file's scrap carry of this machine",
 	} {
 		if !strings.Contains(p.logs.String(), want) {
 			t.Errorf("not logged: %q", want)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -584,8 +585,14 @@ func (f *forwarder) scrapCarry(machine string) (float64, error) {
 		return 0, err
 	}
 	v, err := strconv.ParseFloat(string(b), 64)
-	if err != nil {
-		return 0, fmt.Errorf("decode scrap carry of %s: %w", machine, err)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) >= 0.01 {
+		// Damaged on the disk (a carry is below Odoo's precision): as if
+		// none — less than 0.01 of scrap — rather than an error that stops
+		// every machine's forwarding.
+		f.a.eventLog.log("damaged carry "+machine, f.a.log, slog.LevelWarn,
+			"the buffer file's scrap carry of this machine (what is left below Odoo's precision) cannot be read (damaged on the disk?): taken as none",
+			"machine", machine, "value", string(b))
+		return 0, nil
 	}
 	return v, nil
 }
