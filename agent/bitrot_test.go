@@ -47,7 +47,7 @@ func TestDamagedValuesInTheBufferFile(t *testing.T) {
 
 	q, _ := p.openBuffer()
 	// press-3's work-order state still reads, one bit off: counted 50 is 70
-	// (the probe: Odoo got 20 pieces never made).
+	// (the probe: Odoo got 20 pieces never made); its checksum tells.
 	wo3, err := q.Meta("wo/press-3")
 	if err != nil || !strings.Contains(string(wo3), `"counted":50`) {
 		t.Fatalf("wo/press-3 = %s, %v", wo3, err)

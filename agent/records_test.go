@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,13 +47,13 @@ func TestStoredMetaIsPinned(t *testing.T) {
 	}{
 		{woMetaKey("press-07"), "wo/press-07",
 			woState{ID: 41, Name: "WO/00041", MO: 7, Baseline: 10, Counted: 25, Written: 20, InFlight: &inflightWrite{Target: 35, MaxSeq: 912}},
-			`{"id":41,"name":"WO/00041","mo":7,"baseline":10,"counted":25,"written":20,"inflight":{"target":35,"max_seq":912}}`},
+			`{"id":41,"name":"WO/00041","mo":7,"baseline":10,"counted":25,"written":20,"inflight":{"target":35,"max_seq":912},"sum":659158289}`},
 		{woMetaKey("press-07"), "wo/press-07",
 			woState{ID: 41, Name: "WO/00041", Baseline: 10, Counted: 25, Written: 25},
-			`{"id":41,"name":"WO/00041","baseline":10,"counted":25,"written":25}`},
+			`{"id":41,"name":"WO/00041","baseline":10,"counted":25,"written":25,"sum":1316283309}`},
 		{woMetaKey("press-07"), "wo/press-07",
 			woState{ID: 41, Name: "WO/00041", Baseline: 10, Counted: 25, Written: 35, Field: "qty_produced"},
-			`{"id":41,"name":"WO/00041","baseline":10,"counted":25,"written":35,"field":"qty_produced"}`},
+			`{"id":41,"name":"WO/00041","baseline":10,"counted":25,"written":35,"field":"qty_produced","sum":1826931546}`},
 		{scrapMetaKey("press-07"), "scrap/press-07",
 			scrapOutbox{XMLID: "plantedge.plant-2_press-07_scrap_912", Qty: 3, MaxSeq: 912, WorkorderID: 41, ProductionID: 7, ProductID: 5, UomID: 1},
 			`{"xmlid":"plantedge.plant-2_press-07_scrap_912","qty":3,"max_seq":912,"wo":41,"mo":7,"product":5,"uom":1}`},
@@ -87,8 +88,15 @@ func TestStoredMetaIsPinned(t *testing.T) {
 	}
 	// Read back into the types the agent decodes them with.
 	var wo woState
-	if err := json.Unmarshal([]byte(cases[0].want), &wo); err != nil || !reflect.DeepEqual(wo, cases[0].value) {
-		t.Errorf("work-order state read back as %+v, %v", wo, err)
+	if err := json.Unmarshal([]byte(cases[0].want), &wo); err != nil || wo.Sum == 0 || !wo.sumOK() {
+		t.Errorf("work-order state read back as %+v, %v: its checksum does not hold", wo, err)
+	}
+	if wo.Sum = 0; !reflect.DeepEqual(wo, cases[0].value) {
+		t.Errorf("work-order state read back as %+v", wo)
+	}
+	// One digit off (counted 25 read 65): the checksum tells.
+	if err := json.Unmarshal([]byte(strings.Replace(cases[0].want, `"counted":25`, `"counted":65`, 1)), &wo); err != nil || wo.sumOK() {
+		t.Errorf("a work-order state one digit off passes its checksum: %+v, %v", wo, err)
 	}
 	var so scrapOutbox
 	if err := json.Unmarshal([]byte(cases[3].want), &so); err != nil || so != cases[3].value.(scrapOutbox) {
