@@ -208,10 +208,6 @@ type Agent struct {
 	// the clock; the boot clock stays) and stand in for clockLook.
 	clockShift func() time.Duration
 	clockEvery time.Duration
-	// clockLast is the wall clock less the boot clock at the last look
-	// (watchClock); clockKnown, that the boot clock can be read.
-	clockLast  time.Duration
-	clockKnown bool
 	// damagedState names the machines whose stored state could not be
 	// read at the start (loadMachineState).
 	damagedState []string

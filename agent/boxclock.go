@@ -37,7 +37,6 @@ func (a *Agent) startClock() {
 		a.log.Warn("this box's clock is not set (no real-time clock, or its battery is flat, and NTP not reached yet?): values without a source time, and their stops, are dated by it until it is; set it, or have the unit wait for time-sync.target (see the README)",
 			"clock", now.UTC().Format(time.RFC3339))
 	}
-	a.clockLast, _, a.clockKnown = a.clockOffset()
 }
 
 // watchClock looks at this box's clock every clockLook: each step of it by
@@ -48,7 +47,8 @@ func (a *Agent) startClock() {
 // (mapping.BoxStep), and a line received before the step and booked after
 // it is dated in the new clock (clockSince).
 func (a *Agent) watchClock(ctx context.Context) {
-	if !a.clockKnown {
+	last, _, ok := a.clockOffset()
+	if !ok {
 		return
 	}
 	t := time.NewTicker(cmp.Or(a.clockEvery, clockLook))
@@ -62,12 +62,12 @@ func (a *Agent) watchClock(ctx context.Context) {
 			if !ok {
 				continue
 			}
-			if d := off - a.clockLast; d > mapping.BoxStep || d < -mapping.BoxStep {
+			if d := off - last; d > mapping.BoxStep || d < -mapping.BoxStep {
 				a.metrics.clockSteps.Inc()
 				a.log.Warn("this box's clock was stepped (NTP setting it, or someone by hand): a stop in progress without source times keeps the length the agent saw, and the lines of such stops received before the step in this boot and booked from now on are dated in the new clock (not those booked before, nor lines opened at their stop; see the README)",
 					"by", d.Round(time.Second), "clock", time.Now().UTC().Format(time.RFC3339))
 			}
-			a.clockLast = off
+			last = off
 		}
 	}
 }

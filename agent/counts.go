@@ -55,24 +55,25 @@ type woStateFields woState
 // MarshalJSON stores st with its checksum (Sum).
 func (st woState) MarshalJSON() ([]byte, error) {
 	st.Sum = 0
-	b, err := json.Marshal(woStateFields(st))
-	if err != nil {
-		return nil, err
-	}
-	st.Sum = mappingSum(b)
+	st.Sum = sumWithout(woStateFields(st))
 	return json.Marshal(woStateFields(st))
 }
 
-// sumOK reports whether st, as read, has the checksum it was stored with
-// (or none: an older version's).
-func (st woState) sumOK() bool {
-	if st.Sum == 0 {
-		return true
+// decodeWOState reads a stored work-order state: an error for one that does
+// not read, or whose checksum does not hold (one of an older version has
+// none).
+func decodeWOState(b []byte) (woState, error) {
+	var st woState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, err
 	}
-	want := st.Sum
-	st.Sum = 0
-	b, err := json.Marshal(woStateFields(st))
-	return err == nil && mappingSum(b) == want
+	if want := st.Sum; want != 0 {
+		if st.Sum = 0; sumWithout(woStateFields(st)) != want {
+			return st, errors.New("checksum mismatch")
+		}
+		st.Sum = want
+	}
+	return st, nil
 }
 
 // inflightWrite is an absolute write and the last good-count record it holds.
@@ -108,11 +109,7 @@ func (a *Agent) loadWOState(machine string) (*woState, error) {
 	if err != nil || b == nil {
 		return nil, err
 	}
-	var st woState
-	err = json.Unmarshal(b, &st)
-	if err == nil && !st.sumOK() {
-		err = errors.New("checksum mismatch")
-	}
+	st, err := decodeWOState(b)
 	if err != nil {
 		a.eventLog.log("damaged wo "+machine, a.log, slog.LevelError, damagedWOMsg, "machine", machine, "err", err)
 		return nil, nil

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"hash/crc32"
 	"log/slog"
 	"net"
 	"net/url"
@@ -32,17 +31,12 @@ type machineMeta struct {
 	Mapping []byte  `json:"mapping"`
 	Good    float64 `json:"good"`
 	Scrap   float64 `json:"scrap"`
-	// Sum is the CRC-32C of Mapping: bbolt checks its pages, not the values
-	// in them, and a flipped bit that leaves the JSON readable would change
-	// a counter's last value unseen (the bitrot probe: 1,097 pieces never
-	// made). 0 in states of older versions, which go unchecked.
+	// Sum is the valueSum of Mapping: bbolt checks its pages, not the
+	// values in them, and a flipped bit that leaves the JSON readable would
+	// change a counter's last value unseen (the bitrot probe: 1,097 pieces
+	// never made). 0 in states of older versions, which go unchecked.
 	Sum uint32 `json:"sum,omitempty"`
 }
-
-// mappingSum is machineMeta.Sum of mapping (never 0).
-func mappingSum(mapping []byte) uint32 { return max(crc32.Checksum(mapping, castagnoli), 1) }
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func machineMetaKey(id string) string { return "machine/" + id }
 
@@ -657,7 +651,7 @@ func (a *Agent) machineKV(id string, added totals) (buffer.KV, error) {
 	t := a.totals[id]
 	a.totalsMu.Unlock()
 	t = t.add(added)
-	return buffer.KV{Key: machineMetaKey(id), Value: mustJSON(machineMeta{Mapping: b, Good: t.Good, Scrap: t.Scrap, Sum: mappingSum(b)})}, nil
+	return buffer.KV{Key: machineMetaKey(id), Value: mustJSON(machineMeta{Mapping: b, Good: t.Good, Scrap: t.Scrap, Sum: valueSum(b)})}, nil
 }
 
 // damagedStateMsg is what the log and status say of a machine's stored
@@ -675,7 +669,7 @@ func (a *Agent) loadMachineState() error {
 		id := key[len("machine/"):]
 		var mm machineMeta
 		err := json.Unmarshal(value, &mm)
-		if err == nil && mm.Sum != 0 && mappingSum(mm.Mapping) != mm.Sum {
+		if err == nil && mm.Sum != 0 && valueSum(mm.Mapping) != mm.Sum {
 			err = errors.New("checksum mismatch")
 		}
 		if err == nil && len(mm.Mapping) > 0 {
@@ -849,7 +843,8 @@ func (a *Agent) loadInFlight() error {
 	err := a.buf.MetaPrefix("scrap/", func(key string, value []byte) error {
 		var ob scrapOutbox
 		if err := json.Unmarshal(value, &ob); err != nil {
-			a.log.Error(damagedScrapMsg, "machine", key[len("scrap/"):], "err", err)
+			machine := key[len("scrap/"):]
+			a.eventLog.log("damaged scrap "+machine, a.log, slog.LevelError, damagedScrapMsg, "machine", machine, "err", err)
 			return nil
 		}
 		a.holdInFlight(countKey(key[len("scrap/"):], sigScrap), ob.MaxSeq)
@@ -859,9 +854,12 @@ func (a *Agent) loadInFlight() error {
 		return err
 	}
 	return a.buf.MetaPrefix("wo/", func(key string, value []byte) error {
-		var st woState
-		if err := json.Unmarshal(value, &st); err != nil {
-			a.log.Error(damagedWOMsg, "machine", key[len("wo/"):], "err", err)
+		// As loadWOState reads it (set aside: nothing held), under its key
+		// of the log: said once, not again by the first round.
+		st, err := decodeWOState(value)
+		if err != nil {
+			machine := key[len("wo/"):]
+			a.eventLog.log("damaged wo "+machine, a.log, slog.LevelError, damagedWOMsg, "machine", machine, "err", err)
 			return nil
 		}
 		if st.InFlight != nil {

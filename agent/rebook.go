@@ -85,7 +85,7 @@ func (e bookedEntry) xmlid() string {
 // bookedKV keeps e, confirmed at at.
 func bookedKV(at time.Time, e bookedEntry) buffer.KV {
 	e.Sum = 0
-	e.Sum = mappingSum(mustJSON(e))
+	e.Sum = sumWithout(e)
 	return buffer.KV{Key: fmt.Sprintf("%s%013d/%s", bookedPrefix, at.UnixMilli(), e.xmlid()), Value: mustJSON(e)}
 }
 
@@ -308,7 +308,7 @@ func decodeBooked(v []byte) (e bookedEntry, ok bool) {
 	}
 	if sum := e.Sum; sum != 0 {
 		e.Sum = 0
-		if mappingSum(mustJSON(e)) != sum {
+		if sumWithout(e) != sum {
 			return e, false
 		}
 	}

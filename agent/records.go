@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"strings"
 	"time"
 
@@ -131,6 +132,17 @@ func mustJSON(v any) []byte {
 	}
 	return b
 }
+
+// valueSum is the checksum a stored value of the agent's own state carries
+// (bbolt checks its pages, not the values in them): the CRC-32C of b, never
+// 0, which marks a value stored without one (by an older version).
+func valueSum(b []byte) uint32 { return max(crc32.Checksum(b, castagnoli), 1) }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// sumWithout is the valueSum of v's JSON, v being a value with its own
+// checksum field zeroed: what that field holds when v is stored.
+func sumWithout(v any) uint32 { return valueSum(mustJSON(v)) }
 
 // mergeCounts is the buffer's MergeFunc: it folds a later count record into
 // an earlier one of the same key. Counts are additive, so nothing is lost —

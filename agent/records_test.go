@@ -87,16 +87,16 @@ func TestStoredMetaIsPinned(t *testing.T) {
 		t.Errorf("scrap draft stored as %s = %s", k, v)
 	}
 	// Read back into the types the agent decodes them with.
-	var wo woState
-	if err := json.Unmarshal([]byte(cases[0].want), &wo); err != nil || wo.Sum == 0 || !wo.sumOK() {
+	wo, err := decodeWOState([]byte(cases[0].want))
+	if err != nil || wo.Sum == 0 {
 		t.Errorf("work-order state read back as %+v, %v: its checksum does not hold", wo, err)
 	}
 	if wo.Sum = 0; !reflect.DeepEqual(wo, cases[0].value) {
 		t.Errorf("work-order state read back as %+v", wo)
 	}
 	// One digit off (counted 25 read 65): the checksum tells.
-	if err := json.Unmarshal([]byte(strings.Replace(cases[0].want, `"counted":25`, `"counted":65`, 1)), &wo); err != nil || wo.sumOK() {
-		t.Errorf("a work-order state one digit off passes its checksum: %+v, %v", wo, err)
+	if wo, err := decodeWOState([]byte(strings.Replace(cases[0].want, `"counted":25`, `"counted":65`, 1))); err == nil {
+		t.Errorf("a work-order state one digit off passes its checksum: %+v", wo)
 	}
 	var so scrapOutbox
 	if err := json.Unmarshal([]byte(cases[3].want), &so); err != nil || so != cases[3].value.(scrapOutbox) {

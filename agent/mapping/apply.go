@@ -964,10 +964,13 @@ func (m *Mapper) endStop(ms *MachineState, machine string, x extracted) Event {
 	// carry Go's monotonic reading, which Sub would use, and which no step
 	// moves.
 	byClock := ev.End.Round(0).Sub(ev.Start.Round(0))
+	// boxDated: both ends are dated by this box's clock at their receipt,
+	// the run's with its boot-clock reading.
+	boxDated := !x.srcTime && x.seen.Boot != "" && ms.StopStart.Equal(ms.StopRecv)
 	switch {
 	case ev.Start.IsZero():
 		ev.Start = ev.End
-	case !x.srcTime && sawOK && ms.StopStart.Equal(ms.StopRecv) && x.seen.Boot != "" && (byClock-saw > BoxStep || saw-byClock > BoxStep):
+	case boxDated && sawOK && (byClock-saw > BoxStep || saw-byClock > BoxStep):
 		// Both ends are dated by this box's clock at their receipt, and it
 		// was stepped between them (NTP setting a box that booted with its
 		// clock behind, someone setting it by hand): days of downtime that
@@ -999,7 +1002,7 @@ func (m *Mapper) endStop(ms *MachineState, machine string, x extracted) Event {
 			}
 		}
 	}
-	if !x.srcTime && x.seen.Boot != "" && x.seen.Boot == ms.StopSeen.Boot && ms.StopStart.Equal(ms.StopRecv) && ev.End.Equal(t) {
+	if boxDated && x.seen.Boot == ms.StopSeen.Boot && ev.End.Equal(t) {
 		// Both ends received in this boot, and the end is the time its
 		// receipt was dated: the pair tells in which clock (a stop begun
 		// in an earlier boot, or ended at its start, would show a step
