@@ -235,42 +235,103 @@ func segmentModelRun(t *testing.T, seed uint64) {
 	}
 }
 
-// TestSegmentFramingDamaged breaks the length in front of one record of a
-// segment: the records after it can no longer be found, so the whole segment
-// goes to the dead letters as raw bytes (nothing is silently lost) and the
-// file stays in use.
+// TestSegmentFramingDamaged breaks the length in front of records of a
+// segment. The records past a break are found again (each has its Seq and
+// checksum): only the damaged ones go to the dead letters, as raw bytes
+// (nothing is silently lost), and the file stays in use. The bitrot probes
+// saw all 400 of a segment go for a break in the middle, then the 266 after
+// it.
 func TestSegmentFramingDamaged(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "buffer.db")
-	q := openTest(t, path, Options{})
-	recs, b, i := damageFixture(t, q, Record{Lane: LaneEvents, Key: "m", Data: []byte("event")})
-	// len(4) version lane sec(8) nsec(4) keylen key datalen | data
-	lenAt := i - (1 + 1 + 1 + 4 + 8 + 1 + 1 + 4)
-	if n := binary.BigEndian.Uint32(b[lenAt:]); n != uint32(encodedSize(recs[123])) {
-		t.Fatalf("length prefix at %d reads %d, want %d", lenAt, n, encodedSize(recs[123]))
-	}
-	binary.BigEndian.PutUint32(b[lenAt:], 0xffff)
-	q, logs := reopenDamaged(t, path, b)
-	// The 123 records before the break are kept (each has its checksum);
-	// what follows it goes to the dead letters as one damaged piece (the
-	// bitrot probe: all 400 of a segment went for a break in the middle).
-	st := q.Stats()
-	if st.Lanes[LaneCounts].Pending != 123 || st.Lanes[LaneEvents].Pending != 1 || st.DeadLetters != 1 {
-		t.Fatalf("stats = %+v", st)
-	}
-	if got := readAll(t, q, LaneCounts); len(got) != 123 || !bytes.HasPrefix(got[122].Data, []byte("payload-0122-")) {
-		t.Fatalf("read %d records", len(got))
-	}
-	dls, err := q.DeadLetters()
-	if err != nil || len(dls) != 1 || !strings.Contains(dls[0].Reason, "segment") || !dls[0].Damaged ||
-		bytes.Contains(dls[0].Record.Data, []byte("payload-0122-")) || !bytes.Contains(dls[0].Record.Data, []byte("payload-0123-")) ||
-		!bytes.Contains(dls[0].Record.Data, []byte("payload-0299-")) {
-		t.Fatalf("dead letters = %d, %v (reason %q)", len(dls), err, dls[0].Reason)
-	}
-	if !strings.Contains(logs.String(), "level=ERROR") {
-		t.Fatalf("damaged segment not logged: %s", logs.String())
-	}
-	if s := mustAppend(t, q, Record{Lane: LaneCounts}); s[0] != 302 {
-		t.Fatalf("next seq = %d", s[0])
+	for _, tc := range []struct {
+		name   string
+		broken []int    // indexes of the records whose length is damaged
+		dls    []string // each dead letter's payloads, and the seqs it names
+		reason []string
+	}{
+		{"one in the middle", []int{123}, []string{"0123"}, nil},
+		{"two in a row", []int{123, 124}, []string{"0123 0124"}, []string{"from seq 124 to 125"}},
+		{"two apart", []int{10, 200}, []string{"0010", "0200"}, nil},
+		{"the first", []int{0}, []string{"0000"}, nil},
+		{"the last", []int{299}, []string{"0299"}, nil},
+		{"three, one of them first", []int{0, 1, 150}, []string{"0000 0001", "0150"}, []string{"from seq 1 to 2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "buffer.db")
+			q := openTest(t, path, Options{})
+			recs, b, _ := damageFixture(t, q, Record{Lane: LaneEvents, Key: "m", Data: []byte("event")})
+			broken := map[int]bool{}
+			for _, j := range tc.broken {
+				broken[j] = true
+				i := bytes.Index(b, fmt.Appendf(nil, "payload-%04d-", j))
+				// len(4) version lane sec(8) nsec(4) keylen key datalen | data
+				lenAt := i - (1 + 1 + 1 + 4 + 8 + 1 + 1 + 4)
+				if n := binary.BigEndian.Uint32(b[lenAt:]); n != uint32(encodedSize(recs[j])) {
+					t.Fatalf("length prefix at %d reads %d, want %d", lenAt, n, encodedSize(recs[j]))
+				}
+				binary.BigEndian.PutUint32(b[lenAt:], 0xffff)
+			}
+			q, logs := reopenDamaged(t, path, b)
+			kept := 300 - len(tc.broken)
+			st := q.Stats()
+			if st.Lanes[LaneCounts].Pending != kept || st.Lanes[LaneEvents].Pending != 1 || st.DeadLetters != len(tc.dls) {
+				t.Fatalf("stats = %+v", st)
+			}
+			got := readAll(t, q, LaneCounts)
+			var want []string
+			for j := range 300 {
+				if !broken[j] {
+					want = append(want, fmt.Sprintf("%d payload-%04d-", j+1, j))
+				}
+			}
+			if len(got) != len(want) {
+				t.Fatalf("read %d records, want %d", len(got), len(want))
+			}
+			for k, r := range got {
+				if s := fmt.Sprintf("%d %s", r.Seq, r.Data[:13]); s != want[k] {
+					t.Fatalf("record %d = %q, want %q", k, s, want[k])
+				}
+			}
+			dls, err := q.DeadLetters()
+			if err != nil || len(dls) != len(tc.dls) {
+				t.Fatalf("dead letters = %d, %v", len(dls), err)
+			}
+			for k, d := range dls {
+				if !d.Damaged || !strings.Contains(d.Reason, "segment") {
+					t.Errorf("dead letter %d: reason %q", k, d.Reason)
+				}
+				in := strings.Fields(tc.dls[k])
+				for j := range 300 {
+					p := fmt.Sprintf("%04d", j)
+					if has := bytes.Contains(d.Record.Data, []byte("payload-"+p+"-")); has != slices.Contains(in, p) {
+						t.Errorf("dead letter %d holds payload %s: %v", k, p, has)
+					}
+				}
+				if k < len(tc.reason) && !strings.Contains(d.Reason, tc.reason[k]) {
+					t.Errorf("dead letter %d: reason %q, want it to name %q", k, d.Reason, tc.reason[k])
+				}
+			}
+			if !strings.Contains(logs.String(), "level=ERROR") {
+				t.Fatalf("damaged segment not logged: %s", logs.String())
+			}
+			if s := mustAppend(t, q, Record{Lane: LaneCounts}); s[0] != 302 {
+				t.Fatalf("next seq = %d", s[0])
+			}
+			// Set aside for good: a reopen finds nothing more, and every
+			// record read is acknowledged.
+			if err := q.Close(); err != nil {
+				t.Fatal(err)
+			}
+			q = openTest(t, path, Options{})
+			if st := q.Stats(); st.DeadLetters != len(tc.dls) || st.Lanes[LaneCounts].Pending != kept+1 {
+				t.Fatalf("after a reopen: stats = %+v", st)
+			}
+			if err := q.Ack(context.Background(), readAll(t, q, LaneCounts)); err != nil {
+				t.Fatal(err)
+			}
+			if st := q.Stats(); st.Lanes[LaneCounts].Pending != 0 {
+				t.Fatalf("after the ack: stats = %+v", st)
+			}
+		})
 	}
 }
 
@@ -340,4 +401,50 @@ func TestNewerFormatRefused(t *testing.T) {
 	if m, _ := filepath.Glob(path + ".corrupt-*"); len(m) != 0 {
 		t.Fatalf("a newer file was quarantined: %v", m)
 	}
+}
+
+// FuzzSegmentScan damages a segment value anywhere: segmentScan never
+// panics, and its records and damaged spans account for every byte of it,
+// in order — what it does not read back goes to the dead letters.
+func FuzzSegmentScan(f *testing.F) {
+	var recs [][]byte
+	for i := range 20 {
+		recs = append(recs, encodeRecord(nil, Record{Seq: uint64(i + 1), Lane: LaneCounts, Key: "m", Data: fmt.Appendf(nil, "payload-%04d", i)}))
+	}
+	blob := segmentBlob(nil, recs)
+	f.Add(uint16(0), []byte{0xff, 0xff})
+	f.Add(uint16(300), []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add(uint16(len(blob)-3), []byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, at uint16, with []byte) {
+		b := bytes.Clone(blob)
+		if int(at) < len(b) {
+			copy(b[at:], with)
+		} else {
+			b = append(b, with...)
+		}
+		got, spans := segmentScan(b)
+		off, si := 0, 0
+		for i := 0; i <= len(got); i++ {
+			for si < len(spans) && spans[si].at == i {
+				if len(spans[si].v) > 0 && &spans[si].v[0] != &b[off] || spans[si].err == nil {
+					t.Fatalf("span %d not at offset %d", si, off)
+				}
+				off += len(spans[si].v)
+				si++
+			}
+			if i == len(got) {
+				break
+			}
+			if &got[i][0] != &b[off+4] {
+				t.Fatalf("record %d not at offset %d", i, off+4)
+			}
+			off += 4 + len(got[i])
+		}
+		if off != len(b) || si != len(spans) {
+			t.Fatalf("accounted for %d of %d bytes, %d of %d spans", off, len(b), si, len(spans))
+		}
+		if len(got) == 0 && len(spans) == 0 {
+			t.Fatal("nothing found in a segment")
+		}
+	})
 }
