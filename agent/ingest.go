@@ -841,8 +841,8 @@ func (a *Agent) lineOpen(machine string) bool {
 // left in flight, before anything can append (and so merge) records.
 func (a *Agent) loadInFlight() error {
 	err := a.buf.MetaPrefix("scrap/", func(key string, value []byte) error {
-		var ob scrapOutbox
-		if err := json.Unmarshal(value, &ob); err != nil {
+		ob, err := decodeScrapOutbox(value)
+		if err != nil {
 			machine := key[len("scrap/"):]
 			a.eventLog.log("damaged scrap "+machine, a.log, slog.LevelError, damagedScrapMsg, "machine", machine, "err", err)
 			return nil

@@ -56,10 +56,10 @@ func TestStoredMetaIsPinned(t *testing.T) {
 			`{"id":41,"name":"WO/00041","baseline":10,"counted":25,"written":35,"field":"qty_produced","sum":1826931546}`},
 		{scrapMetaKey("press-07"), "scrap/press-07",
 			scrapOutbox{XMLID: "plantedge.plant-2_press-07_scrap_912", Qty: 3, MaxSeq: 912, WorkorderID: 41, ProductionID: 7, ProductID: 5, UomID: 1},
-			`{"xmlid":"plantedge.plant-2_press-07_scrap_912","qty":3,"max_seq":912,"wo":41,"mo":7,"product":5,"uom":1}`},
+			`{"xmlid":"plantedge.plant-2_press-07_scrap_912","qty":3,"max_seq":912,"wo":41,"mo":7,"product":5,"uom":1,"sum":1284804066}`},
 		{scrapMetaKey("press-07"), "scrap/press-07",
 			scrapOutbox{XMLID: "plantedge.plant-2_press-07_scrap_913", Qty: 0.13, MaxSeq: 913, WorkorderID: 41, ProductionID: 7, ProductID: 5, UomID: 1, Carry: -0.005},
-			`{"xmlid":"plantedge.plant-2_press-07_scrap_913","qty":0.13,"max_seq":913,"wo":41,"mo":7,"product":5,"uom":1,"carry":-0.005}`},
+			`{"xmlid":"plantedge.plant-2_press-07_scrap_913","qty":0.13,"max_seq":913,"wo":41,"mo":7,"product":5,"uom":1,"carry":-0.005,"sum":3683790885}`},
 		{machineMetaKey("press-07"), "machine/press-07",
 			machineMeta{Mapping: []byte(`{"running":true}`), Good: 1200, Scrap: 4},
 			`{"mapping":"eyJydW5uaW5nIjp0cnVlfQ==","good":1200,"scrap":4}`},
@@ -98,9 +98,23 @@ func TestStoredMetaIsPinned(t *testing.T) {
 	if wo, err := decodeWOState([]byte(strings.Replace(cases[0].want, `"counted":25`, `"counted":65`, 1))); err == nil {
 		t.Errorf("a work-order state one digit off passes its checksum: %+v", wo)
 	}
-	var so scrapOutbox
-	if err := json.Unmarshal([]byte(cases[3].want), &so); err != nil || so != cases[3].value.(scrapOutbox) {
-		t.Errorf("scrap booking read back as %+v, %v", so, err)
+	so, err := decodeScrapOutbox([]byte(cases[3].want))
+	if err != nil || so.Sum == 0 {
+		t.Errorf("scrap booking read back as %+v, %v: its checksum does not hold", so, err)
+	}
+	if so.Sum = 0; so != cases[3].value.(scrapOutbox) {
+		t.Errorf("scrap booking read back as %+v", so)
+	}
+	// One digit off (qty 3 read 7: one bit), or another work order: the
+	// checksum tells. One of an older version, without one, reads.
+	for _, off := range []string{strings.Replace(cases[3].want, `"qty":3`, `"qty":7`, 1), strings.Replace(cases[3].want, `"wo":41`, `"wo":43`, 1)} {
+		if so, err := decodeScrapOutbox([]byte(off)); err == nil {
+			t.Errorf("a scrap booking one digit off passes its checksum: %+v", so)
+		}
+	}
+	old := `{"xmlid":"plantedge.plant-2_press-07_scrap_912","qty":3,"max_seq":912,"wo":41,"mo":7,"product":5,"uom":1}`
+	if so, err := decodeScrapOutbox([]byte(old)); err != nil || so != cases[3].value.(scrapOutbox) {
+		t.Errorf("a scrap booking of an older version read back as %+v, %v", so, err)
 	}
 	var mm machineMeta
 	if err := json.Unmarshal([]byte(cases[5].want), &mm); err != nil || string(mm.Mapping) != `{"running":true}` || mm.Good != 1200 || mm.Scrap != 4 {

@@ -37,6 +37,37 @@ type scrapOutbox struct {
 	// Recheck: decided for another Odoo (switchOdoo); its ids are checked
 	// before it is booked.
 	Recheck bool `json:"recheck,omitempty"`
+	// Sum is the CRC-32C of the rest as stored (MarshalJSON), as a work
+	// order's state carries one: a flipped bit that leaves the JSON
+	// readable would book another quantity, or on another work order,
+	// unseen. 0 in outboxes of older versions, which go unchecked.
+	Sum uint32 `json:"sum,omitempty"`
+}
+
+// scrapOutboxFields is scrapOutbox without its MarshalJSON.
+type scrapOutboxFields scrapOutbox
+
+// MarshalJSON stores ob with its checksum (Sum).
+func (ob scrapOutbox) MarshalJSON() ([]byte, error) {
+	ob.Sum = 0
+	ob.Sum = sumWithout(scrapOutboxFields(ob))
+	return json.Marshal(scrapOutboxFields(ob))
+}
+
+// decodeScrapOutbox reads a stored scrap booking in flight: an error for
+// one that does not read, or whose checksum does not hold.
+func decodeScrapOutbox(b []byte) (scrapOutbox, error) {
+	var ob scrapOutbox
+	if err := json.Unmarshal(b, &ob); err != nil {
+		return ob, err
+	}
+	if want := ob.Sum; want != 0 {
+		if ob.Sum = 0; sumWithout(scrapOutboxFields(ob)) != want {
+			return ob, errors.New("checksum mismatch")
+		}
+		ob.Sum = want
+	}
+	return ob, nil
 }
 
 func scrapMetaKey(machine string) string { return "scrap/" + machine }
@@ -71,7 +102,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		return err
 	}
 	if b != nil {
-		if err := json.Unmarshal(b, &ob); err != nil {
+		if ob, err = decodeScrapOutbox(b); err != nil {
 			// Damaged on the disk: taken as none, so that it does not stop
 			// every machine's forwarding; the next booking replaces it.
 			f.a.eventLog.log("damaged scrap "+machine, f.a.log, slog.LevelError, damagedScrapMsg, "machine", machine, "err", err)
