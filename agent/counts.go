@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,28 +51,17 @@ type woState struct {
 // woStateFields is woState without its MarshalJSON.
 type woStateFields woState
 
+func (st *woStateFields) sum() *uint32 { return &st.Sum }
+
 // MarshalJSON stores st with its checksum (Sum).
-func (st woState) MarshalJSON() ([]byte, error) {
-	st.Sum = 0
-	st.Sum = sumWithout(woStateFields(st))
-	return json.Marshal(woStateFields(st))
-}
+func (st woState) MarshalJSON() ([]byte, error) { return sealJSON(woStateFields(st)), nil }
 
 // decodeWOState reads a stored work-order state: an error for one that does
 // not read, or whose checksum does not hold (one of an older version has
 // none).
 func decodeWOState(b []byte) (woState, error) {
-	var st woState
-	if err := json.Unmarshal(b, &st); err != nil {
-		return st, err
-	}
-	if want := st.Sum; want != 0 {
-		if st.Sum = 0; sumWithout(woStateFields(st)) != want {
-			return st, errors.New("checksum mismatch")
-		}
-		st.Sum = want
-	}
-	return st, nil
+	st, err := openJSON[woStateFields](b)
+	return woState(st), err
 }
 
 // inflightWrite is an absolute write and the last good-count record it holds.

@@ -13,7 +13,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -82,11 +81,11 @@ func (e bookedEntry) xmlid() string {
 	return e.Scrap.XMLID
 }
 
+func (e *bookedEntry) sum() *uint32 { return &e.Sum }
+
 // bookedKV keeps e, confirmed at at.
 func bookedKV(at time.Time, e bookedEntry) buffer.KV {
-	e.Sum = 0
-	e.Sum = sumWithout(e)
-	return buffer.KV{Key: fmt.Sprintf("%s%013d/%s", bookedPrefix, at.UnixMilli(), e.xmlid()), Value: mustJSON(e)}
+	return buffer.KV{Key: fmt.Sprintf("%s%013d/%s", bookedPrefix, at.UnixMilli(), e.xmlid()), Value: sealJSON(e)}
 }
 
 // parseBookedKey reads a booked key: when Odoo confirmed the booking,
@@ -302,17 +301,9 @@ func (f *forwarder) keptSince(since time.Time, decode bool) (keptBookings, error
 
 // decodeBooked reads a booked value; false if this version cannot, or its
 // checksum does not hold.
-func decodeBooked(v []byte) (e bookedEntry, ok bool) {
-	if err := json.Unmarshal(v, &e); err != nil || (e.Line == nil) == (e.Scrap == nil) {
-		return e, false
-	}
-	if sum := e.Sum; sum != 0 {
-		e.Sum = 0
-		if sumWithout(e) != sum {
-			return e, false
-		}
-	}
-	return e, true
+func decodeBooked(v []byte) (bookedEntry, bool) {
+	e, err := openJSON[bookedEntry](v)
+	return e, err == nil && (e.Line == nil) != (e.Scrap == nil)
 }
 
 // withLatest reads into kb.latest how the bookings xmlids were last sent.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"strings"
@@ -143,6 +144,38 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // sumWithout is the valueSum of v's JSON, v being a value with its own
 // checksum field zeroed: what that field holds when v is stored.
 func sumWithout(v any) uint32 { return valueSum(mustJSON(v)) }
+
+// summed is a stored state with a checksum field (its sum): the valueSum
+// of its JSON with that field zeroed; 0 in values of older versions.
+type summed[T any] interface {
+	*T
+	sum() *uint32
+}
+
+// sealJSON is v's JSON with its checksum set.
+func sealJSON[T any, P summed[T]](v T) []byte {
+	*P(&v).sum() = 0
+	*P(&v).sum() = sumWithout(v)
+	return mustJSON(v)
+}
+
+// openJSON reads a value sealJSON stored: an error for one that does not
+// read, or whose checksum does not hold (one without, of an older version,
+// goes unchecked).
+func openJSON[T any, P summed[T]](b []byte) (T, error) {
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v, err
+	}
+	if s := P(&v).sum(); *s != 0 {
+		want := *s
+		if *s = 0; sumWithout(v) != want {
+			return v, errors.New("checksum mismatch")
+		}
+		*s = want
+	}
+	return v, nil
+}
 
 // mergeCounts is the buffer's MergeFunc: it folds a later count record into
 // an earlier one of the same key. Counts are additive, so nothing is lost —

@@ -47,27 +47,16 @@ type scrapOutbox struct {
 // scrapOutboxFields is scrapOutbox without its MarshalJSON.
 type scrapOutboxFields scrapOutbox
 
+func (ob *scrapOutboxFields) sum() *uint32 { return &ob.Sum }
+
 // MarshalJSON stores ob with its checksum (Sum).
-func (ob scrapOutbox) MarshalJSON() ([]byte, error) {
-	ob.Sum = 0
-	ob.Sum = sumWithout(scrapOutboxFields(ob))
-	return json.Marshal(scrapOutboxFields(ob))
-}
+func (ob scrapOutbox) MarshalJSON() ([]byte, error) { return sealJSON(scrapOutboxFields(ob)), nil }
 
 // decodeScrapOutbox reads a stored scrap booking in flight: an error for
 // one that does not read, or whose checksum does not hold.
 func decodeScrapOutbox(b []byte) (scrapOutbox, error) {
-	var ob scrapOutbox
-	if err := json.Unmarshal(b, &ob); err != nil {
-		return ob, err
-	}
-	if want := ob.Sum; want != 0 {
-		if ob.Sum = 0; sumWithout(scrapOutboxFields(ob)) != want {
-			return ob, errors.New("checksum mismatch")
-		}
-		ob.Sum = want
-	}
-	return ob, nil
+	ob, err := openJSON[scrapOutboxFields](b)
+	return scrapOutbox(ob), err
 }
 
 func scrapMetaKey(machine string) string { return "scrap/" + machine }
