@@ -35,6 +35,9 @@ type txn struct {
 	// pend holds the sealed records appended in this transaction, per lane,
 	// until flushPending stores each lane's share as one segment.
 	pend [NumLanes][][]byte
+	// setAside: damaged entries met and moved to the dead letters, for the
+	// log once the transaction is committed.
+	setAside []badRecord
 }
 
 // flushPending stores the records appended so far in this transaction.
@@ -420,6 +423,10 @@ func (q *Queue) runTxCapped(cur *state, reqs []*request, maxSize int) (err error
 	q.st = t.w
 	q.mu.Unlock()
 	q.logBurst(cur, false)
+	if b := t.setAside; len(b) > 0 {
+		q.log.Error("buffer file: damaged records met while running (damaged on the disk?): moved them to the dead letters",
+			"count", len(b), "err", b[0].err, "lane", b[0].lane.String(), "seq", b[0].seq)
+	}
 	return nil
 }
 
@@ -473,23 +480,29 @@ func (q *Queue) finishTxn(t *txn, cur *state) error {
 		if !t.dirty[l] {
 			continue
 		}
-		ls := &w.lanes[l]
-		ls.Oldest = time.Time{}
-		if ls.Pending == 0 {
-			continue
-		}
-		v, err := firstRecord(t.lanes[l])
+		err := t.repairing(l, func() error {
+			ls := &t.w.lanes[l]
+			ls.Oldest = time.Time{}
+			if ls.Pending == 0 {
+				return nil
+			}
+			v, err := firstRecord(t.lanes[l])
+			if err != nil {
+				return fmt.Errorf("lane %s head: %w", l, err)
+			}
+			if v == nil {
+				return fmt.Errorf("lane %s: %d records counted but none found", l, ls.Pending)
+			}
+			rec, err := decodeRecord(v)
+			if err != nil {
+				return fmt.Errorf("lane %s head %d: %w", l, storedSeq(v), err)
+			}
+			ls.Oldest = rec.Time
+			return nil
+		})
 		if err != nil {
-			return fmt.Errorf("lane %s head: %w", l, err)
+			return err
 		}
-		if v == nil {
-			return fmt.Errorf("lane %s: %d records counted but none found", l, ls.Pending)
-		}
-		rec, err := decodeRecord(v)
-		if err != nil {
-			return fmt.Errorf("lane %s head %d: %w", l, storedSeq(v), err)
-		}
-		ls.Oldest = rec.Time
 	}
 	return nil
 }
@@ -717,14 +730,18 @@ func (q *Queue) Ack(ctx context.Context, recs []Record, meta ...KV) error {
 // lane and counts them out of its stats; also, when not nil, passes each
 // removed record's stored bytes (valid during the call) to fn.
 func (t *txn) remove(lane Lane, seqs []uint64, fn func(v []byte)) error {
-	ls := &t.w.lanes[lane]
-	return removeSeqs(t.lanes[lane], seqs, t.segMin, t.arena, func(v []byte) {
-		ls.Pending--
-		ls.Bytes -= int64(len(v) + elemOverhead)
-		t.dirty[lane] = true
-		if fn != nil {
-			fn(v)
-		}
+	// Records removed before a damaged segment stopped the removal are not
+	// met again: the retry passes over them.
+	return t.repairing(lane, func() error {
+		return removeSeqs(t.lanes[lane], seqs, t.segMin, t.arena, func(v []byte) {
+			ls := &t.w.lanes[lane]
+			ls.Pending--
+			ls.Bytes -= int64(len(v) + elemOverhead)
+			t.dirty[lane] = true
+			if fn != nil {
+				fn(v)
+			}
+		})
 	})
 }
 

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -755,6 +756,42 @@ func deadLetterBad(tx *bolt.Tx, st *state, bad []badRecord, segMin int) error {
 	return putUint64(sys, sysDLSeq, st.dlSeq)
 }
 
+// setAsideDamaged moves the damaged entries of lane l to the dead letters
+// and counts the lane anew, in t: for damage met while the file is open
+// (the open sets aside what it finds). Left in place, a damaged record
+// failed every read of its lane and every commit that touched its head:
+// forwarding stopped until a restart. It returns how many it set aside.
+func (t *txn) setAsideDamaged(l Lane) (int, error) {
+	if err := t.flushPending(); err != nil { // the records this transaction appended are counted
+		return 0, err
+	}
+	ls, _, bad, err := scanLane(t.lanes[l], l, nil)
+	if err != nil || len(bad) == 0 {
+		return 0, err
+	}
+	if err := deadLetterBad(t.tx, &t.w, bad, t.segMin); err != nil {
+		return 0, err
+	}
+	ls.Dropped = t.w.lanes[l].Dropped
+	t.w.lanes[l] = ls
+	t.dirty[l] = true
+	t.setAside = append(t.setAside, bad...)
+	return len(bad), nil
+}
+
+// repairing runs op, and once more after setting aside the damaged entries
+// of lane l if op met one (the op must leave t as it was when it fails so).
+func (t *txn) repairing(l Lane, op func() error) error {
+	err := op()
+	if !errors.Is(err, ErrCorruptRecord) {
+		return err
+	}
+	if n, e := t.setAsideDamaged(l); e != nil || n == 0 {
+		return err
+	}
+	return op()
+}
+
 // dropEveryBytes is how much of the file loadState reads between giving
 // the pages back to the page cache.
 const dropEveryBytes = 2 << 20
@@ -768,48 +805,21 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 		if b == nil {
 			continue
 		}
-		ls := &st.lanes[l]
 		var walked int
-		var prev uint64
-		err := walkLane(b, 0, func(r laneRec) error {
+		ls, last, lb, err := scanLane(b, l, func(n int) {
 			// A whole-file pass: keep it out of RSS (the ticker of
 			// dropPagesDuring alone lags when both cores are busy).
-			if walked += len(r.v); walked >= dropEveryBytes {
+			if walked += n; walked >= dropEveryBytes {
 				dropTxPages(tx)
 				walked = 0
 			}
-			if r.bad != nil {
-				bad = append(bad, badRecord{lane: l, seq: r.seq, seg: r.seg, idx: r.idx, whole: !r.tail, raw: bytes.Clone(r.v), err: r.bad})
-				st.seq = max(st.seq, r.seq)
-				return nil
-			}
-			rec, err := decodeRecord(r.v)
-			switch {
-			case err != nil:
-			case rec.Lane != l || rec.Seq != r.seq:
-				err = fmt.Errorf("%w: stored under %s seq %d but says %s seq %d", ErrCorruptRecord, l, r.seq, rec.Lane, rec.Seq)
-			case rec.Seq <= prev || (r.seg != 0 && rec.Seq < r.seg):
-				err = fmt.Errorf("%w: seq %d out of order in %s (after %d, segment %d)", ErrCorruptRecord, rec.Seq, l, prev, r.seg)
-			}
-			if err != nil {
-				// The tree is sound but this value is damaged: set it aside
-				// rather than give up the whole file.
-				bad = append(bad, badRecord{lane: l, seq: r.seq, seg: r.seg, idx: r.idx, raw: bytes.Clone(r.v), err: err})
-				st.seq = max(st.seq, r.seq)
-				return nil
-			}
-			prev = rec.Seq
-			if ls.Pending == 0 {
-				ls.Oldest = rec.Time
-			}
-			ls.Pending++
-			ls.Bytes += int64(len(r.v) + elemOverhead)
-			st.seq = max(st.seq, rec.Seq)
-			return nil
 		})
 		if err != nil {
 			return st, nil, fmt.Errorf("lane %s: %w", l, err)
 		}
+		st.lanes[l] = ls
+		st.seq = max(st.seq, last)
+		bad = append(bad, lb...)
 	}
 	if b := tx.Bucket(bucketDead); b != nil {
 		err := b.ForEach(func(k, v []byte) error {
@@ -847,6 +857,46 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 		}
 	}
 	return st, bad, nil
+}
+
+// scanLane reads lane l of b whole, as the open does: the sound records'
+// count, bytes and oldest time (ls), the highest Seq met (damaged ones
+// too), and the entries that fail to read. read, if set, is told the
+// bytes of each entry met.
+func scanLane(b *bolt.Bucket, l Lane, read func(n int)) (ls LaneStats, last uint64, bad []badRecord, _ error) {
+	var prev uint64
+	err := walkLane(b, 0, func(r laneRec) error {
+		if read != nil {
+			read(len(r.v))
+		}
+		last = max(last, r.seq)
+		if r.bad != nil {
+			bad = append(bad, badRecord{lane: l, seq: r.seq, seg: r.seg, idx: r.idx, whole: !r.tail, raw: bytes.Clone(r.v), err: r.bad})
+			return nil
+		}
+		rec, err := decodeRecord(r.v)
+		switch {
+		case err != nil:
+		case rec.Lane != l || rec.Seq != r.seq:
+			err = fmt.Errorf("%w: stored under %s seq %d but says %s seq %d", ErrCorruptRecord, l, r.seq, rec.Lane, rec.Seq)
+		case rec.Seq <= prev || (r.seg != 0 && rec.Seq < r.seg):
+			err = fmt.Errorf("%w: seq %d out of order in %s (after %d, segment %d)", ErrCorruptRecord, rec.Seq, l, prev, r.seg)
+		}
+		if err != nil {
+			// The tree is sound but this value is damaged: set it aside
+			// rather than give up the whole file.
+			bad = append(bad, badRecord{lane: l, seq: r.seq, seg: r.seg, idx: r.idx, raw: bytes.Clone(r.v), err: err})
+			return nil
+		}
+		prev = rec.Seq
+		if ls.Pending == 0 {
+			ls.Oldest = rec.Time
+		}
+		ls.Pending++
+		ls.Bytes += int64(len(r.v) + elemOverhead)
+		return nil
+	})
+	return ls, last, bad, err
 }
 
 // walkOtherBuckets touches every key of buckets loadState does not read.
@@ -1025,6 +1075,44 @@ func (q *Queue) read(lane Lane, after uint64, limit int, mark bool) ([]Record, e
 	if lane >= NumLanes {
 		return nil, fmt.Errorf("read: unknown lane %d", lane)
 	}
+	out, err := q.readOnce(lane, after, limit, mark)
+	if errors.Is(err, ErrCorruptRecord) && q.repair(lane) {
+		out, err = q.readOnce(lane, after, limit, mark)
+	}
+	return out, err
+}
+
+// repair sets aside the damaged entries of the lanes (none named: all),
+// met by a read while the file is open (setAsideDamaged); true if it set
+// aside any.
+func (q *Queue) repair(lanes ...Lane) bool {
+	if q.opts.ReadOnly {
+		return false
+	}
+	if len(lanes) == 0 {
+		for l := range Lane(NumLanes) {
+			lanes = append(lanes, l)
+		}
+	}
+	n := 0
+	fn := func(t *txn) error {
+		for _, l := range lanes {
+			k, err := t.setAsideDamaged(l)
+			if err != nil {
+				return err
+			}
+			n += k
+		}
+		return nil
+	}
+	if err := q.submit(context.Background(), &request{fn: fn}); err != nil {
+		q.log.Error("buffer: setting damaged records aside failed", "err", err)
+		return false
+	}
+	return n > 0
+}
+
+func (q *Queue) readOnce(lane Lane, after uint64, limit int, mark bool) ([]Record, error) {
 	q.markMu.RLock()
 	defer q.markMu.RUnlock()
 	var out []Record
@@ -1047,6 +1135,14 @@ func (q *Queue) read(lane Lane, after uint64, limit int, mark bool) ([]Record, e
 // order within a lane. Without an Ack in between it returns the same records.
 // Like Read, it marks them as in flight.
 func (q *Queue) Next(limit int) ([]Record, error) {
+	out, err := q.nextOnce(limit)
+	if errors.Is(err, ErrCorruptRecord) && q.repair() {
+		out, err = q.nextOnce(limit)
+	}
+	return out, err
+}
+
+func (q *Queue) nextOnce(limit int) ([]Record, error) {
 	q.markMu.RLock()
 	defer q.markMu.RUnlock()
 	var out []Record

@@ -18,14 +18,16 @@ func (q *Queue) makeRoom(t *txn, need int64, incoming Lane) (bool, error) {
 	if over() <= 0 {
 		return true, nil
 	}
-	if err := q.dropOldest(t, LaneTelemetry, over()+slack); err != nil {
+	// Each walk sets aside a damaged record it meets (repairing) rather
+	// than fail every append for good.
+	if err := t.repairing(LaneTelemetry, func() error { return q.dropOldest(t, LaneTelemetry, over()+slack) }); err != nil {
 		return false, err
 	}
 	if over() <= 0 {
 		return true, nil
 	}
 	if q.opts.Merge != nil {
-		if err := q.mergeCounts(t, over()+slack); err != nil {
+		if err := t.repairing(LaneCounts, func() error { return q.mergeCounts(t, over()+slack) }); err != nil {
 			return false, err
 		}
 		if over() <= 0 {
@@ -44,7 +46,7 @@ func (q *Queue) makeRoom(t *txn, need int64, incoming Lane) (bool, error) {
 		// downtime that merging would have spared.
 		return false, nil
 	}
-	if err := q.dropOldest(t, LaneEvents, over()); err != nil {
+	if err := t.repairing(LaneEvents, func() error { return q.dropOldest(t, LaneEvents, over()) }); err != nil {
 		return false, err
 	}
 	return over() <= 0, nil
