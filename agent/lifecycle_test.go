@@ -434,6 +434,61 @@ func TestTwoWorkOrdersInProgressShowInStatus(t *testing.T) {
 	}
 }
 
+// A rush order: the operator pauses the running work order (Odoo's Pause:
+// its timer stops, it stays in progress) and starts the rush order on the
+// same press, finishes it, and resumes the first. The pieces and scrap of
+// the rush run go to the rush order — the one an operator's timer runs on,
+// not the earliest started (the gaps probe: A showed 100 for 50 made, and
+// the rush order's scrap was booked as A's product).
+func TestPausedWorkOrderForARushOrder(t *testing.T) {
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
+			ra := p.startAgent()
+			m := p.machines[0]
+			a := p.woIDs["press-1"]
+			qty := func(id int64) float64 {
+				if wo := p.odoo.Workorder(id); v >= 19 {
+					return wo.QtyProduced
+				} else {
+					return wo.QtyProducing
+				}
+			}
+			p.produce(m, 30, 0)
+			p.waitExactQty(ra, "press-1", 30)
+
+			p.adminCall("mrp.workorder", "button_pending", []any{[]any{a}}, nil)
+			rush := p.odoo.AddProduct("Rush part")
+			mo := p.odoo.AddProduction("WH/MO/rush", rush, 50)
+			b := p.odoo.AddWorkorder(mo, p.wcIDs["press-1"], "WO rush", "ready")
+			p.adminCall("mrp.workorder", "button_start", []any{[]any{b}}, nil)
+			p.produce(m, 40, 4)
+			waitFor(t, 20*time.Second, "the rush run on the rush order", func() (bool, string) {
+				var scrapped float64
+				for _, s := range p.odoo.Scraps() {
+					if s.WorkorderID == b && s.ProductID == rush && s.State == "done" {
+						scrapped += s.Qty
+					}
+				}
+				return qty(b) == 40 && scrapped == 4 && ra.a.Status().Buffer.Pending == 0,
+					fmt.Sprintf("rush order %v of 40, scrap %v of 4, paused order %v", qty(b), scrapped, qty(a))
+			})
+			p.adminCall("mrp.workorder", "button_finish", []any{[]any{b}}, nil)
+			p.adminCall("mrp.workorder", "button_start", []any{[]any{a}}, nil) // resumed
+			p.produce(m, 20, 0)
+			p.waitExactQty(ra, "press-1", 50)
+			for _, s := range p.odoo.Scraps() {
+				if s.ProductID != rush || s.WorkorderID != b {
+					t.Errorf("scrap booked on product %d, work order %d; the rush run's is %d's, on %d", s.ProductID, s.WorkorderID, rush, b)
+				}
+			}
+			if got := p.odoo.Workorder(b).QtyProduced; got != 40 {
+				t.Errorf("the rush order finished with %v, want its 40", got)
+			}
+		})
+	}
+}
+
 // Odoo answering in seconds: status and the log say so (the Odoo probe saw
 // a backlog 38 s behind while status said online and the log nothing),
 // and say when it is fast again.

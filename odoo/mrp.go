@@ -203,21 +203,62 @@ func (c *Client) WorkcentersByCodes(ctx context.Context, codes []string) (found 
 }
 
 // WorkordersInProgress returns the work orders in state "progress" on the
-// work center, oldest start first (order date_start asc, id asc, explicit
-// because the default order differs between versions).
+// work center, in WorkordersInProgressOn's order.
 func (c *Client) WorkordersInProgress(ctx context.Context, workcenterID int64) ([]Workorder, error) {
-	var rows []workorderRow
-	err := c.Call(ctx, "mrp.workorder", "search_read",
-		[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, []any{"state", "=", "progress"}}},
-		map[string]any{"fields": workorderFields, "order": "date_start asc, id asc"}, &rows)
+	byWC, err := c.WorkordersInProgressOn(ctx, []int64{workcenterID})
+	return byWC[workcenterID], err
+}
+
+// workedFirst puts first, in each list of several work orders in progress
+// on one work center, those someone's timer runs on (an open productive
+// time line: Odoo's Start opens one, Pause closes it — and a paused order
+// stays in progress), keeping their order otherwise: an operator who
+// pauses an order for a rush order and starts that one works on the
+// second, the earlier started. One call, made only when a work center has
+// several. A refusal to read time lines leaves the order as it is.
+func (c *Client) workedFirst(ctx context.Context, byWC map[int64][]Workorder) error {
+	var ids []int64
+	for _, wos := range byWC {
+		if len(wos) > 1 {
+			for _, wo := range wos {
+				ids = append(ids, wo.ID)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	var rows []struct {
+		Workorder many2one `json:"workorder_id"`
+	}
+	err := c.Call(ctx, "mrp.workcenter.productivity", "search_read",
+		[]any{[]any{[]any{"workorder_id", "in", ids}, []any{"date_end", "=", false},
+			[]any{"loss_id.loss_type", "in", []any{"productive", "performance"}}}},
+		map[string]any{"fields": []any{"workorder_id"}}, &rows)
 	if err != nil {
-		return nil, err
+		if IsPermanent(err) && !IsAuth(err) {
+			c.log.Debug("cannot read the work orders' time lines; the earliest started of several in progress counts", "err", err)
+			return nil
+		}
+		return err
 	}
-	out := make([]Workorder, len(rows))
-	for i, r := range rows {
-		out[i] = r.workorder()
+	timed := map[int64]bool{}
+	for _, r := range rows {
+		timed[r.Workorder.ID] = true
 	}
-	return out, nil
+	for wc, wos := range byWC {
+		slices.SortStableFunc(wos, func(a, b Workorder) int {
+			switch {
+			case timed[a.ID] == timed[b.ID]:
+				return 0
+			case timed[a.ID]:
+				return -1
+			}
+			return 1
+		})
+		byWC[wc] = wos
+	}
+	return nil
 }
 
 // WorkordersAround returns, of the work orders on the work center that
@@ -260,7 +301,9 @@ func (c *Client) WorkordersAround(ctx context.Context, workcenterID int64, t tim
 }
 
 // WorkordersInProgressOn returns, in one call, the work orders in state
-// "progress" on each of the work centers, each list oldest start first.
+// "progress" on each of the work centers, each list oldest start first —
+// but those an operator's timer runs on before the others (workedFirst,
+// one more call when a work center has several).
 // Work centers without one are absent from the map. The forwarder uses it
 // so that looking up 100 machines costs one call, not 100.
 func (c *Client) WorkordersInProgressOn(ctx context.Context, workcenterIDs []int64) (map[int64][]Workorder, error) {
@@ -271,6 +314,7 @@ func (c *Client) WorkordersInProgressOn(ctx context.Context, workcenterIDs []int
 	var rows []workorderRow
 	err := c.Call(ctx, "mrp.workorder", "search_read",
 		[]any{[]any{[]any{"workcenter_id", "in", workcenterIDs}, []any{"state", "=", "progress"}}},
+		// Explicit: the default order differs between versions.
 		map[string]any{"fields": workorderFields, "order": "date_start asc, id asc"}, &rows)
 	if err != nil {
 		return nil, err
@@ -279,11 +323,12 @@ func (c *Client) WorkordersInProgressOn(ctx context.Context, workcenterIDs []int
 		wo := r.workorder()
 		out[wo.WorkcenterID] = append(out[wo.WorkcenterID], wo)
 	}
-	return out, nil
+	return out, c.workedFirst(ctx, out)
 }
 
 // CurrentWorkorder returns the work order in progress on the work center.
-// When several are in progress it picks the earliest started (then lowest
+// When several are in progress it picks the first of WorkordersInProgress
+// (one someone's timer runs on, then the earliest started, then the lowest
 // id) and logs the others; found is false when none is.
 func (c *Client) CurrentWorkorder(ctx context.Context, workcenterID int64) (wo Workorder, found bool, err error) {
 	wos, err := c.WorkordersInProgress(ctx, workcenterID)
@@ -295,7 +340,7 @@ func (c *Client) CurrentWorkorder(ctx context.Context, workcenterID int64) (wo W
 		for _, w := range wos[1:] {
 			others = append(others, w.ID)
 		}
-		c.log.Warn("several work orders in progress; using the earliest started", "workcenter_id", workcenterID,
+		c.log.Warn("several work orders in progress; using the one an operator's timer runs on, else the earliest started", "workcenter_id", workcenterID,
 			"workorder_id", wos[0].ID, "others", others)
 	}
 	return wos[0], true, nil

@@ -367,7 +367,9 @@ func (s *Server) buttonStart(ids []int64) (any, *odooError) {
 		}); err != nil {
 			return nil, err
 		}
-		if isEmpty(r["date_start"]) {
+		if r["state"] != "progress" {
+			// Odoo 17-19: the start overwrites date_start, from 17 on
+			// also the planned start (a resumed order keeps its own).
 			r["date_start"] = s.nowStr()
 		}
 		s.startQty(r)
