@@ -122,6 +122,11 @@ type Agent struct {
 	sources  []*sourceHandle
 	srcCtx   context.Context // parent of the sources' contexts (Run's)
 	reloadMu sync.Mutex
+	// runPhase is where Run is (under reloadMu): a reload is applied only
+	// while it runs — asked for while it starts, it is applied once it
+	// runs (reloadAsked: the file); while it stops, it is not.
+	runPhase    int
+	reloadAsked string
 	// loaded is the digest of the configuration file as the running
 	// configuration was read from it (kept from before a reload that
 	// changed settings needing a restart: the agent does not run the file
@@ -387,6 +392,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer close(wdDone); a.watchdog(wdCtx) }()
 	go func() { defer close(clockDone); a.watchClock(wdCtx) }()
 
+	a.setPhase(ctx, phaseRunning)
 	a.ready.Store(true)
 	if err := sdNotify("READY=1\nSTATUS=forwarding"); err != nil {
 		a.log.Warn("systemd notify failed", "err", err)
@@ -405,6 +411,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		ingestCancel()
 	}
 	a.ready.Store(false)
+	a.setPhase(ctx, phaseStopping)
 	_ = sdNotify("STOPPING=1")
 	a.log.Info("stopping")
 	deadline := time.AfterFunc(a.opts.StopTimeout, func() {
@@ -578,6 +585,42 @@ func (a *Agent) watchdog(ctx context.Context) {
 func (a *Agent) Reload(ctx context.Context, path string) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
+	switch a.runPhase {
+	case phaseStarting:
+		// The buffer and the sources are not there yet (systemd's
+		// ExecReload can race the start): the file is read again once
+		// they are. A reload here crashed the agent (the reload probe).
+		a.reloadAsked = path
+		a.log.Info("reload asked for while starting: applied once started", "file", path)
+		return nil
+	case phaseStopping:
+		a.log.Info("reload asked for while stopping: not applied", "file", path)
+		return nil
+	}
+	return a.reload(ctx, path)
+}
+
+// Run's phases, for Reload.
+const (
+	phaseStarting = iota
+	phaseRunning
+	phaseStopping
+)
+
+// setPhase moves Run to phase p, after any reload in progress, and applies
+// a reload asked for while it started.
+func (a *Agent) setPhase(ctx context.Context, p int) {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	a.runPhase = p
+	if path := a.reloadAsked; p == phaseRunning && path != "" {
+		a.reloadAsked = ""
+		_ = a.reload(ctx, path) // logged by reload
+	}
+}
+
+// reload is Reload while Run runs (under reloadMu).
+func (a *Agent) reload(ctx context.Context, path string) error {
 	digest := fileDigest(path)
 	next, err := config.Load(path)
 	var m *mapping.Mapper

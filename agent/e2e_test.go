@@ -905,6 +905,38 @@ func TestEndToEndDeadLetterRetryAfterMappingFix(t *testing.T) {
 	}
 }
 
+// A reload asked for while the agent starts (systemd's ExecReload, or a
+// tool sending SIGHUP, racing the start) is applied once it runs: before
+// the buffer was open it crashed the agent (the reload probe). One asked
+// for once it stopped is not applied.
+func TestReloadWhileStartingIsAppliedOnceStarted(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.beforeRun = func(a *agent.Agent) {
+		p.editConfig("JAM: Equipment Failure", "JAM: Setup and Adjustments")
+		if err := a.Reload(context.Background(), p.cfgPath); err != nil {
+			t.Errorf("reload before the start: %v", err)
+		}
+	}
+	ra := p.startAgent()
+	p.stop(p.machines[0], "JAM")
+	time.Sleep(50 * time.Millisecond)
+	p.run(p.machines[0])
+	waitFor(t, 15*time.Second, "the downtime line", func() (bool, string) {
+		lines := p.odoo.Productivity()
+		return len(lines) == 1 && !lines[0].End.IsZero(), fmt.Sprintf("%+v", lines)
+	})
+	if l := p.odoo.Productivity()[0]; l.LossName != "Setup and Adjustments" {
+		t.Errorf("line booked with loss %q: the reload asked for while starting was not applied", l.LossName)
+	}
+	if v, _ := metric(p.metrics(), "plantedge_config_reloads_total", `result="ok"`); v != 1 {
+		t.Errorf("reloads ok = %v, want 1", v)
+	}
+	ra.stop()
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil || !strings.Contains(p.logs.String(), "reload asked for while stopping: not applied") {
+		t.Errorf("reload after the stop: %v", err)
+	}
+}
+
 // A reload that changes only the mapping (a reason map) keeps the sources'
 // sessions: editing a map must not reconnect to every PLC and broker.
 func TestEndToEndReloadKeepsUnchangedSources(t *testing.T) {

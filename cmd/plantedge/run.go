@@ -73,6 +73,12 @@ const defaultMemoryLimit = 48 << 20
 const exitSetup = 78
 
 func (o *runOptions) Run(ctx context.Context) error {
+	// First of all: SIGHUP's default action ends the process, and systemd
+	// (ExecReload) or a tool may send one as the agent starts. One that
+	// comes before the agent runs is applied once it does.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := config.Load(o.config)
 	if err != nil {
 		msg := err.Error()
@@ -99,9 +105,6 @@ func (o *runOptions) Run(ctx context.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for {
 			select {
