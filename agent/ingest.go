@@ -60,11 +60,20 @@ func (a *Agent) ingest(ctx context.Context) {
 	batch := make([]connectors.Sample, 0, maxIngestBatch)
 	for {
 		batch = batch[:0]
+		// State changes outside a sample (a reload's) first: in this
+		// goroutine, so that their commit is ordered with the samples'
+		// commits of the same machines, and before samples that came
+		// after them (a reload queues its job, then reconnects: a sample
+		// taken first, on a topic the reload dropped, was told as another
+		// client's — the reload probe).
 		select {
 		case job := <-a.jobs:
-			// State changes outside a sample (a reload's): in this
-			// goroutine, so that their commit is ordered with the
-			// samples' commits of the same machines.
+			job(ctx)
+			continue
+		default:
+		}
+		select {
+		case job := <-a.jobs:
 			job(ctx)
 			continue
 		case s := <-a.samples:
