@@ -697,14 +697,21 @@ func (f *forwarder) clearInFlight(ctx context.Context, machine string, st *woSta
 // (except the quantity starting it set, see odoo.Client.StartingQty).
 // stored is the machine's stored state (nil if none).
 func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workorder, stored *woState) (woState, error) {
+	var back string // the machine the work order comes back from
 	if stored != nil && stored.ID == wo.ID {
-		return *stored, nil
+		var err error
+		if back, err = f.cameBack(machine, wo, stored); err != nil || back == "" {
+			return *stored, err
+		}
 	}
 	baseline, startDefault := f.client.StartingQty(*wo)
+	if back != "" {
+		baseline, startDefault = odoo.Round2(f.client.ProducedQty(*wo)), false
+	}
 	// On 17/18 qty_producing is the manufacturing order's: moving on to the
 	// order's next operation, it still holds the last one's count, which
 	// is not this operation's.
-	nextOp := f.client.Major() < 19 && stored != nil && stored.MO != 0 && stored.MO == wo.ProductionID
+	nextOp := f.client.Major() < 19 && back == "" && stored != nil && stored.MO != 0 && stored.MO == wo.ProductionID
 	if nextOp {
 		baseline = 0
 	}
@@ -714,7 +721,10 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
 		return st, err
 	}
-	if nextOp {
+	if back != "" {
+		f.a.log.Info("the work order came back to this machine from another, which counted on it meanwhile: counting on from its quantity in Odoo",
+			"machine", machine, "workorder", wo.Name, "from", back, "odoo_qty", baseline, "written_here", stored.Written)
+	} else if nextOp {
 		f.a.log.Info("attributing counts to the next operation of the same manufacturing order; its quantity is the last operation's, counting from 0",
 			"machine", machine, "workorder", wo.Name, "odoo_qty", f.client.ProducedQty(*wo))
 	} else if startDefault {
@@ -724,6 +734,30 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 		f.a.log.Info("attributing counts to work order", "machine", machine, "workorder", wo.Name, "baseline", st.Baseline)
 	}
 	return st, nil
+}
+
+// cameBack tells whether the machine's work order, stored as this
+// machine's (stored, its id wo's), has been counted on by another machine
+// of this agent since: a planner moved it to another work center (an
+// alternative press while this one was broken) and back. Odoo then holds
+// more than this machine wrote, and another machine's stored state names
+// the order. Its quantity in Odoo is the new baseline: reusing the stored
+// one wrote over the other machine's pieces (the gaps probe: 40 for 60).
+// It returns that machine, or "".
+func (f *forwarder) cameBack(machine string, wo *odoo.Workorder, stored *woState) (string, error) {
+	if stored.InFlight != nil || odoo.Round2(f.client.ProducedQty(*wo)) <= stored.Written {
+		return "", nil
+	}
+	var other string
+	err := f.a.buf.MetaPrefix("wo/", func(key string, value []byte) error {
+		if m := key[len("wo/"):]; m != machine && other == "" {
+			if st, err := decodeWOState(value); err == nil && st.ID == wo.ID && st.Written > st.Baseline {
+				other = m
+			}
+		}
+		return nil
+	})
+	return other, err
 }
 
 // noteLateOrEdited logs two things a planner should know about a write the

@@ -489,6 +489,46 @@ func TestPausedWorkOrderForARushOrder(t *testing.T) {
 	}
 }
 
+// Press-1 breaks mid-job; the planner moves its work order to the
+// alternative press-2, which makes part of it; press-1 is repaired and the
+// order moved back. Odoo ends with every piece: press-1 counts on from the
+// order's quantity (the gaps probe: 40 for 60, press-2's pieces written
+// over by press-1's stored count).
+func TestWorkOrderMovedToAnotherPressAndBack(t *testing.T) {
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1", "press-2"}, noWO: []string{"press-2"}})
+			ra := p.startAgent()
+			m1, m2 := p.machines[0], p.machines[1]
+			a := p.woIDs["press-1"]
+			p.produce(m1, 30, 0)
+			p.waitExactQty(ra, "press-1", 30)
+			p.stop(m1, "JAM")
+			move := func(to string) {
+				p.adminCall("mrp.workorder", "write", []any{[]any{a}, map[string]any{"workcenter_id": p.wcIDs[to]}}, nil)
+				ra.a.Flush() // the work centers' orders read again
+			}
+			move("press-2")
+			p.produce(m2, 20, 0)
+			waitFor(t, 15*time.Second, "press-2's pieces", func() (bool, string) {
+				return p.qty("press-1") == 50 && ra.a.Status().Buffer.Pending == 0, fmt.Sprint(p.qty("press-1"))
+			})
+			move("press-1")
+			p.run(m1)
+			p.produce(m1, 10, 0)
+			waitFor(t, 15*time.Second, "every piece", func() (bool, string) {
+				return p.qty("press-1") == 60 && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%v of 60", p.qty("press-1"))
+			})
+			if !strings.Contains(p.logs.String(), "the work order came back to this machine from another") {
+				t.Error("the return of the work order not logged")
+			}
+			if strings.Contains(p.logs.String(), "quantity was changed in Odoo since plantedge wrote it") {
+				t.Error("the other press's pieces taken for an edit in Odoo")
+			}
+		})
+	}
+}
+
 // Odoo answering in seconds: status and the log say so (the Odoo probe saw
 // a backlog 38 s behind while status said online and the log nothing),
 // and say when it is fast again.
