@@ -1148,7 +1148,7 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 			a.metrics.counterGlitches.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
 			a.eventLog.log("glitch "+ev.Machine, a.log, slog.LevelWarn,
 				"counter came back near its value before the last reset faster than it counts: that reset was a glitch (a gateway restarting, a wrong reading), not a restart; only the pieces above that value count",
-				"machine", ev.Machine, "signal", ev.Signal, "from", num(ev.From), "dip", num(ev.Dip), "raw", num(ev.Raw), "pieces", num(ev.Delta))
+				"machine", ev.Machine, "signal", ev.Signal, "from", num(ev.From), "dip", num(ev.Dip), "raw", num(ev.Raw), "pieces", num(ev.Pieces))
 		}
 		if ev.Rollover {
 			a.metrics.counterRollovers.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
@@ -1157,11 +1157,11 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		switch {
 		case ev.Delta >= largeJump || !ev.Rollover && ev.Delta >= jump(ev.Range):
 			a.eventLog.log("jump "+ev.Machine, a.log, slog.LevelWarn, "counter jumped by a large amount in one reading (counted; a mis-mapped tag?)",
-				"machine", ev.Machine, "signal", ev.Signal, "pieces", num(ev.Delta), "raw", num(ev.Raw))
+				"machine", ev.Machine, "signal", ev.Signal, "pieces", num(ev.Pieces), "raw", num(ev.Raw))
 		case ev.Implausible:
 			a.eventLog.log("jump "+ev.Machine, a.log, slog.LevelWarn,
 				"counter jumped far above what it makes in that time (counted; another machine's value published on its topic? a wrong reading? a preset? If the next value falls back, the jump's pieces were not made: correct the quantity in Odoo)",
-				"machine", ev.Machine, "signal", ev.Signal, "pieces", num(ev.Delta), "from", num(ev.Raw-ev.Delta), "raw", num(ev.Raw))
+				"machine", ev.Machine, "signal", ev.Signal, "pieces", num(ev.Pieces), "from", num(ev.Raw-ev.Delta), "raw", num(ev.Raw))
 		}
 		if ev.Behind > 0 {
 			a.eventLog.log("behind "+ev.Machine, a.log, slog.LevelWarn,

@@ -251,7 +251,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			}
 			switch ev.Kind {
 			case mapping.EventCount:
-				if ev.Delta == 0 { // a step back or a reset to zero: reported, nothing to forward
+				if ev.Pieces == 0 { // a step back or a reset to zero: reported, nothing to forward
 					continue
 				}
 				sig := sigGood
@@ -270,9 +270,9 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 					c.rec.First = t
 					c.valid = true
 				}
-				c.rec.Delta += ev.Delta
+				c.rec.Delta += ev.Pieces
 				c.rec.Last = t
-				added[ev.Machine] = added[ev.Machine].plus(sig, ev.Delta)
+				added[ev.Machine] = added[ev.Machine].plus(sig, ev.Pieces)
 			case mapping.EventStale: // reported (noteEvent), nothing to forward
 			default:
 				if rec, ok := a.downtimeRecord(ev, changed); ok {

@@ -529,6 +529,31 @@ func TestWorkOrderMovedToAnotherPressAndBack(t *testing.T) {
 	}
 }
 
+// A counter's factor: a 4-cavity tool whose PLC counts strokes gives the
+// work order four pieces a stroke; scrap weighed in half units books half.
+func TestCounterFactor(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 4 }")
+	p.editConfig("field: scrap, timestamp_field: ts } }", "field: scrap, timestamp_field: ts }, factor: 0.5 }")
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 10, 4)
+	p.produce(m, 3, 0)
+	waitFor(t, 15*time.Second, "pieces and scrap in Odoo", func() (bool, string) {
+		var scrapped float64
+		for _, s := range p.odoo.Scraps() {
+			scrapped += s.Qty
+		}
+		return p.qty("press-1") == 52 && scrapped == 2 && ra.a.Status().Buffer.Pending == 0,
+			fmt.Sprintf("%v of 52 pieces, %v of 2 scrapped", p.qty("press-1"), scrapped)
+	})
+	for _, ms := range ra.a.Status().Machines {
+		if ms.ID == "press-1" && ms.GoodCount != 52 {
+			t.Errorf("status: good_count %v, want the 52 pieces", ms.GoodCount)
+		}
+	}
+}
+
 // Odoo answering in seconds: status and the log say so (the Odoo probe saw
 // a backlog 38 s behind while status said online and the log nothing),
 // and say when it is fast again.

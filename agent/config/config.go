@@ -274,6 +274,18 @@ type Counter struct {
 	// Rollover is the modulus of a wrapping counter (65536 for a 16-bit
 	// counter); 0 means it does not wrap.
 	Rollover uint64 `yaml:"rollover"`
+	// Factor is how many of the work order's units one step of the
+	// counter makes (a 4-cavity tool counting strokes: 4; a counter in
+	// grams for an order in kg: 0.001); nil means 1.
+	Factor *float64 `yaml:"factor"`
+}
+
+// Per is the units one step of the counter makes (Factor, 1 if unset).
+func (c *Counter) Per() float64 {
+	if c == nil || c.Factor == nil {
+		return 1
+	}
+	return *c.Factor
 }
 
 // Reason is a downtime reason signal and its mapping to Odoo loss names.

@@ -427,6 +427,16 @@ func TestBadConfigs(t *testing.T) {
 			want: []string{`bad.yaml:18:17: machines[0].good_count.rollover: 065536 has a leading zero, which would read as an octal number (27486 as written here) (write it without the leading zero, e.g. 65536)`},
 		},
 		{
+			name: "a counter's factor of 0, negative or beyond reason",
+			yaml: strings.Replace(base, "      opcua: { server: plc", "      factor: 0\n      opcua: { server: plc", 1),
+			want: []string{`bad.yaml:18:15: machines[0].good_count.factor: must be above 0 and at most 10000 (the units one step of the counter makes: 4 for a 4-cavity tool counting strokes, 0.001 for a counter in grams and an order in kg; leave it out for 1)`},
+		},
+		{
+			name: "a counter's factor not a number",
+			yaml: strings.Replace(base, "      opcua: { server: plc", "      factor: four\n      opcua: { server: plc", 1),
+			want: []string{`bad.yaml:18:15: machines[0].good_count.factor: expected a number, got a string "four"`},
+		},
+		{
 			name: "the same client_id twice on one broker",
 			yaml: strings.Replace(base, "machines:\n", "  - name: broker2\n    url: tcp://localhost:1883/\n    client_id: pe-1\nmachines:\n", 1),
 			want: []string{`bad.yaml:16:16: mqtt[1].client_id: client_id "pe-1" is also that of "broker", which connects to the same broker: the two connections throw each other off, and messages are lost (give each entry its own client_id, or map all its topics through one entry)`},

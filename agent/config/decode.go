@@ -310,7 +310,11 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 			return
 		}
 		nv := reflect.New(t.Elem())
+		probs := len(d.probs)
 		d.decode(path, n, nv.Elem())
+		if len(d.probs) > probs && t.Elem().Kind() != reflect.Struct {
+			return // a value that did not decode stays unset: one problem, not a second of its zero
+		}
 		v.Set(nv)
 	case reflect.Struct:
 		if isNull(n) {
@@ -605,6 +609,7 @@ func (d *decoder) decodeMap(path string, n ast.Node, v reflect.Value) {
 func misplaced(typ, key string) string {
 	under := map[string]string{
 		"rollover": "under good_count: or scrap_count:, beside its opcua: or mqtt:",
+		"factor":   "under good_count: or scrap_count:, beside its opcua: or mqtt:",
 		"map":      "under downtime_reason:, beside its opcua: or mqtt:",
 		"default":  "under downtime_reason:, beside its opcua: or mqtt:",
 		"opcua":    "under a signal (good_count:, scrap_count:, running: or downtime_reason:)",

@@ -646,6 +646,10 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 		name string
 		c    *Counter
 	}{{"good_count", m.GoodCount}, {"scrap_count", m.ScrapCount}} {
+		if c.c != nil && c.c.Factor != nil && !(*c.c.Factor > 0 && *c.c.Factor <= maxFactor) {
+			v.add(p+"."+c.name+".factor", fmt.Sprintf("must be above 0 and at most %d", maxFactor),
+				"the units one step of the counter makes: 4 for a 4-cavity tool counting strokes, 0.001 for a counter in grams and an order in kg; leave it out for 1")
+		}
 		if c.c != nil && c.c.Rollover == 1 {
 			v.add(p+"."+c.name+".rollover", "must be 0 (no wrap) or at least 2", "the counter's modulus, e.g. 65536 for a 16-bit counter")
 		}
@@ -800,3 +804,7 @@ func redactURL(raw string) string {
 func invisible(r rune) bool {
 	return unicode.Is(unicode.Cf, r) || !unicode.IsPrint(r)
 }
+
+// maxFactor bounds a counter's factor: more units per step than any tool
+// makes is a typo (a rollover, a part number).
+const maxFactor = 10_000

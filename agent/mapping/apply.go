@@ -137,6 +137,12 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 			switch x.b.signal {
 			case GoodCount, ScrapCount:
 				evs, ch = applyCounter(ms, x)
+				for i := range evs {
+					evs[i].Pieces = evs[i].Delta
+					if x.b.per != 0 {
+						evs[i].Pieces *= x.b.per
+					}
+				}
 				for _, ev := range evs {
 					if ev.ClockBack > 0 {
 						evs = append(evs, m.clockBack(ms, x)...)

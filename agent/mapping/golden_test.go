@@ -46,6 +46,7 @@ type goldenEvent struct {
 	Signal        Signal  `json:"signal"`
 	Time          string  `json:"time"`
 	Delta         float64 `json:"delta,omitempty"`
+	Pieces        float64 `json:"pieces,omitempty"` // written where it is not Delta (a counter's factor)
 	Raw           float64 `json:"raw,omitempty"`
 	Reset         bool    `json:"reset,omitempty"`
 	Rollover      bool    `json:"rollover,omitempty"`
@@ -191,6 +192,9 @@ func TestGolden(t *testing.T) {
 							Glitch: e.Glitch, Dip: e.Dip, Implausible: e.Implausible,
 							Start: fmtTime(e.Start), End: fmtTime(e.End),
 							Reason: e.Reason, Loss: e.Loss, LossDefaulted: e.LossDefaulted,
+						}
+						if e.Pieces != e.Delta {
+							ge.Pieces = e.Pieces
 						}
 						if e.ClockBack > 0 {
 							ge.ClockBack = e.ClockBack.String()

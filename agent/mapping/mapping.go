@@ -77,9 +77,12 @@ type Event struct {
 	// source gave none).
 	Time time.Time
 
-	Delta float64 // EventCount: pieces since the previous value
-	Raw   float64 // EventCount: the raw counter value
-	Range uint64  // EventCount: the counter's rollover (0: none)
+	Delta float64 // EventCount: the counter's increase since the previous value
+	// Pieces (EventCount) is Delta in the work order's units: times the
+	// counter's factor.
+	Pieces float64
+	Raw    float64 // EventCount: the raw counter value
+	Range  uint64  // EventCount: the counter's rollover (0: none)
 	// Reset, Rollover and StepBack say how a decrease was read
 	// (EventCount); From is the value it went down from. A step back counts
 	// nothing (Delta 0), nor does a reset to zero.
@@ -207,6 +210,7 @@ type binding struct {
 	srcID    string // identity of the source value, stored with counter state
 	clock    string // whose clock stamps the value: the OPC UA server, or the MQTT topic
 	rollover uint64
+	per      float64 // counters: units per step (config.Counter.Per)
 	lossMap  map[string]string
 	defLoss  string
 	hasLoss  bool   // machine has a downtime_reason signal
@@ -265,9 +269,9 @@ func New(cfg *config.Config) (*Mapper, error) {
 			}
 			switch b.signal {
 			case GoodCount:
-				b.rollover = mc.GoodCount.Rollover
+				b.rollover, b.per = mc.GoodCount.Rollover, mc.GoodCount.Per()
 			case ScrapCount:
-				b.rollover = mc.ScrapCount.Rollover
+				b.rollover, b.per = mc.ScrapCount.Rollover, mc.ScrapCount.Per()
 			case DowntimeReason:
 				m.reason[mc.ID] = b
 			case Running:
