@@ -905,7 +905,7 @@ func (q *Queue) RetryDeadLetter(ctx context.Context, id uint64) error {
 		}
 		v := encodeRecord(nil, rec)
 		// Keep the invariant of segments: no plain key inside one's range.
-		if err := explodeAround(t.lanes[rec.Lane], rec.Seq, t.arena); err != nil {
+		if err := t.repairing(rec.Lane, func() error { return explodeAround(t.lanes[rec.Lane], rec.Seq, t.arena) }); err != nil {
 			return err
 		}
 		if err := t.lanes[rec.Lane].Put(seqKey(rec.Seq), v); err != nil {

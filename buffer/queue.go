@@ -739,10 +739,7 @@ func deadLetterBad(tx *bolt.Tx, st *state, bad []badRecord, segMin int) error {
 		k := seqKey(ref.key)
 		// The records before a break of the framing, if that is the
 		// damage (its tail is among the dropped).
-		recs, err := segmentRecords(segmentOf(lb, k))
-		if err != nil && len(recs) == 0 {
-			return err
-		}
+		recs, _ := segmentRecords(segmentOf(lb, k), ref.key) // the sound ones
 		var keep [][]byte
 		for i, r := range recs {
 			if !drop[ref][i] {
@@ -829,7 +826,12 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 			d := deadLetterAt(beUint64(k), v)
 			st.dead++
 			st.deadBytes += int64(len(v) + elemOverhead)
-			st.seq = max(st.seq, d.Record.Seq)
+			if !d.Damaged {
+				// A damaged one's Seq is a label (earlier versions stored
+				// what damaged bytes read: the damage review saw the next
+				// sequence number set to 2^64-1 by erased flash).
+				st.seq = max(st.seq, d.Record.Seq)
+			}
 			st.dlSeq = max(st.dlSeq, d.ID)
 			return nil
 		})
@@ -1077,14 +1079,15 @@ func (q *Queue) read(lane Lane, after uint64, limit int, mark bool) ([]Record, e
 	}
 	out, err := q.readOnce(lane, after, limit, mark)
 	if errors.Is(err, ErrCorruptRecord) && q.repair(lane) {
+		// Read again also when another reader's repair set it aside.
 		out, err = q.readOnce(lane, after, limit, mark)
 	}
 	return out, err
 }
 
 // repair sets aside the damaged entries of the lanes (none named: all),
-// met by a read while the file is open (setAsideDamaged); true if it set
-// aside any.
+// met by a read while the file is open (setAsideDamaged); true when that
+// was done (also when another reader's repair had done it).
 func (q *Queue) repair(lanes ...Lane) bool {
 	if q.opts.ReadOnly {
 		return false
@@ -1094,14 +1097,11 @@ func (q *Queue) repair(lanes ...Lane) bool {
 			lanes = append(lanes, l)
 		}
 	}
-	n := 0
 	fn := func(t *txn) error {
 		for _, l := range lanes {
-			k, err := t.setAsideDamaged(l)
-			if err != nil {
+			if _, err := t.setAsideDamaged(l); err != nil {
 				return err
 			}
-			n += k
 		}
 		return nil
 	}
@@ -1109,7 +1109,7 @@ func (q *Queue) repair(lanes ...Lane) bool {
 		q.log.Error("buffer: setting damaged records aside failed", "err", err)
 		return false
 	}
-	return n > 0
+	return true
 }
 
 func (q *Queue) readOnce(lane Lane, after uint64, limit int, mark bool) ([]Record, error) {

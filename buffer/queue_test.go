@@ -963,9 +963,10 @@ func TestDeadLetterAs(t *testing.T) {
 // lane's head: forwarding stopped until a restart.
 func TestDamageMetWhileOpen(t *testing.T) {
 	payload := func(j int) []byte { return fmt.Appendf(nil, "payload-%04d-", j) }
-	// damage spoils record j's stored bytes, or with framing (dataLen: its
-	// Data's length) the length in front of it in its segment.
-	damage := func(t *testing.T, q *Queue, j int, framing bool, dataLen int) {
+	// spoil writes, at each copy of record j's payload in the live file
+	// (bbolt leaves older ones in free pages), what where says for the
+	// copy at i (ok false: none).
+	spoil := func(t *testing.T, q *Queue, j int, where func(b []byte, i int) (at int64, with []byte, ok bool)) {
 		t.Helper()
 		b, err := os.ReadFile(q.Path())
 		if err != nil {
@@ -976,7 +977,6 @@ func TestDamageMetWhileOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		// Every copy (bbolt leaves older ones in free pages).
 		n := 0
 		for off := 0; ; {
 			i := bytes.Index(b[off:], payload(j))
@@ -985,27 +985,34 @@ func TestDamageMetWhileOpen(t *testing.T) {
 			}
 			i += off
 			off = i + 1
-			at, with := int64(i+12), []byte{'Y'} // its checksum fails
-			if framing {
-				// the length in front of a record of a segment: len(4)
-				// version lane sec(8) nsec(4) keylen key datalen(1 or 2) | data
-				size := encodedSize(Record{Key: "m", Data: make([]byte, dataLen)})
-				at, with = int64(i-4-(size-dataLen-4-8)), []byte{0, 0, 0xff, 0xff}
-				// Only a copy in a segment, its length in front: a stale
-				// one at the top of a page may follow another page, in
-				// use, and a plain record has its key there.
-				if at < 0 || binary.BigEndian.Uint32(b[at:]) != uint32(size) {
-					continue
+			if at, with, ok := where(b, i); ok {
+				if _, err := f.WriteAt(with, at); err != nil {
+					t.Fatal(err)
 				}
+				n++
 			}
-			if _, err := f.WriteAt(with, at); err != nil {
-				t.Fatal(err)
-			}
-			n++
 		}
 		if n == 0 {
 			t.Fatalf("payload %d not found", j)
 		}
+	}
+	// damage spoils record j's stored bytes, or with framing (dataLen: its
+	// Data's length) the length in front of it in its segment.
+	damage := func(t *testing.T, q *Queue, j int, framing bool, dataLen int) {
+		t.Helper()
+		spoil(t, q, j, func(b []byte, i int) (int64, []byte, bool) {
+			if !framing {
+				return int64(i + 12), []byte{'Y'}, true // its checksum fails
+			}
+			// the length in front of a record of a segment: len(4)
+			// version lane sec(8) nsec(4) keylen key datalen(1 or 2) | data
+			size := encodedSize(Record{Key: "m", Data: make([]byte, dataLen)})
+			at := i - 4 - (size - dataLen - 4 - 8)
+			// Only a copy in a segment, its length in front: a stale one
+			// at the top of a page may follow another page, in use, and
+			// a plain record has its key there.
+			return int64(at), []byte{0, 0, 0xff, 0xff}, at >= 0 && binary.BigEndian.Uint32(b[at:]) == uint32(size)
+		})
 	}
 	fill := func(t *testing.T) (*Queue, *syncBuffer) {
 		logs := &syncBuffer{}
@@ -1084,6 +1091,61 @@ func TestDamageMetWhileOpen(t *testing.T) {
 			t.Fatalf("ack before the damaged record: %v", err)
 		}
 		check(t, q, logs, append(first, readAll(t, q, LaneCounts)...), 100, 100)
+	})
+	t.Run("ack of a segment whose last seq was zeroed", func(t *testing.T) {
+		// Read, then the last record's Seq is zeroed: the ack still
+		// removes what was read — it went by the damaged Seq and removed
+		// nothing, and all was read again (the damage review).
+		q, logs := fill(t)
+		got := readAll(t, q, LaneCounts)
+		spoil(t, q, 299, func(_ []byte, i int) (int64, []byte, bool) { return int64(i + 63), make([]byte, 8), true })
+		if err := q.Ack(context.Background(), got); err != nil {
+			t.Fatal(err)
+		}
+		if again := readAll(t, q, LaneCounts); len(again) != 0 {
+			t.Fatalf("%d records read again after their ack", len(again))
+		}
+		if st := q.Stats(); st.Pending != 0 || st.DeadLetters != 1 || !strings.Contains(logs.String(), "damaged records met while running") {
+			t.Fatalf("stats = %+v", st)
+		}
+	})
+	t.Run("dead letter before the damage", func(t *testing.T) {
+		// A record of a segment whose framing broke further on goes to
+		// the dead letters (it was not found: every round failed).
+		q, _ := fill(t)
+		first, err := q.Read(LaneCounts, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		damage(t, q, 200, true, 63)
+		if err := q.DeadLetter(context.Background(), first[5], "refused"); err != nil {
+			t.Fatalf("dead letter of seq %d: %v", first[5].Seq, err)
+		}
+		if st := q.Stats(); st.DeadLetters != 2 || st.Lanes[LaneCounts].Pending != 301 {
+			t.Fatalf("stats = %+v", st)
+		}
+	})
+	t.Run("two readers at once", func(t *testing.T) {
+		q, _ := fill(t)
+		damage(t, q, 123, false, 0)
+		var wg sync.WaitGroup
+		errs := make(chan error, 2)
+		for range 2 {
+			wg.Go(func() {
+				got, err := q.Read(LaneCounts, 0, 1000)
+				if err == nil && len(got) != 302 {
+					err = fmt.Errorf("read %d records", len(got))
+				}
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Error(err)
+			}
+		}
 	})
 	t.Run("the quota's drop", func(t *testing.T) {
 		// Telemetry at the quota, in segments: each append drops the

@@ -101,52 +101,61 @@ func segmentBlob(a *arena, recs [][]byte) []byte {
 	return b
 }
 
-// segmentRecords splits a segment value into its stored records (slices of
-// blob). The framing is checked; the records themselves are not decoded.
-// Where the framing breaks, the records found past the break (see
-// segmentScan) come with the error.
-func segmentRecords(blob []byte) ([][]byte, error) {
-	recs, spans := segmentScan(blob)
+// segmentRecords splits the value of the segment stored under key into its
+// sound records (slices of blob; see segmentScan). Where it holds damaged
+// bytes, the records around them come with the error.
+func segmentRecords(blob []byte, key uint64) ([][]byte, error) {
+	recs, spans := segmentScan(blob, key)
 	if len(spans) > 0 {
 		return recs, spans[0].err
 	}
 	return recs, nil
 }
 
-// segSpan is a damaged stretch of a segment value: bytes whose framing
-// broke, up to where the next record was found again (or the end).
+// segSpan is a damaged stretch of a segment value: from a record that is
+// not sound up to the next one that is (or the end).
 type segSpan struct {
 	at  int    // index in the records of the first record after it
 	v   []byte // the damaged bytes
 	err error
 }
 
-// segmentScan splits a segment value into its records and the damaged
-// spans between them. Where a length prefix is damaged, the records after
-// it are found again: the first offset past the break holding a length
-// whose record has the current version, a Seq beyond the record before the
-// break (at least one record is in the span) and its checksum — a CRC-32C
-// over a whole record, so bytes of damaged or foreign data pass it about
-// once in four billion. The bitrot probes saw a break dead-letter every
-// record after it (266 of 400).
-func segmentScan(blob []byte) (recs [][]byte, spans []segSpan) {
-	var last uint64 // Seq of the last record read (0: none yet)
+// segmentScan splits the value of the segment stored under key into its
+// records and the damaged spans between them. A record is taken only when
+// it is sound: framed by a length that fits, of the current version, its
+// CRC-32C right and its Seq above the one before it (the first: key) — so
+// a Seq, a length or any byte damaged is never taken for a record, nor
+// used to key, order or acknowledge one (the damage review: one flipped
+// bit of a Seq or of a plausible length condemned every record after it,
+// set the next sequence number at the open, or rewrote a record over its
+// neighbour). Past damage the next sound record is found again: the first
+// offset holding one whose Seq is above the one before the damage by two
+// at least (the damaged bytes held a record). A CRC-32C over a whole
+// record passes damaged or foreign bytes about once in four billion.
+func segmentScan(blob []byte, key uint64) (recs [][]byte, spans []segSpan) {
+	last := key - 1 // the Seq of the last sound record
 	for off := 0; off < len(blob); {
-		n, ok := framedAt(blob, off)
-		if ok {
-			r := blob[off+4 : off+4+n]
+		if r, ok := soundAt(blob, off, last+1); ok {
 			recs = append(recs, r)
 			last = storedSeq(r)
-			off += 4 + n
+			off += 4 + len(r)
 			continue
 		}
 		var err error
-		if len(blob)-off < 4 {
+		switch n, framed := framedAt(blob, off); {
+		case len(blob)-off < 4:
 			err = fmt.Errorf("%w: segment: %d stray bytes at offset %d", ErrCorruptRecord, len(blob)-off, off)
-		} else {
-			err = fmt.Errorf("%w: segment: record length %d at offset %d of %d", ErrCorruptRecord, binary.BigEndian.Uint32(blob[off:]), off, len(blob))
+		case !framed:
+			err = fmt.Errorf("%w: segment: record length %d at offset %d of %d", ErrCorruptRecord, n, off, len(blob))
+		default:
+			err = fmt.Errorf("%w: segment: the record at offset %d of %d fails its checksum", ErrCorruptRecord, off, len(blob))
 		}
-		next := resync(blob, off+1, last)
+		next := off + 1
+		for ; next < len(blob); next++ {
+			if _, ok := soundAt(blob, next, last+2); ok {
+				break
+			}
+		}
 		spans = append(spans, segSpan{at: len(recs), v: blob[off:next], err: err})
 		off = next
 	}
@@ -156,8 +165,8 @@ func segmentScan(blob []byte) (recs [][]byte, spans []segSpan) {
 	return recs, spans
 }
 
-// framedAt reports the length of the record framed at off when its prefix
-// is plausible: room for it and at least the smallest record.
+// framedAt reports the length of the record framed at off and whether it is
+// plausible: room for it and at least the smallest record.
 func framedAt(blob []byte, off int) (int, bool) {
 	if len(blob)-off < 4 {
 		return 0, false
@@ -166,23 +175,19 @@ func framedAt(blob []byte, off int) (int, bool) {
 	return n, n >= recordOverhead+2 && n <= len(blob)-off-4
 }
 
-// resync returns the first offset from off on where a sound record is
-// framed whose Seq is above after+1 (after 0: any), or len(blob).
-func resync(blob []byte, off int, after uint64) int {
-	for ; off+4 <= len(blob); off++ {
-		n, ok := framedAt(blob, off)
-		if !ok {
-			continue
-		}
-		r := blob[off+4 : off+4+n]
-		if r[0] != codecVersion || (after != 0 && storedSeq(r) <= after+1) {
-			continue
-		}
-		if crc32.Checksum(r[:n-4], crcTable) == binary.BigEndian.Uint32(r[n-4:]) {
-			return off
-		}
+// soundAt returns the record framed at off if it is sound: of the current
+// version, its checksum right, its Seq at least min.
+func soundAt(blob []byte, off int, min uint64) ([]byte, bool) {
+	n, ok := framedAt(blob, off)
+	if !ok {
+		return nil, false
 	}
-	return len(blob)
+	r := blob[off+4 : off+4+n]
+	if r[0] != codecVersion || storedSeq(r) < min ||
+		crc32.Checksum(r[:n-4], crcTable) != binary.BigEndian.Uint32(r[n-4:]) {
+		return nil, false
+	}
+	return r, true
 }
 
 // storedSeq is the Seq of a stored record, read without checking it (the
@@ -193,9 +198,6 @@ func storedSeq(rec []byte) uint64 {
 	}
 	return binary.BigEndian.Uint64(rec[len(rec)-12:])
 }
-
-// segmentLast is the Seq of a segment's last record: the blob ends with it.
-func segmentLast(blob []byte) uint64 { return storedSeq(blob) }
 
 // segmentOf returns the value of the segment stored under key k of lane
 // bucket b, or nil when k holds a plain record or nothing.
@@ -219,10 +221,11 @@ func atOrBefore(c *bolt.Cursor, seq uint64) (k, v []byte) {
 	return c.Prev()
 }
 
-// holder finds the entry of lane bucket c.Bucket() that holds seq: the plain
-// record stored under seq (plain), or the segment whose range covers it
-// (blob, whether or not seq is still in it). k is nil when there is none;
-// otherwise c is left on that entry.
+// holder finds the entry of lane bucket c.Bucket() that may hold seq: the
+// plain record stored under seq (plain), or the last segment stored under a
+// key before it (blob, whether or not seq is in it: its records are known
+// only by scanning it, its last Seq may be damaged). k is nil when there is
+// none; otherwise c is left on that entry.
 func holder(c *bolt.Cursor, seq uint64) (k, plain, blob []byte) {
 	k, v := atOrBefore(c, seq)
 	switch {
@@ -234,11 +237,7 @@ func holder(c *bolt.Cursor, seq uint64) (k, plain, blob []byte) {
 		}
 		return k, v, nil
 	}
-	blob = segmentOf(c.Bucket(), k)
-	if segmentLast(blob) < seq {
-		return nil, nil, nil
-	}
-	return k, nil, blob
+	return k, nil, segmentOf(c.Bucket(), k)
 }
 
 // laneRec is one stored record met by walkLane.
@@ -284,7 +283,7 @@ func walkLane(b *bolt.Bucket, after uint64, fn func(r laneRec) error) error {
 			continue
 		}
 		blob := segmentOf(b, k)
-		recs, spans := segmentScan(blob)
+		recs, spans := segmentScan(blob, key)
 		if len(recs) == 0 {
 			// Nothing of it could be read: all of it is one damaged piece.
 			if err := fn(laneRec{seq: key, v: blob, seg: key, bad: spans[0].err}); err != nil {
@@ -295,16 +294,19 @@ func walkLane(b *bolt.Bucket, after uint64, fn func(r laneRec) error) error {
 		prev := key - 1
 		for i := 0; i <= len(recs); i++ {
 			for len(spans) > 0 && spans[0].at == i {
-				// A break of the framing: the damaged bytes up to the next
-				// record found stand for one record, after the one before.
+				// Damaged bytes up to the next sound record: they stand
+				// for one record, after the one before (its Seq is not
+				// to be trusted, the next sound one's is above it).
+				// Met by a walk that may be owed a record of it: one up
+				// to the next sound record's Seq.
 				sp := spans[0]
 				spans = spans[1:]
 				prev++
-				if prev > after {
+				if i == len(recs) || storedSeq(recs[i]) > after+1 {
 					err := sp.err
 					if i < len(recs) {
 						if s := storedSeq(recs[i]); s > prev+1 {
-							err = fmt.Errorf("%w (it held the records from seq %d to %d)", err, prev, s-1)
+							err = fmt.Errorf("%w (it held what this lane had after seq %d and before %d)", err, prev-1, s)
 						}
 					}
 					if err := fn(laneRec{seq: prev, v: sp.v, seg: key, idx: -1, bad: err, tail: true}); err != nil {
@@ -315,21 +317,9 @@ func walkLane(b *bolt.Bucket, after uint64, fn func(r laneRec) error) error {
 			if i == len(recs) {
 				break
 			}
-			r := recs[i]
-			s := storedSeq(r)
-			if s <= prev || i == 0 && prev == key-1 && s != key {
-				// Its Seq is damaged (bbolt checks its pages, not the
-				// values in them: a zeroed tail read 0): it stands where
-				// it is, one after the record before, so that it is met —
-				// and its decoding fails — rather than skipped, which left
-				// it in place for good while the records around it were
-				// acknowledged and read again (the bitrot probe: the same
-				// 399 pieces booked again each round).
-				s = prev + 1
-			}
-			prev = s
-			if s > after {
-				if err := fn(laneRec{seq: s, v: r, seg: key, idx: i}); err != nil {
+			prev = storedSeq(recs[i]) // sound: above the one before
+			if prev > after {
+				if err := fn(laneRec{seq: prev, v: recs[i], seg: key, idx: i}); err != nil {
 					return stopped(err)
 				}
 			}
@@ -360,14 +350,11 @@ func firstRecord(b *bolt.Bucket) ([]byte, error) {
 
 // getRecord returns the stored bytes of the record with seq, or nil.
 func getRecord(b *bolt.Bucket, seq uint64) []byte {
-	_, plain, blob := holder(b.Cursor(), seq)
+	k, plain, blob := holder(b.Cursor(), seq)
 	if plain != nil || blob == nil {
 		return plain
 	}
-	recs, err := segmentRecords(blob)
-	if err != nil {
-		return nil
-	}
+	recs, _ := segmentRecords(blob, beUint64(k)) // sound, around damage too
 	i, ok := slices.BinarySearchFunc(recs, seq, func(r []byte, s uint64) int {
 		switch rs := storedSeq(r); {
 		case rs < s:
@@ -447,9 +434,13 @@ func explodeAround(b *bolt.Bucket, seq uint64, a *arena) error {
 	if blob == nil {
 		return nil
 	}
-	recs, err := segmentRecords(blob)
-	if err != nil {
-		return err
+	recs, err := segmentRecords(blob, beUint64(k))
+	switch {
+	case err != nil:
+		// Damaged: its range is not known (repairing sets it aside).
+		return fmt.Errorf("segment %d: %w", beUint64(k), err)
+	case storedSeq(recs[len(recs)-1]) < seq:
+		return nil // seq is past it
 	}
 	return replaceSegment(b, bytes.Clone(k), recs, -1, a)
 }
@@ -471,12 +462,18 @@ func removeSeqs(b *bolt.Bucket, seqs []uint64, minBytes int, a *arena, removed f
 			i++
 			continue
 		}
-		last := segmentLast(blob)
+		// The seqs up to the next entry's key are this segment's or
+		// nowhere (its own last Seq may be damaged: an ack going by it
+		// removed nothing — the damage review).
+		last := ^uint64(0)
+		if nk, _ := c.Next(); nk != nil {
+			last = beUint64(nk) - 1
+		}
 		j := i
 		for j < len(seqs) && seqs[j] <= last {
 			j++
 		}
-		recs, err := segmentRecords(blob)
+		recs, err := segmentRecords(blob, beUint64(k))
 		if err != nil {
 			return fmt.Errorf("segment %d: %w", beUint64(k), err)
 		}
