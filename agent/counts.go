@@ -740,18 +740,24 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 // machine's (stored, its id wo's), has been counted on by another machine
 // of this agent since: a planner moved it to another work center (an
 // alternative press while this one was broken) and back. Odoo then holds
-// more than this machine wrote, and another machine's stored state names
-// the order. Its quantity in Odoo is the new baseline: reusing the stored
-// one wrote over the other machine's pieces (the gaps probe: 40 for 60).
-// It returns that machine, or "".
+// more than this machine wrote: what another machine whose stored state
+// names the order wrote last (or is writing: a write in doubt). Its
+// quantity in Odoo is the new baseline: reusing the stored one wrote over
+// the other machine's pieces (the gaps probe: 40 for 60). A quantity no
+// machine wrote is an edit in Odoo, which the next write replaces as
+// always (the attribution probe: taken for a return, an operator's 70
+// became 80). It returns that machine, or "".
 func (f *forwarder) cameBack(machine string, wo *odoo.Workorder, stored *woState) (string, error) {
-	if stored.InFlight != nil || odoo.Round2(f.client.ProducedQty(*wo)) <= stored.Written {
+	qty := odoo.Round2(f.client.ProducedQty(*wo))
+	if stored.InFlight != nil || qty <= stored.Written {
 		return "", nil
 	}
 	var other string
 	err := f.a.buf.MetaPrefix("wo/", func(key string, value []byte) error {
 		if m := key[len("wo/"):]; m != machine && other == "" {
-			if st, err := decodeWOState(value); err == nil && st.ID == wo.ID && st.Written > st.Baseline {
+			st, err := decodeWOState(value)
+			if err == nil && st.ID == wo.ID &&
+				(st.Written > st.Baseline && st.Written == qty || st.InFlight != nil && st.InFlight.Target == qty) {
 				other = m
 			}
 		}

@@ -1115,7 +1115,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		}
 		if len(others) > 0 {
 			// Once a minute per machine, not every round; status shows them.
-			f.a.eventLog.log("several "+id, f.a.log, slog.LevelWarn, "several work orders in progress on one work center; attributing to the one an operator's timer runs on, else the earliest started",
+			f.a.eventLog.log("several "+id, f.a.log, slog.LevelWarn, "several work orders in progress on one work center; attributing to the one work last began on (its operator's timer, else its start)",
 				"machine", id, "workorder", list[0].Name, "others", strings.Join(others, ", "))
 		}
 		if len(list) > 0 {

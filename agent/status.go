@@ -216,8 +216,8 @@ type MachineStatus struct {
 	Workcenter string `json:"workcenter"`
 	WorkOrder  string `json:"work_order"`
 	// OtherWorkOrders are the other work orders in progress on the
-	// machine's work center: counts go to WorkOrder (the one an operator's
-	// timer runs on, else the earliest started).
+	// machine's work center: counts go to WorkOrder (the one work last
+	// began on: its operator's timer, else its start).
 	OtherWorkOrders []string `json:"other_work_orders_in_progress,omitempty"`
 	GoodCount       float64  `json:"good_count"`
 	ScrapCount      float64  `json:"scrap_count"`

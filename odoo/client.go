@@ -85,6 +85,8 @@ type Client struct {
 	hc   *http.Client
 	log  *slog.Logger
 	id   atomic.Int64
+	// timeLinesRefused: reading time lines was refused (said once).
+	timeLinesRefused atomic.Bool
 
 	mu      sync.RWMutex
 	proto   string

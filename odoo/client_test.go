@@ -155,13 +155,25 @@ func TestWorkOrderOperations(t *testing.T) {
 				t.Errorf("WorkcentersByCodes = %+v, %v, %v", byCode, ambiguous, err)
 			}
 
-			// a second, earlier-started work order comes first
+			// a second work order in progress, started an hour earlier,
+			// comes after the one work last began on
 			wo2 := f.srv.AddWorkorder(f.mo, f.wc, "Deburring", "progress")
 			f.srv.SetWorkorderDateStart(wo2, time.Now().Add(-time.Hour))
 			f.srv.AddWorkorder(f.mo, f.wc, "Packing", "ready")
 			wos, err := c.WorkordersInProgress(ctx, f.wc)
-			if err != nil || len(wos) != 2 || wos[0].ID != wo2 || wos[1].ID != f.wo {
+			if err != nil || len(wos) != 2 || wos[0].ID != f.wo || wos[1].ID != wo2 {
 				t.Fatalf("WorkordersInProgress = %+v, %v", wos, err)
+			}
+			// its operator's timer started now: it comes first (the one
+			// time-line lookup is made only for a work center with several)
+			lines := f.srv.CallCount("mrp.workcenter.productivity", "search_read")
+			if err := c.Call(ctx, "mrp.workorder", "button_start", []any{[]int64{wo2}}, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			wos, err = c.WorkordersInProgress(ctx, f.wc)
+			if err != nil || len(wos) != 2 || wos[0].ID != wo2 || wos[1].ID != f.wo ||
+				f.srv.CallCount("mrp.workcenter.productivity", "search_read") != lines+1 {
+				t.Fatalf("WorkordersInProgress after a timer = %+v, %v", wos, err)
 			}
 			// the batched lookup gives the same answer in one call
 			otherWC := f.srv.AddWorkcenter("M2", "Press 2")

@@ -2,6 +2,7 @@ package odoo
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -209,13 +210,19 @@ func (c *Client) WorkordersInProgress(ctx context.Context, workcenterID int64) (
 	return byWC[workcenterID], err
 }
 
-// workedFirst puts first, in each list of several work orders in progress
-// on one work center, those someone's timer runs on (an open productive
-// time line: Odoo's Start opens one, Pause closes it — and a paused order
-// stays in progress), keeping their order otherwise: an operator who
-// pauses an order for a rush order and starts that one works on the
-// second, the earlier started. One call, made only when a work center has
-// several. A refusal to read time lines leaves the order as it is.
+// workedFirst orders each list of several work orders in progress on one
+// work center by when work on it last began, latest first: the start of
+// its latest productive time line (Odoo's Start opens one, Pause closes
+// it, Resume opens another; an order paused stays in progress), or its own
+// start when later (one started without a timer), never later than now
+// (from 17 on date_start is also a planned start). An operator who pauses
+// an order for a rush order and starts that one works on the second; one
+// who forgets the pause too; a break or an Unblock closing the timers
+// changes nothing; resuming the first goes back to it (the gaps and
+// attribution probes: the earliest started took the rush order's pieces,
+// and the paused order took them again whenever no timer ran). One call,
+// made only when a work center has several. A refusal to read time lines
+// leaves the latest started first.
 func (c *Client) workedFirst(ctx context.Context, byWC map[int64][]Workorder) error {
 	var ids []int64
 	for _, wos := range byWC {
@@ -230,31 +237,57 @@ func (c *Client) workedFirst(ctx context.Context, byWC map[int64][]Workorder) er
 	}
 	var rows []struct {
 		Workorder many2one `json:"workorder_id"`
+		DateStart odooTime `json:"date_start"`
+		DateEnd   odooTime `json:"date_end"`
 	}
 	err := c.Call(ctx, "mrp.workcenter.productivity", "search_read",
-		[]any{[]any{[]any{"workorder_id", "in", ids}, []any{"date_end", "=", false},
-			[]any{"loss_id.loss_type", "in", []any{"productive", "performance"}}}},
-		map[string]any{"fields": []any{"workorder_id"}}, &rows)
-	if err != nil {
-		if IsPermanent(err) && !IsAuth(err) {
-			c.log.Debug("cannot read the work orders' time lines; the earliest started of several in progress counts", "err", err)
-			return nil
+		[]any{[]any{[]any{"workorder_id", "in", ids}, []any{"loss_id.loss_type", "in", []any{"productive", "performance"}}}},
+		// The latest lines: an order none of them names began work
+		// before all of them, and counts by its own start.
+		map[string]any{"fields": []any{"workorder_id", "date_start", "date_end"}, "order": "date_start desc, id desc", "limit": 500}, &rows)
+	switch {
+	case IsPermanent(err) && !IsAuth(err):
+		if c.timeLinesRefused.CompareAndSwap(false, true) {
+			c.log.Warn("cannot read the work orders' time lines (the bot user needs read access to mrp.workcenter.productivity); of several work orders in progress on one work center, the latest started counts", "err", err)
 		}
+		rows = nil
+	case err != nil:
 		return err
+	default:
+		c.timeLinesRefused.Store(false)
 	}
-	timed := map[int64]bool{}
+	began, open := map[int64]time.Time{}, map[int64]bool{}
 	for _, r := range rows {
-		timed[r.Workorder.ID] = true
+		if _, ok := began[r.Workorder.ID]; !ok {
+			began[r.Workorder.ID] = time.Time(r.DateStart)
+		}
+		open[r.Workorder.ID] = open[r.Workorder.ID] || time.Time(r.DateEnd).IsZero()
+	}
+	now := time.Now()
+	at := func(wo Workorder) time.Time {
+		t := wo.DateStart
+		if l := began[wo.ID]; l.After(t) {
+			t = l
+		}
+		if t.After(now) {
+			t = now
+		}
+		return t
 	}
 	for wc, wos := range byWC {
+		// Odoo keeps seconds: within one, a running timer, then the
+		// order created last.
 		slices.SortStableFunc(wos, func(a, b Workorder) int {
-			switch {
-			case timed[a.ID] == timed[b.ID]:
-				return 0
-			case timed[a.ID]:
-				return -1
+			if c := at(b).Compare(at(a)); c != 0 {
+				return c
 			}
-			return 1
+			if open[a.ID] != open[b.ID] {
+				if open[a.ID] {
+					return -1
+				}
+				return 1
+			}
+			return cmp.Compare(b.ID, a.ID)
 		})
 		byWC[wc] = wos
 	}
@@ -301,9 +334,8 @@ func (c *Client) WorkordersAround(ctx context.Context, workcenterID int64, t tim
 }
 
 // WorkordersInProgressOn returns, in one call, the work orders in state
-// "progress" on each of the work centers, each list oldest start first —
-// but those an operator's timer runs on before the others (workedFirst,
-// one more call when a work center has several).
+// "progress" on each of the work centers; a list of several has the one
+// work last began on first (workedFirst: one more call).
 // Work centers without one are absent from the map. The forwarder uses it
 // so that looking up 100 machines costs one call, not 100.
 func (c *Client) WorkordersInProgressOn(ctx context.Context, workcenterIDs []int64) (map[int64][]Workorder, error) {
@@ -328,8 +360,8 @@ func (c *Client) WorkordersInProgressOn(ctx context.Context, workcenterIDs []int
 
 // CurrentWorkorder returns the work order in progress on the work center.
 // When several are in progress it picks the first of WorkordersInProgress
-// (one someone's timer runs on, then the earliest started, then the lowest
-// id) and logs the others; found is false when none is.
+// (the one work last began on) and logs the others; found is false when
+// none is.
 func (c *Client) CurrentWorkorder(ctx context.Context, workcenterID int64) (wo Workorder, found bool, err error) {
 	wos, err := c.WorkordersInProgress(ctx, workcenterID)
 	if err != nil || len(wos) == 0 {
@@ -340,7 +372,7 @@ func (c *Client) CurrentWorkorder(ctx context.Context, workcenterID int64) (wo W
 		for _, w := range wos[1:] {
 			others = append(others, w.ID)
 		}
-		c.log.Warn("several work orders in progress; using the one an operator's timer runs on, else the earliest started", "workcenter_id", workcenterID,
+		c.log.Warn("several work orders in progress; using the one work last began on (its operator's timer, else its start)", "workcenter_id", workcenterID,
 			"workorder_id", wos[0].ID, "others", others)
 	}
 	return wos[0], true, nil

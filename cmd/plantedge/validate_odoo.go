@@ -268,6 +268,7 @@ func neededRights(cfg *config.Config) []odooRight {
 	rights := []odooRight{
 		{"mrp.workorder", odoo.OpRead, "to find each machine's work order in progress", mrpUser},
 		{"mrp.workorder", odoo.OpWrite, "to write produced quantities", mrpUser},
+		{"mrp.workcenter.productivity", odoo.OpRead, "to read downtime lines back, and which of several work orders in progress is worked on", mrpUser},
 		{"mrp.workcenter.productivity", odoo.OpCreate, "to record downtime", mrpUser},
 		{"mrp.workcenter.productivity", odoo.OpWrite, "to update and close downtime", mrpUser},
 	}

@@ -144,7 +144,7 @@ func TestValidateOdooAllGood(t *testing.T) {
 			o := newOdooSite(t, c.version)
 			lines, err := o.run(t)
 			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
-				[]string{"odoo: OK: 2 work centers, 2 loss reasons, 8 access rights"})
+				[]string{"odoo: OK: 2 work centers, 2 loss reasons, 9 access rights"})
 			method := "has_access"
 			if c.version < 18 {
 				method = "check_access_rights"
@@ -172,7 +172,7 @@ func TestValidateOdooWarnsAboutAnAdminBot(t *testing.T) {
 			lines, err := o.run(t)
 			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
 				[]string{`odoo: warning: user "plantedge-bot" (uid ` + fmt.Sprint(o.uid) + `) has administrator rights (it may change system parameters); the agent needs only the groups above: give it a user of its own without Administration rights`,
-					"odoo: OK: 2 work centers, 2 loss reasons, 8 access rights"})
+					"odoo: OK: 2 work centers, 2 loss reasons, 9 access rights"})
 		})
 	}
 }
