@@ -675,6 +675,22 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 	return db, st, nil
 }
 
+// maxPlausibleSeq bounds a stored sequence number: a million records a
+// second for two thousand years stay below it. One above it is damaged
+// bytes (erased flash reads 0xff): taken, the next Seq wrapped to 0, which
+// no reader meets, and new dead letters overwrote old ones (the second
+// damage review).
+const maxPlausibleSeq = 1 << 56
+
+// plausibleSeq reads the stored sequence number under key of sys, or 0
+// when it is damaged: the file's records and dead letters then give it.
+func plausibleSeq(sys *bolt.Bucket, key []byte) uint64 {
+	if v := getUint64(sys, key); v < maxPlausibleSeq {
+		return v
+	}
+	return 0
+}
+
 // droppedByOperator reads the operator-drop count of a file from before
 // sysDroppedDead: such a file counted an operator's drop of a dead letter
 // in its lane's drops, and its damaged ones in sysDroppedDamaged. The quota
@@ -846,8 +862,8 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 		})
 	}
 	if b := tx.Bucket(bucketSys); b != nil {
-		st.seq = max(st.seq, getUint64(b, sysSeq))
-		st.dlSeq = max(st.dlSeq, getUint64(b, sysDLSeq))
+		st.seq = max(st.seq, plausibleSeq(b, sysSeq))
+		st.dlSeq = max(st.dlSeq, plausibleSeq(b, sysDLSeq))
 		st.merged = getUint64(b, sysMerged)
 		st.damagedDropped = getUint64(b, sysDroppedDamaged)
 		st.deadDropped = getUint64(b, sysDroppedDead)

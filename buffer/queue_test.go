@@ -1125,6 +1125,30 @@ func TestDamageMetWhileOpen(t *testing.T) {
 			t.Fatalf("stats = %+v", st)
 		}
 	})
+	t.Run("rekey", func(t *testing.T) {
+		// A machine renamed: its records take the new key, those of a
+		// damaged segment too (the second damage review: nothing moved,
+		// every try failed).
+		// Another machine's segment right before the renamed one's
+		// plain records: exploded as they are put back.
+		q := openTest(t, "", Options{})
+		recs := make([]Record, 300)
+		for i := range recs {
+			recs[i] = Record{Lane: LaneCounts, Key: "x", Data: append(payload(i), strings.Repeat("x", 50)...)}
+		}
+		mustAppend(t, q, recs...)
+		for i := range 3 {
+			mustAppend(t, q, Record{Lane: LaneCounts, Key: "p", Data: payload(300 + i)})
+		}
+		damage(t, q, 123, true, 63)
+		moved, left, err := q.Rekey(context.Background(), LaneCounts, "p", "n")
+		if err != nil || moved != 3 || left != 0 {
+			t.Fatalf("rekey: moved %d, left %d, %v", moved, left, err)
+		}
+		if st := q.Stats(); st.DeadLetters != 1 || st.Lanes[LaneCounts].Pending != 302 {
+			t.Fatalf("stats = %+v", st)
+		}
+	})
 	t.Run("two readers at once", func(t *testing.T) {
 		q, _ := fill(t)
 		damage(t, q, 123, false, 0)

@@ -31,11 +31,17 @@ func (q *Queue) Rekey(ctx context.Context, lane Lane, from, to string, whenAll .
 		if err := t.flushPending(); err != nil { // what this transaction appended so far is seen
 			return err
 		}
+		// Damage in the lane first: a segment before a moved record is
+		// exploded, and one damaged failed every try (the second damage
+		// review: nothing moved, and no read came to repair it first).
+		if _, err := t.setAsideDamaged(lane); err != nil {
+			return err
+		}
 		var recs []Record
 		mark := q.readMark[lane].Load()
 		err := walkLane(t.lanes[lane], 0, func(r laneRec) error {
 			if r.bad != nil {
-				return nil // a damaged segment is left to the reader that reports it
+				return nil // set aside above
 			}
 			rec, err := decodeRecord(r.v)
 			if err != nil || rec.Key != from {
