@@ -570,6 +570,22 @@ func TestGroupCommitWindow(t *testing.T) {
 	})
 }
 
+// updateClosed closes q and changes its file with fn as plain bbolt: a
+// value as an older version, or damage, left it.
+func updateClosed(t *testing.T, q *Queue, fn func(tx *bolt.Tx) error) {
+	t.Helper()
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(q.Path(), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(db.Update(fn), db.Close()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func writeFile(t *testing.T, path string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, b, 0o600); err != nil {
@@ -843,15 +859,7 @@ func TestInUse(t *testing.T) {
 // offline status) and, for good, at a read-write open.
 func TestDeadDroppedFromAnOlderFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "buffer.db")
-	q := openTest(t, path, Options{})
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	updateClosed(t, openTest(t, path, Options{}), func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSys)
 		for k, v := range map[string]uint64{string(sysDroppedDamaged): 2, string(sysDropped[LaneCounts]): 3, string(sysDropped[LaneTelemetry]): 7} {
 			if err := putUint64(b, []byte(k), v); err != nil {
@@ -860,9 +868,6 @@ func TestDeadDroppedFromAnOlderFile(t *testing.T) {
 		}
 		return b.Delete(sysDroppedDead)
 	})
-	if cerr := db.Close(); err != nil || cerr != nil {
-		t.Fatal(err, cerr)
-	}
 	check := func(how string, st Stats) {
 		t.Helper()
 		if st.DeadDropped != 5 || st.DamagedDropped != 2 || st.Lanes[LaneCounts].Dropped != 0 || st.Lanes[LaneTelemetry].Dropped != 7 || st.Dropped != 7 {
@@ -875,14 +880,14 @@ func TestDeadDroppedFromAnOlderFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, how := range []string{"first read-write open", "reopened"} {
-		q = openTest(t, path, Options{})
+		q := openTest(t, path, Options{})
 		check(how, q.Stats())
 		if err := q.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Drops after the migration add to it, across a reopen.
-	q = openTest(t, path, Options{})
+	q := openTest(t, path, Options{})
 	defer q.Close()
 	ctx := context.Background()
 	if _, err := q.Append(ctx, []Record{{Lane: LaneCounts, Key: "m", Data: []byte("x")}}); err != nil {

@@ -585,21 +585,11 @@ func TestDamagedSequenceCounters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	updateClosed(t, q, func(tx *bolt.Tx) error {
 		sys := tx.Bucket(bucketSys)
 		erased := bytes.Repeat([]byte{0xff}, 8)
 		return errors.Join(sys.Put(sysSeq, erased), sys.Put(sysDLSeq, erased))
 	})
-	if err := errors.Join(err, db.Close()); err != nil {
-		t.Fatal(err)
-	}
 	q = openTest(t, path, Options{})
 	if q.LastSeq() != 3 {
 		t.Fatalf("last seq %d, want 3", q.LastSeq())
