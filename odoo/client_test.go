@@ -1082,3 +1082,60 @@ func TestCloseDowntimeLine(t *testing.T) {
 		})
 	}
 }
+
+// TestWorkedFirstPerWorkcenter: of several work orders in progress, the
+// one work last began on — judged on each work center's own time lines
+// (600 lines of another's once pushed a resumed order out of a window they
+// shared), and not by a start ahead of now (a paused order the planner
+// rescheduled: from 17 on date_start is also the planned start).
+func TestWorkedFirstPerWorkcenter(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, odootest.Options{Version: 17})
+	c := connected(t, f, "auto")
+	loss, err := c.LossID(ctx, "Fully Productive Time")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := func(wc, wo int64, start time.Time, open bool) {
+		t.Helper()
+		vals := map[string]any{"workcenter_id": wc, "workorder_id": wo, "loss_id": loss,
+			"date_start": start.UTC().Format(time.DateTime)}
+		if !open {
+			vals["date_end"] = start.Add(time.Second).UTC().Format(time.DateTime)
+		}
+		if err := c.Call(ctx, "mrp.workcenter.productivity", "create", []any{vals}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	// Work center 1: the fixture's order worked two hours ago, paused and
+	// rescheduled to tomorrow; the rush order paused and resumed 600
+	// times in the last ten minutes.
+	rush := f.srv.AddWorkorder(f.mo, f.wc, "Rush", "progress")
+	f.srv.SetWorkorderDateStart(rush, now.Add(-10*time.Minute))
+	line(f.wc, f.wo, now.Add(-2*time.Hour), false)
+	f.srv.SetWorkorderDateStart(f.wo, now.Add(24*time.Hour))
+	for i := range 600 {
+		line(f.wc, rush, now.Add(-10*time.Minute+time.Duration(i)*time.Second), i == 599)
+	}
+	// Work center 2: the order resumed an hour ago, the other started
+	// after it and paused since.
+	wc2 := f.srv.AddWorkcenter("M2", "Press 2")
+	resumed := f.srv.AddWorkorder(f.mo, wc2, "Resumed", "progress")
+	paused := f.srv.AddWorkorder(f.mo, wc2, "Paused", "progress")
+	f.srv.SetWorkorderDateStart(resumed, now.Add(-3*time.Hour))
+	f.srv.SetWorkorderDateStart(paused, now.Add(-2*time.Hour))
+	line(wc2, paused, now.Add(-2*time.Hour), false)
+	line(wc2, resumed, now.Add(-time.Hour), true)
+
+	byWC, err := c.WorkordersInProgressOn(ctx, []int64{f.wc, wc2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := byWC[f.wc]; len(got) != 2 || got[0].ID != rush {
+		t.Errorf("work center 1: %+v, want the rush order first (the other is rescheduled, not started ahead)", got)
+	}
+	if got := byWC[wc2]; len(got) != 2 || got[0].ID != resumed {
+		t.Errorf("work center 2: %+v, want the resumed order first", got)
+	}
+}

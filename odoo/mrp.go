@@ -214,67 +214,36 @@ func (c *Client) WorkordersInProgress(ctx context.Context, workcenterID int64) (
 // work center by when work on it last began, latest first: the start of
 // its latest productive time line (Odoo's Start opens one, Pause closes
 // it, Resume opens another; an order paused stays in progress), or its own
-// start when later (one started without a timer), never later than now
-// (from 17 on date_start is also a planned start). An operator who pauses
+// start when later (one started without a timer) — not a start ahead of
+// now, which from 17 on is a planned one (a paused order rescheduled took
+// the pieces back: the second attribution probe). An operator who pauses
 // an order for a rush order and starts that one works on the second; one
 // who forgets the pause too; a break or an Unblock closing the timers
 // changes nothing; resuming the first goes back to it (the gaps and
 // attribution probes: the earliest started took the rush order's pieces,
-// and the paused order took them again whenever no timer ran). One call,
-// made only when a work center has several. A refusal to read time lines
+// and the paused order took them again whenever no timer ran). One call
+// for each work center that has several. A refusal to read time lines
 // leaves the latest started first.
 func (c *Client) workedFirst(ctx context.Context, byWC map[int64][]Workorder) error {
-	var ids []int64
-	for _, wos := range byWC {
-		if len(wos) > 1 {
-			for _, wo := range wos {
-				ids = append(ids, wo.ID)
-			}
-		}
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	var rows []struct {
-		Workorder many2one `json:"workorder_id"`
-		DateStart odooTime `json:"date_start"`
-		DateEnd   odooTime `json:"date_end"`
-	}
-	err := c.Call(ctx, "mrp.workcenter.productivity", "search_read",
-		[]any{[]any{[]any{"workorder_id", "in", ids}, []any{"loss_id.loss_type", "in", []any{"productive", "performance"}}}},
-		// The latest lines: an order none of them names began work
-		// before all of them, and counts by its own start.
-		map[string]any{"fields": []any{"workorder_id", "date_start", "date_end"}, "order": "date_start desc, id desc", "limit": 500}, &rows)
-	switch {
-	case IsPermanent(err) && !IsAuth(err):
-		if c.timeLinesRefused.CompareAndSwap(false, true) {
-			c.log.Warn("cannot read the work orders' time lines (the bot user needs read access to mrp.workcenter.productivity); of several work orders in progress on one work center, the latest started counts", "err", err)
-		}
-		rows = nil
-	case err != nil:
-		return err
-	default:
-		c.timeLinesRefused.Store(false)
-	}
-	began, open := map[int64]time.Time{}, map[int64]bool{}
-	for _, r := range rows {
-		if _, ok := began[r.Workorder.ID]; !ok {
-			began[r.Workorder.ID] = time.Time(r.DateStart)
-		}
-		open[r.Workorder.ID] = open[r.Workorder.ID] || time.Time(r.DateEnd).IsZero()
-	}
 	now := time.Now()
-	at := func(wo Workorder) time.Time {
-		t := wo.DateStart
-		if l := began[wo.ID]; l.After(t) {
-			t = l
-		}
-		if t.After(now) {
-			t = now
-		}
-		return t
-	}
 	for wc, wos := range byWC {
+		if len(wos) < 2 {
+			continue
+		}
+		began, open, err := c.workBegan(ctx, wos)
+		if err != nil {
+			return err
+		}
+		at := func(wo Workorder) time.Time {
+			t := wo.DateStart
+			if t.After(now) {
+				t = time.Time{} // a planned start ahead (from 17 on): no start of work
+			}
+			if l := began[wo.ID]; l.After(t) {
+				t = l
+			}
+			return t
+		}
 		// Odoo keeps seconds: within one, a running timer, then the
 		// order created last.
 		slices.SortStableFunc(wos, func(a, b Workorder) int {
@@ -292,6 +261,46 @@ func (c *Client) workedFirst(ctx context.Context, byWC map[int64][]Workorder) er
 		byWC[wc] = wos
 	}
 	return nil
+}
+
+// workBegan reads, for work orders of one work center, the start of each
+// one's latest productive time line and whether one of its lines is open.
+// The latest lines of the work center's orders alone: an order none of them
+// names began work before all of them (lines of another work center's
+// orders pushed a resumed order out of a shared window: the second
+// attribution probe). A refusal (the bot may not read time lines) gives
+// none, said once.
+func (c *Client) workBegan(ctx context.Context, wos []Workorder) (began map[int64]time.Time, open map[int64]bool, err error) {
+	ids := make([]int64, len(wos))
+	for i, wo := range wos {
+		ids[i] = wo.ID
+	}
+	var rows []struct {
+		Workorder many2one `json:"workorder_id"`
+		DateStart odooTime `json:"date_start"`
+		DateEnd   odooTime `json:"date_end"`
+	}
+	err = c.Call(ctx, "mrp.workcenter.productivity", "search_read",
+		[]any{[]any{[]any{"workorder_id", "in", ids}, []any{"loss_id.loss_type", "in", []any{"productive", "performance"}}}},
+		map[string]any{"fields": []any{"workorder_id", "date_start", "date_end"}, "order": "date_start desc, id desc", "limit": 200}, &rows)
+	switch {
+	case IsPermanent(err) && !IsAuth(err):
+		if c.timeLinesRefused.CompareAndSwap(false, true) {
+			c.log.Warn("cannot read the work orders' time lines (the bot user needs read access to mrp.workcenter.productivity); of several work orders in progress on one work center, the latest started counts", "err", err)
+		}
+		return nil, nil, nil
+	case err != nil:
+		return nil, nil, err
+	}
+	c.timeLinesRefused.Store(false)
+	began, open = map[int64]time.Time{}, map[int64]bool{}
+	for _, r := range rows {
+		if _, ok := began[r.Workorder.ID]; !ok {
+			began[r.Workorder.ID] = time.Time(r.DateStart)
+		}
+		open[r.Workorder.ID] = open[r.Workorder.ID] || time.Time(r.DateEnd).IsZero()
+	}
+	return began, open, nil
 }
 
 // WorkordersAround returns, of the work orders on the work center that
