@@ -39,6 +39,12 @@ type woState struct {
 	// that (a timeout, a crash), the old one is read back to learn whether
 	// the write landed, so its records are never counted for both.
 	InFlight *inflightWrite `json:"inflight,omitempty"`
+	// Prev is the work order the machine counted on before this one, by
+	// id: one it comes back to (resumed after a rush order) counts on from
+	// its quantity in Odoo — on 17/18 an order that had made its whole
+	// quantity reads as one just started (qty_producing = qty_remaining)
+	// and was counted from 0 (the second attribution probe: 2 for 32).
+	Prev int64 `json:"prev,omitempty"`
 	// Sum is the CRC-32C of the rest as stored (MarshalJSON): bbolt checks
 	// its pages, not the values in them, and one flipped bit that leaves
 	// the JSON readable would change a count, an in-flight mark or the
@@ -705,25 +711,32 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 		}
 	}
 	baseline, startDefault := f.client.StartingQty(*wo)
-	if back != "" {
+	resumed := back == "" && stored != nil && stored.ID != wo.ID && stored.Prev == wo.ID
+	if back != "" || resumed {
 		baseline, startDefault = odoo.Round2(f.client.ProducedQty(*wo)), false
 	}
 	// On 17/18 qty_producing is the manufacturing order's: moving on to the
 	// order's next operation, it still holds the last one's count, which
 	// is not this operation's.
-	nextOp := f.client.Major() < 19 && back == "" && stored != nil && stored.MO != 0 && stored.MO == wo.ProductionID
+	nextOp := f.client.Major() < 19 && back == "" && !resumed && stored != nil && stored.MO != 0 && stored.MO == wo.ProductionID
 	if nextOp {
 		baseline = 0
 	}
 	// Written is what the next write compares with: until counts come, the
 	// start default is left in place (on 17/18 Odoo ignores a write of 0).
 	st := woState{ID: wo.ID, Name: wo.Name, MO: wo.ProductionID, Baseline: baseline, Written: baseline}
+	if stored != nil && stored.ID != wo.ID {
+		st.Prev = stored.ID
+	}
 	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
 		return st, err
 	}
 	if back != "" {
 		f.a.log.Info("the work order came back to this machine from another, which counted on it meanwhile: counting on from its quantity in Odoo",
 			"machine", machine, "workorder", wo.Name, "from", back, "odoo_qty", baseline, "written_here", stored.Written)
+	} else if resumed {
+		f.a.log.Info("attributing counts again to the work order this machine counted on before (resumed): counting on from its quantity in Odoo",
+			"machine", machine, "workorder", wo.Name, "odoo_qty", baseline)
 	} else if nextOp {
 		f.a.log.Info("attributing counts to the next operation of the same manufacturing order; its quantity is the last operation's, counting from 0",
 			"machine", machine, "workorder", wo.Name, "odoo_qty", f.client.ProducedQty(*wo))

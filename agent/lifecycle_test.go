@@ -528,6 +528,43 @@ func TestRushOrderStartedWithoutAPause(t *testing.T) {
 	}
 }
 
+// Odoo 17: an order that had made its whole quantity is paused (waiting
+// for quality control), a rush order runs, and the first is resumed for
+// two replacement pieces. It counts on from its quantity: its
+// qty_producing equal to qty_remaining read as a fresh start's default,
+// counted from 0 (the second attribution probe: 2 for 32).
+func TestResumedOrderThatMadeItsQuantity(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+	p.odoo.SetWorkorderState(p.woIDs["press-1"], "done")
+	mo := p.odoo.AddProduction("WH/MO/small", p.product, 30)
+	a := p.odoo.AddWorkorder(mo, p.wcIDs["press-1"], "WO small", "ready")
+	p.adminCall("mrp.workorder", "button_start", []any{[]any{a}}, nil)
+	p.woIDs["press-1"] = a
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 30, 0)
+	p.waitExactQty(ra, "press-1", 30)
+	time.Sleep(1100 * time.Millisecond) // Odoo's times are to the second
+	p.adminCall("mrp.workorder", "button_pending", []any{[]any{a}}, nil)
+	rush := p.odoo.AddProduct("Rush")
+	b := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/rush", rush, 50), p.wcIDs["press-1"], "WO rush", "ready")
+	p.adminCall("mrp.workorder", "button_start", []any{[]any{b}}, nil)
+	p.woIDs["press-1"] = b
+	p.produce(m, 20, 0)
+	p.waitExactQty(ra, "press-1", 20)
+	time.Sleep(1100 * time.Millisecond)
+	p.adminCall("mrp.workorder", "button_pending", []any{[]any{b}}, nil)
+	p.adminCall("mrp.workorder", "button_start", []any{[]any{a}}, nil)
+	p.woIDs["press-1"] = a
+	p.produce(m, 2, 0)
+	waitFor(t, 15*time.Second, "the resumed order's pieces", func() (bool, string) {
+		return p.qty("press-1") == 32 && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%v of 32", p.qty("press-1"))
+	})
+	if q := p.odoo.Workorder(b).QtyProducing; q != 20 {
+		t.Errorf("the rush order shows %v, want its 20", q)
+	}
+}
+
 // Press-1 breaks mid-job; the planner moves its work order to the
 // alternative press-2, which makes part of it; press-1 is repaired and the
 // order moved back. Odoo ends with every piece: press-1 counts on from the
