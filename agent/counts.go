@@ -800,7 +800,7 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 			late = pre.sum
 		}
 		f.a.eventLog.log("late "+machine+" "+wo.Name, f.a.log, slog.LevelWarn,
-			"pieces made before this work order started are booked on it: the previous one was finished (or cancelled) before they reached Odoo (Odoo takes no quantity on a finished work order)",
+			"pieces made before this work order started are booked on it: the previous one was finished, cancelled or paused before they reached Odoo (Odoo takes no quantity on a finished work order)",
 			"machine", machine, "workorder", wo.Name, "previous", stored.Name, "pieces", late, "oldest", fromMS(good.first))
 	}
 	odooQty := odoo.Round2(f.client.ProducedQty(*wo))

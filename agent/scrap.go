@@ -303,7 +303,7 @@ func (f *forwarder) scrapMadeEarlier(ctx context.Context, machine string, wo *od
 	usable := func(w *odoo.Workorder) bool {
 		return w != nil && w.State != "cancel" && w.ProductionID != 0 && w.ProductID != 0
 	}
-	target, why := at, "made on an earlier work order, finished before it reached Odoo: booked on that one (its product and manufacturing order)"
+	target, why := at, "made on an earlier work order, finished (or left for another) before it reached Odoo: booked on that one (its product and manufacturing order)"
 	switch {
 	case at == nil && usable(next):
 		target, why = next, "made while no work order was in progress: booked on the next one started"
