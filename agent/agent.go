@@ -56,6 +56,11 @@ type Options struct {
 	// ScrapClockSlack is how long before a work order's start scrap is
 	// still taken as its own (default 1 min; tests).
 	ScrapClockSlack time.Duration
+	// ScrapBacklog is how long scrap must have waited before the work
+	// orders in progress when it was made are looked up for it although
+	// it was made after the order in progress now started (scrapBacklog
+	// when 0; a test shortens it).
+	ScrapBacklog time.Duration
 	// APIIdleTimeout closes a keep-alive connection to the local API idle
 	// this long (default 60 s; tests).
 	APIIdleTimeout time.Duration

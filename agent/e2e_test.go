@@ -51,7 +51,7 @@ type plant struct {
 	downSources map[string]bool
 	// idleRecheck and unmappedHold are the agents' agent.Options
 	// OdooIdleRecheck and UnmappedHold.
-	idleRecheck, unmappedHold, wcRefresh, outageReminder, apiIdle, scrapSlack time.Duration
+	idleRecheck, unmappedHold, wcRefresh, outageReminder, apiIdle, scrapSlack, scrapBacklog time.Duration
 	// beforeRun, when set, is called with each agent before it runs.
 	beforeRun func(*agent.Agent)
 	// tsSkew is how far behind the MQTT machines' clock (their ts) runs.
@@ -383,7 +383,7 @@ func (p *plant) startAgentWith(baselines bool) *runningAgent {
 		p.t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(agenttest.LogWriter{T: p.t}, &p.logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := agent.New(cfg, agent.Options{Logger: log, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh, OutageReminder: p.outageReminder, APIIdleTimeout: p.apiIdle, ScrapClockSlack: p.scrapSlack})
+	a, err := agent.New(cfg, agent.Options{Logger: log, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh, OutageReminder: p.outageReminder, APIIdleTimeout: p.apiIdle, ScrapClockSlack: p.scrapSlack, ScrapBacklog: p.scrapBacklog})
 	if err != nil {
 		p.t.Fatal(err)
 	}

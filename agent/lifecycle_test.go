@@ -528,6 +528,43 @@ func TestRushOrderStartedWithoutAPause(t *testing.T) {
 	}
 }
 
+// Odoo away while the operator pauses A, runs a rush order B, finishes it
+// and resumes A: once Odoo is back, the scrap made during B is booked on
+// B, with B's product; A's before and after B, on A. (The second
+// attribution probe: all of it on A, the rush part scrapped as A's
+// product. The pieces go to A, the order in progress: Odoo takes no
+// quantity on a finished one — the README's limit.)
+func TestScrapOfARushOrderRunDuringAnOutage(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
+	p.scrapBacklog = 500 * time.Millisecond
+	a := p.woIDs["press-1"]
+	p.odoo.SetWorkorderDateStart(a, time.Now().Add(-10*time.Minute))
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 10, 0)
+	p.waitExactQty(ra, "press-1", 10)
+	p.odoo.SetDown(true)
+	p.produce(m, 0, 1)                  // on A
+	time.Sleep(1100 * time.Millisecond) // Odoo's times are to the second
+	rush := p.odoo.AddProduct("Rush")
+	b := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/rush", rush, 50), p.wcIDs["press-1"], "WO rush", "progress")
+	time.Sleep(1100 * time.Millisecond)
+	p.produce(m, 0, 2) // on B
+	time.Sleep(1100 * time.Millisecond)
+	p.odoo.SetWorkorderState(b, "done")
+	time.Sleep(1100 * time.Millisecond)
+	p.produce(m, 0, 3) // on A, resumed
+	p.odoo.SetDown(false)
+	waitFor(t, 30*time.Second, "the scrap booked", func() (bool, string) {
+		on := map[[2]int64]float64{}
+		for _, s := range p.odoo.Scraps() {
+			on[[2]int64{s.WorkorderID, s.ProductID}] += s.Qty
+		}
+		ok := on[[2]int64{a, p.product}] == 4 && on[[2]int64{b, rush}] == 2 && len(on) == 2
+		return ok && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%v (A %d, B %d)", on, a, b)
+	})
+}
+
 // Odoo 17: an order that had made its whole quantity is paused (waiting
 // for quality control), a rush order runs, and the first is resumed for
 // two replacement pieces. It counts on from its quantity: its

@@ -264,10 +264,20 @@ func (f *forwarder) scrapMadeEarlier(ctx context.Context, machine string, wo *od
 	start := wo.DateStart.Truncate(time.Second)
 	cut := start.Add(-cmp.Or(f.a.opts.ScrapClockSlack, scrapClockSlack))
 	t := fromMS(p.first)
-	if start.IsZero() || p.first == 0 || !t.Before(start) {
+	// Made after wo started: wo's, unless another order was started on the
+	// work center since — wo paused for a rush order and resumed while the
+	// scrap waited (the second attribution probe: a rush order's scrap
+	// booked as the resumed order's product). Looked up for a backlog only:
+	// scrap that reaches Odoo as it is made goes to the order worked on.
+	after := !t.Before(start) && time.Since(t) >= cmp.Or(f.a.opts.ScrapBacklog, scrapBacklog)
+	switch {
+	case start.IsZero() || p.first == 0:
 		return nil, pendingKey{}, nil
-	}
-	if !t.Before(cut) {
+	case after:
+		cut = time.Now()
+	case !t.Before(start):
+		return nil, pendingKey{}, nil
+	case !t.Before(cut):
 		f.a.eventLog.log("scrap slack "+machine, f.a.log, slog.LevelInfo,
 			"scrap stamped shortly before this work order started is booked on it: a machine's clock seconds behind Odoo's is taken as such",
 			"machine", machine, "workorder", wo.Name, "stamped", t, "started", start)
@@ -288,6 +298,9 @@ func (f *forwarder) scrapMadeEarlier(ctx context.Context, machine string, wo *od
 			"machine", machine, "workorder", wo.Name, "oldest", t, "err", err)
 		return nil, pendingKey{}, nil
 	}
+	if after && (at == nil || at.ID == wo.ID && (next == nil || next.ID == wo.ID)) {
+		return nil, pendingKey{}, nil // wo's, or made while none was in progress: booked on wo
+	}
 	if next != nil && next.ID != wo.ID && next.DateStart.Before(cut) {
 		cut = next.DateStart.Truncate(time.Second)
 	}
@@ -305,6 +318,8 @@ func (f *forwarder) scrapMadeEarlier(ctx context.Context, machine string, wo *od
 	}
 	target, why := at, "made on an earlier work order, finished (or left for another) before it reached Odoo: booked on that one (its product and manufacturing order)"
 	switch {
+	case at != nil && at.ID == wo.ID:
+		why = "made on this work order before another was started on the work center (it was paused): booked on it, up to that start"
 	case at == nil && usable(next):
 		target, why = next, "made while no work order was in progress: booked on the next one started"
 	case at == nil:
@@ -321,6 +336,11 @@ func (f *forwarder) scrapMadeEarlier(ctx context.Context, machine string, wo *od
 // scrapClockSlack: scrap stamped this little before the work order in
 // progress started is taken as its own (see scrapMadeEarlier).
 const scrapClockSlack = time.Minute
+
+// scrapBacklog: scrap that waited this long is a backlog (an outage held
+// it), whose work order is looked up by when it was made (see
+// scrapMadeEarlier).
+const scrapBacklog = 2 * time.Minute
 
 // scrapDraft is a scrap booking Odoo left a draft for too little stock
 // (scrap_when_short: hold), watched until a person validates or deletes it.
