@@ -267,9 +267,12 @@ func (f *forwarder) scrapMadeEarlier(ctx context.Context, machine string, wo *od
 	// Made after wo started: wo's, unless another order was started on the
 	// work center since — wo paused for a rush order and resumed while the
 	// scrap waited (the second attribution probe: a rush order's scrap
-	// booked as the resumed order's product). Looked up for a backlog only:
-	// scrap that reaches Odoo as it is made goes to the order worked on.
-	after := !t.Before(start) && time.Since(t) >= cmp.Or(f.a.opts.ScrapBacklog, scrapBacklog)
+	// booked as the resumed order's product). Looked up for a backlog only
+	// — the counts lane's head waited that long, by this box's clock (a
+	// source clock behind would make every value look old): scrap that
+	// reaches Odoo as it is made goes to the order worked on.
+	head := f.a.buf.Stats().Lanes[buffer.LaneCounts].Oldest
+	after := !t.Before(start) && !head.IsZero() && time.Since(head) >= cmp.Or(f.a.opts.ScrapBacklog, scrapBacklog)
 	switch {
 	case start.IsZero() || p.first == 0:
 		return nil, pendingKey{}, nil
