@@ -708,7 +708,7 @@ type badRecord struct {
 	seq   uint64
 	seg   uint64 // key of the segment holding it; 0 for a plain record
 	idx   int    // position in the segment
-	whole bool   // the segment's framing is broken at its start: raw is all of it (else from idx on, when seq is past its records)
+	whole bool   // none of the segment's records could be read: raw is all of it (else raw is the record, or the damaged span, at idx: -1 for a span)
 	raw   []byte
 	err   error
 }
@@ -753,9 +753,9 @@ func deadLetterBad(tx *bolt.Tx, st *state, bad []badRecord, segMin int) error {
 	for _, ref := range order {
 		lb := tx.Bucket(bucketLanes[ref.lane])
 		k := seqKey(ref.key)
-		// The records before a break of the framing, if that is the
-		// damage (its tail is among the dropped).
-		recs, _ := segmentRecords(segmentOf(lb, k), ref.key) // the sound ones
+		// Its sound records: the damaged spans between them are among the
+		// dead letters.
+		recs, _ := segmentRecords(segmentOf(lb, k), ref.key)
 		var keep [][]byte
 		for i, r := range recs {
 			if !drop[ref][i] {
@@ -889,7 +889,7 @@ func scanLane(b *bolt.Bucket, l Lane, read func(n int)) (ls LaneStats, last uint
 		}
 		last = max(last, r.seq)
 		if r.bad != nil {
-			bad = append(bad, badRecord{lane: l, seq: r.seq, seg: r.seg, idx: r.idx, whole: !r.tail, raw: bytes.Clone(r.v), err: r.bad})
+			bad = append(bad, badRecord{lane: l, seq: r.seq, seg: r.seg, idx: r.idx, whole: !r.span, raw: bytes.Clone(r.v), err: r.bad})
 			return nil
 		}
 		rec, err := decodeRecord(r.v)
@@ -1093,10 +1093,16 @@ func (q *Queue) read(lane Lane, after uint64, limit int, mark bool) ([]Record, e
 	if lane >= NumLanes {
 		return nil, fmt.Errorf("read: unknown lane %d", lane)
 	}
-	out, err := q.readOnce(lane, after, limit, mark)
-	if errors.Is(err, ErrCorruptRecord) && q.repair(lane) {
-		// Read again also when another reader's repair set it aside.
-		out, err = q.readOnce(lane, after, limit, mark)
+	return q.readRepaired(func() ([]Record, error) { return q.readOnce(lane, after, limit, mark) }, lane)
+}
+
+// readRepaired runs read, and once more after setting aside the damage of
+// the lanes (none named: all) when read met some — also when another
+// reader's repair had set it aside meanwhile.
+func (q *Queue) readRepaired(read func() ([]Record, error), lanes ...Lane) ([]Record, error) {
+	out, err := read()
+	if errors.Is(err, ErrCorruptRecord) && q.repair(lanes...) {
+		out, err = read()
 	}
 	return out, err
 }
@@ -1151,11 +1157,7 @@ func (q *Queue) readOnce(lane Lane, after uint64, limit int, mark bool) ([]Recor
 // order within a lane. Without an Ack in between it returns the same records.
 // Like Read, it marks them as in flight.
 func (q *Queue) Next(limit int) ([]Record, error) {
-	out, err := q.nextOnce(limit)
-	if errors.Is(err, ErrCorruptRecord) && q.repair() {
-		out, err = q.nextOnce(limit)
-	}
-	return out, err
+	return q.readRepaired(func() ([]Record, error) { return q.nextOnce(limit) })
 }
 
 func (q *Queue) nextOnce(limit int) ([]Record, error) {

@@ -31,29 +31,30 @@ func (q *Queue) Rekey(ctx context.Context, lane Lane, from, to string, whenAll .
 		if err := t.flushPending(); err != nil { // what this transaction appended so far is seen
 			return err
 		}
-		// Damage in the lane first: a segment before a moved record is
-		// exploded, and one damaged failed every try (the second damage
-		// review: nothing moved, and no read came to repair it first).
-		if _, err := t.setAsideDamaged(lane); err != nil {
-			return err
-		}
 		var recs []Record
 		mark := q.readMark[lane].Load()
-		err := walkLane(t.lanes[lane], 0, func(r laneRec) error {
-			if r.bad != nil {
-				return nil // set aside above
-			}
-			rec, err := decodeRecord(r.v)
-			if err != nil || rec.Key != from {
+		// Damage met in the lane is set aside first (repairing): a segment
+		// before a moved record is exploded, and one damaged failed every
+		// try (the second damage review: nothing moved, and no read came
+		// to repair it first).
+		err := t.repairing(lane, func() error {
+			recs, left = recs[:0], 0
+			return walkLane(t.lanes[lane], 0, func(r laneRec) error {
+				if r.bad != nil {
+					return r.bad
+				}
+				rec, err := decodeRecord(r.v)
+				if err != nil || rec.Key != from {
+					return nil
+				}
+				rec.Lane = lane
+				if rec.Seq <= mark {
+					left++
+					return nil
+				}
+				recs = append(recs, rec)
 				return nil
-			}
-			rec.Lane = lane
-			if rec.Seq <= mark {
-				left++
-				return nil
-			}
-			recs = append(recs, rec)
-			return nil
+			})
 		})
 		if err != nil {
 			return err

@@ -248,10 +248,10 @@ type laneRec struct {
 	idx int    // position in the segment
 	// bad is set for a segment whose framing is broken: v is then the whole
 	// segment value and seq its key when none of its records could be read;
-	// with tail, v is the damaged span between records read (seq: one after
+	// with span, v is the damaged span between records read (seq: one after
 	// the record before it, idx: -1).
 	bad  error
-	tail bool
+	span bool
 }
 
 // walkLane calls fn for every record of lane bucket b with Seq > after, in
@@ -295,10 +295,9 @@ func walkLane(b *bolt.Bucket, after uint64, fn func(r laneRec) error) error {
 		for i := 0; i <= len(recs); i++ {
 			for len(spans) > 0 && spans[0].at == i {
 				// Damaged bytes up to the next sound record: they stand
-				// for one record, after the one before (its Seq is not
-				// to be trusted, the next sound one's is above it).
-				// Met by a walk that may be owed a record of it: one up
-				// to the next sound record's Seq.
+				// for one record, after the one before (their own Seq is
+				// not to be trusted, the next sound one's is above it),
+				// met by a walk that may be owed a record of them.
 				sp := spans[0]
 				spans = spans[1:]
 				prev++
@@ -309,7 +308,7 @@ func walkLane(b *bolt.Bucket, after uint64, fn func(r laneRec) error) error {
 							err = fmt.Errorf("%w (it held what this lane had after seq %d and before %d)", err, prev-1, s)
 						}
 					}
-					if err := fn(laneRec{seq: prev, v: sp.v, seg: key, idx: -1, bad: err, tail: true}); err != nil {
+					if err := fn(laneRec{seq: prev, v: sp.v, seg: key, idx: -1, bad: err, span: true}); err != nil {
 						return stopped(err)
 					}
 				}
