@@ -568,18 +568,25 @@ func (a *Agent) watchdog(ctx context.Context) {
 	// The loop beats before and after every Odoo call; one call may take up
 	// to the Odoo timeout, which must not count as a hang.
 	silent := limit + a.cfg.Load().Odoo.Timeout.D()
-	t := time.NewTicker(limit / 3)
+	every(ctx, limit/3, func() {
+		if a.sinceBeat() < silent {
+			_ = sdNotify("WATCHDOG=1")
+		} else {
+			a.log.Error("forwarding loop silent; withholding the watchdog ping", "silent_for", a.sinceBeat().Round(time.Second))
+		}
+	})
+}
+
+// every calls fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if a.sinceBeat() < silent {
-				_ = sdNotify("WATCHDOG=1")
-			} else {
-				a.log.Error("forwarding loop silent; withholding the watchdog ping", "silent_for", a.sinceBeat().Round(time.Second))
-			}
+			fn()
 		}
 	}
 }

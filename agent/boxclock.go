@@ -51,25 +51,18 @@ func (a *Agent) watchClock(ctx context.Context) {
 	if !ok {
 		return
 	}
-	t := time.NewTicker(cmp.Or(a.clockEvery, clockLook))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	every(ctx, cmp.Or(a.clockEvery, clockLook), func() {
+		off, _, ok := a.clockOffset()
+		if !ok {
 			return
-		case <-t.C:
-			off, _, ok := a.clockOffset()
-			if !ok {
-				continue
-			}
-			if d := off - last; d > mapping.BoxStep || d < -mapping.BoxStep {
-				a.metrics.clockSteps.Inc()
-				a.log.Warn("this box's clock was stepped (NTP setting it, or someone by hand): a stop in progress without source times keeps the length the agent saw, and the lines of such stops received before the step in this boot and booked from now on are dated in the new clock (not those booked before, nor lines opened at their stop; see the README)",
-					"by", d.Round(time.Second), "clock", time.Now().UTC().Format(time.RFC3339))
-			}
-			last = off
 		}
-	}
+		if d := off - last; d > mapping.BoxStep || d < -mapping.BoxStep {
+			a.metrics.clockSteps.Inc()
+			a.log.Warn("this box's clock was stepped (NTP setting it, or someone by hand): a stop in progress without source times keeps the length the agent saw, and the lines of such stops received before the step in this boot and booked from now on are dated in the new clock (not those booked before, nor lines opened at their stop; see the README)",
+				"by", d.Round(time.Second), "clock", time.Now().UTC().Format(time.RFC3339))
+		}
+		last = off
+	})
 }
 
 // clockSince is how far this box's clock was stepped since it dated t, a
