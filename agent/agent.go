@@ -53,14 +53,14 @@ type Options struct {
 	// OutageReminder is how often the log says again that Odoo is not
 	// taking the buffer, while it is not (default 15 min; tests).
 	OutageReminder time.Duration
-	// ScrapClockSlack is how long before a work order's start scrap is
-	// still taken as its own (default 1 min; tests).
-	ScrapClockSlack time.Duration
-	// ScrapBacklog is how long scrap must have waited before the work
-	// orders in progress when it was made are looked up for it although
-	// it was made after the order in progress now started (scrapBacklog
-	// when 0; a test shortens it).
-	ScrapBacklog time.Duration
+	// BacklogClockSlack is how long before a work order's start pieces
+	// and scrap are still taken as its own (default 1 min; tests).
+	BacklogClockSlack time.Duration
+	// BacklogAge is how long counts must have waited before the work
+	// orders in progress when they were made are looked up for them
+	// although they were made after the order in progress now started
+	// (backlogAge when 0; a test shortens it).
+	BacklogAge time.Duration
 	// APIIdleTimeout closes a keep-alive connection to the local API idle
 	// this long (default 60 s; tests).
 	APIIdleTimeout time.Duration

@@ -119,6 +119,7 @@ type pendingKey struct {
 	n      int
 	maxSeq uint64
 	first  int64 // source time (ms) of the oldest pending piece
+	last   int64 // and of the newest
 }
 
 // add takes in the count record seq holds.
@@ -129,6 +130,7 @@ func (p *pendingKey) add(seq uint64, c countRecord) {
 	if p.first == 0 || c.First < p.first {
 		p.first = c.First
 	}
+	p.last = max(p.last, c.Last)
 }
 
 // aggregateCounts sums the whole counts lane per key. It marks the records
@@ -490,6 +492,39 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 		// the remaining records go to wo next round.
 		return nil, err
 	}
+	if good != nil && good.sum != 0 {
+		// A backlog's pieces go to the order they were made on, a stretch
+		// a round: before, those of a finished (or paused) order raised
+		// the one in progress when the link came back (the second
+		// attribution probe: a rush order's pieces on the resumed order).
+		earlier, pre, why, err := f.madeEarlier(ctx, machine, "pieces", wo, good)
+		switch {
+		case err != nil:
+			return nil, err
+		case earlier == nil:
+		case earlier.State != "progress":
+			// Odoo takes no quantity on a finished order, and booked on the
+			// order in progress they would count towards its quantity:
+			// kept, with the reason, for a person to add by hand.
+			reason := fmt.Sprintf("%g pieces made from %s to %s UTC go to work order %s (%s), which is %s: Odoo takes no quantity on it, "+
+				"and they are not %s's, in progress now; correct %s's quantity in Odoo if need be, then drop this dead letter",
+				pre.sum, fromMS(pre.first).UTC().Format(time.DateTime), fromMS(pre.last).UTC().Format(time.DateTime), earlier.Name, why,
+				earlier.State, wo.Name, earlier.Name)
+			f.a.log.Warn("pieces made on a work order finished before they reached Odoo: moved to the dead letters",
+				"machine", machine, "workorder", earlier.Name, "state", earlier.State, "pieces", pre.sum,
+				"made_from", fromMS(pre.first), "made_up_to", fromMS(pre.last), "in_progress_now", wo.Name)
+			if err := f.deadLetterKey(ctx, countKey(machine, sigGood), pre.maxSeq, reason); err != nil {
+				return nil, err
+			}
+			return nil, f.forwardScrap(ctx, machine, wo, scrap, acks)
+		default:
+			f.a.log.Info("pieces "+why+": written there", "machine", machine, "workorder", earlier.Name,
+				"pieces", pre.sum, "made_from", fromMS(pre.first), "made_up_to", fromMS(pre.last), "in_progress_now", wo.Name)
+			// This round writes that stretch; the rest, and the scrap, go
+			// in the next rounds.
+			wo, good, scrap = earlier, &pre, nil
+		}
+	}
 	st, err := f.woState(ctx, machine, wo, stored)
 	if err != nil {
 		return nil, err
@@ -781,9 +816,10 @@ func (f *forwarder) cameBack(machine string, wo *odoo.Workorder, stored *woState
 
 // noteLateOrEdited logs two things a planner should know about a write the
 // agent is about to make (it changes nothing):
-//   - pieces made before this work order started, while the machine's last
-//     one was in progress: they reached Odoo after that one was finished
-//     (Odoo refuses quantities on a finished order) and are booked here;
+//   - pieces made before this work order started that are booked here:
+//     stamped less than a minute before its start (the clock slack of
+//     madeEarlier), made while no order was in progress, or Odoo would
+//     not show which was;
 //   - a quantity someone changed in Odoo since plantedge wrote it: the
 //     next absolute write replaces it;
 //   - Odoo upgraded across 19 (moved): the quantity is now another field,
@@ -800,7 +836,7 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 			late = pre.sum
 		}
 		f.a.eventLog.log("late "+machine+" "+wo.Name, f.a.log, slog.LevelWarn,
-			"pieces made before this work order started are booked on it: the previous one was finished, cancelled or paused before they reached Odoo (Odoo takes no quantity on a finished work order)",
+			"pieces made before this work order started are booked on it: stamped less than a minute before its start (a source clock behind Odoo's is taken as such), made while no work order was in progress, or odoo would not show which was",
 			"machine", machine, "workorder", wo.Name, "previous", stored.Name, "pieces", late, "oldest", fromMS(good.first))
 	}
 	odooQty := odoo.Round2(f.client.ProducedQty(*wo))

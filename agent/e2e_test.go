@@ -383,7 +383,7 @@ func (p *plant) startAgentWith(baselines bool) *runningAgent {
 		p.t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(agenttest.LogWriter{T: p.t}, &p.logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := agent.New(cfg, agent.Options{Logger: log, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh, OutageReminder: p.outageReminder, APIIdleTimeout: p.apiIdle, ScrapClockSlack: p.scrapSlack, ScrapBacklog: p.scrapBacklog})
+	a, err := agent.New(cfg, agent.Options{Logger: log, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh, OutageReminder: p.outageReminder, APIIdleTimeout: p.apiIdle, BacklogClockSlack: p.scrapSlack, BacklogAge: p.scrapBacklog})
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -1237,8 +1237,9 @@ func TestEndToEndNextOperationOfOneOrder(t *testing.T) {
 	})
 }
 
-// What a planner should know is logged: pieces that reach Odoo after their
-// work order was finished (booked on the next one), and a quantity someone
+// What a planner should know is logged: pieces stamped just before the
+// next work order started, booked on it (a second: within the clock
+// slack), and a quantity someone
 // changed in Odoo that the agent's next absolute write replaces.
 func TestEndToEndLateAndEditedQuantitiesLogged(t *testing.T) {
 	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
@@ -2218,11 +2219,24 @@ func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
 	if s := got[wo2]; s.Qty != 1 || s.ProductID != gadget || s.ProductionID != mo2 {
 		t.Errorf("scrap on the next work order: %+v, want 1 of product %d on MO %d", s, gadget, mo2)
 	}
-	// Good pieces cannot go to a finished work order: the log says how
-	// many of those on the next were made before it started (3, not 5).
-	p.waitExactQty(ra, "press-1", 5)
-	if l := p.logs.String(); !strings.Contains(l, "pieces made before this work order started") || !strings.Contains(l, "pieces=3 ") {
-		t.Errorf("no log line of the 3 pieces made before the next work order started")
+	// Good pieces cannot go to a finished work order, and are not the next
+	// one's: the 3 made on the first wait in the dead letters, with the
+	// reason; the next one has its own 2 (before: 5).
+	waitFor(t, 15*time.Second, "the next work order's quantity", func() (bool, string) {
+		q := p.odoo.Workorder(wo2).QtyProducing
+		return q == 2, fmt.Sprintf("qty %v want 2", q)
+	})
+	if q := p.odoo.Workorder(wo1).QtyProducing; q != 5 {
+		t.Errorf("the finished work order's quantity: %v, want the 5 written before it was finished", q)
+	}
+	dls, err := agent.NewAPIClient(p.listen).DeadLetters(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 1 || dls[0].Key != "press-1/good" || !strings.Contains(dls[0].What, "3") ||
+		!strings.Contains(dls[0].Reason, "3 pieces made from") || !strings.Contains(dls[0].Reason, "go to work order WO press-1 (") ||
+		!strings.Contains(dls[0].Reason, "which is done") {
+		t.Errorf("dead letters %+v, want one of the 3 pieces made on the finished work order, saying so", dls)
 	}
 }
 

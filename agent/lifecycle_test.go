@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
 	"github.com/plantedge/plantedge/odoo/odootest"
@@ -563,6 +564,79 @@ func TestScrapOfARushOrderRunDuringAnOutage(t *testing.T) {
 		ok := on[[2]int64{a, p.product}] == 4 && on[[2]int64{b, rush}] == 2 && len(on) == 2
 		return ok && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%v (A %d, B %d)", on, a, b)
 	})
+}
+
+// The pieces of the same outage go to the order they were made on, a
+// stretch a round, instead of all to the order in progress when Odoo is
+// back (the second attribution probe, findings 1–2: the rush order's pieces
+// raised the resumed order, or the paused order's raised the rush order).
+// A finished order takes no quantity in Odoo: its pieces wait in the dead
+// letters, saying so, rather than count towards another order's quantity.
+func TestPiecesOfARushOrderRunDuringAnOutage(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		version  int
+		finished bool // the rush order finished and A resumed before Odoo is back
+	}{
+		{"rush order finished, 19", 19, true},
+		{"rush order finished, 17", 17, true},
+		{"rush order still running, 17", 17, false},
+		{"rush order still running, 19", 19, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: tc.version, machines: []string{"press-1"}})
+			p.scrapBacklog = 500 * time.Millisecond
+			p.scrapSlack = time.Millisecond // the test's work orders change within seconds
+			a := p.woIDs["press-1"]
+			p.odoo.SetWorkorderDateStart(a, time.Now().Add(-10*time.Minute))
+			ra := p.startAgent()
+			m := p.machines[0]
+			p.produce(m, 10, 0)
+			p.waitExactQty(ra, "press-1", 10)
+			p.odoo.SetDown(true)
+			p.produce(m, 3, 0)                  // on A
+			time.Sleep(1100 * time.Millisecond) // Odoo's times are to the second
+			rush := p.odoo.AddProduct("Rush")
+			b := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/rush", rush, 50), p.wcIDs["press-1"], "WO rush", "progress")
+			time.Sleep(1100 * time.Millisecond)
+			p.produce(m, 5, 0) // on B
+			qty := func(id int64) float64 {
+				if wo := p.odoo.Workorder(id); tc.version >= 19 {
+					return wo.QtyProduced
+				} else {
+					return wo.QtyProducing
+				}
+			}
+			wantA, wantB := 13.0, 5.0
+			if tc.finished {
+				time.Sleep(1100 * time.Millisecond)
+				p.odoo.SetWorkorderState(b, "done")
+				time.Sleep(1100 * time.Millisecond)
+				p.produce(m, 4, 0)        // on A, resumed
+				wantA, wantB = 17, qty(b) // what finishing it left (17: its whole quantity)
+			}
+			p.odoo.SetDown(false)
+			waitFor(t, 30*time.Second, "the pieces written", func() (bool, string) {
+				st := ra.a.Status()
+				return qty(a) == wantA && qty(b) == wantB && st.Buffer.Pending == 0,
+					fmt.Sprintf("A %v of %v, B %v of %v, pending %d", qty(a), wantA, qty(b), wantB, st.Buffer.Pending)
+			})
+			dls, err := agent.NewAPIClient(p.listen).DeadLetters(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.finished {
+				if len(dls) != 0 {
+					t.Errorf("dead letters %+v, want none", dls)
+				}
+				return
+			}
+			if len(dls) != 1 || dls[0].Key != "press-1/good" || !strings.Contains(dls[0].Reason, "5 pieces made from") ||
+				!strings.Contains(dls[0].Reason, "go to work order WO rush (") || !strings.Contains(dls[0].Reason, "which is done") {
+				t.Errorf("dead letters %+v, want one of the rush order's 5 pieces, saying so", dls)
+			}
+		})
+	}
 }
 
 // Odoo 17: an order that had made its whole quantity is paused (waiting

@@ -133,10 +133,13 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	case wo == nil:
 		return nil
 	default:
-		if earlier, pre, err := f.scrapMadeEarlier(ctx, machine, wo, p); err != nil {
+		if earlier, pre, why, err := f.madeEarlier(ctx, machine, "scrap", wo, p); err != nil {
 			return err
 		} else if earlier != nil {
-			wo, p = earlier, &pre // this round books the oldest stretch; the rest goes in the next rounds
+			// This round books the oldest stretch; the rest goes in the next rounds.
+			f.a.log.Info("scrap "+why+": booked there (its product and manufacturing order)", "machine", machine, "workorder", earlier.Name,
+				"state", earlier.State, "scrap", pre.sum, "made_from", fromMS(pre.first), "made_up_to", fromMS(pre.last), "in_progress_now", wo.Name)
+			wo, p = earlier, &pre
 		}
 		carry, err := f.scrapCarry(machine)
 		if err != nil {
@@ -241,50 +244,51 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	return nil
 }
 
-// scrapMadeEarlier finds scrap waiting from before wo started — made on
-// work orders the planner finished while the scrap could not reach Odoo
-// (an outage) — and returns where the oldest stretch of it goes, and that
-// stretch: the scrap made up to the start of the work order that followed.
-// Booked on wo, it took wo's product out of stock, on wo's manufacturing
-// order (the Odoo probe: Widget scrap booked as Gadget). One stretch a
-// round: with several work orders finished in one outage, each gets its
+// madeEarlier finds counts of one machine's signal (its pending p: scrap,
+// good pieces) waiting from before wo started — made on work orders the
+// planner finished while they could not reach Odoo (an outage) — or made
+// after wo started while another order was worked on (wo paused for a
+// rush order and resumed meanwhile), and returns the work order the
+// oldest stretch of them was made on, that stretch (what was made up to
+// the start of the work order that followed), and why, for the log. One
+// stretch a round: with several work orders in one outage, each gets its
 // own. The stretch goes to
-//   - the work order in progress when it was made, done since;
+//   - the work order in progress when it was made (done since, or paused:
+//     wo itself when it is the one, up to the next one's start);
 //   - the next one started, when none was in progress then (between the
 //     end of one and the start of the next, or on an order that was
 //     cancelled: those are left out, as one may never have been started).
 //
 // A stretch ends at the next order's start, or the end of the one it was
-// made on.
+// made on. Its caller books it there (scrap, which Odoo takes on a
+// finished order too) or writes it there (pieces, on an order still in
+// progress; a finished one takes no quantity).
 //
-// Scrap made within scrapClockSlack before wo started is wo's, as before:
-// a source clock seconds behind Odoo's would otherwise move scrap of the
-// new order onto the finished one. nil when nothing waits from before.
-func (f *forwarder) scrapMadeEarlier(ctx context.Context, machine string, wo *odoo.Workorder, p *pendingKey) (*odoo.Workorder, pendingKey, error) {
+// Counts made within backlogClockSlack before wo started are wo's: a
+// source clock seconds behind Odoo's would otherwise move those of the new
+// order onto the finished one. Made after wo started, they are looked up
+// for a backlog only — the counts lane's head waited backlogAge, by this
+// box's clock (a source clock behind would make every value look old):
+// counts that reach Odoo as they are made go to the order worked on. nil
+// when nothing waits from another order.
+func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *odoo.Workorder, p *pendingKey) (*odoo.Workorder, pendingKey, string, error) {
 	start := wo.DateStart.Truncate(time.Second)
-	cut := start.Add(-cmp.Or(f.a.opts.ScrapClockSlack, scrapClockSlack))
+	cut := start.Add(-cmp.Or(f.a.opts.BacklogClockSlack, backlogClockSlack))
 	t := fromMS(p.first)
-	// Made after wo started: wo's, unless another order was started on the
-	// work center since — wo paused for a rush order and resumed while the
-	// scrap waited (the second attribution probe: a rush order's scrap
-	// booked as the resumed order's product). Looked up for a backlog only
-	// — the counts lane's head waited that long, by this box's clock (a
-	// source clock behind would make every value look old): scrap that
-	// reaches Odoo as it is made goes to the order worked on.
 	head := f.a.buf.Stats().Lanes[buffer.LaneCounts].Oldest
-	after := !t.Before(start) && !head.IsZero() && time.Since(head) >= cmp.Or(f.a.opts.ScrapBacklog, scrapBacklog)
+	after := !t.Before(start) && !head.IsZero() && time.Since(head) >= cmp.Or(f.a.opts.BacklogAge, backlogAge)
 	switch {
 	case start.IsZero() || p.first == 0:
-		return nil, pendingKey{}, nil
+		return nil, pendingKey{}, "", nil
 	case after:
 		cut = time.Now()
 	case !t.Before(start):
-		return nil, pendingKey{}, nil
+		return nil, pendingKey{}, "", nil
 	case !t.Before(cut):
-		f.a.eventLog.log("scrap slack "+machine, f.a.log, slog.LevelInfo,
-			"scrap stamped shortly before this work order started is booked on it: a machine's clock seconds behind Odoo's is taken as such",
+		f.a.eventLog.log(what+" slack "+machine, f.a.log, slog.LevelInfo,
+			what+" stamped shortly before this work order started go to it: a machine's clock seconds behind Odoo's is taken as such",
 			"machine", machine, "workorder", wo.Name, "stamped", t, "started", start)
-		return nil, pendingKey{}, nil
+		return nil, pendingKey{}, "", nil
 	}
 	var at, next *odoo.Workorder
 	err := f.call(ctx, "find_workorder_at", func(ctx context.Context) error {
@@ -293,16 +297,16 @@ func (f *forwarder) scrapMadeEarlier(ctx context.Context, machine string, wo *od
 		return err
 	})
 	if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
-		return nil, pendingKey{}, err
+		return nil, pendingKey{}, "", err
 	}
 	if err != nil {
-		f.a.eventLog.log("scrap before "+machine+" "+wo.Name, f.a.log, slog.LevelWarn,
-			"scrap made before this work order started is booked on it: odoo refused to show the work orders before it",
+		f.a.eventLog.log(what+" before "+machine+" "+wo.Name, f.a.log, slog.LevelWarn,
+			what+" made before this work order started go to it: odoo refused to show the work orders before it",
 			"machine", machine, "workorder", wo.Name, "oldest", t, "err", err)
-		return nil, pendingKey{}, nil
+		return nil, pendingKey{}, "", nil
 	}
 	if after && (at == nil || at.ID == wo.ID && (next == nil || next.ID == wo.ID)) {
-		return nil, pendingKey{}, nil // wo's, or made while none was in progress: booked on wo
+		return nil, pendingKey{}, "", nil // wo's, or made while none was in progress: wo's
 	}
 	if next != nil && next.ID != wo.ID && next.DateStart.Before(cut) {
 		cut = next.DateStart.Truncate(time.Second)
@@ -312,38 +316,44 @@ func (f *forwarder) scrapMadeEarlier(ctx context.Context, machine string, wo *od
 		// order was in progress: a stretch of its own (the next round).
 		cut = at.DateFinished.Truncate(time.Second).Add(time.Second)
 	}
-	pre, err := f.countPrefix(countKey(machine, sigScrap), cut, p.maxSeq)
+	pre, err := f.countPrefix(countKey(machine, signalOf(what)), cut, p.maxSeq)
 	if err != nil || pre.n == 0 {
-		return nil, pendingKey{}, err
+		return nil, pendingKey{}, "", err
 	}
 	usable := func(w *odoo.Workorder) bool {
 		return w != nil && w.State != "cancel" && w.ProductionID != 0 && w.ProductID != 0
 	}
-	target, why := at, "made on an earlier work order, finished (or left for another) before it reached Odoo: booked on that one (its product and manufacturing order)"
+	target, why := at, "made on an earlier work order, finished (or left for another) before they reached Odoo"
 	switch {
 	case at != nil && at.ID == wo.ID:
-		why = "made on this work order before another was started on the work center (it was paused): booked on it, up to that start"
+		why = "made on this work order before another was started on the work center (it was paused): up to that start"
 	case at == nil && usable(next):
-		target, why = next, "made while no work order was in progress: booked on the next one started"
+		target, why = next, "made while no work order was in progress: the next one started"
 	case at == nil:
-		target, why = wo, "made while no work order was in progress: booked on the one in progress"
+		target, why = wo, "made while no work order was in progress: the one in progress"
 	}
 	if !usable(target) {
 		target = wo
 	}
-	f.a.log.Info("scrap "+why, "machine", machine, "workorder", target.Name, "state", target.State, "scrap", pre.sum,
-		"made_from", fromMS(pre.first), "made_before", cut, "in_progress_now", wo.Name)
-	return target, pre, nil
+	return target, pre, why, nil
 }
 
-// scrapClockSlack: scrap stamped this little before the work order in
-// progress started is taken as its own (see scrapMadeEarlier).
-const scrapClockSlack = time.Minute
+// signalOf is the count signal madeEarlier's what names.
+func signalOf(what string) string {
+	if what == "scrap" {
+		return sigScrap
+	}
+	return sigGood
+}
 
-// scrapBacklog: scrap that waited this long is a backlog (an outage held
-// it), whose work order is looked up by when it was made (see
-// scrapMadeEarlier).
-const scrapBacklog = 2 * time.Minute
+// backlogClockSlack: counts stamped this little before the work order in
+// progress started are taken as its own (see madeEarlier).
+const backlogClockSlack = time.Minute
+
+// backlogAge: counts that waited this long are a backlog (an outage held
+// them), whose work order is looked up by when they were made (see
+// madeEarlier).
+const backlogAge = 2 * time.Minute
 
 // scrapDraft is a scrap booking Odoo left a draft for too little stock
 // (scrap_when_short: hold), watched until a person validates or deletes it.
