@@ -170,6 +170,8 @@ type forwarder struct {
 	// forgotten (pruneBooked).
 	rebook       *rebookReq
 	bookedPruned time.Time
+	// bookedAdded is the bytes of bookings kept since then (keepBooked).
+	bookedAdded int64
 	// rewrite are the machines whose count a rebook asked to be written
 	// again where Odoo shows another (run's goroutine): an Odoo restored
 	// from a backup shows the backup's until a machine makes a piece.
@@ -1398,7 +1400,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 	for _, c := range p.clears {
 		meta = append(meta, buffer.KV{Key: scrapMetaKey(c.machine)}, carryKV(c.machine, c.carry))
 		if c.booked != nil {
-			meta = append(meta, bookedKV(time.Now(), bookedEntry{Machine: c.machine, Scrap: c.booked, Workorder: c.bookedOn}))
+			meta = append(meta, f.keepBooked(time.Now(), bookedEntry{Machine: c.machine, Scrap: c.booked, Workorder: c.bookedOn}))
 		}
 		if c.draft != nil {
 			meta = append(meta, buffer.KV{Key: scrapDraftKey(c.machine, c.draft.XMLID), Value: mustJSON(*c.draft)})

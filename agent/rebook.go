@@ -96,14 +96,34 @@ func parseBookedKey(key string) (at time.Time, xmlid string, ok bool) {
 	return time.UnixMilli(n), xmlid, ok && err == nil
 }
 
-// pruneBooked forgets, every bookedPruneEvery, the bookings older than
-// bookedKeep, and the oldest beyond bookedMax or beyond a twentieth of
+// keepBooked is bookedKV, counted towards the next pruneBooked.
+func (f *forwarder) keepBooked(at time.Time, e bookedEntry) buffer.KV {
+	kv := bookedKV(at, e)
+	f.bookedAdded += int64(len(kv.Key) + len(kv.Value))
+	return kv
+}
+
+// bookedBudget is the most the bookings kept may weigh: a twentieth of
 // buffer.max_bytes (they count against it: a small quota is for records).
+func (f *forwarder) bookedBudget() int64 {
+	if cfg := f.a.cfg.Load(); cfg != nil && cfg.Buffer.MaxBytes > 0 {
+		return int64(cfg.Buffer.MaxBytes) / 20
+	}
+	return math.MaxInt64
+}
+
+// pruneBooked forgets, every bookedPruneEvery — or sooner, once the
+// bookings kept since weigh half their budget —, the bookings older than
+// bookedKeep, and the oldest beyond bookedMax or bookedBudget. Every 10
+// minutes only, a burst of stops after an outage kept 1,200 lines, 410 kB,
+// where a 1 MiB max_bytes gives the records 550 kB: the buffer's budget
+// was cut below them and every append failed (the spec audit).
 func (f *forwarder) pruneBooked(ctx context.Context) error {
-	if time.Since(f.bookedPruned) < bookedPruneEvery {
+	budget := f.bookedBudget()
+	if time.Since(f.bookedPruned) < bookedPruneEvery && f.bookedAdded <= budget/2 {
 		return nil
 	}
-	f.bookedPruned = time.Now()
+	f.bookedPruned, f.bookedAdded = time.Now(), 0
 	var keys []string
 	var sizes []int64
 	var total int64
@@ -114,10 +134,6 @@ func (f *forwarder) pruneBooked(ctx context.Context) error {
 		return nil
 	}); err != nil {
 		return err
-	}
-	budget := int64(math.MaxInt64)
-	if cfg := f.a.cfg.Load(); cfg != nil && cfg.Buffer.MaxBytes > 0 {
-		budget = int64(cfg.Buffer.MaxBytes) / 20
 	}
 	cutoff := time.Now().Add(-bookedKeep)
 	drop := 0

@@ -699,3 +699,82 @@ func TestStateOnlyWriteMakesRoomInAFullBuffer(t *testing.T) {
 		t.Fatalf("meta after the write: %d bytes, %v", len(v), err)
 	}
 }
+
+// A budget cut when the file reached max_bytes lasts only while the
+// buffer is near it: drained to half the cut budget, the budget is what
+// max_bytes gives again (the spec audit: meta kept by the agent — a week
+// of rebook records — took the file to its cap during a drain, the cuts
+// added up below what the meta alone held, and every append failed until
+// a restart, with the buffer empty and Odoo online).
+func TestMaxSizeCutUndoneWhenDrained(t *testing.T) {
+	const maxBytes = 1 << 20
+	var logs syncBuffer
+	q := openTest(t, "", Options{MaxBytes: maxBytes, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	full := q.budget.Load()
+	ctx := context.Background()
+	// Meta the quota cannot drop, about as much as the budget.
+	var meta []KV
+	for i := range 1200 {
+		meta = append(meta, KV{Key: fmt.Sprintf("booked/%05d", i), Value: bytes.Repeat([]byte{'b'}, 340)})
+		if (i+1)%100 == 0 { // as lines are booked
+			if err := q.PutMeta(ctx, meta[i-99:]...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cuts := func() int { return strings.Count(logs.String(), "lowering the logical budget") }
+	for i := 0; i < 2000 && cuts() == 0; i++ {
+		recs := make([]Record, 20)
+		for j := range recs {
+			recs[j] = Record{Lane: LaneEvents, Key: "m", Data: bytes.Repeat([]byte{'e'}, 200)}
+		}
+		if _, err := q.Append(ctx, recs); err != nil && !errors.Is(err, ErrFull) {
+			t.Fatal(err)
+		}
+	}
+	if cuts() == 0 || q.budget.Load() >= full {
+		t.Fatalf("no cut (budget %d of %d):\n%s", q.budget.Load(), full, logs.String())
+	}
+	// The meta is forgotten (pruneBooked), the records forwarded.
+	for i := range meta {
+		meta[i].Value = nil
+	}
+	if err := q.PutMeta(ctx, meta...); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		recs, err := q.Next(1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		if err := q.Ack(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := q.Append(ctx, []Record{{Lane: LaneCounts, Key: "m/good", Data: []byte("1")}}); err != nil {
+		t.Fatal(err)
+	}
+	if b, c := q.budget.Load(), q.ceiling.Load(); b != full || c != full {
+		t.Fatalf("drained: budget %d, ceiling %d, want what max_bytes gives, %d\n%s", b, c, full, logs.String())
+	}
+	if !strings.Contains(logs.String(), "the budget is back to what max_bytes gives") {
+		t.Errorf("the raise is not logged:\n%s", logs.String())
+	}
+	// And it holds as much as before the cut again.
+	var n int
+	for ; n < 2000; n++ {
+		recs := make([]Record, 20)
+		for j := range recs {
+			recs[j] = Record{Lane: LaneTelemetry, Key: "m", Data: bytes.Repeat([]byte{'t'}, 200)}
+		}
+		if _, err := q.Append(ctx, recs); err != nil {
+			t.Fatalf("append %d after the drain: %v", n, err)
+		}
+		if q.Stats().Lanes[LaneTelemetry].Bytes > full/2 {
+			break
+		}
+	}
+}

@@ -193,6 +193,11 @@ func printStatus(w io.Writer, st agent.Status) {
 			// records that merging would fold (Odoo slow), or only events
 			// and counts are left.
 			why = "max_bytes reached, until the records being forwarded reach Odoo"
+			if b.Pending == 0 {
+				// None to forward (the spec audit): what fills it is kept
+				// besides the records.
+				why = "max_bytes reached with no record pending: dead letters and what the agent keeps besides the records fill it; drop the dead letters dealt with (plantedge deadletter drop)"
+			}
 		case "disk_full":
 			why = "disk full, and nothing in the buffer file to free: free space on the disk"
 		}

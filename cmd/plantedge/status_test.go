@@ -206,7 +206,7 @@ func TestStatusOdooWaitsAndWriteCause(t *testing.T) {
 	printStatus(&out, agent.Status{Site: "s", AgentRunning: true,
 		Odoo: agent.OdooStatus{State: "offline", URL: "https://odoo.example", LastError: "http 503", NextAttemptSeconds: 600,
 			RetryAfterSeconds: 590, LastAnswerAgeSeconds: 12},
-		Buffer: agent.BufferStatus{WriteError: "append: buffer full: max_bytes reached: need 200 bytes", WriteErrorCause: "max_bytes", WriteFailingSeconds: 30}})
+		Buffer: agent.BufferStatus{Pending: 5, WriteError: "append: buffer full: max_bytes reached: need 200 bytes", WriteErrorCause: "max_bytes", WriteFailingSeconds: 30}})
 	for _, want := range []string{
 		"last answer 12s ago",
 		"Odoo asked the agent to wait 9m50s more with Retry-After: plantedge flush does not cut that short",
@@ -218,6 +218,13 @@ func TestStatusOdooWaitsAndWriteCause(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "flush tries now") {
 		t.Errorf("flush offered against a Retry-After:\n%s", out.String())
+	}
+	// With no record pending, forwarding frees nothing (the spec audit).
+	out.Reset()
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true,
+		Buffer: agent.BufferStatus{WriteError: "append: buffer full: max_bytes reached: need 200 bytes", WriteErrorCause: "max_bytes", WriteFailingSeconds: 30}})
+	if want := "(max_bytes reached with no record pending: dead letters and what the agent keeps besides the records fill it"; !strings.Contains(out.String(), want) {
+		t.Errorf("want %q in:\n%s", want, out.String())
 	}
 }
 
