@@ -1139,3 +1139,53 @@ func TestWorkedFirstPerWorkcenter(t *testing.T) {
 		t.Errorf("work center 2: %+v, want the resumed order first", got)
 	}
 }
+
+// Odoo cuts the timer of an order that has run past its expected duration
+// when it closes it: the overrun becomes a Reduced Speed line of its own,
+// starting where the overrun began (_close). That start is not when work
+// on the order began: A, started first and paused after B was started
+// (its operator forgot to pause it), had its overrun line start after B's
+// start and was taken for the order worked on (the Odoo fidelity probe).
+func TestWorkedFirstAfterOdooCutsAnOverrunTimer(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, odootest.Options{Version: 17})
+	c := connected(t, f, "auto")
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	clock := t0
+	f.srv.SetNow(func() time.Time { return clock })
+	f.srv.SetWorkorderDateStart(f.wo, t0)
+	f.srv.SetWorkorderDurationExpected(f.wo, 3.0/60) // 3 s
+	start := func(wo int64, method string) {
+		t.Helper()
+		if err := c.Call(ctx, "mrp.workorder", method, []any{[]int64{wo}}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start(f.wo, "button_start")
+	clock = t0.Add(2 * time.Second)
+	rush := f.srv.AddWorkorder(f.mo, f.wc, "Rush", "ready")
+	start(rush, "button_start")
+	clock = t0.Add(4 * time.Second)
+	start(f.wo, "button_pending") // 4 s against 3 expected: the last second is overrun
+	var lines []struct {
+		Start string `json:"date_start"`
+		End   string `json:"date_end"`
+		Loss  []any  `json:"loss_id"`
+	}
+	if err := c.Call(ctx, "mrp.workcenter.productivity", "search_read", []any{[]any{[]any{"workorder_id", "=", f.wo}}},
+		map[string]any{"fields": []string{"date_start", "date_end", "loss_id"}, "order": "date_start asc"}, &lines); err != nil {
+		t.Fatal(err)
+	}
+	ts := func(d time.Duration) string { return t0.Add(d).UTC().Format(time.DateTime) }
+	if len(lines) != 2 || lines[0].Start != ts(0) || lines[0].End != ts(3*time.Second) || fmt.Sprint(lines[0].Loss[1]) != "Fully Productive Time" ||
+		lines[1].Start != ts(3*time.Second) || lines[1].End != ts(4*time.Second) || fmt.Sprint(lines[1].Loss[1]) != "Reduced Speed" {
+		t.Fatalf("the paused order's time lines: %+v, want its timer cut at 3 s, the overrun Reduced Speed", lines)
+	}
+	byWC, err := c.WorkordersInProgressOn(ctx, []int64{f.wc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := byWC[f.wc]; len(got) != 2 || got[0].ID != rush {
+		t.Errorf("%+v, want the rush order first: work on the other began before it", got)
+	}
+}

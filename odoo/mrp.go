@@ -264,7 +264,9 @@ func (c *Client) workedFirst(ctx context.Context, byWC map[int64][]Workorder) er
 }
 
 // workBegan reads, for work orders of one work center, the start of each
-// one's latest productive time line and whether one of its lines is open.
+// one's latest run of productive time — its latest productive time line,
+// and those before it that end where it begins or later — and whether one
+// of its lines is open.
 // The latest lines of the work center's orders alone: an order none of them
 // names began work before all of them (lines of another work center's
 // orders pushed a resumed order out of a shared window: the second
@@ -294,11 +296,26 @@ func (c *Client) workBegan(ctx context.Context, wos []Workorder) (began map[int6
 	}
 	c.timeLinesRefused.Store(false)
 	began, open = map[int64]time.Time{}, map[int64]bool{}
-	for _, r := range rows {
-		if _, ok := began[r.Workorder.ID]; !ok {
-			began[r.Workorder.ID] = time.Time(r.DateStart)
+	gap := map[int64]bool{}  // a line of the order ended before its latest run
+	for _, r := range rows { // newest start first
+		id, start, end := r.Workorder.ID, time.Time(r.DateStart), time.Time(r.DateEnd)
+		open[id] = open[id] || end.IsZero()
+		from, ok := began[id]
+		switch {
+		case !ok:
+			began[id] = start
+		case gap[id]:
+		case end.IsZero() || !end.Before(from.Add(-time.Second)):
+			// Ends where (or after) the later one begins: one run of work.
+			// Odoo cuts a timer of an order past its expected duration in
+			// two when it closes it (_close: the overrun a line of its own,
+			// Reduced Speed, from where it began): that start is not when
+			// work began (the Odoo fidelity probe: a paused order taken
+			// for the one worked on), nor is a second operator's timer.
+			began[id] = start
+		default:
+			gap[id] = true
 		}
-		open[r.Workorder.ID] = open[r.Workorder.ID] || time.Time(r.DateEnd).IsZero()
 	}
 	return began, open, nil
 }

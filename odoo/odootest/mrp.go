@@ -69,16 +69,17 @@ func modelDefs(v int) map[string]*model {
 			"workorder_ids": {typ: fO2M, computed: true, comodel: "mrp.workorder"}}},
 		"mrp.workorder": {order: "leave_id, date_start, id", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Work Order"}, "state": {typ: fSelection, sel: workorderStates(v), label: "Status"},
-			"workcenter_id":  m2o("mrp.workcenter", "Work Center", true),
-			"production_id":  m2o("mrp.production", "Manufacturing Order", true),
-			"product_id":     {typ: fM2O, comodel: "product.product", computed: true},
-			"product_uom_id": {typ: fM2O, comodel: "uom.uom", computed: v >= 19, label: "Unit"},
-			"qty_production": {typ: fFloat, computed: true},
-			"qty_producing":  {typ: fFloat, computed: true, inverse: true, label: "Currently Produced Quantity"},
-			"qty_produced":   {typ: fFloat, label: "Quantity", inverse: v >= 19},
-			"qty_remaining":  {typ: fFloat, computed: true},
-			"duration":       {typ: fFloat, computed: true},
-			"date_start":     {typ: fDatetime}, "date_finished": {typ: fDatetime},
+			"workcenter_id":     m2o("mrp.workcenter", "Work Center", true),
+			"production_id":     m2o("mrp.production", "Manufacturing Order", true),
+			"product_id":        {typ: fM2O, comodel: "product.product", computed: true},
+			"product_uom_id":    {typ: fM2O, comodel: "uom.uom", computed: v >= 19, label: "Unit"},
+			"qty_production":    {typ: fFloat, computed: true},
+			"qty_producing":     {typ: fFloat, computed: true, inverse: true, label: "Currently Produced Quantity"},
+			"qty_produced":      {typ: fFloat, label: "Quantity", inverse: v >= 19},
+			"qty_remaining":     {typ: fFloat, computed: true},
+			"duration":          {typ: fFloat, computed: true},
+			"duration_expected": {typ: fFloat, label: "Expected Duration"},
+			"date_start":        {typ: fDatetime}, "date_finished": {typ: fDatetime},
 			"leave_id": {typ: fInt}, "sequence": {typ: fInt},
 			"time_ids": {typ: fO2M, computed: true, comodel: "mrp.workcenter.productivity"}}},
 		"mrp.workcenter.productivity.loss": {order: "sequence, id", fields: map[string]field{
@@ -399,10 +400,54 @@ func (s *Server) xmlidRes(full string) (int64, bool) {
 	return id, ok
 }
 
+// As Odoo's _close (mrp_workcenter.py, 17.0 to 19) does, a line of a work
+// order that has run past its expected duration is cut where the overrun
+// began: the part before stays as it was, the overrun becomes a copy of
+// the line, starting there, with the first performance loss (Reduced
+// Speed) — the whole line, when all of it is overrun. That copy's start is
+// not when work began (odoo.Client.workBegan).
 func (s *Server) closeLines(keep func(rec) bool) {
 	pm := s.models["mrp.workcenter.productivity"]
+	wm := s.models["mrp.workorder"]
+	var under []int64
 	for _, lid := range s.openLines(keep) {
-		pm.recs[lid]["date_end"] = s.nowStr()
+		l := pm.recs[lid]
+		l["date_end"] = s.nowStr()
+		wo, ok := wm.recs[asInt(l["workorder_id"])]
+		if !ok {
+			continue
+		}
+		var dur float64 // the order's duration, not rounded as read
+		for _, id := range s.compute(wm, wo, "time_ids").([]int64) {
+			dur += s.lineMinutes(pm.recs[id])
+		}
+		over := dur - s.value(wm, wo, "duration_expected").(float64)
+		if over <= 0 {
+			continue
+		}
+		start, err1 := time.Parse(timeLayout, l["date_start"].(string))
+		end, err2 := time.Parse(timeLayout, l["date_end"].(string))
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		cut := end.Add(-time.Duration(over * float64(time.Minute))).Truncate(time.Second)
+		if !cut.After(start) {
+			under = append(under, lid)
+			continue
+		}
+		cp := rec{}
+		for k, v := range l {
+			cp[k] = v
+		}
+		delete(cp, "id")
+		cp["date_start"] = cut.Format(timeLayout)
+		l["date_end"] = cut.Format(timeLayout)
+		under = append(under, s.insert("mrp.workcenter.productivity", cp, ""))
+	}
+	if perf, ok := s.xmlidRes("mrp.block_reason4"); ok {
+		for _, lid := range under {
+			pm.recs[lid]["loss_id"] = perf
+		}
 	}
 }
 

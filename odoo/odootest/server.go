@@ -299,7 +299,7 @@ func (s *Server) AddWorkorder(productionID, workcenterID int64, name, state stri
 	defer s.mu.Unlock()
 	s.mustState(state)
 	r := rec{"name": name, "state": state, "production_id": productionID, "workcenter_id": workcenterID,
-		"qty_produced": 0.0, "sequence": int64(100)}
+		"qty_produced": 0.0, "sequence": int64(100), "duration_expected": 60.0}
 	if s.v() < 19 {
 		r["product_uom_id"] = int64(1)
 	}
@@ -311,6 +311,26 @@ func (s *Server) AddWorkorder(productionID, workcenterID int64, name, state stri
 		s.startQty(r)
 	}
 	return id
+}
+
+// SetNow sets the clock the server stamps its dates with (to the second,
+// UTC); nil gives back the real one.
+func (s *Server) SetNow(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now == nil {
+		now = time.Now
+	}
+	s.now = func() time.Time { return now().UTC().Truncate(time.Second) }
+}
+
+// SetWorkorderDurationExpected sets how long a work order is expected to
+// take, in minutes (60 for those AddWorkorder makes): a timer closed after
+// the order has run longer is cut where the overrun began (closeLines).
+func (s *Server) SetWorkorderDurationExpected(id int64, minutes float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.models["mrp.workorder"].recs[id]["duration_expected"] = minutes
 }
 
 func (s *Server) mustState(state string) {
