@@ -532,7 +532,13 @@ func TestManufacturingFacts(t *testing.T) {
 		e := newEnv(t, 19)
 		wo2 := e.s.AddWorkorder(e.mo, e.wc, "Deburring", "ready")
 		e.wantErr(e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_produced": -1.0}}, nil), "odoo.exceptions.UserError")
+		// 19.0 write: the least over the order's work orders is taken only
+		// when above 0 (the Odoo fidelity probe: the emulator set 0).
+		before := e.s.ProductionQtyProducing(e.mo)
 		e.ok(e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_produced": 30.0}}, nil))
+		if got := e.s.ProductionQtyProducing(e.mo); got != before {
+			t.Errorf("MO qty_producing %v after a write with another work order at 0, want it left at %v", got, before)
+		}
 		e.ok(e.exec("mrp.workorder", "write", []any{[]any{wo2}, map[string]any{"qty_produced": 20.0}}, nil))
 		if got := e.s.ProductionQtyProducing(e.mo); got != 20 {
 			t.Errorf("MO qty_producing %v, want min 20", got)

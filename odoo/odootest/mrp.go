@@ -315,18 +315,17 @@ func (s *Server) writeHook(m *model, id int64, vals map[string]any) *odooError {
 					return userError("You cannot change the quantity produced of a work order that is done or cancelled.")
 				}
 				r["qty_produced"] = qty
-				if mo != nil {
+				// 19.0 mrp_workorder.py write: for a quantity above 0, the
+				// least of the order's work orders (cancelled ones too), when
+				// above 0, is the manufacturing order's producing quantity.
+				if mo != nil && qty > 0 {
 					minQty := -1.0
 					for _, wid := range s.compute(s.models["mrp.production"], mo, "workorder_ids").([]int64) {
-						wr := m.recs[wid]
-						if wr["state"] == "cancel" {
-							continue
-						}
-						if q := s.value(m, wr, "qty_produced").(float64); minQty < 0 || q < minQty {
+						if q := s.value(m, m.recs[wid], "qty_produced").(float64); minQty < 0 || q < minQty {
 							minQty = q
 						}
 					}
-					if minQty >= 0 {
+					if minQty > 0 {
 						mo["qty_producing"] = minQty
 					}
 				}
