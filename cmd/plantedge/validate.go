@@ -155,7 +155,16 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		envSecret(fmt.Sprintf("mqtt[%d].password_env", i), b.PasswordEnv, "MQTT broker "+b.Name)
 	}
 	o.checkMachine(cfg, errw)
-	printSummary(w, cfg, warned.n)
+	var online []string
+	for _, c := range []struct {
+		on   bool
+		name string
+	}{{o.odoo, "Odoo"}, {o.opcua, "the OPC UA servers"}, {o.mqtt, "the MQTT brokers"}} {
+		if c.on {
+			online = append(online, c.name)
+		}
+	}
+	printSummary(w, cfg, warned.n, strings.Join(online, ", "))
 	var failed []string
 	if o.odoo {
 		if validateOdoo == nil {
@@ -307,7 +316,9 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 
 // printSummary says what the file configures: site, machines, and how many
 // signals each source feeds.
-func printSummary(w io.Writer, cfg *config.Config, warnings int) {
+// checked: what is checked next (--odoo, ...), which the file's OK is not
+// about (the spec audit: "OK", then Odoo's problems, exit 1).
+func printSummary(w io.Writer, cfg *config.Config, warnings int, checked string) {
 	type count struct{ signals, addrs int }
 	perSource := map[string]*count{}
 	addrs := map[string]bool{}
@@ -334,12 +345,16 @@ func printSummary(w io.Writer, cfg *config.Config, warnings int) {
 			}
 		}
 	}
+	next := ""
+	if checked != "" {
+		next = " — the file; " + checked + " checked below"
+	}
 	if warnings > 0 {
 		// A big plant's file may give a hundred (the scale probe: 150 for
 		// machines sharing work centers): the count says to scroll back.
-		fmt.Fprintf(w, "%s: OK, with %s (above, on stderr)\n", cfg.Path, plural(warnings, "warning"))
+		fmt.Fprintf(w, "%s: OK, with %s (above, on stderr)%s\n", cfg.Path, plural(warnings, "warning"), next)
 	} else {
-		fmt.Fprintf(w, "%s: OK\n", cfg.Path)
+		fmt.Fprintf(w, "%s: OK%s\n", cfg.Path, next)
 	}
 	fmt.Fprintf(w, "site %s: %s, %s\n", cfg.Site, plural(len(cfg.Machines), "machine"), plural(total, "signal"))
 	for _, s := range cfg.OPCUA {
