@@ -140,7 +140,14 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		key  int64  // the record's start (ms), its line's external id: d.Start moves with a step of this box's clock
 	}
 	var lines []line
-	onWC := map[int64]int64{} // workorderOn's answers this round
+	onWC := map[int64]int64{}               // workorderOn's answers this round
+	history := map[int64][]odoo.Workorder{} // stopWorkorder's, by work center
+	oldest := map[int64]time.Time{}         // the round's oldest stop start, by work center
+	for _, e := range events {
+		if t := fromMS(e.ev.Start); oldest[e.wc].IsZero() || t.Before(oldest[e.wc]) {
+			oldest[e.wc] = t
+		}
+	}
 	for _, e := range events {
 		r, ev := e.rec, e.ev
 		if ev.End == 0 {
@@ -236,6 +243,11 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		case d.End.IsZero():
 		case !e.elsewhere && wo != nil:
 			d.WorkorderID = wo.ID
+			if id, ok, err := f.stopWorkorder(ctx, r.Key, wo, d.Start, oldest, history); err != nil {
+				return err
+			} else if ok {
+				d.WorkorderID = id
+			}
 		case e.elsewhere || findMachine(cfg, r.Key) == nil:
 			// A stop on the work center the machine has left (moved in the
 			// configuration while stopped), or of a machine no longer
@@ -381,6 +393,72 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 	}
 	f.a.metrics.forwarded.WithLabelValues("downtime").Add(float64(len(acked)))
 	return nil
+}
+
+// stopWorkorder returns the work order a stop of machine that began at
+// start goes to, when that is not wo, the one in progress now (ok false):
+// the one in progress on the work center when the stop began — finished
+// since, or paused for a rush order, while the link was down — or none (0)
+// when none was (between two orders). Before, a backlog's stops all went to
+// the order in progress when they reached Odoo (the second attribution
+// probe). As for counts (madeEarlier): a stop that began up to
+// backlogClockSlack before wo started is wo's, and one that began after is
+// looked up only in a backlog — the events lane's head waited backlogAge.
+// oldest holds the round's oldest stop start per work center, history the
+// round's answers: one call per work center a round.
+func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.Workorder, start time.Time, oldest map[int64]time.Time, history map[int64][]odoo.Workorder) (int64, bool, error) {
+	began := wo.DateStart.Truncate(time.Second)
+	if began.IsZero() {
+		return 0, false, nil
+	}
+	before := start.Before(began.Add(-cmp.Or(f.a.opts.BacklogClockSlack, backlogClockSlack)))
+	if !before {
+		head := f.a.buf.Stats().Lanes[buffer.LaneEvents].Oldest
+		if start.Before(began) || head.IsZero() || time.Since(head) < cmp.Or(f.a.opts.BacklogAge, backlogAge) {
+			return 0, false, nil
+		}
+	}
+	wos, ok := history[wo.WorkcenterID]
+	if !ok {
+		// The orders finished since the round's oldest stop on the work
+		// center: one call serves every stop of the round.
+		since := start
+		if t, ok := oldest[wo.WorkcenterID]; ok && t.Before(since) {
+			since = t
+		}
+		err := f.call(ctx, "workorders_since", func(ctx context.Context) error {
+			var err error
+			wos, err = f.client.WorkordersSince(ctx, wo.WorkcenterID, since)
+			return err
+		})
+		if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
+			return 0, false, err
+		}
+		if err != nil {
+			f.a.eventLog.log("stops before "+machine, f.a.log, slog.LevelWarn,
+				"a stop that began before this work order started goes to it: odoo refused to show the work orders before it",
+				"machine", machine, "workorder", wo.Name, "err", err)
+			wos = nil
+		}
+		history[wo.WorkcenterID] = wos
+	}
+	if wos == nil {
+		return 0, false, nil
+	}
+	at := odoo.WorkorderAt(wos, start)
+	switch {
+	case at != nil && at.ID == wo.ID, at == nil && !before:
+		// wo's; or after wo started while none other was (resumed after
+		// a rush order that was finished).
+		return 0, false, nil
+	case at == nil:
+		f.a.log.Info("a stop that began while no work order was in progress is booked without one", "machine", machine,
+			"start", start, "in_progress_now", wo.Name)
+		return 0, true, nil
+	}
+	f.a.log.Info("a stop that began on an earlier work order (finished, or paused for another, before it reached Odoo) is booked on that one",
+		"machine", machine, "workorder", at.Name, "state", at.State, "start", start, "in_progress_now", wo.Name)
+	return at.ID, true, nil
 }
 
 // workorderOn returns the id of the work order in progress on work center

@@ -2197,15 +2197,25 @@ func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
 	p.outageAfterFirstPieces(ra, m)
 	p.produce(m, 3, 4) // scrap 4 on the first work order
 	p.waitPending(ra, 2)
+	p.stop(m, "JAM") // and a stop
+	time.Sleep(50 * time.Millisecond)
+	p.run(m)
+	p.waitPending(ra, 3)
 	time.Sleep(1100 * time.Millisecond) // Odoo's dates are to the second
 	wo1 := p.woIDs["press-1"]
 	p.odoo.SetWorkorderState(wo1, "done")
+	time.Sleep(1100 * time.Millisecond)
+	p.stop(m, "SETUP") // a stop between the two orders
+	time.Sleep(50 * time.Millisecond)
+	p.run(m)
+	p.waitPending(ra, 4)
+	time.Sleep(1100 * time.Millisecond)
 	gadget := p.odoo.AddProduct("Gadget")
 	mo2 := p.odoo.AddProduction("WH/MO/gadget", gadget, 100)
 	wo2 := p.odoo.AddWorkorder(mo2, p.wcIDs["press-1"], "WO press-1 gadget", "progress")
 	time.Sleep(1100 * time.Millisecond)
 	p.produce(m, 2, 1) // scrap 1 on the second
-	p.waitPending(ra, 4)
+	p.waitPending(ra, 6)
 	p.odoo.SetDown(false)
 	byWO := p.scrapByWorkorder
 	waitFor(t, 30*time.Second, "scrap in Odoo", func() (bool, string) {
@@ -2218,6 +2228,13 @@ func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
 	}
 	if s := got[wo2]; s.Qty != 1 || s.ProductID != gadget || s.ProductionID != mo2 {
 		t.Errorf("scrap on the next work order: %+v, want 1 of product %d on MO %d", s, gadget, mo2)
+	}
+	p.waitLines(2)
+	lines := p.odoo.Productivity()
+	slices.SortFunc(lines, func(x, y odootest.ProductivityLine) int { return x.Start.Compare(y.Start) })
+	if lines[0].WorkorderID != wo1 || lines[1].WorkorderID != 0 {
+		t.Errorf("the stops are booked on %d and %d, want the finished work order's %d, then none (between two orders)",
+			lines[0].WorkorderID, lines[1].WorkorderID, wo1)
 	}
 	// Good pieces cannot go to a finished work order, and are not the next
 	// one's: the 3 made on the first wait in the dead letters, with the

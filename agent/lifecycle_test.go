@@ -566,8 +566,8 @@ func TestScrapOfARushOrderRunDuringAnOutage(t *testing.T) {
 	})
 }
 
-// The pieces of the same outage go to the order they were made on, a
-// stretch a round, instead of all to the order in progress when Odoo is
+// The pieces and stops of the same outage go to the order they were made
+// on (pieces a stretch a round), instead of all to the order in progress when Odoo is
 // back (the second attribution probe, findings 1–2: the rush order's pieces
 // raised the resumed order, or the paused order's raised the rush order).
 // A finished order takes no quantity in Odoo: its pieces wait in the dead
@@ -594,12 +594,20 @@ func TestPiecesOfARushOrderRunDuringAnOutage(t *testing.T) {
 			p.produce(m, 10, 0)
 			p.waitExactQty(ra, "press-1", 10)
 			p.odoo.SetDown(true)
-			p.produce(m, 3, 0)                  // on A
+			stop := func() { // a stop and its end, on the order worked on
+				p.stop(m, "JAM")
+				time.Sleep(50 * time.Millisecond)
+				p.run(m)
+			}
+			p.produce(m, 3, 0) // on A
+			stop()
 			time.Sleep(1100 * time.Millisecond) // Odoo's times are to the second
 			rush := p.odoo.AddProduct("Rush")
 			b := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/rush", rush, 50), p.wcIDs["press-1"], "WO rush", "progress")
 			time.Sleep(1100 * time.Millisecond)
 			p.produce(m, 5, 0) // on B
+			stop()
+			stopsOn := []int64{a, b}
 			qty := func(id int64) float64 {
 				if wo := p.odoo.Workorder(id); tc.version >= 19 {
 					return wo.QtyProduced
@@ -612,7 +620,9 @@ func TestPiecesOfARushOrderRunDuringAnOutage(t *testing.T) {
 				time.Sleep(1100 * time.Millisecond)
 				p.odoo.SetWorkorderState(b, "done")
 				time.Sleep(1100 * time.Millisecond)
-				p.produce(m, 4, 0)        // on A, resumed
+				p.produce(m, 4, 0) // on A, resumed
+				stop()
+				stopsOn = append(stopsOn, a)
 				wantA, wantB = 17, qty(b) // what finishing it left (17: its whole quantity)
 			}
 			p.odoo.SetDown(false)
@@ -621,6 +631,17 @@ func TestPiecesOfARushOrderRunDuringAnOutage(t *testing.T) {
 				return qty(a) == wantA && qty(b) == wantB && st.Buffer.Pending == 0,
 					fmt.Sprintf("A %v of %v, B %v of %v, pending %d", qty(a), wantA, qty(b), wantB, st.Buffer.Pending)
 			})
+			// Each stop on the order it happened on (before: all on the
+			// order in progress when Odoo was back).
+			lines := p.odoo.Productivity()
+			slices.SortFunc(lines, func(x, y odootest.ProductivityLine) int { return x.Start.Compare(y.Start) })
+			var on []int64
+			for _, l := range lines {
+				on = append(on, l.WorkorderID)
+			}
+			if !slices.Equal(on, stopsOn) {
+				t.Errorf("the stops' work orders %v, want %v (A %d, B %d)", on, stopsOn, a, b)
+			}
 			dls, err := agent.NewAPIClient(p.listen).DeadLetters(context.Background())
 			if err != nil {
 				t.Fatal(err)

@@ -32,7 +32,7 @@ type Workorder struct {
 	QtyProduction, QtyProducing, QtyProduced float64
 	QtyRemaining                             float64
 	DateStart                                time.Time
-	DateFinished                             time.Time // read by WorkordersAround only
+	DateFinished                             time.Time // read by WorkordersAround and WorkordersSince only
 }
 
 // Downtime is one mrp.workcenter.productivity line, written idempotently
@@ -133,7 +133,7 @@ type workorderRow struct {
 	QtyProduced   float64  `json:"qty_produced"`
 	QtyRemaining  float64  `json:"qty_remaining"`
 	DateStart     odooTime `json:"date_start"`
-	DateFinished  odooTime `json:"date_finished"` // read by WorkorderAt only
+	DateFinished  odooTime `json:"date_finished"` // read by WorkordersAround and WorkordersSince only
 }
 
 func (r workorderRow) workorder() Workorder {
@@ -357,6 +357,46 @@ func (c *Client) WorkordersAround(ctx context.Context, workcenterID int64, t tim
 		next = &wo
 	}
 	return at, next, nil
+}
+
+// WorkordersSince returns, in one call, the work orders on the work center
+// that were started and are in progress, or were finished at or after
+// since (cancelled ones are left out, as WorkordersAround does), in the
+// order they were started: enough to tell, for any time from since on,
+// which was in progress (WorkorderAt).
+func (c *Client) WorkordersSince(ctx context.Context, workcenterID int64, since time.Time) ([]Workorder, error) {
+	var rows []workorderRow
+	err := c.Call(ctx, "mrp.workorder", "search_read",
+		[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, "|", []any{"state", "=", "progress"},
+			"&", []any{"state", "=", "done"}, []any{"date_finished", ">=", since.UTC().Format(time.DateTime)}}},
+		map[string]any{"fields": append(slices.Clone(workorderFields), "date_finished"), "order": "date_start asc, id asc", "limit": 1000}, &rows)
+	if err != nil {
+		return nil, err
+	}
+	wos := make([]Workorder, 0, len(rows))
+	for _, r := range rows {
+		if wo := r.workorder(); !wo.DateStart.IsZero() {
+			wos = append(wos, wo)
+		}
+	}
+	return wos, nil
+}
+
+// WorkorderAt is, of wos (WorkordersSince's, in the order started), the
+// one in progress at t, as WorkordersAround tells it: the last started at
+// or before t, unless it was finished before t. nil when none.
+func WorkorderAt(wos []Workorder, t time.Time) *Workorder {
+	var at *Workorder
+	for i := range wos {
+		if wos[i].DateStart.After(t) {
+			break
+		}
+		at = &wos[i]
+	}
+	if at != nil && at.State == "done" && !at.DateFinished.IsZero() && at.DateFinished.Before(t.Truncate(time.Second)) {
+		return nil
+	}
+	return at
 }
 
 // WorkordersInProgressOn returns, in one call, the work orders in state
