@@ -305,7 +305,7 @@ func (c *Client) workBegan(ctx context.Context, wos []Workorder) (began map[int6
 		case !ok:
 			began[id] = start
 		case gap[id]:
-		case end.IsZero() || !end.Before(from.Add(-time.Second)):
+		case end.IsZero() || !end.Before(from):
 			// Ends where (or after) the later one begins: one run of work.
 			// Odoo cuts a timer of an order past its expected duration in
 			// two when it closes it (_close: the overrun a line of its own,
