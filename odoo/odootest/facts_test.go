@@ -590,9 +590,15 @@ func TestManufacturingFacts(t *testing.T) {
 	t.Run("button_finish-marks-done", func(t *testing.T) {
 		e := newEnv(t, 17)
 		e.ok(e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_producing": 12.0}}, nil))
+		e.s.SetWorkorderDateStart(e.wo, time.Now().Add(24*time.Hour)) // a planned start ahead (17+)
 		e.ok(e.exec("mrp.workorder", "button_finish", []any{[]any{e.wo}}, nil))
 		if wo := e.s.Workorder(e.wo); wo.State != "done" || wo.QtyProduced != 12 {
 			t.Errorf("%+v", wo)
+		}
+		// "if not workorder.date_start or date_finished < workorder.date_start"
+		row := e.readWO("date_start", "date_finished")
+		if row["date_start"] != row["date_finished"] {
+			t.Errorf("finished before its planned start: date_start %v, date_finished %v, want both the finish", row["date_start"], row["date_finished"])
 		}
 	})
 	t.Run("record_production-does-not-exist", func(t *testing.T) {

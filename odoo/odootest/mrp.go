@@ -478,7 +478,9 @@ func (s *Server) buttonFinish(ids []int64) (any, *odooError) {
 		r["qty_produced"] = qty
 		r["state"] = "done"
 		r["date_finished"] = s.nowStr()
-		if isEmpty(r["date_start"]) {
+		// button_finish: "if not workorder.date_start or date_finished <
+		// workorder.date_start" (a planned start ahead, from 17 on).
+		if ds, _ := r["date_start"].(string); ds == "" || ds > s.nowStr() {
 			r["date_start"] = s.nowStr()
 		}
 	}
