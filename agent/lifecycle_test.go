@@ -536,15 +536,7 @@ func TestRushOrderStartedWithoutAPause(t *testing.T) {
 // product. The pieces go to A, the order in progress: Odoo takes no
 // quantity on a finished one — the README's limit.)
 func TestScrapOfARushOrderRunDuringAnOutage(t *testing.T) {
-	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
-	p.scrapBacklog = 500 * time.Millisecond
-	a := p.woIDs["press-1"]
-	p.odoo.SetWorkorderDateStart(a, time.Now().Add(-10*time.Minute))
-	ra := p.startAgent()
-	m := p.machines[0]
-	p.produce(m, 10, 0)
-	p.waitExactQty(ra, "press-1", 10)
-	p.odoo.SetDown(true)
+	p, ra, m, a := outageOnA(t, 19)
 	p.produce(m, 0, 1)                  // on A
 	time.Sleep(1100 * time.Millisecond) // Odoo's times are to the second
 	rush := p.odoo.AddProduct("Rush")
@@ -566,6 +558,24 @@ func TestScrapOfARushOrderRunDuringAnOutage(t *testing.T) {
 	})
 }
 
+// outageOnA starts a plant whose press-1 works on order A (started 10
+// minutes ago), makes 10 pieces that reach Odoo, then takes Odoo away: a
+// backlog after half a second, and work orders that change within seconds.
+func outageOnA(t *testing.T, version int) (p *plant, ra *runningAgent, m *simMachine, a int64) {
+	t.Helper()
+	p = newPlant(t, plantOptions{version: version, machines: []string{"press-1"}})
+	p.scrapBacklog = 500 * time.Millisecond
+	p.scrapSlack = time.Millisecond
+	a = p.woIDs["press-1"]
+	p.odoo.SetWorkorderDateStart(a, time.Now().Add(-10*time.Minute))
+	ra = p.startAgent()
+	m = p.machines[0]
+	p.produce(m, 10, 0)
+	p.waitExactQty(ra, "press-1", 10)
+	p.odoo.SetDown(true)
+	return p, ra, m, a
+}
+
 // The pieces and stops of the same outage go to the order they were made
 // on (pieces a stretch a round), instead of all to the order in progress when Odoo is
 // back (the second attribution probe, findings 1–2: the rush order's pieces
@@ -584,16 +594,7 @@ func TestPiecesOfARushOrderRunDuringAnOutage(t *testing.T) {
 		{"rush order still running, 19", 19, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := newPlant(t, plantOptions{version: tc.version, machines: []string{"press-1"}})
-			p.scrapBacklog = 500 * time.Millisecond
-			p.scrapSlack = time.Millisecond // the test's work orders change within seconds
-			a := p.woIDs["press-1"]
-			p.odoo.SetWorkorderDateStart(a, time.Now().Add(-10*time.Minute))
-			ra := p.startAgent()
-			m := p.machines[0]
-			p.produce(m, 10, 0)
-			p.waitExactQty(ra, "press-1", 10)
-			p.odoo.SetDown(true)
+			p, ra, m, a := outageOnA(t, tc.version)
 			stop := func() { // a stop and its end, on the order worked on
 				p.stop(m, "JAM")
 				time.Sleep(50 * time.Millisecond)

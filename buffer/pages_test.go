@@ -96,20 +96,7 @@ func TestDropMappedPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	base = rssFileKB(t)
-	n := 0
-	for {
-		recs, err := q.Next(1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(recs) == 0 {
-			break
-		}
-		if err := q.Ack(ctx, recs); err != nil {
-			t.Fatal(err)
-		}
-		n += len(recs)
-	}
+	n := drain(t, q)
 	drained := rssFileKB(t)
 	t.Logf("file-backed RSS %d kB before draining %d records, %d kB after", base, n, drained)
 	if n != 100000 {

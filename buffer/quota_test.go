@@ -742,18 +742,7 @@ func TestMaxSizeCutUndoneWhenDrained(t *testing.T) {
 	if err := q.PutMeta(ctx, meta...); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		recs, err := q.Next(1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(recs) == 0 {
-			break
-		}
-		if err := q.Ack(ctx, recs); err != nil {
-			t.Fatal(err)
-		}
-	}
+	drain(t, q)
 	if _, err := q.Append(ctx, []Record{{Lane: LaneCounts, Key: "m/good", Data: []byte("1")}}); err != nil {
 		t.Fatal(err)
 	}
@@ -776,5 +765,25 @@ func TestMaxSizeCutUndoneWhenDrained(t *testing.T) {
 		if q.Stats().Lanes[LaneTelemetry].Bytes > full/2 {
 			break
 		}
+	}
+}
+
+// drain reads and acknowledges every record, a thousand at a time, and
+// returns how many there were.
+func drain(t *testing.T, q *Queue) int {
+	t.Helper()
+	n := 0
+	for {
+		recs, err := q.Next(1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			return n
+		}
+		if err := q.Ack(context.Background(), recs); err != nil {
+			t.Fatal(err)
+		}
+		n += len(recs)
 	}
 }
