@@ -120,13 +120,19 @@ type pendingKey struct {
 	maxSeq uint64
 	first  int64 // source time (ms) of the oldest pending piece
 	last   int64 // and of the newest
+	// buffered is when the oldest record was buffered, by this box's
+	// clock (zero: none).
+	buffered time.Time
 }
 
-// add takes in the count record seq holds.
-func (p *pendingKey) add(seq uint64, c countRecord) {
+// add takes in count record r, c decoded.
+func (p *pendingKey) add(r buffer.Record, c countRecord) {
 	p.sum += c.Delta
 	p.n++
-	p.maxSeq = seq
+	p.maxSeq = r.Seq
+	if p.buffered.IsZero() || r.Time.Before(p.buffered) {
+		p.buffered = r.Time
+	}
 	if p.first == 0 || c.First < p.first {
 		p.first = c.First
 	}
@@ -171,7 +177,7 @@ func (f *forwarder) aggregateCounts(ctx context.Context, cfg *config.Config) (ma
 				p = &pendingKey{}
 				out[r.Key] = p
 			}
-			p.add(r.Seq, c)
+			p.add(r, c)
 		}
 		return nil
 	})
@@ -314,7 +320,7 @@ func (f *forwarder) countPrefix(key string, t time.Time, upTo uint64) (pendingKe
 			if err != nil || c.Last >= before {
 				return errPrefixEnd
 			}
-			p.add(r.Seq, c)
+			p.add(r, c)
 		}
 		return nil
 	})

@@ -243,7 +243,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		case d.End.IsZero():
 		case !e.elsewhere && wo != nil:
 			d.WorkorderID = wo.ID
-			if id, ok, err := f.stopWorkorder(ctx, r.Key, wo, d.Start, oldest, history); err != nil {
+			if id, ok, err := f.stopWorkorder(ctx, r.Key, wo, d.Start, r.Time, oldest, history); err != nil {
 				return err
 			} else if ok {
 				d.WorkorderID = id
@@ -401,22 +401,21 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 // since, or paused for a rush order, while the link was down — or none (0)
 // when none was (between two orders). Before, a backlog's stops all went to
 // the order in progress when they reached Odoo (the second attribution
-// probe). As for counts (madeEarlier): a stop that began up to
-// backlogClockSlack before wo started is wo's, and one that began after is
-// looked up only in a backlog — the events lane's head waited backlogAge.
+// probe). As for counts (madeEarlier), only a backlog is looked up — its
+// record, buffered when the stop ended, waited backlogAge — and a stop that
+// began up to backlogClockSlack before wo started is wo's.
 // oldest holds the round's oldest stop start per work center, history the
 // round's answers: one call per work center a round.
-func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.Workorder, start time.Time, oldest map[int64]time.Time, history map[int64][]odoo.Workorder) (int64, bool, error) {
+func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.Workorder, start, buffered time.Time, oldest map[int64]time.Time, history map[int64][]odoo.Workorder) (int64, bool, error) {
 	began := wo.DateStart.Truncate(time.Second)
 	if began.IsZero() {
 		return 0, false, nil
 	}
 	before := start.Before(began.Add(-cmp.Or(f.a.opts.BacklogClockSlack, backlogClockSlack)))
-	if !before {
-		head := f.a.buf.Stats().Lanes[buffer.LaneEvents].Oldest
-		if start.Before(began) || head.IsZero() || time.Since(head) < cmp.Or(f.a.opts.BacklogAge, backlogAge) {
-			return 0, false, nil
-		}
+	if buffered.IsZero() || time.Since(buffered) < cmp.Or(f.a.opts.BacklogAge, backlogAge) || !before && start.Before(began) {
+		// Not a backlog: wo's, as before (a stop over a changeover goes
+		// to the new order; a machine clock behind Odoo's moves nothing).
+		return 0, false, nil
 	}
 	wos, ok := history[wo.WorkcenterID]
 	if !ok {

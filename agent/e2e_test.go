@@ -2191,7 +2191,8 @@ func TestRefusedWriteOfABacklogIsOneDeadLetter(t *testing.T) {
 // next one started goes to it.
 func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	p.scrapSlack = time.Millisecond // the test's work orders change within seconds
+	p.scrapSlack = time.Millisecond         // the test's work orders change within seconds
+	p.scrapBacklog = 500 * time.Millisecond // the outage lasts seconds: a backlog all the same
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.outageAfterFirstPieces(ra, m)
@@ -2302,6 +2303,7 @@ func (p *plant) scrapByWorkorder() map[int64]odootest.ScrapRecord {
 func TestScrapOfSeveralFinishedWorkOrders(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	p.scrapSlack = time.Millisecond
+	p.scrapBacklog = 500 * time.Millisecond // the outage lasts seconds: a backlog all the same
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.outageAfterFirstPieces(ra, m)
@@ -2368,6 +2370,7 @@ func TestScrapJustAfterAWorkOrderChangeWithAClockBehind(t *testing.T) {
 func TestScrapBetweenWorkOrdersGoesToTheNext(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	p.scrapSlack = time.Millisecond
+	p.scrapBacklog = 500 * time.Millisecond // the outage lasts seconds: a backlog all the same
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.outageAfterFirstPieces(ra, m)

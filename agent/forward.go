@@ -172,6 +172,10 @@ type forwarder struct {
 	bookedPruned time.Time
 	// bookedAdded is the bytes of bookings kept since then (keepBooked).
 	bookedAdded int64
+	// backlogClear is, by machine and signal, what madeEarlier last found:
+	// nothing but the order in progress since the time it looked up
+	// (run's goroutine; nil until the first).
+	backlogClear map[string]backlogMark
 	// rewrite are the machines whose count a rebook asked to be written
 	// again where Odoo shows another (run's goroutine): an Odoo restored
 	// from a backup shows the backup's until a machine makes a piece.

@@ -847,3 +847,73 @@ func TestLastingOdooFailureAfterAnOutageIsAnError(t *testing.T) {
 		return strings.Contains(p.logs.String(), `level=ERROR msg="odoo cannot be reached as configured`), ""
 	})
 }
+
+// A machine clock minutes behind Odoo's makes each new order's first
+// pieces look made before it started. With the link up they go to the
+// order in progress, as they reach Odoo: only a backlog is cut by when it
+// was made (the review: the new order showed 0 of 5, its pieces
+// dead-lettered one a round, or written to the paused order).
+func TestClockMinutesBehindMovesNoLivePieces(t *testing.T) {
+	for _, finished := range []bool{true, false} {
+		t.Run(map[bool]string{true: "previous order finished", false: "previous order paused"}[finished], func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
+			p.tsSkew = 3 * time.Minute
+			a := p.woIDs["press-1"]
+			p.odoo.SetWorkorderDateStart(a, time.Now().Add(-10*time.Minute))
+			ra := p.startAgent()
+			m := p.machines[0]
+			p.produce(m, 10, 0)
+			p.waitExactQty(ra, "press-1", 10)
+			method := map[bool]string{true: "button_finish", false: "button_pending"}[finished]
+			p.adminCall("mrp.workorder", method, []any{[]any{a}}, nil)
+			time.Sleep(1100 * time.Millisecond) // Odoo's times are to the second
+			b := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/2", p.product, 50), p.wcIDs["press-1"], "WO 2", "progress")
+			p.woIDs["press-1"] = b
+			for range 5 {
+				p.produce(m, 1, 0)
+				time.Sleep(300 * time.Millisecond)
+			}
+			p.waitExactQty(ra, "press-1", 5)
+			if q := p.odoo.Workorder(a).QtyProduced; q != 10 {
+				t.Errorf("the previous order shows %v, want its 10", q)
+			}
+			if n := ra.a.Status().Buffer.DeadLetters; n != 0 {
+				t.Errorf("%d dead letters, want none", n)
+			}
+		})
+	}
+}
+
+// Another machine's counts held for want of a work order keep the counts
+// lane's oldest record old; that is no backlog of the machines that have
+// one: their rounds look up no earlier orders (the review: 70 work-order
+// lookups in 10 rounds of 3 machines, against 10).
+func TestHeldCountsCostTheOthersNoLookups(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1", "press-2", "press-3"}, noWO: []string{"press-3"}})
+	p.scrapBacklog = 500 * time.Millisecond
+	p.scrapSlack = time.Millisecond
+	ra := p.startAgent()
+	p.produce(p.machines[2], 7, 1) // held
+	time.Sleep(time.Second)        // older than the backlog age
+	var wos, lines int             // look-ups before the rounds counted
+	var rounds0 uint64
+	for i := range 10 {
+		if i == 1 { // the first round may have counted the start's look
+			wos, lines = p.odoo.CallCount("mrp.workorder", "search_read"), p.odoo.CallCount("mrp.workcenter.productivity", "search_read")
+			rounds0 = ra.a.Status().Odoo.RoundsDone
+		}
+		for _, m := range p.machines[:2] {
+			p.produce(m, 1, 1)
+		}
+		for _, m := range p.machines[:2] {
+			p.waitExactQty(ra, m.id, float64(i+1))
+		}
+	}
+	rounds, calls := ra.a.Status().Odoo.RoundsDone-rounds0, p.odoo.CallCount("mrp.workorder", "search_read")-wos
+	if n := p.odoo.CallCount("mrp.workcenter.productivity", "search_read") - lines; n != 0 {
+		t.Errorf("%d time-line look-ups", n)
+	}
+	if calls > int(rounds)+2 { // one a round at most (the orders in progress)
+		t.Errorf("%d work-order look-ups in %d rounds", calls, rounds)
+	}
+}

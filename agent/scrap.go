@@ -264,21 +264,34 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 // finished order too) or writes it there (pieces, on an order still in
 // progress; a finished one takes no quantity).
 //
-// Counts made within backlogClockSlack before wo started are wo's: a
-// source clock seconds behind Odoo's would otherwise move those of the new
-// order onto the finished one. Made after wo started, they are looked up
-// for a backlog only — the counts lane's head waited backlogAge, by this
-// box's clock (a source clock behind would make every value look old):
-// counts that reach Odoo as they are made go to the order worked on. nil
+// Only a backlog is looked up — the oldest of p waited backlogAge, by this
+// box's clock (an outage held it, or no order was in progress): counts
+// that reach Odoo as they are made go to the order worked on, whatever
+// their source's clock says (a source clock behind would make every value
+// look old; and the counts lane's head, another machine's counts held for
+// want of a work order, made every round of every machine look up its
+// orders). Counts made within backlogClockSlack before wo started are
+// wo's: a source clock seconds behind Odoo's would otherwise move those of
+// the new order onto the finished one. nil
 // when nothing waits from another order.
 func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *odoo.Workorder, p *pendingKey) (*odoo.Workorder, pendingKey, string, error) {
 	start := wo.DateStart.Truncate(time.Second)
 	cut := start.Add(-cmp.Or(f.a.opts.BacklogClockSlack, backlogClockSlack))
 	t := fromMS(p.first)
-	head := f.a.buf.Stats().Lanes[buffer.LaneCounts].Oldest
-	after := !t.Before(start) && !head.IsZero() && time.Since(head) >= cmp.Or(f.a.opts.BacklogAge, backlogAge)
+	backlog := !p.buffered.IsZero() && time.Since(p.buffered) >= cmp.Or(f.a.opts.BacklogAge, backlogAge)
+	after := !t.Before(start)
+	key := machine + "/" + what
+	if c, ok := f.backlogClear[key]; ok && (c.wo != wo.ID || time.Since(c.at) >= backlogRecheck) {
+		delete(f.backlogClear, key)
+	} else if ok && after && !t.Before(c.from) {
+		return nil, pendingKey{}, "", nil // looked up less than backlogRecheck ago
+	}
 	switch {
-	case start.IsZero() || p.first == 0:
+	case start.IsZero() || p.first == 0 || !backlog:
+		// Not waited: the order in progress, as it reaches Odoo. A machine
+		// clock minutes behind Odoo's made each new order's first pieces
+		// look made before it started: dead-lettered one a round (the
+		// review: 0 of 5 on the new order), or written to a paused one.
 		return nil, pendingKey{}, "", nil
 	case after:
 		cut = time.Now()
@@ -306,7 +319,15 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 		return nil, pendingKey{}, "", nil
 	}
 	if after && (at == nil || at.ID == wo.ID && (next == nil || next.ID == wo.ID)) {
-		return nil, pendingKey{}, "", nil // wo's, or made while none was in progress: wo's
+		// wo's, or made while none was in progress: wo's. So is what waits
+		// from t on, for a while: every round of a backlog's drain looked
+		// it up again, two calls a machine, which the rate limit then
+		// took from the drain.
+		if f.backlogClear == nil {
+			f.backlogClear = map[string]backlogMark{}
+		}
+		f.backlogClear[key] = backlogMark{wo: wo.ID, from: t, at: time.Now()}
+		return nil, pendingKey{}, "", nil
 	}
 	if next != nil && next.ID != wo.ID && next.DateStart.Before(cut) {
 		cut = next.DateStart.Truncate(time.Second)
@@ -337,6 +358,17 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 	}
 	return target, pre, why, nil
 }
+
+// backlogMark is what madeEarlier found for a machine's signal: from on,
+// only work order wo, as Odoo said at at.
+type backlogMark struct {
+	wo       int64
+	from, at time.Time
+}
+
+// backlogRecheck is how long a backlogMark stands: an order started since
+// on the work center is seen within it.
+const backlogRecheck = time.Minute
 
 // signalOf is the count signal madeEarlier's what names.
 func signalOf(what string) string {
