@@ -1189,3 +1189,44 @@ func TestWorkedFirstAfterOdooCutsAnOverrunTimer(t *testing.T) {
 		t.Errorf("%+v, want the rush order first: work on the other began before it", got)
 	}
 }
+
+// Two operators: Y's timer on A runs all along; X starts rush order B,
+// then pauses it and joins Y on A. Work last began on A, when X joined it:
+// a second operator's timer is not Odoo's cut of an overrun timer (the
+// review: B, with no timer running, was taken).
+func TestWorkedFirstWithTwoOperators(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, odootest.Options{Version: 17})
+	c := connected(t, f, "auto")
+	loss, err := c.LossID(ctx, "Fully Productive Time")
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, _ := f.srv.AddUser("operator-y")
+	x, _ := f.srv.AddUser("operator-x")
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	f.srv.SetWorkorderDateStart(f.wo, t0)
+	rush := f.srv.AddWorkorder(f.mo, f.wc, "Rush", "progress")
+	f.srv.SetWorkorderDateStart(rush, t0.Add(10*time.Second))
+	line := func(wo, user int64, from, to time.Duration) {
+		t.Helper()
+		vals := map[string]any{"workcenter_id": f.wc, "workorder_id": wo, "loss_id": loss, "user_id": user,
+			"date_start": t0.Add(from).UTC().Format(time.DateTime)}
+		if to != 0 {
+			vals["date_end"] = t0.Add(to).UTC().Format(time.DateTime)
+		}
+		if err := c.Call(ctx, "mrp.workcenter.productivity", "create", []any{vals}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	line(f.wo, y, 0, 0)                           // Y on A, running
+	line(rush, x, 10*time.Second, 20*time.Second) // X on B, paused
+	line(f.wo, x, 20*time.Second, 0)              // X joins A
+	byWC, err := c.WorkordersInProgressOn(ctx, []int64{f.wc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := byWC[f.wc]; len(got) != 2 || got[0].ID != f.wo {
+		t.Errorf("%+v, want A first: X began work on it after pausing B", got)
+	}
+}

@@ -265,8 +265,8 @@ func (c *Client) workedFirst(ctx context.Context, byWC map[int64][]Workorder) er
 
 // workBegan reads, for work orders of one work center, the start of each
 // one's latest run of productive time — its latest productive time line,
-// and those before it that end where it begins or later — and whether one
-// of its lines is open.
+// and the one Odoo cut it from (see below) — and whether one of its lines
+// is open.
 // The latest lines of the work center's orders alone: an order none of them
 // names began work before all of them (lines of another work center's
 // orders pushed a resumed order out of a shared window: the second
@@ -279,12 +279,14 @@ func (c *Client) workBegan(ctx context.Context, wos []Workorder) (began map[int6
 	}
 	var rows []struct {
 		Workorder many2one `json:"workorder_id"`
+		User      many2one `json:"user_id"`
+		LossType  text     `json:"loss_type"`
 		DateStart odooTime `json:"date_start"`
 		DateEnd   odooTime `json:"date_end"`
 	}
 	err = c.Call(ctx, "mrp.workcenter.productivity", "search_read",
 		[]any{[]any{[]any{"workorder_id", "in", ids}, []any{"loss_id.loss_type", "in", []any{"productive", "performance"}}}},
-		map[string]any{"fields": []any{"workorder_id", "date_start", "date_end"}, "order": "date_start desc, id desc", "limit": 200}, &rows)
+		map[string]any{"fields": []any{"workorder_id", "user_id", "loss_type", "date_start", "date_end"}, "order": "date_start desc, id desc", "limit": 200}, &rows)
 	switch {
 	case IsPermanent(err) && !IsAuth(err):
 		if c.timeLinesRefused.CompareAndSwap(false, true) {
@@ -296,25 +298,33 @@ func (c *Client) workBegan(ctx context.Context, wos []Workorder) (began map[int6
 	}
 	c.timeLinesRefused.Store(false)
 	began, open = map[int64]time.Time{}, map[int64]bool{}
-	gap := map[int64]bool{}  // a line of the order ended before its latest run
+	type cut struct { // the earliest line of an order's latest run so far
+		user int64
+		perf bool
+		done bool // a line before it is not the same run
+	}
+	run := map[int64]*cut{}
 	for _, r := range rows { // newest start first
 		id, start, end := r.Workorder.ID, time.Time(r.DateStart), time.Time(r.DateEnd)
 		open[id] = open[id] || end.IsZero()
-		from, ok := began[id]
+		c, ok := run[id]
 		switch {
 		case !ok:
 			began[id] = start
-		case gap[id]:
-		case end.IsZero() || !end.Before(from):
-			// Ends where (or after) the later one begins: one run of work.
-			// Odoo cuts a timer of an order past its expected duration in
-			// two when it closes it (_close: the overrun a line of its own,
-			// Reduced Speed, from where it began): that start is not when
-			// work began (the Odoo fidelity probe: a paused order taken
-			// for the one worked on), nor is a second operator's timer.
+			run[id] = &cut{user: r.User.ID, perf: r.LossType == "performance"}
+		case c.done:
+		case c.perf && r.User.ID == c.user && !end.IsZero() && end.Equal(began[id]):
+			// Odoo's own cut: it splits the timer of an order past its
+			// expected duration in two when it closes it (_close: the
+			// overrun a Reduced Speed line of the same user, from where
+			// the first part ends). That start is not when work began
+			// (the Odoo fidelity probe: a paused order taken for the one
+			// worked on). A second operator's timer is no such cut: one
+			// who joins an order begins work on it (the review).
 			began[id] = start
+			c.perf = r.LossType == "performance"
 		default:
-			gap[id] = true
+			c.done = true
 		}
 	}
 	return began, open, nil
