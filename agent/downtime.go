@@ -140,9 +140,9 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		key  int64  // the record's start (ms), its line's external id: d.Start moves with a step of this box's clock
 	}
 	var lines []line
-	onWC := map[int64]int64{}               // workorderOn's answers this round
-	history := map[int64][]odoo.Workorder{} // stopWorkorder's, by work center
-	oldest := map[int64]time.Time{}         // the round's oldest stop start, by work center
+	onWC := map[int64]int64{}             // workorderOn's answers this round
+	history := map[int64]*odoo.Timeline{} // stopWorkorder's, by work center
+	oldest := map[int64]time.Time{}       // the round's oldest stop start, by work center
 	for _, e := range events {
 		if t := fromMS(e.ev.Start); oldest[e.wc].IsZero() || t.Before(oldest[e.wc]) {
 			oldest[e.wc] = t
@@ -406,7 +406,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 // began up to backlogClockSlack before wo started is wo's.
 // oldest holds the round's oldest stop start per work center, history the
 // round's answers: one call per work center a round.
-func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.Workorder, start, buffered time.Time, oldest map[int64]time.Time, history map[int64][]odoo.Workorder) (int64, bool, error) {
+func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.Workorder, start, buffered time.Time, oldest map[int64]time.Time, history map[int64]*odoo.Timeline) (int64, bool, error) {
 	began := wo.DateStart.Truncate(time.Second)
 	if began.IsZero() {
 		return 0, false, nil
@@ -417,7 +417,7 @@ func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.
 		// to the new order; a machine clock behind Odoo's moves nothing).
 		return 0, false, nil
 	}
-	wos, ok := history[wo.WorkcenterID]
+	tl, ok := history[wo.WorkcenterID]
 	if !ok {
 		// The orders finished since the round's oldest stop on the work
 		// center: one call serves every stop of the round.
@@ -425,9 +425,10 @@ func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.
 		if t, ok := oldest[wo.WorkcenterID]; ok && t.Before(since) {
 			since = t
 		}
-		err := f.call(ctx, "workorders_since", func(ctx context.Context) error {
+		tl = &odoo.Timeline{}
+		err := f.call(ctx, "work_timeline", func(ctx context.Context) error {
 			var err error
-			wos, err = f.client.WorkordersSince(ctx, wo.WorkcenterID, since)
+			*tl, err = f.client.WorkTimeline(ctx, wo.WorkcenterID, since)
 			return err
 		})
 		if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
@@ -437,14 +438,14 @@ func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.
 			f.a.eventLog.log("stops before "+machine, f.a.log, slog.LevelWarn,
 				"a stop that began before this work order started goes to it: odoo refused to show the work orders before it",
 				"machine", machine, "workorder", wo.Name, "err", err)
-			wos = nil
+			tl = nil
 		}
-		history[wo.WorkcenterID] = wos
+		history[wo.WorkcenterID] = tl
 	}
-	if wos == nil {
+	if tl == nil {
 		return 0, false, nil
 	}
-	at := odoo.WorkorderAt(wos, start)
+	at, _, _ := tl.At(start)
 	switch {
 	case at != nil && at.ID == wo.ID, at == nil && !before:
 		// wo's; or after wo started while none other was (resumed after

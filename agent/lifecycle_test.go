@@ -610,11 +610,11 @@ func TestPiecesOfARushOrderRunDuringAnOutage(t *testing.T) {
 			stop()
 			stopsOn := []int64{a, b}
 			qty := func(id int64) float64 {
-				if wo := p.odoo.Workorder(id); tc.version >= 19 {
+				wo := p.odoo.Workorder(id)
+				if tc.version >= 19 {
 					return wo.QtyProduced
-				} else {
-					return wo.QtyProducing
 				}
+				return wo.QtyProducing
 			}
 			wantA, wantB := 13.0, 5.0
 			if tc.finished {
@@ -846,6 +846,75 @@ func TestLastingOdooFailureAfterAnOutageIsAnError(t *testing.T) {
 	waitFor(t, 30*time.Second, "the 404 logged at ERROR", func() (bool, string) {
 		return strings.Contains(p.logs.String(), `level=ERROR msg="odoo cannot be reached as configured`), ""
 	})
+}
+
+// The operator's own buttons during an outage: Pause A, Start rush order
+// B, Pause B (it stays in progress, waiting for material), Resume A. Each
+// stretch of pieces and each stop goes to the order worked on then, told
+// by the time lines: by the orders' first starts, A's resumed pieces went
+// to B (the review: A 19 and B 9 for 23 and 5).
+func TestRushOrderPausedAndFirstResumedDuringAnOutage(t *testing.T) {
+	for _, version := range []int{17, 19} {
+		t.Run(fmt.Sprint(version), func(t *testing.T) {
+			p, ra, m, a := outageOnA(t, version)
+			press := func(method string, id int64) {
+				t.Helper()
+				if err := p.odoo.Press(2, method, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			stop := func() {
+				p.stop(m, "JAM")
+				time.Sleep(50 * time.Millisecond)
+				p.run(m)
+			}
+			press("button_start", a) // the operator's timer on A
+			p.produce(m, 3, 0)
+			stop()
+			time.Sleep(1100 * time.Millisecond) // Odoo's times are to the second
+			b := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/rush", p.odoo.AddProduct("Rush"), 50), p.wcIDs["press-1"], "WO rush", "ready")
+			press("button_pending", a)
+			press("button_start", b)
+			time.Sleep(1100 * time.Millisecond)
+			p.produce(m, 5, 0)
+			stop()
+			time.Sleep(1100 * time.Millisecond)
+			press("button_pending", b)
+			press("button_start", a)
+			time.Sleep(1100 * time.Millisecond)
+			p.produce(m, 4, 0)
+			stop()
+			p.odoo.SetDown(false)
+			qty := func(id int64) float64 {
+				wo := p.odoo.Workorder(id)
+				if version >= 19 {
+					return wo.QtyProduced
+				}
+				return wo.QtyProducing
+			}
+			waitFor(t, 30*time.Second, "the pieces written", func() (bool, string) {
+				return qty(a) == 17 && qty(b) == 5 && ra.a.Status().Buffer.Pending == 0,
+					fmt.Sprintf("A %v of 17, B %v of 5, pending %d", qty(a), qty(b), ra.a.Status().Buffer.Pending)
+			})
+			p.produce(m, 6, 0) // live, on A
+			waitFor(t, 15*time.Second, "the live pieces", func() (bool, string) {
+				return qty(a) == 23 && qty(b) == 5, fmt.Sprintf("A %v of 23, B %v of 5", qty(a), qty(b))
+			})
+			var on []int64
+			for _, l := range p.odoo.Productivity() {
+				if l.XMLID != "" { // the agent's, not the operator's timers
+					on = append(on, l.WorkorderID)
+				}
+			}
+			slices.Sort(on)
+			if want := []int64{a, a, b}; !slices.Equal(on, want) || a > b {
+				t.Errorf("the stops' work orders %v, want %v", on, want)
+			}
+			if n := ra.a.Status().Buffer.DeadLetters; n != 0 {
+				t.Errorf("%d dead letters", n)
+			}
+		})
+	}
 }
 
 // A machine clock minutes behind Odoo's makes each new order's first

@@ -303,10 +303,10 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 			"machine", machine, "workorder", wo.Name, "stamped", t, "started", start)
 		return nil, pendingKey{}, "", nil
 	}
-	var at, next *odoo.Workorder
+	var tl odoo.Timeline
 	err := f.call(ctx, "find_workorder_at", func(ctx context.Context) error {
 		var err error
-		at, next, err = f.client.WorkordersAround(ctx, wo.WorkcenterID, t)
+		tl, err = f.client.WorkTimeline(ctx, wo.WorkcenterID, t)
 		return err
 	})
 	if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
@@ -318,7 +318,8 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 			"machine", machine, "workorder", wo.Name, "oldest", t, "err", err)
 		return nil, pendingKey{}, "", nil
 	}
-	if after && (at == nil || at.ID == wo.ID && (next == nil || next.ID == wo.ID)) {
+	at, next, nextAt := tl.At(t)
+	if after && (at == nil || at.ID == wo.ID && next == nil) {
 		// wo's, or made while none was in progress: wo's. So is what waits
 		// from t on, for a while: every round of a backlog's drain looked
 		// it up again, two calls a machine, which the rate limit then
@@ -329,8 +330,10 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 		f.backlogClear[key] = backlogMark{wo: wo.ID, from: t, at: time.Now()}
 		return nil, pendingKey{}, "", nil
 	}
-	if next != nil && next.ID != wo.ID && next.DateStart.Before(cut) {
-		cut = next.DateStart.Truncate(time.Second)
+	if next != nil && nextAt.Before(cut) {
+		// Work moved to the next order then (wo itself, resumed after a
+		// rush order: the rush order's stretch ends there).
+		cut = nextAt.Truncate(time.Second)
 	}
 	if at != nil && at.State == "done" && !at.DateFinished.IsZero() && at.DateFinished.Before(cut) {
 		// What follows its end, up to the next start, was made while no

@@ -1230,3 +1230,62 @@ func TestWorkedFirstWithTwoOperators(t *testing.T) {
 		t.Errorf("%+v, want A first: X began work on it after pausing B", got)
 	}
 }
+
+// The timeline of a work center: A worked, paused for rush order B, B
+// paused (still in progress), A resumed. By the time lines each stretch
+// has its order; a bot that may not read them gets the orders' first
+// starts, which a resume does not move.
+func TestWorkTimeline(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, odootest.Options{Version: 17})
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	clock := t0
+	f.srv.SetNow(func() time.Time { return clock })
+	f.srv.SetWorkorderDateStart(f.wo, t0)
+	press := func(method string, id int64) {
+		t.Helper()
+		if err := f.srv.Press(2, method, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	press("button_start", f.wo)
+	clock = t0.Add(10 * time.Second)
+	rush := f.srv.AddWorkorder(f.mo, f.wc, "Rush", "ready")
+	press("button_pending", f.wo)
+	press("button_start", rush)
+	clock = t0.Add(20 * time.Second)
+	press("button_pending", rush)
+	press("button_start", f.wo)
+	clock = t0.Add(30 * time.Second)
+	_, key := f.srv.AddUser("bot")
+	bot := f.client(t, "auto", func(c *odoo.Config) { c.Username, c.APIKey = "bot", key })
+	id := func(wo *odoo.Workorder) int64 {
+		if wo == nil {
+			return 0
+		}
+		return wo.ID
+	}
+	check := func(tl odoo.Timeline, want [][3]int64) {
+		t.Helper()
+		for i, sec := range []int{5, 15, 25} {
+			at, next, nextAt := tl.At(t0.Add(time.Duration(sec) * time.Second))
+			got := [3]int64{id(at), id(next), 0}
+			if next != nil {
+				got[2] = int64(nextAt.Sub(t0) / time.Second)
+			}
+			if got != want[i] {
+				t.Errorf("at %d s: %v (order, next, next's start in s), want %v", sec, got, want[i])
+			}
+		}
+	}
+	tl, err := bot.WorkTimeline(ctx, f.wc, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(tl, [][3]int64{{f.wo, rush, 10}, {rush, f.wo, 20}, {f.wo, 0, 0}})
+	f.srv.DenyAccess("bot", "mrp.workcenter.productivity", "read")
+	if tl, err = bot.WorkTimeline(ctx, f.wc, t0); err != nil {
+		t.Fatal(err)
+	}
+	check(tl, [][3]int64{{f.wo, rush, 10}, {rush, 0, 0}, {rush, 0, 0}})
+}

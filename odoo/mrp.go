@@ -32,7 +32,7 @@ type Workorder struct {
 	QtyProduction, QtyProducing, QtyProduced float64
 	QtyRemaining                             float64
 	DateStart                                time.Time
-	DateFinished                             time.Time // read by WorkordersAround and WorkordersSince only
+	DateFinished                             time.Time // read by WorkTimeline only
 }
 
 // Downtime is one mrp.workcenter.productivity line, written idempotently
@@ -133,7 +133,7 @@ type workorderRow struct {
 	QtyProduced   float64  `json:"qty_produced"`
 	QtyRemaining  float64  `json:"qty_remaining"`
 	DateStart     odooTime `json:"date_start"`
-	DateFinished  odooTime `json:"date_finished"` // read by WorkordersAround and WorkordersSince only
+	DateFinished  odooTime `json:"date_finished"` // read by WorkTimeline only
 }
 
 func (r workorderRow) workorder() Workorder {
@@ -330,83 +330,122 @@ func (c *Client) workBegan(ctx context.Context, wos []Workorder) (began map[int6
 	return began, open, nil
 }
 
-// WorkordersAround returns, of the work orders on the work center that
-// were started (in progress or done: a cancelled one may never have been
-// started, and from 17 on date_start is also the planned start), the one in progress at t —
-// the last started at or before t, nil when none or when it was finished
-// before t — and the first started after t (nil when none). Odoo sets a
-// work order's date_start when it is started and its date_finished when it
-// is finished (to the second; a work order in progress holds its planned
-// end there, not read here).
-func (c *Client) WorkordersAround(ctx context.Context, workcenterID int64, t time.Time) (at, next *Workorder, err error) {
-	ts := t.UTC().Format(time.DateTime)
-	find := func(op, order string) (*workorderRow, error) {
-		var rows []workorderRow
-		err := c.Call(ctx, "mrp.workorder", "search_read",
-			[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, []any{"state", "in", []any{"progress", "done"}},
-				[]any{"date_start", op, ts}}},
-			map[string]any{"fields": append(slices.Clone(workorderFields), "date_finished"), "order": order, "limit": 1}, &rows)
-		if err != nil || len(rows) == 0 {
-			return nil, err
-		}
-		return &rows[0], nil
-	}
-	r, err := find("<=", "date_start desc, id desc")
-	if err != nil {
-		return nil, nil, err
-	}
-	if r != nil && !(r.State == "done" && !time.Time(r.DateFinished).IsZero() && time.Time(r.DateFinished).Before(t.Truncate(time.Second))) {
-		wo := r.workorder()
-		at = &wo
-	}
-	if r, err = find(">", "date_start asc, id asc"); err != nil {
-		return nil, nil, err
-	}
-	if r != nil {
-		wo := r.workorder()
-		next = &wo
-	}
-	return at, next, nil
+// Timeline tells, for times from some point on, which work order of a work
+// center was worked on (WorkTimeline).
+type Timeline struct {
+	began []began // in time order
+	wos   map[int64]Workorder
 }
 
-// WorkordersSince returns, in one call, the work orders on the work center
-// that were started and are in progress, or were finished at or after
-// since (cancelled ones are left out, as WorkordersAround does), in the
-// order they were started: enough to tell, for any time from since on,
-// which was in progress (WorkorderAt).
-func (c *Client) WorkordersSince(ctx context.Context, workcenterID int64, since time.Time) ([]Workorder, error) {
+// began: work began on order wo at at.
+type began struct {
+	at time.Time
+	wo int64
+}
+
+// At returns the order worked on at t — the one work last began on at or
+// before t (a resume counts: an order paused for a rush order and resumed
+// is worked on again), nil when none was, or when that one was finished
+// before t — and the next order work began on after t, and when (zero when
+// none).
+func (tl Timeline) At(t time.Time) (at, next *Workorder, nextAt time.Time) {
+	i, _ := slices.BinarySearchFunc(tl.began, t, func(b began, t time.Time) int {
+		if b.at.After(t) {
+			return 1
+		}
+		return -1 // at or before t: i ends past the last of them
+	})
+	var atID int64
+	if i > 0 {
+		atID = tl.began[i-1].wo
+		if wo, ok := tl.wos[atID]; ok && !(wo.State == "done" && !wo.DateFinished.IsZero() && wo.DateFinished.Before(t.Truncate(time.Second))) {
+			at = &wo
+		}
+	}
+	for _, b := range tl.began[i:] {
+		if b.wo == atID {
+			continue
+		}
+		if wo, ok := tl.wos[b.wo]; ok {
+			return at, &wo, b.at
+		}
+	}
+	return at, nil, time.Time{}
+}
+
+// WorkTimeline reads which work orders of the work center were worked on
+// from since on: from their operators' time lines (Odoo's Start opens a
+// productive line, Pause closes it, Resume opens another) when the bot may
+// read them and they name any order — else from the orders' own starts
+// (date_start, Odoo's first start: a resume leaves it). Orders cancelled
+// are left out (one may never have been started, and from 17 on
+// date_start is also the planned start). Three calls (two without time
+// lines): the last line begun by since, the lines since, the orders they
+// name.
+func (c *Client) WorkTimeline(ctx context.Context, workcenterID int64, since time.Time) (Timeline, error) {
+	ts := since.UTC().Format(time.DateTime)
+	type lineRow struct {
+		Workorder many2one `json:"workorder_id"`
+		DateStart odooTime `json:"date_start"`
+	}
+	lines := func(op, order string, limit int) ([]lineRow, error) {
+		var rows []lineRow
+		err := c.Call(ctx, "mrp.workcenter.productivity", "search_read",
+			[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, []any{"workorder_id", "!=", false},
+				[]any{"loss_id.loss_type", "in", []any{"productive", "performance"}}, []any{"date_start", op, ts}}},
+			map[string]any{"fields": []any{"workorder_id", "date_start"}, "order": order, "limit": limit}, &rows)
+		return rows, err
+	}
+	before, err := lines("<=", "date_start desc, id desc", 1)
+	var after []lineRow
+	if err == nil {
+		after, err = lines(">", "date_start asc, id asc", 2000)
+	}
+	switch {
+	case IsPermanent(err) && !IsAuth(err):
+		if c.timeLinesRefused.CompareAndSwap(false, true) {
+			c.log.Warn("cannot read the work orders' time lines (the bot user needs read access to mrp.workcenter.productivity); which order a backlog was made on is told by the orders' first starts", "err", err)
+		}
+	case err != nil:
+		return Timeline{}, err
+	case len(before)+len(after) > 0:
+		tl := Timeline{wos: map[int64]Workorder{}}
+		var ids []int64
+		for _, r := range append(before, after...) {
+			tl.began = append(tl.began, began{at: time.Time(r.DateStart), wo: r.Workorder.ID})
+			if !slices.Contains(ids, r.Workorder.ID) {
+				ids = append(ids, r.Workorder.ID)
+			}
+		}
+		var rows []workorderRow
+		if err := c.Call(ctx, "mrp.workorder", "read", []any{ids},
+			map[string]any{"fields": append(slices.Clone(workorderFields), "date_finished")}, &rows); err != nil {
+			return Timeline{}, err
+		}
+		for _, r := range rows {
+			if wo := r.workorder(); wo.State != "cancel" {
+				tl.wos[wo.ID] = wo
+			}
+		}
+		return tl, nil
+	}
+	// By the orders' starts: those in progress, or finished since.
 	var rows []workorderRow
-	err := c.Call(ctx, "mrp.workorder", "search_read",
+	err = c.Call(ctx, "mrp.workorder", "search_read",
 		[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, "|", []any{"state", "=", "progress"},
-			"&", []any{"state", "=", "done"}, []any{"date_finished", ">=", since.UTC().Format(time.DateTime)}}},
+			"&", []any{"state", "=", "done"}, []any{"date_finished", ">=", ts}}},
 		map[string]any{"fields": append(slices.Clone(workorderFields), "date_finished"), "order": "date_start asc, id asc", "limit": 1000}, &rows)
 	if err != nil {
-		return nil, err
+		return Timeline{}, err
 	}
-	wos := make([]Workorder, 0, len(rows))
+	tl := Timeline{wos: map[int64]Workorder{}}
 	for _, r := range rows {
 		if wo := r.workorder(); !wo.DateStart.IsZero() {
-			wos = append(wos, wo)
+			tl.began = append(tl.began, began{at: wo.DateStart, wo: wo.ID})
+			tl.wos[wo.ID] = wo
 		}
 	}
-	return wos, nil
-}
-
-// WorkorderAt is, of wos (WorkordersSince's, in the order started), the
-// one in progress at t, as WorkordersAround tells it: the last started at
-// or before t, unless it was finished before t. nil when none.
-func WorkorderAt(wos []Workorder, t time.Time) *Workorder {
-	var at *Workorder
-	for i := range wos {
-		if wos[i].DateStart.After(t) {
-			break
-		}
-		at = &wos[i]
-	}
-	if at != nil && at.State == "done" && !at.DateFinished.IsZero() && at.DateFinished.Before(t.Truncate(time.Second)) {
-		return nil
-	}
-	return at
+	return tl, nil
 }
 
 // WorkordersInProgressOn returns, in one call, the work orders in state

@@ -324,6 +324,33 @@ func (s *Server) SetNow(now func() time.Time) {
 	s.now = func() time.Time { return now().UTC().Truncate(time.Second) }
 }
 
+// Press presses a work order's button — button_start, button_pending or
+// button_finish — as user uid (2: the administrator) on the shop floor's
+// tablet, which reaches Odoo when plantedge does not (SetDown: a WAN
+// outage between the plant's agent and Odoo). It returns Odoo's refusal.
+func (s *Server) Press(uid int64, method string, id int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	was := s.curUID
+	s.curUID = uid
+	defer func() { s.curUID = was }()
+	var err *odooError
+	switch method {
+	case "button_start":
+		_, err = s.buttonStart([]int64{id})
+	case "button_pending":
+		_, err = s.buttonPending([]int64{id})
+	case "button_finish":
+		_, err = s.buttonFinish([]int64{id})
+	default:
+		return fmt.Errorf("odootest: no button %q", method)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", method, err)
+	}
+	return nil
+}
+
 // SetWorkorderDurationExpected sets how long a work order is expected to
 // take, in minutes (60 for those AddWorkorder makes): a timer closed after
 // the order has run longer is cut where the overrun began (closeLines).
