@@ -159,6 +159,9 @@ func (a *Agent) Handler() http.Handler {
 		if res.KeptElsewhere > 0 {
 			attrs = append(attrs, "kept_refused_elsewhere", res.KeptElsewhere, "refused_by", strings.Join(res.Elsewhere, ", "))
 		}
+		if res.KeptFinished > 0 {
+			attrs = append(attrs, "kept_finished_order", res.KeptFinished)
+		}
 		a.log.Log(r.Context(), level, msg, attrs...)
 		if r.PathValue("action") == "retry" {
 			a.Flush()
@@ -346,7 +349,14 @@ type DeadLetterResult struct {
 	KeptElsewhere int      `json:"kept_elsewhere,omitempty"`
 	Elsewhere     []string `json:"elsewhere,omitempty"`
 	To            string   `json:"to,omitempty"`
+	// KeptFinished: dead letters a retry of all kept because they hold
+	// pieces made on a finished work order (see finishedOrderReason).
+	KeptFinished int `json:"kept_finished,omitempty"`
 }
+
+// FinishedOrderAdvice is what to do with the pieces of a finished order.
+const FinishedOrderAdvice = "Odoo takes no quantity on a finished work order, and retried they would be written to the one in progress: " +
+	"correct the finished order's quantity in Odoo if need be, then drop the dead letter (plantedge deadletter drop ID)"
 
 // DeadLetterAction retries or drops the dead letter id ("all" for every
 // one) on buf. A retry books into the Odoo to names (cfg: the one the agent
@@ -389,6 +399,11 @@ func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string,
 				return res, &ElsewhereError{ID: n, Odoo: o, To: res.To}
 			}
 		}
+		if action == "retry" {
+			if page, err := buf.DeadLetterPage(n-1, 1); err == nil && len(page) == 1 && page[0].ID == n && finishedOrder(page[0]) {
+				return res, fmt.Errorf("dead letter %d holds pieces made on a finished work order: not retried. %s", n, FinishedOrderAdvice)
+			}
+		}
 		if err := fn(ctx, n); err != nil {
 			return res, err // the buffer's error names the action and the id
 		}
@@ -416,6 +431,10 @@ func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string,
 				res.KeptDamaged++
 				continue
 			}
+			if action == "retry" && finishedOrder(d) {
+				res.KeptFinished++
+				continue
+			}
 			if o := elsewhere(d.ID); o != "" {
 				res.KeptElsewhere++
 				if !slices.Contains(res.Elsewhere, o) {
@@ -431,6 +450,10 @@ func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string,
 	}
 	return res, nil
 }
+
+// finishedOrder reports a dead letter of pieces made on a finished work
+// order (finishedOrderReason).
+func finishedOrder(d buffer.DeadLetter) bool { return strings.HasPrefix(d.Reason, finishedOrderReason) }
 
 // deadLetterPage is how many dead letters are read (and sent) at a time.
 const deadLetterPage = 1000

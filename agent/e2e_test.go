@@ -2256,6 +2256,20 @@ func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
 		!strings.Contains(dls[0].Reason, "which is done") {
 		t.Errorf("dead letters %+v, want one of the 3 pieces made on the finished work order, saying so", dls)
 	}
+	// Retried, they would go behind the next order's newer pieces, where
+	// no cut finds them, and be written to it (the review: 6 where 3 were
+	// made): a retry keeps them and says what to do.
+	api := agent.NewAPIClient(p.listen)
+	if _, err := api.DeadLetterAction(context.Background(), "retry", fmt.Sprint(dls[0].ID), false); err == nil ||
+		!strings.Contains(err.Error(), "finished work order: not retried") {
+		t.Errorf("retry of the finished order's pieces: %v", err)
+	}
+	if res, err := api.DeadLetterAction(context.Background(), "retry", "all", false); err != nil || res.Affected != 0 || res.KeptFinished != 1 {
+		t.Errorf("retry all: %+v, %v; want the finished order's pieces kept", res, err)
+	}
+	if n := ra.a.Status().Buffer.DeadLetters; n != 1 {
+		t.Errorf("%d dead letters after the retries, want the 1", n)
+	}
 }
 
 // outageAfterFirstPieces makes 5 pieces on m, waits until Odoo has them

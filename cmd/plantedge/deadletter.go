@@ -120,6 +120,9 @@ func newDeadLetterCmd() *cobra.Command {
 					fmt.Fprintf(out, "kept %d damaged dead letter(s): their bytes cannot be read as records, so they cannot be retried; "+
 						"inspect them with `plantedge deadletter list --json` and drop them\n", res.KeptDamaged)
 				}
+				if res.KeptFinished > 0 {
+					fmt.Fprintf(out, "kept %d dead letter(s) of pieces made on a finished work order: %s\n", res.KeptFinished, agent.FinishedOrderAdvice)
+				}
 				if res.KeptElsewhere > 0 {
 					fmt.Fprintf(out, "kept %d dead letter(s) refused by another Odoo (%s) than the one the agent sends to (%s): retried, they would be booked in this one. %s\n",
 						res.KeptElsewhere, strings.Join(res.Elsewhere, ", "), res.To, agent.ElsewhereAdvice(res.Elsewhere))
