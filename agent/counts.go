@@ -522,10 +522,8 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 				"and they are not %s's, in progress now; correct %s's quantity in Odoo if need be, then drop this dead letter",
 				pre.sum, fromMS(pre.first).UTC().Format(time.DateTime), fromMS(pre.last).UTC().Format(time.DateTime), earlier.Name, why,
 				earlier.State, wo.Name, earlier.Name)
-			f.a.log.Warn("pieces made on a work order finished before they reached Odoo: moved to the dead letters",
-				"machine", machine, "workorder", earlier.Name, "state", earlier.State, "pieces", pre.sum,
-				"made_from", fromMS(pre.first), "made_up_to", fromMS(pre.last), "in_progress_now", wo.Name)
-			if err := f.deadLetterKey(ctx, countKey(machine, sigGood), pre.maxSeq, reason); err != nil {
+			if err := f.deadLetterKeyAs(ctx, countKey(machine, sigGood), pre.maxSeq, reason,
+				"pieces made on a work order finished before they reached Odoo: moved to the dead letters"); err != nil {
 				return nil, err
 			}
 			return nil, f.forwardScrap(ctx, machine, wo, scrap, acks)

@@ -1443,6 +1443,12 @@ func (f *forwarder) orphansWaitingNow() int {
 // letter to retry or drop — not one per record it covered (the Odoo probe:
 // 3 refused writes, 1,798 dead letters and as many log lines).
 func (f *forwarder) deadLetterKey(ctx context.Context, key string, upTo uint64, reason string) error {
+	return f.deadLetterKeyAs(ctx, key, upTo, reason, "odoo refused a record for good; moved to dead letters")
+}
+
+// deadLetterKeyAs is deadLetterKey, logged with msg (the agent's own
+// decision is no refusal of Odoo's).
+func (f *forwarder) deadLetterKeyAs(ctx context.Context, key string, upTo uint64, reason, msg string) error {
 	return f.scanCounts(true, upTo, func(recs []buffer.Record) error {
 		var mine []buffer.Record
 		for _, r := range recs {
@@ -1464,7 +1470,7 @@ func (f *forwarder) deadLetterKey(ctx context.Context, key string, upTo uint64, 
 		}
 		if len(mine) == 1 || as.Data == nil {
 			for _, r := range mine {
-				if err := f.deadLetter(ctx, r, reason); err != nil {
+				if err := f.moveToDeadLetters(ctx, r, msg, reason); err != nil {
 					return err
 				}
 			}
@@ -1475,7 +1481,7 @@ func (f *forwarder) deadLetterKey(ctx context.Context, key string, upTo uint64, 
 		}
 		f.a.metrics.deadLettered.Inc()
 		f.a.forgetPendingCounts() // status: the pieces in the dead letters now, with the count of them
-		f.a.deadLog.log(deadLogKey(key, reason), f.a.log, slog.LevelWarn, "odoo refused a record for good; moved to dead letters", "key", key,
+		f.a.deadLog.log(deadLogKey(key, reason), f.a.log, slog.LevelWarn, msg, "key", key,
 			"records", len(mine), "first_seq", mine[0].Seq, "last_seq", mine[len(mine)-1].Seq, "reason", reason)
 		return nil
 	})
