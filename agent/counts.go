@@ -518,7 +518,7 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 			// Odoo takes no quantity on a finished order, and booked on the
 			// order in progress they would count towards its quantity:
 			// kept, with the reason, for a person to add by hand.
-			reason := fmt.Sprintf(finishedOrderReason+"%g pieces made from %s to %s UTC go to work order %s (%s), which is %s: Odoo takes no quantity on it, "+
+			reason := fmt.Sprintf(finishedOrderReason+"%g pieces made from %s to %s UTC go to work order %s (%s), which is %s: its quantity is what it was finished with (Odoo 19 refuses another), "+
 				"and they are not %s's, in progress now; correct %s's quantity in Odoo if need be, then drop this dead letter",
 				pre.sum, fromMS(pre.first).UTC().Format(time.DateTime), fromMS(pre.last).UTC().Format(time.DateTime), earlier.Name, why,
 				earlier.State, wo.Name, earlier.Name)
