@@ -53,10 +53,23 @@ func (q *Queue) makeRoom(t *txn, need int64, incoming Lane) (bool, error) {
 }
 
 // dropOldest deletes the lane's oldest records until want bytes are freed.
+// Events already handed out by Read/Next (Seq at or below the read mark)
+// are left alone: the forwarder is booking them, and dropped they were
+// booked all the same while counted and logged as lost — a person told of
+// lost stops would enter them again by hand (the verification probe: 200
+// a drop counted twice). Telemetry has no such forwarder.
 func (q *Queue) dropOldest(t *txn, lane Lane, want int64) error {
+	var after uint64
+	if lane == LaneEvents {
+		if !t.merging {
+			q.markMu.Lock() // readers wait until this transaction is committed
+			t.merging = true
+		}
+		after = q.readMark[LaneEvents].Load()
+	}
 	var seqs []uint64
 	var planned int64
-	err := walkLane(t.lanes[lane], 0, func(r laneRec) error {
+	err := walkLane(t.lanes[lane], after, func(r laneRec) error {
 		if planned >= want {
 			return errStop
 		}
