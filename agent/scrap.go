@@ -272,8 +272,8 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 // want of a work order, made every round of every machine look up its
 // orders). Counts made within backlogClockSlack before wo started are
 // wo's: a source clock seconds behind Odoo's would otherwise move those of
-// the new order onto the finished one. nil
-// when nothing waits from another order.
+// the new order onto the finished one. nil when nothing waits from
+// another order.
 func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *odoo.Workorder, p *pendingKey) (*odoo.Workorder, pendingKey, string, error) {
 	start := wo.DateStart.Truncate(time.Second)
 	cut := start.Add(-cmp.Or(f.a.opts.BacklogClockSlack, backlogClockSlack))
@@ -322,7 +322,7 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 	if after && (at == nil || at.ID == wo.ID && next == nil) {
 		// wo's, or made while none was in progress: wo's. So is what waits
 		// from t on, for a while: every round of a backlog's drain looked
-		// it up again, two calls a machine, which the rate limit then
+		// it up again, three calls a machine, which the rate limit then
 		// took from the drain.
 		if f.backlogClear == nil {
 			f.backlogClear = map[string]backlogMark{}
