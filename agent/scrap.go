@@ -322,7 +322,7 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 	if after && (at == nil || at.ID == wo.ID && next == nil) {
 		// wo's, or made while none was in progress: wo's. So is what waits
 		// from t on, for a while: every round of a backlog's drain looked
-		// it up again, three calls a machine, which the rate limit then
+		// it up again, three or four calls a machine, which the rate limit then
 		// took from the drain.
 		if f.backlogClear == nil {
 			f.backlogClear = map[string]backlogMark{}

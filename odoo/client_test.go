@@ -1289,3 +1289,76 @@ func TestWorkTimeline(t *testing.T) {
 	}
 	check(tl, [][3]int64{{f.wo, rush, 10}, {rush, 0, 0}, {rush, 0, 0}})
 }
+
+// What the re-review found in the timeline: Odoo's cut of an overrun timer
+// taken for a start of work, an order in progress with no timer left out,
+// and time lines past the first 2,000 not read.
+func TestWorkTimelineCutsOrdersWithoutTimersAndPages(t *testing.T) {
+	ctx := context.Background()
+	setup := func(t *testing.T) (*fixture, *odoo.Client, time.Time, *time.Time) {
+		f := newFixture(t, odootest.Options{Version: 17})
+		t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+		clock := t0
+		f.srv.SetNow(func() time.Time { return clock })
+		f.srv.SetWorkorderDateStart(f.wo, t0)
+		return f, connected(t, f, "auto"), t0, &clock
+	}
+	press := func(t *testing.T, f *fixture, uid int64, method string, id int64) {
+		t.Helper()
+		if err := f.srv.Press(uid, method, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	worked := func(t *testing.T, c *odoo.Client, f *fixture, t0 time.Time, at time.Duration) int64 {
+		t.Helper()
+		tl, err := c.WorkTimeline(ctx, f.wc, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wo, _, _ := tl.At(t0.Add(at))
+		if wo == nil {
+			return 0
+		}
+		return wo.ID
+	}
+	t.Run("overrun cut", func(t *testing.T) {
+		f, c, t0, clock := setup(t)
+		y, _ := f.srv.AddUser("operator-y")
+		x, _ := f.srv.AddUser("operator-x")
+		f.srv.SetWorkorderDurationExpected(f.wo, 2) // minutes
+		press(t, f, y, "button_start", f.wo)
+		*clock = t0.Add(time.Minute)
+		rush := f.srv.AddWorkorder(f.mo, f.wc, "Rush", "ready")
+		press(t, f, x, "button_start", rush)
+		*clock = t0.Add(5 * time.Minute)
+		press(t, f, y, "button_pending", f.wo) // cut at 2 min: the rest Reduced Speed
+		if got := worked(t, c, f, t0, 200*time.Second); got != rush {
+			t.Errorf("at 200 s: order %d, want the rush order %d (work on A began before it)", got, rush)
+		}
+	})
+	t.Run("order without a timer", func(t *testing.T) {
+		f, c, t0, clock := setup(t)
+		press(t, f, 2, "button_start", f.wo)
+		*clock = t0.Add(10 * time.Second)
+		press(t, f, 2, "button_pending", f.wo)
+		rush := f.srv.AddWorkorder(f.mo, f.wc, "Rush", "progress") // no timer
+		f.srv.SetWorkorderDateStart(rush, t0.Add(10*time.Second))
+		if got := worked(t, c, f, t0, 20*time.Second); got != rush {
+			t.Errorf("at 20 s: order %d, want the rush order %d, started without a timer", got, rush)
+		}
+	})
+	t.Run("more than a page of time lines", func(t *testing.T) {
+		f, c, t0, clock := setup(t)
+		for i := range 2005 { // an operator pausing and resuming A all week
+			*clock = t0.Add(time.Duration(i) * time.Second)
+			press(t, f, 2, "button_start", f.wo)
+			press(t, f, 2, "button_pending", f.wo)
+		}
+		*clock = t0.Add(3000 * time.Second)
+		rush := f.srv.AddWorkorder(f.mo, f.wc, "Rush", "ready")
+		press(t, f, 2, "button_start", rush)
+		if got := worked(t, c, f, t0, 3100*time.Second); got != rush {
+			t.Errorf("after 2,005 time lines: order %d, want the rush order %d", got, rush)
+		}
+	})
+}

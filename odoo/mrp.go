@@ -376,77 +376,119 @@ func (tl Timeline) At(t time.Time) (at, next *Workorder, nextAt time.Time) {
 // WorkTimeline reads which work orders of the work center were worked on
 // from since on: from their operators' time lines (Odoo's Start opens a
 // productive line, Pause closes it, Resume opens another) when the bot may
-// read them and they name any order — else from the orders' own starts
-// (date_start, Odoo's first start: a resume leaves it). Orders cancelled
-// are left out (one may never have been started, and from 17 on
-// date_start is also the planned start). Three calls (two without time
-// lines): the last line begun by since, the lines since, the orders they
-// name.
+// read them, and from its own start (date_start, Odoo's first start: a
+// resume leaves it) for an order that has none — all of them when the bot
+// may not read time lines. The orders are those in progress or finished at
+// or after since; cancelled ones are left out (one may never have been
+// started, and from 17 on date_start is also the planned start).
+//
+// The part of a timer Odoo cuts off as overrun when it closes it (_close:
+// a Reduced Speed line of the same user from where the first part ends) is
+// no start of work, as in workBegan (the re-review: it made a paused order
+// the one worked on from the cut on).
+//
+// Three calls and more: the orders; the time lines begun by since (the
+// last few) and since then, 2,000 a page; the orders they name besides.
 func (c *Client) WorkTimeline(ctx context.Context, workcenterID int64, since time.Time) (Timeline, error) {
 	ts := since.UTC().Format(time.DateTime)
+	tl := Timeline{wos: map[int64]Workorder{}}
+	var rows []workorderRow
+	err := c.Call(ctx, "mrp.workorder", "search_read",
+		[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, "|", []any{"state", "=", "progress"},
+			"&", []any{"state", "=", "done"}, []any{"date_finished", ">=", ts}}},
+		map[string]any{"fields": append(slices.Clone(workorderFields), "date_finished"), "order": "date_start asc, id asc"}, &rows)
+	if err != nil {
+		return Timeline{}, err
+	}
+	for _, r := range rows {
+		tl.wos[r.ID] = r.workorder()
+	}
 	type lineRow struct {
 		Workorder many2one `json:"workorder_id"`
+		User      many2one `json:"user_id"`
+		LossType  text     `json:"loss_type"`
 		DateStart odooTime `json:"date_start"`
+		DateEnd   odooTime `json:"date_end"`
 	}
-	lines := func(op, order string, limit int) ([]lineRow, error) {
+	lines := func(op, order string, limit, offset int) ([]lineRow, error) {
 		var rows []lineRow
 		err := c.Call(ctx, "mrp.workcenter.productivity", "search_read",
 			[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, []any{"workorder_id", "!=", false},
 				[]any{"loss_id.loss_type", "in", []any{"productive", "performance"}}, []any{"date_start", op, ts}}},
-			map[string]any{"fields": []any{"workorder_id", "date_start"}, "order": order, "limit": limit}, &rows)
+			map[string]any{"fields": []any{"workorder_id", "user_id", "loss_type", "date_start", "date_end"},
+				"order": order, "limit": limit, "offset": offset}, &rows)
 		return rows, err
 	}
-	before, err := lines("<=", "date_start desc, id desc", 1)
-	var after []lineRow
-	if err == nil {
-		after, err = lines(">", "date_start asc, id asc", 2000)
+	// The last few begun by since (newest first: turned), so that the one
+	// a cut continues is among them; then the rest, a page at a time.
+	all, err := lines("<=", "date_start desc, id desc", 8, 0)
+	slices.Reverse(all)
+	for off := 0; err == nil; off += timelinePage {
+		var page []lineRow
+		if page, err = lines(">", "date_start asc, id asc", timelinePage, off); err == nil {
+			all = append(all, page...)
+		}
+		if len(page) < timelinePage {
+			break
+		}
 	}
 	switch {
 	case IsPermanent(err) && !IsAuth(err):
 		if c.timeLinesRefused.CompareAndSwap(false, true) {
 			c.log.Warn("cannot read the work orders' time lines (the bot user needs read access to mrp.workcenter.productivity); which order a backlog was made on is told by the orders' first starts", "err", err)
 		}
+		all = nil
 	case err != nil:
 		return Timeline{}, err
-	case len(before)+len(after) > 0:
-		tl := Timeline{wos: map[int64]Workorder{}}
-		var ids []int64
-		for _, r := range append(before, after...) {
-			tl.began = append(tl.began, began{at: time.Time(r.DateStart), wo: r.Workorder.ID})
-			if !slices.Contains(ids, r.Workorder.ID) {
-				ids = append(ids, r.Workorder.ID)
-			}
+	}
+	type timer struct {
+		wo, user int64
+		end      time.Time
+	}
+	ended := map[timer]bool{}
+	timed := map[int64]bool{}
+	var missing []int64
+	for _, l := range all {
+		start, wo := time.Time(l.DateStart), l.Workorder.ID
+		cut := l.LossType == "performance" && ended[timer{wo, l.User.ID, start}]
+		if !time.Time(l.DateEnd).IsZero() {
+			ended[timer{wo, l.User.ID, time.Time(l.DateEnd)}] = true
 		}
-		var rows []workorderRow
-		if err := c.Call(ctx, "mrp.workorder", "read", []any{ids},
-			map[string]any{"fields": append(slices.Clone(workorderFields), "date_finished")}, &rows); err != nil {
+		timed[wo] = true
+		if cut {
+			continue
+		}
+		tl.began = append(tl.began, began{at: start, wo: wo})
+		if _, ok := tl.wos[wo]; !ok && !slices.Contains(missing, wo) {
+			missing = append(missing, wo)
+		}
+	}
+	if len(missing) > 0 { // finished before since, or cancelled
+		var more []workorderRow
+		if err := c.Call(ctx, "mrp.workorder", "read", []any{missing},
+			map[string]any{"fields": append(slices.Clone(workorderFields), "date_finished")}, &more); err != nil {
 			return Timeline{}, err
 		}
-		for _, r := range rows {
-			if wo := r.workorder(); wo.State != "cancel" {
-				tl.wos[wo.ID] = wo
-			}
-		}
-		return tl, nil
-	}
-	// By the orders' starts: those in progress, or finished since.
-	var rows []workorderRow
-	err = c.Call(ctx, "mrp.workorder", "search_read",
-		[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, "|", []any{"state", "=", "progress"},
-			"&", []any{"state", "=", "done"}, []any{"date_finished", ">=", ts}}},
-		map[string]any{"fields": append(slices.Clone(workorderFields), "date_finished"), "order": "date_start asc, id asc", "limit": 1000}, &rows)
-	if err != nil {
-		return Timeline{}, err
-	}
-	tl := Timeline{wos: map[int64]Workorder{}}
-	for _, r := range rows {
-		if wo := r.workorder(); !wo.DateStart.IsZero() {
-			tl.began = append(tl.began, began{at: wo.DateStart, wo: wo.ID})
-			tl.wos[wo.ID] = wo
+		for _, r := range more {
+			tl.wos[r.ID] = r.workorder()
 		}
 	}
+	for _, wo := range tl.wos {
+		if !timed[wo.ID] && !wo.DateStart.IsZero() {
+			tl.began = append(tl.began, began{at: wo.DateStart, wo: wo.ID}) // no timer: its start
+		}
+	}
+	for id, wo := range tl.wos {
+		if wo.State == "cancel" {
+			delete(tl.wos, id)
+		}
+	}
+	slices.SortStableFunc(tl.began, func(a, b began) int { return a.at.Compare(b.at) })
 	return tl, nil
 }
+
+// timelinePage is how many time lines WorkTimeline reads a call.
+const timelinePage = 2000
 
 // WorkordersInProgressOn returns, in one call, the work orders in state
 // "progress" on each of the work centers; a list of several has the one
