@@ -515,9 +515,9 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 			return nil, err
 		case earlier == nil:
 		case earlier.State != "progress":
-			// Odoo takes no quantity on a finished order, and booked on the
-			// order in progress they would count towards its quantity:
-			// kept, with the reason, for a person to add by hand.
+			// A finished order's quantity is what it was finished with, and
+			// written to the order in progress they would count towards its
+			// quantity: kept, with the reason, for a person to judge.
 			reason := fmt.Sprintf(finishedOrderReason+"%g pieces made from %s to %s UTC go to work order %s (%s), which is %s: its quantity is what it was finished with (Odoo 19 refuses another), "+
 				"and they are not %s's, in progress now; correct %s's quantity in Odoo if need be, then drop this dead letter",
 				pre.sum, fromMS(pre.first).UTC().Format(time.DateTime), fromMS(pre.last).UTC().Format(time.DateTime), earlier.Name, why,
@@ -827,9 +827,10 @@ func (f *forwarder) cameBack(machine string, wo *odoo.Workorder, stored *woState
 // noteLateOrEdited logs two things a planner should know about a write the
 // agent is about to make (it changes nothing):
 //   - pieces made before this work order started that are booked here:
-//     stamped less than a minute before its start (the clock slack of
-//     madeEarlier), made while no order was in progress, or Odoo would
-//     not show which was;
+//     they reached Odoo as they were made (no backlog: a source clock
+//     behind Odoo's), were stamped less than a minute before its start
+//     (the clock slack of madeEarlier), were made while no order was in
+//     progress, or Odoo would not show which was;
 //   - a quantity someone changed in Odoo since plantedge wrote it: the
 //     next absolute write replaces it;
 //   - Odoo upgraded across 19 (moved): the quantity is now another field,
@@ -846,7 +847,7 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 			late = pre.sum
 		}
 		f.a.eventLog.log("late "+machine+" "+wo.Name, f.a.log, slog.LevelWarn,
-			"pieces made before this work order started are booked on it: stamped less than a minute before its start (a source clock behind Odoo's is taken as such), made while no work order was in progress, or odoo would not show which was",
+			"pieces made before this work order started are booked on it: they reached Odoo as they were made (the machine's clock is behind Odoo's), were stamped less than a minute before its start, were made while no work order was in progress, or odoo would not show which was",
 			"machine", machine, "workorder", wo.Name, "previous", stored.Name, "pieces", late, "oldest", fromMS(good.first))
 	}
 	odooQty := odoo.Round2(f.client.ProducedQty(*wo))

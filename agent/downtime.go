@@ -405,7 +405,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 // record, buffered when the stop ended, waited backlogAge — and a stop that
 // began up to backlogClockSlack before wo started is wo's.
 // oldest holds the round's oldest stop start per work center, history the
-// round's answers: one call per work center a round.
+// round's answers: one timeline per work center a round.
 func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.Workorder, start, buffered time.Time, oldest map[int64]time.Time, history map[int64]*odoo.Timeline) (int64, bool, error) {
 	began := wo.DateStart.Truncate(time.Second)
 	if began.IsZero() {
@@ -419,8 +419,8 @@ func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.
 	}
 	tl, ok := history[wo.WorkcenterID]
 	if !ok {
-		// The orders finished since the round's oldest stop on the work
-		// center: one call serves every stop of the round.
+		// Since the round's oldest stop on the work center: one timeline
+		// serves every stop of the round.
 		since := start
 		if t, ok := oldest[wo.WorkcenterID]; ok && t.Before(since) {
 			since = t
@@ -452,11 +452,13 @@ func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.
 		// a rush order that was finished).
 		return 0, false, nil
 	case at == nil:
-		f.a.log.Info("a stop that began while no work order was in progress is booked without one", "machine", machine,
-			"start", start, "in_progress_now", wo.Name)
+		// Once a minute a machine: a backlog may hold a thousand stops.
+		f.a.eventLog.log("stop between "+machine, f.a.log, slog.LevelInfo, "a stop that began while no work order was in progress is booked without one",
+			"machine", machine, "start", start, "in_progress_now", wo.Name)
 		return 0, true, nil
 	}
-	f.a.log.Info("a stop that began on an earlier work order (finished, or paused for another, before it reached Odoo) is booked on that one",
+	f.a.eventLog.log("stop earlier "+machine, f.a.log, slog.LevelInfo,
+		"a stop that began on an earlier work order (finished, or paused for another, before it reached Odoo) is booked on that one",
 		"machine", machine, "workorder", at.Name, "state", at.State, "start", start, "in_progress_now", wo.Name)
 	return at.ID, true, nil
 }
