@@ -1090,12 +1090,7 @@ func TestCloseDowntimeLine(t *testing.T) {
 // rescheduled: from 17 on date_start is also the planned start).
 func TestWorkedFirstPerWorkcenter(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, odootest.Options{Version: 17})
-	c := connected(t, f, "auto")
-	loss, err := c.LossID(ctx, "Fully Productive Time")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, c, loss := timerFixture(t)
 	line := func(wc, wo int64, start time.Time, open bool) {
 		t.Helper()
 		vals := map[string]any{"workcenter_id": wc, "workorder_id": wo, "loss_id": loss,
@@ -1196,12 +1191,7 @@ func TestWorkedFirstAfterOdooCutsAnOverrunTimer(t *testing.T) {
 // review: B, with no timer running, was taken).
 func TestWorkedFirstWithTwoOperators(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, odootest.Options{Version: 17})
-	c := connected(t, f, "auto")
-	loss, err := c.LossID(ctx, "Fully Productive Time")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, c, loss := timerFixture(t)
 	y, _ := f.srv.AddUser("operator-y")
 	x, _ := f.srv.AddUser("operator-x")
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
@@ -1361,4 +1351,17 @@ func TestWorkTimelineCutsOrdersWithoutTimersAndPages(t *testing.T) {
 			t.Errorf("after 2,005 time lines: order %d, want the rush order %d", got, rush)
 		}
 	})
+}
+
+// timerFixture is an Odoo 17 fixture, a client connected to it, and the id
+// of its productive loss (operators' timers).
+func timerFixture(t *testing.T) (*fixture, *odoo.Client, int64) {
+	t.Helper()
+	f := newFixture(t, odootest.Options{Version: 17})
+	c := connected(t, f, "auto")
+	loss, err := c.LossID(context.Background(), "Fully Productive Time")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, c, loss
 }
