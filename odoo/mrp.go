@@ -120,6 +120,9 @@ func (t *odooTime) UnmarshalJSON(b []byte) error {
 var workorderFields = []string{"id", "name", "state", "workcenter_id", "production_id", "product_id",
 	"product_uom_id", "qty_production", "qty_producing", "qty_produced", "qty_remaining", "date_start"}
 
+// workorderFieldsFinished is workorderFields and date_finished.
+var workorderFieldsFinished = append(slices.Clone(workorderFields), "date_finished")
+
 type workorderRow struct {
 	ID            int64    `json:"id"`
 	Name          text     `json:"name"`
@@ -264,9 +267,9 @@ func (c *Client) workedFirst(ctx context.Context, byWC map[int64][]Workorder) er
 }
 
 // workBegan reads, for work orders of one work center, the start of each
-// one's latest run of productive time — its latest productive time line,
-// and the one Odoo cut it from (see below) — and whether one of its lines
-// is open.
+// one's latest run of productive time — its latest time line that begins
+// work (workStarts: not Odoo's cut of an overrun timer) — and whether one
+// of its lines is open.
 // The latest lines of the work center's orders alone: an order none of them
 // names began work before all of them (lines of another work center's
 // orders pushed a resumed order out of a shared window: the second
@@ -277,16 +280,10 @@ func (c *Client) workBegan(ctx context.Context, wos []Workorder) (began map[int6
 	for i, wo := range wos {
 		ids[i] = wo.ID
 	}
-	var rows []struct {
-		Workorder many2one `json:"workorder_id"`
-		User      many2one `json:"user_id"`
-		LossType  text     `json:"loss_type"`
-		DateStart odooTime `json:"date_start"`
-		DateEnd   odooTime `json:"date_end"`
-	}
+	var rows []timeLine
 	err = c.Call(ctx, "mrp.workcenter.productivity", "search_read",
 		[]any{[]any{[]any{"workorder_id", "in", ids}, []any{"loss_id.loss_type", "in", []any{"productive", "performance"}}}},
-		map[string]any{"fields": []any{"workorder_id", "user_id", "loss_type", "date_start", "date_end"}, "order": "date_start desc, id desc", "limit": 200}, &rows)
+		map[string]any{"fields": timeLineFields, "order": "date_start desc, id desc", "limit": 200}, &rows)
 	switch {
 	case IsPermanent(err) && !IsAuth(err):
 		if c.timeLinesRefused.CompareAndSwap(false, true) {
@@ -298,34 +295,12 @@ func (c *Client) workBegan(ctx context.Context, wos []Workorder) (began map[int6
 	}
 	c.timeLinesRefused.Store(false)
 	began, open = map[int64]time.Time{}, map[int64]bool{}
-	type cut struct { // the earliest line of an order's latest run so far
-		user int64
-		perf bool
-		done bool // a line before it is not the same run
+	for _, r := range rows {
+		open[r.Workorder.ID] = open[r.Workorder.ID] || time.Time(r.DateEnd).IsZero()
 	}
-	run := map[int64]*cut{}
-	for _, r := range rows { // newest start first
-		id, start, end := r.Workorder.ID, time.Time(r.DateStart), time.Time(r.DateEnd)
-		open[id] = open[id] || end.IsZero()
-		c, ok := run[id]
-		switch {
-		case !ok:
-			began[id] = start
-			run[id] = &cut{user: r.User.ID, perf: r.LossType == "performance"}
-		case c.done:
-		case c.perf && r.User.ID == c.user && !end.IsZero() && end.Equal(began[id]):
-			// Odoo's own cut: it splits the timer of an order past its
-			// expected duration in two when it closes it (_close: the
-			// overrun a Reduced Speed line of the same user, from where
-			// the first part ends). That start is not when work began
-			// (the Odoo fidelity probe: a paused order taken for the one
-			// worked on). A second operator's timer is no such cut: one
-			// who joins an order begins work on it (the review).
-			began[id] = start
-			c.perf = r.LossType == "performance"
-		default:
-			c.done = true
-		}
+	slices.Reverse(rows)                 // in time order
+	for _, l := range workStarts(rows) { // the latest start of each order last
+		began[l.Workorder.ID] = time.Time(l.DateStart)
 	}
 	return began, open, nil
 }
@@ -382,10 +357,9 @@ func (tl Timeline) At(t time.Time) (at, next *Workorder, nextAt time.Time) {
 // or after since; cancelled ones are left out (one may never have been
 // started, and from 17 on date_start is also the planned start).
 //
-// The part of a timer Odoo cuts off as overrun when it closes it (_close:
-// a Reduced Speed line of the same user from where the first part ends) is
-// no start of work, as in workBegan (the re-review: it made a paused order
-// the one worked on from the cut on).
+// The part of a timer Odoo cuts off as overrun when it closes it is no
+// start of work (workStarts; the re-review: it made a paused order the one
+// worked on from the cut on).
 //
 // Three calls and more: the orders; the time lines begun by since (the
 // last few) and since then, 2,000 a page; the orders they name besides.
@@ -396,27 +370,19 @@ func (c *Client) WorkTimeline(ctx context.Context, workcenterID int64, since tim
 	err := c.Call(ctx, "mrp.workorder", "search_read",
 		[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, "|", []any{"state", "=", "progress"},
 			"&", []any{"state", "=", "done"}, []any{"date_finished", ">=", ts}}},
-		map[string]any{"fields": append(slices.Clone(workorderFields), "date_finished"), "order": "date_start asc, id asc"}, &rows)
+		map[string]any{"fields": workorderFieldsFinished, "order": "date_start asc, id asc"}, &rows)
 	if err != nil {
 		return Timeline{}, err
 	}
 	for _, r := range rows {
 		tl.wos[r.ID] = r.workorder()
 	}
-	type lineRow struct {
-		Workorder many2one `json:"workorder_id"`
-		User      many2one `json:"user_id"`
-		LossType  text     `json:"loss_type"`
-		DateStart odooTime `json:"date_start"`
-		DateEnd   odooTime `json:"date_end"`
-	}
-	lines := func(op, order string, limit, offset int) ([]lineRow, error) {
-		var rows []lineRow
+	lines := func(op, order string, limit, offset int) ([]timeLine, error) {
+		var rows []timeLine
 		err := c.Call(ctx, "mrp.workcenter.productivity", "search_read",
 			[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, []any{"workorder_id", "!=", false},
 				[]any{"loss_id.loss_type", "in", []any{"productive", "performance"}}, []any{"date_start", op, ts}}},
-			map[string]any{"fields": []any{"workorder_id", "user_id", "loss_type", "date_start", "date_end"},
-				"order": order, "limit": limit, "offset": offset}, &rows)
+			map[string]any{"fields": timeLineFields, "order": order, "limit": limit, "offset": offset}, &rows)
 		return rows, err
 	}
 	// The last few begun by since (newest first: turned), so that the one
@@ -424,7 +390,7 @@ func (c *Client) WorkTimeline(ctx context.Context, workcenterID int64, since tim
 	all, err := lines("<=", "date_start desc, id desc", 8, 0)
 	slices.Reverse(all)
 	for off := 0; err == nil; off += timelinePage {
-		var page []lineRow
+		var page []timeLine
 		if page, err = lines(">", "date_start asc, id asc", timelinePage, off); err == nil {
 			all = append(all, page...)
 		}
@@ -441,24 +407,12 @@ func (c *Client) WorkTimeline(ctx context.Context, workcenterID int64, since tim
 	case err != nil:
 		return Timeline{}, err
 	}
-	type timer struct {
-		wo, user int64
-		end      time.Time
-	}
-	ended := map[timer]bool{}
-	timed := map[int64]bool{}
+	timed := map[int64]bool{} // (a cut's order has the line it was cut from)
 	var missing []int64
-	for _, l := range all {
-		start, wo := time.Time(l.DateStart), l.Workorder.ID
-		cut := l.LossType == "performance" && ended[timer{wo, l.User.ID, start}]
-		if !time.Time(l.DateEnd).IsZero() {
-			ended[timer{wo, l.User.ID, time.Time(l.DateEnd)}] = true
-		}
+	for _, l := range workStarts(all) {
+		wo := l.Workorder.ID
 		timed[wo] = true
-		if cut {
-			continue
-		}
-		tl.began = append(tl.began, began{at: start, wo: wo})
+		tl.began = append(tl.began, began{at: time.Time(l.DateStart), wo: wo})
 		if _, ok := tl.wos[wo]; !ok && !slices.Contains(missing, wo) {
 			missing = append(missing, wo)
 		}
@@ -466,7 +420,7 @@ func (c *Client) WorkTimeline(ctx context.Context, workcenterID int64, since tim
 	if len(missing) > 0 { // finished before since, or cancelled
 		var more []workorderRow
 		if err := c.Call(ctx, "mrp.workorder", "read", []any{missing},
-			map[string]any{"fields": append(slices.Clone(workorderFields), "date_finished")}, &more); err != nil {
+			map[string]any{"fields": workorderFieldsFinished}, &more); err != nil {
 			return Timeline{}, err
 		}
 		for _, r := range more {
@@ -485,6 +439,44 @@ func (c *Client) WorkTimeline(ctx context.Context, workcenterID int64, since tim
 	}
 	slices.SortStableFunc(tl.began, func(a, b began) int { return a.at.Compare(b.at) })
 	return tl, nil
+}
+
+// timeLine is an operator's time line (mrp.workcenter.productivity) as
+// workBegan and WorkTimeline read it.
+type timeLine struct {
+	Workorder many2one `json:"workorder_id"`
+	User      many2one `json:"user_id"`
+	LossType  text     `json:"loss_type"`
+	DateStart odooTime `json:"date_start"`
+	DateEnd   odooTime `json:"date_end"`
+}
+
+var timeLineFields = []any{"workorder_id", "user_id", "loss_type", "date_start", "date_end"}
+
+// workStarts returns, of lines in time order, those that begin work on
+// their order: not the part of a timer Odoo cut off as overrun when it
+// closed it (_close, on an order past its expected duration: the overrun a
+// Reduced Speed line of the same user from where the first part ends; the
+// Odoo fidelity probe: a paused order taken for the one worked on, from
+// the cut on). A second operator's timer is no such cut: one who joins an
+// order begins work on it (the review).
+func workStarts(lines []timeLine) []timeLine {
+	type timer struct {
+		wo, user int64
+		end      time.Time
+	}
+	ended := map[timer]bool{}
+	var out []timeLine
+	for _, l := range lines {
+		cut := l.LossType == "performance" && ended[timer{l.Workorder.ID, l.User.ID, time.Time(l.DateStart)}]
+		if end := time.Time(l.DateEnd); !end.IsZero() {
+			ended[timer{l.Workorder.ID, l.User.ID, end}] = true
+		}
+		if !cut {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // timelinePage is how many time lines WorkTimeline reads a call.
