@@ -411,8 +411,8 @@ func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.
 	if began.IsZero() {
 		return 0, false, nil
 	}
-	before := start.Before(began.Add(-cmp.Or(f.a.opts.BacklogClockSlack, backlogClockSlack)))
-	if buffered.IsZero() || time.Since(buffered) < cmp.Or(f.a.opts.BacklogAge, backlogAge) || !before && start.Before(began) {
+	before := start.Before(began.Add(-f.clockSlack()))
+	if !f.waited(buffered) || !before && start.Before(began) {
 		// Not a backlog: wo's, as before (a stop over a changeover goes
 		// to the new order; a machine clock behind Odoo's moves nothing).
 		return 0, false, nil
@@ -425,20 +425,9 @@ func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.
 		if t, ok := oldest[wo.WorkcenterID]; ok && t.Before(since) {
 			since = t
 		}
-		tl = &odoo.Timeline{}
-		err := f.call(ctx, "work_timeline", func(ctx context.Context) error {
-			var err error
-			*tl, err = f.client.WorkTimeline(ctx, wo.WorkcenterID, since)
-			return err
-		})
-		if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
+		var err error
+		if tl, err = f.workTimeline(ctx, machine, "stops", wo, since); err != nil {
 			return 0, false, err
-		}
-		if err != nil {
-			f.a.eventLog.log("stops before "+machine, f.a.log, slog.LevelWarn,
-				"a stop that began before this work order started goes to it: odoo refused to show the work orders before it",
-				"machine", machine, "workorder", wo.Name, "err", err)
-			tl = nil
 		}
 		history[wo.WorkcenterID] = tl
 	}

@@ -276,9 +276,9 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 // another order.
 func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *odoo.Workorder, p *pendingKey) (*odoo.Workorder, pendingKey, string, error) {
 	start := wo.DateStart.Truncate(time.Second)
-	cut := start.Add(-cmp.Or(f.a.opts.BacklogClockSlack, backlogClockSlack))
+	cut := start.Add(-f.clockSlack())
 	t := fromMS(p.first)
-	backlog := !p.buffered.IsZero() && time.Since(p.buffered) >= cmp.Or(f.a.opts.BacklogAge, backlogAge)
+	backlog := f.waited(p.buffered)
 	after := !t.Before(start)
 	key := machine + "/" + what
 	if c, ok := f.backlogClear[key]; ok && (c.wo != wo.ID || time.Since(c.at) >= backlogRecheck) {
@@ -303,27 +303,16 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 			"machine", machine, "workorder", wo.Name, "stamped", t, "started", start)
 		return nil, pendingKey{}, "", nil
 	}
-	var tl odoo.Timeline
-	err := f.call(ctx, "find_workorder_at", func(ctx context.Context) error {
-		var err error
-		tl, err = f.client.WorkTimeline(ctx, wo.WorkcenterID, t)
-		return err
-	})
-	if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
+	tl, err := f.workTimeline(ctx, machine, what, wo, t)
+	if err != nil || tl == nil {
 		return nil, pendingKey{}, "", err
-	}
-	if err != nil {
-		f.a.eventLog.log(what+" before "+machine+" "+wo.Name, f.a.log, slog.LevelWarn,
-			what+" made before this work order started go to it: odoo refused to show the work orders before it",
-			"machine", machine, "workorder", wo.Name, "oldest", t, "err", err)
-		return nil, pendingKey{}, "", nil
 	}
 	at, next, nextAt := tl.At(t)
 	if after && (at == nil || at.ID == wo.ID && next == nil) {
 		// wo's, or made while none was in progress: wo's. So is what waits
 		// from t on, for a while: every round of a backlog's drain looked
-		// it up again, three or four calls a machine, which the rate limit then
-		// took from the drain.
+		// it up again, three or four calls a machine, which the rate
+		// limit then took from the drain.
 		if f.backlogClear == nil {
 			f.backlogClear = map[string]backlogMark{}
 		}
@@ -360,6 +349,40 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 		target = wo
 	}
 	return target, pre, why, nil
+}
+
+// waited reports a backlog: what was buffered at buffered waited
+// backlogAge, by this box's clock (zero: nothing buffered).
+func (f *forwarder) waited(buffered time.Time) bool {
+	return !buffered.IsZero() && time.Since(buffered) >= cmp.Or(f.a.opts.BacklogAge, backlogAge)
+}
+
+// clockSlack is backlogClockSlack, or the tests' Options.BacklogClockSlack.
+func (f *forwarder) clockSlack() time.Duration {
+	return cmp.Or(f.a.opts.BacklogClockSlack, backlogClockSlack)
+}
+
+// workTimeline reads which orders wo's work center worked on from since on
+// (odoo.Client.WorkTimeline), for a backlog of machine's what (pieces,
+// scrap, stops). nil when Odoo refuses for good (logged once a minute):
+// the backlog then goes to wo.
+func (f *forwarder) workTimeline(ctx context.Context, machine, what string, wo *odoo.Workorder, since time.Time) (*odoo.Timeline, error) {
+	var tl odoo.Timeline
+	err := f.call(ctx, "work_timeline", func(ctx context.Context) error {
+		var err error
+		tl, err = f.client.WorkTimeline(ctx, wo.WorkcenterID, since)
+		return err
+	})
+	switch {
+	case err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)):
+		return nil, err
+	case err != nil:
+		f.a.eventLog.log(what+" before "+machine+" "+wo.Name, f.a.log, slog.LevelWarn,
+			what+" made before this work order started go to it: odoo refused to show the work orders before it",
+			"machine", machine, "workorder", wo.Name, "oldest", since, "err", err)
+		return nil, nil
+	}
+	return &tl, nil
 }
 
 // backlogMark is what madeEarlier found for a machine's signal: from on,
