@@ -61,11 +61,7 @@ func (q *Queue) makeRoom(t *txn, need int64, incoming Lane) (bool, error) {
 func (q *Queue) dropOldest(t *txn, lane Lane, want int64) error {
 	var after uint64
 	if lane == LaneEvents {
-		if !t.merging {
-			q.markMu.Lock() // readers wait until this transaction is committed
-			t.merging = true
-		}
-		after = q.readMark[LaneEvents].Load()
+		after = q.heldMark(t, lane)
 	}
 	var seqs []uint64
 	var planned int64
@@ -92,6 +88,18 @@ func (q *Queue) dropOldest(t *txn, lane Lane, want int64) error {
 	})
 }
 
+// heldMark returns lane's read mark — the highest Seq Read/Next handed out
+// — and keeps it as it is until t is committed: readers wait on markMu
+// (taken once a transaction), so that what t drops, merges or moves past
+// the mark cannot be handed out meanwhile.
+func (q *Queue) heldMark(t *txn, lane Lane) uint64 {
+	if !t.merging {
+		q.markMu.Lock() // released when t is committed
+		t.merging = true
+	}
+	return q.readMark[lane].Load()
+}
+
 // mergeHead is the surviving record of one key during a merge pass.
 type mergeHead struct {
 	rec      Record
@@ -107,11 +115,7 @@ type mergeHead struct {
 // the read mark) are left alone: the forwarder may be about to ack them, and
 // an ack of a merged record must not delete counts it never delivered.
 func (q *Queue) mergeCounts(t *txn, want int64) error {
-	if !t.merging {
-		q.markMu.Lock() // readers wait until this transaction is committed
-		t.merging = true
-	}
-	mark := q.readMark[LaneCounts].Load()
+	mark := q.heldMark(t, LaneCounts)
 	if mark == ^uint64(0) {
 		return nil
 	}

@@ -24,15 +24,11 @@ func (q *Queue) Rekey(ctx context.Context, lane Lane, from, to string, whenAll .
 	}
 	fn := func(t *txn) error {
 		moved, left = 0, 0 // a retried transaction runs this again
-		if !t.merging {
-			q.markMu.Lock() // readers wait until this transaction is committed
-			t.merging = true
-		}
+		mark := q.heldMark(t, lane)
 		if err := t.flushPending(); err != nil { // what this transaction appended so far is seen
 			return err
 		}
 		var recs []Record
-		mark := q.readMark[lane].Load()
 		// Damage met in the lane is set aside first (repairing): a segment
 		// before a moved record is exploded, and one damaged failed every
 		// try (the second damage review: nothing moved, and no read came
