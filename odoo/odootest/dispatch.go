@@ -274,12 +274,8 @@ func (s *Server) run(m *model, method string, ids []int64, a map[string]any, jso
 			}
 		}
 		return s.load(m, fields, data)
-	case "button_start":
-		return s.buttonStart(ids)
-	case "button_pending":
-		return s.buttonPending(ids)
-	case "button_finish":
-		return s.buttonFinish(ids)
+	case "button_start", "button_pending", "button_finish":
+		return buttons[method](s, ids)
 	case "unblock":
 		return s.unblock(ids)
 	case "action_validate":

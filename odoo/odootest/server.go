@@ -334,21 +334,21 @@ func (s *Server) Press(uid int64, method string, id int64) error {
 	was := s.curUID
 	s.curUID = uid
 	defer func() { s.curUID = was }()
-	var err *odooError
-	switch method {
-	case "button_start":
-		_, err = s.buttonStart([]int64{id})
-	case "button_pending":
-		_, err = s.buttonPending([]int64{id})
-	case "button_finish":
-		_, err = s.buttonFinish([]int64{id})
-	default:
+	button, ok := buttons[method]
+	if !ok {
 		return fmt.Errorf("odootest: no button %q", method)
 	}
-	if err != nil {
+	if _, err := button(s, []int64{id}); err != nil {
 		return fmt.Errorf("%s: %w", method, err)
 	}
 	return nil
+}
+
+// buttons are a work order's buttons, by method name (dispatch, Press).
+var buttons = map[string]func(*Server, []int64) (any, *odooError){
+	"button_start":   (*Server).buttonStart,
+	"button_pending": (*Server).buttonPending,
+	"button_finish":  (*Server).buttonFinish,
 }
 
 // SetWorkorderDurationExpected sets how long a work order is expected to
