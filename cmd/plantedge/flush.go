@@ -215,7 +215,10 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			if n := st.Buffer.DeadLetters - deadBefore; n > 0 {
 				// Out of the buffer, but not in Odoo: not to be read as
 				// "all in Odoo".
-				refused = fmt.Sprintf("; Odoo refused %s during the flush: dead-lettered, not in Odoo (plantedge deadletter list says why; retry once fixed)", plural(n, "record"))
+				// Odoo's refusals, or pieces of an order finished meanwhile:
+				// the reason is in the dead letter, not known here.
+				refused = fmt.Sprintf("; %s went to the dead letters during the flush (refused by Odoo, or pieces of a finished work order): "+
+					"not in Odoo (plantedge deadletter list says why and what to do)", plural(n, "record"))
 			}
 			if pending > 0 {
 				gone := "reached Odoo"

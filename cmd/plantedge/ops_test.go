@@ -456,6 +456,9 @@ func TestCommandsWhenTheAgentDoesNotAnswer(t *testing.T) {
 		if exitCode(err) != want || !strings.Contains(err.Error(), "the agent is running") || !strings.Contains(err.Error(), b.listen) {
 			t.Errorf("%s: %v (exit %d)\n%s", strings.Join(args, " "), err, exitCode(err), out)
 		}
+		if len(args) == 3 && args[0] == "status" && !strings.Contains(out, "agent running, status NOT KNOWN") {
+			t.Errorf("status of an agent not answering, stdout:\n%s", out)
+		}
 		if args[len(args)-1] == "--json" {
 			// scripts still get a document, saying why it is incomplete
 			if m := decodeStatus(t, out); m["agent_running"] != true || !strings.Contains(fmt.Sprint(m["status_error"]), "does not answer") {
@@ -480,6 +483,12 @@ func TestStatusJSONWithAnUnreadableBufferFile(t *testing.T) {
 	}
 	if m := decodeStatus(t, out); m["agent_running"] != false || !strings.Contains(fmt.Sprint(m["status_error"]), "the buffer file fails the read-only check") {
 		t.Errorf("status --json with an unreadable buffer file: %v", m)
+	}
+	// The human view says on stdout which case it is, the reason on stderr.
+	out, err = cli(t, "status", "-c", b.cfgPath)
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "the buffer file fails the read-only check") ||
+		!strings.Contains(out, "AGENT NOT RUNNING, buffer file "+cfg.BufferPath()+" NOT READ") {
+		t.Errorf("status with an unreadable buffer file: %v (exit %d)\nstdout:\n%s", err, exitCode(err), out)
 	}
 }
 
@@ -919,7 +928,7 @@ func TestFlushSaysWhatWasRefused(t *testing.T) {
 	b.odoo.RefuseNext("mrp.workorder", "write", 1, "odoo.exceptions.UserError", "You cannot change the quantity of a done work order.")
 	b.odoo.SetDown(false)
 	out, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "1m")
-	if err != nil || !strings.Contains(out, "drained; Odoo refused 1 record during the flush: dead-lettered, not in Odoo (plantedge deadletter list") {
+	if err != nil || !strings.Contains(out, "drained; 1 record went to the dead letters during the flush (refused by Odoo, or pieces of a finished work order): not in Odoo (plantedge deadletter list") {
 		t.Errorf("flush: %v\n%s", err, out)
 	}
 	if strings.Contains(out, "1 dead letters") {

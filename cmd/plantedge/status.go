@@ -55,6 +55,14 @@ func (o *statusOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		if o.json {
 			return failedStatusJSON(w, st, err)
 		}
+		// A technician reading stdout gets the line that says which case
+		// this is; the reason follows on stderr (the spec audit's L2: an
+		// empty stdout).
+		if st.AgentRunning {
+			fmt.Fprintf(w, "site %s — agent running, status NOT KNOWN (why: below)\n", st.Site)
+		} else {
+			fmt.Fprintf(w, "site %s — AGENT NOT RUNNING, buffer file %s NOT READ (why: below)\n", st.Site, cfg.BufferPath())
+		}
 		return err
 	}
 	if o.json {
