@@ -141,7 +141,11 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		if start < 0 {
 			start, deadBefore, callsBefore = pending, st.Buffer.DeadLetters, st.Odoo.Calls
 		}
-		line := fmt.Sprintf("pending %s, odoo %s", plural(pending, "record"), odooWord(st))
+		forward := "" // status's pending counts the held records too (the spec audit's L3)
+		if st.Buffer.Held > 0 {
+			forward = " to forward"
+		}
+		line := fmt.Sprintf("pending %s%s, odoo %s", plural(pending, "record"), forward, odooWord(st))
 		calls := "" // like next: a count going up is no reason to print another line
 		if n := st.Odoo.Calls - callsBefore; pending >= start && n > 0 && st.Odoo.State == "online" {
 			// A round acknowledges its records at its end: until the

@@ -600,6 +600,11 @@ func TestFlushCommand(t *testing.T) {
 	if code := exitCode(err); code != 3 || strings.Contains(out, "drained") || !strings.Contains(err.Error(), "held") {
 		t.Errorf("flush with counts held: exit %d (%v)\n%s", code, err, out)
 	}
+	// status's pending counts the held records; the line says its own
+	// leaves them out (the spec audit's L3).
+	if !strings.Contains(out, "pending 0 records to forward, odoo online") {
+		t.Errorf("flush's line with counts held:\n%s", out)
+	}
 
 	b.stopAgent()
 	out, err = cli(t, "flush", "-c", b.cfgPath, "--timeout", "1s")
