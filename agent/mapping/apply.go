@@ -402,6 +402,41 @@ func (cs *CounterState) stepBack(ev Event) ([]Event, bool) {
 	return []Event{ev}, false
 }
 
+// backAcrossWrap reports whether x, above Last by more than half the
+// range of a counter that wraps, is rather a step back across the wrap:
+// within a tenth below Last+rollover, and the increase is more than the
+// counter makes in the time it may have counted unseen (resetWouldShow:
+// the rules for a step back below Last).
+// After a longer gap (the agent or the link was down) it counts.
+func (cs *CounterState) backAcrossWrap(x extracted) bool {
+	ro := float64(x.b.rollover)
+	d := x.counter - cs.Last
+	if ro == 0 || d <= ro/2 || cs.Seen.IsZero() || x.counter < (cs.Last+ro)*stepBackShare {
+		return false // (and within a tenth below Last taken past the wrap, as a step back below Last)
+	}
+	since := cs.sinceSeen(x)
+	if since < 0 {
+		return false
+	}
+	return cs.resetWouldShow(d, cs.unseen(x, since))
+}
+
+// unseen is how long the counter may have been counting since Last without
+// a reading showing it: since, the time since Last — or, watched without
+// a break since (an OPC UA session that delivers every change, or a poll
+// that kept reading Last), at most x.gap, however long Last stood. watched
+// says which.
+func (cs *CounterState) unseen(x extracted, since time.Duration) time.Duration {
+	if cs.watched(x, since) {
+		return x.gap
+	}
+	return since
+}
+
+func (cs *CounterState) watched(x extracted, since time.Duration) bool {
+	return x.watch != 0 && x.watch == cs.Watch && x.gap > 0 && x.gap < since
+}
+
 // resetRateSlack: a reset climbing back to near the last value counts at
 // most this many times the counter's usual rate. Tighter than
 // wrapRateSlack: a slow publisher's correction (995 after 1,000, published
@@ -690,6 +725,14 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			cs.ResetFrom, cs.ResetTime = cs.Last, x.t
 			cs.ResetFromTime, cs.ResetWrap = cs.Time, false
 			cs.Time = x.t
+		case cs.backAcrossWrap(x):
+			// Up by more than half the range of a counter that wraps, and
+			// sooner than it makes that: a step back across the wrap (a
+			// late reading from before it: 65530 → 10 → 65531), or a
+			// signed counter's -1 read as 65535, not some 65,000 pieces
+			// (the values probe: 65,554 booked for 18). Ignored as a step
+			// back below Last is.
+			return cs.stepBack(ev)
 		default:
 			// Otherwise counted even when older by source time: a cumulative
 			// counter cannot go up in the past, so the source clock was set
@@ -720,14 +763,9 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		}
 		ro := float64(x.b.rollover)
 		since := cs.sinceSeen(x)
-		// unseen is how long the counter may have been counting since Last
-		// without a reading showing it: since Last — or, watched without a
-		// break since (an OPC UA session that delivers every change, or a
-		// poll that kept reading Last), at most x.gap, however long Last
-		// stood.
-		unseen, slack := since, float64(wrapRateSlack)
-		if x.watch != 0 && x.watch == cs.Watch && x.gap > 0 && x.gap < since {
-			unseen, slack = x.gap, resetRateSlack
+		unseen, slack := cs.unseen(x, since), float64(wrapRateSlack)
+		if cs.watched(x, since) {
+			slack = resetRateSlack
 		}
 		switch {
 		case x.counter >= cs.Last*stepBackShare && x.counter > 0 && !cs.Seen.IsZero() && since >= 0 && cs.resetWouldShow(x.counter, unseen):
@@ -1319,9 +1357,18 @@ func CheckValue(signal Signal, v any, rollover uint64) error {
 	return convert(&extracted{b: &binding{signal: signal, rollover: rollover}}, v)
 }
 
-// MaxCounter is the largest counter value the mapping takes, 2^53: every
-// whole number up to it is exact in a float64.
+// MaxCounter, 2^53, bounds the counter values the mapping takes: every
+// whole number below it is exact in a float64, and values from it up are
+// refused — one past it (an Int64 2^53+1, or its text) reads as 2^53 in a
+// float64, so the bound is taken as reached there (the values probe: 2^53
+// and 2^53+1 each booked 9.007×10^15 pieces). Records may carry it.
 const MaxCounter = 1 << 53
+
+// maxSafeInteger, 2^53 − 1, is JavaScript's Number.MAX_SAFE_INTEGER: a
+// gateway written in JavaScript sends it for "no value" (the values probe:
+// it booked 9.0×10^15 good pieces, and on scrap_count a validated scrap
+// of as many units).
+const maxSafeInteger = MaxCounter - 1
 
 // intMaxMarker: f is the largest value of a 32-bit integer type (signed or
 // not) — a "no value" marker — for a counter without rollover. With one,
@@ -1330,7 +1377,7 @@ const MaxCounter = 1 << 53
 // way. Larger types' maxima are past MaxCounter; 8- and 16-bit counters
 // reach theirs at every wrap.
 func intMaxMarker(f float64, rollover uint64) bool {
-	return rollover == 0 && (f == math.MaxUint32 || f == math.MaxInt32)
+	return rollover == 0 && (f == math.MaxUint32 || f == math.MaxInt32 || f == maxSafeInteger)
 }
 
 // convert turns a raw value into what the binding's signal needs.
@@ -1349,7 +1396,7 @@ func convert(x *extracted, v any) error {
 		if f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
 			return fmt.Errorf("counter value %v: %w", f, ErrBadValue)
 		}
-		if f > MaxCounter {
+		if f >= MaxCounter {
 			// Past 2^53 a float64 no longer holds every whole number, and
 			// sums of such values overflow to infinity, which no record
 			// or Odoo write can carry. No piece counter gets there; a
@@ -1362,6 +1409,9 @@ func convert(x *extracted, v any) error {
 			// booked 4.29 billion pieces). Not counted, the counter's state
 			// stays: the next reading counts from the last one, so a
 			// counter that really stood there loses nothing.
+			if f == maxSafeInteger {
+				return fmt.Errorf("counter value %.0f is JavaScript's largest safe integer, which gateways send for \"no value\": not counted, the next reading counts from the last one: %w", f, ErrBadValue)
+			}
 			return fmt.Errorf("counter value %.0f is the largest a %s integer holds, which gateways send for \"no value\" (a 32-bit counter that wraps there: set its rollover, 4294967296): not counted, the next reading counts from the last one: %w",
 				f, map[bool]string{true: "32-bit", false: "signed 32-bit"}[f == math.MaxUint32], ErrBadValue)
 		}

@@ -96,6 +96,17 @@ func TestIntMaxMarkerIsNotCounted(t *testing.T) {
 		{int32(math.MaxInt32), 1 << 31, false},
 		{uint32(math.MaxUint32 - 1), 0, false},
 		{uint16(math.MaxUint16), 0, false}, // 16-bit counters reach theirs at every wrap
+		// 2^53 and past it (2^53+1 reads as 2^53 in a float64: the values
+		// probe booked 9.007×10^15 pieces for it), and JavaScript's largest
+		// safe integer, 2^53−1, a JS gateway's "no value"
+		{int64(1 << 53), 0, true},
+		{int64(1<<53 + 1), 0, true},
+		{uint64(1<<53 + 1), 0, true},
+		{json.Number("9007199254740993"), 0, true},
+		{"9007199254740993", 0, true},
+		{int64(1<<53 - 1), 0, true},
+		{float64(1<<53 - 1), 0, true},
+		{int64(1<<53 - 2), 0, false},
 	} {
 		err := CheckValue(GoodCount, tc.v, tc.rollover)
 		if bad := errors.Is(err, ErrBadValue); bad != tc.bad {

@@ -109,3 +109,58 @@ func TestEndStopKeepsTheStopsStart(t *testing.T) {
 		t.Errorf("state after EndStop: %+v", ms)
 	}
 }
+
+// A counter that wraps, read without source times: a late reading from
+// before the wrap (65530 → 10 → 65531 → 12), or a signed counter's -1
+// read as 65535 after 100, is up by more than half the range, sooner than
+// the counter makes that: a step back across the wrap, not some 65,000
+// pieces (the values probe: 65,554 booked for 18, and 65,541 for 5). After
+// a longer gap such an increase still counts.
+func TestStepBackAcrossTheWrap(t *testing.T) {
+	m := newTestMapper(t, mqttHead+`  - id: p2
+    workcenter: WC2
+    good_count: { mqtt: { broker: b, topic: p2/good }, rollover: 65536 }
+`)
+	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name   string
+		values []string
+		gaps   []time.Duration // before each value but the first; 1 s when nil
+		want   float64
+		backs  int
+	}{
+		{name: "late reading across the wrap", values: []string{"65500", "65530", "10", "65531", "12"}, want: 48, backs: 1},
+		{name: "signed -1", values: []string{"95", "100", "-1", "102", "105"}, want: 10, backs: 1},
+		{name: "a real wrap", values: []string{"65000", "65500", "100", "600"}, want: 1136},
+		{name: "after a long gap it counts", values: []string{"5", "10", "40000"}, gaps: []time.Duration{time.Second, 10 * time.Minute}, want: 39995},
+		{name: "not within a tenth: counted", values: []string{"5", "10", "40000"}, want: 39995},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := NewState()
+			at, sum, backs := t0, 0.0, 0
+			for i, v := range c.values {
+				if i > 0 {
+					gap := time.Second
+					if c.gaps != nil {
+						gap = c.gaps[i-1]
+					}
+					at = at.Add(gap)
+				}
+				evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "p2/good",
+					Payload: []byte(v), Good: true, ReceiveTime: at})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range evs {
+					sum += e.Delta
+					if e.StepBack {
+						backs++
+					}
+				}
+			}
+			if sum != c.want || backs != c.backs {
+				t.Errorf("counted %v with %d steps back, want %v with %d", sum, backs, c.want, c.backs)
+			}
+		})
+	}
+}
