@@ -477,7 +477,7 @@ func ListDeadLetters(buf *buffer.Queue) ([]DeadLetterView, error) {
 
 // APIClient talks to a running agent's local HTTP API.
 type APIClient struct {
-	base          string
+	base, listen  string
 	hc            *http.Client
 	site, dataDir string // what the caller's config names; "" asks any agent
 }
@@ -511,10 +511,13 @@ var ErrNotRunning = errors.New("agent not running")
 // paused, not a stopped one (whose buffer file the CLI must not touch).
 var ErrNotAnswering = errors.New("agent not answering")
 
+// ErrNoAccess means the agent's unix socket refused this user.
+var ErrNoAccess = errors.New("the agent's socket does not let this user in")
+
 // NewAPIClient returns a client for the agent listening on listen
 // ("host:port" or "unix:/path").
 func NewAPIClient(listen string) *APIClient {
-	c := &APIClient{base: "http://" + listen, hc: &http.Client{Timeout: 10 * time.Second}}
+	c := &APIClient{base: "http://" + listen, listen: listen, hc: &http.Client{Timeout: 10 * time.Second}}
 	if p, ok := strings.CutPrefix(listen, "unix:"); ok {
 		c.base = "http://plantedge"
 		c.hc.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -542,6 +545,14 @@ func (c *APIClient) do(ctx context.Context, method, path string, out any) error 
 		var oe *net.OpError
 		if errors.As(err, &ne) && ne.Timeout() {
 			return fmt.Errorf("%w on %s in time: running but hung or paused? (%v)", ErrNotAnswering, c.base, err)
+		}
+		if errors.Is(err, os.ErrPermission) {
+			// The unix socket refuses this user: an agent runs there (its
+			// socket file is there), and saying "not running, start it"
+			// would be wrong (the technician probe: flush exited 2 and
+			// status --json said agent_running false).
+			return fmt.Errorf("%w: %s: permission denied; the socket lets in root and the plantedge group "+
+				"(sudo plantedge ..., or sudo usermod -aG plantedge $USER and log in again)", ErrNoAccess, c.listen)
 		}
 		if errors.As(err, &oe) || errors.As(err, &ne) {
 			return fmt.Errorf("%w (%v)", ErrNotRunning, err)

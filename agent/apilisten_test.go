@@ -2,10 +2,15 @@ package agent
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -80,5 +85,22 @@ func TestAPIListenerSharesConnectionsFairly(t *testing.T) {
 	}
 	for _, c := range server[1:] {
 		c.Close()
+	}
+}
+
+// A unix socket that refuses the user (not in the plantedge group) is an
+// agent the CLI may not ask, not a stopped one: "not running, start it"
+// was wrong (the technician probe: flush exited 2, status --json said
+// agent_running false). Root passes any socket's mode, so the refusal is
+// the kernel's error, as connect(2) gives it.
+func TestAPIClientSocketPermissionDenied(t *testing.T) {
+	c := NewAPIClient("unix:/run/plantedge/api.sock")
+	c.hc.Transport = &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Net: "unix", Err: os.NewSyscallError("connect", syscall.EACCES)}
+	}}
+	_, err := c.Status(context.Background())
+	if !errors.Is(err, ErrNoAccess) || errors.Is(err, ErrNotRunning) ||
+		!strings.Contains(err.Error(), "unix:/run/plantedge/api.sock") || !strings.Contains(err.Error(), "plantedge group") {
+		t.Errorf("socket refusing the user: %v", err)
 	}
 }
