@@ -557,4 +557,20 @@ func TestPendingCountsRescanInTheBackgroundWhenSlow(t *testing.T) {
 	if g := good(); g != 23 || a.pendingBusy {
 		t.Errorf("after the stop: %g (busy %v), want a scan of its own, 23", g, a.pendingBusy)
 	}
+	// Drained (a flush just ended): the kept counts name records the buffer
+	// no longer holds, slow scans or not — status said "0 records" and 23
+	// pieces pending on the machine (the technician probe).
+	recs, err := buf.Next(100)
+	if err != nil || len(recs) != 23 {
+		t.Fatalf("read %d records: %v", len(recs), err)
+	}
+	if err := buf.Ack(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	a.pendingMu.Lock()
+	a.pendingTook, a.pendingAt = time.Second, time.Now()
+	a.pendingMu.Unlock()
+	if g := good(); g != 0 {
+		t.Errorf("the buffer drained: %g pieces pending, want 0", g)
+	}
 }

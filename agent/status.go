@@ -556,7 +556,7 @@ func unmapped(cfg *config.Config, pending map[string]pendingCount) (int, []Unmap
 func (a *Agent) pendingCounts() (_ map[string]pendingCount, scanned uint64) {
 	a.pendingMu.Lock()
 	defer a.pendingMu.Unlock()
-	if a.pendingVal != nil {
+	if a.pendingVal != nil && !a.pendingDrained() {
 		if time.Since(a.pendingAt) < max(time.Second, 10*a.pendingTook) {
 			return a.pendingVal, a.pendingSeq
 		}
@@ -572,6 +572,22 @@ func (a *Agent) pendingCounts() (_ map[string]pendingCount, scanned uint64) {
 	a.pendingVal, a.pendingSeq, a.pendingTook = a.scanPendingCounts()
 	a.pendingAt = time.Now()
 	return a.pendingVal, a.pendingSeq
+}
+
+// pendingDrained reports whether the kept pending counts name records the
+// buffer no longer holds: it is empty now. status just after a flush said
+// "Buffer 0 records" and 30 pieces pending on the machine for a second
+// (the technician probe); a scan of an empty buffer is quick.
+func (a *Agent) pendingDrained() bool {
+	if a.buf == nil || a.buf.Stats().Pending != 0 {
+		return false
+	}
+	for _, pc := range a.pendingVal {
+		if pc.records > 0 || pc.events > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // pendingScanSlow is how long a scan of the pending counts may take before
