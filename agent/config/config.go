@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -703,6 +704,9 @@ func (c *Config) OdooAPIKeySource() (key, source string, err error) {
 // trimmed of surrounding whitespace; unset or empty is ErrNoSecret.
 func EnvSecret(name string) (string, error) {
 	if v := strings.TrimSpace(os.Getenv(name)); v != "" {
+		if err := noControl(v); err != nil {
+			return "", fmt.Errorf("$%s: %w", name, err)
+		}
 		return v, nil
 	}
 	return "", fmt.Errorf("$%s is unset or empty: %w", name, ErrNoSecret)
@@ -787,5 +791,22 @@ func readSecretFile(p, shown string) (string, error) {
 		// pasted after it) would be sent as part of it, and refused.
 		return "", fmt.Errorf("read secret %s: the file holds %d lines, a key or password is one: keep only it", shown, n)
 	}
+	if err := noControl(v); err != nil {
+		return "", fmt.Errorf("read secret %s: %w", shown, err)
+	}
 	return v, nil
+}
+
+// noControl refuses a secret holding a control character: no key or
+// password has one, and sent in a header it failed as "cannot reach Odoo
+// … check odoo.url, the network" (the technician probe). Where it is is
+// said, not what is around it.
+func noControl(v string) error {
+	for i, r := range []rune(v) {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("character %d of the secret is a control character (%U), which no key or password holds "+
+				"(a terminal's or editor's keystroke pasted with it?): write the secret again", i+1, r)
+		}
+	}
+	return nil
 }

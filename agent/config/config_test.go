@@ -758,6 +758,20 @@ func TestOdooAPIKey(t *testing.T) {
 		t.Errorf("key file with two lines: %q, %v", got, err)
 	}
 
+	// A control character (a keystroke pasted with it) failed in the HTTP
+	// header as "cannot reach Odoo": said here, without the key.
+	if err := os.WriteFile(keyFile, []byte("PLANTEDGE-KEY\x01SECRET\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.OdooAPIKey(); err == nil || !strings.Contains(err.Error(), "character 14 of the secret is a control character (U+0001)") ||
+		strings.Contains(err.Error(), "SECRET") {
+		t.Errorf("key file with a control character: %q, %v", got, err)
+	}
+	t.Setenv("PLANTEDGE_TEST_SECRET", "abc\x1bdef")
+	if _, err := EnvSecret("PLANTEDGE_TEST_SECRET"); err == nil || !strings.Contains(err.Error(), "$PLANTEDGE_TEST_SECRET: character 4") {
+		t.Errorf("environment secret with a control character: %v", err)
+	}
+
 	if err := os.WriteFile(keyFile, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}

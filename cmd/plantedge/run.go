@@ -154,6 +154,10 @@ func startHint(err error, cfg *config.Config, path string) string {
 		return fmt.Sprintf("%s is the plantedge user's (the package and the unit make it so), and this runs as %s: start the service "+
 			"(systemctl start plantedge) or run the agent as that user (sudo -u plantedge plantedge run -c %s)", dir, me, path)
 	default:
+		if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) {
+			// chown alone cannot be followed (the technician probe).
+			return fmt.Sprintf("user %s may not create %s %s: mkdir -p %s && chown -R %s %s; %s", me, where, dir, dir, me, dir, dropIn)
+		}
 		return fmt.Sprintf("user %s may not write in %s %s (or a file in it is another user's, root's after running the agent as root?): "+
 			"chown -R %s %s; %s", me, where, dir, me, dir, dropIn)
 	}

@@ -176,7 +176,7 @@ func TestRunSetupFailuresAreExitConfig(t *testing.T) {
 	dataDir := regexp.MustCompile(`(?m)^data_dir: .*$`)
 	write(dataDir.ReplaceAllString(string(good), "data_dir: /sys/plantedge-test"))
 	err = run([]string{"run", "-c", b.cfgPath})
-	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "may not write in data_dir /sys/plantedge-test") ||
+	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "may not create data_dir /sys/plantedge-test: mkdir -p /sys/plantedge-test && chown -R ") ||
 		!strings.Contains(err.Error(), "ReadWritePaths=/sys/plantedge-test") {
 		t.Errorf("data_dir not writable: exit %d, %v", exitCode(err), err)
 	}
