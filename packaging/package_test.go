@@ -177,6 +177,7 @@ func TestDebContents(t *testing.T) {
 		"/lib/systemd/system/plantedge.service": {"-rw-r--r--", "root/root"},
 		"/etc/plantedge":                        {"drwxr-x---", "root/plantedge"},
 		"/usr/share/plantedge/plantedge.yaml":   {"-rw-r--r--", "root/root"},
+		"/usr/share/doc/plantedge/README.md":    {"-rw-r--r--", "root/root"},
 		"/var/lib/plantedge":                    {"drwxr-x---", "plantedge/plantedge"},
 	}
 	for path, w := range want {
@@ -269,6 +270,7 @@ func TestRPMBuilt(t *testing.T) {
 	for _, want := range []string{
 		"-rwxr-xr-x root/root  /usr/bin/plantedge",
 		"-rw-r--r-- root/root  /usr/share/plantedge/plantedge.yaml",
+		"-rw-r--r-- root/root  /usr/share/doc/plantedge/README.md",
 		"drwxr-x--- plantedge/plantedge  /var/lib/plantedge",
 	} {
 		if !strings.Contains(list, want) {
