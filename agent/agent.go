@@ -1168,11 +1168,11 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		}
 		switch {
 		case ev.Delta >= largeJump || !ev.Rollover && ev.Delta >= jump(ev.Range):
-			a.eventLog.log("jump "+ev.Machine, a.log, slog.LevelWarn, "counter jumped by a large amount in one reading (counted; a mis-mapped tag?)",
+			a.eventLog.log("jump "+ev.Machine, a.log, slog.LevelWarn, "counter jumped by a large amount in one reading (counted; a mis-mapped tag? If its pieces were not made: correct the work order's quantity in Odoo, then plantedge accept-qty MACHINE keeps it)",
 				"machine", ev.Machine, "signal", ev.Signal, "pieces", num(ev.Pieces), "raw", num(ev.Raw))
 		case ev.Implausible:
 			a.eventLog.log("jump "+ev.Machine, a.log, slog.LevelWarn,
-				"counter jumped far above what it makes in that time (counted; another machine's value published on its topic? a wrong reading? a preset? If the next value falls back, the jump's pieces were not made: correct the quantity in Odoo)",
+				"counter jumped far above what it makes in that time (counted; another machine's value published on its topic? a wrong reading? a preset? If the next value falls back, the jump's pieces were not made: correct the work order's quantity in Odoo, then plantedge accept-qty MACHINE keeps it)",
 				"machine", ev.Machine, "signal", ev.Signal, "pieces", num(ev.Pieces), "from", num(ev.Raw-ev.Delta), "raw", num(ev.Raw))
 		}
 		if ev.Behind > 0 {

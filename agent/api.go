@@ -95,6 +95,40 @@ func (a *Agent) Handler() http.Handler {
 		}
 		writeJSON(w, res)
 	})
+	api.HandleFunc("POST /api/v1/accept-qty", func(w http.ResponseWriter, r *http.Request) {
+		if !a.opened.Load() {
+			http.Error(w, "buffer not open yet", http.StatusServiceUnavailable)
+			return
+		}
+		machine := r.URL.Query().Get("machine")
+		if m := findMachine(a.cfg.Load(), machine); m == nil || m.GoodCount == nil {
+			http.Error(w, fmt.Sprintf("machine %q: no such machine with a good_count in the configuration the agent runs", machine), http.StatusNotFound)
+			return
+		}
+		who := peerOf(r)
+		if why := who.refused("accepting Odoo's quantity changes what plantedge writes", "plantedge accept-qty"); why != "" {
+			a.log.Warn("accepting the quantity in Odoo refused", "machine", machine, "by", who.String())
+			http.Error(w, why, http.StatusForbidden)
+			return
+		}
+		a.log.Info("accepting the quantity in Odoo asked", "machine", machine, "by", who.String())
+		ctx, cancel := context.WithTimeout(r.Context(), acceptWait)
+		defer cancel()
+		res, err := a.fwd.AcceptQty(ctx, machine)
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			http.Error(w, fmt.Sprintf("no forwarding round reached the machine within %s (Odoo offline? plantedge status says): nothing was changed; try again", acceptWait),
+				http.StatusGatewayTimeout)
+			return
+		case errors.Is(err, errAcceptBusy):
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		writeJSON(w, res)
+	})
 	api.HandleFunc("GET /api/v1/opcua/pins", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.opened.Load() {
 			http.Error(w, "buffer not open yet", http.StatusServiceUnavailable)
@@ -645,6 +679,22 @@ func (c *APIClient) Rebook(ctx context.Context, since time.Time, dry bool) (Rebo
 	long.hc = &hc
 	var res RebookResult
 	err := long.do(ctx, http.MethodPost, "/api/v1/rebook?"+q.Encode(), &res)
+	return res, err
+}
+
+// acceptWait is how long the API waits for a round to accept a machine's
+// quantity in Odoo (AcceptQty).
+const acceptWait = 30 * time.Second
+
+// AcceptQty asks the running agent to take the quantity Odoo shows on the
+// machine's work order in progress as right: counting goes on from it.
+func (c *APIClient) AcceptQty(ctx context.Context, machine string) (AcceptResult, error) {
+	long := *c
+	hc := *c.hc
+	hc.Timeout = acceptWait + 10*time.Second
+	long.hc = &hc
+	var res AcceptResult
+	err := long.do(ctx, http.MethodPost, "/api/v1/accept-qty?"+url.Values{"machine": {machine}}.Encode(), &res)
 	return res, err
 }
 

@@ -490,6 +490,9 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 		if _, err := f.settleInFlight(ctx, machine, nil, stored, acks); err != nil {
 			return nil, err
 		}
+		if err := f.serveAccept(ctx, machine, nil, stored, unattributed); err != nil {
+			return nil, err
+		}
 		// Counts are held, not dropped, until a work order is in progress.
 		// A scrap booking already decided still completes (it names its order).
 		return nil, f.forwardScrap(ctx, machine, nil, scrap, acks)
@@ -502,6 +505,14 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 	if settled, err := f.settleInFlight(ctx, machine, wo, stored, acks); err != nil || settled {
 		// A landed write to the previous work order was acknowledged for it:
 		// the remaining records go to wo next round.
+		return nil, err
+	}
+	if good != nil {
+		err = f.serveAccept(ctx, machine, wo, stored, good.sum)
+	} else {
+		err = f.serveAccept(ctx, machine, wo, stored, 0)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if good != nil && good.sum != 0 {
@@ -859,14 +870,14 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 	}
 	if st.Written != st.Baseline && odooQty != st.Written && (st.InFlight == nil || odooQty != st.InFlight.Target) {
 		f.a.eventLog.log("edited "+machine, f.a.log, slog.LevelWarn,
-			"the work order's quantity was changed in Odoo since plantedge wrote it (by a person, or by another copy of this agent: a data_dir restored from a backup, a second box with this configuration); plantedge's next write replaces it with its count",
+			"the work order's quantity was changed in Odoo since plantedge wrote it (by a person, or by another copy of this agent: a data_dir restored from a backup, a second box with this configuration); plantedge's next write replaces it with its count; to keep a correction: plantedge accept-qty MACHINE",
 			"machine", machine, "workorder", wo.Name, "odoo_qty", odooQty, "written", st.Written)
 		// Shown until a write sticks: a person's edit is replaced once,
 		// while Odoo itself holding the quantity (a serial-tracked product
 		// is produced one unit at a time) shows here for good.
 		msg := fmt.Sprintf("work order %s shows %g in Odoo where plantedge wrote %g: edited in Odoo, written by another copy of this agent "+
 			"(a data_dir restored from a backup, a second box with this configuration), or Odoo keeps it there "+
-			"(a product tracked by serial number is produced one unit at a time)", wo.Name, odooQty, st.Written)
+			"(a product tracked by serial number is produced one unit at a time); the next write replaces it, unless it is a correction to keep: plantedge accept-qty %s", wo.Name, odooQty, st.Written, machine)
 		f.setMachine(machine, func(ml *machineLink) {
 			if ml.Error == "" {
 				ml.Error = msg

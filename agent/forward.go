@@ -170,6 +170,9 @@ type forwarder struct {
 	// forgotten (pruneBooked).
 	rebook       *rebookReq
 	bookedPruned time.Time
+	// accept are the machines whose quantity in Odoo a person asked to
+	// keep (AcceptQty; under mu), done by the next round.
+	accept map[string]*acceptReq
 	// bookedAdded is the bytes of bookings kept since then (keepBooked).
 	bookedAdded int64
 	// backlogClear is, by machine and signal, what madeEarlier last found:
@@ -1031,6 +1034,9 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	for m := range f.rewrite { // asked by a rebook
 		need[m] = true
 	}
+	for _, m := range f.acceptAsked() {
+		need[m] = true
+	}
 	field := f.client.ProducedField()
 	if field != f.field {
 		// Counts written to another field (before an upgrade across 19, or
@@ -1165,6 +1171,18 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		}
 		if w != nil {
 			writes = append(writes, w)
+		}
+	}
+	for _, id := range f.acceptAsked() {
+		if _, ok := wcIDs[id]; ok {
+			continue // served by planCounts
+		}
+		if req := f.takeAccept(id); req != nil {
+			note := "the machine's work center is not known in Odoo: nothing to accept (plantedge status shows why)"
+			if findMachine(cfg, id) == nil {
+				note = "no such machine in the configuration the agent runs"
+			}
+			req.done <- acceptAnswer{res: AcceptResult{Machine: id, Note: note}}
 		}
 	}
 	if len(writes) > 0 {

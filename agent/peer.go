@@ -167,18 +167,23 @@ func (p peer) String() string {
 // dropRefused returns why a request to drop dead letters over TCP is
 // refused, or "" when its user may (the unix socket: its file mode decides).
 func (p peer) dropRefused() string {
+	return p.refused("dropping dead letters loses what they hold", "plantedge deadletter drop")
+}
+
+// refused is why p may not do what what says (by command cmd), or "".
+func (p peer) refused(what, cmd string) string {
 	if !p.tcp {
 		return ""
 	}
 	if p.err != nil {
-		return fmt.Sprintf("dropping dead letters loses what they hold: the agent could not tell which user asks (%v); run plantedge deadletter drop as root (sudo)", p.err)
+		return fmt.Sprintf("%s: the agent could not tell which user asks (%v); run %s as root (sudo)", what, p.err, cmd)
 	}
 	if !mayDrop(p.uid) {
 		group := strconv.Itoa(os.Getegid())
 		if g, err := user.LookupGroupId(group); err == nil {
 			group = g.Name
 		}
-		return fmt.Sprintf("dropping dead letters loses what they hold: only root, the agent's user or a member of its group %s may (uid %d asked); run it with sudo", group, p.uid)
+		return fmt.Sprintf("%s: only root, the agent's user or a member of its group %s may (uid %d asked); run it with sudo", what, group, p.uid)
 	}
 	return ""
 }

@@ -29,6 +29,7 @@ func newRootCmd() *cobra.Command {
 		newStatusCmd(),
 		newFlushCmd(),
 		newRebookCmd(),
+		newAcceptQtyCmd(),
 		newDeadLetterCmd(),
 		newDemoCmd(),
 		newCompactCmd(),
