@@ -291,7 +291,7 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 	if cfg.Odoo.APIKeyFile != "" && strings.ContainsRune(cfg.Odoo.APIKeyFile, '/') {
 		if fi, err := os.Stat(cfg.Odoo.APIKeyFile); err == nil && fi.IsDir() {
 			warn("odoo.api_key_file", fmt.Sprintf("%s is a directory, not the file holding the key", cfg.Odoo.APIKeyFile))
-		} else if err == nil && fi.Mode().Perm()&0o004 != 0 {
+		} else if err == nil && worldReadable(cfg.Odoo.APIKeyFile, fi) {
 			warn("odoo.api_key_file", fmt.Sprintf("%s is readable by every user on this machine (mode %04o): anyone logged in can use the bot's key "+
 				"(chmod 600 it; the unit hands it to the agent as a credential)", cfg.Odoo.APIKeyFile, fi.Mode().Perm()))
 		}
@@ -299,7 +299,7 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 	// The sources' secrets, likewise (the security probe: a 0644 OPC UA
 	// private key passed without a word).
 	private := func(path, file, what string) {
-		if fi, err := os.Stat(file); file != "" && err == nil && !fi.IsDir() && fi.Mode().Perm()&0o004 != 0 {
+		if fi, err := os.Stat(file); file != "" && err == nil && !fi.IsDir() && worldReadable(file, fi) {
 			warn(path, fmt.Sprintf("%s is readable by every user on this machine (mode %04o): anyone logged in can use %s "+
 				"(chmod 640 it, group plantedge)", file, fi.Mode().Perm(), what))
 		}
@@ -311,6 +311,28 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 	for i, b := range cfg.MQTT {
 		private(fmt.Sprintf("mqtt[%d].password_file", i), b.PasswordFile, "the password for MQTT broker "+b.Name)
 		private(fmt.Sprintf("mqtt[%d].key_file", i), b.KeyFile, "the agent's private key for MQTT broker "+b.Name)
+	}
+}
+
+// worldReadable reports whether every user may read file (fi its stat):
+// its mode lets others read it and every directory above it lets them
+// through. A 0644 key in a 0750 directory is not (the technician probe: the
+// warning said "every user" of a key nobody else could read).
+func worldReadable(file string, fi os.FileInfo) bool {
+	if fi.Mode().Perm()&0o004 == 0 {
+		return false
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return true
+	}
+	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
+		if di, err := os.Stat(dir); err == nil && di.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if dir == filepath.Dir(dir) {
+			return true
+		}
 	}
 }
 

@@ -75,6 +75,11 @@ site plant-2: 3 machines, 11 signals
 // a key file every user may read.
 func TestValidateWarnsAboutTheMachine(t *testing.T) {
 	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} { // (made 0700)
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Setenv(config.EnvAPIKey, "")
 	t.Setenv("CREDENTIALS_DIRECTORY", "")
 	key := filepath.Join(dir, "key")
@@ -107,6 +112,15 @@ func TestValidateWarnsAboutTheMachine(t *testing.T) {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("no warning %q in:\n%s", want, errOut)
 		}
+	}
+	// In a directory others may not enter (0750, as /etc/plantedge), a
+	// 0644 file is not readable by every user: no such warning (the
+	// technician probe).
+	if err := os.Chmod(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, err = runValidate(t, "-c", path); err != nil || strings.Contains(errOut, "readable by every user") {
+		t.Errorf("files in a closed directory: %v\n%s", err, errOut)
 	}
 }
 
