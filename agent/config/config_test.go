@@ -242,6 +242,13 @@ func TestBadConfigs(t *testing.T) {
 			},
 		},
 		{
+			name: "number in quotes",
+			yaml: strings.Replace(base, "    endpoint: opc.tcp://127.0.0.1:4840\n", "    endpoint: opc.tcp://127.0.0.1:4840\n    queue_size: \"10\"\n", 1),
+			want: []string{
+				`bad.yaml:10:17: opcua[0].queue_size: expected a whole number from 0 to 4294967295, got a string "10" (remove the quotes: in quotes YAML reads it as text)`,
+			},
+		},
+		{
 			name: "duplicate machine id and undefined sources",
 			yaml: base + `  - id: m1
     workcenter: WC2

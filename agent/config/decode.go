@@ -355,7 +355,7 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 	case reflect.Bool:
 		b, ok := n.(*ast.BoolNode)
 		if !ok {
-			d.problem(n, path, "expected true or false, got "+describe(n), "")
+			d.problem(n, path, "expected true or false, got "+describe(n), quotedHint(n))
 			return
 		}
 		v.SetBool(b.Value)
@@ -366,7 +366,7 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 		}
 		u, err := strconv.ParseUint(strings.ReplaceAll(s, "_", ""), 0, t.Bits())
 		if _, isInt := n.(*ast.IntegerNode); !ok || !isInt || err != nil {
-			d.problem(n, path, fmt.Sprintf("expected a whole number from 0 to %d, got %s", uint64(math.MaxUint64)>>(64-t.Bits()), describe(n)), "")
+			d.problem(n, path, fmt.Sprintf("expected a whole number from 0 to %d, got %s", uint64(math.MaxUint64)>>(64-t.Bits()), describe(n)), quotedHint(n))
 			return
 		}
 		v.SetUint(u)
@@ -377,7 +377,7 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 		}
 		i, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 0, t.Bits())
 		if _, isInt := n.(*ast.IntegerNode); !ok || !isInt || err != nil {
-			d.problem(n, path, "expected a whole number, got "+describe(n), "")
+			d.problem(n, path, "expected a whole number, got "+describe(n), quotedHint(n))
 			return
 		}
 		v.SetInt(i)
@@ -398,7 +398,7 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 		case *ast.FloatNode:
 			f = x.Value
 		default:
-			d.problem(n, path, "expected a number, got "+describe(n), "")
+			d.problem(n, path, "expected a number, got "+describe(n), quotedHint(n))
 			return
 		}
 		if math.IsNaN(f) || math.IsInf(f, 0) {
@@ -409,6 +409,21 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 	default:
 		d.problem(n, path, "unsupported type "+t.String(), "")
 	}
+}
+
+// quotedHint is the hint for a number or true/false written in quotes
+// (rollover: "65536"): YAML reads it as text (the technician probe: the
+// message gave the place but not what to do).
+func quotedHint(n ast.Node) string {
+	sn, ok := n.(*ast.StringNode)
+	if !ok {
+		return ""
+	}
+	v := strings.TrimSpace(sn.Value)
+	if _, err := strconv.ParseFloat(strings.ReplaceAll(v, "_", ""), 64); err == nil || v == "true" || v == "false" {
+		return "remove the quotes: in quotes YAML reads it as text"
+	}
+	return ""
 }
 
 func describe(n ast.Node) string {
