@@ -228,6 +228,10 @@ func printStatus(w io.Writer, st agent.Status) {
 		// Just started, holding back for what the last run sent: Odoo was
 		// not asked yet.
 		state = "NOT ASKED YET"
+	} else if o.SettleSeconds > 0 && o.State == "offline" {
+		// Odoo is not asked while the write waits: it may well be back
+		// (the soak probe: "offline" for 2 minutes while Odoo answered).
+		state = fmt.Sprintf("WRITES HELD %s (offline at the last try; not asked again before then)", ageString(o.SettleSeconds))
 	}
 	fmt.Fprintf(w, "Odoo      %s  %s", state, o.URL)
 	if o.Protocol != "" {

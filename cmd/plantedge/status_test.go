@@ -36,8 +36,9 @@ func TestStatusShowsPolledNodes(t *testing.T) {
 func TestStatusSaysAFlushDoesNotCutTheSettleWait(t *testing.T) {
 	var out bytes.Buffer
 	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp", State: "offline",
-		LastError: "odoo mrp.workorder.write: timed out", NextAttemptSeconds: 87, SettleSeconds: 87}})
-	if s := out.String(); !strings.Contains(s, "next attempt in 1m27s (a write Odoo did not answer") || strings.Contains(s, "flush tries now") {
+		LastError: "odoo mrp.workorder.write: timed out", NextAttemptSeconds: 87, SettleSeconds: 87, LastAnswerAgeSeconds: 40}})
+	if s := out.String(); !strings.Contains(s, "next attempt in 1m27s (a write Odoo did not answer") || strings.Contains(s, "flush tries now") ||
+		!strings.Contains(s, "Odoo      WRITES HELD 1m27s (offline at the last try; not asked again before then)  https://erp") {
 		t.Errorf("status:\n%s", s)
 	}
 	// Just started, holding back for what the last run sent: Odoo was not
