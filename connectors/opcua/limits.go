@@ -45,6 +45,17 @@ func readLimits(ctx context.Context, c *opcua.Client, timeout time.Duration) opL
 	return opLimits{read: v(res.Results[0]), browse: v(res.Results[1]), monitoredItems: v(res.Results[2])}
 }
 
+// noteLimits logs the server's limits per request, when they bind, once
+// until they change: not at every reconnect (the soak probe: the same line
+// 51 times).
+func (s *Source) noteLimits() {
+	lims := [2]int{s.perRead, s.perMonitor}
+	if (s.perRead < maxNodesPerRequest || s.perMonitor < maxNodesPerRequest) && lims != s.limitsSaid {
+		s.log.Info("server limits operations per request", "nodes_per_read", s.perRead, "monitored_items_per_call", s.perMonitor)
+	}
+	s.limitsSaid = lims
+}
+
 // capped is n, lowered to limit when the server advertised one.
 func capped(n int, limit uint32) int {
 	if limit > 0 && int64(limit) < int64(n) {

@@ -118,6 +118,10 @@ type Source struct {
 	watch []uint64
 	// movesSaid are the namespace moves logged (Run's goroutine): once each.
 	movesSaid map[string]bool
+	// limitsSaid is the per-request limits last logged (Run's goroutine):
+	// logged again only when the server changes them, not at every
+	// reconnect (the soak probe: 51 times the same line).
+	limitsSaid [2]int
 	// subRefused: the server refused the last subscription asked (Run's
 	// goroutine): said once, not again by the session that follows.
 	subRefused bool
@@ -411,9 +415,7 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 	lim := readLimits(ctx, c, s.cfg.RequestTimeout)
 	s.perRead = capped(maxNodesPerRequest, lim.read)
 	s.perMonitor = capped(maxNodesPerRequest, lim.monitoredItems)
-	if s.perRead < maxNodesPerRequest || s.perMonitor < maxNodesPerRequest {
-		s.log.Info("server limits operations per request", "nodes_per_read", s.perRead, "monitored_items_per_call", s.perMonitor)
-	}
+	s.noteLimits()
 	// Read everything at once first: progress a counter made while we were
 	// away is captured even if no change notification follows.
 	if err := s.readAll(ctx, c, ids, true); err != nil {
