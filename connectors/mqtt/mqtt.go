@@ -403,7 +403,7 @@ func (s *Source) Run(ctx context.Context) error {
 			// broker, and the broker no longer has it (restarted without
 			// persistence, or it expired): what was published meanwhile
 			// was not queued.
-			err := errors.New("the broker did not keep this client's session: messages published while the agent was disconnected are lost (counters catch up at their next value; stops and runs in between are missed)")
+			err := errors.New("the broker did not keep this client's session: messages published while the agent was disconnected are lost (counters catch up at their next value; stops and runs in between are missed); the broker restarted without persistence (mosquitto: persistence true) or let the session expire (persistent_client_expiration)")
 			s.log.Warn("mqtt "+err.Error(), "client_id", s.cfg.ClientID)
 			s.setErr(err)
 		}
