@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -134,6 +135,9 @@ func TestStepBackAcrossTheWrap(t *testing.T) {
 		{name: "a real wrap", values: []string{"65000", "65500", "100", "600"}, want: 1136},
 		{name: "after a long gap it counts", values: []string{"5", "10", "40000"}, gaps: []time.Duration{time.Second, 10 * time.Minute}, want: 39995},
 		{name: "not within a tenth: counted", values: []string{"5", "10", "40000"}, want: 39995},
+		// a preset near the top, then counting on: a rising series is no
+		// step back (one late reading is)
+		{name: "rising after it: counted", values: []string{"100", "105", "65000", "65010"}, want: 64910, backs: 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			st := NewState()
@@ -160,6 +164,75 @@ func TestStepBackAcrossTheWrap(t *testing.T) {
 			}
 			if sum != c.want || backs != c.backs {
 				t.Errorf("counted %v with %d steps back, want %v with %d", sum, backs, c.want, c.backs)
+			}
+		})
+	}
+}
+
+// The rule above must not take a line that ran faster than its learned
+// rate for steps back (the review of it: 66 of 64,542 pieces counted). Its
+// usual rate learned while slow, the link (or the agent) is down while the
+// line runs faster, and readings come every second again, past the wrap:
+// every piece counts (past wrapBackWindow, as in the last case, 50 s, a
+// step back kept Last and the wrap that came next was taken for a reset:
+// 9,180 lost).
+func TestFasterThanLearnedAcrossHalfTheRange(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		rollover  int64
+		learnStep int64 // per 5 s
+		gap       time.Duration
+		speed     int64 // pieces/s during and after the gap
+		start     int64
+	}{
+		{"16-bit 2/s learned, 30 min at 33/s", 65536, 10, 30 * time.Minute, 33, 1000},
+		{"rollover 10000, 2/s learned, 10 min at 15/s", 10000, 10, 10 * time.Minute, 15, 300},
+		{"rollover 10000, 5/s learned, 820 s at 11/s", 10000, 25, 820 * time.Second, 11, 300},
+		{"rollover 10000, 2/s learned, 50 s at 180/s", 10000, 10, 50 * time.Second, 180, 300},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := newTestMapper(t, mqttHead+`  - id: p2
+    workcenter: WC2
+    good_count: { mqtt: { broker: b, topic: p2/good }, rollover: `+strconv.FormatInt(c.rollover, 10)+` }
+`)
+			st := NewState()
+			at := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+			var sum, made float64
+			v := c.start
+			send := func() {
+				evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "p2/good",
+					Payload: []byte(strconv.FormatInt(v, 10)), Good: true, ReceiveTime: at})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range evs {
+					sum += e.Delta
+				}
+			}
+			advance := func(d time.Duration, n int64) {
+				at, v, made = at.Add(d), v+n, made+float64(n)
+			}
+			send()
+			for range 6 { // slow: the usual rate learned
+				advance(5*time.Second, c.learnStep)
+				send()
+			}
+			advance(c.gap, c.speed*int64(c.gap/time.Second))
+			if v >= c.rollover {
+				t.Fatalf("wrapped in the gap: pick other numbers (%d)", v)
+			}
+			send()
+			for { // a reading a second, past the wrap
+				advance(time.Second, c.speed)
+				if v >= c.rollover {
+					v -= c.rollover
+					send()
+					break
+				}
+				send()
+			}
+			if sum != made {
+				t.Errorf("made %v, counted %v", made, sum)
 			}
 		})
 	}
