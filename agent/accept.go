@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/plantedge/plantedge/buffer"
@@ -81,24 +82,40 @@ func (f *forwarder) AcceptQty(ctx context.Context, machine string) (AcceptResult
 	}
 }
 
-// acceptAsked returns the machines an AcceptQty waits for.
-func (f *forwarder) acceptAsked() []string {
+// takeAccepts returns the AcceptQty requests waiting, for the round that
+// starts, and forgets them: those asked later wait for the next round (the
+// review: one asked while a round ran for other machines was answered
+// "work center not known").
+func (f *forwarder) takeAccepts() map[string]*acceptReq {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ms := make([]string, 0, len(f.accept))
-	for m := range f.accept {
-		ms = append(ms, m)
-	}
-	return ms
+	reqs := f.accept
+	f.accept = nil
+	return reqs
 }
 
-// takeAccept returns the AcceptQty asked for machine, if any, and forgets it.
-func (f *forwarder) takeAccept(machine string) *acceptReq {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	req := f.accept[machine]
-	delete(f.accept, machine)
-	return req
+// errAcceptNotReached: the round that took the request ended before it
+// got to the machine.
+var errAcceptNotReached = errors.New("the forwarding round ended before it reached the machine (plantedge status says why: Odoo offline?): nothing was changed; try again")
+
+// answerAccepts answers the round's requests it did not serve: a machine
+// whose work center Odoo lacks (served), else with err.
+func (f *forwarder) answerAccepts(served map[string]bool, err error) {
+	cfg := f.a.cfg.Load()
+	for id, req := range f.roundAccepts {
+		res := AcceptResult{Machine: id}
+		switch {
+		case served[id]:
+			res.Note = "the machine's work center is not known in Odoo: nothing to accept (plantedge status shows why)"
+		case findMachine(cfg, id) == nil:
+			res.Note = "no such machine in the configuration the agent runs"
+		default:
+			req.done <- acceptAnswer{res: res, err: err}
+			continue
+		}
+		req.done <- acceptAnswer{res: res}
+	}
+	f.roundAccepts = nil
 }
 
 // serveAccept does an AcceptQty asked for machine, if any, where planCounts
@@ -106,10 +123,11 @@ func (f *forwarder) takeAccept(machine string) *acceptReq {
 // was in flight; stored is the machine's stored state, updated in place.
 // pending is the good pieces not yet written.
 func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Workorder, stored *woState, pending float64) error {
-	req := f.takeAccept(machine)
+	req := f.roundAccepts[machine]
 	if req == nil {
 		return nil
 	}
+	delete(f.roundAccepts, machine)
 	res := AcceptResult{Machine: machine, Pending: pending}
 	answer := func(err error) error {
 		req.done <- acceptAnswer{res, err}
@@ -123,14 +141,22 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 	qty := odoo.Round2(f.client.ProducedQty(*wo))
 	res.Now = qty
 	switch {
-	case stored == nil || stored.ID != wo.ID:
-		res.Note = fmt.Sprintf("plantedge has written no quantity to %s yet: the %g Odoo shows is where its counting starts", wo.Name, qty)
+	case stored == nil || stored.ID != wo.ID || stored.InFlight == nil && stored.Written == stored.Baseline && stored.Counted == 0:
+		// Nothing written to it yet: what Odoo shows may be the start
+		// default of Odoo 17/18 (the remaining quantity) or the last
+		// operation's count, which counting does not start from (the
+		// review: the start default of 100,000 was accepted, and 3 pieces
+		// made 100,003); an operator's entry is counted on anyway.
+		res.Note = fmt.Sprintf("plantedge has written no quantity to %s yet (Odoo shows %g): nothing to accept; "+
+			"once it has, correct the quantity in Odoo and run this again", wo.Name, qty)
 		return answer(nil)
 	case stored.InFlight != nil:
 		// A write Odoo does not show yet: the edit and the write cannot
-		// be told apart until it settles.
+		// be told apart — its pieces may be in the correction or not. The
+		// write is made again now (absolute), over the correction.
 		res.Was = stored.Written
-		res.Note = fmt.Sprintf("a quantity write to %s (%g) is not settled yet: try again in a minute", wo.Name, stored.InFlight.Target)
+		res.Note = fmt.Sprintf("a quantity write to %s (%g) had no answer from Odoo, so a correction cannot be told from it: plantedge "+
+			"writes it again now; once Odoo shows it, correct the quantity again and run this again", wo.Name, stored.InFlight.Target)
 		return answer(nil)
 	}
 	res.Was = stored.Written

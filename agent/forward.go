@@ -171,8 +171,10 @@ type forwarder struct {
 	rebook       *rebookReq
 	bookedPruned time.Time
 	// accept are the machines whose quantity in Odoo a person asked to
-	// keep (AcceptQty; under mu), done by the next round.
-	accept map[string]*acceptReq
+	// keep (AcceptQty; under mu), done by the next round; roundAccepts
+	// those the current round took (run's goroutine).
+	accept       map[string]*acceptReq
+	roundAccepts map[string]*acceptReq
 	// bookedAdded is the bytes of bookings kept since then (keepBooked).
 	bookedAdded int64
 	// backlogClear is, by machine and signal, what madeEarlier last found:
@@ -1034,9 +1036,12 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	for m := range f.rewrite { // asked by a rebook
 		need[m] = true
 	}
-	for _, m := range f.acceptAsked() {
+	f.roundAccepts = f.takeAccepts()
+	for m := range f.roundAccepts {
 		need[m] = true
 	}
+	unknownWC := map[string]bool{} // the round's accept requests for machines Odoo lacks the work center of
+	defer func() { f.answerAccepts(unknownWC, errAcceptNotReached) }()
 	field := f.client.ProducedField()
 	if field != f.field {
 		// Counts written to another field (before an upgrade across 19, or
@@ -1173,16 +1178,9 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			writes = append(writes, w)
 		}
 	}
-	for _, id := range f.acceptAsked() {
-		if _, ok := wcIDs[id]; ok {
-			continue // served by planCounts
-		}
-		if req := f.takeAccept(id); req != nil {
-			note := "the machine's work center is not known in Odoo: nothing to accept (plantedge status shows why)"
-			if findMachine(cfg, id) == nil {
-				note = "no such machine in the configuration the agent runs"
-			}
-			req.done <- acceptAnswer{res: AcceptResult{Machine: id, Note: note}}
+	for id := range f.roundAccepts {
+		if _, ok := wcIDs[id]; !ok {
+			unknownWC[id] = true // (answered as the round ends)
 		}
 	}
 	if len(writes) > 0 {

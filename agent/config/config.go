@@ -807,6 +807,13 @@ func noControl(v string) error {
 			return fmt.Errorf("character %d of the secret is a control character (%U), which no key or password holds "+
 				"(a terminal's or editor's keystroke pasted with it?): write the secret again", i+1, r)
 		}
+		if unicode.Is(unicode.Cf, r) {
+			// A zero-width space or joiner, invisible where it was
+			// copied from (a web page, a chat): sent, it is refused as a
+			// wrong key (the review).
+			return fmt.Errorf("character %d of the secret is an invisible formatting character (%U), which no key holds "+
+				"(copied from a web page or a chat?): write the secret again", i+1, r)
+		}
 	}
 	return nil
 }

@@ -774,6 +774,12 @@ func TestOdooAPIKey(t *testing.T) {
 		strings.Contains(err.Error(), "SECRET") {
 		t.Errorf("key file with a control character: %q, %v", got, err)
 	}
+	if err := os.WriteFile(keyFile, []byte("PLANTEDGE-KEY\u200bSECRET\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.OdooAPIKey(); err == nil || !strings.Contains(err.Error(), "character 14 of the secret is an invisible formatting character (U+200B)") {
+		t.Errorf("key file with a zero-width space: %q, %v", got, err)
+	}
 	t.Setenv("PLANTEDGE_TEST_SECRET", "abc\x1bdef")
 	if _, err := EnvSecret("PLANTEDGE_TEST_SECRET"); err == nil || !strings.Contains(err.Error(), "$PLANTEDGE_TEST_SECRET: character 4") {
 		t.Errorf("environment secret with a control character: %v", err)

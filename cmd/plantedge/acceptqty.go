@@ -53,7 +53,8 @@ func printAccept(w io.Writer, res agent.AcceptResult) error {
 	}
 	fmt.Fprintf(w, "%s: work order %s: the %g in Odoo is kept (plantedge had written %g); counting goes on from it", res.Machine, res.WorkOrder, res.Now, res.Was)
 	if res.Pending > 0 {
-		fmt.Fprintf(w, ", and the %g pieces still in the buffer are added by the next write", res.Pending)
+		// (some may go to an earlier work order, the one they were made on)
+		fmt.Fprintf(w, "; the %g pieces still in the buffer are written by the next rounds", res.Pending)
 	}
 	fmt.Fprintln(w)
 	return nil

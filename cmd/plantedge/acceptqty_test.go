@@ -1,8 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
 // A count that went wrong (a jump) is corrected in Odoo; plantedge's next
@@ -16,10 +21,20 @@ func TestAcceptQtyKeepsACorrectionInOdoo(t *testing.T) {
 			b.startAgent()
 			defer b.stopAgent()
 
-			// Nothing written yet: nothing to accept (exit 1, says why).
-			out, err := cli(t, "accept-qty", "press-1", "-c", b.cfgPath)
-			if exitCode(err) != 1 || !strings.Contains(err.Error(), "plantedge has written no quantity to WO press-1 yet") {
-				t.Errorf("before any write: exit %d, %v\n%s", exitCode(err), err, out)
+			// Nothing written yet: nothing to accept (exit 1, says why) —
+			// also once the machine's state names the order (its run flag
+			// went), with Odoo 17's start default (qty_producing = the
+			// remaining 100,000) in the work order: accepted, 3 pieces made
+			// it 100,003 (the review).
+			var out string
+			var err error
+			for range 2 {
+				out, err = cli(t, "accept-qty", "press-1", "-c", b.cfgPath)
+				if exitCode(err) != 1 || !strings.Contains(err.Error(), "plantedge has written no quantity to WO press-1 yet") {
+					t.Errorf("before any write: exit %d, %v\n%s", exitCode(err), err, out)
+				}
+				b.publish()
+				b.waitRound()
 			}
 
 			b.produce(10)
@@ -50,4 +65,100 @@ func TestAcceptQtyKeepsACorrectionInOdoo(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitRound waits until a forwarding round that began after the call has
+// completed.
+func (b *bench) waitRound() {
+	b.t.Helper()
+	after := b.a.Status().Odoo.RoundsDone + 1
+	waitUntil(b.t, 15*time.Second, "a forwarding round", func() (bool, string) {
+		n := b.a.Status().Odoo.RoundsDone
+		return n > after, fmt.Sprintf("rounds done %d, want more than %d", n, after)
+	})
+}
+
+// accept-qty asked while a round runs for another machine waits for the
+// next round: it was answered "the machine's work center is not known in
+// Odoo" (the review's H2: the round answered every request it had not
+// looked at).
+func TestAcceptQtyDuringAnotherMachinesRound(t *testing.T) {
+	b := newBench(t, 19)
+	product := b.odoo.AddProduct("Other")
+	wc2 := b.odoo.AddWorkcenter("WC-PRESS-2", "press-2")
+	b.odoo.AddWorkorder(b.odoo.AddProduction("WH/MO/00002", product, 100000), wc2, "WO press-2", "progress")
+	b.editConfig("    running: { mqtt: { broker: broker, topic: plant/press-1, field: running } }\n",
+		"    running: { mqtt: { broker: broker, topic: plant/press-1, field: running } }\n"+
+			"  - id: press-2\n    workcenter: WC-PRESS-2\n    good_count: { mqtt: { broker: broker, topic: plant/press-2, field: good } }\n")
+	b.startAgent()
+	defer b.stopAgent()
+	b.produce(10)
+	b.waitQty()
+	b.odoo.SetWorkorderQty(b.woID, 7) // the planner's correction
+
+	// press-2 gets counts: a round for press-2 only; while its work-order
+	// lookup is served, accept-qty press-1 is asked.
+	var armed atomic.Bool
+	armed.Store(true)
+	type answer struct {
+		out string
+		err error
+	}
+	got := make(chan answer, 1)
+	b.odoo.BeforeCall(func(model, method string) {
+		if model == "mrp.workorder" && method == "search_read" && armed.CompareAndSwap(true, false) {
+			go func() {
+				out, err := cli(t, "accept-qty", "press-1", "-c", b.cfgPath)
+				got <- answer{out, err}
+			}()
+			time.Sleep(700 * time.Millisecond)
+		}
+	})
+	defer b.odoo.BeforeCall(nil)
+	for _, v := range []string{"100", "105"} {
+		if err := b.broker.Publish("plant/press-2", []byte(`{"good": `+v+`}`), false, 1); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if r := <-got; r.err != nil || !strings.Contains(r.out, "the 7 in Odoo is kept (plantedge had written 10)") {
+		t.Errorf("accept-qty press-1 during press-2's round: exit %d, %v\n%s", exitCode(r.err), r.err, r.out)
+	}
+}
+
+// A quantity write whose answer was lost, then the planner's correction:
+// which of the two Odoo shows cannot be told apart, so accept-qty says the
+// write is made again and to correct once more after it — and that works
+// (it said "try again in a minute", which could never work: the review's
+// M1).
+func TestAcceptQtyAfterAWriteInDoubt(t *testing.T) {
+	b := newBench(t, 19)
+	b.startAgent()
+	defer b.stopAgent()
+	b.produce(10)
+	b.waitQty()
+	dropped := make(chan struct{}, 1)
+	b.odoo.OnDrop(func(string, string) {
+		select {
+		case dropped <- struct{}{}:
+		default:
+		}
+	})
+	defer b.odoo.OnDrop(nil)
+	b.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
+	b.produce(5) // the write of 15 lands, its answer is lost
+	<-dropped
+	b.odoo.SetWorkorderQty(b.woID, 12)
+	out, err := cli(t, "accept-qty", "press-1", "-c", b.cfgPath)
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "once Odoo shows it, correct the quantity again and run this again") {
+		t.Fatalf("accept-qty with a write in doubt: exit %d, %v\n%s", exitCode(err), err, out)
+	}
+	b.waitQty() // 15 again
+	b.odoo.SetWorkorderQty(b.woID, 12)
+	if out, err = cli(t, "accept-qty", "press-1", "-c", b.cfgPath); err != nil || !strings.Contains(out, "the 12 in Odoo is kept (plantedge had written 15)") {
+		t.Fatalf("accept-qty after the write settled: exit %d, %v\n%s", exitCode(err), err, out)
+	}
+	b.produce(2)
+	b.start += 15 - 12
+	b.waitQty() // 14
 }
