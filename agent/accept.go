@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/odoo"
@@ -69,6 +70,12 @@ func (f *forwarder) AcceptQty(ctx context.Context, machine string) (AcceptResult
 	case a := <-req.done:
 		return a.res, a.err
 	case <-ctx.Done():
+	}
+	// Withdrawn if no round holds it; a round under way that took it
+	// answers (or hands it back to the next round: withdrawn then). Not
+	// forever: a stopping agent's last round may not come back.
+	giveUp := time.Now().Add(acceptGrace)
+	for {
 		f.mu.Lock()
 		if f.accept[machine] == req {
 			delete(f.accept, machine)
@@ -76,11 +83,20 @@ func (f *forwarder) AcceptQty(ctx context.Context, machine string) (AcceptResult
 			return AcceptResult{}, ctx.Err()
 		}
 		f.mu.Unlock()
-		// Taken by a round under way: its answer is the one that counts.
-		a := <-req.done
-		return a.res, a.err
+		select {
+		case a := <-req.done:
+			return a.res, a.err
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(giveUp) {
+			return AcceptResult{}, ctx.Err()
+		}
 	}
 }
+
+// acceptGrace is how long AcceptQty, its caller gone, waits for a round
+// that holds its request.
+const acceptGrace = 15 * time.Second
 
 // takeAccepts returns the AcceptQty requests waiting, for the round that
 // starts, and forgets them: those asked later wait for the next round (the
@@ -92,6 +108,23 @@ func (f *forwarder) takeAccepts() map[string]*acceptReq {
 	reqs := f.accept
 	f.accept = nil
 	return reqs
+}
+
+// requeueAccept hands the round's request for machine to the next round,
+// unless a newer one waits there (that one is answered; this one, busy).
+func (f *forwarder) requeueAccept(machine string) {
+	req := f.roundAccepts[machine]
+	delete(f.roundAccepts, machine)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.accept[machine] != nil {
+		req.done <- acceptAnswer{err: errAcceptBusy}
+		return
+	}
+	if f.accept == nil {
+		f.accept = map[string]*acceptReq{}
+	}
+	f.accept[machine] = req
 }
 
 // errAcceptNotReached: the round that took the request ended before it

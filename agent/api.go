@@ -691,7 +691,7 @@ const acceptWait = 30 * time.Second
 func (c *APIClient) AcceptQty(ctx context.Context, machine string) (AcceptResult, error) {
 	long := *c
 	hc := *c.hc
-	hc.Timeout = acceptWait + 10*time.Second
+	hc.Timeout = acceptWait + acceptGrace + 10*time.Second // within the server's write timeout, a minute
 	long.hc = &hc
 	var res AcceptResult
 	err := long.do(ctx, http.MethodPost, "/api/v1/accept-qty?"+url.Values{"machine": {machine}}.Encode(), &res)

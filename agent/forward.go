@@ -1181,6 +1181,10 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	for id := range f.roundAccepts {
 		if _, ok := wcIDs[id]; !ok {
 			unknownWC[id] = true // (answered as the round ends)
+		} else {
+			// Not served: its in-flight write settled this round (the
+			// order changed). The next round serves it.
+			f.requeueAccept(id)
 		}
 	}
 	if len(writes) > 0 {
