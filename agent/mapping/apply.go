@@ -427,7 +427,7 @@ func (cs *CounterState) backAcrossWrap(x extracted) bool {
 		return false
 	}
 	unseen := cs.unseen(x, since)
-	return unseen < wrapBackWindow && cs.resetWouldShow(d, unseen)
+	return unseen <= wrapBackWindow && cs.resetWouldShow(d, unseen)
 }
 
 // wrapBackWindow is how soon after Last an increase past half the range can
@@ -448,11 +448,32 @@ func (cs *CounterState) unseen(x extracted, since time.Duration) time.Duration {
 	if cs.watched(x, since) {
 		return x.gap
 	}
+	if still := cs.stillSince(x); still > 0 && still < since {
+		return still
+	}
 	return since
 }
 
+// watched reports whether the counter was watched standing at Last since
+// its change: an OPC UA watch without a break, or Last read again since
+// (stillSince: an MQTT publisher repeating the value of a stopped line —
+// the countersim probe: a reset after an hour's stop read every 10 s was
+// booked as a wrap of 25,536 pieces).
 func (cs *CounterState) watched(x extracted, since time.Duration) bool {
-	return x.watch != 0 && x.watch == cs.Watch && x.gap > 0 && x.gap < since
+	if x.watch != 0 && x.watch == cs.Watch && x.gap > 0 && x.gap < since {
+		return true
+	}
+	still := cs.stillSince(x)
+	return still > 0 && still < since
+}
+
+// stillSince is the time from the last reading of Last unchanged to x (0
+// when none since Last changed, or x is not after it).
+func (cs *CounterState) stillSince(x extracted) time.Duration {
+	if cs.stillAt.IsZero() || !x.t.After(cs.stillAt) {
+		return 0
+	}
+	return x.t.Sub(cs.stillAt)
 }
 
 // resetRateSlack: a reset climbing back to near the last value counts at
@@ -685,6 +706,9 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			From: cs.Last, Replaced: true}}, true
 	}
 	if x.counter == cs.Last {
+		if !x.b.dupOrInitial && x.t.After(cs.Seen) && x.t.After(cs.stillAt) {
+			cs.stillAt = x.t
+		}
 		if x.watch != cs.Watch {
 			// The same value read under a new watch (a new session, or
 			// good again after a bad value): watched from here.
@@ -811,7 +835,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		cs.ResetFrom, cs.ResetTime = cs.Last, srcT
 		cs.ResetFromTime, cs.ResetWrap = cs.Time, ev.Rollover
 	}
-	cs.Last, cs.Seen, cs.SeenRecv, cs.back, cs.Watch = last, x.t, x.recv, 0, x.watch
+	cs.Last, cs.Seen, cs.SeenRecv, cs.back, cs.Watch, cs.stillAt = last, x.t, x.recv, 0, x.watch, time.Time{}
 	cs.JustReset = ev.Reset
 	if ev.Reset || ev.Rollover || ev.Glitch || ev.ClockBack > 0 {
 		cs.StepAt, cs.StepD = time.Time{}, 0 // not a plain increase: no step across it

@@ -560,6 +560,11 @@ type CounterState struct {
 	// the counter last moved): the same value read again (polled) is not
 	// another one. Not stored.
 	back float64
+	// stillAt is when Last was last read again, unchanged, by a reading
+	// that is no repeat (an MQTT publisher sending the counter of a
+	// stopped line): it stood there then. Zero since Last changed. Not
+	// stored: after a restart the time since Seen bounds it, as before.
+	stillAt time.Time
 	// Time is the source time of Last; zero when the source gave none.
 	Time time.Time `json:"time,omitzero"`
 	// ResetFrom is the value the counter went down from at its last reset

@@ -237,3 +237,52 @@ func TestFasterThanLearnedAcrossHalfTheRange(t *testing.T) {
 		})
 	}
 }
+
+// A line stopped for an hour, its MQTT publisher repeating the counter
+// every 10 s, then reset by the operator: a reset, not a wrap of the range
+// above it (the countersim probe: 0 after an hour at 40,000 booked 25,536
+// pieces never made; OPC UA's watch already bounded the time). Without
+// the repeats, an hour's gap may hold a wrap, as before.
+func TestResetAfterAStopReadOverMQTTIsNoWrap(t *testing.T) {
+	m := newTestMapper(t, mqttHead+`  - id: p2
+    workcenter: WC2
+    good_count: { mqtt: { broker: b, topic: p2/good }, rollover: 65536 }
+`)
+	for _, repeats := range []bool{true, false} {
+		st := NewState()
+		at := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+		var sum float64
+		var wrapped bool
+		send := func(v int) {
+			evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "p2/good",
+				Payload: []byte(strconv.Itoa(v)), Good: true, ReceiveTime: at})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range evs {
+				sum += e.Delta
+				wrapped = wrapped || e.Rollover
+			}
+		}
+		for v := 39000; v <= 40000; v += 20 { // 2 pieces/s, a reading every 10 s
+			send(v)
+			at = at.Add(10 * time.Second)
+		}
+		for range 360 { // stopped an hour
+			if repeats {
+				send(40000)
+			}
+			at = at.Add(10 * time.Second)
+		}
+		send(0) // reset by the operator
+		at = at.Add(10 * time.Second)
+		send(20)
+		want := 1000.0 + 20
+		if !repeats {
+			want = 1000 + 25536 + 20 // a wrap fits an hour unseen at the learned rate
+		}
+		if sum != want || wrapped == repeats {
+			t.Errorf("repeats %v: counted %v (wrap %v), want %v", repeats, sum, wrapped, want)
+		}
+	}
+}
