@@ -1156,6 +1156,12 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 			a.eventLog.log("step "+ev.Machine, a.log, slog.LevelWarn, "counter went back a little (an out-of-order or corrected reading); ignored, counting resumes above the last value",
 				"machine", ev.Machine, "signal", ev.Signal, "from", num(ev.From), "raw", num(ev.Raw))
 		}
+		if ev.Marker {
+			a.metrics.counterSteps.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
+			a.eventLog.log("marker "+ev.Machine, a.log, slog.LevelWarn,
+				"counter read the top of its range (rollover − 1: a -1, or 65535), far above what it makes in that time: taken for a gateway's \"no value\" marker and not counted; counting goes on from the last value",
+				"machine", ev.Machine, "signal", ev.Signal, "last", num(ev.From), "raw", num(ev.Raw))
+		}
 		if ev.Glitch {
 			a.metrics.counterGlitches.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
 			a.eventLog.log("glitch "+ev.Machine, a.log, slog.LevelWarn,

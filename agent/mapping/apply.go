@@ -775,6 +775,20 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// (the values probe: 65,554 booked for 18). Ignored as a step
 			// back below Last is.
 			return cs.stepBack(ev)
+		case x.b.rollover > 0 && x.counter == float64(x.b.rollover)-1 && !x.b.dupOrInitial && !older && !cs.Seen.IsZero() &&
+			cs.implausible(x, x.counter-cs.Last):
+			// The top of the counter's range (a -1 read as 65535, or
+			// 65535 itself), far above what it makes in the time: a "no
+			// value" marker, as intMaxMarker's for counters without
+			// rollover — not counted, Last kept (the countersim probe:
+			// 30000, -1, 30014 booked 65,545 pieces for 14). A counter
+			// that really got there counts from Last at its next value.
+			if cs.back == ev.Raw {
+				return nil, false
+			}
+			cs.back = ev.Raw
+			ev.Marker, ev.From = true, cs.Last
+			return []Event{ev}, false
 		default:
 			// Otherwise counted even when older by source time: a cumulative
 			// counter cannot go up in the past, so the source clock was set

@@ -121,6 +121,10 @@ type Event struct {
 	// spikeMin): counted, and worth a look — another machine's value
 	// published on its topic, a wrong reading, a preset.
 	Implausible bool
+	// Marker (EventCount, Delta 0) reports the top of a wrapping counter's
+	// range (rollover−1: a -1, or 65535) read far above what the counter
+	// makes since From: a "no value" marker, not counted.
+	Marker bool
 	// NewServer (EventCount, Delta 0) reports that the counter is now read
 	// from another server (OPC UA endpoint, MQTT broker) than NewServer,
 	// where it read From: counting starts from Raw, the new server's value.

@@ -286,3 +286,51 @@ func TestResetAfterAStopReadOverMQTTIsNoWrap(t *testing.T) {
 		}
 	}
 }
+
+// The top of a wrapping counter's range read far above what the counter
+// makes — a -1 of a signed counter, or 65535 — mid-range: a "no value"
+// marker, not counted, and the next reading counts from the last one (the
+// countersim probe: 30000, -1, 30014 booked 65,545 pieces for 14). While
+// the rate is not known, or when the counter gets there at its pace, it
+// counts as before.
+func TestTopOfTheRangeFarAboveTheRateIsAMarker(t *testing.T) {
+	m := newTestMapper(t, mqttHead+`  - id: p2
+    workcenter: WC2
+    good_count: { mqtt: { broker: b, topic: p2/good }, rollover: 65536 }
+`)
+	for _, c := range []struct {
+		name    string
+		values  []string
+		want    float64
+		markers int
+	}{
+		{"-1 mid-range", []string{"29990", "29992", "29994", "29996", "29998", "30000", "-1", "30014"}, 24, 1},
+		{"65535 mid-range, twice", []string{"29990", "29992", "29994", "29996", "29998", "30000", "65535", "65535", "30002"}, 12, 1},
+		{"reached at its pace", []string{"65525", "65527", "65529", "65531", "65533", "65535", "1"}, 12, 0},
+		{"rate not known yet", []string{"29990", "30000", "65535"}, 35545, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := NewState()
+			at := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+			var sum float64
+			markers := 0
+			for _, v := range c.values {
+				evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "p2/good",
+					Payload: []byte(v), Good: true, ReceiveTime: at})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, e := range evs {
+					sum += e.Delta
+					if e.Marker {
+						markers++
+					}
+				}
+				at = at.Add(time.Second)
+			}
+			if sum != c.want || markers != c.markers {
+				t.Errorf("counted %v with %d markers, want %v with %d", sum, markers, c.want, c.markers)
+			}
+		})
+	}
+}
