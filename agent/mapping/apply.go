@@ -444,6 +444,12 @@ const wrapBackWindow = 10 * time.Second
 // a break since (an OPC UA session that delivers every change, or a poll
 // that kept reading Last), at most x.gap, however long Last stood. watched
 // says which.
+//
+// Or, short of that, the time since Last was last read again unchanged
+// (stillSince: an MQTT publisher repeating the value of a stopped line —
+// the countersim probe: a reset after an hour's stop read every 10 s was
+// booked as a wrap of 25,536 pieces), weighed as the time since a change
+// is (wrapRateSlack): the line may have run all of it.
 func (cs *CounterState) unseen(x extracted, since time.Duration) time.Duration {
 	if cs.watched(x, since) {
 		return x.gap
@@ -454,17 +460,10 @@ func (cs *CounterState) unseen(x extracted, since time.Duration) time.Duration {
 	return since
 }
 
-// watched reports whether the counter was watched standing at Last since
-// its change: an OPC UA watch without a break, or Last read again since
-// (stillSince: an MQTT publisher repeating the value of a stopped line —
-// the countersim probe: a reset after an hour's stop read every 10 s was
-// booked as a wrap of 25,536 pieces).
+// watched reports whether an OPC UA source watched the counter without a
+// break since Last (x.gap bounds the time it may have counted unseen).
 func (cs *CounterState) watched(x extracted, since time.Duration) bool {
-	if x.watch != 0 && x.watch == cs.Watch && x.gap > 0 && x.gap < since {
-		return true
-	}
-	still := cs.stillSince(x)
-	return still > 0 && still < since
+	return x.watch != 0 && x.watch == cs.Watch && x.gap > 0 && x.gap < since
 }
 
 // stillSince is the time from the last reading of Last unchanged to x (0
@@ -822,6 +821,12 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		unseen, slack := cs.unseen(x, since), float64(wrapRateSlack)
 		if cs.watched(x, since) {
 			slack = resetRateSlack
+		} else if still := cs.stillSince(x); still > 0 && unseen == still && cs.resetWouldShow(x.counter, still) {
+			// Nor could a reset have climbed to x since the repeat: the
+			// repeats were stale (a gateway that lost its PLC publishing
+			// its cached value; the re-review: a wrap taken for a reset,
+			// 4,964 of 8,500) — the time since the change bounds it.
+			unseen = since
 		}
 		switch {
 		case x.counter >= cs.Last*stepBackShare && x.counter > 0 && !cs.Seen.IsZero() && since >= 0 && cs.resetWouldShow(x.counter, unseen):

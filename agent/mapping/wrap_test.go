@@ -334,3 +334,77 @@ func TestTopOfTheRangeFarAboveTheRateIsAMarker(t *testing.T) {
 		})
 	}
 }
+
+// Read again unchanged during a stop, the counter's unseen time is the
+// time since that reading — not none: the first version took the MQTT
+// sample's zero gap for it, and a wrap after a 30-minute link outage that
+// followed a stop was booked as a reset (the re-review: 3,344 of 3,880).
+func TestLinkOutageAfterAStopStillWraps(t *testing.T) {
+	m := newTestMapper(t, mqttHead+`  - id: p2
+    workcenter: WC2
+    good_count: { mqtt: { broker: b, topic: p2/good }, rollover: 65536 }
+`)
+	st := NewState()
+	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	var sum float64
+	send := func(v int, sec int) {
+		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "p2/good",
+			Payload: []byte(strconv.Itoa(v)), Good: true, ReceiveTime: t0.Add(time.Duration(sec) * time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			sum += e.Delta
+		}
+	}
+	for s := 0; s <= 100; s += 10 { // 2 pieces/s, a reading every 10 s
+		send(64800+2*s, s)
+	}
+	for s := 110; s <= 220; s += 10 { // stopped, the value repeated
+		send(65000, s)
+	}
+	// The link is down for 30 minutes while the line runs again at 2/s.
+	for s := 2020; s <= 2060; s += 10 {
+		send((65000+2*(s-220))%65536, s)
+	}
+	if want := 200.0 + 3600 + 80; sum != want {
+		t.Errorf("counted %v, want %v", sum, want)
+	}
+}
+
+// A gateway that lost its PLC goes on publishing the cached value while
+// the line runs on and the counter wraps: the value after the reconnect is
+// more than a reset could have climbed to since the last repeat, so the
+// repeats were stale and the wrap counts (the re-review: 4,964 of 8,500).
+// A value a reset fits (near 0) after repeats is still a reset.
+func TestStaleRepeatsDoNotHideAWrap(t *testing.T) {
+	m := newTestMapper(t, mqttHead+`  - id: p2
+    workcenter: WC2
+    good_count: { mqtt: { broker: b, topic: p2/good }, rollover: 65536 }
+`)
+	st := NewState()
+	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	var sum float64
+	send := func(v int, sec int) {
+		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "p2/good",
+			Payload: []byte(strconv.Itoa(v)), Good: true, ReceiveTime: t0.Add(time.Duration(sec) * time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			sum += e.Delta
+		}
+	}
+	for s := 0; s <= 400; s += 10 { // 5 pieces/s
+		send(60000+5*s, s)
+	}
+	for s := 410; s <= 1600; s += 10 { // the gateway's cached value
+		send(62000, s)
+	}
+	for s := 1610; s <= 1700; s += 10 { // the real counter again, past the wrap
+		send((60000+5*s)%65536, s)
+	}
+	if want := 5.0 * 1700; sum != want {
+		t.Errorf("counted %v, want %v", sum, want)
+	}
+}
