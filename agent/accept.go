@@ -89,14 +89,20 @@ func (f *forwarder) AcceptQty(ctx context.Context, machine string) (AcceptResult
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(giveUp) {
-			return AcceptResult{}, ctx.Err()
+			return AcceptResult{}, errAcceptPending
 		}
 	}
 }
 
+// errAcceptPending: a round holds the request and has not answered in
+// time; it may still do it (the re-review's M3: "nothing was changed", and
+// the correction was accepted 5 s later).
+var errAcceptPending = errors.New("a forwarding round took the request but has not answered in time (Odoo slow?): it may still be done — " +
+	"the agent's log says \"the work order's quantity in Odoo was accepted\" if it was; run this again to see")
+
 // acceptGrace is how long AcceptQty, its caller gone, waits for a round
-// that holds its request.
-const acceptGrace = 15 * time.Second
+// that holds its request (a variable for the tests).
+var acceptGrace = 15 * time.Second
 
 // takeAccepts returns the AcceptQty requests waiting, for the round that
 // starts, and forgets them: those asked later wait for the next round (the
@@ -138,10 +144,10 @@ func (f *forwarder) answerAccepts(served map[string]bool, err error) {
 	for id, req := range f.roundAccepts {
 		res := AcceptResult{Machine: id}
 		switch {
+		case findMachine(cfg, id) == nil: // (removed by a reload since it was asked)
+			res.Note = "no such machine in the configuration the agent runs"
 		case served[id]:
 			res.Note = "the machine's work center is not known in Odoo: nothing to accept (plantedge status shows why)"
-		case findMachine(cfg, id) == nil:
-			res.Note = "no such machine in the configuration the agent runs"
 		default:
 			req.done <- acceptAnswer{res: res, err: err}
 			continue
@@ -173,15 +179,27 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 	res.WorkOrder = wo.Name
 	qty := odoo.Round2(f.client.ProducedQty(*wo))
 	res.Now = qty
+	_, startDefault := f.client.StartingQty(*wo)
+	fresh := stored != nil && stored.ID == wo.ID && stored.InFlight == nil && stored.Written == stored.Baseline && stored.Counted == 0
 	switch {
-	case stored == nil || stored.ID != wo.ID || stored.InFlight == nil && stored.Written == stored.Baseline && stored.Counted == 0:
-		// Nothing written to it yet: what Odoo shows may be the start
-		// default of Odoo 17/18 (the remaining quantity) or the last
-		// operation's count, which counting does not start from (the
-		// review: the start default of 100,000 was accepted, and 3 pieces
-		// made 100,003); an operator's entry is counted on anyway.
-		res.Note = fmt.Sprintf("plantedge has written no quantity to %s yet (Odoo shows %g): nothing to accept; "+
-			"once it has, correct the quantity in Odoo and run this again", wo.Name, qty)
+	case stored == nil || stored.ID != wo.ID:
+		// Not counted on yet: when it is, Odoo's quantity is where
+		// counting starts (an operator's entry too), unless it is Odoo
+		// 17/18's start default.
+		res.Note = fmt.Sprintf("plantedge has not counted on %s yet: when it begins, it counts on from the %g Odoo shows "+
+			"(unless starting the order set it: Odoo 17/18's remaining quantity): nothing to accept", wo.Name, qty)
+		return answer(nil)
+	case fresh && startDefault:
+		// The review: the start default of 100,000 was accepted, and 3
+		// pieces made 100,003.
+		res.Note = fmt.Sprintf("Odoo shows the quantity starting %s set (the remaining quantity, %g), which counting does not start from: "+
+			"nothing to accept; once plantedge has written to it, correct the quantity and run this again", wo.Name, qty)
+		return answer(nil)
+	case fresh && qty != stored.Baseline && f.client.Major() < 19 && stored.Prev != 0 && stored.Baseline == 0:
+		// Maybe the manufacturing order's last operation's count, which
+		// this one counts from 0 (qty_producing is the order's on 17/18).
+		res.Note = fmt.Sprintf("on Odoo 17/18 the %g on %s may be the count of the manufacturing order's operation before, "+
+			"which this one does not count from: nothing to accept; once plantedge has written to it, correct the quantity and run this again", qty, wo.Name)
 		return answer(nil)
 	case stored.InFlight != nil:
 		// A write Odoo does not show yet: the edit and the write cannot
@@ -195,6 +213,9 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 	res.Was = stored.Written
 	if qty == stored.Written {
 		res.Note = fmt.Sprintf("Odoo shows what plantedge wrote to %s (%g): nothing to accept", wo.Name, qty)
+		if fresh {
+			res.Note = fmt.Sprintf("Odoo shows the %g plantedge counts on %s from: nothing to accept", qty, wo.Name)
+		}
 		return answer(nil)
 	}
 	st := *stored

@@ -123,6 +123,9 @@ func (a *Agent) Handler() http.Handler {
 		case errors.Is(err, errAcceptBusy):
 			http.Error(w, err.Error(), http.StatusConflict)
 			return
+		case errors.Is(err, errAcceptPending):
+			http.Error(w, err.Error(), http.StatusGatewayTimeout)
+			return
 		case err != nil:
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return

@@ -10,6 +10,39 @@ import (
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
+// A planner's entry before plantedge wrote to the order, once a round has
+// looked at the machine (its stop began), is a correction to keep: it was
+// refused as "nothing written yet", and the first pieces wrote over it
+// without a warning (the re-review's M2: 40 entered, 3 pieces, Odoo 3).
+func TestAcceptQtyBeforeTheFirstPiece(t *testing.T) {
+	for _, version := range []int{17, 19} {
+		t.Run(map[int]string{17: "odoo17", 19: "odoo19"}[version], func(t *testing.T) {
+			b := newBench(t, version)
+			b.startAgent()
+			defer b.stopAgent()
+			// Not looked at yet: the entry is where counting starts anyway.
+			b.odoo.SetWorkorderQty(b.woID, 40)
+			out, err := cli(t, "accept-qty", "press-1", "-c", b.cfgPath)
+			if exitCode(err) != 1 || !strings.Contains(err.Error(), "it counts on from the 40 Odoo shows") {
+				t.Fatalf("accept-qty before plantedge counted on the order: exit %d, %v\n%s", exitCode(err), err, out)
+			}
+			// The machine stops before its first piece (a round looks at
+			// its order), and the operator enters 50: kept.
+			if err := b.broker.Publish("plant/press-1", []byte(fmt.Sprintf(`{"good": %d, "running": false}`, b.good)), false, 1); err != nil {
+				t.Fatal(err)
+			}
+			b.waitRound()
+			b.odoo.SetWorkorderQty(b.woID, 50)
+			if out, err = cli(t, "accept-qty", "press-1", "-c", b.cfgPath); err != nil || !strings.Contains(out, "the 50 in Odoo is kept") {
+				t.Fatalf("accept-qty after the stop: exit %d, %v\n%s", exitCode(err), err, out)
+			}
+			b.produce(3)
+			b.start -= 50
+			b.waitQty() // 53
+		})
+	}
+}
+
 // A count that went wrong (a jump) is corrected in Odoo; plantedge's next
 // absolute write replaced the correction, with no way to keep it (the
 // values probe). accept-qty keeps it: the pieces made since are added to
@@ -30,7 +63,7 @@ func TestAcceptQtyKeepsACorrectionInOdoo(t *testing.T) {
 			var err error
 			for range 2 {
 				out, err = cli(t, "accept-qty", "press-1", "-c", b.cfgPath)
-				if exitCode(err) != 1 || !strings.Contains(err.Error(), "plantedge has written no quantity to WO press-1 yet") {
+				if exitCode(err) != 1 || !strings.Contains(err.Error(), "nothing to accept") {
 					t.Errorf("before any write: exit %d, %v\n%s", exitCode(err), err, out)
 				}
 				b.publish()
