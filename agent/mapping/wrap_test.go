@@ -340,23 +340,7 @@ func TestTopOfTheRangeFarAboveTheRateIsAMarker(t *testing.T) {
 // sample's zero gap for it, and a wrap after a 30-minute link outage that
 // followed a stop was booked as a reset (the re-review: 3,344 of 3,880).
 func TestLinkOutageAfterAStopStillWraps(t *testing.T) {
-	m := newTestMapper(t, mqttHead+`  - id: p2
-    workcenter: WC2
-    good_count: { mqtt: { broker: b, topic: p2/good }, rollover: 65536 }
-`)
-	st := NewState()
-	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
-	var sum float64
-	send := func(v int, sec int) {
-		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "p2/good",
-			Payload: []byte(strconv.Itoa(v)), Good: true, ReceiveTime: t0.Add(time.Duration(sec) * time.Second)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range evs {
-			sum += e.Delta
-		}
-	}
+	send, counted := feed16(t)
 	for s := 0; s <= 100; s += 10 { // 2 pieces/s, a reading every 10 s
 		send(64800+2*s, s)
 	}
@@ -367,8 +351,8 @@ func TestLinkOutageAfterAStopStillWraps(t *testing.T) {
 	for s := 2020; s <= 2060; s += 10 {
 		send((65000+2*(s-220))%65536, s)
 	}
-	if want := 200.0 + 3600 + 80; sum != want {
-		t.Errorf("counted %v, want %v", sum, want)
+	if want := 200.0 + 3600 + 80; *counted != want {
+		t.Errorf("counted %v, want %v", *counted, want)
 	}
 }
 
@@ -378,23 +362,7 @@ func TestLinkOutageAfterAStopStillWraps(t *testing.T) {
 // repeats were stale and the wrap counts (the re-review: 4,964 of 8,500).
 // A value a reset fits (near 0) after repeats is still a reset.
 func TestStaleRepeatsDoNotHideAWrap(t *testing.T) {
-	m := newTestMapper(t, mqttHead+`  - id: p2
-    workcenter: WC2
-    good_count: { mqtt: { broker: b, topic: p2/good }, rollover: 65536 }
-`)
-	st := NewState()
-	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
-	var sum float64
-	send := func(v int, sec int) {
-		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "p2/good",
-			Payload: []byte(strconv.Itoa(v)), Good: true, ReceiveTime: t0.Add(time.Duration(sec) * time.Second)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range evs {
-			sum += e.Delta
-		}
-	}
+	send, counted := feed16(t)
 	for s := 0; s <= 400; s += 10 { // 5 pieces/s
 		send(60000+5*s, s)
 	}
@@ -404,7 +372,31 @@ func TestStaleRepeatsDoNotHideAWrap(t *testing.T) {
 	for s := 1610; s <= 1700; s += 10 { // the real counter again, past the wrap
 		send((60000+5*s)%65536, s)
 	}
-	if want := 5.0 * 1700; sum != want {
-		t.Errorf("counted %v, want %v", sum, want)
+	if want := 5.0 * 1700; *counted != want {
+		t.Errorf("counted %v, want %v", *counted, want)
 	}
+}
+
+// feed16 returns send, which gives a 16-bit MQTT counter without source
+// times the value v, received sec seconds into the run, and the pieces
+// counted so far.
+func feed16(t *testing.T) (send func(v, sec int), counted *float64) {
+	t.Helper()
+	m := newTestMapper(t, mqttHead+`  - id: p2
+    workcenter: WC2
+    good_count: { mqtt: { broker: b, topic: p2/good }, rollover: 65536 }
+`)
+	st := NewState()
+	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	counted = new(float64)
+	return func(v, sec int) {
+		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "p2/good",
+			Payload: []byte(strconv.Itoa(v)), Good: true, ReceiveTime: t0.Add(time.Duration(sec) * time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			*counted += e.Delta
+		}
+	}, counted
 }
