@@ -118,11 +118,6 @@ func TestEndStopKeepsTheStopsStart(t *testing.T) {
 // pieces (the values probe: 65,554 booked for 18, and 65,541 for 5). After
 // a longer gap such an increase still counts.
 func TestStepBackAcrossTheWrap(t *testing.T) {
-	m := newTestMapper(t, mqttHead+`  - id: p2
-    workcenter: WC2
-    good_count: { mqtt: { broker: b, topic: p2/good }, rollover: 65536 }
-`)
-	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
 		name   string
 		values []string
@@ -140,30 +135,25 @@ func TestStepBackAcrossTheWrap(t *testing.T) {
 		{name: "rising after it: counted", values: []string{"100", "105", "65000", "65010"}, want: 64910, backs: 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			st := NewState()
-			at, sum, backs := t0, 0.0, 0
+			send, counted := feed16(t)
+			var at time.Duration
+			backs := 0
 			for i, v := range c.values {
 				if i > 0 {
 					gap := time.Second
 					if c.gaps != nil {
 						gap = c.gaps[i-1]
 					}
-					at = at.Add(gap)
+					at += gap
 				}
-				evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "p2/good",
-					Payload: []byte(v), Good: true, ReceiveTime: at})
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, e := range evs {
-					sum += e.Delta
+				for _, e := range send(v, at) {
 					if e.StepBack {
 						backs++
 					}
 				}
 			}
-			if sum != c.want || backs != c.backs {
-				t.Errorf("counted %v with %d steps back, want %v with %d", sum, backs, c.want, c.backs)
+			if *counted != c.want || backs != c.backs {
+				t.Errorf("counted %v with %d steps back, want %v with %d", *counted, backs, c.want, c.backs)
 			}
 		})
 	}
@@ -294,10 +284,6 @@ func TestResetAfterAStopReadOverMQTTIsNoWrap(t *testing.T) {
 // the rate is not known, or when the counter gets there at its pace, it
 // counts as before.
 func TestTopOfTheRangeFarAboveTheRateIsAMarker(t *testing.T) {
-	m := newTestMapper(t, mqttHead+`  - id: p2
-    workcenter: WC2
-    good_count: { mqtt: { broker: b, topic: p2/good }, rollover: 65536 }
-`)
 	for _, c := range []struct {
 		name    string
 		values  []string
@@ -310,26 +296,17 @@ func TestTopOfTheRangeFarAboveTheRateIsAMarker(t *testing.T) {
 		{"rate not known yet", []string{"29990", "30000", "65535"}, 35545, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			st := NewState()
-			at := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
-			var sum float64
+			send, counted := feed16(t)
 			markers := 0
-			for _, v := range c.values {
-				evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "p2/good",
-					Payload: []byte(v), Good: true, ReceiveTime: at})
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, e := range evs {
-					sum += e.Delta
+			for i, v := range c.values {
+				for _, e := range send(v, time.Duration(i)*time.Second) {
 					if e.Marker {
 						markers++
 					}
 				}
-				at = at.Add(time.Second)
 			}
-			if sum != c.want || markers != c.markers {
-				t.Errorf("counted %v with %d markers, want %v with %d", sum, markers, c.want, c.markers)
+			if *counted != c.want || markers != c.markers {
+				t.Errorf("counted %v with %d markers, want %v with %d", *counted, markers, c.want, c.markers)
 			}
 		})
 	}
@@ -340,7 +317,8 @@ func TestTopOfTheRangeFarAboveTheRateIsAMarker(t *testing.T) {
 // sample's zero gap for it, and a wrap after a 30-minute link outage that
 // followed a stop was booked as a reset (the re-review: 3,344 of 3,880).
 func TestLinkOutageAfterAStopStillWraps(t *testing.T) {
-	send, counted := feed16(t)
+	feed, counted := feed16(t)
+	send := func(v, sec int) { feed(strconv.Itoa(v), time.Duration(sec)*time.Second) }
 	for s := 0; s <= 100; s += 10 { // 2 pieces/s, a reading every 10 s
 		send(64800+2*s, s)
 	}
@@ -362,7 +340,8 @@ func TestLinkOutageAfterAStopStillWraps(t *testing.T) {
 // repeats were stale and the wrap counts (the re-review: 4,964 of 8,500).
 // A value a reset fits (near 0) after repeats is still a reset.
 func TestStaleRepeatsDoNotHideAWrap(t *testing.T) {
-	send, counted := feed16(t)
+	feed, counted := feed16(t)
+	send := func(v, sec int) { feed(strconv.Itoa(v), time.Duration(sec)*time.Second) }
 	for s := 0; s <= 400; s += 10 { // 5 pieces/s
 		send(60000+5*s, s)
 	}
@@ -378,9 +357,9 @@ func TestStaleRepeatsDoNotHideAWrap(t *testing.T) {
 }
 
 // feed16 returns send, which gives a 16-bit MQTT counter without source
-// times the value v, received sec seconds into the run, and the pieces
-// counted so far.
-func feed16(t *testing.T) (send func(v, sec int), counted *float64) {
+// times the payload v, received at into the run, and returns its events;
+// counted is the pieces counted so far.
+func feed16(t *testing.T) (send func(v string, at time.Duration) []Event, counted *float64) {
 	t.Helper()
 	m := newTestMapper(t, mqttHead+`  - id: p2
     workcenter: WC2
@@ -389,14 +368,15 @@ func feed16(t *testing.T) (send func(v, sec int), counted *float64) {
 	st := NewState()
 	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
 	counted = new(float64)
-	return func(v, sec int) {
+	return func(v string, at time.Duration) []Event {
 		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "p2/good",
-			Payload: []byte(strconv.Itoa(v)), Good: true, ReceiveTime: t0.Add(time.Duration(sec) * time.Second)})
+			Payload: []byte(v), Good: true, ReceiveTime: t0.Add(at)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, e := range evs {
 			*counted += e.Delta
 		}
+		return evs
 	}, counted
 }
