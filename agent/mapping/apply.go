@@ -466,6 +466,16 @@ func (cs *CounterState) watched(x extracted, since time.Duration) bool {
 	return x.watch != 0 && x.watch == cs.Watch && x.gap > 0 && x.gap < since
 }
 
+// staleRepeats reports whether v is more than a reset could have climbed
+// to in still, the time since Last was last read again: beyond
+// wrapRateSlack times the counter's usual rate (not resetRateSlack: a line
+// restarting faster than it was learned, 7/s after 2/s, is no stale cache
+// — the second re-review: 27,166 for 1,630). It needs the usual rate.
+func (cs *CounterState) staleRepeats(v float64, still time.Duration) bool {
+	rate, step, ok := cs.usual()
+	return ok && v > wrapRateSlack*rate*still.Seconds()+step+1
+}
+
 // stillSince is the time from the last reading of Last unchanged to x (0
 // when none since Last changed, or x is not after it).
 func (cs *CounterState) stillSince(x extracted) time.Duration {
@@ -819,14 +829,18 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		ro := float64(x.b.rollover)
 		since := cs.sinceSeen(x)
 		unseen, slack := cs.unseen(x, since), float64(wrapRateSlack)
+		wrapUnseen := unseen // the time a wrap may have taken
 		if cs.watched(x, since) {
 			slack = resetRateSlack
-		} else if still := cs.stillSince(x); still > 0 && unseen == still && cs.resetWouldShow(x.counter, still) {
+		} else if still := cs.stillSince(x); still > 0 && unseen == still && cs.staleRepeats(x.counter, still) {
 			// Nor could a reset have climbed to x since the repeat: the
 			// repeats were stale (a gateway that lost its PLC publishing
 			// its cached value; the re-review: a wrap taken for a reset,
-			// 4,964 of 8,500) — the time since the change bounds it.
-			unseen = since
+			// 4,964 of 8,500) — the time since the change bounds a wrap.
+			// Not the step back below: a value a little lower after a
+			// long stop stays one (the second re-review: 41,310 for
+			// 1,360 when a power cycle restored a value 50 lower).
+			wrapUnseen = since
 		}
 		switch {
 		case x.counter >= cs.Last*stepBackShare && x.counter > 0 && !cs.Seen.IsZero() && since >= 0 && cs.resetWouldShow(x.counter, unseen):
@@ -843,7 +857,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// A small counter, though, may be reset and climb back to near
 			// its last value unseen: see resetWouldShow.
 			return cs.stepBack(ev)
-		case ro > 0 && plausibleWrap(cs, ro, x.counter, unseen, x.srcTime, slack):
+		case ro > 0 && plausibleWrap(cs, ro, x.counter, wrapUnseen, x.srcTime, slack):
 			ev.Delta = ro - cs.Last + x.counter
 			ev.Rollover = true
 		default:

@@ -380,3 +380,40 @@ func feed16(t *testing.T) (send func(v string, at time.Duration) []Event, counte
 		return evs
 	}, counted
 }
+
+// After a long stop read again every 10 s, a value a little lower (a PLC
+// power cycle restoring an older value) is still a step back, and a reset
+// followed by a restart faster than the learned rate is still a reset: the
+// stale-repeats rule is for the wrap alone (the second re-review: 41,310
+// for 1,360, and 27,166 for 1,630).
+func TestAfterALongStopStepBacksAndResetsHold(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		after []int // the values after the stop, 10 s apart
+		want  float64
+	}{
+		{"restored 50 lower", []int{40550, 40570, 40590, 40610, 40630}, 600 + 30},
+		{"reset unseen, restart at 7/s", []int{70, 140, 210}, 600 + 210},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			feed, counted := feed16(t)
+			sec := 0
+			send := func(v int) {
+				feed(strconv.Itoa(v), time.Duration(sec)*time.Second)
+				sec += 10
+			}
+			for v := 40000; v <= 40600; v += 20 { // 2 pieces/s
+				send(v)
+			}
+			for range 6 * 360 { // stopped 6 hours, the value repeated
+				send(40600)
+			}
+			for _, v := range c.after {
+				send(v)
+			}
+			if *counted != c.want {
+				t.Errorf("counted %v, want %v", *counted, c.want)
+			}
+		})
+	}
+}
