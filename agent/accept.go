@@ -187,18 +187,19 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 		// counting starts (an operator's entry too), unless it is Odoo
 		// 17/18's start default.
 		res.Note = fmt.Sprintf("plantedge has not counted on %s yet: when it begins, it counts on from the %g Odoo shows "+
-			"(unless starting the order set it: Odoo 17/18's remaining quantity): nothing to accept", wo.Name, qty)
+			"(on Odoo 17/18 from 0 when that is what starting the order set, or the count of the manufacturing order's operation before): nothing to accept", wo.Name, qty)
 		return answer(nil)
-	case fresh && startDefault:
+	case fresh && (startDefault || stored.Zeroed == "start" && qty == stored.ZeroedFrom):
 		// The review: the start default of 100,000 was accepted, and 3
-		// pieces made 100,003.
+		// pieces made 100,003. (Zeroed: also after the MO's quantity
+		// changed, which the live test no longer shows.)
 		res.Note = fmt.Sprintf("Odoo shows the quantity starting %s set (the remaining quantity, %g), which counting does not start from: "+
 			"nothing to accept; once plantedge has written to it, correct the quantity and run this again", wo.Name, qty)
 		return answer(nil)
-	case fresh && qty != stored.Baseline && f.client.Major() < 19 && stored.Prev != 0 && stored.Baseline == 0:
-		// Maybe the manufacturing order's last operation's count, which
-		// this one counts from 0 (qty_producing is the order's on 17/18).
-		res.Note = fmt.Sprintf("on Odoo 17/18 the %g on %s may be the count of the manufacturing order's operation before, "+
+	case fresh && stored.Zeroed == "next_op" && qty == stored.ZeroedFrom:
+		// The manufacturing order's operation before's count, which this
+		// one counts from 0 (qty_producing is the order's on 17/18).
+		res.Note = fmt.Sprintf("on Odoo 17/18 the %g on %s is the count of the manufacturing order's operation before, "+
 			"which this one does not count from: nothing to accept; once plantedge has written to it, correct the quantity and run this again", qty, wo.Name)
 		return answer(nil)
 	case stored.InFlight != nil:

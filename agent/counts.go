@@ -45,6 +45,12 @@ type woState struct {
 	// quantity reads as one just started (qty_producing = qty_remaining)
 	// and was counted from 0 (the second attribution probe: 2 for 32).
 	Prev int64 `json:"prev,omitempty"`
+	// Zeroed says why Baseline is 0 where Odoo showed ZeroedFrom when
+	// counting began on it (Odoo 17/18): "start" (the quantity starting it
+	// set) or "next_op" (the MO's operation before's count). accept-qty
+	// does not take that quantity for a correction (another one it does).
+	Zeroed     string  `json:"zeroed,omitempty"`
+	ZeroedFrom float64 `json:"zeroed_from,omitempty"`
 	// Sum is the CRC-32C of the rest as stored (MarshalJSON): bbolt checks
 	// its pages, not the values in them, and one flipped bit that leaves
 	// the JSON readable would change a count, an in-flight mark or the
@@ -783,6 +789,12 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 	st := woState{ID: wo.ID, Name: wo.Name, MO: wo.ProductionID, Baseline: baseline, Written: baseline}
 	if stored != nil && stored.ID != wo.ID {
 		st.Prev = stored.ID
+	}
+	switch odooQty := odoo.Round2(f.client.ProducedQty(*wo)); {
+	case nextOp && odooQty != 0:
+		st.Zeroed, st.ZeroedFrom = "next_op", odooQty
+	case startDefault:
+		st.Zeroed, st.ZeroedFrom = "start", odooQty
 	}
 	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
 		return st, err

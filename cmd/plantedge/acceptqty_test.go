@@ -195,3 +195,85 @@ func TestAcceptQtyAfterAWriteInDoubt(t *testing.T) {
 	b.start += 15 - 12
 	b.waitQty() // 14
 }
+
+// The machine's second order (a new MO): a correction entered after a round
+// looked at it, before its first piece, is kept on Odoo 17 as on 19 — it
+// was refused on 17 as "the count of the operation before" for every order
+// after the first (the second re-review: 3 where 43).
+func TestAcceptQtyOnTheSecondOrder(t *testing.T) {
+	for _, version := range []int{17, 19} {
+		t.Run(map[int]string{17: "odoo17", 19: "odoo19"}[version], func(t *testing.T) {
+			b := newBench(t, version)
+			b.startAgent()
+			defer b.stopAgent()
+			b.produce(10)
+			b.waitQty()
+			b.odoo.SetWorkorderState(b.woID, "done")
+			mo2 := b.odoo.AddProduction("WH/MO/00002", b.odoo.AddProduct("Other"), 1000)
+			wo2 := b.odoo.AddWorkorder(mo2, b.wcID, "WO2 press-1", "progress")
+			qty := func() float64 {
+				if wo := b.odoo.Workorder(wo2); version >= 19 {
+					return wo.QtyProduced
+				} else {
+					return wo.QtyProducing
+				}
+			}
+			// It stops and runs again before its first piece: the stop's
+			// line makes a round look at the order.
+			if err := b.broker.Publish("plant/press-1", []byte(fmt.Sprintf(`{"good": %d, "running": false}`, b.good)), false, 1); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			b.publish()
+			waitUntil(t, 15*time.Second, "the round on the second order", func() (bool, string) {
+				m := b.a.Status().Machines[0]
+				return m.WorkOrder == "WO2 press-1", "work order " + m.WorkOrder
+			})
+			b.odoo.SetWorkorderQty(wo2, 40)
+			out, err := cli(t, "accept-qty", "press-1", "-c", b.cfgPath)
+			if err != nil || !strings.Contains(out, "the 40 in Odoo is kept") {
+				t.Fatalf("accept-qty on the second order: exit %d, %v\n%s", exitCode(err), err, out)
+			}
+			b.produce(3)
+			waitUntil(t, 15*time.Second, "the second order's quantity", func() (bool, string) {
+				return qty() == 43, fmt.Sprintf("qty %v, want 43", qty())
+			})
+		})
+	}
+}
+
+// Odoo 17: the next operation of the same manufacturing order on the same
+// press shows the operation before's count (qty_producing is the MO's),
+// which counting does not start from: accept-qty does not take it, and the
+// new operation counts from 0.
+func TestAcceptQtyRefusesTheOperationBeforesCount(t *testing.T) {
+	b := newBench(t, 17)
+	b.startAgent()
+	defer b.stopAgent()
+	b.produce(10)
+	b.waitQty()
+	mo := b.odoo.Workorder(b.woID).ProductionID
+	b.odoo.SetWorkorderState(b.woID, "done")
+	op2 := b.odoo.AddWorkorder(mo, b.wcID, "WO press-1 op 2", "progress")
+	if err := b.broker.Publish("plant/press-1", []byte(fmt.Sprintf(`{"good": %d, "running": false}`, b.good)), false, 1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	b.publish()
+	waitUntil(t, 15*time.Second, "the round on the next operation", func() (bool, string) {
+		m := b.a.Status().Machines[0]
+		return m.WorkOrder == "WO press-1 op 2", "work order " + m.WorkOrder
+	})
+	if got := b.odoo.Workorder(op2).QtyProducing; got != 10 {
+		t.Fatalf("the next operation shows %v, want the MO's 10", got)
+	}
+	out, err := cli(t, "accept-qty", "press-1", "-c", b.cfgPath)
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "is the count of the manufacturing order's operation before") {
+		t.Fatalf("accept-qty on the next operation: exit %d, %v\n%s", exitCode(err), err, out)
+	}
+	b.produce(3)
+	waitUntil(t, 15*time.Second, "the next operation's quantity", func() (bool, string) {
+		got := b.odoo.Workorder(op2).QtyProducing
+		return got == 3, fmt.Sprintf("qty %v, want 3", got)
+	})
+}

@@ -35,6 +35,7 @@ type bench struct {
 	cfgPath string
 	listen  string
 	woID    int64
+	wcID    int64
 	version int
 	good    int64
 	start   int64
@@ -59,7 +60,7 @@ func newBench(t *testing.T, version int) *bench {
 	product := b.odoo.AddProduct("Bracket")
 	wc := b.odoo.AddWorkcenter("WC-PRESS-1", "press-1")
 	mo := b.odoo.AddProduction("WH/MO/00001", product, 100000)
-	b.woID = b.odoo.AddWorkorder(mo, wc, "WO press-1", "progress")
+	b.woID, b.wcID = b.odoo.AddWorkorder(mo, wc, "WO press-1", "progress"), wc
 	_, key := b.odoo.AddUser("plantedge-bot")
 	dir := t.TempDir()
 	keyFile := agenttest.WriteKeyFile(t, dir, key)
