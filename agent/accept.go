@@ -55,16 +55,9 @@ var errAcceptBusy = fmt.Errorf("a request to accept this machine's quantity in O
 // waits for the round that does it.
 func (f *forwarder) AcceptQty(ctx context.Context, machine string) (AcceptResult, error) {
 	req := &acceptReq{done: make(chan acceptAnswer, 1)}
-	f.mu.Lock()
-	if f.accept[machine] != nil {
-		f.mu.Unlock()
+	if !f.queueAccept(machine, req) {
 		return AcceptResult{}, errAcceptBusy
 	}
-	if f.accept == nil {
-		f.accept = map[string]*acceptReq{}
-	}
-	f.accept[machine] = req
-	f.mu.Unlock()
 	f.Flush()
 	select {
 	case a := <-req.done:
@@ -121,16 +114,24 @@ func (f *forwarder) takeAccepts() map[string]*acceptReq {
 func (f *forwarder) requeueAccept(machine string) {
 	req := f.roundAccepts[machine]
 	delete(f.roundAccepts, machine)
+	if !f.queueAccept(machine, req) {
+		req.done <- acceptAnswer{err: errAcceptBusy}
+	}
+}
+
+// queueAccept puts req for machine before the next round; false when one
+// waits there already.
+func (f *forwarder) queueAccept(machine string, req *acceptReq) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.accept[machine] != nil {
-		req.done <- acceptAnswer{err: errAcceptBusy}
-		return
+		return false
 	}
 	if f.accept == nil {
 		f.accept = map[string]*acceptReq{}
 	}
 	f.accept[machine] = req
+	return true
 }
 
 // errAcceptNotReached: the round that took the request ended before it

@@ -676,13 +676,19 @@ func (c *APIClient) Rebook(ctx context.Context, since time.Time, dry bool) (Rebo
 	if dry {
 		q.Set("dry_run", "1")
 	}
+	var res RebookResult
+	err := c.waiting(rebookWait+10*time.Second).do(ctx, http.MethodPost, "/api/v1/rebook?"+q.Encode(), &res)
+	return res, err
+}
+
+// waiting is c for a request the agent answers only after a forwarding
+// round: its HTTP timeout is d.
+func (c *APIClient) waiting(d time.Duration) *APIClient {
 	long := *c
 	hc := *c.hc
-	hc.Timeout = rebookWait + 10*time.Second
+	hc.Timeout = d
 	long.hc = &hc
-	var res RebookResult
-	err := long.do(ctx, http.MethodPost, "/api/v1/rebook?"+q.Encode(), &res)
-	return res, err
+	return &long
 }
 
 // acceptWait is how long the API waits for a round to accept a machine's
@@ -692,12 +698,9 @@ const acceptWait = 30 * time.Second
 // AcceptQty asks the running agent to take the quantity Odoo shows on the
 // machine's work order in progress as right: counting goes on from it.
 func (c *APIClient) AcceptQty(ctx context.Context, machine string) (AcceptResult, error) {
-	long := *c
-	hc := *c.hc
-	hc.Timeout = acceptWait + acceptGrace + 10*time.Second // within the server's write timeout, a minute
-	long.hc = &hc
 	var res AcceptResult
-	err := long.do(ctx, http.MethodPost, "/api/v1/accept-qty?"+url.Values{"machine": {machine}}.Encode(), &res)
+	// within the server's write timeout, a minute
+	err := c.waiting(acceptWait+acceptGrace+10*time.Second).do(ctx, http.MethodPost, "/api/v1/accept-qty?"+url.Values{"machine": {machine}}.Encode(), &res)
 	return res, err
 }
 
