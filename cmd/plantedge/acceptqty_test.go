@@ -15,32 +15,25 @@ import (
 // refused as "nothing written yet", and the first pieces wrote over it
 // without a warning (the re-review's M2: 40 entered, 3 pieces, Odoo 3).
 func TestAcceptQtyBeforeTheFirstPiece(t *testing.T) {
-	for _, version := range []int{17, 19} {
-		t.Run(map[int]string{17: "odoo17", 19: "odoo19"}[version], func(t *testing.T) {
-			b := newBench(t, version)
-			b.startAgent()
-			defer b.stopAgent()
-			// Not looked at yet: the entry is where counting starts anyway.
-			b.odoo.SetWorkorderQty(b.woID, 40)
-			out, err := cli(t, "accept-qty", "press-1", "-c", b.cfgPath)
-			if exitCode(err) != 1 || !strings.Contains(err.Error(), "it counts on from the 40 Odoo shows") {
-				t.Fatalf("accept-qty before plantedge counted on the order: exit %d, %v\n%s", exitCode(err), err, out)
-			}
-			// The machine stops before its first piece (a round looks at
-			// its order), and the operator enters 50: kept.
-			if err := b.broker.Publish("plant/press-1", []byte(fmt.Sprintf(`{"good": %d, "running": false}`, b.good)), false, 1); err != nil {
-				t.Fatal(err)
-			}
-			b.waitRound()
-			b.odoo.SetWorkorderQty(b.woID, 50)
-			if out, err = cli(t, "accept-qty", "press-1", "-c", b.cfgPath); err != nil || !strings.Contains(out, "the 50 in Odoo is kept") {
-				t.Fatalf("accept-qty after the stop: exit %d, %v\n%s", exitCode(err), err, out)
-			}
-			b.produce(3)
-			b.start -= 50
-			b.waitQty() // 53
-		})
-	}
+	forVersions(t, func(t *testing.T, b *bench) {
+		// Not looked at yet: the entry is where counting starts anyway.
+		b.odoo.SetWorkorderQty(b.woID, 40)
+		out, err := b.acceptQty()
+		if exitCode(err) != 1 || !strings.Contains(err.Error(), "it counts on from the 40 Odoo shows") {
+			t.Fatalf("accept-qty before plantedge counted on the order: exit %d, %v\n%s", exitCode(err), err, out)
+		}
+		// The machine stops before its first piece (a round looks at
+		// its order), and the operator enters 50: kept.
+		b.stopped()
+		b.waitRound()
+		b.odoo.SetWorkorderQty(b.woID, 50)
+		if out, err = b.acceptQty(); err != nil || !strings.Contains(out, "the 50 in Odoo is kept") {
+			t.Fatalf("accept-qty after the stop: exit %d, %v\n%s", exitCode(err), err, out)
+		}
+		b.produce(3)
+		b.start -= 50
+		b.waitQty() // 53
+	})
 }
 
 // A count that went wrong (a jump) is corrected in Odoo; plantedge's next
@@ -48,56 +41,51 @@ func TestAcceptQtyBeforeTheFirstPiece(t *testing.T) {
 // values probe). accept-qty keeps it: the pieces made since are added to
 // the corrected quantity, on Odoo 17 (qty_producing) and 19 (qty_produced).
 func TestAcceptQtyKeepsACorrectionInOdoo(t *testing.T) {
-	for _, version := range []int{17, 19} {
-		t.Run(map[int]string{17: "odoo17", 19: "odoo19"}[version], func(t *testing.T) {
-			b := newBench(t, version)
-			b.startAgent()
-			defer b.stopAgent()
+	forVersions(t, func(t *testing.T, b *bench) {
 
-			// Nothing written yet: nothing to accept (exit 1, says why) —
-			// also once the machine's state names the order (its run flag
-			// went), with Odoo 17's start default (qty_producing = the
-			// remaining 100,000) in the work order: accepted, 3 pieces made
-			// it 100,003 (the review).
-			var out string
-			var err error
-			for range 2 {
-				out, err = cli(t, "accept-qty", "press-1", "-c", b.cfgPath)
-				if exitCode(err) != 1 || !strings.Contains(err.Error(), "nothing to accept") {
-					t.Errorf("before any write: exit %d, %v\n%s", exitCode(err), err, out)
-				}
-				b.publish()
-				b.waitRound()
+		// Nothing written yet: nothing to accept (exit 1, says why) —
+		// also once the machine's state names the order (its run flag
+		// went), with Odoo 17's start default (qty_producing = the
+		// remaining 100,000) in the work order: accepted, 3 pieces made
+		// it 100,003 (the review).
+		var out string
+		var err error
+		for range 2 {
+			out, err = b.acceptQty()
+			if exitCode(err) != 1 || !strings.Contains(err.Error(), "nothing to accept") {
+				t.Errorf("before any write: exit %d, %v\n%s", exitCode(err), err, out)
 			}
+			b.publish()
+			b.waitRound()
+		}
 
-			b.produce(10)
-			b.waitQty()
-			b.produce(9000) // a jump: another machine's value on the topic
-			b.waitQty()
-			// Odoo shows what plantedge wrote: nothing to accept.
-			if out, err := cli(t, "accept-qty", "press-1", "-c", b.cfgPath); exitCode(err) != 1 || !strings.Contains(err.Error(), "Odoo shows what plantedge wrote") {
-				t.Errorf("no edit: exit %d, %v\n%s", exitCode(err), err, out)
-			}
+		b.produce(10)
+		b.waitQty()
+		b.produce(9000) // a jump: another machine's value on the topic
+		b.waitQty()
+		// Odoo shows what plantedge wrote: nothing to accept.
+		if out, err := b.acceptQty(); exitCode(err) != 1 || !strings.Contains(err.Error(), "Odoo shows what plantedge wrote") {
+			t.Errorf("no edit: exit %d, %v\n%s", exitCode(err), err, out)
+		}
 
-			// The planner corrects the quantity; plantedge keeps it.
-			b.odoo.SetWorkorderQty(b.woID, 12)
-			out, err = cli(t, "accept-qty", "press-1", "-c", b.cfgPath)
-			if err != nil || !strings.Contains(out, "press-1: work order WO press-1: the 12 in Odoo is kept (plantedge had written 9010)") {
-				t.Fatalf("accept-qty: %v\n%s", err, out)
-			}
-			b.produce(5)
-			b.start += 9010 - 12 // what the correction took off
-			b.waitQty()          // 17
-			if got := b.qty(); got != 17 {
-				t.Errorf("after the correction and 5 pieces: %v, want 17", got)
-			}
+		// The planner corrects the quantity; plantedge keeps it.
+		b.odoo.SetWorkorderQty(b.woID, 12)
+		out, err = b.acceptQty()
+		if err != nil || !strings.Contains(out, "press-1: work order WO press-1: the 12 in Odoo is kept (plantedge had written 9010)") {
+			t.Fatalf("accept-qty: %v\n%s", err, out)
+		}
+		b.produce(5)
+		b.start += 9010 - 12 // what the correction took off
+		b.waitQty()          // 17
+		if got := b.qty(); got != 17 {
+			t.Errorf("after the correction and 5 pieces: %v, want 17", got)
+		}
 
-			// Unknown machine: refused by the agent.
-			if _, err := cli(t, "accept-qty", "press-9", "-c", b.cfgPath); exitCode(err) != 4 || !strings.Contains(err.Error(), `machine "press-9"`) {
-				t.Errorf("unknown machine: exit %d, %v", exitCode(err), err)
-			}
-		})
-	}
+		// Unknown machine: refused by the agent.
+		if _, err := cli(t, "accept-qty", "press-9", "-c", b.cfgPath); exitCode(err) != 4 || !strings.Contains(err.Error(), `machine "press-9"`) {
+			t.Errorf("unknown machine: exit %d, %v", exitCode(err), err)
+		}
+	})
 }
 
 // waitRound waits until a forwarding round that began after the call has
@@ -141,7 +129,7 @@ func TestAcceptQtyDuringAnotherMachinesRound(t *testing.T) {
 	b.odoo.BeforeCall(func(model, method string) {
 		if model == "mrp.workorder" && method == "search_read" && armed.CompareAndSwap(true, false) {
 			go func() {
-				out, err := cli(t, "accept-qty", "press-1", "-c", b.cfgPath)
+				out, err := b.acceptQty()
 				got <- answer{out, err}
 			}()
 			time.Sleep(700 * time.Millisecond)
@@ -182,13 +170,13 @@ func TestAcceptQtyAfterAWriteInDoubt(t *testing.T) {
 	b.produce(5) // the write of 15 lands, its answer is lost
 	<-dropped
 	b.odoo.SetWorkorderQty(b.woID, 12)
-	out, err := cli(t, "accept-qty", "press-1", "-c", b.cfgPath)
+	out, err := b.acceptQty()
 	if exitCode(err) != 1 || !strings.Contains(err.Error(), "once Odoo shows it, correct the quantity again and run this again") {
 		t.Fatalf("accept-qty with a write in doubt: exit %d, %v\n%s", exitCode(err), err, out)
 	}
 	b.waitQty() // 15 again
 	b.odoo.SetWorkorderQty(b.woID, 12)
-	if out, err = cli(t, "accept-qty", "press-1", "-c", b.cfgPath); err != nil || !strings.Contains(out, "the 12 in Odoo is kept (plantedge had written 15)") {
+	if out, err = b.acceptQty(); err != nil || !strings.Contains(out, "the 12 in Odoo is kept (plantedge had written 15)") {
 		t.Fatalf("accept-qty after the write settled: exit %d, %v\n%s", exitCode(err), err, out)
 	}
 	b.produce(2)
@@ -201,45 +189,25 @@ func TestAcceptQtyAfterAWriteInDoubt(t *testing.T) {
 // was refused on 17 as "the count of the operation before" for every order
 // after the first (the second re-review: 3 where 43).
 func TestAcceptQtyOnTheSecondOrder(t *testing.T) {
-	for _, version := range []int{17, 19} {
-		t.Run(map[int]string{17: "odoo17", 19: "odoo19"}[version], func(t *testing.T) {
-			b := newBench(t, version)
-			b.startAgent()
-			defer b.stopAgent()
-			b.produce(10)
-			b.waitQty()
-			b.odoo.SetWorkorderState(b.woID, "done")
-			mo2 := b.odoo.AddProduction("WH/MO/00002", b.odoo.AddProduct("Other"), 1000)
-			wo2 := b.odoo.AddWorkorder(mo2, b.wcID, "WO2 press-1", "progress")
-			qty := func() float64 {
-				if wo := b.odoo.Workorder(wo2); version >= 19 {
-					return wo.QtyProduced
-				} else {
-					return wo.QtyProducing
-				}
-			}
-			// It stops and runs again before its first piece: the stop's
-			// line makes a round look at the order.
-			if err := b.broker.Publish("plant/press-1", []byte(fmt.Sprintf(`{"good": %d, "running": false}`, b.good)), false, 1); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(100 * time.Millisecond)
-			b.publish()
-			waitUntil(t, 15*time.Second, "the round on the second order", func() (bool, string) {
-				m := b.a.Status().Machines[0]
-				return m.WorkOrder == "WO2 press-1", "work order " + m.WorkOrder
-			})
-			b.odoo.SetWorkorderQty(wo2, 40)
-			out, err := cli(t, "accept-qty", "press-1", "-c", b.cfgPath)
-			if err != nil || !strings.Contains(out, "the 40 in Odoo is kept") {
-				t.Fatalf("accept-qty on the second order: exit %d, %v\n%s", exitCode(err), err, out)
-			}
-			b.produce(3)
-			waitUntil(t, 15*time.Second, "the second order's quantity", func() (bool, string) {
-				return qty() == 43, fmt.Sprintf("qty %v, want 43", qty())
-			})
+	forVersions(t, func(t *testing.T, b *bench) {
+		b.produce(10)
+		b.waitQty()
+		b.odoo.SetWorkorderState(b.woID, "done")
+		mo2 := b.odoo.AddProduction("WH/MO/00002", b.odoo.AddProduct("Other"), 1000)
+		wo2 := b.odoo.AddWorkorder(mo2, b.wcID, "WO2 press-1", "progress")
+		// It stops and runs again before its first piece: the stop's
+		// line makes a round look at the order.
+		b.stopAndRun("WO2 press-1")
+		b.odoo.SetWorkorderQty(wo2, 40)
+		out, err := b.acceptQty()
+		if err != nil || !strings.Contains(out, "the 40 in Odoo is kept") {
+			t.Fatalf("accept-qty on the second order: exit %d, %v\n%s", exitCode(err), err, out)
+		}
+		b.produce(3)
+		waitUntil(t, 15*time.Second, "the second order's quantity", func() (bool, string) {
+			return b.qtyOf(wo2) == 43, fmt.Sprintf("qty %v, want 43", b.qtyOf(wo2))
 		})
-	}
+	})
 }
 
 // Odoo 17: the next operation of the same manufacturing order on the same
@@ -255,25 +223,57 @@ func TestAcceptQtyRefusesTheOperationBeforesCount(t *testing.T) {
 	mo := b.odoo.Workorder(b.woID).ProductionID
 	b.odoo.SetWorkorderState(b.woID, "done")
 	op2 := b.odoo.AddWorkorder(mo, b.wcID, "WO press-1 op 2", "progress")
-	if err := b.broker.Publish("plant/press-1", []byte(fmt.Sprintf(`{"good": %d, "running": false}`, b.good)), false, 1); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond)
-	b.publish()
-	waitUntil(t, 15*time.Second, "the round on the next operation", func() (bool, string) {
-		m := b.a.Status().Machines[0]
-		return m.WorkOrder == "WO press-1 op 2", "work order " + m.WorkOrder
-	})
-	if got := b.odoo.Workorder(op2).QtyProducing; got != 10 {
+	b.stopAndRun("WO press-1 op 2")
+	if got := b.qtyOf(op2); got != 10 {
 		t.Fatalf("the next operation shows %v, want the MO's 10", got)
 	}
-	out, err := cli(t, "accept-qty", "press-1", "-c", b.cfgPath)
+	out, err := b.acceptQty()
 	if exitCode(err) != 1 || !strings.Contains(err.Error(), "is the count of the manufacturing order's operation before") {
 		t.Fatalf("accept-qty on the next operation: exit %d, %v\n%s", exitCode(err), err, out)
 	}
 	b.produce(3)
 	waitUntil(t, 15*time.Second, "the next operation's quantity", func() (bool, string) {
-		got := b.odoo.Workorder(op2).QtyProducing
+		got := b.qtyOf(op2)
 		return got == 3, fmt.Sprintf("qty %v, want 3", got)
+	})
+}
+
+// forVersions runs fn on a bench with its agent started, for Odoo 17
+// (qty_producing) and 19 (qty_produced).
+func forVersions(t *testing.T, fn func(t *testing.T, b *bench)) {
+	for _, version := range []int{17, 19} {
+		t.Run(map[int]string{17: "odoo17", 19: "odoo19"}[version], func(t *testing.T) {
+			b := newBench(t, version)
+			b.startAgent()
+			defer b.stopAgent()
+			fn(t, b)
+		})
+	}
+}
+
+// acceptQty runs plantedge accept-qty for the bench's machine.
+func (b *bench) acceptQty() (string, error) {
+	b.t.Helper()
+	return cli(b.t, "accept-qty", "press-1", "-c", b.cfgPath)
+}
+
+// stopped publishes the machine's counter with its run flag off.
+func (b *bench) stopped() {
+	b.t.Helper()
+	if err := b.broker.Publish("plant/press-1", []byte(fmt.Sprintf(`{"good": %d, "running": false}`, b.good)), false, 1); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// stopAndRun stops the machine and runs it again before a piece, and waits
+// until status names workOrder: the stop's line made a round look at it.
+func (b *bench) stopAndRun(workOrder string) {
+	b.t.Helper()
+	b.stopped()
+	time.Sleep(100 * time.Millisecond)
+	b.publish()
+	waitUntil(b.t, 15*time.Second, "a round on "+workOrder, func() (bool, string) {
+		m := b.a.Status().Machines[0]
+		return m.WorkOrder == workOrder, "work order " + m.WorkOrder
 	})
 }

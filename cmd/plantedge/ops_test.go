@@ -164,8 +164,12 @@ func (b *bench) produce(n int64) {
 	b.publish()
 }
 
-func (b *bench) qty() float64 {
-	wo := b.odoo.Workorder(b.woID)
+func (b *bench) qty() float64 { return b.qtyOf(b.woID) }
+
+// qtyOf is work order id's produced quantity, in the field of the bench's
+// Odoo version.
+func (b *bench) qtyOf(id int64) float64 {
+	wo := b.odoo.Workorder(id)
 	if b.version >= 19 {
 		return wo.QtyProduced
 	}
