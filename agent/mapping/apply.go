@@ -394,11 +394,18 @@ func plausibleWrap(cs *CounterState, ro, v float64, gap time.Duration, srcTime b
 // stepBack reports ev as a step back, once per value: read again (a
 // polled counter standing still below its last value) it is not another.
 func (cs *CounterState) stepBack(ev Event) ([]Event, bool) {
+	ev.StepBack = true
+	return cs.ignored(ev)
+}
+
+// ignored reports ev, a value not counted (a step back, a marker; its
+// flag set), once per value, Last kept; back remembers it.
+func (cs *CounterState) ignored(ev Event) ([]Event, bool) {
 	if cs.back == ev.Raw {
 		return nil, false
 	}
 	cs.back = ev.Raw
-	ev.StepBack, ev.From = true, cs.Last
+	ev.From = cs.Last
 	return []Event{ev}, false
 }
 
@@ -792,12 +799,8 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// rollover — not counted, Last kept (the countersim probe:
 			// 30000, -1, 30014 booked 65,545 pieces for 14). A counter
 			// that really got there counts from Last at its next value.
-			if cs.back == ev.Raw {
-				return nil, false
-			}
-			cs.back = ev.Raw
-			ev.Marker, ev.From = true, cs.Last
-			return []Event{ev}, false
+			ev.Marker = true
+			return cs.ignored(ev)
 		default:
 			// Otherwise counted even when older by source time: a cumulative
 			// counter cannot go up in the past, so the source clock was set
