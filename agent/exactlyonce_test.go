@@ -261,14 +261,7 @@ func TestUnansweredScrapValidationIsNotRepeated(t *testing.T) {
 	ra := p.startAgent()
 	p.produce(p.machines[0], 0, 3)
 	waitClosed(t, ran, "the held validation")
-	waitFor(t, 15*time.Second, "the scrap booked", func() (bool, string) {
-		sc := p.odoo.Scraps()
-		return len(sc) == 1 && sc[0].State == "done" && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", sc)
-	})
-	time.Sleep(time.Second) // a repeated validation would land meanwhile
-	if sc := p.odoo.Scraps(); len(sc) != 1 || sc[0].Qty != 3 || sc[0].Moves != 1 {
-		t.Errorf("scrap in Odoo: %+v (want one booking of 3 with one move)", sc)
-	}
+	p.wantOneScrapBooking(ra, 15*time.Second)
 }
 
 // A quantity write whose connection is reset after it was sent (a proxy,
@@ -339,14 +332,7 @@ func TestScrapValidationInDoubtLateInItsBookingIsNotRepeated(t *testing.T) {
 	ra := p.startAgent()
 	p.produce(p.machines[0], 0, 3)
 	waitClosed(t, ran, "the held validation")
-	waitFor(t, 20*time.Second, "the scrap booked", func() (bool, string) {
-		sc := p.odoo.Scraps()
-		return len(sc) == 1 && sc[0].State == "done" && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", sc)
-	})
-	time.Sleep(time.Second) // a repeated validation would land meanwhile
-	if sc := p.odoo.Scraps(); len(sc) != 1 || sc[0].Qty != 3 || sc[0].Moves != 1 {
-		t.Errorf("scrap in Odoo: %+v (want one booking of 3 with one move)", sc)
-	}
+	p.wantOneScrapBooking(ra, 20*time.Second)
 }
 
 // A downtime line's opening load Odoo runs 6 s after it came in, while
@@ -369,6 +355,20 @@ func TestUnansweredDowntimeOpeningDoesNotReopenTheLine(t *testing.T) {
 		return len(l) == 1 && !l[0].End.IsZero() && p.odoo.WorkingState(wc) == "normal" && ra.a.Status().Buffer.Pending == 0,
 			fmt.Sprintf("%+v %s", l, p.odoo.WorkingState(wc))
 	})
+}
+
+// wantOneScrapBooking waits up to d for the scrap of 3 to be booked and
+// the buffer drained, then checks no repeated validation booked it again.
+func (p *plant) wantOneScrapBooking(ra *runningAgent, d time.Duration) {
+	p.t.Helper()
+	waitFor(p.t, d, "the scrap booked", func() (bool, string) {
+		sc := p.odoo.Scraps()
+		return len(sc) == 1 && sc[0].State == "done" && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", sc)
+	})
+	time.Sleep(time.Second) // a repeated validation would land meanwhile
+	if sc := p.odoo.Scraps(); len(sc) != 1 || sc[0].Qty != 3 || sc[0].Moves != 1 {
+		p.t.Errorf("scrap in Odoo: %+v (want one booking of 3 with one move)", sc)
+	}
 }
 
 // finishOnWrite calls before each quantity write of the agent; when it
