@@ -504,6 +504,8 @@ func (f *forwarder) run(ctx context.Context) {
 					msg = "odoo refuses a call the agent needs (access rights? `plantedge validate --odoo` checks them); buffering and retrying with backoff"
 				case isOE && oe.Busy():
 					msg = "odoo is up but could not do the call now (a lock or a concurrent update in its database, which its own retries did not get past); buffering and retrying with backoff"
+				case isOE && oe.Unavailable():
+					msg = "odoo is up but its database is not (PostgreSQL restarting, failing over, out of connections or space, or the database named in odoo.database missing?); buffering and retrying with backoff"
 				}
 				attrs := []any{"err", err, "next_attempt_in", wait.Round(time.Millisecond)}
 				if state == "auth_failed" && se == nil {
@@ -1520,6 +1522,11 @@ func outageLike(err error) bool {
 		switch {
 		case oe.Busy(), oe.Timeout(), oe.RetryAfter > 0:
 			return true
+		case oe.Unavailable():
+			// PostgreSQL away comes back by itself; a database that does
+			// not exist (odoo.database misspelt, or renamed) waits for a
+			// person.
+			return !strings.Contains(oe.Message, "does not exist")
 		case oe.Status != 0:
 			// 500: Odoo's workers restarting in a deploy, as often as a bug.
 			return oe.Status == http.StatusTooManyRequests || oe.Status >= 500

@@ -986,3 +986,71 @@ func TestHeldCountsCostTheOthersNoLookups(t *testing.T) {
 		t.Errorf("%d work-order look-ups in %d rounds", calls, rounds)
 	}
 }
+
+// Odoo up, its PostgreSQL away (restarting, failing over): 17/18 answer
+// every call over JSON-RPC with HTTP 200 and psycopg2.OperationalError, 19
+// with 500. Counts and stops are held, status says offline, the log says
+// what it is, and once the database is back Odoo has them all — nothing in
+// the dead letters (the probe: 3 pieces and a stop were dead-lettered on
+// 17, with status online).
+func TestDatabaseAwayHoldsRecords(t *testing.T) {
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}, block: true})
+			ra := p.startAgent()
+			m := p.machines[0]
+			p.produce(m, 5, 0)
+			p.waitExactQty(ra, "press-1", 5)
+			p.odoo.SetFaultRate(odootest.FaultDatabaseDown, 1, 1)
+			p.produce(m, 3, 0)
+			p.stop(m, "JAM")
+			p.run(m)
+			waitFor(t, 15*time.Second, "the outage in status", func() (bool, string) {
+				st := ra.a.Status()
+				return st.Odoo.State == "offline" && strings.Contains(st.Odoo.LastError, "psycopg2.OperationalError") && st.Buffer.Pending > 0,
+					fmt.Sprintf("%+v pending %d", st.Odoo, st.Buffer.Pending)
+			})
+			p.odoo.SetFaultRate(odootest.FaultDatabaseDown, 0, 1)
+			p.waitExactQty(ra, "press-1", 8)
+			waitFor(t, 15*time.Second, "the stop booked", func() (bool, string) {
+				l := p.odoo.Productivity()
+				return len(l) == 1 && !l[0].End.IsZero() && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", l)
+			})
+			if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
+				t.Errorf("%d dead letters, want none", st.Buffer.DeadLetters)
+			}
+			if l := p.logs.String(); !strings.Contains(l, "level=WARN msg=\"odoo is up but its database is not") {
+				t.Errorf("no warning that Odoo's database was away:\n%s", l)
+			}
+		})
+	}
+}
+
+// Real Odoo's load answers a serialization failure or a lock conflict as a
+// row message with HTTP 200 (its retries never see it): the downtime line
+// is sent again, not dead-lettered (the probe: it was).
+func TestConcurrencyFailureInALoadIsRetried(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.odoo.FailNextCall("mrp.workcenter.productivity", "load", 1, odootest.FaultSerialization)
+	p.odoo.FailNextCall("mrp.workcenter.productivity", "load", 1, odootest.FaultLockConflict)
+	p.stop(m, "JAM")
+	p.run(m)
+	waitFor(t, 20*time.Second, "the stop booked", func() (bool, string) {
+		l := p.odoo.Productivity()
+		return len(l) == 1 && !l[0].End.IsZero() && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", l)
+	})
+	if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
+		t.Errorf("%d dead letters, want none", st.Buffer.DeadLetters)
+	}
+	var faults int
+	for _, c := range p.odoo.Calls() {
+		if c.Model == "mrp.workcenter.productivity" && c.Method == "load" && strings.HasPrefix(c.Outcome, "fault:") {
+			faults++
+		}
+	}
+	if faults != 2 {
+		t.Errorf("%d loads failed, want the 2 injected", faults)
+	}
+}

@@ -705,6 +705,14 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 		e.Class = Transient
 		e.Message = "not found (a page, not Odoo's answer: a proxy in front of Odoo, or a wrong path in odoo.url?): " + e.Message
 	}
+	if resp.StatusCode == http.StatusForbidden && !json.Valid(body) {
+		// Odoo's 403 (JSON-2's AccessError) is JSON, and JSON-RPC answers
+		// 200: a page comes from something in front of Odoo (a deny during
+		// a maintenance, an address allow-list, a web firewall). It says
+		// nothing about the records: they are kept and sent again.
+		e.Class = Transient
+		e.Message = "forbidden by something in front of Odoo, not by Odoo (a proxy's access rule or maintenance block, a firewall?): " + e.Message
+	}
 	if resp.StatusCode == http.StatusUnauthorized && !json.Valid(body) {
 		// Odoo's 401 is JSON: this one comes from something in front of it
 		// (a proxy's own login), and says nothing about the API key.

@@ -409,6 +409,42 @@ func TestBookScrap(t *testing.T) {
 	}
 }
 
+// Real Odoo's load catches a concurrency failure per row and answers it as
+// a message with HTTP 200, rolled back: the client says busy (retry), not
+// refused for good, and the retry books the one line.
+func TestLoadConcurrencyFailureIsRetried(t *testing.T) {
+	for _, m := range modes {
+		for _, fault := range []odootest.Fault{odootest.FaultSerialization, odootest.FaultLockConflict} {
+			t.Run(m.String()+"/"+fault.String(), func(t *testing.T) {
+				ctx := context.Background()
+				f := newFixture(t, odootest.Options{Version: m.version})
+				c := connected(t, f, m.protocol)
+				loss, err := c.LossID(ctx, "Equipment Failure")
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := odoo.Downtime{XMLID: "plantedge.site_m1_down_1", WorkcenterID: f.wc, WorkorderID: f.wo, LossID: loss,
+					Start: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}
+				f.srv.FailNextCall("mrp.workcenter.productivity", "load", 1, fault)
+				_, err = c.UpsertDowntime(ctx, d)
+				oe := asError(t, err)
+				if !oe.Temporary() || !oe.Busy() || oe.TimedOut() {
+					t.Errorf("load refused by a %s: class %v busy %v timed out %v (%v)", fault, oe.Class, oe.Busy(), oe.TimedOut(), err)
+				}
+				if l := f.srv.Productivity(); len(l) != 0 {
+					t.Fatalf("lines after the failed load: %+v", l)
+				}
+				if _, err := c.UpsertDowntime(ctx, d); err != nil {
+					t.Fatalf("retry: %v", err)
+				}
+				if l := f.srv.Productivity(); len(l) != 1 {
+					t.Errorf("lines after the retry: %+v, want one", l)
+				}
+			})
+		}
+	}
+}
+
 // TestFaults runs a write under every fault in every mode.
 func TestFaults(t *testing.T) {
 	faults := []struct {
@@ -422,6 +458,7 @@ func TestFaults(t *testing.T) {
 		{odootest.FaultSerialization, false, false, 0},
 		{odootest.FaultLockConflict, false, false, 0},
 		{odootest.FaultCommitThenDrop, true, true, 0},
+		{odootest.FaultDatabaseDown, false, false, 0},
 	}
 	for _, m := range modes {
 		for _, ft := range faults {
@@ -440,6 +477,9 @@ func TestFaults(t *testing.T) {
 				}
 				if oe.RetryAfter != ft.retryWait {
 					t.Errorf("RetryAfter = %v, want %v", oe.RetryAfter, ft.retryWait)
+				}
+				if ft.fault == odootest.FaultDatabaseDown && !oe.Unavailable() {
+					t.Errorf("database down: Unavailable() false (%v)", err)
 				}
 				if ft.fault == odootest.FaultLockConflict && m.protocol == "auto" && m.version == 19 && (oe.Status != http.StatusConflict || oe.Name != "odoo.exceptions.LockError") {
 					t.Errorf("JSON-2 lock conflict %d %s, want 409 odoo.exceptions.LockError", oe.Status, oe.Name)

@@ -58,6 +58,8 @@ type Error struct {
 	timedOut bool // the request may have reached Odoo and committed
 	timeout  bool // no answer within the call's timeout
 	expired  bool // the key was accepted before and is refused now
+	busy     bool // a load's row message that is a concurrency failure (loadFailure)
+	away     bool // a load's row message that is its database away (loadFailure)
 }
 
 // Error describes the failure; it never contains the API key.
@@ -121,7 +123,51 @@ func (e *Error) Busy() bool {
 	if e.Class != Transient {
 		return false
 	}
-	return e.Status == http.StatusConflict || concurrencyFailure(e.Name)
+	return e.busy || e.Status == http.StatusConflict || concurrencyFailure(e.Name)
+}
+
+// Unavailable reports that Odoo answered but could not serve the call for
+// now: its database away (PostgreSQL restarting, failing over, out of
+// connections), a statement cancelled, the worker out of memory
+// (unavailableNames). Nothing was committed; the call is retried.
+func (e *Error) Unavailable() bool {
+	return e.Class == Transient && (e.away || unavailableNames[e.Name])
+}
+
+// Odoo's load catches every database error per row (models.py: except
+// psycopg2.Error) and answers it as a row message with HTTP 200, the whole
+// load rolled back — its server-side retry of concurrency failures never
+// sees them. These texts (PostgreSQL's own, as str(error) gives them) are
+// the database's failures, not the row's.
+var (
+	loadBusyTexts = []string{"could not serialize access", "deadlock detected", "could not obtain lock",
+		"canceling statement due to lock timeout", "cannot grab a lock"}
+	loadAwayTexts = []string{"canceling statement due to statement timeout", "current transaction is aborted",
+		"server closed the connection unexpectedly", "terminating connection", "connection already closed",
+		"ssl connection has been closed unexpectedly", "could not connect to server", "connection to server",
+		"unknown database error"}
+)
+
+// loadFailure classifies a load's error row messages: Transient (busy or
+// away) when any of them is a failure of the database — the other rows'
+// messages may be its consequences, and a row really at fault is refused
+// again when retried — else Permanent.
+func loadFailure(op, msg string) *Error {
+	e := &Error{Op: op, Name: "load", Message: msg, Class: Permanent}
+	low := strings.ToLower(msg)
+	for _, t := range loadBusyTexts {
+		if strings.Contains(low, t) {
+			e.Class, e.busy = Transient, true
+			return e
+		}
+	}
+	for _, t := range loadAwayTexts {
+		if strings.Contains(low, t) {
+			e.Class, e.away = Transient, true
+			return e
+		}
+	}
+	return e
 }
 
 // TimedOut reports that the request may have reached Odoo and committed
@@ -192,9 +238,46 @@ func concurrencyFailure(name string) bool {
 	return false
 }
 
+// unavailableNames are the exceptions Odoo answers when its database, or
+// the worker itself, cannot serve for now: PostgreSQL restarting, failing
+// over or out of connections or space, a statement cancelled, the worker
+// out of memory. Odoo 17/18 answer them over JSON-RPC with HTTP 200 (JSON-2
+// with 500), named module.Class as http.py serialize_exception does. The
+// request's transaction was rolled back; Odoo is up, its database is not.
+var unavailableNames = map[string]bool{
+	"psycopg2.OperationalError":                                     true,
+	"psycopg2.InterfaceError":                                       true, // connection already closed
+	"psycopg2.pool.PoolError":                                       true, // "The Connection Pool Is Full"
+	"psycopg2.extensions.QueryCanceledError":                        true,
+	"psycopg2.extensions.TransactionRollbackError":                  true,
+	"psycopg2.errors.QueryCanceled":                                 true, // statement timeout
+	"psycopg2.errors.AdminShutdown":                                 true,
+	"psycopg2.errors.CrashShutdown":                                 true,
+	"psycopg2.errors.CannotConnectNow":                              true, // the database starting up
+	"psycopg2.errors.DatabaseDropped":                               true,
+	"psycopg2.errors.IdleSessionTimeout":                            true,
+	"psycopg2.errors.IdleInTransactionSessionTimeout":               true,
+	"psycopg2.errors.ConnectionException":                           true,
+	"psycopg2.errors.ConnectionDoesNotExist":                        true,
+	"psycopg2.errors.ConnectionFailure":                             true,
+	"psycopg2.errors.SqlclientUnableToEstablishSqlconnection":       true,
+	"psycopg2.errors.SqlserverRejectedEstablishmentOfSqlconnection": true,
+	"psycopg2.errors.TooManyConnections":                            true,
+	"psycopg2.errors.InsufficientResources":                         true,
+	"psycopg2.errors.OutOfMemory":                                   true,
+	"psycopg2.errors.DiskFull":                                      true,
+	"psycopg2.errors.IoError":                                       true,
+	"psycopg2.errors.ReadOnlySqlTransaction":                        true, // a standby after a fail-over
+	"psycopg2.errors.InFailedSqlTransaction":                        true,
+	"psycopg2.errors.TransactionRollback":                           true,
+	"psycopg2.errors.ObjectInUse":                                   true,
+	"builtins.MemoryError":                                          true, // the worker over limit_memory_hard
+	"werkzeug.exceptions.ServiceUnavailable":                        true,
+}
+
 // classifyName classifies a JSON-RPC error by its error.data.name.
 func classifyName(name string) ErrorClass {
-	if concurrencyFailure(name) {
+	if concurrencyFailure(name) || unavailableNames[name] {
 		return Transient
 	}
 	if strings.HasSuffix(name, ".AccessDenied") {

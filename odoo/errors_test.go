@@ -23,6 +23,21 @@ func TestClassifyJSONRPCName(t *testing.T) {
 		{"psycopg2.errors.DeadlockDetected", Transient},
 		{"odoo.tools.lock.LockError", Transient},
 		{"odoo.exceptions.ConcurrencyError", Transient}, // 18+: a concurrent update that outlived the server-side retries
+		// Odoo up, its database away: 17/18 answer these over JSON-RPC
+		// with HTTP 200 (the probe: a PostgreSQL restart dead-lettered
+		// counts and a stop).
+		{"psycopg2.OperationalError", Transient},
+		{"psycopg2.InterfaceError", Transient},
+		{"psycopg2.pool.PoolError", Transient},
+		{"psycopg2.errors.QueryCanceled", Transient},
+		{"psycopg2.errors.InFailedSqlTransaction", Transient},
+		{"psycopg2.errors.ReadOnlySqlTransaction", Transient},
+		{"builtins.MemoryError", Transient},
+		{"werkzeug.exceptions.ServiceUnavailable", Transient},
+		// The row's fault, not the database's.
+		{"psycopg2.errors.UniqueViolation", Permanent},
+		{"psycopg2.errors.NotNullViolation", Permanent},
+		{"psycopg2.errors.UndefinedColumn", Permanent},
 		{"odoo.exceptions.AccessDenied", Auth},
 		{"odoo.exceptions.AccessError", Permanent},
 		{"odoo.exceptions.ValidationError", Permanent},
@@ -152,6 +167,50 @@ func TestNotFoundPageIsNoMissingRecord(t *testing.T) {
 	odoo := c.statusError("mrp.workorder.write", resp(), []byte(`{"name":"odoo.exceptions.MissingError","message":"Record does not exist"}`))
 	if !odoo.Missing() || !odoo.Permanent() {
 		t.Errorf("Odoo's 404: missing %v permanent %v", odoo.Missing(), odoo.Permanent())
+	}
+}
+
+// A 403 page comes from something in front of Odoo (a maintenance deny,
+// an address allow-list, a web firewall): Odoo's own 403 is JSON, and
+// JSON-RPC answers 200. Retried, not dead-lettered (the probe: a stop was
+// dead-lettered during a 3 s block).
+func TestForbiddenPageIsNoAccessError(t *testing.T) {
+	c := &Client{}
+	resp := &http.Response{StatusCode: http.StatusForbidden, Header: http.Header{}}
+	page := c.statusError("mrp.workorder.write", resp, []byte("<html><head><title>403 Forbidden</title></head><body>nginx</body></html>"))
+	if !page.Temporary() || page.Permanent() || !strings.Contains(page.Message, "something in front of Odoo") {
+		t.Errorf("403 page: temporary %v permanent %v %q", page.Temporary(), page.Permanent(), page.Message)
+	}
+	odoo := c.statusError("mrp.workorder.write", resp, []byte(`{"name":"odoo.exceptions.AccessError","message":"You are not allowed to modify 'Work Order' (mrp.workorder) records."}`))
+	if !odoo.Permanent() {
+		t.Errorf("Odoo's 403 (an AccessError): class %v, want permanent", odoo.Class)
+	}
+}
+
+// Real Odoo's load answers a database failure as a row message (HTTP 200,
+// ids false, rolled back): one of the database is retried, one of the row
+// is refused for good (the probe: a serialization failure in a load
+// dead-lettered a downtime line).
+func TestLoadFailure(t *testing.T) {
+	cases := []struct {
+		msg         string
+		class       ErrorClass
+		busy, unava bool
+	}{
+		{"row 0 : could not serialize access due to concurrent update\n", Transient, true, false},
+		{"row 0 : deadlock detected\nDETAIL:  Process 7 waits for ShareLock on transaction 9", Transient, true, false},
+		{`row 0 : could not obtain lock on row in relation "mrp_workcenter"`, Transient, true, false},
+		{"row 0 : canceling statement due to statement timeout", Transient, false, true},
+		{"row 0 : Unknown database error: 'current transaction is aborted, commands ignored until end of transaction block'", Transient, false, true},
+		{"row 0 : server closed the connection unexpectedly", Transient, false, true},
+		{"row 0 loss_id: No matching record found for name 'Jam' in field 'Loss Reason'", Permanent, false, false},
+		{"row 0 : null value in column \"loss_id\" violates not-null constraint; row 1 : could not serialize access due to concurrent update", Transient, true, false},
+	}
+	for _, tc := range cases {
+		e := loadFailure("mrp.workcenter.productivity.load", tc.msg)
+		if e.Class != tc.class || e.Busy() != tc.busy || e.Unavailable() != tc.unava || e.Message != tc.msg {
+			t.Errorf("%q: class %v busy %v unavailable %v, want %v %v %v", tc.msg, e.Class, e.Busy(), e.Unavailable(), tc.class, tc.busy, tc.unava)
+		}
 	}
 }
 

@@ -679,7 +679,7 @@ func (c *Client) load(ctx context.Context, model string, fields []string, rows [
 		if len(msgs) == 0 {
 			msgs = append(msgs, fmt.Sprintf("got %d ids for %d rows", len(ids), len(rows)))
 		}
-		return nil, &Error{Op: model + ".load", Name: "load", Message: strings.Join(msgs, "; "), Class: Permanent}
+		return nil, loadFailure(model+".load", c.clean(strings.Join(msgs, "; "), maxMessage))
 	}
 	return ids, nil
 }

@@ -20,18 +20,19 @@ type odooError struct {
 func (e *odooError) Error() string { return e.name + ": " + e.msg }
 
 const (
-	excUser       = "odoo.exceptions.UserError"
-	excValidation = "odoo.exceptions.ValidationError"
-	excAccess     = "odoo.exceptions.AccessError"
-	excDenied     = "odoo.exceptions.AccessDenied"
-	excMissing    = "odoo.exceptions.MissingError"
-	excValue      = "builtins.ValueError"
-	excType       = "builtins.TypeError"
-	excAttr       = "builtins.AttributeError"
-	excKey        = "builtins.KeyError"
-	excSerialize  = "psycopg2.errors.SerializationFailure"
-	excLock       = "psycopg2.errors.LockNotAvailable"
-	excLockError  = "odoo.exceptions.LockError"
+	excUser        = "odoo.exceptions.UserError"
+	excValidation  = "odoo.exceptions.ValidationError"
+	excAccess      = "odoo.exceptions.AccessError"
+	excDenied      = "odoo.exceptions.AccessDenied"
+	excMissing     = "odoo.exceptions.MissingError"
+	excValue       = "builtins.ValueError"
+	excType        = "builtins.TypeError"
+	excAttr        = "builtins.AttributeError"
+	excKey         = "builtins.KeyError"
+	excSerialize   = "psycopg2.errors.SerializationFailure"
+	excLock        = "psycopg2.errors.LockNotAvailable"
+	excOperational = "psycopg2.OperationalError"
+	excLockError   = "odoo.exceptions.LockError"
 )
 
 func userError(format string, a ...any) *odooError {

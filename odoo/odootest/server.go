@@ -50,17 +50,22 @@ const (
 	// FaultHTTP503 answers 503 with Retry-After; nothing runs.
 	FaultHTTP503
 	// FaultSerialization fails with a serialization failure after Odoo's own retries; nothing is committed.
+	// A load answers it as real Odoo's load does: ids false and the error as a row message (HTTP 200).
 	FaultSerialization
 	// FaultLockConflict fails with a lock conflict (JSON-2 409 odoo.exceptions.LockError, JSON-RPC
-	// psycopg2 LockNotAvailable); nothing is committed.
+	// psycopg2 LockNotAvailable); nothing is committed. A load answers it as a row message, as
+	// FaultSerialization.
 	FaultLockConflict
 	// FaultCommitThenDrop runs and commits the call, then drops the connection unanswered.
 	FaultCommitThenDrop
+	// FaultDatabaseDown fails as Odoo does when its PostgreSQL is away (restarting, failing
+	// over): psycopg2.OperationalError, over JSON-RPC with HTTP 200, over JSON-2 500; nothing runs.
+	FaultDatabaseDown
 )
 
 // String names the fault.
 func (f Fault) String() string {
-	return [...]string{"none", "http502", "http503", "serialization", "lock-conflict", "commit-then-drop"}[f]
+	return [...]string{"none", "http502", "http503", "serialization", "lock-conflict", "commit-then-drop", "database-down"}[f]
 }
 
 // Call is one logged request.
@@ -929,7 +934,7 @@ func (s *Server) common(addr, method string, args []any) (any, *odooError) {
 		login, _ := args[1].(string)
 		password, _ := args[2].(string)
 		if db != s.opts.Database {
-			return nil, &odooError{"psycopg2.OperationalError", fmt.Sprintf("connection to server failed: FATAL:  database \"%s\" does not exist", db)}
+			return nil, &odooError{excOperational, fmt.Sprintf("connection to server failed: FATAL:  database \"%s\" does not exist", db)}
 		}
 		// service/common.py exp_authenticate answers False for any
 		// AccessDenied, the cooldown's included.
@@ -994,9 +999,9 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, addr, db string, uid
 	s.mu.Lock()
 	if proto == "jsonrpc" {
 		if db != s.opts.Database {
-			s.logCall(proto, modelName, method, uid, 200, "psycopg2.OperationalError")
+			s.logCall(proto, modelName, method, uid, 200, excOperational)
 			s.mu.Unlock()
-			fail(&odooError{"psycopg2.OperationalError", fmt.Sprintf("database \"%s\" does not exist", db)})
+			fail(&odooError{excOperational, fmt.Sprintf("database \"%s\" does not exist", db)})
 			return
 		}
 		if err := s.assertCanAuth(addr, func() bool { return s.checkUID(uid, key) }); err != nil {
@@ -1024,8 +1029,37 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, addr, db string, uid
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = io.WriteString(w, "<html><body><h1>503 Service Unavailable</h1></body></html>")
 		return
+	case FaultDatabaseDown:
+		e := &odooError{excOperational, "connection to server at \"localhost\" (127.0.0.1), port 5432 failed: Connection refused\n" +
+			"\tIs the server running on that host and accepting TCP/IP connections?\n"}
+		status := http.StatusInternalServerError
+		if proto == "jsonrpc" {
+			status = 200
+		}
+		s.logCall(proto, modelName, method, uid, status, "fault:"+fault.String())
+		s.mu.Unlock()
+		if proto == "jsonrpc" {
+			fail(e)
+		} else {
+			json2Fail(status, e)
+		}
+		return
 	case FaultSerialization, FaultLockConflict:
 		e := &odooError{excSerialize, "could not serialize access due to concurrent update"}
+		if method == "load" {
+			// models.py load catches every psycopg2.Error per row and
+			// answers it as a message, rolled back, with HTTP 200 — its
+			// server-side retry never sees it.
+			msg := "could not serialize access due to concurrent update\n"
+			if fault == FaultLockConflict {
+				msg = "could not obtain lock on row in relation \"" + strings.ReplaceAll(modelName, ".", "_") + "\"\n"
+			}
+			s.logCall(proto, modelName, method, uid, 200, "fault:"+fault.String())
+			s.mu.Unlock()
+			reply(map[string]any{"ids": false, "messages": []any{map[string]any{
+				"type": "error", "record": 0, "rows": map[string]any{"from": 0, "to": 0}, "message": msg}}})
+			return
+		}
 		status := http.StatusInternalServerError
 		if fault == FaultLockConflict {
 			// Over JSON-RPC the database's own error after Odoo's retries;
