@@ -39,7 +39,10 @@ import (
 
 // Options are the agent's run-time settings that are not in the config file.
 type Options struct {
-	Logger   *slog.Logger
+	Logger *slog.Logger
+	// LogLevel, if set, is the level Logger's handler logs from: a reload
+	// sets it from log.level.
+	LogLevel *slog.LevelVar
 	Registry *prometheus.Registry // nil: a private registry with the Go and process collectors
 	Version  string
 	// StopTimeout bounds the orderly stop after the context ends (default 20s).
@@ -655,6 +658,7 @@ func (a *Agent) reload(ctx context.Context, path string) error {
 	}{
 		{"site", next.Site != cur.Site}, {"data_dir", next.DataDir != cur.DataDir}, {"listen", next.Listen != cur.Listen},
 		{"buffer", !reflect.DeepEqual(next.Buffer, cur.Buffer)}, {"odoo", !reflect.DeepEqual(next.Odoo, cur.Odoo)},
+		{"log.format", next.Log.Format != cur.Log.Format},
 	} {
 		if k.changed {
 			later = append(later, k.name)
@@ -664,6 +668,15 @@ func (a *Agent) reload(ctx context.Context, path string) error {
 		a.log.Warn("reload: these settings changed and take effect only after a restart; the running agent keeps the old ones",
 			"settings", strings.Join(later, ", "))
 		next.Site, next.DataDir, next.Listen, next.Buffer, next.Odoo = cur.Site, cur.DataDir, cur.Listen, cur.Buffer, cur.Odoo
+		next.Log.Format = cur.Log.Format
+	}
+	// log.level at once (forward.rate and forward.backoff_max from the
+	// forwarder's next round: applyForward).
+	if lv := a.opts.LogLevel; lv != nil && next.Log.Level != cur.Log.Level {
+		var level slog.Level
+		if level.UnmarshalText([]byte(next.Log.Level)) == nil {
+			lv.Set(level)
+		}
 	}
 	a.configMu.Lock()
 	a.reloadErr, a.pendingRestart = nil, later

@@ -382,8 +382,9 @@ func (p *plant) startAgentWith(baselines bool) *runningAgent {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(agenttest.LogWriter{T: p.t}, &p.logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := agent.New(cfg, agent.Options{Logger: log, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh, OutageReminder: p.outageReminder, APIIdleTimeout: p.apiIdle, BacklogClockSlack: p.scrapSlack, BacklogAge: p.scrapBacklog})
+	level := new(slog.LevelVar) // info; a reload sets it from log.level
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(agenttest.LogWriter{T: p.t}, &p.logs), &slog.HandlerOptions{Level: level}))
+	a, err := agent.New(cfg, agent.Options{Logger: log, LogLevel: level, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh, OutageReminder: p.outageReminder, APIIdleTimeout: p.apiIdle, BacklogClockSlack: p.scrapSlack, BacklogAge: p.scrapBacklog})
 	if err != nil {
 		p.t.Fatal(err)
 	}

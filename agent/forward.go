@@ -102,6 +102,7 @@ type forwarder struct {
 	unmapped map[string]time.Time
 	limiter  *rate.Limiter
 	bo       *connectors.Backoff
+	boMax    config.Duration // forward.backoff_max bo was given (applyForward)
 	kick     chan struct{}
 
 	connected bool
@@ -236,16 +237,37 @@ type setupError struct {
 func (e *setupError) Error() string { return "odoo client: " + e.err.Error() }
 func (e *setupError) Unwrap() error { return e.err }
 
+// callRate is forward.rate as a limit (10/s when unset).
+func callRate(fw config.Forward) rate.Limit {
+	if fw.Rate <= 0 {
+		return 10
+	}
+	return rate.Limit(fw.Rate)
+}
+
+// applyForward takes forward.rate and forward.backoff_max as the
+// configuration has them now: a reload changes them for the next round
+// (they were kept from the start while the log said "configuration
+// reloaded": the reload probe throttled Odoo to 1 call/s and it went on
+// getting 20).
+func (f *forwarder) applyForward() {
+	fw := f.a.cfg.Load().Forward
+	if r := callRate(fw); r != f.limiter.Limit() {
+		f.limiter.SetLimit(r)
+	}
+	if fw.BackoffMax != f.boMax {
+		f.bo.SetMax(fw.BackoffMax.D())
+		f.boMax = fw.BackoffMax
+	}
+}
+
 func newForwarder(a *Agent) *forwarder {
 	fw := a.cfg.Load().Forward
-	ratePerSec := fw.Rate
-	if ratePerSec <= 0 {
-		ratePerSec = 10
-	}
 	return &forwarder{
 		a:            a,
-		limiter:      rate.NewLimiter(rate.Limit(ratePerSec), 1),
+		limiter:      rate.NewLimiter(callRate(fw), 1),
 		bo:           connectors.NewBackoff(time.Second, fw.BackoffMax.D()),
+		boMax:        fw.BackoffMax,
 		kick:         make(chan struct{}, 1),
 		unmapped:     map[string]time.Time{},
 		wcs:          map[string]odoo.Workcenter{},
@@ -358,6 +380,7 @@ func (f *forwarder) run(ctx context.Context) {
 		}
 	}
 	for {
+		f.applyForward()
 		before := f.linkSnapshot() // call() may show the link online mid-round
 		roundStart, waited := time.Now(), f.rateWaited.Load()
 		more, err := f.round(ctx)

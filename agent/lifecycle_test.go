@@ -1054,3 +1054,50 @@ func TestConcurrencyFailureInALoadIsRetried(t *testing.T) {
 		t.Errorf("%d loads failed, want the 2 injected", faults)
 	}
 }
+
+// A reload applies forward.rate, forward.backoff_max and log.level; a new
+// log.format waits for a restart and status says so (the reload probe:
+// all four were kept from the start while the log said "configuration
+// reloaded" — Odoo, throttled to 1 call/s, went on getting 20).
+func TestReloadAppliesRateAndLogLevel(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3"}})
+	ra := p.startAgent()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			for _, m := range p.machines {
+				p.produce(m, 1, 0)
+			}
+		}
+	})
+	defer func() { close(stop); wg.Wait() }()
+	callsIn := func(d time.Duration) int {
+		from := len(p.odoo.Calls())
+		time.Sleep(d)
+		return len(p.odoo.Calls()) - from
+	}
+	if n := callsIn(2 * time.Second); n < 10 {
+		t.Fatalf("%d calls to Odoo in 2 s at forward.rate 200 with three machines producing; the test needs more", n)
+	}
+	p.editConfig("  rate: 200\n", "  rate: 1\n")
+	p.editConfig("forward:\n", "log:\n  level: warn\n  format: json\nforward:\n")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // a round under way when the reload came ends at the old rate
+	if n := callsIn(4 * time.Second); n > 6 {
+		t.Errorf("%d calls to Odoo in 4 s after forward.rate was reloaded to 1/s", n)
+	}
+	if l := p.logs.String(); strings.Contains(l, "configuration reloaded") {
+		t.Errorf("an INFO line after log.level was reloaded to warn:\n%s", l)
+	}
+	if got := ra.a.Status().Config.RestartNeededFor; !slices.Equal(got, []string{"log.format"}) {
+		t.Errorf("restart_needed_for %v, want [log.format]", got)
+	}
+}

@@ -31,6 +31,19 @@ func NewBackoff(min, max time.Duration) *Backoff {
 	)}
 }
 
+// SetMax moves the ceiling's cap to max (a reload): a lower cap starts
+// the schedule again from min, so no wait above it comes after.
+func (b *Backoff) SetMax(max time.Duration) {
+	if max < b.exp.InitialInterval {
+		max = b.exp.InitialInterval
+	}
+	lower := max < b.exp.MaxInterval
+	b.exp.MaxInterval = max
+	if lower {
+		b.exp.Reset()
+	}
+}
+
 // NextBackOff returns the next wait.
 func (b *Backoff) NextBackOff() time.Duration {
 	ceil := b.exp.NextBackOff()

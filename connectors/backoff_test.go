@@ -44,3 +44,26 @@ func TestBackoffReset(t *testing.T) {
 		}
 	}
 }
+
+// A reload that lowers the cap holds from the next wait on; one that
+// raises it lets the ceiling grow past the old cap.
+func TestBackoffSetMax(t *testing.T) {
+	b := NewBackoff(time.Second, time.Minute)
+	for range 10 {
+		b.NextBackOff() // the ceiling at the cap of a minute
+	}
+	b.SetMax(2 * time.Second)
+	for i := range 50 {
+		if d := b.NextBackOff(); d > 2*time.Second {
+			t.Fatalf("wait %d after the cap was lowered to 2s: %v", i, d)
+		}
+	}
+	b.SetMax(time.Hour)
+	var most time.Duration
+	for range 200 {
+		most = max(most, b.NextBackOff())
+	}
+	if most <= time.Minute {
+		t.Errorf("longest of 200 waits %v after the cap was raised to an hour, want some above the old minute", most)
+	}
+}

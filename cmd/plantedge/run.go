@@ -46,18 +46,20 @@ func newRunCmd() *cobra.Command {
 // newLogger builds the agent's logger from the config's log section,
 // writing to stderr; when that is the journal's stream (under systemd),
 // lines carry their priority and no time of their own.
-func newLogger(c *config.Config) *slog.Logger {
+func newLogger(c *config.Config) (*slog.Logger, *slog.LevelVar) {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Log.Level))
-	opts := &slog.HandlerOptions{Level: level}
+	lv := new(slog.LevelVar) // a reload sets it (log.level)
+	lv.Set(level)
+	opts := &slog.HandlerOptions{Level: lv}
 	inner := func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewTextHandler(w, o) }
 	if c.Log.Format == "json" {
 		inner = func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewJSONHandler(w, o) }
 	}
 	if journal.Attached(os.Stderr) {
-		return slog.New(journal.NewHandler(os.Stderr, opts, inner))
+		return slog.New(journal.NewHandler(os.Stderr, opts, inner)), lv
 	}
-	return slog.New(inner(os.Stderr, opts))
+	return slog.New(inner(os.Stderr, opts)), lv
 }
 
 // defaultMemoryLimit is the Go runtime's soft memory limit for the agent
@@ -90,7 +92,7 @@ func (o *runOptions) Run(ctx context.Context) error {
 	if err := checkOwner(cfg.DataDir); err != nil {
 		return err
 	}
-	log := newLogger(cfg)
+	log, level := newLogger(cfg)
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// Measured: the garbage collector's headroom is most of what each
 		// OPC UA session adds (100 sessions: peak RSS 78 MB by default, 57-59
@@ -99,7 +101,7 @@ func (o *runOptions) Run(ctx context.Context) error {
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
 	ver, _ := buildInfo()
-	a, err := agent.New(cfg, agent.Options{Logger: log, Version: ver})
+	a, err := agent.New(cfg, agent.Options{Logger: log, LogLevel: level, Version: ver})
 	if err != nil {
 		return err
 	}
