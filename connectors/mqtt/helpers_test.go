@@ -214,13 +214,20 @@ func freePort(t testing.TB) int {
 // kind is "tcp", "tls" (needs tlsCfg) or "ws".
 func startMochi(t testing.TB, kind string, tlsCfg *tls.Config, caps func(*mochi.Capabilities)) string {
 	t.Helper()
+	return startMochiHook(t, kind, tlsCfg, caps, new(allowHook))
+}
+
+// startMochiHook is startMochi with hook deciding who may connect and
+// read or write what.
+func startMochiHook(t testing.TB, kind string, tlsCfg *tls.Config, caps func(*mochi.Capabilities), hook mochi.Hook) string {
+	t.Helper()
 	opts := &mochi.Options{Logger: slog.New(slog.DiscardHandler)}
 	if caps != nil {
 		opts.Capabilities = mochi.NewDefaultServerCapabilities()
 		caps(opts.Capabilities)
 	}
 	srv := mochi.New(opts)
-	if err := srv.AddHook(new(allowHook), nil); err != nil {
+	if err := srv.AddHook(hook, nil); err != nil {
 		t.Fatal(err)
 	}
 	var url string
@@ -460,3 +467,25 @@ func (h *allowHook) Provides(b byte) bool {
 func (h *allowHook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
 
 func (h *allowHook) OnACLCheck(*mochi.Client, string, bool) bool { return true }
+
+// aclHook is allowHook but for the topics in deny, which no client may
+// subscribe to (mochi then answers SUBACK 0x80, as an ACL does).
+type aclHook struct {
+	allowHook
+	mu   sync.Mutex
+	deny map[string]bool
+}
+
+func (h *aclHook) ID() string { return "acl" }
+
+func (h *aclHook) OnACLCheck(_ *mochi.Client, topic string, write bool) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return write || !h.deny[topic]
+}
+
+func (h *aclHook) allow(topic string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.deny, topic)
+}

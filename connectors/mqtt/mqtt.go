@@ -19,8 +19,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -116,6 +118,9 @@ type Source struct {
 	errMu     sync.Mutex
 	lastErr   string
 	lastErrAt time.Time
+	// refused are the topics the broker refuses to subscribe to, as the
+	// last connection or retry found them (noteRefused).
+	refused map[string]byte
 
 	// queue of received messages not yet handed to the sink, in receive order.
 	qMu    sync.Mutex
@@ -297,6 +302,43 @@ func (s *Source) Stats() Stats {
 	}
 }
 
+// wasRefused reports whether the broker refused topic at the last try.
+func (s *Source) wasRefused(topic string) bool {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	_, ok := s.refused[topic]
+	return ok
+}
+
+// noteRefused takes the topics the broker refuses now: each newly refused
+// one is logged (its signals get no values), each it takes again too, and
+// status's last error names them while any is refused.
+func (s *Source) noteRefused(refused map[string]byte) {
+	s.errMu.Lock()
+	prev := s.refused
+	s.refused = refused
+	s.errMu.Unlock()
+	for _, t := range slices.Sorted(maps.Keys(refused)) {
+		if _, ok := prev[t]; !ok {
+			s.log.Warn("mqtt broker refuses the subscription to a topic: its signals get no values; the broker's other topics are read, and this one is asked for again with backoff (the broker's ACL must let this client read it)",
+				"topic", t, "code", fmt.Sprintf("0x%02x", refused[t]), "client_id", s.cfg.ClientID)
+		}
+	}
+	for _, t := range slices.Sorted(maps.Keys(prev)) {
+		if _, ok := refused[t]; !ok {
+			s.log.Info("mqtt broker now takes the subscription to a topic it refused", "topic", t)
+		}
+	}
+	if len(refused) > 0 {
+		var parts []string
+		for _, t := range slices.Sorted(maps.Keys(refused)) {
+			parts = append(parts, fmt.Sprintf("%q (code 0x%02x)", t, refused[t]))
+		}
+		s.setErr(fmt.Errorf("subscribe %s: refused by broker: its ACL must let client_id %q read it; the other topics are read, this one is asked for again",
+			strings.Join(parts, ", "), s.cfg.ClientID))
+	}
+}
+
 func (s *Source) setErr(err error) {
 	s.errMu.Lock()
 	s.lastErr, s.lastErrAt = err.Error(), time.Now()
@@ -414,8 +456,46 @@ func (s *Source) Run(ctx context.Context) error {
 		connectedAt := time.Now()
 		s.connects.Add(1)
 		s.state.Store(connectors.StateConnected)
+		s.noteRefused(sess.refused)
+		s.serve(ctx, sess, bo, connectedAt, &shortLived)
+	}
+	if parent.Err() == nil {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			s.setErr(cause)
+			return fmt.Errorf("mqtt %s: %w", s.cfg.Name, cause)
+		}
+	}
+	return nil
+}
 
+// serve waits on a connected session until ctx ends or the connection is
+// lost (then it sleeps the backoff before Run connects again), asking the
+// broker again, with a backoff of its own, for the topics it refused.
+func (s *Source) serve(ctx context.Context, sess *session, bo *connectors.Backoff, connectedAt time.Time, shortLived *int) {
+	var retry <-chan time.Time
+	retryBo := connectors.NewBackoff(s.cfg.BackoffMin, s.cfg.BackoffMax)
+	arm := func() {
+		t := time.NewTimer(max(retryBo.NextBackOff(), s.cfg.BackoffMin))
+		retry = t.C
+	}
+	if len(sess.refused) > 0 {
+		arm()
+	}
+	for {
 		select {
+		case <-retry:
+			still, err := sess.subscribe(ctx, slices.Sorted(maps.Keys(sess.refused)))
+			if err != nil {
+				s.log.Debug("mqtt subscribe retry not answered", "err", err)
+				still = sess.refused
+			}
+			sess.refused = still
+			s.noteRefused(still)
+			retry = nil
+			if len(still) > 0 {
+				arm()
+			}
+			continue
 		case <-ctx.Done():
 			sess.close(250)
 		case err := <-sess.lost:
@@ -428,36 +508,30 @@ func (s *Source) Run(ctx context.Context) error {
 			// something after CONNACK) must not become a reconnect a second.
 			if up := time.Since(connectedAt); up >= stableConnection {
 				bo.Reset()
-				shortLived = 0
+				*shortLived = 0
 				s.log.Warn("mqtt connection lost", "err", err)
 			} else {
 				// Once is a broker going down (killed, restarted) soon after
 				// we connected; again and again is another client taking
 				// the session over with the same client id (a broker keeps
 				// one session per client id and drops the other).
-				shortLived++
-				if shortLived < kickedAfter {
+				*shortLived++
+				if *shortLived < kickedAfter {
 					s.log.Warn("mqtt connection lost soon after connecting", "err", err, "up", up.Round(time.Millisecond))
 					s.setErr(fmt.Errorf("%w (lost %s after connecting)", err, up.Round(time.Millisecond)))
 				} else {
 					s.log.Warn("mqtt connection lost right after connecting, again and again: another client is probably using this client_id (a broker keeps one session per client id and drops the other)",
-						"err", err, "client_id", s.cfg.ClientID, "up", up.Round(time.Millisecond), "times", shortLived)
+						"err", err, "client_id", s.cfg.ClientID, "up", up.Round(time.Millisecond), "times", *shortLived)
 					// status shows it too: the source is "connected" most of the time.
-					s.setErr(fmt.Errorf("%w (lost %s after connecting, %d times in a row: another client using client_id %q?)", err, up.Round(time.Millisecond), shortLived, s.cfg.ClientID))
+					s.setErr(fmt.Errorf("%w (lost %s after connecting, %d times in a row: another client using client_id %q?)", err, up.Round(time.Millisecond), *shortLived, s.cfg.ClientID))
 				}
 			}
 			// A lost connection is retried after a jittered delay so a
 			// broker restart does not get every agent back at once.
-			_ = s.sleep(ctx, bo.NextBackOff()) // an error is ctx's, which ends the loop
+			_ = s.sleep(ctx, bo.NextBackOff()) // an error is ctx's, which ends Run's loop
 		}
+		return
 	}
-	if parent.Err() == nil {
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
-			s.setErr(cause)
-			return fmt.Errorf("mqtt %s: %w", s.cfg.Name, cause)
-		}
-	}
-	return nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

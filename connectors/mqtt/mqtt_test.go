@@ -610,3 +610,44 @@ func TestTLSMismatchHint(t *testing.T) {
 		}
 	}
 }
+
+// A topic the broker refuses to subscribe to (an ACL: SUBACK 0x80) leaves
+// the session up: the other topics flow and are acknowledged, status
+// names the refused one, and it is asked for again until the broker takes
+// it (the mosquitto probe: the source disconnected at every refusal before
+// acknowledging what the resumed session had sent, and every topic of the
+// broker stood still).
+func TestRefusedTopicLeavesTheOthersFlowing(t *testing.T) {
+	hook := &aclHook{deny: map[string]bool{"secret/state": true}}
+	url := startMochiHook(t, "tcp", nil, nil, hook)
+	sink := make(chanSink, 100)
+	r := start(t, Config{URL: url, ClientID: "acl", Topics: []string{"ok/count", "secret/state"}}, sink)
+	waitConnected(t, r, 1)
+	if e := r.Stats().LastError; !strings.Contains(e, `"secret/state" (code 0x80)`) {
+		t.Errorf("last error %q, want the refused topic named", e)
+	}
+	p := newPublisher(t, url, nil)
+	for i := range 30 {
+		p.pub(t, "ok/count", fmt.Append(nil, i))
+		s := sink.next(t)
+		if s.Address != "ok/count" || string(s.Payload) != fmt.Sprint(i) {
+			t.Fatalf("sample %d: %s %q", i, s.Address, s.Payload)
+		}
+		s.Done()
+	}
+	waitFor(t, "30 acknowledged", func() bool { return r.Stats().Acked == 30 })
+	hook.allow("secret/state")
+	waitFor(t, "the refused topic read once the broker takes it", func() bool {
+		p.pub(t, "secret/state", []byte("1"))
+		select {
+		case s := <-sink:
+			s.Done()
+			return s.Address == "secret/state"
+		case <-time.After(50 * time.Millisecond):
+			return false
+		}
+	})
+	if st := r.Stats(); st.Connects != 1 || r.State() != connectors.StateConnected {
+		t.Errorf("%d connects, state %s: want the one session throughout", st.Connects, r.State())
+	}
+}

@@ -27,6 +27,11 @@ type session struct {
 
 	lost chan error // cap 1: connection lost after being established
 
+	// refused are the topics the broker refused to subscribe to (SUBACK
+	// 0x80) at connect, with their codes: the session goes on with the
+	// others and Run asks for these again now and then.
+	refused map[string]byte
+
 	mu       sync.Mutex
 	pending  []*entry        // received, PUBACK not yet sent, in receive order
 	strays   map[string]bool // topics not ours this session unsubscribed from
@@ -85,38 +90,61 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 		s.supersede(sess.gen)
 	}
 
-	filters := make(map[string]byte, len(s.cfg.Topics))
-	for _, t := range s.cfg.Topics {
-		filters[t] = 1
-	}
 	// Subscribing on every connect is what restores the subscriptions when
 	// the broker lost the session (paho does not, with ResumeSubs off or on).
-	stok := sess.client.SubscribeMultiple(filters, nil)
-	if err := waitToken(ctx, stok, s.cfg.ConnectTimeout); err != nil {
+	refused, err := sess.subscribe(ctx, s.cfg.Topics)
+	if err != nil {
 		sess.client.Disconnect(0)
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
-	if st, ok := stok.(*paho.SubscribeToken); ok {
-		for topic, code := range st.Result() {
-			if code == 0x91 && sess.present.Load() {
-				// mochi answers "packet identifier in use" (an MQTT 5 code)
-				// when our SUBSCRIBE's id collides with a message it is
-				// resending in the resumed session, although the two flows'
-				// ids are independent. The resumed session still holds the
-				// subscription, so carry on instead of reconnecting in a loop.
-				s.log.Info("mqtt broker refused a re-subscribe of a resumed session; keeping the session's subscription",
-					"topic", topic, "code", fmt.Sprintf("0x%02x", code))
-				continue
-			}
-			if code >= 0x80 {
-				sess.client.Disconnect(0)
-				return nil, fmt.Errorf("subscribe %q: refused by broker (code 0x%02x)", topic, code)
-			}
-		}
-	}
+	// A topic refused (an ACL: mosquitto's dynamic security, EMQX, HiveMQ
+	// answer 0x80) does not end the session: the others are read, and
+	// messages already taken in are acknowledged (the mosquitto probe: a
+	// disconnect here, before the acker ran, left the broker resending the
+	// same unacknowledged window at every reconnect, and every topic of
+	// the broker stood still).
+	sess.refused = refused
 	sess.ackerWG.Add(1)
 	go sess.acker()
 	return sess, nil
+}
+
+// subscribe subscribes to topics with QoS 1 and returns those the broker
+// refused, with their codes. err is the SUBSCRIBE not answered.
+func (ss *session) subscribe(ctx context.Context, topics []string) (refused map[string]byte, err error) {
+	s := ss.src
+	filters := make(map[string]byte, len(topics))
+	for _, t := range topics {
+		filters[t] = 1
+	}
+	stok := ss.client.SubscribeMultiple(filters, nil)
+	if err := waitToken(ctx, stok, s.cfg.ConnectTimeout); err != nil {
+		return nil, err
+	}
+	st, ok := stok.(*paho.SubscribeToken)
+	if !ok {
+		return nil, nil
+	}
+	for topic, code := range st.Result() {
+		if code == 0x91 && ss.present.Load() && !s.wasRefused(topic) {
+			// mochi answers "packet identifier in use" (an MQTT 5 code)
+			// when our SUBSCRIBE's id collides with a message it is
+			// resending in the resumed session, although the two flows'
+			// ids are independent. The resumed session still holds the
+			// subscription — unless the broker refused it before (the
+			// probe: then the topic went silently dead) — so carry on.
+			s.log.Info("mqtt broker refused a re-subscribe of a resumed session; keeping the session's subscription",
+				"topic", topic, "code", fmt.Sprintf("0x%02x", code))
+			continue
+		}
+		if code >= 0x80 {
+			if refused == nil {
+				refused = map[string]byte{}
+			}
+			refused[topic] = code
+		}
+	}
+	return refused, nil
 }
 
 // clientOptions are the paho options every connection to the broker shares:
