@@ -850,6 +850,20 @@ type sourceHandle struct {
 	done     chan struct{}      // closed when run returned
 }
 
+// gaveUp reports whether the source's run has returned while it was to
+// run: it gave up (a TLS file it cannot use).
+func (h *sourceHandle) gaveUp() bool {
+	if h.done == nil {
+		return false
+	}
+	select {
+	case <-h.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // readPassword reads a source's password from its file or environment
 // variable; with neither there is none.
 func readPassword(file, env string) (string, error) {
@@ -1036,7 +1050,10 @@ func (a *Agent) applySources(cfg *config.Config) {
 	var fresh []*sourceHandle
 	for i, s := range srcs {
 		k := string(s.kind) + "/" + s.name
-		if h := running[k]; h != nil && reflect.DeepEqual(h.settings, s.settings) {
+		// One that gave up is started again: its cause (a CA file) may be
+		// fixed although its settings are the same (the mosquitto probe:
+		// only a restart brought it back).
+		if h := running[k]; h != nil && reflect.DeepEqual(h.settings, s.settings) && !h.gaveUp() {
 			srcs[i] = h // unchanged: keep it running
 			delete(running, k)
 			continue
@@ -1056,7 +1073,7 @@ func (a *Agent) applySources(cfg *config.Config) {
 		go func() {
 			defer close(s.done)
 			if err := s.run(sctx); err != nil && sctx.Err() == nil {
-				a.log.Error("source stopped", "source", s.name, "err", err)
+				a.log.Error("source stopped: it starts again at the next reload (systemctl reload plantedge) once the cause is fixed", "source", s.name, "err", err)
 			}
 		}()
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -1100,4 +1101,31 @@ func TestReloadAppliesRateAndLogLevel(t *testing.T) {
 	if got := ra.a.Status().Config.RestartNeededFor; !slices.Equal(got, []string{"log.format"}) {
 		t.Errorf("restart_needed_for %v, want [log.format]", got)
 	}
+}
+
+// A source that gave up (a CA file missing, then one that holds no
+// certificate) starts again at a reload once the file is changed, its
+// settings the same (the mosquitto probe: only a restart brought it back).
+func TestReloadRestartsASourceThatGaveUp(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ca := filepath.Join(p.dir, "broker-ca.pem")
+	url := strings.TrimPrefix(p.broker.URL(), "tcp://")
+	p.editConfig(fmt.Sprintf("url: %q\n", p.broker.URL()), fmt.Sprintf("url: %q\n    ca_file: %q\n", "ssl://"+url, ca))
+	p.downSources = map[string]bool{"broker": true}
+	ra := p.startAgentWith(false)
+	stopped := func(n int, why string) {
+		t.Helper()
+		waitFor(t, 15*time.Second, fmt.Sprintf("the source stopped %d times", n), func() (bool, string) {
+			l := p.logs.String()
+			return strings.Count(l, "source stopped") == n && strings.Contains(l, why), ""
+		})
+	}
+	stopped(1, "no such file")
+	if err := os.WriteFile(ca, []byte("not a certificate\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	stopped(2, "no PEM")
 }

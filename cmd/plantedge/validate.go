@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -238,14 +239,29 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 		readable(p+".cert_file", s.CertFile, what)
 		readable(p+".key_file", s.KeyFile, what)
 	}
+	// certs also checks that a CA file holds a certificate (the mosquitto
+	// probe: a private key given as ca_file passed as OK).
+	certs := func(path, file, what string) {
+		if file == "" {
+			return
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			readable(path, file, what)
+			return
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			warn(path, fmt.Sprintf("%s holds no PEM certificate (BEGIN CERTIFICATE): %s", file, what))
+		}
+	}
 	for i, b := range cfg.MQTT {
 		p := fmt.Sprintf("mqtt[%d]", i)
 		what := "the agent would give up on MQTT broker " + b.Name
-		readable(p+".ca_file", b.CAFile, what)
+		certs(p+".ca_file", b.CAFile, what)
 		readable(p+".cert_file", b.CertFile, what)
 		readable(p+".key_file", b.KeyFile, what)
 	}
-	readable("odoo.ca_file", cfg.Odoo.CAFile, "the agent could not reach Odoo")
+	certs("odoo.ca_file", cfg.Odoo.CAFile, "the agent could not reach Odoo")
 	if fi, err := os.Stat(cfg.DataDir); err == nil && !fi.IsDir() {
 		warn("data_dir", fmt.Sprintf("%s is not a directory: the agent could not keep its buffer there", cfg.DataDir))
 	} else if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {

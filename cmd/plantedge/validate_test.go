@@ -122,6 +122,15 @@ func TestValidateWarnsAboutTheMachine(t *testing.T) {
 	if _, errOut, err = runValidate(t, "-c", path); err != nil || strings.Contains(errOut, "readable by every user") {
 		t.Errorf("files in a closed directory: %v\n%s", err, errOut)
 	}
+	// A CA file that holds no certificate (a key given for it): the agent
+	// refuses it and gives up on the broker (the mosquitto probe: OK).
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := "mqtt[0].ca_file: " + filepath.Join(dir, "ca.pem") + " holds no PEM certificate (BEGIN CERTIFICATE): the agent would give up on MQTT broker broker"
+	if _, errOut, err = runValidate(t, "-c", path); err != nil || !strings.Contains(errOut, want) {
+		t.Errorf("a CA file without a certificate: %v, want %q in:\n%s", err, want, errOut)
+	}
 }
 
 // Three slips validate said nothing about, each of which the agent stumbles
