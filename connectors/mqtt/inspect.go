@@ -61,7 +61,7 @@ func Inspect(ctx context.Context, cfg Config, wait time.Duration) ([]TopicInfo, 
 	})
 	c := paho.NewClient(opts)
 	if err := waitToken(ctx, c.Connect(), cfg.ConnectTimeout); err != nil {
-		return nil, fmt.Errorf("connect %s: %w", redactURL(cfg.URL), err)
+		return nil, tlsMismatch(cfg.URL, fmt.Errorf("connect %s: %w", redactURL(cfg.URL), err))
 	}
 	defer c.Disconnect(100)
 	filters := map[string]byte{}

@@ -357,7 +357,9 @@ func tlsMismatch(rawURL string, err error) error {
 	switch {
 	case (u.Scheme == "tcp" || u.Scheme == "mqtt") && (strings.Contains(msg, "connection reset by peer") || strings.Contains(msg, "EOF")):
 		return fmt.Errorf("%w (a TLS port? use ssl:// for a listener that takes TLS, usually port 8883)", err)
-	case (u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "mqtts") && (strings.Contains(msg, "first record does not look like a TLS handshake") || strings.Contains(msg, "EOF")):
+	case (u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "mqtts") && (strings.Contains(msg, "first record does not look like a TLS handshake") ||
+		strings.Contains(msg, "EOF") || strings.Contains(msg, "connection reset by peer")):
+		// Mosquitto resets a plain listener's connection at a ClientHello.
 		return fmt.Errorf("%w (a plain MQTT port? use tcp:// for it, or the broker's TLS port, usually 8883)", err)
 	}
 	return err

@@ -600,6 +600,8 @@ func TestTLSMismatchHint(t *testing.T) {
 	for _, tc := range []struct{ url, err, hint string }{
 		{"ssl://127.0.0.1:1883", "connect ssl://127.0.0.1:1883: network Error : EOF", "a plain MQTT port? use tcp://"},
 		{"tls://h:1883", "tls: first record does not look like a TLS handshake", "a plain MQTT port? use tcp://"},
+		// Mosquitto's plain listener resets at a ClientHello (the mosquitto probe).
+		{"ssl://localhost:1883", "connect ssl://localhost:1883: network Error : read tcp 127.0.0.1:40312->127.0.0.1:1883: read: connection reset by peer", "a plain MQTT port? use tcp://"},
 		{"tcp://10.1.2.10:8883", "connect tcp://10.1.2.10:8883: read tcp 10.0.0.5:51234->10.1.2.10:8883: read: connection reset by peer", "a TLS port? use ssl://"},
 		{"tcp://h:1883", "not Authorized", ""},
 		{"ssl://h:8883", "x509: certificate signed by unknown authority", ""},
