@@ -1030,19 +1030,9 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, addr, db string, uid
 		_, _ = io.WriteString(w, "<html><body><h1>503 Service Unavailable</h1></body></html>")
 		return
 	case FaultDatabaseDown:
-		e := &odooError{excOperational, "connection to server at \"localhost\" (127.0.0.1), port 5432 failed: Connection refused\n" +
-			"\tIs the server running on that host and accepting TCP/IP connections?\n"}
-		status := http.StatusInternalServerError
-		if proto == "jsonrpc" {
-			status = 200
-		}
-		s.logCall(proto, modelName, method, uid, status, "fault:"+fault.String())
-		s.mu.Unlock()
-		if proto == "jsonrpc" {
-			fail(e)
-		} else {
-			json2Fail(status, e)
-		}
+		s.failFault(proto, modelName, method, uid, fault, http.StatusInternalServerError, fail, json2Fail,
+			&odooError{excOperational, "connection to server at \"localhost\" (127.0.0.1), port 5432 failed: Connection refused\n" +
+				"\tIs the server running on that host and accepting TCP/IP connections?\n"})
 		return
 	case FaultSerialization, FaultLockConflict:
 		e := &odooError{excSerialize, "could not serialize access due to concurrent update"}
@@ -1072,16 +1062,7 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, addr, db string, uid
 			}
 			status = http.StatusConflict
 		}
-		if proto == "jsonrpc" {
-			status = 200
-		}
-		s.logCall(proto, modelName, method, uid, status, "fault:"+fault.String())
-		s.mu.Unlock()
-		if proto == "jsonrpc" {
-			fail(e)
-		} else {
-			json2Fail(status, e)
-		}
+		s.failFault(proto, modelName, method, uid, fault, status, fail, json2Fail, e)
 		return
 	}
 	s.curUID = uid
@@ -1114,6 +1095,23 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, addr, db string, uid
 		json2Fail(status, oerr)
 	default:
 		reply(res)
+	}
+}
+
+// failFault answers an injected fault with e: over JSON-RPC with HTTP 200
+// (Odoo's JSON-RPC errors), over JSON-2 with json2Code. It unlocks s.mu.
+func (s *Server) failFault(proto, modelName, method string, uid int64, fault Fault, json2Code int,
+	fail func(*odooError), json2Fail func(int, *odooError), e *odooError) {
+	status := json2Code
+	if proto == "jsonrpc" {
+		status = 200
+	}
+	s.logCall(proto, modelName, method, uid, status, "fault:"+fault.String())
+	s.mu.Unlock()
+	if proto == "jsonrpc" {
+		fail(e)
+	} else {
+		json2Fail(status, e)
 	}
 }
 
