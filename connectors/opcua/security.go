@@ -1,6 +1,7 @@
 package opcua
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -207,10 +208,20 @@ type clientParams struct {
 	username, password string
 	requestTimeout     time.Duration
 	lifetime           time.Duration // secure channel token lifetime; 0: gopcua's default
+	sessionTimeout     time.Duration // 0: defaultSessionTimeout
 	// serverCert, if set, gets the certificate of the endpoint chosen for a
 	// secure connection (after the pin, if any, matched).
 	serverCert func(der []byte)
 }
+
+// defaultSessionTimeout is how long the server keeps a session the agent
+// no longer uses (one left when the edge box lost power, or the agent was
+// killed): gopcua asks for 20 minutes, and a PLC with few session slots
+// then refused the restarted agent that long (the OPC UA probe:
+// BadTooManySessions for 150 s and counting). The agent makes a new session
+// itself whenever one fails, so a long one buys it nothing; its requests
+// (publish, reads) come far more often than this.
+const defaultSessionTimeout = 2 * time.Minute
 
 // minChunk is the smallest message chunk OPC UA lets an endpoint ask for
 // (Part 6, 7.1.2.3).
@@ -247,6 +258,7 @@ func clientOptions(ctx context.Context, p clientParams) ([]opcua.Option, error) 
 		opcua.RequestTimeout(p.requestTimeout),
 		opcua.ApplicationName("plantedge"),
 		opcua.SessionName("plantedge"),
+		opcua.SessionTimeout(cmp.Or(p.sessionTimeout, defaultSessionTimeout)),
 	}
 	if p.lifetime > 0 {
 		opts = append(opts, opcua.Lifetime(p.lifetime))

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -360,6 +361,7 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		password:       s.cfg.Password,
 		requestTimeout: s.cfg.RequestTimeout,
 		lifetime:       s.cfg.channelLifetime,
+		sessionTimeout: s.sessionTimeout(),
 		serverCert:     s.noteServerCert,
 	})
 	cancel()
@@ -448,6 +450,13 @@ func (s *Source) noteServerCert(der []byte) {
 }
 
 // dial builds and connects a client; on failure nothing is left open.
+// sessionTimeout is the session lifetime the source asks for: short
+// (defaultSessionTimeout), but well beyond the gaps between its requests
+// (polls, heartbeats).
+func (s *Source) sessionTimeout() time.Duration {
+	return max(defaultSessionTimeout, 4*s.cfg.HeartbeatTimeout, 4*s.cfg.PollInterval)
+}
+
 func dial(ctx context.Context, p clientParams) (*opcua.Client, error) {
 	opts, err := clientOptions(ctx, p)
 	if err != nil {
@@ -704,9 +713,23 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 		// heartbeat; say so, a quiet line would look dead.
 		s.log.Warn("server time (ns=0;i=2258) not monitorable; heartbeat relies on data changes")
 	}
-	pending, polled := ref.retry, ref.poll // to monitor later; polled meanwhile
+	pending, polled := ref.retry, ref.poll  // to monitor later; polled meanwhile
+	items, listed := ref.items, ref.refused // monitored items by client handle; nodes refused at creation
+	// gone are the nodes lost while monitored, with the server's answer,
+	// until a good value comes: listed as refused meanwhile (a server may
+	// take the item again and answer the same).
+	gone := map[uint32]ua.StatusCode{}
+	showRefused := func() {
+		r := append(slices.Clone(s.unavailable), listed...)
+		for _, idx := range slices.Sorted(maps.Keys(gone)) {
+			if !slices.ContainsFunc(listed, func(n RefusedNode) bool { return n.Node == s.nodes[idx].addr }) {
+				r = append(r, RefusedNode{Node: s.nodes[idx].addr, Status: statusName(gone[idx])})
+			}
+		}
+		s.setRefused(r)
+	}
 	s.setPolled(len(polled))
-	s.setRefused(append(slices.Clone(s.unavailable), ref.refused...))
+	showRefused()
 	if len(polled) > 0 {
 		s.log.Warn("server cannot monitor some nodes; polling them", "nodes", len(polled), "err", ref.pollErr, "poll_interval", s.cfg.PollInterval)
 	}
@@ -752,9 +775,10 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 				} else if len(ref.poll) < len(polled) {
 					s.log.Info("server now monitors nodes it polled", "nodes", len(polled)-len(ref.poll), "still_polled", len(ref.poll))
 				}
-				pending, polled = ref.retry, ref.poll
+				pending, polled, listed = ref.retry, ref.poll, ref.refused
+				maps.Copy(items, ref.items)
 				s.setPolled(len(polled))
-				s.setRefused(append(slices.Clone(s.unavailable), ref.refused...))
+				showRefused()
 			}
 		case <-pollT.C:
 			if len(polled) > 0 {
@@ -780,6 +804,38 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 					if err := s.deliver(ctx, int(item.ClientHandle-1), item.Value, rx, false, s.cfg.HeartbeatTimeout); err != nil {
 						return false, err
 					}
+					idx := item.ClientHandle - 1
+					if item.Value == nil || !nodeRefused(item.Value.Status) {
+						if _, ok := gone[idx]; ok {
+							delete(gone, idx)
+							showRefused()
+						}
+						continue
+					}
+					// The node went away under its monitored item (a program
+					// download, a gateway's project reloaded): the server
+					// notifies no more on that item, even once the node is
+					// back (the OPC UA probe: no value for 45 s, the session
+					// alive on the server's clock). The item goes; the node
+					// is monitored anew, as one refused at the start.
+					id, ok := items[item.ClientHandle]
+					if !ok {
+						continue
+					}
+					delete(items, item.ClientHandle)
+					uctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+					_, err := sub.Unmonitor(uctx, id)
+					cancel()
+					if err != nil {
+						s.log.Debug("monitored item of a node gone not deleted", "node", s.nodes[idx].addr, "err", err)
+					}
+					if _, ok := gone[idx]; !ok {
+						s.log.Warn("node gone from the server while monitored (a program download?); monitoring it anew until the server has it again",
+							"node", s.nodes[idx].addr, "status", statusName(item.Value.Status))
+					}
+					gone[idx] = item.Value.Status
+					pending = append(pending, idx)
+					showRefused()
 				}
 			case *ua.StatusChangeNotification:
 				if !statusGood(v.Status) {
@@ -799,6 +855,9 @@ type refusal struct {
 	noBeat  bool          // the server-time item was refused
 	pollErr ua.StatusCode // the first refusal of a polled node
 	refused []RefusedNode // the retry nodes and the server's answers
+	// items are the monitored items created, by client handle (the node's
+	// index + 1): their server ids.
+	items map[uint32]uint32
 }
 
 // refusesMonitoring reports a refusal that polling works around: the server
@@ -822,7 +881,7 @@ func refusesMonitoring(err error) bool {
 // retried later; on the first call those it does not know yet get one bad
 // sample each, and those it cannot monitor are polled.
 func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua.NodeID, pending []uint32, first bool) (refusal, error) {
-	var out refusal
+	out := refusal{items: map[uint32]uint32{}}
 	mk := func(nid *ua.NodeID, handle uint32) *ua.MonitoredItemCreateRequest {
 		r := opcua.NewMonitoredItemCreateRequestWithDefaults(nid, ua.AttributeIDValue, handle)
 		r.RequestedParameters.QueueSize = s.cfg.QueueSize
@@ -850,6 +909,7 @@ func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua
 		for i, r := range res.Results {
 			h := reqs[i].RequestedParameters.ClientHandle
 			if statusGood(r.StatusCode) {
+				out.items[h] = r.MonitoredItemID
 				continue
 			}
 			if h == heartbeatHandle {

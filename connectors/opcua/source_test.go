@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -327,11 +328,53 @@ func TestBadStatusIsNotGood(t *testing.T) {
 	if st := src.Stats(); st.BadValues < 4 {
 		t.Errorf("BadValues = %d, want >= 4", st.BadValues)
 	}
-	// The nodes the server will not serve are listed for status. gopcua's
-	// server monitors an unknown node (its values carry BadNodeIdUnknown,
-	// above); a namespace it lacks is refused before that.
-	if r := src.Stats().Refused; len(r) != 1 || r[0].Node != "nsu=urn:absent;s=X" || !strings.Contains(r[0].Status, "not in the server's namespace array") {
-		t.Errorf("Refused = %+v, want the absent namespace", r)
+	// The nodes the server will not serve are listed for status: a
+	// namespace it lacks is refused before anything is asked; gopcua's
+	// server monitors an unknown node, whose values carry BadNodeIdUnknown
+	// (above) — listed once its first value came.
+	waitUntil(t, 10*time.Second, func() bool {
+		r := src.Stats().Refused
+		return len(r) == 2 && r[0].Node == "nsu=urn:absent;s=X" && strings.Contains(r[0].Status, "not in the server's namespace array") &&
+			r[1].Node == "ns=1;s=Nope" && r[1].Status == "BadNodeIdUnknown"
+	})
+}
+
+// A node that goes away under its monitored item (a program download, a
+// gateway's project reloaded) and comes back: the server notifies no more
+// on the old item, so the node is monitored anew — listed as refused while
+// it is gone — and its value read once it is back (the OPC UA probe: no
+// value for 45 s while the session lived on the server's clock, and
+// nothing said).
+func TestNodeGoneWhileMonitoredIsMonitoredAnew(t *testing.T) {
+	ts := startInProcess(t, 0)
+	var gone atomic.Bool
+	var val atomic.Int64
+	val.Store(10)
+	nid := ua.NewStringNodeID(ts.ns.ID(), "Dyn")
+	ts.ns.AddNode(varNode(nid, "Dyn", func() *ua.DataValue {
+		if gone.Load() {
+			return dv(nil, ua.StatusBadNodeIDUnknown)
+		}
+		return dv(int32(val.Load()), ua.StatusOK)
+	}))
+	col := newCollector()
+	src := runSource(t, Config{Endpoint: ts.url, Nodes: []string{"ns=1;s=Dyn"},
+		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 3 * time.Second}, col)
+	col.waitFor(t, 0, 10*time.Second, "initial", func(s connectors.Sample) bool { return s.Initial && s.Good })
+	gone.Store(true)
+	ts.srv.ChangeNotification(nid)
+	col.waitFor(t, 0, 10*time.Second, "the node gone", func(s connectors.Sample) bool { return !s.Good })
+	waitUntil(t, 10*time.Second, func() bool { // the gone node listed as refused
+		r := src.Stats().Refused
+		return len(r) == 1 && r[0].Node == "ns=1;s=Dyn" && r[0].Status == "BadNodeIdUnknown"
+	})
+	from := col.len()
+	gone.Store(false)
+	val.Store(77) // no notification to the old item: the new one reads it
+	col.waitFor(t, from, 15*time.Second, "the value once the node is back", func(s connectors.Sample) bool { return s.Good && s.Value == int64(77) })
+	waitUntil(t, 10*time.Second, func() bool { return len(src.Stats().Refused) == 0 }) // no longer listed
+	if st := src.Stats(); st.SessionsCreated != 1 {
+		t.Errorf("%d sessions, want the one throughout", st.SessionsCreated)
 	}
 }
 
@@ -647,5 +690,42 @@ func TestOneReadIsOneReceipt(t *testing.T) {
 	}
 	if d := offset(all[1]) - offset(all[0]); d > 100*time.Millisecond || d < -100*time.Millisecond {
 		t.Errorf("the clocks of one read's two values are %v apart", d)
+	}
+}
+
+// The session asked for lives minutes, not gopcua's 20: one left behind by
+// an agent that died (power cut, kill -9) must not hold a PLC's few
+// session slots that long (the OPC UA probe: BadTooManySessions for 150 s
+// and counting after the restart). A source with a long heartbeat or poll
+// interval asks for more than its requests' gaps.
+// (node-opcua's server: gopcua's revises every request to 0, its bounds
+// lacking their unit.)
+func TestSessionTimeoutIsShort(t *testing.T) {
+	srv := startNodeServer(t, "NO_SECURITY=1")
+	sec, errs := parseSecurity("None", "None", "")
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := dial(ctx, clientParams{endpoint: srv.Endpoint, sec: sec, requestTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeClient(c)
+	if got := c.Session().RevisedTimeout(); got != defaultSessionTimeout {
+		t.Errorf("session timeout %v, want %v", got, defaultSessionTimeout)
+	}
+	for _, tc := range []struct {
+		heartbeat, poll, want time.Duration
+	}{
+		{30 * time.Second, time.Second, defaultSessionTimeout},
+		{time.Minute, time.Second, 4 * time.Minute},
+		{30 * time.Second, 10 * time.Minute, 40 * time.Minute},
+	} {
+		s := &Source{cfg: Config{HeartbeatTimeout: tc.heartbeat, PollInterval: tc.poll}}
+		if got := s.sessionTimeout(); got != tc.want {
+			t.Errorf("heartbeat %v, poll %v: session timeout %v, want %v", tc.heartbeat, tc.poll, got, tc.want)
+		}
 	}
 }
