@@ -102,8 +102,11 @@ type forwarder struct {
 	unmapped map[string]time.Time
 	limiter  *rate.Limiter
 	bo       *connectors.Backoff
-	boMax    config.Duration // forward.backoff_max bo was given (applyForward)
-	kick     chan struct{}
+	// loggedLocal: a round that failed in the buffer was logged; again
+	// only after a round went through.
+	loggedLocal bool
+	boMax       config.Duration // forward.backoff_max bo was given (applyForward)
+	kick        chan struct{}
 
 	connected bool
 	// restoreChecked: checkRestored has looked (once a run); restored is
@@ -176,6 +179,10 @@ type forwarder struct {
 	// those the current round took (run's goroutine).
 	accept       map[string]*acceptReq
 	roundAccepts map[string]*acceptReq
+	// bookedPrunedFull is the buffer's DiskFullSince at that pruning: a
+	// full disk prunes at once. bookedFullSaid: the DiskFullSince whose
+	// bookings not kept were logged.
+	bookedPrunedFull, bookedFullSaid time.Time
 	// bookedAdded is the bytes of bookings kept since then (keepBooked).
 	bookedAdded int64
 	// backlogClear is, by machine and signal, what madeEarlier last found:
@@ -439,6 +446,19 @@ func (f *forwarder) run(ctx context.Context) {
 				// stay in step.
 				wait = spread(f.a.cfg.Load().Forward.Interval.D())
 			}
+		case localFailure(err):
+			// The buffer could not record what the round did (the disk
+			// full, a failing device): Odoo is not at fault, and its link
+			// keeps its state (the disk probe: a full disk's ENOSPC on an
+			// acknowledgement showed Odoo offline and was logged as "odoo
+			// cannot be reached as configured"). What Odoo took is sent
+			// again next round; it takes it again as the same.
+			wait, floor = f.bo.NextBackOff(), time.Second
+			if !f.loggedLocal {
+				f.loggedLocal = true
+				log.Error("the buffer could not record what odoo took (the disk full? a failing device?): the round is done again once it can, odoo takes it again as the same; free space on the disk",
+					"err", err, "next_attempt_in", wait.Round(time.Millisecond))
+			}
 		default:
 			var oe *odoo.Error
 			isOE := errors.As(err, &oe)
@@ -589,9 +609,13 @@ func (f *forwarder) run(ctx context.Context) {
 			wait, floor = max(wait, left+rand.N(min(left/4, 30*time.Second)+1)), max(floor, left)
 			f.link.Settle = f.settleUntil
 		}
+		if err == nil {
+			f.loggedLocal = false
+		}
 		f.link.NextAttempt = time.Now().Add(wait)
+		up := f.link.State == "online"
 		f.mu.Unlock()
-		f.a.metrics.odooUp.Set(boolGauge(err == nil))
+		f.a.metrics.odooUp.Set(boolGauge(up))
 		f.a.metrics.authFailed.Set(boolGauge(f.link.State == "auth_failed"))
 		if wait > 0 && !f.sleep(ctx, wait, floor) {
 			return
@@ -1449,7 +1473,9 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 	for _, c := range p.clears {
 		meta = append(meta, buffer.KV{Key: scrapMetaKey(c.machine)}, carryKV(c.machine, c.carry))
 		if c.booked != nil {
-			meta = append(meta, f.keepBooked(time.Now(), bookedEntry{Machine: c.machine, Scrap: c.booked, Workorder: c.bookedOn}))
+			if kv, ok := f.keepBooked(time.Now(), bookedEntry{Machine: c.machine, Scrap: c.booked, Workorder: c.bookedOn}); ok {
+				meta = append(meta, kv)
+			}
 		}
 		if c.draft != nil {
 			meta = append(meta, buffer.KV{Key: scrapDraftKey(c.machine, c.draft.XMLID), Value: mustJSON(*c.draft)})
@@ -1530,6 +1556,17 @@ func (f *forwarder) deadLetterKeyAs(ctx context.Context, key string, upTo uint64
 			"records", len(mine), "first_seq", mine[0].Seq, "last_seq", mine[len(mine)-1].Seq, "reason", reason)
 		return nil
 	})
+}
+
+// localFailure reports a round that failed in the buffer, not at Odoo:
+// the disk full (or the quota, for what a round writes), a failing device,
+// a read-only file system.
+func localFailure(err error) bool {
+	var oe *odoo.Error
+	if errors.As(err, &oe) {
+		return false
+	}
+	return errors.Is(err, buffer.ErrFull) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EROFS)
 }
 
 // outageLike reports a failure that comes and goes by itself — the link or

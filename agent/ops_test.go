@@ -2423,3 +2423,69 @@ func TestReloadRemovesTheSeriesOfAMachineGone(t *testing.T) {
 		t.Errorf("no series of press-1 after the reload:\n%s", body)
 	}
 }
+
+// A full disk with Odoo back: the backlog of stops drains while the disk
+// is still full. What Odoo confirms is not kept for rebook meanwhile (it
+// took the room of the stops not yet sent, which the quota then dropped
+// with Odoo online), and a round the buffer cannot record is not blamed on
+// Odoo (the disk probe: "odoo cannot be reached as configured" and Odoo
+// offline, for an ENOSPC).
+func TestDiskFullWithOdooBackDrains(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	data := mountSmallDataDir(t, p)
+	ra := p.startAgent()
+	p.produce(p.machines[0], 1, 0)
+	p.waitExactQty(ra, "press-1", 1)
+	p.odoo.SetDown(true)
+	// A stop is keyed by its start's millisecond (here the payload's ts).
+	stopAndRun := func() {
+		for _, m := range p.machines {
+			p.stop(m, "JAM")
+			p.run(m)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	for i := 0; ra.a.Status().Buffer.Lanes["events"].Bytes < 700<<10; i++ {
+		if i > 100000 {
+			t.Fatal("the backlog does not grow")
+		}
+		stopAndRun()
+	}
+	filler := fillDisk(t, data)
+	waitFor(t, 60*time.Second, "the buffer keeping to its file", func() (bool, string) {
+		stopAndRun()
+		st := ra.a.Status()
+		return st.Buffer.DiskFullSeconds > 0, fmt.Sprintf("%+v", st.Buffer)
+	})
+	dropped := ra.a.Status().Buffer.Lanes["events"].Dropped // by the quota, Odoo away: as designed
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	waitFor(t, 120*time.Second, "the backlog drained with the disk full", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0 && st.Odoo.State == "online", fmt.Sprintf("pending %d, odoo %+v", st.Buffer.Pending, st.Odoo)
+	})
+	for range 300 { // the machines go on
+		stopAndRun()
+	}
+	waitFor(t, 60*time.Second, "the stops since booked", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0, fmt.Sprintf("pending %d", st.Buffer.Pending)
+	})
+	st := ra.a.Status()
+	if st.Buffer.DiskFullSeconds == 0 {
+		t.Fatal("the disk no longer full: the test needs it full throughout")
+	}
+	if d := st.Buffer.Lanes["events"].Dropped; d != dropped {
+		t.Errorf("%d stops dropped with Odoo back (%d before)", d-dropped, dropped)
+	}
+	l := p.logs.String()
+	if strings.Contains(l, "odoo cannot be reached as configured") {
+		t.Errorf("the full disk blamed on Odoo:\n%s", l)
+	}
+	if !strings.Contains(l, "bookings Odoo confirms are not kept for plantedge rebook") {
+		t.Errorf("no word that bookings are not kept while the disk is full:\n%s", l)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -96,20 +96,36 @@ func parseBookedKey(key string) (at time.Time, xmlid string, ok bool) {
 	return time.UnixMilli(n), xmlid, ok && err == nil
 }
 
-// keepBooked is bookedKV, counted towards the next pruneBooked.
-func (f *forwarder) keepBooked(at time.Time, e bookedEntry) buffer.KV {
-	kv := bookedKV(at, e)
+// keepBooked is bookedKV, counted towards the next pruneBooked — none
+// (ok false) while a full disk holds the buffer to its file: the records
+// not yet in Odoo come first, and an acknowledgement that only deletes
+// needs no room the disk lacks (the disk probe: the bookings kept took the
+// room of events not yet sent, which were dropped with Odoo back).
+func (f *forwarder) keepBooked(at time.Time, e bookedEntry) (kv buffer.KV, ok bool) {
+	if since := f.a.buf.DiskFullSince(); !since.IsZero() {
+		if !f.bookedFullSaid.Equal(since) {
+			f.bookedFullSaid = since
+			f.a.log.Warn("DISK FULL: bookings Odoo confirms are not kept for plantedge rebook until the disk has room", "since", since)
+		}
+		return buffer.KV{}, false
+	}
+	kv = bookedKV(at, e)
 	f.bookedAdded += int64(len(kv.Key) + len(kv.Value))
-	return kv
+	return kv, true
 }
 
 // bookedBudget is the most the bookings kept may weigh: a twentieth of
-// buffer.max_bytes (they count against it: a small quota is for records).
+// buffer.max_bytes (they count against it: a small quota is for records),
+// and of the buffer's budget while a full disk holds it lower.
 func (f *forwarder) bookedBudget() int64 {
+	b := int64(math.MaxInt64)
 	if cfg := f.a.cfg.Load(); cfg != nil && cfg.Buffer.MaxBytes > 0 {
-		return int64(cfg.Buffer.MaxBytes) / 20
+		b = int64(cfg.Buffer.MaxBytes) / 20
 	}
-	return math.MaxInt64
+	if st := f.a.buf.Stats(); !st.DiskFullSince.IsZero() && st.LimitBytes > 0 {
+		b = min(b, st.LimitBytes/20)
+	}
+	return b
 }
 
 // pruneBooked forgets, every bookedPruneEvery — or sooner, once the
@@ -120,10 +136,12 @@ func (f *forwarder) bookedBudget() int64 {
 // was cut below them and every append failed (the spec audit).
 func (f *forwarder) pruneBooked(ctx context.Context) error {
 	budget := f.bookedBudget()
-	if time.Since(f.bookedPruned) < bookedPruneEvery && f.bookedAdded <= budget/2 {
+	full := f.a.buf.DiskFullSince()
+	if time.Since(f.bookedPruned) < bookedPruneEvery && f.bookedAdded <= budget/2 && full.Equal(f.bookedPrunedFull) {
 		return nil
 	}
-	f.bookedPruned, f.bookedAdded = time.Now(), 0
+	// At once when a full disk lowered the budget.
+	f.bookedPruned, f.bookedAdded, f.bookedPrunedFull = time.Now(), 0, full
 	var keys []string
 	var sizes []int64
 	var total int64

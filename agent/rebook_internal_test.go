@@ -2,9 +2,13 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,8 +82,12 @@ func TestBookedKeptAWeekAndBounded(t *testing.T) {
 	}
 	var burst []buffer.KV
 	for i := range 5 {
-		burst = append(burst, f.keepBooked(now.Add(time.Duration(i)*time.Millisecond),
-			bookedEntry{Machine: "m1", Line: &odoo.Downtime{XMLID: downtimeXMLID("s", "m1", int64(10+i))}}))
+		kv, ok := f.keepBooked(now.Add(time.Duration(i)*time.Millisecond),
+			bookedEntry{Machine: "m1", Line: &odoo.Downtime{XMLID: downtimeXMLID("s", "m1", int64(10+i))}})
+		if !ok {
+			t.Fatal("a booking not kept with room on the disk")
+		}
+		burst = append(burst, kv)
 	}
 	if err := buf.PutMeta(ctx, burst...); err != nil {
 		t.Fatal(err)
@@ -112,5 +120,24 @@ func TestBookedChecksum(t *testing.T) {
 	older := mustJSON(bookedEntry{Machine: "m1", Scrap: &odoo.Scrap{XMLID: "x", Qty: 2}})
 	if e, ok := decodeBooked(older); !ok || e.Scrap.Qty != 2 {
 		t.Errorf("an older version's booking (no checksum) is not taken: %+v, %v", e, ok)
+	}
+}
+
+// A round that failed in the buffer is not Odoo's failure; one that failed
+// at Odoo, even for its database's full disk, is.
+func TestLocalFailure(t *testing.T) {
+	for _, tc := range []struct {
+		err   error
+		local bool
+	}{
+		{fmt.Errorf("ack downtime records: %w", buffer.ErrDiskFull), true},
+		{fmt.Errorf("ack: %w", &os.PathError{Op: "write", Path: "buffer.db", Err: syscall.ENOSPC}), true},
+		{fmt.Errorf("ack: %w", &os.PathError{Op: "write", Path: "buffer.db", Err: syscall.EIO}), true},
+		{&odoo.Error{Op: "mrp.workorder.write", Name: "psycopg2.errors.DiskFull", Class: odoo.Transient, Err: syscall.ENOSPC}, false},
+		{&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, false},
+	} {
+		if got := localFailure(tc.err); got != tc.local {
+			t.Errorf("localFailure(%v) = %v, want %v", tc.err, got, tc.local)
+		}
 	}
 }
