@@ -446,6 +446,7 @@ func (q *Queue) runTxCapped(cur *state, reqs []*request, maxSize int) (err error
 		q.pend[l] = t.pend[l][:0]
 	}
 	q.commits.Add(1)
+	q.backFile()
 	*cur = t.w
 	q.mu.Lock()
 	q.st = t.w

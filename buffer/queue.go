@@ -365,7 +365,11 @@ type Queue struct {
 	fileLostAt time.Time                   // committer only: the last attempt to write it back
 	restored   atomic.Uint64               // files written back after being deleted or replaced
 	broken     atomic.Pointer[brokenError] // set when the file could not be reopened after a shrink
-	failed     chan struct{}               // closed with broken
+	// backed is how much of the file has disk blocks (backFile; committer
+	// only, and Open); backFailed: a failure to give the rest was logged.
+	backed     int64
+	backFailed bool
+	failed     chan struct{} // closed with broken
 }
 
 // Open opens (or creates) the buffer file at path. A file that bbolt cannot
@@ -456,6 +460,7 @@ func Open(path string, opts Options) (*Queue, error) {
 		close(q.done)
 		return q, nil
 	}
+	q.backFile()
 	q.makeReserve()
 	go q.run(st)
 	return q, nil
