@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -308,6 +309,23 @@ func TestCorruptBufferRecovered(t *testing.T) {
 	p.produce(p.machines[0], 6, 0)
 	p.produce(p.machines[0], 5, 0)
 	p.waitExact(ra, 15*time.Second)
+	// After a restart (or a start that moved the file aside and then
+	// failed: the disk probe found no trace of it once the next start ran
+	// on a fresh file) the file set aside is still shown, until deleted.
+	ra.stop()
+	if got := p.offlineStatus().Buffer.SetAside; !slices.Equal(got, []string{moved}) {
+		t.Errorf("stopped status: corrupt files %q, want %q", got, moved)
+	}
+	ra = p.startAgentWith(false)
+	if st := ra.a.Status(); st.Buffer.Recovered != "" || !slices.Equal(st.Buffer.SetAside, []string{moved}) {
+		t.Errorf("after a restart: recovered %q, corrupt files %q, want none and %q", st.Buffer.Recovered, st.Buffer.SetAside, moved)
+	}
+	if err := os.Remove(moved); err != nil {
+		t.Fatal(err)
+	}
+	if got := ra.a.Status().Buffer.SetAside; len(got) != 0 {
+		t.Errorf("corrupt files %q after it was deleted", got)
+	}
 }
 
 // A counter read one below its last value (a reading out of order, a

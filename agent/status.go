@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -76,6 +77,11 @@ type BufferStatus struct {
 	Merged           uint64                `json:"merged"`
 	Lanes            map[string]LaneStatus `json:"lanes"`
 	Recovered        string                `json:"recovered_corrupt_file,omitempty"`
+	// SetAside are the buffer files moved aside as corrupt that are still
+	// in data_dir (this run's Recovered among them): their records were
+	// not forwarded. Listed until someone deletes them — a start that
+	// moved one aside and then failed (a full disk) left no other trace.
+	SetAside []string `json:"corrupt_files,omitempty"`
 	// Held counts the records that wait for a work order in progress (or for
 	// a machine's work center to resolve, or scrap for a draft in Odoo to be
 	// validated there): flush does not wait for them.
@@ -722,13 +728,33 @@ func deadLetterNote(pc pendingCount) string {
 	return fmt.Sprintf("%v good pieces Odoo refused are in the dead letters, not in Odoo (plantedge deadletter list)", tidy(pc.deadGood))
 }
 
+// setAside lists the buffer files moved aside as corrupt next to path
+// (<path>.corrupt-<UTC time>), oldest first.
+func setAside(path string) []string {
+	found, _ := filepath.Glob(globEscape(path) + ".corrupt-*")
+	slices.Sort(found)
+	return found
+}
+
+// globEscape escapes filepath.Match's special characters in s.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 func bufferStatus(cfg *config.Config, buf *buffer.Queue) BufferStatus {
 	s := buf.Stats()
 	bs := BufferStatus{
 		Path: cfg.BufferPath(), Pending: s.Pending, Bytes: s.Bytes, FileBytes: s.FileBytes,
 		MaxBytes: int64(cfg.Buffer.MaxBytes), OldestAgeSeconds: age(s.Oldest), DeadLetters: s.DeadLetters,
 		Dropped: s.Dropped, DeadLettersDropped: s.DeadDropped, Merged: s.Merged, Lanes: map[string]LaneStatus{}, Recovered: buf.Recovered(),
-		FileRestored: s.Restored,
+		FileRestored: s.Restored, SetAside: setAside(cfg.BufferPath()),
 	}
 	if !s.DiskFullSince.IsZero() {
 		bs.DiskFullSeconds, bs.LimitBytes = age(s.DiskFullSince), s.LimitBytes

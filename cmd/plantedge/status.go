@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -192,6 +193,11 @@ func printStatus(w io.Writer, st agent.Status) {
 	}
 	if b.Recovered != "" {
 		fmt.Fprintf(w, "          WARNING: the buffer file was corrupt and was moved to %s\n", b.Recovered)
+	}
+	if others := slices.DeleteFunc(slices.Clone(b.SetAside), func(p string) bool { return p == b.Recovered }); len(others) > 0 {
+		fmt.Fprintf(w, "          WARNING: %s moved aside as corrupt earlier, records in %s not forwarded: %s (look, then delete %s)\n",
+			plural(len(others), "buffer file"), map[bool]string{true: "it", false: "them"}[len(others) == 1], strings.Join(others, ", "),
+			map[bool]string{true: "it", false: "them"}[len(others) == 1])
 	}
 	if b.WriteError != "" {
 		why := "disk failing? file system read-only?"

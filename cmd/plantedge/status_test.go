@@ -321,3 +321,17 @@ func TestStatusShowsASwitchWaitingForTheNewOdoo(t *testing.T) {
 		t.Errorf("a switch shown without one:\n%s", s)
 	}
 }
+
+// Buffer files moved aside as corrupt are shown until deleted — this run's
+// once, as the one moved now.
+func TestStatusShowsCorruptFilesSetAside(t *testing.T) {
+	var out bytes.Buffer
+	now, old := "/var/lib/plantedge/buffer.db.corrupt-20261203T040000.000Z", "/var/lib/plantedge/buffer.db.corrupt-20261101T080000.000Z"
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Buffer: agent.BufferStatus{Recovered: now, SetAside: []string{old, now}}})
+	s := out.String()
+	if !strings.Contains(s, "the buffer file was corrupt and was moved to "+now) ||
+		!strings.Contains(s, "1 buffer file moved aside as corrupt earlier, records in it not forwarded: "+old+" (look, then delete it)") ||
+		strings.Count(s, now) != 1 {
+		t.Errorf("status:\n%s", s)
+	}
+}
