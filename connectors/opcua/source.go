@@ -487,11 +487,11 @@ func (s *Source) readAll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 	for i := range all {
 		all[i] = uint32(i)
 	}
-	return s.readIdx(ctx, c, ids, all, initial)
+	return s.readIdx(ctx, c, ids, all, initial, s.cfg.PollInterval)
 }
 
 // readIdx is readAll for the nodes with the given indexes.
-func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, idxs []uint32, initial bool) error {
+func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, idxs []uint32, initial bool, gap time.Duration) error {
 	type item struct {
 		idx int
 		id  *ua.NodeID
@@ -522,7 +522,7 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 			if dv != nil && nodeRefused(dv.Status) {
 				s.readRefused = append(s.readRefused, RefusedNode{Node: s.nodes[batch[i].idx].addr, Status: statusName(dv.Status)})
 			}
-			if err := s.deliver(ctx, batch[i].idx, dv, now, initial, s.cfg.PollInterval); err != nil {
+			if err := s.deliver(ctx, batch[i].idx, dv, now, initial, gap); err != nil {
 				return err
 			}
 		}
@@ -533,7 +533,7 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 		nid := ids[i]
 		if nid == nil {
 			dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: ua.StatusBadNodeIDUnknown}
-			if err := s.deliver(ctx, int(i), dv, connectors.Receive(), initial, s.cfg.PollInterval); err != nil {
+			if err := s.deliver(ctx, int(i), dv, connectors.Receive(), initial, gap); err != nil {
 				return err
 			}
 			continue
@@ -692,6 +692,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 		}
 	}
 	all := len(pending)
+	live := slices.Clone(pending) // the nodes the server has ids for
 	ref, err := s.monitor(ctx, sub, ids, pending, true)
 	if err != nil {
 		return false, err
@@ -708,10 +709,11 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 		s.setPolled(len(s.nodes))
 		return true, s.poll(ctx, c, ids, s.pollRetry())
 	}
-	if ref.noBeat {
-		// Without a server-time item only data changes feed the
-		// heartbeat; say so, a quiet line would look dead.
-		s.log.Warn("server time (ns=0;i=2258) not monitorable; heartbeat relies on data changes")
+	noBeat := ref.noBeat
+	if noBeat {
+		// Without a server-time item a quiet line sends nothing: at each
+		// heartbeat timeout the nodes are read instead (below).
+		s.log.Warn("server time (ns=0;i=2258) not monitorable; a quiet line is read at each heartbeat_timeout instead")
 	}
 	pending, polled := ref.retry, ref.poll  // to monitor later; polled meanwhile
 	items, listed := ref.items, ref.refused // monitored items by client handle; nodes refused at creation
@@ -750,6 +752,19 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 			if st := c.State(); st == opcua.Disconnected || st == opcua.Closed {
 				return false, fmt.Errorf("%w (client state %s)", ErrDisconnected, st)
 			}
+			if time.Since(lastBeat) > s.cfg.HeartbeatTimeout && noBeat {
+				// No clock to keep the subscription talking: an idle
+				// machine sent nothing, and its session was torn down at
+				// every timeout (the OPC UA probe: 7 sessions a minute).
+				// The session answering a read of the nodes shows it alive,
+				// and brings any value the subscription missed (a value
+				// seen again counts once).
+				if err := s.readIdx(ctx, c, ids, live, false, s.cfg.HeartbeatTimeout); err != nil {
+					return false, err
+				}
+				s.readRefused = s.readRefused[:0] // a poll's; gone ones are the notifications'
+				lastBeat = time.Now()
+			}
 			if time.Since(lastBeat) > s.cfg.HeartbeatTimeout {
 				s.update(func(st *Stats) { st.HeartbeatRebuilds++ })
 				return false, fmt.Errorf("%w: nothing for %s", ErrHeartbeat, s.cfg.HeartbeatTimeout)
@@ -782,9 +797,10 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 			}
 		case <-pollT.C:
 			if len(polled) > 0 {
-				if err := s.readIdx(ctx, c, ids, polled, false); err != nil {
+				if err := s.readIdx(ctx, c, ids, polled, false, s.cfg.PollInterval); err != nil {
 					return false, err
 				}
+				s.readRefused = s.readRefused[:0] // a poll's (they grew at every read)
 			}
 		case n := <-notes:
 			if n.Error != nil {

@@ -729,3 +729,19 @@ func TestSessionTimeoutIsShort(t *testing.T) {
 		}
 	}
 }
+
+// A server whose clock cannot be monitored, a machine standing idle:
+// nothing changes, and the session must not be torn down at every
+// heartbeat timeout — the nodes are read instead (the OPC UA probe: 7
+// sessions a minute with a 5 s timeout, about 60–120 an hour by default).
+func TestIdleLineWithoutAServerClockKeepsItsSession(t *testing.T) {
+	srv := startNodeServer(t, "NO_SECURITY=1", "NO_CLOCK=1", "PLANT=1,1,1")
+	col := newCollector()
+	src := runSource(t, Config{Endpoint: srv.Endpoint, Nodes: []string{"nsu=urn:plantedge:test;s=L0.M0.T0"},
+		PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: 2 * time.Second}, col)
+	col.waitFor(t, 0, 15*time.Second, "initial", func(s connectors.Sample) bool { return s.Initial && s.Good })
+	time.Sleep(7 * time.Second) // three heartbeat timeouts and more
+	if st := src.Stats(); st.SessionsCreated != 1 || st.HeartbeatRebuilds != 0 || src.State() != connectors.StateConnected {
+		t.Errorf("sessions %d, heartbeat rebuilds %d, state %s: want the one session throughout", st.SessionsCreated, st.HeartbeatRebuilds, src.State())
+	}
+}

@@ -111,6 +111,11 @@ async function main() {
             }
         }
     }
+    if (process.env.NO_CLOCK === "1") {
+        // A server whose clock (Server_ServerStatus_CurrentTime) cannot be
+        // monitored: no heartbeat item.
+        addressSpace.deleteNode(addressSpace.findNode("i=2258"));
+    }
     if (process.env.NO_SUBSCRIPTIONS === "1" || process.env.NO_SUBSCRIPTIONS_MS) {
         // The constructor refuses 0; the running server takes it.
         const before = server.engine.serverCapabilities.maxSubscriptions;
