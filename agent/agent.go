@@ -449,20 +449,27 @@ func (a *Agent) Run(ctx context.Context) error {
 	return runErr
 }
 
-// checkDiskSpace warns when the buffer quota is larger than the space left
-// on data_dir's filesystem: the quota (drop, merge, backpressure) is what
-// keeps a long outage from filling the disk, so it must fit.
-func (a *Agent) checkDiskSpace(cfg *config.Config) {
+// QuotaOverDisk reports whether buffer.max_bytes is larger than what
+// data_dir's file system has free plus what the buffer file holds now, and
+// the free bytes (false when data_dir cannot be looked at).
+func QuotaOverDisk(cfg *config.Config) (free int64, over bool) {
 	var fs syscall.Statfs_t
 	if err := syscall.Statfs(cfg.DataDir, &fs); err != nil {
-		return
+		return 0, false
 	}
-	free := int64(fs.Bavail) * int64(fs.Bsize)
+	free = int64(fs.Bavail) * int64(fs.Bsize)
 	var used int64
 	if fi, err := os.Stat(cfg.BufferPath()); err == nil {
 		used = fi.Size()
 	}
-	if quota := int64(cfg.Buffer.MaxBytes); quota > free+used {
+	return free, int64(cfg.Buffer.MaxBytes) > free+used
+}
+
+// checkDiskSpace warns when the buffer quota is larger than the space left
+// on data_dir's filesystem: the quota (drop, merge, backpressure) is what
+// keeps a long outage from filling the disk, so it must fit.
+func (a *Agent) checkDiskSpace(cfg *config.Config) {
+	if free, over := QuotaOverDisk(cfg); over {
 		a.log.Warn("buffer.max_bytes is larger than the free space of data_dir: a long outage could fill the disk before the quota acts; lower max_bytes or free space",
 			"max_bytes", cfg.Buffer.MaxBytes.String(), "free_bytes", config.ByteSize(free).String(), "data_dir", cfg.DataDir)
 	}

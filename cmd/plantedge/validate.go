@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
 )
 
@@ -303,6 +304,12 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 			hint = "check as the agent's: sudo -u plantedge plantedge validate; if it says so too, " + hint
 		}
 		warn("data_dir", fmt.Sprintf("%s is not writable by this user: the agent could not keep its buffer there (%s)", cfg.DataDir, hint))
+	}
+	// As run warns (the disk probe: validate said OK for 64 MiB on a 4 MiB
+	// disk).
+	if free, over := agent.QuotaOverDisk(cfg); over {
+		warn("buffer.max_bytes", fmt.Sprintf("%s is larger than the free space of data_dir %s (%s): a long outage could fill the disk before the quota acts; lower max_bytes or free space",
+			cfg.Buffer.MaxBytes, cfg.DataDir, config.ByteSize(free)))
 	}
 	if cfg.Odoo.APIKeyFile != "" && strings.ContainsRune(cfg.Odoo.APIKeyFile, '/') {
 		if fi, err := os.Stat(cfg.Odoo.APIKeyFile); err == nil && fi.IsDir() {

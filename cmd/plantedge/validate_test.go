@@ -423,3 +423,33 @@ func TestSnippetOfALongLine(t *testing.T) {
 		t.Errorf("caret not under the problem:\n%s", b.String())
 	}
 }
+
+// A quota larger than data_dir's free space is said by validate too, as
+// run says it (the disk probe: validate said OK for 64 MiB on 4 MiB).
+func TestValidateWarnsAboutAQuotaOverTheDisk(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(config.EnvAPIKey, strings.Repeat("a", 40))
+	y := agenttest.Config{Site: "s", DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:9464", OdooURL: "http://127.0.0.1:8069",
+		BrokerURL: "tcp://127.0.0.1:1883", ClientID: "c"}.YAML() +
+		"  - id: m1\n    workcenter: WC1\n    good_count: { mqtt: { broker: broker, topic: t, field: good } }\n"
+	y = strings.Replace(y, "  api_key_file: \"\"\n", "", 1)
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "plantedge.yaml")
+	for _, tc := range []struct {
+		maxBytes string
+		warned   bool
+	}{{"64MiB", false}, {"1000000TiB", true}} {
+		if err := os.WriteFile(path, []byte(strings.Replace(y, "max_bytes: 64MiB", "max_bytes: "+tc.maxBytes, 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, err := runValidate(t, "-c", path)
+		if err != nil {
+			t.Fatalf("max_bytes %s: %v\n%s", tc.maxBytes, err, errOut)
+		}
+		if got := strings.Contains(errOut, "buffer.max_bytes: 1000000TiB is larger than the free space of data_dir"); got != tc.warned {
+			t.Errorf("max_bytes %s: warned %v, want %v:\n%s", tc.maxBytes, got, tc.warned, errOut)
+		}
+	}
+}
