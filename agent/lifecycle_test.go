@@ -1121,6 +1121,11 @@ func TestReloadRestartsASourceThatGaveUp(t *testing.T) {
 		})
 	}
 	stopped(1, "no such file")
+	waitFor(t, 5*time.Second, "status saying what brings the source back", func() (bool, string) {
+		st := ra.a.Status()
+		return len(st.Sources) == 1 && st.Sources[0].State == "down" && strings.HasPrefix(st.Sources[0].LastError, "stopped, not retried: ") &&
+			strings.HasSuffix(st.Sources[0].LastError, "then reload (systemctl reload plantedge)"), fmt.Sprintf("%+v", st.Sources)
+	})
 	if err := os.WriteFile(ca, []byte("not a certificate\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

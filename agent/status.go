@@ -314,6 +314,11 @@ func (a *Agent) Status() Status {
 		if s.lastErrAt != nil && ss.LastError != "" {
 			ss.LastErrorAgeSeconds = age(s.lastErrAt())
 		}
+		if s.gaveUp() && ss.LastError != "" {
+			// It is not retried: say what brings it back (the mosquitto
+			// probe: "down" with the error, and nothing more).
+			ss.LastError = "stopped, not retried: " + ss.LastError + " — fix it, then reload (systemctl reload plantedge)"
+		}
 		if s.polled != nil {
 			ss.PolledNodes = s.polled()
 		}
