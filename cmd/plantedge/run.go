@@ -160,9 +160,20 @@ func startHint(err error, cfg *config.Config, path string) string {
 			// chown alone cannot be followed (the technician probe).
 			return fmt.Sprintf("user %s may not create %s %s: mkdir -p %s && chown -R %s %s; %s", me, where, dir, dir, me, dir, dropIn)
 		}
+		if fi, err := os.Stat(cfg.BufferPath()); where == "data_dir" && err == nil && fi.Mode().Perm()&0o200 == 0 && ownedByMe(fi) {
+			// Its own file, made read-only: a chown changes nothing (the
+			// disk probe).
+			return fmt.Sprintf("the buffer file %s is user %s's but read-only (mode %04o): chmod 600 %s", cfg.BufferPath(), me, fi.Mode().Perm(), cfg.BufferPath())
+		}
 		return fmt.Sprintf("user %s may not write in %s %s (or a file in it is another user's, root's after running the agent as root?): "+
 			"chown -R %s %s; %s", me, where, dir, me, dir, dropIn)
 	}
+}
+
+// ownedByMe reports whether fi is this process's user's.
+func ownedByMe(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid()
 }
 
 // currentUser names the user this process runs as (its uid if unknown).

@@ -15,6 +15,7 @@ import (
 
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/agenttest"
+	"github.com/plantedge/plantedge/agent/config"
 )
 
 // mainArgsEnv makes the test binary run main() with these arguments
@@ -240,5 +241,25 @@ func TestRunSetupFailuresAreExitConfig(t *testing.T) {
 	cancel()
 	if err := <-first; err != nil {
 		t.Errorf("first agent: %v", err)
+	}
+}
+
+// The agent's own buffer file made read-only: the hint is a chmod, not a
+// chown that would change nothing (the disk probe).
+func TestStartHintForAReadOnlyBufferFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := &config.Config{DataDir: dir}
+	if err := os.WriteFile(cfg.BufferPath(), nil, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	err := &agent.StartError{Err: &os.PathError{Op: "open", Path: cfg.BufferPath(), Err: syscall.EACCES}}
+	if h := startHint(err, cfg, "plantedge.yaml"); !strings.Contains(h, "read-only (mode 0400): chmod 600 "+cfg.BufferPath()) {
+		t.Errorf("hint %q", h)
+	}
+	if err := os.Chmod(cfg.BufferPath(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if h := startHint(err, cfg, "plantedge.yaml"); strings.Contains(h, "chmod") {
+		t.Errorf("hint for a writable file %q", h)
 	}
 }
