@@ -708,6 +708,7 @@ func (a *Agent) reload(ctx context.Context, path string) error {
 	a.metrics.reloads.WithLabelValues("ok").Inc()
 	if a.opened.Load() {
 		a.fwd.forget.Store(true)
+		a.fwd.reloaded()
 	}
 	added, removed, changed, rebased := machineChanges(cur, next)
 	var moved, settings []string // machines mapped to another work center; other settings changed
@@ -1021,7 +1022,14 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			sessions:  func() uint64 { return src.Stats().Connects },
 			lastErr:   func() string { return src.Stats().LastError },
 			lastErrAt: func() time.Time { return src.Stats().LastErrorTime },
-			settings:  settings,
+			refused: func() []opcua.RefusedNode {
+				var r []opcua.RefusedNode
+				for _, t := range src.Stats().Refused {
+					r = append(r, opcua.RefusedNode{Node: t.Topic, Status: fmt.Sprintf("subscription refused by the broker (code 0x%02x): its ACL must let client_id %s read it", t.Code, b.ClientID)})
+				}
+				return r
+			},
+			settings: settings,
 		})
 	}
 	return out, errors.Join(errs...)

@@ -106,6 +106,7 @@ type forwarder struct {
 	// only after a round went through.
 	loggedLocal bool
 	boMax       config.Duration // forward.backoff_max bo was given (applyForward)
+	reloadCh    chan struct{}   // cap 1: a reload (reloaded)
 	kick        chan struct{}
 
 	connected bool
@@ -268,10 +269,23 @@ func (f *forwarder) applyForward() {
 	}
 }
 
+// reloaded takes a reload's forward.rate at once (rate.Limiter is safe to
+// share) and wakes a backoff wait, which then keeps to the new
+// forward.backoff_max (the review: lowered from an hour during an outage,
+// the old wait went on).
+func (f *forwarder) reloaded() {
+	f.limiter.SetLimit(callRate(f.a.cfg.Load().Forward))
+	select {
+	case f.reloadCh <- struct{}{}:
+	default:
+	}
+}
+
 func newForwarder(a *Agent) *forwarder {
 	fw := a.cfg.Load().Forward
 	return &forwarder{
 		a:            a,
+		reloadCh:     make(chan struct{}, 1),
 		limiter:      rate.NewLimiter(callRate(fw), 1),
 		bo:           connectors.NewBackoff(time.Second, fw.BackoffMax.D()),
 		boMax:        fw.BackoffMax,
@@ -743,6 +757,17 @@ func (f *forwarder) sleep(ctx context.Context, d, floor time.Duration) bool {
 				t.Reset(left)
 				f.mu.Lock()
 				f.link.NextAttempt = start.Add(floor)
+				f.mu.Unlock()
+			}
+		case <-f.reloadCh:
+			f.applyForward()
+			// A wait longer than the new cap is drawn again under it (a
+			// Retry-After's floor still holds).
+			if m, gone := f.boMax.D(), time.Since(start); m > 0 && d-gone > m {
+				d = max(floor, gone+rand.N(m+1))
+				t.Reset(d - gone)
+				f.mu.Lock()
+				f.link.NextAttempt = start.Add(d)
 				f.mu.Unlock()
 			}
 		case <-tick.C:

@@ -1134,3 +1134,45 @@ func TestReloadRestartsASourceThatGaveUp(t *testing.T) {
 	}
 	stopped(2, "no PEM")
 }
+
+// A topic the broker refuses (an ACL) is shown on its source and on the
+// machine it feeds, the broker's other topics flow, and once the broker
+// takes it the machine counts (the mosquitto probe: every topic of the
+// broker stood still; the review: nothing on the machine, and the refusal
+// stayed in the source's last error after the broker took the topic).
+func TestRefusedTopicShowsOnTheMachine(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	p.broker.DenyRead("plant/press-2", true)
+	ra := p.startAgentWith(false)
+	m1, m2 := p.machines[0], p.machines[1]
+	p.publish(m1)
+	p.publish(m2)
+	waitFor(t, 15*time.Second, "the refusal in status", func() (bool, string) {
+		st := ra.a.Status()
+		ok := len(st.Sources) == 1 && len(st.Sources[0].RefusedNodes) == 1 && st.Sources[0].RefusedNodes[0].Node == "plant/press-2"
+		for _, m := range st.Machines {
+			if m.ID == "press-2" {
+				ok = ok && strings.Contains(m.Error, "refuses topic plant/press-2 (subscription refused by the broker (code 0x80)")
+			}
+		}
+		return ok, fmt.Sprintf("%+v %+v", st.Sources, st.Machines)
+	})
+	p.produce(m1, 4, 0)
+	p.waitExactQty(ra, "press-1", 4)
+	p.broker.DenyRead("plant/press-2", false)
+	waitFor(t, 15*time.Second, "the topic taken", func() (bool, string) {
+		st := ra.a.Status()
+		return len(st.Sources[0].RefusedNodes) == 0 && st.Sources[0].LastError == "", fmt.Sprintf("%+v", st.Sources)
+	})
+	p.publish(m2) // its baseline
+	waitFor(t, 15*time.Second, "press-2 read", func() (bool, string) {
+		for _, m := range ra.a.Status().Machines {
+			if m.ID == "press-2" {
+				return m.State != "unknown", fmt.Sprintf("%+v", m)
+			}
+		}
+		return false, ""
+	})
+	p.produce(m2, 3, 0)
+	p.waitExactQty(ra, "press-2", 3)
+}

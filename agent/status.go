@@ -197,7 +197,8 @@ type SourceStatus struct {
 	// PolledNodes (OPC UA) are read every poll_interval because the server
 	// refuses to monitor them (no room for subscriptions or monitored items).
 	PolledNodes int `json:"polled_nodes,omitempty"`
-	// RefusedNodes (OPC UA) are nodes the server will not serve (unknown,
+	// RefusedNodes (OPC UA; for MQTT the topics the broker refuses to
+	// subscribe to, by topic) are nodes the server will not serve (unknown,
 	// no access), with its answer; they are tried again.
 	RefusedNodes []opcua.RefusedNode `json:"refused_nodes,omitempty"`
 	// MalformedSamples counts the samples (or fields of one) skipped since
@@ -325,7 +326,11 @@ func (a *Agent) Status() Status {
 		if s.refused != nil {
 			ss.RefusedNodes = s.refused()
 			for _, r := range ss.RefusedNodes {
-				noteBad(s.kind, s.name, r.Node, fmt.Sprintf("refuses node %s (%s)", r.Node, r.Status))
+				what := fmt.Sprintf("refuses node %s (%s)", r.Node, r.Status)
+				if s.kind == connectors.KindMQTT {
+					what = fmt.Sprintf("refuses topic %s (%s)", r.Node, r.Status)
+				}
+				noteBad(s.kind, s.name, r.Node, what)
 			}
 		}
 		st.Sources = append(st.Sources, ss)

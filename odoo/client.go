@@ -705,10 +705,13 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 		e.Class = Transient
 		e.Message = "not found (a page, not Odoo's answer: a proxy in front of Odoo, or a wrong path in odoo.url?): " + e.Message
 	}
-	if resp.StatusCode == http.StatusForbidden && !json.Valid(body) {
-		// Odoo's 403 (JSON-2's AccessError) is JSON, and JSON-RPC answers
-		// 200: a page comes from something in front of Odoo (a deny during
-		// a maintenance, an address allow-list, a web firewall). It says
+	jsonRPC := resp.Request != nil && resp.Request.URL != nil && !strings.Contains(resp.Request.URL.Path, "/json/2/")
+	if resp.StatusCode == http.StatusForbidden && (jsonRPC || e.Name == "" && (str == "" || !json.Valid(body))) {
+		// Odoo's 403 is JSON-2's AccessError, which names its exception
+		// (early 19 builds: a bare JSON string); JSON-RPC answers 200. Any
+		// other 403 comes from something in front of Odoo (a deny during a
+		// maintenance, an address allow-list, a web firewall or API
+		// gateway, in HTML or JSON of its own: the review). It says
 		// nothing about the records: they are kept and sent again.
 		e.Class = Transient
 		e.Message = "forbidden by something in front of Odoo, not by Odoo (a proxy's access rule or maintenance block, a firewall?): " + e.Message

@@ -137,34 +137,42 @@ func (e *Error) Unavailable() bool {
 // Odoo's load catches every database error per row (models.py: except
 // psycopg2.Error) and answers it as a row message with HTTP 200, the whole
 // load rolled back — its server-side retry of concurrency failures never
-// sees them. These texts (PostgreSQL's own, as str(error) gives them) are
-// the database's failures, not the row's.
+// sees them. A row message that begins with one of these texts
+// (PostgreSQL's own, as str(error) gives them; 18's LockError) is a
+// failure of the database, not of the row. Only at the start: the same
+// words inside a validation message (a loss reason named "Connection to
+// server lost") are the row's; and not psycopg2.InternalError's "Unknown
+// database error: …", which is also how a trigger's RAISE refusing the row
+// comes back, for good (the review: one such row, retried, stopped every
+// machine's forwarding).
 var (
 	loadBusyTexts = []string{"could not serialize access", "deadlock detected", "could not obtain lock",
 		"canceling statement due to lock timeout", "cannot grab a lock"}
-	loadAwayTexts = []string{"canceling statement due to statement timeout", "current transaction is aborted",
-		"server closed the connection unexpectedly", "terminating connection", "connection already closed",
-		"ssl connection has been closed unexpectedly", "could not connect to server", "connection to server",
-		"unknown database error"}
+	loadAwayTexts = []string{"server closed the connection unexpectedly", "terminating connection due to",
+		"connection already closed", "ssl connection has been closed unexpectedly", "could not connect to server",
+		"connection to server at"}
 )
 
-// loadFailure classifies a load's error row messages: Transient (busy or
-// away) when any of them is a failure of the database — the other rows'
-// messages may be its consequences, and a row really at fault is refused
-// again when retried — else Permanent.
-func loadFailure(op, msg string) *Error {
-	e := &Error{Op: op, Name: "load", Message: msg, Class: Permanent}
-	low := strings.ToLower(msg)
-	for _, t := range loadBusyTexts {
-		if strings.Contains(low, t) {
-			e.Class, e.busy = Transient, true
-			return e
+// loadFailure classifies a load's error rows (msgs: Odoo's messages as
+// they came; text: what the error says): Transient (busy or away) when one
+// of them is a failure of the database — the other rows' messages may be
+// its consequences, and a row really at fault is refused again when
+// retried — else Permanent.
+func loadFailure(op, text string, msgs []string) *Error {
+	e := &Error{Op: op, Name: "load", Message: text, Class: Permanent}
+	for _, m := range msgs {
+		low := strings.ToLower(strings.TrimSpace(m))
+		for _, t := range loadBusyTexts {
+			if strings.HasPrefix(low, t) {
+				e.Class, e.busy = Transient, true
+				return e
+			}
 		}
-	}
-	for _, t := range loadAwayTexts {
-		if strings.Contains(low, t) {
-			e.Class, e.away = Transient, true
-			return e
+		for _, t := range loadAwayTexts {
+			if strings.HasPrefix(low, t) {
+				e.Class, e.away = Transient, true
+				return e
+			}
 		}
 	}
 	return e
@@ -243,14 +251,18 @@ func concurrencyFailure(name string) bool {
 // over or out of connections or space, a statement cancelled, the worker
 // out of memory. Odoo 17/18 answer them over JSON-RPC with HTTP 200 (JSON-2
 // with 500), named module.Class as http.py serialize_exception does. The
-// request's transaction was rolled back; Odoo is up, its database is not.
+// request's transaction was rolled back (unless the connection was lost at
+// its very commit: every call the agent makes is idempotent — absolute
+// writes, loads by external id, a scrap's state read before it is
+// validated — so a retry repeats nothing). Odoo is up, its database is not.
+// Not here, for they can be the request's own, for good: a statement
+// timeout (QueryCanceled), a transaction an earlier error aborted
+// (InFailedSqlTransaction), the worker's memory limit (MemoryError).
 var unavailableNames = map[string]bool{
 	"psycopg2.OperationalError":                                     true,
 	"psycopg2.InterfaceError":                                       true, // connection already closed
 	"psycopg2.pool.PoolError":                                       true, // "The Connection Pool Is Full"
-	"psycopg2.extensions.QueryCanceledError":                        true,
 	"psycopg2.extensions.TransactionRollbackError":                  true,
-	"psycopg2.errors.QueryCanceled":                                 true, // statement timeout
 	"psycopg2.errors.AdminShutdown":                                 true,
 	"psycopg2.errors.CrashShutdown":                                 true,
 	"psycopg2.errors.CannotConnectNow":                              true, // the database starting up
@@ -268,10 +280,8 @@ var unavailableNames = map[string]bool{
 	"psycopg2.errors.DiskFull":                                      true,
 	"psycopg2.errors.IoError":                                       true,
 	"psycopg2.errors.ReadOnlySqlTransaction":                        true, // a standby after a fail-over
-	"psycopg2.errors.InFailedSqlTransaction":                        true,
 	"psycopg2.errors.TransactionRollback":                           true,
 	"psycopg2.errors.ObjectInUse":                                   true,
-	"builtins.MemoryError":                                          true, // the worker over limit_memory_hard
 	"werkzeug.exceptions.ServiceUnavailable":                        true,
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"syscall"
 	"testing"
@@ -29,11 +30,14 @@ func TestClassifyJSONRPCName(t *testing.T) {
 		{"psycopg2.OperationalError", Transient},
 		{"psycopg2.InterfaceError", Transient},
 		{"psycopg2.pool.PoolError", Transient},
-		{"psycopg2.errors.QueryCanceled", Transient},
-		{"psycopg2.errors.InFailedSqlTransaction", Transient},
 		{"psycopg2.errors.ReadOnlySqlTransaction", Transient},
-		{"builtins.MemoryError", Transient},
+		{"psycopg2.errors.TooManyConnections", Transient},
 		{"werkzeug.exceptions.ServiceUnavailable", Transient},
+		// Can be the request's own, for good: retried, they would hold
+		// every machine's records (the review).
+		{"psycopg2.errors.QueryCanceled", Permanent},
+		{"psycopg2.errors.InFailedSqlTransaction", Permanent},
+		{"builtins.MemoryError", Permanent},
 		// The row's fault, not the database's.
 		{"psycopg2.errors.UniqueViolation", Permanent},
 		{"psycopg2.errors.NotNullViolation", Permanent},
@@ -185,6 +189,28 @@ func TestForbiddenPageIsNoAccessError(t *testing.T) {
 	if !odoo.Permanent() {
 		t.Errorf("Odoo's 403 (an AccessError): class %v, want permanent", odoo.Class)
 	}
+	// A gateway's or firewall's JSON is not Odoo's either (the review: an
+	// API gateway's {"message":"Forbidden"} was dead-lettered); an early
+	// 19 build's bare JSON string over JSON-2 is.
+	json2, rpc := httptest.NewRequest("POST", "https://erp/json/2/mrp.workorder/write", nil), httptest.NewRequest("POST", "https://erp/jsonrpc", nil)
+	for _, tc := range []struct {
+		req       *http.Request
+		body      string
+		permanent bool
+	}{
+		{json2, `{"message":"Forbidden"}`, false},
+		{json2, `{"error":"access denied by WAF rule 1234"}`, false},
+		{json2, `""`, false},
+		{json2, `"You are not allowed to modify 'Work Order' (mrp.workorder) records."`, true},
+		{json2, `{"name":"odoo.exceptions.AccessError","message":"You are not allowed"}`, true},
+		{rpc, `{"name":"odoo.exceptions.AccessError","message":"You are not allowed"}`, false}, // JSON-RPC answers 200
+		{rpc, `"You are not allowed"`, false},
+	} {
+		r := &http.Response{StatusCode: http.StatusForbidden, Header: http.Header{}, Request: tc.req}
+		if e := c.statusError("mrp.workorder.write", r, []byte(tc.body)); e.Permanent() != tc.permanent {
+			t.Errorf("403 %s to %s: permanent %v, want %v", tc.body, tc.req.URL.Path, e.Permanent(), tc.permanent)
+		}
+	}
 }
 
 // Real Odoo's load answers a database failure as a row message (HTTP 200,
@@ -193,23 +219,28 @@ func TestForbiddenPageIsNoAccessError(t *testing.T) {
 // dead-lettered a downtime line).
 func TestLoadFailure(t *testing.T) {
 	cases := []struct {
-		msg         string
+		msgs        []string
 		class       ErrorClass
 		busy, unava bool
 	}{
-		{"row 0 : could not serialize access due to concurrent update\n", Transient, true, false},
-		{"row 0 : deadlock detected\nDETAIL:  Process 7 waits for ShareLock on transaction 9", Transient, true, false},
-		{`row 0 : could not obtain lock on row in relation "mrp_workcenter"`, Transient, true, false},
-		{"row 0 : canceling statement due to statement timeout", Transient, false, true},
-		{"row 0 : Unknown database error: 'current transaction is aborted, commands ignored until end of transaction block'", Transient, false, true},
-		{"row 0 : server closed the connection unexpectedly", Transient, false, true},
-		{"row 0 loss_id: No matching record found for name 'Jam' in field 'Loss Reason'", Permanent, false, false},
-		{"row 0 : null value in column \"loss_id\" violates not-null constraint; row 1 : could not serialize access due to concurrent update", Transient, true, false},
+		{[]string{"could not serialize access due to concurrent update\n"}, Transient, true, false},
+		{[]string{"deadlock detected\nDETAIL:  Process 7 waits for ShareLock on transaction 9"}, Transient, true, false},
+		{[]string{`could not obtain lock on row in relation "mrp_workcenter"`}, Transient, true, false},
+		{[]string{"server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally"}, Transient, false, true},
+		{[]string{"No matching record found for name 'Jam' in field 'Loss Reason'"}, Permanent, false, false},
+		{[]string{"null value in column \"loss_id\" violates not-null constraint", "could not serialize access due to concurrent update"}, Transient, true, false},
+		// The row's own, for good (the review: these were taken for the
+		// database away, and one such row held every machine's records).
+		{[]string{"Unknown database error: 'Downtime may not overlap a planned maintenance\nCONTEXT:  PL/pgSQL function mrp_check_overlap() line 5 at RAISE\n'"}, Permanent, false, false},
+		{[]string{"The loss reason 'Connection to server lost' is archived"}, Permanent, false, false},
+		{[]string{"Scrap of 'Terminating connection block TB-12' requires a quality check"}, Permanent, false, false},
+		{[]string{"current transaction is aborted, commands ignored until end of transaction block"}, Permanent, false, false},
 	}
 	for _, tc := range cases {
-		e := loadFailure("mrp.workcenter.productivity.load", tc.msg)
-		if e.Class != tc.class || e.Busy() != tc.busy || e.Unavailable() != tc.unava || e.Message != tc.msg {
-			t.Errorf("%q: class %v busy %v unavailable %v, want %v %v %v", tc.msg, e.Class, e.Busy(), e.Unavailable(), tc.class, tc.busy, tc.unava)
+		text := strings.Join(tc.msgs, "; ")
+		e := loadFailure("mrp.workcenter.productivity.load", text, tc.msgs)
+		if e.Class != tc.class || e.Busy() != tc.busy || e.Unavailable() != tc.unava || e.Message != text {
+			t.Errorf("%q: class %v busy %v unavailable %v, want %v %v %v", tc.msgs, e.Class, e.Busy(), e.Unavailable(), tc.class, tc.busy, tc.unava)
 		}
 	}
 }

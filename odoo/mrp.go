@@ -669,17 +669,18 @@ func (c *Client) load(ctx context.Context, model string, fields []string, rows [
 	}
 	var ids []int64
 	_ = json.Unmarshal(res.IDs, &ids) // false on failure
-	var msgs []string
+	var msgs, raw []string
 	for _, m := range res.Messages {
 		if m.Type == "error" {
 			msgs = append(msgs, fmt.Sprintf("row %d %s: %s", m.Record, m.Field, m.Message))
+			raw = append(raw, m.Message)
 		}
 	}
 	if len(msgs) > 0 || len(ids) != len(rows) {
 		if len(msgs) == 0 {
 			msgs = append(msgs, fmt.Sprintf("got %d ids for %d rows", len(ids), len(rows)))
 		}
-		return nil, loadFailure(model+".load", c.clean(strings.Join(msgs, "; "), maxMessage))
+		return nil, loadFailure(model+".load", c.clean(strings.Join(msgs, "; "), maxMessage), raw)
 	}
 	return ids, nil
 }

@@ -300,7 +300,11 @@ func printStatus(w io.Writer, st agent.Status) {
 				state += fmt.Sprintf(" (polling %d nodes)", s.PolledNodes)
 			}
 			if n := len(s.RefusedNodes); n > 0 {
-				state += fmt.Sprintf(" (%d nodes refused: %s %s…)", n, oneLine(s.RefusedNodes[0].Node), s.RefusedNodes[0].Status)
+				what := "nodes"
+				if s.Kind == "mqtt" {
+					what = "topics"
+				}
+				state += fmt.Sprintf(" (%d %s refused: %s %s…)", n, what, oneLine(s.RefusedNodes[0].Node), s.RefusedNodes[0].Status)
 			}
 			last := s.LastError
 			if last != "" && s.State == "connected" {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -625,8 +626,8 @@ func TestRefusedTopicLeavesTheOthersFlowing(t *testing.T) {
 	sink := make(chanSink, 100)
 	r := start(t, Config{URL: url, ClientID: "acl", Topics: []string{"ok/count", "secret/state"}}, sink)
 	waitConnected(t, r, 1)
-	if e := r.Stats().LastError; !strings.Contains(e, `"secret/state" (code 0x80)`) {
-		t.Errorf("last error %q, want the refused topic named", e)
+	if got := r.Stats().Refused; !slices.Equal(got, []RefusedTopic{{"secret/state", 0x80}}) {
+		t.Errorf("refused %+v, want secret/state with 0x80", got)
 	}
 	p := newPublisher(t, url, nil)
 	for i := range 30 {
@@ -649,7 +650,8 @@ func TestRefusedTopicLeavesTheOthersFlowing(t *testing.T) {
 			return false
 		}
 	})
-	if st := r.Stats(); st.Connects != 1 || r.State() != connectors.StateConnected {
-		t.Errorf("%d connects, state %s: want the one session throughout", st.Connects, r.State())
+	if st := r.Stats(); st.Connects != 1 || r.State() != connectors.StateConnected || len(st.Refused) != 0 || st.LastError != "" {
+		t.Errorf("%d connects, state %s, refused %+v, last error %q: want the one session throughout, nothing refused or wrong",
+			st.Connects, r.State(), st.Refused, st.LastError)
 	}
 }

@@ -1,6 +1,6 @@
 // Package mqtttest runs an embedded MQTT broker (mochi-mqtt, in memory) for
 // tests and `plantedge demo`. It is not for production: it keeps nothing on
-// disk and allows every client.
+// disk and allows every client (to read every topic unless a test denies one).
 package mqtttest
 
 import (
@@ -11,14 +11,15 @@ import (
 	"sync/atomic"
 
 	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Broker is an embedded MQTT broker listening on loopback.
 type Broker struct {
 	srv *mochi.Server
 	tcp *listeners.TCP
+	acl *aclHook
 
 	closeOnce sync.Once
 	closeErr  error
@@ -30,7 +31,8 @@ func Start(addr string) (*Broker, error) {
 		InlineClient: true,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+	acl := &aclHook{deny: map[string]bool{}}
+	if err := srv.AddHook(acl, nil); err != nil {
 		return nil, fmt.Errorf("mqtt broker auth hook: %w", err)
 	}
 	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})
@@ -40,7 +42,7 @@ func Start(addr string) (*Broker, error) {
 	if err := srv.Serve(); err != nil {
 		return nil, fmt.Errorf("mqtt broker serve: %w", err)
 	}
-	return &Broker{srv: srv, tcp: tcp}, nil
+	return &Broker{srv: srv, tcp: tcp, acl: acl}, nil
 }
 
 // Addr is the broker's host:port.
@@ -72,3 +74,33 @@ func (b *Broker) Dropped() int64 {
 // acknowledged, over all clients. A publisher that must not overrun mochi's
 // per-client quota (8,192) paces itself on it.
 func (b *Broker) Inflight() int64 { return atomic.LoadInt64(&b.srv.Info.Inflight) }
+
+// DenyRead makes the broker refuse (deny true) or take again subscriptions
+// to topic, as an ACL does: SUBACK 0x80.
+func (b *Broker) DenyRead(topic string, deny bool) {
+	b.acl.mu.Lock()
+	defer b.acl.mu.Unlock()
+	b.acl.deny[topic] = deny
+}
+
+// aclHook lets every client connect and publish, and read every topic but
+// those denied (DenyRead).
+type aclHook struct {
+	mochi.HookBase
+	mu   sync.Mutex
+	deny map[string]bool
+}
+
+func (h *aclHook) ID() string { return "acl" }
+
+func (h *aclHook) Provides(b byte) bool {
+	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
+}
+
+func (h *aclHook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
+
+func (h *aclHook) OnACLCheck(_ *mochi.Client, topic string, write bool) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return write || !h.deny[topic]
+}
