@@ -2470,7 +2470,8 @@ func TestDiskFullWithOdooBackDrains(t *testing.T) {
 		stopAndRun()
 	}
 	filler := fillDisk(t, data)
-	waitFor(t, 60*time.Second, "the buffer keeping to its file", func() (bool, string) {
+	// The pages the file has (backed: buffer.backFile) take stops first.
+	waitFor(t, 180*time.Second, "the buffer keeping to its file", func() (bool, string) {
 		stopAndRun()
 		st := ra.a.Status()
 		return st.Buffer.DiskFullSeconds > 0, fmt.Sprintf("%+v", st.Buffer)

@@ -160,6 +160,7 @@ func (q *Queue) run(cur state) {
 			_ = q.checkFile() // the next commit reports a failure
 			q.checkDiskRoom(&cur)
 			q.keepReserve()
+			q.backFile()
 			q.logBurst(&cur, false) // in case both were due at once
 			continue
 		case <-q.quit:

@@ -369,7 +369,11 @@ type Queue struct {
 	// only, and Open); backFailed: a failure to give the rest was logged.
 	backed     int64
 	backFailed bool
-	failed     chan struct{} // closed with broken
+	// backTriedSize and backTriedAt: the file size and time of the last
+	// try (backFile tries a size again only when a file check is due).
+	backTriedSize int64
+	backTriedAt   time.Time
+	failed        chan struct{} // closed with broken
 }
 
 // Open opens (or creates) the buffer file at path. A file that bbolt cannot

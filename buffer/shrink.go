@@ -174,7 +174,7 @@ func (q *Queue) reopen(cause error) error {
 		q.fail(fmt.Errorf("reopen buffer file %s after shrinking: %w", q.path, err))
 		return errors.Join(cause, err)
 	}
-	q.db, q.backed = db, 0 // openBolt took the new file's openFile
+	q.db, q.backed, q.backTriedSize = db, 0, 0 // openBolt took the new file's openFile
 	return cause
 }
 
