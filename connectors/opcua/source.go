@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"reflect"
 	"regexp"
 	"slices"
 	"sync"
@@ -103,6 +104,8 @@ type Source struct {
 
 	unavailable []RefusedNode // nodes the session could not resolve (run goroutine only)
 	readRefused []RefusedNode // nodes the last poll's reads refused (run goroutine only)
+	// onRead, when set, sees each value readIdx reads (run goroutine only).
+	onRead func(idx int, dv *ua.DataValue)
 
 	mu    sync.Mutex
 	stats Stats
@@ -522,6 +525,9 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 			if dv != nil && nodeRefused(dv.Status) {
 				s.readRefused = append(s.readRefused, RefusedNode{Node: s.nodes[batch[i].idx].addr, Status: statusName(dv.Status)})
 			}
+			if s.onRead != nil {
+				s.onRead(batch[i].idx, dv)
+			}
 			if err := s.deliver(ctx, batch[i].idx, dv, now, initial, gap); err != nil {
 				return err
 			}
@@ -721,13 +727,21 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 	// until a good value comes: listed as refused meanwhile (a server may
 	// take the item again and answer the same).
 	gone := map[uint32]ua.StatusCode{}
+	var readRefused []RefusedNode // nodes the last read of polled or quiet nodes refused
+	notified := map[uint32]any{}  // the last good value of each node, notified or read
 	showRefused := func() {
 		r := append(slices.Clone(s.unavailable), listed...)
 		for _, idx := range slices.Sorted(maps.Keys(gone)) {
-			if !slices.ContainsFunc(listed, func(n RefusedNode) bool { return n.Node == s.nodes[idx].addr }) {
-				r = append(r, RefusedNode{Node: s.nodes[idx].addr, Status: statusName(gone[idx])})
-			}
+			r = append(r, RefusedNode{Node: s.nodes[idx].addr, Status: statusName(gone[idx])})
 		}
+		r = append(r, readRefused...)
+		// Each node once.
+		seen := map[string]bool{}
+		r = slices.DeleteFunc(r, func(n RefusedNode) bool {
+			dup := seen[n.Node]
+			seen[n.Node] = true
+			return dup
+		})
 		s.setRefused(r)
 	}
 	s.setPolled(len(polled))
@@ -759,10 +773,34 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 				// The session answering a read of the nodes shows it alive,
 				// and brings any value the subscription missed (a value
 				// seen again counts once).
-				if err := s.readIdx(ctx, c, ids, live, false, s.cfg.HeartbeatTimeout); err != nil {
+				// A value read that differs from the last one notified is a
+				// change the subscription did not send: it is dead (the
+				// server dropped it; gopcua does not say), and is rebuilt —
+				// the session alone answering does not show it alive (the
+				// review).
+				missed := false
+				s.onRead = func(idx int, dv *ua.DataValue) {
+					if dv == nil || !statusGood(dv.Status) || dv.Value == nil {
+						return
+					}
+					v := dv.Value.Value()
+					if old, ok := notified[uint32(idx)]; ok && !reflect.DeepEqual(old, v) {
+						missed = true
+					}
+					notified[uint32(idx)] = v
+				}
+				err := s.readIdx(ctx, c, ids, live, false, s.cfg.HeartbeatTimeout)
+				s.onRead = nil
+				if err != nil {
 					return false, err
 				}
-				s.readRefused = s.readRefused[:0] // a poll's; gone ones are the notifications'
+				readRefused = slices.Clone(s.readRefused)
+				s.readRefused = s.readRefused[:0]
+				showRefused()
+				if missed {
+					s.update(func(st *Stats) { st.HeartbeatRebuilds++ })
+					return false, fmt.Errorf("%w: a read found a change the subscription did not send", ErrHeartbeat)
+				}
 				lastBeat = time.Now()
 			}
 			if time.Since(lastBeat) > s.cfg.HeartbeatTimeout {
@@ -800,7 +838,9 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 				if err := s.readIdx(ctx, c, ids, polled, false, s.cfg.PollInterval); err != nil {
 					return false, err
 				}
-				s.readRefused = s.readRefused[:0] // a poll's (they grew at every read)
+				readRefused = slices.Clone(s.readRefused) // shown (they grew at every read)
+				s.readRefused = s.readRefused[:0]
+				showRefused()
 			}
 		case n := <-notes:
 			if n.Error != nil {
@@ -810,6 +850,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 			case *ua.DataChangeNotification:
 				rx := connectors.Receive()
 				lastBeat = rx.Time
+				var dead []uint32 // monitored items of nodes gone, deleted in one call
 				for _, item := range v.MonitoredItems {
 					if item == nil || item.ClientHandle == heartbeatHandle {
 						continue
@@ -821,6 +862,9 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 						return false, err
 					}
 					idx := item.ClientHandle - 1
+					if item.Value != nil && statusGood(item.Value.Status) && item.Value.Value != nil {
+						notified[idx] = item.Value.Value.Value()
+					}
 					if item.Value == nil || !nodeRefused(item.Value.Status) {
 						if _, ok := gone[idx]; ok {
 							delete(gone, idx)
@@ -839,12 +883,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 						continue
 					}
 					delete(items, item.ClientHandle)
-					uctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-					_, err := sub.Unmonitor(uctx, id)
-					cancel()
-					if err != nil {
-						s.log.Debug("monitored item of a node gone not deleted", "node", s.nodes[idx].addr, "err", err)
-					}
+					dead = append(dead, id)
 					if _, ok := gone[idx]; !ok {
 						s.log.Warn("node gone from the server while monitored (a program download?); monitoring it anew until the server has it again",
 							"node", s.nodes[idx].addr, "status", statusName(item.Value.Status))
@@ -852,6 +891,17 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 					gone[idx] = item.Value.Status
 					pending = append(pending, idx)
 					showRefused()
+				}
+				if len(dead) > 0 {
+					// One call for all (a program download takes every node
+					// at once): a server that hangs then costs one request
+					// timeout, not one per node, before the heartbeat sees it.
+					uctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+					_, err := sub.Unmonitor(uctx, dead...)
+					cancel()
+					if err != nil {
+						s.log.Debug("monitored items of nodes gone not deleted", "items", len(dead), "err", err)
+					}
 				}
 			case *ua.StatusChangeNotification:
 				if !statusGood(v.Status) {

@@ -745,3 +745,19 @@ func TestIdleLineWithoutAServerClockKeepsItsSession(t *testing.T) {
 		t.Errorf("sessions %d, heartbeat rebuilds %d, state %s: want the one session throughout", st.SessionsCreated, st.HeartbeatRebuilds, src.State())
 	}
 }
+
+// A server without a monitorable clock whose subscription went dead (it
+// stopped publishing, the session living on): the heartbeat's read finds
+// a change the subscription did not send, and the subscription is rebuilt
+// — a session that answers reads is no proof (the review: 4 values in
+// 10 s for 20 changes, status "connected", nothing said).
+func TestDeadSubscriptionWithoutAServerClockIsRebuilt(t *testing.T) {
+	srv := startNodeServer(t, "NO_SECURITY=1", "NO_CLOCK=1", "PLANT=1,1,1", "TICK_MS=500", "DEAD_SUB_MS=3000")
+	col := newCollector()
+	src := runSource(t, Config{Endpoint: srv.Endpoint, Nodes: []string{"nsu=urn:plantedge:test;s=L0.M0.T0"},
+		PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: 2 * time.Second}, col)
+	col.waitFor(t, 0, 15*time.Second, "initial", func(s connectors.Sample) bool { return s.Initial && s.Good })
+	waitUntil(t, 20*time.Second, func() bool { st := src.Stats(); return st.HeartbeatRebuilds >= 1 && st.SessionsCreated >= 2 })
+	from := col.len()
+	col.waitFor(t, from, 10*time.Second, "values from the new subscription", func(s connectors.Sample) bool { return s.Good && !s.Initial })
+}

@@ -116,6 +116,24 @@ async function main() {
         // monitored: no heartbeat item.
         addressSpace.deleteNode(addressSpace.findNode("i=2258"));
     }
+    if (process.env.TICK_MS) {
+        // The first machine's first tag counts up every TICK_MS.
+        const n = addressSpace.findNode(`ns=${ns.index};s=L0.M0.T0`);
+        let v = 0;
+        setInterval(() => { v++; n.setValueFromSource({ dataType: DataType.Double, value: v }); },
+            parseInt(process.env.TICK_MS, 10)).unref();
+    }
+    if (process.env.DEAD_SUB_MS) {
+        // After DEAD_SUB_MS the server stops publishing the subscriptions
+        // it has then, their sessions living on: dead subscriptions.
+        setTimeout(() => {
+            for (const session of Object.values(server.engine._sessions)) {
+                for (const sub of [...session.publishEngine.subscriptions]) {
+                    sub.setPublishingMode(false);
+                }
+            }
+        }, parseInt(process.env.DEAD_SUB_MS, 10));
+    }
     if (process.env.NO_SUBSCRIPTIONS === "1" || process.env.NO_SUBSCRIPTIONS_MS) {
         // The constructor refuses 0; the running server takes it.
         const before = server.engine.serverCapabilities.maxSubscriptions;
