@@ -90,6 +90,10 @@ func printRebook(w io.Writer, res agent.RebookResult) error {
 			"if Odoo confirmed any between %s and then, it is not kept — book it by hand\n",
 			res.OldestKept.Local().Format(time.DateTime), since)
 	}
+	for _, p := range res.Unkept {
+		fmt.Fprintf(w, "note: bookings Odoo confirmed between %s and %s were not kept (the disk was full): "+
+			"if Odoo lacks any of them, book them by hand\n", p.From.Local().Format(time.DateTime), p.To.Local().Format(time.DateTime))
+	}
 	fmt.Fprintf(w, "Odoo lacks %d line(s)", res.LinesMissing)
 	if res.LinesOpen > 0 {
 		fmt.Fprintf(w, " (%d of them it has open, closed since: closed again)", res.LinesOpen)
