@@ -470,7 +470,11 @@ func (f *forwarder) run(ctx context.Context) {
 			wait, floor = f.bo.NextBackOff(), time.Second
 			if !f.loggedLocal {
 				f.loggedLocal = true
-				log.Error("the buffer could not record what odoo took (the disk full? a failing device?): the round is done again once it can, odoo takes it again as the same; free space on the disk",
+				what := "the disk full? a failing device? free space on the disk"
+				if errors.Is(err, buffer.ErrQuota) {
+					what = "buffer.max_bytes reached: raise it"
+				}
+				log.Error("the buffer could not record what odoo took ("+what+"); the round is done again once it can, odoo takes it again as the same",
 					"err", err, "next_attempt_in", wait.Round(time.Millisecond))
 			}
 		default:
