@@ -901,6 +901,19 @@ func mountSmallDataDir(t *testing.T, p *plant) string {
 	return data
 }
 
+// awayOnASmallDisk starts a plant of two presses on an 8 MiB data_dir,
+// books a first piece, and takes Odoo away: a backlog is to grow.
+func awayOnASmallDisk(t *testing.T) (*plant, *runningAgent, string) {
+	t.Helper()
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	data := mountSmallDataDir(t, p)
+	ra := p.startAgent()
+	p.produce(p.machines[0], 1, 0)
+	p.waitExactQty(ra, "press-1", 1)
+	p.odoo.SetDown(true)
+	return p, ra, data
+}
+
 // fillDisk fills the file system of dir with a file, whose path it returns.
 func fillDisk(t *testing.T, dir string) string {
 	t.Helper()
@@ -926,12 +939,7 @@ func fillDisk(t *testing.T, dir string) string {
 // acknowledging pieces and stops instead of leaving them at the sources.
 // Status says so; once Odoo is back, it holds exactly what the machines made.
 func TestDiskFullWithABacklogKeepsToTheFile(t *testing.T) {
-	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
-	data := mountSmallDataDir(t, p)
-	ra := p.startAgent()
-	p.produce(p.machines[0], 1, 0)
-	p.waitExactQty(ra, "press-1", 1)
-	p.odoo.SetDown(true)
+	p, ra, data := awayOnASmallDisk(t)
 	for i := 0; ra.a.Status().Buffer.Bytes < 400<<10; i++ {
 		if i > 100000 {
 			t.Fatal("the backlog does not grow")
@@ -2449,12 +2457,7 @@ func TestReloadRemovesTheSeriesOfAMachineGone(t *testing.T) {
 // Odoo (the disk probe: "odoo cannot be reached as configured" and Odoo
 // offline, for an ENOSPC).
 func TestDiskFullWithOdooBackDrains(t *testing.T) {
-	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
-	data := mountSmallDataDir(t, p)
-	ra := p.startAgent()
-	p.produce(p.machines[0], 1, 0)
-	p.waitExactQty(ra, "press-1", 1)
-	p.odoo.SetDown(true)
+	p, ra, data := awayOnASmallDisk(t)
 	// A stop is keyed by its start's millisecond (here the payload's ts).
 	stopAndRun := func() {
 		for _, m := range p.machines {

@@ -417,16 +417,11 @@ func TestLoadConcurrencyFailureIsRetried(t *testing.T) {
 		for _, fault := range []odootest.Fault{odootest.FaultSerialization, odootest.FaultLockConflict} {
 			t.Run(m.String()+"/"+fault.String(), func(t *testing.T) {
 				ctx := context.Background()
-				f := newFixture(t, odootest.Options{Version: m.version})
-				c := connected(t, f, m.protocol)
-				loss, err := c.LossID(ctx, "Equipment Failure")
-				if err != nil {
-					t.Fatal(err)
-				}
+				f, c, loss := withLoss(t, m)
 				d := odoo.Downtime{XMLID: "plantedge.site_m1_down_1", WorkcenterID: f.wc, WorkorderID: f.wo, LossID: loss,
 					Start: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)}
 				f.srv.FailNextCall("mrp.workcenter.productivity", "load", 1, fault)
-				_, err = c.UpsertDowntime(ctx, d)
+				_, err := c.UpsertDowntime(ctx, d)
 				oe := asError(t, err)
 				if !oe.Temporary() || !oe.Busy() || oe.TimedOut() {
 					t.Errorf("load refused by a %s: class %v busy %v timed out %v (%v)", fault, oe.Class, oe.Busy(), oe.TimedOut(), err)
@@ -443,6 +438,19 @@ func TestLoadConcurrencyFailureIsRetried(t *testing.T) {
 			})
 		}
 	}
+}
+
+// withLoss is a fixture of mode m, a client connected to it and the id of
+// its loss reason "Equipment Failure".
+func withLoss(t *testing.T, m mode) (*fixture, *odoo.Client, int64) {
+	t.Helper()
+	f := newFixture(t, odootest.Options{Version: m.version})
+	c := connected(t, f, m.protocol)
+	loss, err := c.LossID(context.Background(), "Equipment Failure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, c, loss
 }
 
 // TestFaults runs a write under every fault in every mode.
@@ -1086,12 +1094,7 @@ func TestCloseDowntimeLine(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.String(), func(t *testing.T) {
 			ctx := context.Background()
-			f := newFixture(t, odootest.Options{Version: m.version})
-			c := connected(t, f, m.protocol)
-			loss, err := c.LossID(ctx, "Equipment Failure")
-			if err != nil {
-				t.Fatal(err)
-			}
+			f, c, loss := withLoss(t, m)
 			start := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
 			id, err := c.UpsertDowntime(ctx, odoo.Downtime{XMLID: "plantedge.site_m1_downtime_1", WorkcenterID: f.wc, LossID: loss, Start: start})
 			if err != nil {
