@@ -763,7 +763,10 @@ func TestEndToEndWorkOrderChangeAndHeldCounts(t *testing.T) {
 	waitFor(t, 10*time.Second, "press-2 held", func() (bool, string) {
 		for _, m := range ra.a.Status().Machines {
 			if m.ID == "press-2" {
-				return m.Unattributed == 4 && m.WorkOrder == "", fmt.Sprintf("%+v", m)
+				// It says why they wait, and for what (the work-order probe:
+				// nothing in the error column).
+				return m.Unattributed == 4 && m.WorkOrder == "" &&
+					m.Error == "no work order in progress on WC-PRESS-2 in Odoo: 4 pieces held until one is started there (they go to it)", fmt.Sprintf("%+v", m)
 			}
 		}
 		return false, "no press-2"

@@ -1176,3 +1176,25 @@ func TestRefusedTopicShowsOnTheMachine(t *testing.T) {
 	p.produce(m2, 3, 0)
 	p.waitExactQty(ra, "press-2", 3)
 }
+
+// Counts held because the work order was cancelled: the machine says so,
+// and names the order it last counted on (the work-order probe: WORK ORDER
+// -, UNATTRIBUTED 2, an empty error column).
+func TestHeldCountsSayWhy(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 3, 0)
+	p.waitExactQty(ra, "press-1", 3)
+	p.odoo.SetWorkorderState(p.woIDs["press-1"], "cancel")
+	p.produce(m, 2, 0)
+	waitFor(t, 15*time.Second, "the held pieces said", func() (bool, string) {
+		for _, ms := range ra.a.Status().Machines {
+			if ms.ID == "press-1" {
+				return ms.Unattributed == 2 && strings.HasPrefix(ms.Error, "no work order in progress on WC-PRESS-1 in Odoo: 2 pieces held") &&
+					strings.HasSuffix(ms.Error, "; the last one counted on was WO press-1"), fmt.Sprintf("%+v", ms)
+			}
+		}
+		return false, ""
+	})
+}

@@ -407,6 +407,15 @@ func (a *Agent) Status() Status {
 				// No work order in progress: every pending piece waits for
 				// one (the last round's sum lags the buffer).
 				ms.Unattributed = max(ms.Unattributed, ms.Pending)
+				if ms.Error == "" && ms.Unattributed > 0 && !l.NoWorkcenter {
+					// Say why they wait, and for what (the work-order probe:
+					// WORK ORDER -, UNATTRIBUTED 4 and nothing more, the
+					// order cancelled or moved).
+					ms.Error = fmt.Sprintf("no work order in progress on %s in Odoo: %v pieces held until one is started there (they go to it)", m.Workcenter, ms.Unattributed)
+					if wo := a.storedWorkOrder(m.ID); wo != "" {
+						ms.Error += "; the last one counted on was " + wo
+					}
+				}
 			}
 			if l.NoWorkcenter {
 				st.Buffer.Held += pending[m.ID].events // downtime needs the work center
