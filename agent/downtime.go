@@ -362,9 +362,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		if ids[i] != 0 {
 			sent = append(sent, sentLine{machine: l.rec.Key, start: fromMS(l.key), end: l.d.End, id: ids[i]})
 			d := l.d
-			if kv, ok := f.keepBooked(now, bookedEntry{Machine: l.rec.Key, Line: &d}); ok {
-				booked = append(booked, kv)
-			}
+			booked = append(booked, f.keepBooked(now, bookedEntry{Machine: l.rec.Key, Line: &d}))
 		}
 	}
 	meta, err := f.checkOpenLines(sent)

@@ -1502,9 +1502,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 	for _, c := range p.clears {
 		meta = append(meta, buffer.KV{Key: scrapMetaKey(c.machine)}, carryKV(c.machine, c.carry))
 		if c.booked != nil {
-			if kv, ok := f.keepBooked(time.Now(), bookedEntry{Machine: c.machine, Scrap: c.booked, Workorder: c.bookedOn}); ok {
-				meta = append(meta, kv)
-			}
+			meta = append(meta, f.keepBooked(time.Now(), bookedEntry{Machine: c.machine, Scrap: c.booked, Workorder: c.bookedOn}))
 		}
 		if c.draft != nil {
 			meta = append(meta, buffer.KV{Key: scrapDraftKey(c.machine, c.draft.XMLID), Value: mustJSON(*c.draft)})

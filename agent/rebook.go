@@ -97,27 +97,24 @@ func parseBookedKey(key string) (at time.Time, xmlid string, ok bool) {
 	return time.UnixMilli(n), xmlid, ok && err == nil
 }
 
-// keepBooked is bookedKV, counted towards the next pruneBooked — none
-// (ok false) while a full disk holds the buffer to its file: the records
-// not yet in Odoo come first, and an acknowledgement that only deletes
-// needs no room the disk lacks (the disk probe: the bookings kept took the
-// room of events not yet sent, which were dropped with Odoo back).
-//
-// What is not kept is noted instead, in one small value (unkeptKey): the
-// periods whose bookings a rebook cannot know, which it then names (the
-// review: a rebook after a restore said "Odoo lacks 0" for 4,582 lines
-// confirmed with the disk full). ok is then true, kv that note.
-func (f *forwarder) keepBooked(at time.Time, e bookedEntry) (kv buffer.KV, ok bool) {
+// keepBooked is bookedKV, counted towards the next pruneBooked — or, while
+// a full disk holds the buffer to its file, no booking but the note of the
+// period whose bookings were not kept (unkeptKey): the records not yet in
+// Odoo come first (the disk probe: the bookings kept took the room of
+// events not yet sent, which were dropped with Odoo back), and a rebook
+// names that period (the review: after a restore it said "Odoo lacks 0"
+// for 4,582 lines confirmed with the disk full).
+func (f *forwarder) keepBooked(at time.Time, e bookedEntry) buffer.KV {
 	if since := f.a.buf.DiskFullSince(); !since.IsZero() {
 		if !f.bookedFullSaid.Equal(since) {
 			f.bookedFullSaid = since
 			f.a.log.Warn("DISK FULL: bookings Odoo confirms are not kept for plantedge rebook until the disk has room (plantedge rebook names the period)", "since", since)
 		}
-		return f.noteUnkept(at), true
+		return f.noteUnkept(at)
 	}
-	kv = bookedKV(at, e)
+	kv := bookedKV(at, e)
 	f.bookedAdded += int64(len(kv.Key) + len(kv.Value))
-	return kv, true
+	return kv
 }
 
 // unkeptKey holds the periods whose bookings were not kept (keepBooked):
@@ -132,8 +129,8 @@ type UnkeptPeriod struct {
 	To   time.Time `json:"to"`
 }
 
-// UnkeptPeriods reads unkeptKey (none when it does not read).
-func (f *forwarder) UnkeptPeriods() []UnkeptPeriod {
+// unkeptPeriods reads unkeptKey (none when it does not read).
+func (f *forwarder) unkeptPeriods() []UnkeptPeriod {
 	var ps []UnkeptPeriod
 	if b, err := f.a.buf.Meta(unkeptKey); err == nil && b != nil {
 		_ = json.Unmarshal(b, &ps)
@@ -144,7 +141,7 @@ func (f *forwarder) UnkeptPeriods() []UnkeptPeriod {
 // noteUnkept is unkeptKey with at taken in: the last period stretched to
 // it when it is that disk-full spell's, else a new one.
 func (f *forwarder) noteUnkept(at time.Time) buffer.KV {
-	ps := f.UnkeptPeriods()
+	ps := f.unkeptPeriods()
 	if n := len(ps); n > 0 && !ps[n-1].To.Before(f.bookedFullSaid) {
 		ps[n-1].To = at
 	} else {
@@ -561,7 +558,7 @@ func (f *forwarder) rebookSince(ctx context.Context, since time.Time, dry bool) 
 	res := RebookResult{Since: since, DryRun: dry}
 	kb, err := f.keptSince(since, true)
 	res.OldestKept = kb.oldest
-	for _, p := range f.UnkeptPeriods() {
+	for _, p := range f.unkeptPeriods() {
 		if !p.To.Before(since) {
 			res.Unkept = append(res.Unkept, p)
 		}

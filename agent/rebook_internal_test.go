@@ -82,10 +82,10 @@ func TestBookedKeptAWeekAndBounded(t *testing.T) {
 	}
 	var burst []buffer.KV
 	for i := range 5 {
-		kv, ok := f.keepBooked(now.Add(time.Duration(i)*time.Millisecond),
+		kv := f.keepBooked(now.Add(time.Duration(i)*time.Millisecond),
 			bookedEntry{Machine: "m1", Line: &odoo.Downtime{XMLID: downtimeXMLID("s", "m1", int64(10+i))}})
-		if !ok {
-			t.Fatal("a booking not kept with room on the disk")
+		if !strings.HasPrefix(kv.Key, bookedPrefix) {
+			t.Fatalf("a booking not kept with room on the disk: %q", kv.Key)
 		}
 		burst = append(burst, kv)
 	}
