@@ -64,6 +64,10 @@ type Options struct {
 	// although they were made after the order in progress now started
 	// (backlogAge when 0; a test shortens it).
 	BacklogAge time.Duration
+	// ReplayLag is how much later than their source's values as they are
+	// made values must come to be a backlog although they did not wait in
+	// the buffer (replayLag when 0; a test shortens it).
+	ReplayLag time.Duration
 	// APIIdleTimeout closes a keep-alive connection to the local API idle
 	// this long (default 60 s; tests).
 	APIIdleTimeout time.Duration
@@ -118,6 +122,8 @@ type Agent struct {
 	// sample, under stateMu: samples of one address get distinct
 	// milliseconds (see uniqueStamp).
 	lastStamp map[sampleAddr]time.Time
+	// srcOff measures how late values come (see offsets).
+	srcOff offsets
 	// lastSample is when each machine last got a good sample (receive
 	// time), under stateMu: a machine whose source went quiet shows it.
 	lastSample map[string]time.Time

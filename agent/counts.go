@@ -135,6 +135,8 @@ type pendingKey struct {
 	// buffered is when the oldest record was buffered, by this box's
 	// clock (zero: none).
 	buffered time.Time
+	// lag is how late the latest of them came (see offsets).
+	lag time.Duration
 }
 
 // add takes in count record r, c decoded.
@@ -190,6 +192,7 @@ func (f *forwarder) aggregateCounts(ctx context.Context, cfg *config.Config) (ma
 				out[r.Key] = p
 			}
 			p.add(r, c)
+			p.lag = max(p.lag, f.a.srcOff.lag(m, c.Off))
 		}
 		return nil
 	})

@@ -243,7 +243,8 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		case d.End.IsZero():
 		case !e.elsewhere && wo != nil:
 			d.WorkorderID = wo.ID
-			if id, ok, err := f.stopWorkorder(ctx, r.Key, wo, d.Start, r.Time, oldest, history); err != nil {
+			lag := f.a.srcOff.lag(r.Key, ev.Off)
+			if id, ok, err := f.stopWorkorder(ctx, r.Key, wo, d.Start, r.Time, lag, oldest, history); err != nil {
 				return err
 			} else if ok {
 				d.WorkorderID = id
@@ -402,17 +403,18 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 // when none was (between two orders). Before, a backlog's stops all went to
 // the order in progress when they reached Odoo (the second attribution
 // probe). As for counts (madeEarlier), only a backlog is looked up — its
-// record, buffered when the stop ended, waited backlogAge — and a stop that
+// record, buffered when the stop ended, waited backlogAge, or came late
+// (see offsets; lag) — and a stop that
 // began up to backlogClockSlack before wo started is wo's.
 // oldest holds the round's oldest stop start per work center, history the
 // round's answers: one timeline per work center a round.
-func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.Workorder, start, buffered time.Time, oldest map[int64]time.Time, history map[int64]*odoo.Timeline) (int64, bool, error) {
+func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.Workorder, start, buffered time.Time, lag time.Duration, oldest map[int64]time.Time, history map[int64]*odoo.Timeline) (int64, bool, error) {
 	began := wo.DateStart.Truncate(time.Second)
 	if began.IsZero() {
 		return 0, false, nil
 	}
 	before := start.Before(began.Add(-f.clockSlack()))
-	if !f.waited(buffered) || !before && start.Before(began) {
+	if !f.backlog(buffered, lag) || !before && start.Before(began) {
 		// Not a backlog: wo's, as before (a stop over a changeover goes
 		// to the new order; a machine clock behind Odoo's moves nothing).
 		return 0, false, nil

@@ -36,6 +36,10 @@ type machineMeta struct {
 	// change a counter's last value unseen (the bitrot probe: 1,097 pieces
 	// never made). 0 in states of older versions, which go unchecked.
 	Sum uint32 `json:"sum,omitempty"`
+	// Off is the least receipt-less-source-time difference (ms) of its
+	// values lately (see offsets), so that values replayed at the next
+	// start are measured against it. Absent in states of older versions.
+	Off *int64 `json:"off,omitempty"`
 }
 
 func machineMetaKey(id string) string { return "machine/" + id }
@@ -138,8 +142,7 @@ func (a *Agent) uniqueStamp(k sampleAddr, t time.Time) time.Time {
 func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	m := a.mapper.Load()
 	type acc struct {
-		rec   countRecord
-		valid bool
+		recs []countRecord // more than one when the batch's values span more than recordSpan
 	}
 	counts := map[string]*acc{}
 	var order []string // count keys in first-seen order
@@ -266,16 +269,28 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 					order = append(order, k)
 				}
 				t := ms(ev.Time)
-				if !c.valid {
-					c.rec.First = t
-					c.valid = true
+				off := a.noteOffset(s, ev.Machine, ev.Time, changed)
+				if n := len(c.recs); n == 0 || t-c.recs[n-1].First > recordSpan || c.recs[n-1].First-t > recordSpan {
+					// A burst the broker kept (or a gateway held) spans
+					// its source's minutes: one record a second of them,
+					// so that it can be cut where the work order changed.
+					c.recs = append(c.recs, countRecord{First: t, Off: off})
 				}
-				c.rec.Delta += ev.Pieces
-				c.rec.Last = t
+				r := &c.recs[len(c.recs)-1]
+				r.Delta += ev.Pieces
+				r.Last = t
+				r.Off = max(r.Off, off)
 				added[ev.Machine] = added[ev.Machine].plus(sig, ev.Pieces)
 			case mapping.EventStale: // reported (noteEvent), nothing to forward
 			default:
-				if rec, ok := a.downtimeRecord(ev, changed); ok {
+				var off int64
+				switch ev.Kind {
+				case mapping.EventRunning:
+					off = a.noteOffset(s, ev.Machine, ev.End, changed)
+				case mapping.EventStopped:
+					a.noteOffset(s, ev.Machine, ev.Start, changed)
+				}
+				if rec, ok := a.downtimeRecord(ev, off, changed); ok {
 					events = append(events, rec)
 				}
 			}
@@ -285,15 +300,16 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	a.stateMu.Unlock()
 	recs := events
 	for _, k := range order {
-		c := counts[k]
-		if c.rec.Delta == 0 {
-			continue
+		for _, c := range counts[k].recs {
+			if c.Delta == 0 {
+				continue
+			}
+			// Records carry no Time: the buffer stamps them with the
+			// append time, so their age is how long they have waited here
+			// whatever the source's clock says (a PLC whose clock fell back
+			// to 2000 made the oldest record 27 years old).
+			recs = append(recs, buffer.Record{Lane: buffer.LaneCounts, Key: k, Data: mustJSON(c)})
 		}
-		// Records carry no Time: the buffer stamps them with the append
-		// time, so their age is how long they have waited here whatever
-		// the source's clock says (a PLC whose clock fell back to 2000
-		// made the oldest record 27 years old).
-		recs = append(recs, buffer.Record{Lane: buffer.LaneCounts, Key: k, Data: mustJSON(c.rec)})
 	}
 	if len(recs) > 0 || len(meta) > 0 {
 		start := time.Now()
@@ -387,10 +403,13 @@ func writeCause(err error) string {
 // downtimeRecord is the record of a stop, run or reason event, if it makes
 // one; it notes in changed a machine whose open line it opens or closes.
 // The caller holds stateMu.
-func (a *Agent) downtimeRecord(ev mapping.Event, changed map[string]bool) (buffer.Record, bool) {
+func (a *Agent) downtimeRecord(ev mapping.Event, off int64, changed map[string]bool) (buffer.Record, bool) {
 	er, ok := a.downtimeEvent(ev, changed)
 	if !ok {
 		return buffer.Record{}, false
+	}
+	if ev.Kind == mapping.EventRunning {
+		er.Off = off
 	}
 	if st := a.state.Machines[ev.Machine]; st != nil && er.Start > st.LineKey {
 		st.LineKey = er.Start
@@ -586,7 +605,7 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 			a.noteEvent(ev)
 			a.log.Info("stop ended: its machine's running signal is gone from the configuration", "machine", id,
 				"stopped", ev.End.Sub(ev.Start).Round(time.Second))
-			if rec, ok := a.downtimeRecord(ev, changed); ok {
+			if rec, ok := a.downtimeRecord(ev, 0, changed); ok {
 				recs = append(recs, rec)
 			}
 		}
@@ -660,7 +679,7 @@ func (a *Agent) machineKV(id string, added totals) (buffer.KV, error) {
 	t := a.totals[id]
 	a.totalsMu.Unlock()
 	t = t.add(added)
-	return buffer.KV{Key: machineMetaKey(id), Value: mustJSON(machineMeta{Mapping: b, Good: t.Good, Scrap: t.Scrap, Sum: valueSum(b)})}, nil
+	return buffer.KV{Key: machineMetaKey(id), Value: mustJSON(machineMeta{Mapping: b, Good: t.Good, Scrap: t.Scrap, Sum: valueSum(b), Off: a.srcOff.saved(id)})}, nil
 }
 
 // damagedStateMsg is what the log and status say of a machine's stored
@@ -695,6 +714,7 @@ func (a *Agent) loadMachineState() error {
 				a.shownRunning[id] = *ms.Running
 			}
 		}
+		a.srcOff.restore(id, mm.Off)
 		a.totalsMu.Lock()
 		a.totals[id] = totals{Good: mm.Good, Scrap: mm.Scrap}
 		a.totalsMu.Unlock()

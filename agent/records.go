@@ -28,6 +28,10 @@ type countRecord struct {
 	Delta float64 `json:"d"`
 	First int64   `json:"f"`
 	Last  int64   `json:"l"`
+	// Off is how long after its source time the most delayed of its
+	// values was received (ms; MQTT values, 0 for others and in records of
+	// older versions): a value the broker kept came late (see offsets).
+	Off int64 `json:"o,omitempty"`
 }
 
 // eventRecord is the payload of a LaneEvents record: a downtime interval of a
@@ -60,6 +64,10 @@ type eventRecord struct {
 	// dates (not its external id) as it is booked. Nil otherwise, and in
 	// records of older versions.
 	Rx *connectors.Seen `json:"rx,omitempty"`
+	// Off is how long after its source time the stop's end was received
+	// (ms; MQTT values, 0 for others and in records of older versions):
+	// a stop the broker kept came late (see offsets).
+	Off int64 `json:"o,omitempty"`
 }
 
 // countKey is the buffer key of a machine's count records of one signal.
@@ -212,6 +220,7 @@ func mergeCountRecords(a, b buffer.Record) (buffer.Record, error) {
 		return a, err
 	}
 	ca.Delta += cb.Delta
+	ca.Off = max(ca.Off, cb.Off)
 	if cb.Last > ca.Last {
 		ca.Last = cb.Last
 	}

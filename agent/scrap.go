@@ -265,7 +265,8 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 // progress; a finished one takes no quantity).
 //
 // Only a backlog is looked up — the oldest of p waited backlogAge, by this
-// box's clock (an outage held it, or no order was in progress): counts
+// box's clock (an outage held it, or no order was in progress), or came
+// replayLag late (the broker kept it: see offsets): counts
 // that reach Odoo as they are made go to the order worked on, whatever
 // their source's clock says (a source clock behind would make every value
 // look old; and the counts lane's head, another machine's counts held for
@@ -278,7 +279,7 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 	start := wo.DateStart.Truncate(time.Second)
 	cut := start.Add(-f.clockSlack())
 	t := fromMS(p.first)
-	backlog := f.waited(p.buffered)
+	backlog := f.backlog(p.buffered, p.lag)
 	after := !t.Before(start)
 	key := machine + "/" + what
 	if c, ok := f.backlogClear[key]; ok && (c.wo != wo.ID || time.Since(c.at) >= backlogRecheck) {
@@ -349,12 +350,6 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 		target = wo
 	}
 	return target, pre, why, nil
-}
-
-// waited reports a backlog: what was buffered at buffered waited
-// backlogAge, by this box's clock (zero: nothing buffered).
-func (f *forwarder) waited(buffered time.Time) bool {
-	return !buffered.IsZero() && time.Since(buffered) >= cmp.Or(f.a.opts.BacklogAge, backlogAge)
 }
 
 // clockSlack is backlogClockSlack, or the tests' Options.BacklogClockSlack.

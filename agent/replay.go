@@ -1,0 +1,167 @@
+package agent
+
+import (
+	"cmp"
+	"sync"
+	"time"
+
+	"github.com/plantedge/plantedge/connectors"
+)
+
+// Values the broker kept for the agent — in its session while the agent was
+// stopped or restarting, or while the agent's link to it was down — or
+// that a gateway held while its own link was down, arrive late: not
+// waited in this box's buffer, they looked live, and went to the work
+// order in progress when they arrived (the work-order probe: three orders
+// run during an agent stop had all their pieces booked on the third). How
+// late a value came is its receipt time less its source time, less what
+// that difference is for the source's values as they are made — the
+// source's clock against this box's, and the latency: the least
+// difference seen lately (offsets). A value that came replayLag late, or
+// whose lateness and buffer wait add up to backlogAge, is a backlog, cut
+// by order by the time it carries (madeEarlier, stopWorkorder).
+//
+// Only MQTT values are measured: an OPC UA value is read as it is, and a
+// server's source timestamps may stand still while the value moves (a
+// counter it does not stamp), which would look like lateness.
+
+// replayLag: values that came this much later than their source's values
+// as they are made were kept on their way (see above). Well above what a
+// publisher's and a broker's latency vary by.
+const replayLag = 10 * time.Second
+
+// offsetWindow is how long the least receipt-less-source-time difference
+// of a signal stands: it is the least of the last two windows, so a
+// source's clock set back (its values then look late) is followed within
+// two windows, one set forward at once.
+const offsetWindow = 5 * time.Minute
+
+// offsetSaveStep: a signal's least difference is saved with its machine's
+// state when it moved this much from what was saved — so that values
+// replayed at the next start are measured against the difference before
+// it, not against the replay's own.
+const offsetSaveStep = time.Second
+
+// offsets keeps, per machine, the least receipt-less-source-time
+// difference (ms) of its values lately: a machine's counters and run state
+// come from one publisher's clock, mostly, and its counters move with every
+// piece, so that a stop, rare, is measured against them. (A machine whose
+// signals come from two clocks apart looks late by their distance on the
+// later one's: its values are looked up by the times they carry, as a
+// backlog's are, at a few calls a minute.)
+type offsets struct {
+	mu sync.Mutex
+	m  map[string]*offsetMin
+}
+
+type offsetMin struct {
+	cur, prev int64
+	hasPrev   bool
+	since     time.Time // when cur's window began
+	saved     int64
+	hasSaved  bool
+}
+
+func (o *offsetMin) est() int64 {
+	if o.hasPrev {
+		return min(o.cur, o.prev)
+	}
+	return o.cur
+}
+
+// note takes a value of machine that came off ms after its source time, at
+// now; it reports whether the estimate moved offsetSaveStep from the one
+// saved.
+func (o *offsets) note(machine string, off int64, now time.Time) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = map[string]*offsetMin{}
+	}
+	e := o.m[machine]
+	switch {
+	case e == nil:
+		o.m[machine] = &offsetMin{cur: off, since: now}
+		return true
+	case now.Sub(e.since) >= offsetWindow || now.Before(e.since):
+		e.prev, e.hasPrev = e.cur, true
+		e.cur, e.since = off, now
+	case off < e.cur:
+		e.cur = off
+	}
+	d := e.est() - e.saved
+	return !e.hasSaved || d >= offsetSaveStep.Milliseconds() || d <= -offsetSaveStep.Milliseconds()
+}
+
+// lag is how late a value of machine that came off ms after its source
+// time was: 0 when nothing is known of machine.
+func (o *offsets) lag(machine string, off int64) time.Duration {
+	if off == 0 {
+		return 0
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e := o.m[machine]
+	if e == nil {
+		return 0
+	}
+	return max(0, time.Duration(off-e.est())*time.Millisecond)
+}
+
+// saved returns machine's estimate to keep with its state (nil: none),
+// marking it saved.
+func (o *offsets) saved(machine string) *int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e := o.m[machine]
+	if e == nil {
+		return nil
+	}
+	e.saved, e.hasSaved = e.est(), true
+	v := e.saved
+	return &v
+}
+
+// restore takes machine's saved estimate (from its state in the buffer
+// file) as the current window's.
+func (o *offsets) restore(machine string, saved *int64) {
+	if saved == nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m = map[string]*offsetMin{}
+	}
+	o.m[machine] = &offsetMin{cur: *saved, since: time.Now(), saved: *saved, hasSaved: true}
+}
+
+// backlog reports whether values buffered at buffered that came lag late
+// are a backlog: lag replayLag or more, or lag and the wait in this box's
+// buffer backlogAge together (zero buffered: nothing buffered).
+func (f *forwarder) backlog(buffered time.Time, lag time.Duration) bool {
+	if buffered.IsZero() {
+		return false
+	}
+	return lag >= cmp.Or(f.a.opts.ReplayLag, replayLag) ||
+		time.Since(buffered)+lag >= cmp.Or(f.a.opts.BacklogAge, backlogAge)
+}
+
+// recordSpan bounds the source times one count record spans (ms): a
+// backlog is cut between records.
+const recordSpan = 1000
+
+// noteOffset notes how long after its source time t value s of machine
+// came (MQTT values only, see offsets), marking machine's state changed
+// when the estimate should be saved; it returns that time in ms (0 for
+// other values). Caller holds stateMu.
+func (a *Agent) noteOffset(s connectors.Sample, machine string, t time.Time, changed map[string]bool) int64 {
+	if s.Kind != connectors.KindMQTT || t.IsZero() || s.ReceiveTime.IsZero() {
+		return 0
+	}
+	off := s.ReceiveTime.Sub(t).Milliseconds()
+	if a.srcOff.note(machine, off, time.Now()) {
+		changed[machine] = true
+	}
+	return off
+}

@@ -1,0 +1,156 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/odoo/odootest"
+)
+
+// Pieces, scrap and stops the broker kept in the agent's session while the
+// agent was stopped go to the work orders they were made on, as a backlog
+// does, though they did not wait in the buffer: before, all of them went to
+// the order in progress at the restart (the work-order probe: three orders
+// run during an agent stop had all their pieces on the third, and the
+// first's scrap was taken out of the third's product).
+//
+// "idle until the restart": the last order makes its pieces only after the
+// replay was forwarded, so every value the broker replays is old, and only
+// the difference measured before the stop (kept with the machine's state)
+// shows how late the newest of them came.
+func TestValuesTheBrokerKeptGoToTheirOrders(t *testing.T) {
+	for _, c := range []struct {
+		version int
+		idle    bool
+	}{{19, false}, {17, true}} {
+		name := fmt.Sprintf("odoo%d/%s", c.version, map[bool]string{false: "counting until the restart", true: "idle until the restart"}[c.idle])
+		t.Run(name, func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: c.version, machines: []string{"press-1"}})
+			p.scrapSlack = time.Millisecond // the test's orders change within seconds
+			p.replayLag = time.Second       // the agent is stopped for seconds
+			ra := p.startAgent()
+			m := p.machines[0]
+			p.produce(m, 5, 0)
+			p.waitExactQty(ra, "press-1", 5)
+			time.Sleep(500 * time.Millisecond)
+			ra.stop()
+
+			// Three orders of three products while the agent is stopped.
+			wos := []int64{p.woIDs["press-1"]}
+			products := []int64{p.product}
+			made := []struct{ good, scrap int64 }{{7, 2}, {11, 3}, {13, 1}}
+			for i, n := range made {
+				if i > 0 {
+					time.Sleep(1100 * time.Millisecond) // Odoo's dates are to the second
+					products = append(products, p.odoo.AddProduct(fmt.Sprintf("Product %d", i+1)))
+					mo := p.odoo.AddProduction(fmt.Sprintf("WH/MO/r%d", i), products[i], 1000)
+					wos = append(wos, p.odoo.AddWorkorder(mo, p.wcIDs["press-1"], fmt.Sprintf("WO press-1 #%d", i+1), "progress"))
+					time.Sleep(1100 * time.Millisecond)
+				}
+				if i == 2 && c.idle {
+					break
+				}
+				for k := int64(0); k < n.good; k++ {
+					p.produce(m, 1, 0)
+					time.Sleep(20 * time.Millisecond)
+				}
+				p.produce(m, 0, n.scrap)
+				if i == 0 {
+					// mochi replays a session's messages in the order of
+					// the second they came in, not within it: a stop and
+					// its end in seconds of their own.
+					time.Sleep(1100 * time.Millisecond)
+					p.stop(m, "JAM")
+					time.Sleep(1100 * time.Millisecond)
+					p.run(m)
+				}
+				if i < 2 {
+					time.Sleep(1100 * time.Millisecond)
+					p.odoo.SetWorkorderState(wos[i], "done")
+				}
+			}
+			time.Sleep(1500 * time.Millisecond) // the newest kept values came late too
+			if c.idle {
+				// And Odoo away as the agent starts: the whole replay is in
+				// the buffer when it is back, in records that must not
+				// straddle the orders (before, one intake batch was one
+				// record a counter: 4 or 6 of the first order's 7 pieces).
+				p.odoo.SetDown(true)
+			}
+			ra = p.startAgentWith(false)
+			if c.idle {
+				waitFor(t, 15*time.Second, "the replay counted", func() (bool, string) {
+					ms := machineStatus(ra, "press-1")
+					return ms.GoodCount == 23 && ms.ScrapCount == 5, fmt.Sprintf("%v good, %v scrap", ms.GoodCount, ms.ScrapCount)
+				})
+				time.Sleep(300 * time.Millisecond)
+				p.odoo.SetDown(false)
+				// The replay forwarded before the last order makes any.
+				p.waitPending(ra, 0)
+				time.Sleep(500 * time.Millisecond)
+				p.produce(m, made[2].good, made[2].scrap)
+			}
+
+			waitFor(t, 30*time.Second, "the orders' quantities and scrap", func() (bool, string) {
+				got := p.scrapByWorkorder()
+				q := p.woQty(wos[2])
+				return q == 13 && got[wos[0]].Qty+got[wos[1]].Qty+got[wos[2]].Qty == 6 && ra.a.Status().Buffer.Pending == 0,
+					fmt.Sprintf("WO3 %v, scrap %+v, pending %d", q, got, ra.a.Status().Buffer.Pending)
+			})
+			got := p.scrapByWorkorder()
+			for i, n := range made {
+				if s := got[wos[i]]; s.Qty != float64(n.scrap) || s.ProductID != products[i] {
+					t.Errorf("scrap on work order %d: %v of product %d, want %d of product %d", i+1, s.Qty, s.ProductID, n.scrap, products[i])
+				}
+			}
+			if q := p.woQty(wos[0]); q != 5 {
+				t.Errorf("the first order shows %v, want the 5 written before the stop", q)
+			}
+			// The finished orders' pieces wait in the dead letters, with
+			// the reason, for a person to correct those orders: 7 and 11.
+			dls, err := agent.NewAPIClient(p.listen).DeadLetters(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var reasons []string
+			for _, d := range dls {
+				reasons = append(reasons, d.Reason)
+			}
+			all := strings.Join(reasons, "\n")
+			if len(dls) != 2 || !strings.Contains(all, "7 pieces made from") || !strings.Contains(all, "go to work order WO press-1 (") ||
+				!strings.Contains(all, "11 pieces made from") || !strings.Contains(all, "go to work order WO press-1 #2 (") {
+				t.Errorf("dead letters:\n%s\nwant the 7 pieces of the first order and the 11 of the second", all)
+			}
+			p.waitLines(1)
+			lines := p.odoo.Productivity()
+			slices.SortFunc(lines, func(x, y odootest.ProductivityLine) int { return x.Start.Compare(y.Start) })
+			if lines[0].WorkorderID != wos[0] {
+				t.Errorf("the stop is booked on %d, want the first order's %d", lines[0].WorkorderID, wos[0])
+			}
+		})
+	}
+}
+
+// woQty is the quantity work order id shows: qty_produced from Odoo 19
+// on, the manufacturing order's qty_producing before.
+func (p *plant) woQty(id int64) float64 {
+	if wo := p.odoo.Workorder(id); p.version >= 19 {
+		return wo.QtyProduced
+	} else {
+		return wo.QtyProducing
+	}
+}
+
+func machineStatus(ra *runningAgent, id string) agent.MachineStatus {
+	for _, m := range ra.a.Status().Machines {
+		if m.ID == id {
+			return m
+		}
+	}
+	return agent.MachineStatus{}
+}
