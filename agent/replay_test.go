@@ -3,12 +3,16 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
@@ -39,41 +43,7 @@ func TestValuesTheBrokerKeptGoToTheirOrders(t *testing.T) {
 			p.waitExactQty(ra, "press-1", 5)
 			time.Sleep(500 * time.Millisecond)
 			ra.stop()
-
-			// Three orders of three products while the agent is stopped.
-			wos := []int64{p.woIDs["press-1"]}
-			products := []int64{p.product}
-			made := []struct{ good, scrap int64 }{{7, 2}, {11, 3}, {13, 1}}
-			for i, n := range made {
-				if i > 0 {
-					time.Sleep(1100 * time.Millisecond) // Odoo's dates are to the second
-					products = append(products, p.odoo.AddProduct(fmt.Sprintf("Product %d", i+1)))
-					mo := p.odoo.AddProduction(fmt.Sprintf("WH/MO/r%d", i), products[i], 1000)
-					wos = append(wos, p.odoo.AddWorkorder(mo, p.wcIDs["press-1"], fmt.Sprintf("WO press-1 #%d", i+1), "progress"))
-					time.Sleep(1100 * time.Millisecond)
-				}
-				if i == 2 && c.idle {
-					break
-				}
-				for k := int64(0); k < n.good; k++ {
-					p.produce(m, 1, 0)
-					time.Sleep(20 * time.Millisecond)
-				}
-				p.produce(m, 0, n.scrap)
-				if i == 0 {
-					// mochi replays a session's messages in the order of
-					// the second they came in, not within it: a stop and
-					// its end in seconds of their own.
-					time.Sleep(1100 * time.Millisecond)
-					p.stop(m, "JAM")
-					time.Sleep(1100 * time.Millisecond)
-					p.run(m)
-				}
-				if i < 2 {
-					time.Sleep(1100 * time.Millisecond)
-					p.odoo.SetWorkorderState(wos[i], "done")
-				}
-			}
+			o := p.threeOrders(m, c.idle)
 			time.Sleep(1500 * time.Millisecond) // the newest kept values came late too
 			if c.idle {
 				// And Odoo away as the agent starts: the whole replay is in
@@ -93,47 +63,173 @@ func TestValuesTheBrokerKeptGoToTheirOrders(t *testing.T) {
 				// The replay forwarded before the last order makes any.
 				p.waitPending(ra, 0)
 				time.Sleep(500 * time.Millisecond)
-				p.produce(m, made[2].good, made[2].scrap)
+				p.produce(m, o.made[2].good, o.made[2].scrap)
 			}
-
-			waitFor(t, 30*time.Second, "the orders' quantities and scrap", func() (bool, string) {
-				got := p.scrapByWorkorder()
-				q := p.woQty(wos[2])
-				return q == 13 && got[wos[0]].Qty+got[wos[1]].Qty+got[wos[2]].Qty == 6 && ra.a.Status().Buffer.Pending == 0,
-					fmt.Sprintf("WO3 %v, scrap %+v, pending %d", q, got, ra.a.Status().Buffer.Pending)
-			})
-			got := p.scrapByWorkorder()
-			for i, n := range made {
-				if s := got[wos[i]]; s.Qty != float64(n.scrap) || s.ProductID != products[i] {
-					t.Errorf("scrap on work order %d: %v of product %d, want %d of product %d", i+1, s.Qty, s.ProductID, n.scrap, products[i])
-				}
-			}
-			if q := p.woQty(wos[0]); q != 5 {
-				t.Errorf("the first order shows %v, want the 5 written before the stop", q)
-			}
-			// The finished orders' pieces wait in the dead letters, with
-			// the reason, for a person to correct those orders: 7 and 11.
-			dls, err := agent.NewAPIClient(p.listen).DeadLetters(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			var reasons []string
-			for _, d := range dls {
-				reasons = append(reasons, d.Reason)
-			}
-			all := strings.Join(reasons, "\n")
-			if len(dls) != 2 || !strings.Contains(all, "7 pieces made from") || !strings.Contains(all, "go to work order WO press-1 (") ||
-				!strings.Contains(all, "11 pieces made from") || !strings.Contains(all, "go to work order WO press-1 #2 (") {
-				t.Errorf("dead letters:\n%s\nwant the 7 pieces of the first order and the 11 of the second", all)
-			}
-			p.waitLines(1)
-			lines := p.odoo.Productivity()
-			slices.SortFunc(lines, func(x, y odootest.ProductivityLine) int { return x.Start.Compare(y.Start) })
-			if lines[0].WorkorderID != wos[0] {
-				t.Errorf("the stop is booked on %d, want the first order's %d", lines[0].WorkorderID, wos[0])
-			}
+			p.checkThreeOrders(ra, o)
 		})
 	}
+}
+
+// The same with the agent running and its link to the broker cut while
+// the three orders run (the work-order probe: the third had 31 of its 13,
+// the first 5 of its 12, on Odoo 17 and 19).
+func TestValuesKeptWhileTheBrokerLinkWasDownGoToTheirOrders(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
+	p.scrapSlack = time.Millisecond
+	p.replayLag = time.Second
+	x := &linkProxy{addr: agenttest.FreeAddr(t), to: p.broker.Addr()}
+	x.up(t)
+	t.Cleanup(x.down)
+	p.editConfig(p.broker.URL(), "tcp://"+x.addr)
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+	time.Sleep(500 * time.Millisecond)
+	x.down()
+	o := p.threeOrders(m, false)
+	time.Sleep(1500 * time.Millisecond)
+	x.up(t)
+	p.checkThreeOrders(ra, o)
+}
+
+// orders is what threeOrders made: the work orders, their products, and
+// the good pieces and scrap made on each.
+type orders struct {
+	wos, products []int64
+	made          []struct{ good, scrap int64 }
+}
+
+// threeOrders runs three work orders of three products on machine m, the
+// first the plant's: 7 pieces, 2 scrap and a stop on it, 11 and 3 on the
+// second, 13 and 1 on the third (none when idle: the caller makes them).
+func (p *plant) threeOrders(m *simMachine, idle bool) orders {
+	o := orders{wos: []int64{p.woIDs[m.id]}, products: []int64{p.product}, made: []struct{ good, scrap int64 }{{7, 2}, {11, 3}, {13, 1}}}
+	for i, n := range o.made {
+		if i > 0 {
+			time.Sleep(1100 * time.Millisecond) // Odoo's dates are to the second
+			o.products = append(o.products, p.odoo.AddProduct(fmt.Sprintf("Product %d", i+1)))
+			mo := p.odoo.AddProduction(fmt.Sprintf("WH/MO/r%d", i), o.products[i], 1000)
+			o.wos = append(o.wos, p.odoo.AddWorkorder(mo, p.wcIDs[m.id], fmt.Sprintf("WO %s #%d", m.id, i+1), "progress"))
+			time.Sleep(1100 * time.Millisecond)
+		}
+		if i == 2 && idle {
+			break
+		}
+		for range n.good {
+			p.produce(m, 1, 0)
+			time.Sleep(20 * time.Millisecond)
+		}
+		p.produce(m, 0, n.scrap)
+		if i == 0 {
+			// mochi replays a session's messages in the order of the
+			// second they came in, not within it: a stop and its end in
+			// seconds of their own.
+			time.Sleep(1100 * time.Millisecond)
+			p.stop(m, "JAM")
+			time.Sleep(1100 * time.Millisecond)
+			p.run(m)
+		}
+		if i < 2 {
+			time.Sleep(1100 * time.Millisecond)
+			p.odoo.SetWorkorderState(o.wos[i], "done")
+		}
+	}
+	return o
+}
+
+// checkThreeOrders waits for Odoo to show threeOrders' orders each with
+// its own: the third its pieces, each its scrap of its product, the first
+// the stop, and the finished orders' pieces in the dead letters with the
+// reason (a finished order takes no quantity).
+func (p *plant) checkThreeOrders(ra *runningAgent, o orders) {
+	t := p.t
+	t.Helper()
+	waitFor(t, 30*time.Second, "the orders' quantities and scrap", func() (bool, string) {
+		got := p.scrapByWorkorder()
+		q := p.woQty(o.wos[2])
+		return q == 13 && got[o.wos[0]].Qty+got[o.wos[1]].Qty+got[o.wos[2]].Qty == 6 && ra.a.Status().Buffer.Pending == 0,
+			fmt.Sprintf("WO3 %v, scrap %+v, pending %d", q, got, ra.a.Status().Buffer.Pending)
+	})
+	got := p.scrapByWorkorder()
+	for i, n := range o.made {
+		if s := got[o.wos[i]]; s.Qty != float64(n.scrap) || s.ProductID != o.products[i] {
+			t.Errorf("scrap on work order %d: %v of product %d, want %d of product %d", i+1, s.Qty, s.ProductID, n.scrap, o.products[i])
+		}
+	}
+	if q := p.woQty(o.wos[0]); q != 5 {
+		t.Errorf("the first order shows %v, want the 5 written before the gap", q)
+	}
+	dls, err := agent.NewAPIClient(p.listen).DeadLetters(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	for _, d := range dls {
+		reasons = append(reasons, d.Reason)
+	}
+	all := strings.Join(reasons, "\n")
+	if len(dls) != 2 || !strings.Contains(all, "7 pieces made from") || !strings.Contains(all, "go to work order WO press-1 (") ||
+		!strings.Contains(all, "11 pieces made from") || !strings.Contains(all, "go to work order WO press-1 #2 (") {
+		t.Errorf("dead letters:\n%s\nwant the 7 pieces of the first order and the 11 of the second", all)
+	}
+	p.waitLines(1)
+	lines := p.odoo.Productivity()
+	slices.SortFunc(lines, func(x, y odootest.ProductivityLine) int { return x.Start.Compare(y.Start) })
+	if lines[0].WorkorderID != o.wos[0] {
+		t.Errorf("the stop is booked on %d, want the first order's %d", lines[0].WorkorderID, o.wos[0])
+	}
+}
+
+// linkProxy forwards TCP connections from addr to to until down cuts them
+// (and stops taking new ones); up takes them again.
+type linkProxy struct {
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    []net.Conn
+	addr, to string
+}
+
+func (x *linkProxy) up(t *testing.T) {
+	t.Helper()
+	ln, err := net.Listen("tcp", x.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.mu.Lock()
+	x.ln = ln
+	x.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", x.to)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			x.mu.Lock()
+			x.conns = append(x.conns, c, b)
+			x.mu.Unlock()
+			go func() { _, _ = io.Copy(b, c); b.Close() }()
+			go func() { _, _ = io.Copy(c, b); c.Close() }()
+		}
+	}()
+}
+
+func (x *linkProxy) down() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.ln != nil {
+		x.ln.Close()
+		x.ln = nil
+	}
+	for _, c := range x.conns {
+		c.Close()
+	}
+	x.conns = nil
 }
 
 // woQty is the quantity work order id shows: qty_produced from Odoo 19
