@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/plantedge/plantedge/buffer"
@@ -27,12 +28,15 @@ type AcceptResult struct {
 	WorkOrder string `json:"work_order,omitempty"`
 	// Accepted: Odoo's quantity (Now) is taken as right, in place of what
 	// plantedge had written (Was); Pending pieces not yet in Odoo are added
-	// to it by the next write.
+	// to it by the next write. Or, with a Note: a quantity edited in Odoo
+	// that plantedge's write had replaced (within replacedHold) is taken
+	// back, with the pieces counted since; Now is what the next write sets
+	// (before Pending), Was what Odoo shows.
 	Accepted bool    `json:"accepted"`
 	Was      float64 `json:"was"`
 	Now      float64 `json:"now"`
 	Pending  float64 `json:"pending"`
-	// Note says why nothing was done.
+	// Note says why nothing was done, or what was taken back.
 	Note string `json:"note,omitempty"`
 }
 
@@ -213,6 +217,24 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 		return answer(nil)
 	}
 	res.Was = stored.Written
+	if r := stored.Replaced; qty == stored.Written && r != nil && r.Qty != r.Over && time.Since(r.At) < replacedHold {
+		// The edit was written over before anyone could accept it (a
+		// running machine's next round): taken back, and the pieces
+		// counted since are added to it.
+		st := *stored
+		st.Baseline, st.Replaced = r.Qty-r.Counted, nil
+		if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
+			return answer(err)
+		}
+		*stored = st
+		res.Accepted, res.Now = true, odoo.Round2(st.Baseline+st.Counted)
+		res.Note = fmt.Sprintf("took back the %g entered in Odoo on %s at %s UTC, which plantedge's write had replaced: counting goes on from it, "+
+			"with the %g pieces counted since; the next write sets %g", r.Qty, wo.Name, r.At.Format(time.DateTime), odoo.Round2(st.Counted-r.Counted), res.Now)
+		f.clearEditError(machine)
+		f.a.log.Warn("a quantity edited in Odoo, which plantedge had written over, was accepted as right: counting goes on from it",
+			"machine", machine, "workorder", wo.Name, "edited_qty", r.Qty, "edited_at", r.At, "counted_since", st.Counted-r.Counted, "next_write", res.Now, "pending", pending)
+		return answer(nil)
+	}
 	if qty == stored.Written {
 		res.Note = fmt.Sprintf("Odoo shows what plantedge wrote to %s (%g): nothing to accept", wo.Name, qty)
 		if fresh {
@@ -222,13 +244,24 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 	}
 	st := *stored
 	// Baseline+Counted is what plantedge's writes hold; from now on Odoo's.
-	st.Baseline, st.Written = qty-st.Counted, qty
+	st.Baseline, st.Written, st.Replaced = qty-st.Counted, qty, nil
 	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
 		return answer(err)
 	}
 	*stored = st
 	res.Accepted = true
+	f.clearEditError(machine)
 	f.a.log.Warn("the work order's quantity in Odoo was accepted as right: counting goes on from it",
 		"machine", machine, "workorder", wo.Name, "odoo_qty", qty, "written_before", res.Was, "pending", pending)
 	return answer(nil)
+}
+
+// clearEditError drops the machine's message of an edit in Odoo, once
+// accepted.
+func (f *forwarder) clearEditError(machine string) {
+	f.setMachine(machine, func(ml *machineLink) {
+		if strings.HasPrefix(ml.Error, "work order ") && strings.Contains(ml.Error, " in Odoo where plantedge had written ") {
+			ml.Error = ""
+		}
+	})
 }

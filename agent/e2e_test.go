@@ -1258,7 +1258,7 @@ func TestEndToEndLateAndEditedQuantitiesLogged(t *testing.T) {
 		return strings.Contains(p.logs.String(), "changed in Odoo since plantedge wrote it"), ""
 	})
 	// and shown on the machine until a write sticks
-	if e := ra.a.Status().Machines[0].Error; !strings.Contains(e, "shows 20 in Odoo where plantedge wrote 5") {
+	if e := ra.a.Status().Machines[0].Error; !strings.Contains(e, "showed 20 in Odoo where plantedge had written 5") {
 		t.Errorf("machine error after the edit: %q", e)
 	}
 	p.produce(m, 1, 0)

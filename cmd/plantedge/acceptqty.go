@@ -51,7 +51,11 @@ func printAccept(w io.Writer, res agent.AcceptResult) error {
 	if !res.Accepted {
 		return &exitError{code: 1, msg: fmt.Sprintf("%s: not changed: %s", res.Machine, res.Note)}
 	}
-	fmt.Fprintf(w, "%s: work order %s: the %g in Odoo is kept (plantedge had written %g); counting goes on from it", res.Machine, res.WorkOrder, res.Now, res.Was)
+	if res.Note != "" { // an edit plantedge had written over, taken back
+		fmt.Fprintf(w, "%s: %s", res.Machine, res.Note)
+	} else {
+		fmt.Fprintf(w, "%s: work order %s: the %g in Odoo is kept (plantedge had written %g); counting goes on from it", res.Machine, res.WorkOrder, res.Now, res.Was)
+	}
 	if res.Pending > 0 {
 		// (some may go to an earlier work order, the one they were made on)
 		fmt.Fprintf(w, "; the %g pieces still in the buffer are written by the next rounds", res.Pending)

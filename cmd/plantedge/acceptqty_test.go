@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
@@ -276,4 +278,18 @@ func (b *bench) stopAndRun(workOrder string) {
 		m := b.a.Status().Machines[0]
 		return m.WorkOrder == workOrder, "work order " + m.WorkOrder
 	})
+}
+
+// An edit plantedge had written over, taken back: the output is what the
+// agent says it did (its note), exit 0.
+func TestAcceptQtyPrintsATakenBackEdit(t *testing.T) {
+	var out bytes.Buffer
+	res := agent.AcceptResult{Machine: "press-1", WorkOrder: "WO 1", Accepted: true, Was: 13, Now: 503,
+		Note: "took back the 500 entered in Odoo on WO 1 at 2026-12-03 07:00:00 UTC, which plantedge's write had replaced: counting goes on from it, with the 3 pieces counted since; the next write sets 503"}
+	if err := printAccept(&out, res); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.HasPrefix(got, "press-1: took back the 500 entered in Odoo") || strings.Contains(got, "is kept") {
+		t.Errorf("output: %q", got)
+	}
 }
