@@ -31,10 +31,15 @@ import (
 const replayLag = 10 * time.Second
 
 // offsetWindow is how long the least receipt-less-source-time difference
-// of a signal stands: it is the least of the last two windows, so a
-// source's clock set back (its values then look late) is followed within
-// two windows, one set forward at once.
-const offsetWindow = 5 * time.Minute
+// of a machine stands: it is the least of the last two windows, so a
+// source's clock set forward (the difference smaller) is followed at once,
+// one set back within two windows — meanwhile its values look late, and
+// are attributed by the times they carry: right when the clock was set
+// right, off by the step when it was set wrong. Short, for that; long
+// enough that a replay drains within it (a broker delivers a session's
+// queue of thousands of messages in about a second; a replay that takes
+// longer looks live from the second window on).
+const offsetWindow = time.Minute
 
 // offsetSaveStep: a signal's least difference is saved with its machine's
 // state when it moved this much from what was saved — so that values
