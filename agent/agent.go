@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -460,8 +461,15 @@ func (a *Agent) Run(ctx context.Context) error {
 // the free bytes (false when data_dir cannot be looked at).
 func QuotaOverDisk(cfg *config.Config) (free int64, over bool) {
 	var fs syscall.Statfs_t
-	if err := syscall.Statfs(cfg.DataDir, &fs); err != nil {
-		return 0, false
+	// A data_dir not made yet (validate before the first start) is made on
+	// the file system of its nearest parent that is there.
+	dir := cfg.DataDir
+	for syscall.Statfs(dir, &fs) != nil {
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return 0, false
+		}
+		dir = parent
 	}
 	free = int64(fs.Bavail) * int64(fs.Bsize)
 	var used int64
