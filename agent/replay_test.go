@@ -3,16 +3,13 @@ package agent_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
-	"github.com/plantedge/plantedge/agent/agenttest"
+	"github.com/plantedge/plantedge/internal/nettest"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
@@ -77,19 +74,17 @@ func TestValuesKeptWhileTheBrokerLinkWasDownGoToTheirOrders(t *testing.T) {
 	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
 	p.scrapSlack = time.Millisecond
 	p.replayLag = time.Second
-	x := &linkProxy{addr: agenttest.FreeAddr(t), to: p.broker.Addr()}
-	x.up(t)
-	t.Cleanup(x.down)
-	p.editConfig(p.broker.URL(), "tcp://"+x.addr)
+	x := nettest.NewCrashProxy(t, p.broker.Addr())
+	p.editConfig(p.broker.URL(), "tcp://"+x.Addr())
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.produce(m, 5, 0)
 	p.waitExactQty(ra, "press-1", 5)
 	time.Sleep(500 * time.Millisecond)
-	x.down()
+	x.Crash()
 	o := p.threeOrders(m, false)
 	time.Sleep(1500 * time.Millisecond)
-	x.up(t)
+	x.Restart()
 	p.checkThreeOrders(ra, o)
 }
 
@@ -179,57 +174,6 @@ func (p *plant) checkThreeOrders(ra *runningAgent, o orders) {
 	if lines[0].WorkorderID != o.wos[0] {
 		t.Errorf("the stop is booked on %d, want the first order's %d", lines[0].WorkorderID, o.wos[0])
 	}
-}
-
-// linkProxy forwards TCP connections from addr to to until down cuts them
-// (and stops taking new ones); up takes them again.
-type linkProxy struct {
-	mu       sync.Mutex
-	ln       net.Listener
-	conns    []net.Conn
-	addr, to string
-}
-
-func (x *linkProxy) up(t *testing.T) {
-	t.Helper()
-	ln, err := net.Listen("tcp", x.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	x.mu.Lock()
-	x.ln = ln
-	x.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b, err := net.Dial("tcp", x.to)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			x.mu.Lock()
-			x.conns = append(x.conns, c, b)
-			x.mu.Unlock()
-			go func() { _, _ = io.Copy(b, c); b.Close() }()
-			go func() { _, _ = io.Copy(c, b); c.Close() }()
-		}
-	}()
-}
-
-func (x *linkProxy) down() {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.ln != nil {
-		x.ln.Close()
-		x.ln = nil
-	}
-	for _, c := range x.conns {
-		c.Close()
-	}
-	x.conns = nil
 }
 
 // woQty is the quantity work order id shows: qty_produced from Odoo 19
