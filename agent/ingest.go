@@ -278,7 +278,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				}
 				r := &c.recs[len(c.recs)-1]
 				r.Delta += ev.Pieces
-				r.Last = t
+				r.Last = max(r.Last, t) // (a broker may deliver out of order within a second)
 				r.Off = max(r.Off, off)
 				added[ev.Machine] = added[ev.Machine].plus(sig, ev.Pieces)
 			case mapping.EventStale: // reported (noteEvent), nothing to forward

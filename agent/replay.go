@@ -65,6 +65,7 @@ type offsetMin struct {
 	since     time.Time // when cur's window began
 	saved     int64
 	hasSaved  bool
+	lastSrc   int64 // the source time (ms) of the last value noted
 }
 
 func (o *offsetMin) est() int64 {
@@ -74,10 +75,16 @@ func (o *offsetMin) est() int64 {
 	return o.cur
 }
 
-// note takes a value of machine that came off ms after its source time, at
-// now; it reports whether the estimate moved offsetSaveStep from the one
-// saved.
-func (o *offsets) note(machine string, off int64, now time.Time) bool {
+// note takes a value of machine stamped src (ms) that came off ms after
+// it, at now; it reports whether the estimate moved offsetSaveStep from
+// the one saved. A value stamped more than clockBackStep before the last
+// one noted shows the source's clock set back (an NTP step, a PLC on local
+// time at the autumn change): a replay's values come in the order they
+// were made, after those noted before it. The estimate is then that
+// value's at once — before, the values after the step looked late for two
+// windows, and were cut by the times they carry (the review: the new
+// order's pieces dead-lettered as the finished one's).
+func (o *offsets) note(machine string, src, off int64, now time.Time) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.m == nil {
@@ -86,21 +93,28 @@ func (o *offsets) note(machine string, off int64, now time.Time) bool {
 	e := o.m[machine]
 	switch {
 	case e == nil:
-		o.m[machine] = &offsetMin{cur: off, since: now}
+		o.m[machine] = &offsetMin{cur: off, since: now, lastSrc: src}
 		return true
+	case e.lastSrc != 0 && src < e.lastSrc-clockBackStep.Milliseconds():
+		e.cur, e.hasPrev, e.since = off, false, now
 	case now.Sub(e.since) >= offsetWindow || now.Before(e.since):
 		e.prev, e.hasPrev = e.cur, true
 		e.cur, e.since = off, now
 	case off < e.cur:
 		e.cur = off
 	}
+	e.lastSrc = src
 	d := e.est() - e.saved
 	return !e.hasSaved || d >= offsetSaveStep.Milliseconds() || d <= -offsetSaveStep.Milliseconds()
 }
 
 // lag is how late a value of machine that came off ms after its source
-// time was: 0 when nothing is known of machine.
-func (o *offsets) lag(machine string, off int64) time.Duration {
+// time was: 0 when nothing is known of machine, and for a machine whose
+// source clock is more than maxSkew off this box's (by the estimate):
+// its times could not cut the values by order anyway (madeEarlier takes
+// times up to its clock slack before an order's start as that order's),
+// and its pieces go to the order in progress as they arrive, as before.
+func (o *offsets) lag(machine string, off int64, maxSkew time.Duration) time.Duration {
 	if off == 0 {
 		return 0
 	}
@@ -110,7 +124,11 @@ func (o *offsets) lag(machine string, off int64) time.Duration {
 	if e == nil {
 		return 0
 	}
-	return max(0, time.Duration(off-e.est())*time.Millisecond)
+	est := time.Duration(e.est()) * time.Millisecond
+	if est > maxSkew || est < -maxSkew {
+		return 0
+	}
+	return max(0, time.Duration(off)*time.Millisecond-est)
 }
 
 // saved returns machine's estimate to keep with its state (nil: none),
@@ -156,16 +174,25 @@ func (f *forwarder) backlog(buffered time.Time, lag time.Duration) bool {
 // backlog is cut between records.
 const recordSpan = 1000
 
+// clockBackStep: a value stamped this much before the last one noted
+// shows the source's clock set back (see note); within it, values a
+// broker delivers out of order (mochi, within a second).
+const clockBackStep = time.Second
+
 // noteOffset notes how long after its source time t value s of machine
 // came (MQTT values only, see offsets), marking machine's state changed
 // when the estimate should be saved; it returns that time in ms (0 for
 // other values). Caller holds stateMu.
 func (a *Agent) noteOffset(s connectors.Sample, machine string, t time.Time, changed map[string]bool) int64 {
-	if s.Kind != connectors.KindMQTT || t.IsZero() || s.ReceiveTime.IsZero() {
+	if s.Kind != connectors.KindMQTT || t.IsZero() || s.ReceiveTime.IsZero() || t.Equal(s.ReceiveTime) {
+		// (Equal: dated by its receipt — no timestamp_field, or a time
+		// out of range — which tells nothing of the source's clock: noted,
+		// it pulled the estimate to 0, and a source clock minutes behind
+		// made every value look late: the review.)
 		return 0
 	}
 	off := s.ReceiveTime.Sub(t).Milliseconds()
-	if a.srcOff.note(machine, off, time.Now()) {
+	if a.srcOff.note(machine, t.UnixMilli(), off, time.Now()) {
 		changed[machine] = true
 	}
 	return off

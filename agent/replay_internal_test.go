@@ -6,64 +6,80 @@ import (
 )
 
 // The least receipt-less-source-time difference of a machine's values is
-// what they come late by: a source clock minutes behind is no lateness, a
-// value the broker kept is; the estimate follows a clock set back within
-// two windows, one set forward at once, and what is saved comes back at
-// the next start.
+// what they come late by: a value the broker kept is late, a source clock
+// off by more than the clock slack makes none late (its times could not
+// cut by order), a clock set back is followed at once (its next value is
+// stamped before the last), one set forward at once, a slow drift back
+// within two windows, and what is saved comes back at the next start.
 func TestOffsetsMeasureHowLateValuesCame(t *testing.T) {
+	const slack = time.Minute
 	var o offsets
 	now := time.Now()
-	if l := o.lag("m", 5000); l != 0 {
+	src := now.UnixMilli() // the source's clock, in step with the box's
+	lag := func(off int64) time.Duration { return o.lag("m", off, slack) }
+	if l := lag(5000); l != 0 {
 		t.Errorf("nothing known: lag %v, want 0", l)
 	}
-	behind := int64(3 * 60 * 1000) // the source's clock 3 minutes behind
 	for i, jitter := range []int64{40, 12, 25} {
-		o.note("m", behind+jitter, now.Add(time.Duration(i)*time.Second))
+		o.note("m", src+int64(i)*1000, jitter, now.Add(time.Duration(i)*time.Second))
 	}
-	if l := o.lag("m", behind+30); l != 18*time.Millisecond {
+	if l := lag(30); l != 18*time.Millisecond {
 		t.Errorf("a live value: lag %v, want 18ms", l)
 	}
-	if l := o.lag("m", behind+12+45000); l != 45*time.Second {
+	if l := lag(12 + 45000); l != 45*time.Second {
 		t.Errorf("a value kept 45 s: lag %v, want 45s", l)
 	}
-	// A replay noted comes later than the estimate: it does not move it.
-	o.note("m", behind+60000, now.Add(4*time.Second))
-	if l := o.lag("m", behind+60000); l != time.Minute-12*time.Millisecond {
+	// A replay, stamped on from the last value noted, does not move it.
+	o.note("m", src+2500, 60000, now.Add(4*time.Second))
+	if l := lag(60000); l != time.Minute-12*time.Millisecond {
 		t.Errorf("after a replay: lag %v", l)
 	}
-	// Set forward (the difference smaller): at once.
-	o.note("m", 500, now.Add(5*time.Second))
-	if l := o.lag("m", 500); l != 0 {
-		t.Errorf("clock set forward: lag %v, want 0", l)
+	// Set back 3 minutes: the next value is stamped before the last one;
+	// it and the values after it are live at once.
+	back := int64(3 * 60 * 1000)
+	o.note("m", src+5000-back, back+20, now.Add(5*time.Second))
+	if l := lag(back + 30); l != 0 {
+		// (the clock is now off by more than the slack: no lag at all)
+		t.Errorf("clock set back: lag %v, want 0", l)
 	}
-	// Set back: the new difference is the least once the window before
-	// the change is gone, two windows on.
-	back := int64(10 * 60 * 1000)
-	at := now.Add(5 * time.Second)
+	// Set forward again (the difference smaller): at once.
+	o.note("m", src+6000, 15, now.Add(6*time.Second))
+	if l := lag(25); l != 10*time.Millisecond {
+		t.Errorf("clock set forward: lag %v, want 10ms", l)
+	}
+	// A slow drift back (values stamped on, each later than the last, the
+	// difference 30 s more): followed within two windows.
+	at, s := now.Add(6*time.Second), src+6000
 	for i := range 3 {
-		at = at.Add(offsetWindow)
-		o.note("m", back, at)
-		if l := o.lag("m", back); (l == 0) != (i >= 1) {
-			t.Errorf("clock set back, %d windows on: lag %v", i+1, l)
+		at, s = at.Add(offsetWindow), s+offsetWindow.Milliseconds()-30000
+		o.note("m", s, 30015, at)
+		if l := lag(30015); (l == 0) != (i >= 1) {
+			t.Errorf("clock drifted back 30 s, %d windows on: lag %v", i+1, l)
 		}
 	}
+	// A clock 3 minutes behind all along: no lag, however late.
+	var skewed offsets
+	skewed.note("m", src, back+10, now)
+	if l := skewed.lag("m", back+10+45000, slack); l != 0 {
+		t.Errorf("a clock 3 min behind: lag %v, want 0", l)
+	}
 	// Saved once it moved a second from what was saved; restored as is.
-	if !o.note("m", back-2000, at.Add(time.Second)) {
+	if !o.note("m", s+1000, 28000, at.Add(time.Second)) {
 		t.Error("an estimate moved 2 s is not to be saved")
 	}
 	v := o.saved("m")
-	if v == nil || *v != back-2000 {
-		t.Fatalf("saved %v, want %d", v, back-2000)
+	if v == nil || *v != 28000 {
+		t.Fatalf("saved %v, want 28000", v)
 	}
-	if o.note("m", back-2500, at.Add(2*time.Second)) {
+	if o.note("m", s+2000, 27500, at.Add(2*time.Second)) {
 		t.Error("an estimate moved 0.5 s from the saved one is to be saved")
 	}
 	var next offsets
 	next.restore("m", v)
-	if l := next.lag("m", back-2000+30000); l != 30*time.Second {
+	if l := next.lag("m", 28000+30000, slack); l != 30*time.Second {
 		t.Errorf("restored: lag %v, want 30s", l)
 	}
-	if next.note("m", back-2000+30000, time.Now()) {
+	if next.note("m", s+3000, 28000+30000, time.Now()) {
 		t.Error("a replay after the restart moved the restored estimate")
 	}
 }
