@@ -228,8 +228,8 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 		}
 		*stored = st
 		res.Accepted, res.Now = true, odoo.Round2(st.Baseline+st.Counted)
-		res.Note = fmt.Sprintf("took back the %g entered in Odoo on %s at %s UTC, which plantedge's write had replaced: counting goes on from it, "+
-			"with the %g pieces counted since; the next write sets %g", r.Qty, wo.Name, r.At.Format(time.DateTime), odoo.Round2(st.Counted-r.Counted), res.Now)
+		res.Note = fmt.Sprintf("took back the %g Odoo showed on %s at %s UTC (entered there, or written by another copy of this agent), which plantedge's write had replaced: "+
+			"counting goes on from it — %g with the %g pieces counted since", r.Qty, wo.Name, r.At.Format(time.DateTime), res.Now, odoo.Round2(st.Counted-r.Counted))
 		f.clearEditError(machine)
 		f.a.log.Warn("a quantity edited in Odoo, which plantedge had written over, was accepted as right: counting goes on from it",
 			"machine", machine, "workorder", wo.Name, "edited_qty", r.Qty, "edited_at", r.At, "counted_since", st.Counted-r.Counted, "next_write", res.Now, "pending", pending)
@@ -237,6 +237,10 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 	}
 	if qty == stored.Written {
 		res.Note = fmt.Sprintf("Odoo shows what plantedge wrote to %s (%g): nothing to accept", wo.Name, qty)
+		if r := stored.Replaced; r != nil && r.Qty != r.Over {
+			res.Note += fmt.Sprintf(" (the %g Odoo showed at %s UTC, which plantedge wrote over, is more than an hour old: correct the quantity again, "+
+				"and run this before the machine's next piece — or stop it first)", r.Qty, r.At.Format(time.DateTime))
+		}
 		if fresh {
 			res.Note = fmt.Sprintf("Odoo shows the %g plantedge counts on %s from: nothing to accept", qty, wo.Name)
 		}

@@ -789,11 +789,8 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 	var back string // the machine the work order comes back from
 	if stored != nil && stored.ID == wo.ID {
 		var err error
-		if back, err = f.cameBack(machine, wo, stored); err != nil {
+		if back, err = f.cameBack(machine, wo, stored); err != nil || back == "" {
 			return *stored, err
-		}
-		if back == "" {
-			return f.enteredFirst(ctx, machine, wo, *stored)
 		}
 	}
 	baseline, startDefault := f.client.StartingQty(*wo)
@@ -839,27 +836,6 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 		f.a.log.Info("attributing counts to work order", "machine", machine, "workorder", wo.Name, "baseline", st.Baseline)
 	}
 	return st, nil
-}
-
-// enteredFirst takes a quantity entered in Odoo on the machine's work
-// order after plantedge began on it (a round booked a stop, or looked at
-// it) but before it wrote a piece there, as where counting starts — as it
-// does when the entry comes before plantedge began; before, the first
-// pieces wrote over it without a word (the work-order probe: 40 entered,
-// then 5 made, Odoo showed 5). Not Odoo 17/18's start default, nor the
-// count of the order's operation before, which counting does not start
-// from. st is the stored state, returned as it is otherwise.
-func (f *forwarder) enteredFirst(ctx context.Context, machine string, wo *odoo.Workorder, st woState) (woState, error) {
-	qty := odoo.Round2(f.client.ProducedQty(*wo))
-	_, startDefault := f.client.StartingQty(*wo)
-	if st.InFlight != nil || st.Written != st.Baseline || st.Counted != 0 || qty == st.Written || startDefault ||
-		st.Zeroed != "" && qty == st.ZeroedFrom {
-		return st, nil
-	}
-	f.a.log.Warn("a quantity was entered in Odoo on the work order before plantedge wrote a piece to it: counting goes on from it",
-		"machine", machine, "workorder", wo.Name, "odoo_qty", qty, "was", st.Written)
-	st.Baseline, st.Written, st.Zeroed, st.ZeroedFrom = qty, qty, "", 0
-	return st, f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)})
 }
 
 // cameBack tells whether the machine's work order, stored as this
@@ -929,15 +905,25 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 		f.a.eventLog.log("edited "+machine, f.a.log, slog.LevelWarn,
 			"the work order's quantity was changed in Odoo since plantedge wrote it (by a person, or by another copy of this agent: a data_dir restored from a backup, a second box with this configuration); plantedge writes its count over it; to keep a correction: plantedge accept-qty MACHINE, which takes it back within an hour, also after plantedge wrote over it",
 			"machine", machine, "workorder", wo.Name, "odoo_qty", odooQty, "written", st.Written)
-		// Kept with the write that replaces it, for accept-qty.
-		st.Replaced = &replacedEdit{Qty: odooQty, Over: st.Written, Counted: st.Counted, At: time.Now().UTC()}
+		// Kept with the write that replaces it, for accept-qty — not
+		// while a write is in doubt: the edit may hold its pieces or not
+		// (the review: taken back, they were added to it again).
+		now := time.Now().UTC()
+		st.Replaced = nil
+		if st.InFlight == nil {
+			st.Replaced = &replacedEdit{Qty: odooQty, Over: st.Written, Counted: st.Counted, At: now}
+		}
 		// Shown until a round writes again: a person's edit is replaced
 		// once, while Odoo itself holding the quantity (a serial-tracked
 		// product is produced one unit at a time) shows here for good.
 		msg := fmt.Sprintf("work order %s showed %g in Odoo where plantedge had written %g: edited in Odoo, written by another copy of this agent "+
 			"(a data_dir restored from a backup, a second box with this configuration), or Odoo keeps it there "+
 			"(a product tracked by serial number is produced one unit at a time); plantedge writes its count over it — if it was a correction to keep, "+
-			"plantedge accept-qty %s takes it back within an hour, also after plantedge wrote over it", wo.Name, odooQty, st.Written, machine)
+			"plantedge accept-qty %s takes it back until %s UTC, also after plantedge wrote over it", wo.Name, odooQty, st.Written, machine, now.Add(replacedHold).Format("15:04"))
+		if st.InFlight != nil {
+			msg = fmt.Sprintf("work order %s showed %g in Odoo where plantedge had written %g, and a later write of %g had no answer: a correction cannot be told from it; "+
+				"plantedge writes its count again — once Odoo shows it, correct the quantity again and run plantedge accept-qty %s", wo.Name, odooQty, st.Written, st.InFlight.Target, machine)
+		}
 		f.setMachine(machine, func(ml *machineLink) {
 			if ml.Error == "" {
 				ml.Error = msg

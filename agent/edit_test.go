@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
 // A planner corrects the quantity of a running machine's order in Odoo:
@@ -54,32 +55,46 @@ func TestEditWrittenOverCanBeTakenBack(t *testing.T) {
 	})
 }
 
-// A quantity entered in Odoo after plantedge began on the order (a stop
-// booked: a round looked at it) but before its first piece there is where
-// counting starts, as one entered before plantedge began is; the first
-// pieces wrote over it without a word (the work-order probe: 40, then 5
-// made, showed 5).
-func TestEntryBeforeTheFirstPieceIsCountedOn(t *testing.T) {
-	odoo17And19(t, func(t *testing.T, v int) {
-		p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
-		ra := p.startAgent()
-		m := p.machines[0]
-		wo := p.woIDs["press-1"]
-		p.stop(m, "JAM")
-		time.Sleep(200 * time.Millisecond)
-		p.run(m)
-		p.waitLines(1)
-		p.waitPending(ra, 0)
-		p.odoo.SetWorkorderQty(wo, 40)
-		p.produce(m, 5, 0)
-		waitFor(t, 10*time.Second, "the pieces on the entry", func() (bool, string) {
-			q := p.woQty(wo)
-			return q == 45, fmt.Sprintf("%v", q)
-		})
-		if !strings.Contains(p.logs.String(), "a quantity was entered in Odoo on the work order before plantedge wrote a piece to it") {
-			t.Error("the entry counted on is not logged")
+// A write whose answer was lost (it landed: 15), then the planner, who saw
+// 15, corrects it to 12: accept-qty is refused while the write is in doubt
+// (it cannot be told from the correction), plantedge writes 15 again, and
+// accept-qty asked again must not take the 12 back with the write's 5
+// pieces on top (the review of the take-back: 17).
+func TestEditDuringAWriteInDoubtIsNotTakenBack(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	wo := p.woIDs["press-1"]
+	p.produce(m, 10, 0)
+	p.waitExactQty(ra, "press-1", 10)
+	dropped := make(chan struct{}, 1)
+	p.odoo.OnDrop(func(string, string) {
+		select {
+		case dropped <- struct{}{}:
+		default:
 		}
 	})
+	defer p.odoo.OnDrop(nil)
+	p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
+	p.produce(m, 5, 0)
+	<-dropped
+	p.odoo.SetWorkorderQty(wo, 12) // the planner, who saw 15
+	api := agent.NewAPIClient(p.listen)
+	if res, err := api.AcceptQty(context.Background(), "press-1"); err != nil || res.Accepted || !strings.Contains(res.Note, "had no answer") {
+		t.Fatalf("accept-qty with the write in doubt: %+v, %v; want refused", res, err)
+	}
+	p.waitExactQty(ra, "press-1", 15)
+	if e := machineStatus(ra, "press-1").Error; strings.Contains(e, "takes it back") {
+		t.Errorf("status offers to take back an edit made while a write was in doubt: %q", e)
+	}
+	res, err := api.AcceptQty(context.Background(), "press-1")
+	if err != nil || res.Accepted {
+		t.Errorf("accept-qty again: %+v, %v; want nothing taken back", res, err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if q := p.woQty(wo); q != 15 {
+		t.Errorf("Odoo shows %v, want the 15 written", q)
+	}
 }
 
 // odoo17And19 runs f against Odoo 17 and 19, each a subtest.

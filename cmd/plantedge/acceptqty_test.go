@@ -285,11 +285,11 @@ func (b *bench) stopAndRun(workOrder string) {
 func TestAcceptQtyPrintsATakenBackEdit(t *testing.T) {
 	var out bytes.Buffer
 	res := agent.AcceptResult{Machine: "press-1", WorkOrder: "WO 1", Accepted: true, Was: 13, Now: 503,
-		Note: "took back the 500 entered in Odoo on WO 1 at 2026-12-03 07:00:00 UTC, which plantedge's write had replaced: counting goes on from it, with the 3 pieces counted since; the next write sets 503"}
+		Note: "took back the 500 Odoo showed on WO 1 at 2026-12-03 07:00:00 UTC (entered there, or written by another copy of this agent), which plantedge's write had replaced: counting goes on from it — 503 with the 3 pieces counted since"}
 	if err := printAccept(&out, res); err != nil {
 		t.Fatal(err)
 	}
-	if got := out.String(); !strings.HasPrefix(got, "press-1: took back the 500 entered in Odoo") || strings.Contains(got, "is kept") {
+	if got := out.String(); !strings.HasPrefix(got, "press-1: took back the 500 Odoo showed") || strings.Contains(got, "is kept") {
 		t.Errorf("output: %q", got)
 	}
 }
