@@ -167,6 +167,10 @@ func (p *plant) checkThreeOrders(ra *runningAgent, o orders) {
 		reasons = append(reasons, d.Reason)
 	}
 	all := strings.Join(reasons, "\n")
+	if e := machineStatus(ra, "press-1").Error; !strings.Contains(e, "18 good pieces made on a work order finished before they reached Odoo are in the dead letters") ||
+		strings.Contains(e, "Odoo refused") {
+		t.Errorf("status: %q; want the 18 pieces of finished orders said so (not refused by Odoo)", e)
+	}
 	if len(dls) != 2 || !strings.Contains(all, "7 pieces made from") || !strings.Contains(all, "go to work order WO press-1 (") ||
 		!strings.Contains(all, "11 pieces made from") || !strings.Contains(all, "go to work order WO press-1 #2 (") {
 		t.Errorf("dead letters:\n%s\nwant the 7 pieces of the first order and the 11 of the second", all)

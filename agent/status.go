@@ -494,14 +494,18 @@ func storedWorkOrderName(st *woState, err error) string {
 }
 
 type pendingCount struct {
-	good       float64
-	scrap      float64   // scrapped pieces not booked yet
-	deadGood   float64   // good pieces in the dead letters (Odoo refused them)
-	records    int       // count records
-	events     int       // event records
-	eventsNoWC int       // of which name no work center (older versions')
-	minSeq     uint64    // the lowest sequence number of its records
-	minTime    time.Time // the oldest time of its records
+	good     float64
+	scrap    float64 // scrapped pieces not booked yet
+	deadGood float64 // good pieces in the dead letters (Odoo refused them, or made on a finished order)
+	// deadFinished is how many of deadGood were made on a work order
+	// finished before they reached Odoo (moved there by plantedge, not
+	// refused by Odoo).
+	deadFinished float64
+	records      int       // count records
+	events       int       // event records
+	eventsNoWC   int       // of which name no work center (older versions')
+	minSeq       uint64    // the lowest sequence number of its records
+	minTime      time.Time // the oldest time of its records
 }
 
 // note keeps the lowest sequence number and the oldest time of a key's
@@ -726,6 +730,9 @@ func (a *Agent) scanPending() map[string]pendingCount {
 				if c, err := decodeCount(d.Record); err == nil {
 					pc := out[m]
 					pc.deadGood += c.Delta
+					if strings.HasPrefix(d.Reason, finishedOrderReason) {
+						pc.deadFinished += c.Delta
+					}
 					out[m] = pc
 				}
 			}
@@ -738,13 +745,20 @@ func joinNotes(notes ...string) string {
 	return strings.Join(slices.DeleteFunc(notes, func(n string) bool { return n == "" }), "; ")
 }
 
-// deadLetterNote is a machine's error line for good pieces Odoo refused
-// ("" when none): they are counted in good_count but are not in Odoo.
+// deadLetterNote is a machine's error line for good pieces in the dead
+// letters ("" when none): they are counted in good_count but are not in
+// Odoo.
 func deadLetterNote(pc pendingCount) string {
-	if pc.deadGood == 0 {
-		return ""
+	var notes []string
+	if refused := pc.deadGood - pc.deadFinished; refused > 0 {
+		notes = append(notes, fmt.Sprintf("%v good pieces Odoo refused are in the dead letters, not in Odoo (plantedge deadletter list)", tidy(refused)))
 	}
-	return fmt.Sprintf("%v good pieces Odoo refused are in the dead letters, not in Odoo (plantedge deadletter list)", tidy(pc.deadGood))
+	if pc.deadFinished > 0 {
+		// The probe of late values: status said Odoo refused them.
+		notes = append(notes, fmt.Sprintf("%v good pieces made on a work order finished before they reached Odoo are in the dead letters, not in Odoo "+
+			"(its quantity is what it was finished with: correct it in Odoo if need be, then drop them; plantedge deadletter list)", tidy(pc.deadFinished)))
+	}
+	return joinNotes(notes...)
 }
 
 // setAside lists the buffer files moved aside as corrupt next to path
