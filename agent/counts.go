@@ -210,7 +210,7 @@ func (f *forwarder) aggregateCounts(ctx context.Context, cfg *config.Config) (ma
 				out[r.Key] = p
 			}
 			p.add(r, c)
-			p.lag = max(p.lag, f.a.srcOff.lag(m, c.Off))
+			p.lag = max(p.lag, f.a.srcOff.lag(m, c.Off, backlogClockSlack))
 		}
 		return nil
 	})

@@ -144,7 +144,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 	history := map[int64]*odoo.Timeline{} // stopWorkorder's, by work center
 	oldest := map[int64]time.Time{}       // the round's oldest stop start, by work center
 	for _, e := range events {
-		if t := fromMS(e.ev.Start).Add(f.a.srcOff.skew(e.rec.Key, backlogClockSlack)); oldest[e.wc].IsZero() || t.Before(oldest[e.wc]) {
+		if t := fromMS(e.ev.Start); oldest[e.wc].IsZero() || t.Before(oldest[e.wc]) {
 			oldest[e.wc] = t
 		}
 	}
@@ -243,8 +243,8 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		case d.End.IsZero():
 		case !e.elsewhere && wo != nil:
 			d.WorkorderID = wo.ID
-			lag := f.a.srcOff.lag(r.Key, ev.Off)
-			if id, ok, err := f.stopWorkorder(ctx, r.Key, wo, d.Start.Add(f.a.srcOff.skew(r.Key, backlogClockSlack)), r.Time, lag, oldest, history); err != nil {
+			lag := f.a.srcOff.lag(r.Key, ev.Off, backlogClockSlack)
+			if id, ok, err := f.stopWorkorder(ctx, r.Key, wo, d.Start, r.Time, lag, oldest, history); err != nil {
 				return err
 			} else if ok {
 				d.WorkorderID = id

@@ -109,8 +109,12 @@ func (o *offsets) note(machine string, src, off int64, now time.Time) bool {
 }
 
 // lag is how late a value of machine that came off ms after its source
-// time was: 0 when nothing is known of machine.
-func (o *offsets) lag(machine string, off int64) time.Duration {
+// time was: 0 when nothing is known of machine, and for a machine whose
+// source clock is more than maxSkew off this box's (by the estimate):
+// its times could not cut the values by order anyway (madeEarlier takes
+// times up to its clock slack before an order's start as that order's),
+// and its pieces go to the order in progress as they arrive, as before.
+func (o *offsets) lag(machine string, off int64, maxSkew time.Duration) time.Duration {
 	if off == 0 {
 		return 0
 	}
@@ -120,27 +124,11 @@ func (o *offsets) lag(machine string, off int64) time.Duration {
 	if e == nil {
 		return 0
 	}
-	return max(0, time.Duration(off-e.est())*time.Millisecond)
-}
-
-// skew is how far machine's source clock is behind this box's (ahead:
-// negative) when that is more than beyond, by the estimate; 0 otherwise,
-// and when nothing is known. Its times, moved by it, are compared with
-// Odoo's to find the work order a value was made on: before, a clock 5
-// minutes behind had a backlog's pieces dead-lettered on an order finished
-// long before, and one ahead put a finished order's on the order in
-// progress (the probe of late values).
-func (o *offsets) skew(machine string, beyond time.Duration) time.Duration {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	e := o.m[machine]
-	if e == nil {
+	est := time.Duration(e.est()) * time.Millisecond
+	if est > maxSkew || est < -maxSkew {
 		return 0
 	}
-	if est := time.Duration(e.est()) * time.Millisecond; est > beyond || est < -beyond {
-		return est
-	}
-	return 0
+	return max(0, time.Duration(off)*time.Millisecond-est)
 }
 
 // saved returns machine's estimate to keep with its state (nil: none),

@@ -278,8 +278,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *odoo.Workorder, p *pendingKey) (*odoo.Workorder, pendingKey, string, error) {
 	start := wo.DateStart.Truncate(time.Second)
 	cut := start.Add(-f.clockSlack())
-	shift := f.a.srcOff.skew(machine, backlogClockSlack) // the source's clock against this box's
-	t := fromMS(p.first).Add(shift)
+	t := fromMS(p.first)
 	backlog := f.backlog(p.buffered, p.lag)
 	after := !t.Before(start)
 	key := machine + "/" + what
@@ -331,13 +330,9 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 		// order was in progress: a stretch of its own (the next round).
 		cut = at.DateFinished.Truncate(time.Second).Add(time.Second)
 	}
-	pre, err := f.countPrefix(countKey(machine, signalOf(what)), cut.Add(-shift), p.maxSeq)
+	pre, err := f.countPrefix(countKey(machine, signalOf(what)), cut, p.maxSeq)
 	if err != nil || pre.n == 0 {
 		return nil, pendingKey{}, "", err
-	}
-	if shift != 0 {
-		// Said in this box's clock, as Odoo's times are.
-		pre.first, pre.last = ms(fromMS(pre.first).Add(shift)), ms(fromMS(pre.last).Add(shift))
 	}
 	usable := func(w *odoo.Workorder) bool {
 		return w != nil && w.State != "cancel" && w.ProductionID != 0 && w.ProductID != 0
