@@ -33,15 +33,15 @@ const replayLag = 10 * time.Second
 // offsetWindow is how long the least receipt-less-source-time difference
 // of a machine stands: it is the least of the last two windows, so a
 // source's clock set forward (the difference smaller) is followed at once,
-// one set back within two windows — meanwhile its values look late, and
-// are attributed by the times they carry: right when the clock was set
-// right, off by the step when it was set wrong. Short, for that; long
-// enough that a replay drains within it (a broker delivers a session's
-// queue of thousands of messages in about a second; a replay that takes
-// longer looks live from the second window on).
+// one set back with a step at once too (see note), one that drifts back
+// within two windows — meanwhile its values look late, and are attributed
+// by the times they carry. Short, for that; long enough that a replay
+// drains within it (a broker delivers a session's queue of thousands of
+// messages in about a second; a replay that takes longer looks live from
+// the second window on).
 const offsetWindow = time.Minute
 
-// offsetSaveStep: a signal's least difference is saved with its machine's
+// offsetSaveStep: a machine's least difference is saved with its machine's
 // state when it moved this much from what was saved — so that values
 // replayed at the next start are measured against the difference before
 // it, not against the replay's own.
@@ -51,9 +51,9 @@ const offsetSaveStep = time.Second
 // difference (ms) of its values lately: a machine's counters and run state
 // come from one publisher's clock, mostly, and its counters move with every
 // piece, so that a stop, rare, is measured against them. (A machine whose
-// signals come from two clocks apart looks late by their distance on the
-// later one's: its values are looked up by the times they carry, as a
-// backlog's are, at a few calls a minute.)
+// signals come from two clocks a second apart or more takes the difference
+// anew at each value of the clock behind that follows one of the clock
+// ahead — a step back, to note — and so is mostly not measured.)
 type offsets struct {
 	mu sync.Mutex
 	m  map[string]*offsetMin
