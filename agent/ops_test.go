@@ -1371,6 +1371,15 @@ func (p *plant) switchOdoo(shift int) {
 	p.t.Helper()
 	srv := odootest.New(odootest.Options{Version: p.version})
 	srv.Start()
+	for strings.Contains(srv.URL(), p.listen) {
+		// The port the stopped agent listened on, free again, went to
+		// this Odoo: the agent started next could not listen (CI: "no
+		// sources yet"). Another one, while this one holds it.
+		taken := srv
+		srv = odootest.New(odootest.Options{Version: p.version})
+		srv.Start()
+		taken.Close()
+	}
 	p.t.Cleanup(srv.Close)
 	for i := range shift {
 		other := srv.AddProduct(fmt.Sprint("Other ", i))
