@@ -40,6 +40,10 @@ type machineMeta struct {
 	// values lately (see offsets), so that values replayed at the next
 	// start are measured against it. Absent in states of older versions.
 	Off *int64 `json:"off,omitempty"`
+	// Src is the source time (Unix ms) of the last value Off noted: the
+	// first value after the next start, stamped before it, shows the
+	// source's clock set back meanwhile (offsets.restore).
+	Src int64 `json:"src,omitempty"`
 }
 
 func machineMetaKey(id string) string { return "machine/" + id }
@@ -679,7 +683,8 @@ func (a *Agent) machineKV(id string, added totals) (buffer.KV, error) {
 	t := a.totals[id]
 	a.totalsMu.Unlock()
 	t = t.add(added)
-	return buffer.KV{Key: machineMetaKey(id), Value: mustJSON(machineMeta{Mapping: b, Good: t.Good, Scrap: t.Scrap, Sum: valueSum(b), Off: a.srcOff.saved(id)})}, nil
+	off, src := a.srcOff.saved(id)
+	return buffer.KV{Key: machineMetaKey(id), Value: mustJSON(machineMeta{Mapping: b, Good: t.Good, Scrap: t.Scrap, Sum: valueSum(b), Off: off, Src: src})}, nil
 }
 
 // damagedStateMsg is what the log and status say of a machine's stored
@@ -714,7 +719,7 @@ func (a *Agent) loadMachineState() error {
 				a.shownRunning[id] = *ms.Running
 			}
 		}
-		a.srcOff.restore(id, mm.Off)
+		a.srcOff.restore(id, mm.Off, mm.Src)
 		a.totalsMu.Lock()
 		a.totals[id] = totals{Good: mm.Good, Scrap: mm.Scrap}
 		a.totalsMu.Unlock()

@@ -132,22 +132,26 @@ func (o *offsets) lag(machine string, off int64, maxSkew time.Duration) time.Dur
 }
 
 // saved returns machine's estimate to keep with its state (nil: none),
-// marking it saved.
-func (o *offsets) saved(machine string) *int64 {
+// marking it saved, and the source time of its last value noted (0: none).
+func (o *offsets) saved(machine string) (*int64, int64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	e := o.m[machine]
 	if e == nil {
-		return nil
+		return nil, 0
 	}
 	e.saved, e.hasSaved = e.est(), true
 	v := e.saved
-	return &v
+	return &v, e.lastSrc
 }
 
 // restore takes machine's saved estimate (from its state in the buffer
-// file) as the current window's.
-func (o *offsets) restore(machine string, saved *int64) {
+// file) as the current window's, and the source time of its last value
+// noted as the one the next is compared with: a source clock set back
+// while the agent was stopped (a PLC restarted with its clock behind) is
+// followed at the first value after the start — before, its values looked
+// late for two windows, and were cut by their stepped times.
+func (o *offsets) restore(machine string, saved *int64, lastSrc int64) {
 	if saved == nil {
 		return
 	}
@@ -156,7 +160,7 @@ func (o *offsets) restore(machine string, saved *int64) {
 	if o.m == nil {
 		o.m = map[string]*offsetMin{}
 	}
-	o.m[machine] = &offsetMin{cur: *saved, since: time.Now(), saved: *saved, hasSaved: true}
+	o.m[machine] = &offsetMin{cur: *saved, since: time.Now(), saved: *saved, hasSaved: true, lastSrc: lastSrc}
 }
 
 // backlog reports whether values buffered at buffered that came lag late

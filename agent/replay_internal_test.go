@@ -67,19 +67,27 @@ func TestOffsetsMeasureHowLateValuesCame(t *testing.T) {
 	if !o.note("m", s+1000, 28000, at.Add(time.Second)) {
 		t.Error("an estimate moved 2 s is not to be saved")
 	}
-	v := o.saved("m")
-	if v == nil || *v != 28000 {
-		t.Fatalf("saved %v, want 28000", v)
+	v, last := o.saved("m")
+	if v == nil || *v != 28000 || last != s+1000 {
+		t.Fatalf("saved %v, last stamped %d; want 28000, %d", v, last, s+1000)
 	}
 	if o.note("m", s+2000, 27500, at.Add(2*time.Second)) {
 		t.Error("an estimate moved 0.5 s from the saved one is to be saved")
 	}
 	var next offsets
-	next.restore("m", v)
+	next.restore("m", v, last)
 	if l := next.lag("m", 28000+30000, slack); l != 30*time.Second {
 		t.Errorf("restored: lag %v, want 30s", l)
 	}
 	if next.note("m", s+3000, 28000+30000, time.Now()) {
 		t.Error("a replay after the restart moved the restored estimate")
+	}
+	// The clock set back 20 s while the agent was stopped: the first value
+	// after the start, stamped before the last one saved, shows it.
+	var after offsets
+	after.restore("m", v, last)
+	after.note("m", last-19000, 28000+20000, time.Now())
+	if l := after.lag("m", 28000+20000+20, slack); l != 20*time.Millisecond {
+		t.Errorf("clock set back while stopped: lag %v, want 20ms", l)
 	}
 }

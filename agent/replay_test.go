@@ -272,3 +272,37 @@ func TestLiveValuesAreNotLate(t *testing.T) {
 		})
 	}
 }
+
+// A source clock set back 3 minutes while the agent was stopped (a PLC
+// restarted with its clock behind): the first value after the start,
+// stamped before the last one the agent had saved, shows the step, and
+// live values stay live — before, measured against the difference saved
+// before the stop, they looked 3 minutes late and the new order's pieces
+// were dead-lettered as the finished one's (the re-review). Odoo 19.
+func TestAClockSetBackWhileStoppedMakesNoLiveValueLate(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
+	a := p.woIDs["press-1"]
+	p.odoo.SetWorkorderDateStart(a, time.Now().Add(-10*time.Minute))
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 10, 0)
+	p.waitExactQty(ra, "press-1", 10)
+	ra.stop()
+	p.tsSkew = 3 * time.Minute
+	p.adminCall("mrp.workorder", "button_finish", []any{[]any{a}}, nil)
+	time.Sleep(1100 * time.Millisecond) // Odoo's times are to the second
+	b := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/2", p.product, 50), p.wcIDs["press-1"], "WO 2", "progress")
+	p.woIDs["press-1"] = b
+	ra = p.startAgentWith(false)
+	for range 5 {
+		p.produce(m, 1, 0)
+		time.Sleep(300 * time.Millisecond)
+	}
+	waitFor(t, 10*time.Second, "the new order's pieces on it", func() (bool, string) {
+		q := p.woQty(b)
+		return q == 5, fmt.Sprintf("WO 2 shows %v, want its 5 (dead letters %d)", q, ra.a.Status().Buffer.DeadLetters)
+	})
+	if n := ra.a.Status().Buffer.DeadLetters; n != 0 {
+		t.Errorf("%d dead letters", n)
+	}
+}
