@@ -260,11 +260,15 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 	return answer(nil)
 }
 
+// editedMarker is in the machine's message of an edit in Odoo
+// (noteLateOrEdited), which clearEditError drops.
+const editedMarker = " in Odoo where plantedge had written "
+
 // clearEditError drops the machine's message of an edit in Odoo, once
 // accepted.
 func (f *forwarder) clearEditError(machine string) {
 	f.setMachine(machine, func(ml *machineLink) {
-		if strings.HasPrefix(ml.Error, "work order ") && strings.Contains(ml.Error, " in Odoo where plantedge had written ") {
+		if strings.HasPrefix(ml.Error, "work order ") && strings.Contains(ml.Error, editedMarker) {
 			ml.Error = ""
 		}
 	})

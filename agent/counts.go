@@ -210,7 +210,7 @@ func (f *forwarder) aggregateCounts(ctx context.Context, cfg *config.Config) (ma
 				out[r.Key] = p
 			}
 			p.add(r, c)
-			p.lag = max(p.lag, f.a.srcOff.lag(m, c.Off, backlogClockSlack))
+			p.lag = max(p.lag, f.a.srcOff.lag(m, c.Off))
 		}
 		return nil
 	})
@@ -916,12 +916,12 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 		// Shown until a round writes again: a person's edit is replaced
 		// once, while Odoo itself holding the quantity (a serial-tracked
 		// product is produced one unit at a time) shows here for good.
-		msg := fmt.Sprintf("work order %s showed %g in Odoo where plantedge had written %g: edited in Odoo, written by another copy of this agent "+
+		msg := fmt.Sprintf("work order %s showed %g"+editedMarker+"%g: edited in Odoo, written by another copy of this agent "+
 			"(a data_dir restored from a backup, a second box with this configuration), or Odoo keeps it there "+
 			"(a product tracked by serial number is produced one unit at a time); plantedge writes its count over it — if it was a correction to keep, "+
 			"plantedge accept-qty %s takes it back until %s UTC, also after plantedge wrote over it", wo.Name, odooQty, st.Written, machine, now.Add(replacedHold).Format("15:04"))
 		if st.InFlight != nil {
-			msg = fmt.Sprintf("work order %s showed %g in Odoo where plantedge had written %g, and a later write of %g had no answer: a correction cannot be told from it; "+
+			msg = fmt.Sprintf("work order %s showed %g"+editedMarker+"%g, and a later write of %g had no answer: a correction cannot be told from it; "+
 				"plantedge writes its count again — once Odoo shows it, correct the quantity again and run plantedge accept-qty %s", wo.Name, odooQty, st.Written, st.InFlight.Target, machine)
 		}
 		f.setMachine(machine, func(ml *machineLink) {

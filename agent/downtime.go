@@ -243,7 +243,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		case d.End.IsZero():
 		case !e.elsewhere && wo != nil:
 			d.WorkorderID = wo.ID
-			lag := f.a.srcOff.lag(r.Key, ev.Off, backlogClockSlack)
+			lag := f.a.srcOff.lag(r.Key, ev.Off)
 			if id, ok, err := f.stopWorkorder(ctx, r.Key, wo, d.Start, r.Time, lag, oldest, history); err != nil {
 				return err
 			} else if ok {

@@ -405,16 +405,15 @@ func writeCause(err error) string {
 }
 
 // downtimeRecord is the record of a stop, run or reason event, if it makes
-// one; it notes in changed a machine whose open line it opens or closes.
+// one, off its Off (non-zero for a stop's end only, see noteOffset); it
+// notes in changed a machine whose open line it opens or closes.
 // The caller holds stateMu.
 func (a *Agent) downtimeRecord(ev mapping.Event, off int64, changed map[string]bool) (buffer.Record, bool) {
 	er, ok := a.downtimeEvent(ev, changed)
 	if !ok {
 		return buffer.Record{}, false
 	}
-	if ev.Kind == mapping.EventRunning {
-		er.Off = off
-	}
+	er.Off = off
 	if st := a.state.Machines[ev.Machine]; st != nil && er.Start > st.LineKey {
 		st.LineKey = er.Start
 		changed[ev.Machine] = true

@@ -110,11 +110,12 @@ func (o *offsets) note(machine string, src, off int64, now time.Time) bool {
 
 // lag is how late a value of machine that came off ms after its source
 // time was: 0 when nothing is known of machine, and for a machine whose
-// source clock is more than maxSkew off this box's (by the estimate):
-// its times could not cut the values by order anyway (madeEarlier takes
-// times up to its clock slack before an order's start as that order's),
-// and its pieces go to the order in progress as they arrive, as before.
-func (o *offsets) lag(machine string, off int64, maxSkew time.Duration) time.Duration {
+// source clock is more than backlogClockSlack off this box's (by the
+// estimate): its times could not cut the values by order anyway
+// (madeEarlier takes times up to its clock slack before an order's start
+// as that order's), and its pieces go to the order in progress as they
+// arrive, as before.
+func (o *offsets) lag(machine string, off int64) time.Duration {
 	if off == 0 {
 		return 0
 	}
@@ -125,7 +126,7 @@ func (o *offsets) lag(machine string, off int64, maxSkew time.Duration) time.Dur
 		return 0
 	}
 	est := time.Duration(e.est()) * time.Millisecond
-	if est > maxSkew || est < -maxSkew {
+	if est > backlogClockSlack || est < -backlogClockSlack {
 		return 0
 	}
 	return max(0, time.Duration(off)*time.Millisecond-est)
