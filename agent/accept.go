@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/odoo"
 )
 
@@ -223,7 +222,7 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 		// counted since are added to it.
 		st := *stored
 		st.Baseline, st.Replaced = r.Qty-r.Counted, nil
-		if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
+		if err := f.a.buf.PutMeta(ctx, woStateKV(machine, st)); err != nil {
 			return answer(err)
 		}
 		*stored = st
@@ -249,7 +248,7 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 	st := *stored
 	// Baseline+Counted is what plantedge's writes hold; from now on Odoo's.
 	st.Baseline, st.Written, st.Replaced = qty-st.Counted, qty, nil
-	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
+	if err := f.a.buf.PutMeta(ctx, woStateKV(machine, st)); err != nil {
 		return answer(err)
 	}
 	*stored = st

@@ -108,6 +108,11 @@ type inflightWrite struct {
 
 func woMetaKey(machine string) string { return "wo/" + machine }
 
+// woStateKV is the meta entry that stores machine's work-order state st.
+func woStateKV(machine string, st woState) buffer.KV {
+	return buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}
+}
+
 // moved reports whether the count was written to another field than field
 // (Odoo upgraded, or restored, across 19).
 func (st *woState) moved(field string) bool { return st.Field != "" && st.Field != field }
@@ -483,14 +488,14 @@ func (f *forwarder) unplan(writes []*countWrite) []buffer.KV {
 		f.a.holdInFlight(countKey(w.machine, sigGood), held)
 		st := w.st
 		st.InFlight = w.prev
-		meta = append(meta, buffer.KV{Key: woMetaKey(w.machine), Value: mustJSON(st)})
+		meta = append(meta, woStateKV(w.machine, st))
 	}
 	return meta
 }
 
 // mark is the meta entry of the write's in-flight mark.
 func (w *countWrite) mark() buffer.KV {
-	return buffer.KV{Key: woMetaKey(w.machine), Value: mustJSON(w.st)}
+	return woStateKV(w.machine, w.st)
 }
 
 // planCounts coalesces a machine's pending good counts into one absolute
@@ -774,7 +779,7 @@ func (f *forwarder) landed(machine string, st *woState, w *inflightWrite, acks *
 // not counted for that work order, and may be merged again.
 func (f *forwarder) clearInFlight(ctx context.Context, machine string, st *woState) error {
 	st.InFlight = nil
-	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(*st)}); err != nil {
+	if err := f.a.buf.PutMeta(ctx, woStateKV(machine, *st)); err != nil {
 		return err
 	}
 	f.a.holdInFlight(countKey(machine, sigGood), 0)
@@ -817,7 +822,7 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 	case startDefault:
 		st.Zeroed, st.ZeroedFrom = "start", odooQty
 	}
-	if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: woMetaKey(machine), Value: mustJSON(st)}); err != nil {
+	if err := f.a.buf.PutMeta(ctx, woStateKV(machine, st)); err != nil {
 		return st, err
 	}
 	if back != "" {

@@ -1480,7 +1480,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 			}
 			meta := carried
 			for m := range touched {
-				meta = append(meta, buffer.KV{Key: woMetaKey(m), Value: mustJSON(*p.wo[m])})
+				meta = append(meta, woStateKV(m, *p.wo[m]))
 			}
 			if err := f.a.buf.Ack(ctx, acked, meta...); err != nil {
 				return fmt.Errorf("ack counts: %w", err)
@@ -1497,7 +1497,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 	meta := append(carried, p.extra...)
 	for m, st := range p.wo {
 		st.InFlight = nil // its records are acknowledged: settled
-		meta = append(meta, buffer.KV{Key: woMetaKey(m), Value: mustJSON(*st)})
+		meta = append(meta, woStateKV(m, *st))
 	}
 	for _, c := range p.clears {
 		meta = append(meta, buffer.KV{Key: scrapMetaKey(c.machine)}, carryKV(c.machine, c.carry))

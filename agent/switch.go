@@ -212,7 +212,7 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	meta = append(meta, reopen...)
 	meta = append(meta, buffer.KV{Key: odooStashPrefix + now}) // taken back, or no longer settled by it
 	for _, b := range back {
-		meta = append(meta, buffer.KV{Key: woMetaKey(b.machine), Value: mustJSON(b.st)})
+		meta = append(meta, woStateKV(b.machine, b.st))
 	}
 	if len(stash) > 0 {
 		meta = append(meta, buffer.KV{Key: odooStashPrefix + was, Value: mustJSON(stash)})
