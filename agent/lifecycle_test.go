@@ -934,11 +934,7 @@ func TestClockMinutesBehindMovesNoLivePieces(t *testing.T) {
 			m := p.machines[0]
 			p.produce(m, 10, 0)
 			p.waitExactQty(ra, "press-1", 10)
-			method := map[bool]string{true: "button_finish", false: "button_pending"}[finished]
-			p.adminCall("mrp.workorder", method, []any{[]any{a}}, nil)
-			time.Sleep(1100 * time.Millisecond) // Odoo's times are to the second
-			b := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/2", p.product, 50), p.wcIDs["press-1"], "WO 2", "progress")
-			p.woIDs["press-1"] = b
+			p.secondOrder("press-1", map[bool]string{true: "button_finish", false: "button_pending"}[finished])
 			for range 5 {
 				p.produce(m, 1, 0)
 				time.Sleep(300 * time.Millisecond)

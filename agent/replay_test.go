@@ -248,10 +248,7 @@ func TestLiveValuesAreNotLate(t *testing.T) {
 				}
 				p.waitExactQty(ra, "press-1", 11)
 			}
-			p.adminCall("mrp.workorder", "button_finish", []any{[]any{a}}, nil)
-			time.Sleep(1100 * time.Millisecond) // Odoo's times are to the second
-			b := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/2", p.product, 50), p.wcIDs["press-1"], "WO 2", "progress")
-			p.woIDs["press-1"] = b
+			b := p.secondOrder("press-1", "button_finish")
 			want := 5.0
 			if c == "clock set back 3 minutes" {
 				p.produce(m, 5, 0)
@@ -289,10 +286,7 @@ func TestAClockSetBackWhileStoppedMakesNoLiveValueLate(t *testing.T) {
 	p.waitExactQty(ra, "press-1", 10)
 	ra.stop()
 	p.tsSkew = 3 * time.Minute
-	p.adminCall("mrp.workorder", "button_finish", []any{[]any{a}}, nil)
-	time.Sleep(1100 * time.Millisecond) // Odoo's times are to the second
-	b := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/2", p.product, 50), p.wcIDs["press-1"], "WO 2", "progress")
-	p.woIDs["press-1"] = b
+	b := p.secondOrder("press-1", "button_finish")
 	ra = p.startAgentWith(false)
 	for range 5 {
 		p.produce(m, 1, 0)
@@ -305,4 +299,17 @@ func TestAClockSetBackWhileStoppedMakesNoLiveValueLate(t *testing.T) {
 	if n := ra.a.Status().Buffer.DeadLetters; n != 0 {
 		t.Errorf("%d dead letters", n)
 	}
+}
+
+// secondOrder presses method ("button_finish", "button_pending") on
+// machine's work order, waits a second (Odoo's times are to the second)
+// and starts "WO 2" of a new manufacturing order on its work center,
+// which woIDs then names; it returns its id.
+func (p *plant) secondOrder(machine, method string) int64 {
+	p.t.Helper()
+	p.adminCall("mrp.workorder", method, []any{[]any{p.woIDs[machine]}}, nil)
+	time.Sleep(1100 * time.Millisecond)
+	b := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/2", p.product, 50), p.wcIDs[machine], "WO 2", "progress")
+	p.woIDs[machine] = b
+	return b
 }
