@@ -907,6 +907,12 @@ func awayOnASmallDisk(t *testing.T) (*plant, *runningAgent, string) {
 	t.Helper()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
 	data := mountSmallDataDir(t, p)
+	// The drain loads thousands of stops a call: under -race on a busy CI
+	// machine one took longer than the tests' 2 s, timed out, was held
+	// for request_limit as a write in doubt, and timed out again, round
+	// after round (CI: "pending 239" after 120 s). The agent's default is
+	// 30 s; these tests time the drain, not a failure.
+	p.editConfig("  timeout: 2s\n  request_limit: 3s\n", "  timeout: 10s\n  request_limit: 12s\n")
 	ra := p.startAgent()
 	p.produce(p.machines[0], 1, 0)
 	p.waitExactQty(ra, "press-1", 1)
