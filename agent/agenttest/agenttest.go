@@ -13,21 +13,22 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/plantedge/plantedge/internal/nettest"
 )
 
-// FreeAddr returns a loopback address with a port that was free a moment ago.
+// FreeAddr returns a loopback address with a port that was free a moment ago,
+// for a server a test starts later (an agent's API, which keeps its address
+// across restarts); see nettest.FreePort for why the port cannot be taken by
+// a server the test starts meanwhile.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(nettest.FreePort(t)))
 }
 
 // ChildEnv names the config file a re-executed test binary runs the agent

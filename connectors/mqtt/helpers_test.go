@@ -29,6 +29,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"go.uber.org/goleak"
 
+	"github.com/plantedge/plantedge/internal/nettest"
+
 	"github.com/plantedge/plantedge/connectors"
 )
 
@@ -200,15 +202,9 @@ func (p *publisher) pubAsync(topic string, payload []byte) paho.Token {
 	return p.c.Publish(topic, 1, false, payload)
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort is a port for a server started later, or again on the same port:
+// one a port-0 bind cannot take meanwhile (nettest.FreePort).
+func freePort(t testing.TB) int { return nettest.FreePort(t) }
 
 // startMochi runs an in-memory mochi broker on 127.0.0.1 and returns its URL.
 // kind is "tcp", "tls" (needs tlsCfg) or "ws".

@@ -17,6 +17,8 @@ import (
 	"github.com/gopcua/opcua/server"
 	"github.com/gopcua/opcua/server/attrs"
 	"github.com/gopcua/opcua/ua"
+
+	"github.com/plantedge/plantedge/internal/nettest"
 )
 
 // testNS is the namespace URI of the test server's nodes (index 1).
@@ -178,15 +180,9 @@ func startInProcess(t testing.TB, extraVars int) *testServer {
 	return ts
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort is a port for a server started later, or again on the same port:
+// one a port-0 bind cannot take meanwhile (nettest.FreePort).
+func freePort(t testing.TB) int { return nettest.FreePort(t) }
 
 // runChildServer is the child-process side: serve until killed.
 func runChildServer() {

@@ -6,12 +6,63 @@ package nettest
 
 import (
 	"io"
+	"math/rand/v2"
 	"net"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 )
+
+// FreePort returns a loopback port that was free a moment ago, for a server
+// a test starts later or starts again on the same port (a broker restarted,
+// an agent's API across restarts). The port is taken below the kernel's
+// ephemeral range, so a server or client that binds port 0 meanwhile — an
+// Odoo emulator, a proxy, an outgoing connection — is never handed it while
+// it is free (CI: an emulator started while the agent was stopped took the
+// agent's port). Where that range cannot be read or leaves no room below it,
+// the kernel picks.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	if lo, ok := ephemeralLow(); ok && lo > freePortLow+1000 {
+		for range 100 {
+			port := freePortLow + rand.IntN(lo-freePortLow)
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			if err != nil {
+				continue
+			}
+			l.Close()
+			return port
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// freePortLow is the lowest port FreePort hands out: above the registered
+// ports services on a CI machine commonly listen on.
+const freePortLow = 20000
+
+// ephemeralLow is the lowest port the kernel hands out for port 0.
+func ephemeralLow() (int, bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, false
+	}
+	lo, err := strconv.Atoi(f[0])
+	return lo, err == nil
+}
 
 // LiveHeap is the heap in use after a full collection.
 func LiveHeap() uint64 {
