@@ -419,6 +419,12 @@ func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.
 		// to the new order; a machine clock behind Odoo's moves nothing).
 		return 0, false, nil
 	}
+	if !before && f.soloFrom(wo, start) {
+		// After wo began, and the only order in play since: wo's. (One
+		// that began before wo's start may fall between two orders: the
+		// timeline tells.)
+		return 0, false, nil
+	}
 	tl, ok := history[wo.WorkcenterID]
 	if !ok {
 		// Since the round's oldest stop on the work center: one timeline

@@ -190,6 +190,10 @@ type forwarder struct {
 	// nothing but the order in progress since the time it looked up
 	// (run's goroutine; nil until the first).
 	backlogClear map[string]backlogMark
+	// solo is, by work center, from when on this round the order in
+	// progress there is the only one Odoo shows in play (soloSince): a
+	// backlog made since then is its own, without a timeline.
+	solo map[int64]time.Time
 	// rewrite are the machines whose count a rebook asked to be written
 	// again where Odoo shows another (run's goroutine): an Odoo restored
 	// from a backup shows the backup's until a machine makes a piece.
@@ -1231,6 +1235,9 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	}
 	f.warnSharedProducing(cfg)
 
+	if err := f.soloSince(ctx, events, pending, wos, byWC); err != nil {
+		return false, err
+	}
 	if err := f.forwardEvents(ctx, cfg, events, wos); err != nil {
 		return false, err
 	}

@@ -577,6 +577,103 @@ func outageOnA(t *testing.T, version int) (p *plant, ra *runningAgent, m *simMac
 	return p, ra, m, a
 }
 
+// An outage's backlog on machines that each worked one order throughout
+// reaches Odoo without a timeline per machine: before, every machine's
+// pieces and stops read its work center's time lines (three calls and
+// more each), and the drain of 100 machines took 405 calls, 110-120 s at
+// the default rate, for SPEC's 30 s (the SPEC probe). One machine's
+// work center also ran a rush order during the outage: its backlog is
+// still cut by the timeline. Odoo 17 and 19.
+func TestOutageBacklogOfOneOrderPerMachineReadsNoTimelines(t *testing.T) {
+	for _, version := range []int{17, 19} {
+		t.Run(fmt.Sprint(version), func(t *testing.T) {
+			ids := []string{"press-1", "press-2", "press-3", "press-4", "press-5"}
+			p := newPlant(t, plantOptions{version: version, machines: ids})
+			p.scrapBacklog = 500 * time.Millisecond
+			p.scrapSlack = time.Millisecond
+			for _, id := range ids {
+				p.odoo.SetWorkorderDateStart(p.woIDs[id], time.Now().Add(-10*time.Minute))
+			}
+			press := func(method string, id int64) {
+				t.Helper()
+				if err := p.odoo.Press(2, method, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a := p.woIDs["press-5"]
+			press("button_start", a) // its operator's timer
+			ra := p.startAgent()
+			for _, m := range p.machines {
+				p.produce(m, 2, 0)
+			}
+			for _, id := range ids {
+				p.waitExactQty(ra, id, 2)
+			}
+			p.odoo.SetDown(true)
+			for i, m := range p.machines {
+				p.produce(m, int64(3+i), 1)
+				p.stop(m, "JAM")
+				time.Sleep(20 * time.Millisecond)
+				p.run(m)
+			}
+			// press-5: its order paused for a rush order, which made 4 and
+			// was finished, then resumed; all while Odoo was away.
+			time.Sleep(1100 * time.Millisecond) // Odoo's times are to the second
+			rush := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/rush", p.odoo.AddProduct("Rush"), 50), p.wcIDs["press-5"], "WO rush", "ready")
+			press("button_pending", a)
+			press("button_start", rush)
+			time.Sleep(1100 * time.Millisecond)
+			p.produce(p.machines[4], 4, 0)
+			time.Sleep(1100 * time.Millisecond)
+			press("button_finish", rush)
+			press("button_start", a)
+			time.Sleep(1100 * time.Millisecond)
+			before := p.odoo.CallCount("mrp.workcenter.productivity", "search_read")
+			p.odoo.SetDown(false)
+			qty := func(id int64) float64 {
+				wo := p.odoo.Workorder(id)
+				if version >= 19 {
+					return wo.QtyProduced
+				}
+				return wo.QtyProducing
+			}
+			waitFor(t, 30*time.Second, "the backlog written", func() (bool, string) {
+				var got []float64
+				ok := ra.a.Status().Buffer.Pending == 0
+				for i, id := range ids {
+					got = append(got, qty(p.woIDs[id]))
+					ok = ok && qty(p.woIDs[id]) == float64(2+3+i)
+				}
+				return ok, fmt.Sprintf("quantities %v, want 5 6 7 8 9; pending %d", got, ra.a.Status().Buffer.Pending)
+			})
+			// The rush order's 4 pieces: a finished order takes no quantity,
+			// so they wait in the dead letters, saying so (its stretch was
+			// cut by the timeline, not given to the resumed order).
+			if dl := ra.a.Status().Buffer.DeadLetters; dl != 1 {
+				t.Errorf("%d dead letters, want the rush order's pieces", dl)
+			}
+			lines := map[int64]int{}
+			for _, l := range p.odoo.Productivity() {
+				if l.XMLID != "" {
+					lines[l.WorkorderID]++
+				}
+			}
+			for _, id := range ids {
+				if lines[p.woIDs[id]] != 1 {
+					t.Errorf("%s: %d stop lines on its order, want 1 (%v)", id, lines[p.woIDs[id]], lines)
+				}
+			}
+			// press-5's timelines (two calls a read: the lines begun by the
+			// time asked, and those since; for its pieces, scrap and stops,
+			// a stretch a round), and one call a round for every work
+			// center together: 10 here. A timeline per machine made 32.
+			if n := p.odoo.CallCount("mrp.workcenter.productivity", "search_read") - before; n > 14 {
+				t.Errorf("%d reads of time lines for the backlog of %d machines, want at most 14 (not a timeline per machine)", n, len(ids))
+			}
+		})
+	}
+}
+
 // The pieces and stops of the same outage go to the order they were made
 // on (pieces a stretch a round), instead of all to the order in progress when Odoo is
 // back (the second attribution probe, findings 1–2: the rush order's pieces

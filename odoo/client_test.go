@@ -1408,3 +1408,91 @@ func timerFixture(t *testing.T) (*fixture, *odoo.Client, int64) {
 	}
 	return f, c, loss
 }
+
+// OthersWorked, which spares a backlog's drain a timeline per work center,
+// says "another order was in play" exactly when WorkTimeline would show one
+// from the time asked (or errs towards "another", which only costs the
+// timeline): a rush order finished after it, or whose time line was open
+// then; not one finished before it; for every work center of one
+// call with its own time, and from the orders alone when time lines may
+// not be read. Odoo 17 (JSON-RPC) and 19 (JSON-2).
+func TestOthersWorked(t *testing.T) {
+	ctx := context.Background()
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: v})
+			t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+			clock := t0
+			f.srv.SetNow(func() time.Time { return clock })
+			f.srv.SetWorkorderDateStart(f.wo, t0)
+			press := func(method string, id int64) {
+				t.Helper()
+				if err := f.srv.Press(2, method, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Work center 1: wo, paused at 10 s for a rush order finished
+			// at 20 s, then resumed. Work center 2: its order alone.
+			press("button_start", f.wo)
+			clock = t0.Add(10 * time.Second)
+			rush := f.srv.AddWorkorder(f.mo, f.wc, "Rush", "ready")
+			press("button_pending", f.wo)
+			press("button_start", rush)
+			clock = t0.Add(20 * time.Second)
+			press("button_finish", rush)
+			press("button_start", f.wo)
+			wc2 := f.srv.AddWorkcenter("M2", "Press 2")
+			wo2 := f.srv.AddWorkorder(f.mo, wc2, "Pressing 2", "ready")
+			clock = t0.Add(5 * time.Second)
+			press("button_start", wo2)
+			clock = t0.Add(30 * time.Second)
+			_, key := f.srv.AddUser("bot")
+			bot := f.client(t, "auto", func(c *odoo.Config) { c.Username, c.APIKey = "bot", key })
+			sole := map[int64]int64{f.wc: f.wo, wc2: wo2}
+			ask := func(at1, at2 time.Duration) map[int64]bool {
+				t.Helper()
+				got, err := bot.OthersWorked(ctx, sole, map[int64]time.Time{f.wc: t0.Add(at1), wc2: t0.Add(at2)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return got
+			}
+			for _, c := range []struct {
+				at   time.Duration
+				want bool
+			}{
+				{0, true}, {15 * time.Second, true},
+				// Within the second the rush order was finished in:
+				// "another", as a finished order's second is its own
+				// (the timeline has the resumed order from 20 s on; the
+				// drain reads it then, as before).
+				{20 * time.Second, true}, {20500 * time.Millisecond, true},
+				{21 * time.Second, false}, {25 * time.Second, false},
+			} {
+				got := ask(c.at, 0)
+				if got[f.wc] != c.want || got[wc2] {
+					t.Errorf("from %v: %v, want work center 1 %v, 2 false", c.at, got, c.want)
+				}
+				tl, err := bot.WorkTimeline(ctx, f.wc, t0.Add(c.at))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var seen bool
+				for s := c.at; s <= 30*time.Second; s += 500 * time.Millisecond {
+					at, next, _ := tl.At(t0.Add(s))
+					seen = seen || at != nil && at.ID != f.wo || next != nil && next.ID != f.wo
+				}
+				if seen && !got[f.wc] {
+					t.Errorf("from %v: WorkTimeline shows another order, OthersWorked said none", c.at)
+				}
+			}
+			f.srv.DenyAccess("bot", "mrp.workcenter.productivity", "read")
+			if got := ask(15*time.Second, 0); !got[f.wc] {
+				t.Errorf("time lines refused, from 15 s: %v, want the rush order (finished at 20 s) seen", got)
+			}
+			if got := ask(25*time.Second, 0); got[f.wc] || got[wc2] {
+				t.Errorf("time lines refused, from 25 s: %v, want none", got)
+			}
+		})
+	}
+}

@@ -441,6 +441,77 @@ func (c *Client) WorkTimeline(ctx context.Context, workcenterID int64, since tim
 	return tl, nil
 }
 
+// OthersWorked tells, for each work center of since, whether an order
+// other than sole[wc] — the only one in progress there — was worked on or
+// in play from since[wc] on: finished at or after it, or named by an
+// operator's productive time line open then or begun since. false means
+// WorkTimeline would show only sole[wc] from since[wc] on, so a backlog
+// made since then is its own without reading the timeline (three calls
+// and more per work center). Two calls (and more: 2,000 lines a page) for
+// every work center together. When the bot may not read time lines, the
+// orders alone answer, as in WorkTimeline.
+func (c *Client) OthersWorked(ctx context.Context, sole map[int64]int64, since map[int64]time.Time) (map[int64]bool, error) {
+	out := map[int64]bool{}
+	if len(since) == 0 {
+		return out, nil
+	}
+	wcs := make([]int64, 0, len(since))
+	var first time.Time
+	for wc, t := range since {
+		wcs = append(wcs, wc)
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	slices.Sort(wcs)
+	ts := first.UTC().Format(time.DateTime)
+	other := func(wc, wo int64, t time.Time) {
+		if from, ok := since[wc]; ok && wo != sole[wc] && (t.IsZero() || !t.Before(from.Truncate(time.Second))) {
+			out[wc] = true
+		}
+	}
+	var done []workorderRow
+	if err := c.Call(ctx, "mrp.workorder", "search_read",
+		[]any{[]any{[]any{"workcenter_id", "in", wcs}, []any{"state", "=", "done"}, []any{"date_finished", ">=", ts}}},
+		map[string]any{"fields": workorderFieldsFinished, "order": "id asc"}, &done); err != nil {
+		return nil, err
+	}
+	for _, r := range done {
+		wo := r.workorder()
+		other(wo.WorkcenterID, wo.ID, wo.DateFinished)
+	}
+	type openLine struct {
+		Workcenter many2one `json:"workcenter_id"`
+		Workorder  many2one `json:"workorder_id"`
+		DateEnd    odooTime `json:"date_end"`
+	}
+	var err error
+	for off := 0; err == nil; off += timelinePage {
+		var page []openLine
+		err = c.Call(ctx, "mrp.workcenter.productivity", "search_read",
+			[]any{[]any{[]any{"workcenter_id", "in", wcs}, []any{"workorder_id", "!=", false},
+				[]any{"loss_id.loss_type", "in", []any{"productive", "performance"}},
+				"|", []any{"date_end", "=", false}, []any{"date_end", ">=", ts}}},
+			map[string]any{"fields": []any{"workcenter_id", "workorder_id", "date_end"}, "order": "id asc",
+				"limit": timelinePage, "offset": off}, &page)
+		for _, l := range page {
+			other(l.Workcenter.ID, l.Workorder.ID, time.Time(l.DateEnd))
+		}
+		if len(page) < timelinePage {
+			break
+		}
+	}
+	switch {
+	case IsPermanent(err) && !IsAuth(err):
+		if c.timeLinesRefused.CompareAndSwap(false, true) {
+			c.log.Warn("cannot read the work orders' time lines (the bot user needs read access to mrp.workcenter.productivity); which order a backlog was made on is told by the orders' first starts", "err", err)
+		}
+	case err != nil:
+		return nil, err
+	}
+	return out, nil
+}
+
 // timeLine is an operator's time line (mrp.workcenter.productivity) as
 // workBegan and WorkTimeline read it.
 type timeLine struct {
