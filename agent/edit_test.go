@@ -3,11 +3,13 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
@@ -102,4 +104,76 @@ func odoo17And19(t *testing.T, f func(t *testing.T, v int)) {
 	for _, v := range []int{17, 19} {
 		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) { f(t, v) })
 	}
+}
+
+// Odoo 17/18: an order that made its whole quantity, then the agent starts
+// with no record of the machine (its buffer file corrupt, moved aside): the
+// order's quantity reads as what starting it sets, so counting begins at 0
+// and the first write replaces the 10 pieces booked (the PEERS probe: 2
+// for 12, said at INFO only). That cannot be told from a fresh start's
+// default, which is far more common, so the write still happens — with a
+// WARN saying what to do: enter the quantity in Odoo and accept it (on a
+// running machine the next write replaces the entry, which accept-qty
+// takes back).
+func TestPiecesWrittenBeforeTheBufferFileWasLostAreSaid(t *testing.T) {
+	for _, v := range []int{17, 18} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
+			ra := p.startAgent()
+			m := p.machines[0]
+			wo := p.nextWorkorder("press-1", 10)
+			p.produce(m, 10, 0)
+			waitFor(t, 20*time.Second, "10 on the order", func() (bool, string) {
+				q := p.woQty(wo)
+				return q == 10, fmt.Sprint(q)
+			})
+			ra.stop()
+			cfg, err := config.Load(p.cfgPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(cfg.BufferPath(), []byte(strings.Repeat("garbage\x00\xff", 3000)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ra = p.startAgent()
+			p.produce(m, 2, 0)
+			waitFor(t, 20*time.Second, "the first write after the fresh file", func() (bool, string) {
+				q := p.woQty(wo)
+				return q == 2, fmt.Sprint(q)
+			})
+			if logs := p.logs.String(); !strings.Contains(logs, "level=WARN msg=\"plantedge has no record of this machine") ||
+				!strings.Contains(logs, "odoo_qty=10") {
+				t.Errorf("no WARN naming the 10 written over")
+			}
+			p.odoo.SetWorkorderQty(wo, 12) // what the WARN says to do
+			p.produce(m, 1, 0)             // the machine runs on: written over
+			waitFor(t, 20*time.Second, "the entry written over", func() (bool, string) {
+				q := p.woQty(wo)
+				return q == 3, fmt.Sprint(q)
+			})
+			res, err := agent.NewAPIClient(p.listen).AcceptQty(context.Background(), "press-1")
+			if err != nil || !res.Accepted || res.Now != 13 {
+				t.Fatalf("accept-qty: %+v, %v; want the 12 taken back, 13 with the piece made since", res, err)
+			}
+			waitFor(t, 10*time.Second, "13 in Odoo", func() (bool, string) {
+				q := p.woQty(wo)
+				return q == 13, fmt.Sprint(q)
+			})
+		})
+	}
+}
+
+// The same start with no record of the machine, on an order just started
+// (its quantity the start default, no piece made): counted from 0, as
+// before: the default is not counted on.
+func TestAFirstStartOnAFreshOrderCountsFromZero(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+	wo := p.woIDs["press-1"]
+	p.adminCall("mrp.workorder", "button_start", []any{[]any{wo}}, nil)
+	if q := p.woQty(wo); q == 0 {
+		t.Fatalf("starting the order set no default (%v)", q)
+	}
+	ra := p.startAgent()
+	p.produce(p.machines[0], 3, 0)
+	p.waitExactQty(ra, "press-1", 3)
 }
