@@ -135,7 +135,7 @@ func TestPiecesWrittenBeforeTheBufferFileWasLostAreSaid(t *testing.T) {
 			if err := os.WriteFile(cfg.BufferPath(), []byte(strings.Repeat("garbage\x00\xff", 3000)), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			ra = p.startAgent()
+			p.startAgent()
 			p.produce(m, 2, 0)
 			waitFor(t, 20*time.Second, "the first write after the fresh file", func() (bool, string) {
 				q := p.woQty(wo)
