@@ -2,6 +2,8 @@ package agent
 
 import (
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/plantedge/plantedge/agent/config"
@@ -19,5 +21,44 @@ func TestQuotaOverDiskOfADataDirNotMadeYet(t *testing.T) {
 	cfg.Buffer.MaxBytes = 1 << 20
 	if _, over := QuotaOverDisk(cfg); over {
 		t.Error("1 MiB over the free space")
+	}
+}
+
+// A data_dir that would not keep the buffer is named (the PEERS probe:
+// /dev/shm and /tmp accepted without a word): a memory file system always,
+// /tmp and /var/tmp for the service only (PrivateTmp), a disk never.
+func TestVolatileDataDir(t *testing.T) {
+	memory := func(dir string) bool {
+		var fs syscall.Statfs_t
+		return syscall.Statfs(dir, &fs) == nil && (fs.Type == tmpfsMagic || uint32(fs.Type) == ramfsMagic)
+	}
+	if !memory("/dev/shm") {
+		t.Skip("/dev/shm is not a tmpfs here")
+	}
+	for _, service := range []bool{false, true} {
+		cfg := &config.Config{DataDir: filepath.Join("/dev/shm", "plantedge-not-made", "data")}
+		if why := VolatileDataDir(cfg, service); !strings.Contains(why, "in memory") {
+			t.Errorf("%s (service %v): %q, want it named as memory", cfg.DataDir, service, why)
+		}
+	}
+	for _, dir := range []string{"/tmp/plantedge-not-made", "/var/tmp/plantedge/data"} {
+		if memory(filepath.Dir(dir)) {
+			continue // a tmpfs /tmp: said as memory, above
+		}
+		cfg := &config.Config{DataDir: dir}
+		if why := VolatileDataDir(cfg, true); !strings.Contains(why, "PrivateTmp=yes") {
+			t.Errorf("%s for the service: %q, want PrivateTmp named", dir, why)
+		}
+		if why := VolatileDataDir(cfg, false); why != "" {
+			t.Errorf("%s run by hand: %q, want nothing", dir, why)
+		}
+	}
+	if dir := t.TempDir(); !memory(dir) {
+		if why := VolatileDataDir(&config.Config{DataDir: filepath.Join(dir, "data")}, false); why != "" {
+			t.Errorf("a data_dir on disk: %q", why)
+		}
+	}
+	if why := VolatileDataDir(&config.Config{DataDir: "/var/lib/plantedge"}, true); why != "" && !memory("/var/lib") {
+		t.Errorf("the package's data_dir: %q", why)
 	}
 }

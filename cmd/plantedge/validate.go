@@ -305,6 +305,9 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 		}
 		warn("data_dir", fmt.Sprintf("%s is not writable by this user: the agent could not keep its buffer there (%s)", cfg.DataDir, hint))
 	}
+	if why := agent.VolatileDataDir(cfg, asServiceUser()); why != "" {
+		warn("data_dir", fmt.Sprintf("%s %s: put it on a disk (the package's is /var/lib/plantedge)", cfg.DataDir, why))
+	}
 	// As run warns (the disk probe: validate said OK for 64 MiB on a 4 MiB
 	// disk).
 	if free, over := agent.QuotaOverDisk(cfg); over {

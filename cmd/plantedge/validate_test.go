@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/plantedge/plantedge/agent/agenttest"
@@ -133,11 +134,12 @@ func TestValidateWarnsAboutTheMachine(t *testing.T) {
 	}
 }
 
-// Three slips validate said nothing about, each of which the agent stumbles
+// Slips validate said nothing about, each of which the agent stumbles
 // on: a data_dir in a file system that refuses new directories (/proc: the
 // permission check lets it through), a relative data_dir (another buffer for
-// each directory the agent is started from), a key file with a second line,
-// and a key "file" that is a directory.
+// each directory the agent is started from), a data_dir in memory (lost at
+// a reboot), a key file with a second line, and a key "file" that is a
+// directory.
 func TestValidateWarnsAboutDataDirAndKeyFile(t *testing.T) {
 	if _, err := os.Stat("/proc/self"); err != nil {
 		t.Skip("no /proc")
@@ -163,6 +165,11 @@ func TestValidateWarnsAboutDataDirAndKeyFile(t *testing.T) {
 		dataDir, keyFile string
 		want             []string
 	}{
+		// In memory: lost at a reboot (the PEERS probe: accepted without a
+		// word).
+		{"/dev/shm/plantedge-nope", key, []string{
+			"data_dir: /dev/shm/plantedge-nope is on a file system in memory (tmpfs or ramfs): what the buffer holds is lost at a reboot or power cut",
+		}},
 		{"/proc/plantedge-nope", key, []string{
 			"data_dir: /proc/plantedge-nope ", // cannot be created (root), or may not (another user)
 			"odoo.api_key_file: read secret " + key + ": the file holds 2 lines, a key or password is one: keep only it",
@@ -172,6 +179,9 @@ func TestValidateWarnsAboutDataDirAndKeyFile(t *testing.T) {
 			"odoo.api_key_file: " + dir + " is a directory, not the file holding the key",
 		}},
 	} {
+		if tc.dataDir == "/dev/shm/plantedge-nope" && !onTmpfs("/dev/shm") {
+			continue
+		}
 		_, errOut, err := runValidate(t, "-c", write(tc.dataDir, tc.keyFile))
 		if err != nil {
 			t.Fatalf("warnings failed validate: %v", err)
@@ -452,4 +462,10 @@ func TestValidateWarnsAboutAQuotaOverTheDisk(t *testing.T) {
 			t.Errorf("max_bytes %s: warned %v, want %v:\n%s", tc.maxBytes, got, tc.warned, errOut)
 		}
 	}
+}
+
+// onTmpfs reports whether dir is on a tmpfs.
+func onTmpfs(dir string) bool {
+	var fs syscall.Statfs_t
+	return syscall.Statfs(dir, &fs) == nil && fs.Type == 0x01021994
 }
