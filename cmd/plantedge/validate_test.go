@@ -255,7 +255,7 @@ func TestValidateWarnings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(errOut, "warning: "+path+":48:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF") {
+	if !strings.HasPrefix(errOut, "warning: "+path+":50:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF") {
 		t.Errorf("stderr = %q", errOut)
 	}
 }
@@ -306,7 +306,7 @@ func TestValidateWarnsWithoutKey(t *testing.T) {
 	if err != nil {
 		t.Fatalf("err = %v", err)
 	}
-	if !strings.Contains(errOut, ":43:17: odoo.api_key_file: odoo api key: looked in") || !strings.Contains(errOut, "/etc/plantedge/odoo-api-key: secret not found: the agent would have no Odoo API key") {
+	if !strings.Contains(errOut, ":45:17: odoo.api_key_file: odoo api key: looked in") || !strings.Contains(errOut, "/etc/plantedge/odoo-api-key: secret not found: the agent would have no Odoo API key") {
 		t.Errorf("stderr = %q", errOut)
 	}
 }
