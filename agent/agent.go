@@ -207,6 +207,10 @@ type Agent struct {
 	// startLineKeys is each machine's LineKey at the start (see
 	// forwarder.checkRestored).
 	startLineKeys map[string]int64
+	// startNoStops are the configured machines the buffer file had no stop
+	// of at the start, none recorded and no line open (see
+	// forwarder.closeOrphanLines).
+	startNoStops map[string]bool
 	// odooWas is the Odoo the buffer file's Odoo state belongs to when the
 	// configuration names another (checkOdoo); the forwarder clears it.
 	odooWas string
@@ -333,6 +337,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	for id, ms := range a.state.Machines {
 		if ms.LineKey > 0 && findMachine(cfg, id) != nil { // see endOrphanedStops
 			a.startLineKeys[id] = ms.LineKey
+		}
+	}
+	a.startNoStops = map[string]bool{}
+	for _, m := range cfg.Machines {
+		if ms := a.state.Machines[m.ID]; ms == nil || ms.LineKey == 0 && !ms.LineOpened {
+			a.startNoStops[m.ID] = true
 		}
 	}
 	if err := a.checkOdoo(ctx, cfg); err != nil {

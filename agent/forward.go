@@ -113,6 +113,8 @@ type forwarder struct {
 	// restoreChecked: checkRestored has looked (once a run); restored is
 	// what it found: a file older than what it booked, which sends nothing.
 	restoreChecked bool
+	// orphansChecked: closeOrphanLines has looked (once a run).
+	orphansChecked bool
 	restored       *restoredError
 	// field is the work-order quantity field (qty_producing, qty_produced)
 	// every machine's count was checked against at the end of a round;
@@ -249,7 +251,9 @@ type setupError struct {
 func (e *setupError) Error() string { return "odoo client: " + e.err.Error() }
 func (e *setupError) Unwrap() error { return e.err }
 
-// callRate is forward.rate as a limit (10/s when unset).
+// callRate is forward.rate as a limit: 10/s for a Config built without
+// the loader's defaults (tests); a loaded file has the default 5 or what it says
+// (validate refuses 0 and less).
 func callRate(fw config.Forward) rate.Limit {
 	if fw.Rate <= 0 {
 		return 10
@@ -1056,6 +1060,11 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	}
 	if !f.restoreChecked {
 		if err := f.checkRestored(ctx); err != nil {
+			return false, err
+		}
+	}
+	if !f.orphansChecked && f.restored == nil {
+		if err := f.closeOrphanLines(ctx); err != nil {
 			return false, err
 		}
 	}

@@ -2528,3 +2528,77 @@ func TestDiskFullWithOdooBackDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A block_workcenter stop's line is open in Odoo when the buffer file is
+// lost (corrupt, moved aside). The fresh file has no record of it, so
+// nothing closed it: the work center stayed blocked for good, and a stop
+// still going on at the restart got a second line (the PEERS probe). Now
+// the first round closes such a line at the start of the run; a stop that
+// goes on gets its own line from the machine's first value, closed when
+// the machine runs. Either way no line is left open, the work center runs,
+// and a WARN names the line closed.
+func TestALineLeftOpenByALostBufferFileIsClosed(t *testing.T) {
+	for _, stillStopped := range []bool{false, true} {
+		t.Run(fmt.Sprintf("still stopped %v", stillStopped), func(t *testing.T) {
+			p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+			ra := p.startAgent()
+			m := p.machines[0]
+			wc := p.wcIDs["press-1"]
+			p.produce(m, 4, 0)
+			p.stop(m, "JAM")
+			p.waitLines(1)
+			waitFor(t, 10*time.Second, "blocked", func() (bool, string) {
+				return p.odoo.WorkingState(wc) == "blocked", p.odoo.WorkingState(wc)
+			})
+			ra.stop()
+			cfg, err := config.Load(p.cfgPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(cfg.BufferPath(), []byte(strings.Repeat("garbage\x00\xff", 3000)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if !stillStopped {
+				m.mu.Lock()
+				m.running = true // ran again while the agent was down
+				m.stops++
+				m.mu.Unlock()
+			}
+			ra = p.startAgent()
+			start := ra.a.Status().Started
+			if stillStopped {
+				time.Sleep(1500 * time.Millisecond) // a stop going on over the start
+				p.run(m)
+			}
+			p.produce(m, 3, 0)
+			waitFor(t, 15*time.Second, "no line open, the work center running", func() (bool, string) {
+				open := 0
+				for _, l := range p.odoo.Productivity() {
+					if l.End.IsZero() {
+						open++
+					}
+				}
+				return open == 0 && p.odoo.WorkingState(wc) == "normal" && ra.a.Status().Buffer.Pending == 0,
+					fmt.Sprintf("%d open, work center %q, pending %d", open, p.odoo.WorkingState(wc), ra.a.Status().Buffer.Pending)
+			})
+			lines := p.odoo.Productivity()
+			slices.SortFunc(lines, func(a, b odootest.ProductivityLine) int { return a.Start.Compare(b.Start) })
+			want := 1
+			if stillStopped {
+				want = 2 // the old one to the start, the new one from the first value on
+			}
+			if len(lines) != want {
+				t.Fatalf("%d lines, want %d: %+v", len(lines), want, lines)
+			}
+			if end := lines[0].End; end.Before(start.Truncate(time.Second)) || end.After(start.Add(time.Second)) {
+				t.Errorf("the old line ends %v, want the start of the run (%v)", end, start)
+			}
+			if stillStopped && lines[1].Start.Before(lines[0].End.Add(-time.Second)) {
+				t.Errorf("the new line %v overlaps the old one, which ends %v", lines[1].Start, lines[0].End)
+			}
+			if !strings.Contains(p.logs.String(), "closed a downtime line left open in Odoo that this buffer file has no record of") {
+				t.Error("no WARN naming the line closed")
+			}
+		})
+	}
+}

@@ -867,6 +867,29 @@ func (c *Client) OpenDowntimeLines(ctx context.Context, ids []int64) (map[int64]
 	return out, nil
 }
 
+// OpenDowntimeStarts returns, of the downtime lines with these database
+// ids, those Odoo has open (no end) with their starts, 500 at a time.
+func (c *Client) OpenDowntimeStarts(ctx context.Context, ids []int64) (map[int64]time.Time, error) {
+	out := map[int64]time.Time{}
+	for len(ids) > 0 {
+		page := ids[:min(len(ids), 500)]
+		ids = ids[len(page):]
+		var rows []struct {
+			ID    int64    `json:"id"`
+			Start odooTime `json:"date_start"`
+		}
+		if err := c.Call(ctx, "mrp.workcenter.productivity", "search_read",
+			[]any{[]any{[]any{"id", "in", page}, []any{"date_end", "=", false}}},
+			map[string]any{"fields": []string{"id", "date_start"}}, &rows); err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out[r.ID] = time.Time(r.Start)
+		}
+	}
+	return out, nil
+}
+
 // CloseDowntimeLine sets the end of the downtime line with database id id,
 // if it is still open and began at start (to the second): false when Odoo
 // has no such line open (closed since, deleted, or another line by that
