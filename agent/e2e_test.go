@@ -516,8 +516,10 @@ func TestEndToEndNormalFlow(t *testing.T) {
 			if st.Odoo.Protocol != wantProto {
 				t.Errorf("protocol %q, want %q", st.Odoo.Protocol, wantProto)
 			}
-			for _, m := range st.Machines {
-				if m.WorkOrder != "WO "+m.ID || m.GoodCount != p.machine(m.ID).made() || m.State != "running" {
+			for i, m := range st.Machines {
+				// (production: its manufacturing order, which Odoo 17/18's
+				// work-order name, the operation's, does not tell.)
+				if m.WorkOrder != "WO "+m.ID || m.Production != fmt.Sprintf("WH/MO/%05d", i+1) || m.GoodCount != p.machine(m.ID).made() || m.State != "running" {
 					t.Errorf("status machine %+v", m)
 				}
 			}

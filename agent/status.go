@@ -222,6 +222,10 @@ type MachineStatus struct {
 	ID         string `json:"id"`
 	Workcenter string `json:"workcenter"`
 	WorkOrder  string `json:"work_order"`
+	// Production is WorkOrder's manufacturing order (Odoo 17/18 name a
+	// work order by its operation: "Pressing" on every order that presses;
+	// the SPEC probe).
+	Production string `json:"production,omitempty"`
 	// OtherWorkOrders are the other work orders in progress on the
 	// machine's work center: counts go to WorkOrder (the one work last
 	// began on: its operator's timer, else its start).
@@ -400,7 +404,7 @@ func (a *Agent) Status() Status {
 			ms.State, ms.LastKnownState, ms.UnknownBecause = "unknown", ms.State, "bad quality"
 		}
 		if l, ok := links[m.ID]; ok {
-			ms.WorkOrder, ms.Unattributed, ms.Error = l.WorkOrder, tidy(l.Unattributed), l.Error
+			ms.WorkOrder, ms.Production, ms.Unattributed, ms.Error = l.WorkOrder, l.Production, tidy(l.Unattributed), l.Error
 			ms.OtherWorkOrders = l.Others
 			if l.WorkorderID == 0 {
 				st.Buffer.Held += pending[m.ID].records

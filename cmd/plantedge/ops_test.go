@@ -356,8 +356,11 @@ func TestStatusJSONContract(t *testing.T) {
 	}
 	mach := m["machines"].([]any)[0].(map[string]any)
 	if mach["id"] != "press-1" || mach["workcenter"] != "WC-PRESS-1" || mach["work_order"] != "WO press-1" ||
-		mach["good_count"] != 7.0 || mach["state"] != "running" {
+		mach["production"] != "WH/MO/00001" || mach["good_count"] != 7.0 || mach["state"] != "running" {
 		t.Errorf("machine %v", mach)
+	}
+	if out, err := cli(t, "status", "-c", b.cfgPath); err != nil || !strings.Contains(out, "WH/MO/00001 - WO press-1") {
+		t.Errorf("human status: the work order with its manufacturing order, as Odoo shows it: %v\n%s", err, out)
 	}
 	if age, ok := mach["last_sample_age_seconds"].(float64); !ok || age <= 0 || age > 60 {
 		t.Errorf("last_sample_age_seconds %v: want the age of the last value, in seconds", mach["last_sample_age_seconds"])

@@ -335,6 +335,8 @@ func printStatus(w io.Writer, st agent.Status) {
 		wo := m.WorkOrder
 		if wo == "" {
 			wo = "-"
+		} else if m.Production != "" && !strings.Contains(wo, m.Production) {
+			wo = m.Production + " - " + wo // as Odoo shows it
 		}
 		if len(m.OtherWorkOrders) > 0 {
 			// Counts go to the first; the planner may not know the others run.
