@@ -148,6 +148,20 @@ func (p *plant) nextWorkorder(machine string, qty float64) int64 {
 	return p.odoo.AddWorkorder(mo, p.wcIDs[machine], "WO "+machine+" #2", "progress")
 }
 
+// corruptBuffer writes garbage over the stopped agent's buffer file: the
+// next start moves it aside and begins a fresh one, with no record of
+// anything the old one held.
+func (p *plant) corruptBuffer() {
+	p.t.Helper()
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.BufferPath(), []byte(strings.Repeat("garbage\x00\xff", 3000)), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
 // offlineStatus is what status says with the agent stopped (the buffer
 // file read) under the plant's config.
 func (p *plant) offlineStatus() agent.Status {

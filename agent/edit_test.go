@@ -3,13 +3,11 @@ package agent_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
-	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
@@ -128,13 +126,7 @@ func TestPiecesWrittenBeforeTheBufferFileWasLostAreSaid(t *testing.T) {
 				return q == 10, fmt.Sprint(q)
 			})
 			ra.stop()
-			cfg, err := config.Load(p.cfgPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(cfg.BufferPath(), []byte(strings.Repeat("garbage\x00\xff", 3000)), 0o600); err != nil {
-				t.Fatal(err)
-			}
+			p.corruptBuffer()
 			p.startAgent()
 			p.produce(m, 2, 0)
 			waitFor(t, 20*time.Second, "the first write after the fresh file", func() (bool, string) {

@@ -2551,13 +2551,7 @@ func TestALineLeftOpenByALostBufferFileIsClosed(t *testing.T) {
 				return p.odoo.WorkingState(wc) == "blocked", p.odoo.WorkingState(wc)
 			})
 			ra.stop()
-			cfg, err := config.Load(p.cfgPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(cfg.BufferPath(), []byte(strings.Repeat("garbage\x00\xff", 3000)), 0o600); err != nil {
-				t.Fatal(err)
-			}
+			p.corruptBuffer()
 			if !stillStopped {
 				m.mu.Lock()
 				m.running = true // ran again while the agent was down

@@ -398,14 +398,10 @@ func (c *Client) WorkTimeline(ctx context.Context, workcenterID int64, since tim
 			break
 		}
 	}
-	switch {
-	case IsPermanent(err) && !IsAuth(err):
-		if c.timeLinesRefused.CompareAndSwap(false, true) {
-			c.log.Warn("cannot read the work orders' time lines (the bot user needs read access to mrp.workcenter.productivity); which order a backlog was made on is told by the orders' first starts", "err", err)
-		}
-		all = nil
-	case err != nil:
+	if refused, err := c.timeLinesRefusal(err); err != nil {
 		return Timeline{}, err
+	} else if refused {
+		all = nil
 	}
 	timed := map[int64]bool{} // (a cut's order has the line it was cut from)
 	var missing []int64
@@ -501,15 +497,26 @@ func (c *Client) OthersWorked(ctx context.Context, sole map[int64]int64, since m
 			break
 		}
 	}
+	if _, err := c.timeLinesRefusal(err); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// timeLinesRefusal sorts the error of a read of time lines: refused for
+// good (not the key: the bot may not read them) is reported as refused,
+// logged once a client, and the orders alone tell; any other is returned.
+func (c *Client) timeLinesRefusal(err error) (refused bool, _ error) {
 	switch {
 	case IsPermanent(err) && !IsAuth(err):
 		if c.timeLinesRefused.CompareAndSwap(false, true) {
 			c.log.Warn("cannot read the work orders' time lines (the bot user needs read access to mrp.workcenter.productivity); which order a backlog was made on is told by the orders' first starts", "err", err)
 		}
+		return true, nil
 	case err != nil:
-		return nil, err
+		return false, err
 	}
-	return out, nil
+	return false, nil
 }
 
 // timeLine is an operator's time line (mrp.workcenter.productivity) as
