@@ -195,7 +195,7 @@ type forwarder struct {
 	// solo is, by work center, from when on this round the order in
 	// progress there is the only one Odoo shows in play (soloSince): a
 	// backlog made since then is its own, without a timeline.
-	solo map[int64]time.Time
+	solo map[int64]soloMark
 	// rewrite are the machines whose count a rebook asked to be written
 	// again where Odoo shows another (run's goroutine): an Odoo restored
 	// from a backup shows the backup's until a machine makes a piece.

@@ -416,20 +416,29 @@ func (f *forwarder) soloSince(ctx context.Context, events []pendingEvent, pendin
 	case err != nil:
 		return nil // refused for good: each machine's timeline, as before
 	}
-	f.solo = map[int64]time.Time{}
+	f.solo = map[int64]soloMark{}
 	for wc, t := range since {
 		if !others[wc] {
-			f.solo[wc] = t
+			f.solo[wc] = soloMark{wo: sole[wc], since: t}
 		}
 	}
 	return nil
 }
 
+// soloMark is what soloSince found for a work center: from since on, order
+// wo (the one in progress) is the only one in play there.
+type soloMark struct {
+	wo    int64
+	since time.Time
+}
+
 // soloFrom reports whether wo is the only order in play on its work
-// center from t on, as this round's soloSince found.
+// center from t on, as this round's soloSince found — wo itself, the order
+// in progress: not another asked about on the same work center (scrap
+// gathered on a finished order: the review, every piece booked on it).
 func (f *forwarder) soloFrom(wo *odoo.Workorder, t time.Time) bool {
 	s, ok := f.solo[wo.WorkcenterID]
-	return ok && !t.Before(s)
+	return ok && s.wo == wo.ID && !t.Before(s.since)
 }
 
 // clockSlack is backlogClockSlack, or the tests' Options.BacklogClockSlack.
