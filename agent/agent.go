@@ -207,10 +207,11 @@ type Agent struct {
 	// startLineKeys is each machine's LineKey at the start (see
 	// forwarder.checkRestored).
 	startLineKeys map[string]int64
-	// startNoStops are the configured machines the buffer file had no stop
-	// of at the start, none recorded and no line open (see
-	// forwarder.closeOrphanLines).
-	startNoStops map[string]bool
+	// newFile: the buffer file was made at this start — none was there, or
+	// the one there was corrupt and moved aside (recoveredFile): it has no
+	// record of what an earlier one sent (see forwarder.closeOrphanLines,
+	// woState.NoRecord).
+	newFile, recoveredFile bool
 	// odooWas is the Odoo the buffer file's Odoo state belongs to when the
 	// configuration names another (checkOdoo); the forwarder clears it.
 	odooWas string
@@ -311,6 +312,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return &StartError{fmt.Errorf("data dir: %w", err)}
 	}
 	a.checkDiskSpace(cfg)
+	_, statErr := os.Stat(cfg.BufferPath())
+	a.newFile = errors.Is(statErr, os.ErrNotExist)
 	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{
 		MaxBytes:     int64(cfg.Buffer.MaxBytes),
 		CommitWindow: cfg.Buffer.CommitWindow.D(),
@@ -326,6 +329,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer buf.Close()
 	defer a.stopPendingScans() // a status scan in the background reads the buffer
 	if p := buf.Recovered(); p != "" {
+		a.newFile, a.recoveredFile = true, true
 		a.log.Error("BUFFER FILE WAS CORRUPT: moved aside and started fresh; records in it were not forwarded",
 			"moved_to", p, "buffer", cfg.BufferPath())
 		a.metrics.corruptBuffers.Inc()
@@ -337,12 +341,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	for id, ms := range a.state.Machines {
 		if ms.LineKey > 0 && findMachine(cfg, id) != nil { // see endOrphanedStops
 			a.startLineKeys[id] = ms.LineKey
-		}
-	}
-	a.startNoStops = map[string]bool{}
-	for _, m := range cfg.Machines {
-		if ms := a.state.Machines[m.ID]; ms == nil || ms.LineKey == 0 && !ms.LineOpened {
-			a.startNoStops[m.ID] = true
 		}
 	}
 	if err := a.checkOdoo(ctx, cfg); err != nil {

@@ -52,11 +52,10 @@ type woState struct {
 	Zeroed     string  `json:"zeroed,omitempty"`
 	ZeroedFrom float64 `json:"zeroed_from,omitempty"`
 	// NoRecord: Zeroed "start" was read with no state of the machine
-	// stored (a first start, a new buffer file — the old one corrupt or
-	// lost — or a machine new to the mapping), so the quantity may also be
-	// pieces plantedge wrote before: its first write says so (the PEERS
-	// probe: 10 made, a fresh file, 2 more, and Odoo 17 showed 2, logged
-	// at INFO only).
+	// stored, in a buffer file made at this start because the old one was
+	// corrupt, so the quantity may also be pieces plantedge wrote before:
+	// its first write says so (the PEERS probe: 10 made, a fresh file, 2
+	// more, and Odoo 17 showed 2, logged at INFO only).
 	NoRecord bool `json:"no_record,omitempty"`
 	// Replaced is the last quantity edited in Odoo that plantedge's
 	// write replaced: accept-qty takes it back within replacedHold (on a
@@ -827,7 +826,9 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 	case nextOp && odooQty != 0:
 		st.Zeroed, st.ZeroedFrom = "next_op", odooQty
 	case startDefault:
-		st.Zeroed, st.ZeroedFrom, st.NoRecord = "start", odooQty, stored == nil
+		// (Not on a first start, nor after an Odoo switch, which forgets
+		// the states: the start default is what those meet — the review.)
+		st.Zeroed, st.ZeroedFrom, st.NoRecord = "start", odooQty, stored == nil && f.a.recoveredFile
 	}
 	if err := f.a.buf.PutMeta(ctx, woStateKV(machine, st)); err != nil {
 		return st, err
@@ -920,9 +921,9 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 		// Said, not kept for accept-qty to take back: a person running it
 		// with nothing edited would book the default (the review: 100,003).
 		f.a.eventLog.log("no record "+machine+" "+wo.Name, f.a.log, slog.LevelWarn,
-			"plantedge has no record of this machine (a first start, a new buffer file — the old one corrupt or lost — or a machine new to the mapping), "+
+			"plantedge has no record of this machine (its buffer file was corrupt and moved aside at this start), "+
 				"and on Odoo 17/18 the work order showed its remaining quantity, which is what starting it sets: counting from 0, plantedge writes over it; "+
-				"if those pieces were made (written by plantedge before its buffer file was lost, say), enter them plus the pieces counted since as the quantity in Odoo "+
+				"if those pieces were made (written by plantedge before its buffer file was lost), enter them plus the pieces counted since as the quantity in Odoo "+
 				"and run plantedge accept-qty MACHINE",
 			"machine", machine, "workorder", wo.Name, "odoo_qty", odooQty, "counted_now", odoo.Round2(good.sum))
 		return

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,51 +53,29 @@ func splitXMLName(site, name, mark string) (string, int64, bool) {
 }
 
 // closeOrphanLines closes, once a run, the downtime lines this site left
-// open in Odoo for machines the buffer file had no stop of at the start
-// (a new file: the old one corrupt and moved aside, or lost with a failed
-// box): nothing in this file will ever close them, and a block_workcenter
-// line kept its work center blocked for good (the PEERS probe; the same
-// stop, still going on at the start, also got a second line). Each is
-// closed at this run's start: the stop went on at least until the old
-// file was lost, and from the start this agent sees the machine itself —
-// a stop still going on gets a line of its own from its first value on.
-// Logged. A bot user that may not read external ids leaves them (logged
-// by checkRestored).
+// open in Odoo for configured machines when the buffer file is new (the
+// old one corrupt and moved aside, or lost with a failed box): nothing in
+// this file will ever close them, and a block_workcenter line kept its
+// work center blocked for good (the PEERS probe; the same stop, still
+// going on at the start, also got a second line). Each is closed at this
+// run's start: the stop went on at least until the old file was lost,
+// and from the start this agent sees the machine itself — a stop still
+// going on gets a line of its own from its first value on. Logged. Only
+// for a new file: an older one may still hold the record that closes a
+// line (a file of a version that did not note stops, a machine removed
+// while stopped and added back: the review). The open lines are read
+// first, then their external ids, so a site's week of booked lines does
+// not hide one (the review: the newest 500 ids did).
 func (f *forwarder) closeOrphanLines(ctx context.Context) error {
-	site := f.a.cfg.Load().Site
-	if len(f.a.startNoStops) == 0 {
+	cfg := f.a.cfg.Load()
+	if !f.a.newFile {
 		f.orphansChecked = true
 		return nil
 	}
-	var open map[int64]time.Time
-	byID := map[int64]string{}
+	var open []odoo.OpenLine
 	err := f.call(ctx, "orphan_lines", func(ctx context.Context) error {
-		names, err := f.client.ExternalIDNames(ctx, "plantedge", site+"_%_downtime_%", 500)
-		if err != nil {
-			return err
-		}
-		var xmlids []string
-		for _, n := range names {
-			if m, _, ok := splitXMLName(site, n, "_downtime_"); ok && f.a.startNoStops[m] {
-				xmlids = append(xmlids, "plantedge."+n)
-			}
-		}
-		if len(xmlids) == 0 {
-			return nil
-		}
-		refs, err := f.client.ExternalIDs(ctx, xmlids)
-		if err != nil {
-			return err
-		}
-		var ids []int64
-		for x, r := range refs {
-			if r.Model == "mrp.workcenter.productivity" && r.ResID != 0 {
-				m, _, _ := splitXMLName(site, strings.TrimPrefix(x, "plantedge."), "_downtime_")
-				byID[r.ResID] = m
-				ids = append(ids, r.ResID)
-			}
-		}
-		open, err = f.client.OpenDowntimeStarts(ctx, ids)
+		var err error
+		open, err = f.client.OpenLinesOf(ctx, "plantedge")
 		return err
 	})
 	if err != nil {
@@ -106,35 +83,34 @@ func (f *forwarder) closeOrphanLines(ctx context.Context) error {
 			return err
 		}
 		f.orphansChecked = true
+		f.a.log.Warn("cannot look for downtime lines a lost buffer file left open in Odoo (the bot user may not read downtime lines or external ids): close any such line there", "err", err)
 		return nil
 	}
-	ids := make([]int64, 0, len(open))
-	for id := range open {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
 	end := f.a.started
-	for _, id := range ids {
-		m, start := byID[id], open[id]
+	for _, l := range open {
+		m, _, ok := splitXMLName(cfg.Site, l.Name, "_downtime_")
+		if !ok || findMachine(cfg, m) == nil {
+			continue // another site's, or a machine not configured here
+		}
 		at := end
-		if !at.After(start) {
-			at = start // (a line stamped ahead of this clock: closed as it began)
+		if !at.After(l.Start) {
+			at = l.Start // (a line stamped ahead of this clock: closed as it began)
 		}
 		var closed bool
 		err := f.call(ctx, "close_downtime_line", func(ctx context.Context) error {
 			var err error
-			closed, err = f.client.CloseDowntimeLine(ctx, id, start, at)
+			closed, err = f.client.CloseDowntimeLine(ctx, l.ID, l.Start, at)
 			return err
 		})
 		switch {
 		case err == nil && closed:
 			f.a.log.Warn("closed a downtime line left open in Odoo that this buffer file has no record of (a new file: the old one corrupt, or lost with its box): "+
 				"it ends at this start; a stop still going on gets a line of its own from the machine's first value",
-				"machine", m, "start", start, "end", at, "id", id)
+				"machine", m, "start", l.Start, "end", at, "id", l.ID)
 		case err == nil, odoo.IsPermanent(err) && !odoo.IsAuth(err):
 			if err != nil {
 				f.a.log.Warn("cannot close a downtime line left open in Odoo that this buffer file has no record of: close it there",
-					"machine", m, "start", start, "id", id, "err", err)
+					"machine", m, "start", l.Start, "id", l.ID, "err", err)
 			}
 		default:
 			return err
