@@ -451,13 +451,6 @@ func TestPausedWorkOrderForARushOrder(t *testing.T) {
 			ra := p.startAgent()
 			m := p.machines[0]
 			a := p.woIDs["press-1"]
-			qty := func(id int64) float64 {
-				if wo := p.odoo.Workorder(id); v >= 19 {
-					return wo.QtyProduced
-				} else {
-					return wo.QtyProducing
-				}
-			}
 			p.produce(m, 30, 0)
 			p.waitExactQty(ra, "press-1", 30)
 
@@ -474,8 +467,8 @@ func TestPausedWorkOrderForARushOrder(t *testing.T) {
 						scrapped += s.Qty
 					}
 				}
-				return qty(b) == 40 && scrapped == 4 && ra.a.Status().Buffer.Pending == 0,
-					fmt.Sprintf("rush order %v of 40, scrap %v of 4, paused order %v", qty(b), scrapped, qty(a))
+				return p.woQty(b) == 40 && scrapped == 4 && ra.a.Status().Buffer.Pending == 0,
+					fmt.Sprintf("rush order %v of 40, scrap %v of 4, paused order %v", p.woQty(b), scrapped, p.woQty(a))
 			})
 			p.adminCall("mrp.workorder", "button_finish", []any{[]any{b}}, nil)
 			p.adminCall("mrp.workorder", "button_start", []any{[]any{a}}, nil) // resumed
@@ -630,19 +623,12 @@ func TestOutageBacklogOfOneOrderPerMachineReadsNoTimelines(t *testing.T) {
 			time.Sleep(1100 * time.Millisecond)
 			before := p.odoo.CallCount("mrp.workcenter.productivity", "search_read")
 			p.odoo.SetDown(false)
-			qty := func(id int64) float64 {
-				wo := p.odoo.Workorder(id)
-				if version >= 19 {
-					return wo.QtyProduced
-				}
-				return wo.QtyProducing
-			}
 			waitFor(t, 30*time.Second, "the backlog written", func() (bool, string) {
 				var got []float64
 				ok := ra.a.Status().Buffer.Pending == 0
 				for i, id := range ids {
-					got = append(got, qty(p.woIDs[id]))
-					ok = ok && qty(p.woIDs[id]) == float64(2+3+i)
+					got = append(got, p.woQty(p.woIDs[id]))
+					ok = ok && p.woQty(p.woIDs[id]) == float64(2+3+i)
 				}
 				return ok, fmt.Sprintf("quantities %v, want 5 6 7 8 9; pending %d", got, ra.a.Status().Buffer.Pending)
 			})
@@ -707,13 +693,6 @@ func TestPiecesOfARushOrderRunDuringAnOutage(t *testing.T) {
 			p.produce(m, 5, 0) // on B
 			stop()
 			stopsOn := []int64{a, b}
-			qty := func(id int64) float64 {
-				wo := p.odoo.Workorder(id)
-				if tc.version >= 19 {
-					return wo.QtyProduced
-				}
-				return wo.QtyProducing
-			}
 			wantA, wantB := 13.0, 5.0
 			if tc.finished {
 				time.Sleep(1100 * time.Millisecond)
@@ -722,13 +701,13 @@ func TestPiecesOfARushOrderRunDuringAnOutage(t *testing.T) {
 				p.produce(m, 4, 0) // on A, resumed
 				stop()
 				stopsOn = append(stopsOn, a)
-				wantA, wantB = 17, qty(b) // what finishing it left (17: its whole quantity)
+				wantA, wantB = 17, p.woQty(b) // what finishing it left (17: its whole quantity)
 			}
 			p.odoo.SetDown(false)
 			waitFor(t, 30*time.Second, "the pieces written", func() (bool, string) {
 				st := ra.a.Status()
-				return qty(a) == wantA && qty(b) == wantB && st.Buffer.Pending == 0,
-					fmt.Sprintf("A %v of %v, B %v of %v, pending %d", qty(a), wantA, qty(b), wantB, st.Buffer.Pending)
+				return p.woQty(a) == wantA && p.woQty(b) == wantB && st.Buffer.Pending == 0,
+					fmt.Sprintf("A %v of %v, B %v of %v, pending %d", p.woQty(a), wantA, p.woQty(b), wantB, st.Buffer.Pending)
 			})
 			// Each stop on the order it happened on (before: all on the
 			// order in progress when Odoo was back).
@@ -983,20 +962,13 @@ func TestRushOrderPausedAndFirstResumedDuringAnOutage(t *testing.T) {
 			p.produce(m, 4, 0)
 			stop()
 			p.odoo.SetDown(false)
-			qty := func(id int64) float64 {
-				wo := p.odoo.Workorder(id)
-				if version >= 19 {
-					return wo.QtyProduced
-				}
-				return wo.QtyProducing
-			}
 			waitFor(t, 30*time.Second, "the pieces written", func() (bool, string) {
-				return qty(a) == 17 && qty(b) == 5 && ra.a.Status().Buffer.Pending == 0,
-					fmt.Sprintf("A %v of 17, B %v of 5, pending %d", qty(a), qty(b), ra.a.Status().Buffer.Pending)
+				return p.woQty(a) == 17 && p.woQty(b) == 5 && ra.a.Status().Buffer.Pending == 0,
+					fmt.Sprintf("A %v of 17, B %v of 5, pending %d", p.woQty(a), p.woQty(b), ra.a.Status().Buffer.Pending)
 			})
 			p.produce(m, 6, 0) // live, on A
 			waitFor(t, 15*time.Second, "the live pieces", func() (bool, string) {
-				return qty(a) == 23 && qty(b) == 5, fmt.Sprintf("A %v of 23, B %v of 5", qty(a), qty(b))
+				return p.woQty(a) == 23 && p.woQty(b) == 5, fmt.Sprintf("A %v of 23, B %v of 5", p.woQty(a), p.woQty(b))
 			})
 			var on []int64
 			for _, l := range p.odoo.Productivity() {
