@@ -210,7 +210,7 @@ type Agent struct {
 	// newFile: the buffer file was made at this start — none was there, or
 	// the one there was corrupt and moved aside (recoveredFile): it has no
 	// record of what an earlier one sent (see forwarder.closeOrphanLines,
-	// woState.NoRecord).
+	// forwarder.woState).
 	newFile, recoveredFile bool
 	// odooWas is the Odoo the buffer file's Odoo state belongs to when the
 	// configuration names another (checkOdoo); the forwarder clears it.

@@ -51,12 +51,6 @@ type woState struct {
 	// does not take that quantity for a correction (another one it does).
 	Zeroed     string  `json:"zeroed,omitempty"`
 	ZeroedFrom float64 `json:"zeroed_from,omitempty"`
-	// NoRecord: Zeroed "start" was read with no state of the machine
-	// stored, in a buffer file made at this start because the old one was
-	// corrupt, so the quantity may also be pieces plantedge wrote before:
-	// its first write says so (the PEERS probe: 10 made, a fresh file, 2
-	// more, and Odoo 17 showed 2, logged at INFO only).
-	NoRecord bool `json:"no_record,omitempty"`
 	// Replaced is the last quantity edited in Odoo that plantedge's
 	// write replaced: accept-qty takes it back within replacedHold (on a
 	// running machine the next round writes over an edit, before a person
@@ -826,9 +820,7 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 	case nextOp && odooQty != 0:
 		st.Zeroed, st.ZeroedFrom = "next_op", odooQty
 	case startDefault:
-		// (Not on a first start, nor after an Odoo switch, which forgets
-		// the states: the start default is what those meet — the review.)
-		st.Zeroed, st.ZeroedFrom, st.NoRecord = "start", odooQty, stored == nil && f.a.recoveredFile
+		st.Zeroed, st.ZeroedFrom = "start", odooQty
 	}
 	if err := f.a.buf.PutMeta(ctx, woStateKV(machine, st)); err != nil {
 		return st, err
@@ -842,6 +834,20 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 	} else if nextOp {
 		f.a.log.Info("attributing counts to the next operation of the same manufacturing order; its quantity is the last operation's, counting from 0",
 			"machine", machine, "workorder", wo.Name, "odoo_qty", f.client.ProducedQty(*wo))
+	} else if startDefault && stored == nil && f.a.recoveredFile {
+		// With no state of the machine, in a buffer file made at this
+		// start because the old one was corrupt, the quantity may also be
+		// pieces plantedge wrote before (the PEERS probe: 10 made, a fresh
+		// file, 2 more, and Odoo 17 showed 2, said at INFO only). Said,
+		// not kept for accept-qty to take back: a person running it with
+		// nothing edited would book the default (the review: 100,003). Not
+		// at a first start, nor after an Odoo switch, which forgets the
+		// states: the start default is what those meet (the review).
+		f.a.log.Warn("plantedge has no record of this machine (its buffer file was corrupt and moved aside at this start), "+
+			"and on Odoo 17/18 the work order shows its remaining quantity, which is what starting it sets: counting from 0, plantedge's first write replaces it; "+
+			"if those pieces were made (written by plantedge before its buffer file was lost), enter them plus the pieces counted since as the quantity in Odoo "+
+			"and run plantedge accept-qty MACHINE",
+			"machine", machine, "workorder", wo.Name, "odoo_qty", st.ZeroedFrom)
 	} else if startDefault {
 		f.a.log.Info("attributing counts to work order; its quantity is what starting it set (the remaining quantity), counting from 0",
 			"machine", machine, "workorder", wo.Name, "odoo_qty", f.client.ProducedQty(*wo))
@@ -912,20 +918,6 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 		f.a.eventLog.log("moved "+machine, f.a.log, slog.LevelInfo,
 			"Odoo keeps the work order's quantity in another field since it was upgraded (or restored): plantedge writes its count there",
 			"machine", machine, "workorder", wo.Name, "field", f.client.ProducedField(), "was", st.Field, "odoo_qty", odooQty, "written", st.Written)
-		return
-	}
-	if st.NoRecord && st.Zeroed == "start" && odooQty == st.ZeroedFrom && st.Written == st.Baseline && st.Counted == 0 &&
-		st.InFlight == nil && good != nil && good.sum != 0 {
-		// The first write over a start default read with nothing stored
-		// of the machine: those may be pieces made and written before.
-		// Said, not kept for accept-qty to take back: a person running it
-		// with nothing edited would book the default (the review: 100,003).
-		f.a.eventLog.log("no record "+machine+" "+wo.Name, f.a.log, slog.LevelWarn,
-			"plantedge has no record of this machine (its buffer file was corrupt and moved aside at this start), "+
-				"and on Odoo 17/18 the work order showed its remaining quantity, which is what starting it sets: counting from 0, plantedge writes over it; "+
-				"if those pieces were made (written by plantedge before its buffer file was lost), enter them plus the pieces counted since as the quantity in Odoo "+
-				"and run plantedge accept-qty MACHINE",
-			"machine", machine, "workorder", wo.Name, "odoo_qty", odooQty, "counted_now", odoo.Round2(good.sum))
 		return
 	}
 	if st.Written != st.Baseline && odooQty != st.Written && (st.InFlight == nil || odooQty != st.InFlight.Target) {
