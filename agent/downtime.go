@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,14 +28,19 @@ type pendingEvent struct {
 	elsewhere bool
 }
 
-// readEvents returns up to maxEventsPerRound pending events, in sequence
-// order, of machines that are configured and whose work center is resolved;
-// the others wait (status shows why) without holding up the rest. One that
-// cannot be decoded goes to the dead letters. A machine gone from the
-// configuration has its events booked on the work center they name (its
-// stop ended by the reload that removed it closes the line that would
-// otherwise block that work center); events naming none wait for it, like
-// its counts.
+// readEvents returns up to maxEventsPerRound pending events of machines
+// that are configured and whose work center is resolved; the others wait
+// (status shows why) without holding up the rest. One that cannot be
+// decoded goes to the dead letters. A machine gone from the configuration
+// has its events booked on the work center they name (its stop ended by the
+// reload that removed it closes the line that would otherwise block that
+// work center); events naming none wait for it, like its counts.
+//
+// The events of eventScanWindow records are taken from each machine in
+// turn, each machine's oldest first (fairPick): one machine's backlog of
+// stops after an outage does not hold back another's live stop behind it
+// (PEERS complaint 8). What is returned is in sequence order, and each
+// machine's events in it are the oldest of its pending ones that can go.
 func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pendingEvent, err error) {
 	var out []pendingEvent
 	var after uint64
@@ -47,85 +53,118 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pen
 			f.mu.Unlock()
 		}
 	}()
+	// take classifies one record: into out, the dead letters, or waiting.
+	take := func(r buffer.Record) error {
+		ev, err := decodeEvent(r)
+		if err != nil {
+			// Whatever its key: it would wait for its machine forever.
+			return f.moveToDeadLetters(ctx, r, "downtime record moved to dead letters", err.Error())
+		}
+		named := func() (int64, bool, error) { // the work center the record names
+			if ev.Workcenter == "" || unknown[ev.Workcenter] {
+				return 0, false, nil
+			}
+			wc, ok, err := f.orphanWorkcenter(ctx, ev.Workcenter)
+			unknown[ev.Workcenter] = err == nil && !ok // asked once a round, flush or not
+			return wc.ID, ok, err
+		}
+		if mc := findMachine(cfg, r.Key); mc != nil {
+			delete(f.unmapped, r.Key)
+			if ev.Workcenter != "" && ev.Workcenter != mc.Workcenter {
+				// Stopped on another work center (an edit moved the
+				// machine since): the line is booked there — where
+				// block_workcenter opened it — if Odoo knows it (a
+				// code fixed for a typo does not name one).
+				id, ok, err := named()
+				if err != nil {
+					return err
+				}
+				if ok {
+					out = append(out, pendingEvent{r, ev, id, true})
+					return nil
+				}
+				if _, ok := f.wcs[mc.Workcenter]; ok {
+					f.a.eventLog.log("stop elsewhere "+r.Key, f.a.log, slog.LevelWarn,
+						"a stop recorded on a work center Odoo does not know (any more) is booked on the machine's work center now",
+						"machine", r.Key, "recorded_on", ev.Workcenter, "booked_on", mc.Workcenter)
+				}
+			}
+			if wc, ok := f.wcs[mc.Workcenter]; ok {
+				out = append(out, pendingEvent{r, ev, wc.ID, false})
+			}
+			return nil
+		}
+		if id, ok, err := named(); err != nil {
+			return err
+		} else if ok {
+			out = append(out, pendingEvent{r, ev, id, true})
+			return nil
+		}
+		if !f.a.lineOpen(r.Key) {
+			// Downtime records of a machine gone from the configuration
+			// wait for it while it has a line open in Odoo (one may
+			// close it); otherwise they go like its counts.
+			if reason := f.unmappedExpired(cfg, r.Key); reason != "" {
+				return f.moveToDeadLetters(ctx, r, "downtime record moved to dead letters", reason)
+			}
+		}
+		if ev.Workcenter != "" {
+			waiting++
+		}
+		return nil
+	}
 	for len(out) < maxEventsPerRound {
-		recs, err := f.a.buf.Read(buffer.LaneEvents, after, 4*maxEventsPerRound)
+		recs, err := f.a.buf.Read(buffer.LaneEvents, after, eventScanWindow)
 		if err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
-		for _, r := range recs {
-			ev, err := decodeEvent(r)
-			if err != nil {
-				// Whatever its key: it would wait for its machine forever.
-				if err := f.moveToDeadLetters(ctx, r, "downtime record moved to dead letters", err.Error()); err != nil {
-					return nil, err
-				}
-				continue
+		if err := fairPick(recs, func(r buffer.Record) (bool, error) {
+			if len(out) == maxEventsPerRound {
+				return false, nil
 			}
-			named := func() (int64, bool, error) { // the work center the record names
-				if ev.Workcenter == "" || unknown[ev.Workcenter] {
-					return 0, false, nil
-				}
-				wc, ok, err := f.orphanWorkcenter(ctx, ev.Workcenter)
-				unknown[ev.Workcenter] = err == nil && !ok // asked once a round, flush or not
-				return wc.ID, ok, err
-			}
-			if mc := findMachine(cfg, r.Key); mc != nil {
-				delete(f.unmapped, r.Key)
-				if ev.Workcenter != "" && ev.Workcenter != mc.Workcenter {
-					// Stopped on another work center (an edit moved the
-					// machine since): the line is booked there — where
-					// block_workcenter opened it — if Odoo knows it (a
-					// code fixed for a typo does not name one).
-					id, ok, err := named()
-					if err != nil {
-						return nil, err
-					}
-					if ok {
-						if len(out) < maxEventsPerRound {
-							out = append(out, pendingEvent{r, ev, id, true})
-						}
-						continue
-					}
-					if _, ok := f.wcs[mc.Workcenter]; ok {
-						f.a.eventLog.log("stop elsewhere "+r.Key, f.a.log, slog.LevelWarn,
-							"a stop recorded on a work center Odoo does not know (any more) is booked on the machine's work center now",
-							"machine", r.Key, "recorded_on", ev.Workcenter, "booked_on", mc.Workcenter)
-					}
-				}
-				if wc, ok := f.wcs[mc.Workcenter]; ok && len(out) < maxEventsPerRound {
-					out = append(out, pendingEvent{r, ev, wc.ID, false})
-				}
-				continue
-			}
-			if id, ok, err := named(); err != nil {
-				return nil, err
-			} else if ok {
-				if len(out) < maxEventsPerRound {
-					out = append(out, pendingEvent{r, ev, id, true})
-				}
-				continue
-			}
-			if !f.a.lineOpen(r.Key) {
-				// Downtime records of a machine gone from the configuration
-				// wait for it while it has a line open in Odoo (one may
-				// close it); otherwise they go like its counts.
-				if reason := f.unmappedExpired(cfg, r.Key); reason != "" {
-					if err := f.moveToDeadLetters(ctx, r, "downtime record moved to dead letters", reason); err != nil {
-						return nil, err
-					}
-					continue
-				}
-			}
-			if ev.Workcenter != "" {
-				waiting++
-			}
+			return true, take(r)
+		}); err != nil {
+			return nil, err
 		}
-		if len(recs) < 4*maxEventsPerRound {
+		if len(recs) < eventScanWindow {
 			break
 		}
 		after = recs[len(recs)-1].Seq
 	}
+	slices.SortFunc(out, func(a, b pendingEvent) int { return cmp.Compare(a.rec.Seq, b.rec.Seq) })
 	return out, nil
+}
+
+// eventScanWindow is how many event records readEvents reads at a time and
+// shares out among their machines.
+const eventScanWindow = 10000
+
+// fairPick hands recs (in sequence order) to take a key at a time in turn —
+// the oldest of each key's first, keys in the order they first appear —
+// while take says more are wanted (before it takes the record).
+func fairPick(recs []buffer.Record, take func(buffer.Record) (more bool, err error)) error {
+	var keys []string
+	byKey := map[string][]buffer.Record{}
+	for _, r := range recs {
+		if _, ok := byKey[r.Key]; !ok {
+			keys = append(keys, r.Key)
+		}
+		byKey[r.Key] = append(byKey[r.Key], r)
+	}
+	for left := len(recs); left > 0; {
+		for _, k := range keys {
+			q := byKey[k]
+			if len(q) == 0 {
+				continue
+			}
+			if more, err := take(q[0]); err != nil || !more {
+				return err
+			}
+			byKey[k] = q[1:]
+			left--
+		}
+	}
+	return nil
 }
 
 // forwardEvents writes downtime lines with external ids (idempotent) and

@@ -1060,6 +1060,60 @@ func TestEndToEndBlockWorkcenter(t *testing.T) {
 	p.waitExact(ra, 10*time.Second)
 }
 
+// PEERS complaint 8 (draining starves live data): one machine's backlog of
+// stops after an outage does not hold back another machine's stop queued
+// behind it. press-1 stopped and ran 1,000 times while Odoo was down (2,000
+// event records); press-2's stop, the newest record, goes with the first
+// lines Odoo gets (a round sends at most 200), not after press-1's backlog.
+func TestEndToEndAStopIsNotQueuedBehindAnotherMachinesBacklog(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
+	ra := p.startAgent()
+	p.odoo.SetDown(true)
+	m := p.machines[0]
+	const stops = 1000
+	t0 := time.Now().Add(100 * time.Millisecond)
+	for i := range stops {
+		at := t0.Add(time.Duration(i) * 4 * time.Millisecond) // stamps of their own: one line each
+		p.publishStamped("plant/press-1", map[string]any{"good": m.goodNow(), "running": false, "reason": "JAM"}, at)
+		p.publishStamped("plant/press-1", map[string]any{"good": m.goodNow(), "running": true}, at.Add(2*time.Millisecond))
+	}
+	m.mu.Lock()
+	m.stops += stops
+	m.mu.Unlock()
+	events := func(n int) {
+		t.Helper()
+		waitFor(t, 30*time.Second, fmt.Sprintf("%d event records buffered", n), func() (bool, string) {
+			st := ra.a.Status()
+			return st.Buffer.Lanes["events"].Pending == n, fmt.Sprintf("%+v", st.Buffer.Lanes)
+		})
+	}
+	events(2 * stops)
+	p.stop(p.machines[1], "SETUP")
+	events(2*stops + 1)
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	waitFor(t, 30*time.Second, "press-2's line", func() (bool, string) {
+		for _, l := range p.odoo.Productivity() {
+			if l.WorkcenterID == p.wcIDs["press-2"] {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d lines", len(p.odoo.Productivity()))
+	})
+	for _, l := range p.odoo.Productivity() {
+		if l.WorkcenterID == p.wcIDs["press-2"] {
+			first := p.odoo.Productivity()[0].ID
+			if n := l.ID - first + 1; n > 200 {
+				t.Errorf("press-2's stop was line %d Odoo got, after press-1's backlog; want it with the first round's", n)
+			}
+		}
+	}
+	p.run(p.machines[1])
+	p.produce(m, 2, 0)
+	p.produce(p.machines[1], 3, 0)
+	p.waitExact(ra, 60*time.Second)
+}
+
 // Two machines of one work center, both stopped with block_workcenter: Odoo
 // allows a user one open line per work order (_check_open_time_ids), so the
 // open lines carry no work order; closing one sets it.
