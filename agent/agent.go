@@ -915,6 +915,7 @@ type sourceHandle struct {
 	lastErrAt func() time.Time           // when lastErr happened; nil if unknown
 	polled    func() int                 // OPC UA: nodes polled because the server cannot monitor them; nil for MQTT
 	refused   func() []opcua.RefusedNode // OPC UA: nodes the server refuses; nil for MQTT
+	overflows func() uint64              // OPC UA: values that came after values the server discarded; nil for MQTT
 	run       func(context.Context) error
 	// settings are the connector's configuration (without its logger): a
 	// reload keeps a running source whose settings did not change.
@@ -1042,6 +1043,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			lastErrAt: func() time.Time { return src.Stats().LastErrorTime },
 			polled:    func() int { return src.Stats().Polled },
 			refused:   func() []opcua.RefusedNode { return src.Stats().Refused },
+			overflows: func() uint64 { return src.Stats().Overflows },
 			settings:  settings,
 		})
 	}

@@ -174,11 +174,12 @@ var (
 	descSessions = prometheus.NewDesc("plantedge_source_sessions_created_total", "Sessions (OPC UA) or connections (MQTT) created.", []string{"source", "kind"}, nil)
 	descPolled   = prometheus.NewDesc("plantedge_source_polled_nodes", "OPC UA nodes read by polling (mode: poll, or the server cannot monitor them).", []string{"source"}, nil)
 	descRefused  = prometheus.NewDesc("plantedge_source_refused_nodes", "OPC UA nodes the server will not serve (unknown node, no access); tried again.", []string{"source"}, nil)
+	descOverflow = prometheus.NewDesc("plantedge_source_queue_overflows_total", "OPC UA values that followed values the server discarded (a monitored item's queue, queue_size, was full).", []string{"source"}, nil)
 	descHeld     = prometheus.NewDesc("plantedge_machine_unattributed_pieces", "Good pieces held because no work order is in progress on the machine's work center.", []string{"machine"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descShrinks, descSource, descSessions, descPolled, descRefused, descHeld} {
+	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descShrinks, descSource, descSessions, descPolled, descRefused, descOverflow, descHeld} {
 		ch <- d
 	}
 }
@@ -221,6 +222,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if s.refused != nil {
 			ch <- prometheus.MustNewConstMetric(descRefused, prometheus.GaugeValue, float64(len(s.refused())), s.name)
+		}
+		if s.overflows != nil {
+			ch <- prometheus.MustNewConstMetric(descOverflow, prometheus.CounterValue, float64(s.overflows()), s.name)
 		}
 	}
 }

@@ -201,7 +201,7 @@ func TestSystemdNotify(t *testing.T) {
 
 // TestHTTPEndpoints: health, readiness and the metrics operators alert on.
 func TestHTTPEndpoints(t *testing.T) {
-	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1", "press-2"}})
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1", "press-2", "ua-press-3"}})
 	ra := p.startAgent()
 	if code, body := httpGet(t, p.listen, "/healthz"); code != http.StatusOK || body != "ok\n" {
 		t.Errorf("/healthz: %d %q", code, body)
@@ -240,6 +240,10 @@ func TestHTTPEndpoints(t *testing.T) {
 		{"plantedge_forwarded_total", nil, func(v float64) bool { return v > 0 }},
 		{"plantedge_source_connected", []string{`source="broker"`, `kind="mqtt"`}, func(v float64) bool { return v == 1 }},
 		{"plantedge_source_sessions_created_total", []string{`source="broker"`, `kind="mqtt"`}, func(v float64) bool { return v >= 1 }},
+		{"plantedge_source_connected", []string{`source="line1"`, `kind="opcua"`}, func(v float64) bool { return v == 1 }},
+		{"plantedge_source_polled_nodes", []string{`source="line1"`}, func(v float64) bool { return v == 0 }},
+		{"plantedge_source_refused_nodes", []string{`source="line1"`}, func(v float64) bool { return v == 0 }},
+		{"plantedge_source_queue_overflows_total", []string{`source="line1"`}, func(v float64) bool { return v == 0 }},
 		{"plantedge_counter_resets_total", []string{`machine="press-2"`}, func(v float64) bool { return v == 1 }},
 		{"plantedge_dead_lettered_total", nil, func(v float64) bool { return v == 1 }},
 		{"plantedge_buffer_dead_letters", nil, func(v float64) bool { return v == 1 }},

@@ -76,7 +76,10 @@ type Stats struct {
 	Samples           uint64 // samples delivered to the sink
 	BadValues         uint64 // delivered samples with a bad or uncertain status
 	HeartbeatRebuilds uint64 // sessions torn down because the heartbeat stopped
-	Polled            int    // nodes read by polling: all of them in poll mode, else those the server cannot monitor
+	// Overflows counts the data changes the server flagged as following
+	// values it discarded: the monitored item's queue (queue_size) was full.
+	Overflows uint64
+	Polled    int // nodes read by polling: all of them in poll mode, else those the server cannot monitor
 	// Refused are the nodes of this session the server will not serve
 	// (unknown node, no access, a namespace it lacks), with its answer;
 	// they are tried again while the session lasts.
@@ -118,8 +121,13 @@ type Source struct {
 	// nodes per Read and per CreateMonitoredItems call in this session (Run's goroutine)
 	perRead, perMonitor int
 	// watch holds each node's connectors.Sample.Watch: new at every
-	// session, and after each bad value of the node (Run's goroutine).
+	// session, and after each bad value of the node or a queue overflow
+	// (Run's goroutine).
 	watch []uint64
+	// overflowSaid is when a queue overflow was last logged (Run's
+	// goroutine): once a minute at most, with how many since.
+	overflowSaid time.Time
+	overflowsNot uint64 // overflows not logged since
 	// movesSaid are the namespace moves logged (Run's goroutine): once each.
 	movesSaid map[string]bool
 	// limitsSaid is the per-request limits last logged (Run's goroutine):
@@ -597,6 +605,26 @@ func (s *Source) deliver(ctx context.Context, idx int, dv *ua.DataValue, recv co
 	return nil
 }
 
+// overflowed reports a data change the server flagged with the Overflow
+// info bit (OPC UA Part 4, 7.39: InfoType DataValue, bit 7): the monitored
+// item's queue was full and values before this one were discarded.
+func overflowed(c ua.StatusCode) bool { return uint32(c)&0xC00 == 0x400 && uint32(c)&0x80 != 0 }
+
+// overflow notes values of node idx the server discarded: its next value
+// starts another watch (a counter reset and climb back could have gone
+// unseen), the count goes up, and a WARN says so at most once a minute.
+func (s *Source) overflow(idx uint32) {
+	s.watch[idx] = newWatch()
+	s.update(func(st *Stats) { st.Overflows++ })
+	if time.Since(s.overflowSaid) < time.Minute {
+		s.overflowsNot++
+		return
+	}
+	s.log.Warn("the server discarded values of a monitored node: its queue (queue_size) filled within a publishing interval, so stops among them were missed (raise queue_size, or lower publishing_interval)",
+		"node", s.nodes[idx].addr, "queue_size", s.cfg.QueueSize, "overflows_not_logged", s.overflowsNot)
+	s.overflowSaid, s.overflowsNot = time.Now(), 0
+}
+
 // newWatch returns a connectors.Sample.Watch no other session or node is
 // likely to hold (one in 2^64 per pair), across restarts too.
 func newWatch() uint64 { return rand.Uint64() | 1 }
@@ -858,10 +886,13 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 					if item.ClientHandle == 0 || int64(item.ClientHandle) > int64(len(s.nodes)) {
 						continue
 					}
-					if err := s.deliver(ctx, int(item.ClientHandle-1), item.Value, rx, false, s.cfg.HeartbeatTimeout); err != nil {
+					idx := item.ClientHandle - 1
+					if item.Value != nil && overflowed(item.Value.Status) {
+						s.overflow(idx)
+					}
+					if err := s.deliver(ctx, int(idx), item.Value, rx, false, s.cfg.HeartbeatTimeout); err != nil {
 						return false, err
 					}
-					idx := item.ClientHandle - 1
 					if item.Value != nil && statusGood(item.Value.Status) && item.Value.Value != nil {
 						notified[idx] = item.Value.Value.Value()
 					}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -420,6 +421,59 @@ func TestWatchMarksUnbrokenDelivery(t *testing.T) {
 	s4, _ := col.waitFor(t, i+1, 10*time.Second, "4", valueIs(int64(4)))
 	if s3.Watch == 0 || s3.Watch == first.Watch || s4.Watch != s3.Watch {
 		t.Errorf("watch %x before the bad value, %x and %x after it: want one new one", first.Watch, s3.Watch, s4.Watch)
+	}
+}
+
+// A value the server flags with the Overflow info bit (its monitored
+// item's queue was full: values before it were discarded) is delivered as
+// the good value it is, starts another watch (a reset and climb back could
+// have been among the discarded values), is counted, and is said at WARN —
+// once a minute, however many follow.
+func TestQueueOverflowIsCountedAndBreaksTheWatch(t *testing.T) {
+	srv, err := opcuatest.Start(context.Background(), 0, map[string]any{"Good": int64(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	good := srv.NodeID("Good")
+	var logs lockedLog
+	col := newCollector()
+	src := runSource(t, Config{
+		Endpoint: srv.Endpoint(), Nodes: []string{good}, QueueSize: 10,
+		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 5 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, &logs), nil)),
+	}, col)
+	first, i := col.waitFor(t, 0, 10*time.Second, "initial", func(s connectors.Sample) bool { return s.Initial })
+	flagged := func(v int64) *ua.DataValue {
+		const overflow = 0x480 // Good, InfoType DataValue, Overflow
+		return &ua.DataValue{EncodingMask: ua.DataValueValue | ua.DataValueStatusCode, Value: ua.MustVariant(v), Status: overflow}
+	}
+	srv.Set("Good", flagged(7))
+	s7, i := col.waitFor(t, i+1, 10*time.Second, "7", func(s connectors.Sample) bool { return s.Value == int64(7) })
+	if !s7.Good || s7.Watch == 0 || s7.Watch == first.Watch {
+		t.Errorf("after an overflow: good %v, watch %x (was %x): want good, another watch", s7.Good, s7.Watch, first.Watch)
+	}
+	srv.Set("Good", int64(8))
+	s8, i := col.waitFor(t, i+1, 10*time.Second, "8", func(s connectors.Sample) bool { return s.Value == int64(8) })
+	if s8.Watch != s7.Watch {
+		t.Errorf("watch %x after a plain change, was %x: want the same", s8.Watch, s7.Watch)
+	}
+	srv.Set("Good", flagged(9))
+	col.waitFor(t, i+1, 10*time.Second, "9", func(s connectors.Sample) bool { return s.Value == int64(9) })
+	if n := src.Stats().Overflows; n != 2 {
+		t.Errorf("%d overflows counted, want 2", n)
+	}
+	if n := strings.Count(logs.String(), "the server discarded values of a monitored node"); n != 1 {
+		t.Errorf("said %d times, want once (a minute apart at most):\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "queue_size=10") {
+		t.Errorf("the warning does not name queue_size:\n%s", logs.String())
+	}
+	// The bit counts only with InfoType DataValue; Bad and Uncertain values carry it too.
+	for c, want := range map[ua.StatusCode]bool{ua.StatusOK: false, 0x80: false, 0x480: true, 0x880: false, 0x40000480: true, 0x80000480: true, 0x40000400: false} {
+		if got := overflowed(c); got != want {
+			t.Errorf("overflowed(%#x) = %v, want %v", uint32(c), got, want)
+		}
 	}
 }
 
