@@ -37,7 +37,7 @@ type pendingEvent struct {
 // work center); events naming none wait for it, like its counts.
 //
 // The events of eventScanWindow records are taken from each machine in
-// turn, each machine's oldest first (fairPick): one machine's backlog of
+// turn, each machine's oldest first (fairOrder): one machine's backlog of
 // stops after an outage does not hold back another's live stop behind it
 // (PEERS complaint 8). What is returned is in sequence order, and each
 // machine's events in it are the oldest of its pending ones that can go.
@@ -53,7 +53,13 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pen
 			f.mu.Unlock()
 		}
 	}()
-	// take classifies one record: into out, the dead letters, or waiting.
+	add := func(e pendingEvent) {
+		if len(out) < maxEventsPerRound {
+			out = append(out, e)
+		}
+	}
+	// take classifies one record: into out (while it has room), the dead
+	// letters, or waiting.
 	take := func(r buffer.Record) error {
 		ev, err := decodeEvent(r)
 		if err != nil {
@@ -80,7 +86,7 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pen
 					return err
 				}
 				if ok {
-					out = append(out, pendingEvent{r, ev, id, true})
+					add(pendingEvent{r, ev, id, true})
 					return nil
 				}
 				if _, ok := f.wcs[mc.Workcenter]; ok {
@@ -90,14 +96,14 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pen
 				}
 			}
 			if wc, ok := f.wcs[mc.Workcenter]; ok {
-				out = append(out, pendingEvent{r, ev, wc.ID, false})
+				add(pendingEvent{r, ev, wc.ID, false})
 			}
 			return nil
 		}
 		if id, ok, err := named(); err != nil {
 			return err
 		} else if ok {
-			out = append(out, pendingEvent{r, ev, id, true})
+			add(pendingEvent{r, ev, id, true})
 			return nil
 		}
 		if !f.a.lineOpen(r.Key) {
@@ -113,58 +119,77 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pen
 		}
 		return nil
 	}
+	configured := make(map[string]bool, len(cfg.Machines))
+	for _, m := range cfg.Machines {
+		configured[m.ID] = true
+	}
 	for len(out) < maxEventsPerRound {
-		recs, err := f.a.buf.Read(buffer.LaneEvents, after, eventScanWindow)
+		// Peeked, not read: only what goes is claimed (marked in flight)
+		// below, so the quota may drop the rest meanwhile, oldest first.
+		recs, err := f.a.buf.Peek(buffer.LaneEvents, after, eventScanWindow)
 		if err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
-		if err := fairPick(recs, func(r buffer.Record) (bool, error) {
-			if len(out) == maxEventsPerRound {
-				return false, nil
+		for _, r := range fairOrder(recs) {
+			// Once the round has its events, only records of machines no
+			// longer configured are looked at: status counts those that
+			// wait, flush leaves them out, and those held too long go to
+			// the dead letters.
+			if len(out) == maxEventsPerRound && configured[r.Key] {
+				continue
 			}
-			return true, take(r)
-		}); err != nil {
-			return nil, err
+			if err := take(r); err != nil {
+				return nil, err
+			}
 		}
 		if len(recs) < eventScanWindow {
 			break
 		}
 		after = recs[len(recs)-1].Seq
 	}
+	recs := make([]buffer.Record, len(out))
+	for i, e := range out {
+		recs[i] = e.rec
+	}
+	gone, err := f.a.buf.Claim(recs)
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	if len(gone) > 0 {
+		// Dropped by the quota since they were peeked (counted and logged
+		// as dropped there): not booked.
+		out = slices.DeleteFunc(out, func(e pendingEvent) bool {
+			return slices.ContainsFunc(gone, func(r buffer.Record) bool { return r.Seq == e.rec.Seq })
+		})
+	}
 	slices.SortFunc(out, func(a, b pendingEvent) int { return cmp.Compare(a.rec.Seq, b.rec.Seq) })
 	return out, nil
 }
 
-// eventScanWindow is how many event records readEvents reads at a time and
-// shares out among their machines.
+// eventScanWindow is how many event records readEvents looks at a time
+// and shares out among their machines.
 const eventScanWindow = 10000
 
-// fairPick hands recs (in sequence order) to take a key at a time in turn —
-// the oldest of each key's first, keys in the order they first appear —
-// while take says more are wanted (before it takes the record).
-func fairPick(recs []buffer.Record, take func(buffer.Record) (more bool, err error)) error {
-	var keys []string
-	byKey := map[string][]buffer.Record{}
-	for _, r := range recs {
-		if _, ok := byKey[r.Key]; !ok {
-			keys = append(keys, r.Key)
-		}
-		byKey[r.Key] = append(byKey[r.Key], r)
+// fairOrder returns recs (in sequence order) a key at a time in turn:
+// the oldest record of each key, then the second of each, and so on, each
+// turn in sequence order. Each key's records keep their order.
+func fairOrder(recs []buffer.Record) []buffer.Record {
+	turn := make([]int32, len(recs)) // the record's place among its key's
+	seen := map[string]int32{}
+	for i, r := range recs {
+		turn[i] = seen[r.Key]
+		seen[r.Key]++
 	}
-	for left := len(recs); left > 0; {
-		for _, k := range keys {
-			q := byKey[k]
-			if len(q) == 0 {
-				continue
-			}
-			if more, err := take(q[0]); err != nil || !more {
-				return err
-			}
-			byKey[k] = q[1:]
-			left--
-		}
+	idx := make([]int32, len(recs))
+	for i := range idx {
+		idx[i] = int32(i)
 	}
-	return nil
+	slices.SortStableFunc(idx, func(a, b int32) int { return cmp.Compare(turn[a], turn[b]) })
+	out := make([]buffer.Record, len(recs))
+	for i, j := range idx {
+		out[i] = recs[j]
+	}
+	return out
 }
 
 // forwardEvents writes downtime lines with external ids (idempotent) and

@@ -1114,6 +1114,54 @@ func TestEndToEndAStopIsNotQueuedBehindAnotherMachinesBacklog(t *testing.T) {
 	p.waitExact(ra, 60*time.Second)
 }
 
+// Downtime records of a removed machine that wait (the work center they
+// name is unknown to Odoo) are counted held all through another machine's
+// drain (status's buffer.unmapped; flush leaves them out), not only those
+// a round happened to look at before it had its 200 lines (the review of the
+// fair share of downtime records: 200 of 300 shown).
+func TestEndToEndWaitingRecordsOfARemovedMachineCountedThroughADrain(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, noWC: []string{"press-2"}})
+	ra := p.startAgent()
+	p.odoo.SetDown(true)
+	events := func(n int) {
+		t.Helper()
+		waitFor(t, 30*time.Second, fmt.Sprintf("%d event records buffered", n), func() (bool, string) {
+			st := ra.a.Status()
+			return st.Buffer.Lanes["events"].Pending == n, fmt.Sprintf("%+v", st.Buffer.Lanes)
+		})
+	}
+	stops := func(m *simMachine, n int, from time.Time) time.Time {
+		for i := range n {
+			at := from.Add(time.Duration(i) * 4 * time.Millisecond)
+			p.publishStamped("plant/"+m.id, map[string]any{"good": m.goodNow(), "running": false, "reason": "JAM"}, at)
+			p.publishStamped("plant/"+m.id, map[string]any{"good": m.goodNow(), "running": true}, at.Add(2*time.Millisecond))
+		}
+		return from.Add(time.Duration(n) * 4 * time.Millisecond)
+	}
+	const waiting, backlog = 300, 1000
+	next := stops(p.machines[1], waiting, time.Now().Add(100*time.Millisecond))
+	events(waiting)
+	stops(p.machines[0], backlog, next)
+	events(waiting + backlog)
+	p.dropLastMachine("press-2")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	seen := map[int]bool{} // buffer.unmapped while press-1's lines came
+	waitFor(t, 60*time.Second, "press-1's backlog drained", func() (bool, string) {
+		st, lines := ra.a.Status(), len(p.odoo.Productivity())
+		if lines > 0 && lines < backlog {
+			seen[st.Buffer.Unmapped] = true
+		}
+		return lines == backlog && st.Buffer.Lanes["events"].Pending == waiting, fmt.Sprintf("%d lines, %+v", lines, st.Buffer.Lanes)
+	})
+	if len(seen) != 1 || !seen[waiting] {
+		t.Errorf("status counted %v of the removed machine's records held while the other drained, want %d all through", seen, waiting)
+	}
+}
+
 // Two machines of one work center, both stopped with block_workcenter: Odoo
 // allows a user one open line per work order (_check_open_time_ids), so the
 // open lines carry no work order; closing one sets it.

@@ -1087,6 +1087,71 @@ func (q *Queue) Peek(lane Lane, after uint64, limit int) ([]Record, error) {
 	return q.read(lane, after, limit, false)
 }
 
+// Claim marks recs, handed out by Peek, as in flight, as Read would have
+// marked them: from then on quota drops leave them alone. It returns those
+// of recs no longer pending (dropped, acked or dead-lettered since they were
+// peeked), which must not be forwarded. A reader that forwards a few of many
+// records it looked at claims only those (up to the highest Seq among them,
+// per lane), so the quota may still drop the others while it forwards.
+func (q *Queue) Claim(recs []Record) (gone []Record, _ error) {
+	for i, r := range recs {
+		if r.Lane >= NumLanes {
+			return nil, fmt.Errorf("claim: record %d: unknown lane %d", i, r.Lane)
+		}
+	}
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	// Held while the marks go up and the records are looked for: a drop
+	// or merge (which takes markMu to read the marks) is either committed
+	// before, and its records found gone, or waits until after, and spares them.
+	var seqs [NumLanes][]uint64
+	for _, r := range recs {
+		seqs[r.Lane] = append(seqs[r.Lane], r.Seq)
+	}
+	q.markMu.RLock()
+	defer q.markMu.RUnlock()
+	q.raiseMarks(recs)
+	there := map[uint64]bool{}
+	err := q.view(func(tx *bolt.Tx) error {
+		for l, ss := range seqs {
+			b := tx.Bucket(bucketLanes[l])
+			if len(ss) == 0 || b == nil {
+				continue
+			}
+			slices.Sort(ss)
+			// One walk over the range (a lookup each would parse a
+			// segment each).
+			want, last := map[uint64]bool{}, ss[len(ss)-1]
+			for _, s := range ss {
+				want[s] = true
+			}
+			err := walkLane(b, ss[0]-1, func(r laneRec) error {
+				if r.seq > last {
+					return errStop
+				}
+				if want[r.seq] && r.bad == nil {
+					there[r.seq] = true
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, errStop) {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, r := range recs {
+		if !there[r.Seq] {
+			gone = append(gone, r)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	return gone, nil
+}
+
 // Release declares that no record handed out by Read or Next so far will be
 // acked before it is read again (call it when a forwarding round is given
 // up, e.g. Odoo is unreachable), so quota merging may fold them again.

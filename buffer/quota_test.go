@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -833,4 +834,78 @@ func TestDropSkipsHandedOutEvents(t *testing.T) {
 	if st := q.Stats().Lanes[LaneEvents]; st.Pending+len(inflight)+int(st.Dropped) != 120 {
 		t.Fatalf("pending %d + acked %d + dropped %d != 120 appended", st.Pending, len(inflight), st.Dropped)
 	}
+}
+
+// Events peeked and then claimed are spared like events read: the quota
+// drops the oldest of the others, also those peeked but not claimed (a
+// reader that looked at many and forwards a few). Events dropped between
+// the peek and the claim come back from Claim as gone, so they are not
+// booked after being counted as lost.
+func TestClaimSparesOnlyWhatIsClaimed(t *testing.T) {
+	q := openTest(t, "", Options{MaxBytes: 1 << 20})
+	ev := func(n int) {
+		recs := make([]Record, n)
+		for i := range recs {
+			recs[i] = Record{Lane: LaneEvents, Key: "m", Data: bytes.Repeat([]byte{'e'}, 200)}
+		}
+		if _, err := q.Append(context.Background(), recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pending := func() map[uint64]bool {
+		left, err := q.Peek(LaneEvents, 0, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		have := map[uint64]bool{}
+		for _, r := range left {
+			have[r.Seq] = true
+		}
+		return have
+	}
+	ev(100)
+	peeked, err := q.Peek(LaneEvents, 0, 100)
+	if err != nil || len(peeked) != 100 {
+		t.Fatalf("peek %d: %v", len(peeked), err)
+	}
+	q.budget.Store(q.Stats().UsedBytes)                    // full: each new event drops an old one
+	ev(5)                                                  // drops the first five: nothing is claimed yet
+	claim := append(slices.Clone(peeked[:10]), peeked[40]) // a fair share: the first ten and one further on
+	gone, err := q.Claim(claim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gone) != 5 || gone[0].Seq != peeked[0].Seq || gone[4].Seq != peeked[4].Seq {
+		t.Fatalf("gone %v, want the five dropped before the claim", seqsOf(gone))
+	}
+	ev(10) // drops the oldest above the claimed ones: 42..51
+	have := pending()
+	for _, r := range claim[5:] {
+		if !have[r.Seq] {
+			t.Errorf("claimed event %d was dropped", r.Seq)
+		}
+	}
+	for _, r := range peeked[41:51] {
+		if have[r.Seq] {
+			t.Errorf("event %d, peeked but not claimed, is still there: the quota should have dropped it", r.Seq)
+		}
+	}
+	if st := q.Stats().Lanes[LaneEvents]; st.Dropped != 15 {
+		t.Errorf("%d dropped, want 15", st.Dropped)
+	}
+	q.Release()
+	if gone, err := q.Claim(nil); err != nil || gone != nil {
+		t.Errorf("claim of nothing: %v, %v", gone, err)
+	}
+	if _, err := q.Claim([]Record{{Lane: NumLanes, Seq: 1}}); err == nil {
+		t.Error("claim of an unknown lane: no error")
+	}
+}
+
+func seqsOf(recs []Record) []uint64 {
+	out := make([]uint64, len(recs))
+	for i, r := range recs {
+		out[i] = r.Seq
+	}
+	return out
 }
