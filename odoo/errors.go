@@ -20,9 +20,9 @@ const (
 	Transient ErrorClass = iota + 1
 	// Permanent failures will fail again unchanged: dead-letter and alert.
 	Permanent
-	// Auth failures mean the login or API key is refused; back off hard,
-	// Odoo locks an address out after 5 failed logins (its default
-	// base.login_cooldown_after).
+	// Auth failures mean the login or API key is refused; back off hard:
+	// Odoo locks an address out after 10 failed logins (the default of
+	// base.login_cooldown_after; 5 where that parameter was deleted).
 	Auth
 )
 

@@ -364,25 +364,26 @@ func TestUnknownModelOverJSONRPC(t *testing.T) {
 }
 
 func TestAuthFacts(t *testing.T) {
-	t.Run("default-cooldown-after-5-failures", func(t *testing.T) {
-		// res_users._on_login_cooldown: base.login_cooldown_after defaults
-		// to 5 ("on cooldown for 1mn after each failure following the 5th").
+	t.Run("default-cooldown-after-10-failures", func(t *testing.T) {
+		// ir_config_parameter._default_parameters: a new database sets
+		// base.login_cooldown_after to 10 (res_users._on_login_cooldown
+		// falls back to 5 only without the parameter).
 		e := newEnv(t, 17)
-		for i := range 4 {
+		for i := range 9 {
 			if r := e.rpc("common", "authenticate", "odoo", "admin", "wrong", map[string]any{}); r.Result != false {
 				t.Fatalf("failure %d: %v", i, r.raw)
 			}
 		}
 		if r := e.rpc("common", "authenticate", "odoo", "admin", e.s.AdminKey(), map[string]any{}); num(r.Result) != 2 {
-			t.Fatalf("after 4 failures the right key: %v", r.raw)
+			t.Fatalf("after 9 failures the right key: %v", r.raw)
 		}
-		for i := range 5 { // the success cleared the count
+		for i := range 10 { // the success cleared the count
 			if r := e.rpc("common", "authenticate", "odoo", "admin", "wrong", map[string]any{}); r.Result != false {
 				t.Fatalf("failure %d: %v", i, r.raw)
 			}
 		}
 		if r := e.rpc("common", "authenticate", "odoo", "admin", e.s.AdminKey(), map[string]any{}); r.Result != false {
-			t.Errorf("after 5 failures the right key was accepted: %v", r.raw)
+			t.Errorf("after 10 failures the right key was accepted: %v", r.raw)
 		}
 	})
 	t.Run("login-cooldown-after-n-failures-then-too-many-login-failures", func(t *testing.T) {
@@ -646,6 +647,15 @@ func TestManufacturingFacts(t *testing.T) {
 			t.Errorf("after unblock: %q (%v)", e.s.WorkingState(e.wc), r)
 		}
 		e.wantErr(e.exec("mrp.workcenter", "unblock", []any{[]any{e.wc}}, nil), "odoo.exceptions.UserError")
+		// A plain write of date_end (not _close): a line of an order past
+		// its expected duration keeps its loss and is not cut in two.
+		open := e.ok(e.exec("mrp.workcenter.productivity", "create", []any{map[string]any{"workcenter_id": e.wc, "workorder_id": e.wo,
+			"loss_id": 2, "date_start": time.Now().Add(-48 * time.Hour).UTC().Format(time.DateTime)}}, nil))
+		e.ok(e.exec("mrp.workcenter", "unblock", []any{[]any{e.wc}}, nil))
+		lines := e.s.Productivity()
+		if len(lines) != 2 || lines[1].ID != int64(num(open)) || lines[1].LossID != 2 || lines[1].End.IsZero() {
+			t.Errorf("after unblock of an overrun order's line: %+v, want it closed, its loss kept, no split", lines)
+		}
 	})
 	t.Run("default-loss-records-and-external-ids-no-block_reason3", func(t *testing.T) {
 		e := newEnv(t, 17)

@@ -497,11 +497,16 @@ func (s *Server) unblock(ids []int64) (any, *odooError) {
 		return nil, userError("It has already been unblocked.")
 	}
 	// mrp_workcenter.py unblock: times.write({'date_end': ...}); return True.
-	// Closing the lines needs write on them, not on the work center.
-	if err := s.checkAccess(s.models["mrp.workcenter.productivity"], "write"); err != nil {
+	// Closing the lines needs write on them, not on the work center. A
+	// plain write: not _close, so no overrun cut and no loss changed (the
+	// emulator probe: an Equipment Failure line became Reduced Speed).
+	pm := s.models["mrp.workcenter.productivity"]
+	if err := s.checkAccess(pm, "write"); err != nil {
 		return nil, err
 	}
-	s.closeLines(func(l rec) bool { return l["workcenter_id"] == id })
+	for _, lid := range s.openLines(func(l rec) bool { return l["workcenter_id"] == id }) {
+		pm.recs[lid]["date_end"] = s.nowStr()
+	}
 	return true, nil
 }
 

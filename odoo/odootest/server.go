@@ -163,7 +163,7 @@ func New(opts Options) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts, log: log.With("component", "odootest"),
-		keys: map[string]*apiKey{}, failures: map[string]*loginFailure{}, maxFails: 5, cooldown: 60 * time.Second,
+		keys: map[string]*apiKey{}, failures: map[string]*loginFailure{}, maxFails: 10, cooldown: 60 * time.Second,
 		retryAfter: time.Second, shortStock: map[int64]bool{}, scrapMoves: map[int64]int{},
 		now: func() time.Time { return time.Now().UTC().Truncate(time.Second) }, closing: make(chan struct{})}
 	s.version.Store(int64(opts.Version))
@@ -266,9 +266,11 @@ func (s *Server) ExpireKey(apiKey string) {
 }
 
 // SetLoginCooldown sets how many failed logins from one address trigger
-// the cooldown and how long it lasts (Odoo's defaults, the system
-// parameters base.login_cooldown_after and base.login_cooldown_duration:
-// 5 and 60 s; ODOO.md says 10).
+// the cooldown and how long it lasts (the system parameters
+// base.login_cooldown_after and base.login_cooldown_duration, which a new
+// database sets to 10 and 60 s: ir_config_parameter.py
+// _default_parameters; res.users falls back to 5 only where the parameter
+// was deleted).
 func (s *Server) SetLoginCooldown(failures int, cooldown time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
