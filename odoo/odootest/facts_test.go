@@ -6,6 +6,7 @@ package odootest_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -747,6 +748,19 @@ func TestManufacturingFacts(t *testing.T) {
 		}
 		if n := len(e.s.Productivity()); n != 0 {
 			t.Errorf("%d lines written by a failed load", n)
+		}
+		// An external id of a record of another model (a loss reason's):
+		// the row is refused (models.py _load_records), the id stays.
+		r = e.ok(e.exec("mrp.workcenter.productivity", "load", []any{fields, []any{
+			[]any{"mrp.block_reason1", itoa(e.wc), "mrp.block_reason1", "2026-01-01 08:00:00"}}}, nil)).(map[string]any)
+		msgs, _ = r["messages"].([]any)
+		if r["ids"] != false || len(msgs) != 1 || !strings.Contains(fmt.Sprint(msgs[0]), "found record of different model mrp.workcenter.productivity.loss") {
+			t.Errorf("load under another model's external id: %v", r)
+		}
+		still := e.ok(e.exec("ir.model.data", "search_read", []any{[]any{[]any{"module", "=", "mrp"}, []any{"name", "=", "block_reason1"}}},
+			map[string]any{"fields": []string{"model"}})).([]any)
+		if len(still) != 1 || still[0].(map[string]any)["model"] != "mrp.workcenter.productivity.loss" || len(e.s.Productivity()) != 0 {
+			t.Errorf("the loss reason's external id: %v; %d lines", still, len(e.s.Productivity()))
 		}
 	})
 	t.Run("one-open-line-per-user-and-work-order", func(t *testing.T) {

@@ -934,10 +934,16 @@ func (s *Server) load(m *model, fields []string, data [][]any) (map[string]any, 
 		}
 		target := dbID
 		if xmlid != "" && target == 0 {
-			if mdl, res, found := s.xmlidLookup(xmlid); found && mdl == m.name {
-				if _, exists := m.recs[res]; exists {
-					target = res
-				}
+			mdl, res, found := s.xmlidLookup(xmlid)
+			if found && mdl != m.name {
+				// models.py _load_records: the id names a record of
+				// another model; refused, not moved to the new record.
+				s.restore(snapshot)
+				return fail(ri, "", "For external id %s when trying to create/update a record of model %s found record of different model %s (%d)",
+					xmlid, m.name, mdl, res)
+			}
+			if _, exists := m.recs[res]; found && exists {
+				target = res
 			}
 		}
 		// _load_records writes existing records and creates new ones with
