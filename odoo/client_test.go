@@ -1226,6 +1226,24 @@ func TestWorkedFirstAfterOdooCutsAnOverrunTimer(t *testing.T) {
 	if got := byWC[f.wc]; len(got) != 2 || got[0].ID != rush {
 		t.Errorf("%+v, want the rush order first: work on the other began before it", got)
 	}
+	// Resumed past its expected duration, the order's timer is Reduced
+	// Speed from its start (_prepare_timeline_vals: duration >
+	// duration_expected): a start of work all the same, not a cut.
+	clock = t0.Add(10 * time.Second)
+	start(f.wo, "button_start")
+	if err := c.Call(ctx, "mrp.workcenter.productivity", "search_read", []any{[]any{[]any{"workorder_id", "=", f.wo}, []any{"date_end", "=", false}}},
+		map[string]any{"fields": []string{"date_start", "loss_id"}}, &lines); err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 1 || lines[0].Start != ts(10*time.Second) || fmt.Sprint(lines[0].Loss[1]) != "Reduced Speed" {
+		t.Fatalf("the resumed timer: %+v, want Reduced Speed from 10 s", lines)
+	}
+	if byWC, err = c.WorkordersInProgressOn(ctx, []int64{f.wc}); err != nil {
+		t.Fatal(err)
+	}
+	if got := byWC[f.wc]; len(got) != 2 || got[0].ID != f.wo {
+		t.Errorf("%+v, want the resumed order first: work on it began last", got)
+	}
 }
 
 // Two operators: Y's timer on A runs all along; X starts rush order B,

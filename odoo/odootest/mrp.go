@@ -357,8 +357,15 @@ func (s *Server) buttonStart(ids []int64) (any, *odooError) {
 		if len(s.openLines(func(l rec) bool { return l["workorder_id"] == id && l["user_id"] == uid })) > 0 {
 			continue // already running for this user
 		}
+		// mrp_workorder.py _prepare_timeline_vals(wo.duration, ...): a
+		// productive loss, or a performance one once the order's time so far
+		// is past its expected duration (a timer resumed on an overrun order).
+		var dur float64
+		for _, lid := range s.compute(wm, r, "time_ids").([]int64) {
+			dur += s.lineMinutes(s.models["mrp.workcenter.productivity"].recs[lid])
+		}
 		loss, _ := s.xmlidRes("mrp.block_reason7")
-		if s.compute(wm, r, "qty_remaining").(float64) <= 0 {
+		if exp := s.value(wm, r, "duration_expected").(float64); exp != 0 && dur > exp {
 			loss, _ = s.xmlidRes("mrp.block_reason4")
 		}
 		if _, err := s.create(s.models["mrp.workcenter.productivity"], map[string]any{
