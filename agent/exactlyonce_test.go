@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -149,6 +150,16 @@ func TestUnansweredWriteCommittingLateIsNotOvertaken(t *testing.T) {
 	p.waitExactQty(ra, "press-1", 7)
 	if strings.Contains(p.logs.String(), "changed in Odoo since plantedge wrote it") {
 		t.Errorf("a late commit taken for an edit:\n%s", p.logs.String())
+	}
+	// The log says when the next attempt is: after the hold, not at the
+	// backoff's (the technician probe: next_attempt_in=441ms, then 2
+	// minutes).
+	said := regexp.MustCompile(`odoo unreachable.* next_attempt_in=(\S+)`).FindStringSubmatch(p.logs.String())
+	if said == nil {
+		t.Fatalf("no outage line:\n%s", p.logs.String())
+	}
+	if d, err := time.ParseDuration(said[1]); err != nil || d < 4*time.Second {
+		t.Errorf("next_attempt_in=%s logged, want the hold's (at least 4 s of the 8 s request limit left)", said[1])
 	}
 }
 

@@ -576,7 +576,11 @@ func (f *forwarder) run(ctx context.Context) {
 				case isOE && oe.Unavailable():
 					msg = "odoo is up but its database is not (PostgreSQL restarting, failing over, out of connections or space, or the database named in odoo.database missing?); buffering and retrying with backoff"
 				}
-				attrs := []any{"err", err, "next_attempt_in", wait.Round(time.Millisecond)}
+				// Not before a write Odoo did not answer could still commit
+				// (the settle hold below; the technician probe: 441ms said,
+				// 2 minutes waited).
+				next := max(wait, time.Until(f.settleUntil))
+				attrs := []any{"err", err, "next_attempt_in", next.Round(time.Millisecond)}
 				if state == "auth_failed" && se == nil {
 					if _, source, err := f.a.cfg.Load().OdooAPIKeySource(); err == nil {
 						attrs = append(attrs, "key_from", source) // where to put a new one
