@@ -137,6 +137,21 @@ func (f *forwarder) queueAccept(machine string, req *acceptReq) bool {
 	return true
 }
 
+// failAcceptsLocked answers the accept-qty requests waiting for a round
+// (f.mu held): the attempt that failed with err did not reach Odoo, so
+// nothing was changed.
+func (f *forwarder) failAcceptsLocked(err error) {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	for machine, req := range f.accept {
+		req.done <- acceptAnswer{res: AcceptResult{Machine: machine}, err: fmt.Errorf("%w: %s; nothing was changed: run it again once plantedge status says odoo online", errOdooNotReached, msg)}
+	}
+	f.accept = nil
+}
+
+// errOdooNotReached: the forwarding round failed on Odoo before it got to
+// an accept-qty request.
+var errOdooNotReached = errors.New("odoo not reached")
+
 // errAcceptNotReached: the round that took the request ended before it
 // got to the machine.
 var errAcceptNotReached = errors.New("the forwarding round ended before it reached the machine (plantedge status says why: Odoo offline?): nothing was changed; try again")

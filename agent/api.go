@@ -606,10 +606,12 @@ func (c *APIClient) do(ctx context.Context, method, path string, out any) error 
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg := strings.TrimSpace(string(body))
-		if resp.StatusCode >= 500 || msg == "" {
-			return fmt.Errorf("agent: %s: %s", resp.Status, msg)
+		if msg == "" {
+			return fmt.Errorf("agent: %s", resp.Status)
 		}
-		return fmt.Errorf("agent: %s", msg) // the agent's own words: a request it refuses
+		// The agent's own words (a request it refuses, Odoo not reached):
+		// not HTTP's ("502 Bad Gateway", the technician probe).
+		return fmt.Errorf("agent: %s", msg)
 	}
 	if out != nil {
 		return json.Unmarshal(body, out)

@@ -55,6 +55,35 @@ func TestEditWrittenOverCanBeTakenBack(t *testing.T) {
 	})
 }
 
+// accept-qty while Odoo is down is answered when the round it asks for
+// fails on Odoo, with why — not after its 30 s as "no forwarding round
+// reached the machine", nor with HTTP's "502 Bad Gateway" (the technician
+// probe) — and nothing is changed.
+func TestAcceptQtyWhileOdooIsDownSaysSo(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+	p.odoo.SetDown(true)
+	p.produce(m, 1, 0)
+	waitFor(t, 10*time.Second, "odoo offline", func() (bool, string) {
+		o := ra.a.Status().Odoo
+		return o.State == "offline", o.State
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // less than the agent's 30 s
+	defer cancel()
+	_, err := agent.NewAPIClient(p.listen).AcceptQty(ctx, "press-1")
+	if err == nil || !strings.Contains(err.Error(), "odoo not reached") || !strings.Contains(err.Error(), "nothing was changed") ||
+		strings.Contains(err.Error(), "Bad Gateway") {
+		t.Errorf("accept-qty with odoo down: %v", err)
+	}
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	p.produce(m, 1, 0)
+	p.waitExactQty(ra, "press-1", 7)
+}
+
 // A write whose answer was lost (it landed: 15), then the planner, who saw
 // 15, corrects it to 12: accept-qty is refused while the write is in doubt
 // (it cannot be told from the correction), plantedge writes 15 again, and

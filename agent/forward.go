@@ -504,9 +504,10 @@ func (f *forwarder) run(ctx context.Context) {
 					f.connected = false
 					f.client = nil // read the key again before the next attempt
 				}
-				// Odoo counts every failed login from this address; after 5
-				// it refuses all logins from the address (its own users'
-				// too) for a minute after each further failure. So: at
+				// Odoo counts every failed login from this address; after 10
+				// (a new database's base.login_cooldown_after) it refuses all
+				// logins from the address (its own users' too) for a minute
+				// after each further failure. So: at
 				// least auth_backoff between attempts, doubling up to 16×
 				// while the key keeps being refused; a flush does not cut
 				// that short (only a new key does).
@@ -616,6 +617,9 @@ func (f *forwarder) run(ctx context.Context) {
 			f.link.State = state
 			f.link.Failures++
 			f.link.LastError = err.Error()
+			// An accept-qty waiting for a round is told now that Odoo
+			// was not reached, not after its 30 s (the technician probe).
+			f.failAcceptsLocked(err)
 			// A key refused by a newly named Odoo worked with the old one:
 			// not expired, most likely the other Odoo's key is needed (the
 			// fourth self-probe: status said expired, the log did not).

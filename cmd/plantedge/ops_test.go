@@ -553,6 +553,26 @@ func TestStatusWithABrokenConfigFile(t *testing.T) {
 	}
 }
 
+// With Odoo down, rebook and accept-qty exit 4 (not done: run it again)
+// with Odoo's error in words — not rebook's 1, which says Odoo refused
+// bookings, nor HTTP's "502 Bad Gateway" (the technician probe).
+func TestRebookAndAcceptQtyWhileOdooIsDown(t *testing.T) {
+	b := newBench(t, 17)
+	b.startAgent()
+	b.produce(2)
+	b.waitQty()
+	b.odoo.SetDown(true)
+	b.produce(1)
+	b.waitPending()
+	for _, args := range [][]string{{"rebook", "--since", "1h"}, {"accept-qty", "press-1"}} {
+		out, err := cli(t, append(args, "-c", b.cfgPath)...)
+		t.Logf("%s: %v", args[0], err)
+		if exitCode(err) != 4 || strings.Contains(err.Error(), "Bad Gateway") || !strings.Contains(err.Error(), "odoo") {
+			t.Errorf("%s with odoo down: exit %d, %v\n%s", args[0], exitCode(err), err, out)
+		}
+	}
+}
+
 func TestFlushCommand(t *testing.T) {
 	b := newBench(t, 18)
 	b.startAgent()

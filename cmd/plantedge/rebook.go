@@ -45,7 +45,9 @@ func newRebookCmd() *cobra.Command {
 				return &exitError{code: 2, msg: "the agent is not running: rebook books through it (start it, then run rebook again)"}
 			}
 			if err != nil {
-				return err
+				// Odoo not reached, or the agent's own refusal: not Odoo
+				// refusing bookings (exit 1, listed); run it again.
+				return &exitError{code: 4, cause: err, msg: "not rebooked: " + err.Error() + " (run it again once plantedge status says odoo online: it books only what Odoo still lacks)"}
 			}
 			return printRebook(cmd.OutOrStdout(), res)
 		},
