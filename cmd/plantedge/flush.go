@@ -126,6 +126,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	deadBefore := -1 // dead letters at the first status: those since are this flush's
 	var callsBefore uint64
 	lastLine, lastShape, lastAt := "", "", time.Time{}
+	began := time.Now()
 	for {
 		st, err := c.Status(ctx)
 		if err != nil {
@@ -187,7 +188,13 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			// A line per change — but a count going down on its own (a
 			// drain, machines adding records) at most every 5 s: the soak
 			// probe's 20 s flush printed 40 lines of the same words.
-			if shape := countDigits.ReplaceAllString(same, "#"); shape != lastShape || time.Since(lastAt) >= 5*time.Second {
+			// After a minute, at most every 30 s (the technician probe: a
+			// 5-minute flush under cron logged 60 lines of the same words).
+			every := 5 * time.Second
+			if time.Since(began) > time.Minute {
+				every = 30 * time.Second
+			}
+			if shape := countDigits.ReplaceAllString(same, "#"); shape != lastShape || time.Since(lastAt) >= every {
 				fmt.Fprintln(w, line+next)
 				lastLine, lastShape, lastAt = same, shape, time.Now()
 			}
@@ -212,8 +219,12 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			if st.Buffer.Held > 0 {
 				// Not drained (the buffer is not empty), and no wait moves
 				// them: say so now.
-				return &exitError{code: 3, msg: fmt.Sprintf("forwarded what can go; %s held, waiting for Odoo-side "+
-					"action (a work order in progress, a work center, a machine back in the config): plantedge status says which", plural(st.Buffer.Held, "record"))}
+				since := "" // new records keep coming on a running plant
+				if pending > 0 {
+					since = fmt.Sprintf(" (%s came in since the request)", plural(pending, "record"))
+				}
+				return &exitError{code: 3, msg: fmt.Sprintf("forwarded what can go%s; %s held, waiting for Odoo-side "+
+					"action (a work order in progress, a work center, a machine back in the config): plantedge status says which", since, plural(st.Buffer.Held, "record"))}
 			}
 			refused := ""
 			if n := st.Buffer.DeadLetters - deadBefore; n > 0 {
