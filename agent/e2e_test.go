@@ -321,6 +321,28 @@ func (p *plant) stop(m *simMachine, reason string) {
 	p.publish(m)
 }
 
+// stopsStamped publishes n stops of m and the runs that end them, stamped
+// from `from` on 4 ms apart (each stop 2 ms long: a line of its own), and
+// returns the time after the last.
+func (p *plant) stopsStamped(m *simMachine, n int, from time.Time) time.Time {
+	p.t.Helper()
+	for i := range n {
+		at := from.Add(time.Duration(i) * 4 * time.Millisecond)
+		p.publishStamped("plant/"+m.id, map[string]any{"good": m.goodNow(), "running": false, "reason": "JAM"}, at)
+		p.publishStamped("plant/"+m.id, map[string]any{"good": m.goodNow(), "running": true}, at.Add(2*time.Millisecond))
+	}
+	return from.Add(time.Duration(n) * 4 * time.Millisecond)
+}
+
+// waitEventRecords waits until the buffer holds n downtime records.
+func (p *plant) waitEventRecords(ra *runningAgent, n int) {
+	p.t.Helper()
+	waitFor(p.t, 30*time.Second, fmt.Sprintf("%d event records buffered", n), func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Lanes["events"].Pending == n, fmt.Sprintf("%+v", st.Buffer.Lanes)
+	})
+}
+
 // waitLines waits until Odoo has n downtime lines (a stop with
 // block_workcenter opens one at once).
 func (p *plant) waitLines(n int) {
@@ -1071,25 +1093,13 @@ func TestEndToEndAStopIsNotQueuedBehindAnotherMachinesBacklog(t *testing.T) {
 	p.odoo.SetDown(true)
 	m := p.machines[0]
 	const stops = 1000
-	t0 := time.Now().Add(100 * time.Millisecond)
-	for i := range stops {
-		at := t0.Add(time.Duration(i) * 4 * time.Millisecond) // stamps of their own: one line each
-		p.publishStamped("plant/press-1", map[string]any{"good": m.goodNow(), "running": false, "reason": "JAM"}, at)
-		p.publishStamped("plant/press-1", map[string]any{"good": m.goodNow(), "running": true}, at.Add(2*time.Millisecond))
-	}
+	p.stopsStamped(m, stops, time.Now().Add(100*time.Millisecond))
 	m.mu.Lock()
 	m.stops += stops
 	m.mu.Unlock()
-	events := func(n int) {
-		t.Helper()
-		waitFor(t, 30*time.Second, fmt.Sprintf("%d event records buffered", n), func() (bool, string) {
-			st := ra.a.Status()
-			return st.Buffer.Lanes["events"].Pending == n, fmt.Sprintf("%+v", st.Buffer.Lanes)
-		})
-	}
-	events(2 * stops)
+	p.waitEventRecords(ra, 2*stops)
 	p.stop(p.machines[1], "SETUP")
-	events(2*stops + 1)
+	p.waitEventRecords(ra, 2*stops+1)
 	p.odoo.SetDown(false)
 	ra.a.Flush()
 	waitFor(t, 30*time.Second, "press-2's line", func() (bool, string) {
@@ -1123,26 +1133,11 @@ func TestEndToEndWaitingRecordsOfARemovedMachineCountedThroughADrain(t *testing.
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, noWC: []string{"press-2"}})
 	ra := p.startAgent()
 	p.odoo.SetDown(true)
-	events := func(n int) {
-		t.Helper()
-		waitFor(t, 30*time.Second, fmt.Sprintf("%d event records buffered", n), func() (bool, string) {
-			st := ra.a.Status()
-			return st.Buffer.Lanes["events"].Pending == n, fmt.Sprintf("%+v", st.Buffer.Lanes)
-		})
-	}
-	stops := func(m *simMachine, n int, from time.Time) time.Time {
-		for i := range n {
-			at := from.Add(time.Duration(i) * 4 * time.Millisecond)
-			p.publishStamped("plant/"+m.id, map[string]any{"good": m.goodNow(), "running": false, "reason": "JAM"}, at)
-			p.publishStamped("plant/"+m.id, map[string]any{"good": m.goodNow(), "running": true}, at.Add(2*time.Millisecond))
-		}
-		return from.Add(time.Duration(n) * 4 * time.Millisecond)
-	}
 	const waiting, backlog = 300, 1000
-	next := stops(p.machines[1], waiting, time.Now().Add(100*time.Millisecond))
-	events(waiting)
-	stops(p.machines[0], backlog, next)
-	events(waiting + backlog)
+	next := p.stopsStamped(p.machines[1], waiting, time.Now().Add(100*time.Millisecond))
+	p.waitEventRecords(ra, waiting)
+	p.stopsStamped(p.machines[0], backlog, next)
+	p.waitEventRecords(ra, waiting+backlog)
 	p.dropLastMachine("press-2")
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
