@@ -152,13 +152,19 @@ func printStatus(w io.Writer, st agent.Status) {
 	}
 	b := st.Buffer
 	held := ""
+	// The machines' errors say which; a stopped agent's status has none
+	// (the technician probe: "see Machines", and nothing there).
+	which := "see Machines"
+	if !st.AgentRunning {
+		which = "the agent's status says which once it runs"
+	}
 	switch {
 	case b.Held > 0 && b.Held == b.Unmapped:
 		held = fmt.Sprintf(" (%d held: of machines no longer in the config, see below)", b.Held)
 	case b.Held > 0 && b.Unmapped > 0:
-		held = fmt.Sprintf(" (%d held: they wait for Odoo-side action, see Machines, or for machines back in the config, see below)", b.Held)
+		held = fmt.Sprintf(" (%d held: they wait for Odoo-side action, %s, or for machines back in the config, see below)", b.Held, which)
 	case b.Held > 0:
-		held = fmt.Sprintf(" (%d held: they wait for Odoo-side action, see Machines)", b.Held)
+		held = fmt.Sprintf(" (%d held: they wait for Odoo-side action, %s)", b.Held, which)
 	}
 	fmt.Fprintf(w, "\nBuffer    %s%s, %s pending (file %s of %s), oldest %s, dead letters %d, dropped by the quota %d, merged %d\n",
 		plural(b.Pending, "record"), held, human(b.Bytes), human(b.FileBytes), human(b.MaxBytes), ageString(b.OldestAgeSeconds), b.DeadLetters, b.Dropped, b.Merged)

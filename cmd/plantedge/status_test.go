@@ -62,6 +62,21 @@ func TestStoppedStatusDoesNotCallOdooOffline(t *testing.T) {
 }
 
 // A machine whose run state is not known now says what it was and why.
+// Held records point at the machines' errors — which a stopped agent's
+// status does not have (the technician probe: "see Machines", and nothing
+// there).
+func TestStatusSaysWhereHeldRecordsAreExplained(t *testing.T) {
+	for _, running := range []bool{true, false} {
+		var out bytes.Buffer
+		printStatus(&out, agent.Status{Site: "s", AgentRunning: running, Buffer: agent.BufferStatus{Pending: 415, Held: 414}})
+		want := map[bool]string{true: "414 held: they wait for Odoo-side action, see Machines)",
+			false: "414 held: they wait for Odoo-side action, the agent's status says which once it runs)"}[running]
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("agent running %v: no %q in\n%s", running, want, out.String())
+		}
+	}
+}
+
 func TestStatusSaysWhyAMachinesStateIsUnknown(t *testing.T) {
 	var out bytes.Buffer
 	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Machines: []agent.MachineStatus{
