@@ -807,7 +807,7 @@ func (a *Agent) reload(ctx context.Context, path string) error {
 		"added", strings.Join(added, ","), "removed", strings.Join(removed, ","), "signals_changed", strings.Join(changed, ","),
 		"settings_changed", strings.Join(settings, ","), "workcenter_changed", strings.Join(moved, ","))
 	for _, c := range rebased {
-		a.log.Info("a counter now reads another node, topic or field: if it is another counter (not the same one under a fixed name), counting starts from its next value, and pieces made between the old one's last value and it are not counted",
+		a.log.Info("a counter now reads another node, topic or field: where its first value there comes from another counter than the last one read, counting starts from it, pieces made since the last one's last value are not counted, and that first value is logged (\"a counter's first value from the node, topic or field it now reads\"); without that line (the same counter under a fixed name, or a mapping put back before a value came) it counts on",
 			"signal", c)
 	}
 	a.logWarnings(next)
