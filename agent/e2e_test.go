@@ -1015,6 +1015,34 @@ func TestEndToEndReloadKeepsUnchangedSources(t *testing.T) {
 	}
 }
 
+// A topic typo reloaded, then fixed and reloaded again before a value came
+// on the misspelt topic: the counter counts on across both, the pieces made
+// meanwhile included, and the log does not say counting restarted (the
+// technician probe: the reload's line said those pieces were not counted).
+func TestCounterTopicTypoFixedBeforeAValueCountsOn(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	typo := p.editConfig("    good_count: { mqtt: { broker: broker, topic: plant/press-1,", "    good_count: { mqtt: { broker: broker, topic: plant/press-01,")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.produce(m, 3, 0) // on plant/press-1, which good_count does not read now
+	time.Sleep(300 * time.Millisecond)
+	p.writeConfig(typo)
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.produce(m, 4, 0)
+	p.waitExactQty(ra, "press-1", 9)
+	if logs := p.logs.String(); strings.Contains(logs, `msg="a counter's first value from the node`) ||
+		!strings.Contains(logs, "a mapping put back before a value came") {
+		t.Errorf("the log:\n%s", logs)
+	}
+}
+
 func TestEndToEndReload(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
