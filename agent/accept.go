@@ -138,19 +138,20 @@ func (f *forwarder) queueAccept(machine string, req *acceptReq) bool {
 }
 
 // failAcceptsLocked answers the accept-qty requests waiting for a round
-// (f.mu held): the attempt that failed with err did not reach Odoo, so
-// nothing was changed.
+// (f.mu held): the attempt that failed with err (Odoo not reached, most
+// often) did not get to them, so nothing was changed.
 func (f *forwarder) failAcceptsLocked(err error) {
 	msg, _, _ := strings.Cut(err.Error(), "\n")
 	for machine, req := range f.accept {
-		req.done <- acceptAnswer{res: AcceptResult{Machine: machine}, err: fmt.Errorf("%w: %s; nothing was changed: run it again once plantedge status says odoo online", errOdooNotReached, msg)}
+		req.done <- acceptAnswer{res: AcceptResult{Machine: machine},
+			err: fmt.Errorf("%w: %s; nothing was changed: run it again once plantedge status says odoo online", errRoundFailed, msg)}
 	}
 	f.accept = nil
 }
 
-// errOdooNotReached: the forwarding round failed on Odoo before it got to
-// an accept-qty request.
-var errOdooNotReached = errors.New("odoo not reached")
+// errRoundFailed: the forwarding round failed (on Odoo, most often) before
+// it got to an accept-qty request.
+var errRoundFailed = errors.New("the forwarding round failed before it reached the machine")
 
 // errAcceptNotReached: the round that took the request ended before it
 // got to the machine.

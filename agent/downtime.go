@@ -58,13 +58,20 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pen
 			out = append(out, e)
 		}
 	}
+	deadLetter := func(r buffer.Record, reason string) error {
+		err := f.moveToDeadLetters(ctx, r, "downtime record moved to dead letters", reason)
+		if errors.Is(err, buffer.ErrNotFound) {
+			return nil // peeked, then dropped by the quota: gone already, counted there
+		}
+		return err
+	}
 	// take classifies one record: into out (while it has room), the dead
 	// letters, or waiting.
 	take := func(r buffer.Record) error {
 		ev, err := decodeEvent(r)
 		if err != nil {
 			// Whatever its key: it would wait for its machine forever.
-			return f.moveToDeadLetters(ctx, r, "downtime record moved to dead letters", err.Error())
+			return deadLetter(r, err.Error())
 		}
 		named := func() (int64, bool, error) { // the work center the record names
 			if ev.Workcenter == "" || unknown[ev.Workcenter] {
@@ -111,7 +118,7 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pen
 			// wait for it while it has a line open in Odoo (one may
 			// close it); otherwise they go like its counts.
 			if reason := f.unmappedExpired(cfg, r.Key); reason != "" {
-				return f.moveToDeadLetters(ctx, r, "downtime record moved to dead letters", reason)
+				return deadLetter(r, reason)
 			}
 		}
 		if ev.Workcenter != "" {

@@ -74,7 +74,7 @@ func TestAcceptQtyWhileOdooIsDownSaysSo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // less than the agent's 30 s
 	defer cancel()
 	_, err := agent.NewAPIClient(p.listen).AcceptQty(ctx, "press-1")
-	if err == nil || !strings.Contains(err.Error(), "odoo not reached") || !strings.Contains(err.Error(), "nothing was changed") ||
+	if err == nil || !strings.Contains(err.Error(), "failed before it reached the machine: odoo") || !strings.Contains(err.Error(), "nothing was changed") ||
 		strings.Contains(err.Error(), "Bad Gateway") {
 		t.Errorf("accept-qty with odoo down: %v", err)
 	}

@@ -438,6 +438,13 @@ func (f *forwarder) run(ctx context.Context) {
 		// wait is the pause before the next round; a flush may cut it short,
 		// but not below floor (an authentication backoff, a Retry-After).
 		var wait, floor time.Duration
+		// The hold after a write Odoo did not answer (settleUntil, below),
+		// spread over the fleet: known here, so the outage's log line
+		// says the wait it makes.
+		var settleWait time.Duration
+		if left := time.Until(f.settleUntil); left > 0 {
+			settleWait = left + rand.N(min(left/4, 30*time.Second)+1)
+		}
 		f.mu.Lock()
 		prev := before
 		switch {
@@ -580,7 +587,7 @@ func (f *forwarder) run(ctx context.Context) {
 				// Not before a write Odoo did not answer could still commit
 				// (the settle hold below; the technician probe: 441ms said,
 				// 2 minutes waited).
-				next := max(wait, time.Until(f.settleUntil))
+				next := max(wait, settleWait)
 				attrs := []any{"err", err, "next_attempt_in", next.Round(time.Millisecond)}
 				if state == "auth_failed" && se == nil {
 					if _, source, err := f.a.cfg.Load().OdooAPIKeySource(); err == nil {
@@ -640,7 +647,7 @@ func (f *forwarder) run(ctx context.Context) {
 				log.Warn("a write got no answer from odoo (none in time, or the connection was reset or closed after it was sent) and odoo may still commit it until its request limit: no write is sent before then, so that it cannot overtake a newer one or be repeated",
 					"until", f.settleUntil.Format("2006-01-02T15:04:05.000Z07:00"), "request_limit", f.a.cfg.Load().Odoo.RequestLimit.D())
 			}
-			wait, floor = max(wait, left+rand.N(min(left/4, 30*time.Second)+1)), max(floor, left)
+			wait, floor = max(wait, settleWait), max(floor, left)
 			f.link.Settle = f.settleUntil
 		}
 		if err == nil {

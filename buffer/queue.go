@@ -342,6 +342,11 @@ type Queue struct {
 	// until its commit, readers hold it while reading and raising readMark.
 	markMu   sync.RWMutex
 	readMark [NumLanes]atomic.Uint64 // highest Seq handed out per lane; merges never touch these
+	// claimed are the records Claim marked in flight one by one (events
+	// and telemetry lanes), until Release; claimMu guards the map, which
+	// Claims add to under markMu's read lock.
+	claimMu sync.Mutex
+	claimed [NumLanes]map[uint64]struct{}
 	// unmapped counts the record bytes read out of the file's mapping since
 	// its pages were last handed back to the page cache (see dropReadPages).
 	unmapped atomic.Int64
@@ -1087,12 +1092,15 @@ func (q *Queue) Peek(lane Lane, after uint64, limit int) ([]Record, error) {
 	return q.read(lane, after, limit, false)
 }
 
-// Claim marks recs, handed out by Peek, as in flight, as Read would have
-// marked them: from then on quota drops leave them alone. It returns those
-// of recs no longer pending (dropped, acked or dead-lettered since they were
-// peeked), which must not be forwarded. A reader that forwards a few of many
-// records it looked at claims only those (up to the highest Seq among them,
-// per lane), so the quota may still drop the others while it forwards.
+// Claim marks recs, handed out by Peek, as in flight, as Read would have:
+// from then on the quota's drops (of events) and Rekey leave them alone. It
+// returns those of recs no longer pending (dropped, acked or dead-lettered
+// since they were peeked), which must not be forwarded. A reader that
+// forwards a few of many records it looked at claims only those: outside
+// the counts lane exactly those, so the quota may still drop the oldest of
+// the others while it forwards; in the counts lane, whose merges fold runs
+// of records, everything up to the newest of them, as Read does. Release
+// forgets the claims with the marks.
 func (q *Queue) Claim(recs []Record) (gone []Record, _ error) {
 	for i, r := range recs {
 		if r.Lane >= NumLanes {
@@ -1111,7 +1119,18 @@ func (q *Queue) Claim(recs []Record) (gone []Record, _ error) {
 	}
 	q.markMu.RLock()
 	defer q.markMu.RUnlock()
-	q.raiseMarks(recs)
+	q.claimMu.Lock()
+	for _, r := range recs {
+		if r.Lane == LaneCounts {
+			q.raiseMarks([]Record{r})
+			continue
+		}
+		if q.claimed[r.Lane] == nil {
+			q.claimed[r.Lane] = map[uint64]struct{}{}
+		}
+		q.claimed[r.Lane][r.Seq] = struct{}{}
+	}
+	q.claimMu.Unlock()
 	there := map[uint64]bool{}
 	err := q.view(func(tx *bolt.Tx) error {
 		for l, ss := range seqs {
@@ -1161,6 +1180,22 @@ func (q *Queue) Release() {
 	for l := range q.readMark {
 		q.readMark[l].Store(0)
 	}
+	q.claimMu.Lock()
+	q.claimed = [NumLanes]map[uint64]struct{}{}
+	q.claimMu.Unlock()
+}
+
+// inFlight reports whether a record of lane is handed out to a reader: at
+// or below the lane's read mark, or claimed. Called by a transaction that
+// holds markMu (heldMark), so neither moves meanwhile.
+func (q *Queue) inFlight(lane Lane, mark, seq uint64) bool {
+	if seq <= mark {
+		return true
+	}
+	q.claimMu.Lock()
+	defer q.claimMu.Unlock()
+	_, ok := q.claimed[lane][seq]
+	return ok
 }
 
 func (q *Queue) read(lane Lane, after uint64, limit int, mark bool) ([]Record, error) {

@@ -53,24 +53,27 @@ func (q *Queue) makeRoom(t *txn, need int64, incoming Lane) (bool, error) {
 }
 
 // dropOldest deletes the lane's oldest records until want bytes are freed.
-// Events already handed out by Read/Next (Seq at or below the read mark)
-// are left alone: the forwarder is booking them, and dropped they were
+// Events already handed out by Read/Next (Seq at or below the read mark),
+// or claimed (Claim), are left alone: the forwarder is booking them, and dropped they were
 // booked all the same while counted and logged as lost — a person told of
 // lost stops would enter them again by hand (the verification probe: 200
 // a drop counted twice). Telemetry has no such forwarder.
 func (q *Queue) dropOldest(t *txn, lane Lane, want int64) error {
-	var after uint64
+	var mark uint64
 	if lane == LaneEvents {
-		after = q.heldMark(t, lane)
+		mark = q.heldMark(t, lane)
 	}
 	var seqs []uint64
 	var planned int64
-	err := walkLane(t.lanes[lane], after, func(r laneRec) error {
+	err := walkLane(t.lanes[lane], mark, func(r laneRec) error {
 		if planned >= want {
 			return errStop
 		}
 		if r.bad != nil {
 			return r.bad
+		}
+		if lane == LaneEvents && q.inFlight(lane, mark, r.seq) {
+			return nil // claimed (Claim)
 		}
 		seqs = append(seqs, r.seq)
 		planned += int64(len(r.v) + elemOverhead)

@@ -878,22 +878,34 @@ func TestClaimSparesOnlyWhatIsClaimed(t *testing.T) {
 	if len(gone) != 5 || gone[0].Seq != peeked[0].Seq || gone[4].Seq != peeked[4].Seq {
 		t.Fatalf("gone %v, want the five dropped before the claim", seqsOf(gone))
 	}
-	ev(10) // drops the oldest above the claimed ones: 42..51
+	ev(10) // drops the oldest not claimed: 11..20, between claimed ones
 	have := pending()
 	for _, r := range claim[5:] {
 		if !have[r.Seq] {
 			t.Errorf("claimed event %d was dropped", r.Seq)
 		}
 	}
-	for _, r := range peeked[41:51] {
+	for _, r := range peeked[10:20] {
 		if have[r.Seq] {
-			t.Errorf("event %d, peeked but not claimed, is still there: the quota should have dropped it", r.Seq)
+			t.Errorf("event %d, peeked but not claimed, is still there: the quota should have dropped it, the oldest", r.Seq)
 		}
+	}
+	for _, r := range peeked[20:] {
+		if !have[r.Seq] {
+			t.Errorf("event %d was dropped before older ones", r.Seq)
+		}
+	}
+	// Rekey (a machine renamed) leaves the claimed ones where they are.
+	if moved, left, err := q.Rekey(context.Background(), LaneEvents, "m", "m2"); err != nil || left != 6 || moved != len(have)-6 {
+		t.Errorf("rekey: moved %d, left %d, %v; want the 6 claimed left", moved, left, err)
 	}
 	if st := q.Stats().Lanes[LaneEvents]; st.Dropped != 15 {
 		t.Errorf("%d dropped, want 15", st.Dropped)
 	}
 	q.Release()
+	if moved, left, err := q.Rekey(context.Background(), LaneEvents, "m", "m2"); err != nil || left != 0 || moved != 6 {
+		t.Errorf("rekey after Release: moved %d, left %d, %v; want the 6 released moved", moved, left, err)
+	}
 	if gone, err := q.Claim(nil); err != nil || gone != nil {
 		t.Errorf("claim of nothing: %v, %v", gone, err)
 	}

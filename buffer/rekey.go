@@ -44,7 +44,7 @@ func (q *Queue) Rekey(ctx context.Context, lane Lane, from, to string, whenAll .
 					return nil
 				}
 				rec.Lane = lane
-				if rec.Seq <= mark {
+				if q.inFlight(lane, mark, rec.Seq) {
 					left++
 					return nil
 				}

@@ -26,7 +26,8 @@ func newRebookCmd() *cobra.Command {
 			"is. It also has each machine's count written again where its work order shows another quantity.\n" +
 			"TIME is the backup's time (RFC 3339, \"2006-01-02 15:04\" in local time) or how long ago (36h).\n" +
 			"--dry-run only counts. It exits 1 if Odoo refused any booking (the output says which and why), 2 when the\n" +
-			"agent is not running, 3 when the rebook takes longer than the agent's API waits (it goes on; its result is logged).",
+			"agent is not running, 3 when the rebook takes longer than the agent's API waits (it goes on; its result is logged),\n" +
+			"4 when it could not go through (Odoo not reached, or the agent refused the request: the output says why).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			since, err := parseSince(sinceArg, time.Now())
@@ -47,7 +48,7 @@ func newRebookCmd() *cobra.Command {
 			if err != nil {
 				// Odoo not reached, or the agent's own refusal: not Odoo
 				// refusing bookings (exit 1, listed); run it again.
-				return &exitError{code: 4, cause: err, msg: "not rebooked: " + err.Error() + " (run it again once plantedge status says odoo online: it books only what Odoo still lacks)"}
+				return &exitError{code: 4, cause: err, msg: "not rebooked: " + err.Error() + " (run it again once that is mended: it books only what Odoo still lacks)"}
 			}
 			return printRebook(cmd.OutOrStdout(), res)
 		},
