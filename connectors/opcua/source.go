@@ -620,7 +620,7 @@ func (s *Source) overflow(idx uint32) {
 		s.overflowsNot++
 		return
 	}
-	s.log.Warn("the server discarded values of a monitored node: its queue (queue_size) filled within a publishing interval, so stops among them were missed (raise queue_size, or lower publishing_interval)",
+	s.log.Warn("the server discarded values of a monitored node: its queue (queue_size) filled within a publishing interval; of a run state, stops among them were missed (a counter loses nothing): raise queue_size, or lower publishing_interval",
 		"node", s.nodes[idx].addr, "queue_size", s.cfg.QueueSize, "overflows_not_logged", s.overflowsNot)
 	s.overflowSaid, s.overflowsNot = time.Now(), 0
 }
