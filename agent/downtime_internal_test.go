@@ -1,10 +1,13 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/plantedge/plantedge/buffer"
 )
@@ -49,5 +52,56 @@ func TestFairOrder(t *testing.T) {
 			t.Fatalf("%s seq %d after %d (or twice)", r.Key, r.Seq, last[r.Key])
 		}
 		last[r.Key], seen[r.Seq] = r.Seq, true
+	}
+}
+
+// BenchmarkEventWindow measures what a round spends looking at its window
+// of downtime records in a long events lane (50,000 records of 20
+// machines): peek, fair order, decode of the 200 that go, claim.
+//
+//	go test -run '^$' -bench EventWindow -benchtime 100x ./agent/
+func BenchmarkEventWindow(b *testing.B) {
+	for _, perAppend := range []int{1000, 1} { // segments, or a key per record
+		q, err := buffer.Open(filepath.Join(b.TempDir(), "b.db"), buffer.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { q.Close() })
+		for i := 0; i < 50000; i += perAppend {
+			var recs []buffer.Record
+			for j := i; j < i+perAppend; j++ {
+				ms := time.Now().Add(-time.Hour).UnixMilli() + int64(j)*10
+				ev := eventRecord{Start: ms, End: ms + 5, Reason: "JAM", Loss: "Equipment Failure", Site: "test-plant", Workcenter: "WC-PRESS"}
+				recs = append(recs, buffer.Record{Lane: buffer.LaneEvents, Key: fmt.Sprintf("press-%d", j%20), Data: mustJSON(ev)})
+			}
+			if _, err := q.Append(context.Background(), recs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, window := range []int{800, eventScanWindow} {
+			b.Run(fmt.Sprintf("records_per_append=%d/window=%d", perAppend, window), func(b *testing.B) {
+				b.ReportAllocs()
+				for range b.N {
+					recs, err := q.Peek(buffer.LaneEvents, 0, window)
+					if err != nil {
+						b.Fatal(err)
+					}
+					var claim []buffer.Record
+					for _, r := range fairOrder(recs) {
+						if len(claim) == maxEventsPerRound {
+							break
+						}
+						if _, err := decodeEvent(r); err != nil {
+							b.Fatal(err)
+						}
+						claim = append(claim, r)
+					}
+					if _, err := q.Claim(claim); err != nil {
+						b.Fatal(err)
+					}
+					q.Release()
+				}
+			})
+		}
 	}
 }
