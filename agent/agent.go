@@ -714,6 +714,13 @@ func (a *Agent) reload(ctx context.Context, path string) error {
 	if err == nil {
 		m, err = mapping.New(next)
 	}
+	if err == nil {
+		// A source its connector refuses would go down with every machine
+		// it reads: the running one is kept instead.
+		if err = checkSources(next, m, true); err != nil {
+			err = fmt.Errorf("sources: %w", err)
+		}
+	}
 	if err != nil {
 		a.log.Error("reload rejected; keeping the running configuration", "file", path, "err", err)
 		a.metrics.reloads.WithLabelValues("rejected").Inc()
@@ -995,6 +1002,62 @@ func MQTTConfig(b config.MQTTBroker, topics []string, log *slog.Logger) (mqtt.Co
 		Logger: log,
 	}, nil
 }
+
+// CheckSources has each source's connector check the configuration cfg
+// gives it, as a start or a reload does when it builds the sources: what
+// only the connector refuses would otherwise take the whole server or
+// broker down (the yaml probe: validate said OK, a reload took a PLC's
+// machines down). With readSecrets false the password files and variables
+// are not read (validate runs as someone who may not read them).
+func CheckSources(cfg *config.Config, readSecrets bool) error {
+	m, err := mapping.New(cfg)
+	if err != nil {
+		return err
+	}
+	return checkSources(cfg, m, readSecrets)
+}
+
+func checkSources(cfg *config.Config, m *mapping.Mapper, readSecrets bool) error {
+	var errs []error
+	for _, s := range cfg.OPCUA {
+		nodes := m.OPCUANodes(s.Name)
+		if len(nodes) == 0 {
+			continue
+		}
+		if !readSecrets {
+			s.PasswordFile, s.PasswordEnv = "", ""
+		}
+		oc, err := OPCUAConfig(cfg, s, nodes, nil)
+		if err == nil {
+			_, err = opcua.New(oc, discard{})
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, b := range cfg.MQTT {
+		topics := m.MQTTTopics(b.Name)
+		if len(topics) == 0 {
+			continue
+		}
+		if !readSecrets {
+			b.PasswordFile, b.PasswordEnv = "", ""
+		}
+		mc, err := MQTTConfig(b, topics, nil)
+		if err == nil {
+			_, err = mqtt.New(mc, discard{})
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// discard is a connectors.Sink for a source only built to be checked.
+type discard struct{}
+
+func (discard) Deliver(context.Context, connectors.Sample) error { return nil }
 
 // mqttSessionKey is the buffer meta key holding "<url> <client_id>" of the
 // MQTT source name once the broker gave it a session.

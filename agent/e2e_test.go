@@ -1043,6 +1043,28 @@ func TestCounterTopicTypoFixedBeforeAValueCountsOn(t *testing.T) {
 	}
 }
 
+// A reload whose source its connector refuses (here: its password, which
+// the agent's environment lacks) is rejected as a whole: the running
+// source keeps reading its machines, instead of going down with all of
+// them (the yaml probe: the reload was taken, the PLC's machines unread).
+func TestReloadWithASourceItsConnectorRefusesKeepsTheRunningOne(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	p.editConfig("    client_id: plantedge-test\n", "    client_id: plantedge-test\n    username: line\n    password_env: PLANTEDGE_TEST_NEVER_SET\n")
+	err := ra.a.Reload(context.Background(), p.cfgPath)
+	if err == nil || !strings.Contains(err.Error(), "sources: mqtt broker: password_env") {
+		t.Fatalf("reload: %v, want it rejected for the broker's password", err)
+	}
+	if st := ra.a.Status(); len(st.Sources) != 1 || st.Sources[0].State != "connected" || st.Config == nil || st.Config.LastReloadError == "" {
+		t.Errorf("after the rejected reload: sources %+v, config %+v", st.Sources, st.Config)
+	}
+	p.produce(m, 3, 0)
+	p.waitExactQty(ra, "press-1", 5)
+}
+
 func TestEndToEndReload(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()

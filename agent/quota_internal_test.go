@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
 )
@@ -60,5 +62,46 @@ func TestVolatileDataDir(t *testing.T) {
 	}
 	if why := VolatileDataDir(&config.Config{DataDir: "/var/lib/plantedge"}, true); why != "" && !memory("/var/lib") {
 		t.Errorf("the package's data_dir: %q", why)
+	}
+}
+
+// CheckSources has the connectors check what config validation let
+// through (here, settings written into a loaded config), as a start or a
+// reload would; without reading secrets, a password this user may not read
+// is no problem.
+func TestCheckSources(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "plantedge.yaml")
+	yaml := `site: p
+data_dir: ` + filepath.Join(dir, "data") + `
+odoo: { url: "https://erp.example.com", database: prod, username: bot, api_key_file: /etc/plantedge/odoo-api-key }
+opcua:
+  - { name: plc, endpoint: "opc.tcp://127.0.0.1:4840", username: u, password_file: ` + filepath.Join(dir, "no-such-file") + ` }
+mqtt:
+  - { name: broker, url: "tcp://127.0.0.1:1883", client_id: pe }
+machines:
+  - id: m1
+    workcenter: WC1
+    good_count: { opcua: { server: plc, node: "ns=2;s=M1.Good" } }
+    running: { mqtt: { broker: broker, topic: m1/run } }
+`
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckSources(cfg, false); err != nil {
+		t.Errorf("without reading secrets: %v", err)
+	}
+	if err := CheckSources(cfg, true); err == nil || !strings.Contains(err.Error(), "opcua plc") {
+		t.Errorf("reading an absent password file: %v", err)
+	}
+	cfg.OPCUA[0].HeartbeatTimeout = config.Duration(time.Second)
+	cfg.MQTT[0].BackoffMax = config.Duration(time.Millisecond)
+	err = CheckSources(cfg, false)
+	if err == nil || !strings.Contains(err.Error(), "heartbeat timeout") || !strings.Contains(err.Error(), "backoff") {
+		t.Errorf("settings the connectors refuse: %v", err)
 	}
 }

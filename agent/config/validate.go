@@ -2,6 +2,7 @@ package config
 
 import (
 	"cmp"
+	"encoding/base64"
 	"fmt"
 	"math"
 	"math/bits"
@@ -358,7 +359,9 @@ func validPort(p string) bool {
 // of 1 to 65535 (what the agent and browse connect to).
 func ValidOPCUAEndpoint(s string) bool {
 	u, err := url.Parse(s)
-	return err == nil && u.Scheme == "opc.tcp" && u.Hostname() != "" && u.Port() != "" && validRemotePort(u.Port())
+	// The scheme as the connector wants it, in lower case (url.Parse
+	// lowers it: OPC.TCP:// passed here and failed there).
+	return err == nil && strings.HasPrefix(s, "opc.tcp://") && u.Hostname() != "" && u.Port() != "" && validRemotePort(u.Port())
 }
 
 // validRemotePort: a port to connect to, 1 to 65535 (url.Parse takes any
@@ -446,7 +449,11 @@ func (v *validator) validateOPCUA(p string, s *OPCUAServer) {
 		u, _ := url.Parse(s.Endpoint)
 		switch {
 		case !ValidOPCUAEndpoint(s.Endpoint):
-			v.add(p+".endpoint", fmt.Sprintf("invalid endpoint %q", redactURL(s.Endpoint)), "write opc.tcp://host:port, e.g. opc.tcp://10.1.2.3:4840")
+			hint := "write opc.tcp://host:port, e.g. opc.tcp://10.1.2.3:4840"
+			if strings.HasPrefix(strings.ToLower(s.Endpoint), "opc.tcp://") {
+				hint = "write the scheme in lower case: opc.tcp://" // url.Parse lowers it in the message
+			}
+			v.add(p+".endpoint", fmt.Sprintf("invalid endpoint %q", redactURL(s.Endpoint)), hint)
 		case u.User != nil:
 			v.add(p+".endpoint", "credentials in the URL", "use username and password_file")
 		}
@@ -489,11 +496,27 @@ func (v *validator) validateOPCUA(p string, s *OPCUAServer) {
 		v.add(p+".queue_size", "must be at least 1", "")
 	}
 	v.positive(p+".poll_interval", s.PollInterval)
-	if s.HeartbeatTimeout <= s.PublishingInterval {
-		v.add(p+".heartbeat_timeout", fmt.Sprintf("%s must be longer than publishing_interval %s", s.HeartbeatTimeout, s.PublishingInterval), "a few publishing intervals, e.g. 10s")
+	// What the connector needs, or it does not start and every machine of
+	// the server goes unread (the yaml probe: validate said OK, a reload
+	// took the source down).
+	if s.Mode != "poll" && s.HeartbeatTimeout < 2*s.PublishingInterval {
+		v.add(p+".heartbeat_timeout", fmt.Sprintf("%s must be at least twice publishing_interval %s", s.HeartbeatTimeout, s.PublishingInterval),
+			fmt.Sprintf("a few publishing intervals, e.g. %s", max(10*time.Second, 3*s.PublishingInterval.D())))
 	}
-	v.positive(p+".backoff_max", s.BackoffMax)
+	v.backoffMax(p+".backoff_max", s.BackoffMax)
 }
+
+// backoffMax checks a source's backoff_max: the connectors' first retry
+// waits minBackoff, and the longest wait cannot be shorter.
+func (v *validator) backoffMax(key string, d Duration) {
+	if d.D() < minBackoff {
+		v.add(key, fmt.Sprintf("%s is below %s, the first reconnect wait", d.D(), minBackoff), "e.g. 1m")
+	}
+}
+
+// minBackoff is the connectors' first reconnect wait (DefaultBackoffMin of
+// connectors/opcua and connectors/mqtt).
+const minBackoff = 500 * time.Millisecond
 
 func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 	v.sourceName(p+".name", b.Name)
@@ -546,7 +569,10 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 	if b.KeepAlive < Duration(time.Second) {
 		v.add(p+".keep_alive", "must be at least 1s", "")
 	}
-	v.positive(p+".backoff_max", b.BackoffMax)
+	if b.KeepAlive > Duration(65535*time.Second) {
+		v.add(p+".keep_alive", fmt.Sprintf("%s is above 65535s, the most MQTT can carry", b.KeepAlive.D()), "e.g. 30s")
+	}
+	v.backoffMax(p+".backoff_max", b.BackoffMax)
 }
 
 // checkUnusedSources warns about sources no signal reads: the agent would
@@ -781,6 +807,15 @@ func nodeIDRange(node string) string {
 	if m[2] != "" {
 		if _, err := strconv.ParseUint(m[2], 10, 32); err != nil {
 			return "a numeric identifier is at most 4294967295"
+		}
+	}
+	id := node
+	if strings.HasPrefix(id, "ns=") || strings.HasPrefix(id, "nsu=") {
+		_, id, _ = strings.Cut(id, ";")
+	}
+	if b, ok := strings.CutPrefix(id, "b="); ok {
+		if _, err := base64.StdEncoding.DecodeString(b); err != nil {
+			return "a b= (opaque) identifier is base64 (padded to a multiple of 4 with =)"
 		}
 	}
 	return ""

@@ -157,6 +157,12 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		envSecret(fmt.Sprintf("mqtt[%d].password_env", i), b.PasswordEnv, "MQTT broker "+b.Name)
 	}
 	o.checkMachine(cfg, errw)
+	// What a source's connector refuses at start that the checks above
+	// did not catch: the agent would run without that source.
+	if err := agent.CheckSources(cfg, false); err != nil {
+		fmt.Fprintf(errw, "%s: %v\n", o.config, err)
+		return &exitError{code: 1, msg: fmt.Sprintf("%s: a source its connector refuses (the agent would not read it)", o.config)}
+	}
 	var online []string
 	for _, c := range []struct {
 		on   bool
