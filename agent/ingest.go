@@ -221,11 +221,16 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		} else if s.Good {
 			delete(a.unusable, k)
 		}
-		if len(a.state.Absent) > 0 && s.Kind == connectors.KindMQTT {
+		if (len(a.state.Absent) > 0 || len(a.state.TimeAbsent) > 0) && s.Kind == connectors.KindMQTT {
 			m.EachUse(s.Kind, s.Source, s.Address, func(id string, sig mapping.Signal) {
-				if ab := a.state.Absent[mapping.SignalKey{Machine: id, Signal: sig}]; ab != nil && ab.N == mapping.AbsentWarn {
+				k := mapping.SignalKey{Machine: id, Signal: sig}
+				if ab := a.state.Absent[k]; ab != nil && ab.N == mapping.AbsentWarn {
 					a.log.Warn("a counter's field is missing from every message of its topic: the counter stands still (a typo in field, or the gateway renamed it? plantedge validate --mqtt)",
 						"machine", id, "signal", sig, "topic", ab.Topic, "field", ab.Field, "messages", ab.N)
+				}
+				if ab := a.state.TimeAbsent[k]; ab != nil && ab.N == mapping.AbsentWarn {
+					a.log.Warn("a signal's timestamp_field is missing from every message of its topic: its values are taken at their receive time, so a value resent from a gateway's cache counts as new and a backlog is dated when it arrives (a typo in timestamp_field? plantedge validate --mqtt)",
+						"machine", id, "signal", sig, "topic", ab.Topic, "timestamp_field", ab.Field, "messages", ab.N)
 				}
 			})
 		}

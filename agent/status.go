@@ -375,6 +375,15 @@ func (a *Agent) Status() Status {
 				k.Signal, ab.Field, ab.N, ab.Topic)
 		}
 	}
+	timeAbsent := slices.SortedFunc(maps.Keys(a.state.TimeAbsent), func(x, y mapping.SignalKey) int {
+		return cmp.Or(cmp.Compare(x.Machine, y.Machine), cmp.Compare(x.Signal, y.Signal))
+	})
+	for _, k := range timeAbsent {
+		if ab := a.state.TimeAbsent[k]; ab.N >= mapping.AbsentWarn && signalErrs[k.Machine] == "" {
+			signalErrs[k.Machine] = fmt.Sprintf("%s: timestamp_field %q missing from the last %d messages of topic %s: values taken at their receive time (a typo? plantedge validate --mqtt)",
+				k.Signal, ab.Field, ab.N, ab.Topic)
+		}
+	}
 	for id, ms := range a.state.Machines {
 		for _, sig := range slices.Sorted(maps.Keys(ms.Counters)) {
 			if n := ms.Counters[sig].HeldBehind(); n > 0 && signalErrs[id] == "" {

@@ -35,6 +35,7 @@ type extracted struct {
 	server  string          // connectors.Sample.Server
 	watch   uint64          // connectors.Sample.Watch
 	gap     time.Duration   // connectors.Sample.WatchGap
+	noTime  bool            // its timestamp_field is not in the message: taken at its receive time
 }
 
 // Apply maps one sample to events and updates st. A malformed payload or an
@@ -92,6 +93,7 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 		return nil, nil, err
 	}
 	noteAbsent(st, bs, missing, s.Address)
+	noteTimeAbsent(st, xs, s.Address)
 	// err may still be set: some of the signals the sample feeds were
 	// unusable. The others are applied (a gateway's "n/a" for one sensor
 	// must not lose the machine's stop), and err names the unusable ones.
@@ -186,6 +188,33 @@ func noteAbsent(st *State, bs []*binding, missing []*binding, topic string) {
 		if a == nil {
 			a = &Absence{Topic: topic, Field: b.field}
 			st.Absent[k] = a
+		}
+		a.N++
+	}
+}
+
+// noteTimeAbsent counts, for each signal with a timestamp_field that the
+// message gave a value, the messages in a row without that field: taken at
+// their receive time, as a gateway may leave it out now and then — but a
+// timestamp_field misspelt never comes, and then nothing that needs the
+// source's time works (redeliveries, a backlog's dates, the clock rules).
+func noteTimeAbsent(st *State, xs []extracted, topic string) {
+	for _, x := range xs {
+		if x.b.tsField == "" {
+			continue
+		}
+		k := SignalKey{x.b.machine, x.b.signal}
+		if !x.noTime {
+			delete(st.TimeAbsent, k)
+			continue
+		}
+		if st.TimeAbsent == nil {
+			st.TimeAbsent = map[SignalKey]*Absence{}
+		}
+		a := st.TimeAbsent[k]
+		if a == nil {
+			a = &Absence{Topic: topic, Field: x.b.tsField}
+			st.TimeAbsent[k] = a
 		}
 		a.N++
 	}
@@ -1262,7 +1291,18 @@ func extract(bs []*binding, s connectors.Sample) (_ []extracted, missing []*bind
 			v = fv
 		}
 		if b.tsField != "" && jsonErr == nil {
-			if tv, ok := lookup(doc, b.tsField); ok && tv != nil {
+			tv, ok := lookup(doc, b.tsField)
+			switch {
+			case !ok:
+				x.noTime = true // taken at its receive time; counted (noteTimeAbsent)
+			case tv == nil:
+				// As "": a gateway that resends a cached value with no time
+				// would book it as new (the payloads probe: a cached stop
+				// with "ts": null booked a downtime line).
+				skip(b.tsField, fmt.Errorf("timestamp is null (a cached value resent without its time?): %w", ErrBadValue))
+				continue
+			}
+			if ok && tv != nil {
 				ts, err := parseTime(tv)
 				if err == nil {
 					err = checkSourceTime(ts)
@@ -1315,22 +1355,87 @@ func parsePayload(p []byte) (any, error) {
 	if len(tp) == 0 {
 		return nil, fmt.Errorf("empty payload: %w", ErrBadValue)
 	}
-	dec := json.NewDecoder(bytes.NewReader(tp))
-	dec.UseNumber()
-	var doc any
-	if err := dec.Decode(&doc); err != nil {
+	doc, err := decodeJSON(tp)
+	if err != nil && (tp[0] == '{' || tp[0] == '[') {
+		// Python's json.dumps writes NaN and Infinity, which JSON has
+		// not: a sensor with no value must not cost the message its other
+		// fields (the payloads probe: a "temp": NaN lost a stop). Read as
+		// null: a signal bound to one of them gets no value.
+		if fixed, n := nonFiniteToNull(tp); n > 0 {
+			if d, err2 := decodeJSON(fixed); err2 == nil {
+				doc, err = d, nil
+			}
+		}
+	}
+	if err != nil {
 		if tp[0] == '{' || tp[0] == '[' || tp[0] == '"' {
 			return nil, fmt.Errorf("%w: %v", ErrBadJSON, err)
 		}
 		return nil, plainText(tp)
 	}
+	return doc, nil
+}
+
+// decodeJSON decodes one JSON value (numbers as json.Number) and nothing
+// after it.
+func decodeJSON(tp []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(tp))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if tp[0] == '{' || tp[0] == '[' || tp[0] == '"' {
-			return nil, fmt.Errorf("%w: trailing data", ErrBadJSON)
-		}
-		return nil, plainText(tp)
+		return nil, errTrailing
 	}
 	return doc, nil
+}
+
+var errTrailing = errors.New("trailing data")
+
+// nonFiniteToNull returns p with the bare tokens NaN, Infinity and
+// -Infinity outside strings written as null, and how many there were.
+func nonFiniteToNull(p []byte) ([]byte, int) {
+	var out []byte
+	n, inString, escaped := 0, false, false
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			out = append(out, c)
+			continue
+		}
+		if c == '"' {
+			inString = true
+			out = append(out, c)
+			continue
+		}
+		matched := false
+		for _, tok := range []string{"-Infinity", "Infinity", "NaN"} {
+			if bytes.HasPrefix(p[i:], []byte(tok)) && (i == 0 || !isWordByte(p[i-1])) && (i+len(tok) == len(p) || !isWordByte(p[i+len(tok)])) {
+				out = append(out, "null"...)
+				i += len(tok) - 1
+				n++
+				matched = true
+				break
+			}
+		}
+		if !matched {
+			out = append(out, c)
+		}
+	}
+	return out, n
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c == '-' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
 
 func plainText(tp []byte) error {
@@ -1425,7 +1530,12 @@ func epochMS(ms float64) (time.Time, error) {
 // the source time from tsField; rollover is the counter's (0 for others).
 func CheckPayload(signal Signal, field, tsField string, payload []byte, rollover uint64) error {
 	b := &binding{signal: signal, field: field, tsField: tsField, rollover: rollover}
-	_, _, err := extract([]*binding{b}, connectors.Sample{Kind: connectors.KindMQTT, Payload: payload, Good: true})
+	xs, _, err := extract([]*binding{b}, connectors.Sample{Kind: connectors.KindMQTT, Payload: payload, Good: true})
+	if err == nil && len(xs) == 1 && xs[0].noTime {
+		// Taken at its receive time by the agent, and counted there; a
+		// misspelt timestamp_field never comes (the payloads probe: OK).
+		return fmt.Errorf("timestamp_field %q is not in the message: its values would be taken at their receive time: %w", tsField, ErrMissingField)
+	}
 	return err
 }
 

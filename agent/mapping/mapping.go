@@ -461,6 +461,10 @@ type State struct {
 	// gateway renamed, never comes — and the other fields hide that the
 	// counter stands still (see AbsentWarn).
 	Absent map[SignalKey]*Absence
+	// TimeAbsent counts likewise, per signal with a timestamp_field, the
+	// messages in a row that gave it a value but no time: taken at their
+	// receive time (see noteTimeAbsent).
+	TimeAbsent map[SignalKey]*Absence
 }
 
 // SignalKey names one signal of one machine.

@@ -3,6 +3,7 @@ package mapping
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -570,5 +571,88 @@ func TestPayloadWithByteOrderMark(t *testing.T) {
 		if i%2 == 1 && (len(evs) != 1 || evs[0].Delta != map[int]float64{1: 5, 3: 2}[i]) {
 			t.Errorf("%q: %+v", c.payload, evs)
 		}
+	}
+}
+
+// NaN, Infinity and -Infinity, which Python's json.dumps writes and JSON
+// has not, cost only the fields that hold them: read as null, a signal
+// bound to one gets no value (skipped, reported), the message's others
+// count (the payloads probe: a "temp": NaN lost a stop). Inside strings
+// they are text.
+func TestNonFiniteNumbersCostOnlyTheirFields(t *testing.T) {
+	m := newTestMapper(t, testConfig)
+	st := NewState()
+	send := func(payload string) ([]Event, error) {
+		t.Helper()
+		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "line/state",
+			Payload: []byte(payload), Good: true, ReceiveTime: time.Now()})
+		return evs, err
+	}
+	if _, err := send(`{"run": true, "m2": {"scrap": 5}}`); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := send(`{"run": false, "reason": "J", "temp": NaN, "hum": -Infinity, "m2": {"scrap": 7}, "note": "NaN, Infinity"}`)
+	if err != nil {
+		t.Errorf("NaN in a field nothing reads: %v", err)
+	}
+	var stop, scrap bool
+	for _, ev := range evs {
+		stop = stop || ev.Kind == EventStopped && ev.Reason == "J"
+		scrap = scrap || ev.Kind == EventCount && ev.Delta == 2
+	}
+	if !stop || !scrap {
+		t.Errorf("the message's other fields: %+v", evs)
+	}
+	evs, err = send(`{"run": true, "m2": {"scrap": Infinity}}`)
+	var pe *PayloadError
+	if !errors.As(err, &pe) || pe.Field != "m2.scrap" || len(evs) != 1 || evs[0].Kind != EventRunning {
+		t.Errorf("Infinity where the scrap counter reads: %+v, %v; want that signal skipped, named, the run taken", evs, err)
+	}
+	for in, want := range map[string]string{
+		`{"a": NaN, "b": [Infinity, -Infinity], "c": "NaN \" Infinity"}`: `{"a": null, "b": [null, null], "c": "NaN \" Infinity"}`,
+		`{"NaNa": 1, "x": NaNa}`: `{"NaNa": 1, "x": NaNa}`,
+	} {
+		if got, _ := nonFiniteToNull([]byte(in)); string(got) != want {
+			t.Errorf("nonFiniteToNull(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// A timestamp_field that is null is refused like "" (a cached value resent
+// without its time would count as new: the payloads probe booked a stop),
+// and one missing from the message is taken at its receive time and
+// counted, so that a misspelt timestamp_field shows (status, log, validate
+// --mqtt).
+func TestTimestampNullOrMissing(t *testing.T) {
+	m := newTestMapper(t, strings.Replace(testConfig, "field: run }", "field: run, timestamp_field: ts }", 1))
+	st := NewState()
+	send := func(payload string) ([]Event, error) {
+		t.Helper()
+		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "line/state",
+			Payload: []byte(payload), Good: true, ReceiveTime: time.Now()})
+		return evs, err
+	}
+	now := time.Now().UTC()
+	if _, err := send(fmt.Sprintf(`{"run": true, "ts": %q}`, now.Format(time.RFC3339Nano))); err != nil {
+		t.Fatal(err)
+	}
+	key := SignalKey{Machine: "m1", Signal: Running}
+	evs, err := send(`{"run": false, "ts": null}`)
+	if err == nil || len(evs) != 0 || st.TimeAbsent[key] != nil {
+		t.Errorf("a null time: %+v, %v; want refused, nothing taken", evs, err)
+	}
+	for i := range AbsentWarn {
+		if _, err := send(fmt.Sprintf(`{"run": %v}`, i%2 == 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a := st.TimeAbsent[key]; a == nil || a.N != AbsentWarn || a.Field != "ts" || a.Topic != "line/state" {
+		t.Errorf("time missing from %d messages: %+v", AbsentWarn, a)
+	}
+	if _, err := send(fmt.Sprintf(`{"run": true, "ts": %q}`, now.Add(time.Minute).Format(time.RFC3339Nano))); err != nil || st.TimeAbsent[key] != nil {
+		t.Errorf("a time again: %v, %+v; want the count gone", err, st.TimeAbsent[key])
+	}
+	if err := CheckPayload(Running, "run", "tss", []byte(`{"run": true, "ts": "2026-12-03T10:00:00Z"}`), 0); !errors.Is(err, ErrMissingField) {
+		t.Errorf("validate --mqtt with timestamp_field misspelt: %v", err)
 	}
 }
