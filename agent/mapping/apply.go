@@ -88,6 +88,12 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 	if len(bs) == 0 || !s.Good {
 		return nil, nil, nil
 	}
+	if s.Kind == connectors.KindMQTT && len(bytes.TrimSpace(s.Payload)) == 0 {
+		// An empty message is how MQTT clears a retained one (mosquitto_pub
+		// -r -n), and a broker passes it on: no value, and no fault of the
+		// machine's (the payloads probe: shown as its error).
+		return nil, nil, nil
+	}
 	xs, missing, err := extract(bs, s)
 	if len(xs) == 0 {
 		return nil, nil, err

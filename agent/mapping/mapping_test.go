@@ -656,3 +656,20 @@ func TestTimestampNullOrMissing(t *testing.T) {
 		t.Errorf("validate --mqtt with timestamp_field misspelt: %v", err)
 	}
 }
+
+// An empty message (how MQTT clears a retained one) is no value and no
+// fault; validate --mqtt, which reads one message, says it cannot check it.
+func TestEmptyMessageIsNoValue(t *testing.T) {
+	m := newTestMapper(t, testConfig)
+	st := NewState()
+	for _, p := range []string{"", " \n"} {
+		evs, changed, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "line/state",
+			Payload: []byte(p), Good: true, ReceiveTime: time.Now()})
+		if err != nil || len(evs) != 0 || len(changed) != 0 {
+			t.Errorf("%q: %+v, %v, %v", p, evs, changed, err)
+		}
+	}
+	if err := CheckPayload(Running, "run", "", nil, 0); err == nil {
+		t.Error("validate --mqtt took an empty message for a good one")
+	}
+}
