@@ -1488,7 +1488,8 @@ func parseTime(v any) (time.Time, error) {
 		// RFC 3339 allows a lower-case "t" and "z" (section 5.6), and
 		// (its note) a space for the "T"; Go's parser takes neither. An
 		// offset without its colon (+0100) is ISO 8601's basic form.
-		t := strings.ToUpper(x)
+		// Blanks around it are no part of it (as for values).
+		t := strings.ToUpper(strings.TrimSpace(x))
 		if len(t) > 10 && t[10] == ' ' {
 			t = t[:10] + "T" + t[11:]
 		}
@@ -1497,7 +1498,7 @@ func parseTime(v any) (time.Time, error) {
 				return ts, nil
 			}
 		}
-		if ms, err := strconv.ParseFloat(x, 64); err == nil && !math.IsInf(ms, 0) && !math.IsNaN(ms) {
+		if ms, err := strconv.ParseFloat(strings.TrimSpace(x), 64); err == nil && !math.IsInf(ms, 0) && !math.IsNaN(ms) {
 			return epochMS(ms)
 		}
 		// Not a time at all (a local time without zone, an empty string
@@ -1691,6 +1692,11 @@ func toRunning(v any) (bool, error) {
 			return true, nil
 		case "false", "0", "stopped", "stop", "off":
 			return false, nil
+		}
+		// A number in text, as a number would be (a gateway that sends
+		// every value as a string: "1.0", "0.0"; the payloads probe).
+		if f, err := strconv.ParseFloat(strings.TrimSpace(x), 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
+			return f != 0, nil
 		}
 		return false, fmt.Errorf("running value %q: want true/false, 1/0, running/stopped (run/stop) or on/off: %w", truncate(x), ErrBadValue)
 	case nil:

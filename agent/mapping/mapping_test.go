@@ -673,3 +673,19 @@ func TestEmptyMessageIsNoValue(t *testing.T) {
 		t.Error("validate --mqtt took an empty message for a good one")
 	}
 }
+
+// A running value in text is read as the same number would be: a gateway
+// that sends every value as a string ("1.0") loses no stop (the payloads
+// probe).
+func TestRunningNumberInText(t *testing.T) {
+	for v, want := range map[any]bool{"1.0": true, "0.0": false, " 2 ": true, "0": false, 1.0: true, json.Number("0"): false} {
+		if got, err := toRunning(v); err != nil || got != want {
+			t.Errorf("toRunning(%#v) = %v, %v; want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []any{"NaN", "Inf", "yes please", ""} {
+		if _, err := toRunning(v); !errors.Is(err, ErrBadValue) {
+			t.Errorf("toRunning(%q): %v, want refused", v, err)
+		}
+	}
+}

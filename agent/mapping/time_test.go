@@ -26,6 +26,8 @@ func TestParseTime(t *testing.T) {
 		"1796073410313",
 		"1796073410313.0",
 		json.Number("1796073410313"),
+		" 2026-11-30T21:16:50.313Z\n", // blanks around it (the payloads probe)
+		" 1796073410313",
 	} {
 		got, err := parseTime(v)
 		if err != nil || !got.Equal(want) {
