@@ -205,7 +205,7 @@ type SourceStatus struct {
 	// start because their value was unusable (not a number, a field
 	// missing, beyond rollover): LastMalformed says why the last one was,
 	// LastMalformedAgeSeconds when.
-	MalformedSamples        uint64  `json:"malformed_samples,omitempty"`
+	MalformedSamples        uint64  `json:"malformed_samples"` // 0 shown: a script reads it
 	LastMalformed           string  `json:"last_malformed,omitempty"`
 	LastMalformedAgeSeconds float64 `json:"last_malformed_age_seconds,omitempty"`
 	// StrayMessages (MQTT) counts the messages since start on topics no

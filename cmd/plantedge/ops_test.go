@@ -351,7 +351,7 @@ func TestStatusJSONContract(t *testing.T) {
 		t.Errorf("odoo %v", odoo)
 	}
 	src := m["sources"].([]any)[0].(map[string]any)
-	if src["name"] != "broker" || src["kind"] != "mqtt" || src["state"] != "connected" {
+	if src["name"] != "broker" || src["kind"] != "mqtt" || src["state"] != "connected" || src["malformed_samples"] != float64(0) {
 		t.Errorf("source %v", src)
 	}
 	mach := m["machines"].([]any)[0].(map[string]any)
