@@ -1019,3 +1019,22 @@ func TestHintsForIndentationAndColons(t *testing.T) {
 		}
 	}
 }
+
+// A reason code written as a number in another form than a source's number
+// arrives in (07, 0x2A, 1.0: the codes arrive as "7", "42", "1") is
+// warned of: it is matched as written, so the stop gets the default loss
+// (the yaml probe). A plain decimal code, or text, is not.
+func TestNumericReasonCodeInAnotherFormWarned(t *testing.T) {
+	y := strings.Replace(base, "    good_count:\n", `    running:
+      opcua: { server: plc, node: "ns=2;s=M1.Run" }
+    downtime_reason:
+      opcua: { server: plc, node: "ns=2;s=M1.Code" }
+      map: { 07: Setup and Adjustments, 0x2A: Material Availability, 1.0: Quality, 12: Jam, JAM: Jam }
+    good_count:
+`, 1)
+	y = strings.Replace(y, "mqtt:\n  - name: broker\n    url: tcp://127.0.0.1:1883\n    client_id: pe-1\n", "", 1)
+	wantWarnings(t, y,
+		`w.yaml:17:18: machines[0].downtime_reason.map.07: reason code "07" is matched as written: a code sent as a number arrives as "7" (write 7, unless the source sends the text "07")`,
+		`w.yaml:17:47: machines[0].downtime_reason.map.0x2A: reason code "0x2A" is matched as written: a code sent as a number arrives as "42" (write 42, unless the source sends the text "0x2A")`,
+		`w.yaml:17:75: machines[0].downtime_reason.map.1.0: reason code "1.0" is matched as written: a code sent as a number arrives as "1" (write 1, unless the source sends the text "1.0")`)
+}

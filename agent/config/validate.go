@@ -706,8 +706,31 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 			if strings.TrimSpace(loss) == "" {
 				v.add(p+".downtime_reason.map."+code, "empty loss name", "an Odoo loss reason name, e.g. Equipment Failure")
 			}
+			if n, ok := numericCode(code); ok && n != code {
+				// A PLC's numeric code arrives as its decimal text (7,
+				// 42, 1.0 → "7", "42", "1"): looked up as written, 07
+				// or 0x2A never matches (the yaml probe).
+				v.warn(p+".downtime_reason.map."+code, fmt.Sprintf("reason code %q is matched as written: a code sent as a number arrives as %q", code, n),
+					fmt.Sprintf("write %s, unless the source sends the text %q", n, code))
+			}
 		}
 	}
+}
+
+// numericCode is the decimal text a reason code written as a number (with
+// leading zeros, in hex, with a fraction of zero, with an exponent) stands
+// for, as a numeric code from a source arrives.
+func numericCode(code string) (string, bool) {
+	c := strings.TrimSpace(code)
+	if h, ok := strings.CutPrefix(strings.ToLower(c), "0x"); ok {
+		n, err := strconv.ParseUint(h, 16, 64)
+		return strconv.FormatUint(n, 10), err == nil
+	}
+	f, err := strconv.ParseFloat(c, 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return "", false
+	}
+	return strconv.FormatFloat(f, 'f', -1, 64), true
 }
 
 func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[string]bool) (refKey, bool) {
