@@ -259,6 +259,15 @@ func TestBadConfigs(t *testing.T) {
 			},
 		},
 		{
+			// Not quoted: goccy reads 1e-3 as text (the yaml probe was
+			// told to remove quotes it had not).
+			name: "exponent without a dot",
+			yaml: strings.Replace(base, "    endpoint: opc.tcp://127.0.0.1:4840\n", "    endpoint: opc.tcp://127.0.0.1:4840\n    queue_size: 1e3\n", 1),
+			want: []string{
+				`bad.yaml:10:17: opcua[0].queue_size: expected a whole number from 0 to 4294967295, got a string "1e3" (YAML reads this form as text: write 1000)`,
+			},
+		},
+		{
 			name: "number in quotes",
 			yaml: strings.Replace(base, "    endpoint: opc.tcp://127.0.0.1:4840\n", "    endpoint: opc.tcp://127.0.0.1:4840\n    queue_size: \"10\"\n", 1),
 			want: []string{

@@ -14,6 +14,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 )
 
 // maxNodes bounds the work of decoding one file, so that a file that
@@ -420,7 +421,12 @@ func quotedHint(n ast.Node) string {
 		return ""
 	}
 	v := strings.TrimSpace(sn.Value)
-	if _, err := strconv.ParseFloat(strings.ReplaceAll(v, "_", ""), 64); err == nil || v == "true" || v == "false" {
+	if f, err := strconv.ParseFloat(strings.ReplaceAll(v, "_", ""), 64); err == nil || v == "true" || v == "false" {
+		if t := sn.GetToken(); err == nil && t != nil && t.Type != token.SingleQuoteType && t.Type != token.DoubleQuoteType {
+			// Not quoted: a form YAML does not read as a number (1e-3
+			// needs a dot: the yaml probe was told to remove quotes it had not).
+			return "YAML reads this form as text: write " + strconv.FormatFloat(f, 'f', -1, 64)
+		}
 		return "remove the quotes: in quotes YAML reads it as text"
 	}
 	return ""
