@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -709,6 +710,7 @@ func (a *Agent) setPhase(ctx context.Context, p int) {
 // reload is Reload while Run runs (under reloadMu).
 func (a *Agent) reload(ctx context.Context, path string) error {
 	digest := fileDigest(path)
+	cur0 := a.cfg.Load()
 	next, err := config.Load(path)
 	var m *mapping.Mapper
 	if err == nil {
@@ -716,9 +718,19 @@ func (a *Agent) reload(ctx context.Context, path string) error {
 	}
 	if err == nil {
 		// A source its connector refuses would go down with every machine
-		// it reads: the running one is kept instead.
-		if err = checkSources(next, m, true); err != nil {
-			err = fmt.Errorf("sources: %w", err)
+		// it reads: the running configuration is kept instead. Not for one
+		// that is down already for it (a password the environment lacks
+		// since the start): that would refuse every reload (the review).
+		was := sourceErrors(cur0, a.mapper.Load(), true)
+		var errs []error
+		bad := sourceErrors(next, m, true)
+		for _, k := range slices.Sorted(maps.Keys(bad)) {
+			if was[k] == nil {
+				errs = append(errs, bad[k])
+			}
+		}
+		if len(errs) > 0 {
+			err = fmt.Errorf("sources: %w", errors.Join(errs...))
 		}
 	}
 	if err != nil {
@@ -1014,11 +1026,18 @@ func CheckSources(cfg *config.Config, readSecrets bool) error {
 	if err != nil {
 		return err
 	}
-	return checkSources(cfg, m, readSecrets)
+	var errs []error
+	bad := sourceErrors(cfg, m, readSecrets)
+	for _, k := range slices.Sorted(maps.Keys(bad)) {
+		errs = append(errs, bad[k])
+	}
+	return errors.Join(errs...)
 }
 
-func checkSources(cfg *config.Config, m *mapping.Mapper, readSecrets bool) error {
-	var errs []error
+// sourceErrors are the errors of the sources of cfg their connectors
+// refuse, by kind and name.
+func sourceErrors(cfg *config.Config, m *mapping.Mapper, readSecrets bool) map[string]error {
+	errs := map[string]error{}
 	for _, s := range cfg.OPCUA {
 		nodes := m.OPCUANodes(s.Name)
 		if len(nodes) == 0 {
@@ -1032,7 +1051,7 @@ func checkSources(cfg *config.Config, m *mapping.Mapper, readSecrets bool) error
 			_, err = opcua.New(oc, discard{})
 		}
 		if err != nil {
-			errs = append(errs, err)
+			errs["opcua/"+s.Name] = err
 		}
 	}
 	for _, b := range cfg.MQTT {
@@ -1048,10 +1067,10 @@ func checkSources(cfg *config.Config, m *mapping.Mapper, readSecrets bool) error
 			_, err = mqtt.New(mc, discard{})
 		}
 		if err != nil {
-			errs = append(errs, err)
+			errs["mqtt/"+b.Name] = err
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // discard is a connectors.Sink for a source only built to be checked.

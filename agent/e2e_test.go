@@ -1065,6 +1065,24 @@ func TestReloadWithASourceItsConnectorRefusesKeepsTheRunningOne(t *testing.T) {
 	p.waitExactQty(ra, "press-1", 5)
 }
 
+// A source down since the start for what its connector refuses (its
+// password missing from the agent's environment) does not make every later
+// reload refused: only a source the reload would break is (the review: a
+// work-center move of another machine was refused).
+func TestReloadWithASourceDownSinceTheStartIsTaken(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.editConfig("    client_id: plantedge-test\n", "    client_id: plantedge-test\n    username: line\n    password_env: PLANTEDGE_TEST_NEVER_SET\n")
+	p.downSources = map[string]bool{"broker": true}
+	ra := p.startAgentWith(false)
+	p.editConfig("  - id: press-1\n", "  - id: press-1\n    min_stop: 5s\n")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatalf("reload of another setting with the broker down since the start: %v", err)
+	}
+	if st := ra.a.Status(); st.Config == nil || st.Config.LastReloadError != "" || len(st.Sources) != 1 || st.Sources[0].State != "down" {
+		t.Errorf("after the reload: config %+v, sources %+v", st.Config, st.Sources)
+	}
+}
+
 func TestEndToEndReload(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()

@@ -579,7 +579,7 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 	changed := map[string]bool{}
 	var recs []buffer.Record
 	a.stateMu.Lock()
-	a.state.Absent = nil
+	a.state.Absent, a.state.TimeAbsent = nil, nil
 	cfg := a.cfg.Load()
 	// A counter read within the last day: a machine renamed now, or while
 	// the agent was stopped for a weekend — not one removed months ago.

@@ -419,7 +419,8 @@ func TestMalformedPayloadsAckedAndCounted(t *testing.T) {
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.produce(m, 3, 0)
-	for _, bad := range []string{`{"good": "abc"}`, `not json`, ``} {
+	// The empty message (a retained one cleared) is no value, not counted.
+	for _, bad := range []string{`{"good": "abc"}`, `not json`, ``, `{"good": 5,}`} {
 		if err := p.broker.Publish("plant/press-1", []byte(bad), false, 1); err != nil {
 			t.Fatal(err)
 		}
@@ -430,8 +431,8 @@ func TestMalformedPayloadsAckedAndCounted(t *testing.T) {
 		return v == 3, fmt.Sprintf("malformed %v", v)
 	})
 	p.waitExact(ra, 15*time.Second)
-	if v, _ := metric(p.metrics(), "plantedge_samples_total"); v < 6 {
-		t.Errorf("samples_total %v, want at least 6 (baseline, 2 good, 3 bad)", v)
+	if v, _ := metric(p.metrics(), "plantedge_samples_total"); v < 7 {
+		t.Errorf("samples_total %v, want at least 7 (baseline, 2 good, 3 bad, 1 empty)", v)
 	}
 
 	// Restart: the persistent session would redeliver anything unacked.

@@ -726,6 +726,15 @@ func numericCode(code string) (string, bool) {
 		n, err := strconv.ParseUint(h, 16, 64)
 		return strconv.FormatUint(n, 10), err == nil
 	}
+	if c != "" && strings.Trim(c, "0123456789") == "" {
+		// Whole: arrives as written, without leading zeros (JSON has
+		// none; an OPC UA integer is printed), however many digits — a
+		// float64 would round those beyond 2^53 (the review).
+		if t := strings.TrimLeft(c, "0"); t != "" {
+			return t, true
+		}
+		return "0", true
+	}
 	f, err := strconv.ParseFloat(c, 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
 		return "", false

@@ -206,8 +206,8 @@ func noteAbsent(st *State, bs []*binding, missing []*binding, topic string) {
 // source's time works (redeliveries, a backlog's dates, the clock rules).
 func noteTimeAbsent(st *State, xs []extracted, topic string) {
 	for _, x := range xs {
-		if x.b.tsField == "" {
-			continue
+		if x.b.tsField == "" || x.b.field == "" {
+			continue // a bare value carries no time: nothing to look for
 		}
 		k := SignalKey{x.b.machine, x.b.signal}
 		if !x.noTime {
@@ -1362,11 +1362,12 @@ func parsePayload(p []byte) (any, error) {
 		return nil, fmt.Errorf("empty payload: %w", ErrBadValue)
 	}
 	doc, err := decodeJSON(tp)
-	if err != nil && (tp[0] == '{' || tp[0] == '[') {
+	if err != nil && (tp[0] == '{' || tp[0] == '[') && (bytes.Contains(tp, []byte("NaN")) || bytes.Contains(tp, []byte("Infinity"))) {
 		// Python's json.dumps writes NaN and Infinity, which JSON has
 		// not: a sensor with no value must not cost the message its other
 		// fields (the payloads probe: a "temp": NaN lost a stop). Read as
-		// null: a signal bound to one of them gets no value.
+		// a value no signal takes (nonFinite): a signal bound to one of
+		// them is skipped, as for any unusable value.
 		if fixed, n := nonFiniteToNull(tp); n > 0 {
 			if d, err2 := decodeJSON(fixed); err2 == nil {
 				doc, err = d, nil
@@ -1399,8 +1400,17 @@ func decodeJSON(tp []byte) (any, error) {
 
 var errTrailing = errors.New("trailing data")
 
+// nonFinite is what a bare NaN, Infinity or -Infinity of a JSON payload
+// reads as: a string no source sends, which convert refuses for every
+// signal (null would read as a reason code cleared).
+const nonFinite = "\x00NaN or Infinity"
+
+// nonFiniteJSON is nonFinite as a JSON string.
+const nonFiniteJSON = `"\u0000NaN or Infinity"`
+
 // nonFiniteToNull returns p with the bare tokens NaN, Infinity and
-// -Infinity outside strings written as null, and how many there were.
+// -Infinity outside strings written as the JSON string nonFinite, and how
+// many there were.
 func nonFiniteToNull(p []byte) ([]byte, int) {
 	var out []byte
 	n, inString, escaped := 0, false, false
@@ -1426,7 +1436,7 @@ func nonFiniteToNull(p []byte) ([]byte, int) {
 		matched := false
 		for _, tok := range []string{"-Infinity", "Infinity", "NaN"} {
 			if bytes.HasPrefix(p[i:], []byte(tok)) && (i == 0 || !isWordByte(p[i-1])) && (i+len(tok) == len(p) || !isWordByte(p[i+len(tok)])) {
-				out = append(out, "null"...)
+				out = append(out, nonFiniteJSON...)
 				i += len(tok) - 1
 				n++
 				matched = true
@@ -1541,7 +1551,7 @@ func CheckPayload(signal Signal, field, tsField string, payload []byte, rollover
 	if err == nil && len(xs) == 1 && xs[0].noTime {
 		// Taken at its receive time by the agent, and counted there; a
 		// misspelt timestamp_field never comes (the payloads probe: OK).
-		return fmt.Errorf("timestamp_field %q is not in the message: its values would be taken at their receive time: %w", tsField, ErrMissingField)
+		return fmt.Errorf("timestamp_field %q is not in the message: its values would be taken at their receive time: %w", tsField, ErrNoTime)
 	}
 	return err
 }
@@ -1577,6 +1587,9 @@ func intMaxMarker(f float64, rollover uint64) bool {
 
 // convert turns a raw value into what the binding's signal needs.
 func convert(x *extracted, v any) error {
+	if v == nonFinite {
+		return fmt.Errorf("NaN or Infinity is no value: %w", ErrBadValue)
+	}
 	switch x.b.signal {
 	case GoodCount, ScrapCount:
 		f, err := toNumber(v)

@@ -173,6 +173,9 @@ func (e *PayloadError) Unwrap() error { return e.Err }
 var (
 	// ErrMissingField means none of the fields bound to a topic was present.
 	ErrMissingField = errors.New("field not found")
+	// ErrNoTime: a message without its timestamp_field (CheckPayload):
+	// the agent takes it at its receive time, so validate warns.
+	ErrNoTime = errors.New("timestamp field not found")
 	// ErrBadValue means a value has the wrong type or range for its signal.
 	ErrBadValue = errors.New("unusable value")
 	// ErrBadJSON means the payload is not the JSON object the mapping needs.

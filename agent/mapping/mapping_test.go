@@ -608,8 +608,15 @@ func TestNonFiniteNumbersCostOnlyTheirFields(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Field != "m2.scrap" || len(evs) != 1 || evs[0].Kind != EventRunning {
 		t.Errorf("Infinity where the scrap counter reads: %+v, %v; want that signal skipped, named, the run taken", evs, err)
 	}
+	// A NaN reason code is no code, not a code cleared: the stop keeps the
+	// reason it had (the review: read as null, it was cleared, and the
+	// stop took the default loss).
+	if evs, err := send(`{"run": false, "reason": NaN}`); err == nil || len(evs) != 1 || evs[0].Kind != EventStopped || evs[0].Reason != "J" {
+		t.Errorf("a NaN reason with a stop: %+v, %v; want the reason skipped, the stop with J", evs, err)
+	}
+	q := nonFiniteJSON
 	for in, want := range map[string]string{
-		`{"a": NaN, "b": [Infinity, -Infinity], "c": "NaN \" Infinity"}`: `{"a": null, "b": [null, null], "c": "NaN \" Infinity"}`,
+		`{"a": NaN, "b": [Infinity, -Infinity], "c": "NaN \" Infinity"}`: `{"a": ` + q + `, "b": [` + q + `, ` + q + `], "c": "NaN \" Infinity"}`,
 		`{"NaNa": 1, "x": NaNa}`: `{"NaNa": 1, "x": NaNa}`,
 	} {
 		if got, _ := nonFiniteToNull([]byte(in)); string(got) != want {
@@ -652,7 +659,7 @@ func TestTimestampNullOrMissing(t *testing.T) {
 	if _, err := send(fmt.Sprintf(`{"run": true, "ts": %q}`, now.Add(time.Minute).Format(time.RFC3339Nano))); err != nil || st.TimeAbsent[key] != nil {
 		t.Errorf("a time again: %v, %+v; want the count gone", err, st.TimeAbsent[key])
 	}
-	if err := CheckPayload(Running, "run", "tss", []byte(`{"run": true, "ts": "2026-12-03T10:00:00Z"}`), 0); !errors.Is(err, ErrMissingField) {
+	if err := CheckPayload(Running, "run", "tss", []byte(`{"run": true, "ts": "2026-12-03T10:00:00Z"}`), 0); !errors.Is(err, ErrNoTime) {
 		t.Errorf("validate --mqtt with timestamp_field misspelt: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -62,11 +63,21 @@ func checkMQTT(ctx context.Context, cfg *config.Config, file string, w io.Writer
 					"the broker's ACL must let client "+b.ClientID+" read it")
 			case !in.Got:
 				fmt.Fprintf(w, "mqtt %s: %s %s: %s: no message within %s, not checked\n", b.Name, u.machine, u.signal, what, mqttWait)
+			case len(bytes.TrimSpace(in.Payload)) == 0:
+				// How a retained message is cleared: the agent skips it.
+				fmt.Fprintf(w, "mqtt %s: %s %s: %s: an empty message (a retained one cleared?), not checked\n", b.Name, u.machine, u.signal, what)
 			default:
 				if err := mapping.CheckPayload(u.signal, ref.Field, ref.TimestampField, in.Payload, u.rollover); err != nil {
 					var pe *mapping.PayloadError
 					if errors.As(err, &pe) {
 						err = pe.Err
+					}
+					if errors.Is(err, mapping.ErrNoTime) {
+						// The agent takes it at its receive time: a typo, or a
+						// gateway that leaves the time out now and then.
+						c.warning(u.path+".timestamp_field", fmt.Sprintf("%s: %v; the payload was %s", what, err, snippet(in.Payload)),
+							"check timestamp_field (a dot path into the JSON)")
+						continue
 					}
 					c.problem(at, fmt.Sprintf("%s: %v; the payload was %s", what, err, snippet(in.Payload)),
 						"check field (a dot path into the JSON) and timestamp_field")
