@@ -710,7 +710,6 @@ func (a *Agent) setPhase(ctx context.Context, p int) {
 // reload is Reload while Run runs (under reloadMu).
 func (a *Agent) reload(ctx context.Context, path string) error {
 	digest := fileDigest(path)
-	cur0 := a.cfg.Load()
 	next, err := config.Load(path)
 	var m *mapping.Mapper
 	if err == nil {
@@ -719,13 +718,20 @@ func (a *Agent) reload(ctx context.Context, path string) error {
 	if err == nil {
 		// A source its connector refuses would go down with every machine
 		// it reads: the running configuration is kept instead. Not for one
-		// that is down already for it (a password the environment lacks
-		// since the start): that would refuse every reload (the review).
-		was := sourceErrors(cur0, a.mapper.Load(), true)
+		// that runs broken already (a password the environment lacked at
+		// the start): that would refuse every reload (the review). What
+		// runs decides, not the old file read again: a password file made
+		// unreadable since would pass as broken before (the third review).
+		down := map[string]bool{}
+		for _, h := range a.sourceList() {
+			if h.broken {
+				down[string(h.kind)+"/"+h.name] = true
+			}
+		}
 		var errs []error
 		bad := sourceErrors(next, m, true)
 		for _, k := range slices.Sorted(maps.Keys(bad)) {
-			if was[k] == nil {
+			if !down[k] {
 				errs = append(errs, bad[k])
 			}
 		}
@@ -941,6 +947,9 @@ type sourceHandle struct {
 	settings any
 	cancel   context.CancelFunc // set when started
 	done     chan struct{}      // closed when run returned
+	// broken: the source could not be built (its connector refused its
+	// configuration, or its password could not be read): down, not run.
+	broken bool
 }
 
 // gaveUp reports whether the source's run has returned while it was to
@@ -1098,6 +1107,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			lastErr:  func() string { return msg },
 			run:      func(ctx context.Context) error { <-ctx.Done(); return nil },
 			settings: msg,
+			broken:   true,
 		})
 	}
 	for _, s := range cfg.OPCUA {

@@ -1083,6 +1083,35 @@ func TestReloadWithASourceDownSinceTheStartIsTaken(t *testing.T) {
 	}
 }
 
+// A running source whose password file went away since the start (rotated,
+// moved): a reload is refused rather than taken with that source rebuilt
+// broken, down with its machines (the third review: judged by reading the
+// old file again, it passed as broken before).
+func TestReloadAfterARunningSourcesSecretWentAwayIsRefused(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.editConfig("    client_id: plantedge-test\n", "    client_id: plantedge-test\n    username: line\n    password_file: "+pw+"\n")
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	if err := os.Remove(pw); err != nil {
+		t.Fatal(err)
+	}
+	p.editConfig("  - id: press-1\n", "  - id: press-1\n    min_stop: 5s\n")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err == nil {
+		t.Error("reload taken with the running broker's password file gone")
+	}
+	if st := ra.a.Status(); len(st.Sources) != 1 || st.Sources[0].State != "connected" {
+		t.Errorf("sources after the reload: %+v", st.Sources)
+	}
+	p.produce(m, 3, 0)
+	p.waitExactQty(ra, "press-1", 5)
+}
+
 func TestEndToEndReload(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()

@@ -1038,7 +1038,7 @@ func TestNumericReasonCodeInAnotherFormWarned(t *testing.T) {
       opcua: { server: plc, node: "ns=2;s=M1.Run" }
     downtime_reason:
       opcua: { server: plc, node: "ns=2;s=M1.Code" }
-      map: { 07: Setup and Adjustments, 0x2A: Material Availability, 1.0: Quality, 12: Jam, JAM: Jam, 12345678901234567890: Jam }
+      map: { 07: Setup and Adjustments, 0x2A: Material Availability, 1.0: Quality, 12: Jam, JAM: Jam, 12345678901234567890: Jam, -9007199254740993: Jam }
     good_count:
 `, 1)
 	y = strings.Replace(y, "mqtt:\n  - name: broker\n    url: tcp://127.0.0.1:1883\n    client_id: pe-1\n", "", 1)

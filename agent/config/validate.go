@@ -726,14 +726,18 @@ func numericCode(code string) (string, bool) {
 		n, err := strconv.ParseUint(h, 16, 64)
 		return strconv.FormatUint(n, 10), err == nil
 	}
-	if c != "" && strings.Trim(c, "0123456789") == "" {
+	if digits, neg := strings.CutPrefix(c, "-"); digits != "" && strings.Trim(digits, "0123456789") == "" {
 		// Whole: arrives as written, without leading zeros (JSON has
 		// none; an OPC UA integer is printed), however many digits — a
 		// float64 would round those beyond 2^53 (the review).
-		if t := strings.TrimLeft(c, "0"); t != "" {
-			return t, true
+		t := strings.TrimLeft(digits, "0")
+		switch {
+		case t == "":
+			return "0", true
+		case neg:
+			return "-" + t, true
 		}
-		return "0", true
+		return t, true
 	}
 	f, err := strconv.ParseFloat(c, 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {

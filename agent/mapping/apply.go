@@ -1493,6 +1493,9 @@ func lookup(doc any, path string) (any, bool) {
 
 // parseTime reads an RFC 3339 string or epoch milliseconds.
 func parseTime(v any) (time.Time, error) {
+	if v == nonFinite {
+		return time.Time{}, fmt.Errorf("timestamp NaN or Infinity: %w", ErrBadValue)
+	}
 	switch x := v.(type) {
 	case string:
 		// RFC 3339 allows a lower-case "t" and "z" (section 5.6), and
@@ -1748,8 +1751,15 @@ func toReason(v any) (string, error) {
 		}
 		return x.String(), nil
 	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			// An OPC UA Double with no value: no code (it read as "NaN").
+			return "", fmt.Errorf("reason code NaN or Infinity: %w", ErrBadValue)
+		}
 		return strconv.FormatFloat(x, 'f', -1, 64), nil
 	case float32:
+		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+			return "", fmt.Errorf("reason code NaN or Infinity: %w", ErrBadValue)
+		}
 		return strconv.FormatFloat(float64(x), 'f', -1, 32), nil
 	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
 		return fmt.Sprint(x), nil

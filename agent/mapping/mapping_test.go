@@ -696,3 +696,19 @@ func TestRunningNumberInText(t *testing.T) {
 		}
 	}
 }
+
+// An OPC UA Double NaN or Infinity on a reason node is no code (it read as
+// the code "NaN"), and a NaN timestamp is said as such, not by the
+// placeholder it is read as (the third review).
+func TestNaNReasonCodeAndTime(t *testing.T) {
+	for _, v := range []any{math.NaN(), math.Inf(1), float32(math.Inf(-1))} {
+		x := extracted{b: &binding{signal: DowntimeReason}}
+		if err := convert(&x, v); !errors.Is(err, ErrBadValue) || x.reason != "" {
+			t.Errorf("reason %v: %q, %v; want refused", v, x.reason, err)
+		}
+	}
+	err := CheckPayload(Running, "run", "ts", []byte(`{"run": true, "ts": NaN}`), 0)
+	if err == nil || !strings.Contains(err.Error(), "timestamp NaN or Infinity") || strings.Contains(err.Error(), "\x00") {
+		t.Errorf("a NaN time: %v", err)
+	}
+}

@@ -32,6 +32,7 @@ import (
 	"github.com/plantedge/plantedge/internal/nettest"
 
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
 )
 
 const childEnv = "PLANTEDGE_MQTT_CHILD_URL"
@@ -253,7 +254,7 @@ func startMochiHook(t testing.TB, kind string, tlsCfg *tls.Config, caps func(*mo
 	if err := srv.Serve(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = srv.Close() })
+	t.Cleanup(func() { _ = mqtttest.CloseMochi(srv) })
 	if kind == "ws" {
 		waitFor(t, "websocket listener", func() bool {
 			c, err := net.Dial("tcp", strings.TrimPrefix(url, "ws://"))
