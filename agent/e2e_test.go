@@ -2019,6 +2019,39 @@ func TestEndToEndMisspeltCounterFieldIsShown(t *testing.T) {
 	}
 }
 
+// A misspelt timestamp_field (the gateway sends ts): values are taken at
+// their receive time, and after 20 messages in a row the machine shows it
+// and the log says it; fixed and reloaded, it goes (the payloads probe:
+// nothing anywhere said so).
+func TestEndToEndMisspeltTimestampFieldIsShown(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	good := p.editConfig("field: good, timestamp_field: ts", "field: good, timestamp_field: tss")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	for range mapping.AbsentWarn {
+		p.produce(m, 1, 0)
+	}
+	waitFor(t, 10*time.Second, "the machine to show the missing timestamp_field", func() (bool, string) {
+		e := ra.a.Status().Machines[0].Error
+		return strings.Contains(e, `timestamp_field "tss" missing from the last 20 messages of topic plant/press-1`), e
+	})
+	if !strings.Contains(p.logs.String(), "a signal's timestamp_field is missing from every message of its topic") {
+		t.Error("not logged")
+	}
+	p.writeConfig(good)
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.produce(m, 2, 0)
+	p.waitExact(ra, 20*time.Second)
+	if e := ra.a.Status().Machines[0].Error; e != "" {
+		t.Errorf("error left after the fix: %s", e)
+	}
+}
+
 // The count records of a machine taken out of the configuration wait for
 // it to come back; after the hold they go to the dead letters with the
 // reason, and the buffer drains (its oldest-record age no longer held up).

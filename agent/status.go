@@ -366,22 +366,21 @@ func (a *Agent) Status() Status {
 		}
 		noteBad(k.kind, k.source, k.address, what+a.unusable[k].Error())
 	}
-	absent := slices.SortedFunc(maps.Keys(a.state.Absent), func(x, y mapping.SignalKey) int {
-		return cmp.Or(cmp.Compare(x.Machine, y.Machine), cmp.Compare(x.Signal, y.Signal))
-	})
-	for _, k := range absent {
-		if ab := a.state.Absent[k]; ab.N >= mapping.AbsentWarn && signalErrs[k.Machine] == "" {
-			signalErrs[k.Machine] = fmt.Sprintf("%s: field %q missing from the last %d messages of topic %s, which carried other fields (a typo? plantedge validate --mqtt)",
-				k.Signal, ab.Field, ab.N, ab.Topic)
-		}
-	}
-	timeAbsent := slices.SortedFunc(maps.Keys(a.state.TimeAbsent), func(x, y mapping.SignalKey) int {
-		return cmp.Or(cmp.Compare(x.Machine, y.Machine), cmp.Compare(x.Signal, y.Signal))
-	})
-	for _, k := range timeAbsent {
-		if ab := a.state.TimeAbsent[k]; ab.N >= mapping.AbsentWarn && signalErrs[k.Machine] == "" {
-			signalErrs[k.Machine] = fmt.Sprintf("%s: timestamp_field %q missing from the last %d messages of topic %s: values taken at their receive time (a typo? plantedge validate --mqtt)",
-				k.Signal, ab.Field, ab.N, ab.Topic)
+	// A field (or a timestamp_field) missing from every message of late.
+	for _, ab := range []struct {
+		m    map[mapping.SignalKey]*mapping.Absence
+		what string
+	}{
+		{a.state.Absent, "field %q missing from the last %d messages of topic %s, which carried other fields (a typo? plantedge validate --mqtt)"},
+		{a.state.TimeAbsent, "timestamp_field %q missing from the last %d messages of topic %s: values taken at their receive time (a typo? plantedge validate --mqtt)"},
+	} {
+		keys := slices.SortedFunc(maps.Keys(ab.m), func(x, y mapping.SignalKey) int {
+			return cmp.Or(cmp.Compare(x.Machine, y.Machine), cmp.Compare(x.Signal, y.Signal))
+		})
+		for _, k := range keys {
+			if n := ab.m[k]; n.N >= mapping.AbsentWarn && signalErrs[k.Machine] == "" {
+				signalErrs[k.Machine] = fmt.Sprintf("%s: "+ab.what, k.Signal, n.Field, n.N, n.Topic)
+			}
 		}
 	}
 	for id, ms := range a.state.Machines {

@@ -580,14 +580,7 @@ func TestPayloadWithByteOrderMark(t *testing.T) {
 // count (the payloads probe: a "temp": NaN lost a stop). Inside strings
 // they are text.
 func TestNonFiniteNumbersCostOnlyTheirFields(t *testing.T) {
-	m := newTestMapper(t, testConfig)
-	st := NewState()
-	send := func(payload string) ([]Event, error) {
-		t.Helper()
-		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "line/state",
-			Payload: []byte(payload), Good: true, ReceiveTime: time.Now()})
-		return evs, err
-	}
+	send := stateSender(t, newTestMapper(t, testConfig), NewState())
 	if _, err := send(`{"run": true, "m2": {"scrap": 5}}`); err != nil {
 		t.Fatal(err)
 	}
@@ -631,14 +624,8 @@ func TestNonFiniteNumbersCostOnlyTheirFields(t *testing.T) {
 // counted, so that a misspelt timestamp_field shows (status, log, validate
 // --mqtt).
 func TestTimestampNullOrMissing(t *testing.T) {
-	m := newTestMapper(t, strings.Replace(testConfig, "field: run }", "field: run, timestamp_field: ts }", 1))
 	st := NewState()
-	send := func(payload string) ([]Event, error) {
-		t.Helper()
-		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "line/state",
-			Payload: []byte(payload), Good: true, ReceiveTime: time.Now()})
-		return evs, err
-	}
+	send := stateSender(t, newTestMapper(t, strings.Replace(testConfig, "field: run }", "field: run, timestamp_field: ts }", 1)), st)
 	now := time.Now().UTC()
 	if _, err := send(fmt.Sprintf(`{"run": true, "ts": %q}`, now.Format(time.RFC3339Nano))); err != nil {
 		t.Fatal(err)
@@ -710,5 +697,15 @@ func TestNaNReasonCodeAndTime(t *testing.T) {
 	err := CheckPayload(Running, "run", "ts", []byte(`{"run": true, "ts": NaN}`), 0)
 	if err == nil || !strings.Contains(err.Error(), "timestamp NaN or Infinity") || strings.Contains(err.Error(), "\x00") {
 		t.Errorf("a NaN time: %v", err)
+	}
+}
+
+// stateSender applies payloads of topic line/state (broker b) to st.
+func stateSender(t *testing.T, m *Mapper, st *State) func(payload string) ([]Event, error) {
+	return func(payload string) ([]Event, error) {
+		t.Helper()
+		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "line/state",
+			Payload: []byte(payload), Good: true, ReceiveTime: time.Now()})
+		return evs, err
 	}
 }
