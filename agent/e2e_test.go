@@ -1991,10 +1991,31 @@ func TestEndToEndReloadEndsOrphanedStops(t *testing.T) {
 // still. After AbsentWarn messages the machine shows it, and the log says
 // it; fixed, it counts on and the error goes.
 func TestEndToEndMisspeltCounterFieldIsShown(t *testing.T) {
+	misspeltFieldIsShown(t, "field: good,", "field: god,",
+		`field "god" missing from the last 20 messages of topic plant/press-1`,
+		"a counter's field is missing from every message of its topic")
+}
+
+// A misspelt timestamp_field (the gateway sends ts): values are taken at
+// their receive time, and after 20 messages in a row the machine shows it
+// and the log says it; fixed and reloaded, it goes (the payloads probe:
+// nothing anywhere said so).
+func TestEndToEndMisspeltTimestampFieldIsShown(t *testing.T) {
+	misspeltFieldIsShown(t, "field: good, timestamp_field: ts", "field: good, timestamp_field: tss",
+		`timestamp_field "tss" missing from the last 20 messages of topic plant/press-1`,
+		"a signal's timestamp_field is missing from every message of its topic")
+}
+
+// misspeltFieldIsShown reloads press-1's config with good written as bad,
+// makes AbsentWarn pieces, and wants the machine's error to hold shown and
+// the log logged; then it reloads the good config and wants the pieces
+// exact and the error gone.
+func misspeltFieldIsShown(t *testing.T, good, bad, shown, logged string) {
+	t.Helper()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
-	good := p.editConfig("field: good,", "field: god,")
+	was := p.editConfig(good, bad)
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
 	}
@@ -2003,45 +2024,12 @@ func TestEndToEndMisspeltCounterFieldIsShown(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the machine to show the missing field", func() (bool, string) {
 		e := ra.a.Status().Machines[0].Error
-		return strings.Contains(e, `field "god" missing from the last 20 messages of topic plant/press-1`), e
+		return strings.Contains(e, shown), e
 	})
-	if !strings.Contains(p.logs.String(), "a counter's field is missing from every message of its topic") {
+	if !strings.Contains(p.logs.String(), logged) {
 		t.Error("not logged")
 	}
-	p.writeConfig(good)
-	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
-		t.Fatal(err)
-	}
-	p.produce(m, 2, 0)
-	p.waitExact(ra, 20*time.Second)
-	if e := ra.a.Status().Machines[0].Error; e != "" {
-		t.Errorf("error left after the fix: %s", e)
-	}
-}
-
-// A misspelt timestamp_field (the gateway sends ts): values are taken at
-// their receive time, and after 20 messages in a row the machine shows it
-// and the log says it; fixed and reloaded, it goes (the payloads probe:
-// nothing anywhere said so).
-func TestEndToEndMisspeltTimestampFieldIsShown(t *testing.T) {
-	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	ra := p.startAgent()
-	m := p.machines[0]
-	good := p.editConfig("field: good, timestamp_field: ts", "field: good, timestamp_field: tss")
-	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
-		t.Fatal(err)
-	}
-	for range mapping.AbsentWarn {
-		p.produce(m, 1, 0)
-	}
-	waitFor(t, 10*time.Second, "the machine to show the missing timestamp_field", func() (bool, string) {
-		e := ra.a.Status().Machines[0].Error
-		return strings.Contains(e, `timestamp_field "tss" missing from the last 20 messages of topic plant/press-1`), e
-	})
-	if !strings.Contains(p.logs.String(), "a signal's timestamp_field is missing from every message of its topic") {
-		t.Error("not logged")
-	}
-	p.writeConfig(good)
+	p.writeConfig(was)
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
 	}
