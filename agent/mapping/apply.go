@@ -182,21 +182,26 @@ func noteAbsent(st *State, bs []*binding, missing []*binding, topic string) {
 		if b.field == "" || (b.signal != GoodCount && b.signal != ScrapCount) {
 			continue
 		}
-		k := SignalKey{b.machine, b.signal}
-		if !slices.Contains(missing, b) {
-			delete(st.Absent, k)
-			continue
-		}
-		if st.Absent == nil {
-			st.Absent = map[SignalKey]*Absence{}
-		}
-		a := st.Absent[k]
-		if a == nil {
-			a = &Absence{Topic: topic, Field: b.field}
-			st.Absent[k] = a
-		}
-		a.N++
+		countAbsence(&st.Absent, SignalKey{b.machine, b.signal}, slices.Contains(missing, b), topic, b.field)
 	}
+}
+
+// countAbsence counts one more message in a row without field of topic
+// for k in *m, or forgets k's count when it came (absent false).
+func countAbsence(m *map[SignalKey]*Absence, k SignalKey, absent bool, topic, field string) {
+	if !absent {
+		delete(*m, k)
+		return
+	}
+	if *m == nil {
+		*m = map[SignalKey]*Absence{}
+	}
+	a := (*m)[k]
+	if a == nil {
+		a = &Absence{Topic: topic, Field: field}
+		(*m)[k] = a
+	}
+	a.N++
 }
 
 // noteTimeAbsent counts, for each signal with a timestamp_field that the
@@ -209,20 +214,7 @@ func noteTimeAbsent(st *State, xs []extracted, topic string) {
 		if x.b.tsField == "" || x.b.field == "" {
 			continue // a bare value carries no time: nothing to look for
 		}
-		k := SignalKey{x.b.machine, x.b.signal}
-		if !x.noTime {
-			delete(st.TimeAbsent, k)
-			continue
-		}
-		if st.TimeAbsent == nil {
-			st.TimeAbsent = map[SignalKey]*Absence{}
-		}
-		a := st.TimeAbsent[k]
-		if a == nil {
-			a = &Absence{Topic: topic, Field: x.b.tsField}
-			st.TimeAbsent[k] = a
-		}
-		a.N++
+		countAbsence(&st.TimeAbsent, SignalKey{x.b.machine, x.b.signal}, x.noTime, topic, x.b.tsField)
 	}
 }
 
