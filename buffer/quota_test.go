@@ -796,11 +796,7 @@ func drain(t *testing.T, q *Queue) int {
 func TestDropSkipsHandedOutEvents(t *testing.T) {
 	q := openTest(t, "", Options{MaxBytes: 1 << 20})
 	ev := func(n int) {
-		recs := make([]Record, n)
-		for i := range recs {
-			recs[i] = Record{Lane: LaneEvents, Key: "m", Data: bytes.Repeat([]byte{'e'}, 200)}
-		}
-		if _, err := q.Append(context.Background(), recs); err != nil && !errors.Is(err, ErrFull) {
+		if err := appendEvents(q, n); err != nil && !errors.Is(err, ErrFull) {
 			t.Fatal(err)
 		}
 	}
@@ -815,14 +811,7 @@ func TestDropSkipsHandedOutEvents(t *testing.T) {
 	if dropped == 0 {
 		t.Fatal("nothing dropped")
 	}
-	have := map[uint64]bool{}
-	left, err := q.Peek(LaneEvents, 0, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range left {
-		have[r.Seq] = true
-	}
+	have := pendingEvents(t, q)
 	for _, r := range inflight {
 		if !have[r.Seq] {
 			t.Fatalf("event %d, handed out, was dropped (%d dropped)", r.Seq, dropped)
@@ -844,24 +833,9 @@ func TestDropSkipsHandedOutEvents(t *testing.T) {
 func TestClaimSparesOnlyWhatIsClaimed(t *testing.T) {
 	q := openTest(t, "", Options{MaxBytes: 1 << 20})
 	ev := func(n int) {
-		recs := make([]Record, n)
-		for i := range recs {
-			recs[i] = Record{Lane: LaneEvents, Key: "m", Data: bytes.Repeat([]byte{'e'}, 200)}
-		}
-		if _, err := q.Append(context.Background(), recs); err != nil {
+		if err := appendEvents(q, n); err != nil {
 			t.Fatal(err)
 		}
-	}
-	pending := func() map[uint64]bool {
-		left, err := q.Peek(LaneEvents, 0, 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		have := map[uint64]bool{}
-		for _, r := range left {
-			have[r.Seq] = true
-		}
-		return have
 	}
 	ev(100)
 	peeked, err := q.Peek(LaneEvents, 0, 100)
@@ -879,7 +853,7 @@ func TestClaimSparesOnlyWhatIsClaimed(t *testing.T) {
 		t.Fatalf("gone %v, want the five dropped before the claim", seqsOf(gone))
 	}
 	ev(10) // drops the oldest not claimed: 11..20, between claimed ones
-	have := pending()
+	have := pendingEvents(t, q)
 	for _, r := range claim[5:] {
 		if !have[r.Seq] {
 			t.Errorf("claimed event %d was dropped", r.Seq)
@@ -912,6 +886,30 @@ func TestClaimSparesOnlyWhatIsClaimed(t *testing.T) {
 	if _, err := q.Claim([]Record{{Lane: NumLanes, Seq: 1}}); err == nil {
 		t.Error("claim of an unknown lane: no error")
 	}
+}
+
+// appendEvents appends n events of key m, 200 bytes each.
+func appendEvents(q *Queue, n int) error {
+	recs := make([]Record, n)
+	for i := range recs {
+		recs[i] = Record{Lane: LaneEvents, Key: "m", Data: bytes.Repeat([]byte{'e'}, 200)}
+	}
+	_, err := q.Append(context.Background(), recs)
+	return err
+}
+
+// pendingEvents is the set of the events lane's pending sequence numbers.
+func pendingEvents(t *testing.T, q *Queue) map[uint64]bool {
+	t.Helper()
+	left, err := q.Peek(LaneEvents, 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[uint64]bool{}
+	for _, r := range left {
+		have[r.Seq] = true
+	}
+	return have
 }
 
 func seqsOf(recs []Record) []uint64 {
