@@ -70,6 +70,9 @@ type Options struct {
 	// made values must come to be a backlog although they did not wait in
 	// the buffer (replayLag when 0; a test shortens it).
 	ReplayLag time.Duration
+	// OffsetWindow is how long a machine's least receipt-less-source-time
+	// difference stands (offsetWindow when 0; a test shortens it).
+	OffsetWindow time.Duration
 	// APIIdleTimeout closes a keep-alive connection to the local API idle
 	// this long (default 60 s; tests).
 	APIIdleTimeout time.Duration
@@ -189,6 +192,7 @@ type Agent struct {
 	typeLog         rateLogs // an OPC UA value's data type changing, per address
 	eventLog        rateLogs // counter resets, rollovers, clock steps: per machine
 	reasonLog       rateLogs // unmapped downtime reasons: per machine and code, once an hour
+	clockLog        rateLogs // a source clock far off this box's: per machine, once an hour
 	deadLog         rateLogs // per record key
 	httpAddr        atomic.Pointer[string]
 
@@ -275,6 +279,8 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		lastSample:   map[string]time.Time{},
 		shownRunning: map[string]bool{},
 		reasonLog:    rateLogs{every: time.Hour},
+		clockLog:     rateLogs{every: time.Hour},
+		srcOff:       offsets{window: opts.OffsetWindow},
 	}
 	a.cfg.Store(cfg)
 	if cfg.Path != "" {

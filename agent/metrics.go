@@ -176,10 +176,12 @@ var (
 	descRefused  = prometheus.NewDesc("plantedge_source_refused_nodes", "OPC UA nodes the server will not serve (unknown node, no access); tried again.", []string{"source"}, nil)
 	descOverflow = prometheus.NewDesc("plantedge_source_queue_overflows_total", "OPC UA values that followed values the server discarded (a monitored item's queue, queue_size, was full).", []string{"source"}, nil)
 	descHeld     = prometheus.NewDesc("plantedge_machine_unattributed_pieces", "Good pieces held because no work order is in progress on the machine's work center.", []string{"machine"}, nil)
+	descClockOff = prometheus.NewDesc("plantedge_machine_source_clock_offset_seconds",
+		"How far the clock of the machine's MQTT publisher is ahead of this box's (behind: negative), by the times its values carry, latency included; only for machines measured (timestamp_field set, a minute of values). From 2 minutes off, status says so.", []string{"machine"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descShrinks, descSource, descSessions, descPolled, descRefused, descOverflow, descHeld} {
+	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descShrinks, descSource, descSessions, descPolled, descRefused, descOverflow, descHeld, descClockOff} {
 		ch <- d
 	}
 }
@@ -207,6 +209,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, mc := range c.a.cfg.Load().Machines { // not of machines gone from it
 			if ml, ok := links[mc.ID]; ok {
 				ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, ml.Unattributed, mc.ID)
+			}
+		}
+		for _, mc := range c.a.cfg.Load().Machines {
+			if d, ok := c.a.srcOff.clockOff(mc.ID); ok {
+				ch <- prometheus.MustNewConstMetric(descClockOff, prometheus.GaugeValue, d.Seconds(), mc.ID)
 			}
 		}
 		pending, _ := c.a.pendingCounts() // a scan, kept a second

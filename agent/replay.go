@@ -2,6 +2,8 @@ package agent
 
 import (
 	"cmp"
+	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -55,8 +57,9 @@ const offsetSaveStep = time.Second
 // anew at each value of the clock behind that follows one of the clock
 // ahead — a step back, to note — and so is mostly not measured.)
 type offsets struct {
-	mu sync.Mutex
-	m  map[string]*offsetMin
+	mu     sync.Mutex
+	m      map[string]*offsetMin
+	window time.Duration // offsetWindow when 0
 }
 
 type offsetMin struct {
@@ -97,7 +100,7 @@ func (o *offsets) note(machine string, src, off int64, now time.Time) bool {
 		return true
 	case e.lastSrc != 0 && src < e.lastSrc-clockBackStep.Milliseconds():
 		e.cur, e.hasPrev, e.since = off, false, now
-	case now.Sub(e.since) >= offsetWindow || now.Before(e.since):
+	case now.Sub(e.since) >= cmp.Or(o.window, offsetWindow) || now.Before(e.since):
 		e.prev, e.hasPrev = e.cur, true
 		e.cur, e.since = off, now
 	case off < e.cur:
@@ -200,5 +203,40 @@ func (a *Agent) noteOffset(s connectors.Sample, machine string, t time.Time, cha
 	if a.srcOff.note(machine, t.UnixMilli(), off, time.Now()) {
 		changed[machine] = true
 	}
+	if d, ok := a.srcOff.clockOff(machine); ok && (d >= SourceClockOff || d <= -SourceClockOff) {
+		a.clockLog.log(machine, a.log, slog.LevelWarn, clockOffNote(d),
+			"machine", machine, "source_clock_offset", d.Round(time.Second))
+	}
 	return off
+}
+
+// SourceClockOff: a source clock this far off this box's, by the times
+// its MQTT values carry, is shown on its machine and logged (the tz
+// probe: a PLC on New York time stamped as UTC had its downtime dated 5
+// hours early in Odoo, and nothing said so).
+const SourceClockOff = 2 * time.Minute
+
+// clockOff is how far machine's source clock is off this box's (ahead:
+// positive), by the least receipt-less-source-time difference of its
+// values — latency included, a few ms — once a whole window of values has
+// been noted (a replay's values at a start, which came late, have then
+// gone out of it); false when not measured.
+func (o *offsets) clockOff(machine string) (time.Duration, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e := o.m[machine]
+	if e == nil || !e.hasPrev {
+		return 0, false
+	}
+	return -time.Duration(e.est()) * time.Millisecond, true
+}
+
+// clockOffNote says what a source clock d off this box's does.
+func clockOffNote(d time.Duration) string {
+	how := "ahead of"
+	if d < 0 {
+		how, d = "behind", -d
+	}
+	return fmt.Sprintf("source clock %s %s this box's, by the times its MQTT values carry (local time sent as UTC? a clock not set?): "+
+		"its stops are dated so in Odoo, and a backlog of it is not sorted by work order; set the source's clock or time zone", d.Round(time.Minute), how)
 }

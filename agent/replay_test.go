@@ -313,3 +313,52 @@ func (p *plant) secondOrder(machine, method string) int64 {
 	p.woIDs[machine] = b
 	return b
 }
+
+// A publisher whose clock is hours off this box's — a PLC on New York
+// time stamped as UTC, one on Berlin time — is shown on its machine, in
+// /metrics and in the log; one on time is measured and not shown (the tz
+// probe: a line dated 5 hours early in Odoo, and nothing said so). Odoo 17.
+func TestASourceClockFarOffIsShown(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		skew time.Duration // how far behind the source's clock runs
+		want string        // in the machine's error; "" none
+	}{
+		{"5 hours behind", 5 * time.Hour, "source clock 5h0m0s behind this box's"},
+		{"an hour ahead", -time.Hour, "source clock 1h0m0s ahead of this box's"},
+		{"on time", 0, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+			p.offsetWindow = 300 * time.Millisecond
+			p.tsSkew = c.skew
+			ra := p.startAgent()
+			m := p.machines[0]
+			var ms agent.MachineStatus
+			waitFor(t, 10*time.Second, "the source clock measured", func() (bool, string) {
+				p.produce(m, 1, 0)
+				time.Sleep(50 * time.Millisecond)
+				ms = ra.a.Status().Machines[0]
+				return ms.SourceClockOffset != nil && (c.want == "" || strings.Contains(ms.Error, c.want)), fmt.Sprintf("%+v", ms)
+			})
+			if off, want := *ms.SourceClockOffset, -c.skew.Seconds(); off < want-5 || off > want+5 {
+				t.Errorf("source_clock_offset_seconds %v, want about %v", off, want)
+			}
+			if c.want == "" {
+				if strings.Contains(ms.Error, "source clock") {
+					t.Errorf("a source on time shown as off: %q", ms.Error)
+				}
+				if strings.Contains(p.logs.String(), "source clock") {
+					t.Errorf("a source on time logged as off:\n%s", p.logs.String())
+				}
+				return
+			}
+			if !strings.Contains(p.logs.String(), c.want) {
+				t.Errorf("not logged:\n%s", p.logs.String())
+			}
+			if v, ok := metric(p.metrics(), "plantedge_machine_source_clock_offset_seconds", `machine="press-1"`); !ok || v < -c.skew.Seconds()-5 || v > -c.skew.Seconds()+5 {
+				t.Errorf("plantedge_machine_source_clock_offset_seconds %v (%v), want about %v", v, ok, -c.skew.Seconds())
+			}
+		})
+	}
+}

@@ -253,7 +253,13 @@ type MachineStatus struct {
 	// signals came in (absent: none since the agent started). A machine
 	// whose PLC tag or topic went quiet shows it here.
 	LastSampleAge float64 `json:"last_sample_age_seconds,omitempty"`
-	Error         string  `json:"error,omitempty"`
+	// SourceClockOffset is how far the clock of the machine's MQTT
+	// publisher is ahead of this box's (behind: negative), by the times
+	// its values carry, latency included (absent: not measured — no
+	// timestamp_field, OPC UA, or not a minute of values yet). From 2
+	// minutes off, Error says so.
+	SourceClockOffset *float64 `json:"source_clock_offset_seconds,omitempty"`
+	Error             string   `json:"error,omitempty"`
 }
 
 // Status returns the running agent's status.
@@ -438,6 +444,14 @@ func (a *Agent) Status() Status {
 			ms.WorkOrder = wo
 		}
 		ms.DeadLetterGood = tidy(pending[m.ID].deadGood)
+		var clockNote string
+		if d, ok := a.srcOff.clockOff(m.ID); ok {
+			s := math.Round(d.Seconds()*10) / 10
+			ms.SourceClockOffset = &s
+			if d >= SourceClockOff || d <= -SourceClockOff {
+				clockNote = clockOffNote(d)
+			}
+		}
 		var inDoubt string
 		if st.Odoo.SettleSeconds > 0 {
 			// Waiting for Odoo's request limit: a mark left is a write that
@@ -450,7 +464,7 @@ func (a *Agent) Status() Status {
 		}
 		// Every kind of trouble the machine has, most pressing first: one
 		// must not hide another (a waiting scrap draft behind a warning).
-		ms.Error = joinNotes(ms.Error, signalErrs[m.ID], drafts[m.ID], deadLetterNote(pending[m.ID]), inDoubt)
+		ms.Error = joinNotes(ms.Error, signalErrs[m.ID], clockNote, drafts[m.ID], deadLetterNote(pending[m.ID]), inDoubt)
 		st.Machines = append(st.Machines, ms)
 	}
 	seq, at := oldestForwardable(cfg, links, pending)

@@ -1540,15 +1540,19 @@ func epochMS(ms float64) (time.Time, error) {
 // CheckPayload reports whether an MQTT payload gives signal a value it can
 // use, reading field (a dot path; "" for the bare payload) and, when set,
 // the source time from tsField; rollover is the counter's (0 for others).
-func CheckPayload(signal Signal, field, tsField string, payload []byte, rollover uint64) error {
+// It returns the source time the payload carries (zero: none it can use).
+func CheckPayload(signal Signal, field, tsField string, payload []byte, rollover uint64) (time.Time, error) {
 	b := &binding{signal: signal, field: field, tsField: tsField, rollover: rollover}
 	xs, _, err := extract([]*binding{b}, connectors.Sample{Kind: connectors.KindMQTT, Payload: payload, Good: true})
 	if err == nil && len(xs) == 1 && xs[0].noTime {
 		// Taken at its receive time by the agent, and counted there; a
 		// misspelt timestamp_field never comes (the payloads probe: OK).
-		return fmt.Errorf("timestamp_field %q is not in the message: its values would be taken at their receive time: %w", tsField, ErrNoTime)
+		return time.Time{}, fmt.Errorf("timestamp_field %q is not in the message: its values would be taken at their receive time: %w", tsField, ErrNoTime)
 	}
-	return err
+	if err == nil && len(xs) == 1 && xs[0].srcTime {
+		return xs[0].t, nil
+	}
+	return time.Time{}, err
 }
 
 // CheckValue reports whether v (as a source sample carries it) is a value

@@ -646,7 +646,7 @@ func TestTimestampNullOrMissing(t *testing.T) {
 	if _, err := send(fmt.Sprintf(`{"run": true, "ts": %q}`, now.Add(time.Minute).Format(time.RFC3339Nano))); err != nil || st.TimeAbsent[key] != nil {
 		t.Errorf("a time again: %v, %+v; want the count gone", err, st.TimeAbsent[key])
 	}
-	if err := CheckPayload(Running, "run", "tss", []byte(`{"run": true, "ts": "2026-12-03T10:00:00Z"}`), 0); !errors.Is(err, ErrNoTime) {
+	if _, err := CheckPayload(Running, "run", "tss", []byte(`{"run": true, "ts": "2026-12-03T10:00:00Z"}`), 0); !errors.Is(err, ErrNoTime) {
 		t.Errorf("validate --mqtt with timestamp_field misspelt: %v", err)
 	}
 }
@@ -663,7 +663,7 @@ func TestEmptyMessageIsNoValue(t *testing.T) {
 			t.Errorf("%q: %+v, %v, %v", p, evs, changed, err)
 		}
 	}
-	if err := CheckPayload(Running, "run", "", nil, 0); err == nil {
+	if _, err := CheckPayload(Running, "run", "", nil, 0); err == nil {
 		t.Error("validate --mqtt took an empty message for a good one")
 	}
 }
@@ -694,7 +694,7 @@ func TestNaNReasonCodeAndTime(t *testing.T) {
 			t.Errorf("reason %v: %q, %v; want refused", v, x.reason, err)
 		}
 	}
-	err := CheckPayload(Running, "run", "ts", []byte(`{"run": true, "ts": NaN}`), 0)
+	_, err := CheckPayload(Running, "run", "ts", []byte(`{"run": true, "ts": NaN}`), 0)
 	if err == nil || !strings.Contains(err.Error(), "timestamp NaN or Infinity") || strings.Contains(err.Error(), "\x00") {
 		t.Errorf("a NaN time: %v", err)
 	}

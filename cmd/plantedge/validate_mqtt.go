@@ -67,9 +67,13 @@ func checkMQTT(ctx context.Context, cfg *config.Config, file string, w io.Writer
 				// How a retained message is cleared: the agent skips it.
 				fmt.Fprintf(w, "mqtt %s: %s %s: %s: an empty message (a retained one cleared?), not checked\n", b.Name, u.machine, u.signal, what)
 			default:
-				if err := mapping.CheckPayload(u.signal, ref.Field, ref.TimestampField, in.Payload, u.rollover); err != nil {
+				ts, err := mapping.CheckPayload(u.signal, ref.Field, ref.TimestampField, in.Payload, u.rollover)
+				if err != nil {
 					var pe *mapping.PayloadError
 					if errors.As(err, &pe) {
+						if pe.Field != "" && pe.Field == ref.TimestampField {
+							at = u.path + ".timestamp_field"
+						}
 						err = pe.Err
 					}
 					if errors.Is(err, mapping.ErrNoTime) {
@@ -82,6 +86,17 @@ func checkMQTT(ctx context.Context, cfg *config.Config, file string, w io.Writer
 					c.problem(at, fmt.Sprintf("%s: %v; the payload was %s", what, err, snippet(in.Payload)),
 						"check field (a dot path into the JSON) and timestamp_field")
 					continue
+				}
+				if off := ts.Sub(in.Received); !ts.IsZero() && !in.Retained && (off >= agent.SourceClockOff || off <= -agent.SourceClockOff) {
+					// A live message: its time is its source clock's now
+					// (a retained one may be old news).
+					how := "ahead of"
+					if off < 0 {
+						how, off = "behind", -off
+					}
+					c.warning(u.path+".timestamp_field", fmt.Sprintf("%s: the time the message carries (%s) is %s %s this machine's clock: "+
+						"the agent dates the machine's stops by it", what, ts.Format(time.RFC3339), off.Round(time.Minute), how),
+						"set the source's clock; local time sent as UTC (with a Z) is off by whole hours")
 				}
 				fmt.Fprintf(w, "mqtt %s: %s %s: %s: OK (%s)\n", b.Name, u.machine, u.signal, what, snippet(in.Payload))
 			}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
 )
@@ -70,5 +71,82 @@ machines:
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// A live message whose time is hours off this machine's clock (a gateway
+// sending local time as UTC) is warned of at timestamp_field; a retained
+// one, however old, is not (the tz probe: OK for both of a 5-hour and a
+// 1-hour offset). A time it cannot read is a problem at timestamp_field,
+// not at field.
+func TestValidateMQTTSourceClock(t *testing.T) {
+	b, err := mqtttest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if err := b.Publish("p1/state", []byte(`{"run": true, "ts": "2026-11-30T08:00:00Z"}`), true, 1); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	y := fmt.Sprintf(`site: test
+data_dir: %s
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - { name: b, url: %q, client_id: pe-test }
+machines:
+  - id: p1
+    workcenter: WC1
+    running: { mqtt: { broker: b, topic: p1/state, field: run, timestamp_field: ts } }
+  - id: p2
+    workcenter: WC2
+    running: { mqtt: { broker: b, topic: p2/state, field: run, timestamp_field: ts } }
+  - id: p3
+    workcenter: WC3
+    running: { mqtt: { broker: b, topic: p3/state, field: run, timestamp_field: ts } }
+  - id: p4
+    workcenter: WC4
+    running: { mqtt: { broker: b, topic: p4/state, field: run, timestamp_field: ts } }
+`, dir, b.URL())
+	path := filepath.Join(dir, "test.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			now := time.Now()
+			for topic, ts := range map[string]string{
+				"p2/state": now.Add(-5 * time.Hour).UTC().Format(time.RFC3339),
+				"p3/state": "yesterday",
+				"p4/state": now.UTC().Format(time.RFC3339),
+			} {
+				_ = b.Publish(topic, fmt.Appendf(nil, `{"run": true, "ts": %q}`, ts), false, 0)
+			}
+		}
+	}()
+	out, _, err := runValidate(t, "-c", path, "--mqtt")
+	close(done)
+	if exitCode(err) != 1 || err.Error() != "mqtt: 1 problem" {
+		t.Errorf("err = %v (code %d), want 1 problem", err, exitCode(err))
+	}
+	for _, want := range []string{
+		`mqtt b: p1 running: p1/state field run: OK`,
+		fmt.Sprintf("mqtt: warning: %s:12:81: machines[1].running.mqtt.timestamp_field: p2/state field run: the time the message carries", path),
+		"is 5h0m0s behind this machine's clock",
+		fmt.Sprintf("mqtt: problem: %s:15:81: machines[2].running.mqtt.timestamp_field: p3/state field run: timestamp \"yesterday\"", path),
+		`mqtt b: p4 running: p4/state field run: OK`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "this machine's clock") != 1 {
+		t.Errorf("want one clock warning:\n%s", out)
 	}
 }

@@ -14,10 +14,12 @@ import (
 
 // TopicInfo is what a broker gave for one topic while Inspect listened.
 type TopicInfo struct {
-	Topic   string
-	Refused string // the broker refused the subscription (its SUBACK code); "" when it took it
-	Got     bool   // a message arrived (a retained one, or a live one)
-	Payload []byte // the first message's payload
+	Topic    string
+	Refused  string    // the broker refused the subscription (its SUBACK code); "" when it took it
+	Got      bool      // a message arrived (a retained one, or a live one)
+	Retained bool      // it was a retained one: sent at the subscription, made who knows when
+	Received time.Time // when it arrived
+	Payload  []byte    // the first message's payload
 }
 
 // Inspect connects to the broker with cfg's address, credentials and TLS
@@ -55,6 +57,7 @@ func Inspect(ctx context.Context, cfg Config, wait time.Duration) ([]TopicInfo, 
 			return
 		}
 		out[i].Got, out[i].Payload = true, append([]byte{}, m.Payload()...)
+		out[i].Retained, out[i].Received = m.Retained(), time.Now()
 		if left--; left == 0 {
 			close(all)
 		}
