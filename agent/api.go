@@ -488,9 +488,15 @@ func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string,
 	return res, nil
 }
 
-// finishedOrder reports a dead letter of pieces made on a finished work
-// order (finishedOrderReason).
-func finishedOrder(d buffer.DeadLetter) bool { return strings.HasPrefix(d.Reason, finishedOrderReason) }
+// finishedOrder reports a dead letter of pieces made on a finished (or
+// cancelled) work order (finishedOrderReason, cancelledOrderReason).
+func finishedOrder(d buffer.DeadLetter) bool { return endedOrder(d.Reason) }
+
+// endedOrder reports a dead letter's reason for pieces made on a work
+// order finished or cancelled before they reached Odoo.
+func endedOrder(reason string) bool {
+	return strings.HasPrefix(reason, finishedOrderReason) || strings.HasPrefix(reason, cancelledOrderReason)
+}
 
 // deadLetterPage is how many dead letters are read (and sent) at a time.
 const deadLetterPage = 1000

@@ -71,6 +71,23 @@ type woState struct {
 // where no cut finds them: the review), so a retry keeps them.
 const finishedOrderReason = "made on a finished work order: "
 
+// cancelledOrderReason starts the reason of a dead letter of pieces made
+// on a work order cancelled before they reached Odoo: kept like those of a
+// finished order (endedOrder).
+const cancelledOrderReason = "made on a cancelled work order: "
+
+// orderName names a work order with its manufacturing order ("Pressing of
+// WH/MO/00001-002"): Odoo 17/18 name a work order by its operation, the
+// same on every order, and a backorder's are copies with the original's
+// name (the operators probe: "go to WO press-1 … which is done … not WO
+// press-1's").
+func orderName(w *odoo.Workorder) string {
+	if w.ProductionName == "" {
+		return w.Name
+	}
+	return w.Name + " of " + w.ProductionName
+}
+
 // woStateFields is woState without its MarshalJSON.
 type woStateFields woState
 
@@ -561,10 +578,15 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 			// A finished order's quantity is what it was finished with, and
 			// written to the order in progress they would count towards its
 			// quantity: kept, with the reason, for a person to judge.
-			reason := fmt.Sprintf(finishedOrderReason+"%g pieces made from %s to %s UTC go to work order %s (%s), which is %s: its quantity is what it was finished with (Odoo 19 refuses another), "+
-				"and they are not %s's, in progress now; correct %s's quantity in Odoo if need be, then drop this dead letter",
-				pre.sum, fromMS(pre.first).UTC().Format(time.DateTime), fromMS(pre.last).UTC().Format(time.DateTime), earlier.Name, why,
-				earlier.State, wo.Name, earlier.Name)
+			made := fmt.Sprintf("%g pieces made from %s to %s UTC go to work order %s (%s), ",
+				pre.sum, fromMS(pre.first).UTC().Format(time.DateTime), fromMS(pre.last).UTC().Format(time.DateTime), orderName(earlier), why)
+			reason := fmt.Sprintf(finishedOrderReason+made+"which is %s: its quantity is what it was finished with (Odoo 19 refuses another), "+
+				"and they are not %s's, in progress now; correct that order's quantity in Odoo if need be, then drop this dead letter",
+				earlier.State, orderName(wo))
+			if earlier.State == "cancel" {
+				reason = fmt.Sprintf(cancelledOrderReason+made+"which was cancelled: it takes no quantity, and they are not %s's, in progress now "+
+					"(another product's, maybe); book them in Odoo by hand if need be, then drop this dead letter", orderName(wo))
+			}
 			if err := f.deadLetterKeyAs(ctx, countKey(machine, sigGood), pre.maxSeq, reason,
 				"pieces made on a work order finished before they reached Odoo: moved to the dead letters"); err != nil {
 				return nil, err
@@ -911,7 +933,7 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 		}
 		f.a.eventLog.log("late "+machine+" "+wo.Name, f.a.log, slog.LevelWarn,
 			"pieces made before this work order started are booked on it: they reached Odoo as they were made (the machine's clock is behind Odoo's), were stamped less than a minute before its start, were made while no work order was in progress, or odoo would not show which was",
-			"machine", machine, "workorder", wo.Name, "previous", stored.Name, "pieces", late, "oldest", fromMS(good.first))
+			"machine", machine, "workorder", orderName(wo), "previous", stored.Name, "pieces", late, "oldest", fromMS(good.first))
 	}
 	odooQty := odoo.Round2(f.client.ProducedQty(*wo))
 	if moved {

@@ -524,6 +524,12 @@ func (f *forwarder) stopWorkorder(ctx context.Context, machine string, wo *odoo.
 		f.a.eventLog.log("stop between "+machine, f.a.log, slog.LevelInfo, "a stop that began while no work order was in progress is booked without one",
 			"machine", machine, "start", start, "in_progress_now", wo.Name)
 		return 0, true, nil
+	case at.State == "cancel":
+		// Its time on the work center stays, with no order: a cancelled
+		// order is closed to bookings.
+		f.a.eventLog.log("stop cancelled "+machine, f.a.log, slog.LevelInfo, "a stop that began on a work order cancelled since is booked without one",
+			"machine", machine, "workorder", orderName(at), "start", start, "in_progress_now", wo.Name)
+		return 0, true, nil
 	}
 	f.a.eventLog.log("stop earlier "+machine, f.a.log, slog.LevelInfo,
 		"a stop that began on an earlier work order (finished, or paused for another, before it reached Odoo) is booked on that one",

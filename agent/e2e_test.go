@@ -2487,7 +2487,7 @@ func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(dls) != 1 || dls[0].Key != "press-1/good" || !strings.Contains(dls[0].What, "3") ||
-		!strings.Contains(dls[0].Reason, "3 pieces made from") || !strings.Contains(dls[0].Reason, "go to work order WO press-1 (") ||
+		!strings.Contains(dls[0].Reason, "3 pieces made from") || !strings.Contains(dls[0].Reason, "go to work order WO press-1 of WH/MO/00001 (") ||
 		!strings.Contains(dls[0].Reason, "which is done") {
 		t.Errorf("dead letters %+v, want one of the 3 pieces made on the finished work order, saying so", dls)
 	}

@@ -731,7 +731,7 @@ func TestPiecesOfARushOrderRunDuringAnOutage(t *testing.T) {
 				return
 			}
 			if len(dls) != 1 || dls[0].Key != "press-1/good" || !strings.Contains(dls[0].Reason, "5 pieces made from") ||
-				!strings.Contains(dls[0].Reason, "go to work order WO rush (") || !strings.Contains(dls[0].Reason, "which is done") {
+				!strings.Contains(dls[0].Reason, "go to work order WO rush of WH/MO/rush (") || !strings.Contains(dls[0].Reason, "which is done") {
 				t.Errorf("dead letters %+v, want one of the rush order's 5 pieces, saying so", dls)
 			}
 		})

@@ -135,6 +135,16 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	default:
 		if earlier, pre, why, err := f.madeEarlier(ctx, machine, "scrap", wo, p); err != nil {
 			return err
+		} else if earlier != nil && earlier.State == "cancel" {
+			// Booked on the order in progress, it would take that order's
+			// product out of stock; on the cancelled one, on an order Odoo
+			// closed. Kept, with the reason, for a person.
+			reason := fmt.Sprintf("%g scrap made from %s to %s UTC on work order %s (%s), which was cancelled: not booked on %s, "+
+				"in progress now (another product's, maybe); book it in Odoo by hand if need be (product id %d), then drop this dead letter",
+				pre.sum, fromMS(pre.first).UTC().Format(time.DateTime), fromMS(pre.last).UTC().Format(time.DateTime), orderName(earlier), why,
+				orderName(wo), earlier.ProductID)
+			return f.deadLetterKeyAs(ctx, countKey(machine, sigScrap), pre.maxSeq, reason,
+				"scrap made on a work order cancelled before it reached Odoo: moved to the dead letters")
 		} else if earlier != nil {
 			// This round books the oldest stretch; the rest goes in the next rounds.
 			f.a.log.Info("scrap "+why+": booked there (its product and manufacturing order)", "machine", machine, "workorder", earlier.Name,
@@ -330,9 +340,10 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 		// rush order: the rush order's stretch ends there).
 		cut = nextAt.Truncate(time.Second)
 	}
-	if at != nil && at.State == "done" && !at.DateFinished.IsZero() && at.DateFinished.Before(cut) {
-		// What follows its end, up to the next start, was made while no
-		// order was in progress: a stretch of its own (the next round).
+	if at != nil && at.Ended() && !at.DateFinished.IsZero() && at.DateFinished.Before(cut) {
+		// What follows its end (a cancelled one's: its last time line's),
+		// up to the next start, was made while no order was in progress: a
+		// stretch of its own (the next round).
 		cut = at.DateFinished.Truncate(time.Second).Add(time.Second)
 	}
 	pre, err := f.countPrefix(countKey(machine, signalOf(what)), cut, p.maxSeq)
@@ -346,6 +357,12 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 	switch {
 	case at != nil && at.ID == wo.ID:
 		why = "made on this work order before another was started on the work center (it was paused): up to that start"
+	case at != nil && at.State == "cancel":
+		// Its own, kept for a person (sendCounts, forwardScrap): before,
+		// they went to the next order started, another product's maybe
+		// (the operators probe).
+		why = "made on an earlier work order, cancelled before they reached Odoo"
+		return target, pre, why, nil
 	case at == nil && usable(next):
 		target, why = next, "made while no work order was in progress: the next one started"
 	case at == nil:

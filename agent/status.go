@@ -527,11 +527,14 @@ type pendingCount struct {
 	// finished before they reached Odoo (moved there by plantedge, not
 	// refused by Odoo).
 	deadFinished float64
-	records      int       // count records
-	events       int       // event records
-	eventsNoWC   int       // of which name no work center (older versions')
-	minSeq       uint64    // the lowest sequence number of its records
-	minTime      time.Time // the oldest time of its records
+	// deadCancelled: of deadGood, made on a work order cancelled before
+	// they reached Odoo (cancelledOrderReason).
+	deadCancelled float64
+	records       int       // count records
+	events        int       // event records
+	eventsNoWC    int       // of which name no work center (older versions')
+	minSeq        uint64    // the lowest sequence number of its records
+	minTime       time.Time // the oldest time of its records
 }
 
 // note keeps the lowest sequence number and the oldest time of a key's
@@ -756,7 +759,10 @@ func (a *Agent) scanPending() map[string]pendingCount {
 				if c, err := decodeCount(d.Record); err == nil {
 					pc := out[m]
 					pc.deadGood += c.Delta
-					if strings.HasPrefix(d.Reason, finishedOrderReason) {
+					switch {
+					case strings.HasPrefix(d.Reason, cancelledOrderReason):
+						pc.deadCancelled += c.Delta
+					case endedOrder(d.Reason):
 						pc.deadFinished += c.Delta
 					}
 					out[m] = pc
@@ -776,13 +782,17 @@ func joinNotes(notes ...string) string {
 // Odoo.
 func deadLetterNote(pc pendingCount) string {
 	var notes []string
-	if refused := pc.deadGood - pc.deadFinished; refused > 0 {
+	if refused := pc.deadGood - pc.deadFinished - pc.deadCancelled; refused > 0 {
 		notes = append(notes, fmt.Sprintf("%v good pieces Odoo refused are in the dead letters, not in Odoo (plantedge deadletter list)", tidy(refused)))
 	}
 	if pc.deadFinished > 0 {
 		// The probe of late values: status said Odoo refused them.
 		notes = append(notes, fmt.Sprintf("%v good pieces made on a work order finished before they reached Odoo are in the dead letters, not in Odoo "+
 			"(its quantity is what it was finished with: correct it in Odoo if need be, then drop them; plantedge deadletter list)", tidy(pc.deadFinished)))
+	}
+	if pc.deadCancelled > 0 {
+		notes = append(notes, fmt.Sprintf("%v good pieces made on a work order cancelled before they reached Odoo are in the dead letters, not in Odoo "+
+			"(a cancelled order takes no quantity: book them by hand if need be, then drop them; plantedge deadletter list)", tidy(pc.deadCancelled)))
 	}
 	return joinNotes(notes...)
 }

@@ -1398,6 +1398,33 @@ func TestWorkTimelineCutsOrdersWithoutTimersAndPages(t *testing.T) {
 			t.Errorf("at 20 s: order %d, want the rush order %d, started without a timer", got, rush)
 		}
 	})
+	t.Run("cancelled orders", func(t *testing.T) {
+		// A worked 10 s and cancelled (its timer closed by action_cancel);
+		// B cancelled without a timer ever run, its planned start at 20 s:
+		// A's stretch is its own up to its cancel, B is no order worked on
+		// (the operators probe: both were left out).
+		f, c, t0, clock := setup(t)
+		press(t, f, 2, "button_start", f.wo)
+		*clock = t0.Add(10 * time.Second)
+		press(t, f, 2, "action_cancel", f.wo)
+		b := f.srv.AddWorkorder(f.mo, f.wc, "B", "ready")
+		f.srv.SetWorkorderDateStart(b, t0.Add(20*time.Second))
+		*clock = t0.Add(30 * time.Second)
+		press(t, f, 2, "action_cancel", b)
+		tl, err := c.WorkTimeline(ctx, f.wc, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at, _, _ := tl.At(t0.Add(5 * time.Second))
+		if at == nil || at.ID != f.wo || at.State != "cancel" || !at.DateFinished.Equal(t0.Add(10*time.Second)) {
+			t.Errorf("at 5 s: %+v, want A, cancelled, ended at 10 s", at)
+		}
+		for _, sec := range []int{15, 25} {
+			if at, _, _ := tl.At(t0.Add(time.Duration(sec) * time.Second)); at != nil {
+				t.Errorf("at %d s: %+v, want none (A cancelled at 10 s, B never worked on)", sec, at)
+			}
+		}
+	})
 	t.Run("more than a page of time lines", func(t *testing.T) {
 		f, c, t0, clock := setup(t)
 		for i := range 2005 { // an operator pausing and resuming A all week

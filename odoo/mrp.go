@@ -32,8 +32,12 @@ type Workorder struct {
 	QtyProduction, QtyProducing, QtyProduced float64
 	QtyRemaining                             float64
 	DateStart                                time.Time
-	DateFinished                             time.Time // read by WorkTimeline only
+	DateFinished                             time.Time // read by WorkTimeline only (a cancelled one's: its last time line's end)
 }
+
+// Ended reports whether the order is done or cancelled: no more work
+// goes to it.
+func (w Workorder) Ended() bool { return w.State == "done" || w.State == "cancel" }
 
 // Downtime is one mrp.workcenter.productivity line, written idempotently
 // under its external id.
@@ -321,8 +325,8 @@ type began struct {
 // At returns the order worked on at t — the one work last began on at or
 // before t (a resume counts: an order paused for a rush order and resumed
 // is worked on again), nil when none was, or when that one was finished
-// before t — and the next order work began on after t, and when (zero when
-// none).
+// (or cancelled) before t — and the next order work began on after t, and
+// when (zero when none).
 func (tl Timeline) At(t time.Time) (at, next *Workorder, nextAt time.Time) {
 	i, _ := slices.BinarySearchFunc(tl.began, t, func(b began, t time.Time) int {
 		if b.at.After(t) {
@@ -333,7 +337,7 @@ func (tl Timeline) At(t time.Time) (at, next *Workorder, nextAt time.Time) {
 	var atID int64
 	if i > 0 {
 		atID = tl.began[i-1].wo
-		if wo, ok := tl.wos[atID]; ok && !(wo.State == "done" && !wo.DateFinished.IsZero() && wo.DateFinished.Before(t.Truncate(time.Second))) {
+		if wo, ok := tl.wos[atID]; ok && !(wo.Ended() && !wo.DateFinished.IsZero() && wo.DateFinished.Before(t.Truncate(time.Second))) {
 			at = &wo
 		}
 	}
@@ -354,8 +358,14 @@ func (tl Timeline) At(t time.Time) (at, next *Workorder, nextAt time.Time) {
 // read them, and from its own start (date_start, Odoo's first start: a
 // resume leaves it) for an order that has none — all of them when the bot
 // may not read time lines. The orders are those in progress or finished at
-// or after since; cancelled ones are left out (one may never have been
-// started, and from 17 on date_start is also the planned start).
+// or after since, and those cancelled that a time line names: Odoo's
+// action_cancel closes an order's timers and keeps its lines, so it was
+// worked on until its last line ended (its DateFinished here; zero while
+// one is open). Other cancelled ones are left out (one may never have been
+// started, and from 17 on date_start is also the planned start); before,
+// all were, and a cancelled order's pieces and scrap not yet in Odoo went
+// to the next order started, another product's maybe (the operators
+// probe).
 //
 // The part of a timer Odoo cuts off as overrun when it closes it is no
 // start of work (workStarts; the re-review: it made a paused order the one
@@ -428,9 +438,26 @@ func (c *Client) WorkTimeline(ctx context.Context, workcenterID int64, since tim
 			tl.began = append(tl.began, began{at: wo.DateStart, wo: wo.ID}) // no timer: its start
 		}
 	}
+	ended, open := map[int64]time.Time{}, map[int64]bool{}
+	for _, l := range all {
+		wo, end := l.Workorder.ID, time.Time(l.DateEnd)
+		if end.IsZero() {
+			open[wo] = true
+		} else if end.After(ended[wo]) {
+			ended[wo] = end
+		}
+	}
 	for id, wo := range tl.wos {
-		if wo.State == "cancel" {
+		switch {
+		case wo.State != "cancel":
+		case !timed[id]:
 			delete(tl.wos, id)
+		default:
+			wo.DateFinished = ended[id]
+			if open[id] {
+				wo.DateFinished = time.Time{}
+			}
+			tl.wos[id] = wo
 		}
 	}
 	slices.SortStableFunc(tl.began, func(a, b began) int { return a.at.Compare(b.at) })

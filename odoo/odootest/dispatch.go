@@ -30,6 +30,7 @@ var methodSpecs = map[string]methodSpec{
 	"button_start":    {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
 	"button_pending":  {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
 	"button_finish":   {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
+	"action_cancel":   {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
 	"unblock":         {models: []string{"mrp.workcenter"}, mutating: true}, // writes productivity lines: checked there
 	"action_validate": {models: []string{"stock.scrap"}, mutating: true, acl: "write"},
 	// stock_scrap.py do_scrap: what the insufficient-quantity wizard's
@@ -274,7 +275,7 @@ func (s *Server) run(m *model, method string, ids []int64, a map[string]any, jso
 			}
 		}
 		return s.load(m, fields, data)
-	case "button_start", "button_pending", "button_finish":
+	case "button_start", "button_pending", "button_finish", "action_cancel":
 		return buttons[method](s, ids)
 	case "unblock":
 		return s.unblock(ids)

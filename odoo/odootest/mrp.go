@@ -494,6 +494,21 @@ func (s *Server) buttonFinish(ids []int64) (any, *odooError) {
 	return true, nil
 }
 
+// actionCancel is mrp_workorder.py action_cancel: its leave unlinked (none
+// here), end_all() — the timers closed as a pause closes them — then
+// state cancel. Its time lines stay.
+func (s *Server) actionCancel(ids []int64) (any, *odooError) {
+	wm := s.models["mrp.workorder"]
+	for _, id := range ids {
+		if _, ok := wm.recs[id]; !ok {
+			continue
+		}
+		s.closeLines(func(l rec) bool { return l["workorder_id"] == id })
+		wm.recs[id]["state"] = "cancel"
+	}
+	return true, nil
+}
+
 func (s *Server) unblock(ids []int64) (any, *odooError) {
 	if len(ids) != 1 {
 		return nil, valueError("Expected singleton: mrp.workcenter%v", ids)

@@ -356,6 +356,7 @@ var buttons = map[string]func(*Server, []int64) (any, *odooError){
 	"button_start":   (*Server).buttonStart,
 	"button_pending": (*Server).buttonPending,
 	"button_finish":  (*Server).buttonFinish,
+	"action_cancel":  (*Server).actionCancel,
 }
 
 // SetWorkorderDurationExpected sets how long a work order is expected to
