@@ -589,6 +589,23 @@ func TestManufacturingFacts(t *testing.T) {
 			t.Errorf("lines %+v", l)
 		}
 	})
+	t.Run("workcenter-of-an-order-in-progress-moves-not-of-a-done-or-cancelled-one", func(t *testing.T) {
+		// mrp_workorder.py write, 17.0 on (the operators probe).
+		for _, v := range []int{17, 19} {
+			e := newEnv(t, v)
+			wc2 := e.s.AddWorkcenter("M2", "Press 2")
+			e.ok(e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"workcenter_id": wc2}}, nil))
+			if wo := e.s.Workorder(e.wo); wo.WorkcenterID != wc2 {
+				t.Errorf("%d: the order in progress stayed on %d", v, wo.WorkcenterID)
+			}
+			e.ok(e.exec("mrp.workorder", "button_finish", []any{[]any{e.wo}}, nil))
+			e.wantErr(e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"workcenter_id": e.wc}}, nil), "odoo.exceptions.UserError")
+			e.ok(e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"workcenter_id": wc2}}, nil)) // the same: no move
+			c := e.s.AddWorkorder(e.mo, e.wc, "Cut", "ready")
+			e.ok(e.exec("mrp.workorder", "action_cancel", []any{[]any{c}}, nil))
+			e.wantErr(e.exec("mrp.workorder", "write", []any{[]any{c}, map[string]any{"workcenter_id": wc2}}, nil), "odoo.exceptions.UserError")
+		}
+	})
 	t.Run("button_finish-marks-done", func(t *testing.T) {
 		e := newEnv(t, 17)
 		e.ok(e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_producing": 12.0}}, nil))

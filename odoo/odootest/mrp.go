@@ -297,6 +297,13 @@ func (s *Server) writeHook(m *model, id int64, vals map[string]any) *odooError {
 	switch m.name {
 	case "mrp.workorder":
 		mo := s.models["mrp.production"].recs[asInt(r["production_id"])]
+		if wc, ok := vals["workcenter_id"]; ok && asInt(wc) != asInt(r["workcenter_id"]) {
+			// mrp_workorder.py write (17.0 on): an order in progress may
+			// move, a done or cancelled one not (the operators probe).
+			if st := r["state"]; st == "done" || st == "cancel" {
+				return userError("You cannot change the workcenter of a work order that is done.")
+			}
+		}
 		if q, ok := vals["qty_producing"]; ok {
 			// mrp_workorder.py _set_qty_producing: MO-wide; 0 is ignored.
 			qty := round2(q.(float64))
