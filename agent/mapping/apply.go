@@ -1483,7 +1483,32 @@ func lookup(doc any, path string) (any, bool) {
 	return cur, true
 }
 
-// parseTime reads an RFC 3339 string or epoch milliseconds.
+// timeLayouts are the forms of a time with its zone parseTime reads (the
+// text upper-cased, a space for the T made a T): RFC 3339, and ISO 8601's
+// other forms gateways send — an offset without its colon (+0100) or of
+// hours only (+01), a blank before the offset, no seconds, the basic form
+// (20260329T015000Z). (The tz probe: all but the first two were refused,
+// and the values they stamped skipped.)
+var timeLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02T15:04:05.999999999Z0700",
+	"2006-01-02T15:04:05.999999999Z07",
+	"2006-01-02T15:04:05.999999999 Z07:00",
+	"2006-01-02T15:04:05.999999999 Z0700",
+	"2006-01-02T15:04:05.999999999 Z07",
+	"2006-01-02T15:04Z07:00",
+	"2006-01-02T15:04Z0700",
+	"2006-01-02T15:04Z07",
+	"20060102T150405.999999999Z0700",
+	"20060102T150405.999999999Z07",
+}
+
+// zonelessLayouts are times without a zone, which parseTime refuses with
+// that reason.
+var zonelessLayouts = []string{"2006-01-02T15:04:05.999999999", "2006-01-02T15:04", "20060102T150405.999999999"}
+
+// parseTime reads an RFC 3339 (or another ISO 8601 form with its zone:
+// timeLayouts) string or epoch milliseconds.
 func parseTime(v any) (time.Time, error) {
 	if v == nonFinite {
 		return time.Time{}, fmt.Errorf("timestamp NaN or Infinity: %w", ErrBadValue)
@@ -1498,17 +1523,34 @@ func parseTime(v any) (time.Time, error) {
 		if len(t) > 10 && t[10] == ' ' {
 			t = t[:10] + "T" + t[11:]
 		}
-		for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700"} {
+		// A zone name after the offset (RFC 9557; Java's
+		// ZonedDateTime: "…+01:00[Europe/Berlin]") adds nothing to the
+		// instant the offset gives.
+		if i := strings.IndexByte(t, '['); i > 0 && strings.HasSuffix(t, "]") {
+			t = t[:i]
+		}
+		for _, layout := range timeLayouts {
 			if ts, err := time.Parse(layout, t); err == nil {
 				return ts, nil
 			}
 		}
-		if ms, err := strconv.ParseFloat(strings.TrimSpace(x), 64); err == nil && !math.IsInf(ms, 0) && !math.IsNaN(ms) {
-			return epochMS(ms)
+		if f := strings.TrimSpace(x); strings.Trim(f, "0123456789.eE+-") == "" {
+			// Decimal only: ParseFloat also reads hexadecimal ("0x1p40"),
+			// which no gateway means as a time (the tz probe).
+			if ms, err := strconv.ParseFloat(f, 64); err == nil && !math.IsInf(ms, 0) {
+				return epochMS(ms)
+			}
 		}
-		// Not a time at all (a local time without zone, an empty string
-		// a gateway sends with a cached value): the value it stamps is
-		// not taken either, rather than taken as new at its receipt.
+		for _, layout := range zonelessLayouts {
+			if _, err := time.Parse(layout, t); err == nil {
+				// Local time of some zone, or UTC: which instant it names
+				// is not known (the tz probe: the message did not say).
+				return time.Time{}, fmt.Errorf("timestamp %q has no time zone (a Z, or an offset such as +01:00): the instant it names is not known: %w", truncate(x), ErrBadValue)
+			}
+		}
+		// Not a time at all (an empty string a gateway sends with a
+		// cached value): the value it stamps is not taken either, rather
+		// than taken as new at its receipt.
 		return time.Time{}, fmt.Errorf("timestamp %q is neither RFC 3339 nor epoch ms: %w", truncate(x), ErrBadValue)
 	case json.Number:
 		f, err := x.Float64()

@@ -3,6 +3,7 @@ package mapping
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -28,6 +29,13 @@ func TestParseTime(t *testing.T) {
 		json.Number("1796073410313"),
 		" 2026-11-30T21:16:50.313Z\n", // blanks around it (the payloads probe)
 		" 1796073410313",
+		// ISO 8601's other forms with a zone (the tz probe: refused, the
+		// values skipped).
+		"2026-11-30T23:16:50.313+02",                   // hours only
+		"2026-11-30T22:16:50.313+01:00[Europe/Berlin]", // RFC 9557, Java's ZonedDateTime
+		"2026-11-30 22:16:50.313 +0100",                // a blank before the offset
+		"20261130T211650.313Z",                         // the basic form
+		"2026-11-30t21:16:50,313z",                     // a decimal comma
 	} {
 		got, err := parseTime(v)
 		if err != nil || !got.Equal(want) {
@@ -42,8 +50,22 @@ func TestParseTime(t *testing.T) {
 			t.Errorf("parseTime(%#v) = %v, %v; want ErrBadTime", v, got, err)
 		}
 	}
+	for v, want := range map[string]time.Time{
+		"2026-11-30T21:16Z":      want.Truncate(time.Minute), // no seconds
+		"2026-11-30T22:16+01:00": want.Truncate(time.Minute),
+	} {
+		if got, err := parseTime(v); err != nil || !got.Equal(want) {
+			t.Errorf("parseTime(%#v) = %v, %v; want %v", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"2026-11-30T21:16:50", "2026-11-30 21:16", "20261130T211650"} {
+		if _, err := parseTime(v); !errors.Is(err, ErrBadValue) || !strings.Contains(err.Error(), "has no time zone") {
+			t.Errorf("parseTime(%q): %v, want it to say it has no time zone", v, err)
+		}
+	}
 	for _, v := range []any{
 		"2026-11-30T21:16:50", // local time without zone: which?
+		"0x1.a2p+40",          // hexadecimal: ParseFloat reads it (the tz probe)
 		"30.11.2026 21:16",
 		"yesterday",
 		"",
