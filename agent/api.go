@@ -335,6 +335,11 @@ func deadLetterViews(dls []buffer.DeadLetter, by deadOdoo) []DeadLetterView {
 	return out
 }
 
+// LocalStamp is how a time in this box's zone is shown to a person: with
+// the zone's name, so that a stop across the autumn change reads "from
+// 02:50:00 CEST to 02:10:00 CET", not backwards (the tz probe).
+const LocalStamp = "2006-01-02 15:04:05 MST"
+
 // describeRecord says in words what a count or event record holds ("" when
 // it cannot be decoded).
 func describeRecord(r buffer.Record) string {
@@ -360,9 +365,9 @@ func describeRecord(r buffer.Record) string {
 		if err != nil || e.Start == 0 {
 			return ""
 		}
-		out := "stop from " + fromMS(e.Start).Local().Format(time.DateTime)
+		out := "stop from " + fromMS(e.Start).Local().Format(LocalStamp)
 		if e.End != 0 {
-			out += " to " + fromMS(e.End).Local().Format(time.DateTime)
+			out += " to " + fromMS(e.End).Local().Format(LocalStamp)
 		} else {
 			out += ", still open"
 		}

@@ -125,6 +125,7 @@ func TestStoredMetaIsPinned(t *testing.T) {
 // A dead letter says in words what it holds.
 func TestDescribeRecord(t *testing.T) {
 	start := time.Date(2026, 3, 4, 5, 6, 7, 0, time.Local)
+	zone := start.Format("MST")
 	for _, c := range []struct {
 		rec  buffer.Record
 		want string
@@ -133,8 +134,8 @@ func TestDescribeRecord(t *testing.T) {
 		{buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/scrap", Data: mustJSON(countRecord{Delta: 0.5})}, "0.5 scrapped pieces"},
 		{buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/scrap", Data: mustJSON(countRecord{Delta: 1})}, "1 scrapped piece"},
 		{buffer.Record{Lane: buffer.LaneEvents, Key: "press-1", Data: mustJSON(eventRecord{Start: start.UnixMilli(), End: start.Add(90 * time.Second).UnixMilli(), Reason: "JAM"})},
-			"stop from 2026-03-04 05:06:07 to 2026-03-04 05:07:37, reason JAM"},
-		{buffer.Record{Lane: buffer.LaneEvents, Key: "press-1", Data: mustJSON(eventRecord{Start: start.UnixMilli()})}, "stop from 2026-03-04 05:06:07, still open"},
+			"stop from 2026-03-04 05:06:07 " + zone + " to 2026-03-04 05:07:37 " + zone + ", reason JAM"},
+		{buffer.Record{Lane: buffer.LaneEvents, Key: "press-1", Data: mustJSON(eventRecord{Start: start.UnixMilli()})}, "stop from 2026-03-04 05:06:07 " + zone + ", still open"},
 		{buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/good", Data: []byte("{")}, ""},
 	} {
 		if got := describeRecord(c.rec); got != c.want {

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -229,7 +228,7 @@ func printDeadLetters(w io.Writer, views []agent.DeadLetterView, sendsTo string,
 		if what == "" {
 			what = "-"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.Lane, oneLine(v.Key), v.At.Local().Format(time.DateTime), oneLine(what), oneLine(reason))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.Lane, oneLine(v.Key), v.At.Local().Format(agent.LocalStamp), oneLine(what), oneLine(reason))
 	}
 	return tw.Flush()
 }

@@ -30,7 +30,7 @@ func newRebookCmd() *cobra.Command {
 			"4 when it could not go through (Odoo not reached, or the agent refused the request: the output says why).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			since, err := parseSince(sinceArg, time.Now())
+			since, err := parseSince(sinceArg, time.Now(), time.Local)
 			if err != nil {
 				return err
 			}
@@ -60,9 +60,9 @@ func newRebookCmd() *cobra.Command {
 	return cmd
 }
 
-// parseSince reads --since: a time (RFC 3339, or a local date and time) or
-// a duration before now.
-func parseSince(s string, now time.Time) (time.Time, error) {
+// parseSince reads --since: a time (RFC 3339, or a date and time in loc,
+// this box's zone) or a duration before now.
+func parseSince(s string, now time.Time, loc *time.Location) (time.Time, error) {
 	if d, err := time.ParseDuration(s); err == nil && d > 0 {
 		return now.Add(-d), nil
 	}
@@ -70,32 +70,47 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 		return t, nil
 	}
 	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
-			return t, nil
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
+			return earliestAt(t), nil
 		}
 	}
 	return time.Time{}, fmt.Errorf("--since %q: want a time (2026-12-01T14:00:00Z, \"2026-12-01 14:00\" in local time) or how long ago (36h)", s)
 }
 
+// earliestAt is the earliest instant whose local time reads as t's: a
+// local time in the hour the autumn change repeats names two, and Go's
+// parser may give either (the tz probe: the later, and a backup taken at
+// the first 02:30 had an hour of bookings not rebooked). A lower bound
+// takes the first.
+func earliestAt(t time.Time) time.Time {
+	wall := t.Format(time.DateTime)
+	for _, back := range []time.Duration{2 * time.Hour, time.Hour, 30 * time.Minute} {
+		if e := t.Add(-back); e.In(t.Location()).Format(time.DateTime) == wall {
+			return e
+		}
+	}
+	return t
+}
+
 func printRebook(w io.Writer, res agent.RebookResult) error {
-	since := res.Since.Local().Format(time.DateTime)
+	since := res.Since.Local().Format(agent.LocalStamp)
 	if res.Pending {
 		return &exitError{code: 3, msg: fmt.Sprintf("the rebook since %s takes longer than the agent's API waits (or waits for Odoo: plantedge status says why); "+
 			"it goes on, and the agent logs its result: journalctl -u plantedge -g 'rebooked what Odoo'", since)}
 	}
 	fmt.Fprintf(w, "Odoo confirmed since %s: %d downtime line(s), %d scrap booking(s)", since, res.Lines, res.Scraps)
 	if !res.OldestKept.IsZero() {
-		fmt.Fprintf(w, " (kept since %s)", res.OldestKept.Local().Format(time.DateTime))
+		fmt.Fprintf(w, " (kept since %s)", res.OldestKept.Local().Format(agent.LocalStamp))
 	}
 	fmt.Fprintln(w)
 	if !res.OldestKept.IsZero() && res.OldestKept.After(res.Since) {
 		fmt.Fprintf(w, "note: the oldest booking kept was confirmed at %s (a week is kept at most, and nothing from before the agent was last pointed at this Odoo): "+
 			"if Odoo confirmed any between %s and then, it is not kept — book it by hand\n",
-			res.OldestKept.Local().Format(time.DateTime), since)
+			res.OldestKept.Local().Format(agent.LocalStamp), since)
 	}
 	for _, p := range res.Unkept {
 		fmt.Fprintf(w, "note: bookings Odoo confirmed between %s and %s were not kept (the disk was full): "+
-			"if Odoo lacks any of them, book them by hand\n", p.From.Local().Format(time.DateTime), p.To.Local().Format(time.DateTime))
+			"if Odoo lacks any of them, book them by hand\n", p.From.Local().Format(agent.LocalStamp), p.To.Local().Format(agent.LocalStamp))
 	}
 	fmt.Fprintf(w, "Odoo lacks %d line(s)", res.LinesMissing)
 	if res.LinesOpen > 0 {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	_ "time/tzdata" // Europe/Berlin on a machine without the zone files
 
 	"github.com/plantedge/plantedge/agent"
 )
@@ -18,13 +19,30 @@ func TestParseSince(t *testing.T) {
 		"2026-12-01 14:00":     time.Date(2026, 12, 1, 14, 0, 0, 0, time.Local),
 		"2026-12-01":           time.Date(2026, 12, 1, 0, 0, 0, 0, time.Local),
 	} {
-		if got, err := parseSince(in, now); err != nil || !got.Equal(want) {
+		if got, err := parseSince(in, now, time.Local); err != nil || !got.Equal(want) {
 			t.Errorf("parseSince(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "yesterday", "-3h", "2026-13-01"} {
-		if _, err := parseSince(in, now); err == nil {
+		if _, err := parseSince(in, now, time.Local); err == nil {
 			t.Errorf("parseSince(%q): no error", in)
+		}
+	}
+	// The autumn change repeats 02:00-03:00 in Berlin: a backup at the
+	// first 02:30 (00:30 UTC) must not lose the hour after it (the tz
+	// probe: the second was taken). Outside it, the one reading.
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]time.Time{
+		"2026-10-25 02:30": time.Date(2026, 10, 25, 0, 30, 0, 0, time.UTC),
+		"2026-10-25 03:30": time.Date(2026, 10, 25, 2, 30, 0, 0, time.UTC),
+		"2026-10-25 01:30": time.Date(2026, 10, 24, 23, 30, 0, 0, time.UTC),
+		"2026-07-01 12:00": time.Date(2026, 7, 1, 10, 0, 0, 0, time.UTC),
+	} {
+		if got, err := parseSince(in, now, berlin); err != nil || !got.Equal(want) {
+			t.Errorf("parseSince(%q) in Berlin = %v, %v; want %v", in, got.UTC(), err, want)
 		}
 	}
 }
