@@ -46,18 +46,23 @@ NFPM ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 DIST ?= dist
 PKG_VERSION ?= $(shell packaging/version.sh)
 PKG_ARCH ?= $(shell $(GO) env GOARCH)
+# 32-bit ARM (armv7, hard float: Debian's armhf) is PKG_ARCH=arm7 (or armhf):
+# Go's GOARCH=arm GOARM=7, nfpm's arm7 (.deb armhf, .rpm armv7hl).
+PKG_GOARCH = $(if $(filter arm7 armhf,$(PKG_ARCH)),arm,$(PKG_ARCH))
+PKG_GOARM = $(if $(filter arm7 armhf,$(PKG_ARCH)),GOARM=7)
+PKG_NFPM_ARCH = $(if $(filter armhf,$(PKG_ARCH)),arm7,$(PKG_ARCH))
 PKG_FORMATS ?= deb rpm
 PKG_EXAMPLE_CONFIG ?= packaging/plantedge.yaml
 PKG_BIN = $(DIST)/.build/linux_$(PKG_ARCH)/plantedge
 PKG_LDFLAGS = -s -w -X main.version=$(PKG_VERSION) -X main.commit=$(COMMIT)
 
-package: ## build the .deb and .rpm into dist/ (PKG_ARCH=arm64 cross-builds)
+package: ## build the .deb and .rpm into dist/ (PKG_ARCH=arm64 or arm7 cross-builds)
 	@test -f '$(PKG_EXAMPLE_CONFIG)' || { echo "package: $(PKG_EXAMPLE_CONFIG) missing" >&2; exit 1; }
 	@mkdir -p '$(DIST)/.build/linux_$(PKG_ARCH)'
-	CGO_ENABLED=0 GOOS=linux GOARCH=$(PKG_ARCH) $(GO) build -trimpath -ldflags '$(PKG_LDFLAGS)' -o '$(PKG_BIN)' ./cmd/plantedge
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(PKG_GOARCH) $(PKG_GOARM) $(GO) build -trimpath -ldflags '$(PKG_LDFLAGS)' -o '$(PKG_BIN)' ./cmd/plantedge
 	@for f in $(PKG_FORMATS); do \
 		echo "nfpm: plantedge $(PKG_VERSION) $(PKG_ARCH) $$f"; \
-		PLANTEDGE_VERSION='$(PKG_VERSION)' PLANTEDGE_ARCH='$(PKG_ARCH)' \
+		PLANTEDGE_VERSION='$(PKG_VERSION)' PLANTEDGE_ARCH='$(PKG_NFPM_ARCH)' \
 		PLANTEDGE_BIN='$(PKG_BIN)' PLANTEDGE_CONFIG='$(PKG_EXAMPLE_CONFIG)' \
 		$(NFPM) pkg --config packaging/nfpm.yaml --packager $$f --target '$(DIST)/' || exit 1; \
 	done

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -417,6 +418,9 @@ func Open(path string, opts Options) (*Queue, error) {
 	if opts.MaxBytes > 0 && opts.MaxBytes < MinMaxBytes {
 		return nil, fmt.Errorf("open buffer %s: max bytes %d below the minimum %d", path, opts.MaxBytes, MinMaxBytes)
 	}
+	if m := MaxMaxBytes(intSize); m > 0 && opts.MaxBytes > m {
+		return nil, fmt.Errorf("open buffer %s: max bytes %d above the %d a 32-bit system can map", path, opts.MaxBytes, m)
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -477,6 +481,24 @@ func Open(path string, opts Options) (*Queue, error) {
 
 // MinMaxBytes is the smallest accepted MaxBytes.
 const MinMaxBytes = 256 << 10
+
+// MaxMaxBytes is the largest MaxBytes on a system whose int has intSize
+// bits (strconv.IntSize; 0: no limit). bbolt maps the whole file into
+// memory, and on a 32-bit system it maps at most 2 GiB − 1, which a file
+// past 1 GiB needs (its map grows in steps of 1 GiB from there: "mmap too
+// large"); the file's size limit is an int there too, so 3 GiB or more
+// wrapped round to no limit or a wrong one (the arch probe: appends failed
+// with "invalid argument" at 2.1 GB, and 5 GB became 688 MB). 64-bit
+// systems have no such limit.
+func MaxMaxBytes(intSize int) int64 {
+	if intSize == 32 {
+		return 1 << 30
+	}
+	return 0
+}
+
+// intSize is strconv.IntSize (a test sets 32).
+var intSize = strconv.IntSize
 
 // allocSize is how far bbolt grows the file at a time once it is past that size.
 func allocSize(maxBytes int64) int {

@@ -1218,3 +1218,20 @@ func TestDamageMetWhileOpen(t *testing.T) {
 		}
 	})
 }
+
+// A MaxBytes a 32-bit system cannot map is refused at Open, not wrapped
+// round (the arch probe).
+func TestMaxBytesOnA32BitSystem(t *testing.T) {
+	defer func(was int) { intSize = was }(intSize)
+	intSize = 32
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	if q, err := Open(path, Options{MaxBytes: 4 << 30}); err == nil {
+		_ = q.Close()
+		t.Fatal("4 GiB opened on a 32-bit system")
+	}
+	q, err := Open(path, Options{MaxBytes: 1 << 30})
+	if err != nil {
+		t.Fatalf("1 GiB: %v", err)
+	}
+	_ = q.Close()
+}

@@ -1047,3 +1047,29 @@ func TestNumericReasonCodeInAnotherFormWarned(t *testing.T) {
 		`w.yaml:17:47: machines[0].downtime_reason.map.0x2A: reason code "0x2A" is matched as written: a code sent as a number arrives as "42" (write 42, unless the source sends the text "0x2A")`,
 		`w.yaml:17:75: machines[0].downtime_reason.map.1.0: reason code "1.0" is matched as written: a code sent as a number arrives as "1" (write 1, unless the source sends the text "1.0")`)
 }
+
+// On a 32-bit system bbolt maps at most 2 GiB, which a buffer file past 1
+// GiB needs: a larger buffer.max_bytes is refused at its line, not taken
+// (the arch probe: 4GiB wrapped round to no limit on armv7, and appends
+// failed at 2.1 GB). A 64-bit system takes it.
+func TestMaxBytesOnA32BitSystem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	if err := os.WriteFile(path, []byte(base+"buffer:\n  max_bytes: 4GiB\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err != nil {
+		t.Fatalf("64-bit: %v", err)
+	}
+	defer func(was int) { intSize = was }(intSize)
+	intSize = 32
+	_, err := Load(path)
+	if err == nil || !strings.Contains(err.Error(), "buffer.max_bytes: 4GiB is above the 1GiB a 32-bit system can map") {
+		t.Fatalf("32-bit: %v", err)
+	}
+	if err := os.WriteFile(path, []byte(base+"buffer:\n  max_bytes: 1GiB\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err != nil {
+		t.Fatalf("32-bit, 1GiB: %v", err)
+	}
+}

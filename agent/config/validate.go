@@ -42,6 +42,19 @@ var (
 	MQTTSchemes      = []string{"tcp", "ssl", "tls", "ws", "wss"}
 )
 
+// maxBufferBytes is the largest buffer.max_bytes on a system whose int has
+// intSize bits (0: no limit): buffer.MaxMaxBytes, 1 GiB on a 32-bit system
+// (the arch probe: more wrapped round, and appends failed at 2.1 GB).
+func maxBufferBytes(intSize int) ByteSize {
+	if intSize == 32 {
+		return 1 << 30
+	}
+	return 0
+}
+
+// intSize is strconv.IntSize (a test sets 32).
+var intSize = strconv.IntSize
+
 // Limits enforced by validation.
 const (
 	MinBufferBytes   = ByteSize(1 << 20)
@@ -337,6 +350,10 @@ func (v *validator) validateTop() {
 	v.enum("log.format", c.Log.Format, LogFormats)
 	if c.Buffer.MaxBytes < MinBufferBytes {
 		v.add("buffer.max_bytes", fmt.Sprintf("%s is below the minimum of 1MiB", c.Buffer.MaxBytes), "")
+	}
+	if m := maxBufferBytes(intSize); m > 0 && c.Buffer.MaxBytes > m {
+		v.add("buffer.max_bytes", fmt.Sprintf("%s is above the %s a 32-bit system can map (bbolt maps the whole buffer file into memory)", c.Buffer.MaxBytes, m),
+			"set 1GiB or less on this box")
 	}
 	if c.Buffer.CommitWindow > MaxCommitWindow {
 		v.add("buffer.commit_window", fmt.Sprintf("%s is above the maximum of %s", c.Buffer.CommitWindow, MaxCommitWindow), "a longer window delays every MQTT ack")

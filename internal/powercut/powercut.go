@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && !386 && !arm && !mips && !mipsle
 
 // Package powercut is a FUSE filesystem for tests that keeps, at a power
 // cut, only what a disk must keep: file data as of each file's last fsync or
