@@ -28,12 +28,12 @@ func newAcceptQtyCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadForAgent(cfgPath, os.Stderr)
 			if err != nil {
-				return err
+				return cannotAsk(err) // not 1, "nothing to accept" (the readme probe)
 			}
 			res, err := agent.NewAPIClient(cfg.Listen).ForConfig(cfg).AcceptQty(cmd.Context(), args[0])
 			if errors.Is(err, agent.ErrNotRunning) {
 				if err := notAnswering(cfg); err != nil {
-					return err
+					return cannotAsk(err)
 				}
 				return &exitError{code: 2, msg: "the agent is not running: accept-qty works through it (start it, then run accept-qty again)"}
 			}

@@ -76,9 +76,10 @@ func heldWhy(st agent.Status) string {
 	return "waiting for a work order in progress"
 }
 
-// cannotAsk makes err flush's exit 4: the agent could not be asked (the
-// config unreadable, the agent not answering), which a script must not
-// take for a timeout (1).
+// cannotAsk makes err exit 4 (flush, accept-qty, rebook): the agent could
+// not be asked (the config unreadable, the agent not answering), which a
+// script must not take for flush's timeout, accept-qty's nothing to accept
+// or rebook's refused bookings (1).
 func cannotAsk(err error) error {
 	return &exitError{code: 4, msg: err.Error(), cause: err}
 }

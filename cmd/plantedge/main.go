@@ -38,7 +38,16 @@ func run(args []string) error {
 // flags and arguments are taken first — is the command line's (exitUsage).
 func execute(ctx context.Context, root *cobra.Command) error {
 	began := false
-	root.PersistentPreRun = func(*cobra.Command, []string) { began = true }
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		// cobra checks required flags after this hook: a missing one
+		// (rebook's --since) is the command line's too (the readme probe:
+		// exit 1).
+		if err := cmd.ValidateRequiredFlags(); err != nil {
+			return err
+		}
+		began = true
+		return nil
+	}
 	cmd, err := root.ExecuteContextC(ctx)
 	if err != nil && !began {
 		return &exitError{code: exitUsage, cause: err,

@@ -215,14 +215,24 @@ func TestUsageErrorsExit64(t *testing.T) {
 		{"deadletter", "drop"}, {"deadletter", "drop", "notanid"}, {"browse", "notaurl"}, {"browse", "opc.tcp://127.0.0.1:1", "--node", "garbage"},
 		{"browse", "opc.tcp://127.0.0.1:1", "--depth", "-1"}, {"browse", "opc.tcp://127.0.0.1:99999"}, {"browse", "opc.tcp://127.0.0.1:1", "--security-policy", "Bogus"},
 		{"browse", "opc.tcp://127.0.0.1:1", "--server-thumbprint", "zz"}, {"browse", "opc.tcp://127.0.0.1:1", "--timeout", "-5s"},
-		{"demo", "--odoo-version", "12"}, {"demo", "--duration", "-1s"}} {
+		{"demo", "--odoo-version", "12"}, {"demo", "--duration", "-1s"},
+		{"rebook"}, {"rebook", "--since", "yesterday"}} { // (the readme probe: 1, which rebook means for "Odoo refused some")
 		_, err := cli(t, args...)
 		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "--help") {
 			t.Errorf("plantedge %s: exit %d, %v", strings.Join(args, " "), exitCode(err), err)
 		}
 	}
-	if _, err := cli(t, "status", "-c", filepath.Join(t.TempDir(), "absent.yaml")); exitCode(err) != 1 {
+	absent := filepath.Join(t.TempDir(), "absent.yaml")
+	if _, err := cli(t, "status", "-c", absent); exitCode(err) != 1 {
 		t.Errorf("a command that ran and failed: exit %d, %v", exitCode(err), err)
+	}
+	// A config file it cannot read: the agent could not be asked (4), as
+	// for flush — not accept-qty's 1 (nothing to accept) or rebook's 1
+	// (Odoo refused some), which a script acts on (the readme probe).
+	for _, args := range [][]string{{"flush"}, {"accept-qty", "press-1"}, {"rebook", "--since", "1h"}} {
+		if _, err := cli(t, append(args, "-c", absent)...); exitCode(err) != 4 {
+			t.Errorf("plantedge %s with its config file absent: exit %d, %v", args[0], exitCode(err), err)
+		}
 	}
 }
 

@@ -31,17 +31,17 @@ func newRebookCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			since, err := parseSince(sinceArg, time.Now(), time.Local)
-			if err != nil {
-				return err
+			if err != nil { // a flag's bad value: the command line's
+				return &exitError{code: exitUsage, cause: err, msg: fmt.Sprintf("%v (see: %s --help)", err, cmd.CommandPath())}
 			}
 			cfg, err := loadForAgent(cfgPath, os.Stderr)
 			if err != nil {
-				return err
+				return cannotAsk(err) // not 1, "Odoo refused some" (the readme probe)
 			}
 			res, err := agent.NewAPIClient(cfg.Listen).ForConfig(cfg).Rebook(cmd.Context(), since, dry)
 			if errors.Is(err, agent.ErrNotRunning) {
 				if err := notAnswering(cfg); err != nil {
-					return err
+					return cannotAsk(err)
 				}
 				return &exitError{code: 2, msg: "the agent is not running: rebook books through it (start it, then run rebook again)"}
 			}
