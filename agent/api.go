@@ -397,8 +397,8 @@ type DeadLetterResult struct {
 }
 
 // FinishedOrderAdvice is what to do with the pieces of a finished order.
-const FinishedOrderAdvice = "Odoo takes no quantity on a finished work order, and retried they would be written to the one in progress: " +
-	"correct the finished order's quantity in Odoo if need be, then drop the dead letter (plantedge deadletter drop ID)"
+const FinishedOrderAdvice = "Odoo takes no quantity on a finished or cancelled work order, and retried they would be booked on the one in progress: " +
+	"correct the finished order's quantity in Odoo (a cancelled one's pieces or scrap: book them by hand) if need be, then drop the dead letter (plantedge deadletter drop ID)"
 
 // DeadLetterAction retries or drops the dead letter id ("all" for every
 // one) on buf. A retry books into the Odoo to names (cfg: the one the agent
@@ -443,7 +443,7 @@ func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string,
 		}
 		if action == "retry" {
 			if page, err := buf.DeadLetterPage(n-1, 1); err == nil && len(page) == 1 && page[0].ID == n && finishedOrder(page[0]) {
-				return res, fmt.Errorf("dead letter %d holds pieces made on a finished work order: not retried. %s", n, FinishedOrderAdvice)
+				return res, fmt.Errorf("dead letter %d holds what was made on a finished or cancelled work order: not retried. %s", n, FinishedOrderAdvice)
 			}
 		}
 		if err := fn(ctx, n); err != nil {

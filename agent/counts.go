@@ -71,9 +71,11 @@ type woState struct {
 // where no cut finds them: the review), so a retry keeps them.
 const finishedOrderReason = "made on a finished work order: "
 
-// cancelledOrderReason starts the reason of a dead letter of pieces made
-// on a work order cancelled before they reached Odoo: kept like those of a
-// finished order (endedOrder).
+// cancelledOrderReason starts the reason of a dead letter of pieces (or
+// scrap) made on a work order cancelled before they reached Odoo: kept by
+// a retry like those of a finished order (endedOrder) — retried, they
+// would be booked on the order in progress, another product's maybe (the
+// review: a retried scrap was).
 const cancelledOrderReason = "made on a cancelled work order: "
 
 // orderName names a work order with its manufacturing order ("Pressing of
@@ -587,8 +589,11 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 				reason = fmt.Sprintf(cancelledOrderReason+made+"which was cancelled: it takes no quantity, and they are not %s's, in progress now "+
 					"(another product's, maybe); book them in Odoo by hand if need be, then drop this dead letter", orderName(wo))
 			}
-			if err := f.deadLetterKeyAs(ctx, countKey(machine, sigGood), pre.maxSeq, reason,
-				"pieces made on a work order finished before they reached Odoo: moved to the dead letters"); err != nil {
+			logMsg := "pieces made on a work order finished before they reached Odoo: moved to the dead letters"
+			if earlier.State == "cancel" {
+				logMsg = "pieces made on a work order cancelled before they reached Odoo: moved to the dead letters"
+			}
+			if err := f.deadLetterKeyAs(ctx, countKey(machine, sigGood), pre.maxSeq, reason, logMsg); err != nil {
 				return nil, err
 			}
 			return nil, f.forwardScrap(ctx, machine, wo, scrap, acks)

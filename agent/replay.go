@@ -68,7 +68,9 @@ type offsetMin struct {
 	since     time.Time // when cur's window began
 	saved     int64
 	hasSaved  bool
-	lastSrc   int64 // the source time (ms) of the last value noted
+	lastSrc   int64     // the source time (ms) of the last value noted
+	rolls     int       // windows begun since it was made, restored or reset (clockOff)
+	noted     time.Time // when a value was last noted (clockOff)
 }
 
 func (o *offsetMin) est() int64 {
@@ -96,17 +98,18 @@ func (o *offsets) note(machine string, src, off int64, now time.Time) bool {
 	e := o.m[machine]
 	switch {
 	case e == nil:
-		o.m[machine] = &offsetMin{cur: off, since: now, lastSrc: src}
+		o.m[machine] = &offsetMin{cur: off, since: now, lastSrc: src, noted: now}
 		return true
 	case e.lastSrc != 0 && src < e.lastSrc-clockBackStep.Milliseconds():
-		e.cur, e.hasPrev, e.since = off, false, now
+		e.cur, e.hasPrev, e.since, e.rolls = off, false, now, 0
 	case now.Sub(e.since) >= cmp.Or(o.window, offsetWindow) || now.Before(e.since):
 		e.prev, e.hasPrev = e.cur, true
 		e.cur, e.since = off, now
+		e.rolls++
 	case off < e.cur:
 		e.cur = off
 	}
-	e.lastSrc = src
+	e.lastSrc, e.noted = src, now
 	d := e.est() - e.saved
 	return !e.hasSaved || d >= offsetSaveStep.Milliseconds() || d <= -offsetSaveStep.Milliseconds()
 }
@@ -218,14 +221,17 @@ const SourceClockOff = 2 * time.Minute
 
 // clockOff is how far machine's source clock is off this box's (ahead:
 // positive), by the least receipt-less-source-time difference of its
-// values — latency included, a few ms — once a whole window of values has
-// been noted (a replay's values at a start, which came late, have then
-// gone out of it); false when not measured.
+// values — latency included, a few ms — once both windows the estimate
+// spans were of values noted in this run (not the estimate restored at a
+// start, which a clock set right meanwhile makes wrong: the review; and a
+// replay's values at a start, which came late, have gone out of them);
+// false when not measured, or when no value was noted for two windows (the
+// machine quiet, or its timestamp_field removed by a reload: the review).
 func (o *offsets) clockOff(machine string) (time.Duration, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	e := o.m[machine]
-	if e == nil || !e.hasPrev {
+	if e == nil || e.rolls < 2 || time.Since(e.noted) > 2*cmp.Or(o.window, offsetWindow) {
 		return 0, false
 	}
 	return -time.Duration(e.est()) * time.Millisecond, true

@@ -90,3 +90,29 @@ func TestOffsetsMeasureHowLateValuesCame(t *testing.T) {
 		t.Errorf("clock set back while stopped: lag %v, want 20ms", l)
 	}
 }
+
+// The clock offset status shows is of values noted in this run, over two
+// whole windows: an estimate restored at a start (a PLC 5 hours ahead,
+// its clock set right while the agent was stopped) is not shown, nor one
+// of a machine no value was noted for lately (its timestamp_field removed
+// by a reload) — the review.
+func TestClockOffIsOfThisRunsValues(t *testing.T) {
+	o := offsets{window: 50 * time.Millisecond}
+	ahead := -(5 * time.Hour).Milliseconds()
+	o.restore("m", &ahead, 0)
+	now := time.Now()
+	for i := range 3 {
+		if d, ok := o.clockOff("m"); ok {
+			t.Fatalf("after %d windows: %v shown, want nothing yet", i, d)
+		}
+		o.note("m", now.UnixMilli(), 3, now)
+		now = now.Add(60 * time.Millisecond)
+	}
+	if d, ok := o.clockOff("m"); !ok || d != -3*time.Millisecond {
+		t.Fatalf("after two windows of this run's values: %v, %v; want -3ms (latency)", d, ok)
+	}
+	time.Sleep(time.Until(now.Add(150 * time.Millisecond))) // the last value was noted at now-60ms
+	if d, ok := o.clockOff("m"); ok {
+		t.Errorf("no value for two windows: %v still shown", d)
+	}
+}

@@ -422,7 +422,7 @@ func TestPiecesAndScrapOfACancelledWorkOrder(t *testing.T) {
 				case strings.HasPrefix(d.Reason, "made on a cancelled work order: 4 pieces made from") && strings.Contains(d.Reason, "which was cancelled") &&
 					strings.Contains(d.Reason, "not WO other of WH/MO/other's"):
 					pieces = true
-				case strings.HasPrefix(d.Reason, "1 scrap made from") && strings.Contains(d.Reason, "which was cancelled"):
+				case strings.HasPrefix(d.Reason, "made on a cancelled work order: 1 scrap made from") && strings.Contains(d.Reason, "which was cancelled"):
 					scrap = true
 				default:
 					t.Errorf("dead letter %s: %q", d.Key, d.Reason)
@@ -430,6 +430,11 @@ func TestPiecesAndScrapOfACancelledWorkOrder(t *testing.T) {
 			}
 			if !pieces || !scrap {
 				t.Errorf("dead letters %+v: want the 4 pieces and the scrap", dls)
+			}
+			// A retry keeps both: retried, they would be booked on the
+			// order in progress (the review: the scrap was).
+			if res, err := agent.NewAPIClient(p.listen).DeadLetterAction(context.Background(), "retry", "all", false); err != nil || res.Affected != 0 || res.KeptFinished != 2 {
+				t.Errorf("retry all: %+v, %v; want both kept", res, err)
 			}
 			if e := machineStatus(ra, "press-1").Error; !strings.Contains(e, "4 good pieces made on a work order cancelled before they reached Odoo are in the dead letters") {
 				t.Errorf("status error %q", e)

@@ -139,7 +139,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			// Booked on the order in progress, it would take that order's
 			// product out of stock; on the cancelled one, on an order Odoo
 			// closed. Kept, with the reason, for a person.
-			reason := fmt.Sprintf("%g scrap made from %s to %s UTC on work order %s (%s), which was cancelled: not booked on %s, "+
+			reason := fmt.Sprintf(cancelledOrderReason+"%g scrap made from %s to %s UTC on work order %s (%s), which was cancelled: not booked on %s, "+
 				"in progress now (another product's, maybe); book it in Odoo by hand if need be (product id %d), then drop this dead letter",
 				pre.sum, fromMS(pre.first).UTC().Format(time.DateTime), fromMS(pre.last).UTC().Format(time.DateTime), orderName(earlier), why,
 				orderName(wo), earlier.ProductID)
@@ -326,7 +326,7 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 	if err != nil || tl == nil {
 		return nil, pendingKey{}, "", err
 	}
-	at, next, nextAt := tl.At(t)
+	at, next, _ := tl.At(t)
 	if after && (at == nil || at.ID == wo.ID && next == nil) {
 		// wo's, or made while none was in progress: wo's. So is what waits
 		// from t on, for a while: every round of a backlog's drain looked
@@ -335,10 +335,11 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 		f.markClear(key, wo, t)
 		return nil, pendingKey{}, "", nil
 	}
-	if next != nil && nextAt.Before(cut) {
+	if ns := tl.NextStart(t); !ns.IsZero() && ns.Before(cut) {
 		// Work moved to the next order then (wo itself, resumed after a
-		// rush order: the rush order's stretch ends there).
-		cut = nextAt.Truncate(time.Second)
+		// rush order: the rush order's stretch ends there; or one cancelled
+		// since, whose stretch is its own).
+		cut = ns.Truncate(time.Second)
 	}
 	if at != nil && at.Ended() && !at.DateFinished.IsZero() && at.DateFinished.Before(cut) {
 		// What follows its end (a cancelled one's: its last time line's),

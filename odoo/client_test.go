@@ -1424,6 +1424,32 @@ func TestWorkTimelineCutsOrdersWithoutTimersAndPages(t *testing.T) {
 				t.Errorf("at %d s: %+v, want none (A cancelled at 10 s, B never worked on)", sec, at)
 			}
 		}
+		// C worked from 40 s and cancelled at 50 s, D from 60 s: what was
+		// made at 35 s, while none was in progress, goes to D — the next
+		// order not cancelled (the review) — and its stretch ends at C's
+		// start, where C's own begins.
+		*clock = t0.Add(40 * time.Second)
+		cID := f.srv.AddWorkorder(f.mo, f.wc, "C", "ready")
+		press(t, f, 2, "button_start", cID)
+		*clock = t0.Add(50 * time.Second)
+		press(t, f, 2, "action_cancel", cID)
+		*clock = t0.Add(60 * time.Second)
+		d := f.srv.AddWorkorder(f.mo, f.wc, "D", "ready")
+		press(t, f, 2, "button_start", d)
+		*clock = t0.Add(70 * time.Second)
+		if tl, err = c.WorkTimeline(ctx, f.wc, t0); err != nil {
+			t.Fatal(err)
+		}
+		at, next, nextAt := tl.At(t0.Add(35 * time.Second))
+		if at != nil || next == nil || next.ID != d || !nextAt.Equal(t0.Add(60*time.Second)) {
+			t.Errorf("at 35 s: %+v, next %+v at %v; want none, then D at 60 s", at, next, nextAt)
+		}
+		if ns := tl.NextStart(t0.Add(35 * time.Second)); !ns.Equal(t0.Add(40 * time.Second)) {
+			t.Errorf("NextStart(35 s) = %v, want C's start, 40 s", ns)
+		}
+		if at, _, _ := tl.At(t0.Add(45 * time.Second)); at == nil || at.ID != cID {
+			t.Errorf("at 45 s: %+v, want C", at)
+		}
 	})
 	t.Run("more than a page of time lines", func(t *testing.T) {
 		f, c, t0, clock := setup(t)

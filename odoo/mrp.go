@@ -325,8 +325,10 @@ type began struct {
 // At returns the order worked on at t — the one work last began on at or
 // before t (a resume counts: an order paused for a rush order and resumed
 // is worked on again), nil when none was, or when that one was finished
-// (or cancelled) before t — and the next order work began on after t, and
-// when (zero when none).
+// (or cancelled) before t — and the next order work began on after t that
+// was not cancelled since (what was made while none was in progress goes
+// to it), and when (zero when none). Work may have begun on a cancelled
+// one before that: NextStart.
 func (tl Timeline) At(t time.Time) (at, next *Workorder, nextAt time.Time) {
 	i, _ := slices.BinarySearchFunc(tl.began, t, func(b began, t time.Time) int {
 		if b.at.After(t) {
@@ -345,11 +347,33 @@ func (tl Timeline) At(t time.Time) (at, next *Workorder, nextAt time.Time) {
 		if b.wo == atID {
 			continue
 		}
-		if wo, ok := tl.wos[b.wo]; ok {
+		if wo, ok := tl.wos[b.wo]; ok && wo.State != "cancel" {
 			return at, &wo, b.at
 		}
 	}
 	return at, nil, time.Time{}
+}
+
+// NextStart is when work next began after t on an order other than the one
+// worked on at t (At), cancelled since or not: where t's stretch ends (zero
+// when none).
+func (tl Timeline) NextStart(t time.Time) time.Time {
+	i, _ := slices.BinarySearchFunc(tl.began, t, func(b began, t time.Time) int {
+		if b.at.After(t) {
+			return 1
+		}
+		return -1
+	})
+	var atID int64
+	if i > 0 {
+		atID = tl.began[i-1].wo
+	}
+	for _, b := range tl.began[i:] {
+		if _, ok := tl.wos[b.wo]; ok && b.wo != atID {
+			return b.at
+		}
+	}
+	return time.Time{}
 }
 
 // WorkTimeline reads which work orders of the work center were worked on

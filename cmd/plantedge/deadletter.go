@@ -120,7 +120,7 @@ func newDeadLetterCmd() *cobra.Command {
 						"inspect them with `plantedge deadletter list --json` and drop them\n", res.KeptDamaged)
 				}
 				if res.KeptFinished > 0 {
-					fmt.Fprintf(out, "kept %d dead letter(s) of pieces made on a finished work order: %s\n", res.KeptFinished, agent.FinishedOrderAdvice)
+					fmt.Fprintf(out, "kept %d dead letter(s) of what was made on a finished or cancelled work order: %s\n", res.KeptFinished, agent.FinishedOrderAdvice)
 				}
 				if res.KeptElsewhere > 0 {
 					fmt.Fprintf(out, "kept %d dead letter(s) refused by another Odoo (%s) than the one the agent sends to (%s): retried, they would be booked in this one. %s\n",

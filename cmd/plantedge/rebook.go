@@ -70,26 +70,38 @@ func parseSince(s string, now time.Time, loc *time.Location) (time.Time, error) 
 		return t, nil
 	}
 	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
-			return earliestAt(t), nil
+		if wall, err := time.Parse(layout, s); err == nil {
+			return earliestAt(wall, loc), nil
 		}
 	}
 	return time.Time{}, fmt.Errorf("--since %q: want a time (2026-12-01T14:00:00Z, \"2026-12-01 14:00\" in local time) or how long ago (36h)", s)
 }
 
-// earliestAt is the earliest instant whose local time reads as t's: a
-// local time in the hour the autumn change repeats names two, and Go's
-// parser may give either (the tz probe: the later, and a backup taken at
-// the first 02:30 had an hour of bookings not rebooked). A lower bound
+// earliestAt is the earliest instant that wall (a date and time read as
+// UTC) names in loc: a local time in the hour the autumn change repeats
+// names two, and Go's parser may give either (the tz probe: the later, and
+// a backup taken at the first 02:30 had an hour of bookings not rebooked);
+// one the spring change skips names none, and of the two readings by the
+// offsets either side the earlier is taken (the review). A lower bound
 // takes the first.
-func earliestAt(t time.Time) time.Time {
-	wall := t.Format(time.DateTime)
-	for _, back := range []time.Duration{2 * time.Hour, time.Hour, 30 * time.Minute} {
-		if e := t.Add(-back); e.In(t.Location()).Format(time.DateTime) == wall {
-			return e
+func earliestAt(wall time.Time, loc *time.Location) time.Time {
+	t := time.Date(wall.Year(), wall.Month(), wall.Day(), wall.Hour(), wall.Minute(), wall.Second(), 0, loc)
+	_, before := t.Add(-3 * time.Hour).Zone()
+	_, after := t.Add(3 * time.Hour).Zone()
+	var valid, either time.Time
+	for _, off := range []int{before, after} {
+		c := wall.Add(-time.Duration(off) * time.Second)
+		if either.IsZero() || c.Before(either) {
+			either = c
+		}
+		if c.In(loc).Format(time.DateTime) == wall.Format(time.DateTime) && (valid.IsZero() || c.Before(valid)) {
+			valid = c
 		}
 	}
-	return t
+	if valid.IsZero() {
+		return either.In(loc) // in the spring gap
+	}
+	return valid.In(loc)
 }
 
 func printRebook(w io.Writer, res agent.RebookResult) error {

@@ -40,6 +40,9 @@ func TestParseSince(t *testing.T) {
 		"2026-10-25 03:30": time.Date(2026, 10, 25, 2, 30, 0, 0, time.UTC),
 		"2026-10-25 01:30": time.Date(2026, 10, 24, 23, 30, 0, 0, time.UTC),
 		"2026-07-01 12:00": time.Date(2026, 7, 1, 10, 0, 0, 0, time.UTC),
+		"2026-03-29 02:30": time.Date(2026, 3, 29, 0, 30, 0, 0, time.UTC), // the spring change skips it: the earlier reading (the review)
+		"2026-03-29 03:30": time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC),
+		"2026-03-29 01:30": time.Date(2026, 3, 29, 0, 30, 0, 0, time.UTC),
 	} {
 		if got, err := parseSince(in, now, berlin); err != nil || !got.Equal(want) {
 			t.Errorf("parseSince(%q) in Berlin = %v, %v; want %v", in, got.UTC(), err, want)
