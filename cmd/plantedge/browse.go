@@ -31,7 +31,9 @@ func newBrowseCmd() *cobra.Command {
 		Long: "browse connects to ENDPOINT (opc.tcp://host:port) and prints the nodes under --node, one a line:\n" +
 			"node id, browse name, and for variables the data type and current value. Copy node ids\n" +
 			"from here into the configuration. Large address spaces are paged and bounded by --depth\n" +
-			"and --max-nodes (exit status 1 when the limit cut the tree short).",
+			"and --max-nodes. A secured server needs --security-policy (and --cert/--key, or --data-dir for a\n" +
+			"generated certificate the server must trust). It exits 1 when the tree was cut short (--max-nodes),\n" +
+			"a node's children could not be read, or the server could not be reached.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.endpoint = args[0]
