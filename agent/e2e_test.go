@@ -2496,7 +2496,7 @@ func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
 	// made): a retry keeps them and says what to do.
 	api := agent.NewAPIClient(p.listen)
 	if _, err := api.DeadLetterAction(context.Background(), "retry", fmt.Sprint(dls[0].ID), false); err == nil ||
-		!strings.Contains(err.Error(), "finished work order: not retried") {
+		!strings.Contains(err.Error(), "finished or cancelled work order: not retried") {
 		t.Errorf("retry of the finished order's pieces: %v", err)
 	}
 	if res, err := api.DeadLetterAction(context.Background(), "retry", "all", false); err != nil || res.Affected != 0 || res.KeptFinished != 1 {
