@@ -16,22 +16,13 @@ import (
 // problems at their place in the file, a quiet topic is not checked, and an
 // unreachable broker is a problem.
 func TestValidateMQTT(t *testing.T) {
-	b, err := mqtttest.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	for topic, payload := range map[string]string{
+	b := brokerRetaining(t, map[string]string{
 		"p1/state":    `{"run": true, "reason": "JAM", "ts": "2026-11-30T08:00:00Z"}`,
 		"p1/counters": `{"good": 1200, "scrap": 3}`,
 		"p2/counters": `{"good": "many"}`,
-	} {
-		if err := b.Publish(topic, []byte(payload), true, 1); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	dir := t.TempDir()
-	y := fmt.Sprintf(`site: test
+	path := writeConfig(t, dir, fmt.Sprintf(`site: test
 data_dir: %s
 odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
 mqtt:
@@ -51,11 +42,7 @@ machines:
   - id: p3
     workcenter: WC3
     good_count: { mqtt: { broker: gone, topic: p3/counters, field: good } }
-`, dir, b.URL())
-	path := filepath.Join(dir, "test.yaml")
-	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`, dir, b.URL()))
 	out, _, err := runValidate(t, "-c", path, "--mqtt")
 	if exitCode(err) != 1 || err.Error() != "mqtt: 3 problems" {
 		t.Errorf("err = %v (code %d), want 3 problems", err, exitCode(err))
@@ -80,16 +67,9 @@ machines:
 // 1-hour offset). A time it cannot read is a problem at timestamp_field,
 // not at field.
 func TestValidateMQTTSourceClock(t *testing.T) {
-	b, err := mqtttest.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	if err := b.Publish("p1/state", []byte(`{"run": true, "ts": "2026-11-30T08:00:00Z"}`), true, 1); err != nil {
-		t.Fatal(err)
-	}
+	b := brokerRetaining(t, map[string]string{"p1/state": `{"run": true, "ts": "2026-11-30T08:00:00Z"}`})
 	dir := t.TempDir()
-	y := fmt.Sprintf(`site: test
+	path := writeConfig(t, dir, fmt.Sprintf(`site: test
 data_dir: %s
 odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
 mqtt:
@@ -107,11 +87,7 @@ machines:
   - id: p4
     workcenter: WC4
     running: { mqtt: { broker: b, topic: p4/state, field: run, timestamp_field: ts } }
-`, dir, b.URL())
-	path := filepath.Join(dir, "test.yaml")
-	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`, dir, b.URL()))
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -149,4 +125,31 @@ machines:
 	if strings.Count(out, "this machine's clock") != 1 {
 		t.Errorf("want one clock warning:\n%s", out)
 	}
+}
+
+// brokerRetaining starts a broker holding the retained messages given by
+// topic.
+func brokerRetaining(t *testing.T, retained map[string]string) *mqtttest.Broker {
+	t.Helper()
+	b, err := mqtttest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	for topic, payload := range retained {
+		if err := b.Publish(topic, []byte(payload), true, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
+}
+
+// writeConfig writes y as dir/test.yaml and returns its path.
+func writeConfig(t *testing.T, dir, y string) string {
+	t.Helper()
+	path := filepath.Join(dir, "test.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
