@@ -46,11 +46,11 @@ NFPM ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
 DIST ?= dist
 PKG_VERSION ?= $(shell packaging/version.sh)
 PKG_ARCH ?= $(shell $(GO) env GOARCH)
-# 32-bit ARM (armv7, hard float: Debian's armhf) is PKG_ARCH=arm7 (or armhf):
-# Go's GOARCH=arm GOARM=7, nfpm's arm7 (.deb armhf, .rpm armv7hl).
-PKG_GOARCH = $(if $(filter arm7 armhf,$(PKG_ARCH)),arm,$(PKG_ARCH))
-PKG_GOARM = $(if $(filter arm7 armhf,$(PKG_ARCH)),GOARM=7)
-PKG_NFPM_ARCH = $(if $(filter armhf,$(PKG_ARCH)),arm7,$(PKG_ARCH))
+# 32-bit ARM (armv7, hard float: Debian's armhf) is PKG_ARCH=arm7 (or armhf, or
+# Go's arm): Go's GOARCH=arm GOARM=7, nfpm's arm7 (.deb armhf, .rpm armv7hl).
+PKG_GOARCH = $(if $(filter arm arm7 armhf,$(PKG_ARCH)),arm,$(PKG_ARCH))
+PKG_GOARM = $(if $(filter arm arm7 armhf,$(PKG_ARCH)),GOARM=7)
+PKG_NFPM_ARCH = $(if $(filter arm armhf,$(PKG_ARCH)),arm7,$(PKG_ARCH))
 PKG_FORMATS ?= deb rpm
 PKG_EXAMPLE_CONFIG ?= packaging/plantedge.yaml
 PKG_BIN = $(DIST)/.build/linux_$(PKG_ARCH)/plantedge

@@ -580,6 +580,7 @@ func (a *Agent) endOrphanedStops(ctx context.Context, prev *mapping.Mapper) {
 	var recs []buffer.Record
 	a.stateMu.Lock()
 	a.state.Absent, a.state.TimeAbsent = nil, nil
+	a.srcOff.unshow() // (a timestamp_field removed: no offset shown of values not stamped)
 	cfg := a.cfg.Load()
 	// A counter read within the last day: a machine renamed now, or while
 	// the agent was stopped for a weekend — not one removed months ago.

@@ -225,16 +225,33 @@ const SourceClockOff = 2 * time.Minute
 // spans were of values noted in this run (not the estimate restored at a
 // start, which a clock set right meanwhile makes wrong: the review; and a
 // replay's values at a start, which came late, have gone out of them);
-// false when not measured, or when no value was noted for two windows (the
-// machine quiet, or its timestamp_field removed by a reload: the review).
+// false when not measured, or when no value was noted for an hour (a
+// machine quiet, or gone: shorter, a machine that sends every few minutes
+// had its offset shown and hidden by turns — the second review).
 func (o *offsets) clockOff(machine string) (time.Duration, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	e := o.m[machine]
-	if e == nil || e.rolls < 2 || time.Since(e.noted) > 2*cmp.Or(o.window, offsetWindow) {
+	if e == nil || e.rolls < 2 || time.Since(e.noted) > clockOffKept {
 		return 0, false
 	}
 	return -time.Duration(e.est()) * time.Millisecond, true
+}
+
+// clockOffKept is how long clockOff shows an offset after the last value
+// it was measured on.
+const clockOffKept = time.Hour
+
+// unshow hides every machine's offset until two more windows of values are
+// noted (clockOff), the estimates kept: at a reload, which may have removed
+// a machine's timestamp_field — its offset would otherwise be shown for an
+// hour, of values no longer stamped (the review).
+func (o *offsets) unshow() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, e := range o.m {
+		e.rolls = 0
+	}
 }
 
 // clockOffNote says what a source clock d off this box's does.

@@ -451,3 +451,51 @@ func TestPiecesAndScrapOfACancelledWorkOrder(t *testing.T) {
 		})
 	}
 }
+
+// A paused for rush order C, C cancelled, A resumed, all while Odoo was
+// away: C's pieces and scrap go to the dead letters, not to A, which gets
+// its own only (the second review: A 19 for 15, C's scrap out of A's
+// product's stock, once cancelled orders were no next order). Odoo 17.
+func TestCancelledRushOrderThenTheFirstResumed(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+	p.scrapBacklog = 3 * time.Second
+	p.scrapSlack = 2 * time.Second
+	a := p.woIDs["press-1"]
+	p.adminCall("mrp.workorder", "button_start", []any{[]any{a}}, nil)
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 10, 0)
+	p.waitExactQty(ra, "press-1", 10)
+	p.odoo.SetDown(true)
+	press := func(method string, id int64) {
+		t.Helper()
+		time.Sleep(1100 * time.Millisecond)
+		if err := p.odoo.Press(2, method, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.produce(m, 3, 1) // on A
+	press("button_pending", a)
+	rush := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/rush", p.odoo.AddProduct("Rush part"), 10), p.wcIDs["press-1"], "WO rush", "ready")
+	press("button_start", rush)
+	time.Sleep(1100 * time.Millisecond)
+	p.produce(m, 4, 1) // on the rush order
+	press("action_cancel", rush)
+	press("button_start", a) // A resumed
+	time.Sleep(1100 * time.Millisecond)
+	p.produce(m, 2, 0)
+	time.Sleep(3500 * time.Millisecond)
+	p.odoo.SetDown(false)
+	waitFor(t, 30*time.Second, "the buffer drained", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0 && st.Buffer.DeadLetters == 2, fmt.Sprintf("pending %d, dead letters %d, A %v", st.Buffer.Pending, st.Buffer.DeadLetters, p.woQty(a))
+	})
+	if q := p.woQty(a); q != 15 {
+		t.Errorf("A shows %v, want its 15 (10 + 3 + 2)", q)
+	}
+	for _, s := range p.odoo.Scraps() {
+		if s.WorkorderID != a || s.Qty != 1 {
+			t.Errorf("scrap booked %+v, want only A's 1", s)
+		}
+	}
+}

@@ -327,7 +327,8 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 		return nil, pendingKey{}, "", err
 	}
 	at, next, _ := tl.At(t)
-	if after && (at == nil || at.ID == wo.ID && next == nil) {
+	ns := tl.NextStart(t) // (next skips orders cancelled since: their stretches end it too)
+	if after && (at == nil || at.ID == wo.ID && ns.IsZero()) {
 		// wo's, or made while none was in progress: wo's. So is what waits
 		// from t on, for a while: every round of a backlog's drain looked
 		// it up again, three or four calls a machine, which the rate
@@ -335,7 +336,7 @@ func (f *forwarder) madeEarlier(ctx context.Context, machine, what string, wo *o
 		f.markClear(key, wo, t)
 		return nil, pendingKey{}, "", nil
 	}
-	if ns := tl.NextStart(t); !ns.IsZero() && ns.Before(cut) {
+	if !ns.IsZero() && ns.Before(cut) {
 		// Work moved to the next order then (wo itself, resumed after a
 		// rush order: the rush order's stretch ends there; or one cancelled
 		// since, whose stretch is its own).

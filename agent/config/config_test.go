@@ -1057,10 +1057,11 @@ func TestMaxBytesOnA32BitSystem(t *testing.T) {
 	if err := os.WriteFile(path, []byte(base+"buffer:\n  max_bytes: 4GiB\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	defer func(was int) { intSize = was }(intSize)
+	intSize = 64
 	if _, err := Load(path); err != nil {
 		t.Fatalf("64-bit: %v", err)
 	}
-	defer func(was int) { intSize = was }(intSize)
 	intSize = 32
 	_, err := Load(path)
 	if err == nil || !strings.Contains(err.Error(), "buffer.max_bytes: 4GiB is above the 1GiB a 32-bit system can map") {
