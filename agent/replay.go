@@ -71,6 +71,12 @@ type offsetMin struct {
 	lastSrc   int64     // the source time (ms) of the last value noted
 	rolls     int       // windows begun since it was made, restored or reset (clockOff)
 	noted     time.Time // when a value was last noted (clockOff)
+	// Steps back of the clock (the resets above): backs of them since
+	// backsFrom, the last by splitBy at splitAt — many a window are two
+	// clocks (clockSplit).
+	backs              int
+	backsFrom, splitAt time.Time
+	splitBy            time.Duration
 }
 
 func (o *offsetMin) est() int64 {
@@ -101,6 +107,11 @@ func (o *offsets) note(machine string, src, off int64, now time.Time) bool {
 		o.m[machine] = &offsetMin{cur: off, since: now, lastSrc: src, noted: now}
 		return true
 	case e.lastSrc != 0 && src < e.lastSrc-clockBackStep.Milliseconds():
+		if now.Sub(e.backsFrom) > cmp.Or(o.window, offsetWindow) {
+			e.backsFrom, e.backs = now, 0
+		}
+		e.backs++
+		e.splitBy, e.splitAt = time.Duration(off-e.cur)*time.Millisecond, now
 		e.cur, e.hasPrev, e.since, e.rolls = off, false, now, 0
 	case now.Sub(e.since) >= cmp.Or(o.window, offsetWindow) || now.Before(e.since):
 		e.prev, e.hasPrev = e.cur, true
@@ -209,6 +220,8 @@ func (a *Agent) noteOffset(s connectors.Sample, machine string, t time.Time, cha
 	if d, ok := a.srcOff.clockOff(machine); ok && (d >= SourceClockOff || d <= -SourceClockOff) {
 		a.clockLog.log(machine, a.log, slog.LevelWarn, clockOffNote(d),
 			"machine", machine, "source_clock_offset", d.Round(time.Second))
+	} else if d, ok := a.srcOff.clockSplit(machine); ok {
+		a.clockLog.log(machine, a.log, slog.LevelWarn, clockSplitNote(d), "machine", machine, "apart", d.Round(time.Second))
 	}
 	return off
 }
@@ -238,6 +251,25 @@ func (o *offsets) clockOff(machine string) (time.Duration, bool) {
 	return -time.Duration(e.est()) * time.Millisecond, true
 }
 
+// clockSplit reports a machine whose values carry the times of two clocks
+// at least SourceClockOff apart — its counters from a gateway on time, its
+// run state from a PLC on local time sent as UTC, say — and by how much the
+// one behind is: its values step back by that, again and again, so that
+// clockOff never measures it (the review: 0 of 601 seconds shown).
+func (o *offsets) clockSplit(machine string) (time.Duration, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e := o.m[machine]
+	if e == nil || e.backs < clockSplitBacks || time.Since(e.splitAt) > clockOffKept || e.splitBy < SourceClockOff {
+		return 0, false
+	}
+	return e.splitBy, true
+}
+
+// clockSplitBacks is how many steps back of a machine's clock within a
+// window are taken for two clocks (an NTP step or a PLC set right is one).
+const clockSplitBacks = 3
+
 // clockOffKept is how long clockOff shows an offset after the last value
 // it was measured on.
 const clockOffKept = time.Hour
@@ -252,6 +284,12 @@ func (o *offsets) unshow() {
 	for _, e := range o.m {
 		e.rolls = 0
 	}
+}
+
+// clockSplitNote says what two clocks d apart on one machine do.
+func clockSplitNote(d time.Duration) string {
+	return fmt.Sprintf("the values of this machine carry the times of two clocks, one %s behind the other, by the times its MQTT values carry "+
+		"(a PLC on local time sent as UTC, and a gateway on time?): its stops are dated by its run state's clock in Odoo; set the clock that is off", d.Round(time.Minute))
 }
 
 // clockOffNote says what a source clock d off this box's does.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -123,5 +124,34 @@ func TestClockOffIsOfThisRunsValues(t *testing.T) {
 	}
 	if d, ok := o.clockOff("m"); !ok || d != -3*time.Millisecond {
 		t.Errorf("two windows after the reload: %v, %v; want -3ms", d, ok)
+	}
+}
+
+// A machine whose values carry the times of two clocks hours apart — its
+// counters from a gateway on time, its run state from a PLC on New York
+// time sent as UTC — is never measured (each value of the clock behind
+// after one of the other is a step back), and is told as two clocks (the
+// review: nothing was shown); one clock set back once is not.
+func TestTwoClocksOnOneMachineAreTold(t *testing.T) {
+	var o offsets
+	now := time.Now()
+	behind := (5 * time.Hour).Milliseconds()
+	for i := range 10 {
+		at := now.Add(time.Duration(i) * time.Second)
+		o.note("m", at.UnixMilli(), 3, at)                                                   // the gateway, on time
+		o.note("m", at.UnixMilli()-behind, behind+3, at)                                     // the PLC
+		o.note("one", at.UnixMilli()-behind*int64(min(i, 1)), 3+behind*int64(min(i, 1)), at) // set back once
+	}
+	if d, ok := o.clockSplit("m"); !ok || d.Round(time.Minute) != 5*time.Hour {
+		t.Errorf("two clocks: %v, %v; want 5h", d, ok)
+	}
+	if _, ok := o.clockOff("m"); ok {
+		t.Error("two clocks measured as one")
+	}
+	if d, ok := o.clockSplit("one"); ok {
+		t.Errorf("a clock set back once told as two clocks %v apart", d)
+	}
+	if !strings.Contains(clockSplitNote(5*time.Hour), "two clocks, one 5h0m0s behind the other") {
+		t.Error(clockSplitNote(5 * time.Hour))
 	}
 }

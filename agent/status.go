@@ -451,6 +451,8 @@ func (a *Agent) Status() Status {
 			if d >= SourceClockOff || d <= -SourceClockOff {
 				clockNote = clockOffNote(d)
 			}
+		} else if d, ok := a.srcOff.clockSplit(m.ID); ok {
+			clockNote = clockSplitNote(d)
 		}
 		var inDoubt string
 		if st.Odoo.SettleSeconds > 0 {
