@@ -375,16 +375,7 @@ func TestASourceClockFarOffIsShown(t *testing.T) {
 func TestPiecesAndScrapOfACancelledWorkOrder(t *testing.T) {
 	for _, v := range []int{17, 19} {
 		t.Run(fmt.Sprint(v), func(t *testing.T) {
-			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
-			p.scrapBacklog = 3 * time.Second
-			p.scrapSlack = 2 * time.Second
-			a := p.woIDs["press-1"]
-			p.adminCall("mrp.workorder", "button_start", []any{[]any{a}}, nil)
-			ra := p.startAgent()
-			m := p.machines[0]
-			p.produce(m, 10, 0)
-			p.waitExactQty(ra, "press-1", 10)
-			p.odoo.SetDown(true)
+			p, ra, m, a := timedOrderThenOdooDown(t, v)
 			p.produce(m, 4, 1) // made on the order about to be cancelled
 			p.stop(m, "JAM")
 			time.Sleep(1500 * time.Millisecond)
@@ -457,16 +448,7 @@ func TestPiecesAndScrapOfACancelledWorkOrder(t *testing.T) {
 // its own only (the second review: A 19 for 15, C's scrap out of A's
 // product's stock, once cancelled orders were no next order). Odoo 17.
 func TestCancelledRushOrderThenTheFirstResumed(t *testing.T) {
-	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
-	p.scrapBacklog = 3 * time.Second
-	p.scrapSlack = 2 * time.Second
-	a := p.woIDs["press-1"]
-	p.adminCall("mrp.workorder", "button_start", []any{[]any{a}}, nil)
-	ra := p.startAgent()
-	m := p.machines[0]
-	p.produce(m, 10, 0)
-	p.waitExactQty(ra, "press-1", 10)
-	p.odoo.SetDown(true)
+	p, ra, m, a := timedOrderThenOdooDown(t, 17)
 	press := func(method string, id int64) {
 		t.Helper()
 		time.Sleep(1100 * time.Millisecond)
@@ -498,4 +480,23 @@ func TestCancelledRushOrderThenTheFirstResumed(t *testing.T) {
 			t.Errorf("scrap booked %+v, want only A's 1", s)
 		}
 	}
+}
+
+// timedOrderThenOdooDown starts a plant of one press (Odoo version v,
+// backlogs cut after 3 s with a 2 s clock slack) whose work order a, its
+// operator's timer started, has the press's first 10 pieces in Odoo, and
+// then takes Odoo away.
+func timedOrderThenOdooDown(t *testing.T, v int) (p *plant, ra *runningAgent, m *simMachine, a int64) {
+	t.Helper()
+	p = newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
+	p.scrapBacklog = 3 * time.Second
+	p.scrapSlack = 2 * time.Second
+	a = p.woIDs["press-1"]
+	p.adminCall("mrp.workorder", "button_start", []any{[]any{a}}, nil)
+	ra = p.startAgent()
+	m = p.machines[0]
+	p.produce(m, 10, 0)
+	p.waitExactQty(ra, "press-1", 10)
+	p.odoo.SetDown(true)
+	return p, ra, m, a
 }
