@@ -210,10 +210,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			if ml, ok := links[mc.ID]; ok {
 				ch <- prometheus.MustNewConstMetric(descHeld, prometheus.GaugeValue, ml.Unattributed, mc.ID)
 			}
-		}
-		for _, mc := range c.a.cfg.Load().Machines {
-			if d, ok := c.a.srcOff.clockOff(mc.ID); ok {
-				ch <- prometheus.MustNewConstMetric(descClockOff, prometheus.GaugeValue, d.Seconds(), mc.ID)
+			if clock := c.a.srcOff.clock(mc.ID); clock.offOK {
+				ch <- prometheus.MustNewConstMetric(descClockOff, prometheus.GaugeValue, clock.off.Seconds(), mc.ID)
 			}
 		}
 		pending, _ := c.a.pendingCounts() // a scan, kept a second

@@ -88,14 +88,15 @@ func (o *offsetMin) est() int64 {
 
 // note takes a value of machine stamped src (ms) that came off ms after
 // it, at now; it reports whether the estimate moved offsetSaveStep from
-// the one saved. A value stamped more than clockBackStep before the last
+// the one saved, and what is shown of the machine's clock after it (one
+// lock a value: noteOffset is on every stamped MQTT value's path). A value stamped more than clockBackStep before the last
 // one noted shows the source's clock set back (an NTP step, a PLC on local
 // time at the autumn change): a replay's values come in the order they
 // were made, after those noted before it. The estimate is then that
 // value's at once — before, the values after the step looked late for two
 // windows, and were cut by the times they carry (the review: the new
 // order's pieces dead-lettered as the finished one's).
-func (o *offsets) note(machine string, src, off int64, now time.Time) bool {
+func (o *offsets) note(machine string, src, off int64, now time.Time) (bool, sourceClock) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.m == nil {
@@ -105,7 +106,7 @@ func (o *offsets) note(machine string, src, off int64, now time.Time) bool {
 	switch {
 	case e == nil:
 		o.m[machine] = &offsetMin{cur: off, since: now, lastSrc: src, noted: now}
-		return true
+		return true, sourceClock{}
 	case e.lastSrc != 0 && src < e.lastSrc-clockBackStep.Milliseconds():
 		if now.Sub(e.backsFrom) > cmp.Or(o.window, offsetWindow) {
 			e.backsFrom, e.backs = now, 0
@@ -122,7 +123,7 @@ func (o *offsets) note(machine string, src, off int64, now time.Time) bool {
 	}
 	e.lastSrc, e.noted = src, now
 	d := e.est() - e.saved
-	return !e.hasSaved || d >= offsetSaveStep.Milliseconds() || d <= -offsetSaveStep.Milliseconds()
+	return !e.hasSaved || d >= offsetSaveStep.Milliseconds() || d <= -offsetSaveStep.Milliseconds(), e.clock(now)
 }
 
 // lag is how late a value of machine that came off ms after its source
@@ -214,14 +215,12 @@ func (a *Agent) noteOffset(s connectors.Sample, machine string, t time.Time, cha
 		return 0
 	}
 	off := s.ReceiveTime.Sub(t).Milliseconds()
-	if a.srcOff.note(machine, t.UnixMilli(), off, time.Now()) {
+	save, c := a.srcOff.note(machine, t.UnixMilli(), off, time.Now())
+	if save {
 		changed[machine] = true
 	}
-	if d, ok := a.srcOff.clockOff(machine); ok && (d >= SourceClockOff || d <= -SourceClockOff) {
-		a.clockLog.log(machine, a.log, slog.LevelWarn, clockOffNote(d),
-			"machine", machine, "source_clock_offset", d.Round(time.Second))
-	} else if d, ok := a.srcOff.clockSplit(machine); ok {
-		a.clockLog.log(machine, a.log, slog.LevelWarn, clockSplitNote(d), "machine", machine, "apart", d.Round(time.Second))
+	if msg, attr, d := c.warning(); msg != "" {
+		a.clockLog.log(machine, a.log, slog.LevelWarn, msg, "machine", machine, attr, d.Round(time.Second))
 	}
 	return off
 }
@@ -232,7 +231,47 @@ func (a *Agent) noteOffset(s connectors.Sample, machine string, t time.Time, cha
 // hours early in Odoo, and nothing said so).
 const SourceClockOff = 2 * time.Minute
 
-// clockOff is how far machine's source clock is off this box's (ahead:
+// sourceClock is what is shown of a machine's source clock (status,
+// metrics, the log): how far it is off this box's (clockOff) and, when its
+// values carry the times of two clocks, how far apart (clockSplit).
+type sourceClock struct {
+	off, split     time.Duration
+	offOK, splitOK bool
+}
+
+// warning is what to tell of the clock (the log, the machine's error), with
+// the log attribute's name and value: "" when nothing — the offset less
+// than SourceClockOff, or not measured and one clock.
+func (c sourceClock) warning() (msg, attr string, d time.Duration) {
+	switch {
+	case c.offOK && (c.off >= SourceClockOff || c.off <= -SourceClockOff):
+		return clockOffNote(c.off), "source_clock_offset", c.off
+	case !c.offOK && c.splitOK:
+		return clockSplitNote(c.split), "apart", c.split
+	}
+	return "", "", 0
+}
+
+// clock is what is shown of machine's source clock (see clockOff and
+// clockSplit).
+func (o *offsets) clock(machine string) sourceClock {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e := o.m[machine]
+	if e == nil {
+		return sourceClock{}
+	}
+	return e.clock(time.Now())
+}
+
+func (e *offsetMin) clock(now time.Time) sourceClock {
+	var c sourceClock
+	c.off, c.offOK = e.clockOff(now)
+	c.split, c.splitOK = e.clockSplit(now)
+	return c
+}
+
+// clockOff is how far the machine's source clock is off this box's (ahead:
 // positive), by the least receipt-less-source-time difference of its
 // values — latency included, a few ms — once both windows the estimate
 // spans were of values noted in this run (not the estimate restored at a
@@ -241,26 +280,20 @@ const SourceClockOff = 2 * time.Minute
 // false when not measured, or when no value was noted for an hour (a
 // machine quiet, or gone: shorter, a machine that sends every few minutes
 // had its offset shown and hidden by turns — the second review).
-func (o *offsets) clockOff(machine string) (time.Duration, bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	e := o.m[machine]
-	if e == nil || e.rolls < 2 || time.Since(e.noted) > clockOffKept {
+func (e *offsetMin) clockOff(now time.Time) (time.Duration, bool) {
+	if e.rolls < 2 || now.Sub(e.noted) > clockOffKept {
 		return 0, false
 	}
 	return -time.Duration(e.est()) * time.Millisecond, true
 }
 
-// clockSplit reports a machine whose values carry the times of two clocks
+// clockSplit reports, of a machine whose values carry the times of two clocks
 // at least SourceClockOff apart — its counters from a gateway on time, its
 // run state from a PLC on local time sent as UTC, say — and by how much the
 // one behind is: its values step back by that, again and again, so that
 // clockOff never measures it (the review: 0 of 601 seconds shown).
-func (o *offsets) clockSplit(machine string) (time.Duration, bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	e := o.m[machine]
-	if e == nil || e.backs < clockSplitBacks || time.Since(e.splitAt) > clockOffKept || e.splitBy < SourceClockOff {
+func (e *offsetMin) clockSplit(now time.Time) (time.Duration, bool) {
+	if e.backs < clockSplitBacks || now.Sub(e.splitAt) > clockOffKept || e.splitBy < SourceClockOff {
 		return 0, false
 	}
 	return e.splitBy, true

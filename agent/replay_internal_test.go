@@ -64,14 +64,14 @@ func TestOffsetsMeasureHowLateValuesCame(t *testing.T) {
 		t.Errorf("a clock 3 min behind: lag %v, want 0", l)
 	}
 	// Saved once it moved a second from what was saved; restored as is.
-	if !o.note("m", s+1000, 28000, at.Add(time.Second)) {
+	if save, _ := o.note("m", s+1000, 28000, at.Add(time.Second)); !save {
 		t.Error("an estimate moved 2 s is not to be saved")
 	}
 	v, last := o.saved("m")
 	if v == nil || *v != 28000 || last != s+1000 {
 		t.Fatalf("saved %v, last stamped %d; want 28000, %d", v, last, s+1000)
 	}
-	if o.note("m", s+2000, 27500, at.Add(2*time.Second)) {
+	if save, _ := o.note("m", s+2000, 27500, at.Add(2*time.Second)); save {
 		t.Error("an estimate moved 0.5 s from the saved one is to be saved")
 	}
 	var next offsets
@@ -79,7 +79,7 @@ func TestOffsetsMeasureHowLateValuesCame(t *testing.T) {
 	if l := next.lag("m", 28000+30000); l != 30*time.Second {
 		t.Errorf("restored: lag %v, want 30s", l)
 	}
-	if next.note("m", s+3000, 28000+30000, time.Now()) {
+	if save, _ := next.note("m", s+3000, 28000+30000, time.Now()); save {
 		t.Error("a replay after the restart moved the restored estimate")
 	}
 	// The clock set back 20 s while the agent was stopped: the first value
@@ -103,26 +103,26 @@ func TestClockOffIsOfThisRunsValues(t *testing.T) {
 	o.restore("m", &ahead, 0)
 	now := time.Now()
 	for i := range 3 {
-		if d, ok := o.clockOff("m"); ok {
+		if d, ok := clockOffOf(&o, "m"); ok {
 			t.Fatalf("after %d windows: %v shown, want nothing yet", i, d)
 		}
 		o.note("m", now.UnixMilli(), 3, now)
 		now = now.Add(60 * time.Millisecond)
 	}
-	if d, ok := o.clockOff("m"); !ok || d != -3*time.Millisecond {
+	if d, ok := clockOffOf(&o, "m"); !ok || d != -3*time.Millisecond {
 		t.Fatalf("after two windows of this run's values: %v, %v; want -3ms (latency)", d, ok)
 	}
 	// A reload (which may have removed its timestamp_field) hides it until
 	// two more windows of values come; the estimate stays.
 	o.unshow()
-	if d, ok := o.clockOff("m"); ok {
+	if d, ok := clockOffOf(&o, "m"); ok {
 		t.Errorf("after a reload: %v shown", d)
 	}
 	for range 3 {
 		o.note("m", now.UnixMilli(), 3, now)
 		now = now.Add(60 * time.Millisecond)
 	}
-	if d, ok := o.clockOff("m"); !ok || d != -3*time.Millisecond {
+	if d, ok := clockOffOf(&o, "m"); !ok || d != -3*time.Millisecond {
 		t.Errorf("two windows after the reload: %v, %v; want -3ms", d, ok)
 	}
 }
@@ -136,22 +136,36 @@ func TestTwoClocksOnOneMachineAreTold(t *testing.T) {
 	var o offsets
 	now := time.Now()
 	behind := (5 * time.Hour).Milliseconds()
+	var last sourceClock // what the log is told of "m" at its last value
 	for i := range 10 {
 		at := now.Add(time.Duration(i) * time.Second)
 		o.note("m", at.UnixMilli(), 3, at)                                                   // the gateway, on time
-		o.note("m", at.UnixMilli()-behind, behind+3, at)                                     // the PLC
+		_, last = o.note("m", at.UnixMilli()-behind, behind+3, at)                           // the PLC
 		o.note("one", at.UnixMilli()-behind*int64(min(i, 1)), 3+behind*int64(min(i, 1)), at) // set back once
 	}
-	if d, ok := o.clockSplit("m"); !ok || d.Round(time.Minute) != 5*time.Hour {
+	if d, ok := clockSplitOf(&o, "m"); !ok || d.Round(time.Minute) != 5*time.Hour {
 		t.Errorf("two clocks: %v, %v; want 5h", d, ok)
 	}
-	if _, ok := o.clockOff("m"); ok {
+	if _, ok := clockOffOf(&o, "m"); ok {
 		t.Error("two clocks measured as one")
 	}
-	if d, ok := o.clockSplit("one"); ok {
+	if msg, attr, d := last.warning(); !strings.Contains(msg, "two clocks") || attr != "apart" || d.Round(time.Minute) != 5*time.Hour {
+		t.Errorf("the log at the last value: %q, %s=%v", msg, attr, d)
+	}
+	if d, ok := clockSplitOf(&o, "one"); ok {
 		t.Errorf("a clock set back once told as two clocks %v apart", d)
 	}
 	if !strings.Contains(clockSplitNote(5*time.Hour), "two clocks, one 5h0m0s behind the other") {
 		t.Error(clockSplitNote(5 * time.Hour))
 	}
+}
+
+func clockOffOf(o *offsets, machine string) (time.Duration, bool) {
+	c := o.clock(machine)
+	return c.off, c.offOK
+}
+
+func clockSplitOf(o *offsets, machine string) (time.Duration, bool) {
+	c := o.clock(machine)
+	return c.split, c.splitOK
 }

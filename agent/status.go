@@ -444,16 +444,12 @@ func (a *Agent) Status() Status {
 			ms.WorkOrder = wo
 		}
 		ms.DeadLetterGood = tidy(pending[m.ID].deadGood)
-		var clockNote string
-		if d, ok := a.srcOff.clockOff(m.ID); ok {
-			s := math.Round(d.Seconds()*10) / 10
+		clock := a.srcOff.clock(m.ID)
+		if clock.offOK {
+			s := math.Round(clock.off.Seconds()*10) / 10
 			ms.SourceClockOffset = &s
-			if d >= SourceClockOff || d <= -SourceClockOff {
-				clockNote = clockOffNote(d)
-			}
-		} else if d, ok := a.srcOff.clockSplit(m.ID); ok {
-			clockNote = clockSplitNote(d)
 		}
+		clockNote, _, _ := clock.warning()
 		var inDoubt string
 		if st.Odoo.SettleSeconds > 0 {
 			// Waiting for Odoo's request limit: a mark left is a write that
