@@ -337,10 +337,9 @@ func (f *forwarder) isStopping() bool {
 	return f.stopping
 }
 
-// Flush asks the forwarder to start a round now, skipping any backoff wait.
-// Flush asks for a round now and returns how many rounds had started
-// before: the first round to complete past that number began after the
-// request (see roundsDone).
+// Flush asks the forwarder to start a round now, skipping any backoff
+// wait, and returns how many rounds had started before: the first round
+// to complete past that number began after the request (see roundsDone).
 func (f *forwarder) Flush() uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
