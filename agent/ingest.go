@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"reflect"
@@ -158,6 +159,31 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	added := map[string]totals{}
 	a.stateMu.Lock()
 	for _, s := range batch {
+		// A message on a topic no machine maps is skipped before anything is
+		// kept of its topic: stray topics come from outside (another
+		// client's subscriptions in the broker's session), and each kept a
+		// stamp for good (the lifecycle review: 200,000 stray topics, 25 MB
+		// of heap).
+		switch {
+		case s.Kind != connectors.KindMQTT || m.Maps(s.Kind, s.Source, s.Address):
+		case a.dropped[s.Source+"\x00"+s.Address]:
+			a.strayLog.log(s.Source+"\x00"+s.Address, a.log, slog.LevelInfo,
+				"message on a topic an earlier configuration mapped, skipped (the broker's session keeps its subscription until it is dropped)",
+				"source", s.Source, "topic", s.Address)
+			continue
+		default:
+			// The agent subscribes to exactly the topics its machines use:
+			// the broker's session for this client_id has subscriptions of
+			// another client (a second agent with the same client_id, the
+			// old box after a move) or of an earlier configuration.
+			sc := a.strays[s.Source]
+			sc.n++
+			sc.last, sc.at = s.Address, time.Now()
+			a.strays[s.Source] = sc
+			a.strayLog.log(s.Source, a.log, slog.LevelWarn, "message on a topic no machine maps, skipped: the broker session of this client_id has subscriptions this agent did not make (another agent or the old box using the same client_id? Then each takes messages meant for the other)",
+				"source", s.Source, "topic", s.Address)
+			continue
+		}
 		k := sampleAddr{s.Kind, s.Source, s.Address}
 		if a.clockShift != nil {
 			s.ReceiveTime = s.ReceiveTime.Add(a.clockShift())
@@ -196,24 +222,6 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				}
 				a.valueType[k] = typ
 			}
-		}
-		switch {
-		case s.Kind != connectors.KindMQTT || m.Maps(s.Kind, s.Source, s.Address):
-		case a.dropped[s.Source+"\x00"+s.Address]:
-			a.strayLog.log(s.Source+"\x00"+s.Address, a.log, slog.LevelInfo,
-				"message on a topic an earlier configuration mapped, skipped (the broker's session keeps its subscription until it is dropped)",
-				"source", s.Source, "topic", s.Address)
-		default:
-			// The agent subscribes to exactly the topics its machines use:
-			// the broker's session for this client_id has subscriptions of
-			// another client (a second agent with the same client_id, the
-			// old box after a move) or of an earlier configuration.
-			sc := a.strays[s.Source]
-			sc.n++
-			sc.last, sc.at = s.Address, time.Now()
-			a.strays[s.Source] = sc
-			a.strayLog.log(s.Source, a.log, slog.LevelWarn, "message on a topic no machine maps, skipped: the broker session of this client_id has subscriptions this agent did not make (another agent or the old box using the same client_id? Then each takes messages meant for the other)",
-				"source", s.Source, "topic", s.Address)
 		}
 		evs, ch, err := m.Apply(a.state, s)
 		if err != nil {
@@ -502,6 +510,12 @@ func (a *Agent) downtimeEvent(ev mapping.Event, changed map[string]bool) (eventR
 // the broker's session too.
 const topicsPrefix = "mqtt/topics/"
 
+// forgetUnmapped deletes from m the source addresses next maps to no
+// machine.
+func forgetUnmapped[V any](m map[sampleAddr]V, next *mapping.Mapper) {
+	maps.DeleteFunc(m, func(k sampleAddr, _ V) bool { return !next.Maps(k.kind, k.source, k.address) })
+}
+
 // noteDroppedTopics notes the MQTT topics an earlier configuration
 // subscribed to — prev's (a reload), and those the buffer file keeps from
 // the last run (a start) — that the mapping in force does not, forgets
@@ -537,6 +551,12 @@ func (a *Agent) noteDroppedTopics(ctx context.Context, prev *mapping.Mapper) {
 			delete(a.dropped, k)
 		}
 	}
+	// What is kept per source address is forgotten for the addresses no
+	// machine reads now: a reload must not keep them for the process's life.
+	forgetUnmapped(a.lastStamp, next)
+	forgetUnmapped(a.badQuality, next)
+	forgetUnmapped(a.unusable, next)
+	forgetUnmapped(a.valueType, next)
 	a.stateMu.Unlock()
 	now := map[string][]string{}
 	next.EachMQTTTopic(func(broker, topic string) { now[broker] = append(now[broker], topic) })

@@ -125,6 +125,50 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: m1, 
 	}
 }
 
+// What is kept per source address is kept only for addresses a machine
+// reads: stray topics come from outside and are many (the lifecycle
+// review: 200,000 of them kept 25 MB of heap for the process's life), and
+// a reload forgets the addresses it removed.
+func TestPerAddressStateIsOfMappedAddressesOnly(t *testing.T) {
+	cfg := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
+opcua: [{ name: line1, endpoint: "opc.tcp://127.0.0.1:1" }]
+machines:
+  - { id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: m1, field: good } } }
+  - { id: m2, workcenter: W2, good_count: { opcua: { server: line1, node: "ns=2;s=Good" } } }
+`)
+	a, _ := agentWithBuffer(t, cfg, slog.New(slog.DiscardHandler))
+	now := time.Now()
+	var batch []connectors.Sample
+	for i := range 1000 {
+		batch = append(batch, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: fmt.Sprintf("gw/dev-%d/telemetry", i),
+			Payload: []byte(`{"good":5}`), Good: true, ReceiveTime: now})
+	}
+	batch = append(batch,
+		connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "m1", Payload: []byte(`{"good":5}`), Good: true, ReceiveTime: now},
+		connectors.Sample{Source: "line1", Kind: connectors.KindOPCUA, Address: "ns=2;s=Good", Value: int64(7), Quality: "Bad", ReceiveTime: now})
+	a.commitSamples(context.Background(), batch)
+	if sc := a.strays["b"]; sc.n != 1000 {
+		t.Errorf("strays counted %d, want 1000", sc.n)
+	}
+	if len(a.lastStamp) != 2 || len(a.badQuality) != 1 {
+		t.Fatalf("kept stamps of %d addresses and %d bad qualities, want 2 (the mapped ones) and 1", len(a.lastStamp), len(a.badQuality))
+	}
+	// A reload that removes m2 forgets its address.
+	next := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
+machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: m1, field: good } } }]
+`)
+	m, err := mapping.New(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := a.mapper.Load()
+	a.mapper.Store(m)
+	a.noteDroppedTopics(context.Background(), prev)
+	if _, ok := a.lastStamp[sampleAddr{connectors.KindMQTT, "b", "m1"}]; !ok || len(a.lastStamp) != 1 || len(a.badQuality) != 0 {
+		t.Errorf("after the reload: stamps %v, bad qualities %v; want m1's stamp only", a.lastStamp, a.badQuality)
+	}
+}
+
 // The Odoo database is its server and name: the scheme, a default port
 // written out, the host's case and a trailing slash do not make another
 // one; another host, port, path or database name does.
