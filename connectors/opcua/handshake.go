@@ -56,6 +56,10 @@ func checkServerLimits(ctx context.Context, endpoint string, timeout time.Durati
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
+	// Cancelled (the source stopping), the read ends at once, not at the
+	// deadline: a server that opens its port and never answers held every
+	// stop of the agent up to the request timeout (the lifecycle review).
+	defer context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })()
 	ack, err := handshake(conn, endpoint)
 	if err != nil || ack == nil {
 		return nil

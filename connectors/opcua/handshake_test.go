@@ -1,6 +1,7 @@
 package opcua
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -126,5 +127,58 @@ func TestAckWithinLimits(t *testing.T) {
 		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrServerLimits)) {
 			t.Errorf("receive buffer %d, %d chunks: %v, want ok %v", c.recv, c.chunks, err, c.ok)
 		}
+	}
+}
+
+// A server that opens its port and never answers (a PLC half up, a port
+// forward to nothing) does not hold a stopping source: dial returns as soon
+// as its context is cancelled, however long the request timeout, and the
+// connection it opened is closed (the lifecycle review: every stop waited
+// out the 10 s timeout).
+func TestDialToASilentServerEndsWhenCancelled(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c // answers nothing
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		c, err := dial(ctx, clientParams{endpoint: "opc.tcp://" + ln.Addr().String(), requestTimeout: time.Hour})
+		if c != nil {
+			closeClient(c)
+		}
+		done <- err
+	}()
+	conn := <-accepted
+	defer conn.Close()
+	// The client's Hello came: it waits for the answer now.
+	hello := make([]byte, 8)
+	if _, err := io.ReadFull(conn, hello); err != nil || string(hello[:3]) != "HEL" {
+		t.Fatalf("no Hello: %q, %v", hello, err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("dial cancelled: %v, want context.Canceled", err)
+		}
+	case <-time.After(20 * time.Second): // a hang guard: the attempt's own timeout is an hour
+		t.Fatal("dial to a silent server went on after its context was cancelled")
+	}
+	// The attempt ended too: the connection it opened is closed.
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.ReadAll(conn); err != nil {
+		t.Errorf("the attempt's connection was not closed: %v", err)
 	}
 }

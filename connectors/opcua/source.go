@@ -469,6 +469,35 @@ func (s *Source) sessionTimeout() time.Duration {
 }
 
 func dial(ctx context.Context, p clientParams) (*opcua.Client, error) {
+	// gopcua's handshakes (GetEndpoints, Connect) end at the dial and
+	// request timeouts, not when ctx is cancelled: a server that opens its
+	// port and never answers held a stop up to 10 s (the lifecycle review).
+	// Cancelled, dial returns at once; the attempt ends by itself, and
+	// what it opened is closed.
+	type dialed struct {
+		c   *opcua.Client
+		err error
+	}
+	ch := make(chan dialed, 1)
+	go func() {
+		c, err := dialWait(ctx, p)
+		ch <- dialed{c, err}
+	}()
+	select {
+	case d := <-ch:
+		return d.c, d.err
+	case <-ctx.Done():
+		go func() {
+			if d := <-ch; d.c != nil {
+				closeClient(d.c)
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// dialWait is dial, to its end.
+func dialWait(ctx context.Context, p clientParams) (*opcua.Client, error) {
 	opts, err := clientOptions(ctx, p)
 	if err != nil {
 		return nil, err
