@@ -58,8 +58,8 @@ var errAcceptBusy = fmt.Errorf("a request to accept this machine's quantity in O
 // waits for the round that does it.
 func (f *forwarder) AcceptQty(ctx context.Context, machine string) (AcceptResult, error) {
 	req := &acceptReq{done: make(chan acceptAnswer, 1)}
-	if !f.queueAccept(machine, req) {
-		return AcceptResult{}, errAcceptBusy
+	if err := f.queueAccept(machine, req); err != nil {
+		return AcceptResult{}, err
 	}
 	f.Flush()
 	select {
@@ -117,24 +117,27 @@ func (f *forwarder) takeAccepts() map[string]*acceptReq {
 func (f *forwarder) requeueAccept(machine string) {
 	req := f.roundAccepts[machine]
 	delete(f.roundAccepts, machine)
-	if !f.queueAccept(machine, req) {
-		req.done <- acceptAnswer{err: errAcceptBusy}
+	if err := f.queueAccept(machine, req); err != nil {
+		req.done <- acceptAnswer{err: err}
 	}
 }
 
-// queueAccept puts req for machine before the next round; false when one
-// waits there already.
-func (f *forwarder) queueAccept(machine string, req *acceptReq) bool {
+// queueAccept puts req for machine before the next round: errAcceptBusy
+// when one waits there already, errAgentStopping once no round will come.
+func (f *forwarder) queueAccept(machine string, req *acceptReq) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.accept[machine] != nil {
-		return false
+	switch {
+	case f.stopping:
+		return errAgentStopping
+	case f.accept[machine] != nil:
+		return errAcceptBusy
 	}
 	if f.accept == nil {
 		f.accept = map[string]*acceptReq{}
 	}
 	f.accept[machine] = req
-	return true
+	return nil
 }
 
 // failAcceptsLocked answers the accept-qty requests waiting for a round

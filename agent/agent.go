@@ -440,8 +440,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Error("buffer failed; stopping", "err", buf.Err())
 		ingestCancel()
 	}
+	// The stop is said and its deadline runs from here, before the wait for
+	// a reload in progress (setPhase): a reload waiting on a source that
+	// does not answer held a SIGTERM 8 s without a word (the lifecycle
+	// review).
 	a.ready.Store(false)
-	a.setPhase(ctx, phaseStopping)
 	_ = sdNotify("STOPPING=1")
 	a.log.Info("stopping")
 	deadline := time.AfterFunc(a.opts.StopTimeout, func() {
@@ -450,20 +453,29 @@ func (a *Agent) Run(ctx context.Context) error {
 		fwdCancel()
 	})
 	defer deadline.Stop()
+	// No Odoo write begins from now on (one begun while the sources stop
+	// could be cut by the deadline, left in doubt, and hold the next start's
+	// writes for odoo.request_limit); a write Odoo is doing runs to its
+	// answer, bounded by the deadline. What is buffered waits for the next
+	// start.
+	a.fwd.beginStop()
+	a.setPhase(ctx, phaseStopping)
 	a.stopSources()
 	close(a.stopIngest)
 	<-ingestDone
 	ingestCancel()
-	a.fwd.beginStop() // a write Odoo is doing runs to its answer (bounded by the deadline)
 	<-fwdDone
 	fwdCancel()
 	wdCancel()
 	<-wdDone
 	<-clockDone
 	shCtx, shCancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_ = srv.Shutdown(shCtx)
+	if err := srv.Shutdown(shCtx); err != nil {
+		a.log.Warn("local API requests still open at the stop: cut off", "err", err)
+	}
 	shCancel()
 	<-httpDone
+	a.stopPendingScans() // a status scan reads the buffer: before it closes
 	if err := buf.Close(); err != nil {
 		return fmt.Errorf("close buffer: %w", err)
 	}

@@ -89,6 +89,12 @@ func (a *Agent) Handler() http.Handler {
 			// still waiting for a round: it is logged when done.
 			writeJSON(w, RebookResult{Since: since, DryRun: dry, Pending: true})
 			return
+		case errors.Is(err, errAgentStopping):
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		case errors.Is(err, errRebookNotTaken):
+			http.Error(w, err.Error(), http.StatusGatewayTimeout)
+			return
 		case err != nil:
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
@@ -122,6 +128,9 @@ func (a *Agent) Handler() http.Handler {
 			return
 		case errors.Is(err, errAcceptBusy):
 			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		case errors.Is(err, errAgentStopping):
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		case errors.Is(err, errAcceptPending):
 			http.Error(w, err.Error(), http.StatusGatewayTimeout)

@@ -314,10 +314,17 @@ func newForwarder(a *Agent) *forwarder {
 // ends there, acknowledging what Odoo confirmed.
 var errStopping = fmt.Errorf("plantedge is stopping: %w", context.Canceled)
 
+// errAgentStopping answers an accept-qty or rebook asked of a stopping
+// agent, or waiting for a round when the stop began: no round will do it.
+var errAgentStopping = errors.New("plantedge is stopping: nothing was changed; run this again once it is running again (plantedge status)")
+
 // beginStop asks the forwarder to stop at the next call: a read in
 // progress is cut, a write in progress runs to its answer, and what Odoo
 // confirmed is acknowledged before run returns. The agent's stop timeout
-// cancels run's context if that takes too long.
+// cancels run's context if that takes too long. The accept-qty and
+// rebook requests waiting for a round are answered now: none will come
+// (they waited out their time, and made the stop 2 s longer — the
+// lifecycle review).
 func (f *forwarder) beginStop() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -328,6 +335,14 @@ func (f *forwarder) beginStop() {
 	close(f.stopCh)
 	if f.cutCall != nil {
 		f.cutCall()
+	}
+	for machine, req := range f.accept {
+		req.done <- acceptAnswer{res: AcceptResult{Machine: machine}, err: errAgentStopping}
+	}
+	f.accept = nil
+	if f.rebook != nil {
+		f.rebook.done <- rebookAnswer{err: errAgentStopping}
+		f.rebook = nil
 	}
 }
 

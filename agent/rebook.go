@@ -276,6 +276,10 @@ var errRebookBusy = errors.New("another rebook is in progress")
 func (f *forwarder) Rebook(ctx context.Context, since time.Time, dry bool) (RebookResult, error) {
 	req := &rebookReq{since: since, dry: dry, done: make(chan rebookAnswer, 1)}
 	f.mu.Lock()
+	if f.stopping {
+		f.mu.Unlock()
+		return RebookResult{}, errAgentStopping
+	}
 	if f.rebook != nil {
 		f.mu.Unlock()
 		return RebookResult{}, errRebookBusy
@@ -288,13 +292,24 @@ func (f *forwarder) Rebook(ctx context.Context, since time.Time, dry bool) (Rebo
 		return a.res, a.err
 	case <-ctx.Done():
 		f.mu.Lock()
-		if f.rebook == req {
+		withdrawn := f.rebook == req
+		if withdrawn {
 			f.rebook = nil
 		}
 		f.mu.Unlock()
-		return RebookResult{}, ctx.Err()
+		if withdrawn {
+			// No round took it: it is not going on (it was reported as
+			// going on, and then never done).
+			return RebookResult{}, errRebookNotTaken
+		}
+		return RebookResult{}, ctx.Err() // taken: it goes on, and is logged when done
 	}
 }
+
+// errRebookNotTaken: no forwarding round took the rebook before its caller
+// stopped waiting; it was withdrawn.
+var errRebookNotTaken = errors.New("no forwarding round took the rebook in time (Odoo offline or slow? plantedge status says why): " +
+	"nothing was rebooked; run it again once plantedge status says odoo online")
 
 // takeRebook returns the rebook asked for, if any, and forgets it.
 func (f *forwarder) takeRebook() *rebookReq {

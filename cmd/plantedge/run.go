@@ -111,6 +111,9 @@ func (o *runOptions) Run(ctx context.Context) error {
 		for {
 			select {
 			case <-ctx.Done():
+				// A second SIGTERM or Ctrl-C ends the process at once, as
+				// a kill would: what was acknowledged is durable already.
+				stop()
 				return
 			case <-hup:
 				_ = a.Reload(ctx, o.config) // logged by Reload
