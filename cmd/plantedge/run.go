@@ -20,6 +20,7 @@ import (
 
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/internal/journal"
 )
 
@@ -120,11 +121,21 @@ func (o *runOptions) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	err = a.Run(ctx)
+	return runExit(a.Run(ctx), cfg, o.config)
+}
+
+// runExit is the exit for run's error: exitSetup for what no restart
+// mends, with what to do; err as it is for the rest (1, which systemd's
+// Restart=on-failure restarts).
+func runExit(err error, cfg *config.Config, path string) error {
 	var se *agent.StartError
 	switch {
+	case errors.As(err, &se) && errors.Is(err, buffer.ErrNewerFormat):
+		// No restart reads it: the unit stays failed with the message
+		// (it restarted every 5 s for good: the upgrade probe).
+		return &exitError{code: exitSetup, cause: err, msg: err.Error()}
 	case errors.As(err, &se) && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)):
-		return &exitError{code: exitSetup, cause: err, msg: fmt.Sprintf("%v\n%s", err, startHint(err, cfg, o.config))}
+		return &exitError{code: exitSetup, cause: err, msg: fmt.Sprintf("%v\n%s", err, startHint(err, cfg, path))}
 	case errors.As(err, &se) && (strings.HasPrefix(err.Error(), "data dir: ") || strings.HasPrefix(err.Error(), "open buffer: ")) &&
 		(errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)):
 		// A directory that cannot be made where data_dir says (below a

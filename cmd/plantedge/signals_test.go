@@ -16,6 +16,7 @@ import (
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
 )
 
 // mainArgsEnv makes the test binary run main() with these arguments
@@ -216,6 +217,13 @@ func TestRunSetupFailuresAreExitConfig(t *testing.T) {
 		if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "a port below 1024") {
 			t.Errorf("privileged port: exit %d, %v", exitCode(err), err)
 		}
+	}
+
+	// A buffer file a newer plantedge wrote (a rollback): no restart reads
+	// it (it restarted every 5 s for good: the upgrade probe).
+	newer := &agent.StartError{Err: fmt.Errorf("open buffer: %w: format 3", buffer.ErrNewerFormat)}
+	if err := runExit(newer, nil, b.cfgPath); exitCode(err) != exitSetup || !strings.Contains(err.Error(), "newer plantedge") {
+		t.Errorf("buffer file of a newer version: exit %d, %v", exitCode(err), err)
 	}
 
 	// The buffer file held by another process: that one may stop, so a
