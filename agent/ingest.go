@@ -840,7 +840,12 @@ const odooMetaKey = "odoo"
 
 // unrecordedOdoo stands for the Odoo of a buffer file that does not record
 // it (odooMetaKey; an older plantedge's), in odooWas and switch_from.
-const unrecordedOdoo = "an Odoo the buffer file does not record (an older plantedge wrote it)"
+const unrecordedOdoo = UnrecordedOdoo
+
+// UnrecordedOdoo is status's odoo.switch_from for a buffer file an older
+// plantedge wrote, which does not record the Odoo its state belongs to: it
+// is checked against the Odoo the agent sends to before anything is sent.
+const UnrecordedOdoo = "an Odoo the buffer file does not record (an older plantedge wrote it)"
 
 // checkOdoo compares the Odoo database the configuration names with the
 // one the buffer file's Odoo state belongs to. Another one (odoo.url or

@@ -261,7 +261,12 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "          BEHIND: a round of writes takes %s, %s of it waiting for forward.rate — Odoo runs about that far behind the machines; raise forward.rate as far as Odoo takes it\n",
 			ageString(o.RoundSeconds), ageString(o.RateWaitSeconds))
 	}
-	if o.SwitchFrom != "" {
+	if o.SwitchFrom == agent.UnrecordedOdoo {
+		// An upgrade from a version that did not record it: most likely
+		// this Odoo's, not another's (the upgrade probe).
+		fmt.Fprintf(w, "          CHECKING: an older plantedge wrote the buffer file and did not record which Odoo its state belongs to: "+
+			"it is checked against this one once it answers, and nothing is sent before\n")
+	} else if o.SwitchFrom != "" {
 		when := "the agent switches to this one once it answers, and sends nothing before"
 		if !st.AgentRunning {
 			when = "odoo.url or odoo.database was changed: at its start the agent switches to this one once it answers, and forgets what it wrote to the other — flush to that one first if you can"

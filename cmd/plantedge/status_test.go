@@ -330,6 +330,14 @@ func TestStatusShowsASwitchWaitingForTheNewOdoo(t *testing.T) {
 	if s := out.String(); !strings.Contains(s, "at its start the agent switches to this one") {
 		t.Errorf("switch not shown with the agent stopped:\n%s", s)
 	}
+	// A file an older plantedge wrote, which does not record its Odoo: an
+	// upgrade, checked, not said to be another Odoo's (the upgrade probe).
+	out.Reset()
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp.example.com", State: "offline",
+		SwitchFrom: agent.UnrecordedOdoo}})
+	if s := out.String(); strings.Contains(s, "SWITCHING") || !strings.Contains(s, "CHECKING: an older plantedge wrote the buffer file") {
+		t.Errorf("an older version's file shown as another Odoo's:\n%s", s)
+	}
 	out.Reset()
 	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp.example.com", State: "online"}})
 	if s := out.String(); strings.Contains(s, "SWITCHING") {
