@@ -1531,6 +1531,25 @@ func (r *rateLogs) log(key string, l *slog.Logger, level slog.Level, msg string,
 	rl.log(l, level, msg, args...)
 }
 
+// skip counts a line of key left out and reports true when key logged
+// within its interval: the caller need not make the line (log would leave
+// it out). False when a line is due, counting nothing.
+func (r *rateLogs) skip(key string) bool {
+	r.mu.Lock()
+	rl := r.m[key]
+	r.mu.Unlock()
+	if rl == nil {
+		return false
+	}
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	if time.Since(rl.last) < cmp.Or(rl.every, time.Minute) {
+		rl.suppressed++
+		return true
+	}
+	return false
+}
+
 // tell logs, for each key whose interval has passed since its last line
 // and that left lines out since, that it did — msg with the key and how
 // many — so that what was left out is said even when no later line of the

@@ -33,6 +33,30 @@ func TestRateLogsPerKey(t *testing.T) {
 	}
 }
 
+// skip says a line of a key that logged within its interval would be left
+// out, and counts it as left out, so that a line costly to make (the clock
+// warning, at every value of its machine) is made only when due.
+func TestRateLogsSkip(t *testing.T) {
+	var out bytes.Buffer
+	l := slog.New(slog.NewTextHandler(&out, nil))
+	r := rateLogs{every: time.Hour}
+	if r.skip("m1") {
+		t.Fatal("a key never logged skipped")
+	}
+	r.log("m1", l, slog.LevelWarn, "clock off", "machine", "m1")
+	if !r.skip("m1") || !r.skip("m1") || r.skip("m2") {
+		t.Fatal("skip within the interval")
+	}
+	r.m["m1"].last = r.m["m1"].last.Add(-2 * time.Hour)
+	if r.skip("m1") {
+		t.Fatal("skipped when due")
+	}
+	r.log("m1", l, slog.LevelWarn, "clock off", "machine", "m1")
+	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "suppressed_since_last=2") {
+		t.Errorf("logged:\n%s", out.String())
+	}
+}
+
 // Keys come and go (one per work order): past rateLogsKept, those quiet for
 // a minute are forgotten, while one that logged within the minute keeps
 // suppressing.

@@ -219,7 +219,8 @@ func (a *Agent) noteOffset(s connectors.Sample, machine string, t time.Time, cha
 	if save {
 		changed[machine] = true
 	}
-	if msg, attr, d := c.warning(); msg != "" {
+	if c.told() && !a.clockLog.skip(machine) { // (no message made for a line left out: every value of such a machine comes here)
+		msg, attr, d := c.warning()
 		a.clockLog.log(machine, a.log, slog.LevelWarn, msg, "machine", machine, attr, d.Round(time.Second))
 	}
 	return off
@@ -239,14 +240,20 @@ type sourceClock struct {
 	offOK, splitOK bool
 }
 
+// told reports whether the clock is to be told of (warning).
+func (c sourceClock) told() bool {
+	return c.offOK && (c.off >= SourceClockOff || c.off <= -SourceClockOff) || !c.offOK && c.splitOK
+}
+
 // warning is what to tell of the clock (the log, the machine's error), with
 // the log attribute's name and value: "" when nothing — the offset less
 // than SourceClockOff, or not measured and one clock.
 func (c sourceClock) warning() (msg, attr string, d time.Duration) {
 	switch {
-	case c.offOK && (c.off >= SourceClockOff || c.off <= -SourceClockOff):
+	case !c.told():
+	case c.offOK:
 		return clockOffNote(c.off), "source_clock_offset", c.off
-	case !c.offOK && c.splitOK:
+	default:
 		return clockSplitNote(c.split), "apart", c.split
 	}
 	return "", "", 0
