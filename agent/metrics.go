@@ -58,7 +58,7 @@ func newMetrics(a *Agent) *metrics {
 		odooCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_odoo_calls_total",
 			Help: "Odoo calls by operation and outcome (ok, transient, permanent, auth)."}, []string{"op", "outcome"}),
 		odooLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "plantedge_odoo_call_duration_seconds",
-			Help: "Odoo call latency.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}, []string{"op"}),
+			Help: "Odoo call latency: an operation's requests, from the first sent to the last answered, less the waits for forward.rate between them.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}, []string{"op"}),
 		odooUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "plantedge_odoo_up",
 			Help: "1 when the last forwarding round reached Odoo."}),
 		authFailed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "plantedge_odoo_auth_failed",

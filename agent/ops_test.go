@@ -2131,6 +2131,16 @@ func TestStatusGivesTheRoundAndItsWaitForTheRate(t *testing.T) {
 		o := ra.a.Status().Odoo
 		return o.RateWaitSeconds > 0 && o.RoundSeconds >= o.RateWaitSeconds, fmt.Sprintf("round %g s, waited %g s", o.RoundSeconds, o.RateWaitSeconds)
 	})
+	// The call latency metric is Odoo's, not the agent's own waits for the
+	// rate (the soak probe: every quantity write 0.16-0.32 s, where Odoo
+	// answered in 2.5 ms). At 4 requests a second a write waits a quarter
+	// of a second for its turn; the emulator answers in milliseconds.
+	body := p.metrics()
+	sum, ok1 := metric(body, "plantedge_odoo_call_duration_seconds_sum", `op="set_produced_qty"`)
+	n, ok2 := metric(body, "plantedge_odoo_call_duration_seconds_count", `op="set_produced_qty"`)
+	if !ok1 || !ok2 || n == 0 || sum/n >= 0.125 {
+		t.Errorf("quantity writes: %g s over %g calls (%v, %v); want Odoo's time, well under the rate's 0.25 s a request", sum, n, ok1, ok2)
+	}
 }
 
 // A PLC replaced by another (the source's endpoint changed to it, the same
