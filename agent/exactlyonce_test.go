@@ -176,6 +176,12 @@ func TestRestartWaitsForTheRequestsOfTheLastRun(t *testing.T) {
 	if o := ra.a.Status().Odoo; o.SettleSeconds <= 0 {
 		t.Errorf("status while the start waits: %+v", o)
 	}
+	// Odoo is asked whether it answers (a read) while writes are held: it
+	// is online, not offline as a fresh process assumed (the soak probe).
+	waitFor(t, 10*time.Second, "Odoo online while the start holds writes back", func() (bool, string) {
+		o := ra.a.Status().Odoo
+		return o.State == "online" && o.SettleSeconds > 0 && o.LastError == agent.SettleNote, fmt.Sprintf("%+v", o)
+	})
 	waitClosed(t, ran, "the held write")
 	p.waitExactQty(ra, "press-1", 7)
 	if !strings.Contains(p.logs.String(), "requests sent to Odoo before the agent stopped may still commit") {

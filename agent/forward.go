@@ -310,6 +310,35 @@ func newForwarder(a *Agent) *forwarder {
 	}
 }
 
+// SettleNote is odoo.last_error while a start holds writes back (after
+// the error of asking Odoo, when that failed).
+const SettleNote = "waiting for requests sent to Odoo before the agent stopped: Odoo may still run them until its request limit (odoo.request_limit)"
+
+// probeOdoo asks Odoo, while a start holds writes back, whether it answers:
+// its version and the login, on a client of its own (a read; the first
+// round connects as it always does). Status then says what Odoo is, not
+// what a fresh process assumed (the soak probe: offline for 2 minutes after
+// every crash, Odoo up all along); a refused key shows at once.
+func (f *forwarder) probeOdoo(ctx context.Context) {
+	c, err := f.a.newOdooClient()
+	if err != nil {
+		return // said by the first round
+	}
+	defer c.Close()
+	err = f.call(ctx, "connect", c.Connect)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case err == nil: // online (call), and still holding back
+		f.link.Protocol, f.link.Version = c.Protocol(), c.ServerVersion()
+		f.link.LastError, f.link.NextAttempt = SettleNote, f.settleUntil
+	case odoo.IsAuth(err):
+		f.link.State, f.link.LastError = "auth_failed", err.Error()+"; and "+SettleNote
+	default:
+		f.link.LastError = err.Error() + "; and " + SettleNote
+	}
+}
+
 // errStopping is what a call returns once the agent is stopping: the round
 // ends there, acknowledging what Odoo confirmed.
 var errStopping = fmt.Errorf("plantedge is stopping: %w", context.Canceled)
@@ -415,10 +444,11 @@ func (f *forwarder) run(ctx context.Context) {
 			log.Warn("renamed machines' records not taken over yet", "err", err)
 		}
 		f.mu.Lock()
-		f.link.LastError = "waiting for requests sent to Odoo before the agent stopped: Odoo may still run them until its request limit (odoo.request_limit)"
+		f.link.LastError = SettleNote
 		f.link.NextAttempt, f.link.Settle = f.settleUntil, f.settleUntil
 		f.mu.Unlock()
-		if !f.sleep(ctx, left, left) {
+		f.probeOdoo(ctx)
+		if !f.sleep(ctx, time.Until(f.settleUntil), time.Until(f.settleUntil)) {
 			return
 		}
 	}

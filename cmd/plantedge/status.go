@@ -236,9 +236,9 @@ func printStatus(w io.Writer, st agent.Status) {
 	if !st.AgentRunning {
 		// Nobody asks Odoo while the agent is stopped: not known to be down.
 		state = "NOT ASKED (agent not running)"
-	} else if o.SettleSeconds > 0 && o.State == "offline" && o.LastAnswerAgeSeconds == 0 {
+	} else if o.SettleSeconds > 0 && o.State == "offline" && o.LastError == agent.SettleNote {
 		// Just started, holding back for what the last run sent: Odoo was
-		// not asked yet.
+		// not asked yet (it is, at once: probeOdoo).
 		state = "NOT ASKED YET"
 	} else if o.SettleSeconds > 0 && o.State == "offline" {
 		// Odoo is not asked while the write waits: it may well be back

@@ -45,7 +45,7 @@ func TestStatusSaysAFlushDoesNotCutTheSettleWait(t *testing.T) {
 	// asked yet, so it is not called offline.
 	out.Reset()
 	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp", State: "offline",
-		LastError: "waiting for requests sent to Odoo before the agent stopped", NextAttemptSeconds: 87, SettleSeconds: 87}})
+		LastError: agent.SettleNote, NextAttemptSeconds: 87, SettleSeconds: 87}})
 	if s := out.String(); !strings.Contains(s, "Odoo      NOT ASKED YET  https://erp") {
 		t.Errorf("status at a start that holds back:\n%s", s)
 	}
