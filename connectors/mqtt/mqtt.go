@@ -462,7 +462,7 @@ func (s *Source) Run(ctx context.Context) error {
 			// persistence, or it expired): what was published meanwhile
 			// was not queued.
 			err := errors.New("the broker did not keep this client's session: messages published while the agent was disconnected are lost (counters catch up at their next value; stops and runs in between are missed); the broker restarted without persistence (mosquitto: persistence true), let the session expire (persistent_client_expiration), or another client connected with this client_id and a clean session (a technician's mosquitto_sub -i …?), which ends the session")
-			s.log.Warn("mqtt "+err.Error(), "client_id", s.cfg.ClientID)
+			s.log.Warn("mqtt session lost: "+err.Error(), "client_id", s.cfg.ClientID)
 			s.setErr(err)
 		}
 		if s.cfg.OnConnect != nil {
