@@ -326,6 +326,8 @@ func (f *forwarder) probeOdoo(ctx context.Context) {
 	}
 	defer c.Close()
 	err = f.call(ctx, "connect", c.Connect)
+	f.a.metrics.odooUp.Set(boolGauge(err == nil))
+	f.a.metrics.authFailed.Set(boolGauge(odoo.IsAuth(err)))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch {
