@@ -336,6 +336,8 @@ func (f *forwarder) probeOdoo(ctx context.Context) {
 		f.link.LastError, f.link.NextAttempt = SettleNote, f.settleUntil
 	case odoo.IsAuth(err):
 		f.link.State, f.link.LastError = "auth_failed", err.Error()+"; and "+SettleNote
+		f.a.log.Error("odoo refused the API key (asked while writes wait for the last run's requests); check the key (expired? revoked?) — it is tried again when the wait ends",
+			"component", "forwarder", "err", err, "until", f.settleUntil.Format("2006-01-02T15:04:05.000Z07:00"))
 	default:
 		f.link.LastError = err.Error() + "; and " + SettleNote
 	}
