@@ -1567,3 +1567,30 @@ func TestOthersWorked(t *testing.T) {
 		})
 	}
 }
+
+// A programming-level error inside a method (here an invalid field) is
+// permanent on every protocol: JSON-2 answers it with 500 and its name,
+// which was retried for good where JSON-RPC dead-lettered it or said so at
+// ERROR (the fidelity probe). A bare 500 stays transient.
+func TestServerErrorNamedIsClassifiedAsOverJSONRPC(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := connected(t, f, m.protocol)
+			var rows []map[string]any
+			err := c.Call(context.Background(), "mrp.workorder", "search_read", []any{[]any{[]any{"state", "=", "progress"}}},
+				map[string]any{"fields": []string{"id", "no_such_field"}}, &rows)
+			if oe := asError(t, err); !oe.Permanent() || oe.Temporary() || !strings.Contains(oe.Message, "no_such_field") {
+				t.Errorf("invalid field: %+v, permanent %v", oe, oe.Permanent())
+			}
+		})
+	}
+	f := newFixture(t, odootest.Options{Version: 19, StringErrors: true})
+	c := connected(t, f, "auto")
+	var rows []map[string]any
+	err := c.Call(context.Background(), "mrp.workorder", "search_read", []any{[]any{[]any{"state", "=", "progress"}}},
+		map[string]any{"fields": []string{"id", "no_such_field"}}, &rows)
+	if oe := asError(t, err); oe.Permanent() || !oe.Temporary() {
+		t.Errorf("a bare 500 (\"internal server error\"): %+v, want transient", oe)
+	}
+}

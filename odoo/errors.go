@@ -297,13 +297,21 @@ func classifyName(name string) ErrorClass {
 }
 
 // classifyStatus classifies a non-200 HTTP answer (JSON-2, or a proxy in
-// front of JSON-RPC).
+// front of JSON-RPC). A 500 that names the exception Odoo raised (JSON-2
+// answers every exception that is not a UserError so, serialized as
+// JSON-RPC's error.data) is classified by that name, as over JSON-RPC: an
+// invalid field, a bad domain or a custom module's TypeError was retried
+// for good on 19 where 17 dead-lettered it or said so at ERROR (the
+// fidelity probe). A bare 500 (a proxy, an early 19 build's "internal
+// server error") and werkzeug's own stay transient.
 func classifyStatus(status int, name string) ErrorClass {
 	switch {
 	case status == http.StatusUnauthorized:
 		return Auth
 	case strings.HasSuffix(name, ".AccessDenied"):
 		return Auth
+	case status == http.StatusInternalServerError && name != "" && !strings.HasPrefix(name, "werkzeug."):
+		return classifyName(name)
 	case status == http.StatusConflict, status == http.StatusTooManyRequests,
 		status == http.StatusRequestTimeout, status >= 500:
 		return Transient

@@ -75,7 +75,15 @@ func TestClassifyStatus(t *testing.T) {
 		{409, "", Transient},
 		{422, "odoo.exceptions.ValidationError", Permanent},
 		{429, "", Transient},
-		{500, "builtins.RuntimeError", Transient},
+		// JSON-2 answers an exception that is not a UserError with 500 and
+		// its name: classified as over JSON-RPC (the fidelity probe: an
+		// invalid field retried for good on 19).
+		{500, "builtins.ValueError", Permanent},
+		{500, "builtins.RuntimeError", Permanent},
+		{500, "psycopg2.OperationalError", Transient},
+		{500, "psycopg2.errors.SerializationFailure", Transient},
+		{500, "werkzeug.exceptions.InternalServerError", Transient},
+		{500, "", Transient},
 		{502, "", Transient},
 		{503, "", Transient},
 		{504, "", Transient},
