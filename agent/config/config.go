@@ -267,6 +267,11 @@ type MQTTRef struct {
 // Signal is a plain signal (running).
 type Signal struct {
 	SourceRef `yaml:",inline"`
+	// RunningValues are the values that mean running, for a source that
+	// sends a machine-state word or text (1 running, 2 fault; "EXECUTE",
+	// "IDLE"): every other value is a stop. Empty: a run bit (true/false,
+	// 1/0, running/stopped, on/off; a number other than 0 is running).
+	RunningValues []string `yaml:"running_values"`
 }
 
 // Counter is a cumulative counter signal.

@@ -37,7 +37,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the shipped example must validate:\n%v", err)
 	}
-	if c.Site != "plant-2" || len(c.Machines) != 3 || len(c.OPCUA) != 2 || len(c.MQTT) != 2 {
+	if c.Site != "plant-2" || len(c.Machines) != 4 || len(c.OPCUA) != 2 || len(c.MQTT) != 2 {
 		t.Fatalf("unexpected shape: site %q, %d machines, %d opcua, %d mqtt", c.Site, len(c.Machines), len(c.OPCUA), len(c.MQTT))
 	}
 	// press-09 takes its downtime_reason from the x-press anchor.
@@ -47,6 +47,10 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if p9.Running == nil || p9.Running.MQTT == nil || p9.Running.MQTT.Broker != "cloud-broker" {
 		t.Errorf("press-09 running: %+v", p9.Running)
+	}
+	// lathe-02: a state word says running and names the stops' loss.
+	if l := c.Machines[3]; l.Running == nil || len(l.Running.RunningValues) != 1 || l.Running.RunningValues[0] != "1" || l.DowntimeReason.Map["2"] != "Equipment Failure" {
+		t.Errorf("lathe-02: %+v %+v", l.Running, l.DowntimeReason)
 	}
 	for _, w := range c.Warnings {
 		t.Errorf("the shipped example must not warn: %s", w)
@@ -64,7 +68,7 @@ func TestExampleCoversEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(data)
-	for _, typ := range []any{Config{}, Log{}, Buffer{}, Odoo{}, Forward{}, OPCUAServer{}, MQTTBroker{}, Machine{}, SourceRef{}, OPCUARef{}, MQTTRef{}, Counter{}, Reason{}} {
+	for _, typ := range []any{Config{}, Log{}, Buffer{}, Odoo{}, Forward{}, OPCUAServer{}, MQTTBroker{}, Machine{}, SourceRef{}, OPCUARef{}, MQTTRef{}, Signal{}, Counter{}, Reason{}} {
 		_, names := structFieldsOf(typ)
 		for _, n := range names {
 			if !strings.Contains(text, n+":") {
@@ -1072,5 +1076,44 @@ func TestMaxBytesOnA32BitSystem(t *testing.T) {
 	}
 	if _, err := Load(path); err != nil {
 		t.Fatalf("32-bit, 1GiB: %v", err)
+	}
+}
+
+// running_values: a machine-state word says which of its values run, and
+// the same word may name the stops' losses; an empty list, or a state word
+// read twice without running_values, is refused at its place.
+func TestRunningValues(t *testing.T) {
+	machine := func(running string) string {
+		y := strings.Replace(base, "    good_count:\n", `    running:
+      opcua: { server: plc, node: "ns=2;s=M1.State" }
+`+running+`    downtime_reason:
+      opcua: { server: plc, node: "ns=2;s=M1.State" }
+      map: { "2": Equipment Failure }
+    good_count:
+`, 1)
+		return strings.Replace(y, "mqtt:\n  - name: broker\n    url: tcp://127.0.0.1:1883\n    client_id: pe-1\n", "", 1)
+	}
+	wantWarnings(t, machine("      running_values: [1, 0x05, EXECUTE]\n"))
+	c, err := Parse("w.yaml", []byte(machine("      running_values: [1, 0x05, EXECUTE]\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Machines[0].Running.RunningValues; strings.Join(got, ",") != "1,0x05,EXECUTE" {
+		t.Errorf("running_values %q", got)
+	}
+	for _, tc := range []struct{ running, want string }{
+		{"      running_values: []\n", "w.yaml:15:23: machines[0].running.running_values: empty list"},
+		{"      running_values: [1, \"\"]\n", "w.yaml:15:27: machines[0].running.running_values[1]: empty value"},
+		{"", "machines[0].downtime_reason: reads the same value as running"},
+	} {
+		_, err := Parse("w.yaml", []byte(machine(tc.running)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %s", tc.running, err, tc.want)
+		}
+	}
+	for code, want := range map[string]string{"1": "1", "0x05": "5", "5.0": "5", " Execute ": "execute", "007": "7"} {
+		if got := StateCode(code); got != want {
+			t.Errorf("StateCode(%q) = %q, want %q", code, got, want)
+		}
 	}
 }

@@ -679,9 +679,14 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 		if !ok {
 			continue
 		}
-		if prev, dup := used[k]; dup {
-			v.add(sp, "reads the same value as "+prev, "each signal needs its own node, topic or field")
-		} else {
+		before, dup := used[k]
+		switch {
+		case dup && before == "running" && r.Signal == "downtime_reason" && len(m.Running.RunningValues) > 0:
+			// A machine-state word says both: running_values which of its
+			// values run, the reason's map the loss of the others.
+		case dup:
+			v.add(sp, "reads the same value as "+before, "each signal needs its own node, topic or field")
+		default:
 			used[k] = r.Signal
 		}
 	}
@@ -715,6 +720,17 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 			v.warn(p+".min_stop", "has no effect: the machine has no running signal", "")
 		}
 	}
+	if r := m.Running; r != nil && r.RunningValues != nil {
+		if len(r.RunningValues) == 0 {
+			v.add(p+".running.running_values", "empty list", "list the values that mean running (e.g. [1] or [RUNNING, EXECUTE]), or leave it out for a run bit")
+		}
+		for i, val := range r.RunningValues {
+			at := fmt.Sprintf("%s.running.running_values[%d]", p, i)
+			if strings.TrimSpace(val) == "" {
+				v.add(at, "empty value", "a value the source sends while the machine runs, e.g. 1 or RUNNING")
+			}
+		}
+	}
 	if r := m.DowntimeReason; r != nil {
 		for code, loss := range r.Map {
 			if strings.TrimSpace(code) == "" {
@@ -732,6 +748,16 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 			}
 		}
 	}
+}
+
+// StateCode is how a running value is compared with running_values: a
+// number (written with leading zeros, in hex, with a fraction of zero, or
+// sent as a float) as its decimal text, any other text in lower case.
+func StateCode(v string) string {
+	if n, ok := numericCode(v); ok {
+		return n
+	}
+	return strings.ToLower(strings.TrimSpace(v))
 }
 
 // numericCode is the decimal text a reason code written as a number (with

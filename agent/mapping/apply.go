@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/connectors"
 )
 
@@ -1598,9 +1599,10 @@ func CheckPayload(signal Signal, field, tsField string, payload []byte, rollover
 }
 
 // CheckValue reports whether v (as a source sample carries it) is a value
-// signal can use, and why not; rollover is the counter's (0 for others).
-func CheckValue(signal Signal, v any, rollover uint64) error {
-	return convert(&extracted{b: &binding{signal: signal, rollover: rollover}}, v)
+// signal can use, and why not; rollover is the counter's (0 for others),
+// runningValues the running signal's running_values (none: a run bit).
+func CheckValue(signal Signal, v any, rollover uint64, runningValues ...string) error {
+	return convert(&extracted{b: &binding{signal: signal, rollover: rollover, runVals: runValues(runningValues)}}, v)
 }
 
 // MaxCounter, 2^53, bounds the counter values the mapping takes: every
@@ -1642,6 +1644,12 @@ func convert(x *extracted, v any) error {
 			// 32767 to -32768): its unsigned reading, so it counts on.
 			f += ro
 		}
+		if f < 0 && x.b.rollover == 0 && f >= math.MinInt32 && !math.IsInf(f, 0) {
+			// A signed counter past its maximum (an Int16 from 32767 to
+			// -32768): without rollover its pieces below zero are lost,
+			// and the way back to 0 reads as a reset (the uatypes probe).
+			return fmt.Errorf("counter value %v is below zero (a signed counter past its maximum? then set its rollover, 65536 for a 16-bit one, 4294967296 for a 32-bit one, so that it counts on): %w", f, ErrBadValue)
+		}
 		if f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
 			return fmt.Errorf("counter value %v: %w", f, ErrBadValue)
 		}
@@ -1670,6 +1678,9 @@ func convert(x *extracted, v any) error {
 		x.counter = f
 	case Running:
 		r, err := toRunning(v)
+		if x.b.runVals != nil {
+			r, err = toState(v, x.b.runVals)
+		}
 		if err != nil {
 			return err
 		}
@@ -1764,6 +1775,20 @@ func toRunning(v any) (bool, error) {
 		return false, fmt.Errorf("running value NaN: %w", ErrBadValue)
 	}
 	return f != 0, nil
+}
+
+// toState is whether v, a machine-state word or text, is one of the values
+// that mean running (config running_values; compared as config.StateCode):
+// any other value is a stop (a fault, idle, setup state).
+func toState(v any, running map[string]bool) (bool, error) {
+	code, err := toReason(v)
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("running value: %w", err)
+	case code == "":
+		return false, fmt.Errorf("running value is empty or null: %w", ErrBadValue)
+	}
+	return running[config.StateCode(code)], nil
 }
 
 func toReason(v any) (string, error) {

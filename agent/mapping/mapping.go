@@ -220,8 +220,9 @@ type binding struct {
 	per      float64 // counters: units per step (config.Counter.Per)
 	lossMap  map[string]string
 	defLoss  string
-	hasLoss  bool   // machine has a downtime_reason signal
-	replaced string // the machine's replaced mark (counters)
+	hasLoss  bool            // machine has a downtime_reason signal
+	replaced string          // the machine's replaced mark (counters)
+	runVals  map[string]bool // running: the values that mean running (config.StateCode), nil for a run bit
 
 	dupOrInitial bool // set on per-sample copies: the value may repeat one already seen
 }
@@ -283,6 +284,7 @@ func New(cfg *config.Config) (*Mapper, error) {
 				m.reason[mc.ID] = b
 			case Running:
 				m.running[mc.ID] = b
+				b.runVals = runValues(mc.Running.RunningValues)
 			}
 			var k addrKey
 			switch {
@@ -304,6 +306,19 @@ func New(cfg *config.Config) (*Mapper, error) {
 		}
 	}
 	return m, nil
+}
+
+// runValues is the set of running_values, compared as config.StateCode
+// (nil when none).
+func runValues(vals []string) map[string]bool {
+	if len(vals) == 0 {
+		return nil
+	}
+	m := map[string]bool{}
+	for _, v := range vals {
+		m[config.StateCode(v)] = true
+	}
+	return m
 }
 
 func appendUnique(list []string, s string) []string {

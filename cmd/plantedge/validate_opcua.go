@@ -69,11 +69,23 @@ func checkOPCUA(ctx context.Context, cfg *config.Config, file string, w io.Write
 			case in.Value == nil:
 				fmt.Fprintf(w, "opcua %s: %s %s: %s %s: no good value now (%s)\n", s.Name, u.machine, u.signal, node, in.DataType, in.Quality)
 			default:
-				if err := mapping.CheckValue(u.signal, in.Value, u.rollover); err != nil {
+				if err := mapping.CheckValue(u.signal, in.Value, u.rollover, u.running...); err != nil {
 					c.problem(at, fmt.Sprintf("%s holds %s %v, which %s cannot use: %v", node, in.DataType, in.Value, u.signal, err), browse)
 					continue
 				}
 				fmt.Fprintf(w, "opcua %s: %s %s: %s %s = %s\n", s.Name, u.machine, u.signal, node, in.DataType, oneLine(fmt.Sprint(in.Value)))
+				if u.signal == mapping.Running && len(u.running) == 0 && in.DataType != "Boolean" {
+					// A state word or text read as a run bit: a fault state
+					// (2) reads as running, a state text other than the run
+					// words (FAULT) is refused: either way its stop is lost
+					// (the uatypes probe).
+					what := "every value but 0 reads as running: a state word (1 running, 2 fault) books no stop for 2"
+					if in.DataType == "String" || in.DataType == "LocalizedText" {
+						what = "only true/false, 1/0, running/stopped, run/stop and on/off are read: another state text (FAULT, IDLE) is refused, and its stop lost"
+					}
+					c.warning(strings.TrimSuffix(u.path, ".opcua"), fmt.Sprintf("%s is %s, not Boolean: %s", node, in.DataType, what),
+						"if it is a machine state, list the values that mean running: running_values: [1] (or [RUNNING, EXECUTE])")
+				}
 				if r := narrowRange[in.DataType]; r > 0 && u.rollover == 0 && (u.signal == mapping.GoodCount || u.signal == mapping.ScrapCount) {
 					// A 16-bit counter wraps within days; a signed one goes
 					// negative (unusable) after 32,767 without rollover.

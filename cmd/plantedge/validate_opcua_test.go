@@ -27,6 +27,7 @@ func TestValidateOPCUA(t *testing.T) {
 	defer cancel()
 	srv, err := opcuatest.Start(ctx, 0, map[string]any{
 		"P1.Good": uint32(1234), "P1.Run": true, "P1.Reason": "JAM", "P2.Name": "press-2", "P1.Scrap": int16(300),
+		"P5.State": int32(2), "P6.State": "FAULT",
 	})
 	if err != nil {
 		t.Fatalf("start server: %v", err)
@@ -57,14 +58,23 @@ machines:
   - id: p4
     workcenter: WC4
     scrap_count: { opcua: { server: plc, node: "ns=%[3]d;s=P1.Scrap" } }
+  - id: p5
+    workcenter: WC5
+    running: { opcua: { server: plc, node: "ns=%[3]d;s=P5.State" } }
+  - id: p6
+    workcenter: WC6
+    running: { opcua: { server: plc, node: "ns=%[3]d;s=P6.State" }, running_values: [RUNNING] }
+  - id: p7
+    workcenter: WC7
+    running: { opcua: { server: plc, node: "ns=%[3]d;s=P6.State" } }
 `, dir, srv.Endpoint(), ns)
 	path := filepath.Join(dir, "test.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out, _, err := runValidate(t, "-c", path, "--opcua")
-	if exitCode(err) != 1 || err.Error() != "opcua: 4 problems" {
-		t.Errorf("err = %v (code %d), want 4 problems", err, exitCode(err))
+	if exitCode(err) != 1 || err.Error() != "opcua: 5 problems" {
+		t.Errorf("err = %v (code %d), want 5 problems", err, exitCode(err))
 	}
 	for _, want := range []string{
 		fmt.Sprintf("opcua plc: p1 good_count: ns=%d;s=P1.Good UInt32 = 1234", ns),
@@ -76,6 +86,12 @@ machines:
 		fmt.Sprintf("opcua: problem: %s:6:29: opcua[1].endpoint: gone (opc.tcp://127.0.0.1:1): ", path),
 		// A 16-bit counter without rollover: a warning, not a problem.
 		fmt.Sprintf("opcua: warning: %s:23:18: machines[3].scrap_count: ns=%d;s=P1.Scrap is Int16: a counter of that type wraps at 65536, and no rollover is set (set rollover: 65536", path, ns),
+		// A state word or text read as a run bit (the uatypes probe: a
+		// fault state booked no stop): a warning; with running_values, any
+		// text is a state.
+		fmt.Sprintf("opcua: warning: %s:26:14: machines[4].running: ns=%d;s=P5.State is Int32, not Boolean: every value but 0 reads as running", path, ns),
+		fmt.Sprintf("opcua plc: p6 running: ns=%d;s=P6.State String = FAULT", ns),
+		fmt.Sprintf("opcua: problem: %s:32:44: machines[6].running.opcua.node: ns=%d;s=P6.State holds String FAULT, which running cannot use", path, ns),
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

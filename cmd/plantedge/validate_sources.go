@@ -16,7 +16,8 @@ type sourceUse struct {
 	machine  string
 	signal   mapping.Signal
 	ref      config.SourceRef
-	rollover uint64 // counters'
+	rollover uint64   // counters'
+	running  []string // running's running_values
 }
 
 // usesOf lists, in file order, the machine signals that read the OPC UA
@@ -45,6 +46,8 @@ func usesOf(cfg *config.Config, kind, name string) (out []sourceUse, addrs []str
 				u.rollover = mc.GoodCount.Rollover
 			case mapping.ScrapCount:
 				u.rollover = mc.ScrapCount.Rollover
+			case mapping.Running:
+				u.running = mc.Running.RunningValues
 			}
 			out = append(out, u)
 		}
