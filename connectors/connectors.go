@@ -19,6 +19,13 @@ const (
 	KindMQTT  Kind = "mqtt"
 )
 
+// Structured is the value of a source that holds a structure or an array
+// (an OPC UA ExtensionObject, an Int32 array): no signal reads one, and
+// the messages name what it is. Type is e.g. "structure", "Int32 array".
+type Structured struct{ Type string }
+
+func (s Structured) String() string { return "(" + s.Type + ")" }
+
 // Sample is one value read from a source. A connector fills either Value
 // (OPC UA: the decoded variant) or Payload (MQTT: the raw message body); the
 // agent's mapping turns it into machine signals.

@@ -1831,7 +1831,9 @@ func toReason(v any) (string, error) {
 }
 
 func typeName(v any) string {
-	switch v.(type) {
+	switch x := v.(type) {
+	case connectors.Structured:
+		return "a " + x.Type + " (a node of its own holds each member or element the agent can read)"
 	case nil:
 		return "null"
 	case map[string]any:

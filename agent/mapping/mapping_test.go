@@ -709,3 +709,21 @@ func stateSender(t *testing.T, m *Mapper, st *State) func(payload string) ([]Eve
 		return evs, err
 	}
 }
+
+// A structure or an array (an OPC UA ExtensionObject, an Int32 array) is no
+// value of any signal: refused, saying what it is — it was the reason code
+// "(structure)" or "[7 12]", booked with the default loss (the uatypes
+// probe).
+func TestStructuredValueIsNoSignalValue(t *testing.T) {
+	for _, v := range []any{connectors.Structured{Type: "structure"}, connectors.Structured{Type: "Int32 array"}} {
+		for _, sig := range []Signal{GoodCount, Running, DowntimeReason} {
+			err := CheckValue(sig, v, 0)
+			if !errors.Is(err, ErrBadValue) || !strings.Contains(err.Error(), v.(connectors.Structured).Type) {
+				t.Errorf("%s from %v: %v", sig, v, err)
+			}
+		}
+		if err := CheckValue(Running, v, 0, "1"); !errors.Is(err, ErrBadValue) {
+			t.Errorf("running with running_values from %v: %v", v, err)
+		}
+	}
+}

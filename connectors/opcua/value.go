@@ -3,10 +3,13 @@ package opcua
 import (
 	"encoding/hex"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
+
+	"github.com/plantedge/plantedge/connectors"
 )
 
 // decodeValue turns a variant into the Go value a Sample carries: bool,
@@ -64,8 +67,13 @@ func decodeValue(v *ua.Variant) any {
 	case *ua.ExtensionObject:
 		// A structure: its members, when the server exposes them, are nodes
 		// of their own. Printing it would show Go pointers.
-		return "(structure)"
+		return connectors.Structured{Type: "structure"}
 	default:
+		if reflect.ValueOf(x).Kind() == reflect.Slice {
+			// An array: not a value (it was read as the text "[7 12]", a
+			// reason code; the uatypes probe).
+			return connectors.Structured{Type: strings.TrimPrefix(v.Type().String(), "TypeID") + " array"}
+		}
 		return fmt.Sprint(x)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/gopcua/opcua/ua"
+
+	"github.com/plantedge/plantedge/connectors"
 )
 
 func TestDecodeValue(t *testing.T) {
@@ -23,7 +25,9 @@ func TestDecodeValue(t *testing.T) {
 		{&ua.LocalizedText{Text: "Jam"}, "Jam"},
 		{ua.NewStringNodeID(2, "Press07"), "ns=2;s=Press07"},
 		// A structure (here the server status) must not print Go pointers.
-		{ua.NewExtensionObject(&ua.ServerStatusDataType{StartTime: ts, BuildInfo: &ua.BuildInfo{}}), "(structure)"},
+		{ua.NewExtensionObject(&ua.ServerStatusDataType{StartTime: ts, BuildInfo: &ua.BuildInfo{}}), connectors.Structured{Type: "structure"}},
+		// An array is no value either (it read as the text "[7 12]").
+		{[]int32{7, 12}, connectors.Structured{Type: "Int32 array"}},
 	} {
 		if got := decodeValue(ua.MustVariant(tc.in)); got != tc.want {
 			t.Errorf("decodeValue(%T) = %#v, want %#v", tc.in, got, tc.want)
