@@ -471,7 +471,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	<-clockDone
 	shCtx, shCancel := context.WithTimeout(context.Background(), 2*time.Second)
 	if err := srv.Shutdown(shCtx); err != nil {
-		a.log.Warn("local API requests still open at the stop: cut off", "err", err)
+		a.log.Warn("local API requests still open at the stop, left unanswered", "err", err)
 	}
 	shCancel()
 	<-httpDone

@@ -85,8 +85,9 @@ func (a *Agent) Handler() http.Handler {
 		res, err := a.fwd.Rebook(ctx, since, dry)
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
-			// Taken and going on (the self-probe: 2 min 18 s for 240), or
-			// still waiting for a round: it is logged when done.
+			// Taken by a round and going on (2 min 18 s for 240 bookings,
+			// measured): it is logged when done. (One no round took is
+			// withdrawn: errRebookNotTaken.)
 			writeJSON(w, RebookResult{Since: since, DryRun: dry, Pending: true})
 			return
 		case errors.Is(err, errAgentStopping):

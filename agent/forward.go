@@ -333,11 +333,16 @@ func (f *forwarder) probeOdoo(ctx context.Context) {
 	switch {
 	case err == nil: // online (call), and still holding back
 		f.link.Protocol, f.link.Version = c.Protocol(), c.ServerVersion()
-		f.link.LastError, f.link.NextAttempt = SettleNote, f.settleUntil
+		f.link.LastError, f.link.NextAttempt, f.link.Since = SettleNote, f.settleUntil, time.Now()
+		f.a.log.Info("odoo online; writes wait for the last run's requests", "component", "forwarder",
+			"protocol", f.link.Protocol, "server_version", f.link.Version, "until", f.settleUntil.Format("2006-01-02T15:04:05.000Z07:00"))
 	case odoo.IsAuth(err):
+		// Expired, as the round says it: the key that worked before with
+		// this Odoo.
+		f.link.KeyExpired = c.KeyID() == f.workedKey && f.a.odooWas == ""
 		f.link.State, f.link.LastError = "auth_failed", err.Error()+"; and "+SettleNote
 		f.a.log.Error("odoo refused the API key (asked while writes wait for the last run's requests); check the key (expired? revoked?) — it is tried again when the wait ends",
-			"component", "forwarder", "err", err, "until", f.settleUntil.Format("2006-01-02T15:04:05.000Z07:00"))
+			"component", "forwarder", "err", err, "expired", f.link.KeyExpired, "until", f.settleUntil.Format("2006-01-02T15:04:05.000Z07:00"))
 	default:
 		f.link.LastError = err.Error() + "; and " + SettleNote
 	}
@@ -349,7 +354,7 @@ var errStopping = fmt.Errorf("plantedge is stopping: %w", context.Canceled)
 
 // errAgentStopping answers an accept-qty or rebook asked of a stopping
 // agent, or waiting for a round when the stop began: no round will do it.
-var errAgentStopping = errors.New("plantedge is stopping: nothing was changed; run this again once it is running again (plantedge status)")
+var errAgentStopping = errors.New("plantedge is stopping: nothing was changed")
 
 // beginStop asks the forwarder to stop at the next call: a read in
 // progress is cut, a write in progress runs to its answer, and what Odoo

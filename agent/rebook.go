@@ -308,8 +308,7 @@ func (f *forwarder) Rebook(ctx context.Context, since time.Time, dry bool) (Rebo
 
 // errRebookNotTaken: no forwarding round took the rebook before its caller
 // stopped waiting; it was withdrawn.
-var errRebookNotTaken = errors.New("no forwarding round took the rebook in time (Odoo offline or slow? plantedge status says why): " +
-	"nothing was rebooked; run it again once plantedge status says odoo online")
+var errRebookNotTaken = errors.New("no forwarding round took the rebook in time (Odoo offline or slow? plantedge status says why): nothing was rebooked")
 
 // takeRebook returns the rebook asked for, if any, and forgets it.
 func (f *forwarder) takeRebook() *rebookReq {

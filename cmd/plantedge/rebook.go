@@ -107,7 +107,7 @@ func earliestAt(wall time.Time, loc *time.Location) time.Time {
 func printRebook(w io.Writer, res agent.RebookResult) error {
 	since := res.Since.Local().Format(agent.LocalStamp)
 	if res.Pending {
-		return &exitError{code: 3, msg: fmt.Sprintf("the rebook since %s takes longer than the agent's API waits (or waits for Odoo: plantedge status says why); "+
+		return &exitError{code: 3, msg: fmt.Sprintf("the rebook since %s takes longer than the agent's API waits; "+
 			"it goes on, and the agent logs its result: journalctl -u plantedge -g 'rebooked what Odoo'", since)}
 	}
 	fmt.Fprintf(w, "Odoo confirmed since %s: %d downtime line(s), %d scrap booking(s)", since, res.Lines, res.Scraps)

@@ -285,9 +285,10 @@ func printStatus(w io.Writer, st agent.Status) {
 		if o.SettleSeconds > 0 {
 			hint = fmt.Sprintf(" (a write Odoo did not answer, or one sent before the agent stopped, may still commit for %s: nothing is sent before, and plantedge flush does not cut that short)", ageString(o.SettleSeconds))
 		}
-		if o.State == "auth_failed" {
+		if o.State == "auth_failed" && o.SettleSeconds <= 0 {
 			// A flush does not cut the wait after a refused key short
-			// (Odoo's login lockout); a new key does.
+			// (Odoo's login lockout); a new key does. (Not the hold for a
+			// write in doubt, which nothing cuts short.)
 			hint = " (once a new API key is in place, plantedge flush tries it now)"
 			if strings.HasPrefix(o.KeyFrom, "the systemd credential") {
 				// systemd copied the key when the service started: a new

@@ -487,6 +487,12 @@ func dial(ctx context.Context, p clientParams) (*opcua.Client, error) {
 	case d := <-ch:
 		return d.c, d.err
 	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The attempt's own deadline: it ends now, with what it met
+			// (an i/o timeout naming the address says more than ctx's).
+			d := <-ch
+			return d.c, d.err
+		}
 		go func() {
 			if d := <-ch; d.c != nil {
 				closeClient(d.c)
