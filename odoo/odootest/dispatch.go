@@ -282,6 +282,14 @@ func (s *Server) run(m *model, method string, ids []int64, a map[string]any, jso
 	case "action_validate":
 		return s.actionValidate(ids)
 	case "do_scrap":
+		// stock_scrap.py do_scrap: self._check_company() first
+		for _, id := range ids {
+			if r, ok := m.recs[id]; ok {
+				if err := s.checkCompany(m, r); err != nil {
+					return nil, err
+				}
+			}
+		}
 		for _, id := range ids {
 			s.doScrap(id)
 		}

@@ -939,3 +939,133 @@ func TestUpgradeKeepsTheDatabase(t *testing.T) {
 		t.Errorf("new work order id %d after %d", id, waiting)
 	}
 }
+
+// TestCompanyFacts: in a multi-company database a downtime line and a scrap
+// take the caller's main company when the call names none (models.py
+// default, MrpWorkcenterProductivity._get_default_company_id, api.py
+// env.company), and _check_company refuses them for a work center of
+// another company; naming the company (a company_id/.id column, the
+// company_id value, or the context's allowed_company_ids /
+// default_company_id) makes them pass. Reads are not filtered.
+func TestCompanyFacts(t *testing.T) {
+	// multi builds an env whose work center belongs to company B while the
+	// admin's main company is the first.
+	multi := func(t *testing.T, version int) (*env, int64) {
+		e := newEnv(t, version)
+		b := e.s.AddCompany("Plant B")
+		e.s.SetUserCompanies(2, 1, b)
+		e.s.SetWorkcenterCompany(e.wc, b)
+		return e, b
+	}
+	incompatible := regexp.MustCompile(`^Incompatible companies on records:\n- 'mrp\.workcenter\.productivity,\d+' belongs to company 'YourCompany' and 'Work Center' \(workcenter_id: 'Press 1'\) belongs to another company\.\n- 'mrp\.workcenter\.productivity,\d+' belongs to company 'YourCompany' and 'Work Order' \(workorder_id: 'WH/MO/00078 - Pressing'\) belongs to another company\.$`)
+	t.Run("reads-see-all-the-users-companies", func(t *testing.T) {
+		e, b := multi(t, 17)
+		rows := e.ok(e.exec("mrp.workcenter", "search_read", []any{[]any{[]any{"code", "=", "M1"}}},
+			map[string]any{"fields": []string{"company_id"}})).([]any)
+		if len(rows) != 1 || num(rows[0].(map[string]any)["company_id"].([]any)[0]) != float64(b) {
+			t.Errorf("work center read %v, want company %d", rows, b)
+		}
+		if c := e.readWO("company_id")["company_id"].([]any); num(c[0]) != float64(b) {
+			t.Errorf("work order company %v, want %d (its order's, its work center's)", c, b)
+		}
+	})
+	t.Run("create-without-company-refused-user-error", func(t *testing.T) {
+		e, _ := multi(t, 17)
+		vals := map[string]any{"workcenter_id": e.wc, "workorder_id": e.wo, "loss_id": 2, "date_start": "2026-01-01 08:00:00"}
+		r := e.exec("mrp.workcenter.productivity", "create", []any{vals}, nil)
+		e.wantErr(r, "odoo.exceptions.UserError")
+		if !incompatible.MatchString(r.ErrMsg) {
+			t.Errorf("message %q", r.ErrMsg)
+		}
+		if n := len(e.s.Productivity()); n != 0 {
+			t.Errorf("%d lines after the refusal, want 0 (rolled back)", n)
+		}
+	})
+	t.Run("json2-create-without-company-422", func(t *testing.T) {
+		e, b := multi(t, 19)
+		vals := map[string]any{"workcenter_id": e.wc, "loss_id": 2, "date_start": "2026-01-01 08:00:00"}
+		status, _, v := e.j2("mrp.workcenter.productivity", "create", map[string]any{"vals_list": []any{vals}})
+		if m, _ := v.(map[string]any); status != 422 || m["name"] != "odoo.exceptions.UserError" ||
+			!strings.HasPrefix(fmt.Sprint(m["message"]), "Incompatible companies on records:\n") {
+			t.Errorf("%d %v", status, v)
+		}
+		status, _, v = e.j2("mrp.workcenter.productivity", "create", map[string]any{"vals_list": []any{vals},
+			"context": map[string]any{"allowed_company_ids": []int64{b}}})
+		if status != 200 {
+			t.Errorf("with allowed_company_ids: %d %v", status, v)
+		}
+	})
+	t.Run("load-without-company-row-message-with-company-column-created", func(t *testing.T) {
+		e, b := multi(t, 18)
+		fields := []any{"id", "workcenter_id/.id", "workorder_id/.id", "loss_id/id", "date_start"}
+		row := []any{"plantedge.s_m1_down_1", itoa(e.wc), itoa(e.wo), "mrp.block_reason1", "2026-01-01 08:00:00"}
+		r := e.ok(e.exec("mrp.workcenter.productivity", "load", []any{fields, []any{row}}, nil)).(map[string]any)
+		msgs := r["messages"].([]any)
+		if r["ids"] != false || len(msgs) != 1 || !incompatible.MatchString(fmt.Sprint(msgs[0].(map[string]any)["message"])) {
+			t.Fatalf("load without company: %v", r)
+		}
+		r = e.ok(e.exec("mrp.workcenter.productivity", "load", []any{append(fields, "company_id/.id"), []any{append(row, itoa(b))}}, nil)).(map[string]any)
+		if ids, _ := r["ids"].([]any); len(ids) != 1 {
+			t.Fatalf("load with company_id/.id: %v", r)
+		}
+		if l := e.s.Productivity(); len(l) != 1 || l[0].CompanyID != b {
+			t.Errorf("lines %+v, want one of company %d", l, b)
+		}
+	})
+	t.Run("context-names-the-company", func(t *testing.T) {
+		e, b := multi(t, 17)
+		vals := map[string]any{"workcenter_id": e.wc, "loss_id": 2, "date_start": "2026-01-01 08:00:00", "date_end": "2026-01-01 08:01:00"}
+		for _, ctx := range []map[string]any{{"allowed_company_ids": []int64{b}}, {"default_company_id": b}, {"default_workcenter_id": e.wc}} {
+			e.ok(e.exec("mrp.workcenter.productivity", "create", []any{vals}, map[string]any{"context": ctx}))
+		}
+		e.ok(e.exec("mrp.workcenter.productivity", "create", []any{map[string]any{"workcenter_id": e.wc, "loss_id": 2,
+			"date_start": "2026-01-01 08:00:00", "date_end": "2026-01-01 08:01:00", "company_id": b}}, nil))
+		for _, l := range e.s.Productivity() {
+			if l.CompanyID != b {
+				t.Errorf("line %+v, want company %d", l, b)
+			}
+		}
+		// api.py: a company the user may not use is refused.
+		other := e.s.AddCompany("Elsewhere")
+		e.wantErr(e.exec("mrp.workcenter.productivity", "create", []any{vals},
+			map[string]any{"context": map[string]any{"allowed_company_ids": []int64{other}}}), "odoo.exceptions.AccessError")
+	})
+	t.Run("button-start-takes-the-work-orders-company", func(t *testing.T) {
+		e, b := multi(t, 17)
+		wo := e.s.AddWorkorder(e.mo, e.wc, "Second", "ready")
+		e.ok(e.exec("mrp.workorder", "button_start", []any{[]any{wo}}, nil))
+		if l := e.s.Productivity(); len(l) != 1 || l[0].CompanyID != b {
+			t.Errorf("timer %+v, want company %d", l, b)
+		}
+	})
+	t.Run("scrap-without-company-stays-draft-refused-at-validate", func(t *testing.T) {
+		e, b := multi(t, 18)
+		fields := []any{"id", "product_id/.id", "scrap_qty", "production_id/.id", "workorder_id/.id"}
+		row := []any{"plantedge.s_m1_scrap_1", itoa(e.product), "2", itoa(e.mo), itoa(e.wo)}
+		r := e.ok(e.exec("stock.scrap", "load", []any{fields, []any{row}}, nil)).(map[string]any)
+		id := r["ids"].([]any)[0]
+		v := e.exec("stock.scrap", "action_validate", []any{[]any{id}}, nil)
+		e.wantErr(v, "odoo.exceptions.UserError")
+		if !strings.HasPrefix(v.ErrMsg, "Incompatible companies on records:\n- 'New' belongs to company 'YourCompany' and 'Manufacturing Order' (production_id: 'WH/MO/00078')") {
+			t.Errorf("message %q", v.ErrMsg)
+		}
+		if sc := e.s.Scraps(); sc[0].State != "draft" || sc[0].Moves != 0 {
+			t.Errorf("after the refusal: %+v", sc[0])
+		}
+		e.wantErr(e.exec("stock.scrap", "do_scrap", []any{[]any{id}}, nil), "odoo.exceptions.UserError")
+		// the company named: validated
+		r = e.ok(e.exec("stock.scrap", "load", []any{append(fields, "company_id/.id"), []any{append(row, itoa(b))}}, nil)).(map[string]any)
+		e.ok(e.exec("stock.scrap", "action_validate", []any{[]any{r["ids"].([]any)[0]}}, nil))
+		if sc := e.s.Scraps(); sc[0].State != "done" || sc[0].Moves != 1 || sc[0].CompanyID != b {
+			t.Errorf("with the company: %+v", sc[0])
+		}
+	})
+	t.Run("single-company-unchanged", func(t *testing.T) {
+		e := newEnv(t, 17)
+		e.ok(e.exec("mrp.workcenter.productivity", "create", []any{map[string]any{"workcenter_id": e.wc, "workorder_id": e.wo,
+			"loss_id": 2, "date_start": "2026-01-01 08:00:00"}}, nil))
+		if l := e.s.Productivity(); len(l) != 1 || l[0].CompanyID != 1 {
+			t.Errorf("lines %+v", l)
+		}
+	})
+}

@@ -51,7 +51,9 @@ func modelDefs(v int) map[string]*model {
 			"name": {typ: fChar, required: true, label: "Company Name"}, "sequence": {typ: fInt}}},
 		"res.users": {order: "name, login", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Name"}, "login": {typ: fChar, required: true, label: "Login"},
-			"company_id": m2o("res.company", "Company", false), "tz": {typ: fChar, label: "Timezone"}}},
+			"company_id": m2o("res.company", "Company", false), "tz": {typ: fChar, label: "Timezone"},
+			// a many2many in Odoo: the allowed companies (company_id among them)
+			"company_ids": {typ: fO2M, computed: true, comodel: "res.company", label: "Companies"}}},
 		"uom.uom": {order: "name", fields: map[string]field{"name": {typ: fChar, required: true, label: "Unit"}}},
 		"product.product": {order: "name, id", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Name"}, "uom_id": m2o("uom.uom", "Unit", true)}},
@@ -64,7 +66,7 @@ func modelDefs(v int) map[string]*model {
 			"name": {typ: fChar, required: true, label: "Reference"}, "product_id": m2o("product.product", "Product", true),
 			"product_qty": {typ: fFloat, label: "Quantity To Produce"}, "product_uom_id": m2o("uom.uom", "Unit", true),
 			"qty_producing": {typ: fFloat, label: "Quantity Producing"}, "priority": {typ: fSelection, sel: []string{"0", "1"}},
-			"date_start":    {typ: fDatetime},
+			"date_start": {typ: fDatetime}, "company_id": m2o("res.company", "Company", false),
 			"state":         {typ: fSelection, sel: []string{"draft", "confirmed", "progress", "to_close", "done", "cancel"}, label: "State"},
 			"workorder_ids": {typ: fO2M, computed: true, comodel: "mrp.workorder"}}},
 		"mrp.workorder": {order: "leave_id, date_start, id", fields: map[string]field{
@@ -81,7 +83,8 @@ func modelDefs(v int) map[string]*model {
 			"duration_expected": {typ: fFloat, label: "Expected Duration"},
 			"date_start":        {typ: fDatetime}, "date_finished": {typ: fDatetime},
 			"leave_id": {typ: fInt}, "sequence": {typ: fInt},
-			"time_ids": {typ: fO2M, computed: true, comodel: "mrp.workcenter.productivity"}}},
+			"company_id": {typ: fM2O, comodel: "res.company", computed: true, label: "Company"}, // related production_id.company_id
+			"time_ids":   {typ: fO2M, computed: true, comodel: "mrp.workcenter.productivity"}}},
 		"mrp.workcenter.productivity.loss": {order: "sequence, id", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Blocking Reason"}, "sequence": {typ: fInt}, "manual": {typ: fBool},
 			"loss_type": {typ: fSelection, sel: []string{"availability", "performance", "quality", "productive"}, required: true, label: "Category"}}},
@@ -211,6 +214,14 @@ func (s *Server) compute(m *model, r rec, name string) any {
 			total += s.lineMinutes(s.models["mrp.workcenter.productivity"].recs[lid])
 		}
 		return round2(total)
+	case "mrp.workorder.company_id":
+		// related production_id.company_id
+		if mo, ok := s.models["mrp.production"].recs[asInt(r["production_id"])]; ok {
+			return asInt(mo["company_id"])
+		}
+		return int64(0)
+	case "res.users.company_ids":
+		return s.userCompanies(id)
 	case "mrp.workcenter.productivity.loss_type":
 		return s.lossType(r["loss_id"].(int64))
 	case "mrp.workcenter.productivity.duration":
@@ -257,9 +268,21 @@ func (s *Server) defaults(m *model, r rec) *odooError {
 	switch m.name {
 	case "mrp.workcenter.productivity":
 		setIfEmpty("user_id", s.curUID)
-		setIfEmpty("company_id", int64(1))
+		if isEmpty(r["company_id"]) {
+			c, err := s.productivityDefaultCompany()
+			if err != nil {
+				return err
+			}
+			r["company_id"] = c
+		}
 	case "stock.scrap":
-		setIfEmpty("company_id", int64(1))
+		if isEmpty(r["company_id"]) {
+			c, err := s.defaultCompany()
+			if err != nil {
+				return err
+			}
+			r["company_id"] = c
+		}
 		setIfEmpty("state", "draft")
 		setIfEmpty("name", "New")
 		if p, ok := s.models["product.product"].recs[asInt(r["product_id"])]; ok {
@@ -273,6 +296,7 @@ func (s *Server) defaults(m *model, r rec) *odooError {
 			setIfEmpty("product_uom_id", mo["product_uom_id"])
 		}
 	case "mrp.production":
+		setIfEmpty("company_id", int64(1))
 		setIfEmpty("state", "confirmed")
 		setIfEmpty("priority", "0")
 		if p, ok := s.models["product.product"].recs[asInt(r["product_id"])]; ok {
@@ -378,6 +402,8 @@ func (s *Server) buttonStart(ids []int64) (any, *odooError) {
 		if _, err := s.create(s.models["mrp.workcenter.productivity"], map[string]any{
 			"workcenter_id": float64(r["workcenter_id"].(int64)), "workorder_id": float64(id),
 			"loss_id": float64(loss), "date_start": s.nowStr(), "description": "Time Tracking: " + s.displayName("res.users", uid),
+			// _prepare_timeline_vals: 'company_id': self.company_id.id
+			"company_id": float64(s.compute(wm, r, "company_id").(int64)),
 		}); err != nil {
 			return nil, err
 		}
@@ -554,6 +580,9 @@ func (s *Server) actionValidate(ids []int64) (any, *odooError) {
 			"type": "ir.actions.act_window", "target": "new",
 			"context": map[string]any{"default_product_id": r["product_id"], "default_scrap_id": ids[0], "default_quantity": r["scrap_qty"]},
 		}, nil
+	}
+	if err := s.checkCompany(sm, r); err != nil { // do_scrap's _check_company
+		return nil, err
 	}
 	s.doScrap(ids[0])
 	return true, nil

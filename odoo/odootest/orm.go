@@ -761,6 +761,11 @@ func (s *Server) create(m *model, vals map[string]any) (int64, *odooError) {
 			return 0, err
 		}
 	}
+	if m.name == "mrp.workcenter.productivity" { // _check_company_auto
+		if err := s.checkCompany(m, r); err != nil {
+			return 0, err
+		}
+	}
 	if err := s.constraints(m, r); err != nil {
 		return 0, err
 	}
@@ -805,6 +810,16 @@ func (s *Server) write(m *model, ids []int64, vals map[string]any) *odooError {
 		if _, ok := conv["workorder_id"]; ok {
 			if err := s.constraints(m, r); err != nil {
 				return err
+			}
+		}
+		if m.name == "mrp.workcenter.productivity" { // _check_company_auto
+			_, a := conv["company_id"]
+			_, b := conv["workcenter_id"]
+			_, c := conv["workorder_id"]
+			if a || b || c {
+				if err := s.checkCompany(m, r); err != nil {
+					return err
+				}
 			}
 		}
 	}

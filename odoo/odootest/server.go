@@ -82,6 +82,7 @@ type Call struct {
 // ProductivityLine is a copy of an mrp.workcenter.productivity record.
 type ProductivityLine struct {
 	ID, WorkcenterID, WorkorderID, LossID, UserID int64
+	CompanyID                                     int64
 	LossName, LossType                            string
 	Start, End                                    time.Time // End zero: open line
 	Description, XMLID                            string
@@ -90,6 +91,7 @@ type ProductivityLine struct {
 // ScrapRecord is a copy of a stock.scrap record.
 type ScrapRecord struct {
 	ID, ProductID, UomID, ProductionID, WorkorderID int64
+	CompanyID                                       int64
 	Qty                                             float64
 	State, Name, XMLID                              string
 	Moves                                           int // stock moves booked by validation (2+ = double booking)
@@ -296,7 +298,7 @@ func (s *Server) AddProduction(name string, productID int64, qty float64) int64 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.insert("mrp.production", rec{"name": name, "product_id": productID, "product_qty": round2(qty),
-		"product_uom_id": int64(1), "qty_producing": 0.0, "state": "confirmed", "priority": "0"}, "")
+		"product_uom_id": int64(1), "qty_producing": 0.0, "state": "confirmed", "priority": "0", "company_id": int64(1)}, "")
 }
 
 // AddWorkorder creates an mrp.workorder. state must belong to the version's
@@ -314,6 +316,13 @@ func (s *Server) AddWorkorder(productionID, workcenterID int64, name, state stri
 		r["date_start"] = s.nowStr()
 	}
 	id := s.insert("mrp.workorder", r, "")
+	// A work order's company is its manufacturing order's (related), which
+	// is the work center's (check_company).
+	if mo, ok := s.models["mrp.production"].recs[productionID]; ok {
+		if wc, ok := s.models["mrp.workcenter"].recs[workcenterID]; ok && asInt(wc["company_id"]) != 0 {
+			mo["company_id"] = wc["company_id"]
+		}
+	}
 	if state == "progress" {
 		s.startQty(r)
 	}
@@ -484,7 +493,7 @@ func (s *Server) Productivity() []ProductivityLine {
 	for _, id := range m.ids() {
 		r := m.recs[id]
 		l := ProductivityLine{ID: id, WorkcenterID: asInt(r["workcenter_id"]), WorkorderID: asInt(r["workorder_id"]),
-			LossID: asInt(r["loss_id"]), UserID: asInt(r["user_id"]),
+			LossID: asInt(r["loss_id"]), UserID: asInt(r["user_id"]), CompanyID: asInt(r["company_id"]),
 			LossName: s.displayName("mrp.workcenter.productivity.loss", asInt(r["loss_id"])),
 			LossType: s.lossType(asInt(r["loss_id"])), XMLID: s.xmlidOf(m.name, id)}
 		l.Description, _ = r["description"].(string)
@@ -508,7 +517,7 @@ func (s *Server) Scraps() []ScrapRecord {
 	for _, id := range m.ids() {
 		r := m.recs[id]
 		out = append(out, ScrapRecord{ID: id, ProductID: asInt(r["product_id"]), UomID: asInt(r["product_uom_id"]),
-			ProductionID: asInt(r["production_id"]), WorkorderID: asInt(r["workorder_id"]), Qty: s.value(m, r, "scrap_qty").(float64),
+			ProductionID: asInt(r["production_id"]), WorkorderID: asInt(r["workorder_id"]), CompanyID: asInt(r["company_id"]), Qty: s.value(m, r, "scrap_qty").(float64),
 			State: s.value(m, r, "state").(string), Name: s.value(m, r, "name").(string), XMLID: s.xmlidOf(m.name, id), Moves: s.scrapMoves[id]})
 	}
 	return out
