@@ -87,6 +87,8 @@ type Client struct {
 	id   atomic.Int64
 	// timeLinesRefused: reading time lines was refused (said once).
 	timeLinesRefused atomic.Bool
+	// companies of work centers and manufacturing orders, as read
+	companies companies
 
 	mu      sync.RWMutex
 	proto   string

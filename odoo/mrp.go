@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -20,6 +21,9 @@ const TimeLayout = "2006-01-02 15:04:05"
 type Workcenter struct {
 	ID                       int64
 	Code, Name, WorkingState string
+	// CompanyID is its company (0: none, shared). Downtime lines of a work
+	// center are written in its company (see UpsertDowntimes).
+	CompanyID int64
 }
 
 // Workorder is the part of an mrp.workorder the agent uses.
@@ -29,6 +33,7 @@ type Workorder struct {
 	WorkcenterID, ProductionID               int64
 	ProductID, UomID                         int64
 	ProductionName                           string
+	CompanyID                                int64 // its manufacturing order's company
 	QtyProduction, QtyProducing, QtyProduced float64
 	QtyRemaining                             float64
 	DateStart                                time.Time
@@ -122,7 +127,7 @@ func (t *odooTime) UnmarshalJSON(b []byte) error {
 }
 
 var workorderFields = []string{"id", "name", "state", "workcenter_id", "production_id", "product_id",
-	"product_uom_id", "qty_production", "qty_producing", "qty_produced", "qty_remaining", "date_start"}
+	"product_uom_id", "qty_production", "qty_producing", "qty_produced", "qty_remaining", "date_start", "company_id"}
 
 // workorderFieldsFinished is workorderFields and date_finished.
 var workorderFieldsFinished = append(slices.Clone(workorderFields), "date_finished")
@@ -135,6 +140,7 @@ type workorderRow struct {
 	Production    many2one `json:"production_id"`
 	Product       many2one `json:"product_id"`
 	Uom           many2one `json:"product_uom_id"`
+	Company       many2one `json:"company_id"`
 	QtyProduction float64  `json:"qty_production"`
 	QtyProducing  float64  `json:"qty_producing"`
 	QtyProduced   float64  `json:"qty_produced"`
@@ -146,21 +152,16 @@ type workorderRow struct {
 func (r workorderRow) workorder() Workorder {
 	return Workorder{ID: r.ID, Name: string(r.Name), State: string(r.State), WorkcenterID: r.Workcenter.ID,
 		ProductionID: r.Production.ID, ProductionName: r.Production.Name, ProductID: r.Product.ID, UomID: r.Uom.ID,
-		QtyProduction: r.QtyProduction, QtyProducing: r.QtyProducing, QtyProduced: r.QtyProduced,
+		CompanyID: r.Company.ID, QtyProduction: r.QtyProduction, QtyProducing: r.QtyProducing, QtyProduced: r.QtyProduced,
 		QtyRemaining: r.QtyRemaining, DateStart: time.Time(r.DateStart), DateFinished: time.Time(r.DateFinished)}
 }
 
 // WorkcenterByCode finds the work center with this code. Codes are not
 // unique in Odoo: zero matches wrap ErrNotFound, several wrap ErrAmbiguous.
 func (c *Client) WorkcenterByCode(ctx context.Context, code string) (Workcenter, error) {
-	var rows []struct {
-		ID           int64 `json:"id"`
-		Code         text  `json:"code"`
-		Name         text  `json:"name"`
-		WorkingState text  `json:"working_state"`
-	}
+	var rows []workcenterRow
 	err := c.Call(ctx, "mrp.workcenter", "search_read", []any{[]any{[]any{"code", "=", code}}},
-		map[string]any{"fields": []string{"id", "code", "name", "working_state"}, "order": "id asc", "limit": 2}, &rows)
+		map[string]any{"fields": workcenterFields, "order": "id asc", "limit": 2}, &rows)
 	if err != nil {
 		return Workcenter{}, err
 	}
@@ -169,8 +170,7 @@ func (c *Client) WorkcenterByCode(ctx context.Context, code string) (Workcenter,
 		return Workcenter{}, &Error{Op: "workcenter by code", Message: fmt.Sprintf("no work center with code %q", code),
 			Class: Permanent, Err: ErrNotFound}
 	case 1:
-		r := rows[0]
-		return Workcenter{ID: r.ID, Code: string(r.Code), Name: string(r.Name), WorkingState: string(r.WorkingState)}, nil
+		return c.workcenter(rows[0]), nil
 	}
 	return Workcenter{}, &Error{Op: "workcenter by code",
 		Message: fmt.Sprintf("work center code %q matches ids %d and %d (codes are not unique in Odoo)", code, rows[0].ID, rows[1].ID),
@@ -185,14 +185,9 @@ func (c *Client) WorkcentersByCodes(ctx context.Context, codes []string) (found 
 	if len(codes) == 0 {
 		return found, nil, nil
 	}
-	var rows []struct {
-		ID           int64 `json:"id"`
-		Code         text  `json:"code"`
-		Name         text  `json:"name"`
-		WorkingState text  `json:"working_state"`
-	}
+	var rows []workcenterRow
 	err = c.Call(ctx, "mrp.workcenter", "search_read", []any{[]any{[]any{"code", "in", codes}}},
-		map[string]any{"fields": []string{"id", "code", "name", "working_state"}, "order": "id asc"}, &rows)
+		map[string]any{"fields": workcenterFields, "order": "id asc"}, &rows)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -201,7 +196,7 @@ func (c *Client) WorkcentersByCodes(ctx context.Context, codes []string) (found 
 		code := string(r.Code)
 		seen[code]++
 		if seen[code] == 1 {
-			found[code] = Workcenter{ID: r.ID, Code: code, Name: string(r.Name), WorkingState: string(r.WorkingState)}
+			found[code] = c.workcenter(r)
 		} else if seen[code] == 2 {
 			delete(found, code)
 			ambiguous = append(ambiguous, code)
@@ -453,6 +448,7 @@ func (c *Client) WorkTimeline(ctx context.Context, workcenterID int64, since tim
 			map[string]any{"fields": workorderFieldsFinished}, &more); err != nil {
 			return Timeline{}, err
 		}
+		c.noteWorkorders(more)
 		for _, r := range more {
 			tl.wos[r.ID] = r.workorder()
 		}
@@ -629,6 +625,7 @@ func (c *Client) WorkordersInProgressOn(ctx context.Context, workcenterIDs []int
 	if err != nil {
 		return nil, err
 	}
+	c.noteWorkorders(rows)
 	for _, r := range rows {
 		wo := r.workorder()
 		out[wo.WorkcenterID] = append(out[wo.WorkcenterID], wo)
@@ -663,6 +660,7 @@ func (c *Client) ReadWorkorder(ctx context.Context, id int64) (Workorder, error)
 		map[string]any{"fields": workorderFields}, &rows); err != nil {
 		return Workorder{}, err
 	}
+	c.noteWorkorders(rows)
 	if len(rows) != 1 {
 		return Workorder{}, &Error{Op: "mrp.workorder.read", Message: fmt.Sprintf("work order %d not found", id),
 			Class: Permanent, Err: ErrNotFound}
@@ -764,6 +762,7 @@ func (c *Client) UpsertDowntimes(ctx context.Context, ds []Downtime) ([]int64, e
 		return nil, nil
 	}
 	rows := make([][]string, len(ds))
+	wcs := make([]int64, len(ds))
 	for i, d := range ds {
 		if err := checkXMLID(d.XMLID); err != nil {
 			return nil, &Error{Op: "upsert downtime", Message: err.Error(), Class: Permanent}
@@ -773,8 +772,38 @@ func (c *Client) UpsertDowntimes(ctx context.Context, ds []Downtime) ([]int64, e
 		}
 		rows[i] = []string{d.XMLID, dbid(d.WorkcenterID), dbid(d.WorkorderID), dbid(d.LossID),
 			wireTime(d.Start), wireTime(d.End), d.Description}
+		wcs[i] = d.WorkcenterID
 	}
-	return c.load(ctx, "mrp.workcenter.productivity", downtimeFields, rows)
+	// Each line in its work center's company (company.go). A refusal for
+	// incompatible companies may be a work center moved to another company
+	// since its company was read: read again, and load again once if it was.
+	byWC, err := c.workcenterCompanies(ctx, wcs, false)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := c.loadDowntimes(ctx, rows, wcs, byWC)
+	if !isIncompatibleCompanies(err) {
+		return ids, err
+	}
+	again, rerr := c.workcenterCompanies(ctx, wcs, true)
+	switch {
+	case rerr != nil:
+		return nil, rerr
+	case maps.Equal(again, byWC):
+		return nil, err
+	}
+	return c.loadDowntimes(ctx, rows, wcs, again)
+}
+
+// loadDowntimes loads the rows of UpsertDowntimes, each in the company of
+// its work center (wcs[i]).
+func (c *Client) loadDowntimes(ctx context.Context, rows [][]string, wcs []int64, byWC map[int64]int64) ([]int64, error) {
+	company := make([]int64, len(rows))
+	for i, wc := range wcs {
+		company[i] = byWC[wc]
+	}
+	fields, rows := withCompanies(downtimeFields, rows, company)
+	return c.load(ctx, "mrp.workcenter.productivity", fields, rows)
 }
 
 // load calls Model.load and turns its messages into an error.
@@ -1106,8 +1135,15 @@ func (c *Client) BookScrap(ctx context.Context, s Scrap) (done bool, err error) 
 	if _, state, err := c.scrapState(ctx, s.XMLID); err != nil || state == "done" {
 		return err == nil, err
 	}
+	company, err := c.scrapCompany(ctx, s)
+	if err != nil {
+		return false, err
+	}
 	fields, row := scrapRow(s)
-	ids, err := c.load(ctx, "stock.scrap", fields, [][]string{row})
+	// In its manufacturing order's company (company.go): validating it
+	// checks that its order and work order are of its company.
+	fields, rows := withCompanies(fields, [][]string{row}, []int64{company})
+	ids, err := c.load(ctx, "stock.scrap", fields, rows)
 	if err != nil {
 		return false, err
 	}

@@ -1,0 +1,77 @@
+package odoo_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/odoo"
+	"github.com/plantedge/plantedge/odoo/odootest"
+)
+
+// TestCompanyOfLinesAndScrap: a bot user whose main company is not the
+// work center's writes downtime lines and scrap in the work center's
+// company (Odoo's _check_company refuses them otherwise), reading no
+// res.company; a work center moved to another company since it was read is
+// read again once.
+func TestCompanyOfLinesAndScrap(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, odootest.Options{Version: m.version})
+			b := f.srv.AddCompany("Plant B")
+			uid, key := f.srv.AddUser("bot")
+			f.srv.SetUserCompanies(uid, 1, b)
+			f.srv.SetWorkcenterCompany(f.wc, b)
+			f.srv.DenyAccess("bot", "res.company", "read")
+			c := f.client(t, m.protocol, func(cfg *odoo.Config) { cfg.Username, cfg.APIKey = "bot", key })
+			if err := c.Connect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			wcs, _, err := c.WorkcentersByCodes(ctx, []string{"M1"})
+			if err != nil || wcs["M1"].CompanyID != b {
+				t.Fatalf("WorkcentersByCodes = %+v, %v; want company %d", wcs, err, b)
+			}
+			loss, err := c.LossID(ctx, "mrp.block_reason1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+			if _, err := c.UpsertDowntime(ctx, odoo.Downtime{XMLID: "plantedge.s_m1_down_1", WorkcenterID: f.wc, WorkorderID: f.wo,
+				LossID: loss, Start: start, End: start.Add(time.Minute)}); err != nil {
+				t.Fatalf("UpsertDowntime: %v", err)
+			}
+			// Moved to another company since: read again, loaded again.
+			other := f.srv.AddCompany("Plant C")
+			f.srv.SetUserCompanies(uid, 1, b, other)
+			f.srv.SetWorkcenterCompany(f.wc, other)
+			if _, err := c.UpsertDowntime(ctx, odoo.Downtime{XMLID: "plantedge.s_m1_down_2", WorkcenterID: f.wc,
+				LossID: loss, Start: start.Add(time.Hour), End: start.Add(time.Hour + time.Minute)}); err != nil {
+				t.Fatalf("UpsertDowntime after the move: %v", err)
+			}
+			lines := f.srv.Productivity()
+			if len(lines) != 2 || lines[0].CompanyID != b || lines[1].CompanyID != other {
+				t.Errorf("lines %+v, want companies %d and %d", lines, b, other)
+			}
+			f.srv.SetWorkcenterCompany(f.wc, b)
+			wo, err := c.ReadWorkorder(ctx, f.wo)
+			if err != nil || wo.CompanyID != b {
+				t.Fatalf("ReadWorkorder = %+v, %v", wo, err)
+			}
+			done, err := c.BookScrap(ctx, odoo.Scrap{XMLID: "plantedge.s_m1_scrap_1", ProductID: f.product, ProductionID: f.mo, WorkorderID: f.wo, Qty: 2})
+			if err != nil || !done {
+				t.Fatalf("BookScrap = %v, %v", done, err)
+			}
+			if sc := f.srv.Scraps(); len(sc) != 1 || sc[0].State != "done" || sc[0].CompanyID != b {
+				t.Errorf("scraps %+v", sc)
+			}
+			// A scrap whose order the client has not read: read once.
+			mo2 := f.srv.AddProduction("WH/MO/00079", f.product, 10)
+			wo2 := f.srv.AddWorkorder(mo2, f.wc, "Pressing", "ready")
+			done, err = c.BookScrap(ctx, odoo.Scrap{XMLID: "plantedge.s_m1_scrap_2", ProductID: f.product, ProductionID: mo2, WorkorderID: wo2, Qty: 1})
+			if err != nil || !done {
+				t.Fatalf("BookScrap of an unread order = %v, %v", done, err)
+			}
+		})
+	}
+}
