@@ -81,6 +81,9 @@ type plantOptions struct {
 	block     bool
 	minStop   string // min_stop of every machine
 	extraYAML string
+	// otherCompany puts the work centers (and their orders) in a second
+	// company, "Plant B"; the bot user's main company stays the first.
+	otherCompany bool
 }
 
 func newPlant(t testing.TB, o plantOptions) *plant {
@@ -129,7 +132,14 @@ func newPlant(t testing.TB, o plantOptions) *plant {
 		p.ua = ua
 		t.Cleanup(ua.Close)
 	}
-	_, key := p.odoo.AddUser("plantedge-bot")
+	bot, key := p.odoo.AddUser("plantedge-bot")
+	if o.otherCompany {
+		b := p.odoo.AddCompany("Plant B")
+		p.odoo.SetUserCompanies(bot, 1, b)
+		for _, wc := range p.wcIDs {
+			p.odoo.SetWorkcenterCompany(wc, b)
+		}
+	}
 	keyFile := agenttest.WriteKeyFile(t, p.dir, key)
 	p.listen = agenttest.FreeAddr(t)
 	p.cfgPath = filepath.Join(p.dir, "plantedge.yaml")
