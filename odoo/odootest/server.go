@@ -1,7 +1,9 @@
 // Package odootest is an in-memory Odoo 17/18/19 emulator for plantedge's
 // tests and `plantedge demo`: the JSON-RPC and JSON-2 transports, the mrp
-// models the agent touches with their real side effects, API keys and the
-// login cooldown, and fault injection (latency, refused connections, 502/503,
+// models the agent touches with their real side effects, companies (a
+// record created with none takes the caller's main company, and
+// _check_company refuses another company's work center: company.go), API
+// keys and the login cooldown, and fault injection (latency, refused connections, 502/503,
 // serialization and lock failures, commit-then-drop).
 package odootest
 
