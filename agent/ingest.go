@@ -210,6 +210,15 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				delete(a.badQuality, k)
 				a.goodLog.log(s.Source+" "+s.Address, a.log, slog.LevelInfo, "source value good again", "source", s.Source, "address", s.Address, "was", q)
 			}
+			if s.Quality != "" {
+				// Good with a sub-code (GoodClamped: held at a limit;
+				// GoodLocalOverride: set by hand at the PLC): taken, and
+				// said, once a minute at most per tag (the uatypes probe:
+				// nothing said so).
+				a.goodLog.log("flagged "+s.Source+" "+s.Address, a.log, slog.LevelWarn,
+					"source value is good but flagged by the server: taken as it is (a clamped value stands at a limit; a local override was set by hand at the PLC)",
+					"source", s.Source, "address", s.Address, "quality", s.Quality)
+			}
 			m.EachUse(s.Kind, s.Source, s.Address, func(id string, _ mapping.Signal) { a.lastSample[id] = received })
 			if s.Kind == connectors.KindOPCUA && s.Value != nil {
 				// A type compare per sample, no allocation: named only when

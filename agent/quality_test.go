@@ -39,6 +39,28 @@ machines: [{ id: m1, workcenter: W, good_count: { opcua: { server: line1, node: 
 	}
 }
 
+// A good value the server flags (GoodClamped, GoodLocalOverride) is taken,
+// and the log says so once a minute at most per tag (the uatypes probe:
+// nothing said so).
+func TestGoodButFlaggedValueIsSaid(t *testing.T) {
+	cfg := testConfig(t, `opcua: [{ name: line1, endpoint: "opc.tcp://127.0.0.1:1" }]
+machines: [{ id: m1, workcenter: W, good_count: { opcua: { server: line1, node: "ns=2;s=Good" } } }]
+`)
+	logs := &agenttest.SyncBuffer{}
+	a, _ := agentWithBuffer(t, cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	now := time.Now()
+	for i := range 5 {
+		a.commitSamples(context.Background(), []connectors.Sample{{Source: "line1", Kind: connectors.KindOPCUA, Address: "ns=2;s=Good",
+			Value: int64(100 + i), Good: true, Quality: "GoodClamped", ReceiveTime: now.Add(time.Duration(i) * time.Millisecond)}})
+	}
+	if n := strings.Count(logs.String(), "source value is good but flagged by the server"); n != 1 || !strings.Contains(logs.String(), "quality=GoodClamped") {
+		t.Errorf("%d lines for 5 flagged values:\n%s", n, logs.String())
+	}
+	if got := a.totals["m1"].Good; got != 4 {
+		t.Errorf("counted %g, want 4 (taken as they are)", got)
+	}
+}
+
 // A tag whose values cannot be used (beyond its rollover, text) shows on
 // its machine in status until a usable value comes; a counter holding
 // values stamped in its past (a PLC restarted with its clock behind) too.
