@@ -115,11 +115,12 @@ type Agent struct {
 	// status shows it on the machines the address feeds until a usable
 	// one comes (a wrong tag or rollover is found there, not only in the log).
 	unusable map[sampleAddr]error
-	// valueType is the Go type of each OPC UA address's last good value,
-	// under stateMu: a change (Int32 to String after a PLC program or
-	// gateway change) is logged — the value may still be read, but the
-	// tag may no longer be what the mapping meant.
-	valueType map[sampleAddr]reflect.Type
+	// valueType is the data type of each OPC UA address's last good value
+	// (its OPC UA type, Sample.DataType), under stateMu: a change (Int16 to
+	// Int32, Int32 to String after a PLC program or gateway change) is
+	// logged — the value may still be read, but the tag may no longer be
+	// what the mapping meant (a counter's rollover).
+	valueType map[sampleAddr]string
 	// malformed counts each source's samples (or fields) skipped as
 	// malformed since start, with the last one's reason, under stateMu.
 	malformed map[string]malformedCount
@@ -270,7 +271,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		stopIngest:   make(chan struct{}),
 		totals:       map[string]totals{},
 		badQuality:   map[sampleAddr]string{},
-		valueType:    map[sampleAddr]reflect.Type{},
+		valueType:    map[sampleAddr]string{},
 		unusable:     map[sampleAddr]error{},
 		malformed:    map[string]malformedCount{},
 		strays:       map[string]malformedCount{},

@@ -223,11 +223,14 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			if s.Kind == connectors.KindOPCUA && s.Value != nil {
 				// A type compare per sample, no allocation: named only when
 				// it changed.
-				typ := reflect.TypeOf(s.Value)
+				typ := s.DataType
+				if typ == "" {
+					typ = reflect.TypeOf(s.Value).String()
+				}
 				if was, ok := a.valueType[k]; ok && was != typ {
 					a.typeLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn,
-						"a source value's data type changed (a PLC program or gateway change?): check that the tag is still what its signal reads",
-						"source", s.Source, "address", s.Address, "was", was.String(), "now", typ.String())
+						"a source value's data type changed (a PLC program or gateway change?): check that the tag is still what its signal reads (a counter's rollover, too)",
+						"source", s.Source, "address", s.Address, "was", was, "now", typ)
 				}
 				a.valueType[k] = typ
 			}

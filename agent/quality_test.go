@@ -434,17 +434,18 @@ machines:
 `)
 	var logs agenttest.SyncBuffer
 	a, _ := agentWithBuffer(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
-	sample := func(v any) {
+	sample := func(v any, typ string) {
 		a.commitSamples(context.Background(), []connectors.Sample{{Source: "line1", Kind: connectors.KindOPCUA, Address: "ns=2;s=Good",
-			Value: v, Good: true, ReceiveTime: time.Now()}})
+			Value: v, DataType: typ, Good: true, ReceiveTime: time.Now()}})
 	}
-	sample(int64(5))
-	sample(int64(6))
+	sample(int64(5), "Int16")
+	sample(int64(6), "Int16")
 	if strings.Contains(logs.String(), "data type changed") {
 		t.Fatalf("logged without a change:\n%s", logs.String())
 	}
-	sample("9.0")
-	if !strings.Contains(logs.String(), "data type changed") || !strings.Contains(logs.String(), "was=int64 now=string") {
-		t.Errorf("a type change not logged:\n%s", logs.String())
+	// Int16 to Int32, both int64 as values (the uatypes probe: not seen).
+	sample(int64(7), "Int32")
+	if !strings.Contains(logs.String(), "data type changed") || !strings.Contains(logs.String(), "was=Int16 now=Int32") {
+		t.Errorf("Int16 to Int32 not logged:\n%s", logs.String())
 	}
 }

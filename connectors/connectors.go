@@ -38,8 +38,12 @@ type Sample struct {
 	// replacement PLC) is not counted against the old one's last value,
 	// and one whose source was only renamed keeps counting.
 	Server  string
-	Value   any    // OPC UA: bool, integer, float or string; nil for MQTT
+	Value   any    // OPC UA: bool, integer, float or string (Structured: neither); nil for MQTT
 	Payload []byte // MQTT: message body; nil for OPC UA
+	// DataType is the OPC UA built-in type the value came as ("Int16",
+	// "Double", "Int32 array"; "" for MQTT): Value widens integers to 64
+	// bits, which would hide a PLC program's change from Int16 to Int32.
+	DataType string
 
 	// Good is false when the source marked the value bad or uncertain
 	// (OPC UA status code); Quality then says why ("BadNodeIdUnknown", ...).

@@ -685,10 +685,7 @@ func (b *browser) typeName(ctx context.Context, dt, val *ua.DataValue) string {
 	fromValue := func() string {
 		if val != nil && val.Value != nil && val.Value.Value() != nil {
 			// Built-in type ids equal the ns=0 DataType ids (Part 6, 5.1.2).
-			if name, ok := builtinTypes[uint32(val.Value.Type())]; ok {
-				return name
-			}
-			return strings.TrimPrefix(val.Value.Type().String(), "TypeID")
+			return builtinName(val.Value.Type())
 		}
 		return "?"
 	}

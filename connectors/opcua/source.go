@@ -619,6 +619,7 @@ func (s *Source) deliver(ctx context.Context, idx int, dv *ua.DataValue, recv co
 		Address:     s.nodes[idx].addr,
 		Server:      s.server,
 		Value:       v,
+		DataType:    dataType(dv),
 		Good:        good,
 		Quality:     quality,
 		SourceTime:  ts,

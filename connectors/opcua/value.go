@@ -72,7 +72,7 @@ func decodeValue(v *ua.Variant) any {
 		if reflect.ValueOf(x).Kind() == reflect.Slice {
 			// An array: not a value (it was read as the text "[7 12]", a
 			// reason code; the uatypes probe).
-			return connectors.Structured{Type: strings.TrimPrefix(v.Type().String(), "TypeID") + " array"}
+			return connectors.Structured{Type: builtinName(v.Type()) + " array"}
 		}
 		return fmt.Sprint(x)
 	}
@@ -98,6 +98,28 @@ func statusName(c ua.StatusCode) string {
 	n := strings.TrimPrefix(d.Name, "Status")
 	// gopcua spells Id as ID; the OPC UA names use Id.
 	return strings.ReplaceAll(n, "ID", "Id")
+}
+
+// dataType is the built-in type name of a data value's variant ("Int16",
+// "Int32 array"; "" when it has none).
+func dataType(dv *ua.DataValue) string {
+	if dv == nil || dv.Value == nil || dv.Value.Type() == 0 {
+		return ""
+	}
+	t := builtinName(dv.Value.Type())
+	if dv.Value.ArrayLength() > 0 || len(dv.Value.ArrayDimensions()) > 0 {
+		t += " array"
+	}
+	return t
+}
+
+// builtinName is an OPC UA built-in type's name as the specification and
+// servers write it (gopcua's names differ in case: Uint16, NodeID, GUID).
+func builtinName(t ua.TypeID) string {
+	if name, ok := builtinTypes[uint32(t)]; ok {
+		return name
+	}
+	return strings.TrimPrefix(t.String(), "TypeID")
 }
 
 // sampleFields fills the value part of a sample from a data value.

@@ -37,3 +37,26 @@ func TestDecodeValue(t *testing.T) {
 		t.Errorf("decodeValue(nil) = %#v", got)
 	}
 }
+
+// The OPC UA type a value came as is kept with it (Value widens integers,
+// which hid a PLC program's change from Int16 to Int32: the uatypes probe).
+func TestDataType(t *testing.T) {
+	for _, tc := range []struct {
+		in   any
+		want string
+	}{
+		{int16(-3), "Int16"},
+		{int32(7), "Int32"},
+		{uint16(7), "UInt16"},
+		{3.5, "Double"},
+		{"FAULT", "String"},
+		{[]int32{7, 12}, "Int32 array"},
+	} {
+		if got := dataType(&ua.DataValue{Value: ua.MustVariant(tc.in)}); got != tc.want {
+			t.Errorf("dataType(%T) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	if got := dataType(&ua.DataValue{}); got != "" {
+		t.Errorf("no value: %q", got)
+	}
+}
