@@ -161,9 +161,9 @@ type PayloadError struct {
 // Error names the source, topic or node, and field.
 func (e *PayloadError) Error() string {
 	if e.Field != "" {
-		return fmt.Sprintf("payload from %s %q field %q: %v", e.Source, e.Address, e.Field, e.Err)
+		return fmt.Sprintf("value from %s %q field %q: %v", e.Source, e.Address, e.Field, e.Err)
 	}
-	return fmt.Sprintf("payload from %s %q: %v", e.Source, e.Address, e.Err)
+	return fmt.Sprintf("value from %s %q: %v", e.Source, e.Address, e.Err)
 }
 
 // Unwrap returns the underlying error.

@@ -387,7 +387,7 @@ func TestPayloadErrorNamesSource(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Source != "b" || pe.Address != "line/state" || pe.Field != "run" || !errors.Is(err, ErrBadValue) {
 		t.Fatalf("err = %#v", err)
 	}
-	want := `payload from b "line/state" field "run": running value "perhaps": want true/false, 1/0, running/stopped (run/stop) or on/off: unusable value`
+	want := `value from b "line/state" field "run": running value "perhaps": want true/false, 1/0, running/stopped (run/stop) or on/off: unusable value`
 	if err.Error() != want {
 		t.Errorf("Error() = %q\nwant      %q", err.Error(), want)
 	}
