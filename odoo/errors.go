@@ -297,20 +297,22 @@ func classifyName(name string) ErrorClass {
 }
 
 // classifyStatus classifies a non-200 HTTP answer (JSON-2, or a proxy in
-// front of JSON-RPC). A 500 that names the exception Odoo raised (JSON-2
-// answers every exception that is not a UserError so, serialized as
-// JSON-RPC's error.data) is classified by that name, as over JSON-RPC: an
-// invalid field, a bad domain or a custom module's TypeError was retried
-// for good on 19 where 17 dead-lettered it or said so at ERROR (the
-// fidelity probe). A bare 500 (a proxy, an early 19 build's "internal
-// server error") and werkzeug's own stay transient.
+// front of JSON-RPC). A 500 that names an error of the call itself (JSON-2
+// answers every exception that is not a UserError with 500 and its name)
+// is permanent: an invalid field, a bad domain, a custom module's
+// TypeError, an Odoo exception — they were retried for good on 19, said as
+// "odoo unreachable", where 17 dead-lettered them or said so at ERROR (the
+// fidelity probe). Any other 500 stays transient: a bare one (a proxy, an
+// early 19 build's "internal server error"), werkzeug's, and the server's
+// passing troubles — a worker's MemoryError, a column missing while an
+// upgrade runs (the review: a quantity dead-lettered for one MemoryError).
 func classifyStatus(status int, name string) ErrorClass {
 	switch {
 	case status == http.StatusUnauthorized:
 		return Auth
 	case strings.HasSuffix(name, ".AccessDenied"):
 		return Auth
-	case status == http.StatusInternalServerError && name != "" && !strings.HasPrefix(name, "werkzeug."):
+	case status == http.StatusInternalServerError && callError(name):
 		return classifyName(name)
 	case status == http.StatusConflict, status == http.StatusTooManyRequests,
 		status == http.StatusRequestTimeout, status >= 500:
@@ -320,6 +322,17 @@ func classifyStatus(status int, name string) ErrorClass {
 		return Transient
 	}
 	return Permanent
+}
+
+// callError reports an exception name that is the call's own fault, for
+// good: Odoo's exceptions (a UserError reaches JSON-2 as 422, but not its
+// subclasses' every path) and Python's for a bad argument.
+func callError(name string) bool {
+	switch name {
+	case "builtins.ValueError", "builtins.TypeError", "builtins.AttributeError":
+		return true
+	}
+	return strings.HasPrefix(name, "odoo.exceptions.") && classifyName(name) == Permanent
 }
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.

@@ -76,10 +76,17 @@ func TestClassifyStatus(t *testing.T) {
 		{422, "odoo.exceptions.ValidationError", Permanent},
 		{429, "", Transient},
 		// JSON-2 answers an exception that is not a UserError with 500 and
-		// its name: classified as over JSON-RPC (the fidelity probe: an
-		// invalid field retried for good on 19).
+		// its name: the call's own errors are permanent (the fidelity
+		// probe: an invalid field retried for good on 19); the server's
+		// passing troubles stay transient (the review).
 		{500, "builtins.ValueError", Permanent},
-		{500, "builtins.RuntimeError", Permanent},
+		{500, "builtins.TypeError", Permanent},
+		{500, "odoo.exceptions.ValidationError", Permanent},
+		{500, "odoo.exceptions.ConcurrencyError", Transient},
+		{500, "builtins.RuntimeError", Transient},
+		{500, "builtins.MemoryError", Transient},
+		{500, "builtins.KeyError", Transient},
+		{500, "psycopg2.errors.UndefinedColumn", Transient},
 		{500, "psycopg2.OperationalError", Transient},
 		{500, "psycopg2.errors.SerializationFailure", Transient},
 		{500, "werkzeug.exceptions.InternalServerError", Transient},

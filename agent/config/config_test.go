@@ -1111,7 +1111,7 @@ func TestRunningValues(t *testing.T) {
 			t.Errorf("%q: %v, want %s", tc.running, err, tc.want)
 		}
 	}
-	for code, want := range map[string]string{"1": "1", "0x05": "5", "5.0": "5", " Execute ": "execute", "007": "7"} {
+	for code, want := range map[string]string{"1": "1", "0x05": "5", "5.0": "5", " Execute ": "execute", "007": "7", "true": "1", "FALSE": "0"} {
 		if got := StateCode(code); got != want {
 			t.Errorf("StateCode(%q) = %q, want %q", code, got, want)
 		}

@@ -757,7 +757,14 @@ func StateCode(v string) string {
 	if n, ok := numericCode(v); ok {
 		return n
 	}
-	return strings.ToLower(strings.TrimSpace(v))
+	switch s := strings.ToLower(strings.TrimSpace(v)); s {
+	case "true": // a Boolean node: [1] and [true] both mean true
+		return "1"
+	case "false":
+		return "0"
+	default:
+		return s
+	}
 }
 
 // numericCode is the decimal text a reason code written as a number (with

@@ -1584,8 +1584,8 @@ func epochMS(ms float64) (time.Time, error) {
 // use, reading field (a dot path; "" for the bare payload) and, when set,
 // the source time from tsField; rollover is the counter's (0 for others).
 // It returns the source time the payload carries (zero: none it can use).
-func CheckPayload(signal Signal, field, tsField string, payload []byte, rollover uint64) (time.Time, error) {
-	b := &binding{signal: signal, field: field, tsField: tsField, rollover: rollover}
+func CheckPayload(signal Signal, field, tsField string, payload []byte, rollover uint64, runningValues ...string) (time.Time, error) {
+	b := &binding{signal: signal, field: field, tsField: tsField, rollover: rollover, runVals: runValues(runningValues)}
 	xs, _, err := extract([]*binding{b}, connectors.Sample{Kind: connectors.KindMQTT, Payload: payload, Good: true})
 	if err == nil && len(xs) == 1 && xs[0].noTime {
 		// Taken at its receive time by the agent, and counted there; a
@@ -1833,7 +1833,7 @@ func toReason(v any) (string, error) {
 func typeName(v any) string {
 	switch x := v.(type) {
 	case connectors.Structured:
-		return "a " + x.Type + " (a node of its own holds each member or element the agent can read)"
+		return x.Type + " (a node of its own holds each member or element the agent can read)"
 	case nil:
 		return "null"
 	case map[string]any:

@@ -727,3 +727,17 @@ func TestStructuredValueIsNoSignalValue(t *testing.T) {
 		}
 	}
 }
+
+// running_values on a Boolean node: true is 1 and false 0, so [1] and
+// [true] both run (the review: [1] never read as running).
+func TestRunningValuesOfABoolean(t *testing.T) {
+	for _, vals := range [][]string{{"1"}, {"true"}, {"TRUE"}} {
+		set := runValues(vals)
+		if r, err := toState(true, set); err != nil || !r {
+			t.Errorf("%q: true reads %v, %v", vals, r, err)
+		}
+		if r, err := toState(false, set); err != nil || r {
+			t.Errorf("%q: false reads %v, %v", vals, r, err)
+		}
+	}
+}

@@ -67,7 +67,7 @@ func checkMQTT(ctx context.Context, cfg *config.Config, file string, w io.Writer
 				// How a retained message is cleared: the agent skips it.
 				fmt.Fprintf(w, "mqtt %s: %s %s: %s: an empty message (a retained one cleared?), not checked\n", b.Name, u.machine, u.signal, what)
 			default:
-				ts, err := mapping.CheckPayload(u.signal, ref.Field, ref.TimestampField, in.Payload, u.rollover)
+				ts, err := mapping.CheckPayload(u.signal, ref.Field, ref.TimestampField, in.Payload, u.rollover, u.running...)
 				if err != nil {
 					var pe *mapping.PayloadError
 					if errors.As(err, &pe) {

@@ -20,6 +20,7 @@ func TestValidateMQTT(t *testing.T) {
 		"p1/state":    `{"run": true, "reason": "JAM", "ts": "2026-11-30T08:00:00Z"}`,
 		"p1/counters": `{"good": 1200, "scrap": 3}`,
 		"p2/counters": `{"good": "many"}`,
+		"p4/state":    `{"state": "EXECUTE"}`,
 	})
 	dir := t.TempDir()
 	path := writeConfig(t, dir, fmt.Sprintf(`site: test
@@ -42,6 +43,9 @@ machines:
   - id: p3
     workcenter: WC3
     good_count: { mqtt: { broker: gone, topic: p3/counters, field: good } }
+  - id: p4
+    workcenter: WC4
+    running: { mqtt: { broker: b, topic: p4/state, field: state }, running_values: [EXECUTE] }
 `, dir, b.URL()))
 	out, _, err := runValidate(t, "-c", path, "--mqtt")
 	if exitCode(err) != 1 || err.Error() != "mqtt: 3 problems" {
@@ -53,6 +57,8 @@ machines:
 		fmt.Sprintf("mqtt: problem: %s:13:67: machines[0].downtime_reason.mqtt.field: p1/state field cause: field not found", path),
 		fmt.Sprintf("mqtt: problem: %s:16:65: machines[1].good_count.mqtt.field: p2/counters field good: \"many\" is not a number", path),
 		"mqtt b: p2 running: p2/state field run: no message within 5s, not checked",
+		// A state text with running_values (the review: refused as a run bit).
+		`mqtt b: p4 running: p4/state field state: OK`,
 		fmt.Sprintf("mqtt: problem: %s:6:", path),
 	} {
 		if !strings.Contains(out, want) {
