@@ -29,6 +29,7 @@ type companies struct {
 	mu sync.Mutex
 	wc map[int64]int64
 	mo map[int64]int64
+	wo map[int64]int64 // work orders: their manufacturing order's
 }
 
 func (cs *companies) get(m map[int64]int64, id int64) (int64, bool) {
@@ -45,8 +46,11 @@ func (cs *companies) set(which string, id, company int64) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	m := &cs.wc
-	if which == "mo" {
+	switch which {
+	case "mo":
 		m = &cs.mo
+	case "wo":
+		m = &cs.wo
 	}
 	if *m == nil {
 		*m = map[int64]int64{}
@@ -78,7 +82,74 @@ func (c *Client) noteWorkorders(rows []workorderRow) {
 		if r.Production.ID != 0 && r.Company.ID != 0 {
 			c.companies.set("mo", r.Production.ID, r.Company.ID)
 		}
+		c.companies.set("wo", r.ID, r.Company.ID)
 	}
+}
+
+// workorderCompanies returns the companies of the work orders (their
+// manufacturing orders'): those not known yet read in one call.
+func (c *Client) workorderCompanies(ctx context.Context, ids []int64) (map[int64]int64, error) {
+	out := map[int64]int64{}
+	var ask []int64
+	for _, id := range ids {
+		if id == 0 || slices.Contains(ask, id) {
+			continue
+		}
+		if co, ok := c.companies.get(c.companies.wo, id); ok {
+			out[id] = co
+			continue
+		}
+		ask = append(ask, id)
+	}
+	if len(ask) == 0 {
+		return out, nil
+	}
+	var rows []struct {
+		ID      int64    `json:"id"`
+		Company many2one `json:"company_id"`
+	}
+	if err := c.Call(ctx, "mrp.workorder", "read", []any{ask}, map[string]any{"fields": []string{"company_id"}}, &rows); err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		c.companies.set("wo", r.ID, r.Company.ID)
+		out[r.ID] = r.Company.ID
+	}
+	return out, nil
+}
+
+// loadInCompanies loads rows, each in its company (company[i]; 0: none,
+// Odoo's default applies): rows with a company and rows without go in a
+// load each, as a load's column is every row's; ids in rows' order.
+func (c *Client) loadInCompanies(ctx context.Context, model string, fields []string, rows [][]string, company []int64) ([]int64, error) {
+	var with, without []int
+	for i := range rows {
+		if company[i] != 0 {
+			with = append(with, i)
+		} else {
+			without = append(without, i)
+		}
+	}
+	if len(with) == 0 || len(without) == 0 {
+		f, r := withCompanies(fields, rows, company)
+		return c.load(ctx, model, f, r)
+	}
+	ids := make([]int64, len(rows))
+	for _, part := range [][]int{with, without} {
+		sub, co := make([][]string, len(part)), make([]int64, len(part))
+		for j, i := range part {
+			sub[j], co[j] = rows[i], company[i]
+		}
+		f, r := withCompanies(fields, sub, co)
+		got, err := c.load(ctx, model, f, r)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range part {
+			ids[i] = got[j]
+		}
+	}
+	return ids, nil
 }
 
 // workcenterCompanies returns the companies of the work centers: those

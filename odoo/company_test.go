@@ -75,3 +75,41 @@ func TestCompanyOfLinesAndScrap(t *testing.T) {
 		})
 	}
 }
+
+// A work center shared by the companies (none of its own) running another
+// company's work order: its lines are the work order's company's (the
+// review: refused, dead-lettered); a load mixing them with lines of a work
+// center without a work order goes as two loads, each row in its company.
+func TestCompanyOfLinesOfASharedWorkcenter(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, odootest.Options{Version: m.version})
+			b := f.srv.AddCompany("Plant B")
+			uid, key := f.srv.AddUser("bot")
+			f.srv.SetUserCompanies(uid, 1, b)
+			f.srv.SetWorkcenterCompany(f.wc, 0)
+			f.srv.SetProductionCompany(f.mo, b)
+			c := f.client(t, m.protocol, func(cfg *odoo.Config) { cfg.Username, cfg.APIKey = "bot", key })
+			if err := c.Connect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			loss, err := c.LossID(ctx, "mrp.block_reason1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+			ids, err := c.UpsertDowntimes(ctx, []odoo.Downtime{
+				{XMLID: "plantedge.s_m1_down_1", WorkcenterID: f.wc, WorkorderID: f.wo, LossID: loss, Start: start, End: start.Add(time.Minute)},
+				{XMLID: "plantedge.s_m1_down_2", WorkcenterID: f.wc, LossID: loss, Start: start.Add(time.Hour), End: start.Add(time.Hour + time.Minute)},
+			})
+			if err != nil || len(ids) != 2 {
+				t.Fatalf("UpsertDowntimes = %v, %v", ids, err)
+			}
+			lines := f.srv.Productivity()
+			if len(lines) != 2 || lines[0].ID != ids[0] || lines[0].CompanyID != b || lines[1].ID != ids[1] || lines[1].CompanyID != 1 {
+				t.Errorf("lines %+v (ids %v), want the work order's company %d, then the bot's main 1", lines, ids, b)
+			}
+		})
+	}
+}

@@ -762,7 +762,7 @@ func (c *Client) UpsertDowntimes(ctx context.Context, ds []Downtime) ([]int64, e
 		return nil, nil
 	}
 	rows := make([][]string, len(ds))
-	wcs := make([]int64, len(ds))
+	wcs, wos := make([]int64, len(ds)), make([]int64, len(ds))
 	for i, d := range ds {
 		if err := checkXMLID(d.XMLID); err != nil {
 			return nil, &Error{Op: "upsert downtime", Message: err.Error(), Class: Permanent}
@@ -772,7 +772,7 @@ func (c *Client) UpsertDowntimes(ctx context.Context, ds []Downtime) ([]int64, e
 		}
 		rows[i] = []string{d.XMLID, dbid(d.WorkcenterID), dbid(d.WorkorderID), dbid(d.LossID),
 			wireTime(d.Start), wireTime(d.End), d.Description}
-		wcs[i] = d.WorkcenterID
+		wcs[i], wos[i] = d.WorkcenterID, d.WorkorderID
 	}
 	// Each line in its work center's company (company.go). A refusal for
 	// incompatible companies may be a work center moved to another company
@@ -781,7 +781,7 @@ func (c *Client) UpsertDowntimes(ctx context.Context, ds []Downtime) ([]int64, e
 	if err != nil {
 		return nil, err
 	}
-	ids, err := c.loadDowntimes(ctx, rows, wcs, byWC)
+	ids, err := c.loadDowntimes(ctx, rows, wcs, wos, byWC)
 	if !isIncompatibleCompanies(err) {
 		return ids, err
 	}
@@ -792,18 +792,34 @@ func (c *Client) UpsertDowntimes(ctx context.Context, ds []Downtime) ([]int64, e
 	case maps.Equal(again, byWC):
 		return nil, err
 	}
-	return c.loadDowntimes(ctx, rows, wcs, again)
+	return c.loadDowntimes(ctx, rows, wcs, wos, again)
 }
 
 // loadDowntimes loads the rows of UpsertDowntimes, each in the company of
-// its work center (wcs[i]).
-func (c *Client) loadDowntimes(ctx context.Context, rows [][]string, wcs []int64, byWC map[int64]int64) ([]int64, error) {
+// its work center (wcs[i]) — of its work order (wos[i]) when the work
+// center is shared by companies (none of its own): Odoo checks the line's
+// company against both (the review: a shared work center's lines of another
+// company's order were refused).
+func (c *Client) loadDowntimes(ctx context.Context, rows [][]string, wcs, wos []int64, byWC map[int64]int64) ([]int64, error) {
 	company := make([]int64, len(rows))
+	var ask []int64
 	for i, wc := range wcs {
-		company[i] = byWC[wc]
+		if company[i] = byWC[wc]; company[i] == 0 && wos[i] != 0 {
+			ask = append(ask, wos[i])
+		}
 	}
-	fields, rows := withCompanies(downtimeFields, rows, company)
-	return c.load(ctx, "mrp.workcenter.productivity", fields, rows)
+	if len(ask) > 0 {
+		byWO, err := c.workorderCompanies(ctx, ask)
+		if err != nil {
+			return nil, err
+		}
+		for i := range company {
+			if company[i] == 0 {
+				company[i] = byWO[wos[i]]
+			}
+		}
+	}
+	return c.loadInCompanies(ctx, "mrp.workcenter.productivity", downtimeFields, rows, company)
 }
 
 // load calls Model.load and turns its messages into an error.

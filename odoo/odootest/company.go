@@ -72,6 +72,17 @@ func (s *Server) SetWorkcenterCompany(wcID, companyID int64) {
 	}
 }
 
+// SetProductionCompany sets a manufacturing order's company alone (its
+// work orders', not their work center's: a work center shared by the
+// companies has none, SetWorkcenterCompany 0).
+func (s *Server) SetProductionCompany(moID, companyID int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if mo, ok := s.models["mrp.production"].recs[moID]; ok {
+		mo["company_id"] = companyID
+	}
+}
+
 // userCompanies is res.users.company_ids: the main company alone unless
 // SetUserCompanies said more.
 func (s *Server) userCompanies(uid int64) []int64 {
