@@ -118,40 +118,6 @@ func (c *Client) workorderCompanies(ctx context.Context, ids []int64) (map[int64
 	return out, nil
 }
 
-// loadInCompanies loads rows, each in its company (company[i]; 0: none,
-// Odoo's default applies): rows with a company and rows without go in a
-// load each, as a load's column is every row's; ids in rows' order.
-func (c *Client) loadInCompanies(ctx context.Context, model string, fields []string, rows [][]string, company []int64) ([]int64, error) {
-	var with, without []int
-	for i := range rows {
-		if company[i] != 0 {
-			with = append(with, i)
-		} else {
-			without = append(without, i)
-		}
-	}
-	if len(with) == 0 || len(without) == 0 {
-		f, r := withCompanies(fields, rows, company)
-		return c.load(ctx, model, f, r)
-	}
-	ids := make([]int64, len(rows))
-	for _, part := range [][]int{with, without} {
-		sub, co := make([][]string, len(part)), make([]int64, len(part))
-		for j, i := range part {
-			sub[j], co[j] = rows[i], company[i]
-		}
-		f, r := withCompanies(fields, sub, co)
-		got, err := c.load(ctx, model, f, r)
-		if err != nil {
-			return nil, err
-		}
-		for j, i := range part {
-			ids[i] = got[j]
-		}
-	}
-	return ids, nil
-}
-
 // workcenterCompanies returns the companies of the work centers: those
 // not known yet (or all, with fresh) read in one call.
 func (c *Client) workcenterCompanies(ctx context.Context, ids []int64, fresh bool) (map[int64]int64, error) {

@@ -819,7 +819,10 @@ func (c *Client) loadDowntimes(ctx context.Context, rows [][]string, wcs, wos []
 			}
 		}
 	}
-	return c.loadInCompanies(ctx, "mrp.workcenter.productivity", downtimeFields, rows, company)
+	// (A load mixing rows of no company with others goes without the
+	// column, one transaction: withCompanies.)
+	fields, rows := withCompanies(downtimeFields, rows, company)
+	return c.load(ctx, "mrp.workcenter.productivity", fields, rows)
 }
 
 // load calls Model.load and turns its messages into an error.
