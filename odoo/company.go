@@ -32,10 +32,12 @@ type companies struct {
 	wo map[int64]int64 // work orders: their manufacturing order's
 }
 
-func (cs *companies) get(m map[int64]int64, id int64) (int64, bool) {
+// get returns the company cached for record id under which ("wc", "mo",
+// "wo").
+func (cs *companies) get(which string, id int64) (int64, bool) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	c, ok := m[id]
+	c, ok := (*cs.of(which))[id]
 	return c, ok
 }
 
@@ -45,17 +47,22 @@ func (cs *companies) set(which string, id, company int64) {
 	}
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	m := &cs.wc
-	switch which {
-	case "mo":
-		m = &cs.mo
-	case "wo":
-		m = &cs.wo
-	}
+	m := cs.of(which)
 	if *m == nil {
 		*m = map[int64]int64{}
 	}
 	(*m)[id] = company
+}
+
+// of is the cache of which (under mu).
+func (cs *companies) of(which string) *map[int64]int64 {
+	switch which {
+	case "mo":
+		return &cs.mo
+	case "wo":
+		return &cs.wo
+	}
+	return &cs.wc
 }
 
 var workcenterFields = []string{"id", "code", "name", "working_state", "company_id"}
@@ -89,45 +96,25 @@ func (c *Client) noteWorkorders(rows []workorderRow) {
 // workorderCompanies returns the companies of the work orders (their
 // manufacturing orders'): those not known yet read in one call.
 func (c *Client) workorderCompanies(ctx context.Context, ids []int64) (map[int64]int64, error) {
-	out := map[int64]int64{}
-	var ask []int64
-	for _, id := range ids {
-		if id == 0 || slices.Contains(ask, id) {
-			continue
-		}
-		if co, ok := c.companies.get(c.companies.wo, id); ok {
-			out[id] = co
-			continue
-		}
-		ask = append(ask, id)
-	}
-	if len(ask) == 0 {
-		return out, nil
-	}
-	var rows []struct {
-		ID      int64    `json:"id"`
-		Company many2one `json:"company_id"`
-	}
-	if err := c.Call(ctx, "mrp.workorder", "read", []any{ask}, map[string]any{"fields": []string{"company_id"}}, &rows); err != nil {
-		return nil, err
-	}
-	for _, r := range rows {
-		c.companies.set("wo", r.ID, r.Company.ID)
-		out[r.ID] = r.Company.ID
-	}
-	return out, nil
+	return c.companiesOf(ctx, "wo", "mrp.workorder", ids, false)
 }
 
 // workcenterCompanies returns the companies of the work centers: those
 // not known yet (or all, with fresh) read in one call.
 func (c *Client) workcenterCompanies(ctx context.Context, ids []int64, fresh bool) (map[int64]int64, error) {
+	return c.companiesOf(ctx, "wc", "mrp.workcenter", ids, fresh)
+}
+
+// companiesOf returns the companies of model's records ids, as cached
+// under which: those not known yet (or all, with fresh) read in one call.
+func (c *Client) companiesOf(ctx context.Context, which, model string, ids []int64, fresh bool) (map[int64]int64, error) {
 	out := map[int64]int64{}
 	var ask []int64
 	for _, id := range ids {
 		if id == 0 || slices.Contains(ask, id) {
 			continue
 		}
-		if co, ok := c.companies.get(c.companies.wc, id); ok && !fresh {
+		if co, ok := c.companies.get(which, id); ok && !fresh {
 			out[id] = co
 			continue
 		}
@@ -140,11 +127,11 @@ func (c *Client) workcenterCompanies(ctx context.Context, ids []int64, fresh boo
 		ID      int64    `json:"id"`
 		Company many2one `json:"company_id"`
 	}
-	if err := c.Call(ctx, "mrp.workcenter", "read", []any{ask}, map[string]any{"fields": []string{"company_id"}}, &rows); err != nil {
+	if err := c.Call(ctx, model, "read", []any{ask}, map[string]any{"fields": []string{"company_id"}}, &rows); err != nil {
 		return nil, err
 	}
 	for _, r := range rows {
-		c.companies.set("wc", r.ID, r.Company.ID)
+		c.companies.set(which, r.ID, r.Company.ID)
 		out[r.ID] = r.Company.ID
 	}
 	return out, nil
@@ -155,7 +142,7 @@ func (c *Client) workcenterCompanies(ctx context.Context, ids []int64, fresh boo
 // read, else read (0 when it has none).
 func (c *Client) scrapCompany(ctx context.Context, s Scrap) (int64, error) {
 	if s.ProductionID != 0 {
-		if co, ok := c.companies.get(c.companies.mo, s.ProductionID); ok {
+		if co, ok := c.companies.get("mo", s.ProductionID); ok {
 			return co, nil
 		}
 	}
