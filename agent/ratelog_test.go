@@ -44,8 +44,13 @@ func TestRateLogsSkip(t *testing.T) {
 		t.Fatal("a key never logged skipped")
 	}
 	r.log("m1", l, slog.LevelWarn, "clock off", "machine", "m1")
-	if !r.skip("m1") || !r.skip("m1") || r.skip("m2") {
-		t.Fatal("skip within the interval")
+	for range 2 { // two lines left out
+		if !r.skip("m1") {
+			t.Fatal("not skipped within the interval")
+		}
+	}
+	if r.skip("m2") {
+		t.Fatal("another key skipped")
 	}
 	r.m["m1"].last = r.m["m1"].last.Add(-2 * time.Hour)
 	if r.skip("m1") {
