@@ -318,6 +318,13 @@ func (c *Client) connectLocked(ctx context.Context) (err error) {
 	default:
 		c.log.Debug("connected again", "protocol", proto, "server_version", version, "uid", uid)
 	}
+	if version != oldVersion && newerThanKnown(version) {
+		// Odoo after 19.0 changed models the agent uses (the fidelity
+		// probe: mrp.workorder.product_uom_id gone): said, not refused.
+		c.log.Warn("odoo is newer than the versions plantedge was made for (17.0, 18.0, 19.0): it works with it as with 19.0; "+
+			"a call it refuses is said at ERROR — plantedge validate --odoo checks the calls the agent makes",
+			"server_version", version)
+	}
 	return nil
 }
 
@@ -406,6 +413,13 @@ func isNoWebVersion(err error) bool {
 }
 
 // parseMajor reads the major version of "17.0", "19.0+e" or "saas~18.3".
+// newerThanKnown reports a server version after 19.0: a later major, or a
+// saas~19.x build between releases.
+func newerThanKnown(v string) bool {
+	m := parseMajor(v)
+	return m > 19 || m == 19 && strings.HasPrefix(v, "saas~")
+}
+
 func parseMajor(v string) int {
 	v = strings.TrimPrefix(v, "saas~")
 	end := 0

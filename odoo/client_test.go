@@ -1594,3 +1594,24 @@ func TestServerErrorNamedIsClassifiedAsOverJSONRPC(t *testing.T) {
 		t.Errorf("a bare 500 (\"internal server error\"): %+v, want transient", oe)
 	}
 }
+
+// A server after 19.0 is said at connect (the fidelity probe: Odoo after
+// 19.0 dropped a field the agent reads), and worked with as 19; the known
+// versions are not.
+func TestNewerThanKnownVersionIsSaid(t *testing.T) {
+	for v, want := range map[int]bool{17: false, 19: false, 20: true} {
+		var buf bytes.Buffer
+		logs := &lockedWriter{w: &buf, mu: &sync.Mutex{}}
+		f := newFixture(t, odootest.Options{Version: v})
+		c := f.client(t, "auto", func(cfg *odoo.Config) { cfg.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
+		if err := c.Connect(context.Background()); err != nil {
+			t.Fatalf("%d: %v", v, err)
+		}
+		logs.mu.Lock()
+		out := buf.String()
+		logs.mu.Unlock()
+		if got := strings.Contains(out, "newer than the versions plantedge was made for"); got != want {
+			t.Errorf("Odoo %d: said %v, want %v:\n%s", v, got, want, out)
+		}
+	}
+}

@@ -321,3 +321,12 @@ func TestParseMajor(t *testing.T) {
 		}
 	}
 }
+
+func TestNewerThanKnown(t *testing.T) {
+	for v, want := range map[string]bool{"17.0": false, "18.0+e": false, "19.0": false, "19.0+e": false, "saas~18.3": false,
+		"saas~19.1": true, "saas~19.2+e": true, "20.0": true} {
+		if got := newerThanKnown(v); got != want {
+			t.Errorf("newerThanKnown(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
