@@ -66,8 +66,13 @@ func decodeValue(v *ua.Variant) any {
 		return statusName(x)
 	case *ua.ExtensionObject:
 		// A structure: its members, when the server exposes them, are nodes
-		// of their own. Printing it would show Go pointers.
-		return connectors.Structured{Type: "structure"}
+		// of their own. Printing it would show Go pointers. Named by its
+		// encoding's node id, which plantedge browse shows.
+		t := "structure"
+		if x != nil && x.TypeID != nil && x.TypeID.NodeID != nil {
+			t += " " + x.TypeID.NodeID.String()
+		}
+		return connectors.Structured{Type: t}
 	default:
 		if reflect.ValueOf(x).Kind() == reflect.Slice {
 			// An array: not a value (it was read as the text "[7 12]", a

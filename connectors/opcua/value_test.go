@@ -25,7 +25,7 @@ func TestDecodeValue(t *testing.T) {
 		{&ua.LocalizedText{Text: "Jam"}, "Jam"},
 		{ua.NewStringNodeID(2, "Press07"), "ns=2;s=Press07"},
 		// A structure (here the server status) must not print Go pointers.
-		{ua.NewExtensionObject(&ua.ServerStatusDataType{StartTime: ts, BuildInfo: &ua.BuildInfo{}}), connectors.Structured{Type: "structure"}},
+		{ua.NewExtensionObject(&ua.ServerStatusDataType{StartTime: ts, BuildInfo: &ua.BuildInfo{}}), connectors.Structured{Type: "structure i=864"}},
 		// An array is no value either (it read as the text "[7 12]").
 		{[]int32{7, 12}, connectors.Structured{Type: "Int32 array"}},
 	} {
