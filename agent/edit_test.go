@@ -107,6 +107,14 @@ func TestEditDuringAWriteInDoubtIsNotTakenBack(t *testing.T) {
 	p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
 	p.produce(m, 5, 0)
 	<-dropped
+	// The round that lost the write has failed (and answered the requests
+	// queued for it) once the hold shows: the accept-qty below goes to the
+	// next round (asked before, it was answered "the round failed", 4 runs
+	// of 15).
+	waitFor(t, 10*time.Second, "the lost write's hold", func() (bool, string) {
+		o := ra.a.Status().Odoo
+		return o.SettleSeconds > 0, fmt.Sprintf("%+v", o)
+	})
 	p.odoo.SetWorkorderQty(wo, 12) // the planner, who saw 15
 	api := agent.NewAPIClient(p.listen)
 	if res, err := api.AcceptQty(context.Background(), "press-1"); err != nil || res.Accepted || !strings.Contains(res.Note, "had no answer") {
