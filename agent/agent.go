@@ -1486,10 +1486,13 @@ type rateLog struct {
 	suppressed int
 }
 
+// due reports whether a line may be logged at now (r.mu held).
+func (r *rateLog) due(now time.Time) bool { return now.Sub(r.last) >= cmp.Or(r.every, time.Minute) }
+
 func (r *rateLog) log(l *slog.Logger, level slog.Level, msg string, args ...any) {
 	r.mu.Lock()
 	now := time.Now()
-	if now.Sub(r.last) < cmp.Or(r.every, time.Minute) {
+	if !r.due(now) {
 		r.suppressed++
 		r.mu.Unlock()
 		return
@@ -1544,11 +1547,11 @@ func (r *rateLogs) skip(key string) bool {
 	}
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
-	if time.Since(rl.last) < cmp.Or(rl.every, time.Minute) {
-		rl.suppressed++
-		return true
+	if rl.due(time.Now()) {
+		return false
 	}
-	return false
+	rl.suppressed++
+	return true
 }
 
 // tell logs, for each key whose interval has passed since its last line

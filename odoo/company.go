@@ -141,29 +141,22 @@ func (c *Client) companiesOf(ctx context.Context, which, model string, ids []int
 // its work order when it names none): remembered from the work orders
 // read, else read (0 when it has none).
 func (c *Client) scrapCompany(ctx context.Context, s Scrap) (int64, error) {
-	if s.ProductionID != 0 {
-		if co, ok := c.companies.get("mo", s.ProductionID); ok {
-			return co, nil
-		}
+	if co, ok := c.companies.get("mo", s.ProductionID); ok && s.ProductionID != 0 {
+		return co, nil
 	}
-	model, id := "mrp.production", s.ProductionID
+	which, model, id := "mo", "mrp.production", s.ProductionID
 	if s.WorkorderID != 0 {
-		model, id = "mrp.workorder", s.WorkorderID // the bot reads these already; company_id is its order's
+		which, model, id = "wo", "mrp.workorder", s.WorkorderID // the bot reads these already; company_id is its order's
 	}
 	if id == 0 {
 		return 0, nil
 	}
-	var rows []struct {
-		Company many2one `json:"company_id"`
-	}
-	if err := c.Call(ctx, model, "read", []any{[]int64{id}}, map[string]any{"fields": []string{"company_id"}}, &rows); err != nil {
+	byID, err := c.companiesOf(ctx, which, model, []int64{id}, false)
+	if err != nil {
 		return 0, err
 	}
-	if len(rows) != 1 {
-		return 0, nil // gone: load() says so
-	}
-	c.companies.set("mo", s.ProductionID, rows[0].Company.ID)
-	return rows[0].Company.ID, nil
+	c.companies.set("mo", s.ProductionID, byID[id]) // (0 when gone: load() says so)
+	return byID[id], nil
 }
 
 // withCompanies adds a company_id/.id column to load() rows when every

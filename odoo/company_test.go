@@ -18,16 +18,9 @@ func TestCompanyOfLinesAndScrap(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.String(), func(t *testing.T) {
 			ctx := context.Background()
-			f := newFixture(t, odootest.Options{Version: m.version})
-			b := f.srv.AddCompany("Plant B")
-			uid, key := f.srv.AddUser("bot")
-			f.srv.SetUserCompanies(uid, 1, b)
+			f, c, uid, b := companyBot(t, m)
 			f.srv.SetWorkcenterCompany(f.wc, b)
 			f.srv.DenyAccess("bot", "res.company", "read")
-			c := f.client(t, m.protocol, func(cfg *odoo.Config) { cfg.Username, cfg.APIKey = "bot", key })
-			if err := c.Connect(ctx); err != nil {
-				t.Fatal(err)
-			}
 			wcs, _, err := c.WorkcentersByCodes(ctx, []string{"M1"})
 			if err != nil || wcs["M1"].CompanyID != b {
 				t.Fatalf("WorkcentersByCodes = %+v, %v; want company %d", wcs, err, b)
@@ -83,16 +76,9 @@ func TestCompanyOfLinesOfASharedWorkcenter(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.String(), func(t *testing.T) {
 			ctx := context.Background()
-			f := newFixture(t, odootest.Options{Version: m.version})
-			b := f.srv.AddCompany("Plant B")
-			uid, key := f.srv.AddUser("bot")
-			f.srv.SetUserCompanies(uid, 1, b)
+			f, c, _, b := companyBot(t, m)
 			f.srv.SetWorkcenterCompany(f.wc, 0)
 			f.srv.SetProductionCompany(f.mo, b)
-			c := f.client(t, m.protocol, func(cfg *odoo.Config) { cfg.Username, cfg.APIKey = "bot", key })
-			if err := c.Connect(ctx); err != nil {
-				t.Fatal(err)
-			}
 			loss, err := c.LossID(ctx, "mrp.block_reason1")
 			if err != nil {
 				t.Fatal(err)
@@ -109,4 +95,19 @@ func TestCompanyOfLinesOfASharedWorkcenter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// companyBot is a fixture with a second company, b, and a connected client
+// of a bot user (uid) whose main company is the first, b among its allowed.
+func companyBot(t *testing.T, m mode) (f *fixture, c *odoo.Client, uid, b int64) {
+	t.Helper()
+	f = newFixture(t, odootest.Options{Version: m.version})
+	b = f.srv.AddCompany("Plant B")
+	uid, key := f.srv.AddUser("bot")
+	f.srv.SetUserCompanies(uid, 1, b)
+	c = f.client(t, m.protocol, func(cfg *odoo.Config) { cfg.Username, cfg.APIKey = "bot", key })
+	if err := c.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return f, c, uid, b
 }
