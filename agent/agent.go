@@ -163,6 +163,9 @@ type Agent struct {
 	pendingAt  time.Time
 	pendingVal map[string]pendingCount
 	pendingSeq uint64 // the buffer's last sequence number when pendingVal's scan began
+	// pendingErr is why pendingVal's scan stopped short (nil: it read
+	// the whole buffer).
+	pendingErr error
 	// pendingTook is how long the last scan took; pendingGen counts the
 	// forgets (forgetPendingCounts), pendingBusy says a scan runs in the
 	// background; bg is waited for before the buffer is closed.

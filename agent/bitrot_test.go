@@ -1,10 +1,12 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +123,65 @@ func TestDamagedValuesInTheBufferFile(t *testing.T) {
 		if !strings.Contains(p.logs.String(), want) {
 			t.Errorf("not logged: %q", want)
 		}
+	}
+}
+
+// TestStatusSaysPendingCountsArePartial: a stopped agent's status reads the
+// buffer file read-only, so a damaged record (set aside only by a start)
+// ends its scan. It said press-1 had nothing pending while its 5 pieces
+// waited in the file (lifecycle probe F8): now it says the pending counts
+// are partial, and why.
+func TestStatusSaysPendingCountsArePartial(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	p.odoo.SetDown(true)
+	for i := range 5 {
+		p.produce(p.machines[0], 1, 0)
+		p.waitPending(ra, i+1) // a record each
+	}
+	ra.stop()
+	if off := p.offlineStatus(); off.Machines[0].Pending != 5 || off.Buffer.PendingPartial != "" {
+		t.Fatalf("before the damage: %v pending, partial %q", off.Machines[0].Pending, off.Buffer.PendingPartial)
+	}
+
+	q, _ := p.openBuffer()
+	marker := []byte("rotten-record-" + strings.Repeat("x", 40))
+	if _, err := q.Append(context.Background(), []buffer.Record{{Lane: buffer.LaneCounts, Key: "press-1/good", Data: marker}}); err != nil {
+		t.Fatal(err)
+	}
+	path := q.Path()
+	q.Close()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for off := 0; ; n++ {
+		i := bytes.Index(b[off:], marker)
+		if i < 0 {
+			break
+		}
+		if _, err := f.WriteAt([]byte{'Y'}, int64(off+i+12)); err != nil { // its checksum fails
+			t.Fatal(err)
+		}
+		off += i + 1
+	}
+	f.Close()
+	if n == 0 {
+		t.Fatal("record not found in the file")
+	}
+
+	off := p.offlineStatus()
+	if !strings.Contains(off.Buffer.PendingPartial, "damaged") {
+		t.Errorf("stopped status with a damaged record: partial %q, press-1 pending %v", off.Buffer.PendingPartial, off.Machines[0].Pending)
+	}
+	// A start sets the damaged record aside: the scan is whole again.
+	ra = p.startAgentWith(false)
+	if st := ra.a.Status(); st.Buffer.PendingPartial != "" || st.Machines[0].Pending != 5 {
+		t.Errorf("running status: partial %q, press-1 pending %v", st.Buffer.PendingPartial, st.Machines[0].Pending)
 	}
 }

@@ -504,7 +504,10 @@ func TestPendingCountsRescanInTheBackgroundWhenSlow(t *testing.T) {
 		}
 	}
 	good := func() float64 {
-		p, _ := a.pendingCounts()
+		p, _, err := a.pendingCounts()
+		if err != nil {
+			t.Fatal(err)
+		}
 		return p["m1"].good
 	}
 	add(10)

@@ -214,7 +214,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descClockOff, prometheus.GaugeValue, clock.off.Seconds(), mc.ID)
 			}
 		}
-		pending, _ := c.a.pendingCounts() // a scan, kept a second
+		pending, _, _ := c.a.pendingCounts() // a scan, kept a second (status says when it is partial)
 		_, at := oldestForwardable(c.a.cfg.Load(), links, pending)
 		ch <- prometheus.MustNewConstMetric(descOldestFw, prometheus.GaugeValue, age(at))
 		ch <- prometheus.MustNewConstMetric(descOdooCall, prometheus.GaugeValue, c.a.fwd.linkSnapshot().CallSeconds)

@@ -92,6 +92,11 @@ type BufferStatus struct {
 	Unmapped int `json:"unmapped"`
 	// UnmappedMachines says whose they are (omitted when none).
 	UnmappedMachines []UnmappedMachine `json:"unmapped_machines,omitempty"`
+	// PendingPartial says why the buffer could not be read to its end for
+	// the machines' pending and dead-letter counts (a record damaged on the
+	// disk while the agent is stopped: the start sets it aside). Those
+	// counts are then short; empty when they are whole.
+	PendingPartial string `json:"pending_partial,omitempty"`
 	// WriteError is why appends fail now (disk full, read-only file
 	// system), for WriteFailingSeconds: nothing new is acknowledged, values
 	// wait at the sources. Empty while writes succeed.
@@ -397,7 +402,8 @@ func (a *Agent) Status() Status {
 		}
 	}
 	a.stateMu.Unlock()
-	pending, scanned := a.pendingCounts()
+	pending, scanned, scanErr := a.pendingCounts()
+	st.Buffer.PendingPartial = partialNote(scanErr)
 	n, list := unmapped(cfg, pending)
 	st.Buffer.Unmapped, st.Buffer.UnmappedMachines = n+a.fwd.orphansWaitingNow(), list
 	st.Buffer.Held += st.Buffer.Unmapped
@@ -608,13 +614,14 @@ func unmapped(cfg *config.Config, pending map[string]pendingCount) (int, []Unmap
 // and 43 % of the agent's CPU at 90k–370k records). Once a scan takes
 // pendingScanSlow or more, an older result is answered at once and the
 // next scan runs in the background. scanned is the buffer's last sequence
-// number when that scan began: later records are not in it.
-func (a *Agent) pendingCounts() (_ map[string]pendingCount, scanned uint64) {
+// number when that scan began: later records are not in it. err says why
+// that scan stopped short: the counts are then partial.
+func (a *Agent) pendingCounts() (_ map[string]pendingCount, scanned uint64, err error) {
 	a.pendingMu.Lock()
 	defer a.pendingMu.Unlock()
 	if a.pendingVal != nil && !a.pendingDrained() {
 		if time.Since(a.pendingAt) < max(time.Second, 10*a.pendingTook) {
-			return a.pendingVal, a.pendingSeq
+			return a.pendingVal, a.pendingSeq, a.pendingErr
 		}
 		if a.pendingTook >= pendingScanSlow && !a.pendingDone {
 			if !a.pendingBusy {
@@ -622,12 +629,12 @@ func (a *Agent) pendingCounts() (_ map[string]pendingCount, scanned uint64) {
 				a.bg.Add(1)
 				go a.rescanPending(a.pendingGen)
 			}
-			return a.pendingVal, a.pendingSeq
+			return a.pendingVal, a.pendingSeq, a.pendingErr
 		}
 	}
-	a.pendingVal, a.pendingSeq, a.pendingTook = a.scanPendingCounts()
+	a.pendingVal, a.pendingSeq, a.pendingTook, a.pendingErr = a.scanPendingCounts()
 	a.pendingAt = time.Now()
-	return a.pendingVal, a.pendingSeq
+	return a.pendingVal, a.pendingSeq, a.pendingErr
 }
 
 // pendingDrained reports whether the kept pending counts name records the
@@ -654,11 +661,11 @@ const pendingScanSlow = 100 * time.Millisecond
 // moved meanwhile) leaves its result due for another scan.
 func (a *Agent) rescanPending(gen uint64) {
 	defer a.bg.Done()
-	val, seq, took := a.scanPendingCounts()
+	val, seq, took, err := a.scanPendingCounts()
 	a.pendingMu.Lock()
 	defer a.pendingMu.Unlock()
 	a.pendingBusy = false
-	a.pendingVal, a.pendingSeq, a.pendingTook, a.pendingAt = val, seq, took, time.Now()
+	a.pendingVal, a.pendingSeq, a.pendingTook, a.pendingErr, a.pendingAt = val, seq, took, err, time.Now()
 	if gen != a.pendingGen {
 		a.pendingAt = time.Time{}
 	}
@@ -683,22 +690,29 @@ func (a *Agent) forgetPendingCounts() {
 
 // scanPendingCounts reads the pending records and the dead letters' good
 // counts; seq is the buffer's last sequence number before it began, took
-// how long it took.
-func (a *Agent) scanPendingCounts() (_ map[string]pendingCount, seq uint64, took time.Duration) {
+// how long it took, err why it stopped short (what it read is returned).
+func (a *Agent) scanPendingCounts() (_ map[string]pendingCount, seq uint64, took time.Duration, err error) {
 	if a.buf == nil {
-		return map[string]pendingCount{}, 0, 0
+		return map[string]pendingCount{}, 0, 0, nil
 	}
 	start := time.Now()
 	seq = a.buf.LastSeq()
-	out := a.scanPending()
-	return out, seq, time.Since(start)
+	out, err := a.scanPending()
+	return out, seq, time.Since(start), err
 }
 
-func (a *Agent) scanPending() map[string]pendingCount {
+// scanPending sums the pending records and the dead letters per machine.
+// A read that fails ends the scan (a record damaged on the disk, which a
+// read-only open cannot set aside; a buffer closing): the sums are then
+// partial, and err says so — status must not present them as whole.
+func (a *Agent) scanPending() (map[string]pendingCount, error) {
 	out := map[string]pendingCount{}
 	for after := uint64(0); ; {
 		recs, err := a.buf.Peek(buffer.LaneEvents, after, scanChunk)
-		if err != nil || len(recs) == 0 {
+		if err != nil {
+			return out, err
+		}
+		if len(recs) == 0 {
 			break
 		}
 		for _, r := range recs {
@@ -719,7 +733,7 @@ func (a *Agent) scanPending() map[string]pendingCount {
 	for {
 		recs, err := a.buf.Peek(buffer.LaneCounts, after, scanChunk)
 		if err != nil {
-			return out
+			return out, err
 		}
 		for _, r := range recs {
 			m, sig := splitKey(r.Key)
@@ -744,12 +758,12 @@ func (a *Agent) scanPending() map[string]pendingCount {
 		}
 	}
 	if a.buf.Stats().DeadLetters == 0 {
-		return out
+		return out, nil
 	}
 	for after := uint64(0); ; {
 		dls, err := a.buf.DeadLetterPage(after, scanChunk)
 		if err != nil || len(dls) == 0 {
-			return out
+			return out, err
 		}
 		for _, d := range dls {
 			after = d.ID
@@ -768,6 +782,19 @@ func (a *Agent) scanPending() map[string]pendingCount {
 			}
 		}
 	}
+}
+
+// partialNote is status's word on a scan of the pending counts that
+// stopped short ("" when it read everything).
+func partialNote(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, buffer.ErrCorruptRecord):
+		return "a damaged record in the buffer file ended the scan (" + err.Error() + "): the machines' pending and dead-letter counts are short; " +
+			"the agent's start sets damaged records aside in the dead letters"
+	}
+	return "reading the buffer file failed (" + err.Error() + "): the machines' pending and dead-letter counts are short"
 }
 
 // joinNotes joins the non-empty notes of a machine's error with "; ".
@@ -880,7 +907,8 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		// odoo.url or odoo.database edited since: the start switches.
 		st.Odoo.SwitchFrom = string(was)
 	}
-	pending, _ := a.pendingCounts()
+	pending, _, scanErr := a.pendingCounts()
+	st.Buffer.PendingPartial = partialNote(scanErr)
 	if !cfg.EndpointsOnly { // without the machines every record would look unmapped
 		st.Buffer.Unmapped, st.Buffer.UnmappedMachines = unmapped(cfg, pending)
 		st.Buffer.Held += st.Buffer.Unmapped // held, as a running agent says (the upgrade probe: 0 held, 32 unmapped)

@@ -205,6 +205,9 @@ func printStatus(w io.Writer, st agent.Status) {
 			plural(len(others), "buffer file"), map[bool]string{true: "it", false: "them"}[len(others) == 1], strings.Join(others, ", "),
 			map[bool]string{true: "it", false: "them"}[len(others) == 1])
 	}
+	if b.PendingPartial != "" {
+		fmt.Fprintf(w, "          WARNING: PENDING COUNTS SHORT: %s\n", b.PendingPartial)
+	}
 	if b.WriteError != "" {
 		why := "disk failing? file system read-only?"
 		switch b.WriteErrorCause {

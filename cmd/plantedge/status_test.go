@@ -358,3 +358,13 @@ func TestStatusShowsCorruptFilesSetAside(t *testing.T) {
 		t.Errorf("status:\n%s", s)
 	}
 }
+
+// A scan of the pending counts that stopped short is said: the machines'
+// PENDING column is then less than what waits.
+func TestStatusShowsPendingCountsShort(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, agent.Status{Site: "s", Buffer: agent.BufferStatus{PendingPartial: "a damaged record in the buffer file ended the scan"}})
+	if s := out.String(); !strings.Contains(s, "WARNING: PENDING COUNTS SHORT: a damaged record in the buffer file ended the scan") {
+		t.Errorf("status:\n%s", s)
+	}
+}
