@@ -41,6 +41,9 @@ const DefaultTimeout = 30 * time.Second
 // DefaultIdleRecheck is Config.IdleRecheck when zero.
 const DefaultIdleRecheck = time.Minute
 
+// DefaultVersionRecheck is Config.VersionRecheck when zero.
+const DefaultVersionRecheck = 5 * time.Minute
+
 // maxResponse caps how much of a response body is read.
 const maxResponse = 16 << 20 // a work-order lookup of thousands of orders is well below
 
@@ -63,6 +66,14 @@ type Config struct {
 	// (or restored) while the agent had nothing to send, so no call
 	// failed. Default one minute; negative: never.
 	IdleRecheck time.Duration
+	// VersionRecheck: the version is read again at least this often, also
+	// while Odoo answers every call. A proxy switched to an upgraded copy
+	// (or back to the old server after a failed upgrade) fails no call and
+	// leaves no quiet spell: a busy plant would write the old version's
+	// field for good (the odooupgrade probe). One GET of /web/version (or
+	// common.version); the session stands when it is unchanged. Default
+	// five minutes; negative: never.
+	VersionRecheck time.Duration
 }
 
 // String prints the configuration with the API key redacted.
@@ -106,6 +117,9 @@ type Client struct {
 	// answered is when Odoo last answered (UnixNano; 0 before): see
 	// Config.IdleRecheck.
 	answered atomic.Int64
+	// checked is when the version was last read (UnixNano; 0 before): see
+	// Config.VersionRecheck.
+	checked atomic.Int64
 }
 
 // New validates cfg and builds the HTTP transport. It does no network I/O;
@@ -145,6 +159,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.IdleRecheck == 0 {
 		cfg.IdleRecheck = DefaultIdleRecheck
+	}
+	if cfg.VersionRecheck == 0 {
+		cfg.VersionRecheck = DefaultVersionRecheck
 	}
 	var tlsCfg *tls.Config
 	if cfg.CAFile != "" || cfg.InsecureSkipVerify {
@@ -309,6 +326,7 @@ func (c *Client) connectLocked(ctx context.Context) (err error) {
 	oldProto, oldVersion := c.proto, c.version
 	c.proto, c.version, c.major, c.uid, c.authOK = proto, version, parseMajor(version), uid, true
 	c.mu.Unlock()
+	c.checked.Store(time.Now().UnixNano())
 	switch {
 	case oldProto == "":
 		c.log.Info("connected", "protocol", proto, "server_version", version, "uid", uid, "database", c.cfg.Database)
@@ -317,6 +335,12 @@ func (c *Client) connectLocked(ctx context.Context) (err error) {
 			"protocol", proto, "server_version", version, "was_protocol", oldProto, "was_server_version", oldVersion, "uid", uid)
 	default:
 		c.log.Debug("connected again", "protocol", proto, "server_version", version, "uid", uid)
+	}
+	if version != oldVersion && proto == ProtocolJSONRPC && c.cfg.Protocol == ProtocolJSONRPC && parseMajor(version) >= 19 {
+		// Pinned by the config since 17/18, and the server upgraded (the
+		// odooupgrade probe): it works, but not for long.
+		c.log.Warn("odoo.protocol is jsonrpc, which Odoo 19 still serves but has deprecated: set odoo.protocol to auto (JSON-2, with the same API key)",
+			"server_version", version)
 	}
 	if version != oldVersion && newerThanKnown(version) {
 		// Odoo after 19.0 changed models the agent uses (the fidelity
@@ -329,10 +353,18 @@ func (c *Client) connectLocked(ctx context.Context) (err error) {
 }
 
 // NeedsConnect reports whether the next call connects first: before the
-// first Connect, after Odoo could not be reached, and after it was not
-// heard from for Config.IdleRecheck (it may be another version since).
+// first Connect, after Odoo could not be reached, after it was not heard
+// from for Config.IdleRecheck, and when its version was last read
+// Config.VersionRecheck ago (it may be another version since).
 func (c *Client) NeedsConnect() bool {
-	return c.Protocol() == "" || c.recheck.Load() || c.quiet()
+	return c.Protocol() == "" || c.recheck.Load() || c.quiet() || c.versionDue()
+}
+
+// versionDue reports whether the version was last read Config.VersionRecheck
+// ago.
+func (c *Client) versionDue() bool {
+	last := c.checked.Load()
+	return c.cfg.VersionRecheck > 0 && last != 0 && time.Since(time.Unix(0, last)) > c.cfg.VersionRecheck
 }
 
 // quiet reports whether Odoo has not answered for Config.IdleRecheck.
@@ -341,14 +373,15 @@ func (c *Client) quiet() bool {
 	return c.cfg.IdleRecheck > 0 && last != 0 && time.Since(time.Unix(0, last)) > c.cfg.IdleRecheck
 }
 
-// sameVersion is Connect's short way after a quiet spell (nothing failed):
-// one request reads the version, and if it is the one connected to, the
-// session stands — no login every few minutes in an idle plant's Odoo.
+// sameVersion is Connect's short way after a quiet spell, or when the
+// version is due to be read again (nothing failed): one request reads the
+// version, and if it is the one connected to, the session stands — no
+// login every few minutes.
 func (c *Client) sameVersion(ctx context.Context) bool {
 	c.mu.RLock()
 	proto, version := c.proto, c.version
 	c.mu.RUnlock()
-	if proto == "" || c.recheck.Load() || !c.quiet() {
+	if proto == "" || c.recheck.Load() || !c.quiet() && !c.versionDue() {
 		return false
 	}
 	now := ""
@@ -372,7 +405,8 @@ func (c *Client) sameVersion(ctx context.Context) bool {
 	if now != version {
 		return false
 	}
-	c.log.Debug("Odoo version unchanged after a quiet spell", "server_version", now)
+	c.checked.Store(time.Now().UnixNano())
+	c.log.Debug("Odoo version unchanged", "server_version", now)
 	return true
 }
 
@@ -722,6 +756,14 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 		e.Message = "not found (a page, not Odoo's answer: a proxy in front of Odoo, or a wrong path in odoo.url?): " + e.Message
 	}
 	jsonRPC := resp.Request != nil && resp.Request.URL != nil && !strings.Contains(resp.Request.URL.Path, "/json/2/")
+	if resp.StatusCode == http.StatusNotFound && !json.Valid(body) && !jsonRPC && resp.Request != nil {
+		// A JSON-2 route answered with a page may also be a server
+		// without JSON-2: Odoo 18 put back after a failed upgrade to 19,
+		// a proxy switched to it, no call failed — the 404 was retried
+		// for good (the odooupgrade probe). The next call reads the
+		// version again first.
+		c.recheck.Store(true)
+	}
 	if resp.StatusCode == http.StatusForbidden && (jsonRPC || e.Name == "" && (str == "" || !json.Valid(body))) {
 		// Odoo's 403 is JSON-2's AccessError, which names its exception
 		// (early 19 builds: a bare JSON string); JSON-RPC answers 200. Any

@@ -1087,6 +1087,74 @@ func TestReconnectAfterAQuietSpell(t *testing.T) {
 	}
 }
 
+// Odoo upgraded behind a proxy that switched to the upgraded copy: no call
+// failed and Odoo never fell quiet, yet the version is read again within
+// VersionRecheck and the quantity goes to 19's field (the odooupgrade
+// probe: a busy plant wrote 18's qty_producing for good).
+func TestVersionReadAgainWhileBusy(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, odootest.Options{Version: 18})
+	c := f.client(t, "auto", func(c *odoo.Config) { c.VersionRecheck = 300 * time.Millisecond })
+	if err := c.SetProducedQty(ctx, f.wo, 10); err != nil {
+		t.Fatal(err)
+	}
+	logins := f.srv.CallCount("common", "authenticate")
+	// Busy with the same Odoo: the version is read, the session stands.
+	for range 8 {
+		time.Sleep(50 * time.Millisecond)
+		if err := c.SetProducedQty(ctx, f.wo, 11); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.srv.CallCount("common", "authenticate"); n != logins {
+		t.Errorf("%d logins while the version stayed (was %d)", n, logins)
+	}
+	f.srv.Upgrade(19)
+	for i := 0; c.Protocol() != "json2" && i < 20; i++ {
+		time.Sleep(50 * time.Millisecond)
+		if err := c.SetProducedQty(ctx, f.wo, 12); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Protocol() != "json2" || c.ServerVersion() != "19.0" {
+		t.Fatalf("busy through the upgrade: %s %s, want json2 19.0", c.Protocol(), c.ServerVersion())
+	}
+	if err := c.SetProducedQty(ctx, f.wo, 12); err != nil {
+		t.Fatal(err)
+	}
+	if wo := f.srv.Workorder(f.wo); wo.QtyProduced != 12 {
+		t.Errorf("work order after the upgrade: qty_produced %v, want 12", wo.QtyProduced)
+	}
+}
+
+// A failed upgrade rolled back behind a proxy, with no call failing: Odoo
+// 18 answers JSON-2 with a 404 page. It used to be retried for good
+// (forwarding stopped until a restart: the odooupgrade probe); the page
+// makes the next call read the version again, and JSON-RPC goes on.
+func TestRollbackBehindAProxyIsFollowed(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, odootest.Options{Version: 18})
+	backup := f.srv.Backup()
+	f.srv.Upgrade(19)
+	c := f.client(t, "auto")
+	if err := c.SetProducedQty(ctx, f.wo, 10); err != nil || c.Protocol() != "json2" {
+		t.Fatalf("on 19: %v, %s", err, c.Protocol())
+	}
+	f.srv.RestoreBackup(backup)
+	var err error
+	for range 3 {
+		if err = c.SetProducedQty(ctx, f.wo, 11); err == nil {
+			break
+		}
+	}
+	if err != nil || c.Protocol() != "jsonrpc" || c.ServerVersion() != "18.0" {
+		t.Fatalf("after the rollback: %v, %s %s, want jsonrpc 18.0", err, c.Protocol(), c.ServerVersion())
+	}
+	if wo := f.srv.Workorder(f.wo); wo.QtyProducing != 11 {
+		t.Errorf("work order after the rollback: qty_producing %v, want 11", wo.QtyProducing)
+	}
+}
+
 // A line left open in an Odoo the agent was pointed away from is closed by
 // its database id when it comes back: only while it is open and began at
 // the stop's start.
@@ -1612,6 +1680,28 @@ func TestNewerThanKnownVersionIsSaid(t *testing.T) {
 		logs.mu.Unlock()
 		if got := strings.Contains(out, "newer than the versions plantedge was made for"); got != want {
 			t.Errorf("Odoo %d: said %v, want %v:\n%s", v, got, want, out)
+		}
+	}
+}
+
+// odoo.protocol pinned to jsonrpc (set for 17/18) on an Odoo 19: it works,
+// and the log says to set auto, JSON-RPC being deprecated there (the
+// odooupgrade probe: nothing said so after an upgrade).
+func TestPinnedJSONRPCOn19IsSaid(t *testing.T) {
+	for _, m := range modes {
+		var buf bytes.Buffer
+		logs := &lockedWriter{w: &buf, mu: &sync.Mutex{}}
+		f := newFixture(t, odootest.Options{Version: m.version})
+		c := f.client(t, m.protocol, func(cfg *odoo.Config) { cfg.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
+		if err := c.Connect(context.Background()); err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+		logs.mu.Lock()
+		out := buf.String()
+		logs.mu.Unlock()
+		want := m.version == 19 && m.protocol == "jsonrpc"
+		if got := strings.Contains(out, "set odoo.protocol to auto"); got != want {
+			t.Errorf("%s: said %v, want %v:\n%s", m, got, want, out)
 		}
 	}
 }

@@ -1069,19 +1069,22 @@ func copyCounts(m map[int64]int) map[int64]int {
 type Backup struct {
 	models     map[string]*model
 	scrapMoves map[int64]int // the stock moves of each scrap
+	version    int           // the Odoo major version it was taken of
 }
 
 // Backup copies the database, as a backup (pg_dump) of an Odoo database.
 func (s *Server) Backup() Backup {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Backup{s.snapshot(), copyCounts(s.scrapMoves)}
+	return Backup{s.snapshot(), copyCounts(s.scrapMoves), s.v()}
 }
 
 // RestoreBackup puts the database back as b holds it, as restoring an Odoo
 // database from a backup does: every record made since is gone (with its
 // external id), and the id sequences are back where they were, so the ids
-// of the records made since are given again to new ones.
+// of the records made since are given again to new ones. A backup taken
+// before an Upgrade puts back the version it was taken of, as a rollback
+// of a failed upgrade does (the old database needs the old Odoo).
 func (s *Server) RestoreBackup(b Backup) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -1091,6 +1094,10 @@ func (s *Server) RestoreBackup(b Backup) {
 	}
 	s.models = c
 	s.scrapMoves = copyCounts(b.scrapMoves)
+	if b.version != s.v() {
+		s.log.Info("odoo emulator rolled back", "from", s.v(), "to", b.version)
+		s.version.Store(int64(b.version))
+	}
 }
 
 // sqlLike reports whether s matches the SQL LIKE pattern pat: % any run of
