@@ -162,7 +162,7 @@ var checkCompanyFields = map[string][]string{
 // check_company field's record must have no company or r's.
 func (s *Server) checkCompany(m *model, r rec) *odooError {
 	company := asInt(r["company_id"])
-	lines := []string{"Incompatible companies on records:"}
+	lines := []string{s.tr(msgIncompatible)}
 	for _, name := range checkCompanyFields[m.name] {
 		f := m.fields[name]
 		id := asInt(s.value(m, r, name))
@@ -173,7 +173,7 @@ func (s *Server) checkCompany(m *model, r rec) *odooError {
 		if c := asInt(s.value(s.models[f.comodel], co, "company_id")); c != 0 && c != company {
 			// "- %(record)r belongs to company %(company)r and %(field)r
 			// (%(fname)s: %(values)s) belongs to another company."
-			lines = append(lines, fmt.Sprintf("- %s belongs to company %s and %s (%s: %s) belongs to another company.",
+			lines = append(lines, s.trf(msgIncompatibleLine,
 				pyRepr(s.recordName(m.name, asInt(r["id"]))), pyRepr(s.displayName("res.company", company)),
 				pyRepr(f.label), name, pyRepr(s.displayName(f.comodel, id))))
 		}

@@ -295,7 +295,7 @@ func (s *Server) run(m *model, method string, ids []int64, a map[string]any, jso
 		}
 		return true, nil
 	case "context_get":
-		return map[string]any{"lang": "en_US", "tz": s.userTZ(), "uid": s.curUID}, nil
+		return map[string]any{"lang": s.userLang(s.curUID), "tz": s.userTZ(), "uid": s.curUID}, nil
 	case "has_access":
 		op, _ := a["operation"].(string)
 		if !validAccessOp(op) {

@@ -31,7 +31,12 @@ type env struct {
 
 func newEnv(t *testing.T, version int) *env {
 	t.Helper()
-	s := odootest.New(odootest.Options{Version: version})
+	return newEnvWith(t, odootest.Options{Version: version})
+}
+
+func newEnvWith(t *testing.T, opts odootest.Options) *env {
+	t.Helper()
+	s := odootest.New(opts)
 	url := s.Start()
 	t.Cleanup(s.Close)
 	e := &env{t: t, s: s, url: url}

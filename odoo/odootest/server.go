@@ -39,6 +39,11 @@ type Options struct {
 	Enterprise bool
 	// StringErrors makes JSON-2 error bodies a bare JSON string, as early 19 builds sent.
 	StringErrors bool
+	// ManyDatabases is a server with several databases and no dbfilter
+	// picking one: Odoo serves a JSON-RPC request with no database, so with
+	// no request environment, and 18/19 render its messages in the user's
+	// language (lang.go).
+	ManyDatabases bool
 }
 
 // Fault is an injected failure of one object/JSON-2 call.
@@ -121,6 +126,8 @@ type Server struct {
 	models     map[string]*model
 	curUID     int64          // uid of the call being executed (under mu)
 	curCtx     map[string]any // its context (under mu)
+	curProto   string         // its protocol, "jsonrpc" or "json2" (under mu)
+	langs      []string       // active languages (lang.go), nil for en_US alone
 	keys       map[string]*apiKey
 	adminKey   string
 	admins     map[int64]bool // users given the Settings group (MakeAdmin), besides uid 1 and 2
@@ -953,7 +960,7 @@ func (s *Server) common(addr, method string, args []any) (any, *odooError) {
 		// service/common.py exp_authenticate answers False for any
 		// AccessDenied, the cooldown's included.
 		var uid int64
-		if err := s.assertCanAuth(addr, func() bool { uid = s.checkLogin(login, password); return uid != 0 }); err != nil {
+		if err := s.assertCanAuth(addr, 0, func() bool { uid = s.checkLogin(login, password); return uid != 0 }); err != nil {
 			s.log.Info("login failed", "login", login, "addr", addr, "error", err.msg)
 			return false, nil
 		}
@@ -967,11 +974,13 @@ func (s *Server) common(addr, method string, args []any) (any, *odooError) {
 // cooldown (maxFails failures, the last one less than the cooldown ago); a
 // failure counts and stamps the address, a success forgets its failures.
 // Logins (authenticate) and every JSON-RPC object call (res_users.check)
-// go through it.
-func (s *Server) assertCanAuth(addr string, check func() bool) *odooError {
+// go through it. The cooldown's message is _()'s, for user uid (the
+// frame's user: lang.go), before the call's context is read; Access
+// Denied is AccessDenied's default, never translated.
+func (s *Server) assertCanAuth(addr string, uid int64, check func() bool) *odooError {
 	f := s.failures[addr]
 	if f != nil && f.count >= s.maxFails && time.Since(f.last) < s.cooldown {
-		return &odooError{excDenied, "Too many login failures, please wait a bit before trying again."}
+		return &odooError{excDenied, translate(s.msgLang("jsonrpc", uid, nil), msgLoginCooldown)}
 	}
 	if check() {
 		delete(s.failures, addr)
@@ -1018,7 +1027,7 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, addr, db string, uid
 			fail(&odooError{excOperational, fmt.Sprintf("database \"%s\" does not exist", db)})
 			return
 		}
-		if err := s.assertCanAuth(addr, func() bool { return s.checkUID(uid, key) }); err != nil {
+		if err := s.assertCanAuth(addr, uid, func() bool { return s.checkUID(uid, key) }); err != nil {
 			s.logCall(proto, modelName, method, uid, 200, excDenied)
 			s.mu.Unlock()
 			fail(err)
@@ -1079,10 +1088,10 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, addr, db string, uid
 		s.failFault(proto, modelName, method, uid, fault, status, fail, json2Fail, e)
 		return
 	}
-	s.curUID = uid
+	s.curUID, s.curProto = uid, proto
 	s.curCtx, _ = kw["context"].(map[string]any)
 	res, oerr := s.dispatch(modelName, method, pos, kw, ids, hasIDs, proto == "json2")
-	s.curUID, s.curCtx = 0, nil
+	s.curUID, s.curCtx, s.curProto = 0, nil, ""
 	outcome, status := "ok", 200
 	if oerr != nil {
 		outcome = oerr.name
