@@ -311,7 +311,8 @@ func (c *Client) connectLocked(ctx context.Context) (err error) {
 		}
 		if err := json.Unmarshal(res, &uid); err != nil || uid <= 0 {
 			return c.markExpired(&Error{Op: "authenticate", Name: "odoo.exceptions.AccessDenied",
-				Message: fmt.Sprintf("login %q refused for database %q", c.cfg.Username, c.cfg.Database), Class: Auth})
+				Message: fmt.Sprintf("login %q refused for database %q", c.cfg.Username, c.cfg.Database), Class: Auth,
+				loginFalse: true})
 		}
 	} else {
 		var uctx struct {
@@ -507,9 +508,7 @@ func (c *Client) Call(ctx context.Context, model, method string, args []any, kwa
 	if args == nil {
 		args = []any{}
 	}
-	if kwargs == nil {
-		kwargs = map[string]any{}
-	}
+	kwargs = inEnglish(kwargs)
 	if c.Protocol() == ProtocolJSONRPC {
 		err := c.rpc(ctx, op, "object", "execute_kw",
 			[]any{c.cfg.Database, c.UID(), c.cfg.APIKey, model, method, args, kwargs}, out)
@@ -520,6 +519,35 @@ func (c *Client) Call(ctx context.Context, model, method string, args []any, kwa
 		return &Error{Op: op, Message: err.Error(), Class: Permanent}
 	}
 	return c.markExpired(c.json2(ctx, op, model, method, params, out))
+}
+
+// inEnglish returns a copy of kwargs whose context says lang en_US (the
+// caller's maps are left alone). Odoo renders the messages its code
+// raises in the context's language first; without one in the request's
+// (the Accept-Language header's, English without it, or the company's
+// where English is deactivated), and over JSON-RPC to a server of several
+// databases with no dbfilter, in Odoo 18 and 19, in the bot user's own
+// language (tools/translate.py _get_lang). The client tells a refusal for
+// incompatible companies by its words, and shows Odoo's reasons in status
+// and dead letters: in English, whatever the languages of the bot user and
+// of the database. en_US is Odoo's source text, valid in every database
+// (api.py Environment.lang exempts it from the check that a language is
+// active). Names are read and searched in the context's language too,
+// en_US as Odoo does without one.
+func inEnglish(kwargs map[string]any) map[string]any {
+	out := make(map[string]any, len(kwargs)+1)
+	for k, v := range kwargs {
+		out[k] = v
+	}
+	ctx := map[string]any{}
+	if given, ok := kwargs["context"].(map[string]any); ok {
+		for k, v := range given {
+			ctx[k] = v
+		}
+	}
+	ctx["lang"] = "en_US"
+	out["context"] = ctx
+	return out
 }
 
 // json2Sig lists a method's JSON-2 named parameters in positional order.
