@@ -60,6 +60,9 @@ type Error struct {
 	expired  bool // the key was accepted before and is refused now
 	busy     bool // a load's row message that is a concurrency failure (loadFailure)
 	away     bool // a load's row message that is its database away (loadFailure)
+	// loginFalse: the client's own AccessDenied for an authenticate that
+	// answered false (a wrong key and a lockout alike).
+	loginFalse bool
 }
 
 // Error describes the failure; it never contains the API key.
@@ -110,9 +113,18 @@ func (e *Error) Missing() bool {
 // like a wrong one, so the client infers it from the earlier success.
 func (e *Error) Expired() bool { return e.Class == Auth && e.expired }
 
-// LoginCooldown reports Odoo's "Too many login failures" lockout.
+// LoginCooldown reports Odoo's "Too many login failures" lockout: an
+// AccessDenied whose message is not AccessDenied's own "Access Denied".
+// The lockout's words are translated (res_users.py _assert_can_auth, before
+// the call's context is read, so in the bot user's language over JSON-RPC
+// to a server of several databases: inEnglish cannot help), and a wrong or
+// expired key is a bare AccessDenied(), whose default message Odoo never
+// translates. Not the client's own AccessDenied for an authenticate that
+// answered false, which is how Odoo answers a lockout and a wrong key
+// alike.
 func (e *Error) LoginCooldown() bool {
-	return strings.Contains(e.Message, "Too many login failures")
+	return strings.HasSuffix(e.Name, ".AccessDenied") && !e.loginFalse && e.Message != "" &&
+		!strings.EqualFold(strings.TrimSpace(e.Message), "Access Denied")
 }
 
 // Busy reports that Odoo answered and could not do the call for now: a

@@ -330,3 +330,26 @@ func TestNewerThanKnown(t *testing.T) {
 		}
 	}
 }
+
+// TestLoginCooldownByExceptionNotWords: the lockout is an AccessDenied
+// whose message is not AccessDenied's untranslated default, in whatever
+// language Odoo wrote it; a refused key and the client's own refused login
+// are not.
+func TestLoginCooldownByExceptionNotWords(t *testing.T) {
+	const denied = "odoo.exceptions.AccessDenied"
+	for _, c := range []struct {
+		e    *Error
+		want bool
+	}{
+		{&Error{Op: "mrp.workorder.read", Name: denied, Message: "Too many login failures, please wait a bit before trying again.", Class: Auth}, true},
+		{&Error{Op: "mrp.workorder.read", Name: denied, Message: "Trop d'échecs de connexion, veuillez patienter un peu avant de réessayer.", Class: Auth}, true},
+		{&Error{Op: "mrp.workorder.read", Name: denied, Message: "Access Denied", Class: Auth}, false},
+		{&Error{Op: "authenticate", Name: denied, Message: `login "bot" refused for database "odoo"`, Class: Auth, loginFalse: true}, false},
+		{&Error{Op: "mrp.workorder.read", Name: "werkzeug.exceptions.Unauthorized", Message: "Invalid apikey", Status: 401, Class: Auth}, false},
+		{&Error{Op: "mrp.workorder.read", Name: "odoo.exceptions.UserError", Message: "Too many login failures", Class: Permanent}, false},
+	} {
+		if got := c.e.LoginCooldown(); got != c.want {
+			t.Errorf("%v: LoginCooldown %v, want %v", c.e, got, c.want)
+		}
+	}
+}

@@ -89,3 +89,29 @@ func TestIncompatibleCompaniesInAnyLanguage(t *testing.T) {
 		})
 	}
 }
+
+// TestLoginCooldownInAnyLanguage: Odoo's lockout is told from a refused key
+// by its exception and message, not its English words, which come in the
+// bot user's language over JSON-RPC to a server of several databases
+// (checked before the call's context is read).
+func TestLoginCooldownInAnyLanguage(t *testing.T) {
+	for _, ls := range langSetups {
+		if ls.protocol != "jsonrpc" { // JSON-2 has no login cooldown
+			continue
+		}
+		t.Run(ls.name, func(t *testing.T) {
+			f, good, _, _ := langBot(t, ls)
+			f.srv.SetLoginCooldown(3, time.Hour)
+			bad := f.client(t, ls.protocol, func(cfg *odoo.Config) { cfg.Username, cfg.APIKey = "bot", strings.Repeat("a", 40) })
+			for range 3 {
+				if err := bad.Connect(context.Background()); !odoo.IsAuth(err) {
+					t.Fatalf("bad login: %v", err)
+				}
+			}
+			err := good.SetProducedQty(context.Background(), f.wo, 1)
+			if oe := asError(t, err); !oe.Auth() || !oe.LoginCooldown() || oe.Expired() {
+				t.Errorf("object call on cooldown: %v (cooldown %v, expired %v)", err, oe.LoginCooldown(), oe.Expired())
+			}
+		})
+	}
+}
