@@ -174,7 +174,10 @@ func withCompanies(fields []string, rows [][]string, company []int64) ([]string,
 	return append(slices.Clip(fields), "company_id/.id"), out
 }
 
-// isIncompatibleCompanies reports a refusal by Odoo's _check_company.
+// isIncompatibleCompanies reports a refusal by Odoo's _check_company. Only
+// its words tell it from other UserErrors (and a load's row messages carry
+// no exception name); they are English because every call asks for
+// English (inEnglish).
 func isIncompatibleCompanies(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "Incompatible companies on records")
 }
