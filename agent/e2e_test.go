@@ -45,6 +45,7 @@ type plant struct {
 	wcIDs    map[string]int64
 	woIDs    map[string]int64
 	product  int64
+	bot      int64 // the bot user's uid
 	minStop  string
 	// downSources are sources startAgent expects down, not connected (a
 	// test that breaks one); their machines get no baseline wait.
@@ -84,6 +85,12 @@ type plantOptions struct {
 	// otherCompany puts the work centers (and their orders) in a second
 	// company, "Plant B"; the bot user's main company stays the first.
 	otherCompany bool
+	// manyDatabases is an Odoo serving several databases with no dbfilter
+	// (odootest.Options.ManyDatabases); botLang the bot user's language;
+	// englishOff deactivates English, the company's language German.
+	manyDatabases bool
+	botLang       string
+	englishOff    bool
 }
 
 func newPlant(t testing.TB, o plantOptions) *plant {
@@ -92,7 +99,7 @@ func newPlant(t testing.TB, o plantOptions) *plant {
 		o.version = 17
 	}
 	p := &plant{t: t, version: o.version, dir: t.TempDir(), wcIDs: map[string]int64{}, woIDs: map[string]int64{}, minStop: o.minStop}
-	p.odoo = odootest.New(odootest.Options{Version: o.version})
+	p.odoo = odootest.New(odootest.Options{Version: o.version, ManyDatabases: o.manyDatabases})
 	p.odoo.Start()
 	t.Cleanup(p.odoo.Close)
 	b, err := mqtttest.Start("127.0.0.1:0")
@@ -133,6 +140,14 @@ func newPlant(t testing.TB, o plantOptions) *plant {
 		t.Cleanup(ua.Close)
 	}
 	bot, key := p.odoo.AddUser("plantedge-bot")
+	p.bot = bot
+	if o.botLang != "" {
+		p.odoo.SetUserLang(bot, o.botLang)
+	}
+	if o.englishOff {
+		p.odoo.SetCompanyLang(1, "de_DE")
+		p.odoo.DeactivateEnglish()
+	}
 	if o.otherCompany {
 		b := p.odoo.AddCompany("Plant B")
 		p.odoo.SetUserCompanies(bot, 1, b)
