@@ -6,6 +6,7 @@ package connectors
 import (
 	"context"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -21,10 +22,24 @@ const (
 
 // Structured is the value of a source that holds a structure or an array
 // (an OPC UA ExtensionObject, an Int32 array): no signal reads one, and
-// the messages name what it is. Type is e.g. "structure", "Int32 array".
-type Structured struct{ Type string }
+// the messages name what it is. Type is e.g. "structure", "Int32 array";
+// Array is set for an array, whose elements a signal's index reads.
+type Structured struct {
+	Type  string
+	Array bool
+}
 
 func (s Structured) String() string { return "(" + s.Type + ")" }
+
+// ElementAddress is the address of one element of an OPC UA array node:
+// the node id as configured, then the 0-based index in brackets
+// ("ns=2;s=Counts[3]"). It keys the element's state, log lines and status
+// apart from the node's other elements. It is never parsed back: a node id
+// may hold brackets of its own (Siemens: ns=3;s="DB"."arr"[3], which names
+// the same element as node ns=3;s="DB"."arr" with index 3).
+func ElementAddress(node string, index uint32) string {
+	return node + "[" + strconv.FormatUint(uint64(index), 10) + "]"
+}
 
 // Sample is one value read from a source. A connector fills either Value
 // (OPC UA: the decoded variant) or Payload (MQTT: the raw message body); the
@@ -32,7 +47,7 @@ func (s Structured) String() string { return "(" + s.Type + ")" }
 type Sample struct {
 	Source  string // configured name of the OPC UA server or MQTT broker
 	Kind    Kind
-	Address string // OPC UA node id as configured, or MQTT topic as received
+	Address string // OPC UA node id as configured (ElementAddress for an element), or MQTT topic as received
 	// Server is the OPC UA endpoint or MQTT broker URL the value was read
 	// from, as ServerID writes it: a counter read from another server (a
 	// replacement PLC) is not counted against the old one's last value,

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gopcua/opcua/ua"
+
+	"github.com/plantedge/plantedge/connectors"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -65,7 +68,12 @@ type Config struct {
 
 	// Nodes are the node ids to watch, in any OPC UA string form
 	// (ns=2;s=.., ns=2;i=.., ns=2;g=.., ns=2;b=.., nsu=<uri>;s=..).
-	Nodes  []string
+	Nodes []string
+	// Index, for a position in Nodes, reads only that element (0-based) of
+	// the array the node holds (OPC UA IndexRange): its samples' Address
+	// is connectors.ElementAddress. One node may be listed again with
+	// another index, or without one.
+	Index  map[int]uint32
 	Logger *slog.Logger
 	// Pins, if set, keeps what namespace each ns=N node meant (see
 	// NamespacePins); nil reads ns=N as the server numbers it now.
@@ -96,10 +104,35 @@ var securityModes = map[string]ua.MessageSecurityMode{
 // nodeRef is a configured node id, parsed as far as possible without a
 // connection (namespace URIs are resolved per session).
 type nodeRef struct {
-	addr   string     // exactly as configured
+	addr   string     // exactly as configured; with an index, connectors.ElementAddress
+	index  *uint32    // the array element read, nil for the whole value
 	id     *ua.NodeID // complete unless nsURI is set
 	nsURI  string     // nsu= form: namespace URI to resolve
 	idPart string     // the identifier (i=, s=, g=, b=) without the namespace
+}
+
+// indexRange is the IndexRange of a read of n: its element, or "" for
+// its whole value.
+func (n nodeRef) indexRange() string {
+	if n.index == nil {
+		return ""
+	}
+	return strconv.FormatUint(uint64(*n.index), 10)
+}
+
+// valueID is what a Read of n's value asks for: with an index, only that
+// element (IndexRange), which the server then answers as an array of one.
+func (n nodeRef) valueID(nid *ua.NodeID) *ua.ReadValueID {
+	return &ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValue, IndexRange: n.indexRange()}
+}
+
+// read narrows a value read with n's IndexRange to its element (see
+// element); a node without an index is read whole.
+func (n nodeRef) read(dv *ua.DataValue) *ua.DataValue {
+	if n.index == nil {
+		return dv
+	}
+	return element(dv, *n.index)
 }
 
 // checkIdentifier rejects identifiers gopcua would silently read as strings.
@@ -369,11 +402,14 @@ func (c Config) validate() (security, []nodeRef, error) {
 	}
 	seen := make(map[string]bool, len(c.Nodes))
 	nodes := make([]nodeRef, 0, len(c.Nodes))
-	for _, s := range c.Nodes {
+	for i, s := range c.Nodes {
 		n, err := parseNode(s)
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if idx, ok := c.Index[i]; ok {
+			n.index, n.addr = &idx, connectors.ElementAddress(s, idx)
 		}
 		if seen[n.addr] {
 			errs = append(errs, fmt.Errorf("node id %q listed twice", n.addr))

@@ -80,11 +80,11 @@ func Inspect(ctx context.Context, cfg Config) ([]NodeInfo, error) {
 	for lo := 0; lo < len(ids); lo += per {
 		hi := min(lo+per, len(ids))
 		req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither}
-		for _, nid := range ids[lo:hi] {
+		for j, nid := range ids[lo:hi] {
 			req.NodesToRead = append(req.NodesToRead,
 				&ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDNodeClass},
 				&ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDDataType},
-				&ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValue})
+				nodes[at[lo+j]].valueID(nid))
 		}
 		rctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 		res, err := c.Read(rctx, req)
@@ -97,7 +97,7 @@ func Inspect(ctx context.Context, cfg Config) ([]NodeInfo, error) {
 		}
 		for j := range ids[lo:hi] {
 			ni := &out[at[lo+j]]
-			class, dt, val := res.Results[3*j], res.Results[3*j+1], res.Results[3*j+2]
+			class, dt, val := res.Results[3*j], res.Results[3*j+1], nodes[at[lo+j]].read(res.Results[3*j+2])
 			if class == nil || !statusGood(class.Status) {
 				ni.Status = "BadNoData"
 				if class != nil {

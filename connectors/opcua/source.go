@@ -549,7 +549,7 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 		}
 		req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth}
 		for _, it := range batch {
-			req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: it.id, AttributeID: ua.AttributeIDValue})
+			req.NodesToRead = append(req.NodesToRead, s.nodes[it.idx].valueID(it.id))
 		}
 		rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 		res, err := c.Read(rctx, req)
@@ -604,6 +604,7 @@ func (s *Source) pollRetry() time.Duration { return cmp.Or(s.cfg.pollRetry, poll
 // sink does. gap is how long a change of the node may go unseen
 // (connectors.Sample.WatchGap).
 func (s *Source) deliver(ctx context.Context, idx int, dv *ua.DataValue, recv connectors.Receipt, initial bool, gap time.Duration) error {
+	dv = s.nodes[idx].read(dv)
 	v, good, quality, ts := sampleFields(dv)
 	var watch uint64
 	if good {
@@ -1015,20 +1016,21 @@ func refusesMonitoring(err error) bool {
 // sample each, and those it cannot monitor are polled.
 func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua.NodeID, pending []uint32, first bool) (refusal, error) {
 	out := refusal{items: map[uint32]uint32{}}
-	mk := func(nid *ua.NodeID, handle uint32) *ua.MonitoredItemCreateRequest {
+	mk := func(nid *ua.NodeID, handle uint32, indexRange string) *ua.MonitoredItemCreateRequest {
 		r := opcua.NewMonitoredItemCreateRequestWithDefaults(nid, ua.AttributeIDValue, handle)
+		r.ItemToMonitor.IndexRange = indexRange // an array element: notified when it changes
 		r.RequestedParameters.QueueSize = s.cfg.QueueSize
 		r.RequestedParameters.SamplingInterval = float64(s.cfg.SamplingInterval) / float64(time.Millisecond)
 		return r
 	}
 	var reqs []*ua.MonitoredItemCreateRequest
 	if first {
-		reqs = append(reqs, mk(serverTimeNode, heartbeatHandle))
+		reqs = append(reqs, mk(serverTimeNode, heartbeatHandle, ""))
 	}
 	for start := 0; start < len(pending) || len(reqs) > 0; {
 		end := min(start+s.perMonitor-len(reqs), len(pending))
 		for _, idx := range pending[start:end] {
-			reqs = append(reqs, mk(ids[idx], idx+1))
+			reqs = append(reqs, mk(ids[idx], idx+1, s.nodes[idx].indexRange()))
 		}
 		mctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 		res, err := sub.Monitor(mctx, ua.TimestampsToReturnBoth, reqs...)

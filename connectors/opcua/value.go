@@ -77,7 +77,7 @@ func decodeValue(v *ua.Variant) any {
 		if reflect.ValueOf(x).Kind() == reflect.Slice {
 			// An array: not a value (it was read as the text "[7 12]", a
 			// reason code; the uatypes probe).
-			return connectors.Structured{Type: builtinName(v.Type()) + " array"}
+			return connectors.Structured{Type: builtinName(v.Type()) + " array", Array: true}
 		}
 		return fmt.Sprint(x)
 	}
@@ -125,6 +125,47 @@ func builtinName(t ua.TypeID) string {
 		return name
 	}
 	return strings.TrimPrefix(t.String(), "TypeID")
+}
+
+// element narrows a value read with IndexRange "index" to that element of
+// the node's array. A server that applies the range answers an array of
+// the one element (OPC UA Part 4, 7.27); one that ignores it (gopcua's own
+// server: its Read and its monitored items never look at IndexRange)
+// answers the whole array, whose element is taken here. An index beyond
+// the array is BadIndexRangeNoData, and a node that holds no array
+// BadIndexRangeInvalid, as a server applying the range answers: a bad
+// value, never a value of the signal. A bad status stays as it is.
+func element(dv *ua.DataValue, index uint32) *ua.DataValue {
+	if dv == nil || dv.Value == nil || (dv.EncodingMask&ua.DataValueStatusCode != 0 && !statusGood(dv.Status)) {
+		return dv
+	}
+	bad := func(c ua.StatusCode) *ua.DataValue {
+		out := *dv
+		out.EncodingMask = (out.EncodingMask | ua.DataValueStatusCode) &^ ua.DataValueValue
+		out.Status, out.Value = c, nil
+		return &out
+	}
+	rv := reflect.ValueOf(dv.Value.Value())
+	_, byteString := dv.Value.Value().([]byte)
+	if !rv.IsValid() || rv.Kind() != reflect.Slice || byteString || len(dv.Value.ArrayDimensions()) > 1 {
+		// A scalar (a ByteString is one value too), or an array of more
+		// than one dimension, which one index does not address.
+		return bad(ua.StatusBadIndexRangeInvalid)
+	}
+	i := int(index)
+	switch {
+	case rv.Len() == 1:
+		i = 0 // the range applied: the element itself
+	case uint64(index) >= uint64(rv.Len()):
+		return bad(ua.StatusBadIndexRangeNoData)
+	}
+	v, err := ua.NewVariant(rv.Index(i).Interface())
+	if err != nil {
+		return bad(ua.StatusBadIndexRangeInvalid)
+	}
+	out := *dv
+	out.Value = v
+	return &out
 }
 
 // sampleFields fills the value part of a sample from a data value.

@@ -27,7 +27,7 @@ func TestDecodeValue(t *testing.T) {
 		// A structure (here the server status) must not print Go pointers.
 		{ua.NewExtensionObject(&ua.ServerStatusDataType{StartTime: ts, BuildInfo: &ua.BuildInfo{}}), connectors.Structured{Type: "structure i=864"}},
 		// An array is no value either (it read as the text "[7 12]").
-		{[]int32{7, 12}, connectors.Structured{Type: "Int32 array"}},
+		{[]int32{7, 12}, connectors.Structured{Type: "Int32 array", Array: true}},
 	} {
 		if got := decodeValue(ua.MustVariant(tc.in)); got != tc.want {
 			t.Errorf("decodeValue(%T) = %#v, want %#v", tc.in, got, tc.want)
