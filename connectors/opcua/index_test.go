@@ -99,7 +99,9 @@ func TestIndexRangeIsAsked(t *testing.T) {
 // element, or a bad status), and what one that ignores it answers (the
 // whole array), both read as the element or a bad value.
 func TestElementOfAnswer(t *testing.T) {
-	arr := func(v any) *ua.DataValue { return &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(v)} }
+	arr := func(v any) *ua.DataValue {
+		return &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(v)}
+	}
 	for _, tc := range []struct {
 		name    string
 		dv      *ua.DataValue
