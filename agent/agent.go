@@ -925,7 +925,7 @@ func counterIdentity(c *config.Config, r config.SourceRef) string {
 	case r.OPCUA != nil:
 		for _, s := range c.OPCUA {
 			if s.Name == r.OPCUA.Server {
-				return "opcua " + connectors.ServerID(s.Endpoint) + " " + r.OPCUA.Node
+				return "opcua " + connectors.ServerID(s.Endpoint) + " " + r.OPCUA.Address()
 			}
 		}
 	case r.MQTT != nil:
@@ -1007,11 +1007,22 @@ func readPassword(file, env string) (string, error) {
 }
 
 // OPCUAConfig is the connector configuration for server s of cfg watching
-// nodes; it reads the password file.
-func OPCUAConfig(cfg *config.Config, s config.OPCUAServer, nodes []string, log *slog.Logger) (opcua.Config, error) {
+// nodes (an array element by its index); it reads the password file.
+func OPCUAConfig(cfg *config.Config, s config.OPCUAServer, nodes []config.OPCUARef, log *slog.Logger) (opcua.Config, error) {
 	password, err := readPassword(s.PasswordFile, s.PasswordEnv)
 	if err != nil {
 		return opcua.Config{}, fmt.Errorf("opcua %s: %w", s.Name, err)
+	}
+	ids := make([]string, len(nodes))
+	var index map[int]uint32
+	for i, n := range nodes {
+		ids[i] = n.Node
+		if n.Index != nil {
+			if index == nil {
+				index = map[int]uint32{}
+			}
+			index[i] = *n.Index
+		}
 	}
 	return opcua.Config{
 		Name: s.Name, Endpoint: s.Endpoint,
@@ -1023,7 +1034,7 @@ func OPCUAConfig(cfg *config.Config, s config.OPCUAServer, nodes []string, log *
 		PublishingInterval: s.PublishingInterval.D(), SamplingInterval: s.SamplingInterval.D(),
 		PollInterval: s.PollInterval.D(), QueueSize: s.QueueSize,
 		HeartbeatTimeout: s.HeartbeatTimeout.D(), BackoffMax: s.BackoffMax.D(),
-		Nodes:  nodes,
+		Nodes: ids, Index: index,
 		Logger: log,
 	}, nil
 }

@@ -18,6 +18,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/plantedge/plantedge/connectors"
 )
 
 // Duration is a time.Duration that decodes from YAML strings such as "20ms",
@@ -253,6 +255,20 @@ type SourceRef struct {
 type OPCUARef struct {
 	Server string `yaml:"server"`
 	Node   string `yaml:"node"`
+	// Index, for a node that holds an array (a PLC's counters, one per
+	// lane), reads only that element, 0-based (OPC UA IndexRange). Its own
+	// key, not brackets in node: a node id may hold brackets of its own.
+	Index *uint32 `yaml:"index"`
+}
+
+// Address is what the agent calls the value the signal reads, in its
+// state, log and status: the node id, and for an element its index in
+// brackets (connectors.ElementAddress).
+func (r OPCUARef) Address() string {
+	if r.Index == nil {
+		return r.Node
+	}
+	return connectors.ElementAddress(r.Node, *r.Index)
 }
 
 // MQTTRef is a topic (no wildcards) on a configured broker and, for JSON
@@ -330,7 +346,7 @@ func (m *Machine) Refs() []NamedRef {
 func (r SourceRef) CounterSource() string {
 	switch {
 	case r.OPCUA != nil:
-		return "OPC UA " + r.OPCUA.Server + " node " + r.OPCUA.Node
+		return "OPC UA " + r.OPCUA.Server + " node " + r.OPCUA.Address()
 	case r.MQTT != nil:
 		if r.MQTT.Field == "" {
 			return "MQTT " + r.MQTT.Broker + " topic " + r.MQTT.Topic

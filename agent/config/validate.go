@@ -145,7 +145,7 @@ func (c *Config) counterKey(r SourceRef) string {
 				addr = norm(s.Endpoint)
 			}
 		}
-		return "opcua " + addr + " " + r.OPCUA.Node
+		return "opcua " + addr + " " + r.OPCUA.Address()
 	case r.MQTT != nil:
 		addr := r.MQTT.Broker
 		for _, b := range c.MQTT {
@@ -822,7 +822,7 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 			// answers BadNodeIdUnknown for a node that looks right.
 			v.warn(p+".opcua.node", fmt.Sprintf("node id %q begins or ends with white space", o.Node), "remove it, unless the server's identifier really has it")
 		}
-		return refKey{"opcua", o.Server, o.Node, ""}, ok && o.Node != ""
+		return refKey{"opcua", o.Server, o.Address(), ""}, ok && o.Node != ""
 	default:
 		m := r.MQTT
 		ok := true

@@ -1833,6 +1833,11 @@ func toReason(v any) (string, error) {
 func typeName(v any) string {
 	switch x := v.(type) {
 	case connectors.Structured:
+		if x.Array {
+			// An array node (a PLC's counters, one per lane): the signal
+			// reads one element of it by its index.
+			return x.Type + " (set index: next to node: to read one element, 0 for the first)"
+		}
 		return x.Type + " (a node of its own holds each member or element the agent can read)"
 	case nil:
 		return "null"

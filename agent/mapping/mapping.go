@@ -231,7 +231,7 @@ type binding struct {
 // concurrent use; the State passed to Apply is not.
 type Mapper struct {
 	index    map[addrKey][]*binding
-	nodes    map[string][]string
+	nodes    map[string][]config.OPCUARef
 	topics   map[string][]string
 	machines []string
 	reason   map[string]*binding // machine -> its reason binding (for loss mapping)
@@ -245,7 +245,7 @@ func New(cfg *config.Config) (*Mapper, error) {
 	}
 	m := &Mapper{
 		index:   map[addrKey][]*binding{},
-		nodes:   map[string][]string{},
+		nodes:   map[string][]config.OPCUARef{},
 		topics:  map[string][]string{},
 		reason:  map[string]*binding{},
 		running: map[string]*binding{},
@@ -289,9 +289,11 @@ func New(cfg *config.Config) (*Mapper, error) {
 			var k addrKey
 			switch {
 			case r.Ref.OPCUA != nil:
-				k = addrKey{connectors.KindOPCUA, r.Ref.OPCUA.Server, r.Ref.OPCUA.Node}
+				k = addrKey{connectors.KindOPCUA, r.Ref.OPCUA.Server, r.Ref.OPCUA.Address()}
 				b.clock = "opcua:" + k.source
-				m.nodes[k.source] = appendUnique(m.nodes[k.source], k.address)
+				if !slices.ContainsFunc(m.nodes[k.source], func(o config.OPCUARef) bool { return o.Address() == k.address }) {
+					m.nodes[k.source] = append(m.nodes[k.source], *r.Ref.OPCUA)
+				}
 			case r.Ref.MQTT != nil:
 				k = addrKey{connectors.KindMQTT, r.Ref.MQTT.Broker, r.Ref.MQTT.Topic}
 				b.field = r.Ref.MQTT.Field
@@ -330,10 +332,10 @@ func appendUnique(list []string, s string) []string {
 	return append(list, s)
 }
 
-// OPCUANodes returns the node ids to monitor on the named server, in
-// configuration order, without duplicates.
-func (m *Mapper) OPCUANodes(server string) []string {
-	return append([]string(nil), m.nodes[server]...)
+// OPCUANodes returns the nodes (and array elements) to monitor on the
+// named server, in configuration order, each address once.
+func (m *Mapper) OPCUANodes(server string) []config.OPCUARef {
+	return slices.Clone(m.nodes[server])
 }
 
 // MQTTTopics returns the topics to subscribe on the named broker, in

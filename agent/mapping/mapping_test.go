@@ -47,7 +47,7 @@ func newTestMapper(t testing.TB, y string) *Mapper {
 
 func TestSubscriptionsDeduplicated(t *testing.T) {
 	m := newTestMapper(t, testConfig)
-	if got := m.OPCUANodes("plc"); !slices.Equal(got, []string{"ns=2;s=Good"}) {
+	if got := m.OPCUANodes("plc"); len(got) != 1 || got[0].Address() != "ns=2;s=Good" {
 		t.Errorf("OPCUANodes = %v", got)
 	}
 	if got := m.MQTTTopics("b"); !slices.Equal(got, []string{"line/state"}) {

@@ -382,7 +382,7 @@ func printSummary(w io.Writer, cfg *config.Config, warnings int, checked string)
 			var src, addr string
 			switch {
 			case r.Ref.OPCUA != nil:
-				src, addr = r.Ref.OPCUA.Server, r.Ref.OPCUA.Node
+				src, addr = r.Ref.OPCUA.Server, r.Ref.OPCUA.Address()
 			case r.Ref.MQTT != nil:
 				src, addr = r.Ref.MQTT.Broker, r.Ref.MQTT.Topic
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/plantedge/plantedge/agent"
@@ -28,10 +29,16 @@ func checkOPCUA(ctx context.Context, cfg *config.Config, file string, w io.Write
 		fmt.Fprintf(w, "opcua: the namespace pins the agent keeps are not readable (%v): nodes written as ns=N are read as each server numbers its namespaces now, which may not be where the agent reads them\n", err)
 	}
 	for si, s := range cfg.OPCUA {
-		uses, nodes := usesOf(cfg, "opcua", s.Name)
-		if len(nodes) == 0 {
+		uses, addrs := usesOf(cfg, "opcua", s.Name)
+		if len(addrs) == 0 {
 			fmt.Fprintf(w, "opcua %s: no machine uses it\n", s.Name)
 			continue
+		}
+		var nodes []config.OPCUARef // each address once, an element with its index
+		for _, u := range uses {
+			if !slices.ContainsFunc(nodes, func(n config.OPCUARef) bool { return n.Address() == u.ref.OPCUA.Address() }) {
+				nodes = append(nodes, *u.ref.OPCUA)
+			}
 		}
 		oc, err := agent.OPCUAConfig(cfg, s, nodes, nil)
 		var infos []opcua.NodeInfo
@@ -50,10 +57,10 @@ func checkOPCUA(ctx context.Context, cfg *config.Config, file string, w io.Write
 			byNode[in.Node] = in
 		}
 		for _, u := range uses {
-			node := u.ref.OPCUA.Node
+			node := u.ref.OPCUA.Address() // an element: node[index]
 			in := byNode[node]
 			at := u.path + ".node"
-			browse := fmt.Sprintf("plantedge browse %s --node %q shows what is there", s.Endpoint, node)
+			browse := fmt.Sprintf("plantedge browse %s --node %q shows what is there", s.Endpoint, u.ref.OPCUA.Node)
 			if in.Moved != "" {
 				// The agent reads the node where its namespace went, and so
 				// does this check; ns=N alone now names another namespace's
@@ -66,6 +73,12 @@ func checkOPCUA(ctx context.Context, cfg *config.Config, file string, w io.Write
 				c.problem(at, fmt.Sprintf("%s: %s", node, in.Status), "plantedge browse "+s.Endpoint+" shows the server's node ids")
 			case in.Class != "Variable":
 				c.problem(at, fmt.Sprintf("%s is not a variable (node class %s)", node, in.Class), browse)
+			case u.ref.OPCUA.Index != nil && in.Quality == "BadIndexRangeNoData":
+				c.problem(u.path+".index", fmt.Sprintf("%s: the array at %s has no element %d (%s)", node, u.ref.OPCUA.Node, *u.ref.OPCUA.Index, in.Quality),
+					"the index is 0-based: 0 is the first element, and it must be below the array's length; "+browse)
+			case u.ref.OPCUA.Index != nil && in.Quality == "BadIndexRangeInvalid":
+				c.problem(u.path+".index", fmt.Sprintf("%s: %s holds one %s, no array (%s), so no element is read", node, u.ref.OPCUA.Node, in.DataType, in.Quality),
+					"remove index: for a node that holds one value; "+browse)
 			case in.Value == nil:
 				fmt.Fprintf(w, "opcua %s: %s %s: %s %s: no good value now (%s)\n", s.Name, u.machine, u.signal, node, in.DataType, in.Quality)
 			default:

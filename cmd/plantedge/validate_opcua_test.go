@@ -218,3 +218,60 @@ machines:
 		t.Errorf("validate without the plant's namespace: %v\n%s", err, out)
 	}
 }
+
+// TestValidateOPCUAArrayElement: a signal with index reads that element
+// of an array node and shows it; an index beyond the array, or on a node
+// that holds no array, is a problem at its index; an array read without
+// index is a problem that says to set one.
+func TestValidateOPCUAArrayElement(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := opcuatest.Start(ctx, 0, map[string]any{"Counts": []int32{10, 20}, "Scalar": int32(5)})
+	if err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	t.Cleanup(srv.Close)
+	ns := srv.NS()
+	dir := t.TempDir()
+	y := fmt.Sprintf(`site: test
+data_dir: %s
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+opcua:
+  - { name: plc, endpoint: %q }
+machines:
+  - id: lane1
+    workcenter: WC1
+    good_count: { opcua: { server: plc, node: "ns=%[3]d;s=Counts", index: 0 } }
+  - id: lane2
+    workcenter: WC2
+    good_count: { opcua: { server: plc, node: "ns=%[3]d;s=Counts", index: 1 } }
+  - id: lane9
+    workcenter: WC9
+    good_count: { opcua: { server: plc, node: "ns=%[3]d;s=Counts", index: 9 } }
+  - id: one
+    workcenter: WC3
+    good_count: { opcua: { server: plc, node: "ns=%[3]d;s=Scalar", index: 0 } }
+  - id: whole
+    workcenter: WC4
+    good_count: { opcua: { server: plc, node: "ns=%[3]d;s=Counts" } }
+`, dir, srv.Endpoint(), ns)
+	path := filepath.Join(dir, "test.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runValidate(t, "-c", path, "--opcua")
+	if exitCode(err) != 1 || err.Error() != "opcua: 3 problems" {
+		t.Errorf("err = %v (code %d), want 3 problems", err, exitCode(err))
+	}
+	for _, want := range []string{
+		fmt.Sprintf("opcua plc: lane1 good_count: ns=%d;s=Counts[0] Int32 = 10", ns),
+		fmt.Sprintf("opcua plc: lane2 good_count: ns=%d;s=Counts[1] Int32 = 20", ns),
+		fmt.Sprintf("opcua: problem: %s:15:71: machines[2].good_count.opcua.index: ns=%d;s=Counts[9]: the array at ns=%[2]d;s=Counts has no element 9 (BadIndexRangeNoData)", path, ns),
+		fmt.Sprintf("opcua: problem: %s:18:71: machines[3].good_count.opcua.index: ns=%d;s=Scalar[0]: ns=%[2]d;s=Scalar holds one Int32, no array (BadIndexRangeInvalid)", path, ns),
+		fmt.Sprintf("opcua: problem: %s:21:47: machines[4].good_count.opcua.node: ns=%d;s=Counts holds Int32 (Int32 array), which good_count cannot use: Int32 array (set index: next to node: to read one element, 0 for the first)", path, ns),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -30,7 +30,7 @@ func usesOf(cfg *config.Config, kind, name string) (out []sourceUse, addrs []str
 			var addr string
 			switch {
 			case kind == "opcua" && r.Ref.OPCUA != nil && r.Ref.OPCUA.Server == name:
-				addr = r.Ref.OPCUA.Node
+				addr = r.Ref.OPCUA.Address() // an element of an array: its own
 			case kind == "mqtt" && r.Ref.MQTT != nil && r.Ref.MQTT.Broker == name:
 				addr = r.Ref.MQTT.Topic
 			default:

@@ -97,7 +97,8 @@ func Inspect(ctx context.Context, cfg Config) ([]NodeInfo, error) {
 		}
 		for j := range ids[lo:hi] {
 			ni := &out[at[lo+j]]
-			class, dt, val := res.Results[3*j], res.Results[3*j+1], nodes[at[lo+j]].read(res.Results[3*j+2])
+			class, dt, raw := res.Results[3*j], res.Results[3*j+1], res.Results[3*j+2]
+			val := nodes[at[lo+j]].read(raw) // an element's: its value, or why there is none
 			if class == nil || !statusGood(class.Status) {
 				ni.Status = "BadNoData"
 				if class != nil {
@@ -111,7 +112,7 @@ func Inspect(ctx context.Context, cfg Config) ([]NodeInfo, error) {
 			if ni.Class != "Variable" {
 				continue
 			}
-			ni.DataType = b.typeName(ctx, dt, val)
+			ni.DataType = b.typeName(ctx, dt, raw) // the node's type, also where its element is missing
 			v, good, quality, _ := sampleFields(val)
 			ni.Quality = quality
 			if good {
