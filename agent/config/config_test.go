@@ -309,6 +309,32 @@ func TestBadConfigs(t *testing.T) {
 			},
 		},
 		{
+			// index reads one element of an OPC UA array node: a whole
+			// number from 0, and only beside an OPC UA node.
+			name: "array index",
+			yaml: base + `  - id: m2
+    workcenter: WC2
+    good_count:
+      opcua: { server: plc, node: "ns=2;s=Counts", index: -1 }
+    scrap_count:
+      opcua: { server: plc, node: "ns=2;s=Other", index: 1.5 }
+    running:
+      mqtt: { broker: broker, topic: t, index: 2 }
+  - id: m3
+    workcenter: WC3
+    good_count:
+      opcua: { server: plc, node: "ns=2;s=Counts", index: 3 }
+    scrap_count:
+      opcua: { server: plc, node: "ns=2;s=Counts", index: 3 }
+`,
+			want: []string{
+				`bad.yaml:22:59: machines[1].good_count.opcua.index: expected a whole number from 0 to 4294967295, got a number "-1"`,
+				`bad.yaml:24:58: machines[1].scrap_count.opcua.index: expected a whole number from 0 to 4294967295, got a number "1.5"`,
+				`bad.yaml:26:41: machines[1].running.mqtt.index: unknown key (known keys: broker, field, timestamp_field, topic)`,
+				`bad.yaml:32:7: machines[2].scrap_count: reads the same value as good_count (each signal needs its own node, topic or field)`,
+			},
+		},
+		{
 			name: "node id numbers out of range",
 			yaml: base + `  - id: m2
     workcenter: WC2
@@ -1115,5 +1141,45 @@ func TestRunningValues(t *testing.T) {
 		if got := StateCode(code); got != want {
 			t.Errorf("StateCode(%q) = %q, want %q", code, got, want)
 		}
+	}
+}
+
+// Signals on one OPC UA array node, each with its index, read one element
+// each: their own values, which two signals of a machine may read as two
+// of its counters; no index reads the whole node.
+func TestArrayIndexAddresses(t *testing.T) {
+	y := base + `  - id: m2
+    workcenter: WC2
+    good_count:
+      opcua: { server: plc, node: "ns=2;s=Counts", index: 0 }
+    scrap_count:
+      opcua: { server: plc, node: "ns=2;s=Counts", index: 1 }
+  - id: m3
+    workcenter: WC3
+    good_count:
+      opcua: { server: plc, node: "ns=3;s=\"DB\".\"arr\"[3]" }
+`
+	c, err := Parse("a.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		ref  *OPCUARef
+		want string
+	}{
+		{c.Machines[1].GoodCount.OPCUA, "ns=2;s=Counts[0]"},
+		{c.Machines[1].ScrapCount.OPCUA, "ns=2;s=Counts[1]"},
+		{c.Machines[2].GoodCount.OPCUA, `ns=3;s="DB"."arr"[3]`}, // brackets of the node id itself: no index
+		{c.Machines[0].GoodCount.OPCUA, "ns=2;s=M1.Good"},
+	} {
+		if got := tc.ref.Address(); got != tc.want {
+			t.Errorf("%+v: address %q, want %q", tc.ref, got, tc.want)
+		}
+	}
+	if ix := c.Machines[2].GoodCount.OPCUA.Index; ix != nil {
+		t.Errorf("index %d taken out of a node id's brackets", *ix)
+	}
+	if c.Machines[1].GoodCount.CounterSource() == c.Machines[1].ScrapCount.CounterSource() {
+		t.Errorf("two elements are one counter source: %s", c.Machines[1].GoodCount.CounterSource())
 	}
 }
