@@ -47,6 +47,9 @@ type plant struct {
 	product  int64
 	bot      int64 // the bot user's uid
 	minStop  string
+	// uaArray: the OPC UA machines' good counters are the elements of one
+	// array node, Counts, in the order of the machines (plantOptions).
+	uaArray bool
 	// downSources are sources startAgent expects down, not connected (a
 	// test that breaks one); their machines get no baseline wait.
 	downSources map[string]bool
@@ -82,6 +85,10 @@ type plantOptions struct {
 	block     bool
 	minStop   string // min_stop of every machine
 	extraYAML string
+	// uaArray reads the OPC UA machines' good counters from one Int64
+	// array node, Counts (a PLC's counters, one per lane), each by its
+	// index: the machines' order.
+	uaArray bool
 	// otherCompany puts the work centers (and their orders) in a second
 	// company, "Plant B"; the bot user's main company stays the first.
 	otherCompany bool
@@ -98,7 +105,7 @@ func newPlant(t testing.TB, o plantOptions) *plant {
 	if o.version == 0 {
 		o.version = 17
 	}
-	p := &plant{t: t, version: o.version, dir: t.TempDir(), wcIDs: map[string]int64{}, woIDs: map[string]int64{}, minStop: o.minStop}
+	p := &plant{t: t, version: o.version, dir: t.TempDir(), wcIDs: map[string]int64{}, woIDs: map[string]int64{}, minStop: o.minStop, uaArray: o.uaArray}
 	p.odoo = odootest.New(odootest.Options{Version: o.version, ManyDatabases: o.manyDatabases})
 	p.odoo.Start()
 	t.Cleanup(p.odoo.Close)
@@ -130,6 +137,9 @@ func newPlant(t testing.TB, o plantOptions) *plant {
 			uaVars[id+".Good"] = m.good
 			uaVars[id+".Running"] = true
 		}
+	}
+	if p.uaArray {
+		uaVars["Counts"] = p.uaCounts()
 	}
 	if len(uaVars) > 0 {
 		ua, err := opcuatest.Start(context.Background(), 0, uaVars)
@@ -276,6 +286,11 @@ func (p *plant) configYAML(keyFile, extra string) string {
 		if p.minStop != "" {
 			fmt.Fprintf(&b, "    min_stop: %s\n", p.minStop)
 		}
+		if m.opcua && p.uaArray {
+			fmt.Fprintf(&b, "    good_count: { opcua: { server: line1, node: %q, index: %d } }\n", p.ua.NodeID("Counts"), p.uaIndex(m))
+			fmt.Fprintf(&b, "    running: { opcua: { server: line1, node: %q } }\n", p.ua.NodeID(m.id+".Running"))
+			continue
+		}
 		if m.opcua {
 			fmt.Fprintf(&b, "    good_count: { opcua: { server: line1, node: %q } }\n", p.ua.NodeID(m.id+".Good"))
 			fmt.Fprintf(&b, "    running: { opcua: { server: line1, node: %q } }\n", p.ua.NodeID(m.id+".Running"))
@@ -297,7 +312,11 @@ func (p *plant) publish(m *simMachine) {
 	good, scrap, running, reason := m.good, m.scrap, m.running, m.reason
 	m.mu.Unlock()
 	if m.opcua {
-		p.ua.Set(m.id+".Good", good)
+		if p.uaArray {
+			p.ua.Set("Counts", p.uaCounts())
+		} else {
+			p.ua.Set(m.id+".Good", good)
+		}
 		p.ua.Set(m.id+".Running", running)
 		return
 	}
@@ -306,6 +325,32 @@ func (p *plant) publish(m *simMachine) {
 	if err := p.broker.Publish("plant/"+m.id, b, false, 1); err != nil {
 		p.t.Errorf("publish: %v", err)
 	}
+}
+
+// uaCounts is the Counts array of a uaArray plant: the OPC UA machines'
+// good counters as they stand.
+func (p *plant) uaCounts() []int64 {
+	var counts []int64
+	for _, m := range p.machines {
+		if m.opcua {
+			counts = append(counts, m.goodNow())
+		}
+	}
+	return counts
+}
+
+// uaIndex is the index of m's counter in a uaArray plant's Counts.
+func (p *plant) uaIndex(m *simMachine) int {
+	i := 0
+	for _, o := range p.machines {
+		if o == m {
+			return i
+		}
+		if o.opcua {
+			i++
+		}
+	}
+	return -1
 }
 
 // publishStamped publishes fields as JSON on topic (QoS 1, not retained),

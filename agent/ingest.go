@@ -201,8 +201,11 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			// good again, at most once a minute each per tag (then with how
 			// many were left out): a quality that stays bad shows in status.
 			if q, ok := a.badQuality[k]; !ok || q != s.Quality {
-				a.badLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn, "source value has bad or uncertain quality: ignored until it is good again",
-					"source", s.Source, "address", s.Address, "quality", s.Quality)
+				attrs := []any{"source", s.Source, "address", s.Address, "quality", s.Quality}
+				if h := qualityHint(s.Quality); h != "" {
+					attrs = append(attrs, "hint", h)
+				}
+				a.badLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn, "source value has bad or uncertain quality: ignored until it is good again", attrs...)
 			}
 			a.badQuality[k] = s.Quality
 		} else {
@@ -978,4 +981,17 @@ type malformedCount struct {
 	n    uint64
 	last string
 	at   time.Time
+}
+
+// qualityHint says what to do about a bad quality that is the
+// configuration's, not the machine's: an array element (index) the node
+// does not have. "" for the others.
+func qualityHint(q string) string {
+	switch q {
+	case "BadIndexRangeNoData":
+		return "the array holds no element at the signal's index: it is shorter; index counts from 0"
+	case "BadIndexRangeInvalid":
+		return "the node holds no array the signal's index can read: remove index, or check node"
+	}
+	return ""
 }

@@ -363,7 +363,11 @@ func (a *Agent) Status() Status {
 	// wrong, repeated calls show the same one.
 	runBad := map[string]bool{} // machines whose running value is bad or uncertain now
 	for _, k := range sortedAddrs(a.badQuality) {
-		noteBad(k.kind, k.source, k.address, fmt.Sprintf("%s is %s", k.address, a.badQuality[k]))
+		what := fmt.Sprintf("%s is %s", k.address, a.badQuality[k])
+		if h := qualityHint(a.badQuality[k]); h != "" {
+			what += " (" + h + ")"
+		}
+		noteBad(k.kind, k.source, k.address, what)
 		mapper.EachUse(k.kind, k.source, k.address, func(machine string, signal mapping.Signal) {
 			if signal == mapping.Running {
 				runBad[machine] = true

@@ -726,6 +726,10 @@ func TestStructuredValueIsNoSignalValue(t *testing.T) {
 			t.Errorf("running with running_values from %v: %v", v, err)
 		}
 	}
+	// An array says how to read one of its elements.
+	if err := CheckValue(GoodCount, connectors.Structured{Type: "Int32 array", Array: true}, 0); err == nil || !strings.Contains(err.Error(), "set index:") {
+		t.Errorf("an array node: %v, want it to say to set index:", err)
+	}
 }
 
 // running_values on a Boolean node: true is 1 and false 0, so [1] and
