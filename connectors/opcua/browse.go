@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +16,8 @@ import (
 	"github.com/gopcua/opcua/id"
 	"github.com/gopcua/opcua/ua"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/plantedge/plantedge/connectors"
 )
 
 // Browse defaults.
@@ -748,6 +751,30 @@ func formatValue(dv *ua.DataValue) string {
 	switch x := v.(type) {
 	case nil:
 		return "null"
+	case connectors.Structured:
+		if !x.Array {
+			return x.String()
+		}
+		// An array node: a signal reads one element with index: (0-based),
+		// so its length and first values are shown.
+		rv := reflect.ValueOf(dv.Value.Value())
+		n := rv.Len()
+		var vals []string
+		for i := range min(n, 8) {
+			ev, err := ua.NewVariant(rv.Index(i).Interface())
+			if err != nil {
+				vals = append(vals, "?")
+				continue
+			}
+			vals = append(vals, fmt.Sprint(decodeValue(ev)))
+		}
+		if n > 8 {
+			vals = append(vals, "...")
+		}
+		if n == 0 {
+			return "(" + x.Type + ", empty)"
+		}
+		return fmt.Sprintf("(%s of %d: [%s]; index 0 to %d reads one)", x.Type, n, strings.Join(vals, " "), n-1)
 	case string:
 		if len(x) > 80 {
 			x = x[:77] + "..."

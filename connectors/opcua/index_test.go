@@ -141,3 +141,18 @@ func TestElementAddressesAreDistinct(t *testing.T) {
 		t.Fatalf("one element twice: %v", err)
 	}
 }
+
+// browse shows an array node's length and first elements: what index
+// can read.
+func TestBrowseShowsAnArraysElements(t *testing.T) {
+	srv := arrayServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out strings.Builder
+	if err := Browse(ctx, srv.Endpoint(), BrowseOptions{Node: srv.NodeID("Counts"), Depth: 1}, &out); err != nil {
+		t.Fatalf("Browse: %v\n%s", err, out.String())
+	}
+	if want := `(Int32 array of 2: [10 20]; index 0 to 1 reads one)`; !strings.Contains(out.String(), want) {
+		t.Errorf("browse of the array node:\n%s\nwant %q", out.String(), want)
+	}
+}
