@@ -50,4 +50,9 @@ func TestEndToEndArrayElementsByIndex(t *testing.T) {
 	if !strings.Contains(p.logs.String(), fmt.Sprintf("address=%q", counts+"[7]")) {
 		t.Errorf("no log line names %s[7]", counts)
 	}
+	for _, src := range ra.a.Status().Sources {
+		if src.Name == "line1" && (src.MalformedSamples == 0 || src.LastMalformed != counts+"[7]: BadIndexRangeNoData") {
+			t.Errorf("line1 counted %d unusable values, the last %q; want lane 2's element counted", src.MalformedSamples, src.LastMalformed)
+		}
+	}
 }

@@ -208,6 +208,16 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				a.badLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn, "source value has bad or uncertain quality: ignored until it is good again", attrs...)
 			}
 			a.badQuality[k] = s.Quality
+			if qualityHint(s.Quality) != "" {
+				// An element the array does not have is the mapping's
+				// fault, not the machine's: counted as a value that could
+				// not be used, like a field missing from a payload.
+				a.metrics.malformed.WithLabelValues(s.Source).Inc()
+				mc := a.malformed[s.Source]
+				mc.n++
+				mc.last, mc.at = s.Address+": "+s.Quality, time.Now()
+				a.malformed[s.Source] = mc
+			}
 		} else {
 			if q, ok := a.badQuality[k]; ok {
 				delete(a.badQuality, k)
