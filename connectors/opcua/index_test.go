@@ -90,6 +90,9 @@ func TestIndexRangeIsAsked(t *testing.T) {
 	if r := src.nodes[1].valueID(nid); r.IndexRange != "3" || r.AttributeID != ua.AttributeIDValue {
 		t.Errorf("element asks %+v, want IndexRange 3", r)
 	}
+	if r := src.itemRequest(nid, 2, src.nodes[1].indexRange()); r.ItemToMonitor.IndexRange != "3" {
+		t.Errorf("element's monitored item asks %+v, want IndexRange 3", r.ItemToMonitor)
+	}
 	if a := src.nodes[1].addr; a != "ns=2;s=Counts[3]" {
 		t.Errorf("element address %q", a)
 	}

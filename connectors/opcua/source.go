@@ -1016,13 +1016,7 @@ func refusesMonitoring(err error) bool {
 // sample each, and those it cannot monitor are polled.
 func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua.NodeID, pending []uint32, first bool) (refusal, error) {
 	out := refusal{items: map[uint32]uint32{}}
-	mk := func(nid *ua.NodeID, handle uint32, indexRange string) *ua.MonitoredItemCreateRequest {
-		r := opcua.NewMonitoredItemCreateRequestWithDefaults(nid, ua.AttributeIDValue, handle)
-		r.ItemToMonitor.IndexRange = indexRange // an array element: notified when it changes
-		r.RequestedParameters.QueueSize = s.cfg.QueueSize
-		r.RequestedParameters.SamplingInterval = float64(s.cfg.SamplingInterval) / float64(time.Millisecond)
-		return r
-	}
+	mk := s.itemRequest
 	var reqs []*ua.MonitoredItemCreateRequest
 	if first {
 		reqs = append(reqs, mk(serverTimeNode, heartbeatHandle, ""))
@@ -1073,6 +1067,16 @@ func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua
 		start = end
 	}
 	return out, nil
+}
+
+// itemRequest is the monitored item of a node (an array element with its
+// IndexRange: a server that applies it notifies when that element changes).
+func (s *Source) itemRequest(nid *ua.NodeID, handle uint32, indexRange string) *ua.MonitoredItemCreateRequest {
+	r := opcua.NewMonitoredItemCreateRequestWithDefaults(nid, ua.AttributeIDValue, handle)
+	r.ItemToMonitor.IndexRange = indexRange
+	r.RequestedParameters.QueueSize = s.cfg.QueueSize
+	r.RequestedParameters.SamplingInterval = float64(s.cfg.SamplingInterval) / float64(time.Millisecond)
+	return r
 }
 
 // nodeRefused: the server will not serve the node at all (not a value's
