@@ -273,11 +273,60 @@ func (r OPCUARef) Address() string {
 
 // MQTTRef is a topic (no wildcards) on a configured broker and, for JSON
 // payloads, the dot path of the value and optionally of its source time.
+// With Format sparkplug_b the topic is a Sparkplug B DATA topic and Field
+// the metric's name (a name, not a path: metric names have slashes).
 type MQTTRef struct {
 	Broker         string `yaml:"broker"`
 	Topic          string `yaml:"topic"`
 	Field          string `yaml:"field"`
 	TimestampField string `yaml:"timestamp_field"`
+	Format         string `yaml:"format"`
+}
+
+// FormatSparkplugB is MQTTRef.Format for Sparkplug B (protobuf) payloads.
+const FormatSparkplugB = "sparkplug_b"
+
+// Sparkplug reports whether the reference reads a Sparkplug B metric.
+func (r *MQTTRef) Sparkplug() bool { return r != nil && r.Format == FormatSparkplugB }
+
+// SparkplugTopic is a Sparkplug B topic split into its parts:
+// spBv1.0/<Group>/<Type>/<Node>[/<Device>].
+type SparkplugTopic struct {
+	Group, Type, Node, Device string
+}
+
+// ParseSparkplugTopic splits a Sparkplug B topic; ok is false for a topic
+// not in the spBv1.0 namespace or with empty parts.
+func ParseSparkplugTopic(topic string) (t SparkplugTopic, ok bool) {
+	parts := strings.Split(topic, "/")
+	if len(parts) < 4 || len(parts) > 5 || parts[0] != "spBv1.0" {
+		return t, false
+	}
+	for _, p := range parts[1:] {
+		if p == "" {
+			return t, false
+		}
+	}
+	t = SparkplugTopic{Group: parts[1], Type: parts[2], Node: parts[3]}
+	if len(parts) == 5 {
+		t.Device = parts[4]
+	}
+	return t, true
+}
+
+// With returns the topic of the same node (and device) for message type typ.
+func (t SparkplugTopic) With(typ string) string {
+	s := "spBv1.0/" + t.Group + "/" + typ + "/" + t.Node
+	if t.Device != "" {
+		s += "/" + t.Device
+	}
+	return s
+}
+
+// NodeFilter is the subscription filter for every message of the edge
+// node (its devices' too).
+func (t SparkplugTopic) NodeFilter() string {
+	return "spBv1.0/" + t.Group + "/+/" + t.Node + "/#"
 }
 
 // Signal is a plain signal (running).

@@ -330,8 +330,31 @@ func TestBadConfigs(t *testing.T) {
 			want: []string{
 				`bad.yaml:22:59: machines[1].good_count.opcua.index: expected a whole number from 0 to 4294967295, got a number "-1"`,
 				`bad.yaml:24:58: machines[1].scrap_count.opcua.index: expected a whole number from 0 to 4294967295, got a number "1.5"`,
-				`bad.yaml:26:41: machines[1].running.mqtt.index: unknown key (known keys: broker, field, timestamp_field, topic)`,
+				`bad.yaml:26:41: machines[1].running.mqtt.index: unknown key (known keys: broker, field, format, timestamp_field, topic)`,
 				`bad.yaml:32:7: machines[2].scrap_count: reads the same value as good_count (each signal needs its own node, topic or field)`,
+			},
+		},
+		{
+			name: "sparkplug_b references",
+			yaml: base + `  - id: m2
+    workcenter: WC2
+    good_count:
+      mqtt: { broker: broker, format: sparkplug_b, topic: spBv1.0/plant/DBIRTH/edge1/press1, field: Counters/Good }
+    scrap_count:
+      mqtt: { broker: broker, format: sparkplug_b, topic: plant/press1/scrap, timestamp_field: ts }
+    running:
+      mqtt: { broker: broker, format: sparkplug, topic: spBv1.0/plant/DDATA/edge1/press1, field: Run }
+  - id: m3
+    workcenter: WC3
+    good_count:
+      mqtt: { broker: broker, format: sparkplug_b, topic: spBv1.0/plant/NDATA/edge1, field: Good Parts }
+`,
+			want: []string{
+				`bad.yaml:22:59: machines[1].good_count.mqtt.topic: topic "spBv1.0/plant/DBIRTH/edge1/press1" is not a Sparkplug B DATA topic (write spBv1.0/plant/DDATA/edge1/press1: the BIRTH and DEATH topics are read with it)`,
+				`bad.yaml:24:13: machines[1].scrap_count.mqtt.field: no metric name (with format: sparkplug_b, field is the metric's name as the edge node publishes it, e.g. field: Counters/Good)`,
+				`bad.yaml:24:59: machines[1].scrap_count.mqtt.topic: topic "plant/press1/scrap" is not a Sparkplug B topic (write the DATA topic: spBv1.0/<group>/DDATA/<edge node>/<device>, or spBv1.0/<group>/NDATA/<edge node> for a metric of the edge node)`,
+				`bad.yaml:24:96: machines[1].scrap_count.mqtt.timestamp_field: not used with format: sparkplug_b (remove it: the metric's own timestamp (else the payload's) is the source time)`,
+				`bad.yaml:26:39: machines[1].running.mqtt.format: unknown format "sparkplug" (leave it out for JSON or a bare value, or write format: sparkplug_b)`,
 			},
 		},
 		{

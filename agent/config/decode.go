@@ -642,6 +642,7 @@ func misplaced(typ, key string) string {
 		"field":    "under a signal's mqtt:",
 
 		"timestamp_field": "under a signal's mqtt:",
+		"format":          "under a signal's mqtt:",
 	}[key]
 	switch typ {
 	case "Machine", "Counter", "Signal", "Reason", "OPCUARef", "MQTTRef":

@@ -844,6 +844,13 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 				v.warn(p+".mqtt.topic", fmt.Sprintf("topic %q begins or ends with white space", m.Topic), "remove it, unless the publisher's topic really has it")
 			}
 		}
+		if m.Format != "" && m.Format != FormatSparkplugB {
+			v.add(p+".mqtt.format", fmt.Sprintf("unknown format %q", m.Format), "leave it out for JSON or a bare value, or write format: sparkplug_b")
+			return refKey{}, false
+		}
+		if m.Sparkplug() {
+			return v.validateSparkplug(p, m, ok)
+		}
 		switch {
 		case m.Field != "" && !fieldPathRe.MatchString(m.Field):
 			v.add(p+".mqtt.field", fmt.Sprintf("invalid field path %q", m.Field), "a dot path into the JSON payload, e.g. counters.good")
@@ -862,6 +869,40 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 		}
 		return refKey{"mqtt", m.Broker, m.Topic, m.Field}, ok && m.Topic != ""
 	}
+}
+
+// validateSparkplug checks a Sparkplug B reference: a DATA topic (the
+// BIRTH and DEATH topics follow from it), the metric's name in field, no
+// timestamp_field (the metric's own timestamp is the source time).
+func (v *validator) validateSparkplug(p string, m *MQTTRef, ok bool) (refKey, bool) {
+	if m.Topic != "" && !strings.ContainsAny(m.Topic, "+#") {
+		t, tok := ParseSparkplugTopic(m.Topic)
+		switch {
+		case !tok:
+			v.add(p+".mqtt.topic", fmt.Sprintf("topic %q is not a Sparkplug B topic", m.Topic),
+				"write the DATA topic: spBv1.0/<group>/DDATA/<edge node>/<device>, or spBv1.0/<group>/NDATA/<edge node> for a metric of the edge node")
+			ok = false
+		case t.Type == "DDATA" && t.Device != "", t.Type == "NDATA" && t.Device == "":
+		default:
+			hint := "write the DATA topic: spBv1.0/<group>/DDATA/<edge node>/<device>, or spBv1.0/<group>/NDATA/<edge node> for a metric of the edge node"
+			if t.Device != "" {
+				hint = "write " + t.With("DDATA") + ": the BIRTH and DEATH topics are read with it"
+			} else if strings.HasPrefix(t.Type, "N") {
+				hint = "write " + t.With("NDATA") + ": the BIRTH and DEATH topics are read with it"
+			}
+			v.add(p+".mqtt.topic", fmt.Sprintf("topic %q is not a Sparkplug B DATA topic", m.Topic), hint)
+			ok = false
+		}
+	}
+	if strings.TrimSpace(m.Field) == "" {
+		v.add(p+".mqtt.field", "no metric name", "with format: sparkplug_b, field is the metric's name as the edge node publishes it, e.g. field: Counters/Good")
+		ok = false
+	}
+	if m.TimestampField != "" {
+		v.add(p+".mqtt.timestamp_field", "not used with format: sparkplug_b", "remove it: the metric's own timestamp (else the payload's) is the source time")
+		ok = false
+	}
+	return refKey{"mqtt", m.Broker, m.Topic, m.Field}, ok && m.Topic != ""
 }
 
 func defined(kind string, names map[string]bool) string {

@@ -85,6 +85,11 @@ type extracted struct {
 //     from a stale answer (see applyRunning). A stop whose end is stamped
 //     before its start lasts as long as the agent saw it (see endStop).
 func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed []string, err error) {
+	if s.Kind == connectors.KindMQTT {
+		if t, ok := m.sparkplugTopic(s.Source, s.Address); ok {
+			return m.applySparkplug(st, s, t)
+		}
+	}
 	bs := m.index[addrKey{s.Kind, s.Source, s.Address}]
 	if len(bs) == 0 || !s.Good {
 		return nil, nil, nil
@@ -101,6 +106,12 @@ func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed 
 	}
 	noteAbsent(st, bs, missing, s.Address)
 	noteTimeAbsent(st, xs, s.Address)
+	return m.applyExtracted(st, s, xs, err)
+}
+
+// applyExtracted applies the values extracted from sample s to the state
+// of their machines; err (returned as it is) names the unusable ones.
+func (m *Mapper) applyExtracted(st *State, s connectors.Sample, xs []extracted, err error) (events []Event, changed []string, _ error) {
 	// err may still be set: some of the signals the sample feeds were
 	// unusable. The others are applied (a gateway's "n/a" for one sensor
 	// must not lose the machine's stop), and err names the unusable ones.

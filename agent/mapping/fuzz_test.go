@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/internal/sptest"
 )
 
 const fuzzConfig = mqttHead + `  - id: m1
@@ -17,6 +18,10 @@ const fuzzConfig = mqttHead + `  - id: m1
   - id: m2
     workcenter: WC2
     good_count: { mqtt: { broker: b, topic: t2 } }
+  - id: m3
+    workcenter: WC3
+    good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/g/DDATA/e/d, field: Good }, rollover: 65536 }
+    running: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/g/DDATA/e/d, field: Run } }
 `
 
 // FuzzExtract feeds arbitrary MQTT payloads through Apply: it must never
@@ -32,6 +37,13 @@ func FuzzExtract(f *testing.F) {
 	} {
 		f.Add([]byte(s), false, false)
 	}
+	for _, p := range []sptest.Payload{
+		{Timestamp: 1767254400000, Seq: 3, Metrics: []sptest.Metric{{Name: "Good", Alias: 1, HasAlias: true, Datatype: sptest.Int32, Value: int64(-2)}, {Name: "Run", Datatype: sptest.Boolean, Value: true}}},
+		{Seq: 4, Metrics: []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(7)}, {Name: "Run", IsNull: true}}},
+		{Seq: -1, Metrics: []sptest.Metric{{Name: "Good", Datatype: sptest.DataSet, Dataset: true}, {Name: "Good", Value: "12"}}},
+	} {
+		f.Add(p.Encode(), false, false)
+	}
 	m := newTestMapper(f, fuzzConfig)
 	f.Fuzz(func(t *testing.T, payload []byte, dup, initial bool) {
 		st := NewState()
@@ -46,6 +58,7 @@ func FuzzExtract(f *testing.F) {
 		s.Payload, s.Duplicate, s.Initial, s.ReceiveTime = payload, dup, initial, at.Add(time.Second)
 		evs, _, err := m.Apply(st, s)
 		checkBare(t, m, st, s)
+		checkSparkplug(t, m, st, s)
 		if err != nil {
 			var pe *PayloadError
 			if !errors.As(err, &pe) {
@@ -78,6 +91,22 @@ func checkBare(t *testing.T, m *Mapper, st *State, s connectors.Sample) {
 		var pe *PayloadError
 		if !errors.As(err, &pe) {
 			t.Fatalf("bare: not a PayloadError: %v", err)
+		}
+	}
+}
+
+// checkSparkplug applies the payload as a Sparkplug B BIRTH and DATA
+// message (machine m3, whose state the caller does not snapshot): never a
+// panic, only PayloadErrors.
+func checkSparkplug(t *testing.T, m *Mapper, st *State, s connectors.Sample) {
+	t.Helper()
+	for _, topic := range []string{"spBv1.0/g/DBIRTH/e/d", "spBv1.0/g/DDATA/e/d", "spBv1.0/g/NDEATH/e"} {
+		s.Address = topic
+		if _, _, err := m.Apply(st, s); err != nil {
+			var pe *PayloadError
+			if !errors.As(err, &pe) {
+				t.Fatalf("sparkplug %s: not a PayloadError: %v", topic, err)
+			}
 		}
 	}
 }

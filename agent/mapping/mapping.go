@@ -223,6 +223,10 @@ type binding struct {
 	hasLoss  bool            // machine has a downtime_reason signal
 	replaced string          // the machine's replaced mark (counters)
 	runVals  map[string]bool // running: the values that mean running (config.StateCode), nil for a run bit
+	source   string          // the configured source's name
+
+	sparkplug bool                  // field is a Sparkplug B metric name
+	spTopic   config.SparkplugTopic // its DATA topic, parsed
 
 	dupOrInitial bool // set on per-sample copies: the value may repeat one already seen
 }
@@ -236,6 +240,7 @@ type Mapper struct {
 	machines []string
 	reason   map[string]*binding // machine -> its reason binding (for loss mapping)
 	running  map[string]*binding // machine -> its running binding
+	spNodes  map[string]bool     // source "\x00" group/node: Sparkplug B edge nodes read
 }
 
 // New builds a Mapper from a validated configuration.
@@ -249,6 +254,7 @@ func New(cfg *config.Config) (*Mapper, error) {
 		topics:  map[string][]string{},
 		reason:  map[string]*binding{},
 		running: map[string]*binding{},
+		spNodes: map[string]bool{},
 	}
 	seenMachine := map[string]bool{}
 	for i := range cfg.Machines {
@@ -299,10 +305,20 @@ func New(cfg *config.Config) (*Mapper, error) {
 				b.field = r.Ref.MQTT.Field
 				b.tsField = r.Ref.MQTT.TimestampField
 				b.clock = "mqtt:" + k.source + ":" + k.address
-				m.topics[k.source] = appendUnique(m.topics[k.source], k.address)
+				if t, ok := config.ParseSparkplugTopic(k.address); ok && r.Ref.MQTT.Sparkplug() {
+					// Every message of the edge node: its BIRTHs name the
+					// aliases and its DEATHs say it is gone, and its seq
+					// counts over all of them (a gap is only seen so).
+					b.sparkplug, b.spTopic = true, t
+					m.spNodes[k.source+"\x00"+t.Group+"/"+t.Node] = true
+					m.topics[k.source] = appendUnique(m.topics[k.source], t.NodeFilter())
+				} else {
+					m.topics[k.source] = appendUnique(m.topics[k.source], k.address)
+				}
 			default:
 				return nil, fmt.Errorf("mapping: machine %s %s: no source", mc.ID, r.Signal)
 			}
+			b.source = k.source
 			b.srcID = fmt.Sprintf("%s:%s:%s:%s", k.kind, k.source, k.address, b.field)
 			m.index[k] = append(m.index[k], b)
 		}
@@ -363,6 +379,11 @@ func (m *Mapper) EachUse(kind connectors.Kind, source, address string, fn func(m
 
 // Maps reports whether any signal uses the address of the source.
 func (m *Mapper) Maps(kind connectors.Kind, source, address string) bool {
+	if kind == connectors.KindMQTT {
+		if _, ok := m.sparkplugTopic(source, address); ok {
+			return true // a topic of an edge node read (or its filter)
+		}
+	}
 	return len(m.index[addrKey{kind, source, address}]) > 0
 }
 
@@ -485,6 +506,8 @@ type State struct {
 	// messages in a row that gave it a value but no time: taken at their
 	// receive time (see noteTimeAbsent).
 	TimeAbsent map[SignalKey]*Absence
+	// Sparkplug is what the Sparkplug B messages told (nil until one came).
+	Sparkplug *SparkplugState
 }
 
 // SignalKey names one signal of one machine.

@@ -1,0 +1,521 @@
+package mapping
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/connectors"
+)
+
+// Sparkplug B payloads (Eclipse Sparkplug 3.0, sparkplug_b.proto), read
+// with protowire: the few fields a signal needs, every other one skipped.
+
+// ErrBadSparkplug means a payload on a Sparkplug B topic is not a
+// Sparkplug B payload (malformed protobuf).
+var ErrBadSparkplug = errors.New("malformed Sparkplug B payload")
+
+// Sparkplug B data types (the DataType enum of sparkplug_b.proto).
+const (
+	spInt8     = 1
+	spInt16    = 2
+	spInt32    = 3
+	spInt64    = 4
+	spUInt8    = 5
+	spUInt16   = 6
+	spUInt32   = 7
+	spUInt64   = 8
+	spFloat    = 9
+	spDouble   = 10
+	spBoolean  = 11
+	spString   = 12
+	spDateTime = 13
+	spText     = 14
+	spUUID     = 15
+	spDataSet  = 16
+	spBytes    = 17
+	spFile     = 18
+	spTemplate = 19
+)
+
+// spPayload is a decoded Sparkplug B payload.
+type spPayload struct {
+	ts      uint64 // ms since the epoch; 0 when absent
+	seq     uint64
+	hasSeq  bool
+	metrics []spMetric
+}
+
+// spMetric is one metric of a payload. Its value stays as sent (vField,
+// the oneof field's number, and its raw contents) until its data type,
+// which a DATA message may leave to the BIRTH, is known.
+type spMetric struct {
+	name     string
+	alias    uint64
+	hasAlias bool
+	ts       uint64
+	datatype uint32
+	isNull   bool
+	vField   protowire.Number // 0: no value
+	u        uint64           // varint and fixed values
+	s        string           // string_value
+}
+
+// decodeSparkplug decodes a Sparkplug B Payload message.
+func decodeSparkplug(b []byte) (*spPayload, error) {
+	if len(b) > maxPayload {
+		return nil, fmt.Errorf("payload of %d bytes exceeds %d: %w", len(b), maxPayload, ErrBadValue)
+	}
+	p := &spPayload{}
+	err := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte, u uint64) error {
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			p.ts = u
+		case num == 2 && typ == protowire.BytesType:
+			m, err := decodeMetric(v)
+			if err != nil {
+				return err
+			}
+			p.metrics = append(p.metrics, m)
+		case num == 3 && typ == protowire.VarintType:
+			p.seq, p.hasSeq = u, true
+		case num <= 5:
+			// uuid and body, or a known field with another wire type:
+			// read past it.
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func decodeMetric(b []byte) (spMetric, error) {
+	var m spMetric
+	err := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte, u uint64) error {
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			if !utf8.Valid(v) {
+				return fmt.Errorf("metric name is not UTF-8: %w", ErrBadSparkplug)
+			}
+			m.name = string(v)
+		case num == 2 && typ == protowire.VarintType:
+			m.alias, m.hasAlias = u, true
+		case num == 3 && typ == protowire.VarintType:
+			m.ts = u
+		case num == 4 && typ == protowire.VarintType:
+			m.datatype = uint32(u)
+		case num == 7 && typ == protowire.VarintType:
+			m.isNull = u != 0
+		case (num == 10 || num == 11 || num == 14) && typ == protowire.VarintType,
+			num == 12 && typ == protowire.Fixed32Type,
+			num == 13 && typ == protowire.Fixed64Type:
+			m.vField, m.u = num, u
+		case num == 15 && typ == protowire.BytesType:
+			m.vField, m.s = num, string(v)
+		case num >= 16 && num <= 19:
+			m.vField = num // bytes, dataset, template, extension: refused when read
+		}
+		return nil
+	})
+	return m, err
+}
+
+// eachField calls fn for each field of a message: u holds a varint or
+// fixed value, v a length-delimited one. Groups and malformed input fail.
+func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, u uint64) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("%w: %v", ErrBadSparkplug, protowire.ParseError(n))
+		}
+		b = b[n:]
+		var v []byte
+		var u uint64
+		switch typ {
+		case protowire.VarintType:
+			u, n = protowire.ConsumeVarint(b)
+		case protowire.Fixed32Type:
+			var x uint32
+			x, n = protowire.ConsumeFixed32(b)
+			u = uint64(x)
+		case protowire.Fixed64Type:
+			u, n = protowire.ConsumeFixed64(b)
+		case protowire.BytesType:
+			v, n = protowire.ConsumeBytes(b)
+		default:
+			// Groups are not in sparkplug_b.proto: a payload with one is
+			// not a Sparkplug payload.
+			n = protowire.ConsumeFieldValue(num, typ, b)
+			if n >= 0 {
+				return fmt.Errorf("%w: unexpected group field %d", ErrBadSparkplug, num)
+			}
+		}
+		if n < 0 {
+			return fmt.Errorf("%w: %v", ErrBadSparkplug, protowire.ParseError(n))
+		}
+		b = b[n:]
+		if err := fn(num, typ, v, u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// value returns the metric's value as the mapping converts it, reading it
+// as datatype (the metric's own, else the one its BIRTH gave). Signed
+// integers are sent as two's complement in the unsigned fields.
+func (m *spMetric) value(datatype uint32) (any, error) {
+	switch m.vField {
+	case 0:
+		return nil, fmt.Errorf("metric has no value: %w", ErrBadValue)
+	case 10, 11:
+		switch datatype {
+		case spInt8:
+			return int8(m.u), nil
+		case spInt16:
+			return int16(m.u), nil
+		case spInt32:
+			return int32(m.u), nil
+		case spInt64:
+			return int64(m.u), nil
+		case spUInt8, spUInt16, spUInt32:
+			return uint32(m.u), nil
+		case spDateTime:
+			return nil, fmt.Errorf("a DateTime metric is no count, run state or reason: %w", ErrBadValue)
+		}
+		if m.vField == 10 {
+			return uint32(m.u), nil
+		}
+		return m.u, nil // UInt64, or no type known
+	case 12:
+		return math.Float32frombits(uint32(m.u)), nil
+	case 13:
+		return math.Float64frombits(m.u), nil
+	case 14:
+		return m.u != 0, nil
+	case 15:
+		return m.s, nil
+	case 16:
+		return nil, fmt.Errorf("a Bytes, File or array metric is not read (only single numbers, booleans and strings): %w", ErrBadValue)
+	case 17:
+		return nil, fmt.Errorf("a DataSet metric is not read (only single numbers, booleans and strings; publish the value as a metric of its own): %w", ErrBadValue)
+	case 18:
+		return nil, fmt.Errorf("a Template (UDT) metric is not read as a whole: name its member, e.g. field: Counters/Good, if the edge node publishes members as metrics of their own: %w", ErrBadValue)
+	}
+	return nil, fmt.Errorf("metric value of an extension type is not read: %w", ErrBadValue)
+}
+
+// time returns the metric's source time: its own timestamp, else the
+// payload's (zero: none).
+func (m *spMetric) time(p *spPayload) time.Time {
+	switch {
+	case m.ts != 0 && m.ts <= math.MaxInt64:
+		return time.UnixMilli(int64(m.ts)).UTC()
+	case p.ts != 0 && p.ts <= math.MaxInt64:
+		return time.UnixMilli(int64(p.ts)).UTC()
+	}
+	return time.Time{}
+}
+
+// SparkplugState is what the agent keeps of the Sparkplug B edge nodes it
+// reads: per BIRTH the metric names of its aliases, per edge node the last
+// seq, and which nodes and devices are dead. The births are persisted by
+// the agent (SparkplugDirty, LoadSparkplugBirth); the rest is in memory.
+type SparkplugState struct {
+	births map[string]*spBirth // key: source "\x00" DATA topic
+	nodes  map[string]*spNode  // key: source "\x00" group/node
+	dirty  map[string]bool     // births changed since SparkplugDirty
+	notes  []SparkplugNote
+}
+
+type spBirth struct {
+	Aliases map[uint64]string `json:"aliases,omitempty"`
+	Types   map[string]uint32 `json:"types,omitempty"`
+}
+
+type spNode struct {
+	seq     uint64
+	seqOK   bool
+	dead    bool
+	deadDev map[string]bool
+}
+
+// SparkplugNote is something a Sparkplug message showed that the agent
+// logs and counts: Kind is "seq" (a gap: messages lost) or "alias" (a
+// DATA alias no BIRTH named).
+type SparkplugNote struct {
+	Kind, Source, Topic, Msg string
+}
+
+func (st *State) sparkplug() *SparkplugState {
+	if st.Sparkplug == nil {
+		st.Sparkplug = &SparkplugState{births: map[string]*spBirth{}, nodes: map[string]*spNode{}, dirty: map[string]bool{}}
+	}
+	return st.Sparkplug
+}
+
+// TakeSparkplugNotes returns and forgets the notes of the samples applied
+// since the last call.
+func (st *State) TakeSparkplugNotes() []SparkplugNote {
+	if st.Sparkplug == nil {
+		return nil
+	}
+	n := st.Sparkplug.notes
+	st.Sparkplug.notes = nil
+	return n
+}
+
+// SparkplugDirty returns the BIRTHs (their alias maps) changed since the
+// last call, as key and value to persist, and forgets that they changed.
+func (st *State) SparkplugDirty() (keys []string, values [][]byte) {
+	if st.Sparkplug == nil {
+		return nil, nil
+	}
+	sp := st.Sparkplug
+	for k := range sp.dirty {
+		b, err := json.Marshal(sp.births[k])
+		if err != nil {
+			continue
+		}
+		keys, values = append(keys, k), append(values, b)
+	}
+	clear(sp.dirty)
+	return keys, values
+}
+
+// LoadSparkplugBirth restores a persisted BIRTH (SparkplugDirty), so that
+// DATA by alias is named before the edge node's next BIRTH.
+func (st *State) LoadSparkplugBirth(key string, value []byte) error {
+	var b spBirth
+	if err := json.Unmarshal(value, &b); err != nil {
+		return err
+	}
+	st.sparkplug().births[key] = &b
+	return nil
+}
+
+// sparkplugTopic reports whether address is a topic of a Sparkplug B
+// edge node some signal of source reads.
+func (m *Mapper) sparkplugTopic(source, address string) (config.SparkplugTopic, bool) {
+	if len(m.spNodes) == 0 {
+		return config.SparkplugTopic{}, false
+	}
+	t, ok := config.ParseSparkplugTopic(address)
+	if !ok || !m.spNodes[source+"\x00"+t.Group+"/"+t.Node] {
+		return config.SparkplugTopic{}, false
+	}
+	return t, true
+}
+
+// SparkplugDown says why the machine's run state is unknown when its
+// running signal is a metric of a Sparkplug B edge node (or device) whose
+// DEATH came last ("" when not).
+func (m *Mapper) SparkplugDown(st *State, machine string) string {
+	b := m.running[machine]
+	if b == nil || !b.sparkplug || st.Sparkplug == nil {
+		return ""
+	}
+	t := b.spTopic
+	n := st.Sparkplug.nodes[b.source+"\x00"+t.Group+"/"+t.Node]
+	switch {
+	case n == nil:
+		return ""
+	case n.dead:
+		return "edge node offline (Sparkplug NDEATH)"
+	case t.Device != "" && n.deadDev[t.Device]:
+		return "device offline (Sparkplug DDEATH)"
+	}
+	return ""
+}
+
+// applySparkplug handles a message on a Sparkplug B topic: BIRTH, DATA
+// and DEATH of the edge node and its devices (commands and others pass).
+func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.SparkplugTopic) ([]Event, []string, error) {
+	if !s.Good || len(s.Payload) == 0 {
+		return nil, nil, nil
+	}
+	var dataType string
+	switch t.Type {
+	case "NBIRTH", "NDATA", "NDEATH":
+		if t.Device != "" {
+			return nil, nil, nil
+		}
+		dataType = "NDATA"
+	case "DBIRTH", "DDATA", "DDEATH":
+		if t.Device == "" {
+			return nil, nil, nil
+		}
+		dataType = "DDATA"
+	default:
+		return nil, nil, nil // NCMD, DCMD: sent to the node, not by it
+	}
+	p, err := decodeSparkplug(s.Payload)
+	if err != nil {
+		return nil, nil, &PayloadError{Source: s.Source, Address: s.Address, Err: err}
+	}
+	sp := st.sparkplug()
+	nk := s.Source + "\x00" + t.Group + "/" + t.Node
+	n := sp.nodes[nk]
+	if n == nil {
+		n = &spNode{}
+		sp.nodes[nk] = n
+	}
+	m.noteSeq(sp, n, s, t, p)
+	dataTopic := t.With(dataType)
+	bk := s.Source + "\x00" + dataTopic
+	switch t.Type {
+	case "NDEATH":
+		n.dead, n.seqOK = true, false
+		return nil, nil, nil
+	case "DDEATH":
+		if n.deadDev == nil {
+			n.deadDev = map[string]bool{}
+		}
+		n.deadDev[t.Device] = true
+		return nil, nil, nil
+	case "NBIRTH", "DBIRTH":
+		b := &spBirth{Aliases: map[uint64]string{}, Types: map[string]uint32{}}
+		for _, mt := range p.metrics {
+			if mt.name == "" {
+				continue
+			}
+			if mt.hasAlias {
+				b.Aliases[mt.alias] = mt.name
+			}
+			if mt.datatype != 0 {
+				b.Types[mt.name] = mt.datatype
+			}
+		}
+		sp.births[bk] = b
+		sp.dirty[bk] = true
+		// The BIRTH's values are the metrics' current values, sent again
+		// at every rebirth: taken as a retained message's are.
+		s.Initial = true
+	}
+	// A BIRTH or DATA: the node (and the device) lives.
+	n.dead = false
+	if t.Device != "" {
+		delete(n.deadDev, t.Device)
+	} else if t.Type == "NBIRTH" {
+		clear(n.deadDev) // the devices' own BIRTHs follow
+	}
+	bs := m.index[addrKey{connectors.KindMQTT, s.Source, dataTopic}]
+	if len(bs) == 0 {
+		return nil, nil, nil
+	}
+	xs, err := extractSparkplug(bs, s, p, sp.births[bk], func(alias uint64) {
+		sp.notes = append(sp.notes, SparkplugNote{Kind: "alias", Source: s.Source, Topic: s.Address,
+			Msg: fmt.Sprintf("metric alias %d was named in no BIRTH of %s seen: its value is skipped (the edge node's next BIRTH names it)", alias, t.With(t.Type[:1]+"BIRTH"))})
+	})
+	if len(xs) == 0 {
+		return nil, nil, err
+	}
+	return m.applyExtracted(st, s, xs, err)
+}
+
+// noteSeq checks the message's seq against the edge node's last one: it
+// counts up by one (0 after 255) over all the node's BIRTH, DATA and
+// DDEATH messages; a gap means messages were lost.
+func (m *Mapper) noteSeq(sp *SparkplugState, n *spNode, s connectors.Sample, t config.SparkplugTopic, p *spPayload) {
+	if t.Type == "NDEATH" || !p.hasSeq {
+		return // an NDEATH (the broker's will) has no seq
+	}
+	seq := p.seq
+	if n.seqOK && t.Type != "NBIRTH" && !s.Resent && !s.Duplicate && seq != (n.seq+1)%256 {
+		sp.notes = append(sp.notes, SparkplugNote{Kind: "seq", Source: s.Source, Topic: s.Address,
+			Msg: fmt.Sprintf("Sparkplug seq %d after %d: messages of edge node %s/%s were lost (plantedge does not ask for a rebirth; the next BIRTH or DATA gives the current values)", seq, n.seq, t.Group, t.Node)})
+	}
+	n.seq, n.seqOK = seq, true
+}
+
+// extractSparkplug reads the bound metrics of a BIRTH or DATA payload, by
+// name or (DATA) by the alias the BIRTH named, in the payload's order (a
+// message may carry several values of one metric). A metric the payload
+// does not carry is no absence: Sparkplug sends only what changed.
+func extractSparkplug(bs []*binding, s connectors.Sample, p *spPayload, birth *spBirth, unknownAlias func(uint64)) ([]extracted, error) {
+	dup := s.Duplicate || s.Initial
+	var out []extracted
+	var bad error
+	skip := func(field string, err error) {
+		if bad == nil {
+			bad = &PayloadError{Source: s.Source, Address: s.Address, Field: field, Err: err}
+		}
+	}
+	for i := range p.metrics {
+		mt := &p.metrics[i]
+		name := mt.name
+		if name == "" && mt.hasAlias {
+			if birth != nil {
+				name = birth.Aliases[mt.alias]
+			}
+			if name == "" {
+				unknownAlias(mt.alias)
+				continue
+			}
+		}
+		if name == "" || mt.isNull {
+			continue // is_null: no value, as an empty message
+		}
+		datatype := mt.datatype
+		if datatype == 0 && birth != nil {
+			datatype = birth.Types[name]
+		}
+		for _, b := range bs {
+			if b.field != name {
+				continue
+			}
+			x := extracted{b: withDup(b, dup), t: s.ReceiveTime, resent: s.Resent, recv: s.ReceiveTime, seen: s.Seen, server: s.Server, watch: s.Watch, gap: s.WatchGap}
+			if ts := mt.time(p); !ts.IsZero() {
+				if err := checkSourceTime(ts); err != nil {
+					skip(name, fmt.Errorf("source time %w", err)) // taken at its receive time
+				} else {
+					x.t, x.srcTime = ts, true
+				}
+			}
+			v, err := mt.value(datatype)
+			if err == nil {
+				err = convert(&x, v)
+			}
+			if err != nil {
+				skip(name, err)
+				continue
+			}
+			out = append(out, x)
+		}
+	}
+	return out, bad
+}
+
+// CheckSparkplug reports whether a Sparkplug B payload (on a BIRTH or
+// DATA topic) carries metric by name, with a value signal can use (found:
+// it was there by name; a DATA carries it by alias, named in the BIRTH
+// only). It returns the value as read, and its source time.
+func CheckSparkplug(signal Signal, metric string, payload []byte, rollover uint64, runningValues ...string) (found bool, v any, ts time.Time, err error) {
+	p, err := decodeSparkplug(payload)
+	if err != nil {
+		return false, nil, time.Time{}, err
+	}
+	for i := range p.metrics {
+		mt := &p.metrics[i]
+		if mt.name != metric {
+			continue
+		}
+		if mt.isNull {
+			return true, nil, time.Time{}, fmt.Errorf("metric is null (is_null): %w", ErrBadValue)
+		}
+		v, err := mt.value(mt.datatype)
+		if err == nil {
+			err = CheckValue(signal, v, rollover, runningValues...)
+		}
+		return true, v, mt.time(p), err
+	}
+	return false, nil, time.Time{}, nil
+}

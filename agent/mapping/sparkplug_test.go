@@ -1,0 +1,299 @@
+package mapping
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/internal/sptest"
+)
+
+const spConfig = mqttHead + `  - id: p1
+    workcenter: WC1
+    good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/press1, field: Counters/Good } }
+    scrap_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/press1, field: Counters/Scrap Total } }
+    running: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/press1, field: State/Running } }
+  - id: p2
+    workcenter: WC2
+    good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/NDATA/edge1, field: Good } }
+`
+
+var spT0 = time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+
+func spSample(topic string, p sptest.Payload, at time.Time) connectors.Sample {
+	return connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: topic, Good: true, ReceiveTime: at, Payload: p.Encode()}
+}
+
+func ms(t time.Time) uint64 { return uint64(t.UnixMilli()) }
+
+func spCount(evs []Event, machine string, sig Signal) float64 {
+	var n float64
+	for _, e := range evs {
+		if e.Kind == EventCount && e.Machine == machine && e.Signal == sig {
+			n += e.Delta
+		}
+	}
+	return n
+}
+
+func TestSparkplugSubscribesToTheEdgeNode(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	if got := m.MQTTTopics("b"); !slices.Equal(got, []string{"spBv1.0/plant/+/edge1/#"}) {
+		t.Errorf("MQTTTopics = %v, want the edge node's filter once", got)
+	}
+	for _, topic := range []string{"spBv1.0/plant/DBIRTH/edge1/press1", "spBv1.0/plant/NDEATH/edge1", "spBv1.0/plant/DDATA/edge1/other", "spBv1.0/plant/+/edge1/#"} {
+		if !m.Maps(connectors.KindMQTT, "b", topic) {
+			t.Errorf("Maps(%s) = false", topic)
+		}
+	}
+	if m.Maps(connectors.KindMQTT, "b", "spBv1.0/plant/DDATA/edge2/press1") {
+		t.Error("Maps: another edge node's topic is mapped")
+	}
+}
+
+// A counter by name in DDATA, then by alias after a DBIRTH; the BIRTH's
+// value (a rebirth's too) is a current value, not new pieces.
+func TestSparkplugCounterByNameAliasAndRebirth(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	st := NewState()
+	data := "spBv1.0/plant/DDATA/edge1/press1"
+	birth := "spBv1.0/plant/DBIRTH/edge1/press1"
+	apply := func(topic string, p sptest.Payload, at time.Time) []Event {
+		t.Helper()
+		evs, _, err := m.Apply(st, spSample(topic, p, at))
+		if err != nil {
+			t.Fatalf("%s: %v", topic, err)
+		}
+		return evs
+	}
+	apply(data, sptest.Payload{Timestamp: ms(spT0), Seq: 1, Metrics: []sptest.Metric{{Name: "Counters/Good", Datatype: sptest.UInt32, Value: int64(100)}}}, spT0)
+	evs := apply(data, sptest.Payload{Timestamp: ms(spT0.Add(time.Second)), Seq: 2, Metrics: []sptest.Metric{{Name: "Counters/Good", Datatype: sptest.UInt32, Value: int64(105)}}}, spT0.Add(time.Second))
+	if got := spCount(evs, "p1", GoodCount); got != 5 {
+		t.Fatalf("by name: %v pieces, want 5", got)
+	}
+	bp := sptest.Payload{Timestamp: ms(spT0.Add(2 * time.Second)), Seq: 3, Metrics: []sptest.Metric{
+		{Name: "Counters/Good", Alias: 7, HasAlias: true, Datatype: sptest.UInt32, Value: int64(105)},
+		{Name: "Counters/Scrap Total", Alias: 8, HasAlias: true, Datatype: sptest.Int32, Value: int64(2)},
+	}}
+	apply(birth, bp, spT0.Add(2*time.Second))
+	evs = apply(data, sptest.Payload{Timestamp: ms(spT0.Add(3 * time.Second)), Seq: 4, Metrics: []sptest.Metric{{Alias: 7, HasAlias: true, Value: int64(110)}}}, spT0.Add(3*time.Second))
+	if got := spCount(evs, "p1", GoodCount); got != 5 {
+		t.Fatalf("by alias: %v pieces, want 5", got)
+	}
+	// A rebirth (the edge node reconnected) sends the current value again.
+	bp.Seq, bp.Timestamp = 0, ms(spT0.Add(4*time.Second))
+	bp.Metrics[0].Value = int64(110)
+	if evs := apply(birth, bp, spT0.Add(4*time.Second)); spCount(evs, "p1", GoodCount) != 0 {
+		t.Fatalf("rebirth counted: %+v", evs)
+	}
+	evs = apply(data, sptest.Payload{Timestamp: ms(spT0.Add(5 * time.Second)), Seq: 1, Metrics: []sptest.Metric{{Alias: 7, HasAlias: true, Value: int64(111)}}}, spT0.Add(5*time.Second))
+	if got := spCount(evs, "p1", GoodCount); got != 1 {
+		t.Fatalf("after rebirth: %v pieces, want 1", got)
+	}
+}
+
+// Signed types are sent as two's complement in the unsigned fields.
+func TestSparkplugSignedValues(t *testing.T) {
+	for _, c := range []struct {
+		dt   uint32
+		v    int64
+		want any
+	}{
+		{sptest.Int8, -5, int8(-5)}, {sptest.Int16, -300, int16(-300)}, {sptest.Int32, -70000, int32(-70000)},
+		{sptest.Int64, -1 << 40, int64(-1 << 40)}, {sptest.UInt32, 4000000000, uint32(4000000000)},
+	} {
+		p, err := decodeSparkplug(sptest.Payload{Seq: 0, Metrics: []sptest.Metric{{Name: "x", Datatype: c.dt, Value: c.v}}}.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := p.metrics[0].value(p.metrics[0].datatype)
+		if err != nil || got != c.want {
+			t.Errorf("datatype %d %d: %v (%T), %v; want %v", c.dt, c.v, got, got, err, c.want)
+		}
+	}
+	// A negative Int32 counter with rollover is read as its unsigned value.
+	m := newTestMapper(t, mqttHead+`  - id: p1
+    workcenter: WC1
+    good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/g/DDATA/e/d, field: n }, rollover: 4294967296 }
+`)
+	st := NewState()
+	for i, v := range []int64{-10, -7} {
+		evs, _, err := m.Apply(st, spSample("spBv1.0/g/DDATA/e/d", sptest.Payload{Seq: i, Metrics: []sptest.Metric{{Name: "n", Datatype: sptest.Int32, Value: v}}}, spT0.Add(time.Duration(i)*time.Second)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			if got := spCount(evs, "p1", GoodCount); got != 3 {
+				t.Fatalf("-10 -> -7: %v pieces, want 3", got)
+			}
+			if raw := st.Machines["p1"].Counters[GoodCount].Last; raw != 4294967296-7 {
+				t.Errorf("raw %v, want 2^32-7", raw)
+			}
+		}
+	}
+}
+
+func TestSparkplugNullAndRefusedValues(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	st := NewState()
+	data := "spBv1.0/plant/DDATA/edge1/press1"
+	if _, _, err := m.Apply(st, spSample(data, sptest.Payload{Seq: 1, Metrics: []sptest.Metric{{Name: "Counters/Good", Datatype: sptest.UInt32, Value: int64(10)}}}, spT0)); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := m.Apply(st, spSample(data, sptest.Payload{Seq: 2, Metrics: []sptest.Metric{{Name: "Counters/Good", Datatype: sptest.UInt32, IsNull: true}}}, spT0.Add(time.Second)))
+	if err != nil || len(evs) != 0 {
+		t.Fatalf("is_null: %v %v", evs, err)
+	}
+	if got := st.Machines["p1"].Counters[GoodCount].Last; got != 10 {
+		t.Fatalf("is_null changed the counter: %v", got)
+	}
+	_, _, err = m.Apply(st, spSample(data, sptest.Payload{Seq: 3, Metrics: []sptest.Metric{{Name: "Counters/Good", Datatype: sptest.DataSet, Dataset: true}}}, spT0.Add(2*time.Second)))
+	var pe *PayloadError
+	if !errors.As(err, &pe) || !errors.Is(err, ErrBadValue) || pe.Field != "Counters/Good" {
+		t.Fatalf("dataset: %v", err)
+	}
+}
+
+func TestSparkplugMalformedAndUnknownAlias(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	st := NewState()
+	data := "spBv1.0/plant/DDATA/edge1/press1"
+	s := spSample(data, sptest.Payload{}, spT0)
+	s.Payload = []byte{0x12, 0x05, 0x0a} // metrics: length 5, 1 byte there
+	_, _, err := m.Apply(st, s)
+	var pe *PayloadError
+	if !errors.As(err, &pe) || !errors.Is(err, ErrBadSparkplug) {
+		t.Fatalf("malformed: %v", err)
+	}
+	s.Payload = []byte(`{"good": 5}`)
+	if _, _, err := m.Apply(st, s); !errors.Is(err, ErrBadSparkplug) {
+		t.Fatalf("JSON on a Sparkplug topic: %v", err)
+	}
+	evs, _, err := m.Apply(st, spSample(data, sptest.Payload{Seq: 1, Metrics: []sptest.Metric{{Alias: 9, HasAlias: true, Value: int64(3)}}}, spT0))
+	if err != nil || len(evs) != 0 {
+		t.Fatalf("unknown alias: %v %v", evs, err)
+	}
+	notes := st.TakeSparkplugNotes()
+	if len(notes) != 1 || notes[0].Kind != "alias" {
+		t.Fatalf("notes %+v", notes)
+	}
+}
+
+func TestSparkplugSeqGap(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	st := NewState()
+	for _, c := range []struct {
+		topic string
+		seq   int
+	}{
+		{"spBv1.0/plant/NBIRTH/edge1", 0}, {"spBv1.0/plant/DBIRTH/edge1/press1", 1},
+		{"spBv1.0/plant/DDATA/edge1/other", 2}, {"spBv1.0/plant/NDATA/edge1", 3},
+		{"spBv1.0/plant/DDATA/edge1/press1", 5}, // 4 lost
+	} {
+		if _, _, err := m.Apply(st, spSample(c.topic, sptest.Payload{Seq: c.seq}, spT0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notes := st.TakeSparkplugNotes()
+	if len(notes) != 1 || notes[0].Kind != "seq" {
+		t.Fatalf("notes %+v, want one seq gap", notes)
+	}
+	// 255 -> 0 is no gap.
+	for _, seq := range []int{255, 0} {
+		st.Sparkplug.nodes["b\x00plant/edge1"].seq = 254
+		if seq == 0 {
+			st.Sparkplug.nodes["b\x00plant/edge1"].seq = 255
+		}
+		m.Apply(st, spSample("spBv1.0/plant/NDATA/edge1", sptest.Payload{Seq: seq}, spT0))
+	}
+	if notes := st.TakeSparkplugNotes(); len(notes) != 0 {
+		t.Fatalf("wrap: %+v", notes)
+	}
+}
+
+func TestSparkplugDeath(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	st := NewState()
+	run := func(topic string, v bool) {
+		t.Helper()
+		if _, _, err := m.Apply(st, spSample(topic, sptest.Payload{Seq: 1, Metrics: []sptest.Metric{{Name: "State/Running", Datatype: sptest.Boolean, Value: v}}}, spT0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run("spBv1.0/plant/DDATA/edge1/press1", true)
+	if got := m.SparkplugDown(st, "p1"); got != "" {
+		t.Fatalf("alive: %q", got)
+	}
+	m.Apply(st, spSample("spBv1.0/plant/DDEATH/edge1/press1", sptest.Payload{Seq: 2}, spT0))
+	if got := m.SparkplugDown(st, "p1"); got == "" {
+		t.Fatal("DDEATH: not down")
+	}
+	run("spBv1.0/plant/DBIRTH/edge1/press1", true)
+	if got := m.SparkplugDown(st, "p1"); got != "" {
+		t.Fatalf("after DBIRTH: %q", got)
+	}
+	m.Apply(st, spSample("spBv1.0/plant/NDEATH/edge1", sptest.Payload{Seq: -1, Metrics: []sptest.Metric{{Name: "bdSeq", Datatype: sptest.Int64, Value: int64(3)}}}, spT0))
+	if got := m.SparkplugDown(st, "p1"); got == "" {
+		t.Fatal("NDEATH: not down")
+	}
+}
+
+// The alias map a BIRTH gave is persisted and restored: DATA by alias is
+// read before the next BIRTH.
+func TestSparkplugAliasesRestored(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	st := NewState()
+	m.Apply(st, spSample("spBv1.0/plant/DBIRTH/edge1/press1", sptest.Payload{Seq: 1, Metrics: []sptest.Metric{{Name: "Counters/Good", Alias: 7, HasAlias: true, Datatype: sptest.UInt32, Value: int64(50)}}}, spT0))
+	keys, vals := st.SparkplugDirty()
+	if len(keys) != 1 {
+		t.Fatalf("dirty %v", keys)
+	}
+	if k, _ := st.SparkplugDirty(); len(k) != 0 {
+		t.Fatalf("still dirty: %v", k)
+	}
+	st2 := NewState()
+	if err := st2.LoadSparkplugBirth(keys[0], vals[0]); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range []int64{50, 53} {
+		evs, _, err := m.Apply(st2, spSample("spBv1.0/plant/DDATA/edge1/press1", sptest.Payload{Seq: 2 + i, Metrics: []sptest.Metric{{Alias: 7, HasAlias: true, Value: v}}}, spT0.Add(time.Duration(i+1)*time.Second)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 && spCount(evs, "p1", GoodCount) != 3 {
+			t.Fatalf("restored alias: %+v", evs)
+		}
+	}
+}
+
+// Several values of one metric in one DATA message (a buffered backlog)
+// are applied in order, each with its own timestamp.
+func TestSparkplugSeveralValuesInOneMessage(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	st := NewState()
+	data := "spBv1.0/plant/NDATA/edge1"
+	m.Apply(st, spSample(data, sptest.Payload{Seq: 1, Metrics: []sptest.Metric{{Name: "Good", Datatype: sptest.Int64, Value: int64(10), Timestamp: ms(spT0)}}}, spT0))
+	evs, _, err := m.Apply(st, spSample(data, sptest.Payload{Seq: 2, Metrics: []sptest.Metric{
+		{Name: "Good", Datatype: sptest.Int64, Value: int64(12), Timestamp: ms(spT0.Add(time.Second))},
+		{Name: "Good", Datatype: sptest.Int64, Value: int64(15), Timestamp: ms(spT0.Add(2 * time.Second))},
+	}}, spT0.Add(3*time.Second)))
+	if err != nil || spCount(evs, "p2", GoodCount) != 5 {
+		t.Fatalf("%+v %v", evs, err)
+	}
+	if !evs[len(evs)-1].Time.Equal(spT0.Add(2 * time.Second)) {
+		t.Errorf("time %v: not the metric's timestamp", evs[len(evs)-1].Time)
+	}
+}
+
+func TestCheckSparkplug(t *testing.T) {
+	p := sptest.Payload{Timestamp: ms(spT0), Seq: 0, Metrics: []sptest.Metric{{Name: "Counters/Good", Alias: 1, HasAlias: true, Datatype: sptest.Int32, Value: int64(-3)}}}.Encode()
+	found, v, ts, err := CheckSparkplug(GoodCount, "Counters/Good", p, 1<<32)
+	if !found || v != int32(-3) || !ts.Equal(spT0) || err != nil {
+		t.Fatalf("%v %v %v %v", found, v, ts, err)
+	}
+	if found, _, _, _ := CheckSparkplug(GoodCount, "Other", p, 0); found {
+		t.Fatal("found another metric")
+	}
+}
