@@ -267,6 +267,15 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				}
 			})
 		}
+		for _, n := range a.state.TakeSparkplugNotes() {
+			switch n.Kind {
+			case "seq":
+				a.metrics.sparkplugSeqGaps.WithLabelValues(n.Source).Inc()
+			case "alias":
+				a.metrics.sparkplugUnknownAliases.WithLabelValues(n.Source).Inc()
+			}
+			a.malformedLog.log("sparkplug "+n.Kind+" "+n.Source+" "+n.Topic, a.log, slog.LevelWarn, n.Msg, "source", n.Source, "topic", n.Topic)
+		}
 		if err != nil {
 			// Only the unusable signals are skipped; the sample's others
 			// (evs, ch) still count.
@@ -339,6 +348,13 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		}
 	}
 	meta := a.machineKVs(changed, added)
+	// The alias maps of the Sparkplug BIRTHs of the batch, kept with it: a
+	// restart reads DATA by alias before the edge node's next BIRTH (a
+	// BIRTH is not retained).
+	keys, vals := a.state.SparkplugDirty()
+	for i, k := range keys {
+		meta = append(meta, buffer.KV{Key: sparkplugPrefix + k, Value: vals[i]})
+	}
 	a.stateMu.Unlock()
 	recs := events
 	for _, k := range order {
@@ -747,7 +763,21 @@ const damagedStateMsg = "the buffer file's state of this machine cannot be read 
 // previous run. One machine's state that cannot be read (bit rot: bbolt
 // checks its pages, not the values in them) is set aside, said, and noted
 // in damagedState — it must not keep the whole plant from starting.
+// sparkplugPrefix keys the alias maps of Sparkplug B BIRTHs in the
+// buffer's meta: source "\x00" DATA topic after it.
+const sparkplugPrefix = "sparkplug/"
+
 func (a *Agent) loadMachineState() error {
+	err := a.buf.MetaPrefix(sparkplugPrefix, func(key string, value []byte) error {
+		if err := a.state.LoadSparkplugBirth(key[len(sparkplugPrefix):], value); err != nil {
+			// Named again at the edge node's next BIRTH.
+			a.log.Warn("a kept Sparkplug alias map cannot be read: DATA by alias is skipped until the edge node's next BIRTH", "key", key, "err", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	return a.buf.MetaPrefix("machine/", func(key string, value []byte) error {
 		id := key[len("machine/"):]
 		var mm machineMeta

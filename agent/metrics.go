@@ -39,6 +39,8 @@ type metrics struct {
 	reloads               *prometheus.CounterVec
 	corruptBuffers        prometheus.Counter
 	clockSteps            prometheus.Counter
+	// Sparkplug B: seq gaps (messages lost) and DATA aliases no BIRTH named.
+	sparkplugSeqGaps, sparkplugUnknownAliases *prometheus.CounterVec
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -83,10 +85,14 @@ func newMetrics(a *Agent) *metrics {
 			Help: "Corrupt buffer files moved aside at start-up."}),
 		clockSteps: prometheus.NewCounter(prometheus.CounterOpts{Name: "plantedge_clock_steps_total",
 			Help: "Steps of this box's clock (its wall clock against its boot clock): NTP setting it, or someone by hand."}),
+		sparkplugSeqGaps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_sparkplug_seq_gaps_total",
+			Help: "Gaps in the seq of Sparkplug B edge nodes' messages: messages lost between the edge node and plantedge."}, []string{"source"}),
+		sparkplugUnknownAliases: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_sparkplug_unknown_aliases_total",
+			Help: "Sparkplug B DATA metrics sent by an alias no BIRTH seen named: skipped."}, []string{"source"}),
 	}
 	a.opts.Registry.MustRegister(m.samples, m.malformed, m.appendErrors, m.ingestLatency, m.forwarded, m.deadLettered,
 		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches, m.staleSamples, m.unmappedReasons, m.shortStops, m.reloads,
-		m.corruptBuffers, m.clockSteps, &stateCollector{a: a})
+		m.corruptBuffers, m.clockSteps, m.sparkplugSeqGaps, m.sparkplugUnknownAliases, &stateCollector{a: a})
 	return m
 }
 
@@ -120,6 +126,8 @@ func (m *metrics) seed(cfg *config.Config) {
 	for name := range m.seededSources {
 		if !sources[name] {
 			m.malformed.DeleteLabelValues(name)
+			m.sparkplugSeqGaps.DeleteLabelValues(name)
+			m.sparkplugUnknownAliases.DeleteLabelValues(name)
 		}
 	}
 	m.seeded, m.seededSources = machines, sources

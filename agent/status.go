@@ -362,6 +362,14 @@ func (a *Agent) Status() Status {
 	// In a set order (of source and address, of signal): with two signals
 	// wrong, repeated calls show the same one.
 	runBad := map[string]bool{} // machines whose running value is bad or uncertain now
+	spDown := map[string]string{}
+	for _, m := range cfg.Machines {
+		// A Sparkplug B edge node (or device) whose DEATH came last: its
+		// values stand still, so the run state is not known.
+		if why := mapper.SparkplugDown(a.state, m.ID); why != "" {
+			spDown[m.ID] = why
+		}
+	}
 	for _, k := range sortedAddrs(a.badQuality) {
 		what := fmt.Sprintf("%s is %s", k.address, a.badQuality[k])
 		if h := qualityHint(a.badQuality[k]); h != "" {
@@ -426,6 +434,8 @@ func (a *Agent) Status() Status {
 			ms.State, ms.LastKnownState, ms.UnknownBecause = "unknown", ms.State, "source down"
 		} else if runBad[m.ID] && ms.State != "unknown" {
 			ms.State, ms.LastKnownState, ms.UnknownBecause = "unknown", ms.State, "bad quality"
+		} else if why := spDown[m.ID]; why != "" && ms.State != "unknown" {
+			ms.State, ms.LastKnownState, ms.UnknownBecause = "unknown", ms.State, why
 		}
 		if l, ok := links[m.ID]; ok {
 			ms.WorkOrder, ms.Production, ms.Unattributed, ms.Error = l.WorkOrder, l.Production, tidy(l.Unattributed), l.Error

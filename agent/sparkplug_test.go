@@ -1,0 +1,115 @@
+package agent_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/internal/sptest"
+)
+
+// sparkplugPlant is a plant with one machine, sp1, whose good count and
+// run bit are metrics of a Sparkplug B device (edge node edge1, group
+// plant), as Ignition's MQTT Transmission publishes them.
+func sparkplugPlant(t *testing.T) *plant {
+	p := newPlant(t, plantOptions{machines: []string{"sp1"}})
+	raw := p.configYAML(p.dir+"/odoo.key", "")
+	i := strings.Index(raw, "    good_count:")
+	if i < 0 {
+		t.Fatalf("no good_count in:\n%s", raw)
+	}
+	data := "spBv1.0/plant/DDATA/edge1/sp1"
+	p.editConfig(raw[i:], fmt.Sprintf(`    good_count: { mqtt: { broker: broker, format: sparkplug_b, topic: %s, field: Counters/Good } }
+    running: { mqtt: { broker: broker, format: sparkplug_b, topic: %s, field: State/Running } }
+`, data, data))
+	return p
+}
+
+func (p *plant) spPublish(typ string, pl sptest.Payload) {
+	p.t.Helper()
+	topic := "spBv1.0/plant/" + typ + "/edge1"
+	if typ[0] == 'D' {
+		topic += "/sp1"
+	}
+	if pl.Timestamp == 0 {
+		pl.Timestamp = uint64(time.Now().UnixMilli())
+	}
+	if err := p.broker.Publish(topic, pl.Encode(), false, 1); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *plant) waitQty(id string, want float64) {
+	p.t.Helper()
+	waitFor(p.t, 20*time.Second, fmt.Sprintf("%s qty %v", id, want), func() (bool, string) {
+		got := p.qty(id)
+		return got == want, fmt.Sprint(got)
+	})
+}
+
+// Counts of a Sparkplug B device by name, by alias after its DBIRTH, and by
+// alias after a restart of plantedge before any new BIRTH (the alias map
+// is kept in the buffer file); a rebirth's current values are not counted
+// again; a malformed payload is counted and skipped; a DDEATH makes the
+// run state unknown until the next BIRTH.
+func TestSparkplugDeviceAcrossRestartAndRebirth(t *testing.T) {
+	p := sparkplugPlant(t)
+	ra := p.startAgentWith(false)
+	good := func(alias bool, v int64) sptest.Metric {
+		if alias {
+			return sptest.Metric{Alias: 1, HasAlias: true, Value: v}
+		}
+		return sptest.Metric{Name: "Counters/Good", Datatype: sptest.UInt32, Value: v}
+	}
+	p.spPublish("NBIRTH", sptest.Payload{Seq: 0, Metrics: []sptest.Metric{{Name: "bdSeq", Datatype: sptest.Int64, Value: int64(0)}}})
+	p.spPublish("DBIRTH", sptest.Payload{Seq: 1, Metrics: []sptest.Metric{
+		{Name: "Counters/Good", Alias: 1, HasAlias: true, Datatype: sptest.UInt32, Value: int64(1000)},
+		{Name: "State/Running", Alias: 2, HasAlias: true, Datatype: sptest.Boolean, Value: true},
+	}})
+	waitFor(t, 20*time.Second, "running", func() (bool, string) {
+		m := ra.a.Status().Machines[0]
+		return m.State == "running", m.State
+	})
+	p.spPublish("DDATA", sptest.Payload{Seq: 2, Metrics: []sptest.Metric{good(false, 1004)}})
+	p.spPublish("DDATA", sptest.Payload{Seq: 3, Metrics: []sptest.Metric{good(true, 1010)}})
+	p.waitQty("sp1", 10)
+
+	ra.stop()
+	ra = p.startAgentWith(false)
+	p.spPublish("DDATA", sptest.Payload{Seq: 4, Metrics: []sptest.Metric{good(true, 1015)}})
+	p.waitQty("sp1", 15)
+
+	// The edge node reconnects: NBIRTH and DBIRTH with the current value.
+	p.spPublish("NBIRTH", sptest.Payload{Seq: 0, Metrics: []sptest.Metric{{Name: "bdSeq", Datatype: sptest.Int64, Value: int64(1)}}})
+	p.spPublish("DBIRTH", sptest.Payload{Seq: 1, Metrics: []sptest.Metric{
+		{Name: "Counters/Good", Alias: 1, HasAlias: true, Datatype: sptest.UInt32, Value: int64(1015)},
+		{Name: "State/Running", Alias: 2, HasAlias: true, Datatype: sptest.Boolean, Value: true},
+	}})
+	// Not a Sparkplug payload: counted and skipped.
+	if err := p.broker.Publish("spBv1.0/plant/DDATA/edge1/sp1", []byte(`{"good": 99999}`), false, 1); err != nil {
+		t.Fatal(err)
+	}
+	p.spPublish("DDATA", sptest.Payload{Seq: 2, Metrics: []sptest.Metric{good(true, 1017)}})
+	p.waitQty("sp1", 17)
+	if n := ra.a.Status().Sources[0].MalformedSamples; n != 1 {
+		t.Errorf("malformed samples %d, want 1", n)
+	}
+
+	p.spPublish("DDEATH", sptest.Payload{Seq: 3})
+	waitFor(t, 20*time.Second, "unknown after DDEATH", func() (bool, string) {
+		m := ra.a.Status().Machines[0]
+		return m.State == "unknown" && strings.Contains(m.UnknownBecause, "DDEATH"), m.State + " " + m.UnknownBecause
+	})
+	p.spPublish("DBIRTH", sptest.Payload{Seq: 4, Metrics: []sptest.Metric{
+		{Name: "Counters/Good", Alias: 1, HasAlias: true, Datatype: sptest.UInt32, Value: int64(1017)},
+		{Name: "State/Running", Alias: 2, HasAlias: true, Datatype: sptest.Boolean, Value: true},
+	}})
+	waitFor(t, 20*time.Second, "running after DBIRTH", func() (bool, string) {
+		m := ra.a.Status().Machines[0]
+		return m.State == "running", m.State + " " + m.UnknownBecause
+	})
+	if got := p.qty("sp1"); got != 17 {
+		t.Errorf("qty %v after rebirths, want 17", got)
+	}
+}
