@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
@@ -28,9 +29,27 @@ const mqttWait = 5 * time.Second
 func checkMQTT(ctx context.Context, cfg *config.Config, file string, w io.Writer) error {
 	c := &sourceCheck{w: w, cfg: cfg, file: file, kind: "mqtt"}
 	for bi, b := range cfg.MQTT {
-		uses, topics := usesOf(cfg, "mqtt", b.Name)
-		if len(topics) == 0 {
+		uses, _ := usesOf(cfg, "mqtt", b.Name)
+		if len(uses) == 0 {
 			fmt.Fprintf(w, "mqtt %s: no machine uses it\n", b.Name)
+			continue
+		}
+		var sp []sourceUse
+		var topics []string
+		uses = slices.DeleteFunc(uses, func(u sourceUse) bool {
+			if u.ref.MQTT.Sparkplug() {
+				sp = append(sp, u)
+				return true
+			}
+			if !slices.Contains(topics, u.ref.MQTT.Topic) {
+				topics = append(topics, u.ref.MQTT.Topic)
+			}
+			return false
+		})
+		if len(sp) > 0 {
+			c.checkSparkplug(ctx, bi, b, sp)
+		}
+		if len(topics) == 0 {
 			continue
 		}
 		mc, err := agent.MQTTConfig(b, topics, nil)
@@ -111,4 +130,81 @@ func snippet(p []byte) string {
 		return fmt.Sprintf("%q...", p[:77])
 	}
 	return fmt.Sprintf("%q", p)
+}
+
+// spResult is what validate heard of one Sparkplug B metric.
+type spResult struct {
+	got   bool
+	topic string // the BIRTH or DATA topic it came on
+	v     any
+	err   error
+}
+
+// checkSparkplug listens on the DATA and BIRTH topics of the Sparkplug B
+// signals of broker b until each metric came by name (a DATA that names
+// it by alias only cannot be read without the BIRTH) or mqttWait passed,
+// and checks its value.
+func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTBroker, uses []sourceUse) {
+	w := c.w
+	var topics []string
+	for _, u := range uses {
+		t, _ := config.ParseSparkplugTopic(u.ref.MQTT.Topic)
+		for _, topic := range []string{u.ref.MQTT.Topic, t.With(t.Type[:1] + "BIRTH")} {
+			if !slices.Contains(topics, topic) {
+				topics = append(topics, topic)
+			}
+		}
+	}
+	res := make([]spResult, len(uses))
+	left := len(uses)
+	mc, err := agent.MQTTConfig(b, topics, nil)
+	var refused map[string]string
+	t0 := time.Now()
+	if err == nil {
+		refused, err = mqtt.Listen(ctx, mc, mqttWait, func(topic string, payload []byte, _ bool) bool {
+			for i, u := range uses {
+				ref := u.ref.MQTT
+				t, _ := config.ParseSparkplugTopic(ref.Topic)
+				if res[i].got || (topic != ref.Topic && topic != t.With(t.Type[:1]+"BIRTH")) || len(payload) == 0 {
+					continue
+				}
+				found, v, _, err := mapping.CheckSparkplug(u.signal, ref.Field, payload, u.rollover, u.running...)
+				if found || errors.Is(err, mapping.ErrBadSparkplug) {
+					res[i] = spResult{got: true, topic: topic, v: v, err: err}
+					left--
+				}
+			}
+			return left == 0
+		})
+	}
+	if err != nil {
+		c.problem(fmt.Sprintf("mqtt[%d].url", bi), fmt.Sprintf("%s: %v", b.Name, err),
+			"check the url, the network, the credentials and the TLS settings")
+		return
+	}
+	fmt.Fprintf(w, "mqtt %s: connected, listened %s on %s (Sparkplug B)\n", b.Name, time.Since(t0).Round(10*time.Millisecond), plural(len(topics), "topic"))
+	for i, u := range uses {
+		ref := u.ref.MQTT
+		what := ref.Topic + " metric " + ref.Field
+		t, _ := config.ParseSparkplugTopic(ref.Topic)
+		birth := t.With(t.Type[:1] + "BIRTH")
+		r := res[i]
+		switch {
+		case refused[ref.Topic] != "" || refused[birth] != "":
+			c.problem(u.path+".topic", fmt.Sprintf("the broker refused the subscription to %s or %s", ref.Topic, birth),
+				"the broker's ACL must let client "+b.ClientID+" read spBv1.0/"+t.Group+"/+/"+t.Node+"/#")
+		case !r.got:
+			fmt.Fprintf(w, "mqtt %s: %s %s: %s: no BIRTH or DATA naming it within %s, not checked (an edge node names its metrics in its BIRTH, at its (re)start; a DATA may send only an alias)\n",
+				b.Name, u.machine, u.signal, what, mqttWait)
+		case r.err != nil:
+			var pe *mapping.PayloadError
+			if errors.As(r.err, &pe) {
+				r.err = pe.Err
+			}
+			c.problem(u.path+".field", fmt.Sprintf("%s: %v (on %s)", what, r.err, r.topic),
+				"check field (the metric's name as the edge node publishes it) and format")
+		default:
+			fmt.Fprintf(w, "mqtt %s: %s %s: %s: OK (%v, from %s)\n", b.Name, u.machine, u.signal, what, r.v, r.topic)
+		}
+	}
 }

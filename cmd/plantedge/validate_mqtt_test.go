@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
+	"github.com/plantedge/plantedge/internal/sptest"
 )
 
 // TestValidateMQTT subscribes to the configured topics on a running broker:
@@ -158,4 +159,58 @@ func writeConfig(t *testing.T, dir, y string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// Sparkplug B signals: validate --mqtt waits for a BIRTH or DATA that
+// names the metric and shows its decoded value; a value its signal cannot
+// use, or a payload that is not Sparkplug B, is a problem at field.
+func TestValidateMQTTSparkplug(t *testing.T) {
+	b := brokerRetaining(t, nil)
+	for topic, p := range map[string][]byte{
+		// Retained here so that the check sees them at once; an edge
+		// node's BIRTH comes at its (re)start.
+		"spBv1.0/plant/DBIRTH/edge1/press1": sptest.Payload{Seq: 1, Metrics: []sptest.Metric{
+			{Name: "Counters/Good", Alias: 1, HasAlias: true, Datatype: sptest.Int32, Value: int64(-2)},
+			{Name: "State", Alias: 2, HasAlias: true, Datatype: sptest.String, Value: "many"},
+		}}.Encode(),
+		"spBv1.0/plant/NDATA/edge2": []byte(`{"good": 3}`),
+	} {
+		if err := b.Publish(topic, p, true, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	path := writeConfig(t, dir, fmt.Sprintf(`site: test
+data_dir: %s
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - { name: b, url: %q, client_id: pe-test }
+machines:
+  - id: p1
+    workcenter: WC1
+    good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/press1, field: Counters/Good }, rollover: 4294967296 }
+    scrap_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/press1, field: State } }
+  - id: p2
+    workcenter: WC2
+    good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/NDATA/edge2, field: Good } }
+  - id: p3
+    workcenter: WC3
+    good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/NDATA/edge3, field: Good } }
+`, dir, b.URL()))
+	out, _, err := runValidate(t, "-c", path, "--mqtt")
+	if exitCode(err) != 1 || err.Error() != "mqtt: 2 problems" {
+		t.Errorf("err = %v (code %d), want 2 problems", err, exitCode(err))
+	}
+	for _, want := range []string{
+		`mqtt b: p1 good_count: spBv1.0/plant/DDATA/edge1/press1 metric Counters/Good: OK (-2, from spBv1.0/plant/DBIRTH/edge1/press1)`,
+		fmt.Sprintf(`mqtt: problem: %s:10:`, path),
+		`machines[0].scrap_count.mqtt.field: spBv1.0/plant/DDATA/edge1/press1 metric State: "many" is not a number`,
+		fmt.Sprintf(`mqtt: problem: %s:13:`, path),
+		`malformed Sparkplug B payload`,
+		`mqtt b: p3 good_count: spBv1.0/plant/NDATA/edge3 metric Good: no BIRTH or DATA naming it within 5s, not checked`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
 }

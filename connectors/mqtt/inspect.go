@@ -99,3 +99,71 @@ func Inspect(ctx context.Context, cfg Config, wait time.Duration) ([]TopicInfo, 
 	defer mu.Unlock()
 	return append([]TopicInfo(nil), out...), nil
 }
+
+// Listen connects as Inspect does, subscribes to cfg.Topics (QoS 0) and
+// calls fn with every message (one at a time) until fn returns true, wait
+// passes or ctx ends. It returns the topics whose subscription the broker
+// refused, with its SUBACK code. It is for checking a configuration whose
+// first message on a topic may not be the one it needs (a Sparkplug B DATA
+// carries only the metrics that changed).
+func Listen(ctx context.Context, cfg Config, wait time.Duration, fn func(topic string, payload []byte, retained bool) (done bool)) (refused map[string]string, err error) {
+	src, err := New(cfg, connectors.SinkFunc(func(context.Context, connectors.Sample) error { return nil }))
+	if err != nil {
+		return nil, err
+	}
+	cfg = src.cfg
+	var tlsCfg *tls.Config
+	if src.tls {
+		if tlsCfg, err = src.tlsConfig(); err != nil {
+			return nil, err
+		}
+	}
+	opts := src.clientOptions(cfg.ClientID+"-check", tlsCfg).SetCleanSession(true)
+	var mu sync.Mutex
+	finished := false
+	all := make(chan struct{})
+	opts.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		if finished {
+			return
+		}
+		if fn(m.Topic(), m.Payload(), m.Retained()) {
+			finished = true
+			close(all)
+		}
+	})
+	c := paho.NewClient(opts)
+	if err := waitToken(ctx, c.Connect(), cfg.ConnectTimeout); err != nil {
+		return nil, tlsMismatch(cfg.URL, fmt.Errorf("connect %s: %w", redactURL(cfg.URL), err))
+	}
+	defer c.Disconnect(100)
+	filters := map[string]byte{}
+	for _, t := range cfg.Topics {
+		filters[t] = 0
+	}
+	tok := c.SubscribeMultiple(filters, nil)
+	if err := waitToken(ctx, tok, cfg.ConnectTimeout); err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	refused = map[string]string{}
+	if st, ok := tok.(*paho.SubscribeToken); ok {
+		for topic, code := range st.Result() {
+			if code >= 0x80 {
+				refused[topic] = fmt.Sprintf("0x%02x", code)
+			}
+		}
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-all:
+	case <-t.C:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	mu.Lock()
+	finished = true
+	mu.Unlock()
+	return refused, nil
+}
