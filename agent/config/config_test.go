@@ -37,7 +37,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the shipped example must validate:\n%v", err)
 	}
-	if c.Site != "plant-2" || len(c.Machines) != 4 || len(c.OPCUA) != 2 || len(c.MQTT) != 2 {
+	if c.Site != "plant-2" || len(c.Machines) != 5 || len(c.OPCUA) != 2 || len(c.MQTT) != 2 {
 		t.Fatalf("unexpected shape: site %q, %d machines, %d opcua, %d mqtt", c.Site, len(c.Machines), len(c.OPCUA), len(c.MQTT))
 	}
 	// press-09 takes its downtime_reason from the x-press anchor.
@@ -51,6 +51,10 @@ func TestExampleConfig(t *testing.T) {
 	// lathe-02: a state word says running and names the stops' loss.
 	if l := c.Machines[3]; l.Running == nil || len(l.Running.RunningValues) != 1 || l.Running.RunningValues[0] != "1" || l.DowntimeReason.Map["2"] != "Equipment Failure" {
 		t.Errorf("lathe-02: %+v %+v", l.Running, l.DowntimeReason)
+	}
+	// mill-03: Sparkplug B metrics, named with a slash and a space.
+	if m := c.Machines[4]; m.GoodCount == nil || !m.GoodCount.MQTT.Sparkplug() || m.GoodCount.MQTT.Field != "Counters/Good Parts" {
+		t.Errorf("mill-03: %+v", m.GoodCount)
 	}
 	for _, w := range c.Warnings {
 		t.Errorf("the shipped example must not warn: %s", w)

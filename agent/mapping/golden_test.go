@@ -3,6 +3,7 @@ package mapping
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -27,9 +28,10 @@ type goldenSample struct {
 	Source      string          `json:"source"`
 	Kind        string          `json:"kind"`
 	Address     string          `json:"address"`
-	Value       json.RawMessage `json:"value,omitempty"`   // OPC UA value
-	Payload     *string         `json:"payload,omitempty"` // MQTT body
-	Bad         bool            `json:"bad,omitempty"`     // Good=false
+	Value       json.RawMessage `json:"value,omitempty"`       // OPC UA value
+	Payload     *string         `json:"payload,omitempty"`     // MQTT body
+	PayloadB64  string          `json:"payload_b64,omitempty"` // MQTT body in base64 (a binary one: Sparkplug B)
+	Bad         bool            `json:"bad,omitempty"`         // Good=false
 	SourceTime  string          `json:"source_time,omitempty"`
 	ReceiveTime string          `json:"receive_time,omitempty"`
 	Duplicate   bool            `json:"duplicate,omitempty"`
@@ -174,6 +176,10 @@ func TestGolden(t *testing.T) {
 					}
 					if s.Kind == connectors.KindOPCUA {
 						s.Value = opcuaValue(t, gs.Value)
+					} else if gs.PayloadB64 != "" {
+						if s.Payload, err = base64.StdEncoding.DecodeString(gs.PayloadB64); err != nil {
+							t.Fatalf("samples.jsonl:%d: payload_b64: %v", line, err)
+						}
 					} else if gs.Payload != nil {
 						s.Payload = []byte(*gs.Payload)
 					}

@@ -46,10 +46,10 @@ func TestValidateExample(t *testing.T) {
 		t.Fatalf("err = %v\nstderr:\n%s", err, errOut)
 	}
 	want := `../../packaging/plantedge.yaml: OK, with 5 warnings (above, on stderr)
-site plant-2: 4 machines, 14 signals
+site plant-2: 5 machines, 16 signals
   opcua line1 (opc.tcp://10.1.2.3:4840): 7 signals from 6 nodes
   opcua line2-secure (opc.tcp://10.1.2.4:4840/plc): 1 signal from 1 node
-  mqtt plant-broker (tcp://10.1.2.10:1883): 5 signals from 3 topics
+  mqtt plant-broker (tcp://10.1.2.10:1883): 7 signals from 4 topics
   mqtt cloud-broker (ssl://mqtt.example.com:8883): 1 signal from 1 topic
 `
 	if out != want {
