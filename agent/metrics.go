@@ -137,6 +137,8 @@ func (m *metrics) seed(cfg *config.Config) {
 	}
 	for _, b := range cfg.MQTT {
 		m.malformed.WithLabelValues(b.Name)
+		m.sparkplugSeqGaps.WithLabelValues(b.Name)
+		m.sparkplugUnknownAliases.WithLabelValues(b.Name)
 	}
 	for i := range cfg.Machines {
 		mc := &cfg.Machines[i]
