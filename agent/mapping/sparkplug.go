@@ -244,8 +244,21 @@ type spBirth struct {
 type spNode struct {
 	seq     uint64
 	seqOK   bool
+	bdSeq   uint64 // the bdSeq metric of the last NBIRTH
+	bdSeqOK bool
 	dead    bool
 	deadDev map[string]bool
+}
+
+// bdSeq returns the payload's bdSeq metric (the edge node's MQTT session
+// number, in its NBIRTH and in the NDEATH it left as its will).
+func (p *spPayload) bdSeq() (uint64, bool) {
+	for i := range p.metrics {
+		if m := &p.metrics[i]; m.name == "bdSeq" && (m.vField == 10 || m.vField == 11) {
+			return m.u, true
+		}
+	}
+	return 0, false
 }
 
 // SparkplugNote is something a Sparkplug message showed that the agent
@@ -373,6 +386,11 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 	bk := s.Source + "\x00" + dataTopic
 	switch t.Type {
 	case "NDEATH":
+		if bd, ok := p.bdSeq(); ok && n.bdSeqOK && bd != n.bdSeq {
+			// The will of an earlier session, delivered after the edge
+			// node came back (its NBIRTH has another bdSeq): not its death.
+			return nil, nil, nil
+		}
 		n.dead, n.seqOK = true, false
 		return nil, nil, nil
 	case "DDEATH":
@@ -382,6 +400,9 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		n.deadDev[t.Device] = true
 		return nil, nil, nil
 	case "NBIRTH", "DBIRTH":
+		if t.Type == "NBIRTH" {
+			n.bdSeq, n.bdSeqOK = p.bdSeq()
+		}
 		b := &spBirth{Aliases: map[uint64]string{}, Types: map[string]uint32{}}
 		for _, mt := range p.metrics {
 			if mt.name == "" {
@@ -429,7 +450,7 @@ func (m *Mapper) noteSeq(sp *SparkplugState, n *spNode, s connectors.Sample, t c
 		return // an NDEATH (the broker's will) has no seq
 	}
 	seq := p.seq
-	if n.seqOK && t.Type != "NBIRTH" && !s.Resent && !s.Duplicate && seq != (n.seq+1)%256 {
+	if n.seqOK && t.Type != "NBIRTH" && !s.Resent && !s.Duplicate && !s.Initial && seq != (n.seq+1)%256 {
 		sp.notes = append(sp.notes, SparkplugNote{Kind: "seq", Source: s.Source, Topic: s.Address,
 			Msg: fmt.Sprintf("Sparkplug seq %d after %d: messages of edge node %s/%s were lost (plantedge does not ask for a rebirth; the next BIRTH or DATA gives the current values)", seq, n.seq, t.Group, t.Node)})
 	}

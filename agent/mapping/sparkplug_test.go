@@ -92,6 +92,17 @@ func TestSparkplugCounterByNameAliasAndRebirth(t *testing.T) {
 	if got := spCount(evs, "p1", GoodCount); got != 1 {
 		t.Fatalf("after rebirth: %v pieces, want 1", got)
 	}
+	// A rebirth before the gateway read its PLC: a 0 it holds for the
+	// tag is no reset of the counter (the next DATA's pieces count once).
+	bp.Seq, bp.Timestamp = 0, ms(spT0.Add(6*time.Second))
+	bp.Metrics[0].Value = int64(0)
+	if evs := apply(birth, bp, spT0.Add(6*time.Second)); len(evs) != 0 {
+		t.Fatalf("a rebirth with 0 read as a reset: %+v", evs)
+	}
+	evs = apply(data, sptest.Payload{Timestamp: ms(spT0.Add(7 * time.Second)), Seq: 1, Metrics: []sptest.Metric{{Alias: 7, HasAlias: true, Value: int64(113)}}}, spT0.Add(7*time.Second))
+	if got := spCount(evs, "p1", GoodCount); got != 2 {
+		t.Fatalf("after a rebirth with 0: %v pieces, want 2", got)
+	}
 }
 
 // Signed types are sent as two's complement in the unsigned fields.
@@ -234,7 +245,16 @@ func TestSparkplugDeath(t *testing.T) {
 	if got := m.SparkplugDown(st, "p1"); got != "" {
 		t.Fatalf("after DBIRTH: %q", got)
 	}
-	m.Apply(st, spSample("spBv1.0/plant/NDEATH/edge1", sptest.Payload{Seq: -1, Metrics: []sptest.Metric{{Name: "bdSeq", Datatype: sptest.Int64, Value: int64(3)}}}, spT0))
+	bd := func(v int64) []sptest.Metric {
+		return []sptest.Metric{{Name: "bdSeq", Datatype: sptest.Int64, Value: v}}
+	}
+	m.Apply(st, spSample("spBv1.0/plant/NBIRTH/edge1", sptest.Payload{Seq: 0, Metrics: bd(4)}, spT0))
+	// The will of the session before (bdSeq 3), delivered late.
+	m.Apply(st, spSample("spBv1.0/plant/NDEATH/edge1", sptest.Payload{Seq: -1, Metrics: bd(3)}, spT0))
+	if got := m.SparkplugDown(st, "p1"); got != "" {
+		t.Fatalf("an earlier session's NDEATH: %q", got)
+	}
+	m.Apply(st, spSample("spBv1.0/plant/NDEATH/edge1", sptest.Payload{Seq: -1, Metrics: bd(4)}, spT0))
 	if got := m.SparkplugDown(st, "p1"); got == "" {
 		t.Fatal("NDEATH: not down")
 	}
