@@ -579,6 +579,13 @@ func TestEveryProblemAtOnce(t *testing.T) {
 	}
 }
 
+// A Sparkplug B topic read as JSON: every message would be malformed.
+func TestSparkplugTopicWithoutFormatWarned(t *testing.T) {
+	y := strings.Replace(base, "    good_count:\n", "    running: { mqtt: { broker: broker, topic: spBv1.0/g/DDATA/e/d, field: Run } }\n    good_count:\n", 1)
+	wantWarnings(t, y,
+		`w.yaml:17:47: machines[0].running.mqtt.topic: topic "spBv1.0/g/DDATA/e/d" is a Sparkplug B topic, read without format: sparkplug_b (add format: sparkplug_b, with field the metric's name)`)
+}
+
 func TestWarnings(t *testing.T) {
 	y := strings.Replace(base, "  username: bot\n", "  username: bot\n  insecure_skip_verify: true\n", 1)
 	wantWarnings(t, y,

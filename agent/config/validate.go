@@ -851,6 +851,12 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 		if m.Sparkplug() {
 			return v.validateSparkplug(p, m, ok)
 		}
+		if strings.HasPrefix(m.Topic, "spBv1.0/") {
+			// Its payloads are protobuf: read as JSON or a bare value,
+			// every message would be malformed.
+			v.warn(p+".mqtt.topic", fmt.Sprintf("topic %q is a Sparkplug B topic, read without format: sparkplug_b", m.Topic),
+				"add format: sparkplug_b, with field the metric's name")
+		}
 		switch {
 		case m.Field != "" && !fieldPathRe.MatchString(m.Field):
 			v.add(p+".mqtt.field", fmt.Sprintf("invalid field path %q", m.Field), "a dot path into the JSON payload, e.g. counters.good")

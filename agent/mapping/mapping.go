@@ -372,6 +372,12 @@ func (m *Mapper) EachMQTTTopic(fn func(broker, topic string)) {
 // EachUse calls fn for every signal of a machine an address of a source
 // feeds, in configuration order; it allocates nothing.
 func (m *Mapper) EachUse(kind connectors.Kind, source, address string, fn func(machine string, signal Signal)) {
+	if kind == connectors.KindMQTT {
+		if t, ok := m.sparkplugTopic(source, address); ok {
+			m.eachSparkplugUse(source, t, fn)
+			return
+		}
+	}
 	for _, b := range m.index[addrKey{kind, source, address}] {
 		fn(b.machine, b.signal)
 	}

@@ -328,6 +328,34 @@ func (m *Mapper) sparkplugTopic(source, address string) (config.SparkplugTopic, 
 	return t, true
 }
 
+// eachSparkplugUse calls fn for the signals a Sparkplug B topic feeds:
+// those of its DATA topic for a BIRTH or DATA, every signal of the edge
+// node for its subscription filter (a refused subscription), none for a
+// DEATH or a command.
+func (m *Mapper) eachSparkplugUse(source string, t config.SparkplugTopic, fn func(machine string, signal Signal)) {
+	var data string
+	switch t.Type {
+	case "NBIRTH", "NDATA":
+		data = t.With("NDATA")
+	case "DBIRTH", "DDATA":
+		data = t.With("DDATA")
+	case "+":
+		for _, bs := range m.index {
+			for _, b := range bs {
+				if b.sparkplug && b.source == source && b.spTopic.Group == t.Group && b.spTopic.Node == t.Node {
+					fn(b.machine, b.signal)
+				}
+			}
+		}
+		return
+	default:
+		return
+	}
+	for _, b := range m.index[addrKey{connectors.KindMQTT, source, data}] {
+		fn(b.machine, b.signal)
+	}
+}
+
 // SparkplugDown says why the machine's run state is unknown when its
 // running signal is a metric of a Sparkplug B edge node (or device) whose
 // DEATH came last ("" when not).

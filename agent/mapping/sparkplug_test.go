@@ -51,6 +51,24 @@ func TestSparkplugSubscribesToTheEdgeNode(t *testing.T) {
 	if m.Maps(connectors.KindMQTT, "b", "spBv1.0/plant/DDATA/edge2/press1") {
 		t.Error("Maps: another edge node's topic is mapped")
 	}
+	uses := func(topic string) (out []string) {
+		m.EachUse(connectors.KindMQTT, "b", topic, func(machine string, sig Signal) { out = append(out, machine+" "+string(sig)) })
+		slices.Sort(out)
+		return out
+	}
+	for topic, want := range map[string][]string{
+		// A BIRTH feeds what its DATA feeds (its values are taken).
+		"spBv1.0/plant/DBIRTH/edge1/press1": {"p1 good_count", "p1 running", "p1 scrap_count"},
+		"spBv1.0/plant/NBIRTH/edge1":        {"p2 good_count"},
+		// The filter (a refused subscription) feeds the node's signals.
+		"spBv1.0/plant/+/edge1/#":           {"p1 good_count", "p1 running", "p1 scrap_count", "p2 good_count"},
+		"spBv1.0/plant/DDEATH/edge1/press1": nil,
+		"spBv1.0/plant/DDATA/edge1/other":   nil,
+	} {
+		if got := uses(topic); !slices.Equal(got, want) {
+			t.Errorf("EachUse(%s) = %v, want %v", topic, got, want)
+		}
+	}
 }
 
 // A counter by name in DDATA, then by alias after a DBIRTH; the BIRTH's
