@@ -545,8 +545,8 @@ func extractSparkplug(bs []*binding, s connectors.Sample, p *spPayload, birth *s
 
 // CheckSparkplug reports whether a Sparkplug B payload (on a BIRTH or
 // DATA topic) carries metric by name, with a value signal can use (found:
-// it was there by name; a DATA carries it by alias, named in the BIRTH
-// only). It returns the value as read, and its source time.
+// it was there by name, not null; a DATA carries it by alias, named in the
+// BIRTH only). It returns the value as read, and its source time.
 func CheckSparkplug(signal Signal, metric string, payload []byte, rollover uint64, runningValues ...string) (found bool, v any, ts time.Time, err error) {
 	p, err := decodeSparkplug(payload)
 	if err != nil {
@@ -558,7 +558,7 @@ func CheckSparkplug(signal Signal, metric string, payload []byte, rollover uint6
 			continue
 		}
 		if mt.isNull {
-			return true, nil, time.Time{}, fmt.Errorf("metric is null (is_null): %w", ErrBadValue)
+			continue // no value to check: the next message may have one
 		}
 		v, err := mt.value(mt.datatype)
 		if err == nil {

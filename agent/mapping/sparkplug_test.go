@@ -334,4 +334,8 @@ func TestCheckSparkplug(t *testing.T) {
 	if found, _, _, _ := CheckSparkplug(GoodCount, "Other", p, 0); found {
 		t.Fatal("found another metric")
 	}
+	null := sptest.Payload{Seq: 1, Metrics: []sptest.Metric{{Name: "Counters/Good", Datatype: sptest.Int32, IsNull: true}}}.Encode()
+	if found, _, _, err := CheckSparkplug(GoodCount, "Counters/Good", null, 0); found || err != nil {
+		t.Fatalf("a null: found %v, %v; want not checked", found, err)
+	}
 }
