@@ -716,68 +716,45 @@ func (a *Agent) scanPendingCounts() (_ map[string]pendingCount, seq uint64, took
 }
 
 // scanPending sums the pending records and the dead letters per machine.
-// A read that fails ends the scan (a record damaged on the disk, which a
-// read-only open cannot set aside; a buffer closing): the sums are then
-// partial, and err says so — status must not present them as whole.
+// A read that fails (a record damaged on the disk, which a read-only open
+// cannot set aside; a buffer closing) ends the scan of its lane, not of
+// the others: the sums are then short, and err says so — status must not
+// present them as whole.
 func (a *Agent) scanPending() (map[string]pendingCount, error) {
 	out := map[string]pendingCount{}
-	for after := uint64(0); ; {
-		recs, err := a.buf.Peek(buffer.LaneEvents, after, scanChunk)
-		if err != nil {
-			return out, err
+	scanErr := a.scanLane(buffer.LaneEvents, func(r buffer.Record) {
+		pc := out[r.Key]
+		pc.events++
+		pc.note(r)
+		if ev, err := decodeEvent(r); err != nil || ev.Workcenter == "" {
+			pc.eventsNoWC++
 		}
-		if len(recs) == 0 {
-			break
-		}
-		for _, r := range recs {
-			pc := out[r.Key]
-			pc.events++
-			pc.note(r)
-			if ev, err := decodeEvent(r); err != nil || ev.Workcenter == "" {
-				pc.eventsNoWC++
-			}
-			out[r.Key] = pc
-		}
-		if len(recs) < scanChunk {
-			break
-		}
-		after = recs[len(recs)-1].Seq
-	}
-	var after uint64
-	for {
-		recs, err := a.buf.Peek(buffer.LaneCounts, after, scanChunk)
-		if err != nil {
-			return out, err
-		}
-		for _, r := range recs {
-			m, sig := splitKey(r.Key)
-			pc := out[m]
-			pc.records++
-			pc.note(r)
-			if sig == sigGood || sig == sigScrap {
-				if c, err := decodeCount(r); err == nil {
-					if sig == sigGood {
-						pc.good += c.Delta
-					} else {
-						pc.scrap += c.Delta
-					}
+		out[r.Key] = pc
+	})
+	err := a.scanLane(buffer.LaneCounts, func(r buffer.Record) {
+		m, sig := splitKey(r.Key)
+		pc := out[m]
+		pc.records++
+		pc.note(r)
+		if sig == sigGood || sig == sigScrap {
+			if c, err := decodeCount(r); err == nil {
+				if sig == sigGood {
+					pc.good += c.Delta
+				} else {
+					pc.scrap += c.Delta
 				}
 			}
-			out[m] = pc
-			after = r.Seq
 		}
-		_ = a.buf.DropMappedPages()
-		if len(recs) < scanChunk {
-			break
-		}
-	}
+		out[m] = pc
+	})
+	scanErr = cmp.Or(scanErr, err)
 	if a.buf.Stats().DeadLetters == 0 {
-		return out, nil
+		return out, scanErr
 	}
 	for after := uint64(0); ; {
 		dls, err := a.buf.DeadLetterPage(after, scanChunk)
 		if err != nil || len(dls) == 0 {
-			return out, err
+			return out, cmp.Or(scanErr, err)
 		}
 		for _, d := range dls {
 			after = d.ID
@@ -809,6 +786,36 @@ func partialNote(err error) string {
 			"the agent's start sets damaged records aside in the dead letters"
 	}
 	return "reading the buffer file failed (" + err.Error() + "): the machines' pending and dead-letter counts are short"
+}
+
+// scanLane calls fn for each pending record of lane, in order. A read that
+// fails is read again one record at a time, so that the records before the
+// one it cannot read count (a chunk's read fails as a whole); its error
+// ends the lane's scan.
+func (a *Agent) scanLane(lane buffer.Lane, fn func(buffer.Record)) error {
+	for after := uint64(0); ; {
+		recs, err := a.buf.Peek(lane, after, scanChunk)
+		if err != nil {
+			for {
+				one, err1 := a.buf.Peek(lane, after, 1)
+				if err1 != nil || len(one) == 0 {
+					return err
+				}
+				fn(one[0])
+				after = one[0].Seq
+			}
+		}
+		for _, r := range recs {
+			fn(r)
+			after = r.Seq
+		}
+		if lane == buffer.LaneCounts {
+			_ = a.buf.DropMappedPages() // millions of count records: not kept mapped
+		}
+		if len(recs) < scanChunk {
+			return nil
+		}
+	}
 }
 
 // joinNotes joins the non-empty notes of a machine's error with "; ".
