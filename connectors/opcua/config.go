@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
@@ -70,7 +69,7 @@ type Config struct {
 	// (ns=2;s=.., ns=2;i=.., ns=2;g=.., ns=2;b=.., nsu=<uri>;s=..).
 	Nodes []string
 	// Index, for a position in Nodes, reads only that element (0-based) of
-	// the array the node holds (OPC UA IndexRange): its samples' Address
+	// the array the node holds: its samples' Address
 	// is connectors.ElementAddress. One node may be listed again with
 	// another index, or without one.
 	Index  map[int]uint32
@@ -111,23 +110,19 @@ type nodeRef struct {
 	idPart string     // the identifier (i=, s=, g=, b=) without the namespace
 }
 
-// indexRange is the IndexRange of a read of n: its element, or "" for
-// its whole value.
-func (n nodeRef) indexRange() string {
-	if n.index == nil {
-		return ""
-	}
-	return strconv.FormatUint(uint64(*n.index), 10)
-}
-
-// valueID is what a Read of n's value asks for: with an index, only that
-// element (IndexRange), which the server then answers as an array of one.
+// valueID is what a Read of n's value asks for: its whole value, also for
+// an element (see read).
 func (n nodeRef) valueID(nid *ua.NodeID) *ua.ReadValueID {
-	return &ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValue, IndexRange: n.indexRange()}
+	return &ua.ReadValueID{NodeID: nid, AttributeID: ua.AttributeIDValue}
 }
 
-// read narrows a value read with n's IndexRange to its element (see
-// element); a node without an index is read whole.
+// read narrows the node's value to n's element (see element); a node
+// without an index is read whole. The element is taken here, not asked of
+// the server with an IndexRange: a server that ignores the range (gopcua's
+// own) answers the whole array, and one that applies it an array of one —
+// alike for an array of one element, so index 1 of [10] would have read 10
+// as good, and the next element's value once the array grew (review5 F4).
+// The whole array of a PLC's counters is small.
 func (n nodeRef) read(dv *ua.DataValue) *ua.DataValue {
 	if n.index == nil {
 		return dv

@@ -74,10 +74,9 @@ func TestArrayElementByIndex(t *testing.T) {
 	}
 }
 
-// Each read and monitored item of an element asks the server for that
-// element (IndexRange), so a server that applies it sends one value, not
-// the whole array, and answers an index beyond it with BadIndexRangeNoData.
-func TestIndexRangeIsAsked(t *testing.T) {
+// Each read and monitored item of an element asks for the node's whole
+// value, the element taken from it.
+func TestWholeArrayIsAsked(t *testing.T) {
 	src, err := New(Config{Name: "l", Endpoint: "opc.tcp://127.0.0.1:1", Nodes: []string{"ns=2;s=Counts", "ns=2;s=Counts"},
 		Index: map[int]uint32{1: 3}}, newCollector())
 	if err != nil {
@@ -87,20 +86,22 @@ func TestIndexRangeIsAsked(t *testing.T) {
 	if r := src.nodes[0].valueID(nid); r.IndexRange != "" {
 		t.Errorf("whole node asks IndexRange %q", r.IndexRange)
 	}
-	if r := src.nodes[1].valueID(nid); r.IndexRange != "3" || r.AttributeID != ua.AttributeIDValue {
-		t.Errorf("element asks %+v, want IndexRange 3", r)
+	// No IndexRange: from a server that applies it, the answer for index 1
+	// of [10] ([10]: no data) would read as the whole array of a server
+	// that ignores it ([10]: element 0), review5 F4.
+	if r := src.nodes[1].valueID(nid); r.IndexRange != "" || r.AttributeID != ua.AttributeIDValue {
+		t.Errorf("element asks %+v, want the whole value", r)
 	}
-	if r := src.itemRequest(nid, 2, src.nodes[1].indexRange()); r.ItemToMonitor.IndexRange != "3" {
-		t.Errorf("element's monitored item asks %+v, want IndexRange 3", r.ItemToMonitor)
+	if r := src.itemRequest(nid, 2); r.ItemToMonitor.IndexRange != "" {
+		t.Errorf("element's monitored item asks %+v, want the whole value", r.ItemToMonitor)
 	}
 	if a := src.nodes[1].addr; a != "ns=2;s=Counts[3]" {
 		t.Errorf("element address %q", a)
 	}
 }
 
-// What a server that applies IndexRange answers (an array of the one
-// element, or a bad status), and what one that ignores it answers (the
-// whole array), both read as the element or a bad value.
+// The element of an array node's whole value, or a bad value: an index
+// beyond it, a node that holds no array, a bad status.
 func TestElementOfAnswer(t *testing.T) {
 	arr := func(v any) *ua.DataValue {
 		return &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(v)}
@@ -112,8 +113,9 @@ func TestElementOfAnswer(t *testing.T) {
 		want    any
 		quality string
 	}{
-		{"range applied", arr([]int32{25}), 1, int64(25), ""},
-		{"range ignored", arr([]int32{10, 25, 30}), 1, int64(25), ""},
+		{"one element", arr([]int32{25}), 0, int64(25), ""},
+		{"beyond an array of one", arr([]int32{10}), 1, nil, "BadIndexRangeNoData"},
+		{"an element", arr([]int32{10, 25, 30}), 1, int64(25), ""},
 		{"beyond the array", arr([]int32{10, 25}), 2, nil, "BadIndexRangeNoData"},
 		{"empty array", arr([]int32{}), 0, nil, "BadIndexRangeNoData"},
 		{"a scalar", arr(int32(7)), 0, nil, "BadIndexRangeInvalid"},

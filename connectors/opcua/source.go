@@ -1019,12 +1019,12 @@ func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua
 	mk := s.itemRequest
 	var reqs []*ua.MonitoredItemCreateRequest
 	if first {
-		reqs = append(reqs, mk(serverTimeNode, heartbeatHandle, ""))
+		reqs = append(reqs, mk(serverTimeNode, heartbeatHandle))
 	}
 	for start := 0; start < len(pending) || len(reqs) > 0; {
 		end := min(start+s.perMonitor-len(reqs), len(pending))
 		for _, idx := range pending[start:end] {
-			reqs = append(reqs, mk(ids[idx], idx+1, s.nodes[idx].indexRange()))
+			reqs = append(reqs, mk(ids[idx], idx+1))
 		}
 		mctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 		res, err := sub.Monitor(mctx, ua.TimestampsToReturnBoth, reqs...)
@@ -1069,11 +1069,10 @@ func (s *Source) monitor(ctx context.Context, sub *opcua.Subscription, ids []*ua
 	return out, nil
 }
 
-// itemRequest is the monitored item of a node (an array element with its
-// IndexRange: a server that applies it notifies when that element changes).
-func (s *Source) itemRequest(nid *ua.NodeID, handle uint32, indexRange string) *ua.MonitoredItemCreateRequest {
+// itemRequest is the monitored item of a node (of an array element, its
+// whole value: the element is taken from it, see nodeRef.read).
+func (s *Source) itemRequest(nid *ua.NodeID, handle uint32) *ua.MonitoredItemCreateRequest {
 	r := opcua.NewMonitoredItemCreateRequestWithDefaults(nid, ua.AttributeIDValue, handle)
-	r.ItemToMonitor.IndexRange = indexRange
 	r.RequestedParameters.QueueSize = s.cfg.QueueSize
 	r.RequestedParameters.SamplingInterval = float64(s.cfg.SamplingInterval) / float64(time.Millisecond)
 	return r

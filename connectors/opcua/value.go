@@ -127,14 +127,11 @@ func builtinName(t ua.TypeID) string {
 	return strings.TrimPrefix(t.String(), "TypeID")
 }
 
-// element narrows a value read with IndexRange "index" to that element of
-// the node's array. A server that applies the range answers an array of
-// the one element (OPC UA Part 4, 7.27); one that ignores it (gopcua's own
-// server: its Read and its monitored items never look at IndexRange)
-// answers the whole array, whose element is taken here. An index beyond
-// the array is BadIndexRangeNoData, and a node that holds no array
-// BadIndexRangeInvalid, as a server applying the range answers: a bad
-// value, never a value of the signal. A bad status stays as it is.
+// element narrows the whole value of an array node to its element index.
+// An index beyond the array is BadIndexRangeNoData, and a node that holds
+// no array BadIndexRangeInvalid, as a server applying an IndexRange
+// answers (OPC UA Part 4, 7.27): a bad value, never a value of the signal.
+// A bad status stays as it is.
 func element(dv *ua.DataValue, index uint32) *ua.DataValue {
 	if dv == nil || dv.Value == nil || (dv.EncodingMask&ua.DataValueStatusCode != 0 && !statusGood(dv.Status)) {
 		return dv
@@ -152,14 +149,10 @@ func element(dv *ua.DataValue, index uint32) *ua.DataValue {
 		// than one dimension, which one index does not address.
 		return bad(ua.StatusBadIndexRangeInvalid)
 	}
-	i := int(index)
-	switch {
-	case rv.Len() == 1:
-		i = 0 // the range applied: the element itself
-	case uint64(index) >= uint64(rv.Len()):
+	if uint64(index) >= uint64(rv.Len()) {
 		return bad(ua.StatusBadIndexRangeNoData)
 	}
-	v, err := ua.NewVariant(rv.Index(i).Interface())
+	v, err := ua.NewVariant(rv.Index(int(index)).Interface())
 	if err != nil {
 		return bad(ua.StatusBadIndexRangeInvalid)
 	}
