@@ -623,7 +623,7 @@ func (f *forwarder) run(ctx context.Context) {
 				case isOE && (oe.Status == http.StatusTooManyRequests || oe.RetryAfter > 0):
 					msg = "odoo (or a proxy in front of it) asks the agent to wait: buffering and retrying when it said (Retry-After), or with backoff"
 				case isOE && oe.LoginCooldown():
-					msg = "odoo refuses every login from this address for now: too many failed logins (from this agent or anyone behind the same address) — retrying slowly"
+					msg = oe.LockoutNote() + " — retrying slowly"
 				case state == "auth_failed" && f.a.odooWas != "":
 					msg = "the Odoo the configuration now names (odoo.url or odoo.database changed since the last run) refuses the API key: is it the key of that Odoo's bot user? — retrying slowly to avoid Odoo's login lockout"
 				case state == "auth_failed" && f.keyWorked:

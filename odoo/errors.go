@@ -3,6 +3,7 @@ package odoo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -122,6 +123,24 @@ func (e *Error) Expired() bool { return e.Class == Auth && e.expired }
 // translates. Not the client's own AccessDenied for an authenticate that
 // answered false, which is how Odoo answers a lockout and a wrong key
 // alike.
+// lockoutWords reports whether a LoginCooldown says so in English, as Odoo
+// writes it unless it renders it in the bot user's language: an add-on may
+// also raise AccessDenied with words of its own (review5 F3), so messages
+// say which when these words are missing.
+func (e *Error) lockoutWords() bool {
+	return strings.Contains(e.Message, "Too many login failures")
+}
+
+// LockoutNote is how the agent and validate say a LoginCooldown: Odoo's
+// lockout, or, without its English words, an AccessDenied with its own
+// message quoted.
+func (e *Error) LockoutNote() string {
+	if e.lockoutWords() {
+		return "odoo refuses every login from this address for now: too many failed logins (from this agent or anyone behind the same address)"
+	}
+	return fmt.Sprintf("odoo refuses the bot's calls with AccessDenied: %q (its login lockout after too many failed logins, said in the bot user's language, or an add-on's own refusal)", e.Message)
+}
+
 func (e *Error) LoginCooldown() bool {
 	return strings.HasSuffix(e.Name, ".AccessDenied") && !e.loginFalse && e.Message != "" &&
 		!strings.EqualFold(strings.TrimSpace(e.Message), "Access Denied")

@@ -353,3 +353,20 @@ func TestLoginCooldownByExceptionNotWords(t *testing.T) {
 		}
 	}
 }
+
+// A LoginCooldown without Odoo's English words may be an add-on's own
+// AccessDenied: the note quotes it rather than blame failed logins that
+// never happened (review5 F3).
+func TestLockoutNote(t *testing.T) {
+	odooWords := &Error{Name: "odoo.exceptions.AccessDenied", Message: "Too many login failures, please wait a bit before trying again."}
+	addOn := &Error{Name: "odoo.exceptions.AccessDenied", Message: "Adresse IP non autorisée"}
+	if !odooWords.LoginCooldown() || !addOn.LoginCooldown() {
+		t.Fatal("not taken as a lockout")
+	}
+	if n := odooWords.LockoutNote(); !strings.Contains(n, "too many failed logins (from this agent") {
+		t.Errorf("Odoo's lockout: %q", n)
+	}
+	if n := addOn.LockoutNote(); !strings.Contains(n, `"Adresse IP non autorisée"`) || strings.Contains(n, "from this agent") {
+		t.Errorf("an add-on's AccessDenied: %q", n)
+	}
+}

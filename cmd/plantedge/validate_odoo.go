@@ -98,7 +98,7 @@ func (c *odooCheck) connectProblem(cfg *config.Config, err error) {
 	var oe *odoo.Error
 	switch {
 	case errors.As(err, &oe) && oe.LoginCooldown():
-		c.problem("Odoo refuses logins from this address after too many failures (hint: wait a minute, fix the key, then try once)")
+		c.problem(oe.LockoutNote() + " (hint: wait a minute, fix the key, then try once)")
 	case odoo.IsAuth(err):
 		user := ""
 		if cfg.Odoo.Username != "" {
