@@ -884,7 +884,7 @@ func (c *Client) LossID(ctx context.Context, nameOrXMLID string) (int64, error) 
 	}
 	switch len(rows) {
 	case 0:
-		return 0, &Error{Op: "loss id", Message: fmt.Sprintf("no loss reason %q", nameOrXMLID), Class: Permanent, Err: ErrNotFound}
+		return 0, &Error{Op: "loss id", Message: fmt.Sprintf("no loss reason %q (names are matched as Odoo has them in English; its external id, such as mrp.block_reason1, matches in any language)", nameOrXMLID), Class: Permanent, Err: ErrNotFound}
 	case 1:
 		return rows[0].ID, nil
 	}

@@ -246,7 +246,7 @@ func (c *odooCheck) checkLosses(ctx context.Context, cfg *config.Config, client 
 			// At each place that names it: the file may name it often.
 			for i, path := range u.paths {
 				c.sourceCheck.problem(path, fmt.Sprintf("no loss reason %q%s", u.name, usedBy(u.by[i])),
-					"use the exact name of a loss reason in Odoo, or its external id such as mrp.block_reason1")
+					"use the exact English name of a loss reason in Odoo, or its external id such as mrp.block_reason1")
 			}
 		case errors.Is(err, odoo.ErrAmbiguous):
 			for i, path := range u.paths {

@@ -202,8 +202,8 @@ func TestValidateOdooUnknownLoss(t *testing.T) {
 	lines, err := o.run(t)
 	// at each place that names it
 	wantLines(t, lines, err, "odoo: 2 problems", []string{o.connected(17, "JSON-RPC")}, o.workcenters(), []string{
-		`odoo: problem: ` + o.at("22:19: machines[0].downtime_reason.map.JAM") + `no loss reason "Jammed", used by machine press-1 (use the exact name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
-		`odoo: problem: ` + o.at("9:17: odoo.default_loss") + `no loss reason "Jammed" (use the exact name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
+		`odoo: problem: ` + o.at("22:19: machines[0].downtime_reason.map.JAM") + `no loss reason "Jammed", used by machine press-1 (use the exact English name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
+		`odoo: problem: ` + o.at("9:17: odoo.default_loss") + `no loss reason "Jammed" (use the exact English name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
 		goodLosses[1]})
 }
 
@@ -238,7 +238,7 @@ func TestValidateOdooReportsEveryProblem(t *testing.T) {
 		`odoo: problem: ` + o.at("24:17: machines[1].workcenter") + `machine pack-2: no work center with code "WC-PACK-09" (set this Code on the work center in Odoo, or fix the machine's workcenter; in a multi-company Odoo, make the plant's company the bot user's default company: it sees only that one)`,
 		goodLosses[0],
 		`odoo: problem: looking up loss reason "mrp.block_reason2": access denied: You are not allowed to access 'Model Data' (ir.model.data) records. (hint: the bot user lacks a right the agent needs; give it the user type Internal User (ir.model.data))`,
-		`odoo: problem: ` + o.at("9:17: odoo.default_loss") + `no loss reason "Jammed" (use the exact name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
+		`odoo: problem: ` + o.at("9:17: odoo.default_loss") + `no loss reason "Jammed" (use the exact English name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
 		fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not create stock.scrap, needed to book scrap (hint: give the user the group Inventory / User)`, o.uid),
 		fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not read ir.model.data, needed to find the agent's downtime and scrap records by external id (hint: give the user the group Internal User (user type))`, o.uid),
 	})
