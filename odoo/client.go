@@ -786,10 +786,11 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 	jsonRPC := resp.Request != nil && resp.Request.URL != nil && !strings.Contains(resp.Request.URL.Path, "/json/2/")
 	if resp.StatusCode == http.StatusNotFound && !json.Valid(body) && !jsonRPC && resp.Request != nil {
 		// A JSON-2 route answered with a page may also be a server
-		// without JSON-2: Odoo 18 put back after a failed upgrade to 19,
+		// without JSON-2: Odoo 17 put back after a failed upgrade to 19,
 		// a proxy switched to it, no call failed — the 404 was retried
-		// for good (the odooupgrade probe). The next call reads the
-		// version again first.
+		// for good (the odooupgrade probe; 18 sends the caller to its
+		// login page, a redirect, which rechecks already). The next call
+		// reads the version again first.
 		c.recheck.Store(true)
 	}
 	if resp.StatusCode == http.StatusForbidden && (jsonRPC || e.Name == "" && (str == "" || !json.Valid(body))) {

@@ -1128,30 +1128,35 @@ func TestVersionReadAgainWhileBusy(t *testing.T) {
 }
 
 // A failed upgrade rolled back behind a proxy, with no call failing: Odoo
-// 18 answers JSON-2 with a 404 page. It used to be retried for good
-// (forwarding stopped until a restart: the odooupgrade probe); the page
-// makes the next call read the version again, and JSON-RPC goes on.
+// 17 answers JSON-2 with a 404 page, which used to be retried for good
+// (forwarding stopped until a restart: the odooupgrade probe), 18 with a
+// redirect to its login page. Either makes the next call read the version
+// again, and JSON-RPC goes on.
 func TestRollbackBehindAProxyIsFollowed(t *testing.T) {
-	ctx := context.Background()
-	f := newFixture(t, odootest.Options{Version: 18})
-	backup := f.srv.Backup()
-	f.srv.Upgrade(19)
-	c := f.client(t, "auto")
-	if err := c.SetProducedQty(ctx, f.wo, 10); err != nil || c.Protocol() != "json2" {
-		t.Fatalf("on 19: %v, %s", err, c.Protocol())
-	}
-	f.srv.RestoreBackup(backup)
-	var err error
-	for range 3 {
-		if err = c.SetProducedQty(ctx, f.wo, 11); err == nil {
-			break
+	// 17 answers JSON-2's path with a 404 page, 18 sends the caller to
+	// its login page (its web client's /json route).
+	for _, v := range []int{17, 18} {
+		ctx := context.Background()
+		f := newFixture(t, odootest.Options{Version: v})
+		backup := f.srv.Backup()
+		f.srv.Upgrade(19)
+		c := f.client(t, "auto")
+		if err := c.SetProducedQty(ctx, f.wo, 10); err != nil || c.Protocol() != "json2" {
+			t.Fatalf("on 19: %v, %s", err, c.Protocol())
 		}
-	}
-	if err != nil || c.Protocol() != "jsonrpc" || c.ServerVersion() != "18.0" {
-		t.Fatalf("after the rollback: %v, %s %s, want jsonrpc 18.0", err, c.Protocol(), c.ServerVersion())
-	}
-	if wo := f.srv.Workorder(f.wo); wo.QtyProducing != 11 {
-		t.Errorf("work order after the rollback: qty_producing %v, want 11", wo.QtyProducing)
+		f.srv.RestoreBackup(backup)
+		var err error
+		for range 3 {
+			if err = c.SetProducedQty(ctx, f.wo, 11); err == nil {
+				break
+			}
+		}
+		if want := fmt.Sprintf("%d.0", v); err != nil || c.Protocol() != "jsonrpc" || c.ServerVersion() != want {
+			t.Fatalf("after the rollback to %d: %v, %s %s, want jsonrpc %s", v, err, c.Protocol(), c.ServerVersion(), want)
+		}
+		if wo := f.srv.Workorder(f.wo); wo.QtyProducing != 11 {
+			t.Errorf("work order after the rollback to %d: qty_producing %v, want 11", v, wo.QtyProducing)
+		}
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1177,6 +1178,13 @@ func (s *Server) json2Error(w http.ResponseWriter, status int, e *odooError) {
 
 func (s *Server) serveJSON2(w http.ResponseWriter, r *http.Request) {
 	if s.v() < 19 {
+		if s.v() == 18 {
+			// 18.0's web client route /json/<path:subpath> (auth='user',
+			// type='http') takes the path: without a session it sends
+			// the caller to the login page (review5 F6). 17 has no route.
+			http.Redirect(w, r, "/web/login?redirect="+url.QueryEscape(r.URL.Path), http.StatusSeeOther)
+			return
+		}
 		http.NotFound(w, r)
 		return
 	}
