@@ -177,6 +177,7 @@ var (
 	descDead     = prometheus.NewDesc("plantedge_buffer_dead_letters", "Records in the dead-letter bucket.", nil, nil)
 	descDeadDrop = prometheus.NewDesc("plantedge_buffer_dead_letters_dropped_total", "Dead letters dropped by an operator (plantedge deadletter drop).", nil, nil)
 	descFile     = prometheus.NewDesc("plantedge_buffer_file_bytes", "Size of the buffer file.", nil, nil)
+	descPartial  = prometheus.NewDesc("plantedge_buffer_pending_partial", "1 while the machines' pending counts are short: the buffer file could not be read to its end (status: PENDING COUNTS SHORT).", nil, nil)
 	descDiskFull = prometheus.NewDesc("plantedge_buffer_disk_full", "1 while a full disk holds the buffer to the size of its file (as if max_bytes were reached).", nil, nil)
 	descShrinks  = prometheus.NewDesc("plantedge_buffer_shrinks_total", "Times the buffer file was replaced by a compact copy after a backlog drained.", nil, nil)
 	descInfo     = prometheus.NewDesc("plantedge_info", "Always 1: the agent's site (as in Odoo's external ids), version and Go version.", []string{"site", "version", "go_version"}, nil)
@@ -191,7 +192,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descShrinks, descSource, descSessions, descPolled, descRefused, descOverflow, descHeld, descClockOff} {
+	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descPartial, descShrinks, descSource, descSessions, descPolled, descRefused, descOverflow, descHeld, descClockOff} {
 		ch <- d
 	}
 }
@@ -224,7 +225,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descClockOff, prometheus.GaugeValue, clock.off.Seconds(), mc.ID)
 			}
 		}
-		pending, _, _ := c.a.pendingCounts() // a scan, kept a second (status says when it is partial)
+		pending, _, scanErr := c.a.pendingCounts() // a scan, kept a second
+		ch <- prometheus.MustNewConstMetric(descPartial, prometheus.GaugeValue, boolGauge(scanErr != nil))
 		_, at := oldestForwardable(c.a.cfg.Load(), links, pending)
 		ch <- prometheus.MustNewConstMetric(descOldestFw, prometheus.GaugeValue, age(at))
 		ch <- prometheus.MustNewConstMetric(descOdooCall, prometheus.GaugeValue, c.a.fwd.linkSnapshot().CallSeconds)

@@ -247,6 +247,7 @@ func TestHTTPEndpoints(t *testing.T) {
 		{"plantedge_counter_resets_total", []string{`machine="press-2"`}, func(v float64) bool { return v == 1 }},
 		{"plantedge_dead_lettered_total", nil, func(v float64) bool { return v == 1 }},
 		{"plantedge_buffer_dead_letters", nil, func(v float64) bool { return v == 1 }},
+		{"plantedge_buffer_pending_partial", nil, func(v float64) bool { return v == 0 }},
 		{"plantedge_info", []string{`site="test-plant"`, `go_version="go`}, func(v float64) bool { return v == 1 }},
 		{"go_goroutines", nil, func(v float64) bool { return v > 0 }},
 		{"process_resident_memory_bytes", nil, func(v float64) bool { return v > 0 }},
