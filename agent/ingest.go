@@ -348,13 +348,6 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		}
 	}
 	meta := a.machineKVs(changed, added)
-	// The alias maps of the Sparkplug BIRTHs of the batch, kept with it: a
-	// restart reads DATA by alias before the edge node's next BIRTH (a
-	// BIRTH is not retained).
-	keys, vals := a.state.SparkplugDirty()
-	for i, k := range keys {
-		meta = append(meta, buffer.KV{Key: sparkplugPrefix + k, Value: vals[i]})
-	}
 	a.stateMu.Unlock()
 	recs := events
 	for _, k := range order {
@@ -763,21 +756,27 @@ const damagedStateMsg = "the buffer file's state of this machine cannot be read 
 // previous run. One machine's state that cannot be read (bit rot: bbolt
 // checks its pages, not the values in them) is set aside, said, and noted
 // in damagedState — it must not keep the whole plant from starting.
-// sparkplugPrefix keys the alias maps of Sparkplug B BIRTHs in the
-// buffer's meta: source "\x00" DATA topic after it.
+// sparkplugPrefix keyed the alias maps of Sparkplug B BIRTHs in the
+// buffer's meta (earlier versions kept them across a restart). They are no
+// longer kept: the edge node may have re-aliased while the agent was down
+// (a map from before a missed BIRTH credits good pieces to scrap), so a
+// map is trusted only from a BIRTH received in the agent's current
+// connection. Those kept are deleted at start.
 const sparkplugPrefix = "sparkplug/"
 
-func (a *Agent) loadMachineState() error {
-	err := a.buf.MetaPrefix(sparkplugPrefix, func(key string, value []byte) error {
-		if err := a.state.LoadSparkplugBirth(key[len(sparkplugPrefix):], value); err != nil {
-			// Named again at the edge node's next BIRTH.
-			a.log.Warn("a kept Sparkplug alias map cannot be read: DATA by alias is skipped until the edge node's next BIRTH", "key", key, "err", err)
-		}
+func dropSparkplugMaps(ctx context.Context, buf *buffer.Queue) error {
+	var stale []buffer.KV
+	err := buf.MetaPrefix(sparkplugPrefix, func(key string, _ []byte) error {
+		stale = append(stale, buffer.KV{Key: key}) // nil Value: deleted
 		return nil
 	})
-	if err != nil {
-		return err
+	if err == nil && len(stale) > 0 {
+		err = buf.PutMeta(ctx, stale...)
 	}
+	return err
+}
+
+func (a *Agent) loadMachineState() error {
 	return a.buf.MetaPrefix("machine/", func(key string, value []byte) error {
 		id := key[len("machine/"):]
 		var mm machineMeta

@@ -86,6 +86,12 @@ type Sample struct {
 	// it before: a stale one (a publisher that retained an old stop) would
 	// start a stop that never was.
 	Resent bool
+	// Conn (MQTT) numbers the connection to the broker the message came
+	// in: unique in the process and higher for a later connection (0: not
+	// known). A new number means the agent reconnected: what the broker
+	// sent only once, while it was away (a Sparkplug BIRTH, QoS 0), may
+	// have been missed.
+	Conn uint64
 	// Watch, when not 0, says the source has watched the value without a
 	// break since the last sample of the same Watch: a value that had
 	// changed would have been delivered (an OPC UA node monitored or polled

@@ -1,10 +1,12 @@
 package mapping
 
 import (
-	"encoding/json"
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -44,6 +46,12 @@ const (
 	spTemplate = 19
 )
 
+// maxSparkplugPayload bounds the Sparkplug B payloads the mapping will
+// decode: larger than JSON's (maxPayload), because a BIRTH lists every
+// metric of an edge node or device, and a big Ignition UDT tree's passes
+// 1 MiB. A BIRTH refused would leave every alias of its DATA unread.
+const maxSparkplugPayload = 16 << 20
+
 // spPayload is a decoded Sparkplug B payload.
 type spPayload struct {
 	ts      uint64 // ms since the epoch; 0 when absent
@@ -65,12 +73,63 @@ type spMetric struct {
 	vField   protowire.Number // 0: no value
 	u        uint64           // varint and fixed values
 	s        string           // string_value
+	// quality is the metric's Quality property (192 good, 0 bad, 500
+	// stale: Ignition's), if it has one.
+	quality    uint64
+	hasQuality bool
+}
+
+// spQualityGood is the Quality property's value for a good value.
+const spQualityGood = 192
+
+// badQuality says why the metric's value is not good ("": it is).
+func (m *spMetric) badQuality() string {
+	switch {
+	case !m.hasQuality || m.quality == spQualityGood:
+		return ""
+	case m.quality == 0:
+		return "Sparkplug quality BAD (0)"
+	case m.quality == 500:
+		return "Sparkplug quality STALE (500)"
+	}
+	return fmt.Sprintf("Sparkplug quality %d (not GOOD, 192)", m.quality)
+}
+
+// decodeQuality reads the Quality property of a metric's PropertySet
+// (keys = 1, values = 2: parallel lists; a PropertyValue holds its number
+// in int_value = 3 or long_value = 4).
+func decodeQuality(b []byte) (q uint64, ok bool, err error) {
+	var keys int
+	at := -1
+	var vals [][]byte
+	err = eachField(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			if string(v) == "Quality" && at < 0 {
+				at = keys
+			}
+			keys++
+		case num == 2 && typ == protowire.BytesType:
+			vals = append(vals, v)
+		}
+		return nil
+	})
+	if err != nil || at < 0 || at >= len(vals) {
+		return 0, false, err
+	}
+	err = eachField(vals[at], func(num protowire.Number, typ protowire.Type, _ []byte, u uint64) error {
+		if (num == 3 || num == 4) && typ == protowire.VarintType {
+			q, ok = u, true
+		}
+		return nil
+	})
+	return q, ok, err
 }
 
 // decodeSparkplug decodes a Sparkplug B Payload message.
 func decodeSparkplug(b []byte) (*spPayload, error) {
-	if len(b) > maxPayload {
-		return nil, fmt.Errorf("payload of %d bytes exceeds %d: %w", len(b), maxPayload, ErrBadValue)
+	if len(b) > maxSparkplugPayload {
+		return nil, fmt.Errorf("payload of %d bytes exceeds %d: %w", len(b), maxSparkplugPayload, ErrBadValue)
 	}
 	p := &spPayload{}
 	err := eachField(b, func(num protowire.Number, typ protowire.Type, v []byte, u uint64) error {
@@ -114,6 +173,14 @@ func decodeMetric(b []byte) (spMetric, error) {
 			m.datatype = uint32(u)
 		case num == 7 && typ == protowire.VarintType:
 			m.isNull = u != 0
+		case num == 9 && typ == protowire.BytesType:
+			q, ok, err := decodeQuality(v)
+			if err != nil {
+				return err
+			}
+			if ok {
+				m.quality, m.hasQuality = q, true
+			}
 		case (num == 10 || num == 11 || num == 14) && typ == protowire.VarintType,
 			num == 12 && typ == protowire.Fixed32Type,
 			num == 13 && typ == protowire.Fixed64Type:
@@ -226,28 +293,51 @@ func (m *spMetric) time(p *spPayload) time.Time {
 }
 
 // SparkplugState is what the agent keeps of the Sparkplug B edge nodes it
-// reads: per BIRTH the metric names of its aliases, per edge node the last
-// seq, and which nodes and devices are dead. The births are persisted by
-// the agent (SparkplugDirty, LoadSparkplugBirth); the rest is in memory.
+// reads, in memory only: per edge node the last seq and bdSeq, which of it
+// is dead, and per BIRTH the metric names of its aliases — trusted only
+// while known current (see spBirth).
 type SparkplugState struct {
-	births map[string]*spBirth // key: source "\x00" DATA topic
-	nodes  map[string]*spNode  // key: source "\x00" group/node
-	dirty  map[string]bool     // births changed since SparkplugDirty
-	notes  []SparkplugNote
+	nodes map[string]*spNode // key: source "\x00" group/node
+	notes []SparkplugNote
+	// waiting are the DATA topics whose values by alias could not be read
+	// since their last BIRTH (key: source "\x00" DATA topic; value: the
+	// BIRTH topic that would name them).
+	waiting map[string]string
+	// badQuality are the signals whose last value the edge node flagged
+	// with a Quality other than good: why.
+	badQuality map[SignalKey]string
 }
 
+// spBirth is what a BIRTH told of its metrics. The alias map is trusted
+// only while it is known current: learned from a BIRTH in the agent's
+// current connection to the broker, with the edge node's seq continuous
+// since. An edge node re-aliases at every rebirth (Ignition does when a
+// tag or UDT changes, or the gateway restarts): a map from before a
+// BIRTH the agent missed names values wrongly — good counted as scrap.
+// Types are by name, so they stay useful after the map is not trusted.
 type spBirth struct {
-	Aliases map[uint64]string `json:"aliases,omitempty"`
-	Types   map[string]uint32 `json:"types,omitempty"`
+	aliases map[uint64]string
+	types   map[string]uint32
+	trusted bool
 }
 
 type spNode struct {
+	conn    uint64 // Sample.Conn of the node's last message
 	seq     uint64
 	seqOK   bool
 	bdSeq   uint64 // the bdSeq metric of the last NBIRTH
 	bdSeqOK bool
 	dead    bool
 	deadDev map[string]bool
+	births  map[string]*spBirth // by device ("": the node's own)
+}
+
+// distrust forgets that the node's alias maps (its own and its devices')
+// are current: a BIRTH may have been missed.
+func (n *spNode) distrust() {
+	for _, b := range n.births {
+		b.trusted = false
+	}
 }
 
 // bdSeq returns the payload's bdSeq metric (the edge node's MQTT session
@@ -262,15 +352,15 @@ func (p *spPayload) bdSeq() (uint64, bool) {
 }
 
 // SparkplugNote is something a Sparkplug message showed that the agent
-// logs and counts: Kind is "seq" (a gap: messages lost) or "alias" (a
-// DATA alias no BIRTH named).
+// logs and counts: Kind is "seq" (a gap: messages lost), "alias" (a DATA
+// alias that cannot be read) or "quality" (a metric flagged not good).
 type SparkplugNote struct {
 	Kind, Source, Topic, Msg string
 }
 
 func (st *State) sparkplug() *SparkplugState {
 	if st.Sparkplug == nil {
-		st.Sparkplug = &SparkplugState{births: map[string]*spBirth{}, nodes: map[string]*spNode{}, dirty: map[string]bool{}}
+		st.Sparkplug = &SparkplugState{nodes: map[string]*spNode{}, waiting: map[string]string{}, badQuality: map[SignalKey]string{}}
 	}
 	return st.Sparkplug
 }
@@ -286,39 +376,43 @@ func (st *State) TakeSparkplugNotes() []SparkplugNote {
 	return n
 }
 
-// SparkplugDirty returns the BIRTHs (their alias maps) changed since the
-// last call, as key and value to persist, and forgets that they changed.
-func (st *State) SparkplugDirty() (keys []string, values [][]byte) {
-	if st.Sparkplug == nil {
-		return nil, nil
-	}
-	sp := st.Sparkplug
-	for k := range sp.dirty {
-		b, err := json.Marshal(sp.births[k])
-		if err != nil {
-			continue
-		}
-		keys, values = append(keys, k), append(values, b)
-	}
-	clear(sp.dirty)
-	return keys, values
+// SparkplugWait is a DATA topic whose values by alias cannot be read until
+// the edge node's next BIRTH (Birth: its topic).
+type SparkplugWait struct {
+	Source, Topic, Birth string
 }
 
-// LoadSparkplugBirth restores a persisted BIRTH (SparkplugDirty), so that
-// DATA by alias is named before the edge node's next BIRTH.
-func (st *State) LoadSparkplugBirth(key string, value []byte) error {
-	var b spBirth
-	if err := json.Unmarshal(value, &b); err != nil {
-		return err
+// SparkplugWaiting returns the DATA topics whose values by alias were
+// skipped since their last BIRTH, in a set order.
+func (st *State) SparkplugWaiting() []SparkplugWait {
+	if st.Sparkplug == nil {
+		return nil
 	}
-	st.sparkplug().births[key] = &b
-	return nil
+	var out []SparkplugWait
+	for k, birth := range st.Sparkplug.waiting {
+		source, topic, _ := strings.Cut(k, "\x00")
+		out = append(out, SparkplugWait{Source: source, Topic: topic, Birth: birth})
+	}
+	slices.SortFunc(out, func(a, b SparkplugWait) int {
+		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Topic, b.Topic))
+	})
+	return out
+}
+
+// SparkplugBadQuality returns the signals whose last value the edge node
+// flagged not good (Sparkplug Quality property), with why.
+func (st *State) SparkplugBadQuality() map[SignalKey]string {
+	if st.Sparkplug == nil {
+		return nil
+	}
+	return st.Sparkplug.badQuality
 }
 
 // sparkplugTopic reports whether address is a topic of a Sparkplug B
 // edge node some signal of source reads.
 func (m *Mapper) sparkplugTopic(source, address string) (config.SparkplugTopic, bool) {
-	if len(m.spNodes) == 0 {
+	if len(m.spNodes) == 0 || !strings.HasPrefix(address, "spBv1.0/") {
+		// Not split (an allocation) for every other topic's sample.
 		return config.SparkplugTopic{}, false
 	}
 	t, ok := config.ParseSparkplugTopic(address)
@@ -406,20 +500,32 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 	nk := s.Source + "\x00" + t.Group + "/" + t.Node
 	n := sp.nodes[nk]
 	if n == nil {
-		n = &spNode{}
+		n = &spNode{conn: s.Conn, births: map[string]*spBirth{}}
 		sp.nodes[nk] = n
+	}
+	if s.Conn != n.conn {
+		// The agent reconnected to the broker since the node's last
+		// message: a BIRTH (QoS 0, never queued) may have come meanwhile,
+		// and the seq and bdSeq are not known to follow on. Nor is a gap
+		// from here on the edge node's fault.
+		n.conn = s.Conn
+		n.distrust()
+		n.seqOK, n.bdSeqOK = false, false
 	}
 	m.noteSeq(sp, n, s, t, p)
 	dataTopic := t.With(dataType)
-	bk := s.Source + "\x00" + dataTopic
+	wk := s.Source + "\x00" + dataTopic
 	switch t.Type {
 	case "NDEATH":
-		if bd, ok := p.bdSeq(); ok && n.bdSeqOK && bd != n.bdSeq {
+		if bd, ok := p.bdSeq(); ok && n.bdSeqOK && behind(bd, n.bdSeq) {
 			// The will of an earlier session, delivered after the edge
-			// node came back (its NBIRTH has another bdSeq): not its death.
+			// node came back (its NBIRTH has a later bdSeq): not its
+			// death. A bdSeq ahead is the will of a session whose NBIRTH
+			// the agent missed: a death.
 			return nil, nil, nil
 		}
 		n.dead, n.seqOK = true, false
+		n.distrust() // it re-aliases at its next BIRTH
 		return nil, nil, nil
 	case "DDEATH":
 		if n.deadDev == nil {
@@ -431,20 +537,20 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		if t.Type == "NBIRTH" {
 			n.bdSeq, n.bdSeqOK = p.bdSeq()
 		}
-		b := &spBirth{Aliases: map[uint64]string{}, Types: map[string]uint32{}}
+		b := &spBirth{aliases: map[uint64]string{}, types: map[string]uint32{}, trusted: true}
 		for _, mt := range p.metrics {
 			if mt.name == "" {
 				continue
 			}
 			if mt.hasAlias {
-				b.Aliases[mt.alias] = mt.name
+				b.aliases[mt.alias] = mt.name
 			}
 			if mt.datatype != 0 {
-				b.Types[mt.name] = mt.datatype
+				b.types[mt.name] = mt.datatype
 			}
 		}
-		sp.births[bk] = b
-		sp.dirty[bk] = true
+		n.births[t.Device] = b
+		delete(sp.waiting, wk)
 		// The BIRTH's values are the metrics' current values, sent again
 		// at every rebirth: taken as a retained message's are.
 		s.Initial = true
@@ -460,9 +566,29 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 	if len(bs) == 0 {
 		return nil, nil, nil
 	}
-	xs, err := extractSparkplug(bs, s, p, sp.births[bk], func(alias uint64) {
+	birth := n.births[t.Device]
+	birthTopic := t.With(t.Type[:1] + "BIRTH")
+	xs, err := extractSparkplug(bs, s, p, birth, func(alias uint64) {
+		// A retained DATA may be older than the map: its aliases are not
+		// read either.
+		why := "no BIRTH of it was received since plantedge connected to the broker, or messages of the edge node were lost since"
+		if birth != nil && birth.trusted && !s.Initial {
+			why = "the edge node's last BIRTH does not name it"
+		}
+		sp.waiting[wk] = birthTopic
 		sp.notes = append(sp.notes, SparkplugNote{Kind: "alias", Source: s.Source, Topic: s.Address,
-			Msg: fmt.Sprintf("metric alias %d was named in no BIRTH of %s seen: its value is skipped (the edge node's next BIRTH names it)", alias, t.With(t.Type[:1]+"BIRTH"))})
+			Msg: fmt.Sprintf("metric alias %d cannot be read (%s): its value is skipped until the edge node sends its BIRTH %s again (restart it, or send a rebirth: in Ignition, the transmitter's Refresh, or Node Control/Rebirth); a counter counts what was missed at its next value", alias, why, birthTopic)})
+	}, func(b *binding, quality string) {
+		k := SignalKey{b.machine, b.signal}
+		if quality == "" {
+			delete(sp.badQuality, k)
+			return
+		}
+		if sp.badQuality[k] != quality {
+			sp.notes = append(sp.notes, SparkplugNote{Kind: "quality", Source: s.Source, Topic: s.Address,
+				Msg: fmt.Sprintf("metric %s has %s: its values are ignored until it is good again", b.field, quality)})
+		}
+		sp.badQuality[k] = quality
 	})
 	if len(xs) == 0 {
 		return nil, nil, err
@@ -470,17 +596,32 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 	return m.applyExtracted(st, s, xs, err)
 }
 
+// behind reports whether bdSeq bd is of a session before last's, modulo
+// 256 (the edge node counts it 0..255 and wraps).
+func behind(bd, last uint64) bool {
+	d := (last - bd) % 256
+	return d >= 1 && d <= 127
+}
+
 // noteSeq checks the message's seq against the edge node's last one: it
 // counts up by one (0 after 255) over all the node's BIRTH, DATA and
-// DDEATH messages; a gap means messages were lost.
+// DDEATH messages; a gap means messages were lost, a BIRTH among them
+// perhaps: the node's alias maps are no longer trusted.
 func (m *Mapper) noteSeq(sp *SparkplugState, n *spNode, s connectors.Sample, t config.SparkplugTopic, p *spPayload) {
 	if t.Type == "NDEATH" || !p.hasSeq {
 		return // an NDEATH (the broker's will) has no seq
 	}
+	if s.Resent || s.Duplicate || s.Initial {
+		// A retained or redelivered copy: from some time before, so the
+		// next live message is not measured against its seq.
+		n.seqOK = false
+		return
+	}
 	seq := p.seq
-	if n.seqOK && t.Type != "NBIRTH" && !s.Resent && !s.Duplicate && !s.Initial && seq != (n.seq+1)%256 {
+	if n.seqOK && t.Type != "NBIRTH" && seq != (n.seq+1)%256 {
+		n.distrust()
 		sp.notes = append(sp.notes, SparkplugNote{Kind: "seq", Source: s.Source, Topic: s.Address,
-			Msg: fmt.Sprintf("Sparkplug seq %d after %d: messages of edge node %s/%s were lost (plantedge does not ask for a rebirth; the next BIRTH or DATA gives the current values)", seq, n.seq, t.Group, t.Node)})
+			Msg: fmt.Sprintf("Sparkplug seq %d after %d: messages of edge node %s/%s were lost between it and the broker (plantedge does not ask for a rebirth; the next BIRTH or DATA gives the current values; values by alias are skipped until its next BIRTH)", seq, n.seq, t.Group, t.Node)})
 	}
 	n.seq, n.seqOK = seq, true
 }
@@ -489,7 +630,15 @@ func (m *Mapper) noteSeq(sp *SparkplugState, n *spNode, s connectors.Sample, t c
 // name or (DATA) by the alias the BIRTH named, in the payload's order (a
 // message may carry several values of one metric). A metric the payload
 // does not carry is no absence: Sparkplug sends only what changed.
-func extractSparkplug(bs []*binding, s connectors.Sample, p *spPayload, birth *spBirth, unknownAlias func(uint64)) ([]extracted, error) {
+//
+// By alias it reads only with a trusted map (spBirth), and not in a
+// retained DATA (it may be older than the map): otherwise the value is
+// skipped and unknownAlias called. Nothing is lost for a counter: its next
+// value read (in a BIRTH, or by name) counts what was made meanwhile. A
+// metric whose Quality property is not good is skipped, as an OPC UA value
+// of bad quality is (not counted, no reset, no stop): quality is called
+// for each bound metric read with why it is not good ("": good).
+func extractSparkplug(bs []*binding, s connectors.Sample, p *spPayload, birth *spBirth, unknownAlias func(uint64), quality func(*binding, string)) ([]extracted, error) {
 	dup := s.Duplicate || s.Initial
 	var out []extracted
 	var bad error
@@ -502,24 +651,33 @@ func extractSparkplug(bs []*binding, s connectors.Sample, p *spPayload, birth *s
 		mt := &p.metrics[i]
 		name := mt.name
 		if name == "" && mt.hasAlias {
-			if birth != nil {
-				name = birth.Aliases[mt.alias]
+			if birth != nil && birth.trusted && !s.Initial {
+				name = birth.aliases[mt.alias]
 			}
 			if name == "" {
 				unknownAlias(mt.alias)
 				continue
 			}
 		}
-		if name == "" || mt.isNull {
-			continue // is_null: no value, as an empty message
+		if name == "" {
+			continue
 		}
 		datatype := mt.datatype
 		if datatype == 0 && birth != nil {
-			datatype = birth.Types[name]
+			datatype = birth.types[name]
 		}
 		for _, b := range bs {
 			if b.field != name {
 				continue
+			}
+			if why := mt.badQuality(); why != "" || !mt.isNull {
+				quality(b, why)
+				if why != "" {
+					continue
+				}
+			}
+			if mt.isNull {
+				continue // is_null: no value, as an empty message
 			}
 			x := extracted{b: withDup(b, dup), t: s.ReceiveTime, resent: s.Resent, recv: s.ReceiveTime, seen: s.Seen, server: s.Server, watch: s.Watch, gap: s.WatchGap}
 			if ts := mt.time(p); !ts.IsZero() {

@@ -3,6 +3,8 @@ package mapping
 import (
 	"errors"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -278,31 +280,101 @@ func TestSparkplugDeath(t *testing.T) {
 	}
 }
 
-// The alias map a BIRTH gave is persisted and restored: DATA by alias is
-// read before the next BIRTH.
-func TestSparkplugAliasesRestored(t *testing.T) {
+// An alias map is read only while known current: from a BIRTH in the
+// agent's current connection, with the edge node's seq continuous since.
+// Here the agent reconnects and the edge node re-aliased meanwhile (7 was
+// good, now scrap): the DATA by alias is skipped, not credited to the
+// wrong counter, and said; the next BIRTH counts what was made, once.
+func TestSparkplugStaleAliasesNotRead(t *testing.T) {
 	m := newTestMapper(t, spConfig)
 	st := NewState()
-	m.Apply(st, spSample("spBv1.0/plant/DBIRTH/edge1/press1", sptest.Payload{Seq: 1, Metrics: []sptest.Metric{{Name: "Counters/Good", Alias: 7, HasAlias: true, Datatype: sptest.UInt32, Value: int64(50)}}}, spT0))
-	keys, vals := st.SparkplugDirty()
-	if len(keys) != 1 {
-		t.Fatalf("dirty %v", keys)
-	}
-	if k, _ := st.SparkplugDirty(); len(k) != 0 {
-		t.Fatalf("still dirty: %v", k)
-	}
-	st2 := NewState()
-	if err := st2.LoadSparkplugBirth(keys[0], vals[0]); err != nil {
-		t.Fatal(err)
-	}
-	for i, v := range []int64{50, 53} {
-		evs, _, err := m.Apply(st2, spSample("spBv1.0/plant/DDATA/edge1/press1", sptest.Payload{Seq: 2 + i, Metrics: []sptest.Metric{{Alias: 7, HasAlias: true, Value: v}}}, spT0.Add(time.Duration(i+1)*time.Second)))
+	data, birth := "spBv1.0/plant/DDATA/edge1/press1", "spBv1.0/plant/DBIRTH/edge1/press1"
+	apply := func(topic string, conn uint64, p sptest.Payload, min int) []Event {
+		t.Helper()
+		s := spSample(topic, p, spT0.Add(time.Duration(min)*time.Minute))
+		s.Conn = conn
+		evs, _, err := m.Apply(st, s)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", topic, err)
 		}
-		if i == 1 && spCount(evs, "p1", GoodCount) != 3 {
-			t.Fatalf("restored alias: %+v", evs)
-		}
+		return evs
+	}
+	good := func(alias, v int64) sptest.Metric {
+		return sptest.Metric{Name: "Counters/Good", Alias: uint64(alias), HasAlias: true, Datatype: sptest.UInt32, Value: v}
+	}
+	scrap := func(alias, v int64) sptest.Metric {
+		return sptest.Metric{Name: "Counters/Scrap Total", Alias: uint64(alias), HasAlias: true, Datatype: sptest.UInt32, Value: v}
+	}
+	byAlias := func(alias, v int64) sptest.Metric {
+		return sptest.Metric{Alias: uint64(alias), HasAlias: true, Value: v}
+	}
+	apply(birth, 1, sptest.Payload{Seq: 1, Metrics: []sptest.Metric{good(7, 5000), scrap(8, 12)}}, 0)
+	if evs := apply(data, 1, sptest.Payload{Seq: 2, Metrics: []sptest.Metric{byAlias(7, 5010)}}, 1); spCount(evs, "p1", GoodCount) != 10 {
+		t.Fatalf("current map: %+v", evs)
+	}
+	st.TakeSparkplugNotes()
+	// The agent reconnected (connection 2); the edge node re-aliased.
+	evs := apply(data, 2, sptest.Payload{Seq: 5, Metrics: []sptest.Metric{byAlias(7, 13), byAlias(8, 5400)}}, 60)
+	if len(evs) != 0 {
+		t.Fatalf("DATA by alias after a reconnect read with the old map: %+v", evs)
+	}
+	notes := st.TakeSparkplugNotes()
+	if len(notes) != 2 || notes[0].Kind != "alias" || !strings.Contains(notes[0].Msg, "rebirth") {
+		t.Fatalf("notes %+v, want the two aliases said, with how to get a BIRTH", notes)
+	}
+	if w := st.SparkplugWaiting(); len(w) != 1 || w[0].Topic != data || w[0].Birth != birth {
+		t.Fatalf("waiting %+v", w)
+	}
+	// Its BIRTH, with the new aliases: what was made meanwhile counts once.
+	evs = apply(birth, 2, sptest.Payload{Seq: 6, Metrics: []sptest.Metric{scrap(7, 13), good(8, 5400)}}, 61)
+	if g, s := spCount(evs, "p1", GoodCount), spCount(evs, "p1", ScrapCount); g != 390 || s != 1 {
+		t.Fatalf("after the BIRTH: good %v scrap %v, want 390 and 1", g, s)
+	}
+	if w := st.SparkplugWaiting(); len(w) != 0 {
+		t.Fatalf("still waiting after the BIRTH: %+v", w)
+	}
+	if evs := apply(data, 2, sptest.Payload{Seq: 7, Metrics: []sptest.Metric{byAlias(8, 5402)}}, 62); spCount(evs, "p1", GoodCount) != 2 {
+		t.Fatalf("new map: %+v", evs)
+	}
+	// A seq gap: the BIRTH may have been among the lost messages.
+	if evs := apply(data, 2, sptest.Payload{Seq: 20, Metrics: []sptest.Metric{byAlias(8, 5410)}}, 63); len(evs) != 0 {
+		t.Fatalf("DATA by alias after a seq gap read: %+v", evs)
+	}
+	// By name it is read, and counts what the skipped one held.
+	if evs := apply(data, 2, sptest.Payload{Seq: 21, Metrics: []sptest.Metric{{Name: "Counters/Good", Value: int64(5411)}}}, 64); spCount(evs, "p1", GoodCount) != 9 {
+		t.Fatalf("by name after the gap: %+v", evs)
+	}
+	// An NDEATH: the node re-aliases at its next BIRTH.
+	apply(birth, 2, sptest.Payload{Seq: 22, Metrics: []sptest.Metric{good(8, 5411)}}, 65)
+	apply("spBv1.0/plant/NDEATH/edge1", 2, sptest.Payload{Seq: -1, Metrics: []sptest.Metric{{Name: "bdSeq", Datatype: sptest.Int64, Value: int64(1)}}}, 66)
+	if evs := apply(data, 2, sptest.Payload{Seq: 23, Metrics: []sptest.Metric{byAlias(8, 5420)}}, 67); len(evs) != 0 {
+		t.Fatalf("DATA by alias after an NDEATH read: %+v", evs)
+	}
+}
+
+// At agent start nothing is known: a DATA by alias waits for a BIRTH. A
+// retained BIRTH is a BIRTH; a retained DATA (older than any map, maybe)
+// is not read by alias.
+func TestSparkplugAliasesAtStartAndRetained(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	st := NewState()
+	data, birth := "spBv1.0/plant/DDATA/edge1/press1", "spBv1.0/plant/DBIRTH/edge1/press1"
+	s := spSample(data, sptest.Payload{Seq: 3, Metrics: []sptest.Metric{{Alias: 7, HasAlias: true, Value: int64(50)}}}, spT0)
+	if evs, _, _ := m.Apply(st, s); len(evs) != 0 || len(st.SparkplugWaiting()) != 1 {
+		t.Fatalf("DATA by alias with no BIRTH: %+v", evs)
+	}
+	rb := spSample(birth, sptest.Payload{Seq: 1, Metrics: []sptest.Metric{{Name: "Counters/Good", Alias: 7, HasAlias: true, Datatype: sptest.UInt32, Value: int64(50)}}}, spT0)
+	rb.Initial = true
+	m.Apply(st, rb)
+	rd := spSample(data, sptest.Payload{Seq: 2, Metrics: []sptest.Metric{{Alias: 7, HasAlias: true, Value: int64(40)}}}, spT0)
+	rd.Initial = true
+	if evs, _, _ := m.Apply(st, rd); len(evs) != 0 {
+		t.Fatalf("retained DATA read by alias: %+v", evs)
+	}
+	// Live: its seq is not measured against the retained copies'.
+	evs, _, _ := m.Apply(st, spSample(data, sptest.Payload{Seq: 90, Metrics: []sptest.Metric{{Alias: 7, HasAlias: true, Value: int64(53)}}}, spT0.Add(time.Second)))
+	if spCount(evs, "p1", GoodCount) != 3 {
+		t.Fatalf("after a retained BIRTH: %+v", evs)
 	}
 }
 
@@ -337,5 +409,112 @@ func TestCheckSparkplug(t *testing.T) {
 	null := sptest.Payload{Seq: 1, Metrics: []sptest.Metric{{Name: "Counters/Good", Datatype: sptest.Int32, IsNull: true}}}.Encode()
 	if found, _, _, err := CheckSparkplug(GoodCount, "Counters/Good", null, 0); found || err != nil {
 		t.Fatalf("a null: found %v, %v; want not checked", found, err)
+	}
+}
+
+// An NDEATH is ignored only when its bdSeq is behind the last NBIRTH's
+// (modulo 256): a will from a later session, whose NBIRTH the agent
+// missed, is a real death.
+func TestSparkplugDeathAfterMissedBirth(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	bd := func(v int64) []sptest.Metric {
+		return []sptest.Metric{{Name: "bdSeq", Datatype: sptest.Int64, Value: v}}
+	}
+	for _, c := range []struct {
+		birth, death int64
+		down         bool
+	}{
+		{5, 6, true},    // NBIRTH 6 missed
+		{5, 5, true},    // its own session's will
+		{5, 4, false},   // the session before's, late
+		{0, 255, false}, // the session before's, across the wrap
+		{255, 0, true},  // a later session's, across the wrap
+	} {
+		st := NewState()
+		m.Apply(st, spSample("spBv1.0/plant/NBIRTH/edge1", sptest.Payload{Seq: 0, Metrics: bd(c.birth)}, spT0))
+		m.Apply(st, spSample("spBv1.0/plant/DDATA/edge1/press1", sptest.Payload{Seq: 1, Metrics: []sptest.Metric{{Name: "State/Running", Datatype: sptest.Boolean, Value: true}}}, spT0))
+		m.Apply(st, spSample("spBv1.0/plant/NDEATH/edge1", sptest.Payload{Seq: -1, Metrics: bd(c.death)}, spT0))
+		if got := m.SparkplugDown(st, "p1") != ""; got != c.down {
+			t.Errorf("NBIRTH bdSeq %d, NDEATH bdSeq %d: down %v, want %v", c.birth, c.death, got, c.down)
+		}
+	}
+}
+
+// A metric the edge node flags with a Quality other than good (192) is
+// skipped as an OPC UA value of bad quality is: not counted, no reset, no
+// stop; the next good value counts from the last good one.
+func TestSparkplugBadQuality(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	st := NewState()
+	data := "spBv1.0/plant/DDATA/edge1/press1"
+	apply := func(seq int, min int, ms ...sptest.Metric) []Event {
+		t.Helper()
+		evs, _, err := m.Apply(st, spSample(data, sptest.Payload{Seq: seq, Metrics: ms}, spT0.Add(time.Duration(min)*time.Minute)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evs
+	}
+	good := func(v int64, q uint32) sptest.Metric {
+		return sptest.Metric{Name: "Counters/Good", Datatype: sptest.UInt32, Value: v, Quality: q, HasQuality: true}
+	}
+	run := func(v bool, q uint32) sptest.Metric {
+		return sptest.Metric{Name: "State/Running", Datatype: sptest.Boolean, Value: v, Quality: q, HasQuality: true}
+	}
+	apply(1, 0, good(5000, 192), run(true, 192))
+	if evs := apply(2, 1, good(0, 0), run(false, 0)); len(evs) != 0 {
+		t.Fatalf("BAD values applied: %+v", evs)
+	}
+	q := st.SparkplugBadQuality()
+	if q[SignalKey{"p1", GoodCount}] != "Sparkplug quality BAD (0)" || q[SignalKey{"p1", Running}] == "" {
+		t.Fatalf("bad quality %v", q)
+	}
+	if evs := apply(3, 2, good(4000, 500)); len(evs) != 0 {
+		t.Fatalf("STALE value applied: %+v", evs)
+	}
+	evs := apply(4, 3, good(5100, 192), run(true, 192))
+	if got := spCount(evs, "p1", GoodCount); got != 100 {
+		t.Fatalf("good again: %v pieces, want 100 (%+v)", got, evs)
+	}
+	if q := st.SparkplugBadQuality(); len(q) != 0 {
+		t.Fatalf("still bad: %v", q)
+	}
+	// No Quality property: good.
+	if evs := apply(5, 4, sptest.Metric{Name: "Counters/Good", Datatype: sptest.UInt32, Value: int64(5101)}); spCount(evs, "p1", GoodCount) != 1 {
+		t.Fatalf("no quality: %+v", evs)
+	}
+}
+
+// A BIRTH over 1 MiB (a big edge node: every metric, with its name) is
+// read: refused, it would leave every alias of its DATA unread.
+func TestSparkplugBigBirth(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	st := NewState()
+	p := sptest.Payload{Seq: 1}
+	for i := range 25000 {
+		p.Metrics = append(p.Metrics, sptest.Metric{Name: "Line/Some Long Folder Name/Tag " + strconv.Itoa(i), Alias: uint64(100 + i), HasAlias: true, Datatype: sptest.Float, Value: float32(1)})
+	}
+	p.Metrics = append(p.Metrics, sptest.Metric{Name: "Counters/Good", Alias: 7, HasAlias: true, Datatype: sptest.UInt32, Value: int64(10)})
+	s := spSample("spBv1.0/plant/DBIRTH/edge1/press1", p, spT0)
+	if len(s.Payload) <= 1<<20 {
+		t.Fatalf("payload %d bytes: not over 1 MiB", len(s.Payload))
+	}
+	if _, _, err := m.Apply(st, s); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := m.Apply(st, spSample("spBv1.0/plant/DDATA/edge1/press1", sptest.Payload{Seq: 2, Metrics: []sptest.Metric{{Alias: 7, HasAlias: true, Value: int64(12)}}}, spT0.Add(time.Second)))
+	if err != nil || spCount(evs, "p1", GoodCount) != 2 {
+		t.Fatalf("%+v %v", evs, err)
+	}
+}
+
+// Samples of other MQTT topics are not split into Sparkplug parts.
+func TestSparkplugOtherTopicsNoAllocation(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	n := testing.AllocsPerRun(100, func() {
+		m.EachUse(connectors.KindMQTT, "b", "plant/line1/press/counts", func(string, Signal) {})
+	})
+	if n != 0 {
+		t.Errorf("EachUse of a JSON topic: %v allocations", n)
 	}
 }

@@ -281,6 +281,7 @@ func (ss *session) handle(_ paho.Client, m paho.Message) {
 		// messages sent because a subscription was made); the session's
 		// own flow carries every message since.
 		Resent: m.Retained() && ss.present.Load(),
+		Conn:   ss.gen,
 		Ack:    e.ack,
 	}
 	ss.mu.Lock()

@@ -48,6 +48,11 @@ type Metric struct {
 	IsNull    bool
 	Value     any
 	Dataset   bool // a dataset_value (an empty one)
+	// Quality, with HasQuality, is sent as the Quality property (a
+	// PropertySet with one key; the value an Int32 in int_value, as
+	// Ignition sends it): 192 good, 0 bad, 500 stale.
+	Quality    uint32
+	HasQuality bool
 }
 
 // Encode returns the payload's protobuf encoding.
@@ -89,6 +94,20 @@ func (m Metric) encode() []byte {
 	if m.IsNull {
 		b = protowire.AppendTag(b, 7, protowire.VarintType)
 		b = protowire.AppendVarint(b, 1)
+	}
+	if m.HasQuality {
+		var pv []byte
+		pv = protowire.AppendTag(pv, 1, protowire.VarintType)
+		pv = protowire.AppendVarint(pv, Int32)
+		pv = protowire.AppendTag(pv, 3, protowire.VarintType)
+		pv = protowire.AppendVarint(pv, uint64(m.Quality))
+		var ps []byte
+		ps = protowire.AppendTag(ps, 1, protowire.BytesType)
+		ps = protowire.AppendString(ps, "Quality")
+		ps = protowire.AppendTag(ps, 2, protowire.BytesType)
+		ps = protowire.AppendBytes(ps, pv)
+		b = protowire.AppendTag(b, 9, protowire.BytesType)
+		b = protowire.AppendBytes(b, ps)
 	}
 	switch v := m.Value.(type) {
 	case int64:
