@@ -48,11 +48,13 @@ func (p *plant) waitQty(id string, want float64) {
 	})
 }
 
-// Counts of a Sparkplug B device by name, by alias after its DBIRTH, and by
-// alias after a restart of plantedge before any new BIRTH (the alias map
-// is kept in the buffer file); a rebirth's current values are not counted
-// again; a malformed payload is counted and skipped; a DDEATH makes the
-// run state unknown until the next BIRTH.
+// Counts of a Sparkplug B device by name and by alias after its DBIRTH; a
+// restart of plantedge forgets the alias map (the edge node may re-alias
+// meanwhile): DATA by alias waits for the next BIRTH, shown in status, and
+// that BIRTH counts what was made, once; a rebirth's current values are
+// not counted again; a malformed payload is counted and skipped; a DDEATH
+// makes the run state unknown until the next BIRTH; a run bit flagged BAD
+// makes it unknown for bad quality.
 func TestSparkplugDeviceAcrossRestartAndRebirth(t *testing.T) {
 	p := sparkplugPlant(t)
 	ra := p.startAgentWith(false)
@@ -77,15 +79,28 @@ func TestSparkplugDeviceAcrossRestartAndRebirth(t *testing.T) {
 
 	ra.stop()
 	ra = p.startAgentWith(false)
+	// The edge node may have re-aliased while plantedge was down: a DATA
+	// by alias before its next BIRTH is not read, and status says why.
 	p.spPublish("DDATA", sptest.Payload{Seq: 4, Metrics: []sptest.Metric{good(true, 1015)}})
-	p.waitQty("sp1", 15)
+	waitFor(t, 20*time.Second, "waiting for a BIRTH", func() (bool, string) {
+		m := ra.a.Status().Machines[0]
+		return strings.Contains(m.Error, "waiting for a BIRTH of spBv1.0/plant/DBIRTH/edge1/sp1") && strings.Contains(m.Error, "rebirth"), m.Error
+	})
+	if got := p.qty("sp1"); got != 10 {
+		t.Fatalf("qty %v: a DATA by alias read with no BIRTH since the start", got)
+	}
 
-	// The edge node reconnects: NBIRTH and DBIRTH with the current value.
+	// The edge node reconnects: NBIRTH and DBIRTH with the current value;
+	// what was made meanwhile counts once.
 	p.spPublish("NBIRTH", sptest.Payload{Seq: 0, Metrics: []sptest.Metric{{Name: "bdSeq", Datatype: sptest.Int64, Value: int64(1)}}})
 	p.spPublish("DBIRTH", sptest.Payload{Seq: 1, Metrics: []sptest.Metric{
 		{Name: "Counters/Good", Alias: 1, HasAlias: true, Datatype: sptest.UInt32, Value: int64(1015)},
 		{Name: "State/Running", Alias: 2, HasAlias: true, Datatype: sptest.Boolean, Value: true},
 	}})
+	p.waitQty("sp1", 15)
+	if m := ra.a.Status().Machines[0]; strings.Contains(m.Error, "waiting for a BIRTH") {
+		t.Errorf("still waiting after the BIRTH: %s", m.Error)
+	}
 	// Not a Sparkplug payload: counted and skipped.
 	if err := p.broker.Publish("spBv1.0/plant/DDATA/edge1/sp1", []byte(`{"good": 99999}`), false, 1); err != nil {
 		t.Fatal(err)
@@ -112,4 +127,11 @@ func TestSparkplugDeviceAcrossRestartAndRebirth(t *testing.T) {
 	if got := p.qty("sp1"); got != 17 {
 		t.Errorf("qty %v after rebirths, want 17", got)
 	}
+	// The edge node flags the run bit BAD (its PLC driver failed): the
+	// run state is unknown for bad quality, as for OPC UA.
+	p.spPublish("DDATA", sptest.Payload{Seq: 5, Metrics: []sptest.Metric{{Alias: 2, HasAlias: true, Value: false, Quality: 0, HasQuality: true}}})
+	waitFor(t, 20*time.Second, "unknown for bad quality", func() (bool, string) {
+		m := ra.a.Status().Machines[0]
+		return m.State == "unknown" && m.UnknownBecause == "bad quality" && strings.Contains(m.Error, "Sparkplug quality BAD"), m.State + " " + m.UnknownBecause + " " + m.Error
+	})
 }

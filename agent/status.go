@@ -382,6 +382,26 @@ func (a *Agent) Status() Status {
 			}
 		})
 	}
+	// Sparkplug B metrics the edge node flagged not good (its Quality
+	// property): as an OPC UA value of bad quality.
+	spBad := a.state.SparkplugBadQuality()
+	for _, k := range slices.SortedFunc(maps.Keys(spBad), func(x, y mapping.SignalKey) int {
+		return cmp.Or(cmp.Compare(x.Machine, y.Machine), cmp.Compare(x.Signal, y.Signal))
+	}) {
+		if signalErrs[k.Machine] == "" {
+			signalErrs[k.Machine] = fmt.Sprintf("%s: %s", k.Signal, spBad[k])
+		}
+		if k.Signal == mapping.Running {
+			runBad[k.Machine] = true
+		}
+	}
+	// Sparkplug B DATA by alias that could not be read: nothing counts
+	// from it until the edge node's next BIRTH, which may be weeks away
+	// unless someone asks for one.
+	for _, w := range a.state.SparkplugWaiting() {
+		noteBad(connectors.KindMQTT, w.Source, w.Topic, "waiting for a BIRTH of "+w.Birth+
+			": values sent by alias cannot be read until the edge node sends its BIRTH again (restart it, or send a rebirth from Ignition/the edge node)")
+	}
 	for _, k := range sortedAddrs(a.unusable) {
 		what := "sent a value that cannot be used: "
 		if errors.Is(a.unusable[k], mapping.ErrBadTime) {
