@@ -655,3 +655,38 @@ func TestRefusedTopicLeavesTheOthersFlowing(t *testing.T) {
 			st.Connects, r.State(), st.Refused, st.LastError)
 	}
 }
+
+// TestConnNumbersTheConnection: a message's Conn tells the connection it
+// came in; a reconnect gives a higher one (the mapping distrusts what it
+// learned from a Sparkplug BIRTH in an earlier connection: one sent while
+// the agent was away is missed).
+func TestConnNumbersTheConnection(t *testing.T) {
+	url := startMochi(t, "tcp", nil, nil)
+	px := nettest.NewCrashProxy(t, strings.TrimPrefix(url, "tcp://"))
+	sink := make(chanSink, 10)
+	r := start(t, Config{URL: "tcp://" + px.Addr(), ClientID: "conn", Topics: []string{"c/#"}}, sink)
+	waitConnected(t, r, 1)
+	p := newPublisher(t, url, nil)
+	p.pub(t, "c/1", []byte("1"))
+	s1 := sink.next(t)
+	s1.Done()
+	p.pub(t, "c/2", []byte("2"))
+	if s := sink.next(t); s.Conn != s1.Conn || s.Conn == 0 {
+		t.Fatalf("same connection: Conn %d then %d", s1.Conn, s.Conn)
+	} else {
+		s.Done()
+	}
+	px.Crash()
+	px.Restart()
+	waitConnected(t, r, 2)
+	p.pub(t, "c/3", []byte("3"))
+	s := sink.next(t)
+	for s.Address != "c/3" {
+		s.Done()
+		s = sink.next(t)
+	}
+	if s.Conn <= s1.Conn {
+		t.Errorf("after a reconnect: Conn %d, was %d", s.Conn, s1.Conn)
+	}
+	s.Done()
+}
