@@ -726,3 +726,19 @@ func CheckSparkplug(signal Signal, metric string, payload []byte, rollover uint6
 	}
 	return false, nil, time.Time{}, nil
 }
+
+// SparkplugNames returns the metric names a Sparkplug B payload carries (a
+// BIRTH carries every metric of its edge node or device), in its order.
+func SparkplugNames(payload []byte) ([]string, error) {
+	p, err := decodeSparkplug(payload)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for i := range p.metrics {
+		if n := p.metrics[i].name; n != "" {
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
@@ -132,6 +134,45 @@ func snippet(p []byte) string {
 	return fmt.Sprintf("%q", p)
 }
 
+// spMissing is a metric a BIRTH heard does not carry: a typo in field.
+type spMissing struct {
+	metric string
+	names  []string // what the BIRTH carries
+}
+
+func (e *spMissing) Error() string {
+	if len(e.names) == 0 {
+		return "it carries no named metric"
+	}
+	// The names close to it (the same but for case and spaces, or the
+	// same last part), else the others: a few.
+	squash := func(s string) string { return strings.ToLower(strings.ReplaceAll(s, " ", "")) }
+	last := func(s string) string { return squash(s[strings.LastIndex(s, "/")+1:]) }
+	var near, other []string
+	for _, n := range e.names {
+		if squash(n) == squash(e.metric) || last(n) == last(e.metric) {
+			near = append(near, n)
+		} else {
+			other = append(other, n)
+		}
+	}
+	list, what := other, "it carries "
+	if len(near) > 0 {
+		list, what = near, "did you mean "
+	}
+	const few = 5
+	more := ""
+	if len(list) > few {
+		more = fmt.Sprintf(" and %d more", len(list)-few)
+		list = list[:few]
+	}
+	q := make([]string, len(list))
+	for i := range list {
+		q[i] = strconv.Quote(list[i])
+	}
+	return what + strings.Join(q, ", ") + more
+}
+
 // spResult is what validate heard of one Sparkplug B metric.
 type spResult struct {
 	got   bool
@@ -146,13 +187,14 @@ type spResult struct {
 // and checks its value.
 func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTBroker, uses []sourceUse) {
 	w := c.w
+	// The filters the agent subscribes (one per edge node), so that the
+	// broker's ACL is checked as the agent will need it: an ACL that
+	// grants the DDATA and DBIRTH topics only refuses the agent's filter.
 	var topics []string
 	for _, u := range uses {
 		t, _ := config.ParseSparkplugTopic(u.ref.MQTT.Topic)
-		for _, topic := range []string{u.ref.MQTT.Topic, t.With(t.Type[:1] + "BIRTH")} {
-			if !slices.Contains(topics, topic) {
-				topics = append(topics, topic)
-			}
+		if f := t.NodeFilter(); !slices.Contains(topics, f) {
+			topics = append(topics, f)
 		}
 	}
 	res := make([]spResult, len(uses))
@@ -169,7 +211,13 @@ func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTB
 					continue
 				}
 				found, v, _, err := mapping.CheckSparkplug(u.signal, ref.Field, payload, u.rollover, u.running...)
-				if found || errors.Is(err, mapping.ErrBadSparkplug) {
+				if !found && err == nil && topic != ref.Topic {
+					// A BIRTH names every metric of its edge node or
+					// device: one it lacks is a typo in field.
+					names, _ := mapping.SparkplugNames(payload)
+					err = &spMissing{metric: ref.Field, names: names}
+				}
+				if found || err != nil {
 					res[i] = spResult{got: true, topic: topic, v: v, err: err}
 					left--
 				}
@@ -190,12 +238,15 @@ func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTB
 		birth := t.With(t.Type[:1] + "BIRTH")
 		r := res[i]
 		switch {
-		case refused[ref.Topic] != "" || refused[birth] != "":
-			c.problem(u.path+".topic", fmt.Sprintf("the broker refused the subscription to %s or %s", ref.Topic, birth),
-				"the broker's ACL must let client "+b.ClientID+" read spBv1.0/"+t.Group+"/+/"+t.Node+"/#")
+		case refused[t.NodeFilter()] != "":
+			c.problem(u.path+".topic", fmt.Sprintf("the broker refused the subscription to %s, which the agent makes to read %s and %s", t.NodeFilter(), ref.Topic, birth),
+				"the broker's ACL must let client "+b.ClientID+" read "+t.NodeFilter())
 		case !r.got:
 			fmt.Fprintf(w, "mqtt %s: %s %s: %s: no BIRTH or DATA naming it within %s, not checked (an edge node names its metrics in its BIRTH, at its (re)start; a DATA may send only an alias)\n",
 				b.Name, u.machine, u.signal, what, mqttWait)
+		case r.err != nil && errors.As(r.err, new(*spMissing)):
+			c.problem(u.path+".field", fmt.Sprintf("%s: the BIRTH heard on %s does not carry it: %v", what, r.topic, r.err),
+				"check field: the metric's name exactly as the edge node publishes it (case, spaces and folders count)")
 		case r.err != nil:
 			var pe *mapping.PayloadError
 			if errors.As(r.err, &pe) {

@@ -173,7 +173,10 @@ func TestValidateMQTTSparkplug(t *testing.T) {
 			{Name: "Counters/Good", Alias: 1, HasAlias: true, Datatype: sptest.Int32, Value: int64(-2)},
 			{Name: "State", Alias: 2, HasAlias: true, Datatype: sptest.String, Value: "many"},
 		}}.Encode(),
-		"spBv1.0/plant/NDATA/edge2": []byte(`{"good": 3}`),
+		// A device's topic: mochi sends no retained message of the
+		// filter's parent level (spBv1.0/plant/NDATA/edge2 for
+		// spBv1.0/plant/+/edge2/#, the filter validate subscribes).
+		"spBv1.0/plant/DDATA/edge2/dev": []byte(`{"good": 3}`),
 	} {
 		if err := b.Publish(topic, p, true, 1); err != nil {
 			t.Fatal(err)
@@ -192,7 +195,7 @@ machines:
     scrap_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/press1, field: State } }
   - id: p2
     workcenter: WC2
-    good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/NDATA/edge2, field: Good } }
+    good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge2/dev, field: Good } }
   - id: p3
     workcenter: WC3
     good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/NDATA/edge3, field: Good } }
@@ -212,5 +215,45 @@ machines:
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// A BIRTH heard that does not carry the configured metric is a problem (a
+// typo in field), with the names it carries that are close; validate
+// subscribes the edge node's filter, as the agent does, so an ACL that
+// grants the DATA and BIRTH topics only is found out.
+func TestValidateMQTTSparkplugTypoAndACL(t *testing.T) {
+	b := brokerRetaining(t, nil)
+	p := sptest.Payload{Seq: 1, Metrics: []sptest.Metric{
+		{Name: "Counters/Good Parts", Alias: 1, HasAlias: true, Datatype: sptest.Int32, Value: int64(5)},
+		{Name: "State/Running", Alias: 2, HasAlias: true, Datatype: sptest.Boolean, Value: true},
+	}}.Encode()
+	if err := b.Publish("spBv1.0/plant/DBIRTH/edge1/press1", p, true, 1); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := writeConfig(t, dir, fmt.Sprintf(`site: test
+data_dir: %s
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - { name: b, url: %q, client_id: pe-test }
+machines:
+  - id: p1
+    workcenter: WC1
+    good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/press1, field: Counters/GoodParts } }
+`, dir, b.URL()))
+	out, _, err := runValidate(t, "-c", path, "--mqtt")
+	if exitCode(err) != 1 {
+		t.Errorf("err = %v (code %d), want a problem", err, exitCode(err))
+	}
+	want := `machines[0].good_count.mqtt.field: spBv1.0/plant/DDATA/edge1/press1 metric Counters/GoodParts: the BIRTH heard on spBv1.0/plant/DBIRTH/edge1/press1 does not carry it: did you mean "Counters/Good Parts"`
+	if !strings.Contains(out, want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+
+	b.DenyRead("spBv1.0/plant/+/edge1/#", true)
+	out, _, err = runValidate(t, "-c", path, "--mqtt")
+	if exitCode(err) != 1 || !strings.Contains(out, "the broker refused the subscription to spBv1.0/plant/+/edge1/#") {
+		t.Errorf("err = %v; the agent's filter refused, not said:\n%s", err, out)
 	}
 }
