@@ -252,6 +252,11 @@ func (m *spMetric) value(datatype uint32) (any, error) {
 		case spInt32:
 			return int32(m.u), nil
 		case spInt64:
+			if m.vField == 10 {
+				// An Int64 in int_value (a uint32 field: some small
+				// encoders do) holds 32 bits of two's complement.
+				return int64(int32(m.u)), nil
+			}
 			return int64(m.u), nil
 		case spUInt8, spUInt16, spUInt32:
 			return uint32(m.u), nil

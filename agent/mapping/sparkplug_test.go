@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -142,6 +143,14 @@ func TestSparkplugSignedValues(t *testing.T) {
 		got, err := p.metrics[0].value(p.metrics[0].datatype)
 		if err != nil || got != c.want {
 			t.Errorf("datatype %d %d: %v (%T), %v; want %v", c.dt, c.v, got, got, err, c.want)
+		}
+	}
+	// An Int64 carried in int_value (32 bits; some small encoders send
+	// it so), plain or sign-extended to 64 bits on the wire.
+	for _, u := range []uint64{0xFFFFFFFD, math.MaxUint64 - 2} {
+		mt := spMetric{vField: 10, u: u}
+		if got, err := mt.value(spInt64); got != int64(-3) || err != nil {
+			t.Errorf("Int64 in int_value %#x: %v (%T), %v; want -3", u, got, got, err)
 		}
 	}
 	// A negative Int32 counter with rollover is read as its unsigned value.
