@@ -542,7 +542,10 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		if t.Type == "NBIRTH" {
 			n.bdSeq, n.bdSeqOK = p.bdSeq()
 		}
-		b := &spBirth{aliases: map[uint64]string{}, types: map[string]uint32{}, trusted: true}
+		// A BIRTH the broker redelivers (DUP: sent before, in a
+		// connection that broke before it was acknowledged) may be
+		// older than one sent meanwhile, missed: its map is not trusted.
+		b := &spBirth{aliases: map[uint64]string{}, types: map[string]uint32{}, trusted: !s.Duplicate}
 		for _, mt := range p.metrics {
 			if mt.name == "" {
 				continue

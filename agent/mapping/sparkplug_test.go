@@ -385,6 +385,13 @@ func TestSparkplugAliasesAtStartAndRetained(t *testing.T) {
 	if spCount(evs, "p1", GoodCount) != 3 {
 		t.Fatalf("after a retained BIRTH: %+v", evs)
 	}
+	// A BIRTH the broker redelivers (DUP) may be older than one missed.
+	db := spSample(birth, sptest.Payload{Seq: 91, Metrics: []sptest.Metric{{Name: "Counters/Scrap Total", Alias: 7, HasAlias: true, Datatype: sptest.UInt32, Value: int64(1)}}}, spT0.Add(2*time.Second))
+	db.Duplicate = true
+	m.Apply(st, db)
+	if evs, _, _ := m.Apply(st, spSample(data, sptest.Payload{Seq: 92, Metrics: []sptest.Metric{{Alias: 7, HasAlias: true, Value: int64(2)}}}, spT0.Add(3*time.Second))); len(evs) != 0 {
+		t.Fatalf("read by alias with a redelivered BIRTH's map: %+v", evs)
+	}
 }
 
 // Several values of one metric in one DATA message (a buffered backlog)
