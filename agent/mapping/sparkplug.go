@@ -499,6 +499,11 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 	}
 	p, err := decodeSparkplug(s.Payload)
 	if err != nil {
+		if t.Device != "" && len(m.index[addrKey{connectors.KindMQTT, s.Source, t.With(dataType)}]) == 0 {
+			// A device no signal reads (the filter brings the edge
+			// node's every device): its fault is none of the agent's.
+			return nil, nil, nil
+		}
 		return nil, nil, &PayloadError{Source: s.Source, Address: s.Address, Err: err}
 	}
 	sp := st.sparkplug()

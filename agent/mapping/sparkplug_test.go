@@ -219,6 +219,12 @@ func TestSparkplugMalformedAndUnknownAlias(t *testing.T) {
 	if len(notes) != 1 || notes[0].Kind != "alias" {
 		t.Fatalf("notes %+v", notes)
 	}
+	// A device no signal reads: its malformed payload is not the
+	// machines' (the edge node's filter brings every device).
+	s.Address, s.Payload = "spBv1.0/plant/DDATA/edge1/other", []byte(`{"good": 5}`)
+	if _, _, err := m.Apply(st, s); err != nil {
+		t.Fatalf("an unread device's payload: %v", err)
+	}
 }
 
 func TestSparkplugSeqGap(t *testing.T) {
