@@ -1,16 +1,15 @@
 package agent_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/buffer"
 )
 
@@ -149,31 +148,8 @@ func TestStatusSaysPendingCountsArePartial(t *testing.T) {
 	if _, err := q.Append(context.Background(), []buffer.Record{{Lane: buffer.LaneCounts, Key: "press-1/good", Data: marker}}); err != nil {
 		t.Fatal(err)
 	}
-	path := q.Path()
 	q.Close()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for off := 0; ; n++ {
-		i := bytes.Index(b[off:], marker)
-		if i < 0 {
-			break
-		}
-		if _, err := f.WriteAt([]byte{'Y'}, int64(off+i+12)); err != nil { // its checksum fails
-			t.Fatal(err)
-		}
-		off += i + 1
-	}
-	f.Close()
-	if n == 0 {
-		t.Fatal("record not found in the file")
-	}
+	agent.SpoilRecord(t, q.Path(), marker)
 
 	off := p.offlineStatus()
 	if !strings.Contains(off.Buffer.PendingPartial, "damaged") {

@@ -40,29 +40,7 @@ func TestScanOfPendingCountsPastADamagedRecord(t *testing.T) {
 				t.Fatal(err)
 			}
 			q.Close()
-			b, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, err := os.OpenFile(path, os.O_WRONLY, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n := 0
-			for off := 0; ; n++ {
-				i := bytes.Index(b[off:], marker)
-				if i < 0 {
-					break
-				}
-				if _, err := f.WriteAt([]byte{'Y'}, int64(off+i+12)); err != nil { // its checksum fails
-					t.Fatal(err)
-				}
-				off += i + 1
-			}
-			f.Close()
-			if n == 0 {
-				t.Fatal("record not found in the file")
-			}
+			SpoilRecord(t, path, marker)
 			ro, err := buffer.Open(path, buffer.Options{ReadOnly: true})
 			if err != nil {
 				t.Fatal(err)
@@ -77,5 +55,35 @@ func TestScanOfPendingCountsPastADamagedRecord(t *testing.T) {
 				t.Errorf("press-1: %v pieces in %d records, want its 5 sound ones", pc.good, pc.records)
 			}
 		})
+	}
+}
+
+// SpoilRecord spoils, at each copy of marker in the closed buffer file at
+// path (bbolt leaves older ones in free pages), the byte that makes the
+// record holding it fail its checksum: rot on the disk.
+func SpoilRecord(t testing.TB, path string, marker []byte) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n := 0
+	for off := 0; ; n++ {
+		i := bytes.Index(b[off:], marker)
+		if i < 0 {
+			break
+		}
+		if _, err := f.WriteAt([]byte{'Y'}, int64(off+i+12)); err != nil {
+			t.Fatal(err)
+		}
+		off += i + 1
+	}
+	if n == 0 {
+		t.Fatal("record not found in the file")
 	}
 }
