@@ -28,76 +28,35 @@ type TopicInfo struct {
 // (QoS 0), and waits up to wait for a first message on each (retained
 // messages come at once). It is for checking a configuration.
 func Inspect(ctx context.Context, cfg Config, wait time.Duration) ([]TopicInfo, error) {
-	src, err := New(cfg, connectors.SinkFunc(func(context.Context, connectors.Sample) error { return nil }))
-	if err != nil {
-		return nil, err
-	}
-	cfg = src.cfg
-	var tlsCfg *tls.Config
-	if src.tls {
-		if tlsCfg, err = src.tlsConfig(); err != nil {
-			return nil, err
-		}
-	}
-	opts := src.clientOptions(cfg.ClientID+"-check", tlsCfg).SetCleanSession(true)
 	out := make([]TopicInfo, len(cfg.Topics))
 	at := map[string]int{}
 	for i, t := range cfg.Topics {
 		out[i].Topic = t
 		at[t] = i
 	}
-	var mu sync.Mutex
 	left := len(out)
-	all := make(chan struct{})
-	opts.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
-		mu.Lock()
-		defer mu.Unlock()
-		i, ok := at[m.Topic()]
-		if !ok || out[i].Got {
-			return
+	_, err := listen(ctx, cfg, wait, func(topic string, payload []byte, retained bool) bool {
+		i, ok := at[topic]
+		if !ok || out[i].Got || out[i].Refused != "" {
+			return false
 		}
-		out[i].Got, out[i].Payload = true, append([]byte{}, m.Payload()...)
-		out[i].Retained, out[i].Received = m.Retained(), time.Now()
-		if left--; left == 0 {
-			close(all)
-		}
-	})
-	c := paho.NewClient(opts)
-	if err := waitToken(ctx, c.Connect(), cfg.ConnectTimeout); err != nil {
-		return nil, tlsMismatch(cfg.URL, fmt.Errorf("connect %s: %w", redactURL(cfg.URL), err))
-	}
-	defer c.Disconnect(100)
-	filters := map[string]byte{}
-	for _, t := range cfg.Topics {
-		filters[t] = 0
-	}
-	tok := c.SubscribeMultiple(filters, nil)
-	if err := waitToken(ctx, tok, cfg.ConnectTimeout); err != nil {
-		return nil, fmt.Errorf("subscribe: %w", err)
-	}
-	if st, ok := tok.(*paho.SubscribeToken); ok {
-		mu.Lock()
-		for topic, code := range st.Result() {
-			if i, ok := at[topic]; ok && code >= 0x80 {
-				out[i].Refused = fmt.Sprintf("0x%02x", code)
-				if left--; left == 0 {
-					close(all)
-				}
+		out[i].Got, out[i].Payload = true, append([]byte{}, payload...)
+		out[i].Retained, out[i].Received = retained, time.Now()
+		left--
+		return left == 0
+	}, func(refused map[string]string) bool {
+		for topic, code := range refused {
+			if i, ok := at[topic]; ok && !out[i].Got {
+				out[i].Refused = code
+				left--
 			}
 		}
-		mu.Unlock()
+		return left == 0
+	})
+	if err != nil {
+		return nil, err
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-all:
-	case <-t.C:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	return append([]TopicInfo(nil), out...), nil
+	return out, nil
 }
 
 // Listen connects as Inspect does, subscribes to cfg.Topics (QoS 0) and
@@ -107,6 +66,14 @@ func Inspect(ctx context.Context, cfg Config, wait time.Duration) ([]TopicInfo, 
 // first message on a topic may not be the one it needs (a Sparkplug B DATA
 // carries only the metrics that changed).
 func Listen(ctx context.Context, cfg Config, wait time.Duration, fn func(topic string, payload []byte, retained bool) (done bool)) (refused map[string]string, err error) {
+	return listen(ctx, cfg, wait, fn, nil)
+}
+
+// listen is Listen; subscribed, when set, is told the refused topics once
+// the broker answered the subscription, under the lock fn runs under, and
+// ends the wait when it returns true.
+func listen(ctx context.Context, cfg Config, wait time.Duration, fn func(topic string, payload []byte, retained bool) (done bool),
+	subscribed func(refused map[string]string) (done bool)) (refused map[string]string, err error) {
 	src, err := New(cfg, connectors.SinkFunc(func(context.Context, connectors.Sample) error { return nil }))
 	if err != nil {
 		return nil, err
@@ -153,6 +120,14 @@ func Listen(ctx context.Context, cfg Config, wait time.Duration, fn func(topic s
 				refused[topic] = fmt.Sprintf("0x%02x", code)
 			}
 		}
+	}
+	if subscribed != nil {
+		mu.Lock()
+		if !finished && subscribed(refused) {
+			finished = true
+			close(all)
+		}
+		mu.Unlock()
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
