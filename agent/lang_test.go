@@ -2,8 +2,6 @@ package agent_test
 
 import (
 	"fmt"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 )
@@ -45,33 +43,4 @@ func TestEndToEndWorkcenterMovedToAnotherCompanyInAnyLanguage(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestEndToEndLoginLockoutInFrenchIsNotAnExpiredKey: Odoo's lockout comes
-// in the bot user's language over JSON-RPC to a server of several
-// databases; it is still no expired key.
-func TestEndToEndLoginLockoutInFrenchIsNotAnExpiredKey(t *testing.T) {
-	p := newPlant(t, plantOptions{version: 18, machines: []string{"press-1"}, manyDatabases: true, botLang: "fr_FR"})
-	ra := p.startAgent()
-	p.produce(p.machines[0], 2, 0)
-	p.waitExactQty(ra, "press-1", 2)
-	p.odoo.SetLoginCooldown(1, 3*time.Second)
-	body := `{"jsonrpc":"2.0","method":"call","id":1,"params":{"service":"common","method":"authenticate","args":["odoo","plantedge-bot","` + strings.Repeat("0", 40) + `",{}]}}`
-	resp, err := http.Post(p.odoo.URL()+"/jsonrpc", "application/json", strings.NewReader(body)) // a neighbour's typo
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	p.produce(p.machines[0], 3, 0)
-	waitFor(t, 15*time.Second, "the lockout seen", func() (bool, string) {
-		o := ra.a.Status().Odoo
-		return o.State == "auth_failed" && strings.Contains(o.LastError, "Trop d'échecs de connexion"), fmt.Sprintf("%+v", o)
-	})
-	if o := ra.a.Status().Odoo; o.KeyExpired {
-		t.Errorf("a lockout shown as an expired key: %+v", o)
-	}
-	if strings.Contains(p.logs.String(), "most likely expired") {
-		t.Error("the log calls a lockout an expired key")
-	}
-	ra.a.Flush()
 }
