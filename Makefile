@@ -15,7 +15,7 @@ deps: ## install what the tests need (Mosquitto, node-opcua) if missing
 	./.ci/deps
 
 test: deps ## run every test with the race detector
-	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -race -count=1 -timeout 18m ./...
 	@# skipped under -race: gopcua races with itself while renewing (gopcua/opcua#882)
 	$(GO) test -count=1 -timeout 5m -run '^TestSecureChannelRenewal$$' ./connectors/opcua/
 
