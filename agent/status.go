@@ -385,9 +385,7 @@ func (a *Agent) Status() Status {
 	// Sparkplug B metrics the edge node flagged not good (its Quality
 	// property): as an OPC UA value of bad quality.
 	spBad := a.state.SparkplugBadQuality()
-	for _, k := range slices.SortedFunc(maps.Keys(spBad), func(x, y mapping.SignalKey) int {
-		return cmp.Or(cmp.Compare(x.Machine, y.Machine), cmp.Compare(x.Signal, y.Signal))
-	}) {
+	for _, k := range sortedSignals(spBad) {
 		if signalErrs[k.Machine] == "" {
 			signalErrs[k.Machine] = fmt.Sprintf("%s: %s", k.Signal, spBad[k])
 		}
@@ -417,10 +415,7 @@ func (a *Agent) Status() Status {
 		{a.state.Absent, "field %q missing from the last %d messages of topic %s, which carried other fields (a typo? plantedge validate --mqtt)"},
 		{a.state.TimeAbsent, "timestamp_field %q missing from the last %d messages of topic %s: values taken at their receive time (a typo? plantedge validate --mqtt)"},
 	} {
-		keys := slices.SortedFunc(maps.Keys(ab.m), func(x, y mapping.SignalKey) int {
-			return cmp.Or(cmp.Compare(x.Machine, y.Machine), cmp.Compare(x.Signal, y.Signal))
-		})
-		for _, k := range keys {
+		for _, k := range sortedSignals(ab.m) {
 			if n := ab.m[k]; n.N >= mapping.AbsentWarn && signalErrs[k.Machine] == "" {
 				signalErrs[k.Machine] = fmt.Sprintf("%s: "+ab.what, k.Signal, n.Field, n.N, n.Topic)
 			}
@@ -1056,6 +1051,13 @@ func (a *Agent) configStatus(cfg *config.Config) *ConfigStatus {
 func sortedAddrs[V any](m map[sampleAddr]V) []sampleAddr {
 	return slices.SortedFunc(maps.Keys(m), func(x, y sampleAddr) int {
 		return cmp.Or(cmp.Compare(x.source, y.source), cmp.Compare(x.address, y.address), cmp.Compare(x.kind, y.kind))
+	})
+}
+
+// sortedSignals is m's keys by machine, then signal.
+func sortedSignals[V any](m map[mapping.SignalKey]V) []mapping.SignalKey {
+	return slices.SortedFunc(maps.Keys(m), func(x, y mapping.SignalKey) int {
+		return cmp.Or(cmp.Compare(x.Machine, y.Machine), cmp.Compare(x.Signal, y.Signal))
 	})
 }
 
