@@ -59,21 +59,19 @@ const (
 
 // SetUserLang sets a user's language preference (res.users.lang, e.g.
 // "fr_FR"), activating the language as Odoo requires of a preference.
-func (s *Server) SetUserLang(uid int64, lang string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r, ok := s.models["res.users"].recs[uid]; ok {
-		r["lang"] = lang
-		s.activateLang(lang)
-	}
-}
+func (s *Server) SetUserLang(uid int64, lang string) { s.setLang("res.users", uid, lang) }
 
 // SetCompanyLang sets a company's language (its partner's lang),
 // activating it.
 func (s *Server) SetCompanyLang(companyID int64, lang string) {
+	s.setLang("res.company", companyID, lang)
+}
+
+// setLang sets record id's lang in model, activating the language.
+func (s *Server) setLang(model string, id int64, lang string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r, ok := s.models["res.company"].recs[companyID]; ok {
+	if r, ok := s.models[model].recs[id]; ok {
 		r["lang"] = lang
 		s.activateLang(lang)
 	}
