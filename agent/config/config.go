@@ -323,6 +323,10 @@ func (t SparkplugTopic) With(typ string) string {
 	return s
 }
 
+// Birth is the BIRTH topic of t's node, or device (NBIRTH for an N
+// message, DBIRTH for a D one).
+func (t SparkplugTopic) Birth() string { return t.With(t.Type[:1] + "BIRTH") }
+
 // NodeFilter is the subscription filter for every message of the edge
 // node (its devices' too).
 func (t SparkplugTopic) NodeFilter() string {

@@ -580,7 +580,7 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		return nil, nil, nil
 	}
 	birth := n.births[t.Device]
-	birthTopic := t.With(t.Type[:1] + "BIRTH")
+	birthTopic := t.Birth()
 	xs, err := extractSparkplug(bs, s, p, birth, func(alias uint64) {
 		// A retained DATA may be older than the map: its aliases are not
 		// read either.

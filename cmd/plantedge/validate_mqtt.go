@@ -191,9 +191,10 @@ func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTB
 	// broker's ACL is checked as the agent will need it: an ACL that
 	// grants the DDATA and DBIRTH topics only refuses the agent's filter.
 	var topics []string
-	for _, u := range uses {
-		t, _ := config.ParseSparkplugTopic(u.ref.MQTT.Topic)
-		if f := t.NodeFilter(); !slices.Contains(topics, f) {
+	sp := make([]config.SparkplugTopic, len(uses)) // each use's DATA topic, parsed
+	for i, u := range uses {
+		sp[i], _ = config.ParseSparkplugTopic(u.ref.MQTT.Topic)
+		if f := sp[i].NodeFilter(); !slices.Contains(topics, f) {
 			topics = append(topics, f)
 		}
 	}
@@ -206,8 +207,7 @@ func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTB
 		refused, err = mqtt.Listen(ctx, mc, mqttWait, func(topic string, payload []byte, _ bool) bool {
 			for i, u := range uses {
 				ref := u.ref.MQTT
-				t, _ := config.ParseSparkplugTopic(ref.Topic)
-				if res[i].got || (topic != ref.Topic && topic != t.With(t.Type[:1]+"BIRTH")) || len(payload) == 0 {
+				if res[i].got || (topic != ref.Topic && topic != sp[i].Birth()) || len(payload) == 0 {
 					continue
 				}
 				found, v, _, err := mapping.CheckSparkplug(u.signal, ref.Field, payload, u.rollover, u.running...)
@@ -234,8 +234,8 @@ func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTB
 	for i, u := range uses {
 		ref := u.ref.MQTT
 		what := ref.Topic + " metric " + ref.Field
-		t, _ := config.ParseSparkplugTopic(ref.Topic)
-		birth := t.With(t.Type[:1] + "BIRTH")
+		t := sp[i]
+		birth := t.Birth()
 		r := res[i]
 		switch {
 		case refused[t.NodeFilter()] != "":
