@@ -1258,7 +1258,7 @@ func extract(bs []*binding, s connectors.Sample) (_ []extracted, missing []*bind
 			return nil, nil, perr("", fmt.Errorf("no value: %w", ErrBadValue))
 		}
 		for _, b := range bs {
-			x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, seen: s.Seen, server: s.Server, watch: s.Watch, gap: s.WatchGap}
+			x := fromSample(b, s, dup, t, srcTime)
 			if err := convert(&x, s.Value); err != nil {
 				skip("", err)
 				continue
@@ -1273,7 +1273,7 @@ func extract(bs []*binding, s connectors.Sample) (_ []extracted, missing []*bind
 	doc, jsonErr := parsePayload(payload)
 	var missingFields []string
 	for _, b := range bs {
-		x := extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, seen: s.Seen, server: s.Server, watch: s.Watch, gap: s.WatchGap}
+		x := fromSample(b, s, dup, t, srcTime)
 		var v any
 		if b.field == "" {
 			if jsonErr != nil {
@@ -1341,6 +1341,12 @@ func extract(bs []*binding, s connectors.Sample) (_ []extracted, missing []*bind
 		return nil, missing, perr(strings.Join(missingFields, ","), ErrMissingField)
 	}
 	return out, missing, bad
+}
+
+// fromSample is what binding b takes from sample s, at t (srcTime: the
+// source's time, else its receipt); dup: the value may repeat one taken.
+func fromSample(b *binding, s connectors.Sample, dup bool, t time.Time, srcTime bool) extracted {
+	return extracted{b: withDup(b, dup), t: t, srcTime: srcTime, resent: s.Resent, recv: s.ReceiveTime, seen: s.Seen, server: s.Server, watch: s.Watch, gap: s.WatchGap}
 }
 
 // withDup marks a binding copy so counter logic knows the value may repeat.

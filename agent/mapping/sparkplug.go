@@ -692,7 +692,7 @@ func extractSparkplug(bs []*binding, s connectors.Sample, p *spPayload, birth *s
 			if mt.isNull {
 				continue // is_null: no value, as an empty message
 			}
-			x := extracted{b: withDup(b, dup), t: s.ReceiveTime, resent: s.Resent, recv: s.ReceiveTime, seen: s.Seen, server: s.Server, watch: s.Watch, gap: s.WatchGap}
+			x := fromSample(b, s, dup, s.ReceiveTime, false)
 			if ts := mt.time(p); !ts.IsZero() {
 				if err := checkSourceTime(ts); err != nil {
 					skip(name, fmt.Errorf("source time %w", err)) // taken at its receive time
