@@ -200,23 +200,20 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			// Logged when it turns bad (or bad another way), and when it is
 			// good again, at most once a minute each per tag (then with how
 			// many were left out): a quality that stays bad shows in status.
+			hint := qualityHint(s.Quality)
 			if q, ok := a.badQuality[k]; !ok || q != s.Quality {
 				attrs := []any{"source", s.Source, "address", s.Address, "quality", s.Quality}
-				if h := qualityHint(s.Quality); h != "" {
-					attrs = append(attrs, "hint", h)
+				if hint != "" {
+					attrs = append(attrs, "hint", hint)
 				}
 				a.badLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn, "source value has bad or uncertain quality: ignored until it is good again", attrs...)
 			}
 			a.badQuality[k] = s.Quality
-			if qualityHint(s.Quality) != "" {
+			if hint != "" {
 				// An element the array does not have is the mapping's
 				// fault, not the machine's: counted as a value that could
 				// not be used, like a field missing from a payload.
-				a.metrics.malformed.WithLabelValues(s.Source).Inc()
-				mc := a.malformed[s.Source]
-				mc.n++
-				mc.last, mc.at = s.Address+": "+s.Quality, time.Now()
-				a.malformed[s.Source] = mc
+				a.countMalformed(s, s.Quality)
 			}
 		} else {
 			if q, ok := a.badQuality[k]; ok {
@@ -279,11 +276,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		if err != nil {
 			// Only the unusable signals are skipped; the sample's others
 			// (evs, ch) still count.
-			a.metrics.malformed.WithLabelValues(s.Source).Inc()
-			mc := a.malformed[s.Source]
-			mc.n++
-			mc.last, mc.at = s.Address+": "+err.Error(), time.Now()
-			a.malformed[s.Source] = mc
+			a.countMalformed(s, err.Error())
 			msg := "malformed sample (or field) skipped"
 			if errors.Is(err, mapping.ErrBadTime) {
 				msg = "a sample's source time cannot be used (a clock that was never set, or a timestamp in a format not understood): its values are taken at their receive time"
@@ -1020,6 +1013,16 @@ type malformedCount struct {
 	n    uint64
 	last string
 	at   time.Time
+}
+
+// countMalformed counts a value of s that could not be used, and why, in
+// the metric and for status (under stateMu).
+func (a *Agent) countMalformed(s connectors.Sample, why string) {
+	a.metrics.malformed.WithLabelValues(s.Source).Inc()
+	mc := a.malformed[s.Source]
+	mc.n++
+	mc.last, mc.at = s.Address+": "+why, time.Now()
+	a.malformed[s.Source] = mc
 }
 
 // qualityHint says what to do about a bad quality that is the
