@@ -337,6 +337,12 @@ type spNode struct {
 	births  map[string]*spBirth // by device ("": the node's own)
 }
 
+// spNodeKey keys an edge node of a source (SparkplugState.nodes,
+// Mapper.spNodes): source "\x00" group/node.
+func spNodeKey(source string, t config.SparkplugTopic) string {
+	return source + "\x00" + t.Group + "/" + t.Node
+}
+
 // distrust forgets that the node's alias maps (its own and its devices')
 // are current: a BIRTH may have been missed.
 func (n *spNode) distrust() {
@@ -421,7 +427,7 @@ func (m *Mapper) sparkplugTopic(source, address string) (config.SparkplugTopic, 
 		return config.SparkplugTopic{}, false
 	}
 	t, ok := config.ParseSparkplugTopic(address)
-	if !ok || !m.spNodes[source+"\x00"+t.Group+"/"+t.Node] {
+	if !ok || !m.spNodes[spNodeKey(source, t)] {
 		return config.SparkplugTopic{}, false
 	}
 	return t, true
@@ -464,7 +470,7 @@ func (m *Mapper) SparkplugDown(st *State, machine string) string {
 		return ""
 	}
 	t := b.spTopic
-	n := st.Sparkplug.nodes[b.source+"\x00"+t.Group+"/"+t.Node]
+	n := st.Sparkplug.nodes[spNodeKey(b.source, t)]
 	switch {
 	case n == nil:
 		return ""
@@ -507,7 +513,7 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		return nil, nil, &PayloadError{Source: s.Source, Address: s.Address, Err: err}
 	}
 	sp := st.sparkplug()
-	nk := s.Source + "\x00" + t.Group + "/" + t.Node
+	nk := spNodeKey(s.Source, t)
 	n := sp.nodes[nk]
 	if n == nil {
 		n = &spNode{conn: s.Conn, births: map[string]*spBirth{}}
