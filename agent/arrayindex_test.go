@@ -13,6 +13,7 @@ import (
 // booked their own pieces; an index beyond the array is the machine's
 // error in status, and nothing is booked from it.
 func TestEndToEndArrayElementsByIndex(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"ua-lane-1", "ua-lane-2"}, uaArray: true})
 	ra := p.startAgent()
 	lane1, lane2 := p.machines[0], p.machines[1]

@@ -34,6 +34,7 @@ func (p *plant) setAt(name string, v any, at time.Time) {
 // machine running through them), and the stop the step cut through lasts
 // as long as the agent saw it, not 0 s.
 func TestStopsAfterThePLCClockWentBack(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"ua-press-1"}})
 	p.editConfig(fmt.Sprintf("    good_count: { opcua: { server: line1, node: %q } }\n", p.ua.NodeID("ua-press-1.Good")), "")
 	ra := p.startAgent()
@@ -62,6 +63,7 @@ func TestStopsAfterThePLCClockWentBack(t *testing.T) {
 // there: its stops are dated when the agent received them, and the age of
 // the oldest buffered record is how long it waited (it was 27 years).
 func TestPLCClockNeverSet(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"ua-press-1"}})
 	ra := p.startAgent()
 	p.odoo.SetDown(true)
@@ -99,6 +101,7 @@ func TestPLCClockNeverSet(t *testing.T) {
 // clock as the agent sees it; the boot clock is the box's own.) The agent
 // logs and counts each step of its clock.
 func TestStopAcrossAStepOfThisBoxsClock(t *testing.T) {
+	t.Parallel()
 	p := plantWithoutSourceTimes(t)
 	m := p.machines[0]
 	var shift atomic.Int64

@@ -14,6 +14,7 @@ import (
 // closed downtime line, and scrap is validated, in the work centers'
 // company; nothing is dead-lettered.
 func TestEndToEndWorkcentersOfAnotherCompany(t *testing.T) {
+	t.Parallel()
 	for _, v := range []int{17, 19} {
 		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
 			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1", "press-2"}, otherCompany: true})

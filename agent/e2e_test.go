@@ -568,6 +568,7 @@ func (p *plant) waitExact(ra *runningAgent, timeout time.Duration) {
 }
 
 func TestEndToEndNormalFlow(t *testing.T) {
+	t.Parallel()
 	for _, v := range []int{17, 18, 19} {
 		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
 			p := newPlant(t, plantOptions{version: v, machines: []string{"ua-press-1", "press-2", "pack-3"}})
@@ -644,6 +645,7 @@ func (p *plant) machine(id string) *simMachine {
 }
 
 func TestEndToEndWANOutage(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "ua-press-3"}})
 	ra := p.startAgent()
 	p.produce(p.machines[0], 5, 0)
@@ -691,6 +693,7 @@ func TestEndToEndWANOutage(t *testing.T) {
 // quantity in qty_produced — also for a machine that made nothing since
 // (its count was in 18's qty_producing). Exact counts, one line per stop.
 func TestEndToEndOdooUpgradedDuringAnOutage(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{version: 18, machines: []string{"press-1", "ua-press-2", "idle-3"}})
 	ra := p.startAgent()
 	for _, m := range p.machines {
@@ -758,6 +761,7 @@ func TestEndToEndOdooUpgradedDuringAnOutage(t *testing.T) {
 // but after a quiet spell the agent reads the version again and moves the
 // machines' counts to 19's qty_produced, before anything new is made.
 func TestEndToEndOdooUpgradedWhileQuiet(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{version: 18, machines: []string{"press-1", "ua-press-2"}})
 	p.idleRecheck = 500 * time.Millisecond
 	ra := p.startAgent()
@@ -783,6 +787,7 @@ func TestEndToEndOdooUpgradedWhileQuiet(t *testing.T) {
 // a work order finished and the next one started, Odoo going away and
 // coming back — and says how long ago Odoo last answered.
 func TestIdlePlantFollowsOdoo(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
 	p.idleRecheck = 300 * time.Millisecond
 	ra := p.startAgent()
@@ -918,6 +923,7 @@ func TestEndToEndWorkOrderChangeAndHeldCounts(t *testing.T) {
 }
 
 func TestEndToEndPermanentRefusalIsDeadLettered(t *testing.T) {
+	t.Parallel()
 	// Odoo 19 refuses qty_produced on a done work order (UserError).
 	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1", "press-2"}})
 	ra := p.startAgent()
@@ -1052,6 +1058,7 @@ func TestReloadWhileStartingIsAppliedOnceStarted(t *testing.T) {
 // A reload that changes only the mapping (a reason map) keeps the sources'
 // sessions: editing a map must not reconnect to every PLC and broker.
 func TestEndToEndReloadKeepsUnchangedSources(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "ua-press-2"}})
 	ra := p.startAgent()
 	sessions := func() map[string]uint64 {
@@ -1255,6 +1262,7 @@ func TestEndToEndBlockWorkcenter(t *testing.T) {
 // event records); press-2's stop, the newest record, goes with the first
 // lines Odoo gets (a round sends at most 200), not after press-1's backlog.
 func TestEndToEndAStopIsNotQueuedBehindAnotherMachinesBacklog(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
 	ra := p.startAgent()
 	p.odoo.SetDown(true)
@@ -1297,6 +1305,7 @@ func TestEndToEndAStopIsNotQueuedBehindAnotherMachinesBacklog(t *testing.T) {
 // a round happened to look at before it had its 200 lines (the review of the
 // fair share of downtime records: 200 of 300 shown).
 func TestEndToEndWaitingRecordsOfARemovedMachineCountedThroughADrain(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, noWC: []string{"press-2"}})
 	ra := p.startAgent()
 	p.odoo.SetDown(true)
@@ -1539,6 +1548,7 @@ func TestEndToEndNextOperationOfOneOrder(t *testing.T) {
 // slack), and a quantity someone
 // changed in Odoo that the agent's next absolute write replaces.
 func TestEndToEndLateAndEditedQuantitiesLogged(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -1573,6 +1583,7 @@ func TestEndToEndLateAndEditedQuantitiesLogged(t *testing.T) {
 }
 
 func TestEndToEndAuthFailureBacksOffHard(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	// A wrong (or expired) key: Odoo locks an address out after 5 failed
 	// logins, so the agent must not retry quickly.
@@ -1601,6 +1612,7 @@ func TestEndToEndAuthFailureBacksOffHard(t *testing.T) {
 // status) without holding up the downtime lines and counts of the others,
 // even when it has more pending events than one round takes.
 func TestEndToEndUnknownWorkcenterDoesNotBlockOthers(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"ghost", "press-1"}, noWC: []string{"ghost"}})
 	ra := p.startAgent()
 	ghost, press := p.machines[0], p.machines[1]
@@ -1644,6 +1656,7 @@ func TestEndToEndUnknownWorkcenterDoesNotBlockOthers(t *testing.T) {
 // code (which Odoo never knew) is booked on the machine's work center now,
 // and the log says so.
 func TestStopRecordedOnAnUnknownCodeBookedOnTheFixedOne(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	good := p.editConfig(wcCode("press-1"), "WC-PRES-1") // the typo
 	ra := p.startAgent()
@@ -1674,6 +1687,7 @@ func TestStopRecordedOnAnUnknownCodeBookedOnTheFixedOne(t *testing.T) {
 // (nothing is dropped); status counts them as unmapped and held, so flush
 // does not wait for them forever.
 func TestEndToEndRemovedMachineRecordsHeld(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
 	started := p.qty("press-2") // what starting the order set (17/18: the remaining quantity)
 	ra := p.startAgent()
@@ -1720,6 +1734,7 @@ func TestEndToEndRemovedMachineRecordsHeld(t *testing.T) {
 // A 503 with Retry-After postpones the next attempt at least that long, even
 // when the backoff alone would retry sooner.
 func TestEndToEndRetryAfterHonoured(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	// Retry-After is honoured beyond backoff_max (up to 30 min).
 	p.editConfig("forward:\n  interval: 100ms\n  backoff_max: 1s\n", "forward:\n  interval: 100ms\n  backoff_max: 2s\n")
@@ -1746,6 +1761,7 @@ func TestEndToEndRetryAfterHonoured(t *testing.T) {
 // The agent must learn that its write landed (reading the old order back)
 // instead of counting the same pieces again on the new order.
 func TestEndToEndTimeoutThenWorkOrderChange(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -1983,6 +1999,7 @@ func TestMachineMovedWhileStoppedClosesItsLineWhereItOpened(t *testing.T) {
 // stopped on); brought back while running, the machine books no phantom
 // stop.
 func TestEndToEndReloadEndsOrphanedStops(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
 	ra := p.startAgent()
 	m1, m2 := p.machines[0], p.machines[1]
@@ -2128,6 +2145,7 @@ func misspeltFieldIsShown(t *testing.T, good, bad, shown, logged string) {
 // reason, and the buffer drains (its oldest-record age no longer held up).
 // Its downtime is booked on the work center it stopped on.
 func TestEndToEndRecordsOfARemovedMachineGoToTheDeadLetters(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
 	p.unmappedHold = time.Second
 	ra := p.startAgent()
@@ -2235,6 +2253,7 @@ func TestEndToEndMachineRemovedWhileTheAgentWasStopped(t *testing.T) {
 // second time once the booking completes); back, the booking completes
 // once.
 func TestEndToEndScrapInFlightOfARemovedMachineWaits(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
 	p.unmappedHold = time.Second
 	ra := p.startAgent()
@@ -2307,6 +2326,7 @@ func TestEndToEndWorkordersRefusedHoldsCountsOnly(t *testing.T) {
 // The source of a machine's running signal goes away: the machine may stop
 // meanwhile, so status says unknown, with the state last read.
 func TestEndToEndMachineStateUnknownWhileItsSourceIsDown(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
 	p.produce(p.machines[0], 1, 0)
@@ -2325,6 +2345,7 @@ func TestEndToEndMachineStateUnknownWhileItsSourceIsDown(t *testing.T) {
 // longer knows: one lookup of the code a round, however many records name
 // it, flush or not (a flush once asked Odoo once per record).
 func TestEndToEndUnknownWorkcenterOfARemovedMachineAskedOnce(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, noWC: []string{"press-2"}})
 	p.unmappedHold = time.Hour
 	ra := p.startAgent()
@@ -2401,6 +2422,7 @@ func TestStoppedStatusCountsRecordsOfARemovedMachineHeld(t *testing.T) {
 // taken away: it stays in flight (it cannot be read back), and the rest
 // goes on as above; reads back, it settles, counted once.
 func TestEndToEndWorkordersRefusedWithAWriteInFlight(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -2428,6 +2450,7 @@ func TestEndToEndWorkordersRefusedWithAWriteInFlight(t *testing.T) {
 // A machine whose work center Odoo lacks: all its records wait — counts and
 // downtime — and status counts them all as held (flush does not wait).
 func TestEndToEndUnknownWorkcenterHoldsEverything(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, noWC: []string{"press-2"}})
 	ra := p.startAgent()
 	m := p.machines[1]
@@ -2469,6 +2492,7 @@ func TestEndToEndWorkordersRefusedClearsOnIdleMachines(t *testing.T) {
 // buffered record (the Odoo probe: 3 refused writes, 1,798 dead letters and
 // as many log lines), and a retry once the right is back books them exactly.
 func TestRefusedWriteOfABacklogIsOneDeadLetter(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -2508,6 +2532,7 @@ func TestRefusedWriteOfABacklogIsOneDeadLetter(t *testing.T) {
 // scrap booked as Gadget, out of the wrong stock). Scrap made after the
 // next one started goes to it.
 func TestScrapOfAFinishedWorkOrderIsBookedOnIt(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	p.scrapSlack = time.Millisecond         // the test's work orders change within seconds
 	p.scrapBacklog = 500 * time.Millisecond // the outage lasts seconds: a backlog all the same
@@ -2633,6 +2658,7 @@ func (p *plant) scrapByWorkorder() map[int64]odootest.ScrapRecord {
 // Several work orders finished during one outage: each gets the scrap made
 // on it (the self-probe: all of it went to the first one).
 func TestScrapOfSeveralFinishedWorkOrders(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	p.scrapSlack = time.Millisecond
 	p.scrapBacklog = 500 * time.Millisecond // the outage lasts seconds: a backlog all the same
@@ -2675,6 +2701,7 @@ func TestScrapOfSeveralFinishedWorkOrders(t *testing.T) {
 // a new work order started is that one's (the self-probe: it went to the
 // finished one, whose start its time was closer to).
 func TestScrapJustAfterAWorkOrderChangeWithAClockBehind(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	p.tsSkew = 3 * time.Second
 	ra := p.startAgent()
@@ -2700,6 +2727,7 @@ func TestScrapJustAfterAWorkOrderChangeWithAClockBehind(t *testing.T) {
 // (no order in progress) goes to the next one started, not to the one
 // before the gap (the second self-probe).
 func TestScrapBetweenWorkOrdersGoesToTheNext(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	p.scrapSlack = time.Millisecond
 	p.scrapBacklog = 500 * time.Millisecond // the outage lasts seconds: a backlog all the same

@@ -60,6 +60,7 @@ func TestEditWrittenOverCanBeTakenBack(t *testing.T) {
 // reached the machine", nor with HTTP's "502 Bad Gateway" (the technician
 // probe) — and nothing is changed.
 func TestAcceptQtyWhileOdooIsDownSaysSo(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -90,6 +91,7 @@ func TestAcceptQtyWhileOdooIsDownSaysSo(t *testing.T) {
 // accept-qty asked again must not take the 12 back with the write's 5
 // pieces on top (the review of the take-back: 17).
 func TestEditDuringAWriteInDoubtIsNotTakenBack(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]

@@ -28,6 +28,7 @@ import (
 // for the first order; only the 2 go to the next (it was 8 + 3, then
 // 8 + 5 when pieces came in between).
 func TestLandedWriteWithPiecesAfterItThenWorkOrderFinished(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -50,6 +51,7 @@ func TestLandedWriteWithPiecesAfterItThenWorkOrderFinished(t *testing.T) {
 // is refused for the finished order. The read-back matches the earlier
 // attempt: its records stay with the first order.
 func TestWriteLandingAfterTheLookupThenWorkOrderFinished(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -138,6 +140,7 @@ func waitClosed(t testing.TB, c <-chan struct{}, what string) {
 // after 2 s of waiting, and the late 4 then stood in Odoo until the next
 // piece, blamed on a person's edit.)
 func TestUnansweredWriteCommittingLateIsNotOvertaken(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	p.requestLimit("8s")
 	_, ran := p.holdFirst("mrp.workorder", "write", 6*time.Second)
@@ -168,6 +171,7 @@ func TestUnansweredWriteCommittingLateIsNotOvertaken(t *testing.T) {
 // sends nothing before Odoo's request limit has passed since, so the late
 // 4 does not land over the 7 the new start writes.
 func TestRestartWaitsForTheRequestsOfTheLastRun(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra, m, ran := p.writeOfFourHeld()
 	ra.stopNow(t)
@@ -193,6 +197,7 @@ func TestRestartWaitsForTheRequestsOfTheLastRun(t *testing.T) {
 // between calls) does not wait: the probe saw every restart wait 2
 // minutes, status showing Odoo offline meanwhile.
 func TestQuietRestartDoesNotWait(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	p.requestLimit("2m")
 	ra := p.startAgent()
@@ -214,6 +219,7 @@ func TestQuietRestartDoesNotWait(t *testing.T) {
 // new id's from the start, not after the wait (the self-probe: status said
 // them held for two minutes, flush failed), and Odoo ends exact.
 func TestRenameTakenOverDuringTheSettleWait(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra, m, ran := p.writeOfFourHeld()
 	p.produce(m, 3, 0) // pending under press-1 at the stop
@@ -272,6 +278,7 @@ func TestCrashBetweenRoundsDoesNotWait(t *testing.T) {
 // (Read back as a draft 3 s after the timeout, it was validated again, and
 // Odoo booked the scrap's stock move twice.)
 func TestUnansweredScrapValidationIsNotRepeated(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	p.requestLimit("8s")
 	_, ran := p.holdFirst("stock.scrap", "action_validate", 6*time.Second)
@@ -287,6 +294,7 @@ func TestUnansweredScrapValidationIsNotRepeated(t *testing.T) {
 // passed, so its late commit does not land over a newer quantity (the
 // self-probe: the 8 it wrote committed over the 12 written after it).
 func TestWriteResetAfterItWasSentIsInDoubt(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	u, err := url.Parse(p.odoo.URL())
 	if err != nil {
@@ -333,6 +341,7 @@ func TestWriteResetAfterItWasSentIsInDoubt(t *testing.T) {
 // from there the agent read the scrap back as a draft and validated it a
 // second time (the self-probe: two stock moves).
 func TestScrapValidationInDoubtLateInItsBookingIsNotRepeated(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	p.requestLimit("8s")
 	var loads, validates atomic.Int32
@@ -358,6 +367,7 @@ func TestScrapValidationInDoubtLateInItsBookingIsNotRepeated(t *testing.T) {
 // closed line. (It did: the work center stayed blocked, and status showed
 // the machine running with nothing pending.)
 func TestUnansweredDowntimeOpeningDoesNotReopenTheLine(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
 	p.requestLimit("8s")
 	_, ran := p.holdFirst("mrp.workcenter.productivity", "load", 6*time.Second)
@@ -423,6 +433,7 @@ func (p *plant) wantSplit(ra *runningAgent, next *atomic.Int64, made float64) {
 // a record the round's booking covers: it would be acknowledged with it and
 // never booked (17 of 21 were).
 func TestScrapMergedDuringARoundIsBooked(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.quotaFullOfStops(1)
 	m := p.machines[0]
@@ -453,6 +464,7 @@ func TestScrapMergedDuringARoundIsBooked(t *testing.T) {
 // work order before the next round: pieces merged into a record the write
 // did not cover were in neither order (4 of 9).
 func TestGoodMergedDuringARoundThenWorkOrderChange(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.quotaFullOfStops(0)
 	m := p.machines[0]
@@ -680,6 +692,7 @@ func TestStopAfterTheClockWentBackBlocks(t *testing.T) {
 // on. The agent only watches the draft: a person's Confirm there books it
 // (once), a person's Discard deletes it (logged).
 func TestScrapShortOfStockWaitsAsADraft(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -866,6 +879,7 @@ func TestGatheredScrapStaysWithItsWorkOrder(t *testing.T) {
 // the link up, gathered scrap is booked on the order it was gathered on,
 // whenever it was made: a known limit, see the README.)
 func TestScrapGatheredAfterTheOrderEndedGoesToTheNext(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		version int
 		end     string // how the first order ended

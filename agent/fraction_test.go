@@ -12,6 +12,7 @@ import (
 // count) or each booking (scrap) used to add up — 1.0 made became 1.04 in
 // Odoo, 0.5 kg of scrap 0.52 — and steps below 0.005 were never booked.
 func TestFractionalCountersDoNotDrift(t *testing.T) {
+	t.Parallel()
 	for _, v := range []int{17, 19} {
 		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
 			p := newPlant(t, plantOptions{version: v, machines: []string{"extruder-1"}})

@@ -13,6 +13,7 @@ import (
 // French (JSON-RPC to a server of several databases) or the company's
 // German (English deactivated, JSON-2): nothing is dead-lettered.
 func TestEndToEndWorkcenterMovedToAnotherCompanyInAnyLanguage(t *testing.T) {
+	t.Parallel()
 	for _, o := range []plantOptions{
 		{version: 18, manyDatabases: true, botLang: "fr_FR"},
 		{version: 19, botLang: "fr_FR", englishOff: true},

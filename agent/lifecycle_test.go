@@ -67,6 +67,7 @@ func TestRenamedMachineCountsOn(t *testing.T) {
 // dead letters): what the old id buffered goes to the new one, and Odoo
 // ends exact — pieces and scrap from before and after the rename.
 func TestRenameWithABacklogKeepsItsPieces(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -135,6 +136,7 @@ func TestRenameBackKeepsWhatTheOtherIdWrote(t *testing.T) {
 // their external ids and counts nothing twice; nothing stays held under the
 // old id (the self-probe: held for good, 14 of 20 pieces, a draft scrap).
 func TestRenameWhileWritesAreInDoubt(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -297,6 +299,7 @@ func TestUnmappedReasonLoggedOncePerCode(t *testing.T) {
 // Hours into an Odoo outage the log says again what is waiting (the soak
 // found one line at its start and one at its end, nothing between).
 func TestLongOutageIsRemindedInTheLog(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	p.outageReminder = 300 * time.Millisecond
 	p.odoo.SetDown(true)
@@ -377,6 +380,7 @@ func TestLocalAPIBoundsItsConnections(t *testing.T) {
 // not unreachable: the log says what it is, as a warning (the Odoo probe
 // read "odoo unreachable" at ERROR).
 func TestOdooBusyIsNotUnreachable(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
 	p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultSerialization)
@@ -418,6 +422,7 @@ func TestOdooBusyIsNotUnreachable(t *testing.T) {
 // earliest started, and status names the other (the Odoo probe found it
 // only in the log, which said it at every round).
 func TestTwoWorkOrdersInProgressShowInStatus(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	mo := p.odoo.AddProduction("WH/MO/second", p.product, 100)
 	// Started within the second of the first: the one created last.
@@ -493,6 +498,7 @@ func TestPausedWorkOrderForARushOrder(t *testing.T) {
 // again. (The attribution probe: the earliest started took them, 70 for
 // 30, and took them back whenever no timer ran on the rush order.)
 func TestRushOrderStartedWithoutAPause(t *testing.T) {
+	t.Parallel()
 	for _, v := range []int{17, 19} {
 		t.Run(fmt.Sprint(v), func(t *testing.T) {
 			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
@@ -530,6 +536,7 @@ func TestRushOrderStartedWithoutAPause(t *testing.T) {
 // product. The pieces go to A, the order in progress: Odoo takes no
 // quantity on a finished one — the README's limit.)
 func TestScrapOfARushOrderRunDuringAnOutage(t *testing.T) {
+	t.Parallel()
 	p, ra, m, a := outageOnA(t, 19)
 	p.produce(m, 0, 1)                  // on A
 	time.Sleep(1100 * time.Millisecond) // Odoo's times are to the second
@@ -578,6 +585,7 @@ func outageOnA(t *testing.T, version int) (p *plant, ra *runningAgent, m *simMac
 // work center also ran a rush order during the outage: its backlog is
 // still cut by the timeline. Odoo 17 and 19.
 func TestOutageBacklogOfOneOrderPerMachineReadsNoTimelines(t *testing.T) {
+	t.Parallel()
 	for _, version := range []int{17, 19} {
 		t.Run(fmt.Sprint(version), func(t *testing.T) {
 			ids := []string{"press-1", "press-2", "press-3", "press-4", "press-5"}
@@ -667,6 +675,7 @@ func TestOutageBacklogOfOneOrderPerMachineReadsNoTimelines(t *testing.T) {
 // A finished order takes no quantity in Odoo: its pieces wait in the dead
 // letters, saying so, rather than count towards another order's quantity.
 func TestPiecesOfARushOrderRunDuringAnOutage(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		version  int
@@ -744,6 +753,7 @@ func TestPiecesOfARushOrderRunDuringAnOutage(t *testing.T) {
 // qty_producing equal to qty_remaining read as a fresh start's default,
 // counted from 0 (the second attribution probe: 2 for 32).
 func TestResumedOrderThatMadeItsQuantity(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
 	p.odoo.SetWorkorderState(p.woIDs["press-1"], "done")
 	mo := p.odoo.AddProduction("WH/MO/small", p.product, 30)
@@ -781,6 +791,7 @@ func TestResumedOrderThatMadeItsQuantity(t *testing.T) {
 // order's quantity (the gaps probe: 40 for 60, press-2's pieces written
 // over by press-1's stored count).
 func TestWorkOrderMovedToAnotherPressAndBack(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		version int
 		inDoubt bool // press-2's write lands, its answer is lost, and the order is moved back meanwhile
@@ -867,6 +878,7 @@ func TestCounterFactor(t *testing.T) {
 // a backlog 38 s behind while status said online and the log nothing),
 // and say when it is fast again.
 func TestSlowOdooIsShown(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	p.editConfig("  timeout: 2s\n  request_limit: 3s\n", "  timeout: 5s\n  request_limit: 6s\n")
 	ra := p.startAgent()
@@ -931,6 +943,7 @@ func TestLastingOdooFailureAfterAnOutageIsAnError(t *testing.T) {
 // by the time lines: by the orders' first starts, A's resumed pieces went
 // to B (the review: A 19 and B 9 for 23 and 5).
 func TestRushOrderPausedAndFirstResumedDuringAnOutage(t *testing.T) {
+	t.Parallel()
 	for _, version := range []int{17, 19} {
 		t.Run(fmt.Sprint(version), func(t *testing.T) {
 			p, ra, m, a := outageOnA(t, version)
@@ -993,6 +1006,7 @@ func TestRushOrderPausedAndFirstResumedDuringAnOutage(t *testing.T) {
 // was made (the review: the new order showed 0 of 5, its pieces
 // dead-lettered one a round, or written to the paused order).
 func TestClockMinutesBehindMovesNoLivePieces(t *testing.T) {
+	t.Parallel()
 	for _, finished := range []bool{true, false} {
 		t.Run(map[bool]string{true: "previous order finished", false: "previous order paused"}[finished], func(t *testing.T) {
 			p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
@@ -1024,6 +1038,7 @@ func TestClockMinutesBehindMovesNoLivePieces(t *testing.T) {
 // one: their rounds look up no earlier orders (the review: 70 work-order
 // lookups in 10 rounds of 3 machines, against 10).
 func TestHeldCountsCostTheOthersNoLookups(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1", "press-2", "press-3"}, noWO: []string{"press-3"}})
 	p.scrapBacklog = 500 * time.Millisecond
 	p.scrapSlack = time.Millisecond
@@ -1060,6 +1075,7 @@ func TestHeldCountsCostTheOthersNoLookups(t *testing.T) {
 // the dead letters (the probe: 3 pieces and a stop were dead-lettered on
 // 17, with status online).
 func TestDatabaseAwayHoldsRecords(t *testing.T) {
+	t.Parallel()
 	for _, v := range []int{17, 19} {
 		t.Run(fmt.Sprint(v), func(t *testing.T) {
 			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}, block: true})
@@ -1096,6 +1112,7 @@ func TestDatabaseAwayHoldsRecords(t *testing.T) {
 // row message with HTTP 200 (its retries never see it): the downtime line
 // is sent again, not dead-lettered (the probe: it was).
 func TestConcurrencyFailureInALoadIsRetried(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -1126,6 +1143,7 @@ func TestConcurrencyFailureInALoadIsRetried(t *testing.T) {
 // all four were kept from the start while the log said "configuration
 // reloaded" — Odoo, throttled to 1 call/s, went on getting 20).
 func TestReloadAppliesRateAndLogLevel(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3"}})
 	ra := p.startAgent()
 	stop := make(chan struct{})

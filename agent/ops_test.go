@@ -201,6 +201,7 @@ func TestSystemdNotify(t *testing.T) {
 
 // TestHTTPEndpoints: health, readiness and the metrics operators alert on.
 func TestHTTPEndpoints(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1", "press-2", "ua-press-3"}})
 	ra := p.startAgent()
 	if code, body := httpGet(t, p.listen, "/healthz"); code != http.StatusOK || body != "ok\n" {
@@ -397,6 +398,7 @@ func TestOneBadFieldKeepsTheRestOfTheMessage(t *testing.T) {
 // A signal mapped to a node the server does not have shows on its machine
 // in status, and once in the log.
 func TestStatusShowsABadNode(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"ua-press-1"}})
 	node := p.ua.NodeID("ua-press-1.Good")
 	p.editConfig(node, node+"Typo")
@@ -453,6 +455,7 @@ func TestMalformedPayloadsAckedAndCounted(t *testing.T) {
 // down, more count records arrive than fit; they are merged, never dropped,
 // and the quantities in Odoo are exact once it returns.
 func TestQuotaMergesCounts(t *testing.T) {
+	t.Parallel()
 	const machines = 40
 	ids := make([]string, machines)
 	for i := range ids {
@@ -754,6 +757,7 @@ func TestAPIGuardsAgainstWebPagesAndOtherHosts(t *testing.T) {
 // A source that cannot be built (its password file unreadable) is down
 // with the reason in status; the other sources run and count.
 func TestUnbuildableSourceDoesNotStopTheOthers(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"ua-press-1", "press-2"}})
 	missing := filepath.Join(p.dir, "no-such-password")
 	p.editConfig("    backoff_max: 1s\nmachines:", "    backoff_max: 1s\n    username: plantedge\n    password_file: "+missing+"\nmachines:")
@@ -1023,6 +1027,7 @@ func TestHungAgentIsNotReportedAsStopped(t *testing.T) {
 // Thousands of dead letters (Odoo refusing something for days) are listed
 // and retried or dropped a page at a time, every one of them.
 func TestManyDeadLettersInPages(t *testing.T) {
+	t.Parallel()
 	buf, err := buffer.Open(filepath.Join(t.TempDir(), "buffer.db"), buffer.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -1420,6 +1425,7 @@ func (p *plant) switchOdoo(shift int) {
 // order in progress in the new one, under its external id (not on the
 // record that has its old ids there).
 func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
+	t.Parallel()
 	start := func(t *testing.T) (*plant, *runningAgent, *simMachine) { // 10 pieces in Odoo
 		p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 		ra := p.startAgent()
@@ -1965,6 +1971,7 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 // started again without the file, as the error says, it counts from each
 // counter's next value and books exactly what is made from there.
 func TestRestoredBufferFileSendsNothing(t *testing.T) {
+	t.Parallel()
 	t.Run("scrap booked since the copy", testRestoredBufferFileSendsNothing)
 	t.Run("a stop booked since the copy", func(t *testing.T) {
 		p := newPlant(t, plantOptions{machines: []string{"press-1"}})
@@ -2122,6 +2129,7 @@ func testRestoredBufferFileSendsNothing(t *testing.T) {
 // Status gives how long the last round took and how much of it was the
 // wait for forward.rate (what holds a big plant's Odoo behind).
 func TestStatusGivesTheRoundAndItsWaitForTheRate(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3", "press-4"}})
 	p.editConfig("  rate: 200\n", "  rate: 4\n")
 	ra := p.startAgent()
@@ -2150,6 +2158,7 @@ func TestStatusGivesTheRoundAndItsWaitForTheRate(t *testing.T) {
 // from there — not the 49,000 pieces between the old counter and the new
 // one's value.
 func TestReplacementPLCStartsCountingFromItsValue(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"ua-press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -2181,6 +2190,7 @@ func TestReplacementPLCStartsCountingFromItsValue(t *testing.T) {
 // node is its baseline — nothing booked for the other counter's 5,000 —
 // and the log says so, as a reload would.
 func TestCounterEditedWhileStoppedIsLoggedAtStart(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"ua-press-1", "ua-press-2"}})
 	ra := p.startAgent()
 	p.produce(p.machines[0], 10, 0)
@@ -2207,6 +2217,7 @@ func TestCounterEditedWhileStoppedIsLoggedAtStart(t *testing.T) {
 // glitch, the correction a step back. Source times give the counter its
 // usual rate (10 pieces/s) and the pause without waiting for them.
 func TestCounterGlitchAndCorrectionBookNoPhantomPieces(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"ua-press-1"}})
 	ra := p.startAgent()
 	t0 := time.Now().Add(-time.Hour)
@@ -2255,6 +2266,7 @@ func TestCounterGlitchAndCorrectionBookNoPhantomPieces(t *testing.T) {
 // pieces made while the agent was down are booked, not taken as the
 // baseline of new counters.
 func TestSourcesRenamedKeepCounting(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "ua-press-2"}})
 	ra := p.startAgent()
 	for _, m := range p.machines {
@@ -2556,6 +2568,7 @@ func TestDiskFullWithOdooBackDrains(t *testing.T) {
 // booked since (the review: the newest 500 external ids hid it). A healthy
 // file's open line is left to the file's own record (a restart).
 func TestALineLeftOpenByALostBufferFileIsClosed(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name               string
 		lost, stillStopped bool

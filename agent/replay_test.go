@@ -28,6 +28,7 @@ import (
 // the difference measured before the stop (kept with the machine's state)
 // shows how late the newest of them came.
 func TestValuesTheBrokerKeptGoToTheirOrders(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		version int
 		idle    bool
@@ -74,6 +75,7 @@ func TestValuesTheBrokerKeptGoToTheirOrders(t *testing.T) {
 // the three orders run (the work-order probe: the third had 31 of its 13,
 // the first 5 of its 12, on Odoo 17 and 19).
 func TestValuesKeptWhileTheBrokerLinkWasDownGoToTheirOrders(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
 	p.scrapSlack = time.Millisecond
 	p.replayLag = time.Second
@@ -222,6 +224,7 @@ func machineStatus(ra *runningAgent, id string) agent.MachineStatus {
 // finished one (dead-lettered); and that a clock set back 3 minutes made
 // the values after it look late the same way. Odoo 19.
 func TestLiveValuesAreNotLate(t *testing.T) {
+	t.Parallel()
 	for _, c := range []string{"a value stamped 1970", "scrap without timestamp_field", "clock set back 3 minutes"} {
 		t.Run(c, func(t *testing.T) {
 			p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
@@ -277,6 +280,7 @@ func TestLiveValuesAreNotLate(t *testing.T) {
 // before the stop, they looked 3 minutes late and the new order's pieces
 // were dead-lettered as the finished one's (the re-review). Odoo 19.
 func TestAClockSetBackWhileStoppedMakesNoLiveValueLate(t *testing.T) {
+	t.Parallel()
 	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
 	a := p.woIDs["press-1"]
 	p.odoo.SetWorkorderDateStart(a, time.Now().Add(-10*time.Minute))
@@ -319,6 +323,7 @@ func (p *plant) secondOrder(machine, method string) int64 {
 // /metrics and in the log; one on time is measured and not shown (the tz
 // probe: a line dated 5 hours early in Odoo, and nothing said so). Odoo 17.
 func TestASourceClockFarOffIsShown(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name string
 		skew time.Duration // how far behind the source's clock runs
@@ -373,6 +378,7 @@ func TestASourceClockFarOffIsShown(t *testing.T) {
 // while no order was in progress, goes to the next one started, as
 // before. Odoo 17 and 19.
 func TestPiecesAndScrapOfACancelledWorkOrder(t *testing.T) {
+	t.Parallel()
 	for _, v := range []int{17, 19} {
 		t.Run(fmt.Sprint(v), func(t *testing.T) {
 			p, ra, m, a := timedOrderThenOdooDown(t, v)
@@ -448,6 +454,7 @@ func TestPiecesAndScrapOfACancelledWorkOrder(t *testing.T) {
 // its own only (the second review: A 19 for 15, C's scrap out of A's
 // product's stock, once cancelled orders were no next order). Odoo 17.
 func TestCancelledRushOrderThenTheFirstResumed(t *testing.T) {
+	t.Parallel()
 	p, ra, m, a := timedOrderThenOdooDown(t, 17)
 	press := func(method string, id int64) {
 		t.Helper()
