@@ -144,6 +144,10 @@ type Source struct {
 
 	slots chan struct{} // MaxInflight tokens
 
+	// cur is the connected session (nil between connections): what
+	// Publish writes to.
+	cur atomic.Pointer[session]
+
 	sleep func(ctx context.Context, d time.Duration) error
 }
 
@@ -322,6 +326,29 @@ func (s *Source) Stats() Stats {
 	}
 }
 
+// ErrNotConnected is Publish's error while the source has no connection.
+var ErrNotConnected = errors.New("not connected to the broker")
+
+// Publish publishes payload to topic with QoS 0, not retained, on the
+// source's current connection, and waits at most the connect timeout for
+// it to be written. It is the agent's only write to the broker (a
+// Sparkplug B rebirth request, which the spec sends with QoS 0 and no
+// retain): nothing of the session's reading depends on it. A publish the
+// broker's ACL refuses is not reported — MQTT 3.1.1 has no answer to a
+// QoS 0 publish (mosquitto and mochi drop it silently) — so err covers
+// only a connection down or a write that failed or timed out.
+func (s *Source) Publish(topic string, payload []byte) error {
+	sess := s.cur.Load()
+	if sess == nil || sess.closed.Load() {
+		return ErrNotConnected
+	}
+	tok := sess.client.Publish(topic, 0, false, payload)
+	if !tok.WaitTimeout(s.cfg.ConnectTimeout) {
+		return errors.New("publish timed out")
+	}
+	return tok.Error()
+}
+
 // wasRefused reports whether the broker refused topic at the last try.
 func (s *Source) wasRefused(topic string) bool {
 	s.errMu.Lock()
@@ -473,7 +500,9 @@ func (s *Source) Run(ctx context.Context) error {
 		s.connects.Add(1)
 		s.state.Store(connectors.StateConnected)
 		s.noteRefused(sess.refused)
+		s.cur.Store(sess)
 		s.serve(ctx, sess, bo, connectedAt, &shortLived)
+		s.cur.CompareAndSwap(sess, nil)
 	}
 	if parent.Err() == nil {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
