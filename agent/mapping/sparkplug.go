@@ -311,6 +311,67 @@ type SparkplugState struct {
 	// badQuality are the signals whose last value the edge node flagged
 	// with a Quality other than good: why.
 	badQuality map[SignalKey]string
+	// rebirths are the edge nodes the samples applied since the last
+	// TakeSparkplugRebirths showed the agent needs a BIRTH of, once each.
+	rebirths []SparkplugRebirth
+}
+
+// SparkplugRebirth is an edge node whose BIRTH the agent needs (its DATA by
+// alias cannot be read, or its seq broke while it sends by alias): what a
+// Sparkplug host asks for with a rebirth request (RebirthRequest), if the
+// broker's sparkplug_rebirth allows it.
+type SparkplugRebirth struct {
+	Source, Group, Node string
+	Why                 string // "unknown alias" or "seq gap"
+}
+
+// wantRebirth notes that a BIRTH of the edge node of t is needed.
+func (sp *SparkplugState) wantRebirth(source string, t config.SparkplugTopic, why string) {
+	for _, r := range sp.rebirths {
+		if r.Source == source && r.Group == t.Group && r.Node == t.Node {
+			return
+		}
+	}
+	sp.rebirths = append(sp.rebirths, SparkplugRebirth{Source: source, Group: t.Group, Node: t.Node, Why: why})
+}
+
+// TakeSparkplugRebirths returns and forgets the edge nodes whose BIRTH the
+// samples applied since the last call showed is needed.
+func (st *State) TakeSparkplugRebirths() []SparkplugRebirth {
+	if st.Sparkplug == nil {
+		return nil
+	}
+	r := st.Sparkplug.rebirths
+	st.Sparkplug.rebirths = nil
+	return r
+}
+
+// RebirthMetric is the metric an NCMD carries to ask an edge node for a
+// rebirth (Sparkplug 3.0, Node Control/Rebirth).
+const RebirthMetric = "Node Control/Rebirth"
+
+// RebirthRequest is the payload of a rebirth request, published to the
+// edge node's NCMD topic: a Sparkplug B Payload with its timestamp (the
+// spec: an NCMD MUST carry the time it was sent) and one metric, Node
+// Control/Rebirth, a Boolean true. It has no seq: seq numbers an edge
+// node's own messages, and the spec says an NCMD MUST NOT carry one.
+func RebirthRequest(now time.Time) []byte {
+	ms := uint64(now.UnixMilli())
+	var m []byte
+	m = protowire.AppendTag(m, 1, protowire.BytesType) // name
+	m = protowire.AppendString(m, RebirthMetric)
+	m = protowire.AppendTag(m, 3, protowire.VarintType) // timestamp
+	m = protowire.AppendVarint(m, ms)
+	m = protowire.AppendTag(m, 4, protowire.VarintType) // datatype
+	m = protowire.AppendVarint(m, spBoolean)
+	m = protowire.AppendTag(m, 14, protowire.VarintType) // boolean_value
+	m = protowire.AppendVarint(m, 1)
+	var b []byte
+	b = protowire.AppendTag(b, 1, protowire.VarintType) // timestamp
+	b = protowire.AppendVarint(b, ms)
+	b = protowire.AppendTag(b, 2, protowire.BytesType) // metrics
+	b = protowire.AppendBytes(b, m)
+	return b
 }
 
 // spBirth is what a BIRTH told of its metrics. The alias map is trusted
@@ -349,6 +410,17 @@ func (n *spNode) distrust() {
 	for _, b := range n.births {
 		b.trusted = false
 	}
+}
+
+// aliased reports whether a BIRTH of the node (its own or a device's) gave
+// its metrics aliases: then its DATA may name them by alias only.
+func (n *spNode) aliased() bool {
+	for _, b := range n.births {
+		if len(b.aliases) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // bdSeq returns the payload's bdSeq metric (the edge node's MQTT session
@@ -595,8 +667,13 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 			why = "the edge node's last BIRTH does not name it"
 		}
 		sp.waiting[wk] = birthTopic
+		if !s.Initial || birth == nil || !birth.trusted {
+			// A retained DATA while the map is current needs no BIRTH:
+			// the live DATA after it is read.
+			sp.wantRebirth(s.Source, t, "unknown alias")
+		}
 		sp.notes = append(sp.notes, SparkplugNote{Kind: "alias", Source: s.Source, Topic: s.Address,
-			Msg: fmt.Sprintf("metric alias %d cannot be read (%s): its value is skipped until the edge node sends its BIRTH %s again (restart it, or send a rebirth: in Ignition, the transmitter's Refresh, or Node Control/Rebirth); a counter counts what was missed at its next value", alias, why, birthTopic)})
+			Msg: fmt.Sprintf("metric alias %d cannot be read (%s): its value is skipped until the edge node sends its BIRTH %s again (plantedge asks for one if the broker's sparkplug_rebirth is on; else restart it, or send a rebirth: in Ignition, the transmitter's Refresh, or Node Control/Rebirth); a counter counts what was missed at its next value", alias, why, birthTopic)})
 	}, func(b *binding, quality string) {
 		k := SignalKey{b.machine, b.signal}
 		if quality == "" {
@@ -639,8 +716,14 @@ func (m *Mapper) noteSeq(sp *SparkplugState, n *spNode, s connectors.Sample, t c
 	seq := p.seq
 	if n.seqOK && t.Type != "NBIRTH" && seq != (n.seq+1)%256 {
 		n.distrust()
+		if n.aliased() {
+			// Its maps are no longer trusted, and its DATA names metrics
+			// by alias: a BIRTH is needed (the spec's host asks for one
+			// at a seq gap). One by name only is read on without.
+			sp.wantRebirth(s.Source, t, "seq gap")
+		}
 		sp.notes = append(sp.notes, SparkplugNote{Kind: "seq", Source: s.Source, Topic: s.Address,
-			Msg: fmt.Sprintf("Sparkplug seq %d after %d: messages of edge node %s/%s were lost between it and the broker (plantedge does not ask for a rebirth; the next BIRTH or DATA gives the current values; values by alias are skipped until its next BIRTH)", seq, n.seq, t.Group, t.Node)})
+			Msg: fmt.Sprintf("Sparkplug seq %d after %d: messages of edge node %s/%s were lost between it and the broker (the next BIRTH or DATA gives the current values; values by alias are skipped until its next BIRTH, which plantedge asks for if the broker's sparkplug_rebirth is on)", seq, n.seq, t.Group, t.Node)})
 	}
 	n.seq, n.seqOK = seq, true
 }

@@ -540,3 +540,78 @@ func TestSparkplugOtherTopicsNoAllocation(t *testing.T) {
 		t.Errorf("EachUse of a JSON topic: %v allocations", n)
 	}
 }
+
+// The edge nodes whose BIRTH the agent needs (what a rebirth request asks
+// for): DATA by alias with no current map, once per node however many
+// aliases; not a retained DATA while the map is current; a seq gap of a
+// node that sends by alias, not of one that names its metrics.
+func TestSparkplugRebirthWanted(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	st := NewState()
+	apply := func(topic string, p sptest.Payload, retained bool) {
+		t.Helper()
+		s := spSample(topic, p, spT0)
+		s.Initial = retained
+		m.Apply(st, s)
+	}
+	byAlias := []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(5)}, {Alias: 2, HasAlias: true, Value: int64(1)}}
+	want := []SparkplugRebirth{{Source: "b", Group: "plant", Node: "edge1", Why: "unknown alias"}}
+	apply("spBv1.0/plant/DDATA/edge1/press1", sptest.Payload{Seq: 3, Metrics: byAlias}, false)
+	apply("spBv1.0/plant/DDATA/edge1/press1", sptest.Payload{Seq: 4, Metrics: byAlias}, false)
+	if got := st.TakeSparkplugRebirths(); !slices.Equal(got, want) {
+		t.Fatalf("DATA by alias at the start: %+v, want %+v", got, want)
+	}
+	if got := st.TakeSparkplugRebirths(); got != nil {
+		t.Fatalf("taken twice: %+v", got)
+	}
+	birth := func() {
+		apply("spBv1.0/plant/NBIRTH/edge1", sptest.Payload{Seq: 0}, false)
+		apply("spBv1.0/plant/DBIRTH/edge1/press1", sptest.Payload{Seq: 1, Metrics: []sptest.Metric{
+			{Name: "Counters/Good", Alias: 1, HasAlias: true, Datatype: sptest.UInt32, Value: int64(5)},
+		}}, false)
+	}
+	birth()
+	apply("spBv1.0/plant/DDATA/edge1/press1", sptest.Payload{Seq: 2, Metrics: byAlias[:1]}, false)
+	if got := st.TakeSparkplugRebirths(); got != nil {
+		t.Fatalf("with a current map: %+v", got)
+	}
+	apply("spBv1.0/plant/NDATA/edge1", sptest.Payload{Seq: 7}, false) // 3 to 6 lost
+	if got, want := st.TakeSparkplugRebirths(), []SparkplugRebirth{{Source: "b", Group: "plant", Node: "edge1", Why: "seq gap"}}; !slices.Equal(got, want) {
+		t.Fatalf("seq gap of a node sending by alias: %+v, want %+v", got, want)
+	}
+	birth()
+	// Alias 3 is no metric of the BIRTH, in a retained DATA: not read,
+	// and no BIRTH asked for (the map is current).
+	apply("spBv1.0/plant/DDATA/edge1/press1", sptest.Payload{Seq: 2, Metrics: []sptest.Metric{{Alias: 3, HasAlias: true, Value: int64(1)}}}, true)
+	if got := st.TakeSparkplugRebirths(); got != nil {
+		t.Fatalf("retained DATA with a current map: %+v", got)
+	}
+
+	// An edge node that names its metrics (no aliases in its BIRTHs): its
+	// seq gap needs no BIRTH, its DATA is read on.
+	st = NewState()
+	apply("spBv1.0/plant/NBIRTH/edge1", sptest.Payload{Seq: 0, Metrics: []sptest.Metric{{Name: "Good", Datatype: sptest.UInt32, Value: int64(1)}}}, false)
+	apply("spBv1.0/plant/NDATA/edge1", sptest.Payload{Seq: 5, Metrics: []sptest.Metric{{Name: "Good", Value: int64(2)}}}, false)
+	if notes := st.TakeSparkplugNotes(); len(notes) != 1 || notes[0].Kind != "seq" {
+		t.Fatalf("notes %+v, want the seq gap", notes)
+	}
+	if got := st.TakeSparkplugRebirths(); got != nil {
+		t.Fatalf("seq gap of a node naming its metrics: %+v", got)
+	}
+}
+
+// A rebirth request is what an edge node takes for one (Sparkplug 3.0):
+// a timestamp, no seq, Node Control/Rebirth = true as a Boolean.
+func TestRebirthRequestPayload(t *testing.T) {
+	b := RebirthRequest(spT0)
+	if err := sptest.CheckRebirth(b); err != nil {
+		t.Fatal(err)
+	}
+	p, err := decodeSparkplug(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ts != ms(spT0) || p.hasSeq || len(p.metrics) != 1 || p.metrics[0].name != RebirthMetric {
+		t.Fatalf("decoded %+v", p)
+	}
+}

@@ -3,6 +3,7 @@
 package sptest
 
 import (
+	"errors"
 	"math"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -143,4 +144,79 @@ func (m Metric) encode() []byte {
 		b = protowire.AppendBytes(b, nil)
 	}
 	return b
+}
+
+// CheckRebirth checks an NCMD payload as an edge node reads a rebirth
+// request (Sparkplug 3.0): a timestamp, no seq, and a metric named
+// Node Control/Rebirth of data type Boolean with the value true.
+func CheckRebirth(b []byte) error {
+	var ts, seq, rebirth bool
+	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte, u uint64) error {
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			ts = u != 0
+		case num == 3:
+			seq = true
+		case num == 2 && typ == protowire.BytesType:
+			var name string
+			var datatype, val uint64
+			var hasVal bool
+			if err := fields(v, func(num protowire.Number, typ protowire.Type, v []byte, u uint64) error {
+				switch {
+				case num == 1 && typ == protowire.BytesType:
+					name = string(v)
+				case num == 4 && typ == protowire.VarintType:
+					datatype = u
+				case num == 14 && typ == protowire.VarintType:
+					val, hasVal = u, true
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			if name == "Node Control/Rebirth" && datatype == Boolean && hasVal && val == 1 {
+				rebirth = true
+			}
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return err
+	case !ts:
+		return errors.New("no timestamp")
+	case seq:
+		return errors.New("a seq (an NCMD must not carry one)")
+	case !rebirth:
+		return errors.New("no metric Node Control/Rebirth, Boolean, true")
+	}
+	return nil
+}
+
+func fields(b []byte, fn func(num protowire.Number, typ protowire.Type, v []byte, u uint64) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		var v []byte
+		var u uint64
+		switch typ {
+		case protowire.VarintType:
+			u, n = protowire.ConsumeVarint(b)
+		case protowire.BytesType:
+			v, n = protowire.ConsumeBytes(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return protowire.ParseError(n)
+		}
+		b = b[n:]
+		if err := fn(num, typ, v, u); err != nil {
+			return err
+		}
+	}
+	return nil
 }
