@@ -222,6 +222,12 @@ type MQTTBroker struct {
 	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
 	KeepAlive          Duration `yaml:"keep_alive"`  // default 30s
 	BackoffMax         Duration `yaml:"backoff_max"` // default 30s
+	// SparkplugRebirth lets the agent publish a Sparkplug B rebirth request
+	// (NCMD Node Control/Rebirth) to an edge node one of its signals reads
+	// when it cannot read that node's DATA by alias. Off by default: it is
+	// the agent writing to the plant network, a decision for the OT
+	// engineer, and the broker's ACL must let the client publish it.
+	SparkplugRebirth bool `yaml:"sparkplug_rebirth"`
 }
 
 // Machine maps one machine's signals to sources and names its Odoo work center.

@@ -1217,3 +1217,20 @@ func TestArrayIndexAddresses(t *testing.T) {
 		t.Errorf("two elements are one counter source: %s", c.Machines[1].GoodCount.CounterSource())
 	}
 }
+
+// sparkplug_rebirth on a broker no Sparkplug B signal reads asks no edge
+// node for anything: warned at its place; on the right broker, not.
+func TestSparkplugRebirthWithoutSparkplugWarned(t *testing.T) {
+	on := strings.Replace(base, "    client_id: pe-1\n", "    client_id: pe-1\n    sparkplug_rebirth: true\n", 1)
+	json := strings.Replace(on, "    good_count:\n", "    running: { mqtt: { broker: broker, topic: m1/state, field: run } }\n    good_count:\n", 1)
+	wantWarnings(t, json,
+		`w.yaml:14:24: mqtt[0].sparkplug_rebirth: no signal of MQTT broker "broker" reads format: sparkplug_b: there is no edge node to ask for a rebirth (set it on the broker the Sparkplug B signals name, or remove it)`)
+	sp := strings.Replace(on, "    good_count:\n", "    running: { mqtt: { broker: broker, format: sparkplug_b, topic: spBv1.0/g/DDATA/e/d, field: Run } }\n    good_count:\n", 1)
+	c, err := Parse("w.yaml", []byte(sp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.MQTT[0].SparkplugRebirth || len(c.Warnings) != 0 {
+		t.Errorf("sparkplug_rebirth %v, warnings %v", c.MQTT[0].SparkplugRebirth, c.Warnings)
+	}
+}

@@ -603,6 +603,9 @@ func (v *validator) checkUnusedSources() {
 			}
 			if r.Ref.MQTT != nil {
 				used["mqtt\x00"+r.Ref.MQTT.Broker] = true
+				if r.Ref.MQTT.Sparkplug() {
+					used["sparkplug\x00"+r.Ref.MQTT.Broker] = true
+				}
 			}
 		}
 	}
@@ -614,6 +617,12 @@ func (v *validator) checkUnusedSources() {
 	for i, b := range v.c.MQTT {
 		if b.Name != "" && !used["mqtt\x00"+b.Name] {
 			v.warn(fmt.Sprintf("mqtt[%d].name", i), fmt.Sprintf("MQTT broker %q is not used by any machine", b.Name), "remove it or map a signal to it")
+		}
+		if b.SparkplugRebirth && b.Name != "" && used["mqtt\x00"+b.Name] && !used["sparkplug\x00"+b.Name] {
+			// Harmless (it asks only edge nodes a signal reads), but a
+			// sign of the option set on the wrong broker.
+			v.warn(fmt.Sprintf("mqtt[%d].sparkplug_rebirth", i), fmt.Sprintf("no signal of MQTT broker %q reads format: sparkplug_b: there is no edge node to ask for a rebirth", b.Name),
+				"set it on the broker the Sparkplug B signals name, or remove it")
 		}
 	}
 }
