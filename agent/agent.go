@@ -198,7 +198,9 @@ type Agent struct {
 	reasonLog       rateLogs // unmapped downtime reasons: per machine and code, once an hour
 	clockLog        rateLogs // a source clock far off this box's: per machine, once an hour
 	deadLog         rateLogs // per record key
-	httpAddr        atomic.Pointer[string]
+	// rebirth: the Sparkplug B rebirth requests made, per edge node.
+	rebirth  rebirths
+	httpAddr atomic.Pointer[string]
 
 	// writeFail is set while buffer appends fail (disk full, read-only
 	// file system): nothing new is acknowledged meanwhile, and status,
@@ -962,10 +964,11 @@ type sourceHandle struct {
 	state     func() connectors.State
 	sessions  func() uint64
 	lastErr   func() string
-	lastErrAt func() time.Time           // when lastErr happened; nil if unknown
-	polled    func() int                 // OPC UA: nodes polled because the server cannot monitor them; nil for MQTT
-	refused   func() []opcua.RefusedNode // OPC UA: nodes the server refuses; nil for MQTT
-	overflows func() uint64              // OPC UA: values that came after values the server discarded; nil for MQTT
+	lastErrAt func() time.Time                         // when lastErr happened; nil if unknown
+	polled    func() int                               // OPC UA: nodes polled because the server cannot monitor them; nil for MQTT
+	refused   func() []opcua.RefusedNode               // OPC UA: nodes the server refuses; nil for MQTT
+	overflows func() uint64                            // OPC UA: values that came after values the server discarded; nil for MQTT
+	publish   func(topic string, payload []byte) error // MQTT: a QoS 0 publish on the connection; nil for OPC UA
 	run       func(context.Context) error
 	// settings are the connector's configuration (without its logger): a
 	// reload keeps a running source whose settings did not change.
@@ -1213,7 +1216,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			continue
 		}
 		out = append(out, &sourceHandle{
-			name: b.Name, kind: connectors.KindMQTT, state: src.State, run: src.Run,
+			name: b.Name, kind: connectors.KindMQTT, state: src.State, run: src.Run, publish: src.Publish,
 			sessions:  func() uint64 { return src.Stats().Connects },
 			lastErr:   func() string { return src.Stats().LastError },
 			lastErrAt: func() time.Time { return src.Stats().LastErrorTime },

@@ -273,6 +273,12 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			}
 			a.malformedLog.log("sparkplug "+n.Kind+" "+n.Source+" "+n.Topic, a.log, slog.LevelWarn, n.Msg, "source", n.Source, "topic", n.Topic)
 		}
+		if s.Kind == connectors.KindMQTT && s.Good {
+			a.noteSparkplugBirth(s.Source, s.Address)
+		}
+		if rs := a.state.TakeSparkplugRebirths(); len(rs) > 0 {
+			a.requestRebirths(rs)
+		}
 		if err != nil {
 			// Only the unusable signals are skipped; the sample's others
 			// (evs, ch) still count.

@@ -41,6 +41,8 @@ type metrics struct {
 	clockSteps            prometheus.Counter
 	// Sparkplug B: seq gaps (messages lost) and DATA aliases no BIRTH named.
 	sparkplugSeqGaps, sparkplugUnknownAliases *prometheus.CounterVec
+	// Sparkplug B rebirth requests published (sparkplug_rebirth).
+	sparkplugRebirths *prometheus.CounterVec
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -89,10 +91,12 @@ func newMetrics(a *Agent) *metrics {
 			Help: "Gaps in the seq of Sparkplug B edge nodes' messages: messages lost between the edge node and plantedge."}, []string{"source"}),
 		sparkplugUnknownAliases: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_sparkplug_unknown_aliases_total",
 			Help: "Sparkplug B DATA metrics sent by an alias no BIRTH seen named: skipped."}, []string{"source"}),
+		sparkplugRebirths: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_sparkplug_rebirth_requests_total",
+			Help: "Sparkplug B rebirth requests (NCMD Node Control/Rebirth) the agent published to edge nodes whose DATA by alias it could not read (the broker's sparkplug_rebirth); a broker ACL may drop one unseen."}, []string{"source"}),
 	}
 	a.opts.Registry.MustRegister(m.samples, m.malformed, m.appendErrors, m.ingestLatency, m.forwarded, m.deadLettered,
 		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches, m.staleSamples, m.unmappedReasons, m.shortStops, m.reloads,
-		m.corruptBuffers, m.clockSteps, m.sparkplugSeqGaps, m.sparkplugUnknownAliases, &stateCollector{a: a})
+		m.corruptBuffers, m.clockSteps, m.sparkplugSeqGaps, m.sparkplugUnknownAliases, m.sparkplugRebirths, &stateCollector{a: a})
 	return m
 }
 
@@ -128,6 +132,7 @@ func (m *metrics) seed(cfg *config.Config) {
 			m.malformed.DeleteLabelValues(name)
 			m.sparkplugSeqGaps.DeleteLabelValues(name)
 			m.sparkplugUnknownAliases.DeleteLabelValues(name)
+			m.sparkplugRebirths.DeleteLabelValues(name)
 		}
 	}
 	m.seeded, m.seededSources = machines, sources
@@ -139,6 +144,7 @@ func (m *metrics) seed(cfg *config.Config) {
 		m.malformed.WithLabelValues(b.Name)
 		m.sparkplugSeqGaps.WithLabelValues(b.Name)
 		m.sparkplugUnknownAliases.WithLabelValues(b.Name)
+		m.sparkplugRebirths.WithLabelValues(b.Name)
 	}
 	for i := range cfg.Machines {
 		mc := &cfg.Machines[i]

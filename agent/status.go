@@ -398,7 +398,7 @@ func (a *Agent) Status() Status {
 	// unless someone asks for one.
 	for _, w := range a.state.SparkplugWaiting() {
 		noteBad(connectors.KindMQTT, w.Source, w.Topic, "waiting for a BIRTH of "+w.Birth+
-			": values sent by alias cannot be read until the edge node sends its BIRTH again (restart it, or send a rebirth from Ignition/the edge node)")
+			": values sent by alias cannot be read until the edge node sends its BIRTH again"+a.rebirthStatus(w.Source, w.Topic))
 	}
 	for _, k := range sortedAddrs(a.unusable) {
 		what := "sent a value that cannot be used: "

@@ -1,6 +1,6 @@
 // Package mqtttest runs an embedded MQTT broker (mochi-mqtt, in memory) for
 // tests and `plantedge demo`. It is not for production: it keeps nothing on
-// disk and allows every client (to read every topic unless a test denies one).
+// disk and allows every client (to read and write every topic unless a test denies one).
 package mqtttest
 
 import (
@@ -98,12 +98,13 @@ func (b *Broker) DenyRead(topic string, deny bool) {
 	b.acl.deny[topic] = deny
 }
 
-// aclHook lets every client connect and publish, and read every topic but
-// those denied (DenyRead).
+// aclHook lets every client connect, read every topic but those denied
+// (DenyRead) and publish to every topic but those denied (DenyWrite).
 type aclHook struct {
 	mochi.HookBase
-	mu   sync.Mutex
-	deny map[string]bool
+	mu        sync.Mutex
+	deny      map[string]bool
+	denyWrite map[string]bool
 }
 
 func (h *aclHook) ID() string { return "acl" }
@@ -117,5 +118,31 @@ func (h *aclHook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { re
 func (h *aclHook) OnACLCheck(_ *mochi.Client, topic string, write bool) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return write || !h.deny[topic]
+	if write {
+		return !h.denyWrite[topic]
+	}
+	return !h.deny[topic]
+}
+
+// Subscribe calls fn with each message published on filter, from the
+// broker's inline client (a test's edge node listening for its commands).
+// fn runs on the publisher's connection: it must not block.
+func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte, retained bool, qos byte)) error {
+	return b.srv.Subscribe(filter, int(subIDs.Add(1)), func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(pk.TopicName, append([]byte(nil), pk.Payload...), pk.FixedHeader.Retain, pk.FixedHeader.Qos)
+	})
+}
+
+var subIDs atomic.Int32
+
+// DenyWrite makes the broker refuse (deny true) or take every client's
+// publishes to topic, as a broker ACL does: a QoS 0 one is dropped with no
+// answer (MQTT 3.1.1 has none).
+func (b *Broker) DenyWrite(topic string, deny bool) {
+	b.acl.mu.Lock()
+	defer b.acl.mu.Unlock()
+	if b.acl.denyWrite == nil {
+		b.acl.denyWrite = map[string]bool{}
+	}
+	b.acl.denyWrite[topic] = deny
 }
