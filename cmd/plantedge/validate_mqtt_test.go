@@ -211,6 +211,7 @@ machines:
 		fmt.Sprintf(`mqtt: problem: %s:13:`, path),
 		`malformed Sparkplug B payload`,
 		`mqtt b: p3 good_count: spBv1.0/plant/NDATA/edge3 metric Good: no BIRTH or DATA naming it within 5s, not checked`,
+		`mqtt b: sparkplug_rebirth off: after the agent's start or reconnect, DATA by alias waits for the edge node's next BIRTH`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -236,7 +237,7 @@ func TestValidateMQTTSparkplugTypoAndACL(t *testing.T) {
 data_dir: %s
 odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
 mqtt:
-  - { name: b, url: %q, client_id: pe-test }
+  - { name: b, url: %q, client_id: pe-test, sparkplug_rebirth: true }
 machines:
   - id: p1
     workcenter: WC1
@@ -245,6 +246,9 @@ machines:
 	out, _, err := runValidate(t, "-c", path, "--mqtt")
 	if exitCode(err) != 1 {
 		t.Errorf("err = %v (code %d), want a problem", err, exitCode(err))
+	}
+	if on := "mqtt b: sparkplug_rebirth on: the agent asks an edge node for its BIRTH (NCMD Node Control/Rebirth to spBv1.0/<group>/NCMD/<edge node>) when it cannot read its DATA by alias; the broker's ACL must let client pe-test publish there"; !strings.Contains(out, on) {
+		t.Errorf("output lacks %q:\n%s", on, out)
 	}
 	want := `machines[0].good_count.mqtt.field: spBv1.0/plant/DDATA/edge1/press1 metric Counters/GoodParts: the BIRTH heard on spBv1.0/plant/DBIRTH/edge1/press1 does not carry it: did you mean "Counters/Good Parts"`
 	if !strings.Contains(out, want) {
