@@ -340,7 +340,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.buf = buf
 	a.startSeq = buf.LastSeq()
 	defer buf.Close()
-	defer a.stopPendingScans() // a status scan in the background reads the buffer
+	defer a.stopPendingScans()     // a status scan in the background reads the buffer
+	defer a.rebirth.sending.Wait() // a rebirth request being published (at most the MQTT connect timeout)
 	if p := buf.Recovered(); p != "" {
 		a.newFile, a.recoveredFile = true, true
 		a.log.Error("BUFFER FILE WAS CORRUPT: moved aside and started fresh; records in it were not forwarded",

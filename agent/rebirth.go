@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/agent/mapping"
+	"github.com/plantedge/plantedge/connectors/mqtt"
 )
 
 // Sparkplug B rebirth requests (a broker's sparkplug_rebirth): when the
@@ -25,15 +27,21 @@ import (
 // of them loads all of them (Cirrus Link warns of rebirth "firestorms").
 // The agent asks each edge node at most once per rebirthMin (30 s: an
 // Ignition gateway's BIRTHs of a big UDT tree take seconds to come, and a
-// request must not overtake its own answer); if no BIRTH answered the
-// last request, the next waits twice as long, up to rebirthMax (10 min):
+// request must not overtake its own answer), and each request after the
+// first waits twice as long as the one before, up to rebirthMax (10 min):
 // an edge node that does not answer (it does not take NCMDs, or the
 // broker's ACL drops the request unseen: MQTT 3.1.1 has no refusal of a
-// QoS 0 publish) is not asked every 30 s for good. Its next BIRTH starts
-// over at rebirthMin.
+// QoS 0 publish) is not asked every 30 s for good — nor one that answers
+// with a BIRTH that does not cure what the agent asked for (two gateways
+// publishing as one edge node, a seq broken at every message): a BIRTH
+// does not shorten the wait (the review: it did, and such a node was
+// asked at every DATA, 6 requests in 125 ms). Only rebirthQuiet without a
+// request starts over at rebirthMin. (Eclipse Tahu's host waits a fixed
+// 5 s per edge node, which a BIRTH does not shorten either.)
 const (
-	rebirthMin = 30 * time.Second
-	rebirthMax = 10 * time.Minute
+	rebirthMin   = 30 * time.Second
+	rebirthMax   = 10 * time.Minute
+	rebirthQuiet = 10 * time.Minute
 )
 
 // rebirths keeps, per edge node (source "\x00" group/node), when the agent
@@ -42,6 +50,10 @@ type rebirths struct {
 	mu    sync.Mutex
 	now   func() time.Time // time.Now; tests step it
 	nodes map[string]*rebirthNode
+	// sending are the publishes under way (one per node at most: the
+	// wait between requests is far longer than a publish may take); Run
+	// waits for them before it returns.
+	sending sync.WaitGroup
 }
 
 type rebirthNode struct {
@@ -49,6 +61,10 @@ type rebirthNode struct {
 	interval time.Duration // before the next may go
 	asked    int           // requests since the node's last BIRTH
 	err      string        // the last request's publish failed: why
+
+	// before is the node as it was before the last request, put back when
+	// that request could not be sent at all (unsent).
+	before *rebirthNode
 }
 
 // ncmdTopic is the edge node's command topic, where a rebirth request goes.
@@ -76,17 +92,32 @@ func (r *rebirths) allow(key string) bool {
 	if !n.last.IsZero() && now.Sub(n.last) < n.interval {
 		return false
 	}
-	switch {
-	case n.asked == 0:
+	was := *n
+	was.before = nil
+	n.before = &was
+	if n.last.IsZero() || now.Sub(n.last) >= n.interval+rebirthQuiet {
 		n.interval = rebirthMin
-	default:
-		// The last request had no answer: ask less often.
+	} else {
+		// Asked again soon after the last request, answered or not: ask
+		// less often.
 		n.interval = min(2*n.interval, rebirthMax)
 	}
 	n.last = now
 	n.asked++
 	n.err = ""
 	return true
+}
+
+// unsent puts the node back as it was before its last request, which
+// could not be sent at all (not connected to the broker: a message
+// delivered as the connection was being made or lost): the request is no
+// request, and the next may go at once.
+func (r *rebirths) unsent(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n := r.nodes[key]; n != nil && n.before != nil {
+		*n = *n.before
+	}
 }
 
 // failed notes that the request to the node could not be published.
@@ -98,12 +129,15 @@ func (r *rebirths) failed(key string, err error) {
 	}
 }
 
-// birth notes a BIRTH of the node: it answered (or rebirthed by itself);
-// the next request, if one is needed, may go at once.
+// birth notes a BIRTH of the node: it answered (or rebirthed by itself).
+// The count of requests unanswered starts over; the wait before the next
+// request does not (see rebirthMin).
 func (r *rebirths) birth(key string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.nodes, key)
+	if n := r.nodes[key]; n != nil {
+		n.asked, n.err, n.before = 0, "", nil
+	}
 }
 
 // last returns the node's last request and how many were made since its
@@ -153,10 +187,6 @@ func (a *Agent) requestRebirths(rs []mapping.SparkplugRebirth) {
 			continue
 		}
 		topic := ncmdTopic(r.Group, r.Node)
-		a.metrics.sparkplugRebirths.WithLabelValues(r.Source).Inc()
-		a.malformedLog.log("sparkplug rebirth "+r.Source+" "+r.Group+"/"+r.Node, a.log, slog.LevelInfo,
-			"asking a Sparkplug B edge node for its BIRTH (rebirth request, NCMD Node Control/Rebirth): its values by alias cannot be read until it sends one",
-			"source", r.Source, "topic", topic, "why", r.Why)
 		var publish func(string, []byte) error
 		for _, h := range a.sourceList() {
 			if h.name == r.Source && h.publish != nil {
@@ -164,15 +194,31 @@ func (a *Agent) requestRebirths(rs []mapping.SparkplugRebirth) {
 			}
 		}
 		if publish == nil {
-			a.rebirth.failed(key, fmt.Errorf("broker %s is not running", r.Source))
+			// The source is being replaced by a reload: no request made.
+			a.rebirth.unsent(key)
 			continue
 		}
 		payload := mapping.RebirthRequest(time.Now())
+		a.rebirth.sending.Add(1)
 		go func() {
-			if err := publish(topic, payload); err != nil {
+			defer a.rebirth.sending.Done()
+			err := publish(topic, payload)
+			switch {
+			case errors.Is(err, mqtt.ErrNotConnected):
+				// A message taken in as the connection was lost: the
+				// request is made at the next need, on the next connection
+				// (the review: it cost a wait of 30 s, doubled, and was
+				// counted as published).
+				a.rebirth.unsent(key)
+			case err != nil:
 				a.rebirth.failed(key, err)
 				a.malformedLog.log("sparkplug rebirth failed "+r.Source+" "+r.Group+"/"+r.Node, a.log, slog.LevelWarn,
 					"a Sparkplug B rebirth request could not be published; the agent asks again later", "source", r.Source, "topic", topic, "err", err)
+			default:
+				a.metrics.sparkplugRebirths.WithLabelValues(r.Source).Inc()
+				a.malformedLog.log("sparkplug rebirth "+r.Source+" "+r.Group+"/"+r.Node, a.log, slog.LevelInfo,
+					"asked a Sparkplug B edge node for its BIRTH (rebirth request, NCMD Node Control/Rebirth): its values by alias cannot be read until it sends one",
+					"source", r.Source, "topic", topic, "why", r.Why)
 			}
 		}()
 	}
@@ -191,7 +237,7 @@ func (a *Agent) rebirthStatus(source, topic string) string {
 	at, asked, err := a.rebirth.last(rebirthKey(source, t.Group, t.Node))
 	switch {
 	case asked == 0:
-		return " (plantedge asks it for a rebirth at its next DATA by alias)"
+		return " (plantedge asks it for a rebirth at its next DATA by alias; its requests to an edge node are at least 30 s apart)"
 	case err != "":
 		return fmt.Sprintf(" (plantedge's rebirth request at %s could not be published: %s; it asks again later)", at.UTC().Format(time.RFC3339), err)
 	case asked == 1:

@@ -5,8 +5,9 @@ import (
 	"time"
 )
 
-// Rebirth requests per edge node: at most one per rebirthMin; unanswered,
-// the wait doubles up to rebirthMax; a BIRTH starts over. Nodes are apart.
+// Rebirth requests per edge node: at most one per rebirthMin; asked again,
+// the wait doubles up to rebirthMax, also after a BIRTH; only a quiet
+// spell starts over. Nodes are apart.
 func TestRebirthDebounce(t *testing.T) {
 	now := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
 	r := &rebirths{now: func() time.Time { return now }}
@@ -36,7 +37,25 @@ func TestRebirthDebounce(t *testing.T) {
 	}
 	step(rebirthMax-time.Second, a, false) // capped
 	step(time.Second, a, true)
-	r.birth(a) // it answered: the next need is asked for at once
+	// It answered, and the need is back at once (its BIRTH did not cure
+	// it): the wait stands (the review: a BIRTH started over, and such a
+	// node was asked at every DATA).
+	r.birth(a)
+	if _, asked, _ := r.last(a); asked != 0 {
+		t.Fatalf("%d asked after a BIRTH, want the count started over", asked)
+	}
+	step(0, a, false)
+	step(rebirthMax-time.Second, a, false)
+	step(time.Second, a, true)
+	// Quiet for rebirthQuiet after the wait: starts over at rebirthMin.
+	step(rebirthMax+rebirthQuiet, a, true)
+	step(rebirthMin-time.Second, a, false)
+	step(time.Second, a, true)
+	// A request that could not be sent is no request.
+	step(2*rebirthMin, a, true)
+	r.unsent(a)
 	step(0, a, true)
-	step(rebirthMin, a, true)
+	if _, asked, _ := r.last(a); asked != 4 {
+		t.Fatalf("%d asked, want 4 (the unsent one not counted)", asked)
+	}
 }

@@ -383,8 +383,20 @@ func RebirthRequest(now time.Time) []byte {
 // Types are by name, so they stay useful after the map is not trusted.
 type spBirth struct {
 	aliases map[uint64]string
+	named   map[string]bool // the metrics given an alias
 	types   map[string]uint32
 	trusted bool
+}
+
+// aliasesAll reports whether the BIRTH gave an alias to the field of every
+// binding in bs: then an alias it does not name is not one the agent reads.
+func (b *spBirth) aliasesAll(bs []*binding) bool {
+	for _, x := range bs {
+		if !b.named[x.field] {
+			return false
+		}
+	}
+	return true
 }
 
 type spNode struct {
@@ -628,13 +640,14 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		// A BIRTH the broker redelivers (DUP: sent before, in a
 		// connection that broke before it was acknowledged) may be
 		// older than one sent meanwhile, missed: its map is not trusted.
-		b := &spBirth{aliases: map[uint64]string{}, types: map[string]uint32{}, trusted: !s.Duplicate}
+		b := &spBirth{aliases: map[uint64]string{}, named: map[string]bool{}, types: map[string]uint32{}, trusted: !s.Duplicate}
 		for _, mt := range p.metrics {
 			if mt.name == "" {
 				continue
 			}
 			if mt.hasAlias {
 				b.aliases[mt.alias] = mt.name
+				b.named[mt.name] = true
 			}
 			if mt.datatype != 0 {
 				b.types[mt.name] = mt.datatype
@@ -665,6 +678,16 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		why := "no BIRTH of it was received since plantedge connected to the broker, or messages of the edge node were lost since"
 		if birth != nil && birth.trusted && !s.Initial {
 			why = "the edge node's last BIRTH does not name it"
+			if birth.aliasesAll(bs) {
+				// Not a metric the agent reads: the current BIRTH names
+				// the alias of each it reads. Logged and counted (an edge
+				// node's fault), nothing waits, and a rebirth would not
+				// name it either (the review: it asked for one at every
+				// DATA).
+				sp.notes = append(sp.notes, SparkplugNote{Kind: "alias", Source: s.Source, Topic: s.Address,
+					Msg: fmt.Sprintf("metric alias %d is not named by the edge node's last BIRTH %s: it is none of the metrics plantedge reads there (each has its alias), so it is ignored", alias, birthTopic)})
+				return
+			}
 		}
 		sp.waiting[wk] = birthTopic
 		if !s.Initial || birth == nil || !birth.trusted {

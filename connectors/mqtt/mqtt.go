@@ -500,7 +500,6 @@ func (s *Source) Run(ctx context.Context) error {
 		s.connects.Add(1)
 		s.state.Store(connectors.StateConnected)
 		s.noteRefused(sess.refused)
-		s.cur.Store(sess)
 		s.serve(ctx, sess, bo, connectedAt, &shortLived)
 		s.cur.CompareAndSwap(sess, nil)
 	}

@@ -89,11 +89,16 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 		// copies would only be duplicates.
 		s.supersede(sess.gen)
 	}
+	// Publish writes to this connection from now on: a resumed session's
+	// messages come in before the SUBSCRIBE is answered, and one of them
+	// may need a rebirth request (the review: "not connected").
+	s.cur.Store(sess)
 
 	// Subscribing on every connect is what restores the subscriptions when
 	// the broker lost the session (paho does not, with ResumeSubs off or on).
 	refused, err := sess.subscribe(ctx, s.cfg.Topics)
 	if err != nil {
+		s.cur.CompareAndSwap(sess, nil)
 		sess.client.Disconnect(0)
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
