@@ -148,7 +148,10 @@ func (m Metric) encode() []byte {
 
 // CheckRebirth checks an NCMD payload as an edge node reads a rebirth
 // request (Sparkplug 3.0): a timestamp, no seq, and a metric named
-// Node Control/Rebirth of data type Boolean with the value true.
+// Node Control/Rebirth of data type Boolean with the value true. It reads
+// the payload with a decoder of its own (fields), not the agent's
+// (mapping's eachField, of like shape): a test of the agent's encoding
+// that used the agent's decoder would share its mistakes.
 func CheckRebirth(b []byte) error {
 	var ts, seq, rebirth bool
 	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte, u uint64) error {
