@@ -623,10 +623,18 @@ type RateStep struct {
 // noteIncrease takes a plain increase of d read at t for the counter's
 // rate. With source times, increases less than rateMinGap apart are added
 // up until they span it, so a counter read every 200 ms learns its rate
-// too (it never did: no glitch of it was seen); without, such a step is a
-// backlog delivered in a burst and is not kept.
-func (cs *CounterState) noteIncrease(d float64, t time.Time, srcTime bool, ro uint64) {
-	if !srcTime {
+// too (it never did: no glitch of it was seen). Without, such a step may
+// be a backlog delivered in a burst (an MQTT session's queue) and is not
+// kept — unless the value is live: read in the OPC UA watch (one session,
+// every value good) its last value was read in (live), where no backlog
+// forms, so the increases are added up by their receive times. (The soak:
+// an OPC UA counter without source times, read every 0.3 s while it ran,
+// learned its rate only from the steps across its stops — 0.3 pieces/s
+// for 5 — and a wrap of 14 pieces across a 3 s outage was booked as a
+// reset of 8.)
+func (cs *CounterState) noteIncrease(d float64, t time.Time, srcTime, live bool, ro uint64) {
+	if !srcTime && !live {
+		cs.StepAt, cs.StepD = time.Time{}, 0 // what a live watch added up ends with it
 		cs.noteStep(d, t.Sub(cs.Seen), ro)
 		return
 	}
@@ -851,7 +859,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 				cs.Time = x.t
 			} else if !cs.Seen.IsZero() {
 				ev.Implausible = !x.b.dupOrInitial && cs.implausible(x, ev.Delta)
-				cs.noteIncrease(ev.Delta, x.t, x.srcTime, x.b.rollover)
+				cs.noteIncrease(ev.Delta, x.t, x.srcTime, x.watch != 0 && x.watch == cs.Watch, x.b.rollover)
 			}
 		}
 	} else {

@@ -417,3 +417,63 @@ func TestAfterALongStopStepBacksAndResetsHold(t *testing.T) {
 		})
 	}
 }
+
+// An OPC UA counter without source times, monitored: it changes every
+// 0.3 s while it runs (+1 or +2), stands 6 s at each stop, and wraps
+// across a 3 s outage of the server (a new session: a new watch) by 14
+// pieces. Its rate is learned from its live increases added up by receive
+// time (about 5 pieces/s): the wrap counts 14 (the soak booked 8: it had
+// learned 0.3 pieces/s from the steps across its stops alone, and took
+// the wrap for a reset). Over MQTT without a source time nothing changed:
+// a session's queue may come in a burst, so sub-second steps teach no rate
+// (a timestamp_field gives the source times that do).
+func TestLiveOPCUACounterWithoutSourceTimesLearnsItsRate(t *testing.T) {
+	m := newTestMapper(t, `site: test
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+opcua:
+  - { name: plc, endpoint: "opc.tcp://127.0.0.1:4840" }
+machines:
+  - id: p1
+    workcenter: WC1
+    good_count: { opcua: { server: plc, node: "ns=2;s=Good" }, rollover: 65536 }
+`)
+	st := NewState()
+	t0 := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	var counted float64
+	watch := uint64(1)
+	send := func(v int, at time.Duration) {
+		evs, _, err := m.Apply(st, connectors.Sample{Source: "plc", Kind: connectors.KindOPCUA, Address: "ns=2;s=Good",
+			Value: int32(v % 65536), Good: true, ReceiveTime: t0.Add(at), Watch: watch, WatchGap: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			counted += e.Delta
+		}
+	}
+	at, v := time.Duration(0), 65000
+	send(v, at)
+	for stop := range 6 {
+		for range 20 {
+			at += 300 * time.Millisecond
+			v += 1 + stop%2
+			send(v, at)
+		}
+		at += 6 * time.Second // stopped: nothing changes, nothing sent
+		v++
+		send(v, at)
+	}
+	for v < 65530 {
+		at += 300 * time.Millisecond
+		v += 2
+		send(v, at)
+	}
+	made := float64(v - 65000)
+	watch = 2 // the server was away 3 s: a new session
+	at += 3 * time.Second
+	v += 14
+	send(v, at)
+	if want := made + 14; counted != want {
+		t.Errorf("counted %v, want %v: the wrap %d -> %d read as a reset", counted, want, (v-14)%65536, v%65536)
+	}
+}
