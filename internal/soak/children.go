@@ -213,9 +213,10 @@ func (c *server) send(line string) {
 }
 
 // uaChild is "soak uaserver PORT VARS": an OPC UA server on 127.0.0.1:PORT
-// with the variables of the JSON object VARS (integers or booleans). It
-// prints "READY <namespace index>", then applies stdin lines "i NAME N" and
-// "b NAME 0|1", and exits when stdin closes.
+// with the variables of the JSON object VARS (integers, booleans or arrays
+// of integers, an Int64 array node). It prints "READY <namespace index>",
+// then applies stdin lines "i NAME N", "b NAME 0|1" and "a NAME N,N,...",
+// and exits when stdin closes.
 func uaChild(args []string) {
 	if len(args) != 2 {
 		fmt.Fprintln(os.Stderr, "usage: soak uaserver PORT VARS-JSON")
@@ -233,9 +234,16 @@ func uaChild(args []string) {
 	}
 	vars := map[string]any{}
 	for k, v := range raw {
-		switch s := string(v); s {
-		case "true", "false":
+		switch s := string(v); {
+		case s == "true", s == "false":
 			vars[k] = s == "true"
+		case strings.HasPrefix(s, "["):
+			var a []int64
+			if err := json.Unmarshal(v, &a); err != nil {
+				fmt.Fprintf(os.Stderr, "uaserver: var %s: %v\n", k, err)
+				os.Exit(2)
+			}
+			vars[k] = a
 		default:
 			n, err := strconv.ParseInt(s, 10, 64)
 			if err != nil {
@@ -264,6 +272,19 @@ func uaChild(args []string) {
 			}
 		case "b":
 			srv.Set(f[1], f[2] == "1")
+		case "a":
+			var a []int64
+			for e := range strings.SplitSeq(f[2], ",") {
+				n, err := strconv.ParseInt(e, 10, 64)
+				if err != nil {
+					a = nil
+					break
+				}
+				a = append(a, n)
+			}
+			if a != nil {
+				srv.Set(f[1], a)
+			}
 		}
 	}
 	os.Exit(0) // stdin closed: the soak is gone

@@ -10,7 +10,11 @@
 // Odoo emulator (odoo/odootest, in process) that it takes down every few
 // minutes; it reloads the agent with SIGHUP (alternating two configs) and
 // SIGKILLs it twice. Simulated machines count parts, scrap and stops the
-// whole time. Every 10 s it samples the agent's memory, open files,
+// whole time: over OPC UA (one counter rolls over, some are elements of an
+// array node read with index:), MQTT JSON, and as devices of a Sparkplug B
+// edge node (sparkplug.go: aliases that change at every rebirth, DATA now
+// and then by name, its connection cut now and then so that the broker
+// sends its NDEATH). Every 10 s it samples the agent's memory, open files,
 // threads, goroutines, heap and buffer. At the end it stops production,
 // flushes, and checks that the emulator holds exactly what the machines
 // made: quantity per work order, one closed downtime line per stop, scrap
@@ -41,7 +45,8 @@
 //	plantedge.yaml      the agent's config, odoo-api-key its key, data/ its buffer
 //	flush.out, final-status.json, final-metrics.txt   the agent at the end
 //
-// Every listener is on 127.0.0.1.
+// Every listener is on 127.0.0.1, on ports the kernel picks, or on -ports
+// and the three after it.
 package main
 
 import (
@@ -51,6 +56,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -107,6 +113,9 @@ type options struct {
 	seed    uint64
 	nUA     int
 	nMQ     int
+	nArr    int
+	nSP     int
+	ports   int
 }
 
 func runCmd(args []string) int {
@@ -120,6 +129,9 @@ func runCmd(args []string) int {
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of the simulated production and the chaos schedule")
 	fs.IntVar(&o.nUA, "ua", 4, "machines read over OPC UA (the last one's counter rolls over at 65536)")
 	fs.IntVar(&o.nMQ, "mqtt", 6, "machines read over MQTT")
+	fs.IntVar(&o.nArr, "uaarray", 2, "machines whose OPC UA counter is an element of one array node (index:)")
+	fs.IntVar(&o.nSP, "sparkplug", 3, "machines that are devices of a Sparkplug B edge node (aliases, rebirths, NDEATH)")
+	fs.IntVar(&o.ports, "ports", 0, "first of 4 consecutive TCP ports to use (agent API, OPC UA, broker, Odoo emulator); 0: free ones the kernel picks")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -136,8 +148,11 @@ func runCmd(args []string) int {
 	if o.dur <= 0 || o.settle < 0 {
 		bad = append(bad, "-dur must be positive and -settle not negative")
 	}
-	if o.nUA < 1 || o.nMQ < 1 || o.nUA+o.nMQ > 99 {
-		bad = append(bad, "-ua and -mqtt must be at least 1, at most 99 together")
+	if o.nUA < 1 || o.nMQ < 1 || o.nArr < 0 || o.nSP < 0 || o.nUA+o.nMQ+o.nArr+o.nSP > 99 {
+		bad = append(bad, "-ua and -mqtt must be at least 1, -uaarray and -sparkplug not negative, at most 99 together")
+	}
+	if o.ports != 0 && (o.ports < 1024 || o.ports > 65532) {
+		bad = append(bad, "-ports must be 0 or from 1024 to 65532")
 	}
 	if fi, err := os.Stat(o.bin); err != nil {
 		bad = append(bad, fmt.Sprintf("-bin: %v (build it: go build -o bin/plantedge ./cmd/plantedge)", err))
@@ -196,6 +211,8 @@ type machine struct {
 	id       string
 	ua       bool  // read over OPC UA, else MQTT
 	rollover int64 // the OPC UA counter wraps at this, 0: never
+	lane     int   // >= 0: the OPC UA counter is element 2*lane+1 of the array node Lanes
+	sp       bool  // a device of the Sparkplug B edge node (ua false)
 
 	mu         sync.Mutex
 	good       int64
@@ -215,6 +232,18 @@ type snap struct {
 	running     bool
 	reason      string
 	ts          time.Time
+}
+
+// source is how the agent reads the machine: "ua" (OPC UA), "mq" (MQTT
+// JSON) or "sp" (Sparkplug B).
+func (m *machine) source() string {
+	switch {
+	case m.ua:
+		return "ua"
+	case m.sp:
+		return "sp"
+	}
+	return "mq"
 }
 
 func (m *machine) snapshot() snap {
@@ -248,6 +277,7 @@ type soak struct {
 	broker   *server
 	brkPort  int
 	pub      *mqtttest.Publisher
+	edge     *edgeNode
 	machines []*machine
 	wcIDs    map[string]int64
 	woIDs    map[string]int64
@@ -263,7 +293,11 @@ type soak struct {
 	agentKills atomic.Int64
 
 	okMu    sync.Mutex
-	okSince map[bool]time.Time // key: ua? Since when the source was surely readable
+	okSince map[string]time.Time // by machine.source(): since when it was surely readable
+	// The agent's connection to the broker as the monitor last saw it:
+	// since when, and which (incarnation, sessions_created).
+	mqConnSince time.Time
+	mqConn      [2]int64
 
 	closeOnce sync.Once
 }
@@ -328,7 +362,7 @@ func newSoak(o options) (*soak, error) {
 	}
 	s := &soak{opts: o, out: out, exe: exe, bin: bin, start: time.Now(),
 		cfgPath: filepath.Join(out, "plantedge.yaml"), dataDir: filepath.Join(out, "data"),
-		wcIDs: map[string]int64{}, woIDs: map[string]int64{}, okSince: map[bool]time.Time{}}
+		wcIDs: map[string]int64{}, woIDs: map[string]int64{}, okSince: map[string]time.Time{}}
 	if s.evFile, err = os.Create(filepath.Join(out, "events.log")); err != nil {
 		return nil, err
 	}
@@ -338,8 +372,11 @@ func newSoak(o options) (*soak, error) {
 		return nil, err
 	}
 	s.writeSample(sampleHeader + "\n")
-	ports := make([]int, 3)
+	ports := []int{o.ports, o.ports + 1, o.ports + 2}
 	for i := range ports {
+		if o.ports != 0 {
+			continue
+		}
 		if ports[i], err = freePort(); err != nil {
 			s.evFile.Close()
 			s.samples.Close()
@@ -354,9 +391,18 @@ func newSoak(o options) (*soak, error) {
 
 	s.odoo = odootest.New(odootest.Options{Version: o.version})
 	product := s.odoo.AddProduct("Bracket")
-	for i := 0; i < o.nUA+o.nMQ; i++ {
-		m := &machine{running: true, confirmed: true}
-		if i < o.nUA {
+	var devs []*machine
+	for i := 0; i < o.nUA+o.nMQ+o.nArr+o.nSP; i++ {
+		m := &machine{running: true, confirmed: true, lane: -1}
+		switch {
+		case i >= o.nUA+o.nMQ+o.nArr:
+			m.id, m.sp = fmt.Sprintf("sp-%02d", i+1), true
+			m.good = int64(700 * i)
+			devs = append(devs, m)
+		case i >= o.nUA+o.nMQ:
+			m.id, m.ua, m.lane = fmt.Sprintf("ar-%02d", i+1), true, i-o.nUA-o.nMQ
+			m.good = int64(300 * i)
+		case i < o.nUA:
 			m.id, m.ua = fmt.Sprintf("ua-%02d", i+1), true
 			if i == o.nUA-1 {
 				m.rollover = 65536
@@ -364,7 +410,7 @@ func newSoak(o options) (*soak, error) {
 			} else {
 				m.good = int64(1000 * (i + 1))
 			}
-		} else {
+		default:
 			m.id = fmt.Sprintf("mq-%02d", i+1)
 			m.good = int64(500 * i)
 		}
@@ -374,6 +420,7 @@ func newSoak(o options) (*soak, error) {
 		s.wcIDs[m.id] = wc
 		s.woIDs[m.id] = s.odoo.AddWorkorder(mo, wc, "WO "+m.id, "progress")
 	}
+	s.edge = newEdgeNode(fmt.Sprintf("tcp://127.0.0.1:%d", s.brkPort), devs, rand.New(rand.NewPCG(o.seed, 0x5b)), s.logf)
 	_, key := s.odoo.AddUser("plantedge-bot")
 	if err := os.WriteFile(filepath.Join(out, "odoo-api-key"), []byte(key), 0o600); err != nil {
 		s.evFile.Close()
@@ -392,6 +439,7 @@ func (s *soak) close() {
 			_ = s.agent.stop(syscall.SIGTERM, stopGrace)
 		}
 		s.agentMu.Unlock()
+		s.edge.close()
 		for _, c := range []*server{s.ua, s.broker} {
 			c.mu.Lock()
 			c.stop(syscall.SIGKILL)
@@ -415,13 +463,21 @@ func (s *soak) run(ctx context.Context) (bool, error) {
 	ctx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)
 	rng := rand.New(rand.NewPCG(s.opts.seed, uint64(s.opts.version)))
+	var err error
 
-	url := s.odoo.Start()
+	url := ""
+	if s.opts.ports != 0 {
+		if url, err = s.odoo.StartOn(fmt.Sprintf("127.0.0.1:%d", s.opts.ports+3)); err != nil {
+			return false, fmt.Errorf("odoo emulator: %w", err)
+		}
+	} else {
+		url = s.odoo.Start()
+	}
 	if err := s.startUA(); err != nil {
 		return false, err
 	}
 	s.broker.mu.Lock()
-	err := s.broker.start([]string{strconv.Itoa(s.brkPort)})
+	err = s.broker.start([]string{strconv.Itoa(s.brkPort)})
 	s.broker.mu.Unlock()
 	if err != nil {
 		return false, err
@@ -477,8 +533,9 @@ func (s *soak) run(ctx context.Context) (bool, error) {
 	}
 	s.logf("chaos over: opcua restarts %d, broker restarts %d, odoo outages %d, HUPs %d, agent kills %d",
 		s.ua.restarts.Load(), s.broker.restarts.Load(), s.odooOut.Load(), s.hups.Load(), s.agentKills.Load())
+	s.logEdge()
 
-	s.windDown(ctx, 2*time.Minute)
+	s.windDown(ctx, 3*time.Minute)
 	if !sleepCtx(ctx, 5*time.Second) {
 		return false, context.Cause(ctx)
 	}
@@ -489,6 +546,7 @@ func (s *soak) run(ctx context.Context) (bool, error) {
 		return false, context.Cause(ctx)
 	}
 	ok = s.verify(ctx, 0) && ok
+	s.logEdge()
 	stopSampler()
 	<-samplerDone
 	s.sampleOnce(ctx)
@@ -550,6 +608,16 @@ func (s *soak) waitBaselines(ctx context.Context, limit time.Duration) error {
 func (s *soak) windDown(ctx context.Context, limit time.Duration) {
 	s.producing.Store(false)
 	deadline := time.Now().Add(limit)
+	for _, m := range s.machines {
+		if m.sp {
+			// A Sparkplug device's last values, too, must have been
+			// readable: after the agent's last (re)connection, DATA by
+			// alias waits for the edge node's next BIRTH.
+			m.mu.Lock()
+			m.changedAt, m.confirmed = time.Now(), false
+			m.mu.Unlock()
+		}
+	}
 	for _, m := range s.machines {
 		for {
 			m.mu.Lock()
@@ -650,11 +718,31 @@ func (s *soak) uaVars() string {
 		if m.rollover > 0 {
 			g %= m.rollover
 		}
-		vars[m.id+".Good"] = g
+		if m.lane < 0 {
+			vars[m.id+".Good"] = g
+		}
 		vars[m.id+".Running"] = sn.running
+	}
+	if s.opts.nArr > 0 {
+		vars["Lanes"] = s.lanes()
 	}
 	b, _ := json.Marshal(vars)
 	return string(b)
+}
+
+// lanes is the array node Lanes: element 2*lane+1 is the good count of the
+// machine with that lane, element 2*lane a lane no machine reads (that
+// counts too). Call with ua.mu held, so that the arrays go out in the order
+// their values were read (a counter must not go back).
+func (s *soak) lanes() []int64 {
+	out := make([]int64, 2*s.opts.nArr)
+	for _, m := range s.machines {
+		if m.lane >= 0 {
+			g := m.snapshot().good
+			out[2*m.lane], out[2*m.lane+1] = 3*g+7, g
+		}
+	}
+	return out
 }
 
 func (s *soak) startUA() error {
@@ -664,6 +752,10 @@ func (s *soak) startUA() error {
 }
 
 func (s *soak) publishMachine(m *machine, sn snap) {
+	if m.sp {
+		s.edge.publish(m)
+		return
+	}
 	if m.ua {
 		g := sn.good
 		if m.rollover > 0 {
@@ -674,7 +766,18 @@ func (s *soak) publishMachine(m *machine, sn snap) {
 			r = 1
 		}
 		s.ua.mu.Lock()
-		s.ua.send(fmt.Sprintf("i %s.Good %d", m.id, g))
+		if m.lane >= 0 {
+			var b strings.Builder
+			for i, v := range s.lanes() {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(strconv.FormatInt(v, 10))
+			}
+			s.ua.send("a Lanes " + b.String())
+		} else {
+			s.ua.send(fmt.Sprintf("i %s.Good %d", m.id, g))
+		}
 		s.ua.send(fmt.Sprintf("b %s.Running %d", m.id, r))
 		s.ua.mu.Unlock()
 		return
@@ -733,20 +836,43 @@ func (s *soak) monitor(ctx context.Context) {
 		}
 		now := time.Now()
 		uaOK := conn["line1"] && s.ua.up.Load()
-		mqOK := conn["broker"] && s.broker.up.Load() && s.pub.OK()
+		brokerOK := conn["broker"] && s.broker.up.Load()
+		mqOK := brokerOK && s.pub.OK()
 		s.okMu.Lock()
-		for k, ok := range map[bool]bool{true: uaOK, false: mqOK} {
+		for k, ok := range map[string]bool{"ua": uaOK, "mq": mqOK} {
 			if !ok {
 				s.okSince[k] = time.Time{}
 			} else if s.okSince[k].IsZero() {
 				s.okSince[k] = now
 			}
 		}
-		since := map[bool]time.Time{true: s.okSince[true], false: s.okSince[false]}
+		// Sparkplug DATA by alias is read only with a BIRTH the agent got
+		// in its current connection to the broker: readable since the
+		// edge node's first complete BIRTH after the monitor saw that
+		// connection (a new incarnation or session is a new one).
+		var sessions int64 = -1
+		for _, src := range st.Sources {
+			if src.Name == "broker" {
+				sessions = int64(src.Sessions)
+			}
+		}
+		cur := [2]int64{s.incarn.Load(), sessions}
+		switch {
+		case !brokerOK:
+			s.mqConnSince = time.Time{}
+		case s.mqConnSince.IsZero() || cur != s.mqConn:
+			s.mqConnSince, s.mqConn = now, cur
+		}
+		if b := s.edge.readySince(); !s.mqConnSince.IsZero() && b.After(s.mqConnSince) {
+			s.okSince["sp"] = b
+		} else {
+			s.okSince["sp"] = time.Time{}
+		}
+		since := maps.Clone(s.okSince)
 		s.okMu.Unlock()
 		for _, m := range s.machines {
 			m.mu.Lock()
-			ok0 := since[m.ua]
+			ok0 := since[m.source()]
 			if !m.confirmed && !ok0.IsZero() {
 				from := ok0
 				if m.changedAt.After(from) {
@@ -852,6 +978,18 @@ machines:
 `, s.opts.version, s.dataDir, s.listen, s.odoo.URL(), filepath.Join(s.out, "odoo-api-key"), s.uaPort, s.brkPort, s.opts.version)
 	for _, m := range s.machines {
 		fmt.Fprintf(&b, "  - id: %s\n    workcenter: WC-%s\n", m.id, strings.ToUpper(m.id))
+		if m.sp {
+			t := spTopic("DDATA", m.id)
+			for _, sig := range []struct{ key, field string }{{"good_count", spGood}, {"scrap_count", spScrap}, {"running", spRunning}} {
+				fmt.Fprintf(&b, "    %s: { mqtt: { broker: broker, format: sparkplug_b, topic: %s, field: %s } }\n", sig.key, t, sig.field)
+			}
+			continue
+		}
+		if m.lane >= 0 {
+			fmt.Fprintf(&b, "    good_count: { opcua: { server: line1, node: \"ns=%d;s=Lanes\", index: %d } }\n", s.ua.ns, 2*m.lane+1)
+			fmt.Fprintf(&b, "    running: { opcua: { server: line1, node: \"ns=%d;s=%s.Running\" } }\n", s.ua.ns, m.id)
+			continue
+		}
 		if m.ua {
 			fmt.Fprintf(&b, "    good_count: { opcua: { server: line1, node: \"ns=%d;s=%s.Good\" }", s.ua.ns, m.id)
 			if m.rollover > 0 {
@@ -1154,6 +1292,18 @@ func (s *soak) sampleOnce(ctx context.Context) {
 }
 
 // ---------- the check ----------
+
+// logEdge logs what the Sparkplug edge node did, and what the agent counted
+// of it.
+func (s *soak) logEdge() {
+	if s.opts.nSP == 0 {
+		return
+	}
+	met := s.metrics(context.Background())
+	s.logf("sparkplug edge node: %d connections (bdSeq %d), %d BIRTHs, %d DATA by alias, %d by name, %d cut connections; agent: unknown aliases %v, seq gaps %v",
+		s.edge.sessions.Load(), s.edge.session(), s.edge.births.Load(), s.edge.byAlias.Load(), s.edge.byName.Load(), s.edge.crashes.Load(),
+		met["plantedge_sparkplug_unknown_aliases_total"], met["plantedge_sparkplug_seq_gaps_total"])
+}
 
 // verify compares, every second for up to wait, what each machine made with
 // what the emulator holds, and logs the result (VERIFY lines).

@@ -18,7 +18,7 @@ import (
 
 func TestConfigsValid(t *testing.T) {
 	dir := t.TempDir()
-	s, err := newSoak(options{bin: "plantedge", version: 19, out: dir, nUA: 2, nMQ: 2, seed: 1})
+	s, err := newSoak(options{bin: "plantedge", version: 19, out: dir, nUA: 2, nMQ: 2, nArr: 2, nSP: 2, seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,6 +28,11 @@ func TestConfigsValid(t *testing.T) {
 	for _, v := range []string{"A", "B"} {
 		if _, err := config.Parse("plantedge.yaml", []byte(s.config(v))); err != nil {
 			t.Errorf("config %s: %v\n%s", v, err, s.config(v))
+		}
+		for _, want := range []string{`node: "ns=2;s=Lanes", index: 3`, "format: sparkplug_b, topic: spBv1.0/Soak/DDATA/soak-edge/sp-08, field: Counters/Scrap Parts"} {
+			if !strings.Contains(s.config(v), want) {
+				t.Errorf("config %s lacks %q:\n%s", v, want, s.config(v))
+			}
 		}
 	}
 }

@@ -686,6 +686,23 @@ func (s *Server) Start() string {
 	return ts.URL
 }
 
+// StartOn is Start on the given address (host:port) instead of a free
+// port, for a harness that must keep to ports it was given.
+func (s *Server) StartOn(addr string) (string, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	ts := httptest.NewUnstartedServer(s.Handler())
+	_ = ts.Listener.Close()
+	ts.Listener = downListener{l, s}
+	ts.Start()
+	s.mu.Lock()
+	s.ts, s.url = ts, ts.URL
+	s.mu.Unlock()
+	return ts.URL, nil
+}
+
 // StartTLS is Start with TLS; the certificate is ts.Certificate() of the returned server.
 func (s *Server) StartTLS() *httptest.Server {
 	ts := httptest.NewUnstartedServer(s.Handler())
