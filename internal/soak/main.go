@@ -974,8 +974,13 @@ mqtt:
     url: "tcp://127.0.0.1:%d"
     client_id: plantedge-soak-%d
     backoff_max: 5s
-machines:
 `, s.opts.version, s.dataDir, s.listen, s.odoo.URL(), filepath.Join(s.out, "odoo-api-key"), s.uaPort, s.brkPort, s.opts.version)
+	if variant == "B" && s.opts.nSP > 0 {
+		// The agent asks the edge node for its BIRTH while config B is
+		// in force; the reloads switch it on and off.
+		b.WriteString("    sparkplug_rebirth: true\n")
+	}
+	b.WriteString("machines:\n")
 	for _, m := range s.machines {
 		fmt.Fprintf(&b, "  - id: %s\n    workcenter: WC-%s\n", m.id, strings.ToUpper(m.id))
 		if m.sp {
@@ -1300,9 +1305,9 @@ func (s *soak) logEdge() {
 		return
 	}
 	met := s.metrics(context.Background())
-	s.logf("sparkplug edge node: %d connections (bdSeq %d), %d BIRTHs, %d DATA by alias, %d by name, %d cut connections; agent: unknown aliases %v, seq gaps %v",
-		s.edge.sessions.Load(), s.edge.session(), s.edge.births.Load(), s.edge.byAlias.Load(), s.edge.byName.Load(), s.edge.crashes.Load(),
-		met["plantedge_sparkplug_unknown_aliases_total"], met["plantedge_sparkplug_seq_gaps_total"])
+	s.logf("sparkplug edge node: %d connections (bdSeq %d), %d BIRTHs, %d DATA by alias, %d by name, %d cut connections, %d rebirth requests received; agent: unknown aliases %v, seq gaps %v, rebirth requests %v (this agent run's)",
+		s.edge.sessions.Load(), s.edge.session(), s.edge.births.Load(), s.edge.byAlias.Load(), s.edge.byName.Load(), s.edge.crashes.Load(), s.edge.requests.Load(),
+		met["plantedge_sparkplug_unknown_aliases_total"], met["plantedge_sparkplug_seq_gaps_total"], met["plantedge_sparkplug_rebirth_requests_total"])
 }
 
 // verify compares, every second for up to wait, what each machine made with

@@ -76,6 +76,11 @@ type edgeNode struct {
 	byName   atomic.Int64 // DATA messages that named their metrics
 	byAlias  atomic.Int64
 	crashes  atomic.Int64
+	// asked is set by a rebirth request (NCMD Node Control/Rebirth) from
+	// the agent (its config B has sparkplug_rebirth on): the next publish
+	// rebirths. requests counts them.
+	asked    atomic.Bool
+	requests atomic.Int64
 }
 
 func newEdgeNode(url string, devs []*machine, rng *rand.Rand, logf func(string, ...any)) *edgeNode {
@@ -115,7 +120,11 @@ func (e *edgeNode) publish(m *machine) {
 	if !e.ensure() {
 		return
 	}
-	if now.After(e.nextBirth) {
+	if e.asked.Swap(false) {
+		if !e.birth("asked") {
+			return
+		}
+	} else if now.After(e.nextBirth) {
 		if !e.birth("rebirth") {
 			return
 		}
@@ -227,6 +236,12 @@ func (e *edgeNode) ensure() bool {
 		return false
 	}
 	e.c, e.raw, e.bdSeq, e.connected = c, raw, bd, true
+	// Rebirth requests: an NCMD asks for one; any NCMD will do here (the
+	// agent's payload is checked by the agent's own tests).
+	c.Subscribe(spTopic("NCMD", ""), 0, func(paho.Client, paho.Message) {
+		e.requests.Add(1)
+		e.asked.Store(true)
+	})
 	e.sessions.Add(1)
 	if e.nextCrash.IsZero() {
 		e.nextCrash = time.Now().Add(time.Duration(180+e.rng.IntN(181)) * time.Second)
