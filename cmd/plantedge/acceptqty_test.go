@@ -171,6 +171,14 @@ func TestAcceptQtyAfterAWriteInDoubt(t *testing.T) {
 	b.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
 	b.produce(5) // the write of 15 lands, its answer is lost
 	<-dropped
+	// The agent notes the write in doubt as its round ends, a moment after
+	// the emulator dropped the answer: an accept-qty in between joins the
+	// failing round (CI: exit 4, "the forwarding round failed before it
+	// reached the machine").
+	waitUntil(t, 15*time.Second, "the write in doubt", func() (bool, string) {
+		o := b.a.Status().Odoo
+		return o.SettleSeconds > 0, fmt.Sprintf("%+v", o)
+	})
 	b.odoo.SetWorkorderQty(b.woID, 12)
 	out, err := b.acceptQty()
 	if exitCode(err) != 1 || !strings.Contains(err.Error(), "once Odoo shows it, correct the quantity again and run this again") {
