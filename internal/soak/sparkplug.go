@@ -19,14 +19,11 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
+	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
 	"github.com/plantedge/plantedge/internal/sptest"
 )
 
@@ -58,8 +55,7 @@ type edgeNode struct {
 
 	mu        sync.Mutex
 	rng       *rand.Rand
-	c         paho.Client
-	raw       net.Conn // the connection under c, cut for a crash
+	c         *mqtttest.Client
 	lastTry   time.Time
 	bdSeq     uint64 // of the current (or last) connection
 	connected bool   // a connection was ever made: the next one is bdSeq+1
@@ -180,31 +176,28 @@ func spType(name string) uint32 {
 func (e *edgeNode) send(topic string, p sptest.Payload) bool {
 	p.Seq = int(e.seq)
 	e.seq = (e.seq + 1) % 256
-	t := e.c.Publish(topic, 1, false, p.Encode())
-	if t.WaitTimeout(2*time.Second) && t.Error() == nil {
+	err := e.c.Publish(topic, 1, false, p.Encode(), 2*time.Second)
+	if err == nil {
 		return true
 	}
-	e.crash(fmt.Sprintf("publish %s not acknowledged (%v): reconnecting", topic, t.Error()))
+	e.crash(fmt.Sprintf("publish %s not acknowledged (%v): reconnecting", topic, err))
 	return false
 }
 
 // crash drops the connection without a DISCONNECT.
 func (e *edgeNode) crash(why string) {
 	e.birthAt.Store(0)
-	if e.raw != nil {
-		_ = e.raw.Close()
-	}
 	if e.c != nil {
-		e.c.Disconnect(0) // the connection is gone: no DISCONNECT reaches the broker
+		e.c.Cut() // no DISCONNECT: the broker sends the NDEATH
 	}
-	e.c, e.raw = nil, nil
+	e.c = nil
 	e.logf("sparkplug edge node bdSeq %d: %s", e.bdSeq, why)
 }
 
 // ensure connects (at most every 300 ms) with a new bdSeq and sends the
 // BIRTHs; it reports whether the edge node is connected.
 func (e *edgeNode) ensure() bool {
-	if e.c != nil && e.c.IsConnectionOpen() {
+	if e.c != nil && e.c.Connected() {
 		return true
 	}
 	if e.c != nil {
@@ -220,25 +213,14 @@ func (e *edgeNode) ensure() bool {
 	}
 	will := sptest.Payload{Timestamp: uint64(time.Now().UnixMilli()), Seq: -1,
 		Metrics: []sptest.Metric{{Name: "bdSeq", Datatype: sptest.Int64, Value: int64(bd)}}}
-	var raw net.Conn
-	o := paho.NewClientOptions().AddBroker(e.url).SetClientID("soak-"+spNode).SetCleanSession(true).
-		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(2*time.Second).
-		SetBinaryWill(spTopic("NDEATH", ""), will.Encode(), 1, false).
-		SetCustomOpenConnectionFn(func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
-			c, err := net.DialTimeout("tcp", u.Host, 2*time.Second)
-			raw = c
-			return c, err
-		})
-	c := paho.NewClient(o)
-	t := c.Connect()
-	if !t.WaitTimeout(3*time.Second) || t.Error() != nil {
-		c.Disconnect(0)
+	c, err := mqtttest.Dial(e.url, "soak-"+spNode, &mqtttest.Will{Topic: spTopic("NDEATH", ""), Payload: will.Encode(), QoS: 1}, 2*time.Second)
+	if err != nil {
 		return false
 	}
-	e.c, e.raw, e.bdSeq, e.connected = c, raw, bd, true
+	e.c, e.bdSeq, e.connected = c, bd, true
 	// Rebirth requests: an NCMD asks for one; any NCMD will do here (the
 	// agent's payload is checked by the agent's own tests).
-	c.Subscribe(spTopic("NCMD", ""), 0, func(paho.Client, paho.Message) {
+	_ = c.Subscribe(spTopic("NCMD", ""), 0, func(string, []byte) {
 		e.requests.Add(1)
 		e.asked.Store(true)
 	})
@@ -308,12 +290,12 @@ func (e *edgeNode) close() {
 	if e.c == nil {
 		return
 	}
-	if e.c.IsConnectionOpen() {
+	if e.c.Connected() {
 		p := sptest.Payload{Timestamp: uint64(time.Now().UnixMilli()), Seq: -1,
 			Metrics: []sptest.Metric{{Name: "bdSeq", Datatype: sptest.Int64, Value: int64(e.bdSeq)}}}
-		e.c.Publish(spTopic("NDEATH", ""), 1, false, p.Encode()).WaitTimeout(time.Second)
+		_ = e.c.Publish(spTopic("NDEATH", ""), 1, false, p.Encode(), time.Second)
 	}
-	e.c.Disconnect(100)
-	e.c, e.raw = nil, nil
+	e.c.Close(100)
+	e.c = nil
 	e.birthAt.Store(0)
 }
