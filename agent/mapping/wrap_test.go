@@ -57,15 +57,7 @@ func TestBacklogWrapOfSmallCounter(t *testing.T) {
 // counter from its upper half a day later, read 10 s after its last value,
 // is a reset, not a wrap of 25,533 pieces nobody made.
 func TestOneOddStepSetsNoRate(t *testing.T) {
-	m := newTestMapper(t, `site: test
-odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
-opcua:
-  - { name: plc, endpoint: "opc.tcp://127.0.0.1:4840" }
-machines:
-  - id: p1
-    workcenter: WC1
-    good_count: { opcua: { server: plc, node: "ns=2;s=Good" }, rollover: 65536 }
-`)
+	m := uaCounter16(t)
 	st := NewState()
 	t0 := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
 	var last []Event
@@ -428,15 +420,7 @@ func TestAfterALongStopStepBacksAndResetsHold(t *testing.T) {
 // a session's queue may come in a burst, so sub-second steps teach no rate
 // (a timestamp_field gives the source times that do).
 func TestLiveOPCUACounterWithoutSourceTimesLearnsItsRate(t *testing.T) {
-	m := newTestMapper(t, `site: test
-odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
-opcua:
-  - { name: plc, endpoint: "opc.tcp://127.0.0.1:4840" }
-machines:
-  - id: p1
-    workcenter: WC1
-    good_count: { opcua: { server: plc, node: "ns=2;s=Good" }, rollover: 65536 }
-`)
+	m := uaCounter16(t)
 	st := NewState()
 	t0 := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
 	var counted float64
@@ -476,4 +460,19 @@ machines:
 	if want := made + 14; counted != want {
 		t.Errorf("counted %v, want %v: the wrap %d -> %d read as a reset", counted, want, (v-14)%65536, v%65536)
 	}
+}
+
+// uaCounter16 is a mapper of one machine whose good count is the 16-bit
+// OPC UA node ns=2;s=Good of server plc.
+func uaCounter16(t *testing.T) *Mapper {
+	t.Helper()
+	return newTestMapper(t, `site: test
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+opcua:
+  - { name: plc, endpoint: "opc.tcp://127.0.0.1:4840" }
+machines:
+  - id: p1
+    workcenter: WC1
+    good_count: { opcua: { server: plc, node: "ns=2;s=Good" }, rollover: 65536 }
+`)
 }
