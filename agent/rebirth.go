@@ -68,9 +68,14 @@ type rebirthNode struct {
 }
 
 // ncmdTopic is the edge node's command topic, where a rebirth request goes.
-func ncmdTopic(group, node string) string { return "spBv1.0/" + group + "/NCMD/" + node }
+func ncmdTopic(group, node string) string {
+	return config.SparkplugTopic{Group: group, Node: node}.With("NCMD")
+}
 
-func rebirthKey(source, group, node string) string { return source + "\x00" + group + "/" + node }
+// rebirthKey keys an edge node's requests as the mapping keys its state.
+func rebirthKey(source, group, node string) string {
+	return mapping.SparkplugNodeKey(source, config.SparkplugTopic{Group: group, Node: node})
+}
 
 // allow reports whether a request to the node may go now, and if so notes
 // it as sent.

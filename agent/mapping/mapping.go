@@ -310,7 +310,7 @@ func New(cfg *config.Config) (*Mapper, error) {
 					// aliases and its DEATHs say it is gone, and its seq
 					// counts over all of them (a gap is only seen so).
 					b.sparkplug, b.spTopic = true, t
-					m.spNodes[spNodeKey(k.source, t)] = true
+					m.spNodes[SparkplugNodeKey(k.source, t)] = true
 					m.topics[k.source] = appendUnique(m.topics[k.source], t.NodeFilter())
 				} else {
 					m.topics[k.source] = appendUnique(m.topics[k.source], k.address)

@@ -410,9 +410,9 @@ type spNode struct {
 	births  map[string]*spBirth // by device ("": the node's own)
 }
 
-// spNodeKey keys an edge node of a source (SparkplugState.nodes,
-// Mapper.spNodes): source "\x00" group/node.
-func spNodeKey(source string, t config.SparkplugTopic) string {
+// SparkplugNodeKey keys an edge node of a source (SparkplugState.nodes,
+// Mapper.spNodes, the agent's rebirth requests): source "\x00" group/node.
+func SparkplugNodeKey(source string, t config.SparkplugTopic) string {
 	return source + "\x00" + t.Group + "/" + t.Node
 }
 
@@ -511,7 +511,7 @@ func (m *Mapper) sparkplugTopic(source, address string) (config.SparkplugTopic, 
 		return config.SparkplugTopic{}, false
 	}
 	t, ok := config.ParseSparkplugTopic(address)
-	if !ok || !m.spNodes[spNodeKey(source, t)] {
+	if !ok || !m.spNodes[SparkplugNodeKey(source, t)] {
 		return config.SparkplugTopic{}, false
 	}
 	return t, true
@@ -554,7 +554,7 @@ func (m *Mapper) SparkplugDown(st *State, machine string) string {
 		return ""
 	}
 	t := b.spTopic
-	n := st.Sparkplug.nodes[spNodeKey(b.source, t)]
+	n := st.Sparkplug.nodes[SparkplugNodeKey(b.source, t)]
 	switch {
 	case n == nil:
 		return ""
@@ -597,7 +597,7 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		return nil, nil, &PayloadError{Source: s.Source, Address: s.Address, Err: err}
 	}
 	sp := st.sparkplug()
-	nk := spNodeKey(s.Source, t)
+	nk := SparkplugNodeKey(s.Source, t)
 	n := sp.nodes[nk]
 	if n == nil {
 		n = &spNode{conn: s.Conn, births: map[string]*spBirth{}}

@@ -342,11 +342,10 @@ func (s *Source) Publish(topic string, payload []byte) error {
 	if sess == nil || sess.closed.Load() {
 		return ErrNotConnected
 	}
-	tok := sess.client.Publish(topic, 0, false, payload)
-	if !tok.WaitTimeout(s.cfg.ConnectTimeout) {
-		return errors.New("publish timed out")
+	if err := waitToken(context.Background(), sess.client.Publish(topic, 0, false, payload), s.cfg.ConnectTimeout); err != nil {
+		return fmt.Errorf("publish: %w", err)
 	}
-	return tok.Error()
+	return nil
 }
 
 // wasRefused reports whether the broker refused topic at the last try.
