@@ -676,15 +676,7 @@ func resetClose(c net.Conn) {
 }
 
 // Start serves on an httptest listener on 127.0.0.1 and returns the base URL.
-func (s *Server) Start() string {
-	ts := httptest.NewUnstartedServer(s.Handler())
-	ts.Listener = downListener{ts.Listener, s}
-	ts.Start()
-	s.mu.Lock()
-	s.ts, s.url = ts, ts.URL
-	s.mu.Unlock()
-	return ts.URL
-}
+func (s *Server) Start() string { return s.serve(nil) }
 
 // StartOn is Start on the given address (host:port) instead of a free
 // port, for a harness that must keep to ports it was given.
@@ -693,14 +685,24 @@ func (s *Server) StartOn(addr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return s.serve(l), nil
+}
+
+// serve serves on l (nil: httptest's listener on a free port of
+// 127.0.0.1) and returns the base URL.
+func (s *Server) serve(l net.Listener) string {
 	ts := httptest.NewUnstartedServer(s.Handler())
-	_ = ts.Listener.Close()
+	if l != nil {
+		_ = ts.Listener.Close()
+	} else {
+		l = ts.Listener
+	}
 	ts.Listener = downListener{l, s}
 	ts.Start()
 	s.mu.Lock()
 	s.ts, s.url = ts, ts.URL
 	s.mu.Unlock()
-	return ts.URL, nil
+	return ts.URL
 }
 
 // StartTLS is Start with TLS; the certificate is ts.Certificate() of the returned server.
