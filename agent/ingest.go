@@ -265,13 +265,17 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			})
 		}
 		for _, n := range a.state.TakeSparkplugNotes() {
+			level := slog.LevelWarn
 			switch n.Kind {
 			case "seq":
 				a.metrics.sparkplugSeqGaps.WithLabelValues(n.Source).Inc()
 			case "alias":
 				a.metrics.sparkplugUnknownAliases.WithLabelValues(n.Source).Inc()
+			case "certificate":
+				a.metrics.sparkplugCertificates.WithLabelValues(n.Source).Inc()
+				level = slog.LevelInfo
 			}
-			a.malformedLog.log("sparkplug "+n.Kind+" "+n.Source+" "+n.Topic, a.log, slog.LevelWarn, n.Msg, "source", n.Source, "topic", n.Topic)
+			a.malformedLog.log("sparkplug "+n.Kind+" "+n.Source+" "+n.Topic, a.log, level, n.Msg, "source", n.Source, "topic", n.Topic)
 		}
 		if s.Kind == connectors.KindMQTT && s.Good {
 			a.noteSparkplugBirth(s.Source, s.Address)

@@ -43,6 +43,9 @@ type metrics struct {
 	sparkplugSeqGaps, sparkplugUnknownAliases *prometheus.CounterVec
 	// Sparkplug B rebirth requests published (sparkplug_rebirth).
 	sparkplugRebirths *prometheus.CounterVec
+	// Sparkplug B alias maps read from a broker's BIRTH certificates
+	// (sparkplug_certificates).
+	sparkplugCertificates *prometheus.CounterVec
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -93,10 +96,12 @@ func newMetrics(a *Agent) *metrics {
 			Help: "Sparkplug B DATA metrics sent by an alias no BIRTH seen named: skipped."}, []string{"source"}),
 		sparkplugRebirths: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_sparkplug_rebirth_requests_total",
 			Help: "Sparkplug B rebirth requests (NCMD Node Control/Rebirth) the agent published to edge nodes whose DATA by alias it could not read (the broker's sparkplug_rebirth); a broker ACL may drop one unseen."}, []string{"source"}),
+		sparkplugCertificates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_sparkplug_certificates_total",
+			Help: "Sparkplug B alias maps the agent took from a Sparkplug-aware broker's BIRTH certificates (the broker's sparkplug_certificates), of edge nodes and devices its signals read."}, []string{"source"}),
 	}
 	a.opts.Registry.MustRegister(m.samples, m.malformed, m.appendErrors, m.ingestLatency, m.forwarded, m.deadLettered,
 		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches, m.staleSamples, m.unmappedReasons, m.shortStops, m.reloads,
-		m.corruptBuffers, m.clockSteps, m.sparkplugSeqGaps, m.sparkplugUnknownAliases, m.sparkplugRebirths, &stateCollector{a: a})
+		m.corruptBuffers, m.clockSteps, m.sparkplugSeqGaps, m.sparkplugUnknownAliases, m.sparkplugRebirths, m.sparkplugCertificates, &stateCollector{a: a})
 	return m
 }
 
@@ -133,6 +138,7 @@ func (m *metrics) seed(cfg *config.Config) {
 			m.sparkplugSeqGaps.DeleteLabelValues(name)
 			m.sparkplugUnknownAliases.DeleteLabelValues(name)
 			m.sparkplugRebirths.DeleteLabelValues(name)
+			m.sparkplugCertificates.DeleteLabelValues(name)
 		}
 	}
 	m.seeded, m.seededSources = machines, sources
@@ -145,6 +151,7 @@ func (m *metrics) seed(cfg *config.Config) {
 		m.sparkplugSeqGaps.WithLabelValues(b.Name)
 		m.sparkplugUnknownAliases.WithLabelValues(b.Name)
 		m.sparkplugRebirths.WithLabelValues(b.Name)
+		m.sparkplugCertificates.WithLabelValues(b.Name)
 	}
 	for i := range cfg.Machines {
 		mc := &cfg.Machines[i]

@@ -228,6 +228,15 @@ type MQTTBroker struct {
 	// the agent writing to the plant network, a decision for the OT
 	// engineer, and the broker's ACL must let the client publish it.
 	SparkplugRebirth bool `yaml:"sparkplug_rebirth"`
+	// SparkplugCertificates has the agent read the BIRTH certificates a
+	// Sparkplug-aware broker keeps (Sparkplug 3.0: every NBIRTH and DBIRTH
+	// it passes on, retained on $sparkplug/certificates/spBv1.0/...) of
+	// the edge nodes its signals read: their alias maps, so that DATA by
+	// alias is read from the agent's start and after every reconnect,
+	// without waiting for a BIRTH. Off by default: only a broker that is
+	// Sparkplug aware keeps them current, and a stale one names metrics
+	// wrongly.
+	SparkplugCertificates bool `yaml:"sparkplug_certificates"`
 }
 
 // Machine maps one machine's signals to sources and names its Odoo work center.
@@ -337,6 +346,21 @@ func (t SparkplugTopic) Birth() string { return t.With(t.Type[:1] + "BIRTH") }
 // node (its devices' too).
 func (t SparkplugTopic) NodeFilter() string {
 	return "spBv1.0/" + t.Group + "/+/" + t.Node + "/#"
+}
+
+// SparkplugCertificates prefixes the topics on which a Sparkplug-aware
+// broker keeps the last NBIRTH and DBIRTH of each edge node and device,
+// retained: $sparkplug/certificates/spBv1.0/<group>/NBIRTH/<node>[/<device>].
+const SparkplugCertificates = "$sparkplug/certificates/"
+
+// CertificateFilters are the subscription filters for the BIRTH
+// certificates of the edge node and of its devices on a Sparkplug-aware
+// broker: two, not one ending in "#", whose match of its parent level
+// (the NBIRTH's topic) a broker may miss for retained messages (mochi
+// does).
+func (t SparkplugTopic) CertificateFilters() []string {
+	c := SparkplugCertificates + "spBv1.0/" + t.Group
+	return []string{c + "/NBIRTH/" + t.Node, c + "/DBIRTH/" + t.Node + "/+"}
 }
 
 // Signal is a plain signal (running).

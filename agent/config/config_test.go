@@ -1234,3 +1234,20 @@ func TestSparkplugRebirthWithoutSparkplugWarned(t *testing.T) {
 		t.Errorf("sparkplug_rebirth %v, warnings %v", c.MQTT[0].SparkplugRebirth, c.Warnings)
 	}
 }
+
+// sparkplug_certificates likewise: warned on a broker no Sparkplug B signal
+// reads; on the right broker, not.
+func TestSparkplugCertificatesWithoutSparkplugWarned(t *testing.T) {
+	on := strings.Replace(base, "    client_id: pe-1\n", "    client_id: pe-1\n    sparkplug_certificates: true\n", 1)
+	json := strings.Replace(on, "    good_count:\n", "    running: { mqtt: { broker: broker, topic: m1/state, field: run } }\n    good_count:\n", 1)
+	wantWarnings(t, json,
+		`w.yaml:14:29: mqtt[0].sparkplug_certificates: no signal of MQTT broker "broker" reads format: sparkplug_b: there is no edge node whose BIRTH certificates to read (set it on the broker the Sparkplug B signals name, or remove it)`)
+	sp := strings.Replace(on, "    good_count:\n", "    running: { mqtt: { broker: broker, format: sparkplug_b, topic: spBv1.0/g/DDATA/e/d, field: Run } }\n    good_count:\n", 1)
+	c, err := Parse("w.yaml", []byte(sp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.MQTT[0].SparkplugCertificates || len(c.Warnings) != 0 {
+		t.Errorf("sparkplug_certificates %v, warnings %v", c.MQTT[0].SparkplugCertificates, c.Warnings)
+	}
+}

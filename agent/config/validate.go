@@ -624,6 +624,10 @@ func (v *validator) checkUnusedSources() {
 			v.warn(fmt.Sprintf("mqtt[%d].sparkplug_rebirth", i), fmt.Sprintf("no signal of MQTT broker %q reads format: sparkplug_b: there is no edge node to ask for a rebirth", b.Name),
 				"set it on the broker the Sparkplug B signals name, or remove it")
 		}
+		if b.SparkplugCertificates && b.Name != "" && used["mqtt\x00"+b.Name] && !used["sparkplug\x00"+b.Name] {
+			v.warn(fmt.Sprintf("mqtt[%d].sparkplug_certificates", i), fmt.Sprintf("no signal of MQTT broker %q reads format: sparkplug_b: there is no edge node whose BIRTH certificates to read", b.Name),
+				"set it on the broker the Sparkplug B signals name, or remove it")
+		}
 	}
 }
 

@@ -86,7 +86,10 @@ type extracted struct {
 //     before its start lasts as long as the agent saw it (see endStop).
 func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed []string, err error) {
 	if s.Kind == connectors.KindMQTT {
-		if t, ok := m.sparkplugTopic(s.Source, s.Address); ok {
+		if t, cert, ok := m.sparkplugTopic(s.Source, s.Address); ok {
+			if cert {
+				return nil, nil, m.applyCertificate(st, s, t)
+			}
 			return m.applySparkplug(st, s, t)
 		}
 	}

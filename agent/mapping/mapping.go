@@ -241,6 +241,7 @@ type Mapper struct {
 	reason   map[string]*binding // machine -> its reason binding (for loss mapping)
 	running  map[string]*binding // machine -> its running binding
 	spNodes  map[string]bool     // source "\x00" group/node: Sparkplug B edge nodes read
+	spCerts  map[string]bool     // the brokers whose BIRTH certificates are read (sparkplug_certificates)
 }
 
 // New builds a Mapper from a validated configuration.
@@ -255,6 +256,12 @@ func New(cfg *config.Config) (*Mapper, error) {
 		reason:  map[string]*binding{},
 		running: map[string]*binding{},
 		spNodes: map[string]bool{},
+		spCerts: map[string]bool{},
+	}
+	for _, b := range cfg.MQTT {
+		if b.SparkplugCertificates {
+			m.spCerts[b.Name] = true
+		}
 	}
 	seenMachine := map[string]bool{}
 	for i := range cfg.Machines {
@@ -311,6 +318,11 @@ func New(cfg *config.Config) (*Mapper, error) {
 					// counts over all of them (a gap is only seen so).
 					b.sparkplug, b.spTopic = true, t
 					m.spNodes[SparkplugNodeKey(k.source, t)] = true
+					if m.spCerts[k.source] {
+						for _, f := range t.CertificateFilters() {
+							m.topics[k.source] = appendUnique(m.topics[k.source], f)
+						}
+					}
 					m.topics[k.source] = appendUnique(m.topics[k.source], t.NodeFilter())
 				} else {
 					m.topics[k.source] = appendUnique(m.topics[k.source], k.address)
@@ -373,9 +385,11 @@ func (m *Mapper) EachMQTTTopic(fn func(broker, topic string)) {
 // feeds, in configuration order; it allocates nothing.
 func (m *Mapper) EachUse(kind connectors.Kind, source, address string, fn func(machine string, signal Signal)) {
 	if kind == connectors.KindMQTT {
-		if t, ok := m.sparkplugTopic(source, address); ok {
-			m.eachSparkplugUse(source, t, fn)
-			return
+		if t, cert, ok := m.sparkplugTopic(source, address); ok {
+			if !cert {
+				m.eachSparkplugUse(source, t, fn)
+			}
+			return // a certificate feeds no signal: its values are not read
 		}
 	}
 	for _, b := range m.index[addrKey{kind, source, address}] {
@@ -386,7 +400,7 @@ func (m *Mapper) EachUse(kind connectors.Kind, source, address string, fn func(m
 // Maps reports whether any signal uses the address of the source.
 func (m *Mapper) Maps(kind connectors.Kind, source, address string) bool {
 	if kind == connectors.KindMQTT {
-		if _, ok := m.sparkplugTopic(source, address); ok {
+		if _, _, ok := m.sparkplugTopic(source, address); ok {
 			return true // a topic of an edge node read (or its filter)
 		}
 	}

@@ -397,6 +397,8 @@ type spBirth struct {
 	types   map[string]uint32
 	others  []spOther // by alias
 	trusted bool
+	conn    uint64 // Sample.Conn it came in
+	cert    bool   // a broker's BIRTH certificate, not a BIRTH received
 }
 
 // spOther is a metric of a BIRTH no signal read when it came.
@@ -412,8 +414,8 @@ type spOther struct {
 var spNameSeed = maphash.MakeSeed()
 
 // keepBirth keeps of a BIRTH payload what the signals bs read.
-func keepBirth(p *spPayload, bs []*binding, trusted bool) *spBirth {
-	b := &spBirth{aliases: map[uint64]string{}, named: map[string]bool{}, types: map[string]uint32{}, trusted: trusted}
+func keepBirth(p *spPayload, bs []*binding, trusted bool, conn uint64) *spBirth {
+	b := &spBirth{aliases: map[uint64]string{}, named: map[string]bool{}, types: map[string]uint32{}, trusted: trusted, conn: conn}
 	for _, x := range bs {
 		if !slices.Contains(b.fields, x.field) {
 			b.fields = append(b.fields, x.field)
@@ -534,7 +536,8 @@ func (p *spPayload) bdSeq() (uint64, bool) {
 
 // SparkplugNote is something a Sparkplug message showed that the agent
 // logs and counts: Kind is "seq" (a gap: messages lost), "alias" (a DATA
-// alias that cannot be read) or "quality" (a metric flagged not good).
+// alias that cannot be read), "quality" (a metric flagged not good) or
+// "certificate" (an alias map taken from a broker's BIRTH certificate).
 type SparkplugNote struct {
 	Kind, Source, Topic, Msg string
 }
@@ -590,17 +593,23 @@ func (st *State) SparkplugBadQuality() map[SignalKey]string {
 }
 
 // sparkplugTopic reports whether address is a topic of a Sparkplug B
-// edge node some signal of source reads.
-func (m *Mapper) sparkplugTopic(source, address string) (config.SparkplugTopic, bool) {
-	if len(m.spNodes) == 0 || !strings.HasPrefix(address, "spBv1.0/") {
+// edge node some signal of source reads, or (cert) the topic of one of its
+// BIRTH certificates where source's are read.
+func (m *Mapper) sparkplugTopic(source, address string) (t config.SparkplugTopic, cert, ok bool) {
+	if len(m.spNodes) == 0 {
+		return t, false, false
+	}
+	if rest, found := strings.CutPrefix(address, config.SparkplugCertificates); found && m.spCerts[source] {
+		address, cert = rest, true
+	} else if !strings.HasPrefix(address, "spBv1.0/") {
 		// Not split (an allocation) for every other topic's sample.
-		return config.SparkplugTopic{}, false
+		return t, false, false
 	}
-	t, ok := config.ParseSparkplugTopic(address)
+	t, ok = config.ParseSparkplugTopic(address)
 	if !ok || !m.spNodes[SparkplugNodeKey(source, t)] {
-		return config.SparkplugTopic{}, false
+		return config.SparkplugTopic{}, false, false
 	}
-	return t, true
+	return t, cert, true
 }
 
 // eachSparkplugUse calls fn for the signals a Sparkplug B topic feeds:
@@ -629,6 +638,69 @@ func (m *Mapper) eachSparkplugUse(source string, t config.SparkplugTopic, fn fun
 	for _, b := range m.index[addrKey{connectors.KindMQTT, source, data}] {
 		fn(b.machine, b.signal)
 	}
+}
+
+// node returns the state of the edge node of t, first forgetting what may
+// have changed while the agent was not connected to the broker.
+func (sp *SparkplugState) node(s connectors.Sample, t config.SparkplugTopic) *spNode {
+	nk := SparkplugNodeKey(s.Source, t)
+	n := sp.nodes[nk]
+	if n == nil {
+		n = &spNode{conn: s.Conn, births: map[string]*spBirth{}}
+		sp.nodes[nk] = n
+	}
+	if s.Conn != n.conn {
+		// The agent reconnected to the broker since the node's last
+		// message: a BIRTH (QoS 0, never queued) may have come meanwhile,
+		// and the seq and bdSeq are not known to follow on. Nor is a gap
+		// from here on the edge node's fault.
+		n.conn = s.Conn
+		n.distrust()
+		n.seqOK, n.bdSeqOK = false, false
+	}
+	return n
+}
+
+// applyCertificate takes the alias map of a BIRTH certificate a
+// Sparkplug-aware broker keeps: the last NBIRTH or DBIRTH it passed on,
+// retained, sent as the agent subscribes, so that the edge node's DATA by
+// alias is read from the agent's start or reconnect on, without a BIRTH.
+// Not its values: they may be hours old (a counter's value older than the
+// last one read would read as a reset); not its seq either. A BIRTH the
+// agent received itself in this connection is as new or newer, and stays.
+// An empty certificate is one the broker removed (a device no longer in
+// its edge node's BIRTH): nothing to take.
+func (m *Mapper) applyCertificate(st *State, s connectors.Sample, t config.SparkplugTopic) error {
+	if !s.Good || len(s.Payload) == 0 || (t.Type != "NBIRTH" && t.Type != "DBIRTH") || (t.Type == "NBIRTH") != (t.Device == "") {
+		return nil
+	}
+	dataTopic := t.With(t.Type[:1] + "DATA")
+	bs := m.index[addrKey{connectors.KindMQTT, s.Source, dataTopic}]
+	p, err := decodeSparkplug(s.Payload)
+	if err != nil {
+		if len(bs) == 0 {
+			return nil // a device no signal reads
+		}
+		return &PayloadError{Source: s.Source, Address: s.Address, Err: err}
+	}
+	sp := st.sparkplug()
+	n := sp.node(s, t)
+	if b := n.births[t.Device]; b != nil && b.conn == s.Conn && !b.cert {
+		return nil
+	}
+	if t.Type == "NBIRTH" {
+		n.bdSeq, n.bdSeqOK = p.bdSeq()
+	}
+	b := keepBirth(p, bs, !s.Duplicate, s.Conn)
+	b.cert = true
+	n.births[t.Device] = b
+	if len(bs) > 0 {
+		wk := s.Source + "\x00" + dataTopic
+		delete(sp.waiting, wk)
+		sp.notes = append(sp.notes, SparkplugNote{Kind: "certificate", Source: s.Source, Topic: s.Address,
+			Msg: fmt.Sprintf("the aliases of %s are read from the broker's BIRTH certificate (its last BIRTH, kept by a Sparkplug-aware broker): DATA by alias is read without waiting for a BIRTH", t.With(t.Type))})
+	}
+	return nil
 }
 
 // SparkplugDown says why the machine's run state is unknown when its
@@ -683,21 +755,7 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		return nil, nil, &PayloadError{Source: s.Source, Address: s.Address, Err: err}
 	}
 	sp := st.sparkplug()
-	nk := SparkplugNodeKey(s.Source, t)
-	n := sp.nodes[nk]
-	if n == nil {
-		n = &spNode{conn: s.Conn, births: map[string]*spBirth{}}
-		sp.nodes[nk] = n
-	}
-	if s.Conn != n.conn {
-		// The agent reconnected to the broker since the node's last
-		// message: a BIRTH (QoS 0, never queued) may have come meanwhile,
-		// and the seq and bdSeq are not known to follow on. Nor is a gap
-		// from here on the edge node's fault.
-		n.conn = s.Conn
-		n.distrust()
-		n.seqOK, n.bdSeqOK = false, false
-	}
+	n := sp.node(s, t)
 	m.noteSeq(sp, n, s, t, p)
 	dataTopic := t.With(dataType)
 	wk := s.Source + "\x00" + dataTopic
@@ -726,7 +784,7 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		// A BIRTH the broker redelivers (DUP: sent before, in a
 		// connection that broke before it was acknowledged) may be
 		// older than one sent meanwhile, missed: its map is not trusted.
-		n.births[t.Device] = keepBirth(p, m.index[addrKey{connectors.KindMQTT, s.Source, dataTopic}], !s.Duplicate)
+		n.births[t.Device] = keepBirth(p, m.index[addrKey{connectors.KindMQTT, s.Source, dataTopic}], !s.Duplicate, s.Conn)
 		delete(sp.waiting, wk)
 		// The BIRTH's values are the metrics' current values, sent again
 		// at every rebirth: taken as a retained message's are.

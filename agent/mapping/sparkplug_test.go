@@ -688,3 +688,112 @@ func TestSparkplugBirthKeptForWhatIsRead(t *testing.T) {
 		t.Errorf("type of the metric a reload reads: %d, want UInt32 (%d)", b.types["Counters/Line2 Good"], spUInt32)
 	}
 }
+
+// With sparkplug_certificates, the BIRTH certificates a Sparkplug-aware
+// broker keeps give the alias maps as the agent subscribes: DATA by alias
+// is read without a BIRTH, after a start and after a reconnect. A
+// certificate's values are not read (they may be hours old), nor its seq;
+// a BIRTH received in the same connection stays over a certificate; an
+// empty one (removed by the broker) changes nothing. Without the option
+// the certificate topics are not read.
+func TestSparkplugCertificates(t *testing.T) {
+	cfg := strings.Replace(spConfig, "client_id: pe }", "client_id: pe, sparkplug_certificates: true }", 1)
+	if cfg == spConfig {
+		t.Fatal("config not changed")
+	}
+	m := newTestMapper(t, cfg)
+	if got := m.MQTTTopics("b"); !slices.Equal(got, []string{"$sparkplug/certificates/spBv1.0/plant/NBIRTH/edge1", "$sparkplug/certificates/spBv1.0/plant/DBIRTH/edge1/+", "spBv1.0/plant/+/edge1/#"}) {
+		t.Errorf("MQTTTopics = %v", got)
+	}
+	st := NewState()
+	data := "spBv1.0/plant/DDATA/edge1/press1"
+	cert := "$sparkplug/certificates/spBv1.0/plant/DBIRTH/edge1/press1"
+	at := spT0
+	apply := func(topic string, conn uint64, retained bool, p sptest.Payload) []Event {
+		t.Helper()
+		at = at.Add(time.Second)
+		s := spSample(topic, p, at)
+		s.Conn, s.Initial = conn, retained
+		if p.Metrics == nil {
+			s.Payload = nil
+		}
+		evs, _, err := m.Apply(st, s)
+		if err != nil {
+			t.Fatalf("%s: %v", topic, err)
+		}
+		return evs
+	}
+	birth := func(seq int, good, scrap uint64, v int64) sptest.Payload {
+		return sptest.Payload{Seq: seq, Metrics: []sptest.Metric{
+			{Name: "Counters/Good", Alias: good, HasAlias: true, Datatype: sptest.UInt32, Value: v},
+			{Name: "Counters/Scrap Total", Alias: scrap, HasAlias: true, Datatype: sptest.UInt32, Value: int64(1)},
+		}}
+	}
+	dd := func(seq int, alias uint64, v int64) sptest.Payload {
+		return sptest.Payload{Seq: seq, Metrics: []sptest.Metric{{Alias: alias, HasAlias: true, Value: v}}}
+	}
+	notes := func() (kinds []string) {
+		for _, n := range st.TakeSparkplugNotes() {
+			kinds = append(kinds, n.Kind)
+		}
+		return kinds
+	}
+
+	// The start: the certificate (retained, seq 0 of a BIRTH long ago),
+	// then live DATA at seq 57.
+	if evs := apply(cert, 1, true, birth(0, 7, 8, 100)); len(evs) != 0 {
+		t.Fatalf("a certificate's values were read: %+v", evs)
+	}
+	if k := notes(); !slices.Equal(k, []string{"certificate"}) {
+		t.Errorf("notes after the certificate: %v", k)
+	}
+	apply(data, 1, false, dd(57, 7, 500)) // the counter's first value: where it starts
+	if evs := apply(data, 1, false, dd(58, 7, 503)); spCount(evs, "p1", GoodCount) != 3 {
+		t.Fatalf("by the certificate's aliases: %+v", evs)
+	}
+	if k := notes(); len(k) != 0 || len(st.SparkplugWaiting()) != 0 || len(st.TakeSparkplugRebirths()) != 0 {
+		t.Fatalf("notes %v, waiting %v", k, st.SparkplugWaiting())
+	}
+
+	// A rebirth in this connection re-aliases (Good 9, Scrap 10); a
+	// certificate that comes after it (the broker's copy) does not undo it.
+	apply("spBv1.0/plant/DBIRTH/edge1/press1", 1, false, birth(0, 9, 10, 503))
+	apply(cert, 1, true, birth(0, 7, 8, 100))
+	if evs := apply(data, 1, false, dd(1, 9, 507)); spCount(evs, "p1", GoodCount) != 4 {
+		t.Fatalf("after the BIRTH: %+v", evs)
+	}
+
+	// A reconnect: the maps are no longer trusted until the certificate
+	// (the edge node re-aliased meanwhile: Good 11) comes.
+	if evs := apply(data, 2, false, dd(9, 11, 510)); len(evs) != 0 || len(st.SparkplugWaiting()) != 1 {
+		t.Fatalf("DATA by alias before the certificate of the new connection: %+v, waiting %v", evs, st.SparkplugWaiting())
+	}
+	notes()
+	st.TakeSparkplugRebirths()
+	apply(cert, 2, true, birth(0, 11, 12, 505))
+	if len(st.SparkplugWaiting()) != 0 {
+		t.Errorf("still waiting after the certificate: %v", st.SparkplugWaiting())
+	}
+	if evs := apply(data, 2, false, dd(10, 11, 512)); spCount(evs, "p1", GoodCount) != 5 {
+		t.Fatalf("after the reconnect's certificate: %+v", evs)
+	}
+	// Its seq is followed from the first DATA: a gap still distrusts.
+	apply(data, 2, false, dd(12, 11, 513))
+	if k := notes(); !slices.Contains(k, "seq") {
+		t.Errorf("a seq gap after a certificate: notes %v", k)
+	}
+	// An empty certificate (the broker removed it) changes nothing.
+	apply(cert, 2, true, sptest.Payload{})
+	if k := notes(); len(k) != 0 {
+		t.Errorf("an empty certificate: notes %v", k)
+	}
+
+	// Without the option, the topics are not the agent's.
+	m = newTestMapper(t, spConfig)
+	if m.Maps(connectors.KindMQTT, "b", cert) || len(m.MQTTTopics("b")) != 1 {
+		t.Error("certificates read without sparkplug_certificates")
+	}
+	if !m.Maps(connectors.KindMQTT, "b", data) {
+		t.Error("DATA not mapped")
+	}
+}

@@ -194,20 +194,32 @@ func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTB
 	sp := make([]config.SparkplugTopic, len(uses)) // each use's DATA topic, parsed
 	for i, u := range uses {
 		sp[i], _ = config.ParseSparkplugTopic(u.ref.MQTT.Topic)
-		if f := sp[i].NodeFilter(); !slices.Contains(topics, f) {
-			topics = append(topics, f)
+		fs := []string{sp[i].NodeFilter()}
+		if b.SparkplugCertificates {
+			fs = append(sp[i].CertificateFilters(), fs...)
+		}
+		for _, f := range fs {
+			if !slices.Contains(topics, f) {
+				topics = append(topics, f)
+			}
 		}
 	}
 	res := make([]spResult, len(uses))
 	left := len(uses)
 	mc, err := agent.MQTTConfig(b, topics, nil)
 	var refused map[string]string
+	certs := map[string]bool{} // the BIRTH certificates heard
 	t0 := time.Now()
 	if err == nil {
 		refused, err = mqtt.Listen(ctx, mc, mqttWait, func(topic string, payload []byte, _ bool) bool {
+			if strings.HasPrefix(topic, config.SparkplugCertificates) && len(payload) > 0 {
+				certs[topic] = true
+			}
 			for i, u := range uses {
 				ref := u.ref.MQTT
-				if res[i].got || (topic != ref.Topic && topic != sp[i].Birth()) || len(payload) == 0 {
+				// A certificate is the BIRTH as the broker kept it.
+				isBirth := topic == sp[i].Birth() || topic == config.SparkplugCertificates+sp[i].Birth()
+				if res[i].got || (topic != ref.Topic && !isBirth) || len(payload) == 0 {
 					continue
 				}
 				found, v, _, err := mapping.CheckSparkplug(u.signal, ref.Field, payload, u.rollover, u.running...)
@@ -237,6 +249,22 @@ func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTB
 		fmt.Fprintf(w, "mqtt %s: sparkplug_rebirth on: the agent asks an edge node for its BIRTH (NCMD Node Control/Rebirth to spBv1.0/<group>/NCMD/<edge node>) when it cannot read its DATA by alias; the broker's ACL must let client %s publish there (not checked here)\n", b.Name, b.ClientID)
 	} else {
 		fmt.Fprintf(w, "mqtt %s: sparkplug_rebirth off: after the agent's start or reconnect, DATA by alias waits for the edge node's next BIRTH (sparkplug_rebirth: true lets the agent ask for one)\n", b.Name)
+	}
+	if b.SparkplugCertificates {
+		var cf []string
+		for i := range sp {
+			cf = append(cf, sp[i].CertificateFilters()...)
+		}
+		switch {
+		case slices.ContainsFunc(cf, func(f string) bool { return refused[f] != "" }):
+			c.problem(fmt.Sprintf("mqtt[%d].sparkplug_certificates", bi), fmt.Sprintf("%s: the broker refused the subscription to the BIRTH certificates (%s)", b.Name, strings.Join(cf, ", ")),
+				"the broker's ACL must let client "+b.ClientID+" read them, or set sparkplug_certificates: false")
+		case len(certs) == 0:
+			c.warning(fmt.Sprintf("mqtt[%d].sparkplug_certificates", bi), fmt.Sprintf("%s: no BIRTH certificate of the edge nodes read came within %s: the broker is not Sparkplug aware, or has seen no BIRTH of them since it started", b.Name, time.Since(t0).Round(10*time.Millisecond)),
+				"a Sparkplug-aware broker keeps them (Mosquitto 2.1 with its sparkplug-aware plugin, HiveMQ with its Sparkplug Aware extension); on another, set sparkplug_certificates: false")
+		default:
+			fmt.Fprintf(w, "mqtt %s: sparkplug_certificates on: %s heard (the agent reads DATA by alias by their aliases from its start)\n", b.Name, plural(len(certs), "BIRTH certificate"))
+		}
 	}
 	for i, u := range uses {
 		ref := u.ref.MQTT

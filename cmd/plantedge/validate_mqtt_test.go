@@ -261,3 +261,55 @@ machines:
 		t.Errorf("err = %v; the agent's filter refused, not said:\n%s", err, out)
 	}
 }
+
+// sparkplug_certificates: validate subscribes to the BIRTH certificates as
+// the agent does, checks the metric against one as against a BIRTH, and
+// says how many it heard; none heard is a warning (the broker is not
+// Sparkplug aware), a refused subscription a problem.
+func TestValidateMQTTSparkplugCertificates(t *testing.T) {
+	b := brokerRetaining(t, nil)
+	p := sptest.Payload{Seq: 1, Metrics: []sptest.Metric{
+		{Name: "Counters/Good", Alias: 1, HasAlias: true, Datatype: sptest.Int32, Value: int64(5)},
+	}}.Encode()
+	if err := b.Publish("$sparkplug/certificates/spBv1.0/plant/DBIRTH/edge1/press1", p, true, 1); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	config := func(device string) string {
+		return writeConfig(t, dir, fmt.Sprintf(`site: test
+data_dir: %s
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - { name: b, url: %q, client_id: pe-test, sparkplug_certificates: true }
+machines:
+  - id: p1
+    workcenter: WC1
+    good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/%s, field: Counters/Good } }
+`, dir, b.URL(), device))
+	}
+	path := config("edge1/press1")
+	out, _, err := runValidate(t, "-c", path, "--mqtt")
+	if err != nil {
+		t.Errorf("err = %v:\n%s", err, out)
+	}
+	for _, want := range []string{
+		`mqtt b: p1 good_count: spBv1.0/plant/DDATA/edge1/press1 metric Counters/Good: OK (5, from $sparkplug/certificates/spBv1.0/plant/DBIRTH/edge1/press1)`,
+		`mqtt b: sparkplug_certificates on: 1 BIRTH certificate heard`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	b.DenyRead("$sparkplug/certificates/spBv1.0/plant/DBIRTH/edge1/+", true)
+	out, _, err = runValidate(t, "-c", path, "--mqtt")
+	if want := "mqtt[0].sparkplug_certificates: b: the broker refused the subscription to the BIRTH certificates"; exitCode(err) != 1 || !strings.Contains(out, want) {
+		t.Errorf("err = %v; output lacks %q:\n%s", err, want, out)
+	}
+
+	path = config("edge2/press1")
+	out, _, err = runValidate(t, "-c", path, "--mqtt")
+	if want := "mqtt: warning: " + path + ":5:"; err != nil || !strings.Contains(out, want) || !strings.Contains(out, "no BIRTH certificate of the edge nodes read came within") {
+		t.Errorf("err = %v; output lacks the warning at %q:\n%s", err, want, out)
+	}
+}

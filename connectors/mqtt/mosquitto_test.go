@@ -259,3 +259,45 @@ func TestMosquittoSessionLostWhileAwayIsReported(t *testing.T) {
 		t.Errorf("OnConnect saw %v, want one connect without a session", present)
 	}
 }
+
+// TestMosquittoSparkplugCertificates: the BIRTH certificates a
+// Sparkplug-aware broker keeps, retained on $sparkplug/certificates/...
+// (here published by a client, as Mosquitto 2.0 without the sparkplug-aware
+// plugin of 2.1 allows), reach the connector through the two filters the
+// agent subscribes for an edge node: the NBIRTH's and its devices'
+// DBIRTHs', as retained (Initial) samples, and nothing of another node.
+func TestMosquittoSparkplugCertificates(t *testing.T) {
+	m := newMosquitto(t)
+	url := m.url("tcp")
+	p := newPublisher(t, url, nil)
+	for _, topic := range []string{
+		"$sparkplug/certificates/spBv1.0/g/NBIRTH/n",
+		"$sparkplug/certificates/spBv1.0/g/DBIRTH/n/d1",
+		"$sparkplug/certificates/spBv1.0/g/NBIRTH/other",
+	} {
+		if tok := p.c.Publish(topic, 1, true, []byte(topic)); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %s: %v", topic, tok.Error())
+		}
+	}
+	sink := make(chanSink, 10)
+	cfg := Config{URL: url, ClientID: "certs", Topics: []string{
+		"$sparkplug/certificates/spBv1.0/g/NBIRTH/n", "$sparkplug/certificates/spBv1.0/g/DBIRTH/n/+", "spBv1.0/g/+/n/#"}}
+	r := start(t, cfg, sink)
+	got := map[string]bool{}
+	for range 2 {
+		s := sink.next(t)
+		if !s.Initial || string(s.Payload) != s.Address {
+			t.Errorf("sample %s %q initial %v, want a retained certificate", s.Address, s.Payload, s.Initial)
+		}
+		got[s.Address] = true
+		s.Done()
+	}
+	if !got["$sparkplug/certificates/spBv1.0/g/NBIRTH/n"] || !got["$sparkplug/certificates/spBv1.0/g/DBIRTH/n/d1"] {
+		t.Errorf("got %v, want the node's NBIRTH and DBIRTH certificates", got)
+	}
+	waitConnected(t, r, 1)
+	sink.none(t, 200*time.Millisecond)
+	if st := r.Stats(); len(st.Refused) != 0 {
+		t.Errorf("refused %v", st.Refused)
+	}
+}

@@ -24,6 +24,7 @@ type Broker struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	closed    chan struct{} // closed by Close
 }
 
 // Start starts a broker on addr ("127.0.0.1:0" picks a free port).
@@ -43,7 +44,7 @@ func Start(addr string) (*Broker, error) {
 	if err := srv.Serve(); err != nil {
 		return nil, fmt.Errorf("mqtt broker serve: %w", err)
 	}
-	return &Broker{srv: srv, tcp: tcp, acl: acl}, nil
+	return &Broker{srv: srv, tcp: tcp, acl: acl, closed: make(chan struct{})}, nil
 }
 
 // Addr is the broker's host:port.
@@ -60,7 +61,10 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) er
 // Close stops the broker; closing it again does nothing (a test may stop
 // the broker that its cleanup closes).
 func (b *Broker) Close() error {
-	b.closeOnce.Do(func() { b.closeErr = CloseMochi(b.srv) })
+	b.closeOnce.Do(func() {
+		close(b.closed)
+		b.closeErr = CloseMochi(b.srv)
+	})
 	return b.closeErr
 }
 
@@ -145,4 +149,43 @@ func (b *Broker) DenyWrite(topic string, deny bool) {
 		b.acl.denyWrite = map[string]bool{}
 	}
 	b.acl.denyWrite[topic] = deny
+}
+
+// SparkplugAware makes the broker a Sparkplug-aware one (Sparkplug 3.0, as
+// Mosquitto 2.1's sparkplug-aware plugin does): every NBIRTH and DBIRTH it
+// passes on is published again, retained, on its $sparkplug/certificates/
+// topic. Call it once, before the edge nodes connect. (mochi sends a
+// retained message on subscribe only to a filter that matches it without a
+// "#" standing for no level: not the NBIRTH certificate for a node's
+// "$sparkplug/certificates/spBv1.0/<group>/+/<node>/#".)
+func (b *Broker) SparkplugAware() error {
+	type birth struct {
+		topic   string
+		payload []byte
+	}
+	births := make(chan birth, 256)
+	go func() {
+		for {
+			select {
+			case m := <-births:
+				// In order, off the publisher's connection (mochi runs
+				// the inline subscription there).
+				_ = b.srv.Publish("$sparkplug/certificates/"+m.topic, m.payload, true, 1)
+			case <-b.closed:
+				return
+			}
+		}
+	}()
+	for _, filter := range []string{"spBv1.0/+/NBIRTH/+", "spBv1.0/+/DBIRTH/+/+"} {
+		err := b.srv.Subscribe(filter, int(subIDs.Add(1)), func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+			select {
+			case births <- birth{pk.TopicName, append([]byte(nil), pk.Payload...)}:
+			case <-b.closed:
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
