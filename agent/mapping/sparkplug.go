@@ -399,6 +399,7 @@ type spBirth struct {
 	trusted bool
 	conn    uint64 // Sample.Conn it came in
 	cert    bool   // a broker's BIRTH certificate, not a BIRTH received
+	ts      uint64 // a certificate's payload timestamp (ms; 0: none)
 }
 
 // spOther is a metric of a BIRTH no signal read when it came.
@@ -692,7 +693,7 @@ func (m *Mapper) applyCertificate(st *State, s connectors.Sample, t config.Spark
 		n.bdSeq, n.bdSeqOK = p.bdSeq()
 	}
 	b := keepBirth(p, bs, !s.Duplicate, s.Conn)
-	b.cert = true
+	b.cert, b.ts = true, p.ts
 	n.births[t.Device] = b
 	if len(bs) > 0 {
 		wk := s.Source + "\x00" + dataTopic
@@ -805,8 +806,27 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 	if birth != nil {
 		birth.cover(bs)
 	}
+	// A DATA stamped before the BIRTH of the broker's certificate was sent
+	// under an earlier BIRTH, whose aliases may differ: queued for the
+	// agent's session while it was away, and delivered after the
+	// certificate. Its values by alias are skipped (a counter counts them
+	// at its next value), without waiting for a BIRTH: the DATA after it
+	// are read.
+	older := birth != nil && birth.cert && birth.ts != 0 && p.ts != 0 && p.ts < birth.ts
+	olderNoted := false
+	if older {
+		birth = nil
+	}
 	birthTopic := t.Birth()
 	xs, err := extractSparkplug(bs, s, p, birth, func(alias uint64) {
+		if older {
+			if !olderNoted {
+				olderNoted = true
+				sp.notes = append(sp.notes, SparkplugNote{Kind: "alias", Source: s.Source, Topic: s.Address,
+					Msg: fmt.Sprintf("a DATA stamped before the BIRTH of the broker's certificate %s (sent under an earlier BIRTH, queued while plantedge was away): its values by alias are skipped; a counter counts them at its next value", birthTopic)})
+			}
+			return
+		}
 		// A retained DATA may be older than the map: its aliases are not
 		// read either.
 		why := "no BIRTH of it was received since plantedge connected to the broker, or messages of the edge node were lost since"

@@ -788,6 +788,30 @@ func TestSparkplugCertificates(t *testing.T) {
 		t.Errorf("an empty certificate: notes %v", k)
 	}
 
+	// Another reconnect: the certificate is of a BIRTH at 09:00; a DATA
+	// stamped 08:59 (queued for the agent's session, sent under the BIRTH
+	// before, whose alias 11 was another metric) is not read by it, and
+	// nothing waits; the DATA after it counts what it held.
+	st.TakeSparkplugRebirths()
+	nine := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	c := birth(0, 11, 12, 505)
+	c.Timestamp = ms(nine)
+	apply(cert, 3, true, c)
+	notes()
+	old := dd(40, 11, 9999)
+	old.Timestamp = ms(nine.Add(-time.Minute))
+	if evs := apply(data, 3, false, old); len(evs) != 0 {
+		t.Fatalf("a DATA older than the certificate read: %+v", evs)
+	}
+	if k := notes(); !slices.Equal(k, []string{"alias"}) || len(st.SparkplugWaiting()) != 0 || len(st.TakeSparkplugRebirths()) != 0 {
+		t.Errorf("a DATA older than the certificate: notes %v, waiting %v", k, st.SparkplugWaiting())
+	}
+	cur := dd(41, 11, 525)
+	cur.Timestamp = ms(nine.Add(time.Minute))
+	if evs := apply(data, 3, false, cur); spCount(evs, "p1", GoodCount) != 13 {
+		t.Fatalf("the DATA after the certificate's BIRTH: %+v", evs)
+	}
+
 	// Without the option, the topics are not the agent's.
 	m = newTestMapper(t, spConfig)
 	if m.Maps(connectors.KindMQTT, "b", cert) || len(m.MQTTTopics("b")) != 1 {

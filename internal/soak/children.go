@@ -299,6 +299,11 @@ func brokerChild(args []string) {
 		os.Exit(2)
 	}
 	b, err := mqtttest.Start("127.0.0.1:" + args[0])
+	if err == nil {
+		// Sparkplug aware, without persistence: a restart loses the
+		// certificates until the edge node's next BIRTH.
+		err = b.SparkplugAware()
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "broker:", err)
 		os.Exit(1)

@@ -979,6 +979,11 @@ mqtt:
 		// The agent asks the edge node for its BIRTH while config B is
 		// in force; the reloads switch it on and off.
 		b.WriteString("    sparkplug_rebirth: true\n")
+	} else if s.opts.nSP > 0 {
+		// The broker is Sparkplug aware: while config A is in force the
+		// agent reads its BIRTH certificates (each reload to or from B
+		// connects the source again).
+		b.WriteString("    sparkplug_certificates: true\n")
 	}
 	b.WriteString("machines:\n")
 	for _, m := range s.machines {
@@ -1305,9 +1310,9 @@ func (s *soak) logEdge() {
 		return
 	}
 	met := s.metrics(context.Background())
-	s.logf("sparkplug edge node: %d connections (bdSeq %d), %d BIRTHs, %d DATA by alias, %d by name, %d cut connections, %d rebirth requests received; agent: unknown aliases %v, seq gaps %v, rebirth requests %v (this agent run's)",
+	s.logf("sparkplug edge node: %d connections (bdSeq %d), %d BIRTHs, %d DATA by alias, %d by name, %d cut connections, %d rebirth requests received; agent: unknown aliases %v, seq gaps %v, rebirth requests %v, certificates read %v (this agent run's)",
 		s.edge.sessions.Load(), s.edge.session(), s.edge.births.Load(), s.edge.byAlias.Load(), s.edge.byName.Load(), s.edge.crashes.Load(), s.edge.requests.Load(),
-		met["plantedge_sparkplug_unknown_aliases_total"], met["plantedge_sparkplug_seq_gaps_total"], met["plantedge_sparkplug_rebirth_requests_total"])
+		met["plantedge_sparkplug_unknown_aliases_total"], met["plantedge_sparkplug_seq_gaps_total"], met["plantedge_sparkplug_rebirth_requests_total"], met["plantedge_sparkplug_certificates_total"])
 }
 
 // verify compares, every second for up to wait, what each machine made with
