@@ -1218,36 +1218,24 @@ func TestArrayIndexAddresses(t *testing.T) {
 	}
 }
 
-// sparkplug_rebirth on a broker no Sparkplug B signal reads asks no edge
-// node for anything: warned at its place; on the right broker, not.
-func TestSparkplugRebirthWithoutSparkplugWarned(t *testing.T) {
-	on := strings.Replace(base, "    client_id: pe-1\n", "    client_id: pe-1\n    sparkplug_rebirth: true\n", 1)
-	json := strings.Replace(on, "    good_count:\n", "    running: { mqtt: { broker: broker, topic: m1/state, field: run } }\n    good_count:\n", 1)
-	wantWarnings(t, json,
-		`w.yaml:14:24: mqtt[0].sparkplug_rebirth: no signal of MQTT broker "broker" reads format: sparkplug_b: there is no edge node to ask for a rebirth (set it on the broker the Sparkplug B signals name, or remove it)`)
-	sp := strings.Replace(on, "    good_count:\n", "    running: { mqtt: { broker: broker, format: sparkplug_b, topic: spBv1.0/g/DDATA/e/d, field: Run } }\n    good_count:\n", 1)
-	c, err := Parse("w.yaml", []byte(sp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !c.MQTT[0].SparkplugRebirth || len(c.Warnings) != 0 {
-		t.Errorf("sparkplug_rebirth %v, warnings %v", c.MQTT[0].SparkplugRebirth, c.Warnings)
-	}
-}
-
-// sparkplug_certificates likewise: warned on a broker no Sparkplug B signal
-// reads; on the right broker, not.
-func TestSparkplugCertificatesWithoutSparkplugWarned(t *testing.T) {
-	on := strings.Replace(base, "    client_id: pe-1\n", "    client_id: pe-1\n    sparkplug_certificates: true\n", 1)
-	json := strings.Replace(on, "    good_count:\n", "    running: { mqtt: { broker: broker, topic: m1/state, field: run } }\n    good_count:\n", 1)
-	wantWarnings(t, json,
-		`w.yaml:14:29: mqtt[0].sparkplug_certificates: no signal of MQTT broker "broker" reads format: sparkplug_b: there is no edge node whose BIRTH certificates to read (set it on the broker the Sparkplug B signals name, or remove it)`)
-	sp := strings.Replace(on, "    good_count:\n", "    running: { mqtt: { broker: broker, format: sparkplug_b, topic: spBv1.0/g/DDATA/e/d, field: Run } }\n    good_count:\n", 1)
-	c, err := Parse("w.yaml", []byte(sp))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !c.MQTT[0].SparkplugCertificates || len(c.Warnings) != 0 {
-		t.Errorf("sparkplug_certificates %v, warnings %v", c.MQTT[0].SparkplugCertificates, c.Warnings)
+// sparkplug_rebirth or sparkplug_certificates on a broker no Sparkplug B
+// signal reads does nothing: warned at its place; on the right broker, not.
+func TestSparkplugOptionsWithoutSparkplugWarned(t *testing.T) {
+	for _, tc := range []struct{ key, col, msg string }{
+		{"sparkplug_rebirth", "24", "there is no edge node to ask for a rebirth"},
+		{"sparkplug_certificates", "29", "there is no edge node whose BIRTH certificates to read"},
+	} {
+		on := strings.Replace(base, "    client_id: pe-1\n", "    client_id: pe-1\n    "+tc.key+": true\n", 1)
+		json := strings.Replace(on, "    good_count:\n", "    running: { mqtt: { broker: broker, topic: m1/state, field: run } }\n    good_count:\n", 1)
+		wantWarnings(t, json,
+			`w.yaml:14:`+tc.col+`: mqtt[0].`+tc.key+`: no signal of MQTT broker "broker" reads format: sparkplug_b: `+tc.msg+` (set it on the broker the Sparkplug B signals name, or remove it)`)
+		sp := strings.Replace(on, "    good_count:\n", "    running: { mqtt: { broker: broker, format: sparkplug_b, topic: spBv1.0/g/DDATA/e/d, field: Run } }\n    good_count:\n", 1)
+		c, err := Parse("w.yaml", []byte(sp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if set := c.MQTT[0].SparkplugRebirth || c.MQTT[0].SparkplugCertificates; !set || len(c.Warnings) != 0 {
+			t.Errorf("%s: set %v, warnings %v", tc.key, set, c.Warnings)
+		}
 	}
 }
