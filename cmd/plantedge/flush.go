@@ -33,10 +33,10 @@ func newFlushCmd() *cobra.Command {
 			"It exits 0 when drained, 1 when the timeout passes first, 2 when the agent is not running,\n" +
 			"3 as soon as all that is left is held: records that cannot reach Odoo yet (no work order in\n" +
 			"progress, a work center Odoo lacks, a machine removed from the config) — plantedge status\n" +
-			"says which; waiting would not move them — and 4 when it could not ask the agent (the config\n" +
-			"file unreadable, an agent that runs but does not answer at listen, or another plant's agent —\n" +
-			"another site and data_dir — answering there). Dead letters are reported, not waited for\n" +
-			"(plantedge deadletter list).",
+			"says which; waiting would not move them; judged on a round that reached Odoo — and 4 when it\n" +
+			"could not ask the agent (the config file unreadable, an agent that runs but does not answer at\n" +
+			"listen, or another plant's agent — another site and data_dir — answering there). Dead letters\n" +
+			"are reported, not waited for (plantedge deadletter list).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.Run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -207,7 +207,16 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		// On a running plant new records keep coming: what was pending at
 		// the request having gone is drained.
 		through := ticket.Past(st) && ticket.Through(st)
-		if st.Buffer.Pending == 0 || pending == 0 && ticket.Past(st) || through {
+		done := st.Buffer.Pending == 0 || pending == 0 && ticket.Past(st) || through
+		if done && st.Buffer.Pending > 0 && st.Buffer.Held > 0 && st.Odoo.State != "online" {
+			// What is held was judged by the work orders as Odoo last
+			// showed them: a round that could not reach Odoo read none
+			// (the README probe: exit 3, "waiting for Odoo-side action",
+			// for an order since started, while Odoo was down). Wait
+			// for a round that reaches it, or the timeout.
+			done = false
+		}
+		if done {
 			if tty {
 				fmt.Fprintln(w)
 			}

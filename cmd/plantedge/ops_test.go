@@ -954,6 +954,38 @@ func TestFlushAfterAWorkOrderStarted(t *testing.T) {
 	b.waitQty()
 }
 
+// Counts held for lack of a work order while Odoo is down are not
+// reported held (exit 3) on the word of work orders read before the
+// outage: the order may have been started meanwhile. flush waits for a
+// round that reaches Odoo, and drains once it does.
+func TestFlushHeldNotJudgedWhileOdooIsDown(t *testing.T) {
+	b := newBench(t, 17)
+	b.editConfig("  interval: 100ms\n", "  interval: 1s\n")
+	b.startAgent()
+	b.odoo.SetWorkorderState(b.woID, "done")
+	b.produce(4)
+	waitUntil(t, 10*time.Second, "the counts held", func() (bool, string) {
+		st := b.a.Status()
+		return st.Buffer.Held > 0 && st.Odoo.State == "online", fmt.Sprintf("held %d, odoo %s", st.Buffer.Held, st.Odoo.State)
+	})
+	b.odoo.SetDown(true)
+	waitUntil(t, 15*time.Second, "odoo offline", func() (bool, string) {
+		st := b.a.Status()
+		return st.Odoo.State == "offline", st.Odoo.State
+	})
+	b.odoo.SetWorkorderState(b.woID, "progress")
+	out, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "3s")
+	if exitCode(err) != 1 || strings.Contains(out, "waiting for Odoo-side action") {
+		t.Fatalf("flush while Odoo is down: %v (exit %d), want a timeout (1), not held (3)\n%s", err, exitCode(err), out)
+	}
+	b.odoo.SetDown(false)
+	out, err = cli(t, "flush", "-c", b.cfgPath, "--timeout", "1m")
+	if err != nil || !strings.HasSuffix(out, "drained\n") {
+		t.Errorf("flush with Odoo back: %v\n%s", err, out)
+	}
+	b.waitQty()
+}
+
 // A record Odoo refuses during the flush leaves the buffer for the dead
 // letters: flush says so instead of a bare "drained" (exit 0: the buffer is
 // drained; the dead letter is the operator's to look at).
