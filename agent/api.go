@@ -77,7 +77,16 @@ func (a *Agent) Handler() http.Handler {
 		}
 		dry := r.URL.Query().Get("dry_run") == "1"
 		if !dry {
-			a.log.Warn("rebook asked", "since", since.UTC().Format(time.RFC3339), "by", peerOf(r).String())
+			who := peerOf(r)
+			// It writes to Odoo: over TCP, as accept-qty, only from
+			// root, the agent's user or its group (the README audit:
+			// any local user could; a dry run only reads).
+			if why := who.refused("booking again writes to Odoo", "plantedge rebook"); why != "" {
+				a.log.Warn("rebook refused", "since", since.UTC().Format(time.RFC3339), "by", who.String())
+				http.Error(w, why, http.StatusForbidden)
+				return
+			}
+			a.log.Warn("rebook asked", "since", since.UTC().Format(time.RFC3339), "by", who.String())
 		}
 		// Within the API's write timeout; the rebook itself goes on.
 		ctx, cancel := context.WithTimeout(r.Context(), rebookWait)

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -2346,30 +2347,18 @@ func TestDeadLetterDropNeedsTheAgentsUserOrGroup(t *testing.T) {
 		n := ra.a.Status().Buffer.DeadLetters
 		return n == 1, fmt.Sprint(n)
 	})
-	// The test binary, where user nobody may run it.
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bin := filepath.Join(dir, "client")
-	src, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), postChildEnv+"=http://"+ra.a.Addr()+"/api/v1/deadletters/drop?id=all")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("client as nobody: %v\n%s", err, out)
-	}
-	if !strings.HasPrefix(string(out), "403 ") || !strings.Contains(string(out), "uid 65534 asked") {
+	out := postAsNobody(t, "http://"+ra.a.Addr()+"/api/v1/deadletters/drop?id=all")
+	if !strings.HasPrefix(out, "403 ") || !strings.Contains(out, "uid 65534 asked") {
 		t.Errorf("drop as nobody answered %q, want 403", out)
+	}
+	// rebook writes to Odoo too (the README audit: anyone could); its dry
+	// run only reads.
+	since := url.QueryEscape(time.Now().Add(-time.Hour).UTC().Format(time.RFC3339))
+	if out := postAsNobody(t, "http://"+ra.a.Addr()+"/api/v1/rebook?since="+since); !strings.HasPrefix(out, "403 ") || !strings.Contains(out, "booking again writes to Odoo") {
+		t.Errorf("rebook as nobody answered %q, want 403", out)
+	}
+	if out := postAsNobody(t, "http://"+ra.a.Addr()+"/api/v1/rebook?dry_run=1&since="+since); !strings.HasPrefix(out, "200 ") {
+		t.Errorf("a dry-run rebook as nobody answered %q, want 200", out)
 	}
 	if l := p.logs.String(); !strings.Contains(l, `msg="dead letter drop refused" id=all by="uid 65534 (nobody)"`) {
 		t.Errorf("the refused drop not logged with who asked:\n%s", l)
@@ -2388,6 +2377,35 @@ func TestDeadLetterDropNeedsTheAgentsUserOrGroup(t *testing.T) {
 	if e := ra.a.Status().Machines[0].Error; strings.Contains(e, "dead letters") {
 		t.Errorf("machine error right after the drop: %q", e)
 	}
+}
+
+// postAsNobody POSTs to url from the test binary run as user nobody, and
+// returns the answer's status and body.
+func postAsNobody(t *testing.T, url string) string {
+	t.Helper()
+	// The test binary, where user nobody may run it.
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "client")
+	src, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), postChildEnv+"="+url)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("client as nobody: %v\n%s", err, out)
+	}
+	return string(out)
 }
 
 // A stop (SIGTERM) while Odoo is doing a quantity write waits for its
