@@ -468,7 +468,7 @@ func (v *validator) validateOPCUA(p string, s *OPCUAServer) {
 		case !ValidOPCUAEndpoint(s.Endpoint):
 			hint := "write opc.tcp://host:port, e.g. opc.tcp://10.1.2.3:4840"
 			if strings.HasPrefix(strings.ToLower(s.Endpoint), "opc.tcp://") {
-				hint = "write the scheme in lower case: opc.tcp://" // url.Parse lowers it in the message
+				hint = "write the scheme in lower case: opc.tcp://"
 			}
 			v.add(p+".endpoint", fmt.Sprintf("invalid endpoint %q", redactURL(s.Endpoint)), hint)
 		case u.User != nil:
@@ -974,6 +974,12 @@ var urlUserinfo = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.-]*://).*@`) // to t
 // also when it does not parse.
 func redactURL(raw string) string {
 	if u, err := url.Parse(raw); err == nil {
+		if _, secret := u.User.Password(); !secret {
+			// As written: url.Parse lowers the scheme, and a message
+			// about an upper-case one then quoted it right (the README
+			// audit).
+			return raw
+		}
 		return u.Redacted()
 	}
 	return urlUserinfo.ReplaceAllString(raw, "${1}****@")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -318,7 +319,18 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 	// disk).
 	if free, over := agent.QuotaOverDisk(cfg); over {
 		warn("buffer.max_bytes", fmt.Sprintf("%s is larger than the free space of data_dir %s (%s): a long outage could fill the disk before the quota acts; lower max_bytes or free space",
-			cfg.Buffer.MaxBytes, cfg.DataDir, config.ByteSize(free)))
+			cfg.Buffer.MaxBytes, cfg.DataDir, human(int64(free))))
+	}
+	// The agent binds it at its start and exits if it cannot (the README
+	// audit: validate said OK, and the unit restarted the agent every 5 s).
+	// The packaged unit makes /run/plantedge as the service starts.
+	if sock, ok := strings.CutPrefix(cfg.Listen, "unix:"); ok && filepath.IsAbs(sock) {
+		if dir := filepath.Dir(sock); dir != "/run/plantedge" {
+			if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+				warn("listen", fmt.Sprintf("the directory of the socket, %s, does not exist: the agent cannot listen there, and stops at its start "+
+					"(create it for the plantedge user, or use unix:/run/plantedge/api.sock, which the packaged unit makes)", dir))
+			}
+		}
 	}
 	if cfg.Odoo.APIKeyFile != "" && strings.ContainsRune(cfg.Odoo.APIKeyFile, '/') {
 		if fi, err := os.Stat(cfg.Odoo.APIKeyFile); err == nil && fi.IsDir() {

@@ -461,6 +461,39 @@ func TestValidateWarnsAboutAQuotaOverTheDisk(t *testing.T) {
 		if got := strings.Contains(errOut, "buffer.max_bytes: 1000000TiB is larger than the free space of data_dir"); got != tc.warned {
 			t.Errorf("max_bytes %s: warned %v, want %v:\n%s", tc.maxBytes, got, tc.warned, errOut)
 		}
+		// The free space in a unit a person reads (the README audit:
+		// "(75412732KiB)").
+		if tc.warned && !regexp.MustCompile(`\(\d+\.\d [KMGT]iB\): a long outage`).MatchString(errOut) {
+			t.Errorf("free space not said in a readable unit:\n%s", errOut)
+		}
+	}
+}
+
+// listen on a unix socket whose directory does not exist: the agent could
+// not bind it and would stop at its start (the README audit: validate said
+// OK); /run/plantedge, which the packaged unit makes, is not warned of.
+func TestValidateWarnsOfAMissingSocketDirectory(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(config.EnvAPIKey, strings.Repeat("a", 40))
+	path := filepath.Join(dir, "plantedge.yaml")
+	for _, tc := range []struct {
+		listen string
+		warned bool
+	}{{"unix:" + filepath.Join(dir, "no", "api.sock"), true}, {"unix:" + filepath.Join(dir, "api.sock"), false}, {"unix:/run/plantedge/api.sock", false}} {
+		y := agenttest.Config{Site: "s", DataDir: filepath.Join(dir, "data"), Listen: tc.listen, OdooURL: "http://127.0.0.1:8069",
+			BrokerURL: "tcp://127.0.0.1:1883", ClientID: "c"}.YAML() +
+			"  - id: m1\n    workcenter: WC1\n    good_count: { mqtt: { broker: broker, topic: t, field: good } }\n"
+		y = strings.Replace(y, "  api_key_file: \"\"\n", "", 1)
+		if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, err := runValidate(t, "-c", path)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", tc.listen, err, errOut)
+		}
+		if got := strings.Contains(errOut, "listen: the directory of the socket"); got != tc.warned {
+			t.Errorf("%s: warned %v, want %v:\n%s", tc.listen, got, tc.warned, errOut)
+		}
 	}
 }
 
