@@ -109,13 +109,16 @@ func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) 
 // notAnswering tells apart "no agent at listen" from an agent that runs
 // (it holds the buffer file) but does not answer there: it is still
 // starting, or listen was edited since it started (a reload keeps the old
-// address), and telling the technician to start it would be wrong.
+// address), and telling the technician to start it would be wrong. An
+// offline compact holds the file too (the README audit: status named a
+// running agent during one); the lock does not say whose it is.
 func notAnswering(cfg *config.Config) error {
 	if running, _ := buffer.InUse(cfg.BufferPath()); !running {
 		return nil
 	}
 	return &exitError{code: 1, msg: fmt.Sprintf("the agent is running (it holds %s) but does not answer at %s: it is still starting, "+
-		"or listen was changed since it started (a restart applies it: systemctl restart plantedge)", cfg.BufferPath(), cfg.Listen)}
+		"or listen was changed since it started (a restart applies it: systemctl restart plantedge) — unless a plantedge compact "+
+		"holds the file for now", cfg.BufferPath(), cfg.Listen)}
 }
 
 // behindRound is the round time from which status says that forward.rate
