@@ -233,7 +233,8 @@ func (a *Agent) requestRebirths(rs []mapping.SparkplugRebirth) {
 // the edge node of DATA topic topic: the rebirth asked for, or how to ask.
 func (a *Agent) rebirthStatus(source, topic string) string {
 	if !a.rebirthOn(source) {
-		return " (restart it, or send a rebirth from Ignition/the edge node; or let plantedge ask for one: sparkplug_rebirth: true on the broker)"
+		return " (restart it, or send a rebirth from Ignition/the edge node; or let plantedge ask for one: sparkplug_rebirth: true on the broker; " +
+			"on a Sparkplug-aware broker, sparkplug_certificates: true reads the BIRTHs it keeps)"
 	}
 	t, ok := config.ParseSparkplugTopic(topic)
 	if !ok {
