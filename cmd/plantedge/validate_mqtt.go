@@ -247,6 +247,8 @@ func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTB
 		// validate itself publishes nothing: a QoS 0 publish the ACL
 		// refuses has no answer in MQTT 3.1.1, so it could not tell anyway.
 		fmt.Fprintf(w, "mqtt %s: sparkplug_rebirth on: the agent asks an edge node for its BIRTH (NCMD Node Control/Rebirth to spBv1.0/<group>/NCMD/<edge node>) when it cannot read its DATA by alias; the broker's ACL must let client %s publish there (not checked here)\n", b.Name, b.ClientID)
+	} else if b.SparkplugCertificates {
+		fmt.Fprintf(w, "mqtt %s: sparkplug_rebirth off: the agent never asks an edge node for its BIRTH; DATA by alias that no BIRTH certificate names waits for the edge node's next BIRTH\n", b.Name)
 	} else {
 		fmt.Fprintf(w, "mqtt %s: sparkplug_rebirth off: after the agent's start or reconnect, DATA by alias waits for the edge node's next BIRTH (sparkplug_rebirth: true lets the agent ask for one)\n", b.Name)
 	}

@@ -295,6 +295,7 @@ machines:
 	for _, want := range []string{
 		`mqtt b: p1 good_count: spBv1.0/plant/DDATA/edge1/press1 metric Counters/Good: OK (5, from $sparkplug/certificates/spBv1.0/plant/DBIRTH/edge1/press1)`,
 		`mqtt b: sparkplug_certificates on: 1 BIRTH certificate heard`,
+		`mqtt b: sparkplug_rebirth off: the agent never asks an edge node for its BIRTH; DATA by alias that no BIRTH certificate names waits`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
