@@ -399,7 +399,32 @@ type spBirth struct {
 	trusted bool
 	conn    uint64 // Sample.Conn it came in
 	cert    bool   // a broker's BIRTH certificate, not a BIRTH received
-	ts      uint64 // a certificate's payload timestamp (ms; 0: none)
+	// how it came in its connection (spRedelivered, spRetained, spLive):
+	// what a later certificate of the same connection may replace.
+	came uint8
+	ts   uint64 // a certificate's payload timestamp (ms; 0: none)
+}
+
+// How a BIRTH or certificate came in its connection, oldest first: a
+// copy the broker redelivers (DUP) was sent in an earlier connection; a
+// retained one is what the broker held at the subscription; one that came
+// live was published after the subscription, so is at least as new as the
+// retained one (a broker may deliver the retained copy after it: EMQX
+// before 6.1.1, aedes).
+const (
+	spRedelivered uint8 = iota
+	spRetained
+	spLive
+)
+
+func spCame(s connectors.Sample) uint8 {
+	switch {
+	case s.Duplicate:
+		return spRedelivered
+	case s.Initial:
+		return spRetained
+	}
+	return spLive
 }
 
 // spOther is a metric of a BIRTH no signal read when it came.
@@ -416,7 +441,7 @@ var spNameSeed = maphash.MakeSeed()
 
 // keepBirth keeps of a BIRTH payload what the signals bs read.
 func keepBirth(p *spPayload, bs []*binding, trusted bool, conn uint64) *spBirth {
-	b := &spBirth{aliases: map[uint64]string{}, named: map[string]bool{}, types: map[string]uint32{}, trusted: trusted, conn: conn}
+	b := &spBirth{aliases: map[uint64]string{}, named: map[string]bool{}, types: map[string]uint32{}, trusted: trusted, conn: conn, came: spLive}
 	for _, x := range bs {
 		if !slices.Contains(b.fields, x.field) {
 			b.fields = append(b.fields, x.field)
@@ -668,7 +693,9 @@ func (sp *SparkplugState) node(s connectors.Sample, t config.SparkplugTopic) *sp
 // alias is read from the agent's start or reconnect on, without a BIRTH.
 // Not its values: they may be hours old (a counter's value older than the
 // last one read would read as a reset); not its seq either. A BIRTH the
-// agent received itself in this connection is as new or newer, and stays.
+// agent received itself in this connection (not redelivered) is as new or
+// newer, and stays; so does a certificate that came live, over a retained
+// copy that comes after it.
 // An empty certificate is one the broker removed (a device no longer in
 // its edge node's BIRTH): nothing to take.
 func (m *Mapper) applyCertificate(st *State, s connectors.Sample, t config.SparkplugTopic) error {
@@ -686,14 +713,19 @@ func (m *Mapper) applyCertificate(st *State, s connectors.Sample, t config.Spark
 	}
 	sp := st.sparkplug()
 	n := sp.node(s, t)
-	if b := n.births[t.Device]; b != nil && b.conn == s.Conn && !b.cert {
+	// What came earlier in this connection stands if it is newer: a BIRTH
+	// received, unless redelivered (DUP: from before the certificate the
+	// broker holds); a certificate that came live, over a retained or
+	// redelivered copy (a broker may send the retained copy after it).
+	came := spCame(s)
+	if b := n.births[t.Device]; b != nil && b.conn == s.Conn && (b.came > came || (b.came == came && !b.cert)) {
 		return nil
 	}
 	if t.Type == "NBIRTH" {
 		n.bdSeq, n.bdSeqOK = p.bdSeq()
 	}
 	b := keepBirth(p, bs, !s.Duplicate, s.Conn)
-	b.cert, b.ts = true, p.ts
+	b.cert, b.ts, b.came = true, p.ts, came
 	n.births[t.Device] = b
 	if len(bs) > 0 {
 		wk := s.Source + "\x00" + dataTopic
@@ -785,7 +817,9 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		// A BIRTH the broker redelivers (DUP: sent before, in a
 		// connection that broke before it was acknowledged) may be
 		// older than one sent meanwhile, missed: its map is not trusted.
-		n.births[t.Device] = keepBirth(p, m.index[addrKey{connectors.KindMQTT, s.Source, dataTopic}], !s.Duplicate, s.Conn)
+		b := keepBirth(p, m.index[addrKey{connectors.KindMQTT, s.Source, dataTopic}], !s.Duplicate, s.Conn)
+		b.came = spCame(s)
+		n.births[t.Device] = b
 		delete(sp.waiting, wk)
 		// The BIRTH's values are the metrics' current values, sent again
 		// at every rebirth: taken as a retained message's are.
