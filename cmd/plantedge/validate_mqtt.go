@@ -253,12 +253,18 @@ func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTB
 		fmt.Fprintf(w, "mqtt %s: sparkplug_rebirth off: after the agent's start or reconnect, DATA by alias waits for the edge node's next BIRTH (sparkplug_rebirth: true lets the agent ask for one)\n", b.Name)
 	}
 	if b.SparkplugCertificates {
+		// The filters refused, each once: signals of one edge node share
+		// theirs.
 		var cf []string
 		for i := range sp {
-			cf = append(cf, sp[i].CertificateFilters()...)
+			for _, f := range sp[i].CertificateFilters() {
+				if refused[f] != "" && !slices.Contains(cf, f) {
+					cf = append(cf, f)
+				}
+			}
 		}
 		switch {
-		case slices.ContainsFunc(cf, func(f string) bool { return refused[f] != "" }):
+		case len(cf) > 0:
 			c.problem(fmt.Sprintf("mqtt[%d].sparkplug_certificates", bi), fmt.Sprintf("%s: the broker refused the subscription to the BIRTH certificates (%s)", b.Name, strings.Join(cf, ", ")),
 				"the broker's ACL must let client "+b.ClientID+" read them, or set sparkplug_certificates: false")
 		case len(certs) == 0:
