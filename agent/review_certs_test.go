@@ -1,0 +1,48 @@
+package agent_test
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/internal/sptest"
+)
+
+// sparkplug_certificates turned off while the broker keeps the agent's
+// session (clean_session false): the session still holds the two
+// certificate filters, so the broker's copy of every later BIRTH reaches
+// the agent, is taken for another client's message ("stray", status and a
+// WARN about a second agent using this client_id), and the connector's
+// unsubscribe of the message's topic does not remove the filter.
+//
+// Open (not fixed: the dropped subscriptions are a filter matter older than
+// this option; see the review notes): PLANTEDGE_REVIEW_OPEN=1 runs it.
+func TestReviewCertificatesOffLeavesStraySubscriptions(t *testing.T) {
+	if os.Getenv("PLANTEDGE_REVIEW_OPEN") == "" {
+		t.Skip("open finding: PLANTEDGE_REVIEW_OPEN=1 runs it")
+	}
+	t.Parallel()
+	p := sparkplugPlant(t)
+	if err := p.broker.SparkplugAware(); err != nil {
+		t.Fatal(err)
+	}
+	spBirths(p, 0, 1000, 1, 2)
+	p.editConfig("    client_id: plantedge-test\n", "    client_id: plantedge-test\n    sparkplug_certificates: true\n")
+	ra := p.startAgentWith(false)
+	p.spPublish("DDATA", sptest.Payload{Seq: 2, Metrics: []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(1010)}}})
+	p.spPublish("DDATA", sptest.Payload{Seq: 3, Metrics: []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(1012)}}})
+	p.waitQty("sp1", 2)
+	ra.stop()
+
+	p.editConfig("    sparkplug_certificates: true\n", "")
+	ra = p.startAgentWith(false)
+	spBirths(p, 4, 1020, 2, 1) // the broker passes its certificate copies on
+	p.spPublish("DDATA", sptest.Payload{Seq: 6, Metrics: []sptest.Metric{{Alias: 2, HasAlias: true, Value: int64(1025)}}})
+	p.waitQty("sp1", 15) // 1012 → 1020 (BIRTH) → 1025
+	time.Sleep(200 * time.Millisecond)
+	for _, s := range ra.a.Status().Sources {
+		if s.StrayMessages != 0 {
+			t.Errorf("source %s: %d stray messages, the last on %s", s.Name, s.StrayMessages, s.LastStrayTopic)
+		}
+	}
+}
