@@ -1,7 +1,6 @@
 package mapping
 
 import (
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +17,10 @@ type certRig struct {
 	m  *Mapper
 	st *State
 	at time.Time
+	// unstamped: payloads without a timestamp go as they are (else they
+	// are stamped with the time they are applied at, as the spec has
+	// every BIRTH and DATA stamped).
+	unstamped bool
 }
 
 func newCertRig(t *testing.T) *certRig {
@@ -34,6 +37,9 @@ const (
 func (r *certRig) apply(topic string, conn uint64, retained, dup bool, p sptest.Payload) []Event {
 	r.t.Helper()
 	r.at = r.at.Add(time.Second)
+	if p.Timestamp == 0 && !r.unstamped {
+		p.Timestamp = ms(r.at)
+	}
 	s := spSample(topic, p, r.at)
 	s.Conn, s.Initial, s.Duplicate = conn, retained, dup
 	evs, _, err := r.m.Apply(r.st, s)
@@ -116,12 +122,10 @@ func TestReviewRetainedCertificateAfterLiveCopy(t *testing.T) {
 // stands still until the edge node's next BIRTH (and a reconnect brings
 // the same certificate back).
 //
-// Open (not fixed: the remedy is a design choice; see the review notes):
-// run with PLANTEDGE_REVIEW_OPEN=1 to see it fail.
+// Fixed: a DATA stamped before the certificate's BIRTH waits for a BIRTH
+// as any alias without a current map (shown; asked for with
+// sparkplug_rebirth).
 func TestReviewCertificateClockSteppedBack(t *testing.T) {
-	if os.Getenv("PLANTEDGE_REVIEW_OPEN") == "" {
-		t.Skip("open finding: PLANTEDGE_REVIEW_OPEN=1 runs it")
-	}
 	r := newCertRig(t)
 	birthAt := spT0.Add(time.Hour) // the clock an hour ahead at the BIRTH
 	r.apply(rigCert, 1, true, false, rigBirthPayload(7, 8, 100, ms(birthAt)))
@@ -148,17 +152,16 @@ func TestReviewCertificateClockSteppedBack(t *testing.T) {
 // spec) is read by the certificate's aliases: under the earlier BIRTH
 // alias 7 was good, under the certificate's it is scrap.
 //
-// Open (not fixed): run with PLANTEDGE_REVIEW_OPEN=1 to see it fail.
+// Fixed: a certificate's aliases are read only in a DATA stamped at or
+// after its BIRTH, until one is.
 func TestReviewQueuedDataWithoutTimestampAfterCertificate(t *testing.T) {
-	if os.Getenv("PLANTEDGE_REVIEW_OPEN") == "" {
-		t.Skip("open finding: PLANTEDGE_REVIEW_OPEN=1 runs it")
-	}
 	r := newCertRig(t)
 	r.apply(rigBirth, 1, false, false, rigBirthPayload(7, 8, 100, 0))
 	r.apply(rigData, 1, false, false, rigDataPayload(1, 7, 101, 0))
 	// Reconnect: the certificate (re-aliased while the agent was away:
 	// Good 8, Scrap 7), then the backlog's rest, sent under the old BIRTH.
 	r.apply(rigCert, 2, true, false, rigBirthPayload(8, 7, 150, ms(spT0.Add(time.Hour))))
+	r.unstamped = true
 	evs := r.apply(rigData, 2, false, false, rigDataPayload(3, 7, 104, 0))
 	if s := spCount(evs, "p1", ScrapCount); s != 0 {
 		t.Errorf("a queued good count read as %v scrap by the certificate's aliases: %+v", s, evs)
@@ -171,12 +174,9 @@ func TestReviewQueuedDataWithoutTimestampAfterCertificate(t *testing.T) {
 // counted); now the metric a signal reads always does, so the value,
 // whichever metric the edge node meant, is counted as good.
 //
-// Open (not fixed: an ambiguous alias wants a decision — skipped and
-// waiting, or refused with the BIRTH): PLANTEDGE_REVIEW_OPEN=1 runs it.
+// Fixed: an alias given to two metrics is read as neither; it waits for
+// a BIRTH, said so.
 func TestReviewBirthAliasGivenTwice(t *testing.T) {
-	if os.Getenv("PLANTEDGE_REVIEW_OPEN") == "" {
-		t.Skip("open finding: PLANTEDGE_REVIEW_OPEN=1 runs it")
-	}
 	m := newTestMapper(t, spConfig)
 	st := NewState()
 	b := sptest.Payload{Seq: 1, Metrics: []sptest.Metric{

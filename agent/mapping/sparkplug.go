@@ -403,6 +403,12 @@ type spBirth struct {
 	// what a later certificate of the same connection may replace.
 	came uint8
 	ts   uint64 // a certificate's payload timestamp (ms; 0: none)
+	// confirmed: a DATA stamped at or after the certificate's BIRTH was
+	// read by it in this connection.
+	confirmed bool
+	// ambiguous are the aliases the BIRTH gave to more than one metric
+	// (against the spec), one of them read: not read.
+	ambiguous map[uint64]bool
 }
 
 // How a BIRTH or certificate came in its connection, oldest first: a
@@ -460,17 +466,42 @@ func keepBirth(p *spPayload, bs []*binding, trusted bool, conn uint64) *spBirth 
 	}
 	slices.SortFunc(b.others, func(x, y spOther) int { return cmp.Compare(x.alias, y.alias) })
 	b.others = slices.Clip(b.others)
+	for alias := range b.aliases {
+		if b.othersWith(alias) > 0 {
+			b.ambiguate(alias)
+		}
+	}
 	return b
 }
 
 func (b *spBirth) learn(name string, alias uint64, hasAlias bool, datatype uint32) {
 	if hasAlias {
-		b.aliases[alias] = name
-		b.named[name] = true
+		switch prev, ok := b.aliases[alias]; {
+		case b.ambiguous[alias]:
+		case ok && prev != name:
+			b.ambiguate(alias)
+		default:
+			b.aliases[alias] = name
+			b.named[name] = true
+		}
 	}
 	if datatype != 0 {
 		b.types[name] = datatype
 	}
+}
+
+// ambiguate takes alias, which the BIRTH gave to more than one metric, out
+// of the map: a value by it could be any of them (the review: before, the
+// metric named last took it; then the one a signal reads did).
+func (b *spBirth) ambiguate(alias uint64) {
+	if name, ok := b.aliases[alias]; ok {
+		delete(b.named, name)
+		delete(b.aliases, alias)
+	}
+	if b.ambiguous == nil {
+		b.ambiguous = map[uint64]bool{}
+	}
+	b.ambiguous[alias] = true
 }
 
 // cover has the BIRTH answer for the metrics the signals bs read: a
@@ -485,20 +516,30 @@ func (b *spBirth) cover(bs []*binding) {
 		for _, o := range b.others {
 			if o.name == h {
 				b.learn(x.field, o.alias, o.hasAlias, o.datatype)
+				if o.hasAlias && b.othersWith(o.alias) > 1 {
+					b.ambiguate(o.alias) // another metric has it too
+				}
 			}
 		}
 	}
 }
 
-// other reports whether the BIRTH gave alias to a metric no signal reads.
+// other reports whether the BIRTH gave alias to a metric no signal reads
+// (and to none a signal reads).
 func (b *spBirth) other(alias uint64) bool {
+	return b.othersWith(alias) > 0 && !b.ambiguous[alias]
+}
+
+// othersWith counts the metrics no signal read when the BIRTH came that it
+// gave alias.
+func (b *spBirth) othersWith(alias uint64) (n int) {
 	i, _ := slices.BinarySearchFunc(b.others, alias, func(o spOther, a uint64) int { return cmp.Compare(o.alias, a) })
 	for ; i < len(b.others) && b.others[i].alias == alias; i++ {
 		if b.others[i].hasAlias {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 // aliasesAll reports whether the BIRTH gave an alias to the field of every
@@ -840,31 +881,37 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 	if birth != nil {
 		birth.cover(bs)
 	}
-	// A DATA stamped before the BIRTH of the broker's certificate was sent
-	// under an earlier BIRTH, whose aliases may differ: queued for the
-	// agent's session while it was away, and delivered after the
-	// certificate. Its values by alias are skipped (a counter counts them
-	// at its next value), without waiting for a BIRTH: the DATA after it
-	// are read.
-	older := birth != nil && birth.cert && birth.ts != 0 && p.ts != 0 && p.ts < birth.ts
-	olderNoted := false
-	if older {
-		birth = nil
+	// A certificate is the broker's last BIRTH, but a DATA queued for the
+	// agent's session under an earlier BIRTH, whose aliases may differ,
+	// can come after it (a backlog longer than the broker's inflight
+	// window). Its aliases are read only in a DATA stamped at or after the
+	// certificate's BIRTH, until one is: from then on the edge node's DATA
+	// come in the order it sent them (a clock set back since is no matter).
+	// A DATA stamped before it (or not stamped: against the spec, and not
+	// to be placed) waits for a BIRTH as any alias without a current map:
+	// shown, and asked for with sparkplug_rebirth (the review: skipped
+	// unseen, a clock set back after the BIRTH stalled the counter).
+	stored := birth
+	byAlias := slices.ContainsFunc(p.metrics, func(mt spMetric) bool { return mt.name == "" && mt.hasAlias })
+	certWait := byAlias && birth != nil && birth.cert && !birth.confirmed && (birth.ts == 0 || p.ts == 0 || p.ts < birth.ts)
+	if certWait {
+		untrusted := *birth
+		untrusted.trusted = false
+		birth = &untrusted
 	}
+	unknown := false
 	birthTopic := t.Birth()
 	xs, err := extractSparkplug(bs, s, p, birth, func(alias uint64) {
-		if older {
-			if !olderNoted {
-				olderNoted = true
-				sp.notes = append(sp.notes, SparkplugNote{Kind: "alias", Source: s.Source, Topic: s.Address,
-					Msg: fmt.Sprintf("a DATA stamped before the BIRTH of the broker's certificate %s (sent under an earlier BIRTH, queued while plantedge was away): its values by alias are skipped; a counter counts them at its next value", birthTopic)})
-			}
-			return
-		}
+		unknown = true
 		// A retained DATA may be older than the map: its aliases are not
 		// read either.
 		why := "no BIRTH of it was received since plantedge connected to the broker, or messages of the edge node were lost since"
-		if birth != nil && birth.trusted && !s.Initial {
+		switch {
+		case certWait:
+			why = "the DATA is stamped before the BIRTH of the broker's certificate, or not stamped: it may have been sent under an earlier BIRTH (queued while plantedge was away), or the edge node's clock went back since that BIRTH"
+		case birth != nil && birth.trusted && !s.Initial && birth.ambiguous[alias]:
+			why = "the edge node's last BIRTH gives it to more than one metric, against the Sparkplug spec (aliases are unique)"
+		case birth != nil && birth.trusted && !s.Initial:
 			why = "the edge node's last BIRTH does not name it"
 			if birth.aliasesAll(bs) {
 				// Not a metric the agent reads: the current BIRTH names
@@ -897,6 +944,15 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		}
 		sp.badQuality[k] = quality
 	})
+	if byAlias && !unknown && !s.Initial {
+		// Every alias read by a current map: nothing waits any more (a
+		// DATA queued under an earlier BIRTH made it wait, the next one
+		// is read), and a certificate's map is borne out.
+		delete(sp.waiting, wk)
+		if stored != nil && stored.cert {
+			stored.confirmed = true
+		}
+	}
 	if len(xs) == 0 {
 		return nil, nil, err
 	}

@@ -712,6 +712,9 @@ func TestSparkplugCertificates(t *testing.T) {
 	apply := func(topic string, conn uint64, retained bool, p sptest.Payload) []Event {
 		t.Helper()
 		at = at.Add(time.Second)
+		if p.Timestamp == 0 {
+			p.Timestamp = ms(at) // as the spec has every BIRTH and DATA stamped
+		}
 		s := spSample(topic, p, at)
 		s.Conn, s.Initial = conn, retained
 		if p.Metrics == nil {
@@ -790,8 +793,9 @@ func TestSparkplugCertificates(t *testing.T) {
 
 	// Another reconnect: the certificate is of a BIRTH at 09:00; a DATA
 	// stamped 08:59 (queued for the agent's session, sent under the BIRTH
-	// before, whose alias 11 was another metric) is not read by it, and
-	// nothing waits; the DATA after it counts what it held.
+	// before, whose alias 11 was another metric) is not read by it: it
+	// waits for a BIRTH, as any alias without a current map; the DATA
+	// after it counts what it held, and nothing waits any more.
 	st.TakeSparkplugRebirths()
 	nine := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	c := birth(0, 11, 12, 505)
@@ -803,13 +807,22 @@ func TestSparkplugCertificates(t *testing.T) {
 	if evs := apply(data, 3, false, old); len(evs) != 0 {
 		t.Fatalf("a DATA older than the certificate read: %+v", evs)
 	}
-	if k := notes(); !slices.Equal(k, []string{"alias"}) || len(st.SparkplugWaiting()) != 0 || len(st.TakeSparkplugRebirths()) != 0 {
+	if k := notes(); !slices.Equal(k, []string{"alias"}) || len(st.SparkplugWaiting()) != 1 || len(st.TakeSparkplugRebirths()) != 1 {
 		t.Errorf("a DATA older than the certificate: notes %v, waiting %v", k, st.SparkplugWaiting())
 	}
 	cur := dd(41, 11, 525)
 	cur.Timestamp = ms(nine.Add(time.Minute))
 	if evs := apply(data, 3, false, cur); spCount(evs, "p1", GoodCount) != 13 {
 		t.Fatalf("the DATA after the certificate's BIRTH: %+v", evs)
+	}
+	if w := st.SparkplugWaiting(); len(w) != 0 {
+		t.Errorf("still waiting after a DATA read by the certificate: %v", w)
+	}
+	// Borne out, the map reads on though the clock was set back since.
+	back := dd(42, 11, 527)
+	back.Timestamp = ms(nine.Add(-time.Hour))
+	if evs := apply(data, 3, false, back); spCount(evs, "p1", GoodCount) != 2 {
+		t.Fatalf("a DATA after the clock was set back: %+v", evs)
 	}
 
 	// Without the option, the topics are not the agent's.
