@@ -190,6 +190,12 @@ type Agent struct {
 	// broker's persistent session keeps their subscriptions, so their
 	// messages still come — this agent's own, not another one's.
 	dropped map[string]bool
+	// unsubscribe holds, per MQTT broker, the filters an earlier
+	// configuration subscribed to and the one in force does not (under
+	// stateMu): its source unsubscribes them when it resumes the session,
+	// or a wildcard filter's messages would come as strays for good (the
+	// review: sparkplug_certificates turned off).
+	unsubscribe map[string][]string
 	// badLog and goodLog: a tag's quality turning bad, and good again, per
 	// source address (a tag flapping Good/Uncertain must not flood the log).
 	badLog, goodLog rateLogs
@@ -281,6 +287,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		malformed:    map[string]malformedCount{},
 		strays:       map[string]malformedCount{},
 		dropped:      map[string]bool{},
+		unsubscribe:  map[string][]string{},
 		lastStamp:    map[sampleAddr]time.Time{},
 		lastSample:   map[string]time.Time{},
 		shownRunning: map[string]bool{},
@@ -812,6 +819,7 @@ func (a *Agent) reload(ctx context.Context, path string) error {
 	// The mapper first: kept sources deliver to it from now on. Sources
 	// whose settings changed are replaced.
 	prev := a.mapper.Load()
+	a.noteUnsubscribe(func(fn func(broker, topic string)) { prev.EachMQTTTopic(fn) }, m)
 	a.cfg.Store(next)
 	a.mapper.Store(m)
 	a.metrics.seed(next)
@@ -1189,6 +1197,9 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			broken(b.Name, connectors.KindMQTT, err)
 			continue
 		}
+		a.stateMu.Lock()
+		mc.Unsubscribe = slices.Clone(a.unsubscribe[b.Name])
+		a.stateMu.Unlock()
 		settings := mc
 		settings.Logger = nil
 		// The broker's session for this client id outlives the agent: a

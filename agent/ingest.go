@@ -547,6 +547,23 @@ func (a *Agent) downtimeEvent(ev mapping.Event, changed map[string]bool) (eventR
 // the broker's session too.
 const topicsPrefix = "mqtt/topics/"
 
+// noteUnsubscribe adds to a.unsubscribe the filters each calls of an
+// earlier configuration that next does not subscribe to, and takes from it
+// those next does.
+func (a *Agent) noteUnsubscribe(each func(fn func(broker, topic string)), next *mapping.Mapper) {
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
+	each(func(broker, topic string) {
+		if !slices.Contains(next.MQTTTopics(broker), topic) && !slices.Contains(a.unsubscribe[broker], topic) {
+			a.unsubscribe[broker] = append(a.unsubscribe[broker], topic)
+		}
+	})
+	for broker, fs := range a.unsubscribe {
+		now := next.MQTTTopics(broker)
+		a.unsubscribe[broker] = slices.DeleteFunc(fs, func(f string) bool { return slices.Contains(now, f) })
+	}
+}
+
 // forgetUnmapped deletes from m the source addresses next maps to no
 // machine.
 func forgetUnmapped[V any](m map[sampleAddr]V, next *mapping.Mapper) {
@@ -575,6 +592,12 @@ func (a *Agent) noteDroppedTopics(ctx context.Context, prev *mapping.Mapper) {
 	if prev != nil {
 		prev.EachMQTTTopic(func(broker, topic string) { before[broker+"\x00"+topic] = true })
 	}
+	a.noteUnsubscribe(func(fn func(broker, topic string)) {
+		for k := range before {
+			broker, topic, _ := strings.Cut(k, "\x00")
+			fn(broker, topic)
+		}
+	}, next)
 	a.stateMu.Lock()
 	for k := range before {
 		broker, topic, _ := strings.Cut(k, "\x00")

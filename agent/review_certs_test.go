@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"os"
 	"testing"
 	"time"
 
@@ -15,12 +14,9 @@ import (
 // WARN about a second agent using this client_id), and the connector's
 // unsubscribe of the message's topic does not remove the filter.
 //
-// Open (not fixed: the dropped subscriptions are a filter matter older than
-// this option; see the review notes): PLANTEDGE_REVIEW_OPEN=1 runs it.
+// Fixed: the agent keeps the session's filters in its buffer file, and a
+// configuration without some of them unsubscribes them at its connect.
 func TestReviewCertificatesOffLeavesStraySubscriptions(t *testing.T) {
-	if os.Getenv("PLANTEDGE_REVIEW_OPEN") == "" {
-		t.Skip("open finding: PLANTEDGE_REVIEW_OPEN=1 runs it")
-	}
 	t.Parallel()
 	p := sparkplugPlant(t)
 	if err := p.broker.SparkplugAware(); err != nil {

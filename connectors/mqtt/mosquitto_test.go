@@ -301,3 +301,26 @@ func TestMosquittoSparkplugCertificates(t *testing.T) {
 		t.Errorf("refused %v", st.Refused)
 	}
 }
+
+// TestMosquittoUnsubscribeEarlierFilters: a resumed session keeps the
+// filters an earlier configuration subscribed; Unsubscribe drops them at
+// the connect, so their messages no longer come (as strays).
+func TestMosquittoUnsubscribeEarlierFilters(t *testing.T) {
+	m := newMosquitto(t)
+	url := m.url("tcp")
+	sink := make(chanSink, 10)
+	r := start(t, Config{URL: url, ClientID: "unsub", Topics: []string{"old/+/x", "new/#"}}, sink)
+	waitConnected(t, r, 1)
+	r.stop(t)
+	r = start(t, Config{URL: url, ClientID: "unsub", Topics: []string{"new/#"}, Unsubscribe: []string{"old/+/x", "new/#"}}, sink)
+	waitConnected(t, r, 1)
+	p := newPublisher(t, url, nil)
+	p.pub(t, "old/a/x", []byte("old"))
+	p.pub(t, "new/a", []byte("new"))
+	s := sink.next(t)
+	if s.Address != "new/a" {
+		t.Fatalf("got %s %q, want only new/a: the earlier filter still subscribed", s.Address, s.Payload)
+	}
+	s.Done()
+	sink.none(t, 300*time.Millisecond)
+}

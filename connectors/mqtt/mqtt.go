@@ -57,6 +57,13 @@ type Config struct {
 	InsecureSkipVerify bool   // disables broker certificate verification (never by default)
 
 	Topics []string // topic filters (wildcards allowed), subscribed with QoS 1
+	// Unsubscribe are filters an earlier configuration subscribed in the
+	// broker's session for this client id and this one does not: a
+	// resumed session keeps them, and what they bring would come as
+	// strays (whose unsubscribe, of a message's topic, leaves a wildcard
+	// filter in place). Unsubscribed after each connect that resumed a
+	// session, before OnConnect.
+	Unsubscribe []string
 
 	KeepAlive      time.Duration // default 30s
 	ConnectTimeout time.Duration // bounds one connect+subscribe attempt; default 10s

@@ -111,12 +111,23 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 	sess.refused = refused
 	sess.ackerWG.Add(1)
 	go sess.acker()
+	if drop := slices.DeleteFunc(slices.Clone(s.cfg.Unsubscribe), func(f string) bool { return slices.Contains(s.cfg.Topics, f) }); len(drop) > 0 && sess.present.Load() {
+		if err := waitToken(ctx, sess.client.Unsubscribe(drop...), s.cfg.ConnectTimeout); err != nil {
+			s.log.Warn("mqtt unsubscribe from filters of an earlier configuration not answered: what they bring comes as strays", "filters", drop, "err", err)
+		} else {
+			s.log.Info("mqtt unsubscribed the broker's session from filters of an earlier configuration", "filters", drop)
+		}
+	}
 	return sess, nil
 }
 
 // subscribe subscribes to topics with QoS 1 and returns those the broker
 // refused, with their codes. err is the SUBSCRIBE not answered.
 func (ss *session) subscribe(ctx context.Context, topics []string) (refused map[string]byte, err error) {
+	return ss.subscribeTry(ctx, topics, true)
+}
+
+func (ss *session) subscribeTry(ctx context.Context, topics []string, first bool) (refused map[string]byte, err error) {
 	s := ss.src
 	filters := make(map[string]byte, len(topics))
 	for _, t := range topics {
@@ -130,19 +141,39 @@ func (ss *session) subscribe(ctx context.Context, topics []string) (refused map[
 	if !ok {
 		return nil, nil
 	}
+	var again []string
 	for topic, code := range st.Result() {
 		if code == 0x91 && ss.present.Load() && !s.wasRefused(topic) {
 			// mochi answers "packet identifier in use" (an MQTT 5 code)
 			// when our SUBSCRIBE's id collides with a message it is
 			// resending in the resumed session, although the two flows'
-			// ids are independent. The resumed session still holds the
-			// subscription — unless the broker refused it before (the
-			// probe: then the topic went silently dead) — so carry on.
+			// ids are independent. Asked once more (another id): the
+			// session may not hold it (an earlier configuration's source
+			// unsubscribed it: Config.Unsubscribe). Answered so twice,
+			// the resumed session still holds the subscription — unless
+			// the broker refused it before (the probe: then the topic
+			// went silently dead) — so carry on.
+			if first {
+				again = append(again, topic)
+				continue
+			}
 			s.log.Info("mqtt broker refused a re-subscribe of a resumed session; keeping the session's subscription",
 				"topic", topic, "code", fmt.Sprintf("0x%02x", code))
 			continue
 		}
 		if code >= 0x80 {
+			if refused == nil {
+				refused = map[string]byte{}
+			}
+			refused[topic] = code
+		}
+	}
+	if len(again) > 0 {
+		more, err := ss.subscribeTry(ctx, again, false)
+		if err != nil {
+			return nil, err
+		}
+		for topic, code := range more {
 			if refused == nil {
 				refused = map[string]byte{}
 			}
