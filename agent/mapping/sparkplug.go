@@ -944,10 +944,11 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		}
 		sp.badQuality[k] = quality
 	})
-	if byAlias && !unknown && !s.Initial {
-		// Every alias read by a current map: nothing waits any more (a
-		// DATA queued under an earlier BIRTH made it wait, the next one
-		// is read), and a certificate's map is borne out.
+	if byAlias && !unknown && !s.Initial && len(xs) > 0 {
+		// Every alias read by a current map, values of the signals among
+		// them: nothing waits any more (a DATA queued under an earlier
+		// BIRTH made it wait, the next one is read), and a certificate's
+		// map is borne out.
 		delete(sp.waiting, wk)
 		if stored != nil && stored.cert {
 			stored.confirmed = true
