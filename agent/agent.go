@@ -802,8 +802,8 @@ func (a *Agent) reload(ctx context.Context, path string) error {
 		next.Site, next.DataDir, next.Listen, next.Buffer, next.Odoo = cur.Site, cur.DataDir, cur.Listen, cur.Buffer, cur.Odoo
 		next.Log.Format = cur.Log.Format
 	}
-	// log.level at once (forward.rate and forward.backoff_max from the
-	// forwarder's next round: applyForward).
+	// log.level at once (forward.rate and forward.backoff_max too, after
+	// the config is stored: the forwarder's reloaded).
 	if lv := a.opts.LogLevel; lv != nil && next.Log.Level != cur.Log.Level {
 		var level slog.Level
 		if level.UnmarshalText([]byte(next.Log.Level)) == nil {
