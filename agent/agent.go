@@ -1202,6 +1202,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		a.stateMu.Unlock()
 		settings := mc
 		settings.Logger = nil
+		settings.Unsubscribe = nil // a clean-up of the session, no reason to reconnect
 		// The broker's session for this client id outlives the agent: a
 		// start that finds it gone (the broker restarted without
 		// persistence while the agent was down too) reports the loss.
