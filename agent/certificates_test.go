@@ -10,6 +10,20 @@ import (
 
 const certificatesMetric = `plantedge_sparkplug_certificates_total{source="broker"}`
 
+// certificatesPlant is sparkplugPlant on a Sparkplug-aware broker with
+// sparkplug_certificates on, whose edge node was born (good alias 1, run
+// alias 2) before the agent first starts: its BIRTHs are in the broker's
+// certificates only.
+func certificatesPlant(t *testing.T) *plant {
+	p := sparkplugPlant(t)
+	if err := p.broker.SparkplugAware(); err != nil {
+		t.Fatal(err)
+	}
+	spBirths(p, 0, 1000, 1, 2)
+	p.editConfig("    client_id: plantedge-test\n", "    client_id: plantedge-test\n    sparkplug_certificates: true\n")
+	return p
+}
+
 // With sparkplug_certificates on a Sparkplug-aware broker, the agent reads
 // DATA by alias from its start, by the alias map of the BIRTH certificate
 // the broker kept: nothing waits for a BIRTH, no rebirth is asked for. The
@@ -18,14 +32,7 @@ const certificatesMetric = `plantedge_sparkplug_certificates_total{source="broke
 // once: the source subscribes to the certificates and reads the map.
 func TestSparkplugCertificates(t *testing.T) {
 	t.Parallel()
-	p := sparkplugPlant(t)
-	if err := p.broker.SparkplugAware(); err != nil {
-		t.Fatal(err)
-	}
-	// The edge node was born before the agent first started: its BIRTHs
-	// are in the broker's certificates only.
-	spBirths(p, 0, 1000, 1, 2)
-	p.editConfig("    client_id: plantedge-test\n", "    client_id: plantedge-test\n    sparkplug_certificates: true\n")
+	p := certificatesPlant(t)
 	ra := p.startAgentWith(false)
 	p.spPublish("DDATA", sptest.Payload{Seq: 2, Metrics: []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(1010)}, {Alias: 2, HasAlias: true, Value: true}}})
 	p.spPublish("DDATA", sptest.Payload{Seq: 3, Metrics: []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(1015)}}})
@@ -66,5 +73,36 @@ func TestSparkplugCertificates(t *testing.T) {
 	p.waitQty("sp1", 22) // 1015 → 1032
 	if m := machineStatus(ra, "sp1"); m.Error != "" {
 		t.Errorf("status error %q after the certificate", m.Error)
+	}
+}
+
+// sparkplug_certificates turned off while the broker keeps the agent's
+// session (clean_session false): the session still holds the two
+// certificate filters, so the broker's copy of every later BIRTH reaches
+// the agent, is taken for another client's message ("stray", status and a
+// WARN about a second agent using this client_id), and the connector's
+// unsubscribe of the message's topic does not remove the filter.
+//
+// Fixed: the agent keeps the session's filters in its buffer file, and a
+// configuration without some of them unsubscribes them at its connect.
+func TestSparkplugCertificatesOffLeavesNoStraySubscriptions(t *testing.T) {
+	t.Parallel()
+	p := certificatesPlant(t)
+	ra := p.startAgentWith(false)
+	p.spPublish("DDATA", sptest.Payload{Seq: 2, Metrics: []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(1010)}}})
+	p.spPublish("DDATA", sptest.Payload{Seq: 3, Metrics: []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(1012)}}})
+	p.waitQty("sp1", 2)
+	ra.stop()
+
+	p.editConfig("    sparkplug_certificates: true\n", "")
+	ra = p.startAgentWith(false)
+	spBirths(p, 4, 1020, 2, 1) // the broker passes its certificate copies on
+	p.spPublish("DDATA", sptest.Payload{Seq: 6, Metrics: []sptest.Metric{{Alias: 2, HasAlias: true, Value: int64(1025)}}})
+	p.waitQty("sp1", 15) // 1012 → 1020 (BIRTH) → 1025
+	time.Sleep(200 * time.Millisecond)
+	for _, s := range ra.a.Status().Sources {
+		if s.StrayMessages != 0 {
+			t.Errorf("source %s: %d stray messages, the last on %s", s.Name, s.StrayMessages, s.LastStrayTopic)
+		}
 	}
 }

@@ -270,6 +270,7 @@ func TestValidateMQTTSparkplugCertificates(t *testing.T) {
 	b := brokerRetaining(t, nil)
 	p := sptest.Payload{Seq: 1, Metrics: []sptest.Metric{
 		{Name: "Counters/Good", Alias: 1, HasAlias: true, Datatype: sptest.Int32, Value: int64(5)},
+		{Name: "State/Running", Alias: 2, HasAlias: true, Datatype: sptest.Boolean, Value: true},
 	}}.Encode()
 	if err := b.Publish("$sparkplug/certificates/spBv1.0/plant/DBIRTH/edge1/press1", p, true, 1); err != nil {
 		t.Fatal(err)
@@ -285,7 +286,8 @@ machines:
   - id: p1
     workcenter: WC1
     good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/%s, field: Counters/Good } }
-`, dir, b.URL(), device))
+    running: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/%s, field: State/Running } }
+`, dir, b.URL(), device, device))
 	}
 	path := config("edge1/press1")
 	out, _, err := runValidate(t, "-c", path, "--mqtt")
@@ -302,9 +304,12 @@ machines:
 		}
 	}
 
+	// Refused: the problem names the filters refused, each once, however
+	// many signals read the edge node (the review: all of them, again for
+	// every signal).
 	b.DenyRead("$sparkplug/certificates/spBv1.0/plant/DBIRTH/edge1/+", true)
 	out, _, err = runValidate(t, "-c", path, "--mqtt")
-	if want := "mqtt[0].sparkplug_certificates: b: the broker refused the subscription to the BIRTH certificates"; exitCode(err) != 1 || !strings.Contains(out, want) {
+	if want := "mqtt[0].sparkplug_certificates: b: the broker refused the subscription to the BIRTH certificates ($sparkplug/certificates/spBv1.0/plant/DBIRTH/edge1/+)"; exitCode(err) != 1 || !strings.Contains(out, want) {
 		t.Errorf("err = %v; output lacks %q:\n%s", err, want, out)
 	}
 

@@ -75,7 +75,7 @@ func rigDataPayload(seq int, alias uint64, v int64, ts uint64) sptest.Payload {
 // broker's last BIRTH: it should give the map. It is skipped instead, as
 // if the untrusted BIRTH were as new, and DATA by alias waits for a BIRTH
 // (and asks the edge node for one) although the certificate named them.
-func TestReviewCertificateAfterDuplicateBirth(t *testing.T) {
+func TestSparkplugCertificateAfterDuplicateBirth(t *testing.T) {
 	r := newCertRig(t)
 	r.apply(rigBirth, 1, false, false, rigBirthPayload(7, 8, 100, 0))
 	r.apply(rigData, 1, false, false, rigDataPayload(1, 7, 101, 0))
@@ -100,7 +100,7 @@ func TestReviewCertificateAfterDuplicateBirth(t *testing.T) {
 // rebirths) replaces the newer map: its DATA by alias is then read by the
 // old map — its good count (alias 9 now) read by the alias that was scrap
 // before, and scrap counted as good.
-func TestReviewRetainedCertificateAfterLiveCopy(t *testing.T) {
+func TestSparkplugRetainedCertificateAfterLiveCopy(t *testing.T) {
 	r := newCertRig(t)
 	// The live copy of the BIRTH just sent (Good 9, Scrap 10) ...
 	r.apply(rigCert, 1, false, false, rigBirthPayload(9, 10, 200, ms(spT0.Add(time.Hour))))
@@ -125,7 +125,7 @@ func TestReviewRetainedCertificateAfterLiveCopy(t *testing.T) {
 // Fixed: a DATA stamped before the certificate's BIRTH waits for a BIRTH
 // as any alias without a current map (shown; asked for with
 // sparkplug_rebirth).
-func TestReviewCertificateClockSteppedBack(t *testing.T) {
+func TestSparkplugCertificateClockSteppedBack(t *testing.T) {
 	r := newCertRig(t)
 	birthAt := spT0.Add(time.Hour) // the clock an hour ahead at the BIRTH
 	r.apply(rigCert, 1, true, false, rigBirthPayload(7, 8, 100, ms(birthAt)))
@@ -154,7 +154,7 @@ func TestReviewCertificateClockSteppedBack(t *testing.T) {
 //
 // Fixed: a certificate's aliases are read only in a DATA stamped at or
 // after its BIRTH, until one is.
-func TestReviewQueuedDataWithoutTimestampAfterCertificate(t *testing.T) {
+func TestSparkplugQueuedDataWithoutTimestampAfterCertificate(t *testing.T) {
 	r := newCertRig(t)
 	r.apply(rigBirth, 1, false, false, rigBirthPayload(7, 8, 100, 0))
 	r.apply(rigData, 1, false, false, rigDataPayload(1, 7, 101, 0))
@@ -176,7 +176,7 @@ func TestReviewQueuedDataWithoutTimestampAfterCertificate(t *testing.T) {
 //
 // Fixed: an alias given to two metrics is read as neither; it waits for
 // a BIRTH, said so.
-func TestReviewBirthAliasGivenTwice(t *testing.T) {
+func TestSparkplugBirthAliasGivenTwice(t *testing.T) {
 	m := newTestMapper(t, spConfig)
 	st := NewState()
 	b := sptest.Payload{Seq: 1, Metrics: []sptest.Metric{
