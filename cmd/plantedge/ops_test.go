@@ -930,19 +930,28 @@ func TestOfflineStatusNamesTheFilesSite(t *testing.T) {
 	}
 }
 
-// flush judges on a round that began after it asked: counts held for lack
-// of a work order, which is then started in Odoo, are drained (exit 0),
-// not reported held from the round before (exit 3).
-func TestFlushAfterAWorkOrderStarted(t *testing.T) {
+// benchHoldingCounts is a bench forwarding every interval whose work order
+// is done when its machine makes 4 pieces, once the agent's status is as
+// held says.
+func benchHoldingCounts(t *testing.T, interval string, held func(agent.Status) bool) *bench {
+	t.Helper()
 	b := newBench(t, 17)
-	b.editConfig("  interval: 100ms\n", "  interval: 20s\n")
+	b.editConfig("  interval: 100ms\n", "  interval: "+interval+"\n")
 	b.startAgent()
 	b.odoo.SetWorkorderState(b.woID, "done")
 	b.produce(4)
 	waitUntil(t, 10*time.Second, "the counts buffered", func() (bool, string) {
-		p := b.a.Status().Buffer.Pending
-		return p > 0, fmt.Sprint(p)
+		st := b.a.Status()
+		return held(st), fmt.Sprintf("pending %d, held %d, odoo %s", st.Buffer.Pending, st.Buffer.Held, st.Odoo.State)
 	})
+	return b
+}
+
+// flush judges on a round that began after it asked: counts held for lack
+// of a work order, which is then started in Odoo, are drained (exit 0),
+// not reported held from the round before (exit 3).
+func TestFlushAfterAWorkOrderStarted(t *testing.T) {
+	b := benchHoldingCounts(t, "20s", func(st agent.Status) bool { return st.Buffer.Pending > 0 })
 	if _, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "30s"); exitCode(err) != 3 {
 		t.Fatalf("flush with counts held: %v, want exit 3", err)
 	}
@@ -959,15 +968,7 @@ func TestFlushAfterAWorkOrderStarted(t *testing.T) {
 // outage: the order may have been started meanwhile. flush waits for a
 // round that reaches Odoo, and drains once it does.
 func TestFlushHeldNotJudgedWhileOdooIsDown(t *testing.T) {
-	b := newBench(t, 17)
-	b.editConfig("  interval: 100ms\n", "  interval: 1s\n")
-	b.startAgent()
-	b.odoo.SetWorkorderState(b.woID, "done")
-	b.produce(4)
-	waitUntil(t, 10*time.Second, "the counts held", func() (bool, string) {
-		st := b.a.Status()
-		return st.Buffer.Held > 0 && st.Odoo.State == "online", fmt.Sprintf("held %d, odoo %s", st.Buffer.Held, st.Odoo.State)
-	})
+	b := benchHoldingCounts(t, "1s", func(st agent.Status) bool { return st.Buffer.Held > 0 && st.Odoo.State == "online" })
 	b.odoo.SetDown(true)
 	waitUntil(t, 15*time.Second, "odoo offline", func() (bool, string) {
 		st := b.a.Status()
