@@ -121,8 +121,13 @@ func printRebook(w io.Writer, res agent.RebookResult) error {
 			res.OldestKept.Local().Format(agent.LocalStamp), since)
 	}
 	for _, p := range res.Unkept {
-		fmt.Fprintf(w, "note: bookings Odoo confirmed between %s and %s were not kept (the disk was full): "+
-			"if Odoo lacks any of them, book them by hand\n", p.From.Local().Format(agent.LocalStamp), p.To.Local().Format(agent.LocalStamp))
+		from, to := p.From.Local().Format(agent.LocalStamp), p.To.Local().Format(agent.LocalStamp)
+		when := "between " + from + " and " + to
+		if from == to {
+			when = "at " + from // one round's (the README audit: "between 04:15:42 and 04:15:42")
+		}
+		fmt.Fprintf(w, "note: bookings Odoo confirmed %s were not kept (the disk was full): "+
+			"if Odoo lacks any of them, book them by hand\n", when)
 	}
 	fmt.Fprintf(w, "Odoo lacks %d line(s)", res.LinesMissing)
 	if res.LinesOpen > 0 {

@@ -330,7 +330,11 @@ func printStatus(w io.Writer, st agent.Status) {
 				if s.LastErrorAgeSeconds > 0 {
 					when = ago(s.LastErrorAgeSeconds) + ", "
 				}
-				last = "(" + when + "before it reconnected) " + last
+				before := "before it reconnected"
+				if s.Sessions <= 1 {
+					before = "at its connect" // the first since the start: none before it (the README audit)
+				}
+				last = "(" + when + before + ") " + last
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", s.Name, s.Kind, state, s.Sessions, oneLine(last))
 		}
