@@ -547,9 +547,9 @@ func (a *Agent) downtimeEvent(ev mapping.Event, changed map[string]bool) (eventR
 // the broker's session too.
 const topicsPrefix = "mqtt/topics/"
 
-// noteUnsubscribe adds to a.unsubscribe the filters each calls of an
-// earlier configuration that next does not subscribe to, and takes from it
-// those next does.
+// noteUnsubscribe adds to a.unsubscribe the filters of an earlier
+// configuration (each passes them to fn, with their broker) that next does
+// not subscribe to, and takes from it those next does.
 func (a *Agent) noteUnsubscribe(each func(fn func(broker, topic string)), next *mapping.Mapper) {
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()

@@ -436,7 +436,7 @@ func spCame(s connectors.Sample) uint8 {
 // spOther is a metric of a BIRTH no signal read when it came.
 type spOther struct {
 	alias    uint64
-	name     uint64 // spNameHash of its name
+	name     uint64 // maphash of its name (spNameSeed)
 	datatype uint32
 	hasAlias bool
 }

@@ -211,7 +211,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		if done && st.Buffer.Pending > 0 && st.Buffer.Held > 0 && st.Odoo.State != "online" {
 			// What is held was judged by the work orders as Odoo last
 			// showed them: a round that could not reach Odoo read none
-			// (the README probe: exit 3, "waiting for Odoo-side action",
+			// (the README audit: exit 3, "waiting for Odoo-side action",
 			// for an order since started, while Odoo was down). Wait
 			// for a round that reaches it, or the timeout.
 			done = false
