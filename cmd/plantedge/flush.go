@@ -260,7 +260,13 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			if tty {
 				fmt.Fprintln(w)
 			}
-			return &exitError{code: 1, msg: fmt.Sprintf("not drained within %s: %s pending (odoo %s)", o.timeout, plural(pending, "record"), odooWord(st))}
+			held := ""
+			if st.Buffer.Held > 0 {
+				// All held, Odoo not reached: the verdict names them (the
+				// review: "0 records pending" and nothing more).
+				held = fmt.Sprintf(", %s held (judged when Odoo is reached; plantedge status says which)", plural(st.Buffer.Held, "record"))
+			}
+			return &exitError{code: 1, msg: fmt.Sprintf("not drained within %s: %s pending%s (odoo %s)", o.timeout, plural(pending, "record"), held, odooWord(st))}
 		}
 		select {
 		case <-ctx.Done():

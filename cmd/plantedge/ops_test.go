@@ -987,6 +987,27 @@ func TestFlushHeldNotJudgedWhileOdooIsDown(t *testing.T) {
 	b.waitQty()
 }
 
+// Counts held while Odoo refuses the key (auth_failed): flush waits for a
+// round that reaches Odoo and exits 1 at its timeout, its verdict naming
+// the held records (the review: "0 records pending" and nothing more).
+func TestFlushHeldWhileAuthFailedSaysSo(t *testing.T) {
+	b := benchHoldingCounts(t, "1s", func(st agent.Status) bool { return st.Buffer.Held > 0 && st.Odoo.State == "online" })
+	key, err := os.ReadFile(filepath.Join(filepath.Dir(b.cfgPath), "odoo-api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.odoo.ExpireKey(strings.TrimSpace(string(key)))
+	b.produce(1) // something to send: a round that tries Odoo
+	waitUntil(t, 30*time.Second, "auth_failed", func() (bool, string) {
+		st := b.a.Status()
+		return st.Odoo.State == "auth_failed", st.Odoo.State
+	})
+	_, err = cli(t, "flush", "-c", b.cfgPath, "--timeout", "3s")
+	if msg := fmt.Sprint(err); exitCode(err) != 1 || !strings.Contains(msg, "records held (judged when Odoo is reached") || !strings.Contains(msg, "odoo auth_failed") {
+		t.Errorf("flush's verdict %q (exit %d): want exit 1 naming the held records and Odoo refusing the key", msg, exitCode(err))
+	}
+}
+
 // A record Odoo refuses during the flush leaves the buffer for the dead
 // letters: flush says so instead of a bare "drained" (exit 0: the buffer is
 // drained; the dead letter is the operator's to look at).

@@ -315,7 +315,9 @@ func (s *Source) Stats() Stats {
 	last, lastAt := s.lastErr, s.lastErrAt
 	var refused []RefusedTopic
 	for _, t := range slices.Sorted(maps.Keys(s.refused)) {
-		refused = append(refused, RefusedTopic{Topic: t, Code: s.refused[t]})
+		if s.refused[t] != codeIDInUse { // asked again soon: no refusal (see subscribe)
+			refused = append(refused, RefusedTopic{Topic: t, Code: s.refused[t]})
+		}
 	}
 	s.errMu.Unlock()
 	return Stats{
@@ -355,13 +357,11 @@ func (s *Source) Publish(topic string, payload []byte) error {
 	return nil
 }
 
-// wasRefused reports whether the broker refused topic at the last try.
-func (s *Source) wasRefused(topic string) bool {
-	s.errMu.Lock()
-	defer s.errMu.Unlock()
-	_, ok := s.refused[topic]
-	return ok
-}
+// codeIDInUse is the SUBACK code mochi answers a subscription of a resumed
+// session with while it resends a message whose packet id our SUBSCRIBE
+// took ("packet identifier in use", an MQTT 5 code): no refusal, asked
+// again with the refused topics' backoff.
+const codeIDInUse = 0x91
 
 // noteRefused takes the topics the broker refuses now: each newly refused
 // one is logged (its signals get no values), each it takes again too;
@@ -374,13 +374,18 @@ func (s *Source) noteRefused(refused map[string]byte) {
 	s.refused = refused
 	s.errMu.Unlock()
 	for _, t := range slices.Sorted(maps.Keys(refused)) {
+		if refused[t] == codeIDInUse {
+			s.log.Info("mqtt broker answered a subscription of a resumed session 'packet identifier in use' (it was resending a message with our SUBSCRIBE's id): asked again shortly",
+				"topic", t, "code", fmt.Sprintf("0x%02x", refused[t]))
+			continue
+		}
 		if _, ok := prev[t]; !ok {
 			s.log.Warn("mqtt broker refuses the subscription to a topic: its signals get no values; the broker's other topics are read, and this one is asked for again with backoff (the broker's ACL must let this client read it)",
 				"topic", t, "code", fmt.Sprintf("0x%02x", refused[t]), "client_id", s.cfg.ClientID)
 		}
 	}
 	for _, t := range slices.Sorted(maps.Keys(prev)) {
-		if _, ok := refused[t]; !ok {
+		if _, ok := refused[t]; !ok && prev[t] != codeIDInUse {
 			s.log.Info("mqtt broker now takes the subscription to a topic it refused", "topic", t)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -108,9 +109,35 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 	// disconnect here, before the acker ran, left the broker resending the
 	// same unacknowledged window at every reconnect, and every topic of
 	// the broker stood still).
-	sess.refused = refused
 	sess.ackerWG.Add(1)
 	go sess.acker()
+	// mochi's "packet identifier in use" (see subscribe) goes once the
+	// messages it resends are acknowledged: asked again within the
+	// connect, so that the source is connected with its topics (a message
+	// published meanwhile to a topic the session did not hold is lost).
+	for wait := 50 * time.Millisecond; wait <= 800*time.Millisecond && slices.Contains(slices.Collect(maps.Values(refused)), codeIDInUse); wait *= 2 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		var again []string
+		for t, code := range refused {
+			if code == codeIDInUse {
+				again = append(again, t)
+			}
+		}
+		more, err := sess.subscribe(ctx, again)
+		if err != nil {
+			break // the serve loop asks again
+		}
+		for _, t := range again {
+			delete(refused, t)
+			if code, ok := more[t]; ok {
+				refused[t] = code
+			}
+		}
+	}
+	sess.refused = refused
 	if drop := slices.DeleteFunc(slices.Clone(s.cfg.Unsubscribe), func(f string) bool { return slices.Contains(s.cfg.Topics, f) }); len(drop) > 0 && sess.present.Load() {
 		if err := waitToken(ctx, sess.client.Unsubscribe(drop...), s.cfg.ConnectTimeout); err != nil {
 			s.log.Warn("mqtt unsubscribe from filters of an earlier configuration not answered: what they bring comes as strays", "filters", drop, "err", err)
@@ -124,10 +151,6 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 // subscribe subscribes to topics with QoS 1 and returns those the broker
 // refused, with their codes. err is the SUBSCRIBE not answered.
 func (ss *session) subscribe(ctx context.Context, topics []string) (refused map[string]byte, err error) {
-	return ss.subscribeTry(ctx, topics, true)
-}
-
-func (ss *session) subscribeTry(ctx context.Context, topics []string, first bool) (refused map[string]byte, err error) {
 	s := ss.src
 	filters := make(map[string]byte, len(topics))
 	for _, t := range topics {
@@ -141,39 +164,17 @@ func (ss *session) subscribeTry(ctx context.Context, topics []string, first bool
 	if !ok {
 		return nil, nil
 	}
-	var again []string
 	for topic, code := range st.Result() {
-		if code == 0x91 && ss.present.Load() && !s.wasRefused(topic) {
-			// mochi answers "packet identifier in use" (an MQTT 5 code)
-			// when our SUBSCRIBE's id collides with a message it is
-			// resending in the resumed session, although the two flows'
-			// ids are independent. Asked once more (another id): the
-			// session may not hold it (an earlier configuration's source
-			// unsubscribed it: Config.Unsubscribe). Answered so twice,
-			// the resumed session still holds the subscription — unless
-			// the broker refused it before (the probe: then the topic
-			// went silently dead) — so carry on.
-			if first {
-				again = append(again, topic)
-				continue
-			}
-			s.log.Info("mqtt broker refused a re-subscribe of a resumed session; keeping the session's subscription",
-				"topic", topic, "code", fmt.Sprintf("0x%02x", code))
-			continue
-		}
+		// mochi answers "packet identifier in use" (0x91, an MQTT 5
+		// code) when our SUBSCRIBE's id collides with a message it is
+		// resending in the resumed session, although the two flows' ids
+		// are independent. The session may not hold the subscription (an
+		// earlier configuration's source unsubscribed it: the review, a
+		// machine put back went silently dead when this was taken for
+		// "held"): asked again with the refused topics' backoff, once the
+		// resent messages are acknowledged — quietly (noteRefused), and
+		// not shown as refused (Stats).
 		if code >= 0x80 {
-			if refused == nil {
-				refused = map[string]byte{}
-			}
-			refused[topic] = code
-		}
-	}
-	if len(again) > 0 {
-		more, err := ss.subscribeTry(ctx, again, false)
-		if err != nil {
-			return nil, err
-		}
-		for topic, code := range more {
 			if refused == nil {
 				refused = map[string]byte{}
 			}
