@@ -17,22 +17,14 @@ import (
 // message, no error, nothing refused. Asked again once the resent messages
 // are acknowledged, it is read from the connect on.
 func TestResubscribeAfterAnUnsubscribe(t *testing.T) {
-	url := startMochi(t, "tcp", nil, nil)
-	sink := make(chanSink, 100)
 	const id = "unsub-dead"
-	r := start(t, Config{URL: url, ClientID: id, Topics: []string{"keep/#", "back/#"}}, sink)
-	waitConnected(t, r, 1)
-	r.stop(t)
+	url, sink := sessionOf(t, id, "keep/#", "back/#")
 	// A reload drops back/#: the new source unsubscribes it (nothing is
 	// in flight, so mochi does).
-	r = start(t, Config{URL: url, ClientID: id, Topics: []string{"keep/#"}, Unsubscribe: []string{"back/#"}}, sink)
+	r := start(t, Config{URL: url, ClientID: id, Topics: []string{"keep/#"}, Unsubscribe: []string{"back/#"}}, sink)
 	waitConnected(t, r, 1)
 	r.stop(t)
-	// The machines go on publishing while the next source connects.
-	p := newPublisher(t, url, nil)
-	for i := range 10 {
-		p.pub(t, "keep/x", fmt.Appendf(nil, "k%d", i))
-	}
+	p := backlog(t, url)
 	// A reload puts back/# back; its sink commits at once, as the agent's
 	// does, so the resent messages are acknowledged.
 	got := committing(t, sink)
@@ -61,19 +53,12 @@ func TestResubscribeAfterAnUnsubscribe(t *testing.T) {
 // unseen — the review): it is made once they are acknowledged, and the
 // filter's messages no longer come.
 func TestUnsubscribeWhileTheSessionResends(t *testing.T) {
-	url := startMochi(t, "tcp", nil, nil)
-	sink := make(chanSink, 100)
 	const id = "unsub-0x91"
-	r := start(t, Config{URL: url, ClientID: id, Topics: []string{"keep/#", "old/#"}}, sink)
-	waitConnected(t, r, 1)
-	r.stop(t)
-	p := newPublisher(t, url, nil)
-	for i := range 10 {
-		p.pub(t, "keep/x", fmt.Appendf(nil, "k%d", i))
-	}
+	url, sink := sessionOf(t, id, "keep/#", "old/#")
+	p := backlog(t, url)
 	got := committing(t, sink)
 	var logs logBuffer
-	r = start(t, Config{URL: url, ClientID: id, Topics: []string{"keep/#"}, Unsubscribe: []string{"old/#"},
+	r := start(t, Config{URL: url, ClientID: id, Topics: []string{"keep/#"}, Unsubscribe: []string{"old/#"},
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, sink)
 	waitConnected(t, r, 1)
 	p.pub(t, "old/a", []byte("stray"))
@@ -115,4 +100,25 @@ func committing(t *testing.T, sink chanSink) <-chan connectors.Sample {
 	}()
 	t.Cleanup(func() { close(done) })
 	return got
+}
+
+// sessionOf gives client id a session on a mochi broker, subscribed to
+// topics, and leaves it (the source stopped).
+func sessionOf(t *testing.T, id string, topics ...string) (url string, sink chanSink) {
+	url, sink = startMochi(t, "tcp", nil, nil), make(chanSink, 100)
+	r := start(t, Config{URL: url, ClientID: id, Topics: topics}, sink)
+	waitConnected(t, r, 1)
+	r.stop(t)
+	return url, sink
+}
+
+// backlog publishes ten messages on keep/x (QoS 1), which the session
+// queues while its source is away: the machines go on publishing while the
+// next source connects.
+func backlog(t *testing.T, url string) *publisher {
+	p := newPublisher(t, url, nil)
+	for i := range 10 {
+		p.pub(t, "keep/x", fmt.Appendf(nil, "k%d", i))
+	}
+	return p
 }
