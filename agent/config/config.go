@@ -363,6 +363,16 @@ func (t SparkplugTopic) CertificateFilters() []string {
 	return []string{c + "/NBIRTH/" + t.Node, c + "/DBIRTH/" + t.Node + "/+"}
 }
 
+// Filters are the subscription filters the agent makes for the edge node
+// of t: its BIRTH certificates first (certificates: the broker's
+// sparkplug_certificates), then every message of the node.
+func (t SparkplugTopic) Filters(certificates bool) []string {
+	if !certificates {
+		return []string{t.NodeFilter()}
+	}
+	return append(t.CertificateFilters(), t.NodeFilter())
+}
+
 // Signal is a plain signal (running).
 type Signal struct {
 	SourceRef `yaml:",inline"`

@@ -318,12 +318,9 @@ func New(cfg *config.Config) (*Mapper, error) {
 					// counts over all of them (a gap is only seen so).
 					b.sparkplug, b.spTopic = true, t
 					m.spNodes[SparkplugNodeKey(k.source, t)] = true
-					if m.spCerts[k.source] {
-						for _, f := range t.CertificateFilters() {
-							m.topics[k.source] = appendUnique(m.topics[k.source], f)
-						}
+					for _, f := range t.Filters(m.spCerts[k.source]) {
+						m.topics[k.source] = appendUnique(m.topics[k.source], f)
 					}
-					m.topics[k.source] = appendUnique(m.topics[k.source], t.NodeFilter())
 				} else {
 					m.topics[k.source] = appendUnique(m.topics[k.source], k.address)
 				}

@@ -194,11 +194,7 @@ func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTB
 	sp := make([]config.SparkplugTopic, len(uses)) // each use's DATA topic, parsed
 	for i, u := range uses {
 		sp[i], _ = config.ParseSparkplugTopic(u.ref.MQTT.Topic)
-		fs := []string{sp[i].NodeFilter()}
-		if b.SparkplugCertificates {
-			fs = append(sp[i].CertificateFilters(), fs...)
-		}
-		for _, f := range fs {
+		for _, f := range sp[i].Filters(b.SparkplugCertificates) {
 			if !slices.Contains(topics, f) {
 				topics = append(topics, f)
 			}
