@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -115,16 +114,19 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 	// messages it resends are acknowledged: asked again within the
 	// connect, so that the source is connected with its topics (a message
 	// published meanwhile to a topic the session did not hold is lost).
-	for wait := 50 * time.Millisecond; wait <= 800*time.Millisecond && slices.Contains(slices.Collect(maps.Values(refused)), codeIDInUse); wait *= 2 {
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
+	for wait := 50 * time.Millisecond; wait <= 800*time.Millisecond; wait *= 2 {
 		var again []string
 		for t, code := range refused {
 			if code == codeIDInUse {
 				again = append(again, t)
 			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
 		}
 		more, err := sess.subscribe(ctx, again)
 		if err != nil {
