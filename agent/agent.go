@@ -196,6 +196,7 @@ type Agent struct {
 	// or a wildcard filter's messages would come as strays for good (the
 	// review: sparkplug_certificates turned off).
 	unsubscribe map[string][]string
+	topicsMu    sync.Mutex // orders storeTopics' read and write of the stored lists
 	// badLog and goodLog: a tag's quality turning bad, and good again, per
 	// source address (a tag flapping Good/Uncertain must not flood the log).
 	badLog, goodLog rateLogs
@@ -395,7 +396,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// disk must not hold the start (the stored state keeps the stop, the
 	// next start ends it).
 	startCtx, startCancel := context.WithTimeout(ctx, 10*time.Second)
-	a.noteDroppedTopics(startCtx, nil)
+	a.noteDroppedTopics(startCtx, nil, a.brokerNames(nil, a.cfg.Load()))
 	a.endOrphanedStops(startCtx, nil)
 	startCancel()
 	a.opened.Store(true) // publishes buf and fwd to Status and the API
@@ -819,14 +820,15 @@ func (a *Agent) reload(ctx context.Context, path string) error {
 	// The mapper first: kept sources deliver to it from now on. Sources
 	// whose settings changed are replaced.
 	prev := a.mapper.Load()
-	a.noteUnsubscribe(func(fn func(broker, topic string)) { prev.EachMQTTTopic(fn) }, m)
+	names := a.brokerNames(cur, next)
+	a.noteUnsubscribe(func(fn func(broker, topic string)) { prev.EachMQTTTopic(fn) }, m, names)
 	a.cfg.Store(next)
 	a.mapper.Store(m)
 	a.metrics.seed(next)
 	// Queued also before the ingest loop runs (a reload while starting):
 	// it takes the job when it starts.
 	select {
-	case a.jobs <- func(ctx context.Context) { a.noteDroppedTopics(ctx, prev); a.endOrphanedStops(ctx, prev) }:
+	case a.jobs <- func(ctx context.Context) { a.noteDroppedTopics(ctx, prev, names); a.endOrphanedStops(ctx, prev) }:
 	default:
 		a.log.Error("reload: the ingest loop is not taking work; stops whose running signal is gone are ended at the next start")
 	}
@@ -1139,6 +1141,46 @@ func (discard) Deliver(context.Context, connectors.Sample) error { return nil }
 // MQTT source name once the broker gave it a session.
 func mqttSessionKey(name string) string { return "mqtt/session/" + name }
 
+// mqttSessionID is what keys the agent's session at an MQTT broker: the
+// broker's address and the client id (the value kept under mqttSessionKey).
+func mqttSessionID(b config.MQTTBroker) string { return b.URL + " " + b.ClientID }
+
+// brokerNames returns a function giving, for the name of an MQTT broker
+// entry of an earlier configuration, the name of next's entry that holds
+// the same session: the same name, or — an entry renamed, same URL and
+// client_id — the entry with that session (found by prev's entries; when
+// prev is nil, by the session the buffer file noted for the name). The
+// session keeps the filters subscribed under the old name: the review
+// found them coming as strays for good after a rename. A name of no entry
+// of next stays as it is (nothing connects there).
+func (a *Agent) brokerNames(prev, next *config.Config) func(string) string {
+	byID := map[string]string{}
+	has := map[string]bool{}
+	for _, b := range next.MQTT {
+		has[b.Name] = true
+		byID[mqttSessionID(b)] = b.Name
+	}
+	return func(name string) string {
+		if has[name] {
+			return name
+		}
+		var id string
+		if prev != nil {
+			for _, b := range prev.MQTT {
+				if b.Name == name {
+					id = mqttSessionID(b)
+				}
+			}
+		} else if v, err := a.buf.Meta(mqttSessionKey(name)); err == nil {
+			id = string(v)
+		}
+		if to, ok := byID[id]; ok && id != "" {
+			return to
+		}
+		return name
+	}
+}
+
 func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 	m := a.mapper.Load()
 	var out []*sourceHandle
@@ -1209,6 +1251,19 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		key, id := mqttSessionKey(b.Name), b.URL+" "+b.ClientID
 		if v, err := a.buf.Meta(key); err == nil && string(v) == id {
 			mc.HadSession = true
+		}
+		if len(mc.Unsubscribe) > 0 {
+			name := b.Name
+			var once sync.Once
+			mc.Unsubscribed = func(filters []string) {
+				once.Do(func() {
+					go func() {
+						ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+						defer cancel()
+						a.unsubscribed(ctx, name, filters)
+					}()
+				})
+			}
 		}
 		var marked atomic.Bool
 		mc.OnConnect = func(bool) {

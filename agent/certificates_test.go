@@ -1,10 +1,13 @@
 package agent_test
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/internal/nettest"
 	"github.com/plantedge/plantedge/internal/sptest"
 )
 
@@ -87,22 +90,67 @@ func TestSparkplugCertificates(t *testing.T) {
 // configuration without some of them unsubscribes them at its connect.
 func TestSparkplugCertificatesOffLeavesNoStraySubscriptions(t *testing.T) {
 	t.Parallel()
+	p := certificatesThenOff(t)
+	noStraysAfterBirths(p)
+}
+
+// As above, with the broker's entry renamed in the same edit (same URL and
+// client_id: the same session at the broker). The filters to unsubscribe
+// were kept under the old name, which no source has (the review); they
+// follow the session now.
+func TestRenamedBrokerUnsubscribesFiltersOfItsOldName(t *testing.T) {
+	t.Parallel()
+	p := certificatesThenOff(t)
+	raw, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.writeConfig(strings.NewReplacer("name: broker", "name: line-broker", "broker: broker", "broker: line-broker").Replace(string(raw)))
+	noStraysAfterBirths(p)
+}
+
+// As above, with a run between that never reached the broker (its address
+// wrong for a while): that run rewrote the stored filters as its
+// configuration's alone, and the next had nothing to unsubscribe (the
+// review). Filters not yet removed from the session are kept until they are.
+func TestRunThatNeverConnectedPassesFiltersOn(t *testing.T) {
+	t.Parallel()
+	p := certificatesThenOff(t)
+	dead := fmt.Sprintf("tcp://127.0.0.1:%d", nettest.FreePort(t)) // nothing listens there
+	good := p.editConfig(p.broker.URL(), dead)
+	p.downSources = map[string]bool{"broker": true}
+	p.startAgentWith(false).stop() // once its source is down
+	p.downSources = nil
+	p.writeConfig(good)
+	noStraysAfterBirths(p)
+}
+
+// certificatesThenOff runs the agent on certificatesPlant until sp1 counted
+// 2, stops it and turns sparkplug_certificates off.
+func certificatesThenOff(t *testing.T) *plant {
 	p := certificatesPlant(t)
 	ra := p.startAgentWith(false)
 	p.spPublish("DDATA", sptest.Payload{Seq: 2, Metrics: []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(1010)}}})
 	p.spPublish("DDATA", sptest.Payload{Seq: 3, Metrics: []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(1012)}}})
 	p.waitQty("sp1", 2)
 	ra.stop()
-
 	p.editConfig("    sparkplug_certificates: true\n", "")
-	ra = p.startAgentWith(false)
-	spBirths(p, 4, 1020, 2, 1) // the broker passes its certificate copies on
+	return p
+}
+
+// noStraysAfterBirths starts the agent, has the edge node born again (the
+// broker passes its certificate copies on to a session still subscribed)
+// and count on, and fails on any stray message.
+func noStraysAfterBirths(p *plant) {
+	p.t.Helper()
+	ra := p.startAgentWith(false)
+	spBirths(p, 4, 1020, 2, 1)
 	p.spPublish("DDATA", sptest.Payload{Seq: 6, Metrics: []sptest.Metric{{Alias: 2, HasAlias: true, Value: int64(1025)}}})
 	p.waitQty("sp1", 15) // 1012 → 1020 (BIRTH) → 1025
 	time.Sleep(200 * time.Millisecond)
 	for _, s := range ra.a.Status().Sources {
 		if s.StrayMessages != 0 {
-			t.Errorf("source %s: %d stray messages, the last on %s", s.Name, s.StrayMessages, s.LastStrayTopic)
+			p.t.Errorf("source %s: %d stray messages, the last on %s", s.Name, s.StrayMessages, s.LastStrayTopic)
 		}
 	}
 }

@@ -549,11 +549,24 @@ const topicsPrefix = "mqtt/topics/"
 
 // noteUnsubscribe adds to a.unsubscribe the filters of an earlier
 // configuration (each passes them to fn, with their broker) that next does
-// not subscribe to, and takes from it those next does.
-func (a *Agent) noteUnsubscribe(each func(fn func(broker, topic string)), next *mapping.Mapper) {
+// not subscribe to, and takes from it those next does. names gives the
+// broker entry of next holding an earlier entry's session (brokerNames):
+// the filters are kept under it.
+func (a *Agent) noteUnsubscribe(each func(fn func(broker, topic string)), next *mapping.Mapper, names func(string) string) {
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()
+	for broker, fs := range a.unsubscribe {
+		if to := names(broker); to != broker {
+			delete(a.unsubscribe, broker)
+			for _, f := range fs {
+				if !slices.Contains(a.unsubscribe[to], f) {
+					a.unsubscribe[to] = append(a.unsubscribe[to], f)
+				}
+			}
+		}
+	}
 	each(func(broker, topic string) {
+		broker = names(broker)
 		if !slices.Contains(next.MQTTTopics(broker), topic) && !slices.Contains(a.unsubscribe[broker], topic) {
 			a.unsubscribe[broker] = append(a.unsubscribe[broker], topic)
 		}
@@ -561,6 +574,25 @@ func (a *Agent) noteUnsubscribe(each func(fn func(broker, topic string)), next *
 	for broker, fs := range a.unsubscribe {
 		now := next.MQTTTopics(broker)
 		a.unsubscribe[broker] = slices.DeleteFunc(fs, func(f string) bool { return slices.Contains(now, f) })
+	}
+}
+
+// unsubscribed takes from a.unsubscribe the filters the source of broker
+// has had removed from its session (see mqtt.Config.Unsubscribed), and
+// stores the list of its filters again without them.
+func (a *Agent) unsubscribed(ctx context.Context, broker string, filters []string) {
+	a.stateMu.Lock()
+	fs := a.unsubscribe[broker]
+	n := len(fs)
+	fs = slices.DeleteFunc(fs, func(f string) bool { return slices.Contains(filters, f) })
+	if len(fs) == 0 {
+		delete(a.unsubscribe, broker)
+	} else {
+		a.unsubscribe[broker] = fs
+	}
+	a.stateMu.Unlock()
+	if len(fs) != n {
+		a.storeTopics(ctx)
 	}
 }
 
@@ -574,14 +606,13 @@ func forgetUnmapped[V any](m map[sampleAddr]V, next *mapping.Mapper) {
 // subscribed to — prev's (a reload), and those the buffer file keeps from
 // the last run (a start) — that the mapping in force does not, forgets
 // those it maps again (see dropped), and keeps the topics in force in the
-// file. It runs in the ingest goroutine, or at the start before it.
-func (a *Agent) noteDroppedTopics(ctx context.Context, prev *mapping.Mapper) {
+// file. names: see noteUnsubscribe. It runs in the ingest goroutine, or
+// at the start before it.
+func (a *Agent) noteDroppedTopics(ctx context.Context, prev *mapping.Mapper, names func(string) string) {
 	next := a.mapper.Load()
-	stored := map[string]string{} // broker -> its stored list, as stored
-	before := map[string]bool{}   // "broker\x00topic"
+	before := map[string]bool{} // "broker\x00topic", under the names of next
 	_ = a.buf.MetaPrefix(topicsPrefix, func(k string, v []byte) error {
-		broker := strings.TrimPrefix(k, topicsPrefix)
-		stored[broker] = string(v)
+		broker := names(strings.TrimPrefix(k, topicsPrefix))
 		var ts []string
 		_ = json.Unmarshal(v, &ts)
 		for _, t := range ts {
@@ -590,14 +621,14 @@ func (a *Agent) noteDroppedTopics(ctx context.Context, prev *mapping.Mapper) {
 		return nil
 	})
 	if prev != nil {
-		prev.EachMQTTTopic(func(broker, topic string) { before[broker+"\x00"+topic] = true })
+		prev.EachMQTTTopic(func(broker, topic string) { before[names(broker)+"\x00"+topic] = true })
 	}
 	a.noteUnsubscribe(func(fn func(broker, topic string)) {
 		for k := range before {
 			broker, topic, _ := strings.Cut(k, "\x00")
 			fn(broker, topic)
 		}
-	}, next)
+	}, next, func(s string) string { return s })
 	a.stateMu.Lock()
 	for k := range before {
 		broker, topic, _ := strings.Cut(k, "\x00")
@@ -618,8 +649,34 @@ func (a *Agent) noteDroppedTopics(ctx context.Context, prev *mapping.Mapper) {
 	forgetUnmapped(a.unusable, next)
 	forgetUnmapped(a.valueType, next)
 	a.stateMu.Unlock()
+	a.storeTopics(ctx)
+}
+
+// storeTopics keeps in the buffer file, per MQTT broker, the filters its
+// session may hold: those of the mapping in force, and those an earlier
+// configuration subscribed that its source has not had removed yet
+// (a.unsubscribe) — a run that never reached the broker must pass them on
+// to the next (the review: written as the configuration's alone, they were
+// forgotten, and came as strays for good).
+func (a *Agent) storeTopics(ctx context.Context) {
+	a.topicsMu.Lock()
+	defer a.topicsMu.Unlock()
+	stored := map[string]string{} // broker -> its stored list, as stored
+	_ = a.buf.MetaPrefix(topicsPrefix, func(k string, v []byte) error {
+		stored[strings.TrimPrefix(k, topicsPrefix)] = string(v)
+		return nil
+	})
 	now := map[string][]string{}
-	next.EachMQTTTopic(func(broker, topic string) { now[broker] = append(now[broker], topic) })
+	a.mapper.Load().EachMQTTTopic(func(broker, topic string) { now[broker] = append(now[broker], topic) })
+	a.stateMu.Lock()
+	for broker, fs := range a.unsubscribe {
+		for _, f := range fs {
+			if !slices.Contains(now[broker], f) {
+				now[broker] = append(now[broker], f)
+			}
+		}
+	}
+	a.stateMu.Unlock()
 	var kvs []buffer.KV
 	for broker, ts := range now {
 		slices.Sort(ts)

@@ -163,7 +163,7 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: m1, 
 	}
 	prev := a.mapper.Load()
 	a.mapper.Store(m)
-	a.noteDroppedTopics(context.Background(), prev)
+	a.noteDroppedTopics(context.Background(), prev, func(s string) string { return s })
 	if _, ok := a.lastStamp[sampleAddr{connectors.KindMQTT, "b", "m1"}]; !ok || len(a.lastStamp) != 1 || len(a.badQuality) != 0 {
 		t.Errorf("after the reload: stamps %v, bad qualities %v; want m1's stamp only", a.lastStamp, a.badQuality)
 	}

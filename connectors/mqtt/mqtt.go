@@ -64,6 +64,11 @@ type Config struct {
 	// filter in place). Unsubscribed after each connect that resumed a
 	// session, before OnConnect.
 	Unsubscribe []string
+	// Unsubscribed, when set, is told the filters of Unsubscribe once they
+	// are gone from the broker's session: the unsubscribe was answered, or
+	// the connect began a new session. Called in the connect, after each
+	// such connect; it must not block.
+	Unsubscribed func(filters []string)
 
 	KeepAlive      time.Duration // default 30s
 	ConnectTimeout time.Duration // bounds one connect+subscribe attempt; default 10s

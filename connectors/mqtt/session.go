@@ -140,12 +140,17 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 		}
 	}
 	sess.refused = refused
-	if drop := slices.DeleteFunc(slices.Clone(s.cfg.Unsubscribe), func(f string) bool { return slices.Contains(s.cfg.Topics, f) }); len(drop) > 0 && sess.present.Load() {
+	gone := !sess.present.Load() // a new session holds none of them
+	if drop := slices.DeleteFunc(slices.Clone(s.cfg.Unsubscribe), func(f string) bool { return slices.Contains(s.cfg.Topics, f) }); len(drop) > 0 && !gone {
 		if err := waitToken(ctx, sess.client.Unsubscribe(drop...), s.cfg.ConnectTimeout); err != nil {
 			s.log.Warn("mqtt unsubscribe from filters of an earlier configuration not answered: what they bring comes as strays", "filters", drop, "err", err)
 		} else {
 			s.log.Info("mqtt unsubscribed the broker's session from filters of an earlier configuration", "filters", drop)
+			gone = true
 		}
+	}
+	if gone && len(s.cfg.Unsubscribe) > 0 && s.cfg.Unsubscribed != nil {
+		s.cfg.Unsubscribed(slices.Clone(s.cfg.Unsubscribe))
 	}
 	return sess, nil
 }

@@ -122,3 +122,32 @@ func backlog(t *testing.T, url string) *publisher {
 	}
 	return p
 }
+
+// Config.Unsubscribed is told the filters once they are gone from the
+// session: unsubscribed in a resumed one, or never there in a new one (the
+// agent keeps them in its buffer file until then, for the next run).
+func TestUnsubscribedTold(t *testing.T) {
+	for _, resumed := range []bool{true, false} {
+		t.Run(fmt.Sprint("resumed=", resumed), func(t *testing.T) {
+			id := fmt.Sprint("unsub-told-", resumed)
+			var url string
+			if resumed {
+				url, _ = sessionOf(t, id, "keep/#", "old/#")
+			} else {
+				url = startMochi(t, "tcp", nil, nil)
+			}
+			told := make(chan []string, 1)
+			r := start(t, Config{URL: url, ClientID: id, Topics: []string{"keep/#"}, Unsubscribe: []string{"old/#"},
+				Unsubscribed: func(fs []string) { told <- fs }}, make(chanSink, 100))
+			waitConnected(t, r, 1)
+			select {
+			case fs := <-told:
+				if fmt.Sprint(fs) != "[old/#]" {
+					t.Errorf("told %v, want [old/#]", fs)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Unsubscribed not called")
+			}
+		})
+	}
+}
