@@ -1248,7 +1248,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		// The broker's session for this client id outlives the agent: a
 		// start that finds it gone (the broker restarted without
 		// persistence while the agent was down too) reports the loss.
-		key, id := mqttSessionKey(b.Name), b.URL+" "+b.ClientID
+		key, id := mqttSessionKey(b.Name), mqttSessionID(b)
 		if v, err := a.buf.Meta(key); err == nil && string(v) == id {
 			mc.HadSession = true
 		}
