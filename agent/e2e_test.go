@@ -1668,6 +1668,12 @@ func TestStopRecordedOnAnUnknownCodeBookedOnTheFixedOne(t *testing.T) {
 		st := ra.a.Status()
 		return st.Buffer.Held > 0 && strings.Contains(st.Machines[0].Error, "not found"), fmt.Sprintf("%+v", st.Machines[0])
 	})
+	// Odoo's reads see every company the bot user is allowed (no
+	// allowed_company_ids in the call), so the hint names those, not its
+	// default company, which does not matter (README, Multi-company).
+	if e := ra.a.Status().Machines[0].Error; !strings.Contains(e, "allowed companies") || strings.Contains(e, "default company") {
+		t.Errorf("machine error %q: want the allowed companies named, not the default company", e)
+	}
 	if err := os.WriteFile(p.cfgPath, []byte(good), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -1483,7 +1483,9 @@ func (f *forwarder) resolveWorkcenters(ctx context.Context, cfg *config.Config, 
 		if _, ok := f.wcs[mc.Workcenter]; ok {
 			continue
 		}
-		msg := fmt.Sprintf("work center %q not found in Odoo (no such code, or in a company other than the bot user's default company); records held", mc.Workcenter)
+		// Reads see every company the bot user is allowed (the calls name
+		// none), so the company to check is among those, not the default.
+		msg := fmt.Sprintf("work center %q not found in Odoo (no such code, or of a company not among the bot user's allowed companies); records held", mc.Workcenter)
 		if f.missing[mc.Workcenter].ambiguous {
 			msg = fmt.Sprintf("work center code %q matches several work centers in Odoo; records held", mc.Workcenter)
 		}

@@ -184,8 +184,11 @@ func (c *odooCheck) checkWorkcenters(ctx context.Context, cfg *config.Config, cl
 			c.sourceCheck.problem(path, fmt.Sprintf("machine %s: work center code %q matches several work centers", m.ID, m.Workcenter),
 				"codes are not unique in Odoo: give each work center its own Code")
 		default:
+			// Odoo reads in all the bot user's allowed companies when a call
+			// names none (the agent names none), so a work center of another
+			// company is missing only when that company is not allowed.
 			c.sourceCheck.problem(path, fmt.Sprintf("machine %s: no work center with code %q", m.ID, m.Workcenter),
-				"set this Code on the work center in Odoo, or fix the machine's workcenter; in a multi-company Odoo, make the plant's company the bot user's default company: it sees only that one")
+				"set this Code on the work center in Odoo, or fix the machine's workcenter; in a multi-company Odoo, add the work center's company to the bot user's allowed companies (its default company does not matter)")
 		}
 	}
 	return len(codes), true

@@ -182,7 +182,7 @@ func TestValidateOdooMissingWorkcenter(t *testing.T) {
 	o.machines = strings.Replace(o.machines, "WC-PACK-02", "WC-PACK-09", 1)
 	lines, err := o.run(t)
 	wantLines(t, lines, err, "odoo: 1 problem", []string{o.connected(17, "JSON-RPC"), o.workcenters()[0],
-		`odoo: problem: ` + o.at("24:17: machines[1].workcenter") + `machine pack-2: no work center with code "WC-PACK-09" (set this Code on the work center in Odoo, or fix the machine's workcenter; in a multi-company Odoo, make the plant's company the bot user's default company: it sees only that one)`},
+		`odoo: problem: ` + o.at("24:17: machines[1].workcenter") + `machine pack-2: no work center with code "WC-PACK-09" (set this Code on the work center in Odoo, or fix the machine's workcenter; in a multi-company Odoo, add the work center's company to the bot user's allowed companies (its default company does not matter))`},
 		goodLosses)
 }
 
@@ -235,7 +235,7 @@ func TestValidateOdooReportsEveryProblem(t *testing.T) {
 	lines, err := o.run(t)
 	// without ir.model.data read, the external id of a loss cannot be resolved either
 	wantLines(t, lines, err, "odoo: 5 problems", []string{o.connected(17, "JSON-RPC"), o.workcenters()[0],
-		`odoo: problem: ` + o.at("24:17: machines[1].workcenter") + `machine pack-2: no work center with code "WC-PACK-09" (set this Code on the work center in Odoo, or fix the machine's workcenter; in a multi-company Odoo, make the plant's company the bot user's default company: it sees only that one)`,
+		`odoo: problem: ` + o.at("24:17: machines[1].workcenter") + `machine pack-2: no work center with code "WC-PACK-09" (set this Code on the work center in Odoo, or fix the machine's workcenter; in a multi-company Odoo, add the work center's company to the bot user's allowed companies (its default company does not matter))`,
 		goodLosses[0],
 		`odoo: problem: looking up loss reason "mrp.block_reason2": access denied: You are not allowed to access 'Model Data' (ir.model.data) records. (hint: the bot user lacks a right the agent needs; give it the user type Internal User (ir.model.data))`,
 		`odoo: problem: ` + o.at("9:17: odoo.default_loss") + `no loss reason "Jammed" (use the exact English name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
