@@ -208,7 +208,7 @@ func TestBadConfigs(t *testing.T) {
 		{
 			name: "inline mqtt password",
 			yaml: strings.Replace(base, "    client_id: pe-1\n", "    client_id: pe-1\n    password: hunter2\n", 1),
-			want: []string{"bad.yaml:14:5: mqtt[0].password: inline secret not allowed (put the password in a file named by password_file (mode 0600))"},
+			want: []string{"bad.yaml:14:5: mqtt[0].password: inline secret not allowed (put the password in a file named by password_file (mode 0640, group plantedge), or name the environment variable that holds it in password_env)"},
 		},
 		{
 			name: "bad site",

@@ -568,9 +568,12 @@ func structFields(t reflect.Type) (map[string][]int, []string) {
 
 // secretKeys are keys people write by habit; secrets never go inline.
 var secretKeys = map[string]string{
-	"api_key":  "put the key in a file named by api_key_file (mode 0600), or set " + EnvAPIKey + ", or use systemd LoadCredential=" + CredentialAPIKey,
-	"apikey":   "put the key in a file named by api_key_file (mode 0600), or set " + EnvAPIKey + ", or use systemd LoadCredential=" + CredentialAPIKey,
-	"password": "put the password in a file named by password_file (mode 0600)",
+	"api_key": "put the key in a file named by api_key_file (mode 0600), or set " + EnvAPIKey + ", or use systemd LoadCredential=" + CredentialAPIKey,
+	"apikey":  "put the key in a file named by api_key_file (mode 0600), or set " + EnvAPIKey + ", or use systemd LoadCredential=" + CredentialAPIKey,
+	// A source's password is read by the agent's own user (the unit's
+	// plantedge), so its file is group-readable as validate advises for it;
+	// an environment variable is the other way (password_env).
+	"password": "put the password in a file named by password_file (mode 0640, group plantedge), or name the environment variable that holds it in password_env",
 	"token":    "secrets are never written inline: use a *_file key",
 	"secret":   "secrets are never written inline: use a *_file key",
 }
