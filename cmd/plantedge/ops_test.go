@@ -552,14 +552,22 @@ func TestStatusWithABrokenConfigFile(t *testing.T) {
 		t.Errorf("flush with a broken file: %v\n%s", err, out)
 	}
 	// Stopped, with records waiting: status reads the buffer, and does not
-	// call them records of removed machines (it does not know the machines).
+	// call them records of removed machines (it does not know the
+	// machines) — and exits 1, saying so (it cannot tell everything).
 	b.odoo.SetDown(true)
 	b.produce(3)
 	b.waitPending()
 	b.stopAgent()
 	out, err = cli(t, "status", "-c", b.cfgPath)
-	if err != nil || !strings.Contains(out, "AGENT NOT RUNNING") || strings.Contains(out, "no longer in the config") {
+	if exitCode(err) != 1 || !strings.Contains(fmt.Sprint(err), "machines and sources are not shown") ||
+		!strings.Contains(out, "AGENT NOT RUNNING") || strings.Contains(out, "no longer in the config") {
 		t.Errorf("offline status with a broken file: %v\n%s", err, out)
+	}
+	out, err = cli(t, "status", "--json", "-c", b.cfgPath)
+	var m map[string]any // after the warning (stderr, joined here)
+	if jerr := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &m); jerr != nil || exitCode(err) != 1 ||
+		!strings.Contains(fmt.Sprint(m["status_error"]), "does not load") {
+		t.Errorf("offline status --json with a broken file: exit %d, %v\n%s", exitCode(err), jerr, out)
 	}
 }
 

@@ -44,21 +44,28 @@ func newRootCmd() *cobra.Command {
 // loaded before, so they warn on errw and go on with the file's top-level
 // site, data_dir and listen.
 func loadForAgent(path string, errw io.Writer) (*config.Config, error) {
+	cfg, _, err := loadForAgentPartly(path, errw)
+	return cfg, err
+}
+
+// loadForAgentPartly is loadForAgent, and also returns why the file does
+// not load when cfg holds only its endpoints (nil when it loads).
+func loadForAgentPartly(path string, errw io.Writer) (_ *config.Config, broken, _ error) {
 	cfg, err := config.Load(path)
 	if errors.Is(err, os.ErrPermission) {
 		// /etc/plantedge is root:plantedge 0750: a technician's own user
 		// may not read it.
-		return nil, fmt.Errorf("%w (run it as root or as the plantedge user: sudo plantedge ...)", err)
+		return nil, nil, fmt.Errorf("%w (run it as root or as the plantedge user: sudo plantedge ...)", err)
 	}
 	var ce *config.Error
 	if err == nil || !errors.As(err, &ce) {
-		return cfg, err
+		return cfg, nil, err
 	}
 	cfg, eerr := config.Endpoints(path)
 	if eerr != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	fmt.Fprintf(errw, "warning: %s does not load (%s; `plantedge validate` shows every problem); "+
 		"using its listen %s and data_dir %s\n", path, plural(len(ce.Problems), "problem"), cfg.Listen, cfg.DataDir)
-	return cfg, nil
+	return cfg, err, nil
 }

@@ -41,7 +41,7 @@ func newStatusCmd() *cobra.Command {
 }
 
 func (o *statusOptions) Run(ctx context.Context, w, errw io.Writer) error {
-	cfg, err := loadForAgent(o.config, errw)
+	cfg, broken, err := loadForAgentPartly(o.config, errw)
 	if err != nil {
 		if o.json {
 			// Not even the site is known; the document says why.
@@ -64,6 +64,18 @@ func (o *statusOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		} else {
 			fmt.Fprintf(w, "site %s — AGENT NOT RUNNING, buffer file %s NOT READ (why: below)\n", st.Site, cfg.BufferPath())
 		}
+		return err
+	}
+	if broken != nil && !st.AgentRunning {
+		// Stopped, with a file that does not load (what run's exit 78
+		// leaves): the machines and sources it names are not known, so
+		// status cannot tell everything — exit 1 (the spec audit: exit 0,
+		// no machine, and status_error empty).
+		err := fmt.Errorf("%s does not load, so its machines and sources are not shown, only what the buffer file holds: %w", o.config, broken)
+		if o.json {
+			return failedStatusJSON(w, st, err)
+		}
+		printStatus(w, st)
 		return err
 	}
 	if o.json {
