@@ -28,9 +28,12 @@ func newDeadLetterCmd() *cobra.Command {
 		Use:   "deadletter",
 		Short: "Inspect, retry or drop what Odoo refused for good",
 		// A mistyped subcommand ("rety all") is an error, not the help
-		// with exit 0 that a script would take for done.
+		// with exit 0 that a script would take for done; so is none (the
+		// spec audit: help, exit 0).
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return &exitError{code: exitUsage, msg: "deadletter needs an action: list, retry or drop (see: plantedge deadletter --help)"}
+		},
 	}
 	cmd.PersistentFlags().StringVarP(&cfgPath, "config", "c", defaultConfig, "config file")
 	list := &cobra.Command{

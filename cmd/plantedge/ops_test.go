@@ -212,7 +212,7 @@ func cli(t *testing.T, args ...string) (string, error) {
 // exit with (flush's 1 is a timeout).
 func TestUsageErrorsExit64(t *testing.T) {
 	for _, args := range [][]string{{"flush", "--bogus"}, {"flush", "--timeout", "soon"}, {"flush", "--timeout", "-5s"}, {"status", "extra"}, {"bogus"},
-		{"deadletter", "drop"}, {"deadletter", "drop", "notanid"}, {"browse", "notaurl"}, {"browse", "opc.tcp://127.0.0.1:1", "--node", "garbage"},
+		{"deadletter"}, {"deadletter", "drop"}, {"deadletter", "drop", "notanid"}, {"browse", "notaurl"}, {"browse", "opc.tcp://127.0.0.1:1", "--node", "garbage"},
 		{"browse", "opc.tcp://127.0.0.1:1", "--depth", "-1"}, {"browse", "opc.tcp://127.0.0.1:99999"}, {"browse", "opc.tcp://127.0.0.1:1", "--security-policy", "Bogus"},
 		{"browse", "opc.tcp://127.0.0.1:1", "--server-thumbprint", "zz"}, {"browse", "opc.tcp://127.0.0.1:1", "--timeout", "-5s"},
 		{"demo", "--odoo-version", "12"}, {"demo", "--duration", "-1s"},
