@@ -261,6 +261,13 @@ func (q *Queue) commit(cur *state, batch []*request) {
 	} else if diskFullErr(err) && q.lowerBudgetForDisk(cur) {
 		err = q.runTx(cur, live, true)
 	}
+	if diskFullErr(err) && slices.ContainsFunc(live, func(r *request) bool { return r.fn != nil }) {
+		// An acknowledgement (or another write that is not an append)
+		// failing for a full disk gets the reserve file's blocks; the
+		// retries below run it alone, allowed to grow the file, and the
+		// appends alone, not allowed to (lendReserve).
+		q.lendReserve()
+	}
 	if err != nil && len(live) > 1 {
 		// One bad request must not fail its neighbours: retry each alone.
 		for _, r := range live {
@@ -269,7 +276,7 @@ func (q *Queue) commit(cur *state, batch []*request) {
 			}
 		}
 	} else if err != nil {
-		if live[0].fn != nil && errors.Is(err, berrors.ErrMaxSizeReached) {
+		if live[0].fn != nil && (errors.Is(err, berrors.ErrMaxSizeReached) || diskFullErr(err) && q.reserveLent.Load() != 0) {
 			err = q.runTx(cur, live, false)
 		}
 		if err != nil {
@@ -370,6 +377,12 @@ func (q *Queue) beginTxn(cur *state) (*txn, error) {
 // the reserve between the two is theirs — and, only if that is not enough,
 // past it.
 func (q *Queue) runTx(cur *state, reqs []*request, enforceMax bool) error {
+	if enforceMax && q.reserveLent.Load() != 0 && slices.ContainsFunc(reqs, func(r *request) bool { return r.fn == nil }) {
+		// The reserve is given up for the writes that are not appends:
+		// appends go into the pages the file has, or wait. (Those others
+		// alone are not held so: their failing would only try a lowering.)
+		return q.runTxCapped(cur, reqs, noGrowth)
+	}
 	if enforceMax || q.opts.MaxBytes == 0 {
 		return q.runTxCapped(cur, reqs, q.appendCap())
 	}
@@ -393,18 +406,42 @@ func (q *Queue) appendCap() int {
 	return int(q.opts.MaxBytes) - allocSize(q.opts.MaxBytes)
 }
 
-// runTxCapped is runTx with bbolt's MaxSize at maxSize (0: none).
+// noGrowth, as runTxCapped's maxSize: no page past the file's high water
+// mark (the pages it has written, which have their disk blocks).
+const noGrowth = -1
+
+// errNoGrowth is what an append gets that needed the file to grow while
+// the reserve is given up for acknowledgements (lendReserve): the disk is
+// full, so it is ENOSPC to the callers (ErrDiskFull).
+var errNoGrowth = fmt.Errorf("the disk is full and the buffer's reserve file is given up for acknowledgements: the file does not grow for appends until the disk has room: %w", syscall.ENOSPC)
+
+// runTxCapped is runTx with bbolt's MaxSize at maxSize (0: none; noGrowth).
 func (q *Queue) runTxCapped(cur *state, reqs []*request, maxSize int) (err error) {
 	if err := q.Err(); err != nil {
 		return err
 	}
-	if q.db.MaxSize != maxSize {
-		q.db.MaxSize = maxSize
+	capAt := maxSize
+	if maxSize == noGrowth {
+		capAt = q.appendCap() // set to the high water mark once the transaction has begun
+	}
+	if q.db.MaxSize != capAt || maxSize == noGrowth {
+		q.db.MaxSize = capAt
 		defer func() { q.db.MaxSize = q.appendCap() }()
 	}
 	t, err := q.beginTxn(cur)
 	if err != nil {
 		return err
+	}
+	if maxSize == noGrowth {
+		// bbolt refuses a page at the end once the file would reach past
+		// MaxSize: one page past the high water mark refuses them all,
+		// and pages from its free list are still taken.
+		q.db.MaxSize = int(t.tx.Size()) + q.db.Info().PageSize
+		defer func() {
+			if errors.Is(err, berrors.ErrMaxSizeReached) {
+				err = errNoGrowth
+			}
+		}()
 	}
 	defer q.arena.reset() // after Commit or Rollback: bbolt holds no value of it
 	defer func() {

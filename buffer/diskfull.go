@@ -41,7 +41,8 @@ func diskFullErr(err error) bool {
 // delete that holds the buffer to its file the blocks it must write (new
 // copies of the pages it changes, the free list). Without it, a file that
 // had no free page when the disk filled (it was growing) could not be held
-// to its size: every append would fail until space came back.
+// to its size: every append would fail until space came back. It is given
+// up as well for acknowledgements failing so (lendReserve).
 const diskReserve = 1 << 20
 
 func (q *Queue) reservePath() string { return q.path + ".reserve" }
@@ -73,7 +74,49 @@ func (q *Queue) makeReserve() {
 	}
 	if err != nil {
 		_ = os.Remove(p)
+		return
 	}
+	if since := q.reserveLent.Swap(0); since != 0 {
+		q.log.Info("buffer: the disk has room again; the buffer's reserve file is back and appends may grow the file again",
+			"path", p, "lent_for", time.Since(time.Unix(0, since)).Round(time.Second))
+	}
+}
+
+// lendReserve removes the reserve file so that acknowledgements (and the
+// other writes that are not appends) failing for a full disk get its
+// blocks: the audit saw a small buffer (under diskLowerMinUsed, so never
+// held to its file) on a disk something else filled keep its whole backlog
+// pending with Odoo online, every acknowledgement failing with ENOSPC and
+// the megabyte kept for such deletes unused next to the file. An
+// acknowledgement must write new copies of the pages it changes, and the
+// agent's carry the work orders' states and the bookings kept for rebook
+// with them, so it may need pages the file does not have; the appends that
+// failed meanwhile had taken the disk's last bytes. Until the reserve is
+// back (makeReserve), appends may not grow the file (runTxCapped): its
+// room is for the acknowledgements, and an append that took it would
+// leave the next one failing again. Reports whether the reserve is lent now.
+// Committer only.
+func (q *Queue) lendReserve() bool {
+	if q.reserveLent.Load() != 0 {
+		return true
+	}
+	if err := os.Remove(q.reservePath()); err != nil {
+		return false // not there: nothing to give
+	}
+	q.reserveLent.Store(time.Now().UnixNano())
+	q.log.Warn("buffer: the disk is full; removed the buffer's reserve file so that acknowledgements can be written: appends wait, without growing the file, until the disk has room for the reserve again; free space on the disk",
+		"path", q.reservePath(), "bytes", diskReserve)
+	return true
+}
+
+// ReserveLentSince is when the reserve file was last given up for the
+// writes that are not appends on a full disk (see lendReserve); zero when
+// it is not given up so.
+func (q *Queue) ReserveLentSince() time.Time {
+	if n := q.reserveLent.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // keepReserve writes the reserve file again when it is missing while the

@@ -435,3 +435,121 @@ func TestBackingLeavesTheDiskRoom(t *testing.T) {
 		t.Errorf("blocks %d of a %d-byte file with room on the disk", b, 6<<20)
 	}
 }
+
+// A small buffer (under diskLowerMinUsed: never held to its file) on a disk
+// something else filled, its appends failing (backpressure) and taking the
+// disk's last bytes, then Odoo back: the acknowledgements, which carry state
+// with them as the agent's do (work orders, bookings kept for rebook), need
+// pages the file does not have. The audit saw them fail with ENOSPC round
+// after round, 764 records pending with Odoo online and the 1 MiB reserve
+// unused next to the file. They get the reserve's blocks; appends do not
+// grow the file into that room meanwhile (they go into the pages the file
+// has, or fail with ErrDiskFull), and the reserve is back once there is room.
+func TestDiskFullAcksUseTheReserve(t *testing.T) {
+	dir := smallTmpfs(t)
+	var logs syncBuffer
+	path := filepath.Join(dir, "buffer.db")
+	q := openTest(t, path, Options{MaxBytes: 4 << 20, Merge: sumCounts,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), fileCheckEvery: 20 * time.Millisecond, diskLowerEvery: time.Second})
+	event := func(i int) []Record {
+		return []Record{{Lane: LaneEvents, Key: "m0", Data: bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 150)}}
+	}
+	for i := range 20 {
+		mustAppend(t, q, event(i)...)
+	}
+	// Something else fills the disk to 150 KiB free.
+	filler := filepath.Join(dir, "filler")
+	fillFS(t, filler)
+	fi, err := os.Stat(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filler, fi.Size()-150<<10); err != nil {
+		t.Fatal(err)
+	}
+	appended, failed := 20, 0
+	for i := 20; failed < 100; i++ {
+		if _, err := q.Append(t.Context(), event(i)); err != nil {
+			if !errors.Is(err, ErrDiskFull) || errors.Is(err, ErrQuota) {
+				t.Fatalf("append %d with the disk full: %v, want ErrDiskFull", i, err)
+			}
+			failed++
+		} else if failed == 0 {
+			appended++
+		}
+		if i > 20000 {
+			t.Fatal("appends never failed with the disk full")
+		}
+	}
+	if st := q.Stats(); st.UsedBytes >= diskLowerMinUsed || !st.DiskFullSince.IsZero() || !q.reserveThere() {
+		t.Fatalf("not the small buffer with its reserve: %+v", st)
+	}
+	// Odoo takes everything: every acknowledgement is written.
+	acked, round := 0, 0
+	for ; ; round++ {
+		recs, err := q.Read(LaneEvents, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		var meta []KV
+		for j, r := range recs {
+			meta = append(meta, KV{Key: fmt.Sprintf("booked/%d/%d", round, j), Value: bytes.Repeat([]byte{byte(r.Seq)}, 150)})
+		}
+		if err := q.Ack(t.Context(), recs, meta...); err != nil {
+			t.Fatalf("acknowledgement %d with the disk full (%d records pending): %v", round, q.Stats().Pending, err)
+		}
+		acked += len(recs)
+	}
+	if acked != appended {
+		t.Fatalf("%d acknowledged, %d appended", acked, appended)
+	}
+	st := q.Stats()
+	if st.ReserveLentSince.IsZero() || q.reserveThere() || st.Lanes[LaneEvents].Dropped != 0 {
+		t.Fatalf("the reserve is not shown given up: %+v", st)
+	}
+	if n := strings.Count(logs.String(), "removed the buffer's reserve file so that acknowledgements"); n != 1 {
+		t.Errorf("giving up the reserve logged %d times, want once: %s", n, logs.String())
+	}
+	// The appends that follow go into the pages the acknowledgements
+	// freed, then fail: they do not take the reserve's room.
+	free, _ := freeBytes(dir)
+	ok, i := 0, 30000
+	for ; ; i++ {
+		if _, err := q.Append(t.Context(), event(i)); err != nil {
+			if !errors.Is(err, ErrDiskFull) || errors.Is(err, ErrQuota) {
+				t.Fatalf("append with the reserve given up: %v, want ErrDiskFull", err)
+			}
+			break
+		}
+		if ok++; ok > 20000 {
+			t.Fatal("appends never failed with the reserve given up")
+		}
+	}
+	if ok == 0 {
+		t.Error("no append went into the pages the acknowledgements freed")
+	}
+	if now, _ := freeBytes(dir); now < free {
+		t.Errorf("appends took %d bytes of the disk with the reserve given up (%d free before)", free-now, free)
+	}
+	// Room again: the reserve is back, and appends grow the file again.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !q.reserveThere() || !q.Stats().ReserveLentSince.IsZero(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reserve is not back with room on the disk: %+v", q.Stats())
+		}
+	}
+	if !strings.Contains(logs.String(), "reserve file is back") {
+		t.Errorf("its return is not logged: %s", logs.String())
+	}
+	for j := range 500 {
+		mustAppend(t, q, event(i+j)...)
+	}
+	if got := len(readAll(t, q, LaneEvents)); got != ok+500 {
+		t.Errorf("%d events pending, %d appended", got, ok+500)
+	}
+}

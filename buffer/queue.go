@@ -222,6 +222,11 @@ type Stats struct {
 	// Restored counts the times the file was found deleted or replaced
 	// while in use since Open, and its data written back to the path.
 	Restored uint64
+	// ReserveLentSince: since when the reserve file is given up so that
+	// acknowledgements can be written on a full disk (appends do not grow
+	// the file meanwhile); zero while the reserve is there, or is missing
+	// for another reason.
+	ReserveLentSince time.Time
 }
 
 var (
@@ -319,6 +324,10 @@ type Queue struct {
 	// lowered it (diskfull.go).
 	diskFull    atomic.Int64
 	diskLowered atomic.Int64
+	// reserveLent: since when (unix ns) the reserve file is given up for
+	// acknowledgements on a full disk (lendReserve), 0 = it is not; while
+	// it is, appends do not grow the file into its room.
+	reserveLent atomic.Int64
 	// diskLowBudget is the budget the last lowering for a full disk set
 	// (a budget above it was raised since); ceiling is the budget MaxBytes
 	// gives, lowered when bbolt refused to grow the file (shrinkBudget):
@@ -1068,6 +1077,7 @@ func (q *Queue) Stats() Stats {
 		Shrinks:         q.shrinks.Load(),
 		Restored:        q.restored.Load(),
 	}
+	s.ReserveLentSince = q.ReserveLentSince()
 	for _, l := range st.lanes {
 		s.Pending += l.Pending
 		s.Bytes += l.Bytes
