@@ -191,7 +191,7 @@ var (
 	descDeadDrop = prometheus.NewDesc("plantedge_buffer_dead_letters_dropped_total", "Dead letters dropped by an operator (plantedge deadletter drop).", nil, nil)
 	descFile     = prometheus.NewDesc("plantedge_buffer_file_bytes", "Size of the buffer file.", nil, nil)
 	descPartial  = prometheus.NewDesc("plantedge_buffer_pending_partial", "1 while the machines' pending counts are short: the buffer file could not be read to its end (status: PENDING COUNTS SHORT).", nil, nil)
-	descDiskFull = prometheus.NewDesc("plantedge_buffer_disk_full", "1 while a full disk holds the buffer to the size of its file (as if max_bytes were reached).", nil, nil)
+	descDiskFull = prometheus.NewDesc("plantedge_buffer_disk_full", "1 while a full disk holds the buffer to the size of its file (as if max_bytes were reached), or has its reserve file given up for acknowledgements (appends do not grow the file).", nil, nil)
 	descShrinks  = prometheus.NewDesc("plantedge_buffer_shrinks_total", "Times the buffer file was replaced by a compact copy after a backlog drained.", nil, nil)
 	descInfo     = prometheus.NewDesc("plantedge_info", "Always 1: the agent's site (as in Odoo's external ids), version and Go version.", []string{"site", "version", "go_version"}, nil)
 	descSource   = prometheus.NewDesc("plantedge_source_connected", "1 when the source is connected.", []string{"source", "kind"}, nil)
@@ -226,7 +226,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(st.DeadLetters))
 		ch <- prometheus.MustNewConstMetric(descFile, prometheus.GaugeValue, float64(st.FileBytes))
 		ch <- prometheus.MustNewConstMetric(descShrinks, prometheus.CounterValue, float64(st.Shrinks))
-		ch <- prometheus.MustNewConstMetric(descDiskFull, prometheus.GaugeValue, boolGauge(!st.DiskFullSince.IsZero()))
+		ch <- prometheus.MustNewConstMetric(descDiskFull, prometheus.GaugeValue, boolGauge(!st.DiskFullSince.IsZero() || !st.ReserveLentSince.IsZero()))
 	}
 	if c.a.opened.Load() { // fwd is set before opened
 		links := c.a.fwd.machineSnapshot()

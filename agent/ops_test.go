@@ -2575,6 +2575,75 @@ func TestDiskFullWithOdooBackDrains(t *testing.T) {
 	}
 }
 
+// A small buffer (under 256 KiB: a full disk is not its doing, so it is
+// not held to its file) on a disk something else filled: its appends fail
+// and take the disk's last bytes. With Odoo back the backlog drains all the
+// same: the acknowledgements, which must write new pages (and carry the
+// lines' bookings), get the 1 MiB reserve file's blocks. The audit saw 764
+// records stay pending with Odoo online, "the buffer could not record what
+// odoo took" every round, the reserve unused next to the file.
+func TestDiskFullOnASmallBufferDrains(t *testing.T) {
+	p, ra, data := awayOnASmallDisk(t)
+	stopAndRun := func() {
+		for _, m := range p.machines {
+			p.stop(m, "JAM")
+			p.run(m)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	for i := 0; ra.a.Status().Buffer.Lanes["events"].Bytes < 40<<10; i++ {
+		if i > 100000 {
+			t.Fatal("the backlog does not grow")
+		}
+		stopAndRun()
+	}
+	filler := fillDisk(t, data)
+	fi, err := os.Stat(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filler, fi.Size()-150<<10); err != nil { // as the audit's dd left it
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "appends failing for the full disk", func() (bool, string) {
+		stopAndRun()
+		st := ra.a.Status()
+		return st.Buffer.WriteErrorCause == "disk_full", fmt.Sprintf("%+v", st.Buffer)
+	})
+	if st := ra.a.Status(); st.Buffer.DiskFullSeconds > 0 || st.Buffer.ReserveGivenUpSeconds > 0 || st.Buffer.Pending == 0 {
+		t.Fatalf("not a small buffer with a backlog and its reserve: %+v", st.Buffer)
+	}
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	waitFor(t, 120*time.Second, "the backlog drained with the disk full", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0 && st.Odoo.State == "online", fmt.Sprintf("pending %d, odoo %+v", st.Buffer.Pending, st.Odoo)
+	})
+	st := ra.a.Status()
+	if st.Buffer.ReserveGivenUpSeconds == 0 {
+		t.Errorf("status does not show the reserve given up: %+v", st.Buffer)
+	}
+	if body := p.metrics(); !strings.Contains(body, "plantedge_buffer_disk_full 1") {
+		t.Errorf("the disk_full gauge is not 1 with the reserve given up")
+	}
+	l := p.logs.String()
+	if strings.Count(l, "removed the buffer's reserve file so that acknowledgements can be written") != 1 {
+		t.Errorf("giving up the reserve not logged once:\n%s", l)
+	}
+	if strings.Contains(l, "the buffer could not record what odoo took") {
+		t.Errorf("an acknowledgement failed with the reserve there to give up:\n%s", l)
+	}
+	// Room again: the reserve is written back, and status says no more.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the reserve back with room on the disk", func() (bool, string) {
+		st := ra.a.Status()
+		_, err := os.Stat(filepath.Join(data, "buffer.db.reserve"))
+		return st.Buffer.ReserveGivenUpSeconds == 0 && err == nil, fmt.Sprintf("%+v %v", st.Buffer, err)
+	})
+}
+
 // A block_workcenter stop's line is open in Odoo when the buffer file is
 // lost (corrupt, moved aside). The fresh file has no record of it, so
 // nothing closed it: the work center stayed blocked for good, and a stop

@@ -103,9 +103,16 @@ func parseBookedKey(key string) (at time.Time, xmlid string, ok bool) {
 // Odoo come first (the disk probe: the bookings kept took the room of
 // events not yet sent, which were dropped with Odoo back), and a rebook
 // names that period (the review: after a restore it said "Odoo lacks 0"
-// for 4,582 lines confirmed with the disk full).
+// for 4,582 lines confirmed with the disk full). So too while the buffer's
+// reserve file is given up for acknowledgements (a small buffer on a disk
+// something else filled): its megabyte is for the records' deletes, and
+// bookings kept would take it.
 func (f *forwarder) keepBooked(at time.Time, e bookedEntry) buffer.KV {
-	if since := f.a.buf.DiskFullSince(); !since.IsZero() {
+	since := f.a.buf.DiskFullSince()
+	if since.IsZero() {
+		since = f.a.buf.ReserveLentSince()
+	}
+	if !since.IsZero() {
 		if !f.bookedFullSaid.Equal(since) {
 			f.bookedFullSaid = since
 			f.a.log.Warn("DISK FULL: bookings Odoo confirms are not kept for plantedge rebook until the disk has room (plantedge rebook names the period)", "since", since)

@@ -113,6 +113,12 @@ type BufferStatus struct {
 	// budget it keeps to. Absent while the disk has room.
 	DiskFullSeconds float64 `json:"disk_full_seconds,omitempty"`
 	LimitBytes      int64   `json:"disk_full_limit_bytes,omitempty"`
+	// ReserveGivenUpSeconds: for how long the buffer's 1 MiB reserve file
+	// has been given up so that acknowledgements could be written on a
+	// full disk; appends do not grow the file meanwhile (they go into the
+	// pages it has, or wait at the sources). Absent while the reserve is
+	// there.
+	ReserveGivenUpSeconds float64 `json:"reserve_given_up_seconds,omitempty"`
 	// OldestForwardableAgeSeconds is the age of the oldest record that can
 	// go to Odoo now (not held: see Held): what to alert on for a buffer
 	// that does not drain — records held for a work order, or of a machine
@@ -888,6 +894,9 @@ func bufferStatus(cfg *config.Config, buf *buffer.Queue) BufferStatus {
 	}
 	if !s.DiskFullSince.IsZero() {
 		bs.DiskFullSeconds, bs.LimitBytes = age(s.DiskFullSince), s.LimitBytes
+	}
+	if !s.ReserveLentSince.IsZero() {
+		bs.ReserveGivenUpSeconds = age(s.ReserveLentSince)
 	}
 	for l := buffer.Lane(0); l < buffer.NumLanes; l++ {
 		ls := s.Lanes[l]

@@ -246,6 +246,10 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "          WARNING: DISK FULL for %s (free space on the disk of %s): the buffer keeps to %s of records, as at max_bytes — telemetry dropped, counts merged, then the oldest events\n",
 			ageString(b.DiskFullSeconds), filepath.Dir(b.Path), human(b.LimitBytes))
 	}
+	if b.ReserveGivenUpSeconds > 0 {
+		fmt.Fprintf(w, "          WARNING: DISK FULL: the buffer's reserve file was given up %s ago so that what Odoo takes can be recorded (free space on the disk of %s): the buffer file does not grow for new values until the disk has room for the reserve again\n",
+			ageString(b.ReserveGivenUpSeconds), filepath.Dir(b.Path))
+	}
 	if b.FileRestored > 0 {
 		fmt.Fprintf(w, "          WARNING: the buffer file was deleted or replaced while in use (%d times since start) and written back\n", b.FileRestored)
 	}
