@@ -2633,6 +2633,15 @@ func TestDiskFullOnASmallBufferDrains(t *testing.T) {
 	if strings.Contains(l, "the buffer could not record what odoo took") {
 		t.Errorf("an acknowledgement failed with the reserve there to give up:\n%s", l)
 	}
+	// The megabyte is for the records' deletes: bookings are not kept
+	// meanwhile, and a rebook names the period.
+	if !strings.Contains(l, "bookings Odoo confirms are not kept for plantedge rebook") {
+		t.Errorf("bookings kept with the reserve given up:\n%s", l)
+	}
+	res, err := agent.NewAPIClient(p.listen).Rebook(context.Background(), time.Now().Add(-time.Hour), true)
+	if err != nil || len(res.Unkept) != 1 {
+		t.Errorf("rebook --dry-run with the reserve given up: %+v %v, want the period whose bookings were not kept", res.Unkept, err)
+	}
 	// Room again: the reserve is written back, and status says no more.
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)

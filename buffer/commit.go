@@ -261,13 +261,6 @@ func (q *Queue) commit(cur *state, batch []*request) {
 	} else if diskFullErr(err) && q.lowerBudgetForDisk(cur) {
 		err = q.runTx(cur, live, true)
 	}
-	if diskFullErr(err) && slices.ContainsFunc(live, func(r *request) bool { return r.fn != nil }) {
-		// An acknowledgement (or another write that is not an append)
-		// failing for a full disk gets the reserve file's blocks; the
-		// retries below run it alone, allowed to grow the file, and the
-		// appends alone, not allowed to (lendReserve).
-		q.lendReserve()
-	}
 	if err != nil && len(live) > 1 {
 		// One bad request must not fail its neighbours: retry each alone.
 		for _, r := range live {
@@ -276,7 +269,7 @@ func (q *Queue) commit(cur *state, batch []*request) {
 			}
 		}
 	} else if err != nil {
-		if live[0].fn != nil && (errors.Is(err, berrors.ErrMaxSizeReached) || diskFullErr(err) && q.reserveLent.Load() != 0) {
+		if live[0].fn != nil && errors.Is(err, berrors.ErrMaxSizeReached) {
 			err = q.runTx(cur, live, false)
 		}
 		if err != nil {
@@ -284,6 +277,16 @@ func (q *Queue) commit(cur *state, batch []*request) {
 		}
 	}
 	for _, r := range live {
+		if r.fn != nil && diskFullErr(r.err) && q.lendReserve() {
+			// An acknowledgement (or another write that is not an
+			// append) that failed alone for a full disk gets the reserve
+			// file's blocks; appends do not grow the file into them
+			// (lendReserve). Only then: a batch that failed because its
+			// appends needed room is no reason to give the reserve up.
+			if e := q.runTx(cur, []*request{r}, false); e != nil {
+				r.err = e
+			}
+		}
 		if r.err == nil && r.fn == nil {
 			q.cutPending = false // an append fitted after the cut
 		}
