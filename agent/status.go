@@ -113,7 +113,7 @@ type BufferStatus struct {
 	// budget it keeps to. Absent while the disk has room.
 	DiskFullSeconds float64 `json:"disk_full_seconds,omitempty"`
 	LimitBytes      int64   `json:"disk_full_limit_bytes,omitempty"`
-	// ReserveGivenUpSeconds: for how long the buffer's 1 MiB reserve file
+	// ReserveGivenUpSeconds: for how long the buffer's reserve file
 	// has been given up so that acknowledgements could be written on a
 	// full disk; appends do not grow the file meanwhile (they go into the
 	// pages it has, or wait at the sources). Absent while the reserve is

@@ -74,8 +74,8 @@ func TestDiskFullKeepsToTheFile(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if st := q.Stats(); st.LimitBytes != budgetFor(maxBytes) {
-		t.Fatalf("limit %d after the disk has room, want %d", st.LimitBytes, budgetFor(maxBytes))
+	if st := q.Stats(); st.LimitBytes != budgetFor(q.opts.MaxBytes) {
+		t.Fatalf("limit %d after the disk has room, want %d", st.LimitBytes, budgetFor(q.opts.MaxBytes))
 	}
 	// It fills again: every append still succeeds — in the pages the file
 	// has (the quota may hold it there first; a file that must grow is
@@ -140,11 +140,11 @@ func diskFullWhileARead(t *testing.T, reserve bool) {
 	if !reserve {
 		check = time.Hour // or the idle committer writes the reserve again
 	}
-	q := openTest(t, path, Options{MaxBytes: 4 << 20, Merge: sumCounts,
+	q := openTest(t, path, Options{MaxBytes: maxBytesFor(4 << 20), Merge: sumCounts,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)), fileCheckEvery: check, diskLowerEvery: every,
 		initialMmap: 16 << 20})
-	if fi, err := os.Stat(path + ".reserve"); err != nil || fi.Size() != diskReserve {
-		t.Fatalf("no reserve file of %d bytes next to the buffer: %v", diskReserve, err)
+	if fi, err := os.Stat(path + ".reserve"); err != nil || fi.Size() != q.reserve {
+		t.Fatalf("no reserve file of %d bytes next to the buffer: %v", q.reserve, err)
 	}
 	if !reserve {
 		if err := os.Remove(path + ".reserve"); err != nil {
@@ -203,7 +203,7 @@ func diskFullWhileARead(t *testing.T, reserve bool) {
 		// has room (a moment after the hold ends; it was seen half written).
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 			fi, err := os.Stat(path + ".reserve")
-			if err == nil && fi.Size() == diskReserve {
+			if err == nil && fi.Size() == q.reserve {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -215,7 +215,7 @@ func diskFullWhileARead(t *testing.T, reserve bool) {
 			t.Fatal(err)
 		}
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if fi, err := os.Stat(path + ".reserve"); err == nil && fi.Size() == diskReserve {
+			if fi, err := os.Stat(path + ".reserve"); err == nil && fi.Size() == q.reserve {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -551,5 +551,51 @@ func TestDiskFullAcksUseTheReserve(t *testing.T) {
 	}
 	if got := len(readAll(t, q, LaneEvents)); got != ok+500 {
 		t.Errorf("%d events pending, %d appended", got, ok+500)
+	}
+}
+
+// maxBytesFor is the MaxBytes that leaves the file a quota of file bytes
+// once its reserve file is counted (reserveFor): the tests sized for a file
+// of that quota keep their sizes.
+func maxBytesFor(file int64) int64 {
+	m := file
+	for m-reserveFor(m) != file {
+		m++
+	}
+	return m
+}
+
+// The reserve file counts within MaxBytes (the spec audit: max_bytes 1MiB,
+// 1.7 MB in data_dir): an eighth of a small quota, 1 MiB from 8 MiB on;
+// the file and its reserve stay within MaxBytes when full.
+func TestReserveCountsWithinMaxBytes(t *testing.T) {
+	for _, c := range []struct{ max, reserve int64 }{{0, diskReserve}, {256 << 10, 32 << 10}, {1 << 20, 128 << 10}, {8 << 20, 1 << 20}, {1 << 30, 1 << 20}} {
+		if got := reserveFor(c.max); got != c.reserve {
+			t.Errorf("reserveFor(%d) = %d, want %d", c.max, got, c.reserve)
+		}
+	}
+	const max = 1 << 20
+	dir := t.TempDir()
+	path := filepath.Join(dir, "buffer.db")
+	q := openTest(t, path, Options{MaxBytes: max, Merge: sumCounts})
+	for i := range 3000 {
+		recs := []Record{{Lane: LaneEvents, Key: fmt.Sprint("m", i%7), Data: bytes.Repeat([]byte{'e'}, 150)}, countRecord("m0", 1)}
+		if _, err := q.Append(t.Context(), recs); err != nil && !errors.Is(err, ErrFull) {
+			t.Fatal(err)
+		}
+	}
+	if q.Stats().Dropped == 0 {
+		t.Fatal("the quota was never reached")
+	}
+	var total int64
+	for _, name := range []string{"buffer.db", "buffer.db.reserve"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += fi.Size()
+	}
+	if total > max {
+		t.Errorf("the file and its reserve take %d bytes, over max_bytes %d", total, max)
 	}
 }

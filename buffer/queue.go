@@ -75,7 +75,7 @@ var ErrKeepBoth = errors.New("buffer: records kept apart")
 
 // Options configure a Queue.
 type Options struct {
-	MaxBytes      int64         // hard quota for the file; 0 = unlimited
+	MaxBytes      int64         // hard quota for the file and its reserve file (reserveFor); 0 = unlimited
 	CommitWindow  time.Duration // group-commit window; default 10ms, at most 20ms
 	CommitRecords int           // commit early when this many records wait; default 1024
 	Merge         MergeFunc     // nil: counts are never merged (a full quota then returns ErrFull for counts)
@@ -328,6 +328,8 @@ type Queue struct {
 	// acknowledgements on a full disk (lendReserve), 0 = it is not; while
 	// it is, appends do not grow the file into its room.
 	reserveLent atomic.Int64
+	// reserve is the reserve file's size (reserveFor).
+	reserve int64
 	// diskLowBudget is the budget the last lowering for a full disk set
 	// (a budget above it was raised since); ceiling is the budget MaxBytes
 	// gives, lowered when bbolt refused to grow the file (shrinkBudget):
@@ -434,13 +436,18 @@ func Open(path string, opts Options) (*Queue, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	reserve := reserveFor(opts.MaxBytes)
+	if opts.MaxBytes > 0 {
+		opts.MaxBytes -= reserve // the file's quota: the reserve file's bytes count too
+	}
 	q := &Queue{
-		path: path,
-		opts: opts,
-		log:  log,
-		reqs: make(chan *request),
-		quit: make(chan struct{}),
-		done: make(chan struct{}),
+		path:    path,
+		opts:    opts,
+		reserve: reserve,
+		log:     log,
+		reqs:    make(chan *request),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
 
 		failed: make(chan struct{}),
 	}

@@ -184,7 +184,7 @@ func TestQuotaDropsTelemetryMergesCountsDropsEventsLast(t *testing.T) {
 }
 
 func TestQuotaWithoutMergeReturnsErrFull(t *testing.T) {
-	q := openTest(t, "", Options{MaxBytes: 512 << 10})
+	q := openTest(t, "", Options{MaxBytes: maxBytesFor(512 << 10)})
 	var accepted uint64
 	for i := 0; ; i++ {
 		if i > 100000 {
