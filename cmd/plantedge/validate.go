@@ -301,7 +301,18 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 		wd, _ := os.Getwd()
 		warn("data_dir", fmt.Sprintf("%s is relative: it is taken from the directory the agent starts in (%s for this command; / for the packaged unit), so each way of starting it keeps another buffer: write an absolute path", cfg.DataDir, wd))
 	}
-	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.IsDir() && unix.Access(cfg.DataDir, unix.W_OK) != nil {
+	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.IsDir() && errors.Is(unix.Access(cfg.DataDir, unix.W_OK), unix.EROFS) {
+		// No chown helps there (the README audit: a read-only mount was
+		// warned of as "not writable by this user" with a chown hint). Said
+		// as run says it at its start, the unit's sandbox included.
+		hint := "remount it read-write"
+		if filepath.Clean(cfg.DataDir) != "/var/lib/plantedge" {
+			hint = fmt.Sprintf("under systemd, a path outside /var/lib/plantedge and /run/plantedge needs a drop-in "+
+				"(systemctl edit plantedge: [Service] ReadWritePaths=%s)", cfg.DataDir)
+		}
+		warn("data_dir", fmt.Sprintf("%s is on a file system that is read-only for this user: the agent could not keep its buffer there "+
+			"(%s; or the kernel remounted it read-only after a disk error: dmesg says)", cfg.DataDir, hint))
+	} else if err == nil && fi.IsDir() && unix.Access(cfg.DataDir, unix.W_OK) != nil {
 		hint := "chown -R plantedge:plantedge " + cfg.DataDir + " (the package makes it so)"
 		if filepath.Clean(cfg.DataDir) != "/var/lib/plantedge" {
 			hint = fmt.Sprintf("chown it to plantedge; the packaged unit lets the agent write only /var/lib/plantedge: "+

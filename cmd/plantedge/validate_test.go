@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -501,4 +502,42 @@ func TestValidateWarnsOfAMissingSocketDirectory(t *testing.T) {
 func onTmpfs(dir string) bool {
 	var fs syscall.Statfs_t
 	return syscall.Statfs(dir, &fs) == nil && fs.Type == 0x01021994
+}
+
+// A data_dir on a read-only file system (mounted so, or remounted read-only
+// by the kernel after a disk error) was warned of as "not writable by this
+// user" with a chown hint, which cannot help (the README audit); run says
+// "read-only" at its start. The read-only mount is made in a user and mount
+// namespace of its own (unshare -rm), so no privilege is needed.
+func TestValidateReadOnlyDataDir(t *testing.T) {
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("no unshare")
+	}
+	mnt, dir := t.TempDir(), t.TempDir()
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(mnt, "data")
+	y := agenttest.Config{Site: "s", DataDir: dataDir, Listen: "127.0.0.1:9464", OdooURL: "http://127.0.0.1:8069",
+		KeyFile: key, BrokerURL: "tcp://127.0.0.1:1883", ClientID: "c"}.YAML() +
+		"  - id: m1\n    workcenter: WC1\n    good_count: { mqtt: { broker: broker, topic: t, field: good } }\n"
+	path := filepath.Join(dir, "plantedge.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := `mount -t tmpfs tmpfs "$1" && mkdir "$1/data" && mount -o remount,ro "$1" || exit 99; exec "$2"`
+	cmd := exec.Command(unshare, "-rm", "sh", "-c", script, "sh", mnt, os.Args[0])
+	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join([]string{"validate", "-c", path}, "\x1f"),
+		config.EnvAPIKey+"=", "CREDENTIALS_DIRECTORY=")
+	out, err := cmd.CombinedOutput()
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == 99 || strings.Contains(string(out), "unshare:") {
+		t.Skipf("no user and mount namespace here: %v %s", err, out)
+	}
+	want := "data_dir: " + dataDir + " is on a file system that is read-only for this user: the agent could not keep its buffer there " +
+		"(under systemd, a path outside /var/lib/plantedge and /run/plantedge needs a drop-in (systemctl edit plantedge: [Service] ReadWritePaths=" + dataDir + ")"
+	if !strings.Contains(string(out), want) || strings.Contains(string(out), "chown") {
+		t.Errorf("validate of a data_dir on a read-only mount: %v, want %q (and no chown) in:\n%s", err, want, out)
+	}
 }
