@@ -331,14 +331,14 @@ func printStatus(w io.Writer, st agent.Status) {
 		for _, s := range st.Sources {
 			state := s.State
 			if s.PolledNodes > 0 && s.State == "connected" {
-				state += fmt.Sprintf(" (polling %d nodes)", s.PolledNodes)
+				state += fmt.Sprintf(" (polling %s)", plural(s.PolledNodes, "node"))
 			}
 			if n := len(s.RefusedNodes); n > 0 {
-				what := "nodes"
+				what := "node"
 				if s.Kind == "mqtt" {
-					what = "topics"
+					what = "topic"
 				}
-				state += fmt.Sprintf(" (%d %s refused: %s %s…)", n, what, oneLine(s.RefusedNodes[0].Node), s.RefusedNodes[0].Status)
+				state += fmt.Sprintf(" (%s refused: %s %s…)", plural(n, what), oneLine(s.RefusedNodes[0].Node), s.RefusedNodes[0].Status)
 			}
 			last := s.LastError
 			if last != "" && s.State == "connected" {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/connectors/opcua"
 )
 
 // TestStatusShowsPolledNodes: a source whose server cannot monitor some
@@ -28,6 +29,20 @@ func TestStatusShowsPolledNodes(t *testing.T) {
 	}
 	if !strings.Contains(line1, "connected (polling 3 nodes)") || strings.Contains(broker, "polling") {
 		t.Errorf("sources:\n%s", out.String())
+	}
+}
+
+// One refused topic or polled node is said in the singular (the README
+// audit: a broker refusing one topic showed "1 topics refused").
+func TestStatusCountsOneRefusedTopicInTheSingular(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Sources: []agent.SourceStatus{
+		{Name: "line1", Kind: "opcua", State: "connected", Sessions: 1, PolledNodes: 1},
+		{Name: "broker", Kind: "mqtt", State: "connected", Sessions: 1, RefusedNodes: []opcua.RefusedNode{{Node: "a/b", Status: "subscription refused by the broker (code 0x80)"}}},
+	}})
+	s := out.String()
+	if !strings.Contains(s, "connected (polling 1 node)") || !strings.Contains(s, "connected (1 topic refused: a/b subscription refused") {
+		t.Errorf("sources:\n%s", s)
 	}
 }
 
