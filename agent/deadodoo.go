@@ -114,8 +114,12 @@ func (e *ElsewhereError) Error() string {
 // named.
 func ElsewhereAdvice(odoos []string) string {
 	if slices.Contains(odoos, unrecordedOdoo) {
-		return "Which Odoo refused those the buffer file does not record: if it is the one the agent sends to, " +
-			"retry them with --here (start the agent once first: it checks the file against that Odoo); else drop them"
+		// The check is made when the agent first reaches Odoo, which may
+		// be a while after its start (an upgrade's request-limit hold: the
+		// upgrade probe read "start the agent" of an agent running).
+		return "Which Odoo refused those the buffer file does not record yet (an older plantedge wrote it): the agent checks the file " +
+			"against the Odoo it sends to when it first reaches it (start it if it is stopped; if it runs, wait until status shows " +
+			"Odoo online), then retry again; should they still be kept and be of that Odoo, retry them with --here; else drop them"
 	}
 	return "Retry them once the agent is pointed back there, or drop them; --here retries them anyway (the same database under another address)"
 }
