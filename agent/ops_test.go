@@ -2511,6 +2511,28 @@ func TestReloadRemovesTheSeriesOfAMachineGone(t *testing.T) {
 	}
 }
 
+// stopsOnAFullDisk is awayOnASmallDisk with a backlog of stops of at least
+// backlog bytes, then the disk filled (filler is the file that fills it).
+// stopAndRun stops and runs every machine once: a stop more for each.
+func stopsOnAFullDisk(t *testing.T, backlog int64) (p *plant, ra *runningAgent, stopAndRun func(), filler string) {
+	p, ra, data := awayOnASmallDisk(t)
+	// A stop is keyed by its start's millisecond (here the payload's ts).
+	stopAndRun = func() {
+		for _, m := range p.machines {
+			p.stop(m, "JAM")
+			p.run(m)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	for i := 0; ra.a.Status().Buffer.Lanes["events"].Bytes < backlog; i++ {
+		if i > 100000 {
+			t.Fatal("the backlog does not grow")
+		}
+		stopAndRun()
+	}
+	return p, ra, stopAndRun, fillDisk(t, data)
+}
+
 // A full disk with Odoo back: the backlog of stops drains while the disk
 // is still full. What Odoo confirms is not kept for rebook meanwhile (it
 // took the room of the stops not yet sent, which the quota then dropped
@@ -2518,22 +2540,7 @@ func TestReloadRemovesTheSeriesOfAMachineGone(t *testing.T) {
 // Odoo (the disk probe: "odoo cannot be reached as configured" and Odoo
 // offline, for an ENOSPC).
 func TestDiskFullWithOdooBackDrains(t *testing.T) {
-	p, ra, data := awayOnASmallDisk(t)
-	// A stop is keyed by its start's millisecond (here the payload's ts).
-	stopAndRun := func() {
-		for _, m := range p.machines {
-			p.stop(m, "JAM")
-			p.run(m)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	for i := 0; ra.a.Status().Buffer.Lanes["events"].Bytes < 700<<10; i++ {
-		if i > 100000 {
-			t.Fatal("the backlog does not grow")
-		}
-		stopAndRun()
-	}
-	filler := fillDisk(t, data)
+	p, ra, stopAndRun, filler := stopsOnAFullDisk(t, 700<<10)
 	// The pages the file has (backed: buffer.backFile) take stops first.
 	waitFor(t, 180*time.Second, "the buffer keeping to its file", func() (bool, string) {
 		stopAndRun()
@@ -2583,21 +2590,7 @@ func TestDiskFullWithOdooBackDrains(t *testing.T) {
 // records stay pending with Odoo online, "the buffer could not record what
 // odoo took" every round, the reserve unused next to the file.
 func TestDiskFullOnASmallBufferDrains(t *testing.T) {
-	p, ra, data := awayOnASmallDisk(t)
-	stopAndRun := func() {
-		for _, m := range p.machines {
-			p.stop(m, "JAM")
-			p.run(m)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	for i := 0; ra.a.Status().Buffer.Lanes["events"].Bytes < 40<<10; i++ {
-		if i > 100000 {
-			t.Fatal("the backlog does not grow")
-		}
-		stopAndRun()
-	}
-	filler := fillDisk(t, data)
+	p, ra, stopAndRun, filler := stopsOnAFullDisk(t, 40<<10)
 	fi, err := os.Stat(filler)
 	if err != nil {
 		t.Fatal(err)
@@ -2648,7 +2641,7 @@ func TestDiskFullOnASmallBufferDrains(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "the reserve back with room on the disk", func() (bool, string) {
 		st := ra.a.Status()
-		_, err := os.Stat(filepath.Join(data, "buffer.db.reserve"))
+		_, err := os.Stat(filepath.Join(filepath.Dir(filler), "buffer.db.reserve")) // filler is in the data dir
 		return st.Buffer.ReserveGivenUpSeconds == 0 && err == nil, fmt.Sprintf("%+v %v", st.Buffer, err)
 	})
 }
