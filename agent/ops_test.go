@@ -2533,6 +2533,17 @@ func stopsOnAFullDisk(t *testing.T, backlog int64) (p *plant, ra *runningAgent, 
 	return p, ra, stopAndRun, fillDisk(t, data)
 }
 
+// drainedOnAFullDisk brings Odoo back and waits until the backlog drained.
+func drainedOnAFullDisk(t *testing.T, p *plant, ra *runningAgent) {
+	t.Helper()
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	waitFor(t, 120*time.Second, "the backlog drained with the disk full", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0 && st.Odoo.State == "online", fmt.Sprintf("pending %d, odoo %+v", st.Buffer.Pending, st.Odoo)
+	})
+}
+
 // A full disk with Odoo back: the backlog of stops drains while the disk
 // is still full. What Odoo confirms is not kept for rebook meanwhile (it
 // took the room of the stops not yet sent, which the quota then dropped
@@ -2549,12 +2560,7 @@ func TestDiskFullWithOdooBackDrains(t *testing.T) {
 	})
 	time.Sleep(2 * time.Second)                             // the stops still on their way land (held to the file: some dropped, as designed)
 	dropped := ra.a.Status().Buffer.Lanes["events"].Dropped // by the quota, Odoo away: as designed
-	p.odoo.SetDown(false)
-	ra.a.Flush()
-	waitFor(t, 120*time.Second, "the backlog drained with the disk full", func() (bool, string) {
-		st := ra.a.Status()
-		return st.Buffer.Pending == 0 && st.Odoo.State == "online", fmt.Sprintf("pending %d, odoo %+v", st.Buffer.Pending, st.Odoo)
-	})
+	drainedOnAFullDisk(t, p, ra)
 	st := ra.a.Status()
 	if st.Buffer.DiskFullSeconds == 0 {
 		t.Fatal("the disk no longer full: the test needs it full throughout")
@@ -2606,12 +2612,7 @@ func TestDiskFullOnASmallBufferDrains(t *testing.T) {
 	if st := ra.a.Status(); st.Buffer.DiskFullSeconds > 0 || st.Buffer.ReserveGivenUpSeconds > 0 || st.Buffer.Pending == 0 {
 		t.Fatalf("not a small buffer with a backlog and its reserve: %+v", st.Buffer)
 	}
-	p.odoo.SetDown(false)
-	ra.a.Flush()
-	waitFor(t, 120*time.Second, "the backlog drained with the disk full", func() (bool, string) {
-		st := ra.a.Status()
-		return st.Buffer.Pending == 0 && st.Odoo.State == "online", fmt.Sprintf("pending %d, odoo %+v", st.Buffer.Pending, st.Odoo)
-	})
+	drainedOnAFullDisk(t, p, ra)
 	st := ra.a.Status()
 	if st.Buffer.ReserveGivenUpSeconds == 0 {
 		t.Errorf("status does not show the reserve given up: %+v", st.Buffer)
