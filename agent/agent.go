@@ -58,6 +58,9 @@ type Options struct {
 	// OutageReminder is how often the log says again that Odoo is not
 	// taking the buffer, while it is not (default 15 min; tests).
 	OutageReminder time.Duration
+	// WriteStallAfter is how long a buffer write may run before status,
+	// /readyz and the metrics call it stalled (default 30 s; tests).
+	WriteStallAfter time.Duration
 	// BacklogClockSlack is how long before a work order's start pieces
 	// and scrap are still taken as its own (default 1 min; tests).
 	BacklogClockSlack time.Duration
@@ -1136,6 +1139,30 @@ func sourceErrors(cfg *config.Config, m *mapping.Mapper, readSecrets bool) map[s
 type discard struct{}
 
 func (discard) Deliver(context.Context, connectors.Sample) error { return nil }
+
+// writeStallAfter: a buffer write (a commit and its fdatasync: milliseconds
+// on a sound disk, a second or two on a slow SD card under load) running
+// this long is a disk that does not complete writes.
+const writeStallAfter = 30 * time.Second
+
+// writeStalled is for how long the buffer write in progress has run, when
+// that is past WriteStallAfter (a frozen or failing disk, a hung network
+// file system: the write neither fails nor returns, so no error tells,
+// and no value is taken meanwhile); 0 otherwise, or before the buffer is
+// open.
+func (a *Agent) writeStalled() time.Duration {
+	if !a.opened.Load() {
+		return 0
+	}
+	since := a.buf.WriteRunningSince()
+	if since.IsZero() {
+		return 0
+	}
+	if d := time.Since(since); d >= cmp.Or(a.opts.WriteStallAfter, writeStallAfter) {
+		return d
+	}
+	return 0
+}
 
 // mqttSessionKey is the buffer meta key holding "<url> <client_id>" of the
 // MQTT source name once the broker gave it a session.

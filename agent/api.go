@@ -49,6 +49,10 @@ func (a *Agent) Handler() http.Handler {
 			http.Error(w, fmt.Sprintf("buffer writes failing for %s: %s\n", time.Since(wf.Since).Round(time.Second), wf.Err), http.StatusServiceUnavailable)
 			return
 		}
+		if d := a.writeStalled(); d > 0 {
+			http.Error(w, fmt.Sprintf("buffer write stalled for %s: the disk does not complete it (frozen or failing disk, hung network file system); no value is taken meanwhile\n", d.Round(time.Second)), http.StatusServiceUnavailable)
+			return
+		}
 		io.WriteString(w, "ready\n")
 	})
 	api.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {

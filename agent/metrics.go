@@ -190,6 +190,7 @@ var (
 	descDead     = prometheus.NewDesc("plantedge_buffer_dead_letters", "Records in the dead-letter bucket.", nil, nil)
 	descDeadDrop = prometheus.NewDesc("plantedge_buffer_dead_letters_dropped_total", "Dead letters dropped by an operator (plantedge deadletter drop).", nil, nil)
 	descFile     = prometheus.NewDesc("plantedge_buffer_file_bytes", "Size of the buffer file.", nil, nil)
+	descStalled  = prometheus.NewDesc("plantedge_buffer_write_stalled_seconds", "How long the buffer write in progress has run, from 30 s on (a frozen or failing disk, a hung network file system: no value is taken meanwhile); 0 otherwise.", nil, nil)
 	descPartial  = prometheus.NewDesc("plantedge_buffer_pending_partial", "1 while the machines' pending counts are short: the buffer file could not be read to its end (status: PENDING COUNTS SHORT).", nil, nil)
 	descDiskFull = prometheus.NewDesc("plantedge_buffer_disk_full", "1 while a full disk holds the buffer to the size of its file (as if max_bytes were reached), or has its reserve file given up for acknowledgements (appends do not grow the file).", nil, nil)
 	descShrinks  = prometheus.NewDesc("plantedge_buffer_shrinks_total", "Times the buffer file was replaced by a compact copy after a backlog drained.", nil, nil)
@@ -205,7 +206,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descPartial, descShrinks, descSource, descSessions, descPolled, descRefused, descOverflow, descHeld, descClockOff} {
+	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descStalled, descPartial, descShrinks, descSource, descSessions, descPolled, descRefused, descOverflow, descHeld, descClockOff} {
 		ch <- d
 	}
 }
@@ -227,6 +228,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descFile, prometheus.GaugeValue, float64(st.FileBytes))
 		ch <- prometheus.MustNewConstMetric(descShrinks, prometheus.CounterValue, float64(st.Shrinks))
 		ch <- prometheus.MustNewConstMetric(descDiskFull, prometheus.GaugeValue, boolGauge(!st.DiskFullSince.IsZero() || !st.ReserveLentSince.IsZero()))
+		ch <- prometheus.MustNewConstMetric(descStalled, prometheus.GaugeValue, c.a.writeStalled().Seconds())
 	}
 	if c.a.opened.Load() { // fwd is set before opened
 		links := c.a.fwd.machineSnapshot()

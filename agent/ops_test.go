@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -910,6 +911,89 @@ func mountSmallDataDir(t *testing.T, p *plant) string {
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", data).Run() })
 	return data
+}
+
+// mountFreezableDataDir mounts a small ext4 file system (a loop device) as
+// p's data_dir, which fsfreeze can freeze: its writes then block, as on a
+// disk that stopped completing them. The returned thaw undoes a freeze
+// (also at the test's end, before the agent stops: a stop waits for the
+// write).
+func mountFreezableDataDir(t *testing.T, p *plant) (data string, freeze, thaw func()) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount and freeze a file system")
+	}
+	img := filepath.Join(t.TempDir(), "data.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", img).CombinedOutput(); err != nil {
+		t.Skipf("cannot make an ext4 file system here: %v %s", err, out)
+	}
+	data = filepath.Join(p.dir, "data")
+	if err := os.MkdirAll(data, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-o", "loop", img, data).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a loop device here: %v %s", err, out)
+	}
+	var frozen atomic.Bool
+	thaw = func() {
+		if frozen.CompareAndSwap(true, false) {
+			if out, err := exec.Command("fsfreeze", "-u", data).CombinedOutput(); err != nil {
+				t.Errorf("fsfreeze -u: %v %s", err, out)
+			}
+		}
+	}
+	freeze = func() {
+		t.Helper()
+		if out, err := exec.Command("fsfreeze", "-f", data).CombinedOutput(); err != nil {
+			t.Skipf("cannot freeze a file system here: %v %s", err, out)
+		}
+		frozen.Store(true)
+		t.Cleanup(thaw) // before the agent's stop, registered earlier
+	}
+	t.Cleanup(func() { thaw(); _ = exec.Command("umount", "-l", data).Run() })
+	return data, freeze, thaw
+}
+
+// A disk that stops completing writes (frozen here; a failing disk or a
+// hung network file system does the same): the buffer write neither
+// fails nor returns, and no value is taken. The README audit saw /readyz
+// 200 and status silent for as long as it lasted. Past WriteStallAfter
+// status, /readyz and the metrics say so; thawed, the values are taken and
+// they say no more.
+func TestWriteStallShows(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	_, freeze, thaw := mountFreezableDataDir(t, p)
+	p.writeStall = time.Second
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 1, 0)
+	p.waitExactQty(ra, "press-1", 1)
+	freeze()
+	p.produce(m, 2, 0)
+	waitFor(t, 30*time.Second, "the stall shown", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.WriteStalledSeconds > 0, fmt.Sprintf("%+v", st.Buffer)
+	})
+	if code, body := httpGet(t, p.listen, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "buffer write stalled") {
+		t.Errorf("/readyz with the disk frozen: %d %q", code, body)
+	}
+	if v, ok := metric(p.metrics(), "plantedge_buffer_write_stalled_seconds"); !ok || v <= 0 {
+		t.Errorf("plantedge_buffer_write_stalled_seconds %v (%v), want more than 0", v, ok)
+	}
+	thaw()
+	p.waitExactQty(ra, "press-1", 3)
+	if st := ra.a.Status(); st.Buffer.WriteStalledSeconds != 0 {
+		t.Errorf("the write stall still shown after the thaw: %+v", st.Buffer)
+	}
+	if code, body := httpGet(t, p.listen, "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz after the thaw: %d %q", code, body)
+	}
 }
 
 // awayOnASmallDisk starts a plant of two presses on an 8 MiB data_dir,

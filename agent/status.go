@@ -107,6 +107,11 @@ type BufferStatus struct {
 	// read-only file system).
 	WriteErrorCause     string  `json:"write_error_cause,omitempty"`
 	WriteFailingSeconds float64 `json:"write_failing_seconds,omitempty"`
+	// WriteStalledSeconds: for how long the buffer write in progress has
+	// run, from 30 s on (a frozen or failing disk, a hung network file
+	// system: it neither fails nor returns); no value is taken meanwhile.
+	// Absent otherwise.
+	WriteStalledSeconds float64 `json:"write_stalled_seconds,omitempty"`
 	// DiskFullSeconds: for how long a full disk has held the buffer to the
 	// size of its file, as if max_bytes were reached (telemetry dropped,
 	// counts merged, then the oldest events); LimitBytes is the logical
@@ -289,6 +294,7 @@ func (a *Agent) Status() Status {
 	if wf := a.writeFail.Load(); wf != nil {
 		st.Buffer.WriteError, st.Buffer.WriteErrorCause, st.Buffer.WriteFailingSeconds = wf.Err, wf.Cause, age(wf.Since)
 	}
+	st.Buffer.WriteStalledSeconds = a.writeStalled().Seconds()
 	st.Odoo = OdooStatus{URL: cfg.Odoo.URL, State: "offline"}
 	var links map[string]machineLink
 	var drafts map[string]string // machine -> its scrap drafts in Odoo

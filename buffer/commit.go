@@ -423,6 +423,8 @@ func (q *Queue) runTxCapped(cur *state, reqs []*request, maxSize int) (err error
 	if err := q.Err(); err != nil {
 		return err
 	}
+	q.txSince.Store(time.Now().UnixNano())
+	defer q.txSince.Store(0)
 	capAt := maxSize
 	if maxSize == noGrowth {
 		capAt = q.appendCap() // set to the high water mark once the transaction has begun

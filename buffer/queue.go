@@ -328,6 +328,9 @@ type Queue struct {
 	// acknowledgements on a full disk (lendReserve), 0 = it is not; while
 	// it is, appends do not grow the file into its room.
 	reserveLent atomic.Int64
+	// txSince: since when (unix ns) the committer's write transaction in
+	// progress runs, 0 = none (WriteRunningSince).
+	txSince atomic.Int64
 	// reserve is the reserve file's size (reserveFor).
 	reserve int64
 	// diskLowBudget is the budget the last lowering for a full disk set
@@ -493,6 +496,19 @@ func Open(path string, opts Options) (*Queue, error) {
 	q.makeReserve()
 	go q.run(st)
 	return q, nil
+}
+
+// WriteRunningSince is when the write transaction in progress (appends,
+// acknowledgements, their fdatasync) began; zero when none runs. One that
+// runs for long is a disk that does not complete writes — frozen, failing,
+// a hung network file system: it neither fails nor returns, so nothing
+// else tells (the README audit: /readyz 200 and status silent for as long
+// as the disk was frozen, values not taken).
+func (q *Queue) WriteRunningSince() time.Time {
+	if n := q.txSince.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // MinMaxBytes is the smallest accepted MaxBytes.

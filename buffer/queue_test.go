@@ -1235,3 +1235,29 @@ func TestMaxBytesOnA32BitSystem(t *testing.T) {
 	}
 	_ = q.Close()
 }
+
+// A write transaction that does not return (a frozen disk) shows in
+// WriteRunningSince from its start until it ends.
+func TestWriteRunningSince(t *testing.T) {
+	q := openTest(t, "", Options{})
+	if s := q.WriteRunningSince(); !s.IsZero() {
+		t.Fatalf("a write running at rest: %v", s)
+	}
+	in, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	before := time.Now()
+	go func() {
+		done <- q.submit(t.Context(), &request{fn: func(*txn) error { close(in); <-release; return nil }, nrec: 1})
+	}()
+	<-in
+	if s := q.WriteRunningSince(); s.Before(before) || s.After(time.Now()) {
+		t.Errorf("a write held in its transaction: running since %v, want since %v", s, before)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if s := q.WriteRunningSince(); !s.IsZero() {
+		t.Errorf("the write ended: running since %v, want none", s)
+	}
+}

@@ -242,6 +242,10 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "          WARNING: BUFFER WRITES FAILING for %s (%s): %s — nothing new is acknowledged; values wait at the sources\n",
 			ageString(b.WriteFailingSeconds), why, b.WriteError)
 	}
+	if b.WriteStalledSeconds > 0 {
+		fmt.Fprintf(w, "          WARNING: BUFFER WRITE STALLED for %s: the disk of %s does not complete it (frozen or failing disk, hung network file system) — no value is taken meanwhile; check the disk (dmesg)\n",
+			ageString(b.WriteStalledSeconds), filepath.Dir(b.Path))
+	}
 	if b.DiskFullSeconds > 0 {
 		fmt.Fprintf(w, "          WARNING: DISK FULL for %s (free space on the disk of %s): the buffer keeps to %s of records, as at max_bytes — telemetry dropped, counts merged, then the oldest events\n",
 			ageString(b.DiskFullSeconds), filepath.Dir(b.Path), human(b.LimitBytes))

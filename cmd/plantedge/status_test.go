@@ -106,7 +106,8 @@ func TestStatusSaysWhyAMachinesStateIsUnknown(t *testing.T) {
 }
 
 // Malformed values a source sent show under the sources, with the last
-// one's reason; the disk-full state of the buffer shows too.
+// one's reason; the disk-full state of the buffer shows too, and a write
+// the disk does not complete.
 func TestStatusShowsMalformedAndDiskFull(t *testing.T) {
 	var out bytes.Buffer
 	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Sources: []agent.SourceStatus{
@@ -114,12 +115,13 @@ func TestStatusShowsMalformedAndDiskFull(t *testing.T) {
 			LastMalformed: `plant/press-1: "n/a" is not a number`, LastMalformedAgeSeconds: 65,
 			StrayMessages: 3, LastStrayTopic: "plant-9/press-1", LastStrayAgeSeconds: 4},
 	}, Buffer: agent.BufferStatus{Path: "/var/lib/plantedge/buffer.db", DiskFullSeconds: 130, LimitBytes: 3 << 20,
-		ReserveGivenUpSeconds: 75}})
+		ReserveGivenUpSeconds: 75, WriteStalledSeconds: 42}})
 	for _, want := range []string{
 		`  broker: 12 values skipped as malformed since start; the last 1m5s ago: plant/press-1: "n/a" is not a number`,
 		"  broker: 3 messages since start on topics no machine maps, the last 4s ago on plant-9/press-1: the broker's session for this client_id has subscriptions this agent did not make",
 		"WARNING: DISK FULL for 2m10s (free space on the disk of /var/lib/plantedge): the buffer keeps to 3.0 MiB of records",
 		"WARNING: DISK FULL: the buffer's reserve file was given up 1m15s ago so that what Odoo takes can be recorded (free space on the disk of /var/lib/plantedge)",
+		"WARNING: BUFFER WRITE STALLED for 42s: the disk of /var/lib/plantedge does not complete it",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("want %q in:\n%s", want, out.String())
