@@ -442,6 +442,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	clockDone := make(chan struct{})
 	go func() { defer close(wdDone); a.watchdog(wdCtx) }()
 	go func() { defer close(clockDone); a.watchClock(wdCtx) }()
+	writesDone := make(chan struct{})
+	go func() { defer close(writesDone); a.watchWrites(wdCtx) }()
 
 	a.setPhase(ctx, phaseRunning)
 	a.ready.Store(true)
@@ -490,6 +492,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wdCancel()
 	<-wdDone
 	<-clockDone
+	<-writesDone
 	shCtx, shCancel := context.WithTimeout(context.Background(), 2*time.Second)
 	if err := srv.Shutdown(shCtx); err != nil {
 		a.log.Warn("local API requests still open at the stop, left unanswered", "err", err)
@@ -1162,6 +1165,24 @@ func (a *Agent) writeStalled() time.Duration {
 		return d
 	}
 	return 0
+}
+
+// watchWrites logs a buffer write that stalls (writeStalled), once, and
+// when it completes: the journal is where a technician looks first.
+func (a *Agent) watchWrites(ctx context.Context) {
+	var said time.Time // the start of the stalled write last logged
+	every(ctx, cmp.Or(a.opts.WriteStallAfter, writeStallAfter)/6, func() {
+		since := a.buf.WriteRunningSince()
+		switch {
+		case !said.IsZero() && !since.Equal(said):
+			a.log.Info("buffer write completed; the disk takes writes again", "stalled_for", time.Since(said).Round(time.Second))
+			said = time.Time{}
+		case said.IsZero() && a.writeStalled() > 0:
+			said = since
+			a.log.Warn("BUFFER WRITE STALLED: the disk does not complete a write (a frozen or failing disk, a hung network file system); no value is taken meanwhile; check the disk (dmesg)",
+				"dir", filepath.Dir(a.cfg.Load().BufferPath()), "running_for", time.Since(since).Round(time.Second))
+		}
+	})
 }
 
 // mqttSessionKey is the buffer meta key holding "<url> <client_id>" of the

@@ -986,8 +986,14 @@ func TestWriteStallShows(t *testing.T) {
 	if v, ok := metric(p.metrics(), "plantedge_buffer_write_stalled_seconds"); !ok || v <= 0 {
 		t.Errorf("plantedge_buffer_write_stalled_seconds %v (%v), want more than 0", v, ok)
 	}
+	waitFor(t, 10*time.Second, "the stall logged", func() (bool, string) {
+		return strings.Contains(p.logs.String(), "BUFFER WRITE STALLED"), "not logged"
+	})
 	thaw()
 	p.waitExactQty(ra, "press-1", 3)
+	waitFor(t, 10*time.Second, "its end logged", func() (bool, string) {
+		return strings.Contains(p.logs.String(), "buffer write completed"), "not logged"
+	})
 	if st := ra.a.Status(); st.Buffer.WriteStalledSeconds != 0 {
 		t.Errorf("the write stall still shown after the thaw: %+v", st.Buffer)
 	}
