@@ -1339,7 +1339,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			refused: func() []opcua.RefusedNode {
 				var r []opcua.RefusedNode
 				for _, t := range src.Stats().Refused {
-					r = append(r, opcua.RefusedNode{Node: t.Topic, Status: fmt.Sprintf("subscription refused by the broker (code 0x%02x): its ACL must let client_id %s read it", t.Code, b.ClientID)})
+					r = append(r, opcua.RefusedNode{Node: t.Topic, Status: fmt.Sprintf("subscription refused by the broker (code 0x%02x): its ACL must let %s read it", t.Code, b.ACLSubject())})
 				}
 				return r
 			},

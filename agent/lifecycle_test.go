@@ -1235,7 +1235,7 @@ func TestRefusedTopicShowsOnTheMachine(t *testing.T) {
 		ok := len(st.Sources) == 1 && len(st.Sources[0].RefusedNodes) == 1 && st.Sources[0].RefusedNodes[0].Node == "plant/press-2"
 		for _, m := range st.Machines {
 			if m.ID == "press-2" {
-				ok = ok && strings.Contains(m.Error, "refuses topic plant/press-2 (subscription refused by the broker (code 0x80)")
+				ok = ok && strings.Contains(m.Error, "refuses topic plant/press-2 (subscription refused by the broker (code 0x80): its ACL must let client plantedge-test read it")
 			}
 		}
 		return ok, fmt.Sprintf("%+v %+v", st.Sources, st.Machines)

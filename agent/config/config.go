@@ -239,6 +239,16 @@ type MQTTBroker struct {
 	SparkplugCertificates bool `yaml:"sparkplug_certificates"`
 }
 
+// ACLSubject names whom the broker's ACL must allow: the username when
+// one is set (Mosquitto's and most brokers' ACLs go by it), and the client
+// id.
+func (b MQTTBroker) ACLSubject() string {
+	if b.Username != "" {
+		return "user " + b.Username + " (client " + b.ClientID + ")"
+	}
+	return "client " + b.ClientID
+}
+
 // Machine maps one machine's signals to sources and names its Odoo work center.
 type Machine struct {
 	ID              string   `yaml:"id"`

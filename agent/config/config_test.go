@@ -1239,3 +1239,20 @@ func TestSparkplugOptionsWithoutSparkplugWarned(t *testing.T) {
 		}
 	}
 }
+
+// A refused topic's advice names whom the broker's ACL goes by: the
+// username when one is set (Mosquitto's ACLs do; the README audit: naming
+// only the client id sent the admin to the wrong entry).
+func TestACLSubject(t *testing.T) {
+	for _, c := range []struct {
+		b    MQTTBroker
+		want string
+	}{
+		{MQTTBroker{ClientID: "pe-1"}, "client pe-1"},
+		{MQTTBroker{ClientID: "pe-1", Username: "plantedge"}, "user plantedge (client pe-1)"},
+	} {
+		if got := c.b.ACLSubject(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.b, got, c.want)
+		}
+	}
+}

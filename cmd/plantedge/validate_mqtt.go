@@ -81,7 +81,7 @@ func checkMQTT(ctx context.Context, cfg *config.Config, file string, w io.Writer
 			switch {
 			case in.Refused != "":
 				c.problem(u.path+".topic", fmt.Sprintf("the broker refused the subscription to %s (code %s)", ref.Topic, in.Refused),
-					"the broker's ACL must let client "+b.ClientID+" read it")
+					"the broker's ACL must let "+b.ACLSubject()+" read it")
 			case !in.Got:
 				fmt.Fprintf(w, "mqtt %s: %s %s: %s: no message within %s, not checked\n", b.Name, u.machine, u.signal, what, mqttWait)
 			case len(bytes.TrimSpace(in.Payload)) == 0:
@@ -242,7 +242,7 @@ func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTB
 	if b.SparkplugRebirth {
 		// validate itself publishes nothing: a QoS 0 publish the ACL
 		// refuses has no answer in MQTT 3.1.1, so it could not tell anyway.
-		fmt.Fprintf(w, "mqtt %s: sparkplug_rebirth on: the agent asks an edge node for its BIRTH (NCMD Node Control/Rebirth to spBv1.0/<group>/NCMD/<edge node>) when it cannot read its DATA by alias; the broker's ACL must let client %s publish there (not checked here)\n", b.Name, b.ClientID)
+		fmt.Fprintf(w, "mqtt %s: sparkplug_rebirth on: the agent asks an edge node for its BIRTH (NCMD Node Control/Rebirth to spBv1.0/<group>/NCMD/<edge node>) when it cannot read its DATA by alias; the broker's ACL must let %s publish there (not checked here)\n", b.Name, b.ACLSubject())
 	} else if b.SparkplugCertificates {
 		fmt.Fprintf(w, "mqtt %s: sparkplug_rebirth off: the agent never asks an edge node for its BIRTH; DATA by alias that no BIRTH certificate names waits for the edge node's next BIRTH\n", b.Name)
 	} else {
@@ -262,7 +262,7 @@ func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTB
 		switch {
 		case len(cf) > 0:
 			c.problem(fmt.Sprintf("mqtt[%d].sparkplug_certificates", bi), fmt.Sprintf("%s: the broker refused the subscription to the BIRTH certificates (%s)", b.Name, strings.Join(cf, ", ")),
-				"the broker's ACL must let client "+b.ClientID+" read them, or set sparkplug_certificates: false")
+				"the broker's ACL must let "+b.ACLSubject()+" read them, or set sparkplug_certificates: false")
 		case len(certs) == 0:
 			c.warning(fmt.Sprintf("mqtt[%d].sparkplug_certificates", bi), fmt.Sprintf("%s: no BIRTH certificate of the edge nodes read came within %s: the broker is not Sparkplug aware, or has seen no BIRTH of them since it started", b.Name, time.Since(t0).Round(10*time.Millisecond)),
 				"a Sparkplug-aware broker keeps them (Mosquitto 2.1 with its sparkplug-aware plugin, HiveMQ with its Sparkplug Aware extension); on another, set sparkplug_certificates: false")
@@ -279,7 +279,7 @@ func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTB
 		switch {
 		case refused[t.NodeFilter()] != "":
 			c.problem(u.path+".topic", fmt.Sprintf("the broker refused the subscription to %s, which the agent makes to read %s and %s", t.NodeFilter(), ref.Topic, birth),
-				"the broker's ACL must let client "+b.ClientID+" read "+t.NodeFilter())
+				"the broker's ACL must let "+b.ACLSubject()+" read "+t.NodeFilter())
 		case !r.got:
 			fmt.Fprintf(w, "mqtt %s: %s %s: %s: no BIRTH or DATA naming it within %s, not checked (an edge node names its metrics in its BIRTH, at its (re)start; a DATA may send only an alias)\n",
 				b.Name, u.machine, u.signal, what, mqttWait)
