@@ -134,9 +134,15 @@ func (q *Queue) ReserveLentSince() time.Time {
 // keepReserve writes the reserve file again when it is missing while the
 // buffer is not held for a full disk (a lowering that removed it and still
 // failed, someone deleting it) and the disk has room for it with some to
-// spare: never the last free bytes. Committer only (every fileCheckEvery).
+// spare: never the last free bytes. A reserve lent for acknowledgements
+// (lendReserve) comes back so even while the buffer is held for a full
+// disk: until it does, appends may not grow the file, and a lowering that
+// followed kept the reserve away until the budget was restored (half the
+// disk free, or max_bytes' worth): every append that needed the file to
+// grow took another tenth of the buffer, with megabytes free on the disk.
+// Committer only (every fileCheckEvery).
 func (q *Queue) keepReserve() {
-	if q.opts.ReadOnly || q.diskFull.Load() != 0 {
+	if q.opts.ReadOnly || q.diskFull.Load() != 0 && q.reserveLent.Load() == 0 {
 		return
 	}
 	if q.reserveThere() {

@@ -599,3 +599,71 @@ func TestReserveCountsWithinMaxBytes(t *testing.T) {
 		t.Errorf("the file and its reserve take %d bytes, over max_bytes %d", total, max)
 	}
 }
+
+// A reserve lent for acknowledgements must come back once the disk has room
+// for it, also after a lowering for the full disk: while it is lent, appends
+// may not grow the file, and one that needed to takes another tenth of the
+// buffer (lowerBudgetForDisk) with the disk no longer full.
+func TestLentReserveComesBackAfterALowering(t *testing.T) {
+	dir := smallTmpfs(t)
+	var logs syncBuffer
+	path := filepath.Join(dir, "buffer.db")
+	q := openTest(t, path, Options{Merge: sumCounts,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), fileCheckEvery: 20 * time.Millisecond, diskLowerEvery: 200 * time.Millisecond})
+	event := func(i int) []Record {
+		return []Record{{Lane: LaneEvents, Key: "m0", Data: bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 150)}}
+	}
+	i := 0
+	for ; i < 2000; i++ {
+		mustAppend(t, q, event(i)...)
+	}
+	filler := filepath.Join(dir, "filler")
+	fillFS(t, filler)
+	// An acknowledgement failed alone for the full disk: the reserve is lent.
+	if !q.lendReserve() {
+		t.Fatal("no reserve to lend")
+	}
+	for ; ; i++ {
+		_, err := q.Append(t.Context(), event(i))
+		if err != nil && !errors.Is(err, ErrDiskFull) {
+			t.Fatal(err)
+		}
+		if !q.DiskFullSince().IsZero() {
+			break
+		}
+		if i > 100000 {
+			t.Fatal("no lowering")
+		}
+	}
+	// The operator frees 5 MiB: room for the reserve four times over.
+	fi, err := os.Stat(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filler, fi.Size()-5<<20); err != nil {
+		t.Fatal(err)
+	}
+	dropped := q.Stats().Dropped
+	// A few appends meanwhile, as sources keep sending.
+	for deadline := time.Now().Add(5 * time.Second); !q.reserveThere() || !q.Stats().ReserveLentSince.IsZero(); i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reserve is still lent with 5 MiB free on the disk (%d more records dropped meanwhile): %+v", q.Stats().Dropped-dropped, q.Stats())
+		}
+		_, _ = q.Append(t.Context(), event(i))
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Once the budget is raised for the room (checkDiskRoom), appends grow
+	// the file into it: nothing more is dropped.
+	for deadline := time.Now().Add(5 * time.Second); q.Stats().LimitBytes < q.Stats().UsedBytes+200<<10; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the budget is not raised with 5 MiB free: %+v", q.Stats())
+		}
+	}
+	dropped = q.Stats().Dropped
+	for j := range 300 {
+		mustAppend(t, q, event(i+j)...)
+	}
+	if st := q.Stats(); st.Dropped != dropped {
+		t.Errorf("%d more records dropped for a full disk with 5 MiB free", st.Dropped-dropped)
+	}
+}
