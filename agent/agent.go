@@ -508,8 +508,10 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // QuotaOverDisk reports whether buffer.max_bytes is larger than what
-// data_dir's file system has free plus what the buffer file holds now, and
-// the free bytes (false when data_dir cannot be looked at).
+// data_dir's file system has free plus what the buffer file and its
+// reserve file hold now, and the free bytes (false when data_dir cannot be
+// looked at). The reserve file counts within max_bytes (buffer.reserveFor):
+// left out, a quota that fits was said not to.
 func QuotaOverDisk(cfg *config.Config) (free int64, over bool) {
 	fs, ok := dataDirFS(cfg)
 	if !ok {
@@ -517,8 +519,10 @@ func QuotaOverDisk(cfg *config.Config) (free int64, over bool) {
 	}
 	free = int64(fs.Bavail) * int64(fs.Bsize)
 	var used int64
-	if fi, err := os.Stat(cfg.BufferPath()); err == nil {
-		used = fi.Size()
+	for _, p := range []string{cfg.BufferPath(), cfg.BufferPath() + ".reserve"} {
+		if fi, err := os.Stat(p); err == nil {
+			used += fi.Size()
+		}
 	}
 	return free, int64(cfg.Buffer.MaxBytes) > free+used
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -23,6 +24,35 @@ func TestQuotaOverDiskOfADataDirNotMadeYet(t *testing.T) {
 	cfg.Buffer.MaxBytes = 1 << 20
 	if _, over := QuotaOverDisk(cfg); over {
 		t.Error("1 MiB over the free space")
+	}
+}
+
+// The reserve file next to the buffer file counts within max_bytes, so its
+// bytes are the quota's as the buffer file's are: a quota that fits the
+// free space and both files is not said to be over the disk.
+func TestQuotaOverDiskCountsTheReserveFile(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	data := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", data).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", data).Run() })
+	cfg := &config.Config{DataDir: data}
+	for _, p := range []string{cfg.BufferPath(), cfg.BufferPath() + ".reserve"} {
+		if err := os.WriteFile(p, make([]byte, 1<<20), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	free, _ := QuotaOverDisk(cfg)
+	cfg.Buffer.MaxBytes = config.ByteSize(free + 2<<20)
+	if _, over := QuotaOverDisk(cfg); over {
+		t.Errorf("max_bytes %d, the free %d bytes plus the two files' 2 MiB, said to be over the disk", cfg.Buffer.MaxBytes, free)
+	}
+	cfg.Buffer.MaxBytes++
+	if _, over := QuotaOverDisk(cfg); !over {
+		t.Errorf("max_bytes %d, a byte over, not said to be over the disk", cfg.Buffer.MaxBytes)
 	}
 }
 
