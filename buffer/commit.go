@@ -258,6 +258,10 @@ func (q *Queue) commit(cur *state, batch []*request) {
 	if cut {
 		q.shrinkBudget(cur)
 		err = q.runTx(cur, live, true)
+	} else if errors.Is(err, errNoGrowth) && q.reserveBack() {
+		// Refused growth for a reserve lent on a disk that has room
+		// again: the reserve is back, and the file may grow.
+		err = q.runTx(cur, live, true)
 	} else if diskFullErr(err) && q.lowerBudgetForDisk(cur) {
 		err = q.runTx(cur, live, true)
 	}

@@ -153,6 +153,17 @@ func (q *Queue) keepReserve() {
 	}
 }
 
+// reserveBack writes the reserve file again, if the disk has room for it
+// (keepReserve), after an append was refused growth because it is lent
+// (errNoGrowth), and reports whether it is back. Without it, the disk could
+// have had room for up to fileCheckEvery while such appends took the
+// budget down for a full disk, a tenth of the buffer dropped each time.
+// Committer only.
+func (q *Queue) reserveBack() bool {
+	q.keepReserve()
+	return q.reserveLent.Load() == 0
+}
+
 // lowerBudgetForDisk holds the file at what it uses now after a commit
 // failed for a full disk, and frees a tenth of that in a delete-only
 // transaction. It reports whether the budget was lowered; when the delete

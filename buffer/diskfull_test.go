@@ -667,3 +667,32 @@ func TestLentReserveComesBackAfterALowering(t *testing.T) {
 		t.Errorf("%d more records dropped for a full disk with 5 MiB free", st.Dropped-dropped)
 	}
 }
+
+// An append refused growth while the reserve is lent (errNoGrowth) looks
+// for room for the reserve before it lowers the budget for a full disk:
+// the disk may have had room again for up to a file check's interval, and
+// a lowering then dropped a tenth of the buffer with the disk not full.
+func TestNoGrowthLooksForRoomBeforeLowering(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{Merge: sumCounts, fileCheckEvery: time.Hour})
+	if avail, ok := freeBytes(filepath.Dir(path)); !ok || avail < 64<<20 {
+		t.Skip("needs a disk with room")
+	}
+	event := func(i int) []Record {
+		return []Record{{Lane: LaneEvents, Key: "m0", Data: bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 150)}}
+	}
+	i := 0
+	for ; i < 2000; i++ {
+		mustAppend(t, q, event(i)...)
+	}
+	// The reserve was lent on a full disk that has room again.
+	if !q.lendReserve() {
+		t.Fatal("no reserve to lend")
+	}
+	for j := range 3000 {
+		mustAppend(t, q, event(i+j)...)
+	}
+	if st := q.Stats(); st.Dropped != 0 || !st.DiskFullSince.IsZero() || !st.ReserveLentSince.IsZero() || !q.reserveThere() {
+		t.Errorf("appends needing growth with room on the disk: %+v", st)
+	}
+}
