@@ -315,13 +315,13 @@ func (q *Queue) shrinkBudget(cur *state) {
 	if nb <= 0 {
 		// Nothing stored that a lower budget could free (one transaction
 		// bigger than the file's room): a budget of 0 would be no limit.
-		q.log.Warn("buffer file reached max_bytes with nothing stored that a lower budget could free", "budget", old, "used", cur.used())
+		q.log.Warn("buffer file reached its share of max_bytes with nothing stored that a lower budget could free", "budget", old, "used", cur.used())
 		return
 	}
 	q.cutPending = true
 	q.budget.Store(nb)
 	q.ceiling.Store(nb)
-	q.log.Warn("buffer file reached max_bytes; lowering the logical budget", "old_budget", old, "new_budget", nb, "used", cur.used())
+	q.log.Warn("buffer file reached its share of max_bytes (max_bytes less the reserve file); lowering the logical budget", "old_budget", old, "new_budget", nb, "used", cur.used())
 	if err := q.fitBudget(cur); err != nil {
 		q.log.Error("buffer: freeing space after reaching max_bytes failed", "err", err)
 	}
@@ -397,7 +397,8 @@ func (q *Queue) runTx(cur *state, reqs []*request, enforceMax bool) error {
 	if errors.Is(err, berrors.ErrMaxSizeReached) {
 		if time.Since(q.pastMaxLogged) >= dropLogEvery {
 			q.pastMaxLogged = time.Now()
-			q.log.Warn("buffer: a delete takes the file past max_bytes (reads in progress hold the pages freed before)", "max_bytes", q.opts.MaxBytes)
+			q.log.Warn("buffer: a delete takes the file past its share of max_bytes (reads in progress hold the pages freed before)",
+				"max_bytes", q.opts.MaxBytes+q.reserve, "file_max_bytes", q.opts.MaxBytes)
 		}
 		err = q.runTxCapped(cur, reqs, 0)
 	}
