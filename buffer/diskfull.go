@@ -88,9 +88,15 @@ func (q *Queue) makeReserve() {
 		_ = os.Remove(p)
 		return
 	}
+	q.reserveReturned()
+}
+
+// reserveReturned ends a lending of the reserve (lendReserve) once the
+// reserve file is there again.
+func (q *Queue) reserveReturned() {
 	if since := q.reserveLent.Swap(0); since != 0 {
 		q.log.Info("buffer: the disk has room again; the buffer's reserve file is back and appends may grow the file again",
-			"path", p, "lent_for", time.Since(time.Unix(0, since)).Round(time.Second))
+			"path", q.reservePath(), "lent_for", time.Since(time.Unix(0, since)).Round(time.Second))
 	}
 }
 
@@ -99,7 +105,7 @@ func (q *Queue) makeReserve() {
 // blocks: the audit saw a small buffer (under diskLowerMinUsed, so never
 // held to its file) on a disk something else filled keep its whole backlog
 // pending with Odoo online, every acknowledgement failing with ENOSPC and
-// the megabyte kept for such deletes unused next to the file. An
+// the reserve kept for such deletes unused next to the file. An
 // acknowledgement must write new copies of the pages it changes, and the
 // agent's carry the work orders' states and the bookings kept for rebook
 // with them, so it may need pages the file does not have; the appends that
@@ -146,6 +152,7 @@ func (q *Queue) keepReserve() {
 		return
 	}
 	if q.reserveThere() {
+		q.reserveReturned() // (someone put it back: the review)
 		return
 	}
 	if avail, ok := freeBytes(filepath.Dir(q.path)); ok && avail >= 4*q.reserve {

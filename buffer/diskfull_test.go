@@ -696,3 +696,26 @@ func TestNoGrowthLooksForRoomBeforeLowering(t *testing.T) {
 		t.Errorf("appends needing growth with room on the disk: %+v", st)
 	}
 }
+
+// A reserve lent for acknowledgements that someone puts back whole (or a
+// restore copies back) ends the lending: appends may grow the file again
+// (the review: the lent state was never cleared so).
+func TestLentReservePutBackEndsTheLending(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{fileCheckEvery: 20 * time.Millisecond})
+	raw, err := os.ReadFile(q.reservePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !q.lendReserve() || q.ReserveLentSince().IsZero() {
+		t.Fatal("the reserve was not lent")
+	}
+	if err := os.WriteFile(q.reservePath(), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !q.ReserveLentSince().IsZero(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the reserve is back whole and still taken for lent")
+		}
+	}
+}
