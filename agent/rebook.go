@@ -105,7 +105,7 @@ func parseBookedKey(key string) (at time.Time, xmlid string, ok bool) {
 // names that period (the review: after a restore it said "Odoo lacks 0"
 // for 4,582 lines confirmed with the disk full). So too while the buffer's
 // reserve file is given up for acknowledgements (a small buffer on a disk
-// something else filled): its megabyte is for the records' deletes, and
+// something else filled): its room is for the records' deletes, and
 // bookings kept would take it.
 func (f *forwarder) keepBooked(at time.Time, e bookedEntry) buffer.KV {
 	since := f.a.buf.DiskFullSince()
