@@ -280,13 +280,16 @@ func (q *Queue) commit(cur *state, batch []*request) {
 			live[0].err = err
 		}
 	}
+	lent := q.reserveLent.Load() != 0
 	for _, r := range live {
-		if r.fn != nil && diskFullErr(r.err) && q.lendReserve() {
+		if r.fn != nil && diskFullErr(r.err) && !lent && q.lendReserve() {
 			// An acknowledgement (or another write that is not an
 			// append) that failed alone for a full disk gets the reserve
 			// file's blocks; appends do not grow the file into them
 			// (lendReserve). Only then: a batch that failed because its
 			// appends needed room is no reason to give the reserve up.
+			// Not again once it is lent: it failed with those blocks
+			// free already (the review: tried twice a round).
 			if e := q.runTx(cur, []*request{r}, false); e != nil {
 				r.err = e
 			}
