@@ -30,6 +30,7 @@ import (
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
+	"github.com/plantedge/plantedge/internal/fstest"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
@@ -524,10 +525,7 @@ func TestQuotaLargerThanDiskWarns(t *testing.T) {
 	if err := os.MkdirAll(data, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", data).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", data).Run() })
+	fstest.Tmpfs(t, data, "4m")
 	var logs strings.Builder
 	var mu sync.Mutex
 	cfg, err := config.Load(p.cfgPath) // max_bytes 64MiB on a 4 MiB filesystem
@@ -899,17 +897,11 @@ func TestDiskFullIsVisibleAndLosesNothing(t *testing.T) {
 // mountSmallDataDir puts the plant's data_dir on an 8 MiB tmpfs.
 func mountSmallDataDir(t *testing.T, p *plant) string {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs")
-	}
 	data := filepath.Join(p.dir, "data")
 	if err := os.MkdirAll(data, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", data).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", data).Run() })
+	fstest.Tmpfs(t, data, "8m")
 	return data
 }
 

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/internal/fstest"
 )
 
 // validate's check of buffer.max_bytes against the free space also looks
@@ -31,14 +31,8 @@ func TestQuotaOverDiskOfADataDirNotMadeYet(t *testing.T) {
 // bytes are the quota's as the buffer file's are: a quota that fits the
 // free space and both files is not said to be over the disk.
 func TestQuotaOverDiskCountsTheReserveFile(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs")
-	}
 	data := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", data).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", data).Run() })
+	fstest.Tmpfs(t, data, "8m")
 	cfg := &config.Config{DataDir: data}
 	for _, p := range []string{cfg.BufferPath(), cfg.BufferPath() + ".reserve"} {
 		if err := os.WriteFile(p, make([]byte, 1<<20), 0o600); err != nil {

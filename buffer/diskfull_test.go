@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/internal/fstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -268,14 +268,8 @@ func diskFullWhileARead(t *testing.T, reserve bool) {
 // smallTmpfs mounts a 16 MiB tmpfs for the test (skipped without root).
 func smallTmpfs(t *testing.T) string {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs")
-	}
 	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	fstest.Tmpfs(t, dir, "16m")
 	return dir
 }
 
