@@ -152,16 +152,6 @@ func TestValidateWarnsAboutDataDirAndKeyFile(t *testing.T) {
 	if err := os.WriteFile(key, []byte("first-key\nsecond-key\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	write := func(dataDir, keyFile string) string {
-		y := agenttest.Config{Site: "s", DataDir: dataDir, Listen: "127.0.0.1:9464", OdooURL: "http://127.0.0.1:8069",
-			KeyFile: keyFile, BrokerURL: "tcp://127.0.0.1:1883", ClientID: "c"}.YAML() +
-			"  - id: m1\n    workcenter: WC1\n    good_count: { mqtt: { broker: broker, topic: t, field: good } }\n"
-		path := filepath.Join(dir, "plantedge.yaml")
-		if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
 	for _, tc := range []struct {
 		dataDir, keyFile string
 		want             []string
@@ -183,7 +173,7 @@ func TestValidateWarnsAboutDataDirAndKeyFile(t *testing.T) {
 		if tc.dataDir == "/dev/shm/plantedge-nope" && !onTmpfs("/dev/shm") {
 			continue
 		}
-		_, errOut, err := runValidate(t, "-c", write(tc.dataDir, tc.keyFile))
+		_, errOut, err := runValidate(t, "-c", oneMachineConfig(t, dir, tc.dataDir, tc.keyFile))
 		if err != nil {
 			t.Fatalf("warnings failed validate: %v", err)
 		}
@@ -199,6 +189,20 @@ func TestValidateWarnsAboutDataDirAndKeyFile(t *testing.T) {
 	if _, err := os.Stat("relative"); err == nil {
 		t.Errorf("validate created the relative data_dir")
 	}
+}
+
+// oneMachineConfig writes dir/plantedge.yaml: one MQTT machine, data_dir
+// and key file as given, and returns its path.
+func oneMachineConfig(t *testing.T, dir, dataDir, keyFile string) string {
+	t.Helper()
+	y := agenttest.Config{Site: "s", DataDir: dataDir, Listen: "127.0.0.1:9464", OdooURL: "http://127.0.0.1:8069",
+		KeyFile: keyFile, BrokerURL: "tcp://127.0.0.1:1883", ClientID: "c"}.YAML() +
+		"  - id: m1\n    workcenter: WC1\n    good_count: { mqtt: { broker: broker, topic: t, field: good } }\n"
+	path := filepath.Join(dir, "plantedge.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
@@ -520,13 +524,7 @@ func TestValidateReadOnlyDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	dataDir := filepath.Join(mnt, "data")
-	y := agenttest.Config{Site: "s", DataDir: dataDir, Listen: "127.0.0.1:9464", OdooURL: "http://127.0.0.1:8069",
-		KeyFile: key, BrokerURL: "tcp://127.0.0.1:1883", ClientID: "c"}.YAML() +
-		"  - id: m1\n    workcenter: WC1\n    good_count: { mqtt: { broker: broker, topic: t, field: good } }\n"
-	path := filepath.Join(dir, "plantedge.yaml")
-	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := oneMachineConfig(t, dir, dataDir, key)
 	script := `mount -t tmpfs tmpfs "$1" && mkdir "$1/data" && mount -o remount,ro "$1" || exit 99; exec "$2"`
 	cmd := exec.Command(unshare, "-rm", "sh", "-c", script, "sh", mnt, os.Args[0])
 	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join([]string{"validate", "-c", path}, "\x1f"),
