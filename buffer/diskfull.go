@@ -66,16 +66,17 @@ func (q *Queue) reserveThere() bool {
 }
 
 // makeReserve writes the reserve file if it is not there (at Open, and once
-// the disk has room again); without room it stays missing.
-func (q *Queue) makeReserve() {
+// the disk has room again); without room it stays missing, and the error
+// says why.
+func (q *Queue) makeReserve() error {
 	if q.reserveThere() {
-		return
+		return nil
 	}
 	p := q.reservePath()
 	_ = os.Remove(p) // left short by a crash while it was written
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
-		return
+		return err
 	}
 	_, err = f.Write(make([]byte, q.reserve))
 	if err == nil {
@@ -86,9 +87,25 @@ func (q *Queue) makeReserve() {
 	}
 	if err != nil {
 		_ = os.Remove(p)
-		return
+		return err
 	}
 	q.reserveReturned()
+	return nil
+}
+
+// reserveAtOpen writes the reserve file at Open. On a disk too full for it
+// (the last run lent it, or the disk filled while plantedge was stopped),
+// the buffer starts as if it had lent it (lendReserve): appends may not
+// grow the file, so the room the disk has is left to the acknowledgements.
+// Otherwise the appends took the disk's last bytes and, with no reserve to
+// give up, every acknowledgement failed: a small buffer's backlog stayed
+// pending with Odoo online until someone freed the disk.
+func (q *Queue) reserveAtOpen() {
+	if err := q.makeReserve(); err != nil && diskFullErr(err) {
+		q.reserveLent.Store(time.Now().UnixNano())
+		q.log.Warn("buffer: the disk is full; could not write the buffer's reserve file: appends wait, without growing the file, until the disk has room for the reserve again, so that acknowledgements can be written; free space on the disk",
+			"path", q.reservePath(), "bytes", q.reserve)
+	}
 }
 
 // reserveReturned ends a lending of the reserve (lendReserve) once the
@@ -156,7 +173,7 @@ func (q *Queue) keepReserve() {
 		return
 	}
 	if avail, ok := freeBytes(filepath.Dir(q.path)); ok && avail >= 4*q.reserve {
-		q.makeReserve()
+		_ = q.makeReserve() // (without room: tried at the next check)
 	}
 }
 
@@ -256,7 +273,7 @@ func (q *Queue) checkDiskRoom(cur *state) {
 
 func (q *Queue) restoreBudget(b, avail int64) {
 	q.budget.Store(b)
-	q.makeReserve() // back before the buffer says it is not held for a full disk
+	_ = q.makeReserve() // back before the buffer says it is not held for a full disk (without room: kept missing, and tried again at the file checks)
 	q.diskFull.Store(0)
 	q.log.Info("buffer: the disk has room again; the buffer's budget is back to what max_bytes gives", "budget", b, "free_bytes", avail)
 }

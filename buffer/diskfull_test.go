@@ -479,25 +479,7 @@ func TestDiskFullAcksUseTheReserve(t *testing.T) {
 		t.Fatalf("not the small buffer with its reserve: %+v", st)
 	}
 	// Odoo takes everything: every acknowledgement is written.
-	acked, round := 0, 0
-	for ; ; round++ {
-		recs, err := q.Read(LaneEvents, 0, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(recs) == 0 {
-			break
-		}
-		var meta []KV
-		for j, r := range recs {
-			meta = append(meta, KV{Key: fmt.Sprintf("booked/%d/%d", round, j), Value: bytes.Repeat([]byte{byte(r.Seq)}, 150)})
-		}
-		if err := q.Ack(t.Context(), recs, meta...); err != nil {
-			t.Fatalf("acknowledgement %d with the disk full (%d records pending): %v", round, q.Stats().Pending, err)
-		}
-		acked += len(recs)
-	}
-	if acked != appended {
+	if acked := ackAllWithBookings(t, q); acked != appended {
 		t.Fatalf("%d acknowledged, %d appended", acked, appended)
 	}
 	st := q.Stats()
@@ -545,6 +527,115 @@ func TestDiskFullAcksUseTheReserve(t *testing.T) {
 	}
 	if got := len(readAll(t, q, LaneEvents)); got != ok+500 {
 		t.Errorf("%d events pending, %d appended", got, ok+500)
+	}
+}
+
+// ackAllWithBookings reads the events lane and acknowledges it a hundred
+// records at a time with a booking kept for each, as the agent's
+// forwarder does (its acknowledgements write the work orders' states and
+// the bookings kept for rebook: they need pages as well as free them),
+// until the lane is empty; it returns how many it acknowledged.
+func ackAllWithBookings(t *testing.T, q *Queue) int {
+	t.Helper()
+	acked := 0
+	for round := 0; ; round++ {
+		recs, err := q.Read(LaneEvents, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			return acked
+		}
+		var meta []KV
+		for j, r := range recs {
+			meta = append(meta, KV{Key: fmt.Sprintf("booked/%d/%d", round, j), Value: bytes.Repeat([]byte{byte(r.Seq)}, 150)})
+		}
+		if err := q.Ack(t.Context(), recs, meta...); err != nil {
+			t.Fatalf("acknowledgement %d with the disk full (%d records pending): %v", round, q.Stats().Pending, err)
+		}
+		acked += len(recs)
+	}
+}
+
+// A start on a full disk with no room for the reserve file (the last run
+// lent it, or the disk filled while plantedge was stopped) must leave the
+// acknowledgements the room there is: appends may not grow the file until
+// the reserve is back, as when it is lent (lendReserve). Otherwise the
+// appends took the disk's last bytes and, with no reserve to give, every
+// acknowledgement failed: a small buffer's backlog stayed pending with
+// Odoo online until someone freed the disk (the disk-full probe's note).
+func TestDiskFullAtOpenKeepsTheRoomForAcknowledgements(t *testing.T) {
+	dir := smallTmpfs(t)
+	var logs syncBuffer
+	path := filepath.Join(dir, "buffer.db")
+	opts := Options{MaxBytes: 4 << 20, Merge: sumCounts,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), fileCheckEvery: 20 * time.Millisecond, diskLowerEvery: time.Second}
+	event := func(i int) []Record {
+		return []Record{{Lane: LaneEvents, Key: "m0", Data: bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 150)}}
+	}
+	q := openTest(t, path, opts)
+	for i := range 200 {
+		mustAppend(t, q, event(i)...)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Stopped with its reserve lent; something else fills the disk to
+	// 150 KiB free, less than the reserve.
+	if err := os.Remove(q.reservePath()); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(dir, "filler")
+	fillFS(t, filler)
+	fi, err := os.Stat(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filler, fi.Size()-150<<10); err != nil {
+		t.Fatal(err)
+	}
+	q = openTest(t, path, opts)
+	if q.reserveThere() || q.Stats().ReserveLentSince.IsZero() {
+		t.Fatalf("started on a full disk without its reserve, not shown given up: %+v", q.Stats())
+	}
+	if !strings.Contains(logs.String(), "could not write the buffer's reserve file") {
+		t.Errorf("not logged: %s", logs.String())
+	}
+	// The sources send on; the appends fill the pages the file has, not
+	// the disk.
+	free, _ := freeBytes(dir)
+	appended, failed := 200, 0
+	for i := 200; failed < 100; i++ {
+		if _, err := q.Append(t.Context(), event(i)); err != nil {
+			if !errors.Is(err, ErrDiskFull) || errors.Is(err, ErrQuota) {
+				t.Fatalf("append %d with the disk full: %v, want ErrDiskFull", i, err)
+			}
+			failed++
+		} else if failed == 0 {
+			appended++
+		}
+		if i > 20000 {
+			t.Fatal("appends never failed with the disk full")
+		}
+	}
+	if now, _ := freeBytes(dir); now < free {
+		t.Errorf("appends took %d bytes of the disk with no reserve (%d free before)", free-now, free)
+	}
+	// Odoo takes everything: every acknowledgement is written.
+	if acked := ackAllWithBookings(t, q); acked != appended {
+		t.Fatalf("%d acknowledged, %d appended", acked, appended)
+	}
+	// Room again: the reserve is back, appends grow the file again.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !q.reserveThere() || !q.Stats().ReserveLentSince.IsZero(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reserve is not back with room on the disk: %+v", q.Stats())
+		}
+	}
+	for j := range 2000 {
+		mustAppend(t, q, event(30000+j)...)
 	}
 }
 

@@ -493,7 +493,7 @@ func Open(path string, opts Options) (*Queue, error) {
 		return q, nil
 	}
 	q.backFile()
-	q.makeReserve()
+	q.reserveAtOpen()
 	go q.run(st)
 	return q, nil
 }
