@@ -211,6 +211,9 @@ func (s *Source) clientOptions(clientID string, tlsCfg *tls.Config) *paho.Client
 	if tlsCfg != nil {
 		opts.SetTLSConfig(tlsCfg.Clone())
 	}
+	if u, err := url.Parse(s.cfg.URL); err == nil && (u.Scheme == "tcp" || u.Scheme == "mqtt") {
+		opts.SetCustomOpenConnectionFn(dialBuffered)
+	}
 	return opts
 }
 
