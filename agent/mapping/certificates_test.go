@@ -114,6 +114,23 @@ func TestSparkplugRetainedCertificateAfterLiveCopy(t *testing.T) {
 	}
 }
 
+// The same for a BIRTH on the edge node's own topic that it published
+// retained (against the spec, but seen): the live BIRTH of a rebirth, then
+// the retained copy of the one before, as the broker held it at the
+// subscription (a broker that sends the retained copy after a live one:
+// EMQX before 6.1.1, aedes). It replaced the newer map, and good was read
+// by the alias that was scrap.
+func TestSparkplugRetainedBirthAfterLiveBirth(t *testing.T) {
+	r := newCertRig(t)
+	r.apply(rigBirth, 1, false, false, rigBirthPayload(9, 10, 200, ms(spT0.Add(time.Hour))))
+	r.apply(rigBirth, 1, true, false, rigBirthPayload(10, 9, 100, ms(spT0)))
+	r.apply(rigData, 1, false, false, rigDataPayload(1, 9, 200, ms(spT0.Add(time.Hour+time.Second))))
+	evs := r.apply(rigData, 1, false, false, rigDataPayload(2, 9, 205, ms(spT0.Add(time.Hour+2*time.Second))))
+	if g, s := spCount(evs, "p1", GoodCount), spCount(evs, "p1", ScrapCount); g != 5 || s != 0 {
+		t.Errorf("good %v, scrap %v; want 5 good by the newer map: %+v", g, s, evs)
+	}
+}
+
 // The BIRTH in the certificate is stamped by the edge node's clock; a
 // clock stepped back after it (a gateway that booted with its clock ahead,
 // then set by NTP) stamps every DATA before it. Each is then taken for one

@@ -830,6 +830,17 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 	}
 	sp := st.sparkplug()
 	n := sp.node(s, t)
+	if t.Type == "NBIRTH" || t.Type == "DBIRTH" {
+		// A retained or redelivered copy of a BIRTH that comes after one
+		// that came live in this connection (a broker may send retained
+		// messages after live ones: EMQX before 6.1.1, aedes) is older:
+		// its alias map replaced the newer one, and a re-aliased edge
+		// node's good count was read by the alias that had been scrap.
+		// Nothing of it is taken, not its seq either.
+		if b := n.births[t.Device]; b != nil && b.conn == s.Conn && b.came > spCame(s) {
+			return nil, nil, nil
+		}
+	}
 	m.noteSeq(sp, n, s, t, p)
 	dataTopic := t.With(dataType)
 	wk := s.Source + "\x00" + dataTopic
