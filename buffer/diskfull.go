@@ -95,13 +95,17 @@ func (q *Queue) makeReserve() error {
 
 // reserveAtOpen writes the reserve file at Open. On a disk too full for it
 // (the last run lent it, or the disk filled while plantedge was stopped),
-// the buffer starts as if it had lent it (lendReserve): appends may not
-// grow the file, so the room the disk has is left to the acknowledgements.
-// Otherwise the appends took the disk's last bytes and, with no reserve to
-// give up, every acknowledgement failed: a small buffer's backlog stayed
-// pending with Odoo online until someone freed the disk.
-func (q *Queue) reserveAtOpen() {
-	if err := q.makeReserve(); err != nil && diskFullErr(err) {
+// a small buffer (under diskLowerMinUsed: never held to its file, see
+// lowerBudgetForDisk) starts as if it had lent it (lendReserve): appends
+// may not grow the file, so the room the disk has is left to the
+// acknowledgements. Otherwise the appends took the disk's last bytes and,
+// with no reserve to give up, every acknowledgement failed: its backlog
+// stayed pending with Odoo online until someone freed the disk. A larger
+// one is held to its file at the first append the disk refuses, which
+// frees pages for the acknowledgements; lent, it would hold itself to its
+// file before using the room the disk has.
+func (q *Queue) reserveAtOpen(st *state) {
+	if err := q.makeReserve(); err != nil && diskFullErr(err) && st.used() < diskLowerMinUsed {
 		q.reserveLent.Store(time.Now().UnixNano())
 		q.log.Warn("buffer: the disk is full; could not write the buffer's reserve file: appends wait, without growing the file, until the disk has room for the reserve again, so that acknowledgements can be written; free space on the disk",
 			"path", q.reservePath(), "bytes", q.reserve)

@@ -639,6 +639,55 @@ func TestDiskFullAtOpenKeepsTheRoomForAcknowledgements(t *testing.T) {
 	}
 }
 
+// A larger buffer started on a full disk without its reserve is not held
+// back so: the first append the disk refuses holds it to its file (the
+// quota's order: here the oldest events dropped), which frees pages for
+// the acknowledgements, and the room the disk had is used first.
+func TestDiskFullAtOpenOfALargerBufferHoldsItToItsFile(t *testing.T) {
+	dir := smallTmpfs(t)
+	path := filepath.Join(dir, "buffer.db")
+	opts := Options{MaxBytes: 4 << 20, Merge: sumCounts, fileCheckEvery: 20 * time.Millisecond, diskLowerEvery: time.Second}
+	event := func(i int) []Record {
+		return []Record{{Lane: LaneEvents, Key: "m0", Data: bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 150)}}
+	}
+	q := openTest(t, path, opts)
+	for i := range 3000 {
+		mustAppend(t, q, event(i)...)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(q.reservePath()); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(dir, "filler")
+	fillFS(t, filler)
+	fi, err := os.Stat(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filler, fi.Size()-150<<10); err != nil {
+		t.Fatal(err)
+	}
+	q = openTest(t, path, opts)
+	if st := q.Stats(); st.UsedBytes < diskLowerMinUsed || !st.ReserveLentSince.IsZero() {
+		t.Fatalf("not a larger buffer, or held back at the start: %+v", st)
+	}
+	for i := 3000; i < 6000; i++ {
+		mustAppend(t, q, event(i)...)
+	}
+	st := q.Stats()
+	if st.DiskFullSince.IsZero() || st.Dropped == 0 {
+		t.Fatalf("not held to its file for the full disk: %+v", st)
+	}
+	if free, _ := freeBytes(dir); free >= 150<<10 {
+		t.Errorf("the room the disk had (%d bytes free) was not used", free)
+	}
+	if acked := ackAllWithBookings(t, q); acked != st.Pending {
+		t.Errorf("%d acknowledged, %d pending", acked, st.Pending)
+	}
+}
+
 // maxBytesFor is the MaxBytes that leaves the file a quota of file bytes
 // once its reserve file is counted (reserveFor): the tests sized for a file
 // of that quota keep their sizes.

@@ -493,7 +493,7 @@ func Open(path string, opts Options) (*Queue, error) {
 		return q, nil
 	}
 	q.backFile()
-	q.reserveAtOpen()
+	q.reserveAtOpen(&st)
 	go q.run(st)
 	return q, nil
 }
