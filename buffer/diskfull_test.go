@@ -273,6 +273,20 @@ func smallTmpfs(t *testing.T) string {
 	return dir
 }
 
+// fillFSBut fills the file system as fillFS does, then gives back free
+// bytes of it.
+func fillFSBut(t *testing.T, path string, free int64) {
+	t.Helper()
+	fillFS(t, path)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, fi.Size()-free); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // fillFS writes the file at path until its file system has no room left.
 func fillFS(t *testing.T, path string) {
 	t.Helper()
@@ -445,36 +459,13 @@ func TestDiskFullAcksUseTheReserve(t *testing.T) {
 	path := filepath.Join(dir, "buffer.db")
 	q := openTest(t, path, Options{MaxBytes: 4 << 20, Merge: sumCounts,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)), fileCheckEvery: 20 * time.Millisecond, diskLowerEvery: time.Second})
-	event := func(i int) []Record {
-		return []Record{{Lane: LaneEvents, Key: "m0", Data: bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 150)}}
-	}
 	for i := range 20 {
 		mustAppend(t, q, event(i)...)
 	}
 	// Something else fills the disk to 150 KiB free.
 	filler := filepath.Join(dir, "filler")
-	fillFS(t, filler)
-	fi, err := os.Stat(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(filler, fi.Size()-150<<10); err != nil {
-		t.Fatal(err)
-	}
-	appended, failed := 20, 0
-	for i := 20; failed < 100; i++ {
-		if _, err := q.Append(t.Context(), event(i)); err != nil {
-			if !errors.Is(err, ErrDiskFull) || errors.Is(err, ErrQuota) {
-				t.Fatalf("append %d with the disk full: %v, want ErrDiskFull", i, err)
-			}
-			failed++
-		} else if failed == 0 {
-			appended++
-		}
-		if i > 20000 {
-			t.Fatal("appends never failed with the disk full")
-		}
-	}
+	fillFSBut(t, filler, 150<<10)
+	appended := 20 + appendUntilFailing(t, q, 20)
 	if st := q.Stats(); st.UsedBytes >= diskLowerMinUsed || !st.DiskFullSince.IsZero() || !q.reserveThere() {
 		t.Fatalf("not the small buffer with its reserve: %+v", st)
 	}
@@ -557,6 +548,57 @@ func ackAllWithBookings(t *testing.T, q *Queue) int {
 	}
 }
 
+// appendUntilFailing appends event(from), event(from+1) … to q on a full
+// disk until 100 appends have failed with ErrDiskFull, and returns how
+// many succeeded before the first failure.
+func appendUntilFailing(t *testing.T, q *Queue, from int) int {
+	t.Helper()
+	appended, failed := 0, 0
+	for i := from; failed < 100; i++ {
+		if _, err := q.Append(t.Context(), event(i)); err != nil {
+			if !errors.Is(err, ErrDiskFull) || errors.Is(err, ErrQuota) {
+				t.Fatalf("append %d with the disk full: %v, want ErrDiskFull", i, err)
+			}
+			failed++
+		} else if failed == 0 {
+			appended++
+		}
+		if i > from+20000 {
+			t.Fatal("appends never failed with the disk full")
+		}
+	}
+	return appended
+}
+
+// startOnAFullDisk appends n events of 300 bytes (event) to a buffer on a
+// small tmpfs, stops it with its reserve given up, fills the disk to
+// 150 KiB free (less than the reserve) with the file filler, and starts
+// the buffer again.
+func startOnAFullDisk(t *testing.T, n int, log *slog.Logger) (q *Queue, dir, filler string) {
+	t.Helper()
+	dir = smallTmpfs(t)
+	path := filepath.Join(dir, "buffer.db")
+	opts := Options{MaxBytes: 4 << 20, Merge: sumCounts, Logger: log, fileCheckEvery: 20 * time.Millisecond, diskLowerEvery: time.Second}
+	q = openTest(t, path, opts)
+	for i := range n {
+		mustAppend(t, q, event(i)...)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(q.reservePath()); err != nil {
+		t.Fatal(err)
+	}
+	filler = filepath.Join(dir, "filler")
+	fillFSBut(t, filler, 150<<10)
+	return openTest(t, path, opts), dir, filler
+}
+
+// event is the i-th of the disk-full tests' events: 300 bytes of m0.
+func event(i int) []Record {
+	return []Record{{Lane: LaneEvents, Key: "m0", Data: bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 150)}}
+}
+
 // A start on a full disk with no room for the reserve file (the last run
 // lent it, or the disk filled while plantedge was stopped) must leave the
 // acknowledgements the room there is: appends may not grow the file until
@@ -565,36 +607,8 @@ func ackAllWithBookings(t *testing.T, q *Queue) int {
 // acknowledgement failed: a small buffer's backlog stayed pending with
 // Odoo online until someone freed the disk (the disk-full probe's note).
 func TestDiskFullAtOpenKeepsTheRoomForAcknowledgements(t *testing.T) {
-	dir := smallTmpfs(t)
 	var logs syncBuffer
-	path := filepath.Join(dir, "buffer.db")
-	opts := Options{MaxBytes: 4 << 20, Merge: sumCounts,
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)), fileCheckEvery: 20 * time.Millisecond, diskLowerEvery: time.Second}
-	event := func(i int) []Record {
-		return []Record{{Lane: LaneEvents, Key: "m0", Data: bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 150)}}
-	}
-	q := openTest(t, path, opts)
-	for i := range 200 {
-		mustAppend(t, q, event(i)...)
-	}
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// Stopped with its reserve lent; something else fills the disk to
-	// 150 KiB free, less than the reserve.
-	if err := os.Remove(q.reservePath()); err != nil {
-		t.Fatal(err)
-	}
-	filler := filepath.Join(dir, "filler")
-	fillFS(t, filler)
-	fi, err := os.Stat(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(filler, fi.Size()-150<<10); err != nil {
-		t.Fatal(err)
-	}
-	q = openTest(t, path, opts)
+	q, dir, filler := startOnAFullDisk(t, 200, slog.New(slog.NewTextHandler(&logs, nil)))
 	if q.reserveThere() || q.Stats().ReserveLentSince.IsZero() {
 		t.Fatalf("started on a full disk without its reserve, not shown given up: %+v", q.Stats())
 	}
@@ -604,20 +618,7 @@ func TestDiskFullAtOpenKeepsTheRoomForAcknowledgements(t *testing.T) {
 	// The sources send on; the appends fill the pages the file has, not
 	// the disk.
 	free, _ := freeBytes(dir)
-	appended, failed := 200, 0
-	for i := 200; failed < 100; i++ {
-		if _, err := q.Append(t.Context(), event(i)); err != nil {
-			if !errors.Is(err, ErrDiskFull) || errors.Is(err, ErrQuota) {
-				t.Fatalf("append %d with the disk full: %v, want ErrDiskFull", i, err)
-			}
-			failed++
-		} else if failed == 0 {
-			appended++
-		}
-		if i > 20000 {
-			t.Fatal("appends never failed with the disk full")
-		}
-	}
+	appended := 200 + appendUntilFailing(t, q, 200)
 	if now, _ := freeBytes(dir); now < free {
 		t.Errorf("appends took %d bytes of the disk with no reserve (%d free before)", free-now, free)
 	}
@@ -644,32 +645,7 @@ func TestDiskFullAtOpenKeepsTheRoomForAcknowledgements(t *testing.T) {
 // quota's order: here the oldest events dropped), which frees pages for
 // the acknowledgements, and the room the disk had is used first.
 func TestDiskFullAtOpenOfALargerBufferHoldsItToItsFile(t *testing.T) {
-	dir := smallTmpfs(t)
-	path := filepath.Join(dir, "buffer.db")
-	opts := Options{MaxBytes: 4 << 20, Merge: sumCounts, fileCheckEvery: 20 * time.Millisecond, diskLowerEvery: time.Second}
-	event := func(i int) []Record {
-		return []Record{{Lane: LaneEvents, Key: "m0", Data: bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 150)}}
-	}
-	q := openTest(t, path, opts)
-	for i := range 3000 {
-		mustAppend(t, q, event(i)...)
-	}
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(q.reservePath()); err != nil {
-		t.Fatal(err)
-	}
-	filler := filepath.Join(dir, "filler")
-	fillFS(t, filler)
-	fi, err := os.Stat(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(filler, fi.Size()-150<<10); err != nil {
-		t.Fatal(err)
-	}
-	q = openTest(t, path, opts)
+	q, dir, _ := startOnAFullDisk(t, 3000, nil)
 	if st := q.Stats(); st.UsedBytes < diskLowerMinUsed || !st.ReserveLentSince.IsZero() {
 		t.Fatalf("not a larger buffer, or held back at the start: %+v", st)
 	}
@@ -744,9 +720,6 @@ func TestLentReserveComesBackAfterALowering(t *testing.T) {
 	path := filepath.Join(dir, "buffer.db")
 	q := openTest(t, path, Options{Merge: sumCounts,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)), fileCheckEvery: 20 * time.Millisecond, diskLowerEvery: 200 * time.Millisecond})
-	event := func(i int) []Record {
-		return []Record{{Lane: LaneEvents, Key: "m0", Data: bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 150)}}
-	}
 	i := 0
 	for ; i < 2000; i++ {
 		mustAppend(t, q, event(i)...)
@@ -811,9 +784,6 @@ func TestNoGrowthLooksForRoomBeforeLowering(t *testing.T) {
 	q := openTest(t, path, Options{Merge: sumCounts, fileCheckEvery: time.Hour})
 	if avail, ok := freeBytes(filepath.Dir(path)); !ok || avail < 64<<20 {
 		t.Skip("needs a disk with room")
-	}
-	event := func(i int) []Record {
-		return []Record{{Lane: LaneEvents, Key: "m0", Data: bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 150)}}
 	}
 	i := 0
 	for ; i < 2000; i++ {
