@@ -2,6 +2,7 @@ package odoo_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -110,4 +111,35 @@ func companyBot(t *testing.T, m mode) (f *fixture, c *odoo.Client, uid, b int64)
 		t.Fatal(err)
 	}
 	return f, c, uid, b
+}
+
+// A work center of a company that is not among the bot user's companies is
+// not found, and its work order cannot be read or written: Odoo's global
+// multi-company record rules hide them (mrp_security.xml "company_id in
+// company_ids"). The emulator used to show them, so the agent booked
+// downtime and counts there in tests while real Odoo reports the work
+// center as not found (the odoo-audit probe).
+func TestCompanyNotTheBotsHidesItsRecords(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			ctx := context.Background()
+			f, c, _, _ := companyBot(t, m)
+			elsewhere := f.srv.AddCompany("Plant Z") // not among the bot's companies
+			f.srv.SetWorkcenterCompany(f.wc, elsewhere)
+			if wc, err := c.WorkcenterByCode(ctx, "M1"); !errors.Is(err, odoo.ErrNotFound) {
+				t.Errorf("WorkcenterByCode = %+v, %v; want not found", wc, err)
+			}
+			if wos, err := c.WorkordersInProgressOn(ctx, []int64{f.wc}); err != nil || len(wos) != 0 {
+				t.Errorf("WorkordersInProgressOn = %v, %v; want none", wos, err)
+			}
+			err := c.SetProducedQty(ctx, f.wo, 3)
+			var oe *odoo.Error
+			if !errors.As(err, &oe) || oe.Name != "odoo.exceptions.AccessError" || !odoo.IsPermanent(err) {
+				t.Errorf("SetProducedQty = %v; want a permanent AccessError", err)
+			}
+			if got := f.srv.ProductionQtyProducing(f.mo); got == 3 {
+				t.Errorf("the hidden order's quantity was written")
+			}
+		})
+	}
 }

@@ -15,8 +15,10 @@ import (
 //   - env.company is the first of the context's allowed_company_ids (each
 //     must be one of the user's companies, else AccessError), else the
 //     user's main company (res.users.company_id);
-//   - reads are not filtered: without allowed_company_ids, env.companies is
-//     all of the user's companies;
+//   - the global multi-company record rules (rules.go): records of a
+//     company not among env.companies — without allowed_company_ids, all
+//     of the user's companies — are not found by searches, and reading,
+//     writing or creating them is refused with AccessError;
 //   - a downtime line (mrp.workcenter.productivity) created without a
 //     company takes the context's default_company_id, else the company of
 //     its default_workorder_id / default_workcenter_id, else env.company;

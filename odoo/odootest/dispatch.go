@@ -147,6 +147,15 @@ func (s *Server) dispatchCall(modelName, method string, pos []any, kw map[string
 			return nil, err
 		}
 	}
+	if !spec.model { // records a multi-company rule hides are refused (rules.go)
+		op := spec.acl
+		if op == "" {
+			op = "write"
+		}
+		if err := s.checkRules(m, op, ids); err != nil {
+			return nil, err
+		}
+	}
 	return s.run(m, method, ids, args, json2)
 }
 

@@ -974,6 +974,39 @@ func TestCompanyFacts(t *testing.T) {
 			t.Errorf("work order company %v, want %d (its order's, its work center's)", c, b)
 		}
 	})
+	t.Run("records-of-a-company-not-the-users-are-hidden-by-record-rules", func(t *testing.T) {
+		// mrp_security.xml / stock_security.xml: global rules "company_id in
+		// company_ids" (work centers: "or no company"); company_ids is
+		// env.companies, the user's companies without allowed_company_ids.
+		e := newEnv(t, 19)
+		z := e.s.AddCompany("Plant Z")
+		e.s.SetWorkcenterCompany(e.wc, z) // the admin (uid 2) is of company 1 alone
+		if rows := e.ok(e.exec("mrp.workcenter", "search_read", []any{[]any{[]any{"code", "=", "M1"}}}, nil)).([]any); len(rows) != 0 {
+			t.Errorf("work centers found %v, want none", rows)
+		}
+		if n := e.ok(e.exec("mrp.workorder", "search_count", []any{[]any{}}, nil)); num(n) != 0 {
+			t.Errorf("work orders counted %v, want 0", n)
+		}
+		r := e.exec("mrp.workorder", "read", []any{[]any{e.wo}}, map[string]any{"fields": []string{"state"}})
+		e.wantErr(r, "odoo.exceptions.AccessError")
+		if !strings.Contains(r.ErrMsg, "multi-company issue") {
+			t.Errorf("message %q", r.ErrMsg)
+		}
+		status, _, _ := e.j2("mrp.workorder", "write", map[string]any{"ids": []any{e.wo}, "vals": map[string]any{"qty_produced": 1.0}})
+		if status != 403 {
+			t.Errorf("JSON-2 write of a hidden work order: %d, want 403", status)
+		}
+		fields := []any{"id", "workcenter_id/.id", "loss_id/id", "date_start", "company_id/.id"}
+		row := []any{"plantedge.s_m1_down_1", itoa(e.wc), "mrp.block_reason1", "2026-01-01 08:00:00", itoa(z)}
+		res := e.ok(e.exec("mrp.workcenter.productivity", "load", []any{fields, []any{row}}, nil)).(map[string]any)
+		if res["ids"] != false || len(e.s.Productivity()) != 0 {
+			t.Errorf("load of a line in a company not the user's: %v", res)
+		}
+		e.s.SetUserCompanies(2, 1, z) // a member of it: seen again
+		if rows := e.ok(e.exec("mrp.workcenter", "search_read", []any{[]any{[]any{"code", "=", "M1"}}}, nil)).([]any); len(rows) != 1 {
+			t.Errorf("work centers found %v, want one", rows)
+		}
+	})
 	t.Run("create-without-company-refused-user-error", func(t *testing.T) {
 		e, _ := multi(t, 17)
 		vals := map[string]any{"workcenter_id": e.wc, "workorder_id": e.wo, "loss_id": 2, "date_start": "2026-01-01 08:00:00"}

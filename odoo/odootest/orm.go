@@ -681,7 +681,8 @@ func (s *Server) search(m *model, domain any, offset, limit int64, order string)
 	}
 	var ids []int64
 	for _, id := range m.ids() {
-		if p(m.recs[id]) {
+		// a record a multi-company rule hides is not found (rules.go)
+		if r := m.recs[id]; p(r) && s.visible(m, r) {
 			ids = append(ids, id)
 		}
 	}
@@ -744,6 +745,9 @@ func (s *Server) create(m *model, vals map[string]any) (int64, *odooError) {
 		if f.required && isEmpty(r[name]) {
 			return 0, &odooError{excValidation, fmt.Sprintf("The operation cannot be completed:\n- Create/update: a mandatory field is not set.\n- Delete: another model requires the record being deleted. If possible, archive it instead.\n\nModel: %s (%s)\nField: %s (%s)", m.name, m.name, f.label, name)}
 		}
+	}
+	if !s.visible(m, r) { // the record rules hold for a new record too (rules.go)
+		return 0, s.checkRulesNew(m, r)
 	}
 	m.next++
 	id := m.next
@@ -975,7 +979,10 @@ func (s *Server) load(m *model, fields []string, data [][]any) (map[string]any, 
 		}
 		var err *odooError
 		if target != 0 {
-			err = s.write(m, []int64{target}, vals)
+			// a record a multi-company rule hides is not written (rules.go)
+			if err = s.checkRules(m, "write", []int64{target}); err == nil {
+				err = s.write(m, []int64{target}, vals)
+			}
 		} else {
 			target, err = s.create(m, vals)
 			if err == nil && xmlid != "" {
