@@ -151,6 +151,12 @@ func (e *env) readWO(fields ...string) map[string]any {
 	return rows[0].(map[string]any)
 }
 
+func (e *env) readWOf(id int64, fields ...string) map[string]any {
+	e.t.Helper()
+	rows := e.ok(e.exec("mrp.workorder", "read", []any{[]any{id}}, map[string]any{"fields": fields})).([]any)
+	return rows[0].(map[string]any)
+}
+
 func num(v any) float64 { f, _ := v.(float64); return f }
 
 func TestTransportFacts(t *testing.T) {
@@ -521,6 +527,33 @@ func TestManufacturingFacts(t *testing.T) {
 			e.ok(e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_producing": 0.0}}, nil))
 			if got := e.s.Workorder(wo2).QtyProducing; got != 40 || e.s.ProductionQtyProducing(e.mo) != 40 {
 				t.Errorf("v%d: sibling work order qty_producing %v, MO %v; want 40", v, got, e.s.ProductionQtyProducing(e.mo))
+			}
+		}
+	})
+	t.Run("serial-tracked-product-producing-held-at-1", func(t *testing.T) {
+		// Not in ODOO.md. mrp_production.py _set_qty_producing (17.0 to
+		// 19), which a work order's qty_producing reaches: a serial-tracked
+		// product is produced one unit at a time; any other quantity is put
+		// back to 1, and the write succeeds. 19's qty_produced is the work
+		// order's own and stays.
+		for _, v := range []int{17, 18, 19} {
+			e := newEnv(t, v)
+			serial := e.s.AddProduct("Controller")
+			e.s.SetProductTracking(serial, "serial")
+			mo := e.s.AddProduction("WH/MO/00090", serial, 50)
+			wo := e.s.AddWorkorder(mo, e.wc, "Assembly", "progress")
+			if got := e.s.ProductionQtyProducing(mo); got != 1 {
+				t.Errorf("v%d: started with qty_producing %v, want 1", v, got)
+			}
+			e.ok(e.exec("mrp.workorder", "write", []any{[]any{wo}, map[string]any{"qty_producing": 37.0}}, nil))
+			if got := e.readWOf(wo, "qty_producing", "product_tracking"); num(got["qty_producing"]) != 1 || got["product_tracking"] != "serial" {
+				t.Errorf("v%d: after writing 37: %v, want qty_producing 1 of a serial-tracked product", v, got)
+			}
+			if v >= 19 {
+				e.ok(e.exec("mrp.workorder", "write", []any{[]any{wo}, map[string]any{"qty_produced": 37.0}}, nil))
+				if got := e.s.Workorder(wo); got.QtyProduced != 37 || got.QtyProducing != 1 {
+					t.Errorf("v19: after writing qty_produced 37: %+v", got)
+				}
 			}
 		}
 	})

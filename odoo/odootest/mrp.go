@@ -56,7 +56,8 @@ func modelDefs(v int) map[string]*model {
 			"company_ids": {typ: fO2M, computed: true, comodel: "res.company", label: "Companies"}}},
 		"uom.uom": {order: "name", fields: map[string]field{"name": {typ: fChar, required: true, label: "Unit"}}},
 		"product.product": {order: "name, id", fields: map[string]field{
-			"name": {typ: fChar, required: true, label: "Name"}, "uom_id": m2o("uom.uom", "Unit", true)}},
+			"name": {typ: fChar, required: true, label: "Name"}, "uom_id": m2o("uom.uom", "Unit", true),
+			"tracking": {typ: fSelection, sel: []string{"none", "lot", "serial"}, label: "Tracking"}}},
 		"mrp.workcenter": {order: "sequence, id", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Work Center"}, "code": {typ: fChar, label: "Code"},
 			"sequence": {typ: fInt}, "company_id": m2o("res.company", "Company", false),
@@ -74,6 +75,7 @@ func modelDefs(v int) map[string]*model {
 			"workcenter_id":     m2o("mrp.workcenter", "Work Center", true),
 			"production_id":     m2o("mrp.production", "Manufacturing Order", true),
 			"product_id":        {typ: fM2O, comodel: "product.product", computed: true},
+			"product_tracking":  {typ: fSelection, computed: true, sel: []string{"none", "lot", "serial"}}, // related product_id.tracking
 			"product_uom_id":    {typ: fM2O, comodel: "uom.uom", computed: v >= 19, label: "Unit"},
 			"qty_production":    {typ: fFloat, computed: true},
 			"qty_producing":     {typ: fFloat, computed: true, inverse: true, label: "Currently Produced Quantity"},
@@ -191,6 +193,8 @@ func (s *Server) compute(m *model, r rec, name string) any {
 			}
 		}
 		return ids
+	case "mrp.workorder.product_tracking":
+		return s.tracking(asInt(s.compute(m, r, "product_id")))
 	case "mrp.workorder.product_id", "mrp.workorder.qty_production", "mrp.workorder.qty_producing", "mrp.workorder.product_uom_id":
 		mo, ok := s.models["mrp.production"].recs[r["production_id"].(int64)]
 		if !ok {
@@ -304,6 +308,7 @@ func (s *Server) defaults(m *model, r rec) *odooError {
 		}
 	case "product.product":
 		setIfEmpty("uom_id", int64(1))
+		setIfEmpty("tracking", "none")
 	case "res.users", "mrp.workcenter":
 		setIfEmpty("company_id", int64(1))
 	}
@@ -333,6 +338,7 @@ func (s *Server) writeHook(m *model, id int64, vals map[string]any) *odooError {
 			qty := round2(q.(float64))
 			if qty != 0 && mo != nil {
 				mo["qty_producing"] = qty
+				s.serialProducing(mo)
 			}
 		}
 		if q, ok := vals["qty_produced"]; ok {
@@ -358,6 +364,7 @@ func (s *Server) writeHook(m *model, id int64, vals map[string]any) *odooError {
 					}
 					if minQty > 0 {
 						mo["qty_producing"] = minQty
+						s.serialProducing(mo) // the work orders' qty_produced stay
 					}
 				}
 			}
@@ -432,6 +439,26 @@ func (s *Server) startQty(wo rec) {
 		return
 	}
 	mo["qty_producing"] = s.compute(s.models["mrp.workorder"], wo, "qty_remaining").(float64)
+	s.serialProducing(mo)
+}
+
+// tracking is a product's tracking: "none", "lot" or "serial".
+func (s *Server) tracking(productID int64) string {
+	if t, _ := s.models["product.product"].recs[productID]["tracking"].(string); t != "" {
+		return t
+	}
+	return "none"
+}
+
+// serialProducing is the start of mrp_production.py _set_qty_producing
+// (17.0 to 19), which a work order's qty_producing (and, in 19, its
+// qty_produced) reaches: a manufacturing order of a serial-tracked product
+// produces one unit at a time, so any other quantity producing is put back
+// to 1. The write itself succeeds: what was written is silently not kept.
+func (s *Server) serialProducing(mo rec) {
+	if q, _ := mo["qty_producing"].(float64); q != 0 && q != 1 && s.tracking(asInt(mo["product_id"])) == "serial" {
+		mo["qty_producing"] = 1.0
+	}
 }
 
 func (s *Server) xmlidRes(full string) (int64, bool) {

@@ -300,7 +300,18 @@ func (s *Server) AddWorkcenter(code, name string) int64 {
 func (s *Server) AddProduct(name string) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.insert("product.product", rec{"name": name, "uom_id": int64(1)}, "")
+	return s.insert("product.product", rec{"name": name, "uom_id": int64(1), "tracking": "none"}, "")
+}
+
+// SetProductTracking sets how a product is tracked: "none", "lot" or
+// "serial". A manufacturing order of a serial-tracked product keeps 1 as its
+// producing quantity, whatever is written (serialProducing).
+func (s *Server) SetProductTracking(productID int64, tracking string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.models["product.product"].recs[productID]; ok {
+		r["tracking"] = tracking
+	}
 }
 
 // AddProduction creates a confirmed mrp.production for qty units of the product.
