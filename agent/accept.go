@@ -202,6 +202,13 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 	res.WorkOrder = wo.Name
 	qty := odoo.Round2(f.client.ProducedQty(*wo))
 	res.Now = qty
+	if wo.SerialProducing(f.client.Major()) {
+		// Odoo keeps 1 there whatever is written: no correction of
+		// anyone's (accepted, it became plantedge's count).
+		res.Note = fmt.Sprintf("%s is of a product tracked by serial number: Odoo %d keeps its quantity producing at 1 whatever is written, "+
+			"so the %g it shows is no correction: nothing to accept", wo.Name, f.client.Major(), qty)
+		return answer(nil)
+	}
 	_, startDefault := f.client.StartingQty(*wo)
 	fresh := stored != nil && stored.ID == wo.ID && stored.InFlight == nil && stored.Written == stored.Baseline && stored.Counted == 0
 	switch {

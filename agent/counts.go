@@ -700,19 +700,36 @@ func (f *forwarder) sendCounts(ctx context.Context, w *countWrite, acks *ackPlan
 	return f.forwardScrap(ctx, machine, wo, scrap, acks)
 }
 
-// warnSharedProducing says when, on Odoo 17/18, machines count into work
-// orders of one manufacturing order: qty_producing is the order's, so the
-// last write wins (only the machine of the order's last operation should
-// count good pieces there; Odoo 19's qty_produced is per work order).
-func (f *forwarder) warnSharedProducing(cfg *config.Config) {
+// warnProducing says what Odoo 17/18 do with the quantities written to
+// qty_producing that the agent cannot change:
+//   - machines counting into work orders of one manufacturing order:
+//     qty_producing is the order's, so the last write wins (only the
+//     machine of the order's last operation should count good pieces
+//     there; Odoo 19's qty_produced is per work order);
+//   - a work order of a product tracked by serial number: Odoo keeps its
+//     quantity producing at 1 (produced one unit at a time), whatever is
+//     written, and the write succeeds (the ODOO.md audit: the pieces were
+//     shown as written, or as an edit in Odoo to write over).
+func (f *forwarder) warnProducing(cfg *config.Config) {
 	if f.client.Major() >= 19 {
 		return
 	}
 	links := f.machineSnapshot()
 	byMO := map[int64][]string{}
 	for _, m := range cfg.Machines { // configuration order
-		if l := links[m.ID]; m.GoodCount != nil && l.ProductionID != 0 {
-			byMO[l.ProductionID] = append(byMO[l.ProductionID], m.ID)
+		l := links[m.ID]
+		if m.GoodCount == nil || l.ProductionID == 0 {
+			continue
+		}
+		byMO[l.ProductionID] = append(byMO[l.ProductionID], m.ID)
+		if l.SerialProducing {
+			msg := fmt.Sprintf("work order %s is of a product tracked by serial number: Odoo %d keeps its quantity producing at 1 (one unit at a time), "+
+				"so the pieces counted are not in Odoo — produce it unit by unit in Odoo (each with its serial number), or count on Odoo 19 (qty_produced)",
+				l.WorkOrder, f.client.Major())
+			f.setMachine(m.ID, func(ml *machineLink) { ml.Error = msg })
+			f.a.eventLog.log("serial "+m.ID, f.a.log, slog.LevelWarn,
+				"the work order's product is tracked by serial number: Odoo 17/18 keep its quantity producing at 1, so the pieces counted are not in Odoo",
+				"machine", m.ID, "workorder", l.WorkOrder)
 		}
 	}
 	for _, ms := range byMO {
@@ -947,6 +964,9 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 			"machine", machine, "workorder", wo.Name, "field", f.client.ProducedField(), "was", st.Field, "odoo_qty", odooQty, "written", st.Written)
 		return
 	}
+	if wo.SerialProducing(f.client.Major()) {
+		return // Odoo keeps 1 there, not an edit (warnProducing says so)
+	}
 	if st.Written != st.Baseline && odooQty != st.Written && (st.InFlight == nil || odooQty != st.InFlight.Target) {
 		f.a.eventLog.log("edited "+machine, f.a.log, slog.LevelWarn,
 			"the work order's quantity was changed in Odoo since plantedge wrote it (by a person, or by another copy of this agent: a data_dir restored from a backup, a second box with this configuration); plantedge writes its count over it; to keep a correction: plantedge accept-qty MACHINE, which takes it back within an hour, also after plantedge wrote over it",
@@ -960,11 +980,11 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 			st.Replaced = &replacedEdit{Qty: odooQty, Over: st.Written, Counted: st.Counted, At: now}
 		}
 		// Shown until a round writes again: a person's edit is replaced
-		// once, while Odoo itself holding the quantity (a serial-tracked
-		// product is produced one unit at a time) shows here for good.
+		// once, while Odoo itself holding the quantity (a customization)
+		// shows here for good.
 		msg := fmt.Sprintf("work order %s showed %g"+editedMarker+"%g: edited in Odoo, written by another copy of this agent "+
 			"(a data_dir restored from a backup, a second box with this configuration), or Odoo keeps it there "+
-			"(a product tracked by serial number is produced one unit at a time); plantedge writes its count over it — if it was a correction to keep, "+
+			"(a customization); plantedge writes its count over it — if it was a correction to keep, "+
 			"plantedge accept-qty %s takes it back until %s UTC, also after plantedge wrote over it", wo.Name, odooQty, st.Written, machine, now.Add(replacedHold).Format("15:04"))
 		if st.InFlight != nil {
 			msg = fmt.Sprintf("work order %s showed %g"+editedMarker+"%g, and a later write of %g had no answer: a correction cannot be told from it; "+

@@ -1402,6 +1402,53 @@ func TestEndToEndSharedManufacturingOrderWarned(t *testing.T) {
 	})
 }
 
+// A work order of a product tracked by serial number: Odoo 17/18 keep its
+// quantity producing at 1 and the write succeeds, so the pieces counted
+// are not in Odoo (the ODOO.md audit). Before, the agent took the 1 for an
+// edit in Odoo to write over, offered accept-qty to take it back, and
+// named serial numbers only as one guess of three. status and the log now
+// say it outright; on 19, qty_produced takes the count.
+func TestEndToEndSerialTrackedOrderSaysItsPiecesAreNotInOdoo(t *testing.T) {
+	odoo17And19(t, func(t *testing.T, v int) {
+		p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
+		p.odoo.SetProductTracking(p.product, "serial")
+		ra := p.startAgent()
+		p.produce(p.machines[0], 5, 0)
+		if v >= 19 {
+			p.waitExactQty(ra, "press-1", 5)
+			if e := machineStatus(ra, "press-1").Error; e != "" {
+				t.Errorf("status on Odoo 19: %q", e)
+			}
+			return
+		}
+		waitFor(t, 15*time.Second, "the serial-tracked order shown", func() (bool, string) {
+			e := machineStatus(ra, "press-1").Error
+			return strings.Contains(e, "tracked by serial number") && strings.Contains(e, "not in Odoo"), e
+		})
+		p.produce(p.machines[0], 3, 0)
+		ra.a.Flush()
+		waitFor(t, 15*time.Second, "the warning in the log", func() (bool, string) {
+			return strings.Contains(p.logs.String(), "the work order's product is tracked by serial number"), ""
+		})
+		waitFor(t, 15*time.Second, "Odoo 17 holding 1", func() (bool, string) {
+			q := p.woQty(p.woIDs["press-1"])
+			return q == 1, fmt.Sprintf("%v", q)
+		})
+		ra.a.Flush() // a round that reads the 1 back
+		p.produce(p.machines[0], 1, 0)
+		waitFor(t, 15*time.Second, "the next pieces counted", func() (bool, string) {
+			g := machineStatus(ra, "press-1").GoodCount
+			return g == 9, fmt.Sprintf("%v", g)
+		})
+		if logs := p.logs.String(); strings.Contains(logs, "changed in Odoo since plantedge wrote it") {
+			t.Error("Odoo holding 1 taken for an edit in Odoo")
+		}
+		if res, err := agent.NewAPIClient(p.listen).AcceptQty(context.Background(), "press-1"); err != nil || res.Accepted || !strings.Contains(res.Note, "serial number") {
+			t.Errorf("accept-qty offered to take Odoo's 1 back: %+v, %v", res, err)
+		}
+	})
+}
+
 // Someone else's failed logins lock the agent's address out (Odoo refuses
 // every login from it for a while): that is no expired key, and the agent
 // carries on once the lockout ends. Also where Odoo says so in the bot

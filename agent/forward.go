@@ -87,8 +87,12 @@ type machineLink struct {
 	Production   string // its manufacturing order
 	ProductionID int64
 	Others       []string // other work orders in progress on the work center
-	Unattributed float64
-	Error        string
+	// SerialProducing: on Odoo 17/18 its work order's product is tracked
+	// by serial number, so Odoo keeps its quantity producing at 1
+	// (odoo.Workorder.SerialProducing).
+	SerialProducing bool
+	Unattributed    float64
+	Error           string
 	// NoWorkcenter says Odoo lacks the machine's work center (or has the
 	// code twice): all its records wait.
 	NoWorkcenter bool
@@ -1307,13 +1311,14 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 				// with data said (an edit in Odoo shows until a write).
 				ml.Error, ml.NoWorkcenter = woRefused, false
 			}
-			ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID, ml.Others = "", 0, "", 0, others
+			ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID, ml.Others, ml.SerialProducing = "", 0, "", 0, others, false
 			if wo := wos[id]; wo != nil {
 				ml.WorkOrder, ml.WorkorderID, ml.Production, ml.ProductionID = wo.Name, wo.ID, wo.ProductionName, wo.ProductionID
+				ml.SerialProducing = wo.SerialProducing(f.client.Major())
 			}
 		})
 	}
-	f.warnSharedProducing(cfg)
+	f.warnProducing(cfg)
 
 	if err := f.soloSince(ctx, events, pending, wos, byWC); err != nil {
 		return false, err

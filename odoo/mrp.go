@@ -38,7 +38,18 @@ type Workorder struct {
 	QtyRemaining                             float64
 	DateStart                                time.Time
 	DateFinished                             time.Time // read by WorkTimeline only (a cancelled one's: its last time line's end)
+	// Tracking is how its product is tracked: "none", "lot" or "serial"
+	// (product_tracking). Odoo 17/18 keep a serial-tracked product's
+	// quantity producing at 1, whatever is written (SerialProducing).
+	Tracking string
 }
+
+// SerialProducing reports whether Odoo 17/18 (major < 19) keep the work
+// order's quantity producing at 1: its product is tracked by serial number,
+// produced one unit at a time (mrp_production.py _set_qty_producing puts
+// any other quantity written back to 1, and the write succeeds). Odoo 19's
+// qty_produced is the work order's own and takes any quantity.
+func (w Workorder) SerialProducing(major int) bool { return major < 19 && w.Tracking == "serial" }
 
 // Ended reports whether the order is done or cancelled: no more work
 // goes to it.
@@ -127,7 +138,8 @@ func (t *odooTime) UnmarshalJSON(b []byte) error {
 }
 
 var workorderFields = []string{"id", "name", "state", "workcenter_id", "production_id", "product_id",
-	"product_uom_id", "qty_production", "qty_producing", "qty_produced", "qty_remaining", "date_start", "company_id"}
+	"product_uom_id", "qty_production", "qty_producing", "qty_produced", "qty_remaining", "date_start", "company_id",
+	"product_tracking"}
 
 // workorderFieldsFinished is workorderFields and date_finished.
 var workorderFieldsFinished = append(slices.Clone(workorderFields), "date_finished")
@@ -147,13 +159,15 @@ type workorderRow struct {
 	QtyRemaining  float64  `json:"qty_remaining"`
 	DateStart     odooTime `json:"date_start"`
 	DateFinished  odooTime `json:"date_finished"` // read by WorkTimeline only
+	Tracking      text     `json:"product_tracking"`
 }
 
 func (r workorderRow) workorder() Workorder {
 	return Workorder{ID: r.ID, Name: string(r.Name), State: string(r.State), WorkcenterID: r.Workcenter.ID,
 		ProductionID: r.Production.ID, ProductionName: r.Production.Name, ProductID: r.Product.ID, UomID: r.Uom.ID,
 		CompanyID: r.Company.ID, QtyProduction: r.QtyProduction, QtyProducing: r.QtyProducing, QtyProduced: r.QtyProduced,
-		QtyRemaining: r.QtyRemaining, DateStart: time.Time(r.DateStart), DateFinished: time.Time(r.DateFinished)}
+		QtyRemaining: r.QtyRemaining, DateStart: time.Time(r.DateStart), DateFinished: time.Time(r.DateFinished),
+		Tracking: string(r.Tracking)}
 }
 
 // WorkcenterByCode finds the work center with this code. Codes are not
