@@ -46,17 +46,6 @@ func (s *Server) visible(m *model, r rec) bool {
 	return c == 0 || slices.Contains(s.envCompanies(), c)
 }
 
-// filterVisible drops the ids a rule hides, as a search does.
-func (s *Server) filterVisible(m *model, ids []int64) []int64 {
-	out := make([]int64, 0, len(ids))
-	for _, id := range ids {
-		if r, ok := m.recs[id]; ok && s.visible(m, r) {
-			out = append(out, id)
-		}
-	}
-	return out
-}
-
 // checkRules is ir_rule.py _make_access_error for records of m a rule hides
 // from the calling user (operation "read", "write", "create", "unlink").
 func (s *Server) checkRules(m *model, op string, ids []int64) *odooError {
