@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -414,6 +415,53 @@ func TestCorruptFileQuarantined(t *testing.T) {
 			}
 			writeFile(t, path, b)
 		}},
+		{"branch page cycle", func(t *testing.T, path string) {
+			// Bit rot or a torn write that points a branch page's child
+			// back at the page itself: every cursor (and bbolt's own
+			// Check) descended forever, growing memory, at every start.
+			fillFileOpts(t, path, Options{CommitWindow: time.Millisecond, segmentMinBytes: -1})
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for off := 2 * 4096; off+4096 <= len(b); off += 4096 {
+				if id := binary.LittleEndian.Uint64(b[off:]); binary.LittleEndian.Uint16(b[off+8:]) == 0x01 && id == uint64(off/4096) {
+					binary.LittleEndian.PutUint64(b[off+16+8:], id)
+					n++
+				}
+			}
+			if n == 0 {
+				t.Fatal("no branch page found to damage")
+			}
+			writeFile(t, path, b)
+		}},
+		{"freelist lists a page in use", func(t *testing.T, path string) {
+			// bbolt's "page already freed": the first commit at the start
+			// took the live page for new data, and the tree it left made
+			// the start loop as above.
+			fillFile(t, path)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			meta := 0 // the newer meta page, by its transaction id
+			if binary.LittleEndian.Uint64(b[4096+64:]) > binary.LittleEndian.Uint64(b[64:]) {
+				meta = 4096
+			}
+			// List every page but the meta pages and the freelist's own.
+			free := int(binary.LittleEndian.Uint64(b[meta+48:]))
+			fp, n := free*4096, 0
+			for id := 2; id < len(b)/4096 && n < 400; id++ {
+				if id != free {
+					binary.LittleEndian.PutUint64(b[fp+16+8*n:], uint64(id))
+					n++
+				}
+			}
+			binary.LittleEndian.PutUint16(b[fp+10:], uint16(n))
+			// The meta page's checksum does not cover the freelist page.
+			writeFile(t, path, b)
+		}},
 		{"bad data page", func(t *testing.T, path string) {
 			fillFile(t, path)
 			fi, _ := os.Stat(path)
@@ -429,6 +477,7 @@ func TestCorruptFileQuarantined(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "buffer.db")
 			tc.spoil(t, path)
+			defer guardHeap(t)()
 			if _, err := Open(path, Options{ReadOnly: true}); err == nil {
 				t.Fatal("read-only open of a corrupt file succeeded")
 			}
@@ -453,6 +502,28 @@ func TestCorruptFileQuarantined(t *testing.T) {
 			}
 		})
 	}
+}
+
+// guardHeap ends the test binary once its heap passes 1 GiB: an open that
+// loops on a damaged tree grows memory without end, and would take the
+// machine with it rather than fail. The returned func stops the guard.
+func guardHeap(t *testing.T) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			if ms.HeapAlloc > 1<<30 {
+				panic(fmt.Sprintf("%s: heap at %d MiB: the open loops on the damaged file", t.Name(), ms.HeapAlloc>>20))
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 func TestOpenErrorsAreNotCorruption(t *testing.T) {
