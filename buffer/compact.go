@@ -27,6 +27,9 @@ func Compact(src, dst string) error {
 		return fmt.Errorf("compact %s: open source: %w", src, err)
 	}
 	defer in.Close()
+	if err := checkTree(in, src); err != nil {
+		return fmt.Errorf("compact %s: %w", src, err)
+	}
 	if err := copyCompact(in, dst, 64<<20); err != nil {
 		_ = os.Remove(dst)
 		return fmt.Errorf("compact %s: %w", src, err)
@@ -53,6 +56,10 @@ func CompactFile(path string) (before, after int64, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("compact %s: open: %w", path, err)
 	}
+	if err := checkTree(in, path); err != nil {
+		_ = in.Close()
+		return 0, 0, fmt.Errorf("compact %s: %w", path, err)
+	}
 	tmp := path + compactSuffix
 	err = writeCopy(in, fi, tmp, 64<<20)
 	_ = in.Close()
@@ -68,6 +75,18 @@ func CompactFile(path string) (before, after int64, err error) {
 		return 0, 0, fmt.Errorf("compact %s: %w", path, err)
 	}
 	return fi.Size(), nfi.Size(), nil
+}
+
+// checkTree refuses to copy a file whose page tree is damaged (a page
+// pointing back at an ancestor, a free list naming live pages): the copy
+// would follow the cycle until memory ran out. The agent's start moves
+// such a file aside; compact says so instead of copying it.
+func checkTree(db *bolt.DB, path string) error {
+	err := db.View(func(tx *bolt.Tx) error { return checkPageGraph(tx, path) })
+	if err != nil && !errors.Is(err, fs.ErrPermission) && !systemError(err) {
+		return fmt.Errorf("%w: the file is damaged and cannot be copied; start the agent, which moves it aside and starts a fresh one", &corruptError{err})
+	}
+	return err
 }
 
 // ErrInUse means another process holds the buffer file's lock.

@@ -519,7 +519,7 @@ func guardHeap(t *testing.T) (stop func()) {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			if ms.HeapAlloc > 1<<30 {
-				panic(fmt.Sprintf("%s: heap at %d MiB: the open loops on the damaged file", t.Name(), ms.HeapAlloc>>20))
+				panic(fmt.Sprintf("%s: heap at %d MiB: it loops on the damaged file", t.Name(), ms.HeapAlloc>>20))
 			}
 		}
 	}()

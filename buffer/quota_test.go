@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -372,6 +374,34 @@ func TestFillDrainKeepsFileFlat(t *testing.T) {
 		}
 	}
 	t.Logf("file size per round: %v", sizes)
+}
+
+// TestCompactRefusesADamagedTree: compact of a file whose branch page
+// points at itself says the file is corrupt instead of following the
+// cycle until memory runs out (it did, at 1 GiB of heap and on).
+func TestCompactRefusesADamagedTree(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	fillFileOpts(t, path, Options{CommitWindow: time.Millisecond, segmentMinBytes: -1})
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 2 * 4096; off+4096 <= len(b); off += 4096 {
+		if id := binary.LittleEndian.Uint64(b[off:]); binary.LittleEndian.Uint16(b[off+8:]) == 0x01 && id == uint64(off/4096) {
+			binary.LittleEndian.PutUint64(b[off+16+8:], id)
+		}
+	}
+	writeFile(t, path, b)
+	defer guardHeap(t)()
+	if _, _, err := CompactFile(path); !errors.Is(err, ErrCorruptFile) {
+		t.Fatalf("CompactFile = %v, want a corrupt file", err)
+	}
+	if err := Compact(path, path+".copy"); !errors.Is(err, ErrCorruptFile) {
+		t.Fatalf("Compact = %v, want a corrupt file", err)
+	}
+	if _, err := os.Stat(path + ".copy"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a copy was left: %v", err)
+	}
 }
 
 func TestCompact(t *testing.T) {
