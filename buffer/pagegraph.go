@@ -3,8 +3,8 @@ package buffer
 import (
 	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -52,45 +52,60 @@ func checkPageGraph(tx *bolt.Tx, path string) error {
 	}
 	ps := int64(tx.DB().Info().PageSize)
 	hw := uint64(tx.Size() / ps)
-	page := func(id uint64) ([]byte, error) {
-		if id >= hw {
-			return nil, fmt.Errorf("page %d: beyond the file's %d pages", id, hw)
+	var buf []byte
+	// read reads n bytes at off within the span of the page at id (its
+	// overflow pages included: span bytes), into buf. Only the headers,
+	// elements and bucket values are read, never the records: the walk
+	// costs a few small reads a page, not a second read of the file.
+	read := func(id uint64, span, off, n int64) ([]byte, error) {
+		if off < 0 || n < 0 || off+n > span {
+			return nil, fmt.Errorf("page %d: %d bytes at %d do not fit in its %d", id, n, off, span)
 		}
-		hdr := make([]byte, pageHeaderSize)
-		if _, err := f.ReadAt(hdr, int64(id)*ps); err != nil {
+		buf = slices.Grow(buf[:0], int(n))[:n]
+		if _, err := f.ReadAt(buf, int64(id)*ps+off); err != nil {
 			return nil, fmt.Errorf("page %d: %w", id, err)
 		}
-		over := uint64(binary.LittleEndian.Uint32(hdr[12:]))
-		if got := binary.LittleEndian.Uint64(hdr); got != id {
-			return nil, fmt.Errorf("page %d: says it is page %d", id, got)
-		}
-		if id+over >= hw {
-			return nil, fmt.Errorf("page %d: its %d overflow pages reach beyond the file's %d pages", id, over, hw)
-		}
-		b := make([]byte, int64(over+1)*ps)
-		if _, err := f.ReadAt(b, int64(id)*ps); err != nil && err != io.EOF {
-			return nil, fmt.Errorf("page %d: %w", id, err)
-		}
-		return b, nil
+		return buf, nil
 	}
-	// The meta page of this snapshot: the one with its transaction id.
-	var meta []byte
+	// header reads the page's header and checks its id and its extent.
+	header := func(id uint64) (flags uint16, count int, span int64, err error) {
+		if id >= hw {
+			return 0, 0, 0, fmt.Errorf("page %d: beyond the file's %d pages", id, hw)
+		}
+		h, err := read(id, ps, 0, pageHeaderSize)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		if got := binary.LittleEndian.Uint64(h); got != id {
+			return 0, 0, 0, fmt.Errorf("page %d: says it is page %d", id, got)
+		}
+		over := uint64(binary.LittleEndian.Uint32(h[12:]))
+		if id+over >= hw {
+			return 0, 0, 0, fmt.Errorf("page %d: its %d overflow pages reach beyond the file's %d pages", id, over, hw)
+		}
+		return binary.LittleEndian.Uint16(h[8:]), int(binary.LittleEndian.Uint16(h[10:])), int64(over+1) * ps, nil
+	}
+	// The meta page of this snapshot: the one with its transaction id
+	// (read as they are: bbolt checks them, and uses the other when one is
+	// damaged).
+	var root, fl uint64
+	found := false
 	for id := range uint64(2) {
-		b, err := page(id)
+		m, err := read(id, ps, 0, metaTxIDOffset+8)
 		if err != nil {
 			return err
 		}
-		if binary.LittleEndian.Uint64(b[metaTxIDOffset:]) == uint64(tx.ID()) {
-			meta = b
+		if binary.LittleEndian.Uint64(m[metaTxIDOffset:]) == uint64(tx.ID()) {
+			root, fl, found = binary.LittleEndian.Uint64(m[metaRootOffset:]), binary.LittleEndian.Uint64(m[metaFreeOffset:]), true
 		}
 	}
-	if meta == nil {
+	if !found {
 		return fmt.Errorf("no meta page of transaction %d", tx.ID())
 	}
 	seen := make([]bool, hw)
 	seen[0], seen[1] = true, true
-	mark := func(id uint64, b []byte) error {
-		for i := range uint64(len(b)) / uint64(ps) {
+	mark := func(id uint64, span int64) error {
+		for i := range uint64(span / ps) {
 			if seen[id+i] {
 				return fmt.Errorf("page %d: referenced twice (a cycle in the tree, or a page with two parents)", id+i)
 			}
@@ -99,85 +114,111 @@ func checkPageGraph(tx *bolt.Tx, path string) error {
 		return nil
 	}
 	var walk func(id uint64) error
-	// leafBuckets walks the sub-buckets of the leaf page in b.
-	leafBuckets := func(b []byte, owner uint64) error {
-		n := int(binary.LittleEndian.Uint16(b[10:]))
-		if pageHeaderSize+n*leafElemSize > len(b) {
-			return fmt.Errorf("page %d: %d elements do not fit", owner, n)
-		}
-		for i := range n {
-			e := pageHeaderSize + i*leafElemSize
-			if binary.LittleEndian.Uint32(b[e:])&leafBucket == 0 {
-				continue
-			}
-			pos, ks, vs := binary.LittleEndian.Uint32(b[e+4:]), binary.LittleEndian.Uint32(b[e+8:]), binary.LittleEndian.Uint32(b[e+12:])
-			v := uint64(e) + uint64(pos) + uint64(ks)
-			if vs < bucketHdrSize || v+uint64(vs) > uint64(len(b)) {
-				return fmt.Errorf("page %d: element %d: a bucket value out of the page", owner, i)
-			}
-			// A root of 0 is an inline bucket: its page is in the value,
-			// and an inline bucket has no sub-buckets.
-			if root := binary.LittleEndian.Uint64(b[v:]); root != 0 {
-				if err := walk(root); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
 	walk = func(id uint64) error {
 		if id < 2 {
 			return fmt.Errorf("page %d: a meta page in the tree", id)
 		}
-		b, err := page(id)
+		flags, n, span, err := header(id)
 		if err != nil {
 			return err
 		}
-		if err := mark(id, b); err != nil {
+		if err := mark(id, span); err != nil {
 			return err
 		}
-		switch flags := binary.LittleEndian.Uint16(b[8:]); flags {
+		switch flags {
 		case pageBranch:
-			n := int(binary.LittleEndian.Uint16(b[10:]))
-			if n == 0 || pageHeaderSize+n*branchElemSize > len(b) {
-				return fmt.Errorf("page %d: a branch page with %d elements", id, n)
+			if n == 0 {
+				return fmt.Errorf("page %d: a branch page with no elements", id)
 			}
+			elems, err := read(id, span, pageHeaderSize, int64(n)*branchElemSize)
+			if err != nil {
+				return err
+			}
+			children := make([]uint64, n)
 			for i := range n {
-				if err := walk(binary.LittleEndian.Uint64(b[pageHeaderSize+i*branchElemSize+8:])); err != nil {
+				children[i] = binary.LittleEndian.Uint64(elems[i*branchElemSize+8:])
+			}
+			for _, c := range children {
+				if err := walk(c); err != nil {
 					return err
 				}
 			}
 			return nil
 		case pageLeaf:
-			return leafBuckets(b, id)
+			// Its sub-buckets: a bucket element's value starts with the
+			// bucket's root page (0: an inline bucket, whose page is in
+			// the value, and which has no sub-buckets).
+			elems, err := read(id, span, pageHeaderSize, int64(n)*leafElemSize)
+			if err != nil {
+				return err
+			}
+			var roots []uint64
+			type bucketElem struct{ at, size int64 }
+			var buckets []bucketElem
+			for i := range n {
+				e := elems[i*leafElemSize:]
+				if binary.LittleEndian.Uint32(e)&leafBucket == 0 {
+					continue
+				}
+				pos, ks, vs := binary.LittleEndian.Uint32(e[4:]), binary.LittleEndian.Uint32(e[8:]), binary.LittleEndian.Uint32(e[12:])
+				if vs < bucketHdrSize {
+					return fmt.Errorf("page %d: element %d: a bucket value of %d bytes", id, i, vs)
+				}
+				buckets = append(buckets, bucketElem{pageHeaderSize + int64(i)*leafElemSize + int64(pos) + int64(ks), int64(vs)})
+			}
+			for _, b := range buckets {
+				if b.at+b.size > span {
+					return fmt.Errorf("page %d: a bucket value out of the page", id)
+				}
+				v, err := read(id, span, b.at, 8)
+				if err != nil {
+					return err
+				}
+				if r := binary.LittleEndian.Uint64(v); r != 0 {
+					roots = append(roots, r)
+				}
+			}
+			for _, r := range roots {
+				if err := walk(r); err != nil {
+					return err
+				}
+			}
+			return nil
 		default:
 			return fmt.Errorf("page %d: flags %#x where the tree needs a branch or leaf page", id, flags)
 		}
 	}
-	if err := walk(binary.LittleEndian.Uint64(meta[metaRootOffset:])); err != nil {
+	if err := walk(root); err != nil {
 		return err
 	}
 	// The freelist: its own pages are in use; the pages it lists must not be.
-	fl := binary.LittleEndian.Uint64(meta[metaFreeOffset:])
 	if fl == noFreelist {
 		return nil
 	}
 	if fl < 2 {
 		return fmt.Errorf("freelist page %d: a meta page", fl)
 	}
-	b, err := page(fl)
+	_, count, span, err := header(fl)
 	if err != nil {
 		return fmt.Errorf("freelist: %w", err)
 	}
-	if err := mark(fl, b); err != nil {
+	if err := mark(fl, span); err != nil {
 		return fmt.Errorf("freelist: %w", err)
 	}
-	n, ids := uint64(binary.LittleEndian.Uint16(b[10:])), b[pageHeaderSize:]
-	if n == freelistOverMax {
-		n, ids = binary.LittleEndian.Uint64(ids), ids[8:]
+	n, at := uint64(count), int64(pageHeaderSize)
+	if count == freelistOverMax {
+		c, err := read(fl, span, at, 8)
+		if err != nil {
+			return fmt.Errorf("freelist: %w", err)
+		}
+		n, at = binary.LittleEndian.Uint64(c), at+8
 	}
-	if n > uint64(len(ids))/8 {
+	if n > uint64(span-at)/8 {
 		return fmt.Errorf("freelist page %d: %d ids do not fit", fl, n)
+	}
+	ids, err := read(fl, span, at, int64(n)*8)
+	if err != nil {
+		return fmt.Errorf("freelist: %w", err)
 	}
 	for i := range n {
 		if id := binary.LittleEndian.Uint64(ids[i*8:]); id < hw && seen[id] {

@@ -420,21 +420,7 @@ func TestCorruptFileQuarantined(t *testing.T) {
 			// back at the page itself: every cursor (and bbolt's own
 			// Check) descended forever, growing memory, at every start.
 			fillFileOpts(t, path, Options{CommitWindow: time.Millisecond, segmentMinBytes: -1})
-			b, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n := 0
-			for off := 2 * 4096; off+4096 <= len(b); off += 4096 {
-				if id := binary.LittleEndian.Uint64(b[off:]); binary.LittleEndian.Uint16(b[off+8:]) == 0x01 && id == uint64(off/4096) {
-					binary.LittleEndian.PutUint64(b[off+16+8:], id)
-					n++
-				}
-			}
-			if n == 0 {
-				t.Fatal("no branch page found to damage")
-			}
-			writeFile(t, path, b)
+			pointBranchesAtThemselves(t, path)
 		}},
 		{"freelist lists a page in use", func(t *testing.T, path string) {
 			// bbolt's "page already freed": the first commit at the start
@@ -499,6 +485,57 @@ func TestCorruptFileQuarantined(t *testing.T) {
 			}
 			if s := mustAppend(t, q, Record{Lane: LaneCounts, Data: []byte("x")}); s[0] != 1 {
 				t.Fatalf("first seq in fresh buffer = %d", s[0])
+			}
+		})
+	}
+}
+
+// pointBranchesAtThemselves makes the first child of every branch page of
+// the file at path the page itself: a cycle in the tree.
+func pointBranchesAtThemselves(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for off := 2 * 4096; off+4096 <= len(b); off += 4096 {
+		if id := binary.LittleEndian.Uint64(b[off:]); binary.LittleEndian.Uint16(b[off+8:]) == 0x01 && id == uint64(off/4096) {
+			binary.LittleEndian.PutUint64(b[off+16+8:], id)
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("no branch page found to damage")
+	}
+	writeFile(t, path, b)
+}
+
+// One damaged meta page is no corrupt file: bbolt checks both and opens by
+// the other, and so does the page tree's check (which read the meta pages'
+// headers as it reads the tree's, and called such a file corrupt).
+func TestOneDamagedMetaPageIsNoCorruptFile(t *testing.T) {
+	for _, meta := range []int{0, 1} {
+		t.Run(fmt.Sprint("meta", meta), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "buffer.db")
+			fillFile(t, path)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The newer meta page (by its transaction id) is the last
+			// commit's: damaged, bbolt opens the one before.
+			newer := binary.LittleEndian.Uint64(b[meta*4096+64:]) > binary.LittleEndian.Uint64(b[(1-meta)*4096+64:])
+			for i := range 4096 {
+				b[meta*4096+i] = byte(i*7 + 1)
+			}
+			writeFile(t, path, b)
+			q := openTest(t, path, Options{})
+			if st := q.Stats(); !newer && st.Pending != 3000 {
+				t.Errorf("%d records pending, want the 3,000", st.Pending)
+			}
+			if matches, _ := filepath.Glob(path + ".corrupt-*"); len(matches) != 0 {
+				t.Errorf("moved aside: %v", matches)
 			}
 		})
 	}

@@ -382,16 +382,7 @@ func TestFillDrainKeepsFileFlat(t *testing.T) {
 func TestCompactRefusesADamagedTree(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "buffer.db")
 	fillFileOpts(t, path, Options{CommitWindow: time.Millisecond, segmentMinBytes: -1})
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for off := 2 * 4096; off+4096 <= len(b); off += 4096 {
-		if id := binary.LittleEndian.Uint64(b[off:]); binary.LittleEndian.Uint16(b[off+8:]) == 0x01 && id == uint64(off/4096) {
-			binary.LittleEndian.PutUint64(b[off+16+8:], id)
-		}
-	}
-	writeFile(t, path, b)
+	pointBranchesAtThemselves(t, path)
 	defer guardHeap(t)()
 	if _, _, err := CompactFile(path); !errors.Is(err, ErrCorruptFile) {
 		t.Fatalf("CompactFile = %v, want a corrupt file", err)
