@@ -2832,3 +2832,37 @@ func TestALineLeftOpenByALostBufferFileIsClosed(t *testing.T) {
 		})
 	}
 }
+
+// A write the committer does between transactions (here the reserve file,
+// written again at an idle file check when it is missing) on a disk that
+// stopped completing writes holds every append as a transaction's would:
+// the stall must show all the same. Only the transaction was marked (the
+// stall review): status and /readyz stayed silent while values waited.
+func TestWriteStallBetweenTransactionsShows(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	data, freeze, _ := mountFreezableDataDir(t, p)
+	p.writeStall = time.Second
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 1, 0)
+	p.waitExactQty(ra, "press-1", 1)
+	reserve := filepath.Join(data, "buffer.db.reserve")
+	if err := os.Remove(reserve); err != nil {
+		t.Fatal(err)
+	}
+	freeze()
+	if _, err := os.Stat(reserve); err == nil {
+		t.Skip("the reserve file was written again before the freeze")
+	}
+	// The committer's next idle file check (every 5 s) writes the reserve
+	// and does not return; the piece comes after it.
+	time.Sleep(6 * time.Second)
+	p.produce(m, 2, 0)
+	waitFor(t, 30*time.Second, "the stall shown", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.WriteStalledSeconds > 0, fmt.Sprintf("%+v", st.Buffer)
+	})
+	if code, body := httpGet(t, p.listen, "/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with the disk frozen: %d %q", code, body)
+	}
+}

@@ -157,10 +157,12 @@ func (q *Queue) run(cur state) {
 			q.logBurst(&cur, false)
 			continue
 		case <-fileTick.C:
+			idle := q.working()
 			_ = q.checkFile() // the next commit reports a failure
 			q.checkDiskRoom(&cur)
 			q.keepReserve()
 			q.backFile()
+			idle()
 			q.logBurst(&cur, false) // in case both were due at once
 			continue
 		case <-q.quit:
@@ -200,6 +202,7 @@ func (q *Queue) run(cur state) {
 			timer.Stop()
 		}
 		timer.Stop()
+		idle := q.working()
 		if err := q.checkFile(); err != nil {
 			q.reject(batch, err)
 		} else {
@@ -207,11 +210,25 @@ func (q *Queue) run(cur state) {
 			q.raiseAfterCut(&cur)
 			q.maybeShrink(&cur)
 		}
+		idle()
 		if quitting {
 			q.logBurst(&cur, true)
 			return
 		}
 	}
+}
+
+// working marks the committer busy with the disk from now until the
+// returned func is called (WriteRunningSince): a commit with its retries
+// and fdatasync, and the file work between transactions — the file check
+// and its write-back, the reserve file, fallocate, a shrink. Each holds
+// every append as a transaction does, so a disk that does not complete
+// one must show as a stall too (the stall review: only the transaction was
+// marked, and a reserve file written on a frozen disk held the appends
+// with /readyz 200).
+func (q *Queue) working() (idle func()) {
+	q.txSince.Store(time.Now().UnixNano())
+	return func() { q.txSince.Store(0) }
 }
 
 // reject fails every request of batch with err, committing nothing.
@@ -431,8 +448,6 @@ func (q *Queue) runTxCapped(cur *state, reqs []*request, maxSize int) (err error
 	if err := q.Err(); err != nil {
 		return err
 	}
-	q.txSince.Store(time.Now().UnixNano())
-	defer q.txSince.Store(0)
 	capAt := maxSize
 	if maxSize == noGrowth {
 		capAt = q.appendCap() // set to the high water mark once the transaction has begun

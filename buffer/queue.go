@@ -328,8 +328,8 @@ type Queue struct {
 	// acknowledgements on a full disk (lendReserve), 0 = it is not; while
 	// it is, appends do not grow the file into its room.
 	reserveLent atomic.Int64
-	// txSince: since when (unix ns) the committer's write transaction in
-	// progress runs, 0 = none (WriteRunningSince).
+	// txSince: since when (unix ns) the committer's work with the disk in
+	// progress runs (working), 0 = none (WriteRunningSince).
 	txSince atomic.Int64
 	// reserve is the reserve file's size (reserveFor).
 	reserve int64
@@ -498,8 +498,10 @@ func Open(path string, opts Options) (*Queue, error) {
 	return q, nil
 }
 
-// WriteRunningSince is when the write transaction in progress (appends,
-// acknowledgements, their fdatasync) began; zero when none runs. One that
+// WriteRunningSince is when the committer's write in progress (a commit of
+// appends or acknowledgements with its retries and fdatasync, or the file
+// work between commits: the file check, the reserve file, a shrink) began;
+// zero when none runs. One that
 // runs for long is a disk that does not complete writes — frozen, failing,
 // a hung network file system: it neither fails nor returns, so nothing
 // else tells (the README audit: /readyz 200 and status silent for as long
