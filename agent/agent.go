@@ -1199,23 +1199,22 @@ func mqttSessionID(b config.MQTTBroker) string { return b.URL + " " + b.ClientID
 
 // brokerNames returns a function giving, for the name of an MQTT broker
 // entry of an earlier configuration, the name of next's entry that holds
-// the same session: the same name, or — an entry renamed, same URL and
-// client_id — the entry with that session (found by prev's entries; when
-// prev is nil, by the session the buffer file noted for the name). The
-// session keeps the filters subscribed under the old name: the review
-// found them coming as strays for good after a rename. A name of no entry
-// of next stays as it is (nothing connects there).
+// the same session (same URL and client_id; the earlier entry's session
+// found by prev's entries, or when prev is nil by the session the buffer
+// file noted for the name), whatever its name; when no entry of next holds
+// it, the name itself. The session keeps the filters subscribed under the
+// old name: the review found them coming as strays for good after a
+// rename.
 func (a *Agent) brokerNames(prev, next *config.Config) func(string) string {
 	byID := map[string]string{}
-	has := map[string]bool{}
 	for _, b := range next.MQTT {
-		has[b.Name] = true
 		byID[mqttSessionID(b)] = b.Name
 	}
 	return func(name string) string {
-		if has[name] {
-			return name
-		}
+		// The session first: an entry renamed while another took its old
+		// name (or two names swapped) leaves the filters with the session
+		// that holds them, the renamed entry's (the stall/unsubscribe
+		// review: kept under the name, they came as strays for good).
 		var id string
 		if prev != nil {
 			for _, b := range prev.MQTT {

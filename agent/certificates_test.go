@@ -154,3 +154,58 @@ func noStraysAfterBirths(p *plant) {
 		}
 	}
 }
+
+// As the rename above, with a new entry taking the old name (another
+// broker, another session) in the same edit: the filters belong to the
+// session, which the renamed entry holds, not to the name. Kept under the
+// name, the new entry's first connect "removed" them from a session that
+// never had them, and they came as strays on the renamed one for good
+// (the stall/unsubscribe review).
+func TestBrokerNameTakenByAnotherSessionLeavesNoStrays(t *testing.T) {
+	t.Parallel()
+	p := certificatesThenOff(t)
+	raw, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := fmt.Sprintf("  - name: broker\n    url: \"tcp://127.0.0.1:%d\"\n    client_id: plantedge-other\n    backoff_max: 1s\n", nettest.FreePort(t))
+	p.writeConfig(strings.NewReplacer("  - name: broker\n", other+"  - name: line-broker\n", "broker: broker", "broker: line-broker").Replace(string(raw)))
+	noStraysAfterBirths(p)
+}
+
+// As above, in one reload of a running agent: the filters follow the
+// session from the earlier configuration's entries.
+func TestBrokerNameTakenByAnotherSessionOnReload(t *testing.T) {
+	t.Parallel()
+	p := certificatesPlant(t)
+	ra := p.startAgentWith(false)
+	p.spPublish("DDATA", sptest.Payload{Seq: 2, Metrics: []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(1010)}}})
+	p.spPublish("DDATA", sptest.Payload{Seq: 3, Metrics: []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(1012)}}})
+	p.waitQty("sp1", 2)
+	raw := p.editConfig("    sparkplug_certificates: true\n", "")
+	raw = strings.Replace(raw, "    sparkplug_certificates: true\n", "", 1)
+	other := fmt.Sprintf("  - name: broker\n    url: \"tcp://127.0.0.1:%d\"\n    client_id: plantedge-other\n    backoff_max: 1s\n", nettest.FreePort(t))
+	p.writeConfig(strings.NewReplacer("  - name: broker\n", other+"  - name: line-broker\n", "broker: broker", "broker: line-broker").Replace(raw))
+	if err := ra.a.Reload(t.Context(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "line-broker connected", func() (bool, string) {
+		for _, s := range ra.a.Status().Sources {
+			if s.Name == "line-broker" && s.State == "connected" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v", ra.a.Status().Sources)
+	})
+	spBirths(p, 4, 1020, 2, 1)
+	p.spPublish("DDATA", sptest.Payload{Seq: 6, Metrics: []sptest.Metric{{Alias: 2, HasAlias: true, Value: int64(1025)}}})
+	waitFor(t, 20*time.Second, "the DATA after the BIRTH counted", func() (bool, string) {
+		return p.qty("sp1") > 2, fmt.Sprint(p.qty("sp1"))
+	})
+	time.Sleep(200 * time.Millisecond)
+	for _, s := range ra.a.Status().Sources {
+		if s.StrayMessages != 0 {
+			t.Errorf("source %s: %d stray messages, the last on %s", s.Name, s.StrayMessages, s.LastStrayTopic)
+		}
+	}
+}

@@ -555,16 +555,18 @@ const topicsPrefix = "mqtt/topics/"
 func (a *Agent) noteUnsubscribe(each func(fn func(broker, topic string)), next *mapping.Mapper, names func(string) string) {
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()
+	// Into a new map: names may swap two names, which moved in place
+	// would move twice.
+	moved := map[string][]string{}
 	for broker, fs := range a.unsubscribe {
-		if to := names(broker); to != broker {
-			delete(a.unsubscribe, broker)
-			for _, f := range fs {
-				if !slices.Contains(a.unsubscribe[to], f) {
-					a.unsubscribe[to] = append(a.unsubscribe[to], f)
-				}
+		to := names(broker)
+		for _, f := range fs {
+			if !slices.Contains(moved[to], f) {
+				moved[to] = append(moved[to], f)
 			}
 		}
 	}
+	a.unsubscribe = moved
 	each(func(broker, topic string) {
 		broker = names(broker)
 		if !slices.Contains(next.MQTTTopics(broker), topic) && !slices.Contains(a.unsubscribe[broker], topic) {
