@@ -1206,9 +1206,17 @@ func mqttSessionID(b config.MQTTBroker) string { return b.URL + " " + b.ClientID
 // old name: the review found them coming as strays for good after a
 // rename.
 func (a *Agent) brokerNames(prev, next *config.Config) func(string) string {
+	// Compared by where the URL connects (config.BrokerAddr: host case, a
+	// default port written or not, localhost for 127.0.0.1): the broker
+	// keys the session by client_id alone, so a URL written another way in
+	// the same edit as a rename is the same session (the review).
+	same := func(id string) string {
+		u, clientID, _ := strings.Cut(id, " ")
+		return config.BrokerAddr(u) + " " + clientID
+	}
 	byID := map[string]string{}
 	for _, b := range next.MQTT {
-		byID[mqttSessionID(b)] = b.Name
+		byID[same(mqttSessionID(b))] = b.Name
 	}
 	return func(name string) string {
 		// The session first: an entry renamed while another took its old
@@ -1225,7 +1233,7 @@ func (a *Agent) brokerNames(prev, next *config.Config) func(string) string {
 		} else if v, err := a.buf.Meta(mqttSessionKey(name)); err == nil {
 			id = string(v)
 		}
-		if to, ok := byID[id]; ok && id != "" {
+		if to, ok := byID[same(id)]; ok && id != "" {
 			return to
 		}
 		return name

@@ -209,3 +209,35 @@ func TestBrokerNameTakenByAnotherSessionOnReload(t *testing.T) {
 		}
 	}
 }
+
+// As the rename above, with the URL written another way to the same broker
+// (localhost for 127.0.0.1): the broker keys the session by client_id, so
+// it is the same session, and its filters follow it.
+func TestRenamedBrokerWithURLWrittenOtherwiseUnsubscribes(t *testing.T) {
+	t.Parallel()
+	p := certificatesThenOff(t)
+	raw, err := os.ReadFile(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := p.broker.URL()
+	if !strings.Contains(url, "127.0.0.1") {
+		t.Skipf("broker URL %s", url)
+	}
+	p.writeConfig(strings.NewReplacer("name: broker", "name: line-broker", "broker: broker", "broker: line-broker",
+		url, strings.Replace(url, "127.0.0.1", "localhost", 1)).Replace(string(raw)))
+	// Counted from the BIRTH on (the counter's address changed with the
+	// URL); what matters here is the strays.
+	ra := p.startAgentWith(false)
+	spBirths(p, 4, 1020, 2, 1)
+	p.spPublish("DDATA", sptest.Payload{Seq: 6, Metrics: []sptest.Metric{{Alias: 2, HasAlias: true, Value: int64(1025)}}})
+	waitFor(t, 20*time.Second, "the DATA after the BIRTH counted", func() (bool, string) {
+		return p.qty("sp1") > 2, fmt.Sprint(p.qty("sp1"))
+	})
+	time.Sleep(200 * time.Millisecond)
+	for _, s := range ra.a.Status().Sources {
+		if s.StrayMessages != 0 {
+			t.Errorf("source %s: %d stray messages, the last on %s", s.Name, s.StrayMessages, s.LastStrayTopic)
+		}
+	}
+}

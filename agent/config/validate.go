@@ -158,9 +158,9 @@ func (c *Config) counterKey(r SourceRef) string {
 	return ""
 }
 
-// brokerAddr is where an MQTT URL connects, for comparing entries: lower
+// BrokerAddr is where an MQTT URL connects, for comparing entries: lower
 // case host and port (the scheme's default port when none is written).
-func brokerAddr(raw string) string {
+func BrokerAddr(raw string) string {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
 		return raw
@@ -250,7 +250,7 @@ func (c *Config) validate() []Problem {
 		// A broker keeps one connection per client id: a second one
 		// takes over, the first reconnects and takes it back, and each
 		// gets the other's messages (dropped as strays) in between.
-		if brokerAddr(b.URL) == brokerAddr(c.MQTT[j].URL) {
+		if BrokerAddr(b.URL) == BrokerAddr(c.MQTT[j].URL) {
 			v.add(p+".client_id", fmt.Sprintf("client_id %q is also that of %q, which connects to the same broker: the two connections throw each other off, and messages are lost", b.ClientID, c.MQTT[j].Name),
 				"give each entry its own client_id, or map all its topics through one entry")
 		} else {
