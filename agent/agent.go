@@ -1179,7 +1179,14 @@ func (a *Agent) watchWrites(ctx context.Context) {
 		since := a.buf.WriteRunningSince()
 		switch {
 		case !said.IsZero() && !since.Equal(said):
-			a.log.Info("buffer write completed; the disk takes writes again", "stalled_for", time.Since(said).Round(time.Second))
+			// Ended, but not always well: a failing disk may answer the
+			// stalled write with an error (the stall review: "the disk
+			// takes writes again" was said of one that failed).
+			if wf := a.writeFail.Load(); wf != nil {
+				a.log.Warn("the stalled buffer write ended, and buffer writes fail: "+wf.Err, "stalled_for", time.Since(said).Round(time.Second))
+			} else {
+				a.log.Info("the stalled buffer write ended; the disk takes writes again", "stalled_for", time.Since(said).Round(time.Second))
+			}
 			said = time.Time{}
 		case said.IsZero() && a.writeStalled() > 0:
 			said = since

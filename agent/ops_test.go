@@ -984,7 +984,7 @@ func TestWriteStallShows(t *testing.T) {
 	thaw()
 	p.waitExactQty(ra, "press-1", 3)
 	waitFor(t, 10*time.Second, "its end logged", func() (bool, string) {
-		return strings.Contains(p.logs.String(), "buffer write completed"), "not logged"
+		return strings.Contains(p.logs.String(), "the stalled buffer write ended; the disk takes writes again"), "not logged"
 	})
 	if st := ra.a.Status(); st.Buffer.WriteStalledSeconds != 0 {
 		t.Errorf("the write stall still shown after the thaw: %+v", st.Buffer)
