@@ -933,10 +933,24 @@ func mountFreezableDataDir(t *testing.T, p *plant) (data string, freeze, thaw fu
 		t.Skipf("cannot mount a loop device here: %v %s", err, out)
 	}
 	var frozen atomic.Bool
+	var failsafe *time.Timer
+	unfreeze := func() error {
+		var err error
+		for range 5 { // (tried again: a thaw left undone hangs the test binary's exit)
+			var out []byte
+			if out, err = exec.Command("fsfreeze", "-u", data).CombinedOutput(); err == nil {
+				return nil
+			}
+			err = fmt.Errorf("fsfreeze -u: %v %s", err, out)
+			time.Sleep(100 * time.Millisecond)
+		}
+		return err
+	}
 	thaw = func() {
 		if frozen.CompareAndSwap(true, false) {
-			if out, err := exec.Command("fsfreeze", "-u", data).CombinedOutput(); err != nil {
-				t.Errorf("fsfreeze -u: %v %s", err, out)
+			failsafe.Stop()
+			if err := unfreeze(); err != nil {
+				t.Error(err)
 			}
 		}
 	}
@@ -946,6 +960,15 @@ func mountFreezableDataDir(t *testing.T, p *plant) (data string, freeze, thaw fu
 			t.Skipf("cannot freeze a file system here: %v %s", err, out)
 		}
 		frozen.Store(true)
+		// A file system left frozen holds every process that writes to it
+		// (the test binary too, in uninterruptible sleep, past go test's
+		// timeout): whatever becomes of the test, it is thawed a minute
+		// on.
+		failsafe = time.AfterFunc(time.Minute, func() {
+			if frozen.CompareAndSwap(true, false) {
+				_ = unfreeze()
+			}
+		})
 		t.Cleanup(thaw) // before the agent's stop, registered earlier
 	}
 	t.Cleanup(func() { thaw(); _ = exec.Command("umount", "-l", data).Run() })
