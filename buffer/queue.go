@@ -463,6 +463,19 @@ func Open(path string, opts Options) (*Queue, error) {
 		}
 	}
 
+	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
+		// An empty file where a buffer was: bbolt takes it for a new one
+		// (a read-only open failed with "bad file descriptor"). A crash
+		// between its creation and its first write leaves one; so does a
+		// file system that lost the file's contents, or a truncate by
+		// hand — whatever it held is gone (the PEERS audit: started
+		// afresh without a word).
+		if opts.ReadOnly {
+			return nil, fmt.Errorf("open buffer %s: the file is empty (0 bytes): nothing is buffered in it", path)
+		}
+		q.log.Warn("buffer file found empty (0 bytes): starting a fresh buffer; if plantedge ran here before, what it held is lost (a file system that lost the file's contents, or truncated by hand)",
+			"path", path)
+	}
 	db, st, err := q.openChecked()
 	var ce *corruptError
 	if err != nil && errors.As(err, &ce) && !opts.ReadOnly {

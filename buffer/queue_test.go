@@ -541,6 +541,26 @@ func TestOneDamagedMetaPageIsNoCorruptFile(t *testing.T) {
 	}
 }
 
+// An empty buffer file (0 bytes) is said: a read-only open (the stopped
+// status) says it is empty, not "bad file descriptor"; a start warns that
+// what it held is lost, and starts afresh.
+func TestEmptyFileIsSaid(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	writeFile(t, path, nil)
+	if _, err := Open(path, Options{ReadOnly: true}); err == nil || !strings.Contains(err.Error(), "empty (0 bytes)") {
+		t.Errorf("read-only open of an empty file: %v", err)
+	}
+	var logs syncBuffer
+	q := openTest(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if !strings.Contains(logs.String(), "buffer file found empty (0 bytes)") {
+		t.Errorf("not said: %s", logs.String())
+	}
+	mustAppend(t, q, Record{Lane: LaneEvents, Key: "m", Data: []byte("x")})
+	if got := len(readAll(t, q, LaneEvents)); got != 1 {
+		t.Errorf("%d records after the fresh start, want 1", got)
+	}
+}
+
 // guardHeap ends the test binary once its heap passes 1 GiB: an open that
 // loops on a damaged tree grows memory without end, and would take the
 // machine with it rather than fail. The returned func stops the guard.
