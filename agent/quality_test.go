@@ -12,6 +12,7 @@ import (
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/connectors/opcua"
 )
 
 // An OPC UA value flapping between Good and Uncertain (a marginal field bus,
@@ -395,6 +396,17 @@ machines:
 	sample(true, false)
 	if m := m1(); m.State != "stopped" || m.LastKnownState != "" {
 		t.Errorf("good again, stopped: %+v", m)
+	}
+	// The server refuses the node (restarted with its namespace gone): its
+	// last value is of bad quality too, but the refusal is why (the PEERS
+	// audit: "bad or uncertain quality" shown).
+	sample(true, true)
+	a.sources[0].refused = func() []opcua.RefusedNode {
+		return []opcua.RefusedNode{{Node: "ns=2;s=Run", Status: "BadNodeIdUnknown"}}
+	}
+	sample(false, nil)
+	if m := m1(); m.State != "unknown" || m.LastKnownState != "running" || m.UnknownBecause != "refused" || !strings.Contains(m.Error, "refuses node") {
+		t.Errorf("running node refused: %+v", m)
 	}
 }
 

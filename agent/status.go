@@ -262,8 +262,10 @@ type MachineStatus struct {
 	// now (a PLC or broker away: the machine may have stopped since).
 	LastKnownState string `json:"last_known_state,omitempty"`
 	// UnknownBecause says why State is unknown while LastKnownState is
-	// set: "source down", or "bad quality" (the running value's source
-	// marks it bad or uncertain: the machine may have stopped since).
+	// set: "source down", "refused" (the source refuses the running
+	// signal's node or topic), or "bad quality" (the running value's
+	// source marks it bad or uncertain: the machine may have stopped
+	// since).
 	UnknownBecause string `json:"unknown_because,omitempty"`
 	// LastSampleAge is how long ago a good value for one of the machine's
 	// signals came in (absent: none since the agent started). A machine
@@ -328,6 +330,7 @@ func (a *Agent) Status() Status {
 		drafts = a.fwd.draftsSnapshot()
 	}
 	signalErrs := map[string]string{} // machine -> what is wrong with one of its signals
+	runRefused := map[string]bool{}   // machines whose running node or topic the source refuses
 	mapper := a.mapper.Load()
 	noteBad := func(kind connectors.Kind, source, address, what string) {
 		mapper.EachUse(kind, source, address, func(machine string, signal mapping.Signal) {
@@ -358,6 +361,11 @@ func (a *Agent) Status() Status {
 					what = fmt.Sprintf("refuses topic %s (%s)", r.Node, r.Status)
 				}
 				noteBad(s.kind, s.name, r.Node, what)
+				mapper.EachUse(s.kind, s.name, r.Node, func(machine string, signal mapping.Signal) {
+					if signal == mapping.Running {
+						runRefused[machine] = true
+					}
+				})
 			}
 		}
 		st.Sources = append(st.Sources, ss)
@@ -459,6 +467,10 @@ func (a *Agent) Status() Status {
 		ms.State, ms.LastSampleAge = a.machineState(m.ID)
 		if src := runningSource(&m); src != "" && ms.State != "unknown" && sourceState[src] != string(connectors.StateConnected) {
 			ms.State, ms.LastKnownState, ms.UnknownBecause = "unknown", ms.State, "source down"
+		} else if runRefused[m.ID] && ms.State != "unknown" {
+			// (its last value may be of bad quality too: the refusal is
+			// why, the PEERS audit saw "bad or uncertain quality" shown)
+			ms.State, ms.LastKnownState, ms.UnknownBecause = "unknown", ms.State, "refused"
 		} else if runBad[m.ID] && ms.State != "unknown" {
 			ms.State, ms.LastKnownState, ms.UnknownBecause = "unknown", ms.State, "bad quality"
 		} else if why := spDown[m.ID]; why != "" && ms.State != "unknown" {

@@ -391,8 +391,11 @@ func printStatus(w io.Writer, st agent.Status) {
 		state := m.State
 		if m.LastKnownState != "" {
 			why := "source down"
-			if m.UnknownBecause == "bad quality" {
+			switch m.UnknownBecause {
+			case "bad quality":
 				why = "its running value has bad or uncertain quality"
+			case "refused":
+				why = "its running node or topic is refused"
 			}
 			state += " (was " + m.LastKnownState + ": " + why + ")"
 		}
