@@ -982,13 +982,8 @@ func mountFreezableDataDir(t *testing.T, p *plant) (data string, freeze, thaw fu
 // status, /readyz and the metrics say so; thawed, the values are taken and
 // they say no more.
 func TestWriteStallShows(t *testing.T) {
-	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	_, freeze, thaw := mountFreezableDataDir(t, p)
-	p.writeStall = time.Second
-	ra := p.startAgent()
+	p, ra, _, freeze, thaw := stallPlant(t)
 	m := p.machines[0]
-	p.produce(m, 1, 0)
-	p.waitExactQty(ra, "press-1", 1)
 	freeze()
 	p.produce(m, 2, 0)
 	waitFor(t, 30*time.Second, "the stall shown", func() (bool, string) {
@@ -1015,6 +1010,20 @@ func TestWriteStallShows(t *testing.T) {
 	if code, body := httpGet(t, p.listen, "/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz after the thaw: %d %q", code, body)
 	}
+}
+
+// stallPlant starts a plant of one press whose data_dir is a freezable
+// file system (mountFreezableDataDir), with the write stall shown after a
+// second, and books a first piece.
+func stallPlant(t *testing.T) (p *plant, ra *runningAgent, data string, freeze, thaw func()) {
+	t.Helper()
+	p = newPlant(t, plantOptions{machines: []string{"press-1"}})
+	data, freeze, thaw = mountFreezableDataDir(t, p)
+	p.writeStall = time.Second
+	ra = p.startAgent()
+	p.produce(p.machines[0], 1, 0)
+	p.waitExactQty(ra, "press-1", 1)
+	return p, ra, data, freeze, thaw
 }
 
 // awayOnASmallDisk starts a plant of two presses on an 8 MiB data_dir,
@@ -2862,13 +2871,8 @@ func TestALineLeftOpenByALostBufferFileIsClosed(t *testing.T) {
 // the stall must show all the same. Only the transaction was marked (the
 // stall review): status and /readyz stayed silent while values waited.
 func TestWriteStallBetweenTransactionsShows(t *testing.T) {
-	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	data, freeze, _ := mountFreezableDataDir(t, p)
-	p.writeStall = time.Second
-	ra := p.startAgent()
+	p, ra, data, freeze, _ := stallPlant(t)
 	m := p.machines[0]
-	p.produce(m, 1, 0)
-	p.waitExactQty(ra, "press-1", 1)
 	reserve := filepath.Join(data, "buffer.db.reserve")
 	if err := os.Remove(reserve); err != nil {
 		t.Fatal(err)
