@@ -76,14 +76,14 @@ func checkPageGraph(tx *bolt.Tx, path string) error {
 		if err != nil {
 			return 0, 0, 0, err
 		}
-		if got := binary.LittleEndian.Uint64(h); got != id {
+		if got := binary.NativeEndian.Uint64(h); got != id {
 			return 0, 0, 0, fmt.Errorf("page %d: says it is page %d", id, got)
 		}
-		over := uint64(binary.LittleEndian.Uint32(h[12:]))
+		over := uint64(binary.NativeEndian.Uint32(h[12:]))
 		if id+over >= hw {
 			return 0, 0, 0, fmt.Errorf("page %d: its %d overflow pages reach beyond the file's %d pages", id, over, hw)
 		}
-		return binary.LittleEndian.Uint16(h[8:]), int(binary.LittleEndian.Uint16(h[10:])), int64(over+1) * ps, nil
+		return binary.NativeEndian.Uint16(h[8:]), int(binary.NativeEndian.Uint16(h[10:])), int64(over+1) * ps, nil
 	}
 	// The meta page of this snapshot: the one with its transaction id
 	// (read as they are: bbolt checks them, and uses the other when one is
@@ -95,8 +95,8 @@ func checkPageGraph(tx *bolt.Tx, path string) error {
 		if err != nil {
 			return err
 		}
-		if binary.LittleEndian.Uint64(m[metaTxIDOffset:]) == uint64(tx.ID()) {
-			root, fl, found = binary.LittleEndian.Uint64(m[metaRootOffset:]), binary.LittleEndian.Uint64(m[metaFreeOffset:]), true
+		if binary.NativeEndian.Uint64(m[metaTxIDOffset:]) == uint64(tx.ID()) {
+			root, fl, found = binary.NativeEndian.Uint64(m[metaRootOffset:]), binary.NativeEndian.Uint64(m[metaFreeOffset:]), true
 		}
 	}
 	if !found {
@@ -136,7 +136,7 @@ func checkPageGraph(tx *bolt.Tx, path string) error {
 			}
 			children := make([]uint64, n)
 			for i := range n {
-				children[i] = binary.LittleEndian.Uint64(elems[i*branchElemSize+8:])
+				children[i] = binary.NativeEndian.Uint64(elems[i*branchElemSize+8:])
 			}
 			for _, c := range children {
 				if err := walk(c); err != nil {
@@ -157,10 +157,10 @@ func checkPageGraph(tx *bolt.Tx, path string) error {
 			var buckets []bucketElem
 			for i := range n {
 				e := elems[i*leafElemSize:]
-				if binary.LittleEndian.Uint32(e)&leafBucket == 0 {
+				if binary.NativeEndian.Uint32(e)&leafBucket == 0 {
 					continue
 				}
-				pos, ks, vs := binary.LittleEndian.Uint32(e[4:]), binary.LittleEndian.Uint32(e[8:]), binary.LittleEndian.Uint32(e[12:])
+				pos, ks, vs := binary.NativeEndian.Uint32(e[4:]), binary.NativeEndian.Uint32(e[8:]), binary.NativeEndian.Uint32(e[12:])
 				if vs < bucketHdrSize {
 					return fmt.Errorf("page %d: element %d: a bucket value of %d bytes", id, i, vs)
 				}
@@ -174,7 +174,7 @@ func checkPageGraph(tx *bolt.Tx, path string) error {
 				if err != nil {
 					return err
 				}
-				if r := binary.LittleEndian.Uint64(v); r != 0 {
+				if r := binary.NativeEndian.Uint64(v); r != 0 {
 					roots = append(roots, r)
 				}
 			}
@@ -211,7 +211,7 @@ func checkPageGraph(tx *bolt.Tx, path string) error {
 		if err != nil {
 			return fmt.Errorf("freelist: %w", err)
 		}
-		n, at = binary.LittleEndian.Uint64(c), at+8
+		n, at = binary.NativeEndian.Uint64(c), at+8
 	}
 	if n > uint64(span-at)/8 {
 		return fmt.Errorf("freelist page %d: %d ids do not fit", fl, n)
@@ -221,7 +221,7 @@ func checkPageGraph(tx *bolt.Tx, path string) error {
 		return fmt.Errorf("freelist: %w", err)
 	}
 	for i := range n {
-		if id := binary.LittleEndian.Uint64(ids[i*8:]); id < hw && seen[id] {
+		if id := binary.NativeEndian.Uint64(ids[i*8:]); id < hw && seen[id] {
 			return fmt.Errorf("freelist page %d lists page %d, which is in use (page already freed)", fl, id)
 		}
 	}
