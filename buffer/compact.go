@@ -82,9 +82,9 @@ func CompactFile(path string) (before, after int64, err error) {
 // would follow the cycle until memory ran out. The agent's start moves
 // such a file aside; compact says so instead of copying it.
 func checkTree(db *bolt.DB, path string) error {
-	err := db.View(func(tx *bolt.Tx) error { return checkPageGraph(tx, path) })
-	if err != nil && !errors.Is(err, fs.ErrPermission) && !systemError(err) {
-		return fmt.Errorf("%w: the file is damaged and cannot be copied; start the agent, which moves it aside and starts a fresh one", &corruptError{err})
+	err := checkTreeOf(db, path)
+	if ce := (*corruptError)(nil); errors.As(err, &ce) {
+		return fmt.Errorf("%w: the file is damaged and cannot be copied; start the agent, which moves it aside and starts a fresh one", err)
 	}
 	return err
 }

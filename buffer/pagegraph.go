@@ -2,7 +2,9 @@ package buffer
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 
@@ -24,6 +26,17 @@ const (
 	noFreelist      = ^uint64(0)
 	freelistOverMax = 0xFFFF
 )
+
+// checkTreeOf runs checkPageGraph on db's current snapshot (at Open, and
+// before compact copies a file): a damaged tree is a corruptError; a file
+// that could not be read (permissions, an I/O error) is that error.
+func checkTreeOf(db *bolt.DB, path string) error {
+	err := db.View(func(tx *bolt.Tx) error { return checkPageGraph(tx, path) })
+	if err == nil || errors.Is(err, fs.ErrPermission) || systemError(err) {
+		return err
+	}
+	return &corruptError{err}
+}
 
 // checkPageGraph walks the page tree of tx's snapshot from its meta page,
 // reading the file itself, and fails on a page referenced twice (a cycle,

@@ -682,11 +682,8 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 		return nil, state{}, e
 	}
 	// First the tree's shape, before anything follows it or writes.
-	if err := db.View(func(tx *bolt.Tx) error { return checkPageGraph(tx, q.path) }); err != nil {
-		if errors.Is(err, fs.ErrPermission) || systemError(err) {
-			return fail(err)
-		}
-		return fail(&corruptError{err})
+	if err := checkTreeOf(db, q.path); err != nil {
+		return fail(err)
 	}
 	if err := db.View(checkFormat); err != nil {
 		return fail(err)
