@@ -338,11 +338,9 @@ func printStatus(w io.Writer, st agent.Status) {
 				state += fmt.Sprintf(" (polling %s)", plural(s.PolledNodes, "node"))
 			}
 			if n := len(s.RefusedNodes); n > 0 {
-				what := "node"
-				if s.Kind == "mqtt" {
-					what = "topic"
-				}
-				state += fmt.Sprintf(" (%s refused: %s %s…)", plural(n, what), oneLine(s.RefusedNodes[0].Node), s.RefusedNodes[0].Status)
+				// Which ones and why go below the table: a refusal's text
+				// stretched the column for every row (the PEERS audit).
+				state += fmt.Sprintf(" (%s refused)", plural(n, refusedWhat(s.Kind)))
 			}
 			last := s.LastError
 			if last != "" && s.State == "connected" {
@@ -360,6 +358,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		}
 		tw.Flush()
 		for _, s := range st.Sources {
+			printRefused(w, s)
 			if s.MalformedSamples > 0 {
 				fmt.Fprintf(w, "  %s: %s skipped as malformed since start; the last %s: %s\n",
 					s.Name, plural(int(s.MalformedSamples), "value"), ago(s.LastMalformedAgeSeconds), oneLine(s.LastMalformed))
@@ -407,6 +406,31 @@ func printStatus(w io.Writer, st agent.Status) {
 			count(m.GoodCount), count(m.ScrapCount), pending, count(m.Unattributed), oneLine(m.Error))
 	}
 	tw.Flush()
+}
+
+// refusedWhat names what a source of the kind refuses: OPC UA nodes, MQTT
+// topics.
+func refusedWhat(kind string) string {
+	if kind == "mqtt" {
+		return "topic"
+	}
+	return "node"
+}
+
+// maxRefusedShown bounds the refused nodes listed under the sources table;
+// status --json lists them all.
+const maxRefusedShown = 5
+
+// printRefused lists the source's refused nodes or topics with the server's
+// or broker's reason, a line each.
+func printRefused(w io.Writer, s agent.SourceStatus) {
+	for i, r := range s.RefusedNodes {
+		if i == maxRefusedShown {
+			fmt.Fprintf(w, "  %s: %d more refused (plantedge status --json lists them all)\n", s.Name, len(s.RefusedNodes)-i)
+			return
+		}
+		fmt.Fprintf(w, "  %s: %s %s refused: %s\n", s.Name, refusedWhat(s.Kind), oneLine(r.Node), oneLine(r.Status))
+	}
 }
 
 // count prints a quantity as a plant reads it: 17002199, not 1.7002199e+07.

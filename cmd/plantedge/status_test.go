@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +42,36 @@ func TestStatusCountsOneRefusedTopicInTheSingular(t *testing.T) {
 		{Name: "broker", Kind: "mqtt", State: "connected", Sessions: 1, RefusedNodes: []opcua.RefusedNode{{Node: "a/b", Status: "subscription refused by the broker (code 0x80)"}}},
 	}})
 	s := out.String()
-	if !strings.Contains(s, "connected (polling 1 node)") || !strings.Contains(s, "connected (1 topic refused: a/b subscription refused") {
+	if !strings.Contains(s, "connected (polling 1 node)") || !strings.Contains(s, "connected (1 topic refused)") ||
+		!strings.Contains(s, "  broker: topic a/b refused: subscription refused by the broker (code 0x80)\n") {
+		t.Errorf("sources:\n%s", s)
+	}
+}
+
+// A refusal's text goes below the sources table, not into its STATE
+// column, which it stretched for every source (the PEERS audit); past five
+// the rest are counted.
+func TestStatusListsRefusedNodesBelowTheSources(t *testing.T) {
+	var refused []opcua.RefusedNode
+	for i := range 7 {
+		refused = append(refused, opcua.RefusedNode{Node: fmt.Sprintf("ns=2;s=Line1.Press%d.Count", i),
+			Status: "BadNodeIdUnknown: The node id refers to a node that does not exist in the server address space."})
+	}
+	var out bytes.Buffer
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Sources: []agent.SourceStatus{
+		{Name: "line1", Kind: "opcua", State: "connected", Sessions: 1, RefusedNodes: refused},
+		{Name: "broker", Kind: "mqtt", State: "connected", Sessions: 1},
+	}})
+	s := out.String()
+	var broker string
+	for l := range strings.Lines(s) {
+		if strings.HasPrefix(l, "  broker ") {
+			broker = l
+		}
+	}
+	if len(broker) > 60 || !strings.Contains(s, "connected (7 nodes refused)") ||
+		!strings.Contains(s, "  line1: node ns=2;s=Line1.Press4.Count refused: BadNodeIdUnknown: The node id") ||
+		strings.Contains(s, "Press5") || !strings.Contains(s, "  line1: 2 more refused (plantedge status --json lists them all)\n") {
 		t.Errorf("sources:\n%s", s)
 	}
 }
