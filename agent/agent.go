@@ -179,7 +179,8 @@ type Agent struct {
 	bg          sync.WaitGroup
 
 	lastBeat     atomic.Int64
-	opened       atomic.Bool // buf and fwd are set
+	opened       atomic.Bool            // buf and fwd are set
+	startStep    atomic.Pointer[string] // what Run's start waits on, for watchStart
 	ready        atomic.Bool
 	started      time.Time
 	malformedLog rateLogs // per source and topic or node: one bad tag must not hide another
@@ -332,12 +333,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.started = time.Now()
 	a.beat()
 	a.logWarnings(cfg)
+	a.step("creating the data directory")
+	started := a.watchStart(cfg.DataDir)
+	defer started() // when the start fails; at once when it succeeds
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return &StartError{fmt.Errorf("data dir: %w", err)}
 	}
 	a.checkDiskSpace(cfg)
 	_, statErr := os.Stat(cfg.BufferPath())
 	a.newFile = errors.Is(statErr, os.ErrNotExist)
+	a.step("opening the buffer file")
 	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{
 		MaxBytes:     int64(cfg.Buffer.MaxBytes),
 		CommitWindow: cfg.Buffer.CommitWindow.D(),
@@ -359,6 +364,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			"moved_to", p, "buffer", cfg.BufferPath())
 		a.metrics.corruptBuffers.Inc()
 	}
+	a.step("reading the buffer file's state")
 	if err := a.loadMachineState(); err != nil {
 		return err
 	}
@@ -394,6 +400,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.fwd = newForwarder(a)
+	a.step("ending the stops of machines no longer configured")
 	// Stops of machines whose running signal left the configuration while
 	// the agent was stopped: nothing would end them. Bounded: a failing
 	// disk must not hold the start (the stored state keeps the stop, the
@@ -403,6 +410,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.endOrphanedStops(startCtx, nil)
 	startCancel()
 	a.opened.Store(true) // publishes buf and fwd to Status and the API
+	started()            // watchWrites takes over
 
 	ln, err := listen(cfg.Listen)
 	if err != nil {
@@ -1169,6 +1177,48 @@ func (a *Agent) writeStalled() time.Duration {
 		return d
 	}
 	return 0
+}
+
+// step names what Run's start does next, for watchStart.
+func (a *Agent) step(what string) { a.startStep.Store(&what) }
+
+// watchStart watches Run's start until the buffer is open (watchWrites
+// takes over then): a step that has not completed after WriteStallAfter is
+// logged, once, and said to systemd (systemctl status), and so is the
+// start going on. Every step before is disk work (the data directory, the
+// buffer file's open, its reads and first writes); on a frozen or failing
+// disk or a hung network file system the start waited without a word
+// until systemd's start timeout killed it (the stall review). done stops
+// the watch and may be called again.
+func (a *Agent) watchStart(dir string) (done func()) {
+	after := cmp.Or(a.opts.WriteStallAfter, writeStallAfter)
+	began := time.Now()
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan struct{})
+	var said bool // read after exited
+	go func() {
+		defer close(exited)
+		every(ctx, after/6, func() {
+			if said || time.Since(began) < after {
+				return
+			}
+			said = true
+			step := *a.startStep.Load()
+			a.log.Warn("START WAITS ON THE DISK: "+step+" has not completed (a frozen or failing disk, a hung network file system); no value is taken meanwhile; check the disk (dmesg)",
+				"dir", dir, "waiting_for", time.Since(began).Round(time.Second))
+			_ = sdNotify("STATUS=start waits on the disk: " + step + " has not completed; check the disk (dmesg)")
+		})
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-exited
+			if said {
+				a.log.Info("the start's wait on the disk ended", "waited", time.Since(began).Round(time.Second))
+			}
+		})
+	}
 }
 
 // watchWrites logs a buffer write that stalls (writeStalled), once, and

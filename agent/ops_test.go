@@ -1012,6 +1012,33 @@ func TestWriteStallShows(t *testing.T) {
 	}
 }
 
+// A disk that does not answer while the agent starts (here frozen before
+// the buffer file is made): the start's wait is logged and, once the disk
+// answers, its end, and the agent runs. The start was silent until
+// systemd's start timeout killed it (the stall review).
+func TestStartWaitingOnTheDiskIsSaid(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	_, freeze, thaw := mountFreezableDataDir(t, p)
+	p.writeStall = time.Second
+	freeze()
+	go func() {
+		// (thawed after 30 s whatever is said: the test then fails)
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) &&
+			!strings.Contains(p.logs.String(), "START WAITS ON THE DISK: opening the buffer file has not completed"); {
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(time.Second) // said once, not again while it waits
+		thaw()
+	}()
+	ra := p.startAgent()
+	p.produce(p.machines[0], 1, 0)
+	p.waitExactQty(ra, "press-1", 1)
+	logs := p.logs.String()
+	if n := strings.Count(logs, "START WAITS ON THE DISK"); n != 1 || !strings.Contains(logs, "the start's wait on the disk ended") {
+		t.Errorf("the start's wait said %d times, its end said: %v", n, strings.Contains(logs, "the start's wait on the disk ended"))
+	}
+}
+
 // stallPlant starts a plant of one press whose data_dir is a freezable
 // file system (mountFreezableDataDir), with the write stall shown after a
 // second, and books a first piece.
