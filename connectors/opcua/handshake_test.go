@@ -7,10 +7,13 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gopcua/opcua/uacp"
+
+	"github.com/plantedge/plantedge/connectors"
 )
 
 // fakeAckServer answers every Hello with ack and records the type of each
@@ -181,4 +184,114 @@ func TestDialToASilentServerEndsWhenCancelled(t *testing.T) {
 	if _, err := io.ReadAll(conn); err != nil {
 		t.Errorf("the attempt's connection was not closed: %v", err)
 	}
+}
+
+// serviceGate is a proxy to an OPC UA server that passes the transport
+// (Hello, OpenSecureChannel) but, while closed, swallows every service
+// request (MSG chunks): a server whose TCP stack and secure channel layer
+// answer while its application does not (a PLC runtime hung, a gateway
+// whose backend is gone).
+type serviceGate struct {
+	ln     net.Listener
+	open   atomic.Bool
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func startServiceGate(t *testing.T, target string) *serviceGate {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &serviceGate{ln: ln, target: target}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			g.mu.Lock()
+			g.conns = append(g.conns, c, up)
+			g.mu.Unlock()
+			g.wg.Add(2)
+			go func() { defer g.wg.Done(); _, _ = io.Copy(c, up); c.Close() }()
+			go func() { defer g.wg.Done(); g.forward(up, c); up.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		g.mu.Lock()
+		for _, c := range g.conns {
+			c.Close()
+		}
+		g.mu.Unlock()
+		g.wg.Wait()
+	})
+	return g
+}
+
+// forward copies the client's chunks to the server, but for the MSG ones
+// while the gate is closed.
+func (g *serviceGate) forward(dst, src net.Conn) {
+	hdr := make([]byte, 8)
+	for {
+		if _, err := io.ReadFull(src, hdr); err != nil {
+			return
+		}
+		var h uacp.Header
+		if _, err := h.Decode(hdr); err != nil || h.MessageSize < 8 {
+			return
+		}
+		body := make([]byte, h.MessageSize-8)
+		if _, err := io.ReadFull(src, body); err != nil {
+			return
+		}
+		if h.MessageType == "MSG" && !g.open.Load() {
+			continue
+		}
+		if _, err := dst.Write(append(append([]byte(nil), hdr...), body...)); err != nil {
+			return
+		}
+	}
+}
+
+// A server that answers the transport but no service request (PEERS.md:
+// the client that waited for good on a CreateSession never answered) does
+// not hold the source: each attempt ends at its bound with an error that
+// says so, attempts keep to the backoff, and once the server answers the
+// source connects and reads.
+func TestServerNotAnsweringServiceRequests(t *testing.T) {
+	ts := startInProcess(t, 0)
+	gate := startServiceGate(t, strings.TrimPrefix(ts.url, "opc.tcp://"))
+	col := newCollector()
+	src := runSource(t, Config{
+		Endpoint: "opc.tcp://" + gate.ln.Addr().String(), Nodes: []string{"ns=1;s=Counter"},
+		RequestTimeout: 500 * time.Millisecond, BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second,
+	}, col)
+	time.Sleep(5 * time.Second)
+	st := src.Stats()
+	if st.SessionsCreated != 0 || col.len() != 0 || src.State() == connectors.StateConnected {
+		t.Fatalf("connected through a server that answers no service request: %+v", st)
+	}
+	// Each attempt waits at most 2 × request_timeout, then the backoff
+	// (100 ms doubling to 1 s): over 5 s a few attempts, neither one
+	// stuck nor a storm.
+	if st.ConnectAttempts < 2 || st.ConnectAttempts > 10 {
+		t.Errorf("%d connect attempts in 5 s against a silent application, want 2-10", st.ConnectAttempts)
+	}
+	if !strings.Contains(st.LastError, "deadline") && !strings.Contains(st.LastError, "timeout") && !strings.Contains(st.LastError, "timed out") {
+		t.Errorf("LastError = %q, want it to say the request timed out", st.LastError)
+	}
+	gate.open.Store(true)
+	_, _ = col.waitFor(t, 0, 15*time.Second, "a sample once the server answers", func(s connectors.Sample) bool { return s.Initial })
 }
