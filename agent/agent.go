@@ -1225,8 +1225,12 @@ func (a *Agent) watchStart(dir string) (done func()) {
 // when it completes: the journal is where a technician looks first.
 func (a *Agent) watchWrites(ctx context.Context) {
 	var said time.Time // the start of the stalled write last logged
-	every(ctx, cmp.Or(a.opts.WriteStallAfter, writeStallAfter)/6, func() {
+	after := cmp.Or(a.opts.WriteStallAfter, writeStallAfter)
+	every(ctx, after/6, func() {
 		since := a.buf.WriteRunningSince()
+		// After since: a write ending between the two is seen running now
+		// and ended at the next look, not also in longest then.
+		longest := a.buf.TakeLongestWrite()
 		switch {
 		case !said.IsZero() && !since.Equal(said):
 			// Ended, but not always well: a failing disk may answer the
@@ -1242,6 +1246,11 @@ func (a *Agent) watchWrites(ctx context.Context) {
 			said = since
 			a.log.Warn("BUFFER WRITE STALLED: the disk does not complete a write (a frozen or failing disk, a hung network file system); no value is taken meanwhile; check the disk (dmesg)",
 				"dir", filepath.Dir(a.cfg.Load().BufferPath()), "running_for", time.Since(since).Round(time.Second))
+		case said.IsZero() && longest >= after:
+			// Stalled past the mark and ended between two looks (the
+			// stall review: one of 30-35 s was never said).
+			a.log.Warn("A BUFFER WRITE STALLED and has ended: the disk did not complete it for that long (a frozen or failing disk, a hung network file system); no value was taken meanwhile; check the disk (dmesg)",
+				"dir", filepath.Dir(a.cfg.Load().BufferPath()), "stalled_for", longest.Round(time.Second))
 		}
 	})
 }

@@ -22,3 +22,12 @@ func SetBookedCheck(n int, every time.Duration) (restore func()) {
 func (a *Agent) SetClock(shift func() time.Duration, every time.Duration) {
 	a.clockShift, a.clockEvery = shift, every
 }
+
+// WriteRunningSince is the buffer's (buffer.Queue.WriteRunningSince), once
+// the buffer is open.
+func (a *Agent) WriteRunningSince() time.Time {
+	if !a.opened.Load() {
+		return time.Time{}
+	}
+	return a.buf.WriteRunningSince()
+}

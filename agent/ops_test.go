@@ -1039,6 +1039,37 @@ func TestStartWaitingOnTheDiskIsSaid(t *testing.T) {
 	}
 }
 
+// A stall a little past the mark that ends between two of the log's looks
+// (every sixth of the mark) is said when it has ended: one of 30-35 s was
+// never logged (the stall review). With the mark at 6 s the looks come
+// every second, and a stall of 6.15 s is seen running by one only now and
+// then; said at its end, or while it ran — once.
+func TestShortWriteStallIsSaid(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	_, freeze, thaw := mountFreezableDataDir(t, p)
+	p.writeStall = 6 * time.Second
+	ra := p.startAgent()
+	p.produce(p.machines[0], 1, 0)
+	p.waitExactQty(ra, "press-1", 1)
+	freeze()
+	p.produce(p.machines[0], 2, 0)
+	var since time.Time
+	waitFor(t, 10*time.Second, "the write stalled", func() (bool, string) {
+		since = ra.a.WriteRunningSince()
+		return !since.IsZero(), "no write running"
+	})
+	time.Sleep(time.Until(since.Add(6150 * time.Millisecond)))
+	thaw()
+	p.waitExactQty(ra, "press-1", 3)
+	waitFor(t, 10*time.Second, "the stall said", func() (bool, string) {
+		logs := p.logs.String()
+		return strings.Contains(logs, "A BUFFER WRITE STALLED and has ended") || strings.Contains(logs, "the stalled buffer write ended"), "not said"
+	})
+	if n := strings.Count(p.logs.String(), "BUFFER WRITE STALLED"); n != 1 {
+		t.Errorf("the stall said %d times, want once", n)
+	}
+}
+
 // stallPlant starts a plant of one press whose data_dir is a freezable
 // file system (mountFreezableDataDir), with the write stall shown after a
 // second, and books a first piece.

@@ -227,8 +227,14 @@ func (q *Queue) run(cur state) {
 // marked, and a reserve file written on a frozen disk held the appends
 // with /readyz 200).
 func (q *Queue) working() (idle func()) {
-	q.txSince.Store(time.Now().UnixNano())
-	return func() { q.txSince.Store(0) }
+	since := time.Now().UnixNano()
+	q.txSince.Store(since)
+	return func() {
+		q.txSince.Store(0)
+		if d := time.Now().UnixNano() - since; d > q.longestWrite.Load() {
+			q.longestWrite.Store(d) // the committer is its only writer
+		}
+	}
 }
 
 // reject fails every request of batch with err, committing nothing.

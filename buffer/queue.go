@@ -331,6 +331,9 @@ type Queue struct {
 	// txSince: since when (unix ns) the committer's work with the disk in
 	// progress runs (working), 0 = none (WriteRunningSince).
 	txSince atomic.Int64
+	// longestWrite: the longest such work (ns) since TakeLongestWrite last
+	// took it.
+	longestWrite atomic.Int64
 	// reserve is the reserve file's size (reserveFor).
 	reserve int64
 	// diskLowBudget is the budget the last lowering for a full disk set
@@ -524,6 +527,14 @@ func (q *Queue) WriteRunningSince() time.Time {
 		return time.Unix(0, n)
 	}
 	return time.Time{}
+}
+
+// TakeLongestWrite returns how long the longest of the committer's writes
+// (as WriteRunningSince's) that completed since the last call ran, and
+// starts anew. A caller that looks at WriteRunningSince now and then may
+// miss a write that stalled between two looks: this one it does not miss.
+func (q *Queue) TakeLongestWrite() time.Duration {
+	return time.Duration(q.longestWrite.Swap(0))
 }
 
 // MinMaxBytes is the smallest accepted MaxBytes.

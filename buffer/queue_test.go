@@ -1381,11 +1381,23 @@ func TestWriteRunningSince(t *testing.T) {
 	if s := q.WriteRunningSince(); s.Before(before) || s.After(time.Now()) {
 		t.Errorf("a write held in its transaction: running since %v, want since %v", s, before)
 	}
+	time.Sleep(300 * time.Millisecond)
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	if s := q.WriteRunningSince(); !s.IsZero() {
 		t.Errorf("the write ended: running since %v, want none", s)
+	}
+	// The held write is the longest since the last look, however short
+	// the ones after it; taken, it is not said again.
+	if _, err := q.Append(t.Context(), []Record{{Lane: LaneCounts, Key: "k", Data: []byte("v")}}); err != nil {
+		t.Fatal(err)
+	}
+	if d := q.TakeLongestWrite(); d < 300*time.Millisecond || d > time.Since(before) {
+		t.Errorf("the longest write %v, want the held one's 300 ms or more", d)
+	}
+	if d := q.TakeLongestWrite(); d >= 300*time.Millisecond {
+		t.Errorf("the longest write taken again: %v", d)
 	}
 }
