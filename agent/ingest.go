@@ -274,6 +274,9 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			case "certificate":
 				a.metrics.sparkplugCertificates.WithLabelValues(n.Source).Inc()
 				level = slog.LevelInfo
+			case "historical":
+				a.metrics.sparkplugHistorical.WithLabelValues(n.Source).Inc()
+				level = slog.LevelInfo
 			}
 			a.malformedLog.log("sparkplug "+n.Kind+" "+n.Source+" "+n.Topic, a.log, level, n.Msg, "source", n.Source, "topic", n.Topic)
 		}

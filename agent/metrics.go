@@ -46,6 +46,9 @@ type metrics struct {
 	// Sparkplug B alias maps read from a broker's BIRTH certificates
 	// (sparkplug_certificates).
 	sparkplugCertificates *prometheus.CounterVec
+	// Sparkplug B messages with historical values of read metrics (passed
+	// over).
+	sparkplugHistorical *prometheus.CounterVec
 }
 
 func newMetrics(a *Agent) *metrics {
@@ -98,10 +101,12 @@ func newMetrics(a *Agent) *metrics {
 			Help: "Sparkplug B rebirth requests (NCMD Node Control/Rebirth) the agent published to edge nodes whose DATA by alias it could not read (the broker's sparkplug_rebirth); a broker ACL may drop one unseen."}, []string{"source"}),
 		sparkplugCertificates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_sparkplug_certificates_total",
 			Help: "Sparkplug B alias maps the agent took from a Sparkplug-aware broker's BIRTH certificates (the broker's sparkplug_certificates), of edge nodes and devices its signals read."}, []string{"source"}),
+		sparkplugHistorical: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_sparkplug_historical_messages_total",
+			Help: "Sparkplug B messages carrying historical values (is_historical: an edge node's store and forward) of metrics the agent reads: passed over, as the current values count a counter's pieces."}, []string{"source"}),
 	}
 	a.opts.Registry.MustRegister(m.samples, m.malformed, m.appendErrors, m.ingestLatency, m.forwarded, m.deadLettered,
 		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches, m.staleSamples, m.unmappedReasons, m.shortStops, m.reloads,
-		m.corruptBuffers, m.clockSteps, m.sparkplugSeqGaps, m.sparkplugUnknownAliases, m.sparkplugRebirths, m.sparkplugCertificates, &stateCollector{a: a})
+		m.corruptBuffers, m.clockSteps, m.sparkplugSeqGaps, m.sparkplugUnknownAliases, m.sparkplugRebirths, m.sparkplugCertificates, m.sparkplugHistorical, &stateCollector{a: a})
 	return m
 }
 
@@ -139,6 +144,7 @@ func (m *metrics) seed(cfg *config.Config) {
 			m.sparkplugUnknownAliases.DeleteLabelValues(name)
 			m.sparkplugRebirths.DeleteLabelValues(name)
 			m.sparkplugCertificates.DeleteLabelValues(name)
+			m.sparkplugHistorical.DeleteLabelValues(name)
 		}
 	}
 	m.seeded, m.seededSources = machines, sources
@@ -152,6 +158,7 @@ func (m *metrics) seed(cfg *config.Config) {
 		m.sparkplugUnknownAliases.WithLabelValues(b.Name)
 		m.sparkplugRebirths.WithLabelValues(b.Name)
 		m.sparkplugCertificates.WithLabelValues(b.Name)
+		m.sparkplugHistorical.WithLabelValues(b.Name)
 	}
 	for i := range cfg.Machines {
 		mc := &cfg.Machines[i]

@@ -135,3 +135,54 @@ func TestSparkplugDeviceAcrossRestartAndRebirth(t *testing.T) {
 		return m.State == "unknown" && m.UnknownBecause == "bad quality" && strings.Contains(m.Error, "Sparkplug quality BAD"), m.State + " " + m.UnknownBecause + " " + m.Error
 	})
 }
+
+// An edge node back from an outage (Ignition's store and forward) sends
+// its BIRTH with the current values, then what it stored meanwhile flagged
+// is_historical, stamped before. Those are passed over, said once a minute
+// and counted: the BIRTH's value counted the pieces, and read as live the
+// thirty lower counts were held as repeats of a PLC whose clock went back
+// (a warning naming the PLC's clock), the stop among them looked at.
+func TestSparkplugHistoricalValuesPassedOver(t *testing.T) {
+	p := sparkplugPlant(t)
+	ra := p.startAgentWith(false)
+	now := time.Now()
+	ms := func(d time.Duration) uint64 { return uint64(now.Add(d).UnixMilli()) }
+	birth := func(bd int64, good int64, at time.Duration) {
+		p.spPublish("NBIRTH", sptest.Payload{Seq: 0, Timestamp: ms(at), Metrics: []sptest.Metric{{Name: "bdSeq", Datatype: sptest.Int64, Value: bd}}})
+		p.spPublish("DBIRTH", sptest.Payload{Seq: 1, Timestamp: ms(at), Metrics: []sptest.Metric{
+			{Name: "Counters/Good", Alias: 1, HasAlias: true, Datatype: sptest.UInt32, Value: good, Timestamp: ms(at)},
+			{Name: "State/Running", Alias: 2, HasAlias: true, Datatype: sptest.Boolean, Value: true, Timestamp: ms(at)},
+		}})
+	}
+	birth(0, 1000, -10*time.Minute)
+	waitFor(t, 20*time.Second, "running", func() (bool, string) {
+		m := ra.a.Status().Machines[0]
+		return m.State == "running", m.State
+	})
+	birth(1, 1100, 0) // back: 100 made meanwhile
+	p.waitQty("sp1", 100)
+	seq := 2
+	for i := 1; i <= 30; i++ {
+		at := -10*time.Minute + time.Duration(i)*15*time.Second
+		metrics := []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(1000 + 3*i), Timestamp: ms(at), Historical: true}}
+		if i == 10 || i == 12 {
+			metrics = append(metrics, sptest.Metric{Alias: 2, HasAlias: true, Value: i == 12, Timestamp: ms(at), Historical: true})
+		}
+		p.spPublish("DDATA", sptest.Payload{Seq: seq, Timestamp: ms(time.Second), Metrics: metrics})
+		seq++
+	}
+	p.spPublish("DDATA", sptest.Payload{Seq: seq, Metrics: []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(1110), Timestamp: ms(2 * time.Second)}}})
+	p.waitQty("sp1", 110)
+	waitFor(t, 10*time.Second, "the historical messages counted", func() (bool, string) {
+		v, _ := metric(p.metrics(), "plantedge_sparkplug_historical_messages_total", `source="broker"`)
+		return v == 30, fmt.Sprint(v)
+	})
+	logs := p.logs.String()
+	if strings.Count(logs, "historical values (is_historical") != 1 || strings.Contains(logs, "held as possible repeats") {
+		t.Errorf("historical values said %d times (want once), held as repeats said: %v",
+			strings.Count(logs, "historical values (is_historical"), strings.Contains(logs, "held as possible repeats"))
+	}
+	if m := ra.a.Status().Machines[0]; m.State != "running" || m.Error != "" {
+		t.Errorf("machine after the historical values: %+v", m)
+	}
+}

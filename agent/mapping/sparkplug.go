@@ -71,9 +71,12 @@ type spMetric struct {
 	ts       uint64
 	datatype uint32
 	isNull   bool
-	vField   protowire.Number // 0: no value
-	u        uint64           // varint and fixed values
-	s        string           // string_value
+	// historical: is_historical, a value the edge node stored while it
+	// could not publish (store and forward), sent after its BIRTH.
+	historical bool
+	vField     protowire.Number // 0: no value
+	u          uint64           // varint and fixed values
+	s          string           // string_value
 	// quality is the metric's Quality property (192 good, 0 bad, 500
 	// stale: Ignition's), if it has one.
 	quality    uint64
@@ -172,6 +175,8 @@ func decodeMetric(b []byte) (spMetric, error) {
 			m.ts = u
 		case num == 4 && typ == protowire.VarintType:
 			m.datatype = uint32(u)
+		case num == 5 && typ == protowire.VarintType:
+			m.historical = u != 0
 		case num == 7 && typ == protowire.VarintType:
 			m.isNull = u != 0
 		case num == 9 && typ == protowire.BytesType:
@@ -603,8 +608,10 @@ func (p *spPayload) bdSeq() (uint64, bool) {
 
 // SparkplugNote is something a Sparkplug message showed that the agent
 // logs and counts: Kind is "seq" (a gap: messages lost), "alias" (a DATA
-// alias that cannot be read), "quality" (a metric flagged not good) or
-// "certificate" (an alias map taken from a broker's BIRTH certificate).
+// alias that cannot be read), "quality" (a metric flagged not good),
+// "certificate" (an alias map taken from a broker's BIRTH certificate) or
+// "historical" (a message with historical values of read metrics, passed
+// over).
 type SparkplugNote struct {
 	Kind, Source, Topic, Msg string
 }
@@ -910,7 +917,7 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		untrusted.trusted = false
 		birth = &untrusted
 	}
-	unknown := false
+	unknown, historical := false, false
 	birthTopic := t.Birth()
 	xs, err := extractSparkplug(bs, s, p, birth, func(alias uint64) {
 		unknown = true
@@ -954,6 +961,12 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 				Msg: fmt.Sprintf("metric %s has %s: its values are ignored until it is good again", b.field, quality)})
 		}
 		sp.badQuality[k] = quality
+	}, func() {
+		if !historical {
+			historical = true
+			sp.notes = append(sp.notes, SparkplugNote{Kind: "historical", Source: s.Source, Topic: s.Address,
+				Msg: "historical values (is_historical: stored by the edge node while it could not publish, sent after its BIRTH) are passed over: the BIRTH's and the DATA's current values count a counter's pieces; stops in them are not booked"})
+		}
 	})
 	if byAlias && !unknown && !s.Initial && len(xs) > 0 {
 		// Every alias read by a current map, values of the signals among
@@ -1018,8 +1031,9 @@ func (m *Mapper) noteSeq(sp *SparkplugState, n *spNode, s connectors.Sample, t c
 // value read (in a BIRTH, or by name) counts what was made meanwhile. A
 // metric whose Quality property is not good is skipped, as an OPC UA value
 // of bad quality is (not counted, no reset, no stop): quality is called
-// for each bound metric read with why it is not good ("": good).
-func extractSparkplug(bs []*binding, s connectors.Sample, p *spPayload, birth *spBirth, unknownAlias func(uint64), quality func(*binding, string)) ([]extracted, error) {
+// for each bound metric read with why it is not good ("": good). A bound
+// metric flagged is_historical is skipped and historical called.
+func extractSparkplug(bs []*binding, s connectors.Sample, p *spPayload, birth *spBirth, unknownAlias func(uint64), quality func(*binding, string), historical func()) ([]extracted, error) {
 	dup := s.Duplicate || s.Initial
 	var out []extracted
 	var bad error
@@ -1052,6 +1066,15 @@ func extractSparkplug(bs []*binding, s connectors.Sample, p *spPayload, birth *s
 		}
 		for _, b := range bs {
 			if b.field != name {
+				continue
+			}
+			if mt.historical {
+				// Older than the current value the BIRTH gave, which
+				// counted a counter's pieces up to it (as after any gap):
+				// not a live value (Sparkplug 3.0: a host does not take
+				// it for the current one). Read, it was held as a repeat
+				// of a PLC whose clock went back, and said so.
+				historical()
 				continue
 			}
 			if why := mt.badQuality(); why != "" || !mt.isNull {

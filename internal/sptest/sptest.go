@@ -47,8 +47,10 @@ type Metric struct {
 	Timestamp uint64
 	Datatype  uint32
 	IsNull    bool
-	Value     any
-	Dataset   bool // a dataset_value (an empty one)
+	// Historical sends is_historical (an edge node's store and forward).
+	Historical bool
+	Value      any
+	Dataset    bool // a dataset_value (an empty one)
 	// Quality, with HasQuality, is sent as the Quality property (a
 	// PropertySet with one key; the value an Int32 in int_value, as
 	// Ignition sends it): 192 good, 0 bad, 500 stale.
@@ -91,6 +93,10 @@ func (m Metric) encode() []byte {
 	if m.Datatype != 0 {
 		b = protowire.AppendTag(b, 4, protowire.VarintType)
 		b = protowire.AppendVarint(b, uint64(m.Datatype))
+	}
+	if m.Historical {
+		b = protowire.AppendTag(b, 5, protowire.VarintType)
+		b = protowire.AppendVarint(b, 1)
 	}
 	if m.IsNull {
 		b = protowire.AppendTag(b, 7, protowire.VarintType)
