@@ -46,8 +46,7 @@ type metrics struct {
 	// Sparkplug B alias maps read from a broker's BIRTH certificates
 	// (sparkplug_certificates).
 	sparkplugCertificates *prometheus.CounterVec
-	// Sparkplug B messages with historical values of read metrics (passed
-	// over).
+	// Sparkplug B messages with historical values of read metrics.
 	sparkplugHistorical *prometheus.CounterVec
 }
 
@@ -102,7 +101,7 @@ func newMetrics(a *Agent) *metrics {
 		sparkplugCertificates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_sparkplug_certificates_total",
 			Help: "Sparkplug B alias maps the agent took from a Sparkplug-aware broker's BIRTH certificates (the broker's sparkplug_certificates), of edge nodes and devices its signals read."}, []string{"source"}),
 		sparkplugHistorical: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_sparkplug_historical_messages_total",
-			Help: "Sparkplug B messages carrying historical values (is_historical: an edge node's store and forward) of metrics the agent reads: passed over, as the current values count a counter's pieces."}, []string{"source"}),
+			Help: "Sparkplug B messages carrying historical values (is_historical: an edge node's store and forward) of metrics the agent reads."}, []string{"source"}),
 	}
 	a.opts.Registry.MustRegister(m.samples, m.malformed, m.appendErrors, m.ingestLatency, m.forwarded, m.deadLettered,
 		m.odooCalls, m.odooLatency, m.odooUp, m.authFailed, m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches, m.staleSamples, m.unmappedReasons, m.shortStops, m.reloads,

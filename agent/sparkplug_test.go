@@ -138,45 +138,49 @@ func TestSparkplugDeviceAcrossRestartAndRebirth(t *testing.T) {
 
 // An edge node back from an outage (Ignition's store and forward) sends
 // its BIRTH with the current values, then what it stored meanwhile flagged
-// is_historical, stamped before. Those are passed over, said once a minute
-// and counted: the BIRTH's value counted the pieces, and read as live the
-// thirty lower counts were held as repeats of a PLC whose clock went back
-// (a warning naming the PLC's clock), the stop among them looked at.
-func TestSparkplugHistoricalValuesPassedOver(t *testing.T) {
+// is_historical, stamped before. The BIRTH's value counts the pieces; the
+// older, lower historical counts are repeats of it, held without the
+// warning of a PLC whose clock went back (a row of them gave one, and the
+// machine's error); said once a minute and counted. Across a counter reset
+// during the outage, the historical values from before the reset bring
+// the pieces made before it.
+func TestSparkplugHistoricalValues(t *testing.T) {
 	p := sparkplugPlant(t)
 	ra := p.startAgentWith(false)
 	now := time.Now()
 	ms := func(d time.Duration) uint64 { return uint64(now.Add(d).UnixMilli()) }
-	birth := func(bd int64, good int64, at time.Duration) {
-		p.spPublish("NBIRTH", sptest.Payload{Seq: 0, Timestamp: ms(at), Metrics: []sptest.Metric{{Name: "bdSeq", Datatype: sptest.Int64, Value: bd}}})
-		p.spPublish("DBIRTH", sptest.Payload{Seq: 1, Timestamp: ms(at), Metrics: []sptest.Metric{
-			{Name: "Counters/Good", Alias: 1, HasAlias: true, Datatype: sptest.UInt32, Value: good, Timestamp: ms(at)},
-			{Name: "State/Running", Alias: 2, HasAlias: true, Datatype: sptest.Boolean, Value: true, Timestamp: ms(at)},
-		}})
+	seq := 0
+	send := func(typ string, at time.Duration, metrics ...sptest.Metric) {
+		p.spPublish(typ, sptest.Payload{Seq: seq, Timestamp: ms(at), Metrics: metrics})
+		seq++
 	}
-	birth(0, 1000, -10*time.Minute)
+	birth := func(bd int64, good int64, at time.Duration) {
+		seq = 0
+		send("NBIRTH", at, sptest.Metric{Name: "bdSeq", Datatype: sptest.Int64, Value: bd})
+		send("DBIRTH", at,
+			sptest.Metric{Name: "Counters/Good", Alias: 1, HasAlias: true, Datatype: sptest.UInt32, Value: good, Timestamp: ms(at)},
+			sptest.Metric{Name: "State/Running", Alias: 2, HasAlias: true, Datatype: sptest.Boolean, Value: true, Timestamp: ms(at)})
+	}
+	good := func(v int64, at time.Duration, historical bool) sptest.Metric {
+		return sptest.Metric{Alias: 1, HasAlias: true, Value: v, Timestamp: ms(at), Historical: historical}
+	}
+	birth(0, 1000, -20*time.Minute)
 	waitFor(t, 20*time.Second, "running", func() (bool, string) {
 		m := ra.a.Status().Machines[0]
 		return m.State == "running", m.State
 	})
-	birth(1, 1100, 0) // back: 100 made meanwhile
+	birth(1, 1100, -10*time.Minute) // back: 100 made meanwhile
 	p.waitQty("sp1", 100)
-	seq := 2
 	for i := 1; i <= 30; i++ {
-		at := -10*time.Minute + time.Duration(i)*15*time.Second
-		metrics := []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(1000 + 3*i), Timestamp: ms(at), Historical: true}}
+		at := -20*time.Minute + time.Duration(i)*15*time.Second
+		metrics := []sptest.Metric{good(int64(1000+3*i), at, true)}
 		if i == 10 || i == 12 {
 			metrics = append(metrics, sptest.Metric{Alias: 2, HasAlias: true, Value: i == 12, Timestamp: ms(at), Historical: true})
 		}
-		p.spPublish("DDATA", sptest.Payload{Seq: seq, Timestamp: ms(time.Second), Metrics: metrics})
-		seq++
+		send("DDATA", -10*time.Minute, metrics...)
 	}
-	p.spPublish("DDATA", sptest.Payload{Seq: seq, Metrics: []sptest.Metric{{Alias: 1, HasAlias: true, Value: int64(1110), Timestamp: ms(2 * time.Second)}}})
+	send("DDATA", -590*time.Second, good(1110, -590*time.Second, false))
 	p.waitQty("sp1", 110)
-	waitFor(t, 10*time.Second, "the historical messages counted", func() (bool, string) {
-		v, _ := metric(p.metrics(), "plantedge_sparkplug_historical_messages_total", `source="broker"`)
-		return v == 30, fmt.Sprint(v)
-	})
 	logs := p.logs.String()
 	if strings.Count(logs, "historical values (is_historical") != 1 || strings.Contains(logs, "held as possible repeats") {
 		t.Errorf("historical values said %d times (want once), held as repeats said: %v",
@@ -185,4 +189,16 @@ func TestSparkplugHistoricalValuesPassedOver(t *testing.T) {
 	if m := ra.a.Status().Machines[0]; m.State != "running" || m.Error != "" {
 		t.Errorf("machine after the historical values: %+v", m)
 	}
+
+	// Away again; 20 more made, the counter reset, 50 made: the BIRTH
+	// counts the 50, the historical values from before the reset the 20.
+	birth(2, 50, -5*time.Minute)
+	send("DDATA", -5*time.Minute, good(1120, -9*time.Minute, true), good(1130, -8*time.Minute, true),
+		good(0, -7*time.Minute, true), good(20, -6*time.Minute, true))
+	send("DDATA", -4*time.Minute, good(55, -4*time.Minute, false))
+	p.waitQty("sp1", 185)
+	waitFor(t, 10*time.Second, "the historical messages counted", func() (bool, string) {
+		v, _ := metric(p.metrics(), "plantedge_sparkplug_historical_messages_total", `source="broker"`)
+		return v == 31, fmt.Sprint(v)
+	})
 }

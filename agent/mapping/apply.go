@@ -37,6 +37,9 @@ type extracted struct {
 	watch   uint64          // connectors.Sample.Watch
 	gap     time.Duration   // connectors.Sample.WatchGap
 	noTime  bool            // its timestamp_field is not in the message: taken at its receive time
+	// historical: a Sparkplug metric flagged is_historical (an edge
+	// node's store and forward, sent after its BIRTH's current values).
+	historical bool
 }
 
 // Apply maps one sample to events and updates st. A malformed payload or an
@@ -357,6 +360,12 @@ func (cs *CounterState) holdBehind(ev Event, x extracted) ([]Event, bool) {
 	first := cs.BehindTime.IsZero()
 	if first || x.t.After(cs.BehindTime) {
 		cs.BehindTime = x.t
+	}
+	if x.historical {
+		// An edge node's store and forward after its BIRTH: older than
+		// the current value, as such values are, not a sign of a clock
+		// gone back (a row of them was reported as one).
+		return nil, first
 	}
 	cs.BehindCount++
 	if cs.BehindCount == behindWarn {

@@ -610,8 +610,7 @@ func (p *spPayload) bdSeq() (uint64, bool) {
 // logs and counts: Kind is "seq" (a gap: messages lost), "alias" (a DATA
 // alias that cannot be read), "quality" (a metric flagged not good),
 // "certificate" (an alias map taken from a broker's BIRTH certificate) or
-// "historical" (a message with historical values of read metrics, passed
-// over).
+// "historical" (a message with historical values of read metrics).
 type SparkplugNote struct {
 	Kind, Source, Topic, Msg string
 }
@@ -965,7 +964,7 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		if !historical {
 			historical = true
 			sp.notes = append(sp.notes, SparkplugNote{Kind: "historical", Source: s.Source, Topic: s.Address,
-				Msg: "historical values (is_historical: stored by the edge node while it could not publish, sent after its BIRTH) are passed over: the BIRTH's and the DATA's current values count a counter's pieces; stops in them are not booked"})
+				Msg: "historical values (is_historical: stored by the edge node while it could not publish, sent after its BIRTH): read at their own times; a counter's values older and lower than the current one are what the BIRTH counted, held as repeats (not a PLC clock gone back); stops older than the current run state are not booked"})
 		}
 	})
 	if byAlias && !unknown && !s.Initial && len(xs) > 0 {
@@ -1031,8 +1030,8 @@ func (m *Mapper) noteSeq(sp *SparkplugState, n *spNode, s connectors.Sample, t c
 // value read (in a BIRTH, or by name) counts what was made meanwhile. A
 // metric whose Quality property is not good is skipped, as an OPC UA value
 // of bad quality is (not counted, no reset, no stop): quality is called
-// for each bound metric read with why it is not good ("": good). A bound
-// metric flagged is_historical is skipped and historical called.
+// for each bound metric read with why it is not good ("": good); and
+// historical for each bound metric flagged is_historical.
 func extractSparkplug(bs []*binding, s connectors.Sample, p *spPayload, birth *spBirth, unknownAlias func(uint64), quality func(*binding, string), historical func()) ([]extracted, error) {
 	dup := s.Duplicate || s.Initial
 	var out []extracted
@@ -1069,13 +1068,7 @@ func extractSparkplug(bs []*binding, s connectors.Sample, p *spPayload, birth *s
 				continue
 			}
 			if mt.historical {
-				// Older than the current value the BIRTH gave, which
-				// counted a counter's pieces up to it (as after any gap):
-				// not a live value (Sparkplug 3.0: a host does not take
-				// it for the current one). Read, it was held as a repeat
-				// of a PLC whose clock went back, and said so.
 				historical()
-				continue
 			}
 			if why := mt.badQuality(); why != "" || !mt.isNull {
 				quality(b, why)
@@ -1087,6 +1080,7 @@ func extractSparkplug(bs []*binding, s connectors.Sample, p *spPayload, birth *s
 				continue // is_null: no value, as an empty message
 			}
 			x := fromSample(b, s, dup, s.ReceiveTime, false)
+			x.historical = mt.historical
 			if ts := mt.time(p); !ts.IsZero() {
 				if err := checkSourceTime(ts); err != nil {
 					skip(name, fmt.Errorf("source time %w", err)) // taken at its receive time
