@@ -1263,6 +1263,15 @@ func mqttSessionKey(name string) string { return "mqtt/session/" + name }
 // broker's address and the client id (the value kept under mqttSessionKey).
 func mqttSessionID(b config.MQTTBroker) string { return b.URL + " " + b.ClientID }
 
+// sameSession is a session id (mqttSessionID) compared by where its URL
+// connects (config.BrokerAddr: host case, a default port written or not,
+// localhost for 127.0.0.1): the broker keys the session by client_id
+// alone, so a URL written another way is the same session (the review).
+func sameSession(id string) string {
+	u, clientID, _ := strings.Cut(id, " ")
+	return config.BrokerAddr(u) + " " + clientID
+}
+
 // brokerNames returns a function giving, for the name of an MQTT broker
 // entry of an earlier configuration, the name of next's entry that holds
 // the same session (same URL and client_id; the earlier entry's session
@@ -1272,17 +1281,11 @@ func mqttSessionID(b config.MQTTBroker) string { return b.URL + " " + b.ClientID
 // old name: the review found them coming as strays for good after a
 // rename.
 func (a *Agent) brokerNames(prev, next *config.Config) func(string) string {
-	// Compared by where the URL connects (config.BrokerAddr: host case, a
-	// default port written or not, localhost for 127.0.0.1): the broker
-	// keys the session by client_id alone, so a URL written another way in
-	// the same edit as a rename is the same session (the review).
-	same := func(id string) string {
-		u, clientID, _ := strings.Cut(id, " ")
-		return config.BrokerAddr(u) + " " + clientID
-	}
+	// Compared by sameSession: a URL written another way in the same edit
+	// as a rename is the same session.
 	byID := map[string]string{}
 	for _, b := range next.MQTT {
-		byID[same(mqttSessionID(b))] = b.Name
+		byID[sameSession(mqttSessionID(b))] = b.Name
 	}
 	return func(name string) string {
 		// The session first: an entry renamed while another took its old
@@ -1299,7 +1302,7 @@ func (a *Agent) brokerNames(prev, next *config.Config) func(string) string {
 		} else if v, err := a.buf.Meta(mqttSessionKey(name)); err == nil {
 			id = string(v)
 		}
-		if to, ok := byID[same(id)]; ok && id != "" {
+		if to, ok := byID[sameSession(id)]; ok && id != "" {
 			return to
 		}
 		return name
@@ -1374,7 +1377,9 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		// start that finds it gone (the broker restarted without
 		// persistence while the agent was down too) reports the loss.
 		key, id := mqttSessionKey(b.Name), mqttSessionID(b)
-		if v, err := a.buf.Meta(key); err == nil && string(v) == id {
+		if v, err := a.buf.Meta(key); err == nil && sameSession(string(v)) == sameSession(id) {
+			// (by sameSession: a URL written another way since, alone,
+			// hid one lost session at that start — the stall review)
 			mc.HadSession = true
 		}
 		if len(mc.Unsubscribe) > 0 {

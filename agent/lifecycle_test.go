@@ -246,13 +246,24 @@ func TestRemovedTopicIsNotAnotherAgent(t *testing.T) {
 // broker, without persistence, has lost the agent's session: what was
 // published meanwhile at QoS 1 is gone, and the agent says so at its start
 // (it remembers the broker had given it a session), not only when it
-// happens while it runs.
+// happens while it runs — also when the broker's URL was written another
+// way meanwhile (localhost for 127.0.0.1: the same session; compared as
+// written, the loss went unsaid).
 func TestBrokerSessionLostWhileTheAgentWasDownIsReported(t *testing.T) {
+	for _, rewrite := range []bool{false, true} {
+		t.Run(fmt.Sprintf("url_rewritten=%v", rewrite), func(t *testing.T) { brokerSessionLostWhileDown(t, rewrite) })
+	}
+}
+
+func brokerSessionLostWhileDown(t *testing.T, rewrite bool) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
 	p.produce(p.machines[0], 3, 0)
 	p.waitExactQty(ra, "press-1", 3)
 	ra.stop()
+	if rewrite {
+		p.editConfig("tcp://127.0.0.1:", "tcp://localhost:")
+	}
 	addr := p.broker.Addr()
 	p.broker.Close()
 	b, err := mqtttest.Start(addr)
