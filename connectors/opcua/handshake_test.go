@@ -14,6 +14,7 @@ import (
 	"github.com/gopcua/opcua/uacp"
 
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/internal/nettest"
 )
 
 // fakeAckServer answers every Hello with ack and records the type of each
@@ -186,63 +187,18 @@ func TestDialToASilentServerEndsWhenCancelled(t *testing.T) {
 	}
 }
 
-// serviceGate is a proxy to an OPC UA server that passes the transport
-// (Hello, OpenSecureChannel) but, while closed, swallows every service
-// request (MSG chunks): a server whose TCP stack and secure channel layer
-// answer while its application does not (a PLC runtime hung, a gateway
-// whose backend is gone).
-type serviceGate struct {
-	ln     net.Listener
-	open   atomic.Bool
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func startServiceGate(t *testing.T, target string) *serviceGate {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &serviceGate{ln: ln, target: target}
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			g.mu.Lock()
-			g.conns = append(g.conns, c, up)
-			g.mu.Unlock()
-			g.wg.Add(2)
-			go func() { defer g.wg.Done(); _, _ = io.Copy(c, up); c.Close() }()
-			go func() { defer g.wg.Done(); g.forward(up, c); up.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		g.mu.Lock()
-		for _, c := range g.conns {
-			c.Close()
-		}
-		g.mu.Unlock()
-		g.wg.Wait()
-	})
-	return g
-}
+// serviceGate passes the transport of an OPC UA server (Hello,
+// OpenSecureChannel) but, while closed, swallows every service request
+// (MSG chunks): a server whose TCP stack and secure channel layer answer
+// while its application does not (a PLC runtime hung, a gateway whose
+// backend is gone).
+type serviceGate struct{ open atomic.Bool }
 
 // forward copies the client's chunks to the server, but for the MSG ones
-// while the gate is closed.
+// while the gate is closed (nettest.PipeProxy's up).
 func (g *serviceGate) forward(dst, src net.Conn) {
+	defer dst.Close()
+	defer src.Close()
 	hdr := make([]byte, 8)
 	for {
 		if _, err := io.ReadFull(src, hdr); err != nil {
@@ -272,10 +228,15 @@ func (g *serviceGate) forward(dst, src net.Conn) {
 // source connects and reads.
 func TestServerNotAnsweringServiceRequests(t *testing.T) {
 	ts := startInProcess(t, 0)
-	gate := startServiceGate(t, strings.TrimPrefix(ts.url, "opc.tcp://"))
+	var gate serviceGate
+	px := nettest.PipeProxy(t, strings.TrimPrefix(ts.url, "opc.tcp://"), gate.forward, func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		dst.Close()
+		src.Close()
+	})
 	col := newCollector()
 	src := runSource(t, Config{
-		Endpoint: "opc.tcp://" + gate.ln.Addr().String(), Nodes: []string{"ns=1;s=Counter"},
+		Endpoint: "opc.tcp://" + px, Nodes: []string{"ns=1;s=Counter"},
 		RequestTimeout: 500 * time.Millisecond, BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second,
 	}, col)
 	time.Sleep(5 * time.Second)

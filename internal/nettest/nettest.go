@@ -189,6 +189,17 @@ func (px *CrashProxy) Crash() {
 // limiting throughput. It returns the proxy's host:port.
 func LatencyProxy(t testing.TB, target string, oneWay time.Duration) string {
 	t.Helper()
+	delay := func(dst, src net.Conn) { delayPipe(dst, src, oneWay) }
+	return PipeProxy(t, target, delay, delay)
+}
+
+// PipeProxy forwards connections to target (host:port) on a free loopback
+// port: up copies what a client sends to the target's side, down what the
+// target answers to the client's, each closing both when it ends. Every
+// connection is closed at the end of the test. It returns the proxy's
+// host:port.
+func PipeProxy(t testing.TB, target string, up, down func(dst, src net.Conn)) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -211,16 +222,16 @@ func LatencyProxy(t testing.TB, target string, oneWay time.Duration) string {
 			if err != nil {
 				return
 			}
-			up, err := net.Dial("tcp", target)
+			target, err := net.Dial("tcp", target)
 			if err != nil {
 				c.Close()
 				continue
 			}
 			mu.Lock()
-			conns = append(conns, c, up)
+			conns = append(conns, c, target)
 			mu.Unlock()
-			wg.Go(func() { delayPipe(up, c, oneWay) })
-			wg.Go(func() { delayPipe(c, up, oneWay) })
+			wg.Go(func() { up(target, c) })
+			wg.Go(func() { down(c, target) })
 		}
 	})
 	return l.Addr().String()
