@@ -595,6 +595,10 @@ func TestEndToEndNormalFlow(t *testing.T) {
 				if s.Moves > 1 {
 					t.Errorf("scrap %s booked %d times", s.XMLID, s.Moves)
 				}
+				// SPEC.md: plantedge.<site>_<machine>_<kind>_<key>.
+				if !strings.HasPrefix(s.XMLID, "plantedge.test-plant_press-2_scrap_") || len(s.XMLID) == len("plantedge.test-plant_press-2_scrap_") {
+					t.Errorf("scrap external id %q", s.XMLID)
+				}
 			}
 			lines := p.odoo.Productivity()
 			var jam int
