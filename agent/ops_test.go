@@ -2185,6 +2185,43 @@ func TestRestoredBufferFileSendsNothing(t *testing.T) {
 			t.Errorf("a fresh file refused: %s", st.Odoo.LastError)
 		}
 	})
+	// Many plants, one Odoo: plant-1's look for its lines is an SQL LIKE,
+	// whose _ is any character, and it takes the newest 500. A site whose
+	// name is one character longer (plant-10 next to plant-1) matched it,
+	// and 600 lines that plant booked since crowded this site's own line
+	// out of the 500: the restored file went unnoticed (the spec audit).
+	t.Run("a stop booked since the copy, a busy site of a longer name on the same Odoo", func(t *testing.T) {
+		p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+		ra := p.startAgent()
+		m := p.machines[0]
+		p.produce(m, 5, 0)
+		p.stop(m, "JAM")
+		p.run(m)
+		p.waitLines(1)
+		ra.stopNow(t)
+		restore := p.backupBuffer()
+		ra = p.startAgentWith(false)
+		p.stop(m, "JAM")
+		p.run(m)
+		p.waitLines(2)
+		ra.stopNow(t)
+		line := p.odoo.Productivity()[0]
+		var rows []any
+		base := time.Now().Add(-time.Hour).UTC()
+		for i := range 600 {
+			s := base.Add(time.Duration(i) * 5 * time.Second)
+			rows = append(rows, []any{fmt.Sprintf("plantedge.test-plant2_press-1_downtime_%d", s.UnixMilli()),
+				fmt.Sprint(line.WorkcenterID), "", fmt.Sprint(line.LossID), s.Format(time.DateTime), s.Add(2 * time.Second).Format(time.DateTime), "plantedge"})
+		}
+		p.adminCall("mrp.workcenter.productivity", "load", []any{[]any{"id", "workcenter_id/.id", "workorder_id/.id", "loss_id/.id", "date_start", "date_end", "description"}, rows},
+			map[string]any{"context": map[string]any{"tz": "UTC"}})
+		restore()
+		ra = p.startAgentWith(false)
+		waitFor(t, 15*time.Second, "the restored file refused", func() (bool, string) {
+			st := ra.a.Status()
+			return strings.Contains(st.Odoo.LastError, "a downtime line of press-1 from"), st.Odoo.LastError
+		})
+	})
 }
 
 // backupBuffer copies the stopped agent's buffer file, as a backup would;

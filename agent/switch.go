@@ -139,11 +139,14 @@ func (f *forwarder) checkRestored(ctx context.Context) error {
 	var scraps, lines []string
 	err := f.call(ctx, "restore_check", func(ctx context.Context) error {
 		var err error
-		if scraps, err = f.client.ExternalIDNames(ctx, "plantedge", site+"_%"+scrapMark+"%", 100); err != nil {
+		// The names' _ escaped: LIKE's _ is any character, and this
+		// site's "plant-1_" would take in plant-10's ids, whose newest
+		// crowd this site's out of the limit (the spec audit).
+		if scraps, err = f.client.ExternalIDNames(ctx, "plantedge", likeEscape(site+"_")+"%"+likeEscape(scrapMark)+"%", 100); err != nil {
 			return err
 		}
 		if len(f.a.startLineKeys) > 0 {
-			lines, err = f.client.ExternalIDNames(ctx, "plantedge", site+"_%_downtime_%", 500)
+			lines, err = f.client.ExternalIDNames(ctx, "plantedge", likeEscape(site+"_")+"%"+likeEscape("_downtime_")+"%", 500)
 		}
 		return err
 	})
@@ -177,6 +180,12 @@ func (f *forwarder) checkRestored(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// likeEscape makes s match itself in an SQL LIKE pattern (Odoo's =like,
+// whose escape character is PostgreSQL's default, the backslash).
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(s)
 }
 
 // odooStashPrefix starts the meta keys that keep, per Odoo plantedge was
