@@ -63,16 +63,31 @@ func newDeadLetterCmd() *cobra.Command {
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	var yes, here bool
 	action := func(name, short string) *cobra.Command {
+		use := name + " ID|all"
+		if name == "retry" {
+			use = name + " [ID|all]"
+		}
 		return &cobra.Command{
-			Use:   name + " ID|all",
+			Use:   use,
 			Short: short,
-			Args: cobra.MatchAll(cobra.ExactArgs(1), func(_ *cobra.Command, args []string) error {
+			Args: func(_ *cobra.Command, args []string) error {
+				switch {
+				case len(args) == 0 && name == "retry":
+					return nil // all: a retry loses nothing (SPEC writes it bare)
+				case len(args) == 0:
+					return fmt.Errorf("name what to drop: a dead letter's id (plantedge deadletter list) or all")
+				case len(args) > 1:
+					return fmt.Errorf("one dead letter id or all, not %d arguments", len(args))
+				}
 				if _, err := strconv.ParseUint(args[0], 10, 64); err != nil && args[0] != "all" {
 					return fmt.Errorf("dead letter id %q: want a number (plantedge deadletter list) or all", args[0])
 				}
 				return nil
-			}),
+			},
 			RunE: func(cmd *cobra.Command, args []string) error {
+				if len(args) == 0 {
+					args = []string{"all"} // retry
+				}
 				if name == "drop" && !yes && stdinIsTerminal() {
 					// What a drop loses never reaches Odoo: on a terminal
 					// it is asked first (scripts, without one, are not).

@@ -712,8 +712,13 @@ func TestDeadLetterCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(dl("list", "--json")), &views); err != nil || len(views) != 1 || views[0].Lane != "counts" || views[0].What != "2 good pieces" {
 		t.Fatalf("list --json: %v %+v", err, views)
 	}
+	// A bare drop names what it needs (it loses what it drops); a bare
+	// retry is all of them (SPEC writes it bare; it loses nothing).
+	if out, err := cli(t, "deadletter", "drop", "-c", b.cfgPath); exitCode(err) != exitUsage || !strings.Contains(fmt.Sprint(err), "name what to drop") {
+		t.Errorf("bare drop: exit %d (%v)\n%s", exitCode(err), err, out)
+	}
 	// Retried, it lands exactly once.
-	if out := dl("retry", "all"); out != "retry: 1 dead letter(s)\n" {
+	if out := dl("retry"); out != "retry: 1 dead letter(s)\n" {
 		t.Errorf("retry: %q", out)
 	}
 	b.waitQty()
