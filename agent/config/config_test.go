@@ -1256,3 +1256,28 @@ func TestACLSubject(t *testing.T) {
 		}
 	}
 }
+
+// A reason code with white space at an end is matched without it (a
+// source's code is read so): said at its place, and an entry that another,
+// written without the white space, hides is said to be unused. A loss name
+// with white space at an end, or an invisible character, is warned of as a
+// work-center code is: Odoo compares names exactly (the ot-audit probe: a
+// " 42" was told to match a source that "sends the text \" 42\"", which no
+// source can).
+func TestReasonCodeAndLossWithWhiteSpaceWarned(t *testing.T) {
+	y := strings.Replace(base, "    good_count:\n", `    running:
+      opcua: { server: plc, node: "ns=2;s=M1.Run" }
+    downtime_reason:
+      opcua: { server: plc, node: "ns=2;s=M1.Code" }
+      map: { " 42": Setup and Adjustments, "JAM ": Jam, "S": Short, "S ": Other, E1: "Equipment Failure " }
+      default: "Quality\u200b"
+    good_count:
+`, 1)
+	y = strings.Replace(y, "mqtt:\n  - name: broker\n    url: tcp://127.0.0.1:1883\n    client_id: pe-1\n", "", 1)
+	wantWarnings(t, y,
+		`w.yaml:17:21: machines[0].downtime_reason.map. 42: reason code " 42" begins or ends with white space: a source's code is read without it (matched as "42")`,
+		`w.yaml:17:52: machines[0].downtime_reason.map.JAM : reason code "JAM " begins or ends with white space: a source's code is read without it (matched as "JAM")`,
+		`w.yaml:17:75: machines[0].downtime_reason.map.S : reason code "S " begins or ends with white space: a source's code is read without it, and "S" is in the map too: this entry is never used (remove it)`,
+		`w.yaml:17:86: machines[0].downtime_reason.map.E1: loss name "Equipment Failure " holds white space at an end, or an invisible character (write the name exactly as in Odoo (Manufacturing > Configuration > Loss Reasons), or its external id)`,
+		`w.yaml:18:16: machines[0].downtime_reason.default: loss name "Quality\u200b" holds white space at an end, or an invisible character (write the name exactly as in Odoo (Manufacturing > Configuration > Loss Reasons), or its external id)`)
+}

@@ -433,6 +433,8 @@ func (v *validator) validateOdoo() {
 	}
 	if strings.TrimSpace(o.DefaultLoss) == "" {
 		v.add("odoo.default_loss", "must not be empty", `an Odoo loss reason name, e.g. "Equipment Failure"`)
+	} else {
+		v.lossName("odoo.default_loss", o.DefaultLoss)
 	}
 	v.enum("odoo.scrap_when_short", o.ScrapWhenShort, ScrapWhenShort)
 }
@@ -751,6 +753,20 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 			}
 			if strings.TrimSpace(loss) == "" {
 				v.add(p+".downtime_reason.map."+code, "empty loss name", "an Odoo loss reason name, e.g. Equipment Failure")
+			} else {
+				v.lossName(p+".downtime_reason.map."+code, loss)
+			}
+			if t := strings.TrimSpace(code); t != code && t != "" {
+				// A source's code is read without its white space (the
+				// mapping matches the entry so): " JAM" never matched
+				// (the ot-audit probe).
+				msg := fmt.Sprintf("reason code %q begins or ends with white space: a source's code is read without it", code)
+				if _, also := r.Map[t]; also {
+					v.warn(p+".downtime_reason.map."+code, msg+fmt.Sprintf(", and %q is in the map too: this entry is never used", t), "remove it")
+				} else {
+					v.warn(p+".downtime_reason.map."+code, msg+fmt.Sprintf(" (matched as %q)", t), "")
+				}
+				continue
 			}
 			if n, ok := numericCode(code); ok && n != code {
 				// A PLC's numeric code arrives as its decimal text (7,
@@ -760,6 +776,19 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 					fmt.Sprintf("write %s, unless the source sends the text %q", n, code))
 			}
 		}
+		if r.Default != "" {
+			v.lossName(p+".downtime_reason.default", r.Default)
+		}
+	}
+}
+
+// lossName warns of a loss reason's name with white space at an end or an
+// invisible character: Odoo compares names exactly, and the stops it names
+// would go to dead letters (a warning, as for a work-center code).
+func (v *validator) lossName(path, name string) {
+	if strings.TrimFunc(name, unicode.IsSpace) != name || strings.ContainsFunc(name, invisible) {
+		v.warn(path, fmt.Sprintf("loss name %q holds white space at an end, or an invisible character", name),
+			"write the name exactly as in Odoo (Manufacturing > Configuration > Loss Reasons), or its external id")
 	}
 }
 

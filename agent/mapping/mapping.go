@@ -274,7 +274,7 @@ func New(cfg *config.Config) (*Mapper, error) {
 		defLoss := cfg.Odoo.DefaultLoss
 		var lossMap map[string]string
 		if mc.DowntimeReason != nil {
-			lossMap = mc.DowntimeReason.Map
+			lossMap = reasonMap(mc.DowntimeReason.Map)
 			if mc.DowntimeReason.Default != "" {
 				defLoss = mc.DowntimeReason.Default
 			}
@@ -337,6 +337,26 @@ func New(cfg *config.Config) (*Mapper, error) {
 
 // runValues is the set of running_values, compared as config.StateCode
 // (nil when none).
+// reasonMap is a machine's map of reason codes as they are looked up: a
+// code written with white space at an end is matched without it, as a
+// source's code is read (toReason trims it), unless the map has that code
+// written without it as well, which wins.
+func reasonMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for code, loss := range m {
+		out[code] = loss
+	}
+	for code, loss := range m {
+		if t := strings.TrimSpace(code); t != code {
+			delete(out, code)
+			if _, exact := m[t]; !exact {
+				out[t] = loss
+			}
+		}
+	}
+	return out
+}
+
 func runValues(vals []string) map[string]bool {
 	if len(vals) == 0 {
 		return nil

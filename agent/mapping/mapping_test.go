@@ -745,3 +745,26 @@ func TestRunningValuesOfABoolean(t *testing.T) {
 		}
 	}
 }
+
+// A reason code written in the map with white space at an end (" JAM",
+// "42 ": a copy from a PLC's text list) is the code the source sends: a
+// source's code is read without its white space, so matched as written it
+// never matched, and every such stop took the default loss (the ot-audit
+// probe). An entry written without it wins over one written with it.
+func TestReasonMapCodeWithWhiteSpace(t *testing.T) {
+	m := newTestMapper(t, strings.Replace(testConfig, "map: { J: Jam }", `map: { " JAM": Jam, "42 ": Setup, "S": Short, "S ": Other }`, 1))
+	for _, c := range []struct{ code, loss string }{{"JAM", "Jam"}, {"42", "Setup"}, {"S", "Short"}} {
+		if loss, defaulted := m.Loss("m1", c.code); loss != c.loss || defaulted {
+			t.Errorf("code %q: loss %q (defaulted %v), want %q", c.code, loss, defaulted, c.loss)
+		}
+	}
+	st := NewState()
+	send := stateSender(t, m, st)
+	if _, err := send(`{"run": false, "reason": "JAM  "}`); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := send(`{"run": true}`)
+	if err != nil || len(evs) != 1 || evs[0].Loss != "Jam" || evs[0].LossDefaulted {
+		t.Fatalf("stop with code JAM: %+v, %v; want loss Jam", evs, err)
+	}
+}
