@@ -1281,3 +1281,31 @@ func TestReasonCodeAndLossWithWhiteSpaceWarned(t *testing.T) {
 		`w.yaml:17:86: machines[0].downtime_reason.map.E1: loss name "Equipment Failure " holds white space at an end, or an invisible character (write the name exactly as in Odoo (Manufacturing > Configuration > Loss Reasons), or its external id)`,
 		`w.yaml:18:16: machines[0].downtime_reason.default: loss name "Quality\u200b" holds white space at an end, or an invisible character (write the name exactly as in Odoo (Manufacturing > Configuration > Loss Reasons), or its external id)`)
 }
+
+// A decimal counter's largest value written as its rollover (999 for a
+// counter that goes 0-999, as a classic S7 counter or an HMI's 4-digit
+// counter 0-9999 does) books one piece too few at every wrap, as 65535 for
+// a 16-bit counter does: warned of the same way (the ot-audit probe). A
+// decimal modulus (1000, 100000) and 99 (a 2-digit count, not a piece
+// counter's wrap anyone writes so) are not.
+func TestDecimalRolloverSlipWarned(t *testing.T) {
+	y := base + `      rollover: 9999
+  - id: m2
+    workcenter: WC2
+    good_count:
+      opcua: { server: plc, node: "ns=2;s=M2.Good" }
+      rollover: 999
+    scrap_count:
+      opcua: { server: plc, node: "ns=2;s=M2.Scrap" }
+      rollover: 100000
+  - id: m3
+    workcenter: WC3
+    good_count:
+      opcua: { server: plc, node: "ns=2;s=M3.Good" }
+      rollover: 99
+`
+	y = strings.Replace(y, "mqtt:\n  - name: broker\n    url: tcp://127.0.0.1:1883\n    client_id: pe-1\n", "", 1)
+	wantWarnings(t, y,
+		`w.yaml:15:17: machines[0].good_count.rollover: 9999 is the largest value of a 4-digit decimal counter, not its modulus (rollover is the number of values: 10000 for a counter that goes from 9999 to 0)`,
+		`w.yaml:20:17: machines[1].good_count.rollover: 999 is the largest value of a 3-digit decimal counter, not its modulus (rollover is the number of values: 1000 for a counter that goes from 999 to 0)`)
+}

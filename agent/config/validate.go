@@ -725,6 +725,12 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 			v.warn(p+"."+c.name+".rollover", fmt.Sprintf("%d is the largest value of a %d-bit counter, not its modulus", r.Rollover, bits.Len64(r.Rollover)),
 				fmt.Sprintf("rollover is the number of values: %d for a counter that goes from %d to 0", r.Rollover+1, r.Rollover))
 		}
+		if r := c.c; r != nil && r.Rollover >= 999 && r.Rollover < math.MaxUint64 && strings.Trim(strconv.FormatUint(r.Rollover, 10), "9") == "" {
+			// 999 for a counter that goes 0-999 (a classic S7 counter, an
+			// HMI's digits): every wrap would book one piece too few.
+			v.warn(p+"."+c.name+".rollover", fmt.Sprintf("%d is the largest value of a %d-digit decimal counter, not its modulus", r.Rollover, len(strconv.FormatUint(r.Rollover, 10))),
+				fmt.Sprintf("rollover is the number of values: %d for a counter that goes from %d to 0", r.Rollover+1, r.Rollover))
+		}
 	}
 	if m.MinStop > 0 {
 		if m.BlockWorkcenter {
