@@ -1309,3 +1309,27 @@ func TestDecimalRolloverSlipWarned(t *testing.T) {
 		`w.yaml:15:17: machines[0].good_count.rollover: 9999 is the largest value of a 4-digit decimal counter, not its modulus (rollover is the number of values: 10000 for a counter that goes from 9999 to 0)`,
 		`w.yaml:20:17: machines[1].good_count.rollover: 999 is the largest value of a 3-digit decimal counter, not its modulus (rollover is the number of values: 1000 for a counter that goes from 999 to 0)`)
 }
+
+// A " #" ends a plain YAML value: the rest of the line is a comment. A
+// node id, topic or work-center code with " #" in it (a PLC tag "Press
+// #1.Count", a topic "line #2/state") copied in without quotes loaded as
+// its part before the " #", a node or topic that does not exist (the
+// ot-audit probe): warned of at the "#", when no space follows it (as it
+// does in a comment). A quoted value and a comment are not.
+func TestHashEndingAPlainValueWarned(t *testing.T) {
+	y := strings.Replace(base, `      opcua: { server: plc, node: "ns=2;s=M1.Good" }`, `      opcua:
+        server: plc
+        node: ns=2;s=Press #1.Count
+    running:
+      mqtt:
+        broker: broker   # the plant's broker
+        topic: plant/line #2/state
+        field: "r#1"
+    scrap_count:
+      opcua: { server: plc, node: "ns=2;s=Press #1.Scrap" }  #no space`, 1)
+	y = strings.Replace(y, "    workcenter: WC1\n", "    workcenter: WC-PRESS #1\n", 1)
+	wantWarnings(t, y,
+		`w.yaml:16:26: machines[0].workcenter: a value ends at " #": YAML reads "#1" and the rest of the line as a comment, so the value is "WC-PRESS" (quote the value ("...") if the # is part of it)`,
+		`w.yaml:20:28: machines[0].good_count.opcua.node: a value ends at " #": YAML reads "#1.Count" and the rest of the line as a comment, so the value is "ns=2;s=Press" (quote the value ("...") if the # is part of it)`,
+		`w.yaml:24:27: machines[0].running.mqtt.topic: a value ends at " #": YAML reads "#2/state" and the rest of the line as a comment, so the value is "plant/line" (quote the value ("...") if the # is part of it)`)
+}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
@@ -51,6 +52,7 @@ type decoder struct {
 	mergeDepth  int
 	aborted     bool
 	tooLarge    *Problem // the problem of a file over maxNodes
+	lines       [][]byte // the file's lines, for what the parser leaves out (comments)
 	decodedRoot bool
 }
 
@@ -124,6 +126,7 @@ func parse(data []byte) (f *ast.File, err error) {
 }
 
 func (d *decoder) decodeFile(data []byte, c *Config) {
+	d.lines = bytes.Split(data, []byte("\n"))
 	f, err := parse(data)
 	if err != nil {
 		var ye yaml.Error
@@ -352,6 +355,9 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 			d.problem(n, path, "expected a string, got "+kindName(n), "")
 			return
 		}
+		if sn, plain := n.(*ast.StringNode); plain {
+			d.hashComment(path, sn)
+		}
 		v.SetString(s)
 	case reflect.Bool:
 		b, ok := n.(*ast.BoolNode)
@@ -410,6 +416,41 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 	default:
 		d.problem(n, path, "unsupported type "+t.String(), "")
 	}
+}
+
+// hashAfter is what follows a plain value that " #" ended: a comment whose
+// text starts right after the # (a comment is mostly "# text").
+var hashAfter = regexp.MustCompile(`^[ \t]+#(\S+)`)
+
+// hashComment warns of a plain value that " #" cut short: a PLC tag "Press
+// #1.Count" or a topic "line #2/state" copied in without quotes is read up
+// to the " #", a node or topic that does not exist (the ot-audit probe).
+func (d *decoder) hashComment(path string, n *ast.StringNode) {
+	tk := n.GetToken()
+	if tk == nil || tk.Type != token.StringType || tk.Position == nil || n.Value == "" ||
+		tk.Position.Line < 1 || tk.Position.Line > len(d.lines) {
+		return
+	}
+	line := string(d.lines[tk.Position.Line-1])
+	start := len(line)
+	for i := range line { // the token's column counts characters from 1
+		if utf8.RuneCountInString(line[:i]) == tk.Position.Column-1 {
+			start = i
+			break
+		}
+	}
+	if !strings.HasPrefix(line[start:], n.Value) {
+		return // a value over several lines
+	}
+	end := start + len(n.Value)
+	m := hashAfter.FindStringSubmatchIndex(line[end:])
+	if m == nil {
+		return
+	}
+	hash := end + m[2] - 1
+	d.warns = append(d.warns, Problem{File: d.file, Line: tk.Position.Line, Column: utf8.RuneCountInString(line[:hash]) + 1, Path: path,
+		Msg:  fmt.Sprintf("a value ends at \" #\": YAML reads %q and the rest of the line as a comment, so the value is %q", line[hash:end+m[3]], n.Value),
+		Hint: `quote the value ("...") if the # is part of it`})
 }
 
 // quotedHint is the hint for a number or true/false written in quotes
