@@ -761,6 +761,23 @@ func (a *Agent) setPhase(ctx context.Context, p int) {
 	}
 }
 
+// maxReloadProblems is how many of a rejected file's problems status and
+// the log show.
+const maxReloadProblems = 10
+
+// reloadErrorText is why a reload was rejected, for status and the log: a
+// file's first problems and how many more there are. One slip repeated down
+// 715 machines made status 1,445 lines and the log record 135 KB, which
+// journald splits (the ot-audit probe); plantedge validate shows them all.
+func reloadErrorText(err error) string {
+	ce, ok := err.(*config.Error)
+	if !ok || len(ce.Problems) <= maxReloadProblems {
+		return err.Error()
+	}
+	short := &config.Error{Problems: ce.Problems[:maxReloadProblems]}
+	return fmt.Sprintf("%s\n… and %d more problems (plantedge validate shows every problem)", short.Error(), len(ce.Problems)-maxReloadProblems)
+}
+
 // reload is Reload while Run runs (under reloadMu).
 func (a *Agent) reload(ctx context.Context, path string) error {
 	digest := fileDigest(path)
@@ -794,10 +811,11 @@ func (a *Agent) reload(ctx context.Context, path string) error {
 		}
 	}
 	if err != nil {
-		a.log.Error("reload rejected; keeping the running configuration", "file", path, "err", err)
+		said := reloadErrorText(err)
+		a.log.Error("reload rejected; keeping the running configuration", "file", path, "err", said)
 		a.metrics.reloads.WithLabelValues("rejected").Inc()
 		a.configMu.Lock()
-		a.reloadErr = &writeFailure{Err: err.Error(), Since: time.Now()}
+		a.reloadErr = &writeFailure{Err: said, Since: time.Now()}
 		a.configMu.Unlock()
 		return err
 	}
