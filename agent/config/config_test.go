@@ -1333,3 +1333,22 @@ func TestHashEndingAPlainValueWarned(t *testing.T) {
 		`w.yaml:20:28: machines[0].good_count.opcua.node: a value ends at " #": YAML reads "#1.Count" and the rest of the line as a comment, so the value is "ns=2;s=Press" (quote the value ("...") if the # is part of it)`,
 		`w.yaml:24:27: machines[0].running.mqtt.topic: a value ends at " #": YAML reads "#2/state" and the rest of the line as a comment, so the value is "plant/line" (quote the value ("...") if the # is part of it)`)
 }
+
+// A JSON key with a space inside its name ("Good Parts", as Node-RED and
+// gateways name them) is a field path's part; white space at either end of
+// a part ("counters. good") is still a slip, refused (the ot-audit probe:
+// "Good Parts" was refused with no way to read it).
+func TestFieldPathWithSpaces(t *testing.T) {
+	y := base + `    running:
+      mqtt: { broker: broker, topic: m1/state, field: Machine State.Run Bit, timestamp_field: Time Stamp }
+`
+	if _, err := Parse("f.yaml", []byte(y)); err != nil {
+		t.Fatalf("a key with a space: %v", err)
+	}
+	for _, f := range []string{"counters. good", "counters .good", `" good"`, `"good "`} {
+		_, err := Parse("f.yaml", []byte(base+"    running:\n      mqtt: { broker: broker, topic: m1/state, field: "+f+" }\n"))
+		if err == nil || !strings.Contains(err.Error(), "invalid field path") {
+			t.Errorf("field %s: %v, want it refused", f, err)
+		}
+	}
+}

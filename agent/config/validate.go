@@ -20,10 +20,12 @@ import (
 )
 
 var (
-	siteRe      = regexp.MustCompile(`^[a-z0-9-]+$`)
-	idRe        = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	hexRe       = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
-	fieldPathRe = regexp.MustCompile(`^[^.\s]+(\.[^.\s]+)*$`)
+	siteRe = regexp.MustCompile(`^[a-z0-9-]+$`)
+	idRe   = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	hexRe  = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
+	// fieldPathRe is a dot path whose parts may hold a space inside
+	// ("Good Parts"), not at an end ("counters. good" is a slip).
+	fieldPathRe = regexp.MustCompile(`^[^.\s](?:[^.\t\n\v\f\r]*[^.\s])?(?:\.[^.\s](?:[^.\t\n\v\f\r]*[^.\s])?)*$`)
 	// nodeIDRe accepts the OPC UA string forms: [ns=<n>;|nsu=<uri>;](i|s|g|b)=<id>;
 	// nodeIDNum finds their numbers (see nodeIDRange).
 	nodeIDNum = regexp.MustCompile(`^(?:ns=(\d+);|nsu=[^;]+;)?(?:i=(\d+))?`)

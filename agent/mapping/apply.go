@@ -1497,28 +1497,44 @@ func plainText(tp []byte) error {
 }
 
 // lookup follows a dot path through JSON objects; in an array, a part that
-// is a number picks that element (values.0.v).
+// is a number picks that element (values.0.v). A key with dots in its name
+// (a gateway's "Line1.Press07.Good") is reached too: where the parts do not
+// lead through nested objects, parts joined with their dots name one key,
+// the fewest first (the ot-audit probe: such a counter was never found).
 func lookup(doc any, path string) (any, bool) {
-	cur := doc
-	for part := range strings.SplitSeq(path, ".") {
-		switch c := cur.(type) {
-		case map[string]any:
-			v, ok := c[part]
+	switch c := doc.(type) {
+	case map[string]any:
+		// path[:end] is one key, the parts up to a dot joined, the fewest
+		// first; the rest of the path goes on from its value.
+		for end := 0; end <= len(path); end++ {
+			if i := strings.IndexByte(path[end:], '.'); i >= 0 {
+				end += i
+			} else {
+				end = len(path)
+			}
+			v, ok := c[path[:end]]
 			if !ok {
-				return nil, false
+				continue
 			}
-			cur = v
-		case []any:
-			i, err := strconv.Atoi(part)
-			if err != nil || i < 0 || i >= len(c) || part != strconv.Itoa(i) {
-				return nil, false
+			if end == len(path) {
+				return v, true
 			}
-			cur = c[i]
-		default:
+			if r, ok := lookup(v, path[end+1:]); ok {
+				return r, true
+			}
+		}
+	case []any:
+		part, rest, more := strings.Cut(path, ".")
+		i, err := strconv.Atoi(part)
+		if err != nil || i < 0 || i >= len(c) || part != strconv.Itoa(i) {
 			return nil, false
 		}
+		if !more {
+			return c[i], true
+		}
+		return lookup(c[i], rest)
 	}
-	return cur, true
+	return nil, false
 }
 
 // timeLayouts are the forms of a time with its zone parseTime reads (the

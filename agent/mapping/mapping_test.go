@@ -768,3 +768,33 @@ func TestReasonMapCodeWithWhiteSpace(t *testing.T) {
 		t.Fatalf("stop with code JAM: %+v, %v; want loss Jam", evs, err)
 	}
 }
+
+// A JSON key with dots in its name (gateways name keys after their tags:
+// "Line1.Press07.Good") is reached by the same dot path: where the parts do
+// not lead through nested objects, parts joined with their dots name one
+// key (the ot-audit probe: such a counter was a missing field for good). A
+// path through nested objects wins; a key with a space in it is read.
+func TestLookupKeyWithDots(t *testing.T) {
+	doc, err := parsePayload([]byte(`{"Line1.Press07.Good": 5, "m": {"a.b": {"c": 2}, "x": 1}, "a": {"b": 1}, "a.b": 9, "Good Parts": 3, "v.0": [{"w": 4}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		want any
+		ok   bool
+	}{
+		{"Line1.Press07.Good", json.Number("5"), true},
+		{"m.a.b.c", json.Number("2"), true},
+		{"a.b", json.Number("1"), true}, // nested first
+		{"Good Parts", json.Number("3"), true},
+		{"v.0.0.w", json.Number("4"), true},
+		{"Line1.Press07", nil, false},
+		{"m.a.c", nil, false},
+	} {
+		got, ok := lookup(doc, tc.path)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("lookup(%q) = %#v, %v; want %#v, %v", tc.path, got, ok, tc.want, tc.ok)
+		}
+	}
+}
