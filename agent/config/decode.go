@@ -358,6 +358,7 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 		if sn, plain := n.(*ast.StringNode); plain {
 			d.hashComment(path, sn)
 		}
+		d.envReference(path, n, s)
 		v.SetString(s)
 	case reflect.Bool:
 		b, ok := n.(*ast.BoolNode)
@@ -451,6 +452,29 @@ func (d *decoder) hashComment(path string, n *ast.StringNode) {
 	d.warns = append(d.warns, Problem{File: d.file, Line: tk.Position.Line, Column: utf8.RuneCountInString(line[:hash]) + 1, Path: path,
 		Msg:  fmt.Sprintf("a value ends at \" #\": YAML reads %q and the rest of the line as a comment, so the value is %q", line[hash:end+m[3]], n.Value),
 		Hint: `quote the value ("...") if the # is part of it`})
+}
+
+var (
+	// envRef is a shell's or a compose file's reference to the
+	// environment: ${NAME} (${NAME:-default} …) anywhere, $NAME at the start.
+	envRef = regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*(?:[:?+=-][^}]*)?\}|^\$[A-Za-z_][A-Za-z0-9_]*`)
+	// secretKey is a key whose value is not repeated in a message.
+	secretKey = regexp.MustCompile(`(?i)(key|pass|secret|token|pwd|cred|auth)[^.\[\]]*$`)
+)
+
+// envReference warns of a value that refers to the environment as a shell
+// would: the file is not expanded, so it is taken as written — a work
+// center "$WC" Odoo lacks, a data_dir "${STATE_DIRECTORY}/x" below the
+// directory the agent starts in (the ot-audit probe). A value of a key
+// named like a secret, or one with a URL's user, is not repeated.
+func (d *decoder) envReference(path string, n ast.Node, s string) {
+	if !envRef.MatchString(s) || secretKey.MatchString(path) || strings.Contains(s, "@") {
+		return
+	}
+	p := posOf(n)
+	d.warns = append(d.warns, Problem{File: d.file, Line: p.Line, Column: p.Column, Path: path,
+		Msg:  fmt.Sprintf("%q is taken as written: this file is not expanded", s),
+		Hint: "write the value itself; a password comes from password_file or password_env, the API key from api_key_file or PLANTEDGE_ODOO_API_KEY"})
 }
 
 // quotedHint is the hint for a number or true/false written in quotes
