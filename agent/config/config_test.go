@@ -1367,3 +1367,21 @@ func TestEnvironmentReferenceWarned(t *testing.T) {
 		`w.yaml:11:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`,
 		`w.yaml:16:17: machines[0].workcenter: "$WC" is taken as written: this file is not expanded (write the value itself; a password comes from password_file or password_env, the API key from api_key_file or PLANTEDGE_ODOO_API_KEY)`)
 }
+
+// A security_policy written in another case ("none") is refused, and is no
+// secure policy to warn of an unpinned certificate for: the warning told a
+// plant on policy None to pin a certificate it never gets (the ot-audit
+// probe).
+func TestPolicyInAnotherCaseIsNotWarnedUnpinned(t *testing.T) {
+	y := strings.Replace(base, "    endpoint: opc.tcp://127.0.0.1:4840\n", "    endpoint: opc.tcp://127.0.0.1:4840\n    security_policy: none\n", 1)
+	_, err := Parse("w.yaml", []byte(y))
+	var ce *Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 || !strings.Contains(ce.Problems[0].String(), `security_policy: invalid value "none"`) {
+		t.Fatalf("policy none: %v", err)
+	}
+	for _, w := range ce.Warnings {
+		if strings.Contains(w.Msg, "not pinned") {
+			t.Errorf("warned: %s", w)
+		}
+	}
+}

@@ -495,7 +495,7 @@ func (v *validator) validateOPCUA(p string, s *OPCUAServer) {
 	}
 	v.filePath(p+".cert_file", s.CertFile)
 	v.filePath(p+".key_file", s.KeyFile)
-	if s.ServerThumbprint == "" && s.SecurityPolicy != "" && s.SecurityPolicy != "None" {
+	if s.ServerThumbprint == "" && oneOf(s.SecurityPolicy, SecurityPolicies) && s.SecurityPolicy != "None" {
 		v.warn(p+".security_policy", "the server's certificate is not pinned: any certificate it presents is accepted",
 			"set server_thumbprint to the thumbprint the agent logs at connect")
 	}
