@@ -1385,3 +1385,21 @@ func TestPolicyInAnotherCaseIsNotWarnedUnpinned(t *testing.T) {
 		}
 	}
 }
+
+// A required key written with nothing after it ("workcenter:") is one
+// problem, "required" with its hint, not that and "expected a string, got
+// nothing" at the same place (the ot-audit probe: two lines for one slip).
+// An optional one with nothing is still refused (field: with nothing would
+// read the whole payload).
+func TestRequiredKeyWithNothingIsOneProblem(t *testing.T) {
+	y := strings.Replace(base, "    workcenter: WC1\n", "    workcenter:\n", 1)
+	y = strings.Replace(y, `node: "ns=2;s=M1.Good"`, "node: ", 1)
+	y += "    running: { mqtt: { broker: broker, topic: m1/state, field: } }\n"
+	_, err := Parse("n.yaml", []byte(y))
+	want := `n.yaml:16:16: machines[0].workcenter: required (the code of the machine's Odoo work center)
+n.yaml:18:34: machines[0].good_count.opcua.node: required (the node id, e.g. "ns=2;s=Press07.GoodCount" (use plantedge browse))
+n.yaml:19:63: machines[0].running.mqtt.field: expected a string, got nothing`
+	if err == nil || err.Error() != want {
+		t.Errorf("got:\n%v\nwant:\n%s", err, want)
+	}
+}

@@ -246,6 +246,9 @@ func kindName(n ast.Node) string {
 	return "a string"
 }
 
+// nothingString is the problem of a string key written with nothing.
+const nothingString = "expected a string, got nothing"
+
 var (
 	durationType = reflect.TypeFor[Duration]()
 	byteSizeType = reflect.TypeFor[ByteSize]()
