@@ -436,10 +436,10 @@ func TestBadConfigs(t *testing.T) {
 		},
 		{
 			name: "mqtt url, client id and tls",
-			yaml: strings.Replace(base, "    url: tcp://127.0.0.1:1883\n    client_id: pe-1\n", "    url: mqtt://127.0.0.1\n    ca_file: /etc/ca.pem\n", 1),
+			yaml: strings.Replace(base, "    url: tcp://127.0.0.1:1883\n    client_id: pe-1\n", "    url: http://127.0.0.1\n    ca_file: /etc/ca.pem\n", 1),
 			want: []string{
 				`bad.yaml:11:5: mqtt[0].client_id: required (a stable id for this agent, e.g. plantedge-plant2; it keys the persistent session)`,
-				`bad.yaml:12:10: mqtt[0].url: unsupported scheme "mqtt" (one of: tcp://, ssl://, tls://, ws://, wss://)`,
+				`bad.yaml:12:10: mqtt[0].url: unsupported scheme "http" (one of: tcp:// (or mqtt://), ssl:// (or tls://, mqtts://), ws://, wss://)`,
 			},
 		},
 		{
@@ -890,6 +890,12 @@ func TestMQTTPasswordInClearWarned(t *testing.T) {
 	wantWarnings(t, y,
 		`w.yaml:11:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`,
 		`w.yaml:15:20: mqtt[0].password_file: the password crosses the network unencrypted (the URL is not TLS) (use ssl:// or wss://)`)
+	// mqtt:// is tcp://; mqtts:// is TLS.
+	wantWarnings(t, strings.Replace(y, "tcp://10.1.2.10:1883", "mqtt://10.1.2.10:1883", 1),
+		`w.yaml:11:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`,
+		`w.yaml:15:20: mqtt[0].password_file: the password crosses the network unencrypted (the URL is not TLS) (use ssl:// or wss://)`)
+	wantWarnings(t, strings.Replace(y, "tcp://10.1.2.10:1883", "mqtts://10.1.2.10:8883\n    ca_file: /etc/plantedge/ca.pem", 1),
+		`w.yaml:11:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`)
 }
 
 func TestReadSecretCredentialsDirectory(t *testing.T) {

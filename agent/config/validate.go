@@ -41,7 +41,7 @@ var (
 	SecurityPolicies = []string{"None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"}
 	SecurityModes    = []string{"None", "Sign", "SignAndEncrypt"}
 	OPCUAModes       = []string{"subscribe", "poll"}
-	MQTTSchemes      = []string{"tcp", "ssl", "tls", "ws", "wss"}
+	MQTTSchemes      = []string{"tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss"}
 )
 
 // maxBufferBytes is the largest buffer.max_bytes on a system whose int has
@@ -169,7 +169,7 @@ func BrokerAddr(raw string) string {
 	}
 	port := u.Port()
 	if port == "" {
-		port = map[string]string{"tcp": "1883", "ssl": "8883", "tls": "8883", "ws": "80", "wss": "443"}[u.Scheme]
+		port = map[string]string{"tcp": "1883", "mqtt": "1883", "ssl": "8883", "tls": "8883", "mqtts": "8883", "ws": "80", "wss": "443"}[u.Scheme]
 	}
 	host := strings.ToLower(u.Hostname())
 	if isLoopback(host) {
@@ -548,7 +548,7 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 		case err != nil || u.Hostname() == "":
 			v.add(p+".url", fmt.Sprintf("invalid URL %q", redactURL(b.URL)), "write tcp://host:1883 or ssl://host:8883")
 		case !oneOf(u.Scheme, MQTTSchemes):
-			v.add(p+".url", fmt.Sprintf("unsupported scheme %q", u.Scheme), "one of: tcp://, ssl://, tls://, ws://, wss://")
+			v.add(p+".url", fmt.Sprintf("unsupported scheme %q", u.Scheme), "one of: tcp:// (or mqtt://), ssl:// (or tls://, mqtts://), ws://, wss://")
 		case u.User != nil:
 			v.add(p+".url", "credentials in the URL", "use username and password_file")
 		case u.Port() == "" && u.Scheme != "ws" && u.Scheme != "wss":
@@ -558,7 +558,7 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 		}
 		if u != nil && oneOf(u.Scheme, MQTTSchemes) {
 			schemeOK = true
-			tlsScheme = u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "wss"
+			tlsScheme = u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "mqtts" || u.Scheme == "wss"
 			loopback = isLoopback(u.Hostname())
 		}
 	}

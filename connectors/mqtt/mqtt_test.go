@@ -291,12 +291,31 @@ func TestMochiTLS(t *testing.T) {
 	testTLS(t, url, pki, other)
 }
 
+// The schemes paho also takes, mqtt:// for tcp:// and mqtts:// for
+// ssl://, connect as theirs (the configuration takes them since the OT
+// audit saw them refused).
+func TestMochiMQTTSchemes(t *testing.T) {
+	url := startMochi(t, "tcp", nil, nil)
+	sink := make(chanSink, 10)
+	r := start(t, Config{URL: strings.Replace(url, "tcp://", "mqtt://", 1), ClientID: "mqtt-scheme", Topics: []string{"t/#"}}, sink)
+	waitConnected(t, r, 1)
+	newPublisher(t, url, nil).pub(t, "t/1", []byte("plain"))
+	if s := sink.next(t); string(s.Payload) != "plain" {
+		t.Fatalf("got %q", s.Payload)
+	}
+	dir := t.TempDir()
+	pki := newPKI(t, dir, "good")
+	other := newPKI(t, dir, "other")
+	url = startMochi(t, "tls", &tls.Config{Certificates: []tls.Certificate{pki.serverCert}, MinVersion: tls.VersionTLS12}, nil)
+	testTLS(t, strings.Replace(url, "ssl://", "mqtts://", 1), pki, other)
+}
+
 func testTLS(t *testing.T, url string, pki, other *testPKI) {
 	t.Helper()
 	sink := make(chanSink, 10)
 	r := start(t, Config{URL: url, ClientID: "tls", Topics: []string{"t/#"}, CAFile: pki.caFile}, sink)
 	waitConnected(t, r, 1)
-	p := newPublisher(t, url, &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS12})
+	p := newPublisher(t, strings.Replace(url, "mqtts://", "ssl://", 1), &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS12})
 	p.pub(t, "t/1", []byte("secure"))
 	if s := sink.next(t); string(s.Payload) != "secure" {
 		t.Fatalf("got %q", s.Payload)
