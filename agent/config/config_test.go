@@ -660,6 +660,8 @@ func TestSilentSlipsWarned(t *testing.T) {
 		`w.yaml:19:80: machines[0].running.mqtt.timestamp_field: field path "$.ts" looks like JSONPath (write a plain dot path without $ and brackets: ts, or meta.time)`)
 	wantWarnings(t, strings.Replace(base, `node: "ns=2;s=M1.Good" }`, `node: "ns=2;s=M1.Good " }`, 1), unused,
 		`w.yaml:18:35: machines[0].good_count.opcua.node: node id "ns=2;s=M1.Good " begins or ends with white space (remove it, unless the server's identifier really has it)`)
+	wantWarnings(t, strings.Replace(base, `node: "ns=2;s=M1.Good" }`, `node: "s=M1.Good" }`, 1), unused,
+		`w.yaml:18:35: machines[0].good_count.opcua.node: node id "s=M1.Good" names no namespace, so it is in namespace 0, the OPC UA standard's own nodes (write the namespace of the PLC's tags, e.g. "ns=2;s=M1.Good" (plantedge browse shows the ids))`)
 	const hint = " (write the code exactly as in Odoo (Manufacturing > Configuration > Work Centers))"
 	wantWarnings(t, strings.Replace(base, "workcenter: WC1", `workcenter: " WC1"`, 1), unused,
 		`w.yaml:16:17: machines[0].workcenter: work-center code " WC1" holds white space at an end, or an invisible character`+hint)

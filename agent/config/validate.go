@@ -871,6 +871,12 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 			// Legal in a string identifier, but hardly meant: the server
 			// answers BadNodeIdUnknown for a node that looks right.
 			v.warn(p+".opcua.node", fmt.Sprintf("node id %q begins or ends with white space", o.Node), "remove it, unless the server's identifier really has it")
+		} else if strings.HasPrefix(o.Node, "s=") || strings.HasPrefix(o.Node, "g=") || strings.HasPrefix(o.Node, "b=") {
+			// Namespace 0 is the OPC UA standard's own: no PLC tag is
+			// there, so the server answers BadNodeIdUnknown (the OT
+			// audit: only validate --opcua found it, without saying why).
+			v.warn(p+".opcua.node", fmt.Sprintf("node id %q names no namespace, so it is in namespace 0, the OPC UA standard's own nodes", o.Node),
+				`write the namespace of the PLC's tags, e.g. "ns=2;`+o.Node+`" (plantedge browse shows the ids)`)
 		}
 		return refKey{"opcua", o.Server, o.Address(), ""}, ok && o.Node != ""
 	default:
