@@ -54,14 +54,21 @@ func ParseDuration(s string) (Duration, error) {
 // "10kB" or a bare number of bytes.
 type ByteSize int64
 
-// String formats the size with the largest binary unit that divides it.
+// String formats the size exactly, with the largest unit that divides it:
+// binary down to MiB, then decimal (a size written "1TB" is "1TB", not
+// "976562500KiB": the OT audit), then KiB.
 func (b ByteSize) String() string {
-	for _, u := range byteUnitsDesc {
-		if u.n > 1 && b != 0 && int64(b)%u.n == 0 {
+	for _, u := range byteUnitsString {
+		if b != 0 && int64(b)%u.n == 0 {
 			return strconv.FormatInt(int64(b)/u.n, 10) + u.name
 		}
 	}
 	return strconv.FormatInt(int64(b), 10)
+}
+
+var byteUnitsString = []byteUnit{
+	{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20},
+	{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KiB", 1 << 10},
 }
 
 type byteUnit struct {

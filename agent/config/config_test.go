@@ -776,8 +776,14 @@ func TestParseDurationAndByteSize(t *testing.T) {
 			t.Errorf("ParseByteSize(%q) succeeded", bad)
 		}
 	}
-	if s := ByteSize(1 << 30).String(); s != "1GiB" {
-		t.Errorf("String = %q", s)
+	// Exact, in the largest unit that divides: a decimal size as written
+	// (1TB was "976562500KiB"), and read back as the same size.
+	for size, want := range map[ByteSize]string{1 << 30: "1GiB", 1e12: "1TB", 64e6: "64MB", 3 << 10: "3KiB", 1000: "1000", 1<<20 + 1: "1048577"} {
+		if s := size.String(); s != want {
+			t.Errorf("ByteSize(%d).String() = %q, want %q", size, s, want)
+		} else if back, err := ParseByteSize(s); err != nil || back != size {
+			t.Errorf("ParseByteSize(%q) = %v, %v; want %d", s, back, err, size)
+		}
 	}
 }
 
