@@ -660,6 +660,8 @@ func TestSilentSlipsWarned(t *testing.T) {
 		`w.yaml:19:80: machines[0].running.mqtt.timestamp_field: field path "$.ts" looks like JSONPath (write a plain dot path without $ and brackets: ts, or meta.time)`)
 	wantWarnings(t, strings.Replace(base, `node: "ns=2;s=M1.Good" }`, `node: "ns=2;s=M1.Good " }`, 1), unused,
 		`w.yaml:18:35: machines[0].good_count.opcua.node: node id "ns=2;s=M1.Good " begins or ends with white space (remove it, unless the server's identifier really has it)`)
+	wantWarnings(t, base+"    running: { opcua: { server: plc, node: \"ns=2;s=M1.Run\" } }\n    min_stop: 25h\n", unused,
+		`w.yaml:20:15: machines[0].min_stop: 25h0m0s keeps every stop shorter than that out of Odoo: real stops, not only blips, would be missing from the work center's downtime (min_stop is for the blips of a chattering run bit, a few seconds (e.g. 5s))`)
 	wantWarnings(t, strings.Replace(base, `node: "ns=2;s=M1.Good" }`, `node: "s=M1.Good" }`, 1), unused,
 		`w.yaml:18:35: machines[0].good_count.opcua.node: node id "s=M1.Good" names no namespace, so it is in namespace 0, the OPC UA standard's own nodes (write the namespace of the PLC's tags, e.g. "ns=2;s=M1.Good" (plantedge browse shows the ids))`)
 	const hint = " (write the code exactly as in Odoo (Manufacturing > Configuration > Work Centers))"

@@ -742,6 +742,12 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 		if m.Running == nil {
 			v.warn(p+".min_stop", "has no effect: the machine has no running signal", "")
 		}
+		if m.MinStop > Duration(15*time.Minute) {
+			// Meant for blips of seconds; 25h (the OT audit) booked no
+			// stop at all, silently.
+			v.warn(p+".min_stop", fmt.Sprintf("%s keeps every stop shorter than that out of Odoo: real stops, not only blips, would be missing from the work center's downtime", m.MinStop.D()),
+				"min_stop is for the blips of a chattering run bit, a few seconds (e.g. 5s)")
+		}
 	}
 	if r := m.Running; r != nil && r.RunningValues != nil {
 		if len(r.RunningValues) == 0 {
