@@ -430,7 +430,7 @@ func TestBadConfigs(t *testing.T) {
 				"    client_id: pe-1\n", "    client_id: pe-1\n    username: u\n    password_env: MQTT_PW\n    password_file: /etc/x\n", 1),
 			want: []string{
 				"bad.yaml:8:5: opcua[0].username: required with password_env",
-				"bad.yaml:10:19: opcua[0].password_env: not the name of an environment variable (value not shown) (name the variable, e.g. password_env: MQTT_PASSWORD, and set it for the agent in a root-only file (systemctl edit plantedge: [Service] EnvironmentFile=/etc/plantedge/secrets.env); the password itself never goes in this file)",
+				"bad.yaml:10:19: opcua[0].password_env: not the name of an environment variable (value not shown) (name the variable in upper case letters, digits and _, e.g. password_env: MQTT_PASSWORD, and set it for the agent in a root-only file (systemctl edit plantedge: [Service] EnvironmentFile=/etc/plantedge/secrets.env); the password itself never goes in this file)",
 				"bad.yaml:16:19: mqtt[0].password_env: password_file and password_env both set (keep one: a file holding the password, or the name of an environment variable holding it)",
 			},
 		},

@@ -197,7 +197,7 @@ func (v *validator) password(p, username, file, env string) {
 		v.add(p+".username", "required with "+key, "")
 	}
 	if env != "" && !envName.MatchString(env) {
-		v.add(p+".password_env", "not the name of an environment variable (value not shown)", "name the variable, e.g. password_env: MQTT_PASSWORD, and set it for the agent in a root-only file (systemctl edit plantedge: [Service] EnvironmentFile=/etc/plantedge/secrets.env); the password itself never goes in this file")
+		v.add(p+".password_env", "not the name of an environment variable (value not shown)", "name the variable in upper case letters, digits and _, e.g. password_env: MQTT_PASSWORD, and set it for the agent in a root-only file (systemctl edit plantedge: [Service] EnvironmentFile=/etc/plantedge/secrets.env); the password itself never goes in this file")
 	}
 }
 
