@@ -173,7 +173,7 @@ func TestBadConfigs(t *testing.T) {
 		{
 			name: "not a mapping (a wrong file)",
 			yaml: "just a string\n",
-			want: []string{`bad.yaml:1:1: expected a mapping, got a string "just a string" (write key: value pairs indented under it)`},
+			want: []string{`bad.yaml:1:1: expected a mapping, got a string "just a string" (a configuration is key: value pairs at the top level: site:, odoo:, opcua: or mqtt:, machines:)`},
 		},
 		{
 			name: "binary file",
@@ -1099,6 +1099,8 @@ func TestHintsForIndentationAndColons(t *testing.T) {
 			"machines[0].downtime_reason.mqtt.map: unknown key (check its indentation: it belongs under downtime_reason:, beside its opcua: or mqtt:)"},
 		{"topic beside mqtt", base + "    good_count:\n      mqtt: { broker: broker, field: good }\n      topic: t\n",
 			"machines[0].good_count.topic: unknown key (check its indentation: it belongs under a signal's mqtt:)"},
+		{"a machine's key under its signal", strings.Replace(base, "    workcenter: W1\n", "", 1) + "    running:\n      mqtt: { broker: broker, topic: t, field: run }\n      workcenter: W1\n",
+			"machines[0].running.workcenter: unknown key (check its indentation: it belongs to the machine, beside its id:)"},
 		{"no space after the colon", strings.Replace(base, "site: s", "site:s", 1),
 			`put a space after the colon: "site:…" is read as one word, not the key site`},
 	} {

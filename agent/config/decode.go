@@ -649,7 +649,11 @@ var secretKeys = map[string]string{
 func (d *decoder) decodeStruct(path string, n ast.Node, v reflect.Value) {
 	es, ok := d.entries(path, n)
 	if !ok {
-		d.problem(n, path, "expected a mapping, got "+describe(n), "write key: value pairs indented under it")
+		hint := "write key: value pairs indented under it"
+		if path == "" {
+			hint = "a configuration is key: value pairs at the top level: site:, odoo:, opcua: or mqtt:, machines:"
+		}
+		d.problem(n, path, "expected a mapping, got "+describe(n), hint)
 		if path == "" {
 			// Not a configuration at all (a wrong file): that is the one
 			// problem, not every required key after it.
@@ -695,6 +699,9 @@ func (d *decoder) decodeMap(path string, n ast.Node, v reflect.Value) {
 	v.Set(m)
 }
 
+// machineKey is where a machine's own keys belong (misplaced).
+const machineKey = "to the machine, beside its id:"
+
 // misplaced returns a hint for a key that is known one level up or down
 // from the struct (by its type name) where it was found: a line indented
 // one step too little or too much.
@@ -714,6 +721,17 @@ func misplaced(typ, key string) string {
 
 		"timestamp_field": "under a signal's mqtt:",
 		"format":          "under a signal's mqtt:",
+
+		// A machine's own keys found in one of its signals (the OT audit:
+		// workcenter: indented under running: said only the known keys).
+		"workcenter":       machineKey,
+		"good_count":       machineKey,
+		"scrap_count":      machineKey,
+		"running":          machineKey,
+		"downtime_reason":  machineKey,
+		"block_workcenter": machineKey,
+		"min_stop":         machineKey,
+		"replaced":         machineKey,
 	}[key]
 	switch typ {
 	case "Machine", "Counter", "Signal", "Reason", "OPCUARef", "MQTTRef":
