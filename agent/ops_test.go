@@ -2138,6 +2138,28 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 	})
 }
 
+// stopBookedSinceACopy runs a plant of one press that books a stop, copies
+// its buffer file, books another stop and stops the agent: restore puts the
+// copy back and returns the buffer file's path.
+func stopBookedSinceACopy(t *testing.T) (p *plant, restore func() string) {
+	t.Helper()
+	p = newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.stop(m, "JAM")
+	p.run(m)
+	p.waitLines(1)
+	ra.stopNow(t)
+	restore = p.backupBuffer()
+	ra = p.startAgentWith(false)
+	p.stop(m, "JAM")
+	p.run(m)
+	p.waitLines(2)
+	ra.stopNow(t)
+	return p, restore
+}
+
 // A buffer file put back from a backup (the ops probe) while the plant
 // ran on: its copy booked scrap after the backup was taken, so the agent
 // sends nothing from it — it would book that scrap again — and says why;
@@ -2147,22 +2169,10 @@ func TestRestoredBufferFileSendsNothing(t *testing.T) {
 	t.Parallel()
 	t.Run("scrap booked since the copy", testRestoredBufferFileSendsNothing)
 	t.Run("a stop booked since the copy", func(t *testing.T) {
-		p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-		ra := p.startAgent()
+		p, restore := stopBookedSinceACopy(t)
 		m := p.machines[0]
-		p.produce(m, 5, 0)
-		p.stop(m, "JAM")
-		p.run(m)
-		p.waitLines(1)
-		ra.stopNow(t)
-		restore := p.backupBuffer()
-		ra = p.startAgentWith(false)
-		p.stop(m, "JAM")
-		p.run(m)
-		p.waitLines(2)
-		ra.stopNow(t)
 		path := restore()
-		ra = p.startAgentWith(false)
+		ra := p.startAgentWith(false)
 		waitFor(t, 15*time.Second, "the restored file refused", func() (bool, string) {
 			st := ra.a.Status()
 			return strings.Contains(st.Odoo.LastError, "a downtime line of press-1 from"), st.Odoo.LastError
@@ -2191,20 +2201,7 @@ func TestRestoredBufferFileSendsNothing(t *testing.T) {
 	// and 600 lines that plant booked since crowded this site's own line
 	// out of the 500: the restored file went unnoticed (the spec audit).
 	t.Run("a stop booked since the copy, a busy site of a longer name on the same Odoo", func(t *testing.T) {
-		p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-		ra := p.startAgent()
-		m := p.machines[0]
-		p.produce(m, 5, 0)
-		p.stop(m, "JAM")
-		p.run(m)
-		p.waitLines(1)
-		ra.stopNow(t)
-		restore := p.backupBuffer()
-		ra = p.startAgentWith(false)
-		p.stop(m, "JAM")
-		p.run(m)
-		p.waitLines(2)
-		ra.stopNow(t)
+		p, restore := stopBookedSinceACopy(t)
 		line := p.odoo.Productivity()[0]
 		var rows []any
 		base := time.Now().Add(-time.Hour).UTC()
@@ -2216,7 +2213,7 @@ func TestRestoredBufferFileSendsNothing(t *testing.T) {
 		p.adminCall("mrp.workcenter.productivity", "load", []any{[]any{"id", "workcenter_id/.id", "workorder_id/.id", "loss_id/.id", "date_start", "date_end", "description"}, rows},
 			map[string]any{"context": map[string]any{"tz": "UTC"}})
 		restore()
-		ra = p.startAgentWith(false)
+		ra := p.startAgentWith(false)
 		waitFor(t, 15*time.Second, "the restored file refused", func() (bool, string) {
 			st := ra.a.Status()
 			return strings.Contains(st.Odoo.LastError, "a downtime line of press-1 from"), st.Odoo.LastError

@@ -76,10 +76,6 @@ type byteUnit struct {
 	n    int64
 }
 
-var byteUnitsDesc = []byteUnit{
-	{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
-}
-
 // ParseByteSize parses "1GiB", "512MiB", "64MB", "10kB" or a bare number of
 // bytes: KiB, MiB, GiB, TiB and K, M, G, T are binary (2^10 …); kB (or KB),
 // MB, GB, TB decimal (10^3 …), in any case.

@@ -448,16 +448,30 @@ func TestRestartBeforeStopKeepsTheStopsKey(t *testing.T) {
 	}
 }
 
-func TestLookupPath(t *testing.T) {
-	doc, err := parsePayload([]byte(`{"a": {"b": 3}, "values": [{"id": "good", "v": 7}, {"id": "scrap", "v": 1}], "0": "zero"}`))
+// lookupCase is a field path, and the value lookup should find there.
+type lookupCase struct {
+	path string
+	want any
+	ok   bool
+}
+
+// checkLookups looks up each case's path in payload.
+func checkLookups(t *testing.T, payload string, cases []lookupCase) {
+	t.Helper()
+	doc, err := parsePayload([]byte(payload))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct {
-		path string
-		want any
-		ok   bool
-	}{
+	for _, tc := range cases {
+		got, ok := lookup(doc, tc.path)
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("lookup(%q) = %#v, %v; want %#v, %v", tc.path, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestLookupPath(t *testing.T) {
+	checkLookups(t, `{"a": {"b": 3}, "values": [{"id": "good", "v": 7}, {"id": "scrap", "v": 1}], "0": "zero"}`, []lookupCase{
 		{"a.b", json.Number("3"), true},
 		{"values.0.v", json.Number("7"), true},
 		{"values.1.id", "scrap", true},
@@ -467,12 +481,7 @@ func TestLookupPath(t *testing.T) {
 		{"values.01.v", nil, false}, // not how JSON would name element 1
 		{"values.x", nil, false},
 		{"a.b.c", nil, false},
-	} {
-		got, ok := lookup(doc, tc.path)
-		if ok != tc.ok || got != tc.want {
-			t.Errorf("lookup(%q) = %#v, %v; want %#v, %v", tc.path, got, ok, tc.want, tc.ok)
-		}
-	}
+	})
 }
 
 // Numbers as payloads carry them: Go's own syntax (1_000, 0x1p4) is not a
@@ -775,15 +784,7 @@ func TestReasonMapCodeWithWhiteSpace(t *testing.T) {
 // key (the ot-audit probe: such a counter was a missing field for good). A
 // path through nested objects wins; a key with a space in it is read.
 func TestLookupKeyWithDots(t *testing.T) {
-	doc, err := parsePayload([]byte(`{"Line1.Press07.Good": 5, "m": {"a.b": {"c": 2}, "x": 1}, "a": {"b": 1}, "a.b": 9, "Good Parts": 3, "v.0": [{"w": 4}]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		path string
-		want any
-		ok   bool
-	}{
+	checkLookups(t, `{"Line1.Press07.Good": 5, "m": {"a.b": {"c": 2}, "x": 1}, "a": {"b": 1}, "a.b": 9, "Good Parts": 3, "v.0": [{"w": 4}]}`, []lookupCase{
 		{"Line1.Press07.Good", json.Number("5"), true},
 		{"m.a.b.c", json.Number("2"), true},
 		{"a.b", json.Number("1"), true}, // nested first
@@ -791,10 +792,5 @@ func TestLookupKeyWithDots(t *testing.T) {
 		{"v.0.0.w", json.Number("4"), true},
 		{"Line1.Press07", nil, false},
 		{"m.a.c", nil, false},
-	} {
-		got, ok := lookup(doc, tc.path)
-		if ok != tc.ok || got != tc.want {
-			t.Errorf("lookup(%q) = %#v, %v; want %#v, %v", tc.path, got, ok, tc.want, tc.ok)
-		}
-	}
+	})
 }
