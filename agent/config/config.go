@@ -688,6 +688,12 @@ func Parse(filename string, data []byte) (*Config, error) {
 	}
 	c := defaultConfig()
 	c.Path = filename
+	if bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) {
+		// UTF-16 with its byte order mark (Windows editors' "Unicode"):
+		// named, not only "NUL bytes" (the OT audit).
+		return nil, &Error{Problems: []Problem{{File: filename, Line: 1, Column: 1,
+			Msg: "a UTF-16 text file (a Windows editor's \"Unicode\"), not UTF-8", Hint: "save the configuration as UTF-8 text"}}}
+	}
 	if i := bytes.IndexByte(data, 0); i >= 0 {
 		// A binary (or UTF-16) file: the YAML parser's complaint would
 		// quote its bytes to the terminal.

@@ -176,6 +176,11 @@ func TestBadConfigs(t *testing.T) {
 			want: []string{`bad.yaml:1:1: expected a mapping, got a string "just a string" (a configuration is key: value pairs at the top level: site:, odoo:, opcua: or mqtt:, machines:)`},
 		},
 		{
+			name: "UTF-16 file",
+			yaml: "\xff\xfes\x00i\x00t\x00e\x00:\x00 \x00x\x00\n\x00",
+			want: []string{`bad.yaml:1:1: a UTF-16 text file (a Windows editor's "Unicode"), not UTF-8 (save the configuration as UTF-8 text)`},
+		},
+		{
 			name: "binary file",
 			yaml: "\x7fELF\x02\x01\x01\x00\x00\x00\nsite: x\n",
 			want: []string{"bad.yaml:1:8: not a YAML text file (it holds NUL bytes) (is this the right file? save the configuration as UTF-8 text)"},
