@@ -667,6 +667,15 @@ func TestSilentSlipsWarned(t *testing.T) {
 		`w.yaml:18:35: machines[0].good_count.opcua.node: node id "ns=2;s=M1.Good " begins or ends with white space (remove it, unless the server's identifier really has it)`)
 	wantWarnings(t, base+"    running: { opcua: { server: plc, node: \"ns=2;s=M1.Run\" } }\n    min_stop: 25h\n", unused,
 		`w.yaml:20:15: machines[0].min_stop: 25h0m0s keeps every stop shorter than that out of Odoo: real stops, not only blips, would be missing from the work center's downtime (min_stop is for the blips of a chattering run bit, a few seconds (e.g. 5s))`)
+	twoSessions := strings.Replace(base, "    endpoint: opc.tcp://127.0.0.1:4840\n", "    endpoint: opc.tcp://127.0.0.1:4840\n  - name: plc2\n    endpoint: opc.tcp://LOCALHOST:4840\n  - name: plc3\n    endpoint: opc.tcp://127.0.0.1:4841\n", 1)
+	twoSessions = strings.Replace(twoSessions, `opcua: { server: plc, node: "ns=2;s=M1.Good" }`, `opcua: { server: plc, node: "ns=2;s=M1.Good" }
+    scrap_count:
+      opcua: { server: plc2, node: "ns=2;s=M1.Scrap" }
+    running:
+      opcua: { server: plc3, node: "ns=2;s=M1.Run" }`, 1)
+	wantWarnings(t, twoSessions,
+		`w.yaml:11:15: opcua[1].endpoint: the same server as "plc"'s endpoint: each entry opens a session of its own, and a PLC serves only a few (put the nodes of both under one entry, unless they need other settings (security, user, publishing interval))`,
+		`w.yaml:15:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`)
 	wantWarnings(t, strings.Replace(base, `node: "ns=2;s=M1.Good" }`, `node: "s=M1.Good" }`, 1), unused,
 		`w.yaml:18:35: machines[0].good_count.opcua.node: node id "s=M1.Good" names no namespace, so it is in namespace 0, the OPC UA standard's own nodes (write the namespace of the PLC's tags, e.g. "ns=2;s=M1.Good" (plantedge browse shows the ids))`)
 	const hint = " (write the code exactly as in Odoo (Manufacturing > Configuration > Work Centers))"

@@ -169,7 +169,7 @@ func BrokerAddr(raw string) string {
 	}
 	port := u.Port()
 	if port == "" {
-		port = map[string]string{"tcp": "1883", "mqtt": "1883", "ssl": "8883", "tls": "8883", "mqtts": "8883", "ws": "80", "wss": "443"}[u.Scheme]
+		port = map[string]string{"opc.tcp": "4840", "tcp": "1883", "mqtt": "1883", "ssl": "8883", "tls": "8883", "mqtts": "8883", "ws": "80", "wss": "443"}[u.Scheme]
 	}
 	host := strings.ToLower(u.Hostname())
 	if isLoopback(host) {
@@ -228,11 +228,24 @@ func (c *Config) validate() []Problem {
 	sources := map[string]string{} // name -> path of its definition
 	servers := map[string]bool{}
 	brokers := map[string]bool{}
+	endpoints := map[string]string{} // where an endpoint connects -> the first entry's name
 	for i := range c.OPCUA {
 		p := fmt.Sprintf("opcua[%d]", i)
-		v.validateOPCUA(p, &c.OPCUA[i])
-		v.uniqueSource(p, c.OPCUA[i].Name, sources)
-		servers[c.OPCUA[i].Name] = true
+		o := &c.OPCUA[i]
+		v.validateOPCUA(p, o)
+		v.uniqueSource(p, o.Name, sources)
+		servers[o.Name] = true
+		if u, err := url.Parse(strings.TrimSpace(o.Endpoint)); err == nil && u.Host != "" {
+			at := BrokerAddr(u.String()) // host case, localhost for 127.0.0.1
+			if first, ok := endpoints[at]; ok {
+				// Each entry is a session of its own (the OT audit: no
+				// word of it), and a PLC serves only a few.
+				v.warn(p+".endpoint", fmt.Sprintf("the same server as %q's endpoint: each entry opens a session of its own, and a PLC serves only a few", first),
+					"put the nodes of both under one entry, unless they need other settings (security, user, publishing interval)")
+			} else {
+				endpoints[at] = o.Name
+			}
+		}
 	}
 	clientIDs := map[string]int{} // client_id -> index of the first entry with it
 	for i := range c.MQTT {
