@@ -1360,6 +1360,8 @@ func TestHashEndingAPlainValueWarned(t *testing.T) {
     scrap_count:
       opcua: { server: plc, node: "ns=2;s=Press #1.Scrap" }  #no space`, 1)
 	y = strings.Replace(y, "    workcenter: WC1\n", "    workcenter: WC-PRESS #1\n", 1)
+	// A comment written without a space after its # is not a name's #.
+	y = strings.Replace(y, "    client_id: pe-1\n", "    client_id: pe-1 #main broker\n", 1)
 	wantWarnings(t, y,
 		`w.yaml:16:26: machines[0].workcenter: a value ends at " #": YAML reads "#1" and the rest of the line as a comment, so the value is "WC-PRESS" (quote the value ("...") if the # is part of it)`,
 		`w.yaml:20:28: machines[0].good_count.opcua.node: a value ends at " #": YAML reads "#1.Count" and the rest of the line as a comment, so the value is "ns=2;s=Press" (quote the value ("...") if the # is part of it)`,

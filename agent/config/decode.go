@@ -423,8 +423,11 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 }
 
 // hashAfter is what follows a plain value that " #" ended: a comment whose
-// text starts right after the # (a comment is mostly "# text").
-var hashAfter = regexp.MustCompile(`^[ \t]+#(\S+)`)
+// text starts right after the # (a comment is mostly "# text") with a digit
+// or holds a tag's or topic's separator in its first word ("#1.Count",
+// "#2/state", "#A;B"): a name's "#", not a comment written "#main press",
+// which is not warned of.
+var hashAfter = regexp.MustCompile(`^[ \t]+#(\d\S*|[^\s./;]*[./;]\S*)`)
 
 // hashComment warns of a plain value that " #" cut short: a PLC tag "Press
 // #1.Count" or a topic "line #2/state" copied in without quotes is read up
