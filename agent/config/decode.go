@@ -464,6 +464,9 @@ var (
 	// envRef is a shell's or a compose file's reference to the
 	// environment: ${NAME} (${NAME:-default} …) anywhere, $NAME at the start.
 	envRef = regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*(?:[:?+=-][^}]*)?\}|^\$[A-Za-z_][A-Za-z0-9_]*`)
+	// brokerTopic is an MQTT topic of the broker's own ($SYS/…) or a
+	// shared subscription's ($share/…): not a reference.
+	brokerTopic = regexp.MustCompile(`^\$(SYS|share|queue|sparkplug)/`)
 	// secretKey is a key whose value is not repeated in a message.
 	secretKey = regexp.MustCompile(`(?i)(key|pass|secret|token|pwd|cred|auth)[^.\[\]]*$`)
 )
@@ -474,7 +477,7 @@ var (
 // directory the agent starts in (the ot-audit probe). A value of a key
 // named like a secret, or one with a URL's user, is not repeated.
 func (d *decoder) envReference(path string, n ast.Node, s string) {
-	if !envRef.MatchString(s) || secretKey.MatchString(path) || strings.Contains(s, "@") {
+	if !envRef.MatchString(s) || secretKey.MatchString(path) || strings.Contains(s, "@") || brokerTopic.MatchString(s) {
 		return
 	}
 	p := posOf(n)
