@@ -79,6 +79,7 @@ type simMachine struct {
 
 type plantOptions struct {
 	version   int
+	saas      int      // a saas~<version>.<saas> build (odootest.Options.Saas)
 	machines  []string // ids; a "ua-" prefix makes it an OPC UA machine
 	noWO      []string // machines without a work order in progress
 	noWC      []string // machines whose work center Odoo does not have
@@ -106,7 +107,7 @@ func newPlant(t testing.TB, o plantOptions) *plant {
 		o.version = 17
 	}
 	p := &plant{t: t, version: o.version, dir: t.TempDir(), wcIDs: map[string]int64{}, woIDs: map[string]int64{}, minStop: o.minStop, uaArray: o.uaArray}
-	p.odoo = odootest.New(odootest.Options{Version: o.version, ManyDatabases: o.manyDatabases})
+	p.odoo = odootest.New(odootest.Options{Version: o.version, Saas: o.saas, ManyDatabases: o.manyDatabases})
 	p.odoo.Start()
 	t.Cleanup(p.odoo.Close)
 	b, err := mqtttest.Start("127.0.0.1:0")
@@ -569,9 +570,14 @@ func (p *plant) waitExact(ra *runningAgent, timeout time.Duration) {
 
 func TestEndToEndNormalFlow(t *testing.T) {
 	t.Parallel()
-	for _, v := range []int{17, 18, 19} {
-		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
-			p := newPlant(t, plantOptions{version: v, machines: []string{"ua-press-1", "press-2", "pack-3"}})
+	// (saas~19.2: Odoo after 19.0, whose work order unit is uom_id)
+	for _, v := range []struct{ major, saas int }{{17, 0}, {18, 0}, {19, 0}, {19, 2}} {
+		name := fmt.Sprintf("odoo%d", v.major)
+		if v.saas > 0 {
+			name = fmt.Sprintf("odoo-saas-%d.%d", v.major, v.saas)
+		}
+		t.Run(name, func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: v.major, saas: v.saas, machines: []string{"ua-press-1", "press-2", "pack-3"}})
 			ra := p.startAgent()
 			for round := 0; round < 5; round++ {
 				for i, m := range p.machines {
@@ -621,7 +627,7 @@ func TestEndToEndNormalFlow(t *testing.T) {
 				t.Errorf("odoo state %q", st.Odoo.State)
 			}
 			wantProto := "jsonrpc"
-			if v >= 19 {
+			if v.major >= 19 {
 				wantProto = "json2"
 			}
 			if st.Odoo.Protocol != wantProto {

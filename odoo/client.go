@@ -98,6 +98,9 @@ type Client struct {
 	id   atomic.Int64
 	// timeLinesRefused: reading time lines was refused (said once).
 	timeLinesRefused atomic.Bool
+	// woUnitAlt: the work order's unit is read as uom_id, not
+	// product_uom_id (readWorkorders).
+	woUnitAlt atomic.Bool
 	// companies of work centers and manufacturing orders, as read
 	companies companies
 

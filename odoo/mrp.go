@@ -144,6 +144,35 @@ var workorderFields = []string{"id", "name", "state", "workcenter_id", "producti
 // workorderFieldsFinished is workorderFields and date_finished.
 var workorderFieldsFinished = append(slices.Clone(workorderFields), "date_finished")
 
+// readWorkorders calls method on mrp.workorder with kw's fields set to the
+// work order fields read (finished: workorderFieldsFinished). The work
+// order's unit is product_uom_id up to Odoo 19.0; Odoo after it (master,
+// saas~19.x builds: Odoo Online) has uom_id instead, and refuses the read
+// of a field it lacks as a whole: every work order read failed there (the
+// Odoo audit). When Odoo names the unit field asked for invalid, the other
+// is read from then on, and the call is made once more.
+func (c *Client) readWorkorders(ctx context.Context, method string, args []any, kw map[string]any, finished bool, rows *[]workorderRow) error {
+	for retried := false; ; retried = true {
+		fields := workorderFields
+		if finished {
+			fields = workorderFieldsFinished
+		}
+		unit := "product_uom_id"
+		if c.woUnitAlt.Load() {
+			unit = "uom_id"
+			fields = slices.Clone(fields)
+			fields[slices.Index(fields, "product_uom_id")] = unit
+		}
+		kw["fields"] = fields
+		err := c.Call(ctx, "mrp.workorder", method, args, kw, rows)
+		if err == nil || retried || !strings.Contains(err.Error(), fmt.Sprintf("Invalid field '%s' on model 'mrp.workorder'", unit)) {
+			return err
+		}
+		c.woUnitAlt.Store(unit == "product_uom_id")
+		c.log.Warn("Odoo's work orders have no field "+unit+" (a version after 19.0 renamed it): reading the unit from the other", "server_version", c.ServerVersion())
+	}
+}
+
 type workorderRow struct {
 	ID            int64    `json:"id"`
 	Name          text     `json:"name"`
@@ -152,6 +181,7 @@ type workorderRow struct {
 	Production    many2one `json:"production_id"`
 	Product       many2one `json:"product_id"`
 	Uom           many2one `json:"product_uom_id"`
+	UomAlt        many2one `json:"uom_id"` // Odoo after 19.0 (readWorkorders)
 	Company       many2one `json:"company_id"`
 	QtyProduction float64  `json:"qty_production"`
 	QtyProducing  float64  `json:"qty_producing"`
@@ -164,7 +194,7 @@ type workorderRow struct {
 
 func (r workorderRow) workorder() Workorder {
 	return Workorder{ID: r.ID, Name: string(r.Name), State: string(r.State), WorkcenterID: r.Workcenter.ID,
-		ProductionID: r.Production.ID, ProductionName: r.Production.Name, ProductID: r.Product.ID, UomID: r.Uom.ID,
+		ProductionID: r.Production.ID, ProductionName: r.Production.Name, ProductID: r.Product.ID, UomID: cmp.Or(r.Uom.ID, r.UomAlt.ID),
 		CompanyID: r.Company.ID, QtyProduction: r.QtyProduction, QtyProducing: r.QtyProducing, QtyProduced: r.QtyProduced,
 		QtyRemaining: r.QtyRemaining, DateStart: time.Time(r.DateStart), DateFinished: time.Time(r.DateFinished),
 		Tracking: string(r.Tracking)}
@@ -410,10 +440,10 @@ func (c *Client) WorkTimeline(ctx context.Context, workcenterID int64, since tim
 	ts := since.UTC().Format(time.DateTime)
 	tl := Timeline{wos: map[int64]Workorder{}}
 	var rows []workorderRow
-	err := c.Call(ctx, "mrp.workorder", "search_read",
+	err := c.readWorkorders(ctx, "search_read",
 		[]any{[]any{[]any{"workcenter_id", "=", workcenterID}, "|", []any{"state", "=", "progress"},
 			"&", []any{"state", "=", "done"}, []any{"date_finished", ">=", ts}}},
-		map[string]any{"fields": workorderFieldsFinished, "order": "date_start asc, id asc"}, &rows)
+		map[string]any{"order": "date_start asc, id asc"}, true, &rows)
 	if err != nil {
 		return Timeline{}, err
 	}
@@ -458,8 +488,7 @@ func (c *Client) WorkTimeline(ctx context.Context, workcenterID int64, since tim
 	}
 	if len(missing) > 0 { // finished before since, or cancelled
 		var more []workorderRow
-		if err := c.Call(ctx, "mrp.workorder", "read", []any{missing},
-			map[string]any{"fields": workorderFieldsFinished}, &more); err != nil {
+		if err := c.readWorkorders(ctx, "read", []any{missing}, map[string]any{}, true, &more); err != nil {
 			return Timeline{}, err
 		}
 		c.noteWorkorders(more)
@@ -528,9 +557,9 @@ func (c *Client) OthersWorked(ctx context.Context, sole map[int64]int64, since m
 		}
 	}
 	var done []workorderRow
-	if err := c.Call(ctx, "mrp.workorder", "search_read",
+	if err := c.readWorkorders(ctx, "search_read",
 		[]any{[]any{[]any{"workcenter_id", "in", wcs}, []any{"state", "=", "done"}, []any{"date_finished", ">=", ts}}},
-		map[string]any{"fields": workorderFieldsFinished, "order": "id asc"}, &done); err != nil {
+		map[string]any{"order": "id asc"}, true, &done); err != nil {
 		return nil, err
 	}
 	for _, r := range done {
@@ -632,10 +661,10 @@ func (c *Client) WorkordersInProgressOn(ctx context.Context, workcenterIDs []int
 		return out, nil
 	}
 	var rows []workorderRow
-	err := c.Call(ctx, "mrp.workorder", "search_read",
+	err := c.readWorkorders(ctx, "search_read",
 		[]any{[]any{[]any{"workcenter_id", "in", workcenterIDs}, []any{"state", "=", "progress"}}},
 		// Explicit: the default order differs between versions.
-		map[string]any{"fields": workorderFields, "order": "date_start asc, id asc"}, &rows)
+		map[string]any{"order": "date_start asc, id asc"}, false, &rows)
 	if err != nil {
 		return nil, err
 	}
@@ -670,8 +699,7 @@ func (c *Client) CurrentWorkorder(ctx context.Context, workcenterID int64) (wo W
 // ReadWorkorder reads one work order's state and quantities.
 func (c *Client) ReadWorkorder(ctx context.Context, id int64) (Workorder, error) {
 	var rows []workorderRow
-	if err := c.Call(ctx, "mrp.workorder", "read", []any{[]int64{id}},
-		map[string]any{"fields": workorderFields}, &rows); err != nil {
+	if err := c.readWorkorders(ctx, "read", []any{[]int64{id}}, map[string]any{}, false, &rows); err != nil {
 		return Workorder{}, err
 	}
 	c.noteWorkorders(rows)

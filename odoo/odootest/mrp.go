@@ -33,6 +33,11 @@ func m2o(comodel, label string, required bool) field {
 
 func (s *Server) buildModels() {
 	s.models = modelDefs(s.v())
+	if s.opts.Saas > 0 {
+		wo := s.models["mrp.workorder"]
+		wo.fields["uom_id"] = wo.fields["product_uom_id"] // related production_id.uom_id
+		delete(wo.fields, "product_uom_id")
+	}
 	// base data
 	s.insert("res.company", rec{"name": "YourCompany"}, "base.main_company")
 	s.insert("res.users", rec{"name": "OdooBot", "login": "__system__", "company_id": int64(1)}, "base.user_root")
@@ -195,7 +200,7 @@ func (s *Server) compute(m *model, r rec, name string) any {
 		return ids
 	case "mrp.workorder.product_tracking":
 		return s.tracking(asInt(s.compute(m, r, "product_id")))
-	case "mrp.workorder.product_id", "mrp.workorder.qty_production", "mrp.workorder.qty_producing", "mrp.workorder.product_uom_id":
+	case "mrp.workorder.product_id", "mrp.workorder.qty_production", "mrp.workorder.qty_producing", "mrp.workorder.product_uom_id", "mrp.workorder.uom_id":
 		mo, ok := s.models["mrp.production"].recs[r["production_id"].(int64)]
 		if !ok {
 			return s.zero(m.fields[name])
@@ -205,7 +210,7 @@ func (s *Server) compute(m *model, r rec, name string) any {
 			return mo["product_id"]
 		case "qty_production":
 			return mo["product_qty"]
-		case "product_uom_id":
+		case "product_uom_id", "uom_id":
 			return mo["product_uom_id"]
 		}
 		return s.value(s.models["mrp.production"], mo, "qty_producing")

@@ -38,6 +38,11 @@ type Options struct {
 	Logger   *slog.Logger
 	// Enterprise makes the version string end in "+e".
 	Enterprise bool
+	// Saas makes the server a saas~<Version>.<Saas> build (Odoo Online's
+	// versions between the majors) as Odoo's master branch has it after
+	// 19.0: the work order's unit is uom_id, product_uom_id is gone (read
+	// in Odoo's own mrp_workorder.py). Everything else is Version's.
+	Saas int
 	// StringErrors makes JSON-2 error bodies a bare JSON string, as early 19 builds sent.
 	StringErrors bool
 	// ManyDatabases is a server with several databases and no dbfilter
@@ -202,6 +207,9 @@ func (s *Server) Database() string { return s.opts.Database }
 // ServerVersion returns the version string, e.g. "17.0" or "19.0+e".
 func (s *Server) ServerVersion() string {
 	v := fmt.Sprintf("%d.0", s.v())
+	if s.opts.Saas > 0 {
+		v = fmt.Sprintf("saas~%d.%d", s.v(), s.opts.Saas)
+	}
 	if s.opts.Enterprise {
 		v += "+e"
 	}
@@ -472,9 +480,13 @@ func (s *Server) Workorder(id int64) odoo.Workorder {
 	if !ok {
 		return odoo.Workorder{}
 	}
+	unit := "product_uom_id"
+	if _, ok := m.fields[unit]; !ok {
+		unit = "uom_id" // Options.Saas
+	}
 	wo := odoo.Workorder{ID: id, Name: r["name"].(string), State: r["state"].(string),
 		WorkcenterID: asInt(r["workcenter_id"]), ProductionID: asInt(r["production_id"]),
-		ProductID: s.compute(m, r, "product_id").(int64), UomID: s.value(m, r, "product_uom_id").(int64),
+		ProductID: s.compute(m, r, "product_id").(int64), UomID: s.value(m, r, unit).(int64),
 		ProductionName: s.displayName("mrp.production", asInt(r["production_id"])),
 		QtyProduction:  s.compute(m, r, "qty_production").(float64), QtyProducing: s.compute(m, r, "qty_producing").(float64),
 		QtyProduced: s.value(m, r, "qty_produced").(float64), QtyRemaining: s.compute(m, r, "qty_remaining").(float64)}
