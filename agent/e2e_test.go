@@ -2820,3 +2820,50 @@ func TestScrapBetweenWorkOrdersGoesToTheNext(t *testing.T) {
 		t.Errorf("scrap: first order %v, next %v; want 5 and 5 (the gap's 2 on the next)", got[wo1].Qty, got[wo2].Qty)
 	}
 }
+
+// The first round after an outage can be long (a backlog of scrap and
+// stops at forward.rate, a slow Odoo): status says online from Odoo's first
+// answer in it, and /metrics must say the same — plantedge_odoo_up 1 — and
+// status's consecutive_failures 0, not the outage's values until the round
+// ends (the drain probe: a 6-hour backlog of 100 machines, odoo_up 0 and 28
+// failures for the 90 s of its first round while status said online; an
+// alert on odoo_up fired on a healthy drain).
+func TestOdooUpDuringTheFirstRoundAfterAnOutage(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3"}})
+	ra := p.startAgent()
+	p.odoo.SetDown(true)
+	for _, m := range p.machines {
+		p.produce(m, 5, 1)
+	}
+	waitFor(t, 15*time.Second, "the outage noticed", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Odoo.State == "offline" && st.Odoo.Failures > 0 && st.Buffer.Pending > 0, fmt.Sprintf("%+v", st.Odoo)
+	})
+	if v, ok := metric(p.metrics(), "plantedge_odoo_up"); !ok || v != 0 {
+		t.Fatalf("plantedge_odoo_up %v (found %v) during the outage, want 0", v, ok)
+	}
+	// Every request now takes 400 ms: the round that drains (a login, the
+	// work orders, three quantity writes and three scrap bookings of three
+	// or four requests each) runs for seconds.
+	p.odoo.SetLatency(400 * time.Millisecond)
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	var round uint64
+	waitFor(t, 30*time.Second, "status online", func() (bool, string) {
+		st := ra.a.Status()
+		round = st.Odoo.RoundsDone
+		return st.Odoo.State == "online", fmt.Sprintf("%+v", st.Odoo)
+	})
+	up, _ := metric(p.metrics(), "plantedge_odoo_up")
+	st := ra.a.Status()
+	if st.Odoo.RoundsDone != round {
+		t.Fatalf("the round ended before /metrics was read (rounds %d, then %d): the test needs a longer round", round, st.Odoo.RoundsDone)
+	}
+	if up != 1 || st.Odoo.Failures != 0 {
+		t.Errorf("during the round after the outage: status %q, plantedge_odoo_up %v, consecutive_failures %d; want online, 1, 0",
+			st.Odoo.State, up, st.Odoo.Failures)
+	}
+	p.odoo.SetLatency(0)
+	p.waitExact(ra, 30*time.Second)
+}

@@ -941,13 +941,22 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 		// Status during a long round (a backlog draining after an outage)
 		// must not keep saying offline with the old error; the round's end
 		// logs the recovery (run keeps the state the round began with).
+		// /metrics says the same, and the outage's failures are over (the
+		// drain probe: odoo_up 0 and 28 failures for the 90 s of a first
+		// round while status said online).
+		online := false
 		if err == nil && f.link.State != "online" {
-			f.link.State, f.link.LastError, f.link.NextAttempt = "online", "", time.Time{}
+			f.link.State, f.link.LastError, f.link.NextAttempt, f.link.Failures = "online", "", time.Time{}, 0
 			if f.client != nil { // connected: online says with what
 				f.link.Protocol, f.link.Version = f.client.Protocol(), f.client.ServerVersion()
 			}
+			online = true
 		}
 		f.mu.Unlock()
+		if online {
+			f.a.metrics.odooUp.Set(1)
+			f.a.metrics.authFailed.Set(0)
+		}
 	}
 	return err
 }
