@@ -1314,6 +1314,23 @@ func TestReasonCodeAndLossWithWhiteSpaceWarned(t *testing.T) {
 		`w.yaml:18:16: machines[0].downtime_reason.default: loss name "Quality\u200b" holds white space at an end, or an invisible character (write the name exactly as in Odoo (Manufacturing > Configuration > Loss Reasons), or its external id)`)
 }
 
+// Two codes that are one without their white space (" S", "S ") and no
+// bare one: the mapping takes the first in sort order, and validate says
+// the other is never used (each was said to be "matched as S").
+func TestReasonCodesOneWithoutWhiteSpaceWarned(t *testing.T) {
+	y := strings.Replace(base, "    good_count:\n", `    running:
+      opcua: { server: plc, node: "ns=2;s=M1.Run" }
+    downtime_reason:
+      opcua: { server: plc, node: "ns=2;s=M1.Code" }
+      map: { "S ": Beta, " S": Alpha }
+    good_count:
+`, 1)
+	y = strings.Replace(y, "mqtt:\n  - name: broker\n    url: tcp://127.0.0.1:1883\n    client_id: pe-1\n", "", 1)
+	wantWarnings(t, y,
+		`w.yaml:17:20: machines[0].downtime_reason.map.S : reason code "S " begins or ends with white space: a source's code is read without it, and " S" is read as "S" too and taken: this entry is never used (remove it)`,
+		`w.yaml:17:32: machines[0].downtime_reason.map. S: reason code " S" begins or ends with white space: a source's code is read without it (matched as "S")`)
+}
+
 // A decimal counter's largest value written as its rollover (999 for a
 // counter that goes 0-999, as a classic S7 counter or an HMI's 4-digit
 // counter 0-9999 does) books one piece too few at every wrap, as 65535 for

@@ -790,6 +790,9 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 				msg := fmt.Sprintf("reason code %q begins or ends with white space: a source's code is read without it", code)
 				if _, also := r.Map[t]; also {
 					v.warn(p+".downtime_reason.map."+code, msg+fmt.Sprintf(", and %q is in the map too: this entry is never used", t), "remove it")
+				} else if first := firstSpaced(r.Map, t); first != code {
+					// The mapping takes the first in sort order.
+					v.warn(p+".downtime_reason.map."+code, msg+fmt.Sprintf(", and %q is read as %q too and taken: this entry is never used", first, t), "remove it")
 				} else {
 					v.warn(p+".downtime_reason.map."+code, msg+fmt.Sprintf(" (matched as %q)", t), "")
 				}
@@ -807,6 +810,18 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 			v.lossName(p+".downtime_reason.default", r.Default)
 		}
 	}
+}
+
+// firstSpaced is the first in sort order of m's codes written with white
+// space at an end that are t without it: the one the mapping takes for t.
+func firstSpaced(m map[string]string, t string) string {
+	first := ""
+	for code := range m {
+		if code != t && strings.TrimSpace(code) == t && (first == "" || code < first) {
+			first = code
+		}
+	}
+	return first
 }
 
 // lossName warns of a loss reason's name with white space at an end or an

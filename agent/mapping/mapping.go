@@ -340,18 +340,24 @@ func New(cfg *config.Config) (*Mapper, error) {
 // reasonMap is a machine's map of reason codes as they are looked up: a
 // code written with white space at an end is matched without it, as a
 // source's code is read (toReason trims it), unless the map has that code
-// written without it as well, which wins.
+// written without it as well, which wins. Of several written with white
+// space that are one code without it (" S", "S "), the first in sort order
+// wins, the same at every start (validate warns of the others).
 func reasonMap(m map[string]string) map[string]string {
 	out := make(map[string]string, len(m))
+	var spaced []string
 	for code, loss := range m {
+		if strings.TrimSpace(code) != code {
+			spaced = append(spaced, code)
+			continue
+		}
 		out[code] = loss
 	}
-	for code, loss := range m {
-		if t := strings.TrimSpace(code); t != code {
-			delete(out, code)
-			if _, exact := m[t]; !exact {
-				out[t] = loss
-			}
+	slices.Sort(spaced)
+	for _, code := range spaced {
+		t := strings.TrimSpace(code)
+		if _, taken := out[t]; !taken {
+			out[t] = m[code]
 		}
 	}
 	return out

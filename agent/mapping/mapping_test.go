@@ -794,3 +794,17 @@ func TestLookupKeyWithDots(t *testing.T) {
 		{"m.a.c", nil, false},
 	})
 }
+
+// Two keys that are one code without their white space (" S" and "S ",
+// neither written bare) give that code one loss, the same at every start:
+// picked by the map's random order, a restart or a reload could book the
+// same stop under another loss.
+func TestReasonMapCodesOneWithoutWhiteSpaceDeterministic(t *testing.T) {
+	cfg := strings.Replace(testConfig, "map: { J: Jam }", `map: { " S": Alpha, "S ": Beta, "  S": Gamma }`, 1)
+	first, _ := newTestMapper(t, cfg).Loss("m1", "S")
+	for range 50 {
+		if loss, _ := newTestMapper(t, cfg).Loss("m1", "S"); loss != first {
+			t.Fatalf("code S: loss %q at one start, %q at another", first, loss)
+		}
+	}
+}
