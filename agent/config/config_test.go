@@ -1413,11 +1413,15 @@ func TestEnvironmentReferenceWarned(t *testing.T) {
 	y := strings.Replace(base, "    workcenter: WC1\n", "    workcenter: $WC\n", 1)
 	y = strings.Replace(y, "  database: prod\n", "  database: ${ODOO_DB:-prod}\n", 1)
 	y = strings.Replace(y, `node: "ns=2;s=M1.Good"`, `node: "ns=2;s=MAIN.$Count"`, 1)
-	// A broker's own topic is no reference.
-	y += "    running: { mqtt: { broker: broker, topic: $SYS/broker/uptime } }\n"
+	// A topic of the broker's own ($aws/…: AWS IoT's device shadows) is no
+	// reference; ${NAME} in a topic is.
+	y += `    scrap_count: { mqtt: { broker: broker, topic: "$aws/things/press07/shadow/update", field: state.reported.scrap } }
+    running: { mqtt: { broker: broker, topic: "plant/${LINE}/state", field: run } }
+`
 	wantWarnings(t, y,
 		`w.yaml:4:13: odoo.database: "${ODOO_DB:-prod}" is taken as written: this file is not expanded (write the value itself; a password comes from password_file or password_env, the API key from api_key_file or PLANTEDGE_ODOO_API_KEY)`,
-		`w.yaml:16:17: machines[0].workcenter: "$WC" is taken as written: this file is not expanded (write the value itself; a password comes from password_file or password_env, the API key from api_key_file or PLANTEDGE_ODOO_API_KEY)`)
+		`w.yaml:16:17: machines[0].workcenter: "$WC" is taken as written: this file is not expanded (write the value itself; a password comes from password_file or password_env, the API key from api_key_file or PLANTEDGE_ODOO_API_KEY)`,
+		`w.yaml:20:47: machines[0].running.mqtt.topic: "plant/${LINE}/state" is taken as written: this file is not expanded (write the value itself; a password comes from password_file or password_env, the API key from api_key_file or PLANTEDGE_ODOO_API_KEY)`)
 }
 
 // A security_policy written in another case ("none") is refused, and is no

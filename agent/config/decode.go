@@ -464,9 +464,6 @@ var (
 	// envRef is a shell's or a compose file's reference to the
 	// environment: ${NAME} (${NAME:-default} …) anywhere, $NAME at the start.
 	envRef = regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*(?:[:?+=-][^}]*)?\}|^\$[A-Za-z_][A-Za-z0-9_]*`)
-	// brokerTopic is an MQTT topic of the broker's own ($SYS/…) or a
-	// shared subscription's ($share/…): not a reference.
-	brokerTopic = regexp.MustCompile(`^\$(SYS|share|queue|sparkplug)/`)
 	// secretKey is a key whose value is not repeated in a message.
 	secretKey = regexp.MustCompile(`(?i)(key|pass|secret|token|pwd|cred|auth)[^.\[\]]*$`)
 )
@@ -477,7 +474,13 @@ var (
 // directory the agent starts in (the ot-audit probe). A value of a key
 // named like a secret, or one with a URL's user, is not repeated.
 func (d *decoder) envReference(path string, n ast.Node, s string) {
-	if !envRef.MatchString(s) || secretKey.MatchString(path) || strings.Contains(s, "@") || brokerTopic.MatchString(s) {
+	if !envRef.MatchString(s) || secretKey.MatchString(path) || strings.Contains(s, "@") {
+		return
+	}
+	if strings.HasSuffix(path, ".topic") && !strings.Contains(s, "${") {
+		// An MQTT topic beginning with $ is a broker's own ($aws/things/…
+		// of AWS IoT's device shadows, $SYS/…), not an environment
+		// variable's name.
 		return
 	}
 	p := posOf(n)
