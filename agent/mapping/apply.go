@@ -1016,8 +1016,15 @@ func staleState(x extracted, last time.Time) (stale bool, back time.Duration) {
 	return true, 0
 }
 
-// staleEvent reports a stale sample that would have changed the state.
+// staleEvent reports a stale sample that would have changed the state —
+// not a Sparkplug historical one (an edge node's store and forward after
+// its BIRTH): older than the BIRTH's state, as such values are, it is no
+// sign of a source out of order or a clock gone back (the warning told the
+// plant to set a clock that was right), and it is not booked (README).
 func staleEvent(x extracted, last time.Time) []Event {
+	if x.historical {
+		return nil
+	}
 	return []Event{{Machine: x.b.machine, Kind: EventStale, Signal: x.b.signal, Time: x.t, Start: last}}
 }
 
