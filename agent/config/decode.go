@@ -429,6 +429,9 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 // which is not warned of.
 var hashAfter = regexp.MustCompile(`^[ \t]+#(\d\S*|[^\s./;]*[./;]\S*)`)
 
+// maxHashLine is the longest line hashComment looks at.
+const maxHashLine = 4096
+
 // hashComment warns of a plain value that " #" cut short: a PLC tag "Press
 // #1.Count" or a topic "line #2/state" copied in without quotes is read up
 // to the " #", a node or topic that does not exist (the ot-audit probe).
@@ -438,13 +441,20 @@ func (d *decoder) hashComment(path string, n *ast.StringNode) {
 		tk.Position.Line < 1 || tk.Position.Line > len(d.lines) {
 		return
 	}
-	line := string(d.lines[tk.Position.Line-1])
-	start := len(line)
+	raw := d.lines[tk.Position.Line-1]
+	if len(raw) > maxHashLine || !bytes.Contains(raw, []byte(" #")) {
+		// (A file written on one line, flow style, is not looked at: the
+		// walk to each value's column would be quadratic in its length.)
+		return
+	}
+	line := string(raw)
+	start, col := len(line), 1
 	for i := range line { // the token's column counts characters from 1
-		if utf8.RuneCountInString(line[:i]) == tk.Position.Column-1 {
+		if col == tk.Position.Column {
 			start = i
 			break
 		}
+		col++
 	}
 	if !strings.HasPrefix(line[start:], n.Value) {
 		return // a value over several lines
