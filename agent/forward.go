@@ -36,6 +36,10 @@ const (
 	maxEventsPerRound = 200
 )
 
+// EventsPerRound is how many downtime records a round sends at most (one
+// load call): a backlog of stops after an outage takes several rounds.
+const EventsPerRound = maxEventsPerRound
+
 // linkState is what status shows about Odoo.
 type linkState struct {
 	State       string // online | offline | auth_failed

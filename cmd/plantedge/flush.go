@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/buffer"
 )
 
 type flushOptions struct {
@@ -260,13 +261,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			if tty {
 				fmt.Fprintln(w)
 			}
-			held := ""
-			if st.Buffer.Held > 0 {
-				// All held, Odoo not reached: the verdict names them (the
-				// review: "0 records pending" and nothing more).
-				held = fmt.Sprintf(", %s held (judged when Odoo is reached; plantedge status says which)", plural(st.Buffer.Held, "record"))
-			}
-			return &exitError{code: 1, msg: fmt.Sprintf("not drained within %s: %s pending%s (odoo %s)", o.timeout, plural(pending, "record"), held, odooWord(st))}
+			return &exitError{code: 1, msg: notDrained(o.timeout, pending, st)}
 		}
 		select {
 		case <-ctx.Done():
@@ -334,6 +329,27 @@ func (d *secondsOrDuration) Set(s string) error {
 // odooWord is the Odoo link's state for a flush line: offline while the
 // agent sends nothing because writes it sent before may still commit says
 // so — Odoo may be fine, and a technician reading "offline" checks the WAN.
+// notDrained is flush's verdict when its time ran out with pending
+// records left.
+func notDrained(timeout time.Duration, pending int, st agent.Status) string {
+	held := ""
+	if st.Buffer.Held > 0 {
+		// All held, Odoo not reached: the verdict names them (the
+		// review: "0 records pending" and nothing more).
+		held = fmt.Sprintf(", %s held (judged when Odoo is reached; plantedge status says which)", plural(st.Buffer.Held, "record"))
+	}
+	slow := ""
+	if ev := st.Buffer.Lanes[buffer.LaneEvents.String()].Pending; ev > agent.EventsPerRound && st.Odoo.State == "online" {
+		// A healthy drain can outlast the timeout: the stops of an outage
+		// go 200 a round, after each round's counts and scrap (the drain
+		// probe: 2,129 lines of 100 machines took 10 minutes, and a flush
+		// of 5 minutes failed without saying why).
+		slow = fmt.Sprintf("; %s of them are stops and runs, which go to Odoo as downtime lines, %d a round, after each round's counts and scrap: "+
+			"a backlog of them after an outage takes several rounds (plantedge status shows a round's length)", plural(ev, "record"), agent.EventsPerRound)
+	}
+	return fmt.Sprintf("not drained within %s: %s pending%s (odoo %s)%s", timeout, plural(pending, "record"), held, odooWord(st), slow)
+}
+
 func odooWord(st agent.Status) string {
 	if st.Odoo.State == "offline" && st.Odoo.SettleSeconds > 0 {
 		return "not asked yet (writes sent before may still commit)"

@@ -417,3 +417,28 @@ func TestStatusShowsPendingCountsShort(t *testing.T) {
 		t.Errorf("status:\n%s", s)
 	}
 }
+
+// A flush that runs out of time on a healthy drain of an outage's stops
+// says why, and so does status: they go 200 a round (the drain probe: a 5-minute flush failed on
+// 2,129 lines of 100 machines that took 10 minutes, saying only how many
+// records were pending). Not said of a few stops, nor with Odoo away.
+func TestFlushVerdictNamesAStopsBacklog(t *testing.T) {
+	st := agent.Status{Odoo: agent.OdooStatus{State: "online"}, Buffer: agent.BufferStatus{Lanes: map[string]agent.LaneStatus{"events": {Pending: 4258}, "counts": {Pending: 900}}}}
+	if msg := notDrained(5*time.Minute, 5158, st); !strings.Contains(msg, "not drained within 5m0s: 5158 records pending (odoo online); 4258 records of them are stops and runs, which go to Odoo as downtime lines, 200 a round") {
+		t.Errorf("verdict: %s", msg)
+	}
+	var out bytes.Buffer
+	printStatus(&out, st)
+	if !strings.Contains(out.String(), "4258 records are stops and runs: they go to Odoo as downtime lines, 200 a round") {
+		t.Errorf("status:\n%s", out.String())
+	}
+	st.Buffer.Lanes["events"] = agent.LaneStatus{Pending: 12}
+	if msg := notDrained(5*time.Minute, 912, st); strings.Contains(msg, "stops and runs") {
+		t.Errorf("a few stops: %s", msg)
+	}
+	st.Odoo.State = "offline"
+	st.Buffer.Lanes["events"] = agent.LaneStatus{Pending: 4258}
+	if msg := notDrained(5*time.Minute, 5158, st); strings.Contains(msg, "stops and runs") || !strings.Contains(msg, "(odoo offline)") {
+		t.Errorf("Odoo away: %s", msg)
+	}
+}
