@@ -334,8 +334,7 @@ func (f *forwarder) probeOdoo(ctx context.Context) {
 	}
 	defer c.Close()
 	err = f.call(ctx, "connect", c.Connect)
-	f.a.metrics.odooUp.Set(boolGauge(err == nil))
-	f.a.metrics.authFailed.Set(boolGauge(odoo.IsAuth(err)))
+	f.linkGauges(err == nil, odoo.IsAuth(err))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch {
@@ -715,10 +714,9 @@ func (f *forwarder) run(ctx context.Context) {
 			f.loggedLocal = false
 		}
 		f.link.NextAttempt = time.Now().Add(wait)
-		up := f.link.State == "online"
+		state := f.link.State
 		f.mu.Unlock()
-		f.a.metrics.odooUp.Set(boolGauge(up))
-		f.a.metrics.authFailed.Set(boolGauge(f.link.State == "auth_failed"))
+		f.linkGauges(state == "online", state == "auth_failed")
 		if wait > 0 && !f.sleep(ctx, wait, floor) {
 			return
 		}
@@ -958,11 +956,17 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 		}
 		f.mu.Unlock()
 		if online {
-			f.a.metrics.odooUp.Set(1)
-			f.a.metrics.authFailed.Set(0)
+			f.linkGauges(true, false)
 		}
 	}
 	return err
+}
+
+// linkGauges sets the metrics of the Odoo link: plantedge_odoo_up and
+// plantedge_odoo_auth_failed.
+func (f *forwarder) linkGauges(up, authFailed bool) {
+	f.a.metrics.odooUp.Set(boolGauge(up))
+	f.a.metrics.authFailed.Set(boolGauge(authFailed))
 }
 
 // writeOps are the operations (f.call's op) that change Odoo: one that may
