@@ -426,6 +426,31 @@ type Reason struct {
 	Default string `yaml:"default"`
 }
 
+// Codes maps each code of Map as a source's code is read — without white
+// space at its ends — to the entry of Map that serves it: the entry written
+// so; else, of those written with white space that are the code without it
+// (" S", "S "), the first in sort order, the same at every start. The
+// mapping looks codes up so; validate warns of the entries never used.
+func (r *Reason) Codes() map[string]string {
+	out := make(map[string]string, len(r.Map))
+	var spaced []string
+	for code := range r.Map {
+		if strings.TrimSpace(code) != code {
+			spaced = append(spaced, code)
+			continue
+		}
+		out[code] = code
+	}
+	slices.Sort(spaced)
+	for _, code := range spaced {
+		t := strings.TrimSpace(code)
+		if _, taken := out[t]; !taken {
+			out[t] = code
+		}
+	}
+	return out
+}
+
 // Signal names as used in the YAML, in the order they are listed.
 var SignalNames = []string{"good_count", "scrap_count", "running", "downtime_reason"}
 

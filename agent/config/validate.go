@@ -774,6 +774,7 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 		}
 	}
 	if r := m.DowntimeReason; r != nil {
+		codes := r.Codes()
 		for code, loss := range r.Map {
 			if strings.TrimSpace(code) == "" {
 				v.add(p+".downtime_reason.map", "empty reason code", "")
@@ -788,13 +789,14 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 				// mapping matches the entry so): " JAM" never matched
 				// (the ot-audit probe).
 				msg := fmt.Sprintf("reason code %q begins or ends with white space: a source's code is read without it", code)
-				if _, also := r.Map[t]; also {
+				switch taken := codes[t]; taken {
+				case t:
 					v.warn(p+".downtime_reason.map."+code, msg+fmt.Sprintf(", and %q is in the map too: this entry is never used", t), "remove it")
-				} else if first := firstSpaced(r.Map, t); first != code {
-					// The mapping takes the first in sort order.
-					v.warn(p+".downtime_reason.map."+code, msg+fmt.Sprintf(", and %q is read as %q too and taken: this entry is never used", first, t), "remove it")
-				} else {
+				case code:
 					v.warn(p+".downtime_reason.map."+code, msg+fmt.Sprintf(" (matched as %q)", t), "")
+				default:
+					// The mapping takes the first in sort order.
+					v.warn(p+".downtime_reason.map."+code, msg+fmt.Sprintf(", and %q is read as %q too and taken: this entry is never used", taken, t), "remove it")
 				}
 				continue
 			}
@@ -810,18 +812,6 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 			v.lossName(p+".downtime_reason.default", r.Default)
 		}
 	}
-}
-
-// firstSpaced is the first in sort order of m's codes written with white
-// space at an end that are t without it: the one the mapping takes for t.
-func firstSpaced(m map[string]string, t string) string {
-	first := ""
-	for code := range m {
-		if code != t && strings.TrimSpace(code) == t && (first == "" || code < first) {
-			first = code
-		}
-	}
-	return first
 }
 
 // lossName warns of a loss reason's name with white space at an end or an

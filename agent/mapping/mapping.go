@@ -274,7 +274,7 @@ func New(cfg *config.Config) (*Mapper, error) {
 		defLoss := cfg.Odoo.DefaultLoss
 		var lossMap map[string]string
 		if mc.DowntimeReason != nil {
-			lossMap = reasonMap(mc.DowntimeReason.Map)
+			lossMap = reasonMap(mc.DowntimeReason)
 			if mc.DowntimeReason.Default != "" {
 				defLoss = mc.DowntimeReason.Default
 			}
@@ -335,34 +335,19 @@ func New(cfg *config.Config) (*Mapper, error) {
 	return m, nil
 }
 
-// runValues is the set of running_values, compared as config.StateCode
-// (nil when none).
-// reasonMap is a machine's map of reason codes as they are looked up: a
-// code written with white space at an end is matched without it, as a
-// source's code is read (toReason trims it), unless the map has that code
-// written without it as well, which wins. Of several written with white
-// space that are one code without it (" S", "S "), the first in sort order
-// wins, the same at every start (validate warns of the others).
-func reasonMap(m map[string]string) map[string]string {
-	out := make(map[string]string, len(m))
-	var spaced []string
-	for code, loss := range m {
-		if strings.TrimSpace(code) != code {
-			spaced = append(spaced, code)
-			continue
-		}
-		out[code] = loss
-	}
-	slices.Sort(spaced)
-	for _, code := range spaced {
-		t := strings.TrimSpace(code)
-		if _, taken := out[t]; !taken {
-			out[t] = m[code]
-		}
+// reasonMap is a machine's map of reason codes as they are looked up
+// (config.Reason.Codes): a code written with white space at an end is
+// matched without it, as a source's code is read (toReason trims it).
+func reasonMap(r *config.Reason) map[string]string {
+	out := make(map[string]string, len(r.Map))
+	for t, code := range r.Codes() {
+		out[t] = r.Map[code]
 	}
 	return out
 }
 
+// runValues is the set of running_values, compared as config.StateCode
+// (nil when none).
 func runValues(vals []string) map[string]bool {
 	if len(vals) == 0 {
 		return nil
