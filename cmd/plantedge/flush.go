@@ -339,15 +339,25 @@ func notDrained(timeout time.Duration, pending int, st agent.Status) string {
 		held = fmt.Sprintf(", %s held (judged when Odoo is reached; plantedge status says which)", plural(st.Buffer.Held, "record"))
 	}
 	slow := ""
-	if ev := st.Buffer.Lanes[buffer.LaneEvents.String()].Pending; ev > agent.EventsPerRound && st.Odoo.State == "online" {
-		// A healthy drain can outlast the timeout: the stops of an outage
-		// go 200 a round, after each round's counts and scrap (the drain
-		// probe: 2,129 lines of 100 machines took 10 minutes, and a flush
-		// of 5 minutes failed without saying why).
+	if ev := stopsBacklog(st); ev > 0 {
+		// A healthy drain can outlast the timeout (the drain probe: 2,129
+		// lines of 100 machines took 10 minutes, and a flush of 5 minutes
+		// failed without saying why).
 		slow = fmt.Sprintf("; %s of them are stops and runs, which go to Odoo as downtime lines, %d a round, after each round's counts and scrap: "+
 			"a backlog of them after an outage takes several rounds (plantedge status shows a round's length)", plural(ev, "record"), agent.EventsPerRound)
 	}
 	return fmt.Sprintf("not drained within %s: %s pending%s (odoo %s)%s", timeout, plural(pending, "record"), held, odooWord(st), slow)
+}
+
+// stopsBacklog is how many stop and run records wait with Odoo online when
+// they are more than a round sends: an outage's stops go 200 a round, after
+// each round's counts and scrap, so the oldest age grows meanwhile. 0 when
+// they are not.
+func stopsBacklog(st agent.Status) int {
+	if ev := st.Buffer.Lanes[buffer.LaneEvents.String()].Pending; ev > agent.EventsPerRound && st.Odoo.State == "online" {
+		return ev
+	}
+	return 0
 }
 
 func odooWord(st agent.Status) string {

@@ -183,7 +183,7 @@ func printStatus(w io.Writer, st agent.Status) {
 	}
 	fmt.Fprintf(w, "\nBuffer    %s%s, %s pending (file %s of %s), oldest %s, dead letters %d, dropped by the quota %d, merged %d\n",
 		plural(b.Pending, "record"), held, human(b.Bytes), human(b.FileBytes), human(b.MaxBytes), ageString(b.OldestAgeSeconds), b.DeadLetters, b.Dropped, b.Merged)
-	if ev := b.Lanes[buffer.LaneEvents.String()].Pending; ev > agent.EventsPerRound && st.Odoo.State == "online" {
+	if ev := stopsBacklog(st); ev > 0 {
 		// The oldest age grows while an outage's stops drain: say why
 		// (the drain probe: 10 minutes of it with nothing to tell).
 		fmt.Fprintf(w, "          %s are stops and runs: they go to Odoo as downtime lines, %d a round, after each round's counts and scrap\n",
