@@ -32,12 +32,7 @@ func m2o(comodel, label string, required bool) field {
 }
 
 func (s *Server) buildModels() {
-	s.models = modelDefs(s.v())
-	if s.opts.Saas > 0 {
-		wo := s.models["mrp.workorder"]
-		wo.fields["uom_id"] = wo.fields["product_uom_id"] // related production_id.uom_id
-		delete(wo.fields, "product_uom_id")
-	}
+	s.models = modelDefs(s.v(), s.opts.Saas)
 	// base data
 	s.insert("res.company", rec{"name": "YourCompany"}, "base.main_company")
 	s.insert("res.users", rec{"name": "OdooBot", "login": "__system__", "company_id": int64(1)}, "base.user_root")
@@ -49,8 +44,9 @@ func (s *Server) buildModels() {
 	}
 }
 
-// modelDefs returns the models of Odoo version v, without records.
-func modelDefs(v int) map[string]*model {
+// modelDefs returns the models of Odoo version v (a saas~v.saas build when
+// saas > 0, Options.Saas), without records.
+func modelDefs(v, saas int) map[string]*model {
 	defs := map[string]*model{
 		"res.company": {order: "sequence, name", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Company Name"}, "sequence": {typ: fInt}}},
@@ -119,6 +115,11 @@ func modelDefs(v int) map[string]*model {
 	}
 	if v >= 19 {
 		defs["mrp.workorder"].order = "sequence, leave_id, date_start, id"
+	}
+	if saas > 0 {
+		wo := defs["mrp.workorder"]
+		wo.fields["uom_id"] = wo.fields["product_uom_id"] // related production_id.uom_id
+		delete(wo.fields, "product_uom_id")
 	}
 	for name, m := range defs {
 		m.name = name

@@ -620,7 +620,7 @@ func (s *Server) Upgrade(v int) {
 	if v <= from || v > 19 {
 		panic(fmt.Sprintf("odootest: cannot upgrade Odoo %d to %d", from, v))
 	}
-	defs := modelDefs(v)
+	defs := modelDefs(v, s.opts.Saas)
 	for name, m := range defs {
 		if old, ok := s.models[name]; ok {
 			m.recs, m.next = old.recs, old.next
