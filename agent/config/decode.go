@@ -101,10 +101,9 @@ func (a anchorCollector) Visit(n ast.Node) ast.Visitor {
 // colon of a key.
 var keyNoSpace = regexp.MustCompile(`^\s*(?:- )?([A-Za-z_][A-Za-z0-9_]*):[^\s:/]`)
 
-// noSpaceAfterColon returns the key of line (1-based) of data when the line
-// reads "key:value", else "".
-func noSpaceAfterColon(data []byte, line int) string {
-	lines := bytes.Split(data, []byte("\n"))
+// noSpaceAfterColon returns the key of line (1-based) of the file's lines
+// when the line reads "key:value", else "".
+func noSpaceAfterColon(lines [][]byte, line int) string {
 	if line < 1 || line > len(lines) {
 		return ""
 	}
@@ -139,7 +138,7 @@ func (d *decoder) decodeFile(data []byte, c *Config) {
 			p := Problem{File: d.file, Msg: "yaml: " + ye.GetMessage(), Hint: hint}
 			if tk.Position != nil {
 				p.Line, p.Column = tk.Position.Line, tk.Position.Column
-				if k := noSpaceAfterColon(data, p.Line); k != "" {
+				if k := noSpaceAfterColon(d.lines, p.Line); k != "" {
 					p.Hint = fmt.Sprintf("put a space after the colon: %q is read as one word, not the key %s", k+":…", k)
 				}
 			}
