@@ -982,7 +982,7 @@ func mountFreezableDataDir(t *testing.T, p *plant) (data string, freeze, thaw fu
 // status, /readyz and the metrics say so; thawed, the values are taken and
 // they say no more.
 func TestWriteStallShows(t *testing.T) {
-	p, ra, _, freeze, thaw := stallPlant(t)
+	p, ra, _, freeze, thaw := stallPlant(t, time.Second)
 	m := p.machines[0]
 	freeze()
 	p.produce(m, 2, 0)
@@ -1045,12 +1045,7 @@ func TestStartWaitingOnTheDiskIsSaid(t *testing.T) {
 // every second, and a stall of 6.15 s is seen running by one only now and
 // then; said at its end, or while it ran — once.
 func TestShortWriteStallIsSaid(t *testing.T) {
-	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	_, freeze, thaw := mountFreezableDataDir(t, p)
-	p.writeStall = 6 * time.Second
-	ra := p.startAgent()
-	p.produce(p.machines[0], 1, 0)
-	p.waitExactQty(ra, "press-1", 1)
+	p, ra, _, freeze, thaw := stallPlant(t, 6*time.Second)
 	freeze()
 	p.produce(p.machines[0], 2, 0)
 	var since time.Time
@@ -1071,13 +1066,13 @@ func TestShortWriteStallIsSaid(t *testing.T) {
 }
 
 // stallPlant starts a plant of one press whose data_dir is a freezable
-// file system (mountFreezableDataDir), with the write stall shown after a
-// second, and books a first piece.
-func stallPlant(t *testing.T) (p *plant, ra *runningAgent, data string, freeze, thaw func()) {
+// file system (mountFreezableDataDir), with the write stall shown after
+// stallAfter, and books a first piece.
+func stallPlant(t *testing.T, stallAfter time.Duration) (p *plant, ra *runningAgent, data string, freeze, thaw func()) {
 	t.Helper()
 	p = newPlant(t, plantOptions{machines: []string{"press-1"}})
 	data, freeze, thaw = mountFreezableDataDir(t, p)
-	p.writeStall = time.Second
+	p.writeStall = stallAfter
 	ra = p.startAgent()
 	p.produce(p.machines[0], 1, 0)
 	p.waitExactQty(ra, "press-1", 1)
@@ -2963,7 +2958,7 @@ func TestALineLeftOpenByALostBufferFileIsClosed(t *testing.T) {
 // the stall must show all the same. Only the transaction was marked (the
 // stall review): status and /readyz stayed silent while values waited.
 func TestWriteStallBetweenTransactionsShows(t *testing.T) {
-	p, ra, data, freeze, _ := stallPlant(t)
+	p, ra, data, freeze, _ := stallPlant(t, time.Second)
 	m := p.machines[0]
 	reserve := filepath.Join(data, "buffer.db.reserve")
 	if err := os.Remove(reserve); err != nil {
