@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -1270,7 +1271,7 @@ func TestEndToEndBlockWorkcenter(t *testing.T) {
 // stops after an outage does not hold back another machine's stop queued
 // behind it. press-1 stopped and ran 1,000 times while Odoo was down (2,000
 // event records); press-2's stop, the newest record, goes with the first
-// lines Odoo gets (a round sends at most 200), not after press-1's backlog.
+// lines Odoo gets (a load has at most 200), not after press-1's backlog.
 func TestEndToEndAStopIsNotQueuedBehindAnotherMachinesBacklog(t *testing.T) {
 	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
@@ -1299,13 +1300,73 @@ func TestEndToEndAStopIsNotQueuedBehindAnotherMachinesBacklog(t *testing.T) {
 		if l.WorkcenterID == p.wcIDs["press-2"] {
 			first := p.odoo.Productivity()[0].ID
 			if n := l.ID - first + 1; n > 200 {
-				t.Errorf("press-2's stop was line %d Odoo got, after press-1's backlog; want it with the first round's", n)
+				t.Errorf("press-2's stop was line %d Odoo got, after press-1's backlog; want it with the first load's", n)
 			}
 		}
 	}
 	p.run(p.machines[1])
 	p.produce(m, 2, 0)
 	p.produce(p.machines[1], 3, 0)
+	p.waitExact(ra, 60*time.Second)
+}
+
+// An outage's backlog of stops goes to Odoo in several loads a round, not
+// one: each round also books every machine's counts and scrap (the drain
+// probe: 2,129 lines of 100 machines took ten minutes at 200 a round). Five
+// presses (block_workcenter: a stop and its end are two records) stopped and
+// ran 250 times each while Odoo was down (2,500 event records): two
+// rounds (thirteen before), no load of more than 200 lines on the average,
+// each machine's lines booked in their order, Odoo exact.
+func TestEndToEndStopsBacklogGoesInSeveralLoadsARound(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3", "press-4", "press-5"}, block: true})
+	// Rounds only when asked for and while a backlog lasts: each counted is the drain's.
+	p.editConfig("forward:\n  interval: 100ms\n", "forward:\n  interval: 1h\n")
+	ra := p.startAgent()
+	p.odoo.SetDown(true)
+	const stops = 250
+	from := time.Now().Add(100 * time.Millisecond)
+	for _, m := range p.machines {
+		from = p.stopsStamped(m, stops, from)
+		m.mu.Lock()
+		m.stops += stops
+		m.mu.Unlock()
+	}
+	records := 2 * stops * len(p.machines)
+	p.waitEventRecords(ra, records)
+	rounds0, loads0 := ra.a.Status().Odoo.RoundsDone, p.odoo.CallCount("mrp.workcenter.productivity", "load")
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	var rounds uint64
+	waitFor(t, 60*time.Second, "the backlog's lines", func() (bool, string) {
+		st := ra.a.Status()
+		rounds = st.Odoo.RoundsDone - rounds0
+		return st.Buffer.Lanes["events"].Pending == 0, fmt.Sprintf("%d lines, %+v", len(p.odoo.Productivity()), st.Buffer.Lanes)
+	})
+	if most := uint64(3); rounds > most { // two of 2,000 at most and one to spare
+		t.Errorf("the backlog of %d records took %d rounds, want at most %d", records, rounds, most)
+	}
+	loads := p.odoo.CallCount("mrp.workcenter.productivity", "load") - loads0
+	if least := stops * len(p.machines) / agent.LinesPerLoad; loads < least {
+		t.Errorf("%d load calls booked %d lines: more than %d lines a call", loads, stops*len(p.machines), agent.LinesPerLoad)
+	}
+	last := map[int64]time.Time{} // each work center's latest start, in the order Odoo got the lines
+	lines := p.odoo.Productivity()
+	slices.SortFunc(lines, func(a, b odootest.ProductivityLine) int { return cmp.Compare(a.ID, b.ID) })
+	for _, l := range lines {
+		if l.Start.Before(last[l.WorkcenterID]) {
+			t.Fatalf("work center %d: the line of the stop at %v came after that of %v", l.WorkcenterID, l.Start, last[l.WorkcenterID])
+		}
+		last[l.WorkcenterID] = l.Start
+	}
+	for _, m := range p.machines {
+		p.produce(m, 2, 0)
+	}
+	waitFor(t, 30*time.Second, "the counts buffered", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Lanes["counts"].Pending >= len(p.machines), fmt.Sprintf("%+v", st.Buffer.Lanes)
+	})
+	ra.a.Flush()
 	p.waitExact(ra, 60*time.Second)
 }
 

@@ -32,13 +32,20 @@ const (
 	// scanChunk is how many records one buffer read returns while a round
 	// aggregates the backlog, and so how many one acknowledgement holds.
 	scanChunk = 10000
-	// maxEventsPerRound bounds the downtime lines sent in one load call.
-	maxEventsPerRound = 200
+	// linesPerLoad bounds the downtime lines sent in one load call.
+	linesPerLoad = 200
+	// maxEventsPerRound bounds the downtime records a round sends, in
+	// loads of linesPerLoad, before its counts and scrap.
+	maxEventsPerRound = 10 * linesPerLoad
 )
 
-// EventsPerRound is how many downtime records a round sends at most (one
-// load call): a backlog of stops after an outage takes several rounds.
+// EventsPerRound is how many downtime records a round sends at most (in
+// loads of LinesPerLoad): a backlog of stops after an outage beyond it
+// takes several rounds, each also booking every machine's counts and scrap.
 const EventsPerRound = maxEventsPerRound
+
+// LinesPerLoad is how many downtime lines one call to Odoo books at most.
+const LinesPerLoad = linesPerLoad
 
 // linkState is what status shows about Odoo.
 type linkState struct {

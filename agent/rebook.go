@@ -665,7 +665,7 @@ func (f *forwarder) rebookSince(ctx context.Context, since time.Time, dry bool) 
 	return res, nil
 }
 
-// rebookLines books the lines Odoo lacks, maxEventsPerRound a call (one by
+// rebookLines books the lines Odoo lacks, linesPerLoad a call (one by
 // one where Odoo refuses a batch), and keeps the id of a line still open.
 func (f *forwarder) rebookLines(ctx context.Context, lines []bookedEntry, wos map[int64]*odoo.Workorder, res *RebookResult) error {
 	for i := range lines {
@@ -677,7 +677,7 @@ func (f *forwarder) rebookLines(ctx context.Context, lines []bookedEntry, wos ma
 	}
 	var sent []sentLine
 	for len(lines) > 0 {
-		batch := lines[:min(len(lines), maxEventsPerRound)]
+		batch := lines[:min(len(lines), linesPerLoad)]
 		lines = lines[len(batch):]
 		ds := make([]odoo.Downtime, len(batch))
 		for i, e := range batch {

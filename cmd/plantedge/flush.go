@@ -343,16 +343,19 @@ func notDrained(timeout time.Duration, pending int, st agent.Status) string {
 		// A healthy drain can outlast the timeout (the drain probe: 2,129
 		// lines of 100 machines took 10 minutes, and a flush of 5 minutes
 		// failed without saying why).
-		slow = fmt.Sprintf("; %s of them are stops and runs, which go to Odoo as downtime lines, %d a round, after each round's counts and scrap: "+
-			"a backlog of them after an outage takes several rounds (plantedge status shows a round's length)", plural(ev, "record"), agent.EventsPerRound)
+		slow = fmt.Sprintf("; %s of them are stops and runs, which go to Odoo as downtime lines, %s: "+
+			"a backlog of them after an outage takes several rounds (plantedge status shows a round's length)", plural(ev, "record"), linesPace)
 	}
 	return fmt.Sprintf("not drained within %s: %s pending%s (odoo %s)%s", timeout, plural(pending, "record"), held, odooWord(st), slow)
 }
 
+// linesPace says how an outage's stops go to Odoo (status and flush).
+var linesPace = fmt.Sprintf("%d a round in loads of %d, each round also booking every machine's counts and scrap",
+	agent.EventsPerRound, agent.LinesPerLoad)
+
 // stopsBacklog is how many stop and run records wait with Odoo online when
-// they are more than a round sends: an outage's stops go 200 a round, after
-// each round's counts and scrap, so the oldest age grows meanwhile. 0 when
-// they are not.
+// they are more than a round sends (linesPace), so the oldest age grows
+// meanwhile. 0 when they are not.
 func stopsBacklog(st agent.Status) int {
 	if ev := st.Buffer.Lanes[buffer.LaneEvents.String()].Pending; ev > agent.EventsPerRound && st.Odoo.State == "online" {
 		return ev

@@ -186,8 +186,8 @@ func printStatus(w io.Writer, st agent.Status) {
 	if ev := stopsBacklog(st); ev > 0 {
 		// The oldest age grows while an outage's stops drain: say why
 		// (the drain probe: 10 minutes of it with nothing to tell).
-		fmt.Fprintf(w, "          %s are stops and runs: they go to Odoo as downtime lines, %d a round, after each round's counts and scrap\n",
-			plural(ev, "record"), agent.EventsPerRound)
+		fmt.Fprintf(w, "          %s are stops and runs: they go to Odoo as downtime lines, %s\n",
+			plural(ev, "record"), linesPace)
 	}
 	if b.DeadLettersDropped > 0 {
 		fmt.Fprintf(w, "          %s dropped by an operator (plantedge deadletter drop)\n", plural(int(b.DeadLettersDropped), "dead letter"))

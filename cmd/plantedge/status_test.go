@@ -419,17 +419,17 @@ func TestStatusShowsPendingCountsShort(t *testing.T) {
 }
 
 // A flush that runs out of time on a healthy drain of an outage's stops
-// says why, and so does status: they go 200 a round (the drain probe: a 5-minute flush failed on
+// says why, and so does status: they go 2000 a round (the drain probe: a 5-minute flush failed on
 // 2,129 lines of 100 machines that took 10 minutes, saying only how many
 // records were pending). Not said of a few stops, nor with Odoo away.
 func TestFlushVerdictNamesAStopsBacklog(t *testing.T) {
 	st := agent.Status{Odoo: agent.OdooStatus{State: "online"}, Buffer: agent.BufferStatus{Lanes: map[string]agent.LaneStatus{"events": {Pending: 4258}, "counts": {Pending: 900}}}}
-	if msg := notDrained(5*time.Minute, 5158, st); !strings.Contains(msg, "not drained within 5m0s: 5158 records pending (odoo online); 4258 records of them are stops and runs, which go to Odoo as downtime lines, 200 a round") {
+	if msg := notDrained(5*time.Minute, 5158, st); !strings.Contains(msg, "not drained within 5m0s: 5158 records pending (odoo online); 4258 records of them are stops and runs, which go to Odoo as downtime lines, 2000 a round in loads of 200, each round also booking every machine's counts and scrap: a backlog") {
 		t.Errorf("verdict: %s", msg)
 	}
 	var out bytes.Buffer
 	printStatus(&out, st)
-	if !strings.Contains(out.String(), "4258 records are stops and runs: they go to Odoo as downtime lines, 200 a round") {
+	if !strings.Contains(out.String(), "4258 records are stops and runs: they go to Odoo as downtime lines, 2000 a round in loads of 200, each round also booking every machine's counts and scrap\n") {
 		t.Errorf("status:\n%s", out.String())
 	}
 	st.Buffer.Lanes["events"] = agent.LaneStatus{Pending: 12}
