@@ -216,3 +216,34 @@ func TestAccessDeniedWriteRefusesLoadUpdate(t *testing.T) {
 		t.Fatalf("%d productivity lines, want 2", n)
 	}
 }
+
+// Fact (mrp_workorder.py 17.0/18.0 _set_qty_producing; 19.0 write): a
+// work order's produced quantity reaches its manufacturing order, written
+// with the caller's rights (production_id.qty_producing = ...), so Odoo
+// refuses the write of a user who may write work orders but not
+// manufacturing orders, naming mrp.production, and nothing is written.
+func TestAccessDeniedProductionWriteRefusesQuantityWrite(t *testing.T) {
+	for _, v := range []int{17, 18, 19} {
+		e := newEnv(t, v)
+		uid, key := e.bot()
+		e.s.DenyAccess("bot", "mrp.production", "write")
+		field := "qty_producing"
+		if v >= 19 {
+			field = "qty_produced"
+		}
+		before := e.s.ProductionQtyProducing(e.mo)
+		r := e.execAs(uid, key, "mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{field: 7}}, nil)
+		e.wantErr(r, "odoo.exceptions.AccessError")
+		if !strings.HasPrefix(r.ErrMsg, "You are not allowed to modify 'Manufacturing Order' (mrp.production) records.") {
+			t.Fatalf("%d: message %q", v, r.ErrMsg)
+		}
+		if q := e.s.ProductionQtyProducing(e.mo); q != before {
+			t.Fatalf("%d: refused write changed the order's qty_producing from %v to %v", v, before, q)
+		}
+		if q := num(e.readWO(field)[field]); q == 7 {
+			t.Fatalf("%d: refused write changed the work order's %s", v, field)
+		}
+		e.s.GrantAccess("bot", "mrp.production", "write")
+		e.ok(e.execAs(uid, key, "mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{field: 7}}, nil))
+	}
+}

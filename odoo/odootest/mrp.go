@@ -343,6 +343,11 @@ func (s *Server) writeHook(m *model, id int64, vals map[string]any) *odooError {
 			// mrp_workorder.py _set_qty_producing: MO-wide; 0 is ignored.
 			qty := round2(q.(float64))
 			if qty != 0 && mo != nil {
+				if mo["qty_producing"] != qty {
+					if err := s.checkProductionWrite(mo); err != nil {
+						return err
+					}
+				}
 				mo["qty_producing"] = qty
 				s.serialProducing(mo)
 			}
@@ -369,6 +374,11 @@ func (s *Server) writeHook(m *model, id int64, vals map[string]any) *odooError {
 						}
 					}
 					if minQty > 0 {
+						if mo["qty_producing"] != minQty {
+							if err := s.checkProductionWrite(mo); err != nil {
+								return err
+							}
+						}
 						mo["qty_producing"] = minQty
 						s.serialProducing(mo) // the work orders' qty_produced stay
 					}
@@ -379,6 +389,20 @@ func (s *Server) writeHook(m *model, id int64, vals map[string]any) *odooError {
 		// nothing beyond required checks
 	}
 	return nil
+}
+
+// checkProductionWrite is the access check of writing a work order's
+// manufacturing order on the caller's behalf: Odoo writes it with the
+// caller's rights (17.0/18.0 _set_qty_producing:
+// "workorder.production_id.qty_producing = workorder.qty_producing"; 19.0
+// write sets the order's qty_producing), so a user who may write work
+// orders but not manufacturing orders is refused (under mu).
+func (s *Server) checkProductionWrite(mo rec) *odooError {
+	pm := s.models["mrp.production"]
+	if err := s.checkAccess(pm, "write"); err != nil {
+		return err
+	}
+	return s.checkRules(pm, "write", []int64{asInt(mo["id"])})
 }
 
 // ---- action methods ----
