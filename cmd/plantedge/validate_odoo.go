@@ -271,6 +271,9 @@ func neededRights(cfg *config.Config) []odooRight {
 	rights := []odooRight{
 		{"mrp.workorder", odoo.OpRead, "to find each machine's work order in progress", mrpUser},
 		{"mrp.workorder", odoo.OpWrite, "to write produced quantities", mrpUser},
+		// Odoo writes them on the order with the caller's rights (17/18
+		// _set_qty_producing, 19 write): refused without this one.
+		{"mrp.production", odoo.OpWrite, "to write produced quantities, which Odoo writes on the work order's manufacturing order", mrpUser},
 		{"mrp.workcenter.productivity", odoo.OpRead, "to read downtime lines back, and which of several work orders in progress is worked on", mrpUser},
 		{"mrp.workcenter.productivity", odoo.OpCreate, "to record downtime", mrpUser},
 		{"mrp.workcenter.productivity", odoo.OpWrite, "to update and close downtime", mrpUser},

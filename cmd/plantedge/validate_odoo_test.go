@@ -144,7 +144,7 @@ func TestValidateOdooAllGood(t *testing.T) {
 			o := newOdooSite(t, c.version)
 			lines, err := o.run(t)
 			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
-				[]string{"odoo: OK: 2 work centers, 2 loss reasons, 9 access rights"})
+				[]string{"odoo: OK: 2 work centers, 2 loss reasons, 10 access rights"})
 			method := "has_access"
 			if c.version < 18 {
 				method = "check_access_rights"
@@ -172,7 +172,7 @@ func TestValidateOdooWarnsAboutAnAdminBot(t *testing.T) {
 			lines, err := o.run(t)
 			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
 				[]string{`odoo: warning: user "plantedge-bot" (uid ` + fmt.Sprint(o.uid) + `) has administrator rights (it may change system parameters); the agent needs only the groups above: give it a user of its own without Administration rights`,
-					"odoo: OK: 2 work centers, 2 loss reasons, 9 access rights"})
+					"odoo: OK: 2 work centers, 2 loss reasons, 10 access rights"})
 		})
 	}
 }
@@ -213,6 +213,25 @@ func TestValidateOdooDeniedWrite(t *testing.T) {
 	lines, err := o.run(t)
 	wantLines(t, lines, err, "odoo: 1 problem", []string{o.connected(19, "JSON-2")}, o.workcenters(), goodLosses, []string{
 		fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not write mrp.workorder, needed to write produced quantities (hint: give the user the group Manufacturing / User)`, o.uid)})
+}
+
+// Odoo writes a work order's produced quantity on its manufacturing order
+// with the bot user's rights (17/18 _set_qty_producing, 19 write): a user
+// that may write work orders but not manufacturing orders has every
+// quantity write refused, so validate names that right too.
+func TestValidateOdooDeniedProductionWrite(t *testing.T) {
+	for _, c := range []struct {
+		version int
+		proto   string
+	}{{17, "JSON-RPC"}, {18, "JSON-RPC"}, {19, "JSON-2"}} {
+		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
+			o := newOdooSite(t, c.version)
+			o.srv.DenyAccess("plantedge-bot", "mrp.production", "write")
+			lines, err := o.run(t)
+			wantLines(t, lines, err, "odoo: 1 problem", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses, []string{
+				fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not write mrp.production, needed to write produced quantities, which Odoo writes on the work order's manufacturing order (hint: give the user the group Manufacturing / User)`, o.uid)})
+		})
+	}
 }
 
 // Reading its scrap bookings is a right too: the agent finds them by
