@@ -247,3 +247,33 @@ func TestAccessDeniedProductionWriteRefusesQuantityWrite(t *testing.T) {
 		e.ok(e.execAs(uid, key, "mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{field: 7}}, nil))
 	}
 }
+
+// Fact (stock_scrap.py 17.0-19.0): action_validate writes nothing itself:
+// it reads the scrap and either returns the Insufficient Quantity wizard
+// (no write) or runs do_scrap, whose first write (scrap.name = ...) needs
+// write on stock.scrap. So a user without it gets the wizard when stock is
+// short, and AccessError only when the scrap would be booked.
+func TestAccessDeniedScrapWriteRefusesOnlyTheBooking(t *testing.T) {
+	e := newEnv(t, 17)
+	uid, key := e.bot()
+	short := e.s.AddProduct("Rare")
+	e.s.SetShortStock(short, true)
+	idShort := e.ok(e.exec("stock.scrap", "create", []any{map[string]any{"product_id": short, "scrap_qty": 2.0}}, nil))
+	idOK := e.ok(e.exec("stock.scrap", "create", []any{map[string]any{"product_id": e.product, "scrap_qty": 2.0}}, nil))
+	e.s.DenyAccess("bot", "stock.scrap", "write")
+	r := e.ok(e.execAs(uid, key, "stock.scrap", "action_validate", []any{[]any{idShort}}, nil))
+	if m, ok := r.(map[string]any); !ok || m["res_model"] != "stock.warn.insufficient.qty.scrap" {
+		t.Fatalf("short stock, write denied: %v, want the wizard", r)
+	}
+	res := e.execAs(uid, key, "stock.scrap", "action_validate", []any{[]any{idOK}}, nil)
+	e.wantErr(res, "odoo.exceptions.AccessError")
+	if !strings.HasPrefix(res.ErrMsg, "You are not allowed to modify 'Scrap' (stock.scrap) records.") {
+		t.Fatalf("message %q", res.ErrMsg)
+	}
+	e.wantErr(e.execAs(uid, key, "stock.scrap", "do_scrap", []any{[]any{idShort}}, nil), "odoo.exceptions.AccessError")
+	if sc := e.s.Scraps(); sc[0].State != "draft" || sc[1].State != "draft" {
+		t.Fatalf("scraps %+v, want both drafts", sc)
+	}
+	e.s.DenyAccess("bot", "stock.scrap", "read")
+	e.wantErr(e.execAs(uid, key, "stock.scrap", "action_validate", []any{[]any{idShort}}, nil), "odoo.exceptions.AccessError")
+}

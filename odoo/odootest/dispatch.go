@@ -31,8 +31,8 @@ var methodSpecs = map[string]methodSpec{
 	"button_pending":  {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
 	"button_finish":   {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
 	"action_cancel":   {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
-	"unblock":         {models: []string{"mrp.workcenter"}, mutating: true}, // writes productivity lines: checked there
-	"action_validate": {models: []string{"stock.scrap"}, mutating: true, acl: "write"},
+	"unblock":         {models: []string{"mrp.workcenter"}, mutating: true},           // writes productivity lines: checked there
+	"action_validate": {models: []string{"stock.scrap"}, mutating: true, acl: "read"}, // the wizard, or do_scrap: write checked there
 	// stock_scrap.py do_scrap: what the insufficient-quantity wizard's
 	// Confirm runs (stock.warn.insufficient.qty.scrap action_done).
 	"do_scrap":    {models: []string{"stock.scrap"}, mutating: true, acl: "write"},

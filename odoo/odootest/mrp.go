@@ -641,6 +641,13 @@ func (s *Server) actionValidate(ids []int64) (any, *odooError) {
 	if err := s.checkCompany(sm, r); err != nil { // do_scrap's _check_company
 		return nil, err
 	}
+	// do_scrap's first write (scrap.name = ...) checks write on the scrap.
+	if err := s.checkAccess(sm, "write"); err != nil {
+		return nil, err
+	}
+	if err := s.checkRules(sm, "write", ids); err != nil {
+		return nil, err
+	}
 	s.doScrap(ids[0])
 	return true, nil
 }
