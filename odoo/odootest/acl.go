@@ -1,6 +1,9 @@
 package odootest
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // excAssert is what ir.model.access.check raises for an unknown mode.
 const excAssert = "builtins.AssertionError"
@@ -21,24 +24,48 @@ var modelDescriptions = map[string]string{
 	"ir.config_parameter":              "System Parameter",
 }
 
-// modelGroups name the group that holds the rights in a stock database, as
-// the access error lists it.
-func modelGroup(model, op string) string {
+// modelGroups lists the groups that hold the right in a database with mrp
+// and stock, as the access error lists them: ir_model.py
+// group_names_with_access gives "Category/Group" (no spaces; 19 takes the
+// category from the group's privilege), ordered by category then group
+// name, one per ir.model.access line (mrp and stock
+// security/ir.model.access.csv: users read work centers and loss reasons,
+// managers change them; Inventory users read manufacturing orders; stock
+// users and managers read, write and create scraps, only managers delete).
+func modelGroups(model, op string) []string {
+	const (
+		invAdmin = "Inventory/Administrator"
+		invUser  = "Inventory/User"
+		mrpAdmin = "Manufacturing/Administrator"
+		mrpUser  = "Manufacturing/User"
+	)
 	switch model {
 	case "mrp.workcenter", "mrp.workcenter.productivity.loss":
-		// mrp/security/ir.model.access.csv: users read, managers change
 		if op != "read" {
-			return "Manufacturing / Administrator"
+			return []string{mrpAdmin}
 		}
-		return "Manufacturing / User"
-	case "mrp.production", "mrp.workorder", "mrp.workcenter.productivity":
-		return "Manufacturing / User"
+		return []string{mrpAdmin, mrpUser}
+	case "mrp.production":
+		if op == "read" {
+			return []string{invUser, mrpUser}
+		}
+		return []string{mrpUser}
+	case "mrp.workorder", "mrp.workcenter.productivity":
+		return []string{mrpUser}
 	case "stock.scrap":
-		return "Inventory / User"
+		if op == "unlink" {
+			return []string{invAdmin}
+		}
+		return []string{invAdmin, invUser}
 	case "ir.config_parameter":
-		return "Administration / Settings"
+		return []string{"Administration/Settings"}
+	case "ir.model.data":
+		if op == "read" || op == "create" {
+			return []string{"Administration/Access Rights", "User types/Internal User"}
+		}
+		return []string{"Administration/Access Rights"}
 	}
-	return "Role / User"
+	return []string{"User types/Internal User"}
 }
 
 // accessErrorHeaders are ir_model.py's ACCESS_ERROR_HEADER.
@@ -119,7 +146,7 @@ func (s *Server) checkAccess(m *model, op string) *odooError {
 		desc = m.name
 	}
 	msg := fmt.Sprintf(accessErrorHeaders[op], desc, m.name) +
-		"\n\nThis operation is allowed for the following groups:\n\t- " + modelGroup(m.name, op) +
+		"\n\nThis operation is allowed for the following groups:\n\t- " + strings.Join(modelGroups(m.name, op), "\n\t- ") +
 		"\n\nContact your administrator to request access if necessary."
 	s.log.Info("access denied by ACLs", "operation", op, "uid", s.curUID, "model", m.name)
 	return &odooError{excAccess, msg}

@@ -30,7 +30,7 @@ func (e *env) j2As(key, model, method string, body string) (int, string) {
 }
 
 const workorderWriteDenied = "You are not allowed to modify 'Work Order' (mrp.workorder) records.\n\n" +
-	"This operation is allowed for the following groups:\n\t- Manufacturing / User\n\n" +
+	"This operation is allowed for the following groups:\n\t- Manufacturing/User\n\n" +
 	"Contact your administrator to request access if necessary."
 
 // Fact (models.py 17.0): check_access_rights is an @api.model method;
@@ -276,4 +276,22 @@ func TestAccessDeniedScrapWriteRefusesOnlyTheBooking(t *testing.T) {
 	}
 	e.s.DenyAccess("bot", "stock.scrap", "read")
 	e.wantErr(e.execAs(uid, key, "stock.scrap", "action_validate", []any{[]any{idShort}}, nil), "odoo.exceptions.AccessError")
+}
+
+// Fact (ir_model.py group_names_with_access, 17.0 to 19.0): the access
+// error lists every group holding the right, "Category/Group" without
+// spaces, by category then name (stock/security/ir.model.access.csv:
+// stock.scrap read for Inventory users and managers).
+func TestAccessErrorListsEveryGroup(t *testing.T) {
+	e := newEnv(t, 18)
+	uid, key := e.bot()
+	e.s.DenyAccess("bot", "stock.scrap", "read")
+	r := e.execAs(uid, key, "stock.scrap", "search_read", []any{[]any{}}, nil)
+	e.wantErr(r, "odoo.exceptions.AccessError")
+	want := "You are not allowed to access 'Scrap' (stock.scrap) records.\n\n" +
+		"This operation is allowed for the following groups:\n\t- Inventory/Administrator\n\t- Inventory/User\n\n" +
+		"Contact your administrator to request access if necessary."
+	if r.ErrMsg != want {
+		t.Fatalf("message %q, want %q", r.ErrMsg, want)
+	}
 }
