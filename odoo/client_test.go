@@ -642,7 +642,7 @@ func TestJSON2StringErrorBodies(t *testing.T) {
 	f.srv.SetWorkorderState(f.wo, "done")
 	err := c.SetProducedQty(context.Background(), f.wo, 3)
 	oe := asError(t, err)
-	if oe.Status != http.StatusUnprocessableEntity || !oe.Permanent() || !strings.Contains(oe.Message, "done or cancelled") {
+	if oe.Status != http.StatusUnprocessableEntity || !oe.Permanent() || !strings.Contains(oe.Message, "in done or cancel state") {
 		t.Errorf("bare-string 422: %+v", oe)
 	}
 }

@@ -295,3 +295,15 @@ func TestAccessErrorListsEveryGroup(t *testing.T) {
 		t.Fatalf("message %q, want %q", r.ErrMsg, want)
 	}
 }
+
+// Fact (mrp_workorder.py 19.0 write): the quantity produced of a done or
+// cancelled work order is refused with Odoo's own words.
+func TestQtyProducedOfDoneWorkorderMessage19(t *testing.T) {
+	e := newEnv(t, 19)
+	e.ok(e.exec("mrp.workorder", "button_finish", []any{[]any{e.wo}}, nil))
+	r := e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_produced": 3}}, nil)
+	e.wantErr(r, "odoo.exceptions.UserError")
+	if want := "You cannot change the quantity produced of a work order that is in done or cancel state."; r.ErrMsg != want {
+		t.Fatalf("message %q, want %q", r.ErrMsg, want)
+	}
+}

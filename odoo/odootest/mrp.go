@@ -360,7 +360,7 @@ func (s *Server) writeHook(m *model, id int64, vals map[string]any) *odooError {
 					return userError("The quantity produced must be positive.")
 				}
 				if st := r["state"]; st == "done" || st == "cancel" {
-					return userError("You cannot change the quantity produced of a work order that is done or cancelled.")
+					return userError("You cannot change the quantity produced of a work order that is in done or cancel state.")
 				}
 				r["qty_produced"] = qty
 				// 19.0 mrp_workorder.py write: for a quantity above 0, the
