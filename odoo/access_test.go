@@ -73,3 +73,121 @@ func TestCanAccessRejectsUnknownOperation(t *testing.T) {
 		t.Fatalf("%d calls for an invalid operation, want 0", n)
 	}
 }
+
+// Every call the client makes succeeds for a bot user holding only the
+// group the README names, Manufacturing / User (with what it implies:
+// Inventory / User, Internal User), in every mode: no call needs a right
+// beyond it, and the rights validate --odoo asks for are all there. Any
+// refusal by the emulator shows as an exception outcome in its call log.
+func TestEveryCallAsManufacturingUser(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			uid, key := f.srv.AddUser("bot")
+			f.srv.GiveOnlyManufacturingUser("bot")
+			bot := f.client(t, m.protocol, func(c *odoo.Config) { c.Username, c.APIKey = "bot", key })
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			mustOK := func(what string, err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+			}
+			// a second order in progress on the work center: the time lines are read
+			mo2 := f.srv.AddProduction("WH/MO/00079", f.product, 10)
+			f.srv.AddWorkorder(mo2, f.wc, "Pressing", "progress")
+			short := f.srv.AddProduct("Rare")
+			f.srv.SetShortStock(short, true)
+
+			found, _, err := bot.WorkcentersByCodes(ctx, []string{"M1"})
+			mustOK("work centers", err)
+			if found["M1"].ID != f.wc {
+				t.Fatalf("work center M1 not found: %v", found)
+			}
+			loss, err := bot.LossID(ctx, "mrp.block_reason1")
+			mustOK("loss by external id", err)
+			_, err = bot.LossID(ctx, "Equipment Failure")
+			mustOK("loss by name", err)
+			byWC, err := bot.WorkordersInProgressOn(ctx, []int64{f.wc})
+			mustOK("work orders in progress", err)
+			if len(byWC[f.wc]) != 2 {
+				t.Fatalf("work orders in progress: %v", byWC)
+			}
+			since := time.Now().Add(-time.Hour)
+			_, err = bot.WorkTimeline(ctx, f.wc, since)
+			mustOK("work timeline", err)
+			_, err = bot.OthersWorked(ctx, map[int64]int64{f.wc: f.wo}, map[int64]time.Time{f.wc: since})
+			mustOK("others worked", err)
+			_, err = bot.ReadWorkorder(ctx, f.wo)
+			mustOK("read work order", err)
+			mustOK("produced quantity", bot.SetProducedQty(ctx, f.wo, 5))
+
+			start := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
+			ids, err := bot.UpsertDowntimes(ctx, []odoo.Downtime{{XMLID: "plantedge.t_m1_stop_1", WorkcenterID: f.wc,
+				WorkorderID: f.wo, LossID: loss, Start: start}})
+			mustOK("downtime", err)
+			_, err = bot.DowntimeLine(ctx, "plantedge.t_m1_stop_1")
+			mustOK("downtime line", err)
+			_, err = bot.OpenDowntimeLines(ctx, ids)
+			mustOK("open downtime lines", err)
+			_, err = bot.OpenLinesOf(ctx, "plantedge")
+			mustOK("open lines of plantedge", err)
+			closed, err := bot.CloseDowntimeLine(ctx, ids[0], start, start.Add(5*time.Minute))
+			mustOK("close downtime", err)
+			if !closed {
+				t.Fatal("downtime line not closed")
+			}
+			_, err = bot.ExternalIDNames(ctx, "plantedge", "t\\_%", 10)
+			mustOK("external id names", err)
+
+			done, err := bot.BookScrap(ctx, odoo.Scrap{XMLID: "plantedge.t_m1_scrap_1", ProductID: f.product,
+				ProductionID: f.mo, WorkorderID: f.wo, Qty: 2})
+			mustOK("scrap", err)
+			if !done {
+				t.Fatal("scrap not done")
+			}
+			done, err = bot.BookScrap(ctx, odoo.Scrap{XMLID: "plantedge.t_m1_scrap_2", ProductID: short,
+				ProductionID: f.mo, WorkorderID: f.wo, Qty: 1})
+			mustOK("scrap short of stock", err)
+			if done {
+				t.Fatal("scrap short of stock done, want a draft")
+			}
+			states, err := bot.ScrapStates(ctx, []string{"plantedge.t_m1_scrap_1", "plantedge.t_m1_scrap_2"})
+			mustOK("scrap states", err)
+			if states["plantedge.t_m1_scrap_2"] != "draft" {
+				t.Fatalf("scrap states %v", states)
+			}
+			done, err = bot.ValidateScrap(ctx, "plantedge.t_m1_scrap_2", true)
+			mustOK("confirm short scrap", err)
+			if !done {
+				t.Fatal("confirmed scrap not done")
+			}
+
+			for _, c := range []struct {
+				model, op string
+				want      bool
+			}{
+				{"mrp.workorder", odoo.OpRead, true}, {"mrp.workorder", odoo.OpWrite, true},
+				{"mrp.production", odoo.OpWrite, true},
+				{"mrp.workcenter.productivity", odoo.OpRead, true}, {"mrp.workcenter.productivity", odoo.OpCreate, true},
+				{"mrp.workcenter.productivity", odoo.OpWrite, true},
+				{"stock.scrap", odoo.OpRead, true}, {"stock.scrap", odoo.OpCreate, true}, {"stock.scrap", odoo.OpWrite, true},
+				{"ir.model.data", odoo.OpRead, true},
+				// what the group does not give
+				{"ir.config_parameter", odoo.OpWrite, false}, {"mrp.workcenter", odoo.OpWrite, false},
+				{"stock.scrap", odoo.OpUnlink, false},
+			} {
+				got, err := bot.CanAccess(ctx, c.model, c.op)
+				if err != nil || got != c.want {
+					t.Errorf("CanAccess(%s, %s) = %v, %v; want %v", c.model, c.op, got, err, c.want)
+				}
+			}
+			for _, c := range f.srv.Calls() {
+				if c.UID == uid && c.Outcome != "ok" {
+					t.Errorf("%s.%s as the bot: %s", c.Model, c.Method, c.Outcome)
+				}
+			}
+		})
+	}
+}

@@ -159,6 +159,23 @@ func TestValidateOdooAllGood(t *testing.T) {
 	}
 }
 
+// The bot user the README asks for, Manufacturing / User alone, passes:
+// every right validate checks is in that group, and no warning.
+func TestValidateOdooManufacturingUserIsEnough(t *testing.T) {
+	for _, c := range []struct {
+		version int
+		proto   string
+	}{{17, "JSON-RPC"}, {18, "JSON-RPC"}, {19, "JSON-2"}} {
+		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
+			o := newOdooSite(t, c.version)
+			o.srv.GiveOnlyManufacturingUser("plantedge-bot")
+			lines, err := o.run(t)
+			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
+				[]string{"odoo: OK: 2 work centers, 2 loss reasons, 10 access rights"})
+		})
+	}
+}
+
 // A bot user with administrator rights works, but its key would open all
 // of Odoo: a warning, not a problem.
 func TestValidateOdooWarnsAboutAnAdminBot(t *testing.T) {

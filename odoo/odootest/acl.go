@@ -119,19 +119,57 @@ func (s *Server) MakeAdmin(uid int64) {
 	s.admins[uid] = true
 }
 
+// mrpUserRights are the rights of a user whose only group is
+// Manufacturing / User, with the groups it implies (Inventory / User,
+// Internal User), on the emulator's models, as the ir.model.access.csv of
+// base, uom, product, stock and mrp grant them: r(ead), w(rite), c(reate),
+// u(nlink). Every user reads companies and users; internal users read
+// units and external ids and may create these; Inventory users read
+// products and manufacturing orders and read, write and create scraps;
+// Manufacturing users read work centers and loss reasons and have every
+// right on manufacturing orders, work orders and time lines. Nothing else
+// (system parameters: Settings only).
+var mrpUserRights = map[string]string{
+	"res.company":                      "r",
+	"res.users":                        "r",
+	"uom.uom":                          "r",
+	"product.product":                  "r",
+	"ir.model.data":                    "rc",
+	"mrp.workcenter":                   "r",
+	"mrp.workcenter.productivity.loss": "r",
+	"mrp.production":                   "rwcu",
+	"mrp.workorder":                    "rwcu",
+	"mrp.workcenter.productivity":      "rwcu",
+	"stock.scrap":                      "rwc",
+}
+
+// GiveOnlyManufacturingUser makes the user with this login hold exactly the
+// rights of the group Manufacturing / User (and the groups it implies), as
+// the README tells the admin to give the bot user, instead of the
+// emulator's default of every right: a call outside them is refused as
+// Odoo refuses it. DenyAccess still takes rights away on top.
+func (s *Server) GiveOnlyManufacturingUser(login string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mrpUsers == nil {
+		s.mrpUsers = map[string]bool{}
+	}
+	s.mrpUsers[login] = true
+}
+
 // hasAccess tells whether the calling user may perform op on the model (under mu).
 func (s *Server) hasAccess(model, op string) bool {
 	if model == "ir.config_parameter" {
 		return s.curUID <= 2 || s.admins[s.curUID] // __system__, admin, or made one
-	}
-	if len(s.denied) == 0 {
-		return true
 	}
 	r := s.models["res.users"].recs[s.curUID]
 	if r == nil {
 		return true
 	}
 	login, _ := r["login"].(string)
+	if s.mrpUsers[login] && (op == "" || !strings.Contains(mrpUserRights[model], op[:1])) {
+		return false
+	}
 	return !s.denied[aclKey{login, model, op}]
 }
 

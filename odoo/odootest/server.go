@@ -136,7 +136,8 @@ type Server struct {
 	langs      []string       // active languages (lang.go), nil for en_US alone
 	keys       map[string]*apiKey
 	adminKey   string
-	admins     map[int64]bool // users given the Settings group (MakeAdmin), besides uid 1 and 2
+	admins     map[int64]bool  // users given the Settings group (MakeAdmin), besides uid 1 and 2
+	mrpUsers   map[string]bool // logins holding only Manufacturing / User (GiveOnlyManufacturingUser)
 	failures   map[string]*loginFailure
 	maxFails   int
 	cooldown   time.Duration
