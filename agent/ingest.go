@@ -326,7 +326,10 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 					order = append(order, k)
 				}
 				t := ms(ev.Time)
-				off := a.noteOffset(s, ev.Machine, ev.Time, changed)
+				off := lateBy(s, ev.Time)
+				if !ev.Historical {
+					off = a.noteOffset(s, ev.Machine, ev.Time, changed)
+				}
 				if n := len(c.recs); n == 0 || t-c.recs[n-1].First > recordSpan || c.recs[n-1].First-t > recordSpan {
 					// A burst the broker kept (or a gateway held) spans
 					// its source's minutes: one record a second of them,
@@ -343,7 +346,10 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				var off int64
 				switch ev.Kind {
 				case mapping.EventRunning:
-					off = a.noteOffset(s, ev.Machine, ev.End, changed)
+					off = lateBy(s, ev.End)
+					if !ev.Historical {
+						off = a.noteOffset(s, ev.Machine, ev.End, changed)
+					}
 				case mapping.EventStopped:
 					a.noteOffset(s, ev.Machine, ev.Start, changed)
 				}
@@ -485,6 +491,15 @@ func (a *Agent) downtimeEvent(ev mapping.Event, changed map[string]bool) (eventR
 	switch ev.Kind {
 	case mapping.EventRunning:
 		site := cfg.Site
+		if ev.Historical {
+			// A stop an edge node stored, and its end: a line of its own on
+			// the machine's work center, which neither opens nor closes the
+			// machine's current one.
+			if a.shortStop(ev) {
+				return eventRecord{}, false
+			}
+			return eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: site, Workcenter: wc}, true
+		}
 		opened := st != nil && st.LineOpened
 		if opened {
 			site = cmp.Or(st.LineSite, site)

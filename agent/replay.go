@@ -207,14 +207,14 @@ const clockBackStep = time.Second
 // when the estimate should be saved; it returns that time in ms (0 for
 // other values). Caller holds stateMu.
 func (a *Agent) noteOffset(s connectors.Sample, machine string, t time.Time, changed map[string]bool) int64 {
-	if s.Kind != connectors.KindMQTT || t.IsZero() || s.ReceiveTime.IsZero() || t.Equal(s.ReceiveTime) {
-		// (Equal: dated by its receipt — no timestamp_field, or a time
-		// out of range — which tells nothing of the source's clock: noted,
-		// it pulled the estimate to 0, and a source clock minutes behind
-		// made every value look late: the review.)
+	// (0 when dated by its receipt — no timestamp_field, or a time out of
+	// range — which tells nothing of the source's clock: noted, it pulled
+	// the estimate to 0, and a source clock minutes behind made every value
+	// look late: the review.)
+	off, ok := sourceLate(s, t)
+	if !ok {
 		return 0
 	}
-	off := s.ReceiveTime.Sub(t).Milliseconds()
 	save, c := a.srcOff.note(machine, t.UnixMilli(), off, time.Now())
 	if save {
 		changed[machine] = true
@@ -224,6 +224,24 @@ func (a *Agent) noteOffset(s connectors.Sample, machine string, t time.Time, cha
 		a.clockLog.log(machine, a.log, slog.LevelWarn, msg, "machine", machine, attr, d.Round(time.Second))
 	}
 	return off
+}
+
+// lateBy is how late (ms) sample s brought a value stamped t: for an edge
+// node's stored (historical) values, which say nothing of its clock and
+// are not noted (noteOffset), but come late all the same, so that their
+// records are attributed as a backlog's (lag).
+func lateBy(s connectors.Sample, t time.Time) int64 {
+	off, _ := sourceLate(s, t)
+	return off
+}
+
+// sourceLate is how late (ms) sample s brought a value stamped t by the
+// source's clock; ok false when t is not the source's (see noteOffset).
+func sourceLate(s connectors.Sample, t time.Time) (int64, bool) {
+	if s.Kind != connectors.KindMQTT || t.IsZero() || s.ReceiveTime.IsZero() || t.Equal(s.ReceiveTime) {
+		return 0, false
+	}
+	return s.ReceiveTime.Sub(t).Milliseconds(), true
 }
 
 // SourceClockOff: a source clock this far off this box's, by the times

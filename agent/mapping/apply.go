@@ -236,7 +236,32 @@ func noteTimeAbsent(st *State, xs []extracted, topic string) {
 	}
 }
 
+// orderForMachine orders a machine's values of one message: counters
+// first, then the reason before a stop and after a start. An edge node's
+// stored (historical) values are a stretch of time told at once: in the
+// order of their times, each time's by that rule.
 func orderForMachine(xs []extracted) []extracted {
+	if len(xs) < 2 {
+		return xs
+	}
+	if !slices.ContainsFunc(xs, func(x extracted) bool { return x.historical }) {
+		return byRank(xs)
+	}
+	out := slices.Clone(xs)
+	slices.SortStableFunc(out, func(a, b extracted) int { return a.t.Compare(b.t) })
+	for i := 0; i < len(out); {
+		j := i + 1
+		for j < len(out) && out[j].t.Equal(out[i].t) {
+			j++
+		}
+		copy(out[i:j], byRank(out[i:j]))
+		i = j
+	}
+	return out
+}
+
+// byRank orders xs by orderForMachine's rule.
+func byRank(xs []extracted) []extracted {
 	if len(xs) < 2 {
 		return xs
 	}
@@ -792,7 +817,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		}
 		return nil, adopted
 	}
-	ev := Event{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter, Range: x.b.rollover}
+	ev := Event{Machine: x.b.machine, Kind: EventCount, Signal: x.b.signal, Time: x.t, Raw: x.counter, Range: x.b.rollover, Historical: x.historical}
 	older := isStale(x, cs.Time)
 	last := x.counter // Last from here
 	if cs.lateFromBeforeReset(x) {
@@ -1058,6 +1083,9 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 		return nil, false
 	}
 	if stale {
+		if x.historical {
+			return m.applyHistorical(ms, x)
+		}
 		if !x.b.dupOrInitial && ms.Running != nil && *ms.Running != x.running {
 			return staleEvent(x, ms.RunningTime), false
 		}
@@ -1065,6 +1093,12 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 	}
 	var evs []Event
 	ch := false
+	if ms.Hist != nil && !x.historical {
+		// A run state as it is now (a BIRTH's, a change): what an edge
+		// node stores after it is another outage's, told from the state
+		// it left (applyHistorical).
+		ms.Hist, ch = nil, true
+	}
 	if p := ms.RunPending; p != nil {
 		ms.RunPending, ch = nil, true
 		evs = append(evs, Event{Machine: x.b.machine, Kind: EventStale, Signal: Running, Time: p.Time, Start: ms.RunningTime})
@@ -1072,6 +1106,71 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 	more, ch2 := m.setRunning(ms, x, back)
 	return append(evs, more...), ch || ch2
 }
+
+// applyHistorical takes a historical run state older than the current one
+// (an edge node's store and forward after its BIRTH, in the order stored):
+// a stop and the run that ended it become a line of their own (Ignition
+// sends what it stored while the broker was away this way, and each such
+// stop was lost). The machine's current state stays as it is. A stored
+// stop whose run is not among the stored values (the machine was still
+// stopped at the BIRTH, or the run was not stored) books nothing: the
+// BIRTH's state begins the current stop.
+func (m *Mapper) applyHistorical(ms *MachineState, x extracted) ([]Event, bool) {
+	h := ms.Hist
+	if h != nil && x.t.Before(h.Time) {
+		return nil, false // older than what the history told already
+	}
+	if h == nil {
+		h = &HistRun{Running: true}
+		ms.Hist = h
+	}
+	was := h.Running
+	h.Running, h.Time = x.running, x.t
+	switch {
+	case !x.running && was:
+		h.StopStart = x.t
+	case x.running && !was:
+		start, end := notBooked(ms, h.StopStart, x.t)
+		h.StopStart = time.Time{}
+		if !start.Before(end) {
+			return nil, true
+		}
+		ev := Event{Machine: x.b.machine, Kind: EventRunning, Signal: Running, Time: x.t, Start: start, End: end,
+			Reason: h.Reason, Historical: true}
+		if rb := m.reason[x.b.machine]; rb != nil {
+			ev.Loss, ev.LossDefaulted = rb.loss(h.Reason)
+		}
+		return []Event{ev}, true
+	}
+	return nil, true
+}
+
+// notBooked cuts a stored stop from start to end so that it does not
+// overlap the machine's last ended stop nor its current one: a stop that
+// was open when the edge node lost the broker is ended by the BIRTH's run
+// state, and covers the stored stops within it (downtime is not booked
+// twice). The part before the stop it overlaps is kept.
+func notBooked(ms *MachineState, start, end time.Time) (time.Time, time.Time) {
+	cut := func(s, e time.Time) {
+		switch {
+		case s.IsZero() || !start.Before(e) || !end.After(s):
+		case start.Before(s):
+			end = s
+		default:
+			start = e
+		}
+	}
+	if ls := ms.LastStop; ls != nil {
+		cut(ls.Start, ls.End)
+	}
+	if ms.Running != nil && !*ms.Running {
+		cut(ms.StopStart, maxTime)
+	}
+	return start, end
+}
+
+// maxTime is later than any time a value carries.
+var maxTime = time.Unix(1<<62, 0)
 
 // setRunning takes a running value that is not stale (back: how far the
 // source's clock went back, if it did).
@@ -1209,6 +1308,17 @@ const lateReasonLead = 2 * time.Second
 
 func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
 	stale, back := staleState(x, ms.ReasonTime)
+	if stale && x.historical {
+		// The reason of the stops the history tells of (applyHistorical).
+		if h := ms.Hist; h == nil || !x.t.Before(h.ReasonTime) {
+			if h == nil {
+				ms.Hist = &HistRun{Running: true}
+			}
+			ms.Hist.Reason, ms.Hist.ReasonTime = x.reason, x.t
+			return nil, true
+		}
+		return nil, false
+	}
 	if stale {
 		if !x.b.dupOrInitial && ms.ReasonSet && ms.Reason != x.reason {
 			return staleEvent(x, ms.ReasonTime), false

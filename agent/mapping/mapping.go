@@ -102,6 +102,11 @@ type Event struct {
 	// line lasts as long as the agent saw the stop (endStop). The caller
 	// reports it.
 	BoxStep time.Duration
+	// Historical (EventRunning) is a stop an edge node stored while it
+	// could not publish, and the run that ended it, both older than the
+	// machine's current run state (Sparkplug is_historical): a line of its
+	// own, which neither opens nor closes the machine's current one.
+	Historical bool
 	// Seen (EventRunning) is when the agent received the stop's end by the
 	// box's boot clock, when both its ends were dated by this box's clock
 	// at their receipt (zero otherwise): a step of the clock after it
@@ -615,6 +620,23 @@ type MachineState struct {
 	// word for word cannot be told from the stale copy of that one, and is
 	// not taken.
 	Recent map[string][]string `json:"recent,omitempty"`
+	// Hist is the run state an edge node's store and forward has told of
+	// (Sparkplug is_historical values older than the current run state):
+	// a stop it stored and the run that ended it are booked as one line of
+	// their own (EventRunning, Historical).
+	Hist *HistRun `json:"hist,omitempty"`
+}
+
+// HistRun is the run state by a machine's historical values (applyHistorical).
+type HistRun struct {
+	Running bool      `json:"running"`
+	Time    time.Time `json:"time"`
+	// StopStart is when the stored stop began (Running false).
+	StopStart time.Time `json:"stop_start,omitzero"`
+	// Reason is the downtime reason by the historical values, stamped
+	// ReasonTime.
+	Reason     string    `json:"reason,omitempty"`
+	ReasonTime time.Time `json:"reason_time,omitzero"`
 }
 
 // EndedStop is a stop that ended, and the reason it was booked with.

@@ -964,7 +964,7 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		if !historical {
 			historical = true
 			sp.notes = append(sp.notes, SparkplugNote{Kind: "historical", Source: s.Source, Topic: s.Address,
-				Msg: "historical values (is_historical: stored by the edge node while it could not publish, sent after its BIRTH): read at their own times; a counter's values older and lower than the current one are what the BIRTH counted, held as repeats (not a PLC clock gone back); stops older than the current run state are not booked"})
+				Msg: "historical values (is_historical: stored by the edge node while it could not publish, sent after its BIRTH): read at their own times; a counter's values older and lower than the current one are what the BIRTH counted, held as repeats (not a PLC clock gone back); a stop older than the current run state and its run are booked as a line of their own"})
 		}
 	})
 	if byAlias && !unknown && !s.Initial && len(xs) > 0 {

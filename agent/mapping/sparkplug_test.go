@@ -834,3 +834,85 @@ func TestSparkplugCertificates(t *testing.T) {
 		t.Error("DATA not mapped")
 	}
 }
+
+// An edge node back from an outage (Ignition's store and forward) sends its
+// BIRTH with the run state as it is, then the values it stored flagged
+// is_historical, older: each stored stop and the run that ended it are a
+// line of their own, with the stored reason, the current state left as it
+// is. A stored stop within a stop already booked (open when the node lost
+// the broker, ended by the BIRTH) is not booked again; after the next live
+// run state, the next outage's history starts afresh.
+func TestSparkplugHistoricalStops(t *testing.T) {
+	const cfg = mqttHead + `  - id: p1
+    workcenter: WC1
+    running: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/press1, field: State/Running } }
+    downtime_reason: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/press1, field: State/Code }, map: { J: Jam } }
+`
+	m := newTestMapper(t, cfg)
+	st := NewState()
+	at := func(min float64) time.Time { return spT0.Add(time.Duration(min * float64(time.Minute))) }
+	run := func(v bool, min float64) sptest.Metric {
+		return sptest.Metric{Name: "State/Running", Datatype: sptest.Boolean, Value: v, Timestamp: ms(at(min))}
+	}
+	code := func(v string, min float64) sptest.Metric {
+		return sptest.Metric{Name: "State/Code", Datatype: sptest.String, Value: v, Timestamp: ms(at(min))}
+	}
+	hist := func(mt sptest.Metric) sptest.Metric { mt.Historical = true; return mt }
+	var lines []Event
+	send := func(recv float64, metrics ...sptest.Metric) {
+		t.Helper()
+		evs, _, err := m.Apply(st, spSample("spBv1.0/plant/DDATA/edge1/press1", sptest.Payload{Seq: 1, Metrics: metrics}, at(recv)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if e.Kind == EventRunning || e.Kind == EventStopped {
+				lines = append(lines, e)
+			}
+		}
+	}
+	want := func(what string, evs ...Event) {
+		t.Helper()
+		if len(lines) != len(evs) {
+			t.Fatalf("%s: %d stop events %+v, want %d", what, len(lines), lines, len(evs))
+		}
+		for i, w := range evs {
+			g := lines[i]
+			if g.Kind != w.Kind || !g.Start.Equal(w.Start) || !g.End.Equal(w.End) || g.Reason != w.Reason || g.Historical != w.Historical || (w.Loss != "" && g.Loss != w.Loss) {
+				t.Errorf("%s: event %d %+v, want %+v", what, i, g, w)
+			}
+		}
+		lines = nil
+	}
+	send(0, run(true, 0), code("", 0))
+	// Away from minute 1 to 10; back at 10 (running), then the stored values.
+	send(10, run(true, 10), code("", 10))
+	send(10, hist(code("J", 2)), hist(run(false, 2)), hist(run(true, 3)))
+	send(10, hist(code("", 5)), hist(run(false, 5)), hist(run(false, 5.5)), hist(run(true, 6)))
+	send(10, hist(run(true, 1)))                      // older than what the history told: not taken
+	send(10, hist(run(false, 7)))                     // a stored stop whose run is not stored: nothing
+	send(10, hist(run(true, 4)), hist(run(false, 4))) // out of the stored order: not taken
+	want("first outage",
+		Event{Kind: EventRunning, Start: at(2), End: at(3), Reason: "J", Loss: "Jam", Historical: true},
+		Event{Kind: EventRunning, Start: at(5), End: at(6), Historical: true})
+	if r := st.Machines["p1"].Running; r == nil || !*r {
+		t.Fatalf("the current run state after the history: %v", r)
+	}
+	// Live: stopped at 12; away from 13 to 20, still stopped at 13 and
+	// then running from 14 to 15, stopped from 15 to 16: the BIRTH's run
+	// at 20 ends the stop from 12, which covers what is stored.
+	send(12, run(false, 12))
+	want("live stop", Event{Kind: EventStopped, Start: at(12)})
+	send(20, run(true, 20))
+	want("the BIRTH ends it", Event{Kind: EventRunning, Start: at(12), End: at(20)})
+	send(20, hist(run(true, 14)), hist(run(false, 15)), hist(run(true, 16)))
+	want("within the booked stop")
+	// Live stop at 30, away from 31 to 40 (still stopped): a stored stop
+	// from 25 to 35 is cut at the current stop's start; the history of the
+	// last outage (stopped at 7) is not carried into this one.
+	send(30, run(false, 30))
+	want("second live stop", Event{Kind: EventStopped, Start: at(30)})
+	send(40, run(false, 40))
+	send(40, hist(run(true, 24)), hist(run(false, 25)), hist(run(true, 35)))
+	want("cut at the current stop", Event{Kind: EventRunning, Start: at(25), End: at(30), Historical: true})
+}
