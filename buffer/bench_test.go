@@ -6,6 +6,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -275,4 +277,121 @@ func BenchmarkDrain(b *testing.B) {
 	b.ReportMetric(float64(total*b.N)/elapsed.Seconds(), "records/s")
 	b.ReportMetric(float64(opening.Milliseconds())/float64(b.N), "open_ms")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkShrink measures what the self-shrink after a drained backlog
+// adds to the process's memory: a 90 MB file of which about 3 MB stays
+// pending (the shrink's upper bound is shrinkMaxLive), shrunk by the
+// committer after the next commit. MB_heap_rise is the peak of the Go heap's
+// objects above what was live before, MB_rss_file_rise the peak of the
+// process's mapped file pages above what they were (the binary's text in
+// both readings), shrink_ms how long the commits waited for it,
+// MB_file_after the new file's size.
+func BenchmarkShrink(b *testing.B) {
+	payload := bytes.Repeat([]byte{'s'}, 200)
+	var heapRise, fileRise, took, size float64
+	for range b.N {
+		path := filepath.Join(b.TempDir(), "shrink.db")
+		q, err := Open(path, Options{shrinkMinFree: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs := make([]Record, 10_000)
+		for i := range 45 {
+			for j := range recs {
+				recs[j] = Record{Lane: LaneCounts, Key: "m" + strconv.Itoa(j%100), Data: payload}
+				if i%3 == 0 && j%10 == 0 {
+					recs[j].Lane = LaneEvents // about 3 MB stays: 15,000 records
+				}
+			}
+			if _, err := q.Append(context.Background(), recs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for {
+			got, err := q.Read(LaneCounts, 0, 10_000)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(got) == 0 {
+				break
+			}
+			if err := q.Ack(context.Background(), got); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := q.Close(); err != nil {
+			b.Fatal(err)
+		}
+		q, err = Open(path, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		heap, file, d, err := measureShrink(q)
+		if err != nil {
+			b.Fatal(err)
+		}
+		took += float64(d.Microseconds()) / 1000
+		if q.shrinks.Load() != 1 {
+			b.Fatalf("shrinks %d, want 1 (stats %+v)", q.shrinks.Load(), q.Stats())
+		}
+		if st := q.Stats(); st.Pending != 15_000 {
+			b.Fatalf("pending %d after the shrink, want 15000", st.Pending)
+		}
+		size += float64(q.Stats().FileBytes) / (1 << 20)
+		heapRise += float64(heap) / (1 << 20)
+		fileRise += float64(file) / 1024
+		if err := q.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(heapRise/n, "MB_heap_rise")
+	b.ReportMetric(fileRise/n, "MB_rss_file_rise")
+	b.ReportMetric(took/n, "shrink_ms")
+	b.ReportMetric(size/n, "MB_file_after")
+	b.ReportMetric(0, "ns/op")
+}
+
+// measureShrink makes a commit after which q shrinks its file (the caller
+// made it ripe), and returns the peak rise of the heap's objects above
+// what was live before (bytes) and of the process's mapped file pages (kB)
+// while the commit and the shrink after it ran, and how long they took.
+func measureShrink(q *Queue) (heapRise uint64, fileRiseKB int64, took time.Duration, err error) {
+	runtime.GC()
+	heap0 := heapObjects()
+	file0 := procStatusKB("RssFile")
+	var peakHeap uint64
+	var peakFile int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			peakHeap = max(peakHeap, heapObjects())
+			peakFile = max(peakFile, procStatusKB("RssFile"))
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Microsecond):
+			}
+		}
+	}()
+	t0 := time.Now()
+	err = q.PutMeta(context.Background(), KV{Key: "k", Value: []byte("v")})
+	if err == nil {
+		// The committer shrinks after that commit; the next request waits for it.
+		err = q.PutMeta(context.Background(), KV{Key: "k"})
+	}
+	took = time.Since(t0)
+	close(stop)
+	<-done
+	return peakHeap - min(peakHeap, heap0), max(peakFile-file0, 0), took, err
+}
+
+// heapObjects is the bytes of the Go heap's objects, live or not yet swept.
+func heapObjects() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
