@@ -89,7 +89,7 @@ func (q *Queue) maybeShrink(cur *state) {
 // cut could take back; the agent stops and its restart opens the file anew.
 func (q *Queue) shrink(fi os.FileInfo) error {
 	tmp := q.path + shrinkSuffix
-	if err := writeCopy(q.db, fi, tmp, shrinkTxBytes); err != nil {
+	if err := q.copyDropping(fi, tmp); err != nil {
 		return err
 	}
 	q.hook("copied")
@@ -118,6 +118,19 @@ func (q *Queue) shrink(fi os.FileInfo) error {
 		return q.reopen(err)
 	}
 	return q.reopen(nil)
+}
+
+// copyDropping writes the compact copy of the open file to tmp, giving the
+// old file's mapped pages back to the page cache while the copy reads them
+// (the committer runs it: no write transaction remaps meanwhile).
+func (q *Queue) copyDropping(fi os.FileInfo, tmp string) error {
+	tx, err := q.db.Begin(false)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	defer dropPagesDuring(tx)()
+	return writeCopy(q.db, fi, tmp, shrinkTxBytes)
 }
 
 // checkFile makes sure the path still names the file the queue has open.
