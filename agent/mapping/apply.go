@@ -1093,12 +1093,6 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 	}
 	var evs []Event
 	ch := false
-	if ms.Hist != nil && !x.historical {
-		// A run state as it is now (a BIRTH's, a change): what an edge
-		// node stores after it is another outage's, told from the state
-		// it left (applyHistorical).
-		ms.Hist, ch = nil, true
-	}
 	if p := ms.RunPending; p != nil {
 		ms.RunPending, ch = nil, true
 		evs = append(evs, Event{Machine: x.b.machine, Kind: EventStale, Signal: Running, Time: p.Time, Start: ms.RunningTime})
@@ -1116,13 +1110,9 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 // stopped at the BIRTH, or the run was not stored) books nothing: the
 // BIRTH's state begins the current stop.
 func (m *Mapper) applyHistorical(ms *MachineState, x extracted) ([]Event, bool) {
-	h := ms.Hist
-	if h != nil && x.t.Before(h.Time) {
-		return nil, false // older than what the history told already
-	}
-	if h == nil {
-		h = &HistRun{Running: true}
-		ms.Hist = h
+	h, ch := histFor(ms, x)
+	if x.t.Before(h.Time) {
+		return nil, ch // older than what the history told already
 	}
 	was := h.Running
 	h.Running, h.Time = x.running, x.t
@@ -1143,6 +1133,29 @@ func (m *Mapper) applyHistorical(ms *MachineState, x extracted) ([]Event, bool) 
 		return []Event{ev}, true
 	}
 	return nil, true
+}
+
+// histFor returns ms.Hist for the historical value x, begun afresh when
+// there is none or when x is later than the live state the history began
+// after (HistRun.From): the next outage's. Live values that come while an
+// edge node flushes its history do not end it (a stored stop and the
+// stored run that ended it may come on either side of one).
+func histFor(ms *MachineState, x extracted) (h *HistRun, changed bool) {
+	live := ms.RunningTime
+	if ms.ReasonTime.After(live) {
+		live = ms.ReasonTime
+	}
+	h = ms.Hist
+	switch {
+	case h == nil || !h.From.IsZero() && x.t.After(h.From):
+		h = &HistRun{Running: true, From: live}
+		ms.Hist = h
+		return h, true
+	case h.From.IsZero():
+		h.From = live // kept by an agent that did not note it
+		return h, true
+	}
+	return h, false
 }
 
 // notBooked cuts a stored stop from start to end so that it does not
@@ -1310,14 +1323,12 @@ func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
 	stale, back := staleState(x, ms.ReasonTime)
 	if stale && x.historical {
 		// The reason of the stops the history tells of (applyHistorical).
-		if h := ms.Hist; h == nil || !x.t.Before(h.ReasonTime) {
-			if h == nil {
-				ms.Hist = &HistRun{Running: true}
-			}
-			ms.Hist.Reason, ms.Hist.ReasonTime = x.reason, x.t
+		h, ch := histFor(ms, x)
+		if !x.t.Before(h.ReasonTime) {
+			h.Reason, h.ReasonTime = x.reason, x.t
 			return nil, true
 		}
-		return nil, false
+		return nil, ch
 	}
 	if stale {
 		if !x.b.dupOrInitial && ms.ReasonSet && ms.Reason != x.reason {

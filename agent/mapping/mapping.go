@@ -637,6 +637,10 @@ type HistRun struct {
 	// ReasonTime.
 	Reason     string    `json:"reason,omitempty"`
 	ReasonTime time.Time `json:"reason_time,omitzero"`
+	// From is the machine's live state's time (run state or reason, the
+	// later) when this history began: a stored value later than it is the
+	// next outage's, and begins a HistRun afresh (histFor).
+	From time.Time `json:"from,omitzero"`
 }
 
 // EndedStop is a stop that ended, and the reason it was booked with.

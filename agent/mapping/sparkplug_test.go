@@ -916,3 +916,79 @@ func TestSparkplugHistoricalStops(t *testing.T) {
 	send(40, hist(run(true, 24)), hist(run(false, 25)), hist(run(true, 35)))
 	want("cut at the current stop", Event{Kind: EventRunning, Start: at(25), End: at(30), Historical: true})
 }
+
+// histHarness is TestSparkplugHistoricalStops' set-up for the tests below.
+func histHarness(t *testing.T) (send func(recv float64, metrics ...sptest.Metric), run func(bool, float64) sptest.Metric, hist func(sptest.Metric) sptest.Metric, at func(float64) time.Time, got func() []Event) {
+	const cfg = mqttHead + `  - id: p1
+    workcenter: WC1
+    running: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/press1, field: State/Running } }
+`
+	m := newTestMapper(t, cfg)
+	st := NewState()
+	at = func(min float64) time.Time { return spT0.Add(time.Duration(min * float64(time.Minute))) }
+	run = func(v bool, min float64) sptest.Metric {
+		return sptest.Metric{Name: "State/Running", Datatype: sptest.Boolean, Value: v, Timestamp: ms(at(min))}
+	}
+	hist = func(mt sptest.Metric) sptest.Metric { mt.Historical = true; return mt }
+	var lines []Event
+	send = func(recv float64, metrics ...sptest.Metric) {
+		t.Helper()
+		evs, _, err := m.Apply(st, spSample("spBv1.0/plant/DDATA/edge1/press1", sptest.Payload{Seq: 1, Metrics: metrics}, at(recv)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if e.Kind == EventRunning || e.Kind == EventStopped {
+				lines = append(lines, e)
+			}
+		}
+	}
+	got = func() []Event { l := lines; lines = nil; return l }
+	return
+}
+
+// Ignition flushes its stored values while live values go on: a live run
+// state that comes between a stored stop and its stored run does not lose
+// that stop (the stored run still ends it).
+func TestSparkplugHistoricalStopAcrossALiveValue(t *testing.T) {
+	send, run, hist, at, got := histHarness(t)
+	send(0, run(true, 0))
+	send(10, run(true, 10)) // back after an outage from 1 to 10, running
+	send(10, hist(run(true, 1)), hist(run(false, 2)))
+	send(11, run(false, 11)) // live, while the history is flushed
+	send(11, hist(run(true, 3)))
+	evs := got()
+	var stored []Event
+	for _, e := range evs {
+		if e.Historical {
+			stored = append(stored, e)
+		}
+	}
+	if len(stored) != 1 || !stored[0].Start.Equal(at(2)) || !stored[0].End.Equal(at(3)) {
+		t.Fatalf("stored stop from 2 to 3: got %+v (all events %+v)", stored, evs)
+	}
+}
+
+// A stop open when the edge node lost the broker is ended by the BIRTH's
+// run state and covers what was stored meanwhile: also when the history
+// comes after a live stop that ended since (a slow flush), it is not
+// booked a second time.
+// Not yet: notBooked cuts against the last ended stop and the current one
+// only, and the stop from 1 to 10 is no longer the last (see the review
+// report of session 39).
+func TestSparkplugHistoricalStopCoveredAfterALiveStop(t *testing.T) {
+	t.Skip("known: a stored stop within a stop the BIRTH ended is booked again once a later live stop has ended")
+	send, run, hist, at, got := histHarness(t)
+	send(0, run(true, 0))
+	send(1, run(false, 1))   // live stop at 1; away from 1.5 to 10
+	send(10, run(true, 10))  // the BIRTH ends it: a line from 1 to 10
+	send(12, run(false, 12)) // a live stop from 12 to 13
+	send(13, run(true, 13))
+	got()
+	send(13, hist(run(true, 3)), hist(run(false, 4)), hist(run(true, 5)))
+	for _, e := range got() {
+		if e.Historical {
+			t.Errorf("stored stop within the line from 1 to 10 booked again: %s to %s", e.Start.Sub(at(0)), e.End.Sub(at(0)))
+		}
+	}
+}
