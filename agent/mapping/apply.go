@@ -40,6 +40,9 @@ type extracted struct {
 	// historical: a Sparkplug metric flagged is_historical (an edge
 	// node's store and forward, sent after its BIRTH's current values).
 	historical bool
+	// birth: from a Sparkplug BIRTH (NBIRTH, DBIRTH), the state as it is
+	// when the edge node (re)connects.
+	birth bool
 }
 
 // Apply maps one sample to events and updates st. A malformed payload or an
@@ -1093,6 +1096,23 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 	}
 	var evs []Event
 	ch := false
+	if x.birth && !x.historical {
+		// The stop open when the edge node lost the broker covers what it
+		// stored meanwhile, also once a later stop has ended (notBooked).
+		// (To its receipt when later: a BIRTH may stamp a value with the
+		// time it last changed.)
+		end := x.t
+		if x.recv.After(end) {
+			end = x.recv
+		}
+		var open *EndedStop
+		if ms.Running != nil && !*ms.Running && !ms.StopStart.IsZero() && ms.StopStart.Before(end) {
+			open = &EndedStop{Start: ms.StopStart, End: end}
+		}
+		if open != nil || ms.BirthStop != nil {
+			ms.BirthStop, ch = open, true
+		}
+	}
 	if p := ms.RunPending; p != nil {
 		ms.RunPending, ch = nil, true
 		evs = append(evs, Event{Machine: x.b.machine, Kind: EventStale, Signal: Running, Time: p.Time, Start: ms.RunningTime})
@@ -1162,7 +1182,7 @@ func histFor(ms *MachineState, x extracted) (h *HistRun, changed bool) {
 // overlap the machine's last ended stop nor its current one: a stop that
 // was open when the edge node lost the broker is ended by the BIRTH's run
 // state, and covers the stored stops within it (downtime is not booked
-// twice). The part before the stop it overlaps is kept.
+// twice), also once a later live stop has ended (MachineState.BirthStop). The part before the stop it overlaps is kept.
 func notBooked(ms *MachineState, start, end time.Time) (time.Time, time.Time) {
 	cut := func(s, e time.Time) {
 		switch {
@@ -1175,6 +1195,9 @@ func notBooked(ms *MachineState, start, end time.Time) (time.Time, time.Time) {
 	}
 	if ls := ms.LastStop; ls != nil {
 		cut(ls.Start, ls.End)
+	}
+	if bs := ms.BirthStop; bs != nil {
+		cut(bs.Start, bs.End)
 	}
 	if ms.Running != nil && !*ms.Running {
 		cut(ms.StopStart, maxTime)

@@ -625,6 +625,10 @@ type MachineState struct {
 	// a stop it stored and the run that ended it are booked as one line of
 	// their own (EventRunning, Historical).
 	Hist *HistRun `json:"hist,omitempty"`
+	// BirthStop is the stop the machine was in when the last Sparkplug
+	// BIRTH's run state came, from its start to that BIRTH: what the edge
+	// node stored within it is booked already (notBooked).
+	BirthStop *EndedStop `json:"birth_stop,omitempty"`
 }
 
 // HistRun is the run state by a machine's historical values (applyHistorical).

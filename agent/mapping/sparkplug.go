@@ -980,6 +980,11 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 	if len(xs) == 0 {
 		return nil, nil, err
 	}
+	if t.Type == "NBIRTH" || t.Type == "DBIRTH" {
+		for i := range xs {
+			xs[i].birth = true
+		}
+	}
 	return m.applyExtracted(st, s, xs, err)
 }
 
