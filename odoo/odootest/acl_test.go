@@ -307,3 +307,19 @@ func TestQtyProducedOfDoneWorkorderMessage19(t *testing.T) {
 		t.Fatalf("message %q, want %q", r.ErrMsg, want)
 	}
 }
+
+// SetWorkorderQty writes as someone no rule refuses: also the work order
+// of a manufacturing order in a company the administrator (uid 2) is not
+// in, which the multi-company rule hides from it (the review of the bot's
+// rights: a panic "top-secret records").
+func TestSetWorkorderQtyOnAnotherCompanysOrder(t *testing.T) {
+	for _, v := range []int{17, 19} {
+		e := newEnv(t, v)
+		c2 := e.s.AddCompany("Second Plant")
+		e.s.SetProductionCompany(e.mo, c2)
+		e.s.SetWorkorderQty(e.wo, 7)
+		if q := e.s.ProductionQtyProducing(e.mo); q != 7 {
+			t.Fatalf("%d: the order's qty_producing %v, want 7", v, q)
+		}
+	}
+}
