@@ -1344,8 +1344,11 @@ const lateReasonLead = 2 * time.Second
 
 func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
 	stale, back := staleState(x, ms.ReasonTime)
-	if stale && x.historical {
-		// The reason of the stops the history tells of (applyHistorical).
+	if x.historical && (stale || x.srcTime && x.t.Before(ms.RunningTime)) {
+		// The reason of the stops the history tells of (applyHistorical);
+		// also one older than the current run state when no live reason
+		// came before it (none yet, or the BIRTH gave it no value): not
+		// the machine's reason now.
 		h, ch := histFor(ms, x)
 		if !x.t.Before(h.ReasonTime) {
 			h.Reason, h.ReasonTime = x.reason, x.t
