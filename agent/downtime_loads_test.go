@@ -14,16 +14,8 @@ func TestEndToEndStopsBacklogOpenAndCloseInTwoLoads(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3"}, block: true})
 	p.editConfig("forward:\n  interval: 100ms\n", "forward:\n  interval: 1h\n")
 	ra := p.startAgent()
-	p.odoo.SetDown(true)
 	const stops = 167
-	from := time.Now().Add(100 * time.Millisecond)
-	for _, m := range p.machines {
-		from = p.stopsStamped(m, stops, from)
-		m.mu.Lock()
-		m.stops += stops
-		m.mu.Unlock()
-	}
-	p.waitEventRecords(ra, 2*stops*len(p.machines))
+	from := p.stopsWhileOdooDown(ra, stops)
 	p.odoo.SetDown(false)
 	ra.a.Flush()
 	waitFor(t, 60*time.Second, "the backlog's lines", func() (bool, string) {
@@ -39,13 +31,5 @@ func TestEndToEndStopsBacklogOpenAndCloseInTwoLoads(t *testing.T) {
 			t.Errorf("line %d (work center %d, from %v) left open", l.ID, l.WorkcenterID, l.Start)
 		}
 	}
-	time.Sleep(time.Until(from))
-	p.editConfig("forward:\n  interval: 1h\n", "forward:\n  interval: 100ms\n")
-	if err := ra.a.Reload(t.Context(), p.cfgPath); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range p.machines {
-		p.produce(m, 2, 0)
-	}
-	p.waitExact(ra, 60*time.Second)
+	p.produceAfterBacklog(ra, from)
 }

@@ -409,6 +409,41 @@ func (p *plant) stopsStamped(m *simMachine, n int, from time.Time) time.Time {
 	return from.Add(time.Duration(n) * 4 * time.Millisecond)
 }
 
+// stopsWhileOdooDown takes Odoo away and has every machine (with
+// block_workcenter: two records a stop) stop and run n times, stamped one
+// after the other, and waits until the buffer holds them all. It returns
+// the time after the last stamp; Odoo stays away.
+func (p *plant) stopsWhileOdooDown(ra *runningAgent, n int) time.Time {
+	p.t.Helper()
+	p.odoo.SetDown(true)
+	from := time.Now().Add(100 * time.Millisecond)
+	for _, m := range p.machines {
+		from = p.stopsStamped(m, n, from)
+		m.mu.Lock()
+		m.stops += n
+		m.mu.Unlock()
+	}
+	p.waitEventRecords(ra, 2*n*len(p.machines))
+	return from
+}
+
+// produceAfterBacklog ends a test of a stops backlog drained with the
+// forward interval at 1h: the interval back at 100ms, each machine makes
+// two pieces after from (the last stop's stamp), and Odoo must come out
+// exact.
+func (p *plant) produceAfterBacklog(ra *runningAgent, from time.Time) {
+	p.t.Helper()
+	time.Sleep(time.Until(from))
+	p.editConfig("forward:\n  interval: 1h\n", "forward:\n  interval: 100ms\n")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		p.t.Fatal(err)
+	}
+	for _, m := range p.machines {
+		p.produce(m, 2, 0)
+	}
+	p.waitExact(ra, 60*time.Second)
+}
+
 // waitEventRecords waits until the buffer holds n downtime records.
 func (p *plant) waitEventRecords(ra *runningAgent, n int) {
 	p.t.Helper()
@@ -1326,17 +1361,9 @@ func TestEndToEndStopsBacklogGoesInSeveralLoadsARound(t *testing.T) {
 	// Rounds only when asked for and while a backlog lasts: each counted is the drain's.
 	p.editConfig("forward:\n  interval: 100ms\n", "forward:\n  interval: 1h\n")
 	ra := p.startAgent()
-	p.odoo.SetDown(true)
 	const stops = 250
-	from := time.Now().Add(100 * time.Millisecond)
-	for _, m := range p.machines {
-		from = p.stopsStamped(m, stops, from)
-		m.mu.Lock()
-		m.stops += stops
-		m.mu.Unlock()
-	}
+	from := p.stopsWhileOdooDown(ra, stops)
 	records := 2 * stops * len(p.machines)
-	p.waitEventRecords(ra, records)
 	rounds0, loads0 := ra.a.Status().Odoo.RoundsDone, p.odoo.CallCount("mrp.workcenter.productivity", "load")
 	p.odoo.SetDown(false)
 	ra.a.Flush()
@@ -1362,15 +1389,7 @@ func TestEndToEndStopsBacklogGoesInSeveralLoadsARound(t *testing.T) {
 		}
 		last[l.WorkcenterID] = l.Start
 	}
-	time.Sleep(time.Until(from)) // the pieces made after the last stop's stamp
-	p.editConfig("forward:\n  interval: 1h\n", "forward:\n  interval: 100ms\n")
-	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range p.machines {
-		p.produce(m, 2, 0)
-	}
-	p.waitExact(ra, 60*time.Second)
+	p.produceAfterBacklog(ra, from)
 }
 
 // Downtime records of a removed machine that wait (the work center they

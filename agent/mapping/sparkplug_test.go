@@ -835,146 +835,140 @@ func TestSparkplugCertificates(t *testing.T) {
 	}
 }
 
-// An edge node back from an outage (Ignition's store and forward) sends its
-// BIRTH with the run state as it is, then the values it stored flagged
-// is_historical, older: each stored stop and the run that ended it are a
-// line of their own, with the stored reason, the current state left as it
-// is. A stored stop within a stop already booked (open when the node lost
-// the broker, ended by the BIRTH) is not booked again; after the next live
-// run state, the next outage's history starts afresh.
-func TestSparkplugHistoricalStops(t *testing.T) {
+// spHist is a Sparkplug machine, p1, with a run state and a stop code, for
+// the tests of stored (is_historical) values; lines holds its stop events
+// as they come.
+type spHist struct {
+	t     *testing.T
+	m     *Mapper
+	st    *State
+	lines []Event
+}
+
+func newSPHist(t *testing.T) *spHist {
 	const cfg = mqttHead + `  - id: p1
     workcenter: WC1
     running: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/press1, field: State/Running } }
     downtime_reason: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/press1, field: State/Code }, map: { J: Jam } }
 `
-	m := newTestMapper(t, cfg)
-	st := NewState()
-	at := func(min float64) time.Time { return spT0.Add(time.Duration(min * float64(time.Minute))) }
-	run := func(v bool, min float64) sptest.Metric {
-		return sptest.Metric{Name: "State/Running", Datatype: sptest.Boolean, Value: v, Timestamp: ms(at(min))}
+	return &spHist{t: t, m: newTestMapper(t, cfg), st: NewState()}
+}
+
+// spAt is min minutes after spT0.
+func spAt(min float64) time.Time { return spT0.Add(time.Duration(min * float64(time.Minute))) }
+
+// spRun and spCode are p1's run state and stop code stamped at minute min.
+func spRun(v bool, min float64) sptest.Metric {
+	return sptest.Metric{Name: "State/Running", Datatype: sptest.Boolean, Value: v, Timestamp: ms(spAt(min))}
+}
+
+func spCode(v string, min float64) sptest.Metric {
+	return sptest.Metric{Name: "State/Code", Datatype: sptest.String, Value: v, Timestamp: ms(spAt(min))}
+}
+
+// spStored flags mt is_historical.
+func spStored(mt sptest.Metric) sptest.Metric { mt.Historical = true; return mt }
+
+// on applies a message on topic received at minute recv.
+func (h *spHist) on(topic string, recv float64, metrics ...sptest.Metric) []Event {
+	h.t.Helper()
+	evs, _, err := h.m.Apply(h.st, spSample(topic, sptest.Payload{Seq: 1, Metrics: metrics}, spAt(recv)))
+	if err != nil {
+		h.t.Fatal(err)
 	}
-	code := func(v string, min float64) sptest.Metric {
-		return sptest.Metric{Name: "State/Code", Datatype: sptest.String, Value: v, Timestamp: ms(at(min))}
-	}
-	hist := func(mt sptest.Metric) sptest.Metric { mt.Historical = true; return mt }
-	var lines []Event
-	send := func(recv float64, metrics ...sptest.Metric) {
-		t.Helper()
-		evs, _, err := m.Apply(st, spSample("spBv1.0/plant/DDATA/edge1/press1", sptest.Payload{Seq: 1, Metrics: metrics}, at(recv)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range evs {
-			if e.Kind == EventRunning || e.Kind == EventStopped {
-				lines = append(lines, e)
-			}
+	for _, e := range evs {
+		if e.Kind == EventRunning || e.Kind == EventStopped {
+			h.lines = append(h.lines, e)
 		}
 	}
-	want := func(what string, evs ...Event) {
-		t.Helper()
-		if len(lines) != len(evs) {
-			t.Fatalf("%s: %d stop events %+v, want %d", what, len(lines), lines, len(evs))
-		}
-		for i, w := range evs {
-			g := lines[i]
-			if g.Kind != w.Kind || !g.Start.Equal(w.Start) || !g.End.Equal(w.End) || g.Reason != w.Reason || g.Historical != w.Historical || (w.Loss != "" && g.Loss != w.Loss) {
-				t.Errorf("%s: event %d %+v, want %+v", what, i, g, w)
-			}
-		}
-		lines = nil
+	return evs
+}
+
+func (h *spHist) send(recv float64, metrics ...sptest.Metric) []Event {
+	h.t.Helper()
+	return h.on("spBv1.0/plant/DDATA/edge1/press1", recv, metrics...)
+}
+
+func (h *spHist) birth(recv float64, metrics ...sptest.Metric) {
+	h.t.Helper()
+	h.on("spBv1.0/plant/DBIRTH/edge1/press1", recv, metrics...)
+}
+
+// got returns the stop events since the last call.
+func (h *spHist) got() []Event { l := h.lines; h.lines = nil; return l }
+
+// want checks the stop events since the last look.
+func (h *spHist) want(what string, evs ...Event) {
+	h.t.Helper()
+	lines := h.got()
+	if len(lines) != len(evs) {
+		h.t.Fatalf("%s: %d stop events %+v, want %d", what, len(lines), lines, len(evs))
 	}
-	send(0, run(true, 0), code("", 0))
+	for i, w := range evs {
+		g := lines[i]
+		if g.Kind != w.Kind || !g.Start.Equal(w.Start) || !g.End.Equal(w.End) || g.Reason != w.Reason || g.Historical != w.Historical || (w.Loss != "" && g.Loss != w.Loss) {
+			h.t.Errorf("%s: event %d %+v, want %+v", what, i, g, w)
+		}
+	}
+}
+
+// An edge node back from an outage (Ignition's store and forward) sends its
+// BIRTH with the run state as it is, then the values it stored flagged
+// is_historical, older: each stored stop and the run that ended it are a
+// line of their own, with the stored reason, the current state left as it
+// is. A stored stop within a stop already booked (open when the node lost
+// the broker, ended by the BIRTH) is not booked again; a stored value later
+// than the live state the history began after begins the next outage's.
+func TestSparkplugHistoricalStops(t *testing.T) {
+	h := newSPHist(t)
+	run, code, at, stored := spRun, spCode, spAt, spStored
+	h.send(0, run(true, 0), code("", 0))
 	// Away from minute 1 to 10; back at 10 (running), then the stored values.
-	send(10, run(true, 10), code("", 10))
-	send(10, hist(code("J", 2)), hist(run(false, 2)), hist(run(true, 3)))
-	send(10, hist(code("", 5)), hist(run(false, 5)), hist(run(false, 5.5)), hist(run(true, 6)))
-	send(10, hist(run(true, 1)))                      // older than what the history told: not taken
-	send(10, hist(run(false, 7)))                     // a stored stop whose run is not stored: nothing
-	send(10, hist(run(true, 4)), hist(run(false, 4))) // out of the stored order: not taken
-	want("first outage",
+	h.send(10, run(true, 10), code("", 10))
+	h.send(10, stored(code("J", 2)), stored(run(false, 2)), stored(run(true, 3)))
+	h.send(10, stored(code("", 5)), stored(run(false, 5)), stored(run(false, 5.5)), stored(run(true, 6)))
+	h.send(10, stored(run(true, 1)))                        // older than what the history told: not taken
+	h.send(10, stored(run(false, 7)))                       // a stored stop whose run is not stored: nothing
+	h.send(10, stored(run(true, 4)), stored(run(false, 4))) // out of the stored order: not taken
+	h.want("first outage",
 		Event{Kind: EventRunning, Start: at(2), End: at(3), Reason: "J", Loss: "Jam", Historical: true},
 		Event{Kind: EventRunning, Start: at(5), End: at(6), Historical: true})
-	if r := st.Machines["p1"].Running; r == nil || !*r {
+	if r := h.st.Machines["p1"].Running; r == nil || !*r {
 		t.Fatalf("the current run state after the history: %v", r)
 	}
 	// Live: stopped at 12; away from 13 to 20, still stopped at 13 and
 	// then running from 14 to 15, stopped from 15 to 16: the BIRTH's run
 	// at 20 ends the stop from 12, which covers what is stored.
-	send(12, run(false, 12))
-	want("live stop", Event{Kind: EventStopped, Start: at(12)})
-	send(20, run(true, 20))
-	want("the BIRTH ends it", Event{Kind: EventRunning, Start: at(12), End: at(20)})
-	send(20, hist(run(true, 14)), hist(run(false, 15)), hist(run(true, 16)))
-	want("within the booked stop")
+	h.send(12, run(false, 12))
+	h.want("live stop", Event{Kind: EventStopped, Start: at(12)})
+	h.send(20, run(true, 20))
+	h.want("the BIRTH ends it", Event{Kind: EventRunning, Start: at(12), End: at(20)})
+	h.send(20, stored(run(true, 14)), stored(run(false, 15)), stored(run(true, 16)))
+	h.want("within the booked stop")
 	// Live stop at 30, away from 31 to 40 (still stopped): a stored stop
 	// from 25 to 35 is cut at the current stop's start; the history of the
 	// last outage (stopped at 7) is not carried into this one.
-	send(30, run(false, 30))
-	want("second live stop", Event{Kind: EventStopped, Start: at(30)})
-	send(40, run(false, 40))
-	send(40, hist(run(true, 24)), hist(run(false, 25)), hist(run(true, 35)))
-	want("cut at the current stop", Event{Kind: EventRunning, Start: at(25), End: at(30), Historical: true})
-}
-
-// histHarness is TestSparkplugHistoricalStops' set-up for the tests below.
-func histHarness(t *testing.T) (send, birth func(recv float64, metrics ...sptest.Metric), run func(bool, float64) sptest.Metric, hist func(sptest.Metric) sptest.Metric, at func(float64) time.Time, got func() []Event) {
-	const cfg = mqttHead + `  - id: p1
-    workcenter: WC1
-    running: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/press1, field: State/Running } }
-`
-	m := newTestMapper(t, cfg)
-	st := NewState()
-	at = func(min float64) time.Time { return spT0.Add(time.Duration(min * float64(time.Minute))) }
-	run = func(v bool, min float64) sptest.Metric {
-		return sptest.Metric{Name: "State/Running", Datatype: sptest.Boolean, Value: v, Timestamp: ms(at(min))}
-	}
-	hist = func(mt sptest.Metric) sptest.Metric { mt.Historical = true; return mt }
-	var lines []Event
-	on := func(topic string, recv float64, metrics ...sptest.Metric) {
-		t.Helper()
-		evs, _, err := m.Apply(st, spSample(topic, sptest.Payload{Seq: 1, Metrics: metrics}, at(recv)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range evs {
-			if e.Kind == EventRunning || e.Kind == EventStopped {
-				lines = append(lines, e)
-			}
-		}
-	}
-	send = func(recv float64, metrics ...sptest.Metric) {
-		t.Helper()
-		on("spBv1.0/plant/DDATA/edge1/press1", recv, metrics...)
-	}
-	birth = func(recv float64, metrics ...sptest.Metric) {
-		t.Helper()
-		on("spBv1.0/plant/DBIRTH/edge1/press1", recv, metrics...)
-	}
-	got = func() []Event { l := lines; lines = nil; return l }
-	return
+	h.send(30, run(false, 30))
+	h.want("second live stop", Event{Kind: EventStopped, Start: at(30)})
+	h.send(40, run(false, 40))
+	h.send(40, stored(run(true, 24)), stored(run(false, 25)), stored(run(true, 35)))
+	h.want("cut at the current stop", Event{Kind: EventRunning, Start: at(25), End: at(30), Historical: true})
 }
 
 // Ignition flushes its stored values while live values go on: a live run
 // state that comes between a stored stop and its stored run does not lose
 // that stop (the stored run still ends it).
 func TestSparkplugHistoricalStopAcrossALiveValue(t *testing.T) {
-	send, birth, run, hist, at, got := histHarness(t)
-	send(0, run(true, 0))
-	birth(10, run(true, 10)) // back after an outage from 1 to 10, running
-	send(10, hist(run(true, 1)), hist(run(false, 2)))
-	send(11, run(false, 11)) // live, while the history is flushed
-	send(11, hist(run(true, 3)))
-	evs := got()
-	var stored []Event
-	for _, e := range evs {
-		if e.Historical {
-			stored = append(stored, e)
-		}
-	}
-	if len(stored) != 1 || !stored[0].Start.Equal(at(2)) || !stored[0].End.Equal(at(3)) {
-		t.Fatalf("stored stop from 2 to 3: got %+v (all events %+v)", stored, evs)
-	}
+	h := newSPHist(t)
+	run, at, stored := spRun, spAt, spStored
+	h.send(0, run(true, 0))
+	h.birth(10, run(true, 10)) // back after an outage from 1 to 10, running
+	h.send(10, stored(run(true, 1)), stored(run(false, 2)))
+	h.send(11, run(false, 11)) // live, while the history is flushed
+	h.send(11, stored(run(true, 3)))
+	h.want("a stored stop across a live value",
+		Event{Kind: EventStopped, Start: at(11)},
+		Event{Kind: EventRunning, Start: at(2), End: at(3), Historical: true})
 }
 
 // A stop open when the edge node lost the broker is ended by the BIRTH's
@@ -982,32 +976,40 @@ func TestSparkplugHistoricalStopAcrossALiveValue(t *testing.T) {
 // comes after a live stop that ended since (a slow flush), it is not
 // booked a second time.
 func TestSparkplugHistoricalStopCoveredAfterALiveStop(t *testing.T) {
-	send, birth, run, hist, at, got := histHarness(t)
-	send(0, run(true, 0))
-	send(1, run(false, 1))   // live stop at 1; away from 1.5 to 10
-	birth(10, run(true, 10)) // the BIRTH ends it: a line from 1 to 10
-	send(12, run(false, 12)) // a live stop from 12 to 13
-	send(13, run(true, 13))
-	got()
-	send(13, hist(run(true, 3)), hist(run(false, 4)), hist(run(true, 5)))
-	for _, e := range got() {
-		if e.Historical {
-			t.Errorf("stored stop within the line from 1 to 10 booked again: %s to %s", e.Start.Sub(at(0)), e.End.Sub(at(0)))
-		}
-	}
+	h := newSPHist(t)
+	run, stored := spRun, spStored
+	h.send(0, run(true, 0))
+	h.send(1, run(false, 1))   // live stop at 1; away from 1.5 to 10
+	h.birth(10, run(true, 10)) // the BIRTH ends it: a line from 1 to 10
+	h.send(12, run(false, 12)) // a live stop from 12 to 13
+	h.send(13, run(true, 13))
+	h.got()
+	h.send(13, stored(run(true, 3)), stored(run(false, 4)), stored(run(true, 5)))
+	h.want("stored within the line from 1 to 10")
 	// Stopped at 20, away from 21 to 30 and still stopped then: the BIRTH
 	// stamps the run state with the time it last changed (20). The stop
 	// ends live at 31, another from 32 to 33; then the stored values.
-	send(20, run(false, 20))
-	birth(30, run(false, 20))
-	send(31, run(true, 31))
-	send(32, run(false, 32))
-	send(33, run(true, 33))
-	got()
-	send(33, hist(run(true, 22)), hist(run(false, 24)), hist(run(true, 25)))
-	for _, e := range got() {
-		if e.Historical {
-			t.Errorf("stored stop within the line from 20 to 31 booked: %s to %s", e.Start.Sub(at(0)), e.End.Sub(at(0)))
-		}
+	h.send(20, run(false, 20))
+	h.birth(30, run(false, 20))
+	h.send(31, run(true, 31))
+	h.send(32, run(false, 32))
+	h.send(33, run(true, 33))
+	h.got()
+	h.send(33, stored(run(true, 22)), stored(run(false, 24)), stored(run(true, 25)))
+	h.want("stored within the line from 20 to 31")
+}
+
+// A stored reason is the stored stops' even when no live reason came before
+// it (none yet, or the BIRTH gave the metric no value): not taken as the
+// machine's current reason (the review of the historical stops).
+func TestSparkplugHistoricalReasonWithNoLiveReasonBefore(t *testing.T) {
+	h := newSPHist(t)
+	run, code, at, stored := spRun, spCode, spAt, spStored
+	h.send(0, run(true, 0))
+	h.birth(10, run(true, 10))
+	h.send(10, stored(code("J", 2)), stored(run(false, 2)), stored(run(true, 3)), stored(code("", 3)))
+	h.want("the stored stop", Event{Kind: EventRunning, Start: at(2), End: at(3), Reason: "J", Loss: "Jam", Historical: true})
+	if ms := h.st.Machines["p1"]; ms.ReasonSet || !ms.ReasonTime.IsZero() {
+		t.Fatalf("current reason taken from the history: %q at %v", ms.Reason, ms.ReasonTime)
 	}
 }

@@ -159,13 +159,17 @@ func TestValidateOdooAllGood(t *testing.T) {
 	}
 }
 
+// odooReleases are the Odoo releases validate is tested on, with the
+// protocol the agent takes on each.
+var odooReleases = []struct {
+	version int
+	proto   string
+}{{17, "JSON-RPC"}, {18, "JSON-RPC"}, {19, "JSON-2"}}
+
 // The bot user the README asks for, Manufacturing / User alone, passes:
 // every right validate checks is in that group, and no warning.
 func TestValidateOdooManufacturingUserIsEnough(t *testing.T) {
-	for _, c := range []struct {
-		version int
-		proto   string
-	}{{17, "JSON-RPC"}, {18, "JSON-RPC"}, {19, "JSON-2"}} {
+	for _, c := range odooReleases {
 		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
 			o := newOdooSite(t, c.version)
 			o.srv.GiveOnlyManufacturingUser("plantedge-bot")
@@ -179,10 +183,7 @@ func TestValidateOdooManufacturingUserIsEnough(t *testing.T) {
 // A bot user with administrator rights works, but its key would open all
 // of Odoo: a warning, not a problem.
 func TestValidateOdooWarnsAboutAnAdminBot(t *testing.T) {
-	for _, c := range []struct {
-		version int
-		proto   string
-	}{{17, "JSON-RPC"}, {18, "JSON-RPC"}, {19, "JSON-2"}} {
+	for _, c := range odooReleases {
 		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
 			o := newOdooSite(t, c.version)
 			o.srv.MakeAdmin(o.uid)
@@ -237,10 +238,7 @@ func TestValidateOdooDeniedWrite(t *testing.T) {
 // that may write work orders but not manufacturing orders has every
 // quantity write refused, so validate names that right too.
 func TestValidateOdooDeniedProductionWrite(t *testing.T) {
-	for _, c := range []struct {
-		version int
-		proto   string
-	}{{17, "JSON-RPC"}, {18, "JSON-RPC"}, {19, "JSON-2"}} {
+	for _, c := range odooReleases {
 		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
 			o := newOdooSite(t, c.version)
 			o.srv.DenyAccess("plantedge-bot", "mrp.production", "write")
