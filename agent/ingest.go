@@ -229,7 +229,6 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 					"source value is good but flagged by the server: taken as it is (a clamped value stands at a limit; a local override was set by hand at the PLC)",
 					"source", s.Source, "address", s.Address, "quality", s.Quality)
 			}
-			m.EachUse(s.Kind, s.Source, s.Address, func(id string, _ mapping.Signal) { a.lastSample[id] = received })
 			if s.Kind == connectors.KindOPCUA && s.Value != nil {
 				// A type compare per sample, no allocation: named only when
 				// it changed.
@@ -250,6 +249,12 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			a.unusable[k] = err
 		} else if s.Good {
 			delete(a.unusable, k)
+		}
+		// A good sample whose values could not be used (a payload not
+		// read, the field missing) does not count as one: last_sample_age
+		// would show a machine fed while its counters stand still.
+		for _, id := range a.state.Fed() {
+			a.lastSample[id] = received
 		}
 		if (len(a.state.Absent) > 0 || len(a.state.TimeAbsent) > 0) && s.Kind == connectors.KindMQTT {
 			m.EachUse(s.Kind, s.Source, s.Address, func(id string, sig mapping.Signal) {

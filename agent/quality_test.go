@@ -461,3 +461,29 @@ machines:
 		t.Errorf("Int16 to Int32 not logged:\n%s", logs.String())
 	}
 }
+
+// A machine whose messages cannot be used (not JSON, the field missing, a
+// value that is not one) shows no fresh last sample: last_sample_age was
+// refreshed by every message of its topic, and a machine whose gateway
+// sent garbage looked fed while its counter stood still.
+func TestLastSampleOnlyForUsableValues(t *testing.T) {
+	cfg := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
+machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: m1/count, field: good } } }]
+`)
+	a, _ := agentWithBuffer(t, cfg, slog.New(slog.DiscardHandler))
+	at := time.Now()
+	sample := func(payload string) connectors.Sample {
+		at = at.Add(time.Second)
+		return connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "m1/count", Payload: []byte(payload), Good: true, ReceiveTime: at}
+	}
+	a.commitSamples(context.Background(), []connectors.Sample{sample(`{"good": 5}`)})
+	good := at
+	a.commitSamples(context.Background(), []connectors.Sample{sample(`not json`), sample(`{"bad": 1}`), sample(`{"good": "n/a"}`)})
+	if got := a.lastSample["m1"]; !got.Equal(good) {
+		t.Errorf("last sample at %v after three unusable messages, want the last usable one's %v", got, good)
+	}
+	a.commitSamples(context.Background(), []connectors.Sample{sample(`{"good": 7}`)})
+	if got := a.lastSample["m1"]; !got.Equal(at) {
+		t.Errorf("last sample at %v, want %v", got, at)
+	}
+}

@@ -267,9 +267,10 @@ type MachineStatus struct {
 	// source marks it bad or uncertain: the machine may have stopped
 	// since).
 	UnknownBecause string `json:"unknown_because,omitempty"`
-	// LastSampleAge is how long ago a good value for one of the machine's
-	// signals came in (absent: none since the agent started). A machine
-	// whose PLC tag or topic went quiet shows it here.
+	// LastSampleAge is how long ago a good, usable value for one of the
+	// machine's signals came in (absent: none since the agent started): a
+	// message that could not be read or lacks the field does not count. A
+	// machine whose PLC tag or topic went quiet shows it here.
 	LastSampleAge float64 `json:"last_sample_age_seconds,omitempty"`
 	// SourceClockOffset is how far the clock of the machine's MQTT
 	// publisher is ahead of this box's (behind: negative), by the times

@@ -91,6 +91,7 @@ type extracted struct {
 //     from a stale answer (see applyRunning). A stop whose end is stamped
 //     before its start lasts as long as the agent saw it (see endStop).
 func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed []string, err error) {
+	st.fed = st.fed[:0]
 	if s.Kind == connectors.KindMQTT {
 		if t, cert, ok := m.sparkplugTopic(s.Source, s.Address); ok {
 			if cert {
@@ -144,6 +145,9 @@ func (m *Mapper) applyExtracted(st *State, s connectors.Sample, xs []extracted, 
 			}
 		}
 		xs = rest
+		if slices.ContainsFunc(mine, func(x extracted) bool { return !x.historical }) {
+			st.fed = append(st.fed, machine)
+		}
 		ordered := orderForMachine(mine)
 		ms := st.machine(machine)
 		didChange, stale := false, false

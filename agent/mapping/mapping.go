@@ -541,7 +541,15 @@ type State struct {
 	TimeAbsent map[SignalKey]*Absence
 	// Sparkplug is what the Sparkplug B messages told (nil until one came).
 	Sparkplug *SparkplugState
+	// fed are the machines the last sample applied gave a usable value of
+	// their own now (not only stored, historical ones).
+	fed []string
 }
+
+// Fed returns the machines the last sample applied (Mapper.Apply) gave a
+// usable value now — a payload that could not be read, a field missing, a
+// value that is not a number give none. Valid until the next Apply.
+func (st *State) Fed() []string { return st.fed }
 
 // SignalKey names one signal of one machine.
 type SignalKey struct {
