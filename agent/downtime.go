@@ -220,7 +220,8 @@ type line struct {
 // round's lines go in loads of linesPerLoad, each acknowledged when Odoo
 // has it: a backlog of stops after an outage is not held to one load a
 // round (the drain probe: 2,129 lines of 100 machines took ten minutes
-// when each round also booked every machine's counts and scrap first).
+// when a round sent one load, each round also booking every machine's
+// counts and scrap).
 func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, events []pendingEvent, wos map[string]*odoo.Workorder) error {
 	var lines []line
 	onWC := map[int64]int64{}             // workorderOn's answers this round

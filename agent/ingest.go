@@ -331,10 +331,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 					order = append(order, k)
 				}
 				t := ms(ev.Time)
-				off := lateBy(s, ev.Time)
-				if !ev.Historical {
-					off = a.noteOffset(s, ev.Machine, ev.Time, changed)
-				}
+				off := a.offsetOf(s, ev, ev.Time, changed)
 				if n := len(c.recs); n == 0 || t-c.recs[n-1].First > recordSpan || c.recs[n-1].First-t > recordSpan {
 					// A burst the broker kept (or a gateway held) spans
 					// its source's minutes: one record a second of them,
@@ -351,10 +348,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				var off int64
 				switch ev.Kind {
 				case mapping.EventRunning:
-					off = lateBy(s, ev.End)
-					if !ev.Historical {
-						off = a.noteOffset(s, ev.Machine, ev.End, changed)
-					}
+					off = a.offsetOf(s, ev, ev.End, changed)
 				case mapping.EventStopped:
 					a.noteOffset(s, ev.Machine, ev.Start, changed)
 				}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/plantedge/plantedge/agent/mapping"
 	"github.com/plantedge/plantedge/connectors"
 )
 
@@ -226,13 +227,16 @@ func (a *Agent) noteOffset(s connectors.Sample, machine string, t time.Time, cha
 	return off
 }
 
-// lateBy is how late (ms) sample s brought a value stamped t: for an edge
-// node's stored (historical) values, which say nothing of its clock and
-// are not noted (noteOffset), but come late all the same, so that their
-// records are attributed as a backlog's (lag).
-func lateBy(s connectors.Sample, t time.Time) int64 {
-	off, _ := sourceLate(s, t)
-	return off
+// offsetOf is how late (ms) sample s brought ev's value stamped t, noted
+// (noteOffset) — but an edge node's stored (historical) values say nothing
+// of its clock and are not noted; they come late all the same, and their
+// records are attributed as a backlog's (lag). Caller holds stateMu.
+func (a *Agent) offsetOf(s connectors.Sample, ev mapping.Event, t time.Time, changed map[string]bool) int64 {
+	if ev.Historical {
+		off, _ := sourceLate(s, t)
+		return off
+	}
+	return a.noteOffset(s, ev.Machine, t, changed)
 }
 
 // sourceLate is how late (ms) sample s brought a value stamped t by the

@@ -1186,7 +1186,8 @@ func histFor(ms *MachineState, x extracted) (h *HistRun, changed bool) {
 // overlap the machine's last ended stop nor its current one: a stop that
 // was open when the edge node lost the broker is ended by the BIRTH's run
 // state, and covers the stored stops within it (downtime is not booked
-// twice), also once a later live stop has ended (MachineState.BirthStop). The part before the stop it overlaps is kept.
+// twice), also once a later live stop has ended (MachineState.BirthStop).
+// The part before the stop it overlaps is kept.
 func notBooked(ms *MachineState, start, end time.Time) (time.Time, time.Time) {
 	cut := func(s, e time.Time) {
 		switch {

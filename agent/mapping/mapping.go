@@ -105,7 +105,9 @@ type Event struct {
 	// Historical (EventRunning) is a stop an edge node stored while it
 	// could not publish, and the run that ended it, both older than the
 	// machine's current run state (Sparkplug is_historical): a line of its
-	// own, which neither opens nor closes the machine's current one.
+	// own, which neither opens nor closes the machine's current one. On an
+	// EventCount: a stored value's (its time says nothing of the source's
+	// clock now).
 	Historical bool
 	// Seen (EventRunning) is when the agent received the stop's end by the
 	// box's boot clock, when both its ends were dated by this box's clock

@@ -341,8 +341,8 @@ func notDrained(timeout time.Duration, pending int, st agent.Status) string {
 	slow := ""
 	if ev := stopsBacklog(st); ev > 0 {
 		// A healthy drain can outlast the timeout (the drain probe: 2,129
-		// lines of 100 machines took 10 minutes, and a flush of 5 minutes
-		// failed without saying why).
+		// lines of 100 machines took 10 minutes at 200 a round, and a
+		// flush of 5 minutes failed without saying why).
 		slow = fmt.Sprintf("; %s of them are stops and runs, which go to Odoo as downtime lines, %s: "+
 			"a backlog of them after an outage takes several rounds (plantedge status shows a round's length)", plural(ev, "record"), linesPace)
 	}
