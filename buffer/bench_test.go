@@ -251,20 +251,7 @@ func BenchmarkDrain(b *testing.B) {
 		}
 		opening += time.Since(t0)
 		start := time.Now()
-		n := 0
-		for {
-			got, err := q.Next(chunk)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if len(got) == 0 {
-				break
-			}
-			if err := q.Ack(context.Background(), got); err != nil {
-				b.Fatal(err)
-			}
-			n += len(got)
-		}
+		n := drainWith(b, q, func() ([]Record, error) { return q.Next(chunk) })
 		elapsed += time.Since(start)
 		if n != total {
 			b.Fatalf("drained %d records, want %d", n, total)
@@ -308,18 +295,7 @@ func BenchmarkShrink(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		for {
-			got, err := q.Read(LaneCounts, 0, 10_000)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if len(got) == 0 {
-				break
-			}
-			if err := q.Ack(context.Background(), got); err != nil {
-				b.Fatal(err)
-			}
-		}
+		drainWith(b, q, func() ([]Record, error) { return q.Read(LaneCounts, 0, 10_000) })
 		if err := q.Close(); err != nil {
 			b.Fatal(err)
 		}

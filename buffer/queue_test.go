@@ -49,6 +49,26 @@ func mustAppend(t *testing.T, q *Queue, recs ...Record) []uint64 {
 	return seqs
 }
 
+// drainWith reads with next and acknowledges what it gives until it gives
+// nothing, and returns how many records it acknowledged.
+func drainWith(tb testing.TB, q *Queue, next func() ([]Record, error)) int {
+	tb.Helper()
+	n := 0
+	for {
+		got, err := next()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if len(got) == 0 {
+			return n
+		}
+		if err := q.Ack(context.Background(), got); err != nil {
+			tb.Fatal(err)
+		}
+		n += len(got)
+	}
+}
+
 func readAll(t *testing.T, q *Queue, lane Lane) []Record {
 	t.Helper()
 	recs, err := q.Read(lane, 0, 1<<30)

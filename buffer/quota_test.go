@@ -347,18 +347,7 @@ func TestFillDrainKeepsFileFlat(t *testing.T) {
 			}
 			mustAppend(t, q, recs...)
 		}
-		for {
-			recs, err := q.Next(500)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(recs) == 0 {
-				break
-			}
-			if err := q.Ack(context.Background(), recs); err != nil {
-				t.Fatal(err)
-			}
-		}
+		drainWith(t, q, func() ([]Record, error) { return q.Next(500) })
 		st := q.Stats()
 		if st.Pending != 0 || st.Bytes != 0 {
 			t.Fatalf("round %d: not drained: %+v", round, st)
