@@ -18,6 +18,7 @@ import (
 	"github.com/gopcua/opcua/server/attrs"
 	"github.com/gopcua/opcua/ua"
 
+	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
 	"github.com/plantedge/plantedge/internal/nettest"
 )
 
@@ -134,6 +135,7 @@ func newTestServer(port int, counterStart int64, extraVars int) (*testServer, er
 	if err := srv.Start(context.Background()); err != nil {
 		return nil, err
 	}
+	go opcuatest.Unstick(srv, ts.stop)
 	// A real server samples its clock; gopcua's only notifies on request.
 	go func() {
 		t := time.NewTicker(100 * time.Millisecond)

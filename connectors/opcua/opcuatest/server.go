@@ -111,6 +111,7 @@ func Start(ctx context.Context, port int, vars map[string]any, opts ...Option) (
 	// gopcua's server never notifies changes of its own clock; a real
 	// server does, and plantedge watches it as a heartbeat.
 	s.stop = make(chan struct{})
+	go Unstick(srv, s.stop)
 	go func() {
 		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
