@@ -783,20 +783,7 @@ func TestMaxSizeCutUndoneWhenDrained(t *testing.T) {
 // returns how many there were.
 func drain(t *testing.T, q *Queue) int {
 	t.Helper()
-	n := 0
-	for {
-		recs, err := q.Next(1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(recs) == 0 {
-			return n
-		}
-		if err := q.Ack(context.Background(), recs); err != nil {
-			t.Fatal(err)
-		}
-		n += len(recs)
-	}
+	return drainWith(t, q, func() ([]Record, error) { return q.Next(1000) })
 }
 
 // Events a forwarding round has read are being booked: the quota drops the

@@ -9,14 +9,22 @@ import (
 	"github.com/gopcua/opcua/ua"
 )
 
-func TestSetAndRead(t *testing.T) {
+// startPress starts a server with one variable, Press.Count (5), closed
+// when the test ends; ctx ends 20 s after it started.
+func startPress(t *testing.T) (context.Context, *Server) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	s, err := Start(ctx, 0, map[string]any{"Press.Count": int64(5)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(s.Close)
+	return ctx, s
+}
+
+func TestSetAndRead(t *testing.T) {
+	ctx, s := startPress(t)
 	c, err := opcua.NewClient(s.Endpoint(), opcua.SecurityMode(ua.MessageSecurityModeNone), opcua.AutoReconnect(false))
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package opcuatest
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -15,13 +14,7 @@ import (
 // for: the deadlock gopcua v0.8.0 ran into in CI. Unstick reads the full
 // channel off, and the notification completes.
 func TestUnstickFreesANotificationToADeadSubscription(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	s, err := Start(ctx, 0, map[string]any{"Press.Count": int64(5)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, s := startPress(t)
 	node := ua.MustParseNodeID(s.NodeID("Press.Count"))
 	dead := &server.Subscription{ID: 4242, NotifyChannel: make(chan *ua.MonitoredItemNotification, 3)}
 	for range cap(dead.NotifyChannel) {
