@@ -360,36 +360,37 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 	if len(lines) > linesPerLoad {
 		lines = inTurn(lines, func(l line) string { return l.rec.Key })
 	}
-	// Later records of one line (open, then closed) win.
+	// Later records of one line (open, then closed) win: an earlier one is
+	// acknowledged without a call, in whichever load it falls.
 	latest := map[string]int{}
 	for i, l := range lines {
 		if !l.skip {
 			latest[l.d.XMLID] = i
 		}
 	}
+	for i := range lines {
+		if !lines[i].skip && latest[lines[i].d.XMLID] != i {
+			lines[i].skip = true
+		}
+	}
 	for len(lines) > 0 {
 		n := min(len(lines), linesPerLoad)
-		if err := f.sendLines(ctx, lines[:n], latest); err != nil {
+		if err := f.sendLines(ctx, lines[:n]); err != nil {
 			return err
 		}
 		lines = lines[n:]
-		for x, i := range latest {
-			latest[x] = i - n
-		}
 	}
 	return nil
 }
 
-// sendLines books lines in one load call (where Odoo refuses it for good,
-// one by one, dead-lettering the refused) and acknowledges their records
-// with what the buffer keeps of them. latest holds, by external id, the
-// index of the record of each line that is sent (an earlier one is
-// acknowledged without a call); an index outside lines is another load's.
-func (f *forwarder) sendLines(ctx context.Context, lines []line, latest map[string]int) error {
+// sendLines books lines but those to skip in one load call (where Odoo
+// refuses it for good, one by one, dead-lettering the refused) and
+// acknowledges their records with what the buffer keeps of them.
+func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 	var batch []odoo.Downtime
 	var batchLine []int // lines' index of each of batch
 	for i, l := range lines {
-		if !l.skip && latest[l.d.XMLID] == i {
+		if !l.skip {
 			batch = append(batch, l.d)
 			batchLine = append(batchLine, i)
 		}
@@ -419,7 +420,7 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line, latest map[stri
 		// anew in Odoo has a new id.
 		f.losses = map[string]int64{}
 		for i, l := range lines {
-			if l.skip || latest[l.d.XMLID] != i {
+			if l.skip {
 				acked = append(acked, l.rec)
 				continue
 			}
