@@ -805,6 +805,37 @@ func TestScrapValidationRefusedWaitsAsADraft(t *testing.T) {
 	}
 }
 
+// The same with the emulator's own refusal: a bot user in a custom group
+// that may write scraps but not create stock moves, which Odoo's do_scrap
+// creates with its rights (validate --odoo names that right). The booking
+// waits as a draft with Odoo's AccessError, not a dead letter; once the
+// right is given, a flush validates it: booked once.
+func TestScrapValidationWithoutStockMoveRightWaitsAsADraft(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.odoo.DenyAccess("plantedge-bot", "stock.move", "create")
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 1, 3)
+	waitFor(t, 15*time.Second, "the machine to show the refused draft", func() (bool, string) {
+		st := ra.a.Status()
+		e := st.Machines[0].Error
+		return strings.Contains(e, "which refused to validate them") && strings.Contains(e, "You are not allowed to create 'Stock Move' (stock.move) records.") &&
+			st.Buffer.Pending == 0, e
+	})
+	if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
+		t.Fatalf("%d dead letters: %s", st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+	}
+	p.odoo.GrantAccess("plantedge-bot", "stock.move", "create")
+	ra.a.Flush()
+	waitFor(t, 15*time.Second, "the draft validated", func() (bool, string) {
+		e := ra.a.Status().Machines[0].Error
+		return e == "" && strings.Contains(p.logs.String(), "scrap draft validated by the flush"), e
+	})
+	if sc := p.odoo.Scraps(); len(sc) != 1 || sc[0].State != "done" || sc[0].Moves != 1 || p.scrapped("press-1") != 3 {
+		t.Fatalf("scraps in Odoo: %+v", sc)
+	}
+}
+
 // With odoo.scrap_when_short: confirm the agent confirms such a booking as
 // the dialog's Confirm does: one stock move per booking, nothing waits.
 func TestScrapShortOfStockConfirmed(t *testing.T) {

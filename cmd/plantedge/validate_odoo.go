@@ -83,7 +83,7 @@ func checkOdoo(ctx context.Context, cfg *config.Config, file string, w io.Writer
 	}
 	nRights, ok := c.checkRights(ctx, cfg, client, who)
 	if ok {
-		c.checkNotAdmin(ctx, client, who)
+		c.checkNotOverPrivileged(ctx, client, who)
 	}
 	if c.problems > 0 {
 		return c.result()
@@ -282,18 +282,43 @@ func neededRights(cfg *config.Config) []odooRight {
 		rights = append(rights,
 			odooRight{"stock.scrap", odoo.OpRead, "to find its bookings and watch the drafts Odoo leaves", "Inventory / User"},
 			odooRight{"stock.scrap", odoo.OpCreate, "to book scrap", "Inventory / User"},
-			odooRight{"stock.scrap", odoo.OpWrite, "to update and validate scrap", "Inventory / User"})
+			odooRight{"stock.scrap", odoo.OpWrite, "to update and validate scrap", "Inventory / User"},
+			// do_scrap moves the pieces out of stock with the caller's
+			// rights: a custom group without these leaves every scrap a
+			// draft with Odoo's refusal.
+			odooRight{"stock.move", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", "Inventory / User"},
+			odooRight{"stock.move.line", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", "Inventory / User"},
+			odooRight{"stock.move", odoo.OpWrite, "to validate scrap (Odoo marks its stock move done, with the bot user's rights)", "Inventory / User"})
 	}
 	return append(rights, odooRight{"ir.model.data", odoo.OpRead,
 		"to find the agent's downtime and scrap records by external id", "Internal User (user type)"})
 }
 
-// checkNotAdmin warns when the bot user is an administrator: the agent
-// needs none of that, and its key would open all of Odoo. Changing system
-// parameters is the Settings group's alone.
-func (c *odooCheck) checkNotAdmin(ctx context.Context, client *odoo.Client, who string) {
-	if admin, err := client.CanAccess(ctx, "ir.config_parameter", odoo.OpWrite); err == nil && admin {
-		fmt.Fprintf(c.w, "odoo: warning: %s has administrator rights (it may change system parameters); the agent needs only the groups above: give it a user of its own without Administration rights\n", who)
+// overRights are rights the agent never uses whose holder may do far more
+// than it needs: with one of them the bot user's key is worth more to an
+// attacker than it should be. Each one's group, in the order checked: an
+// administrator (Settings) holds Access Rights too, so it is told once.
+var overRights = []struct {
+	model, op, what string
+}{
+	{"ir.config_parameter", odoo.OpWrite, "has administrator rights (it may change system parameters); the agent needs only the groups above: give it a user of its own without Administration rights"},
+	{"res.groups", odoo.OpWrite, "has Administration / Access Rights (it may change groups, and so give itself any right); the agent needs only the groups above: take Access Rights away"},
+	{"mrp.workcenter", odoo.OpWrite, "is a Manufacturing / Administrator (it may change work centers, loss reasons and bills of materials); the agent needs only Manufacturing / User: give it that instead"},
+}
+
+// checkNotOverPrivileged warns when the bot user holds more than the agent
+// needs: an administrator, a user who may change groups, or a
+// manufacturing administrator. A warning, not a problem: it works.
+func (c *odooCheck) checkNotOverPrivileged(ctx context.Context, client *odoo.Client, who string) {
+	admin := false
+	for i, r := range overRights {
+		if i == 1 && admin {
+			continue // Settings implies Access Rights
+		}
+		if ok, err := client.CanAccess(ctx, r.model, r.op); err == nil && ok {
+			admin = admin || i == 0
+			fmt.Fprintf(c.w, "odoo: warning: %s %s\n", who, r.what)
+		}
 	}
 }
 

@@ -32,6 +32,8 @@ func newOdooSite(t *testing.T, version int) *odooSite {
 	t.Cleanup(s.Close)
 	o := &odooSite{srv: s, url: url, dir: t.TempDir(), loss: "Equipment Failure"}
 	o.uid, o.key = s.AddUser("plantedge-bot")
+	// The bot user the README asks for: Manufacturing / User alone.
+	s.GiveOnlyManufacturingUser("plantedge-bot")
 	o.wc1 = s.AddWorkcenter("WC-PRESS-01", "Press 1")
 	o.wc2 = s.AddWorkcenter("WC-PACK-02", "Packing 2")
 	o.machines = `  - id: press-1
@@ -135,16 +137,22 @@ func wantLines(t *testing.T, got []string, err error, wantErr string, want ...[]
 	}
 }
 
+// odooReleases are the Odoo releases validate is tested on, with the
+// protocol the agent takes on each.
+var odooReleases = []struct {
+	version int
+	proto   string
+}{{17, "JSON-RPC"}, {18, "JSON-RPC"}, {19, "JSON-2"}}
+
+// The bot user the README asks for, Manufacturing / User alone, passes:
+// every right validate checks is in that group, and no warning.
 func TestValidateOdooAllGood(t *testing.T) {
-	for _, c := range []struct {
-		version int
-		proto   string
-	}{{17, "JSON-RPC"}, {19, "JSON-2"}} {
+	for _, c := range odooReleases {
 		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
 			o := newOdooSite(t, c.version)
 			lines, err := o.run(t)
 			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
-				[]string{"odoo: OK: 2 work centers, 2 loss reasons, 10 access rights"})
+				[]string{"odoo: OK: 2 work centers, 2 loss reasons, 13 access rights"})
 			method := "has_access"
 			if c.version < 18 {
 				method = "check_access_rights"
@@ -159,27 +167,6 @@ func TestValidateOdooAllGood(t *testing.T) {
 	}
 }
 
-// odooReleases are the Odoo releases validate is tested on, with the
-// protocol the agent takes on each.
-var odooReleases = []struct {
-	version int
-	proto   string
-}{{17, "JSON-RPC"}, {18, "JSON-RPC"}, {19, "JSON-2"}}
-
-// The bot user the README asks for, Manufacturing / User alone, passes:
-// every right validate checks is in that group, and no warning.
-func TestValidateOdooManufacturingUserIsEnough(t *testing.T) {
-	for _, c := range odooReleases {
-		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
-			o := newOdooSite(t, c.version)
-			o.srv.GiveOnlyManufacturingUser("plantedge-bot")
-			lines, err := o.run(t)
-			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
-				[]string{"odoo: OK: 2 work centers, 2 loss reasons, 10 access rights"})
-		})
-	}
-}
-
 // A bot user with administrator rights works, but its key would open all
 // of Odoo: a warning, not a problem.
 func TestValidateOdooWarnsAboutAnAdminBot(t *testing.T) {
@@ -190,7 +177,53 @@ func TestValidateOdooWarnsAboutAnAdminBot(t *testing.T) {
 			lines, err := o.run(t)
 			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
 				[]string{`odoo: warning: user "plantedge-bot" (uid ` + fmt.Sprint(o.uid) + `) has administrator rights (it may change system parameters); the agent needs only the groups above: give it a user of its own without Administration rights`,
-					"odoo: OK: 2 work centers, 2 loss reasons, 10 access rights"})
+					"odoo: OK: 2 work centers, 2 loss reasons, 13 access rights"})
+		})
+	}
+}
+
+// A bot user that may change groups (Administration / Access Rights, not
+// Settings) may give itself any right: warned of, as an administrator is.
+func TestValidateOdooWarnsAboutAnAccessRightsBot(t *testing.T) {
+	for _, c := range odooReleases {
+		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
+			o := newOdooSite(t, c.version)
+			o.srv.GiveAccessRights(o.uid)
+			lines, err := o.run(t)
+			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
+				[]string{`odoo: warning: user "plantedge-bot" (uid ` + fmt.Sprint(o.uid) + `) has Administration / Access Rights (it may change groups, and so give itself any right); the agent needs only the groups above: take Access Rights away`,
+					"odoo: OK: 2 work centers, 2 loss reasons, 13 access rights"})
+		})
+	}
+}
+
+// A Manufacturing / Administrator bot may change work centers and loss
+// reasons, which the agent only reads: warned of.
+func TestValidateOdooWarnsAboutAManufacturingAdministratorBot(t *testing.T) {
+	for _, c := range odooReleases {
+		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
+			o := newOdooSite(t, c.version)
+			o.srv.GiveOnlyManufacturingAdministrator("plantedge-bot")
+			lines, err := o.run(t)
+			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
+				[]string{`odoo: warning: user "plantedge-bot" (uid ` + fmt.Sprint(o.uid) + `) is a Manufacturing / Administrator (it may change work centers, loss reasons and bills of materials); the agent needs only Manufacturing / User: give it that instead`,
+					"odoo: OK: 2 work centers, 2 loss reasons, 13 access rights"})
+		})
+	}
+}
+
+// Validating a scrap books a stock move with the bot user's rights: a
+// custom group without them would leave every scrap a draft.
+func TestValidateOdooDeniedStockMove(t *testing.T) {
+	for _, c := range odooReleases {
+		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
+			o := newOdooSite(t, c.version)
+			o.srv.DenyAccess("plantedge-bot", "stock.move", "create")
+			o.srv.DenyAccess("plantedge-bot", "stock.move.line", "create")
+			lines, err := o.run(t)
+			wantLines(t, lines, err, "odoo: 2 problems", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses, []string{
+				fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not create stock.move, needed to validate scrap (Odoo books it as a stock move, with the bot user's rights) (hint: give the user the group Inventory / User)`, o.uid),
+				fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not create stock.move.line, needed to validate scrap (Odoo books it as a stock move, with the bot user's rights) (hint: give the user the group Inventory / User)`, o.uid)})
 		})
 	}
 }

@@ -22,6 +22,9 @@ var modelDescriptions = map[string]string{
 	"stock.scrap":                      "Scrap",
 	"ir.model.data":                    "Model Data",
 	"ir.config_parameter":              "System Parameter",
+	"res.groups":                       "Access Groups",
+	"stock.move":                       "Stock Move",
+	"stock.move.line":                  "Product Moves (Stock Move Line)",
 }
 
 // modelGroups lists the groups that hold the right in a database with mrp
@@ -52,11 +55,18 @@ func modelGroups(model, op string) []string {
 		return []string{mrpUser}
 	case "mrp.workorder", "mrp.workcenter.productivity":
 		return []string{mrpUser}
-	case "stock.scrap":
+	case "stock.scrap", "stock.move":
 		if op == "unlink" {
 			return []string{invAdmin}
 		}
 		return []string{invAdmin, invUser}
+	case "stock.move.line":
+		return []string{invAdmin, invUser}
+	case "res.groups":
+		if op == "read" {
+			return []string{"Administration/Access Rights", "User types/Internal User"}
+		}
+		return []string{"Administration/Access Rights"}
 	case "ir.config_parameter":
 		return []string{"Administration/Settings"}
 	case "ir.model.data":
@@ -109,7 +119,8 @@ func (s *Server) GrantAccess(login, model, operation string) {
 type aclKey struct{ login, model, op string }
 
 // MakeAdmin gives the user with this uid the Settings group (as making a
-// bot user an administrator would): it may then change system parameters.
+// bot user an administrator would): it may then change system parameters,
+// and groups (Settings implies Administration / Access Rights).
 func (s *Server) MakeAdmin(uid int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -117,6 +128,18 @@ func (s *Server) MakeAdmin(uid int64) {
 		s.admins = map[int64]bool{}
 	}
 	s.admins[uid] = true
+}
+
+// GiveAccessRights gives the user with this uid the group Administration /
+// Access Rights (base.group_erp_manager) without Settings: it may then
+// change groups (res.groups), and so give itself any right.
+func (s *Server) GiveAccessRights(uid int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rightsAdmins == nil {
+		s.rightsAdmins = map[int64]bool{}
+	}
+	s.rightsAdmins[uid] = true
 }
 
 // mrpUserRights are the rights of a user whose only group is
@@ -127,11 +150,15 @@ func (s *Server) MakeAdmin(uid int64) {
 // units and external ids and may create these; Inventory users read
 // products and manufacturing orders and read, write and create scraps;
 // Manufacturing users read work centers and loss reasons and have every
-// right on manufacturing orders, work orders and time lines. Nothing else
-// (system parameters: Settings only).
+// right on manufacturing orders, work orders and time lines; Inventory
+// users read, write and create stock moves (do_scrap creates one with the
+// caller's rights) and have every right on move lines. Internal users read
+// groups. Nothing else (system parameters: Settings only; groups:
+// Access Rights).
 var mrpUserRights = map[string]string{
 	"res.company":                      "r",
 	"res.users":                        "r",
+	"res.groups":                       "r",
 	"uom.uom":                          "r",
 	"product.product":                  "r",
 	"ir.model.data":                    "rc",
@@ -141,7 +168,23 @@ var mrpUserRights = map[string]string{
 	"mrp.workorder":                    "rwcu",
 	"mrp.workcenter.productivity":      "rwcu",
 	"stock.scrap":                      "rwc",
+	"stock.move":                       "rwc",
+	"stock.move.line":                  "rwcu",
 }
+
+// mrpManagerRights are those of a user in Manufacturing / Administrator
+// (which implies Manufacturing / User): it may also change work centers
+// and loss reasons (mrp security/ir.model.access.csv, group_mrp_manager),
+// and bills of materials, which the emulator does not have.
+var mrpManagerRights = func() map[string]string {
+	r := map[string]string{}
+	for m, ops := range mrpUserRights {
+		r[m] = ops
+	}
+	r["mrp.workcenter"] = "rwcu"
+	r["mrp.workcenter.productivity.loss"] = "rwcu"
+	return r
+}()
 
 // GiveOnlyManufacturingUser makes the user with this login hold exactly the
 // rights of the group Manufacturing / User (and the groups it implies), as
@@ -149,25 +192,41 @@ var mrpUserRights = map[string]string{
 // emulator's default of every right: a call outside them is refused as
 // Odoo refuses it. DenyAccess still takes rights away on top.
 func (s *Server) GiveOnlyManufacturingUser(login string) {
+	s.giveOnly(login, mrpUserRights)
+}
+
+// GiveOnlyManufacturingAdministrator makes the user with this login hold
+// exactly the rights of the group Manufacturing / Administrator (and the
+// groups it implies): Manufacturing / User's and changing work centers and
+// loss reasons.
+func (s *Server) GiveOnlyManufacturingAdministrator(login string) {
+	s.giveOnly(login, mrpManagerRights)
+}
+
+func (s *Server) giveOnly(login string, rights map[string]string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.mrpUsers == nil {
-		s.mrpUsers = map[string]bool{}
+	if s.onlyRights == nil {
+		s.onlyRights = map[string]map[string]string{}
 	}
-	s.mrpUsers[login] = true
+	s.onlyRights[login] = rights
 }
 
 // hasAccess tells whether the calling user may perform op on the model (under mu).
 func (s *Server) hasAccess(model, op string) bool {
-	if model == "ir.config_parameter" {
-		return s.curUID <= 2 || s.admins[s.curUID] // __system__, admin, or made one
+	admin := s.curUID <= 2 || s.admins[s.curUID] // __system__, admin, or made one
+	switch {
+	case model == "ir.config_parameter":
+		return admin
+	case model == "res.groups" && op != "read":
+		return admin || s.rightsAdmins[s.curUID]
 	}
 	r := s.models["res.users"].recs[s.curUID]
 	if r == nil {
 		return true
 	}
 	login, _ := r["login"].(string)
-	if s.mrpUsers[login] && (op == "" || !strings.Contains(mrpUserRights[model], op[:1])) {
+	if rights, only := s.onlyRights[login]; only && (op == "" || !strings.Contains(rights[model], op[:1])) {
 		return false
 	}
 	return !s.denied[aclKey{login, model, op}]

@@ -278,6 +278,72 @@ func TestAccessDeniedScrapWriteRefusesOnlyTheBooking(t *testing.T) {
 	e.wantErr(e.execAs(uid, key, "stock.scrap", "action_validate", []any{[]any{idShort}}, nil), "odoo.exceptions.AccessError")
 }
 
+// Fact (stock_scrap.py 17.0-19.0 do_scrap): booking a scrap creates a stock
+// move with its move line (_prepare_move_values) and marks it done
+// (_action_done), with the caller's rights: a user who may write scraps
+// but not create stock moves has the booking refused, the scrap left a
+// draft. Manufacturing / User (through Inventory / User) holds them.
+func TestAccessDeniedStockMoveRefusesTheBooking(t *testing.T) {
+	e := newEnv(t, 19)
+	uid, key := e.bot()
+	e.s.GiveOnlyManufacturingUser("bot")
+	id := e.ok(e.exec("stock.scrap", "create", []any{map[string]any{"product_id": e.product, "scrap_qty": 2.0}}, nil))
+	for _, right := range []struct{ model, op, msg string }{
+		{"stock.move", "create", "You are not allowed to create 'Stock Move' (stock.move) records."},
+		{"stock.move.line", "create", "You are not allowed to create 'Product Moves (Stock Move Line)' (stock.move.line) records."},
+		{"stock.move", "write", "You are not allowed to modify 'Stock Move' (stock.move) records."},
+	} {
+		e.s.DenyAccess("bot", right.model, right.op)
+		for _, method := range []string{"action_validate", "do_scrap"} {
+			res := e.execAs(uid, key, "stock.scrap", method, []any{[]any{id}}, nil)
+			e.wantErr(res, "odoo.exceptions.AccessError")
+			if !strings.HasPrefix(res.ErrMsg, right.msg) || !strings.Contains(res.ErrMsg, "Inventory/User") {
+				t.Fatalf("%s without %s on %s: %q", method, right.op, right.model, res.ErrMsg)
+			}
+		}
+		if sc := e.s.Scraps(); sc[0].State != "draft" {
+			t.Fatalf("scrap %+v, want a draft", sc[0])
+		}
+		e.s.GrantAccess("bot", right.model, right.op)
+	}
+	if r := e.ok(e.execAs(uid, key, "stock.scrap", "action_validate", []any{[]any{id}}, nil)); r != true {
+		t.Fatalf("action_validate as Manufacturing / User: %v", r)
+	}
+	if sc := e.s.Scraps(); sc[0].State != "done" {
+		t.Fatalf("scrap %+v, want done", sc[0])
+	}
+}
+
+// Fact (base security/ir.model.access.csv): internal users read groups,
+// only Administration / Access Rights (implied by Settings) changes them;
+// Manufacturing / Administrator changes work centers and loss reasons,
+// Manufacturing / User only reads them.
+func TestAccessGroupsAndManufacturingAdministrator(t *testing.T) {
+	e := newEnv(t, 18)
+	uid, key := e.bot()
+	e.s.GiveOnlyManufacturingUser("bot")
+	has := func(model, op string) bool {
+		t.Helper()
+		return e.ok(e.execAs(uid, key, model, "has_access", []any{[]any{}, op}, nil)) == true
+	}
+	if !has("res.groups", "read") || has("res.groups", "write") || has("mrp.workcenter", "write") || has("mrp.workcenter.productivity.loss", "create") {
+		t.Fatal("Manufacturing / User: want read on groups only, and no change to work centers or loss reasons")
+	}
+	e.s.GiveAccessRights(uid)
+	if !has("res.groups", "write") || has("ir.config_parameter", "write") {
+		t.Fatal("Access Rights: want write on groups, not on system parameters")
+	}
+	e.s.GiveOnlyManufacturingAdministrator("bot")
+	if !has("mrp.workcenter", "write") || !has("mrp.workcenter.productivity.loss", "write") || !has("mrp.workorder", "write") {
+		t.Fatal("Manufacturing / Administrator: want write on work centers, loss reasons and work orders")
+	}
+	uid2, key2 := e.s.AddUser("admin-bot")
+	e.s.MakeAdmin(uid2)
+	if r := e.ok(e.execAs(uid2, key2, "res.groups", "has_access", []any{[]any{}, "write"}, nil)); r != true {
+		t.Fatal("Settings: want write on groups (it implies Access Rights)")
+	}
+}
+
 // Fact (ir_model.py group_names_with_access, 17.0 to 19.0): the access
 // error lists every group holding the right, "Category/Group" without
 // spaces, by category then name (stock/security/ir.model.access.csv:

@@ -299,6 +299,11 @@ func (s *Server) run(m *model, method string, ids []int64, a map[string]any, jso
 				}
 			}
 		}
+		if len(ids) > 0 {
+			if err := s.checkMoveRights(); err != nil {
+				return nil, err
+			}
+		}
 		for _, id := range ids {
 			s.doScrap(id)
 		}

@@ -105,6 +105,16 @@ func modelDefs(v, saas int) map[string]*model {
 			"production_id": m2o("mrp.production", "Manufacturing Order", false), "workorder_id": m2o("mrp.workorder", "Work Order", false),
 			"state": {typ: fSelection, sel: []string{"draft", "done"}}, "date_done": {typ: fDatetime},
 			"company_id": m2o("res.company", "Company", true)}},
+		// Records of neither: there for the rights do_scrap needs (it
+		// creates a move with its line as the caller) and for what
+		// validate asks of groups (changing them is Access Rights').
+		"stock.move": {order: "sequence, id", fields: map[string]field{
+			"name": {typ: fChar, required: true, label: "Description"}, "product_id": m2o("product.product", "Product", true),
+			"product_uom_qty": {typ: fFloat, label: "Demand"}}},
+		"stock.move.line": {order: "result_package_id desc, id", fields: map[string]field{
+			"move_id": m2o("stock.move", "Stock Operation", false), "quantity": {typ: fFloat, label: "Quantity"}}},
+		"res.groups": {order: "name", fields: map[string]field{
+			"name": {typ: fChar, required: true, label: "Name"}}},
 		// Settings group only (base/security/ir.model.access.csv): what
 		// tells an administrator from a least-privilege user.
 		"ir.config_parameter": {order: "key", fields: map[string]field{
@@ -648,8 +658,24 @@ func (s *Server) actionValidate(ids []int64) (any, *odooError) {
 	if err := s.checkRules(sm, "write", ids); err != nil {
 		return nil, err
 	}
+	if err := s.checkMoveRights(); err != nil {
+		return nil, err
+	}
 	s.doScrap(ids[0])
 	return true, nil
+}
+
+// checkMoveRights checks the rights do_scrap uses after writing the scrap:
+// it creates a stock move with its move line (stock_scrap.py
+// _prepare_move_values) and marks it done, writing it (_action_done), all
+// with the caller's rights.
+func (s *Server) checkMoveRights() *odooError {
+	for _, c := range []struct{ model, op string }{{"stock.move", "create"}, {"stock.move.line", "create"}, {"stock.move", "write"}} {
+		if err := s.checkAccess(s.models[c.model], c.op); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // doScrap is stock_scrap.py do_scrap: it books a stock move every time it

@@ -128,36 +128,37 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	mu         sync.Mutex
-	models     map[string]*model
-	curUID     int64          // uid of the call being executed (under mu)
-	curCtx     map[string]any // its context (under mu)
-	curProto   string         // its protocol, "jsonrpc" or "json2" (under mu)
-	langs      []string       // active languages (lang.go), nil for en_US alone
-	keys       map[string]*apiKey
-	adminKey   string
-	admins     map[int64]bool  // users given the Settings group (MakeAdmin), besides uid 1 and 2
-	mrpUsers   map[string]bool // logins holding only Manufacturing / User (GiveOnlyManufacturingUser)
-	failures   map[string]*loginFailure
-	maxFails   int
-	cooldown   time.Duration
-	calls      []Call
-	latency    time.Duration
-	wallLimit  time.Duration
-	failN      int
-	failF      Fault
-	rateF      Fault
-	rateP      float64
-	rng        *mrand.Rand
-	retryAfter time.Duration
-	refusals   []refusal
-	mfaults    []methodFault
-	onDrop     func(model, method string)
-	beforeCall atomic.Pointer[func(model, method string)]
-	denied     map[aclKey]bool // DenyAccess
-	shortStock map[int64]bool
-	scrapMoves map[int64]int
-	now        func() time.Time
+	mu           sync.Mutex
+	models       map[string]*model
+	curUID       int64          // uid of the call being executed (under mu)
+	curCtx       map[string]any // its context (under mu)
+	curProto     string         // its protocol, "jsonrpc" or "json2" (under mu)
+	langs        []string       // active languages (lang.go), nil for en_US alone
+	keys         map[string]*apiKey
+	adminKey     string
+	admins       map[int64]bool               // users given the Settings group (MakeAdmin), besides uid 1 and 2
+	rightsAdmins map[int64]bool               // users given Administration / Access Rights (GiveAccessRights)
+	onlyRights   map[string]map[string]string // logins holding only a group's rights (GiveOnlyManufacturingUser, …)
+	failures     map[string]*loginFailure
+	maxFails     int
+	cooldown     time.Duration
+	calls        []Call
+	latency      time.Duration
+	wallLimit    time.Duration
+	failN        int
+	failF        Fault
+	rateF        Fault
+	rateP        float64
+	rng          *mrand.Rand
+	retryAfter   time.Duration
+	refusals     []refusal
+	mfaults      []methodFault
+	onDrop       func(model, method string)
+	beforeCall   atomic.Pointer[func(model, method string)]
+	denied       map[aclKey]bool // DenyAccess
+	shortStock   map[int64]bool
+	scrapMoves   map[int64]int
+	now          func() time.Time
 
 	version atomic.Int64 // major version: Options.Version, then Upgrade's
 	down    atomic.Bool
