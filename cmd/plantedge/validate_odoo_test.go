@@ -167,48 +167,34 @@ func TestValidateOdooAllGood(t *testing.T) {
 	}
 }
 
-// A bot user with administrator rights works, but its key would open all
-// of Odoo: a warning, not a problem.
-func TestValidateOdooWarnsAboutAnAdminBot(t *testing.T) {
-	for _, c := range odooReleases {
-		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
-			o := newOdooSite(t, c.version)
-			o.srv.MakeAdmin(o.uid)
-			lines, err := o.run(t)
-			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
-				[]string{`odoo: warning: user "plantedge-bot" (uid ` + fmt.Sprint(o.uid) + `) has administrator rights (it may change system parameters); the agent needs only the groups above: give it a user of its own without Administration rights`,
-					"odoo: OK: 2 work centers, 2 loss reasons, 13 access rights"})
-		})
-	}
-}
-
-// A bot user that may change groups (Administration / Access Rights, not
-// Settings) may give itself any right: warned of, as an administrator is.
-func TestValidateOdooWarnsAboutAnAccessRightsBot(t *testing.T) {
-	for _, c := range odooReleases {
-		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
-			o := newOdooSite(t, c.version)
-			o.srv.GiveAccessRights(o.uid)
-			lines, err := o.run(t)
-			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
-				[]string{`odoo: warning: user "plantedge-bot" (uid ` + fmt.Sprint(o.uid) + `) has Administration / Access Rights (it may change groups, and so give itself any right); the agent needs only the groups above: take Access Rights away`,
-					"odoo: OK: 2 work centers, 2 loss reasons, 13 access rights"})
-		})
-	}
-}
-
-// A Manufacturing / Administrator bot may change work centers and loss
-// reasons, which the agent only reads: warned of.
-func TestValidateOdooWarnsAboutAManufacturingAdministratorBot(t *testing.T) {
-	for _, c := range odooReleases {
-		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
-			o := newOdooSite(t, c.version)
-			o.srv.GiveOnlyManufacturingAdministrator("plantedge-bot")
-			lines, err := o.run(t)
-			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
-				[]string{`odoo: warning: user "plantedge-bot" (uid ` + fmt.Sprint(o.uid) + `) is a Manufacturing / Administrator (it may change work centers, loss reasons and bills of materials); the agent needs only Manufacturing / User: give it that instead`,
-					"odoo: OK: 2 work centers, 2 loss reasons, 13 access rights"})
-		})
+// A bot user holding more than the agent needs works, but its key would
+// open that much of Odoo: a warning, not a problem. An administrator
+// (Settings, which implies Access Rights) is told once; a user who may
+// change groups (Access Rights) may give itself any right; a Manufacturing
+// / Administrator may change work centers and loss reasons, which the
+// agent only reads.
+func TestValidateOdooWarnsAboutAnOverPrivilegedBot(t *testing.T) {
+	for _, w := range []struct {
+		name, warning string
+		give          func(o *odooSite)
+	}{
+		{"settings", "has administrator rights (it may change system parameters); the agent needs only the groups above: give it a user of its own without Administration rights",
+			func(o *odooSite) { o.srv.MakeAdmin(o.uid) }},
+		{"access_rights", "has Administration / Access Rights (it may change groups, and so give itself any right); the agent needs only the groups above: take Access Rights away",
+			func(o *odooSite) { o.srv.GiveAccessRights(o.uid) }},
+		{"manufacturing_administrator", "is a Manufacturing / Administrator (it may change work centers, loss reasons and bills of materials); the agent needs only Manufacturing / User: give it that instead",
+			func(o *odooSite) { o.srv.GiveOnlyManufacturingAdministrator("plantedge-bot") }},
+	} {
+		for _, c := range odooReleases {
+			t.Run(fmt.Sprintf("%s/%d", w.name, c.version), func(t *testing.T) {
+				o := newOdooSite(t, c.version)
+				w.give(o)
+				lines, err := o.run(t)
+				wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
+					[]string{fmt.Sprintf(`odoo: warning: user "plantedge-bot" (uid %d) %s`, o.uid, w.warning),
+						"odoo: OK: 2 work centers, 2 loss reasons, 13 access rights"})
+			})
+		}
 	}
 }
 
