@@ -1071,6 +1071,12 @@ func staleEvent(x extracted, last time.Time) []Event {
 // ignored until the clock caught up. Stamped after, the held one was a
 // stale answer (a cached value, a replay): dropped, reported.
 func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
+	if x.historical && ms.RunningTime.IsZero() {
+		// No live run state with a time (the BIRTH gave the metric no
+		// value, and none came before): a stored value is no current one
+		// all the same (taken as live, it opened a stop at a stored time).
+		return m.applyHistorical(ms, x)
+	}
 	stale, back := staleState(x, ms.RunningTime)
 	if stale && x.watch != 0 {
 		if p := ms.RunPending; p != nil && p.Watch == x.watch && !x.t.Before(p.Time) {
@@ -1126,8 +1132,8 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 }
 
 // applyHistorical takes a historical run state older than the current one
-// (an edge node's store and forward after its BIRTH, in the order stored):
-// a stop and the run that ended it become a line of their own (Ignition
+// (an edge node's store and forward after its BIRTH, in the order stored),
+// or any while the run state has no time: a stop and the run that ended it become a line of their own (Ignition
 // sends what it stored while the broker was away this way, and each such
 // stop was lost). The machine's current state stays as it is. A stored
 // stop whose run is not among the stored values (the machine was still
@@ -1349,11 +1355,12 @@ const lateReasonLead = 2 * time.Second
 
 func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
 	stale, back := staleState(x, ms.ReasonTime)
-	if x.historical && (stale || x.srcTime && x.t.Before(ms.RunningTime)) {
+	if x.historical && (stale || ms.RunningTime.IsZero() || x.srcTime && x.t.Before(ms.RunningTime)) {
 		// The reason of the stops the history tells of (applyHistorical);
 		// also one older than the current run state when no live reason
-		// came before it (none yet, or the BIRTH gave it no value): not
-		// the machine's reason now.
+		// came before it (none yet, or the BIRTH gave it no value), or
+		// any while the run state has no time (as a stored run state,
+		// applyRunning): not the machine's reason now.
 		h, ch := histFor(ms, x)
 		if !x.t.Before(h.ReasonTime) {
 			h.Reason, h.ReasonTime = x.reason, x.t
