@@ -1133,12 +1133,14 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 
 // applyHistorical takes a historical run state older than the current one
 // (an edge node's store and forward after its BIRTH, in the order stored),
-// or any while the run state has no time: a stop and the run that ended it become a line of their own (Ignition
-// sends what it stored while the broker was away this way, and each such
-// stop was lost). The machine's current state stays as it is. A stored
-// stop whose run is not among the stored values (the machine was still
-// stopped at the BIRTH, or the run was not stored) books nothing: the
-// BIRTH's state begins the current stop.
+// or any while the run state has no time: a stop and the run that ended it
+// become a line of their own (Ignition sends what it stored while the
+// broker was away this way, and each such stop was lost). The machine's
+// current state stays as it is. A stored stop whose run is not among the
+// stored values books nothing now: when the BIRTH's run state began the
+// current stop, that stop began at the stored one (storedStart, when it
+// ends: more stored values may come meanwhile); when the machine ran at
+// the BIRTH, the run was not stored, and nothing tells when the stop ended.
 func (m *Mapper) applyHistorical(ms *MachineState, x extracted) ([]Event, bool) {
 	h, ch := histFor(ms, x)
 	if x.t.Before(h.Time) {
@@ -1150,6 +1152,9 @@ func (m *Mapper) applyHistorical(ms *MachineState, x extracted) ([]Event, bool) 
 	case !x.running && was:
 		h.StopStart = x.t
 	case x.running && !was:
+		if h.StopStart.IsZero() {
+			return nil, true // booked with the stop a BIRTH began (storedStart)
+		}
 		start, end := notBooked(ms, h.StopStart, x.t)
 		h.StopStart = time.Time{}
 		if !start.Before(end) {
@@ -1169,7 +1174,10 @@ func (m *Mapper) applyHistorical(ms *MachineState, x extracted) ([]Event, bool) 
 // there is none or when x is later than the live state the history began
 // after (HistRun.From): the next outage's. Live values that come while an
 // edge node flushes its history do not end it (a stored stop and the
-// stored run that ended it may come on either side of one).
+// stored run that ended it may come on either side of one). A stored stop
+// of the last history that runs into the stop a BIRTH began, still open
+// (storedStart), is where the next one goes on from: the machine was
+// stopped since when the edge node lost the broker again.
 func histFor(ms *MachineState, x extracted) (h *HistRun, changed bool) {
 	live := ms.RunningTime
 	if ms.ReasonTime.After(live) {
@@ -1178,9 +1186,12 @@ func histFor(ms *MachineState, x extracted) (h *HistRun, changed bool) {
 	h = ms.Hist
 	switch {
 	case h == nil || !h.From.IsZero() && x.t.After(h.From):
-		h = &HistRun{Running: true, From: live}
-		ms.Hist = h
-		return h, true
+		next := &HistRun{Running: true, From: live}
+		if h != nil && intoBirthStop(ms, h) {
+			next.Running, next.Time, next.StopStart, next.Reason, next.ReasonTime = false, h.Time, h.StopStart, h.Reason, h.ReasonTime
+		}
+		ms.Hist = next
+		return next, true
 	case h.From.IsZero():
 		h.From = live // kept by an agent that did not note it
 		return h, true
@@ -1216,6 +1227,15 @@ func notBooked(ms *MachineState, start, end time.Time) (time.Time, time.Time) {
 	return start, end
 }
 
+// intoBirthStop reports whether history h ends in a stored stop whose run
+// was not stored, before the machine's current stop, which a BIRTH's run
+// state began after that history's outage (HistRun.From not before it):
+// the machine was stopped from the stored stop on (storedStart).
+func intoBirthStop(ms *MachineState, h *HistRun) bool {
+	return ms.StopAtBirth && !h.Running && !h.StopStart.IsZero() &&
+		h.StopStart.Before(ms.StopStart) && !h.From.Before(ms.StopStart)
+}
+
 // maxTime is later than any time a value carries.
 var maxTime = time.Unix(1<<62, 0)
 
@@ -1239,17 +1259,29 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 	}
 	if !r {
 		ms.StopStart, ms.StopRecv, ms.StopSeen = x.t, x.recv, x.seen
+		ms.StopAtBirth = x.birth
 		ev := m.runningEvent(ms, x.b.machine, EventStopped, x.t)
 		ev.Start, ev.ClockBack = x.t, back
 		return []Event{ev}, true
 	}
 	if !wasKnown {
-		ms.StopStart, ms.StopRecv, ms.StopSeen = time.Time{}, time.Time{}, connectors.Seen{}
+		ms.StopStart, ms.StopRecv, ms.StopSeen, ms.StopAtBirth = time.Time{}, time.Time{}, connectors.Seen{}, false
 		return nil, true
+	}
+	evs, from := m.storedStart(ms, x)
+	if !from.IsZero() {
+		ms.StopStart = from
 	}
 	ev := m.endStop(ms, x.b.machine, x)
 	ev.ClockBack = back
-	if x.srcTime && !ms.ReasonChanged.IsZero() && !ms.ReasonChanged.Before(x.t) && ms.ReasonChanged.After(ev.Start) {
+	if h := ms.Hist; !from.IsZero() && h.ReasonTime.After(ms.ReasonTime) {
+		// The stored reason is the last one known (the BIRTH gave the
+		// reason no value, and none came live since).
+		ev.Reason = h.Reason
+		if rb := m.reason[x.b.machine]; rb != nil {
+			ev.Loss, ev.LossDefaulted = rb.loss(ev.Reason)
+		}
+	} else if x.srcTime && !ms.ReasonChanged.IsZero() && !ms.ReasonChanged.Before(x.t) && ms.ReasonChanged.After(ev.Start) {
 		// The reason changed at or after the run (a stop code cleared with
 		// it, its notification first): the stop had the reason before.
 		ev.Reason = ms.PrevReason
@@ -1261,7 +1293,47 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 	if x.srcTime && ev.Start.Before(ev.End) && ev.ClockBack == 0 {
 		ms.LastStop = &EndedStop{Start: ev.Start, End: ev.End, Reason: ev.Reason}
 	}
-	return []Event{ev}, true
+	return append(evs, ev), true
+}
+
+// storedStart looks, as run x ends a stop a Sparkplug BIRTH's run state
+// began (StopAtBirth), at what the edge node stored meanwhile: when the
+// history of that outage (HistRun.From not before the stop) ends in a
+// stored stop before the BIRTH whose run was not stored, the machine was
+// stopped from it on, and the stop began then (the downtime from it to
+// the BIRTH was booked nowhere). That part, cut to what no booked stop
+// covers, is booked once: the stop's line begins at it (from) — but a
+// stop whose line is open already (block_workcenter: its start keys it in
+// Odoo) is not moved, and the part is a line of its own (hist, with the
+// stored reason, else the stop's), as it is when a booked stop cut it
+// short. It is looked
+// at only now, as the stop ends: until then more stored values may come
+// (in several messages), a stored run among them.
+func (m *Mapper) storedStart(ms *MachineState, x extracted) (hist []Event, from time.Time) {
+	h := ms.Hist
+	if h == nil || !intoBirthStop(ms, h) {
+		return nil, time.Time{}
+	}
+	start, end := notBooked(ms, h.StopStart, ms.StopStart)
+	h.StopStart = time.Time{} // booked now: a stored run later ends nothing (applyHistorical)
+	switch {
+	case !start.Before(end):
+		return nil, time.Time{}
+	case end.Equal(ms.StopStart) && !ms.LineOpened:
+		return nil, start
+	}
+	reason := h.Reason
+	if h.ReasonTime.IsZero() {
+		// No reason stored: it did not change while the edge node was
+		// away, and is the one the stop has now.
+		reason = ms.Reason
+	}
+	ev := Event{Machine: x.b.machine, Kind: EventRunning, Signal: Running, Time: x.t, Start: start, End: end,
+		Reason: reason, Historical: true}
+	if rb := m.reason[x.b.machine]; rb != nil {
+		ev.Loss, ev.LossDefaulted = rb.loss(reason)
+	}
+	return []Event{ev}, time.Time{}
 }
 
 // runningEvent is a run-state event of machine at t, with its current
@@ -1343,7 +1415,7 @@ func (m *Mapper) endStop(ms *MachineState, machine string, x extracted) Event {
 		// that never was).
 		ev.Seen = x.seen
 	}
-	ms.StopStart, ms.StopRecv, ms.StopSeen = time.Time{}, time.Time{}, connectors.Seen{}
+	ms.StopStart, ms.StopRecv, ms.StopSeen, ms.StopAtBirth = time.Time{}, time.Time{}, connectors.Seen{}, false
 	return ev
 }
 

@@ -104,7 +104,9 @@ type Event struct {
 	BoxStep time.Duration
 	// Historical (EventRunning) is a stop an edge node stored while it
 	// could not publish, and the run that ended it, both older than the
-	// machine's current run state (Sparkplug is_historical): a line of its
+	// machine's current run state (Sparkplug is_historical) — or, for a
+	// stop a BIRTH's run state began whose line is open already, the part
+	// the stored values tell came before it (storedStart): a line of its
 	// own, which neither opens nor closes the machine's current one. On an
 	// EventCount: a stored value's (its time says nothing of the source's
 	// clock now).
@@ -639,6 +641,11 @@ type MachineState struct {
 	// BIRTH's run state came, from its start to that BIRTH: what the edge
 	// node stored within it is booked already (notBooked).
 	BirthStop *EndedStop `json:"birth_stop,omitempty"`
+	// StopAtBirth says the current stop was begun by a Sparkplug BIRTH's
+	// run state (the machine ran, or its state was not known, before): it
+	// may have begun while the edge node was away, as its stored values
+	// tell (Mapper.storedStart, when it ends). Cleared when it ends.
+	StopAtBirth bool `json:"stop_at_birth,omitempty"`
 }
 
 // HistRun is the run state by a machine's historical values (applyHistorical).
