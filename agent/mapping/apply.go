@@ -1306,9 +1306,8 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 // stop whose line is open already (block_workcenter: its start keys it in
 // Odoo) is not moved, and the part is a line of its own (hist, with the
 // stored reason, else the stop's), as it is when a booked stop cut it
-// short. It is looked
-// at only now, as the stop ends: until then more stored values may come
-// (in several messages), a stored run among them.
+// short. It is looked at only now, as the stop ends: until then more
+// stored values may come (in several messages), a stored run among them.
 func (m *Mapper) storedStart(ms *MachineState, x extracted) (hist []Event, from time.Time) {
 	h := ms.Hist
 	if h == nil || !intoBirthStop(ms, h) {
