@@ -296,14 +296,16 @@ func neededRights(cfg *config.Config) []odooRight {
 
 // overRights are rights the agent never uses whose holder may do far more
 // than it needs: with one of them the bot user's key is worth more to an
-// attacker than it should be. Each one's group, in the order checked: an
-// administrator (Settings) holds Access Rights too, so it is told once.
+// attacker than it should be. Each one's group, in the order checked.
 var overRights = []struct {
 	model, op, what string
+	// settings: the Settings group holds it too (Access Rights is implied
+	// by it): not said again of an administrator.
+	settings bool
 }{
-	{"ir.config_parameter", odoo.OpWrite, "has administrator rights (it may change system parameters); the agent needs only the groups above: give it a user of its own without Administration rights"},
-	{"res.groups", odoo.OpWrite, "has Administration / Access Rights (it may change groups, and so give itself any right); the agent needs only the groups above: take Access Rights away"},
-	{"mrp.workcenter", odoo.OpWrite, "is a Manufacturing / Administrator (it may change work centers, loss reasons and bills of materials); the agent needs only Manufacturing / User: give it that instead"},
+	{"ir.config_parameter", odoo.OpWrite, "has administrator rights (it may change system parameters); the agent needs only the groups above: give it a user of its own without Administration rights", false},
+	{"res.groups", odoo.OpWrite, "has Administration / Access Rights (it may change groups, and so give itself any right); the agent needs only the groups above: take Access Rights away", true},
+	{"mrp.workcenter", odoo.OpWrite, "is a Manufacturing / Administrator (it may change work centers, loss reasons and bills of materials); the agent needs only Manufacturing / User: give it that instead", false},
 }
 
 // checkNotOverPrivileged warns when the bot user holds more than the agent
@@ -311,12 +313,12 @@ var overRights = []struct {
 // manufacturing administrator. A warning, not a problem: it works.
 func (c *odooCheck) checkNotOverPrivileged(ctx context.Context, client *odoo.Client, who string) {
 	admin := false
-	for i, r := range overRights {
-		if i == 1 && admin {
-			continue // Settings implies Access Rights
+	for _, r := range overRights {
+		if r.settings && admin {
+			continue
 		}
 		if ok, err := client.CanAccess(ctx, r.model, r.op); err == nil && ok {
-			admin = admin || i == 0
+			admin = admin || r.model == "ir.config_parameter"
 			fmt.Fprintf(c.w, "odoo: warning: %s %s\n", who, r.what)
 		}
 	}
