@@ -183,9 +183,13 @@ func (m *Mapper) applyExtracted(st *State, s connectors.Sample, xs []extracted, 
 					}
 				}
 			case Running:
+				noted := liveAfterHist(ms, x)
 				evs, ch = m.applyRunning(ms, x)
+				ch = ch || noted
 			case DowntimeReason:
+				noted := liveAfterHist(ms, x)
 				evs, ch = applyReason(ms, x)
+				ch = ch || noted
 			}
 			events = append(events, evs...)
 			didChange = didChange || ch
@@ -1197,6 +1201,24 @@ func histFor(ms *MachineState, x extracted) (h *HistRun, changed bool) {
 		return h, true
 	}
 	return h, false
+}
+
+// liveAfterHist notes, for a live run state or reason x stamped by the
+// source, where the history begun while the machine's state had no time
+// (the BIRTH gave the metrics no value, none came before: HistRun.From
+// zero) ends: a stored value later than x is the next outage's. Left
+// zero, From became the live time when the next outage's first stored
+// value came (histFor), and that outage's values went on from the
+// earlier one's (a stored stop whose run was not stored ended by the
+// next outage's run: a line over time the machine was seen running). It
+// reports whether it noted it.
+func liveAfterHist(ms *MachineState, x extracted) bool {
+	h := ms.Hist
+	if h == nil || !h.From.IsZero() || x.historical || !x.srcTime || !ms.RunningTime.IsZero() || !ms.ReasonTime.IsZero() {
+		return false
+	}
+	h.From = x.t
+	return true
 }
 
 // notBooked cuts a stored stop from start to end so that it does not

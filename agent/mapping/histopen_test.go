@@ -187,3 +187,40 @@ func TestSparkplugHistoricalStopIntoTheBirthTwoOutages(t *testing.T) {
 	h.send(35, run(true, 35))
 	h.want("the stop's end", Event{Kind: EventRunning, Start: at(4), End: at(35), Reason: "M"})
 }
+
+// The BIRTH gives the run state no value: the stored values are history
+// (the stored stop at 4, its run not stored), and the machine is then seen
+// live, running at 6, stopping from 7 to 8. That history ends at the first
+// live value: the next outage's stored values (a stop from 9 to 9.5, or a
+// stop at 9 that runs into the stop the next BIRTH begins) are a history
+// of their own. Before, the first history stayed open (its From was zero,
+// made the next outage's live time when its first stored value came):
+// the stored stop at 9 was passed over, the one at 4 ended by the next
+// outage's run, and 4 to 7 booked over a time the machine was seen
+// running.
+func TestSparkplugHistoricalNoRunTimeThenNextOutage(t *testing.T) {
+	run, at, stored := spRun, spAt, spStored
+	for _, next := range []string{"running", "stopped"} {
+		t.Run(next, func(t *testing.T) {
+			h := newSPHist(t)
+			h.birth(5)
+			h.send(5, stored(run(true, 3)), stored(run(false, 4)))
+			h.want("the first history")
+			h.send(6, run(true, 6))
+			h.send(7, run(false, 7))
+			h.restart()
+			h.send(8, run(true, 8))
+			h.want("live", Event{Kind: EventStopped, Start: at(7)}, Event{Kind: EventRunning, Start: at(7), End: at(8)})
+			if next == "running" {
+				h.birth(10, run(true, 10))
+				h.send(10, stored(run(false, 9)), stored(run(true, 9.5)))
+				h.want("the next outage's history", Event{Kind: EventRunning, Start: at(9), End: at(9.5), Historical: true})
+				return
+			}
+			h.birth(10, run(false, 10))
+			h.send(10, stored(run(false, 9)))
+			h.send(15, run(true, 15))
+			h.want("the next outage's stop", Event{Kind: EventStopped, Start: at(10)}, Event{Kind: EventRunning, Start: at(9), End: at(15)})
+		})
+	}
+}
