@@ -287,7 +287,8 @@ func neededRights(cfg *config.Config) []odooRight {
 			// rights: a custom group without these leaves every scrap a
 			// draft with Odoo's refusal.
 			odooRight{"stock.move", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", "Inventory / User"},
-			odooRight{"stock.move.line", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", "Inventory / User"},
+			// Every internal user's (stock's access_stock_move_line_all).
+			odooRight{"stock.move.line", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", "Internal User (user type)"},
 			odooRight{"stock.move", odoo.OpWrite, "to validate scrap (Odoo marks its stock move done, with the bot user's rights)", "Inventory / User"})
 	}
 	return append(rights, odooRight{"ir.model.data", odoo.OpRead,

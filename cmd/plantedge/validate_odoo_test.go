@@ -209,7 +209,7 @@ func TestValidateOdooDeniedStockMove(t *testing.T) {
 			lines, err := o.run(t)
 			wantLines(t, lines, err, "odoo: 2 problems", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses, []string{
 				fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not create stock.move, needed to validate scrap (Odoo books it as a stock move, with the bot user's rights) (hint: give the user the group Inventory / User)`, o.uid),
-				fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not create stock.move.line, needed to validate scrap (Odoo books it as a stock move, with the bot user's rights) (hint: give the user the group Inventory / User)`, o.uid)})
+				fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not create stock.move.line, needed to validate scrap (Odoo books it as a stock move, with the bot user's rights) (hint: give the user the group Internal User (user type))`, o.uid)})
 		})
 	}
 }

@@ -61,7 +61,8 @@ func modelGroups(model, op string) []string {
 		}
 		return []string{invAdmin, invUser}
 	case "stock.move.line":
-		return []string{invAdmin, invUser}
+		// Every internal user's (access_stock_move_line_all).
+		return []string{invAdmin, invUser, "User types/Internal User"}
 	case "res.groups":
 		if op == "read" {
 			return []string{"Administration/Access Rights", "User types/Internal User"}
@@ -152,7 +153,7 @@ func (s *Server) GiveAccessRights(uid int64) {
 // Manufacturing users read work centers and loss reasons and have every
 // right on manufacturing orders, work orders and time lines; Inventory
 // users read, write and create stock moves (do_scrap creates one with the
-// caller's rights) and have every right on move lines. Internal users read
+// caller's rights); internal users have every right on move lines, and read
 // groups. Nothing else (system parameters: Settings only; groups:
 // Access Rights).
 var mrpUserRights = map[string]string{
