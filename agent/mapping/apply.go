@@ -1470,13 +1470,23 @@ func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
 	if back > 0 {
 		ms.ReasonTime = x.t
 	}
-	if ms.ReasonSet && ms.Reason == x.reason {
+	// The current stop, begun by a BIRTH, goes on from a stored one whose
+	// reason is later than the live one (the BIRTH gave the reason no
+	// value): x follows the stored reason, not the live one from before
+	// the outage (storedStart; a code cleared with the run, the same as
+	// before the outage or its notification first, took the stored code
+	// from the stop).
+	prev := ms.Reason
+	if h := ms.Hist; h != nil && x.srcTime && h.ReasonTime.After(ms.ReasonTime) && !x.t.Before(h.ReasonTime) && intoBirthStop(ms, h) {
+		prev = h.Reason
+	}
+	if ms.ReasonSet && ms.Reason == x.reason && prev == x.reason {
 		if x.srcTime && x.t.After(ms.ReasonTime) {
 			ms.ReasonTime = x.t
 		}
 		return nil, false
 	}
-	ms.PrevReason, ms.ReasonChanged = ms.Reason, time.Time{}
+	ms.PrevReason, ms.ReasonChanged = prev, time.Time{}
 	ms.Reason, ms.ReasonSet = x.reason, true
 	if x.srcTime {
 		ms.ReasonTime, ms.ReasonChanged = x.t, x.t

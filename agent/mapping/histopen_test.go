@@ -224,3 +224,39 @@ func TestSparkplugHistoricalNoRunTimeThenNextOutage(t *testing.T) {
 		})
 	}
 }
+
+// The BIRTH gives the stop code no value; the code stored with the stop
+// (J, at 4) is the last known, and the PLC clears it with the run: the
+// cleared code comes first, in a message of its own stamped with the run,
+// the same "" the agent knew from before the outage or the first code it
+// sees. The stop had J: the cleared code follows the stored one (before,
+// it was taken for no change, or for a change from "", and the line got
+// "" and the default loss). A code cleared before the run is the stop's
+// reason at its end, as for any stop.
+func TestSparkplugHistoricalStopIntoTheBirthCodeClearedWithTheRun(t *testing.T) {
+	run, code, at, stored := spRun, spCode, spAt, spStored
+	for _, c := range []struct {
+		name    string
+		before  bool    // the code known from before the outage ("")
+		cleared float64 // when the code is cleared
+		reason  string
+	}{
+		{"known before", true, 15, "J"},
+		{"none before", false, 15, "J"},
+		{"cleared before the run", true, 12, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newSPHist(t)
+			if c.before {
+				h.send(0, run(true, 0), code("", 0))
+			} else {
+				h.send(0, run(true, 0))
+			}
+			h.birth(10, run(false, 10))
+			h.send(10, stored(code("J", 4)), stored(run(false, 4)))
+			h.send(c.cleared, code("", c.cleared))
+			h.send(15, run(true, 15))
+			h.want("the stop", Event{Kind: EventStopped, Start: at(10)}, Event{Kind: EventRunning, Start: at(4), End: at(15), Reason: c.reason})
+		})
+	}
+}
