@@ -154,7 +154,7 @@ func newPlant(t testing.TB, o plantOptions) *plant {
 	bot, key := p.odoo.AddUser("plantedge-bot")
 	// The rights the README tells the admin to give, no more: a call
 	// outside them fails the test as it would fail in a plant.
-	p.odoo.GiveOnlyManufacturingUser("plantedge-bot")
+	p.odoo.GiveOnlyBotRights("plantedge-bot")
 	p.bot = bot
 	if o.botLang != "" {
 		p.odoo.SetUserLang(bot, o.botLang)

@@ -74,17 +74,18 @@ func TestCanAccessRejectsUnknownOperation(t *testing.T) {
 	}
 }
 
-// Every call the client makes succeeds for a bot user holding only the
-// group the README names, Manufacturing / User (with what it implies:
-// Inventory / User, Internal User), in every mode: no call needs a right
-// beyond it, and the rights validate --odoo asks for are all there. Any
-// refusal by the emulator shows as an exception outcome in its call log.
-func TestEveryCallAsManufacturingUser(t *testing.T) {
+// Every call the client makes succeeds for a bot user holding only what
+// the README names, Manufacturing / User (with what it implies: Inventory
+// / User, Internal User) and a group of its own that reads external ids,
+// in every mode: no call needs a right beyond these, and the rights
+// validate --odoo asks for are all there. Any refusal by the emulator
+// shows as an exception outcome in its call log.
+func TestEveryCallAsTheBotUser(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.String(), func(t *testing.T) {
 			f := newFixture(t, odootest.Options{Version: m.version})
 			uid, key := f.srv.AddUser("bot")
-			f.srv.GiveOnlyManufacturingUser("bot")
+			f.srv.GiveOnlyBotRights("bot")
 			bot := f.client(t, m.protocol, func(c *odoo.Config) { c.Username, c.APIKey = "bot", key })
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()

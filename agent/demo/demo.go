@@ -141,7 +141,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		m.woID = odooSrv.AddWorkorder(mo, m.wcID, m.woName, "progress")
 	}
 	_, key := odooSrv.AddUser("plantedge-bot")
-	odooSrv.GiveOnlyManufacturingUser("plantedge-bot") // the README's least-privilege bot
+	odooSrv.GiveOnlyBotRights("plantedge-bot") // the README's least-privilege bot
 	keyFile := filepath.Join(o.DataDir, "odoo-api-key")
 	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
 		return nil, err

@@ -16,9 +16,11 @@ import (
 
 func init() { validateOdoo = checkOdoo }
 
-// odooRight is one access right the bot user needs.
+// odooRight is one access right the bot user needs, and how to give it
+// (the group that has it, or where no standard group is right for it,
+// what to do).
 type odooRight struct {
-	model, op, why, group string
+	model, op, why, hint string
 }
 
 // lossUse is one loss reason name, where the file names it (key paths),
@@ -150,7 +152,8 @@ func groupFor(msg string) string {
 	case strings.HasPrefix(m[1], "stock."):
 		return "the group Inventory / User (" + m[1] + ")"
 	case m[1] == "ir.model.data":
-		return "the user type Internal User (" + m[1] + ")"
+		// No standard group below Access Rights has it (see neededRights).
+		return "a group of its own whose one access right is read on Model Data (" + m[1] + "), as the README says"
 	}
 	return "the group that grants reading " + m[1]
 }
@@ -267,7 +270,10 @@ func (c *odooCheck) checkLosses(ctx context.Context, cfg *config.Config, client 
 
 // neededRights lists the rights the agent uses with cfg.
 func neededRights(cfg *config.Config) []odooRight {
-	const mrpUser = "Manufacturing / User"
+	const (
+		mrpUser = "give the user the group Manufacturing / User"
+		invUser = "give the user the group Inventory / User"
+	)
 	rights := []odooRight{
 		{"mrp.workorder", odoo.OpRead, "to find each machine's work order in progress", mrpUser},
 		{"mrp.workorder", odoo.OpWrite, "to write produced quantities", mrpUser},
@@ -280,19 +286,22 @@ func neededRights(cfg *config.Config) []odooRight {
 	}
 	if slices.ContainsFunc(cfg.Machines, func(m config.Machine) bool { return m.ScrapCount != nil }) {
 		rights = append(rights,
-			odooRight{"stock.scrap", odoo.OpRead, "to find its bookings and watch the drafts Odoo leaves", "Inventory / User"},
-			odooRight{"stock.scrap", odoo.OpCreate, "to book scrap", "Inventory / User"},
-			odooRight{"stock.scrap", odoo.OpWrite, "to update and validate scrap", "Inventory / User"},
+			odooRight{"stock.scrap", odoo.OpRead, "to find its bookings and watch the drafts Odoo leaves", invUser},
+			odooRight{"stock.scrap", odoo.OpCreate, "to book scrap", invUser},
+			odooRight{"stock.scrap", odoo.OpWrite, "to update and validate scrap", invUser},
 			// do_scrap moves the pieces out of stock with the caller's
 			// rights: a custom group without these leaves every scrap a
 			// draft with Odoo's refusal.
-			odooRight{"stock.move", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", "Inventory / User"},
+			odooRight{"stock.move", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", invUser},
 			// Every internal user's (stock's access_stock_move_line_all).
-			odooRight{"stock.move.line", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", "Internal User (user type)"},
-			odooRight{"stock.move", odoo.OpWrite, "to validate scrap (Odoo marks its stock move done, with the bot user's rights)", "Inventory / User"})
+			odooRight{"stock.move.line", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", "give the user the group Internal User (user type)"},
+			odooRight{"stock.move", odoo.OpWrite, "to validate scrap (Odoo marks its stock move done, with the bot user's rights)", invUser})
 	}
+	// No standard group below Access Rights reads external ids (base's
+	// access_ir_model_data_user: nothing, 17.0-19.0).
 	return append(rights, odooRight{"ir.model.data", odoo.OpRead,
-		"to find the agent's downtime and scrap records by external id", "Internal User (user type)"})
+		"to find the agent's downtime and scrap records by external id",
+		"give the user a group of its own whose one access right is read on Model Data (ir.model.data): Odoo gives it to no standard group but Administration / Access Rights, which may give itself any right"})
 }
 
 // overRights are rights the agent never uses whose holder may do far more
@@ -336,7 +345,7 @@ func (c *odooCheck) checkRights(ctx context.Context, cfg *config.Config, client 
 				return 0, false
 			}
 		case !ok:
-			c.problem("%s may not %s %s, needed %s (hint: give the user the group %s)", who, r.op, r.model, r.why, r.group)
+			c.problem("%s may not %s %s, needed %s (hint: %s)", who, r.op, r.model, r.why, r.hint)
 		}
 	}
 	return len(rights), true

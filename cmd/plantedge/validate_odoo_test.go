@@ -32,8 +32,9 @@ func newOdooSite(t *testing.T, version int) *odooSite {
 	t.Cleanup(s.Close)
 	o := &odooSite{srv: s, url: url, dir: t.TempDir(), loss: "Equipment Failure"}
 	o.uid, o.key = s.AddUser("plantedge-bot")
-	// The bot user the README asks for: Manufacturing / User alone.
-	s.GiveOnlyManufacturingUser("plantedge-bot")
+	// The bot user the README asks for: Manufacturing / User, and a group
+	// of its own that reads external ids.
+	s.GiveOnlyBotRights("plantedge-bot")
 	o.wc1 = s.AddWorkcenter("WC-PRESS-01", "Press 1")
 	o.wc2 = s.AddWorkcenter("WC-PACK-02", "Packing 2")
 	o.machines = `  - id: press-1
@@ -144,8 +145,9 @@ var odooReleases = []struct {
 	proto   string
 }{{17, "JSON-RPC"}, {18, "JSON-RPC"}, {19, "JSON-2"}}
 
-// The bot user the README asks for, Manufacturing / User alone, passes:
-// every right validate checks is in that group, and no warning.
+// The bot user the README asks for, Manufacturing / User and a group of
+// its own that reads external ids, passes: every right validate checks is
+// in these, and no warning.
 func TestValidateOdooAllGood(t *testing.T) {
 	for _, c := range odooReleases {
 		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
@@ -195,6 +197,23 @@ func TestValidateOdooWarnsAboutAnOverPrivilegedBot(t *testing.T) {
 						"odoo: OK: 2 work centers, 2 loss reasons, 13 access rights"})
 			})
 		}
+	}
+}
+
+// Manufacturing / User alone does not read external ids on Odoo 17-19
+// (no standard group below Access Rights does): validate says which group
+// to make, not to give it Access Rights.
+func TestValidateOdooManufacturingUserAloneCannotReadExternalIDs(t *testing.T) {
+	for _, c := range odooReleases {
+		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
+			o := newOdooSite(t, c.version)
+			o.srv.GiveOnlyManufacturingUser("plantedge-bot")
+			lines, err := o.run(t)
+			// the loss named by its external id cannot be resolved either
+			wantLines(t, lines, err, "odoo: 2 problems", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses[:1], []string{
+				`odoo: problem: looking up loss reason "mrp.block_reason2": access denied: You are not allowed to access 'Model Data' (ir.model.data) records. (hint: the bot user lacks a right the agent needs; give it a group of its own whose one access right is read on Model Data (ir.model.data), as the README says)`,
+				fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not read ir.model.data, needed to find the agent's downtime and scrap records by external id (hint: give the user a group of its own whose one access right is read on Model Data (ir.model.data): Odoo gives it to no standard group but Administration / Access Rights, which may give itself any right)`, o.uid)})
+		})
 	}
 }
 
@@ -290,10 +309,10 @@ func TestValidateOdooReportsEveryProblem(t *testing.T) {
 	wantLines(t, lines, err, "odoo: 5 problems", []string{o.connected(17, "JSON-RPC"), o.workcenters()[0],
 		`odoo: problem: ` + o.at("24:17: machines[1].workcenter") + `machine pack-2: no work center with code "WC-PACK-09" (set this Code on the work center in Odoo, or fix the machine's workcenter; in a multi-company Odoo, add the work center's company to the bot user's allowed companies (its default company does not matter))`,
 		goodLosses[0],
-		`odoo: problem: looking up loss reason "mrp.block_reason2": access denied: You are not allowed to access 'Model Data' (ir.model.data) records. (hint: the bot user lacks a right the agent needs; give it the user type Internal User (ir.model.data))`,
+		`odoo: problem: looking up loss reason "mrp.block_reason2": access denied: You are not allowed to access 'Model Data' (ir.model.data) records. (hint: the bot user lacks a right the agent needs; give it a group of its own whose one access right is read on Model Data (ir.model.data), as the README says)`,
 		`odoo: problem: ` + o.at("9:17: odoo.default_loss") + `no loss reason "Jammed" (use the exact English name of a loss reason in Odoo, or its external id such as mrp.block_reason1)`,
 		fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not create stock.scrap, needed to book scrap (hint: give the user the group Inventory / User)`, o.uid),
-		fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not read ir.model.data, needed to find the agent's downtime and scrap records by external id (hint: give the user the group Internal User (user type))`, o.uid),
+		fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not read ir.model.data, needed to find the agent's downtime and scrap records by external id (hint: give the user a group of its own whose one access right is read on Model Data (ir.model.data): Odoo gives it to no standard group but Administration / Access Rights, which may give itself any right)`, o.uid),
 	})
 }
 

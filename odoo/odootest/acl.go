@@ -71,9 +71,8 @@ func modelGroups(model, op string) []string {
 	case "ir.config_parameter":
 		return []string{"Administration/Settings"}
 	case "ir.model.data":
-		if op == "read" || op == "create" {
-			return []string{"Administration/Access Rights", "User types/Internal User"}
-		}
+		// base's access_ir_model_data_user gives internal users nothing
+		// (0,0,0,0 in 17.0-19.0): Access Rights' alone.
 		return []string{"Administration/Access Rights"}
 	}
 	return []string{"User types/Internal User"}
@@ -148,7 +147,9 @@ func (s *Server) GiveAccessRights(uid int64) {
 // Internal User), on the emulator's models, as the ir.model.access.csv of
 // base, uom, product, stock and mrp grant them: r(ead), w(rite), c(reate),
 // u(nlink). Every user reads companies and users; internal users read
-// units and external ids and may create these; Inventory users read
+// units, and nothing of external ids (ir.model.data: base's
+// access_ir_model_data_user grants 0,0,0,0 in 17.0-19.0; load writes them
+// as the superuser); Inventory users read
 // products and manufacturing orders and read, write and create scraps;
 // Manufacturing users read work centers and loss reasons and have every
 // right on manufacturing orders, work orders and time lines; Inventory
@@ -162,7 +163,6 @@ var mrpUserRights = map[string]string{
 	"res.groups":                       "r",
 	"uom.uom":                          "r",
 	"product.product":                  "r",
-	"ir.model.data":                    "rc",
 	"mrp.workcenter":                   "r",
 	"mrp.workcenter.productivity.loss": "r",
 	"mrp.production":                   "rwcu",
@@ -173,33 +173,51 @@ var mrpUserRights = map[string]string{
 	"stock.move.line":                  "rwcu",
 }
 
-// mrpManagerRights are those of a user in Manufacturing / Administrator
-// (which implies Manufacturing / User): it may also change work centers
-// and loss reasons (mrp security/ir.model.access.csv, group_mrp_manager),
-// and bills of materials, which the emulator does not have.
-var mrpManagerRights = func() map[string]string {
-	r := map[string]string{}
-	for m, ops := range mrpUserRights {
+// botRights are the README's bot user's: Manufacturing / User, and a group
+// of its own whose one access right is reading external ids (no standard
+// group but Access Rights has it, and that one may give itself any right).
+var botRights = withRights(mrpUserRights, map[string]string{"ir.model.data": "r"})
+
+// mrpManagerRights are those of a bot user made a Manufacturing /
+// Administrator (which implies Manufacturing / User): it may also change
+// work centers and loss reasons (mrp security/ir.model.access.csv,
+// group_mrp_manager), and bills of materials, which the emulator does not
+// have.
+var mrpManagerRights = withRights(botRights, map[string]string{
+	"mrp.workcenter": "rwcu", "mrp.workcenter.productivity.loss": "rwcu"})
+
+// withRights is base with the rights of some models replaced.
+func withRights(base, models map[string]string) map[string]string {
+	r := make(map[string]string, len(base)+len(models))
+	for m, ops := range base {
 		r[m] = ops
 	}
-	r["mrp.workcenter"] = "rwcu"
-	r["mrp.workcenter.productivity.loss"] = "rwcu"
+	for m, ops := range models {
+		r[m] = ops
+	}
 	return r
-}()
+}
 
 // GiveOnlyManufacturingUser makes the user with this login hold exactly the
-// rights of the group Manufacturing / User (and the groups it implies), as
-// the README tells the admin to give the bot user, instead of the
-// emulator's default of every right: a call outside them is refused as
-// Odoo refuses it. DenyAccess still takes rights away on top.
+// rights of the group Manufacturing / User (and the groups it implies),
+// instead of the emulator's default of every right: a call outside them is
+// refused as Odoo refuses it. DenyAccess still takes rights away on top.
 func (s *Server) GiveOnlyManufacturingUser(login string) {
 	s.giveOnly(login, mrpUserRights)
 }
 
+// GiveOnlyBotRights makes the user with this login hold exactly what the
+// README asks the admin to give the bot user: Manufacturing / User (and
+// the groups it implies), and read access to external ids (ir.model.data)
+// through a group of its own, which the agent finds its records by.
+func (s *Server) GiveOnlyBotRights(login string) {
+	s.giveOnly(login, botRights)
+}
+
 // GiveOnlyManufacturingAdministrator makes the user with this login hold
-// exactly the rights of the group Manufacturing / Administrator (and the
-// groups it implies): Manufacturing / User's and changing work centers and
-// loss reasons.
+// exactly the README bot's rights (GiveOnlyBotRights) and those of the
+// group Manufacturing / Administrator: changing work centers and loss
+// reasons.
 func (s *Server) GiveOnlyManufacturingAdministrator(login string) {
 	s.giveOnly(login, mrpManagerRights)
 }

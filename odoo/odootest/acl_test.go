@@ -317,6 +317,30 @@ func TestAccessDeniedStockMoveRefusesTheBooking(t *testing.T) {
 	}
 }
 
+// Fact (base security/ir.model.access.csv, 17.0-19.0): internal users hold
+// nothing of external ids (access_ir_model_data_user 0,0,0,0), only
+// Administration / Access Rights reads them: a Manufacturing / User bot is
+// refused the lookups the agent finds its records by, unless a group of
+// its own gives it read access to ir.model.data (the README's bot).
+func TestAccessExternalIDsNeedAGroupOfTheirOwn(t *testing.T) {
+	e := newEnv(t, 19)
+	uid, key := e.bot()
+	e.s.GiveOnlyManufacturingUser("bot")
+	args := []any{[]any{[]any{"module", "=", "mrp"}}}
+	r := e.execAs(uid, key, "ir.model.data", "search_read", args, map[string]any{"fields": []any{"name"}})
+	e.wantErr(r, "odoo.exceptions.AccessError")
+	want := "You are not allowed to access 'Model Data' (ir.model.data) records.\n\n" +
+		"This operation is allowed for the following groups:\n\t- Administration/Access Rights\n\n" +
+		"Contact your administrator to request access if necessary."
+	if r.ErrMsg != want {
+		t.Fatalf("message %q, want %q", r.ErrMsg, want)
+	}
+	e.s.GiveOnlyBotRights("bot")
+	e.ok(e.execAs(uid, key, "ir.model.data", "search_read", args, map[string]any{"fields": []any{"name"}}))
+	e.wantErr(e.execAs(uid, key, "ir.model.data", "create", []any{map[string]any{"module": "x", "name": "y", "model": "res.users", "res_id": uid}}, nil),
+		"odoo.exceptions.AccessError")
+}
+
 // Fact (base security/ir.model.access.csv): internal users read groups,
 // only Administration / Access Rights (implied by Settings) changes them;
 // Manufacturing / Administrator changes work centers and loss reasons,
