@@ -155,7 +155,7 @@ func (f *forwarder) checkRestored(ctx context.Context) error {
 			return err
 		}
 		f.restoreChecked = true
-		f.a.log.Warn("cannot check whether the buffer file is older than what was booked in Odoo: the bot user may not read external ids (ir.model.data)", "err", err)
+		f.a.log.Warn("cannot check whether the buffer file is older than what was booked in Odoo: the bot user may not read external ids (ir.model.data): give it a group of its own whose one access right is read on Model Data (README, Odoo side)", "err", err)
 		return nil
 	}
 	f.restoreChecked = true
