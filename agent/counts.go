@@ -169,11 +169,11 @@ func (a *Agent) loadWOState(machine string) (*woState, error) {
 // forwarder keeps per key only this, not the records, so a backlog of
 // millions of values costs a few bytes per machine.
 type pendingKey struct {
-	sum    float64
-	n      int
-	maxSeq uint64
-	first  int64 // source time (ms) of the oldest pending piece
-	last   int64 // and of the newest
+	sum            float64
+	n              int
+	minSeq, maxSeq uint64
+	first          int64 // source time (ms) of the oldest pending piece
+	last           int64 // and of the newest
 	// buffered is when the oldest record was buffered, by this box's
 	// clock (zero: none).
 	buffered time.Time
@@ -185,6 +185,9 @@ type pendingKey struct {
 func (p *pendingKey) add(r buffer.Record, c countRecord) {
 	p.sum += c.Delta
 	p.n++
+	if p.minSeq == 0 {
+		p.minSeq = r.Seq
+	}
 	p.maxSeq = r.Seq
 	if p.buffered.IsZero() || r.Time.Before(p.buffered) {
 		p.buffered = r.Time

@@ -373,11 +373,15 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 			lines[i].skip = true
 		}
 	}
+	f.roundProgress(func(p *roundProgress) {
+		p.phase, p.loads = phaseDowntime, (len(lines)+linesPerLoad-1)/linesPerLoad
+	})
 	for len(lines) > 0 {
 		n := min(len(lines), linesPerLoad)
 		if err := f.sendLines(ctx, lines[:n]); err != nil {
 			return err
 		}
+		f.roundProgress(func(p *roundProgress) { p.loadsSent++; p.eventsAcked += n })
 		lines = lines[n:]
 	}
 	return nil
@@ -503,6 +507,7 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 	if err := f.a.buf.Ack(ctx, acked, meta...); err != nil {
 		return fmt.Errorf("ack downtime records: %w", err)
 	}
+	f.left.Add(uint64(len(acked)))
 	f.a.metrics.forwarded.WithLabelValues("downtime").Add(float64(len(acked)))
 	return nil
 }

@@ -2950,3 +2950,93 @@ func TestOdooUpDuringTheFirstRoundAfterAnOutage(t *testing.T) {
 	p.odoo.SetLatency(0)
 	p.waitExact(ra, 30*time.Second)
 }
+
+// Status follows a backlog's drain (status's drain object): during its
+// first round what the round does (buffer.pending does not move until its
+// end), no rate, and no time left before its count writes show their pace;
+// from the second round on the measured rate, the rounds' length and the
+// time left; nothing while idle, while Odoo is
+// away, and once the backlog is in Odoo. Five presses stopped and ran 250
+// times each while Odoo was down: 2,500 downtime records, two rounds
+// (EventsPerRound a round).
+func TestEndToEndStatusFollowsADrain(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3", "press-4", "press-5"}, block: true})
+	ra := p.startAgent()
+	for _, m := range p.machines {
+		p.produce(m, 3, 1)
+	}
+	p.waitExact(ra, 30*time.Second)
+	if st := ra.a.Status(); st.Drain != nil {
+		t.Errorf("idle, Odoo online: drain %+v, want none", *st.Drain)
+	}
+	// Rounds only when asked for and while a backlog lasts.
+	p.editConfig("forward:\n  interval: 100ms\n", "forward:\n  interval: 1h\n")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.odoo.SetDown(true)
+	for _, m := range p.machines {
+		p.produce(m, 4, 1)
+	}
+	const stops = 250
+	from := p.stopsWhileOdooDown(ra, stops)
+	waitFor(t, 15*time.Second, "the outage noticed", func() (bool, string) {
+		ra.a.Flush()
+		st := ra.a.Status()
+		return st.Odoo.State == "offline" && st.Odoo.Failures > 0, fmt.Sprintf("%+v", st.Odoo)
+	})
+	if st := ra.a.Status(); st.Drain != nil {
+		t.Errorf("Odoo away with a backlog: drain %+v, want none", *st.Drain)
+	}
+	// Every request takes 30 ms more: status sees the rounds' loads go.
+	p.odoo.SetLatency(30 * time.Millisecond)
+	p.odoo.SetDown(false)
+	rounds0 := ra.a.Status().Odoo.RoundsDone
+	ra.a.Flush()
+	var firstRound, later []agent.DrainStatus
+	waitFor(t, 60*time.Second, "the backlog's lines", func() (bool, string) {
+		st := ra.a.Status()
+		if d := st.Drain; d != nil {
+			if d.RoundsDone == 0 {
+				firstRound = append(firstRound, *d)
+			} else {
+				later = append(later, *d)
+			}
+		}
+		return st.Buffer.Lanes["events"].Pending == 0 && st.Odoo.RoundsDone >= rounds0+2, fmt.Sprintf("%d lines, %+v", len(p.odoo.Productivity()), st.Buffer.Lanes)
+	})
+	sawLoads := false
+	for _, d := range firstRound {
+		// Its time left once its count writes show their pace, not before.
+		early := d.Round != nil && (d.Round.Phase == "reading" || d.Round.Phase == "downtime")
+		if d.Round == nil || d.RecordsPerSecond != nil || early && d.ETASeconds != nil {
+			t.Errorf("during the drain's first round: %+v (round %+v), want the round, no rate, and no time left before its writes", d, d.Round)
+			break
+		}
+		if d.Round.Phase == "downtime" && d.Round.DowntimeClaimed == agent.EventsPerRound && d.Round.Loads == agent.EventsPerRound/agent.LinesPerLoad && d.Round.CountRecords > 0 {
+			sawLoads = true
+		}
+	}
+	if !sawLoads {
+		t.Errorf("status never showed the first round sending its %d loads with the counts in flight: %+v", agent.EventsPerRound/agent.LinesPerLoad, firstRound)
+	}
+	sawETA := false
+	for _, d := range later {
+		if d.ETASeconds != nil && d.RecordsPerSecond != nil && *d.RecordsPerSecond > 0 && d.RoundSeconds != nil && *d.RoundSeconds > 0 {
+			sawETA = true
+		}
+	}
+	if !sawETA {
+		t.Errorf("after the first round status gave no rate and time left: %+v", later)
+	}
+	// The backlog in Odoo: no drain; a round with live records only is none.
+	if st := ra.a.Status(); st.Drain != nil {
+		t.Errorf("backlog drained: drain %+v (round %+v), want none", *st.Drain, st.Drain.Round)
+	}
+	p.odoo.SetLatency(0)
+	p.produceAfterBacklog(ra, from)
+	if st := ra.a.Status(); st.Drain != nil {
+		t.Errorf("live rounds after the drain: drain %+v, want none", *st.Drain)
+	}
+}

@@ -252,6 +252,17 @@ type forwarder struct {
 	// roundsDone counts the rounds completed (rounds run one at a time:
 	// roundsDone > n means round n+1 has completed).
 	roundsDone uint64
+	// drain follows a backlog's rounds for status (drain.go).
+	drain drainMeter
+
+	// left counts the records that left the buffer since start: acknowledged
+	// (Odoo has them) or moved to the dead letters (a drain's rate).
+	left atomic.Uint64
+	// prevStart and prevSeq are when the round before the one under way
+	// began and the buffer's last sequence number then (run's goroutine):
+	// a record from before it is a backlog's.
+	prevStart time.Time
+	prevSeq   uint64
 }
 
 // setupError is a failure to build the Odoo client (no API key, bad CA
@@ -1095,9 +1106,11 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	}
 	f.rounds++
 	f.mu.Unlock()
+	prevSeq := f.beginRound()
 	defer func() {
 		f.mu.Lock()
 		f.roundsDone++
+		f.drain.end(time.Now(), f.left.Load(), err == nil, more)
 		f.mu.Unlock()
 	}()
 	// Before anything is read (and also while Odoo is away): what renamed
@@ -1211,10 +1224,16 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	f.roundProgress(func(p *roundProgress) { p.events, p.read = len(events), true })
 	pending, err := f.aggregateCounts(ctx, cfg)
 	if err != nil {
 		return false, err
 	}
+	f.roundProgress(func(p *roundProgress) {
+		for _, k := range pending {
+			p.counts += k.n
+		}
+	})
 	need := map[string]bool{}
 	for _, e := range events {
 		need[e.rec.Key] = true
@@ -1343,6 +1362,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		})
 	}
 	f.warnProducing(cfg)
+	f.decideDrain(prevSeq, events, pending, wos)
 
 	if err := f.soloSince(ctx, events, pending, wos, byWC); err != nil {
 		return false, err
@@ -1400,13 +1420,16 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			f.markedUntil = until
 		}
 	}
+	f.roundProgress(func(p *roundProgress) { p.phase, p.writes, p.countsAt = phaseCounts, len(writes), time.Now() })
 	for i, w := range writes {
 		if err := f.sendCounts(ctx, w, &acks); err != nil {
 			// The writes after it were not sent: their marks go back.
 			acks.extra = append(acks.extra, f.unplan(writes[i+1:])...)
 			return giveUp(err)
 		}
+		f.roundProgress(func(p *roundProgress) { p.writesSent++ })
 	}
+	f.roundProgress(func(p *roundProgress) { p.phase = phaseAcking })
 	// Every write answered, none in doubt, no backlog: the settle mark is
 	// forgotten with the acknowledgement (unmarkSettle's rule), not in a
 	// commit of its own each round (the wear probe).
@@ -1603,6 +1626,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 			if err := f.a.buf.Ack(ctx, acked, meta...); err != nil {
 				return fmt.Errorf("ack counts: %w", err)
 			}
+			f.left.Add(uint64(len(acked)))
 			acked, carried, touched = nil, nil, map[string]bool{}
 			return nil
 		})
@@ -1632,6 +1656,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 		if err := f.a.buf.Ack(ctx, acked, meta...); err != nil {
 			return fmt.Errorf("ack counts: %w", err)
 		}
+		f.left.Add(uint64(len(acked)))
 	case len(meta) > 0:
 		if err := f.a.buf.PutMeta(ctx, meta...); err != nil {
 			return err
@@ -1695,6 +1720,7 @@ func (f *forwarder) deadLetterKeyAs(ctx context.Context, key string, upTo uint64
 		if err := f.a.buf.DeadLetterAs(ctx, mine, as, reason); err != nil {
 			return fmt.Errorf("dead-letter records %d to %d: %w", mine[0].Seq, mine[len(mine)-1].Seq, err)
 		}
+		f.left.Add(uint64(len(mine)))
 		f.a.metrics.deadLettered.Inc()
 		f.a.forgetPendingCounts() // status: the pieces in the dead letters now, with the count of them
 		f.a.deadLog.log(deadLogKey(key, reason), f.a.log, slog.LevelWarn, msg, "key", key,
@@ -1768,6 +1794,7 @@ func (f *forwarder) moveToDeadLetters(ctx context.Context, r buffer.Record, msg,
 	if err := f.a.buf.DeadLetter(ctx, r, reason); err != nil {
 		return fmt.Errorf("dead-letter record %d: %w", r.Seq, err)
 	}
+	f.left.Add(1)
 	f.a.metrics.deadLettered.Inc()
 	f.a.forgetPendingCounts()
 	f.a.deadLog.log(deadLogKey(r.Key, reason), f.a.log, slog.LevelWarn, msg, "key", r.Key, "seq", r.Seq, "lane", r.Lane.String(), "reason", reason)

@@ -30,9 +30,12 @@ type Status struct {
 	Uptime       float64 `json:"uptime_seconds,omitempty"`
 	// Started is when the running agent started (its instance: flush
 	// tells a restart from it).
-	Started   time.Time       `json:"started,omitzero"`
-	Buffer    BufferStatus    `json:"buffer"`
-	Odoo      OdooStatus      `json:"odoo"`
+	Started time.Time    `json:"started,omitzero"`
+	Buffer  BufferStatus `json:"buffer"`
+	Odoo    OdooStatus   `json:"odoo"`
+	// Drain is how a backlog's drain goes (its rate, the round under way,
+	// the time left): present while one drains with Odoo online.
+	Drain     *DrainStatus    `json:"drain,omitempty"`
 	Sources   []SourceStatus  `json:"sources"`
 	Machines  []MachineStatus `json:"machines"`
 	LastError string          `json:"last_error,omitempty"`
@@ -329,6 +332,9 @@ func (a *Agent) Status() Status {
 		st.LastError = l.LastError
 		links = a.fwd.machineSnapshot()
 		drafts = a.fwd.draftsSnapshot()
+		if l.State == "online" {
+			st.Drain = a.fwd.drainStatus(time.Now(), st.Buffer.Lanes[buffer.LaneEvents.String()].Pending)
+		}
 	}
 	signalErrs := map[string]string{} // machine -> what is wrong with one of its signals
 	runRefused := map[string]bool{}   // machines whose running node or topic the source refuses

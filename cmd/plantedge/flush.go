@@ -182,11 +182,15 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 					time.Duration(math.Ceil(st.Odoo.NextAttemptSeconds))*time.Second)
 			}
 		}
+		eta := "" // a backlog's time left, after what the round does so far
+		if st.Drain != nil {
+			eta = "; " + etaWords(st.Drain)
+		}
 		if tty {
 			// One line redrawn in place: cut to the terminal's width, or
 			// a wrapped line would pile up copies of itself.
-			fmt.Fprintf(rawWriter(w), "\r\033[K%s", fitWidth(bar(start, pending, 30)+" "+line+next, width))
-		} else if same := volatile.ReplaceAllString(line, ""); same != lastLine {
+			fmt.Fprintf(rawWriter(w), "\r\033[K%s", fitWidth(bar(start, pending, 30)+" "+line+next+eta, width))
+		} else if same := volatile.ReplaceAllString(line+eta, ""); same != lastLine {
 			// A line per change — but a count going down on its own (a
 			// drain, machines adding records) at most every 5 s: the soak
 			// probe's 20 s flush printed 40 lines of the same words.
@@ -197,7 +201,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 				every = 30 * time.Second
 			}
 			if shape := countDigits.ReplaceAllString(same, "#"); shape != lastShape || time.Since(lastAt) >= every {
-				fmt.Fprintln(w, line+next)
+				fmt.Fprintln(w, line+next+eta)
 				lastLine, lastShape, lastAt = same, shape, time.Now()
 			}
 		}
@@ -345,6 +349,9 @@ func notDrained(timeout time.Duration, pending int, st agent.Status) string {
 		// flush of 5 minutes failed without saying why).
 		slow = fmt.Sprintf("; %s of them are stops and runs, which go to Odoo as downtime lines, %s: "+
 			"a backlog of them after an outage takes several rounds (plantedge status shows a round's length)", plural(ev, "record"), linesPace)
+	}
+	if st.Drain != nil {
+		slow += "; the drain goes on: " + etaWords(st.Drain)
 	}
 	return fmt.Sprintf("not drained within %s: %s pending%s (odoo %s)%s", timeout, plural(pending, "record"), held, odooWord(st), slow)
 }

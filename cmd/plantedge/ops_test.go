@@ -1065,4 +1065,9 @@ func TestFlushShowsARoundUnderWay(t *testing.T) {
 	if !strings.Contains(out, "(a round is under way): ") || strings.Count(out, "under way") > 1 {
 		t.Errorf("flush did not say once that a round was under way:\n%s", out)
 	}
+	// The round is a backlog's (the outage's records): the line says
+	// when its time left is known, or the time left.
+	if !strings.Contains(out, "; time left known once the first round's count writes show their pace") && !strings.Contains(out, " left (this round") {
+		t.Errorf("flush did not say the drain's time left:\n%s", out)
+	}
 }

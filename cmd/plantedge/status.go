@@ -189,6 +189,9 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "          %s are stops and runs: they go to Odoo as downtime lines, %s\n",
 			plural(ev, "record"), linesPace)
 	}
+	if d := st.Drain; d != nil {
+		fmt.Fprintf(w, "Drain     %s\n", drainLine(d))
+	}
 	if b.DeadLettersDropped > 0 {
 		fmt.Fprintf(w, "          %s dropped by an operator (plantedge deadletter drop)\n", plural(int(b.DeadLettersDropped), "dead letter"))
 	}

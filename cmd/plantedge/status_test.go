@@ -442,3 +442,43 @@ func TestFlushVerdictNamesAStopsBacklog(t *testing.T) {
 		t.Errorf("Odoo away: %s", msg)
 	}
 }
+
+// A backlog that drains (status --json's drain): one line with its pace,
+// the time left, and what the round under way does — buffer.pending does
+// not move until a round's end (the drain probe: 915,000 for 90 s).
+func TestStatusShowsTheDrain(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	for _, tc := range []struct {
+		name string
+		d    *agent.DrainStatus
+		want string
+	}{
+		{"none", nil, ""},
+		{"first round, its loads", &agent.DrainStatus{DowntimeLeft: 8, RoundsLeft: 1, Round: &agent.DrainRound{Number: 31, Seconds: 6.2, Phase: "downtime",
+			DowntimeClaimed: 2000, CountRecords: 914211, Loads: 10, LoadsSent: 6, RecordsLeft: 1200}},
+			"Drain     backlog going to Odoo, time left known once the first round's count writes show their pace; round 31 under way for 6s: " +
+				"downtime lines, 6 of 10 loads sent (2000 stop/run records taken), the counts of 914211 records in flight (acknowledged at the round's end)\n"},
+		{"first round, its writes", &agent.DrainStatus{RoundSeconds: f(95.4), ETASeconds: f(78), Round: &agent.DrainRound{Number: 31, Seconds: 17, Phase: "counts",
+			DowntimeClaimed: 2000, CountRecords: 914211, Loads: 10, LoadsSent: 10, Writes: 100, WritesSent: 12}},
+			"Drain     backlog going to Odoo, about 1m18s left (this round, 1m35s a round); round 31 under way for 17s: " +
+				"writing counts, 12 of 100 machines done, the counts of 914211 records in flight (acknowledged at the round's end)\n"},
+		{"between rounds", &agent.DrainStatus{RoundsDone: 1, RecordsPerSecond: f(9554.9), WindowSeconds: 95.4, RoundSeconds: f(95.4), ETASeconds: f(191), DowntimeLeft: 2500, RoundsLeft: 2},
+			"Drain     backlog going to Odoo at 9555 records/s (the last 1m35s), about 3m11s left (2 more rounds, 1m35s a round)\n"},
+		{"a later round", &agent.DrainStatus{RoundsDone: 1, RecordsPerSecond: f(7131), WindowSeconds: 129, RoundSeconds: f(95), ETASeconds: f(128), RoundsLeft: 1,
+			Round: &agent.DrainRound{Number: 32, Seconds: 34, Phase: "reading"}},
+			"Drain     backlog going to Odoo at 7131 records/s (the last 2m9s), about 2m8s left (this round and 1 more round, 1m35s a round); " +
+				"round 32 under way for 34s: reading the buffer and the work orders in Odoo\n"},
+	} {
+		var out bytes.Buffer
+		printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp", State: "online"}, Drain: tc.d})
+		s := out.String()
+		if tc.want == "" && strings.Contains(s, "Drain") || tc.want != "" && !strings.Contains(s, tc.want) {
+			t.Errorf("%s: want %q in\n%s", tc.name, tc.want, s)
+		}
+	}
+	st := agent.Status{Odoo: agent.OdooStatus{State: "online"}, Buffer: agent.BufferStatus{Lanes: map[string]agent.LaneStatus{"events": {Pending: 12}}},
+		Drain: &agent.DrainStatus{RoundSeconds: f(60), ETASeconds: f(45), Round: &agent.DrainRound{Phase: "counts"}}}
+	if msg := notDrained(time.Minute, 912, st); !strings.HasSuffix(msg, "(odoo online); the drain goes on: about 45s left (this round, 1m0s a round)") {
+		t.Errorf("flush's verdict during a drain: %s", msg)
+	}
+}

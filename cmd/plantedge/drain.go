@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/plantedge/plantedge/agent"
+)
+
+// drainLine is status's line on a backlog that drains (status --json's
+// drain): its pace, the time left, and what the round under way does —
+// buffer.pending does not move until a round's end.
+func drainLine(d *agent.DrainStatus) string {
+	var b strings.Builder
+	b.WriteString("backlog going to Odoo")
+	if d.RecordsPerSecond != nil {
+		fmt.Fprintf(&b, " at %s records/s (the last %s)", count(math.Round(*d.RecordsPerSecond)), secs(d.WindowSeconds))
+	}
+	b.WriteString(", " + etaWords(d))
+	if r := d.Round; r != nil {
+		fmt.Fprintf(&b, "; round %d under way for %s: %s", r.Number, secs(r.Seconds), roundWords(r))
+	}
+	return b.String()
+}
+
+// etaWords says the time left of a drain, or why it is not known yet.
+func etaWords(d *agent.DrainStatus) string {
+	if d.ETASeconds == nil || d.RoundSeconds == nil {
+		return "time left known once the first round's count writes show their pace"
+	}
+	rounds := d.RoundsLeft
+	this := ""
+	if d.Round != nil {
+		this = "this round and "
+	}
+	what := this + plural(rounds, "more round")
+	if rounds == 0 {
+		what = "this round"
+	}
+	return fmt.Sprintf("about %s left (%s, %s a round)", secs(*d.ETASeconds), what, secs(*d.RoundSeconds))
+}
+
+// roundWords says what a drain's round under way does.
+func roundWords(r *agent.DrainRound) string {
+	counts := ""
+	if r.CountRecords > 0 {
+		counts = fmt.Sprintf(", the counts of %s in flight (acknowledged at the round's end)", plural(r.CountRecords, "record"))
+	}
+	switch r.Phase {
+	case "downtime":
+		return fmt.Sprintf("downtime lines, %d of %d loads sent (%s taken)%s", r.LoadsSent, r.Loads, plural(r.DowntimeClaimed, "stop/run record"), counts)
+	case "counts":
+		return fmt.Sprintf("writing counts, %d of %d machines done%s", r.WritesSent, r.Writes, counts)
+	case "acknowledging":
+		return "acknowledging what Odoo took" + counts
+	}
+	return "reading the buffer and the work orders in Odoo" + counts
+}
+
+// secs prints seconds as a duration to the second (1m30s).
+func secs(s float64) string {
+	return (time.Duration(math.Round(s)) * time.Second).String()
+}
