@@ -38,7 +38,9 @@ type DrainStatus struct {
 	WindowSeconds    float64  `json:"window_seconds,omitempty"`
 	// RoundSeconds is how long a round of the drain takes, measured: the
 	// mean of its last rounds (the first, which read the whole backlog of
-	// counts, left out once a later one ended). Null until one ended.
+	// counts, left out once a later one ended); while only the first has
+	// ended, or none, the projected length of the round under way once its
+	// count writes show their pace. Null before any of that.
 	RoundSeconds *float64 `json:"round_seconds"`
 	// DowntimeLeft is the downtime records (stops and runs) no round has
 	// taken yet; RoundsLeft the rounds after the one under way that they
@@ -225,21 +227,24 @@ func (m *drainMeter) status(now time.Time, left uint64, downtime int) *DrainStat
 	curOK := c == nil
 	if c != nil {
 		el := now.Sub(c.start)
+		paced := false // cur from this round's own pace
 		switch {
 		case c.phase == phaseCounts && c.writesSent >= minWrites(c.writes):
 			// Each machine's writes at the pace of those done: what
 			// bounds a round (one or a few requests each, at
 			// forward.rate), measured in this round.
 			took := now.Sub(c.countsAt)
-			cur, curOK = took*time.Duration(c.writes-c.writesSent)/time.Duration(c.writesSent), true
+			cur, curOK, paced = took*time.Duration(c.writes-c.writesSent)/time.Duration(c.writesSent), true, true
 		case c.phase == phaseAcking:
-			cur, curOK = 0, true
+			cur, curOK, paced = 0, true, true
 		case perOK:
 			cur, curOK = max(0, per-el), true
 		}
-		if curOK && !perOK {
-			// The drain's first round: the rounds after it take about as
-			// long as it does.
+		if paced && (!perOK || m.first && len(m.rounds) == 1) {
+			// The rounds after this one take about as long as it: better
+			// known from it than from the drain's first round, which read
+			// the whole backlog and looked up where its counts belong
+			// (the drain probe: 94 s, and 70 s the next).
 			per, perOK = el+cur, true
 		}
 	}

@@ -84,6 +84,12 @@ func TestDrainMeterEstimatesRoundsLeftAtTheRoundsLength(t *testing.T) {
 	if ds = m.status(at(200), 903000, 2500); f64(ds.ETASeconds) != 90.0 {
 		t.Errorf("round 2 at 110 s: eta %v; want 90 (the round due, one after)", f64(ds.ETASeconds))
 	}
+	// Its writes' pace known (44 of 88 in 20 s, 30 s into it: 20 s left),
+	// it tells the round after better than the first round did: 50 s.
+	m.progress(func(p *roundProgress) { p.phase, p.writes, p.writesSent, p.countsAt = phaseCounts, 88, 44, at(100) })
+	if ds = m.status(at(120), 903000, 2500); f64(ds.RoundSeconds) != 50.0 || f64(ds.ETASeconds) != 20+50.0 {
+		t.Errorf("round 2 paced: round %v eta %v; want 50, 70", f64(ds.RoundSeconds), f64(ds.ETASeconds))
+	}
 	m.end(at(150), 903000+2100, true, true)
 
 	// Round 1, which read the whole backlog, left out now: 60 s a round.
