@@ -269,15 +269,20 @@ func minWrites(writes int) int {
 func (f *forwarder) beginRound() (prevSeq uint64) {
 	now, seq := time.Now(), f.a.buf.LastSeq()
 	prevStart, prevSeq := f.prevStart, f.prevSeq
-	if prevStart.IsZero() {
+	first := prevStart.IsZero()
+	if first {
 		// The run's first round: what the buffer holds is from before.
 		prevStart, prevSeq = now, seq
 	}
 	f.prevStart, f.prevSeq = now, seq
+	// Shown as a drain's before it knows, only after a round that took
+	// nothing (an outage) or at the start: after one that went through,
+	// the old records are most likely held ones (a machine without a work
+	// order), and status would show a drain for the moment of every read.
 	maybe := false
 	st := f.a.buf.Stats()
 	for _, l := range []buffer.Lane{buffer.LaneEvents, buffer.LaneCounts} {
-		if o := st.Lanes[l].Oldest; !o.IsZero() && !o.After(prevStart) {
+		if o := st.Lanes[l].Oldest; !o.IsZero() && !o.After(prevStart) && (first || !f.prevOK) {
 			maybe = true
 		}
 	}

@@ -263,6 +263,7 @@ type forwarder struct {
 	// a record from before it is a backlog's.
 	prevStart time.Time
 	prevSeq   uint64
+	prevOK    bool // the round before went through
 }
 
 // setupError is a failure to build the Odoo client (no API key, bad CA
@@ -1112,6 +1113,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		f.roundsDone++
 		f.drain.end(time.Now(), f.left.Load(), err == nil, more)
 		f.mu.Unlock()
+		f.prevOK = err == nil
 	}()
 	// Before anything is read (and also while Odoo is away): what renamed
 	// machines buffered under their old id becomes the new id's.
