@@ -13,16 +13,30 @@ import (
 // run bit are metrics of a Sparkplug B device (edge node edge1, group
 // plant), as Ignition's MQTT Transmission publishes them.
 func sparkplugPlant(t *testing.T) *plant {
-	p := newPlant(t, plantOptions{machines: []string{"sp1"}})
+	return sparkplugPlantWith(t, plantOptions{}, false)
+}
+
+// sparkplugPlantWith is sparkplugPlant with options o, and with reason its
+// stop code too (metric State/Code, JAM mapped to Equipment Failure).
+func sparkplugPlantWith(t *testing.T, o plantOptions, reason bool) *plant {
+	o.machines = []string{"sp1"}
+	p := newPlant(t, o)
 	raw := p.configYAML(p.dir+"/odoo.key", "")
 	i := strings.Index(raw, "    good_count:")
 	if i < 0 {
 		t.Fatalf("no good_count in:\n%s", raw)
 	}
 	data := "spBv1.0/plant/DDATA/edge1/sp1"
-	p.editConfig(raw[i:], fmt.Sprintf(`    good_count: { mqtt: { broker: broker, format: sparkplug_b, topic: %s, field: Counters/Good } }
+	signals := fmt.Sprintf(`    good_count: { mqtt: { broker: broker, format: sparkplug_b, topic: %s, field: Counters/Good } }
     running: { mqtt: { broker: broker, format: sparkplug_b, topic: %s, field: State/Running } }
-`, data, data))
+`, data, data)
+	if reason {
+		signals += fmt.Sprintf(`    downtime_reason:
+      mqtt: { broker: broker, format: sparkplug_b, topic: %s, field: State/Code }
+      map: { JAM: Equipment Failure }
+`, data)
+	}
+	p.editConfig(raw[i:], signals)
 	return p
 }
 

@@ -36,21 +36,7 @@ func TestSparkplugHistoricalStopRunsIntoTheBirth(t *testing.T) {
 		{"block_workcenter", plantOptions{block: true}, []line{{65 * time.Minute, 55 * time.Minute, ""}, {50 * time.Minute, 40 * time.Minute, "Equipment Failure"}, {40 * time.Minute, 35 * time.Minute, "Equipment Failure"}, {20 * time.Minute, 10 * time.Minute, ""}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := tc.o
-			o.machines = []string{"sp1"}
-			p := newPlant(t, o)
-			raw := p.configYAML(p.dir+"/odoo.key", "")
-			i := strings.Index(raw, "    good_count:")
-			if i < 0 {
-				t.Fatalf("no good_count in:\n%s", raw)
-			}
-			data := "spBv1.0/plant/DDATA/edge1/sp1"
-			p.editConfig(raw[i:], fmt.Sprintf(`    good_count: { mqtt: { broker: broker, format: sparkplug_b, topic: %s, field: Counters/Good } }
-    running: { mqtt: { broker: broker, format: sparkplug_b, topic: %s, field: State/Running } }
-    downtime_reason:
-      mqtt: { broker: broker, format: sparkplug_b, topic: %s, field: State/Code }
-      map: { JAM: Equipment Failure }
-`, data, data, data))
+			p := sparkplugPlantWith(t, tc.o, true)
 			ra := p.startAgentWith(false)
 			defer func() { ra.stop() }()
 			now := time.Now().Truncate(time.Second)

@@ -29,6 +29,14 @@ func (e *env) j2As(key, model, method string, body string) (int, string) {
 	return status, strings.TrimSpace(string(b))
 }
 
+// readDenied is Odoo's AccessError for reading model (its description
+// desc), listing the groups that may.
+func readDenied(desc, model string, groups ...string) string {
+	return "You are not allowed to access '" + desc + "' (" + model + ") records.\n\n" +
+		"This operation is allowed for the following groups:\n\t- " + strings.Join(groups, "\n\t- ") + "\n\n" +
+		"Contact your administrator to request access if necessary."
+}
+
 const workorderWriteDenied = "You are not allowed to modify 'Work Order' (mrp.workorder) records.\n\n" +
 	"This operation is allowed for the following groups:\n\t- Manufacturing/User\n\n" +
 	"Contact your administrator to request access if necessary."
@@ -329,10 +337,7 @@ func TestAccessExternalIDsNeedAGroupOfTheirOwn(t *testing.T) {
 	args := []any{[]any{[]any{"module", "=", "mrp"}}}
 	r := e.execAs(uid, key, "ir.model.data", "search_read", args, map[string]any{"fields": []any{"name"}})
 	e.wantErr(r, "odoo.exceptions.AccessError")
-	want := "You are not allowed to access 'Model Data' (ir.model.data) records.\n\n" +
-		"This operation is allowed for the following groups:\n\t- Administration/Access Rights\n\n" +
-		"Contact your administrator to request access if necessary."
-	if r.ErrMsg != want {
+	if want := readDenied("Model Data", "ir.model.data", "Administration/Access Rights"); r.ErrMsg != want {
 		t.Fatalf("message %q, want %q", r.ErrMsg, want)
 	}
 	e.s.GiveOnlyBotRights("bot")
@@ -381,10 +386,7 @@ func TestAccessErrorListsEveryGroup(t *testing.T) {
 	e.s.DenyAccess("bot", "stock.scrap", "read")
 	r := e.execAs(uid, key, "stock.scrap", "search_read", []any{[]any{}}, nil)
 	e.wantErr(r, "odoo.exceptions.AccessError")
-	want := "You are not allowed to access 'Scrap' (stock.scrap) records.\n\n" +
-		"This operation is allowed for the following groups:\n\t- Inventory/Administrator\n\t- Inventory/User\n\n" +
-		"Contact your administrator to request access if necessary."
-	if r.ErrMsg != want {
+	if want := readDenied("Scrap", "stock.scrap", "Inventory/Administrator", "Inventory/User"); r.ErrMsg != want {
 		t.Fatalf("message %q, want %q", r.ErrMsg, want)
 	}
 }
