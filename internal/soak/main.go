@@ -116,6 +116,9 @@ type options struct {
 	nArr    int
 	nSP     int
 	ports   int
+	// spHistory: the Sparkplug edge node stores its devices' changes while
+	// cut off and sends them flagged is_historical after its BIRTH.
+	spHistory bool
 }
 
 func runCmd(args []string) int {
@@ -131,6 +134,7 @@ func runCmd(args []string) int {
 	fs.IntVar(&o.nMQ, "mqtt", 6, "machines read over MQTT")
 	fs.IntVar(&o.nArr, "uaarray", 2, "machines whose OPC UA counter is an element of one array node (index:)")
 	fs.IntVar(&o.nSP, "sparkplug", 3, "machines that are devices of a Sparkplug B edge node (aliases, rebirths, NDEATH)")
+	fs.BoolVar(&o.spHistory, "sp-history", true, "the Sparkplug edge node stores and forwards (as Ignition): cut off 10-45 s at a time, it keeps its devices' changes and sends them flagged is_historical after its BIRTH; the check expects the stored stops at their times")
 	fs.IntVar(&o.ports, "ports", 0, "first of 4 consecutive TCP ports to use (agent API, OPC UA, broker, Odoo emulator); 0: free ones the kernel picks")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -225,6 +229,32 @@ type machine struct {
 	changedAt  time.Time
 	confirmed  bool
 	holdUntil  time.Time
+	// spStops is each stop of a Sparkplug device, and what the edge node
+	// stored of it while it was cut off (its store and forward).
+	spStops []spStop
+}
+
+// spStop is a stop of a Sparkplug device. A start or end the edge node
+// stored has the time it stored it with (the one the agent is given).
+type spStop struct {
+	start, end               time.Time
+	startStored, endStored   bool
+	startFlushed, endFlushed bool // sent after a BIRTH, as is_historical
+	// birthStopped: a BIRTH gave the machine stopped after the stored start.
+	birthStopped bool
+}
+
+// beginStop and endStop note a Sparkplug device's stop; call with mu held.
+func (m *machine) beginStop(t time.Time) {
+	if m.sp {
+		m.spStops = append(m.spStops, spStop{start: t})
+	}
+}
+
+func (m *machine) endStop(t time.Time) {
+	if m.sp && len(m.spStops) > 0 && m.spStops[len(m.spStops)-1].end.IsZero() {
+		m.spStops[len(m.spStops)-1].end = t
+	}
 }
 
 type snap struct {
@@ -298,6 +328,10 @@ type soak struct {
 	// since when, and which (incarnation, sessions_created).
 	mqConnSince time.Time
 	mqConn      [2]int64
+	// Stored values the edge node sent, to be seen delivered: the agent's
+	// connection to the broker they went over must last 3 s more.
+	flushNotes                   []flushNote
+	histDelivered, histUncertain int
 
 	closeOnce sync.Once
 }
@@ -421,6 +455,7 @@ func newSoak(o options) (*soak, error) {
 		s.woIDs[m.id] = s.odoo.AddWorkorder(mo, wc, "WO "+m.id, "progress")
 	}
 	s.edge = newEdgeNode(fmt.Sprintf("tcp://127.0.0.1:%d", s.brkPort), devs, rand.New(rand.NewPCG(o.seed, 0x5b)), s.logf)
+	s.edge.history, s.edge.hostReady, s.edge.onFlush = o.spHistory, s.spHostReady, s.noteFlush
 	_, key := s.odoo.AddUser("plantedge-bot")
 	if err := os.WriteFile(filepath.Join(out, "odoo-api-key"), []byte(key), 0o600); err != nil {
 		s.evFile.Close()
@@ -624,6 +659,7 @@ func (s *soak) windDown(ctx context.Context, limit time.Duration) {
 			done := m.confirmed
 			if done && !m.running {
 				m.running, m.reason, m.stops = true, "", m.stops+1
+				m.endStop(time.Now())
 				m.changedAt, m.confirmed, done = time.Now(), false, false
 			}
 			m.mu.Unlock()
@@ -638,6 +674,19 @@ func (s *soak) windDown(ctx context.Context, limit time.Duration) {
 				return
 			}
 		}
+	}
+	for s.edge.pending() > 0 {
+		if time.Now().After(deadline) {
+			s.logf("WARN the Sparkplug edge node still holds %d stored changes after %v", s.edge.pending(), limit)
+			break
+		}
+		if !sleepCtx(ctx, 200*time.Millisecond) {
+			return
+		}
+	}
+	if s.opts.nSP > 0 && s.opts.spHistory {
+		// Its last flush seen delivered (checkFlushes after 3 s).
+		sleepCtx(ctx, 3500*time.Millisecond)
 	}
 	s.logf("all machines running, final values confirmed")
 }
@@ -803,6 +852,7 @@ func (s *soak) machineLoop(ctx context.Context, m *machine, rng *rand.Rand) {
 				if m.confirmed && now.After(m.holdUntil) && rng.IntN(250) == 0 {
 					m.running = false
 					m.reason = []string{"JAM", "SETUP"}[rng.IntN(2)]
+					m.beginStop(now)
 					m.changedAt, m.confirmed = now, false
 					m.holdUntil = now.Add(time.Duration(2000+rng.IntN(8000)) * time.Millisecond)
 				}
@@ -810,6 +860,7 @@ func (s *soak) machineLoop(ctx context.Context, m *machine, rng *rand.Rand) {
 				m.running = true
 				m.reason = ""
 				m.stops++
+				m.endStop(now)
 				m.changedAt, m.confirmed = now, false
 				m.holdUntil = now.Add(5 * time.Second)
 			}
@@ -868,6 +919,7 @@ func (s *soak) monitor(ctx context.Context) {
 		} else {
 			s.okSince["sp"] = time.Time{}
 		}
+		s.checkFlushes(now)
 		since := maps.Clone(s.okSince)
 		s.okMu.Unlock()
 		for _, m := range s.machines {
@@ -883,6 +935,41 @@ func (s *soak) monitor(ctx context.Context) {
 				}
 			}
 			m.mu.Unlock()
+		}
+	}
+}
+
+type flushNote struct {
+	at, since time.Time
+	values    int
+}
+
+// spHostReady says whether the agent surely listens to the broker: alive,
+// its connection seen for 2 s (Ignition's primary host online).
+func (s *soak) spHostReady() bool {
+	s.okMu.Lock()
+	defer s.okMu.Unlock()
+	return s.agentUp.Load() && !s.mqConnSince.IsZero() && time.Since(s.mqConnSince) >= 2*time.Second
+}
+
+// noteFlush notes stored values sent over the agent's current connection.
+func (s *soak) noteFlush(values int) {
+	s.okMu.Lock()
+	defer s.okMu.Unlock()
+	s.flushNotes = append(s.flushNotes, flushNote{at: time.Now(), since: s.mqConnSince, values: values})
+}
+
+// checkFlushes, with okMu held, decides of each flush 3 s old whether the
+// agent's connection lasted: else the stored values may be lost to it.
+func (s *soak) checkFlushes(now time.Time) {
+	for len(s.flushNotes) > 0 && now.Sub(s.flushNotes[0].at) >= 3*time.Second {
+		f := s.flushNotes[0]
+		s.flushNotes = s.flushNotes[1:]
+		if !f.since.IsZero() && f.since.Equal(s.mqConnSince) {
+			s.histDelivered += f.values
+		} else {
+			s.histUncertain += f.values
+			s.logf("WARN %d stored Sparkplug values sent at %s: the agent's connection to the broker did not last 3 s more, they may be lost to it", f.values, f.at.Format("15:04:05.000"))
 		}
 	}
 }
@@ -1313,6 +1400,17 @@ func (s *soak) logEdge() {
 	s.logf("sparkplug edge node: %d connections (bdSeq %d), %d BIRTHs, %d DATA by alias, %d by name, %d cut connections, %d rebirth requests received; agent: unknown aliases %v, seq gaps %v, rebirth requests %v, certificates read %v (this agent run's)",
 		s.edge.sessions.Load(), s.edge.session(), s.edge.births.Load(), s.edge.byAlias.Load(), s.edge.byName.Load(), s.edge.crashes.Load(), s.edge.requests.Load(),
 		met["plantedge_sparkplug_unknown_aliases_total"], met["plantedge_sparkplug_seq_gaps_total"], met["plantedge_sparkplug_rebirth_requests_total"], met["plantedge_sparkplug_certificates_total"])
+	if !s.opts.spHistory {
+		return
+	}
+	e := s.edge
+	s.okMu.Lock()
+	del, unc := s.histDelivered, s.histUncertain
+	s.okMu.Unlock()
+	s.logf("sparkplug store and forward: stored %d values (%d stops, %d runs; %d changes not stored, no BIRTH yet), %d still held; sent %d values (%d stops, %d runs) in %d historical DDATA after %d BIRTHs; seen delivered %d, uncertain %d; agent: historical messages %v (this agent run's)",
+		e.storedValues.Load(), e.storedStops.Load(), e.storedRuns.Load(), e.storeDropped.Load(), e.pending(),
+		e.histValues.Load(), e.histStops.Load(), e.histRuns.Load(), e.histMessages.Load(), e.flushes.Load(), del, unc,
+		met["plantedge_sparkplug_historical_messages_total"])
 }
 
 // verify compares, every second for up to wait, what each machine made with
@@ -1380,6 +1478,10 @@ func (s *soak) compare() (diffs, report []string) {
 			}
 		}
 		report = append(report, fmt.Sprintf("%s made %d odoo %v | stops %d lines %d open %d | scrap %d odoo %v", m.id, made, qty, stops, closed, open, scr, sq))
+		if m.sp && s.opts.spHistory {
+			d, r := s.compareStored(m, lines)
+			diffs, report = append(diffs, d...), append(report, r...)
+		}
 		if qty != float64(made) {
 			diffs = append(diffs, fmt.Sprintf("%s qty %v want %d", m.id, qty, made))
 		}
@@ -1391,5 +1493,90 @@ func (s *soak) compare() (diffs, report []string) {
 		}
 	}
 	slices.Sort(diffs)
+	return diffs, report
+}
+
+// compareStored checks the lines of a Sparkplug device's stops that the
+// edge node stored (is_historical): a stop it stored from start to end is
+// a line from its stored start to its stored end, a stop begun live and
+// ended in the store one that ends at the stored end, a stored start whose
+// stop went on past a BIRTH one from the stored start; each to the second
+// (the agent's line is of the millisecond it was given, Odoo keeps
+// seconds). That last one booked from a later time is the known gap (a
+// stored stop whose run was not stored books nothing before the BIRTH):
+// reported, not a difference.
+func (s *soak) compareStored(m *machine, lines []odootest.ProductivityLine) (diffs, report []string) {
+	m.mu.Lock()
+	stops := slices.Clone(m.spStops)
+	m.mu.Unlock()
+	var mine []odootest.ProductivityLine
+	for _, l := range lines {
+		if l.WorkcenterID == s.wcIDs[m.id] {
+			mine = append(mine, l)
+		}
+	}
+	near := func(a, b time.Time) bool {
+		d := a.Sub(b.Truncate(time.Second))
+		return d >= -time.Second && d <= time.Second
+	}
+	// The line that holds t (with a second either side).
+	holding := func(t time.Time) *odootest.ProductivityLine {
+		for i, l := range mine {
+			if !l.Start.After(t.Add(time.Second)) && (l.End.IsZero() || !l.End.Before(t.Add(-time.Second))) {
+				return &mine[i]
+			}
+		}
+		return nil
+	}
+	show := func(l *odootest.ProductivityLine) string {
+		if l == nil {
+			return "no line"
+		}
+		return fmt.Sprintf("line %s-%s", l.Start.Format("15:04:05"), l.End.Format("15:04:05"))
+	}
+	var full, fullOK, startOnly, startOK, gap, endOnly, endOK int
+	var downTruth, downOdoo time.Duration
+	for _, st := range stops {
+		if !st.startFlushed && !st.endFlushed {
+			continue
+		}
+		span := fmt.Sprintf("%s-%s", st.start.Format("15:04:05.000"), st.end.Format("15:04:05.000"))
+		switch {
+		case st.startFlushed && st.endFlushed && !st.birthStopped:
+			full++
+			l := holding(st.start)
+			if l != nil && near(l.Start, st.start) && near(l.End, st.end) {
+				fullOK++
+				downTruth += st.end.Sub(st.start)
+				downOdoo += l.End.Sub(l.Start)
+				continue
+			}
+			diffs = append(diffs, fmt.Sprintf("%s stop stored from start to end %s: %s", m.id, span, show(l)))
+		case st.startFlushed:
+			startOnly++
+			l := holding(st.end.Add(-time.Second))
+			if l != nil && near(l.Start, st.start) {
+				startOK++
+				continue
+			}
+			if l != nil && l.Start.After(st.start) {
+				gap++
+				report = append(report, fmt.Sprintf("KNOWN GAP %s stop stored at %s, still stopped at a BIRTH, ended at %s (stored %v): booked as %s, %v not booked",
+					m.id, st.start.Format("15:04:05.000"), st.end.Format("15:04:05.000"), st.endFlushed, show(l), l.Start.Sub(st.start.Truncate(time.Second))))
+				continue
+			}
+			diffs = append(diffs, fmt.Sprintf("%s stop stored at its start %s (stopped at a BIRTH; end stored %v): %s", m.id, span, st.endFlushed, show(l)))
+		default:
+			endOnly++
+			l := holding(st.start)
+			if l != nil && near(l.End, st.end) {
+				endOK++
+				continue
+			}
+			diffs = append(diffs, fmt.Sprintf("%s stop begun live, its end stored, %s: %s", m.id, span, show(l)))
+		}
+	}
+	report = append(report, fmt.Sprintf("%s stored stops: %d stored start to end (%d booked at their times, %v of downtime, odoo %v), %d stored start only (%d booked from it, %d known gap), %d stored end only (%d booked to it)",
+		m.id, full, fullOK, downTruth.Round(time.Second), downOdoo, startOnly, startOK, gap, endOnly, endOK))
 	return diffs, report
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
 func TestConfigsValid(t *testing.T) {
@@ -76,5 +77,42 @@ func TestSummarize(t *testing.T) {
 	}
 	if s := slope([]float64{1, 1}, []float64{1, 2}); !math.IsNaN(s) {
 		t.Errorf("slope over constant x = %v, want NaN", s)
+	}
+}
+
+// The check of the stops the Sparkplug edge node stored: at their stored
+// times to the second, the known gap (a stored start still stopped at a
+// BIRTH, booked from later) reported but not a difference.
+func TestCompareStored(t *testing.T) {
+	s := &soak{wcIDs: map[string]int64{"sp-01": 7}}
+	t0 := time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC)
+	at := func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
+	m := &machine{id: "sp-01", sp: true, spStops: []spStop{
+		{start: at(1.2), end: at(9.7), startStored: true, endStored: true, startFlushed: true, endFlushed: true},
+		{start: at(20.5), end: at(30.1), startStored: true, endStored: true, startFlushed: true, endFlushed: true},
+		{start: at(40.3), end: at(70.9), startStored: true, startFlushed: true, birthStopped: true},
+		{start: at(80), end: at(95.4), endStored: true, endFlushed: true},
+		{start: at(100), end: at(110)}, // live: not checked here
+	}}
+	line := func(a, b float64) odootest.ProductivityLine {
+		return odootest.ProductivityLine{WorkcenterID: 7, Start: at(a).Truncate(time.Second), End: at(b).Truncate(time.Second)}
+	}
+	lines := []odootest.ProductivityLine{
+		line(1.2, 9.7),
+		line(20.5, 25), // ends early: a difference
+		line(55, 70.9), // from the BIRTH at 55: the known gap
+		line(80, 99),   // ends at the BIRTH, not at the stored end
+		line(100, 110),
+		{WorkcenterID: 8, Start: at(20), End: at(30)},
+	}
+	diffs, report := s.compareStored(m, lines)
+	if len(diffs) != 2 || !strings.Contains(diffs[0], "from start to end 20:00:20.500-20:00:30.100: line 20:00:20-20:00:25") ||
+		!strings.Contains(diffs[1], "begun live, its end stored") {
+		t.Errorf("diffs %q", diffs)
+	}
+	all := strings.Join(report, "\n")
+	if !strings.Contains(all, "KNOWN GAP sp-01 stop stored at 20:00:40.300") || !strings.Contains(all, "15s not booked") ||
+		!strings.Contains(all, "2 stored start to end (1 booked at their times") {
+		t.Errorf("report:\n%s", all)
 	}
 }

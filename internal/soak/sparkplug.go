@@ -15,10 +15,22 @@ package main
 //
 // It publishes with QoS 1 (a Sparkplug edge node may use 0): the soak
 // decides that a change was seen from the broker's acknowledgements.
+//
+// With store and forward on (-sp-history, as Ignition's MQTT Transmission
+// has it by default), a cut is a network outage of 10-45 s rather than a
+// moment, and while the edge node cannot publish (cut off, or the broker
+// down) it keeps what changed on its devices (counts, scrap, run state),
+// each with its time. Once it is connected again and the agent (the
+// primary host) is listening, it sends a BIRTH with the current values
+// and then the stored values flagged is_historical, oldest first, a few
+// to a DDATA; until then new changes go into the store behind the old. A device's change it stored counts as seen (the machine may
+// change again), as the stored value will be delivered: the soak's check
+// expects the stored stops as downtime lines at their stored times.
 
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +78,18 @@ type edgeNode struct {
 	nextBirth time.Time
 	nextCrash time.Time
 
+	// Store and forward (history on): what changed while the edge node
+	// could not publish, oldest first; hostReady says whether the agent
+	// surely listens (the soak's monitor); offlineUntil ends a network
+	// outage; justBorn is set by a BIRTH until the next DATA.
+	history      bool
+	hostReady    func() bool
+	onFlush      func(values int)
+	store        []storedChange
+	offlineUntil time.Time
+	justBorn     bool
+	bornHeard    bool // the agent listened at the last BIRTH
+
 	birthAt  atomic.Int64 // UnixNano of the last complete BIRTH acknowledged; 0 while disconnected
 	sessions atomic.Int64
 	births   atomic.Int64 // complete BIRTH sets sent, at connections and rebirths
@@ -77,10 +101,168 @@ type edgeNode struct {
 	// rebirths. requests counts them.
 	asked    atomic.Bool
 	requests atomic.Int64
+
+	storedValues atomic.Int64 // metric values stored while cut off
+	storedStops  atomic.Int64 // of them, run states false (a stop began)
+	storedRuns   atomic.Int64 // run states true (a stop ended)
+	histMessages atomic.Int64 // DDATA messages of stored values sent
+	histValues   atomic.Int64 // stored values sent
+	histStops    atomic.Int64 // stored run states false sent
+	histRuns     atomic.Int64
+	flushes      atomic.Int64 // BIRTHs followed by stored values
+	storeDropped atomic.Int64 // changes not stored: no BIRTH yet
+}
+
+// storedChange is what changed on a device at one time while the edge
+// node could not publish.
+type storedChange struct {
+	dev  *machine
+	ts   time.Time
+	vals map[string]any // the metrics that changed
 }
 
 func newEdgeNode(url string, devs []*machine, rng *rand.Rand, logf func(string, ...any)) *edgeNode {
-	return &edgeNode{url: url, devs: devs, rng: rng, logf: logf}
+	return &edgeNode{url: url, devs: devs, rng: rng, logf: logf, last: map[string]map[string]any{}}
+}
+
+// pending is how many stored changes wait to be sent.
+func (e *edgeNode) pending() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.store)
+}
+
+// keep stores m's changes while the edge node cannot publish (or holds
+// older ones); a change of the run state counts as seen.
+func (e *edgeNode) keep(m *machine) {
+	if !e.history {
+		return
+	}
+	last := e.last[m.id]
+	if last == nil {
+		e.storeDropped.Add(1)
+		return
+	}
+	sn := m.snapshot()
+	vals := spValues(sn)
+	ch := map[string]any{}
+	for _, name := range spMetrics {
+		if last[name] != vals[name] {
+			ch[name] = vals[name]
+			last[name] = vals[name]
+		}
+	}
+	if len(ch) == 0 {
+		return
+	}
+	e.store = append(e.store, storedChange{dev: m, ts: sn.ts, vals: ch})
+	e.storedValues.Add(int64(len(ch)))
+	r, ok := ch[spRunning]
+	if !ok {
+		return
+	}
+	// The millisecond the agent is given, as it is sent.
+	ts := time.UnixMilli(sn.ts.UnixMilli())
+	m.mu.Lock()
+	m.confirmed = true
+	if n := len(m.spStops); n > 0 {
+		st := &m.spStops[n-1]
+		if r == false && st.end.IsZero() {
+			st.start, st.startStored = ts, true
+		} else if r == true && !st.end.IsZero() {
+			st.end, st.endStored = ts, true
+		}
+	}
+	m.mu.Unlock()
+	if r == false {
+		e.storedStops.Add(1)
+	} else {
+		e.storedRuns.Add(1)
+	}
+}
+
+// flush sends the stored changes after a BIRTH, device by device, oldest
+// first, 1-8 changes to a DDATA, by alias, flagged is_historical with
+// their own times. What was sent is dropped from the store; on a publish
+// not acknowledged the rest waits for the next connection.
+func (e *edgeNode) flush() bool {
+	var stops, runs, values, msgs int
+	var sent []storedChange
+	defer func() {
+		if len(sent) == 0 {
+			return
+		}
+		rest := e.store[:0:0]
+		for _, c := range e.store {
+			if !slices.ContainsFunc(sent, func(s storedChange) bool { return s.dev == c.dev && s.ts.Equal(c.ts) }) {
+				rest = append(rest, c)
+			}
+		}
+		e.store = rest
+		e.flushes.Add(1)
+		e.logf("sparkplug edge node bdSeq %d: sent %d stored values (%d stops, %d runs) in %d DDATA, flagged is_historical; %d left", e.bdSeq, values, stops, runs, msgs, len(rest))
+		if e.onFlush != nil {
+			e.onFlush(values)
+		}
+	}()
+	for _, d := range e.devs {
+		var chs []storedChange
+		for _, c := range e.store {
+			if c.dev == d {
+				chs = append(chs, c)
+			}
+		}
+		for len(chs) > 0 {
+			k := min(len(chs), 1+e.rng.IntN(8))
+			var ms []sptest.Metric
+			for _, c := range chs[:k] {
+				for _, name := range spMetrics {
+					if v, ok := c.vals[name]; ok {
+						ms = append(ms, sptest.Metric{Alias: e.aliases[d.id][name], HasAlias: true, Value: v,
+							Timestamp: uint64(c.ts.UnixMilli()), Historical: true})
+					}
+				}
+			}
+			if !e.send(spTopic("DDATA", d.id), sptest.Payload{Timestamp: uint64(time.Now().UnixMilli()), Metrics: ms}) {
+				return false
+			}
+			msgs++
+			e.histMessages.Add(1)
+			for _, c := range chs[:k] {
+				sent = append(sent, c)
+				values += len(c.vals)
+				if r, ok := c.vals[spRunning]; ok {
+					c.dev.mu.Lock()
+					for i := range c.dev.spStops {
+						st := &c.dev.spStops[i]
+						if r == false && st.startStored && st.start.UnixMilli() == c.ts.UnixMilli() {
+							st.startFlushed = true
+						}
+						if r == true && st.endStored && st.end.UnixMilli() == c.ts.UnixMilli() {
+							st.endFlushed = true
+						}
+					}
+					c.dev.mu.Unlock()
+					if r == false {
+						stops++
+						e.histStops.Add(1)
+					} else {
+						runs++
+						e.histRuns.Add(1)
+					}
+				}
+			}
+			e.histValues.Add(int64(func() int {
+				n := 0
+				for _, c := range chs[:k] {
+					n += len(c.vals)
+				}
+				return n
+			}()))
+			chs = chs[k:]
+		}
+	}
+	return true
 }
 
 // session is the bdSeq of the current (or last) connection.
@@ -110,10 +292,18 @@ func (e *edgeNode) publish(m *machine) {
 	if e.c != nil && now.After(e.nextCrash) {
 		e.crashes.Add(1)
 		e.nextCrash = now.Add(time.Duration(180+e.rng.IntN(181)) * time.Second)
-		e.crash("cut its connection (as a gateway losing power): the broker sends its NDEATH")
+		if e.history {
+			out := time.Duration(10+e.rng.IntN(36)) * time.Second
+			e.offlineUntil = now.Add(out)
+			e.crash(fmt.Sprintf("cut off from the broker for %v (its network down): the broker sends its NDEATH; it stores its devices' changes", out))
+		} else {
+			e.crash("cut its connection (as a gateway losing power): the broker sends its NDEATH")
+		}
+		e.keep(m)
 		return
 	}
 	if !e.ensure() {
+		e.keep(m)
 		return
 	}
 	if e.asked.Swap(false) {
@@ -122,6 +312,21 @@ func (e *edgeNode) publish(m *machine) {
 		}
 	} else if now.After(e.nextBirth) {
 		if !e.birth("rebirth") {
+			return
+		}
+	}
+	if len(e.store) > 0 {
+		// Ignition's store keeps the order: while it holds anything, new
+		// changes go in behind. It sends them once the primary host (the
+		// agent) is online, after a BIRTH it heard.
+		if !e.hostReady() {
+			e.keep(m)
+			return
+		}
+		if !(e.justBorn && e.bornHeard) && !e.birth("store and forward") {
+			return
+		}
+		if !e.flush() {
 			return
 		}
 	}
@@ -148,6 +353,7 @@ func (e *edgeNode) publish(m *machine) {
 	if !e.send(spTopic("DDATA", m.id), sptest.Payload{Timestamp: uint64(sn.ts.UnixMilli()), Metrics: ms}) {
 		return
 	}
+	e.justBorn = false
 	if byName {
 		e.byName.Add(1)
 	} else {
@@ -203,7 +409,7 @@ func (e *edgeNode) ensure() bool {
 	if e.c != nil {
 		e.crash("connection lost")
 	}
-	if time.Since(e.lastTry) < 300*time.Millisecond {
+	if time.Since(e.lastTry) < 300*time.Millisecond || time.Now().Before(e.offlineUntil) {
 		return false
 	}
 	e.lastTry = time.Now()
@@ -239,7 +445,9 @@ func (e *edgeNode) birth(why string) bool {
 	// New aliases, in another order: an agent reading DATA with an old map
 	// would book one metric's value as another's (good as scrap).
 	e.aliasBase += 100
-	e.aliases, e.last = map[string]map[string]uint64{}, map[string]map[string]any{}
+	e.aliases = map[string]map[string]uint64{}
+	e.justBorn = false
+	e.bornHeard = e.hostReady != nil && e.hostReady()
 	now := time.Now()
 	ts := uint64(now.UnixMilli())
 	if !e.send(spTopic("NBIRTH", ""), sptest.Payload{Timestamp: ts, Metrics: []sptest.Metric{
@@ -253,6 +461,13 @@ func (e *edgeNode) birth(why string) bool {
 		e.aliases[d.id] = map[string]uint64{}
 		sn := d.snapshot()
 		vals := spValues(sn)
+		if !sn.running && e.bornHeard {
+			d.mu.Lock()
+			if n := len(d.spStops); n > 0 && d.spStops[n-1].startStored && d.spStops[n-1].end.IsZero() {
+				d.spStops[n-1].birthStopped = true
+			}
+			d.mu.Unlock()
+		}
 		var ms []sptest.Metric
 		for j, name := range spMetrics {
 			a := e.aliasBase + uint64(10*(i+1)+perm[j])
@@ -266,6 +481,7 @@ func (e *edgeNode) birth(why string) bool {
 		e.last[d.id] = vals
 	}
 	e.birthAt.Store(time.Now().UnixNano())
+	e.justBorn = true
 	n := e.births.Add(1)
 	switch {
 	case n == 1:
