@@ -849,7 +849,13 @@ func (s *soak) machineLoop(ctx context.Context, m *machine, rng *rand.Rand) {
 				if !m.ua && rng.IntN(20) == 0 {
 					m.scrap++
 				}
-				if m.confirmed && now.After(m.holdUntil) && rng.IntN(250) == 0 {
+				// A Sparkplug device whose edge node holds stored changes
+				// stops about every 40 ticks: its outages are short.
+				every := 250
+				if m.sp && s.edge.storing.Load() {
+					every = 40
+				}
+				if m.confirmed && now.After(m.holdUntil) && rng.IntN(every) == 0 {
 					m.running = false
 					m.reason = []string{"JAM", "SETUP"}[rng.IntN(2)]
 					m.beginStop(now)

@@ -102,6 +102,9 @@ type edgeNode struct {
 	asked    atomic.Bool
 	requests atomic.Int64
 
+	// storing is set while the edge node holds stored changes (its
+	// devices stop more often then, so that stored stops are common).
+	storing      atomic.Bool
 	storedValues atomic.Int64 // metric values stored while cut off
 	storedStops  atomic.Int64 // of them, run states false (a stop began)
 	storedRuns   atomic.Int64 // run states true (a stop ended)
@@ -156,6 +159,7 @@ func (e *edgeNode) keep(m *machine) {
 		return
 	}
 	e.store = append(e.store, storedChange{dev: m, ts: sn.ts, vals: ch})
+	e.storing.Store(true)
 	e.storedValues.Add(int64(len(ch)))
 	r, ok := ch[spRunning]
 	if !ok {
@@ -199,6 +203,7 @@ func (e *edgeNode) flush() bool {
 			}
 		}
 		e.store = rest
+		e.storing.Store(len(rest) > 0)
 		e.flushes.Add(1)
 		e.logf("sparkplug edge node bdSeq %d: sent %d stored values (%d stops, %d runs) in %d DDATA, flagged is_historical; %d left", e.bdSeq, values, stops, runs, msgs, len(rest))
 		if e.onFlush != nil {
