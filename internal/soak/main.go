@@ -240,8 +240,10 @@ type spStop struct {
 	start, end               time.Time
 	startStored, endStored   bool
 	startFlushed, endFlushed bool // sent after a BIRTH, as is_historical
-	// birthStopped: a BIRTH gave the machine stopped after the stored start.
+	// birthStopped: a BIRTH the agent heard gave the machine stopped
+	// after the stored start; birthAt is when the first one was sent.
 	birthStopped bool
+	birthAt      time.Time
 }
 
 // beginStop and endStop note a Sparkplug device's stop; call with mu held.
@@ -1565,10 +1567,10 @@ func (s *soak) compareStored(m *machine, lines []odootest.ProductivityLine) (dif
 				startOK++
 				continue
 			}
-			if l != nil && l.Start.After(st.start) {
+			if l != nil && st.birthStopped && !l.Start.Before(st.birthAt.Truncate(time.Second)) && !l.Start.After(st.birthAt.Add(2*time.Second)) {
 				gap++
-				report = append(report, fmt.Sprintf("KNOWN GAP %s stop stored at %s, still stopped at a BIRTH, ended at %s (stored %v): booked as %s, %v not booked",
-					m.id, st.start.Format("15:04:05.000"), st.end.Format("15:04:05.000"), st.endFlushed, show(l), l.Start.Sub(st.start.Truncate(time.Second))))
+				report = append(report, fmt.Sprintf("KNOWN GAP %s stop stored at %s, still stopped at the BIRTH of %s, ended at %s (stored %v): booked as %s, %v not booked",
+					m.id, st.start.Format("15:04:05.000"), st.birthAt.Format("15:04:05.000"), st.end.Format("15:04:05.000"), st.endFlushed, show(l), l.Start.Sub(st.start.Truncate(time.Second))))
 				continue
 			}
 			diffs = append(diffs, fmt.Sprintf("%s stop stored at its start %s (stopped at a BIRTH; end stored %v): %s", m.id, span, st.endFlushed, show(l)))

@@ -90,7 +90,8 @@ func TestCompareStored(t *testing.T) {
 	m := &machine{id: "sp-01", sp: true, spStops: []spStop{
 		{start: at(1.2), end: at(9.7), startStored: true, endStored: true, startFlushed: true, endFlushed: true},
 		{start: at(20.5), end: at(30.1), startStored: true, endStored: true, startFlushed: true, endFlushed: true},
-		{start: at(40.3), end: at(70.9), startStored: true, startFlushed: true, birthStopped: true},
+		{start: at(40.3), end: at(70.9), startStored: true, startFlushed: true, birthStopped: true, birthAt: at(55.2)},
+		{start: at(200.1), end: at(207), startStored: true, startFlushed: true, birthStopped: true, birthAt: at(202.5)},
 		{start: at(80), end: at(95.4), endStored: true, endFlushed: true},
 		{start: at(100), end: at(110)}, // live: not checked here
 	}}
@@ -103,11 +104,14 @@ func TestCompareStored(t *testing.T) {
 		line(55, 70.9), // from the BIRTH at 55: the known gap
 		line(80, 99),   // ends at the BIRTH, not at the stored end
 		line(100, 110),
+		line(205, 207), // from after the BIRTH: a difference
 		{WorkcenterID: 8, Start: at(20), End: at(30)},
 	}
 	diffs, report := s.compareStored(m, lines)
-	if len(diffs) != 2 || !strings.Contains(diffs[0], "from start to end 20:00:20.500-20:00:30.100: line 20:00:20-20:00:25") ||
-		!strings.Contains(diffs[1], "begun live, its end stored") {
+	d := strings.Join(diffs, "\n")
+	if len(diffs) != 3 || !strings.Contains(d, "from start to end 20:00:20.500-20:00:30.100: line 20:00:20-20:00:25") ||
+		!strings.Contains(d, "begun live, its end stored, 20:01:20.000-20:01:35.400: line 20:01:20-20:01:39") ||
+		!strings.Contains(d, "stored at its start 20:03:20.100-20:03:27.000 (stopped at a BIRTH; end stored false): line 20:03:25-20:03:27") {
 		t.Errorf("diffs %q", diffs)
 	}
 	all := strings.Join(report, "\n")

@@ -468,8 +468,8 @@ func (e *edgeNode) birth(why string) bool {
 		vals := spValues(sn)
 		if !sn.running && e.bornHeard {
 			d.mu.Lock()
-			if n := len(d.spStops); n > 0 && d.spStops[n-1].startStored && d.spStops[n-1].end.IsZero() {
-				d.spStops[n-1].birthStopped = true
+			if n := len(d.spStops); n > 0 && d.spStops[n-1].startStored && d.spStops[n-1].end.IsZero() && !d.spStops[n-1].birthStopped {
+				d.spStops[n-1].birthStopped, d.spStops[n-1].birthAt = true, sn.ts
 			}
 			d.mu.Unlock()
 		}
