@@ -23,9 +23,11 @@ package main
 // each with its time. Once it is connected again and the agent (the
 // primary host) is listening, it sends a BIRTH with the current values
 // and then the stored values flagged is_historical, oldest first, a few
-// to a DDATA; until then new changes go into the store behind the old. A device's change it stored counts as seen (the machine may
-// change again), as the stored value will be delivered: the soak's check
-// expects the stored stops as downtime lines at their stored times.
+// to a DDATA; until then new changes go into the store behind the old.
+// A device's change it stored counts as seen (the machine may change
+// again), as the stored value will be delivered: the soak's check expects
+// the stored stops as downtime lines at their stored times. Its devices
+// stop more often while it holds stored changes.
 
 import (
 	"fmt"
