@@ -14,11 +14,14 @@
 // array node read with index:), MQTT JSON, and as devices of a Sparkplug B
 // edge node (sparkplug.go: aliases that change at every rebirth, DATA now
 // and then by name, its connection cut now and then so that the broker
-// sends its NDEATH). Every 10 s it samples the agent's memory, open files,
+// sends its NDEATH; with -sp-history, as Ignition's store and forward, it
+// keeps what changed while cut off and sends it flagged is_historical
+// after its BIRTH). Every 10 s it samples the agent's memory, open files,
 // threads, goroutines, heap and buffer. At the end it stops production,
 // flushes, and checks that the emulator holds exactly what the machines
-// made: quantity per work order, one closed downtime line per stop, scrap
-// per work order, no duplicate downtime or scrap booking; it checks again
+// made: quantity per work order, one closed downtime line per stop (a
+// stop the edge node stored, at its stored times), scrap per work order,
+// no duplicate downtime or scrap booking; it checks again
 // after an idle minute, then prints a summary of the samples.
 //
 // Linux only (it reads /proc and uses Pdeathsig). From the repository root:
