@@ -243,10 +243,10 @@ type spStop struct {
 	start, end               time.Time
 	startStored, endStored   bool
 	startFlushed, endFlushed bool // sent after a BIRTH, as is_historical
-	// birthStopped: a BIRTH the agent heard gave the machine stopped
-	// after the stored start; birthAt is when the first one was sent.
-	birthStopped bool
-	birthAt      time.Time
+	// births: when a DBIRTH gave the machine stopped after the stored
+	// start (whether the agent heard it or not: the soak's monitor may not
+	// yet count a connection of the agent that got it).
+	births []time.Time
 }
 
 // beginStop and endStop note a Sparkplug device's stop; call with mu held.
@@ -1553,7 +1553,7 @@ func (s *soak) compareStored(m *machine, lines []odootest.ProductivityLine) (dif
 		}
 		span := fmt.Sprintf("%s-%s", st.start.Format("15:04:05.000"), st.end.Format("15:04:05.000"))
 		switch {
-		case st.startFlushed && st.endFlushed && !st.birthStopped:
+		case st.startFlushed && st.endFlushed && len(st.births) == 0:
 			full++
 			l := holding(st.start)
 			if l != nil && near(l.Start, st.start) && near(l.End, st.end) {
@@ -1570,13 +1570,19 @@ func (s *soak) compareStored(m *machine, lines []odootest.ProductivityLine) (dif
 				startOK++
 				continue
 			}
-			if l != nil && st.birthStopped && !l.Start.Before(st.birthAt.Truncate(time.Second)) && !l.Start.After(st.birthAt.Add(2*time.Second)) {
+			var birth time.Time
+			for _, b := range st.births {
+				if l != nil && !l.Start.Before(b.Truncate(time.Second)) && !l.Start.After(b.Add(2*time.Second)) {
+					birth = b
+				}
+			}
+			if !birth.IsZero() {
 				gap++
 				report = append(report, fmt.Sprintf("KNOWN GAP %s stop stored at %s, still stopped at the BIRTH of %s, ended at %s (stored %v): booked as %s, %v not booked",
-					m.id, st.start.Format("15:04:05.000"), st.birthAt.Format("15:04:05.000"), st.end.Format("15:04:05.000"), st.endFlushed, show(l), l.Start.Sub(st.start.Truncate(time.Second))))
+					m.id, st.start.Format("15:04:05.000"), birth.Format("15:04:05.000"), st.end.Format("15:04:05.000"), st.endFlushed, show(l), l.Start.Sub(st.start.Truncate(time.Second))))
 				continue
 			}
-			diffs = append(diffs, fmt.Sprintf("%s stop stored at its start %s (stopped at a BIRTH; end stored %v): %s", m.id, span, st.endFlushed, show(l)))
+			diffs = append(diffs, fmt.Sprintf("%s stop stored at its start %s (stopped at %d BIRTHs; end stored %v): %s", m.id, span, len(st.births), st.endFlushed, show(l)))
 		default:
 			endOnly++
 			l := holding(st.start)

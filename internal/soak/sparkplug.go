@@ -468,10 +468,10 @@ func (e *edgeNode) birth(why string) bool {
 		e.aliases[d.id] = map[string]uint64{}
 		sn := d.snapshot()
 		vals := spValues(sn)
-		if !sn.running && e.bornHeard {
+		if !sn.running {
 			d.mu.Lock()
-			if n := len(d.spStops); n > 0 && d.spStops[n-1].startStored && d.spStops[n-1].end.IsZero() && !d.spStops[n-1].birthStopped {
-				d.spStops[n-1].birthStopped, d.spStops[n-1].birthAt = true, sn.ts
+			if n := len(d.spStops); n > 0 && d.spStops[n-1].startStored && d.spStops[n-1].end.IsZero() {
+				d.spStops[n-1].births = append(d.spStops[n-1].births, sn.ts)
 			}
 			d.mu.Unlock()
 		}
