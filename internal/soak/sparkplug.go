@@ -466,6 +466,13 @@ func (e *edgeNode) birth(why string) bool {
 	for i, d := range e.devs {
 		perm := e.rng.Perm(len(spMetrics))
 		e.aliases[d.id] = map[string]uint64{}
+		if len(e.store) > 0 {
+			// What changed since the device's last stored change goes in
+			// behind it, not only into the BIRTH: a run that came just
+			// before would else be lost to the history (the agent books
+			// nothing for a stored stop without its run).
+			e.keep(d)
+		}
 		sn := d.snapshot()
 		vals := spValues(sn)
 		if !sn.running {
