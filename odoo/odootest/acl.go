@@ -124,10 +124,7 @@ type aclKey struct{ login, model, op string }
 func (s *Server) MakeAdmin(uid int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.admins == nil {
-		s.admins = map[int64]bool{}
-	}
-	s.admins[uid] = true
+	s.admins = withUID(s.admins, uid)
 }
 
 // GiveAccessRights gives the user with this uid the group Administration /
@@ -136,10 +133,16 @@ func (s *Server) MakeAdmin(uid int64) {
 func (s *Server) GiveAccessRights(uid int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rightsAdmins == nil {
-		s.rightsAdmins = map[int64]bool{}
+	s.rightsAdmins = withUID(s.rightsAdmins, uid)
+}
+
+// withUID is set m (made when nil) with uid in it.
+func withUID(m map[int64]bool, uid int64) map[int64]bool {
+	if m == nil {
+		m = map[int64]bool{}
 	}
-	s.rightsAdmins[uid] = true
+	m[uid] = true
+	return m
 }
 
 // mrpUserRights are the rights of a user whose only group is
@@ -239,6 +242,8 @@ func (s *Server) hasAccess(model, op string) bool {
 		return admin
 	case model == "res.groups" && op != "read":
 		return admin || s.rightsAdmins[s.curUID]
+	case model == "ir.model.data" && (admin || s.rightsAdmins[s.curUID]):
+		return true // Access Rights' (implied by Settings), whatever else the user holds
 	}
 	r := s.models["res.users"].recs[s.curUID]
 	if r == nil {
