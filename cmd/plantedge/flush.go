@@ -182,7 +182,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 					time.Duration(math.Ceil(st.Odoo.NextAttemptSeconds))*time.Second)
 			}
 		}
-		eta := "" // a backlog's time left, after what the round does so far
+		eta := "" // a backlog's time left: like next, no reason to print another line
 		if st.Drain != nil {
 			eta = "; " + etaWords(st.Drain)
 		}
@@ -190,7 +190,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			// One line redrawn in place: cut to the terminal's width, or
 			// a wrapped line would pile up copies of itself.
 			fmt.Fprintf(rawWriter(w), "\r\033[K%s", fitWidth(bar(start, pending, 30)+" "+line+next+eta, width))
-		} else if same := volatile.ReplaceAllString(line+eta, ""); same != lastLine {
+		} else if same := volatile.ReplaceAllString(line, ""); same != lastLine {
 			// A line per change — but a count going down on its own (a
 			// drain, machines adding records) at most every 5 s: the soak
 			// probe's 20 s flush printed 40 lines of the same words.
