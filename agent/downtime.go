@@ -362,15 +362,11 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 	}
 	// Later records of one line (open, then closed) win: an earlier one is
 	// acknowledged without a call, in whichever load it falls.
-	latest := map[string]int{}
-	for i, l := range lines {
-		if !l.skip {
-			latest[l.d.XMLID] = i
-		}
-	}
-	for i := range lines {
-		if !lines[i].skip && latest[lines[i].d.XMLID] != i {
-			lines[i].skip = true
+	later := map[string]bool{}
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := &lines[i]; !l.skip {
+			l.skip = later[l.d.XMLID]
+			later[l.d.XMLID] = true
 		}
 	}
 	f.roundProgress(func(p *roundProgress) {
