@@ -280,10 +280,12 @@ func (f *forwarder) beginRound() (prevSeq uint64) {
 	// the old records are most likely held ones (a machine without a work
 	// order), and status would show a drain for the moment of every read.
 	maybe := false
-	st := f.a.buf.Stats()
-	for _, l := range []buffer.Lane{buffer.LaneEvents, buffer.LaneCounts} {
-		if o := st.Lanes[l].Oldest; !o.IsZero() && !o.After(prevStart) && (first || !f.prevOK) {
-			maybe = true
+	if first || !f.prevOK {
+		st := f.a.buf.Stats()
+		for _, l := range []buffer.Lane{buffer.LaneEvents, buffer.LaneCounts} {
+			if o := st.Lanes[l].Oldest; !o.IsZero() && !o.After(prevStart) {
+				maybe = true
+			}
 		}
 	}
 	f.mu.Lock()
@@ -325,6 +327,7 @@ func (f *forwarder) drainStatus(now time.Time, eventsPending int) *DrainStatus {
 	return f.drain.status(now, f.left.Load(), eventsPending-f.orphansWaiting)
 }
 
+// round1 rounds f to a tenth (status's seconds).
 func round1(f float64) float64 { return math.Round(f*10) / 10 }
 
 func ptr[T any](v T) *T { return &v }

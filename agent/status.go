@@ -319,7 +319,7 @@ func (a *Agent) Status() Status {
 			st.Odoo.LastAnswerAgeSeconds = max(0.001, age(l.Answered)) // 0 would read as never
 		}
 		st.Odoo.CallSeconds, st.Odoo.Slow = math.Round(l.CallSeconds*1000)/1000, l.Slow
-		st.Odoo.RoundSeconds, st.Odoo.RateWaitSeconds = math.Round(l.Round.Seconds()*10)/10, math.Round(l.RateWait.Seconds()*10)/10
+		st.Odoo.RoundSeconds, st.Odoo.RateWaitSeconds = round1(l.Round.Seconds()), round1(l.RateWait.Seconds())
 		st.Odoo.SwitchFrom = l.SwitchFrom
 		if l.State == "auth_failed" {
 			if _, from, err := cfg.OdooAPIKeySource(); err == nil {
@@ -512,8 +512,7 @@ func (a *Agent) Status() Status {
 		ms.DeadLetterGood = tidy(pending[m.ID].deadGood)
 		clock := a.srcOff.clock(m.ID)
 		if clock.offOK {
-			s := math.Round(clock.off.Seconds()*10) / 10
-			ms.SourceClockOffset = &s
+			ms.SourceClockOffset = ptr(round1(clock.off.Seconds()))
 		}
 		clockNote, _, _ := clock.warning()
 		var inDoubt string
