@@ -19,8 +19,12 @@ import (
 // completes and the delete goes on. A live subscription's loop reads its
 // channel at once, so it never stays full.
 func Unstick(srv *server.Server, stop <-chan struct{}) {
-	known := map[uint32]chan *ua.MonitoredItemNotification{}
-	full := map[uint32]bool{}
+	// Each subscription's channel, and whether it was full at the last look.
+	type watched struct {
+		ch   chan *ua.MonitoredItemNotification
+		full bool
+	}
+	known := map[uint32]*watched{}
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -32,31 +36,32 @@ func Unstick(srv *server.Server, stop <-chan struct{}) {
 		ss := srv.SubscriptionService
 		if ss.Mu.TryLock() { // held by a delete that waits: look at those known
 			for id, sub := range ss.Subs {
-				known[id] = sub.NotifyChannel
+				if w := known[id]; w == nil || w.ch != sub.NotifyChannel {
+					known[id] = &watched{ch: sub.NotifyChannel}
+				}
 			}
-			for id := range known {
-				if _, ok := ss.Subs[id]; !ok && len(known[id]) == 0 {
+			for id, w := range known {
+				if _, ok := ss.Subs[id]; !ok && len(w.ch) == 0 {
 					delete(known, id) // gone, and nothing left to read off
-					delete(full, id)
 				}
 			}
 			ss.Mu.Unlock()
 		}
-		for id, ch := range known {
-			if len(ch) < cap(ch) {
-				full[id] = false
+		for _, w := range known {
+			if len(w.ch) < cap(w.ch) {
+				w.full = false
 				continue
 			}
-			if full[id] {
+			if w.full {
 				for drained := false; !drained; {
 					select {
-					case <-ch:
+					case <-w.ch:
 					default:
 						drained = true
 					}
 				}
 			}
-			full[id] = true
+			w.full = true
 		}
 	}
 }
