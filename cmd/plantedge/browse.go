@@ -51,7 +51,7 @@ func newBrowseCmd() *cobra.Command {
 func (o *browseOptions) AddFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.opts.Node, "node", opcua.DefaultBrowseNode, "start node id (ns=2;s=..., ns=2;i=..., nsu=URI;s=...)")
-	f.IntVar(&o.opts.Depth, "depth", opcua.DefaultBrowseDepth, "levels to descend below --node")
+	f.IntVar(&o.opts.Depth, "depth", opcua.DefaultBrowseDepth, "levels to descend below --node (0: the node alone, with its type and current value)")
 	f.IntVar(&o.opts.MaxNodes, "max-nodes", opcua.DefaultBrowseMaxNodes, "stop after printing this many nodes")
 	f.BoolVar(&o.opts.NamespaceURIs, "namespace-uris", false, "print node ids as nsu=URI;... (they stay valid if the server renumbers its namespaces)")
 	f.StringVar(&o.opts.SecurityPolicy, "security-policy", "None", "None | Basic256Sha256 | Aes128_Sha256_RsaOaep | Aes256_Sha256_RsaPss")
@@ -90,8 +90,8 @@ func (o *browseOptions) Validate() error {
 			errs = append(errs, fmt.Errorf("--node: %w", err))
 		}
 	}
-	if o.opts.Depth < 1 {
-		errs = append(errs, fmt.Errorf("--depth %d: want at least 1", o.opts.Depth))
+	if o.opts.Depth < 0 {
+		errs = append(errs, fmt.Errorf("--depth %d: want 0 (the node alone: its type and value) or more", o.opts.Depth))
 	}
 	if o.opts.MaxNodes < 1 {
 		errs = append(errs, fmt.Errorf("--max-nodes %d: want at least 1", o.opts.MaxNodes))

@@ -38,9 +38,23 @@ func TestBrowseCommand(t *testing.T) {
 		t.Errorf("no indented line for %s with its type and value:\n%s", want, out.String())
 	}
 
+	// --depth 0: the node alone, with its type and current value (a
+	// technician reading one tag).
+	out.Reset()
+	root = newRootCmd()
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"browse", srv.Endpoint(), "--node", want, "--depth", "0"})
+	if err := root.ExecuteContext(ctx); err != nil {
+		t.Fatalf("browse --depth 0: %v\n%s", err, out.String())
+	}
+	if got := out.String(); !strings.HasPrefix(got, want+"  ") || !strings.HasSuffix(got, "Int32 = 1234\n") || strings.Count(got, "\n") != 1 {
+		t.Errorf("browse --depth 0 of %s: want its one line with type and value, got:\n%s", want, got)
+	}
+
 	for _, args := range [][]string{
 		{"browse", "http://x"},
-		{"browse", srv.Endpoint(), "--depth", "0"},
+		{"browse", srv.Endpoint(), "--depth", "-1"},
 		{"browse", srv.Endpoint(), "--cert", "a.crt"},
 		{"browse"},
 	} {

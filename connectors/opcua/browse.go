@@ -47,7 +47,7 @@ const (
 // BrowseOptions selects what Browse prints and how it connects.
 type BrowseOptions struct {
 	Node     string // start node in any string form; default ns=0;i=85 (Objects)
-	Depth    int    // levels below Node; default 3
+	Depth    int    // levels below Node; 0: the node alone (its type and value)
 	MaxNodes int    // stop after printing this many nodes; default 10,000
 	// NamespaceURIs prints node ids as nsu=<namespace uri>;..., which stay
 	// valid when a server renumbers its namespaces (ns=0 ids stay short).
@@ -82,8 +82,8 @@ func browse(ctx context.Context, endpoint string, opts BrowseOptions, w io.Write
 	if opts.Node == "" {
 		opts.Node = DefaultBrowseNode
 	}
-	if opts.Depth <= 0 {
-		opts.Depth = DefaultBrowseDepth
+	if opts.Depth < 0 {
+		return nil, fmt.Errorf("browse: depth %d: want 0 (the node alone) or more", opts.Depth)
 	}
 	if opts.MaxNodes <= 0 {
 		opts.MaxNodes = DefaultBrowseMaxNodes

@@ -52,6 +52,18 @@ func TestBrowseInProcessServer(t *testing.T) {
 		t.Errorf("depth 1 output wrong:\n%s", out.String())
 	}
 
+	// Depth 0 is the node alone: one line, no children looked at.
+	out.Reset()
+	if err := Browse(ctx, ts.url, BrowseOptions{Node: "ns=1;s=Temp", Depth: 0}, &out); err != nil {
+		t.Fatalf("Browse depth 0: %v", err)
+	}
+	if out.String() != "ns=1;s=Temp  \"Temp\"  Double = 21.5\n" {
+		t.Errorf("depth 0 output: %q", out.String())
+	}
+	if err := Browse(ctx, ts.url, BrowseOptions{Depth: -1}, &out); err == nil {
+		t.Error("Browse depth -1: no error")
+	}
+
 	// The node limit stops a large address space and says so.
 	out.Reset()
 	err := Browse(ctx, ts.url, BrowseOptions{Depth: 5, MaxNodes: 4}, &out)
