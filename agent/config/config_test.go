@@ -1424,6 +1424,25 @@ func TestEnvironmentReferenceWarned(t *testing.T) {
 		`w.yaml:20:47: machines[0].running.mqtt.topic: "plant/${LINE}/state" is taken as written: this file is not expanded (write the value itself; a password comes from password_file or password_env, the API key from api_key_file or PLANTEDGE_ODOO_API_KEY)`)
 }
 
+// A secret file's path that refers to the environment is warned of too,
+// without its value: ${CREDENTIALS_DIRECTORY}/name (a unit file's way of
+// naming a systemd credential) is taken as written, so the agent found no
+// file; a relative password_file or api_key_file is what is looked up
+// among the credentials, and the hint says so.
+func TestSecretFileEnvironmentReferenceWarned(t *testing.T) {
+	y := strings.Replace(base, "  api_key_file: /etc/plantedge/odoo-api-key\n", "  api_key_file: ${CREDENTIALS_DIRECTORY}/odoo-api-key\n", 1)
+	y = strings.Replace(y, "    endpoint: opc.tcp://127.0.0.1:4840\n", "    endpoint: opc.tcp://127.0.0.1:4840\n    username: plc\n    password_file: $CREDENTIALS_DIRECTORY/plc-pw\n"+
+		"    security_policy: Basic256Sha256\n    server_thumbprint: 3f2a9c0d4b1e8f7a6c5d4e3f2a1b0c9d8e7f6a5b\n"+
+		"    cert_file: /etc/plantedge/c.pem\n    key_file: ${CREDENTIALS_DIRECTORY}/c.key\n", 1)
+	y = strings.Replace(y, "    client_id: pe-1\n", "    client_id: pe-1\n    username: u\n    password_file: ${SECRETS_DIR}/mqtt\n", 1)
+	wantWarnings(t, y,
+		"w.yaml:6:17: odoo.api_key_file: $CREDENTIALS_DIRECTORY is taken as written: this file is not expanded (give the credential's name alone (api_key_file: odoo-api-key): a relative name is looked up in systemd's $CREDENTIALS_DIRECTORY (LoadCredential=) first)",
+		"w.yaml:11:20: opcua[0].password_file: $CREDENTIALS_DIRECTORY is taken as written: this file is not expanded (give the credential's name alone (password_file: plc-pw): a relative name is looked up in systemd's $CREDENTIALS_DIRECTORY (LoadCredential=) first)",
+		"w.yaml:15:15: opcua[0].key_file: $CREDENTIALS_DIRECTORY is taken as written: this file is not expanded (write the path of the file itself: only password_file and api_key_file are looked up among systemd's credentials)",
+		`w.yaml:17:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`,
+		"w.yaml:21:20: mqtt[0].password_file: refers to an environment variable and is taken as written (value not shown): this file is not expanded (write the file's path itself)")
+}
+
 // A security_policy written in another case ("none") is refused, and is no
 // secure policy to warn of an unpinned certificate for: the warning told a
 // plant on policy None to pin a certificate it never gets (the ot-audit

@@ -483,7 +483,13 @@ var (
 // directory the agent starts in (the ot-audit probe). A value of a key
 // named like a secret, or one with a URL's user, is not repeated.
 func (d *decoder) envReference(path string, n ast.Node, s string) {
-	if !envRef.MatchString(s) || secretKey.MatchString(path) || strings.Contains(s, "@") {
+	if !envRef.MatchString(s) || strings.Contains(s, "@") {
+		return
+	}
+	if secretKey.MatchString(path) {
+		if strings.HasSuffix(path, "_file") {
+			d.secretFileEnvReference(path, n, s)
+		}
 		return
 	}
 	if strings.HasSuffix(path, ".topic") && !strings.Contains(s, "${") {
@@ -496,6 +502,32 @@ func (d *decoder) envReference(path string, n ast.Node, s string) {
 	d.warns = append(d.warns, Problem{File: d.file, Line: p.Line, Column: p.Column, Path: path,
 		Msg:  fmt.Sprintf("%q is taken as written: this file is not expanded", s),
 		Hint: "write the value itself; a password comes from password_file or password_env, the API key from api_key_file or PLANTEDGE_ODOO_API_KEY"})
+}
+
+// credentialsDir matches a secret file's path written below systemd's
+// credentials directory as a unit file or a shell would name it.
+var credentialsDir = regexp.MustCompile(`^(?:\$\{CREDENTIALS_DIRECTORY\}|\$CREDENTIALS_DIRECTORY)/([A-Za-z0-9._-]+)$`)
+
+// secretFileEnvReference warns of a secret file's path (password_file,
+// api_key_file, key_file) that refers to the environment: not expanded, so
+// the agent looks for a file by that name and finds none. The value is not
+// repeated (it may be the secret, pasted), only systemd's credentials
+// directory is named: a relative password_file or api_key_file is looked
+// up there first, so the credential's name alone is what works.
+func (d *decoder) secretFileEnvReference(path string, n ast.Node, s string) {
+	p := posOf(n)
+	w := Problem{File: d.file, Line: p.Line, Column: p.Column, Path: path,
+		Msg:  "refers to an environment variable and is taken as written (value not shown): this file is not expanded",
+		Hint: "write the file's path itself"}
+	if m := credentialsDir.FindStringSubmatch(s); m != nil {
+		w.Msg = "$CREDENTIALS_DIRECTORY is taken as written: this file is not expanded"
+		if strings.HasSuffix(path, "password_file") || strings.HasSuffix(path, "api_key_file") {
+			w.Hint = fmt.Sprintf("give the credential's name alone (%s: %s): a relative name is looked up in systemd's $CREDENTIALS_DIRECTORY (LoadCredential=) first", path[strings.LastIndex(path, ".")+1:], m[1])
+		} else {
+			w.Hint = "write the path of the file itself: only password_file and api_key_file are looked up among systemd's credentials"
+		}
+	}
+	d.warns = append(d.warns, w)
 }
 
 // quotedHint is the hint for a number or true/false written in quotes
