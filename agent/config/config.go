@@ -145,6 +145,9 @@ type Config struct {
 	EndpointsOnly bool `yaml:"-"`
 
 	pos map[string]Pos // key path -> position of its value in the file
+	// vias: key path -> the aliases its value was reached through
+	// (Problem.Via), for a value in an anchor's text.
+	vias map[string]string
 }
 
 // Log configures the agent's log output.
@@ -542,6 +545,18 @@ func (c *Config) BufferPath() string { return filepath.Join(c.DataDir, "buffer.d
 // Pos is a position in the configuration file (1-based; 0 when unknown).
 type Pos struct{ Line, Column int }
 
+// via is what Problem.Via says for a problem at path: the aliases its
+// value (or the nearest written key above it, as Position) was reached
+// through.
+func (c *Config) via(path string) string {
+	for p := path; p != ""; p = parentPath(p) {
+		if _, ok := c.pos[p]; ok {
+			return c.vias[p]
+		}
+	}
+	return ""
+}
+
 // Position returns where the value at key path (e.g. "machines[0].id") was
 // written, falling back to its closest written parent.
 func (c *Config) Position(path string) Pos {
@@ -569,6 +584,10 @@ type Problem struct {
 	Line, Column int
 	Path         string // key path, e.g. machines[1].good_count.opcua.node
 	Msg, Hint    string
+	// Via names the aliases the value was reached through, outermost
+	// first ("*press at line 25"), when Line is inside an anchor's text
+	// that other places use too.
+	Via string
 }
 
 // String formats the problem as "file:line:col: path: msg (hint)".
@@ -584,6 +603,10 @@ func (p Problem) String() string {
 		b.WriteString(": ")
 	}
 	b.WriteString(p.Msg)
+	if p.Via != "" {
+		b.WriteString(", via ")
+		b.WriteString(p.Via)
+	}
 	if p.Hint != "" {
 		b.WriteString(" (")
 		b.WriteString(p.Hint)
@@ -748,7 +771,7 @@ func Parse(filename string, data []byte) (*Config, error) {
 	}
 	d := newDecoder(filename)
 	d.decodeFile(data, c)
-	c.pos = d.pos
+	c.pos, c.vias = d.pos, d.vias
 	for i := range c.OPCUA {
 		if c.OPCUA[i].SecurityMode == "" {
 			c.OPCUA[i].SecurityMode = DefaultSecurityMode(c.OPCUA[i].SecurityPolicy)

@@ -504,7 +504,7 @@ func TestBadConfigs(t *testing.T) {
 		{
 			name: "anchor merging itself",
 			yaml: base + "  - &a {<<: *a, id: m2, workcenter: w, running: {mqtt: {broker: broker, topic: t}}}\n",
-			want: []string{"bad.yaml:19:9: machines[1]: merge keys nest too deep or refer to themselves (an anchor cannot merge itself)"},
+			want: []string{"bad.yaml:19:9: machines[1]: merge keys nest too deep or refer to themselves, via *a at line 19 (an anchor cannot merge itself)"},
 		},
 		{
 			name: "min_stop with block_workcenter",
@@ -1496,5 +1496,50 @@ func TestOneLineFlowFileLoads(t *testing.T) {
 	c, err := Parse("f.yaml", []byte(b.String()))
 	if err != nil || len(c.Machines) != 3000 || c.Machines[2999].Workcenter != "WC2999" {
 		t.Fatalf("one-line file: %v", err)
+	}
+}
+
+// A problem in an anchor's text says which alias reached it: the line is
+// the anchor's (where the text to mend is), but a machine written as
+// "- *p1" or merging "<<: *press" is elsewhere, and the anchor's own
+// machine may be fine (the ot-audit probe: "duplicate machine id" pointed
+// at press-01's own line).
+func TestProblemInAnAnchorSaysTheAlias(t *testing.T) {
+	y := `site: plant-1
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - { name: broker, url: tcp://127.0.0.1:1883, client_id: pe-1 }
+x-press: &press
+  workcenter: WC1
+  running: { mqtt: { broker: broker, topic: t/run, field: run } }
+  good_count: &gc { mqtt: { broker: broker, topic: t/good, field: good }, rolover: 10 }
+machines:
+  - &p1
+    id: press-01
+    workcenter: WC9
+    good_count: { mqtt: { broker: broker, topic: p1/good, field: good } }
+  - <<: *press
+    id: press-02
+  - *p1
+  - id: press-04
+    workcenter: WC4
+    good_count: *gc
+`
+	_, err := Parse("a.yaml", []byte(y))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("Parse: %v", err)
+	}
+	var got []string
+	for _, p := range ce.Problems {
+		got = append(got, p.String())
+	}
+	want := []string{
+		`a.yaml:8:75: machines[1].good_count.rolover: unknown key, via *press at line 14 (did you mean "rollover"?)`,
+		`a.yaml:8:75: machines[3].good_count.rolover: unknown key, via *gc at line 19 (did you mean "rollover"?)`,
+		`a.yaml:11:9: machines[2].id: duplicate machine id "press-01", via *p1 at line 16 (also used by machines[0])`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

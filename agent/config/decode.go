@@ -7,6 +7,7 @@ import (
 	"math"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -47,6 +48,8 @@ type decoder struct {
 	probs       []Problem
 	warns       []Problem
 	pos         map[string]Pos
+	vias        map[string]string // key path -> the aliases its value was reached through (Problem.Via)
+	via         string            // the aliases the value being decoded was reached through
 	anchors     map[string][]*ast.AnchorNode
 	nodes       int
 	mergeDepth  int
@@ -57,7 +60,7 @@ type decoder struct {
 }
 
 func newDecoder(file string) *decoder {
-	return &decoder{file: file, pos: map[string]Pos{}, anchors: map[string][]*ast.AnchorNode{}}
+	return &decoder{file: file, pos: map[string]Pos{}, vias: map[string]string{}, anchors: map[string][]*ast.AnchorNode{}}
 }
 
 func posOf(n ast.Node) Pos {
@@ -83,8 +86,54 @@ func posOf(n ast.Node) Pos {
 }
 
 func (d *decoder) problem(n ast.Node, path, msg, hint string) {
+	d.probs = append(d.probs, d.at(n, path, msg, hint))
+}
+
+// at is a problem at node n, for the value at path: with the aliases it
+// was reached through when n is in an anchor's text.
+func (d *decoder) at(n ast.Node, path, msg, hint string) Problem {
 	p := posOf(n)
-	d.probs = append(d.probs, Problem{File: d.file, Line: p.Line, Column: p.Column, Path: path, Msg: msg, Hint: hint})
+	return Problem{File: d.file, Line: p.Line, Column: p.Column, Path: path, Msg: msg, Hint: hint, Via: d.via}
+}
+
+// through notes, while fn decodes a value reached through the aliases as
+// (outermost first; none: not through an alias), that problems found in
+// it are via them.
+func (d *decoder) through(as []*ast.AliasNode, fn func()) {
+	if len(as) == 0 {
+		fn()
+		return
+	}
+	saved := d.via
+	for _, a := range as {
+		name := ""
+		if a.Value != nil {
+			name = a.Value.GetToken().Value
+		}
+		one := fmt.Sprintf("*%s at line %d", name, posOf(a).Line)
+		switch {
+		case d.via == "":
+			d.via = one
+		case !strings.Contains(", "+d.via+", ", ", "+one+", "): // (an anchor merging itself: once)
+			d.via += ", " + one
+		}
+	}
+	fn()
+	d.via = saved
+}
+
+// aliasOf is the alias n is (under its tags), as a list for through.
+func aliasOf(n ast.Node) []*ast.AliasNode {
+	for {
+		switch t := n.(type) {
+		case *ast.TagNode:
+			n = t.Value
+		case *ast.AliasNode:
+			return []*ast.AliasNode{t}
+		default:
+			return nil
+		}
+	}
 }
 
 type anchorCollector struct{ d *decoder }
@@ -268,8 +317,16 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 			return
 		}
 	}
+	d.through(aliasOf(raw), func() { d.decodeValue(path, n, v) })
+}
+
+// decodeValue decodes n, resolved (decode), into v.
+func (d *decoder) decodeValue(path string, n ast.Node, v reflect.Value) {
 	if path != "" && n != nil {
 		d.pos[path] = posOf(n)
+		if d.via != "" {
+			d.vias[path] = d.via
+		}
 	}
 	t := v.Type()
 	switch t {
@@ -308,9 +365,7 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 				// out, or forgotten): not read. A warning, not an error: a
 				// file that loaded before must not stop the agent after an
 				// upgrade.
-				p := posOf(n)
-				d.warns = append(d.warns, Problem{File: d.file, Line: p.Line, Column: p.Column, Path: path,
-					Msg: "empty: this signal is not read", Hint: "give its source (opcua: {...} or mqtt: {...}), or remove the key"})
+				d.warns = append(d.warns, d.at(n, path, "empty: this signal is not read", "give its source (opcua: {...} or mqtt: {...}), or remove the key"))
 			}
 			v.Set(reflect.Zero(t))
 			return
@@ -466,7 +521,7 @@ func (d *decoder) hashComment(path string, n *ast.StringNode) {
 	hash := end + m[2] - 1
 	d.warns = append(d.warns, Problem{File: d.file, Line: tk.Position.Line, Column: utf8.RuneCountInString(line[:hash]) + 1, Path: path,
 		Msg:  fmt.Sprintf("a value ends at \" #\": YAML reads %q and the rest of the line as a comment, so the value is %q", line[hash:end+m[3]], n.Value),
-		Hint: `quote the value ("...") if the # is part of it`})
+		Hint: `quote the value ("...") if the # is part of it`, Via: d.via})
 }
 
 var (
@@ -498,10 +553,8 @@ func (d *decoder) envReference(path string, n ast.Node, s string) {
 		// variable's name.
 		return
 	}
-	p := posOf(n)
-	d.warns = append(d.warns, Problem{File: d.file, Line: p.Line, Column: p.Column, Path: path,
-		Msg:  fmt.Sprintf("%q is taken as written: this file is not expanded", s),
-		Hint: "write the value itself; a password comes from password_file or password_env, the API key from api_key_file or PLANTEDGE_ODOO_API_KEY"})
+	d.warns = append(d.warns, d.at(n, path, fmt.Sprintf("%q is taken as written: this file is not expanded", s),
+		"write the value itself; a password comes from password_file or password_env, the API key from api_key_file or PLANTEDGE_ODOO_API_KEY"))
 }
 
 // credentialsDir matches a secret file's path written below systemd's
@@ -515,10 +568,8 @@ var credentialsDir = regexp.MustCompile(`^(?:\$\{CREDENTIALS_DIRECTORY\}|\$CREDE
 // directory is named: a relative password_file or api_key_file is looked
 // up there first, so the credential's name alone is what works.
 func (d *decoder) secretFileEnvReference(path string, n ast.Node, s string) {
-	p := posOf(n)
-	w := Problem{File: d.file, Line: p.Line, Column: p.Column, Path: path,
-		Msg:  "refers to an environment variable and is taken as written (value not shown): this file is not expanded",
-		Hint: "write the file's path itself"}
+	w := d.at(n, path, "refers to an environment variable and is taken as written (value not shown): this file is not expanded",
+		"write the file's path itself")
 	if m := credentialsDir.FindStringSubmatch(s); m != nil {
 		w.Msg = "$CREDENTIALS_DIRECTORY is taken as written: this file is not expanded"
 		if strings.HasSuffix(path, "password_file") || strings.HasSuffix(path, "api_key_file") {
@@ -561,6 +612,7 @@ type entry struct {
 	key   string
 	keyN  ast.Node
 	value ast.Node
+	via   []*ast.AliasNode // the merge keys' aliases it came through, outermost first
 }
 
 // entries lists a mapping's keys in order with merge keys (<<) applied:
@@ -590,7 +642,11 @@ func (d *decoder) entries(path string, n ast.Node) ([]entry, bool) {
 			}
 			d.mergeDepth++
 			for _, src := range d.mergeSources(path, mv.Value) {
-				es, _ := d.entries(path, src)
+				var es []entry
+				d.through(src.via, func() { es, _ = d.entries(path, src.n) })
+				for i := range es {
+					es[i].via = append(slices.Clip(src.via), es[i].via...)
+				}
 				merged = append(merged, es...)
 			}
 			d.mergeDepth--
@@ -611,7 +667,7 @@ func (d *decoder) entries(path string, n ast.Node) ([]entry, bool) {
 			continue
 		}
 		seen[key] = kn
-		explicit = append(explicit, entry{key, kn, mv.Value})
+		explicit = append(explicit, entry{key: key, keyN: kn, value: mv.Value})
 	}
 	out := explicit
 	for _, e := range merged {
@@ -623,18 +679,25 @@ func (d *decoder) entries(path string, n ast.Node) ([]entry, bool) {
 	return out, true
 }
 
-func (d *decoder) mergeSources(path string, v ast.Node) []ast.Node {
+// mergeSource is a mapping a merge key (<<) brings in, and the alias it
+// came through (none for a mapping written there).
+type mergeSource struct {
+	n   ast.Node
+	via []*ast.AliasNode
+}
+
+func (d *decoder) mergeSources(path string, v ast.Node) []mergeSource {
 	r := d.resolve(path, v)
 	switch t := r.(type) {
 	case *ast.MappingNode, *ast.MappingValueNode:
-		return []ast.Node{t}
+		return []mergeSource{{t, aliasOf(v)}}
 	case *ast.SequenceNode:
-		var out []ast.Node
+		var out []mergeSource
 		for _, item := range t.Values {
 			ir := d.resolve(path, item)
 			switch ir.(type) {
 			case *ast.MappingNode, *ast.MappingValueNode:
-				out = append(out, ir)
+				out = append(out, mergeSource{ir, aliasOf(item)})
 			default:
 				if ir != nil {
 					d.problem(item, path, "merge key << needs a mapping or a list of mappings", "write <<: *anchor")
@@ -713,25 +776,30 @@ func (d *decoder) decodeStruct(path string, n ast.Node, v reflect.Value) {
 	}
 	fields, names := structFields(v.Type())
 	for _, e := range es {
-		kp := joinPath(path, e.key)
-		idx, ok := fields[e.key]
-		if !ok {
-			if path == "" && strings.HasPrefix(e.key, "x-") {
-				continue // extension keys hold anchors for reuse; ignored
-			}
-			if hint, secret := secretKeys[strings.ToLower(e.key)]; secret {
-				d.problem(e.keyN, kp, "inline secret not allowed", hint)
-				continue
-			}
-			hint := misplaced(v.Type().Name(), e.key)
-			if hint == "" {
-				hint = suggest(e.key, names)
-			}
-			d.problem(e.keyN, kp, "unknown key", hint)
-			continue
-		}
-		d.decode(kp, e.value, v.FieldByIndex(idx))
+		d.through(e.via, func() { d.structEntry(path, e, v, fields, names) })
 	}
+}
+
+// structEntry decodes the struct v's field that e sets.
+func (d *decoder) structEntry(path string, e entry, v reflect.Value, fields map[string][]int, names []string) {
+	kp := joinPath(path, e.key)
+	idx, ok := fields[e.key]
+	if !ok {
+		if path == "" && strings.HasPrefix(e.key, "x-") {
+			return // extension keys hold anchors for reuse; ignored
+		}
+		if hint, secret := secretKeys[strings.ToLower(e.key)]; secret {
+			d.problem(e.keyN, kp, "inline secret not allowed", hint)
+			return
+		}
+		hint := misplaced(v.Type().Name(), e.key)
+		if hint == "" {
+			hint = suggest(e.key, names)
+		}
+		d.problem(e.keyN, kp, "unknown key", hint)
+		return
+	}
+	d.decode(kp, e.value, v.FieldByIndex(idx))
 }
 
 func (d *decoder) decodeMap(path string, n ast.Node, v reflect.Value) {
@@ -743,7 +811,7 @@ func (d *decoder) decodeMap(path string, n ast.Node, v reflect.Value) {
 	m := reflect.MakeMapWithSize(v.Type(), len(es))
 	for _, e := range es {
 		ev := reflect.New(v.Type().Elem()).Elem()
-		d.decode(joinPath(path, e.key), e.value, ev)
+		d.through(e.via, func() { d.decode(joinPath(path, e.key), e.value, ev) })
 		m.SetMapIndex(reflect.ValueOf(e.key), ev)
 	}
 	v.Set(m)

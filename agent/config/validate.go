@@ -73,13 +73,16 @@ type validator struct {
 }
 
 func (v *validator) add(path, msg, hint string) {
-	p := v.c.Position(path)
-	v.probs = append(v.probs, Problem{File: v.c.Path, Line: p.Line, Column: p.Column, Path: path, Msg: msg, Hint: hint})
+	v.probs = append(v.probs, v.at(path, msg, hint))
 }
 
 func (v *validator) warn(path, msg, hint string) {
+	v.warns = append(v.warns, v.at(path, msg, hint))
+}
+
+func (v *validator) at(path, msg, hint string) Problem {
 	p := v.c.Position(path)
-	v.warns = append(v.warns, Problem{File: v.c.Path, Line: p.Line, Column: p.Column, Path: path, Msg: msg, Hint: hint})
+	return Problem{File: v.c.Path, Line: p.Line, Column: p.Column, Path: path, Msg: msg, Hint: hint, Via: v.c.via(path)}
 }
 
 // has reports whether the key path was written in the file.
