@@ -794,7 +794,15 @@ func Parse(filename string, data []byte) (*Config, error) {
 			}
 		}
 		probs = slices.DeleteFunc(probs, func(p Problem) bool { return required[p.Path] && p.Msg == nothingString })
-		probs = append(probs, vp...)
+		// A value that did not decode is said once: not again by a rule
+		// about the empty value it left (running_values: [[1, 2]] was
+		// "expected a string, got a list" and "empty value": the ot-audit
+		// probe).
+		undecoded := map[string]bool{}
+		for _, p := range probs {
+			undecoded[p.Path] = true
+		}
+		probs = append(probs, slices.DeleteFunc(vp, func(p Problem) bool { return undecoded[p.Path] && p.Msg != "required" })...)
 	}
 	if notUTF8 != nil {
 		d.warns = append(d.warns, *notUTF8)

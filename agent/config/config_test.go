@@ -497,7 +497,6 @@ func TestBadConfigs(t *testing.T) {
 			yaml: base + "  - <<: *nope\n    id: m2\n",
 			want: []string{
 				"bad.yaml:19:5: machines[1].workcenter: required (the code of the machine's Odoo work center)",
-				"bad.yaml:19:5: machines[1]: machine has no signal (add at least one of good_count, scrap_count, running, downtime_reason)",
 				"bad.yaml:19:9: machines[1]: unknown alias *nope (define the anchor &nope before using it)",
 			},
 		},
@@ -1496,6 +1495,21 @@ func TestOneLineFlowFileLoads(t *testing.T) {
 	c, err := Parse("f.yaml", []byte(b.String()))
 	if err != nil || len(c.Machines) != 3000 || c.Machines[2999].Workcenter != "WC2999" {
 		t.Fatalf("one-line file: %v", err)
+	}
+}
+
+// A value that did not decode is one problem, not a second about the
+// empty value it left (the ot-audit probe: two per element of a list of
+// lists given as running_values).
+func TestUndecodedValueIsOneProblem(t *testing.T) {
+	y := base + "    running: { mqtt: { broker: broker, topic: m1/run, field: run }, running_values: [[1, 2], RUN] }\n"
+	_, err := Parse("bad.yaml", []byte(y))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("Parse: %v", err)
+	}
+	if len(ce.Problems) != 1 || ce.Problems[0].String() != "bad.yaml:19:86: machines[0].running.running_values[0]: expected a string, got a list" {
+		t.Errorf("problems:\n%v", err)
 	}
 }
 
