@@ -797,12 +797,15 @@ func Parse(filename string, data []byte) (*Config, error) {
 		// A value that did not decode is said once: not again by a rule
 		// about the empty value it left (running_values: [[1, 2]] was
 		// "expected a string, got a list" and "empty value": the ot-audit
-		// probe).
+		// probe), nor as "required" when written as a list or a mapping
+		// ("site: [plant-2]": the key is there, and "required" would send
+		// the reader looking for a missing line; the spec audit). One
+		// written with nothing is "required" (its problem dropped above).
 		undecoded := map[string]bool{}
 		for _, p := range probs {
 			undecoded[p.Path] = true
 		}
-		probs = append(probs, slices.DeleteFunc(vp, func(p Problem) bool { return undecoded[p.Path] && p.Msg != "required" })...)
+		probs = append(probs, slices.DeleteFunc(vp, func(p Problem) bool { return undecoded[p.Path] })...)
 	}
 	if notUTF8 != nil {
 		d.warns = append(d.warns, *notUTF8)

@@ -1557,3 +1557,19 @@ machines:
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// A required key written with a list or a mapping where text belongs
+// ("site: [plant-1]") is one problem, the type, not that and "required"
+// at the same place: the key is there, and "required" sends the reader
+// looking for a missing line (the spec audit: two lines for one slip, as
+// the ot-audit found for a key written with nothing).
+func TestRequiredKeyOfAnotherTypeIsOneProblem(t *testing.T) {
+	y := strings.Replace(base, "site: plant-1", "site: [plant-1]", 1)
+	y = strings.Replace(y, "    workcenter: WC1\n", "    workcenter: { code: WC1 }\n", 1)
+	_, err := Parse("t.yaml", []byte(y))
+	want := `t.yaml:1:7: site: expected a string, got a list
+t.yaml:16:17: machines[0].workcenter: expected a string, got a mapping`
+	if err == nil || err.Error() != want {
+		t.Errorf("got:\n%v\nwant:\n%s", err, want)
+	}
+}
