@@ -216,10 +216,16 @@ func TestUsageErrorsExit64(t *testing.T) {
 		{"browse", "opc.tcp://127.0.0.1:1", "--depth", "-1"}, {"browse", "opc.tcp://127.0.0.1:99999"}, {"browse", "opc.tcp://127.0.0.1:1", "--security-policy", "Bogus"},
 		{"browse", "opc.tcp://127.0.0.1:1", "--server-thumbprint", "zz"}, {"browse", "opc.tcp://127.0.0.1:1", "--timeout", "-5s"},
 		{"demo", "--odoo-version", "12"}, {"demo", "--duration", "-1s"},
-		{"rebook"}, {"rebook", "--since", "yesterday"}} { // (the readme probe: 1, which rebook means for "Odoo refused some")
+		{"rebook"}, {"rebook", "--since", "yesterday"}, // (the readme probe: 1, which rebook means for "Odoo refused some")
+		{"help", "bogus"}, {"help", "deadletter", "bogus"}} { // (the spec audit: cobra's help said "Unknown help topic" and exited 0)
 		_, err := cli(t, args...)
 		if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "--help") {
 			t.Errorf("plantedge %s: exit %d, %v", strings.Join(args, " "), exitCode(err), err)
+		}
+	}
+	for _, args := range [][]string{{"help"}, {"help", "status"}, {"help", "deadletter", "drop"}} {
+		if out, err := cli(t, args...); err != nil || !strings.Contains(out, "Usage:") {
+			t.Errorf("plantedge %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
 	absent := filepath.Join(t.TempDir(), "absent.yaml")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/spf13/cobra"
@@ -35,7 +36,32 @@ func newRootCmd() *cobra.Command {
 		newCompactCmd(),
 		newValidateCmd(),
 	)
+	root.SetHelpCommand(newHelpCmd())
 	return root
+}
+
+// newHelpCmd is cobra's help command, but a topic it does not know is the
+// command line's mistake (exitUsage), as an unknown command is: cobra's
+// own printed "Unknown help topic" and exited 0.
+func newHelpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		Long:  "Help provides help for any command in the application.\nSimply type plantedge help [path to command] for full details.",
+		// Args runs before the command's own run: an error here exits 64.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if _, rest, err := cmd.Root().Find(args); err != nil || len(rest) > 0 {
+				return fmt.Errorf("unknown help topic %q", strings.Join(args, " "))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, _, _ := cmd.Root().Find(args)
+			c.InitDefaultHelpFlag()
+			c.InitDefaultVersionFlag()
+			return c.Help()
+		},
+	}
 }
 
 // loadForAgent loads the configuration for a command that talks to the
