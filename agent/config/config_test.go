@@ -1573,3 +1573,17 @@ t.yaml:16:17: machines[0].workcenter: expected a string, got a mapping`
 		t.Errorf("got:\n%v\nwant:\n%s", err, want)
 	}
 }
+
+// An odoo.timeout above the default request_limit (2m) is said at
+// odoo.timeout, the key written, not at an odoo.request_limit the file
+// does not have (the spec audit: "odoo.request_limit: 2m0s is shorter than
+// odoo.timeout 10m0s" at the line of odoo's url). Written both, the limit
+// is the one said (as before).
+func TestOdooTimeoutAboveTheDefaultRequestLimit(t *testing.T) {
+	y := strings.Replace(base, "  username: bot\n", "  username: bot\n  timeout: 10m\n", 1)
+	_, err := Parse("t.yaml", []byte(y))
+	want := `t.yaml:6:12: odoo.timeout: 10m0s is longer than odoo.request_limit 2m0s, its default (Odoo's limit_time_real (120s unless its admin changed it): set request_limit to it, or a shorter timeout)`
+	if err == nil || err.Error() != want {
+		t.Errorf("got:\n%v\nwant:\n%s", err, want)
+	}
+}

@@ -441,7 +441,12 @@ func (v *validator) validateOdoo() {
 		v.warn("odoo.api_key_file", "not set: the API key must come from "+EnvAPIKey+" or the systemd credential "+CredentialAPIKey, "")
 	}
 	v.positive("odoo.timeout", o.Timeout)
-	if o.RequestLimit < o.Timeout {
+	if o.RequestLimit < o.Timeout && !v.has("odoo.request_limit") {
+		// The limit not written: said at the timeout, the key that was
+		// (a problem at a key the file lacks points at odoo's first line).
+		v.add("odoo.timeout", fmt.Sprintf("%s is longer than odoo.request_limit %s, its default", o.Timeout, o.RequestLimit),
+			"Odoo's limit_time_real (120s unless its admin changed it): set request_limit to it, or a shorter timeout")
+	} else if o.RequestLimit < o.Timeout {
 		v.add("odoo.request_limit", fmt.Sprintf("%s is shorter than odoo.timeout %s", o.RequestLimit, o.Timeout),
 			"Odoo's limit_time_real (120s unless its admin changed it)")
 	}
