@@ -1587,3 +1587,22 @@ func TestOdooTimeoutAboveTheDefaultRequestLimit(t *testing.T) {
 		t.Errorf("got:\n%v\nwant:\n%s", err, want)
 	}
 }
+
+// A broker URL without its port is told the port of its own scheme:
+// 8883 for TLS (ssl://, tls://, mqtts://), 1883 otherwise — the hint said
+// tcp://…:1883 for every scheme, a plain-text port for a TLS broker (the
+// spec audit).
+func TestMQTTURLMissingPortHintKeepsTheScheme(t *testing.T) {
+	for url, hint := range map[string]string{
+		"ssl://broker.plant":   "e.g. ssl://broker.plant:8883",
+		"mqtts://broker.plant": "e.g. mqtts://broker.plant:8883",
+		"tcp://broker.plant":   "e.g. tcp://broker.plant:1883",
+	} {
+		y := strings.Replace(base, "tcp://127.0.0.1:1883", url, 1)
+		_, err := Parse("t.yaml", []byte(y))
+		want := `t.yaml:12:10: mqtt[0].url: missing port in "` + url + `" (` + hint + `)`
+		if err == nil || err.Error() != want {
+			t.Errorf("%s: got:\n%v\nwant:\n%s", url, err, want)
+		}
+	}
+}

@@ -573,7 +573,13 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 		case u.User != nil:
 			v.add(p+".url", "credentials in the URL", "use username and password_file")
 		case u.Port() == "" && u.Scheme != "ws" && u.Scheme != "wss":
-			v.add(p+".url", fmt.Sprintf("missing port in %q", b.URL), "e.g. tcp://10.1.2.10:1883")
+			// The port of its own scheme: a TLS broker's is 8883, not
+			// the plain-text 1883 (the spec audit).
+			port := "1883"
+			if u.Scheme == "ssl" || u.Scheme == "tls" || u.Scheme == "mqtts" {
+				port = "8883"
+			}
+			v.add(p+".url", fmt.Sprintf("missing port in %q", b.URL), "e.g. "+u.Scheme+"://"+net.JoinHostPort(u.Hostname(), port))
 		case !validRemotePort(u.Port()):
 			v.add(p+".url", fmt.Sprintf("invalid port %q", u.Port()), "a port is 1 to 65535, e.g. tcp://10.1.2.10:1883")
 		}
