@@ -263,8 +263,9 @@ func TestBadConfigs(t *testing.T) {
 				"    client_id: pe-1\n", "    client_id: pe-1\n    keep_alive: 20h\n    backoff_max: 100ms\n", 1),
 				`node: "ns=2;s=M1.Good"`, `node: "ns=2;b=Press2"`, 1),
 			want: []string{
-				`bad.yaml:8:5: opcua[0].heartbeat_timeout: 10s must be at least twice publishing_interval 8s (a few publishing intervals, e.g. 24s)`,
 				`bad.yaml:9:15: opcua[0].endpoint: invalid endpoint "OPC.TCP://127.0.0.1:4840" (write the scheme in lower case: opc.tcp://)`,
+				// said at the key written, not at the heartbeat_timeout the file lacks (the spec audit)
+				`bad.yaml:10:26: opcua[0].publishing_interval: 8s needs a heartbeat_timeout of at least twice it; heartbeat_timeout is 10s, its default (set heartbeat_timeout to a few publishing intervals, e.g. 24s)`,
 				`bad.yaml:11:18: opcua[0].backoff_max: 100ms is below 500ms, the first reconnect wait (e.g. 1m)`,
 				`bad.yaml:16:17: mqtt[0].keep_alive: 20h0m0s is above 65535s, the most MQTT can carry (e.g. 30s)`,
 				`bad.yaml:17:18: mqtt[0].backoff_max: 100ms is below 500ms, the first reconnect wait (e.g. 1m)`,

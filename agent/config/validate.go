@@ -541,7 +541,13 @@ func (v *validator) validateOPCUA(p string, s *OPCUAServer) {
 	// What the connector needs, or it does not start and every machine of
 	// the server goes unread (the yaml probe: validate said OK, a reload
 	// took the source down).
-	if s.Mode != "poll" && s.HeartbeatTimeout < 2*s.PublishingInterval {
+	if s.Mode != "poll" && s.HeartbeatTimeout < 2*s.PublishingInterval && !v.has(p+".heartbeat_timeout") {
+		// The timeout not written: said at publishing_interval, the key
+		// that was (a problem at a key the file lacks points at the
+		// entry's first line; the spec audit).
+		v.add(p+".publishing_interval", fmt.Sprintf("%s needs a heartbeat_timeout of at least twice it; heartbeat_timeout is %s, its default", s.PublishingInterval, s.HeartbeatTimeout),
+			fmt.Sprintf("set heartbeat_timeout to a few publishing intervals, e.g. %s", max(10*time.Second, 3*s.PublishingInterval.D())))
+	} else if s.Mode != "poll" && s.HeartbeatTimeout < 2*s.PublishingInterval {
 		v.add(p+".heartbeat_timeout", fmt.Sprintf("%s must be at least twice publishing_interval %s", s.HeartbeatTimeout, s.PublishingInterval),
 			fmt.Sprintf("a few publishing intervals, e.g. %s", max(10*time.Second, 3*s.PublishingInterval.D())))
 	}
