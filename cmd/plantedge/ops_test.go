@@ -830,6 +830,12 @@ func TestCommandsRefuseAnotherSitesAgent(t *testing.T) {
 		if err == nil || !errors.Is(err, agent.ErrOtherSite) || !strings.Contains(err.Error(), "runs site cli-test") {
 			t.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
 		}
+		if args[0] == "status" && !strings.Contains(out, `"agent_running": false`) {
+			// This configuration's agent is not the one that answered
+			// (the spec audit: a script reading agent_running alone was
+			// told it ran).
+			t.Errorf("status of a configuration whose agent never ran, another site's answering:\n%s", out)
+		}
 	}
 	if n := b.a.Status().Buffer.DeadLetters; n != 1 {
 		t.Errorf("the other config's commands changed this agent's dead letters: %d left, want 1", n)

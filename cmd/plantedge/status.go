@@ -109,6 +109,13 @@ func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) 
 	if err == nil {
 		return st, nil
 	}
+	if errors.Is(err, agent.ErrOtherSite) {
+		// Another plant's agent answers at this listen address: this
+		// configuration's runs only if it holds its buffer file (the spec
+		// audit: agent_running said true for an agent that never ran).
+		running, _ := buffer.InUse(cfg.BufferPath())
+		return agent.UnknownStatus(cfg, running), err
+	}
 	if !errors.Is(err, agent.ErrNotRunning) {
 		return agent.UnknownStatus(cfg, true), err
 	}
