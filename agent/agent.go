@@ -204,11 +204,13 @@ type Agent struct {
 	// badLog and goodLog: a tag's quality turning bad, and good again, per
 	// source address (a tag flapping Good/Uncertain must not flood the log).
 	badLog, goodLog rateLogs
-	typeLog         rateLogs // an OPC UA value's data type changing, per address
-	eventLog        rateLogs // counter resets, rollovers, clock steps: per machine
-	reasonLog       rateLogs // unmapped downtime reasons: per machine and code, once an hour
-	clockLog        rateLogs // a source clock far off this box's: per machine, once an hour
-	deadLog         rateLogs // per record key
+	typeLog         rateLogs   // an OPC UA value's data type changing, per address
+	eventLog        rateLogs   // counter resets, rollovers, clock steps: per machine
+	reasonLog       rateLogs   // unmapped downtime reasons: per machine and code, once an hour
+	reasonBudget    codeBudget // ... and at most unmappedCodesLogged codes a machine an hour
+	reasonOverLog   rateLogs   // the rest: per machine, once an hour
+	clockLog        rateLogs   // a source clock far off this box's: per machine, once an hour
+	deadLog         rateLogs   // per record key
 	// rebirth: the Sparkplug B rebirth requests made, per edge node.
 	rebirth  rebirths
 	httpAddr atomic.Pointer[string]
@@ -279,26 +281,28 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		opts.StopTimeout = 20 * time.Second
 	}
 	a := &Agent{
-		opts:         opts,
-		log:          opts.Logger,
-		state:        mapping.NewState(),
-		samples:      make(chan connectors.Sample, 8192),
-		jobs:         make(chan func(context.Context), 16),
-		stopIngest:   make(chan struct{}),
-		totals:       map[string]totals{},
-		badQuality:   map[sampleAddr]string{},
-		valueType:    map[sampleAddr]string{},
-		unusable:     map[sampleAddr]error{},
-		malformed:    map[string]malformedCount{},
-		strays:       map[string]malformedCount{},
-		dropped:      map[string]bool{},
-		unsubscribe:  map[string][]string{},
-		lastStamp:    map[sampleAddr]time.Time{},
-		lastSample:   map[string]time.Time{},
-		shownRunning: map[string]bool{},
-		reasonLog:    rateLogs{every: time.Hour},
-		clockLog:     rateLogs{every: time.Hour},
-		srcOff:       offsets{window: opts.OffsetWindow},
+		opts:          opts,
+		log:           opts.Logger,
+		state:         mapping.NewState(),
+		samples:       make(chan connectors.Sample, 8192),
+		jobs:          make(chan func(context.Context), 16),
+		stopIngest:    make(chan struct{}),
+		totals:        map[string]totals{},
+		badQuality:    map[sampleAddr]string{},
+		valueType:     map[sampleAddr]string{},
+		unusable:      map[sampleAddr]error{},
+		malformed:     map[string]malformedCount{},
+		strays:        map[string]malformedCount{},
+		dropped:       map[string]bool{},
+		unsubscribe:   map[string][]string{},
+		lastStamp:     map[sampleAddr]time.Time{},
+		lastSample:    map[string]time.Time{},
+		shownRunning:  map[string]bool{},
+		reasonLog:     rateLogs{every: time.Hour},
+		reasonBudget:  codeBudget{every: time.Hour, n: unmappedCodesLogged},
+		reasonOverLog: rateLogs{every: time.Hour},
+		clockLog:      rateLogs{every: time.Hour},
+		srcOff:        offsets{window: opts.OffsetWindow},
 	}
 	a.cfg.Store(cfg)
 	if cfg.Path != "" {
@@ -1689,11 +1693,69 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		}
 		// Once an hour per machine and code: a PLC code missing from the
 		// map would otherwise warn at every stop, for good (the metric
-		// counts them all).
-		a.reasonLog.log(ev.Machine+"\x00"+ev.Reason, a.log, slog.LevelWarn,
+		// counts them all). And at most unmappedCodesLogged codes a machine
+		// an hour: a source sending an alarm's text as the reason (a count
+		// or a time in it) makes a new code at every stop (the spec audit:
+		// 13,232 lines for 20,000 texts).
+		key := ev.Machine + "\x00" + ev.Reason
+		if a.reasonLog.skip(key) {
+			return
+		}
+		if !a.reasonBudget.take(ev.Machine) {
+			a.reasonOverLog.log(ev.Machine, a.log, slog.LevelWarn,
+				fmt.Sprintf("more downtime reasons not in the map than are said one by one (%d codes an hour per machine); using the default loss "+
+					"(is the reason a text with a count or a time in it? read the machine's reason code instead, or map the codes)", unmappedCodesLogged),
+				"machine", ev.Machine, "reason", ev.Reason, "loss", ev.Loss)
+			return
+		}
+		a.reasonLog.log(key, a.log, slog.LevelWarn,
 			"downtime reason not in the map; using the default loss (said once an hour per machine and code; add it to the machine's downtime_reason map)",
 			"machine", ev.Machine, "reason", ev.Reason, "loss", ev.Loss)
 	}
+}
+
+// unmappedCodesLogged is how many codes missing from a machine's reason
+// map are logged one by one an hour.
+const unmappedCodesLogged = 10
+
+// codeBudget lets n things a key through every interval.
+type codeBudget struct {
+	mu    sync.Mutex
+	every time.Duration
+	n     int
+	m     map[string]*budgetWindow
+}
+
+type budgetWindow struct {
+	from  time.Time
+	taken int
+}
+
+// take reports whether key may have one more this interval, and counts it.
+func (b *codeBudget) take(key string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if b.m == nil {
+		b.m = map[string]*budgetWindow{}
+	}
+	w := b.m[key]
+	if w == nil || now.Sub(w.from) >= b.every {
+		if len(b.m) >= rateLogsKept {
+			for k, o := range b.m { // (machines come and go with the configuration)
+				if now.Sub(o.from) >= b.every {
+					delete(b.m, k)
+				}
+			}
+		}
+		w = &budgetWindow{from: now}
+		b.m[key] = w
+	}
+	if w.taken >= b.n {
+		return false
+	}
+	w.taken++
+	return true
 }
 
 // stopStart is when the machine's current stop began (for an open line);

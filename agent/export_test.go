@@ -31,3 +31,7 @@ func (a *Agent) WriteRunningSince() time.Time {
 	}
 	return a.buf.WriteRunningSince()
 }
+
+// UnmappedCodesLogged is how many unmapped reason codes a machine has
+// logged one by one an hour.
+const UnmappedCodesLogged = unmappedCodesLogged

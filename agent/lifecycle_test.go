@@ -307,6 +307,37 @@ func TestUnmappedReasonLoggedOncePerCode(t *testing.T) {
 	}
 }
 
+// A source that sends a text as the reason (an alarm with a count in it)
+// makes a new code at every stop: at most UnmappedCodesLogged of them are
+// logged one by one an hour per machine, the rest in one line that says
+// so (the spec audit: 13,232 lines for 20,000 texts); the metric counts
+// every stop.
+func TestUnmappedReasonsOfAMachineAreCapped(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	const stops = agent.UnmappedCodesLogged + 5
+	for i := range stops {
+		p.stop(m, fmt.Sprintf("ALARM %d: jam at station 4", i))
+		time.Sleep(50 * time.Millisecond)
+		p.run(m)
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitFor(t, 30*time.Second, "the lines", func() (bool, string) {
+		return p.closedLines("press-1") == stops && ra.a.Status().Buffer.Pending == 0, fmt.Sprint(p.closedLines("press-1"))
+	})
+	l := p.logs.String()
+	if n := strings.Count(l, "downtime reason not in the map"); n != agent.UnmappedCodesLogged {
+		t.Errorf("%d log lines of single unmapped codes, want %d", n, agent.UnmappedCodesLogged)
+	}
+	if n := strings.Count(l, "more downtime reasons not in the map than are said one by one"); n != 1 {
+		t.Errorf("%d lines saying the rest are not logged one by one, want 1:\n%s", n, l)
+	}
+	if v, _ := metric(p.metrics(), "plantedge_unmapped_downtime_reasons_total", `machine="press-1"`); v != stops {
+		t.Errorf("unmapped_downtime_reasons_total %v, want %d", v, stops)
+	}
+}
+
 // Hours into an Odoo outage the log says again what is waiting (the soak
 // found one line at its start and one at its end, nothing between).
 func TestLongOutageIsRemindedInTheLog(t *testing.T) {
