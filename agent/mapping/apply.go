@@ -1145,6 +1145,8 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 // current stop, that stop began at the stored one (storedStart, when it
 // ends: more stored values may come meanwhile); when the machine ran at
 // the BIRTH, the run was not stored, and nothing tells when the stop ended.
+// A history of the outage a stop was open at, which the BIRTH's run state
+// ended, begins stopped: its first stored run is that stop's end (lateEnd).
 func (m *Mapper) applyHistorical(ms *MachineState, x extracted) ([]Event, bool) {
 	h, ch := histFor(ms, x)
 	if x.t.Before(h.Time) {
@@ -1157,7 +1159,9 @@ func (m *Mapper) applyHistorical(ms *MachineState, x extracted) ([]Event, bool) 
 		h.StopStart = x.t
 	case x.running && !was:
 		if h.StopStart.IsZero() {
-			return nil, true // booked with the stop a BIRTH began (storedStart)
+			// The end of the stop the BIRTH's run state ended (lateEnd),
+			// or of one booked with the stop a BIRTH began (storedStart).
+			return m.lateEnd(ms, h, x), true
 		}
 		start, end := notBooked(ms, h.StopStart, x.t)
 		h.StopStart = time.Time{}
@@ -1193,7 +1197,14 @@ func histFor(ms *MachineState, x extracted) (h *HistRun, changed bool) {
 		next := &HistRun{Running: true, From: live}
 		if h != nil && intoBirthStop(ms, h) {
 			next.Running, next.Time, next.StopStart, next.Reason, next.ReasonTime = false, h.Time, h.StopStart, h.Reason, h.ReasonTime
+		} else if e := ms.EndAtBirth; e != nil && x.t.Before(e.End) {
+			// The history of the outage the stop the BIRTH ended was open
+			// at: the machine was stopped when it began (lateEnd).
+			next.Running, next.Ended = false, e
 		}
+		// (Stored values come oldest first: a first one later than that
+		// BIRTH is a later outage's, and that one will tell nothing more.)
+		ms.EndAtBirth = nil
 		ms.Hist = next
 		return next, true
 	case h.From.IsZero():
@@ -1225,8 +1236,9 @@ func liveAfterHist(ms *MachineState, x extracted) bool {
 // overlap the machine's last ended stop nor its current one: a stop that
 // was open when the edge node lost the broker is ended by the BIRTH's run
 // state, and covers the stored stops within it (downtime is not booked
-// twice), also once a later live stop has ended (MachineState.BirthStop).
-// The part before the stop it overlaps is kept.
+// twice), also once a later live stop has ended (MachineState.BirthStop);
+// to its stored run, when one came (lateEnd). The part before the stop it
+// overlaps is kept.
 func notBooked(ms *MachineState, start, end time.Time) (time.Time, time.Time) {
 	cut := func(s, e time.Time) {
 		switch {
@@ -1247,6 +1259,36 @@ func notBooked(ms *MachineState, start, end time.Time) (time.Time, time.Time) {
 		cut(ms.StopStart, maxTime)
 	}
 	return start, end
+}
+
+// lateEnd takes x, a stored run, as the end of the stop the BIRTH's run
+// state ended (h.Ended), when the history began in it and x is its first
+// stored run: the edge node lost the broker during that stop, stored the
+// run, and sent it after its BIRTH, whose run state had ended the stop (to
+// the BIRTH, the line too long by up to the outage). When x is after the
+// stop's start and before the end it was booked with, the line ends at x
+// (EventEndStored, booked once: h.Ended is cleared whatever x is), and the
+// stop, as the machine's last one or the one it was in at the BIRTH, ends
+// there: stored stops after x are not within it (notBooked).
+func (m *Mapper) lateEnd(ms *MachineState, h *HistRun, x extracted) []Event {
+	e := h.Ended
+	h.Ended = nil
+	if e == nil || !x.t.After(e.Start) || !x.t.Before(e.End) {
+		return nil
+	}
+	reason := e.Reason
+	if ls := ms.LastStop; ls != nil && ls.Start.Equal(e.Start) {
+		reason = ls.Reason // a late reason may have come since
+		ls.End = x.t
+	}
+	if bs := ms.BirthStop; bs != nil && bs.Start.Before(x.t) && bs.End.After(x.t) {
+		bs.End = x.t
+	}
+	ev := Event{Machine: x.b.machine, Kind: EventEndStored, Signal: Running, Time: x.t, Start: e.Start, End: x.t, BookedEnd: e.End, Reason: reason}
+	if rb := m.reason[x.b.machine]; rb != nil {
+		ev.Loss, ev.LossDefaulted = rb.loss(reason)
+	}
+	return []Event{ev}
 }
 
 // intoBirthStop reports whether history h ends in a stored stop whose run
@@ -1314,6 +1356,15 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 	ms.LastStop = nil
 	if x.srcTime && ev.Start.Before(ev.End) && ev.ClockBack == 0 {
 		ms.LastStop = &EndedStop{Start: ev.Start, End: ev.End, Reason: ev.Reason}
+	}
+	if x.birth {
+		// The stop may have ended while the edge node was away: its stored
+		// run, if any, comes after the BIRTH (lateEnd).
+		ms.EndAtBirth = nil
+		if ls := ms.LastStop; ls != nil {
+			e := *ls
+			ms.EndAtBirth = &e
+		}
 	}
 	return append(evs, ev), true
 }

@@ -47,6 +47,13 @@ const (
 	// sending out of order, or one whose clock went back with nothing to
 	// show it (see Apply).
 	EventStale
+	// EventEndStored: the machine's stop that a Sparkplug BIRTH's run state
+	// ended (its line booked from Start to BookedEnd, the BIRTH), open
+	// when the edge node lost the broker, ended earlier, at End: the run
+	// the edge node stored meanwhile (is_historical), which came after the
+	// BIRTH. The stop's line takes that end (its start, its key in Odoo,
+	// stays), once.
+	EventEndStored
 )
 
 // String names the kind for logs and golden files.
@@ -64,6 +71,8 @@ func (k EventKind) String() string {
 		return "reason_late"
 	case EventStale:
 		return "stale"
+	case EventEndStored:
+		return "end_stored"
 	}
 	return fmt.Sprintf("EventKind(%d)", uint8(k))
 }
@@ -150,6 +159,10 @@ type Event struct {
 
 	// Start..End is the downtime (EventRunning); EventStopped sets Start.
 	Start, End time.Time
+	// BookedEnd (EventEndStored) is the end the stop's line was booked
+	// with, at the BIRTH: whether the stop booked a line (min_stop) is
+	// decided by it, as it was then.
+	BookedEnd time.Time
 	// Reason is the raw reason code, Loss the Odoo loss name it maps to
 	// ("" when the machine has no downtime_reason signal).
 	Reason, Loss string
@@ -638,14 +651,21 @@ type MachineState struct {
 	// their own (EventRunning, Historical).
 	Hist *HistRun `json:"hist,omitempty"`
 	// BirthStop is the stop the machine was in when the last Sparkplug
-	// BIRTH's run state came, from its start to that BIRTH: what the edge
-	// node stored within it is booked already (notBooked).
+	// BIRTH's run state came, from its start to that BIRTH (to its stored
+	// run, once one came: lateEnd): what the edge node stored within it is
+	// booked already (notBooked).
 	BirthStop *EndedStop `json:"birth_stop,omitempty"`
 	// StopAtBirth says the current stop was begun by a Sparkplug BIRTH's
 	// run state (the machine ran, or its state was not known, before): it
 	// may have begun while the edge node was away, as its stored values
 	// tell (Mapper.storedStart, when it ends). Cleared when it ends.
 	StopAtBirth bool `json:"stop_at_birth,omitempty"`
+	// EndAtBirth is the last stop a Sparkplug BIRTH's run state ended, as
+	// its line was booked (to that BIRTH): open when the edge node lost
+	// the broker, it may have ended earlier, as its stored values tell
+	// (HistRun.Ended, lateEnd). Handed to the history of that outage when
+	// its first stored value comes, or dropped when the first is later.
+	EndAtBirth *EndedStop `json:"end_at_birth,omitempty"`
 }
 
 // HistRun is the run state by a machine's historical values (applyHistorical).
@@ -662,6 +682,11 @@ type HistRun struct {
 	// later) when this history began: a stored value later than it is the
 	// next outage's, and begins a HistRun afresh (histFor).
 	From time.Time `json:"from,omitzero"`
+	// Ended is the stop the machine was in when the edge node lost the
+	// broker, ended by the BIRTH's run state (MachineState.EndAtBirth): the
+	// history begins stopped, and its first stored run ends that stop
+	// (lateEnd). Nil once it did, or once a stored run said nothing of it.
+	Ended *EndedStop `json:"ended,omitempty"`
 }
 
 // EndedStop is a stop that ended, and the reason it was booked with.
