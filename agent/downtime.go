@@ -300,8 +300,8 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		// An open line (block_workcenter) names no work order: Odoo allows a
 		// user one open line per work order (_check_open_time_ids), and two
 		// machines of one work center may be stopped at once. Closing the
-		// line sets it. A late reason keeps the work center and work order
-		// the line has (the machine may have been moved since).
+		// line sets it. A late reason (or stored end) keeps the work center
+		// and work order the line has (the machine may have been moved since).
 		switch wo := wos[r.Key]; {
 		case ev.Late:
 			inRound := false // its stop is in this round: where that goes
@@ -318,8 +318,8 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 				return err
 			}
 			if !l.Found {
-				f.a.log.Info("a late downtime reason is not booked: Odoo has no line for its stop (deleted there, or its record is in the dead letters)",
-					"machine", r.Key, "start", d.Start, "reason", ev.Reason, "external_id", d.XMLID)
+				f.a.log.Info("a late downtime reason (or a stop's end its edge node stored) is not booked: Odoo has no line for its stop (deleted there, or its record is in the dead letters)",
+					"machine", r.Key, "start", d.Start, "end", d.End, "reason", ev.Reason, "external_id", d.XMLID)
 				lines = append(lines, line{rec: r, skip: true})
 				continue
 			}

@@ -530,6 +530,18 @@ func (a *Agent) downtimeEvent(ev mapping.Event, changed map[string]bool) (eventR
 			return eventRecord{}, false
 		}
 		return eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Site: cfg.Site, Workcenter: wc, Late: true}, true
+	case mapping.EventEndStored:
+		// The line of a stop a Sparkplug BIRTH's run state ended, again
+		// under its external id (its start), with the end the edge node
+		// stored: Odoo's load updates it, as for a late reason (the line
+		// keeps its work order; one Odoo does not have is not made anew).
+		// A stop whose line min_stop left out at the BIRTH gets none now;
+		// one booked keeps its line, shortened, also below min_stop (Odoo
+		// has it already, and plantedge never deletes a line).
+		if a.belowMinStop(mapping.Event{Machine: ev.Machine, Start: ev.Start, End: ev.BookedEnd}) {
+			return eventRecord{}, false
+		}
+		return eventRecord{Start: ms(ev.Start), End: ms(ev.End), Reason: ev.Reason, Loss: ev.Loss, Defaulted: ev.LossDefaulted, Site: cfg.Site, Workcenter: wc, Late: true}, true
 	case mapping.EventStopped, mapping.EventReason:
 		switch {
 		case st != nil && wc != "" && st.StopWorkcenter != wc && ev.Kind == mapping.EventStopped:

@@ -54,9 +54,10 @@ type eventRecord struct {
 	// booked there (an open line would block that work center for good).
 	// Empty in records of older versions.
 	Workcenter string `json:"wc,omitempty"`
-	// Late marks a reason that came after its stop ended (the line again,
-	// with that reason): the line keeps the work order it was booked with,
-	// and one Odoo no longer has is not made anew.
+	// Late marks a reason that came after its stop ended, or the earlier
+	// end an edge node stored of a stop a BIRTH ended (the line again, with
+	// that reason or end): the line keeps the work order it was booked
+	// with, and one Odoo no longer has is not made anew.
 	Late bool `json:"late,omitempty"`
 	// Rx is when the line's end was received by the box's boot clock, when
 	// both its ends were dated by this box's clock at their receipt and no
