@@ -1514,13 +1514,9 @@ func (s *soak) compare() (diffs, report []string) {
 // stop went on past a BIRTH one from the stored start; each to the second
 // (the agent's line is of the millisecond it was given, Odoo keeps
 // seconds). That last one booked from a later time is the known gap (a
-// stored stop whose run was not stored booked nothing before the BIRTH),
-// and a stop begun live booked to the BIRTH after its stored end (at most
-// lateEndMax later) the known late end: reported, not differences.
-// lateEndMax bounds the known late end: the edge node's longest outage
-// (45 s) and the time to its BIRTH.
-const lateEndMax = time.Minute
-
+// stored stop whose run was not stored booked nothing before the BIRTH):
+// reported, not a difference. (A stop begun live booked to the BIRTH
+// after its stored end, the late end the agent had, is a difference.)
 func (s *soak) compareStored(m *machine, lines []odootest.ProductivityLine) (diffs, report []string) {
 	m.mu.Lock()
 	stops := slices.Clone(m.spStops)
@@ -1550,7 +1546,7 @@ func (s *soak) compareStored(m *machine, lines []odootest.ProductivityLine) (dif
 		}
 		return fmt.Sprintf("line %s-%s", l.Start.Format("15:04:05"), l.End.Format("15:04:05"))
 	}
-	var full, fullOK, startOnly, startOK, gap, endOnly, endOK, lateEnd int
+	var full, fullOK, startOnly, startOK, gap, endOnly, endOK int
 	var downTruth, downOdoo time.Duration
 	for _, st := range stops {
 		if !st.startFlushed && !st.endFlushed {
@@ -1595,19 +1591,10 @@ func (s *soak) compareStored(m *machine, lines []odootest.ProductivityLine) (dif
 				endOK++
 				continue
 			}
-			if l != nil && near(l.Start, st.start) && l.End.After(st.end) && l.End.Sub(st.end) <= lateEndMax {
-				// The agent ends a stop open when the edge node lost the
-				// broker at the BIRTH's run state; the stored run, which
-				// comes after it, does not shorten the line (README).
-				lateEnd++
-				report = append(report, fmt.Sprintf("KNOWN LATE END %s stop begun live %s, its run stored at %s: booked as %s, %v too long",
-					m.id, st.start.Format("15:04:05.000"), st.end.Format("15:04:05.000"), show(l), l.End.Sub(st.end.Truncate(time.Second))))
-				continue
-			}
 			diffs = append(diffs, fmt.Sprintf("%s stop begun live, its end stored, %s: %s", m.id, span, show(l)))
 		}
 	}
-	report = append(report, fmt.Sprintf("%s stored stops: %d stored start to end (%d booked at their times, %v of downtime, odoo %v), %d stored start only (%d booked from it, %d known gap), %d stored end only (%d booked to it, %d known late end)",
-		m.id, full, fullOK, downTruth.Round(time.Second), downOdoo, startOnly, startOK, gap, endOnly, endOK, lateEnd))
+	report = append(report, fmt.Sprintf("%s stored stops: %d stored start to end (%d booked at their times, %v of downtime, odoo %v), %d stored start only (%d booked from it, %d known gap), %d stored end only (%d booked to it)",
+		m.id, full, fullOK, downTruth.Round(time.Second), downOdoo, startOnly, startOK, gap, endOnly, endOK))
 	return diffs, report
 }
