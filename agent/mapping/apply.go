@@ -1146,11 +1146,23 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 // ends: more stored values may come meanwhile); when the machine ran at
 // the BIRTH, the run was not stored, and nothing tells when the stop ended.
 // A history of the outage a stop was open at, which the BIRTH's run state
-// ended, begins stopped: its first stored run is that stop's end (lateEnd).
+// ended, is stopped from that stop's start: its first stored run after it
+// is that stop's end (lateEnd).
 func (m *Mapper) applyHistorical(ms *MachineState, x extracted) ([]Event, bool) {
 	h, ch := histFor(ms, x)
 	if x.t.Before(h.Time) {
 		return nil, ch // older than what the history told already
+	}
+	if e := h.Ended; e != nil && !x.t.Before(e.Start) {
+		// From the start of the stop the BIRTH ended, seen live, the
+		// machine was stopped, whatever the history told before it (an
+		// earlier outage's, flushed late): its first stored run ends it.
+		// From the BIRTH on it ran (its run was not stored), and what
+		// comes is a later outage's.
+		h.Running, h.StopStart = false, time.Time{}
+		if !x.t.Before(e.End) {
+			h.Running, h.Ended = true, nil
+		}
 	}
 	was := h.Running
 	h.Running, h.Time = x.running, x.t
@@ -1199,8 +1211,8 @@ func histFor(ms *MachineState, x extracted) (h *HistRun, changed bool) {
 			next.Running, next.Time, next.StopStart, next.Reason, next.ReasonTime = false, h.Time, h.StopStart, h.Reason, h.ReasonTime
 		} else if e := ms.EndAtBirth; e != nil && x.t.Before(e.End) {
 			// The history of the outage the stop the BIRTH ended was open
-			// at: the machine was stopped when it began (lateEnd).
-			next.Running, next.Ended = false, e
+			// at (lateEnd).
+			next.Ended = e
 		}
 		// (Stored values come oldest first: a first one later than that
 		// BIRTH is a later outage's, and that one will tell nothing more.)
@@ -1262,8 +1274,8 @@ func notBooked(ms *MachineState, start, end time.Time) (time.Time, time.Time) {
 }
 
 // lateEnd takes x, a stored run, as the end of the stop the BIRTH's run
-// state ended (h.Ended), when the history began in it and x is its first
-// stored run: the edge node lost the broker during that stop, stored the
+// state ended (h.Ended), when x is the history's first stored run from the
+// stop's start on: the edge node lost the broker during that stop, stored the
 // run, and sent it after its BIRTH, whose run state had ended the stop (to
 // the BIRTH, the line too long by up to the outage). When x is after the
 // stop's start and before the end it was booked with, the line ends at x

@@ -40,10 +40,11 @@ func TestSparkplugHistoricalRunEndsTheBirthsStop(t *testing.T) {
 }
 
 // The stored run is taken only within the stop, and once: one stamped at
-// the BIRTH (or later) or not after the stop's start ends nothing, nor does
-// one after a first stored run; a BIRTH stamped with the run's time booked
-// the right end already. A stored stop whose run is stored before the first
-// stored run (the edge node storing its state again) does not hide it.
+// the BIRTH (or later) or before the stop's start (an earlier outage's,
+// flushed late) ends nothing, nor does one after a first stored run; a
+// BIRTH stamped with the run's time booked the right end already. A stored
+// stop before the first stored run (the edge node storing its state again)
+// does not hide it.
 func TestSparkplugHistoricalRunEndsTheBirthsStopWithin(t *testing.T) {
 	run, at, stored := spRun, spAt, spStored
 	start := func(t *testing.T, birthRun float64) *spHist {
@@ -62,13 +63,30 @@ func TestSparkplugHistoricalRunEndsTheBirthsStopWithin(t *testing.T) {
 	t.Run("not after the stop's start", func(t *testing.T) {
 		h := start(t, 10)
 		h.send(10, stored(run(true, 0.5)))
+		h.want("a run before the stop")
 		h.send(10, stored(run(true, 4)))
-		h.want("a run before the stop, then another")
+		h.want("the run within", Event{Kind: EventEndStored, Start: at(1), End: at(4), BookedEnd: at(10)})
 	})
 	t.Run("the BIRTH stamped with the run's time", func(t *testing.T) {
 		h := start(t, 4)
 		h.send(10, stored(run(true, 4)))
 		h.want("the run the BIRTH had")
+	})
+	t.Run("an earlier outage's history first", func(t *testing.T) {
+		// Back at 0.5 from an outage before the stop, running: its stored
+		// stop (0.2 to 0.3) comes only now, before the stop's outage's.
+		h := newSPHist(t)
+		h.send(0, run(true, 0))
+		h.birth(0.5, run(true, 0.5))
+		h.send(1, run(false, 1))
+		h.birth(10, run(true, 10))
+		h.got()
+		h.send(10, stored(run(false, 0.2)), stored(run(true, 0.3)))
+		h.send(10, stored(run(true, 4)), stored(run(false, 6)), stored(run(true, 7)))
+		h.want("both outages' history",
+			Event{Kind: EventRunning, Start: at(0.2), End: at(0.3), Historical: true},
+			Event{Kind: EventEndStored, Start: at(1), End: at(4), BookedEnd: at(10)},
+			Event{Kind: EventRunning, Start: at(6), End: at(7), Historical: true})
 	})
 	t.Run("stopped stored first", func(t *testing.T) {
 		h := start(t, 10)
@@ -90,7 +108,7 @@ func TestSparkplugHistoricalRunEndsTheBirthsStopWithin(t *testing.T) {
 // never ends a stop a BIRTH ended long before (one whose run was not stored).
 func TestSparkplugHistoricalRunEndsTheBirthsStopTwoOutages(t *testing.T) {
 	h := newSPHist(t)
-	run, at, stored := spRun, spAt, spStored
+	run, code, at, stored := spRun, spCode, spAt, spStored
 	h.send(0, run(true, 0))
 	h.send(1, run(false, 1))
 	h.birth(10, run(true, 10))
@@ -109,14 +127,20 @@ func TestSparkplugHistoricalRunEndsTheBirthsStopTwoOutages(t *testing.T) {
 	h.want("the first history replayed")
 	h.send(40, stored(run(true, 33)))
 	h.want("the third outage's run", Event{Kind: EventEndStored, Start: at(30), End: at(33), BookedEnd: at(40)})
-	// A stop the BIRTH ends whose run was not stored: the next outage's
-	// history does not end it.
+	// A stop the BIRTH ends whose run was not stored (a code was): the
+	// next outage's history, in the same flush or later, does not end it.
 	h.send(50, run(false, 50))
 	h.birth(60, run(true, 60))
 	h.got()
 	h.birth(70, run(true, 70))
-	h.send(70, stored(run(false, 64)), stored(run(true, 66)))
-	h.want("the next outage's stop", Event{Kind: EventRunning, Start: at(64), End: at(66), Historical: true})
+	h.send(70, stored(code("J", 55)), stored(run(false, 64)), stored(run(true, 66)))
+	h.want("the next outage's stop", Event{Kind: EventRunning, Start: at(64), End: at(66), Reason: "J", Historical: true})
+	h.send(80, run(false, 80))
+	h.birth(90, run(true, 90))
+	h.got()
+	h.birth(100, run(true, 100))
+	h.send(100, stored(run(false, 94)), stored(run(true, 96)))
+	h.want("a later outage's stop", Event{Kind: EventRunning, Start: at(94), End: at(96), Historical: true})
 }
 
 // The history comes after a live stop that ended since (a slow flush): the

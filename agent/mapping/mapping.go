@@ -684,8 +684,8 @@ type HistRun struct {
 	From time.Time `json:"from,omitzero"`
 	// Ended is the stop the machine was in when the edge node lost the
 	// broker, ended by the BIRTH's run state (MachineState.EndAtBirth): the
-	// history begins stopped, and its first stored run ends that stop
-	// (lateEnd). Nil once it did, or once a stored run said nothing of it.
+	// history is stopped from that stop's start, and its first stored run
+	// from then on ends the stop (lateEnd). Nil once one came.
 	Ended *EndedStop `json:"ended,omitempty"`
 }
 
