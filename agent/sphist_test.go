@@ -1,0 +1,112 @@
+package agent_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/internal/sptest"
+	"github.com/plantedge/plantedge/odoo/odootest"
+)
+
+// spHistory plays a Sparkplug edge node that stores and forwards, for a
+// plant of sparkplugPlantWith: BIRTHs and live or stored (is_historical)
+// values, each at a time before now (now to the second: Odoo keeps
+// seconds).
+type spHistory struct {
+	t   *testing.T
+	p   *plant
+	now time.Time
+	seq int
+}
+
+// spLine is a downtime line expected in Odoo, its ends before now; a loss
+// of "" is not checked.
+type spLine struct {
+	start, end time.Duration
+	loss       string
+}
+
+func newSPHistory(t *testing.T, p *plant) *spHistory {
+	return &spHistory{t: t, p: p, now: time.Now().Truncate(time.Second)}
+}
+
+func (h *spHistory) ms(ago time.Duration) uint64 { return uint64(h.now.Add(-ago).UnixMilli()) }
+
+func (h *spHistory) send(typ string, ago time.Duration, metrics ...sptest.Metric) {
+	h.p.spPublish(typ, sptest.Payload{Seq: h.seq, Timestamp: h.ms(ago), Metrics: metrics})
+	h.seq++
+}
+
+func (h *spHistory) run(v bool, ago time.Duration, stored bool) sptest.Metric {
+	return sptest.Metric{Name: "State/Running", Datatype: sptest.Boolean, Value: v, Timestamp: h.ms(ago), Historical: stored}
+}
+
+func (h *spHistory) code(v string, ago time.Duration, stored bool) sptest.Metric {
+	return sptest.Metric{Name: "State/Code", Datatype: sptest.String, Value: v, Timestamp: h.ms(ago), Historical: stored}
+}
+
+// birth sends the edge node's NBIRTH (bdSeq bd) and its device's DBIRTH.
+func (h *spHistory) birth(bd int64, running bool, reason string, ago time.Duration) {
+	h.seq = 0
+	h.send("NBIRTH", ago, sptest.Metric{Name: "bdSeq", Datatype: sptest.Int64, Value: bd})
+	h.send("DBIRTH", ago,
+		sptest.Metric{Name: "Counters/Good", Alias: 1, HasAlias: true, Datatype: sptest.UInt32, Value: int64(1000), Timestamp: h.ms(ago)},
+		sptest.Metric{Name: "State/Running", Alias: 2, HasAlias: true, Datatype: sptest.Boolean, Value: running, Timestamp: h.ms(ago)},
+		sptest.Metric{Name: "State/Code", Alias: 3, HasAlias: true, Datatype: sptest.String, Value: reason, Timestamp: h.ms(ago)})
+}
+
+// lines is Odoo's downtime lines, the earliest first.
+func (h *spHistory) lines() []odootest.ProductivityLine {
+	ls := h.p.odoo.Productivity()
+	slices.SortFunc(ls, func(a, b odootest.ProductivityLine) int { return a.Start.Compare(b.Start) })
+	return ls
+}
+
+func (h *spHistory) show(ls []odootest.ProductivityLine) string {
+	var b strings.Builder
+	for _, l := range ls {
+		end := "open"
+		if !l.End.IsZero() {
+			end = h.now.Sub(l.End).String()
+		}
+		fmt.Fprintf(&b, "[%v..%v %s] ", h.now.Sub(l.Start), end, l.LossName)
+	}
+	return b.String()
+}
+
+// hasLine reports whether Odoo has a line from start to end before now
+// (end 0: any end).
+func (h *spHistory) hasLine(start, end time.Duration) (bool, string) {
+	ls := h.lines()
+	return slices.ContainsFunc(ls, func(l odootest.ProductivityLine) bool {
+		return l.Start.Equal(h.now.Add(-start)) && (end == 0 || l.End.Equal(h.now.Add(-end)))
+	}), h.show(ls)
+}
+
+// waitLines waits for Odoo's lines to be want, and checks a second later
+// that nothing more came.
+func (h *spHistory) waitLines(want []spLine) {
+	h.t.Helper()
+	match := func(ls []odootest.ProductivityLine) bool {
+		if len(ls) != len(want) {
+			return false
+		}
+		for i, w := range want {
+			if !ls[i].Start.Equal(h.now.Add(-w.start)) || !ls[i].End.Equal(h.now.Add(-w.end)) || w.loss != "" && ls[i].LossName != w.loss {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(h.t, 20*time.Second, "the downtime lines", func() (bool, string) {
+		ls := h.lines()
+		return match(ls), h.show(ls)
+	})
+	time.Sleep(time.Second) // nothing more comes
+	if ls := h.lines(); !match(ls) {
+		h.t.Fatalf("downtime lines %s", h.show(ls))
+	}
+}
