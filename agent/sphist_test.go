@@ -58,6 +58,29 @@ func (h *spHistory) birth(bd int64, running bool, reason string, ago time.Durati
 		sptest.Metric{Name: "State/Code", Alias: 3, HasAlias: true, Datatype: sptest.String, Value: reason, Timestamp: h.ms(ago)})
 }
 
+// runningFrom sends the first BIRTH, the machine running ago, and waits
+// for the agent to see it run.
+func (h *spHistory) runningFrom(ra *runningAgent, ago time.Duration) {
+	h.t.Helper()
+	h.birth(0, true, "", ago)
+	waitFor(h.t, 20*time.Second, "running", func() (bool, string) {
+		m := ra.a.Status().Machines[0]
+		return m.State == "running", m.State
+	})
+}
+
+// againAfterAnOutage is the edge node back after another outage (a BIRTH
+// 30 minutes ago, running) sending the same histories again, then a live
+// stop from 20 to 10 minutes ago.
+func (h *spHistory) againAfterAnOutage(histories ...[]sptest.Metric) {
+	h.birth(2, true, "", 30*time.Minute)
+	for _, hist := range histories {
+		h.send("DDATA", 30*time.Minute, hist...)
+	}
+	h.send("DDATA", 20*time.Minute, h.run(false, 20*time.Minute, false))
+	h.send("DDATA", 10*time.Minute, h.run(true, 10*time.Minute, false))
+}
+
 // lines is Odoo's downtime lines, the earliest first.
 func (h *spHistory) lines() []odootest.ProductivityLine {
 	ls := h.p.odoo.Productivity()

@@ -32,11 +32,7 @@ func TestSparkplugHistoricalStopRunsIntoTheBirth(t *testing.T) {
 			ra := p.startAgentWith(false)
 			defer func() { ra.stop() }()
 			h := newSPHistory(t, p)
-			h.birth(0, true, "", 70*time.Minute)
-			waitFor(t, 20*time.Second, "running", func() (bool, string) {
-				m := ra.a.Status().Machines[0]
-				return m.State == "running", m.State
-			})
+			h.runningFrom(ra, 70*time.Minute)
 			h.birth(1, false, "JAM", 40*time.Minute)
 			history1 := []sptest.Metric{h.run(false, 65*time.Minute, true), h.run(true, 55*time.Minute, true)}
 			history2 := []sptest.Metric{h.code("JAM", 50*time.Minute, true), h.run(false, 50*time.Minute, true)}
@@ -48,13 +44,7 @@ func TestSparkplugHistoricalStopRunsIntoTheBirth(t *testing.T) {
 			ra = p.startAgentWith(false)
 			h.send("DDATA", 40*time.Minute, history2...)
 			h.send("DDATA", 35*time.Minute, h.run(true, 35*time.Minute, false), h.code("", 35*time.Minute, false))
-			// Back after another outage, running: the same history again,
-			// then a live stop of 10 minutes.
-			h.birth(2, true, "", 30*time.Minute)
-			h.send("DDATA", 30*time.Minute, history1...)
-			h.send("DDATA", 30*time.Minute, history2...)
-			h.send("DDATA", 20*time.Minute, h.run(false, 20*time.Minute, false))
-			h.send("DDATA", 10*time.Minute, h.run(true, 10*time.Minute, false))
+			h.againAfterAnOutage(history1, history2)
 			h.waitLines(tc.want)
 		})
 	}
