@@ -3,6 +3,7 @@ package agent
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -213,6 +214,13 @@ type line struct {
 	skip bool   // acknowledged without a call
 	end  int64  // closes the machine's line that started at d.Start (ms)
 	key  int64  // the record's start (ms), its line's external id: d.Start moves with a step of this box's clock
+	late bool   // a late reason or stored end (eventRecord.Late)
+	// asLine: a late record that stands in for its line's record of this
+	// round (acknowledged without a call, as later records of one line
+	// win): refused for good, it is dead-lettered as a line of its own,
+	// not as late, else its retry finds no line in Odoo and the stop has
+	// none.
+	asLine bool
 }
 
 // forwardEvents writes downtime lines with external ids (idempotent) and
@@ -302,12 +310,14 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		// machines of one work center may be stopped at once. Closing the
 		// line sets it. A late reason (or stored end) keeps the work center
 		// and work order the line has (the machine may have been moved since).
+		asLine := false
 		switch wo := wos[r.Key]; {
 		case ev.Late:
 			inRound := false // its stop is in this round: where that goes
 			for i := len(lines) - 1; i >= 0 && !inRound; i-- {
 				if !lines[i].skip && lines[i].d.XMLID == d.XMLID {
 					d.WorkcenterID, d.WorkorderID, inRound = lines[i].d.WorkcenterID, lines[i].d.WorkorderID, true
+					asLine = !lines[i].late || lines[i].asLine
 				}
 			}
 			if inRound {
@@ -344,7 +354,7 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 			}
 			d.WorkorderID = id
 		}
-		l := line{rec: r, d: d, loss: loss, key: ev.Start}
+		l := line{rec: r, d: d, loss: loss, key: ev.Start, late: ev.Late, asLine: asLine}
 		if ev.End != 0 {
 			l.end = ev.Start
 		}
@@ -380,6 +390,30 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		f.roundProgress(func(p *roundProgress) { p.loadsSent++; p.eventsAcked += n })
 		lines = lines[n:]
 	}
+	return nil
+}
+
+// deadLetterLine dead-letters l's record with reason: one standing in for
+// its line's record of the round (line.asLine) as a line of its own.
+func (f *forwarder) deadLetterLine(ctx context.Context, l line, reason string) error {
+	if !l.asLine {
+		return f.deadLetter(ctx, l.rec, reason)
+	}
+	var ev eventRecord
+	if err := json.Unmarshal(l.rec.Data, &ev); err != nil {
+		return f.deadLetter(ctx, l.rec, reason)
+	}
+	ev.Late = false
+	as := l.rec
+	as.Data = mustJSON(ev)
+	if err := f.a.buf.DeadLetterAs(ctx, []buffer.Record{l.rec}, as, reason); err != nil {
+		return fmt.Errorf("dead-letter record %d: %w", l.rec.Seq, err)
+	}
+	f.left.Add(1)
+	f.a.metrics.deadLettered.Inc()
+	f.a.forgetPendingCounts()
+	f.a.deadLog.log(deadLogKey(l.rec.Key, reason), f.a.log, slog.LevelWarn, "odoo refused a record for good; moved to dead letters",
+		"key", l.rec.Key, "seq", l.rec.Seq, "lane", l.rec.Lane.String(), "reason", reason)
 	return nil
 }
 
@@ -429,7 +463,7 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 			case err == nil:
 				l.d.LossID = id
 			case odoo.IsPermanent(err) && !odoo.IsAuth(err):
-				if err := f.deadLetter(ctx, l.rec, lossRefused(l.loss, err)); err != nil {
+				if err := f.deadLetterLine(ctx, l, lossRefused(l.loss, err)); err != nil {
 					return err
 				}
 				continue
@@ -445,7 +479,7 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 			case err == nil:
 				acked = append(acked, l.rec)
 			case odoo.IsPermanent(err) && !odoo.IsAuth(err):
-				if err := f.deadLetter(ctx, l.rec, "downtime line "+l.d.XMLID+": "+err.Error()); err != nil {
+				if err := f.deadLetterLine(ctx, l, "downtime line "+l.d.XMLID+": "+err.Error()); err != nil {
 					return err
 				}
 			default:
