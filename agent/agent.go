@@ -1683,7 +1683,8 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 				"machine", ev.Machine, "signal", ev.Signal, "by", ev.ClockBack.Round(time.Second))
 		}
 	}
-	if ev.Kind == mapping.EventEndStored {
+	if ev.Kind == mapping.EventEndStored && !a.belowMinStop(mapping.Event{Machine: ev.Machine, Start: ev.Start, End: ev.BookedEnd}) {
+		// (One min_stop left without a line at the BIRTH books none now.)
 		a.log.Info("a stop a Sparkplug BIRTH ended (to the BIRTH) ended earlier, as its edge node stored: its line takes that end",
 			"machine", ev.Machine, "stop_start", ev.Start, "stop_end", ev.End, "booked_end", ev.BookedEnd)
 	}
