@@ -404,17 +404,7 @@ func (f *forwarder) deadLetterLine(ctx context.Context, l line, reason string) e
 		return f.deadLetter(ctx, l.rec, reason)
 	}
 	ev.Late = false
-	as := l.rec
-	as.Data = mustJSON(ev)
-	if err := f.a.buf.DeadLetterAs(ctx, []buffer.Record{l.rec}, as, reason); err != nil {
-		return fmt.Errorf("dead-letter record %d: %w", l.rec.Seq, err)
-	}
-	f.left.Add(1)
-	f.a.metrics.deadLettered.Inc()
-	f.a.forgetPendingCounts()
-	f.a.deadLog.log(deadLogKey(l.rec.Key, reason), f.a.log, slog.LevelWarn, "odoo refused a record for good; moved to dead letters",
-		"key", l.rec.Key, "seq", l.rec.Seq, "lane", l.rec.Lane.String(), "reason", reason)
-	return nil
+	return f.moveToDeadLettersAs(ctx, l.rec, mustJSON(ev), refusedForGood, reason)
 }
 
 // sendLines books lines but those to skip in one load call (where Odoo

@@ -1686,7 +1686,7 @@ func (f *forwarder) orphansWaitingNow() int {
 // letter to retry or drop — not one per record it covered (the Odoo probe:
 // 3 refused writes, 1,798 dead letters and as many log lines).
 func (f *forwarder) deadLetterKey(ctx context.Context, key string, upTo uint64, reason string) error {
-	return f.deadLetterKeyAs(ctx, key, upTo, reason, "odoo refused a record for good; moved to dead letters")
+	return f.deadLetterKeyAs(ctx, key, upTo, reason, refusedForGood)
 }
 
 // deadLetterKeyAs is deadLetterKey, logged with msg (the agent's own
@@ -1782,10 +1782,13 @@ func outageLike(err error) bool {
 	return false
 }
 
+// refusedForGood is the log line of a record Odoo refused for good.
+const refusedForGood = "odoo refused a record for good; moved to dead letters"
+
 // deadLetter moves r to the dead letters with reason, what Odoo refused
 // for good about it.
 func (f *forwarder) deadLetter(ctx context.Context, r buffer.Record, reason string) error {
-	return f.moveToDeadLetters(ctx, r, "odoo refused a record for good; moved to dead letters", reason)
+	return f.moveToDeadLetters(ctx, r, refusedForGood, reason)
 }
 
 // moveToDeadLetters moves r to the dead letters with reason, counts it and
@@ -1793,7 +1796,21 @@ func (f *forwarder) deadLetter(ctx context.Context, r buffer.Record, reason stri
 // for each of thousands of refused records would bury the rest of the
 // journal, and one line in all would hide a second machine's.
 func (f *forwarder) moveToDeadLetters(ctx context.Context, r buffer.Record, msg, reason string) error {
-	if err := f.a.buf.DeadLetter(ctx, r, reason); err != nil {
+	return f.moveToDeadLettersAs(ctx, r, nil, msg, reason)
+}
+
+// moveToDeadLettersAs dead-letters r with data in place of its own (nil:
+// as it is), counted and logged.
+func (f *forwarder) moveToDeadLettersAs(ctx context.Context, r buffer.Record, data []byte, msg, reason string) error {
+	var err error
+	if data == nil {
+		err = f.a.buf.DeadLetter(ctx, r, reason)
+	} else {
+		as := r
+		as.Data = data
+		err = f.a.buf.DeadLetterAs(ctx, []buffer.Record{r}, as, reason)
+	}
+	if err != nil {
 		return fmt.Errorf("dead-letter record %d: %w", r.Seq, err)
 	}
 	f.left.Add(1)
