@@ -441,12 +441,14 @@ func (v *validator) validateOdoo() {
 		v.warn("odoo.api_key_file", "not set: the API key must come from "+EnvAPIKey+" or the systemd credential "+CredentialAPIKey, "")
 	}
 	v.positive("odoo.timeout", o.Timeout)
-	if o.RequestLimit < o.Timeout && !v.has("odoo.request_limit") {
+	switch {
+	case o.RequestLimit >= o.Timeout:
+	case !v.has("odoo.request_limit"):
 		// The limit not written: said at the timeout, the key that was
 		// (a problem at a key the file lacks points at odoo's first line).
 		v.add("odoo.timeout", fmt.Sprintf("%s is longer than odoo.request_limit %s, its default", o.Timeout, o.RequestLimit),
 			"Odoo's limit_time_real (120s unless its admin changed it): set request_limit to it, or a shorter timeout")
-	} else if o.RequestLimit < o.Timeout {
+	default:
 		v.add("odoo.request_limit", fmt.Sprintf("%s is shorter than odoo.timeout %s", o.RequestLimit, o.Timeout),
 			"Odoo's limit_time_real (120s unless its admin changed it)")
 	}
@@ -541,15 +543,17 @@ func (v *validator) validateOPCUA(p string, s *OPCUAServer) {
 	// What the connector needs, or it does not start and every machine of
 	// the server goes unread (the yaml probe: validate said OK, a reload
 	// took the source down).
-	if s.Mode != "poll" && s.HeartbeatTimeout < 2*s.PublishingInterval && !v.has(p+".heartbeat_timeout") {
+	switch few := max(10*time.Second, 3*s.PublishingInterval.D()); {
+	case s.Mode == "poll" || s.HeartbeatTimeout >= 2*s.PublishingInterval:
+	case !v.has(p + ".heartbeat_timeout"):
 		// The timeout not written: said at publishing_interval, the key
 		// that was (a problem at a key the file lacks points at the
 		// entry's first line; the spec audit).
 		v.add(p+".publishing_interval", fmt.Sprintf("%s needs a heartbeat_timeout of at least twice it; heartbeat_timeout is %s, its default", s.PublishingInterval, s.HeartbeatTimeout),
-			fmt.Sprintf("set heartbeat_timeout to a few publishing intervals, e.g. %s", max(10*time.Second, 3*s.PublishingInterval.D())))
-	} else if s.Mode != "poll" && s.HeartbeatTimeout < 2*s.PublishingInterval {
+			fmt.Sprintf("set heartbeat_timeout to a few publishing intervals, e.g. %s", few))
+	default:
 		v.add(p+".heartbeat_timeout", fmt.Sprintf("%s must be at least twice publishing_interval %s", s.HeartbeatTimeout, s.PublishingInterval),
-			fmt.Sprintf("a few publishing intervals, e.g. %s", max(10*time.Second, 3*s.PublishingInterval.D())))
+			fmt.Sprintf("a few publishing intervals, e.g. %s", few))
 	}
 	v.backoffMax(p+".backoff_max", s.BackoffMax)
 }
