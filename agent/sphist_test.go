@@ -18,6 +18,7 @@ import (
 type spHistory struct {
 	t   *testing.T
 	p   *plant
+	ra  *runningAgent // stopped at the test's end
 	now time.Time
 	seq int
 }
@@ -29,8 +30,29 @@ type spLine struct {
 	loss       string
 }
 
-func newSPHistory(t *testing.T, p *plant) *spHistory {
-	return &spHistory{t: t, p: p, now: time.Now().Truncate(time.Second)}
+// startSPHistory starts a Sparkplug plant with options o and its agent,
+// and sends the first BIRTH, the machine running 70 minutes ago.
+func startSPHistory(t *testing.T, o plantOptions) *spHistory {
+	p := sparkplugPlantWith(t, o, true)
+	h := &spHistory{t: t, p: p, ra: p.startAgentWith(false), now: time.Now().Truncate(time.Second)}
+	t.Cleanup(func() { h.ra.stop() })
+	h.birth(0, true, "", 70*time.Minute)
+	h.waitState("running")
+	return h
+}
+
+// restart stops the agent and starts it again.
+func (h *spHistory) restart() {
+	h.ra.stop()
+	h.ra = h.p.startAgentWith(false)
+}
+
+func (h *spHistory) waitState(want string) {
+	h.t.Helper()
+	waitFor(h.t, 20*time.Second, want, func() (bool, string) {
+		m := h.ra.a.Status().Machines[0]
+		return m.State == want, m.State
+	})
 }
 
 func (h *spHistory) ms(ago time.Duration) uint64 { return uint64(h.now.Add(-ago).UnixMilli()) }
@@ -58,15 +80,12 @@ func (h *spHistory) birth(bd int64, running bool, reason string, ago time.Durati
 		sptest.Metric{Name: "State/Code", Alias: 3, HasAlias: true, Datatype: sptest.String, Value: reason, Timestamp: h.ms(ago)})
 }
 
-// runningFrom sends the first BIRTH, the machine running ago, and waits
-// for the agent to see it run.
-func (h *spHistory) runningFrom(ra *runningAgent, ago time.Duration) {
+// stoppedAt sends a live stop with reason code ago, and waits for the
+// agent to see it.
+func (h *spHistory) stoppedAt(code string, ago time.Duration) {
 	h.t.Helper()
-	h.birth(0, true, "", ago)
-	waitFor(h.t, 20*time.Second, "running", func() (bool, string) {
-		m := ra.a.Status().Machines[0]
-		return m.State == "running", m.State
-	})
+	h.send("DDATA", ago, h.code(code, ago, false), h.run(false, ago, false))
+	h.waitState("stopped")
 }
 
 // againAfterAnOutage is the edge node back after another outage (a BIRTH

@@ -37,18 +37,10 @@ func TestSparkplugHistoricalRunEndsTheBirthsStop(t *testing.T) {
 		{"block_workcenter", plantOptions{block: true}, false, full},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := sparkplugPlantWith(t, tc.o, true)
-			ra := p.startAgentWith(false)
-			defer func() { ra.stop() }()
-			h := newSPHistory(t, p)
-			h.runningFrom(ra, 70*time.Minute)
-			h.send("DDATA", 60*time.Minute, h.code("JAM", 60*time.Minute, false), h.run(false, 60*time.Minute, false))
-			waitFor(t, 20*time.Second, "stopped", func() (bool, string) {
-				m := ra.a.Status().Machines[0]
-				return m.State == "stopped", m.State
-			})
+			h := startSPHistory(t, tc.o)
+			h.stoppedAt("JAM", 60*time.Minute)
 			if tc.down {
-				p.odoo.SetDown(true)
+				h.p.odoo.SetDown(true)
 			}
 			h.birth(1, true, "", 40*time.Minute)
 			history1 := []sptest.Metric{h.code("", 50*time.Minute, true), h.run(true, 50*time.Minute, true)}
@@ -61,16 +53,15 @@ func TestSparkplugHistoricalRunEndsTheBirthsStop(t *testing.T) {
 			h.send("DDATA", 40*time.Minute, history1...)
 			if tc.down {
 				waitFor(t, 20*time.Second, "the stop's end and the stored one buffered", func() (bool, string) {
-					n := ra.a.Status().Buffer.Pending
+					n := h.ra.a.Status().Buffer.Pending
 					return n >= 2, fmt.Sprint(n)
 				})
-				p.odoo.SetDown(false)
+				h.p.odoo.SetDown(false)
 			}
 			waitFor(t, 20*time.Second, "the stop's line to end at the stored run", func() (bool, string) {
 				return h.hasLine(60*time.Minute, 50*time.Minute)
 			})
-			ra.stop()
-			ra = p.startAgentWith(false)
+			h.restart()
 			h.send("DDATA", 40*time.Minute, history2...)
 			h.againAfterAnOutage(history1, history2)
 			h.waitLines(tc.want)

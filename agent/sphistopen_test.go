@@ -28,11 +28,7 @@ func TestSparkplugHistoricalStopRunsIntoTheBirth(t *testing.T) {
 		{"block_workcenter", plantOptions{block: true}, []spLine{{65 * time.Minute, 55 * time.Minute, ""}, {50 * time.Minute, 40 * time.Minute, "Equipment Failure"}, {40 * time.Minute, 35 * time.Minute, "Equipment Failure"}, {20 * time.Minute, 10 * time.Minute, ""}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := sparkplugPlantWith(t, tc.o, true)
-			ra := p.startAgentWith(false)
-			defer func() { ra.stop() }()
-			h := newSPHistory(t, p)
-			h.runningFrom(ra, 70*time.Minute)
+			h := startSPHistory(t, tc.o)
 			h.birth(1, false, "JAM", 40*time.Minute)
 			history1 := []sptest.Metric{h.run(false, 65*time.Minute, true), h.run(true, 55*time.Minute, true)}
 			history2 := []sptest.Metric{h.code("JAM", 50*time.Minute, true), h.run(false, 50*time.Minute, true)}
@@ -40,8 +36,7 @@ func TestSparkplugHistoricalStopRunsIntoTheBirth(t *testing.T) {
 			waitFor(t, 20*time.Second, "the stored stop's line", func() (bool, string) {
 				return h.hasLine(65*time.Minute, 0)
 			})
-			ra.stop()
-			ra = p.startAgentWith(false)
+			h.restart()
 			h.send("DDATA", 40*time.Minute, history2...)
 			h.send("DDATA", 35*time.Minute, h.run(true, 35*time.Minute, false), h.code("", 35*time.Minute, false))
 			h.againAfterAnOutage(history1, history2)
