@@ -448,14 +448,21 @@ func TestScrapMergedDuringARoundIsBooked(t *testing.T) {
 	})
 	p.odoo.SetDown(false)
 	ra.a.Flush()
-	waitFor(t, 60*time.Second, "drained", func() (bool, string) {
+	scrapped := func() float64 { // by the machine, so far
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return float64(m.scrap)
+	}
+	// Every piece booked, however late the broker delivers the last ones
+	// (the buffer can be empty before they arrive: a loaded machine failed
+	// a check made at the first empty buffer), and none twice.
+	waitFor(t, 60*time.Second, "every piece scrapped in Odoo", func() (bool, string) {
 		st := ra.a.Status()
-		return st.Buffer.Pending == 0, fmt.Sprintf("pending %d", st.Buffer.Pending)
+		return st.Buffer.Pending == 0 && p.scrapped("press-1") == scrapped(),
+			fmt.Sprintf("pending %d, scrapped in Odoo %v of %v (merged %d)", st.Buffer.Pending, p.scrapped("press-1"), scrapped(), st.Buffer.Merged)
 	})
-	m.mu.Lock()
-	want := float64(m.scrap)
-	m.mu.Unlock()
-	if got := p.scrapped("press-1"); got != want {
+	time.Sleep(300 * time.Millisecond) // a double booking would land meanwhile
+	if got, want := p.scrapped("press-1"), scrapped(); got != want {
 		t.Fatalf("scrapped in Odoo %v, machine scrapped %v (merged %d)", got, want, ra.a.Status().Buffer.Merged)
 	}
 }
@@ -485,9 +492,15 @@ func TestGoodMergedDuringARoundThenWorkOrderChange(t *testing.T) {
 	})
 	p.odoo.SetDown(false)
 	ra.a.Flush()
-	waitFor(t, 60*time.Second, "drained", func() (bool, string) {
+	// Every piece in one of the two orders, however late the broker
+	// delivers the last ones (the buffer can be empty before they arrive),
+	// and none twice.
+	inOdoo := func() float64 {
+		return p.odoo.Workorder(first).QtyProducing + p.odoo.Workorder(next.Load()).QtyProducing
+	}
+	waitFor(t, 60*time.Second, "every piece in Odoo", func() (bool, string) {
 		st := ra.a.Status()
-		return next.Load() != 0 && st.Buffer.Pending == 0, fmt.Sprintf("pending %d", st.Buffer.Pending)
+		return next.Load() != 0 && st.Buffer.Pending == 0 && inOdoo() == m.made(), fmt.Sprintf("pending %d, in Odoo %v of %v", st.Buffer.Pending, inOdoo(), m.made())
 	})
 	time.Sleep(300 * time.Millisecond)
 	q1, q2 := p.odoo.Workorder(first).QtyProducing, p.odoo.Workorder(next.Load()).QtyProducing
