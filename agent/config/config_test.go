@@ -1607,3 +1607,26 @@ func TestMQTTURLMissingPortHintKeepsTheScheme(t *testing.T) {
 		}
 	}
 }
+
+// A mapping or a list that did not decode (written as text, or an alias
+// to no anchor) is one problem: not also "required" for each key it
+// would have held, at the same line and column (the review: "odoo: https://erp…"
+// was three problems at 4:7, "opcua: \"ns=2;s=G\"" three at one place, and
+// a machine written "- *nope" two "required" at the machines: line).
+func TestUndecodedMappingIsOneProblem(t *testing.T) {
+	for _, c := range []struct{ name, yaml, want string }{
+		{"odoo as text", strings.Replace(base, "odoo:\n  url: https://erp.example.com\n  database: prod\n  username: bot\n  api_key_file: /etc/plantedge/odoo-api-key\n", "odoo: https://erp.example.com\n", 1),
+			`t.yaml:2:7: odoo: expected a mapping, got a string "https://erp.example.com" (write key: value pairs indented under it)`},
+		{"opcua ref as text", strings.Replace(base, `opcua: { server: plc, node: "ns=2;s=M1.Good" }`, `opcua: "ns=2;s=M1.Good"`, 1),
+			`t.yaml:18:14: machines[0].good_count.opcua: expected a mapping, got a string "ns=2;s=M1.Good" (write key: value pairs indented under it)`},
+		{"source entry as text", strings.Replace(base, "mqtt:\n", "  - plc2\nmqtt:\n", 1),
+			`t.yaml:10:5: opcua[1]: expected a mapping, got a string "plc2" (write key: value pairs indented under it)`},
+		{"machine an unknown alias", base + "  - *nope\n",
+			"t.yaml:19:5: machines[1]: unknown alias *nope (define the anchor &nope before using it)"},
+	} {
+		_, err := Parse("t.yaml", []byte(c.yaml))
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%s: got:\n%v\nwant:\n%s", c.name, err, c.want)
+		}
+	}
+}
