@@ -805,7 +805,12 @@ func Parse(filename string, data []byte) (*Config, error) {
 		for _, p := range probs {
 			undecoded[p.Path] = true
 		}
-		probs = append(probs, slices.DeleteFunc(vp, func(p Problem) bool { return undecoded[p.Path] })...)
+		// Nor, for a mapping or a list that did not decode at all, as
+		// "required" for each key it would have held, at its own line and
+		// column ("odoo: https://erp…" was three problems at one place;
+		// the review).
+		probs = append(probs, slices.DeleteFunc(vp, func(p Problem) bool { return undecoded[p.Path] || d.inUndecoded(p.Path) })...)
+		c.Warnings = slices.DeleteFunc(c.Warnings, func(p Problem) bool { return d.inUndecoded(p.Path) })
 	}
 	if notUTF8 != nil {
 		d.warns = append(d.warns, *notUTF8)

@@ -57,10 +57,14 @@ type decoder struct {
 	tooLarge    *Problem // the problem of a file over maxNodes
 	lines       [][]byte // the file's lines, for what the parser leaves out (comments)
 	decodedRoot bool
+	// undecoded: key paths of a mapping or a list that did not decode at
+	// all (written as text, an alias to no anchor): the keys it would have
+	// held are not also "required" (Parse).
+	undecoded map[string]bool
 }
 
 func newDecoder(file string) *decoder {
-	return &decoder{file: file, pos: map[string]Pos{}, vias: map[string]string{}, anchors: map[string][]*ast.AnchorNode{}}
+	return &decoder{file: file, pos: map[string]Pos{}, vias: map[string]string{}, anchors: map[string][]*ast.AnchorNode{}, undecoded: map[string]bool{}}
 }
 
 func posOf(n ast.Node) Pos {
@@ -314,6 +318,7 @@ func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
 	n := d.resolve(path, raw)
 	if n == nil && raw != nil {
 		if _, isAlias := raw.(*ast.AliasNode); isAlias {
+			d.undecoded[path] = true
 			return
 		}
 	}
@@ -394,6 +399,7 @@ func (d *decoder) decodeValue(path string, n ast.Node, v reflect.Value) {
 		seq, ok := n.(*ast.SequenceNode)
 		if !ok {
 			d.problem(n, path, "expected a list, got "+kindName(n), "start each entry with \"- \"")
+			d.undecoded[path] = true
 			return
 		}
 		out := reflect.MakeSlice(t, 0, len(seq.Values))
@@ -767,6 +773,7 @@ func (d *decoder) decodeStruct(path string, n ast.Node, v reflect.Value) {
 			hint = "a configuration is key: value pairs at the top level: site:, odoo:, opcua: or mqtt:, machines:"
 		}
 		d.problem(n, path, "expected a mapping, got "+describe(n), hint)
+		d.undecoded[path] = true
 		if path == "" {
 			// Not a configuration at all (a wrong file): that is the one
 			// problem, not every required key after it.
@@ -806,6 +813,7 @@ func (d *decoder) decodeMap(path string, n ast.Node, v reflect.Value) {
 	es, ok := d.entries(path, n)
 	if !ok {
 		d.problem(n, path, "expected a mapping, got "+describe(n), "write CODE: Loss name pairs")
+		d.undecoded[path] = true
 		return
 	}
 	m := reflect.MakeMapWithSize(v.Type(), len(es))
@@ -920,4 +928,16 @@ func octal(s string) string {
 		return "not even a valid octal number"
 	}
 	return strconv.FormatInt(u, 10)
+}
+
+// inUndecoded reports whether path is inside a mapping or a list that did
+// not decode at all (d.undecoded): what the validation says of it is about
+// the empty value it left.
+func (d *decoder) inUndecoded(path string) bool {
+	for p := parentPath(path); p != ""; p = parentPath(p) {
+		if d.undecoded[p] {
+			return true
+		}
+	}
+	return false
 }
