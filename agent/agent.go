@@ -298,7 +298,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		lastStamp:     map[sampleAddr]time.Time{},
 		lastSample:    map[string]time.Time{},
 		shownRunning:  map[string]bool{},
-		reasonLog:     rateLogs{every: time.Hour},
+		reasonLog:     rateLogs{every: time.Hour, forgetLeftOut: true},
 		reasonBudget:  codeBudget{every: time.Hour, n: unmappedCodesLogged},
 		reasonOverLog: rateLogs{every: time.Hour},
 		clockLog:      rateLogs{every: time.Hour},
@@ -1844,6 +1844,13 @@ type rateLogs struct {
 	mu    sync.Mutex
 	every time.Duration
 	m     map[string]*rateLog
+	// forgetLeftOut: a key quiet for its interval is forgotten even when
+	// it left lines out, for a rateLogs nobody tells (tell) what its keys
+	// left out, whose keys come and go: the unmapped reasons' codes (each
+	// stop's run event leaves one out, so none was ever forgotten; the
+	// review). What is lost is the count a later line of the key would
+	// have carried (the metric counts every one).
+	forgetLeftOut bool
 }
 
 // rateLogsKept is how many keys a rateLogs holds before it forgets those
@@ -1919,14 +1926,14 @@ func (r *rateLogs) tell(l *slog.Logger, level slog.Level, msg string, all bool) 
 }
 
 // forgetQuiet drops the keys that logged nothing for their interval (and
-// left nothing out that tell did not say yet): their
+// left nothing out that tell did not say yet, unless forgetLeftOut): their
 // next line is logged anyway (what they left out since is lost). r.mu is
 // held.
 func (r *rateLogs) forgetQuiet() {
 	now := time.Now()
 	for k, rl := range r.m {
 		rl.mu.Lock()
-		quiet := now.Sub(rl.last) >= cmp.Or(r.every, time.Minute) && rl.suppressed == 0
+		quiet := now.Sub(rl.last) >= cmp.Or(r.every, time.Minute) && (rl.suppressed == 0 || r.forgetLeftOut)
 		rl.mu.Unlock()
 		if quiet {
 			delete(r.m, k)
