@@ -1083,3 +1083,19 @@ func TestFlushShowsARoundUnderWay(t *testing.T) {
 		t.Errorf("flush did not say the drain's time left:\n%s", out)
 	}
 }
+
+// plantedge help completes command names as cobra's own help did, and a
+// topic it does not know suggests the command meant, as an unknown command
+// does (the review: the help command made for exit 64 completed nothing,
+// and "help stauts" lost the "Did you mean this? status").
+func TestHelpCompletesAndSuggests(t *testing.T) {
+	if out, err := cli(t, "__complete", "help", "st"); err != nil || !strings.Contains(out, "status\t") {
+		t.Errorf("plantedge help st<TAB>: %v\n%s", err, out)
+	}
+	if out, err := cli(t, "__complete", "help", "deadletter", "dr"); err != nil || !strings.Contains(out, "drop\t") {
+		t.Errorf("plantedge help deadletter dr<TAB>: %v\n%s", err, out)
+	}
+	if _, err := cli(t, "help", "stauts"); exitCode(err) != exitUsage || !strings.Contains(err.Error(), "status") {
+		t.Errorf("plantedge help stauts: exit %d, %v", exitCode(err), err)
+	}
+}
