@@ -49,11 +49,41 @@ func newHelpCmd() *cobra.Command {
 		Short: "Help about any command",
 		Long:  "Help provides help for any command in the application.\nSimply type plantedge help [path to command] for full details.",
 		// Args runs before the command's own run: an error here exits 64.
+		// It suggests the command meant, as an unknown command does.
 		Args: func(cmd *cobra.Command, args []string) error {
-			if _, rest, err := cmd.Root().Find(args); err != nil || len(rest) > 0 {
-				return fmt.Errorf("unknown help topic %q", strings.Join(args, " "))
+			c, rest, err := cmd.Root().Find(args)
+			if err == nil && len(rest) == 0 {
+				return nil
 			}
-			return nil
+			var near []string
+			switch {
+			case len(rest) > 0 && c != nil:
+				near = c.SuggestionsFor(rest[0])
+			case len(args) > 0:
+				near = cmd.Root().SuggestionsFor(args[0])
+			}
+			msg := fmt.Sprintf("unknown help topic %q", strings.Join(args, " "))
+			if len(near) > 0 {
+				msg += "\n\nDid you mean this?\n\t" + strings.Join(near, "\n\t") + "\n"
+			}
+			return errors.New(msg)
+		},
+		// Command names complete, as with cobra's own help command.
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+			c, _, err := cmd.Root().Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			if c == nil {
+				c = cmd.Root()
+			}
+			var out []string
+			for _, sub := range c.Commands() {
+				if (sub.IsAvailableCommand() || sub.Name() == "help") && strings.HasPrefix(sub.Name(), toComplete) {
+					out = append(out, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, _, _ := cmd.Root().Find(args)
