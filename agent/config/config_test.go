@@ -1630,3 +1630,27 @@ func TestUndecodedMappingIsOneProblem(t *testing.T) {
 		}
 	}
 }
+
+// A secret read from the credentials directory is named by its path there
+// when it is refused: "read secret pw: the file holds 2 lines" sent the
+// technician to ./pw, the working directory's file of that name, which the
+// agent had not read (the review: the file exists in both places).
+func TestReadSecretFromCredentialsNamesItsPath(t *testing.T) {
+	credDir, wd := t.TempDir(), t.TempDir()
+	t.Setenv("CREDENTIALS_DIRECTORY", credDir)
+	t.Chdir(wd)
+	if err := os.WriteFile(filepath.Join(credDir, "mqtt-password"), []byte("one\ntwo\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ReadSecret("mqtt-password")
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(credDir, "mqtt-password")) {
+		t.Errorf("only in the credentials directory: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(wd, "mqtt-password"), []byte("good\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ReadSecret("mqtt-password")
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(credDir, "mqtt-password")) {
+		t.Errorf("in both places: %v", err)
+	}
+}
