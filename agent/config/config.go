@@ -934,6 +934,11 @@ func ReadSecret(path string) (string, error) {
 			if shown != path {
 				shown = filepath.Join(dir, shown)
 			}
+			if _, err := os.Stat(p); err == nil || errors.Is(err, fs.ErrPermission) {
+				// A credential that is there: named by its path, not by
+				// a name the working directory may hold another file of.
+				shown = p
+			}
 			v, err := readSecretFile(p, shown)
 			if err == nil || !errors.Is(err, os.ErrNotExist) {
 				return v, err
