@@ -539,3 +539,35 @@ func TestValidateReadOnlyDataDir(t *testing.T) {
 		t.Errorf("validate of a data_dir on a read-only mount: %v, want %q (and no chown) in:\n%s", err, want, out)
 	}
 }
+
+// A password_file given as a systemd credential's name alone, as the
+// README and validate's own hint say to write it, is not found by a
+// validate run outside the unit: said so, with LoadCredential=, not as a
+// secret pasted where a path belongs ("write the secret into a file") and
+// a login that would fail (the review).
+func TestValidateCredentialNameOutsideTheUnit(t *testing.T) {
+	t.Setenv(config.EnvAPIKey, strings.Repeat("a", 40))
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	b, err := os.ReadFile("../../packaging/plantedge.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "plantedge.yaml")
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), "password_file: /etc/plantedge/opcua-line2-password", "password_file: opcua-line2-password", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	_, errOut, err := runValidate(t, "-c", cfg)
+	if err != nil {
+		t.Fatalf("err = %v", err)
+	}
+	var line string
+	for l := range strings.SplitSeq(errOut, "\n") {
+		if strings.Contains(l, "opcua[1].password_file") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "LoadCredential=") || strings.Contains(line, "write the secret into a file") || strings.Contains(line, "the agent could not log in") {
+		t.Errorf("warning of a credential's name: %q\n%s", line, errOut)
+	}
+}
