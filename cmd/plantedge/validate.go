@@ -130,6 +130,17 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		}
 		if _, err := config.ReadSecret(file); err != nil {
 			p := cfg.Position(path)
+			if errors.Is(err, os.ErrNotExist) && !strings.ContainsRune(file, '/') && os.Getenv("CREDENTIALS_DIRECTORY") == "" {
+				// A name alone, as a systemd credential is named (the
+				// README's way): the agent reads it from the credentials
+				// directory its unit fills, which this check, run outside
+				// the unit, has not. The name is not repeated (it may be
+				// the password, pasted).
+				fmt.Fprintf(errw, "warning: %s:%d:%d: %s: a name alone (not shown), and no file of that name here: the agent reads it among its systemd credentials "+
+					"($CREDENTIALS_DIRECTORY, not set for this check), so its unit needs LoadCredential=<that name>:<the file holding the password> "+
+					"in a drop-in (systemctl edit plantedge), or it could not log in to %s\n", o.config, p.Line, p.Column, path, what)
+				return
+			}
 			consequence := "the agent could not log in to " + what
 			if errors.Is(err, os.ErrPermission) {
 				consequence = notReadableHint(file)
