@@ -1099,3 +1099,29 @@ func TestHelpCompletesAndSuggests(t *testing.T) {
 		t.Errorf("plantedge help stauts: exit %d, %v", exitCode(err), err)
 	}
 }
+
+// A configuration whose agent is stopped, another site's agent answering at
+// its listen: status reads this configuration's buffer file, as for any
+// stopped agent, and says who answers (exit 1). It said "buffer file NOT
+// READ" and pending 0 with a backlog in the file (the review: a script
+// reading buffer.pending was told nothing waited).
+func TestStatusReadsTheBufferWhenAnotherSiteAnswers(t *testing.T) {
+	b := benchHoldingCounts(t, "200ms", func(st agent.Status) bool { return st.Buffer.Pending > 0 })
+	b.stopAgent()
+	other := newBench(t, 17)
+	other.editConfig("site: cli-test", "site: other-plant")
+	other.startAgent()
+	b.editConfig(b.listen, other.listen)
+	out, err := cli(t, "status", "-c", b.cfgPath, "--json")
+	if !errors.Is(err, agent.ErrOtherSite) {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	m := decodeStatus(t, out)
+	if buf, _ := m["buffer"].(map[string]any); m["agent_running"] != false || buf == nil || buf["pending"] == float64(0) {
+		t.Errorf("status --json of a stopped agent with a backlog, another site answering: %v", m)
+	}
+	out, err = cli(t, "status", "-c", b.cfgPath)
+	if !errors.Is(err, agent.ErrOtherSite) || !strings.Contains(out, "AGENT NOT RUNNING (read from the buffer file)") || strings.Contains(out, "NOT READ") {
+		t.Errorf("status: %v\n%s", err, out)
+	}
+}
