@@ -59,6 +59,10 @@ func (o *statusOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		// A technician reading stdout gets the line that says which case
 		// this is; the reason follows on stderr (the spec audit's L2: an
 		// empty stdout).
+		if be := (*bufferReadError)(nil); errors.As(err, &be) {
+			printStatus(w, st)
+			return err
+		}
 		if st.AgentRunning {
 			fmt.Fprintf(w, "site %s — agent running, status NOT KNOWN (why: below)\n", st.Site)
 		} else {
@@ -114,6 +118,14 @@ func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) 
 		// configuration's runs only if it holds its buffer file (the spec
 		// audit: agent_running said true for an agent that never ran).
 		running, _ := buffer.InUse(cfg.BufferPath())
+		if !running {
+			// Stopped: its buffer file is read, as for any stopped agent
+			// (a backlog was shown as pending 0; the review), and the
+			// error says who answers.
+			if st, oerr := agent.OfflineStatus(cfg); oerr == nil {
+				return st, &bufferReadError{err}
+			}
+		}
 		return agent.UnknownStatus(cfg, running), err
 	}
 	if !errors.Is(err, agent.ErrNotRunning) {
@@ -124,6 +136,12 @@ func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) 
 	}
 	return agent.OfflineStatus(cfg)
 }
+
+// bufferReadError is an error of a status read from the buffer file all
+// the same: its agent is stopped.
+type bufferReadError struct{ error }
+
+func (e *bufferReadError) Unwrap() error { return e.error }
 
 // notAnswering tells apart "no agent at listen" from an agent that runs
 // (it holds the buffer file) but does not answer there: it is still
