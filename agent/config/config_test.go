@@ -1654,3 +1654,32 @@ func TestReadSecretFromCredentialsNamesItsPath(t *testing.T) {
 		t.Errorf("in both places: %v", err)
 	}
 }
+
+// Only a name alone is looked up among the systemd credentials (their
+// names hold no '/'): "../pw" read the file beside the credentials
+// directory, and "./pw", written for the working directory's file, read a
+// credential named pw (the review).
+func TestReadSecretPathIsNotACredential(t *testing.T) {
+	root := t.TempDir()
+	credDir, wd := filepath.Join(root, "cred"), filepath.Join(root, "wd", "sub")
+	for _, d := range []string{credDir, wd} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, v := range map[string]string{
+		filepath.Join(credDir, "pw"): "credential", filepath.Join(root, "pw"): "beside-the-credentials",
+		filepath.Join(wd, "pw"): "working-dir", filepath.Join(root, "wd", "pw"): "above-the-working-dir",
+	} {
+		if err := os.WriteFile(p, []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", credDir)
+	t.Chdir(wd)
+	for name, want := range map[string]string{"pw": "credential", "./pw": "working-dir", "../pw": "above-the-working-dir"} {
+		if got, err := ReadSecret(name); err != nil || got != want {
+			t.Errorf("ReadSecret(%q) = %q, %v; want %q", name, got, err, want)
+		}
+	}
+}
