@@ -921,14 +921,16 @@ func EnvSecret(name string) (string, error) {
 }
 
 // ReadSecret reads a secret file such as password_file and trims surrounding
-// whitespace. A relative name is looked up in $CREDENTIALS_DIRECTORY first
-// (systemd LoadCredential=), then relative to the working directory.
+// whitespace. A name alone (no '/', as systemd credentials are named) is
+// looked up in $CREDENTIALS_DIRECTORY first (systemd LoadCredential=), then
+// in the working directory; another relative path ("./pw", "../pw") is the
+// working directory's only.
 func ReadSecret(path string) (string, error) {
 	if path == "" {
 		return "", fmt.Errorf("read secret: empty path: %w", ErrNoSecret)
 	}
 	shown := SecretPathShown(path)
-	if !filepath.IsAbs(path) {
+	if !strings.ContainsRune(path, '/') && path != "." && path != ".." {
 		if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
 			p := filepath.Join(dir, path)
 			if shown != path {
