@@ -1683,3 +1683,17 @@ func TestReadSecretPathIsNotACredential(t *testing.T) {
 		}
 	}
 }
+
+// A duplicate key is not a value that did not decode: the value kept (the
+// first) is still checked, and its problem said (the review: since a value
+// that did not decode is one problem, "workcenter: \"  \"" written twice
+// was only "duplicate key", and fixing that left a "required" unsaid).
+func TestDuplicateKeyKeepsTheKeptValuesProblem(t *testing.T) {
+	y := strings.Replace(base, "    workcenter: WC1\n", "    workcenter: \"  \"\n    workcenter: WC1\n", 1)
+	_, err := Parse("t.yaml", []byte(y))
+	want := `t.yaml:16:17: machines[0].workcenter: required (the code of the machine's Odoo work center)
+t.yaml:17:5: machines[0].workcenter: duplicate key (already set at line 16)`
+	if err == nil || err.Error() != want {
+		t.Errorf("got:\n%v\nwant:\n%s", err, want)
+	}
+}
