@@ -803,7 +803,9 @@ func Parse(filename string, data []byte) (*Config, error) {
 		// written with nothing is "required" (its problem dropped above).
 		undecoded := map[string]bool{}
 		for _, p := range probs {
-			undecoded[p.Path] = true
+			// (A duplicate key's first value was kept and decoded: what
+			// is wrong with it is said too.)
+			undecoded[p.Path] = undecoded[p.Path] || p.Msg != duplicateKey
 		}
 		// Nor, for a mapping or a list that did not decode at all, as
 		// "required" for each key it would have held, at its own line and

@@ -298,6 +298,9 @@ func kindName(n ast.Node) string {
 	return "a string"
 }
 
+// duplicateKey is the problem of a key written twice in a mapping.
+const duplicateKey = "duplicate key"
+
 // nothingString is the problem of a string key written with nothing.
 const nothingString = "expected a string, got nothing"
 
@@ -669,7 +672,7 @@ func (d *decoder) entries(path string, n ast.Node) ([]entry, bool) {
 			continue
 		}
 		if prev, dup := seen[key]; dup {
-			d.problem(kn, joinPath(path, key), "duplicate key", fmt.Sprintf("already set at line %d", posOf(prev).Line))
+			d.problem(kn, joinPath(path, key), duplicateKey, fmt.Sprintf("already set at line %d", posOf(prev).Line))
 			continue
 		}
 		seen[key] = kn
