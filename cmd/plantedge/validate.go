@@ -114,6 +114,10 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		// agent's to read; a directory is said below.)
 		p := cfg.Position("odoo.api_key_file")
 		fmt.Fprintf(errw, "warning: %s:%d:%d: odoo.api_key_file: %v\n", o.config, p.Line, p.Column, err)
+	} else if errors.Is(err, config.ErrNoSecret) && credentialName(cfg.Odoo.APIKeyFile) {
+		p := cfg.Position("odoo.api_key_file")
+		fmt.Fprintf(errw, "warning: %s:%d:%d: odoo.api_key_file: %s, or the agent would have no Odoo API key (the packaged unit loads /etc/plantedge/odoo-api-key as the credential odoo-api-key by itself)\n",
+			o.config, p.Line, p.Column, credentialHint("key"))
 	} else if errors.Is(err, config.ErrNoSecret) {
 		at := "odoo.api_key_file"
 		if cfg.Odoo.APIKeyFile == "" {
@@ -130,15 +134,8 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		}
 		if _, err := config.ReadSecret(file); err != nil {
 			p := cfg.Position(path)
-			if errors.Is(err, os.ErrNotExist) && !strings.ContainsRune(file, '/') && os.Getenv("CREDENTIALS_DIRECTORY") == "" {
-				// A name alone, as a systemd credential is named (the
-				// README's way): the agent reads it from the credentials
-				// directory its unit fills, which this check, run outside
-				// the unit, has not. The name is not repeated (it may be
-				// the password, pasted).
-				fmt.Fprintf(errw, "warning: %s:%d:%d: %s: a name alone (not shown), and no file of that name here: the agent reads it among its systemd credentials "+
-					"($CREDENTIALS_DIRECTORY, not set for this check), so its unit needs LoadCredential=<that name>:<the file holding the password> "+
-					"in a drop-in (systemctl edit plantedge), or it could not log in to %s\n", o.config, p.Line, p.Column, path, what)
+			if errors.Is(err, os.ErrNotExist) && credentialName(file) {
+				fmt.Fprintf(errw, "warning: %s:%d:%d: %s: %s, or it could not log in to %s\n", o.config, p.Line, p.Column, path, credentialHint("password"), what)
 				return
 			}
 			consequence := "the agent could not log in to " + what
@@ -591,4 +588,19 @@ func (c *warnCounter) Write(p []byte) (int, error) {
 		c.n++
 	}
 	return c.w.Write(p)
+}
+
+// credentialName reports whether a secret file is written as a systemd
+// credential is named (a name alone, the README's way) while this check runs
+// outside the unit, which would fill $CREDENTIALS_DIRECTORY.
+func credentialName(file string) bool {
+	return file != "" && !strings.ContainsRune(file, '/') && os.Getenv("CREDENTIALS_DIRECTORY") == ""
+}
+
+// credentialHint says what a credential's name found nowhere here needs.
+// The name is not repeated (it may be the secret, pasted).
+func credentialHint(what string) string {
+	return "a name alone (not shown), and no file of that name here: the agent reads it among its systemd credentials " +
+		"($CREDENTIALS_DIRECTORY, not set for this check), so its unit needs LoadCredential=<that name>:<the file holding the " + what + "> " +
+		"in a drop-in (systemctl edit plantedge)"
 }

@@ -571,3 +571,33 @@ func TestValidateCredentialNameOutsideTheUnit(t *testing.T) {
 		t.Errorf("warning of a credential's name: %q\n%s", line, errOut)
 	}
 }
+
+// An api_key_file given as a systemd credential's name, checked outside the
+// unit, is said to need LoadCredential= as a password_file is (the review's
+// L4, the Odoo key's half).
+func TestValidateAPIKeyCredentialNameOutsideTheUnit(t *testing.T) {
+	t.Setenv(config.EnvAPIKey, "")
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	b, err := os.ReadFile("../../packaging/plantedge.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "plantedge.yaml")
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), "api_key_file: /etc/plantedge/odoo-api-key", "api_key_file: plant-2-odoo-key", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	_, errOut, err := runValidate(t, "-c", cfg)
+	if err != nil {
+		t.Fatalf("err = %v", err)
+	}
+	var line string
+	for l := range strings.SplitSeq(errOut, "\n") {
+		if strings.Contains(l, "odoo.api_key_file") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "LoadCredential=") || strings.Contains(line, "plant-2-odoo-key") {
+		t.Errorf("warning of a credential's name: %q\n%s", line, errOut)
+	}
+}
