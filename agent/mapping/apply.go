@@ -188,11 +188,14 @@ func (m *Mapper) applyExtracted(st *State, s connectors.Sample, xs []extracted, 
 				ch = ch || noted
 			case DowntimeReason:
 				noted := liveAfterHist(ms, x)
-				evs, ch = applyReason(ms, x)
+				evs, ch = m.applyReason(ms, x)
 				ch = ch || noted
 			}
 			events = append(events, evs...)
 			didChange = didChange || ch
+		}
+		if evs := m.histTail(ms, machine); len(evs) > 0 {
+			events, didChange = append(events, evs...), true
 		}
 		if didChange {
 			changed = append(changed, machine)
@@ -1126,6 +1129,18 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 		if open != nil || ms.BirthStop != nil {
 			ms.BirthStop, ch = open, true
 		}
+		// Still stopped at the BIRTH: the stop may have ended while the
+		// edge node was away, and another begun, as its stored values tell
+		// (splitAtStoredRun).
+		var on *EndedStop
+		if open != nil && !x.running && x.srcTime && ms.StopStart.Before(x.t) {
+			on = &EndedStop{Start: ms.StopStart, End: x.t}
+		}
+		if o := ms.OnAtBirth; on != nil || o != nil && o.Booked.IsZero() {
+			// (One that ended since, its history still to come, waits for
+			// it: a BIRTH that finds no stop on tells nothing of it.)
+			ms.OnAtBirth, ch = on, true
+		}
 	}
 	if p := ms.RunPending; p != nil {
 		ms.RunPending, ch = nil, true
@@ -1149,9 +1164,34 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 // ended, is stopped from that stop's start: its first stored run after it
 // is that stop's end (lateEnd).
 func (m *Mapper) applyHistorical(ms *MachineState, x extracted) ([]Event, bool) {
+	tail := m.tailLeft(ms, x)
+	evs, ch := m.applyStored(ms, x)
+	return append(tail, evs...), ch || len(tail) > 0
+}
+
+// tailLeft books the stored stop the history is left in (histTail) when
+// stored value x is past it: a later outage's, or stamped from the end
+// booked on.
+func (m *Mapper) tailLeft(ms *MachineState, x extracted) []Event {
+	if h := ms.Hist; h != nil && h.Tail != nil && (!h.From.IsZero() && x.t.After(h.From) || !x.t.Before(h.Tail.End)) {
+		return m.histTail(ms, x.b.machine)
+	}
+	return nil
+}
+
+// applyStored is applyHistorical but for the stored stop x leaves.
+func (m *Mapper) applyStored(ms *MachineState, x extracted) ([]Event, bool) {
 	h, ch := histFor(ms, x)
 	if x.t.Before(h.Time) {
 		return nil, ch // older than what the history told already
+	}
+	if o := h.On; o != nil && !o.Booked.IsZero() && !x.t.Before(o.Start) {
+		// The stop a BIRTH found on has ended since (setRunning), booked to
+		// o.Booked: its stored run, from here, ends its line (lateEnd).
+		if e := h.Ended; e == nil || !x.t.Before(e.End) {
+			h.Ended = &EndedStop{Start: o.Start, End: o.Booked, Reason: o.Reason, Tail: o.Tail}
+		}
+		h.On = nil
 	}
 	if e := h.Ended; e != nil && !x.t.Before(e.Start) {
 		// From the start of the stop the BIRTH ended, seen live, the
@@ -1162,6 +1202,28 @@ func (m *Mapper) applyHistorical(ms *MachineState, x extracted) ([]Event, bool) 
 		h.Running, h.StopStart = false, time.Time{}
 		if !x.t.Before(e.End) {
 			h.Running, h.Ended = true, nil
+		}
+	}
+	if t := h.Tail; t != nil && !x.t.Before(t.End) {
+		h.Tail = nil // a later outage's
+	}
+	if o := h.On; o != nil && !x.t.Before(o.Start) {
+		// From the start of the stop the BIRTH found on, the machine was
+		// stopped, whatever the history told before it, or from the stored
+		// stop that stop goes on from (storedStart): its first stored run
+		// before the BIRTH ends it. From the BIRTH on, what comes is a later
+		// outage's.
+		switch {
+		case !x.t.Before(o.End) || !o.Booked.IsZero() || ms.Running == nil || *ms.Running || !ms.StopStart.Equal(o.Start):
+			h.On = nil
+		case !intoBirthStop(ms, h):
+			h.Running, h.StopStart = false, time.Time{}
+		}
+		if h.On != nil && x.running {
+			evs := m.splitAtStoredRun(ms, h, x)
+			h.On = nil
+			h.Running, h.Time, h.StopStart = true, x.t, time.Time{}
+			return evs, true
 		}
 	}
 	was := h.Running
@@ -1214,9 +1276,14 @@ func histFor(ms *MachineState, x extracted) (h *HistRun, changed bool) {
 			// at (lateEnd).
 			next.Ended = e
 		}
+		if o := ms.OnAtBirth; o != nil && x.t.Before(o.End) {
+			// The history of the outage the stop the BIRTH found on was
+			// open at (splitAtStoredRun).
+			next.On = o
+		}
 		// (Stored values come oldest first: a first one later than that
 		// BIRTH is a later outage's, and that one will tell nothing more.)
-		ms.EndAtBirth = nil
+		ms.EndAtBirth, ms.OnAtBirth = nil, nil
 		ms.Hist = next
 		return next, true
 	case h.From.IsZero():
@@ -1288,12 +1355,24 @@ func (m *Mapper) lateEnd(ms *MachineState, h *HistRun, x extracted) []Event {
 	if e == nil || !x.t.After(e.Start) || !x.t.Before(e.End) {
 		return nil
 	}
+	if e.Tail {
+		t := *e
+		h.Tail = &t // (histTail)
+	}
 	reason := e.Reason
 	if ls := ms.LastStop; ls != nil && ls.Start.Equal(e.Start) {
 		reason = ls.Reason // a late reason may have come since
 		ls.End = x.t
 	}
-	if bs := ms.BirthStop; bs != nil && bs.Start.Before(x.t) && bs.End.After(x.t) {
+	if bs := ms.BirthStop; bs != nil && !bs.Start.Before(e.Start) && bs.Start.Before(e.End) {
+		// The stop the machine was in at the BIRTH is within the line (its
+		// start moved back to a stored stop, storedStart): it ends at x too.
+		if !x.t.After(bs.Start) {
+			ms.BirthStop = nil
+		} else if bs.End.After(x.t) {
+			bs.End = x.t
+		}
+	} else if bs != nil && bs.Start.Before(x.t) && bs.End.After(x.t) {
 		bs.End = x.t
 	}
 	ev := Event{Machine: x.b.machine, Kind: EventEndStored, Signal: Running, Time: x.t, Start: e.Start, End: x.t, BookedEnd: e.End, Reason: reason}
@@ -1344,6 +1423,67 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 		ms.StopStart, ms.StopRecv, ms.StopSeen, ms.StopAtBirth = time.Time{}, time.Time{}, connectors.Seen{}, false
 		return nil, true
 	}
+	on := ms.stopOn()
+	evs := m.endAt(ms, x, back)
+	ev := evs[len(evs)-1]
+	if x.birth {
+		// The stop may have ended while the edge node was away: its stored
+		// run, if any, comes after the BIRTH (lateEnd).
+		ms.EndAtBirth = nil
+		if ls := ms.LastStop; ls != nil {
+			e := *ls
+			ms.EndAtBirth = &e
+		}
+	}
+	if on != nil && x.srcTime && ev.ClockBack == 0 {
+		// It went on through a BIRTH, before which the edge node may have
+		// stored its run (in a history to come, or one that has not told
+		// it yet): that run ends its line, and, when the machine was
+		// stopped until this run, the stored stop after it runs to it
+		// (applyHistorical, lateEnd, histTail).
+		b := *on
+		b.Start, b.Booked, b.Reason, b.Tail = ev.Start, ev.End, ev.Reason, !x.birth
+		if len(evs) > 1 && evs[0].Historical && on != ms.OnAtBirth && on != ms.Hist.On {
+			// (A stop a BIRTH began: the part the stored values told,
+			// booked apart from the open line, is the one its outage is
+			// within.)
+			b.Start, b.Booked, b.Reason = evs[0].Start, evs[0].End, evs[0].Reason
+		}
+		if on == ms.OnAtBirth {
+			ms.OnAtBirth = &b
+		} else {
+			ms.Hist.On = &b
+		}
+	}
+	return evs, true
+}
+
+// stopOn is the stop that went on through a BIRTH, as a history of that
+// outage may still tell of (see setRunning), when the current stop is
+// one: OnAtBirth, the history's On, or a stop a BIRTH began that goes on
+// from a stored stop (storedStart) — nil otherwise.
+func (ms *MachineState) stopOn() *EndedStop {
+	if o := ms.OnAtBirth; o != nil && o.Booked.IsZero() && o.Start.Equal(ms.StopStart) {
+		return o
+	}
+	h := ms.Hist
+	if h == nil {
+		return nil
+	}
+	if o := h.On; o != nil && o.Booked.IsZero() && o.Start.Equal(ms.StopStart) {
+		return o
+	}
+	if intoBirthStop(ms, h) && h.On == nil {
+		return &EndedStop{Start: h.StopStart, End: ms.StopStart}
+	}
+	return nil
+}
+
+// endAt ends ms's current stop with run x (back: how far the source's
+// clock went back), as setRunning does: its line from where it began
+// (storedStart), the last event, after the stored part booked apart, if
+// any.
+func (m *Mapper) endAt(ms *MachineState, x extracted, back time.Duration) []Event {
 	evs, from := m.storedStart(ms, x)
 	if !from.IsZero() {
 		ms.StopStart = from
@@ -1369,16 +1509,70 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 	if x.srcTime && ev.Start.Before(ev.End) && ev.ClockBack == 0 {
 		ms.LastStop = &EndedStop{Start: ev.Start, End: ev.End, Reason: ev.Reason}
 	}
-	if x.birth {
-		// The stop may have ended while the edge node was away: its stored
-		// run, if any, comes after the BIRTH (lateEnd).
-		ms.EndAtBirth = nil
-		if ls := ms.LastStop; ls != nil {
-			e := *ls
-			ms.EndAtBirth = &e
+	return append(evs, ev)
+}
+
+// splitAtStoredRun takes x, a stored run, as the end of the stop the BIRTH's
+// run state found on (h.On), when x is the history's first stored run from
+// the stop's start on, before that BIRTH: the edge node lost the broker
+// during that stop, stored the run, and the stop the BIRTH found is a later
+// one. The stop ends at x, its line with it (from where it began, as a
+// live run would end it: endAt), and the machine's stop from then on is one
+// begun at the BIRTH (StopAtBirth): it goes on from the last stored stop
+// before the BIRTH, if one comes (storedStart, when it ends), and stored
+// stops between are lines of their own (notBooked: the stop, as the one the
+// machine was in at the BIRTH, ends at x). The events are Stored: their
+// times are no live ones (the caller does not take them for the source's
+// clock), and the stop begun at the BIRTH opens its line (block_workcenter)
+// at the BIRTH.
+func (m *Mapper) splitAtStoredRun(ms *MachineState, h *HistRun, x extracted) []Event {
+	o := h.On
+	evs := m.endAt(ms, x, 0)
+	for i := range evs {
+		if evs[i].Kind == EventRunning && !evs[i].Historical {
+			evs[i].Stored = true
 		}
 	}
-	return append(evs, ev), true
+	if bs := ms.BirthStop; bs != nil && bs.Start.Before(x.t) && bs.End.After(x.t) {
+		bs.End = x.t
+	}
+	if n := ms.OnAtBirth; n != nil && n.Start.Equal(o.Start) && n.End.After(o.End) {
+		// A later BIRTH found it on too (its outage's history still to
+		// come): that is the stop begun at this BIRTH.
+		n.Start = o.End
+	}
+	ms.StopStart, ms.StopRecv, ms.StopSeen, ms.StopAtBirth = o.End, time.Time{}, connectors.Seen{}, true
+	ev := m.runningEvent(ms, x.b.machine, EventStopped, o.End)
+	ev.Start, ev.Stored = o.End, true
+	return append(evs, ev)
+}
+
+// histTail books, at the end of a message of stored values, the stored stop
+// the history is left in when it runs into the end booked for a stop that
+// went on through a BIRTH that found it stopped (HistRun.Tail): the
+// machine was stopped from it until then, unless a stored run in a later
+// message tells otherwise (then its line ends there: Ended, lateEnd).
+func (m *Mapper) histTail(ms *MachineState, machine string) []Event {
+	h := ms.Hist
+	if h == nil || h.Tail == nil || h.Running || h.StopStart.IsZero() || !h.StopStart.Before(h.Tail.End) {
+		return nil
+	}
+	start, end := notBooked(ms, h.StopStart, h.Tail.End)
+	h.StopStart = time.Time{}
+	if !start.Before(end) {
+		return nil
+	}
+	reason := h.Reason
+	if h.ReasonTime.IsZero() {
+		// No reason stored: the one the stop it ran into was booked with.
+		reason = h.Tail.Reason
+	}
+	h.Ended = &EndedStop{Start: start, End: end, Reason: reason, Tail: true}
+	ev := Event{Machine: machine, Kind: EventRunning, Signal: Running, Time: end, Start: start, End: end, Reason: reason, Historical: true}
+	if rb := m.reason[machine]; rb != nil {
+		ev.Loss, ev.LossDefaulted = rb.loss(reason)
+	}
+	return []Event{ev}
 }
 
 // storedStart looks, as run x ends a stop a Sparkplug BIRTH's run state
@@ -1509,7 +1703,7 @@ func (m *Mapper) endStop(ms *MachineState, machine string, x extracted) Event {
 // an earlier stop (cleared since, in a message still on its way).
 const lateReasonLead = 2 * time.Second
 
-func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
+func (m *Mapper) applyReason(ms *MachineState, x extracted) ([]Event, bool) {
 	stale, back := staleState(x, ms.ReasonTime)
 	if x.historical && (stale || ms.RunningTime.IsZero() || x.srcTime && x.t.Before(ms.RunningTime)) {
 		// The reason of the stops the history tells of (applyHistorical);
@@ -1517,12 +1711,13 @@ func applyReason(ms *MachineState, x extracted) ([]Event, bool) {
 		// came before it (none yet, or the BIRTH gave it no value), or
 		// any while the run state has no time (as a stored run state,
 		// applyRunning): not the machine's reason now.
+		tail := m.tailLeft(ms, x)
 		h, ch := histFor(ms, x)
 		if !x.t.Before(h.ReasonTime) {
 			h.Reason, h.ReasonTime = x.reason, x.t
-			return nil, true
+			return tail, true
 		}
-		return nil, ch
+		return tail, ch || len(tail) > 0
 	}
 	if stale {
 		if !x.b.dupOrInitial && ms.ReasonSet && ms.Reason != x.reason {

@@ -119,9 +119,11 @@ func TestSparkplugHistoricalStopIntoTheBirthAfterMoreStored(t *testing.T) {
 }
 
 // A stop open when the edge node lost the broker (from 0.5) and still open
-// at the BIRTH covers what was stored meanwhile: nothing more is booked.
-// Nor is a stored stop of an earlier outage (7, its run never stored) taken
-// into a later stop a BIRTH begins.
+// at the BIRTH ends at its stored run (2), and the stop the BIRTH found
+// goes on from the stored stop after it (4): two lines (before, one from
+// 0.5 to 15: the stop covered what was stored meanwhile). A stored stop of
+// an earlier outage (17, its run never stored) is not taken into a later
+// stop a BIRTH begins.
 func TestSparkplugHistoricalStopIntoTheBirthCovered(t *testing.T) {
 	h := newSPHist(t)
 	run, at, stored := spRun, spAt, spStored
@@ -130,7 +132,9 @@ func TestSparkplugHistoricalStopIntoTheBirthCovered(t *testing.T) {
 	h.birth(10, run(false, 10))
 	h.send(10, stored(run(true, 2)), stored(run(false, 4)))
 	h.send(15, run(true, 15))
-	h.want("the live stop", Event{Kind: EventStopped, Start: at(0.5)}, Event{Kind: EventRunning, Start: at(0.5), End: at(15)})
+	h.want("the live stop", Event{Kind: EventStopped, Start: at(0.5)},
+		Event{Kind: EventRunning, Start: at(0.5), End: at(2), Stored: true}, Event{Kind: EventStopped, Start: at(10), Stored: true},
+		Event{Kind: EventRunning, Start: at(4), End: at(15)})
 	h.birth(20, run(true, 20))
 	h.send(20, stored(run(false, 17)))
 	h.birth(30, run(false, 30))

@@ -120,6 +120,13 @@ type Event struct {
 	// EventCount: a stored value's (its time says nothing of the source's
 	// clock now).
 	Historical bool
+	// Stored (EventRunning, EventStopped): the stop a Sparkplug BIRTH's run
+	// state found open, since before the edge node lost the broker, ended
+	// at the run the edge node stored (EventRunning: the stop's line, to its
+	// stored end), and the machine's stop from then on begun at that BIRTH
+	// (EventStopped): their times are no values as the source sent them
+	// now, and say nothing of its clock.
+	Stored bool
 	// Seen (EventRunning) is when the agent received the stop's end by the
 	// box's boot clock, when both its ends were dated by this box's clock
 	// at their receipt (zero otherwise): a step of the clock after it
@@ -666,6 +673,15 @@ type MachineState struct {
 	// (HistRun.Ended, lateEnd). Handed to the history of that outage when
 	// its first stored value comes, or dropped when the first is later.
 	EndAtBirth *EndedStop `json:"end_at_birth,omitempty"`
+	// OnAtBirth is the stop a Sparkplug BIRTH's run state found still on
+	// (stopped), begun before (seen live, or at an earlier BIRTH), from its
+	// start to that BIRTH's run time: open when the edge node lost the
+	// broker, it may have ended meanwhile, as its stored values tell
+	// (HistRun.On, splitAtStoredRun). Handed to the history of that outage
+	// when its first stored value comes, or dropped when the first is
+	// later; when the stop ends before, the end it is booked with is the one
+	// the stored run corrects (EndAtBirth, Tail).
+	OnAtBirth *EndedStop `json:"on_at_birth,omitempty"`
 }
 
 // HistRun is the run state by a machine's historical values (applyHistorical).
@@ -687,6 +703,17 @@ type HistRun struct {
 	// history is stopped from that stop's start, and its first stored run
 	// from then on ends the stop (lateEnd). Nil once one came.
 	Ended *EndedStop `json:"ended,omitempty"`
+	// On is the stop the machine was in when the edge node lost the broker,
+	// still on at the BIRTH (MachineState.OnAtBirth), while it is the
+	// machine's current stop: the history is stopped from that stop's start,
+	// and its first stored run before the BIRTH ends the stop there
+	// (splitAtStoredRun). Nil once one came.
+	On *EndedStop `json:"on,omitempty"`
+	// Tail is a stop that went on through a BIRTH that found it stopped, as
+	// booked (Ended with Tail, once its stored run came): a stored stop
+	// after that run whose own run is not (yet) stored runs to its end
+	// (histTail).
+	Tail *EndedStop `json:"tail,omitempty"`
 }
 
 // EndedStop is a stop that ended, and the reason it was booked with.
@@ -694,6 +721,13 @@ type EndedStop struct {
 	Start  time.Time `json:"start"`
 	End    time.Time `json:"end"`
 	Reason string    `json:"reason,omitempty"`
+	// Tail says the machine was stopped at the BIRTH, and until End: the
+	// stop the history ends in, its run not stored, runs to End (histTail).
+	Tail bool `json:"tail,omitempty"`
+	// Booked (OnAtBirth, HistRun.On) is the end the stop's line was booked
+	// with, once it ended after the BIRTH (Start is then the line's start):
+	// zero while it goes on.
+	Booked time.Time `json:"booked,omitzero"`
 }
 
 // CounterState is the baseline of one counter.

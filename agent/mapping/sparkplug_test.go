@@ -906,7 +906,7 @@ func (h *spHist) want(what string, evs ...Event) {
 	}
 	for i, w := range evs {
 		g := lines[i]
-		if g.Kind != w.Kind || !g.Start.Equal(w.Start) || !g.End.Equal(w.End) || !g.BookedEnd.Equal(w.BookedEnd) || g.Reason != w.Reason || g.Historical != w.Historical || (w.Loss != "" && g.Loss != w.Loss) {
+		if g.Kind != w.Kind || !g.Start.Equal(w.Start) || !g.End.Equal(w.End) || !g.BookedEnd.Equal(w.BookedEnd) || g.Reason != w.Reason || g.Historical != w.Historical || g.Stored != w.Stored || (w.Loss != "" && g.Loss != w.Loss) {
 			h.t.Errorf("%s: event %d %+v, want %+v", what, i, g, w)
 		}
 	}
