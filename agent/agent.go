@@ -1688,6 +1688,10 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		a.log.Info("a stop a Sparkplug BIRTH ended (to the BIRTH) ended earlier, as its edge node stored: its line takes that end",
 			"machine", ev.Machine, "stop_start", ev.Start, "stop_end", ev.End, "booked_end", ev.BookedEnd)
 	}
+	if ev.Kind == mapping.EventRunning && ev.Stored {
+		a.log.Info("a stop a Sparkplug BIRTH found on (stopped) ended while its edge node was away, as it stored: its line ends there, and the stop the BIRTH found is booked from the BIRTH, or from the stop the edge node stored after",
+			"machine", ev.Machine, "stop_start", ev.Start, "stop_end", ev.End)
+	}
 	if ev.Kind == mapping.EventReasonLate && !a.belowMinStop(ev) {
 		a.log.Info("a downtime reason stamped before the end of the last stop came after it: that stop's line takes it",
 			"machine", ev.Machine, "reason", ev.Reason, "loss", ev.Loss, "source_time", ev.Time, "stop_start", ev.Start, "stop_end", ev.End)

@@ -350,7 +350,9 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				case mapping.EventRunning:
 					off = a.offsetOf(s, ev, ev.End, changed)
 				case mapping.EventStopped:
-					a.noteOffset(s, ev.Machine, ev.Start, changed)
+					if !ev.Stored { // (a stop begun at a BIRTH, taken as the stored run came: an old time)
+						a.noteOffset(s, ev.Machine, ev.Start, changed)
+					}
 				}
 				if rec, ok := a.downtimeRecord(ev, off, changed); ok {
 					events = append(events, rec)

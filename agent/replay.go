@@ -229,10 +229,11 @@ func (a *Agent) noteOffset(s connectors.Sample, machine string, t time.Time, cha
 
 // offsetOf is how late (ms) sample s brought ev's value stamped t, noted
 // (noteOffset) — but an edge node's stored (historical) values say nothing
-// of its clock and are not noted; they come late all the same, and their
+// of its clock and are not noted (nor does the end it stored of a stop a
+// BIRTH found on: mapping.Event.Stored); they come late all the same, and their
 // records are attributed as a backlog's (lag). Caller holds stateMu.
 func (a *Agent) offsetOf(s connectors.Sample, ev mapping.Event, t time.Time, changed map[string]bool) int64 {
-	if ev.Historical {
+	if ev.Historical || ev.Stored {
 		off, _ := sourceLate(s, t)
 		return off
 	}
