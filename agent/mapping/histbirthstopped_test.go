@@ -263,3 +263,35 @@ func TestSparkplugHistoricalRunEndsTheStopAStoppedBirthFoundThenARunningBirth(t 
 		Event{Kind: EventEndStored, Start: at(1), End: at(4), BookedEnd: at(20)},
 		Event{Kind: EventRunning, Start: at(6), End: at(7), Historical: true})
 }
+
+// A stop a BIRTH began (at 10, the press running before), going on from a
+// stored stop (4): its line from 4 to the live run at 15. A stored run that
+// comes after that (6) ends the line there, and the stored stop after it (8)
+// runs to 15 (before, both were passed over: one line from 4 to 15). With
+// block_workcenter the stored part, 4 to 10, is the line corrected, and the
+// stored stop runs to 10, where the open line began.
+func TestSparkplugHistoricalStopIntoTheBirthRunStoredAfterItsEnd(t *testing.T) {
+	run, at, stored := spRun, spAt, spStored
+	for _, open := range []bool{false, true} {
+		h := newSPHist(t)
+		h.send(0, run(true, 0))
+		h.birth(10, run(false, 10))
+		if open {
+			h.st.Machines["p1"].LineOpened = true // as the agent does for block_workcenter
+		}
+		h.send(10, stored(run(false, 4)))
+		h.send(15, run(true, 15))
+		h.got()
+		h.restart()
+		h.send(15, stored(run(true, 6)), stored(run(false, 8)))
+		if !open {
+			h.want("the stored run and stop",
+				Event{Kind: EventEndStored, Start: at(4), End: at(6), BookedEnd: at(15)},
+				Event{Kind: EventRunning, Start: at(8), End: at(15), Historical: true})
+			continue
+		}
+		h.want("the stored run and stop, the open line",
+			Event{Kind: EventEndStored, Start: at(4), End: at(6), BookedEnd: at(10)},
+			Event{Kind: EventRunning, Start: at(8), End: at(10), Historical: true})
+	}
+}
