@@ -1179,7 +1179,8 @@ func (m *Mapper) tailLeft(ms *MachineState, x extracted) []Event {
 	return nil
 }
 
-// applyStored is applyHistorical but for the stored stop x leaves.
+// applyStored is applyHistorical without the booking of the stored stop
+// x leaves (tailLeft).
 func (m *Mapper) applyStored(ms *MachineState, x extracted) ([]Event, bool) {
 	h, ch := histFor(ms, x)
 	if x.t.Before(h.Time) {
@@ -1423,7 +1424,7 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 		ms.StopStart, ms.StopRecv, ms.StopSeen, ms.StopAtBirth = time.Time{}, time.Time{}, connectors.Seen{}, false
 		return nil, true
 	}
-	on := ms.stopOn()
+	on, h := ms.stopOn(), ms.Hist
 	evs := m.endAt(ms, x, back)
 	ev := evs[len(evs)-1]
 	if x.birth {
@@ -1443,7 +1444,8 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 		// (applyHistorical, lateEnd, histTail).
 		b := *on
 		b.Start, b.Booked, b.Reason, b.Tail = ev.Start, ev.End, ev.Reason, !x.birth
-		if len(evs) > 1 && evs[0].Historical && on != ms.OnAtBirth && on != ms.Hist.On {
+		fromHist := on != ms.OnAtBirth && on != h.On // (h is not nil: on came from it)
+		if len(evs) > 1 && evs[0].Historical && fromHist {
 			// (A stop a BIRTH began: the part the stored values told,
 			// booked apart from the open line, is the one its outage is
 			// within.)
@@ -1452,7 +1454,7 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 		if on == ms.OnAtBirth {
 			ms.OnAtBirth = &b
 		} else {
-			ms.Hist.On = &b
+			h.On = &b
 		}
 	}
 	return evs, true

@@ -295,3 +295,45 @@ func TestSparkplugHistoricalStopIntoTheBirthRunStoredAfterItsEnd(t *testing.T) {
 			Event{Kind: EventRunning, Start: at(8), End: at(10), Historical: true})
 	}
 }
+
+// A stop a BIRTH began (at 10), going on from a stored stop (4), is found
+// on by the next BIRTH (20): that outage's stored run (14) ends it, from the
+// stored stop (4 to 14), and its stored stop (16) is where the stop the
+// second BIRTH found goes on from. With block_workcenter the first BIRTH's
+// stop opened its line at 10: the stored part (4 to 10) is a line of its
+// own, the open line is closed at 14, and the second BIRTH's stop opens one
+// at 20.
+func TestSparkplugHistoricalRunEndsTheStopAStoppedBirthFoundGoingOnFromAStoredStop(t *testing.T) {
+	run, at, stored := spRun, spAt, spStored
+	for _, open := range []bool{false, true} {
+		h := newSPHist(t)
+		h.send(0, run(true, 0))
+		h.birth(10, run(false, 10))
+		if open {
+			h.st.Machines["p1"].LineOpened = true // as the agent does for block_workcenter
+		}
+		h.send(10, stored(run(false, 4)))
+		h.birth(20, run(false, 20))
+		h.restart()
+		h.send(20, stored(run(true, 14)), stored(run(false, 16)))
+		if open {
+			h.want("the second outage's history",
+				Event{Kind: EventStopped, Start: at(10)},
+				Event{Kind: EventRunning, Start: at(4), End: at(10), Historical: true},
+				Event{Kind: EventRunning, Start: at(10), End: at(14), Stored: true},
+				Event{Kind: EventStopped, Start: at(20), Stored: true})
+			h.st.Machines["p1"].LineOpened = true
+		} else {
+			h.want("the second outage's history",
+				Event{Kind: EventStopped, Start: at(10)},
+				Event{Kind: EventRunning, Start: at(4), End: at(14), Stored: true},
+				Event{Kind: EventStopped, Start: at(20), Stored: true})
+		}
+		h.send(25, run(true, 25))
+		if open {
+			h.want("the stop's end", Event{Kind: EventRunning, Start: at(16), End: at(20), Historical: true}, Event{Kind: EventRunning, Start: at(20), End: at(25)})
+			continue
+		}
+		h.want("the stop's end", Event{Kind: EventRunning, Start: at(16), End: at(25)})
+	}
+}
