@@ -1689,8 +1689,13 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 			"machine", ev.Machine, "stop_start", ev.Start, "stop_end", ev.End, "booked_end", ev.BookedEnd)
 	}
 	if ev.Kind == mapping.EventRunning && ev.Stored {
-		a.log.Info("a stop a Sparkplug BIRTH found on (stopped) ended while its edge node was away, as it stored: its line ends there, and the stop the BIRTH found is booked from the BIRTH, or from the stop the edge node stored after",
-			"machine", ev.Machine, "stop_start", ev.Start, "stop_end", ev.End)
+		// (One shorter than min_stop books no line: only the stop the BIRTH
+		// found is said.)
+		msg := "a stop a Sparkplug BIRTH found on (stopped) ended while its edge node was away, as it stored: its line ends there, and the stop the BIRTH found is booked from the BIRTH, or from the stop the edge node stored after"
+		if a.belowMinStop(ev) {
+			msg = "a stop a Sparkplug BIRTH found on (stopped) ended while its edge node was away, as it stored, shorter than min_stop: it books no line, and the stop the BIRTH found is booked from the BIRTH, or from the stop the edge node stored after"
+		}
+		a.log.Info(msg, "machine", ev.Machine, "stop_start", ev.Start, "stop_end", ev.End)
 	}
 	if ev.Kind == mapping.EventReasonLate && !a.belowMinStop(ev) {
 		a.log.Info("a downtime reason stamped before the end of the last stop came after it: that stop's line takes it",
