@@ -1190,21 +1190,55 @@ func (m *Mapper) applyStored(ms *MachineState, x extracted) ([]Event, bool) {
 		// The stop a BIRTH found on has ended since (setRunning), booked to
 		// o.Booked: its stored run, from here, ends its line (lateEnd).
 		if e := h.Ended; e == nil || !x.t.Before(e.End) {
-			h.Ended = &EndedStop{Start: o.Start, End: o.Booked, Reason: o.Reason, Tail: o.Tail}
+			h.Ended = &EndedStop{Start: o.Start, End: o.Booked, Reason: o.Reason, Tail: o.Tail, AtBirth: o.AtBirth, After: o.After}
 		}
 		h.On = nil
 	}
+	var part []Event
 	if e := h.Ended; e != nil && !x.t.Before(e.Start) {
 		// From the start of the stop the BIRTH ended, seen live, the
 		// machine was stopped, whatever the history told before it (an
 		// earlier outage's, flushed late): its first stored run ends it.
 		// From the BIRTH on it ran (its run was not stored), and what
 		// comes is a later outage's.
+		part = m.storedPart(ms, h, e, x.b.machine)
 		h.Running, h.StopStart = false, time.Time{}
 		if !x.t.Before(e.End) {
 			h.Running, h.Ended = true, nil
 		}
 	}
+	evs, _ := m.applyStoredOn(ms, h, x)
+	return append(part, evs...), true
+}
+
+// storedPart books, as the history reaches the start of e, a stop a BIRTH
+// began (AtBirth) whose line was booked before its stored start came, the
+// stored stop the history is in, begun before that BIRTH: the machine was
+// stopped from it to the BIRTH (a line of its own, as storedStart books it
+// with an open line). Before, the history was stopped from e's start on,
+// and that stored stop was not booked.
+func (m *Mapper) storedPart(ms *MachineState, h *HistRun, e *EndedStop, machine string) []Event {
+	if !e.AtBirth || h.Running || h.StopStart.IsZero() || !h.StopStart.Before(e.Start) || h.StopStart.Before(e.After) {
+		return nil
+	}
+	start, end := notBooked(ms, h.StopStart, e.Start)
+	if !start.Before(end) {
+		return nil
+	}
+	reason := h.Reason
+	if h.ReasonTime.IsZero() {
+		reason = e.Reason // no reason stored: the stop's
+	}
+	ev := Event{Machine: machine, Kind: EventRunning, Signal: Running, Time: end, Start: start, End: end, Reason: reason, Historical: true}
+	if rb := m.reason[machine]; rb != nil {
+		ev.Loss, ev.LossDefaulted = rb.loss(reason)
+	}
+	return []Event{ev}
+}
+
+// applyStoredOn is the rest of applyStored, from the stored tail and the
+// stop the BIRTH found on.
+func (m *Mapper) applyStoredOn(ms *MachineState, h *HistRun, x extracted) ([]Event, bool) {
 	if t := h.Tail; t != nil && !x.t.Before(t.End) {
 		h.Tail = nil // a later outage's
 	}
@@ -1425,6 +1459,11 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 		return nil, true
 	}
 	on, h := ms.stopOn(), ms.Hist
+	atBirth, from := ms.StopAtBirth, ms.StopStart
+	var after time.Time // (the end of the stop before, seen running since)
+	if ls := ms.LastStop; ls != nil {
+		after = ls.End
+	}
 	evs := m.endAt(ms, x, back)
 	ev := evs[len(evs)-1]
 	if x.birth {
@@ -1444,6 +1483,10 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 		// (applyHistorical, lateEnd, histTail).
 		b := *on
 		b.Start, b.Booked, b.Reason, b.Tail = ev.Start, ev.End, ev.Reason, !x.birth
+		// (A stop a BIRTH began, its stored start not come yet: the
+		// stored stop it goes on from, before that BIRTH, is still to be
+		// booked, storedPart.)
+		b.AtBirth, b.After = atBirth && ev.Start.Equal(from), after
 		fromHist := on != ms.OnAtBirth && on != h.On // (h is not nil: on came from it)
 		if len(evs) > 1 && evs[0].Historical && fromHist {
 			// (A stop a BIRTH began: the part the stored values told,

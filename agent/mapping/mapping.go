@@ -728,6 +728,14 @@ type EndedStop struct {
 	// with, once it ended after the BIRTH (Start is then the line's start):
 	// zero while it goes on.
 	Booked time.Time `json:"booked,omitzero"`
+	// AtBirth (with Booked) says the stop was one a BIRTH began, its line
+	// booked from that BIRTH: a stored stop before it, in the history of
+	// the outage that BIRTH ended, is a line of its own (storedPart).
+	AtBirth bool `json:"at_birth,omitempty"`
+	// After (with AtBirth) is the end of the stop before that one, seen
+	// live: the machine ran then, and a stored stop before it is an
+	// earlier outage's, its run not stored.
+	After time.Time `json:"after,omitzero"`
 }
 
 // CounterState is the baseline of one counter.
