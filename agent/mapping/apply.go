@@ -1173,10 +1173,49 @@ func (m *Mapper) applyHistorical(ms *MachineState, x extracted) ([]Event, bool) 
 // stored value x is past it: a later outage's, or stamped from the end
 // booked on.
 func (m *Mapper) tailLeft(ms *MachineState, x extracted) []Event {
+	if evs := m.ranLeft(ms, x); len(evs) > 0 {
+		return evs
+	}
 	if h := ms.Hist; h != nil && h.Tail != nil && (!h.From.IsZero() && x.t.After(h.From) || !x.t.Before(h.Tail.End)) {
 		return m.histTail(ms, x.b.machine)
 	}
 	return nil
+}
+
+// ranLeft, as stored value x begins a later outage's history, takes the
+// stop a BIRTH ended (EndAtBirth) whose stored run came already, in the
+// history it ended (Ran: through HistRun.On, a stop that BIRTH or an
+// earlier one found on): the line was ended there, and it is no more the
+// stop the machine was in when the edge node lost the broker again. That
+// is the stored stop the history is left in, if any, begun after that run:
+// it runs to the BIRTH (a line of its own, as the BIRTH's line ran), and the
+// later outage's first stored run ends it there (EndAtBirth, lateEnd).
+// Before, the later outage's run ended the line the stored run had ended
+// once more (its end moved back past the stored stops between).
+func (m *Mapper) ranLeft(ms *MachineState, x extracted) []Event {
+	e, h := ms.EndAtBirth, ms.Hist
+	if e == nil || !e.Ran || h == nil || h.From.IsZero() || !x.t.After(h.From) {
+		return nil
+	}
+	ms.EndAtBirth = nil
+	if h.Running || h.StopStart.IsZero() || !h.StopStart.After(e.Start) || !h.StopStart.Before(e.End) {
+		return nil
+	}
+	start, end := notBooked(ms, h.StopStart, e.End)
+	h.StopStart = time.Time{}
+	if !start.Before(end) {
+		return nil
+	}
+	reason := h.Reason
+	if h.ReasonTime.IsZero() {
+		reason = e.Reason
+	}
+	ms.EndAtBirth = &EndedStop{Start: start, End: end, Reason: reason}
+	ev := Event{Machine: x.b.machine, Kind: EventRunning, Signal: Running, Time: end, Start: start, End: end, Reason: reason, Historical: true}
+	if rb := m.reason[x.b.machine]; rb != nil {
+		ev.Loss, ev.LossDefaulted = rb.loss(reason)
+	}
+	return []Event{ev}
 }
 
 // applyStored is applyHistorical without the booking of the stored stop
@@ -1306,7 +1345,7 @@ func histFor(ms *MachineState, x extracted) (h *HistRun, changed bool) {
 		next := &HistRun{Running: true, From: live}
 		if h != nil && intoBirthStop(ms, h) {
 			next.Running, next.Time, next.StopStart, next.Reason, next.ReasonTime = false, h.Time, h.StopStart, h.Reason, h.ReasonTime
-		} else if e := ms.EndAtBirth; e != nil && x.t.Before(e.End) {
+		} else if e := ms.EndAtBirth; e != nil && !e.Ran && x.t.Before(e.End) {
 			// The history of the outage the stop the BIRTH ended was open
 			// at (lateEnd).
 			next.Ended = e
@@ -1393,6 +1432,9 @@ func (m *Mapper) lateEnd(ms *MachineState, h *HistRun, x extracted) []Event {
 	if e.Tail {
 		t := *e
 		h.Tail = &t // (histTail)
+	}
+	if eb := ms.EndAtBirth; eb != nil && eb.Start.Equal(e.Start) && eb.End.Equal(e.End) {
+		eb.Ran = true // (ranLeft)
 	}
 	reason := e.Reason
 	if ls := ms.LastStop; ls != nil && ls.Start.Equal(e.Start) {

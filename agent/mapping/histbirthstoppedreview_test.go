@@ -54,3 +54,39 @@ func TestSparkplugHistoricalStoredStopBeforeABirthsStopFoundOnAfterItsEndOlder(t
 		Event{Kind: EventEndStored, Start: at(5), End: at(7), BookedEnd: at(15)},
 		Event{Kind: EventRunning, Start: at(8), End: at(15), Historical: true})
 }
+
+// The press stops at 2 (stored) while the edge node is away; the BIRTH at
+// 10 says stopped, and the history begins (the stored stop). The node
+// loses the broker again before the rest; the press runs at 15 (stored),
+// and the BIRTH at 20 says running: that BIRTH ends the stop (its line
+// 2..20). The rest of the first outage's history, then the second's, come
+// after: the stored run at 4 ends the line there, the stored stop 5..6 is
+// a line of its own, and the stored stop at 7 runs to the BIRTH (its run
+// is the second outage's first stored value), ended at 15. Before, the
+// second outage's stored run ended the line at 2 again, at 15: one line
+// 2..15 over the line 5..6 (that minute booked twice).
+func TestSparkplugHistoricalStoredRunOfALaterOutageDoesNotEndACorrectedLineAgain(t *testing.T) {
+	run, at, stored := spRun, spAt, spStored
+	for _, restart := range []bool{false, true} {
+		h := newSPHist(t)
+		h.send(0, run(true, 0))
+		h.birth(10, run(false, 10))
+		h.send(10, stored(run(false, 2)))
+		h.birth(20, run(true, 20))
+		h.want("the BIRTHs", Event{Kind: EventStopped, Start: at(10)}, Event{Kind: EventRunning, Start: at(2), End: at(20)})
+		h.send(20, stored(run(true, 4)), stored(run(false, 5)), stored(run(true, 6)), stored(run(false, 7)))
+		if restart {
+			h.restart()
+		}
+		h.send(20, stored(run(true, 15)))
+		h.want("the history",
+			Event{Kind: EventEndStored, Start: at(2), End: at(4), BookedEnd: at(20)},
+			Event{Kind: EventRunning, Start: at(5), End: at(6), Historical: true},
+			Event{Kind: EventRunning, Start: at(7), End: at(20), Historical: true},
+			Event{Kind: EventEndStored, Start: at(7), End: at(15), BookedEnd: at(20)})
+		// A replay after the next BIRTH books nothing.
+		h.birth(30, run(true, 30))
+		h.send(30, stored(run(false, 2)), stored(run(true, 4)), stored(run(false, 5)), stored(run(true, 6)), stored(run(false, 7)), stored(run(true, 15)))
+		h.want("the replay")
+	}
+}

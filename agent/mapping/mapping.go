@@ -732,6 +732,10 @@ type EndedStop struct {
 	// booked from that BIRTH: a stored stop before it, in the history of
 	// the outage that BIRTH ended, is a line of its own (storedPart).
 	AtBirth bool `json:"at_birth,omitempty"`
+	// Ran (EndAtBirth) says its stored run came, in a history it was
+	// handed to as HistRun.On: a later outage's first stored run does not
+	// end it again (ranLeft).
+	Ran bool `json:"ran,omitempty"`
 	// After (with AtBirth) is the end of the stop before that one, seen
 	// live: the machine ran then, and a stored stop before it is an
 	// earlier outage's, its run not stored.
