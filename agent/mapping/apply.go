@@ -1194,7 +1194,16 @@ func (m *Mapper) tailLeft(ms *MachineState, x extracted) []Event {
 // once more (its end moved back past the stored stops between).
 func (m *Mapper) ranLeft(ms *MachineState, x extracted) []Event {
 	e, h := ms.EndAtBirth, ms.Hist
-	if e == nil || !e.Ran || h == nil || h.From.IsZero() || !x.t.After(h.From) {
+	if e == nil || h == nil || h.From.IsZero() || !x.t.After(h.From) {
+		return nil
+	}
+	if !e.Ran {
+		// The history is left in the stored stop a stop a BIRTH began goes
+		// on from: that part is a line of its own (storedPart), as the
+		// later outage's history is stopped from the BIRTH's stop.
+		if x.t.Before(e.End) {
+			return m.storedPart(ms, h, e, x.b.machine)
+		}
 		return nil
 	}
 	ms.EndAtBirth = nil
@@ -1486,12 +1495,16 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 	wasKnown := ms.Running != nil
 	r := x.running
 	ms.Running = &r
+	ranAt := ms.RunningTime
 	if x.srcTime {
 		ms.RunningTime = x.t
 	}
 	if !r {
 		ms.StopStart, ms.StopRecv, ms.StopSeen = x.t, x.recv, x.seen
-		ms.StopAtBirth = x.birth
+		ms.StopAtBirth, ms.StopAfter = x.birth, time.Time{}
+		if x.birth && wasKnown {
+			ms.StopAfter = ranAt
+		}
 		ev := m.runningEvent(ms, x.b.machine, EventStopped, x.t)
 		ev.Start, ev.ClockBack = x.t, back
 		return []Event{ev}, true
@@ -1502,10 +1515,7 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 	}
 	on, h := ms.stopOn(), ms.Hist
 	atBirth, from := ms.StopAtBirth, ms.StopStart
-	var after time.Time // (the end of the stop before, seen running since)
-	if ls := ms.LastStop; ls != nil {
-		after = ls.End
-	}
+	after := ms.StopAfter
 	evs := m.endAt(ms, x, back)
 	ev := evs[len(evs)-1]
 	if x.birth {
@@ -1514,6 +1524,7 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 		ms.EndAtBirth = nil
 		if ls := ms.LastStop; ls != nil {
 			e := *ls
+			e.AtBirth, e.After = atBirth && ls.Start.Equal(from), after // (storedPart)
 			ms.EndAtBirth = &e
 		}
 	}
@@ -1629,6 +1640,7 @@ func (m *Mapper) splitAtStoredRun(ms *MachineState, h *HistRun, x extracted) []E
 		n.Start = o.End
 	}
 	ms.StopStart, ms.StopRecv, ms.StopSeen, ms.StopAtBirth = o.End, time.Time{}, connectors.Seen{}, true
+	ms.StopAfter = x.t
 	ev := m.runningEvent(ms, x.b.machine, EventStopped, o.End)
 	ev.Start, ev.Stored = o.End, true
 	return append(evs, ev)

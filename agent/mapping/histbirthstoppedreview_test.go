@@ -90,3 +90,45 @@ func TestSparkplugHistoricalStoredRunOfALaterOutageDoesNotEndACorrectedLineAgain
 		h.want("the replay")
 	}
 }
+
+// A stop a BIRTH began, ended by a later BIRTH (running) before the
+// history came: the stored stop it went on from, before the BIRTH that
+// began it, is a line of its own, and the later outage's stored run ends
+// the booked line. "split": the live stop at 1 ended at its stored run
+// at 3 (the BIRTH at 10 found it on), the stored stop at 5 comes only
+// after the BIRTHs at 20 (stopped) and 25 (running); before, 5..10 was
+// lost. "plain": the stop begun at the BIRTH at 10, from the stored stop
+// at 5 (before the change too).
+func TestSparkplugHistoricalStoredStopBeforeABirthsStopEndedByABirth(t *testing.T) {
+	run, at, stored := spRun, spAt, spStored
+	t.Run("split", func(t *testing.T) {
+		h := newSPHist(t)
+		h.send(0, run(true, 0))
+		h.send(1, run(false, 1))
+		h.birth(10, run(false, 10))
+		h.send(10, stored(run(true, 3)))
+		h.birth(20, run(false, 20))
+		h.birth(25, run(true, 25))
+		h.want("the stop, split, and the BIRTHs", Event{Kind: EventStopped, Start: at(1)},
+			Event{Kind: EventRunning, Start: at(1), End: at(3), Stored: true}, Event{Kind: EventStopped, Start: at(10), Stored: true},
+			Event{Kind: EventRunning, Start: at(10), End: at(25)})
+		h.restart()
+		h.send(25, stored(run(false, 5)), stored(run(true, 22)))
+		h.want("the history",
+			Event{Kind: EventRunning, Start: at(5), End: at(10), Historical: true},
+			Event{Kind: EventEndStored, Start: at(10), End: at(22), BookedEnd: at(25)})
+	})
+	t.Run("plain", func(t *testing.T) {
+		h := newSPHist(t)
+		h.send(0, run(true, 0))
+		h.birth(10, run(false, 10))
+		h.birth(15, run(true, 15))
+		h.want("the BIRTHs", Event{Kind: EventStopped, Start: at(10)}, Event{Kind: EventRunning, Start: at(10), End: at(15)})
+		h.send(15, stored(run(false, 5)))
+		h.restart()
+		h.send(15, stored(run(true, 12)))
+		h.want("the history",
+			Event{Kind: EventRunning, Start: at(5), End: at(10), Historical: true},
+			Event{Kind: EventEndStored, Start: at(10), End: at(12), BookedEnd: at(15)})
+	})
+}

@@ -667,6 +667,11 @@ type MachineState struct {
 	// may have begun while the edge node was away, as its stored values
 	// tell (Mapper.storedStart, when it ends). Cleared when it ends.
 	StopAtBirth bool `json:"stop_at_birth,omitempty"`
+	// StopAfter (with StopAtBirth) is when the machine was last known
+	// running before that BIRTH (its run state's time then, or the stored
+	// run that ended the stop before, splitAtStoredRun): a stored stop
+	// before it is not the one the stop goes on from (storedPart).
+	StopAfter time.Time `json:"stop_after,omitzero"`
 	// EndAtBirth is the last stop a Sparkplug BIRTH's run state ended, as
 	// its line was booked (to that BIRTH): open when the edge node lost
 	// the broker, it may have ended earlier, as its stored values tell
@@ -736,9 +741,9 @@ type EndedStop struct {
 	// handed to as HistRun.On: a later outage's first stored run does not
 	// end it again (ranLeft).
 	Ran bool `json:"ran,omitempty"`
-	// After (with AtBirth) is the end of the stop before that one, seen
-	// live: the machine ran then, and a stored stop before it is an
-	// earlier outage's, its run not stored.
+	// After (with AtBirth) is the stop's StopAfter: the machine ran then,
+	// and a stored stop before it is an earlier outage's, its run not
+	// stored.
 	After time.Time `json:"after,omitzero"`
 }
 
