@@ -132,3 +132,37 @@ func TestSparkplugHistoricalStoredStopBeforeABirthsStopEndedByABirth(t *testing.
 			Event{Kind: EventEndStored, Start: at(10), End: at(12), BookedEnd: at(15)})
 	})
 }
+
+// The live stop at 1 (J), open when the edge node lost the broker, runs at
+// 4 and stops at 6 (M), both stored; the BIRTH at 10 finds it stopped.
+// The stored run comes first (the stop, split there, goes on from the
+// BIRTH), then the live run at 15, then the stored stop (a slow flush):
+// that stored stop runs to the BIRTH (a line of its own, 6..10), as the
+// line booked ran from the BIRTH; a stored run after it, in a later
+// message, ends it there. Before, 6..10 was lost (the split's stop began
+// at the BIRTH and its stored start came after its end).
+func TestSparkplugHistoricalStoredStopAfterASplitStopEndedLive(t *testing.T) {
+	run, code, at, stored := spRun, spCode, spAt, spStored
+	for _, more := range []bool{false, true} {
+		h := newSPHist(t)
+		h.send(0, run(true, 0), code("", 0))
+		h.send(1, code("J", 1), run(false, 1))
+		h.birth(10, run(false, 10), code("M", 10))
+		h.send(10, stored(code("", 4)), stored(run(true, 4)))
+		h.restart()
+		h.send(15, run(true, 15), code("", 15))
+		h.want("the stored run and the live one", Event{Kind: EventStopped, Start: at(1), Reason: "J"},
+			Event{Kind: EventRunning, Start: at(1), End: at(4), Reason: "J", Stored: true},
+			Event{Kind: EventStopped, Start: at(10), Reason: "M", Stored: true},
+			Event{Kind: EventRunning, Start: at(10), End: at(15), Reason: "M"})
+		h.restart()
+		h.send(15, stored(code("M", 6)), stored(run(false, 6)))
+		h.want("the stored stop", Event{Kind: EventRunning, Start: at(6), End: at(10), Reason: "M", Historical: true})
+		if more {
+			h.send(15, stored(run(true, 8)), stored(code("K", 9)), stored(run(false, 9)))
+			h.want("a stored run and stop more",
+				Event{Kind: EventEndStored, Start: at(6), End: at(8), BookedEnd: at(10), Reason: "M"},
+				Event{Kind: EventRunning, Start: at(9), End: at(10), Reason: "K", Historical: true})
+		}
+	}
+}
