@@ -1552,11 +1552,12 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 		} else {
 			h.On = &b
 		}
-	} else if on == nil && atBirth && !x.birth && x.srcTime && ev.ClockBack == 0 && ev.Start.Equal(from) &&
+	}
+	if atBirth && !x.birth && x.srcTime && ev.ClockBack == 0 && ev.Start.Equal(from) &&
 		h != nil && h.Running && h.Tail == nil && !h.From.Before(from) && h.Time.Before(from) {
-		// A stop a BIRTH began, ended live while the history of the outage
-		// before that BIRTH is still coming (a slow flush), none of it
-		// stored stopped yet: a stored stop still to come in it, its run
+		// A stop a BIRTH began (found on by a later one or not), ended live
+		// while the history of the outage before that BIRTH is still
+		// coming (a slow flush), none of it stored stopped yet: a stored stop still to come in it, its run
 		// not stored, is where the stop began, and runs to the BIRTH (a
 		// line of its own, histTail; a stored run after it ends it there).
 		h.Tail = &EndedStop{Start: from, End: from, Reason: ev.Reason, Tail: true}

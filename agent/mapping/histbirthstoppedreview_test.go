@@ -166,3 +166,23 @@ func TestSparkplugHistoricalStoredStopAfterASplitStopEndedLive(t *testing.T) {
 		}
 	}
 }
+
+// As above, but a BIRTH at 20 finds the stop begun at the BIRTH at 10 on
+// (the edge node lost the broker again, the press still stopped) before
+// the live run at 25 ends it: the stored stop at 5 still runs to 10.
+func TestSparkplugHistoricalStoredStopAfterASplitStopFoundOnEndedLive(t *testing.T) {
+	run, at, stored := spRun, spAt, spStored
+	h := newSPHist(t)
+	h.send(0, run(true, 0))
+	h.send(1, run(false, 1))
+	h.birth(10, run(false, 10))
+	h.send(10, stored(run(true, 3)))
+	h.birth(20, run(false, 20))
+	h.send(25, run(true, 25))
+	h.want("the live stop, split, and its end", Event{Kind: EventStopped, Start: at(1)},
+		Event{Kind: EventRunning, Start: at(1), End: at(3), Stored: true}, Event{Kind: EventStopped, Start: at(10), Stored: true},
+		Event{Kind: EventRunning, Start: at(10), End: at(25)})
+	h.restart()
+	h.send(25, stored(run(false, 5)))
+	h.want("the stored stop", Event{Kind: EventRunning, Start: at(5), End: at(10), Historical: true})
+}
