@@ -547,28 +547,9 @@ func TestValidateReadOnlyDataDir(t *testing.T) {
 // a login that would fail (the review).
 func TestValidateCredentialNameOutsideTheUnit(t *testing.T) {
 	t.Setenv(config.EnvAPIKey, strings.Repeat("a", 40))
-	t.Setenv("CREDENTIALS_DIRECTORY", "")
-	b, err := os.ReadFile("../../packaging/plantedge.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(t.TempDir(), "plantedge.yaml")
-	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), "password_file: /etc/plantedge/opcua-line2-password", "password_file: opcua-line2-password", 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Chdir(t.TempDir())
-	_, errOut, err := runValidate(t, "-c", cfg)
-	if err != nil {
-		t.Fatalf("err = %v", err)
-	}
-	var line string
-	for l := range strings.SplitSeq(errOut, "\n") {
-		if strings.Contains(l, "opcua[1].password_file") {
-			line = l
-		}
-	}
+	line := validateWarningOutsideTheUnit(t, "password_file: /etc/plantedge/opcua-line2-password", "password_file: opcua-line2-password", "opcua[1].password_file")
 	if !strings.Contains(line, "LoadCredential=") || strings.Contains(line, "write the secret into a file") || strings.Contains(line, "the agent could not log in") {
-		t.Errorf("warning of a credential's name: %q\n%s", line, errOut)
+		t.Errorf("warning of a credential's name: %q", line)
 	}
 }
 
@@ -577,13 +558,27 @@ func TestValidateCredentialNameOutsideTheUnit(t *testing.T) {
 // L4, the Odoo key's half).
 func TestValidateAPIKeyCredentialNameOutsideTheUnit(t *testing.T) {
 	t.Setenv(config.EnvAPIKey, "")
+	line := validateWarningOutsideTheUnit(t, "api_key_file: /etc/plantedge/odoo-api-key", "api_key_file: plant-2-odoo-key", "odoo.api_key_file")
+	if !strings.Contains(line, "LoadCredential=") || strings.Contains(line, "plant-2-odoo-key") {
+		t.Errorf("warning of a credential's name: %q", line)
+	}
+}
+
+// validateWarningOutsideTheUnit validates the shipped example with from
+// written as to, run outside a unit (no $CREDENTIALS_DIRECTORY) in an empty
+// working directory, and returns the last warning line naming key.
+func validateWarningOutsideTheUnit(t *testing.T, from, to, key string) string {
+	t.Helper()
 	t.Setenv("CREDENTIALS_DIRECTORY", "")
 	b, err := os.ReadFile("../../packaging/plantedge.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(string(b), from) {
+		t.Fatalf("the example has no %q", from)
+	}
 	cfg := filepath.Join(t.TempDir(), "plantedge.yaml")
-	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), "api_key_file: /etc/plantedge/odoo-api-key", "api_key_file: plant-2-odoo-key", 1)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), from, to, 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Chdir(t.TempDir())
@@ -593,11 +588,12 @@ func TestValidateAPIKeyCredentialNameOutsideTheUnit(t *testing.T) {
 	}
 	var line string
 	for l := range strings.SplitSeq(errOut, "\n") {
-		if strings.Contains(l, "odoo.api_key_file") {
+		if strings.Contains(l, key) {
 			line = l
 		}
 	}
-	if !strings.Contains(line, "LoadCredential=") || strings.Contains(line, "plant-2-odoo-key") {
-		t.Errorf("warning of a credential's name: %q\n%s", line, errOut)
+	if line == "" {
+		t.Fatalf("no warning of %s:\n%s", key, errOut)
 	}
+	return line
 }
