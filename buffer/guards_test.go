@@ -9,8 +9,6 @@ import (
 	"slices"
 	"sync"
 	"testing"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // An append that fails alone after its group's transaction failed reports
@@ -24,37 +22,7 @@ import (
 func TestAppendFailingAloneAfterItsGroupReportsIt(t *testing.T) {
 	const maxBytes = 1 << 20
 	q := openTest(t, "", Options{MaxBytes: maxBytes, initialMmap: 4 << 20})
-	q.budget.Store(maxBytes * 2) // the estimate far off: the file's cap is what stops it
-	tele := func() ([]uint64, error) {
-		recs := make([]Record, 20)
-		for j := range recs {
-			recs[j] = Record{Lane: LaneTelemetry, Key: "m", Data: bytes.Repeat([]byte{'t'}, 200)}
-		}
-		return q.Append(context.Background(), recs)
-	}
-	var read *bolt.Tx
-	defer func() {
-		if read != nil {
-			_ = read.Rollback()
-		}
-	}()
-	full := false
-	for i := 0; i < 2000 && !full; i++ {
-		if read == nil && q.Stats().FileBytes >= maxBytes*3/4 {
-			var err error
-			if read, err = q.db.Begin(false); err != nil { // a status scan, a forwarding round's read
-				t.Fatal(err)
-			}
-		}
-		_, err := tele()
-		full = errors.Is(err, ErrFull)
-		if err != nil && !full {
-			t.Fatal(err)
-		}
-	}
-	if !full || read == nil {
-		t.Fatalf("the file never reached its cap with a read in progress (full %v)", full)
-	}
+	tele, _ := fullWhileReading(t, q, maxBytes)
 	commits := q.commits.Load()
 	const rounds, together = 20, 8
 	for round := range rounds {

@@ -471,37 +471,10 @@ func TestMaxSizeCutOnceWhileReadsHoldFreedPages(t *testing.T) {
 	const maxBytes = 1 << 20
 	var logs syncBuffer
 	q := openTest(t, "", Options{MaxBytes: maxBytes, Logger: slog.New(slog.NewTextHandler(&logs, nil)), initialMmap: 4 << 20})
-	q.budget.Store(maxBytes * 2) // the estimate far off: the file's cap is what stops it
+	append20, endRead := fullWhileReading(t, q, maxBytes)
 	tele := func() error {
-		recs := make([]Record, 20)
-		for j := range recs {
-			recs[j] = Record{Lane: LaneTelemetry, Key: "m", Data: bytes.Repeat([]byte{'t'}, 200)}
-		}
-		_, err := q.Append(context.Background(), recs)
+		_, err := append20()
 		return err
-	}
-	var read *bolt.Tx
-	defer func() {
-		if read != nil {
-			_ = read.Rollback()
-		}
-	}()
-	full := false
-	for i := 0; i < 2000 && !full; i++ {
-		if read == nil && q.Stats().FileBytes >= maxBytes*3/4 {
-			var err error
-			if read, err = q.db.Begin(false); err != nil { // a status scan, a forwarding round's read
-				t.Fatal(err)
-			}
-		}
-		err := tele()
-		full = errors.Is(err, ErrFull)
-		if err != nil && !full {
-			t.Fatal(err)
-		}
-	}
-	if !full || read == nil {
-		t.Fatalf("the file never reached its cap with a read in progress (full %v)", full)
 	}
 	for range 20 {
 		if err := tele(); !errors.Is(err, ErrFull) {
@@ -516,8 +489,7 @@ func TestMaxSizeCutOnceWhileReadsHoldFreedPages(t *testing.T) {
 		t.Fatalf("file %d bytes, over max_bytes %d", st.FileBytes, maxBytes)
 	}
 	budget := q.budget.Load()
-	_ = read.Rollback()
-	read = nil
+	endRead()
 	for i := range 20 {
 		if err := tele(); err != nil {
 			t.Fatalf("append %d after the read ended: %v", i, err)
@@ -915,4 +887,46 @@ func seqsOf(recs []Record) []uint64 {
 		out[i] = r.Seq
 	}
 	return out
+}
+
+// fullWhileReading brings q, its budget estimate far off, to its file's cap
+// maxBytes with tele, 20 telemetry records an append, while a read begun at
+// three quarters of it (a status scan, a forwarding round's read) holds the
+// freed pages. endRead ends that read (at the test's end, if not before).
+func fullWhileReading(t *testing.T, q *Queue, maxBytes int64) (tele func() ([]uint64, error), endRead func()) {
+	t.Helper()
+	q.budget.Store(maxBytes * 2) // the estimate far off: the file's cap is what stops it
+	tele = func() ([]uint64, error) {
+		recs := make([]Record, 20)
+		for j := range recs {
+			recs[j] = Record{Lane: LaneTelemetry, Key: "m", Data: bytes.Repeat([]byte{'t'}, 200)}
+		}
+		return q.Append(context.Background(), recs)
+	}
+	var read *bolt.Tx
+	endRead = func() {
+		if read != nil {
+			_ = read.Rollback()
+			read = nil
+		}
+	}
+	t.Cleanup(endRead)
+	full := false
+	for i := 0; i < 2000 && !full; i++ {
+		if read == nil && q.Stats().FileBytes >= maxBytes*3/4 {
+			var err error
+			if read, err = q.db.Begin(false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := tele()
+		full = errors.Is(err, ErrFull)
+		if err != nil && !full {
+			t.Fatal(err)
+		}
+	}
+	if !full || read == nil {
+		t.Fatalf("the file never reached its cap with a read in progress (full %v)", full)
+	}
+	return tele, endRead
 }
