@@ -4,8 +4,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/plantedge/plantedge/connectors"
 )
 
 // The counter rules' boundaries, each on both sides: a mutation audit
@@ -24,27 +22,11 @@ func TestWrapNeedsMoreThanHalfTheRange(t *testing.T) {
 		{751, 499}, // down by more: a wrap
 	} {
 		t.Run(strconv.Itoa(c.from), func(t *testing.T) {
-			m := newTestMapper(t, mqttHead+`  - id: p2
-    workcenter: WC2
-    good_count: { mqtt: { broker: b, topic: p2/good, field: v }, rollover: 1000 }
-`)
-			st := NewState()
-			t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
-			var sum float64
-			send := func(v int, at time.Time) {
-				evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: "p2/good",
-					Payload: []byte(`{"v":` + strconv.Itoa(v) + `}`), Good: true, ReceiveTime: at})
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, e := range evs {
-					sum += e.Delta
-				}
-			}
-			send(c.from, t0)
-			send(250, t0.Add(2*time.Minute))
-			if sum != c.want {
-				t.Errorf("%d then 250: counted %v, want %v", c.from, sum, c.want)
+			feed, counted := feedCounter(t, 1000)
+			feed(strconv.Itoa(c.from), 0)
+			feed("250", 2*time.Minute)
+			if *counted != c.want {
+				t.Errorf("%d then 250: counted %v, want %v", c.from, *counted, c.want)
 			}
 		})
 	}
@@ -63,11 +45,7 @@ func TestStepBackAtExactlyATenthBelow(t *testing.T) {
 	} {
 		t.Run(strconv.Itoa(c.back), func(t *testing.T) {
 			feed, counted := feed16(t)
-			sec := 0
-			send := func(v int) {
-				feed(strconv.Itoa(v), time.Duration(sec)*time.Second)
-				sec += 10
-			}
+			send := tenSecondsApart(feed)
 			for v := 960; v <= 1000; v += 10 { // 1 piece/s, a reading every 10 s
 				send(v)
 			}
@@ -94,11 +72,7 @@ func TestWrapAtTheRateBound(t *testing.T) {
 	} {
 		t.Run(strconv.Itoa(c.after), func(t *testing.T) {
 			feed, counted := feed16(t)
-			sec := 0
-			send := func(v int) {
-				feed(strconv.Itoa(v), time.Duration(sec)*time.Second)
-				sec += 10
-			}
+			send := tenSecondsApart(feed)
 			for v := 65400; v <= 65500; v += 20 { // 2 pieces/s
 				send(v)
 			}
@@ -107,5 +81,14 @@ func TestWrapAtTheRateBound(t *testing.T) {
 				t.Errorf("65500 then %d: counted %v, want %v", c.after, *counted, c.want)
 			}
 		})
+	}
+}
+
+// tenSecondsApart feeds values read every 10 s, the first at 0.
+func tenSecondsApart(feed func(v string, at time.Duration) []Event) func(v int) {
+	sec := 0
+	return func(v int) {
+		feed(strconv.Itoa(v), time.Duration(sec)*time.Second)
+		sec += 10
 	}
 }

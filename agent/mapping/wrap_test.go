@@ -353,9 +353,15 @@ func TestStaleRepeatsDoNotHideAWrap(t *testing.T) {
 // counted is the pieces counted so far.
 func feed16(t *testing.T) (send func(v string, at time.Duration) []Event, counted *float64) {
 	t.Helper()
+	return feedCounter(t, 65536)
+}
+
+// feedCounter is feed16 for a counter that wraps at rollover.
+func feedCounter(t *testing.T, rollover int) (send func(v string, at time.Duration) []Event, counted *float64) {
+	t.Helper()
 	m := newTestMapper(t, mqttHead+`  - id: p2
     workcenter: WC2
-    good_count: { mqtt: { broker: b, topic: p2/good }, rollover: 65536 }
+    good_count: { mqtt: { broker: b, topic: p2/good }, rollover: `+strconv.Itoa(rollover)+` }
 `)
 	st := NewState()
 	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
