@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,6 +56,53 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: m1, 
 	}
 	if n := buf.LastSeq(); n != 2 {
 		t.Errorf("last sequence number %d, want 2", n)
+	}
+}
+
+// A batch is acknowledged to its source only once its append went
+// through. One whose append kept failing (a full disk) until the agent
+// stopped is not: the broker gives it again to the next run, which writes
+// it. Acknowledged, the broker would forget a value the buffer never held
+// (a stop or a run missing from Odoo). A mutation audit found that no test
+// asserted the acknowledgement itself, only what status counts.
+func TestBatchNotAppendedIsNotAcknowledged(t *testing.T) {
+	cfg := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
+machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: m1, field: good } }, running: { mqtt: { broker: b, topic: m1, field: run } } }]
+`)
+	a, buf := agentWithBuffer(t, cfg, slog.New(slog.DiscardHandler))
+	var acks atomic.Int32
+	send := func(ctx context.Context, good int, run bool) {
+		a.commitSamples(ctx, []connectors.Sample{{Source: "b", Kind: connectors.KindMQTT, Address: "m1",
+			Payload: fmt.Appendf(nil, `{"good":%d,"run":%t}`, good, run), Good: true, ReceiveTime: time.Now(),
+			Ack: func() { acks.Add(1) }}})
+	}
+	send(context.Background(), 100, true) // the baseline
+	send(context.Background(), 103, false)
+	if n := acks.Load(); n != 2 {
+		t.Fatalf("%d acknowledgements for 2 batches appended, want 2", n)
+	}
+	// Every append fails from now on (the buffer refuses them, as a full
+	// disk does); the stop's deadline ends the retries.
+	if err := buf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stopping, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	retried := make(chan struct{})
+	go func() {
+		defer close(retried)
+		for a.writeFail.Load() == nil { // failing, shown, and retried
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+	}()
+	send(stopping, 110, true) // a run and 7 pieces, never written
+	<-retried
+	if n := acks.Load(); n != 2 {
+		t.Errorf("%d acknowledgements after a batch whose append never went through, want still 2: the broker would not give it again", n)
+	}
+	if s, _ := a.machineState("m1"); s != "stopped" {
+		t.Errorf("state %s after a run never written, want still stopped", s)
 	}
 }
 
