@@ -78,3 +78,43 @@ func TestSparkplugHistoricalStoredStopLeftAfterARanLineThroughALaterBirthEndedSt
 		})
 	}
 }
+
+// Three BIRTHs come with no history between them: stopped at 48.5 (a stop
+// begun there), running at 56.5 (its line 48.5..56.5, to be corrected by
+// its stored run), stopped at 69.5 (a stop begun there). The history's
+// first values (an earlier stop 40..40.5) come, the press runs live at 71,
+// and only then the stored stop at 47, its run at 54.5, and the stop at
+// 66.5. The stored stop at 47 is the one the stop begun at 48.5 went on
+// from, not a stop left before the BIRTH at 69.5: before, histTail booked
+// it to 69.5 over the line 48.5..56.5 (whose correction it took the place
+// of), and 48.5..54.5 was booked twice.
+func TestSparkplugHistoricalTailDoesNotBookOverALineABirthEndedStillToBeCorrected(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprint("restart=", restart), func(t *testing.T) {
+			h := newSPHist(t)
+			run, stored := spRun, spStored
+			var all []Event
+			step := func(f func()) {
+				f()
+				all = append(all, h.got()...)
+				if restart {
+					h.restart()
+				}
+			}
+			step(func() { h.send(0, run(true, 0)) })
+			step(func() { h.birth(48.5, run(false, 48.5)) })
+			step(func() { h.birth(56.5, run(true, 56.5)) })
+			step(func() { h.birth(69.5, run(false, 69.5)) })
+			step(func() { h.send(69.5, stored(run(false, 40)), stored(run(true, 40.5))) })
+			step(func() { h.send(71, run(true, 71)) })
+			step(func() { h.send(71, stored(run(false, 47))) })
+			step(func() { h.send(71, stored(run(true, 54.5))) })
+			step(func() { h.send(71, stored(run(false, 66.5))) })
+			got := odooLines(t, all)
+			want := []string{"40..40.5", "47..48.5", "48.5..54.5", "66.5..69.5", "69.5..71"}
+			if !slices.Equal(got, want) {
+				t.Errorf("lines %v, want %v (events %+v)", got, want, all)
+			}
+		})
+	}
+}
