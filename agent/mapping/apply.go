@@ -1690,6 +1690,14 @@ func (m *Mapper) histTail(ms *MachineState, machine string) []Event {
 	if h == nil || h.Tail == nil || h.Running || h.StopStart.IsZero() || !h.StopStart.Before(h.Tail.End) {
 		return nil
 	}
+	if e := h.Ended; e != nil && h.StopStart.Before(e.End) {
+		// A stop a BIRTH ended, its stored run still to come, is after
+		// the stored stop (or the stored stop is within it): the stored
+		// stop is an earlier outage's, and that run ends the line
+		// (storedPart, lateEnd). Before, the tail took Ended's place and
+		// was booked over that line (time booked twice).
+		return nil
+	}
 	start, end := notBooked(ms, h.StopStart, h.Tail.End)
 	h.StopStart = time.Time{}
 	if !start.Before(end) {
