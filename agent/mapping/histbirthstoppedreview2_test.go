@@ -118,3 +118,54 @@ func TestSparkplugHistoricalTailDoesNotBookOverALineABirthEndedStillToBeCorrecte
 		})
 	}
 }
+
+// block_workcenter. The press stops live at 20; stored while away: run
+// 25, stop 28, run 31.5, stop 33, run 37, stop 39, run 46. The BIRTH at
+// 57.5 finds it stopped; the flush sends up to the stop at 33 (1..25 split
+// off, the stop begun at 57.5 goes on from 33) and the link drops. The
+// BIRTH at 61 finds that stop on too (OnAtBirth); the press runs live at
+// 63: the stop's line (open, keyed by 57.5) ends there and the stored part
+// 33..57.5 is a line of its own. The rest of the flush (37, 39, 46) must
+// end that part at 37: before, nothing tracked it (the stop went on
+// through the BIRTH at 61, so only OnAtBirth was kept), 33..57.5 stayed,
+// and the stored stop 39..46 was booked inside it (7 minutes twice).
+func TestSparkplugHistoricalStoredPartOfAStopFoundOnAgainEndsAtItsStoredRun(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprint("restart=", restart), func(t *testing.T) {
+			h := newSPHist(t)
+			run, stored := spRun, spStored
+			var all []Event
+			step := func(f func()) {
+				f()
+				evs := h.got()
+				for _, e := range evs {
+					p1 := h.st.Machines["p1"]
+					switch {
+					case e.Kind == EventStopped:
+						p1.LineOpened = true // block_workcenter: the agent opened its line
+					case e.Kind == EventRunning && !e.Historical:
+						p1.LineOpened = false
+					}
+				}
+				all = append(all, evs...)
+				if restart {
+					h.restart()
+				}
+			}
+			step(func() { h.send(0, run(true, 0)) })
+			step(func() { h.send(20, run(false, 20)) })
+			step(func() { h.birth(57.5, run(false, 57.5)) })
+			step(func() {
+				h.send(57.5, stored(run(true, 25)), stored(run(false, 28)), stored(run(true, 31.5)), stored(run(false, 33)))
+			})
+			step(func() { h.birth(61, run(false, 61)) })
+			step(func() { h.send(63, run(true, 63)) })
+			step(func() { h.send(63, stored(run(true, 37)), stored(run(false, 39)), stored(run(true, 46))) })
+			got := odooLines(t, all)
+			want := []string{"20..25", "28..31.5", "33..37", "39..46", "57.5..63"}
+			if !slices.Equal(got, want) {
+				t.Errorf("lines %v, want %v (events %+v)", got, want, all)
+			}
+		})
+	}
+}
