@@ -1537,6 +1537,7 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 	}
 	on, h := ms.stopOn(), ms.Hist
 	atBirth, from := ms.StopAtBirth, ms.StopStart
+	into := h != nil && intoBirthStop(ms, h) && h.On == nil
 	after := ms.StopAfter
 	evs := m.endAt(ms, x, back)
 	ev := evs[len(evs)-1]
@@ -1574,6 +1575,17 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 		}
 		if on == ms.OnAtBirth {
 			ms.OnAtBirth = &b
+			if into && len(evs) > 1 && evs[0].Historical {
+				// The stop, found on by a later BIRTH, went on from a stored
+				// stop of the history still coming, booked apart (an open
+				// line, storedStart): that history's stored run ends that
+				// part (lateEnd; before, nothing ended it, and stored stops
+				// after its run were booked inside it).
+				p := b
+				p.Start, p.End, p.Booked, p.Reason = evs[0].Start, from, evs[0].End, evs[0].Reason
+				p.AtBirth, p.After = false, time.Time{}
+				h.On = &p
+			}
 		} else {
 			h.On = &b
 		}
