@@ -1309,8 +1309,6 @@ func (m *Mapper) storedPart(ms *MachineState, h *HistRun, e *EndedStop, machine 
 // applyStoredOn is the rest of applyStored, from the stored tail and the
 // stop the BIRTH found on.
 func (m *Mapper) applyStoredOn(ms *MachineState, h *HistRun, x extracted) ([]Event, bool) {
-	var pre []Event
-
 	if t := h.Tail; t != nil && !x.t.Before(t.End) {
 		h.Tail = nil // a later outage's
 	}
@@ -1324,14 +1322,10 @@ func (m *Mapper) applyStoredOn(ms *MachineState, h *HistRun, x extracted) ([]Eve
 		case !x.t.Before(o.End) || !o.Booked.IsZero() || ms.Running == nil || *ms.Running || !ms.StopStart.Equal(o.Start):
 			h.On = nil
 		case !intoBirthStop(ms, h):
-			// A stored stop before it, its run not stored, lasted to it at
-			// most (cut to what no booked stop covers): a line of its own
-			// (before, it was dropped).
-			pre = m.storedBefore(ms, h, o.Start, x.b.machine)
 			h.Running, h.StopStart = false, time.Time{}
 		}
 		if h.On != nil && x.running {
-			evs := append(pre, m.splitAtStoredRun(ms, h, x)...)
+			evs := m.splitAtStoredRun(ms, h, x)
 			h.On = nil
 			h.Running, h.Time, h.StopStart = true, x.t, time.Time{}
 			return evs, true
@@ -1346,40 +1340,21 @@ func (m *Mapper) applyStoredOn(ms *MachineState, h *HistRun, x extracted) ([]Eve
 		if h.StopStart.IsZero() {
 			// The end of the stop the BIRTH's run state ended (lateEnd),
 			// or of one booked with the stop a BIRTH began (storedStart).
-			return append(pre, m.lateEnd(ms, h, x)...), true
+			return m.lateEnd(ms, h, x), true
 		}
 		start, end := notBooked(ms, h.StopStart, x.t)
 		h.StopStart = time.Time{}
 		if !start.Before(end) {
-			return pre, true
+			return nil, true
 		}
 		ev := Event{Machine: x.b.machine, Kind: EventRunning, Signal: Running, Time: x.t, Start: start, End: end,
 			Reason: h.Reason, Historical: true}
 		if rb := m.reason[x.b.machine]; rb != nil {
 			ev.Loss, ev.LossDefaulted = rb.loss(h.Reason)
 		}
-		return append(pre, ev), true
+		return []Event{ev}, true
 	}
-	return pre, true
-}
-
-// storedBefore books the stored stop history h is in, begun before end,
-// its run not stored, to end, cut to the next booked stop (one begun within
-// a booked stop is not booked: that stop's end is a known run).
-func (m *Mapper) storedBefore(ms *MachineState, h *HistRun, end time.Time, machine string) []Event {
-	if h.Running || h.StopStart.IsZero() || !h.StopStart.Before(end) {
-		return nil
-	}
-	start, end := notBooked(ms, h.StopStart, end)
-	if !start.Equal(h.StopStart) || !start.Before(end) {
-		// Within a booked stop: the machine ran after it (it ended).
-		return nil
-	}
-	ev := Event{Machine: machine, Kind: EventRunning, Signal: Running, Time: end, Start: start, End: end, Reason: h.Reason, Historical: true}
-	if rb := m.reason[machine]; rb != nil {
-		ev.Loss, ev.LossDefaulted = rb.loss(h.Reason)
-	}
-	return []Event{ev}
+	return nil, true
 }
 
 // histFor returns ms.Hist for the historical value x, begun afresh when
