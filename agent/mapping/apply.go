@@ -1194,22 +1194,7 @@ func (m *Mapper) tailLeft(ms *MachineState, x extracted) []Event {
 // once more (its end moved back past the stored stops between).
 func (m *Mapper) ranLeft(ms *MachineState, x extracted) []Event {
 	e, h := ms.EndAtBirth, ms.Hist
-	if h == nil || h.From.IsZero() || !x.t.After(h.From) {
-		return nil
-	}
-	if rb := ms.RanBefore; rb != nil {
-		ms.RanBefore = nil
-		if e == nil || !e.Ran {
-			// A later BIRTH ended another stop since (EndAtBirth): the
-			// stored stop left after rb's run still runs to rb's end, and
-			// this later outage's first stored run ends it there (it takes
-			// the place of EndAtBirth: its run comes first).
-			if evs := m.leftAfterRun(ms, h, rb, x.b.machine); len(evs) > 0 {
-				return evs
-			}
-		}
-	}
-	if e == nil {
+	if e == nil || h == nil || h.From.IsZero() || !x.t.After(h.From) {
 		return nil
 	}
 	if !e.Ran {
@@ -1222,13 +1207,6 @@ func (m *Mapper) ranLeft(ms *MachineState, x extracted) []Event {
 		return nil
 	}
 	ms.EndAtBirth = nil
-	return m.leftAfterRun(ms, h, e, x.b.machine)
-}
-
-// leftAfterRun books the stored stop history h is left in, begun after the
-// stored run that ended e's line (Ran), to e's end (ranLeft); it becomes
-// EndAtBirth.
-func (m *Mapper) leftAfterRun(ms *MachineState, h *HistRun, e *EndedStop, machine string) []Event {
 	if h.Running || h.StopStart.IsZero() || !h.StopStart.After(e.Start) || !h.StopStart.Before(e.End) {
 		return nil
 	}
@@ -1242,8 +1220,8 @@ func (m *Mapper) leftAfterRun(ms *MachineState, h *HistRun, e *EndedStop, machin
 		reason = e.Reason
 	}
 	ms.EndAtBirth = &EndedStop{Start: start, End: end, Reason: reason}
-	ev := Event{Machine: machine, Kind: EventRunning, Signal: Running, Time: end, Start: start, End: end, Reason: reason, Historical: true}
-	if rb := m.reason[machine]; rb != nil {
+	ev := Event{Machine: x.b.machine, Kind: EventRunning, Signal: Running, Time: end, Start: start, End: end, Reason: reason, Historical: true}
+	if rb := m.reason[x.b.machine]; rb != nil {
 		ev.Loss, ev.LossDefaulted = rb.loss(reason)
 	}
 	return []Event{ev}
@@ -1388,7 +1366,7 @@ func histFor(ms *MachineState, x extracted) (h *HistRun, changed bool) {
 		}
 		// (Stored values come oldest first: a first one later than that
 		// BIRTH is a later outage's, and that one will tell nothing more.)
-		ms.EndAtBirth, ms.OnAtBirth, ms.RanBefore = nil, nil, nil
+		ms.EndAtBirth, ms.OnAtBirth = nil, nil
 		ms.Hist = next
 		return next, true
 	case h.From.IsZero():
@@ -1544,9 +1522,6 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 	if x.birth {
 		// The stop may have ended while the edge node was away: its stored
 		// run, if any, comes after the BIRTH (lateEnd).
-		if e := ms.EndAtBirth; e != nil && e.Ran && h != nil && !h.From.IsZero() {
-			ms.RanBefore = e // (ranLeft)
-		}
 		ms.EndAtBirth = nil
 		if ls := ms.LastStop; ls != nil {
 			e := *ls

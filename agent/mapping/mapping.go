@@ -678,12 +678,6 @@ type MachineState struct {
 	// (HistRun.Ended, lateEnd). Handed to the history of that outage when
 	// its first stored value comes, or dropped when the first is later.
 	EndAtBirth *EndedStop `json:"end_at_birth,omitempty"`
-	// RanBefore is an EndAtBirth whose stored run came (Ran) that a later
-	// BIRTH's ended stop took the place of before the history it was
-	// ended in went on to a later outage: the stored stop that history is
-	// left in, still to come, runs to its end all the same (ranLeft).
-	// Dropped when a later outage's first stored value comes.
-	RanBefore *EndedStop `json:"ran_before,omitempty"`
 	// OnAtBirth is the stop a Sparkplug BIRTH's run state found still on
 	// (stopped), begun before (seen live, or at an earlier BIRTH), from its
 	// start to that BIRTH's run time: open when the edge node lost the
