@@ -488,7 +488,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	_ = sdNotify("STOPPING=1")
 	a.log.Info("stopping")
 	deadline := time.AfterFunc(a.opts.StopTimeout, func() {
-		a.log.Error("stop timeout reached; abandoning in-flight work (nothing acknowledged is lost)")
+		if wf := a.writeFail.Load(); wf != nil {
+			// (A full disk: appends fail fast and are tried again until
+			// here, in case room is made.)
+			a.log.Error("stop timeout reached while buffer writes fail: what was not written is not acknowledged; its sources give it again to the next run",
+				"cause", wf.Cause, "err", wf.Err)
+		} else {
+			a.log.Error("stop timeout reached; abandoning in-flight work (nothing acknowledged is lost)")
+		}
 		ingestCancel()
 		fwdCancel()
 	})

@@ -57,6 +57,8 @@ type plant struct {
 	// idleRecheck and unmappedHold are the agents' agent.Options
 	// OdooIdleRecheck and UnmappedHold.
 	idleRecheck, unmappedHold, wcRefresh, outageReminder, apiIdle, scrapSlack, scrapBacklog, replayLag, offsetWindow, writeStall time.Duration
+	// stopTimeout is the agents' agent.Options.StopTimeout (0: its default).
+	stopTimeout time.Duration
 	// beforeRun, when set, is called with each agent before it runs.
 	beforeRun func(*agent.Agent)
 	// tsSkew is how far behind the MQTT machines' clock (their ts) runs.
@@ -530,7 +532,7 @@ func (p *plant) startAgentWith(baselines bool) *runningAgent {
 	}
 	level := new(slog.LevelVar) // info; a reload sets it from log.level
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(agenttest.LogWriter{T: p.t}, &p.logs), &slog.HandlerOptions{Level: level}))
-	a, err := agent.New(cfg, agent.Options{Logger: log, LogLevel: level, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh, OutageReminder: p.outageReminder, APIIdleTimeout: p.apiIdle, BacklogClockSlack: p.scrapSlack, BacklogAge: p.scrapBacklog, ReplayLag: p.replayLag, OffsetWindow: p.offsetWindow, WriteStallAfter: p.writeStall})
+	a, err := agent.New(cfg, agent.Options{Logger: log, LogLevel: level, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh, OutageReminder: p.outageReminder, APIIdleTimeout: p.apiIdle, BacklogClockSlack: p.scrapSlack, BacklogAge: p.scrapBacklog, ReplayLag: p.replayLag, OffsetWindow: p.offsetWindow, WriteStallAfter: p.writeStall, StopTimeout: p.stopTimeout})
 	if err != nil {
 		p.t.Fatal(err)
 	}

@@ -894,6 +894,40 @@ func TestDiskFullIsVisibleAndLosesNothing(t *testing.T) {
 	}
 }
 
+// A stop while the disk is full waits for room until its deadline (appends
+// fail fast and are tried again), and the line at the deadline says why:
+// the buffer's writes fail, and what was not written is not acknowledged
+// (a probe: it said "abandoning in-flight work", naming no cause). The
+// deadline is 2 s here (20 s by default).
+func TestStopWhileTheDiskIsFullSaysWhy(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.stopTimeout = 2 * time.Second
+	data := mountSmallDataDir(t, p)
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 3, 0)
+	p.waitExactQty(ra, "press-1", 3)
+	p.odoo.SetDown(true) // records stay in the buffer, which has to grow
+	fillDisk(t, data)
+	// Failing for a second: a write failing once may pass when tried again
+	// (pages a read held freed), and the stop is then clean.
+	waitFor(t, 30*time.Second, "writes failing for a second", func() (bool, string) {
+		p.produce(m, 1, 0)
+		p.stop(m, "JAM")
+		p.run(m)
+		st := ra.a.Status()
+		return st.Buffer.WriteFailingSeconds >= 1, fmt.Sprintf("pending %d, failing %.1f s", st.Buffer.Pending, st.Buffer.WriteFailingSeconds)
+	})
+	ra.stopNow(t)
+	logs := p.logs.String()
+	if !strings.Contains(logs, "stop timeout reached while buffer writes fail") || !strings.Contains(logs, "cause=disk_full") {
+		t.Errorf("the stop's deadline does not say the writes fail, nor why:\n%s", logs)
+	}
+	if strings.Contains(logs, "abandoning in-flight work") {
+		t.Errorf("the stop's deadline said 'abandoning in-flight work' with the disk full")
+	}
+}
+
 // mountSmallDataDir puts the plant's data_dir on an 8 MiB tmpfs.
 func mountSmallDataDir(t *testing.T, p *plant) string {
 	t.Helper()
