@@ -1,0 +1,63 @@
+package mapping
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The press runs live from 0. Stored while the edge node was away: stop
+// 29, run 32.5, stop 34 (before the BIRTH at 35), stop 48.5 (before the
+// BIRTH at 51.5). The BIRTH at 35 finds it stopped (a stop begun there),
+// the BIRTH at 42 finds that stop on (OnAtBirth), it runs live at 45.5
+// (line 35..45.5); the BIRTH at 51.5 finds it stopped again. The history
+// then comes slowly: stop 29, a live run at 53.5 (storedStart books
+// 29..35 to the stop begun at 35, and no stored run ends that line, as
+// before this change), run 32.5 with stop 34, then stop 48.5. Reaching the
+// later outage's stop, storedPart booked the stored stop 34 to the BIRTH
+// at 35 once more (34..35 inside 29..35: a minute booked twice); 7fab18d
+// booked no overlap.
+func TestSparkplugHistoricalStoredStopBookedByStoredStartIsNotBookedAgainByStoredPart(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(fmt.Sprint("restart=", restart), func(t *testing.T) {
+			h := newSPHist(t)
+			run, stored := spRun, spStored
+			var all []Event
+			step := func(f func()) {
+				f()
+				all = append(all, h.got()...)
+				if restart {
+					h.restart()
+				}
+			}
+			step(func() { h.send(0, run(true, 0)) })
+			step(func() { h.birth(35, run(false, 35)) })
+			step(func() { h.birth(42, run(false, 42)) })
+			step(func() { h.send(45.5, run(true, 45.5)) })
+			step(func() { h.birth(51.5, run(false, 51.5)) })
+			step(func() { h.send(53.5, stored(run(false, 29))) })
+			step(func() { h.send(53.5, run(true, 53.5)) })
+			step(func() { h.send(64.5, stored(run(true, 32.5)), stored(run(false, 34))) })
+			step(func() { h.send(64.5, stored(run(false, 48.5))) })
+			got := odooLines(t, all)
+			for i := range got {
+				for j := i + 1; j < len(got); j++ {
+					s1, e1 := spanOf(got[i])
+					s2, e2 := spanOf(got[j])
+					if s1 < e2 && s2 < e1 {
+						t.Errorf("lines %v and %v overlap (all %v)", got[i], got[j], got)
+					}
+				}
+			}
+		})
+	}
+}
+
+// spanOf parses an odooLines "start..end".
+func spanOf(l string) (float64, float64) {
+	a, b, _ := strings.Cut(l, "..")
+	s, _ := strconv.ParseFloat(a, 64)
+	e, _ := strconv.ParseFloat(b, 64)
+	return s, e
+}
