@@ -1722,6 +1722,16 @@ func (m *Mapper) storedStart(ms *MachineState, x extracted) (hist []Event, from 
 	}
 	start, end := notBooked(ms, h.StopStart, ms.StopStart)
 	h.StopStart = time.Time{} // booked now: a stored run later ends nothing (applyHistorical)
+	if start.Before(end) {
+		// Up to end, the stored values are booked: a stored stop after
+		// a stored run in them, before a stop a BIRTH began, is not
+		// booked again to that BIRTH (storedPart, bounded by After).
+		for _, e := range []*EndedStop{h.On, h.Ended, ms.OnAtBirth, ms.EndAtBirth} {
+			if e != nil && e.AtBirth && e.After.Before(end) {
+				e.After = end
+			}
+		}
+	}
 	switch {
 	case !start.Before(end):
 		return nil, time.Time{}
