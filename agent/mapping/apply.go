@@ -1215,15 +1215,9 @@ func (m *Mapper) ranLeft(ms *MachineState, x extracted) []Event {
 	if !start.Before(end) {
 		return nil
 	}
-	reason := h.Reason
-	if h.ReasonTime.IsZero() {
-		reason = e.Reason
-	}
+	reason := h.reasonOr(e.Reason)
 	ms.EndAtBirth = &EndedStop{Start: start, End: end, Reason: reason}
-	ev := Event{Machine: x.b.machine, Kind: EventRunning, Signal: Running, Time: end, Start: start, End: end, Reason: reason, Historical: true}
-	if rb := m.reason[x.b.machine]; rb != nil {
-		ev.Loss, ev.LossDefaulted = rb.loss(reason)
-	}
+	ev := m.storedLine(x.b.machine, end, start, end, reason)
 	return []Event{ev}
 }
 
@@ -1273,14 +1267,8 @@ func (m *Mapper) storedPart(ms *MachineState, h *HistRun, e *EndedStop, machine 
 	if !start.Before(end) {
 		return nil
 	}
-	reason := h.Reason
-	if h.ReasonTime.IsZero() {
-		reason = e.Reason // no reason stored: the stop's
-	}
-	ev := Event{Machine: machine, Kind: EventRunning, Signal: Running, Time: end, Start: start, End: end, Reason: reason, Historical: true}
-	if rb := m.reason[machine]; rb != nil {
-		ev.Loss, ev.LossDefaulted = rb.loss(reason)
-	}
+	reason := h.reasonOr(e.Reason) // (none stored: the stop's)
+	ev := m.storedLine(machine, end, start, end, reason)
 	return []Event{ev}
 }
 
@@ -1325,11 +1313,7 @@ func (m *Mapper) applyStoredOn(ms *MachineState, h *HistRun, x extracted) ([]Eve
 		if !start.Before(end) {
 			return nil, true
 		}
-		ev := Event{Machine: x.b.machine, Kind: EventRunning, Signal: Running, Time: x.t, Start: start, End: end,
-			Reason: h.Reason, Historical: true}
-		if rb := m.reason[x.b.machine]; rb != nil {
-			ev.Loss, ev.LossDefaulted = rb.loss(h.Reason)
-		}
+		ev := m.storedLine(x.b.machine, x.t, start, end, h.Reason)
 		return []Event{ev}, true
 	}
 	return nil, true
@@ -1690,16 +1674,10 @@ func (m *Mapper) histTail(ms *MachineState, machine string) []Event {
 	if !start.Before(end) {
 		return nil
 	}
-	reason := h.Reason
-	if h.ReasonTime.IsZero() {
-		// No reason stored: the one the stop it ran into was booked with.
-		reason = h.Tail.Reason
-	}
+	// (No reason stored: the one the stop it ran into was booked with.)
+	reason := h.reasonOr(h.Tail.Reason)
 	h.Ended = &EndedStop{Start: start, End: end, Reason: reason, Tail: true}
-	ev := Event{Machine: machine, Kind: EventRunning, Signal: Running, Time: end, Start: start, End: end, Reason: reason, Historical: true}
-	if rb := m.reason[machine]; rb != nil {
-		ev.Loss, ev.LossDefaulted = rb.loss(reason)
-	}
+	ev := m.storedLine(machine, end, start, end, reason)
 	return []Event{ev}
 }
 
@@ -1738,17 +1716,10 @@ func (m *Mapper) storedStart(ms *MachineState, x extracted) (hist []Event, from 
 	case end.Equal(ms.StopStart) && !ms.LineOpened:
 		return nil, start
 	}
-	reason := h.Reason
-	if h.ReasonTime.IsZero() {
-		// No reason stored: it did not change while the edge node was
-		// away, and is the one the stop has now.
-		reason = ms.Reason
-	}
-	ev := Event{Machine: x.b.machine, Kind: EventRunning, Signal: Running, Time: x.t, Start: start, End: end,
-		Reason: reason, Historical: true}
-	if rb := m.reason[x.b.machine]; rb != nil {
-		ev.Loss, ev.LossDefaulted = rb.loss(reason)
-	}
+	// (No reason stored: it did not change while the edge node was away,
+	// and is the one the stop has now.)
+	reason := h.reasonOr(ms.Reason)
+	ev := m.storedLine(x.b.machine, x.t, start, end, reason)
 	return []Event{ev}, time.Time{}
 }
 
@@ -2578,4 +2549,23 @@ func truncate(s string) string {
 		return s[:40] + "..."
 	}
 	return s
+}
+
+// storedLine is the line of a stop the edge node stored (Historical), from
+// start to end, taken at t, with reason and the loss it maps to.
+func (m *Mapper) storedLine(machine string, t, start, end time.Time, reason string) Event {
+	ev := Event{Machine: machine, Kind: EventRunning, Signal: Running, Time: t, Start: start, End: end, Reason: reason, Historical: true}
+	if rb := m.reason[machine]; rb != nil {
+		ev.Loss, ev.LossDefaulted = rb.loss(reason)
+	}
+	return ev
+}
+
+// reasonOr is the downtime reason the history stored last, or fallback
+// when it stored none.
+func (h *HistRun) reasonOr(fallback string) string {
+	if h.ReasonTime.IsZero() {
+		return fallback
+	}
+	return h.Reason
 }
