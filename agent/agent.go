@@ -1698,11 +1698,13 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 	if ev.Kind == mapping.EventRunning && ev.Stored {
 		// (One shorter than min_stop books no line: only the stop the BIRTH
 		// found is said.)
-		msg := "a stop a Sparkplug BIRTH found on (stopped) ended while its edge node was away, as it stored: its line ends there, and the stop the BIRTH found is booked from the BIRTH, or from the stop the edge node stored after"
+		line := ": its line ends there"
 		if a.belowMinStop(ev) {
-			msg = "a stop a Sparkplug BIRTH found on (stopped) ended while its edge node was away, as it stored, shorter than min_stop: it books no line, and the stop the BIRTH found is booked from the BIRTH, or from the stop the edge node stored after"
+			line = ", shorter than min_stop: it books no line"
 		}
-		a.log.Info(msg, "machine", ev.Machine, "stop_start", ev.Start, "stop_end", ev.End)
+		a.log.Info("a stop a Sparkplug BIRTH found on (stopped) ended while its edge node was away, as it stored"+line+
+			", and the stop the BIRTH found is booked from the BIRTH, or from the stop the edge node stored after",
+			"machine", ev.Machine, "stop_start", ev.Start, "stop_end", ev.End)
 	}
 	if ev.Kind == mapping.EventReasonLate && !a.belowMinStop(ev) {
 		a.log.Info("a downtime reason stamped before the end of the last stop came after it: that stop's line takes it",
