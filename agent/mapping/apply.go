@@ -1210,14 +1210,11 @@ func (m *Mapper) ranLeft(ms *MachineState, x extracted) []Event {
 	if h.Running || h.StopStart.IsZero() || !h.StopStart.After(e.Start) || !h.StopStart.Before(e.End) {
 		return nil
 	}
-	start, end := notBooked(ms, h.StopStart, e.End)
-	h.StopStart = time.Time{}
-	if !start.Before(end) {
+	ev, ok := m.stoppedTo(ms, h, x.b.machine, e.End, e.Reason)
+	if !ok {
 		return nil
 	}
-	reason := h.reasonOr(e.Reason)
-	ms.EndAtBirth = &EndedStop{Start: start, End: end, Reason: reason}
-	ev := m.storedLine(x.b.machine, end, start, end, reason)
+	ms.EndAtBirth = &EndedStop{Start: ev.Start, End: ev.End, Reason: ev.Reason}
 	return []Event{ev}
 }
 
@@ -1669,16 +1666,25 @@ func (m *Mapper) histTail(ms *MachineState, machine string) []Event {
 		// was booked over that line (time booked twice).
 		return nil
 	}
-	start, end := notBooked(ms, h.StopStart, h.Tail.End)
-	h.StopStart = time.Time{}
-	if !start.Before(end) {
+	// (No reason stored: the one the stop it ran into was booked with.)
+	ev, ok := m.stoppedTo(ms, h, machine, h.Tail.End, h.Tail.Reason)
+	if !ok {
 		return nil
 	}
-	// (No reason stored: the one the stop it ran into was booked with.)
-	reason := h.reasonOr(h.Tail.Reason)
-	h.Ended = &EndedStop{Start: start, End: end, Reason: reason, Tail: true}
-	ev := m.storedLine(machine, end, start, end, reason)
+	h.Ended = &EndedStop{Start: ev.Start, End: ev.End, Reason: ev.Reason, Tail: true}
 	return []Event{ev}
+}
+
+// stoppedTo books the stored stop the history is in as a line to to (less
+// what is booked already: notBooked), with the stored reason or fallback,
+// and takes the history out of it; false when nothing is left to book.
+func (m *Mapper) stoppedTo(ms *MachineState, h *HistRun, machine string, to time.Time, fallback string) (Event, bool) {
+	start, end := notBooked(ms, h.StopStart, to)
+	h.StopStart = time.Time{}
+	if !start.Before(end) {
+		return Event{}, false
+	}
+	return m.storedLine(machine, end, start, end, h.reasonOr(fallback)), true
 }
 
 // storedStart looks, as run x ends a stop a Sparkplug BIRTH's run state
