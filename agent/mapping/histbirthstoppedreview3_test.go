@@ -1,7 +1,6 @@
 package mapping
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,39 +18,28 @@ import (
 // at 35 once more (34..35 inside 29..35: a minute booked twice); 7fab18d
 // booked no overlap.
 func TestSparkplugHistoricalStoredStopBookedByStoredStartIsNotBookedAgainByStoredPart(t *testing.T) {
-	for _, restart := range []bool{false, true} {
-		t.Run(fmt.Sprint("restart=", restart), func(t *testing.T) {
-			h := newSPHist(t)
-			run, stored := spRun, spStored
-			var all []Event
-			step := func(f func()) {
-				f()
-				all = append(all, h.got()...)
-				if restart {
-					h.restart()
+	run, stored := spRun, spStored
+	spSteps(t, false, func(h *spHist, step func(func())) {
+		step(func() { h.send(0, run(true, 0)) })
+		step(func() { h.birth(35, run(false, 35)) })
+		step(func() { h.birth(42, run(false, 42)) })
+		step(func() { h.send(45.5, run(true, 45.5)) })
+		step(func() { h.birth(51.5, run(false, 51.5)) })
+		step(func() { h.send(53.5, stored(run(false, 29))) })
+		step(func() { h.send(53.5, run(true, 53.5)) })
+		step(func() { h.send(64.5, stored(run(true, 32.5)), stored(run(false, 34))) })
+		step(func() { h.send(64.5, stored(run(false, 48.5))) })
+	}, func(t *testing.T, got []string, _ []Event) {
+		for i := range got {
+			for j := i + 1; j < len(got); j++ {
+				s1, e1 := spanOf(got[i])
+				s2, e2 := spanOf(got[j])
+				if s1 < e2 && s2 < e1 {
+					t.Errorf("lines %v and %v overlap (all %v)", got[i], got[j], got)
 				}
 			}
-			step(func() { h.send(0, run(true, 0)) })
-			step(func() { h.birth(35, run(false, 35)) })
-			step(func() { h.birth(42, run(false, 42)) })
-			step(func() { h.send(45.5, run(true, 45.5)) })
-			step(func() { h.birth(51.5, run(false, 51.5)) })
-			step(func() { h.send(53.5, stored(run(false, 29))) })
-			step(func() { h.send(53.5, run(true, 53.5)) })
-			step(func() { h.send(64.5, stored(run(true, 32.5)), stored(run(false, 34))) })
-			step(func() { h.send(64.5, stored(run(false, 48.5))) })
-			got := odooLines(t, all)
-			for i := range got {
-				for j := i + 1; j < len(got); j++ {
-					s1, e1 := spanOf(got[i])
-					s2, e2 := spanOf(got[j])
-					if s1 < e2 && s2 < e1 {
-						t.Errorf("lines %v and %v overlap (all %v)", got[i], got[j], got)
-					}
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // spanOf parses an odooLines "start..end".
