@@ -1,13 +1,9 @@
 package agent_test
 
 import (
-	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/plantedge/plantedge/agent"
 )
 
 // The close record of a stop a BIRTH ended (to the BIRTH) and its stored end
@@ -22,24 +18,8 @@ func TestStoredEndRefusedWithItsCloseIsRetriedAsTheLine(t *testing.T) {
 	h.p.odoo.SetDown(true)
 	h.birth(1, true, "", 40*time.Minute)
 	h.send("DDATA", 40*time.Minute, h.code("", 50*time.Minute, true), h.run(true, 50*time.Minute, true))
-	waitFor(t, 20*time.Second, "the stop's end and the stored one buffered", func() (bool, string) {
-		n := h.ra.a.Status().Buffer.Pending
-		return n >= 2, fmt.Sprint(n)
-	})
 	// The round's load, and the one-by-one retry, refused for good.
-	h.p.odoo.RefuseNext("mrp.workcenter.productivity", "load", 2, "odoo.exceptions.ValidationError", "refused for the test")
-	h.p.odoo.SetDown(false)
-	waitFor(t, 20*time.Second, "a dead letter", func() (bool, string) {
-		st := h.ra.a.Status()
-		return st.Buffer.DeadLetters >= 1 && st.Buffer.Pending == 0, fmt.Sprintf("dead %d pending %d", st.Buffer.DeadLetters, st.Buffer.Pending)
-	})
-	t.Logf("dead letters after the refusal: %d; lines %s", h.ra.a.Status().Buffer.DeadLetters, h.show(h.lines()))
-	api := agent.NewAPIClient(h.p.listen)
-	res, err := api.DeadLetterAction(context.Background(), "retry", "all", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("retried %d", res.Affected)
+	h.refusedThenRetried(2, 20*time.Second)
 	waitFor(t, 20*time.Second, "the stop's line, to its stored end, after the retry", func() (bool, string) {
 		ls := h.lines()
 		return len(ls) == 1 && ls[0].Start.Equal(h.now.Add(-60*time.Minute)) && ls[0].End.Equal(h.now.Add(-50*time.Minute)), h.show(ls)

@@ -1,12 +1,14 @@
 package agent_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/internal/sptest"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
@@ -151,4 +153,28 @@ func (h *spHistory) waitLines(want []spLine) {
 	if ls := h.lines(); !match(ls) {
 		h.t.Fatalf("downtime lines %s", h.show(ls))
 	}
+}
+
+// refusedThenRetried waits for the records buffered while Odoo is down (at
+// least n), has Odoo refuse the round's load and its one-by-one retry for
+// good as it comes back, waits for them in the dead letters with nothing
+// pending (within dead), and retries them all.
+func (h *spHistory) refusedThenRetried(n int, dead time.Duration) {
+	h.t.Helper()
+	waitFor(h.t, 20*time.Second, "the records buffered", func() (bool, string) {
+		got := h.ra.a.Status().Buffer.Pending
+		return got >= n, fmt.Sprint(got)
+	})
+	h.p.odoo.RefuseNext("mrp.workcenter.productivity", "load", 2, "odoo.exceptions.ValidationError", "refused for the test")
+	h.p.odoo.SetDown(false)
+	waitFor(h.t, dead, "dead letters", func() (bool, string) {
+		st := h.ra.a.Status()
+		return st.Buffer.DeadLetters >= 1 && st.Buffer.Pending == 0, fmt.Sprintf("dead %d pending %d", st.Buffer.DeadLetters, st.Buffer.Pending)
+	})
+	h.t.Logf("dead letters after the refusal: %d; lines %s", h.ra.a.Status().Buffer.DeadLetters, h.show(h.lines()))
+	res, err := agent.NewAPIClient(h.p.listen).DeadLetterAction(context.Background(), "retry", "all", false)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Logf("retried %d", res.Affected)
 }

@@ -1,12 +1,9 @@
 package agent_test
 
 import (
-	"context"
-	"fmt"
 	"testing"
 	"time"
 
-	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/internal/sptest"
 )
 
@@ -36,22 +33,7 @@ func TestSparkplugHistoricalSplitRefusedIsRetriedFromTheDeadLetters(t *testing.T
 			h.send("DDATA", 40*m, []sptest.Metric{h.code("", 50*m, true), h.run(true, 50*m, true)}...)
 			h.send("DDATA", 40*m, []sptest.Metric{h.code("JAM", 47*m, true), h.run(false, 47*m, true)}...)
 			h.send("DDATA", 35*m, h.run(true, 35*m, false), h.code("", 35*m, false))
-			waitFor(t, 20*time.Second, "the records buffered", func() (bool, string) {
-				n := h.ra.a.Status().Buffer.Pending
-				return n >= 2, fmt.Sprint(n)
-			})
-			h.p.odoo.RefuseNext("mrp.workcenter.productivity", "load", 2, "odoo.exceptions.ValidationError", "refused for the test")
-			h.p.odoo.SetDown(false)
-			waitFor(t, 30*time.Second, "dead letters", func() (bool, string) {
-				st := h.ra.a.Status()
-				return st.Buffer.DeadLetters >= 1 && st.Buffer.Pending == 0, fmt.Sprintf("dead %d pending %d", st.Buffer.DeadLetters, st.Buffer.Pending)
-			})
-			t.Logf("dead letters: %d; lines %s", h.ra.a.Status().Buffer.DeadLetters, h.show(h.lines()))
-			res, err := agent.NewAPIClient(h.p.listen).DeadLetterAction(context.Background(), "retry", "all", false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("retried %d", res.Affected)
+			h.refusedThenRetried(2, 30*time.Second)
 			h.waitLines(tc.want)
 		})
 	}
