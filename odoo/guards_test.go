@@ -1,8 +1,15 @@
 package odoo_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/plantedge/plantedge/odoo"
 	"github.com/plantedge/plantedge/odoo/odootest"
@@ -58,5 +65,58 @@ func TestValidateScrapOfADoneScrapBooksNoSecondMove(t *testing.T) {
 				t.Fatalf("ValidateScrap of no scrap: %v; want a permanent error", err)
 			}
 		})
+	}
+}
+
+// A load answered without an id for every row, and without a message
+// saying why, booked nothing the client can name: it is an error, never a
+// success (the agent acknowledges the records of a load that succeeded) —
+// nor a panic on the missing id (a scrap's validation needs it).
+func TestLoadWithoutAnIDPerRowIsAnError(t *testing.T) {
+	for _, m := range modes {
+		for _, ids := range []string{"false", "[]"} {
+			t.Run(m.String()+"-ids-"+ids, func(t *testing.T) {
+				ctx := context.Background()
+				f := newFixture(t, odootest.Options{Version: m.version})
+				h := f.srv.Handler()
+				front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					body, _ := io.ReadAll(r.Body)
+					r.Body = io.NopCloser(bytes.NewReader(body))
+					switch {
+					case strings.HasSuffix(r.URL.Path, "/load"): // JSON-2
+						w.Header().Set("Content-Type", "application/json")
+						fmt.Fprintf(w, `{"ids": %s, "messages": []}`, ids)
+					case r.URL.Path == "/jsonrpc" && bytes.Contains(body, []byte(`"load"`)):
+						w.Header().Set("Content-Type", "application/json")
+						fmt.Fprintf(w, `{"jsonrpc": "2.0", "id": 1, "result": {"ids": %s, "messages": []}}`, ids)
+					default:
+						h.ServeHTTP(w, r)
+					}
+				}))
+				t.Cleanup(front.Close)
+				f.url = front.URL
+				c := connected(t, f, m.protocol)
+				got, err := c.UpsertDowntimes(ctx, []odoo.Downtime{{XMLID: "plantedge.site_m1_downtime_1", WorkcenterID: f.wc,
+					Start: time.Now().Add(-time.Minute), End: time.Now()}})
+				if err == nil {
+					t.Errorf("UpsertDowntimes = %v, nil; want an error", got)
+				}
+				func() {
+					defer func() {
+						if p := recover(); p != nil {
+							t.Errorf("BookScrap panicked: %v", p)
+						}
+					}()
+					done, err := c.BookScrap(ctx, odoo.Scrap{XMLID: "plantedge.site_m1_scrap_13", ProductID: f.product,
+						ProductionID: f.mo, WorkorderID: f.wo, Qty: 1})
+					if err == nil {
+						t.Errorf("BookScrap = %v, nil; want an error", done)
+					}
+				}()
+				if n := len(f.srv.Productivity()) + len(f.srv.Scraps()); n != 0 {
+					t.Errorf("%d records in Odoo; want none (the loads never reached it)", n)
+				}
+			})
+		}
 	}
 }
