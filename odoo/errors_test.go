@@ -249,6 +249,10 @@ func TestLoadFailure(t *testing.T) {
 		{[]string{"Unknown database error: 'Downtime may not overlap a planned maintenance\nCONTEXT:  PL/pgSQL function mrp_check_overlap() line 5 at RAISE\n'"}, Permanent, false, false},
 		{[]string{"The loss reason 'Connection to server lost' is archived"}, Permanent, false, false},
 		{[]string{"Scrap of 'Terminating connection block TB-12' requires a quality check"}, Permanent, false, false},
+		// A busy database's words inside the row's own message (a loss
+		// reason named so) are the row's too: retried, that row would hold
+		// every machine's lines for good.
+		{[]string{"The loss reason 'Deadlock detected at the feeder' is archived"}, Permanent, false, false},
 		{[]string{"current transaction is aborted, commands ignored until end of transaction block"}, Permanent, false, false},
 	}
 	for _, tc := range cases {
