@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -48,5 +49,59 @@ func TestRestoredBufferFileSendsNothingInLaterRounds(t *testing.T) {
 	}
 	if st := ra.a.Status(); !strings.Contains(st.Odoo.LastError, "is older than what was booked in Odoo") {
 		t.Errorf("later rounds no longer say the file is restored: %q", st.Odoo.LastError)
+	}
+}
+
+// A quantity write Odoo answers with MissingError (the work order deleted
+// between the lookup and the write, or not readable for a moment) moves
+// nothing to the dead letters: the counts wait for the work order the next
+// round finds, and are booked there.
+func TestQuantityWriteOnAMissingWorkOrderKeepsItsCounts(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
+	ra := p.startAgent()
+	defer ra.stopNow(t)
+	m := p.machines[0]
+	p.produce(m, 3, 0)
+	p.waitExactQty(ra, "press-1", 3)
+	p.odoo.RefuseNext("mrp.workorder", "write", 1, "odoo.exceptions.MissingError", "Record does not exist or has been deleted.")
+	p.produce(m, 4, 0)
+	waitFor(t, 15*time.Second, "the 4 pieces booked after the refusal", func() (bool, string) {
+		ra.a.Flush()
+		st := ra.a.Status()
+		return p.qty("press-1") == 7, fmt.Sprintf("quantity %g (want 7), %d dead letters %s", p.qty("press-1"), st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+	})
+	if !strings.Contains(p.logs.String(), "work order missing; re-resolving") {
+		t.Error("the refusal as missing was not met (nothing logged)")
+	}
+	if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
+		t.Errorf("%d dead letters (%s); want none: a missing work order is no refusal of the counts", st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+	}
+}
+
+// On Odoo 19 qty_produced is the work order's own: a machine moving on to
+// the next operation of the same manufacturing order counts on from what
+// that work order shows (an operator's entry), not from 0 as on 17/18,
+// where qty_producing is the order's and holds the last operation's count.
+func TestNextOperationOnOdoo19CountsOnFromItsOwnQuantity(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
+	ra := p.startAgent()
+	defer ra.stopNow(t)
+	m := p.machines[0]
+	op1 := p.woIDs["press-1"]
+	op2 := p.odoo.AddWorkorder(p.odoo.Workorder(op1).ProductionID, p.wcIDs["press-1"], "WO press-1 op2", "ready")
+	p.produce(m, 20, 0)
+	p.waitExactQty(ra, "press-1", 20)
+	p.odoo.SetWorkorderState(op1, "done")
+	p.odoo.SetWorkorderState(op2, "progress")
+	p.adminCall("mrp.workorder", "write", []any{[]any{op2}, map[string]any{"qty_produced": 5}}, nil)
+	p.produce(m, 15, 0)
+	waitFor(t, 15*time.Second, "op2's count", func() (bool, string) {
+		q := p.odoo.Workorder(op2).QtyProduced
+		return q == 20, fmt.Sprintf("op2 qty_produced %v, want 5 entered + 15 counted", q)
+	})
+	if q := p.odoo.Workorder(op1).QtyProduced; q != 20 {
+		t.Errorf("op1 qty_produced %v, want 20", q)
 	}
 }
