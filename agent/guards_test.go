@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
 // A buffer file older than what was booked in Odoo sends nothing, not only
@@ -103,5 +105,42 @@ func TestNextOperationOnOdoo19CountsOnFromItsOwnQuantity(t *testing.T) {
 	})
 	if q := p.odoo.Workorder(op1).QtyProduced; q != 20 {
 		t.Errorf("op1 qty_produced %v, want 20", q)
+	}
+}
+
+// A scrap booking that fails for a moment (a proxy's 502, Odoo's database
+// away) is booked again with its outbox, under the same external id: its
+// records never go to the dead letters, and the scrap is booked once.
+func TestScrapBookingFailingForAMomentIsBookedOnce(t *testing.T) {
+	t.Parallel()
+	for _, fault := range []odootest.Fault{odootest.FaultHTTP502, odootest.FaultDatabaseDown} {
+		t.Run(fault.String(), func(t *testing.T) {
+			t.Parallel()
+			p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+			ra := p.startAgent()
+			defer ra.stopNow(t)
+			m := p.machines[0]
+			p.produce(m, 2, 1)
+			p.waitExact(ra, 15*time.Second)
+			p.odoo.FailNextCall("stock.scrap", "load", 1, fault)
+			p.produce(m, 1, 3)
+			waitFor(t, 15*time.Second, "the second scrap booked", func() (bool, string) {
+				ra.a.Flush()
+				var qty float64
+				for _, s := range p.odoo.Scraps() {
+					if s.State == "done" {
+						qty += s.Qty * float64(s.Moves)
+					}
+				}
+				st := ra.a.Status()
+				return qty == 4, fmt.Sprintf("scrap booked %g (want 4), %d dead letters %s", qty, st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+			})
+			if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
+				t.Errorf("%d dead letters (%s); want none", st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+			}
+			if n := len(p.odoo.Scraps()); n != 2 {
+				t.Errorf("%d scraps in Odoo, want 2", n)
+			}
+		})
 	}
 }
