@@ -1,11 +1,15 @@
 package agent_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
@@ -143,4 +147,41 @@ func TestScrapBookingFailingForAMomentIsBookedOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A crash (kill -9) while Odoo holds a downtime line's load: the next start
+// sends nothing before that load can no longer commit, as after a quantity
+// write — the load's own requests store the mark (no quantity write of its
+// round does), else the late opening could overtake the close sent after
+// the start and block the work center again.
+func TestCrashDuringADowntimeLoadMakesTheNextStartWait(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	p.requestLimit("8s")
+	came, ran := p.holdFirst("mrp.workcenter.productivity", "load", 6*time.Second)
+	child := agenttest.StartChild(t, p.cfgPath)
+	defer func() { _ = child.Process.Kill(); _, _ = child.Process.Wait() }()
+	api := agent.NewAPIClient(p.listen)
+	waitChildSubscribed(t, api)
+	m, wc := p.machines[0], p.wcIDs["press-1"]
+	p.publish(m) // the baseline
+	waitFor(t, 30*time.Second, "the baseline", func() (bool, string) {
+		st, err := api.Status(context.Background())
+		return err == nil && st.Machines[0].State != "unknown", fmt.Sprint(err)
+	})
+	p.stop(m, "JAM")
+	waitClosed(t, came, "the opening's load")
+	_ = child.Process.Signal(syscall.SIGKILL)
+	_, _ = child.Process.Wait()
+	ra := p.startAgentWith(false)
+	defer ra.stopNow(t)
+	if o := ra.a.Status().Odoo; o.SettleSeconds <= 0 {
+		t.Errorf("the start after a crash during a downtime load does not wait for it: %+v", o)
+	}
+	p.run(m)
+	waitClosed(t, ran, "the held opening")
+	waitFor(t, 20*time.Second, "line closed", func() (bool, string) {
+		l := p.odoo.Productivity()
+		return len(l) == 1 && !l[0].End.IsZero() && p.odoo.WorkingState(wc) == "normal" && ra.a.Status().Buffer.Pending == 0,
+			fmt.Sprintf("%+v %s", l, p.odoo.WorkingState(wc))
+	})
 }
