@@ -185,3 +185,38 @@ func TestCrashDuringADowntimeLoadMakesTheNextStartWait(t *testing.T) {
 			fmt.Sprintf("%+v %s", l, p.odoo.WorkingState(wc))
 	})
 }
+
+// A quantity write Odoo refuses for good dead-letters that machine's
+// records only: another machine's counts waiting in the same stretch of
+// the lane are booked on its own work order, and counted on from there.
+func TestRefusedWriteDeadLettersOnlyItsMachinesCounts(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}})
+	ra := p.startAgent()
+	defer ra.stopNow(t)
+	m1, m2 := p.machines[0], p.machines[1]
+	p.produce(m1, 1, 0)
+	p.produce(m2, 1, 0)
+	p.waitExactQty(ra, "press-1", 1)
+	p.waitExactQty(ra, "press-2", 1)
+	p.odoo.SetDown(true)
+	p.produce(m2, 5, 0) // older in the lane than press-1's
+	p.produce(m1, 4, 0)
+	waitFor(t, 10*time.Second, "both buffered", func() (bool, string) {
+		n := ra.a.Status().Buffer.Pending
+		return n >= 2, fmt.Sprint(n)
+	})
+	p.odoo.RefuseNext("mrp.workorder", "write", 1, "odoo.exceptions.ValidationError", "The quantity is refused by a rule")
+	p.odoo.SetDown(false)
+	waitFor(t, 15*time.Second, "press-2's pieces booked, press-1's dead-lettered", func() (bool, string) {
+		ra.a.Flush()
+		st := ra.a.Status()
+		return p.qty("press-2") == 6 && st.Buffer.DeadLetters == 1 && st.Buffer.Pending == 0,
+			fmt.Sprintf("press-1 %g press-2 %g, %d dead letters, %d pending", p.qty("press-1"), p.qty("press-2"), st.Buffer.DeadLetters, st.Buffer.Pending)
+	})
+	p.produce(m2, 2, 0)
+	p.waitExactQty(ra, "press-2", 8)
+	if q := p.qty("press-1"); q != 1 {
+		t.Errorf("press-1 %g, want 1 (its 4 in the dead letters)", q)
+	}
+}
