@@ -220,3 +220,43 @@ func TestRefusedWriteDeadLettersOnlyItsMachinesCounts(t *testing.T) {
 		t.Errorf("press-1 %g, want 1 (its 4 in the dead letters)", q)
 	}
 }
+
+// The look at whether the buffer file is older than what was booked in
+// Odoo, failing for a moment (Odoo's database away), is made again: a
+// restored file is still found and sends nothing — only a refusal for good
+// (the bot may not read external ids) gives up the check for the run.
+func TestRestoreCheckFailingForAMomentIsMadeAgain(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 2)
+	p.waitExact(ra, 15*time.Second)
+	ra.stopNow(t)
+	restore := p.backupBuffer()
+	ra = p.startAgentWith(false)
+	p.produce(m, 3, 2) // booked from the file the backup does not know
+	p.waitExact(ra, 15*time.Second)
+	ra.stopNow(t)
+	restore()
+	scrap := func() (n float64) {
+		for _, s := range p.odoo.Scraps() {
+			n += s.Qty
+		}
+		return n
+	}
+
+	p.odoo.FailNextCall("ir.model.data", "search_read", 1, odootest.FaultDatabaseDown)
+	ra = p.startAgentWith(false)
+	defer ra.stopNow(t)
+	p.produce(m, 1, 1)
+	waitFor(t, 20*time.Second, "the restored file refused", func() (bool, string) {
+		ra.a.Flush()
+		st := ra.a.Status()
+		return strings.Contains(st.Odoo.LastError, "is older than what was booked in Odoo"),
+			fmt.Sprintf("%q; scrap %g quantity %g", st.Odoo.LastError, scrap(), p.qty("press-1"))
+	})
+	if got, q := scrap(), p.qty("press-1"); got != 4 || q != 8 {
+		t.Errorf("sent from the restored file: scrap %g (want 4), quantity %g (want 8)", got, q)
+	}
+}
