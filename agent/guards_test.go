@@ -260,3 +260,34 @@ func TestRestoreCheckFailingForAMomentIsMadeAgain(t *testing.T) {
 		t.Errorf("sent from the restored file: scrap %g (want 4), quantity %g (want 8)", got, q)
 	}
 }
+
+// A downtime line in Odoo stamped ahead of this box's clock (booked by a box
+// whose source clock ran ahead) says nothing of this buffer file's age: the
+// agent does not take its file for a restored one, and books on.
+func TestLineStampedAheadOfThisClockIsNoRestore(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.stop(m, "JAM")
+	p.run(m)
+	p.waitLines(1)
+	ra.stopNow(t)
+	line := p.odoo.Productivity()[0]
+	s := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	row := []any{fmt.Sprintf("plantedge.test-plant_press-1_downtime_%d", s.UnixMilli()),
+		fmt.Sprint(line.WorkcenterID), "", fmt.Sprint(line.LossID), s.Format(time.DateTime), s.Add(2 * time.Second).Format(time.DateTime), "plantedge"}
+	p.adminCall("mrp.workcenter.productivity", "load", []any{[]any{"id", "workcenter_id/.id", "workorder_id/.id", "loss_id/.id", "date_start", "date_end", "description"}, []any{row}},
+		map[string]any{"context": map[string]any{"tz": "UTC"}})
+	ra = p.startAgentWith(false)
+	defer ra.stopNow(t)
+	p.produce(m, 2, 0)
+	waitFor(t, 15*time.Second, "the 2 pieces booked", func() (bool, string) {
+		st := ra.a.Status()
+		return p.qty("press-1") == 7, fmt.Sprintf("quantity %g (want 7); %q", p.qty("press-1"), st.Odoo.LastError)
+	})
+	if st := ra.a.Status(); st.Odoo.LastError != "" {
+		t.Errorf("odoo last error %q", st.Odoo.LastError)
+	}
+}
