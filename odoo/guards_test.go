@@ -120,3 +120,20 @@ func TestLoadWithoutAnIDPerRowIsAnError(t *testing.T) {
 		}
 	}
 }
+
+// A scrap booking of no quantity is refused before anything reaches Odoo:
+// validated, it would be refused there and left a draft of 0 under its id.
+func TestBookScrapOfNothingIsRefusedForGood(t *testing.T) {
+	f := newFixture(t, odootest.Options{Version: 17})
+	c := connected(t, f, "auto")
+	for _, qty := range []float64{0, -1} {
+		done, err := c.BookScrap(context.Background(), odoo.Scrap{XMLID: "plantedge.site_m1_scrap_14", ProductID: f.product,
+			ProductionID: f.mo, WorkorderID: f.wo, Qty: qty})
+		if done || !odoo.IsPermanent(err) {
+			t.Errorf("BookScrap of %g = %v, %v; want a permanent error", qty, done, err)
+		}
+	}
+	if sc := f.srv.Scraps(); len(sc) != 0 {
+		t.Errorf("scraps in Odoo: %+v; want none", sc)
+	}
+}
