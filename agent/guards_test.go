@@ -291,3 +291,31 @@ func TestLineStampedAheadOfThisClockIsNoRestore(t *testing.T) {
 		t.Errorf("odoo last error %q", st.Odoo.LastError)
 	}
 }
+
+// Once the stop began, no Odoo call begins: a stop during a round's first
+// quantity write lets that write finish and sends none of the round's
+// others (each could be cut by the stop timeout, left in doubt, and hold
+// the next start back).
+func TestStopDuringARoundSendsNoFurtherWrite(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3"}})
+	ra := p.startAgent()
+	for _, m := range p.machines {
+		p.produce(m, 10, 0)
+	}
+	p.waitExact(ra, 20*time.Second)
+	writes := p.odoo.CallCount("mrp.workorder", "write")
+	inWrite := p.slowWrites()
+	for _, m := range p.machines {
+		p.produce(m, 5, 0)
+	}
+	waitInWrite(t, inWrite)
+	ra.stopNow(t)
+	p.odoo.BeforeCall(nil)
+	if n := p.odoo.CallCount("mrp.workorder", "write") - writes; n != 1 {
+		t.Errorf("%d quantity writes sent during the round the stop came in, want 1 (the one in progress)", n)
+	}
+	ra = p.startAgentWith(false)
+	defer ra.stopNow(t)
+	p.waitExact(ra, 20*time.Second)
+}
