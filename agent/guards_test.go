@@ -319,3 +319,31 @@ func TestStopDuringARoundSendsNoFurtherWrite(t *testing.T) {
 	defer ra.stopNow(t)
 	p.waitExact(ra, 20*time.Second)
 }
+
+// A stop whose loss reason cannot be looked up for a moment (Odoo's
+// database away) waits and is booked: only a loss reason Odoo refuses for
+// good sends the stop to the dead letters.
+func TestLossLookupFailingForAMomentKeepsTheStop(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	defer ra.stopNow(t)
+	m := p.machines[0]
+	p.produce(m, 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	p.odoo.FailNextCall("mrp.workcenter.productivity.loss", "search_read", 1, odootest.FaultDatabaseDown)
+	p.stop(m, "JAM")
+	p.run(m)
+	waitFor(t, 15*time.Second, "the stop booked", func() (bool, string) {
+		ra.a.Flush()
+		st := ra.a.Status()
+		return len(p.odoo.Productivity()) == 1 && st.Buffer.Pending == 0,
+			fmt.Sprintf("%d lines, %d pending, %d dead letters %s", len(p.odoo.Productivity()), st.Buffer.Pending, st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+	})
+	if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
+		t.Errorf("%d dead letters (%s); want none", st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+	}
+	if c := p.odoo.CallCount("mrp.workcenter.productivity.loss", "search_read"); c < 2 {
+		t.Errorf("the loss reason was looked up %d times: the fault did not meet the lookup", c)
+	}
+}
