@@ -107,12 +107,24 @@ func (c *odooCheck) connectProblem(cfg *config.Config, err error) {
 			user = fmt.Sprintf(" of user %q", cfg.Odoo.Username)
 		}
 		_, source, _ := cfg.OdooAPIKeySource()
+		// Over JSON-RPC (Odoo 17/18) the login goes with the key, and
+		// Odoo refuses a login that is not the key's user's as it refuses
+		// a wrong key (JSON-2 sends the key alone).
+		notHis := ""
+		if errors.As(err, &oe) && oe.Op == "authenticate" && cfg.Odoo.Username != "" {
+			notHis = ", or not this user's (is odoo.username the login of the user the key was made for?)"
+		}
 		// Odoo answers a login from a locked-out address like a wrong key.
-		c.problem("authentication failed: Odoo refused the API key%s for database %q (from %s): wrong, expired or revoked, "+
+		c.problem("authentication failed: Odoo refused the API key%s for database %q (from %s): wrong, expired or revoked%s, "+
 			"or this address is locked out after 5 failed logins "+
 			"(hint: create a new key in Odoo under Preferences > Account Security and store it there; "+
 			"$PLANTEDGE_ODOO_API_KEY, when set, comes before the credential and api_key_file; "+
-			"if the key is right, wait a minute and try once: each failure restarts Odoo's 60 s lockout)", user, cfg.Odoo.Database, source)
+			"if the key is right, wait a minute and try once: each failure restarts Odoo's 60 s lockout)", user, cfg.Odoo.Database, source, notHis)
+	case errors.As(err, &oe) && oe.Unavailable():
+		// Odoo is up; the database it names is not: a name Odoo lacks
+		// (odoo.database mistyped) is answered as a PostgreSQL away is.
+		c.sourceCheck.problem("odoo.database", fmt.Sprintf("Odoo at %s cannot open database %q: %s", cfg.Odoo.URL, cfg.Odoo.Database, firstLine(err.Error())),
+			"check odoo.database: the database's name as Odoo's database manager lists it; if it is right, the PostgreSQL behind Odoo is away: try again later")
 	case odoo.IsTemporary(err):
 		c.sourceCheck.problem("odoo.url", fmt.Sprintf("cannot reach Odoo at %s: %s", cfg.Odoo.URL, firstLine(err.Error())),
 			"check odoo.url, the network and TLS settings")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ type odooSite struct {
 	wc1, wc2       int64
 	dir            string
 	machines, loss string // YAML of machines:, value of odoo.default_loss
+	db, user       string // odoo.database and odoo.username ("": odoo, plantedge-bot)
 }
 
 func newOdooSite(t *testing.T, version int) *odooSite {
@@ -64,8 +66,8 @@ func (o *odooSite) run(t *testing.T) (lines []string, err error) {
 data_dir: %q
 odoo:
   url: %q
-  database: odoo
-  username: plantedge-bot
+  database: %s
+  username: %s
   api_key_file: %q
   timeout: 5s
   default_loss: %q
@@ -74,7 +76,7 @@ mqtt:
     url: tcp://127.0.0.1:1883
     client_id: plantedge-test
 machines:
-%s`, filepath.Join(o.dir, "data"), o.url, keyFile, o.loss, o.machines)
+%s`, filepath.Join(o.dir, "data"), o.url, cmp.Or(o.db, "odoo"), cmp.Or(o.user, "plantedge-bot"), keyFile, o.loss, o.machines)
 	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +325,7 @@ func TestValidateOdooBadKey(t *testing.T) {
 			o.srv.ExpireKey(o.key)
 			lines, err := o.run(t)
 			wantLines(t, lines, err, "odoo: 1 problem", []string{
-				authFailed(o)})
+				authFailed(o, v)})
 			if n := len(o.srv.Calls()); n > 2 {
 				t.Errorf("%d calls after the key was refused, want at most 2 (version and one login)", n)
 			}
@@ -344,12 +346,19 @@ func TestValidateOdooLoginCooldown(t *testing.T) {
 	o.key = good
 	// Odoo's authenticate answers a locked-out address like a wrong key.
 	lines, err := o.run(t)
-	wantLines(t, lines, err, "odoo: 1 problem", []string{authFailed(o)})
+	wantLines(t, lines, err, "odoo: 1 problem", []string{authFailed(o, 17)})
 }
 
-func authFailed(o *odooSite) string {
+// authFailed is validate's line for a refused key; Odoo 17/18 (JSON-RPC)
+// take the login with the key, and a login not the key's user's is
+// refused alike.
+func authFailed(o *odooSite, version int) string {
+	notHis := ""
+	if version < 19 {
+		notHis = ", or not this user's (is odoo.username the login of the user the key was made for?)"
+	}
 	return `odoo: problem: authentication failed: Odoo refused the API key of user "plantedge-bot" for database "odoo" (from api_key_file ` +
-		filepath.Join(o.dir, "key") + `): wrong, expired or revoked, or this address is locked out after 5 failed logins ` +
+		filepath.Join(o.dir, "key") + `): wrong, expired or revoked` + notHis + `, or this address is locked out after 5 failed logins ` +
 		`(hint: create a new key in Odoo under Preferences > Account Security and store it there; $PLANTEDGE_ODOO_API_KEY, when set, ` +
 		`comes before the credential and api_key_file; if the key is right, wait a minute and try once: each failure restarts Odoo's 60 s lockout)`
 }
@@ -362,6 +371,33 @@ func TestValidateOdooUnreachableAtItsURL(t *testing.T) {
 	if exitCode(err) != 1 || len(lines) != 1 ||
 		!strings.HasPrefix(lines[0], "odoo: problem: "+o.at("4:8")+"odoo.url: cannot reach Odoo at http://127.0.0.1:1: ") ||
 		!strings.HasSuffix(lines[0], "(check odoo.url, the network and TLS settings)") {
+		t.Errorf("exit %d (%v):\n%s", exitCode(err), err, strings.Join(lines, "\n"))
+	}
+}
+
+// A database name Odoo does not have (a typo in odoo.database): Odoo answers
+// as it does for its PostgreSQL away, naming the database. validate points
+// at odoo.database, not at odoo.url and the network (the operator review).
+func TestValidateOdooUnknownDatabaseAtItsKey(t *testing.T) {
+	o := newOdooSite(t, 17)
+	o.db = "prd"
+	lines, err := o.run(t)
+	if exitCode(err) != 1 || len(lines) != 1 ||
+		!strings.HasPrefix(lines[0], "odoo: problem: "+o.at("5:13")+"odoo.database: Odoo at "+o.url+` cannot open database "prd": `) ||
+		!strings.HasSuffix(lines[0], "(check odoo.database: the database's name as Odoo's database manager lists it; if it is right, "+
+			"the PostgreSQL behind Odoo is away: try again later)") {
+		t.Errorf("exit %d (%v):\n%s", exitCode(err), err, strings.Join(lines, "\n"))
+	}
+}
+
+// Over JSON-RPC (Odoo 17/18) the login is sent with the key: a wrong
+// odoo.username is refused as a wrong key is, and validate names both.
+func TestValidateOdooWrongUsernameNamed(t *testing.T) {
+	o := newOdooSite(t, 17)
+	o.user = "plantedge_bot"
+	lines, err := o.run(t)
+	if exitCode(err) != 1 || len(lines) != 1 || !strings.Contains(lines[0], `Odoo refused the API key of user "plantedge_bot"`) ||
+		!strings.Contains(lines[0], "is odoo.username the login of the user the key was made for?") {
 		t.Errorf("exit %d (%v):\n%s", exitCode(err), err, strings.Join(lines, "\n"))
 	}
 }
