@@ -325,8 +325,8 @@ var overRights = []struct {
 	// by it): not said again of an administrator.
 	settings bool
 }{
-	{"ir.config_parameter", odoo.OpWrite, "has administrator rights (it may change system parameters); the agent needs only the groups above: give it a user of its own without Administration rights", false},
-	{"res.groups", odoo.OpWrite, "has Administration / Access Rights (it may change groups, and so give itself any right); the agent needs only the groups above: take Access Rights away", true},
+	{"ir.config_parameter", odoo.OpWrite, "has administrator rights (it may change system parameters); the agent needs only Manufacturing / User and a group of its own reading Model Data (the README's bot user): give it a user of its own without Administration rights", false},
+	{"res.groups", odoo.OpWrite, "has Administration / Access Rights (it may change groups, and so give itself any right); the agent needs only Manufacturing / User and a group of its own reading Model Data (the README's bot user): take Access Rights away", true},
 	{"mrp.workcenter", odoo.OpWrite, "is a Manufacturing / Administrator (it may change work centers, loss reasons and bills of materials); the agent needs only Manufacturing / User: give it that instead", false},
 }
 

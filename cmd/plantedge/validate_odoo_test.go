@@ -182,9 +182,9 @@ func TestValidateOdooWarnsAboutAnOverPrivilegedBot(t *testing.T) {
 		name, warning string
 		give          func(o *odooSite)
 	}{
-		{"settings", "has administrator rights (it may change system parameters); the agent needs only the groups above: give it a user of its own without Administration rights",
+		{"settings", "has administrator rights (it may change system parameters); the agent needs only Manufacturing / User and a group of its own reading Model Data (the README's bot user): give it a user of its own without Administration rights",
 			func(o *odooSite) { o.srv.MakeAdmin(o.uid) }},
-		{"access_rights", "has Administration / Access Rights (it may change groups, and so give itself any right); the agent needs only the groups above: take Access Rights away",
+		{"access_rights", "has Administration / Access Rights (it may change groups, and so give itself any right); the agent needs only Manufacturing / User and a group of its own reading Model Data (the README's bot user): take Access Rights away",
 			func(o *odooSite) { o.srv.GiveAccessRights(o.uid) }},
 		{"manufacturing_administrator", "is a Manufacturing / Administrator (it may change work centers, loss reasons and bills of materials); the agent needs only Manufacturing / User: give it that instead",
 			func(o *odooSite) { o.srv.GiveOnlyManufacturingAdministrator("plantedge-bot") }},
