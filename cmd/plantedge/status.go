@@ -368,6 +368,11 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintln(tw, "  NAME\tKIND\tSTATE\tSESSIONS\tLAST ERROR")
 		for _, s := range st.Sources {
 			state := s.State
+			if !st.AgentRunning && s.State == "down" {
+				// Nobody reads the PLC or the broker while the agent is
+				// stopped: not known to be down (as Odoo's NOT ASKED).
+				state = "NOT ASKED (agent not running)"
+			}
 			if s.PolledNodes > 0 && s.State == "connected" {
 				state += fmt.Sprintf(" (polling %s)", plural(s.PolledNodes, "node"))
 			}

@@ -106,6 +106,28 @@ func TestStoppedStatusDoesNotCallOdooOffline(t *testing.T) {
 	}
 }
 
+// Nor its sources: a stopped agent reads no PLC and no broker, so the
+// human view does not call them down — a technician took "line1 opcua down"
+// for the PLC being off (the operator review). The JSON keeps down, as
+// SPEC's values go.
+func TestStoppedStatusDoesNotCallSourcesDown(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, agent.Status{Site: "s", Odoo: agent.OdooStatus{URL: "https://erp", State: "offline", LastError: "agent not running"},
+		Sources: []agent.SourceStatus{{Name: "line1", Kind: "opcua", State: "down"}, {Name: "broker", Kind: "mqtt", State: "down"}}})
+	s := out.String()
+	for _, name := range []string{"line1", "broker"} {
+		var row string
+		for l := range strings.Lines(s) {
+			if strings.HasPrefix(l, "  "+name+" ") {
+				row = l
+			}
+		}
+		if !strings.Contains(row, "NOT ASKED (agent not running)") || strings.Contains(row, "down") {
+			t.Errorf("source %s: %q in:\n%s", name, row, s)
+		}
+	}
+}
+
 // A machine whose run state is not known now says what it was and why.
 // Held records point at the machines' errors — which a stopped agent's
 // status does not have (the technician probe: "see Machines", and nothing
