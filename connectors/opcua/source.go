@@ -953,8 +953,14 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 					delete(items, item.ClientHandle)
 					dead = append(dead, id)
 					if _, ok := gone[idx]; !ok {
-						s.log.Warn("node gone from the server while monitored (a program download?); monitoring it anew until the server has it again",
-							"node", s.nodes[idx].addr, "status", statusName(item.Value.Status))
+						msg := "node gone from the server while monitored (a program download?); monitoring it anew until the server has it again"
+						if _, had := notified[idx]; !had {
+							// Refused in the item's first value: a server
+							// that takes an item for any node id (gopcua's)
+							// answers a typo so — nothing went away.
+							msg = "the server does not have this node id (refused in its first value: a typo in the mapping? plantedge browse lists the server's nodes; or gone before it was read in this session); monitoring it anew until the server has it"
+						}
+						s.log.Warn(msg, "node", s.nodes[idx].addr, "status", statusName(item.Value.Status))
 					}
 					gone[idx] = item.Value.Status
 					pending = append(pending, idx)

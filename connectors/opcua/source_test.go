@@ -379,6 +379,43 @@ func TestNodeGoneWhileMonitoredIsMonitoredAnew(t *testing.T) {
 	}
 }
 
+// A node id the server never had (a typo in the mapping) on a server that
+// takes the monitored item and answers BadNodeIdUnknown in its first value
+// (gopcua's does): the log does not say it went away in a program download,
+// which sent a technician looking at the PLC (the operator review); it
+// names the node id. A node that had a value and went is still said gone.
+func TestNodeUnknownFromItsFirstValueIsNotCalledGone(t *testing.T) {
+	ts := startInProcess(t, 0)
+	var gone atomic.Bool
+	gone.Store(true)
+	nid := ua.NewStringNodeID(ts.ns.ID(), "Dyn")
+	ts.ns.AddNode(varNode(nid, "Dyn", func() *ua.DataValue {
+		if gone.Load() {
+			return dv(nil, ua.StatusBadNodeIDUnknown)
+		}
+		return dv(int32(10), ua.StatusOK)
+	}))
+	var logs lockedLog
+	col := newCollector()
+	runSource(t, Config{Endpoint: ts.url, Nodes: []string{"ns=1;s=Dyn"},
+		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 3 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, &logs), nil))}, col)
+	col.waitFor(t, 0, 10*time.Second, "the unknown node's value", func(s connectors.Sample) bool { return !s.Good })
+	waitUntil(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "monitoring it anew") })
+	if l := logs.String(); strings.Contains(l, "program download") || !strings.Contains(l, "the server does not have this node id") {
+		t.Errorf("a node unknown from its first value:\n%s", l)
+	}
+	// Once it had a value, its going is a program download's.
+	from := col.len()
+	gone.Store(false)
+	col.waitFor(t, from, 15*time.Second, "the node's value", func(s connectors.Sample) bool { return s.Good })
+	from = col.len()
+	gone.Store(true)
+	ts.srv.ChangeNotification(nid)
+	col.waitFor(t, from, 10*time.Second, "the node gone", func(s connectors.Sample) bool { return !s.Good })
+	waitUntil(t, 10*time.Second, func() bool { return strings.Contains(logs.String(), "program download") })
+}
+
 // A node's samples carry one Watch while its values stay good in one
 // session (any change would have come); a bad value starts another (its
 // value was unknown meanwhile), and each node has its own.
