@@ -25,7 +25,7 @@ func newCompactCmd() *cobra.Command {
 			"space back in any other state. The agent must be stopped.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(cfgPath)
+			cfg, err := loadConfig(cfgPath)
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -107,7 +108,7 @@ func loadForAgent(path string, errw io.Writer) (*config.Config, error) {
 // loadForAgentPartly is loadForAgent, and also returns why the file does
 // not load when cfg holds only its endpoints (nil when it loads).
 func loadForAgentPartly(path string, errw io.Writer) (_ *config.Config, broken, _ error) {
-	cfg, err := config.Load(path)
+	cfg, err := loadConfig(path)
 	if errors.Is(err, os.ErrPermission) {
 		// /etc/plantedge is root:plantedge 0750: a technician's own user
 		// may not read it.
@@ -124,4 +125,19 @@ func loadForAgentPartly(path string, errw io.Writer) (_ *config.Config, broken, 
 	fmt.Fprintf(errw, "warning: %s does not load (%s; `plantedge validate` shows every problem); "+
 		"using its listen %s and data_dir %s\n", path, plural(len(ce.Problems), "problem"), cfg.Listen, cfg.DataDir)
 	return cfg, err, nil
+}
+
+// loadConfig is config.Load, with a hint when the file is not there: the
+// package's default (removed, or a machine without the package), or a path
+// given with -c.
+func loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	var pe *fs.PathError
+	if errors.Is(err, fs.ErrNotExist) && errors.As(err, &pe) && pe.Path == path {
+		if path == defaultConfig {
+			return nil, fmt.Errorf("%w (the package's default: copy the example, /usr/share/plantedge/plantedge.yaml, there, or name another file with -c FILE)", err)
+		}
+		return nil, fmt.Errorf("%w (check the path given with -c)", err)
+	}
+	return cfg, err
 }

@@ -82,7 +82,7 @@ func (o *runOptions) Run(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	cfg, err := config.Load(o.config)
+	cfg, err := loadConfig(o.config)
 	if err != nil {
 		msg := err.Error()
 		if errors.Is(err, fs.ErrPermission) {

@@ -74,7 +74,7 @@ func newValidateCmd() *cobra.Command {
 func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	warned := &warnCounter{w: errw}
 	errw = warned
-	cfg, err := config.Load(o.config)
+	cfg, err := loadConfig(o.config)
 	if err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {

@@ -597,3 +597,28 @@ func validateWarningOutsideTheUnit(t *testing.T, from, to, key string) string {
 	}
 	return line
 }
+
+// A configuration file that is not there says how to name one: on a
+// machine without the package (or with the file removed) `plantedge
+// status` said only "no such file or directory" (the operator review).
+func TestMissingConfigSaysHowToNameOne(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "plantedge.yaml")
+	for _, cmd := range []string{"validate", "status", "flush", "run"} {
+		root := newRootCmd()
+		var out, errb bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&errb)
+		root.SetArgs([]string{cmd, "-c", missing})
+		err := root.Execute()
+		if err == nil || !strings.Contains(err.Error(), "no such file or directory (check the path given with -c)") {
+			t.Errorf("%s: %v", cmd, err)
+		}
+	}
+	if _, err := os.Stat(defaultConfig); err == nil {
+		t.Skip(defaultConfig + " exists on this machine")
+	}
+	_, err := loadConfig(defaultConfig)
+	if err == nil || !strings.Contains(err.Error(), "no such file or directory (the package's default: copy the example, /usr/share/plantedge/plantedge.yaml, there, or name another file with -c FILE)") {
+		t.Errorf("default: %v", err)
+	}
+}
