@@ -1057,6 +1057,20 @@ func TestEndToEndDeadLetterRetryAfterMappingFix(t *testing.T) {
 	if !strings.Contains(dls[0].Reason, "external id such as mrp.block_reason1") {
 		t.Errorf("the reason %q does not say how to map a loss reason so that a rename in Odoo does not break it", dls[0].Reason)
 	}
+	// The machine says its stop is not in Odoo, as it says refused pieces:
+	// its row was clean while the line was missing (the operator review).
+	machineErr := func() string {
+		time.Sleep(1100 * time.Millisecond) // status scans the buffer at most once a second
+		for _, ms := range ra.a.Status().Machines {
+			if ms.ID == "press-1" {
+				return ms.Error
+			}
+		}
+		return "no press-1 in status"
+	}
+	if e := machineErr(); !strings.Contains(e, "1 downtime record Odoo refused is in the dead letters, not in Odoo (plantedge deadletter list)") {
+		t.Errorf("press-1's error %q does not name its dead-lettered stop", e)
+	}
 	p.writeConfig(string(good))
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
@@ -1071,6 +1085,9 @@ func TestEndToEndDeadLetterRetryAfterMappingFix(t *testing.T) {
 	})
 	if l := p.odoo.Productivity()[0]; l.LossName != "Setup and Adjustments" {
 		t.Errorf("line booked with loss %q, want the fixed mapping's Setup and Adjustments", l.LossName)
+	}
+	if e := machineErr(); e != "" {
+		t.Errorf("press-1's error after the retry: %q", e)
 	}
 }
 

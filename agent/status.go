@@ -593,6 +593,7 @@ type pendingCount struct {
 	// deadCancelled: of deadGood, made on a work order cancelled before
 	// they reached Odoo (cancelledOrderReason).
 	deadCancelled float64
+	deadEvents    int       // downtime records in the dead letters (Odoo refused them)
 	records       int       // count records
 	events        int       // event records
 	eventsNoWC    int       // of which name no work center (older versions')
@@ -803,6 +804,12 @@ func (a *Agent) scanPending() (map[string]pendingCount, error) {
 		}
 		for _, d := range dls {
 			after = d.ID
+			if d.Record.Lane == buffer.LaneEvents && !d.Damaged {
+				pc := out[d.Record.Key]
+				pc.deadEvents++
+				out[d.Record.Key] = pc
+				continue
+			}
 			if m, sig := splitKey(d.Record.Key); sig == sigGood && !d.Damaged && d.Record.Lane == buffer.LaneCounts {
 				if c, err := decodeCount(d.Record); err == nil {
 					pc := out[m]
@@ -875,6 +882,12 @@ func deadLetterNote(pc pendingCount) string {
 	var notes []string
 	if refused := pc.deadGood - pc.deadFinished - pc.deadCancelled; refused > 0 {
 		notes = append(notes, fmt.Sprintf("%v good pieces Odoo refused are in the dead letters, not in Odoo (plantedge deadletter list)", tidy(refused)))
+	}
+	switch {
+	case pc.deadEvents == 1:
+		notes = append(notes, "1 downtime record Odoo refused is in the dead letters, not in Odoo (plantedge deadletter list)")
+	case pc.deadEvents > 1:
+		notes = append(notes, fmt.Sprintf("%d downtime records Odoo refused are in the dead letters, not in Odoo (plantedge deadletter list)", pc.deadEvents))
 	}
 	if pc.deadFinished > 0 {
 		// The probe of late values: status said Odoo refused them.
