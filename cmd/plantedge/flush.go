@@ -143,6 +143,9 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		pending, held := drainable(st)
 		if start < 0 {
 			start, deadBefore, callsBefore = pending, st.Buffer.DeadLetters, st.Odoo.Calls
+			if n := restartNote(st); n != "" {
+				fmt.Fprintln(w, "note: "+n)
+			}
 		}
 		forward := "" // status's pending counts the held records too (the spec audit's L3)
 		if st.Buffer.Held > 0 {
@@ -353,7 +356,21 @@ func notDrained(timeout time.Duration, pending int, st agent.Status) string {
 	if st.Drain != nil {
 		slow += "; the drain goes on: " + etaWords(st.Drain)
 	}
+	if n := restartNote(st); n != "" {
+		slow += "; " + n
+	}
 	return fmt.Sprintf("not drained within %s: %s pending%s (odoo %s)%s", timeout, plural(pending, "record"), held, odooWord(st), slow)
+}
+
+// restartNote says that settings a reload found changed wait for a restart
+// ("" when none do): a flush goes on with the old ones (an odoo.url fixed,
+// then reloaded, is not tried).
+func restartNote(st agent.Status) string {
+	if st.Config == nil || len(st.Config.RestartNeededFor) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("the configuration's changes to %s wait for a restart: the agent still uses the settings it started with (systemctl restart plantedge)",
+		strings.Join(st.Config.RestartNeededFor, ", "))
 }
 
 // linesPace says how an outage's stops go to Odoo (status and flush).

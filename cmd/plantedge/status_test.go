@@ -504,3 +504,23 @@ func TestStatusShowsTheDrain(t *testing.T) {
 		t.Errorf("flush's verdict during a drain: %s", msg)
 	}
 }
+
+// A reload that changed settings only a restart applies (odoo.url fixed
+// after a typo, then systemctl reload): flush forwards with the old ones
+// and timed out after 5 minutes saying only "odoo offline" (the operator
+// review). It says so at its start and in its verdict.
+func TestFlushSaysChangesWaitForARestart(t *testing.T) {
+	st := agent.Status{AgentRunning: true, Odoo: agent.OdooStatus{State: "offline"},
+		Config: &agent.ConfigStatus{File: "/etc/plantedge/plantedge.yaml", RestartNeededFor: []string{"odoo"}}}
+	want := "the configuration's changes to odoo wait for a restart: the agent still uses the settings it started with (systemctl restart plantedge)"
+	if n := restartNote(st); n != want {
+		t.Errorf("note %q, want %q", n, want)
+	}
+	if msg := notDrained(10*time.Second, 1, st); !strings.HasSuffix(msg, "; "+want) {
+		t.Errorf("verdict %q", msg)
+	}
+	st.Config.RestartNeededFor = nil
+	if n, msg := restartNote(st), notDrained(10*time.Second, 1, st); n != "" || strings.Contains(msg, "restart") {
+		t.Errorf("no restart needed: note %q, verdict %q", n, msg)
+	}
+}
