@@ -36,7 +36,8 @@ func newFlushCmd() *cobra.Command {
 			"progress, a work center Odoo lacks, a machine removed from the config) — plantedge status\n" +
 			"says which; waiting would not move them; judged on a round that reached Odoo — and 4 when it\n" +
 			"could not ask the agent (the config file unreadable, an agent that runs but does not answer at\n" +
-			"listen, or another plant's agent — another site and data_dir — answering there). Dead letters\n" +
+			"listen, another plant's agent — another site and data_dir — answering there, or another program\n" +
+			"there with no agent running). Dead letters\n" +
 			"are reported, not waited for (plantedge deadletter list).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -109,6 +110,9 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 				return cannotAsk(err)
 			}
 			return &exitError{code: 2, msg: "agent not running: start it (systemctl start plantedge); the buffer is kept on disk"}
+		}
+		if nerr := notThisAgent(cfg, err); nerr != nil {
+			return cannotAsk(nerr)
 		}
 		return cannotAsk(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -1123,5 +1124,36 @@ func TestStatusReadsTheBufferWhenAnotherSiteAnswers(t *testing.T) {
 	out, err = cli(t, "status", "-c", b.cfgPath)
 	if !errors.Is(err, agent.ErrOtherSite) || !strings.Contains(out, "AGENT NOT RUNNING (read from the buffer file)") || strings.Contains(out, "NOT READ") {
 		t.Errorf("status: %v\n%s", err, out)
+	}
+}
+
+// Another program on the agent's listen port (the agent then exits with
+// "bind: address already in use"): status said "agent running, status NOT
+// KNOWN" and "agent: 404 page not found", flush the 404 alone (the operator
+// review). No agent holds the buffer file: status reads it as a stopped
+// agent's and names what answers; flush says the agent is not running.
+func TestAnotherProgramOnTheListenPort(t *testing.T) {
+	b := newBench(t, 17)
+	b.makeDataDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: time.Second}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	b.editConfig(b.listen, l.Addr().String())
+	out, err := cli(t, "status", "-c", b.cfgPath)
+	if err == nil || !strings.Contains(out, "AGENT NOT RUNNING") || strings.Contains(out, "agent running") ||
+		!strings.Contains(err.Error(), "another program on that port?") {
+		t.Errorf("status: %v\n%s", err, out)
+	}
+	out, err = cli(t, "status", "-c", b.cfgPath, "--json")
+	if m := decodeStatus(t, out); err == nil || m["agent_running"] != false {
+		t.Errorf("status --json: %v\n%s", err, out)
+	}
+	out, err = cli(t, "flush", "-c", b.cfgPath, "--timeout", "5s")
+	if exitCode(err) != 4 || !strings.Contains(err.Error(), "agent not running") || !strings.Contains(err.Error(), "another program on that port?") {
+		t.Errorf("flush: exit %d, %v\n%s", exitCode(err), err, out)
 	}
 }

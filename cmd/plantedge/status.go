@@ -128,6 +128,14 @@ func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) 
 		}
 		return agent.UnknownStatus(cfg, running), err
 	}
+	if nerr := notThisAgent(cfg, err); nerr != nil {
+		// Stopped (another program holds its port): its buffer file is
+		// read, as for any stopped agent, and the error says what answers.
+		if st, oerr := agent.OfflineStatus(cfg); oerr == nil {
+			return st, &bufferReadError{nerr}
+		}
+		return agent.UnknownStatus(cfg, false), nerr
+	}
 	if !errors.Is(err, agent.ErrNotRunning) {
 		return agent.UnknownStatus(cfg, true), err
 	}
@@ -135,6 +143,23 @@ func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) 
 		return agent.UnknownStatus(cfg, true), err
 	}
 	return agent.OfflineStatus(cfg)
+}
+
+// notThisAgent says that what answered at listen (err: not the agent's
+// answer) is not this configuration's agent, when no agent holds its buffer
+// file: another program on the port, where the agent, started, exits with
+// "bind: address already in use". nil when an agent holds the file (one
+// of another version, a hung one), or when err is not an answer of
+// another kind.
+func notThisAgent(cfg *config.Config, err error) error {
+	if err == nil || errors.Is(err, agent.ErrNotRunning) || errors.Is(err, agent.ErrNoAccess) || errors.Is(err, agent.ErrOtherSite) {
+		return nil
+	}
+	if running, ierr := buffer.InUse(cfg.BufferPath()); ierr != nil || running {
+		return nil
+	}
+	return fmt.Errorf("agent not running (no agent holds %s), and what answers at listen %s is not it (%v): another program on that port? "+
+		"The agent cannot listen there while it is taken", cfg.BufferPath(), cfg.Listen, err)
 }
 
 // bufferReadError is an error of a status read from the buffer file all
