@@ -1246,6 +1246,18 @@ func (m *Mapper) applyStored(ms *MachineState, x extracted) ([]Event, bool) {
 			h.Running, h.Ended = true, nil
 		}
 	}
+	if t := h.Tail; t != nil && !t.Prev.IsZero() && !h.Running && !h.StopStart.IsZero() && h.StopStart.Before(t.After) && !x.t.Before(t.After) {
+		// The history is in a stored stop from before the machine was known
+		// running (the tail's After, a live run it does not hold): that stop
+		// ended by then (earlierOutage), and x goes on from a run. Before, a
+		// stored stop x was taken for the same stop, and the stop the tail
+		// runs into was booked from the earlier one.
+		if evs := m.earlierOutage(ms, h, x.b.machine); len(evs) > 0 {
+			part = append(part, evs...)
+			h.Ended = nil // (its run was the live one)
+		}
+		h.Running, h.StopStart = true, time.Time{}
+	}
 	evs, _ := m.applyStoredOn(ms, h, x)
 	return append(part, evs...), true
 }
@@ -1419,7 +1431,12 @@ func (m *Mapper) lateEnd(ms *MachineState, h *HistRun, x extracted) []Event {
 	if e == nil || !x.t.After(e.Start) || !x.t.Before(e.End) {
 		return nil
 	}
-	if e.Tail {
+	if t := h.Tail; e.Tail && t != nil && !t.Prev.IsZero() && t.Prev.Equal(e.Start) && t.End.After(e.End) {
+		// The line from the tail's Prev ended at x: a stored stop from x
+		// on ran to that line's end (earlierOutage), one after it to the
+		// tail's end (histTail).
+		t.Prev = e.End
+	} else if e.Tail {
 		t := *e
 		h.Tail = &t // (histTail)
 	}
@@ -1497,7 +1514,7 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 	on, h := ms.stopOn(), ms.Hist
 	atBirth, from := ms.StopAtBirth, ms.StopStart
 	into := h != nil && intoBirthStop(ms, h) && h.On == nil
-	after := ms.StopAfter
+	after, prev := ms.StopAfter, ms.LastStop
 	evs := m.endAt(ms, x, back)
 	ev := evs[len(evs)-1]
 	if x.birth {
@@ -1554,6 +1571,12 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 		// not stored, is where the stop began, and runs to the BIRTH (a
 		// line of its own, histTail; a stored run after it ends it there).
 		h.Tail = &EndedStop{Start: from, End: from, Reason: ev.Reason, Tail: true}
+		if prev != nil && !after.IsZero() && !prev.Start.After(after) && !prev.End.After(after) {
+			// The machine ran at after, from the stop before (its line
+			// booked): the history may tell of that stop's outage too, and a
+			// stored stop before after ran up to that line only.
+			h.Tail.After, h.Tail.Prev = after, prev.Start
+		}
 	}
 	return evs, true
 }
@@ -1666,12 +1689,38 @@ func (m *Mapper) histTail(ms *MachineState, machine string) []Event {
 		// was booked over that line (time booked twice).
 		return nil
 	}
+	if t := h.Tail; !t.Prev.IsZero() && h.StopStart.Before(t.After) {
+		return m.earlierOutage(ms, h, machine)
+	}
 	// (No reason stored: the one the stop it ran into was booked with.)
 	ev, ok := m.stoppedTo(ms, h, machine, h.Tail.End, h.Tail.Reason)
 	if !ok {
 		return nil
 	}
 	h.Ended = &EndedStop{Start: ev.Start, End: ev.End, Reason: ev.Reason, Tail: true}
+	return []Event{ev}
+}
+
+// earlierOutage books the stored stop the history is in when it is before
+// the machine was last known running before the BIRTH the tail's stop began
+// at (HistRun.Tail's After): the history tells of two outages, and the
+// stored stop is the earlier one's, the one the stop whose line begins at
+// the tail's Prev (booked live, ended by that run) went on from. It runs to
+// Prev (a stored run, if one comes, ends it there: lateEnd); a stored stop
+// from Prev on is within that line, or the run. Before, histTail booked it
+// to the tail's end, over that line (time booked twice). The tail stays,
+// for the later outage's stored stops.
+func (m *Mapper) earlierOutage(ms *MachineState, h *HistRun, machine string) []Event {
+	t := h.Tail
+	if !h.StopStart.Before(t.Prev) {
+		return nil
+	}
+	ev, ok := m.stoppedTo(ms, h, machine, t.Prev, t.Reason)
+	if !ok {
+		h.Running = true // (nothing left to book: the history goes on from a run)
+		return nil
+	}
+	h.Ended = &EndedStop{Start: ev.Start, End: ev.End, Reason: ev.Reason}
 	return []Event{ev}
 }
 

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,14 +31,47 @@ func TestSparkplugHistoricalStoredStopBookedByStoredStartIsNotBookedAgainByStore
 		step(func() { h.send(64.5, stored(run(true, 32.5)), stored(run(false, 34))) })
 		step(func() { h.send(64.5, stored(run(false, 48.5))) })
 	}, func(t *testing.T, got []string, _ []Event) {
-		for i := range got {
-			for j := i + 1; j < len(got); j++ {
-				s1, e1 := spanOf(got[i])
-				s2, e2 := spanOf(got[j])
-				if s1 < e2 && s2 < e1 {
-					t.Errorf("lines %v and %v overlap (all %v)", got[i], got[j], got)
-				}
+		noOverlap(t, got)
+	})
+}
+
+// noOverlap fails t when two of the odooLines lines overlap.
+func noOverlap(t *testing.T, got []string) {
+	t.Helper()
+	for i := range got {
+		for j := i + 1; j < len(got); j++ {
+			s1, e1 := spanOf(got[i])
+			s2, e2 := spanOf(got[j])
+			if s1 < e2 && s2 < e1 {
+				t.Errorf("lines %v and %v overlap (all %v)", got[i], got[j], got)
 			}
+		}
+	}
+}
+
+// One history tells of two outages. The press runs live from 0; the BIRTH
+// at 32 finds it stopped (a stop begun there), it runs live at 34.5 (line
+// 32..34.5); the BIRTH at 45 finds it stopped again. The history's first
+// value (a run at 23.5) comes before the live run at 48.5 ends the stop
+// begun at 45 (HistRun.Tail); the stored stop at 30 comes after. It is the
+// one the stop begun at 32 went on from: the machine was known running at
+// 34.5, before the BIRTH at 45. It runs to 32, where that stop's line
+// begins. Before, histTail booked it to 45, over the line 32..34.5 (2.5
+// minutes twice); 7fab18d booked no overlap (and missed 30..32).
+func TestSparkplugHistoricalTailOfAnEarlierOutageRunsToTheLineBookedAfterIt(t *testing.T) {
+	run, stored := spRun, spStored
+	spSteps(t, false, func(h *spHist, step func(func())) {
+		step(func() { h.send(0, run(true, 0)) })
+		step(func() { h.birth(32, run(false, 32)) })
+		step(func() { h.send(34.5, run(true, 34.5)) })
+		step(func() { h.birth(45, run(false, 45)) })
+		step(func() { h.send(48.5, stored(run(true, 23.5))) })
+		step(func() { h.send(48.5, run(true, 48.5)) })
+		step(func() { h.send(59, stored(run(false, 30))) })
+	}, func(t *testing.T, got []string, _ []Event) {
+		noOverlap(t, got)
+		if want := "[30..32 32..34.5 45..48.5]"; fmt.Sprint(got) != want {
+			t.Errorf("lines %v, want %v", got, want)
 		}
 	})
 }

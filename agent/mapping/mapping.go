@@ -743,8 +743,15 @@ type EndedStop struct {
 	Ran bool `json:"ran,omitempty"`
 	// After (with AtBirth) is the stop's StopAfter: the machine ran then,
 	// and a stored stop before it is an earlier outage's, its run not
-	// stored.
+	// stored. With Tail (HistRun.Tail, set as a stop a BIRTH began ended
+	// live, the history of the outage before that BIRTH still coming), it
+	// is when the machine was last known running before that BIRTH, and
+	// Prev where the line of the stop that run ended begins (its end, once
+	// its stored run came: lateEnd): one history may tell of both outages,
+	// and a stored stop before After is the earlier one's, which ran to
+	// Prev, not to End (earlierOutage).
 	After time.Time `json:"after,omitzero"`
+	Prev  time.Time `json:"prev,omitzero"`
 }
 
 // CounterState is the baseline of one counter.
