@@ -1560,6 +1560,17 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 				h.On = &p
 			}
 		} else {
+			if !fromHist && h.Ended == nil && len(evs) > 1 && evs[0].Historical {
+				// The stop, found on by an earlier BIRTH (the history's
+				// On), went on from a stored stop of that history, booked
+				// apart (an open line, storedStart): the history's stored
+				// run ends that part (lateEnd), as above, and a stored stop
+				// after that run runs to the part's end (Tail: the machine was
+				// stopped there, at the BIRTH that began the stop, or in a
+				// booked stop; histTail). Before, nothing ended it, and a
+				// stored stop after its run was booked inside it (storedPart).
+				h.Ended = &EndedStop{Start: evs[0].Start, End: evs[0].End, Reason: evs[0].Reason, Tail: true}
+			}
 			h.On = &b
 		}
 	}

@@ -83,3 +83,29 @@ func spanOf(l string) (float64, float64) {
 	e, _ := strconv.ParseFloat(b, 64)
 	return s, e
 }
+
+// block_workcenter. The BIRTH at 39.5 finds the press stopped (a stop begun
+// there, its line open), the BIRTH at 46.5 finds that stop on; the history
+// (stop 34) comes, and the BIRTH at 67 finds it running: storedStart books
+// 34..39.5 apart, the open line ends at 67. Then the stored run 37 and stop
+// 38.5, and a later outage's run at 61. The run 37 ends the part booked
+// apart, and the stop 38.5 runs to 39.5. Before, nothing ended that part,
+// and storedPart booked 38.5..39.5 inside it (a minute twice); 7fab18d
+// booked no overlap (34..39.5, 37..38.5 too long).
+func TestSparkplugHistoricalPartBookedApartOfAStopFoundOnEndsAtItsStoredRun(t *testing.T) {
+	run, stored := spRun, spStored
+	spSteps(t, true, func(h *spHist, step func(func())) {
+		step(func() { h.send(0, run(true, 0)) })
+		step(func() { h.birth(39.5, run(false, 39.5)) })
+		step(func() { h.birth(46.5, run(false, 46.5)) })
+		step(func() { h.send(56, stored(run(false, 34))) })
+		step(func() { h.birth(67, run(true, 67)) })
+		step(func() { h.send(70.5, stored(run(true, 37)), stored(run(false, 38.5))) })
+		step(func() { h.send(70.5, stored(run(true, 61))) })
+	}, func(t *testing.T, got []string, _ []Event) {
+		noOverlap(t, got)
+		if want := "[34..37 38.5..39.5 39.5..61]"; fmt.Sprint(got) != want {
+			t.Errorf("lines %v, want %v", got, want)
+		}
+	})
+}
