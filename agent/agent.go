@@ -61,6 +61,9 @@ type Options struct {
 	// WriteStallAfter is how long a buffer write may run before status,
 	// /readyz and the metrics call it stalled (default 30 s; tests).
 	WriteStallAfter time.Duration
+	// CountQuietAfter is how long a machine may run with no good_count
+	// value before status says its pieces are not counted (0: 15 minutes).
+	CountQuietAfter time.Duration
 	// BacklogClockSlack is how long before a work order's start pieces
 	// and scrap are still taken as its own (default 1 min; tests).
 	BacklogClockSlack time.Duration
@@ -136,6 +139,13 @@ type Agent struct {
 	// lastSample is when each machine last got a good sample (receive
 	// time), under stateMu: a machine whose source went quiet shows it.
 	lastSample map[string]time.Time
+	// countFed is when each machine last got a good_count value of its
+	// own (not a stored, historical one), and runSince since when it is
+	// shown running (its first value since this start, when it was
+	// running before), both under stateMu: a machine that runs with a
+	// counter that brings nothing — a topic or field mistyped — shows it
+	// (quietCounter).
+	countFed, runSince map[string]time.Time
 	// shownRunning is each machine's run state as of the last commit: what
 	// status shows, so that a stop shown is one a flush finds in the
 	// buffer (a.state runs ahead of it while a batch is being appended).
@@ -297,6 +307,8 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		unsubscribe:   map[string][]string{},
 		lastStamp:     map[sampleAddr]time.Time{},
 		lastSample:    map[string]time.Time{},
+		countFed:      map[string]time.Time{},
+		runSince:      map[string]time.Time{},
 		shownRunning:  map[string]bool{},
 		reasonLog:     rateLogs{every: time.Hour, forgetLeftOut: true},
 		reasonBudget:  codeBudget{every: time.Hour, n: unmappedCodesLogged},

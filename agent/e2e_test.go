@@ -59,6 +59,8 @@ type plant struct {
 	idleRecheck, unmappedHold, wcRefresh, outageReminder, apiIdle, scrapSlack, scrapBacklog, replayLag, offsetWindow, writeStall time.Duration
 	// stopTimeout is the agents' agent.Options.StopTimeout (0: its default).
 	stopTimeout time.Duration
+	// countQuiet is the agents' agent.Options.CountQuietAfter.
+	countQuiet time.Duration
 	// beforeRun, when set, is called with each agent before it runs.
 	beforeRun func(*agent.Agent)
 	// tsSkew is how far behind the MQTT machines' clock (their ts) runs.
@@ -532,7 +534,7 @@ func (p *plant) startAgentWith(baselines bool) *runningAgent {
 	}
 	level := new(slog.LevelVar) // info; a reload sets it from log.level
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(agenttest.LogWriter{T: p.t}, &p.logs), &slog.HandlerOptions{Level: level}))
-	a, err := agent.New(cfg, agent.Options{Logger: log, LogLevel: level, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh, OutageReminder: p.outageReminder, APIIdleTimeout: p.apiIdle, BacklogClockSlack: p.scrapSlack, BacklogAge: p.scrapBacklog, ReplayLag: p.replayLag, OffsetWindow: p.offsetWindow, WriteStallAfter: p.writeStall, StopTimeout: p.stopTimeout})
+	a, err := agent.New(cfg, agent.Options{Logger: log, LogLevel: level, OdooIdleRecheck: p.idleRecheck, UnmappedHold: p.unmappedHold, WorkcenterRefresh: p.wcRefresh, OutageReminder: p.outageReminder, APIIdleTimeout: p.apiIdle, BacklogClockSlack: p.scrapSlack, BacklogAge: p.scrapBacklog, ReplayLag: p.replayLag, OffsetWindow: p.offsetWindow, WriteStallAfter: p.writeStall, StopTimeout: p.stopTimeout, CountQuietAfter: p.countQuiet})
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -2303,6 +2305,47 @@ func misspeltFieldIsShown(t *testing.T, good, bad, shown, logged string) {
 	if e := ra.a.Status().Machines[0].Error; e != "" {
 		t.Errorf("error left after the fix: %s", e)
 	}
+}
+
+// A machine that runs while its good_count brings nothing — its topic
+// mistyped, the run state read from another topic — shows it once that has
+// lasted CountQuietAfter (the operator probe: shown running, a recent last
+// value, no error, while no piece was counted). A machine whose counter
+// comes is not noted, nor one that stands; fixed, the note goes.
+func TestRunningMachineWithAQuietCounterIsShown(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3"}})
+	p.countQuiet = 2 * time.Second
+	ra := p.startAgent()
+	m1, m2, m3 := p.machines[0], p.machines[1], p.machines[2]
+	const quiet = "good_count: no value for"
+	was := p.editConfig("good_count: { mqtt: { broker: broker, topic: plant/press-1,", "good_count: { mqtt: { broker: broker, topic: plant/press-1x,")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.stop(m3, "JAM")
+	shown := func() (bool, string) {
+		p.produce(m1, 1, 0) // (its run state comes, its count does not)
+		p.produce(m2, 1, 0)
+		st := ra.a.Status()
+		for _, ms := range st.Machines[1:] {
+			if strings.Contains(ms.Error, quiet) {
+				t.Fatalf("%s (state %s) noted: %s", ms.ID, ms.State, ms.Error)
+			}
+		}
+		ms := st.Machines[0]
+		return ms.State == "running" && strings.Contains(ms.Error, quiet), ms.State + ": " + ms.Error
+	}
+	waitFor(t, 20*time.Second, "press-1 to show its counter quiet", shown)
+	p.writeConfig(was)
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the note to go with the fix", func() (bool, string) {
+		p.produce(m1, 1, 0)
+		e := ra.a.Status().Machines[0].Error
+		return !strings.Contains(e, quiet), e
+	})
 }
 
 // The count records of a machine taken out of the configuration wait for

@@ -256,6 +256,11 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		for _, id := range a.state.Fed() {
 			a.lastSample[id] = received
 		}
+		for _, k := range a.state.FedSignals() {
+			if k.Signal == mapping.GoodCount {
+				a.countFed[k.Machine] = received
+			}
+		}
 		if (len(a.state.Absent) > 0 || len(a.state.TimeAbsent) > 0) && s.Kind == connectors.KindMQTT {
 			m.EachUse(s.Kind, s.Source, s.Address, func(id string, sig mapping.Signal) {
 				k := mapping.SignalKey{Machine: id, Signal: sig}
@@ -825,6 +830,9 @@ func (a *Agent) showRunState(changed map[string]bool) {
 	defer a.stateMu.Unlock()
 	for id := range changed {
 		if ms := a.state.Machines[id]; ms != nil && ms.Running != nil {
+			if *ms.Running && !a.shownRunning[id] {
+				a.runSince[id] = time.Now()
+			}
 			a.shownRunning[id] = *ms.Running
 		} else {
 			delete(a.shownRunning, id)

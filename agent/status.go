@@ -455,6 +455,7 @@ func (a *Agent) Status() Status {
 			}
 		}
 	}
+	quiet := a.quietCounters(cfg, time.Now())
 	a.stateMu.Unlock()
 	pending, scanned, scanErr := a.pendingCounts()
 	st.Buffer.PendingPartial = partialNote(scanErr)
@@ -527,7 +528,13 @@ func (a *Agent) Status() Status {
 		}
 		// Every kind of trouble the machine has, most pressing first: one
 		// must not hide another (a waiting scrap draft behind a warning).
-		ms.Error = joinNotes(ms.Error, signalErrs[m.ID], clockNote, drafts[m.ID], deadLetterNote(pending[m.ID]), inDoubt)
+		var quietNote string
+		if q, ok := quiet[m.ID]; ok && ms.State == "running" && sourceState[refSource(m.GoodCount.SourceRef)] == string(connectors.StateConnected) {
+			// (A counter's source down is said on the source.)
+			quietNote = fmt.Sprintf("good_count: no value for %s while the machine runs, so no pieces are counted: its topic, field or node mistyped "+
+				"(plantedge validate --mqtt / --opcua), or its publisher stopped? (or the machine runs without making pieces)", q.Round(time.Minute))
+		}
+		ms.Error = joinNotes(ms.Error, signalErrs[m.ID], quietNote, clockNote, drafts[m.ID], deadLetterNote(pending[m.ID]), inDoubt)
 		st.Machines = append(st.Machines, ms)
 	}
 	seq, at := oldestForwardable(cfg, links, pending)
@@ -560,15 +567,55 @@ func (a *Agent) machineState(id string) (state string, lastSampleAge float64) {
 // runningSource is the name of the source of m's running signal ("" if it
 // has none).
 func runningSource(m *config.Machine) string {
-	switch r := m.Running; {
-	case r == nil:
+	if m.Running == nil {
 		return ""
+	}
+	return refSource(m.Running.SourceRef)
+}
+
+// refSource is the name of the source r reads from.
+func refSource(r config.SourceRef) string {
+	switch {
 	case r.MQTT != nil:
 		return r.MQTT.Broker
 	case r.OPCUA != nil:
 		return r.OPCUA.Server
 	}
 	return ""
+}
+
+// countQuietAfter is Options.CountQuietAfter's default: long enough for a
+// machine warming up, or a publisher sending on change, to make a piece.
+const countQuietAfter = 15 * time.Minute
+
+// quietCounters says, of each machine shown running whose good_count
+// brought no value of its own for CountQuietAfter while it ran (since
+// this start, since it began to run, or since its last value: the latest),
+// how long: its pieces are not counted, and nothing else says so (the
+// operator probe: a counter topic mistyped, the machine's run state read
+// from another topic, shown running with a recent last value and no
+// error). Under stateMu.
+func (a *Agent) quietCounters(cfg *config.Config, now time.Time) map[string]time.Duration {
+	after := cmp.Or(a.opts.CountQuietAfter, countQuietAfter)
+	var out map[string]time.Duration
+	for _, m := range cfg.Machines {
+		if m.GoodCount == nil || !a.shownRunning[m.ID] {
+			continue
+		}
+		since := a.started
+		for _, t := range []time.Time{a.runSince[m.ID], a.countFed[m.ID]} {
+			if t.After(since) {
+				since = t
+			}
+		}
+		if q := now.Sub(since); !since.IsZero() && q >= after {
+			if out == nil {
+				out = map[string]time.Duration{}
+			}
+			out[m.ID] = q
+		}
+	}
+	return out
 }
 
 func (a *Agent) storedWorkOrder(id string) string {
