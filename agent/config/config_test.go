@@ -311,11 +311,19 @@ func TestBadConfigs(t *testing.T) {
       opcua: { server: plc, node: "Press07.Good" }
     running:
       mqtt: { broker: broker, topic: "plant/+/state", field: "a..b" }
+    scrap_count:
+      opcua: { server: plc, node: "ns=2; s=Press07.Scrap" }
+  - id: m3
+    workcenter: WC3
+    good_count:
+      opcua: { server: plc, node: "NS=2;S=Press08.Good" }
 `,
 			want: []string{
 				`bad.yaml:22:35: machines[1].good_count.opcua.node: invalid node id "Press07.Good" (write ns=<index>;s=<name> or ns=<index>;i=<number>, e.g. "ns=2;s=Press07.GoodCount" (use plantedge browse))`,
 				`bad.yaml:24:38: machines[1].running.mqtt.topic: wildcard in topic "plant/+/state" (name the exact topic of this machine; wildcards are not allowed here)`,
 				`bad.yaml:24:62: machines[1].running.mqtt.field: invalid field path "a..b" (a dot path into the JSON payload, e.g. counters.good)`,
+				`bad.yaml:26:35: machines[1].scrap_count.opcua.node: invalid node id "ns=2; s=Press07.Scrap" (did you mean "ns=2;s=Press07.Scrap"? no white space around ; and =, and ns=, nsu=, s=, i=, g=, b= in lower case (use plantedge browse))`,
+				`bad.yaml:30:35: machines[2].good_count.opcua.node: invalid node id "NS=2;S=Press08.Good" (did you mean "ns=2;s=Press08.Good"? no white space around ; and =, and ns=, nsu=, s=, i=, g=, b= in lower case (use plantedge browse))`,
 			},
 		},
 		{

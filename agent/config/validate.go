@@ -894,6 +894,29 @@ func numericCode(code string) (string, bool) {
 	return strconv.FormatFloat(f, 'f', -1, 64), true
 }
 
+// nodeIDParts splits a node id written with white space around its ; and
+// = or its prefixes in capitals (" ns=2; s=Press07.Count", "NS=2;S=…").
+var nodeIDParts = regexp.MustCompile(`^\s*(?:([A-Za-z]+)\s*=\s*([^;]*?)\s*;\s*)?([A-Za-z])\s*=\s*(.+)$`)
+
+// nodeIDMeant is the node id id was meant to be, for the mistakes seen
+// written (white space around ; and =, capitals in the prefixes: the
+// operator probe got the bare "write ns=<index>;s=<name>" for them), when
+// that one is valid; "" otherwise.
+func nodeIDMeant(id string) string {
+	g := nodeIDParts.FindStringSubmatch(id)
+	if g == nil {
+		return ""
+	}
+	fixed := strings.ToLower(g[3]) + "=" + g[4]
+	if g[1] != "" {
+		fixed = strings.ToLower(g[1]) + "=" + g[2] + ";" + fixed
+	}
+	if fixed == id || !nodeIDRe.MatchString(fixed) {
+		return ""
+	}
+	return fixed
+}
+
 func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[string]bool) (refKey, bool) {
 	switch {
 	case r.OPCUA == nil && r.MQTT == nil:
@@ -910,7 +933,11 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 			ok = false
 		}
 		if v.required(p+".opcua.node", o.Node) && !nodeIDRe.MatchString(o.Node) {
-			v.add(p+".opcua.node", fmt.Sprintf("invalid node id %q", o.Node), `write ns=<index>;s=<name> or ns=<index>;i=<number>, e.g. "ns=2;s=Press07.GoodCount" (use plantedge browse)`)
+			if fixed := nodeIDMeant(o.Node); fixed != "" {
+				v.add(p+".opcua.node", fmt.Sprintf("invalid node id %q", o.Node), fmt.Sprintf(`did you mean %q? no white space around ; and =, and ns=, nsu=, s=, i=, g=, b= in lower case (use plantedge browse)`, fixed))
+			} else {
+				v.add(p+".opcua.node", fmt.Sprintf("invalid node id %q", o.Node), `write ns=<index>;s=<name> or ns=<index>;i=<number>, e.g. "ns=2;s=Press07.GoodCount" (use plantedge browse)`)
+			}
 			ok = false
 		} else if msg := nodeIDRange(o.Node); msg != "" {
 			v.add(p+".opcua.node", fmt.Sprintf("invalid node id %q: %s", o.Node, msg), "use plantedge browse to see the server's node ids")
