@@ -380,6 +380,11 @@ func printStatus(w io.Writer, st agent.Status) {
 				// one in the file reaches the agent only with a restart.
 				hint = " (the key is the systemd credential copied at the service's start: put the new key in /etc/plantedge/odoo-api-key, then sudo systemctl restart plantedge)"
 			}
+			if strings.Contains(o.LastError, "read secret ") {
+				// Odoo refused nothing: the agent's user cannot read the
+				// key (the operator probe: read as a refused key).
+				hint = " (Odoo was not asked: the agent cannot read its API key — the file's owner, mode or path, see the error; the packaged unit hands /etc/plantedge/odoo-api-key, root-only, to the service as a credential; plantedge flush tries again now)"
+			}
 		}
 		if o.NextAttemptSeconds > 0 {
 			fmt.Fprintf(w, "          next attempt in %s%s\n", ageString(o.NextAttemptSeconds), hint)

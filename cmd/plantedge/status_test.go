@@ -96,6 +96,18 @@ func TestStatusSaysAFlushDoesNotCutTheSettleWait(t *testing.T) {
 	}
 }
 
+// A key the agent's user cannot read shows as auth_failed (the state SPEC
+// knows), but status says that Odoo refused nothing (the operator probe:
+// "once a new API key is in place" sent the technician to Odoo for a new key).
+func TestStatusSaysAnUnreadableKeyIsNotOdoosRefusal(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp", State: "auth_failed",
+		LastError: "odoo client: read secret /etc/plantedge/odoo-api-key: permission denied", NextAttemptSeconds: 10}})
+	if s := out.String(); !strings.Contains(s, "Odoo was not asked: the agent cannot read its API key") || strings.Contains(s, "once a new API key is in place") {
+		t.Errorf("status:\n%s", s)
+	}
+}
+
 // With the agent stopped nobody asks Odoo: the human view does not call it
 // offline (the JSON keeps offline, as SPEC's values go).
 func TestStoppedStatusDoesNotCallOdooOffline(t *testing.T) {
