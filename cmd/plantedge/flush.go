@@ -179,7 +179,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		}
 		next := calls // a countdown: not a reason to print another line
 		if st.Odoo.State != "online" && st.Odoo.NextAttemptSeconds > 0 {
-			next = fmt.Sprintf(" (next attempt in %s)", time.Duration(math.Ceil(st.Odoo.NextAttemptSeconds))*time.Second)
+			next = fmt.Sprintf(" (next attempt in %s)", flushNextAttempt(st.Odoo.NextAttemptSeconds, max(time.Until(nextKick), o.interval)))
 			if st.Odoo.RetryAfterSeconds > 0 {
 				next = fmt.Sprintf(" (next attempt in %s: Odoo asked to wait with Retry-After, which a flush does not cut short)",
 					time.Duration(math.Ceil(st.Odoo.NextAttemptSeconds))*time.Second)
@@ -364,6 +364,16 @@ func notDrained(timeout time.Duration, pending int, st agent.Status) string {
 		slow += "; " + n
 	}
 	return fmt.Sprintf("not drained within %s: %s pending%s (odoo %s)%s", timeout, plural(pending, "record"), held, odooWord(st), slow)
+}
+
+// flushNextAttempt is when a flush's Odoo is asked next, in whole seconds:
+// at the agent's next attempt (agentSeconds), or sooner, when the flush
+// asks the agent to try (untilKick; flush asks every 1, 2, 4 … 30 s while
+// Odoo is not online) — not the agent's backoff alone (the operator probe:
+// "next attempt in 10s", and the next try a second later).
+func flushNextAttempt(agentSeconds float64, untilKick time.Duration) time.Duration {
+	wait := min(time.Duration(agentSeconds*float64(time.Second)), untilKick)
+	return time.Duration(math.Ceil(wait.Seconds())) * time.Second
 }
 
 // restartNote says that settings a reload found changed wait for a restart

@@ -368,6 +368,20 @@ func TestStatusHeldForARemovedMachine(t *testing.T) {
 // While the agent waits for writes it sent before to settle, Odoo is not
 // asked: a flush line says so rather than "offline" (a technician then
 // checks the WAN while Odoo is fine).
+// flush's line says when Odoo is asked next: its own ask to the agent when
+// that comes before the agent's backoff, which it cuts short.
+func TestFlushNextAttemptCountsItsOwnAsk(t *testing.T) {
+	for _, tc := range []struct {
+		agent float64
+		kick  time.Duration
+		want  time.Duration
+	}{{10, 1200 * time.Millisecond, 2 * time.Second}, {10, 500 * time.Millisecond, time.Second}, {3, 16 * time.Second, 3 * time.Second}, {0.2, 4 * time.Second, time.Second}} {
+		if got := flushNextAttempt(tc.agent, tc.kick); got != tc.want {
+			t.Errorf("agent in %gs, flush asks in %s: %s, want %s", tc.agent, tc.kick, got, tc.want)
+		}
+	}
+}
+
 func TestFlushLineWhileWritesSettle(t *testing.T) {
 	st := agent.Status{Odoo: agent.OdooStatus{State: "offline", SettleSeconds: 80}}
 	if w := odooWord(st); w != "not asked yet (writes sent before may still commit)" {
