@@ -18,26 +18,10 @@ import (
 // is made once a run), until the file is moved aside.
 func TestRestoredBufferFileSendsNothingInLaterRounds(t *testing.T) {
 	t.Parallel()
-	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	ra := p.startAgent()
-	m := p.machines[0]
-	p.produce(m, 5, 2)
-	p.waitExact(ra, 15*time.Second)
-	ra.stopNow(t)
-	restore := p.backupBuffer()
-	ra = p.startAgentWith(false)
-	p.produce(m, 3, 2) // booked from the file the backup does not know
-	p.waitExact(ra, 15*time.Second)
-	ra.stopNow(t)
-	restore()
-	scrap := func() (n float64) {
-		for _, s := range p.odoo.Scraps() {
-			n += s.Qty
-		}
-		return n
-	}
+	p, m, _ := restoredBufferFile(t)
+	scrap := p.scrapTotal
 
-	ra = p.startAgentWith(false)
+	ra := p.startAgentWith(false)
 	defer ra.stopNow(t)
 	p.produce(m, 1, 1)
 	waitFor(t, 15*time.Second, "the restored file refused", func() (bool, string) {
@@ -227,27 +211,11 @@ func TestRefusedWriteDeadLettersOnlyItsMachinesCounts(t *testing.T) {
 // (the bot may not read external ids) gives up the check for the run.
 func TestRestoreCheckFailingForAMomentIsMadeAgain(t *testing.T) {
 	t.Parallel()
-	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	ra := p.startAgent()
-	m := p.machines[0]
-	p.produce(m, 5, 2)
-	p.waitExact(ra, 15*time.Second)
-	ra.stopNow(t)
-	restore := p.backupBuffer()
-	ra = p.startAgentWith(false)
-	p.produce(m, 3, 2) // booked from the file the backup does not know
-	p.waitExact(ra, 15*time.Second)
-	ra.stopNow(t)
-	restore()
-	scrap := func() (n float64) {
-		for _, s := range p.odoo.Scraps() {
-			n += s.Qty
-		}
-		return n
-	}
+	p, m, _ := restoredBufferFile(t)
+	scrap := p.scrapTotal
 
 	p.odoo.FailNextCall("ir.model.data", "search_read", 1, odootest.FaultDatabaseDown)
-	ra = p.startAgentWith(false)
+	ra := p.startAgentWith(false)
 	defer ra.stopNow(t)
 	p.produce(m, 1, 1)
 	waitFor(t, 20*time.Second, "the restored file refused", func() (bool, string) {

@@ -2308,7 +2308,13 @@ func TestMachineBackFromAnotherBoxIsNoRestore(t *testing.T) {
 	}
 }
 
-func testRestoredBufferFileSendsNothing(t *testing.T) {
+// restoredBufferFile makes a plant whose press-1 booked 5 pieces and 2
+// scrap, its buffer file then copied, 3 and 2 more booked from the file the
+// copy does not know, and the copy put back with the agent stopped: a
+// buffer file older than what Odoo has. It returns the plant, press-1 and
+// the file's path.
+func restoredBufferFile(t *testing.T) (*plant, *simMachine, string) {
+	t.Helper()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
@@ -2320,18 +2326,25 @@ func testRestoredBufferFileSendsNothing(t *testing.T) {
 	p.produce(m, 3, 2) // booked from the file the backup does not know
 	p.waitExact(ra, 15*time.Second)
 	ra.stopNow(t)
-	path := restore()
-	scrap := func() (n float64) {
-		for _, s := range p.odoo.Scraps() {
-			n += s.Qty
-		}
-		return n
+	return p, m, restore()
+}
+
+// scrapTotal is the scrap in Odoo, all scraps of the plant.
+func (p *plant) scrapTotal() (n float64) {
+	for _, s := range p.odoo.Scraps() {
+		n += s.Qty
 	}
+	return n
+}
+
+func testRestoredBufferFileSendsNothing(t *testing.T) {
+	p, m, path := restoredBufferFile(t)
+	scrap := p.scrapTotal
 	if got := scrap(); got != 4 {
 		t.Fatalf("scrap before the restore: %g, want 4", got)
 	}
 
-	ra = p.startAgentWith(false)
+	ra := p.startAgentWith(false)
 	p.produce(m, 1, 1)
 	waitFor(t, 15*time.Second, "the restored file refused", func() (bool, string) {
 		st := ra.a.Status()
