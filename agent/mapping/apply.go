@@ -1089,6 +1089,16 @@ func (m *Mapper) applyRunning(ms *MachineState, x extracted) ([]Event, bool) {
 		// all the same (taken as live, it opened a stop at a stored time).
 		return m.applyHistorical(ms, x)
 	}
+	if x.historical && x.srcTime && x.t.Equal(ms.RunningTime) {
+		// Stamped at the current run state's time: a BIRTH stamps a value
+		// with the time it last changed, so the stored run that ended a
+		// stored stop has the BIRTH's time when it was the last change
+		// (the edge node stores the run and sends the BIRTH the same
+		// millisecond). It is the history's, not a current value: taken
+		// as live it changed nothing, and the stored stop before it was
+		// left without its run (no line).
+		return m.applyHistorical(ms, x)
+	}
 	stale, back := staleState(x, ms.RunningTime)
 	if stale && x.watch != 0 {
 		if p := ms.RunPending; p != nil && p.Watch == x.watch && !x.t.Before(p.Time) {

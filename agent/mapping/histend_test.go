@@ -1,6 +1,10 @@
 package mapping
 
-import "testing"
+import (
+	"fmt"
+	"slices"
+	"testing"
+)
 
 // The press stops at 1 (code J), live; the edge node loses the broker at 2.
 // Meanwhile the press runs at 4 (its code cleared), stops at 6 (code M) and
@@ -192,5 +196,45 @@ func TestSparkplugHistoricalRunEndsTheBirthsStopBegunAtABirth(t *testing.T) {
 			Event{Kind: EventRunning, Start: at(4), End: at(10), Historical: true},
 			Event{Kind: EventRunning, Start: at(10), End: at(20)},
 			Event{Kind: EventEndStored, Start: at(10), End: at(15), BookedEnd: at(20)})
+	}
+}
+
+// A BIRTH stamps a value with the time it last changed (Ignition), and an
+// edge node that stores a run and then sends its BIRTH within a
+// millisecond (the soak's) gives it the stored run's time too: the run
+// that ended a stop stored while the broker was away has the time of the
+// BIRTH's run state. It ends that stop all the same: the stop is a line of
+// its own, with its stored reason. Before, that run was taken as a live
+// value (not older than the current run state), changing nothing, and the
+// stored stop was left without its run: no line (a 60-minute soak lost one
+// so). With block_workcenter too, and across restarts.
+func TestSparkplugHistoricalRunStampedAtTheBirthsTimeEndsItsStop(t *testing.T) {
+	run, code, stored := spRun, spCode, spStored
+	for _, block := range []bool{false, true} {
+		// The BIRTH at 10 stamps the run state with its last change (8),
+		// or (the soak's) with the time the run was stored (10).
+		for _, ranAt := range []float64{8, 10} {
+			spSteps(t, block, func(h *spHist, step func(func())) {
+				step(func() { h.send(0, run(true, 0), code("", 0)) })
+				step(func() { h.birth(10, run(true, ranAt), code("", ranAt)) })
+				step(func() {
+					h.send(10, stored(code("J", 2)), stored(run(false, 2)), stored(run(true, 3)), stored(code("", 3)))
+				})
+				step(func() { h.send(10, stored(code("J", 5)), stored(run(false, 5))) })
+				step(func() { h.send(10, stored(run(true, ranAt)), stored(code("", ranAt))) })
+				step(func() { h.send(12, code("J", 12), run(false, 12)) })
+				step(func() { h.send(13, run(true, 13), code("", 13)) })
+			}, func(t *testing.T, got []string, all []Event) {
+				want := []string{"12..13", "2..3", "5.." + fmt.Sprint(ranAt)}
+				if !slices.Equal(got, want) {
+					t.Errorf("block %v, run at %v: lines %v, want %v (events %+v)", block, ranAt, got, want, all)
+				}
+				for _, e := range all {
+					if e.Kind == EventRunning && e.Historical && e.Reason != "J" {
+						t.Errorf("block %v, run at %v: stored stop %v..%v with reason %q, want J", block, ranAt, e.Start, e.End, e.Reason)
+					}
+				}
+			})
+		}
 	}
 }
