@@ -141,10 +141,9 @@ type Agent struct {
 	lastSample map[string]time.Time
 	// countFed is when each machine last got a good_count value of its
 	// own (not a stored, historical one), and runSince since when it is
-	// shown running (its first value since this start, when it was
-	// running before), both under stateMu: a machine that runs with a
-	// counter that brings nothing — a topic or field mistyped — shows it
-	// (quietCounter).
+	// shown running (unset for a machine running since before this start),
+	// both under stateMu: a machine that runs with a counter that brings
+	// nothing — a topic or field mistyped — shows it (quietCounters).
 	countFed, runSince map[string]time.Time
 	// shownRunning is each machine's run state as of the last commit: what
 	// status shows, so that a stop shown is one a flush finds in the
