@@ -234,13 +234,7 @@ func TestRestoreCheckFailingForAMomentIsMadeAgain(t *testing.T) {
 // agent does not take its file for a restored one, and books on.
 func TestLineStampedAheadOfThisClockIsNoRestore(t *testing.T) {
 	t.Parallel()
-	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	ra := p.startAgent()
-	m := p.machines[0]
-	p.produce(m, 5, 0)
-	p.stop(m, "JAM")
-	p.run(m)
-	p.waitLines(1)
+	p, ra, m := oneStopBooked(t)
 	ra.stopNow(t)
 	line := p.odoo.Productivity()[0]
 	s := time.Now().Add(time.Hour).UTC().Truncate(time.Second)

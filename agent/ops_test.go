@@ -2167,18 +2167,26 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 	})
 }
 
-// stopBookedSinceACopy runs a plant of one press that books a stop, copies
-// its buffer file, books another stop and stops the agent: restore puts the
-// copy back and returns the buffer file's path.
-func stopBookedSinceACopy(t *testing.T) (p *plant, restore func() string) {
+// oneStopBooked runs a plant of one press that makes 5 pieces and books a
+// stop: its line is in Odoo when it returns, the agent running.
+func oneStopBooked(t *testing.T) (*plant, *runningAgent, *simMachine) {
 	t.Helper()
-	p = newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.produce(m, 5, 0)
 	p.stop(m, "JAM")
 	p.run(m)
 	p.waitLines(1)
+	return p, ra, m
+}
+
+// stopBookedSinceACopy runs a plant of one press that books a stop, copies
+// its buffer file, books another stop and stops the agent: restore puts the
+// copy back and returns the buffer file's path.
+func stopBookedSinceACopy(t *testing.T) (p *plant, restore func() string) {
+	t.Helper()
+	p, ra, m := oneStopBooked(t)
 	ra.stopNow(t)
 	restore = p.backupBuffer()
 	ra = p.startAgentWith(false)
