@@ -1688,20 +1688,29 @@ func TestEndToEndWorkOrderFinishedDuringTheWrite(t *testing.T) {
 // one: that is not its count. 20 through op1, then 15 through op2: op2
 // (and the order) show 15, not 35.
 func TestEndToEndNextOperationOfOneOrder(t *testing.T) {
-	p := newPlant(t, plantOptions{version: 18, machines: []string{"press-1"}})
-	ra := p.startAgent()
-	m := p.machines[0]
-	op1 := p.woIDs["press-1"]
-	op2 := p.odoo.AddWorkorder(p.odoo.Workorder(op1).ProductionID, p.wcIDs["press-1"], "WO press-1 op2", "ready")
-	p.produce(m, 20, 0)
-	p.waitExactQty(ra, "press-1", 20)
-	p.odoo.SetWorkorderState(op1, "done")
-	p.odoo.SetWorkorderState(op2, "progress")
+	p, _, m, _, op2 := nextOperation(t, 18)
 	p.produce(m, 15, 0)
 	waitFor(t, 15*time.Second, "op2's count", func() (bool, string) {
 		q := p.odoo.Workorder(op2).QtyProducing
 		return q == 15, fmt.Sprintf("op2 qty_producing %v", q)
 	})
+}
+
+// nextOperation runs a plant of one press on Odoo version whose order has
+// a second operation (op2) on the same work center: 20 pieces are counted
+// through op1, then op1 is done and op2 in progress.
+func nextOperation(t *testing.T, version int) (p *plant, ra *runningAgent, m *simMachine, op1, op2 int64) {
+	t.Helper()
+	p = newPlant(t, plantOptions{version: version, machines: []string{"press-1"}})
+	ra = p.startAgent()
+	m = p.machines[0]
+	op1 = p.woIDs["press-1"]
+	op2 = p.odoo.AddWorkorder(p.odoo.Workorder(op1).ProductionID, p.wcIDs["press-1"], "WO press-1 op2", "ready")
+	p.produce(m, 20, 0)
+	p.waitExactQty(ra, "press-1", 20)
+	p.odoo.SetWorkorderState(op1, "done")
+	p.odoo.SetWorkorderState(op2, "progress")
+	return p, ra, m, op1, op2
 }
 
 // What a planner should know is logged: pieces stamped just before the

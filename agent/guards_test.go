@@ -75,16 +75,8 @@ func TestQuantityWriteOnAMissingWorkOrderKeepsItsCounts(t *testing.T) {
 // where qty_producing is the order's and holds the last operation's count.
 func TestNextOperationOnOdoo19CountsOnFromItsOwnQuantity(t *testing.T) {
 	t.Parallel()
-	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
-	ra := p.startAgent()
+	p, ra, m, op1, op2 := nextOperation(t, 19)
 	defer ra.stopNow(t)
-	m := p.machines[0]
-	op1 := p.woIDs["press-1"]
-	op2 := p.odoo.AddWorkorder(p.odoo.Workorder(op1).ProductionID, p.wcIDs["press-1"], "WO press-1 op2", "ready")
-	p.produce(m, 20, 0)
-	p.waitExactQty(ra, "press-1", 20)
-	p.odoo.SetWorkorderState(op1, "done")
-	p.odoo.SetWorkorderState(op2, "progress")
 	p.adminCall("mrp.workorder", "write", []any{[]any{op2}, map[string]any{"qty_produced": 5}}, nil)
 	p.produce(m, 15, 0)
 	waitFor(t, 15*time.Second, "op2's count", func() (bool, string) {
