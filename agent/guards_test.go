@@ -252,24 +252,11 @@ func TestLineStampedAheadOfThisClockIsNoRestore(t *testing.T) {
 // the next start back).
 func TestStopDuringARoundSendsNoFurtherWrite(t *testing.T) {
 	t.Parallel()
-	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3"}})
-	ra := p.startAgent()
-	for _, m := range p.machines {
-		p.produce(m, 10, 0)
-	}
-	p.waitExact(ra, 20*time.Second)
-	writes := p.odoo.CallCount("mrp.workorder", "write")
-	inWrite := p.slowWrites()
-	for _, m := range p.machines {
-		p.produce(m, 5, 0)
-	}
-	waitInWrite(t, inWrite)
-	ra.stopNow(t)
-	p.odoo.BeforeCall(nil)
+	p, writes := stoppedDuringAWrite(t)
 	if n := p.odoo.CallCount("mrp.workorder", "write") - writes; n != 1 {
 		t.Errorf("%d quantity writes sent during the round the stop came in, want 1 (the one in progress)", n)
 	}
-	ra = p.startAgentWith(false)
+	ra := p.startAgentWith(false)
 	defer ra.stopNow(t)
 	p.waitExact(ra, 20*time.Second)
 }

@@ -2692,17 +2692,19 @@ func TestStopLetsAWriteInProgressFinish(t *testing.T) {
 	}
 }
 
-// A stop during a round's first quantity write: the round's other writes
-// are not sent, and their in-flight marks go back as they were — one left
-// read as a write in doubt (the fifth self-probe: the stopped status named
-// a write Odoo never saw, and a switch warned of pieces "in both").
-func TestStopLeavesNoMarkOfAWriteNotSent(t *testing.T) {
+// stoppedDuringAWrite runs three presses that count 10 pieces each, then 5
+// more each, and stops the agent while Odoo holds the round's first
+// quantity write. It returns the plant and the quantity writes Odoo had
+// before that round.
+func stoppedDuringAWrite(t *testing.T) (*plant, int) {
+	t.Helper()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3"}})
 	ra := p.startAgent()
 	for _, m := range p.machines {
 		p.produce(m, 10, 0)
 	}
 	p.waitExact(ra, 20*time.Second)
+	writes := p.odoo.CallCount("mrp.workorder", "write")
 	inWrite := p.slowWrites()
 	for _, m := range p.machines {
 		p.produce(m, 5, 0)
@@ -2710,12 +2712,21 @@ func TestStopLeavesNoMarkOfAWriteNotSent(t *testing.T) {
 	waitInWrite(t, inWrite)
 	ra.stopNow(t)
 	p.odoo.BeforeCall(nil)
+	return p, writes
+}
+
+// A stop during a round's first quantity write: the round's other writes
+// are not sent, and their in-flight marks go back as they were — one left
+// read as a write in doubt (the fifth self-probe: the stopped status named
+// a write Odoo never saw, and a switch warned of pieces "in both").
+func TestStopLeavesNoMarkOfAWriteNotSent(t *testing.T) {
+	p, _ := stoppedDuringAWrite(t)
 	for _, ms := range p.offlineStatus().Machines {
 		if strings.Contains(ms.Error, "got no answer") {
 			t.Errorf("%s: %s", ms.ID, ms.Error)
 		}
 	}
-	ra = p.startAgentWith(false)
+	ra := p.startAgentWith(false)
 	p.waitExact(ra, 20*time.Second)
 }
 
