@@ -273,13 +273,7 @@ func TestSparkplugHistoricalRunEndsTheStopAStoppedBirthFoundThenARunningBirth(t 
 func TestSparkplugHistoricalStopIntoTheBirthRunStoredAfterItsEnd(t *testing.T) {
 	run, at, stored := spRun, spAt, spStored
 	for _, open := range []bool{false, true} {
-		h := newSPHist(t)
-		h.send(0, run(true, 0))
-		h.birth(10, run(false, 10))
-		if open {
-			h.st.Machines["p1"].LineOpened = true // as the agent does for block_workcenter
-		}
-		h.send(10, stored(run(false, 4)))
+		h := stopFromStoredAtBirth(t, open)
 		h.send(15, run(true, 15))
 		h.got()
 		h.restart()
@@ -306,13 +300,7 @@ func TestSparkplugHistoricalStopIntoTheBirthRunStoredAfterItsEnd(t *testing.T) {
 func TestSparkplugHistoricalRunEndsTheStopAStoppedBirthFoundGoingOnFromAStoredStop(t *testing.T) {
 	run, at, stored := spRun, spAt, spStored
 	for _, open := range []bool{false, true} {
-		h := newSPHist(t)
-		h.send(0, run(true, 0))
-		h.birth(10, run(false, 10))
-		if open {
-			h.st.Machines["p1"].LineOpened = true // as the agent does for block_workcenter
-		}
-		h.send(10, stored(run(false, 4)))
+		h := stopFromStoredAtBirth(t, open)
 		h.birth(20, run(false, 20))
 		h.restart()
 		h.send(20, stored(run(true, 14)), stored(run(false, 16)))

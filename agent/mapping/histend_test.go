@@ -166,6 +166,23 @@ func TestSparkplugHistoricalRunEndsTheBirthsStopAfterALiveStop(t *testing.T) {
 		Event{Kind: EventRunning, Start: at(4), End: at(5), Historical: true})
 }
 
+// stopFromStoredAtBirth is a press running at 0, a BIRTH at 10 that finds
+// it stopped, and that outage's history: a stored stop at 4, the stop the
+// BIRTH began going on from it. With open, the BIRTH's stop opened its line
+// (as the agent does for block_workcenter).
+func stopFromStoredAtBirth(t *testing.T, open bool) *spHist {
+	t.Helper()
+	run, stored := spRun, spStored
+	h := newSPHist(t)
+	h.send(0, run(true, 0))
+	h.birth(10, run(false, 10))
+	if open {
+		h.st.Machines["p1"].LineOpened = true
+	}
+	h.send(10, stored(run(false, 4)))
+	return h
+}
+
 // A stop a BIRTH began, going on from a stored stop (at 4: its line from
 // 4), ended by the BIRTH after the next outage (at 20): that outage's
 // stored run (15) ends it. With block_workcenter the BIRTH's stop opened a
@@ -174,13 +191,7 @@ func TestSparkplugHistoricalRunEndsTheBirthsStopAfterALiveStop(t *testing.T) {
 func TestSparkplugHistoricalRunEndsTheBirthsStopBegunAtABirth(t *testing.T) {
 	run, at, stored := spRun, spAt, spStored
 	for _, open := range []bool{false, true} {
-		h := newSPHist(t)
-		h.send(0, run(true, 0))
-		h.birth(10, run(false, 10))
-		if open {
-			h.st.Machines["p1"].LineOpened = true // as the agent does for block_workcenter
-		}
-		h.send(10, stored(run(false, 4)))
+		h := stopFromStoredAtBirth(t, open)
 		h.restart()
 		h.birth(20, run(true, 20))
 		h.send(20, stored(run(true, 15)))
