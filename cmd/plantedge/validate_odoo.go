@@ -316,6 +316,10 @@ func neededRights(cfg *config.Config) []odooRight {
 		"give the user a group of its own whose one access right is read on Model Data (ir.model.data): Odoo gives it to no standard group but Administration / Access Rights, which may give itself any right"})
 }
 
+// botGroups names the rights the agent does need, as the README's bot
+// user has them (said beside a right it never uses).
+const botGroups = "the agent needs only Manufacturing / User and a group of its own reading Model Data (the README's bot user)"
+
 // overRights are rights the agent never uses whose holder may do far more
 // than it needs: with one of them the bot user's key is worth more to an
 // attacker than it should be. Each one's group, in the order checked.
@@ -325,8 +329,8 @@ var overRights = []struct {
 	// by it): not said again of an administrator.
 	settings bool
 }{
-	{"ir.config_parameter", odoo.OpWrite, "has administrator rights (it may change system parameters); the agent needs only Manufacturing / User and a group of its own reading Model Data (the README's bot user): give it a user of its own without Administration rights", false},
-	{"res.groups", odoo.OpWrite, "has Administration / Access Rights (it may change groups, and so give itself any right); the agent needs only Manufacturing / User and a group of its own reading Model Data (the README's bot user): take Access Rights away", true},
+	{"ir.config_parameter", odoo.OpWrite, "has administrator rights (it may change system parameters); " + botGroups + ": give it a user of its own without Administration rights", false},
+	{"res.groups", odoo.OpWrite, "has Administration / Access Rights (it may change groups, and so give itself any right); " + botGroups + ": take Access Rights away", true},
 	{"mrp.workcenter", odoo.OpWrite, "is a Manufacturing / Administrator (it may change work centers, loss reasons and bills of materials); the agent needs only Manufacturing / User: give it that instead", false},
 }
 
