@@ -253,12 +253,10 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		// A good sample whose values could not be used (a payload not
 		// read, the field missing) does not count as one: last_sample_age
 		// would show a machine fed while its counters stand still.
-		for _, id := range a.state.Fed() {
-			a.lastSample[id] = received
-		}
-		for _, k := range a.state.FedSignals() {
-			if k.Signal == mapping.GoodCount {
-				a.countFed[k.Machine] = received
+		for _, fed := range a.state.FedSignals() {
+			a.lastSample[fed.Machine] = received
+			if fed.Signal == mapping.GoodCount {
+				a.countFed[fed.Machine] = received
 			}
 		}
 		if (len(a.state.Absent) > 0 || len(a.state.TimeAbsent) > 0) && s.Kind == connectors.KindMQTT {

@@ -91,7 +91,7 @@ type extracted struct {
 //     from a stale answer (see applyRunning). A stop whose end is stamped
 //     before its start lasts as long as the agent saw it (see endStop).
 func (m *Mapper) Apply(st *State, s connectors.Sample) (events []Event, changed []string, err error) {
-	st.fed, st.fedSignals = st.fed[:0], st.fedSignals[:0]
+	st.fedSignals = st.fedSignals[:0]
 	if s.Kind == connectors.KindMQTT {
 		if t, cert, ok := m.sparkplugTopic(s.Source, s.Address); ok {
 			if cert {
@@ -145,9 +145,6 @@ func (m *Mapper) applyExtracted(st *State, s connectors.Sample, xs []extracted, 
 			}
 		}
 		xs = rest
-		if slices.ContainsFunc(mine, func(x extracted) bool { return !x.historical }) {
-			st.fed = append(st.fed, machine)
-		}
 		for _, x := range mine {
 			if !x.historical {
 				st.fedSignals = append(st.fedSignals, SignalKey{Machine: machine, Signal: x.b.signal})

@@ -565,20 +565,15 @@ type State struct {
 	TimeAbsent map[SignalKey]*Absence
 	// Sparkplug is what the Sparkplug B messages told (nil until one came).
 	Sparkplug *SparkplugState
-	// fed are the machines the last sample applied gave a usable value of
-	// their own now (not only stored, historical ones); fedSignals the
-	// signals it gave them.
-	fed        []string
+	// fedSignals are the signals the last sample applied gave a usable
+	// value of their own now (not stored, historical ones).
 	fedSignals []SignalKey
 }
 
-// Fed returns the machines the last sample applied (Mapper.Apply) gave a
-// usable value now — a payload that could not be read, a field missing, a
-// value that is not a number give none. Valid until the next Apply.
-func (st *State) Fed() []string { return st.fed }
-
-// FedSignals returns the signals the last sample applied gave a usable value
-// now, as Fed their machines. Valid until the next Apply.
+// FedSignals returns the signals, with their machines, the last sample
+// applied (Mapper.Apply) gave a usable value now — a payload that could not
+// be read, a field missing, a value that is not a number give none. Valid
+// until the next Apply.
 func (st *State) FedSignals() []SignalKey { return st.fedSignals }
 
 // SignalKey names one signal of one machine.
