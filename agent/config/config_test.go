@@ -1705,3 +1705,51 @@ t.yaml:17:5: machines[0].workcenter: duplicate key (already set at line 16)`
 		t.Errorf("got:\n%v\nwant:\n%s", err, want)
 	}
 }
+
+// An anchor name defined again takes effect from there on: each alias
+// takes the last definition before it, never a later one (YAML 1.2, 3.2.2.2).
+func TestAliasTakesTheLastAnchorBeforeIt(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(base)
+	for i := 2; i <= 4; i++ {
+		fmt.Fprintf(&b, "  - id: &a m%d\n    workcenter: *a\n    good_count: { opcua: { server: plc, node: \"ns=2;s=M%d.Good\" } }\n", i, i)
+	}
+	b.WriteString("  - id: m5\n    workcenter: *a\n    good_count: { opcua: { server: plc, node: \"ns=2;s=M5.Good\" } }\n")
+	c, err := Parse("a.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range c.Machines[1:] {
+		got = append(got, m.ID+"@"+m.Workcenter)
+	}
+	if want := "m2@m2 m3@m3 m4@m4 m5@m4"; strings.Join(got, " ") != want {
+		t.Errorf("machines = %s, want %s", strings.Join(got, " "), want)
+	}
+}
+
+// BenchmarkParseAnchorRedefined checks a file of 6,000 machines, each
+// defining the anchor &a again and using it: against the same file
+// without anchors, the look-up of the anchor before each alias must not
+// make the check quadratic (it scanned every definition for each alias).
+func BenchmarkParseAnchorRedefined(b *testing.B) {
+	for _, anchors := range []bool{false, true} {
+		var sb strings.Builder
+		sb.WriteString(base)
+		for i := 2; i <= 6000; i++ {
+			id, wc := fmt.Sprintf("m%d", i), fmt.Sprintf("m%d", i)
+			if anchors {
+				id, wc = "&a "+id, "*a"
+			}
+			fmt.Fprintf(&sb, "  - id: %s\n    workcenter: %s\n    good_count: { opcua: { server: plc, node: \"ns=2;s=M%d.Good\" } }\n", id, wc, i)
+		}
+		data := []byte(sb.String())
+		b.Run(fmt.Sprintf("anchors=%t", anchors), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := Parse("a.yaml", data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
