@@ -29,7 +29,7 @@ bench: ## run the benchmarks exactly as the README's table quotes them
 	$(GO) test -run '^$$' -bench BrowseNodeOPCUA -benchtime 1x -count 3 ./connectors/opcua/
 	$(GO) test -run '^$$' -bench 'Browse$$' -benchtime 1x -count 3 ./connectors/opcua/
 	$(GO) test -run '^$$' -bench Apply -benchtime 200000x ./agent/mapping/
-	$(GO) test -run '^$$' -bench SparkplugBirths -benchtime 3x ./agent/mapping/
+	$(GO) test -run '^$$' -bench SparkplugBirths -benchtime 3x -count 3 ./agent/mapping/
 	$(GO) test -run '^$$' -bench ParseAnchorRedefined -benchtime 3x -count 2 ./agent/config/
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./odoo/
 
