@@ -506,6 +506,10 @@ func TestStatusShowsTheDrain(t *testing.T) {
 			DowntimeClaimed: 2000, CountRecords: 914211, Loads: 10, LoadsSent: 6, RecordsLeft: 1200}},
 			"Drain     backlog going to Odoo, time left known once the first round's count writes show their pace; round 31 under way for 6s: " +
 				"downtime lines, 6 of 10 loads sent (2000 stop/run records taken), the counts of 914211 records in flight (acknowledged at the round's end)\n"},
+		{"first round, downtime only", &agent.DrainStatus{DowntimeLeft: 3000, RoundsLeft: 2, Round: &agent.DrainRound{Number: 4, Seconds: 3, Phase: "downtime",
+			DowntimeClaimed: 2000, Loads: 10, LoadsSent: 2, RecordsLeft: 400}},
+			"Drain     backlog going to Odoo, time left known once the first round ends (it sends downtime lines only: no count writes to pace it); round 4 under way for 3s: " +
+				"downtime lines, 2 of 10 loads sent (2000 stop/run records taken)\n"},
 		{"first round, its writes", &agent.DrainStatus{RoundSeconds: f(95.4), ETASeconds: f(78), Round: &agent.DrainRound{Number: 31, Seconds: 17, Phase: "counts",
 			DowntimeClaimed: 2000, CountRecords: 914211, Loads: 10, LoadsSent: 10, Writes: 100, WritesSent: 12}},
 			"Drain     backlog going to Odoo, about 1m18s left (this round, 1m35s a round); round 31 under way for 17s: " +
@@ -523,6 +527,14 @@ func TestStatusShowsTheDrain(t *testing.T) {
 		if tc.want == "" && strings.Contains(s, "Drain") || tc.want != "" && !strings.Contains(s, tc.want) {
 			t.Errorf("%s: want %q in\n%s", tc.name, tc.want, s)
 		}
+	}
+	// A backlog of downtime records only: flush's verdict says what its
+	// time left waits on (it said "count writes", which the round has none
+	// of: the operator review).
+	dt := agent.Status{Odoo: agent.OdooStatus{State: "online"}, Buffer: agent.BufferStatus{Lanes: map[string]agent.LaneStatus{"events": {Pending: 5000}}},
+		Drain: &agent.DrainStatus{DowntimeLeft: 3000, RoundsLeft: 2, Round: &agent.DrainRound{Phase: "downtime", DowntimeClaimed: 2000, Loads: 10}}}
+	if msg := notDrained(time.Minute, 5000, dt); !strings.HasSuffix(msg, "the drain goes on: time left known once the first round ends (it sends downtime lines only: no count writes to pace it)") {
+		t.Errorf("flush's verdict during a drain of downtime records only: %s", msg)
 	}
 	st := agent.Status{Odoo: agent.OdooStatus{State: "online"}, Buffer: agent.BufferStatus{Lanes: map[string]agent.LaneStatus{"events": {Pending: 12}}},
 		Drain: &agent.DrainStatus{RoundSeconds: f(60), ETASeconds: f(45), Round: &agent.DrainRound{Phase: "counts"}}}
