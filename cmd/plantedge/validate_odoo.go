@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -55,6 +56,10 @@ func checkOdoo(ctx context.Context, cfg *config.Config, file string, w io.Writer
 		c.problem("%v (hint: set PLANTEDGE_ODOO_API_KEY, the systemd credential odoo-api-key, or odoo.api_key_file)", err)
 		return c.result()
 	}
+	if errors.Is(err, os.ErrPermission) {
+		c.keyUnreadable(cfg, err)
+		return c.result()
+	}
 	if err != nil {
 		c.problem("%v", err)
 		return c.result()
@@ -93,6 +98,31 @@ func checkOdoo(ctx context.Context, cfg *config.Config, file string, w io.Writer
 	fmt.Fprintf(w, "odoo: OK: %s, %s, %s\n", plural(nWC, "work center"),
 		plural(nLoss, "loss reason"), plural(nRights, "access right"))
 	return nil
+}
+
+// keyUnreadable explains an API key this user may not read (err): at
+// odoo.api_key_file when that is the file, with what to do — as root, run
+// as the agent is given its key; as root, the file's owner, mode or path
+// (status's words for the agent's own case).
+func (c *odooCheck) keyUnreadable(cfg *config.Config, err error) {
+	msg := fmt.Sprintf("%v: Odoo was not asked: this user may not read the API key", trimPrefix(err, "odoo client: "))
+	hint := "run it as root, as the agent gets its key: sudo plantedge validate --odoo; the packaged unit hands /etc/plantedge/odoo-api-key, " +
+		"root-only, to the service as the credential " + config.CredentialAPIKey
+	if os.Geteuid() == 0 {
+		msg = fmt.Sprintf("%v: Odoo was not asked: root may not read the API key", trimPrefix(err, "odoo client: "))
+		hint = "check the file's owner, mode and path, and what may deny root (a network file system, a security module)"
+	}
+	if _, ferr := config.ReadSecret(cfg.Odoo.APIKeyFile); cfg.Odoo.APIKeyFile != "" && errors.Is(ferr, os.ErrPermission) {
+		c.sourceCheck.problem("odoo.api_key_file", msg, hint)
+		return
+	}
+	// The systemd credential ($CREDENTIALS_DIRECTORY), no place in the file.
+	c.problem("%s (hint: %s)", msg, hint)
+}
+
+// trimPrefix is err's text without prefix.
+func trimPrefix(err error, prefix string) string {
+	return strings.TrimPrefix(err.Error(), prefix)
 }
 
 // connectProblem explains a failed Connect.

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -399,5 +402,67 @@ func TestValidateOdooWrongUsernameNamed(t *testing.T) {
 	if exitCode(err) != 1 || len(lines) != 1 || !strings.Contains(lines[0], `Odoo refused the API key of user "plantedge_bot"`) ||
 		!strings.Contains(lines[0], "is odoo.username the login of the user the key was made for?") {
 		t.Errorf("exit %d (%v):\n%s", exitCode(err), err, strings.Join(lines, "\n"))
+	}
+}
+
+// validate --odoo run by a user who may not read the API key file (the
+// packaged one is root-only, handed to the service as a credential): the
+// problem is at odoo.api_key_file's line:column and says to run it as root
+// (the operator review: "read secret …: permission denied" alone). Run as
+// user nobody, which the test can only be as root.
+func TestValidateOdooKeyUnreadableByThisUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run validate as user nobody")
+	}
+	o := newOdooSite(t, 17)
+	// The key root's only, the config and the binary readable by all.
+	keyFile := filepath.Join(o.dir, "key")
+	if err := os.WriteFile(keyFile, []byte(o.key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(o.dir, "plantedge.yaml")
+	y := fmt.Sprintf(`site: plant-2
+data_dir: %q
+odoo:
+  url: %q
+  database: odoo
+  username: plantedge-bot
+  api_key_file: %q
+mqtt:
+  - name: broker
+    url: tcp://127.0.0.1:1883
+    client_id: plantedge-test
+machines:
+%s`, filepath.Join(o.dir, "data"), o.url, keyFile, o.machines)
+	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{filepath.Dir(o.dir), o.dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(o.dir, "plantedge")
+	src, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join([]string{"validate", "--odoo", "-c", cfg}, "\x1f"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	_ = cmd.Run()
+	out := stdout.String()
+	want := "odoo: problem: " + o.at("7:17") + "odoo.api_key_file: read secret " + keyFile + ": permission denied: Odoo was not asked: this user may not read the API key " +
+		"(run it as root, as the agent gets its key: sudo plantedge validate --odoo; the packaged unit hands /etc/plantedge/odoo-api-key, root-only, to the service as the credential odoo-api-key)\n"
+	if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(out, want) {
+		t.Errorf("exit %d, want 1 and\n%s\nin:\n%s\nstderr:\n%s", cmd.ProcessState.ExitCode(), want, out, stderr.String())
+	}
+	if len(o.srv.Calls()) > 0 {
+		t.Errorf("Odoo was asked: %v", o.srv.Calls())
 	}
 }
