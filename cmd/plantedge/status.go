@@ -145,6 +145,17 @@ func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) 
 	return agent.OfflineStatus(cfg)
 }
 
+// keyFileUnreadable says that err, an API key file's read error, is one
+// of its owner, mode or path, not of what it holds.
+func keyFileUnreadable(err string) bool {
+	for _, s := range []string{"permission denied", "operation not permitted", "no such file or directory", "is a directory", "not a directory"} {
+		if strings.Contains(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // notThisAgent says that what answered at listen (err: not the agent's
 // answer) is not this configuration's agent, when no agent holds its buffer
 // file: another program on the port, where the agent, started, exits with
@@ -384,6 +395,12 @@ func printStatus(w io.Writer, st agent.Status) {
 				// Odoo refused nothing: the agent's user cannot read the
 				// key (the operator probe: read as a refused key).
 				hint = " (Odoo was not asked: the agent cannot read its API key — the file's owner, mode or path, see the error; the packaged unit hands /etc/plantedge/odoo-api-key, root-only, to the service as a credential; plantedge flush tries again now)"
+				if !keyFileUnreadable(o.LastError) {
+					// Read, and refused for what it holds (two lines,
+					// none, a control character): the error says which.
+					hint = " (Odoo was not asked: the agent's API key file holds no key it can send — see the error; with the packaged unit fix /etc/plantedge/odoo-api-key, " +
+						"then sudo systemctl restart plantedge: the unit copies it at the service's start)"
+				}
 			}
 		}
 		if o.NextAttemptSeconds > 0 {

@@ -106,6 +106,19 @@ func TestStatusSaysAnUnreadableKeyIsNotOdoosRefusal(t *testing.T) {
 	if s := out.String(); !strings.Contains(s, "Odoo was not asked: the agent cannot read its API key") || strings.Contains(s, "once a new API key is in place") {
 		t.Errorf("status:\n%s", s)
 	}
+	// A key file read, whose content the agent refuses (two lines, none, a
+	// control character): not its owner, mode or path (review 44: status
+	// sent the technician to the file's permissions).
+	for _, e := range []string{
+		"odoo client: read secret /etc/plantedge/odoo-api-key: the file holds 2 lines, a key or password is one: keep only it",
+		"odoo client: read secret /etc/plantedge/odoo-api-key: file is empty: no secret",
+	} {
+		out.Reset()
+		printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp", State: "auth_failed", LastError: e, NextAttemptSeconds: 10}})
+		if s := out.String(); !strings.Contains(s, "Odoo was not asked: the agent's API key file holds no key it can send") || strings.Contains(s, "owner, mode or path") {
+			t.Errorf("status:\n%s", s)
+		}
+	}
 }
 
 // With the agent stopped nobody asks Odoo: the human view does not call it
