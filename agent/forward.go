@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -642,6 +643,11 @@ func (f *forwarder) run(ctx context.Context) {
 				switch {
 				case errors.As(err, new(*restoredError)):
 					msg = "BUFFER FILE OLDER THAN ODOO: restored from a backup, or another box went on with a copy of it; nothing is sent (the error says what to do)"
+				case se != nil && errors.Is(err, fs.ErrPermission):
+					// Not the configuration's: the key file's (status's
+					// and validate --odoo's words).
+					msg = "Odoo was not asked: the agent cannot read its API key (the file's owner, mode or path: the error says; " +
+						"the packaged unit hands /etc/plantedge/odoo-api-key, root-only, to the service as the credential odoo-api-key); buffering and retrying with backoff"
 				case se != nil && !errors.As(err, new(*odoo.Error)):
 					msg = "cannot build the odoo client; buffering until the configuration is fixed"
 				case se != nil:

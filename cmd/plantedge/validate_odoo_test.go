@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
@@ -442,17 +443,7 @@ machines:
 			t.Fatal(err)
 		}
 	}
-	bin := filepath.Join(o.dir, "plantedge")
-	src, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-test.run=^$")
-	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join([]string{"validate", "--odoo", "-c", cfg}, "\x1f"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd := asNobody(t, o.dir, "validate", "--odoo", "-c", cfg)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	_ = cmd.Run()
@@ -464,5 +455,74 @@ machines:
 	}
 	if len(o.srv.Calls()) > 0 {
 		t.Errorf("Odoo was asked: %v", o.srv.Calls())
+	}
+}
+
+// asNobody is the command plantedge args run as user nobody: the test
+// binary, copied where nobody may run it (dir, which it makes 0755 with
+// its parent).
+func asNobody(t *testing.T, dir string, args ...string) *exec.Cmd {
+	t.Helper()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "plantedge")
+	src, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join(args, "\x1f"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	return cmd
+}
+
+// The agent run by a user who may not read its API key file logs what
+// status says (validate --odoo too): Odoo was not asked, the file's owner,
+// mode or path — not "until the configuration is fixed" (review 44).
+func TestRunSaysAnUnreadableKeyAsStatusDoes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run the agent as user nobody")
+	}
+	b := newBench(t, 17)
+	dir := filepath.Dir(b.cfgPath)
+	if err := os.Chmod(b.cfgPath, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(data, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	cmd := asNobody(t, dir, "run", "-c", b.cfgPath)
+	var logs syncBuffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	want := "Odoo was not asked: the agent cannot read its API key (the file's owner, mode or path"
+	waitUntil(t, 20*time.Second, "the log line", func() (bool, string) {
+		return strings.Contains(logs.String(), want), logs.String()
+	})
+	if l := logs.String(); strings.Contains(l, "until the configuration is fixed") {
+		t.Errorf("log:\n%s", l)
+	}
+	var out bytes.Buffer
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{State: "auth_failed", LastError: "odoo client: read secret k: permission denied", NextAttemptSeconds: 1}})
+	if !strings.Contains(out.String(), "Odoo was not asked: the agent cannot read its API key — the file's owner, mode or path") {
+		t.Errorf("status's words:\n%s", out.String())
 	}
 }
