@@ -639,18 +639,29 @@ func (c *APIClient) do(ctx context.Context, method, path string, out any) error 
 		return fmt.Errorf("%w: %s", ErrOtherSite, strings.TrimSpace(string(body)))
 	}
 	if resp.StatusCode != http.StatusOK {
-		msg := strings.TrimSpace(string(body))
-		if msg == "" {
-			return fmt.Errorf("agent: %s", resp.Status)
-		}
 		// The agent's own words (a request it refuses, Odoo not reached):
 		// not HTTP's ("502 Bad Gateway", the technician probe).
-		return fmt.Errorf("agent: %s", msg)
+		return &AnswerError{Status: resp.Status, ContentType: resp.Header.Get("Content-Type"), Body: strings.TrimSpace(string(body))}
 	}
 	if out != nil {
 		return json.Unmarshal(body, out)
 	}
 	return nil
+}
+
+// AnswerError is an answer at the agent's address other than 200 OK: the
+// agent's refusal in its own words, or another program's answer.
+type AnswerError struct {
+	Status      string // "404 Not Found"
+	ContentType string
+	Body        string // trimmed
+}
+
+func (e *AnswerError) Error() string {
+	if e.Body == "" {
+		return "agent: " + e.Status
+	}
+	return "agent: " + e.Body
 }
 
 // Status fetches the agent's status.

@@ -1156,4 +1156,57 @@ func TestAnotherProgramOnTheListenPort(t *testing.T) {
 	if exitCode(err) != 4 || !strings.Contains(err.Error(), "agent not running") || !strings.Contains(err.Error(), "another program on that port?") {
 		t.Errorf("flush: exit %d, %v\n%s", exitCode(err), err, out)
 	}
+	// A web server's page (review 44: status and flush printed its 13
+	// lines of HTML, up to 64 MiB of it): what it answered, in one line.
+	l2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := &http.Server{ReadHeaderTimeout: time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, "<!DOCTYPE HTML>\n<html lang=\"en\">\n<head><title>Error response</title></head>\n<body>\n<h1>Error response</h1>\n"+
+			strings.Repeat("<p>padding</p>\n", 500)+"</body>\n</html>\n")
+	})}
+	go web.Serve(l2)
+	t.Cleanup(func() { web.Close() })
+	b.editConfig(l.Addr().String(), l2.Addr().String())
+	for _, args := range [][]string{{"status", "-c", b.cfgPath}, {"flush", "-c", b.cfgPath, "--timeout", "5s"}} {
+		_, err = cli(t, args...)
+		if err == nil || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "padding") || len(err.Error()) > 600 ||
+			!strings.Contains(err.Error(), "it answered 404 Not Found (text/html)") || !strings.Contains(err.Error(), "another program on that port?") {
+			t.Errorf("%s, an HTML page answering: %v", args[0], err)
+		}
+	}
+}
+
+// The same, run by a user who may not look into data_dir (the packaged one
+// is plantedge's, 0750): status cannot tell from the buffer file's lock
+// whether an agent holds it, and said "agent running, status NOT KNOWN"
+// with the other program's answer (review 44), where root is told the
+// agent is not running. It says what answers, and to use sudo.
+func TestAnotherProgramOnTheListenPortAsAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run status as user nobody")
+	}
+	b := newBench(t, 17)
+	b.makeDataDir() // 0700 root: nobody may not look in
+	if err := os.Chmod(b.cfgPath, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: time.Second}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	b.editConfig(b.listen, l.Addr().String())
+	cmd := asNobody(t, filepath.Dir(b.cfgPath), "status", "-c", b.cfgPath)
+	out, _ := cmd.CombinedOutput()
+	s := string(out)
+	if cmd.ProcessState.ExitCode() != 1 || strings.Contains(s, "agent running") || !strings.Contains(s, "another program on that port?") ||
+		!strings.Contains(s, "sudo plantedge status") {
+		t.Errorf("status as nobody: exit %d\n%s", cmd.ProcessState.ExitCode(), s)
+	}
 }

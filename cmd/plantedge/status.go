@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -166,11 +168,50 @@ func notThisAgent(cfg *config.Config, err error) error {
 	if err == nil || errors.Is(err, agent.ErrNotRunning) || errors.Is(err, agent.ErrNoAccess) || errors.Is(err, agent.ErrOtherSite) {
 		return nil
 	}
-	if running, ierr := buffer.InUse(cfg.BufferPath()); ierr != nil || running {
+	running, ierr := buffer.InUse(cfg.BufferPath())
+	if running || ierr != nil && !errors.Is(ierr, os.ErrPermission) {
 		return nil
 	}
-	return fmt.Errorf("agent not running (no agent holds %s), and what answers at listen %s is not it (%v): another program on that port? "+
-		"The agent cannot listen there while it is taken", cfg.BufferPath(), cfg.Listen, err)
+	what := answered(err)
+	if ierr != nil {
+		// A user who may not look into data_dir (the packaged one is the
+		// service's, 0750) cannot tell from the file's lock: an agent of
+		// another version answering so is not ruled out (review 44: said
+		// "agent running" with the other program's page).
+		return fmt.Errorf("what answers at listen %s is not this agent (%s): another program on that port? The agent cannot listen there "+
+			"while it is taken; whether an agent holds %s this user may not see (%v): sudo plantedge status", cfg.Listen, what, cfg.BufferPath(), ierr)
+	}
+	return fmt.Errorf("agent not running (no agent holds %s), and what answers at listen %s is not it (%s): another program on that port? "+
+		"The agent cannot listen there while it is taken", cfg.BufferPath(), cfg.Listen, what)
+}
+
+// answered says in one short line what answered at listen (err): another
+// program's page would print whole (review 44: 13 lines of HTML, and up to
+// 64 MiB).
+func answered(err error) string {
+	var ae *agent.AnswerError
+	if !errors.As(err, &ae) {
+		return cut(oneLine(err.Error()), 200)
+	}
+	what := "it answered " + ae.Status
+	if ae.ContentType != "" {
+		what += " (" + strings.TrimSpace(strings.SplitN(ae.ContentType, ";", 2)[0]) + ")"
+	}
+	if ae.Body != "" && !strings.Contains(ae.Body, "\n") && !strings.HasPrefix(ae.Body, "<") {
+		what += ": " + cut(ae.Body, 120)
+	}
+	return what
+}
+
+// cut is s cut to n bytes at most, at a rune's start, with "…" when cut.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // bufferReadError is an error of a status read from the buffer file all
