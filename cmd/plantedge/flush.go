@@ -179,7 +179,11 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		}
 		next := calls // a countdown: not a reason to print another line
 		if st.Odoo.State != "online" && st.Odoo.NextAttemptSeconds > 0 {
-			next = fmt.Sprintf(" (next attempt in %s)", flushNextAttempt(st.Odoo.NextAttemptSeconds, max(time.Until(nextKick), o.interval)))
+			next = fmt.Sprintf(" (next attempt in %s)", flushNextAttempt(st.Odoo, max(time.Until(nextKick), o.interval)))
+			if st.Odoo.State == "auth_failed" {
+				next = fmt.Sprintf(" (next attempt in %s: a flush does not cut the wait after a refused key short, a new key it tries at once)",
+					flushNextAttempt(st.Odoo, 0))
+			}
 			if st.Odoo.RetryAfterSeconds > 0 {
 				next = fmt.Sprintf(" (next attempt in %s: Odoo asked to wait with Retry-After, which a flush does not cut short)",
 					time.Duration(math.Ceil(st.Odoo.NextAttemptSeconds))*time.Second)
@@ -371,8 +375,14 @@ func notDrained(timeout time.Duration, pending int, st agent.Status) string {
 // asks the agent to try (untilKick; flush asks every 1, 2, 4 … 30 s while
 // Odoo is not online) — not the agent's backoff alone (the operator probe:
 // "next attempt in 10s", and the next try a second later).
-func flushNextAttempt(agentSeconds float64, untilKick time.Duration) time.Duration {
-	wait := min(time.Duration(agentSeconds*float64(time.Second)), untilKick)
+//
+// After a refused key (auth_failed) the ask does not cut the agent's wait
+// short (Odoo's login lockout; a new key does): the agent's time alone.
+func flushNextAttempt(o agent.OdooStatus, untilKick time.Duration) time.Duration {
+	wait := time.Duration(o.NextAttemptSeconds * float64(time.Second))
+	if o.State != "auth_failed" {
+		wait = min(wait, untilKick)
+	}
 	return time.Duration(math.Ceil(wait.Seconds())) * time.Second
 }
 

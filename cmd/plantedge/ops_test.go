@@ -1210,3 +1210,25 @@ func TestAnotherProgramOnTheListenPortAsAnotherUser(t *testing.T) {
 		t.Errorf("status as nobody: exit %d\n%s", cmd.ProcessState.ExitCode(), s)
 	}
 }
+
+// A flush while Odoo refuses the key (auth_failed): the agent's wait is
+// not cut short by the flush's ask (Odoo's login lockout), and the
+// progress line gave the ask's time, "next attempt in 1s", while the
+// agent tried a minute later (review 44).
+func TestFlushAfterARefusedKeyGivesTheAgentsWait(t *testing.T) {
+	b := newBench(t, 17)
+	if err := os.WriteFile(filepath.Join(filepath.Dir(b.cfgPath), "odoo-api-key"), []byte("not-the-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.startAgent()
+	b.produce(5)
+	waitUntil(t, 20*time.Second, "the key refused", func() (bool, string) {
+		st := b.a.Status()
+		return st.Odoo.State == "auth_failed" && st.Buffer.Pending > 0, fmt.Sprintf("%+v", st.Odoo)
+	})
+	out, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "3s")
+	if exitCode(err) != 1 || strings.Contains(out, "(next attempt in 1s") || strings.Contains(out, "(next attempt in 2s") ||
+		!strings.Contains(out, ": a flush does not cut the wait after a refused key short, a new key it tries at once)") {
+		t.Errorf("flush: exit %d, %v\n%s", exitCode(err), err, out)
+	}
+}

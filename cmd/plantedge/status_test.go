@@ -389,9 +389,14 @@ func TestFlushNextAttemptCountsItsOwnAsk(t *testing.T) {
 		kick  time.Duration
 		want  time.Duration
 	}{{10, 1200 * time.Millisecond, 2 * time.Second}, {10, 500 * time.Millisecond, time.Second}, {3, 16 * time.Second, 3 * time.Second}, {0.2, 4 * time.Second, time.Second}} {
-		if got := flushNextAttempt(tc.agent, tc.kick); got != tc.want {
+		if got := flushNextAttempt(agent.OdooStatus{State: "offline", NextAttemptSeconds: tc.agent}, tc.kick); got != tc.want {
 			t.Errorf("agent in %gs, flush asks in %s: %s, want %s", tc.agent, tc.kick, got, tc.want)
 		}
+	}
+	// A refused key's wait (Odoo's login lockout) is not cut short by the
+	// flush's ask (review 44: "next attempt in 1s", the agent 57 s away).
+	if got := flushNextAttempt(agent.OdooStatus{State: "auth_failed", NextAttemptSeconds: 56.2}, time.Second); got != 57*time.Second {
+		t.Errorf("auth_failed, agent in 56.2s, flush asks in 1s: %s, want 57s", got)
 	}
 }
 
