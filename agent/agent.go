@@ -145,6 +145,10 @@ type Agent struct {
 	// both under stateMu: a machine that runs with a counter that brings
 	// nothing — a topic or field mistyped — shows it (quietCounters).
 	countFed, runSince map[string]time.Time
+	// countMapped is when a reload last gave each machine its good_count
+	// (added, or moved to another topic, node or field), under stateMu:
+	// its watch starts there, as at a start.
+	countMapped map[string]time.Time
 	// shownRunning is each machine's run state as of the last commit: what
 	// status shows, so that a stop shown is one a flush finds in the
 	// buffer (a.state runs ahead of it while a batch is being appended).
@@ -308,6 +312,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		lastSample:    map[string]time.Time{},
 		countFed:      map[string]time.Time{},
 		runSince:      map[string]time.Time{},
+		countMapped:   map[string]time.Time{},
 		shownRunning:  map[string]bool{},
 		reasonLog:     rateLogs{every: time.Hour, forgetLeftOut: true},
 		reasonBudget:  codeBudget{every: time.Hour, n: unmappedCodesLogged},
@@ -933,6 +938,17 @@ func (a *Agent) reload(ctx context.Context, path string) error {
 	a.log.Info("configuration reloaded", "file", path, "machines", len(next.Machines),
 		"added", strings.Join(added, ","), "removed", strings.Join(removed, ","), "signals_changed", strings.Join(changed, ","),
 		"settings_changed", strings.Join(settings, ","), "workcenter_changed", strings.Join(moved, ","))
+	now := time.Now()
+	a.stateMu.Lock()
+	for _, id := range added {
+		a.countMapped[id] = now
+	}
+	for _, c := range changed {
+		if id, ok := strings.CutSuffix(c, " good_count"); ok {
+			a.countMapped[id] = now
+		}
+	}
+	a.stateMu.Unlock()
 	for _, c := range rebased {
 		a.log.Info("a counter now reads another node, topic or field: where its first value there comes from another counter than the last one read, counting starts from it, pieces made since the last one's last value are not counted, and that first value is logged (\"a counter's first value from the node, topic or field it now reads\"); without that line (the same counter under a fixed name, or a mapping put back before a value came) it counts on",
 			"signal", c)

@@ -2357,6 +2357,47 @@ func TestRunningMachineWithAQuietCounterIsShown(t *testing.T) {
 	})
 }
 
+// A reload that gives a running machine a good_count (or moves it to
+// another topic, node or field) starts its watch anew, as a start does:
+// right after it the note said "no value for" the whole run so far (review
+// 44: 50 ms after the reload, a counter sent on change, not yet sent).
+func TestQuietCounterWatchStartsAtTheReloadThatMapsIt(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.countQuiet = 2 * time.Second
+	const counter = "    good_count: { mqtt: { broker: broker, topic: plant/press-1, field: good, timestamp_field: ts } }\n"
+	full := p.editConfig(counter, "")
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 1, 0)
+	waitFor(t, 10*time.Second, "press-1 running", func() (bool, string) {
+		ms := ra.a.Status().Machines[0]
+		return ms.State == "running", ms.State
+	})
+	time.Sleep(p.countQuiet + 500*time.Millisecond)
+	// Its count on a topic of its own, sent on change: none yet.
+	reloaded := time.Now()
+	p.writeConfig(strings.Replace(full, "topic: plant/press-1, field: good,", "topic: plant/press-1-count, field: good,", 1))
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	const quiet = "good_count: no value for"
+	waitFor(t, 10*time.Second, "press-1 running after the reload", func() (bool, string) {
+		p.produce(m, 0, 0) // its run state
+		ms := ra.a.Status().Machines[0]
+		if strings.Contains(ms.Error, quiet) && time.Since(reloaded) < p.countQuiet {
+			t.Fatalf("%s after the reload: %s", time.Since(reloaded).Round(time.Millisecond), ms.Error)
+		}
+		return ms.State == "running", ms.State
+	})
+	// And it is watched: nothing comes, the note comes.
+	waitFor(t, 20*time.Second, "the note", func() (bool, string) {
+		p.produce(m, 0, 0)
+		ms := ra.a.Status().Machines[0]
+		return strings.Contains(ms.Error, quiet), ms.State + ": " + ms.Error
+	})
+}
+
 // The count records of a machine taken out of the configuration wait for
 // it to come back; after the hold they go to the dead letters with the
 // reason, and the buffer drains (its oldest-record age no longer held up).

@@ -590,7 +590,8 @@ const countQuietAfter = 15 * time.Minute
 
 // quietCounters says, of each machine shown running whose good_count
 // brought no value of its own for CountQuietAfter while it ran (since
-// this start, since it began to run, or since its last value: the latest),
+// this start, since it began to run, since its last value, or since a
+// reload mapped its good_count anew: the latest),
 // how long: its pieces are not counted, and nothing else says so (the
 // operator probe: a counter topic mistyped, the machine's run state read
 // from another topic, shown running with a recent last value and no
@@ -603,7 +604,7 @@ func (a *Agent) quietCounters(cfg *config.Config, now time.Time) map[string]time
 			continue
 		}
 		since := a.started
-		for _, t := range []time.Time{a.runSince[m.ID], a.countFed[m.ID]} {
+		for _, t := range []time.Time{a.runSince[m.ID], a.countFed[m.ID], a.countMapped[m.ID]} {
 			if t.After(since) {
 				since = t
 			}
