@@ -421,6 +421,11 @@ func (f *forwarder) unmappedExpired(cfg *config.Config, id string) string {
 		id, time.Since(since).Round(time.Second))
 }
 
+// unmappedReason says that a dead letter's reason is unmappedExpired's.
+func unmappedReason(reason string) bool {
+	return strings.HasPrefix(reason, "machine ") && strings.Contains(reason, " is not in the configuration (for ")
+}
+
 // scanCounts walks the counts lane in chunks, up to seq upTo (0: all);
 // with mark it reads (marking records in flight, for acknowledging them),
 // otherwise it peeks.

@@ -2415,7 +2415,7 @@ func TestEndToEndRecordsOfARemovedMachineGoToTheDeadLetters(t *testing.T) {
 		st := ra.a.Status()
 		return st.Buffer.Pending >= 3, fmt.Sprintf("%d pending", st.Buffer.Pending)
 	})
-	p.dropLastMachine("press-2")
+	full := p.dropLastMachine("press-2")
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
 	}
@@ -2430,6 +2430,15 @@ func TestEndToEndRecordsOfARemovedMachineGoToTheDeadLetters(t *testing.T) {
 	}
 	if n := p.closedLines("press-2"); n != 1 {
 		t.Errorf("press-2's stop: %d downtime lines", n)
+	}
+	// Back in the configuration, its row names them as set aside while it
+	// was not there, to retry — not as pieces Odoo refused (review 44).
+	p.writeConfig(full)
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	if e := ra.a.Status().Machines[1].Error; strings.Contains(e, "Odoo refused") || !strings.Contains(e, "4 good pieces set aside while the machine was not in the configuration are in the dead letters") {
+		t.Errorf("press-2 back: %q", e)
 	}
 }
 

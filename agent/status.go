@@ -641,12 +641,17 @@ type pendingCount struct {
 	// deadCancelled: of deadGood, made on a work order cancelled before
 	// they reached Odoo (cancelledOrderReason).
 	deadCancelled float64
-	deadEvents    int       // downtime records in the dead letters (Odoo refused them)
-	records       int       // count records
-	events        int       // event records
-	eventsNoWC    int       // of which name no work center (older versions')
-	minSeq        uint64    // the lowest sequence number of its records
-	minTime       time.Time // the oldest time of its records
+	deadEvents    int // downtime records in the dead letters (Odoo refused them)
+	// deadUnmapped, deadEventsUnmapped: of deadGood and deadEvents, set
+	// aside while the machine was not in the configuration (Odoo refused
+	// nothing: deadletter retry once it is back).
+	deadUnmapped       float64
+	deadEventsUnmapped int
+	records            int       // count records
+	events             int       // event records
+	eventsNoWC         int       // of which name no work center (older versions')
+	minSeq             uint64    // the lowest sequence number of its records
+	minTime            time.Time // the oldest time of its records
 }
 
 // note keeps the lowest sequence number and the oldest time of a key's
@@ -855,6 +860,9 @@ func (a *Agent) scanPending() (map[string]pendingCount, error) {
 			if d.Record.Lane == buffer.LaneEvents && !d.Damaged {
 				pc := out[d.Record.Key]
 				pc.deadEvents++
+				if unmappedReason(d.Reason) {
+					pc.deadEventsUnmapped++
+				}
 				out[d.Record.Key] = pc
 				continue
 			}
@@ -867,6 +875,8 @@ func (a *Agent) scanPending() (map[string]pendingCount, error) {
 						pc.deadCancelled += c.Delta
 					case endedOrder(d.Reason):
 						pc.deadFinished += c.Delta
+					case unmappedReason(d.Reason):
+						pc.deadUnmapped += c.Delta
 					}
 					out[m] = pc
 				}
@@ -928,14 +938,31 @@ func joinNotes(notes ...string) string {
 // Odoo.
 func deadLetterNote(pc pendingCount) string {
 	var notes []string
-	if refused := pc.deadGood - pc.deadFinished - pc.deadCancelled; refused > 0 {
+	if refused := pc.deadGood - pc.deadFinished - pc.deadCancelled - pc.deadUnmapped; refused > 0 {
 		notes = append(notes, fmt.Sprintf("%v good pieces Odoo refused are in the dead letters, not in Odoo (plantedge deadletter list)", tidy(refused)))
 	}
-	switch {
-	case pc.deadEvents == 1:
+	switch n := pc.deadEvents - pc.deadEventsUnmapped; {
+	case n == 1:
 		notes = append(notes, "1 downtime record Odoo refused is in the dead letters, not in Odoo (plantedge deadletter list)")
-	case pc.deadEvents > 1:
-		notes = append(notes, fmt.Sprintf("%d downtime records Odoo refused are in the dead letters, not in Odoo (plantedge deadletter list)", pc.deadEvents))
+	case n > 1:
+		notes = append(notes, fmt.Sprintf("%d downtime records Odoo refused are in the dead letters, not in Odoo (plantedge deadletter list)", n))
+	}
+	// Set aside while the machine was out of the configuration (review 44:
+	// said to be refused by Odoo, which was never asked).
+	var aside []string
+	if pc.deadUnmapped > 0 {
+		aside = append(aside, fmt.Sprintf("%v good pieces", tidy(pc.deadUnmapped)))
+	}
+	if pc.deadEventsUnmapped > 0 {
+		rec := "downtime records"
+		if pc.deadEventsUnmapped == 1 {
+			rec = "downtime record"
+		}
+		aside = append(aside, fmt.Sprintf("%d %s", pc.deadEventsUnmapped, rec))
+	}
+	if len(aside) > 0 {
+		notes = append(notes, strings.Join(aside, " and ")+" set aside while the machine was not in the configuration are in the dead letters, not in Odoo "+
+			"(plantedge deadletter retry sends them, now that it is back)")
 	}
 	if pc.deadFinished > 0 {
 		// The probe of late values: status said Odoo refused them.
