@@ -114,7 +114,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		if nerr := notThisAgent(cfg, err); nerr != nil {
 			return cannotAsk(nerr)
 		}
-		return cannotAsk(err)
+		return cannotAsk(shortAnswer(err))
 	}
 	tty, width := false, 80
 	if f, ok := rawWriter(w).(*os.File); ok {

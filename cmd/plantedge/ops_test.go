@@ -1178,6 +1178,18 @@ func TestAnotherProgramOnTheListenPort(t *testing.T) {
 			t.Errorf("%s, an HTML page answering: %v", args[0], err)
 		}
 	}
+	// An agent holding the buffer file, started with another listen: the
+	// page is not printed whole either.
+	b.editConfig(l2.Addr().String(), b.listen)
+	b.startAgent()
+	b.editConfig(b.listen, l2.Addr().String())
+	for _, args := range [][]string{{"status", "-c", b.cfgPath}, {"flush", "-c", b.cfgPath, "--timeout", "5s"}} {
+		_, err = cli(t, args...)
+		if err == nil || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "padding") || len(err.Error()) > 600 ||
+			!strings.Contains(err.Error(), "it answered 404 Not Found (text/html)") {
+			t.Errorf("%s, an HTML page answering, an agent holding the file: %v", args[0], err)
+		}
+	}
 }
 
 // The same, run by a user who may not look into data_dir (the packaged one

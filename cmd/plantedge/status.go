@@ -139,7 +139,7 @@ func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) 
 		return agent.UnknownStatus(cfg, false), nerr
 	}
 	if !errors.Is(err, agent.ErrNotRunning) {
-		return agent.UnknownStatus(cfg, true), err
+		return agent.UnknownStatus(cfg, true), shortAnswer(err)
 	}
 	if err := notAnswering(cfg); err != nil {
 		return agent.UnknownStatus(cfg, true), err
@@ -183,6 +183,18 @@ func notThisAgent(cfg *config.Config, err error) error {
 	}
 	return fmt.Errorf("agent not running (no agent holds %s), and what answers at listen %s is not it (%s): another program on that port? "+
 		"The agent cannot listen there while it is taken", cfg.BufferPath(), cfg.Listen, what)
+}
+
+// shortAnswer is err, or, for an answer at listen that is no agent's words
+// (a page of several lines, HTML), what answered in one line (review 44:
+// printed whole with an agent holding the buffer file, one started with
+// another listen).
+func shortAnswer(err error) error {
+	var ae *agent.AnswerError
+	if !errors.As(err, &ae) || !strings.Contains(ae.Body, "\n") && !strings.HasPrefix(ae.Body, "<") && len(ae.Body) <= 300 {
+		return err
+	}
+	return fmt.Errorf("agent: %s, not in the agent's words: another program at listen (the agent holding the buffer file started with another listen?)", answered(err))
 }
 
 // answered says in one short line what answered at listen (err): another
