@@ -149,6 +149,10 @@ type Agent struct {
 	// (added, or moved to another topic, node or field), under stateMu:
 	// its watch starts there, as at a start.
 	countMapped map[string]time.Time
+	// countRan is how long each machine ran, in runs that ended, since its
+	// good_count's watch began (countWatch), under stateMu: a machine
+	// with short stops adds its runs up (quietCounters).
+	countRan map[string]time.Duration
 	// shownRunning is each machine's run state as of the last commit: what
 	// status shows, so that a stop shown is one a flush finds in the
 	// buffer (a.state runs ahead of it while a batch is being appended).
@@ -313,6 +317,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		countFed:      map[string]time.Time{},
 		runSince:      map[string]time.Time{},
 		countMapped:   map[string]time.Time{},
+		countRan:      map[string]time.Duration{},
 		shownRunning:  map[string]bool{},
 		reasonLog:     rateLogs{every: time.Hour, forgetLeftOut: true},
 		reasonBudget:  codeBudget{every: time.Hour, n: unmappedCodesLogged},
@@ -942,10 +947,12 @@ func (a *Agent) reload(ctx context.Context, path string) error {
 	a.stateMu.Lock()
 	for _, id := range added {
 		a.countMapped[id] = now
+		delete(a.countRan, id)
 	}
 	for _, c := range changed {
 		if id, ok := strings.CutSuffix(c, " good_count"); ok {
 			a.countMapped[id] = now
+			delete(a.countRan, id)
 		}
 	}
 	a.stateMu.Unlock()

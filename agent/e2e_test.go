@@ -2357,6 +2357,33 @@ func TestRunningMachineWithAQuietCounterIsShown(t *testing.T) {
 	})
 }
 
+// A machine with short stops (a press that jams every few minutes) whose
+// counter brings nothing: its running time adds up since the counter's
+// last value, not only since it last began to run — the watch started
+// anew at every run, and the note never came (review 44).
+func TestQuietCounterNotedThroughShortStops(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.countQuiet = 2 * time.Second
+	p.editConfig("good_count: { mqtt: { broker: broker, topic: plant/press-1,", "good_count: { mqtt: { broker: broker, topic: plant/press-1x,")
+	ra := p.startAgent()
+	m := p.machines[0]
+	const quiet = "good_count: no value for"
+	deadline := time.Now().Add(12 * time.Second)
+	for time.Now().Before(deadline) {
+		p.run(m)
+		for range 4 { // runs 1.2 s
+			time.Sleep(300 * time.Millisecond)
+			if ms := ra.a.Status().Machines[0]; ms.State == "running" && strings.Contains(ms.Error, quiet) {
+				return
+			}
+		}
+		p.stop(m, "JAM")
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Errorf("no note in 12 s of runs of 1.2 s with a counter that brings nothing: %q", ra.a.Status().Machines[0].Error)
+}
+
 // A reload that gives a running machine a good_count (or moves it to
 // another topic, node or field) starts its watch anew, as a start does:
 // right after it the note said "no value for" the whole run so far (review

@@ -257,6 +257,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			a.lastSample[fed.Machine] = received
 			if fed.Signal == mapping.GoodCount {
 				a.countFed[fed.Machine] = received
+				delete(a.countRan, fed.Machine)
 			}
 		}
 		if (len(a.state.Absent) > 0 || len(a.state.TimeAbsent) > 0) && s.Kind == connectors.KindMQTT {
@@ -826,11 +827,20 @@ func (a *Agent) showRunState(changed map[string]bool) {
 	}
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()
+	now := time.Now()
 	for id := range changed {
+		running := false
 		if ms := a.state.Machines[id]; ms != nil && ms.Running != nil {
-			if *ms.Running && !a.shownRunning[id] {
-				a.runSince[id] = time.Now()
-			}
+			running = *ms.Running
+		}
+		switch was := a.shownRunning[id]; {
+		case running && !was:
+			a.runSince[id] = now
+		case !running && was:
+			// The run's time counts on towards quietCounters' limit.
+			a.countRan[id] += max(0, now.Sub(a.ranFrom(id)))
+		}
+		if ms := a.state.Machines[id]; ms != nil && ms.Running != nil {
 			a.shownRunning[id] = *ms.Running
 		} else {
 			delete(a.shownRunning, id)

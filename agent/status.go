@@ -531,7 +531,7 @@ func (a *Agent) Status() Status {
 		var quietNote string
 		if q, ok := quiet[m.ID]; ok && ms.State == "running" && sourceState[refSource(m.GoodCount.SourceRef)] == string(connectors.StateConnected) {
 			// (A counter's source down is said on the source.)
-			quietNote = fmt.Sprintf("good_count: no value for %s while the machine runs, so no pieces are counted: its topic, field or node mistyped "+
+			quietNote = fmt.Sprintf("good_count: no value for %s of the machine running, so no pieces are counted: its topic, field or node mistyped "+
 				"(plantedge validate --mqtt / --opcua), or its publisher stopped? (or the machine runs without making pieces)", q.Round(time.Minute))
 		}
 		ms.Error = joinNotes(ms.Error, signalErrs[m.ID], quietNote, clockNote, drafts[m.ID], deadLetterNote(pending[m.ID]), inDoubt)
@@ -589,13 +589,13 @@ func refSource(r config.SourceRef) string {
 const countQuietAfter = 15 * time.Minute
 
 // quietCounters says, of each machine shown running whose good_count
-// brought no value of its own for CountQuietAfter while it ran (since
-// this start, since it began to run, since its last value, or since a
-// reload mapped its good_count anew: the latest),
-// how long: its pieces are not counted, and nothing else says so (the
-// operator probe: a counter topic mistyped, the machine's run state read
-// from another topic, shown running with a recent last value and no
-// error). Under stateMu.
+// brought no value of its own for CountQuietAfter of running (its runs
+// added up since the counter's watch began — this start, its last value,
+// or a reload that mapped it anew: countWatch — so that short stops do
+// not start it over; review 44), how long: its pieces are not counted,
+// and nothing else says so (the operator probe: a counter topic mistyped,
+// the machine's run state read from another topic, shown running with a
+// recent last value and no error). Under stateMu.
 func (a *Agent) quietCounters(cfg *config.Config, now time.Time) map[string]time.Duration {
 	after := cmp.Or(a.opts.CountQuietAfter, countQuietAfter)
 	var out map[string]time.Duration
@@ -603,13 +603,10 @@ func (a *Agent) quietCounters(cfg *config.Config, now time.Time) map[string]time
 		if m.GoodCount == nil || !a.shownRunning[m.ID] {
 			continue
 		}
-		since := a.started
-		for _, t := range []time.Time{a.runSince[m.ID], a.countFed[m.ID], a.countMapped[m.ID]} {
-			if t.After(since) {
-				since = t
-			}
+		if a.started.IsZero() {
+			continue
 		}
-		if q := now.Sub(since); !since.IsZero() && q >= after {
+		if q := a.countRan[m.ID] + max(0, now.Sub(a.ranFrom(m.ID))); q >= after {
 			if out == nil {
 				out = map[string]time.Duration{}
 			}
@@ -617,6 +614,29 @@ func (a *Agent) quietCounters(cfg *config.Config, now time.Time) map[string]time
 		}
 	}
 	return out
+}
+
+// countWatch is when the watch of machine id's good_count began: this
+// start, its last value, or a reload that mapped it anew (the latest).
+// Under stateMu.
+func (a *Agent) countWatch(id string) time.Time {
+	w := a.started
+	for _, t := range []time.Time{a.countFed[id], a.countMapped[id]} {
+		if t.After(w) {
+			w = t
+		}
+	}
+	return w
+}
+
+// ranFrom is since when machine id's run under way counts towards its
+// quiet counter: since it began to run, or its counter's watch began.
+// Under stateMu.
+func (a *Agent) ranFrom(id string) time.Time {
+	if w := a.countWatch(id); w.After(a.runSince[id]) {
+		return w
+	}
+	return a.runSince[id]
 }
 
 func (a *Agent) storedWorkOrder(id string) string {
