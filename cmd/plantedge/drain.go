@@ -28,10 +28,14 @@ func drainLine(d *agent.DrainStatus) string {
 // etaWords says the time left of a drain, or why it is not known yet.
 func etaWords(d *agent.DrainStatus) string {
 	if d.ETASeconds == nil || d.RoundSeconds == nil {
-		if r := d.Round; r != nil && r.Phase == "downtime" && r.CountRecords == 0 {
+		switch r := d.Round; {
+		case r != nil && r.Phase == "downtime" && r.CountRecords == 0:
 			// Nothing to pace it but its loads: a backlog of stops and
 			// runs only (the operator review: it said "count writes").
 			return "time left known once the first round ends (it sends downtime lines only: no count writes to pace it)"
+		case r != nil && r.Phase == "reading":
+			// Not known yet whether it has counts to write.
+			return "time left known once the first round's count writes show their pace, or once it ends if it has none"
 		}
 		return "time left known once the first round's count writes show their pace"
 	}

@@ -528,6 +528,9 @@ func TestStatusShowsTheDrain(t *testing.T) {
 			DowntimeClaimed: 2000, Loads: 10, LoadsSent: 2, RecordsLeft: 400}},
 			"Drain     backlog going to Odoo, time left known once the first round ends (it sends downtime lines only: no count writes to pace it); round 4 under way for 3s: " +
 				"downtime lines, 2 of 10 loads sent (2000 stop/run records taken)\n"},
+		{"first round, reading", &agent.DrainStatus{DowntimeLeft: 3000, RoundsLeft: 2, Round: &agent.DrainRound{Number: 4, Seconds: 1, Phase: "reading"}},
+			"Drain     backlog going to Odoo, time left known once the first round's count writes show their pace, or once it ends if it has none; round 4 under way for 1s: " +
+				"reading the buffer and the work orders in Odoo\n"},
 		{"first round, its writes", &agent.DrainStatus{RoundSeconds: f(95.4), ETASeconds: f(78), Round: &agent.DrainRound{Number: 31, Seconds: 17, Phase: "counts",
 			DowntimeClaimed: 2000, CountRecords: 914211, Loads: 10, LoadsSent: 10, Writes: 100, WritesSent: 12}},
 			"Drain     backlog going to Odoo, about 1m18s left (this round, 1m35s a round); round 31 under way for 17s: " +
