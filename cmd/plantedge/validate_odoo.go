@@ -146,7 +146,7 @@ func (c *odooCheck) connectProblem(cfg *config.Config, err error) {
 		}
 		// Odoo answers a login from a locked-out address like a wrong key.
 		c.problem("authentication failed: Odoo refused the API key%s for database %q (from %s): wrong, expired or revoked%s, "+
-			"or this address is locked out after 5 failed logins "+
+			"or this address is locked out after 10 failed logins (5 where base.login_cooldown_after was deleted) "+
 			"(hint: create a new key in Odoo under Preferences > Account Security and store it there; "+
 			"$PLANTEDGE_ODOO_API_KEY, when set, comes before the credential and api_key_file; "+
 			"if the key is right, wait a minute and try once: each failure restarts Odoo's 60 s lockout)", user, cfg.Odoo.Database, source, notHis)

@@ -362,7 +362,7 @@ func authFailed(o *odooSite, version int) string {
 		notHis = ", or not this user's (is odoo.username the login of the user the key was made for?)"
 	}
 	return `odoo: problem: authentication failed: Odoo refused the API key of user "plantedge-bot" for database "odoo" (from api_key_file ` +
-		filepath.Join(o.dir, "key") + `): wrong, expired or revoked` + notHis + `, or this address is locked out after 5 failed logins ` +
+		filepath.Join(o.dir, "key") + `): wrong, expired or revoked` + notHis + `, or this address is locked out after 10 failed logins (5 where base.login_cooldown_after was deleted) ` +
 		`(hint: create a new key in Odoo under Preferences > Account Security and store it there; $PLANTEDGE_ODOO_API_KEY, when set, ` +
 		`comes before the credential and api_key_file; if the key is right, wait a minute and try once: each failure restarts Odoo's 60 s lockout)`
 }
