@@ -643,7 +643,7 @@ func (f *forwarder) run(ctx context.Context) {
 				switch {
 				case errors.As(err, new(*restoredError)):
 					msg = "BUFFER FILE OLDER THAN ODOO: restored from a backup, or another box went on with a copy of it; nothing is sent (the error says what to do)"
-				case se != nil && errors.Is(err, fs.ErrPermission):
+				case se != nil && se.key && errors.Is(err, fs.ErrPermission):
 					// Not the configuration's: the key file's (status's
 					// and validate --odoo's words).
 					msg = "Odoo was not asked: the agent cannot read its API key (the file's owner, mode or path: the error says; " +
