@@ -181,8 +181,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		if st.Odoo.State != "online" && st.Odoo.NextAttemptSeconds > 0 {
 			next = fmt.Sprintf(" (next attempt in %s)", flushNextAttempt(st.Odoo, max(time.Until(nextKick), o.interval)))
 			if st.Odoo.State == "auth_failed" {
-				next = fmt.Sprintf(" (next attempt in %s: a flush does not cut the wait after a refused key short, a new key it tries at once)",
-					flushNextAttempt(st.Odoo, 0))
+				next = authWaitNote(st.Odoo)
 			}
 			if st.Odoo.RetryAfterSeconds > 0 {
 				next = fmt.Sprintf(" (next attempt in %s: Odoo asked to wait with Retry-After, which a flush does not cut short)",
@@ -384,6 +383,16 @@ func flushNextAttempt(o agent.OdooStatus, untilKick time.Duration) time.Duration
 		wait = min(wait, untilKick)
 	}
 	return time.Duration(math.Ceil(wait.Seconds())) * time.Second
+}
+
+// authWaitNote is flush's next attempt while the key is refused, or not
+// read: the agent's wait, which the flush's ask does not cut short.
+func authWaitNote(o agent.OdooStatus) string {
+	if strings.Contains(o.LastError, "read secret ") {
+		// Odoo refused nothing: a key the agent can read is tried at once.
+		return fmt.Sprintf(" (next attempt in %s: the agent cannot use its API key file; once it can, a flush tries it at once)", flushNextAttempt(o, 0))
+	}
+	return fmt.Sprintf(" (next attempt in %s: a flush does not cut the wait after a refused key short, a new key it tries at once)", flushNextAttempt(o, 0))
 }
 
 // restartNote says that settings a reload found changed wait for a restart

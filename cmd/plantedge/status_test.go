@@ -398,6 +398,11 @@ func TestFlushNextAttemptCountsItsOwnAsk(t *testing.T) {
 	if got := flushNextAttempt(agent.OdooStatus{State: "auth_failed", NextAttemptSeconds: 56.2}, time.Second); got != 57*time.Second {
 		t.Errorf("auth_failed, agent in 56.2s, flush asks in 1s: %s, want 57s", got)
 	}
+	// A key file the agent cannot read: no key was refused.
+	unread := agent.OdooStatus{State: "auth_failed", NextAttemptSeconds: 30, LastError: "odoo client: read secret /etc/plantedge/odoo-api-key: permission denied"}
+	if n := authWaitNote(unread); n != " (next attempt in 30s: the agent cannot use its API key file; once it can, a flush tries it at once)" {
+		t.Errorf("unreadable key: %q", n)
+	}
 }
 
 func TestFlushLineWhileWritesSettle(t *testing.T) {
