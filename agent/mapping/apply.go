@@ -1299,6 +1299,7 @@ func (m *Mapper) applyStoredOn(ms *MachineState, h *HistRun, x extracted) ([]Eve
 	if t := h.Tail; t != nil && !x.t.Before(t.End) {
 		h.Tail = nil // a later outage's
 	}
+	var pre []Event
 	if o := h.On; o != nil && !x.t.Before(o.Start) {
 		// From the start of the stop the BIRTH found on, the machine was
 		// stopped, whatever the history told before it, or from the stored
@@ -1309,10 +1310,11 @@ func (m *Mapper) applyStoredOn(ms *MachineState, h *HistRun, x extracted) ([]Eve
 		case !x.t.Before(o.End) || !o.Booked.IsZero() || ms.Running == nil || *ms.Running || !ms.StopStart.Equal(o.Start):
 			h.On = nil
 		case !intoBirthStop(ms, h):
+			pre = m.beforeLastStop(ms, h, x.b.machine)
 			h.Running, h.StopStart = false, time.Time{}
 		}
 		if h.On != nil && x.running {
-			evs := m.splitAtStoredRun(ms, h, x)
+			evs := append(pre, m.splitAtStoredRun(ms, h, x)...)
 			h.On = nil
 			h.Running, h.Time, h.StopStart = true, x.t, time.Time{}
 			return evs, true
@@ -1327,17 +1329,39 @@ func (m *Mapper) applyStoredOn(ms *MachineState, h *HistRun, x extracted) ([]Eve
 		if h.StopStart.IsZero() {
 			// The end of the stop the BIRTH's run state ended (lateEnd),
 			// or of one booked with the stop a BIRTH began (storedStart).
-			return m.lateEnd(ms, h, x), true
+			return append(pre, m.lateEnd(ms, h, x)...), true
 		}
 		start, end := notBooked(ms, h.StopStart, x.t)
 		h.StopStart = time.Time{}
 		if !start.Before(end) {
-			return nil, true
+			return pre, true
 		}
 		ev := m.storedLine(x.b.machine, x.t, start, end, h.Reason)
-		return []Event{ev}, true
+		return append(pre, ev), true
 	}
-	return nil, true
+	return pre, true
+}
+
+// beforeLastStop books, as the history reaches the stop a BIRTH found on
+// (h.On) from a stored stop begun before it whose run was not stored (an
+// earlier outage's, told in the same history), that stored stop when it
+// began before the machine's last ended stop, a stop a BIRTH began, and
+// not before the machine was last known running before that BIRTH
+// (LastStop.After): the machine was stopped from it to that stop's line.
+// Before, the stored stop was dropped there. One that began earlier is
+// not booked: a line booked between it and the last stop is not known
+// (notBooked knows the last stop only).
+func (m *Mapper) beforeLastStop(ms *MachineState, h *HistRun, machine string) []Event {
+	ls := ms.LastStop
+	if ls == nil || ls.After.IsZero() || h.Running || h.StopStart.IsZero() ||
+		h.StopStart.Before(ls.After) || !h.StopStart.Before(ls.Start) {
+		return nil
+	}
+	start, end := notBooked(ms, h.StopStart, ls.Start)
+	if !start.Equal(h.StopStart) || !start.Before(end) {
+		return nil // (within a booked stop)
+	}
+	return []Event{m.storedLine(machine, end, start, end, h.reasonOr(ls.Reason))}
 }
 
 // histFor returns ms.Hist for the historical value x, begun afresh when
@@ -1529,6 +1553,12 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 	after, prev := ms.StopAfter, ms.LastStop
 	evs := m.endAt(ms, x, back)
 	ev := evs[len(evs)-1]
+	if ls := ms.LastStop; ls != nil && atBirth && !after.IsZero() && ev.Start.Equal(from) && ls.Start.Equal(from) {
+		// A stop a BIRTH began, from that BIRTH: a stored stop of the
+		// outage before it, after the machine last ran, ran to it
+		// (beforeLastStop).
+		ls.After = after
+	}
 	if x.birth {
 		// The stop may have ended while the edge node was away: its stored
 		// run, if any, comes after the BIRTH (lateEnd).

@@ -642,7 +642,10 @@ type MachineState struct {
 	ReasonChanged time.Time `json:"reason_changed,omitzero"`
 	// LastStop is the machine's last stop that ended, when both its ends
 	// had source times: a reason stamped before its end that arrives after
-	// it is that stop's (EventReasonLate).
+	// it is that stop's (EventReasonLate). For a stop a BIRTH began, its
+	// line from that BIRTH, After is when the machine was last known
+	// running before that BIRTH (StopAfter): a stored stop from then on,
+	// its run not stored, ran to its start (beforeLastStop).
 	LastStop *EndedStop `json:"last_stop,omitempty"`
 	// Recent holds, per MQTT topic ("source topic") feeding the run state
 	// or the downtime reason, digests of its last messages (recentKept):
