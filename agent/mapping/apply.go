@@ -1206,28 +1206,51 @@ func (m *Mapper) tailLeft(ms *MachineState, x extracted) []Event {
 // once more (its end moved back past the stored stops between).
 func (m *Mapper) ranLeft(ms *MachineState, x extracted) []Event {
 	e, h := ms.EndAtBirth, ms.Hist
-	if e == nil || h == nil || h.From.IsZero() || !x.t.After(h.From) {
+	if h == nil || h.From.IsZero() || !x.t.After(h.From) {
 		return nil
+	}
+	var evs []Event
+	if rb := h.RanBefore; rb != nil {
+		h.RanBefore = nil
+		if e == nil || !e.Ran {
+			// A later BIRTH ended another stop since (EndAtBirth): the
+			// stored stop left after rb's run still runs to rb's end, and
+			// the later outage's first stored run before that end ends it
+			// there (HistRun.Left). Before, it was lost.
+			if ev, ok := m.leftAfterRun(ms, h, rb, x.b.machine); ok {
+				h.Left = &EndedStop{Start: ev.Start, End: ev.End, Reason: ev.Reason}
+				evs = append(evs, ev)
+			}
+		}
+	}
+	if e == nil {
+		return evs
 	}
 	if !e.Ran {
 		// The history is left in the stored stop a stop a BIRTH began goes
 		// on from: that part is a line of its own (storedPart), as the
 		// later outage's history is stopped from the BIRTH's stop.
 		if x.t.Before(e.End) {
-			return m.storedPart(ms, h, e, x.b.machine)
+			return append(evs, m.storedPart(ms, h, e, x.b.machine)...)
 		}
-		return nil
+		return evs
 	}
 	ms.EndAtBirth = nil
-	if h.Running || h.StopStart.IsZero() || !h.StopStart.After(e.Start) || !h.StopStart.Before(e.End) {
-		return nil
-	}
-	ev, ok := m.stoppedTo(ms, h, x.b.machine, e.End, e.Reason)
+	ev, ok := m.leftAfterRun(ms, h, e, x.b.machine)
 	if !ok {
-		return nil
+		return evs
 	}
 	ms.EndAtBirth = &EndedStop{Start: ev.Start, End: ev.End, Reason: ev.Reason}
-	return []Event{ev}
+	return append(evs, ev)
+}
+
+// leftAfterRun books the stored stop history h is left in, begun after the
+// stored run that ended e's line (Ran), to e's end (ranLeft).
+func (m *Mapper) leftAfterRun(ms *MachineState, h *HistRun, e *EndedStop, machine string) (Event, bool) {
+	if h.Running || h.StopStart.IsZero() || !h.StopStart.After(e.Start) || !h.StopStart.Before(e.End) {
+		return Event{}, false
+	}
+	return m.stoppedTo(ms, h, machine, e.End, e.Reason)
 }
 
 // applyStored is applyHistorical without the booking of the stored stop
@@ -1246,6 +1269,21 @@ func (m *Mapper) applyStored(ms *MachineState, x extracted) ([]Event, bool) {
 		h.On = nil
 	}
 	var part []Event
+	if l := h.Left; l != nil {
+		switch {
+		case !x.t.Before(l.End):
+			h.Left = nil
+		case x.running && x.t.After(l.Start):
+			// The first stored run of this history ends the stored stop
+			// an earlier one was left in, booked to a BIRTH (ranLeft).
+			h.Left = nil
+			ev := Event{Machine: x.b.machine, Kind: EventEndStored, Signal: Running, Time: x.t, Start: l.Start, End: x.t, BookedEnd: l.End, Reason: l.Reason}
+			if rb := m.reason[x.b.machine]; rb != nil {
+				ev.Loss, ev.LossDefaulted = rb.loss(l.Reason)
+			}
+			part = append(part, ev)
+		}
+	}
 	if e := h.Ended; e != nil && !x.t.Before(e.Start) {
 		// From the start of the stop the BIRTH ended, seen live, the
 		// machine was stopped, whatever the history told before it (an
@@ -1392,6 +1430,9 @@ func histFor(ms *MachineState, x extracted) (h *HistRun, changed bool) {
 			// The history of the outage the stop the BIRTH found on was
 			// open at (splitAtStoredRun).
 			next.On = o
+		}
+		if h != nil && h.Left != nil && x.t.Before(h.Left.End) {
+			next.Left = h.Left // (booked by ranLeft, as x came)
 		}
 		// (Stored values come oldest first: a first one later than that
 		// BIRTH is a later outage's, and that one will tell nothing more.)
@@ -1562,6 +1603,9 @@ func (m *Mapper) setRunning(ms *MachineState, x extracted, back time.Duration) (
 	if x.birth {
 		// The stop may have ended while the edge node was away: its stored
 		// run, if any, comes after the BIRTH (lateEnd).
+		if e := ms.EndAtBirth; e != nil && e.Ran && h != nil && !h.From.IsZero() {
+			h.RanBefore = e // (ranLeft)
+		}
 		ms.EndAtBirth = nil
 		if ls := ms.LastStop; ls != nil {
 			e := *ls

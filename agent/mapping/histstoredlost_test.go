@@ -5,6 +5,39 @@ import (
 	"testing"
 )
 
+// The press stops live at 1 and the edge node loses the broker; stored:
+// run 4, stop 6, run 7, stop 8. The BIRTH at 10 finds it stopped; the
+// flush stops after 4 and 6 (the stop is split at 4: 1..4, and the stop
+// begun at the BIRTH goes on from 6). Away again, the press runs at 15
+// (stored); the BIRTH at 20 says running (line 6..20). The flush sends the
+// run at 7 only (6..20 ends at 7: Ran) and the link drops again. The BIRTH
+// at 30 says stopped, the one at 40 running (line 30..40, the new
+// EndAtBirth). Only then come the stop at 8 and the run at 15: the press
+// was stopped 8..15. 7fab18d covered it with one line 1..20; before this
+// change the stored stop left after the run at 7 was lost (ranLeft looked
+// at EndAtBirth only, and the BIRTH at 40 had replaced it).
+func TestSparkplugHistoricalStoredStopLeftAfterARanLineThroughALaterBirthEndedStop(t *testing.T) {
+	run, stored := spRun, spStored
+	spSteps(t, false, func(h *spHist, step func(func())) {
+		step(func() { h.send(0, run(true, 0)) })
+		step(func() { h.send(1, run(false, 1)) })
+		step(func() { h.birth(10, run(false, 10)) })
+		step(func() { h.send(10, stored(run(true, 4))) })
+		step(func() { h.send(10, stored(run(false, 6))) })
+		step(func() { h.birth(20, run(true, 20)) })
+		step(func() { h.send(20, stored(run(true, 7))) })
+		step(func() { h.birth(30, run(false, 30)) })
+		step(func() { h.birth(40, run(true, 40)) })
+		step(func() { h.send(40, stored(run(false, 8))) })
+		step(func() { h.send(40, stored(run(true, 15))) })
+	}, func(t *testing.T, got []string, _ []Event) {
+		noOverlap(t, got)
+		if want := "[1..4 30..40 6..7 8..15]"; fmt.Sprint(got) != want {
+			t.Errorf("lines %v, want %v", got, want)
+		}
+	})
+}
+
 // The edge node stores a stop at 44 and reconnects: the BIRTH at 49 says
 // stopped (a stop begun there), the press runs live at 52.5 and stops live
 // at 60.5. Away again, it stores a run at 65 and a stop at 67.5; the BIRTH

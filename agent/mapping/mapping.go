@@ -723,6 +723,17 @@ type HistRun struct {
 	// after that run whose own run is not (yet) stored runs to its end
 	// (histTail).
 	Tail *EndedStop `json:"tail,omitempty"`
+	// RanBefore is the stop a BIRTH ended (MachineState.EndAtBirth) whose
+	// stored run came in this history (Ran), once a later BIRTH ended
+	// another stop (the new EndAtBirth) before this history went on to a
+	// later outage: the stored stop this history is left in after that
+	// run runs to its end all the same (ranLeft).
+	RanBefore *EndedStop `json:"ran_before,omitempty"`
+	// Left is that stored stop, as the history before this one booked it
+	// (ranLeft, to RanBefore's end): this history's first stored run
+	// before that end ends its line there (EventEndStored). Apart from
+	// HistRun.Ended, which holds the new EndAtBirth.
+	Left *EndedStop `json:"left,omitempty"`
 }
 
 // EndedStop is a stop that ended, and the reason it was booked with.
