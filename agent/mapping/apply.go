@@ -1260,6 +1260,28 @@ func (m *Mapper) applyStored(ms *MachineState, x extracted) ([]Event, bool) {
 	if x.t.Before(h.Time) {
 		return nil, ch // older than what the history told already
 	}
+	if l := h.Left; l != nil {
+		switch {
+		case !x.t.Before(l.End):
+			h.Left = nil
+		case !x.t.After(l.Start):
+		case !x.running:
+			// Within the stored stop an earlier history was left in,
+			// booked to l.End (ranLeft): still stopped, nothing new (a
+			// stop stored again is not a line of its own inside it).
+			h.Time = x.t
+			return nil, true
+		default:
+			// This history's first stored run ends that line there.
+			h.Left = nil
+			h.Running, h.Time, h.StopStart = true, x.t, time.Time{}
+			ev := Event{Machine: x.b.machine, Kind: EventEndStored, Signal: Running, Time: x.t, Start: l.Start, End: x.t, BookedEnd: l.End, Reason: l.Reason}
+			if rb := m.reason[x.b.machine]; rb != nil {
+				ev.Loss, ev.LossDefaulted = rb.loss(l.Reason)
+			}
+			return []Event{ev}, true
+		}
+	}
 	if o := h.On; o != nil && !o.Booked.IsZero() && !x.t.Before(o.Start) {
 		// The stop a BIRTH found on has ended since (setRunning), booked to
 		// o.Booked: its stored run, from here, ends its line (lateEnd).
@@ -1269,21 +1291,6 @@ func (m *Mapper) applyStored(ms *MachineState, x extracted) ([]Event, bool) {
 		h.On = nil
 	}
 	var part []Event
-	if l := h.Left; l != nil {
-		switch {
-		case !x.t.Before(l.End):
-			h.Left = nil
-		case x.running && x.t.After(l.Start):
-			// The first stored run of this history ends the stored stop
-			// an earlier one was left in, booked to a BIRTH (ranLeft).
-			h.Left = nil
-			ev := Event{Machine: x.b.machine, Kind: EventEndStored, Signal: Running, Time: x.t, Start: l.Start, End: x.t, BookedEnd: l.End, Reason: l.Reason}
-			if rb := m.reason[x.b.machine]; rb != nil {
-				ev.Loss, ev.LossDefaulted = rb.loss(l.Reason)
-			}
-			part = append(part, ev)
-		}
-	}
 	if e := h.Ended; e != nil && !x.t.Before(e.Start) {
 		// From the start of the stop the BIRTH ended, seen live, the
 		// machine was stopped, whatever the history told before it (an

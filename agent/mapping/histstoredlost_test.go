@@ -65,3 +65,28 @@ func TestSparkplugHistoricalStoredStopBeforeAStopFoundOnIsBookedAtTheSplit(t *te
 		}
 	})
 }
+
+// As above, but the later outage's history tells the stop again (stopped
+// at 12) before its run at 15: the press was stopped from 8 all along, and
+// the stop stored again is no line of its own inside 8..15.
+func TestSparkplugHistoricalStoredStopLeftAfterARanLineIsNotBookedAgainByAStopStoredAgain(t *testing.T) {
+	run, stored := spRun, spStored
+	spSteps(t, false, func(h *spHist, step func(func())) {
+		step(func() { h.send(0, run(true, 0)) })
+		step(func() { h.send(1, run(false, 1)) })
+		step(func() { h.birth(10, run(false, 10)) })
+		step(func() { h.send(10, stored(run(true, 4))) })
+		step(func() { h.send(10, stored(run(false, 6))) })
+		step(func() { h.birth(20, run(true, 20)) })
+		step(func() { h.send(20, stored(run(true, 7))) })
+		step(func() { h.birth(30, run(false, 30)) })
+		step(func() { h.birth(40, run(true, 40)) })
+		step(func() { h.send(40, stored(run(false, 8))) })
+		step(func() { h.send(45, stored(run(false, 12)), stored(run(true, 15))) })
+	}, func(t *testing.T, got []string, _ []Event) {
+		noOverlap(t, got)
+		if want := "[1..4 30..40 6..7 8..15]"; fmt.Sprint(got) != want {
+			t.Errorf("lines %v, want %v", got, want)
+		}
+	})
+}
