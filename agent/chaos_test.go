@@ -121,7 +121,7 @@ func chaosDrain(t *testing.T, cr crash) {
 	})
 	for i := 0; i < 20; i++ {
 		for _, m := range p.machines {
-			p.produce(m, int64(1+rng.IntN(5)), 0)
+			p.produce(m, int64(1+rng.IntN(5)), int64(rng.IntN(2)))
 		}
 		if i%7 == 3 {
 			p.stop(p.machines[i%3], "JAM")
@@ -144,7 +144,7 @@ func chaosDrain(t *testing.T, cr crash) {
 		// Machines keep working while the agent is dead; the broker queues
 		// for the persistent session.
 		for _, m := range p.machines {
-			p.produce(m, int64(rng.IntN(4)), 0)
+			p.produce(m, int64(rng.IntN(4)), int64(rng.IntN(2)))
 		}
 		if round == 5 {
 			p.stop(p.machines[1], "SETUP")
@@ -199,6 +199,22 @@ func chaosDrain(t *testing.T, cr crash) {
 	// And it stays exact: nothing arrives twice later.
 	time.Sleep(500 * time.Millisecond)
 	p.waitExact(nil, time.Second)
+	// Scrap too: booked through its outbox while the process dies and Odoo
+	// commits-then-drops, each piece once, each booking one stock move.
+	waitFor(t, 30*time.Second, "the scrap booked", func() (bool, string) {
+		var diffs []string
+		for _, m := range p.machines {
+			if got, want := p.scrapped(m.id), float64(m.scrap); got != want {
+				diffs = append(diffs, fmt.Sprintf("%s scrapped %v want %v", m.id, got, want))
+			}
+		}
+		return len(diffs) == 0, fmt.Sprint(diffs)
+	})
+	for _, s := range p.odoo.Scraps() {
+		if s.Moves > 1 || s.State != "done" {
+			t.Errorf("scrap %s: %v %s with %d stock moves", s.XMLID, s.Qty, s.State, s.Moves)
+		}
+	}
 	var xml = map[string]int{}
 	for _, l := range p.odoo.Productivity() {
 		xml[l.XMLID]++
