@@ -221,17 +221,23 @@ func (e *Error) Timeout() bool { return e.timeout }
 // answered: the request was sent and no answer came — the timeout passed,
 // the connection was reset or closed (by a proxy, a NAT or firewall
 // forgetting it, a WAN link dropping), or a proxy in front of Odoo gave up
-// waiting (504). Odoo runs such a request to its end (up to its request
-// limit), and may commit it after the caller has moved on. (A connection
-// reset because Odoo itself went down is in doubt too: that cannot be told
-// apart.)
+// waiting (504, or Cloudflare's 524). Odoo runs such a request to its end
+// (up to its request limit), and may commit it after the caller has moved
+// on. (A connection reset because Odoo itself went down is in doubt too:
+// that cannot be told apart.)
 func InDoubt(err error) bool {
 	var oe *Error
 	if !errors.As(err, &oe) {
 		return false
 	}
-	return oe.timedOut || oe.Status == http.StatusGatewayTimeout
+	return oe.timedOut || oe.Status == http.StatusGatewayTimeout || oe.Status == statusOriginTimeout
 }
+
+// statusOriginTimeout is Cloudflare's 524, "a timeout occurred": it had
+// sent the request to the origin (Odoo) and had no answer within its
+// timeout (100 s by default) — a proxy's 504 under another number, with
+// Odoo still running the call.
+const statusOriginTimeout = 524
 
 // IsTemporary reports whether err is worth retrying: a transient *Error, a
 // network error or a timeout.

@@ -189,6 +189,24 @@ func TestNotFoundPageIsNoMissingRecord(t *testing.T) {
 	}
 }
 
+// Cloudflare answers 524 when it reached Odoo and sent the request but had
+// no answer within its timeout (100 s): Odoo is still running the call, as
+// behind a proxy's 504 — in doubt. A 522 (no connection to Odoo was made)
+// is not.
+func TestCDNTimeoutPageIsInDoubt(t *testing.T) {
+	c := &Client{}
+	page := func(status int) *Error {
+		return c.statusError("mrp.workorder.write", &http.Response{StatusCode: status, Header: http.Header{}},
+			[]byte(fmt.Sprintf("<html><title>%d</title>cloudflare</html>", status)))
+	}
+	if e := page(524); !InDoubt(e) || !e.Temporary() {
+		t.Errorf("a CDN's 524: in doubt %v, temporary %v (Odoo may still run the call)", InDoubt(e), e.Temporary())
+	}
+	if e := page(522); InDoubt(e) || !e.Temporary() {
+		t.Errorf("a CDN's 522: in doubt %v, temporary %v (nothing reached Odoo)", InDoubt(e), e.Temporary())
+	}
+}
+
 // A 403 page comes from something in front of Odoo (a maintenance deny,
 // an address allow-list, a web firewall): Odoo's own 403 is JSON, and
 // JSON-RPC answers 200. Retried, not dead-lettered (the probe: a stop was

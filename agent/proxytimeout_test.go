@@ -1,0 +1,105 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// gaveUpProxy stands in front of Odoo like a CDN or a load balancer with a
+// shorter timeout than the agent's: it sends each request on, and when Odoo
+// has not answered within wait it answers status with a page of its own —
+// while Odoo goes on with the request, and commits it, answering no one.
+func gaveUpProxy(t *testing.T, target string, wait time.Duration, status int) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		req, err := http.NewRequestWithContext(context.WithoutCancel(r.Context()), r.Method, target+r.URL.RequestURI(), bytes.NewReader(body))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		req.Header = r.Header.Clone()
+		type answer struct {
+			resp *http.Response
+			body []byte
+			err  error
+		}
+		done := make(chan answer, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				done <- answer{err: err}
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			done <- answer{resp, b, err}
+		}()
+		select {
+		case a := <-done:
+			if a.err != nil {
+				http.Error(w, a.err.Error(), http.StatusBadGateway)
+				return
+			}
+			for k, v := range a.resp.Header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(a.resp.StatusCode)
+			_, _ = w.Write(a.body)
+		case <-time.After(wait):
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(status)
+			fmt.Fprintf(w, "<html><title>%d: A timeout occurred</title><body>The origin web server timed out responding to this request.</body></html>", status)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// A proxy in front of Odoo that gives up on a quantity write before Odoo
+// has committed it answers with a timeout page of its own: nginx, HAProxy
+// or an AWS load balancer a 504, Cloudflare a 524 ("the connection to the
+// origin web server was made, but the origin web server timed out before
+// responding"). Odoo still runs the write and commits it late; a write the
+// agent sends meanwhile (12) would be overwritten by it (8).
+func TestProxyTimeoutPageLeavesTheWriteInDoubt(t *testing.T) {
+	for _, status := range []int{http.StatusGatewayTimeout, 524} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			t.Parallel()
+			p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+			p.editConfig(p.odoo.URL(), gaveUpProxy(t, p.odoo.URL(), time.Second, status))
+			var writes atomic.Int32
+			var armed atomic.Bool
+			came, ran := make(chan struct{}), make(chan struct{})
+			p.odoo.BeforeCall(func(model, method string) {
+				if armed.Load() && model == "mrp.workorder" && method == "write" && writes.Add(1) == 1 {
+					close(came)
+					time.Sleep(2500 * time.Millisecond) // Odoo busy with it; it commits when done
+					time.AfterFunc(300*time.Millisecond, func() { close(ran) })
+				}
+			})
+			ra := p.startAgent()
+			m := p.machines[0]
+			p.produce(m, 5, 0)
+			p.waitExactQty(ra, "press-1", 5)
+			armed.Store(true)
+			p.produce(m, 3, 0) // written as 8, answered by the proxy after 1 s
+			waitClosed(t, came, "the write of 8")
+			time.Sleep(1200 * time.Millisecond) // the proxy has answered
+			p.produce(m, 4, 0)
+			waitClosed(t, ran, "the late commit of 8")
+			p.waitExactQty(ra, "press-1", 12)
+			time.Sleep(500 * time.Millisecond)
+			if q := p.qty("press-1"); q != 12 {
+				t.Errorf("quantity %v, want 12: the late 8 came over it", q)
+			}
+		})
+	}
+}
