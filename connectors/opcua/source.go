@@ -106,6 +106,9 @@ type Source struct {
 	state atomic.Value // connectors.State
 
 	unavailable []RefusedNode // nodes the session could not resolve (run goroutine only)
+	// lateTried is when resolveLate last read the namespace array (run
+	// goroutine only).
+	lateTried   time.Time
 	readRefused []RefusedNode // nodes the last poll's reads refused (run goroutine only)
 	// onRead, when set, sees each value readIdx reads (run goroutine only).
 	onRead func(idx int, dv *ua.DataValue)
@@ -684,6 +687,7 @@ func (s *Source) poll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, d 
 		case <-until:
 			return nil
 		case <-t.C:
+			s.resolveLate(ctx, c, ids) // read from now on
 			s.readRefused = s.readRefused[:0]
 			if err := s.readAll(ctx, c, ids, false); err != nil {
 				return err
@@ -693,6 +697,53 @@ func (s *Source) poll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, d 
 			s.setRefused(append(slices.Clone(s.unavailable), s.readRefused...))
 		}
 	}
+}
+
+// lateEvery is how often, at most, a session with nodes it could not
+// resolve reads the server's namespace array again.
+const lateEvery = 5 * time.Second
+
+// resolveLate tries again the nodes the session could not resolve when it
+// began, with the server's namespace array read anew: a server restarted
+// takes sessions before its project has registered the plant's namespace
+// (still loading its address space), and its clock keeps the session alive,
+// so those nodes were not read until the next session — connected, no
+// data (PEERS complaint 5). It sets their ids and returns their indexes;
+// the rest stay in s.unavailable.
+func (s *Source) resolveLate(ctx context.Context, c *opcua.Client, ids []*ua.NodeID) []uint32 {
+	if len(s.unavailable) == 0 || time.Since(s.lateTried) < lateEvery {
+		return nil
+	}
+	s.lateTried = time.Now()
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	err := c.UpdateNamespaces(rctx)
+	cancel()
+	if err != nil {
+		s.log.Debug("namespace array not read again", "err", err)
+		return nil
+	}
+	meant := meantIndexes(s.nodes, s.cfg.Pins)
+	var now []uint32
+	var still []RefusedNode
+	for i, n := range s.nodes {
+		if ids[i] != nil {
+			continue
+		}
+		nid, moved, err := n.pinned(c.Namespaces(), s.cfg.Pins, meant)
+		if err != nil {
+			still = append(still, RefusedNode{Node: n.addr, Status: err.Error()})
+			continue
+		}
+		ids[i] = nid
+		now = append(now, uint32(i))
+		if moved != "" {
+			s.log.Info("node available now: the server has its namespace", "node", n.addr, "namespace", moved)
+		} else {
+			s.log.Info("node available now: the server has its namespace", "node", n.addr)
+		}
+	}
+	s.unavailable = still
+	return now
 }
 
 // subscribe monitors all nodes plus the server time in one subscription and
@@ -878,6 +929,11 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 			// so are those it had no room for, but only once a minute: they
 			// are polled meanwhile, and a PLC at its limit need not be asked
 			// again every few seconds.
+			if late := s.resolveLate(ctx, c, ids); len(late) > 0 {
+				pending = append(pending, late...)
+				live = append(live, late...)
+				showRefused()
+			}
 			try := pending
 			again := len(polled) > 0 && time.Since(polledTried) >= s.pollRetry()
 			if again {
