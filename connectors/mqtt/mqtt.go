@@ -580,10 +580,12 @@ func (s *Source) serve(ctx context.Context, sess *session, bo *connectors.Backof
 					s.log.Warn("mqtt connection lost soon after connecting", "err", err, "up", up.Round(time.Millisecond))
 					s.setErr(fmt.Errorf("%w (lost %s after connecting)", err, up.Round(time.Millisecond)))
 				} else {
-					s.log.Warn("mqtt connection lost right after connecting, again and again: another client is probably using this client_id (a broker keeps one session per client id and drops the other)",
+					// A broker restarting again and again (crash-looping)
+					// looks the same from here: MQTT 3.1.1 says neither.
+					s.log.Warn("mqtt connection lost right after connecting, again and again: another client is probably using this client_id (a broker keeps one session per client id and drops the other), or the broker restarts again and again (its log says which)",
 						"err", err, "client_id", s.cfg.ClientID, "up", up.Round(time.Millisecond), "times", *shortLived)
 					// status shows it too: the source is "connected" most of the time.
-					s.setErr(fmt.Errorf("%w (lost %s after connecting, %d times in a row: another client using client_id %q?)", err, up.Round(time.Millisecond), *shortLived, s.cfg.ClientID))
+					s.setErr(fmt.Errorf("%w (lost %s after connecting, %d times in a row: another client using client_id %q? or the broker restarting again and again?)", err, up.Round(time.Millisecond), *shortLived, s.cfg.ClientID))
 				}
 			}
 			// A lost connection is retried after a jittered delay so a

@@ -531,6 +531,28 @@ func TestBrokerLostOnceSoonAfterConnectingIsNotADuplicateClient(t *testing.T) {
 	}
 }
 
+// A broker that restarts again and again a few seconds apart (crash-looping
+// under systemd) drops the connection soon after each connect just as a
+// twin client would: the warning names both, not only the twin (the PEERS
+// audit: a Mosquitto restarted every 3 s was reported 40 times in a row as
+// "another client using client_id?", which sends a technician looking for
+// a second box).
+func TestBrokerRestartingAgainAndAgainIsNamedWithTheTwin(t *testing.T) {
+	url := startMochi(t, "tcp", nil, nil)
+	px := nettest.NewCrashProxy(t, strings.TrimPrefix(url, "tcp://"))
+	r := start(t, Config{URL: "tcp://" + px.Addr(), ClientID: "looping", Topics: []string{"t/1"},
+		BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond}, make(chanSink, 10))
+	waitConnected(t, r, 1)
+	for i := range kickedAfter + 1 {
+		px.Crash()
+		px.Restart()
+		waitConnected(t, r, uint64(i+2))
+	}
+	if e := r.Stats().LastError; !strings.Contains(e, "another client using client_id") || !strings.Contains(e, "the broker restarting") {
+		t.Errorf("last error %q: want both the twin client and the broker restarting named", e)
+	}
+}
+
 func TestTopicMatches(t *testing.T) {
 	for _, c := range []struct {
 		filter, topic string
