@@ -1369,6 +1369,58 @@ func TestEndToEndAStopIsNotQueuedBehindAnotherMachinesBacklog(t *testing.T) {
 	p.waitExact(ra, 60*time.Second)
 }
 
+// PEERS complaint 8 with the stop live: press-2 stops while press-1's
+// backlog of 2,100 stops (4,200 records, three rounds) drains into an Odoo
+// taking 300 ms a call. Its line goes with the next round, not after the
+// backlog: Odoo has it while press-1 still has records waiting. (The test
+// above queues press-2's stop before Odoo is back.)
+func TestEndToEndALiveStopIsNotQueuedBehindADrainingBacklog(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
+	// The emulator's load takes longer the more lines it holds (1.4 s for
+	// 200 at 2,800, on a busy machine more): with the test's 2 s timeout
+	// the loads would time out and wait the request limit, which is not
+	// what this test is about.
+	p.editConfig("  timeout: 2s\n  request_limit: 3s\n", "  timeout: 20s\n  request_limit: 25s\n")
+	ra := p.startAgent()
+	p.odoo.SetDown(true)
+	m := p.machines[0]
+	const stops = 2100
+	p.stopsStamped(m, stops, time.Now().Add(100*time.Millisecond))
+	m.mu.Lock()
+	m.stops += stops
+	m.mu.Unlock()
+	p.waitEventRecords(ra, 2*stops)
+	p.odoo.SetLatency(300 * time.Millisecond)
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	waitFor(t, 30*time.Second, "the drain under way", func() (bool, string) {
+		n := len(p.odoo.Productivity())
+		return n > 0, fmt.Sprintf("%d lines", n)
+	})
+	stopped := time.Now()
+	p.stop(p.machines[1], "SETUP")
+	var left int
+	waitFor(t, 60*time.Second, "press-2's line", func() (bool, string) {
+		for _, l := range p.odoo.Productivity() {
+			if l.WorkcenterID == p.wcIDs["press-2"] {
+				left = ra.a.Status().Buffer.Lanes["events"].Pending
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d lines", len(p.odoo.Productivity()))
+	})
+	t.Logf("press-2's line in Odoo %s after its stop, %d of press-1's records still waiting", time.Since(stopped).Round(time.Millisecond), left)
+	if left == 0 {
+		t.Errorf("press-2's stop reached Odoo only after press-1's backlog of %d records", 2*stops)
+	}
+	p.odoo.SetLatency(0)
+	p.run(p.machines[1])
+	p.produce(m, 2, 0)
+	p.produce(p.machines[1], 3, 0)
+	p.waitExact(ra, 120*time.Second)
+}
+
 // An outage's backlog of stops goes to Odoo in several loads a round, not
 // one: each round also books every machine's counts and scrap (the drain
 // probe: 2,129 lines of 100 machines took ten minutes at 200 a round). Five
