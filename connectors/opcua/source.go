@@ -711,7 +711,7 @@ const lateEvery = 5 * time.Second
 // data (PEERS complaint 5). It sets their ids and returns their indexes;
 // the rest stay in s.unavailable.
 func (s *Source) resolveLate(ctx context.Context, c *opcua.Client, ids []*ua.NodeID) []uint32 {
-	if len(s.unavailable) == 0 || time.Since(s.lateTried) < lateEvery {
+	if len(s.unavailable) == 0 || time.Since(s.lateTried) < lateEvery*9/10 { // (a ticker at lateEvery)
 		return nil
 	}
 	s.lateTried = time.Now()
@@ -874,6 +874,11 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 	defer check.Stop()
 	retry := time.NewTicker(max(s.cfg.HeartbeatTimeout/3, time.Second))
 	defer retry.Stop()
+	// Nodes the session could not resolve are tried every lateEvery, as
+	// the README says, not at the retry above (a third of the heartbeat
+	// timeout: every 10 s by default).
+	lateT := time.NewTicker(lateEvery)
+	defer lateT.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -923,17 +928,28 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 				s.update(func(st *Stats) { st.HeartbeatRebuilds++ })
 				return false, fmt.Errorf("%w: nothing for %s", ErrHeartbeat, s.cfg.HeartbeatTimeout)
 			}
+		case <-lateT.C:
+			late := s.resolveLate(ctx, c, ids)
+			if len(late) == 0 {
+				break
+			}
+			live = append(live, late...)
+			ref, err := s.monitor(ctx, sub, ids, late, false)
+			if err != nil {
+				return false, err
+			}
+			pending = append(pending, ref.retry...)
+			polled = append(polled, ref.poll...)
+			listed = append(listed, ref.refused...)
+			maps.Copy(items, ref.items)
+			s.setPolled(len(polled))
+			showRefused()
 		case <-retry.C:
 			// Nodes the server did not know yet (e.g. still loading its
 			// address space after a restart) are retried, not given up on;
 			// so are those it had no room for, but only once a minute: they
 			// are polled meanwhile, and a PLC at its limit need not be asked
 			// again every few seconds.
-			if late := s.resolveLate(ctx, c, ids); len(late) > 0 {
-				pending = append(pending, late...)
-				live = append(live, late...)
-				showRefused()
-			}
 			try := pending
 			again := len(polled) > 0 && time.Since(polledTried) >= s.pollRetry()
 			if again {
