@@ -67,10 +67,12 @@ func gaveUpProxy(t *testing.T, target string, wait time.Duration, status int) st
 // has committed it answers with a timeout page of its own: nginx, HAProxy
 // or an AWS load balancer a 504, Cloudflare a 524 ("the connection to the
 // origin web server was made, but the origin web server timed out before
-// responding"). Odoo still runs the write and commits it late; a write the
+// responding"), and Cloudflare a 520 when that connection, the request
+// sent, was reset or closed without an answer (a reset the agent sees
+// itself is in doubt too). Odoo still runs the write and commits it late; a write the
 // agent sends meanwhile (12) would be overwritten by it (8).
 func TestProxyTimeoutPageLeavesTheWriteInDoubt(t *testing.T) {
-	for _, status := range []int{http.StatusGatewayTimeout, 524} {
+	for _, status := range []int{http.StatusGatewayTimeout, 524, 520} {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
 			t.Parallel()
 			p := newPlant(t, plantOptions{machines: []string{"press-1"}})

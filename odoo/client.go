@@ -734,7 +734,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, payload any, h
 			Message: c.clean(fmt.Sprintf("redirected to %s; not followed (it could carry the API key elsewhere): if Odoo moved, set odoo.url to its address", to), maxMessage)}
 	}
 	switch resp.StatusCode {
-	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, statusOriginTimeout:
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, statusOriginTimeout, statusOriginUnknown:
 		c.recheck.Store(true) // Odoo itself is not there (restarting, upgrading)
 	default:
 		c.answered.Store(time.Now().UnixNano())

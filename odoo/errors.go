@@ -221,17 +221,26 @@ func (e *Error) Timeout() bool { return e.timeout }
 // answered: the request was sent and no answer came — the timeout passed,
 // the connection was reset or closed (by a proxy, a NAT or firewall
 // forgetting it, a WAN link dropping), or a proxy in front of Odoo gave up
-// waiting (504, or Cloudflare's 524). Odoo runs such a request to its end
-// (up to its request limit), and may commit it after the caller has moved
-// on. (A connection reset because Odoo itself went down is in doubt too:
+// waiting (504, or Cloudflare's 524; its 520, a connection reset or an
+// empty answer after the request was sent, is the reset). Odoo runs such
+// a request to its end (up to its request limit), and may commit it after
+// the caller has moved on. (A connection reset because Odoo itself went down is in doubt too:
 // that cannot be told apart.)
 func InDoubt(err error) bool {
 	var oe *Error
 	if !errors.As(err, &oe) {
 		return false
 	}
-	return oe.timedOut || oe.Status == http.StatusGatewayTimeout || oe.Status == statusOriginTimeout
+	return oe.timedOut || oe.Status == http.StatusGatewayTimeout || oe.Status == statusOriginTimeout || oe.Status == statusOriginUnknown
 }
+
+// statusOriginUnknown is Cloudflare's 520, "web server returns an unknown
+// error": it had a connection to the origin (Odoo, or a proxy in front of
+// it) and sent the request, and the connection was reset or closed
+// without an answer, or the answer was empty or not HTTP — what the
+// agent's own connection reset is (in doubt: Odoo may be running the
+// call). Odoo down or refusing is 521, 522 or 523 (nothing was sent).
+const statusOriginUnknown = 520
 
 // statusOriginTimeout is Cloudflare's 524, "a timeout occurred": it had
 // sent the request to the origin (Odoo) and had no answer within its

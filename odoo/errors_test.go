@@ -202,6 +202,9 @@ func TestCDNTimeoutPageIsInDoubt(t *testing.T) {
 	if e := page(524); !InDoubt(e) || !e.Temporary() {
 		t.Errorf("a CDN's 524: in doubt %v, temporary %v (Odoo may still run the call)", InDoubt(e), e.Temporary())
 	}
+	if e := page(520); !InDoubt(e) || !e.Temporary() {
+		t.Errorf("a CDN's 520: in doubt %v, temporary %v (the request sent, the connection reset: Odoo may still run the call)", InDoubt(e), e.Temporary())
+	}
 	if e := page(522); InDoubt(e) || !e.Temporary() {
 		t.Errorf("a CDN's 522: in doubt %v, temporary %v (nothing reached Odoo)", InDoubt(e), e.Temporary())
 	}
