@@ -146,9 +146,15 @@ type Agent struct {
 	// nothing — a topic or field mistyped — shows it (quietCounters).
 	countFed, runSince map[string]time.Time
 	// countMapped is when a reload last gave each machine its good_count
-	// (added, or moved to another topic, node or field), under stateMu:
-	// its watch starts there, as at a start.
+	// (added, or moved to another topic, node or field), or its counter's
+	// source last connected, under stateMu: its watch starts there, as at
+	// a start (a counter sent on change has had no chance to send).
 	countMapped map[string]time.Time
+	// runFed is when each machine first got a run-state value of its own
+	// since this start, under stateMu: a run state restored from the
+	// buffer that nothing confirmed since may be stale (the machine
+	// stopped while the agent was down), and is no run for quietCounters.
+	runFed map[string]time.Time
 	// countRan is how long each machine ran, in runs that ended, since its
 	// good_count's watch began (countWatch), under stateMu: a machine
 	// with short stops adds its runs up (quietCounters).
@@ -317,6 +323,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		countFed:      map[string]time.Time{},
 		runSince:      map[string]time.Time{},
 		countMapped:   map[string]time.Time{},
+		runFed:        map[string]time.Time{},
 		countRan:      map[string]time.Duration{},
 		shownRunning:  map[string]bool{},
 		reasonLog:     rateLogs{every: time.Hour, forgetLeftOut: true},
@@ -1433,6 +1440,8 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		settings := oc
 		settings.Logger = nil
 		oc.Pins = nsPins{a: a, source: s.Name, endpoint: s.Endpoint}
+		name := s.Name
+		oc.OnConnect = func() { a.countSourceConnected(connectors.KindOPCUA, name) }
 		src, err := opcua.New(oc, a)
 		if err != nil {
 			broken(s.Name, connectors.KindOPCUA, err) // it names the source
@@ -1488,7 +1497,9 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			}
 		}
 		var marked atomic.Bool
+		broker := b.Name
 		mc.OnConnect = func(bool) {
+			a.countSourceConnected(connectors.KindMQTT, broker)
 			if mc.HadSession || !marked.CompareAndSwap(false, true) {
 				return
 			}

@@ -255,9 +255,14 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		// would show a machine fed while its counters stand still.
 		for _, fed := range a.state.FedSignals() {
 			a.lastSample[fed.Machine] = received
-			if fed.Signal == mapping.GoodCount {
+			switch fed.Signal {
+			case mapping.GoodCount:
 				a.countFed[fed.Machine] = received
 				delete(a.countRan, fed.Machine)
+			case mapping.Running:
+				if _, ok := a.runFed[fed.Machine]; !ok {
+					a.runFed[fed.Machine] = received
+				}
 			}
 		}
 		if (len(a.state.Absent) > 0 || len(a.state.TimeAbsent) > 0) && s.Kind == connectors.KindMQTT {

@@ -603,7 +603,9 @@ func (a *Agent) quietCounters(cfg *config.Config, now time.Time) map[string]time
 		if m.GoodCount == nil || !a.shownRunning[m.ID] {
 			continue
 		}
-		if a.started.IsZero() {
+		if a.started.IsZero() || a.runFed[m.ID].IsZero() {
+			// (A run state restored at the start, nothing since: maybe
+			// stale — the machine stopped while the agent was down.)
 			continue
 		}
 		if q := a.countRan[m.ID] + max(0, now.Sub(a.ranFrom(m.ID))); q >= after {
@@ -617,7 +619,8 @@ func (a *Agent) quietCounters(cfg *config.Config, now time.Time) map[string]time
 }
 
 // countWatch is when the watch of machine id's good_count began: this
-// start, its last value, or a reload that mapped it anew (the latest).
+// start, its last value, a reload that mapped it anew, or its source's
+// last connect (the latest).
 // Under stateMu.
 func (a *Agent) countWatch(id string) time.Time {
 	w := a.started
@@ -630,13 +633,41 @@ func (a *Agent) countWatch(id string) time.Time {
 }
 
 // ranFrom is since when machine id's run under way counts towards its
-// quiet counter: since it began to run, or its counter's watch began.
+// quiet counter: since it began to run, its counter's watch began, or
+// (a run state restored at the start) its first run-state value came.
 // Under stateMu.
 func (a *Agent) ranFrom(id string) time.Time {
-	if w := a.countWatch(id); w.After(a.runSince[id]) {
-		return w
+	from := a.runSince[id]
+	for _, t := range []time.Time{a.countWatch(id), a.runFed[id]} {
+		if t.After(from) {
+			from = t
+		}
 	}
-	return a.runSince[id]
+	return from
+}
+
+// countSourceConnected starts anew the watch of the good_count of each
+// machine that reads it from source (of kind), which just connected: a
+// counter sent on change, not retained, has had no chance to send, and
+// what ran while the source was down is not its silence (review 44: right
+// after its broker came back, the note said "no value for" the outage).
+// The connectors call it before they show connected.
+func (a *Agent) countSourceConnected(kind connectors.Kind, source string) {
+	cfg := a.cfg.Load()
+	if cfg == nil {
+		return
+	}
+	now := time.Now()
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
+	for i := range cfg.Machines {
+		m := &cfg.Machines[i]
+		if c := m.GoodCount; c != nil && (kind == connectors.KindMQTT && c.MQTT != nil && c.MQTT.Broker == source ||
+			kind == connectors.KindOPCUA && c.OPCUA != nil && c.OPCUA.Server == source) {
+			a.countMapped[m.ID] = now
+			delete(a.countRan, m.ID)
+		}
+	}
 }
 
 func (a *Agent) storedWorkOrder(id string) string {

@@ -77,6 +77,10 @@ type Config struct {
 	// Pins, if set, keeps what namespace each ns=N node meant (see
 	// NamespacePins); nil reads ns=N as the server numbers it now.
 	Pins NamespacePins
+	// OnConnect, if set, is called at each session's start, before the
+	// source shows connected and before any of the session's values. It
+	// must not block.
+	OnConnect func()
 
 	// channelLifetime is the secure channel token lifetime asked for
 	// (gopcua renews the token at 75 % of it); 0 is gopcua's one hour.

@@ -391,6 +391,9 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		st.SessionsCreated++
 		st.Connected = start
 	})
+	if s.cfg.OnConnect != nil {
+		s.cfg.OnConnect()
+	}
 	s.state.Store(connectors.StateConnected)
 	s.noteConnected()
 
