@@ -532,7 +532,8 @@ func (a *Agent) Status() Status {
 		if q, ok := quiet[m.ID]; ok && ms.State == "running" && sourceState[refSource(m.GoodCount.SourceRef)] == string(connectors.StateConnected) {
 			// (A counter's source down is said on the source.)
 			quietNote = fmt.Sprintf("good_count: no value for %s of the machine running, so no pieces are counted: its topic, field or node mistyped "+
-				"(plantedge validate --mqtt / --opcua), or its publisher stopped? (or the machine runs without making pieces)", q.Round(time.Minute))
+				"(plantedge validate --mqtt / --opcua), or its publisher stopped? (or the machine runs without making pieces: "+
+				"a machine slower than that needs a longer good_count quiet_after, or off)", q.Round(time.Minute))
 		}
 		ms.Error = joinNotes(ms.Error, signalErrs[m.ID], quietNote, clockNote, drafts[m.ID], deadLetterNote(pending[m.ID]), inDoubt)
 		st.Machines = append(st.Machines, ms)
@@ -589,7 +590,7 @@ func refSource(r config.SourceRef) string {
 const countQuietAfter = 15 * time.Minute
 
 // quietCounters says, of each machine shown running whose good_count
-// brought no value of its own for CountQuietAfter of running (its runs
+// brought no value of its own for its limit (quietLimit) of running (its runs
 // added up since the counter's watch began — this start, its last value,
 // or a reload that mapped it anew: countWatch — so that short stops do
 // not start it over; review 44), how long: its pieces are not counted,
@@ -597,11 +598,14 @@ const countQuietAfter = 15 * time.Minute
 // the machine's run state read from another topic, shown running with a
 // recent last value and no error). Under stateMu.
 func (a *Agent) quietCounters(cfg *config.Config, now time.Time) map[string]time.Duration {
-	after := cmp.Or(a.opts.CountQuietAfter, countQuietAfter)
 	var out map[string]time.Duration
 	for _, m := range cfg.Machines {
 		if m.GoodCount == nil || !a.shownRunning[m.ID] {
 			continue
+		}
+		after := a.quietLimit(m.ID, m.GoodCount)
+		if after <= 0 {
+			continue // quiet_after: off
 		}
 		if a.started.IsZero() || a.runFed[m.ID].IsZero() {
 			// (A run state restored at the start, nothing since: maybe
@@ -616,6 +620,48 @@ func (a *Agent) quietCounters(cfg *config.Config, now time.Time) map[string]time
 		}
 	}
 	return out
+}
+
+// quietGapTimes is how many times its usual time between values a
+// counter may bring nothing before it is noted, when that is longer than
+// the default limit; quietGapSteps how many of its last steps (all it
+// keeps) must be known for that usual time.
+const (
+	quietGapTimes = 3
+	quietGapSteps = 3
+)
+
+// quietLimit is how long machine id may run with good_count c bringing
+// nothing before it is noted (0: never): its quiet_after, else the
+// default (Options.CountQuietAfter), or quietGapTimes its usual time
+// between values when that is longer — a press making a piece every 20
+// to 40 minutes, a curing oven, sent on change, was noted between every
+// two pieces for good (review 44): a note on a healthy machine is worse
+// than none, and the configuration names the machines it is not enough
+// for. The usual time is the median of the counter's last steps (the
+// mapping keeps them for its wraps and resets, in the durable state): a
+// gap that held a stop or a weekend is one step of five, and moves it
+// little. Under stateMu.
+func (a *Agent) quietLimit(id string, c *config.Counter) time.Duration {
+	if c.QuietAfter != nil {
+		return c.QuietAfter.D()
+	}
+	after := cmp.Or(a.opts.CountQuietAfter, countQuietAfter)
+	ms := a.state.Machines[id]
+	if ms == nil {
+		return after
+	}
+	cs := ms.Counters[mapping.GoodCount]
+	if cs == nil || len(cs.Steps) < quietGapSteps {
+		return after
+	}
+	gaps := make([]float64, len(cs.Steps))
+	for i, st := range cs.Steps {
+		gaps[i] = st.S
+	}
+	slices.Sort(gaps)
+	usual := time.Duration(gaps[len(gaps)/2] * float64(time.Second))
+	return max(after, quietGapTimes*usual)
 }
 
 // countWatch is when the watch of machine id's good_count began: this

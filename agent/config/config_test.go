@@ -520,6 +520,21 @@ func TestBadConfigs(t *testing.T) {
 			want: []string{"bad.yaml:21:15: machines[0].min_stop: cannot be combined with block_workcenter (block_workcenter opens the downtime line at the stop, before its length is known; use one or the other)"},
 		},
 		{
+			name: "quiet_after not a duration",
+			yaml: strings.Replace(base, "      opcua: { server: plc", "      quiet_after: soon\n      opcua: { server: plc", 1),
+			want: []string{`bad.yaml:18:20: machines[0].good_count.quiet_after: invalid duration "soon" (write it like "45m" or "2h", or off)`},
+		},
+		{
+			name: "quiet_after on scrap_count",
+			yaml: base + "    scrap_count:\n      opcua: { server: plc, node: \"ns=2;s=M1.Scrap\" }\n      quiet_after: 45m\n",
+			want: []string{`bad.yaml:21:20: machines[0].scrap_count.quiet_after: only good_count has it (status notes a good_count that brings nothing while the machine runs; scrap comes seldom anyway: move it under good_count, or remove it)`},
+		},
+		{
+			name: "quiet_after misplaced on the machine",
+			yaml: base + "    quiet_after: 45m\n",
+			want: []string{`bad.yaml:19:5: machines[0].quiet_after: unknown key (check its indentation: it belongs under good_count:, beside its opcua: or mqtt:)`},
+		},
+		{
 			name: "negative min_stop",
 			yaml: base + "    min_stop: -5s\n",
 			want: []string{`bad.yaml:19:15: machines[0].min_stop: negative duration "-5s" (write it like "500ms", "10s" or "5m")`},
@@ -1753,3 +1768,36 @@ func BenchmarkParseAnchorRedefined(b *testing.B) {
 		})
 	}
 }
+
+// quiet_after under good_count: a duration, 0 or off (never), absent (the
+// default); a limit of seconds notes a machine between its pieces, and
+// one without a running signal is never noted: worth a word.
+func TestQuietAfter(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		want *OffDuration
+	}{{"", nil}, {"45m", ptrTo(OffDuration(45 * time.Minute))}, {"off", ptrTo(OffDuration(0))}, {"OFF", ptrTo(OffDuration(0))}, {"0", ptrTo(OffDuration(0))}, {"2h", ptrTo(OffDuration(2 * time.Hour))}} {
+		y := base + "    running: { opcua: { server: plc, node: \"ns=2;s=M1.Run\" } }\n"
+		if tc.v != "" {
+			y = strings.Replace(y, "      opcua: { server: plc, node: \"ns=2;s=M1.Good\" }", "      opcua: { server: plc, node: \"ns=2;s=M1.Good\" }\n      quiet_after: "+tc.v, 1)
+		}
+		c, err := Parse("q.yaml", []byte(y))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.v, err)
+		}
+		if got := c.Machines[0].GoodCount.QuietAfter; !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("quiet_after %q: %v, want %v", tc.v, got, tc.want)
+		}
+	}
+	unused := `w.yaml:11:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`
+	withQuiet := func(v string) string {
+		return strings.Replace(base, `node: "ns=2;s=M1.Good" }`, `node: "ns=2;s=M1.Good" }`+"\n      quiet_after: "+v, 1)
+	}
+	wantWarnings(t, withQuiet("45m"), unused,
+		`w.yaml:19:20: machines[0].good_count.quiet_after: has no effect: the machine has no running signal (the note is of a machine shown running)`)
+	wantWarnings(t, withQuiet("30s")+"    running: { opcua: { server: plc, node: \"ns=2;s=M1.Run\" } }\n", unused,
+		`w.yaml:19:20: machines[0].good_count.quiet_after: 30s is shorter than the time between two pieces of most machines: the note would come between pieces (a little longer than the machine's longest cycle, e.g. 45m for a piece every 20 to 40 minutes; off for never)`)
+	wantWarnings(t, withQuiet("off"), unused) // off: nothing to say
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -317,8 +317,9 @@ const duplicateKey = "duplicate key"
 const nothingString = "expected a string, got nothing"
 
 var (
-	durationType = reflect.TypeFor[Duration]()
-	byteSizeType = reflect.TypeFor[ByteSize]()
+	durationType    = reflect.TypeFor[Duration]()
+	offDurationType = reflect.TypeFor[OffDuration]()
+	byteSizeType    = reflect.TypeFor[ByteSize]()
 )
 
 func (d *decoder) decode(path string, raw ast.Node, v reflect.Value) {
@@ -359,6 +360,19 @@ func (d *decoder) decodeValue(path string, n ast.Node, v reflect.Value) {
 		dur, err := ParseDuration(s)
 		if err != nil {
 			d.problem(n, path, err.Error(), `write it like "500ms", "10s" or "5m"`)
+			return
+		}
+		v.Set(reflect.ValueOf(dur))
+		return
+	case offDurationType:
+		s, ok := scalar(n)
+		if !ok || isNull(n) {
+			d.problem(n, path, "expected a duration or off, got "+kindName(n), `write it like "45m" or "2h", or off`)
+			return
+		}
+		dur, err := ParseOffDuration(s)
+		if err != nil {
+			d.problem(n, path, err.Error(), `write it like "45m" or "2h", or off`)
 			return
 		}
 		v.Set(reflect.ValueOf(dur))
@@ -862,6 +876,7 @@ func misplaced(typ, key string) string {
 
 		"timestamp_field": "under a signal's mqtt:",
 		"format":          "under a signal's mqtt:",
+		"quiet_after":     "under good_count:, beside its opcua: or mqtt:",
 
 		// A machine's own keys found in one of its signals (the OT audit:
 		// workcenter: indented under running: said only the known keys).

@@ -771,6 +771,18 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 				fmt.Sprintf("rollover is the number of values: %d for a counter that goes from %d to 0", r.Rollover+1, r.Rollover))
 		}
 	}
+	if m.ScrapCount != nil && m.ScrapCount.QuietAfter != nil {
+		v.add(p+".scrap_count.quiet_after", "only good_count has it",
+			"status notes a good_count that brings nothing while the machine runs; scrap comes seldom anyway: move it under good_count, or remove it")
+	}
+	if c := m.GoodCount; c != nil && c.QuietAfter != nil && *c.QuietAfter > 0 {
+		if m.Running == nil {
+			v.warn(p+".good_count.quiet_after", "has no effect: the machine has no running signal", "the note is of a machine shown running")
+		} else if *c.QuietAfter < OffDuration(time.Minute) {
+			v.warn(p+".good_count.quiet_after", fmt.Sprintf("%s is shorter than the time between two pieces of most machines: the note would come between pieces", c.QuietAfter.D()),
+				"a little longer than the machine's longest cycle, e.g. 45m for a piece every 20 to 40 minutes; off for never")
+		}
+	}
 	if m.MinStop > 0 {
 		if m.BlockWorkcenter {
 			v.add(p+".min_stop", "cannot be combined with block_workcenter",
