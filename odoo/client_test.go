@@ -1710,3 +1710,60 @@ func TestPinnedJSONRPCOn19IsSaid(t *testing.T) {
 		}
 	}
 }
+
+// The emulator's load takes SetLoadRowLatency per row: a load of many rows
+// outlasts the client's timeout (in doubt, and Odoo commits it late), one
+// of a few rows does not (JSON-RPC passes the rows by position, JSON-2 by
+// name). Killed at the request limit, a load commits nothing.
+func TestLoadTakesItsTimePerRow(t *testing.T) {
+	for _, m := range []mode{modes[0], modes[len(modes)-2]} {
+		t.Run(m.String(), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := f.client(t, m.protocol, func(cfg *odoo.Config) { cfg.Timeout = 300 * time.Millisecond })
+			if err := c.Connect(ctx); err != nil {
+				t.Fatalf("Connect: %v", err)
+			}
+			loss, err := c.LossID(ctx, "Equipment Failure")
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
+			lines := func(from, n int) []odoo.Downtime {
+				var ds []odoo.Downtime
+				for i := from; i < from+n; i++ {
+					at := start.Add(time.Duration(i) * time.Minute)
+					ds = append(ds, odoo.Downtime{XMLID: fmt.Sprintf("plantedge.site_m1_down_%d", i), WorkcenterID: f.wc,
+						LossID: loss, Start: at, End: at.Add(30 * time.Second)})
+				}
+				return ds
+			}
+			f.srv.SetLoadRowLatency(100 * time.Millisecond)
+			if _, err := c.UpsertDowntimes(ctx, lines(0, 2)); err != nil {
+				t.Fatalf("2 rows: %v", err)
+			}
+			_, err = c.UpsertDowntimes(ctx, lines(2, 10))
+			if !odoo.InDoubt(err) {
+				t.Fatalf("10 rows at 100 ms a row, 300 ms timeout: want in doubt, got %v", err)
+			}
+			for deadline := time.Now().Add(10 * time.Second); len(f.srv.Productivity()) != 12; time.Sleep(50 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the abandoned load never committed: %d lines, want 12", len(f.srv.Productivity()))
+				}
+			}
+			// Killed at the request limit: nothing of it commits.
+			f.srv.SetRequestLimit(200 * time.Millisecond)
+			before := f.srv.CallCount("mrp.workcenter.productivity", "load")
+			if _, err := c.UpsertDowntimes(ctx, lines(12, 10)); !odoo.IsTemporary(err) {
+				t.Fatalf("killed load: want temporary, got %v", err)
+			}
+			time.Sleep(1200 * time.Millisecond) // what the rows would have taken, and more
+			if n := len(f.srv.Productivity()); n != 12 {
+				t.Errorf("a load killed at the request limit committed: %d lines, want 12", n)
+			}
+			if n := f.srv.CallCount("mrp.workcenter.productivity", "load") - before; n != 0 {
+				t.Errorf("a killed load was served: %d calls logged", n)
+			}
+		})
+	}
+}

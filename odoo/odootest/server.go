@@ -3,7 +3,7 @@
 // models the agent touches with their real side effects, companies (a
 // record created with none takes the caller's main company, and
 // _check_company refuses another company's work center: company.go), API
-// keys and the login cooldown, and fault injection (latency, refused connections, 502/503,
+// keys and the login cooldown, and fault injection (latency, a load's time per row, refused connections, 502/503,
 // serialization and lock failures, commit-then-drop).
 package odootest
 
@@ -144,6 +144,7 @@ type Server struct {
 	cooldown     time.Duration
 	calls        []Call
 	latency      time.Duration
+	rowLatency   time.Duration // SetLoadRowLatency
 	wallLimit    time.Duration
 	failN        int
 	failF        Fault
@@ -591,6 +592,34 @@ func (s *Server) SetLatency(d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.latency = d
+}
+
+// SetLoadRowLatency makes every load call (any model) take d more per row
+// it carries, after SetLatency's delay: Odoo's load runs each row through
+// the ORM (conversion, create or write, recomputes), so a call of 200 rows
+// takes about 200 times one row's time (seconds on a small VM). As with
+// SetLatency, a client that gives up meanwhile does not stop it: the load
+// runs to its end and commits, answering no one; one whose total delay
+// exceeds the request limit (SetRequestLimit) is killed at the limit and
+// commits nothing. 0 turns it off.
+func (s *Server) SetLoadRowLatency(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rowLatency = d
+}
+
+// loadRows is how many rows a load call carries: its data argument, by
+// position (JSON-RPC's args: fields, data) or by name (JSON-2, or kwargs).
+func loadRows(pos []any, kw map[string]any) int {
+	if d, ok := kw["data"].([]any); ok {
+		return len(d)
+	}
+	if len(pos) > 1 {
+		if d, ok := pos[1].([]any); ok {
+			return len(d)
+		}
+	}
+	return 0
 }
 
 // SetRequestLimit emulates Odoo's per-request wall-time limit (120 s by
@@ -1067,6 +1096,30 @@ func (s *Server) checkUID(uid int64, key string) bool {
 func (s *Server) handleObject(w http.ResponseWriter, proto, addr, db string, uid int64, key, modelName, method string,
 	pos []any, kw map[string]any, ids []int64, hasIDs bool,
 	reply func(any), fail func(*odooError), json2Fail func(int, *odooError)) {
+	if method == "load" {
+		// SetLoadRowLatency: the rows take their time before the call is
+		// served; the request's own latency (the handler's) has passed.
+		s.mu.Lock()
+		d, lat, limit := s.rowLatency*time.Duration(loadRows(pos, kw)), s.latency, s.wallLimit
+		s.mu.Unlock()
+		killed := limit > 0 && lat+d > limit
+		if killed {
+			d = max(0, limit-lat)
+		}
+		if d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-s.closing:
+				t.Stop()
+				return
+			}
+		}
+		if killed {
+			drop(w)
+			return
+		}
+	}
 	if fn := s.beforeCall.Load(); fn != nil {
 		(*fn)(modelName, method) // a test changes Odoo just before this call
 	}
