@@ -29,7 +29,7 @@ type pendingEvent struct {
 	elsewhere bool
 }
 
-// readEvents returns up to maxEventsPerRound pending events of machines
+// readEvents returns up to limit (maxEventsPerRound at full load size) pending events of machines
 // that are configured and whose work center is resolved; the others wait
 // (status shows why) without holding up the rest. One that cannot be
 // decoded goes to the dead letters. A machine gone from the configuration
@@ -42,7 +42,7 @@ type pendingEvent struct {
 // stops after an outage does not hold back another's live stop behind it
 // (PEERS complaint 8). What is returned is in sequence order, and each
 // machine's events in it are the oldest of its pending ones that can go.
-func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pendingEvent, err error) {
+func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config, limit int) (_ []pendingEvent, err error) {
 	var out []pendingEvent
 	var after uint64
 	unknown := map[string]bool{} // work-center codes Odoo did not know this round
@@ -55,7 +55,7 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pen
 		}
 	}()
 	add := func(e pendingEvent) {
-		if len(out) < maxEventsPerRound {
+		if len(out) < limit {
 			out = append(out, e)
 		}
 	}
@@ -131,7 +131,7 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pen
 	for _, m := range cfg.Machines {
 		configured[m.ID] = true
 	}
-	for len(out) < maxEventsPerRound {
+	for len(out) < limit {
 		// Peeked, not read: only what goes is claimed (marked in flight)
 		// below, so the quota may drop the rest meanwhile, oldest first.
 		recs, err := f.a.buf.Peek(buffer.LaneEvents, after, eventScanWindow)
@@ -143,7 +143,7 @@ func (f *forwarder) readEvents(ctx context.Context, cfg *config.Config) (_ []pen
 			// longer configured are looked at: status counts those that
 			// wait, flush leaves them out, and those held too long go to
 			// the dead letters.
-			if len(out) == maxEventsPerRound && configured[r.Key] {
+			if len(out) == limit && configured[r.Key] {
 				continue
 			}
 			if err := take(r); err != nil {
@@ -367,7 +367,8 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 	// records (its first to the first load): another machine's stop
 	// queued behind one machine's backlog is in the first load, not the
 	// round's last. Each machine's lines keep their order.
-	if len(lines) > linesPerLoad {
+	size := f.loadLines() // shrunk after loads Odoo took too long for (loadsize.go)
+	if len(lines) > size {
 		lines = inTurn(lines, func(l line) string { return l.rec.Key })
 	}
 	// Later records of one line (open, then closed) win: an earlier one is
@@ -380,15 +381,20 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 		}
 	}
 	f.roundProgress(func(p *roundProgress) {
-		p.phase, p.loads = phaseDowntime, (len(lines)+linesPerLoad-1)/linesPerLoad
+		p.phase, p.loads = phaseDowntime, (len(lines)+size-1)/size
 	})
 	for len(lines) > 0 {
-		n := min(len(lines), linesPerLoad)
+		n := min(len(lines), size)
 		if err := f.sendLines(ctx, lines[:n]); err != nil {
 			return err
 		}
-		f.roundProgress(func(p *roundProgress) { p.loadsSent++; p.eventsAcked += n })
 		lines = lines[n:]
+		size = f.loadLines() // grown after a load answered quickly
+		f.roundProgress(func(p *roundProgress) {
+			p.loadsSent++
+			p.eventsAcked += n
+			p.loads = p.loadsSent + (len(lines)+size-1)/size
+		})
 	}
 	return nil
 }
@@ -423,6 +429,7 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 	ids := make([]int64, len(lines)) // the line's database id, as Odoo answered the upsert
 	var err error
 	if len(batch) > 0 {
+		start, waited := time.Now(), f.rateWaited.Load()
 		err = f.call(ctx, "upsert_downtimes", func(ctx context.Context) error {
 			got, err := f.client.UpsertDowntimes(ctx, batch)
 			if err == nil {
@@ -432,6 +439,7 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 			}
 			return err
 		})
+		f.noteLoad(len(lines), time.Since(start)-time.Duration(f.rateWaited.Load()-waited), err)
 	}
 	switch {
 	case err == nil:

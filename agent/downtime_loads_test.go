@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -31,5 +32,59 @@ func TestEndToEndStopsBacklogOpenAndCloseInTwoLoads(t *testing.T) {
 			t.Errorf("line %d (work center %d, from %v) left open", l.ID, l.WorkcenterID, l.Start)
 		}
 	}
+	p.produceAfterBacklog(ra, from)
+}
+
+// The slow drain (the PEERS audit, finding 6): an Odoo whose load takes
+// longer than odoo.timeout for a full load of lines (SetLoadRowLatency: 100
+// rows at 25 ms, 2.5 s against the test's 2 s) timed every load out, in
+// doubt, and waited the request limit before the same full load again: the
+// backlog never drained. The loads shrink after a timeout (half of 200
+// entries: 50 rows, 1.25 s): the backlog drains in a few more calls, and
+// the in-doubt load Odoo committed late and the smaller ones after it
+// overlap without a line twice (external ids).
+func TestEndToEndLoadsShrinkWhenAFullLoadOutlastsTheTimeout(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	p.editConfig("forward:\n  interval: 100ms\n", "forward:\n  interval: 1h\n")
+	ra := p.startAgent()
+	const stops = 300 // 600 records: three full loads of 200 entries, 100 rows each
+	from := p.stopsWhileOdooDown(ra, stops)
+	p.odoo.SetLoadRowLatency(25 * time.Millisecond)
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	// A bound on the load calls, not on time: without shrinking, every
+	// attempt is the same full load, timed out.
+	const maxLoads = 12
+	loads := func() int { return p.odoo.CallCount("mrp.workcenter.productivity", "load") }
+	waitFor(t, 180*time.Second, "the backlog drained, or the load calls spent", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Lanes["events"].Pending == 0 || loads() >= maxLoads,
+			fmt.Sprintf("%d pending, %d load calls, %d lines", st.Buffer.Lanes["events"].Pending, loads(), len(p.odoo.Productivity()))
+	})
+	st := ra.a.Status()
+	lines := p.odoo.Productivity()
+	t.Logf("%d load calls, %d lines in Odoo, %d records pending", loads(), len(lines), st.Buffer.Lanes["events"].Pending)
+	if n := st.Buffer.Lanes["events"].Pending; n != 0 {
+		t.Fatalf("after %d load calls %d downtime records still pending, %d of %d lines in Odoo: the loads do not shrink",
+			loads(), n, len(lines), stops)
+	}
+	if n := st.Odoo.LinesPerLoad; n <= 0 || n >= 200 {
+		t.Errorf("status odoo.lines_per_load %d after the loads shrank, want between 0 and 200", n)
+	}
+	seen := map[string]bool{}
+	for _, l := range lines {
+		if seen[l.XMLID] {
+			t.Errorf("line %s twice", l.XMLID)
+		}
+		seen[l.XMLID] = true
+		if l.End.IsZero() {
+			t.Errorf("line %d (from %v) left open", l.ID, l.Start)
+		}
+	}
+	if len(lines) != stops {
+		t.Fatalf("%d lines, want %d", len(lines), stops)
+	}
+	p.odoo.SetLoadRowLatency(0)
 	p.produceAfterBacklog(ra, from)
 }

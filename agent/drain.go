@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"math"
 	"time"
 
@@ -98,6 +99,7 @@ type roundProgress struct {
 	maybe, decided, drain bool
 	// read: readEvents has claimed the round's downtime records (events).
 	read                        bool
+	perRound                    int // the downtime records it could take (roundEvents)
 	events, eventsAcked, counts int
 	loads, loadsSent            int
 	writes, writesSent          int
@@ -191,8 +193,9 @@ func (m *drainMeter) roundTime() (time.Duration, bool) {
 
 // status is the drain as status shows it (nil: no drain); left is the
 // records-left counter now, downtime the downtime records pending that
-// can go (those held left out).
-func (m *drainMeter) status(now time.Time, left uint64, downtime int) *DrainStatus {
+// can go (those held left out), perRound the downtime records a round
+// takes at the load size in force (EventsPerRound at full size).
+func (m *drainMeter) status(now time.Time, left uint64, downtime, perRound int) *DrainStatus {
 	c := m.cur
 	if !m.active && (c == nil || !c.maybe || c.decided) {
 		return nil
@@ -206,11 +209,11 @@ func (m *drainMeter) status(now time.Time, left uint64, downtime int) *DrainStat
 			Writes: c.writes, WritesSent: c.writesSent, RecordsLeft: left - c.left}
 	}
 	ds.DowntimeLeft = max(0, downtime-inFlight)
-	ds.RoundsLeft = (ds.DowntimeLeft + EventsPerRound - 1) / EventsPerRound
+	ds.RoundsLeft = (ds.DowntimeLeft + perRound - 1) / perRound
 	switch {
 	case c == nil:
 		ds.RoundsLeft = max(1, ds.RoundsLeft) // between rounds of a drain: one more at least
-	case c.read && c.events < EventsPerRound:
+	case c.read && c.events < cmp.Or(c.perRound, EventsPerRound):
 		// The round took every downtime record that could go: those
 		// pending besides came since, live, for a round that is no drain's.
 		ds.RoundsLeft = 0
@@ -324,7 +327,7 @@ func (f *forwarder) roundProgress(fn func(*roundProgress)) {
 func (f *forwarder) drainStatus(now time.Time, eventsPending int) *DrainStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.drain.status(now, f.left.Load(), eventsPending-f.orphansWaiting)
+	return f.drain.status(now, f.left.Load(), eventsPending-f.orphansWaiting, loadsPerRound*f.loadLinesLocked())
 }
 
 // round1 rounds f to a tenth (status's seconds).

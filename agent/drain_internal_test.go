@@ -22,7 +22,7 @@ func TestDrainMeterEstimatesRoundsLeftAtTheRoundsLength(t *testing.T) {
 
 	// Round 1 under way: what it does, no rate nor time left yet.
 	m.begin(7, at(0), 1000, true)
-	if ds := m.status(at(1), 1000, 4500); ds == nil || ds.Round.Phase != phaseReading {
+	if ds := m.status(at(1), 1000, 4500, EventsPerRound); ds == nil || ds.Round.Phase != phaseReading {
 		t.Fatalf("before the round knows what it sends, with old records: %+v, want the round reading", ds)
 	}
 	m.decide(true)
@@ -30,7 +30,7 @@ func TestDrainMeterEstimatesRoundsLeftAtTheRoundsLength(t *testing.T) {
 		p.events, p.read, p.counts, p.phase, p.loads = 2000, true, 900000, phaseDowntime, 10
 	})
 	m.progress(func(p *roundProgress) { p.loadsSent, p.eventsAcked = 4, 800 })
-	ds := m.status(at(30), 1800, 4500-800)
+	ds := m.status(at(30), 1800, 4500-800, EventsPerRound)
 	if ds == nil || ds.Round == nil {
 		t.Fatal("no drain during its first round")
 	}
@@ -52,11 +52,11 @@ func TestDrainMeterEstimatesRoundsLeftAtTheRoundsLength(t *testing.T) {
 		p.loadsSent, p.eventsAcked, p.phase, p.writes, p.countsAt = 10, 2000, phaseCounts, 100, at(40)
 	})
 	m.progress(func(p *roundProgress) { p.writesSent = 4 })
-	if ds = m.status(at(42), 3000, 2500); ds.ETASeconds != nil {
+	if ds = m.status(at(42), 3000, 2500, EventsPerRound); ds.ETASeconds != nil {
 		t.Errorf("4 of 100 writes done: eta %v, want none yet", f64(ds.ETASeconds))
 	}
 	m.progress(func(p *roundProgress) { p.writesSent = 20 })
-	ds = m.status(at(50), 3000, 2500)
+	ds = m.status(at(50), 3000, 2500, EventsPerRound)
 	if ds.RoundsLeft != 2 || f64(ds.RoundSeconds) != 90.0 || f64(ds.ETASeconds) != 40+2*90.0 || ds.RecordsPerSecond != nil {
 		t.Errorf("20 of 100 writes done in 10 s, 50 s into the round: rounds left %d, round %v, eta %v, rate %v; want 2, 90, 220, none",
 			ds.RoundsLeft, f64(ds.RoundSeconds), f64(ds.ETASeconds), f64(ds.RecordsPerSecond))
@@ -64,7 +64,7 @@ func TestDrainMeterEstimatesRoundsLeftAtTheRoundsLength(t *testing.T) {
 	m.end(at(90), 1000+902000, true, true)
 
 	// Between rounds: 2 rounds of 90 s.
-	ds = m.status(at(90), 903000, 2500)
+	ds = m.status(at(90), 903000, 2500, EventsPerRound)
 	if ds == nil || ds.Round != nil || ds.RoundsDone != 1 {
 		t.Fatalf("between rounds: %+v", ds)
 	}
@@ -76,24 +76,24 @@ func TestDrainMeterEstimatesRoundsLeftAtTheRoundsLength(t *testing.T) {
 	m.begin(8, at(90), 903000, true)
 	m.decide(true)
 	m.progress(func(p *roundProgress) { p.events, p.read = 2000, true })
-	ds = m.status(at(110), 903000, 2500)
+	ds = m.status(at(110), 903000, 2500, EventsPerRound)
 	if ds.RoundsLeft != 1 || f64(ds.ETASeconds) != 160.0 {
 		t.Errorf("round 2 at 20 s: rounds left %d eta %v; want 1, 160", ds.RoundsLeft, f64(ds.ETASeconds))
 	}
 	// Past the measured length: the round is due, nothing negative.
-	if ds = m.status(at(200), 903000, 2500); f64(ds.ETASeconds) != 90.0 {
+	if ds = m.status(at(200), 903000, 2500, EventsPerRound); f64(ds.ETASeconds) != 90.0 {
 		t.Errorf("round 2 at 110 s: eta %v; want 90 (the round due, one after)", f64(ds.ETASeconds))
 	}
 	// Its writes' pace known (44 of 88 in 20 s, 30 s into it: 20 s left),
 	// it tells the round after better than the first round did: 50 s.
 	m.progress(func(p *roundProgress) { p.phase, p.writes, p.writesSent, p.countsAt = phaseCounts, 88, 44, at(100) })
-	if ds = m.status(at(120), 903000, 2500); f64(ds.RoundSeconds) != 50.0 || f64(ds.ETASeconds) != 20+50.0 {
+	if ds = m.status(at(120), 903000, 2500, EventsPerRound); f64(ds.RoundSeconds) != 50.0 || f64(ds.ETASeconds) != 20+50.0 {
 		t.Errorf("round 2 paced: round %v eta %v; want 50, 70", f64(ds.RoundSeconds), f64(ds.ETASeconds))
 	}
 	m.end(at(150), 903000+2100, true, true)
 
 	// Round 1, which read the whole backlog, left out now: 60 s a round.
-	ds = m.status(at(150), 905100, 500)
+	ds = m.status(at(150), 905100, 500, EventsPerRound)
 	if f64(ds.RoundSeconds) != 60.0 || ds.RoundsLeft != 1 || f64(ds.ETASeconds) != 60.0 {
 		t.Errorf("after round 2: round %v, rounds left %d, eta %v; want 60, 1, 60", f64(ds.RoundSeconds), ds.RoundsLeft, f64(ds.ETASeconds))
 	}
@@ -105,7 +105,7 @@ func TestDrainMeterEstimatesRoundsLeftAtTheRoundsLength(t *testing.T) {
 	m.begin(9, at(150), 905100, true)
 	m.decide(true)
 	m.end(at(155), 905100, false, false)
-	if ds = m.status(at(160), 905100, 500); ds == nil || ds.RoundsDone != 2 {
+	if ds = m.status(at(160), 905100, 500, EventsPerRound); ds == nil || ds.RoundsDone != 2 {
 		t.Fatalf("after a failed round: %+v, want the drain, 2 rounds done", ds)
 	}
 
@@ -114,11 +114,11 @@ func TestDrainMeterEstimatesRoundsLeftAtTheRoundsLength(t *testing.T) {
 	m.begin(10, at(160), 905100, true)
 	m.decide(true)
 	m.progress(func(p *roundProgress) { p.events, p.read = 500, true })
-	if ds = m.status(at(170), 905100, 530); ds.RoundsLeft != 0 || f64(ds.ETASeconds) != 50.0 {
+	if ds = m.status(at(170), 905100, 530, EventsPerRound); ds.RoundsLeft != 0 || f64(ds.ETASeconds) != 50.0 {
 		t.Errorf("the last round 10 s in: rounds left %d, eta %v; want 0, 50", ds.RoundsLeft, f64(ds.ETASeconds))
 	}
 	m.end(at(200), 905700, true, false)
-	if ds = m.status(at(201), 905700, 0); ds != nil {
+	if ds = m.status(at(201), 905700, 0, EventsPerRound); ds != nil {
 		t.Errorf("after the round that left nothing: %+v, want no drain", *ds)
 	}
 }
@@ -130,24 +130,24 @@ func TestDrainMeterIdle(t *testing.T) {
 	t0 := time.Now()
 	var m drainMeter
 	m.begin(1, t0, 0, false)
-	if ds := m.status(t0, 0, 3); ds != nil {
+	if ds := m.status(t0, 0, 3, EventsPerRound); ds != nil {
 		t.Errorf("live round reading: %+v", *ds)
 	}
 	m.decide(false)
 	m.end(t0.Add(time.Second), 10, true, false)
 	m.begin(2, t0.Add(2*time.Second), 10, true) // held records in the buffer
 	m.decide(false)
-	if ds := m.status(t0.Add(3*time.Second), 10, 0); ds != nil {
+	if ds := m.status(t0.Add(3*time.Second), 10, 0, EventsPerRound); ds != nil {
 		t.Errorf("a round sending live records only: %+v", *ds)
 	}
 	m.end(t0.Add(4*time.Second), 20, true, false)
-	if ds := m.status(t0.Add(5*time.Second), 20, 0); ds != nil {
+	if ds := m.status(t0.Add(5*time.Second), 20, 0, EventsPerRound); ds != nil {
 		t.Errorf("between live rounds: %+v", *ds)
 	}
 	// A new drain starts afresh: nothing of an earlier one's rounds.
 	m.begin(3, t0.Add(6*time.Second), 20, true)
 	m.decide(true)
-	if ds := m.status(t0.Add(7*time.Second), 20, 0); ds == nil || ds.RoundsDone != 0 || ds.ETASeconds != nil {
+	if ds := m.status(t0.Add(7*time.Second), 20, 0, EventsPerRound); ds == nil || ds.RoundsDone != 0 || ds.ETASeconds != nil {
 		t.Errorf("a new drain's first round: %+v", ds)
 	}
 }

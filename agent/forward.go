@@ -73,6 +73,10 @@ type linkState struct {
 	// out); Slow is set from slowCall up, until it is back below fastCall.
 	CallSeconds float64
 	Slow        bool
+	// LinesPerLoad is how many downtime lines a load carries while fewer
+	// than linesPerLoad (0: linesPerLoad), shrunk after loads Odoo took
+	// too long for (loadsize.go).
+	LinesPerLoad int
 	// Round is how long the last round that went through took, RateWait
 	// how much of it was the wait for forward.rate: a plant whose rounds
 	// need more requests than the rate lets through in a few seconds runs
@@ -1228,11 +1232,12 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	if err := f.resolveWorkcenters(ctx, cfg, all); err != nil {
 		return false, err
 	}
-	events, err := f.readEvents(ctx, cfg)
+	roundMax := f.roundEvents() // at the load size in force (loadsize.go)
+	events, err := f.readEvents(ctx, cfg, roundMax)
 	if err != nil {
 		return false, err
 	}
-	f.roundProgress(func(p *roundProgress) { p.events, p.read = len(events), true })
+	f.roundProgress(func(p *roundProgress) { p.events, p.read, p.perRound = len(events), true, roundMax })
 	pending, err := f.aggregateCounts(ctx, cfg)
 	if err != nil {
 		return false, err
@@ -1441,7 +1446,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	// Every write answered, none in doubt, no backlog: the settle mark is
 	// forgotten with the acknowledgement (unmarkSettle's rule), not in a
 	// commit of its own each round (the wear probe).
-	unmark := len(events) < maxEventsPerRound && f.settleForgettable(time.Now())
+	unmark := len(events) < roundMax && f.settleForgettable(time.Now())
 	if unmark {
 		acks.extra = append(acks.extra, buffer.KV{Key: settleKey})
 	}
@@ -1455,7 +1460,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		return false, err
 	}
 	f.field = field
-	more = len(events) == maxEventsPerRound
+	more = len(events) == roundMax
 	return more, nil
 }
 

@@ -665,7 +665,7 @@ func (f *forwarder) rebookSince(ctx context.Context, since time.Time, dry bool) 
 	return res, nil
 }
 
-// rebookLines books the lines Odoo lacks, linesPerLoad a call (one by
+// rebookLines books the lines Odoo lacks, loadLines a call (one by
 // one where Odoo refuses a batch), and keeps the id of a line still open.
 func (f *forwarder) rebookLines(ctx context.Context, lines []bookedEntry, wos map[int64]*odoo.Workorder, res *RebookResult) error {
 	for i := range lines {
@@ -677,17 +677,19 @@ func (f *forwarder) rebookLines(ctx context.Context, lines []bookedEntry, wos ma
 	}
 	var sent []sentLine
 	for len(lines) > 0 {
-		batch := lines[:min(len(lines), linesPerLoad)]
+		batch := lines[:min(len(lines), f.loadLines())] // shrunk after slow loads (loadsize.go)
 		lines = lines[len(batch):]
 		ds := make([]odoo.Downtime, len(batch))
 		for i, e := range batch {
 			ds[i] = *e.Line
 		}
 		var ids []int64
+		start, waited := time.Now(), f.rateWaited.Load()
 		err := f.call(ctx, "upsert_downtimes", func(ctx context.Context) (err error) {
 			ids, err = f.client.UpsertDowntimes(ctx, ds)
 			return err
 		})
+		f.noteLoad(len(batch), time.Since(start)-time.Duration(f.rateWaited.Load()-waited), err)
 		switch {
 		case err == nil:
 		case odoo.IsPermanent(err) && !odoo.IsAuth(err):

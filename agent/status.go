@@ -183,6 +183,11 @@ type OdooStatus struct {
 	// forward.rate: Odoo runs about a round behind the machines.
 	RoundSeconds    float64 `json:"round_seconds,omitempty"`
 	RateWaitSeconds float64 `json:"rate_wait_seconds,omitempty"`
+	// LinesPerLoad is how many downtime lines a load carries while it is
+	// fewer than LinesPerLoad (absent at full size): Odoo took longer than
+	// odoo.timeout, or nearly, for a load of more, so a backlog drains in
+	// more, smaller loads (README: Forwarding).
+	LinesPerLoad int `json:"lines_per_load,omitempty"`
 	// SwitchFrom names the Odoo (host, port and path of its URL, and the
 	// database) the buffer file's state belongs to while odoo.url or
 	// odoo.database names another that has not answered yet: the agent
@@ -320,7 +325,7 @@ func (a *Agent) Status() Status {
 		}
 		st.Odoo.CallSeconds, st.Odoo.Slow = math.Round(l.CallSeconds*1000)/1000, l.Slow
 		st.Odoo.RoundSeconds, st.Odoo.RateWaitSeconds = round1(l.Round.Seconds()), round1(l.RateWait.Seconds())
-		st.Odoo.SwitchFrom = l.SwitchFrom
+		st.Odoo.SwitchFrom, st.Odoo.LinesPerLoad = l.SwitchFrom, l.LinesPerLoad
 		if l.State == "auth_failed" {
 			if _, from, err := cfg.OdooAPIKeySource(); err == nil {
 				st.Odoo.KeyFrom = from

@@ -358,7 +358,7 @@ func notDrained(timeout time.Duration, pending int, st agent.Status) string {
 		// lines of 100 machines took 10 minutes at 200 a round, and a
 		// flush of 5 minutes failed without saying why).
 		slow = fmt.Sprintf("; %s of them are stops and runs, which go to Odoo as downtime lines, %s: "+
-			"a backlog of them after an outage takes several rounds (plantedge status shows a round's length)", plural(ev, "record"), linesPace)
+			"a backlog of them after an outage takes several rounds (plantedge status shows a round's length)", plural(ev, "record"), linesPace(st.Odoo))
 	}
 	if st.Drain != nil {
 		slow += "; the drain goes on: " + etaWords(st.Drain)
@@ -406,15 +406,26 @@ func restartNote(st agent.Status) string {
 		strings.Join(st.Config.RestartNeededFor, ", "))
 }
 
-// linesPace says how an outage's stops go to Odoo (status and flush).
-var linesPace = fmt.Sprintf("%d a round in loads of %d, each round also booking every machine's counts and scrap",
-	agent.EventsPerRound, agent.LinesPerLoad)
+// linesPace says how an outage's stops go to Odoo (status and flush): at
+// the load size in force, shrunk after loads Odoo took too long for.
+func linesPace(o agent.OdooStatus) string {
+	if n := o.LinesPerLoad; n > 0 && n < agent.LinesPerLoad {
+		return fmt.Sprintf("%d a round in loads of %d (not %d: Odoo took about odoo.timeout or longer for larger loads), each round also booking every machine's counts and scrap",
+			agent.EventsPerRound/agent.LinesPerLoad*n, n, agent.LinesPerLoad)
+	}
+	return fmt.Sprintf("%d a round in loads of %d, each round also booking every machine's counts and scrap",
+		agent.EventsPerRound, agent.LinesPerLoad)
+}
 
 // stopsBacklog is how many stop and run records wait with Odoo online when
 // they are more than a round sends (linesPace), so the oldest age grows
 // meanwhile. 0 when they are not.
 func stopsBacklog(st agent.Status) int {
-	if ev := st.Buffer.Lanes[buffer.LaneEvents.String()].Pending; ev > agent.EventsPerRound && st.Odoo.State == "online" {
+	perRound := agent.EventsPerRound
+	if n := st.Odoo.LinesPerLoad; n > 0 && n < agent.LinesPerLoad {
+		perRound = agent.EventsPerRound / agent.LinesPerLoad * n // loads shrunk (linesPace)
+	}
+	if ev := st.Buffer.Lanes[buffer.LaneEvents.String()].Pending; ev > perRound && st.Odoo.State == "online" {
 		return ev
 	}
 	return 0

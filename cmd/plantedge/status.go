@@ -301,7 +301,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		// The oldest age grows while an outage's stops drain: say why
 		// (the drain probe: 10 minutes of it with nothing to tell).
 		fmt.Fprintf(w, "          %s are stops and runs: they go to Odoo as downtime lines, %s\n",
-			plural(ev, "record"), linesPace)
+			plural(ev, "record"), linesPace(st.Odoo))
 	}
 	if d := st.Drain; d != nil {
 		fmt.Fprintf(w, "Drain     %s\n", drainLine(d))
@@ -404,6 +404,9 @@ func printStatus(w io.Writer, st agent.Status) {
 	}
 	if o.Slow && o.State == "online" {
 		fmt.Fprintf(w, "  SLOW: a call takes %.1f s on average (Odoo busy, or a slow link): a backlog drains that much slower", o.CallSeconds)
+	}
+	if o.LinesPerLoad > 0 {
+		fmt.Fprintf(w, "  LOADS OF %d: Odoo took about odoo.timeout or longer for a load of more downtime lines (they grow back after quick answers)", o.LinesPerLoad)
 	}
 	fmt.Fprintln(w)
 	if o.RoundSeconds >= behindRound && o.RateWaitSeconds >= o.RoundSeconds/2 {

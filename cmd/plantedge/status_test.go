@@ -588,3 +588,19 @@ func TestFlushSaysChangesWaitForARestart(t *testing.T) {
 		t.Errorf("no restart needed: note %q, verdict %q", n, msg)
 	}
 }
+
+// With the loads shrunk (Odoo took too long for larger ones) status and
+// flush say the pace in force, not the full size's.
+func TestStatusSaysTheShrunkenLoads(t *testing.T) {
+	st := agent.Status{Odoo: agent.OdooStatus{State: "online", LinesPerLoad: 50}, Buffer: agent.BufferStatus{Lanes: map[string]agent.LaneStatus{"events": {Pending: 700}}}}
+	want := "500 a round in loads of 50 (not 200: Odoo took about odoo.timeout or longer for larger loads)"
+	if msg := notDrained(5*time.Minute, 700, st); !strings.Contains(msg, want) {
+		t.Errorf("verdict: %s", msg)
+	}
+	var out bytes.Buffer
+	printStatus(&out, st)
+	if !strings.Contains(out.String(), "700 records are stops and runs: they go to Odoo as downtime lines, "+want) ||
+		!strings.Contains(out.String(), "LOADS OF 50: Odoo took about odoo.timeout or longer") {
+		t.Errorf("status:\n%s", out.String())
+	}
+}

@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/plantedge/plantedge/odoo"
+)
+
+// The number of downtime lines a load carries adapts to how Odoo takes
+// them (the PEERS audit, the slow drain): Odoo's load runs every row
+// through the ORM, so a load of 200 lines on a small VM behind a WAN may
+// outlast odoo.timeout. Such a load is in doubt and holds every write back
+// for odoo.request_limit; sent again at the same size it timed out again,
+// and the drain never finished. After a load that took too long the next
+// sends half as many lines (down to 1); after a full load answered in
+// under a quarter of odoo.timeout, twice as many (up to linesPerLoad): a
+// batch size's additive-increase, multiplicative-decrease, in halvings
+// and doublings. The lines carry their external ids: a smaller load that
+// repeats lines of a load Odoo committed late updates them, it does not
+// add any. A round takes at most loadsPerRound loads' worth of records,
+// so a round at a shrunken size is no longer than one at full size.
+
+// loadsPerRound is how many full loads a round's downtime records make.
+const loadsPerRound = maxEventsPerRound / linesPerLoad
+
+// loadLines is how many downtime lines (records of them) a load carries
+// now.
+func (f *forwarder) loadLines() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.loadLinesLocked()
+}
+
+func (f *forwarder) loadLinesLocked() int {
+	if f.link.LinesPerLoad == 0 {
+		return linesPerLoad
+	}
+	return f.link.LinesPerLoad
+}
+
+// roundEvents is how many downtime records a round takes at the load size
+// in force: loadsPerRound loads.
+func (f *forwarder) roundEvents() int {
+	return loadsPerRound * f.loadLines()
+}
+
+// noteLoad adapts the load size to a load of n lines that took took
+// (rate waits left out) and ended with err; it logs a change, once.
+func (f *forwarder) noteLoad(n int, took time.Duration, err error) {
+	timeout := f.a.cfg.Load().Odoo.Timeout.D()
+	f.mu.Lock()
+	cur := f.loadLinesLocked()
+	next := cur
+	switch {
+	case err == nil && n >= cur && cur < linesPerLoad && timeout > 0 && took < timeout/4:
+		next = min(linesPerLoad, 2*cur)
+	case err != nil && loadTooSlow(err, took, timeout):
+		next = max(1, min(cur, n)/2)
+	}
+	f.link.LinesPerLoad = next
+	if next == linesPerLoad {
+		f.link.LinesPerLoad = 0
+	}
+	f.mu.Unlock()
+	switch {
+	case next < cur:
+		f.a.log.Info("odoo took too long for a load of downtime lines: the next loads carry fewer",
+			"component", "forwarder", "lines", n, "took", took.Round(time.Millisecond), "timeout", timeout,
+			"lines_per_load", next, "was", cur, "err", err)
+	case next > cur:
+		f.a.log.Info("odoo answered a load of downtime lines well within its timeout: the next loads carry more",
+			"component", "forwarder", "lines", n, "took", took.Round(time.Millisecond), "timeout", timeout,
+			"lines_per_load", next, "was", cur)
+	}
+}
+
+// loadTooSlow tells whether a load's error says it took too long for its
+// size: no answer within odoo.timeout, a proxy in front of Odoo giving up
+// waiting (504, Cloudflare's 524), or an answer lost (a connection reset
+// or closed: Odoo's worker killed at its own limit, limit_time_real)
+// after half the timeout or more. A refusal, or a connection refused at
+// once, says nothing of the size.
+func loadTooSlow(err error, took, timeout time.Duration) bool {
+	var oe *odoo.Error
+	if !errors.As(err, &oe) {
+		return false
+	}
+	switch {
+	case oe.Timeout() && oe.TimedOut():
+		return true
+	case oe.Status == http.StatusGatewayTimeout || oe.Status == 524:
+		return true
+	}
+	return odoo.InDoubt(err) && timeout > 0 && took >= timeout/2
+}

@@ -1,0 +1,61 @@
+package agent
+
+import (
+	"bytes"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/odoo"
+)
+
+// The load size halves after a load Odoo took too long for (down to 1),
+// doubles after a full load answered in under a quarter of odoo.timeout
+// (up to linesPerLoad), and stays after anything else; each change is
+// logged once.
+func TestLoadSizeHalvesAfterSlowLoadsAndDoublesAfterFastOnes(t *testing.T) {
+	var logs bytes.Buffer
+	a := &Agent{log: slog.New(slog.NewTextHandler(&logs, nil))}
+	cfg := &config.Config{}
+	cfg.Odoo.Timeout = config.Duration(8 * time.Second)
+	a.cfg.Store(cfg)
+	f := &forwarder{a: a}
+	gateway := &odoo.Error{Op: "load", Status: 504, Class: odoo.Transient}  // a proxy gave up waiting
+	refused := &odoo.Error{Op: "load", Name: "load", Class: odoo.Permanent} // a row refused
+	var sizes []int
+	for range 10 {
+		f.noteLoad(f.loadLines(), 8*time.Second, gateway)
+		sizes = append(sizes, f.loadLines())
+	}
+	if want := []int{100, 50, 25, 12, 6, 3, 1, 1, 1, 1}; !slices.Equal(sizes, want) {
+		t.Fatalf("after 504s: %v, want %v", sizes, want)
+	}
+	f.noteLoad(1, time.Second, refused)
+	f.noteLoad(1, 3*time.Second, nil) // answered, but not well within the timeout
+	if n := f.loadLines(); n != 1 {
+		t.Fatalf("after a refusal and a slowish load: %d lines, want 1", n)
+	}
+	sizes = nil
+	for range 10 {
+		f.noteLoad(f.loadLines(), time.Second, nil)
+		sizes = append(sizes, f.loadLines())
+	}
+	if want := []int{2, 4, 8, 16, 32, 64, 128, 200, 200, 200}; !slices.Equal(sizes, want) {
+		t.Fatalf("after fast loads: %v, want %v", sizes, want)
+	}
+	if f.link.LinesPerLoad != 0 {
+		t.Errorf("status's lines_per_load at full size: %d, want 0 (absent)", f.link.LinesPerLoad)
+	}
+	f.noteLoad(50, 3*time.Second, gateway) // a round's last load, of 50: half of what it carried
+	f.noteLoad(10, time.Millisecond, nil)  // a partial load says nothing of a full one
+	if n := f.loadLines(); n != 25 {
+		t.Errorf("after a slow load of 50 and a fast one of 10: %d lines, want 25", n)
+	}
+	fewer, more := strings.Count(logs.String(), "carry fewer"), strings.Count(logs.String(), "carry more")
+	if fewer != 8 || more != 8 {
+		t.Errorf("logged %d shrinks and %d growths, want 8 and 8 (one a change):\n%s", fewer, more, logs.String())
+	}
+}
