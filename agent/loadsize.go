@@ -57,7 +57,11 @@ func (f *forwarder) noteLoad(n int, took time.Duration, err error) {
 	case err == nil && n >= cur && cur < linesPerLoad && timeout > 0 && took < timeout/4:
 		next = min(linesPerLoad, 2*cur)
 	case err != nil && loadTooSlow(err, took, timeout):
-		next = max(1, min(cur, n)/2)
+		// Half the size in force, whatever the load carried: a round's
+		// last load of a few lines timing out is Odoo (or the link)
+		// stalling as much as the size (a 2-line load that took 20 s
+		// under a loaded test machine had shrunk 200 to 1).
+		next = max(1, cur/2)
 	}
 	f.link.LinesPerLoad = next
 	if next == linesPerLoad {

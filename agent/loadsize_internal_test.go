@@ -49,10 +49,10 @@ func TestLoadSizeHalvesAfterSlowLoadsAndDoublesAfterFastOnes(t *testing.T) {
 	if f.link.LinesPerLoad != 0 {
 		t.Errorf("status's lines_per_load at full size: %d, want 0 (absent)", f.link.LinesPerLoad)
 	}
-	f.noteLoad(50, 3*time.Second, gateway) // a round's last load, of 50: half of what it carried
-	f.noteLoad(10, time.Millisecond, nil)  // a partial load says nothing of a full one
-	if n := f.loadLines(); n != 25 {
-		t.Errorf("after a slow load of 50 and a fast one of 10: %d lines, want 25", n)
+	f.noteLoad(2, 3*time.Second, gateway) // a round's last load, of 2: half the size in force
+	f.noteLoad(10, time.Millisecond, nil) // a partial load says nothing of a full one
+	if n := f.loadLines(); n != 100 {
+		t.Errorf("after a slow load of 2 and a fast one of 10: %d lines, want 100", n)
 	}
 	fewer, more := strings.Count(logs.String(), "carry fewer"), strings.Count(logs.String(), "carry more")
 	if fewer != 8 || more != 8 {
