@@ -232,15 +232,21 @@ type machine struct {
 	changedAt  time.Time
 	confirmed  bool
 	holdUntil  time.Time
-	// spStops is each stop of a Sparkplug device, and what the edge node
-	// stored of it while it was cut off (its store and forward).
+	// spStops is each stop of the machine (of every machine, for the side
+	// by side printed when its lines differ), and for a Sparkplug device
+	// what the edge node stored of it while it was cut off (its store and
+	// forward).
 	spStops []spStop
+	// dbirths is the timestamp of each DBIRTH of a Sparkplug device sent
+	// (the time the agent takes a stop the BIRTH found on from).
+	dbirths []time.Time
 }
 
 // spStop is a stop of a Sparkplug device. A start or end the edge node
 // stored has the time it stored it with (the one the agent is given).
 type spStop struct {
 	start, end               time.Time
+	reason                   string
 	startStored, endStored   bool
 	startFlushed, endFlushed bool // sent after a BIRTH, as is_historical
 	// births: when a DBIRTH gave the machine stopped after the stored
@@ -249,15 +255,14 @@ type spStop struct {
 	births []time.Time
 }
 
-// beginStop and endStop note a Sparkplug device's stop; call with mu held.
+// beginStop and endStop note a machine's stop (begun with the reason
+// set); call with mu held.
 func (m *machine) beginStop(t time.Time) {
-	if m.sp {
-		m.spStops = append(m.spStops, spStop{start: t})
-	}
+	m.spStops = append(m.spStops, spStop{start: t, reason: m.reason})
 }
 
 func (m *machine) endStop(t time.Time) {
-	if m.sp && len(m.spStops) > 0 && m.spStops[len(m.spStops)-1].end.IsZero() {
+	if len(m.spStops) > 0 && m.spStops[len(m.spStops)-1].end.IsZero() {
 		m.spStops[len(m.spStops)-1].end = t
 	}
 }
@@ -1489,15 +1494,27 @@ func (s *soak) compare() (diffs, report []string) {
 			}
 		}
 		report = append(report, fmt.Sprintf("%s made %d odoo %v | stops %d lines %d open %d | scrap %d odoo %v", m.id, made, qty, stops, closed, open, scr, sq))
+		// extra: lines more than stops, as the agent books them (a stop
+		// split at a BIRTH); storedDiff: a stored stop not booked as it
+		// should be.
+		extra, storedDiff := 0, false
 		if m.sp && s.opts.spHistory {
-			d, r := s.compareStored(m, lines)
+			d, r, x := s.compareStored(m, lines)
 			diffs, report = append(diffs, d...), append(report, r...)
+			extra, storedDiff = x, len(d) > 0
 		}
 		if qty != float64(made) {
 			diffs = append(diffs, fmt.Sprintf("%s qty %v want %d", m.id, qty, made))
 		}
-		if closed != stops || open != 0 {
-			diffs = append(diffs, fmt.Sprintf("%s downtime lines %d (open %d) want %d", m.id, closed, open, stops))
+		if closed != stops+extra || open != 0 {
+			if extra == 0 {
+				diffs = append(diffs, fmt.Sprintf("%s downtime lines %d (open %d) want %d", m.id, closed, open, stops))
+			} else {
+				diffs = append(diffs, fmt.Sprintf("%s downtime lines %d (open %d) want %d (%d stops, %d split at a BIRTH)", m.id, closed, open, stops+extra, stops, extra))
+			}
+		}
+		if closed != stops+extra || open != 0 || storedDiff {
+			report = append(report, s.sideBySide(m, lines)...)
 		}
 		if sq != float64(scr) {
 			diffs = append(diffs, fmt.Sprintf("%s scrap %v want %d", m.id, sq, scr))
@@ -1517,7 +1534,15 @@ func (s *soak) compare() (diffs, report []string) {
 // stored stop whose run was not stored booked nothing before the BIRTH):
 // reported, not a difference. (A stop begun live booked to the BIRTH
 // after its stored end, the late end the agent had, is a difference.)
-func (s *soak) compareStored(m *machine, lines []odootest.ProductivityLine) (diffs, report []string) {
+//
+// A stored start still stopped at a BIRTH whose stop ended (live or at a
+// later BIRTH) before its stored stop came is two lines, as the README's
+// Sparkplug paragraph says: the BIRTH's line (its start, the BIRTH, is its
+// key in Odoo, booked before the history came) and the stored part, from
+// the stored stop to the BIRTH, a line of its own. Lines that tile the stop
+// so, each cut at a BIRTH, are that stop booked in full: reported (SPLIT),
+// not a difference; extra counts the lines more than one.
+func (s *soak) compareStored(m *machine, lines []odootest.ProductivityLine) (diffs, report []string, extra int) {
 	m.mu.Lock()
 	stops := slices.Clone(m.spStops)
 	m.mu.Unlock()
@@ -1546,7 +1571,27 @@ func (s *soak) compareStored(m *machine, lines []odootest.ProductivityLine) (dif
 		}
 		return fmt.Sprintf("line %s-%s", l.Start.Format("15:04:05"), l.End.Format("15:04:05"))
 	}
-	var full, fullOK, startOnly, startOK, gap, endOnly, endOK int
+	// The lines that tile st from its start to its end, cut only at its
+	// BIRTHs (nil unless more than one).
+	tiled := func(st spStop) []odootest.ProductivityLine {
+		var in []odootest.ProductivityLine
+		for _, l := range mine {
+			if !l.End.IsZero() && !l.Start.Before(st.start.Truncate(time.Second).Add(-time.Second)) && !l.End.After(st.end.Add(time.Second)) {
+				in = append(in, l)
+			}
+		}
+		slices.SortFunc(in, func(a, b odootest.ProductivityLine) int { return a.Start.Compare(b.Start) })
+		if len(in) < 2 || !near(in[0].Start, st.start) || !near(in[len(in)-1].End, st.end) {
+			return nil
+		}
+		for i := 1; i < len(in); i++ {
+			if !in[i].Start.Equal(in[i-1].End) || !slices.ContainsFunc(st.births, func(b time.Time) bool { return near(in[i].Start, b) }) {
+				return nil
+			}
+		}
+		return in
+	}
+	var full, fullOK, startOnly, startOK, gap, split, endOnly, endOK int
 	var downTruth, downOdoo time.Duration
 	for _, st := range stops {
 		if !st.startFlushed && !st.endFlushed {
@@ -1569,6 +1614,18 @@ func (s *soak) compareStored(m *machine, lines []odootest.ProductivityLine) (dif
 			l := holding(st.end.Add(-time.Second))
 			if l != nil && near(l.Start, st.start) {
 				startOK++
+				continue
+			}
+			if parts := tiled(st); parts != nil {
+				split++
+				extra += len(parts) - 1
+				var shown []string
+				for i := range parts {
+					shown = append(shown, show(&parts[i]))
+				}
+				b := st.births[slices.IndexFunc(st.births, func(b time.Time) bool { return near(parts[1].Start, b) })]
+				report = append(report, fmt.Sprintf("SPLIT %s stop stored at %s, still stopped at the BIRTH of %s, ended at %s (stored %v): booked as %d lines cut at its BIRTHs (%s): the stored part to the BIRTH a line of its own, none of it lost",
+					m.id, st.start.Format("15:04:05.000"), b.Format("15:04:05.000"), st.end.Format("15:04:05.000"), st.endFlushed, len(parts), strings.Join(shown, ", ")))
 				continue
 			}
 			var birth time.Time
@@ -1594,7 +1651,90 @@ func (s *soak) compareStored(m *machine, lines []odootest.ProductivityLine) (dif
 			diffs = append(diffs, fmt.Sprintf("%s stop begun live, its end stored, %s: %s", m.id, span, show(l)))
 		}
 	}
-	report = append(report, fmt.Sprintf("%s stored stops: %d stored start to end (%d booked at their times, %v of downtime, odoo %v), %d stored start only (%d booked from it, %d known gap), %d stored end only (%d booked to it)",
-		m.id, full, fullOK, downTruth.Round(time.Second), downOdoo, startOnly, startOK, gap, endOnly, endOK))
-	return diffs, report
+	report = append(report, fmt.Sprintf("%s stored stops: %d stored start to end (%d booked at their times, %v of downtime, odoo %v), %d stored start only (%d booked from it, %d known gap, %d split at a BIRTH), %d stored end only (%d booked to it)",
+		m.id, full, fullOK, downTruth.Round(time.Second), downOdoo, startOnly, startOK, gap, split, endOnly, endOK))
+	return diffs, report, extra
+}
+
+// sideBySide is m's stops as the soak made them and its lines in Odoo, each
+// stop with the lines that overlap it (a second either side), then the
+// lines no stop overlaps: one report line each ("STOP" / "LINE").
+func (s *soak) sideBySide(m *machine, lines []odootest.ProductivityLine) []string {
+	m.mu.Lock()
+	stops, births := slices.Clone(m.spStops), slices.Clone(m.dbirths)
+	m.mu.Unlock()
+	var mine []odootest.ProductivityLine
+	for _, l := range lines {
+		if l.WorkcenterID == s.wcIDs[m.id] {
+			mine = append(mine, l)
+		}
+	}
+	slices.SortFunc(mine, func(a, b odootest.ProductivityLine) int { return a.Start.Compare(b.Start) })
+	const ms = "15:04:05.000"
+	show := func(l odootest.ProductivityLine) string {
+		end := "open"
+		if !l.End.IsZero() {
+			end = l.End.Format("15:04:05")
+		}
+		return fmt.Sprintf("%s-%s %s", l.Start.Format("15:04:05"), end, l.LossName)
+	}
+	used := make([]bool, len(mine))
+	var out []string
+	for i, st := range stops {
+		end, endS := st.end, st.end.Format(ms)
+		if end.IsZero() {
+			end, endS = time.Now(), "(on)"
+		}
+		var how []string
+		if m.sp {
+			for _, p := range []struct {
+				what            string
+				stored, flushed bool
+			}{{"start", st.startStored, st.startFlushed}, {"end", st.endStored, st.endFlushed}} {
+				switch {
+				case p.flushed:
+					how = append(how, p.what+" stored, sent")
+				case p.stored:
+					how = append(how, p.what+" stored, not sent")
+				default:
+					how = append(how, p.what+" live")
+				}
+			}
+			var bs []string
+			for _, b := range births {
+				if !b.Before(st.start.Add(-10*time.Second)) && !b.After(end.Add(10*time.Second)) {
+					bs = append(bs, b.Format(ms))
+				}
+			}
+			if len(bs) == 0 {
+				bs = []string{"none"}
+			}
+			how = append(how, "BIRTHs within 10s: "+strings.Join(bs, " "))
+		}
+		var ls []string
+		for j, l := range mine {
+			lend := l.End
+			if lend.IsZero() {
+				lend = time.Now()
+			}
+			if !l.Start.After(end.Add(time.Second)) && !lend.Before(st.start.Truncate(time.Second).Add(-time.Second)) {
+				used[j] = true
+				ls = append(ls, "line "+show(l))
+			}
+		}
+		if len(ls) == 0 {
+			ls = []string{"no line"}
+		}
+		info := ""
+		if len(how) > 0 {
+			info = " (" + strings.Join(how, "; ") + ")"
+		}
+		out = append(out, fmt.Sprintf("STOP %s #%d %s-%s %s%s | %s", m.id, i+1, st.start.Format(ms), endS, st.reason, info, strings.Join(ls, ", ")))
+	}
+	for j, l := range mine {
+		if !used[j] {
+			out = append(out, fmt.Sprintf("LINE %s %s | no stop", m.id, show(l)))
+		}
+	}
+	return out
 }

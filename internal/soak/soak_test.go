@@ -109,7 +109,10 @@ func TestCompareStored(t *testing.T) {
 		line(205, 207), // from after the BIRTH: a difference
 		{WorkcenterID: 8, Start: at(20), End: at(30)},
 	}
-	diffs, report := s.compareStored(m, lines)
+	diffs, report, extra := s.compareStored(m, lines)
+	if extra != 0 {
+		t.Errorf("extra %d, want 0", extra)
+	}
 	d := strings.Join(diffs, "\n")
 	if len(diffs) != 3 || !strings.Contains(d, "from start to end 20:00:20.500-20:00:30.100: line 20:00:20-20:00:25") ||
 		!strings.Contains(d, "sp-01 stop begun live, its end stored, 20:01:20.000-20:01:35.400: line 20:01:20-20:01:39") ||
@@ -121,5 +124,52 @@ func TestCompareStored(t *testing.T) {
 		!strings.Contains(all, "2 stored start to end (1 booked at their times") ||
 		!strings.Contains(all, "1 stored end only (0 booked to it)") || strings.Contains(all, "LATE END") {
 		t.Errorf("report:\n%s", all)
+	}
+}
+
+// Soak 441 (seed 441, Odoo 18): sp-14's stop stored at 07:34:28.361 was
+// still on at the BIRTH of 07:34:35.997 and ended (its run stored) at
+// 07:34:38.113 just as the next BIRTH, which found it running, came before
+// the history: the agent booked the BIRTH's line 35.997..38.113 and then
+// the stored part 28.361..35.997 as a line of its own (its buffer's booked
+// records), as the README says. Before, the check took the stop for one
+// line, reported the second part as a known gap ("7s not booked") and the
+// count as a difference (63 lines, want 62). Now: SPLIT, one line more
+// expected; a line no stop made and a stop with no line are still shown
+// side by side.
+func TestCompareStoredSplitAtABirth(t *testing.T) {
+	s := &soak{wcIDs: map[string]int64{"sp-14": 14}}
+	t0 := time.Date(2026, 12, 5, 7, 34, 0, 0, time.UTC)
+	at := func(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
+	m := &machine{id: "sp-14", sp: true, spStops: []spStop{
+		{start: at(28.361), end: at(38.113), reason: "JAM", startStored: true, endStored: true, startFlushed: true, endFlushed: true, births: []time.Time{at(35.997)}},
+		{start: at(50), end: at(55), reason: "SETUP"},
+	}, dbirths: []time.Time{at(35.997), at(38.114), at(90)}}
+	line := func(a, b float64) odootest.ProductivityLine {
+		return odootest.ProductivityLine{WorkcenterID: 14, LossName: "Jam", Start: at(a).Truncate(time.Second), End: at(b).Truncate(time.Second)}
+	}
+	lines := []odootest.ProductivityLine{line(35.997, 38.113), line(28.361, 35.997), line(50, 55)}
+	diffs, report, extra := s.compareStored(m, lines)
+	all := strings.Join(report, "\n")
+	if len(diffs) != 0 || extra != 1 || strings.Contains(all, "KNOWN GAP") ||
+		!strings.Contains(all, "SPLIT sp-14 stop stored at 07:34:28.361, still stopped at the BIRTH of 07:34:35.997, ended at 07:34:38.113 (stored true): booked as 2 lines cut at its BIRTHs (line 07:34:28-07:34:35, line 07:34:35-07:34:38)") ||
+		!strings.Contains(all, "1 stored start only (0 booked from it, 0 known gap, 1 split at a BIRTH)") {
+		t.Errorf("diffs %q extra %d report:\n%s", diffs, extra, all)
+	}
+	// Not cut at a BIRTH: not a split (the known gap or a difference).
+	_, _, extra = s.compareStored(m, []odootest.ProductivityLine{line(28.361, 33), line(33, 38.113)})
+	if extra != 0 {
+		t.Errorf("lines cut where no BIRTH was taken for a split")
+	}
+
+	side := strings.Join(s.sideBySide(m, append(lines, line(70, 72))), "\n")
+	for _, want := range []string{
+		"STOP sp-14 #1 07:34:28.361-07:34:38.113 JAM (start stored, sent; end stored, sent; BIRTHs within 10s: 07:34:35.997 07:34:38.114) | line 07:34:28-07:34:35 Jam, line 07:34:35-07:34:38 Jam",
+		"STOP sp-14 #2 07:34:50.000-07:34:55.000 SETUP (start live; end live; BIRTHs within 10s: none) | line 07:34:50-07:34:55 Jam",
+		"LINE sp-14 07:35:10-07:35:12 Jam | no stop",
+	} {
+		if !strings.Contains(side, want) {
+			t.Errorf("side by side lacks %q:\n%s", want, side)
+		}
 	}
 }

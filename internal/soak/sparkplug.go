@@ -492,6 +492,9 @@ func (e *edgeNode) birth(why string) bool {
 		if !e.send(spTopic("DBIRTH", d.id), sptest.Payload{Timestamp: uint64(sn.ts.UnixMilli()), Metrics: ms}) {
 			return false
 		}
+		d.mu.Lock()
+		d.dbirths = append(d.dbirths, time.UnixMilli(sn.ts.UnixMilli()))
+		d.mu.Unlock()
 		e.last[d.id] = vals
 	}
 	e.birthAt.Store(time.Now().UnixNano())
