@@ -1611,11 +1611,6 @@ func (s *soak) compareStored(m *machine, lines []odootest.ProductivityLine) (dif
 			diffs = append(diffs, fmt.Sprintf("%s stop stored from start to end %s: %s", m.id, span, show(l)))
 		case st.startFlushed:
 			startOnly++
-			l := holding(st.end.Add(-time.Second))
-			if l != nil && near(l.Start, st.start) {
-				startOK++
-				continue
-			}
 			if parts := tiled(st); parts != nil {
 				split++
 				extra += len(parts) - 1
@@ -1626,6 +1621,11 @@ func (s *soak) compareStored(m *machine, lines []odootest.ProductivityLine) (dif
 				b := st.births[slices.IndexFunc(st.births, func(b time.Time) bool { return near(parts[1].Start, b) })]
 				report = append(report, fmt.Sprintf("SPLIT %s stop stored at %s, still stopped at the BIRTH of %s, ended at %s (stored %v): booked as %d lines cut at its BIRTHs (%s): the stored part to the BIRTH a line of its own, none of it lost",
 					m.id, st.start.Format("15:04:05.000"), b.Format("15:04:05.000"), st.end.Format("15:04:05.000"), st.endFlushed, len(parts), strings.Join(shown, ", ")))
+				continue
+			}
+			l := holding(st.end.Add(-time.Second))
+			if l != nil && near(l.Start, st.start) {
+				startOK++
 				continue
 			}
 			var birth time.Time

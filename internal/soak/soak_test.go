@@ -156,6 +156,12 @@ func TestCompareStoredSplitAtABirth(t *testing.T) {
 		!strings.Contains(all, "1 stored start only (0 booked from it, 0 known gap, 1 split at a BIRTH)") {
 		t.Errorf("diffs %q extra %d report:\n%s", diffs, extra, all)
 	}
+	// The BIRTH within a second of the end, the stored part listed first
+	// (it holds the second before the end too): a split all the same.
+	late := &machine{id: "sp-14", sp: true, spStops: []spStop{{start: at(28.361), end: at(38.113), startStored: true, startFlushed: true, births: []time.Time{at(37.6)}}}}
+	if _, _, x := s.compareStored(late, []odootest.ProductivityLine{line(28.361, 37.6), line(37.6, 38.113)}); x != 1 {
+		t.Errorf("a BIRTH a moment before the end: extra %d, want 1", x)
+	}
 	// Not cut at a BIRTH: not a split (the known gap or a difference).
 	_, _, extra = s.compareStored(m, []odootest.ProductivityLine{line(28.361, 33), line(33, 38.113)})
 	if extra != 0 {
