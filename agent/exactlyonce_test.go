@@ -302,16 +302,24 @@ func TestWriteResetAfterItWasSentIsInDoubt(t *testing.T) {
 	}
 	px := nettest.NewCrashProxy(t, u.Host)
 	p.editConfig(p.odoo.URL(), "http://"+px.Addr())
+	lateCommitOverNewer(t, p, func() {
+		px.Crash() // the agent's connection is reset; Odoo goes on with the write
+		px.Restart()
+	})
+}
+
+// lateCommitOverNewer is the in-doubt write both a reset and a proxy's
+// timeout page leave: press-1 counts 5 (in Odoo), then 3 more, written as
+// 8 — Odoo busy with that write for 2.5 s and committing it 0.3 s later —
+// while cut takes its answer away; then 4 more. Odoo must end at 12: the
+// late 8 does not come over the newer quantity.
+func lateCommitOverNewer(t *testing.T, p *plant, cut func()) {
+	t.Helper()
 	var writes atomic.Int32
-	armed := make(chan struct{})
+	var armed atomic.Bool
 	came, ran := make(chan struct{}), make(chan struct{})
 	p.odoo.BeforeCall(func(model, method string) {
-		select {
-		case <-armed:
-		default:
-			return
-		}
-		if model == "mrp.workorder" && method == "write" && writes.Add(1) == 1 {
+		if armed.Load() && model == "mrp.workorder" && method == "write" && writes.Add(1) == 1 {
 			close(came)
 			time.Sleep(2500 * time.Millisecond) // Odoo busy with it; it commits when done
 			time.AfterFunc(300*time.Millisecond, func() { close(ran) })
@@ -321,17 +329,16 @@ func TestWriteResetAfterItWasSentIsInDoubt(t *testing.T) {
 	m := p.machines[0]
 	p.produce(m, 5, 0)
 	p.waitExactQty(ra, "press-1", 5)
-	close(armed)
+	armed.Store(true)
 	p.produce(m, 3, 0) // written as 8
 	waitClosed(t, came, "the write of 8")
-	px.Crash() // the agent's connection is reset; Odoo goes on with the write
-	px.Restart()
+	cut()
 	p.produce(m, 4, 0)
 	waitClosed(t, ran, "the late commit of 8")
 	p.waitExactQty(ra, "press-1", 12)
 	time.Sleep(500 * time.Millisecond)
 	if q := p.qty("press-1"); q != 12 {
-		t.Errorf("quantity %v, want 12", q)
+		t.Errorf("quantity %v, want 12: the late 8 came over it", q)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -77,31 +76,9 @@ func TestProxyTimeoutPageLeavesTheWriteInDoubt(t *testing.T) {
 			t.Parallel()
 			p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 			p.editConfig(p.odoo.URL(), gaveUpProxy(t, p.odoo.URL(), time.Second, status))
-			var writes atomic.Int32
-			var armed atomic.Bool
-			came, ran := make(chan struct{}), make(chan struct{})
-			p.odoo.BeforeCall(func(model, method string) {
-				if armed.Load() && model == "mrp.workorder" && method == "write" && writes.Add(1) == 1 {
-					close(came)
-					time.Sleep(2500 * time.Millisecond) // Odoo busy with it; it commits when done
-					time.AfterFunc(300*time.Millisecond, func() { close(ran) })
-				}
+			lateCommitOverNewer(t, p, func() {
+				time.Sleep(1200 * time.Millisecond) // the proxy has answered after 1 s
 			})
-			ra := p.startAgent()
-			m := p.machines[0]
-			p.produce(m, 5, 0)
-			p.waitExactQty(ra, "press-1", 5)
-			armed.Store(true)
-			p.produce(m, 3, 0) // written as 8, answered by the proxy after 1 s
-			waitClosed(t, came, "the write of 8")
-			time.Sleep(1200 * time.Millisecond) // the proxy has answered
-			p.produce(m, 4, 0)
-			waitClosed(t, ran, "the late commit of 8")
-			p.waitExactQty(ra, "press-1", 12)
-			time.Sleep(500 * time.Millisecond)
-			if q := p.qty("press-1"); q != 12 {
-				t.Errorf("quantity %v, want 12: the late 8 came over it", q)
-			}
 		})
 	}
 }
