@@ -58,14 +58,16 @@ func newOdooSite(t *testing.T, version int) *odooSite {
 	return o
 }
 
-// run writes the key and the configuration and runs validate --odoo.
-func (o *odooSite) run(t *testing.T) (lines []string, err error) {
+// write writes the key (its owner's only) and the configuration (readable
+// by all: TestValidateOdooKeyUnreadableByThisUser runs validate as another
+// user) and returns their paths.
+func (o *odooSite) write(t *testing.T) (cfg, keyFile string) {
 	t.Helper()
-	keyFile := filepath.Join(o.dir, "key")
+	keyFile = filepath.Join(o.dir, "key")
 	if err := os.WriteFile(keyFile, []byte(o.key+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := filepath.Join(o.dir, "plantedge.yaml")
+	cfg = filepath.Join(o.dir, "plantedge.yaml")
 	y := fmt.Sprintf(`site: plant-2
 data_dir: %q
 odoo:
@@ -81,9 +83,16 @@ mqtt:
     client_id: plantedge-test
 machines:
 %s`, filepath.Join(o.dir, "data"), o.url, cmp.Or(o.db, "odoo"), cmp.Or(o.user, "plantedge-bot"), keyFile, o.loss, o.machines)
-	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return cfg, keyFile
+}
+
+// run writes the key and the configuration and runs validate --odoo.
+func (o *odooSite) run(t *testing.T) (lines []string, err error) {
+	t.Helper()
+	cfg, _ := o.write(t)
 	out, errOut, err := runValidate(t, "-c", cfg, "--odoo")
 	if errOut != "" {
 		t.Fatalf("stderr: %s", errOut)
@@ -416,33 +425,7 @@ func TestValidateOdooKeyUnreadableByThisUser(t *testing.T) {
 		t.Skip("needs root, to run validate as user nobody")
 	}
 	o := newOdooSite(t, 17)
-	// The key root's only, the config and the binary readable by all.
-	keyFile := filepath.Join(o.dir, "key")
-	if err := os.WriteFile(keyFile, []byte(o.key+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(o.dir, "plantedge.yaml")
-	y := fmt.Sprintf(`site: plant-2
-data_dir: %q
-odoo:
-  url: %q
-  database: odoo
-  username: plantedge-bot
-  api_key_file: %q
-mqtt:
-  - name: broker
-    url: tcp://127.0.0.1:1883
-    client_id: plantedge-test
-machines:
-%s`, filepath.Join(o.dir, "data"), o.url, keyFile, o.machines)
-	if err := os.WriteFile(cfg, []byte(y), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range []string{filepath.Dir(o.dir), o.dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cfg, keyFile := o.write(t) // the key root's only, the config readable by all
 	cmd := asNobody(t, o.dir, "validate", "--odoo", "-c", cfg)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
