@@ -1135,14 +1135,8 @@ func TestStatusReadsTheBufferWhenAnotherSiteAnswers(t *testing.T) {
 func TestAnotherProgramOnTheListenPort(t *testing.T) {
 	b := newBench(t, 17)
 	b.makeDataDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: time.Second}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	b.editConfig(b.listen, l.Addr().String())
+	other := serveAt(t, http.NotFoundHandler())
+	b.editConfig(b.listen, other)
 	out, err := cli(t, "status", "-c", b.cfgPath)
 	if err == nil || !strings.Contains(out, "AGENT NOT RUNNING") || strings.Contains(out, "agent running") ||
 		!strings.Contains(err.Error(), "another program on that port?") {
@@ -1158,38 +1152,45 @@ func TestAnotherProgramOnTheListenPort(t *testing.T) {
 	}
 	// A web server's page (review 44: status and flush printed its 13
 	// lines of HTML, up to 64 MiB of it): what it answered, in one line.
-	l2, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	web := &http.Server{ReadHeaderTimeout: time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	web := serveAt(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(http.StatusNotFound)
 		fmt.Fprint(w, "<!DOCTYPE HTML>\n<html lang=\"en\">\n<head><title>Error response</title></head>\n<body>\n<h1>Error response</h1>\n"+
 			strings.Repeat("<p>padding</p>\n", 500)+"</body>\n</html>\n")
-	})}
-	go web.Serve(l2)
-	t.Cleanup(func() { web.Close() })
-	b.editConfig(l.Addr().String(), l2.Addr().String())
-	for _, args := range [][]string{{"status", "-c", b.cfgPath}, {"flush", "-c", b.cfgPath, "--timeout", "5s"}} {
-		_, err = cli(t, args...)
-		if err == nil || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "padding") || len(err.Error()) > 600 ||
-			!strings.Contains(err.Error(), "it answered 404 Not Found (text/html)") || !strings.Contains(err.Error(), "another program on that port?") {
-			t.Errorf("%s, an HTML page answering: %v", args[0], err)
+	}))
+	// status and flush say what the page answered, in one line; want, too.
+	oneLine := func(when, want string) {
+		t.Helper()
+		for _, args := range [][]string{{"status", "-c", b.cfgPath}, {"flush", "-c", b.cfgPath, "--timeout", "5s"}} {
+			_, err := cli(t, args...)
+			if err == nil || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "padding") || len(err.Error()) > 600 ||
+				!strings.Contains(err.Error(), "it answered 404 Not Found (text/html)") || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s, %s: %v", args[0], when, err)
+			}
 		}
 	}
+	b.editConfig(other, web)
+	oneLine("an HTML page answering", "another program on that port?")
 	// An agent holding the buffer file, started with another listen: the
 	// page is not printed whole either.
-	b.editConfig(l2.Addr().String(), b.listen)
+	b.editConfig(web, b.listen)
 	b.startAgent()
-	b.editConfig(b.listen, l2.Addr().String())
-	for _, args := range [][]string{{"status", "-c", b.cfgPath}, {"flush", "-c", b.cfgPath, "--timeout", "5s"}} {
-		_, err = cli(t, args...)
-		if err == nil || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "padding") || len(err.Error()) > 600 ||
-			!strings.Contains(err.Error(), "it answered 404 Not Found (text/html)") {
-			t.Errorf("%s, an HTML page answering, an agent holding the file: %v", args[0], err)
-		}
+	b.editConfig(b.listen, web)
+	oneLine("an HTML page answering, an agent holding the file", "")
+}
+
+// serveAt serves h on a free loopback port until the test ends and returns
+// its address: another program where the agent's listen points.
+func serveAt(t *testing.T, h http.Handler) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: time.Second}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
 }
 
 // The same, run by a user who may not look into data_dir (the packaged one
@@ -1206,14 +1207,7 @@ func TestAnotherProgramOnTheListenPortAsAnotherUser(t *testing.T) {
 	if err := os.Chmod(b.cfgPath, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: time.Second}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	b.editConfig(b.listen, l.Addr().String())
+	b.editConfig(b.listen, serveAt(t, http.NotFoundHandler()))
 	cmd := asNobody(t, filepath.Dir(b.cfgPath), "status", "-c", b.cfgPath)
 	out, _ := cmd.CombinedOutput()
 	s := string(out)
