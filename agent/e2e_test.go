@@ -2379,7 +2379,6 @@ func TestRunningMachineWithAQuietCounterIsShown(t *testing.T) {
 	p.countQuiet = 2 * time.Second
 	ra := p.startAgent()
 	m1, m2, m3 := p.machines[0], p.machines[1], p.machines[2]
-	const quiet = "good_count: no value for"
 	was := p.editConfig("good_count: { mqtt: { broker: broker, topic: plant/press-1,", "good_count: { mqtt: { broker: broker, topic: plant/press-1x,")
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
@@ -2390,12 +2389,12 @@ func TestRunningMachineWithAQuietCounterIsShown(t *testing.T) {
 		p.produce(m2, 1, 0)
 		st := ra.a.Status()
 		for _, ms := range st.Machines[1:] {
-			if strings.Contains(ms.Error, quiet) {
+			if strings.Contains(ms.Error, quietNote) {
 				t.Fatalf("%s (state %s) noted: %s", ms.ID, ms.State, ms.Error)
 			}
 		}
 		ms := st.Machines[0]
-		return ms.State == "running" && strings.Contains(ms.Error, quiet), ms.State + ": " + ms.Error
+		return ms.State == "running" && strings.Contains(ms.Error, quietNote), ms.State + ": " + ms.Error
 	}
 	waitFor(t, 20*time.Second, "press-1 to show its counter quiet", shown)
 	p.writeConfig(was)
@@ -2405,7 +2404,7 @@ func TestRunningMachineWithAQuietCounterIsShown(t *testing.T) {
 	waitFor(t, 20*time.Second, "the note to go with the fix", func() (bool, string) {
 		p.produce(m1, 1, 0)
 		e := ra.a.Status().Machines[0].Error
-		return !strings.Contains(e, quiet), e
+		return !strings.Contains(e, quietNote), e
 	})
 }
 
@@ -2420,13 +2419,12 @@ func TestQuietCounterNotedThroughShortStops(t *testing.T) {
 	p.editConfig("good_count: { mqtt: { broker: broker, topic: plant/press-1,", "good_count: { mqtt: { broker: broker, topic: plant/press-1x,")
 	ra := p.startAgent()
 	m := p.machines[0]
-	const quiet = "good_count: no value for"
 	deadline := time.Now().Add(12 * time.Second)
 	for time.Now().Before(deadline) {
 		p.run(m)
 		for range 4 { // runs 1.2 s
 			time.Sleep(300 * time.Millisecond)
-			if ms := ra.a.Status().Machines[0]; ms.State == "running" && strings.Contains(ms.Error, quiet) {
+			if ms := ra.a.Status().Machines[0]; ms.State == "running" && strings.Contains(ms.Error, quietNote) {
 				return
 			}
 		}
@@ -2460,11 +2458,10 @@ func TestQuietCounterWatchStartsAtTheReloadThatMapsIt(t *testing.T) {
 	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
 		t.Fatal(err)
 	}
-	const quiet = "good_count: no value for"
 	waitFor(t, 10*time.Second, "press-1 running after the reload", func() (bool, string) {
 		p.produce(m, 0, 0) // its run state
 		ms := ra.a.Status().Machines[0]
-		if strings.Contains(ms.Error, quiet) && time.Since(reloaded) < p.countQuiet {
+		if strings.Contains(ms.Error, quietNote) && time.Since(reloaded) < p.countQuiet {
 			t.Fatalf("%s after the reload: %s", time.Since(reloaded).Round(time.Millisecond), ms.Error)
 		}
 		return ms.State == "running", ms.State
@@ -2473,7 +2470,7 @@ func TestQuietCounterWatchStartsAtTheReloadThatMapsIt(t *testing.T) {
 	waitFor(t, 20*time.Second, "the note", func() (bool, string) {
 		p.produce(m, 0, 0)
 		ms := ra.a.Status().Machines[0]
-		return strings.Contains(ms.Error, quiet), ms.State + ": " + ms.Error
+		return strings.Contains(ms.Error, quietNote), ms.State + ": " + ms.Error
 	})
 }
 
