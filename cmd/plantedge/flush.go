@@ -406,25 +406,32 @@ func restartNote(st agent.Status) string {
 		strings.Join(st.Config.RestartNeededFor, ", "))
 }
 
+// loadSize is the downtime lines a load carries as status says (o), and
+// how many records a round takes at that size: fewer after loads Odoo took
+// too long for.
+func loadSize(o agent.OdooStatus) (lines, perRound int) {
+	if n := o.LinesPerLoad; n > 0 && n < agent.LinesPerLoad {
+		return n, agent.EventsPerRound / agent.LinesPerLoad * n
+	}
+	return agent.LinesPerLoad, agent.EventsPerRound
+}
+
 // linesPace says how an outage's stops go to Odoo (status and flush): at
 // the load size in force, shrunk after loads Odoo took too long for.
 func linesPace(o agent.OdooStatus) string {
-	if n := o.LinesPerLoad; n > 0 && n < agent.LinesPerLoad {
-		return fmt.Sprintf("%d a round in loads of %d (not %d: Odoo took about odoo.timeout or longer for larger loads), each round also booking every machine's counts and scrap",
-			agent.EventsPerRound/agent.LinesPerLoad*n, n, agent.LinesPerLoad)
+	lines, perRound := loadSize(o)
+	shrunk := ""
+	if lines < agent.LinesPerLoad {
+		shrunk = fmt.Sprintf(" (not %d: Odoo took about odoo.timeout or longer for larger loads)", agent.LinesPerLoad)
 	}
-	return fmt.Sprintf("%d a round in loads of %d, each round also booking every machine's counts and scrap",
-		agent.EventsPerRound, agent.LinesPerLoad)
+	return fmt.Sprintf("%d a round in loads of %d%s, each round also booking every machine's counts and scrap", perRound, lines, shrunk)
 }
 
 // stopsBacklog is how many stop and run records wait with Odoo online when
 // they are more than a round sends (linesPace), so the oldest age grows
 // meanwhile. 0 when they are not.
 func stopsBacklog(st agent.Status) int {
-	perRound := agent.EventsPerRound
-	if n := st.Odoo.LinesPerLoad; n > 0 && n < agent.LinesPerLoad {
-		perRound = agent.EventsPerRound / agent.LinesPerLoad * n // loads shrunk (linesPace)
-	}
+	_, perRound := loadSize(st.Odoo)
 	if ev := st.Buffer.Lanes[buffer.LaneEvents.String()].Pending; ev > perRound && st.Odoo.State == "online" {
 		return ev
 	}
