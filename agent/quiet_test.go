@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -160,4 +161,31 @@ func TestQuietCounterLimitLearnedFromASlowCounter(t *testing.T) {
 		ms := ra.a.Status().Machines[0]
 		return strings.Contains(ms.Error, quietNote), ms.State + ": " + ms.Error
 	})
+}
+
+// A quiet_after under a minute (warned of, but taken) is said as it is:
+// the note said "no value for 0s of the machine running" with the
+// limit at 10 s (operator review, the real binary), the time rounded to
+// a minute.
+func TestQuietCounterNoteSaysAShortLimitAsItIs(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.editConfig("good_count: { mqtt: { broker: broker, topic: plant/press-1, field: good, timestamp_field: ts } }",
+		"good_count: { mqtt: { broker: broker, topic: plant/press-1x, field: good, timestamp_field: ts }, quiet_after: 3s }")
+	ra := p.startAgent()
+	noted := regexp.MustCompile(`no value for (\S+) of the machine running`)
+	var said string
+	waitFor(t, 20*time.Second, "press-1 noted", func() (bool, string) {
+		p.produce(p.machines[0], 0, 0) // its run state; its counts go nowhere
+		ms := ra.a.Status().Machines[0]
+		if m := noted.FindStringSubmatch(ms.Error); m != nil {
+			said = m[1]
+			return true, ""
+		}
+		return false, ms.State + ": " + ms.Error
+	})
+	d, err := time.ParseDuration(said)
+	if err != nil || d < 3*time.Second || d > 10*time.Second {
+		t.Fatalf("the note says no value for %q, want 3s or a little more", said)
+	}
 }

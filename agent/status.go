@@ -535,10 +535,17 @@ func (a *Agent) Status() Status {
 		// must not hide another (a waiting scrap draft behind a warning).
 		var quietNote string
 		if q, ok := quiet[m.ID]; ok && ms.State == "running" && sourceState[refSource(m.GoodCount.SourceRef)] == string(connectors.StateConnected) {
-			// (A counter's source down is said on the source.)
+			// (A counter's source down is said on the source.) In minutes,
+			// but a quiet_after under one (warned of, taken) to the second:
+			// rounded to a minute it read "no value for 0s".
+			if q >= time.Minute {
+				q = q.Round(time.Minute)
+			} else {
+				q = q.Round(time.Second)
+			}
 			quietNote = fmt.Sprintf("good_count: no value for %s of the machine running, so no pieces are counted: its topic, field or node mistyped "+
 				"(plantedge validate --mqtt / --opcua), or its publisher stopped? (or the machine runs without making pieces: "+
-				"a machine slower than that needs a longer good_count quiet_after, or off)", q.Round(time.Minute))
+				"a machine slower than that needs a longer good_count quiet_after, or off)", q)
 		}
 		ms.Error = joinNotes(ms.Error, signalErrs[m.ID], quietNote, clockNote, drafts[m.ID], deadLetterNote(pending[m.ID]), inDoubt)
 		st.Machines = append(st.Machines, ms)
