@@ -57,6 +57,10 @@ func ParseDuration(s string) (Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
+		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+			// 45 meant as minutes, or seconds: which is not known.
+			return 0, fmt.Errorf("duration %q has no unit", s)
+		}
 		return 0, fmt.Errorf("invalid duration %q", s)
 	}
 	if d < 0 {

@@ -525,6 +525,13 @@ func TestBadConfigs(t *testing.T) {
 			want: []string{`bad.yaml:18:20: machines[0].good_count.quiet_after: invalid duration "soon" (write it like "45m" or "2h", or off)`},
 		},
 		{
+			// An OT engineer's minutes without the unit: said so, not
+			// "invalid" alone (operator review).
+			name: "quiet_after without a unit",
+			yaml: strings.Replace(base, "      opcua: { server: plc", "      quiet_after: 45\n      opcua: { server: plc", 1),
+			want: []string{`bad.yaml:18:20: machines[0].good_count.quiet_after: duration "45" has no unit (write it like "45m" or "2h", or off)`},
+		},
+		{
 			name: "quiet_after on scrap_count",
 			yaml: base + "    scrap_count:\n      opcua: { server: plc, node: \"ns=2;s=M1.Scrap\" }\n      quiet_after: 45m\n",
 			want: []string{`bad.yaml:21:20: machines[0].scrap_count.quiet_after: only good_count has it (status notes a good_count that brings nothing while the machine runs; scrap comes seldom anyway: move it under good_count, or remove it)`},
