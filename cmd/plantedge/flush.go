@@ -111,7 +111,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			}
 			return &exitError{code: 2, msg: "agent not running: start it (systemctl start plantedge); the buffer is kept on disk"}
 		}
-		if nerr := notThisAgent(cfg, err); nerr != nil {
+		if nerr := notThisAgent(cfg, err, "flush"); nerr != nil {
 			return cannotAsk(nerr)
 		}
 		return cannotAsk(shortAnswer(err))

@@ -1215,6 +1215,15 @@ func TestAnotherProgramOnTheListenPortAsAnotherUser(t *testing.T) {
 		!strings.Contains(s, "sudo plantedge status") {
 		t.Errorf("status as nobody: exit %d\n%s", cmd.ProcessState.ExitCode(), s)
 	}
+	// flush's hint is flush run so (operator review: it said "sudo
+	// plantedge status", the command not run).
+	cmd = asNobody(t, filepath.Dir(b.cfgPath), "flush", "-c", b.cfgPath, "--timeout", "5s")
+	out, _ = cmd.CombinedOutput()
+	s = string(out)
+	if cmd.ProcessState.ExitCode() != 4 || !strings.Contains(s, "another program on that port?") ||
+		!strings.Contains(s, "sudo plantedge flush") || strings.Contains(s, "sudo plantedge status") {
+		t.Errorf("flush as nobody: exit %d\n%s", cmd.ProcessState.ExitCode(), s)
+	}
 }
 
 // A flush while Odoo refuses the key (auth_failed): the agent's wait is

@@ -130,7 +130,7 @@ func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) 
 		}
 		return agent.UnknownStatus(cfg, running), err
 	}
-	if nerr := notThisAgent(cfg, err); nerr != nil {
+	if nerr := notThisAgent(cfg, err, "status"); nerr != nil {
 		// Stopped (another program holds its port): its buffer file is
 		// read, as for any stopped agent, and the error says what answers.
 		if st, oerr := agent.OfflineStatus(cfg); oerr == nil {
@@ -163,8 +163,8 @@ func keyFileUnreadable(err string) bool {
 // file: another program on the port, where the agent, started, exits with
 // "bind: address already in use". nil when an agent holds the file (one
 // of another version, a hung one), or when err is not an answer of
-// another kind.
-func notThisAgent(cfg *config.Config, err error) error {
+// another kind. command is the one to run again as root (status, flush).
+func notThisAgent(cfg *config.Config, err error, command string) error {
 	if err == nil || errors.Is(err, agent.ErrNotRunning) || errors.Is(err, agent.ErrNoAccess) || errors.Is(err, agent.ErrOtherSite) {
 		return nil
 	}
@@ -179,7 +179,7 @@ func notThisAgent(cfg *config.Config, err error) error {
 		// another version answering so is not ruled out (review 44: said
 		// "agent running" with the other program's page).
 		return fmt.Errorf("what answers at listen %s is not this agent (%s): another program on that port? The agent cannot listen there "+
-			"while it is taken; whether an agent holds %s this user may not see (%v): sudo plantedge status", cfg.Listen, what, cfg.BufferPath(), ierr)
+			"while it is taken; whether an agent holds %s this user may not see (%v): sudo plantedge %s", cfg.Listen, what, cfg.BufferPath(), ierr, command)
 	}
 	return fmt.Errorf("agent not running (no agent holds %s), and what answers at listen %s is not it (%s): another program on that port? "+
 		"The agent cannot listen there while it is taken", cfg.BufferPath(), cfg.Listen, what)
