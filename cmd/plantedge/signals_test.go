@@ -37,25 +37,41 @@ func TestMain(m *testing.M) {
 // syncBuffer collects a child's stderr while the test reads it.
 type syncBuffer = agenttest.SyncBuffer
 
+// mainCmd is the command that runs the test binary bin as plantedge args
+// (TestMain).
+func mainCmd(bin string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join(args, "\x1f"))
+	return cmd
+}
+
+// startMain starts cmd (a long-running command: plantedge run) with its
+// stderr collected; it is killed and waited for when the test ends.
+// exited has its exit (put it back for the cleanup when taking it).
+func startMain(t *testing.T, cmd *exec.Cmd) (logs *syncBuffer, exited chan error) {
+	t.Helper()
+	logs = new(syncBuffer)
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited = make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	return logs, exited
+}
+
 // TestRunSignals drives `plantedge run` in its own process with real
 // signals: SIGHUP with an invalid file (rejected, the old mapping keeps
 // running), SIGHUP with a valid file (a new machine), SIGTERM (a clean,
 // bounded stop with exit status 0).
 func TestRunSignals(t *testing.T) {
 	b := newBench(t, 17)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join([]string{"run", "-c", b.cfgPath}, "\x1f"))
-	var logs syncBuffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	cmd := mainCmd(os.Args[0], "run", "-c", b.cfgPath)
+	logs, exited := startMain(t, cmd)
 	api := agent.NewAPIClient(b.listen)
 	status := func() agent.Status {
 		st, _ := api.Status(context.Background())

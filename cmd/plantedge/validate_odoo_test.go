@@ -459,8 +459,7 @@ func asNobody(t *testing.T, dir string, args ...string) *exec.Cmd {
 	if err := os.WriteFile(bin, src, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-test.run=^$")
-	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join(args, "\x1f"))
+	cmd := mainCmd(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	return cmd
 }
@@ -484,18 +483,7 @@ func TestRunSaysAnUnreadableKeyAsStatusDoes(t *testing.T) {
 	if err := os.Chown(data, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	cmd := asNobody(t, dir, "run", "-c", b.cfgPath)
-	var logs syncBuffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	logs, _ := startMain(t, asNobody(t, dir, "run", "-c", b.cfgPath))
 	want := "Odoo was not asked: the agent cannot read its API key (the file's owner, mode or path"
 	waitUntil(t, 20*time.Second, "the log line", func() (bool, string) {
 		return strings.Contains(logs.String(), want), logs.String()
