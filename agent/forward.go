@@ -651,7 +651,7 @@ func (f *forwarder) run(ctx context.Context) {
 					// Not the configuration's: the key file's (status's
 					// and validate --odoo's words).
 					msg = "Odoo was not asked: the agent cannot read its API key (the file's owner, mode or path: the error says; " +
-						"the packaged unit hands /etc/plantedge/odoo-api-key, root-only, to the service as the credential odoo-api-key); buffering and retrying with backoff"
+						config.PackagedAPIKey + "); buffering and retrying with backoff"
 				case se != nil && !errors.As(err, new(*odoo.Error)):
 					msg = "cannot build the odoo client; buffering until the configuration is fixed"
 				case se != nil:

@@ -889,6 +889,11 @@ const EnvAPIKey = "PLANTEDGE_ODOO_API_KEY"
 // Odoo API key inside $CREDENTIALS_DIRECTORY.
 const CredentialAPIKey = "odoo-api-key"
 
+// PackagedAPIKey says where the packaged unit keeps the Odoo API key and
+// how the service gets it: the words of the agent's log and validate
+// --odoo for a key that may not be read.
+const PackagedAPIKey = "the packaged unit hands /etc/plantedge/odoo-api-key, root-only, to the service as the credential " + CredentialAPIKey
+
 // ErrNoSecret is returned when a secret was found nowhere.
 var ErrNoSecret = errors.New("secret not found")
 

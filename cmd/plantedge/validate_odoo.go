@@ -106,8 +106,7 @@ func checkOdoo(ctx context.Context, cfg *config.Config, file string, w io.Writer
 // (status's words for the agent's own case).
 func (c *odooCheck) keyUnreadable(cfg *config.Config, err error) {
 	msg := fmt.Sprintf("%v: Odoo was not asked: this user may not read the API key", trimPrefix(err, "odoo client: "))
-	hint := "run it as root, as the agent gets its key: sudo plantedge validate --odoo; the packaged unit hands /etc/plantedge/odoo-api-key, " +
-		"root-only, to the service as the credential " + config.CredentialAPIKey
+	hint := "run it as root, as the agent gets its key: sudo plantedge validate --odoo; " + config.PackagedAPIKey
 	if os.Geteuid() == 0 {
 		msg = fmt.Sprintf("%v: Odoo was not asked: root may not read the API key", trimPrefix(err, "odoo client: "))
 		hint = "check the file's owner, mode and path, and what may deny root (a network file system, a security module)"
