@@ -429,8 +429,7 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 	ids := make([]int64, len(lines)) // the line's database id, as Odoo answered the upsert
 	var err error
 	if len(batch) > 0 {
-		start, waited := time.Now(), f.rateWaited.Load()
-		err = f.call(ctx, "upsert_downtimes", func(ctx context.Context) error {
+		err = f.callLoad(ctx, len(lines), func(ctx context.Context) error {
 			got, err := f.client.UpsertDowntimes(ctx, batch)
 			if err == nil {
 				for j, id := range got {
@@ -439,7 +438,6 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 			}
 			return err
 		})
-		f.noteLoad(len(lines), time.Since(start)-time.Duration(f.rateWaited.Load()-waited), err)
 	}
 	switch {
 	case err == nil:

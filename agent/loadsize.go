@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -44,6 +45,16 @@ func (f *forwarder) loadLinesLocked() int {
 // in force: loadsPerRound loads.
 func (f *forwarder) roundEvents() int {
 	return loadsPerRound * f.loadLines()
+}
+
+// callLoad is f.call of an upsert_downtimes load of n lines, whose time
+// (the waits for forward.rate left out, as f.call measures it) adapts the
+// load size (noteLoad).
+func (f *forwarder) callLoad(ctx context.Context, n int, fn func(context.Context) error) error {
+	start, waited := time.Now(), f.rateWaited.Load()
+	err := f.call(ctx, "upsert_downtimes", fn)
+	f.noteLoad(n, time.Since(start)-time.Duration(f.rateWaited.Load()-waited), err)
+	return err
 }
 
 // noteLoad adapts the load size to a load of n lines that took took

@@ -684,12 +684,10 @@ func (f *forwarder) rebookLines(ctx context.Context, lines []bookedEntry, wos ma
 			ds[i] = *e.Line
 		}
 		var ids []int64
-		start, waited := time.Now(), f.rateWaited.Load()
-		err := f.call(ctx, "upsert_downtimes", func(ctx context.Context) (err error) {
+		err := f.callLoad(ctx, len(batch), func(ctx context.Context) (err error) {
 			ids, err = f.client.UpsertDowntimes(ctx, ds)
 			return err
 		})
-		f.noteLoad(len(batch), time.Since(start)-time.Duration(f.rateWaited.Load()-waited), err)
 		switch {
 		case err == nil:
 		case odoo.IsPermanent(err) && !odoo.IsAuth(err):
