@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"net/http"
 	"time"
 
 	"github.com/plantedge/plantedge/odoo"
@@ -105,7 +104,7 @@ func loadTooSlow(err error, took, timeout time.Duration) bool {
 	switch {
 	case oe.Timeout() && oe.TimedOut():
 		return true
-	case oe.Status == http.StatusGatewayTimeout || oe.Status == 524:
+	case odoo.ProxyGaveUp(err):
 		return true
 	}
 	return odoo.InDoubt(err) && timeout > 0 && took >= timeout/2

@@ -231,7 +231,19 @@ func InDoubt(err error) bool {
 	if !errors.As(err, &oe) {
 		return false
 	}
-	return oe.timedOut || oe.Status == http.StatusGatewayTimeout || oe.Status == statusOriginTimeout || oe.Status == statusOriginUnknown
+	return oe.timedOut || oe.proxyGaveUp() || oe.Status == statusOriginUnknown
+}
+
+// ProxyGaveUp reports whether err is a proxy in front of Odoo that gave up
+// waiting for its answer: 504, or Cloudflare's 524 — in doubt (InDoubt),
+// and the request took at least the proxy's timeout.
+func ProxyGaveUp(err error) bool {
+	var oe *Error
+	return errors.As(err, &oe) && oe.proxyGaveUp()
+}
+
+func (e *Error) proxyGaveUp() bool {
+	return e.Status == http.StatusGatewayTimeout || e.Status == statusOriginTimeout
 }
 
 // statusOriginUnknown is Cloudflare's 520, "web server returns an unknown
