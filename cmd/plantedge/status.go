@@ -191,7 +191,7 @@ func notThisAgent(cfg *config.Config, err error, command string) error {
 // another listen).
 func shortAnswer(err error) error {
 	var ae *agent.AnswerError
-	if !errors.As(err, &ae) || !strings.Contains(ae.Body, "\n") && !strings.HasPrefix(ae.Body, "<") && len(ae.Body) <= 300 {
+	if !errors.As(err, &ae) || oneLineText(ae.Body) && len(ae.Body) <= 300 {
 		return err
 	}
 	return fmt.Errorf("agent: %s, not in the agent's words: another program at listen (the agent holding the buffer file started with another listen?)", answered(err))
@@ -209,10 +209,16 @@ func answered(err error) string {
 	if ae.ContentType != "" {
 		what += " (" + strings.TrimSpace(strings.SplitN(ae.ContentType, ";", 2)[0]) + ")"
 	}
-	if ae.Body != "" && !strings.Contains(ae.Body, "\n") && !strings.HasPrefix(ae.Body, "<") {
+	if ae.Body != "" && oneLineText(ae.Body) {
 		what += ": " + cut(ae.Body, 120)
 	}
 	return what
+}
+
+// oneLineText says that an answer's body is a line of text, as the
+// agent's own refusals are, not a page (several lines, HTML).
+func oneLineText(body string) bool {
+	return !strings.Contains(body, "\n") && !strings.HasPrefix(body, "<")
 }
 
 // cut is s cut to n bytes at most, at a rune's start, with "…" when cut.
