@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/plantedge/plantedge/odoo"
@@ -94,8 +95,12 @@ func (f *forwarder) noteLoad(n int, took time.Duration, err error) {
 // size: no answer within odoo.timeout, a proxy in front of Odoo giving up
 // waiting (504, Cloudflare's 524), or an answer lost (a connection reset
 // or closed: Odoo's worker killed at its own limit, limit_time_real)
-// after half the timeout or more. A refusal, or a connection refused at
-// once, says nothing of the size.
+// after half the timeout or more — behind nginx or HAProxy, as Odoo's
+// deployment guide sets it up, that kill reaches the agent as the proxy's
+// 502 ("upstream prematurely closed connection"), not as a reset: with
+// odoo.timeout longer than Odoo's limit it is the only sign (the same
+// full load was killed again and again, the drain stuck). A refusal, or a
+// connection refused or a 502 at once, says nothing of the size.
 func loadTooSlow(err error, took, timeout time.Duration) bool {
 	var oe *odoo.Error
 	if !errors.As(err, &oe) {
@@ -107,5 +112,6 @@ func loadTooSlow(err error, took, timeout time.Duration) bool {
 	case odoo.ProxyGaveUp(err):
 		return true
 	}
-	return odoo.InDoubt(err) && timeout > 0 && took >= timeout/2
+	lost := odoo.InDoubt(err) || oe.Status == http.StatusBadGateway
+	return lost && timeout > 0 && took >= timeout/2
 }

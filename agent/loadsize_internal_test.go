@@ -59,3 +59,30 @@ func TestLoadSizeHalvesAfterSlowLoadsAndDoublesAfterFastOnes(t *testing.T) {
 		t.Errorf("logged %d shrinks and %d growths, want 8 and 8 (one a change):\n%s", fewer, more, logs.String())
 	}
 }
+
+// A proxy's 502 (nginx's "upstream prematurely closed connection") after
+// half the timeout or more is Odoo's worker killed at its own limit
+// (limit_time_real) behind that proxy: the same sign of a load too large
+// as the reset the agent sees without a proxy. A 502 at once (Odoo down,
+// the proxy refused) says nothing of the size.
+func TestLoadSizeHalvesAfterAProxys502ForAKilledLoad(t *testing.T) {
+	a := &Agent{log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))}
+	cfg := &config.Config{}
+	cfg.Odoo.Timeout = config.Duration(8 * time.Second)
+	a.cfg.Store(cfg)
+	f := &forwarder{a: a}
+	badGateway := &odoo.Error{Op: "load", Status: 502, Class: odoo.Transient, Message: "502 Bad Gateway"}
+	f.noteLoad(200, 100*time.Millisecond, badGateway)
+	if n := f.loadLines(); n != 200 {
+		t.Fatalf("after a 502 at once: %d lines, want 200", n)
+	}
+	f.noteLoad(200, 6*time.Second, badGateway)
+	if n := f.loadLines(); n != 100 {
+		t.Fatalf("after a 502 after 6 s of an 8 s timeout: %d lines, want 100", n)
+	}
+	unavailable := &odoo.Error{Op: "load", Status: 503, Class: odoo.Transient}
+	f.noteLoad(100, 6*time.Second, unavailable) // Odoo restarting: a 503 says nothing of the size
+	if n := f.loadLines(); n != 100 {
+		t.Fatalf("after a 503: %d lines, want 100", n)
+	}
+}
