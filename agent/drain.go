@@ -52,6 +52,14 @@ type DrainStatus struct {
 	// RoundSeconds leaves of the round under way, plus RoundsLeft rounds
 	// of RoundSeconds. Null while there is no round to measure by.
 	ETASeconds *float64 `json:"eta_seconds"`
+	// RoundsFailed counts the drain's rounds in a row that failed (absent
+	// once one went through), LastFailure the last one's error: Odoo's
+	// own line shows online between a failing round's calls that it
+	// answers, its last error cleared, and the round under way alone
+	// reads as progress (behind nginx, a load Odoo's worker was killed
+	// for failed 41 rounds in a minute, the drain shown going on).
+	RoundsFailed int    `json:"rounds_failed,omitempty"`
+	LastFailure  string `json:"last_failure,omitempty"`
 }
 
 // DrainRound is what the round under way does.
@@ -120,6 +128,10 @@ type drainMeter struct {
 	first  bool             // rounds[0] is the drain's first round
 	done   int
 	cur    *roundProgress
+	// failed counts the drain's rounds in a row that failed, failure the
+	// last one's error (DrainStatus.RoundsFailed).
+	failed  int
+	failure string
 }
 
 // begin notes a round that starts; maybe says its buffer holds records
@@ -149,14 +161,23 @@ func (m *drainMeter) progress(fn func(*roundProgress)) {
 	}
 }
 
-// end notes the end of the round under way: ok when it went through, more
+// end notes the end of the round under way: err when it failed, more
 // when it left downtime records for another.
-func (m *drainMeter) end(now time.Time, left uint64, ok, more bool) {
+func (m *drainMeter) end(now time.Time, left uint64, err error, more bool) {
 	c := m.cur
 	m.cur = nil
-	if c == nil || !ok {
-		return // a failed round measures nothing; the drain goes on
+	if c == nil {
+		return
 	}
+	if err != nil {
+		// A failed round measures nothing; the drain goes on, and says
+		// its rounds fail.
+		if m.active {
+			m.failed, m.failure = m.failed+1, err.Error()
+		}
+		return
+	}
+	m.failed, m.failure = 0, ""
 	if !c.drain {
 		m.active = false
 		return
@@ -200,7 +221,7 @@ func (m *drainMeter) status(now time.Time, left uint64, downtime, perRound int) 
 	if !m.active && (c == nil || !c.maybe || c.decided) {
 		return nil
 	}
-	ds := &DrainStatus{RoundsDone: m.done}
+	ds := &DrainStatus{RoundsDone: m.done, RoundsFailed: m.failed, LastFailure: m.failure}
 	inFlight := 0
 	if c != nil {
 		inFlight = c.events - c.eventsAcked

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -61,7 +62,7 @@ func TestDrainMeterEstimatesRoundsLeftAtTheRoundsLength(t *testing.T) {
 		t.Errorf("20 of 100 writes done in 10 s, 50 s into the round: rounds left %d, round %v, eta %v, rate %v; want 2, 90, 220, none",
 			ds.RoundsLeft, f64(ds.RoundSeconds), f64(ds.ETASeconds), f64(ds.RecordsPerSecond))
 	}
-	m.end(at(90), 1000+902000, true, true)
+	m.end(at(90), 1000+902000, nil, true)
 
 	// Between rounds: 2 rounds of 90 s.
 	ds = m.status(at(90), 903000, 2500, EventsPerRound)
@@ -90,7 +91,7 @@ func TestDrainMeterEstimatesRoundsLeftAtTheRoundsLength(t *testing.T) {
 	if ds = m.status(at(120), 903000, 2500, EventsPerRound); f64(ds.RoundSeconds) != 50.0 || f64(ds.ETASeconds) != 20+50.0 {
 		t.Errorf("round 2 paced: round %v eta %v; want 50, 70", f64(ds.RoundSeconds), f64(ds.ETASeconds))
 	}
-	m.end(at(150), 903000+2100, true, true)
+	m.end(at(150), 903000+2100, nil, true)
 
 	// Round 1, which read the whole backlog, left out now: 60 s a round.
 	ds = m.status(at(150), 905100, 500, EventsPerRound)
@@ -104,7 +105,7 @@ func TestDrainMeterEstimatesRoundsLeftAtTheRoundsLength(t *testing.T) {
 	// A round that fails (a timeout) measures nothing; the drain goes on.
 	m.begin(9, at(150), 905100, true)
 	m.decide(true)
-	m.end(at(155), 905100, false, false)
+	m.end(at(155), 905100, errors.New("timed out"), false)
 	if ds = m.status(at(160), 905100, 500, EventsPerRound); ds == nil || ds.RoundsDone != 2 {
 		t.Fatalf("after a failed round: %+v, want the drain, 2 rounds done", ds)
 	}
@@ -117,7 +118,7 @@ func TestDrainMeterEstimatesRoundsLeftAtTheRoundsLength(t *testing.T) {
 	if ds = m.status(at(170), 905100, 530, EventsPerRound); ds.RoundsLeft != 0 || f64(ds.ETASeconds) != 50.0 {
 		t.Errorf("the last round 10 s in: rounds left %d, eta %v; want 0, 50", ds.RoundsLeft, f64(ds.ETASeconds))
 	}
-	m.end(at(200), 905700, true, false)
+	m.end(at(200), 905700, nil, false)
 	if ds = m.status(at(201), 905700, 0, EventsPerRound); ds != nil {
 		t.Errorf("after the round that left nothing: %+v, want no drain", *ds)
 	}
@@ -134,13 +135,13 @@ func TestDrainMeterIdle(t *testing.T) {
 		t.Errorf("live round reading: %+v", *ds)
 	}
 	m.decide(false)
-	m.end(t0.Add(time.Second), 10, true, false)
+	m.end(t0.Add(time.Second), 10, nil, false)
 	m.begin(2, t0.Add(2*time.Second), 10, true) // held records in the buffer
 	m.decide(false)
 	if ds := m.status(t0.Add(3*time.Second), 10, 0, EventsPerRound); ds != nil {
 		t.Errorf("a round sending live records only: %+v", *ds)
 	}
-	m.end(t0.Add(4*time.Second), 20, true, false)
+	m.end(t0.Add(4*time.Second), 20, nil, false)
 	if ds := m.status(t0.Add(5*time.Second), 20, 0, EventsPerRound); ds != nil {
 		t.Errorf("between live rounds: %+v", *ds)
 	}
@@ -149,5 +150,33 @@ func TestDrainMeterIdle(t *testing.T) {
 	m.decide(true)
 	if ds := m.status(t0.Add(7*time.Second), 20, 0, EventsPerRound); ds == nil || ds.RoundsDone != 0 || ds.ETASeconds != nil {
 		t.Errorf("a new drain's first round: %+v", ds)
+	}
+}
+
+// A drain whose rounds keep failing says so, with the last round's error:
+// behind nginx, a load Odoo's worker was killed for came back 502 41 times
+// in a minute, and status said "backlog going to Odoo, time left known
+// once the first round ends; round 42 under way" — with Odoo shown online
+// between the round's calls, its last error cleared — as if it went on.
+func TestDrainMeterCountsTheRoundsThatFailed(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	var m drainMeter
+	killed := errors.New("odoo mrp.workcenter.productivity.load: 502 Bad Gateway (http 502)")
+	for i := range 3 {
+		m.begin(uint64(i+1), at(float64(2*i)), 0, true)
+		m.decide(true)
+		m.progress(func(p *roundProgress) { p.events, p.read, p.phase, p.loads = 600, true, phaseDowntime, 3 })
+		m.end(at(float64(2*i+1)), 0, killed, true)
+	}
+	m.begin(4, at(6), 0, true)
+	m.decide(true)
+	ds := m.status(at(6.5), 0, 600, EventsPerRound)
+	if ds == nil || ds.RoundsFailed != 3 || ds.LastFailure != killed.Error() {
+		t.Fatalf("after 3 failed rounds: %+v, want rounds_failed 3 and the last one's error", ds)
+	}
+	m.end(at(7), 600, nil, true)
+	if ds = m.status(at(7), 600, 0, EventsPerRound); ds == nil || ds.RoundsFailed != 0 || ds.LastFailure != "" {
+		t.Fatalf("after a round that went through: %+v, want no failed rounds", ds)
 	}
 }

@@ -1121,7 +1121,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	defer func() {
 		f.mu.Lock()
 		f.roundsDone++
-		f.drain.end(time.Now(), f.left.Load(), err == nil, more)
+		f.drain.end(time.Now(), f.left.Load(), err, more)
 		f.mu.Unlock()
 		f.prevOK = err == nil
 	}()

@@ -14,19 +14,29 @@ import (
 // buffer.pending does not move until a round's end.
 func drainLine(d *agent.DrainStatus) string {
 	var b strings.Builder
-	b.WriteString("backlog going to Odoo")
-	if d.RecordsPerSecond != nil {
-		fmt.Fprintf(&b, " at %s records/s (the last %s)", count(math.Round(*d.RecordsPerSecond)), secs(d.WindowSeconds))
+	if d.RoundsFailed > 0 {
+		// Not its pace: none (Odoo's line may show online between the
+		// failing round's calls, its last error cleared).
+		b.WriteString("backlog NOT going to Odoo: " + etaWords(d))
+	} else {
+		b.WriteString("backlog going to Odoo")
+		if d.RecordsPerSecond != nil {
+			fmt.Fprintf(&b, " at %s records/s (the last %s)", count(math.Round(*d.RecordsPerSecond)), secs(d.WindowSeconds))
+		}
+		b.WriteString(", " + etaWords(d))
 	}
-	b.WriteString(", " + etaWords(d))
 	if r := d.Round; r != nil {
 		fmt.Fprintf(&b, "; round %d under way for %s: %s", r.Number, secs(r.Seconds), roundWords(r))
 	}
 	return b.String()
 }
 
-// etaWords says the time left of a drain, or why it is not known yet.
+// etaWords says the time left of a drain, or why it is not known yet: its
+// rounds failing, or not measured yet.
 func etaWords(d *agent.DrainStatus) string {
+	if d.RoundsFailed > 0 {
+		return fmt.Sprintf("its last %s failed, the last with %s", plural(d.RoundsFailed, "round"), oneLine(d.LastFailure))
+	}
 	if d.ETASeconds == nil || d.RoundSeconds == nil {
 		switch r := d.Round; {
 		case r != nil && r.Phase == "downtime" && r.CountRecords == 0:

@@ -542,6 +542,12 @@ func TestStatusShowsTheDrain(t *testing.T) {
 				"writing counts, 12 of 100 machines done, the counts of 914211 records in flight (acknowledged at the round's end)\n"},
 		{"between rounds", &agent.DrainStatus{RoundsDone: 1, RecordsPerSecond: f(9554.9), WindowSeconds: 95.4, RoundSeconds: f(95.4), ETASeconds: f(191), DowntimeLeft: 2500, RoundsLeft: 2},
 			"Drain     backlog going to Odoo at 9555 records/s (the last 1m35s), about 3m11s left (2 more rounds, 1m35s a round)\n"},
+		// Rounds that keep failing (behind nginx, a load Odoo's worker
+		// was killed for, 502 41 times in a minute): not "going to Odoo".
+		{"rounds failing", &agent.DrainStatus{RoundsFailed: 41, LastFailure: "odoo mrp.workcenter.productivity.load: <html>\r\n<title>502 Bad Gateway</title> (http 502)",
+			DowntimeLeft: 0, RoundsLeft: 1, Round: &agent.DrainRound{Number: 42, Seconds: 1, Phase: "downtime", DowntimeClaimed: 600, Loads: 3}},
+			"Drain     backlog NOT going to Odoo: its last 41 rounds failed, the last with odoo mrp.workcenter.productivity.load: <html>\\x0d\\x0a<title>502 Bad Gateway</title> (http 502); " +
+				"round 42 under way for 1s: downtime lines, 0 of 3 loads sent (600 stop/run records taken)\n"},
 		{"a later round", &agent.DrainStatus{RoundsDone: 1, RecordsPerSecond: f(7131), WindowSeconds: 129, RoundSeconds: f(95), ETASeconds: f(128), RoundsLeft: 1,
 			Round: &agent.DrainRound{Number: 32, Seconds: 34, Phase: "reading"}},
 			"Drain     backlog going to Odoo at 7131 records/s (the last 2m9s), about 2m8s left (this round and 1 more round, 1m35s a round); " +
