@@ -82,3 +82,25 @@ func TestProxyTimeoutPageLeavesTheWriteInDoubt(t *testing.T) {
 		})
 	}
 }
+
+// A scrap validation a proxy in front of Odoo gave up on (504, 524, or
+// Cloudflare's 520 for a connection closed after the request went out)
+// while Odoo still runs it is in doubt like one the agent timed out
+// itself: not validated again before Odoo's request limit has passed, so
+// one stock move, not two. (The quantity write of the test above is one
+// write path; this is the scrap's.)
+func TestProxyTimeoutPageLeavesTheScrapValidationInDoubt(t *testing.T) {
+	for _, status := range []int{http.StatusGatewayTimeout, 524, 520} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			t.Parallel()
+			p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+			p.requestLimit("8s")
+			p.editConfig(p.odoo.URL(), gaveUpProxy(t, p.odoo.URL(), time.Second, status))
+			_, ran := p.holdFirst("stock.scrap", "action_validate", 4*time.Second)
+			ra := p.startAgent()
+			p.produce(p.machines[0], 0, 3)
+			waitClosed(t, ran, "the held validation")
+			p.wantOneScrapBooking(ra, 15*time.Second)
+		})
+	}
+}
