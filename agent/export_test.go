@@ -35,3 +35,11 @@ func (a *Agent) WriteRunningSince() time.Time {
 // UnmappedCodesLogged is how many unmapped reason codes a machine has
 // logged one by one an hour.
 const UnmappedCodesLogged = unmappedCodesLogged
+
+// SetLinesPerLoad sets the downtime lines a load carries as after loads
+// Odoo took too long for (loadsize.go); the agent must be running.
+func SetLinesPerLoad(a *Agent, n int) {
+	a.fwd.mu.Lock()
+	defer a.fwd.mu.Unlock()
+	a.fwd.link.LinesPerLoad = n
+}

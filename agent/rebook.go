@@ -675,13 +675,27 @@ func (f *forwarder) rebookLines(ctx context.Context, lines []bookedEntry, wos ma
 			res.LinesWithoutWorkorder++
 		}
 	}
-	var sent []sentLine
 	for len(lines) > 0 {
 		batch := lines[:min(len(lines), f.loadLines())] // shrunk after slow loads (loadsize.go)
 		lines = lines[len(batch):]
 		ds := make([]odoo.Downtime, len(batch))
 		for i, e := range batch {
 			ds[i] = *e.Line
+		}
+		// keep counts the lines of ids Odoo took and keeps the new id of
+		// each still open — at each load, not at the rebook's end: a later
+		// load that fails ends the rebook, and a rebook again finds these
+		// lines in Odoo (the stop's end then took the new id for a line
+		// deleted in Odoo while it was open, and said so).
+		keep := func(ids []int64) error {
+			var sent []sentLine
+			for i, id := range ids {
+				if id != 0 {
+					res.LinesRebooked++
+					sent = append(sent, sentLine{machine: batch[i].Machine, start: ds[i].Start, end: ds[i].End, id: id})
+				}
+			}
+			return f.keepRebookedOpen(ctx, sent)
 		}
 		var ids []int64
 		err := f.callLoad(ctx, len(batch), func(ctx context.Context) (err error) {
@@ -702,20 +716,25 @@ func (f *forwarder) rebookLines(ctx context.Context, lines []bookedEntry, wos ma
 				case odoo.IsPermanent(err) && !odoo.IsAuth(err):
 					res.NotRebooked = append(res.NotRebooked, fmt.Sprintf("downtime line %s of %s: %v", d.XMLID, batch[i].Machine, err))
 				default:
+					if kerr := keep(ids); kerr != nil { // (the lines before it are in Odoo)
+						return kerr
+					}
 					return err
 				}
 			}
 		default:
 			return err
 		}
-		for i, id := range ids {
-			if id != 0 {
-				res.LinesRebooked++
-				sent = append(sent, sentLine{machine: batch[i].Machine, start: ds[i].Start, end: ds[i].End, id: id})
-			}
+		if err := keep(ids); err != nil {
+			return err
 		}
 	}
-	// A line still open has a new id: the stop's end closes that one.
+	return nil
+}
+
+// keepRebookedOpen keeps the new id of each line of sent still open: the
+// stop's end closes that one.
+func (f *forwarder) keepRebookedOpen(ctx context.Context, sent []sentLine) error {
 	var meta []buffer.KV
 	for _, l := range sent {
 		if !l.end.IsZero() {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
 // Odoo's database restored from a backup (an upgrade rolled back): the
@@ -220,5 +222,74 @@ func TestRestoreWhileQuietIsReported(t *testing.T) {
 	time.Sleep(time.Second) // said once, not at every look
 	if n := strings.Count(p.logs.String(), "odoo lacks downtime lines"); n != 1 {
 		t.Errorf("said %d times", n)
+	}
+}
+
+// A rebook cut short after its first load (Odoo failing the second): the
+// line still open that the first load booked again keeps the id Odoo gave
+// it now. The ids were kept only at the rebook's end: the stop's end then
+// found another id and warned that the line "was deleted in Odoo while it
+// was open …: delete it again if the machine did not stop" — of a stop
+// that happened, its line only rebooked. Loads shrunk to one line (after
+// loads Odoo took too long for) make a rebook of two lines two loads.
+func TestRebookCutShortKeepsTheOpenLinesID(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3"}, block: true})
+	t.Cleanup(agent.SetBookedCheck(2, 0))
+	ra := p.startAgent()
+	m1, m2, m3 := p.machines[0], p.machines[1], p.machines[2]
+	ctx := context.Background()
+	start := time.Now().Add(-time.Second)
+	backup := p.odoo.Backup()
+	p.stop(m1, "JAM") // its line open
+	p.waitLines(1)
+	p.stop(m2, "JAM")
+	p.waitLines(2)
+	p.run(m2)
+	waitFor(t, 15*time.Second, "press-2's line closed", func() (bool, string) {
+		n := p.closedLines("press-2")
+		return n == 1, fmt.Sprint(n)
+	})
+	p.odoo.SetDown(true)
+	p.produce(m3, 1, 0)
+	waitFor(t, 15*time.Second, "odoo seen away", func() (bool, string) {
+		st := ra.a.Status().Odoo.State
+		return st == "offline", st
+	})
+	p.odoo.RestoreBackup(backup)
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	// A line Odoo makes before the rebook takes the id press-1's had.
+	p.stop(m3, "JAM")
+	p.waitLines(1)
+	agent.SetLinesPerLoad(ra.a, 1)
+	var loads atomic.Int32
+	var armed atomic.Bool
+	armed.Store(true)
+	p.odoo.BeforeCall(func(model, method string) {
+		if armed.Load() && model == "mrp.workcenter.productivity" && method == "load" && loads.Add(1) == 2 {
+			p.odoo.FailNextCall(model, method, 1, odootest.FaultHTTP503)
+		}
+	})
+	api := agent.NewAPIClient(p.listen)
+	res, err := api.Rebook(ctx, start, false)
+	armed.Store(false)
+	t.Logf("first rebook: %+v %v (%d loads)", res, err, loads.Load())
+	if err == nil {
+		t.Fatalf("the rebook went through its second load: %+v", res)
+	}
+	res, err = api.Rebook(ctx, start, false)
+	if err != nil || res.LinesMissing != 1 || res.LinesRebooked != 1 {
+		t.Fatalf("the rebook again: %+v %v; want press-2's line rebooked", res, err)
+	}
+	p.run(m1)
+	waitFor(t, 15*time.Second, "press-1's line closed", func() (bool, string) {
+		n := p.closedLines("press-1")
+		return n == 1, fmt.Sprint(n)
+	})
+	if logs := p.logs.String(); strings.Contains(logs, "was deleted in Odoo while it was open") {
+		t.Errorf("the rebooked line of press-1's stop said deleted in Odoo:\n%s", logs)
+	}
+	if n := len(p.odoo.Productivity()); n != 3 {
+		t.Errorf("%d lines, want 3", n)
 	}
 }
