@@ -108,7 +108,10 @@ type Source struct {
 	unavailable []RefusedNode // nodes the session could not resolve (run goroutine only)
 	// lateTried is when resolveLate last read the namespace array (run
 	// goroutine only).
-	lateTried   time.Time
+	lateTried time.Time
+	// lateAsked, when set, is called as resolveLate asks the server for
+	// its namespace array (tests).
+	lateAsked   func()
 	readRefused []RefusedNode // nodes the last poll's reads refused (run goroutine only)
 	// onRead, when set, sees each value readIdx reads (run goroutine only).
 	onRead func(idx int, dv *ua.DataValue)
@@ -718,6 +721,9 @@ func (s *Source) resolveLate(ctx context.Context, c *opcua.Client, ids []*ua.Nod
 		return nil
 	}
 	s.lateTried = time.Now()
+	if s.lateAsked != nil {
+		s.lateAsked()
+	}
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	err := c.UpdateNamespaces(rctx)
 	cancel()

@@ -1,7 +1,7 @@
 // Package nettest has helpers for tests of network failures: TCP proxies
-// for a server that crashes and comes back and for a link with latency
-// (listening on 127.0.0.1 only), and LiveHeap to see whether memory grows
-// across reconnects.
+// for a server that crashes and comes back, for a link with latency and
+// for a link that goes silent (BlackHole; listening on 127.0.0.1 only),
+// and LiveHeap to see whether memory grows across reconnects.
 package nettest
 
 import (
@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -271,4 +272,33 @@ func delayPipe(dst, src net.Conn, d time.Duration) {
 	}
 	dst.Close()
 	src.Close()
+}
+
+// BlackHole is a switch for PipeProxy's pipes (Pipe as both up and down):
+// it forwards until Swallow, and from then on reads and drops what either
+// side sends while keeping every connection open — a link whose cable was
+// pulled or whose router died: no FIN, no RST, no answer, so only a
+// client's own timeouts and heartbeats can tell.
+type BlackHole struct{ swallow atomic.Bool }
+
+// Swallow makes the link silent from now on, in both directions.
+func (b *BlackHole) Swallow() { b.swallow.Store(true) }
+
+// Pipe copies src to dst until Swallow, then drops what src sends; it
+// closes both when src ends or dst fails.
+func (b *BlackHole) Pipe(dst, src net.Conn) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !b.swallow.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
