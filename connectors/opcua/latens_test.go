@@ -171,13 +171,14 @@ func TestSilentLinkDetectedWhileTheLateNamespaceReadWaits(t *testing.T) {
 		t.Fatal("the namespace array was not read again for the unresolved node")
 	}
 	// 20 s: ten heartbeat timeouts, a third of the request timeout.
-	for end := time.Now().Add(20 * time.Second); src.Stats().LastError == ""; time.Sleep(20 * time.Millisecond) {
+	for end := time.Now().Add(20 * time.Second); src.Stats().HeartbeatRebuilds == 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatalf("a silent link not detected %v after it went silent, heartbeat_timeout 2s: the heartbeat waits behind the namespace read (request_timeout 1m); stats %+v",
 				time.Since(at).Round(time.Second), src.Stats())
 		}
 	}
 	t.Logf("the silent link detected %v after it went silent", time.Since(at).Round(10*time.Millisecond))
+	waitUntil(t, 10*time.Second, func() bool { return src.Stats().LastError != "" }) // after the session's close
 	if st := src.Stats(); !strings.Contains(st.LastError, ErrHeartbeat.Error()) {
 		t.Errorf("LastError = %q, want the heartbeat's", st.LastError)
 	}

@@ -106,11 +106,11 @@ type Source struct {
 	state atomic.Value // connectors.State
 
 	unavailable []RefusedNode // nodes the session could not resolve (run goroutine only)
-	// lateTried is when resolveLate last read the namespace array (run
+	// lateTried is when askLate last asked for the namespace array (run
 	// goroutine only).
 	lateTried time.Time
-	// lateAsked, when set, is called as resolveLate asks the server for
-	// its namespace array (tests).
+	// lateAsked, when set, is called as askLate asks the server for its
+	// namespace array (tests).
 	lateAsked   func()
 	readRefused []RefusedNode // nodes the last poll's reads refused (run goroutine only)
 	// onRead, when set, sees each value readIdx reads (run goroutine only).
@@ -416,17 +416,7 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		}
 		ids[i] = nid
 	}
-	for moved, nodes := range moves {
-		if s.movesSaid[moved] {
-			continue // said at an earlier session: it is how this server is
-		}
-		if s.movesSaid == nil {
-			s.movesSaid = map[string]bool{}
-		}
-		s.movesSaid[moved] = true
-		s.log.Warn("the server renumbered its namespaces: reading the nodes where their namespace went (write them as nsu=<uri>;... to be independent of the numbers)",
-			"namespace", moved, "nodes", len(nodes), "example", nodes[0])
-	}
+	s.sayMoves(moves)
 	s.setPolled(0)
 	s.watch = make([]uint64, len(s.nodes))
 	for i := range s.watch {
@@ -686,14 +676,22 @@ func (s *Source) poll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, d 
 		defer u.Stop()
 		until = u.C
 	}
+	lctx, cancel := context.WithCancel(ctx) // ends a late read still waiting
+	defer cancel()
+	var lateC <-chan lateArray
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-until:
 			return nil
+		case a := <-lateC:
+			lateC = nil
+			s.resolveLate(a, ids) // read from the next poll on
 		case <-t.C:
-			s.resolveLate(ctx, c, ids) // read from now on
+			if lateC == nil {
+				lateC = s.askLate(lctx, c)
+			}
 			s.readRefused = s.readRefused[:0]
 			if err := s.readAll(ctx, c, ids, false); err != nil {
 				return err
@@ -709,14 +707,22 @@ func (s *Source) poll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, d 
 // resolve reads the server's namespace array again.
 const lateEvery = 5 * time.Second
 
-// resolveLate tries again the nodes the session could not resolve when it
-// began, with the server's namespace array read anew: a server restarted
-// takes sessions before its project has registered the plant's namespace
-// (still loading its address space), and its clock keeps the session alive,
-// so those nodes were not read until the next session — connected, no
-// data (PEERS complaint 5). It sets their ids and returns their indexes;
-// the rest stay in s.unavailable.
-func (s *Source) resolveLate(ctx context.Context, c *opcua.Client, ids []*ua.NodeID) []uint32 {
+// lateArray is the answer to askLate's read of the namespace array.
+type lateArray struct {
+	ns  []string
+	err error
+}
+
+// askLate starts a read of the server's namespace array for the nodes the
+// session could not resolve when it began (see resolveLate), at most every
+// lateEvery; nil when it did not. The read runs on its own and its answer
+// comes on the channel: a server that stops answering holds up nothing
+// while the read waits out request_timeout — the heartbeat's check above
+// all, which waited behind it: a link gone silent as the read was asked
+// was found after request_timeout (10.0 s at its default, heartbeat_timeout
+// 2s), not at heartbeat_timeout (2.0 s); polled, after both the read's and
+// the poll's request timeouts (22 s with the close, 12 s now).
+func (s *Source) askLate(ctx context.Context, c *opcua.Client) <-chan lateArray {
 	if len(s.unavailable) == 0 || time.Since(s.lateTried) < lateEvery*9/10 { // (a ticker at lateEvery)
 		return nil
 	}
@@ -724,21 +730,39 @@ func (s *Source) resolveLate(ctx context.Context, c *opcua.Client, ids []*ua.Nod
 	if s.lateAsked != nil {
 		s.lateAsked()
 	}
-	rctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	err := c.UpdateNamespaces(rctx)
-	cancel()
-	if err != nil {
-		s.log.Debug("namespace array not read again", "err", err)
+	ch := make(chan lateArray, 1)
+	timeout := s.cfg.RequestTimeout
+	go func() {
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		ns, err := c.NamespaceArray(rctx)
+		ch <- lateArray{ns, err}
+	}()
+	return ch
+}
+
+// resolveLate tries again the nodes the session could not resolve when it
+// began, with the server's namespace array as askLate read it anew: a
+// server restarted takes sessions before its project has registered the
+// plant's namespace (still loading its address space), and its clock keeps
+// the session alive, so those nodes were not read until the next session —
+// connected, no data (PEERS complaint 5). It sets their ids and returns
+// their indexes; the rest stay in s.unavailable. A pinned node whose
+// namespace came at another index is warned of as at the session's start.
+func (s *Source) resolveLate(a lateArray, ids []*ua.NodeID) []uint32 {
+	if a.err != nil {
+		s.log.Debug("namespace array not read again", "err", a.err)
 		return nil
 	}
 	meant := meantIndexes(s.nodes, s.cfg.Pins)
 	var now []uint32
 	var still []RefusedNode
+	moves := map[string][]string{}
 	for i, n := range s.nodes {
 		if ids[i] != nil {
 			continue
 		}
-		nid, moved, err := n.pinned(c.Namespaces(), s.cfg.Pins, meant)
+		nid, moved, err := n.pinned(a.ns, s.cfg.Pins, meant)
 		if err != nil {
 			still = append(still, RefusedNode{Node: n.addr, Status: err.Error()})
 			continue
@@ -746,13 +770,31 @@ func (s *Source) resolveLate(ctx context.Context, c *opcua.Client, ids []*ua.Nod
 		ids[i] = nid
 		now = append(now, uint32(i))
 		if moved != "" {
-			s.log.Info("node available now: the server has its namespace", "node", n.addr, "namespace", moved)
-		} else {
-			s.log.Info("node available now: the server has its namespace", "node", n.addr)
+			moves[moved] = append(moves[moved], n.addr)
 		}
+		s.log.Info("node available now: the server has its namespace", "node", n.addr)
 	}
+	s.sayMoves(moves)
 	s.unavailable = still
 	return now
+}
+
+// sayMoves warns of the namespaces the server renumbered (pinned.moved ->
+// the nodes read where their namespace went), each once: a move said at an
+// earlier session or resolve is how this server is now.
+func (s *Source) sayMoves(moves map[string][]string) {
+	for _, moved := range slices.Sorted(maps.Keys(moves)) {
+		if s.movesSaid[moved] {
+			continue
+		}
+		if s.movesSaid == nil {
+			s.movesSaid = map[string]bool{}
+		}
+		s.movesSaid[moved] = true
+		nodes := moves[moved]
+		s.log.Warn("the server renumbered its namespaces: reading the nodes where their namespace went (write them as nsu=<uri>;... to be independent of the numbers)",
+			"namespace", moved, "nodes", len(nodes), "example", nodes[0])
+	}
 }
 
 // subscribe monitors all nodes plus the server time in one subscription and
@@ -888,6 +930,9 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 	// timeout: every 10 s by default).
 	lateT := time.NewTicker(lateEvery)
 	defer lateT.Stop()
+	lctx, lcancel := context.WithCancel(ctx) // ends a late read still waiting
+	defer lcancel()
+	var lateC <-chan lateArray // the late read's answer, while one is asked
 	for {
 		select {
 		case <-ctx.Done():
@@ -938,7 +983,12 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 				return false, fmt.Errorf("%w: nothing for %s", ErrHeartbeat, s.cfg.HeartbeatTimeout)
 			}
 		case <-lateT.C:
-			late := s.resolveLate(ctx, c, ids)
+			if lateC == nil {
+				lateC = s.askLate(lctx, c)
+			}
+		case a := <-lateC:
+			lateC = nil
+			late := s.resolveLate(a, ids)
 			if len(late) == 0 {
 				break
 			}
