@@ -885,3 +885,37 @@ func TestDeadSubscriptionWithoutAServerClockIsRebuilt(t *testing.T) {
 	from := col.len()
 	col.waitFor(t, from, 10*time.Second, "values from the new subscription", func(s connectors.Sample) bool { return s.Good && !s.Initial })
 }
+
+// FIELD-NOTES: gopcua's Connect fails at once while the server is down,
+// so the first connect needs a retry loop of its own (AutoReconnect only
+// mends a session that was up). A source started before its server — the
+// agent booted before the PLC — keeps trying at its backoff, one attempt
+// at a time and no session, and reads once the server listens, in one
+// session.
+func TestFirstConnectWhileTheServerIsDownIsRetried(t *testing.T) {
+	port := freePort(t)
+	col := newCollector()
+	src := runSource(t, Config{
+		Endpoint: fmt.Sprintf("opc.tcp://127.0.0.1:%d", port), Nodes: []string{"ns=1;s=Counter"},
+		PublishingInterval: 100 * time.Millisecond, BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second,
+	}, col)
+	waitUntil(t, 15*time.Second, func() bool { return src.Stats().ConnectAttempts >= 3 })
+	st := src.Stats()
+	if st.SessionsCreated != 0 || src.State() == connectors.StateConnected || col.len() != 0 {
+		t.Fatalf("connected with nothing listening: %+v", st)
+	}
+	if !strings.Contains(st.LastError, "connection refused") {
+		t.Errorf("LastError = %q, want the refused connect", st.LastError)
+	}
+	ts, err := newTestServer(port, 7, 0)
+	if err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	t.Cleanup(func() { close(ts.stop) })
+	col.waitFor(t, 0, 15*time.Second, "the counter once the server listens", func(s connectors.Sample) bool {
+		return s.Address == "ns=1;s=Counter" && s.Good && s.Initial
+	})
+	if st := src.Stats(); st.SessionsCreated != 1 || st.Reconnects != 0 {
+		t.Errorf("stats %+v, want the one session", st)
+	}
+}
