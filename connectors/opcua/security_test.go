@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -631,4 +632,44 @@ func (l *lockedLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// A server that takes a subscription but monitors nothing, not even its
+// clock (no room for monitored items, for a while): the empty subscription
+// is cancelled, the nodes are polled, and offered again after the poll
+// retry — a new subscription in the same session, after the cancel
+// (FIELD-NOTES: gopcua's own server reuses a cancelled subscription's id;
+// node-opcua does not) — which then delivers: polling ends, the session
+// lasts, nothing is logged as failed.
+func TestNothingMonitoredIsPolledThenSubscribedAgain(t *testing.T) {
+	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,3", "TICK_MS=100", "NO_MONITORING_MS=2500")
+	nodes := plantNodes(3)
+	col := newCollector()
+	var logs lockedLog
+	src := runSource(t, Config{
+		Endpoint: srv.Endpoint, Nodes: nodes,
+		PublishingInterval: 100 * time.Millisecond, PollInterval: 100 * time.Millisecond,
+		pollRetry: 500 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testWriter{t}), nil)),
+	}, col)
+	waitUntil(t, 20*time.Second, func() bool { return src.Stats().Polled == 3 })
+	waitUntil(t, 20*time.Second, func() bool { return src.Stats().Polled == 0 })
+	// Monitored now: the ticking tag's values keep coming by notification.
+	from := col.len()
+	s, at := col.waitFor(t, from, 10*time.Second, "a ticking value", func(s connectors.Sample) bool { return s.Address == nodes[0] && s.Good })
+	v, _ := s.Value.(float64)
+	col.waitFor(t, at+1, 10*time.Second, "three ticks later", func(s connectors.Sample) bool {
+		w, ok := s.Value.(float64)
+		return s.Address == nodes[0] && s.Good && ok && w >= v+3
+	})
+	if st := src.Stats(); st.SessionsCreated != 1 || st.LastError != "" || st.Polled != 0 {
+		t.Errorf("stats %+v: want the one session, no error, nothing polled", st)
+	}
+	// Said once each: the refusal when it began, the end when nodes are
+	// monitored — not at each subscription the server took while it still
+	// monitored nothing (2.5 s of refusals, asked every 0.5 s: the end was
+	// said at each, "no longer polling", and polling went on).
+	if out := logs.String(); strings.Count(out, "server monitors none of the nodes") != 1 ||
+		strings.Count(out, "no longer polling") != 1 || strings.Contains(out, "session failed") {
+		t.Errorf("log:\n%s", out)
+	}
 }

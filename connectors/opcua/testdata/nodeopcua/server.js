@@ -143,6 +143,16 @@ async function main() {
                 parseInt(process.env.NO_SUBSCRIPTIONS_MS, 10));
         }
     }
+    if (process.env.NO_MONITORING_MS) {
+        // For NO_MONITORING_MS the server creates subscriptions but refuses
+        // every monitored item, its clock's too (BadTooManyMonitoredItems).
+        // -1: node-opcua takes 0 for "its default" at each new subscription.
+        const caps = server.engine.serverCapabilities;
+        const before = caps.maxMonitoredItemsPerSubscription;
+        caps.maxMonitoredItemsPerSubscription = -1;
+        setTimeout(() => { caps.maxMonitoredItemsPerSubscription = before; },
+            parseInt(process.env.NO_MONITORING_MS, 10)).unref();
+    }
     await server.start();
     const der = server.getCertificate();
     const thumbprint = crypto.createHash("sha1").update(der).digest("hex");
