@@ -851,9 +851,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 		}
 		return false, fmt.Errorf("%w (client state %s)", ErrDisconnected, st)
 	}
-	if refused > 0 || s.subRefused {
-		s.log.Info("server takes a subscription again; no longer polling", "after_refusals", max(refused, 1))
-	}
+	wasPolled := refused > 0 || s.subRefused // polled before this subscription
 	s.subRefused = false
 	// No Cancel on the way out: closing the session deletes the
 	// subscription on the server, and a dead server would only stall us.
@@ -881,6 +879,12 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 		cancel()
 		s.setPolled(len(s.nodes))
 		return true, s.poll(ctx, c, ids, s.pollRetry())
+	}
+	if wasPolled {
+		// Said once something is monitored: a server that takes the
+		// subscription but still monitors nothing is polled on (it was
+		// said at each such subscription, polling going on).
+		s.log.Info("server takes a subscription again; no longer polling", "after_refusals", max(refused, 1))
 	}
 	noBeat := ref.noBeat
 	if noBeat {
