@@ -33,7 +33,8 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // String formats the duration like time.Duration.
 func (d Duration) String() string { return time.Duration(d).String() }
 
-// OffDuration is a Duration that may also be written "off": 0, never.
+// OffDuration is a Duration that may also be written "off" (or YAML's
+// false): 0, never.
 type OffDuration Duration
 
 // D returns the duration as a time.Duration.

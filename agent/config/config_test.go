@@ -525,6 +525,13 @@ func TestBadConfigs(t *testing.T) {
 			want: []string{`bad.yaml:18:20: machines[0].good_count.quiet_after: invalid duration "soon" (write it like "45m" or "2h", or off)`},
 		},
 		{
+			// true says nothing of how long: refused, with the way to
+			// write it (false is off: TestQuietAfter).
+			name: "quiet_after true",
+			yaml: strings.Replace(base, "      opcua: { server: plc", "      quiet_after: true\n      opcua: { server: plc", 1),
+			want: []string{`bad.yaml:18:20: machines[0].good_count.quiet_after: expected a duration or off, got true (write it like "45m" or "2h", or off)`},
+		},
+		{
 			// An OT engineer's minutes without the unit: said so, not
 			// "invalid" alone (operator review).
 			name: "quiet_after without a unit",
@@ -1783,7 +1790,9 @@ func TestQuietAfter(t *testing.T) {
 	for _, tc := range []struct {
 		v    string
 		want *OffDuration
-	}{{"", nil}, {"45m", ptrTo(OffDuration(45 * time.Minute))}, {"off", ptrTo(OffDuration(0))}, {"OFF", ptrTo(OffDuration(0))}, {"0", ptrTo(OffDuration(0))}, {"2h", ptrTo(OffDuration(2 * time.Hour))}} {
+	}{{"", nil}, {"45m", ptrTo(OffDuration(45 * time.Minute))}, {"off", ptrTo(OffDuration(0))}, {"OFF", ptrTo(OffDuration(0))}, {"0", ptrTo(OffDuration(0))}, {"2h", ptrTo(OffDuration(2 * time.Hour))},
+		// YAML's false reads as off to a person: not refused (ux45).
+		{"false", ptrTo(OffDuration(0))}, {"False", ptrTo(OffDuration(0))}} {
 		y := base + "    running: { opcua: { server: plc, node: \"ns=2;s=M1.Run\" } }\n"
 		if tc.v != "" {
 			y = strings.Replace(y, "      opcua: { server: plc, node: \"ns=2;s=M1.Good\" }", "      opcua: { server: plc, node: \"ns=2;s=M1.Good\" }\n      quiet_after: "+tc.v, 1)

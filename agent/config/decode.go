@@ -370,6 +370,15 @@ func (d *decoder) decodeValue(path string, n ast.Node, v reflect.Value) {
 			d.problem(n, path, "expected a duration or off, got "+kindName(n), `write it like "45m" or "2h", or off`)
 			return
 		}
+		if b, isBool := n.(*ast.BoolNode); isBool {
+			// false reads as off to a person (ux45); true says nothing
+			// of how long.
+			if b.Value {
+				d.problem(n, path, "expected a duration or off, got "+s, `write it like "45m" or "2h", or off`)
+				return
+			}
+			s = "off"
+		}
 		dur, err := ParseOffDuration(s)
 		if err != nil {
 			d.problem(n, path, err.Error(), `write it like "45m" or "2h", or off`)
