@@ -615,6 +615,9 @@ type Problem struct {
 	// first ("*press at line 25"), when Line is inside an anchor's text
 	// that other places use too.
 	Via string
+	// Meant is, for an unknown key, the known key its name is nearest to
+	// (the hint's "did you mean"); "" when none is near.
+	Meant string
 }
 
 // String formats the problem as "file:line:col: path: msg (hint)".

@@ -837,11 +837,14 @@ func (d *decoder) structEntry(path string, e entry, v reflect.Value, fields map[
 			d.problem(e.keyN, kp, "inline secret not allowed", hint)
 			return
 		}
-		hint := misplaced(v.Type().Name(), e.key)
+		hint, meant := misplaced(v.Type().Name(), e.key), ""
 		if hint == "" {
-			hint = suggest(e.key, names)
+			meant = nearest(e.key, names)
+			hint = suggest(meant, names)
 		}
-		d.problem(e.keyN, kp, "unknown key", hint)
+		p := d.at(e.keyN, kp, "unknown key", hint)
+		p.Meant = meant
+		d.probs = append(d.probs, p)
 		return
 	}
 	d.decode(kp, e.value, v.FieldByIndex(idx))
@@ -907,14 +910,21 @@ func misplaced(typ, key string) string {
 	return ""
 }
 
-// suggest returns a "did you mean" hint for a misspelt key.
-func suggest(key string, names []string) string {
+// nearest returns the name a misspelt key is nearest to ("" when none is
+// within two edits).
+func nearest(key string, names []string) string {
 	best, bestD := "", 3
 	for _, n := range names {
 		if dd := editDistance(strings.ToLower(key), n); dd < bestD {
 			best, bestD = n, dd
 		}
 	}
+	return best
+}
+
+// suggest returns a "did you mean" hint for a misspelt key, best its
+// nearest name.
+func suggest(best string, names []string) string {
 	if best != "" {
 		return fmt.Sprintf("did you mean %q?", best)
 	}

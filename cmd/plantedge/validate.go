@@ -87,7 +87,10 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			for _, p := range ce.Problems {
 				// A known key at the wrong level (rollover: 65536) holds
 				// no secret: shown.
-				if p.Msg == "unknown key" && !strings.HasPrefix(p.Hint, "check its indentation: it belongs") {
+				// Nor does a misspelt key nearest a known one named like
+				// no secret (sit: for site:): its value helps, and a
+				// secret on its line is still hidden (maskSecrets).
+				if p.Msg == "unknown key" && !strings.HasPrefix(p.Hint, "check its indentation: it belongs") && !plainTypo(p) {
 					unknownAt[p.Line] = append(unknownAt[p.Line], p.Column)
 				}
 			}
@@ -479,6 +482,9 @@ func printSnippet(w io.Writer, lines []string, line, col int, mask []int) {
 		text = maskValueAt(text, mask[i])
 	}
 	text = maskSecrets(text)
+	if strings.HasPrefix(strings.TrimSpace(text), "#") {
+		return // a key the file lacks, placed at its start: its comment tells nothing
+	}
 	if strings.ContainsFunc(text, func(r rune) bool { return r != '\t' && unicode.IsControl(r) }) {
 		return // binary: not for the terminal
 	}
@@ -551,10 +557,21 @@ func maskValueAt(line string, col int) string {
 	return head + " ****" + tail
 }
 
+// secretWords are the parts of a key's name that make it a secret's.
+const secretWords = `key|pass|secret|token|pwd|pw|cred|auth`
+
 var (
 	urlCredentials = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:)\S*@`) // to the last @: a password may hold / and @
-	secretValue    = regexp.MustCompile(`(?i)(["']?([a-z0-9_.-]*(?:key|pass|secret|token|pwd|pw|cred|auth)[a-z0-9_.-]*)["']?\s*:\s*)("[^"]*"?|'[^']*'?|[^\s,}#][^,}#]*)`)
+	secretValue    = regexp.MustCompile(`(?i)(["']?([a-z0-9_.-]*(?:` + secretWords + `)[a-z0-9_.-]*)["']?\s*:\s*)("[^"]*"?|'[^']*'?|[^\s,}#][^,}#]*)`)
+	secretName     = regexp.MustCompile(`(?i)` + secretWords)
 )
+
+// plainTypo reports whether an unknown key's problem is of a key misspelt
+// from a known one, neither named like a secret (sit: for site:).
+func plainTypo(p config.Problem) bool {
+	key := p.Path[strings.LastIndexAny(p.Path, ".]")+1:]
+	return p.Meant != "" && !secretName.MatchString(p.Meant) && !secretName.MatchString(key)
+}
 
 // maskSecrets hides what looks like a secret on a source line validate
 // prints (its output goes to the journal through ExecStartPre): the

@@ -622,3 +622,59 @@ func TestMissingConfigSaysHowToNameOne(t *testing.T) {
 		t.Errorf("default: %v", err)
 	}
 }
+
+// A misspelt top-level key (ux45): named at line:column with the known key
+// it is nearest to; its value shown when that key holds no secret (sit:
+// plant-2 showed "sit: ****", as if the file held stars), hidden when it
+// may (a misspelt password, or no known key near it); a missing section's
+// required keys do not show the file's first comment as their line.
+func TestValidateUnknownTopLevelKey(t *testing.T) {
+	data, err := os.ReadFile("../../packaging/plantedge.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, from, to string
+		want           []string // lines of stderr, in order
+		not            []string
+	}{
+		{name: "site", from: "\nsite: plant-2\n", to: "\nsit: plant-2\n",
+			want: []string{`:12:1: sit: unknown key (did you mean "site"?)`, "   12 | sit: plant-2\n      | ^\n"}},
+		{name: "listen", from: "\nlisten: 127.0.0.1:9464 ", to: "\nlisen: 127.0.0.1:9464 ",
+			want: []string{`:23:1: lisen: unknown key (did you mean "listen"?)`, "   23 | lisen: 127.0.0.1:9464 "}},
+		{name: "odoo", from: "\nodoo:\n", to: "\nodo:\n",
+			want: []string{":1:1: odoo.url: required", `:33:1: odo: unknown key (did you mean "odoo"?)`, "   33 | odo:\n"},
+			not:  []string{"    1 | # plantedge configuration"}},
+		{name: "a password far from any key", from: "\nsite: plant-2\n", to: "\nsite: plant-2\npasword: Hunter2Secret\n",
+			want: []string{":13:1: pasword: unknown key (known keys: ", "   13 | pasword: ****\n"}, not: []string{"Hunter2Secret"}},
+		{name: "a token near a key", from: "\nsite: plant-2\n", to: "\nsite: plant-2\nlog_token: Hunter2Secret\n",
+			want: []string{":13:1: log_token: unknown key"}, not: []string{"Hunter2Secret"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(string(data), tc.from) {
+				t.Fatalf("packaging/plantedge.yaml has no %q", tc.from)
+			}
+			path := filepath.Join(t.TempDir(), "p.yaml")
+			if err := os.WriteFile(path, []byte(strings.Replace(string(data), tc.from, tc.to, 1)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, errOut, err := runValidate(t, "-c", path)
+			if exitCode(err) != 1 {
+				t.Fatalf("err = %v (code %d)", err, exitCode(err))
+			}
+			rest := errOut
+			for _, w := range tc.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("no %q (in order) in:\n%s", w, errOut)
+				}
+				rest = rest[i+len(w):]
+			}
+			for _, n := range tc.not {
+				if strings.Contains(errOut, n) {
+					t.Errorf("%q shown:\n%s", n, errOut)
+				}
+			}
+		})
+	}
+}
