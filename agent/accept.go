@@ -254,7 +254,7 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 		*stored = st
 		res.Accepted, res.Now = true, odoo.Round2(st.Baseline+st.Counted)
 		res.Note = fmt.Sprintf("took back the %g Odoo showed on %s at %s UTC (entered there, or written by another copy of this agent), which plantedge's write had replaced: "+
-			"counting goes on from it — %g with the %g pieces counted since", r.Qty, wo.Name, r.At.Format(time.DateTime), res.Now, odoo.Round2(st.Counted-r.Counted))
+			"counting goes on from it — %g with the %s counted since", r.Qty, wo.Name, r.At.Format(time.DateTime), res.Now, Pieces(odoo.Round2(st.Counted-r.Counted), ""))
 		f.clearEditError(machine)
 		f.a.log.Warn("a quantity edited in Odoo, which plantedge had written over, was accepted as right: counting goes on from it",
 			"machine", machine, "workorder", wo.Name, "edited_qty", r.Qty, "edited_at", r.At, "counted_since", st.Counted-r.Counted, "next_write", res.Now, "pending", pending)

@@ -820,7 +820,7 @@ func reloadErrorText(err error) string {
 		return err.Error()
 	}
 	short := &config.Error{Problems: ce.Problems[:maxReloadProblems]}
-	return fmt.Sprintf("%s\n… and %d more problems (plantedge validate shows every problem)", short.Error(), len(ce.Problems)-maxReloadProblems)
+	return fmt.Sprintf("%s\n… and %s (plantedge validate shows every problem)", short.Error(), Plural(len(ce.Problems)-maxReloadProblems, "more problem"))
 }
 
 // reload is Reload while Run runs (under reloadMu).

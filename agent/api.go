@@ -363,6 +363,27 @@ func deadLetterViews(dls []buffer.DeadLetter, by deadOdoo) []DeadLetterView {
 // 02:50:00 CEST to 02:10:00 CET", not backwards (the tz probe).
 const LocalStamp = "2006-01-02 15:04:05 MST"
 
+// Plural is n and word, with an s unless n is 1 ("1 record", "3 records").
+func Plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}
+
+// Pieces is a number of pieces in words, of a kind ("good", "scrapped",
+// or "" for none): "1 good piece", "2.5 good pieces".
+func Pieces(n float64, kind string) string {
+	what := "piece"
+	if kind != "" {
+		what = kind + " piece"
+	}
+	if n != 1 {
+		what += "s"
+	}
+	return strconv.FormatFloat(n, 'f', -1, 64) + " " + what
+}
+
 // describeRecord says in words what a count or event record holds ("" when
 // it cannot be decoded).
 func describeRecord(r buffer.Record) string {
@@ -372,17 +393,14 @@ func describeRecord(r buffer.Record) string {
 		if err != nil {
 			return ""
 		}
-		what := "piece"
+		kind := ""
 		switch _, sig := splitKey(r.Key); sig {
 		case sigGood:
-			what = "good piece"
+			kind = "good"
 		case sigScrap:
-			what = "scrapped piece"
+			kind = "scrapped"
 		}
-		if c.Delta != 1 {
-			what += "s"
-		}
-		return strconv.FormatFloat(c.Delta, 'f', -1, 64) + " " + what
+		return Pieces(c.Delta, kind)
 	case buffer.LaneEvents:
 		e, err := decodeEvent(r)
 		if err != nil || e.Start == 0 {

@@ -588,14 +588,17 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 			// A finished order's quantity is what it was finished with, and
 			// written to the order in progress they would count towards its
 			// quantity: kept, with the reason, for a person to judge.
-			made := fmt.Sprintf("%g pieces made from %s to %s UTC go to work order %s (%s), ",
-				pre.sum, fromMS(pre.first).UTC().Format(time.DateTime), fromMS(pre.last).UTC().Format(time.DateTime), orderName(earlier), why)
+			one := pre.sum == 1
+			made := fmt.Sprintf("%s made from %s to %s UTC %s to work order %s (%s), ",
+				Pieces(pre.sum, ""), fromMS(pre.first).UTC().Format(time.DateTime), fromMS(pre.last).UTC().Format(time.DateTime),
+				map[bool]string{true: "goes", false: "go"}[one], orderName(earlier), why)
+			they := map[bool]string{true: "it is", false: "they are"}[one]
 			reason := fmt.Sprintf(finishedOrderReason+made+"which is %s: its quantity is what it was finished with (Odoo 19 refuses another), "+
-				"and they are not %s's, in progress now; correct that order's quantity in Odoo if need be, then drop this dead letter",
-				earlier.State, orderName(wo))
+				"and %s not %s's, in progress now; correct that order's quantity in Odoo if need be, then drop this dead letter",
+				earlier.State, they, orderName(wo))
 			if earlier.State == "cancel" {
-				reason = fmt.Sprintf(cancelledOrderReason+made+"which was cancelled: it takes no quantity, and they are not %s's, in progress now "+
-					"(another product's, maybe); book them in Odoo by hand if need be, then drop this dead letter", orderName(wo))
+				reason = fmt.Sprintf(cancelledOrderReason+made+"which was cancelled: it takes no quantity, and %s not %s's, in progress now "+
+					"(another product's, maybe); book %s in Odoo by hand if need be, then drop this dead letter", they, orderName(wo), itThem(one))
 			}
 			logMsg := "pieces made on a work order finished before they reached Odoo: moved to the dead letters"
 			if earlier.State == "cancel" {

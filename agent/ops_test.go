@@ -1896,7 +1896,7 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		p, ra, m := start(t)
 		p.odoo.SetShortStock(p.product, true)
 		p.produce(m, 0, 2)
-		draftHere := "1 scrap booking(s) of 2 in all wait as drafts in Odoo"
+		draftHere := "1 scrap booking of 2 waits as a draft in Odoo"
 		waitFor(t, 15*time.Second, "the draft", func() (bool, string) {
 			e := ra.a.Status().Machines[0].Error
 			return strings.Contains(e, draftHere), e
@@ -1908,7 +1908,7 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 			ra.a.Flush()
 			waitFor(t, 15*time.Second, "the draft shown as left in the old Odoo", func() (bool, string) {
 				e := ra.a.Status().Machines[0].Error
-				return strings.Contains(e, "1 scrap booking(s) of 2 in all wait as drafts in the Odoo plantedge wrote to before"), e
+				return strings.Contains(e, "1 scrap booking of 2 waits as a draft in the Odoo plantedge wrote to before"), e
 			})
 		}
 		ra.stopNow(t)

@@ -758,19 +758,31 @@ func scrapDraftsMessage(cfg *config.Config, ds []scrapDraft, verb string) string
 		}
 		return qty
 	}
+	// "1 scrap booking of 2 waits as a draft", "2 scrap bookings of 3 in
+	// all wait as drafts".
+	some := func(ds []scrapDraft) string {
+		if len(ds) == 1 {
+			v := verb
+			if v == "wait" {
+				v = "waits"
+			}
+			return fmt.Sprintf("1 scrap booking of %g %s as a draft", sum(ds), v)
+		}
+		return fmt.Sprintf("%d scrap bookings of %g in all %s as drafts", len(ds), sum(ds), verb)
+	}
 	var msgs []string
 	if len(elsewhere) > 0 {
-		msgs = append(msgs, fmt.Sprintf("%d scrap booking(s) of %g in all %s as drafts in the Odoo plantedge wrote to before (%s; first: %s), not in this one: "+
-			"validate or delete them there", len(elsewhere), sum(elsewhere), verb, elsewhere[0].Elsewhere, elsewhere[0].XMLID))
+		msgs = append(msgs, fmt.Sprintf("%s in the Odoo plantedge wrote to before (%s; first: %s), not in this one: "+
+			"validate or delete %s there", some(elsewhere), elsewhere[0].Elsewhere, elsewhere[0].XMLID, itThem(len(elsewhere) == 1)))
 	}
 	if len(refused) > 0 {
-		msgs = append(msgs, fmt.Sprintf("%d scrap booking(s) of %g in all %s as drafts in Odoo, which refused to validate them (first: %s: %s); "+
-			"fix that in Odoo, then validate them there or run plantedge flush",
-			len(refused), sum(refused), verb, refused[0].XMLID, refused[0].Refused))
+		msgs = append(msgs, fmt.Sprintf("%s in Odoo, which refused to validate %s (first: %s: %s); "+
+			"fix that in Odoo, then validate %s there or run plantedge flush",
+			some(refused), itThem(len(refused) == 1), refused[0].XMLID, refused[0].Refused, itThem(len(refused) == 1)))
 	}
 	if len(short) > 0 {
-		msgs = append(msgs, fmt.Sprintf("%d scrap booking(s) of %g in all %s as drafts in Odoo (first: %s): too little stock at their source location; %s",
-			len(short), sum(short), verb, short[0].XMLID, hint))
+		msgs = append(msgs, fmt.Sprintf("%s in Odoo (first: %s): too little stock at their source location; %s",
+			some(short), short[0].XMLID, hint))
 	}
 	return strings.Join(msgs, "; and ")
 }

@@ -456,7 +456,11 @@ func (a *Agent) Status() Status {
 	for id, ms := range a.state.Machines {
 		for _, sig := range slices.Sorted(maps.Keys(ms.Counters)) {
 			if n := ms.Counters[sig].HeldBehind(); n > 0 && signalErrs[id] == "" {
-				signalErrs[id] = fmt.Sprintf("%s: %d values in a row lower than %v and stamped before it, held (a PLC restarted with its clock behind? set its clock)", sig, n, ms.Counters[sig].Last)
+				vals := fmt.Sprintf("%d values in a row", n)
+				if n == 1 {
+					vals = "a value"
+				}
+				signalErrs[id] = fmt.Sprintf("%s: %s lower than %v and stamped before it, held (a PLC restarted with its clock behind? set its clock)", sig, vals, ms.Counters[sig].Last)
 			}
 		}
 	}
@@ -501,7 +505,8 @@ func (a *Agent) Status() Status {
 					// Say why they wait, and for what (the work-order probe:
 					// WORK ORDER -, UNATTRIBUTED 4 and nothing more, the
 					// order cancelled or moved).
-					ms.Error = fmt.Sprintf("no work order in progress on %s in Odoo: %v pieces held until one is started there (they go to it)", m.Workcenter, ms.Unattributed)
+					ms.Error = fmt.Sprintf("no work order in progress on %s in Odoo: %s held until one is started there (%s to it)",
+						m.Workcenter, Pieces(ms.Unattributed, ""), map[bool]string{true: "it goes", false: "they go"}[ms.Unattributed == 1])
 					if wo := a.storedWorkOrder(m.ID); wo != "" {
 						ms.Error += "; the last one counted on was " + wo
 					}
@@ -1048,41 +1053,58 @@ func joinNotes(notes ...string) string {
 func deadLetterNote(pc pendingCount) string {
 	var notes []string
 	if refused := pc.deadGood - pc.deadFinished - pc.deadCancelled - pc.deadUnmapped; refused > 0 {
-		notes = append(notes, fmt.Sprintf("%v good pieces Odoo refused are in the dead letters, not in Odoo (plantedge deadletter list)", tidy(refused)))
+		notes = append(notes, fmt.Sprintf("%s Odoo refused %s in the dead letters, not in Odoo (plantedge deadletter list)", Pieces(tidy(refused), "good"), isAre(tidy(refused) == 1)))
 	}
-	switch n := pc.deadEvents - pc.deadEventsUnmapped; {
-	case n == 1:
-		notes = append(notes, "1 downtime record Odoo refused is in the dead letters, not in Odoo (plantedge deadletter list)")
-	case n > 1:
-		notes = append(notes, fmt.Sprintf("%d downtime records Odoo refused are in the dead letters, not in Odoo (plantedge deadletter list)", n))
+	if n := pc.deadEvents - pc.deadEventsUnmapped; n > 0 {
+		notes = append(notes, fmt.Sprintf("%s Odoo refused %s in the dead letters, not in Odoo (plantedge deadletter list)", Plural(n, "downtime record"), isAre(n == 1)))
 	}
 	// Set aside while the machine was out of the configuration (review 44:
 	// said to be refused by Odoo, which was never asked).
 	var aside []string
+	one := false
 	if pc.deadUnmapped > 0 {
-		aside = append(aside, fmt.Sprintf("%v good pieces", tidy(pc.deadUnmapped)))
+		aside = append(aside, Pieces(tidy(pc.deadUnmapped), "good"))
+		one = tidy(pc.deadUnmapped) == 1
 	}
 	if pc.deadEventsUnmapped > 0 {
-		rec := "downtime records"
-		if pc.deadEventsUnmapped == 1 {
-			rec = "downtime record"
-		}
-		aside = append(aside, fmt.Sprintf("%d %s", pc.deadEventsUnmapped, rec))
+		aside = append(aside, Plural(pc.deadEventsUnmapped, "downtime record"))
+		one = pc.deadEventsUnmapped == 1
 	}
 	if len(aside) > 0 {
-		notes = append(notes, strings.Join(aside, " and ")+" set aside while the machine was not in the configuration are in the dead letters, not in Odoo "+
-			"(plantedge deadletter retry sends them, now that it is back)")
+		one = one && len(aside) == 1
+		notes = append(notes, strings.Join(aside, " and ")+" set aside while the machine was not in the configuration "+isAre(one)+" in the dead letters, not in Odoo "+
+			"(plantedge deadletter retry sends "+itThem(one)+", now that it is back)")
 	}
 	if pc.deadFinished > 0 {
 		// The probe of late values: status said Odoo refused them.
-		notes = append(notes, fmt.Sprintf("%v good pieces made on a work order finished before they reached Odoo are in the dead letters, not in Odoo "+
-			"(its quantity is what it was finished with: correct it in Odoo if need be, then drop them; plantedge deadletter list)", tidy(pc.deadFinished)))
+		one := tidy(pc.deadFinished) == 1
+		notes = append(notes, fmt.Sprintf("%s made on a work order finished before %s reached Odoo %s in the dead letters, not in Odoo "+
+			"(its quantity is what it was finished with: correct it in Odoo if need be, then drop %s; plantedge deadletter list)",
+			Pieces(tidy(pc.deadFinished), "good"), map[bool]string{true: "it", false: "they"}[one], isAre(one), itThem(one)))
 	}
 	if pc.deadCancelled > 0 {
-		notes = append(notes, fmt.Sprintf("%v good pieces made on a work order cancelled before they reached Odoo are in the dead letters, not in Odoo "+
-			"(a cancelled order takes no quantity: book them by hand if need be, then drop them; plantedge deadletter list)", tidy(pc.deadCancelled)))
+		one := tidy(pc.deadCancelled) == 1
+		notes = append(notes, fmt.Sprintf("%s made on a work order cancelled before %s reached Odoo %s in the dead letters, not in Odoo "+
+			"(a cancelled order takes no quantity: book %s by hand if need be, then drop %s; plantedge deadletter list)",
+			Pieces(tidy(pc.deadCancelled), "good"), map[bool]string{true: "it", false: "they"}[one], isAre(one), itThem(one), itThem(one)))
 	}
 	return joinNotes(notes...)
+}
+
+// isAre is the verb that agrees with one thing, or more.
+func isAre(one bool) string {
+	if one {
+		return "is"
+	}
+	return "are"
+}
+
+// itThem is the pronoun of one thing, or more.
+func itThem(one bool) string {
+	if one {
+		return "it"
+	}
+	return "them"
 }
 
 // setAside lists the buffer files moved aside as corrupt next to path

@@ -132,17 +132,17 @@ func newDeadLetterCmd() *cobra.Command {
 					return err
 				}
 				out := cmd.OutOrStdout()
-				fmt.Fprintf(out, "%s: %d dead letter(s)\n", name, res.Affected)
+				fmt.Fprintf(out, "%s: %s\n", name, plural(res.Affected, "dead letter"))
 				if res.KeptDamaged > 0 {
-					fmt.Fprintf(out, "kept %d damaged dead letter(s): their bytes cannot be read as records, so they cannot be retried; "+
-						"inspect them with `plantedge deadletter list --json` and drop them\n", res.KeptDamaged)
+					fmt.Fprintf(out, "kept %s: their bytes cannot be read as records, so they cannot be retried; "+
+						"inspect them with `plantedge deadletter list --json` and drop them\n", plural(res.KeptDamaged, "damaged dead letter"))
 				}
 				if res.KeptFinished > 0 {
-					fmt.Fprintf(out, "kept %d dead letter(s) of what was made on a finished or cancelled work order: %s\n", res.KeptFinished, agent.FinishedOrderAdvice)
+					fmt.Fprintf(out, "kept %s of what was made on a finished or cancelled work order: %s\n", plural(res.KeptFinished, "dead letter"), agent.FinishedOrderAdvice)
 				}
 				if res.KeptElsewhere > 0 {
-					fmt.Fprintf(out, "kept %d dead letter(s) refused by another Odoo (%s) than the one the agent sends to (%s): retried, they would be booked in this one. %s\n",
-						res.KeptElsewhere, strings.Join(res.Elsewhere, ", "), res.To, agent.ElsewhereAdvice(res.Elsewhere))
+					fmt.Fprintf(out, "kept %s refused by another Odoo (%s) than the one the agent sends to (%s): retried, they would be booked in this one. %s\n",
+						plural(res.KeptElsewhere, "dead letter"), strings.Join(res.Elsewhere, ", "), res.To, agent.ElsewhereAdvice(res.Elsewhere))
 				}
 				return nil
 			},
@@ -179,7 +179,7 @@ func confirmDrop(in io.Reader, out io.Writer, views []agent.DeadLetterView, id s
 		}
 		fmt.Fprintf(out, "  %d  %s  %s\n", v.ID, oneLine(v.Key), oneLine(cmp.Or(v.What, v.Reason)))
 	}
-	fmt.Fprintf(out, "Drop %d dead letter(s) for good? What they hold never reaches Odoo. [y/N] ", len(lose))
+	fmt.Fprintf(out, "Drop %s for good? What %s never reaches Odoo. [y/N] ", plural(len(lose), "dead letter"), map[bool]string{true: "it holds", false: "they hold"}[len(lose) == 1])
 	line, err := bufio.NewReader(in).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return false, err

@@ -167,7 +167,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		if st.Buffer.Held > 0 {
 			line += fmt.Sprintf(", %s held", plural(st.Buffer.Held, "record"))
 			if held > 0 {
-				line += fmt.Sprintf(" (among them the counts of %g pieces, %s)", held, heldWhy(st))
+				line += fmt.Sprintf(" (among them %s, %s)", heldPieces(held), heldWhy(st))
 			}
 			line += " — see plantedge status"
 		}
@@ -443,4 +443,9 @@ func odooWord(st agent.Status) string {
 		return "not asked yet (writes sent before may still commit)"
 	}
 	return st.Odoo.State
+}
+
+// heldPieces says what the held count records hold.
+func heldPieces(n float64) string {
+	return "the counts of " + agent.Pieces(n, "")
 }

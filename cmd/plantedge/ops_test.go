@@ -725,7 +725,7 @@ func TestDeadLetterCommands(t *testing.T) {
 		t.Errorf("bare drop: exit %d (%v)\n%s", exitCode(err), err, out)
 	}
 	// Retried, it lands exactly once.
-	if out := dl("retry"); out != "retry: 1 dead letter(s)\n" {
+	if out := dl("retry"); out != "retry: 1 dead letter\n" {
 		t.Errorf("retry: %q", out)
 	}
 	b.waitQty()
@@ -753,7 +753,7 @@ func TestDeadLetterCommands(t *testing.T) {
 	}
 	answer := func(in string, args ...string) (string, error) { return answerFrom(strings.NewReader(in), args...) }
 	if out, err := answer("\n", "all"); exitCode(err) != 1 || !strings.Contains(out, "2 good pieces") ||
-		!strings.Contains(out, "Drop 1 dead letter(s) for good?") || b.a.Status().Buffer.DeadLetters != 1 {
+		!strings.Contains(out, "Drop 1 dead letter for good?") || b.a.Status().Buffer.DeadLetters != 1 {
 		t.Errorf("drop answered with Enter: %v\n%s", err, out)
 	}
 	// One more arrives while the question is open: "all" was what was shown.
@@ -765,10 +765,10 @@ func TestDeadLetterCommands(t *testing.T) {
 		b.a.Status().Buffer.DeadLetters != 2 {
 		t.Errorf("drop all with one more arrived meanwhile: %v\n%s", err, out)
 	}
-	if out, err := answer("y\n", fmt.Sprint(views[0].ID)); err != nil || !strings.HasSuffix(out, "drop: 1 dead letter(s)\n") {
+	if out, err := answer("y\n", fmt.Sprint(views[0].ID)); err != nil || !strings.HasSuffix(out, "drop: 1 dead letter\n") {
 		t.Errorf("drop answered yes: %v\n%s", err, out)
 	}
-	if out, err := answer("y\n", "all"); err != nil || !strings.HasSuffix(out, "drop: 1 dead letter(s)\n") {
+	if out, err := answer("y\n", "all"); err != nil || !strings.HasSuffix(out, "drop: 1 dead letter\n") {
 		t.Errorf("drop all answered yes: %v\n%s", err, out)
 	}
 	stdinIsTerminal = func() bool { return false }
@@ -791,7 +791,7 @@ func TestDeadLetterCommands(t *testing.T) {
 	if !strings.Contains(out, "press-1/good") {
 		t.Errorf("offline list:\n%s", out)
 	}
-	if out := dl("drop", "all"); out != "drop: 1 dead letter(s)\n" {
+	if out := dl("drop", "all"); out != "drop: 1 dead letter\n" {
 		t.Errorf("offline drop: %q", out)
 	}
 	if out := dl("list"); out != "no dead letters\n" {

@@ -110,7 +110,7 @@ func printRebook(w io.Writer, res agent.RebookResult) error {
 		return &exitError{code: 3, msg: fmt.Sprintf("the rebook since %s takes longer than the agent's API waits; "+
 			"it goes on, and the agent logs its result: journalctl -u plantedge -g 'rebooked what Odoo'", since)}
 	}
-	fmt.Fprintf(w, "Odoo confirmed since %s: %d downtime line(s), %d scrap booking(s)", since, res.Lines, res.Scraps)
+	fmt.Fprintf(w, "Odoo confirmed since %s: %s, %s", since, plural(res.Lines, "downtime line"), plural(res.Scraps, "scrap booking"))
 	if !res.OldestKept.IsZero() {
 		fmt.Fprintf(w, " (kept since %s)", res.OldestKept.Local().Format(agent.LocalStamp))
 	}
@@ -129,28 +129,29 @@ func printRebook(w io.Writer, res agent.RebookResult) error {
 		fmt.Fprintf(w, "note: bookings Odoo confirmed %s were not kept (the disk was full): "+
 			"if Odoo lacks any of them, book them by hand\n", when)
 	}
-	fmt.Fprintf(w, "Odoo lacks %d line(s)", res.LinesMissing)
+	fmt.Fprintf(w, "Odoo lacks %s", plural(res.LinesMissing, "line"))
 	if res.LinesOpen > 0 {
 		fmt.Fprintf(w, " (%d of them it has open, closed since: closed again)", res.LinesOpen)
 	}
-	fmt.Fprintf(w, " and %d scrap booking(s)", res.ScrapsMissing)
+	fmt.Fprintf(w, " and %s", plural(res.ScrapsMissing, "scrap booking"))
 	if res.DryRun {
 		fmt.Fprintln(w, " (dry run: nothing booked)")
 		return nil
 	}
-	fmt.Fprintf(w, ": rebooked %d line(s) and %d scrap booking(s)\n", res.LinesRebooked, res.ScrapsRebooked)
+	fmt.Fprintf(w, ": rebooked %s and %s\n", plural(res.LinesRebooked, "line"), plural(res.ScrapsRebooked, "scrap booking"))
 	if res.LinesWithoutWorkorder > 0 {
-		fmt.Fprintf(w, "%d line(s) booked without their work order: Odoo lacks it (made after the backup?)\n", res.LinesWithoutWorkorder)
+		fmt.Fprintf(w, "%s booked without %s work order: Odoo lacks it (made after the backup?)\n", plural(res.LinesWithoutWorkorder, "line"), map[bool]string{true: "its", false: "their"}[res.LinesWithoutWorkorder == 1])
 	}
 	if res.ScrapDrafts > 0 {
-		fmt.Fprintf(w, "%d scrap booking(s) left drafts in Odoo (too little stock, or it refused to validate): plantedge status shows them\n", res.ScrapDrafts)
+		fmt.Fprintf(w, "%s left %s in Odoo (too little stock, or it refused to validate): plantedge status shows %s\n", plural(res.ScrapDrafts, "scrap booking"),
+			map[bool]string{true: "a draft", false: "drafts"}[res.ScrapDrafts == 1], map[bool]string{true: "it", false: "them"}[res.ScrapDrafts == 1])
 	}
 	if len(res.NotRebooked) > 0 {
 		fmt.Fprintf(w, "not rebooked (%d):\n", len(res.NotRebooked))
 		for _, n := range res.NotRebooked {
 			fmt.Fprintln(w, "  "+oneLine(n))
 		}
-		return &exitError{code: 1, msg: fmt.Sprintf("%d booking(s) not rebooked: %s", len(res.NotRebooked), strings.Join(res.NotRebooked[:min(len(res.NotRebooked), 1)], ""))}
+		return &exitError{code: 1, msg: fmt.Sprintf("%s not rebooked: %s", plural(len(res.NotRebooked), "booking"), strings.Join(res.NotRebooked[:min(len(res.NotRebooked), 1)], ""))}
 	}
 	return nil
 }

@@ -61,8 +61,8 @@ func TestPrintRebook(t *testing.T) {
 	if !errors.As(err, &ee) || ee.code != 1 {
 		t.Errorf("exit: %v, want code 1", err)
 	}
-	for _, want := range []string{"3 downtime line(s), 1 scrap booking(s)", "the oldest booking kept was confirmed at", "lacks 2 line(s) (1 of them it has open, closed since: closed again) and 1 scrap", "rebooked 2 line(s) and 0 scrap",
-		"1 line(s) booked without their work order", "not rebooked (1):\n  scrap plantedge.x"} {
+	for _, want := range []string{"3 downtime lines, 1 scrap booking", "the oldest booking kept was confirmed at", "lacks 2 lines (1 of them it has open, closed since: closed again) and 1 scrap", "rebooked 2 lines and 0 scrap",
+		"1 line booked without its work order", "not rebooked (1):\n  scrap plantedge.x"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

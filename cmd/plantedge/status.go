@@ -329,11 +329,7 @@ func printStatus(w io.Writer, st agent.Status) {
 			}
 			whose += m.ID
 			if m.Good > 0 {
-				n := fmt.Sprintf("%g pieces", m.Good)
-				if m.Good == 1 {
-					n = "1 piece"
-				}
-				whose += " (" + n + ")"
+				whose += " (" + agent.Pieces(m.Good, "") + ")"
 			}
 		}
 		if whose != "" {

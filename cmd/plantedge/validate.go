@@ -461,12 +461,7 @@ func printSummary(w io.Writer, cfg *config.Config, warnings int, checked string)
 	}
 }
 
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
-}
+func plural(n int, word string) string { return agent.Plural(n, word) }
 
 // printSnippet shows the offending source line with a caret under the
 // column; the values of the keys at the columns in mask are hidden.
