@@ -264,7 +264,9 @@ type MachineStatus struct {
 	// DeadLetterGood is the good pieces Odoo refused for good, kept in the
 	// dead letters: counted in GoodCount, not in Odoo.
 	DeadLetterGood float64 `json:"dead_letter_good,omitempty"`
-	State          string  `json:"state"` // running | stopped | unknown
+	// DeadLetterScrap is the scrapped pieces in the dead letters, likewise.
+	DeadLetterScrap float64 `json:"dead_letter_scrap,omitempty"`
+	State           string  `json:"state"` // running | stopped | unknown
 	// LastKnownState is the run state last read while State is unknown
 	// because the source of the machine's running signal is not connected
 	// now (a PLC or broker away: the machine may have stopped since).
@@ -521,6 +523,7 @@ func (a *Agent) Status() Status {
 			ms.WorkOrder = wo
 		}
 		ms.DeadLetterGood = tidy(pending[m.ID].deadGood)
+		ms.DeadLetterScrap = tidy(pending[m.ID].deadScrap)
 		clock := a.srcOff.clock(m.ID)
 		if clock.offOK {
 			ms.SourceClockOffset = ptr(round1(clock.off.Seconds()))
@@ -761,11 +764,16 @@ type pendingCount struct {
 	// nothing: deadletter retry once it is back).
 	deadUnmapped       float64
 	deadEventsUnmapped int
-	records            int       // count records
-	events             int       // event records
-	eventsNoWC         int       // of which name no work center (older versions')
-	minSeq             uint64    // the lowest sequence number of its records
-	minTime            time.Time // the oldest time of its records
+	// deadScrap: scrapped pieces in the dead letters; of them,
+	// deadScrapUnmapped set aside while the machine was not in the
+	// configuration, deadScrapEnded made on a work order finished or
+	// cancelled before they reached Odoo.
+	deadScrap, deadScrapUnmapped, deadScrapEnded float64
+	records                                      int       // count records
+	events                                       int       // event records
+	eventsNoWC                                   int       // of which name no work center (older versions')
+	minSeq                                       uint64    // the lowest sequence number of its records
+	minTime                                      time.Time // the oldest time of its records
 }
 
 // note keeps the lowest sequence number and the oldest time of a key's
@@ -980,6 +988,20 @@ func (a *Agent) scanPending() (map[string]pendingCount, error) {
 				out[d.Record.Key] = pc
 				continue
 			}
+			if m, sig := splitKey(d.Record.Key); sig == sigScrap && !d.Damaged && d.Record.Lane == buffer.LaneCounts {
+				// Scrap as good pieces are (ux45: named nowhere).
+				if c, err := decodeCount(d.Record); err == nil {
+					pc := out[m]
+					pc.deadScrap += c.Delta
+					switch {
+					case endedOrder(d.Reason):
+						pc.deadScrapEnded += c.Delta
+					case unmappedReason(d.Reason):
+						pc.deadScrapUnmapped += c.Delta
+					}
+					out[m] = pc
+				}
+			}
 			if m, sig := splitKey(d.Record.Key); sig == sigGood && !d.Damaged && d.Record.Lane == buffer.LaneCounts {
 				if c, err := decodeCount(d.Record); err == nil {
 					pc := out[m]
@@ -1055,6 +1077,9 @@ func deadLetterNote(pc pendingCount) string {
 	if refused := pc.deadGood - pc.deadFinished - pc.deadCancelled - pc.deadUnmapped; refused > 0 {
 		notes = append(notes, fmt.Sprintf("%s Odoo refused %s in the dead letters, not in Odoo (plantedge deadletter list)", Pieces(tidy(refused), "good"), isAre(tidy(refused) == 1)))
 	}
+	if refused := tidy(pc.deadScrap - pc.deadScrapEnded - pc.deadScrapUnmapped); refused > 0 {
+		notes = append(notes, fmt.Sprintf("%s Odoo refused %s in the dead letters, not in Odoo (plantedge deadletter list)", Pieces(refused, "scrapped"), isAre(refused == 1)))
+	}
 	if n := pc.deadEvents - pc.deadEventsUnmapped; n > 0 {
 		notes = append(notes, fmt.Sprintf("%s Odoo refused %s in the dead letters, not in Odoo (plantedge deadletter list)", Plural(n, "downtime record"), isAre(n == 1)))
 	}
@@ -1066,13 +1091,21 @@ func deadLetterNote(pc pendingCount) string {
 		aside = append(aside, Pieces(tidy(pc.deadUnmapped), "good"))
 		one = tidy(pc.deadUnmapped) == 1
 	}
+	if pc.deadScrapUnmapped > 0 {
+		aside = append(aside, Pieces(tidy(pc.deadScrapUnmapped), "scrapped"))
+		one = tidy(pc.deadScrapUnmapped) == 1
+	}
 	if pc.deadEventsUnmapped > 0 {
 		aside = append(aside, Plural(pc.deadEventsUnmapped, "downtime record"))
 		one = pc.deadEventsUnmapped == 1
 	}
 	if len(aside) > 0 {
 		one = one && len(aside) == 1
-		notes = append(notes, strings.Join(aside, " and ")+" set aside while the machine was not in the configuration "+isAre(one)+" in the dead letters, not in Odoo "+
+		list := strings.Join(aside, " and ")
+		if len(aside) == 3 {
+			list = aside[0] + ", " + aside[1] + " and " + aside[2]
+		}
+		notes = append(notes, list+" set aside while the machine was not in the configuration "+isAre(one)+" in the dead letters, not in Odoo "+
 			"(plantedge deadletter retry sends "+itThem(one)+", now that it is back)")
 	}
 	if pc.deadFinished > 0 {
@@ -1087,6 +1120,11 @@ func deadLetterNote(pc pendingCount) string {
 		notes = append(notes, fmt.Sprintf("%s made on a work order cancelled before %s reached Odoo %s in the dead letters, not in Odoo "+
 			"(a cancelled order takes no quantity: book %s by hand if need be, then drop %s; plantedge deadletter list)",
 			Pieces(tidy(pc.deadCancelled), "good"), map[bool]string{true: "it", false: "they"}[one], isAre(one), itThem(one), itThem(one)))
+	}
+	if pc.deadScrapEnded > 0 {
+		one := tidy(pc.deadScrapEnded) == 1
+		notes = append(notes, fmt.Sprintf("%s made on a work order finished or cancelled before %s reached Odoo %s in the dead letters, not in Odoo "+
+			"(plantedge deadletter list says what to do)", Pieces(tidy(pc.deadScrapEnded), "scrapped"), map[bool]string{true: "it", false: "they"}[one], isAre(one)))
 	}
 	return joinNotes(notes...)
 }
@@ -1252,6 +1290,7 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 			ms.Error = joinNotes(ms.Error, damagedWOMsg)
 		}
 		ms.DeadLetterGood = tidy(pending[m.ID].deadGood)
+		ms.DeadLetterScrap = tidy(pending[m.ID].deadScrap)
 		ms.Error = joinNotes(ms.Error, deadLetterNote(pending[m.ID]))
 		st.Machines = append(st.Machines, ms)
 	}
