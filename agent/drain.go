@@ -3,6 +3,7 @@ package agent
 import (
 	"cmp"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/plantedge/plantedge/buffer"
@@ -60,6 +61,11 @@ type DrainStatus struct {
 	// for failed 41 rounds in a minute, the drain shown going on).
 	RoundsFailed int    `json:"rounds_failed,omitempty"`
 	LastFailure  string `json:"last_failure,omitempty"`
+	// SizeChanged: the load size changed since the drain's rounds were
+	// measured (loadsize.go), and no round at the size in force has ended
+	// yet: the rounds before are no measure of those left, so RoundSeconds
+	// and ETASeconds wait for one (or for the pace of the one under way).
+	SizeChanged bool `json:"load_size_changed,omitempty"`
 }
 
 // DrainRound is what the round under way does.
@@ -118,6 +124,7 @@ type roundProgress struct {
 type drainRoundTime struct {
 	start, end      time.Time
 	leftAt, leftEnd uint64
+	perRound        int // the downtime records it could take (0: not known)
 }
 
 // drainMeter follows the rounds of a drain (the forwarder's, under its
@@ -182,7 +189,7 @@ func (m *drainMeter) end(now time.Time, left uint64, err error, more bool) {
 		m.active = false
 		return
 	}
-	m.rounds = append(m.rounds, drainRoundTime{start: c.start, end: now, leftAt: c.left, leftEnd: left})
+	m.rounds = append(m.rounds, drainRoundTime{start: c.start, end: now, leftAt: c.left, leftEnd: left, perRound: c.perRound})
 	if m.done == 0 {
 		m.first = true
 	}
@@ -195,13 +202,16 @@ func (m *drainMeter) end(now time.Time, left uint64, err error, more bool) {
 	}
 }
 
-// roundTime is the measured length of a round of the drain (ok false:
-// none ended yet).
-func (m *drainMeter) roundTime() (time.Duration, bool) {
+// roundTime is the measured length of a round of the drain that takes
+// perRound downtime records (ok false: none ended yet). A round at another
+// load size is no measure of it (ux45: rounds of 2,000 stops gave the
+// length of the rounds of 1,000 left after the size halved).
+func (m *drainMeter) roundTime(perRound int) (time.Duration, bool) {
 	rs := m.rounds
 	if m.first && len(rs) > 1 {
 		rs = rs[1:]
 	}
+	rs = slices.DeleteFunc(slices.Clone(rs), func(r drainRoundTime) bool { return cmp.Or(r.perRound, perRound) != perRound })
 	if len(rs) == 0 {
 		return 0, false
 	}
@@ -246,14 +256,17 @@ func (m *drainMeter) status(now time.Time, left uint64, downtime, perRound int) 
 			ds.RecordsPerSecond = ptr(round1(float64(left-from.leftAt) / w))
 		}
 	}
-	per, perOK := m.roundTime() // a round's length
-	var cur time.Duration       // what is left of the round under way
+	per, perOK := m.roundTime(perRound) // a round's length, at the load size in force
+	ds.SizeChanged = !perOK && len(m.rounds) > 0
+	var cur time.Duration // what is left of the round under way
 	curOK := c == nil
 	if c != nil {
 		el := now.Sub(c.start)
 		paced := false // cur from this round's own pace
 		switch {
-		case c.phase == phaseCounts && c.writesSent >= minWrites(c.writes):
+		case c.phase == phaseCounts && c.writesSent >= minWrites(c.writes) && (!ds.SizeChanged || c.perRound == perRound):
+			// (After the load size changed, only a round at the size in
+			// force tells the rounds after it.)
 			// Each machine's writes at the pace of those done: what
 			// bounds a round (one or a few requests each, at
 			// forward.rate), measured in this round.

@@ -180,3 +180,40 @@ func TestDrainMeterCountsTheRoundsThatFailed(t *testing.T) {
 		t.Fatalf("after a round that went through: %+v, want no failed rounds", ds)
 	}
 }
+
+// After the load size shrank (loadsize.go), the rounds measured at the
+// size before are no measure of the rounds left, which carry fewer
+// downtime records each (ux45: the rounds left were counted at the new
+// size, each at the length of a round at the old one): the time left is
+// not given until a round at the size in force ends, or paces itself.
+func TestDrainMeterAfterTheLoadSizeChanged(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	var m drainMeter
+	full, half := EventsPerRound, EventsPerRound/2
+	round := func(n uint64, from, to float64, perRound, events int) {
+		m.begin(n, at(from), 0, true)
+		m.decide(true)
+		m.progress(func(p *roundProgress) { p.events, p.read, p.perRound = events, true, perRound })
+		m.end(at(to), 0, nil, true)
+	}
+	round(1, 0, 90, full, full)
+	round(2, 90, 150, full, full)
+	round(3, 150, 210, full, full)
+	if ds := m.status(at(210), 0, 3*full, full); f64(ds.RoundSeconds) != 60.0 || f64(ds.ETASeconds) != 180.0 || ds.SizeChanged {
+		t.Fatalf("at full size: round %v, eta %v, size changed %v; want 60, 180, false", f64(ds.RoundSeconds), f64(ds.ETASeconds), ds.SizeChanged)
+	}
+	// The size halved: twice the rounds, and no round at this size yet.
+	ds := m.status(at(211), 0, 3*full, half)
+	if ds.RoundsLeft != 6 || ds.ETASeconds != nil || ds.RoundSeconds != nil || !ds.SizeChanged {
+		t.Errorf("halved, between rounds: rounds left %d, round %v, eta %v, size changed %v; want 6, none, none, true",
+			ds.RoundsLeft, f64(ds.RoundSeconds), f64(ds.ETASeconds), ds.SizeChanged)
+	}
+	// A round at the new size ended: the measure.
+	round(4, 211, 241, half, half)
+	ds = m.status(at(241), 0, 3*full-half, half)
+	if ds.RoundsLeft != 5 || f64(ds.RoundSeconds) != 30.0 || f64(ds.ETASeconds) != 150.0 || ds.SizeChanged {
+		t.Errorf("after a round at the new size: rounds left %d, round %v, eta %v, size changed %v; want 5, 30, 150, false",
+			ds.RoundsLeft, f64(ds.RoundSeconds), f64(ds.ETASeconds), ds.SizeChanged)
+	}
+}

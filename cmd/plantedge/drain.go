@@ -39,6 +39,8 @@ func etaWords(d *agent.DrainStatus) string {
 	}
 	if d.ETASeconds == nil || d.RoundSeconds == nil {
 		switch r := d.Round; {
+		case d.SizeChanged:
+			return "time left known once a round at the load size in force ends (those measured so far sent another number of downtime lines a load)"
 		case r != nil && r.Phase == "downtime" && r.CountRecords == 0:
 			// Nothing to pace it but its loads: a backlog of stops and
 			// runs only (the operator review: it said "count writes").

@@ -548,6 +548,11 @@ func TestStatusShowsTheDrain(t *testing.T) {
 			DowntimeLeft: 0, RoundsLeft: 1, Round: &agent.DrainRound{Number: 42, Seconds: 1, Phase: "downtime", DowntimeClaimed: 600, Loads: 3}},
 			"Drain     backlog NOT going to Odoo: its last 41 rounds failed, the last with odoo mrp.workcenter.productivity.load: <html>\\x0d\\x0a<title>502 Bad Gateway</title> (http 502); " +
 				"round 42 under way for 1s: downtime lines, 0 of 3 loads sent (600 stop/run records taken)\n"},
+		// ux45: after the load size changed, the rounds measured before
+		// are no measure: said so, not "the first round".
+		{"the load size changed", &agent.DrainStatus{RoundsDone: 3, RecordsPerSecond: f(33.3), WindowSeconds: 180, DowntimeLeft: 6000, RoundsLeft: 6, SizeChanged: true},
+			"Drain     backlog going to Odoo at 33 records/s (the last 3m0s), time left known once a round at the load size in force ends " +
+				"(those measured so far sent another number of downtime lines a load)\n"},
 		{"a later round", &agent.DrainStatus{RoundsDone: 1, RecordsPerSecond: f(7131), WindowSeconds: 129, RoundSeconds: f(95), ETASeconds: f(128), RoundsLeft: 1,
 			Round: &agent.DrainRound{Number: 32, Seconds: 34, Phase: "reading"}},
 			"Drain     backlog going to Odoo at 7131 records/s (the last 2m9s), about 2m8s left (this round and 1 more round, 1m35s a round); " +
