@@ -38,7 +38,7 @@ func newAcceptQtyCmd() *cobra.Command {
 				return &exitError{code: 2, msg: "the agent is not running: accept-qty works through it (start it, then run accept-qty again)"}
 			}
 			if err != nil {
-				return &exitError{code: 4, cause: err, msg: err.Error()}
+				return &exitError{code: 4, cause: err, msg: notTheAgent(cfg, err, "accept-qty").Error()}
 			}
 			return printAccept(cmd.OutOrStdout(), res)
 		},

@@ -43,7 +43,7 @@ func newDeadLetterCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var views []agent.DeadLetterView
 			var sendsTo string
-			err := withDeadLetters(cfgPath, true,
+			err := withDeadLetters(cfgPath, "deadletter list", true,
 				func(c *agent.APIClient, cfg *config.Config) (err error) {
 					sendsTo = agent.OdooIdentity(cfg)
 					views, err = c.DeadLetters(cmd.Context())
@@ -92,7 +92,7 @@ func newDeadLetterCmd() *cobra.Command {
 					// What a drop loses never reaches Odoo: on a terminal
 					// it is asked first (scripts, without one, are not).
 					list := func() (views []agent.DeadLetterView, err error) {
-						err = withDeadLetters(cfgPath, true,
+						err = withDeadLetters(cfgPath, "deadletter "+name, true,
 							func(c *agent.APIClient, _ *config.Config) (err error) {
 								views, err = c.DeadLetters(cmd.Context())
 								return err
@@ -116,7 +116,7 @@ func newDeadLetterCmd() *cobra.Command {
 					}
 				}
 				var res agent.DeadLetterResult
-				err := withDeadLetters(cfgPath, false,
+				err := withDeadLetters(cfgPath, "deadletter "+name, false,
 					func(c *agent.APIClient, _ *config.Config) (err error) {
 						res, err = c.DeadLetterAction(cmd.Context(), name, args[0], here)
 						return err
@@ -190,14 +190,17 @@ func confirmDrop(in io.Reader, out io.Writer, views []agent.DeadLetterView, id s
 
 // withDeadLetters runs online against the running agent, or offline on the
 // buffer file when the agent is stopped.
-func withDeadLetters(cfgPath string, readOnly bool, online func(*agent.APIClient, *config.Config) error, offline func(*buffer.Queue, *config.Config) error) error {
+func withDeadLetters(cfgPath, command string, readOnly bool, online func(*agent.APIClient, *config.Config) error, offline func(*buffer.Queue, *config.Config) error) error {
 	cfg, err := loadForAgent(cfgPath, os.Stderr)
 	if err != nil {
 		return err
 	}
 	err = online(agent.NewAPIClient(cfg.Listen).ForConfig(cfg), cfg)
-	if err == nil || !errors.Is(err, agent.ErrNotRunning) {
-		return err
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, agent.ErrNotRunning) {
+		return notTheAgent(cfg, err, command) // another program's page: not printed whole
 	}
 	if err := notAnswering(cfg); err != nil {
 		return err

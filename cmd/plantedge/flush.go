@@ -111,10 +111,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			}
 			return &exitError{code: 2, msg: "agent not running: start it (systemctl start plantedge); the buffer is kept on disk"}
 		}
-		if nerr := notThisAgent(cfg, err, "flush"); nerr != nil {
-			return cannotAsk(nerr)
-		}
-		return cannotAsk(shortAnswer(err))
+		return cannotAsk(notTheAgent(cfg, err, "flush"))
 	}
 	tty, width := false, 80
 	if f, ok := rawWriter(w).(*os.File); ok {

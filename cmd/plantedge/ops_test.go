@@ -1159,13 +1159,17 @@ func TestAnotherProgramOnTheListenPort(t *testing.T) {
 			strings.Repeat("<p>padding</p>\n", 500)+"</body>\n</html>\n")
 	}))
 	// status and flush say what the page answered, in one line; want, too.
+	// So do deadletter, accept-qty and rebook (ux45: they printed the
+	// page whole).
 	oneLine := func(when, want string) {
 		t.Helper()
-		for _, args := range [][]string{{"status", "-c", b.cfgPath}, {"flush", "-c", b.cfgPath, "--timeout", "5s"}} {
+		for _, args := range [][]string{{"status", "-c", b.cfgPath}, {"flush", "-c", b.cfgPath, "--timeout", "5s"},
+			{"deadletter", "list", "-c", b.cfgPath}, {"deadletter", "retry", "-c", b.cfgPath}, {"deadletter", "drop", "all", "--yes", "-c", b.cfgPath},
+			{"accept-qty", "press-1", "-c", b.cfgPath}, {"rebook", "--since", "1h", "-c", b.cfgPath}} {
 			_, err := cli(t, args...)
 			if err == nil || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "padding") || len(err.Error()) > 600 ||
 				!strings.Contains(err.Error(), "it answered 404 Not Found (text/html)") || !strings.Contains(err.Error(), want) {
-				t.Errorf("%s, %s: %v", args[0], when, err)
+				t.Errorf("%s, %s: %v", strings.Join(args[:2], " "), when, err)
 			}
 		}
 	}

@@ -48,7 +48,7 @@ func newRebookCmd() *cobra.Command {
 			if err != nil {
 				// Odoo not reached, or the agent's own refusal: not Odoo
 				// refusing bookings (exit 1, listed); run it again.
-				return &exitError{code: 4, cause: err, msg: "not rebooked: " + err.Error() + " (run it again once that is mended: it books only what Odoo still lacks)"}
+				return &exitError{code: 4, cause: err, msg: "not rebooked: " + notTheAgent(cfg, err, "rebook").Error() + " (run it again once that is mended: it books only what Odoo still lacks)"}
 			}
 			return printRebook(cmd.OutOrStdout(), res)
 		},

@@ -185,6 +185,18 @@ func notThisAgent(cfg *config.Config, err error, command string) error {
 		"The agent cannot listen there while it is taken", cfg.BufferPath(), cfg.Listen, what)
 }
 
+// notTheAgent is err, an answer at listen that is not what the agent
+// answers, as the commands that ask the agent say it (command, to run
+// again as root): another program on the port when no agent holds the
+// buffer file (notThisAgent), else what answered in one line
+// (shortAnswer). Other errors are err.
+func notTheAgent(cfg *config.Config, err error, command string) error {
+	if nerr := notThisAgent(cfg, err, command); nerr != nil {
+		return nerr
+	}
+	return shortAnswer(err)
+}
+
 // shortAnswer is err, or, for an answer at listen that is no agent's words
 // (a page of several lines, HTML), what answered in one line (review 44:
 // printed whole with an agent holding the buffer file, one started with
