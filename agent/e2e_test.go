@@ -2507,6 +2507,11 @@ func TestEndToEndRecordsOfARemovedMachineGoToTheDeadLetters(t *testing.T) {
 	if n := p.closedLines("press-2"); n != 1 {
 		t.Errorf("press-2's stop: %d downtime lines", n)
 	}
+	// While it is out, status names its dead letters, its pieces and its
+	// scrap (ux45: only the buffer's total and the latest's reason).
+	if rm := ra.a.Status().Buffer.RemovedDeadLetters; len(rm) != 1 || rm[0] != (agent.RemovedDeadLetters{ID: "press-2", DeadLetters: 2, Good: 4, Scrap: 1}) {
+		t.Errorf("dead letters of removed machines: %+v", rm)
+	}
 	// Back in the configuration, its row names them as set aside while it
 	// was not there, to retry — not as pieces Odoo refused (review 44).
 	p.writeConfig(full)

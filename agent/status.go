@@ -95,6 +95,10 @@ type BufferStatus struct {
 	Unmapped int `json:"unmapped"`
 	// UnmappedMachines says whose they are (omitted when none).
 	UnmappedMachines []UnmappedMachine `json:"unmapped_machines,omitempty"`
+	// RemovedDeadLetters names the machines no longer in the config that
+	// have dead letters (set aside after the hour they waited, or refused
+	// before): a removed machine has no row to say them on.
+	RemovedDeadLetters []RemovedDeadLetters `json:"removed_machines_dead_letters,omitempty"`
 	// PendingPartial says why the buffer could not be read to its end for
 	// the machines' pending and dead-letter counts (a record damaged on the
 	// disk while the agent is stopped: the start sets it aside). Those
@@ -472,6 +476,7 @@ func (a *Agent) Status() Status {
 	st.Buffer.PendingPartial = partialNote(scanErr)
 	n, list := unmapped(cfg, pending)
 	st.Buffer.Unmapped, st.Buffer.UnmappedMachines = n+a.fwd.orphansWaitingNow(), list
+	st.Buffer.RemovedDeadLetters = removedDeadLetters(cfg, pending)
 	st.Buffer.Held += st.Buffer.Unmapped
 	sourceState := map[string]string{}
 	for _, s := range st.Sources {
@@ -769,6 +774,7 @@ type pendingCount struct {
 	// configuration, deadScrapEnded made on a work order finished or
 	// cancelled before they reached Odoo.
 	deadScrap, deadScrapUnmapped, deadScrapEnded float64
+	dead                                         int       // the machine's dead letters (damaged ones left out)
 	records                                      int       // count records
 	events                                       int       // event records
 	eventsNoWC                                   int       // of which name no work center (older versions')
@@ -822,6 +828,27 @@ type UnmappedMachine struct {
 	ID      string  `json:"id"`
 	Records int     `json:"records"`
 	Good    float64 `json:"pending_good"`
+}
+
+// removedDeadLetters lists the machines not in cfg that have dead letters.
+func removedDeadLetters(cfg *config.Config, pending map[string]pendingCount) []RemovedDeadLetters {
+	var list []RemovedDeadLetters
+	for id, pc := range pending {
+		if pc.dead > 0 && findMachine(cfg, id) == nil {
+			list = append(list, RemovedDeadLetters{ID: id, DeadLetters: pc.dead, Good: tidy(pc.deadGood), Scrap: tidy(pc.deadScrap)})
+		}
+	}
+	slices.SortFunc(list, func(x, y RemovedDeadLetters) int { return strings.Compare(x.ID, y.ID) })
+	return list
+}
+
+// RemovedDeadLetters is the dead letters of a machine no longer in the
+// config: how many, and the good and scrapped pieces they hold.
+type RemovedDeadLetters struct {
+	ID          string  `json:"id"`
+	DeadLetters int     `json:"dead_letters"`
+	Good        float64 `json:"good"`
+	Scrap       float64 `json:"scrap"`
 }
 
 // unmapped counts pending records of machines that are not in cfg, and
@@ -979,6 +1006,12 @@ func (a *Agent) scanPending() (map[string]pendingCount, error) {
 		}
 		for _, d := range dls {
 			after = d.ID
+			if !d.Damaged {
+				m, _ := splitKey(d.Record.Key)
+				pc := out[m]
+				pc.dead++
+				out[m] = pc
+			}
 			if d.Record.Lane == buffer.LaneEvents && !d.Damaged {
 				pc := out[d.Record.Key]
 				pc.deadEvents++
@@ -1237,6 +1270,7 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 	st.Buffer.PendingPartial = partialNote(scanErr)
 	if !cfg.EndpointsOnly { // without the machines every record would look unmapped
 		st.Buffer.Unmapped, st.Buffer.UnmappedMachines = unmapped(cfg, pending)
+		st.Buffer.RemovedDeadLetters = removedDeadLetters(cfg, pending)
 		st.Buffer.Held += st.Buffer.Unmapped // held, as a running agent says (the upgrade probe: 0 held, 32 unmapped)
 		_, at := oldestForwardable(cfg, nil, pending)
 		st.Buffer.OldestForwardableAgeSeconds = age(at)

@@ -349,6 +349,28 @@ func printStatus(w io.Writer, st agent.Status) {
 		}
 		fmt.Fprintf(w, "          %s of machines no longer in the config%s: they wait for the machine to come back, an hour at most, then go to the dead letters\n", plural(b.Unmapped, "record"), whose)
 	}
+	if len(b.RemovedDeadLetters) > 0 {
+		// A removed machine has no row to name them on.
+		n, whose := 0, make([]string, 0, len(b.RemovedDeadLetters))
+		for _, m := range b.RemovedDeadLetters {
+			n += m.DeadLetters
+			var holds []string
+			if m.Good > 0 {
+				holds = append(holds, agent.Pieces(m.Good, "good"))
+			}
+			if m.Scrap > 0 {
+				holds = append(holds, agent.Pieces(m.Scrap, "scrapped"))
+			}
+			one := fmt.Sprintf("%s: %d", m.ID, m.DeadLetters)
+			if len(holds) > 0 {
+				one += ", holding " + strings.Join(holds, " and ")
+			}
+			whose = append(whose, one)
+		}
+		fmt.Fprintf(w, "          %s of machines no longer in the config (%s): plantedge deadletter list; "+
+			"put the machine back and retry %s (plantedge deadletter retry), or drop %s\n",
+			plural(n, "dead letter"), strings.Join(whose, "; "), map[bool]string{true: "it", false: "them"}[n == 1], map[bool]string{true: "it", false: "them"}[n == 1])
+	}
 	if b.Recovered != "" {
 		fmt.Fprintf(w, "          WARNING: the buffer file was corrupt and was moved to %s\n", b.Recovered)
 	}

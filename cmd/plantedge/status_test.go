@@ -615,3 +615,17 @@ func TestStatusSaysTheShrunkenLoads(t *testing.T) {
 		t.Errorf("status:\n%s", out.String())
 	}
 }
+
+// The dead letters of a machine no longer in the config (ux45: a removed
+// machine has no row, and only the buffer's total said them).
+func TestStatusNamesTheDeadLettersOfRemovedMachines(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp", State: "online"},
+		Buffer: agent.BufferStatus{DeadLetters: 3, RemovedDeadLetters: []agent.RemovedDeadLetters{
+			{ID: "press-2", DeadLetters: 2, Good: 4, Scrap: 1}, {ID: "press-9", DeadLetters: 1}}}})
+	want := "          3 dead letters of machines no longer in the config (press-2: 2, holding 4 good pieces and 1 scrapped piece; press-9: 1): " +
+		"plantedge deadletter list; put the machine back and retry them (plantedge deadletter retry), or drop them\n"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("want %q in\n%s", want, out.String())
+	}
+}
