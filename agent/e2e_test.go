@@ -885,6 +885,35 @@ func TestIdlePlantFollowsOdoo(t *testing.T) {
 	}
 }
 
+// An idle plant whose Odoo goes away: the rounds with nothing to send
+// answer from the Odoo client's cache and ask Odoo nothing, so they are no
+// answer of Odoo's (ux45: status said "ONLINE, last answer 1s ago" for the
+// minute before the quiet spell's check found Odoo gone, and then "last
+// answer" from that check's last cached round, not from Odoo's).
+func TestLastAnswerIsOdoosNotTheCaches(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.idleRecheck = 3 * time.Second
+	ra := p.startAgent()
+	p.produce(p.machines[0], 3, 0)
+	p.waitExactQty(ra, "press-1", 3)
+	p.odoo.SetDown(true)
+	downAt := time.Now()
+	rounds := ra.a.Status().Odoo.RoundsDone
+	waitFor(t, 20*time.Second, "odoo offline", func() (bool, string) {
+		o := ra.a.Status().Odoo
+		return o.State == "offline", fmt.Sprintf("%+v", o)
+	})
+	st := ra.a.Status()
+	if st.Odoo.RoundsDone < rounds+2 {
+		t.Skipf("only %d rounds while Odoo was down before the agent saw it: nothing answered from the cache to tell", st.Odoo.RoundsDone-rounds)
+	}
+	answered := time.Now().Add(-time.Duration(st.Odoo.LastAnswerAgeSeconds * float64(time.Second)))
+	if answered.After(downAt) {
+		t.Errorf("last answer %s after Odoo went down (%d rounds since): %+v", answered.Sub(downAt).Round(time.Millisecond), st.Odoo.RoundsDone-rounds, st.Odoo)
+	}
+}
+
 // A work-center code given in Odoo to another work center (the old one
 // replaced, its code changed): the agent looks the codes up again now and
 // then, so counts go to the new one's work order without a reload.

@@ -967,8 +967,12 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 		f.mu.Lock()
 		if n := f.rateTaken.Load() - taken; n > 0 { // (an answer from the client's cache sent nothing)
 			f.noteCallTime(took/time.Duration(n), time.Since(f.link.Answered) > time.Minute)
+			// Odoo's answer, not the cache's: an idle plant's rounds
+			// ask Odoo nothing, and status said "last answer 1s ago"
+			// for the minute Odoo was gone before the quiet spell's
+			// check found it (ux45).
+			f.link.Answered = time.Now()
 		}
-		f.link.Answered = time.Now()
 		// Status during a long round (a backlog draining after an outage)
 		// must not keep saying offline with the old error; the round's end
 		// logs the recovery (run keeps the state the round began with).
