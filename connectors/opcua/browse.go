@@ -145,17 +145,25 @@ func browse(ctx context.Context, endpoint string, opts BrowseOptions, w io.Write
 		if perr := b.print(tree, 0); perr != nil {
 			return nil, perr
 		}
-		fmt.Fprintf(w, "... browsing stopped after %d nodes: %v (browse the other nodes with --node)\n", b.printed, err)
+		fmt.Fprintf(w, "... browsing stopped after %s: %v (browse the other nodes with --node)\n", nodeCount(b.printed), err)
 		return nil, err
 	}
 	if err := b.print(tree, 0); err != nil {
 		return nil, err
 	}
 	if b.truncated {
-		fmt.Fprintf(w, "... stopped after %d nodes (raise --max-nodes or browse a deeper --node)\n", b.printed)
+		fmt.Fprintf(w, "... stopped after %s (raise --max-nodes or browse a deeper --node)\n", nodeCount(b.printed))
 		return b, ErrTruncated
 	}
 	return b, nil
+}
+
+// nodeCount is n nodes in words ("1 node", "3 nodes").
+func nodeCount(n int) string {
+	if n == 1 {
+		return "1 node"
+	}
+	return fmt.Sprintf("%d nodes", n)
 }
 
 type browser struct {

@@ -74,6 +74,13 @@ func TestBrowseInProcessServer(t *testing.T) {
 		t.Errorf("printed %d lines, want 5:\n%s", n, out.String())
 	}
 
+	// One node: said in the singular (ux45: "after 1 nodes").
+	out.Reset()
+	if err := Browse(ctx, ts.url, BrowseOptions{Depth: 5, MaxNodes: 1}, &out); !errors.Is(err, ErrTruncated) ||
+		!strings.HasSuffix(out.String(), "... stopped after 1 node (raise --max-nodes or browse a deeper --node)\n") {
+		t.Errorf("Browse with MaxNodes 1 = %v:\n%s", err, out.String())
+	}
+
 	// The default start is the Objects folder, which links namespace 1.
 	out.Reset()
 	if err := Browse(ctx, ts.url, BrowseOptions{Depth: 2}, &out); err != nil {
