@@ -94,8 +94,21 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 					unknownAt[p.Line] = append(unknownAt[p.Line], p.Column)
 				}
 			}
+			// A section's keys said missing when the section is there,
+			// misspelt (odo: for odoo:): said with them.
+			misspelt := map[string]config.Problem{} // known top-level key -> the unknown one near it
 			for _, p := range ce.Problems {
-				fmt.Fprintln(errw, p.String())
+				if p.Msg == "unknown key" && p.Meant != "" && !strings.ContainsAny(p.Path, ".[") {
+					misspelt[p.Meant] = p
+				}
+			}
+			for _, p := range ce.Problems {
+				line := p.String()
+				top, _, _ := strings.Cut(strings.SplitN(p.Path, "[", 2)[0], ".")
+				if u, ok := misspelt[top]; ok && u.Line != p.Line && (strings.HasPrefix(p.Msg, "required") || strings.Contains(p.Msg, " is required")) {
+					line += fmt.Sprintf(" — is %s: at line %d meant as %s:?", u.Path, u.Line, top)
+				}
+				fmt.Fprintln(errw, line)
 				printSnippet(errw, lines, p.Line, p.Column, unknownAt[p.Line])
 			}
 			// Shown now too: fixing the problems must not reveal more.
