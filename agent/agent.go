@@ -146,19 +146,30 @@ type Agent struct {
 	// nothing — a topic or field mistyped — shows it (quietCounters).
 	countFed, runSince map[string]time.Time
 	// countMapped is when a reload last gave each machine its good_count
-	// (added, or moved to another topic, node or field), or its counter's
-	// source last connected, under stateMu: its watch starts there, as at
-	// a start (a counter sent on change has had no chance to send).
+	// (added, or moved to another topic, node or field), under stateMu:
+	// its watch starts there, as at a start (a counter sent on change has
+	// had no chance to send).
 	countMapped map[string]time.Time
 	// runFed is when each machine first got a run-state value of its own
 	// since this start, under stateMu: a run state restored from the
 	// buffer that nothing confirmed since may be stale (the machine
 	// stopped while the agent was down), and is no run for quietCounters.
 	runFed map[string]time.Time
-	// countRan is how long each machine ran, in runs that ended, since its
-	// good_count's watch began (countWatch), under stateMu: a machine
-	// with short stops adds its runs up (quietCounters).
+	// countRan is how long each machine ran while its good_count's source
+	// was connected, in stretches that ended (a stop, a lost connection),
+	// since its good_count's watch began (countWatch), under stateMu: a
+	// machine with short stops, or whose broker or server drops the agent
+	// again and again, adds its runs up (quietCounters).
 	countRan map[string]time.Duration
+	// countNeed is how much of that running a reconnect of its counter's
+	// source asked for before the note (countSourceConnected), and
+	// countLost how many times that source's connection was lost, since
+	// each machine's good_count's watch began, under stateMu.
+	countNeed map[string]time.Duration
+	countLost map[string]int
+	// srcUp is since when each source (sourceKey) is connected, under
+	// stateMu: absent while it is not.
+	srcUp map[string]time.Time
 	// shownRunning is each machine's run state as of the last commit: what
 	// status shows, so that a stop shown is one a flush finds in the
 	// buffer (a.state runs ahead of it while a batch is being appended).
@@ -325,6 +336,9 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		countMapped:   map[string]time.Time{},
 		runFed:        map[string]time.Time{},
 		countRan:      map[string]time.Duration{},
+		countNeed:     map[string]time.Duration{},
+		countLost:     map[string]int{},
+		srcUp:         map[string]time.Time{},
 		shownRunning:  map[string]bool{},
 		reasonLog:     rateLogs{every: time.Hour, forgetLeftOut: true},
 		reasonBudget:  codeBudget{every: time.Hour, n: unmappedCodesLogged},
@@ -954,12 +968,12 @@ func (a *Agent) reload(ctx context.Context, path string) error {
 	a.stateMu.Lock()
 	for _, id := range added {
 		a.countMapped[id] = now
-		delete(a.countRan, id)
+		a.countWatchAnew(id)
 	}
 	for _, c := range changed {
 		if id, ok := strings.CutSuffix(c, " good_count"); ok {
 			a.countMapped[id] = now
-			delete(a.countRan, id)
+			a.countWatchAnew(id)
 		}
 	}
 	a.stateMu.Unlock()
@@ -1441,7 +1455,8 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		settings.Logger = nil
 		oc.Pins = nsPins{a: a, source: s.Name, endpoint: s.Endpoint}
 		name := s.Name
-		oc.OnConnect = func() { a.countSourceConnected(connectors.KindOPCUA, name) }
+		oc.OnConnect = func() { a.countSourceConnected(connectors.KindOPCUA, name, time.Now()) }
+		oc.OnDisconnect = func() { a.countSourceDown(connectors.KindOPCUA, name, true, time.Now()) }
 		src, err := opcua.New(oc, a)
 		if err != nil {
 			broken(s.Name, connectors.KindOPCUA, err) // it names the source
@@ -1498,8 +1513,9 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		}
 		var marked atomic.Bool
 		broker := b.Name
+		mc.OnDisconnect = func() { a.countSourceDown(connectors.KindMQTT, broker, true, time.Now()) }
 		mc.OnConnect = func(bool) {
-			a.countSourceConnected(connectors.KindMQTT, broker)
+			a.countSourceConnected(connectors.KindMQTT, broker, time.Now())
 			if mc.HadSession || !marked.CompareAndSwap(false, true) {
 				return
 			}
@@ -1586,6 +1602,9 @@ func (a *Agent) applySources(cfg *config.Config) {
 		s.cancel, s.done = cancel, make(chan struct{})
 		go func() {
 			defer close(s.done)
+			// (Stopped, it is not connected: what runs until it connects
+			// again is no counter's silence.)
+			defer func() { a.countSourceDown(s.kind, s.name, false, time.Now()) }()
 			if err := s.run(sctx); err != nil && sctx.Err() == nil {
 				a.log.Error("source stopped: it starts again at the next reload (systemctl reload plantedge) once the cause is fixed", "source", s.name, "err", err)
 			}

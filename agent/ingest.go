@@ -258,7 +258,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			switch fed.Signal {
 			case mapping.GoodCount:
 				a.countFed[fed.Machine] = received
-				delete(a.countRan, fed.Machine)
+				a.countWatchAnew(fed.Machine)
 			case mapping.Running:
 				if _, ok := a.runFed[fed.Machine]; !ok {
 					a.runFed[fed.Machine] = received
@@ -843,7 +843,7 @@ func (a *Agent) showRunState(changed map[string]bool) {
 			a.runSince[id] = now
 		case !running && was:
 			// The run's time counts on towards quietCounters' limit.
-			a.countRan[id] += max(0, now.Sub(a.ranFrom(id)))
+			a.countFold(id, now)
 		}
 		if ms := a.state.Machines[id]; ms != nil && ms.Running != nil {
 			a.shownRunning[id] = *ms.Running

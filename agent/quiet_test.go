@@ -189,3 +189,51 @@ func TestQuietCounterNoteSaysAShortLimitAsItIs(t *testing.T) {
 		t.Fatalf("the note says no value for %q, want 3s or a little more", said)
 	}
 }
+
+// A counter's broker that drops the agent more often than the limit (a
+// flapping broker: every 5 minutes against 15), a running machine, a
+// counter that never sends (its topic mistyped): the watch started anew
+// at every connect, and the note never came. What counts is the machine's
+// running while the broker is connected, added up across the reconnects;
+// a reconnect gives the counter a grace, not a whole new limit. Here the
+// broker is up about a quarter of the limit at a time, and the note says
+// the connection was lost, as the source's warnings do.
+func TestQuietCounterNotedThroughAFlappingBroker(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.countQuiet = 4 * time.Second
+	p.editConfig("good_count: { mqtt: { broker: broker, topic: plant/press-1,", "good_count: { mqtt: { broker: broker, topic: plant/press-1x,")
+	ra := p.startAgent()
+	m := p.machines[0]
+	addr := p.broker.Addr()
+	drops := 0
+	for end := time.Now().Add(40 * time.Second); time.Now().Before(end); drops++ {
+		waitFor(t, 20*time.Second, "the broker connected", func() (bool, string) {
+			s := ra.a.Status().Sources[0]
+			return s.State == "connected", s.State
+		})
+		for up := time.Now(); time.Since(up) < p.countQuiet/4; time.Sleep(50 * time.Millisecond) {
+			p.produce(m, 0, 0) // its run state; its counts go nowhere
+			if ms := ra.a.Status().Machines[0]; ms.State == "running" && strings.Contains(ms.Error, quietNote) {
+				t.Logf("noted after %d drops of the broker: %s", drops, ms.Error)
+				if drops > 0 && !strings.Contains(ms.Error, "while its broker was connected (the connection was lost") {
+					t.Errorf("the note does not say the connection was lost: %s", ms.Error)
+				}
+				return
+			}
+		}
+		p.broker.Close()
+		waitFor(t, 10*time.Second, "the broker seen down", func() (bool, string) {
+			s := ra.a.Status().Sources[0]
+			return s.State != "connected", s.State
+		})
+		b, err := mqtttest.Start(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+		p.broker = b
+	}
+	t.Fatalf("no note through %d drops of the broker, each after %s connected, the machine running and its counter sending nothing: %q",
+		drops, p.countQuiet/4, ra.a.Status().Machines[0].Error)
+}

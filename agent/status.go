@@ -547,18 +547,31 @@ func (a *Agent) Status() Status {
 		// Every kind of trouble the machine has, most pressing first: one
 		// must not hide another (a waiting scrap draft behind a warning).
 		var quietNote string
-		if q, ok := quiet[m.ID]; ok && ms.State == "running" && sourceState[refSource(m.GoodCount.SourceRef)] == string(connectors.StateConnected) {
+		if qc, ok := quiet[m.ID]; ok && ms.State == "running" && sourceState[refSource(m.GoodCount.SourceRef)] == string(connectors.StateConnected) {
 			// (A counter's source down is said on the source.) In minutes,
 			// but a quiet_after under one (warned of, taken) to the second:
 			// rounded to a minute it read "no value for 0s".
+			q := qc.ran
 			if q >= time.Minute {
 				q = q.Round(time.Minute)
 			} else {
 				q = q.Round(time.Second)
 			}
-			quietNote = fmt.Sprintf("good_count: no value for %s of the machine running, so no pieces are counted: its topic, field or node mistyped "+
+			var lost string
+			if qc.lost > 0 {
+				// Said in the words of the source's own warnings ("mqtt
+				// connection lost", "opc ua session failed"): the running
+				// counted is only while connected, and a connection lost
+				// again and again may be why nothing came (another client
+				// using the client_id takes the messages).
+				lost = fmt.Sprintf(" while its broker was connected (the connection was lost %s meanwhile: see the source's last_error)", timesSaid(qc.lost))
+				if m.GoodCount.OPCUA != nil {
+					lost = fmt.Sprintf(" while its server was connected (the session failed %s meanwhile: see the source's last_error)", timesSaid(qc.lost))
+				}
+			}
+			quietNote = fmt.Sprintf("good_count: no value for %s of the machine running%s, so no pieces are counted: its topic, field or node mistyped "+
 				"(plantedge validate --mqtt / --opcua), or its publisher stopped? (or the machine runs without making pieces: "+
-				"a machine slower than that needs a longer good_count quiet_after, or off)", q)
+				"a machine slower than that needs a longer good_count quiet_after, or off)", q, lost)
 		}
 		ms.Error = joinNotes(ms.Error, signalErrs[m.ID], quietNote, clockNote, drafts[m.ID], deadLetterNote(pending[m.ID]), inDoubt)
 		st.Machines = append(st.Machines, ms)
@@ -615,16 +628,19 @@ func refSource(r config.SourceRef) string {
 const countQuietAfter = 15 * time.Minute
 
 // quietCounters says, of each machine shown running whose good_count
-// brought no value of its own for its limit (quietLimit) of running (its runs
-// added up since the counter's watch began — this start, its last value,
-// or a reload that mapped it anew: countWatch — so that short stops do
-// not start it over; review 44), how long: its pieces are not counted,
-// and nothing else says so (the operator probe: a counter topic mistyped,
-// the machine's run state read from another topic, shown running with a
-// recent last value and no error). Under stateMu.
-func (a *Agent) quietCounters(cfg *config.Config, now time.Time) map[string]time.Duration {
-	var out map[string]time.Duration
-	for _, m := range cfg.Machines {
+// brought no value of its own for its limit (quietDue) of running, how
+// long: its pieces are not counted, and nothing else says so (the
+// operator probe: a counter topic mistyped, the machine's run state read
+// from another topic, shown running with a recent last value and no
+// error). The running counted is while the counter's source was
+// connected (an outage is no silence of the counter), added up since the
+// counter's watch began — this start, its last value, or a reload that
+// mapped it anew: countWatch — so that short stops (review 44) and
+// reconnects do not start it over. Under stateMu.
+func (a *Agent) quietCounters(cfg *config.Config, now time.Time) map[string]quietCounter {
+	var out map[string]quietCounter
+	for i := range cfg.Machines {
+		m := &cfg.Machines[i]
 		if m.GoodCount == nil || !a.shownRunning[m.ID] {
 			continue
 		}
@@ -637,14 +653,45 @@ func (a *Agent) quietCounters(cfg *config.Config, now time.Time) map[string]time
 			// stale — the machine stopped while the agent was down.)
 			continue
 		}
-		if q := a.countRan[m.ID] + max(0, now.Sub(a.ranFrom(m.ID))); q >= after {
+		if q := a.countRan[m.ID] + a.countRunning(m, now); q >= a.quietDue(m.ID, after) {
 			if out == nil {
-				out = map[string]time.Duration{}
+				out = map[string]quietCounter{}
 			}
-			out[m.ID] = q
+			out[m.ID] = quietCounter{ran: q, lost: a.countLost[m.ID]}
 		}
 	}
 	return out
+}
+
+// timesSaid says n times in words ("once", "7 times").
+func timesSaid(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
+}
+
+// quietCounter is a quiet counter's running without a value (quietCounters)
+// and how many times its source's connection was lost meanwhile.
+type quietCounter struct {
+	ran  time.Duration
+	lost int
+}
+
+// quietGrace is the part of its limit a reconnect of its source gives a
+// counter to send (quietDue), and quietGraceCap how many times its limit
+// of running reconnects may ask for at most.
+const (
+	quietGrace    = 3
+	quietGraceCap = 2
+)
+
+// quietDue is how much running without a value of machine id's counter,
+// its limit being after, makes the note: the limit, or what its source's
+// reconnects asked for (countNeed), at most quietGraceCap times the limit.
+// Under stateMu.
+func (a *Agent) quietDue(id string, after time.Duration) time.Duration {
+	return max(after, min(a.countNeed[id], quietGraceCap*after))
 }
 
 // quietGapTimes is how many times its usual time between values a
@@ -717,28 +764,121 @@ func (a *Agent) ranFrom(id string) time.Time {
 	return from
 }
 
-// countSourceConnected starts anew the watch of the good_count of each
-// machine that reads it from source (of kind), which just connected: a
-// counter sent on change, not retained, has had no chance to send, and
-// what ran while the source was down is not its silence (review 44: right
-// after its broker came back, the note said "no value for" the outage).
-// The connectors call it before they show connected.
-func (a *Agent) countSourceConnected(kind connectors.Kind, source string) {
+// sourceKey names the source of kind and name in srcUp.
+func sourceKey(kind connectors.Kind, name string) string { return string(kind) + "/" + name }
+
+// counterSource is the sourceKey of machine m's good_count ("" without one).
+func counterSource(m *config.Machine) string {
+	switch c := m.GoodCount; {
+	case c == nil:
+		return ""
+	case c.MQTT != nil:
+		return sourceKey(connectors.KindMQTT, c.MQTT.Broker)
+	case c.OPCUA != nil:
+		return sourceKey(connectors.KindOPCUA, c.OPCUA.Server)
+	}
+	return ""
+}
+
+// countRunning is how long machine m has run, in its run under way, while
+// its counter's source is connected, since its counter's watch began
+// (none while the source is not connected). Under stateMu.
+func (a *Agent) countRunning(m *config.Machine, now time.Time) time.Duration {
+	up, ok := a.srcUp[counterSource(m)]
+	if !ok || !a.shownRunning[m.ID] || a.runFed[m.ID].IsZero() {
+		return 0 // (a run state restored at the start, nothing since: no run)
+	}
+	from := a.ranFrom(m.ID)
+	if up.After(from) {
+		from = up
+	}
+	return max(0, now.Sub(from))
+}
+
+// countFold adds the running of machine id's run under way while its
+// counter's source was connected, up to now, to countRan: its run ends,
+// or its source's connection. Under stateMu.
+func (a *Agent) countFold(id string, now time.Time) {
 	cfg := a.cfg.Load()
 	if cfg == nil {
 		return
 	}
-	now := time.Now()
+	if m := findMachine(cfg, id); m != nil {
+		a.countRan[id] += a.countRunning(m, now)
+	}
+}
+
+// countWatchAnew forgets what machine id's counter's watch added up: a
+// value came, or a reload mapped it anew. Under stateMu.
+func (a *Agent) countWatchAnew(id string) {
+	delete(a.countRan, id)
+	delete(a.countNeed, id)
+	delete(a.countLost, id)
+}
+
+// countSourceConnected notes that source (of kind) just connected: from
+// here on the running of each machine whose good_count it reads counts
+// towards its quiet counter again — what ran while the source was down is
+// not its silence (review 44: right after its broker came back, the note
+// said "no value for" the outage). The watch is not started anew, which
+// hid for good a counter that never sends behind a broker or server that
+// drops the agent more often than the limit (a flapping broker, every 5
+// minutes against 15): a counter sent on change, not retained, that had
+// no chance to send during the outage is given a grace instead, a third
+// of its limit (its usual time between values where the limit was
+// learned from it) of running from here, unless its silence already made
+// the note; and what reconnects ask for stops at quietGraceCap times the
+// limit. The connectors call it before they show connected.
+func (a *Agent) countSourceConnected(kind connectors.Kind, source string, now time.Time) {
+	cfg := a.cfg.Load()
+	if cfg == nil {
+		return
+	}
+	key := sourceKey(kind, source)
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()
+	_, up := a.srcUp[key]
 	for i := range cfg.Machines {
 		m := &cfg.Machines[i]
-		if c := m.GoodCount; c != nil && (kind == connectors.KindMQTT && c.MQTT != nil && c.MQTT.Broker == source ||
-			kind == connectors.KindOPCUA && c.OPCUA != nil && c.OPCUA.Server == source) {
-			a.countMapped[m.ID] = now
-			delete(a.countRan, m.ID)
+		if counterSource(m) != key {
+			continue
+		}
+		if up { // (no loss was seen: what ran until now was connected)
+			a.countRan[m.ID] += a.countRunning(m, now)
+		}
+		after := a.quietLimit(m.ID, m.GoodCount)
+		if q := a.countRan[m.ID]; after > 0 && q < a.quietDue(m.ID, after) {
+			a.countNeed[m.ID] = max(a.countNeed[m.ID], q+after/quietGrace)
 		}
 	}
+	a.srcUp[key] = now
+}
+
+// countSourceDown notes that source (of kind) is no longer connected — its
+// connection lost (lost), or the source stopped: the running of the
+// machines whose good_count it reads counts no more until it connects
+// again. Under no lock.
+func (a *Agent) countSourceDown(kind connectors.Kind, source string, lost bool, now time.Time) {
+	cfg := a.cfg.Load()
+	key := sourceKey(kind, source)
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
+	if _, up := a.srcUp[key]; !up {
+		return
+	}
+	if cfg != nil {
+		for i := range cfg.Machines {
+			m := &cfg.Machines[i]
+			if counterSource(m) != key {
+				continue
+			}
+			a.countRan[m.ID] += a.countRunning(m, now)
+			if lost {
+				a.countLost[m.ID]++
+			}
+		}
+	}
+	delete(a.srcUp, key)
 }
 
 func (a *Agent) storedWorkOrder(id string) string {

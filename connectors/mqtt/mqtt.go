@@ -95,6 +95,9 @@ type Config struct {
 	// OnConnect, if set, is called after each connect and subscribe, with
 	// whether the broker resumed the session. It must not block.
 	OnConnect func(sessionPresent bool)
+	// OnDisconnect, if set, is called when a connection OnConnect announced
+	// is lost (not when Run ends), before the backoff. It must not block.
+	OnDisconnect func()
 
 	Logger *slog.Logger
 }
@@ -562,6 +565,9 @@ func (s *Source) serve(ctx context.Context, sess *session, bo *connectors.Backof
 			s.reconnects.Add(1)
 			s.setErr(err)
 			sess.close(0)
+			if s.cfg.OnDisconnect != nil {
+				s.cfg.OnDisconnect()
+			}
 			// The backoff starts over only after a connection that held:
 			// one that drops right after connecting (another client took
 			// the session over with the same client id, the broker refuses

@@ -553,6 +553,32 @@ func TestBrokerRestartingAgainAndAgainIsNamedWithTheTwin(t *testing.T) {
 	}
 }
 
+// OnDisconnect follows each OnConnect whose connection is lost, before
+// the next OnConnect; Run ending calls neither (the agent adds up a
+// machine's running while its counter's broker is connected).
+func TestOnDisconnectAtEachConnectionLost(t *testing.T) {
+	url := startMochi(t, "tcp", nil, nil)
+	px := nettest.NewCrashProxy(t, strings.TrimPrefix(url, "tcp://"))
+	var mu sync.Mutex
+	var seen []string
+	note := func(what string) { mu.Lock(); seen = append(seen, what); mu.Unlock() }
+	r := start(t, Config{URL: "tcp://" + px.Addr(), ClientID: "ups-and-downs", Topics: []string{"t/1"},
+		OnConnect: func(bool) { note("up") }, OnDisconnect: func() { note("down") }}, make(chanSink, 10))
+	waitConnected(t, r, 1)
+	for i := range 3 {
+		px.Crash()
+		px.Restart()
+		waitConnected(t, r, uint64(i+2))
+	}
+	r.cancel()
+	<-r.done
+	mu.Lock()
+	defer mu.Unlock()
+	if got, want := strings.Join(seen, " "), "up down up down up down up"; got != want {
+		t.Errorf("calls %q, want %q", got, want)
+	}
+}
+
 func TestTopicMatches(t *testing.T) {
 	for _, c := range []struct {
 		filter, topic string

@@ -81,6 +81,10 @@ type Config struct {
 	// source shows connected and before any of the session's values. It
 	// must not block.
 	OnConnect func()
+	// OnDisconnect, if set, is called when a session OnConnect announced
+	// ends by a failure (not when Run ends, nor for the new session taken
+	// after refused subscriptions), before the backoff. It must not block.
+	OnDisconnect func()
 
 	// channelLifetime is the secure channel token lifetime asked for
 	// (gopcua renews the token at 75 % of it); 0 is gopcua's one hour.

@@ -231,6 +231,9 @@ func (s *Source) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if lived > 0 && !errors.Is(err, errNewSession) && s.cfg.OnDisconnect != nil {
+			s.cfg.OnDisconnect()
+		}
 		if errors.Is(err, errNewSession) {
 			s.log.Info("server takes subscriptions again: a new session for them (the one that polled cannot publish after the refusal)")
 			bo.Reset()

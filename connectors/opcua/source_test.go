@@ -716,6 +716,44 @@ func TestReconnectStormBounded(t *testing.T) {
 	}
 }
 
+// OnDisconnect follows each OnConnect whose session fails, before the
+// next OnConnect; Run ending calls neither (the agent adds up a machine's
+// running while its counter's server is connected).
+func TestOnDisconnectAtEachSessionFailed(t *testing.T) {
+	ts := startInProcess(t, 0)
+	px := nettest.NewCrashProxy(t, strings.TrimPrefix(ts.url, "opc.tcp://"))
+	var mu sync.Mutex
+	var seen []string
+	note := func(what string) { mu.Lock(); seen = append(seen, what); mu.Unlock() }
+	// Registered before the source's own clean-up: it runs once Run ended.
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if got, want := strings.Join(seen, " "), "up down up down up down up"; got != want {
+			t.Errorf("calls %q, want %q", got, want)
+		}
+	})
+	col := newCollector()
+	src := runSource(t, Config{
+		Endpoint: "opc.tcp://" + px.Addr(), Nodes: []string{"ns=1;s=Counter"},
+		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 2 * time.Second,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+		OnConnect: func() { note("up") }, OnDisconnect: func() { note("down") },
+	}, col)
+	_, _ = col.waitFor(t, 0, 15*time.Second, "first sample", func(s connectors.Sample) bool { return s.Initial })
+	for i := range 3 {
+		px.Crash()
+		px.Restart()
+		deadline := time.Now().Add(15 * time.Second)
+		for src.Stats().SessionsCreated < uint64(i+2) || src.State() != connectors.StateConnected {
+			if time.Now().After(deadline) {
+				t.Fatalf("no session #%d", i+2)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
 // TestShortSessionsDoNotResetTheBackoff: a server whose every session is
 // lost soon after it was made (a server, or a link, failing every 150 ms)
 // is connected to as the backoff allows, not after each loss: only a
