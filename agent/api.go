@@ -487,7 +487,11 @@ func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string,
 				return res, fmt.Errorf("dead letter %d holds what was made on a finished or cancelled work order: not retried. %s", n, FinishedOrderAdvice)
 			}
 		}
-		if err := fn(ctx, n); err != nil {
+		if err := fn(ctx, n); errors.Is(err, buffer.ErrNotFound) {
+			// (The buffer's words, "drop dead letter: dead letter 5: not
+			// found", said it twice and not where to look.)
+			return res, fmt.Errorf("no dead letter %d: retried or dropped already, or never one (plantedge deadletter list shows those there are)", n)
+		} else if err != nil {
 			return res, err // the buffer's error names the action and the id
 		}
 		res.Affected = 1

@@ -783,6 +783,19 @@ func TestDeadLetterCommands(t *testing.T) {
 	if _, err := cli(t, "deadletter", "drop", "nonsense", "-c", b.cfgPath); err == nil {
 		t.Errorf("drop of a non-numeric id accepted")
 	}
+	// An id that is none (dropped just now): said once, with where to look
+	// (it said "drop dead letter: dead letter 5: not found").
+	for _, action := range []string{"drop", "retry"} {
+		out, err := cli(t, "deadletter", action, fmt.Sprint(views[0].ID), "--yes", "-c", b.cfgPath)
+		if action == "retry" {
+			out, err = cli(t, "deadletter", action, fmt.Sprint(views[0].ID), "-c", b.cfgPath)
+		}
+		msg := fmt.Sprint(err)
+		if err == nil || strings.Count(msg, "dead letter") != 1 || !strings.Contains(msg, fmt.Sprintf("no dead letter %d", views[0].ID)) ||
+			!strings.Contains(msg, "plantedge deadletter list") {
+			t.Errorf("deadletter %s of an id that is none: %v\n%s", action, err, out)
+		}
+	}
 
 	// Offline: the agent is stopped, the commands work on the buffer file.
 	b.refuse(1)
