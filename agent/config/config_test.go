@@ -635,6 +635,25 @@ func TestWarnings(t *testing.T) {
 		`w.yaml:12:11: mqtt[0].name: MQTT broker "broker" is not used by any machine (remove it or map a signal to it)`)
 }
 
+// machines: misspelt (machnes:) leaves no machine: that is the problem,
+// said with the typo's line; every source "not used by any machine" beside
+// it is noise (the technician's run of validate: one warning per source).
+func TestNoMachinesNoUnusedSourceWarnings(t *testing.T) {
+	_, err := Parse("f.yaml", []byte(strings.Replace(base, "machines:\n", "machnes:\n", 1)))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v", err)
+	}
+	if !strings.Contains(err.Error(), "machines: at least one machine is required") {
+		t.Errorf("no machines' problem:\n%v", err)
+	}
+	for _, w := range ce.Warnings {
+		if strings.Contains(w.String(), "not used by any machine") {
+			t.Errorf("warned with no machine in the file: %s", w)
+		}
+	}
+}
+
 // A signal written with nothing (its source commented out, or forgotten),
 // or an explicit null, is not read: a warning, so that a file that loaded
 // before does not stop the agent after an upgrade.

@@ -636,6 +636,11 @@ func (v *validator) validateMQTT(p string, b *MQTTBroker) {
 // checkUnusedSources warns about sources no signal reads: the agent would
 // connect to them for nothing, and it is often a misspelt reference.
 func (v *validator) checkUnusedSources() {
+	if len(v.c.Machines) == 0 {
+		// No machine at all is the problem (machines: misspelt, or not
+		// written yet): every source unused beside it is noise.
+		return
+	}
 	used := map[string]bool{}
 	for i := range v.c.Machines {
 		for _, r := range v.c.Machines[i].Refs() {
