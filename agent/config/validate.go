@@ -1105,9 +1105,18 @@ func nodeIDRange(node string) string {
 // urlUserinfo is the user:password@ of a URL url.Parse may refuse.
 var urlUserinfo = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.-]*://).*@`) // to the last @: a password may hold / and @
 
+// schemelessUserinfo is the user:password@ of a URL written without its
+// scheme (admin:pw@erp.example.com): url.Parse takes the user for the
+// scheme and the password for part of an opaque URL, with no User. (Not
+// scheme://: the first character after the colon is no slash.)
+var schemelessUserinfo = regexp.MustCompile(`^([^/@:\s]+:)(?:[^/\s]\S*)?@`) // to the last @
+
 // redactURL is raw for a message: without the password of its user:password@,
-// also when it does not parse.
+// also when it does not parse or has no scheme.
 func redactURL(raw string) string {
+	if !strings.Contains(raw, "://") && schemelessUserinfo.MatchString(raw) {
+		return schemelessUserinfo.ReplaceAllString(raw, "${1}****@")
+	}
 	if u, err := url.Parse(raw); err == nil {
 		if _, secret := u.User.Password(); !secret {
 			// As written: url.Parse lowers the scheme, and a message

@@ -570,8 +570,12 @@ const secretWords = `key|pass|secret|token|pwd|pw|cred|auth`
 
 var (
 	urlCredentials = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:)\S*@`) // to the last @: a password may hold / and @
-	secretValue    = regexp.MustCompile(`(?i)(["']?([a-z0-9_.-]*(?:` + secretWords + `)[a-z0-9_.-]*)["']?\s*:\s*)("[^"]*"?|'[^']*'?|[^\s,}#][^,}#]*)`)
-	secretName     = regexp.MustCompile(`(?i)` + secretWords)
+	// A URL written without its scheme (url: admin:pw@erp.example.com):
+	// user:password@ at the start of a value; not scheme:// (no slash
+	// right after the colon), nor a key (a space after its colon).
+	schemelessCredentials = regexp.MustCompile(`(^|[\s"'{,\[])([^\s"'/@:{},\[\]#]+:)(?:[^\s"'/][^\s"']*)?@`) // to the last @ of the value
+	secretValue           = regexp.MustCompile(`(?i)(["']?([a-z0-9_.-]*(?:` + secretWords + `)[a-z0-9_.-]*)["']?\s*:\s*)("[^"]*"?|'[^']*'?|[^\s,}#][^,}#]*)`)
+	secretName            = regexp.MustCompile(`(?i)` + secretWords)
 )
 
 // plainTypo reports whether an unknown key's problem is of a key misspelt
@@ -587,6 +591,7 @@ func plainTypo(p config.Problem) bool {
 // secret or token, unless it is a file path (key_file: /etc/...).
 func maskSecrets(line string) string {
 	line = urlCredentials.ReplaceAllString(line, "${1}****@")
+	line = schemelessCredentials.ReplaceAllString(line, "${1}${2}****@")
 	return secretValue.ReplaceAllStringFunc(line, func(m string) string {
 		sub := secretValue.FindStringSubmatch(m)
 		if strings.ToLower(sub[2]) == "auth_backoff" {

@@ -355,6 +355,11 @@ func TestValidateMasksSecretsInSourceLines(t *testing.T) {
 		"    topic: plant2/press-07/counters":         "    topic: plant2/press-07/counters",
 		"  api_key_file: daf43efe0123":                "  api_key_file: ****", // the key pasted in place of its path
 		"  auth_backoff: 30s":                         "  auth_backoff: 30s",  // named like a secret, a duration
+		// A URL without its scheme: user:password@ at the start of a value.
+		"  url: admin:OdooPw@erp.example.com":                  "  url: admin:****@erp.example.com",
+		`  - { name: b, url: "bob:Pw2@h:1883", client_id: c }`: `  - { name: b, url: "bob:****@h:1883", client_id: c }`,
+		"  username: bot@example.com":                          "  username: bot@example.com",
+		"    node: \"ns=2;s=Press07.GoodCount\"":               "    node: \"ns=2;s=Press07.GoodCount\"",
 	} {
 		if got := maskSecrets(line); got != want {
 			t.Errorf("maskSecrets(%q) = %q, want %q", line, got, want)
@@ -401,6 +406,13 @@ func TestValidateNeverEchoesAPastedKey(t *testing.T) {
 		"password in the OPC UA endpoint":    base + "opcua:\n  - name: plc\n    endpoint: opc.tcp://op:" + secret + "@127.0.0.1:4840\n",
 		"password with / in a bad URL":       base + "opcua:\n  - name: plc\n    endpoint: opc.tcp://op:x/" + secret + "@127.0.0.1:99999\n",
 		"quoted password with a comma":       strings.Replace(base, "    backoff_max: 1s\n", "    backoff_max: 1s\n  - { name: b2, url: \"tcp://127.0.0.1:1883\", passwd: \"x,"+secret+"\" }\n", 1),
+		// A URL written without its scheme still carries its password
+		// (url.Parse takes "admin" for the scheme): in the problem's text
+		// and on the line shown, under the key or a misspelling of it
+		// that names no secret (ur: for url:, whose value validate shows).
+		"password in an Odoo URL without scheme":  strings.Replace(base, `"http://127.0.0.1:8069"`, "admin:"+secret+"@127.0.0.1:8069", 1),
+		"password in a broker URL without scheme": strings.Replace(base, `"tcp://127.0.0.1:1883"`, `"bot:`+secret+`@127.0.0.1:1883"`, 1),
+		"misspelt url key, URL without scheme":    strings.Replace(base, `  url: "http://127.0.0.1:8069"`, "  ur: admin:"+secret+"@127.0.0.1:8069", 1),
 	} {
 		t.Run(name, func(t *testing.T) {
 			if !strings.Contains(y, secret) {
