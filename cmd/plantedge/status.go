@@ -203,11 +203,17 @@ func notTheAgent(cfg *config.Config, err error, command string) error {
 // another listen).
 func shortAnswer(err error) error {
 	var ae *agent.AnswerError
-	if !errors.As(err, &ae) || oneLineText(ae.Body) && len(ae.Body) <= 300 {
+	if !errors.As(err, &ae) || oneLineText(ae.Body) && len(ae.Body) <= agentWordsMax {
 		return err
 	}
 	return fmt.Errorf("agent: %s, not in the agent's words: another program at listen (the agent holding the buffer file started with another listen?)", answered(err))
 }
+
+// agentWordsMax is the longest line of text taken for the agent's own
+// words: its refusals say what to do, and some are long (a retry of a dead
+// letter made on a finished work order: 374 characters; one that quotes
+// Odoo's answer, longer); a longer line is another program's.
+const agentWordsMax = 4096
 
 // answered says in one short line what answered at listen (err): another
 // program's page would print whole (review 44: 13 lines of HTML, and up to

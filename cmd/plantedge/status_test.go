@@ -629,3 +629,29 @@ func TestStatusNamesTheDeadLettersOfRemovedMachines(t *testing.T) {
 		t.Errorf("want %q in\n%s", want, out.String())
 	}
 }
+
+// The agent's own refusals are one line of text, some of them long: a
+// retry of a dead letter made on a finished work order, or refused by
+// another Odoo, is answered with what to do (over 300 characters). Since
+// deadletter says its errors through notTheAgent (ux45), such an answer
+// must reach the operator whole, not as "not in the agent's words:
+// another program at listen" cut at 120 characters.
+func TestShortAnswerKeepsTheAgentsOwnLongRefusals(t *testing.T) {
+	for _, msg := range []string{
+		fmt.Sprintf("dead letter %d holds what was made on a finished or cancelled work order: not retried. %s", 7, agent.FinishedOrderAdvice),
+		(&agent.ElsewhereError{ID: 7, Odoo: "https://erp-old.example.com (db prod)", To: "https://erp.example.com (db prod)"}).Error(),
+	} {
+		// As the agent's API answers (http.Error: text/plain, a newline
+		// the client trims).
+		err := error(&agent.AnswerError{Status: "400 Bad Request", ContentType: "text/plain; charset=utf-8", Body: msg})
+		got := shortAnswer(err)
+		if got.Error() != "agent: "+msg {
+			t.Errorf("%d characters of the agent's words said as\n%v", len(msg), got)
+		}
+	}
+	// Another program's page is still said in one line.
+	page := &agent.AnswerError{Status: "404 Not Found", ContentType: "text/html", Body: "<html>\n<p>x</p>\n</html>"}
+	if got := shortAnswer(page); !strings.Contains(got.Error(), "not in the agent's words") {
+		t.Errorf("a page: %v", got)
+	}
+}
