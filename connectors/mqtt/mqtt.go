@@ -565,6 +565,11 @@ func (s *Source) serve(ctx context.Context, sess *session, bo *connectors.Backof
 			s.reconnects.Add(1)
 			s.setErr(err)
 			sess.close(0)
+			// Down until the next attempt (connecting) after the backoff,
+			// as the OPC UA source is: it said connected through the
+			// backoff (up to backoff_max behind a broker that drops the
+			// agent again and again).
+			s.state.Store(connectors.StateDown)
 			if s.cfg.OnDisconnect != nil {
 				s.cfg.OnDisconnect()
 			}
@@ -590,7 +595,7 @@ func (s *Source) serve(ctx context.Context, sess *session, bo *connectors.Backof
 					// looks the same from here: MQTT 3.1.1 says neither.
 					s.log.Warn("mqtt connection lost right after connecting, again and again: another client is probably using this client_id (a broker keeps one session per client id and drops the other), or the broker restarts again and again (its log says which)",
 						"err", err, "client_id", s.cfg.ClientID, "up", up.Round(time.Millisecond), "times", *shortLived)
-					// status shows it too: the source is "connected" most of the time.
+					// status shows it too: it is connected again between the drops.
 					s.setErr(fmt.Errorf("%w (lost %s after connecting, %d times in a row: another client using client_id %q? or the broker restarting again and again?)", err, up.Round(time.Millisecond), *shortLived, s.cfg.ClientID))
 				}
 			}
