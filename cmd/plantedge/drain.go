@@ -34,8 +34,11 @@ func drainLine(d *agent.DrainStatus) string {
 // etaWords says the time left of a drain, or why it is not known yet: its
 // rounds failing, or not measured yet.
 func etaWords(d *agent.DrainStatus) string {
-	if d.RoundsFailed > 0 {
-		return fmt.Sprintf("its last %s failed, the last with %s", plural(d.RoundsFailed, "round"), oneLine(d.LastFailure))
+	switch {
+	case d.RoundsFailed == 1:
+		return "its last round failed, with " + oneLine(d.LastFailure)
+	case d.RoundsFailed > 1:
+		return fmt.Sprintf("its last %d rounds failed, the last with %s", d.RoundsFailed, oneLine(d.LastFailure))
 	}
 	if d.ETASeconds == nil || d.RoundSeconds == nil {
 		switch r := d.Round; {

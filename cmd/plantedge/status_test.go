@@ -548,6 +548,9 @@ func TestStatusShowsTheDrain(t *testing.T) {
 			DowntimeLeft: 0, RoundsLeft: 1, Round: &agent.DrainRound{Number: 42, Seconds: 1, Phase: "downtime", DowntimeClaimed: 600, Loads: 3}},
 			"Drain     backlog NOT going to Odoo: its last 41 rounds failed, the last with odoo mrp.workcenter.productivity.load: <html>\\x0d\\x0a<title>502 Bad Gateway</title> (http 502); " +
 				"round 42 under way for 1s: downtime lines, 0 of 3 loads sent (600 stop/run records taken)\n"},
+		// One round failed: not "its last 1 round failed, the last with".
+		{"one round failed", &agent.DrainStatus{RoundsFailed: 1, LastFailure: "odoo unreachable", RoundsLeft: 1},
+			"Drain     backlog NOT going to Odoo: its last round failed, with odoo unreachable\n"},
 		// ux45: after the load size changed, the rounds measured before
 		// are no measure: said so, not "the first round".
 		{"the load size changed", &agent.DrainStatus{RoundsDone: 3, RecordsPerSecond: f(33.3), WindowSeconds: 180, DowntimeLeft: 6000, RoundsLeft: 6, SizeChanged: true},
