@@ -717,7 +717,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, payload any, h
 			// form): Odoo is not reachable yet, nothing was refused.
 			c.recheck.Store(true)
 			return nil, nil, &Error{Op: op, Name: "decode", Status: http.StatusOK, Class: Transient,
-				Message: "not an Odoo answer (a proxy's page?): " + c.clean(strings.TrimSpace(string(body)), 200)}
+				Message: "not an Odoo answer (a proxy's page?): " + c.clean(bodyText(body), 200)}
 		}
 		c.answered.Store(time.Now().UnixNano())
 		return body, resp.Header, nil
@@ -771,7 +771,7 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 	case json.Unmarshal(body, &str) == nil:
 		e.Message = str
 	default:
-		e.Message = c.clean(strings.TrimSpace(string(body)), 200)
+		e.Message = c.clean(bodyText(body), 200)
 		if e.Message == "" {
 			e.Message = http.StatusText(resp.StatusCode)
 		}

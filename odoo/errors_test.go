@@ -395,3 +395,28 @@ func TestLockoutNote(t *testing.T) {
 		t.Errorf("an add-on's AccessDenied: %q", n)
 	}
 }
+
+// A page in front of Odoo (nginx's 502 when Odoo's worker was killed, a
+// CDN's timeout page) is said by its title, not as its markup: status's
+// drain line and last_error quoted "<html>\r\n<head><title>502 Bad
+// Gateway</title></head>\r\n<body>…" (review45b). JSON and plain text stay
+// as they are.
+func TestPageSaidByItsTitle(t *testing.T) {
+	c := &Client{}
+	for _, tc := range []struct {
+		status     int
+		body, want string
+	}{
+		{502, "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n",
+			"502 Bad Gateway (an HTML page)"},
+		{524, "<!DOCTYPE html>\n<html><head><TITLE>\n  erp.example.com | 524: A timeout occurred\n</TITLE></head><body>The origin web server timed out</body></html>",
+			"erp.example.com | 524: A timeout occurred (an HTML page)"},
+		{503, "<html><body><h1>Down for   maintenance</h1>\n<p>Back at 14:00</p></body></html>", "Down for maintenance Back at 14:00 (an HTML page)"},
+		{503, "upstream connect error", "upstream connect error"},
+	} {
+		e := c.statusError("mrp.workorder.write", &http.Response{StatusCode: tc.status, Header: http.Header{}}, []byte(tc.body))
+		if e.Message != tc.want {
+			t.Errorf("%d %q: message %q, want %q", tc.status, tc.body, e.Message, tc.want)
+		}
+	}
+}
