@@ -133,16 +133,8 @@ func newDeadLetterCmd() *cobra.Command {
 				}
 				out := cmd.OutOrStdout()
 				fmt.Fprintf(out, "%s: %s\n", name, plural(res.Affected, "dead letter"))
-				if res.KeptDamaged > 0 {
-					fmt.Fprintf(out, "kept %s: their bytes cannot be read as records, so they cannot be retried; "+
-						"inspect them with `plantedge deadletter list --json` and drop them\n", plural(res.KeptDamaged, "damaged dead letter"))
-				}
-				if res.KeptFinished > 0 {
-					fmt.Fprintf(out, "kept %s of what was made on a finished or cancelled work order: %s\n", plural(res.KeptFinished, "dead letter"), agent.FinishedOrderAdvice)
-				}
-				if res.KeptElsewhere > 0 {
-					fmt.Fprintf(out, "kept %s refused by another Odoo (%s) than the one the agent sends to (%s): retried, they would be booked in this one. %s\n",
-						plural(res.KeptElsewhere, "dead letter"), strings.Join(res.Elsewhere, ", "), res.To, agent.ElsewhereAdvice(res.Elsewhere))
+				for _, l := range keptLines(res) {
+					fmt.Fprintln(out, l)
 				}
 				return nil
 			},
@@ -252,4 +244,31 @@ func printDeadLetters(w io.Writer, views []agent.DeadLetterView, sendsTo string,
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.Lane, oneLine(v.Key), v.At.Local().Format(agent.LocalStamp), oneLine(what), oneLine(reason))
 	}
 	return tw.Flush()
+}
+
+// oneOrMore is one when n is 1, else more: a pronoun that agrees with a
+// count ("kept 1 dead letter …: retried, it would be booked").
+func oneOrMore(n int, one, more string) string {
+	if n == 1 {
+		return one
+	}
+	return more
+}
+
+// keptLines says the dead letters a retry of all kept, and why.
+func keptLines(res agent.DeadLetterResult) []string {
+	var lines []string
+	if n := res.KeptDamaged; n > 0 {
+		lines = append(lines, fmt.Sprintf("kept %s: %s cannot be read as records, so %s cannot be retried; "+
+			"inspect %s with `plantedge deadletter list --json` and drop %s", plural(n, "damaged dead letter"),
+			oneOrMore(n, "its bytes", "their bytes"), oneOrMore(n, "it", "they"), oneOrMore(n, "it", "them"), oneOrMore(n, "it", "them")))
+	}
+	if n := res.KeptFinished; n > 0 {
+		lines = append(lines, fmt.Sprintf("kept %s of what was made on a finished or cancelled work order: %s", plural(n, "dead letter"), agent.FinishedOrderAdvice))
+	}
+	if n := res.KeptElsewhere; n > 0 {
+		lines = append(lines, fmt.Sprintf("kept %s refused by another Odoo (%s) than the one the agent sends to (%s): retried, %s would be booked in this one. %s",
+			plural(n, "dead letter"), strings.Join(res.Elsewhere, ", "), res.To, oneOrMore(n, "it", "they"), agent.ElsewhereAdvice(res.Elsewhere)))
+	}
+	return lines
 }

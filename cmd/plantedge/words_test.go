@@ -29,3 +29,22 @@ func TestCountsInWords(t *testing.T) {
 		}
 	}
 }
+
+// What a retry of all kept agrees with its number, pronouns included
+// ("kept 1 dead letter …: retried, they would be booked" — review45b).
+func TestKeptLinesAgreeWithTheirNumber(t *testing.T) {
+	one := strings.Join(keptLines(agent.DeadLetterResult{KeptDamaged: 1, KeptElsewhere: 1, Elsewhere: []string{"old"}, To: "new"}), "\n")
+	for _, w := range []string{"kept 1 damaged dead letter: its bytes cannot be read as records, so it cannot be retried; inspect it with", "and drop it",
+		"kept 1 dead letter refused by another Odoo (old) than the one the agent sends to (new): retried, it would be booked"} {
+		if !strings.Contains(one, w) {
+			t.Errorf("one of each: no %q in\n%s", w, one)
+		}
+	}
+	two := strings.Join(keptLines(agent.DeadLetterResult{KeptDamaged: 2, KeptElsewhere: 2, Elsewhere: []string{"old"}, To: "new"}), "\n")
+	for _, w := range []string{"kept 2 damaged dead letters: their bytes cannot be read as records, so they cannot be retried; inspect them with", "and drop them",
+		"kept 2 dead letters refused by another Odoo (old) than the one the agent sends to (new): retried, they would be booked"} {
+		if !strings.Contains(two, w) {
+			t.Errorf("two of each: no %q in\n%s", w, two)
+		}
+	}
+}
