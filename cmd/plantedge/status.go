@@ -373,9 +373,12 @@ func printStatus(w io.Writer, st agent.Status) {
 			}
 			whose = append(whose, one)
 		}
-		fmt.Fprintf(w, "          %s of machines no longer in the config (%s): plantedge deadletter list; "+
-			"put the machine back and retry %s (plantedge deadletter retry), or drop %s\n",
-			plural(n, "dead letter"), strings.Join(whose, "; "), map[bool]string{true: "it", false: "them"}[n == 1], map[bool]string{true: "it", false: "them"}[n == 1])
+		// Not all of them wait for the machine: Odoo may have refused
+		// some, or they hold what was made on a finished work order
+		// (review45b: "put the machine back and retry" said of all).
+		fmt.Fprintf(w, "          %s of machines no longer in the config (%s): plantedge deadletter list says why each is there; "+
+			"what was set aside while its machine was out of the config goes to Odoo by plantedge deadletter retry once the machine is back; "+
+			"drop what should not go\n", plural(n, "dead letter"), strings.Join(whose, "; "))
 	}
 	if b.Recovered != "" {
 		fmt.Fprintf(w, "          WARNING: the buffer file was corrupt and was moved to %s\n", b.Recovered)

@@ -627,7 +627,8 @@ func TestStatusNamesTheDeadLettersOfRemovedMachines(t *testing.T) {
 		Buffer: agent.BufferStatus{DeadLetters: 3, RemovedDeadLetters: []agent.RemovedDeadLetters{
 			{ID: "press-2", DeadLetters: 2, Good: 4, Scrap: 1}, {ID: "press-9", DeadLetters: 1}}}})
 	want := "          3 dead letters of machines no longer in the config (press-2: 2, holding 4 good pieces and 1 scrapped piece; press-9: 1): " +
-		"plantedge deadletter list; put the machine back and retry them (plantedge deadletter retry), or drop them\n"
+		"plantedge deadletter list says why each is there; what was set aside while its machine was out of the config goes to Odoo by " +
+		"plantedge deadletter retry once the machine is back; drop what should not go\n"
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("want %q in\n%s", want, out.String())
 	}
