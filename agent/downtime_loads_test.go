@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -158,5 +159,68 @@ func TestEndToEndLoadsShrinkWhenAProxyAnswers502ForAKilledLoad(t *testing.T) {
 	}
 	p.odoo.SetLoadRowLatency(0)
 	p.odoo.SetRequestLimit(0)
+	p.produceAfterBacklog(ra, from)
+}
+
+// The load size learned from a slow Odoo outlives a restart (review45): at
+// full size again after each start, the first load of a slow drain timed
+// out and held every write — all machines' quantities too — for
+// odoo.request_limit, once for each halving back down (about 7.5 to 9
+// minutes of nothing written at the defaults). Here the loads shrink
+// against an Odoo that takes 25 ms a row (a full load outlasts the 2 s
+// timeout); the agent restarted starts at the size it had, and drains a
+// second backlog without a load that outlasts the timeout.
+func TestEndToEndLoadSizeKeptAcrossARestart(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	p.editConfig("forward:\n  interval: 100ms\n", "forward:\n  interval: 1h\n")
+	ra := p.startAgent()
+	const stops = 150
+	p.stopsWhileOdooDown(ra, stops)
+	p.odoo.SetLoadRowLatency(25 * time.Millisecond)
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	drained := func(ra *runningAgent) {
+		t.Helper()
+		waitFor(t, 180*time.Second, "the backlog drained", func() (bool, string) {
+			st := ra.a.Status()
+			return st.Buffer.Lanes["events"].Pending == 0,
+				fmt.Sprintf("%d pending, %d lines, lines_per_load %d", st.Buffer.Lanes["events"].Pending, len(p.odoo.Productivity()), st.Odoo.LinesPerLoad)
+		})
+	}
+	drained(ra)
+	shrunk := ra.a.Status().Odoo.LinesPerLoad
+	if shrunk <= 0 || shrunk >= 200 {
+		t.Fatalf("lines_per_load %d after a load outlasted the timeout, want it shrunk", shrunk)
+	}
+	ra.stop()
+	before := len(p.logs.String())
+
+	ra = p.startAgent()
+	if n := ra.a.Status().Odoo.LinesPerLoad; n != shrunk {
+		t.Errorf("restarted: lines_per_load %d, want %d as before the restart", n, shrunk)
+	}
+	from := p.stopsWhileOdooDown(ra, stops)
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	drained(ra)
+	if after := p.logs.String()[before:]; strings.Contains(after, "carry fewer") {
+		t.Errorf("restarted at lines_per_load %d, a load outlasted the timeout again:\n%s", shrunk, after)
+	}
+	if n := ra.a.Status().Odoo.LinesPerLoad; n != shrunk {
+		t.Errorf("after the second backlog: lines_per_load %d, want %d", n, shrunk)
+	}
+	lines := p.odoo.Productivity()
+	seen := map[string]bool{}
+	for _, l := range lines {
+		if seen[l.XMLID] {
+			t.Errorf("line %s twice", l.XMLID)
+		}
+		seen[l.XMLID] = true
+	}
+	if len(lines) != 2*stops {
+		t.Fatalf("%d lines, want %d", len(lines), 2*stops)
+	}
+	p.odoo.SetLoadRowLatency(0)
 	p.produceAfterBacklog(ra, from)
 }

@@ -323,7 +323,7 @@ func (f *forwarder) reloaded() {
 
 func newForwarder(a *Agent) *forwarder {
 	fw := a.cfg.Load().Forward
-	return &forwarder{
+	f := &forwarder{
 		a:            a,
 		reloadCh:     make(chan struct{}, 1),
 		limiter:      rate.NewLimiter(callRate(fw), 1),
@@ -340,6 +340,8 @@ func newForwarder(a *Agent) *forwarder {
 		link:         linkState{State: "offline", Since: time.Now(), SwitchFrom: a.odooWas},
 		stopCh:       make(chan struct{}),
 	}
+	f.restoreLoadSize()
+	return f
 }
 
 // SettleNote is odoo.last_error while a start holds writes back (after

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
+	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/odoo"
 )
 
@@ -22,6 +24,13 @@ import (
 // repeats lines of a load Odoo committed late updates them, it does not
 // add any. A round takes at most loadsPerRound loads' worth of records,
 // so a round at a shrunken size is no longer than one at full size.
+//
+// The size in force is kept in the buffer file (loadSizeKey) and a start
+// begins at it: at full size again after each start, a slow drain's first
+// load timed out and held every write (all machines' quantities too) for
+// odoo.request_limit, once for each halving back down — about 7.5 to 9
+// minutes of nothing written at the defaults, after every restart
+// (review45).
 
 // loadsPerRound is how many full loads a round's downtime records make.
 const loadsPerRound = maxEventsPerRound / linesPerLoad
@@ -49,17 +58,62 @@ func (f *forwarder) roundEvents() int {
 
 // callLoad is f.call of an upsert_downtimes load of n lines, whose time
 // (the waits for forward.rate left out, as f.call measures it) adapts the
-// load size (noteLoad).
+// load size (learnLoad). A load the agent's own stop cut (its stop
+// timeout) says nothing of the size: it is not noted, else a stop during a
+// drain would leave the next start smaller.
 func (f *forwarder) callLoad(ctx context.Context, n int, fn func(context.Context) error) error {
 	start, waited := time.Now(), f.rateWaited.Load()
 	err := f.call(ctx, "upsert_downtimes", fn)
-	f.noteLoad(n, time.Since(start)-time.Duration(f.rateWaited.Load()-waited), err)
+	if ctx.Err() == nil {
+		f.learnLoad(ctx, n, time.Since(start)-time.Duration(f.rateWaited.Load()-waited), err)
+	}
 	return err
 }
 
+// loadSizeKey is the buffer meta key of the load size in force while it is
+// shrunk (absent at full size): a start begins at it (restoreLoadSize).
+const loadSizeKey = "odoo/lines_per_load"
+
+// learnLoad adapts the load size (noteLoad) and stores a change in the
+// buffer file for the next start. Not stored (a failing disk), the next
+// start begins at full size, as before the size was kept.
+func (f *forwarder) learnLoad(ctx context.Context, n int, took time.Duration, err error) {
+	next, changed := f.noteLoad(n, took, err)
+	if !changed {
+		return
+	}
+	kv := buffer.KV{Key: loadSizeKey}
+	if next < linesPerLoad {
+		kv.Value = []byte(strconv.Itoa(next))
+	}
+	if err := f.a.buf.PutMeta(ctx, kv); err != nil {
+		f.a.log.Debug("load size not stored", "component", "forwarder", "lines_per_load", next, "err", err)
+	}
+}
+
+// restoreLoadSize takes the load size the last run left (loadSizeKey),
+// within 1 to linesPerLoad: one stored above the largest load this
+// plantedge sends is full size. One that cannot be read is full size too.
+func (f *forwarder) restoreLoadSize() {
+	b, err := f.a.buf.Meta(loadSizeKey)
+	if err != nil || b == nil {
+		return
+	}
+	n, err := strconv.Atoi(string(b))
+	if err != nil || n <= 0 || n >= linesPerLoad {
+		return
+	}
+	f.mu.Lock()
+	f.link.LinesPerLoad = n
+	f.mu.Unlock()
+	f.a.log.Info("loads of downtime lines start at the size the last run left: Odoo took too long for larger ones (they grow back after quick answers)",
+		"component", "forwarder", "lines_per_load", n, "max", linesPerLoad)
+}
+
 // noteLoad adapts the load size to a load of n lines that took took
-// (rate waits left out) and ended with err; it logs a change, once.
-func (f *forwarder) noteLoad(n int, took time.Duration, err error) {
+// (rate waits left out) and ended with err; it logs a change, once, and
+// returns the size now and whether it changed.
+func (f *forwarder) noteLoad(n int, took time.Duration, err error) (int, bool) {
 	timeout := f.a.cfg.Load().Odoo.Timeout.D()
 	f.mu.Lock()
 	cur := f.loadLinesLocked()
@@ -89,6 +143,7 @@ func (f *forwarder) noteLoad(n int, took time.Duration, err error) {
 			"component", "forwarder", "lines", n, "took", took.Round(time.Millisecond), "timeout", timeout,
 			"lines_per_load", next, "was", cur)
 	}
+	return next, next != cur
 }
 
 // loadTooSlow tells whether a load's error says it took too long for its

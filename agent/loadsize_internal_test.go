@@ -2,13 +2,18 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/odoo"
 )
 
@@ -84,5 +89,86 @@ func TestLoadSizeHalvesAfterAProxys502ForAKilledLoad(t *testing.T) {
 	f.noteLoad(100, 6*time.Second, unavailable) // Odoo restarting: a 503 says nothing of the size
 	if n := f.loadLines(); n != 100 {
 		t.Fatalf("after a 503: %d lines, want 100", n)
+	}
+}
+
+// The load size is kept in the buffer file while shrunk, and a forwarder
+// made on it (the next start) begins at it; a size grown back to full is
+// forgotten there. What is stored is taken within 1 to linesPerLoad: one
+// above the largest load (a plantedge whose largest load is smaller than
+// the one that stored it), none, or one damaged is full size.
+func TestLoadSizeKeptInTheBufferFile(t *testing.T) {
+	buf, err := buffer.Open(filepath.Join(t.TempDir(), "buffer.db"), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	ctx := context.Background()
+	a := &Agent{log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)), buf: buf}
+	cfg := &config.Config{}
+	cfg.Odoo.Timeout = config.Duration(8 * time.Second)
+	a.cfg.Store(cfg)
+	gateway := &odoo.Error{Op: "load", Status: 504, Class: odoo.Transient}
+	f := newForwarder(a)
+	f.learnLoad(ctx, 200, 8*time.Second, gateway)
+	f.learnLoad(ctx, 100, 8*time.Second, gateway)
+	if n := newForwarder(a).loadLines(); n != 50 {
+		t.Fatalf("a start after two slow loads: %d lines a load, want 50", n)
+	}
+	if st := newForwarder(a).linkSnapshot(); st.LinesPerLoad != 50 {
+		t.Errorf("a start after two slow loads: status lines_per_load %d, want 50", st.LinesPerLoad)
+	}
+	f = newForwarder(a)
+	f.learnLoad(ctx, 50, time.Second, nil) // grows on the restored size
+	if n := newForwarder(a).loadLines(); n != 100 {
+		t.Fatalf("a start after a quick load of 50: %d lines a load, want 100", n)
+	}
+	f.learnLoad(ctx, 100, time.Second, nil)
+	if n := newForwarder(a).loadLines(); n != 200 {
+		t.Fatalf("a start after loads grown back: %d lines a load, want 200", n)
+	}
+	if b, err := buf.Meta(loadSizeKey); err != nil || b != nil {
+		t.Errorf("at full size the buffer file keeps %q (%v), want nothing", b, err)
+	}
+	for stored, want := range map[string]int{"1": 1, "199": 199, "200": 200, "500": 200, "0": 200, "-3": 200, "x": 200, "": 200} {
+		if err := buf.PutMeta(ctx, buffer.KV{Key: loadSizeKey, Value: []byte(stored)}); err != nil {
+			t.Fatal(err)
+		}
+		if n := newForwarder(a).loadLines(); n != want {
+			t.Errorf("stored %q: %d lines a load, want %d", stored, n, want)
+		}
+	}
+}
+
+// A load the agent's own stop cut (its stop timeout: the call's context
+// ended) says nothing of the size: kept in the buffer file, a shrink then
+// would make every start after a stop during a drain begin smaller.
+func TestLoadCutByTheStopLeavesTheSize(t *testing.T) {
+	buf, err := buffer.Open(filepath.Join(t.TempDir(), "buffer.db"), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	a := &Agent{log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)), buf: buf, opts: Options{Registry: prometheus.NewRegistry()}}
+	cfg := &config.Config{}
+	cfg.Odoo.Timeout = config.Duration(8 * time.Second)
+	cfg.Odoo.RequestLimit = config.Duration(10 * time.Second)
+	a.cfg.Store(cfg)
+	a.metrics = newMetrics(a)
+	f := newForwarder(a)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// What the cut call ends with may look like a load too slow (a
+	// connection closed after half the timeout is in doubt); a 504 stands
+	// for it here.
+	_ = f.callLoad(ctx, 200, func(context.Context) error {
+		cancel()
+		return &odoo.Error{Op: "load", Status: 504, Class: odoo.Transient}
+	})
+	if n := f.loadLines(); n != 200 {
+		t.Errorf("after a load the stop cut: %d lines a load, want 200", n)
+	}
+	if b, err := buf.Meta(loadSizeKey); err != nil || b != nil {
+		t.Errorf("after a load the stop cut the buffer file keeps %q (%v), want nothing", b, err)
 	}
 }
