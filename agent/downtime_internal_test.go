@@ -105,3 +105,34 @@ func BenchmarkEventWindow(b *testing.B) {
 		}
 	}
 }
+
+// A load takes up to the load size in rows: the records acknowledged
+// without a row (a stop's open record whose end is in the round) ride
+// along, uncounted.
+func TestLoadEndCountsRows(t *testing.T) {
+	ls := func(skips string) []line {
+		out := make([]line, len(skips))
+		for i, c := range skips {
+			out[i].skip = c == 's'
+		}
+		return out
+	}
+	for _, c := range []struct {
+		lines     string
+		size, end int
+		loads     int
+	}{
+		{"srsrsrsr", 2, 4, 2}, // open, close, …: two rows and the open record before each
+		{"rrrr", 2, 2, 2},
+		{"ssss", 2, 4, 1}, // nothing to send: one load, no call
+		{"rsssr", 1, 1, 2},
+		{"r", 200, 1, 1},
+	} {
+		if got := loadEnd(ls(c.lines), c.size); got != c.end {
+			t.Errorf("%s in loads of %d: the first takes %d, want %d", c.lines, c.size, got, c.end)
+		}
+		if got := loadsOf(ls(c.lines), c.size); got != c.loads {
+			t.Errorf("%s in loads of %d: %d loads, want %d", c.lines, c.size, got, c.loads)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/plantedge/plantedge/agent"
 )
 
 // A stop's open record and its close fall in different loads of one round
@@ -45,10 +48,11 @@ func TestEndToEndStopsBacklogOpenAndCloseInTwoLoads(t *testing.T) {
 
 // The slow drain (the PEERS audit, finding 6): an Odoo whose load takes
 // longer than odoo.timeout for a full load of lines (SetLoadRowLatency: 100
-// rows at 25 ms, 2.5 s against the test's 2 s) timed every load out, in
-// doubt, and waited the request limit before the same full load again: the
-// backlog never drained. The loads shrink after a timeout (half of 200
-// entries: 50 rows, 1.25 s): the backlog drains in a few more calls, and
+// rows at 25 ms, 2.5 s against the test's 2 s, when the size counted
+// records) timed every load out, in doubt, and waited the request limit
+// before the same full load again: the backlog never drained. The loads
+// shrink after a timeout (200 lines, 5 s; 100, 2.5 s; 50, 1.25 s): the
+// backlog drains in a few more calls, and
 // the in-doubt load Odoo committed late and the smaller ones after it
 // overlap without a line twice (external ids).
 func TestEndToEndLoadsShrinkWhenAFullLoadOutlastsTheTimeout(t *testing.T) {
@@ -56,7 +60,7 @@ func TestEndToEndLoadsShrinkWhenAFullLoadOutlastsTheTimeout(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
 	p.editConfig("forward:\n  interval: 100ms\n", "forward:\n  interval: 1h\n")
 	ra := p.startAgent()
-	const stops = 300 // 600 records: three full loads of 200 entries, 100 rows each
+	const stops = 300 // 600 records, 300 lines: two loads at full size
 	from := p.stopsWhileOdooDown(ra, stops)
 	p.odoo.SetLoadRowLatency(25 * time.Millisecond)
 	p.odoo.SetDown(false)
@@ -106,8 +110,9 @@ func TestEndToEndLoadsShrinkWhenAFullLoadOutlastsTheTimeout(t *testing.T) {
 // against Odoo's 120 s default) the agent's own timeout never comes: the
 // 502 after most of the timeout is the only sign the load was too large.
 // Taken as a plain transient failure, the same full load was sent again
-// and killed again, for good. Here: 100 rows at 15 ms (1.5 s) against an
-// Odoo limit of 1.2 s and the test's 2 s timeout.
+// and killed again, for good. Here: 15 ms a row (a full load of 200 lines
+// 3 s, of 100 1.5 s, of 50 0.75 s) against an Odoo limit of 1.2 s and the
+// test's 2 s timeout.
 func TestEndToEndLoadsShrinkWhenAProxyAnswers502ForAKilledLoad(t *testing.T) {
 	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
@@ -220,6 +225,54 @@ func TestEndToEndLoadSizeKeptAcrossARestart(t *testing.T) {
 	}
 	if len(lines) != 2*stops {
 		t.Fatalf("%d lines, want %d", len(lines), 2*stops)
+	}
+	p.odoo.SetLoadRowLatency(0)
+	p.produceAfterBacklog(ra, from)
+}
+
+// A rebook's loads carry as many lines as the drain's (review45): the load
+// size the drain learned counted a load's records — a closed stop is two,
+// its open record acknowledged without a row — while a rebook took it as
+// rows, so after a drain of closed stops had shrunk to what Odoo answers in
+// time, a rebook sent twice the rows and timed out. Here an Odoo that
+// takes 25 ms a row (the test's timeout is 2 s): a drain of 150 stops
+// shrinks the loads; then Odoo is restored from a backup made before them,
+// and the rebook of the 150 lines goes through without a load timing out.
+func TestEndToEndRebookLoadsCarryTheDrainsLines(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	p.editConfig("forward:\n  interval: 100ms\n", "forward:\n  interval: 1h\n")
+	ra := p.startAgent()
+	start := time.Now().Add(-time.Second)
+	backup := p.odoo.Backup()
+	const stops = 150
+	from := p.stopsWhileOdooDown(ra, stops)
+	p.odoo.SetLoadRowLatency(25 * time.Millisecond)
+	p.odoo.SetDown(false)
+	ra.a.Flush()
+	waitFor(t, 180*time.Second, "the backlog drained", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Lanes["events"].Pending == 0 && len(p.odoo.Productivity()) == stops,
+			fmt.Sprintf("%d pending, %d lines, lines_per_load %d", st.Buffer.Lanes["events"].Pending, len(p.odoo.Productivity()), st.Odoo.LinesPerLoad)
+	})
+	size := ra.a.Status().Odoo.LinesPerLoad
+	if size <= 0 {
+		t.Fatalf("lines_per_load %d after a load outlasted the timeout, want it shrunk", size)
+	}
+	before := len(p.logs.String())
+	p.odoo.SetDown(true)
+	p.odoo.RestoreBackup(backup)
+	p.odoo.SetDown(false)
+	res, err := agent.NewAPIClient(p.listen).Rebook(context.Background(), start, false)
+	t.Logf("rebook at lines_per_load %d: %+v %v", size, res, err)
+	if err != nil || res.LinesRebooked != stops {
+		t.Fatalf("rebook at lines_per_load %d: %+v %v; want %d lines rebooked", size, res, err, stops)
+	}
+	if after := p.logs.String()[before:]; strings.Contains(after, "carry fewer") {
+		t.Errorf("a rebook at the drain's lines_per_load %d had a load outlast the timeout:\n%s", size, after)
+	}
+	if n := len(p.odoo.Productivity()); n != stops {
+		t.Fatalf("%d lines after the rebook, want %d", n, stops)
 	}
 	p.odoo.SetLoadRowLatency(0)
 	p.produceAfterBacklog(ra, from)

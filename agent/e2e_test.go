@@ -3247,6 +3247,9 @@ func TestEndToEndStatusFollowsADrain(t *testing.T) {
 		return st.Buffer.Lanes["events"].Pending == 0 && st.Odoo.RoundsDone >= rounds0+2, fmt.Sprintf("%d lines, %+v", len(p.odoo.Productivity()), st.Buffer.Lanes)
 	})
 	sawLoads := false
+	// The round's records are whole stops (each press's oldest 400): an
+	// open record and its close, one line; a load carries LinesPerLoad lines.
+	loads := agent.EventsPerRound / 2 / agent.LinesPerLoad
 	for _, d := range firstRound {
 		// Its time left once its count writes show their pace, not before.
 		early := d.Round != nil && (d.Round.Phase == "reading" || d.Round.Phase == "downtime")
@@ -3254,12 +3257,12 @@ func TestEndToEndStatusFollowsADrain(t *testing.T) {
 			t.Errorf("during the drain's first round: %+v (round %+v), want the round, no rate, and no time left before its writes", d, d.Round)
 			break
 		}
-		if d.Round.Phase == "downtime" && d.Round.DowntimeClaimed == agent.EventsPerRound && d.Round.Loads == agent.EventsPerRound/agent.LinesPerLoad && d.Round.CountRecords > 0 {
+		if d.Round.Phase == "downtime" && d.Round.DowntimeClaimed == agent.EventsPerRound && d.Round.Loads == loads && d.Round.CountRecords > 0 {
 			sawLoads = true
 		}
 	}
 	if !sawLoads {
-		t.Errorf("status never showed the first round sending its %d loads with the counts in flight: %+v", agent.EventsPerRound/agent.LinesPerLoad, firstRound)
+		t.Errorf("status never showed the first round sending its %d loads with the counts in flight: %+v", loads, firstRound)
 	}
 	sawETA := false
 	for _, d := range later {

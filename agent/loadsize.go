@@ -35,8 +35,9 @@ import (
 // loadsPerRound is how many full loads a round's downtime records make.
 const loadsPerRound = maxEventsPerRound / linesPerLoad
 
-// loadLines is how many downtime lines (records of them) a load carries
-// now.
+// loadLines is how many downtime lines a load carries now: rows Odoo
+// writes, a drain's and a rebook's alike (a drain's record acknowledged
+// without a row rides along: loadEnd).
 func (f *forwarder) loadLines() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -51,7 +52,7 @@ func (f *forwarder) loadLinesLocked() int {
 }
 
 // roundEvents is how many downtime records a round takes at the load size
-// in force: loadsPerRound loads.
+// in force: loadsPerRound loads at most (a record is at most a row).
 func (f *forwarder) roundEvents() int {
 	return loadsPerRound * f.loadLines()
 }
