@@ -380,6 +380,14 @@ func (f *forwarder) forwardEvents(ctx context.Context, cfg *config.Config, event
 			later[l.d.XMLID] = true
 		}
 	}
+	// Lines left in doubt that this round does not send (acknowledged
+	// otherwise meanwhile: dead-lettered, dropped by the quota) are not
+	// read back: forgotten.
+	for x := range f.doubtLines {
+		if !later[x] {
+			delete(f.doubtLines, x)
+		}
+	}
 	f.roundProgress(func(p *roundProgress) {
 		p.phase, p.loads = phaseDowntime, loadsOf(lines, size)
 	})
@@ -445,17 +453,20 @@ func (f *forwarder) deadLetterLine(ctx context.Context, l line, reason string) e
 // refuses it for good, one by one, dead-lettering the refused) and
 // acknowledges their records with what the buffer keeps of them.
 func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
+	ids := make([]int64, len(lines)) // the line's database id, as Odoo answered the upsert
+	found, err := f.readBack(ctx, lines, ids)
+	if err != nil {
+		return err
+	}
 	var batch []odoo.Downtime
 	var batchLine []int // lines' index of each of batch
 	for i, l := range lines {
-		if !l.skip {
+		if !l.skip && !found[i] {
 			batch = append(batch, l.d)
 			batchLine = append(batchLine, i)
 		}
 	}
 	acked := make([]buffer.Record, 0, len(lines))
-	ids := make([]int64, len(lines)) // the line's database id, as Odoo answered the upsert
-	var err error
 	if len(batch) > 0 {
 		err = f.callLoad(ctx, len(batch), func(ctx context.Context) error {
 			got, err := f.client.UpsertDowntimes(ctx, batch)
@@ -466,6 +477,9 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 			}
 			return err
 		})
+		if odoo.InDoubt(err) {
+			f.noteDoubt(batch...)
+		}
 	}
 	switch {
 	case err == nil:
@@ -478,7 +492,7 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 		// anew in Odoo has a new id.
 		f.losses = map[string]int64{}
 		for i, l := range lines {
-			if l.skip {
+			if l.skip || found[i] {
 				acked = append(acked, l.rec)
 				continue
 			}
@@ -507,6 +521,9 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 					return err
 				}
 			default:
+				if odoo.InDoubt(err) {
+					f.noteDoubt(l.d)
+				}
 				return err
 			}
 		}
@@ -561,9 +578,79 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 	if err := f.a.buf.Ack(ctx, acked, meta...); err != nil {
 		return fmt.Errorf("ack downtime records: %w", err)
 	}
+	for i := range found { // booked: read back again only if not acknowledged
+		delete(f.doubtLines, lines[i].d.XMLID)
+	}
 	f.left.Add(uint64(len(acked)))
 	f.a.metrics.forwarded.WithLabelValues("downtime").Add(float64(len(acked)))
 	return nil
+}
+
+// noteDoubt notes the lines of a load Odoo did not answer (doubtLines).
+func (f *forwarder) noteDoubt(ds ...odoo.Downtime) {
+	if f.doubtLines == nil {
+		f.doubtLines = map[string]bool{}
+	}
+	for _, d := range ds {
+		f.doubtLines[d.XMLID] = true
+	}
+}
+
+// readBack reads back, by their external ids, the lines of a load to be
+// sent that went in a load left in doubt (doubtLines) — the settle passed:
+// the round waits for it, so Odoo commits none of it any more — and
+// reports which Odoo has as they would be sent (odoo.BookedDowntime.Same),
+// with their ids put in ids: booked, as a load's answer would have them,
+// and not sent again (read back again until their records are
+// acknowledged). Guarantee 2 (SPEC): after a timeout the agent
+// re-reads state before it acts again. A line Odoo always committed too
+// late to answer (a slow compute on create) was sent again at each settle
+// for good, every machine's quantities waiting behind it (review45). A
+// line found otherwise (open where the load closed it: that load did not
+// commit) or not found goes in the load, as one never in doubt: by its
+// external id, it updates whatever Odoo has by then, never adds a second.
+// A lookup Odoo refuses for good is not made: the lines are sent again,
+// as before.
+func (f *forwarder) readBack(ctx context.Context, lines []line, ids []int64) (map[int]bool, error) {
+	if len(f.doubtLines) == 0 || time.Now().Before(f.settleUntil) {
+		return nil, nil
+	}
+	var xmlids []string
+	for _, l := range lines {
+		if !l.skip && f.doubtLines[l.d.XMLID] {
+			xmlids = append(xmlids, l.d.XMLID)
+		}
+	}
+	if len(xmlids) == 0 {
+		return nil, nil
+	}
+	var booked map[string]odoo.BookedDowntime
+	err := f.call(ctx, "downtime_lines", func(ctx context.Context) error {
+		var err error
+		booked, err = f.client.DowntimesByXMLID(ctx, xmlids)
+		return err
+	})
+	switch {
+	case err == nil:
+	case odoo.IsPermanent(err) && !odoo.IsAuth(err):
+		f.a.log.Warn("downtime lines left in doubt could not be read back: they are sent again (by their external ids: none twice)",
+			"component", "forwarder", "lines", len(xmlids), "err", err)
+		booked = nil
+	default:
+		return nil, err
+	}
+	found := map[int]bool{}
+	for i, l := range lines {
+		if b, ok := booked[l.d.XMLID]; ok && !l.skip && f.doubtLines[l.d.XMLID] && b.Same(l.d) {
+			found[i], ids[i] = true, b.ID
+		} else if !l.skip {
+			// Sent now: in doubt again only if this load is.
+			delete(f.doubtLines, l.d.XMLID)
+		}
+	}
+	f.a.log.Info("downtime lines of a load left in doubt read back after the settle: those Odoo has as sent are booked, the others sent again",
+		"component", "forwarder", "read_back", len(xmlids), "booked", len(found), "sent_again", len(xmlids)-len(found))
+	return found, nil
 }
 
 // stopWorkorder returns the work order a stop of machine that began at

@@ -1462,9 +1462,9 @@ func TestEndToEndStopsBacklogGoesInSeveralLoadsARound(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3", "press-4", "press-5"}, block: true})
 	// Rounds only when asked for and while a backlog lasts: each counted is the drain's.
 	p.editConfig("forward:\n  interval: 100ms\n", "forward:\n  interval: 1h\n")
-	// A 100-line load timed out at the usual 2 s on a busy machine (-race,
-	// other tests): the loads shrank and a fourth round ran. The rounds'
-	// count is what this test is about, not a load that outlasts the timeout.
+	// A load of 200 lines outlasted the usual 2 s on a machine busy with
+	// other tests (-race): shrunk loads make more rounds, not what this is
+	// about (TestEndToEndStatusFollowsADrain's reason too).
 	p.editConfig("  timeout: 2s\n  request_limit: 3s\n", "  timeout: 20s\n  request_limit: 30s\n")
 	ra := p.startAgent()
 	const stops = 250

@@ -167,6 +167,10 @@ type forwarder struct {
 	// nothing more is sent, so a late commit cannot overtake a newer write
 	// or be repeated (run's goroutine).
 	settleUntil time.Time
+	// doubtLines are the external ids of the downtime lines sent in loads
+	// Odoo did not answer (in doubt): before one is sent again, after the
+	// settle, Odoo's line is read back (readBack; run's goroutine).
+	doubtLines map[string]bool
 	// rateWaited sums the time waitRate waited (nanoseconds), so that a
 	// call's answer time leaves out its wait for forward.rate; rateTaken
 	// counts its calls: one per HTTP request the client sends.

@@ -1767,3 +1767,48 @@ func TestLoadTakesItsTimePerRow(t *testing.T) {
 		})
 	}
 }
+
+// DowntimesByXMLID reads lines back by their external ids, each as a load
+// of it would send it (Same: to the second, as Odoo keeps times); one Odoo
+// lacks is missing. On every version and protocol.
+func TestDowntimesByXMLIDReadsLinesAsSent(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := connected(t, f, m.protocol)
+			ctx := context.Background()
+			loss, err := c.LossID(ctx, "Equipment Failure")
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Date(2026, 3, 1, 8, 0, 0, 123e6, time.UTC) // ms: Odoo keeps the second
+			open := odoo.Downtime{XMLID: "plantedge.site_m1_downtime_1", WorkcenterID: f.wc, LossID: loss, Start: start, Description: "plantedge: reason JAM"}
+			closed := odoo.Downtime{XMLID: "plantedge.site_m1_downtime_2", WorkcenterID: f.wc, WorkorderID: f.wo, LossID: loss,
+				Start: start.Add(time.Hour), End: start.Add(time.Hour + 90*time.Second), Description: "plantedge"}
+			ids, err := c.UpsertDowntimes(ctx, []odoo.Downtime{open, closed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.DowntimesByXMLID(ctx, []string{open.XMLID, closed.XMLID, "plantedge.site_m1_downtime_3"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 2 || got[open.XMLID].ID != ids[0] || got[closed.XMLID].ID != ids[1] {
+				t.Fatalf("read back %+v, want ids %v and none for the third", got, ids)
+			}
+			if !got[open.XMLID].Same(open) || !got[closed.XMLID].Same(closed) {
+				t.Errorf("read back %+v, want them the same as sent", got)
+			}
+			ended := open
+			ended.End = start.Add(time.Minute)
+			if got[open.XMLID].Same(ended) {
+				t.Errorf("the open line read back is the same as its end")
+			}
+			other := closed
+			other.WorkorderID = 0
+			if got[closed.XMLID].Same(other) {
+				t.Errorf("a line of a work order read back is the same as one without")
+			}
+		})
+	}
+}

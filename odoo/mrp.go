@@ -993,6 +993,73 @@ func (c *Client) DowntimeLine(ctx context.Context, xmlid string) (DowntimeLine, 
 	return DowntimeLine{Found: true, Closed: rows[0].End != "", WorkcenterID: rows[0].Workcenter.ID, WorkorderID: rows[0].Workorder.ID}, nil
 }
 
+// BookedDowntime is a downtime line as Odoo has it, found by its external
+// id: its database id, and what a load of it would send.
+type BookedDowntime struct {
+	ID int64
+	Downtime
+}
+
+// Same reports whether Odoo has d as b is: the same work center, work
+// order, loss reason, description, start and end (to the second, as Odoo
+// keeps them) — a load of d would change nothing.
+func (b BookedDowntime) Same(d Downtime) bool {
+	sec := func(t time.Time) time.Time {
+		if t.IsZero() {
+			return t
+		}
+		return t.UTC().Truncate(time.Second)
+	}
+	return b.WorkcenterID == d.WorkcenterID && b.WorkorderID == d.WorkorderID && b.LossID == d.LossID &&
+		b.Description == d.Description && sec(b.Start).Equal(sec(d.Start)) && sec(b.End).Equal(sec(d.End))
+}
+
+// DowntimesByXMLID reads the downtime lines with these external ids, by
+// external id: ExternalIDs' calls and one for the lines a page. An id Odoo
+// has no line for is missing from the result.
+func (c *Client) DowntimesByXMLID(ctx context.Context, xmlids []string) (map[string]BookedDowntime, error) {
+	refs, err := c.ExternalIDs(ctx, xmlids)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[int64]string{}
+	ids := make([]int64, 0, len(refs))
+	for x, r := range refs {
+		if r.Model == "mrp.workcenter.productivity" {
+			byID[r.ResID] = x
+			ids = append(ids, r.ResID)
+		}
+	}
+	slices.Sort(ids)
+	out := map[string]BookedDowntime{}
+	for len(ids) > 0 {
+		page := ids[:min(len(ids), 500)]
+		ids = ids[len(page):]
+		var rows []struct {
+			ID          int64    `json:"id"`
+			Workcenter  many2one `json:"workcenter_id"`
+			Workorder   many2one `json:"workorder_id"`
+			Loss        many2one `json:"loss_id"`
+			Start       odooTime `json:"date_start"`
+			End         odooTime `json:"date_end"`
+			Description text     `json:"description"`
+		}
+		if err := c.Call(ctx, "mrp.workcenter.productivity", "search_read", []any{[]any{[]any{"id", "in", page}}},
+			map[string]any{"fields": []string{"workcenter_id", "workorder_id", "loss_id", "date_start", "date_end", "description"}}, &rows); err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			x, ok := byID[r.ID]
+			if !ok {
+				continue
+			}
+			out[x] = BookedDowntime{ID: r.ID, Downtime: Downtime{XMLID: x, WorkcenterID: r.Workcenter.ID, WorkorderID: r.Workorder.ID,
+				LossID: r.Loss.ID, Start: time.Time(r.Start), End: time.Time(r.End), Description: string(r.Description)}}
+		}
+	}
+	return out, nil
+}
+
 // OpenDowntimeLines says which of the downtime lines with these database
 // ids Odoo has open (no end), 500 at a time.
 func (c *Client) OpenDowntimeLines(ctx context.Context, ids []int64) (map[int64]bool, error) {
