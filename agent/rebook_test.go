@@ -293,3 +293,39 @@ func TestRebookCutShortKeepsTheOpenLinesID(t *testing.T) {
 		t.Errorf("%d lines, want 3", n)
 	}
 }
+
+// A rebook whose load Odoo does not answer in time has failed (the round
+// that did it failed; the load is in doubt, and a rebook again finds what
+// landed): the API says so, with the error. It said the rebook was
+// pending — taking longer than the API waits, going on, its result to
+// be logged — because the load's timeout wraps context.DeadlineExceeded,
+// as the API's own wait does (load45: the rebook of 100 rows timed out).
+func TestRebookWhoseLoadTimesOutIsReportedFailed(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	var armed atomic.Bool
+	var held atomic.Int32
+	p.odoo.BeforeCall(func(model, method string) {
+		if armed.Load() && model == "mrp.workcenter.productivity" && method == "load" && held.Add(1) == 1 {
+			time.Sleep(2500 * time.Millisecond) // past the 2 s timeout
+		}
+	})
+	ra := p.startAgent()
+	start := time.Now().Add(-time.Second)
+	backup := p.odoo.Backup()
+	m := p.machines[0]
+	p.stop(m, "JAM")
+	p.waitLines(1)
+	p.run(m)
+	waitFor(t, 15*time.Second, "the line closed", func() (bool, string) {
+		return p.closedLines("press-1") == 1 && ra.a.Status().Buffer.Pending == 0, ""
+	})
+	p.odoo.SetDown(true)
+	p.odoo.RestoreBackup(backup)
+	p.odoo.SetDown(false)
+	armed.Store(true)
+	res, err := agent.NewAPIClient(p.listen).Rebook(context.Background(), start, false)
+	if err == nil || res.Pending || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("rebook whose load timed out: %+v, %v; want its error, not pending", res, err)
+	}
+}
