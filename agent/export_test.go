@@ -43,3 +43,8 @@ func SetLinesPerLoad(a *Agent, n int) {
 	defer a.fwd.mu.Unlock()
 	a.fwd.link.LinesPerLoad = n
 }
+
+// DoubtLines is how many downtime lines the forwarder holds as sent in a
+// load left in doubt (forwarder.doubtLines); read it only once Run has
+// returned.
+func (a *Agent) DoubtLines() int { return len(a.fwd.doubtLines) }

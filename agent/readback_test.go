@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
 // A downtime load Odoo commits but answers too late (a slow compute on
@@ -137,5 +139,104 @@ func TestDowntimeLinesAlwaysCommittedLateAreBookedOnce(t *testing.T) {
 	p.waitExact(ra, 30*time.Second)
 	if n := loads.Load(); n != 2 {
 		t.Errorf("%d loads for a stop's opening and its end, want 2", n)
+	}
+}
+
+// review45c: the stop ends while the load of its open line is held (in
+// doubt, committed late): the round after the settle has both records,
+// the open one acknowledged without a call and the closed one's line read
+// back. Odoo has the line open, not as the load would send it: the end is
+// sent and closes it — the opening's read-back must not stand in for the
+// end.
+func TestDowntimeLoadInDoubtEndArrivesBeforeTheReadBack(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	came, ran := p.holdFirst("mrp.workcenter.productivity", "load", 2500*time.Millisecond)
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.stop(m, "JAM")
+	waitClosed(t, came, "the load of the open line")
+	p.run(m) // the end, buffered while the load is held
+	waitClosed(t, ran, "its late commit")
+	waitFor(t, 20*time.Second, "the line closed", func() (bool, string) {
+		l := p.odoo.Productivity()
+		return len(l) == 1 && !l[0].End.IsZero() && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", l)
+	})
+	if n := p.odoo.CallCount("mrp.workcenter.productivity", "load"); n != 2 {
+		t.Errorf("%d loads, want 2: the opening (in doubt, read back) and the end", n)
+	}
+	if logs := p.logs.String(); !strings.Contains(logs, "read_back=1 booked=0 sent_again=1") {
+		t.Errorf("the closed line was not read back and sent again:\n%s", logs)
+	}
+	p.produce(m, 2, 0)
+	p.waitExact(ra, 15*time.Second)
+	ra.stop()
+	if n := ra.a.DoubtLines(); n != 0 {
+		t.Errorf("%d lines still held as in doubt, all booked", n)
+	}
+}
+
+// review45c: a load read back in part. Two machines stop; the load of the
+// first open line (the second's too, if it came in time) is held and
+// committed late; press-2's stop ends meanwhile. After the settle
+// press-1's open line is found as sent (booked, its id kept), press-2's
+// is not (open, or not there): its closed line goes in the load with the
+// rest. Each id lands on its own line: press-1's line deleted in Odoo,
+// its stop's end says so with that id, and press-2's line is closed once.
+// Odoo 17, 18 and 19 (JSON-2).
+func TestDowntimeLoadInDoubtReadBackInPart(t *testing.T) {
+	t.Parallel()
+	for _, v := range []int{17, 18, 19} { // 19: JSON-2
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			t.Parallel()
+			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1", "press-2"}, block: true})
+			came, ran := p.holdFirst("mrp.workcenter.productivity", "load", 2500*time.Millisecond)
+			ra := p.startAgent()
+			m1, m2 := p.machines[0], p.machines[1]
+			p.stop(m1, "JAM")
+			p.stop(m2, "JAM")
+			waitClosed(t, came, "the first load")
+			p.run(m2)
+			waitClosed(t, ran, "its late commit")
+			xmlidOf := func(l odootest.ProductivityLine) string { return l.XMLID }
+			var open1 odootest.ProductivityLine
+			waitFor(t, 20*time.Second, "press-1's line open, press-2's closed", func() (bool, string) {
+				ls := p.odoo.Productivity()
+				if len(ls) != 2 || ra.a.Status().Buffer.Pending != 0 {
+					return false, fmt.Sprintf("%+v", ls)
+				}
+				for _, l := range ls {
+					if l.End.IsZero() {
+						open1 = l
+					}
+				}
+				return open1.ID != 0 && xmlidOf(ls[0]) != xmlidOf(ls[1]), fmt.Sprintf("%+v", ls)
+			})
+			if logs := p.logs.String(); !strings.Contains(logs, "booked=1") {
+				t.Errorf("press-1's line was not booked by its read-back:\n%s", logs)
+			}
+			p.adminCall("mrp.workcenter.productivity", "unlink", []any{[]any{open1.ID}}, nil)
+			p.run(m1)
+			waitFor(t, 15*time.Second, "press-1's line written again, closed", func() (bool, string) {
+				ls := p.odoo.Productivity()
+				closed := 0
+				for _, l := range ls {
+					if !l.End.IsZero() {
+						closed++
+					}
+				}
+				return len(ls) == 2 && closed == 2 && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", ls)
+			})
+			if logs := p.logs.String(); !strings.Contains(logs, fmt.Sprintf("deleted_id=%d", open1.ID)) {
+				t.Errorf("press-1's stop end did not name its deleted line %d: the id read back went elsewhere:\n%s", open1.ID, logs)
+			}
+			p.produce(m1, 2, 0)
+			p.produce(m2, 3, 0)
+			p.waitExact(ra, 15*time.Second)
+			ra.stop()
+			if n := ra.a.DoubtLines(); n != 0 {
+				t.Errorf("%d lines still held as in doubt, all booked", n)
+			}
+		})
 	}
 }

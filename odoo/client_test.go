@@ -1812,3 +1812,45 @@ func TestDowntimesByXMLIDReadsLinesAsSent(t *testing.T) {
 		})
 	}
 }
+
+// review45c: a bot user with a time zone set (load reads date-times in it
+// unless told UTC) reads back its lines as it sent them — no shift that
+// would make a line committed late look different and be sent again, nor
+// one at another second look the same — and a line whose start differs
+// by a second is not the same.
+func TestDowntimesByXMLIDWithTheBotsTimeZone(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			f.srv.SetUserTZ(2, "America/Chicago")
+			c := connected(t, f, m.protocol)
+			ctx := context.Background()
+			loss, err := c.LossID(ctx, "Equipment Failure")
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Date(2026, 3, 8, 7, 59, 59, 999e6, time.UTC) // the day US clocks change, ms to be cut
+			d := odoo.Downtime{XMLID: "plantedge.site_m1_downtime_9", WorkcenterID: f.wc, WorkorderID: f.wo, LossID: loss,
+				Start: start, End: start.Add(2 * time.Hour), Description: "plantedge"}
+			if _, err := c.UpsertDowntimes(ctx, []odoo.Downtime{d}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.DowntimesByXMLID(ctx, []string{d.XMLID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, ok := got[d.XMLID]
+			if !ok || !b.Same(d) {
+				t.Fatalf("read back %+v, want the same as sent %+v", got, d)
+			}
+			if !b.Start.Equal(start.Truncate(time.Second)) {
+				t.Errorf("start read back %v, want %v", b.Start, start.Truncate(time.Second))
+			}
+			later := d
+			later.Start = start.Add(time.Millisecond) // the next second
+			if b.Same(later) {
+				t.Errorf("a line starting a second later is the same")
+			}
+		})
+	}
+}
