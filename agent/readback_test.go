@@ -240,3 +240,50 @@ func TestDowntimeLoadInDoubtReadBackInPart(t *testing.T) {
 		})
 	}
 }
+
+// review45c: the one-by-one fallback's line in doubt is read back too. The
+// load of a stop's open line is refused (a rule), so the line goes alone;
+// that upsert Odoo commits and the connection drops before its answer.
+// After the settle the line is read back, found as sent and booked: no
+// third load, the id kept, nothing left in doubt.
+func TestDowntimeLineInDoubtAfterARefusedLoadIsReadBack(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	p.odoo.RefuseNext("mrp.workcenter.productivity", "load", 1, "odoo.exceptions.ValidationError", "refused for the test")
+	var loads atomic.Int32
+	p.odoo.BeforeCall(func(model, method string) {
+		if model == "mrp.workcenter.productivity" && method == "load" && loads.Add(1) == 2 {
+			p.odoo.FailNextCall(model, method, 1, odootest.FaultCommitThenDrop) // this call: the line alone
+		}
+	})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.stop(m, "JAM")
+	p.produce(m, 3, 0)
+	waitFor(t, 20*time.Second, "the open line booked", func() (bool, string) {
+		l := p.odoo.Productivity()
+		return len(l) == 1 && l[0].End.IsZero() && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%d loads, %+v", loads.Load(), l)
+	})
+	if n := loads.Load(); n != 2 {
+		t.Errorf("%d loads, want 2: the one refused and the line alone (in doubt, then read back)", n)
+	}
+	if logs := p.logs.String(); !strings.Contains(logs, "read_back=1 booked=1 sent_again=0") {
+		t.Errorf("the line in doubt was not read back and booked:\n%s", logs)
+	}
+	open := p.odoo.Productivity()[0].ID
+	p.adminCall("mrp.workcenter.productivity", "unlink", []any{[]any{open}}, nil)
+	p.run(m)
+	waitFor(t, 15*time.Second, "the line written again, closed", func() (bool, string) {
+		l := p.odoo.Productivity()
+		return len(l) == 1 && !l[0].End.IsZero() && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", l)
+	})
+	if logs := p.logs.String(); !strings.Contains(logs, fmt.Sprintf("deleted_id=%d", open)) {
+		t.Errorf("the stop's end did not name its deleted line %d: the id read back was not kept", open)
+	}
+	p.produce(m, 2, 0)
+	p.waitExact(ra, 15*time.Second)
+	ra.stop()
+	if n := ra.a.DoubtLines(); n != 0 {
+		t.Errorf("%d lines still held as in doubt, all booked", n)
+	}
+}
