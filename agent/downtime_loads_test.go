@@ -65,37 +65,9 @@ func TestEndToEndLoadsShrinkWhenAFullLoadOutlastsTheTimeout(t *testing.T) {
 	p.odoo.SetLoadRowLatency(25 * time.Millisecond)
 	p.odoo.SetDown(false)
 	ra.a.Flush()
-	// A bound on the load calls, not on time: without shrinking, every
-	// attempt is the same full load, timed out.
-	const maxLoads = 12
-	loads := func() int { return p.odoo.CallCount("mrp.workcenter.productivity", "load") }
-	waitFor(t, 180*time.Second, "the backlog drained, or the load calls spent", func() (bool, string) {
-		st := ra.a.Status()
-		return st.Buffer.Lanes["events"].Pending == 0 || loads() >= maxLoads,
-			fmt.Sprintf("%d pending, %d load calls, %d lines", st.Buffer.Lanes["events"].Pending, loads(), len(p.odoo.Productivity()))
-	})
-	st := ra.a.Status()
-	lines := p.odoo.Productivity()
-	t.Logf("%d load calls, %d lines in Odoo, %d records pending", loads(), len(lines), st.Buffer.Lanes["events"].Pending)
-	if n := st.Buffer.Lanes["events"].Pending; n != 0 {
-		t.Fatalf("after %d load calls %d downtime records still pending, %d of %d lines in Odoo: the loads do not shrink",
-			loads(), n, len(lines), stops)
-	}
-	if n := st.Odoo.LinesPerLoad; n <= 0 || n >= 200 {
+	p.drainWithinLoads(ra, stops, func() int { return p.odoo.CallCount("mrp.workcenter.productivity", "load") }, "the loads do not shrink")
+	if n := ra.a.Status().Odoo.LinesPerLoad; n <= 0 || n >= 200 {
 		t.Errorf("status odoo.lines_per_load %d after the loads shrank, want between 0 and 200", n)
-	}
-	seen := map[string]bool{}
-	for _, l := range lines {
-		if seen[l.XMLID] {
-			t.Errorf("line %s twice", l.XMLID)
-		}
-		seen[l.XMLID] = true
-		if l.End.IsZero() {
-			t.Errorf("line %d (from %v) left open", l.ID, l.Start)
-		}
-	}
-	if len(lines) != stops {
-		t.Fatalf("%d lines, want %d", len(lines), stops)
 	}
 	p.odoo.SetLoadRowLatency(0)
 	p.produceAfterBacklog(ra, from)
@@ -145,23 +117,7 @@ func TestEndToEndLoadsShrinkWhenAProxyAnswers502ForAKilledLoad(t *testing.T) {
 	p.odoo.SetRequestLimit(1200 * time.Millisecond)
 	p.odoo.SetDown(false)
 	ra.a.Flush()
-	const maxLoads = 12
-	loads := func() int { return int(sent.Load()) }
-	waitFor(t, 180*time.Second, "the backlog drained, or the load calls spent", func() (bool, string) {
-		st := ra.a.Status()
-		return st.Buffer.Lanes["events"].Pending == 0 || loads() >= maxLoads,
-			fmt.Sprintf("%d pending, %d load calls, %d lines", st.Buffer.Lanes["events"].Pending, loads(), len(p.odoo.Productivity()))
-	})
-	st := ra.a.Status()
-	lines := p.odoo.Productivity()
-	t.Logf("%d load calls sent, %d lines in Odoo, %d records pending, last error %q", loads(), len(lines), st.Buffer.Lanes["events"].Pending, st.Odoo.LastError)
-	if n := st.Buffer.Lanes["events"].Pending; n != 0 {
-		t.Fatalf("after %d load calls %d downtime records still pending, %d of %d lines in Odoo: a load killed behind a proxy (502) does not shrink the loads",
-			loads(), n, len(lines), stops)
-	}
-	if len(lines) != stops {
-		t.Fatalf("%d lines, want %d", len(lines), stops)
-	}
+	p.drainWithinLoads(ra, stops, func() int { return int(sent.Load()) }, "a load killed behind a proxy (502) does not shrink the loads")
 	p.odoo.SetLoadRowLatency(0)
 	p.odoo.SetRequestLimit(0)
 	p.produceAfterBacklog(ra, from)
@@ -215,17 +171,7 @@ func TestEndToEndLoadSizeKeptAcrossARestart(t *testing.T) {
 	if n := ra.a.Status().Odoo.LinesPerLoad; n <= 0 || n > shrunk {
 		t.Errorf("after the second backlog: lines_per_load %d, want at most %d", n, shrunk)
 	}
-	lines := p.odoo.Productivity()
-	seen := map[string]bool{}
-	for _, l := range lines {
-		if seen[l.XMLID] {
-			t.Errorf("line %s twice", l.XMLID)
-		}
-		seen[l.XMLID] = true
-	}
-	if len(lines) != 2*stops {
-		t.Fatalf("%d lines, want %d", len(lines), 2*stops)
-	}
+	p.eachLineOnceClosed(2 * stops)
 	p.odoo.SetLoadRowLatency(0)
 	p.produceAfterBacklog(ra, from)
 }
@@ -277,4 +223,46 @@ func TestEndToEndRebookLoadsCarryTheDrainsLines(t *testing.T) {
 	}
 	p.odoo.SetLoadRowLatency(0)
 	p.produceAfterBacklog(ra, from)
+}
+
+// drainWithinLoads waits until the backlog of stops closed stops of one
+// press is in Odoo, with at most 12 load calls (loads counts them): a
+// bound on the calls, not on time — loads that do not shrink send the
+// same full load again and again, timed out. why says what it means when
+// they are spent.
+func (p *plant) drainWithinLoads(ra *runningAgent, stops int, loads func() int, why string) {
+	p.t.Helper()
+	const maxLoads = 12
+	waitFor(p.t, 180*time.Second, "the backlog drained, or the load calls spent", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Lanes["events"].Pending == 0 || loads() >= maxLoads,
+			fmt.Sprintf("%d pending, %d load calls, %d lines", st.Buffer.Lanes["events"].Pending, loads(), len(p.odoo.Productivity()))
+	})
+	st := ra.a.Status()
+	lines := p.odoo.Productivity()
+	p.t.Logf("%d load calls, %d lines in Odoo, %d records pending, last error %q", loads(), len(lines), st.Buffer.Lanes["events"].Pending, st.Odoo.LastError)
+	if n := st.Buffer.Lanes["events"].Pending; n != 0 {
+		p.t.Fatalf("after %d load calls %d downtime records still pending, %d of %d lines in Odoo: %s", loads(), n, len(lines), stops, why)
+	}
+	p.eachLineOnceClosed(stops)
+}
+
+// eachLineOnceClosed checks that Odoo has want downtime lines, each once
+// (by its external id) and closed.
+func (p *plant) eachLineOnceClosed(want int) {
+	p.t.Helper()
+	lines := p.odoo.Productivity()
+	seen := map[string]bool{}
+	for _, l := range lines {
+		if seen[l.XMLID] {
+			p.t.Errorf("line %s twice", l.XMLID)
+		}
+		seen[l.XMLID] = true
+		if l.End.IsZero() {
+			p.t.Errorf("line %d (from %v) left open", l.ID, l.Start)
+		}
+	}
+	if len(lines) != want {
+		p.t.Fatalf("%d lines, want %d", len(lines), want)
+	}
 }

@@ -49,16 +49,7 @@ func TestDowntimeLoadInDoubtIsReadBackNotSentAgain(t *testing.T) {
 	if len(lines) != 1 || !lines[0].End.IsZero() {
 		t.Fatalf("lines %+v, want the one open line", lines)
 	}
-	open := lines[0].ID
-	p.adminCall("mrp.workcenter.productivity", "unlink", []any{[]any{open}}, nil)
-	p.run(m)
-	waitFor(t, 15*time.Second, "the line written again, closed", func() (bool, string) {
-		l := p.odoo.Productivity()
-		return len(l) == 1 && !l[0].End.IsZero() && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", l)
-	})
-	if logs := p.logs.String(); !strings.Contains(logs, fmt.Sprintf("deleted_id=%d", open)) {
-		t.Errorf("the stop's end did not say its line %d was deleted in Odoo while open: the id read back was not kept:\n%s", open, logs)
-	}
+	p.deleteOpenLineAndEnd(ra, m, lines[0].ID)
 	p.produce(m, 2, 0)
 	p.waitExact(ra, 15*time.Second)
 }
@@ -93,16 +84,10 @@ func TestDowntimeLoadInDoubtReadBackOpenIsClosed(t *testing.T) {
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.stop(m, "JAM")
-	waitFor(t, 15*time.Second, "the open line", func() (bool, string) {
-		l := p.odoo.Productivity()
-		return len(l) == 1 && l[0].End.IsZero() && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", l)
-	})
+	p.waitOneLine(ra, false, 15*time.Second, "the open line")
 	armed.Store(true)
 	p.run(m)
-	waitFor(t, 20*time.Second, "the line closed", func() (bool, string) {
-		l := p.odoo.Productivity()
-		return len(l) == 1 && !l[0].End.IsZero() && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%d given up, %+v", gaveUp.Load(), l)
-	})
+	p.waitOneLine(ra, true, 20*time.Second, "the line closed")
 	if n := gaveUp.Load(); n < 2 {
 		t.Fatalf("%d loads through the proxy after it was armed, want the one it gave up on and the end sent again", n)
 	}
@@ -158,10 +143,7 @@ func TestDowntimeLoadInDoubtEndArrivesBeforeTheReadBack(t *testing.T) {
 	waitClosed(t, came, "the load of the open line")
 	p.run(m) // the end, buffered while the load is held
 	waitClosed(t, ran, "its late commit")
-	waitFor(t, 20*time.Second, "the line closed", func() (bool, string) {
-		l := p.odoo.Productivity()
-		return len(l) == 1 && !l[0].End.IsZero() && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", l)
-	})
+	p.waitOneLine(ra, true, 20*time.Second, "the line closed")
 	if n := p.odoo.CallCount("mrp.workcenter.productivity", "load"); n != 2 {
 		t.Errorf("%d loads, want 2: the opening (in doubt, read back) and the end", n)
 	}
@@ -169,11 +151,7 @@ func TestDowntimeLoadInDoubtEndArrivesBeforeTheReadBack(t *testing.T) {
 		t.Errorf("the closed line was not read back and sent again:\n%s", logs)
 	}
 	p.produce(m, 2, 0)
-	p.waitExact(ra, 15*time.Second)
-	ra.stop()
-	if n := ra.a.DoubtLines(); n != 0 {
-		t.Errorf("%d lines still held as in doubt, all booked", n)
-	}
+	p.nothingLeftInDoubt(ra)
 }
 
 // review45c: a load read back in part. Two machines stop; the load of the
@@ -232,11 +210,7 @@ func TestDowntimeLoadInDoubtReadBackInPart(t *testing.T) {
 			}
 			p.produce(m1, 2, 0)
 			p.produce(m2, 3, 0)
-			p.waitExact(ra, 15*time.Second)
-			ra.stop()
-			if n := ra.a.DoubtLines(); n != 0 {
-				t.Errorf("%d lines still held as in doubt, all booked", n)
-			}
+			p.nothingLeftInDoubt(ra)
 		})
 	}
 }
@@ -270,20 +244,42 @@ func TestDowntimeLineInDoubtAfterARefusedLoadIsReadBack(t *testing.T) {
 	if logs := p.logs.String(); !strings.Contains(logs, "read_back=1 booked=1 sent_again=0") {
 		t.Errorf("the line in doubt was not read back and booked:\n%s", logs)
 	}
-	open := p.odoo.Productivity()[0].ID
+	p.deleteOpenLineAndEnd(ra, m, p.odoo.Productivity()[0].ID)
+	p.produce(m, 2, 0)
+	p.nothingLeftInDoubt(ra)
+}
+
+// waitOneLine waits until Odoo has one downtime line, closed or open as
+// asked, and the agent nothing pending.
+func (p *plant) waitOneLine(ra *runningAgent, closed bool, within time.Duration, what string) {
+	p.t.Helper()
+	waitFor(p.t, within, what, func() (bool, string) {
+		l := p.odoo.Productivity()
+		return len(l) == 1 && l[0].End.IsZero() != closed && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", l)
+	})
+}
+
+// deleteOpenLineAndEnd deletes machine m's open line open in Odoo and ends
+// its stop: the line is written again, closed, and the stop's end says the
+// line it had, open, was deleted — by the id the agent kept for it (read
+// back or answered by a load).
+func (p *plant) deleteOpenLineAndEnd(ra *runningAgent, m *simMachine, open int64) {
+	p.t.Helper()
 	p.adminCall("mrp.workcenter.productivity", "unlink", []any{[]any{open}}, nil)
 	p.run(m)
-	waitFor(t, 15*time.Second, "the line written again, closed", func() (bool, string) {
-		l := p.odoo.Productivity()
-		return len(l) == 1 && !l[0].End.IsZero() && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", l)
-	})
+	p.waitOneLine(ra, true, 15*time.Second, "the line written again, closed")
 	if logs := p.logs.String(); !strings.Contains(logs, fmt.Sprintf("deleted_id=%d", open)) {
-		t.Errorf("the stop's end did not name its deleted line %d: the id read back was not kept", open)
+		p.t.Errorf("the stop's end did not say its line %d was deleted in Odoo while open: the id read back was not kept:\n%s", open, logs)
 	}
-	p.produce(m, 2, 0)
+}
+
+// nothingLeftInDoubt waits for the exact counts, stops the agent, and
+// checks that no downtime line is still held as in doubt: all were booked.
+func (p *plant) nothingLeftInDoubt(ra *runningAgent) {
+	p.t.Helper()
 	p.waitExact(ra, 15*time.Second)
 	ra.stop()
 	if n := ra.a.DoubtLines(); n != 0 {
-		t.Errorf("%d lines still held as in doubt, all booked", n)
+		p.t.Errorf("%d lines still held as in doubt, all booked", n)
 	}
 }
