@@ -197,6 +197,13 @@ type serviceGate struct{ open atomic.Bool }
 // forward copies the client's chunks to the server, but for the MSG ones
 // while the gate is closed (nettest.PipeProxy's up).
 func (g *serviceGate) forward(dst, src net.Conn) {
+	forwardChunks(dst, src, func(h uacp.Header, _ []byte) bool { return h.MessageType != "MSG" || g.open.Load() })
+}
+
+// forwardChunks copies the OPC UA chunks src sends to dst, those pass
+// lets through (it sees each chunk's header and body), until either side
+// closes.
+func forwardChunks(dst, src net.Conn, pass func(h uacp.Header, body []byte) bool) {
 	defer dst.Close()
 	defer src.Close()
 	hdr := make([]byte, 8)
@@ -212,7 +219,7 @@ func (g *serviceGate) forward(dst, src net.Conn) {
 		if _, err := io.ReadFull(src, body); err != nil {
 			return
 		}
-		if h.MessageType == "MSG" && !g.open.Load() {
+		if !pass(h, body) {
 			continue
 		}
 		if _, err := dst.Write(append(append([]byte(nil), hdr...), body...)); err != nil {

@@ -30,21 +30,7 @@ var (
 )
 
 func (sc *sessionCounter) forward(dst, src net.Conn) {
-	defer dst.Close()
-	defer src.Close()
-	hdr := make([]byte, 8)
-	for {
-		if _, err := io.ReadFull(src, hdr); err != nil {
-			return
-		}
-		var h uacp.Header
-		if _, err := h.Decode(hdr); err != nil || h.MessageSize < 8 {
-			return
-		}
-		body := make([]byte, h.MessageSize-8)
-		if _, err := io.ReadFull(src, body); err != nil {
-			return
-		}
+	forwardChunks(dst, src, func(h uacp.Header, body []byte) bool {
 		// SecurityPolicy None: channel id, token id, sequence number and
 		// request id (16 bytes), then the request's type id.
 		if h.MessageType == "MSG" && len(body) >= 20 {
@@ -55,10 +41,8 @@ func (sc *sessionCounter) forward(dst, src net.Conn) {
 				sc.activated.Add(1)
 			}
 		}
-		if _, err := dst.Write(append(append([]byte(nil), hdr...), body...)); err != nil {
-			return
-		}
-	}
+		return true
+	})
 }
 
 // PEERS complaint 4: Telegraf sent 6,410 CreateSession requests in two
