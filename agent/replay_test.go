@@ -171,7 +171,9 @@ func (p *plant) checkThreeOrders(ra *runningAgent, o orders) {
 		t.Fatal(err)
 	}
 	byOrder := map[string]float64{}
-	re := regexp.MustCompile(`^made on a finished work order: ([0-9.]+) pieces made from .* go to work order (.+?) \(`)
+	// ("1 piece … goes" when a stretch held one: the words agree with
+	// their number since ux45.)
+	re := regexp.MustCompile(`^made on a finished work order: ([0-9.]+) pieces? made from .* go(?:es)? to work order (.+?) \(`)
 	for _, d := range dls {
 		m := re.FindStringSubmatch(d.Reason)
 		if m == nil {
