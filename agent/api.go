@@ -374,6 +374,15 @@ func Plural(n int, word string) string {
 	return strconv.Itoa(n) + " " + word + "s"
 }
 
+// OneOrMore is single when one holds, else more: the words that agree
+// with a count beside it ("it is", "they are").
+func OneOrMore(one bool, single, more string) string {
+	if one {
+		return single
+	}
+	return more
+}
+
 // Pieces is a number of pieces in words, of a kind ("good", "scrapped",
 // or "" for none): "1 good piece", "2.5 good pieces".
 func Pieces(n float64, kind string) string {

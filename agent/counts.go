@@ -591,14 +591,14 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 			one := pre.sum == 1
 			made := fmt.Sprintf("%s made from %s to %s UTC %s to work order %s (%s), ",
 				Pieces(pre.sum, ""), fromMS(pre.first).UTC().Format(time.DateTime), fromMS(pre.last).UTC().Format(time.DateTime),
-				map[bool]string{true: "goes", false: "go"}[one], orderName(earlier), why)
-			they := map[bool]string{true: "it is", false: "they are"}[one]
+				OneOrMore(one, "goes", "go"), orderName(earlier), why)
+			they := OneOrMore(one, "it is", "they are")
 			reason := fmt.Sprintf(finishedOrderReason+made+"which is %s: its quantity is what it was finished with (Odoo 19 refuses another), "+
 				"and %s not %s's, in progress now; correct that order's quantity in Odoo if need be, then drop this dead letter",
 				earlier.State, they, orderName(wo))
 			if earlier.State == "cancel" {
 				reason = fmt.Sprintf(cancelledOrderReason+made+"which was cancelled: it takes no quantity, and %s not %s's, in progress now "+
-					"(another product's, maybe); book %s in Odoo by hand if need be, then drop this dead letter", they, orderName(wo), itThem(one))
+					"(another product's, maybe); book %s in Odoo by hand if need be, then drop this dead letter", they, orderName(wo), OneOrMore(one, "it", "them"))
 			}
 			logMsg := "pieces made on a work order finished before they reached Odoo: moved to the dead letters"
 			if earlier.State == "cancel" {

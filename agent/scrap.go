@@ -773,12 +773,12 @@ func scrapDraftsMessage(cfg *config.Config, ds []scrapDraft, verb string) string
 	var msgs []string
 	if len(elsewhere) > 0 {
 		msgs = append(msgs, fmt.Sprintf("%s in the Odoo plantedge wrote to before (%s; first: %s), not in this one: "+
-			"validate or delete %s there", some(elsewhere), elsewhere[0].Elsewhere, elsewhere[0].XMLID, itThem(len(elsewhere) == 1)))
+			"validate or delete %s there", some(elsewhere), elsewhere[0].Elsewhere, elsewhere[0].XMLID, OneOrMore(len(elsewhere) == 1, "it", "them")))
 	}
 	if len(refused) > 0 {
 		msgs = append(msgs, fmt.Sprintf("%s in Odoo, which refused to validate %s (first: %s: %s); "+
 			"fix that in Odoo, then validate %s there or run plantedge flush",
-			some(refused), itThem(len(refused) == 1), refused[0].XMLID, refused[0].Refused, itThem(len(refused) == 1)))
+			some(refused), OneOrMore(len(refused) == 1, "it", "them"), refused[0].XMLID, refused[0].Refused, OneOrMore(len(refused) == 1, "it", "them")))
 	}
 	if len(short) > 0 {
 		msgs = append(msgs, fmt.Sprintf("%s in Odoo (first: %s): too little stock at their source location; %s",

@@ -513,7 +513,7 @@ func (a *Agent) Status() Status {
 					// WORK ORDER -, UNATTRIBUTED 4 and nothing more, the
 					// order cancelled or moved).
 					ms.Error = fmt.Sprintf("no work order in progress on %s in Odoo: %s held until one is started there (%s to it)",
-						m.Workcenter, Pieces(ms.Unattributed, ""), map[bool]string{true: "it goes", false: "they go"}[ms.Unattributed == 1])
+						m.Workcenter, Pieces(ms.Unattributed, ""), OneOrMore(ms.Unattributed == 1, "it goes", "they go"))
 					if wo := a.storedWorkOrder(m.ID); wo != "" {
 						ms.Error += "; the last one counted on was " + wo
 					}
@@ -1248,13 +1248,13 @@ func joinNotes(notes ...string) string {
 func deadLetterNote(pc pendingCount) string {
 	var notes []string
 	if refused := pc.deadGood - pc.deadFinished - pc.deadCancelled - pc.deadUnmapped; refused > 0 {
-		notes = append(notes, fmt.Sprintf("%s Odoo refused %s in the dead letters, not in Odoo (plantedge deadletter list)", Pieces(tidy(refused), "good"), isAre(tidy(refused) == 1)))
+		notes = append(notes, fmt.Sprintf("%s Odoo refused %s in the dead letters, not in Odoo (plantedge deadletter list)", Pieces(tidy(refused), "good"), OneOrMore(tidy(refused) == 1, "is", "are")))
 	}
 	if refused := tidy(pc.deadScrap - pc.deadScrapEnded - pc.deadScrapUnmapped); refused > 0 {
-		notes = append(notes, fmt.Sprintf("%s Odoo refused %s in the dead letters, not in Odoo (plantedge deadletter list)", Pieces(refused, "scrapped"), isAre(refused == 1)))
+		notes = append(notes, fmt.Sprintf("%s Odoo refused %s in the dead letters, not in Odoo (plantedge deadletter list)", Pieces(refused, "scrapped"), OneOrMore(refused == 1, "is", "are")))
 	}
 	if n := pc.deadEvents - pc.deadEventsUnmapped; n > 0 {
-		notes = append(notes, fmt.Sprintf("%s Odoo refused %s in the dead letters, not in Odoo (plantedge deadletter list)", Plural(n, "downtime record"), isAre(n == 1)))
+		notes = append(notes, fmt.Sprintf("%s Odoo refused %s in the dead letters, not in Odoo (plantedge deadletter list)", Plural(n, "downtime record"), OneOrMore(n == 1, "is", "are")))
 	}
 	// Set aside while the machine was out of the configuration (review 44:
 	// said to be refused by Odoo, which was never asked).
@@ -1278,44 +1278,28 @@ func deadLetterNote(pc pendingCount) string {
 		if len(aside) == 3 {
 			list = aside[0] + ", " + aside[1] + " and " + aside[2]
 		}
-		notes = append(notes, list+" set aside while the machine was not in the configuration "+isAre(one)+" in the dead letters, not in Odoo "+
-			"(plantedge deadletter retry sends "+itThem(one)+", now that it is back)")
+		notes = append(notes, list+" set aside while the machine was not in the configuration "+OneOrMore(one, "is", "are")+" in the dead letters, not in Odoo "+
+			"(plantedge deadletter retry sends "+OneOrMore(one, "it", "them")+", now that it is back)")
 	}
 	if pc.deadFinished > 0 {
 		// The probe of late values: status said Odoo refused them.
 		one := tidy(pc.deadFinished) == 1
 		notes = append(notes, fmt.Sprintf("%s made on a work order finished before %s reached Odoo %s in the dead letters, not in Odoo "+
 			"(its quantity is what it was finished with: correct it in Odoo if need be, then drop %s; plantedge deadletter list)",
-			Pieces(tidy(pc.deadFinished), "good"), map[bool]string{true: "it", false: "they"}[one], isAre(one), itThem(one)))
+			Pieces(tidy(pc.deadFinished), "good"), OneOrMore(one, "it", "they"), OneOrMore(one, "is", "are"), OneOrMore(one, "it", "them")))
 	}
 	if pc.deadCancelled > 0 {
 		one := tidy(pc.deadCancelled) == 1
 		notes = append(notes, fmt.Sprintf("%s made on a work order cancelled before %s reached Odoo %s in the dead letters, not in Odoo "+
 			"(a cancelled order takes no quantity: book %s by hand if need be, then drop %s; plantedge deadletter list)",
-			Pieces(tidy(pc.deadCancelled), "good"), map[bool]string{true: "it", false: "they"}[one], isAre(one), itThem(one), itThem(one)))
+			Pieces(tidy(pc.deadCancelled), "good"), OneOrMore(one, "it", "they"), OneOrMore(one, "is", "are"), OneOrMore(one, "it", "them"), OneOrMore(one, "it", "them")))
 	}
 	if pc.deadScrapEnded > 0 {
 		one := tidy(pc.deadScrapEnded) == 1
 		notes = append(notes, fmt.Sprintf("%s made on a work order finished or cancelled before %s reached Odoo %s in the dead letters, not in Odoo "+
-			"(plantedge deadletter list says what to do)", Pieces(tidy(pc.deadScrapEnded), "scrapped"), map[bool]string{true: "it", false: "they"}[one], isAre(one)))
+			"(plantedge deadletter list says what to do)", Pieces(tidy(pc.deadScrapEnded), "scrapped"), OneOrMore(one, "it", "they"), OneOrMore(one, "is", "are")))
 	}
 	return joinNotes(notes...)
-}
-
-// isAre is the verb that agrees with one thing, or more.
-func isAre(one bool) string {
-	if one {
-		return "is"
-	}
-	return "are"
-}
-
-// itThem is the pronoun of one thing, or more.
-func itThem(one bool) string {
-	if one {
-		return "it"
-	}
-	return "them"
 }
 
 // setAside lists the buffer files moved aside as corrupt next to path

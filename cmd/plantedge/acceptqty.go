@@ -58,7 +58,7 @@ func printAccept(w io.Writer, res agent.AcceptResult) error {
 	}
 	if res.Pending > 0 {
 		// (some may go to an earlier work order, the one they were made on)
-		fmt.Fprintf(w, "; the %s still in the buffer %s written by the next rounds", agent.Pieces(res.Pending, ""), map[bool]string{true: "is", false: "are"}[res.Pending == 1])
+		fmt.Fprintf(w, "; the %s still in the buffer %s written by the next rounds", agent.Pieces(res.Pending, ""), agent.OneOrMore(res.Pending == 1, "is", "are"))
 	}
 	fmt.Fprintln(w)
 	return nil

@@ -171,7 +171,7 @@ func confirmDrop(in io.Reader, out io.Writer, views []agent.DeadLetterView, id s
 		}
 		fmt.Fprintf(out, "  %d  %s  %s\n", v.ID, oneLine(v.Key), oneLine(cmp.Or(v.What, v.Reason)))
 	}
-	fmt.Fprintf(out, "Drop %s for good? What %s never reaches Odoo. [y/N] ", plural(len(lose), "dead letter"), map[bool]string{true: "it holds", false: "they hold"}[len(lose) == 1])
+	fmt.Fprintf(out, "Drop %s for good? What %s never reaches Odoo. [y/N] ", plural(len(lose), "dead letter"), agent.OneOrMore(len(lose) == 1, "it holds", "they hold"))
 	line, err := bufio.NewReader(in).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return false, err
@@ -246,29 +246,20 @@ func printDeadLetters(w io.Writer, views []agent.DeadLetterView, sendsTo string,
 	return tw.Flush()
 }
 
-// oneOrMore is one when n is 1, else more: a pronoun that agrees with a
-// count ("kept 1 dead letter …: retried, it would be booked").
-func oneOrMore(n int, one, more string) string {
-	if n == 1 {
-		return one
-	}
-	return more
-}
-
 // keptLines says the dead letters a retry of all kept, and why.
 func keptLines(res agent.DeadLetterResult) []string {
 	var lines []string
 	if n := res.KeptDamaged; n > 0 {
 		lines = append(lines, fmt.Sprintf("kept %s: %s cannot be read as records, so %s cannot be retried; "+
 			"inspect %s with `plantedge deadletter list --json` and drop %s", plural(n, "damaged dead letter"),
-			oneOrMore(n, "its bytes", "their bytes"), oneOrMore(n, "it", "they"), oneOrMore(n, "it", "them"), oneOrMore(n, "it", "them")))
+			agent.OneOrMore(n == 1, "its bytes", "their bytes"), agent.OneOrMore(n == 1, "it", "they"), agent.OneOrMore(n == 1, "it", "them"), agent.OneOrMore(n == 1, "it", "them")))
 	}
 	if n := res.KeptFinished; n > 0 {
 		lines = append(lines, fmt.Sprintf("kept %s of what was made on a finished or cancelled work order: %s", plural(n, "dead letter"), agent.FinishedOrderAdvice))
 	}
 	if n := res.KeptElsewhere; n > 0 {
 		lines = append(lines, fmt.Sprintf("kept %s refused by another Odoo (%s) than the one the agent sends to (%s): retried, %s would be booked in this one. %s",
-			plural(n, "dead letter"), strings.Join(res.Elsewhere, ", "), res.To, oneOrMore(n, "it", "they"), agent.ElsewhereAdvice(res.Elsewhere)))
+			plural(n, "dead letter"), strings.Join(res.Elsewhere, ", "), res.To, agent.OneOrMore(n == 1, "it", "they"), agent.ElsewhereAdvice(res.Elsewhere)))
 	}
 	return lines
 }

@@ -140,11 +140,11 @@ func printRebook(w io.Writer, res agent.RebookResult) error {
 	}
 	fmt.Fprintf(w, ": rebooked %s and %s\n", plural(res.LinesRebooked, "line"), plural(res.ScrapsRebooked, "scrap booking"))
 	if res.LinesWithoutWorkorder > 0 {
-		fmt.Fprintf(w, "%s booked without %s work order: Odoo lacks it (made after the backup?)\n", plural(res.LinesWithoutWorkorder, "line"), map[bool]string{true: "its", false: "their"}[res.LinesWithoutWorkorder == 1])
+		fmt.Fprintf(w, "%s booked without %s work order: Odoo lacks it (made after the backup?)\n", plural(res.LinesWithoutWorkorder, "line"), agent.OneOrMore(res.LinesWithoutWorkorder == 1, "its", "their"))
 	}
 	if res.ScrapDrafts > 0 {
 		fmt.Fprintf(w, "%s left %s in Odoo (too little stock, or it refused to validate): plantedge status shows %s\n", plural(res.ScrapDrafts, "scrap booking"),
-			map[bool]string{true: "a draft", false: "drafts"}[res.ScrapDrafts == 1], map[bool]string{true: "it", false: "them"}[res.ScrapDrafts == 1])
+			agent.OneOrMore(res.ScrapDrafts == 1, "a draft", "drafts"), agent.OneOrMore(res.ScrapDrafts == 1, "it", "them"))
 	}
 	if len(res.NotRebooked) > 0 {
 		fmt.Fprintf(w, "not rebooked (%d):\n", len(res.NotRebooked))

@@ -385,8 +385,8 @@ func printStatus(w io.Writer, st agent.Status) {
 	}
 	if others := slices.DeleteFunc(slices.Clone(b.SetAside), func(p string) bool { return p == b.Recovered }); len(others) > 0 {
 		fmt.Fprintf(w, "          WARNING: %s moved aside as corrupt earlier, records in %s not forwarded: %s (look, then delete %s)\n",
-			plural(len(others), "buffer file"), map[bool]string{true: "it", false: "them"}[len(others) == 1], strings.Join(others, ", "),
-			map[bool]string{true: "it", false: "them"}[len(others) == 1])
+			plural(len(others), "buffer file"), agent.OneOrMore(len(others) == 1, "it", "them"), strings.Join(others, ", "),
+			agent.OneOrMore(len(others) == 1, "it", "them"))
 	}
 	if b.PendingPartial != "" {
 		fmt.Fprintf(w, "          WARNING: PENDING COUNTS SHORT: %s\n", b.PendingPartial)
