@@ -95,21 +95,7 @@ func TestEndToEndLoadsShrinkWhenAProxyAnswers502ForAKilledLoad(t *testing.T) {
 	// no log of the emulator's calls.
 	var sent atomic.Int64
 	proxy := gaveUpProxy(t, p.odoo.URL(), time.Minute, http.StatusGatewayTimeout)
-	to, err := url.Parse(proxy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := httputil.NewSingleHostReverseProxy(to)
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if bytes.Contains(body, []byte(`"mrp.workcenter.productivity"`)) && bytes.Contains(body, []byte(`"load"`)) {
-			sent.Add(1)
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(front.Close)
-	p.editConfig(p.odoo.URL(), front.URL)
+	p.editConfig(p.odoo.URL(), loadFront(t, proxy, func(http.ResponseWriter) bool { sent.Add(1); return false }))
 	ra := p.startAgent()
 	const stops = 300
 	from := p.stopsWhileOdooDown(ra, stops)
@@ -265,4 +251,26 @@ func (p *plant) eachLineOnceClosed(want int) {
 	if len(lines) != want {
 		p.t.Fatalf("%d lines, want %d", len(lines), want)
 	}
+}
+
+// loadFront is the address of a reverse proxy to target that shows each
+// load of downtime lines to onLoad before it passes it on: onLoad may
+// answer it itself (true: it is not passed on).
+func loadFront(t testing.TB, target string, onLoad func(w http.ResponseWriter) (answered bool)) string {
+	t.Helper()
+	to, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(to)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if bytes.Contains(body, []byte(`"mrp.workcenter.productivity"`)) && bytes.Contains(body, []byte(`"load"`)) && onLoad(w) {
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	return front.URL
 }

@@ -1,13 +1,8 @@
 package agent_test
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -61,26 +56,17 @@ func TestDowntimeLoadInDoubtIsReadBackNotSentAgain(t *testing.T) {
 func TestDowntimeLoadInDoubtReadBackOpenIsClosed(t *testing.T) {
 	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
-	u, err := url.Parse(p.odoo.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := httputil.NewSingleHostReverseProxy(u)
 	var armed atomic.Bool
 	var gaveUp atomic.Int32
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if armed.Load() && bytes.Contains(body, []byte(`"mrp.workcenter.productivity"`)) && bytes.Contains(body, []byte(`"load"`)) && gaveUp.Add(1) == 1 {
-			w.Header().Set("Content-Type", "text/html")
-			w.WriteHeader(http.StatusGatewayTimeout)
-			fmt.Fprint(w, "<html><title>504 Gateway Time-out</title></html>")
-			return
+	p.editConfig(p.odoo.URL(), loadFront(t, p.odoo.URL(), func(w http.ResponseWriter) bool {
+		if !armed.Load() || gaveUp.Add(1) != 1 {
+			return false
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		rp.ServeHTTP(w, r)
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusGatewayTimeout)
+		fmt.Fprint(w, "<html><title>504 Gateway Time-out</title></html>")
+		return true
 	}))
-	t.Cleanup(front.Close)
-	p.editConfig(p.odoo.URL(), front.URL)
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.stop(m, "JAM")
