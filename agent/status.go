@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"maps"
 	"math"
@@ -780,6 +781,18 @@ func counterSource(m *config.Machine) string {
 	return ""
 }
 
+// countersFrom yields the machines of cfg whose good_count source key
+// (sourceKey) reads.
+func countersFrom(cfg *config.Config, key string) iter.Seq[*config.Machine] {
+	return func(yield func(*config.Machine) bool) {
+		for i := range cfg.Machines {
+			if m := &cfg.Machines[i]; counterSource(m) == key && !yield(m) {
+				return
+			}
+		}
+	}
+}
+
 // countRunning is how long machine m has run, in its run under way, while
 // its counter's source is connected, since its counter's watch began
 // (none while the source is not connected). Under stateMu.
@@ -838,11 +851,7 @@ func (a *Agent) countSourceConnected(kind connectors.Kind, source string, now ti
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()
 	_, up := a.srcUp[key]
-	for i := range cfg.Machines {
-		m := &cfg.Machines[i]
-		if counterSource(m) != key {
-			continue
-		}
+	for m := range countersFrom(cfg, key) {
 		if up { // (no loss was seen: what ran until now was connected)
 			a.countRan[m.ID] += a.countRunning(m, now)
 		}
@@ -867,11 +876,7 @@ func (a *Agent) countSourceDown(kind connectors.Kind, source string, lost bool, 
 		return
 	}
 	if cfg != nil {
-		for i := range cfg.Machines {
-			m := &cfg.Machines[i]
-			if counterSource(m) != key {
-				continue
-			}
+		for m := range countersFrom(cfg, key) {
 			a.countRan[m.ID] += a.countRunning(m, now)
 			if lost {
 				a.countLost[m.ID]++
