@@ -503,7 +503,7 @@ func (f *forwarder) run(ctx context.Context) {
 		before := f.linkSnapshot() // call() may show the link online mid-round
 		roundStart, waited := time.Now(), f.rateWaited.Load()
 		more, err := f.round(ctx)
-		if err != nil {
+		if err != nil && !errors.As(err, new(rebookAnswered)) {
 			f.failRebook(err) // the round did not get to it
 		}
 		if err == nil {

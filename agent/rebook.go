@@ -337,10 +337,19 @@ func (f *forwarder) serveRebook(ctx context.Context) error {
 	res, err := f.rebookSince(ctx, req.since, req.dry)
 	req.done <- rebookAnswer{res, err}
 	if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
-		return err
+		return rebookAnswered{err}
 	}
 	return nil
 }
+
+// rebookAnswered is the error of a rebook the round did and answered: it
+// fails the round, but no rebook asked after it (failRebook) — one asked
+// as soon as the first's answer came was answered with the first's error,
+// never tried (CI, under load: TestRebookCutShortKeepsTheOpenLinesID).
+type rebookAnswered struct{ err error }
+
+func (e rebookAnswered) Error() string { return e.err.Error() }
+func (e rebookAnswered) Unwrap() error { return e.err }
 
 // failRebook answers the rebook asked for, if any, with the error of a
 // round that did not get to it.
