@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"maps"
@@ -140,11 +141,20 @@ type Agent struct {
 	// time), under stateMu: a machine whose source went quiet shows it.
 	lastSample map[string]time.Time
 	// countFed is when each machine last got a good_count value of its
-	// own (not a stored, historical one), and runSince since when it is
-	// shown running (unset for a machine running since before this start),
-	// both under stateMu: a machine that runs with a counter that brings
+	// own (not a stored, historical one) that was news (countNews), and
+	// runSince since when it is shown running (unset for a machine running
+	// since before this start), both under stateMu: a machine that runs with a counter that brings
 	// nothing — a topic or field mistyped — shows it (quietCounters).
 	countFed, runSince map[string]time.Time
+	// countHeard is the last good sample of each source address that gave
+	// a good_count a value, as countNews compares them, under stateMu: a
+	// value the source hands the agent again as it was (a retained
+	// message at each reconnect, the read that starts each OPC UA
+	// session) is no news from the machine, and does not start its
+	// counter's watch over.
+	countHeard map[sampleAddr]heard
+	// heardSeed hashes the MQTT payloads of countHeard.
+	heardSeed maphash.Seed
 	// countMapped is when a reload last gave each machine its good_count
 	// (added, or moved to another topic, node or field), under stateMu:
 	// its watch starts there, as at a start (a counter sent on change has
@@ -167,6 +177,9 @@ type Agent struct {
 	// each machine's good_count's watch began, under stateMu.
 	countNeed map[string]time.Duration
 	countLost map[string]int
+	// countSame is how many values of each machine's good_count came that
+	// were no news (countNews) since its watch began, under stateMu.
+	countSame map[string]int
 	// srcUp is since when each source (sourceKey) is connected, under
 	// stateMu: absent while it is not.
 	srcUp map[string]time.Time
@@ -334,6 +347,9 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		countFed:      map[string]time.Time{},
 		runSince:      map[string]time.Time{},
 		countMapped:   map[string]time.Time{},
+		countHeard:    map[sampleAddr]heard{},
+		countSame:     map[string]int{},
+		heardSeed:     maphash.MakeSeed(),
 		runFed:        map[string]time.Time{},
 		countRan:      map[string]time.Duration{},
 		countNeed:     map[string]time.Duration{},

@@ -253,12 +253,20 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		// A good sample whose values could not be used (a payload not
 		// read, the field missing) does not count as one: last_sample_age
 		// would show a machine fed while its counters stand still.
+		news, asked := false, false // (countNews, asked once a sample)
 		for _, fed := range a.state.FedSignals() {
 			a.lastSample[fed.Machine] = received
 			switch fed.Signal {
 			case mapping.GoodCount:
-				a.countFed[fed.Machine] = received
-				a.countWatchAnew(fed.Machine)
+				if !asked {
+					news, asked = a.countNews(k, s), true
+				}
+				if news {
+					a.countFed[fed.Machine] = received
+					a.countWatchAnew(fed.Machine)
+				} else {
+					a.countSame[fed.Machine]++
+				}
 			case mapping.Running:
 				if _, ok := a.runFed[fed.Machine]; !ok {
 					a.runFed[fed.Machine] = received
@@ -690,6 +698,7 @@ func (a *Agent) noteDroppedTopics(ctx context.Context, prev *mapping.Mapper, nam
 	forgetUnmapped(a.badQuality, next)
 	forgetUnmapped(a.unusable, next)
 	forgetUnmapped(a.valueType, next)
+	forgetUnmapped(a.countHeard, next)
 	a.stateMu.Unlock()
 	a.storeTopics(ctx)
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"hash/maphash"
 	"testing"
 	"time"
 
@@ -99,5 +100,56 @@ func TestQuietCounterGraceAfterAReconnectOnAStepClock(t *testing.T) {
 	ok, ran := w.noted(back.Add(5 * time.Minute))
 	if !ok || ran != 19*time.Minute {
 		t.Fatalf("the grace over: noted %v for %s, want noted for 19m (14 + 5, not the outage)", ok, ran)
+	}
+}
+
+// What is news from the machine for its counter's quiet watch (countNews),
+// value after value of one source address: a value handed again as it was
+// (a retained message re-delivered, an OPC UA read of a node that stands)
+// is not; anything that differs is, and so is any MQTT message not
+// retained.
+func TestCountNewsIsWhatTheMachineSent(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 6, 0, 0, 0, time.UTC)
+	mq := func(payload string, retained, dup bool) connectors.Sample {
+		return connectors.Sample{Kind: connectors.KindMQTT, Source: "b", Address: "plant/press-1", Payload: []byte(payload), Good: true, Initial: retained, Duplicate: dup}
+	}
+	ua := func(v any, typ string, at time.Time) connectors.Sample {
+		return connectors.Sample{Kind: connectors.KindOPCUA, Source: "line1", Address: "ns=2;s=Good", Value: v, DataType: typ, SourceTime: at, Good: true}
+	}
+	uaInitial := func(v any, typ string, at time.Time) connectors.Sample {
+		s := ua(v, typ, at)
+		s.Initial = true
+		return s
+	}
+	for _, c := range []struct {
+		what string
+		s    []connectors.Sample
+		news []bool
+	}{
+		{"MQTT: a retained message first, then again as it was, then changed",
+			[]connectors.Sample{mq(`{"good":5,"ts":"a"}`, true, false), mq(`{"good":5,"ts":"a"}`, true, false), mq(`{"good":5,"ts":"a"}`, true, false), mq(`{"good":6,"ts":"b"}`, true, false)},
+			[]bool{true, false, false, true}},
+		{"MQTT: the same value stamped anew, retained",
+			[]connectors.Sample{mq(`{"good":5,"ts":"a"}`, false, false), mq(`{"good":5,"ts":"b"}`, true, false)},
+			[]bool{true, true}},
+		{"MQTT: a live message, then its retained copy, then a redelivery of it",
+			[]connectors.Sample{mq(`{"good":7}`, false, false), mq(`{"good":7}`, true, false), mq(`{"good":7}`, false, true)},
+			[]bool{true, false, false}},
+		{"MQTT: the same message live again (its publisher is alive)",
+			[]connectors.Sample{mq(`{"good":7}`, false, false), mq(`{"good":7}`, false, false)},
+			[]bool{true, true}},
+		{"OPC UA: no source time, read again at each session, then changed",
+			[]connectors.Sample{uaInitial(int64(1000), "Int32", time.Time{}), ua(int64(1000), "Int32", time.Time{}), uaInitial(int64(1000), "Int32", time.Time{}), uaInitial(int64(1001), "Int32", time.Time{})},
+			[]bool{true, false, false, true}},
+		{"OPC UA: the same source time again, then a new one for the same value, then another type",
+			[]connectors.Sample{uaInitial(int64(1000), "Int32", t0), uaInitial(int64(1000), "Int32", t0), ua(int64(1000), "Int32", t0.Add(time.Second)), ua(int64(1000), "Int64", t0.Add(time.Second))},
+			[]bool{true, false, true, true}},
+	} {
+		a := &Agent{countHeard: map[sampleAddr]heard{}, heardSeed: maphash.MakeSeed()}
+		for i, s := range c.s {
+			if got := a.countNews(sampleAddr{s.Kind, s.Source, s.Address}, s); got != c.news[i] {
+				t.Errorf("%s: value %d news %v, want %v", c.what, i+1, got, c.news[i])
+			}
+		}
 	}
 }

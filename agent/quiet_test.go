@@ -1,12 +1,14 @@
 package agent_test
 
 import (
+	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
+	"github.com/plantedge/plantedge/internal/nettest"
 )
 
 const quietNote = "good_count: no value for"
@@ -236,4 +238,154 @@ func TestQuietCounterNotedThroughAFlappingBroker(t *testing.T) {
 	}
 	t.Fatalf("no note through %d drops of the broker, each after %s connected, the machine running and its counter sending nothing: %q",
 		drops, p.countQuiet/4, ra.a.Status().Machines[0].Error)
+}
+
+// sourceState is the state status shows for the source named name.
+func sourceState(ra *runningAgent, name string) string {
+	for _, s := range ra.a.Status().Sources {
+		if s.Name == name {
+			return s.State
+		}
+	}
+	return "absent"
+}
+
+// flapUntilQuiet keeps the link px to source up about a quarter of the
+// limit at a time (run feeding machine 0's run state meanwhile) and crashes
+// it after each stretch, for at most 40 s: it returns machine 0's note
+// once it is noted quiet ("" if never) and how many times the link was
+// crashed before.
+func flapUntilQuiet(t *testing.T, p *plant, ra *runningAgent, px *nettest.CrashProxy, source string, run func()) (note string, drops int) {
+	t.Helper()
+	for end := time.Now().Add(40 * time.Second); time.Now().Before(end); drops++ {
+		waitFor(t, 20*time.Second, source+" connected", func() (bool, string) {
+			st := sourceState(ra, source)
+			return st == "connected", st
+		})
+		for up := time.Now(); time.Since(up) < p.countQuiet/4; time.Sleep(50 * time.Millisecond) {
+			run()
+			if ms := ra.a.Status().Machines[0]; ms.State == "running" && strings.Contains(ms.Error, quietNote) {
+				return ms.Error, drops
+			}
+		}
+		px.Crash()
+		waitFor(t, 10*time.Second, source+" seen down", func() (bool, string) {
+			st := sourceState(ra, source)
+			return st != "connected", st
+		})
+		px.Restart()
+	}
+	return "", drops
+}
+
+// A counter whose publisher stopped but left a retained message, behind a
+// link to the broker that drops more often than the limit: the broker
+// hands the agent that same message at every reconnect, which started the
+// watch over, and the note never came. A retained message the agent has
+// seen as it is (same payload: same value, same time) is no news from the
+// machine; one that differs is (the publisher published while the agent
+// was away): it is counted, and the note goes.
+func TestQuietCounterWithAStaleRetainedValueNotedThroughAFlappingLink(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.countQuiet = 4 * time.Second
+	p.editConfig("good_count: { mqtt: { broker: broker, topic: plant/press-1,", "good_count: { mqtt: { broker: broker, topic: plant/press-1/good,")
+	px := nettest.NewCrashProxy(t, p.broker.Addr())
+	p.editConfig(p.broker.URL(), "tcp://"+px.Addr())
+	retain := func(good int64, at time.Time) {
+		b, err := json.Marshal(map[string]any{"good": good, "ts": at.UTC().Format(time.RFC3339Nano)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.broker.Publish("plant/press-1/good", b, true, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	retain(1000, time.Now()) // the publisher's last message; it stopped
+	ra := p.startAgent()
+	m := p.machines[0]
+	note, drops := flapUntilQuiet(t, p, ra, px, "broker", func() { p.produce(m, 0, 0) }) // its run state; its counts go to plant/press-1, not read
+	if note == "" {
+		t.Fatalf("no note through %d drops of the link to the broker, each after %s connected, the machine running and its counter's only value a retained message: %q",
+			drops, p.countQuiet/4, ra.a.Status().Machines[0].Error)
+	}
+	t.Logf("noted after %d drops of the link: %s", drops, note)
+	if drops > 0 && !strings.Contains(note, "while its broker was connected (the connection was lost") {
+		t.Errorf("the note does not say the connection was lost: %s", note)
+	}
+	if drops > 0 && !strings.Contains(note, "; only the broker's retained copy of its last message came") {
+		t.Errorf("the note does not say the retained copy came again: %s", note)
+	}
+	// The publisher back while the agent is away: its retained message
+	// differs, and is news.
+	px.Crash()
+	waitFor(t, 10*time.Second, "broker seen down", func() (bool, string) {
+		st := sourceState(ra, "broker")
+		return st != "connected", st
+	})
+	retain(1005, time.Now())
+	px.Restart()
+	p.waitExactQty(ra, "press-1", 5)
+	waitFor(t, 10*time.Second, "the note gone", func() (bool, string) {
+		ms := ra.a.Status().Machines[0]
+		return !strings.Contains(ms.Error, quietNote), ms.Error
+	})
+}
+
+// An OPC UA counter whose node exists but stands (its PLC program stopped
+// updating it) while the machine runs, behind a link to the server that
+// drops more often than the limit: each session starts with a read of
+// the node (and the subscription's first value), which started the watch
+// over, and the note never came. A value read again as it was (same
+// value; same source time, here none) is no news from the machine; a
+// change is, and is counted.
+func TestQuietCounterOfAStandingOPCUANodeNotedThroughAFlappingLink(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"ua-press"}})
+	p.countQuiet = 4 * time.Second
+	px := nettest.NewCrashProxy(t, strings.TrimPrefix(p.ua.Endpoint(), "opc.tcp://"))
+	p.editConfig(p.ua.Endpoint(), "opc.tcp://"+px.Addr())
+	ra := p.startAgent()
+	m := p.machines[0]
+	note, drops := flapUntilQuiet(t, p, ra, px, "line1", func() {}) // its run state: the node, read at every session
+	if note == "" {
+		t.Fatalf("no note through %d drops of the link to the server, each after %s connected, the machine running and its counter standing: %q",
+			drops, p.countQuiet/4, ra.a.Status().Machines[0].Error)
+	}
+	t.Logf("noted after %d drops of the link: %s", drops, note)
+	if drops > 0 && !strings.Contains(note, "while its server was connected (the session failed") {
+		t.Errorf("the note does not say the session failed: %s", note)
+	}
+	if drops > 0 && !strings.Contains(note, "; its node read ") {
+		t.Errorf("the note does not say the node was read again as it was: %s", note)
+	}
+	p.produce(m, 3, 0)
+	p.waitExactQty(ra, "ua-press", 3)
+	waitFor(t, 10*time.Second, "the note gone", func() (bool, string) {
+		ms := ra.a.Status().Machines[0]
+		return !strings.Contains(ms.Error, quietNote), ms.Error
+	})
+}
+
+// An OPC UA counter read by polling (mode: poll) whose node stands while
+// the machine runs, its server connected all along: every poll handed the
+// agent the node's value again, which started the watch over, and the
+// note never came. A read that finds it as it was is no news.
+func TestQuietCounterOfAStandingPolledOPCUANodeNoted(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"ua-press"}})
+	p.countQuiet = 2 * time.Second
+	p.editConfig("    sampling_interval: 50ms\n", "    sampling_interval: 50ms\n    mode: poll\n    poll_interval: 100ms\n")
+	ra := p.startAgent()
+	waitFor(t, 20*time.Second, "the note, its node read every 100ms and standing", func() (bool, string) {
+		ms := ra.a.Status().Machines[0]
+		return ms.State == "running" && strings.Contains(ms.Error, quietNote), ms.State + ": " + ms.Error
+	})
+	t.Logf("noted: %s", ra.a.Status().Machines[0].Error)
+	p.produce(p.machines[0], 2, 0)
+	p.waitExactQty(ra, "ua-press", 2)
+	waitFor(t, 10*time.Second, "the note gone", func() (bool, string) {
+		ms := ra.a.Status().Machines[0]
+		return !strings.Contains(ms.Error, quietNote), ms.Error
+	})
 }

@@ -4,12 +4,14 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"iter"
 	"log/slog"
 	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -558,21 +560,36 @@ func (a *Agent) Status() Status {
 			} else {
 				q = q.Round(time.Second)
 			}
-			var lost string
+			var during string // while connected, and why nothing counted
+			var why []string
 			if qc.lost > 0 {
 				// Said in the words of the source's own warnings ("mqtt
 				// connection lost", "opc ua session failed"): the running
 				// counted is only while connected, and a connection lost
 				// again and again may be why nothing came (another client
 				// using the client_id takes the messages).
-				lost = fmt.Sprintf(" while its broker was connected (the connection was lost %s meanwhile: see the source's last_error)", timesSaid(qc.lost))
+				during = " while its broker was connected"
+				why = append(why, fmt.Sprintf("the connection was lost %s meanwhile: see the source's last_error", timesSaid(qc.lost)))
 				if m.GoodCount.OPCUA != nil {
-					lost = fmt.Sprintf(" while its server was connected (the session failed %s meanwhile: see the source's last_error)", timesSaid(qc.lost))
+					during = " while its server was connected"
+					why[0] = fmt.Sprintf("the session failed %s meanwhile: see the source's last_error", timesSaid(qc.lost))
 				}
+			}
+			if qc.same > 0 {
+				// Its last value came again (the machine shows a recent
+				// last value): said, or the note would look wrong.
+				again := fmt.Sprintf("only the broker's retained copy of its last message came, %s: no news from the machine", timesSaid(qc.same))
+				if m.GoodCount.OPCUA != nil {
+					again = fmt.Sprintf("its node read %s, standing at its last value: no news from the machine", timesSaid(qc.same))
+				}
+				why = append(why, again)
+			}
+			if len(why) > 0 {
+				during += " (" + strings.Join(why, "; ") + ")"
 			}
 			quietNote = fmt.Sprintf("good_count: no value for %s of the machine running%s, so no pieces are counted: its topic, field or node mistyped "+
 				"(plantedge validate --mqtt / --opcua), or its publisher stopped? (or the machine runs without making pieces: "+
-				"a machine slower than that needs a longer good_count quiet_after, or off)", q, lost)
+				"a machine slower than that needs a longer good_count quiet_after, or off)", q, during)
 		}
 		ms.Error = joinNotes(ms.Error, signalErrs[m.ID], quietNote, clockNote, drafts[m.ID], deadLetterNote(pending[m.ID]), inDoubt)
 		st.Machines = append(st.Machines, ms)
@@ -658,7 +675,7 @@ func (a *Agent) quietCounters(cfg *config.Config, now time.Time) map[string]quie
 			if out == nil {
 				out = map[string]quietCounter{}
 			}
-			out[m.ID] = quietCounter{ran: q, lost: a.countLost[m.ID]}
+			out[m.ID] = quietCounter{ran: q, lost: a.countLost[m.ID], same: a.countSame[m.ID]}
 		}
 	}
 	return out
@@ -672,11 +689,13 @@ func timesSaid(n int) string {
 	return fmt.Sprintf("%d times", n)
 }
 
-// quietCounter is a quiet counter's running without a value (quietCounters)
-// and how many times its source's connection was lost meanwhile.
+// quietCounter is a quiet counter's running without a value (quietCounters),
+// how many times its source's connection was lost meanwhile, and how many
+// of its values came again as they were (no news: countNews).
 type quietCounter struct {
 	ran  time.Duration
 	lost int
+	same int
 }
 
 // quietGrace is the part of its limit a reconnect of its source gives a
@@ -827,6 +846,52 @@ func (a *Agent) countWatchAnew(id string) {
 	delete(a.countRan, id)
 	delete(a.countNeed, id)
 	delete(a.countLost, id)
+	delete(a.countSame, id)
+}
+
+// heard is what countNews keeps of the last good sample of a source
+// address that gave a good_count a value: of an MQTT message its
+// payload's hash (a value and its timestamp_field, and the rest), of an
+// OPC UA value the value, its data type and its source time.
+type heard struct {
+	sum uint64
+	val any
+	typ string
+	at  time.Time
+}
+
+// countNews reports whether good sample s, which gave a good_count a
+// value, is news from the machine for its counter's quiet watch, and keeps
+// it as its address's last (countHeard). A value its source hands the
+// agent again as the agent last had it is not: the broker's retained copy
+// (or a redelivery, DUP) of the payload the topic last brought, sent at
+// every reconnect — a publisher that stopped leaves it behind; an OPC UA
+// value and source time (the value alone when neither has one) as last
+// read — the read that starts each session, the subscription's first
+// value, a poll or heartbeat read of a node that stands (the server sends
+// a monitored node's value when it changes). Behind a broker or server
+// that drops the agent more often than the limit, each of them started
+// the watch over, and the counter was never noted. A retained message
+// that differs was published while the agent was away, and is news; a
+// message not retained always is (its publisher is alive). Only the watch
+// depends on it: the sample is mapped and stored as any other. Under
+// stateMu.
+func (a *Agent) countNews(k sampleAddr, s connectors.Sample) bool {
+	var h heard
+	if s.Kind == connectors.KindMQTT {
+		h.sum = maphash.Bytes(a.heardSeed, s.Payload)
+	} else {
+		h.val, h.typ, h.at = s.Value, s.DataType, s.SourceTime
+	}
+	last, ok := a.countHeard[k]
+	a.countHeard[k] = h
+	if !ok {
+		return true
+	}
+	if s.Kind == connectors.KindMQTT {
+		return !(s.Initial || s.Duplicate) || h.sum != last.sum
+	}
+	return h.typ != last.typ || !h.at.Equal(last.at) || !reflect.DeepEqual(h.val, last.val)
 }
 
 // countSourceConnected notes that source (of kind) just connected: from
