@@ -288,6 +288,32 @@ func (s *Server) ExpireKey(apiKey string) {
 	}
 }
 
+// SetUserActive archives (false) or unarchives (true) the user with this
+// uid, as Settings → Users → Archive does. Odoo refuses an archived user
+// everything, whatever key it sends: its API keys match only active users
+// (res_users.py APIKeys._check_credentials: INNER JOIN res_users u ...
+// WHERE u.active), authenticate finds no active user of that login
+// (_login searches active users only: false), and every JSON-RPC object
+// call is refused (res_users.check: AccessDenied when the user is not
+// active); JSON-2 answers 401. Its keys stay: unarchived, they work again.
+func (s *Server) SetUserActive(uid int64, active bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.models["res.users"].recs[uid]; ok {
+		r["active"] = active
+	}
+}
+
+// userActive tells whether the user with this uid exists and is not archived (under mu).
+func (s *Server) userActive(uid int64) bool {
+	r, ok := s.models["res.users"].recs[uid]
+	if !ok {
+		return false
+	}
+	a, set := r["active"].(bool)
+	return !set || a
+}
+
 // SetLoginCooldown sets how many failed logins from one address trigger
 // the cooldown and how long it lasts (the system parameters
 // base.login_cooldown_after and base.login_cooldown_duration, which a new
@@ -1080,7 +1106,7 @@ func (s *Server) checkLogin(login, key string) int64 {
 	if !ok || k.expired {
 		return 0
 	}
-	if r, ok := s.models["res.users"].recs[k.uid]; ok && r["login"] == login {
+	if r, ok := s.models["res.users"].recs[k.uid]; ok && r["login"] == login && s.userActive(k.uid) {
 		return k.uid
 	}
 	return 0
@@ -1088,7 +1114,7 @@ func (s *Server) checkLogin(login, key string) int64 {
 
 func (s *Server) checkUID(uid int64, key string) bool {
 	k, ok := s.keys[key]
-	return ok && !k.expired && k.uid == uid && s.models["res.users"].recs[uid] != nil
+	return ok && !k.expired && k.uid == uid && s.userActive(uid)
 }
 
 // handleObject authenticates, applies faults, runs one model call and
@@ -1299,7 +1325,7 @@ func (s *Server) serveJSON2(w http.ResponseWriter, r *http.Request) {
 	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	s.mu.Lock()
 	var uid int64
-	if k, ok := s.keys[strings.TrimSpace(key)]; ok && strings.EqualFold(scheme, "bearer") && !k.expired {
+	if k, ok := s.keys[strings.TrimSpace(key)]; ok && strings.EqualFold(scheme, "bearer") && !k.expired && s.userActive(k.uid) {
 		uid = k.uid
 	}
 	if uid == 0 {
