@@ -1682,7 +1682,7 @@ func TestEndToEndLoginLockoutIsNotAnExpiredKey(t *testing.T) {
 			if o := ra.a.Status().Odoo; o.KeyExpired {
 				t.Errorf("a lockout shown as an expired key: %+v", o)
 			}
-			if strings.Contains(p.logs.String(), "most likely expired") {
+			if strings.Contains(p.logs.String(), "refuses the API key that worked before") {
 				t.Error("the log calls a lockout an expired key")
 			}
 			ra.a.Flush() // the wait is a minute; no test waits that long: check the state only
@@ -2088,6 +2088,37 @@ func TestEndToEndExpiredKeyIsObvious(t *testing.T) {
 		st := ra.a.Status()
 		return st.Odoo.State == "auth_failed" && st.Odoo.KeyExpired, fmt.Sprintf("%+v", st.Odoo)
 	})
+}
+
+// The bot user archived in Odoo (a seat clean-up: the bot never logs in
+// interactively, so Odoo shows it as never used): Odoo then refuses every
+// key of it exactly as a wrong or expired one, so the agent cannot tell
+// which; status and the log name that cause too — on Odoo 17, whose keys
+// do not expire, "most likely expired" sent the admin after a new key the
+// archived user could not even make — and once it is unarchived a restart
+// takes the same key at once.
+func TestEndToEndArchivedBotUserIsNamed(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+	ra := p.startAgent()
+	p.produce(p.machines[0], 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	p.odoo.SetUserActive(p.bot, false)
+	p.produce(p.machines[0], 3, 0)
+	waitFor(t, 15*time.Second, "auth_failed", func() (bool, string) {
+		o := ra.a.Status().Odoo
+		return o.State == "auth_failed", fmt.Sprintf("%+v", o)
+	})
+	if o := ra.a.Status().Odoo; !strings.Contains(o.LastError, "bot user archived") {
+		t.Errorf("status does not name an archived bot user as a cause: %q", o.LastError)
+	}
+	logs := p.logs.String()
+	if !strings.Contains(logs, "bot user archived") || strings.Contains(logs, "most likely expired") {
+		t.Errorf("the log does not name an archived bot user, or calls the key most likely expired:\n%s", logs)
+	}
+	p.odoo.SetUserActive(p.bot, true)
+	ra.stopNow(t)
+	ra = p.startAgentWith(false)
+	p.waitExactQty(ra, "press-1", 5)
 }
 
 // Rotating the key without a restart: a new key written to api_key_file is

@@ -378,7 +378,7 @@ func (f *forwarder) probeOdoo(ctx context.Context) {
 		// this Odoo.
 		f.link.KeyExpired = c.KeyID() == f.workedKey && f.a.odooWas == ""
 		f.link.State, f.link.LastError = "auth_failed", err.Error()+"; and "+SettleNote
-		f.a.log.Error("odoo refused the API key (asked while writes wait for the last run's requests); check the key (expired? revoked?) — it is tried again when the wait ends",
+		f.a.log.Error("odoo refused the API key (asked while writes wait for the last run's requests); check the key (expired? revoked? the bot user archived?) — it is tried again when the wait ends",
 			"component", "forwarder", "err", err, "expired", f.link.KeyExpired, "until", f.settleUntil.Format("2006-01-02T15:04:05.000Z07:00"))
 	default:
 		f.link.LastError = err.Error() + "; and " + SettleNote
@@ -669,9 +669,12 @@ func (f *forwarder) run(ctx context.Context) {
 				case state == "auth_failed" && f.a.odooWas != "":
 					msg = "the Odoo the configuration now names (odoo.url or odoo.database changed since the last run) refuses the API key: is it the key of that Odoo's bot user? — retrying slowly to avoid Odoo's login lockout"
 				case state == "auth_failed" && f.keyWorked:
-					msg = "odoo now refuses the API key that worked before: it has most likely expired (Odoo 18+ expires keys of non-admin users); create a new key — retrying slowly to avoid Odoo's login lockout"
+					// Odoo answers all three alike. An archived bot user
+					// (a seat clean-up) cannot make a new key: it wants
+					// unarchiving, and Odoo 17's keys do not expire.
+					msg = "odoo now refuses the API key that worked before: expired (Odoo 18+ expires keys of non-admin users; 17's do not) or revoked — create a new key — or the bot user archived (all its keys are refused then: unarchive it and restart the agent, no new key needed) — retrying slowly to avoid Odoo's login lockout"
 				case state == "auth_failed":
-					msg = "odoo refused the API key; check the key (expired? revoked?) — retrying slowly to avoid Odoo's login lockout"
+					msg = "odoo refused the API key; check the key (expired? revoked? the bot user archived?) — retrying slowly to avoid Odoo's login lockout"
 				case isOE && oe.Permanent():
 					msg = "odoo refuses a call the agent needs (access rights? `plantedge validate --odoo` checks them); buffering and retrying with backoff"
 				case isOE && oe.Busy():
@@ -729,7 +732,7 @@ func (f *forwarder) run(ctx context.Context) {
 			f.link.KeyExpired = refused && f.keyWorked && f.a.odooWas == ""
 			switch {
 			case f.link.KeyExpired:
-				f.link.LastError = "API key expired or revoked (it worked before): " + f.link.LastError
+				f.link.LastError = "API key expired or revoked, or the bot user archived (it worked before): " + f.link.LastError
 			case refused && f.a.odooWas != "":
 				f.link.LastError = "the Odoo the configuration now names refuses the API key (is it the key of that Odoo's bot user?): " + f.link.LastError
 			}

@@ -144,9 +144,11 @@ func (c *odooCheck) connectProblem(cfg *config.Config, err error) {
 			notHis = ", or not this user's (is odoo.username the login of the user the key was made for?)"
 		}
 		// Odoo answers a login from a locked-out address like a wrong key.
-		c.problem("authentication failed: Odoo refused the API key%s for database %q (from %s): wrong, expired or revoked%s, "+
+		// An archived user's keys are all refused alike (res_users.py:
+		// they match active users only), and it cannot make a new one.
+		c.problem("authentication failed: Odoo refused the API key%s for database %q (from %s): wrong, expired or revoked, or its user archived%s, "+
 			"or this address is locked out after 10 failed logins (5 where base.login_cooldown_after was deleted) "+
-			"(hint: create a new key in Odoo under Preferences > Account Security and store it there; "+
+			"(hint: an archived bot user (Settings > Users, filter Archived): unarchive it, its key works again; else create a new key in Odoo under Preferences > Account Security and store it there; "+
 			"$PLANTEDGE_ODOO_API_KEY, when set, comes before the credential and api_key_file; "+
 			"if the key is right, wait a minute and try once: each failure restarts Odoo's 60 s lockout)", user, cfg.Odoo.Database, source, notHis)
 	case errors.As(err, &oe) && oe.Unavailable():

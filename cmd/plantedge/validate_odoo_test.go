@@ -331,6 +331,19 @@ func TestValidateOdooReportsEveryProblem(t *testing.T) {
 	})
 }
 
+// The bot user archived: Odoo refuses its key as a wrong one; validate
+// names that cause with the others.
+func TestValidateOdooArchivedBotUser(t *testing.T) {
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			o := newOdooSite(t, v)
+			o.srv.SetUserActive(o.uid, false)
+			lines, err := o.run(t)
+			wantLines(t, lines, err, "odoo: 1 problem", []string{authFailed(o, v)})
+		})
+	}
+}
+
 func TestValidateOdooBadKey(t *testing.T) {
 	for _, v := range []int{17, 19} {
 		t.Run(fmt.Sprint(v), func(t *testing.T) {
@@ -371,8 +384,9 @@ func authFailed(o *odooSite, version int) string {
 		notHis = ", or not this user's (is odoo.username the login of the user the key was made for?)"
 	}
 	return `odoo: problem: authentication failed: Odoo refused the API key of user "plantedge-bot" for database "odoo" (from api_key_file ` +
-		filepath.Join(o.dir, "key") + `): wrong, expired or revoked` + notHis + `, or this address is locked out after 10 failed logins (5 where base.login_cooldown_after was deleted) ` +
-		`(hint: create a new key in Odoo under Preferences > Account Security and store it there; $PLANTEDGE_ODOO_API_KEY, when set, ` +
+		filepath.Join(o.dir, "key") + `): wrong, expired or revoked, or its user archived` + notHis + `, or this address is locked out after 10 failed logins (5 where base.login_cooldown_after was deleted) ` +
+		`(hint: an archived bot user (Settings > Users, filter Archived): unarchive it, its key works again; else ` +
+		`create a new key in Odoo under Preferences > Account Security and store it there; $PLANTEDGE_ODOO_API_KEY, when set, ` +
 		`comes before the credential and api_key_file; if the key is right, wait a minute and try once: each failure restarts Odoo's 60 s lockout)`
 }
 
