@@ -1060,6 +1060,50 @@ func TestEndToEndPermanentRefusalIsDeadLettered(t *testing.T) {
 	}
 }
 
+// The admin followed the README but for the group that reads external ids
+// (ir.model.data): stops and pieces are booked (a load writes external ids
+// as the superuser), scrap, found by its external id, is refused for good
+// and dead-lettered — its reason says which right to give, not only
+// Odoo's list of groups (Administration / Access Rights alone, which may
+// give itself any right) — and once the right is given, retrying books
+// it once.
+func TestEndToEndExternalIDsRightForgotten(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+	p.odoo.DenyAccess("plantedge-bot", "ir.model.data", "read")
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 2)
+	p.stop(m, "JAM")
+	p.waitLines(1)
+	p.run(m)
+	p.produce(m, 3, 0)
+	p.waitExact(ra, 15*time.Second)
+	waitFor(t, 15*time.Second, "the scrap dead-lettered", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.DeadLetters == 1, fmt.Sprintf("dead letters %d", st.Buffer.DeadLetters)
+	})
+	api := agent.NewAPIClient(p.listen)
+	dls, err := api.DeadLetters(context.Background())
+	if err != nil || len(dls) != 1 || dls[0].Key != "press-1/scrap" {
+		t.Fatalf("dead letters %+v, %v", dls, err)
+	}
+	if !strings.Contains(dls[0].Reason, "read on Model Data (ir.model.data) through a group of its own") {
+		t.Errorf("the reason %q does not say which right to give", dls[0].Reason)
+	}
+	if len(p.odoo.Scraps()) != 0 {
+		t.Errorf("scraps in Odoo before the right was given: %+v", p.odoo.Scraps())
+	}
+	p.odoo.GrantAccess("plantedge-bot", "ir.model.data", "read")
+	if res, err := api.DeadLetterAction(context.Background(), "retry", "all", false); err != nil || res.Affected != 1 {
+		t.Fatalf("retry: %d %v", res.Affected, err)
+	}
+	waitFor(t, 15*time.Second, "the scrap booked once", func() (bool, string) {
+		sc := p.odoo.Scraps()
+		return len(sc) == 1 && sc[0].State == "done" && sc[0].Qty == 2 && sc[0].Moves == 1 && ra.a.Status().Buffer.DeadLetters == 0,
+			fmt.Sprintf("%+v", sc)
+	})
+}
+
 // The runbook: a loss reason Odoo does not know is dead-lettered; fix the
 // mapping, reload, retry the dead letters, and the line lands with the
 // loss the fixed mapping names.

@@ -3,6 +3,7 @@ package odoo_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -188,6 +189,34 @@ func TestEveryCallAsTheBotUser(t *testing.T) {
 				if c.UID == uid && c.Outcome != "ok" {
 					t.Errorf("%s.%s as the bot: %s", c.Model, c.Method, c.Outcome)
 				}
+			}
+		})
+	}
+}
+
+// Odoo's AccessError for reading external ids names Administration /
+// Access Rights, the one standard group that has the right — and one that
+// may give itself any right. The error the agent shows (dead letters,
+// status, log) says which right to give instead, in its first line (the
+// one status shows), in every mode.
+func TestExternalIDsRefusedSayWhichRightToGive(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			_, key := f.srv.AddUser("bot")
+			f.srv.GiveOnlyManufacturingUser("bot")
+			bot := f.client(t, m.protocol, func(c *odoo.Config) { c.Username, c.APIKey = "bot", key })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, _, _, err := bot.ExternalID(ctx, "plantedge", "x")
+			if !odoo.IsPermanent(err) {
+				t.Fatalf("err = %v, want a permanent refusal", err)
+			}
+			first, _, _ := strings.Cut(err.Error(), "\n")
+			if !strings.Contains(first, "You are not allowed to access 'Model Data' (ir.model.data) records.") ||
+				!strings.Contains(first, "read on Model Data (ir.model.data) through a group of its own") ||
+				!strings.Contains(first, "not Administration / Access Rights") {
+				t.Errorf("first line of the error: %q", first)
 			}
 		})
 	}

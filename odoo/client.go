@@ -515,13 +515,37 @@ func (c *Client) Call(ctx context.Context, model, method string, args []any, kwa
 	if c.Protocol() == ProtocolJSONRPC {
 		err := c.rpc(ctx, op, "object", "execute_kw",
 			[]any{c.cfg.Database, c.UID(), c.cfg.APIKey, model, method, args, kwargs}, out)
-		return c.markExpired(err)
+		return withRightHint(model, c.markExpired(err))
 	}
 	params, err := json2Named(method, args, kwargs)
 	if err != nil {
 		return &Error{Op: op, Message: err.Error(), Class: Permanent}
 	}
-	return c.markExpired(c.json2(ctx, op, model, method, params, out))
+	return withRightHint(model, c.markExpired(c.json2(ctx, op, model, method, params, out)))
+}
+
+// ExternalIDsRightHint is what an AccessError on reading ir.model.data
+// says after Odoo's first line.
+const ExternalIDsRightHint = "(plantedge: give the bot user read on Model Data (ir.model.data) through a group of its own, " +
+	"as the README says; not Administration / Access Rights, which Odoo names below but which may give itself any right)"
+
+// withRightHint puts ExternalIDsRightHint after the first line of Odoo's
+// AccessError for ir.model.data (the line status and the log show). Odoo
+// lists the groups that hold the right, and for external ids that is
+// Administration / Access Rights alone (base's access file gives internal
+// users nothing on them): an admin who follows it gives the bot user the
+// power to give itself any right.
+func withRightHint(model string, err error) error {
+	var oe *Error
+	if model != "ir.model.data" || !errors.As(err, &oe) || !strings.HasSuffix(oe.Name, ".AccessError") {
+		return err
+	}
+	first, rest, more := strings.Cut(oe.Message, "\n")
+	oe.Message = first + " " + ExternalIDsRightHint
+	if more {
+		oe.Message += "\n" + rest
+	}
+	return err
 }
 
 // inEnglish returns a copy of kwargs whose context says lang en_US (the

@@ -173,7 +173,10 @@ func (c *odooCheck) callProblem(what string, err error) bool {
 	}
 	var oe *odoo.Error
 	if errors.As(err, &oe) && strings.HasSuffix(oe.Name, ".AccessError") {
-		c.problem("%s: access denied: %s (hint: the bot user lacks a right the agent needs; give it %s)", what, firstLine(oe.Message), groupFor(oe.Message))
+		// Odoo's words, without the client's hint for external ids: the
+		// hint here says it.
+		msg := strings.TrimSuffix(firstLine(oe.Message), " "+odoo.ExternalIDsRightHint)
+		c.problem("%s: access denied: %s (hint: the bot user lacks a right the agent needs; give it %s)", what, msg, groupFor(oe.Message))
 		return true
 	}
 	c.problem("%s: %s", what, firstLine(err.Error()))
