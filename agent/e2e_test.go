@@ -2165,6 +2165,30 @@ func TestEndToEndArchivedBotUserIsNamed(t *testing.T) {
 	p.waitExactQty(ra, "press-1", 5)
 }
 
+// An admin renames the bot user's login (to an e-mail address, say). Over
+// JSON-RPC (Odoo 17/18) the agent logs in with odoo.username, which Odoo
+// then refuses as it refuses a wrong key: at the next start status and the
+// log name the login as a cause, not only the key.
+func TestEndToEndRenamedLoginIsNamed(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+	ra := p.startAgent()
+	p.produce(p.machines[0], 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	p.adminCall("res.users", "write", []any{[]any{p.bot}, map[string]any{"login": "bot@plant.example"}}, nil)
+	ra.stopNow(t)
+	ra = p.startAgentWith(false)
+	waitFor(t, 15*time.Second, "auth_failed", func() (bool, string) {
+		o := ra.a.Status().Odoo
+		return o.State == "auth_failed", fmt.Sprintf("%+v", o)
+	})
+	if o := ra.a.Status().Odoo; !strings.Contains(o.LastError, "odoo.username") {
+		t.Errorf("status does not name the login as a cause: %q", o.LastError)
+	}
+	if logs := p.logs.String(); !strings.Contains(logs, "odoo.username no longer the bot user's login") {
+		t.Errorf("the log does not name the login as a cause:\n%s", logs)
+	}
+}
+
 // Rotating the key without a restart: a new key written to api_key_file is
 // read again before the next attempt, and flush makes that attempt now.
 func TestEndToEndKeyRotationWithoutRestart(t *testing.T) {
