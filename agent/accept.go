@@ -206,7 +206,7 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 		// Odoo keeps 1 there whatever is written: no correction of
 		// anyone's (accepted, it became plantedge's count).
 		res.Note = fmt.Sprintf("%s is of a product tracked by serial number: Odoo %d keeps its quantity producing at 1 whatever is written, "+
-			"so the %g it shows is no correction: nothing to accept", wo.Name, f.client.Major(), qty)
+			"so the %s it shows is no correction: nothing to accept", wo.Name, f.client.Major(), Qty(qty))
 		return answer(nil)
 	}
 	_, startDefault := f.client.StartingQty(*wo)
@@ -216,29 +216,29 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 		// Not counted on yet: when it is, Odoo's quantity is where
 		// counting starts (an operator's entry too), unless it is Odoo
 		// 17/18's start default.
-		res.Note = fmt.Sprintf("plantedge has not counted on %s yet: when it begins, it counts on from the %g Odoo shows "+
-			"(on Odoo 17/18 from 0 when that is what starting the order set, or the count of the manufacturing order's operation before): nothing to accept", wo.Name, qty)
+		res.Note = fmt.Sprintf("plantedge has not counted on %s yet: when it begins, it counts on from the %s Odoo shows "+
+			"(on Odoo 17/18 from 0 when that is what starting the order set, or the count of the manufacturing order's operation before): nothing to accept", wo.Name, Qty(qty))
 		return answer(nil)
 	case fresh && (startDefault || stored.Zeroed == "start" && qty == stored.ZeroedFrom):
 		// The review: the start default of 100,000 was accepted, and 3
 		// pieces made 100,003. (Zeroed: also after the MO's quantity
 		// changed, which the live test no longer shows.)
-		res.Note = fmt.Sprintf("Odoo shows the quantity starting %s set (the remaining quantity, %g), which counting does not start from: "+
-			"nothing to accept; once plantedge has written to it, correct the quantity and run this again", wo.Name, qty)
+		res.Note = fmt.Sprintf("Odoo shows the quantity starting %s set (the remaining quantity, %s), which counting does not start from: "+
+			"nothing to accept; once plantedge has written to it, correct the quantity and run this again", wo.Name, Qty(qty))
 		return answer(nil)
 	case fresh && stored.Zeroed == "next_op" && qty == stored.ZeroedFrom:
 		// The manufacturing order's operation before's count, which this
 		// one counts from 0 (qty_producing is the order's on 17/18).
-		res.Note = fmt.Sprintf("on Odoo 17/18 the %g on %s is the count of the manufacturing order's operation before, "+
-			"which this one does not count from: nothing to accept; once plantedge has written to it, correct the quantity and run this again", qty, wo.Name)
+		res.Note = fmt.Sprintf("on Odoo 17/18 the %s on %s is the count of the manufacturing order's operation before, "+
+			"which this one does not count from: nothing to accept; once plantedge has written to it, correct the quantity and run this again", Qty(qty), wo.Name)
 		return answer(nil)
 	case stored.InFlight != nil:
 		// A write Odoo does not show yet: the edit and the write cannot
 		// be told apart — its pieces may be in the correction or not. The
 		// write is made again now (absolute), over the correction.
 		res.Was = stored.Written
-		res.Note = fmt.Sprintf("a quantity write to %s (%g) had no answer from Odoo, so a correction cannot be told from it: plantedge "+
-			"writes it again now; once Odoo shows it, correct the quantity again and run this again", wo.Name, stored.InFlight.Target)
+		res.Note = fmt.Sprintf("a quantity write to %s (%s) had no answer from Odoo, so a correction cannot be told from it: plantedge "+
+			"writes it again now; once Odoo shows it, correct the quantity again and run this again", wo.Name, Qty(stored.InFlight.Target))
 		return answer(nil)
 	}
 	res.Was = stored.Written
@@ -253,21 +253,21 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 		}
 		*stored = st
 		res.Accepted, res.Now = true, odoo.Round2(st.Baseline+st.Counted)
-		res.Note = fmt.Sprintf("took back the %g Odoo showed on %s at %s UTC (entered there, or written by another copy of this agent), which plantedge's write had replaced: "+
-			"counting goes on from it — %g with the %s counted since", r.Qty, wo.Name, r.At.Format(time.DateTime), res.Now, Pieces(odoo.Round2(st.Counted-r.Counted), ""))
+		res.Note = fmt.Sprintf("took back the %s Odoo showed on %s at %s UTC (entered there, or written by another copy of this agent), which plantedge's write had replaced: "+
+			"counting goes on from it — %s with the %s counted since", Qty(r.Qty), wo.Name, r.At.Format(time.DateTime), Qty(res.Now), Pieces(odoo.Round2(st.Counted-r.Counted), ""))
 		f.clearEditError(machine)
 		f.a.log.Warn("a quantity edited in Odoo, which plantedge had written over, was accepted as right: counting goes on from it",
-			"machine", machine, "workorder", wo.Name, "edited_qty", r.Qty, "edited_at", r.At, "counted_since", st.Counted-r.Counted, "next_write", res.Now, "pending", pending)
+			"machine", machine, "workorder", wo.Name, "edited_qty", num(r.Qty), "edited_at", r.At, "counted_since", num(st.Counted-r.Counted), "next_write", num(res.Now), "pending", pending)
 		return answer(nil)
 	}
 	if qty == stored.Written {
-		res.Note = fmt.Sprintf("Odoo shows what plantedge wrote to %s (%g): nothing to accept", wo.Name, qty)
+		res.Note = fmt.Sprintf("Odoo shows what plantedge wrote to %s (%s): nothing to accept", wo.Name, Qty(qty))
 		if r := stored.Replaced; r != nil && r.Qty != r.Over {
-			res.Note += fmt.Sprintf(" (the %g Odoo showed at %s UTC, which plantedge wrote over, is more than an hour old: correct the quantity again, "+
-				"and run this before the machine's next piece — or stop it first)", r.Qty, r.At.Format(time.DateTime))
+			res.Note += fmt.Sprintf(" (the %s Odoo showed at %s UTC, which plantedge wrote over, is more than an hour old: correct the quantity again, "+
+				"and run this before the machine's next piece — or stop it first)", Qty(r.Qty), r.At.Format(time.DateTime))
 		}
 		if fresh {
-			res.Note = fmt.Sprintf("Odoo shows the %g plantedge counts on %s from: nothing to accept", qty, wo.Name)
+			res.Note = fmt.Sprintf("Odoo shows the %s plantedge counts on %s from: nothing to accept", Qty(qty), wo.Name)
 		}
 		return answer(nil)
 	}
@@ -281,7 +281,7 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 	res.Accepted = true
 	f.clearEditError(machine)
 	f.a.log.Warn("the work order's quantity in Odoo was accepted as right: counting goes on from it",
-		"machine", machine, "workorder", wo.Name, "odoo_qty", qty, "written_before", res.Was, "pending", pending)
+		"machine", machine, "workorder", wo.Name, "odoo_qty", num(qty), "written_before", num(res.Was), "pending", pending)
 	return answer(nil)
 }
 

@@ -1674,14 +1674,26 @@ func jump(ro uint64) float64 {
 	return min(largeJump, float64(ro)/4)
 }
 
-// num is a counter value for a log line: a whole number as an integer, so
-// a 32-bit count shows all its digits (4294967290, not 4.29496729e+09).
+// num is a counter value or quantity for a log line: a whole number as an
+// integer, so a 32-bit count shows all its digits (4294967290, not
+// 4.29496729e+09); a part as Qty writes it (0.3, not the
+// 0.30000000000000004 of three steps of a counter with factor 0.1).
 func num(f float64) any {
 	if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
 		return int64(f)
 	}
-	return f
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return f
+	}
+	return logQty(f)
 }
+
+// logQty is a quantity in a log line: a number in JSON logs, the same
+// digits in text ones (slog writes a float64 with an exponent there).
+type logQty float64
+
+func (q logQty) MarshalText() ([]byte, error) { return []byte(Qty(float64(q))), nil }
+func (q logQty) MarshalJSON() ([]byte, error) { return []byte(Qty(float64(q))), nil }
 
 // noteEvent keeps per-machine run state for status and counts counter
 // anomalies for metrics.

@@ -610,7 +610,7 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 			return nil, f.forwardScrap(ctx, machine, wo, scrap, acks)
 		default:
 			f.a.log.Info("pieces "+why+": written there", "machine", machine, "workorder", earlier.Name,
-				"pieces", pre.sum, "made_from", fromMS(pre.first), "made_up_to", fromMS(pre.last), "in_progress_now", wo.Name)
+				"pieces", num(pre.sum), "made_from", fromMS(pre.first), "made_up_to", fromMS(pre.last), "in_progress_now", wo.Name)
 			// This round writes that stretch; the rest, and the scrap, go
 			// in the next rounds.
 			wo, good, scrap = earlier, &pre, nil
@@ -824,7 +824,7 @@ func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo
 // records are acknowledged for st's work order.
 func (f *forwarder) landed(machine string, st *woState, w *inflightWrite, acks *ackPlan) {
 	f.a.log.Info("an unconfirmed quantity write had landed; its counts stay with that work order",
-		"machine", machine, "workorder", st.Name, "qty", w.Target)
+		"machine", machine, "workorder", st.Name, "qty", num(w.Target))
 	st.Written, st.Field = w.Target, f.client.ProducedField() // the field it was read back from
 	acks.wo[machine] = st
 	acks.add(countKey(machine, sigGood), w.MaxSeq)
@@ -882,13 +882,13 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 	}
 	if back != "" {
 		f.a.log.Info("the work order came back to this machine from another, which counted on it meanwhile: counting on from its quantity in Odoo",
-			"machine", machine, "workorder", wo.Name, "from", back, "odoo_qty", baseline, "written_here", stored.Written)
+			"machine", machine, "workorder", wo.Name, "from", back, "odoo_qty", num(baseline), "written_here", num(stored.Written))
 	} else if resumed {
 		f.a.log.Info("attributing counts again to the work order this machine counted on before (resumed): counting on from its quantity in Odoo",
-			"machine", machine, "workorder", wo.Name, "odoo_qty", baseline)
+			"machine", machine, "workorder", wo.Name, "odoo_qty", num(baseline))
 	} else if nextOp {
 		f.a.log.Info("attributing counts to the next operation of the same manufacturing order; its quantity is the last operation's, counting from 0",
-			"machine", machine, "workorder", wo.Name, "odoo_qty", f.client.ProducedQty(*wo))
+			"machine", machine, "workorder", wo.Name, "odoo_qty", num(f.client.ProducedQty(*wo)))
 	} else if startDefault && stored == nil && f.a.recoveredFile {
 		// With no state of the machine, in a buffer file made at this
 		// start because the old one was corrupt, the quantity may also be
@@ -902,12 +902,12 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 			"and on Odoo 17/18 the work order shows its remaining quantity, which is what starting it sets: counting from 0, plantedge's first write replaces it; "+
 			"if those pieces were made (written by plantedge before its buffer file was lost), enter them plus the pieces counted since as the quantity in Odoo "+
 			"and run plantedge accept-qty MACHINE",
-			"machine", machine, "workorder", wo.Name, "odoo_qty", st.ZeroedFrom)
+			"machine", machine, "workorder", wo.Name, "odoo_qty", num(st.ZeroedFrom))
 	} else if startDefault {
 		f.a.log.Info("attributing counts to work order; its quantity is what starting it set (the remaining quantity), counting from 0",
-			"machine", machine, "workorder", wo.Name, "odoo_qty", f.client.ProducedQty(*wo))
+			"machine", machine, "workorder", wo.Name, "odoo_qty", num(f.client.ProducedQty(*wo)))
 	} else {
-		f.a.log.Info("attributing counts to work order", "machine", machine, "workorder", wo.Name, "baseline", st.Baseline)
+		f.a.log.Info("attributing counts to work order", "machine", machine, "workorder", wo.Name, "baseline", num(st.Baseline))
 	}
 	return st, nil
 }
@@ -966,13 +966,13 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 		}
 		f.a.eventLog.log("late "+machine+" "+wo.Name, f.a.log, slog.LevelWarn,
 			"pieces made before this work order started are booked on it: they reached Odoo as they were made (the machine's clock is behind Odoo's), were stamped less than a minute before its start, were made while no work order was in progress, or odoo would not show which was",
-			"machine", machine, "workorder", orderName(wo), "previous", stored.Name, "pieces", late, "oldest", fromMS(good.first))
+			"machine", machine, "workorder", orderName(wo), "previous", stored.Name, "pieces", num(late), "oldest", fromMS(good.first))
 	}
 	odooQty := odoo.Round2(f.client.ProducedQty(*wo))
 	if moved {
 		f.a.eventLog.log("moved "+machine, f.a.log, slog.LevelInfo,
 			"Odoo keeps the work order's quantity in another field since it was upgraded (or restored): plantedge writes its count there",
-			"machine", machine, "workorder", wo.Name, "field", f.client.ProducedField(), "was", st.Field, "odoo_qty", odooQty, "written", st.Written)
+			"machine", machine, "workorder", wo.Name, "field", f.client.ProducedField(), "was", st.Field, "odoo_qty", num(odooQty), "written", num(st.Written))
 		return
 	}
 	if wo.SerialProducing(f.client.Major()) {
@@ -981,7 +981,7 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 	if st.Written != st.Baseline && odooQty != st.Written && (st.InFlight == nil || odooQty != st.InFlight.Target) {
 		f.a.eventLog.log("edited "+machine, f.a.log, slog.LevelWarn,
 			"the work order's quantity was changed in Odoo since plantedge wrote it (by a person, or by another copy of this agent: a data_dir restored from a backup, a second box with this configuration); plantedge writes its count over it; to keep a correction: plantedge accept-qty MACHINE, which takes it back within an hour, also after plantedge wrote over it",
-			"machine", machine, "workorder", wo.Name, "odoo_qty", odooQty, "written", st.Written)
+			"machine", machine, "workorder", wo.Name, "odoo_qty", num(odooQty), "written", num(st.Written))
 		// Kept with the write that replaces it, for accept-qty — not
 		// while a write is in doubt: the edit may hold its pieces or not
 		// (the review: taken back, they were added to it again).
@@ -993,13 +993,13 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 		// Shown until a round writes again: a person's edit is replaced
 		// once, while Odoo itself holding the quantity (a customization)
 		// shows here for good.
-		msg := fmt.Sprintf("work order %s showed %g"+editedMarker+"%g: edited in Odoo, written by another copy of this agent "+
+		msg := fmt.Sprintf("work order %s showed %s"+editedMarker+"%s: edited in Odoo, written by another copy of this agent "+
 			"(a data_dir restored from a backup, a second box with this configuration), or Odoo keeps it there "+
 			"(a customization); plantedge writes its count over it — if it was a correction to keep, "+
-			"plantedge accept-qty %s takes it back until %s UTC, also after plantedge wrote over it", wo.Name, odooQty, st.Written, machine, now.Add(replacedHold).Format("15:04"))
+			"plantedge accept-qty %s takes it back until %s UTC, also after plantedge wrote over it", wo.Name, Qty(odooQty), Qty(st.Written), machine, now.Add(replacedHold).Format("15:04"))
 		if st.InFlight != nil {
-			msg = fmt.Sprintf("work order %s showed %g"+editedMarker+"%g, and a later write of %g had no answer: a correction cannot be told from it; "+
-				"plantedge writes its count again — once Odoo shows it, correct the quantity again and run plantedge accept-qty %s", wo.Name, odooQty, st.Written, st.InFlight.Target, machine)
+			msg = fmt.Sprintf("work order %s showed %s"+editedMarker+"%s, and a later write of %s had no answer: a correction cannot be told from it; "+
+				"plantedge writes its count again — once Odoo shows it, correct the quantity again and run plantedge accept-qty %s", wo.Name, Qty(odooQty), Qty(st.Written), Qty(st.InFlight.Target), machine)
 		}
 		f.setMachine(machine, func(ml *machineLink) {
 			if ml.Error == "" {

@@ -772,8 +772,8 @@ func (f *forwarder) rebookScraps(ctx context.Context, scraps []bookedEntry, wos 
 		s.ConfirmShort = confirm
 		wo := wos[s.WorkorderID]
 		if wo == nil || wo.ProductionID != s.ProductionID || wo.ProductID != s.ProductID || (e.Workorder != "" && e.Workorder != workorderLabel(wo)) {
-			res.NotRebooked = append(res.NotRebooked, fmt.Sprintf("scrap %s (%g of %s): Odoo lacks its work order (id %d; made after the backup?): book it by hand",
-				s.XMLID, s.Qty, e.Machine, s.WorkorderID))
+			res.NotRebooked = append(res.NotRebooked, fmt.Sprintf("scrap %s (%s of %s): Odoo lacks its work order (id %d; made after the backup?): book it by hand",
+				s.XMLID, Qty(s.Qty), e.Machine, s.WorkorderID))
 			continue
 		}
 		var done bool
@@ -798,7 +798,7 @@ func (f *forwarder) rebookScraps(ctx context.Context, scraps []bookedEntry, wos 
 			res.ScrapsRebooked++
 			res.ScrapDrafts++
 		case odoo.IsPermanent(err) && !odoo.IsAuth(err):
-			res.NotRebooked = append(res.NotRebooked, fmt.Sprintf("scrap %s (%g of %s): %v", s.XMLID, s.Qty, e.Machine, err))
+			res.NotRebooked = append(res.NotRebooked, fmt.Sprintf("scrap %s (%s of %s): %v", s.XMLID, Qty(s.Qty), e.Machine, err))
 		default:
 			return err
 		}

@@ -124,6 +124,7 @@ func TestStoredMetaIsPinned(t *testing.T) {
 
 // A dead letter says in words what it holds.
 func TestDescribeRecord(t *testing.T) {
+	tenth := 0.1
 	start := time.Date(2026, 3, 4, 5, 6, 7, 0, time.Local)
 	zone := start.Format("MST")
 	for _, c := range []struct {
@@ -133,6 +134,10 @@ func TestDescribeRecord(t *testing.T) {
 		{buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/good", Data: mustJSON(countRecord{Delta: 3})}, "3 good pieces"},
 		{buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/scrap", Data: mustJSON(countRecord{Delta: 0.5})}, "0.5 scrapped pieces"},
 		{buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/scrap", Data: mustJSON(countRecord{Delta: 1})}, "1 scrapped piece"},
+		// A counter with factor 0.1 that stepped by 3 (mapping46): not
+		// "0.30000000000000004 good pieces".
+		{buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/good", Data: mustJSON(countRecord{Delta: 3 * tenth})}, "0.3 good pieces"},
+		{buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/good", Data: mustJSON(countRecord{Delta: 2.5e6})}, "2500000 good pieces"},
 		{buffer.Record{Lane: buffer.LaneEvents, Key: "press-1", Data: mustJSON(eventRecord{Start: start.UnixMilli(), End: start.Add(90 * time.Second).UnixMilli(), Reason: "JAM"})},
 			"stop from 2026-03-04 05:06:07 " + zone + " to 2026-03-04 05:07:37 " + zone + ", reason JAM"},
 		{buffer.Record{Lane: buffer.LaneEvents, Key: "press-1", Data: mustJSON(eventRecord{Start: start.UnixMilli()})}, "stop from 2026-03-04 05:06:07 " + zone + ", still open"},

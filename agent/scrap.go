@@ -139,16 +139,16 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			// Booked on the order in progress, it would take that order's
 			// product out of stock; on the cancelled one, on an order Odoo
 			// closed. Kept, with the reason, for a person.
-			reason := fmt.Sprintf(cancelledOrderReason+"%g scrap made from %s to %s UTC on work order %s (%s), which was cancelled: not booked on %s, "+
+			reason := fmt.Sprintf(cancelledOrderReason+"%s scrap made from %s to %s UTC on work order %s (%s), which was cancelled: not booked on %s, "+
 				"in progress now (another product's, maybe); book it in Odoo by hand if need be (product id %d), then drop this dead letter",
-				pre.sum, fromMS(pre.first).UTC().Format(time.DateTime), fromMS(pre.last).UTC().Format(time.DateTime), orderName(earlier), why,
+				Qty(pre.sum), fromMS(pre.first).UTC().Format(time.DateTime), fromMS(pre.last).UTC().Format(time.DateTime), orderName(earlier), why,
 				orderName(wo), earlier.ProductID)
 			return f.deadLetterKeyAs(ctx, countKey(machine, sigScrap), pre.maxSeq, reason,
 				"scrap made on a work order cancelled before it reached Odoo: moved to the dead letters")
 		} else if earlier != nil {
 			// This round books the oldest stretch; the rest goes in the next rounds.
 			f.a.log.Info("scrap "+why+": booked there (its product and manufacturing order)", "machine", machine, "workorder", earlier.Name,
-				"state", earlier.State, "scrap", pre.sum, "made_from", fromMS(pre.first), "made_up_to", fromMS(pre.last), "in_progress_now", wo.Name)
+				"state", earlier.State, "scrap", num(pre.sum), "made_from", fromMS(pre.first), "made_up_to", fromMS(pre.last), "in_progress_now", wo.Name)
 			wo, p = earlier, &pre
 		}
 		carry, err := f.scrapCarry(machine)
@@ -223,7 +223,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry, draft: &d, booked: booking, bookedOn: bookedOn})
 		f.a.eventLog.log("scrap short "+machine, f.a.log, slog.LevelWarn,
 			"odoo has too little stock to scrap: the booking is a draft in Odoo until a person validates it there (odoo.scrap_when_short: hold)",
-			"machine", machine, "xmlid", ob.XMLID, "qty", ob.Qty)
+			"machine", machine, "xmlid", ob.XMLID, "qty", num(ob.Qty))
 		return nil
 	case odoo.IsAuth(err) || !odoo.IsPermanent(err):
 		return err
@@ -241,7 +241,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry, draft: &d, booked: booking, bookedOn: bookedOn})
 		f.a.eventLog.log("scrap refused "+machine, f.a.log, slog.LevelError,
 			"odoo refused to validate a scrap booking: it is a draft in Odoo until the cause is fixed and it is validated (there, or by plantedge flush)",
-			"machine", machine, "xmlid", ob.XMLID, "qty", ob.Qty, "err", err)
+			"machine", machine, "xmlid", ob.XMLID, "qty", num(ob.Qty), "err", err)
 		return nil
 	}
 	if err := f.deadLetterKey(ctx, countKey(machine, sigScrap), ob.MaxSeq, "book scrap "+ob.XMLID+": "+err.Error()); err != nil {
@@ -631,7 +631,7 @@ func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 		switch state, found := states[e.d.XMLID]; {
 		case found && state == "draft" && !e.d.At.IsZero() && time.Since(e.d.At) > scrapDraftWatch:
 			f.a.log.Warn("scrap draft no longer watched: still a draft in Odoo after a week (validate or delete it there)",
-				"machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty)
+				"machine", e.machine, "xmlid", e.d.XMLID, "qty", num(e.d.Qty))
 		case found && state == "draft" && e.d.Refused != "" && f.flushed:
 			// Refused for good when booked: the cause may be fixed now.
 			d, done, err := f.revalidateScrap(ctx, e)
@@ -642,26 +642,26 @@ func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 				waiting[e.machine] = append(waiting[e.machine], d)
 				continue
 			}
-			f.a.log.Info("scrap draft validated by the flush", "machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty)
+			f.a.log.Info("scrap draft validated by the flush", "machine", e.machine, "xmlid", e.d.XMLID, "qty", num(e.d.Qty))
 		case found && state == "draft":
 			waiting[e.machine] = append(waiting[e.machine], e.d)
 			continue
 		case found:
-			f.a.log.Info("scrap draft validated in Odoo", "machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty, "state", state)
+			f.a.log.Info("scrap draft validated in Odoo", "machine", e.machine, "xmlid", e.d.XMLID, "qty", num(e.d.Qty), "state", state)
 		case e.d.Elsewhere != "" && !e.d.At.IsZero() && time.Since(e.d.At) > scrapDraftWatch:
 			f.a.log.Warn("scrap draft left in an Odoo plantedge wrote to before no longer watched after a week: validate or delete it there",
-				"machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty, "odoo", e.d.Elsewhere)
+				"machine", e.machine, "xmlid", e.d.XMLID, "qty", num(e.d.Qty), "odoo", e.d.Elsewhere)
 		case e.d.Elsewhere != "":
 			if !e.d.NotHere {
 				f.a.log.Warn("scrap draft left in the Odoo plantedge wrote to before, not in this one: validate or delete it there (it is looked at again if plantedge is pointed there)",
-					"machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty, "odoo", e.d.Elsewhere)
+					"machine", e.machine, "xmlid", e.d.XMLID, "qty", num(e.d.Qty), "odoo", e.d.Elsewhere)
 				e.d.NotHere = true
 				told = append(told, buffer.KV{Key: e.key, Value: mustJSON(e.d)})
 			}
 			waiting[e.machine] = append(waiting[e.machine], e.d)
 			continue
 		default:
-			f.a.log.Warn("scrap draft deleted in Odoo: its pieces are not booked as scrap", "machine", e.machine, "xmlid", e.d.XMLID, "qty", e.d.Qty)
+			f.a.log.Warn("scrap draft deleted in Odoo: its pieces are not booked as scrap", "machine", e.machine, "xmlid", e.d.XMLID, "qty", num(e.d.Qty))
 		}
 		gone = append(gone, buffer.KV{Key: e.key})
 	}
@@ -766,9 +766,9 @@ func scrapDraftsMessage(cfg *config.Config, ds []scrapDraft, verb string) string
 			if v == "wait" {
 				v = "waits"
 			}
-			return fmt.Sprintf("1 scrap booking of %g %s as a draft", sum(ds), v)
+			return fmt.Sprintf("1 scrap booking of %s %s as a draft", Qty(sum(ds)), v)
 		}
-		return fmt.Sprintf("%d scrap bookings of %g in all %s as drafts", len(ds), sum(ds), verb)
+		return fmt.Sprintf("%d scrap bookings of %s in all %s as drafts", len(ds), Qty(sum(ds)), verb)
 	}
 	var msgs []string
 	if len(elsewhere) > 0 {

@@ -543,8 +543,8 @@ func (a *Agent) Status() Status {
 			// may have landed (the fifth self-probe: a running agent's
 			// status never named one, the stopped status did).
 			if wo, err := a.loadWOState(m.ID); err == nil && wo != nil && wo.InFlight != nil {
-				inDoubt = fmt.Sprintf("a quantity write to Odoo (%s to %g) may have reached it without an answer: it is read back and settled "+
-					"once Odoo's request limit has passed (plantedge flush waits for that)", wo.Name, wo.InFlight.Target)
+				inDoubt = fmt.Sprintf("a quantity write to Odoo (%s to %s) may have reached it without an answer: it is read back and settled "+
+					"once Odoo's request limit has passed (plantedge flush waits for that)", wo.Name, Qty(wo.InFlight.Target))
 			}
 		}
 		// Every kind of trouble the machine has, most pressing first: one
@@ -1507,9 +1507,9 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 			if len(was) > 0 {
 				sentTo += " (" + string(was) + ")"
 			}
-			ms.Error = joinNotes(ms.Error, fmt.Sprintf("a quantity write to Odoo (%s to %g) got no answer before the agent stopped: "+
+			ms.Error = joinNotes(ms.Error, fmt.Sprintf("a quantity write to Odoo (%s to %s) got no answer before the agent stopped: "+
 				"its next start reads it back and settles it; before pointing the agent at another Odoo, start it on %s and run plantedge flush, which settles it",
-				wo.Name, wo.InFlight.Target, sentTo))
+				wo.Name, Qty(wo.InFlight.Target), sentTo))
 		}
 		if slices.Contains(a.damagedState, m.ID) {
 			ms.Error = joinNotes(ms.Error, damagedStateMsg)

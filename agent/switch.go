@@ -228,12 +228,12 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 		m := k[len("wo/"):]
 		var same bool
 		if same, err = f.sameWorkorderHere(ctx, st); same {
-			kept = append(kept, fmt.Sprintf("%s (%s, %g)", m, st.Name, st.InFlight.Target))
+			kept = append(kept, fmt.Sprintf("%s (%s, %s)", m, st.Name, Qty(st.InFlight.Target)))
 			continue
 		}
 		meta = append(meta, buffer.KV{Key: k})
 		stash[k] = string(mustJSON(st))
-		inDoubt = append(inDoubt, fmt.Sprintf("%s (%s, %g)", m, st.Name, st.InFlight.Target))
+		inDoubt = append(inDoubt, fmt.Sprintf("%s (%s, %s)", m, st.Name, Qty(st.InFlight.Target)))
 		released = append(released, m)
 	}
 	if err == nil {
@@ -263,7 +263,7 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 			}
 			ob.Recheck = true
 			meta = append(meta, buffer.KV{Key: k, Value: mustJSON(ob)})
-			outboxes = append(outboxes, fmt.Sprintf("%s %g", ob.XMLID, ob.Qty))
+			outboxes = append(outboxes, fmt.Sprintf("%s %s", ob.XMLID, Qty(ob.Qty)))
 			return nil
 		})
 	}
@@ -283,7 +283,7 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 		}
 		e.d.NotHere = false // looked for here
 		meta = append(meta, buffer.KV{Key: e.key, Value: mustJSON(e.d)})
-		drafts = append(drafts, fmt.Sprintf("%s %g", e.d.XMLID, e.d.Qty))
+		drafts = append(drafts, fmt.Sprintf("%s %s", e.d.XMLID, Qty(e.d.Qty)))
 	}
 	back, reopen, err := f.takeBack(ctx, now)
 	if err != nil {
@@ -324,7 +324,7 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	var held []string
 	for _, b := range back {
 		f.a.holdInFlight(countKey(b.machine, sigGood), b.st.InFlight.MaxSeq)
-		held = append(held, fmt.Sprintf("%s (%s, %g)", b.machine, b.st.Name, b.st.InFlight.Target))
+		held = append(held, fmt.Sprintf("%s (%s, %s)", b.machine, b.st.Name, Qty(b.st.InFlight.Target)))
 	}
 	f.a.odooWas = ""
 	f.mu.Lock()
@@ -416,7 +416,7 @@ func (f *forwarder) recordOdoo(ctx context.Context) error {
 		q := odoo.Round2(f.client.ProducedQty(cur))
 		if q != odoo.Round2(st.Written) && (st.InFlight == nil || q != odoo.Round2(st.InFlight.Target)) {
 			f.a.log.Warn("the buffer file's work-order state is not this Odoo's: a work order it names shows another quantity than plantedge wrote; taken for another Odoo's, and forgotten",
-				"workorder", st.Name, "id", st.ID, "odoo_qty", q, "written", st.Written)
+				"workorder", st.Name, "id", st.ID, "odoo_qty", num(q), "written", num(st.Written))
 			return nil
 		}
 	}

@@ -10,6 +10,7 @@ import (
 // Counts shown to an operator agree with their number (ux45: status said
 // "1 good pieces Odoo refused are in the dead letters").
 func TestCountsInWords(t *testing.T) {
+	tenth := 0.1
 	eleven := &config.Error{}
 	for range maxReloadProblems + 1 {
 		eleven.Problems = append(eleven.Problems, config.Problem{File: "p.yaml", Line: 1, Column: 1, Msg: "bad"})
@@ -38,10 +39,25 @@ func TestCountsInWords(t *testing.T) {
 			"1 scrap booking of 2 waits as a draft in Odoo (first: x)"},
 		{"two drafts", scrapDraftsMessage(&config.Config{}, []scrapDraft{{XMLID: "x", Qty: 2}, {XMLID: "y", Qty: 1}}, "waited"),
 			"2 scrap bookings of 3 in all waited as drafts in Odoo (first: x)"},
+		// Quantities derived from a factor show without float noise and
+		// without an exponent (mapping46).
+		{"a big draft", scrapDraftsMessage(&config.Config{}, []scrapDraft{{XMLID: "x", Qty: 1500000}}, "wait"),
+			"1 scrap booking of 1500000 waits as a draft in Odoo (first: x)"},
+		{"a noisy part", Pieces(3*tenth, "good"), "0.3 good pieces"},
+		{"a noisy sum", Pieces(sumOf(1000, tenth), ""), "100 pieces"},
 		{"pieces", Pieces(1, "") + ", " + Pieces(2, "good") + ", " + Pieces(1, "scrapped"), "1 piece, 2 good pieces, 1 scrapped piece"},
 	} {
 		if !strings.Contains(tc.got, tc.want) {
 			t.Errorf("%s:\n got %q\nwant %q in it", tc.name, tc.got, tc.want)
 		}
 	}
+}
+
+// sumOf adds step n times, as the agent adds a counter's steps.
+func sumOf(n int, step float64) float64 {
+	var s float64
+	for range n {
+		s += step
+	}
+	return s
 }

@@ -54,7 +54,7 @@ func printAccept(w io.Writer, res agent.AcceptResult) error {
 	if res.Note != "" { // an edit plantedge had written over, taken back
 		fmt.Fprintf(w, "%s: %s", res.Machine, res.Note)
 	} else {
-		fmt.Fprintf(w, "%s: work order %s: the %g in Odoo is kept (plantedge had written %g); counting goes on from it", res.Machine, res.WorkOrder, res.Now, res.Was)
+		fmt.Fprintf(w, "%s: work order %s: the %s in Odoo is kept (plantedge had written %s); counting goes on from it", res.Machine, res.WorkOrder, agent.Qty(res.Now), agent.Qty(res.Was))
 	}
 	if res.Pending > 0 {
 		// (some may go to an earlier work order, the one they were made on)

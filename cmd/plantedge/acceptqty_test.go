@@ -301,3 +301,20 @@ func TestAcceptQtyPrintsATakenBackEdit(t *testing.T) {
 		t.Errorf("output: %q", got)
 	}
 }
+
+// Quantities print as a plant reads them: a bottling line's order of two
+// million is 2000000, not 2e+06, and the pieces still buffered of a counter
+// with factor 0.1 are 0.3, not 0.30000000000000004 (mapping46).
+func TestAcceptQtyPrintsQuantitiesPlainly(t *testing.T) {
+	var out bytes.Buffer
+	tenth := 0.1
+	res := agent.AcceptResult{Machine: "filler-1", WorkOrder: "WO 7", Accepted: true, Was: 1999000, Now: 2000000, Pending: 3 * tenth}
+	if err := printAccept(&out, res); err != nil {
+		t.Fatal(err)
+	}
+	want := "filler-1: work order WO 7: the 2000000 in Odoo is kept (plantedge had written 1999000); counting goes on from it; " +
+		"the 0.3 pieces still in the buffer are written by the next rounds\n"
+	if got := out.String(); got != want {
+		t.Errorf("output:\n got %q\nwant %q", got, want)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -621,7 +620,7 @@ func printRefused(w io.Writer, s agent.SourceStatus) {
 }
 
 // count prints a quantity as a plant reads it: 17002199, not 1.7002199e+07.
-func count(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+func count(f float64) string { return agent.Qty(f) }
 
 // ago prints an age in seconds as "12s ago" (at least a second).
 func ago(seconds float64) string {
