@@ -73,3 +73,41 @@ func TestFractionalCountersDoNotDrift(t *testing.T) {
 		})
 	}
 }
+
+// A counter's fractional factor books what was counted, rounded as Odoo
+// rounds it (HALF-UP to 2 decimals), not as the float64 sum of its steps
+// happens to fall (mapping46): a step of 29 of a counter in 5 g for an
+// order in kg is 0.145 kg, booked 0.15 (29*0.005 is 0.145 in float64, just
+// below 0.145, and rounded to 0.14); 1000 steps of 0.1 are 100.
+func TestFractionalFactorBooksWhatWasCounted(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 0.005 }")
+	p.editConfig("field: scrap, timestamp_field: ts } }", "field: scrap, timestamp_field: ts }, factor: 0.1 }")
+	ra := p.startAgent()
+	m := p.machines[0]
+	settled := func(good, scrap float64) {
+		t.Helper()
+		waitFor(t, 30*time.Second, "the steps forwarded", func() (bool, string) {
+			st := ra.a.Status()
+			ms := st.Machines[0]
+			return st.Buffer.Pending == 0 && math.Abs(ms.GoodCount-good) < 1e-6 && math.Abs(ms.ScrapCount-scrap) < 1e-6,
+				fmt.Sprintf("pending %d, good %v, scrap %v", st.Buffer.Pending, ms.GoodCount, ms.ScrapCount)
+		})
+	}
+	p.produce(m, 29, 0)
+	settled(0.145, 0)
+	if q := p.qty("press-1"); q != 0.15 {
+		t.Errorf("a step of 29 at 0.005: Odoo has %v produced, want 0.15", q)
+	}
+	for range 1000 {
+		p.produce(m, 0, 1)
+	}
+	settled(0.145, 100)
+	var scrapped float64
+	for _, s := range p.odoo.Scraps() {
+		scrapped += s.Qty
+	}
+	if math.Abs(scrapped-100) > 1e-9 {
+		t.Errorf("1000 steps of 0.1 scrapped: Odoo has %v, want 100", scrapped)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -760,8 +761,33 @@ func (c *Client) SetProducedQty(ctx context.Context, workorderID int64, qty floa
 		map[string]any{c.ProducedField(): Round2(qty)}}, nil, nil)
 }
 
-// Round2 rounds like Odoo's default quantity precision (2 decimals, half away from zero).
-func Round2(v float64) float64 { return math.Round(v*100) / 100 }
+// Round2 rounds like Odoo's default quantity precision (2 decimals, half
+// away from zero, float_round's HALF-UP) the quantity v stands for: v is
+// first cut to 12 significant digits, which drops the float64 noise of a
+// counter's steps times its factor and of their sums (11 steps of 0.005
+// add up to 0.05499999999999999, which is 0.055 and books 0.06), and the
+// decimal that leaves is rounded, not its nearest float64 (29*0.005 is
+// the float64 just below 0.145, and 1.005 is 1.00499999999999989… in
+// binary: v*100 rounded made them 0.14 and 1.00).
+func Round2(v float64) float64 {
+	if v == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return v
+	}
+	r, ok := new(big.Rat).SetString(strconv.FormatFloat(math.Abs(v), 'g', 12, 64))
+	if !ok {
+		return math.Round(v*100) / 100
+	}
+	r.Mul(r, big.NewRat(100, 1))
+	// floor(r + 1/2), r >= 0: half away from zero
+	n := new(big.Int).Mul(r.Num(), big.NewInt(2))
+	n.Add(n, r.Denom())
+	n.Quo(n, new(big.Int).Mul(r.Denom(), big.NewInt(2)))
+	out, _ := new(big.Rat).SetFrac(n, big.NewInt(100)).Float64()
+	if out == 0 {
+		return 0 // not -0
+	}
+	return math.Copysign(out, v)
+}
 
 func checkXMLID(id string) error {
 	mod, name, ok := strings.Cut(id, ".")
