@@ -74,13 +74,30 @@ func roundWords(r *agent.DrainRound) string {
 	}
 	switch r.Phase {
 	case "downtime":
-		return fmt.Sprintf("downtime lines, %d of %d loads sent (%s taken)%s", r.LoadsSent, r.Loads, plural(r.DowntimeClaimed, "stop/run record"), counts)
+		return fmt.Sprintf("downtime lines, %s (%s taken)%s", progress(r.LoadsSent, r.Loads, "load", "to send", "sent"), plural(r.DowntimeClaimed, "stop/run record"), counts)
 	case "counts":
-		return fmt.Sprintf("writing counts, %d of %d machines done%s", r.WritesSent, r.Writes, counts)
+		return fmt.Sprintf("writing counts, %s%s", progress(r.WritesSent, r.Writes, "machine", "to write", "done"), counts)
 	case "acknowledging":
 		return "acknowledging what Odoo took" + counts
 	}
 	return "reading the buffer and the work orders in Odoo" + counts
+}
+
+// progress says how far a round is through its n things in words, not
+// "0 of 1 loads sent": "3 loads to send", "2 loads sent and 8 to go", "both
+// loads sent", "all 10 loads sent".
+func progress(done, n int, thing, toDo, did string) string {
+	switch {
+	case done <= 0:
+		return plural(n, thing) + " " + toDo
+	case done >= n && n == 1:
+		return "its 1 " + thing + " " + did
+	case done >= n && n == 2:
+		return "both " + thing + "s " + did
+	case done >= n:
+		return fmt.Sprintf("all %d %ss %s", n, thing, did)
+	}
+	return fmt.Sprintf("%s %s and %d to go", plural(done, thing), did, n-done)
 }
 
 // secs prints seconds as a duration to the second (1m30s).

@@ -528,18 +528,29 @@ func TestStatusShowsTheDrain(t *testing.T) {
 		{"first round, its loads", &agent.DrainStatus{DowntimeLeft: 8, RoundsLeft: 1, Round: &agent.DrainRound{Number: 31, Seconds: 6.2, Phase: "downtime",
 			DowntimeClaimed: 2000, CountRecords: 914211, Loads: 10, LoadsSent: 6, RecordsLeft: 1200}},
 			"Drain     backlog going to Odoo, time left known once the first round's count writes show their pace; round 31 under way for 6s: " +
-				"downtime lines, 6 of 10 loads sent (2000 stop/run records taken), the counts of 914211 records in flight (acknowledged at the round's end)\n"},
+				"downtime lines, 6 loads sent and 4 to go (2000 stop/run records taken), the counts of 914211 records in flight (acknowledged at the round's end)\n"},
 		{"first round, downtime only", &agent.DrainStatus{DowntimeLeft: 3000, RoundsLeft: 2, Round: &agent.DrainRound{Number: 4, Seconds: 3, Phase: "downtime",
 			DowntimeClaimed: 2000, Loads: 10, LoadsSent: 2, RecordsLeft: 400}},
 			"Drain     backlog going to Odoo, time left known once the first round ends (it sends downtime lines only: no count writes to pace it); round 4 under way for 3s: " +
-				"downtime lines, 2 of 10 loads sent (2000 stop/run records taken)\n"},
+				"downtime lines, 2 loads sent and 8 to go (2000 stop/run records taken)\n"},
 		{"first round, reading", &agent.DrainStatus{DowntimeLeft: 3000, RoundsLeft: 2, Round: &agent.DrainRound{Number: 4, Seconds: 1, Phase: "reading"}},
 			"Drain     backlog going to Odoo, time left known once the first round's count writes show their pace, or once it ends if it has none; round 4 under way for 1s: " +
 				"reading the buffer and the work orders in Odoo\n"},
 		{"first round, its writes", &agent.DrainStatus{RoundSeconds: f(95.4), ETASeconds: f(78), Round: &agent.DrainRound{Number: 31, Seconds: 17, Phase: "counts",
 			DowntimeClaimed: 2000, CountRecords: 914211, Loads: 10, LoadsSent: 10, Writes: 100, WritesSent: 12}},
 			"Drain     backlog going to Odoo, about 1m18s left (this round, 1m35s a round); round 31 under way for 17s: " +
-				"writing counts, 12 of 100 machines done, the counts of 914211 records in flight (acknowledged at the round's end)\n"},
+				"writing counts, 12 machines done and 88 to go, the counts of 914211 records in flight (acknowledged at the round's end)\n"},
+		// mapping46: counts in words, not "0 of 1 loads sent".
+		{"its one load to send", &agent.DrainStatus{RoundsLeft: 1, Round: &agent.DrainRound{Number: 5, Seconds: 1, Phase: "downtime", DowntimeClaimed: 1, Loads: 1}},
+			"round 5 under way for 1s: downtime lines, 1 load to send (1 stop/run record taken)\n"},
+		{"one sent, one to go", &agent.DrainStatus{RoundsLeft: 1, Round: &agent.DrainRound{Number: 5, Seconds: 1, Phase: "downtime", DowntimeClaimed: 400, Loads: 2, LoadsSent: 1}},
+			"round 5 under way for 1s: downtime lines, 1 load sent and 1 to go (400 stop/run records taken)\n"},
+		{"every load sent", &agent.DrainStatus{RoundsLeft: 1, Round: &agent.DrainRound{Number: 5, Seconds: 1, Phase: "downtime", DowntimeClaimed: 400, Loads: 2, LoadsSent: 2}},
+			"round 5 under way for 1s: downtime lines, both loads sent (400 stop/run records taken)\n"},
+		{"its one machine to write", &agent.DrainStatus{RoundsLeft: 1, Round: &agent.DrainRound{Number: 5, Seconds: 1, Phase: "counts", Writes: 1}},
+			"round 5 under way for 1s: writing counts, 1 machine to write\n"},
+		{"every machine written", &agent.DrainStatus{RoundsLeft: 1, Round: &agent.DrainRound{Number: 5, Seconds: 1, Phase: "counts", Writes: 3, WritesSent: 3}},
+			"round 5 under way for 1s: writing counts, all 3 machines done\n"},
 		{"between rounds", &agent.DrainStatus{RoundsDone: 1, RecordsPerSecond: f(9554.9), WindowSeconds: 95.4, RoundSeconds: f(95.4), ETASeconds: f(191), DowntimeLeft: 2500, RoundsLeft: 2},
 			"Drain     backlog going to Odoo at 9555 records/s (the last 1m35s), about 3m11s left (2 more rounds, 1m35s a round)\n"},
 		// Rounds that keep failing (behind nginx, a load Odoo's worker
@@ -547,7 +558,7 @@ func TestStatusShowsTheDrain(t *testing.T) {
 		{"rounds failing", &agent.DrainStatus{RoundsFailed: 41, LastFailure: "odoo mrp.workcenter.productivity.load: <html>\r\n<title>502 Bad Gateway</title> (http 502)",
 			DowntimeLeft: 0, RoundsLeft: 1, Round: &agent.DrainRound{Number: 42, Seconds: 1, Phase: "downtime", DowntimeClaimed: 600, Loads: 3}},
 			"Drain     backlog NOT going to Odoo: its last 41 rounds failed, the last with odoo mrp.workcenter.productivity.load: <html>\\x0d\\x0a<title>502 Bad Gateway</title> (http 502); " +
-				"round 42 under way for 1s: downtime lines, 0 of 3 loads sent (600 stop/run records taken)\n"},
+				"round 42 under way for 1s: downtime lines, 3 loads to send (600 stop/run records taken)\n"},
 		// One round failed: not "its last 1 round failed, the last with".
 		{"one round failed", &agent.DrainStatus{RoundsFailed: 1, LastFailure: "odoo unreachable", RoundsLeft: 1},
 			"Drain     backlog NOT going to Odoo: its last round failed, with odoo unreachable\n"},
