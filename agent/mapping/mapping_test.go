@@ -497,6 +497,14 @@ func TestNumberSyntax(t *testing.T) {
 			t.Errorf("toNumber(%q) = %v, %v, want %v", v, f, err, want)
 		}
 	}
+	// A PLC's REAL (OPC UA Float, Sparkplug Float) is the decimal it
+	// shows, not float32's binary widened: 100.1 m, not 100.09999847412109,
+	// so that its step to 100.2 is 0.1 m (mapping46).
+	for v, want := range map[float32]float64{100.1: 100.1, 100.2: 100.2, 0.1: 0.1, 16777216: 16777216, 1.5: 1.5} {
+		if f, err := toNumber(v); err != nil || f != want {
+			t.Errorf("toNumber(float32(%v)) = %v, %v, want %v", v, f, err, want)
+		}
+	}
 	for n, want := range map[string]string{"7.0": "7", "7": "7", "7.50": "7.5", "1e2": "100", "12345678901234567890": "12345678901234567890"} {
 		if got, err := toReason(json.Number(n)); err != nil || got != want {
 			t.Errorf("toReason(%s) = %q, %v, want %q", n, got, err, want)

@@ -105,6 +105,11 @@ func checkOPCUA(ctx context.Context, cfg *config.Config, file string, w io.Write
 					c.warning(strings.TrimSuffix(u.path, ".opcua"), fmt.Sprintf("%s is %s: a counter of that type wraps at %d, and no rollover is set", node, in.DataType, r),
 						fmt.Sprintf("set rollover: %d, or its wrap (a signed one past its maximum) counts as a reset or an unusable value", r))
 				}
+				if in.DataType == "Float" && (u.signal == mapping.GoodCount || u.signal == mapping.ScrapCount) {
+					// A REAL's 24-bit mantissa: 16777216 + 1 is 16777216.
+					c.warning(strings.TrimSuffix(u.path, ".opcua"), fmt.Sprintf("%s is Float: it holds whole numbers exactly only up to 16777216, past which a step of 1 is lost", node),
+						"read a DINT/UDINT counter, or a Double, if the PLC has one")
+				}
 			}
 		}
 	}

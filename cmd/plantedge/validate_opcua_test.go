@@ -275,3 +275,53 @@ machines:
 		}
 	}
 }
+
+// A counter node of type Float (a PLC's REAL): shown as the decimal the
+// PLC shows (100.1, not 100.0999984741211), and warned of: a REAL holds
+// whole numbers exactly only up to 16,777,216, past which a step of 1 is
+// lost (mapping46). A Double counter is exact up to 2^53: no warning.
+func TestValidateOPCUAFloatCounter(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := opcuatest.Start(ctx, 0, map[string]any{"P8.Good": float32(100.1), "P9.Good": float64(5)})
+	if err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	t.Cleanup(srv.Close)
+	ns := srv.NS()
+	dir := t.TempDir()
+	y := fmt.Sprintf(`site: test
+data_dir: %s
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+opcua:
+  - { name: plc, endpoint: %q }
+machines:
+  - id: p8
+    workcenter: WC8
+    good_count: { opcua: { server: plc, node: "ns=%[3]d;s=P8.Good" }, factor: 0.1 }
+  - id: p9
+    workcenter: WC9
+    good_count: { opcua: { server: plc, node: "ns=%[3]d;s=P9.Good" } }
+`, dir, srv.Endpoint(), ns)
+	path := filepath.Join(dir, "test.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runValidate(t, "-c", path, "--opcua")
+	if err != nil {
+		t.Errorf("err = %v, want none (a warning only)", err)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("opcua plc: p8 good_count: ns=%d;s=P8.Good Float = 100.1\n", ns),
+		fmt.Sprintf("opcua: warning: %s:9:17: machines[0].good_count: ns=%d;s=P8.Good is Float: it holds whole numbers exactly only up to 16777216, "+
+			"past which a step of 1 is lost (read a DINT/UDINT counter, or a Double, if the PLC has one)", path, ns),
+		fmt.Sprintf("opcua plc: p9 good_count: ns=%d;s=P9.Good Double = 5\n", ns),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "P9.Good is Double") {
+		t.Errorf("a Double counter warned of:\n%s", out)
+	}
+}

@@ -18,6 +18,9 @@ func TestDecodeValue(t *testing.T) {
 		{int16(-3), int64(-3)},
 		{uint32(65535), uint64(65535)},
 		{float32(1.5), float64(1.5)},
+		// A REAL is the decimal the PLC shows (mapping46), not
+		// 100.09999847412109.
+		{float32(100.1), float64(100.1)},
 		{true, true},
 		{"press-07", "press-07"},
 		{ts, "2026-11-30T07:00:00.000000005Z"},
