@@ -1836,3 +1836,18 @@ func TestQuietAfter(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// A factor written with nothing after it (its value forgotten, or
+// commented out: a counter in grams whose 0.001 was never filled in)
+// counts as 1: a thousand times the kilograms. Warned, like an empty
+// signal, so that a file that loaded before still does (mapping46).
+func TestEmptyFactorWarned(t *testing.T) {
+	y := strings.Replace(base, "      opcua: { server: plc", "      factor:   # 0.001: grams, order in kg\n      opcua: { server: plc", 1)
+	y = strings.Replace(y, "mqtt:\n  - name: broker\n    url: tcp://127.0.0.1:1883\n    client_id: pe-1\n", "", 1)
+	wantWarnings(t, y,
+		"w.yaml:14:14: machines[0].good_count.factor: empty: read as 1, as if it were left out (give the units one step of the counter makes, e.g. 0.001, or remove the key)")
+	c, err := Parse("w.yaml", []byte(y))
+	if err != nil || c.Machines[0].GoodCount.Per() != 1 {
+		t.Errorf("an empty factor: %v", err)
+	}
+}

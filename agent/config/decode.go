@@ -410,6 +410,13 @@ func (d *decoder) decodeValue(path string, n ast.Node, v reflect.Value) {
 				// upgrade.
 				d.warns = append(d.warns, d.at(n, path, "empty: this signal is not read", "give its source (opcua: {...} or mqtt: {...}), or remove the key"))
 			}
+			if n != nil && strings.HasSuffix(path, ".factor") {
+				// "factor:" with its value forgotten (a counter in grams
+				// whose 0.001 was never filled in): 1, a thousand times
+				// the kilograms. A warning, as for a signal above.
+				d.warns = append(d.warns, d.at(n, path, "empty: read as 1, as if it were left out",
+					"give the units one step of the counter makes, e.g. 0.001, or remove the key"))
+			}
 			v.Set(reflect.Zero(t))
 			return
 		}
