@@ -1727,8 +1727,11 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		// otherwise fill the journal. The metrics count every one.
 		if ev.Reset {
 			a.metrics.counterResets.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
-			a.eventLog.log("reset "+ev.Machine, a.log, slog.LevelWarn, "counter reset", "machine", ev.Machine, "signal", ev.Signal,
-				"from", num(ev.From), "raw", num(ev.Raw))
+			args := []any{"machine", ev.Machine, "signal", ev.Signal, "from", num(ev.From), "raw", num(ev.Raw)}
+			if h := wrapHint(ev.From, ev.Raw); h != "" && ev.Range == 0 {
+				args = append(args, "hint", h)
+			}
+			a.eventLog.log("reset "+ev.Machine, a.log, slog.LevelWarn, "counter reset", args...)
 		}
 		if ev.NewServer != "" {
 			a.log.Warn("a counter is now read from another server (the OPC UA endpoint or MQTT broker url was changed: a replacement PLC?): counting starts from its value there; pieces the old one counted after its last value read are not booked",
@@ -2049,4 +2052,34 @@ func (r *rateLogs) forgetQuiet() {
 			delete(r.m, k)
 		}
 	}
+}
+
+// wrapWidths are the moduli counters commonly wrap at, smallest first, as
+// a person would name them.
+var wrapWidths = []struct {
+	m    float64
+	name string
+}{
+	{1 << 8, "an 8-bit counter wrapping"}, {10_000, ""}, {1 << 15, ""}, {1 << 16, "a 16-bit counter wrapping"},
+	{100_000, ""}, {1_000_000, ""}, {1 << 32, "a 32-bit counter wrapping"},
+}
+
+// wrapHint says, for a reset of a counter without rollover from just below
+// a width it commonly wraps at to just above 0, that it wrapped and which
+// rollover to set ("" otherwise): an MQTT counter's type is not known to
+// validate, and a wrap read as a reset loses the pieces made across it.
+func wrapHint(from, raw float64) string {
+	for _, w := range wrapWidths {
+		tol := max(w.m/100, 10)
+		if from >= w.m || w.m-from > tol || raw < 0 || raw > tol {
+			continue
+		}
+		what := w.name
+		if what == "" {
+			what = "a counter wrapping at " + strconv.FormatFloat(w.m, 'f', -1, 64)
+		}
+		return fmt.Sprintf("from %s to %s looks like %s: set rollover: %s under this counter, or its wraps lose the pieces made across them",
+			Qty(from), Qty(raw), what, strconv.FormatFloat(w.m, 'f', -1, 64))
+	}
+	return ""
 }

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -110,4 +111,23 @@ func TestFractionalFactorBooksWhatWasCounted(t *testing.T) {
 	if math.Abs(scrapped-100) > 1e-9 {
 		t.Errorf("1000 steps of 0.1 scrapped: Odoo has %v, want 100", scrapped)
 	}
+}
+
+// A 16-bit counter on MQTT (whose type validate cannot see) without
+// rollover wraps 65533 -> 4: read as a reset, and its log line says which
+// rollover to set (mapping46).
+func TestWrapWithoutRolloverLogsTheRolloverToSet(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 65533-m.goodNow(), 0)
+	p.waitExactQty(ra, "press-1", float64(65533-1000))
+	m.mu.Lock()
+	m.good = 4
+	m.mu.Unlock()
+	p.publish(m)
+	want := "hint=\"from 65533 to 4 looks like a 16-bit counter wrapping: set rollover: 65536 under this counter"
+	waitFor(t, 15*time.Second, "the reset's log line", func() (bool, string) {
+		return strings.Contains(p.logs.String(), want), "no line with " + want
+	})
 }
