@@ -1851,3 +1851,22 @@ func TestEmptyFactorWarned(t *testing.T) {
 		t.Errorf("an empty factor: %v", err)
 	}
 }
+
+// A machine block copied and its running source left as it was: the
+// copy's work center gets the other machine's stops as its downtime, and
+// its own are never booked. Warned, as a copied counter is; a line's run
+// bit shared on purpose is said to be fine (mapping46).
+func TestSharedRunningWarned(t *testing.T) {
+	y := strings.Replace(base, "machines:\n", `machines:
+  - id: m0
+    workcenter: WC0
+    good_count: { mqtt: { broker: broker, topic: p/m0, field: good } }
+    running: { mqtt: { broker: broker, topic: p/m0, field: run } }
+  - id: m9
+    workcenter: WC9
+    good_count: { mqtt: { broker: broker, topic: p/m9, field: good } }
+    running: { mqtt: { broker: broker, topic: p/m0, field: run } }
+`, 1)
+	wantWarnings(t, y,
+		`w.yaml:22:14: machines[1].running: reads the same run state as m0 running (MQTT broker topic p/m0 field run): the stops of one are booked as the other's downtime too (a copied entry? point it at this machine's own; if one run signal stands for both, a line's, this is right)`)
+}

@@ -282,11 +282,25 @@ func (c *Config) validate() []Problem {
 	ids := map[string]string{}
 	counters := map[string]string{}   // work center -> machine counting good pieces into it
 	counterSrc := map[string]string{} // a counter's source -> "machine signal" reading it
+	runningSrc := map[string]string{} // a running signal's source -> the machine reading it
 	for i := range c.Machines {
 		p := fmt.Sprintf("machines[%d]", i)
 		m := &c.Machines[i]
 		v.validateMachine(p, m, servers, brokers)
 		for _, r := range m.Refs() {
+			if r.Signal == "running" {
+				// A machine block copied with its running source left
+				// as it was: one's stops booked as the other's downtime.
+				if src := r.Ref.CounterSource(); src != "" {
+					key := c.counterKey(r.Ref)
+					if prev, dup := runningSrc[key]; dup {
+						v.warn(p+".running", fmt.Sprintf("reads the same run state as %s running (%s): the stops of one are booked as the other's downtime too", prev, src),
+							"a copied entry? point it at this machine's own; if one run signal stands for both, a line's, this is right")
+					} else {
+						runningSrc[key] = m.ID
+					}
+				}
+			}
 			if r.Signal != "good_count" && r.Signal != "scrap_count" {
 				continue
 			}
