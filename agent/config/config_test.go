@@ -1870,3 +1870,27 @@ func TestSharedRunningWarned(t *testing.T) {
 	wantWarnings(t, y,
 		`w.yaml:22:14: machines[1].running: reads the same run state as m0 running (MQTT broker topic p/m0 field run): the stops of one are booked as the other's downtime too (a copied entry? point it at this machine's own; if one run signal stands for both, a line's, this is right)`)
 }
+
+// Keys an OT engineer reaches for to say a counter's unit or scale (a
+// SCADA tag's "scale", "multiplier", "unit: kg"): the hint names factor,
+// not the list of known keys (mapping46).
+func TestUnitAndScaleKeysPointToFactor(t *testing.T) {
+	for key, want := range map[string]string{
+		"unit":       "bad.yaml:18:7: machines[0].good_count.unit: unknown key (the agent reads no unit: a counter counts in the work order's unit of measure, times its factor, e.g. factor: 0.001 for a counter in grams on an order in kg)",
+		"uom":        "bad.yaml:18:7: machines[0].good_count.uom: unknown key (the agent reads no unit: a counter counts in the work order's unit of measure, times its factor, e.g. factor: 0.001 for a counter in grams on an order in kg)",
+		"scale":      `bad.yaml:18:7: machines[0].good_count.scale: unknown key (did you mean "factor"? the units one step of the counter makes)`,
+		"multiplier": `bad.yaml:18:7: machines[0].good_count.multiplier: unknown key (did you mean "factor"? the units one step of the counter makes)`,
+	} {
+		y := strings.Replace(base, "      opcua: { server: plc", "      "+key+": 0.001\n      opcua: { server: plc", 1)
+		_, err := Parse("bad.yaml", []byte(y))
+		if err == nil || err.Error() != want {
+			t.Errorf("%s: got\n%v\nwant\n%s", key, err, want)
+		}
+		// Meant: validate shows the value it holds (unit: kg), not masked
+		// as an unknown key's that may be a misspelt secret's.
+		var ce *Error
+		if errors.As(err, &ce) && (len(ce.Problems) != 1 || ce.Problems[0].Meant != "factor") {
+			t.Errorf("%s: problems %+v, want one meaning factor", key, ce.Problems)
+		}
+	}
+}

@@ -845,6 +845,16 @@ func (d *decoder) structEntry(path string, e entry, v reflect.Value, fields map[
 			return
 		}
 		hint, meant := misplaced(v.Type().Name(), e.key), ""
+		if v.Type().Name() == "Counter" && hint == "" {
+			// What a SCADA tag calls it (the OT review): not a near
+			// spelling of factor, nor a list of keys.
+			switch strings.ToLower(e.key) {
+			case "unit", "units", "uom", "unit_of_measure":
+				meant, hint = "factor", "the agent reads no unit: a counter counts in the work order's unit of measure, times its factor, e.g. factor: 0.001 for a counter in grams on an order in kg"
+			case "scale", "scaling", "multiplier", "gain", "ratio":
+				meant, hint = "factor", `did you mean "factor"? the units one step of the counter makes`
+			}
+		}
 		if hint == "" {
 			meant = nearest(e.key, names)
 			hint = suggest(meant, names)
