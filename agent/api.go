@@ -400,13 +400,18 @@ func Pieces(n float64, kind string) string {
 // Qty is a quantity as a plant reads it: 2000000, not 2e+06, and 0.3, not
 // the 0.30000000000000004 that three steps of a counter with factor 0.1
 // make, nor the 99.9999999999986 that a thousand of them add up to. It is
-// rounded to 12 significant digits — more than any count or factor has,
-// fewer than float64's noise — and printed without an exponent.
+// rounded to 12 significant digits (4 decimals from 100 million up) —
+// more than any count or factor has, fewer than float64's noise — and
+// printed without an exponent.
 func Qty(n float64) string {
 	if n == 0 || math.IsNaN(n) || math.IsInf(n, 0) {
 		return strconv.FormatFloat(math.Abs(n), 'f', -1, 64) // (-0 is 0)
 	}
-	r, err := strconv.ParseFloat(strconv.FormatFloat(n, 'g', 12, 64), 64)
+	s := strconv.FormatFloat(n, 'g', 12, 64)
+	if math.Abs(n) >= 1e8 { // (12 digits would cut the hundredths of 10 billion)
+		s = strconv.FormatFloat(n, 'f', 4, 64)
+	}
+	r, err := strconv.ParseFloat(s, 64)
 	if err != nil {
 		r = n
 	}

@@ -45,6 +45,7 @@ func TestCountsInWords(t *testing.T) {
 			"1 scrap booking of 1500000 waits as a draft in Odoo (first: x)"},
 		{"a noisy part", Pieces(3*tenth, "good"), "0.3 good pieces"},
 		{"a noisy sum", Pieces(sumOf(1000, tenth), ""), "100 pieces"},
+		{"ten billion and a part", Pieces(12345678901.23, ""), "12345678901.23 pieces"},
 		{"pieces", Pieces(1, "") + ", " + Pieces(2, "good") + ", " + Pieces(1, "scrapped"), "1 piece, 2 good pieces, 1 scrapped piece"},
 	} {
 		if !strings.Contains(tc.got, tc.want) {

@@ -763,8 +763,9 @@ func (c *Client) SetProducedQty(ctx context.Context, workorderID int64, qty floa
 
 // Round2 rounds like Odoo's default quantity precision (2 decimals, half
 // away from zero, float_round's HALF-UP) the quantity v stands for: v is
-// first cut to 12 significant digits, which drops the float64 noise of a
-// counter's steps times its factor and of their sums (11 steps of 0.005
+// first cut to 12 significant digits (4 decimals from 100 million up),
+// which drops the float64 noise of a counter's steps times its factor and
+// of their sums (11 steps of 0.005
 // add up to 0.05499999999999999, which is 0.055 and books 0.06), and the
 // decimal that leaves is rounded, not its nearest float64 (29*0.005 is
 // the float64 just below 0.145, and 1.005 is 1.00499999999999989… in
@@ -773,7 +774,13 @@ func Round2(v float64) float64 {
 	if v == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
 		return v
 	}
-	r, ok := new(big.Rat).SetString(strconv.FormatFloat(math.Abs(v), 'g', 12, 64))
+	s := strconv.FormatFloat(math.Abs(v), 'g', 12, 64)
+	if math.Abs(v) >= 1e8 {
+		// 12 digits would cut the hundredths of 10 billion: 4 decimals,
+		// still above a float64's noise there.
+		s = strconv.FormatFloat(math.Abs(v), 'f', 4, 64)
+	}
+	r, ok := new(big.Rat).SetString(s)
 	if !ok {
 		return math.Round(v*100) / 100
 	}

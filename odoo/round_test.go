@@ -32,6 +32,10 @@ func TestRound2OfSums(t *testing.T) {
 		{"negative", -1.005, -1.01},
 		{"large", 2000000.125, 2000000.13},
 		{"already round", 17.35, 17.35},
+		// Past 12 digits the hundredths are kept: 12 significant digits
+		// would cut them.
+		{"ten billion and a half cent", 12345678901.235, 12345678901.24},
+		{"ten billion", 12345678901.23, 12345678901.23},
 	} {
 		if got := Round2(tc.v); got != tc.want {
 			t.Errorf("%s: Round2(%v) = %v, want %v", tc.name, tc.v, got, tc.want)
