@@ -114,6 +114,11 @@ type Source struct {
 	lateAsked   func()
 	readRefused []RefusedNode // nodes the last poll's reads refused (run goroutine only)
 	// onRead, when set, sees each value readIdx reads (run goroutine only).
+	// asking, when set, is called as the subscription's loop asks the
+	// server for something besides publishing: "read polled", "read (no
+	// clock)", "monitor", "unmonitor"; and with "close" as a session
+	// closes its client (tests).
+	asking func(what string)
 	onRead func(idx int, dv *ua.DataValue)
 
 	mu    sync.Mutex
@@ -389,7 +394,10 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		return 0, err
 	}
 	start := time.Now()
-	defer closeClient(c)
+	defer func() {
+		s.ask("close")
+		closeClient(c)
+	}()
 	s.update(func(st *Stats) {
 		if st.SessionsCreated > 0 {
 			st.Reconnects++
@@ -971,6 +979,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 					}
 					notified[uint32(idx)] = v
 				}
+				s.ask("read (no clock)")
 				err := s.readIdx(ctx, c, ids, live, false, s.cfg.HeartbeatTimeout)
 				s.onRead = nil
 				if err != nil {
@@ -1000,6 +1009,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 				break
 			}
 			live = append(live, late...)
+			s.ask("monitor")
 			ref, err := s.monitor(ctx, sub, ids, late, false)
 			if err != nil {
 				return false, err
@@ -1022,6 +1032,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 				try, polledTried = append(slices.Clone(pending), polled...), time.Now()
 			}
 			if len(try) > 0 {
+				s.ask("monitor")
 				ref, err := s.monitor(ctx, sub, ids, try, false)
 				if err != nil {
 					return false, err
@@ -1038,6 +1049,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 			}
 		case <-pollT.C:
 			if len(polled) > 0 {
+				s.ask("read polled")
 				if err := s.readIdx(ctx, c, ids, polled, false, s.cfg.PollInterval); err != nil {
 					return false, err
 				}
@@ -1108,6 +1120,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 					// One call for all (a program download takes every node
 					// at once): a server that hangs then costs one request
 					// timeout, not one per node, before the heartbeat sees it.
+					s.ask("unmonitor")
 					uctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 					_, err := sub.Unmonitor(uctx, dead...)
 					cancel()
@@ -1121,6 +1134,13 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 				}
 			}
 		}
+	}
+}
+
+// ask calls the asking hook (tests).
+func (s *Source) ask(what string) {
+	if s.asking != nil {
+		s.asking(what)
 	}
 }
 

@@ -108,6 +108,13 @@ func addrIs(addr string) func(connectors.Sample) bool {
 // runSource starts Run and stops it at cleanup, checking it returned nil.
 func runSource(t testing.TB, cfg Config, sink connectors.Sink) *Source {
 	t.Helper()
+	return runSourceWith(t, cfg, sink, nil)
+}
+
+// runSourceWith is runSource, with before (if not nil) called on the
+// source before it runs (to set test hooks).
+func runSourceWith(t testing.TB, cfg Config, sink connectors.Sink, before func(*Source)) *Source {
+	t.Helper()
 	if cfg.Name == "" {
 		cfg.Name = "line1"
 	}
@@ -117,6 +124,9 @@ func runSource(t testing.TB, cfg Config, sink connectors.Sink) *Source {
 	src, err := New(cfg, sink)
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	if before != nil {
+		before(src)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,7 +1,7 @@
 // Package nettest has helpers for tests of network failures: TCP proxies
 // for a server that crashes and comes back, for a link with latency and
-// for a link that goes silent (BlackHole; listening on 127.0.0.1 only),
-// and LiveHeap to see whether memory grows across reconnects.
+// for a link that goes silent (BlackHole) or stalls and comes back
+// (Stall; listening on 127.0.0.1 only), and LiveHeap to see whether memory grows across reconnects.
 package nettest
 
 import (
@@ -299,6 +299,101 @@ func (b *BlackHole) Pipe(dst, src net.Conn) {
 		}
 		if err != nil {
 			return
+		}
+	}
+}
+
+// Stall is a switch for PipeProxy's pipes (Pipe as both up and down): it
+// forwards until Hold, then keeps what either side sends, with every
+// connection open (a link stalled: no FIN, no RST, nothing through), and
+// passes on what it kept, in order, at Release — answers that come late,
+// after a client may have given up on them.
+type Stall struct {
+	mu      sync.Mutex
+	held    bool
+	release chan struct{} // closed at Release
+}
+
+// Hold stalls the link from now on, in both directions.
+func (s *Stall) Hold() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.held {
+		s.held, s.release = true, make(chan struct{})
+	}
+}
+
+// Held reports whether the link is held (Hold, no Release since).
+func (s *Stall) Held() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held
+}
+
+// Release passes on what was kept and forwards again.
+func (s *Stall) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held {
+		s.held = false
+		close(s.release)
+	}
+}
+
+// Pipe copies src to dst, keeping what comes while held until Release; it
+// closes both when src ends or dst fails.
+func (s *Stall) Pipe(dst, src net.Conn) {
+	defer dst.Close()
+	defer src.Close()
+	done := make(chan struct{})
+	defer close(done)
+	chunks := make(chan []byte)
+	go func() {
+		defer close(chunks)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				select {
+				case chunks <- buf[:n]:
+				case <-done:
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var kept [][]byte
+	for {
+		s.mu.Lock()
+		held, release := s.held, s.release
+		s.mu.Unlock()
+		if !held {
+			for _, b := range kept {
+				if _, err := dst.Write(b); err != nil {
+					return
+				}
+			}
+			kept, release = nil, nil
+		}
+		select {
+		case b, ok := <-chunks:
+			if !ok {
+				return
+			}
+			s.mu.Lock()
+			held = s.held
+			s.mu.Unlock()
+			if held || len(kept) > 0 {
+				kept = append(kept, b)
+				continue
+			}
+			if _, err := dst.Write(b); err != nil {
+				return
+			}
+		case <-release:
 		}
 	}
 }
