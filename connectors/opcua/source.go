@@ -548,6 +548,27 @@ func (s *Source) readAll(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 
 // readIdx is readAll for the nodes with the given indexes.
 func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, idxs []uint32, initial bool, gap time.Duration) error {
+	return s.readEach(ctx, c, ids, idxs, func(vals []readValue) error {
+		return s.deliverRead(ctx, vals, initial, gap)
+	})
+}
+
+// readValue is the value read of node idx.
+type readValue struct {
+	idx  int
+	dv   *ua.DataValue
+	recv connectors.Receipt
+	// noID: the node has no id in this session (its namespace is not on
+	// the server), not read: BadNodeIdUnknown
+	noID bool
+}
+
+// readEach reads the nodes with the given indexes in as few requests as
+// the server allows and hands the values of each request to got, in
+// order (a node without an id on its own). It changes nothing and reads
+// only what the session does not change once it runs (s.perRead, the
+// configuration), so it can read off the loop (readAsync).
+func (s *Source) readEach(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, idxs []uint32, got func([]readValue) error) error {
 	type item struct {
 		idx int
 		id  *ua.NodeID
@@ -574,25 +595,18 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 			return fmt.Errorf("read: %d results for %d nodes", len(res.Results), len(batch))
 		}
 		now := connectors.Receive()
+		vals := make([]readValue, len(batch))
 		for i, dv := range res.Results {
-			if dv != nil && nodeRefused(dv.Status) {
-				s.readRefused = append(s.readRefused, RefusedNode{Node: s.nodes[batch[i].idx].addr, Status: statusName(dv.Status)})
-			}
-			if s.onRead != nil {
-				s.onRead(batch[i].idx, dv)
-			}
-			if err := s.deliver(ctx, batch[i].idx, dv, now, initial, gap); err != nil {
-				return err
-			}
+			vals[i] = readValue{idx: batch[i].idx, dv: dv, recv: now}
 		}
 		batch = batch[:0]
-		return nil
+		return got(vals)
 	}
 	for _, i := range idxs {
 		nid := ids[i]
 		if nid == nil {
 			dv := &ua.DataValue{EncodingMask: ua.DataValueStatusCode, Status: ua.StatusBadNodeIDUnknown}
-			if err := s.deliver(ctx, int(i), dv, connectors.Receive(), initial, gap); err != nil {
+			if err := got([]readValue{{idx: int(i), dv: dv, recv: connectors.Receive(), noID: true}}); err != nil {
 				return err
 			}
 			continue
@@ -605,6 +619,25 @@ func (s *Source) readIdx(ctx context.Context, c *opcua.Client, ids []*ua.NodeID,
 		}
 	}
 	return flush()
+}
+
+// deliverRead delivers the values read (readEach), noting those the server
+// refused (s.readRefused) and showing each to s.onRead.
+func (s *Source) deliverRead(ctx context.Context, vals []readValue, initial bool, gap time.Duration) error {
+	for _, v := range vals {
+		if !v.noID {
+			if v.dv != nil && nodeRefused(v.dv.Status) {
+				s.readRefused = append(s.readRefused, RefusedNode{Node: s.nodes[v.idx].addr, Status: statusName(v.dv.Status)})
+			}
+			if s.onRead != nil {
+				s.onRead(v.idx, v.dv)
+			}
+		}
+		if err := s.deliver(ctx, v.idx, v.dv, v.recv, initial, gap); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // pollRetry is pollRetryEvery, or Config.pollRetry (tests).
@@ -945,196 +978,347 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 	// timeout: every 10 s by default).
 	lateT := time.NewTicker(lateEvery)
 	defer lateT.Stop()
-	lctx, lcancel := context.WithCancel(ctx) // ends a late read still waiting
-	defer lcancel()
+	// What the loop asks the server besides publishing (a read of polled
+	// nodes or of a quiet line without a clock, monitored items created
+	// or deleted, the namespace array) runs on a goroutine of its own,
+	// and the loop waits for its answer in the select below: a link gone
+	// silent meanwhile is found by the check at heartbeat_timeout, not
+	// after request_timeout (the heartbeat's check waited behind the
+	// request: 12.1 s with a 2 s heartbeat). One at a time, the rest wait
+	// their turn (due, below); notifications that come meanwhile count
+	// for the heartbeat at once but are handled after the answer, in the
+	// order the loop handled them when it waited in the request. A
+	// request still waiting when the loop ends is cancelled and its
+	// answer dropped: the next session reads every node first.
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
 	var lateC <-chan lateArray // the late read's answer, while one is asked
+	var (
+		answer <-chan func() error // the answer of the request asked (applied by the loop); nil when none
+		held   []heldNote          // notifications that came while it waits
+		// due: asked when the request before has its answer
+		pollDue, retryDue, beatDue bool
+		beatAsked                  bool     // the read of a quiet line without a clock is asked
+		lateNew                    []uint32 // nodes resolved late, to monitor
+		dead                       []uint32 // monitored items of nodes gone, deleted in one call
+	)
+	// handle handles one notification, received at rx.
+	handle := func(n *opcua.PublishNotificationData, rx connectors.Receipt) error {
+		if n.Error != nil {
+			return fmt.Errorf("subscription: %w", n.Error)
+		}
+		switch v := n.Value.(type) {
+		case *ua.DataChangeNotification:
+			for _, item := range v.MonitoredItems {
+				if item == nil || item.ClientHandle == heartbeatHandle {
+					continue
+				}
+				if item.ClientHandle == 0 || int64(item.ClientHandle) > int64(len(s.nodes)) {
+					continue
+				}
+				idx := item.ClientHandle - 1
+				if item.Value != nil && overflowed(item.Value.Status) {
+					s.overflow(idx)
+				}
+				if err := s.deliver(ctx, int(idx), item.Value, rx, false, s.cfg.HeartbeatTimeout); err != nil {
+					return err
+				}
+				if item.Value != nil && statusGood(item.Value.Status) && item.Value.Value != nil {
+					notified[idx] = item.Value.Value.Value()
+				}
+				if item.Value == nil || !nodeRefused(item.Value.Status) {
+					if _, ok := gone[idx]; ok {
+						delete(gone, idx)
+						showRefused()
+					}
+					continue
+				}
+				// The node went away under its monitored item (a program
+				// download, a gateway's project reloaded): the server
+				// notifies no more on that item, even once the node is
+				// back (the OPC UA probe: no value for 45 s, the session
+				// alive on the server's clock). The item goes; the node
+				// is monitored anew, as one refused at the start.
+				id, ok := items[item.ClientHandle]
+				if !ok {
+					continue
+				}
+				delete(items, item.ClientHandle)
+				// Deleted in one call for all (a program download takes
+				// every node at once; see next).
+				dead = append(dead, id)
+				if _, ok := gone[idx]; !ok {
+					msg := "node gone from the server while monitored (a program download?); monitoring it anew until the server has it again"
+					if _, had := notified[idx]; !had {
+						// Refused in the item's first value: a server
+						// that takes an item for any node id (gopcua's)
+						// answers a typo so — nothing went away.
+						msg = "the server does not have this node id (refused in its first value: a typo in the mapping? plantedge browse lists the server's nodes; or gone before it was read in this session); monitoring it anew until the server has it"
+					}
+					s.log.Warn(msg, "node", s.nodes[idx].addr, "status", statusName(item.Value.Status))
+				}
+				gone[idx] = item.Value.Status
+				pending = append(pending, idx)
+				showRefused()
+			}
+		case *ua.StatusChangeNotification:
+			if !statusGood(v.Status) {
+				return fmt.Errorf("subscription status: %w", v.Status)
+			}
+		}
+		return nil
+	}
+	// ended ends the session with err, handling first the notifications
+	// come while a request waited (its answer will not be).
+	ended := func(err error) (bool, error) {
+		for _, h := range held {
+			if handle(h.n, h.rx) != nil {
+				break
+			}
+		}
+		held = nil
+		return false, err
+	}
+	// next asks the server for what is due, if no answer is awaited: the
+	// quiet line's read first (the heartbeat waits for it), the polled
+	// nodes' read last.
+	next := func() {
+		for answer == nil {
+			switch {
+			case beatDue:
+				// No clock to keep the subscription talking: an idle
+				// machine sent nothing, and its session was torn down at
+				// every timeout (the OPC UA probe: 7 sessions a minute).
+				// The session answering a read of the nodes shows it
+				// alive, and brings any value the subscription missed (a
+				// value seen again counts once).
+				beatDue, beatAsked = false, true
+				s.ask("read (no clock)")
+				answer = s.readAsync(rctx, c, ids, live, func(vals []readValue) error {
+					beatAsked = false
+					// A value read that differs from the last one
+					// notified is a change the subscription did not send:
+					// it is dead (the server dropped it; gopcua does not
+					// say), and is rebuilt — the session alone answering
+					// does not show it alive (the review).
+					missed := false
+					s.onRead = func(idx int, dv *ua.DataValue) {
+						if dv == nil || !statusGood(dv.Status) || dv.Value == nil {
+							return
+						}
+						v := dv.Value.Value()
+						if old, ok := notified[uint32(idx)]; ok && !reflect.DeepEqual(old, v) {
+							missed = true
+						}
+						notified[uint32(idx)] = v
+					}
+					err := s.deliverRead(ctx, vals, false, s.cfg.HeartbeatTimeout)
+					s.onRead = nil
+					if err != nil {
+						return err
+					}
+					readRefused = slices.Clone(s.readRefused)
+					s.readRefused = s.readRefused[:0]
+					showRefused()
+					if missed {
+						s.update(func(st *Stats) { st.HeartbeatRebuilds++ })
+						return fmt.Errorf("%w: a read found a change the subscription did not send", ErrHeartbeat)
+					}
+					lastBeat = time.Now()
+					return nil
+				})
+			case len(dead) > 0:
+				// One call for all: a server that hangs then costs one
+				// request, not one per node.
+				d := dead
+				dead = nil
+				s.ask("unmonitor")
+				answer = s.async(rctx, func(ctx context.Context) func() error {
+					uctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+					_, err := sub.Unmonitor(uctx, d...)
+					cancel()
+					return func() error {
+						if err != nil {
+							s.log.Debug("monitored items of nodes gone not deleted", "items", len(d), "err", err)
+						}
+						return nil
+					}
+				})
+			case len(lateNew) > 0:
+				late := lateNew
+				lateNew = nil
+				s.ask("monitor")
+				answer = s.monitorAsync(rctx, sub, ids, late, func(ref refusal) {
+					pending = append(pending, ref.retry...)
+					polled = append(polled, ref.poll...)
+					listed = append(listed, ref.refused...)
+					maps.Copy(items, ref.items)
+					s.setPolled(len(polled))
+					showRefused()
+				})
+			case retryDue:
+				// Nodes the server did not know yet (e.g. still loading
+				// its address space after a restart) are retried, not
+				// given up on; so are those it had no room for, but only
+				// once a minute: they are polled meanwhile, and a PLC at
+				// its limit need not be asked again every few seconds.
+				retryDue = false
+				try := pending
+				again := len(polled) > 0 && time.Since(polledTried) >= s.pollRetry()
+				if again {
+					try, polledTried = append(slices.Clone(pending), polled...), time.Now()
+				}
+				if len(try) == 0 {
+					continue
+				}
+				s.ask("monitor")
+				answer = s.monitorAsync(rctx, sub, ids, try, func(ref refusal) {
+					if !again {
+						ref.poll = append(polled, ref.poll...)
+					} else if len(ref.poll) < len(polled) {
+						s.log.Info("server now monitors nodes it polled", "nodes", len(polled)-len(ref.poll), "still_polled", len(ref.poll))
+					}
+					pending, polled, listed = ref.retry, ref.poll, ref.refused
+					maps.Copy(items, ref.items)
+					s.setPolled(len(polled))
+					showRefused()
+				})
+			case pollDue:
+				pollDue = false
+				if len(polled) == 0 {
+					continue
+				}
+				s.ask("read polled")
+				answer = s.readAsync(rctx, c, ids, polled, func(vals []readValue) error {
+					if err := s.deliverRead(ctx, vals, false, s.cfg.PollInterval); err != nil {
+						return err
+					}
+					readRefused = slices.Clone(s.readRefused) // shown (they grew at every read)
+					s.readRefused = s.readRefused[:0]
+					showRefused()
+					return nil
+				})
+			default:
+				return
+			}
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return false, nil
 		case <-check.C:
 			if st := c.State(); st == opcua.Disconnected || st == opcua.Closed {
-				return false, fmt.Errorf("%w (client state %s)", ErrDisconnected, st)
+				return ended(fmt.Errorf("%w (client state %s)", ErrDisconnected, st))
 			}
-			if time.Since(lastBeat) > s.cfg.HeartbeatTimeout && noBeat {
-				// No clock to keep the subscription talking: an idle
-				// machine sent nothing, and its session was torn down at
-				// every timeout (the OPC UA probe: 7 sessions a minute).
-				// The session answering a read of the nodes shows it alive,
-				// and brings any value the subscription missed (a value
-				// seen again counts once).
-				// A value read that differs from the last one notified is a
-				// change the subscription did not send: it is dead (the
-				// server dropped it; gopcua does not say), and is rebuilt —
-				// the session alone answering does not show it alive (the
-				// review).
-				missed := false
-				s.onRead = func(idx int, dv *ua.DataValue) {
-					if dv == nil || !statusGood(dv.Status) || dv.Value == nil {
-						return
-					}
-					v := dv.Value.Value()
-					if old, ok := notified[uint32(idx)]; ok && !reflect.DeepEqual(old, v) {
-						missed = true
-					}
-					notified[uint32(idx)] = v
+			quiet := time.Since(lastBeat)
+			if noBeat {
+				// Without a server-time item a quiet line sends nothing:
+				// its nodes are read (next) at heartbeat_timeout, and that
+				// read has a heartbeat_timeout to answer.
+				if quiet > s.cfg.HeartbeatTimeout && !beatAsked {
+					beatDue = true
 				}
-				s.ask("read (no clock)")
-				err := s.readIdx(ctx, c, ids, live, false, s.cfg.HeartbeatTimeout)
-				s.onRead = nil
-				if err != nil {
-					return false, err
-				}
-				readRefused = slices.Clone(s.readRefused)
-				s.readRefused = s.readRefused[:0]
-				showRefused()
-				if missed {
+				if quiet > 2*s.cfg.HeartbeatTimeout {
 					s.update(func(st *Stats) { st.HeartbeatRebuilds++ })
-					return false, fmt.Errorf("%w: a read found a change the subscription did not send", ErrHeartbeat)
+					return ended(fmt.Errorf("%w: nothing for %s, nor an answer to the read of the nodes after it", ErrHeartbeat, s.cfg.HeartbeatTimeout))
 				}
-				lastBeat = time.Now()
-			}
-			if time.Since(lastBeat) > s.cfg.HeartbeatTimeout {
+			} else if quiet > s.cfg.HeartbeatTimeout {
 				s.update(func(st *Stats) { st.HeartbeatRebuilds++ })
-				return false, fmt.Errorf("%w: nothing for %s", ErrHeartbeat, s.cfg.HeartbeatTimeout)
+				return ended(fmt.Errorf("%w: nothing for %s", ErrHeartbeat, s.cfg.HeartbeatTimeout))
 			}
 		case <-lateT.C:
 			if lateC == nil {
-				lateC = s.askLate(lctx, c)
+				lateC = s.askLate(rctx, c)
 			}
 		case a := <-lateC:
 			lateC = nil
 			late := s.resolveLate(a, ids)
-			if len(late) == 0 {
-				break
-			}
 			live = append(live, late...)
-			s.ask("monitor")
-			ref, err := s.monitor(ctx, sub, ids, late, false)
-			if err != nil {
-				return false, err
-			}
-			pending = append(pending, ref.retry...)
-			polled = append(polled, ref.poll...)
-			listed = append(listed, ref.refused...)
-			maps.Copy(items, ref.items)
-			s.setPolled(len(polled))
-			showRefused()
+			lateNew = append(lateNew, late...)
 		case <-retry.C:
-			// Nodes the server did not know yet (e.g. still loading its
-			// address space after a restart) are retried, not given up on;
-			// so are those it had no room for, but only once a minute: they
-			// are polled meanwhile, and a PLC at its limit need not be asked
-			// again every few seconds.
-			try := pending
-			again := len(polled) > 0 && time.Since(polledTried) >= s.pollRetry()
-			if again {
-				try, polledTried = append(slices.Clone(pending), polled...), time.Now()
-			}
-			if len(try) > 0 {
-				s.ask("monitor")
-				ref, err := s.monitor(ctx, sub, ids, try, false)
-				if err != nil {
-					return false, err
-				}
-				if !again {
-					ref.poll = append(polled, ref.poll...)
-				} else if len(ref.poll) < len(polled) {
-					s.log.Info("server now monitors nodes it polled", "nodes", len(polled)-len(ref.poll), "still_polled", len(ref.poll))
-				}
-				pending, polled, listed = ref.retry, ref.poll, ref.refused
-				maps.Copy(items, ref.items)
-				s.setPolled(len(polled))
-				showRefused()
-			}
+			retryDue = true
 		case <-pollT.C:
-			if len(polled) > 0 {
-				s.ask("read polled")
-				if err := s.readIdx(ctx, c, ids, polled, false, s.cfg.PollInterval); err != nil {
+			pollDue = true
+		case apply := <-answer:
+			answer = nil
+			if err := apply(); err != nil {
+				return ended(err)
+			}
+			for len(held) > 0 {
+				h := held[0]
+				held = held[1:]
+				if err := handle(h.n, h.rx); err != nil {
 					return false, err
 				}
-				readRefused = slices.Clone(s.readRefused) // shown (they grew at every read)
-				s.readRefused = s.readRefused[:0]
-				showRefused()
 			}
 		case n := <-notes:
-			if n.Error != nil {
-				return false, fmt.Errorf("subscription: %w", n.Error)
-			}
-			switch v := n.Value.(type) {
-			case *ua.DataChangeNotification:
-				rx := connectors.Receive()
+			rx := connectors.Receive()
+			if _, ok := n.Value.(*ua.DataChangeNotification); ok && n.Error == nil {
 				lastBeat = rx.Time
-				var dead []uint32 // monitored items of nodes gone, deleted in one call
-				for _, item := range v.MonitoredItems {
-					if item == nil || item.ClientHandle == heartbeatHandle {
-						continue
-					}
-					if item.ClientHandle == 0 || int64(item.ClientHandle) > int64(len(s.nodes)) {
-						continue
-					}
-					idx := item.ClientHandle - 1
-					if item.Value != nil && overflowed(item.Value.Status) {
-						s.overflow(idx)
-					}
-					if err := s.deliver(ctx, int(idx), item.Value, rx, false, s.cfg.HeartbeatTimeout); err != nil {
-						return false, err
-					}
-					if item.Value != nil && statusGood(item.Value.Status) && item.Value.Value != nil {
-						notified[idx] = item.Value.Value.Value()
-					}
-					if item.Value == nil || !nodeRefused(item.Value.Status) {
-						if _, ok := gone[idx]; ok {
-							delete(gone, idx)
-							showRefused()
-						}
-						continue
-					}
-					// The node went away under its monitored item (a program
-					// download, a gateway's project reloaded): the server
-					// notifies no more on that item, even once the node is
-					// back (the OPC UA probe: no value for 45 s, the session
-					// alive on the server's clock). The item goes; the node
-					// is monitored anew, as one refused at the start.
-					id, ok := items[item.ClientHandle]
-					if !ok {
-						continue
-					}
-					delete(items, item.ClientHandle)
-					dead = append(dead, id)
-					if _, ok := gone[idx]; !ok {
-						msg := "node gone from the server while monitored (a program download?); monitoring it anew until the server has it again"
-						if _, had := notified[idx]; !had {
-							// Refused in the item's first value: a server
-							// that takes an item for any node id (gopcua's)
-							// answers a typo so — nothing went away.
-							msg = "the server does not have this node id (refused in its first value: a typo in the mapping? plantedge browse lists the server's nodes; or gone before it was read in this session); monitoring it anew until the server has it"
-						}
-						s.log.Warn(msg, "node", s.nodes[idx].addr, "status", statusName(item.Value.Status))
-					}
-					gone[idx] = item.Value.Status
-					pending = append(pending, idx)
-					showRefused()
-				}
-				if len(dead) > 0 {
-					// One call for all (a program download takes every node
-					// at once): a server that hangs then costs one request
-					// timeout, not one per node, before the heartbeat sees it.
-					s.ask("unmonitor")
-					uctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-					_, err := sub.Unmonitor(uctx, dead...)
-					cancel()
-					if err != nil {
-						s.log.Debug("monitored items of nodes gone not deleted", "items", len(dead), "err", err)
-					}
-				}
-			case *ua.StatusChangeNotification:
-				if !statusGood(v.Status) {
-					return false, fmt.Errorf("subscription status: %w", v.Status)
-				}
+			}
+			if answer != nil {
+				held = append(held, heldNote{n, rx})
+				break
+			}
+			if err := handle(n, rx); err != nil {
+				return false, err
 			}
 		}
+		next()
 	}
+}
+
+// heldNote is a notification the subscription's loop received while it
+// waited for the answer to a request, and when.
+type heldNote struct {
+	n  *opcua.PublishNotificationData
+	rx connectors.Receipt
+}
+
+// async runs do on a goroutine of its own: do asks the server (with ctx,
+// which ends when the session's loop does) and returns what the loop is
+// to do with the answer, which comes on the channel. do must not touch
+// what the loop owns; what it returns runs on the loop.
+func (s *Source) async(ctx context.Context, do func(ctx context.Context) func() error) <-chan func() error {
+	ch := make(chan func() error, 1)
+	go func() { ch <- do(ctx) }()
+	return ch
+}
+
+// readAsync reads the nodes idxs off the loop (async); apply gets their
+// values on it.
+func (s *Source) readAsync(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, idxs []uint32, apply func([]readValue) error) <-chan func() error {
+	ids, idxs = slices.Clone(ids), slices.Clone(idxs) // the loop resolves late nodes meanwhile
+	return s.async(ctx, func(ctx context.Context) func() error {
+		var vals []readValue
+		err := s.readEach(ctx, c, ids, idxs, func(b []readValue) error {
+			vals = append(vals, b...)
+			return nil
+		})
+		return func() error {
+			if err != nil {
+				return err
+			}
+			return apply(vals)
+		}
+	})
+}
+
+// monitorAsync is monitor (not the first) off the loop (async); apply gets
+// what it set up, on the loop.
+func (s *Source) monitorAsync(ctx context.Context, sub *opcua.Subscription, ids []*ua.NodeID, pending []uint32, apply func(refusal)) <-chan func() error {
+	ids, pending = slices.Clone(ids), slices.Clone(pending)
+	return s.async(ctx, func(ctx context.Context) func() error {
+		ref, err := s.monitor(ctx, sub, ids, pending, false)
+		return func() error {
+			if err != nil {
+				return err
+			}
+			apply(ref)
+			return nil
+		}
+	})
 }
 
 // ask calls the asking hook (tests).
