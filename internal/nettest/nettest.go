@@ -307,11 +307,38 @@ func (b *BlackHole) Pipe(dst, src net.Conn) {
 // forwards until Hold, then keeps what either side sends, with every
 // connection open (a link stalled: no FIN, no RST, nothing through), and
 // passes on what it kept, in order, at Release — answers that come late,
-// after a client may have given up on them.
+// after a client may have given up on them — or at Drop closes the
+// connections open then, what they kept lost, and forwards new ones.
 type Stall struct {
 	mu      sync.Mutex
 	held    bool
-	release chan struct{} // closed at Release
+	release chan struct{} // closed at Release or Drop
+	drop    chan struct{} // closed at Drop: the pipes of then end
+}
+
+// dropped is the channel the next Drop closes.
+func (s *Stall) dropped() chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.drop == nil {
+		s.drop = make(chan struct{})
+	}
+	return s.drop
+}
+
+// Drop closes the connections open now, without passing on what they
+// kept (a link that died), and forwards new ones.
+func (s *Stall) Drop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.drop != nil {
+		close(s.drop)
+		s.drop = nil
+	}
+	if s.held {
+		s.held = false
+		close(s.release)
+	}
 }
 
 // Hold stalls the link from now on, in both directions.
@@ -345,6 +372,15 @@ func (s *Stall) Release() {
 func (s *Stall) Pipe(dst, src net.Conn) {
 	defer dst.Close()
 	defer src.Close()
+	drop := s.dropped()
+	isDropped := func() bool {
+		select {
+		case <-drop:
+			return true
+		default:
+			return false
+		}
+	}
 	done := make(chan struct{})
 	defer close(done)
 	chunks := make(chan []byte)
@@ -370,6 +406,9 @@ func (s *Stall) Pipe(dst, src net.Conn) {
 		s.mu.Lock()
 		held, release := s.held, s.release
 		s.mu.Unlock()
+		if isDropped() {
+			return
+		}
 		if !held {
 			for _, b := range kept {
 				if _, err := dst.Write(b); err != nil {
@@ -390,10 +429,15 @@ func (s *Stall) Pipe(dst, src net.Conn) {
 				kept = append(kept, b)
 				continue
 			}
+			if isDropped() {
+				return
+			}
 			if _, err := dst.Write(b); err != nil {
 				return
 			}
 		case <-release:
+		case <-drop:
+			return
 		}
 	}
 }
