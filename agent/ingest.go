@@ -130,8 +130,12 @@ const maxStampLead = time.Minute
 // whose source gave none (an MQTT topic without timestamp_field), and a
 // stop is keyed by its start's millisecond, so a backlog the broker
 // delivers in one burst (stops queued while the agent was down) would
-// otherwise fold several stops into one line. Caller holds stateMu.
-func (a *Agent) uniqueStamp(k sampleAddr, t time.Time) time.Time {
+// otherwise fold several stops into one line. Only an address that feeds
+// a signal (keep: Mapper.Feeds) has its stamp kept. Caller holds stateMu.
+func (a *Agent) uniqueStamp(k sampleAddr, t time.Time, keep bool) time.Time {
+	if !keep {
+		return t
+	}
 	if last, ok := a.lastStamp[k]; ok && t.UnixMilli() <= last.UnixMilli() {
 		if next := time.UnixMilli(last.UnixMilli() + 1); next.Sub(t) <= maxStampLead {
 			t = next
@@ -185,11 +189,15 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 			continue
 		}
 		k := sampleAddr{s.Kind, s.Source, s.Address}
+		// Nothing is kept per address for one that feeds no signal: a
+		// Sparkplug B edge node's filter brings every topic under it (its
+		// devices no signal reads, a device id per serial number).
+		keep := m.Feeds(s.Kind, s.Source, s.Address)
 		if a.clockShift != nil {
 			s.ReceiveTime = s.ReceiveTime.Add(a.clockShift())
 		}
 		received := s.ReceiveTime // before uniqueStamp moves it ahead in a burst
-		s.ReceiveTime = a.uniqueStamp(k, s.ReceiveTime)
+		s.ReceiveTime = a.uniqueStamp(k, s.ReceiveTime, keep)
 		if s.Seen.Up > 0 {
 			// Moved with it: the two clocks' distance stays what it was
 			// at the receipt (a burst's stamps moved ahead are no step of
@@ -208,7 +216,9 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				}
 				a.badLog.log(s.Source+" "+s.Address, a.log, slog.LevelWarn, "source value has bad or uncertain quality: ignored until it is good again", attrs...)
 			}
-			a.badQuality[k] = s.Quality
+			if keep {
+				a.badQuality[k] = s.Quality
+			}
 			if hint != "" {
 				// An element the array does not have is the mapping's
 				// fault, not the machine's: counted as a value that could
@@ -241,11 +251,13 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 						"a source value's data type changed (a PLC program or gateway change?): check that the tag is still what its signal reads (a counter's rollover, too)",
 						"source", s.Source, "address", s.Address, "was", was, "now", typ)
 				}
-				a.valueType[k] = typ
+				if keep {
+					a.valueType[k] = typ
+				}
 			}
 		}
 		evs, ch, err := m.Apply(a.state, s)
-		if err != nil {
+		if err != nil && keep {
 			a.unusable[k] = err
 		} else if s.Good {
 			delete(a.unusable, k)
@@ -649,7 +661,7 @@ func (a *Agent) unsubscribed(ctx context.Context, broker string, filters []strin
 // forgetUnmapped deletes from m the source addresses next maps to no
 // machine.
 func forgetUnmapped[V any](m map[sampleAddr]V, next *mapping.Mapper) {
-	maps.DeleteFunc(m, func(k sampleAddr, _ V) bool { return !next.Maps(k.kind, k.source, k.address) })
+	maps.DeleteFunc(m, func(k sampleAddr, _ V) bool { return !next.Feeds(k.kind, k.source, k.address) })
 }
 
 // noteDroppedTopics notes the MQTT topics an earlier configuration

@@ -444,6 +444,21 @@ func (m *Mapper) Maps(kind connectors.Kind, source, address string) bool {
 	return len(m.index[addrKey{kind, source, address}]) > 0
 }
 
+// Feeds reports whether a value on the address can reach a signal: Maps
+// less the topics under a Sparkplug B edge node's filter that feed none
+// (its devices no signal reads, DEATHs, commands, BIRTH certificates, and
+// any other topic a client publishes there). What the agent keeps per
+// address is kept for these only: the filter brings topics from outside,
+// as many as a device publishes (a device id per serial number).
+func (m *Mapper) Feeds(kind connectors.Kind, source, address string) bool {
+	if kind != connectors.KindMQTT || len(m.spNodes) == 0 {
+		return len(m.index[addrKey{kind, source, address}]) > 0
+	}
+	fed := false
+	m.EachUse(kind, source, address, func(string, Signal) { fed = true })
+	return fed
+}
+
 // PendingRun is a held running value (MachineState.RunPending).
 type PendingRun struct {
 	Running bool      `json:"running"`
