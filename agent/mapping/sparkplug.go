@@ -558,6 +558,12 @@ func (b *spBirth) aliasesAll(bs []*binding) bool {
 	return true
 }
 
+// spUnreadDevicesKept bounds, per edge node, the devices no signal reads
+// whose BIRTH and DEATH are kept (those read are always kept): a device
+// per serial number, or a client publishing under the node's topics, must
+// not grow the agent for good.
+const spUnreadDevicesKept = 1000
+
 type spNode struct {
 	conn    uint64 // Sample.Conn of the node's last message
 	seq     uint64
@@ -567,6 +573,25 @@ type spNode struct {
 	dead    bool
 	deadDev map[string]bool
 	births  map[string]*spBirth // by device ("": the node's own)
+	// full: a device no signal reads was not kept, spUnreadDevicesKept
+	// being reached (said once).
+	full bool
+}
+
+// keepsUnread reports whether the node keeps a BIRTH or DEATH of t's
+// device, which no signal reads: one it keeps already (known), or a new one
+// while it keeps fewer than spUnreadDevicesKept (kept: the BIRTHs, or the
+// DEATHs, it keeps). The first one past them is said.
+func (sp *SparkplugState) keepsUnread(n *spNode, known bool, kept int, source string, t config.SparkplugTopic) bool {
+	if known || kept < spUnreadDevicesKept {
+		return true
+	}
+	if !n.full {
+		n.full = true
+		sp.notes = append(sp.notes, SparkplugNote{Kind: "devices", Source: source, Topic: t.NodeFilter(),
+			Msg: fmt.Sprintf("the edge node has more than %d devices no signal reads (a device id per serial number, or a client publishing under its topics?): the BIRTHs and DEATHs of those past them are not kept (a reload that reads one reads it from its next BIRTH); said once until a restart", spUnreadDevicesKept)})
+	}
+	return false
 }
 
 // SparkplugNodeKey keys an edge node of a source (SparkplugState.nodes,
@@ -771,6 +796,9 @@ func (m *Mapper) applyCertificate(st *State, s connectors.Sample, t config.Spark
 	if t.Type == "NBIRTH" {
 		n.bdSeq, n.bdSeqOK = p.bdSeq()
 	}
+	if t.Device != "" && len(bs) == 0 && !sp.keepsUnread(n, n.births[t.Device] != nil, len(n.births), s.Source, t) {
+		return nil
+	}
 	b := keepBirth(p, bs, !s.Duplicate, s.Conn)
 	b.cert, b.ts, b.came = true, p.ts, came
 	n.births[t.Device] = b
@@ -863,6 +891,9 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		n.distrust() // it re-aliases at its next BIRTH
 		return nil, nil, nil
 	case "DDEATH":
+		if len(m.index[addrKey{connectors.KindMQTT, s.Source, dataTopic}]) == 0 && !sp.keepsUnread(n, n.deadDev[t.Device], len(n.deadDev), s.Source, t) {
+			return nil, nil, nil
+		}
 		if n.deadDev == nil {
 			n.deadDev = map[string]bool{}
 		}
@@ -875,9 +906,12 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		// A BIRTH the broker redelivers (DUP: sent before, in a
 		// connection that broke before it was acknowledged) may be
 		// older than one sent meanwhile, missed: its map is not trusted.
-		b := keepBirth(p, m.index[addrKey{connectors.KindMQTT, s.Source, dataTopic}], !s.Duplicate, s.Conn)
-		b.came = spCame(s)
-		n.births[t.Device] = b
+		bs := m.index[addrKey{connectors.KindMQTT, s.Source, dataTopic}]
+		if t.Device == "" || len(bs) > 0 || sp.keepsUnread(n, n.births[t.Device] != nil, len(n.births), s.Source, t) {
+			b := keepBirth(p, bs, !s.Duplicate, s.Conn)
+			b.came = spCame(s)
+			n.births[t.Device] = b
+		}
 		delete(sp.waiting, wk)
 		// The BIRTH's values are the metrics' current values, sent again
 		// at every rebirth: taken as a retained message's are.

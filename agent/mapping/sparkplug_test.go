@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -1005,5 +1006,52 @@ func TestSparkplugHistoricalReasonWithNoLiveReasonBefore(t *testing.T) {
 	h.want("the stored stop", Event{Kind: EventRunning, Start: at(2), End: at(3), Reason: "J", Loss: "Jam", Historical: true})
 	if ms := h.st.Machines["p1"]; ms.ReasonSet || !ms.ReasonTime.IsZero() {
 		t.Fatalf("current reason taken from the history: %q at %v", ms.Reason, ms.ReasonTime)
+	}
+}
+
+// An edge node's devices no signal reads have their BIRTH kept (a reload
+// that reads one reads its DATA by alias at once) and their DEATH, up to
+// spUnreadDevicesKept of them: an edge node that names a device per serial
+// number, or a client publishing under the node's topics, must not grow
+// the agent for good (the probe of a year's run: 200,000 device BIRTHs
+// took 114 MB of heap). Past the bound it is said once, and the devices
+// read keep theirs.
+func TestSparkplugUnreadDevicesBounded(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	st := NewState()
+	seq := 0
+	apply := func(topic string, metrics ...sptest.Metric) {
+		t.Helper()
+		if _, _, err := m.Apply(st, spSample(topic, sptest.Payload{Seq: seq % 256, Metrics: metrics}, spT0)); err != nil {
+			t.Fatal(err)
+		}
+		seq++
+	}
+	apply("spBv1.0/plant/NBIRTH/edge1")
+	n := spUnreadDevicesKept + 500
+	for i := range n {
+		apply(fmt.Sprintf("spBv1.0/plant/DBIRTH/edge1/serial-%d", i), sptest.Metric{Name: "x", Alias: 1, HasAlias: true, Datatype: sptest.Int64, Value: int64(i)})
+		apply(fmt.Sprintf("spBv1.0/plant/DDEATH/edge1/gone-%d", i))
+	}
+	apply("spBv1.0/plant/DBIRTH/edge1/press1", sptest.Metric{Name: "Counters/Good", Alias: 7, HasAlias: true, Datatype: sptest.UInt32, Value: int64(100)})
+	apply("spBv1.0/plant/DDEATH/edge1/press1")
+	node := st.Sparkplug.nodes["b\x00plant/edge1"]
+	if len(node.births) > spUnreadDevicesKept+2 || len(node.deadDev) > spUnreadDevicesKept+1 {
+		t.Errorf("kept %d BIRTHs and %d DEATHs of %d devices, want at most %d", len(node.births), len(node.deadDev), n, spUnreadDevicesKept)
+	}
+	if node.births["press1"] == nil || !node.deadDev["press1"] {
+		t.Error("the device read lost its BIRTH or DEATH")
+	}
+	if node.births["serial-0"] == nil {
+		t.Error("a device no signal reads, within the bound: its BIRTH not kept")
+	}
+	var said []SparkplugNote
+	for _, nt := range st.TakeSparkplugNotes() {
+		if nt.Kind == "devices" {
+			said = append(said, nt)
+		}
+	}
+	if len(said) != 1 || !strings.Contains(said[0].Msg, strconv.Itoa(spUnreadDevicesKept)) {
+		t.Errorf("notes %+v, want one of kind devices naming the bound", said)
 	}
 }
