@@ -312,7 +312,13 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 				a.metrics.sparkplugHistorical.WithLabelValues(n.Source).Inc()
 				level = slog.LevelInfo
 			}
-			a.malformedLog.log("sparkplug "+n.Kind+" "+n.Source+" "+n.Topic, a.log, level, n.Msg, "source", n.Source, "topic", n.Topic)
+			key := "sparkplug " + n.Kind + " " + n.Source + " " + n.Topic
+			if t, ok := config.ParseSparkplugTopic(n.Topic); ok && n.Kind == "seq" {
+				// A seq gap is the edge node's, whichever of its topics
+				// (a device per serial number) showed it.
+				key = "sparkplug seq " + n.Source + " " + t.NodeFilter()
+			}
+			a.malformedLog.log(key, a.log, level, n.Msg, "source", n.Source, "topic", n.Topic)
 		}
 		if s.Kind == connectors.KindMQTT && s.Good {
 			a.noteSparkplugBirth(s.Source, s.Address)

@@ -15,6 +15,7 @@ import (
 	"github.com/plantedge/plantedge/agent/mapping"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/internal/sptest"
 )
 
 // Status counts a machine's pieces once their records are in the buffer,
@@ -248,6 +249,27 @@ machines:
 	}
 	if _, ok := a.lastStamp[sampleAddr{connectors.KindMQTT, "b", "spBv1.0/plant/DDATA/edge1/press1"}]; !ok {
 		t.Errorf("stamps %v, want the DDATA read", a.lastStamp)
+	}
+}
+
+// A Sparkplug seq gap is the edge node's (messages of it were lost), not a
+// topic's: it is logged once a minute per edge node, whichever of its
+// topics showed it (an edge node of a device per serial number on a lossy
+// link logged a line per device; the probe of a year's run).
+func TestSparkplugSeqGapLoggedPerEdgeNode(t *testing.T) {
+	cfg := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
+machines:
+  - { id: p1, workcenter: W, good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/press1, field: Good } } }
+`)
+	var logs agenttest.SyncBuffer
+	a, _ := agentWithBuffer(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	now := time.Now()
+	for i := range 50 {
+		a.commitSamples(context.Background(), []connectors.Sample{{Source: "b", Kind: connectors.KindMQTT, Address: fmt.Sprintf("spBv1.0/plant/DDATA/edge1/serial-%d", i),
+			Payload: sptest.Payload{Seq: (2 * i) % 256}.Encode(), Good: true, ReceiveTime: now}})
+	}
+	if n := strings.Count(logs.String(), "Sparkplug seq"); n != 1 {
+		t.Errorf("%d log lines of seq gaps, want 1 (one edge node):\n%s", n, logs.String())
 	}
 }
 
