@@ -641,6 +641,50 @@ func TestStrayTopicUnsubscribed(t *testing.T) {
 	}
 }
 
+// A stray subscription with a wildcard (another client's "old/#" in the
+// session of this client_id) brings a topic per message: unsubscribing each
+// topic name takes nothing off ("old/#" stays), and each was kept, asked
+// and logged for the session's life (the probe of a year's run). Past
+// strayUnsubscribesKept topics in a session the source stops asking and
+// says so once; the messages still reach the sink, which counts them.
+func TestStrayWildcardBounded(t *testing.T) {
+	url := startMochi(t, "tcp", nil, nil)
+	earlier := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("pe-stray").SetCleanSession(false).
+		SetProtocolVersion(4).SetAutoReconnect(false))
+	if tok := earlier.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	if tok := earlier.SubscribeMultiple(map[string]byte{"old/#": 1}, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	earlier.Disconnect(100)
+
+	var logs logBuffer
+	n := strayUnsubscribesKept + 200
+	sink := make(chanSink, n+10)
+	r := start(t, Config{URL: url, ClientID: "pe-stray", Topics: []string{"t/1"},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, sink)
+	waitConnected(t, r, 1)
+	p := newPublisher(t, url, nil)
+	for i := range n {
+		p.pub(t, fmt.Sprintf("old/serial-%d", i), []byte("1"))
+	}
+	for range n {
+		sink.next(t)
+	}
+	ss := r.cur.Load()
+	ss.mu.Lock()
+	kept := len(ss.strays)
+	ss.mu.Unlock()
+	if kept > strayUnsubscribesKept {
+		t.Errorf("the session keeps %d stray topics, want at most %d", kept, strayUnsubscribesKept)
+	}
+	waitFor(t, "the note of too many strays", func() bool { return strings.Contains(logs.String(), "topics no machine uses came in this connection") })
+	if c := strings.Count(logs.String(), "topics no machine uses came in this connection"); c != 1 {
+		t.Errorf("said %d times, want once", c)
+	}
+}
+
 // logBuffer is a bytes.Buffer safe for a logger's concurrent writes.
 type logBuffer struct {
 	mu sync.Mutex

@@ -17,6 +17,10 @@ import (
 	"github.com/plantedge/plantedge/connectors"
 )
 
+// strayUnsubscribesKept bounds the topics not ours a session unsubscribes
+// from one by one (see unsubscribeStray).
+const strayUnsubscribesKept = 100
+
 // session is one network connection to the broker: a fresh paho client per
 // connection, so no paho state (stores, routes, pending acks) outlives it.
 type session struct {
@@ -32,13 +36,15 @@ type session struct {
 	// others and Run asks for these again now and then.
 	refused map[string]byte
 
-	mu       sync.Mutex
-	pending  []*entry        // received, PUBACK not yet sent, in receive order
-	strays   map[string]bool // topics not ours this session unsubscribed from
-	ackReady chan struct{}   // cap 1: signals the acker
-	done     chan struct{}   // closed by close: the acker exits
-	ackerWG  sync.WaitGroup
-	closed   atomic.Bool
+	mu      sync.Mutex
+	pending []*entry        // received, PUBACK not yet sent, in receive order
+	strays  map[string]bool // topics not ours this session unsubscribed from
+	// straysFull: strayUnsubscribesKept was reached (said once).
+	straysFull bool
+	ackReady   chan struct{} // cap 1: signals the acker
+	done       chan struct{} // closed by close: the acker exits
+	ackerWG    sync.WaitGroup
+	closed     atomic.Bool
 }
 
 // entry is one received message on its way to the sink and back.
@@ -273,15 +279,29 @@ func topicMatches(filter, topic string) bool {
 // subscriptions of an earlier configuration (a topic since removed), or
 // of another client using the same client_id. The message itself still
 // goes to the sink, which reports it. It must not block (see handle).
+//
+// A wildcard subscription ("old/#") brings a topic per message, and
+// unsubscribing a topic name takes nothing off: past strayUnsubscribesKept
+// topics in a session it asks no more (said once), so that what it keeps
+// and the unsubscribes it sends do not grow with the session's life.
 func (ss *session) unsubscribeStray(topic string) {
 	ss.mu.Lock()
 	done := ss.strays[topic]
 	if ss.strays == nil {
 		ss.strays = map[string]bool{}
 	}
-	ss.strays[topic] = true
+	full := !done && len(ss.strays) >= strayUnsubscribesKept
+	if !done && !full {
+		ss.strays[topic] = true
+	}
+	said := ss.straysFull
+	ss.straysFull = ss.straysFull || full
 	ss.mu.Unlock()
-	if done || ss.closed.Load() {
+	if full && !said {
+		ss.src.log.Warn(fmt.Sprintf("more than %d topics no machine uses came in this connection: the broker session of this client_id holds a wildcard subscription this agent did not make (another client using this client_id?); their topics are no longer unsubscribed one by one (give each client its own client_id; a broker's tool can remove the session)", strayUnsubscribesKept),
+			"topic", topic)
+	}
+	if done || full || ss.closed.Load() {
 		return
 	}
 	log := ss.src.log
