@@ -224,41 +224,23 @@ machines:
 // that holds no array, is a problem at its index; an array read without
 // index is a problem that says to set one.
 func TestValidateOPCUAArrayElement(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	srv, err := opcuatest.Start(ctx, 0, map[string]any{"Counts": []int32{10, 20}, "Scalar": int32(5)})
-	if err != nil {
-		t.Fatalf("start server: %v", err)
-	}
-	t.Cleanup(srv.Close)
-	ns := srv.NS()
-	dir := t.TempDir()
-	y := fmt.Sprintf(`site: test
-data_dir: %s
-odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
-opcua:
-  - { name: plc, endpoint: %q }
-machines:
+	path, ns := validateOPCUAPlant(t, map[string]any{"Counts": []int32{10, 20}, "Scalar": int32(5)}, `
   - id: lane1
     workcenter: WC1
-    good_count: { opcua: { server: plc, node: "ns=%[3]d;s=Counts", index: 0 } }
+    good_count: { opcua: { server: plc, node: "ns=%[1]d;s=Counts", index: 0 } }
   - id: lane2
     workcenter: WC2
-    good_count: { opcua: { server: plc, node: "ns=%[3]d;s=Counts", index: 1 } }
+    good_count: { opcua: { server: plc, node: "ns=%[1]d;s=Counts", index: 1 } }
   - id: lane9
     workcenter: WC9
-    good_count: { opcua: { server: plc, node: "ns=%[3]d;s=Counts", index: 9 } }
+    good_count: { opcua: { server: plc, node: "ns=%[1]d;s=Counts", index: 9 } }
   - id: one
     workcenter: WC3
-    good_count: { opcua: { server: plc, node: "ns=%[3]d;s=Scalar", index: 0 } }
+    good_count: { opcua: { server: plc, node: "ns=%[1]d;s=Scalar", index: 0 } }
   - id: whole
     workcenter: WC4
-    good_count: { opcua: { server: plc, node: "ns=%[3]d;s=Counts" } }
-`, dir, srv.Endpoint(), ns)
-	path := filepath.Join(dir, "test.yaml")
-	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
+    good_count: { opcua: { server: plc, node: "ns=%[1]d;s=Counts" } }
+`)
 	out, _, err := runValidate(t, "-c", path, "--opcua")
 	if exitCode(err) != 1 || err.Error() != "opcua: 3 problems" {
 		t.Errorf("err = %v (code %d), want 3 problems", err, exitCode(err))
@@ -281,32 +263,14 @@ machines:
 // whole numbers exactly only up to 16,777,216, past which a step of 1 is
 // lost (mapping46). A Double counter is exact up to 2^53: no warning.
 func TestValidateOPCUAFloatCounter(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	srv, err := opcuatest.Start(ctx, 0, map[string]any{"P8.Good": float32(100.1), "P9.Good": float64(5)})
-	if err != nil {
-		t.Fatalf("start server: %v", err)
-	}
-	t.Cleanup(srv.Close)
-	ns := srv.NS()
-	dir := t.TempDir()
-	y := fmt.Sprintf(`site: test
-data_dir: %s
-odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
-opcua:
-  - { name: plc, endpoint: %q }
-machines:
+	path, ns := validateOPCUAPlant(t, map[string]any{"P8.Good": float32(100.1), "P9.Good": float64(5)}, `
   - id: p8
     workcenter: WC8
-    good_count: { opcua: { server: plc, node: "ns=%[3]d;s=P8.Good" }, factor: 0.1 }
+    good_count: { opcua: { server: plc, node: "ns=%[1]d;s=P8.Good" }, factor: 0.1 }
   - id: p9
     workcenter: WC9
-    good_count: { opcua: { server: plc, node: "ns=%[3]d;s=P9.Good" } }
-`, dir, srv.Endpoint(), ns)
-	path := filepath.Join(dir, "test.yaml")
-	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
+    good_count: { opcua: { server: plc, node: "ns=%[1]d;s=P9.Good" } }
+`)
 	out, _, err := runValidate(t, "-c", path, "--opcua")
 	if err != nil {
 		t.Errorf("err = %v, want none (a warning only)", err)
@@ -324,4 +288,27 @@ machines:
 	if strings.Contains(out, "P9.Good is Double") {
 		t.Errorf("a Double counter warned of:\n%s", out)
 	}
+}
+
+// validateOPCUAPlant starts an OPC UA server with vars and writes a
+// configuration whose machines (after "machines:", with ns=%[1]d for the
+// server's namespace) read it from source plc, the machines starting on
+// the configuration's line 6. It returns the file's path and the namespace.
+func validateOPCUAPlant(t *testing.T, vars map[string]any, machines string) (string, uint16) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	srv, err := opcuatest.Start(ctx, 0, vars)
+	if err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	y := fmt.Sprintf("site: test\ndata_dir: %s\nodoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }\n"+
+		"opcua:\n  - { name: plc, endpoint: %q }\nmachines:", dir, srv.Endpoint()) + fmt.Sprintf(machines, srv.NS())
+	path := filepath.Join(dir, "test.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, srv.NS()
 }
