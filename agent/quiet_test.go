@@ -326,10 +326,7 @@ func TestQuietCounterWithAStaleRetainedValueNotedThroughAFlappingLink(t *testing
 	retain(1005, time.Now())
 	px.Restart()
 	p.waitExactQty(ra, "press-1", 5)
-	waitFor(t, 10*time.Second, "the note gone", func() (bool, string) {
-		ms := ra.a.Status().Machines[0]
-		return !strings.Contains(ms.Error, quietNote), ms.Error
-	})
+	waitQuietNoteGone(t, ra)
 }
 
 // An OPC UA counter whose node exists but stands (its PLC program stopped
@@ -361,10 +358,7 @@ func TestQuietCounterOfAStandingOPCUANodeNotedThroughAFlappingLink(t *testing.T)
 	}
 	p.produce(m, 3, 0)
 	p.waitExactQty(ra, "ua-press", 3)
-	waitFor(t, 10*time.Second, "the note gone", func() (bool, string) {
-		ms := ra.a.Status().Machines[0]
-		return !strings.Contains(ms.Error, quietNote), ms.Error
-	})
+	waitQuietNoteGone(t, ra)
 }
 
 // An OPC UA counter read by polling (mode: poll) whose node stands while
@@ -384,6 +378,13 @@ func TestQuietCounterOfAStandingPolledOPCUANodeNoted(t *testing.T) {
 	t.Logf("noted: %s", ra.a.Status().Machines[0].Error)
 	p.produce(p.machines[0], 2, 0)
 	p.waitExactQty(ra, "ua-press", 2)
+	waitQuietNoteGone(t, ra)
+}
+
+// waitQuietNoteGone waits until the first machine's quiet-counter note is
+// gone (a value that is news came).
+func waitQuietNoteGone(t *testing.T, ra *runningAgent) {
+	t.Helper()
 	waitFor(t, 10*time.Second, "the note gone", func() (bool, string) {
 		ms := ra.a.Status().Machines[0]
 		return !strings.Contains(ms.Error, quietNote), ms.Error
