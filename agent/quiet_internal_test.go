@@ -121,6 +121,11 @@ func TestCountNewsIsWhatTheMachineSent(t *testing.T) {
 		s.Initial = true
 		return s
 	}
+	uaStamped := func(v any, at time.Time) connectors.Sample {
+		s := ua(v, "Int32", at)
+		s.ServerStamped = true
+		return s
+	}
 	for _, c := range []struct {
 		what string
 		s    []connectors.Sample
@@ -144,6 +149,9 @@ func TestCountNewsIsWhatTheMachineSent(t *testing.T) {
 		{"OPC UA: the same source time again, then a new one for the same value, then another type",
 			[]connectors.Sample{uaInitial(int64(1000), "Int32", t0), uaInitial(int64(1000), "Int32", t0), ua(int64(1000), "Int32", t0.Add(time.Second)), ua(int64(1000), "Int64", t0.Add(time.Second))},
 			[]bool{true, false, true, true}},
+		{"OPC UA: no source time, each read stamped anew by the server, then changed",
+			[]connectors.Sample{uaStamped(int64(1000), t0), uaStamped(int64(1000), t0.Add(time.Second)), uaStamped(int64(1000), t0.Add(2*time.Second)), uaStamped(int64(1001), t0.Add(3*time.Second))},
+			[]bool{true, false, false, true}},
 	} {
 		a := &Agent{countHeard: map[sampleAddr]heard{}, heardSeed: maphash.MakeSeed()}
 		for i, s := range c.s {

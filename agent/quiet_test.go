@@ -390,3 +390,29 @@ func waitQuietNoteGone(t *testing.T, ra *runningAgent) {
 		return !strings.Contains(ms.Error, quietNote), ms.Error
 	})
 }
+
+// The same, on a server that gives its values no source time but stamps
+// each read with its own clock (a server timestamp, as open62541 does),
+// which the agent takes as their time: a poll of a node that stands found
+// the same value with a new server time each time, which was news, and the
+// note never came. A server timestamp says when the value was read, not
+// when the machine changed it.
+func TestQuietCounterOfAStandingPolledOPCUANodeStampedByItsServerNoted(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"ua-press"}})
+	p.countQuiet = 2 * time.Second
+	p.ua.StampReads("ua-press.Good")
+	p.editConfig("    sampling_interval: 50ms\n", "    sampling_interval: 50ms\n    mode: poll\n    poll_interval: 100ms\n")
+	ra := p.startAgent()
+	waitFor(t, 20*time.Second, "the note, its node read every 100ms, standing, stamped by its server at each read", func() (bool, string) {
+		ms := ra.a.Status().Machines[0]
+		return ms.State == "running" && strings.Contains(ms.Error, quietNote), ms.State + ": " + ms.Error
+	})
+	t.Logf("noted: %s", ra.a.Status().Machines[0].Error)
+	p.produce(p.machines[0], 2, 0)
+	p.waitExactQty(ra, "ua-press", 2)
+	waitFor(t, 10*time.Second, "the note gone", func() (bool, string) {
+		ms := ra.a.Status().Machines[0]
+		return !strings.Contains(ms.Error, quietNote), ms.Error
+	})
+}

@@ -65,8 +65,13 @@ type Sample struct {
 	Good    bool
 	Quality string
 
-	SourceTime  time.Time // source timestamp, zero if the source gave none
-	ReceiveTime time.Time // when the connector received it
+	SourceTime time.Time // source timestamp, zero if the source gave none
+	// ServerStamped is set when SourceTime is an OPC UA value's server
+	// timestamp, taken because it carried no source timestamp: when the
+	// server read or sampled it (many servers stamp every read anew), not
+	// when the machine changed it.
+	ServerStamped bool
+	ReceiveTime   time.Time // when the connector received it
 	// Seen is when, by the box's boot clock (Seen): the time between two
 	// receipts when the wall clock was stepped between them.
 	Seen Seen

@@ -673,6 +673,8 @@ func (s *Source) deliver(ctx context.Context, idx int, dv *ua.DataValue, recv co
 		Watch:       watch,
 		WatchGap:    gap,
 	}
+	// (sampleFields: the server timestamp when there is no source one)
+	smp.ServerStamped = dv != nil && dv.SourceTimestamp.IsZero() && !ts.IsZero()
 	if err := s.sink.Deliver(ctx, smp); err != nil {
 		return fmt.Errorf("deliver: %w", err)
 	}

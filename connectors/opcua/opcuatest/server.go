@@ -27,8 +27,9 @@ type Server struct {
 	ns       *server.NodeNameSpace
 	endpoint string
 
-	mu   sync.Mutex
-	vals map[string]any
+	mu      sync.Mutex
+	vals    map[string]any
+	stamped map[string]bool // StampReads
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -95,14 +96,14 @@ func Start(ctx context.Context, port int, vars map[string]any, opts ...Option) (
 		}
 	}
 	ns := server.NewNodeNameSpace(srv, o.uri)
-	s := &Server{srv: srv, ns: ns, endpoint: "opc.tcp://127.0.0.1:" + strconv.Itoa(port), vals: map[string]any{}}
+	s := &Server{srv: srv, ns: ns, endpoint: "opc.tcp://127.0.0.1:" + strconv.Itoa(port), vals: map[string]any{}, stamped: map[string]bool{}}
 	// Objects -> the namespace's folder -> the variables, so browse finds them.
 	if ns0, err := srv.Namespace(0); err == nil {
 		ns0.Objects().AddRef(ns.Objects(), id.HasComponent, true)
 	}
 	for k, v := range vars {
 		s.vals[k] = v
-		n := ns.AddNewVariableStringNode(k, func() *ua.DataValue { return server.DataValueFromValue(s.Get(k)) })
+		n := ns.AddNewVariableStringNode(k, func() *ua.DataValue { return s.dataValue(k) })
 		ns.Objects().AddRef(n, id.HasComponent, true)
 	}
 	if err := srv.Start(ctx); err != nil {
@@ -152,6 +153,31 @@ func (s *Server) SetAt(name string, v any, at time.Time) {
 		Value:           ua.MustVariant(v),
 		SourceTimestamp: at,
 	})
+}
+
+// StampReads makes the server give variable name's values no source
+// timestamp but its own clock's time as their server timestamp, at every
+// read and notification, as many servers do (open62541's read stamps the
+// server timestamp with the time of the read).
+func (s *Server) StampReads(name string) {
+	s.mu.Lock()
+	s.stamped[name] = true
+	s.mu.Unlock()
+}
+
+// dataValue is what the server gives of variable name.
+func (s *Server) dataValue(name string) *ua.DataValue {
+	s.mu.Lock()
+	v, stamped := s.vals[name], s.stamped[name]
+	s.mu.Unlock()
+	if _, ok := v.(*ua.DataValue); stamped && !ok {
+		return &ua.DataValue{
+			EncodingMask:    ua.DataValueValue | ua.DataValueServerTimestamp,
+			Value:           ua.MustVariant(v),
+			ServerTimestamp: time.Now(),
+		}
+	}
+	return server.DataValueFromValue(v)
 }
 
 // Get returns a variable's current value (a *ua.DataValue when it was set
