@@ -126,6 +126,11 @@ func TestCountNewsIsWhatTheMachineSent(t *testing.T) {
 		s.ServerStamped = true
 		return s
 	}
+	uaElement := func(v any, at time.Time) connectors.Sample {
+		s := ua(v, "Int64", at)
+		s.Address, s.Element = "ns=2;s=Counts[1]", true
+		return s
+	}
 	for _, c := range []struct {
 		what string
 		s    []connectors.Sample
@@ -151,6 +156,9 @@ func TestCountNewsIsWhatTheMachineSent(t *testing.T) {
 			[]bool{true, false, true, true}},
 		{"OPC UA: no source time, each read stamped anew by the server, then changed",
 			[]connectors.Sample{uaStamped(int64(1000), t0), uaStamped(int64(1000), t0.Add(time.Second)), uaStamped(int64(1000), t0.Add(2*time.Second)), uaStamped(int64(1001), t0.Add(3*time.Second))},
+			[]bool{true, false, false, true}},
+		{"OPC UA: an array's element standing while the array's source time moves, then changed",
+			[]connectors.Sample{uaElement(int64(7), t0), uaElement(int64(7), t0.Add(time.Second)), uaElement(int64(7), t0.Add(2*time.Second)), uaElement(int64(8), t0.Add(3*time.Second))},
 			[]bool{true, false, false, true}},
 	} {
 		a := &Agent{countHeard: map[sampleAddr]heard{}, heardSeed: maphash.MakeSeed()}

@@ -416,3 +416,47 @@ func TestQuietCounterOfAStandingPolledOPCUANodeStampedByItsServerNoted(t *testin
 		return !strings.Contains(ms.Error, quietNote), ms.Error
 	})
 }
+
+// Two machines whose counters are two elements of one OPC UA array node
+// with a source time: lane 1 counts, lane 2's element stands while it
+// runs. Each change of lane 1 brings the whole array with a new source
+// time, lane 2's element at the same value: the array's time is no time
+// of lane 2's counter, and its standing element is no news — it is noted,
+// and lane 1, counting, is not.
+func TestQuietCounterOfAStandingArrayElementNotedWhileItsNeighbourCounts(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"ua-lane-1", "ua-lane-2"}, uaArray: true})
+	p.countQuiet = 2 * time.Second
+	p.ua.SetAt("Counts", p.uaCounts(), time.Now())
+	ra := p.startAgent()
+	lane1 := p.machines[0]
+	lane := func(id string) (state, note string) {
+		for _, m := range ra.a.Status().Machines {
+			if m.ID == id {
+				return m.State, m.Error
+			}
+		}
+		return "absent", ""
+	}
+	made := int64(0)
+	for end := time.Now().Add(20 * time.Second); ; {
+		lane1.mu.Lock()
+		lane1.good++
+		lane1.mu.Unlock()
+		made++
+		p.ua.SetAt("Counts", p.uaCounts(), time.Now())
+		if st, note := lane("ua-lane-2"); st == "running" && strings.Contains(note, quietNote) {
+			t.Logf("lane 2 noted after lane 1 made %d pieces: %s", made, note)
+			break
+		}
+		if time.Now().After(end) {
+			st, note := lane("ua-lane-2")
+			t.Fatalf("lane 2 not noted in 20 s, its element standing while lane 1 made %d pieces in the same array: %s: %q", made, st, note)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, note := lane("ua-lane-1"); strings.Contains(note, quietNote) {
+		t.Errorf("lane 1, counting, noted quiet: %s", note)
+	}
+	p.waitExactQty(ra, "ua-lane-1", float64(made))
+}

@@ -867,7 +867,8 @@ type heard struct {
 // (or a redelivery, DUP) of the payload the topic last brought, sent at
 // every reconnect — a publisher that stopped leaves it behind; an OPC UA
 // value and source time (the value alone when neither has one; a server
-// timestamp, ServerStamped, is none) as last read — the read that starts each session, the subscription's first
+// timestamp, ServerStamped, is none, nor an array's for one of its
+// elements) as last read — the read that starts each session, the subscription's first
 // value, a poll or heartbeat read of a node that stands (the server sends
 // a monitored node's value when it changes). Behind a broker or server
 // that drops the agent more often than the limit, each of them started
@@ -882,9 +883,11 @@ func (a *Agent) countNews(k sampleAddr, s connectors.Sample) bool {
 		h.sum = maphash.Bytes(a.heardSeed, s.Payload)
 	} else {
 		h.val, h.typ, h.at = s.Value, s.DataType, s.SourceTime
-		if s.ServerStamped {
+		if s.ServerStamped || s.Element {
 			// When the server read it, not when the machine changed it
-			// (many servers stamp every read anew): no source time.
+			// (many servers stamp every read anew), or the time of the
+			// whole array, which another element's change moves: no
+			// source time of this value.
 			h.at = time.Time{}
 		}
 	}

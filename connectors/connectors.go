@@ -65,13 +65,17 @@ type Sample struct {
 	Good    bool
 	Quality string
 
-	SourceTime time.Time // source timestamp, zero if the source gave none
+	SourceTime  time.Time // source timestamp (OPC UA: else its server timestamp, ServerStamped), zero if the source gave none
+	ReceiveTime time.Time // when the connector received it
 	// ServerStamped is set when SourceTime is an OPC UA value's server
 	// timestamp, taken because it carried no source timestamp: when the
 	// server read or sampled it (many servers stamp every read anew), not
 	// when the machine changed it.
 	ServerStamped bool
-	ReceiveTime   time.Time // when the connector received it
+	// Element is set for an element of an OPC UA array node
+	// (ElementAddress): its SourceTime is the whole node's, which a change
+	// of any other element moves.
+	Element bool
 	// Seen is when, by the box's boot clock (Seen): the time between two
 	// receipts when the wall clock was stepped between them.
 	Seen Seen

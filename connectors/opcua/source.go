@@ -675,6 +675,7 @@ func (s *Source) deliver(ctx context.Context, idx int, dv *ua.DataValue, recv co
 	}
 	// (sampleFields: the server timestamp when there is no source one)
 	smp.ServerStamped = dv != nil && dv.SourceTimestamp.IsZero() && !ts.IsZero()
+	smp.Element = s.nodes[idx].index != nil
 	if err := s.sink.Deliver(ctx, smp); err != nil {
 		return fmt.Errorf("deliver: %w", err)
 	}
