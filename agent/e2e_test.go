@@ -3382,3 +3382,27 @@ func TestEndToEndStatusFollowsADrain(t *testing.T) {
 		t.Errorf("live rounds after the drain: drain %+v, want none", *st.Drain)
 	}
 }
+
+// At a first start neither the key nor the login ever worked: a refused
+// login is a wrong key, or odoo.username not the bot user's login (a
+// typo) — not one "no longer" its login, "renamed in Odoo", which sends
+// the admin looking for a change nobody made.
+func TestEndToEndFirstStartRefusedLoginIsNoRename(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+	p.adminCall("res.users", "write", []any{[]any{p.bot}, map[string]any{"login": "bot@plant.example"}}, nil)
+	ra := p.startAgentWith(false)
+	waitFor(t, 15*time.Second, "the refused login logged", func() (bool, string) {
+		logs := p.logs.String()
+		return strings.Contains(logs, "odoo refused the API key"), ra.a.Status().Odoo.State
+	})
+	logs := p.logs.String()
+	if strings.Contains(logs, "no longer the bot user's login") || strings.Contains(logs, "renamed in Odoo") {
+		t.Errorf("a first start's refused login called a rename:\n%s", logs)
+	}
+	if !strings.Contains(logs, "odoo.username not the bot user's login") {
+		t.Errorf("the log does not name odoo.username as a cause:\n%s", logs)
+	}
+	if !strings.Contains(logs, "wrong?") {
+		t.Errorf("the log does not name a wrong key as a cause:\n%s", logs)
+	}
+}

@@ -673,9 +673,9 @@ func (f *forwarder) run(ctx context.Context) {
 					// (a seat clean-up) cannot make a new key: it wants
 					// unarchiving, and Odoo 17's keys do not expire.
 					msg = "odoo now refuses the API key that worked before: expired (Odoo 18+ expires keys of non-admin users; 17's do not) or revoked — create a new key — or the bot user archived (all its keys are refused then: unarchive it and restart the agent, no new key needed)" +
-						loginNote(oe) + " — retrying slowly to avoid Odoo's login lockout"
+						loginNote(oe, true) + " — retrying slowly to avoid Odoo's login lockout"
 				case state == "auth_failed":
-					msg = "odoo refused the API key; check the key (expired? revoked? the bot user archived?)" + loginNote(oe) + " — retrying slowly to avoid Odoo's login lockout"
+					msg = "odoo refused the API key; check the key (wrong? expired? revoked? the bot user archived?)" + loginNote(oe, false) + " — retrying slowly to avoid Odoo's login lockout"
 				case isOE && oe.Permanent():
 					msg = "odoo refuses a call the agent needs (access rights? `plantedge validate --odoo` checks them); buffering and retrying with backoff"
 				case isOE && oe.Busy():
@@ -733,7 +733,7 @@ func (f *forwarder) run(ctx context.Context) {
 			f.link.KeyExpired = refused && f.keyWorked && f.a.odooWas == ""
 			switch {
 			case f.link.KeyExpired:
-				f.link.LastError = "API key expired or revoked, or the bot user archived" + loginNote(oe) + " (it worked before): " + f.link.LastError
+				f.link.LastError = "API key expired or revoked, or the bot user archived" + loginNote(oe, true) + " (it worked before): " + f.link.LastError
 			case refused && f.a.odooWas != "":
 				f.link.LastError = "the Odoo the configuration now names refuses the API key (is it the key of that Odoo's bot user?): " + f.link.LastError
 			}
@@ -1870,10 +1870,15 @@ func boolGauge(b bool) float64 {
 // loginNote names the login as a cause of a refused login: over JSON-RPC
 // (Odoo 17/18) the agent logs in with odoo.username, and Odoo refuses a
 // login renamed in Odoo (to an e-mail address, say) as it refuses a wrong
-// key. JSON-2 sends the key alone: "" then, as for any other call.
-func loginNote(oe *odoo.Error) string {
+// key. JSON-2 sends the key alone: "" then, as for any other call. Only a
+// login that worked before (worked) can have been renamed; one that never
+// did may be mistyped.
+func loginNote(oe *odoo.Error, worked bool) string {
 	if oe == nil || oe.Op != "authenticate" {
 		return ""
+	}
+	if !worked {
+		return ", or odoo.username not the bot user's login"
 	}
 	return ", or odoo.username no longer the bot user's login (renamed in Odoo?)"
 }
