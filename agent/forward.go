@@ -378,7 +378,7 @@ func (f *forwarder) probeOdoo(ctx context.Context) {
 		// this Odoo.
 		f.link.KeyExpired = c.KeyID() == f.workedKey && f.a.odooWas == ""
 		f.link.State, f.link.LastError = "auth_failed", err.Error()+"; and "+SettleNote
-		f.a.log.Error("odoo refused the API key (asked while writes wait for the last run's requests); check the key (expired? revoked? the bot user archived?) — it is tried again when the wait ends",
+		f.a.log.Error("odoo refused the API key (asked while writes wait for the last run's requests); check the key (wrong? expired? revoked? the bot user archived?) — it is tried again when the wait ends",
 			"component", "forwarder", "err", err, "expired", f.link.KeyExpired, "until", f.settleUntil.Format("2006-01-02T15:04:05.000Z07:00"))
 	default:
 		f.link.LastError = err.Error() + "; and " + SettleNote

@@ -148,7 +148,7 @@ func (c *odooCheck) connectProblem(cfg *config.Config, err error) {
 		// they match active users only), and it cannot make a new one.
 		c.problem("authentication failed: Odoo refused the API key%s for database %q (from %s): wrong, expired or revoked, or its user archived%s, "+
 			"or this address is locked out after 10 failed logins (5 where base.login_cooldown_after was deleted) "+
-			"(hint: an archived bot user (Settings > Users, filter Archived): unarchive it, its key works again; else create a new key in Odoo under Preferences > Account Security and store it there; "+
+			"(hint: a key mistyped, expired or revoked: create a new key in Odoo under Preferences > Account Security and store it there; a bot user archived (Settings > Users, filter Archived): unarchive it, its key works again; "+
 			"$PLANTEDGE_ODOO_API_KEY, when set, comes before the credential and api_key_file; "+
 			"if the key is right, wait a minute and try once: each failure restarts Odoo's 60 s lockout)", user, cfg.Odoo.Database, source, notHis)
 	case errors.As(err, &oe) && oe.Unavailable():

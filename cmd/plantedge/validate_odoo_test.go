@@ -385,8 +385,8 @@ func authFailed(o *odooSite, version int) string {
 	}
 	return `odoo: problem: authentication failed: Odoo refused the API key of user "plantedge-bot" for database "odoo" (from api_key_file ` +
 		filepath.Join(o.dir, "key") + `): wrong, expired or revoked, or its user archived` + notHis + `, or this address is locked out after 10 failed logins (5 where base.login_cooldown_after was deleted) ` +
-		`(hint: an archived bot user (Settings > Users, filter Archived): unarchive it, its key works again; else ` +
-		`create a new key in Odoo under Preferences > Account Security and store it there; $PLANTEDGE_ODOO_API_KEY, when set, ` +
+		`(hint: a key mistyped, expired or revoked: create a new key in Odoo under Preferences > Account Security and store it there; ` +
+		`a bot user archived (Settings > Users, filter Archived): unarchive it, its key works again; $PLANTEDGE_ODOO_API_KEY, when set, ` +
 		`comes before the credential and api_key_file; if the key is right, wait a minute and try once: each failure restarts Odoo's 60 s lockout)`
 }
 
