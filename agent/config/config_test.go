@@ -1871,6 +1871,41 @@ func TestSharedRunningWarned(t *testing.T) {
 		`w.yaml:22:14: machines[1].running: reads the same run state as m0 running (MQTT broker topic p/m0 field run): the stops of one are booked as the other's downtime too (a copied entry? point it at this machine's own; if one run signal stands for both, a line's, this is right)`)
 }
 
+// One machine-state word read by two machines, each running on its own
+// value (a twin-station cell's "active station": 1 the first, 2 the
+// second) is not a copied run state: their stops differ, and no warning
+// says they are booked as each other's. The same values, in any order,
+// are a copy (review46b).
+func TestSharedStateWordWithOwnRunningValuesNotWarned(t *testing.T) {
+	y := strings.Replace(base, "machines:\n", `machines:
+  - id: m0
+    workcenter: WC0
+    good_count: { mqtt: { broker: broker, topic: p/m0, field: good } }
+    running: { mqtt: { broker: broker, topic: cell/state, field: station }, running_values: ["1"] }
+  - id: m9
+    workcenter: WC9
+    good_count: { mqtt: { broker: broker, topic: p/m9, field: good } }
+    running: { mqtt: { broker: broker, topic: cell/state, field: station }, running_values: ["2"] }
+  - id: m8
+    workcenter: WC8
+    good_count: { mqtt: { broker: broker, topic: p/m8, field: good } }
+    running: { mqtt: { broker: broker, topic: cell/state, field: station } }
+`, 1)
+	wantWarnings(t, y)
+	y = strings.Replace(base, "machines:\n", `machines:
+  - id: m0
+    workcenter: WC0
+    good_count: { mqtt: { broker: broker, topic: p/m0, field: good } }
+    running: { mqtt: { broker: broker, topic: cell/state, field: state }, running_values: [EXECUTE, COMPLETING] }
+  - id: m9
+    workcenter: WC9
+    good_count: { mqtt: { broker: broker, topic: p/m9, field: good } }
+    running: { mqtt: { broker: broker, topic: cell/state, field: state }, running_values: [COMPLETING, EXECUTE] }
+`, 1)
+	wantWarnings(t, y,
+		`w.yaml:22:14: machines[1].running: reads the same run state as m0 running (MQTT broker topic cell/state field state): the stops of one are booked as the other's downtime too (a copied entry? point it at this machine's own; if one run signal stands for both, a line's, this is right)`)
+}
+
 // Keys an OT engineer reaches for to say a counter's unit or scale (a
 // SCADA tag's "scale", "multiplier", "unit: kg"): the hint names factor,
 // not the list of known keys (mapping46).

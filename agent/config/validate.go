@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -291,8 +292,14 @@ func (c *Config) validate() []Problem {
 			if r.Signal == "running" {
 				// A machine block copied with its running source left
 				// as it was: one's stops booked as the other's downtime.
+				// Not a state word each reads its own running_values
+				// from (a cell's active station: 1 one machine, 2 the
+				// other): their stops differ.
 				if src := r.Ref.CounterSource(); src != "" {
 					key := c.counterKey(r.Ref)
+					if m.Running != nil {
+						key += "\x00" + strings.Join(slices.Sorted(slices.Values(m.Running.RunningValues)), "\x00")
+					}
 					if prev, dup := runningSrc[key]; dup {
 						v.warn(p+".running", fmt.Sprintf("reads the same run state as %s running (%s): the stops of one are booked as the other's downtime too", prev, src),
 							"a copied entry? point it at this machine's own; if one run signal stands for both, a line's, this is right")
