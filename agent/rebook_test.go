@@ -261,6 +261,14 @@ func TestRebookCutShortKeepsTheOpenLinesID(t *testing.T) {
 	// A line Odoo makes before the rebook takes the id press-1's had.
 	p.stop(m3, "JAM")
 	p.waitLines(1)
+	// The round that booked it ends first: a quick load grows the load
+	// size as its round goes on, which undid a size set while it did (the
+	// rebook then went in one load: seen in CI under load).
+	after := ra.a.Flush()
+	waitFor(t, 15*time.Second, "a round begun after press-3's line, ended with nothing to send", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Odoo.RoundsDone > after && st.Buffer.Lanes["events"].Pending == 0, fmt.Sprintf("rounds done %d, lanes %+v", st.Odoo.RoundsDone, st.Buffer.Lanes)
+	})
 	agent.SetLinesPerLoad(ra.a, 1)
 	var loads atomic.Int32
 	var armed atomic.Bool
