@@ -166,3 +166,15 @@ func ServerID(endpoint string) string {
 	u.Scheme, u.Host, u.Path = strings.ToLower(u.Scheme), strings.ToLower(u.Host), strings.TrimRight(u.Path, "/")
 	return u.String()
 }
+
+// Widen is a float32 (a PLC's REAL) as the decimal it stands for, which
+// the PLC shows: 100.1, not float32's binary widened (100.09999847412109),
+// whose steps would carry its noise (100.1 to 100.2 stepping
+// 0.09999847412109375).
+func Widen(x float32) float64 {
+	f, err := strconv.ParseFloat(strconv.FormatFloat(float64(x), 'g', -1, 32), 64)
+	if err != nil { // NaN, ±Inf parse; nothing else fails
+		return float64(x)
+	}
+	return f
+}

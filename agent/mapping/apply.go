@@ -2570,7 +2570,7 @@ func toNumber(v any) (float64, error) {
 	case float64:
 		return x, nil
 	case float32:
-		return widen(x), nil
+		return connectors.Widen(x), nil
 	case int:
 		return float64(x), nil
 	case int8:
@@ -2593,18 +2593,6 @@ func toNumber(v any) (float64, error) {
 		return float64(x), nil
 	}
 	return 0, fmt.Errorf("%s is not a number: %w", typeName(v), ErrBadValue)
-}
-
-// widen is a float32 (a PLC's REAL) as the decimal it stands for, which
-// the PLC shows: 100.1, not float32's binary widened (100.09999847412109),
-// whose steps would carry its noise (100.1 to 100.2 stepping
-// 0.09999847412109375).
-func widen(x float32) float64 {
-	f, err := strconv.ParseFloat(strconv.FormatFloat(float64(x), 'g', -1, 32), 64)
-	if err != nil { // NaN, ±Inf parse; nothing else fails
-		return float64(x)
-	}
-	return f
 }
 
 func toRunning(v any) (bool, error) {

@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"reflect"
-	"strconv"
 	"strings"
 	"time"
 
@@ -42,12 +41,7 @@ func decodeValue(v *ua.Variant) any {
 	case uint64:
 		return x
 	case float32:
-		// A REAL as the decimal it stands for, which the PLC shows (100.1,
-		// not 100.09999847412109): its steps carry no float32 noise.
-		if f, err := strconv.ParseFloat(strconv.FormatFloat(float64(x), 'g', -1, 32), 64); err == nil {
-			return f
-		}
-		return float64(x)
+		return connectors.Widen(x)
 	case float64:
 		return x
 	case string:
