@@ -559,7 +559,9 @@ func (b *spBirth) aliasesAll(bs []*binding) bool {
 }
 
 // spUnreadDevicesKept bounds, per edge node, the devices no signal reads
-// whose BIRTH and DEATH are kept (those read are always kept): a device
+// whose BIRTH and DEATH are kept (those read are always kept, and count
+// towards it, as the node's own BIRTH does: keepsUnread is given how many
+// BIRTHs, or DEATHs, the node keeps in all): a device
 // per serial number, or a client publishing under the node's topics, must
 // not grow the agent for good.
 const spUnreadDevicesKept = 1000
@@ -957,6 +959,11 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		// A retained DATA may be older than the map: its aliases are not
 		// read either.
 		why := "no BIRTH of it was received since plantedge connected to the broker, or messages of the edge node were lost since"
+		if birth == nil && n.full && t.Device != "" {
+			// Its BIRTH may have come while no signal read the device,
+			// past those kept (a reload read it since): not kept.
+			why = fmt.Sprintf("its BIRTH was not kept: it came while no signal read the device, past the %d such devices of the edge node kept; or none came since plantedge connected to the broker, or messages of the edge node were lost since", spUnreadDevicesKept)
+		}
 		switch {
 		case certWait:
 			why = "the DATA is stamped before the BIRTH of the broker's certificate, or not stamped: it may have been sent under an earlier BIRTH (queued while plantedge was away), or the edge node's clock went back since that BIRTH"
