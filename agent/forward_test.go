@@ -465,6 +465,11 @@ func TestOutageLike(t *testing.T) {
 		{"connection refused", &odoo.Error{Op: "web.version", Err: refused}, true},
 		{"reset", &odoo.Error{Op: "x", Err: fmt.Errorf("read: %w", syscall.ECONNRESET)}, true},
 		{"EOF", &odoo.Error{Op: "x", Err: io.EOF}, true},
+		// The transport's read side closed the connection as Odoo went
+		// away while its write side still sent the request (CI: the full
+		// disk test blamed a full disk on Odoo's configuration).
+		{"closed under a write", &odoo.Error{Op: "web.version", Err: &url.Error{Op: "Post", URL: "http://erp/web/version",
+			Err: &net.OpError{Op: "write", Net: "tcp", Err: net.ErrClosed}}}, true},
 		{"gateway 502", &odoo.Error{Op: "x", Status: 502}, true},
 		{"maintenance 503", &odoo.Error{Op: "x", Status: 503}, true},
 		{"too many requests", &odoo.Error{Op: "x", Status: 429}, true},
