@@ -23,6 +23,13 @@ func certificatesPlant(t *testing.T) *plant {
 		t.Fatal(err)
 	}
 	spBirths(p, 0, 1000, 1, 2)
+	// The broker publishes them off the edge node's connection: an agent
+	// subscribed before then gets the DATA before the DBIRTH's certificate
+	// (a fresh-clone CI under load: alias 1 unread, "no BIRTH of it").
+	waitFor(t, 10*time.Second, "the broker's certificates of the NBIRTH and DBIRTH", func() (bool, string) {
+		n := p.broker.Certificates()
+		return n >= 2, fmt.Sprint(n)
+	})
 	p.editConfig("    client_id: plantedge-test\n", "    client_id: plantedge-test\n    sparkplug_certificates: true\n")
 	return p
 }

@@ -25,7 +25,15 @@ type Broker struct {
 	closeOnce sync.Once
 	closeErr  error
 	closed    chan struct{} // closed by Close
+
+	certs atomic.Int64 // certificates published (SparkplugAware)
 }
+
+// Certificates is how many BIRTH certificates the broker has published
+// retained since SparkplugAware: a test waits for them before a client
+// that reads them subscribes (they are published off the publisher's
+// connection, a little later).
+func (b *Broker) Certificates() int64 { return b.certs.Load() }
 
 // Start starts a broker on addr ("127.0.0.1:0" picks a free port).
 func Start(addr string) (*Broker, error) {
@@ -171,6 +179,7 @@ func (b *Broker) SparkplugAware() error {
 				// In order, off the publisher's connection (mochi runs
 				// the inline subscription there).
 				_ = b.srv.Publish("$sparkplug/certificates/"+m.topic, m.payload, true, 1)
+				b.certs.Add(1)
 			case <-b.closed:
 				return
 			}
