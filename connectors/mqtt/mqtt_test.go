@@ -649,15 +649,7 @@ func TestStrayTopicUnsubscribed(t *testing.T) {
 // says so once; the messages still reach the sink, which counts them.
 func TestStrayWildcardBounded(t *testing.T) {
 	url := startMochi(t, "tcp", nil, nil)
-	earlier := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("pe-stray").SetCleanSession(false).
-		SetProtocolVersion(4).SetAutoReconnect(false))
-	if tok := earlier.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
-	}
-	if tok := earlier.SubscribeMultiple(map[string]byte{"old/#": 1}, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
-	earlier.Disconnect(100)
+	foreignWildcardSession(t, url)
 
 	var logs logBuffer
 	n := strayUnsubscribesKept + 200

@@ -101,15 +101,7 @@ func TestStrayBoundIsPerConnection(t *testing.T) {
 // foreign "old/#") still has the removed topic taken off.
 func TestRemovedTopicUnsubscribedPastTheStrayBound(t *testing.T) {
 	url := startMochi(t, "tcp", nil, nil)
-	earlier := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("pe-stray").SetCleanSession(false).
-		SetProtocolVersion(4).SetAutoReconnect(false))
-	if tok := earlier.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
-	}
-	if tok := earlier.SubscribeMultiple(map[string]byte{"old/#": 1}, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
-	earlier.Disconnect(100)
+	foreignWildcardSession(t, url)
 	var logs logBuffer
 	n := strayUnsubscribesKept + 50
 	sink := make(chanSink, 4*n)
@@ -147,4 +139,20 @@ func TestRemovedTopicUnsubscribedPastTheStrayBound(t *testing.T) {
 			break
 		}
 	}
+}
+
+// foreignWildcardSession leaves in the broker at url a session of client
+// id pe-stray that another client subscribed to "old/#" (clean session
+// off), as a client sharing the agent's client_id would.
+func foreignWildcardSession(t *testing.T, url string) {
+	t.Helper()
+	earlier := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID("pe-stray").SetCleanSession(false).
+		SetProtocolVersion(4).SetAutoReconnect(false))
+	if tok := earlier.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	if tok := earlier.SubscribeMultiple(map[string]byte{"old/#": 1}, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	earlier.Disconnect(100)
 }
