@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,7 +48,7 @@ func Start(addr string) (*Broker, error) {
 	if err := srv.AddHook(acl, nil); err != nil {
 		return nil, fmt.Errorf("mqtt broker auth hook: %w", err)
 	}
-	takeover := &takeoverHook{srv: srv, at: map[*mochi.Client]time.Time{}}
+	takeover := &takeoverHook{srv: srv, at: map[*mochi.Client]time.Time{}, pubs: map[pubKey]time.Time{}}
 	if err := srv.AddHook(takeover, nil); err != nil {
 		return nil, fmt.Errorf("mqtt broker takeover hook: %w", err)
 	}
@@ -76,36 +77,48 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) er
 	return b.srv.Publish(topic, payload, retain, qos)
 }
 
-// takeoverGuard bounds how long a takeover holds the inline client's
-// publishes: one whose connect failed between the hooks (its CONNACK not
-// written) calls neither OnSessionEstablished nor OnDisconnect.
+// takeoverGuard bounds how long a takeover holds publishes, and a publish
+// a takeover: a connect that failed between the hooks (its CONNACK not
+// written) calls neither OnSessionEstablished nor OnDisconnect, and a
+// client's publish that a hook rejected never reaches OnPublished.
 const takeoverGuard = time.Second
 
 // takeoverHook marks the connections taking over a kept session (a client
 // id the broker holds, connected or not) from before mochi takes the old
 // client's inflight messages to after the new client's CONNACK, and
-// Publish waits while one is marked. mochi v2.7.9 routes a message to the
-// client the id maps to: published after the old client's inflight
-// messages were copied and before the new client replaced it, it went to
-// the old client and was lost (TestPublishDuringTakeoverIsKept: 295 of
-// 1,240 in 300 takeovers); published after that and before the CONNACK,
-// it went out first and paho refused the connect ("non-CONNACK first
-// packet"). A takeover also waits for the publishes under way when it
-// began. Only the inline client's publishes wait: a publishing
-// client's connection still meets the race (Mosquitto, one thread, has
-// none).
+// publishes wait while one is marked; a takeover waits for the publishes
+// under way when it began. mochi v2.7.9 routes a message to the client
+// the id maps to: published after the old client's inflight messages were
+// copied and before the new client replaced it, it went to the old client
+// and was lost (TestPublishDuringTakeoverIsKept: 295 of 1,240 in 300
+// takeovers); published after that and before the CONNACK, it went out
+// first and paho refused the connect ("non-CONNACK first packet"). The
+// inline client's publishes are held in Publish, a client's in OnPublish.
 type takeoverHook struct {
 	mochi.HookBase
-	srv     *mochi.Server
-	mu      sync.Mutex
-	at      map[*mochi.Client]time.Time
-	publish int // Publish calls under way
+	srv    *mochi.Server
+	mu     sync.Mutex
+	at     map[*mochi.Client]time.Time // takeovers under way
+	inline int                         // Publish calls under way
+	pubs   map[pubKey]time.Time        // clients' publishes under way
+}
+
+// pubKey is a client's publish between OnPublish and OnPublished: a
+// client's packet id is its own while the message is in flight, and its
+// QoS 0 publishes (id 0) are handled one after the other.
+type pubKey struct {
+	cl *mochi.Client
+	id uint16
 }
 
 func (h *takeoverHook) ID() string { return "takeover" }
 
 func (h *takeoverHook) Provides(b byte) bool {
-	return b == mochi.OnSessionEstablish || b == mochi.OnSessionEstablished || b == mochi.OnDisconnect
+	switch b {
+	case mochi.OnSessionEstablish, mochi.OnSessionEstablished, mochi.OnDisconnect, mochi.OnPublish, mochi.OnPublished:
+		return true
+	}
+	return false
 }
 
 func (h *takeoverHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
@@ -115,15 +128,10 @@ func (h *takeoverHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	h.mu.Lock()
 	h.at[cl] = time.Now()
 	h.mu.Unlock()
-	for {
-		h.mu.Lock()
-		n := h.publish
-		h.mu.Unlock()
-		if n == 0 {
-			return
-		}
-		time.Sleep(50 * time.Microsecond)
-	}
+	h.until(func() bool {
+		maps.DeleteFunc(h.pubs, func(_ pubKey, at time.Time) bool { return time.Since(at) >= takeoverGuard })
+		return h.inline == 0 && len(h.pubs) == 0
+	})
 }
 
 func (h *takeoverHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) { h.done(cl) }
@@ -136,34 +144,66 @@ func (h *takeoverHook) done(cl *mochi.Client) {
 	h.mu.Unlock()
 }
 
-// begin returns once no connection is taking over a session (each is
-// waited for at most takeoverGuard), with a publish counted under way
-// until end.
-func (h *takeoverHook) begin() {
-	for {
-		h.mu.Lock()
-		busy := false
-		for cl, at := range h.at {
-			if time.Since(at) >= takeoverGuard {
-				delete(h.at, cl)
-				continue
-			}
-			busy = true
-		}
-		if !busy {
-			h.publish++
-			h.mu.Unlock()
-			return
-		}
-		h.mu.Unlock()
-		time.Sleep(100 * time.Microsecond)
+func (h *takeoverHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil // held in Publish
 	}
+	h.until(func() bool {
+		if h.free() {
+			h.pubs[pubKey{cl, pk.PacketID}] = time.Now()
+			return true
+		}
+		return false
+	})
+	return pk, nil
+}
+
+func (h *takeoverHook) OnPublished(cl *mochi.Client, pk packets.Packet) {
+	if cl.Net.Inline {
+		return
+	}
+	h.mu.Lock()
+	delete(h.pubs, pubKey{cl, pk.PacketID})
+	h.mu.Unlock()
+}
+
+// begin returns once no connection is taking over a session, with an
+// inline publish counted under way until end.
+func (h *takeoverHook) begin() {
+	h.until(func() bool {
+		if h.free() {
+			h.inline++
+			return true
+		}
+		return false
+	})
 }
 
 func (h *takeoverHook) end() {
 	h.mu.Lock()
-	h.publish--
+	h.inline--
 	h.mu.Unlock()
+}
+
+// free reports whether no takeover is under way (each is waited for at
+// most takeoverGuard). Caller holds mu.
+func (h *takeoverHook) free() bool {
+	maps.DeleteFunc(h.at, func(_ *mochi.Client, at time.Time) bool { return time.Since(at) >= takeoverGuard })
+	return len(h.at) == 0
+}
+
+// until calls cond under mu until it reports true, at most takeoverGuard
+// and once more.
+func (h *takeoverHook) until(cond func() bool) {
+	for deadline := time.Now().Add(takeoverGuard); ; {
+		h.mu.Lock()
+		ok := cond()
+		h.mu.Unlock()
+		if ok || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
 }
 
 // Close stops the broker; closing it again does nothing (a test may stop

@@ -16,13 +16,36 @@ import (
 // published between copying the old client's inflight messages and
 // adding the new client to the old client, where it was lost (a
 // fresh-clone CI: TestCounterTopicTypoFixedBeforeAValueCountsOn, the
-// counter published as the reload's source connected never came).
+// counter published as the reload's source connected never came). So does
+// one a client publishes (a gateway, an edge node).
 func TestPublishDuringTakeoverIsKept(t *testing.T) {
-	b, err := Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	t.Run("inline", func(t *testing.T) {
+		b, err := Start("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		publishDuringTakeovers(t, b, func(p []byte) error { return b.Publish("t", p, false, 1) })
+	})
+	t.Run("client", func(t *testing.T) {
+		b, err := Start("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		c, err := Dial(b.URL(), "gateway", nil, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(0)
+		publishDuringTakeovers(t, b, func(p []byte) error { return c.Publish("t", 1, false, p, 5*time.Second) })
+	})
+}
+
+// publishDuringTakeovers publishes numbered QoS 1 messages with publish
+// while 300 connections one after the other take over a kept session
+// subscribed to them, and fails unless every one came.
+func publishDuringTakeovers(t *testing.T, b *Broker, publish func([]byte) error) {
 	var mu sync.Mutex
 	got := map[int]bool{}
 	handler := func(_ paho.Client, m paho.Message) {
@@ -54,7 +77,7 @@ func TestPublishDuringTakeoverIsKept(t *testing.T) {
 				return
 			default:
 			}
-			if err := b.Publish("t", []byte(strconv.Itoa(n)), false, 1); err != nil {
+			if err := publish([]byte(strconv.Itoa(n))); err != nil {
 				t.Errorf("publish: %v", err)
 				return
 			}
