@@ -563,7 +563,9 @@ func (b *spBirth) aliasesAll(bs []*binding) bool {
 // towards it, as the node's own BIRTH does: keepsUnread is given how many
 // BIRTHs, or DEATHs, the node keeps in all): a device
 // per serial number, or a client publishing under the node's topics, must
-// not grow the agent for good.
+// not grow the agent for good. A slot is freed where Sparkplug ends the
+// device's state (dropUnreadBirths): its DDEATH, its edge node's NDEATH or
+// next NBIRTH; a device that comes back sends its DBIRTH again.
 const spUnreadDevicesKept = 1000
 
 type spNode struct {
@@ -578,6 +580,9 @@ type spNode struct {
 	// full: a device no signal reads was not kept, spUnreadDevicesKept
 	// being reached (said once).
 	full bool
+	// freed: a BIRTH of a device no signal read was dropped at a DEATH or
+	// NBIRTH (dropUnreadBirths).
+	freed bool
 }
 
 // keepsUnread reports whether the node keeps a BIRTH or DEATH of t's
@@ -594,6 +599,44 @@ func (sp *SparkplugState) keepsUnread(n *spNode, known bool, kept int, source st
 			Msg: fmt.Sprintf("the edge node has more than %d devices no signal reads (a device id per serial number, or a client publishing under its topics?): the BIRTHs and DEATHs of those past them are not kept (a reload that reads one reads it from its next BIRTH); said once until a restart", spUnreadDevicesKept)})
 	}
 	return false
+}
+
+// setBirth keeps b as the BIRTH of device dev (nil: none).
+func (n *spNode) setBirth(dev string, b *spBirth) {
+	if b == nil {
+		delete(n.births, dev)
+		return
+	}
+	n.births[dev] = b
+}
+
+// dropUnreadBirths drops the BIRTHs of the node's devices no signal reads
+// (read reports those read), all or (dev) one, where Sparkplug 3.0 ends the
+// device's state: at its DDEATH, or its edge node's NDEATH or NBIRTH (a new
+// session, whose DBIRTHs follow). A device sends its DBIRTH again before
+// its DATA, so a reload that reads it later reads it from that, and the
+// slot (spUnreadDevicesKept) is free for a device alive. Not a BIRTH that
+// may be newer than the DEATH or NBIRTH s: one that came live in this
+// connection after a retained or redelivered copy of it, or with it a
+// retained copy (a broker may send retained messages in any order). The
+// devices read keep theirs (a DATA after the DDEATH, against the spec,
+// reads as before).
+func (n *spNode) dropUnreadBirths(s connectors.Sample, dev string, read func(dev string) bool) {
+	came := spCame(s)
+	drop := func(d string, b *spBirth) {
+		if d == "" || b == nil || read(d) || (b.conn == s.Conn && (b.came > came || (b.came == came && came != spLive))) {
+			return
+		}
+		n.setBirth(d, nil)
+		n.freed = true
+	}
+	if dev != "" {
+		drop(dev, n.births[dev])
+		return
+	}
+	for d, b := range n.births {
+		drop(d, b)
+	}
 }
 
 // SparkplugNodeKey keys an edge node of a source (SparkplugState.nodes,
@@ -636,8 +679,10 @@ func (p *spPayload) bdSeq() (uint64, bool) {
 // SparkplugNote is something a Sparkplug message showed that the agent
 // logs and counts: Kind is "seq" (a gap: messages lost), "alias" (a DATA
 // alias that cannot be read), "quality" (a metric flagged not good),
-// "certificate" (an alias map taken from a broker's BIRTH certificate) or
-// "historical" (a message with historical values of read metrics).
+// "certificate" (an alias map taken from a broker's BIRTH certificate),
+// "historical" (a message with historical values of read metrics) or
+// "devices" (an edge node's devices no signal reads past
+// spUnreadDevicesKept).
 type SparkplugNote struct {
 	Kind, Source, Topic, Msg string
 }
@@ -710,6 +755,15 @@ func (m *Mapper) sparkplugTopic(source, address string) (t config.SparkplugTopic
 		return config.SparkplugTopic{}, false, false
 	}
 	return t, cert, true
+}
+
+// readsDevice returns whether a signal of source reads device dev of t's
+// edge node (its DDATA topic).
+func (m *Mapper) readsDevice(source string, t config.SparkplugTopic) func(dev string) bool {
+	return func(dev string) bool {
+		t.Device = dev
+		return len(m.index[addrKey{connectors.KindMQTT, source, t.With("DDATA")}]) > 0
+	}
 }
 
 // eachSparkplugUse calls fn for the signals a Sparkplug B topic feeds:
@@ -803,7 +857,7 @@ func (m *Mapper) applyCertificate(st *State, s connectors.Sample, t config.Spark
 	}
 	b := keepBirth(p, bs, !s.Duplicate, s.Conn)
 	b.cert, b.ts, b.came = true, p.ts, came
-	n.births[t.Device] = b
+	n.setBirth(t.Device, b)
 	if len(bs) > 0 {
 		wk := s.Source + "\x00" + dataTopic
 		delete(sp.waiting, wk)
@@ -891,8 +945,10 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		}
 		n.dead, n.seqOK = true, false
 		n.distrust() // it re-aliases at its next BIRTH
+		n.dropUnreadBirths(s, "", m.readsDevice(s.Source, t))
 		return nil, nil, nil
 	case "DDEATH":
+		n.dropUnreadBirths(s, t.Device, m.readsDevice(s.Source, t))
 		if len(m.index[addrKey{connectors.KindMQTT, s.Source, dataTopic}]) == 0 && !sp.keepsUnread(n, n.deadDev[t.Device], len(n.deadDev), s.Source, t) {
 			return nil, nil, nil
 		}
@@ -904,6 +960,8 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 	case "NBIRTH", "DBIRTH":
 		if t.Type == "NBIRTH" {
 			n.bdSeq, n.bdSeqOK = p.bdSeq()
+			// A new session: the devices' own BIRTHs follow.
+			n.dropUnreadBirths(s, "", m.readsDevice(s.Source, t))
 		}
 		// A BIRTH the broker redelivers (DUP: sent before, in a
 		// connection that broke before it was acknowledged) may be
@@ -912,7 +970,7 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		if t.Device == "" || len(bs) > 0 || sp.keepsUnread(n, n.births[t.Device] != nil, len(n.births), s.Source, t) {
 			b := keepBirth(p, bs, !s.Duplicate, s.Conn)
 			b.came = spCame(s)
-			n.births[t.Device] = b
+			n.setBirth(t.Device, b)
 		}
 		delete(sp.waiting, wk)
 		// The BIRTH's values are the metrics' current values, sent again
@@ -959,10 +1017,11 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		// A retained DATA may be older than the map: its aliases are not
 		// read either.
 		why := "no BIRTH of it was received since plantedge connected to the broker, or messages of the edge node were lost since"
-		if birth == nil && n.full && t.Device != "" {
+		if birth == nil && (n.full || n.freed) && t.Device != "" {
 			// Its BIRTH may have come while no signal read the device,
-			// past those kept (a reload read it since): not kept.
-			why = fmt.Sprintf("its BIRTH was not kept: it came while no signal read the device, past the %d such devices of the edge node kept; or none came since plantedge connected to the broker, or messages of the edge node were lost since", spUnreadDevicesKept)
+			// past those kept, or have been dropped at a DEATH (a reload
+			// read it since): not kept.
+			why = fmt.Sprintf("its BIRTH was not kept: it came while no signal read the device, past the %d such devices of the edge node kept, or the device or edge node died after it, or the edge node began a session (DDEATH, NDEATH, NBIRTH: a device sends its DBIRTH again before its DATA); or none came since plantedge connected to the broker, or messages of the edge node were lost since", spUnreadDevicesKept)
 		}
 		switch {
 		case certWait:

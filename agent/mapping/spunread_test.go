@@ -1,0 +1,170 @@
+package mapping
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/plantedge/plantedge/internal/sptest"
+)
+
+// spLateConfig is spConfig after a reload that reads device late of edge1.
+const spLateConfig = spConfig + `  - id: p9
+    workcenter: WC9
+    good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/late, field: Counters/Good } }
+`
+
+// spSeqApply applies Sparkplug messages of edge1 in seq order.
+type spSeqApply struct {
+	t   *testing.T
+	st  *State
+	seq int
+}
+
+func (a *spSeqApply) apply(m *Mapper, topic string, metrics ...sptest.Metric) []Event {
+	a.t.Helper()
+	p := sptest.Payload{Seq: a.seq % 256, Metrics: metrics}
+	if strings.Contains(topic, "/NBIRTH/") {
+		p.Seq, a.seq = 0, 0
+	}
+	if strings.Contains(topic, "/NDEATH/") {
+		p.Seq = -1
+	} else {
+		a.seq++
+	}
+	evs, _, err := m.Apply(a.st, spSample(topic, p, spT0))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return evs
+}
+
+func spGood(alias uint64, v int64) sptest.Metric {
+	return sptest.Metric{Name: "Counters/Good", Alias: alias, HasAlias: true, Datatype: sptest.UInt32, Value: v}
+}
+
+func spBdSeq(n int64) sptest.Metric {
+	return sptest.Metric{Name: "bdSeq", Datatype: sptest.Int64, Value: n}
+}
+
+// A device no signal reads has its BIRTH dropped at its DDEATH: over a
+// year of devices that come and go (a device id per serial number), the
+// spUnreadDevicesKept slots do not fill with devices long gone, and a
+// device alive that a reload reads is read by alias at once. The device
+// read keeps its BIRTH at its DDEATH.
+func TestSparkplugUnreadDeviceBirthDroppedAtItsDeath(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	a := &spSeqApply{t: t, st: NewState()}
+	a.apply(m, "spBv1.0/plant/NBIRTH/edge1", spBdSeq(1))
+	a.apply(m, "spBv1.0/plant/DBIRTH/edge1/press1", spGood(7, 100))
+	for i := range 2 * spUnreadDevicesKept {
+		dev := "serial-" + strconv.Itoa(i)
+		a.apply(m, "spBv1.0/plant/DBIRTH/edge1/"+dev, spGood(1, int64(i)))
+		a.apply(m, "spBv1.0/plant/DDEATH/edge1/"+dev)
+	}
+	a.apply(m, "spBv1.0/plant/DBIRTH/edge1/late", spGood(1, 500))
+	a.apply(m, "spBv1.0/plant/DDEATH/edge1/press1")
+	node := a.st.Sparkplug.nodes["b\x00plant/edge1"]
+	if node.births["serial-0"] != nil || len(node.births) != 3 {
+		t.Errorf("kept %d BIRTHs (serial-0's: %v), want 3: the node's, press1's and late's", len(node.births), node.births["serial-0"] != nil)
+	}
+	if node.births["press1"] == nil {
+		t.Error("the device read lost its BIRTH at its DDEATH")
+	}
+	a.st.TakeSparkplugNotes()
+
+	m = newTestMapper(t, spLateConfig)
+	evs := a.apply(m, "spBv1.0/plant/DDATA/edge1/late", sptest.Metric{Alias: 1, HasAlias: true, Value: int64(510)})
+	evs = append(evs, a.apply(m, "spBv1.0/plant/DDATA/edge1/late", sptest.Metric{Alias: 1, HasAlias: true, Value: int64(520)})...)
+	if got := spCount(evs, "p9", GoodCount); got != 10 {
+		t.Fatalf("late, read after the reload: counted %v, want 10 (notes %+v)", got, a.st.TakeSparkplugNotes())
+	}
+	if r := a.st.TakeSparkplugRebirths(); len(r) != 0 {
+		t.Errorf("rebirths asked %+v", r)
+	}
+}
+
+// The BIRTHs of an edge node's devices no signal reads end with its
+// session: at its NDEATH, and at an NBIRTH (one whose NDEATH was missed);
+// those of the devices read stay. A reload that then reads such a device
+// waits for its next BIRTH, and asks for one, as after a restart: the log
+// says its BIRTH was not kept. Not a BIRTH that may be newer than the
+// DEATH: one that came live after a retained DDEATH, or a retained one
+// with a retained NBIRTH (a broker sends retained messages in any order).
+func TestSparkplugUnreadDeviceBirthsEndWithTheSession(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	a := &spSeqApply{t: t, st: NewState()}
+	node := func() *spNode { return a.st.Sparkplug.nodes["b\x00plant/edge1"] }
+	kept := func(devs ...string) (out []string) {
+		for _, d := range devs {
+			if node().births[d] != nil {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	a.apply(m, "spBv1.0/plant/NBIRTH/edge1", spBdSeq(1))
+	a.apply(m, "spBv1.0/plant/DBIRTH/edge1/press1", spGood(7, 100))
+	a.apply(m, "spBv1.0/plant/DBIRTH/edge1/a", spGood(1, 1))
+	a.apply(m, "spBv1.0/plant/DBIRTH/edge1/late", spGood(1, 500))
+	a.apply(m, "spBv1.0/plant/NDEATH/edge1", spBdSeq(1))
+	if got := kept("", "press1", "a", "late"); fmt.Sprint(got) != "[ press1]" {
+		t.Errorf("after the NDEATH, BIRTHs kept of %q, want the node's and press1's", got)
+	}
+
+	a.apply(m, "spBv1.0/plant/NBIRTH/edge1", spBdSeq(2))
+	a.apply(m, "spBv1.0/plant/DBIRTH/edge1/press1", spGood(7, 100))
+	a.apply(m, "spBv1.0/plant/DBIRTH/edge1/c", spGood(1, 1))
+	a.apply(m, "spBv1.0/plant/NBIRTH/edge1", spBdSeq(3))
+	if got := kept("", "press1", "c"); fmt.Sprint(got) != "[ press1]" {
+		t.Errorf("after a new NBIRTH, BIRTHs kept of %q, want the node's and press1's", got)
+	}
+
+	// Retained copies, after live ones in the connection, or with each
+	// other in a new one.
+	a.apply(m, "spBv1.0/plant/DBIRTH/edge1/d", spGood(1, 1))
+	retained := func(conn uint64, topic string, p sptest.Payload) {
+		s := spSample(topic, p, spT0)
+		s.Initial, s.Conn = true, conn
+		if _, _, err := m.Apply(a.st, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	retained(0, "spBv1.0/plant/DDEATH/edge1/d", sptest.Payload{Seq: 9})
+	if got := kept("d"); len(got) != 1 {
+		t.Error("d's BIRTH, live, dropped at a retained DDEATH after it")
+	}
+	retained(1, "spBv1.0/plant/DBIRTH/edge1/e", sptest.Payload{Seq: 10, Metrics: []sptest.Metric{spGood(1, 1)}})
+	retained(1, "spBv1.0/plant/NBIRTH/edge1", sptest.Payload{Seq: 0, Metrics: []sptest.Metric{spBdSeq(3)}})
+	if got := kept("e"); len(got) != 1 {
+		t.Error("e's BIRTH, retained, dropped at a retained NBIRTH after it")
+	}
+
+	// late died with the session of its BIRTH: read after a reload, its
+	// DATA by alias (against the spec: it sends its DBIRTH first) waits.
+	a.st.TakeSparkplugNotes()
+	m = newTestMapper(t, spLateConfig)
+	a.apply(m, "spBv1.0/plant/NBIRTH/edge1", spBdSeq(4))
+	evs := a.apply(m, "spBv1.0/plant/DDATA/edge1/late", sptest.Metric{Alias: 1, HasAlias: true, Value: int64(510)})
+	if got := spCount(evs, "p9", GoodCount); got != 0 {
+		t.Errorf("late counted %v by an alias of a BIRTH of an earlier session", got)
+	}
+	if r := a.st.TakeSparkplugRebirths(); len(r) != 1 {
+		t.Errorf("rebirths asked %+v, want one", r)
+	}
+	var said string
+	for _, n := range a.st.TakeSparkplugNotes() {
+		if n.Kind == "alias" {
+			said = n.Msg
+		}
+	}
+	if !strings.Contains(said, "not kept") || !strings.Contains(said, "died") {
+		t.Errorf("the log of the alias not read: %q, want why its BIRTH was not kept", said)
+	}
+	a.apply(m, "spBv1.0/plant/DBIRTH/edge1/late", spGood(1, 520))
+	evs = a.apply(m, "spBv1.0/plant/DDATA/edge1/late", sptest.Metric{Alias: 1, HasAlias: true, Value: int64(530)})
+	if got := spCount(evs, "p9", GoodCount); got != 10 {
+		t.Errorf("late counted %v after its DBIRTH, want 10", got)
+	}
+}
