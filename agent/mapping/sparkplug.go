@@ -414,6 +414,10 @@ type spBirth struct {
 	// ambiguous are the aliases the BIRTH gave to more than one metric
 	// (against the spec), one of them read: not read.
 	ambiguous map[uint64]bool
+	// unread: the metrics of the BIRTH of a device no signal read when it
+	// came (0: one read, or the node's own), which count towards
+	// spUnreadMetricsKept while it is kept.
+	unread int
 }
 
 // How a BIRTH or certificate came in its connection, oldest first: a
@@ -568,6 +572,14 @@ func (b *spBirth) aliasesAll(bs []*binding) bool {
 // next NBIRTH; a device that comes back sends its DBIRTH again.
 const spUnreadDevicesKept = 1000
 
+// spUnreadMetricsKept bounds, per edge node, the metrics of the BIRTHs kept
+// of its devices no signal reads (24 bytes each, spOther: 1,000 devices of
+// 5,000 tags were 117.5 MB of heap, BenchmarkSparkplugUnreadBirths): 5.9 MB. A
+// BIRTH that would pass it is not kept (nor the device's earlier one, whose
+// aliases it replaces): a reload that reads the device reads it from its
+// next BIRTH, as past spUnreadDevicesKept.
+const spUnreadMetricsKept = 250_000
+
 type spNode struct {
 	conn    uint64 // Sample.Conn of the node's last message
 	seq     uint64
@@ -577,9 +589,14 @@ type spNode struct {
 	dead    bool
 	deadDev map[string]bool
 	births  map[string]*spBirth // by device ("": the node's own)
+	// unreadMetrics: the metrics of the BIRTHs in births kept for devices
+	// no signal read when they came (spBirth.unread), against
+	// spUnreadMetricsKept.
+	unreadMetrics int
 	// full: a device no signal reads was not kept, spUnreadDevicesKept
-	// being reached (said once).
-	full bool
+	// being reached (said once); fullMetrics: one was not kept,
+	// spUnreadMetricsKept being reached (said once).
+	full, fullMetrics bool
 	// freed: a BIRTH of a device no signal read was dropped at a DEATH or
 	// NBIRTH (dropUnreadBirths).
 	freed bool
@@ -601,13 +618,46 @@ func (sp *SparkplugState) keepsUnread(n *spNode, known bool, kept int, source st
 	return false
 }
 
-// setBirth keeps b as the BIRTH of device dev (nil: none).
+// keepsUnreadBirth reports whether the node keeps the BIRTH of t's device,
+// which no signal reads, of metrics metrics: within spUnreadDevicesKept and
+// spUnreadMetricsKept (less the device's BIRTH it replaces). The first one
+// past the metrics is said. Not kept, the device's earlier BIRTH is dropped:
+// its aliases are no longer the device's.
+func (sp *SparkplugState) keepsUnreadBirth(n *spNode, metrics int, source string, t config.SparkplugTopic) bool {
+	old := n.births[t.Device]
+	if !sp.keepsUnread(n, old != nil, len(n.births), source, t) {
+		return false
+	}
+	kept := n.unreadMetrics
+	if old != nil {
+		kept -= old.unread
+	}
+	if kept+metrics <= spUnreadMetricsKept {
+		return true
+	}
+	if old != nil {
+		n.setBirth(t.Device, nil)
+	}
+	if !n.fullMetrics {
+		n.fullMetrics = true
+		sp.notes = append(sp.notes, SparkplugNote{Kind: "devicemetrics", Source: source, Topic: t.NodeFilter(),
+			Msg: fmt.Sprintf("the BIRTHs of the edge node's devices no signal reads name more than %d metrics in all (%d in %s): the BIRTHs past them are not kept (a reload that reads such a device reads it from its next BIRTH); said once until a restart", spUnreadMetricsKept, metrics, t.Birth())})
+	}
+	return false
+}
+
+// setBirth keeps b as the BIRTH of device dev (nil: none), counting the
+// metrics of those of devices no signal reads.
 func (n *spNode) setBirth(dev string, b *spBirth) {
+	if old := n.births[dev]; old != nil {
+		n.unreadMetrics -= old.unread
+	}
 	if b == nil {
 		delete(n.births, dev)
 		return
 	}
 	n.births[dev] = b
+	n.unreadMetrics += b.unread
 }
 
 // dropUnreadBirths drops the BIRTHs of the node's devices no signal reads
@@ -680,9 +730,9 @@ func (p *spPayload) bdSeq() (uint64, bool) {
 // logs and counts: Kind is "seq" (a gap: messages lost), "alias" (a DATA
 // alias that cannot be read), "quality" (a metric flagged not good),
 // "certificate" (an alias map taken from a broker's BIRTH certificate),
-// "historical" (a message with historical values of read metrics) or
-// "devices" (an edge node's devices no signal reads past
-// spUnreadDevicesKept).
+// "historical" (a message with historical values of read metrics),
+// "devices" or "devicemetrics" (an edge node's devices no signal reads past
+// spUnreadDevicesKept, or spUnreadMetricsKept).
 type SparkplugNote struct {
 	Kind, Source, Topic, Msg string
 }
@@ -852,11 +902,15 @@ func (m *Mapper) applyCertificate(st *State, s connectors.Sample, t config.Spark
 	if t.Type == "NBIRTH" {
 		n.bdSeq, n.bdSeqOK = p.bdSeq()
 	}
-	if t.Device != "" && len(bs) == 0 && !sp.keepsUnread(n, n.births[t.Device] != nil, len(n.births), s.Source, t) {
+	unread := t.Device != "" && len(bs) == 0
+	if unread && !sp.keepsUnreadBirth(n, len(p.metrics), s.Source, t) {
 		return nil
 	}
 	b := keepBirth(p, bs, !s.Duplicate, s.Conn)
 	b.cert, b.ts, b.came = true, p.ts, came
+	if unread {
+		b.unread = len(p.metrics)
+	}
 	n.setBirth(t.Device, b)
 	if len(bs) > 0 {
 		wk := s.Source + "\x00" + dataTopic
@@ -967,9 +1021,13 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		// connection that broke before it was acknowledged) may be
 		// older than one sent meanwhile, missed: its map is not trusted.
 		bs := m.index[addrKey{connectors.KindMQTT, s.Source, dataTopic}]
-		if t.Device == "" || len(bs) > 0 || sp.keepsUnread(n, n.births[t.Device] != nil, len(n.births), s.Source, t) {
+		unread := t.Device != "" && len(bs) == 0
+		if !unread || sp.keepsUnreadBirth(n, len(p.metrics), s.Source, t) {
 			b := keepBirth(p, bs, !s.Duplicate, s.Conn)
 			b.came = spCame(s)
+			if unread {
+				b.unread = len(p.metrics)
+			}
 			n.setBirth(t.Device, b)
 		}
 		delete(sp.waiting, wk)
@@ -1017,11 +1075,11 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		// A retained DATA may be older than the map: its aliases are not
 		// read either.
 		why := "no BIRTH of it was received since plantedge connected to the broker, or messages of the edge node were lost since"
-		if birth == nil && (n.full || n.freed) && t.Device != "" {
+		if birth == nil && (n.full || n.fullMetrics || n.freed) && t.Device != "" {
 			// Its BIRTH may have come while no signal read the device,
 			// past those kept, or have been dropped at a DEATH (a reload
 			// read it since): not kept.
-			why = fmt.Sprintf("its BIRTH was not kept: it came while no signal read the device, past the %d such devices of the edge node kept, or the device or edge node died after it, or the edge node began a session (DDEATH, NDEATH, NBIRTH: a device sends its DBIRTH again before its DATA); or none came since plantedge connected to the broker, or messages of the edge node were lost since", spUnreadDevicesKept)
+			why = fmt.Sprintf("its BIRTH was not kept: it came while no signal read the device, past the %d such devices (or %d metrics of their BIRTHs) of the edge node kept, or the device or edge node died after it, or the edge node began a session (DDEATH, NDEATH, NBIRTH: a device sends its DBIRTH again before its DATA); or none came since plantedge connected to the broker, or messages of the edge node were lost since", spUnreadDevicesKept, spUnreadMetricsKept)
 		}
 		switch {
 		case certWait:
