@@ -7,13 +7,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
 )
 
 // TestMosquittoPersistentSession: messages published while the connector is
@@ -362,62 +360,18 @@ func TestMosquittoUnsubscribeEarlierFilters(t *testing.T) {
 // mochi's loss (mqtttest.TestPublishDuringTakeoverIsKept).
 func TestMosquittoKeepsPublishesDuringTakeovers(t *testing.T) {
 	url := newMosquitto(t).url("tcp")
-	var mu sync.Mutex
-	got := map[int]bool{}
-	handler := func(_ paho.Client, m paho.Message) {
-		n, _ := strconv.Atoi(string(m.Payload()))
-		mu.Lock()
-		got[n] = true
-		mu.Unlock()
-	}
-	dial := func() paho.Client {
-		o := paho.NewClientOptions().AddBroker(url).SetClientID("takeover").SetCleanSession(false).
-			SetProtocolVersion(4).SetAutoReconnect(false).SetDefaultPublishHandler(handler)
-		c := paho.NewClient(o)
-		if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatalf("connect: %v", tok.Error())
-		}
-		return c
-	}
-	c := dial()
-	if tok := c.Subscribe("t", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
 	p := newPublisher(t, url, nil)
-	var published atomic.Int64
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		for n := 1; ; n++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if tok := p.pubAsync("t", []byte(strconv.Itoa(n))); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-				t.Errorf("publish: %v", tok.Error())
-				return
-			}
-			published.Store(int64(n))
+	n, missing, err := mqtttest.Takeovers(url, 300, func(b []byte) error {
+		if tok := p.pubAsync("t", b); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			return fmt.Errorf("publish: %v", tok.Error())
 		}
-	}()
-	for range 300 {
-		c.Disconnect(0)
-		c = dial()
-	}
-	close(stop)
-	<-done
-	defer c.Disconnect(0)
-	n := int(published.Load())
-	waitFor(t, "every message published during the takeovers", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for i := 1; i <= n; i++ {
-			if !got[i] {
-				return false
-			}
-		}
-		return true
+		return nil
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) > 0 {
+		t.Fatalf("%d of %d messages published during 300 takeovers never came: %v", len(missing), n, missing[:min(len(missing), 20)])
+	}
 	t.Logf("%d messages published during 300 takeovers, all received", n)
 }
