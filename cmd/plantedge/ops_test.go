@@ -40,6 +40,11 @@ type bench struct {
 	version int
 	good    int64
 	start   int64
+	key     string // the bot user's API key, in the key file
+
+	// logs, when set before startAgent, takes the agent's log at debug
+	// level instead of the test's log.
+	logs *agenttest.SyncBuffer
 
 	a      *agent.Agent
 	cancel context.CancelFunc
@@ -63,6 +68,7 @@ func newBench(t *testing.T, version int) *bench {
 	mo := b.odoo.AddProduction("WH/MO/00001", product, 100000)
 	b.woID, b.wcID = b.odoo.AddWorkorder(mo, wc, "WO press-1", "progress"), wc
 	_, key := b.odoo.AddUser("plantedge-bot")
+	b.key = key
 	dir := t.TempDir()
 	keyFile := agenttest.WriteKeyFile(t, dir, key)
 	b.listen = agenttest.FreeAddr(t)
@@ -117,6 +123,9 @@ func (b *bench) startAgent() {
 		b.t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(agenttest.LogWriter{T: b.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if b.logs != nil {
+		log = slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	a, err := agent.New(cfg, agent.Options{Logger: log, Version: "test"})
 	if err != nil {
 		b.t.Fatal(err)
