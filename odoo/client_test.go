@@ -718,6 +718,15 @@ func TestTLSWithCustomCA(t *testing.T) {
 	if err := plain.Connect(context.Background()); err == nil {
 		t.Fatal("TLS without the CA: want a certificate error")
 	}
+	// SPEC: verification is on unless explicitly turned off
+	// (odoo.insecure_skip_verify).
+	insecure, err := odoo.New(odoo.Config{URL: ts.URL, Database: "odoo", Username: "admin", APIKey: s.AdminKey(), InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := insecure.Connect(context.Background()); err != nil {
+		t.Errorf("TLS with verification turned off: %v", err)
+	}
 	if _, err := odoo.New(odoo.Config{URL: ts.URL, Database: "odoo", Username: "admin", APIKey: "k", CAFile: filepath.Join(t.TempDir(), "none.pem")}); err == nil {
 		t.Error("missing CA file: want config error")
 	}

@@ -289,6 +289,13 @@ func TestMochiTLS(t *testing.T) {
 	other := newPKI(t, dir, "other")
 	url := startMochi(t, "tls", &tls.Config{Certificates: []tls.Certificate{pki.serverCert}, MinVersion: tls.VersionTLS12}, nil)
 	testTLS(t, url, pki, other)
+
+	// SPEC: verification is on unless explicitly turned off
+	// (insecure_skip_verify): then a broker whose CA the agent does not
+	// know is connected to.
+	sink := make(chanSink, 10)
+	r := start(t, Config{URL: url, ClientID: "tls-insecure", Topics: []string{"t/#"}, InsecureSkipVerify: true}, sink)
+	waitConnected(t, r, 1)
 }
 
 // The schemes paho also takes, mqtt:// for tcp:// and mqtts:// for
