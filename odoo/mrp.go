@@ -7,12 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"math"
-	"math/big"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/plantedge/plantedge/internal/decimal"
 )
 
 // TimeLayout is how Odoo sends datetimes over the wire (UTC).
@@ -762,39 +762,17 @@ func (c *Client) SetProducedQty(ctx context.Context, workorderID int64, qty floa
 }
 
 // Round2 rounds like Odoo's default quantity precision (2 decimals, half
-// away from zero, float_round's HALF-UP) the quantity v stands for: v is
-// first cut to 12 significant digits (4 decimals from 100 million up),
-// which drops the float64 noise of a counter's steps times its factor and
-// of their sums (11 steps of 0.005
-// add up to 0.05499999999999999, which is 0.055 and books 0.06), and the
-// decimal that leaves is rounded, not its nearest float64 (29*0.005 is
-// the float64 just below 0.145, and 1.005 is 1.00499999999999989… in
-// binary: v*100 rounded made them 0.14 and 1.00).
-func Round2(v float64) float64 {
-	if v == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
-		return v
-	}
-	s := strconv.FormatFloat(math.Abs(v), 'g', 12, 64)
-	if math.Abs(v) >= 1e8 {
-		// 12 digits would cut the hundredths of 10 billion: 4 decimals,
-		// still above a float64's noise there.
-		s = strconv.FormatFloat(math.Abs(v), 'f', 4, 64)
-	}
-	r, ok := new(big.Rat).SetString(s)
-	if !ok {
-		return math.Round(v*100) / 100
-	}
-	r.Mul(r, big.NewRat(100, 1))
-	// floor(r + 1/2), r >= 0: half away from zero
-	n := new(big.Int).Mul(r.Num(), big.NewInt(2))
-	n.Add(n, r.Denom())
-	n.Quo(n, new(big.Int).Mul(r.Denom(), big.NewInt(2)))
-	out, _ := new(big.Rat).SetFrac(n, big.NewInt(100)).Float64()
-	if out == 0 {
-		return 0 // not -0
-	}
-	return math.Copysign(out, v)
-}
+// away from zero: float_round's HALF-UP) the decimal v stands for
+// (decimal.Of): the shortest decimal of up to 15 significant digits within
+// 1.5 ulps of v — 29*0.005 is the float64 just below 0.145, and 1.005 is
+// 1.00499999999999989… in binary: booked 0.15 and 1.01 —, or, for the
+// float noise of sums stored by earlier versions (11 steps of 0.005 added
+// up to 0.05499999999999999), v to 12 significant digits (4 decimals from
+// 100 million up), as those versions read it. 103,827 steps of 0.45359237
+// are 47095.13499999 and book 47095.13, as Odoo's float_round does (its
+// tolerance, 2^-50 of the value, is far below the 13th digit); a cut of
+// every value to 12 digits first made that 47095.135, booked 47095.14.
+func Round2(v float64) float64 { return decimal.Round(v, 2) }
 
 func checkXMLID(id string) error {
 	mod, name, ok := strings.Cut(id, ".")
