@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/plantedge/plantedge/internal/decimal"
 	"github.com/plantedge/plantedge/odoo"
 )
 
@@ -247,17 +248,17 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 		// running machine's next round): taken back, and the pieces
 		// counted since are added to it.
 		st := *stored
-		st.Baseline, st.Replaced = r.Qty-r.Counted, nil
+		st.Baseline, st.Replaced = decimal.Sub(r.Qty, r.Counted), nil
 		if err := f.a.buf.PutMeta(ctx, woStateKV(machine, st)); err != nil {
 			return answer(err)
 		}
 		*stored = st
-		res.Accepted, res.Now = true, odoo.Round2(st.Baseline+st.Counted)
+		res.Accepted, res.Now = true, odoo.Round2(decimal.Add(st.Baseline, st.Counted))
 		res.Note = fmt.Sprintf("took back the %s Odoo showed on %s at %s UTC (entered there, or written by another copy of this agent), which plantedge's write had replaced: "+
-			"counting goes on from it — %s with the %s counted since", Qty(r.Qty), wo.Name, r.At.Format(time.DateTime), Qty(res.Now), Pieces(odoo.Round2(st.Counted-r.Counted), ""))
+			"counting goes on from it — %s with the %s counted since", Qty(r.Qty), wo.Name, r.At.Format(time.DateTime), Qty(res.Now), Pieces(odoo.Round2(decimal.Sub(st.Counted, r.Counted)), ""))
 		f.clearEditError(machine)
 		f.a.log.Warn("a quantity edited in Odoo, which plantedge had written over, was accepted as right: counting goes on from it",
-			"machine", machine, "workorder", wo.Name, "edited_qty", num(r.Qty), "edited_at", r.At, "counted_since", num(st.Counted-r.Counted), "next_write", num(res.Now), "pending", pending)
+			"machine", machine, "workorder", wo.Name, "edited_qty", num(r.Qty), "edited_at", r.At, "counted_since", num(decimal.Sub(st.Counted, r.Counted)), "next_write", num(res.Now), "pending", pending)
 		return answer(nil)
 	}
 	if qty == stored.Written {
@@ -273,7 +274,7 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 	}
 	st := *stored
 	// Baseline+Counted is what plantedge's writes hold; from now on Odoo's.
-	st.Baseline, st.Written, st.Replaced = qty-st.Counted, qty, nil
+	st.Baseline, st.Written, st.Replaced = decimal.Sub(qty, st.Counted), qty, nil
 	if err := f.a.buf.PutMeta(ctx, woStateKV(machine, st)); err != nil {
 		return answer(err)
 	}

@@ -433,6 +433,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := dropSparkplugMaps(ctx, buf); err != nil {
 		return err
 	}
+	if err := a.upgradeDecimals(ctx); err != nil {
+		return err
+	}
 	a.startLineKeys = map[string]int64{}
 	for id, ms := range a.state.Machines {
 		if ms.LineKey > 0 && findMachine(cfg, id) != nil { // see endOrphanedStops

@@ -12,6 +12,7 @@ import (
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/internal/decimal"
 	"github.com/plantedge/plantedge/odoo"
 )
 
@@ -183,7 +184,7 @@ type pendingKey struct {
 
 // add takes in count record r, c decoded.
 func (p *pendingKey) add(r buffer.Record, c countRecord) {
-	p.sum += c.Delta
+	p.sum = decimal.Add(p.sum, c.Delta)
 	p.n++
 	if p.minSeq == 0 {
 		p.minSeq = r.Seq
@@ -628,7 +629,7 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 	moved := st.moved(field) || // Odoo upgraded (or restored) across 19
 		st.fieldUnknown(field) && odoo.Round2(f.client.ProducedQty(*wo)) != st.Written
 	f.noteLateOrEdited(machine, wo, stored, &st, good, moved)
-	target := odoo.Round2(st.Baseline + st.Counted + sum)
+	target := odoo.Round2(decimal.Add(decimal.Add(st.Baseline, st.Counted), sum))
 	rewrite := f.rewrite[machine] && stored != nil && stored.ID == wo.ID && odoo.Round2(f.client.ProducedQty(*wo)) != target
 	if !rewrite {
 		delete(f.rewrite, machine)

@@ -26,6 +26,7 @@ import (
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/internal/decimal"
 	"github.com/plantedge/plantedge/odoo"
 )
 
@@ -1637,8 +1638,10 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 					if c, err := decodeCount(r); err == nil {
 						// Not rounded: the quantity written is (Round2 of the
 						// total), so fractional counters (0.125 kg) do not
-						// drift by a rounding per round.
-						st.Counted += c.Delta
+						// drift by a rounding per round; added as decimals,
+						// so that they do not drift by float64's either
+						// (45,519 steps of 0.015 added up to 682.7849999995).
+						st.Counted = decimal.Add(st.Counted, c.Delta)
 						touched[machine] = true
 					}
 				}

@@ -1,11 +1,15 @@
 package agent_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/plantedge/plantedge/buffer"
 )
 
 // Counters in a fractional unit (metres extruded, kilograms of scrap) land
@@ -130,4 +134,96 @@ func TestWrapWithoutRolloverLogsTheRolloverToSet(t *testing.T) {
 	waitFor(t, 15*time.Second, "the reset's log line", func() (bool, string) {
 		return strings.Contains(p.logs.String(), want), "no line with " + want
 	})
+}
+
+// A counter in pounds for an order in kg books its count times the factor
+// rounded as Odoo rounds that decimal (rounding47): 103,827 lb are
+// 47095.13499999 kg, booked 47095.13 — the 12-digit cut of the float64
+// product (47095.134999990005) made it 47095.135, booked 47095.14.
+func TestEightDecimalFactorBooksTheDecimal(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 0.45359237 }")
+	ra := p.startAgent()
+	p.produce(p.machines[0], 103827, 0)
+	waitFor(t, 30*time.Second, "the step forwarded", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0 && st.Machines[0].GoodCount > 47095, fmt.Sprintf("pending %d, good %v", st.Buffer.Pending, st.Machines[0].GoodCount)
+	})
+	if q := p.qty("press-1"); q != 47095.13 {
+		t.Errorf("103827 lb at 0.45359237: Odoo has %v produced, want 47095.13", q)
+	}
+}
+
+// A backlog of many small steps books their decimal sum (rounding47): the
+// forwarder's float64 sum of 45,519 records of 0.015 (a counter in 15 g
+// for an order in kg, a record a second: 12.6 hours of an outage) was
+// 682.7849999995, booked 682.78 for 682.785; and the work order's count,
+// added up record by record as they were acknowledged, kept that error
+// into the next write (2 more steps: 682.81 for 682.815).
+func TestBacklogOfSmallStepsBooksTheirDecimalSum(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 0.015 }")
+	cfg := p.configWithDataDir()
+	const n = 45519
+	start := time.Now().Add(-13 * time.Hour).UnixMilli()
+	var recs []buffer.Record
+	for i := range n {
+		ts := start + int64(i)*1000
+		recs = append(recs, buffer.Record{Lane: buffer.LaneCounts, Key: "press-1/good", Time: time.UnixMilli(ts),
+			Data: fmt.Appendf(nil, `{"d":0.015,"f":%d,"l":%d}`, ts, ts)})
+	}
+	appendBeforeStart(t, cfg.BufferPath(), recs...)
+	ra := p.startAgent()
+	p.waitExactQty(ra, "press-1", 682.79)
+	waitFor(t, 30*time.Second, "the backlog acknowledged", func() (bool, string) {
+		n := ra.a.Status().Buffer.Pending
+		return n == 0, fmt.Sprintf("%d records pending", n)
+	})
+	p.produce(p.machines[0], 2, 0)
+	p.waitExactQty(ra, "press-1", 682.82)
+}
+
+// A work order's count stored by an older version, a float64 sum with its
+// noise, books as that version booked it (rounding47): 297 steps of 0.005
+// were stored as 1.4849999999999903 and booked 1.49. That float64 is an
+// ulp from 1.48499999999999, a decimal of its own: read as one, the next
+// 2 pieces would book 1.49 again (1.49499999999999), not 1.50.
+func TestCountStoredByAnOlderVersionBooksAsItDid(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 0.005 }")
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 297, 0)
+	p.waitExactQty(ra, "press-1", 1.49)
+	ra.stop()
+
+	cfg := p.configWithDataDir()
+	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := q.Meta("wo/press-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(b, &st); err != nil || st["counted"] != 1.485 {
+		t.Fatalf("stored state: %s (%v)", b, err)
+	}
+	st["counted"] = 1.4849999999999903 // the older version's float64 sum
+	delete(st, "sum")                  // and no checksum, as it stored it
+	b, _ = json.Marshal(st)
+	if err := q.PutMeta(context.Background(), buffer.KV{Key: "wo/press-1", Value: b}, buffer.KV{Key: "decimals"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	ra = p.startAgentWith(false)
+	p.produce(m, 2, 0)
+	p.waitExactQty(ra, "press-1", 1.5)
 }

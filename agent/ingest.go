@@ -20,6 +20,7 @@ import (
 	"github.com/plantedge/plantedge/agent/mapping"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/internal/decimal"
 )
 
 // maxIngestBatch bounds how many samples one buffer commit carries.
@@ -374,7 +375,7 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 					c.recs = append(c.recs, countRecord{First: t, Off: off})
 				}
 				r := &c.recs[len(c.recs)-1]
-				r.Delta += ev.Pieces
+				r.Delta = decimal.Add(r.Delta, ev.Pieces)
 				r.Last = max(r.Last, t) // (a broker may deliver out of order within a second)
 				r.Off = max(r.Off, off)
 				added[ev.Machine] = added[ev.Machine].plus(sig, ev.Pieces)
@@ -1156,15 +1157,17 @@ type totals struct{ Good, Scrap float64 }
 // plus is t with d more of signal sig (sigGood or sigScrap).
 func (t totals) plus(sig string, d float64) totals {
 	if sig == sigGood {
-		t.Good += d
+		t.Good = decimal.Add(t.Good, d)
 	} else {
-		t.Scrap += d
+		t.Scrap = decimal.Add(t.Scrap, d)
 	}
 	return t
 }
 
 // add is t and o together.
-func (t totals) add(o totals) totals { return totals{t.Good + o.Good, t.Scrap + o.Scrap} }
+func (t totals) add(o totals) totals {
+	return totals{decimal.Add(t.Good, o.Good), decimal.Add(t.Scrap, o.Scrap)}
+}
 
 // addTotals adds a committed batch's counts to the totals status shows.
 // After start-up (loadMachineState) only the ingest goroutine writes them.

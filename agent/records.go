@@ -11,6 +11,7 @@ import (
 	"github.com/plantedge/plantedge/agent/mapping"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/internal/decimal"
 )
 
 // Count signals as they appear in record keys.
@@ -220,7 +221,7 @@ func mergeCountRecords(a, b buffer.Record) (buffer.Record, error) {
 	if err != nil {
 		return a, err
 	}
-	ca.Delta += cb.Delta
+	ca.Delta = decimal.Add(ca.Delta, cb.Delta)
 	ca.Off = max(ca.Off, cb.Off)
 	if cb.Last > ca.Last {
 		ca.Last = cb.Last

@@ -75,6 +75,9 @@ func TestStoredMetaIsPinned(t *testing.T) {
 	if k := closedMetaKey("press-07"); k != "closed/press-07" {
 		t.Errorf("closed-stop key %q", k)
 	}
+	if decimalsMetaKey != "decimals" {
+		t.Errorf("exact-decimals mark %q", decimalsMetaKey)
+	}
 	if k := scrapCarryKey("press-07"); k != "scrapcarry/press-07" {
 		t.Errorf("scrap carry key %q", k)
 	}

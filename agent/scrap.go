@@ -14,6 +14,7 @@ import (
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/internal/decimal"
 	"github.com/plantedge/plantedge/odoo"
 )
 
@@ -155,7 +156,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		if err != nil {
 			return err
 		}
-		total := carry + p.sum
+		total := decimal.Add(carry, p.sum)
 		qty := odoo.Round2(total)
 		if qty == 0 {
 			// Below Odoo's precision so far: nothing to book, so no
@@ -175,7 +176,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			ProductionID: wo.ProductionID,
 			ProductID:    wo.ProductID,
 			UomID:        wo.UomID,
-			Carry:        total - qty,
+			Carry:        decimal.Sub(total, qty),
 		}
 		f.a.holdInFlight(countKey(machine, sigScrap), ob.MaxSeq)
 		if err := f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapMetaKey(machine), Value: mustJSON(ob)}); err != nil {

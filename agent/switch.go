@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/internal/decimal"
 	"github.com/plantedge/plantedge/odoo"
 )
 
@@ -512,7 +513,7 @@ func (f *forwarder) takeBack(ctx context.Context, now string) ([]inDoubtBack, []
 			if err != nil {
 				return nil, nil, err
 			}
-			st.Counted = st.InFlight.Target - st.Baseline - left.sum
+			st.Counted = decimal.Sub(decimal.Sub(st.InFlight.Target, st.Baseline), left.sum)
 			back = append(back, inDoubtBack{m, st})
 		case q == st.Written:
 			back = append(back, inDoubtBack{m, st})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/internal/decimal"
 )
 
 // maxPayload bounds the MQTT payloads the mapping will parse.
@@ -173,9 +174,12 @@ func (m *Mapper) applyExtracted(st *State, s connectors.Sample, xs []extracted, 
 			case GoodCount, ScrapCount:
 				evs, ch = applyCounter(ms, x)
 				for i := range evs {
+					// The decimal product (decimal.Mul): 103,827 steps of
+					// 0.45359237 are 47095.13499999, where the float64
+					// product is 47095.134999990005.
 					evs[i].Pieces = evs[i].Delta
 					if x.b.per != 0 {
-						evs[i].Pieces *= x.b.per
+						evs[i].Pieces = decimal.Mul(evs[i].Delta, x.b.per)
 					}
 				}
 				for _, ev := range evs {
@@ -841,7 +845,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 		// above ResetFrom are new; a rollover counted the way from
 		// ResetFrom to the top of the range already.
 		if !cs.ResetWrap {
-			ev.Delta = x.counter - cs.ResetFrom
+			ev.Delta = decimal.Sub(x.counter, cs.ResetFrom)
 		}
 		cs.ResetFrom, cs.ResetFromTime = x.counter, x.t
 		if ev.Delta == 0 {
@@ -868,7 +872,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// what the reset counted; back a little below it, counting
 			// resumes above it (as after a step back).
 			ev.Glitch, ev.From, ev.Dip = true, cs.ResetFrom, cs.Last
-			ev.Delta = max(0, x.counter-cs.ResetFrom-cs.Last)
+			ev.Delta = max(0, decimal.Sub(decimal.Sub(x.counter, cs.ResetFrom), cs.Last))
 			last = max(x.counter, cs.ResetFrom)
 			cs.ResetFrom, cs.ResetTime, cs.ResetFromTime = 0, time.Time{}, time.Time{}
 		case older && !cs.BehindTime.IsZero() && !x.t.Before(cs.BehindTime):
@@ -906,7 +910,10 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// counter cannot go up in the past, so the source clock was set
 			// back; waiting for it to catch up would only delay the pieces.
 			// From now on the counter is measured against the new time.
-			ev.Delta = x.counter - cs.Last
+			// The decimals' difference (decimal.Sub): a float counter's
+			// steps add up to its last value less its first, 1230.001 to
+			// 1234.567 is 4.566, not 4.566000000000031.
+			ev.Delta = decimal.Sub(x.counter, cs.Last)
 			if !x.b.dupOrInitial && older {
 				ev.ClockBack = cs.Time.Sub(x.t)
 				cs.Time = x.t
@@ -961,7 +968,7 @@ func applyCounter(ms *MachineState, x extracted) ([]Event, bool) {
 			// its last value unseen: see resetWouldShow.
 			return cs.stepBack(ev)
 		case ro > 0 && plausibleWrap(cs, ro, x.counter, wrapUnseen, x.srcTime, slack):
-			ev.Delta = ro - cs.Last + x.counter
+			ev.Delta = decimal.Add(decimal.Sub(ro, cs.Last), x.counter)
 			ev.Rollover = true
 		default:
 			ev.Delta = x.counter
