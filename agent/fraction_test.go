@@ -146,13 +146,7 @@ func TestEightDecimalFactorBooksTheDecimal(t *testing.T) {
 	p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 0.45359237 }")
 	ra := p.startAgent()
 	p.produce(p.machines[0], 103827, 0)
-	waitFor(t, 30*time.Second, "the step forwarded", func() (bool, string) {
-		st := ra.a.Status()
-		return st.Buffer.Pending == 0 && st.Machines[0].GoodCount > 47095, fmt.Sprintf("pending %d, good %v", st.Buffer.Pending, st.Machines[0].GoodCount)
-	})
-	if q := p.qty("press-1"); q != 47095.13 {
-		t.Errorf("103827 lb at 0.45359237: Odoo has %v produced, want 47095.13", q)
-	}
+	p.waitExactQty(ra, "press-1", 47095.13)
 }
 
 // A backlog of many small steps books their decimal sum (rounding47): the
