@@ -48,7 +48,7 @@ func Start(addr string) (*Broker, error) {
 	if err := srv.AddHook(acl, nil); err != nil {
 		return nil, fmt.Errorf("mqtt broker auth hook: %w", err)
 	}
-	takeover := &takeoverHook{srv: srv, at: map[*mochi.Client]time.Time{}, pubs: map[pubKey]time.Time{}}
+	takeover := &takeoverHook{srv: srv, at: map[*mochi.Client]time.Time{}, pubs: map[*mochi.Client]time.Time{}}
 	if err := srv.AddHook(takeover, nil); err != nil {
 		return nil, fmt.Errorf("mqtt broker takeover hook: %w", err)
 	}
@@ -79,8 +79,9 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) er
 
 // takeoverGuard bounds how long a takeover holds publishes, and a publish
 // a takeover: a connect that failed between the hooks (its CONNACK not
-// written) calls neither OnSessionEstablished nor OnDisconnect, and a
-// client's publish that a hook rejected never reaches OnPublished.
+// written) calls neither OnSessionEstablished nor OnDisconnect, and an
+// inline publish may be held up by an inline subscriber that does not
+// return.
 const takeoverGuard = time.Second
 
 // takeoverHook marks the connections taking over a kept session (a client
@@ -94,22 +95,21 @@ const takeoverGuard = time.Second
 // takeovers); published after that and before the CONNACK, it went out
 // first and paho refused the connect ("non-CONNACK first packet"). The
 // inline client's publishes are held in Publish, a client's in OnPublish.
+// A will (sendLWT) and SparkplugAware's certificates are not held.
 type takeoverHook struct {
 	mochi.HookBase
 	srv    *mochi.Server
 	mu     sync.Mutex
 	at     map[*mochi.Client]time.Time // takeovers under way
 	inline int                         // Publish calls under way
-	pubs   map[pubKey]time.Time        // clients' publishes under way
+	pubs   map[*mochi.Client]time.Time // clients' publishes under way
 }
 
-// pubKey is a client's publish between OnPublish and OnPublished: a
-// client's packet id is its own while the message is in flight, and its
-// QoS 0 publishes (id 0) are handled one after the other.
-type pubKey struct {
-	cl *mochi.Client
-	id uint16
-}
+// A client's publish is under way from OnPublish to OnPublished. mochi
+// handles a client's packets one after the other, so a client has at most
+// one under way: one that never reached OnPublished (its PUBACK not
+// written, the connection closed; a later hook rejected it) ends at the
+// client's next publish or at its disconnect.
 
 func (h *takeoverHook) ID() string { return "takeover" }
 
@@ -129,18 +129,26 @@ func (h *takeoverHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	h.at[cl] = time.Now()
 	h.mu.Unlock()
 	h.until(func() bool {
-		maps.DeleteFunc(h.pubs, func(_ pubKey, at time.Time) bool { return time.Since(at) >= takeoverGuard })
+		maps.DeleteFunc(h.pubs, func(_ *mochi.Client, at time.Time) bool { return time.Since(at) >= takeoverGuard })
 		return h.inline == 0 && len(h.pubs) == 0
 	})
+	// The guard counts from here: after a wait of a whole guard (an inline
+	// publish held up), the mark would go as the takeover begins.
+	h.mu.Lock()
+	h.at[cl] = time.Now()
+	h.mu.Unlock()
 }
 
-func (h *takeoverHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) { h.done(cl) }
-
-func (h *takeoverHook) OnDisconnect(cl *mochi.Client, _ error, _ bool) { h.done(cl) }
-
-func (h *takeoverHook) done(cl *mochi.Client) {
+func (h *takeoverHook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 	h.mu.Lock()
 	delete(h.at, cl)
+	h.mu.Unlock()
+}
+
+func (h *takeoverHook) OnDisconnect(cl *mochi.Client, _ error, _ bool) {
+	h.mu.Lock()
+	delete(h.at, cl)
+	delete(h.pubs, cl)
 	h.mu.Unlock()
 }
 
@@ -148,9 +156,12 @@ func (h *takeoverHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.P
 	if cl.Net.Inline {
 		return pk, nil // held in Publish
 	}
+	h.mu.Lock()
+	delete(h.pubs, cl) // its last publish is over, OnPublished or not
+	h.mu.Unlock()
 	h.until(func() bool {
 		if h.free() {
-			h.pubs[pubKey{cl, pk.PacketID}] = time.Now()
+			h.pubs[cl] = time.Now()
 			return true
 		}
 		return false
@@ -158,12 +169,12 @@ func (h *takeoverHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.P
 	return pk, nil
 }
 
-func (h *takeoverHook) OnPublished(cl *mochi.Client, pk packets.Packet) {
+func (h *takeoverHook) OnPublished(cl *mochi.Client, _ packets.Packet) {
 	if cl.Net.Inline {
 		return
 	}
 	h.mu.Lock()
-	delete(h.pubs, pubKey{cl, pk.PacketID})
+	delete(h.pubs, cl)
 	h.mu.Unlock()
 }
 
