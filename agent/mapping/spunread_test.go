@@ -293,3 +293,47 @@ func BenchmarkSparkplugUnreadBirths(b *testing.B) {
 	b.ReportMetric(float64(len(payload))/1024, "BIRTH_KiB")
 	b.ReportMetric(0, "ns/op")
 }
+
+// A device a reload reads keeps its BIRTH, which no longer counts towards
+// spUnreadMetricsKept: the bound is of the BIRTHs kept of devices no
+// signal reads. Before, the metrics of a BIRTH that came while no signal
+// read its device counted until its next BIRTH (for a stable edge node,
+// months): another device's BIRTH well within the bound was not kept, the
+// log said the bound was passed, and a reload that read that device waited
+// for its next BIRTH.
+func TestSparkplugDeviceReadAfterAReloadLeavesTheMetricsBound(t *testing.T) {
+	m := newTestMapper(t, spConfig)
+	a := &spSeqApply{t: t, st: NewState()}
+	a.apply(m, "spBv1.0/plant/NBIRTH/edge1", spBdSeq(1))
+	late := spBigBirth(spUnreadMetricsKept-10, 100)
+	late.Metrics[0] = spGood(1, 500)
+	a.apply(m, "spBv1.0/plant/DBIRTH/edge1/late", late.Metrics...)
+
+	m = newTestMapper(t, spLateConfig) // late is read from here on
+	evs := a.apply(m, "spBv1.0/plant/DDATA/edge1/late", sptest.Metric{Alias: 1, HasAlias: true, Value: int64(510)})
+	evs = append(evs, a.apply(m, "spBv1.0/plant/DDATA/edge1/late", sptest.Metric{Alias: 1, HasAlias: true, Value: int64(520)})...)
+	if got := spCount(evs, "p9", GoodCount); got != 10 {
+		t.Fatalf("late, read after the reload: counted %v, want 10", got)
+	}
+	small := spBigBirth(20, 100)
+	small.Metrics[0] = spGood(1, 10)
+	a.apply(m, "spBv1.0/plant/DBIRTH/edge1/small", small.Metrics...)
+	for _, n := range a.st.TakeSparkplugNotes() {
+		if n.Kind == "devicemetrics" {
+			t.Errorf("said %q with 20 metrics kept of devices no signal reads", n.Msg)
+		}
+	}
+	if n := a.st.Sparkplug.nodes["b\x00plant/edge1"].unreadMetrics; n > 20 {
+		t.Errorf("counted %d metrics of BIRTHs of devices no signal reads, want 20 (small's)", n)
+	}
+
+	m = newTestMapper(t, spLateConfig+`  - id: p8
+    workcenter: WC8
+    good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/small, field: Counters/Good } }
+`)
+	evs = a.apply(m, "spBv1.0/plant/DDATA/edge1/small", sptest.Metric{Alias: 1, HasAlias: true, Value: int64(15)})
+	evs = append(evs, a.apply(m, "spBv1.0/plant/DDATA/edge1/small", sptest.Metric{Alias: 1, HasAlias: true, Value: int64(20)})...)
+	if got := spCount(evs, "p8", GoodCount); got != 5 {
+		t.Errorf("small, read after a second reload: counted %v, want 5 (rebirths asked %+v)", got, a.st.TakeSparkplugRebirths())
+	}
+}
