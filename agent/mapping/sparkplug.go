@@ -415,9 +415,10 @@ type spBirth struct {
 	// (against the spec), one of them read: not read.
 	ambiguous map[uint64]bool
 	// unread: the metrics of the BIRTH of a device no signal read when it
-	// came (0: one read, or the node's own), which count towards
-	// spUnreadMetricsKept while it is kept.
-	unread int
+	// came, or at the last recount (0: one read, or the node's own), which
+	// count towards spUnreadMetricsKept while it is kept. metrics: all of
+	// the BIRTH's.
+	unread, metrics int
 }
 
 // How a BIRTH or certificate came in its connection, oldest first: a
@@ -456,7 +457,7 @@ var spNameSeed = maphash.MakeSeed()
 
 // keepBirth keeps of a BIRTH payload what the signals bs read.
 func keepBirth(p *spPayload, bs []*binding, trusted bool, conn uint64) *spBirth {
-	b := &spBirth{aliases: map[uint64]string{}, named: map[string]bool{}, types: map[string]uint32{}, trusted: trusted, conn: conn, came: spLive}
+	b := &spBirth{aliases: map[uint64]string{}, named: map[string]bool{}, types: map[string]uint32{}, trusted: trusted, conn: conn, came: spLive, metrics: len(p.metrics)}
 	for _, x := range bs {
 		if !slices.Contains(b.fields, x.field) {
 			b.fields = append(b.fields, x.field)
@@ -622,17 +623,26 @@ func (sp *SparkplugState) keepsUnread(n *spNode, known bool, kept int, source st
 // which no signal reads, of metrics metrics: within spUnreadDevicesKept and
 // spUnreadMetricsKept (less the device's BIRTH it replaces). The first one
 // past the metrics is said. Not kept, the device's earlier BIRTH is dropped:
-// its aliases are no longer the device's.
-func (sp *SparkplugState) keepsUnreadBirth(n *spNode, metrics int, source string, t config.SparkplugTopic) bool {
+// its aliases are no longer the device's. Past the bound, the BIRTHs kept
+// are counted again by the devices read now (read): a reload since may
+// read a device whose BIRTH came unread, or no longer read one.
+func (sp *SparkplugState) keepsUnreadBirth(n *spNode, metrics int, source string, t config.SparkplugTopic, read func(dev string) bool) bool {
 	old := n.births[t.Device]
 	if !sp.keepsUnread(n, old != nil, len(n.births), source, t) {
 		return false
 	}
-	kept := n.unreadMetrics
-	if old != nil {
-		kept -= old.unread
+	fits := func() bool {
+		kept := n.unreadMetrics
+		if old != nil {
+			kept -= old.unread
+		}
+		return kept+metrics <= spUnreadMetricsKept
 	}
-	if kept+metrics <= spUnreadMetricsKept {
+	if fits() {
+		return true
+	}
+	n.recountUnread(read)
+	if fits() {
 		return true
 	}
 	if old != nil {
@@ -644,6 +654,19 @@ func (sp *SparkplugState) keepsUnreadBirth(n *spNode, metrics int, source string
 			Msg: fmt.Sprintf("the BIRTHs of the edge node's devices no signal reads name more than %d metrics in all (%d in %s): the BIRTHs past them are not kept (a reload that reads such a device reads it from its next BIRTH); said once until a restart", spUnreadMetricsKept, metrics, t.Birth())})
 	}
 	return false
+}
+
+// recountUnread counts the metrics of the BIRTHs kept towards
+// spUnreadMetricsKept by the devices read now (read).
+func (n *spNode) recountUnread(read func(dev string) bool) {
+	for d, b := range n.births {
+		unread := 0
+		if d != "" && !read(d) {
+			unread = b.metrics
+		}
+		n.unreadMetrics += unread - b.unread
+		b.unread = unread
+	}
 }
 
 // setBirth keeps b as the BIRTH of device dev (nil: none), counting the
@@ -903,7 +926,7 @@ func (m *Mapper) applyCertificate(st *State, s connectors.Sample, t config.Spark
 		n.bdSeq, n.bdSeqOK = p.bdSeq()
 	}
 	unread := t.Device != "" && len(bs) == 0
-	if unread && !sp.keepsUnreadBirth(n, len(p.metrics), s.Source, t) {
+	if unread && !sp.keepsUnreadBirth(n, len(p.metrics), s.Source, t, m.readsDevice(s.Source, t)) {
 		return nil
 	}
 	b := keepBirth(p, bs, !s.Duplicate, s.Conn)
@@ -1022,7 +1045,7 @@ func (m *Mapper) applySparkplug(st *State, s connectors.Sample, t config.Sparkpl
 		// older than one sent meanwhile, missed: its map is not trusted.
 		bs := m.index[addrKey{connectors.KindMQTT, s.Source, dataTopic}]
 		unread := t.Device != "" && len(bs) == 0
-		if !unread || sp.keepsUnreadBirth(n, len(p.metrics), s.Source, t) {
+		if !unread || sp.keepsUnreadBirth(n, len(p.metrics), s.Source, t, m.readsDevice(s.Source, t)) {
 			b := keepBirth(p, bs, !s.Duplicate, s.Conn)
 			b.came = spCame(s)
 			if unread {
