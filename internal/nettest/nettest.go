@@ -26,8 +26,24 @@ import (
 // it is free (CI: an emulator started while the agent was stopped took the
 // agent's port). Where that range cannot be read or leaves no room below it,
 // the kernel picks.
+//
+// With PortsEnv set ("52200-52299") the port is taken from that range: a
+// machine shared by test runs that each keep to ports of their own. (Such
+// a range may lie in the ephemeral one, which the paragraph above avoids.)
 func FreePort(t testing.TB) int {
 	t.Helper()
+	if lo, hi, ok := portsFromEnv(); ok {
+		for range 200 {
+			port := lo + rand.IntN(hi-lo+1)
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			if err != nil {
+				continue
+			}
+			l.Close()
+			return port
+		}
+		t.Fatalf("no free port in %s=%s", PortsEnv, os.Getenv(PortsEnv))
+	}
 	if lo, ok := ephemeralLow(); ok && lo > freePortLow+1000 {
 		for range 100 {
 			port := freePortLow + rand.IntN(lo-freePortLow)
@@ -45,6 +61,20 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// PortsEnv names the range of ports FreePort keeps to when set ("lo-hi").
+const PortsEnv = "PLANTEDGE_TEST_PORTS"
+
+// portsFromEnv is the range PortsEnv gives, if it gives one.
+func portsFromEnv() (lo, hi int, ok bool) {
+	l, h, found := strings.Cut(os.Getenv(PortsEnv), "-")
+	if !found {
+		return 0, 0, false
+	}
+	lo, err1 := strconv.Atoi(strings.TrimSpace(l))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(h))
+	return lo, hi, err1 == nil && err2 == nil && 0 < lo && lo <= hi && hi < 65536
 }
 
 // freePortLow is the lowest port FreePort hands out: above the registered
