@@ -12,6 +12,7 @@ const excAssert = "builtins.AssertionError"
 var modelDescriptions = map[string]string{
 	"res.company":                      "Companies",
 	"res.users":                        "User",
+	"res.users.apikeys":                "Users API Keys",
 	"uom.uom":                          "Product Unit of Measure",
 	"product.product":                  "Product Variant",
 	"mrp.workcenter":                   "Work Center",
@@ -163,6 +164,7 @@ func withUID(m map[int64]bool, uid int64) map[int64]bool {
 var mrpUserRights = map[string]string{
 	"res.company":                      "r",
 	"res.users":                        "r",
+	"res.users.apikeys":                "r", // base: access_res_users_apikeys_access_employee; a rule shows a user its own
 	"res.groups":                       "r",
 	"uom.uom":                          "r",
 	"product.product":                  "r",

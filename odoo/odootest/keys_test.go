@@ -1,6 +1,10 @@
 package odootest_test
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
 
 // A user may hold several API keys; each authenticates as that user, and
 // expiring one leaves the other working (rotation without downtime).
@@ -54,4 +58,50 @@ func TestArchivedUserIsRefusedLikeAWrongKey(t *testing.T) {
 	if status, body := e19.j2As(key, "res.users", "context_get", `{}`); status != 200 {
 		t.Errorf("json2 once unarchived: %d %s", status, body)
 	}
+}
+
+// From 18.0 an API key has an expiration date (res.users.apikeys
+// expiration_date; a non-admin user's key must have one): Odoo takes the
+// key until then and refuses it after, like a wrong key. A user reads its
+// own keys' dates (base: internal users read res.users.apikeys, and the
+// record rule api_key_user shows each its own), not another user's.
+func TestKeyExpirationDates(t *testing.T) {
+	for _, v := range []int{18, 19} {
+		e := newEnv(t, v)
+		uid, key := e.s.AddUser("bot")
+		e.s.GiveOnlyBotRights("bot")
+		_, other := e.s.AddUser("someone")
+		at := time.Now().UTC().Add(2 * time.Hour).Truncate(time.Second)
+		e.s.SetKeyExpiry(key, at)
+		e.s.SetKeyExpiry(other, at.Add(time.Hour))
+		var rows []any
+		if v >= 19 {
+			status, body := e.j2As(key, "res.users.apikeys", "search_read", `{"domain":[],"fields":["expiration_date"]}`)
+			if status != 200 || json.Unmarshal([]byte(body), &rows) != nil {
+				t.Fatalf("%d: json2 search_read of its keys: %d %s", v, status, body)
+			}
+		} else {
+			rows, _ = e.ok(e.execAs(uid, key, "res.users.apikeys", "search_read", []any{[]any{}}, map[string]any{"fields": []string{"expiration_date"}})).([]any)
+		}
+		if len(rows) != 1 || rows[0].(map[string]any)["expiration_date"] != at.Format("2006-01-02 15:04:05") {
+			t.Errorf("%d: the user reads %v of its keys, want its one key expiring %s", v, rows, at)
+		}
+		// Its date comes (Odoo's clock past it): refused like a wrong key.
+		e.s.SetNow(func() time.Time { return at.Add(time.Second) })
+		if v >= 19 {
+			if status, _ := e.j2As(key, "res.users", "context_get", `{}`); status != 401 {
+				t.Errorf("%d: a key past its date answered %d, want 401", v, status)
+			}
+		} else if got := e.rpc("common", "authenticate", "odoo", "bot", key, map[string]any{}).Result; got != false {
+			t.Errorf("%d: a key past its date authenticates: %v", v, got)
+		}
+	}
+	// 17's keys have no date.
+	e := newEnv(t, 17)
+	uid, key := e.s.AddUser("bot")
+	rows, _ := e.ok(e.execAs(uid, key, "res.users.apikeys", "search_read", []any{[]any{}}, map[string]any{"fields": []string{"name"}})).([]any)
+	if len(rows) != 1 {
+		t.Errorf("17: the user reads %v of its keys", rows)
+	}
+	e.wantErr(e.execAs(uid, key, "res.users.apikeys", "search_read", []any{[]any{}}, map[string]any{"fields": []string{"expiration_date"}}), "builtins.ValueError")
 }

@@ -55,6 +55,12 @@ func modelDefs(v, saas int) map[string]*model {
 			"company_id": m2o("res.company", "Company", false), "tz": {typ: fChar, label: "Timezone"},
 			// a many2many in Odoo: the allowed companies (company_id among them)
 			"company_ids": {typ: fO2M, computed: true, comodel: "res.company", label: "Companies"}}},
+		// API keys as base's res_users.py APIKeys has them (the secret and
+		// its index not among the fields); expiration_date from 18.0, when
+		// keys of non-admin users must expire.
+		"res.users.apikeys": {order: "id", fields: map[string]field{
+			"name": {typ: fChar, required: true, label: "Description"}, "user_id": m2o("res.users", "User", true),
+			"scope": {typ: fChar, label: "Scope"}, "create_date": {typ: fDatetime, label: "Creation Date"}}},
 		"uom.uom": {order: "name", fields: map[string]field{"name": {typ: fChar, required: true, label: "Unit"}}},
 		"product.product": {order: "name, id", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Name"}, "uom_id": m2o("uom.uom", "Unit", true),
@@ -125,6 +131,9 @@ func modelDefs(v, saas int) map[string]*model {
 	}
 	if v >= 19 {
 		defs["mrp.workorder"].order = "sequence, leave_id, date_start, id"
+	}
+	if v >= 18 {
+		defs["res.users.apikeys"].fields["expiration_date"] = field{typ: fDatetime, label: "Expiration Date"}
 	}
 	if saas > 0 {
 		wo := defs["mrp.workorder"]

@@ -111,8 +111,11 @@ type ScrapRecord struct {
 }
 
 type apiKey struct {
-	uid     int64
-	expired bool
+	uid int64
+	rec int64 // its res.users.apikeys record
+	// expires is its expiration_date (zero: none): Odoo refuses it once
+	// its clock is past (APIKeys._check_credentials: expiration_date >= now).
+	expires time.Time
 }
 
 type loginFailure struct {
@@ -188,9 +191,23 @@ func New(opts Options) *Server {
 		now: func() time.Time { return time.Now().UTC().Truncate(time.Second) }, closing: make(chan struct{})}
 	s.version.Store(int64(opts.Version))
 	s.buildModels()
-	s.adminKey = newKey()
-	s.keys[s.adminKey] = &apiKey{uid: 2}
+	s.adminKey = s.newUserKey(2)
 	return s
+}
+
+// newUserKey makes user uid a key without expiry, and its
+// res.users.apikeys record (under mu).
+func (s *Server) newUserKey(uid int64) string {
+	key := newKey()
+	id := s.insert("res.users.apikeys", rec{"name": "plantedge", "user_id": uid, "scope": "rpc", "create_date": s.nowStr()}, "")
+	s.keys[key] = &apiKey{uid: uid, rec: id}
+	return key
+}
+
+// keyValid reports whether Odoo takes key k now: not past its expiration
+// date (under mu).
+func (s *Server) keyValid(k *apiKey) bool {
+	return k.expires.IsZero() || !s.now().After(k.expires)
 }
 
 func newKey() string {
@@ -227,9 +244,7 @@ func (s *Server) AddUser(login string) (uid int64, key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	uid = s.insert("res.users", rec{"name": login, "login": login, "company_id": int64(1)}, "")
-	key = newKey()
-	s.keys[key] = &apiKey{uid: uid}
-	return uid, key
+	return uid, s.newUserKey(uid)
 }
 
 // SetUserTZ sets a user's time zone preference (res.users.tz, an IANA name
@@ -271,20 +286,44 @@ func (s *Server) AddKey(login string) string {
 	defer s.mu.Unlock()
 	for id, r := range s.models["res.users"].recs {
 		if r["login"] == login {
-			key := newKey()
-			s.keys[key] = &apiKey{uid: id}
-			return key
+			return s.newUserKey(id)
 		}
 	}
 	return ""
 }
 
-// ExpireKey makes the key fail like any invalid key (Odoo does not say why).
+// ExpireKey makes the key fail like any invalid key (Odoo does not say
+// why): its expiration date is set to a second ago, as if that time had
+// come — on Odoo 17, whose keys have none, an emulator's shortcut. A
+// client that read the key's date before (SetKeyExpiry) saw another one.
 func (s *Server) ExpireKey(apiKey string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if k, ok := s.keys[apiKey]; ok {
-		k.expired = true
+		s.setKeyExpiry(k, s.now().Add(-time.Second))
+	}
+}
+
+// SetKeyExpiry gives the key the expiration date at (zero: none), as the
+// user who made it chose it (Odoo 18+: 1 day to 3 months for a non-admin
+// user); Odoo refuses the key once its clock is past it. The user reads it
+// on its res.users.apikeys record (expiration_date, 18+).
+func (s *Server) SetKeyExpiry(apiKey string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k, ok := s.keys[apiKey]; ok {
+		s.setKeyExpiry(k, at)
+	}
+}
+
+func (s *Server) setKeyExpiry(k *apiKey, at time.Time) {
+	k.expires = at
+	if r, ok := s.models["res.users.apikeys"].recs[k.rec]; ok && s.v() >= 18 {
+		if at.IsZero() {
+			delete(r, "expiration_date")
+		} else {
+			r["expiration_date"] = at.UTC().Format(timeLayout)
+		}
 	}
 }
 
@@ -1103,7 +1142,7 @@ func (s *Server) assertCanAuth(addr string, uid int64, check func() bool) *odooE
 
 func (s *Server) checkLogin(login, key string) int64 {
 	k, ok := s.keys[key]
-	if !ok || k.expired {
+	if !ok || !s.keyValid(k) {
 		return 0
 	}
 	if r, ok := s.models["res.users"].recs[k.uid]; ok && r["login"] == login && s.userActive(k.uid) {
@@ -1114,7 +1153,7 @@ func (s *Server) checkLogin(login, key string) int64 {
 
 func (s *Server) checkUID(uid int64, key string) bool {
 	k, ok := s.keys[key]
-	return ok && !k.expired && k.uid == uid && s.userActive(uid)
+	return ok && s.keyValid(k) && k.uid == uid && s.userActive(uid)
 }
 
 // handleObject authenticates, applies faults, runs one model call and
@@ -1325,7 +1364,7 @@ func (s *Server) serveJSON2(w http.ResponseWriter, r *http.Request) {
 	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	s.mu.Lock()
 	var uid int64
-	if k, ok := s.keys[strings.TrimSpace(key)]; ok && strings.EqualFold(scheme, "bearer") && !k.expired && s.userActive(k.uid) {
+	if k, ok := s.keys[strings.TrimSpace(key)]; ok && strings.EqualFold(scheme, "bearer") && s.keyValid(k) && s.userActive(k.uid) {
 		uid = k.uid
 	}
 	if uid == 0 {
