@@ -860,3 +860,7 @@ func (c *Client) clean(s string, limit int) string {
 	}
 	return s[:cut] + "..."
 }
+
+// MajorOf is the major version of a server version string such as "18.0",
+// "saas~18.2" or "19.0+e" (0 when it has none).
+func MajorOf(version string) int { return parseMajor(version) }
