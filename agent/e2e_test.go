@@ -2098,17 +2098,21 @@ func TestEndToEndTimeoutThenWorkOrderChange(t *testing.T) {
 }
 
 // From Odoo 18, keys of non-admin users expire: a key that worked and is
-// refused now is shown as expired in status and metrics.
+// refused now, when it was to expire, is shown as expired in status and
+// metrics.
 func TestEndToEndExpiredKeyIsObvious(t *testing.T) {
 	p := newPlant(t, plantOptions{version: 18, machines: []string{"press-1"}})
-	ra := p.startAgent()
-	p.produce(p.machines[0], 2, 0)
-	p.waitExactQty(ra, "press-1", 2)
 	key, err := os.ReadFile(filepath.Join(p.dir, "odoo-api-key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.odoo.ExpireKey(string(key))
+	// The bot user made its key good for half an hour: the agent reads
+	// that date while the key works.
+	p.odoo.SetKeyExpiry(string(key), time.Now().Add(30*time.Minute))
+	ra := p.startAgent()
+	p.produce(p.machines[0], 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	p.odoo.ExpireKey(string(key)) // the date comes (Odoo's clock half an hour ahead: within the agent's slack)
 	p.produce(p.machines[0], 1, 0)
 	waitFor(t, 15*time.Second, "expired key shown", func() (bool, string) {
 		st := ra.a.Status()
@@ -2136,33 +2140,36 @@ func TestEndToEndExpiredKeyIsObvious(t *testing.T) {
 
 // The bot user archived in Odoo (a seat clean-up: the bot never logs in
 // interactively, so Odoo shows it as never used): Odoo then refuses every
-// key of it exactly as a wrong or expired one, so the agent cannot tell
-// which; status and the log name that cause too — on Odoo 17, whose keys
-// do not expire, "most likely expired" sent the admin after a new key the
-// archived user could not even make — and once it is unarchived a restart
-// takes the same key at once.
+// key of it exactly as a wrong or expired one; status and the log name that
+// cause too, and key_expired (an alert) stays false — on Odoo 17, whose
+// keys do not expire, and on 19 for a key whose date is far off (here none)
+// — and once it is unarchived a restart takes the same key at once.
 func TestEndToEndArchivedBotUserIsNamed(t *testing.T) {
-	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
-	ra := p.startAgent()
-	p.produce(p.machines[0], 2, 0)
-	p.waitExactQty(ra, "press-1", 2)
-	p.odoo.SetUserActive(p.bot, false)
-	p.produce(p.machines[0], 3, 0)
-	waitFor(t, 15*time.Second, "auth_failed", func() (bool, string) {
-		o := ra.a.Status().Odoo
-		return o.State == "auth_failed", fmt.Sprintf("%+v", o)
-	})
-	if o := ra.a.Status().Odoo; !strings.Contains(o.LastError, "bot user archived") {
-		t.Errorf("status does not name an archived bot user as a cause: %q", o.LastError)
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
+			ra := p.startAgent()
+			p.produce(p.machines[0], 2, 0)
+			p.waitExactQty(ra, "press-1", 2)
+			p.odoo.SetUserActive(p.bot, false)
+			p.produce(p.machines[0], 3, 0)
+			waitFor(t, 15*time.Second, "auth_failed", func() (bool, string) {
+				o := ra.a.Status().Odoo
+				return o.State == "auth_failed", fmt.Sprintf("%+v", o)
+			})
+			if o := ra.a.Status().Odoo; !strings.Contains(o.LastError, "bot user archived") || o.KeyExpired {
+				t.Errorf("status does not name an archived bot user as a cause, or calls the key expired: %q, key_expired %v", o.LastError, o.KeyExpired)
+			}
+			logs := p.logs.String()
+			if !strings.Contains(logs, "bot user archived") || strings.Contains(logs, "most likely expired") {
+				t.Errorf("the log does not name an archived bot user, or calls the key most likely expired:\n%s", logs)
+			}
+			p.odoo.SetUserActive(p.bot, true)
+			ra.stopNow(t)
+			ra = p.startAgentWith(false)
+			p.waitExactQty(ra, "press-1", 5)
+		})
 	}
-	logs := p.logs.String()
-	if !strings.Contains(logs, "bot user archived") || strings.Contains(logs, "most likely expired") {
-		t.Errorf("the log does not name an archived bot user, or calls the key most likely expired:\n%s", logs)
-	}
-	p.odoo.SetUserActive(p.bot, true)
-	ra.stopNow(t)
-	ra = p.startAgentWith(false)
-	p.waitExactQty(ra, "press-1", 5)
 }
 
 // An admin renames the bot user's login (to an e-mail address, say). Over
@@ -2193,15 +2200,16 @@ func TestEndToEndRenamedLoginIsNamed(t *testing.T) {
 // read again before the next attempt, and flush makes that attempt now.
 func TestEndToEndKeyRotationWithoutRestart(t *testing.T) {
 	p := newPlant(t, plantOptions{version: 18, machines: []string{"press-1"}})
-	ra := p.startAgent()
-	p.produce(p.machines[0], 2, 0)
-	p.waitExactQty(ra, "press-1", 2)
 	keyFile := filepath.Join(p.dir, "odoo-api-key")
 	old, err := os.ReadFile(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.odoo.ExpireKey(string(old))
+	p.odoo.SetKeyExpiry(string(old), time.Now().Add(30*time.Minute)) // read by the agent while it works
+	ra := p.startAgent()
+	p.produce(p.machines[0], 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	p.odoo.ExpireKey(string(old)) // its date comes
 	p.produce(p.machines[0], 3, 0)
 	waitFor(t, 15*time.Second, "auth_failed", func() (bool, string) {
 		st := ra.a.Status()

@@ -239,7 +239,12 @@ type forwarder struct {
 	// one (keyWorkedKey in the buffer file): a key that expires while the
 	// agent restarts is still told from a wrong one.
 	workedKey string
-	authFails int // consecutive authentication failures
+	// keyDates is what Odoo last showed of the bot user's keys'
+	// expiration dates (keydates.go); keyDatesRead the keyID it was read
+	// for in this run.
+	keyDates     keyDates
+	keyDatesRead string
+	authFails    int // consecutive authentication failures
 	// forget is set by a configuration reload: the work centers and loss
 	// reasons looked up in Odoo are looked up again (an admin may have
 	// fixed them there; the reload is how a technician says "try again").
@@ -376,8 +381,9 @@ func (f *forwarder) probeOdoo(ctx context.Context) {
 			"protocol", f.link.Protocol, "server_version", f.link.Version, "until", f.settleUntil.Format("2006-01-02T15:04:05.000Z07:00"))
 	case odoo.IsAuth(err):
 		// Expired, as the round says it: the key that worked before with
-		// this Odoo.
-		f.link.KeyExpired = c.KeyID() == f.workedKey && f.a.odooWas == ""
+		// this Odoo, most likely past its date (keyLikelyExpired).
+		expired, _ := f.keyLikelyExpired(c.KeyID(), time.Now())
+		f.link.KeyExpired = c.KeyID() == f.workedKey && f.a.odooWas == "" && expired
 		f.link.State, f.link.LastError = "auth_failed", err.Error()+"; and "+SettleNote
 		f.a.log.Error("odoo refused the API key (asked while writes wait for the last run's requests); check the key (wrong? expired? revoked? the bot user archived?) — it is tried again when the wait ends",
 			"component", "forwarder", "err", err, "expired", f.link.KeyExpired, "until", f.settleUntil.Format("2006-01-02T15:04:05.000Z07:00"))
@@ -479,6 +485,7 @@ func (f *forwarder) run(ctx context.Context) {
 	if b, err := f.a.buf.Meta(keyWorkedKey); err == nil {
 		f.workedKey = string(b)
 	}
+	f.loadKeyDates()
 	defer f.saveSettle(log)
 	// At the stop, what the dead-letter log left out is said (no later
 	// round would).
@@ -672,9 +679,15 @@ func (f *forwarder) run(ctx context.Context) {
 				case state == "auth_failed" && f.keyWorked:
 					// Odoo answers all three alike. An archived bot user
 					// (a seat clean-up) cannot make a new key: it wants
-					// unarchiving, and Odoo 17's keys do not expire.
-					msg = "odoo now refuses the API key that worked before: expired (Odoo 18+ expires keys of non-admin users; 17's do not) or revoked — create a new key — or the bot user archived (all its keys are refused then: unarchive it and restart the agent, no new key needed)" +
-						loginNote(oe, true) + " — retrying slowly to avoid Odoo's login lockout"
+					// unarchiving. The likeliest first: expiry only where
+					// keys expire and one was to by now (keyLikelyExpired).
+					if expired, why := f.keyLikelyExpired(f.keyID, time.Now()); expired {
+						msg = "odoo now refuses the API key that worked before: most likely expired (Odoo 18+ expires keys of non-admin users) — create a new key — or revoked, or the bot user archived (all its keys are refused then: unarchive it and restart the agent, no new key needed)" +
+							loginNote(oe, true) + " — retrying slowly to avoid Odoo's login lockout"
+					} else {
+						msg = "odoo now refuses the API key that worked before, and not for its expiry (" + why + "): the bot user archived (all its keys are refused then: unarchive it and restart the agent, no new key needed) or the key revoked (create a new key)" +
+							loginNote(oe, true) + " — retrying slowly to avoid Odoo's login lockout"
+					}
 				case state == "auth_failed":
 					msg = "odoo refused the API key; check the key (wrong? expired? revoked? the bot user archived?)" + loginNote(oe, false) + " — retrying slowly to avoid Odoo's login lockout"
 				case isOE && oe.Permanent():
@@ -731,10 +744,17 @@ func (f *forwarder) run(ctx context.Context) {
 			// not expired, most likely the other Odoo's key is needed (the
 			// fourth self-probe: status said expired, the log did not).
 			refused := state == "auth_failed" && !errors.As(err, &se) && !(isOE && oe.LoginCooldown())
-			f.link.KeyExpired = refused && f.keyWorked && f.a.odooWas == ""
+			// Worked before and refused now: most likely expired only on
+			// Odoo 18+, and when one of the bot user's keys was to expire
+			// by now; else it was revoked, the bot user archived or its
+			// login renamed (the messages name those).
+			expired, why := f.keyLikelyExpired(f.keyID, time.Now())
+			f.link.KeyExpired = refused && f.keyWorked && f.a.odooWas == "" && expired
 			switch {
 			case f.link.KeyExpired:
-				f.link.LastError = "API key expired or revoked, or the bot user archived" + loginNote(oe, true) + " (it worked before): " + f.link.LastError
+				f.link.LastError = "API key most likely expired, or revoked, or the bot user archived" + loginNote(oe, true) + " (it worked before): " + f.link.LastError
+			case refused && f.keyWorked && f.a.odooWas == "":
+				f.link.LastError = "the bot user archived, or the API key revoked" + loginNote(oe, true) + " (it worked before; not expired: " + why + "): " + f.link.LastError
 			case refused && f.a.odooWas != "":
 				f.link.LastError = "the Odoo the configuration now names refuses the API key (is it the key of that Odoo's bot user?): " + f.link.LastError
 			}
@@ -1196,6 +1216,11 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		if err := f.switchOdoo(ctx); err != nil {
 			return false, err
 		}
+	}
+	// When the bot user's keys expire, once a run while the key works: a
+	// later refusal is then told from an archived user's (key_expired).
+	if err := f.readKeyDates(ctx); err != nil {
+		return false, err
 	}
 	if !f.restoreChecked {
 		if err := f.checkRestored(ctx); err != nil {

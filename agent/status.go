@@ -202,7 +202,11 @@ type OdooStatus struct {
 	// server). Empty otherwise.
 	SwitchFrom string `json:"switch_from,omitempty"`
 	Failures   int    `json:"consecutive_failures"`
-	KeyExpired bool   `json:"key_expired"`
+	// KeyExpired (an alert): Odoo refuses the key that worked before, and
+	// most likely for its expiry — on Odoo 18+, one of the bot user's keys
+	// was to expire by now (or Odoo did not show when). Not for an archived
+	// bot user, a revoked key or a renamed login, which last_error names.
+	KeyExpired bool `json:"key_expired"`
 	// KeyFrom says, while the key is refused, where the agent took it
 	// from — where a new one goes ("$PLANTEDGE_ODOO_API_KEY", "the systemd
 	// credential odoo-api-key", "api_key_file /etc/plantedge/odoo-api-key").
