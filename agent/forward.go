@@ -197,6 +197,9 @@ type forwarder struct {
 	draftsAt time.Time
 	drafts   map[string]string
 	flushed  bool // the current round was asked for by flush
+	// flushTry: a flush asked for the next attempt while a refused key
+	// was waited on; the attempt's outcome is logged (run's goroutine).
+	flushTry bool
 	// rebook is a rebook asked for (Rebook; under mu), done by the next
 	// round; bookedPruned is when the old bookings kept were last
 	// forgotten (pruneBooked).
@@ -550,6 +553,8 @@ func (f *forwarder) run(ctx context.Context) {
 			if prev.State != "online" {
 				if prev.Failures > 0 && f.loggedBusy {
 					log.Info("odoo does the calls again", "failures", prev.Failures, "after", time.Since(prev.Since).Round(time.Second))
+				} else if prev.Failures > 0 && prev.State == "auth_failed" {
+					log.Info("odoo takes the API key again", "failures", prev.Failures, "after", time.Since(prev.Since).Round(time.Second), "flush", f.flushTry)
 				} else if prev.Failures > 0 {
 					log.Info("odoo reachable again", "failures", prev.Failures, "after", time.Since(prev.Since).Round(time.Second))
 				} else {
@@ -612,14 +617,23 @@ func (f *forwarder) run(ctx context.Context) {
 				// Odoo counts every failed login from this address; after 10
 				// (a new database's base.login_cooldown_after) it refuses all
 				// logins from the address (its own users' too) for a minute
-				// after each further failure. So: at
-				// least auth_backoff between attempts, doubling up to 16×
-				// while the key keeps being refused; a flush does not cut
-				// that short (only a new key does).
+				// (base.login_cooldown_duration) after each further failure.
+				// So: at least auth_backoff between attempts, doubling up to
+				// 16× while the key keeps being refused. A flush — a
+				// technician's "try now", after the bot user was unarchived,
+				// say — cuts the doubled wait to auth_backoff after the
+				// refusal: one login a minute (by default) never meets the
+				// cooldown, however often flush asks. A lockout Odoo
+				// reported is waited out in full (a new key alone is tried
+				// at once, see sleep).
 				if state == "auth_failed" {
+					ab := f.a.cfg.Load().Forward.AuthBackoff.D()
 					f.authFails++
-					wait = max(wait, f.a.cfg.Load().Forward.AuthBackoff.D()<<min(f.authFails-1, 4))
+					wait = max(wait, ab<<min(f.authFails-1, 4))
 					floor = wait
+					if se == nil && !(isOE && oe.LoginCooldown()) {
+						floor = min(wait, max(ab, time.Second))
+					}
 				} else {
 					// No login was refused: slowly, but a flush (after the
 					// configuration was fixed) tries at once.
@@ -682,10 +696,10 @@ func (f *forwarder) run(ctx context.Context) {
 					// unarchiving. The likeliest first: expiry only where
 					// keys expire and one was to by now (keyLikelyExpired).
 					if expired, why := f.keyLikelyExpired(f.keyID, time.Now()); expired {
-						msg = "odoo now refuses the API key that worked before: most likely expired (Odoo 18+ expires keys of non-admin users) — create a new key — or revoked, or the bot user archived (all its keys are refused then: unarchive it and restart the agent, no new key needed)" +
+						msg = "odoo now refuses the API key that worked before: most likely expired (Odoo 18+ expires keys of non-admin users) — create a new key — or revoked, or the bot user archived (all its keys are refused then: unarchive it and run plantedge flush, no new key needed)" +
 							loginNote(oe, true) + " — retrying slowly to avoid Odoo's login lockout"
 					} else {
-						msg = "odoo now refuses the API key that worked before, and not for its expiry (" + why + "): the bot user archived (all its keys are refused then: unarchive it and restart the agent, no new key needed) or the key revoked (create a new key)" +
+						msg = "odoo now refuses the API key that worked before, and not for its expiry (" + why + "): the bot user archived (all its keys are refused then: unarchive it and run plantedge flush, no new key needed) or the key revoked (create a new key)" +
 							loginNote(oe, true) + " — retrying slowly to avoid Odoo's login lockout"
 					}
 				case state == "auth_failed":
@@ -721,6 +735,12 @@ func (f *forwarder) run(ctx context.Context) {
 				log.Log(ctx, level, msg, attrs...)
 				f.link.Since = time.Now()
 				f.remindedAt = time.Now()
+			} else if f.flushTry && state == "auth_failed" {
+				// The technician's flush made an attempt: its outcome is said
+				// (the log was silent, status alone counted a failure more).
+				f.remindedAt = time.Now()
+				log.Error("a flush tried the API key again: odoo still refuses it", "err", err,
+					"next_attempt_in", max(wait, settleWait).Round(time.Millisecond), "failures", prev.Failures+1)
 			} else if time.Since(f.remindedAt) >= cmp.Or(f.a.opts.OutageReminder, outageReminder) {
 				// Hours into an outage a technician reading the journal
 				// finds a line with what is waiting, not only its start.
@@ -774,6 +794,7 @@ func (f *forwarder) run(ctx context.Context) {
 			f.loggedLocal = false
 		}
 		f.link.NextAttempt = time.Now().Add(wait)
+		f.flushTry = false
 		state := f.link.State
 		f.mu.Unlock()
 		f.linkGauges(state == "online", state == "auth_failed")
@@ -895,6 +916,7 @@ func (f *forwarder) sleep(ctx context.Context, d, floor time.Duration) bool {
 			return true
 		case <-f.kick:
 			f.flushed = true
+			f.flushTry = f.flushTry || f.authFails > 0
 			left := floor - time.Since(start)
 			if left <= 0 || f.authFails > 0 && f.keyReplaced() {
 				return true

@@ -203,19 +203,19 @@ func TestForwarderAuthFailureWaitsAMinute(t *testing.T) {
 }
 
 // Flush asked for every half second (a script looping plantedge flush)
-// while the key is refused: the logins keep doubling their waits. Each
-// refused login restarts Odoo's 60 s lockout of the whole address, so a
-// flush may not shorten them (only a new key does, see keyReplaced).
+// while the key is refused: a flush is a technician's "try now" (the bot
+// user unarchived), so it cuts the doubled waits — but never below
+// forward.auth_backoff after a refused login: after 10 failed logins Odoo
+// refuses every login from the address (its users' too) for a minute
+// after each further failure, and one a minute never meets that.
 func TestForwarderFlushCannotHammerARefusedLogin(t *testing.T) {
 	gaps := runForwarder(t, "5s", refused, 8*time.Minute, 500*time.Millisecond)
-	want := time.Minute
 	for i, g := range gaps {
-		if g < want {
-			t.Errorf("login %d came %s after a refused one (want >= %s)", i+2, g, want)
+		if g < time.Minute || g > time.Minute+2*time.Second {
+			t.Errorf("login %d came %s after a refused one with flush asking (want a minute after it)", i+2, g)
 		}
-		want = min(2*want, 16*time.Minute)
 	}
-	if len(gaps) < 2 {
+	if len(gaps) < 6 {
 		t.Errorf("%d logins in 8 minutes", len(gaps)+1)
 	}
 	t.Logf("waits between refused logins with flush looping: %v", gaps)

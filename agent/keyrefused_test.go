@@ -3,7 +3,9 @@ package agent
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -122,4 +124,106 @@ func TestRefusedKeyIsExpiredOnlyWhenItsDateCame(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The bot user unarchived, the technician runs plantedge flush: one login
+// is tried now, not at the end of the doubled wait after refused logins
+// (minutes), and the log says how it went. A flush a few seconds after a
+// refusal waits until forward.auth_backoff has passed since it, so Odoo's
+// login cooldown is never met.
+func TestFlushTriesARefusedKeyOnceNow(t *testing.T) {
+	cfg := testConfig(t, "forward: { backoff_max: 5s }\n"+oneMQTTMachine)
+	o := &keyOdoo{version: "17.0", expires: func() string { return "false" }}
+	o.refuse.Store(true)
+	var logs lockedLog
+	a, err := New(cfg, Options{OdooHTTPClient: &http.Client{Transport: &fakeOdoo{answer: o.answer}},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inBubble(t, a, func(context.Context) {
+		// Refused at 0, 1, 3 and 7 minutes: the next at 15.
+		time.Sleep(10 * time.Minute)
+		before := o.logins.Load()
+		a.Flush() // still archived
+		time.Sleep(time.Second)
+		if n := o.logins.Load() - before; n != 1 {
+			t.Errorf("%d logins within a second of a flush, want 1", n)
+		}
+		if !strings.Contains(logs.String(), "a flush tried the API key again: odoo still refuses it") {
+			t.Errorf("the log does not say what the flush's login found:\n%s", logs.String())
+		}
+		// A flush 10 s after that refusal: not before a minute has passed
+		// since it.
+		time.Sleep(9 * time.Second)
+		before = o.logins.Load()
+		a.Flush()
+		time.Sleep(40 * time.Second)
+		if n := o.logins.Load() - before; n != 0 {
+			t.Errorf("%d logins within 50 s of a refused one", n)
+		}
+		if l := a.fwd.linkSnapshot(); time.Until(l.NextAttempt) > 12*time.Second {
+			t.Errorf("after the flush, next attempt in %s, want at a minute after the refusal", time.Until(l.NextAttempt))
+		}
+		o.refuse.Store(false) // unarchived
+		time.Sleep(15 * time.Second)
+		if n := o.logins.Load() - before; n != 1 {
+			t.Errorf("%d logins a minute after the refusal, with a flush asked, want 1", n)
+		}
+		if l := a.fwd.linkSnapshot(); l.State != "online" {
+			t.Errorf("after the flush's login: link %+v, want online", l)
+		}
+		if !strings.Contains(logs.String(), "odoo takes the API key again") {
+			t.Errorf("the log does not say that the key works again:\n%s", logs.String())
+		}
+	})
+}
+
+// Odoo reported its lockout of this address ("Too many login failures"):
+// a flush, however often, waits it out with the doubled waits.
+func TestFlushWaitsOutAReportedLockout(t *testing.T) {
+	var mu sync.Mutex
+	var calls []time.Time
+	logins := 0
+	lockedOut := func(r *http.Request) (*http.Response, error) {
+		if r.URL.Path == "/web/version" {
+			return respond(404, "not found")
+		}
+		body, _ := io.ReadAll(r.Body)
+		switch {
+		case strings.Contains(string(body), `"authenticate"`):
+			logins++
+			if logins == 1 {
+				return respond(200, `{"jsonrpc":"2.0","id":1,"result":2}`)
+			}
+			return respond(200, `{"jsonrpc":"2.0","id":1,"result":false}`)
+		case strings.Contains(string(body), `"execute_kw"`):
+			mu.Lock()
+			calls = append(calls, time.Now())
+			mu.Unlock()
+			return respond(200, `{"jsonrpc":"2.0","id":1,"error":{"code":200,"message":"Odoo Server Error","data":{"name":"odoo.exceptions.AccessDenied","message":"Too many login failures, please wait a bit before trying again.","arguments":[],"context":{},"debug":""}}}`)
+		}
+		return respond(200, `{"jsonrpc":"2.0","id":1,"result":{"server_version":"17.0"}}`)
+	}
+	runForwarderLink(t, "5s", lockedOut, 8*time.Minute, 500*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	// One attempt is a round's calls, a moment apart.
+	var attempts []time.Time
+	for _, c := range calls {
+		if len(attempts) == 0 || c.Sub(attempts[len(attempts)-1]) > time.Second {
+			attempts = append(attempts, c)
+		}
+	}
+	want := time.Minute
+	for i := 1; i < len(attempts); i++ {
+		if g := attempts[i].Sub(attempts[i-1]); g < want {
+			t.Errorf("attempt %d came %s after one Odoo refused with its lockout (want >= %s)", i+1, g, want)
+		}
+		want = min(2*want, 16*time.Minute)
+	}
+	if len(attempts) < 2 {
+		t.Errorf("%d attempts in 8 minutes", len(attempts))
+	}
+	t.Logf("attempts with flush looping through a lockout: %d, %s", len(attempts), fmt.Sprint(attempts))
 }

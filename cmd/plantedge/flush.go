@@ -372,8 +372,10 @@ func notDrained(timeout time.Duration, pending int, st agent.Status) string {
 // Odoo is not online) — not the agent's backoff alone (the operator probe:
 // "next attempt in 10s", and the next try a second later).
 //
-// After a refused key (auth_failed) the ask does not cut the agent's wait
-// short (Odoo's login lockout; a new key does): the agent's time alone.
+// After a refused key (auth_failed) the ask cuts the agent's wait no
+// shorter than forward.auth_backoff after the refusal (Odoo's login
+// lockout; a new key it tries at once), which the agent's time says once
+// asked: the agent's time alone.
 func flushNextAttempt(o agent.OdooStatus, untilKick time.Duration) time.Duration {
 	wait := time.Duration(o.NextAttemptSeconds * float64(time.Second))
 	if o.State != "auth_failed" {
@@ -383,13 +385,14 @@ func flushNextAttempt(o agent.OdooStatus, untilKick time.Duration) time.Duration
 }
 
 // authWaitNote is flush's next attempt while the key is refused, or not
-// read: the agent's wait, which the flush's ask does not cut short.
+// read: the agent's wait, which the flush's ask cuts to forward.auth_backoff
+// after the refusal at most.
 func authWaitNote(o agent.OdooStatus) string {
 	if strings.Contains(o.LastError, "read secret ") {
 		// Odoo refused nothing: a key the agent can read is tried at once.
 		return fmt.Sprintf(" (next attempt in %s: the agent cannot use its API key file; once it can, a flush tries it at once)", flushNextAttempt(o, 0))
 	}
-	return fmt.Sprintf(" (next attempt in %s: a flush does not cut the wait after a refused key short, a new key it tries at once)", flushNextAttempt(o, 0))
+	return fmt.Sprintf(" (next attempt in %s: a flush tries a refused key again once forward.auth_backoff has passed since the refusal, not sooner, so that Odoo does not lock this address out — and not before a lockout Odoo reported is over; a new key it tries at once)", flushNextAttempt(o, 0))
 }
 
 // restartNote says that settings a reload found changed wait for a restart

@@ -1269,7 +1269,7 @@ func TestFlushAfterARefusedKeyGivesTheAgentsWait(t *testing.T) {
 	})
 	out, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "3s")
 	if exitCode(err) != 1 || strings.Contains(out, "(next attempt in 1s") || strings.Contains(out, "(next attempt in 2s") ||
-		!strings.Contains(out, ": a flush does not cut the wait after a refused key short, a new key it tries at once)") {
+		!strings.Contains(out, ": a flush tries a refused key again once forward.auth_backoff has passed since the refusal, not sooner") {
 		t.Errorf("flush: exit %d, %v\n%s", exitCode(err), err, out)
 	}
 }

@@ -482,14 +482,15 @@ func printStatus(w io.Writer, st agent.Status) {
 			hint = fmt.Sprintf(" (a write Odoo did not answer, or one sent before the agent stopped, may still commit for %s: nothing is sent before, and plantedge flush does not cut that short)", ageString(o.SettleSeconds))
 		}
 		if o.State == "auth_failed" && o.SettleSeconds <= 0 {
-			// A flush does not cut the wait after a refused key short
-			// (Odoo's login lockout); a new key does. (Not the hold for a
-			// write in doubt, which nothing cuts short.)
-			hint = " (once a new API key is in place, plantedge flush tries it now)"
+			// A flush tries the same key again once auth_backoff has
+			// passed since the refusal (Odoo's login lockout), a new key
+			// at once. (Not the hold for a write in doubt, which nothing
+			// cuts short.)
+			hint = " (plantedge flush tries the key again once forward.auth_backoff has passed since the refusal — after the bot user was unarchived, say — and a new API key at once)"
 			if strings.HasPrefix(o.KeyFrom, "the systemd credential") {
 				// systemd copied the key when the service started: a new
 				// one in the file reaches the agent only with a restart.
-				hint = " (the key is the systemd credential copied at the service's start: put the new key in /etc/plantedge/odoo-api-key, then sudo systemctl restart plantedge)"
+				hint = " (the key is the systemd credential copied at the service's start: put a new key in /etc/plantedge/odoo-api-key, then sudo systemctl restart plantedge; the same key, once the bot user is unarchived: plantedge flush)"
 			}
 			if strings.Contains(o.LastError, "read secret ") {
 				// Odoo refused nothing: the agent's user cannot read the

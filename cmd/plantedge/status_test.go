@@ -103,7 +103,7 @@ func TestStatusSaysAnUnreadableKeyIsNotOdoosRefusal(t *testing.T) {
 	var out bytes.Buffer
 	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp", State: "auth_failed",
 		LastError: "odoo client: read secret /etc/plantedge/odoo-api-key: permission denied", NextAttemptSeconds: 10}})
-	if s := out.String(); !strings.Contains(s, "Odoo was not asked: the agent cannot read its API key") || strings.Contains(s, "once a new API key is in place") {
+	if s := out.String(); !strings.Contains(s, "Odoo was not asked: the agent cannot read its API key") || strings.Contains(s, "plantedge flush tries the key again") {
 		t.Errorf("status:\n%s", s)
 	}
 	// A key file read, whose content the agent refuses (two lines, none, a
@@ -239,18 +239,20 @@ func TestStatusShowsTheConfigFile(t *testing.T) {
 }
 
 // A refused key that came as the systemd credential: the hint says to
-// restart (systemd copies the key at the start), not that flush tries it.
+// restart (systemd copies the key at the start), not that flush tries it;
+// from api_key_file, that flush tries it (once auth_backoff has passed
+// since the refusal: the bot user unarchived, a new key in the file).
 func TestStatusHintForARefusedCredential(t *testing.T) {
 	var out strings.Builder
 	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{State: "auth_failed", NextAttemptSeconds: 50,
 		KeyFrom: "the systemd credential odoo-api-key"}})
-	if s := out.String(); !strings.Contains(s, "sudo systemctl restart plantedge") || strings.Contains(s, "flush tries it now") {
+	if s := out.String(); !strings.Contains(s, "sudo systemctl restart plantedge") || strings.Contains(s, "flush tries the key again") {
 		t.Errorf("hint:\n%s", s)
 	}
 	out.Reset()
 	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{State: "auth_failed", NextAttemptSeconds: 50,
 		KeyFrom: "api_key_file /etc/plantedge/odoo-api-key"}})
-	if s := out.String(); !strings.Contains(s, "flush tries it now") {
+	if s := out.String(); !strings.Contains(s, "plantedge flush tries the key again once forward.auth_backoff has passed since the refusal") {
 		t.Errorf("hint:\n%s", s)
 	}
 }
