@@ -56,6 +56,20 @@ func (s *Server) SetUserCompanies(uid, main int64, allowed ...int64) {
 	r["company_id"], r["company_ids"] = main, ids
 }
 
+// SetWorkcenterActive archives (false) or unarchives (true) a work center,
+// as Manufacturing → Configuration → Work Centers → Archive does
+// (mrp_workcenter.py action_archive, as read, only warns of bills of
+// materials still using it, not of work orders in progress): a search then
+// finds it only with active_test false, or when its domain names active;
+// its work orders stay, and are found by its id.
+func (s *Server) SetWorkcenterActive(wcID int64, active bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.models["mrp.workcenter"].recs[wcID]; ok {
+		r["active"] = active
+	}
+}
+
 // SetWorkcenterCompany moves a work center to a company, with the
 // manufacturing orders of its work orders (a work order's company is its
 // order's).

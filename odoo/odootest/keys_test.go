@@ -105,3 +105,36 @@ func TestKeyExpirationDates(t *testing.T) {
 	}
 	e.wantErr(e.execAs(uid, key, "res.users.apikeys", "search_read", []any{[]any{}}, map[string]any{"fields": []string{"expiration_date"}}), "builtins.ValueError")
 }
+
+// An archived work center (active false) is left out of searches
+// (models.py: active_test), unless the context says active_test false or
+// the domain names active; its work orders are still found by its id.
+func TestArchivedWorkcenterIsLeftOutOfSearches(t *testing.T) {
+	e := newEnv(t, 17)
+	e.s.SetWorkcenterActive(e.wc, false)
+	find := func(domain []any, ctx map[string]any) int {
+		kw := map[string]any{"fields": []string{"id"}}
+		if ctx != nil {
+			kw["context"] = ctx
+		}
+		rows, _ := e.ok(e.exec("mrp.workcenter", "search_read", []any{domain}, kw)).([]any)
+		return len(rows)
+	}
+	if n := find([]any{[]any{"code", "=", "M1"}}, nil); n != 0 {
+		t.Errorf("an archived work center found by its code: %d", n)
+	}
+	if n := find([]any{[]any{"code", "=", "M1"}}, map[string]any{"active_test": false}); n != 1 {
+		t.Errorf("with active_test false: %d, want 1", n)
+	}
+	if n := find([]any{[]any{"code", "=", "M1"}, []any{"active", "=", false}}, nil); n != 1 {
+		t.Errorf("with active in the domain: %d, want 1", n)
+	}
+	rows, _ := e.ok(e.exec("mrp.workorder", "search_read", []any{[]any{[]any{"workcenter_id", "=", e.wc}}}, map[string]any{"fields": []string{"id"}})).([]any)
+	if len(rows) != 1 {
+		t.Errorf("its work orders by its id: %d, want 1", len(rows))
+	}
+	e.s.SetWorkcenterActive(e.wc, true)
+	if n := find([]any{[]any{"code", "=", "M1"}}, nil); n != 1 {
+		t.Errorf("unarchived: %d, want 1", n)
+	}
+}

@@ -68,6 +68,7 @@ func modelDefs(v, saas int) map[string]*model {
 		"mrp.workcenter": {order: "sequence, id", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Work Center"}, "code": {typ: fChar, label: "Code"},
 			"sequence": {typ: fInt}, "company_id": m2o("res.company", "Company", false),
+			"active":        {typ: fBool, label: "Active"}, // related resource_id.active; unset: true
 			"working_state": {typ: fSelection, computed: true, sel: []string{"normal", "blocked", "done"}, label: "Workcenter Status"},
 			"time_ids":      {typ: fO2M, computed: true, comodel: "mrp.workcenter.productivity"}}},
 		"mrp.production": {order: "priority desc, date_start asc, id", fields: map[string]field{

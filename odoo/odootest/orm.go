@@ -679,10 +679,15 @@ func (s *Server) search(m *model, domain any, offset, limit int64, order string)
 	if err != nil {
 		return nil, err
 	}
+	// An archived record (active false) is not found unless the context
+	// says active_test false or the domain names active (models.py
+	// _search, _active_name).
+	_, hasActive := m.fields["active"]
+	activeTest := hasActive && s.curCtx["active_test"] != false && !strings.Contains(fmt.Sprint(domain), "active")
 	var ids []int64
 	for _, id := range m.ids() {
 		// a record a multi-company rule hides is not found (rules.go)
-		if r := m.recs[id]; p(r) && s.visible(m, r) {
+		if r := m.recs[id]; p(r) && s.visible(m, r) && !(activeTest && r["active"] == false) {
 			ids = append(ids, id)
 		}
 	}
