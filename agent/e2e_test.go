@@ -3414,3 +3414,33 @@ func TestEndToEndFirstStartRefusedLoginIsNoRename(t *testing.T) {
 		t.Errorf("the log does not name a wrong key as a cause:\n%s", logs)
 	}
 }
+
+// An admin archives the machine's work center (a line retired in Odoo
+// while the machine still runs, or by mistake): Odoo's searches leave it
+// out, so the agent finds no work center of that code. The machine's error
+// says it is archived — not "no such code", which sends the admin after
+// the mapping — and its pieces are held; unarchived, a flush books them.
+func TestEndToEndArchivedWorkcenterIsNamed(t *testing.T) {
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
+			ra := p.startAgent()
+			p.produce(p.machines[0], 2, 0)
+			p.waitExactQty(ra, "press-1", 2)
+			ra.stopNow(t)
+			p.odoo.SetWorkcenterActive(p.wcIDs["press-1"], false)
+			ra = p.startAgentWith(false)
+			p.produce(p.machines[0], 4, 0)
+			waitFor(t, 15*time.Second, "the machine's error, its pieces held", func() (bool, string) {
+				st := ra.a.Status()
+				return st.Machines[0].Error != "" && st.Buffer.Held > 0, fmt.Sprintf("%q %+v", st.Machines[0].Error, st.Buffer)
+			})
+			if m := ra.a.Status().Machines[0]; !strings.Contains(m.Error, `work center "WC-PRESS-1" is archived in Odoo`) {
+				t.Errorf("machine error %q: want the work center named archived", m.Error)
+			}
+			p.odoo.SetWorkcenterActive(p.wcIDs["press-1"], true)
+			ra.a.Flush()
+			p.waitExactQty(ra, "press-1", 6)
+		})
+	}
+}

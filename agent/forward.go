@@ -1539,6 +1539,7 @@ const WorkordersRefusedPrefix = "Odoo refuses to show the work orders in progres
 type missingCode struct {
 	at        time.Time
 	ambiguous bool // Odoo knew it twice
+	archived  bool // only an archived work center has it
 }
 
 // lookupWorkcenters asks Odoo, in one call, for those of codes neither
@@ -1567,13 +1568,31 @@ func (f *forwarder) lookupWorkcenters(ctx context.Context, codes []string) error
 	}); err != nil {
 		return err
 	}
+	// A code not found may be an archived work center's, which Odoo's
+	// searches leave out: said so, not "no such code" (one more call, only
+	// for codes not found; its failure leaves them unexplained).
+	var notFound, archived []string
+	for _, c := range ask {
+		if _, ok := found[c]; !ok && !slices.Contains(ambiguous, c) {
+			notFound = append(notFound, c)
+		}
+	}
+	if len(notFound) > 0 {
+		if err := f.call(ctx, "archived_workcenters", func(ctx context.Context) error {
+			var err error
+			archived, err = f.client.ArchivedWorkcenterCodes(ctx, notFound)
+			return err
+		}); err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
+			return err
+		}
+	}
 	now := time.Now()
 	for _, c := range ask {
 		if wc, ok := found[c]; ok {
 			f.wcs[c] = wc
 			delete(f.missing, c)
 		} else {
-			f.missing[c] = missingCode{at: now, ambiguous: slices.Contains(ambiguous, c)}
+			f.missing[c] = missingCode{at: now, ambiguous: slices.Contains(ambiguous, c), archived: slices.Contains(archived, c)}
 		}
 	}
 	return nil
@@ -1613,8 +1632,11 @@ func (f *forwarder) resolveWorkcenters(ctx context.Context, cfg *config.Config, 
 		// Reads see every company the bot user is allowed (the calls name
 		// none), so the company to check is among those, not the default.
 		msg := fmt.Sprintf("work center %q not found in Odoo (no such code, or of a company not among the bot user's allowed companies); records held", mc.Workcenter)
-		if f.missing[mc.Workcenter].ambiguous {
+		switch m := f.missing[mc.Workcenter]; {
+		case m.ambiguous:
 			msg = fmt.Sprintf("work center code %q matches several work centers in Odoo; records held", mc.Workcenter)
+		case m.archived:
+			msg = fmt.Sprintf("work center %q is archived in Odoo: unarchive it (Manufacturing > Configuration > Work Centers, filter Archived), or give the machine another work center; records held", mc.Workcenter)
 		}
 		changed := false
 		f.setMachine(id, func(ml *machineLink) {

@@ -250,6 +250,29 @@ func (c *Client) WorkcentersByCodes(ctx context.Context, codes []string) (found 
 	return found, ambiguous, nil
 }
 
+// ArchivedWorkcenterCodes returns those of codes that only archived work
+// centers have: Odoo's search leaves archived records out (active_test),
+// so WorkcentersByCodes does not find them, and "no such code" would send
+// an admin after the mapping.
+func (c *Client) ArchivedWorkcenterCodes(ctx context.Context, codes []string) ([]string, error) {
+	if len(codes) == 0 {
+		return nil, nil
+	}
+	var rows []workcenterRow
+	err := c.Call(ctx, "mrp.workcenter", "search_read", []any{[]any{[]any{"code", "in", codes}, []any{"active", "=", false}}},
+		map[string]any{"fields": []string{"id", "code"}, "order": "id asc", "context": map[string]any{"active_test": false}}, &rows)
+	if err != nil {
+		return nil, err
+	}
+	var archived []string
+	for _, r := range rows {
+		if code := string(r.Code); !slices.Contains(archived, code) {
+			archived = append(archived, code)
+		}
+	}
+	return archived, nil
+}
+
 // WorkordersInProgress returns the work orders in state "progress" on the
 // work center, in WorkordersInProgressOn's order.
 func (c *Client) WorkordersInProgress(ctx context.Context, workcenterID int64) ([]Workorder, error) {

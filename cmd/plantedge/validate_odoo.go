@@ -223,6 +223,13 @@ func (c *odooCheck) checkWorkcenters(ctx context.Context, cfg *config.Config, cl
 	if err != nil {
 		return 0, c.callProblem("looking up work centers", err)
 	}
+	var notFound []string
+	for _, code := range codes {
+		if _, ok := found[code]; !ok && !slices.Contains(ambiguous, code) {
+			notFound = append(notFound, code)
+		}
+	}
+	archived, _ := client.ArchivedWorkcenterCodes(ctx, notFound) // a failure leaves them unexplained
 	for i, m := range cfg.Machines {
 		wc, ok := found[m.Workcenter]
 		path := fmt.Sprintf("machines[%d].workcenter", i)
@@ -232,6 +239,9 @@ func (c *odooCheck) checkWorkcenters(ctx context.Context, cfg *config.Config, cl
 		case slices.Contains(ambiguous, m.Workcenter):
 			c.sourceCheck.problem(path, fmt.Sprintf("machine %s: work center code %q matches several work centers", m.ID, m.Workcenter),
 				"codes are not unique in Odoo: give each work center its own Code")
+		case slices.Contains(archived, m.Workcenter):
+			c.sourceCheck.problem(path, fmt.Sprintf("machine %s: the work center with code %q is archived in Odoo", m.ID, m.Workcenter),
+				"unarchive it (Manufacturing > Configuration > Work Centers, filter Archived), or give the machine another work center")
 		default:
 			// Odoo reads in all the bot user's allowed companies when a call
 			// names none (the agent names none), so a work center of another

@@ -257,6 +257,22 @@ func TestValidateOdooMissingWorkcenter(t *testing.T) {
 		goodLosses)
 }
 
+// A work center archived in Odoo is not found by its code (Odoo's searches
+// leave archived records out): validate says it is archived, not that no
+// work center has the code.
+func TestValidateOdooArchivedWorkcenter(t *testing.T) {
+	for _, c := range odooReleases {
+		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
+			o := newOdooSite(t, c.version)
+			o.srv.SetWorkcenterActive(o.wc2, false)
+			lines, err := o.run(t)
+			wantLines(t, lines, err, "odoo: 1 problem", []string{o.connected(c.version, c.proto), o.workcenters()[0],
+				`odoo: problem: ` + o.at("24:17: machines[1].workcenter") + `machine pack-2: the work center with code "WC-PACK-02" is archived in Odoo (unarchive it (Manufacturing > Configuration > Work Centers, filter Archived), or give the machine another work center)`},
+				goodLosses)
+		})
+	}
+}
+
 func TestValidateOdooAmbiguousCode(t *testing.T) {
 	o := newOdooSite(t, 18)
 	o.srv.AddWorkcenter("WC-PRESS-01", "Press 1 (old)")
