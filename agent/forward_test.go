@@ -377,29 +377,39 @@ func TestSpread(t *testing.T) {
 // key.
 func TestForwarderLockoutIsNoExpiredKey(t *testing.T) {
 	var logins int
-	lockedOut := func(r *http.Request) (*http.Response, error) {
+	gaps, link := runForwarderLink(t, "5s", lockoutOdoo(&logins, nil), 10*time.Minute, 0)
+	if link.State != "auth_failed" || link.KeyExpired || !strings.Contains(link.LastError, "Too many login failures") {
+		t.Errorf("after %d attempts (%v): link %+v, want auth_failed by the lockout, not an expired key", len(gaps)+1, gaps, link)
+	}
+	if logins != 1 {
+		t.Errorf("%d logins: the session should be kept through a lockout", logins)
+	}
+}
+
+// lockoutOdoo answers as an Odoo 17 that took the agent's first login
+// (counted in logins) and then locked its address out: object calls say
+// "Too many login failures" (each told to call, if not nil), authenticate
+// answers a plain false.
+func lockoutOdoo(logins *int, call func()) func(r *http.Request) (*http.Response, error) {
+	return func(r *http.Request) (*http.Response, error) {
 		if r.URL.Path == "/web/version" {
 			return respond(404, "not found")
 		}
 		body, _ := io.ReadAll(r.Body)
 		switch {
 		case strings.Contains(string(body), `"authenticate"`):
-			logins++
-			if logins == 1 {
+			*logins++
+			if *logins == 1 {
 				return respond(200, `{"jsonrpc":"2.0","id":1,"result":2}`)
 			}
 			return respond(200, `{"jsonrpc":"2.0","id":1,"result":false}`)
 		case strings.Contains(string(body), `"execute_kw"`):
+			if call != nil {
+				call()
+			}
 			return respond(200, `{"jsonrpc":"2.0","id":1,"error":{"code":200,"message":"Odoo Server Error","data":{"name":"odoo.exceptions.AccessDenied","message":"Too many login failures, please wait a bit before trying again.","arguments":[],"context":{},"debug":""}}}`)
 		}
 		return respond(200, `{"jsonrpc":"2.0","id":1,"result":{"server_version":"17.0","server_version_info":[17,0,0,"final",0,""]}}`)
-	}
-	gaps, link := runForwarderLink(t, "5s", lockedOut, 10*time.Minute, 0)
-	if link.State != "auth_failed" || link.KeyExpired || !strings.Contains(link.LastError, "Too many login failures") {
-		t.Errorf("after %d attempts (%v): link %+v, want auth_failed by the lockout, not an expired key", len(gaps)+1, gaps, link)
-	}
-	if logins != 1 {
-		t.Errorf("%d logins: the session should be kept through a lockout", logins)
 	}
 }
 

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,25 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/plantedge/plantedge/agent/agenttest"
 )
-
-// lockedLog is a log sink safe for the forwarder's goroutine and the test.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // keyOdoo is a JSON-RPC Odoo (17 or 18) that takes the key until refuse is
 // set, and shows the bot user's keys with expires as their
@@ -135,7 +118,7 @@ func TestFlushTriesARefusedKeyOnceNow(t *testing.T) {
 	cfg := testConfig(t, "forward: { backoff_max: 5s }\n"+oneMQTTMachine)
 	o := &keyOdoo{version: "17.0", expires: func() string { return "false" }}
 	o.refuse.Store(true)
-	var logs lockedLog
+	var logs agenttest.SyncBuffer
 	a, err := New(cfg, Options{OdooHTTPClient: &http.Client{Transport: &fakeOdoo{answer: o.answer}},
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -185,26 +168,11 @@ func TestFlushWaitsOutAReportedLockout(t *testing.T) {
 	var mu sync.Mutex
 	var calls []time.Time
 	logins := 0
-	lockedOut := func(r *http.Request) (*http.Response, error) {
-		if r.URL.Path == "/web/version" {
-			return respond(404, "not found")
-		}
-		body, _ := io.ReadAll(r.Body)
-		switch {
-		case strings.Contains(string(body), `"authenticate"`):
-			logins++
-			if logins == 1 {
-				return respond(200, `{"jsonrpc":"2.0","id":1,"result":2}`)
-			}
-			return respond(200, `{"jsonrpc":"2.0","id":1,"result":false}`)
-		case strings.Contains(string(body), `"execute_kw"`):
-			mu.Lock()
-			calls = append(calls, time.Now())
-			mu.Unlock()
-			return respond(200, `{"jsonrpc":"2.0","id":1,"error":{"code":200,"message":"Odoo Server Error","data":{"name":"odoo.exceptions.AccessDenied","message":"Too many login failures, please wait a bit before trying again.","arguments":[],"context":{},"debug":""}}}`)
-		}
-		return respond(200, `{"jsonrpc":"2.0","id":1,"result":{"server_version":"17.0"}}`)
-	}
+	lockedOut := lockoutOdoo(&logins, func() {
+		mu.Lock()
+		calls = append(calls, time.Now())
+		mu.Unlock()
+	})
 	runForwarderLink(t, "5s", lockedOut, 8*time.Minute, 500*time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
