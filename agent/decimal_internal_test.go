@@ -12,7 +12,7 @@ import (
 // of 0.015 stepping once a second (a record each) summed in float64 was
 // 682.7849999995 after 45,519 records, not 682.785, booked 682.78 (from
 // then on 0.01 low about half the time); 0.005 after 125,903, 0.025 after
-// 34,037 (rounding47). The forwarder's pending sum (pendingKey) and the
+// 34,037 (the rounding review). The forwarder's pending sum (pendingKey) and the
 // buffer's merge of records short of quota hold the decimal sum.
 func TestCountRecordsAddUpExactly(t *testing.T) {
 	for _, tc := range []struct {

@@ -137,7 +137,7 @@ func TestWrapWithoutRolloverLogsTheRolloverToSet(t *testing.T) {
 }
 
 // A counter in pounds for an order in kg books its count times the factor
-// rounded as Odoo rounds that decimal (rounding47): 103,827 lb are
+// rounded as Odoo rounds that decimal (the rounding review): 103,827 lb are
 // 47095.13499999 kg, booked 47095.13 — the 12-digit cut of the float64
 // product (47095.134999990005) made it 47095.135, booked 47095.14.
 func TestEightDecimalFactorBooksTheDecimal(t *testing.T) {
@@ -149,7 +149,7 @@ func TestEightDecimalFactorBooksTheDecimal(t *testing.T) {
 	p.waitExactQty(ra, "press-1", 47095.13)
 }
 
-// A backlog of many small steps books their decimal sum (rounding47): the
+// A backlog of many small steps books their decimal sum (the rounding review): the
 // forwarder's float64 sum of 45,519 records of 0.015 (a counter in 15 g
 // for an order in kg, a record a second: 12.6 hours of an outage) was
 // 682.7849999995, booked 682.78 for 682.785; and the work order's count,
@@ -180,7 +180,7 @@ func TestBacklogOfSmallStepsBooksTheirDecimalSum(t *testing.T) {
 }
 
 // A work order's count stored by an older version, a float64 sum with its
-// noise, books as that version booked it (rounding47): 297 steps of 0.005
+// noise, books as that version booked it (the rounding review): 297 steps of 0.005
 // were stored as 1.4849999999999903 and booked 1.49. That float64 is an
 // ulp from 1.48499999999999, a decimal of its own: read as one, the next
 // 2 pieces would book 1.49 again (1.49499999999999), not 1.50.

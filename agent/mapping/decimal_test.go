@@ -9,7 +9,7 @@ import (
 
 // A counter's pieces are the decimal its step times its factor makes, as
 // a float64 nearest to it, and a float counter's step is the difference of
-// its decimals: added up, they hold what was counted (rounding47). The
+// its decimals: added up, they hold what was counted (the rounding review). The
 // float64 product of 103,827 and 0.45359237 is 47095.134999990005, an ulp
 // above 47095.13499999, and 1234.567 less 1230.001 is 4.566000000000031.
 func TestCounterStepsAreDecimals(t *testing.T) {
