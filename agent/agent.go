@@ -431,9 +431,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	if err := dropSparkplugMaps(ctx, buf); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: a clean stop, not a failure
+		}
 		return err
 	}
 	if err := a.upgradeDecimals(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	a.startLineKeys = map[string]int64{}
