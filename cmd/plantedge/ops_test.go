@@ -118,6 +118,27 @@ func (b *bench) makeDataDir() *config.Config {
 // startAgent runs the agent and waits until it has the counter's baseline.
 func (b *bench) startAgent() {
 	b.t.Helper()
+	b.launchAgent()
+	a := b.a
+	waitUntil(b.t, 20*time.Second, "sources connected", func() (bool, string) {
+		st := a.Status()
+		for _, s := range st.Sources {
+			if s.State != "connected" {
+				return false, fmt.Sprintf("%+v", st.Sources)
+			}
+		}
+		return len(st.Sources) > 0, fmt.Sprintf("%+v", st.Sources)
+	})
+	b.publish()
+	waitUntil(b.t, 20*time.Second, "baseline", func() (bool, string) {
+		st := a.Status()
+		return st.Machines[0].State == "running", fmt.Sprintf("%+v", st.Machines)
+	})
+}
+
+// launchAgent runs the agent, waiting for nothing.
+func (b *bench) launchAgent() {
+	b.t.Helper()
 	cfg, err := config.Load(b.cfgPath)
 	if err != nil {
 		b.t.Fatal(err)
@@ -134,15 +155,6 @@ func (b *bench) startAgent() {
 	b.a, b.cancel, b.done = a, cancel, make(chan error, 1)
 	go func() { b.done <- a.Run(ctx) }()
 	b.t.Cleanup(b.stopAgent)
-	waitUntil(b.t, 20*time.Second, "source connected", func() (bool, string) {
-		st := a.Status()
-		return len(st.Sources) == 1 && st.Sources[0].State == "connected", fmt.Sprintf("%+v", st.Sources)
-	})
-	b.publish()
-	waitUntil(b.t, 20*time.Second, "baseline", func() (bool, string) {
-		st := a.Status()
-		return st.Machines[0].State == "running", fmt.Sprintf("%+v", st.Machines)
-	})
 }
 
 // stopAgent stops the agent if it runs and waits for Run to return.

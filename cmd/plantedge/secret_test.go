@@ -1,14 +1,21 @@
 package main
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/plantedge/plantedge/agent/agenttest"
+	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
+	"github.com/plantedge/plantedge/internal/nettest"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
@@ -96,4 +103,156 @@ func TestKeyNeverShown(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSourcePasswordsNeverShown holds SPEC.md's guarantee 8 for the
+// sources' passwords, as TestKeyNeverShown does for the API key: an MQTT
+// broker that takes one user (password_env) and an OPC UA server that
+// takes one user (password_file). Neither password appears in the agent's
+// log (at debug level), the human and JSON status (agent running and
+// stopped), flush's, validate's (--mqtt, --opcua) output and errors,
+// /metrics and /healthz — while the logins are taken, and while both
+// servers refuse them (the accounts' passwords changed: the broker answers
+// CONNACK "bad user name or password", the OPC UA server
+// BadUserAccessDenied), which the status and validate say.
+func TestSourcePasswordsNeverShown(t *testing.T) {
+	mqttPass, opcuaPass := secretText(t), secretText(t)
+	b := newBench(t, 17)
+	b.logs = new(agenttest.SyncBuffer)
+	b.broker.RequireLogin("line-reader", mqttPass)
+	t.Setenv("PE_TEST_MQTT_PASSWORD", mqttPass)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	plc, err := opcuatest.Start(ctx, nettest.FreePort(t), map[string]any{"P2.Good": uint32(100)}, opcuatest.WithUser("operator", opcuaPass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(plc.Close)
+	passFile := filepath.Join(t.TempDir(), "opcua-password")
+	if err := os.WriteFile(passFile, []byte(opcuaPass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.odoo.AddWorkcenter("WC-PRESS-2", "press-2")
+	b.editConfig("    client_id: plantedge-cli-test\n", "    client_id: plantedge-cli-test\n    username: line-reader\n    password_env: PE_TEST_MQTT_PASSWORD\n")
+	b.editConfig("machines:\n", fmt.Sprintf(`opcua:
+  - name: line1
+    endpoint: %q
+    username: operator
+    password_file: %q
+    publishing_interval: 100ms
+    sampling_interval: 50ms
+    backoff_max: 1s
+machines:
+`, plc.Endpoint(), passFile))
+	raw, err := os.ReadFile(b.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b.cfgPath, append(raw, fmt.Sprintf(`  - id: press-2
+    workcenter: WC-PRESS-2
+    good_count: { opcua: { server: line1, node: %q } }
+`, plc.NodeID("P2.Good"))...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var seen []string
+	run := func(args ...string) (string, error) {
+		out, err := cli(t, args...)
+		seen = append(seen, fmt.Sprintf("plantedge %s:\n%s%v", strings.Join(args, " "), out, err))
+		return out, err
+	}
+	get := func(path string) {
+		resp, err := http.Get("http://" + b.listen + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		seen = append(seen, "GET "+path+":\n"+string(body))
+	}
+	everything := func() {
+		run("status", "-c", b.cfgPath)
+		run("status", "-c", b.cfgPath, "--json")
+		run("validate", "-c", b.cfgPath)
+		get("/metrics")
+		get("/healthz")
+	}
+
+	// The logins are taken.
+	b.startAgent()
+	b.produce(3)
+	b.waitQty()
+	everything()
+	for _, flag := range []string{"--mqtt", "--opcua"} {
+		if out, err := run("validate", "-c", b.cfgPath, flag); err != nil {
+			t.Errorf("validate %s with the logins taken: %v\n%s", flag, err, out)
+		}
+	}
+	if _, err := run("flush", "-c", b.cfgPath, "--timeout", "30s"); err != nil {
+		t.Errorf("flush: %v", err)
+	}
+	if n, m := b.broker.LoginsRefused(), plc.Refused(); n != 0 || m != 0 {
+		t.Fatalf("logins refused with the right passwords: %d by the broker, %d by the OPC UA server", n, m)
+	}
+
+	// The accounts' passwords change: both servers refuse the logins.
+	b.stopAgent()
+	b.broker.RequireLogin("line-reader", "changed-"+mqttPass[:4])
+	plc.SetPassword("changed-" + opcuaPass[:4])
+	b.launchAgent()
+	waitUntil(t, 30*time.Second, "both logins refused", func() (bool, string) {
+		st := b.a.Status()
+		refused := b.broker.LoginsRefused() > 0 && plc.Refused() > 0
+		for _, s := range st.Sources {
+			if s.State == "connected" || s.LastError == "" {
+				refused = false
+			}
+		}
+		return refused, fmt.Sprintf("broker refused %d, OPC UA server %d; %+v", b.broker.LoginsRefused(), plc.Refused(), st.Sources)
+	})
+	everything()
+	for _, flag := range []string{"--mqtt", "--opcua"} {
+		if out, err := run("validate", "-c", b.cfgPath, flag); err == nil {
+			t.Errorf("validate %s with the login refused: exit 0\n%s", flag, out)
+		}
+	}
+	st := b.a.Status()
+	for _, s := range st.Sources {
+		t.Logf("source %s refused: %s", s.Name, s.LastError)
+	}
+
+	b.stopAgent()
+	run("status", "-c", b.cfgPath)
+	run("status", "-c", b.cfgPath, "--json")
+	run("flush", "-c", b.cfgPath, "--timeout", "1s")
+
+	seen = append(seen, "agent log:\n"+b.logs.String())
+	if !strings.Contains(b.logs.String(), "level=DEBUG") {
+		t.Errorf("no debug line in the agent's log: the check below would miss them")
+	}
+	for _, s := range seen {
+		for name, secret := range map[string]string{"MQTT": mqttPass, "OPC UA": opcuaPass} {
+			// The whole password, or a half of it long enough to be used.
+			for _, part := range []string{secret, secret[:len(secret)/2], secret[len(secret)/2:]} {
+				if strings.Contains(s, part) {
+					t.Errorf("the %s password (or a half of it) is shown in %s", name, s)
+				}
+			}
+		}
+	}
+	if testing.Verbose() {
+		for _, s := range seen[:len(seen)-1] {
+			t.Log(s)
+		}
+	}
+}
+
+// secretText is a password no output holds by chance.
+func secretText(t *testing.T) string {
+	t.Helper()
+	buf := make([]byte, 16)
+	if _, err := rand.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(buf)
 }

@@ -1,6 +1,7 @@
 // Package mqtttest runs an embedded MQTT broker (mochi-mqtt, in memory) for
 // tests and `plantedge demo`. It is not for production: it keeps nothing on
-// disk and allows every client (to read and write every topic unless a test denies one).
+// disk and allows every client (unless a test requires a login) to read and write every
+// topic (unless a test denies one).
 package mqtttest
 
 import (
@@ -261,13 +262,18 @@ func (b *Broker) DenyRead(topic string, deny bool) {
 	b.acl.deny[topic] = deny
 }
 
-// aclHook lets every client connect, read every topic but those denied
+// aclHook lets every client connect (or, after RequireLogin, those that
+// give the user name and password), read every topic but those denied
 // (DenyRead) and publish to every topic but those denied (DenyWrite).
 type aclHook struct {
 	mochi.HookBase
 	mu        sync.Mutex
 	deny      map[string]bool
 	denyWrite map[string]bool
+
+	login          bool // RequireLogin
+	user, password string
+	refused        int
 }
 
 func (h *aclHook) ID() string { return "acl" }
@@ -276,7 +282,36 @@ func (h *aclHook) Provides(b byte) bool {
 	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
 }
 
-func (h *aclHook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
+func (h *aclHook) OnConnectAuthenticate(_ *mochi.Client, pk packets.Packet) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.login {
+		return true
+	}
+	ok := pk.Connect.UsernameFlag && pk.Connect.PasswordFlag &&
+		string(pk.Connect.Username) == h.user && string(pk.Connect.Password) == h.password
+	if !ok {
+		h.refused++
+	}
+	return ok
+}
+
+// RequireLogin makes the broker take only clients that give user and
+// password from their next connect on, as a broker with a password file
+// does: any other is refused with CONNACK "bad user name or password"
+// (0x04; 0x86 in MQTT 5). The broker's inline client is not asked.
+func (b *Broker) RequireLogin(user, password string) {
+	b.acl.mu.Lock()
+	defer b.acl.mu.Unlock()
+	b.acl.login, b.acl.user, b.acl.password = true, user, password
+}
+
+// LoginsRefused is how many connects RequireLogin refused.
+func (b *Broker) LoginsRefused() int {
+	b.acl.mu.Lock()
+	defer b.acl.mu.Unlock()
+	return b.acl.refused
+}
 
 func (h *aclHook) OnACLCheck(_ *mochi.Client, topic string, write bool) bool {
 	h.mu.Lock()

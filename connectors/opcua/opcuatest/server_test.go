@@ -2,6 +2,7 @@ package opcuatest
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -51,5 +52,59 @@ func TestSetAndRead(t *testing.T) {
 	s.Set("Press.Count", int64(9))
 	if got := read(); got != int64(9) {
 		t.Fatalf("got %v, want 9", got)
+	}
+}
+
+// WithUser: the server lists a user name token, takes its user with the
+// password, and refuses another password, an anonymous session, and the
+// old password after SetPassword, with BadUserAccessDenied.
+func TestWithUser(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := Start(ctx, 0, map[string]any{"Press.Count": int64(5)}, WithUser("operator", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	eps, err := opcua.GetEndpoints(ctx, s.Endpoint())
+	if err != nil || len(eps) == 0 {
+		t.Fatalf("endpoints: %v %v", eps, err)
+	}
+	login := func(auth opcua.Option, tokenType ua.UserTokenType) error {
+		t.Helper()
+		c, err := opcua.NewClient(s.Endpoint(), opcua.SecurityFromEndpoint(eps[0], tokenType), auth, opcua.AutoReconnect(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Connect(ctx)
+		if err == nil {
+			id := ua.MustParseNodeID(s.NodeID("Press.Count"))
+			var resp *ua.ReadResponse
+			resp, err = c.Read(ctx, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: id, AttributeID: ua.AttributeIDValue}}})
+			if err == nil && resp.Results[0].Value.Value() != int64(5) {
+				t.Errorf("read %v", resp.Results[0].Value.Value())
+			}
+			c.Close(ctx)
+		}
+		return err
+	}
+	if err := login(opcua.AuthUsername("operator", "s3cret"), ua.UserTokenTypeUserName); err != nil {
+		t.Fatalf("the user with the password: %v", err)
+	}
+	if err := login(opcua.AuthUsername("operator", "wrong"), ua.UserTokenTypeUserName); !errors.Is(err, ua.StatusBadUserAccessDenied) {
+		t.Errorf("a wrong password: %v, want BadUserAccessDenied", err)
+	}
+	if err := login(opcua.AuthAnonymous(), ua.UserTokenTypeAnonymous); err == nil {
+		t.Errorf("anonymous: taken")
+	}
+	s.SetPassword("n3w")
+	if err := login(opcua.AuthUsername("operator", "s3cret"), ua.UserTokenTypeUserName); !errors.Is(err, ua.StatusBadUserAccessDenied) {
+		t.Errorf("the old password: %v, want BadUserAccessDenied", err)
+	}
+	if err := login(opcua.AuthUsername("operator", "n3w"), ua.UserTokenTypeUserName); err != nil {
+		t.Errorf("the new password: %v", err)
+	}
+	if n := s.Refused(); n < 2 {
+		t.Errorf("Refused() = %d, want at least 2", n)
 	}
 }
