@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -214,6 +215,10 @@ machines:
 	for _, flag := range []string{"--mqtt", "--opcua"} {
 		if out, err := run("validate", "-c", b.cfgPath, flag); err == nil {
 			t.Errorf("validate %s with the login refused: exit 0\n%s", flag, out)
+		} else if flag == "--opcua" && !opcuaLoginProblem.MatchString(out) {
+			// The server said who it refused: the problem is the login,
+			// not the endpoint, network or certificate.
+			t.Errorf("validate --opcua with the login refused does not point at the login (%s):\n%s", opcuaLoginProblem, out)
 		}
 	}
 	st := b.a.Status()
@@ -246,6 +251,10 @@ machines:
 		}
 	}
 }
+
+// opcuaLoginProblem is validate --opcua's problem for a login the server
+// refuses: at the user name, pointing at the password.
+var opcuaLoginProblem = regexp.MustCompile(`opcua: problem: \S+: opcua\[0\]\.username: line1 .*BadUserAccessDenied.*\(.*password_file`)
 
 // secretText is a password no output holds by chance.
 func secretText(t *testing.T) string {

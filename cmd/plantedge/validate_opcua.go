@@ -46,7 +46,17 @@ func checkOPCUA(ctx context.Context, cfg *config.Config, file string, w io.Write
 			oc.Pins = agent.KeptPins(pins, s.Name, s.Endpoint)
 			infos, err = opcua.Inspect(ctx, oc)
 		}
-		if err != nil {
+		switch {
+		case err != nil && opcua.LoginRefused(err) && s.Username != "":
+			// The server answered and said whom it refuses.
+			c.problem(fmt.Sprintf("opcua[%d].username", si), fmt.Sprintf("%s (%s): the server refused user %s: %v", s.Name, s.Endpoint, s.Username, err),
+				"check the user name, and the password in password_file or password_env (the password changed on the server? the account locked?)")
+			continue
+		case err != nil && opcua.LoginRefused(err):
+			c.problem(fmt.Sprintf("opcua[%d]", si), fmt.Sprintf("%s (%s): the server refused an anonymous session: %v", s.Name, s.Endpoint, err),
+				"set username and password_file (or password_env) for a user the server takes")
+			continue
+		case err != nil:
 			c.problem(fmt.Sprintf("opcua[%d].endpoint", si), fmt.Sprintf("%s (%s): %v", s.Name, s.Endpoint, err),
 				"check the endpoint, the network, security_policy/security_mode and that the server trusts the client certificate")
 			continue

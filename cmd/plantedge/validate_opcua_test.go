@@ -312,3 +312,35 @@ func validateOPCUAPlant(t *testing.T, vars map[string]any, machines string) (str
 	}
 	return path, srv.NS()
 }
+
+// A server that takes no anonymous session: validate --opcua says so at
+// the server's entry and asks for a user (TestSourcePasswordsNeverShown
+// has a refused user's password).
+func TestValidateOPCUAAnonymousRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := opcuatest.Start(ctx, 0, map[string]any{"P1.Good": uint32(1)}, opcuatest.WithUser("operator", "s3cret"))
+	if err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "test.yaml")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(`site: test
+data_dir: %s
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+opcua:
+  - { name: plc, endpoint: %q }
+machines:
+  - id: p1
+    workcenter: WC1
+    good_count: { opcua: { server: plc, node: %q } }
+`, dir, srv.Endpoint(), srv.NodeID("P1.Good"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runValidate(t, "-c", path, "--opcua")
+	want := fmt.Sprintf("opcua: problem: %s:5:5: opcua[0]: plc (%s): the server refused an anonymous session: ", path, srv.Endpoint())
+	if exitCode(err) != 1 || !strings.Contains(out, want) || !strings.Contains(out, "set username and password_file") {
+		t.Errorf("err = %v (code %d); output lacks %q:\n%s", err, exitCode(err), want, out)
+	}
+}

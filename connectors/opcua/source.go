@@ -306,6 +306,11 @@ func resetsBackoff(lived time.Duration, err error) bool {
 // whether two failures are the same.
 var digits = regexp.MustCompile(`[0-9]+`)
 
+// LoginRefused reports whether err is the server refusing the session's
+// user identity: a wrong user name or password, an account locked, or an
+// anonymous session where the server takes none.
+func LoginRefused(err error) bool { return authRefused(err) }
+
 // authRefused reports a refused user identity: a wrong user name or
 // password, or a token the server does not take.
 func authRefused(err error) bool {
