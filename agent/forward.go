@@ -59,6 +59,10 @@ type linkState struct {
 	Failures    int
 	Since       time.Time
 	KeyExpired  bool // the key worked before and is refused now
+	// KeyExpires is when the bot user's keys expire, as last read while
+	// the key in use worked (Odoo 18+; none on 17): status and the gauge
+	// show the soonest still to come (soonestExpiry).
+	KeyExpires []time.Time
 	// Answered is when Odoo last answered a call (a refusal is an answer
 	// too): with nothing to send the agent asks only after a quiet spell
 	// (odoo.Config.IdleRecheck), so online is as of then.
@@ -247,7 +251,10 @@ type forwarder struct {
 	// for in this run.
 	keyDates     keyDates
 	keyDatesRead string
-	authFails    int // consecutive authentication failures
+	// keyWarned is when the log last warned that the key expires soon
+	// (warnKeyExpiry).
+	keyWarned time.Time
+	authFails int // consecutive authentication failures
 	// forget is set by a configuration reload: the work centers and loss
 	// reasons looked up in Odoo are looked up again (an admin may have
 	// fixed them there; the reload is how a technician says "try again").
@@ -1201,6 +1208,10 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		}
 		if id := c.KeyID(); id != f.keyID {
 			f.keyID, f.keyWorked = id, id == f.workedKey
+			f.keyWarned = time.Time{}
+			f.mu.Lock()
+			f.link.KeyExpires = nil // another key's: read again once it works
+			f.mu.Unlock()
 		}
 		f.client = c
 	}
@@ -1244,6 +1255,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	if err := f.readKeyDates(ctx); err != nil {
 		return false, err
 	}
+	f.warnKeyExpiry(time.Now())
 	if !f.restoreChecked {
 		if err := f.checkRestored(ctx); err != nil {
 			return false, err

@@ -17,6 +17,20 @@ import (
 // reason.
 const keyDatesKey = "odoo/key_dates"
 
+// keyDatesRefresh is how often the dates are read again while the key
+// works (a call an hour): a key rotated in Odoo, the old one deleted,
+// ends the warning of its expiry within it.
+const keyDatesRefresh = time.Hour
+
+// keyExpiryWarning is how long before the soonest of the bot user's keys
+// expires the agent warns of it (the log once a day, status's
+// key_expires_soon): Odoo 18+ gives a non-admin user's key 3 months at
+// most, and the plant stops booking the day it expires.
+const keyExpiryWarning = 14 * 24 * time.Hour
+
+// keyWarnEvery is how often the log repeats the warning.
+const keyWarnEvery = 24 * time.Hour
+
 // expirySlack is how far the agent's clock may be from Odoo's when a key
 // is refused about when it was to expire: Odoo compares with its own.
 const expirySlack = time.Hour
@@ -47,13 +61,15 @@ func (f *forwarder) loadKeyDates() {
 	}
 }
 
-// readKeyDates asks Odoo, once a run for the key in use and the version
-// connected to, when the bot user's keys expire (a call of a round that
-// connected). A refused key fails the round as any call would; any other
-// failure leaves the dates unknown for this key, and the round goes on.
+// readKeyDates asks Odoo, for the key in use and the version connected
+// to, when the bot user's keys expire: once a run and then every
+// keyDatesRefresh (a call of a round that connected). A refused key fails
+// the round as any call would; any other failure leaves the dates unknown
+// for this key, and the round goes on.
 func (f *forwarder) readKeyDates(ctx context.Context) error {
 	major := f.client.Major()
-	if f.keyDatesRead == f.keyID && f.keyDates.Key == f.keyID && f.keyDates.Major == major {
+	first := f.keyDatesRead != f.keyID
+	if !first && f.keyDates.Key == f.keyID && f.keyDates.Major == major && time.Since(f.keyDates.Read) < keyDatesRefresh {
 		return nil
 	}
 	var got odoo.KeyDates
@@ -76,12 +92,15 @@ func (f *forwarder) readKeyDates(ctx context.Context) error {
 			}
 		}
 		d.Persistent = got.Persistent
-	} else if err != nil {
+	} else if err != nil && first {
 		f.a.log.Info("odoo does not show the bot user's API keys' expiration dates: a refused key will be called expired without them",
 			"component", "forwarder", "err", err)
 	}
 	f.keyDatesRead = f.keyID
 	f.keyDates = d
+	f.mu.Lock()
+	f.link.KeyExpires = d.Expires
+	f.mu.Unlock()
 	if b, jerr := json.Marshal(d); jerr == nil {
 		_ = f.a.buf.PutMeta(ctx, buffer.KV{Key: keyDatesKey, Value: b})
 	}
@@ -121,4 +140,52 @@ func (f *forwarder) keyLikelyExpired(keyID string, now time.Time) (expired bool,
 		return false, "the bot user's keys have no expiration date"
 	}
 	return false, "the bot user's keys expire from " + first.UTC().Format("2006-01-02 15:04") + " UTC on"
+}
+
+// soonestExpiry is the first of expires after now (zero: none). Odoo does
+// not say which of the bot user's keys is the one in use, so the agent
+// takes the soonest to expire as its own: one already past is another
+// key's, as Odoo still takes the agent's.
+func soonestExpiry(expires []time.Time, now time.Time) time.Time {
+	var first time.Time
+	for _, e := range expires {
+		if e.After(now) && (first.IsZero() || e.Before(first)) {
+			first = e
+		}
+	}
+	return first
+}
+
+// expiresSoon reports whether at (a soonestExpiry) is within
+// keyExpiryWarning of now.
+func expiresSoon(at, now time.Time) bool {
+	return !at.IsZero() && at.Sub(now) <= keyExpiryWarning
+}
+
+// warnKeyExpiry logs, once every keyWarnEvery while the key works, that
+// the soonest of the bot user's keys expires within keyExpiryWarning, and
+// what to do before it does (README runbook: Rotating the API key).
+func (f *forwarder) warnKeyExpiry(now time.Time) {
+	if f.keyDates.Key != f.keyID || !f.keyDates.Known {
+		return
+	}
+	at := soonestExpiry(f.keyDates.Expires, now)
+	if !expiresSoon(at, now) || now.Sub(f.keyWarned) < keyWarnEvery && !f.keyWarned.IsZero() {
+		return
+	}
+	f.keyWarned = now
+	_, from, _ := f.a.cfg.Load().OdooAPIKeySource()
+	f.a.log.Warn("the odoo API key expires soon, and odoo refuses it from then on: create a new API key for the bot user in Odoo, "+
+		"put it where the agent takes its key (key_from) and restart plantedge (README runbook: Rotating the API key). "+
+		"Odoo does not say which of the bot user's keys the agent uses: this is the soonest of them to expire; "+
+		"if the agent already uses a newer one, delete the old key in Odoo",
+		"component", "forwarder", "expires", at.UTC().Format("2006-01-02 15:04 UTC"), "in", expiresIn(at.Sub(now)), "key_from", from)
+}
+
+// expiresIn says how long until a key expires: in days from two days on.
+func expiresIn(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	}
+	return max(0, d).Round(time.Minute).String()
 }

@@ -24,6 +24,7 @@ type keyOdoo struct {
 	expires func() string
 	refuse  atomic.Bool
 	logins  atomic.Int64
+	reads   atomic.Int64 // reads of the bot user's keys
 }
 
 func (o *keyOdoo) answer(r *http.Request) (*http.Response, error) {
@@ -43,6 +44,7 @@ func (o *keyOdoo) answer(r *http.Request) (*http.Response, error) {
 	case strings.Contains(body, `"execute_kw"`) && o.refuse.Load():
 		return respond(200, denied)
 	case strings.Contains(body, `"res.users.apikeys"`):
+		o.reads.Add(1)
 		e := o.expires()
 		if e == "" {
 			return respond(200, `{"jsonrpc":"2.0","id":1,"error":{"code":200,"message":"Odoo Server Error","data":{"name":"odoo.exceptions.AccessError","message":"You are not allowed to access 'Users API Keys' (res.users.apikeys) records.","arguments":[],"context":{},"debug":""}}}`)

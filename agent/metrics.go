@@ -191,6 +191,8 @@ var (
 		"Age of the oldest record that can go to Odoo now: not held for a work order in progress, a work center Odoo lacks, or a machine gone from the config (0: none). Alert on this one for a buffer that does not drain.", nil, nil)
 	descOdooCall = prometheus.NewDesc("plantedge_odoo_request_seconds_average",
 		"How long Odoo takes to answer a request, as a moving average (the wait for forward.rate left out; 0: no answer yet). From 2 s on, status says Odoo is slow.", nil, nil)
+	descKeyExp = prometheus.NewDesc("plantedge_odoo_key_expiry_timestamp_seconds",
+		"When the soonest of the bot user's API keys to expire does, as a unix time (Odoo 18+; absent on 17, whose keys do not expire, and before the agent read the dates). Odoo does not say which key the agent uses: alert 14 days ahead.", nil, nil)
 	descDropped  = prometheus.NewDesc("plantedge_buffer_dropped_total", "Records dropped to keep the disk quota.", []string{"lane"}, nil)
 	descMerged   = prometheus.NewDesc("plantedge_buffer_merged_total", "Count records merged to keep the disk quota.", nil, nil)
 	descDead     = prometheus.NewDesc("plantedge_buffer_dead_letters", "Records in the dead-letter bucket.", nil, nil)
@@ -212,7 +214,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descStalled, descPartial, descShrinks, descSource, descSessions, descPolled, descRefused, descOverflow, descHeld, descClockOff} {
+	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descKeyExp, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descStalled, descPartial, descShrinks, descSource, descSessions, descPolled, descRefused, descOverflow, descHeld, descClockOff} {
 		ch <- d
 	}
 }
@@ -250,7 +252,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descPartial, prometheus.GaugeValue, boolGauge(scanErr != nil))
 		_, at := oldestForwardable(c.a.cfg.Load(), links, pending)
 		ch <- prometheus.MustNewConstMetric(descOldestFw, prometheus.GaugeValue, age(at))
-		ch <- prometheus.MustNewConstMetric(descOdooCall, prometheus.GaugeValue, c.a.fwd.linkSnapshot().CallSeconds)
+		l := c.a.fwd.linkSnapshot()
+		ch <- prometheus.MustNewConstMetric(descOdooCall, prometheus.GaugeValue, l.CallSeconds)
+		if at := soonestExpiry(l.KeyExpires, time.Now()); !at.IsZero() {
+			ch <- prometheus.MustNewConstMetric(descKeyExp, prometheus.GaugeValue, float64(at.Unix()))
+		}
 	}
 	for _, s := range c.a.sourceList() {
 		ch <- prometheus.MustNewConstMetric(descSource, prometheus.GaugeValue, boolGauge(s.state() == connectors.StateConnected), s.name, string(s.kind))

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -207,6 +208,14 @@ type OdooStatus struct {
 	// was to expire by now (or Odoo did not show when). Not for an archived
 	// bot user, a revoked key or a renamed login, which last_error names.
 	KeyExpired bool `json:"key_expired"`
+	// KeyExpiresAt (Odoo 18+; absent on 17, whose keys do not expire) is
+	// when the soonest of the bot user's API keys to expire does, as read
+	// while the key worked (every hour): Odoo does not say which of them
+	// the agent uses, so it is taken as the one. KeyExpiresSoon (an
+	// alert) is set from 14 days before it: create a new key and put it in
+	// (README runbook: Rotating the API key).
+	KeyExpiresAt   *time.Time `json:"key_expires_at,omitempty"`
+	KeyExpiresSoon bool       `json:"key_expires_soon"`
 	// KeyFrom says, while the key is refused, where the agent took it
 	// from — where a new one goes ("$PLANTEDGE_ODOO_API_KEY", "the systemd
 	// credential odoo-api-key", "api_key_file /etc/plantedge/odoo-api-key").
@@ -327,6 +336,7 @@ func (a *Agent) Status() Status {
 		st.Odoo.RoundsDone, st.Odoo.Calls = a.fwd.doneRounds(), a.fwd.calls.Load()
 		st.Odoo.State, st.Odoo.Protocol, st.Odoo.ServerVersion = l.State, l.Protocol, l.Version
 		st.Odoo.LastError, st.Odoo.Failures, st.Odoo.KeyExpired = l.LastError, l.Failures, l.KeyExpired
+		st.Odoo.KeyExpiresAt, st.Odoo.KeyExpiresSoon = keyExpiryStatus(l.KeyExpires, time.Now())
 		if left := time.Until(l.RetryAfter); left > 0 {
 			st.Odoo.RetryAfterSeconds = left.Seconds()
 		}
@@ -1472,6 +1482,14 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		// odoo.url or odoo.database edited since: the start switches.
 		st.Odoo.SwitchFrom = string(was)
 	}
+	if kd, err := buf.Meta(keyDatesKey); err == nil && len(kd) > 0 {
+		// When the bot user's keys expire, as the agent last read them
+		// for the key that last worked.
+		var d keyDates
+		if worked, err := buf.Meta(keyWorkedKey); err == nil && json.Unmarshal(kd, &d) == nil && d.Known && d.Key == string(worked) {
+			st.Odoo.KeyExpiresAt, st.Odoo.KeyExpiresSoon = keyExpiryStatus(d.Expires, time.Now())
+		}
+	}
 	pending, _, scanErr := a.pendingCounts()
 	st.Buffer.PendingPartial = partialNote(scanErr)
 	if !cfg.EndpointsOnly { // without the machines every record would look unmapped
@@ -1595,3 +1613,14 @@ func sortedSignals[V any](m map[mapping.SignalKey]V) []mapping.SignalKey {
 // tidy rounds a sum of fractional counts (a Float counter's deltas) to
 // 1e-6: 19.499999999999318 is shown as 19.5. Odoo gets its own rounding.
 func tidy(v float64) float64 { return math.Round(v*1e6) / 1e6 }
+
+// keyExpiryStatus is status's key_expires_at and key_expires_soon of the
+// bot user's keys' dates.
+func keyExpiryStatus(expires []time.Time, now time.Time) (*time.Time, bool) {
+	at := soonestExpiry(expires, now)
+	if at.IsZero() {
+		return nil, false
+	}
+	at = at.UTC()
+	return &at, expiresSoon(at, now)
+}

@@ -469,6 +469,14 @@ func printStatus(w io.Writer, st agent.Status) {
 		}
 		fmt.Fprintf(w, "          SWITCHING: the buffer file's state belongs to another Odoo (%s); %s (README runbook: Another Odoo database or server)\n", o.SwitchFrom, when)
 	}
+	if o.KeyExpiresSoon && o.KeyExpiresAt != nil && !o.KeyExpired {
+		// Odoo 18+ refuses the key from then on, and the plant's records
+		// wait: warned 14 days ahead.
+		fmt.Fprintf(w, "          KEY EXPIRES %s (in %s): Odoo refuses the API key from then on — create a new API key for the bot user in Odoo, "+
+			"put it where the agent takes its key and restart plantedge (README runbook: Rotating the API key). "+
+			"The soonest of the bot user's keys to expire: Odoo does not say which the agent uses; if it already uses a newer one, delete the old key in Odoo\n",
+			o.KeyExpiresAt.UTC().Format("2006-01-02 15:04 UTC"), expiresIn(time.Until(*o.KeyExpiresAt)))
+	}
 	if o.LastError != "" {
 		fmt.Fprintf(w, "          last error: %s\n", oneLine(o.LastError))
 	}
@@ -639,6 +647,14 @@ func human(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// expiresIn says how long until a key expires: in days from two days on.
+func expiresIn(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	}
+	return max(0, d).Round(time.Minute).String()
 }
 
 func ageString(sec float64) string {

@@ -672,3 +672,29 @@ func TestShortAnswerKeepsTheAgentsOwnLongRefusals(t *testing.T) {
 		t.Errorf("a page: %v", got)
 	}
 }
+
+// TestStatusWarnsOfAKeyExpiringSoon: on Odoo 18+ the human view says, from
+// 14 days before the bot user's soonest key expires, when and what to do;
+// not before, and not once Odoo refuses the key (key_expired says that).
+func TestStatusWarnsOfAKeyExpiringSoon(t *testing.T) {
+	at := time.Now().Add(9*24*time.Hour + time.Hour).UTC()
+	for _, tc := range []struct {
+		name string
+		odoo agent.OdooStatus
+		want bool
+	}{
+		{"soon", agent.OdooStatus{State: "online", KeyExpiresAt: &at, KeyExpiresSoon: true}, true},
+		{"not soon", agent.OdooStatus{State: "online", KeyExpiresAt: &at}, false},
+		{"expired", agent.OdooStatus{State: "auth_failed", KeyExpiresAt: &at, KeyExpiresSoon: true, KeyExpired: true}, false},
+	} {
+		var out bytes.Buffer
+		printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: tc.odoo})
+		line := "KEY EXPIRES " + at.Format("2006-01-02 15:04 UTC") + " (in 9 days)"
+		if got := strings.Contains(out.String(), line); got != tc.want {
+			t.Errorf("%s: %q shown %v, want %v:\n%s", tc.name, line, got, tc.want, out.String())
+		}
+		if tc.want && !strings.Contains(out.String(), "Rotating the API key") {
+			t.Errorf("%s: the runbook is not named:\n%s", tc.name, out.String())
+		}
+	}
+}
