@@ -2108,10 +2108,21 @@ func TestEndToEndExpiredKeyIsObvious(t *testing.T) {
 	}
 	// The bot user made its key good for half an hour: the agent reads
 	// that date while the key works.
-	p.odoo.SetKeyExpiry(string(key), time.Now().Add(30*time.Minute))
+	expires := time.Now().Add(30 * time.Minute)
+	p.odoo.SetKeyExpiry(string(key), expires)
 	ra := p.startAgent()
 	p.produce(p.machines[0], 2, 0)
 	p.waitExactQty(ra, "press-1", 2)
+	// Before it does, the agent warns: status, the metric, the log.
+	if o := ra.a.Status().Odoo; !o.KeyExpiresSoon || o.KeyExpiresAt == nil || o.KeyExpiresAt.Sub(expires).Abs() > 2*time.Second {
+		t.Errorf("before the date: key_expires_at %v, key_expires_soon %v; want %s, true", o.KeyExpiresAt, o.KeyExpiresSoon, expires.UTC())
+	}
+	if _, body := httpGet(t, p.listen, "/metrics"); !strings.Contains(body, "plantedge_odoo_key_expiry_timestamp_seconds ") {
+		t.Error("metrics lack plantedge_odoo_key_expiry_timestamp_seconds before the date")
+	}
+	if !strings.Contains(p.logs.String(), "the odoo API key expires soon") {
+		t.Error("the log does not warn that the key expires soon")
+	}
 	p.odoo.ExpireKey(string(key)) // the date comes (Odoo's clock half an hour ahead: within the agent's slack)
 	p.produce(p.machines[0], 1, 0)
 	waitFor(t, 15*time.Second, "expired key shown", func() (bool, string) {
