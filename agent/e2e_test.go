@@ -2867,8 +2867,10 @@ func TestEndToEndUnknownWorkcenterOfARemovedMachineAskedOnce(t *testing.T) {
 		ra.a.Flush()
 		time.Sleep(300 * time.Millisecond)
 	}
-	// At most one lookup a round: the flushes and the rounds between them.
-	if n := p.odoo.CallCount("mrp.workcenter", "search_read") - before; n > 8 {
+	// At most one lookup of the code a round: the flushes and the rounds
+	// between them; and a flush looks the configured machines' work
+	// centers up again (one call for all of them, a call a flush).
+	if n := p.odoo.CallCount("mrp.workcenter", "search_read") - before; n > 8+3 {
 		t.Errorf("%d work-center lookups for 3 flushes", n)
 	}
 	if st := ra.a.Status(); st.Buffer.Lanes["events"].Pending < 10 {
@@ -3454,4 +3456,22 @@ func TestEndToEndArchivedWorkcenterIsNamed(t *testing.T) {
 			p.waitExactQty(ra, "press-1", 6)
 		})
 	}
+}
+
+// The work center archived while the agent runs: the agent looks its work
+// centers up again every 5 minutes, and a reload forgets them at once. A
+// flush — what a technician runs after fixing something in Odoo — forgets
+// them too, so the machine's error names the archived work center at the
+// flush's round, not up to 5 minutes later.
+func TestEndToEndFlushLooksUpTheWorkcentersAgain(t *testing.T) {
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
+	ra := p.startAgent()
+	p.produce(p.machines[0], 2, 0)
+	p.waitExactQty(ra, "press-1", 2)
+	p.odoo.SetWorkcenterActive(p.wcIDs["press-1"], false)
+	ra.a.Flush()
+	waitFor(t, 15*time.Second, "the flush's round to name the work center archived", func() (bool, string) {
+		m := ra.a.Status().Machines[0]
+		return strings.Contains(m.Error, `work center "WC-PRESS-1" is archived in Odoo`), fmt.Sprintf("%q", m.Error)
+	})
 }

@@ -255,9 +255,10 @@ type forwarder struct {
 	// (warnKeyExpiry).
 	keyWarned time.Time
 	authFails int // consecutive authentication failures
-	// forget is set by a configuration reload: the work centers and loss
-	// reasons looked up in Odoo are looked up again (an admin may have
-	// fixed them there; the reload is how a technician says "try again").
+	// forget is set by a configuration reload and by a flush: the work
+	// centers and loss reasons looked up in Odoo are looked up again (an
+	// admin may have fixed them there, or archived one; a reload or a
+	// flush is how a technician says "try again").
 	forget atomic.Bool
 	losses map[string]int64
 
@@ -448,6 +449,10 @@ func (f *forwarder) isStopping() bool {
 // wait, and returns how many rounds had started before: the first round
 // to complete past that number began after the request (see roundsDone).
 func (f *forwarder) Flush() uint64 {
+	// As a reload does: the work centers and loss reasons are looked up
+	// again (one call for all the codes; a work center archived in Odoo is
+	// noticed now, not at the 5-minute refresh).
+	f.forget.Store(true)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	select {
