@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/agent/agenttest"
+	"github.com/plantedge/plantedge/buffer"
 )
 
 // keyExpiryGauge is the value of plantedge_odoo_key_expiry_timestamp_seconds,
@@ -123,5 +125,37 @@ func TestKeyExpiryIsWarnedAhead(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// With the agent stopped, status reads the dates it last read from the
+// buffer file, for the key that last worked (not another's).
+func TestStoppedStatusShowsTheKeyExpiry(t *testing.T) {
+	cfg := testConfig(t, oneMQTTMachine)
+	at := time.Now().Add(5 * 24 * time.Hour).UTC().Truncate(time.Second)
+	for _, tc := range []struct {
+		name, worked string
+		want         bool
+	}{
+		{"the key that worked", "k1", true},
+		{"another key worked since", "k2", false},
+	} {
+		buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _ := json.Marshal(keyDates{Key: "k1", Major: 18, Read: time.Now(), Known: true, Expires: []time.Time{at.Add(30 * 24 * time.Hour), at}})
+		if err := buf.PutMeta(context.Background(), buffer.KV{Key: keyDatesKey, Value: d}, buffer.KV{Key: keyWorkedKey, Value: []byte(tc.worked)}); err != nil {
+			t.Fatal(err)
+		}
+		buf.Close()
+		st, err := OfflineStatus(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := st.Odoo.KeyExpiresAt != nil && st.Odoo.KeyExpiresAt.Equal(at) && st.Odoo.KeyExpiresSoon
+		if got != tc.want || !tc.want && st.Odoo.KeyExpiresAt != nil {
+			t.Errorf("%s: key_expires_at %v, key_expires_soon %v; want shown %v (%s)", tc.name, st.Odoo.KeyExpiresAt, st.Odoo.KeyExpiresSoon, tc.want, at)
+		}
 	}
 }
