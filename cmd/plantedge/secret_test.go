@@ -34,21 +34,8 @@ func TestKeyNeverShown(t *testing.T) {
 	if len(b.key) < 16 {
 		t.Fatalf("emulator key %q", b.key)
 	}
-	var seen []string
-	run := func(args ...string) (string, error) {
-		out, err := cli(t, args...)
-		seen = append(seen, fmt.Sprintf("plantedge %s:\n%s%v", strings.Join(args, " "), out, err))
-		return out, err
-	}
-	get := func(path string) {
-		resp, err := http.Get("http://" + b.listen + path)
-		if err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		seen = append(seen, "GET "+path+":\n"+string(body))
-	}
+	sh := &shown{t: t, listen: b.listen}
+	run, get := sh.run, sh.get
 	everything := func() {
 		run("status", "-c", b.cfgPath)
 		run("status", "-c", b.cfgPath, "--json")
@@ -92,11 +79,11 @@ func TestKeyNeverShown(t *testing.T) {
 	run("status", "-c", b.cfgPath, "--json")
 	run("flush", "-c", b.cfgPath, "--timeout", "1s")
 
-	seen = append(seen, "agent log:\n"+b.logs.String())
+	sh.seen = append(sh.seen, "agent log:\n"+b.logs.String())
 	if !strings.Contains(b.logs.String(), "level=DEBUG") {
 		t.Errorf("no debug line in the agent's log: the check below would miss them")
 	}
-	for _, s := range seen {
+	for _, s := range sh.seen {
 		// The whole key, or a half of it long enough to be used.
 		for _, part := range []string{b.key, b.key[:len(b.key)/2], b.key[len(b.key)/2:]} {
 			if strings.Contains(s, part) {
@@ -156,21 +143,8 @@ machines:
 		t.Fatal(err)
 	}
 
-	var seen []string
-	run := func(args ...string) (string, error) {
-		out, err := cli(t, args...)
-		seen = append(seen, fmt.Sprintf("plantedge %s:\n%s%v", strings.Join(args, " "), out, err))
-		return out, err
-	}
-	get := func(path string) {
-		resp, err := http.Get("http://" + b.listen + path)
-		if err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		seen = append(seen, "GET "+path+":\n"+string(body))
-	}
+	sh := &shown{t: t, listen: b.listen}
+	run, get := sh.run, sh.get
 	everything := func() {
 		run("status", "-c", b.cfgPath)
 		run("status", "-c", b.cfgPath, "--json")
@@ -231,11 +205,11 @@ machines:
 	run("status", "-c", b.cfgPath, "--json")
 	run("flush", "-c", b.cfgPath, "--timeout", "1s")
 
-	seen = append(seen, "agent log:\n"+b.logs.String())
+	sh.seen = append(sh.seen, "agent log:\n"+b.logs.String())
 	if !strings.Contains(b.logs.String(), "level=DEBUG") {
 		t.Errorf("no debug line in the agent's log: the check below would miss them")
 	}
-	for _, s := range seen {
+	for _, s := range sh.seen {
 		for name, secret := range map[string]string{"MQTT": mqttPass, "OPC UA": opcuaPass} {
 			// The whole password, or a half of it long enough to be used.
 			for _, part := range []string{secret, secret[:len(secret)/2], secret[len(secret)/2:]} {
@@ -246,7 +220,7 @@ machines:
 		}
 	}
 	if testing.Verbose() {
-		for _, s := range seen[:len(seen)-1] {
+		for _, s := range sh.seen[:len(sh.seen)-1] {
 			t.Log(s)
 		}
 	}
@@ -264,4 +238,30 @@ func secretText(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(buf)
+}
+
+// shown keeps what the commands printed and the local API answered, for a
+// test that looks for a secret in all of it.
+type shown struct {
+	t      *testing.T
+	listen string
+	seen   []string
+}
+
+// run runs plantedge with args and keeps what it printed.
+func (s *shown) run(args ...string) (string, error) {
+	out, err := cli(s.t, args...)
+	s.seen = append(s.seen, fmt.Sprintf("plantedge %s:\n%s%v", strings.Join(args, " "), out, err))
+	return out, err
+}
+
+// get asks the agent's local API for path and keeps the answer.
+func (s *shown) get(path string) {
+	resp, err := http.Get("http://" + s.listen + path)
+	if err != nil {
+		s.t.Fatalf("GET %s: %v", path, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	s.seen = append(s.seen, "GET "+path+":\n"+string(body))
 }
