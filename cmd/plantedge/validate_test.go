@@ -246,6 +246,21 @@ warning: ` + path + `:3:3: odoo.api_key_file: not set: the API key must come fro
 	}
 }
 
+// lineOf is the number of the first line of text that starts with prefix
+// (the example configuration's comments grow: its positions are not fixed).
+func lineOf(t *testing.T, text, prefix string) int {
+	t.Helper()
+	n := 0
+	for line := range strings.Lines(text) {
+		n++
+		if strings.HasPrefix(line, prefix) {
+			return n
+		}
+	}
+	t.Fatalf("no line starts with %q", prefix)
+	return 0
+}
+
 func TestValidateWarnings(t *testing.T) {
 	data, err := os.ReadFile("../../packaging/plantedge.yaml")
 	if err != nil {
@@ -260,7 +275,7 @@ func TestValidateWarnings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(errOut, "warning: "+path+":50:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF") {
+	if !strings.HasPrefix(errOut, fmt.Sprintf("warning: %s:%d:25: odoo.insecure_skip_verify: TLS CERTIFICATE VERIFICATION IS OFF", path, lineOf(t, y, "  insecure_skip_verify: true"))) {
 		t.Errorf("stderr = %q", errOut)
 	}
 }
@@ -311,7 +326,11 @@ func TestValidateWarnsWithoutKey(t *testing.T) {
 	if err != nil {
 		t.Fatalf("err = %v", err)
 	}
-	if !strings.Contains(errOut, ":45:17: odoo.api_key_file: odoo api key: looked in") || !strings.Contains(errOut, "/etc/plantedge/odoo-api-key: secret not found: the agent would have no Odoo API key") {
+	data, err := os.ReadFile("../../packaging/plantedge.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(errOut, fmt.Sprintf(":%d:17: odoo.api_key_file: odoo api key: looked in", lineOf(t, string(data), "  api_key_file: "))) || !strings.Contains(errOut, "/etc/plantedge/odoo-api-key: secret not found: the agent would have no Odoo API key") {
 		t.Errorf("stderr = %q", errOut)
 	}
 }
