@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
+	"github.com/plantedge/plantedge/internal/nettest"
 )
 
 // TestValidateOPCUA reads the configured nodes on a running server: a good
@@ -109,13 +108,15 @@ func TestValidateOPCUAFollowsTheAgentsPins(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	vars := map[string]any{"P1.Good": uint32(1234), "P1.Run": true}
-	srv, err := opcuatest.Start(ctx, 0, vars)
+	// The server comes back on the same port twice: one outside the
+	// kernel's ephemeral range, which an outgoing connection could take
+	// meanwhile (a fresh-clone CI: "bind: address already in use").
+	port := nettest.FreePort(t)
+	srv, err := opcuatest.Start(ctx, port, vars)
 	if err != nil {
 		t.Fatalf("start server: %v", err)
 	}
 	endpoint := srv.Endpoint()
-	u, _ := url.Parse(endpoint)
-	port, _ := strconv.Atoi(u.Port())
 	ns := srv.NS()
 	dir := t.TempDir()
 	keyFile := agenttest.WriteKeyFile(t, dir, "0123456789abcdef0123456789abcdef")
