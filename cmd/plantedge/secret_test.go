@@ -74,15 +74,7 @@ func TestKeyNeverShown(t *testing.T) {
 		t.Errorf("validate --odoo with the key refused: exit 0\n%s", out)
 	}
 
-	b.stopAgent()
-	run("status", "-c", b.cfgPath)
-	run("status", "-c", b.cfgPath, "--json")
-	run("flush", "-c", b.cfgPath, "--timeout", "1s")
-
-	sh.seen = append(sh.seen, "agent log:\n"+b.logs.String())
-	if !strings.Contains(b.logs.String(), "level=DEBUG") {
-		t.Errorf("no debug line in the agent's log: the check below would miss them")
-	}
+	sh.afterStop(b)
 	for _, s := range sh.seen {
 		// The whole key, or a half of it long enough to be used.
 		for _, part := range []string{b.key, b.key[:len(b.key)/2], b.key[len(b.key)/2:]} {
@@ -200,15 +192,7 @@ machines:
 		t.Logf("source %s refused: %s", s.Name, s.LastError)
 	}
 
-	b.stopAgent()
-	run("status", "-c", b.cfgPath)
-	run("status", "-c", b.cfgPath, "--json")
-	run("flush", "-c", b.cfgPath, "--timeout", "1s")
-
-	sh.seen = append(sh.seen, "agent log:\n"+b.logs.String())
-	if !strings.Contains(b.logs.String(), "level=DEBUG") {
-		t.Errorf("no debug line in the agent's log: the check below would miss them")
-	}
+	sh.afterStop(b)
 	for _, s := range sh.seen {
 		for name, secret := range map[string]string{"MQTT": mqttPass, "OPC UA": opcuaPass} {
 			// The whole password, or a half of it long enough to be used.
@@ -264,4 +248,17 @@ func (s *shown) get(path string) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	s.seen = append(s.seen, "GET "+path+":\n"+string(body))
+}
+
+// afterStop stops b's agent, runs what a technician runs on a stopped one
+// (status, flush), and keeps the agent's log, which must have debug lines.
+func (s *shown) afterStop(b *bench) {
+	b.stopAgent()
+	s.run("status", "-c", b.cfgPath)
+	s.run("status", "-c", b.cfgPath, "--json")
+	s.run("flush", "-c", b.cfgPath, "--timeout", "1s")
+	s.seen = append(s.seen, "agent log:\n"+b.logs.String())
+	if !strings.Contains(b.logs.String(), "level=DEBUG") {
+		s.t.Errorf("no debug line in the agent's log: the check below would miss them")
+	}
 }
