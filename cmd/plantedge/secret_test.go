@@ -185,6 +185,9 @@ machines:
 			// The server said who it refused: the problem is the login,
 			// not the endpoint, network or certificate.
 			t.Errorf("validate --opcua with the login refused does not point at the login (%s):\n%s", opcuaLoginProblem, out)
+		} else if flag == "--mqtt" && !mqttLoginProblem.MatchString(out) {
+			// So did the broker (CONNACK): the login, not the url.
+			t.Errorf("validate --mqtt with the login refused does not point at the login (%s):\n%s", mqttLoginProblem, out)
 		}
 	}
 	st := b.a.Status()
@@ -213,6 +216,11 @@ machines:
 // opcuaLoginProblem is validate --opcua's problem for a login the server
 // refuses: at the user name, pointing at the password.
 var opcuaLoginProblem = regexp.MustCompile(`opcua: problem: \S+: opcua\[0\]\.username: line1 .*BadUserAccessDenied.*\(.*password_file`)
+
+// mqttLoginProblem is validate --mqtt's for a login the broker refuses (the
+// broker answers CONNACK 5, "not authorized"): at the user name, pointing
+// at the password.
+var mqttLoginProblem = regexp.MustCompile(`mqtt: problem: \S+: mqtt\[0\]\.username: \S+: the broker refused user line-reader: .*not Authorized.*\(.*password_env`)
 
 // secretText is a password no output holds by chance.
 func secretText(t *testing.T) string {

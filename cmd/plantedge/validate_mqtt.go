@@ -61,8 +61,7 @@ func checkMQTT(ctx context.Context, cfg *config.Config, file string, w io.Writer
 			infos, err = mqtt.Inspect(ctx, mc, mqttWait)
 		}
 		if err != nil {
-			c.problem(fmt.Sprintf("mqtt[%d].url", bi), fmt.Sprintf("%s: %v", b.Name, err),
-				"check the url, the network, the credentials and the TLS settings")
+			c.connectProblem(bi, b, err)
 			continue
 		}
 		// Inspect returns as soon as every topic brought a message.
@@ -124,6 +123,23 @@ func checkMQTT(ctx context.Context, cfg *config.Config, file string, w io.Writer
 		}
 	}
 	return c.result()
+}
+
+// connectProblem reports broker bi's connection that failed: at its
+// username when the broker refused the login (it answered: the url, the
+// network and TLS are fine), else at its url.
+func (c *sourceCheck) connectProblem(bi int, b config.MQTTBroker, err error) {
+	switch {
+	case mqtt.LoginRefused(err) && b.Username != "":
+		c.problem(fmt.Sprintf("mqtt[%d].username", bi), fmt.Sprintf("%s: the broker refused user %s: %v", b.Name, b.Username, err),
+			"check the user name, and the password in password_file or password_env (the password changed on the broker? the account removed?)")
+	case mqtt.LoginRefused(err):
+		c.problem(fmt.Sprintf("mqtt[%d].url", bi), fmt.Sprintf("%s: the broker wants a login (it refused a connection without one): %v", b.Name, err),
+			"set username and password_file (or password_env) for a user the broker takes")
+	default:
+		c.problem(fmt.Sprintf("mqtt[%d].url", bi), fmt.Sprintf("%s: %v", b.Name, err),
+			"check the url, the network, the credentials and the TLS settings")
+	}
 }
 
 // snippet is a payload for a message line: quoted, at most 80 bytes.
@@ -234,8 +250,7 @@ func (c *sourceCheck) checkSparkplug(ctx context.Context, bi int, b config.MQTTB
 		})
 	}
 	if err != nil {
-		c.problem(fmt.Sprintf("mqtt[%d].url", bi), fmt.Sprintf("%s: %v", b.Name, err),
-			"check the url, the network, the credentials and the TLS settings")
+		c.connectProblem(bi, b, err)
 		return
 	}
 	fmt.Fprintf(w, "mqtt %s: connected, listened %s on %s (Sparkplug B)\n", b.Name, time.Since(t0).Round(10*time.Millisecond), plural(len(topics), "topic"))

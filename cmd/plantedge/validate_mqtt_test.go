@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
+	"github.com/plantedge/plantedge/internal/nettest"
 	"github.com/plantedge/plantedge/internal/sptest"
 )
 
@@ -317,5 +319,69 @@ machines:
 	out, _, err = runValidate(t, "-c", path, "--mqtt")
 	if want := "mqtt: warning: " + path + ":5:"; err != nil || !strings.Contains(out, want) || !strings.Contains(out, "no BIRTH certificate of the edge nodes read came within") {
 		t.Errorf("err = %v; output lacks the warning at %q:\n%s", err, want, out)
+	}
+}
+
+// A broker that refuses the login (CONNACK "not authorized" or "bad user
+// name or password": a wrong password, an account removed) is a problem
+// at the broker's username, pointing at the password, as validate --opcua
+// says of a server refusing its user — not at the url, which is fine: the
+// broker answered. Without a username the problem stays at the url and
+// says the broker wants a login. Both for a plain topic and for
+// Sparkplug B (its own listener).
+func TestValidateMQTTLoginRefused(t *testing.T) {
+	b, err := mqtttest.Start(fmt.Sprintf("127.0.0.1:%d", nettest.FreePort(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	b.RequireLogin("line-reader", "right-password")
+	t.Setenv("PE_TEST_VALIDATE_MQTT_PASSWORD", "changed-password")
+	for _, tc := range []struct {
+		name, login, signal string
+		want                *regexp.Regexp
+	}{
+		{"user refused", "    username: line-reader\n    password_env: PE_TEST_VALIDATE_MQTT_PASSWORD\n",
+			"good_count: { mqtt: { broker: b, topic: p1/counters, field: good } }",
+			regexp.MustCompile(`^mqtt: problem: \S+:8:15: mqtt\[0\]\.username: b: the broker refused user line-reader: connect tcp://127\.0\.0\.1:\d+: not Authorized \(.*password_file or password_env`)},
+		{"user refused, Sparkplug B", "    username: line-reader\n    password_env: PE_TEST_VALIDATE_MQTT_PASSWORD\n",
+			"good_count: { mqtt: { broker: b, format: sparkplug_b, topic: spBv1.0/plant/DDATA/edge1/press1, field: Good } }",
+			regexp.MustCompile(`^mqtt: problem: \S+:8:15: mqtt\[0\]\.username: b: the broker refused user line-reader: connect tcp://127\.0\.0\.1:\d+: not Authorized \(.*password_file or password_env`)},
+		{"no login", "",
+			"good_count: { mqtt: { broker: b, topic: p1/counters, field: good } }",
+			regexp.MustCompile(`^mqtt: problem: \S+:6:10: mqtt\[0\]\.url: b: the broker wants a login \(it refused a connection without one\): connect tcp://127\.0\.0\.1:\d+: not Authorized \(.*set username and password_file`)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := writeConfig(t, dir, fmt.Sprintf(`site: test
+data_dir: %s
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - name: b
+    url: %q
+    client_id: pe-test
+%smachines:
+  - id: p1
+    workcenter: WC1
+    %s
+`, dir, b.URL(), tc.login, tc.signal))
+			refused := b.LoginsRefused()
+			out, _, err := runValidate(t, "-c", path, "--mqtt")
+			if exitCode(err) != 1 || err.Error() != "mqtt: 1 problem" {
+				t.Errorf("err = %v (code %d), want 1 problem", err, exitCode(err))
+			}
+			var problem string
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, "mqtt: problem: ") {
+					problem = l
+				}
+			}
+			if !tc.want.MatchString(problem) {
+				t.Errorf("the problem\n%s\ndoes not match %s; the output:\n%s", problem, tc.want, out)
+			}
+			if b.LoginsRefused() == refused {
+				t.Errorf("the broker refused no login")
+			}
+		})
 	}
 }

@@ -3,11 +3,13 @@ package mqtt
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/plantedge/plantedge/connectors"
 )
@@ -141,4 +143,13 @@ func listen(ctx context.Context, cfg Config, wait time.Duration, fn func(topic s
 	finished = true
 	mu.Unlock()
 	return refused, nil
+}
+
+// LoginRefused reports whether err is the broker refusing the connection's
+// login: CONNACK "bad user name or password" (4) or "not authorized" (5) —
+// a wrong user name or password, an account removed, or no login where
+// the broker wants one (MQTT 5's 0x86 and 0x87: a broker answers this
+// MQTT 3.1.1 client with 4 or 5; mochi-mqtt with 5 for a wrong password).
+func LoginRefused(err error) bool {
+	return errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) || errors.Is(err, packets.ErrorRefusedNotAuthorised)
 }
