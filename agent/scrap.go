@@ -755,7 +755,7 @@ func scrapDraftsMessage(cfg *config.Config, ds []scrapDraft, verb string) string
 	}
 	sum := func(ds []scrapDraft) (qty float64) {
 		for _, d := range ds {
-			qty += d.Qty
+			qty = decimal.Add(qty, d.Qty)
 		}
 		return qty
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
 	"github.com/plantedge/plantedge/connectors/opcua"
+	"github.com/plantedge/plantedge/internal/decimal"
 )
 
 // Status is what `plantedge status` shows; its JSON form is a contract
@@ -984,6 +985,10 @@ func storedWorkOrderName(st *woState, err error) string {
 	return st.Name
 }
 
+// pendingCount is what scanPending found of a machine. Its quantities are
+// exact decimal sums (internal/decimal), as the forwarder's: summed in
+// float64, 95 records of 0.01 after one of 100,000,000 showed as
+// 100000000.950001 pending.
 type pendingCount struct {
 	good     float64
 	scrap    float64 // scrapped pieces not booked yet
@@ -1219,9 +1224,9 @@ func (a *Agent) scanPending() (map[string]pendingCount, error) {
 		if sig == sigGood || sig == sigScrap {
 			if c, err := decodeCount(r); err == nil {
 				if sig == sigGood {
-					pc.good += c.Delta
+					pc.good = decimal.Add(pc.good, c.Delta)
 				} else {
-					pc.scrap += c.Delta
+					pc.scrap = decimal.Add(pc.scrap, c.Delta)
 				}
 			}
 		}
@@ -1257,12 +1262,12 @@ func (a *Agent) scanPending() (map[string]pendingCount, error) {
 				// Scrap as good pieces are (ux45: named nowhere).
 				if c, err := decodeCount(d.Record); err == nil {
 					pc := out[m]
-					pc.deadScrap += c.Delta
+					pc.deadScrap = decimal.Add(pc.deadScrap, c.Delta)
 					switch {
 					case endedOrder(d.Reason):
-						pc.deadScrapEnded += c.Delta
+						pc.deadScrapEnded = decimal.Add(pc.deadScrapEnded, c.Delta)
 					case unmappedReason(d.Reason):
-						pc.deadScrapUnmapped += c.Delta
+						pc.deadScrapUnmapped = decimal.Add(pc.deadScrapUnmapped, c.Delta)
 					}
 					out[m] = pc
 				}
@@ -1270,14 +1275,14 @@ func (a *Agent) scanPending() (map[string]pendingCount, error) {
 			if m, sig := splitKey(d.Record.Key); sig == sigGood && !d.Damaged && d.Record.Lane == buffer.LaneCounts {
 				if c, err := decodeCount(d.Record); err == nil {
 					pc := out[m]
-					pc.deadGood += c.Delta
+					pc.deadGood = decimal.Add(pc.deadGood, c.Delta)
 					switch {
 					case strings.HasPrefix(d.Reason, cancelledOrderReason):
-						pc.deadCancelled += c.Delta
+						pc.deadCancelled = decimal.Add(pc.deadCancelled, c.Delta)
 					case endedOrder(d.Reason):
-						pc.deadFinished += c.Delta
+						pc.deadFinished = decimal.Add(pc.deadFinished, c.Delta)
 					case unmappedReason(d.Reason):
-						pc.deadUnmapped += c.Delta
+						pc.deadUnmapped = decimal.Add(pc.deadUnmapped, c.Delta)
 					}
 					out[m] = pc
 				}
@@ -1339,10 +1344,10 @@ func joinNotes(notes ...string) string {
 // Odoo.
 func deadLetterNote(pc pendingCount) string {
 	var notes []string
-	if refused := pc.deadGood - pc.deadFinished - pc.deadCancelled - pc.deadUnmapped; refused > 0 {
+	if refused := decimal.Sub(decimal.Sub(decimal.Sub(pc.deadGood, pc.deadFinished), pc.deadCancelled), pc.deadUnmapped); refused > 0 {
 		notes = append(notes, fmt.Sprintf("%s Odoo refused %s in the dead letters, not in Odoo (plantedge deadletter list)", Pieces(tidy(refused), "good"), OneOrMore(tidy(refused) == 1, "is", "are")))
 	}
-	if refused := tidy(pc.deadScrap - pc.deadScrapEnded - pc.deadScrapUnmapped); refused > 0 {
+	if refused := tidy(decimal.Sub(decimal.Sub(pc.deadScrap, pc.deadScrapEnded), pc.deadScrapUnmapped)); refused > 0 {
 		notes = append(notes, fmt.Sprintf("%s Odoo refused %s in the dead letters, not in Odoo (plantedge deadletter list)", Pieces(refused, "scrapped"), OneOrMore(refused == 1, "is", "are")))
 	}
 	if n := pc.deadEvents - pc.deadEventsUnmapped; n > 0 {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/internal/decimal"
 )
 
 type flushOptions struct {
@@ -55,7 +56,7 @@ func newFlushCmd() *cobra.Command {
 // reported but not waited for.
 func drainable(st agent.Status) (pending int, held float64) {
 	for _, m := range st.Machines {
-		held += m.Unattributed
+		held = decimal.Add(held, m.Unattributed)
 	}
 	return max(0, st.Buffer.Pending-st.Buffer.Held), held
 }
