@@ -425,6 +425,20 @@ func tlsMismatch(rawURL string, err error) error {
 	return err
 }
 
+// loginHint says whose login a broker refused, and what to check: status
+// showed the source's last error as "connect tcp://…: not Authorized",
+// naming neither. (validate --mqtt places the same refusal at the
+// broker's username.)
+func loginHint(user string, err error) error {
+	switch {
+	case !LoginRefused(err):
+		return err
+	case user == "":
+		return fmt.Errorf("%w (the broker wants a login: set username and password_file or password_env for a user it takes)", err)
+	}
+	return fmt.Errorf("%w (the broker refused user %s: check the password in password_file or password_env — changed on the broker? the account removed?)", err, user)
+}
+
 // stableConnection is how long a connection must hold before a loss of it
 // starts the reconnect backoff over.
 const stableConnection = 10 * time.Second
@@ -480,7 +494,7 @@ func (s *Source) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
-			err = tlsMismatch(s.cfg.URL, err)
+			err = loginHint(s.cfg.Username, tlsMismatch(s.cfg.URL, err))
 			s.failures.Add(1)
 			s.setErr(err)
 			s.state.Store(connectors.StateDown)
