@@ -1,7 +1,9 @@
 package mqtt
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -27,16 +29,21 @@ func TestLoginRefusedNamesTheUser(t *testing.T) {
 		{"line-reader", "wrong-password-91", "the broker refused user line-reader"},
 		{"", "", "the broker wants a login"},
 	} {
+		var logs bytes.Buffer
 		src, err := New(Config{Name: "b", URL: b.URL(), ClientID: "login-" + tc.user, Topics: []string{"x"},
-			Username: tc.user, Password: tc.password,
+			Username: tc.user, Password: tc.password, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 			BackoffMin: 10 * time.Millisecond, BackoffMax: 10 * time.Millisecond, ConnectTimeout: 5 * time.Second}, chanSink(nil))
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
+		tries := 0
 		src.sleep = func(ctx context.Context, d time.Duration) error {
-			cancel()
-			return ctx.Err()
+			if tries++; tries == 3 {
+				cancel()
+				return ctx.Err()
+			}
+			return nil
 		}
 		if err := src.Run(ctx); err != nil {
 			t.Fatal(err)
@@ -48,8 +55,16 @@ func TestLoginRefusedNamesTheUser(t *testing.T) {
 		if tc.password != "" && strings.Contains(last, tc.password) {
 			t.Errorf("the password is in the error: %q", last)
 		}
+		// It needs a person: an error in the log, once for the three
+		// refusals; the password never.
+		if n := strings.Count(logs.String(), "level=ERROR msg=\"mqtt broker refused the login"); n != 1 || strings.Contains(logs.String(), "level=WARN") {
+			t.Errorf("user %q: %d errors for the refused login, want 1 and no warning:\n%s", tc.user, n, logs.String())
+		}
+		if tc.password != "" && strings.Contains(logs.String(), tc.password) {
+			t.Errorf("the password is in the log:\n%s", logs.String())
+		}
 	}
-	if b.LoginsRefused() != 2 {
-		t.Errorf("logins refused %d, want 2", b.LoginsRefused())
+	if b.LoginsRefused() != 6 {
+		t.Errorf("logins refused %d, want 6", b.LoginsRefused())
 	}
 }

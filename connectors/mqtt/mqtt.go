@@ -485,7 +485,8 @@ func (s *Source) Run(ctx context.Context) error {
 
 	var attempt int
 	var failingSince time.Time
-	shortLived := 0 // connections in a row lost before stableConnection
+	shortLived := 0      // connections in a row lost before stableConnection
+	loginLogged := false // a refused login logged in this run of failures
 	bo := connectors.NewBackoff(s.cfg.BackoffMin, s.cfg.BackoffMax)
 	for ctx.Err() == nil {
 		s.state.Store(connectors.StateConnecting)
@@ -498,10 +499,21 @@ func (s *Source) Run(ctx context.Context) error {
 			s.failures.Add(1)
 			s.setErr(err)
 			s.state.Store(connectors.StateDown)
-			if attempt == 0 {
+			switch login := LoginRefused(err); {
+			case login && !loginLogged:
+				// A refused login needs a person: an error, once a run
+				// of failures, also when it came after another failure
+				// (the broker back from its restart with the account
+				// changed).
+				if attempt == 0 {
+					failingSince = time.Now()
+				}
+				loginLogged = true
+				s.log.Error("mqtt broker refused the login, retrying with backoff", "err", err)
+			case attempt == 0:
 				failingSince = time.Now()
 				s.log.Warn("mqtt connect failed, retrying with backoff", "err", err)
-			} else {
+			default:
 				s.log.Debug("mqtt connect failed", "err", err, "attempt", attempt+1)
 			}
 			d := bo.NextBackOff()
@@ -528,7 +540,7 @@ func (s *Source) Run(ctx context.Context) error {
 		if s.cfg.OnConnect != nil {
 			s.cfg.OnConnect(sess.present.Load())
 		}
-		attempt = 0
+		attempt, loginLogged = 0, false
 		connectedAt := time.Now()
 		s.connects.Add(1)
 		s.state.Store(connectors.StateConnected)

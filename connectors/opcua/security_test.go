@@ -274,7 +274,7 @@ func TestUsernamePassword(t *testing.T) {
 	// probe: 16 failed logins in 90 s; servers and PLCs lock accounts): a
 	// minute, so none in the 3 s after the refusal.
 	bad := base
-	bad.Password = "wrong"
+	bad.Password = "wr0ng-pass-77"
 	var refusedAt time.Time
 	var attempts uint64
 	st, refused := runUntil(t, bad, 30*time.Second, func(samples []connectors.Sample, st Stats) bool {
@@ -293,6 +293,12 @@ func TestUsernamePassword(t *testing.T) {
 		t.Fatalf("wrong password: stats %+v", st)
 	}
 	t.Logf("wrong password refused: %s", st.LastError)
+	// Whose login, and what to check (status shows this last error); never
+	// the password.
+	if !strings.Contains(st.LastError, "the server refused user operator") || !strings.Contains(st.LastError, "password_file") ||
+		strings.Contains(st.LastError, bad.Password) {
+		t.Errorf("LastError %q: want whose login was refused and what to check, without the password", st.LastError)
+	}
 	if st.ConnectAttempts != attempts {
 		t.Errorf("%d logins in the 3 s after a wrong password was refused, want none (the next after a minute)", st.ConnectAttempts-attempts)
 	}

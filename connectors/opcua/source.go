@@ -247,6 +247,9 @@ func (s *Source) Run(ctx context.Context) error {
 		if resetsBackoff(lived, err) {
 			bo.Reset()
 		}
+		if authRefused(err) {
+			err = loginHint(s.cfg.Username, err)
+		}
 		s.noteFailure(err)
 		wait := bo.NextBackOff()
 		if authRefused(err) {
@@ -310,6 +313,18 @@ var digits = regexp.MustCompile(`[0-9]+`)
 // user identity: a wrong user name or password, an account locked, or an
 // anonymous session where the server takes none.
 func LoginRefused(err error) bool { return authRefused(err) }
+
+// loginHint says whose login the server refused, and what to check: the
+// source's last error was the status code's text alone ("User does not
+// have permission to perform the requested operation.
+// StatusBadUserAccessDenied"). (validate --opcua places the same refusal
+// at the server's username.)
+func loginHint(user string, err error) error {
+	if user == "" {
+		return fmt.Errorf("%w (the server refused an anonymous session: set username and password_file or password_env for a user it takes)", err)
+	}
+	return fmt.Errorf("%w (the server refused user %s: check the password in password_file or password_env — changed on the server? the account locked?)", err, user)
+}
 
 // authRefused reports a refused user identity: a wrong user name or
 // password, or a token the server does not take.
