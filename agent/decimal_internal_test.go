@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 
 	"github.com/plantedge/plantedge/buffer"
@@ -88,5 +89,53 @@ func BenchmarkPendingAdd(b *testing.B) {
 				p.add(r, c)
 			}
 		})
+	}
+}
+
+// A count record an older version stored holds its float64 sum (steps
+// added with +=, and merged so by the buffer's quota), whose noise can fall
+// within an ulp of a decimal of 15 digits other than the one counted: 297
+// steps of 0.005 added up to 1.4849999999999903, which decimal.Of takes for
+// 1.48499999999999 (booked 1.48, and from then on 0.01 low at every tie
+// of the work order's count). It is read as that version read it (to 12
+// significant digits: 1.485, booked 1.49), as upgradeDecimals reads its
+// work orders' counts; a record of this version keeps its 15 digits.
+func TestOlderVersionsCountRecordsReadAsTheyRead(t *testing.T) {
+	old := 0.0
+	for range 297 {
+		old += 0.005 // as an older version summed
+	}
+	if old != 1.4849999999999903 {
+		t.Fatalf("297 steps of 0.005 add up to %v in float64", old)
+	}
+	data := []byte(`{"d":` + strconv.FormatFloat(old, 'g', -1, 64) + `,"f":1,"l":2}`) // as encoding/json stored it
+	r := buffer.Record{Lane: buffer.LaneCounts, Key: "m/good", Seq: 1, Data: data}
+	c, err := decodeCount(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Delta != 1.485 {
+		t.Errorf("an older version's record of %v read as %v, want 1.485", old, c.Delta)
+	}
+	var p pendingKey
+	p.add(r, c)
+	if got := odoo.Round2(p.sum); got != 1.49 {
+		t.Errorf("an older version's record of %v books %v, want 1.49", old, got)
+	}
+	// Merged (the buffer's quota) with a record of this version: the sum
+	// of the decimals, stored so that it reads as that.
+	step := buffer.Record{Lane: buffer.LaneCounts, Key: "m/good", Seq: 2, Data: mustJSON(countRecord{Delta: 0.005, First: 3, Last: 3})}
+	m, err := mergeCountRecords(r, step)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := decodeCount(m); err != nil || c.Delta != 1.49 {
+		t.Errorf("merged with a step of 0.005: %+v (%s), %v; want 1.49", c, m.Data, err)
+	}
+	// A record of this version holds its decimal of up to 15 digits.
+	const d = 47095.13499999 // 103,827 steps of 0.45359237
+	nr := buffer.Record{Lane: buffer.LaneCounts, Key: "m/good", Seq: 3, Data: mustJSON(countRecord{Delta: d, First: 4, Last: 4})}
+	if c, err := decodeCount(nr); err != nil || c.Delta != d {
+		t.Errorf("a record of %v stored as %s read back as %v, %v", d, nr.Data, c.Delta, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"strings"
 	"time"
 
@@ -33,6 +34,24 @@ type countRecord struct {
 	// values was received (ms; MQTT values, 0 for others and in records of
 	// older versions): a value the broker kept came late (see offsets).
 	Off int64 `json:"o,omitempty"`
+	// Exact marks a fractional Delta as a decimal sum (internal/decimal),
+	// set by MarshalJSON. A record without it was stored by an older
+	// version, whose float64 sums carry noise that can fall within an ulp
+	// of another decimal (297 steps of 0.005 added up to
+	// 1.4849999999999903, an ulp from 1.48499999999999): decodeCount reads
+	// its Delta as that version read it (decimal.Legacy: 1.485), as
+	// upgradeDecimals reads its work orders' counts. (An integer reads the
+	// same either way: it carries no mark.)
+	Exact bool `json:"x,omitempty"`
+}
+
+// countRecordFields is countRecord without its MarshalJSON.
+type countRecordFields countRecord
+
+// MarshalJSON stores c with Exact set for a fractional Delta.
+func (c countRecord) MarshalJSON() ([]byte, error) {
+	c.Exact = c.Delta != math.Trunc(c.Delta)
+	return json.Marshal(countRecordFields(c))
 }
 
 // eventRecord is the payload of a LaneEvents record: a downtime interval of a
@@ -114,6 +133,9 @@ func decodeCount(r buffer.Record) (countRecord, error) {
 		// Stored by a version that took counter values up to float64's
 		// maximum: summed, they overflowed to infinity.
 		return c, fmt.Errorf("count record %d holds %v pieces, beyond what a counter can count", r.Seq, c.Delta)
+	}
+	if !c.Exact {
+		c.Delta = decimal.Legacy(c.Delta) // an older version's float64 sum
 	}
 	return c, nil
 }

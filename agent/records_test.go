@@ -20,6 +20,10 @@ func TestStoredRecordsArePinned(t *testing.T) {
 	if got := string(mustJSON(c)); got != wantCount {
 		t.Fatalf("count record stored as %s, want %s", got, wantCount)
 	}
+	// A fractional count carries the mark of an exact decimal sum (x).
+	if got, want := string(mustJSON(countRecord{Delta: 0.125, First: 1, Last: 2})), `{"d":0.125,"f":1,"l":2,"x":true}`; got != want {
+		t.Fatalf("fractional count record stored as %s, want %s", got, want)
+	}
 	e := eventRecord{Start: 1, End: 2, Reason: "JAM", Loss: "Equipment Failure", Defaulted: true, Site: "plant-2", Workcenter: "WC-PRESS-07"}
 	const wantEvent = `{"s":1,"e":2,"r":"JAM","loss":"Equipment Failure","def":true,"site":"plant-2","wc":"WC-PRESS-07"}`
 	if got := string(mustJSON(e)); got != wantEvent {
