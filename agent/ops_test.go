@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
@@ -2169,6 +2170,75 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 			t.Fatalf("retry --here: %+v %v", res, err)
 		}
 		p.waitExactQty(ra, "press-1", 5)
+	})
+}
+
+// Odoo upgraded from 17 to 19 and brought back at another address (a new
+// server, or the upgraded copy restored under another database name):
+// the technician points odoo.url there. It is the same database, its
+// work orders as plantedge left them — but the quantity plantedge wrote
+// is in 17's qty_producing, and 19's qty_produced is 0. Counted "from its
+// own quantity" (qty_produced), the work order lost every piece written
+// before the upgrade (the upgrade probe: 206 for 313). The switch keeps
+// the state of a work order that is here as plantedge left it, in the
+// field it was written to, and the count goes on in qty_produced.
+func TestOdooUpgradedAcross19AtAnotherAddress(t *testing.T) {
+	t.Parallel()
+	// elsewhere upgrades the plant's Odoo to 19 and points the config at
+	// a second address of it.
+	elsewhere := func(t *testing.T, p *plant) {
+		p.odoo.Upgrade(19)
+		p.version = 19
+		l, err := net.Listen("tcp", agenttest.FreeAddr(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		second := httptest.NewUnstartedServer(p.odoo.Handler())
+		second.Listener.Close()
+		second.Listener = l
+		second.Start()
+		t.Cleanup(second.Close)
+		p.editConfig(p.odoo.URL(), second.URL)
+	}
+	t.Run("quantity", func(t *testing.T) {
+		t.Parallel()
+		p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+		ra := p.startAgent()
+		m := p.machines[0]
+		p.produce(m, 10, 0)
+		p.waitExactQty(ra, "press-1", 10)
+		ra.stopNow(t)
+
+		elsewhere(t, p)
+		ra = p.startAgentWith(false)
+		p.produce(m, 2, 0)
+		p.waitExactQty(ra, "press-1", 12)
+		logs := p.logs.String()
+		if !strings.Contains(logs, "and the new one answers") {
+			t.Error("the switch is not logged")
+		}
+		if !strings.Contains(logs, "the same database, upgraded") {
+			t.Error("the upgraded copy is not said")
+		}
+	})
+	t.Run("a write in doubt", func(t *testing.T) {
+		t.Parallel()
+		p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+		ra := p.startAgent()
+		m := p.machines[0]
+		p.produce(m, 10, 0)
+		p.waitExactQty(ra, "press-1", 10)
+		p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
+		p.produce(m, 5, 0)
+		p.waitExactQty(ra, "press-1", 15) // committed, its answer lost: in doubt
+		ra.stopNow(t)
+
+		elsewhere(t, p)
+		ra = p.startAgentWith(false)
+		p.produce(m, 2, 0)
+		p.waitExactQty(ra, "press-1", 17)
+		time.Sleep(300 * time.Millisecond) // nothing more may come
+		p.waitExactQty(ra, "press-1", 17)
 	})
 }
 
