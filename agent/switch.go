@@ -213,15 +213,43 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	stash := map[string]string{} // the writes in doubt put away under was
 	var inDoubt, released, drafts, outboxes, kept, leftOpen []string
 	doubts := map[string]woState{}
+	// States written to the other quantity field than this Odoo's (the
+	// old one before 19, this one 19+): looked for here as left there.
+	fieldMoved := map[string]woState{}
+	field := f.client.ProducedField()
 	err := f.a.buf.MetaPrefix("wo/", func(k string, v []byte) error {
 		var st woState
 		if json.Unmarshal(v, &st) == nil && st.InFlight != nil {
 			doubts[k] = st
 			return nil
 		}
+		if st.ID != 0 && st.moved(field) {
+			fieldMoved[k] = st
+			return nil
+		}
 		meta = append(meta, buffer.KV{Key: k})
 		return nil
 	})
+	// The same database upgraded across 19 (a copy at another address or
+	// under another name): its work order shows what plantedge wrote in
+	// the field it wrote it to, and the field this Odoo keeps the count
+	// in has none of it (17/18's qty_producing, 19's qty_produced: the
+	// upgrade probe, 206 for 313). Counted "from its own quantity", the
+	// order lost every piece written before the upgrade; the state is
+	// kept, and the count goes on in this Odoo's field as after an
+	// upgrade at the same address.
+	var upgraded []string
+	for k, st := range fieldMoved {
+		if err != nil {
+			break
+		}
+		var same bool
+		if same, err = f.upgradedHere(ctx, st); same {
+			upgraded = append(upgraded, fmt.Sprintf("%s (%s, %s)", k[len("wo/"):], st.Name, Qty(st.Written)))
+			continue
+		}
+		meta = append(meta, buffer.KV{Key: k})
+	}
 	for k, st := range doubts {
 		if err != nil {
 			break
@@ -341,6 +369,7 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	}{
 		{slog.LevelInfo, "back to an Odoo plantedge wrote to before: its writes left in doubt are taken back and settled against it", "machines", held},
 		{slog.LevelWarn, "downtime lines open in the old Odoo (block_workcenter) stay open there, their work centers blocked, until plantedge is pointed there again and closes them at their stops' ends — or close them there", "machines", leftOpen},
+		{slog.LevelInfo, "work orders here are as plantedge left them in the old Odoo, their quantity in the field of the version before (" + otherQtyField(field) + "): the same database, upgraded across 19 — their counts go on in " + field, "machines", upgraded},
 		{slog.LevelInfo, "quantity writes to the old Odoo were in doubt (no answer came), and their work orders here are as they were there (the same database under another address, or a copy of it): the writes are settled here", "machines", kept},
 		{slog.LevelWarn, "quantity writes to the old Odoo were in doubt (no answer came), and their work orders are not here as they were: their pieces are sent here; if the write landed in the old one, they are in both", "machines", inDoubt},
 		{slog.LevelWarn, "scrap bookings the old Odoo had not confirmed are booked here, under the same external id: on their work order if this is the same database, else on the work order in progress; if the old Odoo is another database, it may hold a draft of one (if it took it without answering): delete it there (in the same database it is this booking)", "bookings", outboxes},
@@ -362,13 +391,50 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 // would be booked twice (22 for 17). Another database's work order of that
 // id in a copy of the database shows the write if the copy was taken after
 // it landed, else the quantity before it: either way the state holds there.
+// A state written to the other quantity field (the database upgraded
+// across 19 since) is compared in the field it was written to.
 func (f *forwarder) sameWorkorderHere(ctx context.Context, st woState) (bool, error) {
 	cur, same, err := f.stateWorkorderHere(ctx, st)
 	if err != nil || !same {
 		return false, err
 	}
-	q := odoo.Round2(f.client.ProducedQty(cur))
+	q := odoo.Round2(f.stateQty(cur, st))
 	return q == st.InFlight.Target || q == st.Written, nil
+}
+
+// upgradedHere tells whether the Odoo now configured holds st's work order
+// (written to the other quantity field than this Odoo's) as plantedge left
+// it in the one the buffer file's state belongs to: by id, with its name
+// and manufacturing order, at the quantity written in the field it was
+// written to. That is the same database upgraded across 19 (17/18 and 19
+// keep the count in other fields), reached under another address or name.
+func (f *forwarder) upgradedHere(ctx context.Context, st woState) (bool, error) {
+	cur, same, err := f.stateWorkorderHere(ctx, st)
+	if err != nil || !same {
+		return false, err
+	}
+	return odoo.Round2(f.stateQty(cur, st)) == odoo.Round2(st.Written), nil
+}
+
+// stateQty is wo's quantity in the field st was written to (this Odoo's
+// field when st does not say).
+func (f *forwarder) stateQty(wo odoo.Workorder, st woState) float64 {
+	switch st.Field {
+	case "qty_producing":
+		return wo.QtyProducing
+	case "qty_produced":
+		return wo.QtyProduced
+	}
+	return f.client.ProducedQty(wo)
+}
+
+// otherQtyField is the quantity field of the versions on the other side of 19
+// from the one that keeps the count in field.
+func otherQtyField(field string) string {
+	if field == "qty_produced" {
+		return "qty_producing"
+	}
+	return "qty_produced"
 }
 
 // stateWorkorderHere reads the work order of st here: same when Odoo has
