@@ -3123,3 +3123,49 @@ func TestWriteStallBetweenTransactionsShows(t *testing.T) {
 		t.Errorf("/readyz with the disk frozen: %d %q", code, body)
 	}
 }
+
+// The bot user's key rotated during an upgrade's maintenance (Odoo 17 to
+// 18, whose non-admin keys must expire): the admin revoked the old key,
+// and the technician put the new one in api_key_file while Odoo was still
+// down. When Odoo came back the agent logged in with the key it had, was
+// refused, said at ERROR to create a new key — done already — and waited
+// forward.auth_backoff (a minute by default; the upgrade probe: 1m0s)
+// before it read the file again, unless someone ran plantedge flush. A
+// key that is another one than the key refused is no retry of it: tried
+// at the next round.
+func TestKeyReplacedDuringAnOutageIsTriedAtOnce(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+	p.editConfig("  backoff_max: 1s\n", "  backoff_max: 1s\n  auth_backoff: 10m\n")
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+
+	p.odoo.SetDown(true)
+	p.produce(m, 3, 0)
+	waitFor(t, 10*time.Second, "the outage seen", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Odoo.State == "offline" && st.Buffer.Pending > 0, fmt.Sprintf("%+v", st.Odoo)
+	})
+	keyFile := filepath.Join(p.dir, "odoo-api-key")
+	old, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := p.odoo.AddKey("plantedge-bot")
+	p.odoo.ExpireKey(string(old)) // revoked: refused like any invalid key
+	if err := os.WriteFile(keyFile, []byte(fresh), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.odoo.Upgrade(18)
+	p.version = 18
+	p.odoo.SetDown(false)
+	p.waitExactQty(ra, "press-1", 8) // not 10 minutes later
+	if logs := p.logs.String(); strings.Contains(logs, "level=ERROR") {
+		t.Errorf("a key already replaced is said at ERROR:\n%s", logs)
+	}
+	if logs := p.logs.String(); !strings.Contains(logs, "there is another key now") {
+		t.Errorf("the new key's attempt is not said:\n%s", logs)
+	}
+}
