@@ -614,6 +614,7 @@ func (f *forwarder) run(ctx context.Context) {
 			floor = time.Second // a flush in a loop must not make a storm either
 			state := "offline"
 			var se *setupError
+			keyNew := false // the refused key is no longer the one the agent would send
 			if odoo.IsAuth(err) || errors.As(err, &se) {
 				if se == nil || se.key {
 					state = "auth_failed"
@@ -645,6 +646,19 @@ func (f *forwarder) run(ctx context.Context) {
 					floor = wait
 					if se == nil && !(isOE && oe.LoginCooldown()) {
 						floor = min(wait, max(ab, time.Second))
+						if f.keyReplaced() {
+							// Where the agent takes its key there is
+							// another one than the key refused: rotated
+							// while Odoo was away or refusing (an
+							// upgrade's maintenance, the upgrade probe:
+							// the new key waited a minute in the file,
+							// the log said to create one). No retry of
+							// the refused key: tried at the next round,
+							// as a flush would.
+							keyNew = true
+							wait, floor = time.Second, time.Second
+							f.authFails = 0
+						}
 					}
 				} else {
 					// No login was refused: slowly, but a flush (after the
@@ -700,6 +714,8 @@ func (f *forwarder) run(ctx context.Context) {
 					msg = "odoo (or a proxy in front of it) asks the agent to wait: buffering and retrying when it said (Retry-After), or with backoff"
 				case isOE && oe.LoginCooldown():
 					msg = oe.LockoutNote() + " — retrying slowly"
+				case keyNew:
+					msg = "odoo refuses the API key the agent used, and where the agent takes its key there is another key now (replaced while odoo was away or refusing): trying that one at once"
 				case state == "auth_failed" && f.a.odooWas != "":
 					msg = "the Odoo the configuration now names (odoo.url or odoo.database changed since the last run) refuses the API key: is it the key of that Odoo's bot user? — retrying slowly to avoid Odoo's login lockout"
 				case state == "auth_failed" && f.keyWorked:
@@ -741,8 +757,8 @@ func (f *forwarder) run(ctx context.Context) {
 				// needs a person at once — a refused key, a configuration
 				// Odoo does not take, a refused call — is an error now.
 				level := slog.LevelError
-				if se == nil && state != "auth_failed" && !lasting {
-					level = slog.LevelWarn
+				if se == nil && (state != "auth_failed" && !lasting || keyNew) {
+					level = slog.LevelWarn // a new key: nothing to do yet
 				}
 				log.Log(ctx, level, msg, attrs...)
 				f.link.Since = time.Now()
