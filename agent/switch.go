@@ -413,7 +413,8 @@ func (f *forwarder) upgradedHere(ctx context.Context, st woState) (bool, error) 
 	if err != nil || !same {
 		return false, err
 	}
-	return odoo.Round2(f.stateQty(cur, st)) == odoo.Round2(st.Written), nil
+	// A quantity of 0 tells nothing: any work order of any database shows it.
+	return st.Written != 0 && odoo.Round2(f.stateQty(cur, st)) == odoo.Round2(st.Written), nil
 }
 
 // stateQty is wo's quantity in the field st was written to (this Odoo's
