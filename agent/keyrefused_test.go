@@ -111,6 +111,57 @@ func TestRefusedKeyIsExpiredOnlyWhenItsDateCame(t *testing.T) {
 	}
 }
 
+// A key that worked with Odoo 17 has no expiration date, and never gets
+// one: Odoo 18 brought the dates (odoo/odoo#178558), its migration leaves
+// the keys made before without, and Odoo takes a key without one for ever
+// (expiration_date IS NULL OR expiration_date >= now). So once it worked
+// with 17 the key is known not to expire — also after it worked with 18,
+// where the dates read need not tell (Odoo did not show them; another of
+// the bot user's keys past its date), and across restarts: refused on 18,
+// it was revoked or replaced (or the bot user archived), never
+// key_expired. Status says the version Odoo answered with.
+func TestRefusedKeyMadeBefore18IsNoExpiredKey(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		expires func() string
+	}{
+		{"dates not shown", func() string { return "" }},
+		{"another key's date came", func() string {
+			return `"` + time.Now().UTC().Add(30*time.Minute).Format("2006-01-02 15:04:05") + `"`
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, oneMQTTMachine)
+			o := &keyOdoo{version: "17.0", expires: tc.expires}
+			a, err := New(cfg, Options{OdooHTTPClient: &http.Client{Transport: &fakeOdoo{answer: o.answer}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range []string{"17.0", "18.0"} { // upgraded while the agent was stopped
+				o.version = v
+				inBubble(t, a, func(context.Context) {
+					time.Sleep(10 * time.Second)
+					if l := a.fwd.linkSnapshot(); l.State != "online" || l.Version != v {
+						t.Fatalf("the key works with %s: link %+v", v, l)
+					}
+				})
+			}
+			o.refuse.Store(true) // revoked while the agent was stopped
+			var link linkState
+			inBubble(t, a, func(context.Context) {
+				time.Sleep(10 * time.Second)
+				link = a.fwd.linkSnapshot()
+			})
+			if link.State != "auth_failed" || link.KeyExpired || link.Version != "18.0" {
+				t.Fatalf("link %+v: want auth_failed with Odoo 18.0, not key_expired", link)
+			}
+			if !strings.Contains(link.LastError, "made before Odoo 18") || !strings.Contains(link.LastError, "revoked") {
+				t.Errorf("last error %q: want the key made before Odoo 18 (no expiration date), so revoked or replaced", link.LastError)
+			}
+		})
+	}
+}
+
 // The bot user unarchived, the technician runs plantedge flush: one login
 // is tried now, not at the end of the doubled wait after refused logins
 // (minutes), and the log says how it went. A flush a few seconds after a

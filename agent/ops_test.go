@@ -3169,3 +3169,60 @@ func TestKeyReplacedDuringAnOutageIsTriedAtOnce(t *testing.T) {
 		t.Errorf("the new key's attempt is not said:\n%s", logs)
 	}
 }
+
+// Odoo upgraded from 17 to 18 at the same address, and the bot's key
+// revoked meanwhile with no other one given: the login is refused. Status
+// says the version Odoo answered with, not the one before (the upgrade
+// probe: "auth_failed … (jsonrpc, Odoo 17.0)" against 18.0), and the
+// refusal is no expiry: the key worked with 17, so it was made before 18
+// and has no expiration date (Odoo's migration leaves it empty, and Odoo
+// takes a key without one for ever) — revoked or replaced. Nor does the
+// message reason from Odoo 17 ("Odoo 17's keys do not expire").
+func TestRefusedKeyAfterAnUpgradeSaysTheNewVersion(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, "press-1", 5)
+
+	p.odoo.SetDown(true)
+	p.produce(m, 3, 0)
+	waitFor(t, 10*time.Second, "the outage seen", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Odoo.State == "offline" && st.Buffer.Pending > 0, fmt.Sprintf("%+v", st.Odoo)
+	})
+	old, err := os.ReadFile(filepath.Join(p.dir, "odoo-api-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.odoo.ExpireKey(string(old)) // revoked: refused like any invalid key
+	p.odoo.Upgrade(18)
+	p.version = 18
+	p.odoo.SetDown(false)
+	var st agent.Status
+	waitFor(t, 10*time.Second, "the refusal seen", func() (bool, string) {
+		st = ra.a.Status()
+		return st.Odoo.State == "auth_failed", fmt.Sprintf("%+v", st.Odoo)
+	})
+	if st.Odoo.ServerVersion != "18.0" {
+		t.Errorf("status says Odoo %q, the server answered 18.0: %+v", st.Odoo.ServerVersion, st.Odoo)
+	}
+	if st.Odoo.KeyExpired {
+		t.Errorf("a key made before Odoo 18 is said expired: %+v", st.Odoo)
+	}
+	if !strings.Contains(st.Odoo.LastError, "made before Odoo 18") || strings.Contains(st.Odoo.LastError, "Odoo 17's") {
+		t.Errorf("last error %q: want it to say the key was made before Odoo 18 (no expiration date), not reason from 17", st.Odoo.LastError)
+	}
+	logs := p.logs.String()
+	refusal := ""
+	for l := range strings.Lines(logs) {
+		if strings.Contains(l, "level=ERROR") && strings.Contains(l, "refuses the API key") {
+			refusal = l
+			break
+		}
+	}
+	if !strings.Contains(refusal, "made before Odoo 18") || !strings.Contains(refusal, "revoked") || strings.Contains(refusal, "Odoo 17's") {
+		t.Errorf("the refusal's log line %q: want the key made before Odoo 18 (no expiration date), so revoked or replaced\n%s", refusal, logs)
+	}
+}
