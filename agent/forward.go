@@ -391,6 +391,9 @@ func (f *forwarder) probeOdoo(ctx context.Context) {
 		f.a.log.Info("odoo online; writes wait for the last run's requests", "component", "forwarder",
 			"protocol", f.link.Protocol, "server_version", f.link.Version, "until", f.settleUntil.Format("2006-01-02T15:04:05.000Z07:00"))
 	case odoo.IsAuth(err):
+		if p, v := c.Seen(); v != "" { // what refused it (see run)
+			f.link.Protocol, f.link.Version = p, v
+		}
 		// Expired, as the round says it: the key that worked before with
 		// this Odoo, most likely past its date (keyLikelyExpired).
 		expired, _ := f.keyLikelyExpired(c.KeyID(), time.Now())
@@ -610,6 +613,16 @@ func (f *forwarder) run(ctx context.Context) {
 		default:
 			var oe *odoo.Error
 			isOE := errors.As(err, &oe)
+			if f.client != nil {
+				// What Odoo answered it is, even when it then refused the
+				// login (the client is dropped below): upgraded with the
+				// key revoked, status said the version before and the
+				// refusal reasoned from it (the upgrade probe:
+				// "Odoo 17.0", "Odoo 17's keys do not expire" against 18.0).
+				if p, v := f.client.Seen(); v != "" {
+					f.link.Protocol, f.link.Version = p, v
+				}
+			}
 			wait = f.bo.NextBackOff()
 			floor = time.Second // a flush in a loop must not make a storm either
 			state := "offline"
@@ -727,7 +740,7 @@ func (f *forwarder) run(ctx context.Context) {
 						msg = "odoo now refuses the API key that worked before: most likely expired (Odoo 18+ expires keys of non-admin users) — create a new key — or revoked, or the bot user archived (all its keys are refused then: unarchive it and run plantedge flush, no new key needed)" +
 							loginNote(oe, true) + " — retrying slowly to avoid Odoo's login lockout"
 					} else {
-						msg = "odoo now refuses the API key that worked before, and not for its expiry (" + why + "): the bot user archived (all its keys are refused then: unarchive it and run plantedge flush, no new key needed) or the key revoked (create a new key)" +
+						msg = "odoo now refuses the API key that worked before, and not for its expiry (" + why + "): the bot user archived (all its keys are refused then: unarchive it and run plantedge flush, no new key needed) or the key revoked or replaced (create a new key, or put the one that replaced it where the agent takes its key)" +
 							loginNote(oe, true) + " — retrying slowly to avoid Odoo's login lockout"
 					}
 				case state == "auth_failed":
@@ -802,7 +815,7 @@ func (f *forwarder) run(ctx context.Context) {
 			case f.link.KeyExpired:
 				f.link.LastError = "API key most likely expired, or revoked, or the bot user archived" + loginNote(oe, true) + " (it worked before): " + f.link.LastError
 			case refused && f.keyWorked && f.a.odooWas == "":
-				f.link.LastError = "the bot user archived, or the API key revoked" + loginNote(oe, true) + " (it worked before; not expired: " + why + "): " + f.link.LastError
+				f.link.LastError = "the bot user archived, or the API key revoked or replaced" + loginNote(oe, true) + " (it worked before; not expired: " + why + "): " + f.link.LastError
 			case refused && f.a.odooWas != "":
 				f.link.LastError = "the Odoo the configuration now names refuses the API key (is it the key of that Odoo's bot user?): " + f.link.LastError
 			}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,6 +48,25 @@ type keyDates struct {
 	Known      bool        `json:"known"`
 	Expires    []time.Time `json:"expires,omitempty"`
 	Persistent int         `json:"persistent,omitempty"`
+	// Before18 is the Odoo major before 18 (17) Key worked with, in this
+	// or an earlier record (0: none seen). Keys got expiration dates in
+	// Odoo 18 (odoo/odoo#178558): its migration leaves those made before
+	// without one, and Odoo takes a key without one for ever
+	// (expiration_date IS NULL OR expiration_date >= now), so such a key
+	// never expires, whatever Odoo shows of the bot user's other keys.
+	Before18 int `json:"before_18,omitempty"`
+}
+
+// madeBefore18 is the Odoo major before 18 the key worked with (0: none
+// known): a record of an earlier version has only Major.
+func (d keyDates) madeBefore18() int {
+	if d.Before18 > 0 {
+		return d.Before18
+	}
+	if d.Major > 0 && d.Major < 18 {
+		return d.Major
+	}
+	return 0
 }
 
 // loadKeyDates takes keyDatesKey from the buffer file (run's start).
@@ -85,6 +105,12 @@ func (f *forwarder) readKeyDates(ctx context.Context) error {
 		return err // refused, Odoo away, the agent stopping: as any call of the round
 	}
 	d := keyDates{Key: f.keyID, Major: major, Read: time.Now(), Known: err == nil && major >= 18}
+	if f.keyDates.Key == f.keyID { // worked before 18: carried on after the upgrade
+		d.Before18 = f.keyDates.madeBefore18()
+	}
+	if major > 0 && major < 18 {
+		d.Before18 = major
+	}
 	if d.Known {
 		for _, e := range got.Expires {
 			if e.After(d.Read.Add(-expirySlack)) { // not a key Odoo already refuses
@@ -109,21 +135,26 @@ func (f *forwarder) readKeyDates(ctx context.Context) error {
 
 // keyLikelyExpired reports whether the refusal now of key keyID, which
 // worked before, is most likely its expiry (status's key_expired): not on
-// Odoo 17, whose keys do not expire; on 18+ when one of the bot user's
-// keys was to expire by now — else it was revoked, its user archived, or
-// (JSON-RPC) its login renamed, which the messages name. Without the
-// dates (Odoo did not show them, or never while this key worked) expiry,
-// which every non-admin key of 18+ comes to, is taken as the likeliest.
+// Odoo 17, whose keys do not expire, nor for a key that worked with 17
+// (made before 18, it has no expiration date: revoked or replaced); on 18+
+// when one of the bot user's keys was to expire by now — else it was
+// revoked, its user archived, or (JSON-RPC) its login renamed, which the
+// messages name. Without the dates (Odoo did not show them, or never while
+// this key worked) expiry, which every non-admin key of 18+ comes to, is
+// taken as the likeliest. The Odoo is the one that refused it, as it
+// answered then (f.link.Version), else the one the dates were read from.
 // why says what tells it is not expiry ("" when it may be).
 func (f *forwarder) keyLikelyExpired(keyID string, now time.Time) (expired bool, why string) {
 	d := f.keyDates
-	major := d.Major
 	if d.Key != keyID {
-		major, d = odoo.MajorOf(f.link.Version), keyDates{}
+		d = keyDates{}
 	}
+	major := cmp.Or(odoo.MajorOf(f.link.Version), d.Major)
 	switch {
 	case major > 0 && major < 18:
 		return false, fmt.Sprintf("Odoo %d's keys do not expire", major)
+	case d.madeBefore18() > 0:
+		return false, fmt.Sprintf("it worked with Odoo %d, so it was made before Odoo 18 and has no expiration date", d.madeBefore18())
 	case !d.Known:
 		return true, ""
 	}

@@ -110,7 +110,11 @@ type Client struct {
 	major   int
 	uid     int64
 	authOK  bool // the key has been accepted at least once
-	connect sync.Mutex
+	// seenProto and seenVersion are what the last Connect found the server
+	// to be before it logged in: set even when the login was then refused
+	// (see Seen).
+	seenProto, seenVersion string
+	connect                sync.Mutex
 	// recheck is set when Odoo could not be reached (refused or dropped
 	// connections, timeouts, 502/503/504, a proxy's page): Odoo may come
 	// back upgraded (17/18 → 19 changes the protocol and the quantity
@@ -245,6 +249,27 @@ func (c *Client) Major() int {
 	return c.major
 }
 
+// Seen returns the protocol and version the server answered with at the
+// last Connect that got that far, even when the login was then refused
+// (Protocol and ServerVersion change only when it succeeds): after an
+// upgrade with the key revoked, the version the refusal came from, not
+// the one before. Protocol and ServerVersion before any such Connect.
+func (c *Client) Seen() (protocol, version string) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.seenVersion == "" {
+		return c.proto, c.version
+	}
+	return c.seenProto, c.seenVersion
+}
+
+// saw records what Connect found the server to be, before its login.
+func (c *Client) saw(proto, version string) {
+	c.mu.Lock()
+	c.seenProto, c.seenVersion = proto, version
+	c.mu.Unlock()
+}
+
 // UID returns the authenticated user id, 0 before Connect.
 func (c *Client) UID() int64 {
 	c.mu.RLock()
@@ -307,6 +332,7 @@ func (c *Client) connectLocked(ctx context.Context) (err error) {
 			return err
 		}
 		version = v
+		c.saw(proto, version)
 		var res json.RawMessage
 		if err := c.rpc(ctx, "authenticate", "common", "authenticate",
 			[]any{c.cfg.Database, c.cfg.Username, c.cfg.APIKey, map[string]any{}}, &res); err != nil {
@@ -318,6 +344,7 @@ func (c *Client) connectLocked(ctx context.Context) (err error) {
 				loginFalse: true})
 		}
 	} else {
+		c.saw(proto, version)
 		var uctx struct {
 			UID int64 `json:"uid"`
 		}

@@ -636,6 +636,42 @@ func TestAuthFailures(t *testing.T) {
 	})
 }
 
+// Odoo upgraded (here 17 to 18 and 18 to 19) and the key revoked meanwhile:
+// the login is refused, and the version the server answered with before
+// it is what Seen says (status shows it), while ServerVersion keeps the
+// one the key last worked with.
+func TestSeenIsTheVersionOfARefusedLogin(t *testing.T) {
+	for _, up := range []struct {
+		from, to  int
+		wantProto string
+	}{{17, 18, "jsonrpc"}, {18, 19, "json2"}} {
+		t.Run(fmt.Sprintf("%d-%d", up.from, up.to), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: up.from})
+			_, key := f.srv.AddUser("plc")
+			c := f.client(t, "auto", func(cfg *odoo.Config) { cfg.Username, cfg.APIKey = "plc", key })
+			if err := c.Connect(context.Background()); err != nil {
+				t.Fatalf("Connect: %v", err)
+			}
+			was := c.ServerVersion()
+			if p, v := c.Seen(); p != c.Protocol() || v != was {
+				t.Errorf("Seen %s %s after a login, want %s %s", p, v, c.Protocol(), was)
+			}
+			f.srv.ExpireKey(key)
+			f.srv.Upgrade(up.to)
+			if err := c.Connect(context.Background()); !odoo.IsAuth(err) {
+				t.Fatalf("Connect with the key revoked: %v", err)
+			}
+			want := fmt.Sprintf("%d.0", up.to)
+			if p, v := c.Seen(); p != up.wantProto || v != want {
+				t.Errorf("Seen %s %s, want %s %s", p, v, up.wantProto, want)
+			}
+			if c.ServerVersion() != was {
+				t.Errorf("ServerVersion %s, want %s (the key last worked with it)", c.ServerVersion(), was)
+			}
+		})
+	}
+}
+
 func TestJSON2StringErrorBodies(t *testing.T) {
 	f := newFixture(t, odootest.Options{Version: 19, StringErrors: true})
 	c := connected(t, f, "auto")
