@@ -207,7 +207,9 @@ type OdooStatus struct {
 	// KeyExpired (an alert): Odoo refuses the key that worked before, and
 	// most likely for its expiry — on Odoo 18+, one of the bot user's keys
 	// was to expire by now (or Odoo did not show when). Not for an archived
-	// bot user, a revoked key or a renamed login, which last_error names.
+	// bot user, a revoked key or a renamed login, which last_error names,
+	// nor for a key that worked with Odoo 17: made before 18, it has no
+	// expiration date.
 	KeyExpired bool `json:"key_expired"`
 	// KeyExpiresAt (Odoo 18+; absent on 17, whose keys do not expire) is
 	// when the soonest of the bot user's API keys to expire does, as read
