@@ -2220,6 +2220,10 @@ func TestOdooUpgradedAcross19AtAnotherAddress(t *testing.T) {
 		if !strings.Contains(logs, "the same database, upgraded") {
 			t.Error("the upgraded copy is not said")
 		}
+		// Nor is it said to count from its own quantity, unqualified.
+		if !strings.Contains(logs, "counted from its own quantity, but for those found here as plantedge left them there") {
+			t.Error("the switch's warning says every work order counts from its own quantity")
+		}
 	})
 	t.Run("a write in doubt", func(t *testing.T) {
 		t.Parallel()

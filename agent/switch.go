@@ -359,7 +359,13 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	f.mu.Lock()
 	f.link.SwitchFrom = ""
 	f.mu.Unlock()
-	f.a.log.Warn("odoo changed (odoo.url or odoo.database), and the new one answers: what plantedge wrote to the old one is not carried over (a write left in doubt there is put away, and settled if it is configured again) — each machine's work order in progress here is counted from its own quantity; records not yet sent go here",
+	counted := "each machine's work order in progress here is counted from its own quantity"
+	if len(upgraded) > 0 || len(kept) > 0 {
+		// Not every one (the upgrade probe: the warning said so of
+		// work orders the next line said kept their counts).
+		counted += ", but for those found here as plantedge left them there (listed next: the same database)"
+	}
+	f.a.log.Warn("odoo changed (odoo.url or odoo.database), and the new one answers: what plantedge wrote to the old one is not carried over (a write left in doubt there is put away, and settled if it is configured again) — "+counted+"; records not yet sent go here",
 		"odoo", now, "was", was)
 	for _, n := range []struct {
 		level slog.Level
