@@ -1251,10 +1251,26 @@ func TestManyDeadLettersInPages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range seqs {
-		if err := buf.DeadLetter(ctx, buffer.Record{Lane: buffer.LaneEvents, Key: "m1", Seq: s}, "refused"); err != nil {
-			t.Fatal(err)
-		}
+	// Moved by several goroutines at once, so that the buffer's group
+	// commit takes many in one transaction: one at a time, each waited for
+	// its own commit window and sync (over a minute under -race).
+	var wg sync.WaitGroup
+	errs := make(chan error, len(seqs))
+	const movers = 50
+	for w := range movers {
+		wg.Go(func() {
+			for i := w; i < len(seqs); i += movers {
+				if err := buf.DeadLetter(ctx, buffer.Record{Lane: buffer.LaneEvents, Key: "m1", Seq: seqs[i]}, "refused"); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 	views, err := agent.ListDeadLetters(buf)
 	if err != nil || len(views) != n {
