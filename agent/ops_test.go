@@ -2895,6 +2895,12 @@ func stopsOnAFullDisk(t *testing.T, backlog int64) (p *plant, ra *runningAgent, 
 	return p, ra, stopAndRun, fillDisk(t, data)
 }
 
+// fillBurst is how many times a full-disk test stops and runs its machines
+// between two looks at status while the stops fill the disk: one a look (50
+// ms) took half a minute under -race. Few enough that the stops still on
+// their way when status says the disk is full land within a second.
+const fillBurst = 5
+
 // drainedOnAFullDisk brings Odoo back and waits until the backlog drained.
 func drainedOnAFullDisk(t *testing.T, p *plant, ra *runningAgent) {
 	t.Helper()
@@ -2918,7 +2924,9 @@ func TestDiskFullWithOdooBackDrains(t *testing.T) {
 	// (A guard against a hang: under a loaded fresh-clone CI, 10,515 stops
 	// and 6.2 MB in 180 s had not filled the disk yet.)
 	waitFor(t, 300*time.Second, "the buffer keeping to its file", func() (bool, string) {
-		stopAndRun()
+		for range fillBurst {
+			stopAndRun()
+		}
 		st := ra.a.Status()
 		return st.Buffer.DiskFullSeconds > 0, fmt.Sprintf("%+v", st.Buffer)
 	})
@@ -2969,7 +2977,9 @@ func TestDiskFullOnASmallBufferDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 60*time.Second, "appends failing for the full disk", func() (bool, string) {
-		stopAndRun()
+		for range fillBurst {
+			stopAndRun()
+		}
 		st := ra.a.Status()
 		return st.Buffer.WriteErrorCause == "disk_full", fmt.Sprintf("%+v", st.Buffer)
 	})
