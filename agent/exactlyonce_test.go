@@ -956,7 +956,16 @@ func TestScrapGatheredAfterTheOrderEndedGoesToTheNext(t *testing.T) {
 			}
 			p.produce(m, 0, 3) // on B
 			if tc.outage {
-				time.Sleep(1500 * time.Millisecond)
+				// A backlog: the scrap waited in the buffer scrapBacklog
+				// or more when Odoo is back. (Slept 1.5 s from the
+				// publish, a loaded CI's record came into the buffer too
+				// late to be one: booked as live scrap, on A — the known
+				// limit.)
+				waitFor(t, 20*time.Second, "B's scrap in the buffer", func() (bool, string) {
+					n := ra.a.Status().Buffer.Pending
+					return n > 0, fmt.Sprintf("%d pending", n)
+				})
+				time.Sleep(2 * p.scrapBacklog)
 				p.odoo.SetDown(false)
 			}
 			waitFor(t, 20*time.Second, "B's scrap booked on B", func() (bool, string) {
