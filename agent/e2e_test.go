@@ -905,11 +905,15 @@ func TestLastAnswerIsOdoosNotTheCaches(t *testing.T) {
 		return o.State == "offline", fmt.Sprintf("%+v", o)
 	})
 	st := ra.a.Status()
-	if st.Odoo.RoundsDone < rounds+2 {
-		t.Skipf("only %d rounds while Odoo was down before the agent saw it: nothing answered from the cache to tell", st.Odoo.RoundsDone-rounds)
+	// An answer to a request sent just before Odoo went down may come
+	// after it (a loaded run: 61 ms); the cache answered the rounds of the
+	// seconds until the idle recheck found Odoo gone.
+	const inFlight = 500 * time.Millisecond
+	if st.Odoo.RoundsDone < rounds+2 || time.Since(downAt) < 2*inFlight {
+		t.Skipf("only %d rounds and %s while Odoo was down before the agent saw it: nothing answered from the cache to tell", st.Odoo.RoundsDone-rounds, time.Since(downAt))
 	}
 	answered := time.Now().Add(-time.Duration(st.Odoo.LastAnswerAgeSeconds * float64(time.Second)))
-	if answered.After(downAt) {
+	if answered.After(downAt.Add(inFlight)) {
 		t.Errorf("last answer %s after Odoo went down (%d rounds since): %+v", answered.Sub(downAt).Round(time.Millisecond), st.Odoo.RoundsDone-rounds, st.Odoo)
 	}
 }
