@@ -111,14 +111,19 @@ func (f *forwarder) readKeyDates(ctx context.Context) error {
 	if major > 0 && major < 18 {
 		d.Before18 = major
 	}
-	if d.Known {
+	switch {
+	case d.Known && d.Before18 > 0:
+		// The agent's key has no date (made before 18): the dates of
+		// the bot user's other keys are not its own, and would warn of
+		// an expiry it never comes to (a new key made on 18 beside it).
+	case d.Known:
 		for _, e := range got.Expires {
 			if e.After(d.Read.Add(-expirySlack)) { // not a key Odoo already refuses
 				d.Expires = append(d.Expires, e)
 			}
 		}
 		d.Persistent = got.Persistent
-	} else if err != nil && first {
+	case err != nil && first && d.Before18 == 0:
 		f.a.log.Info("odoo does not show the bot user's API keys' expiration dates: a refused key will be called expired without them",
 			"component", "forwarder", "err", err)
 	}

@@ -141,8 +141,14 @@ func TestRefusedKeyMadeBefore18IsNoExpiredKey(t *testing.T) {
 				o.version = v
 				inBubble(t, a, func(context.Context) {
 					time.Sleep(10 * time.Second)
-					if l := a.fwd.linkSnapshot(); l.State != "online" || l.Version != v {
+					l := a.fwd.linkSnapshot()
+					if l.State != "online" || l.Version != v {
 						t.Fatalf("the key works with %s: link %+v", v, l)
+					}
+					// Nor does it come near an expiry: another key's
+					// date is not the agent's key's (no warning of it).
+					if len(l.KeyExpires) != 0 {
+						t.Errorf("with %s, the key made before 18 is taken to expire at %v", v, l.KeyExpires)
 					}
 				})
 			}
