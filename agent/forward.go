@@ -568,6 +568,10 @@ func (f *forwarder) run(ctx context.Context) {
 			if prev.State != "online" {
 				if prev.Failures > 0 && f.loggedBusy {
 					log.Info("odoo does the calls again", "failures", prev.Failures, "after", time.Since(prev.Since).Round(time.Second))
+				} else if prev.Failures > 0 && prev.State == "auth_failed" && f.workedKey != "" && f.workedKey != f.keyID {
+					// Not "again": a key that never worked before, the one
+					// that replaced the refused key (the upgrade probe).
+					log.Info("odoo takes the new API key", "failures", prev.Failures, "after", time.Since(prev.Since).Round(time.Second), "flush", f.flushTry)
 				} else if prev.Failures > 0 && prev.State == "auth_failed" {
 					log.Info("odoo takes the API key again", "failures", prev.Failures, "after", time.Since(prev.Since).Round(time.Second), "flush", f.flushTry)
 				} else if prev.Failures > 0 {

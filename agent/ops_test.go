@@ -3195,8 +3195,9 @@ func TestKeyReplacedDuringAnOutageIsTriedAtOnce(t *testing.T) {
 	if logs := p.logs.String(); strings.Contains(logs, "level=ERROR") {
 		t.Errorf("a key already replaced is said at ERROR:\n%s", logs)
 	}
-	if logs := p.logs.String(); !strings.Contains(logs, "there is another key now") {
-		t.Errorf("the new key's attempt is not said:\n%s", logs)
+	if logs := p.logs.String(); !strings.Contains(logs, "there is another key now") || !strings.Contains(logs, "odoo takes the new API key") ||
+		strings.Contains(logs, "takes the API key again") {
+		t.Errorf("the new key's attempt and its success are not said (as a new key's):\n%s", logs)
 	}
 }
 
