@@ -3168,23 +3168,10 @@ func TestKeyReplacedDuringAnOutageIsTriedAtOnce(t *testing.T) {
 	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
 	p.editConfig("  backoff_max: 1s\n", "  backoff_max: 1s\n  auth_backoff: 10m\n")
 	ra := p.startAgent()
-	m := p.machines[0]
-	p.produce(m, 5, 0)
-	p.waitExactQty(ra, "press-1", 5)
-
-	p.odoo.SetDown(true)
-	p.produce(m, 3, 0)
-	waitFor(t, 10*time.Second, "the outage seen", func() (bool, string) {
-		st := ra.a.Status()
-		return st.Odoo.State == "offline" && st.Buffer.Pending > 0, fmt.Sprintf("%+v", st.Odoo)
-	})
 	keyFile := filepath.Join(p.dir, "odoo-api-key")
-	old, err := os.ReadFile(keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	old := p.keyThroughAnOutage(ra)
 	fresh := p.odoo.AddKey("plantedge-bot")
-	p.odoo.ExpireKey(string(old)) // revoked: refused like any invalid key
+	p.odoo.ExpireKey(old) // revoked: refused like any invalid key
 	if err := os.WriteFile(keyFile, []byte(fresh), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -3201,6 +3188,27 @@ func TestKeyReplacedDuringAnOutageIsTriedAtOnce(t *testing.T) {
 	}
 }
 
+// keyThroughAnOutage books 5 pieces of the plant's first machine, takes
+// Odoo down, makes 3 more, and waits until the agent saw the outage with
+// them pending; it returns the bot's key the agent uses.
+func (p *plant) keyThroughAnOutage(ra *runningAgent) string {
+	p.t.Helper()
+	m := p.machines[0]
+	p.produce(m, 5, 0)
+	p.waitExactQty(ra, m.id, 5)
+	p.odoo.SetDown(true)
+	p.produce(m, 3, 0)
+	waitFor(p.t, 10*time.Second, "the outage seen", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Odoo.State == "offline" && st.Buffer.Pending > 0, fmt.Sprintf("%+v", st.Odoo)
+	})
+	key, err := os.ReadFile(filepath.Join(p.dir, "odoo-api-key"))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return string(key)
+}
+
 // Odoo upgraded from 17 to 18 at the same address, and the bot's key
 // revoked meanwhile with no other one given: the login is refused. Status
 // says the version Odoo answered with, not the one before (the upgrade
@@ -3213,21 +3221,8 @@ func TestRefusedKeyAfterAnUpgradeSaysTheNewVersion(t *testing.T) {
 	t.Parallel()
 	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
 	ra := p.startAgent()
-	m := p.machines[0]
-	p.produce(m, 5, 0)
-	p.waitExactQty(ra, "press-1", 5)
-
-	p.odoo.SetDown(true)
-	p.produce(m, 3, 0)
-	waitFor(t, 10*time.Second, "the outage seen", func() (bool, string) {
-		st := ra.a.Status()
-		return st.Odoo.State == "offline" && st.Buffer.Pending > 0, fmt.Sprintf("%+v", st.Odoo)
-	})
-	old, err := os.ReadFile(filepath.Join(p.dir, "odoo-api-key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.odoo.ExpireKey(string(old)) // revoked: refused like any invalid key
+	old := p.keyThroughAnOutage(ra)
+	p.odoo.ExpireKey(old) // revoked: refused like any invalid key
 	p.odoo.Upgrade(18)
 	p.version = 18
 	p.odoo.SetDown(false)
