@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/agent/agenttest"
+	"github.com/plantedge/plantedge/agent/config"
 )
 
 // keyOdoo is a JSON-RPC Odoo (17 or 18) that takes the key until refuse is
@@ -82,10 +83,7 @@ func TestRefusedKeyIsExpiredOnlyWhenItsDateCame(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, oneMQTTMachine)
 			o := &keyOdoo{version: tc.version, expires: tc.expires}
-			a, err := New(cfg, Options{OdooHTTPClient: &http.Client{Transport: &fakeOdoo{answer: o.answer}}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			a, _ := keyAgent(t, cfg, o)
 			inBubble(t, a, func(context.Context) {
 				time.Sleep(10 * time.Second)
 				if l := a.fwd.linkSnapshot(); l.State != "online" {
@@ -133,10 +131,7 @@ func TestRefusedKeyMadeBefore18IsNoExpiredKey(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, oneMQTTMachine)
 			o := &keyOdoo{version: "17.0", expires: tc.expires}
-			a, err := New(cfg, Options{OdooHTTPClient: &http.Client{Transport: &fakeOdoo{answer: o.answer}}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			a, _ := keyAgent(t, cfg, o)
 			for _, v := range []string{"17.0", "18.0"} { // upgraded while the agent was stopped
 				o.version = v
 				inBubble(t, a, func(context.Context) {
@@ -177,12 +172,7 @@ func TestFlushTriesARefusedKeyOnceNow(t *testing.T) {
 	cfg := testConfig(t, "forward: { backoff_max: 5s }\n"+oneMQTTMachine)
 	o := &keyOdoo{version: "17.0", expires: func() string { return "false" }}
 	o.refuse.Store(true)
-	var logs agenttest.SyncBuffer
-	a, err := New(cfg, Options{OdooHTTPClient: &http.Client{Transport: &fakeOdoo{answer: o.answer}},
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, logs := keyAgent(t, cfg, o)
 	inBubble(t, a, func(context.Context) {
 		// Refused at 0, 1, 3 and 7 minutes: the next at 15.
 		time.Sleep(10 * time.Minute)
@@ -253,4 +243,17 @@ func TestFlushWaitsOutAReportedLockout(t *testing.T) {
 		t.Errorf("%d attempts in 8 minutes", len(attempts))
 	}
 	t.Logf("attempts with flush looping through a lockout: %d, %s", len(attempts), fmt.Sprint(attempts))
+}
+
+// keyAgent is an agent of cfg whose Odoo is o (keyOdoo), logging into the
+// buffer it returns.
+func keyAgent(t *testing.T, cfg *config.Config, o *keyOdoo) (*Agent, *agenttest.SyncBuffer) {
+	t.Helper()
+	logs := &agenttest.SyncBuffer{}
+	a, err := New(cfg, Options{OdooHTTPClient: &http.Client{Transport: &fakeOdoo{answer: o.answer}},
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, logs
 }

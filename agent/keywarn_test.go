@@ -3,14 +3,11 @@ package agent
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/buffer"
 )
 
@@ -56,12 +53,7 @@ func TestKeyExpiryIsWarnedAhead(t *testing.T) {
 			var mu sync.Mutex
 			expires := "false"
 			o := &keyOdoo{version: tc.version, expires: func() string { mu.Lock(); defer mu.Unlock(); return expires }}
-			var logs agenttest.SyncBuffer
-			a, err := New(cfg, Options{OdooHTTPClient: &http.Client{Transport: &fakeOdoo{answer: o.answer}},
-				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
+			a, logs := keyAgent(t, cfg, o)
 			inBubble(t, a, func(context.Context) {
 				var want time.Time
 				if tc.in > 0 {

@@ -2216,13 +2216,17 @@ func TestOdooUpgradedAcross19AtAnotherAddress(t *testing.T) {
 		t.Cleanup(second.Close)
 		p.editConfig(p.odoo.URL(), second.URL)
 	}
-	t.Run("quantity", func(t *testing.T) {
-		t.Parallel()
+	booked10 := func(t *testing.T) (*plant, *runningAgent, *simMachine) { // Odoo 17, 10 pieces booked
 		p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
 		ra := p.startAgent()
 		m := p.machines[0]
 		p.produce(m, 10, 0)
 		p.waitExactQty(ra, "press-1", 10)
+		return p, ra, m
+	}
+	t.Run("quantity", func(t *testing.T) {
+		t.Parallel()
+		p, ra, m := booked10(t)
 		ra.stopNow(t)
 
 		elsewhere(t, p)
@@ -2243,11 +2247,7 @@ func TestOdooUpgradedAcross19AtAnotherAddress(t *testing.T) {
 	})
 	t.Run("a write in doubt", func(t *testing.T) {
 		t.Parallel()
-		p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
-		ra := p.startAgent()
-		m := p.machines[0]
-		p.produce(m, 10, 0)
-		p.waitExactQty(ra, "press-1", 10)
+		p, ra, m := booked10(t)
 		p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
 		p.produce(m, 5, 0)
 		p.waitExactQty(ra, "press-1", 15) // committed, its answer lost: in doubt
