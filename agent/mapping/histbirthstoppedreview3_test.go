@@ -49,6 +49,18 @@ func noOverlap(t *testing.T, got []string) {
 	}
 }
 
+// wantLines is an spSteps check: the odooLines lines do not overlap
+// (noOverlap) and, as fmt prints them, are want.
+func wantLines(want string) func(*testing.T, []string, []Event) {
+	return func(t *testing.T, got []string, _ []Event) {
+		t.Helper()
+		noOverlap(t, got)
+		if fmt.Sprint(got) != want {
+			t.Errorf("lines %v, want %v", got, want)
+		}
+	}
+}
+
 // One history tells of two outages. The press runs live from 0; the BIRTH
 // at 32 finds it stopped (a stop begun there), it runs live at 34.5 (line
 // 32..34.5); the BIRTH at 45 finds it stopped again. The history's first
@@ -68,12 +80,7 @@ func TestSparkplugHistoricalTailOfAnEarlierOutageRunsToTheLineBookedAfterIt(t *t
 		step(func() { h.send(48.5, stored(run(true, 23.5))) })
 		step(func() { h.send(48.5, run(true, 48.5)) })
 		step(func() { h.send(59, stored(run(false, 30))) })
-	}, func(t *testing.T, got []string, _ []Event) {
-		noOverlap(t, got)
-		if want := "[30..32 32..34.5 45..48.5]"; fmt.Sprint(got) != want {
-			t.Errorf("lines %v, want %v", got, want)
-		}
-	})
+	}, wantLines("[30..32 32..34.5 45..48.5]"))
 }
 
 // spanOf parses an odooLines "start..end".
@@ -102,10 +109,5 @@ func TestSparkplugHistoricalPartBookedApartOfAStopFoundOnEndsAtItsStoredRun(t *t
 		step(func() { h.birth(67, run(true, 67)) })
 		step(func() { h.send(70.5, stored(run(true, 37)), stored(run(false, 38.5))) })
 		step(func() { h.send(70.5, stored(run(true, 61))) })
-	}, func(t *testing.T, got []string, _ []Event) {
-		noOverlap(t, got)
-		if want := "[34..37 38.5..39.5 39.5..61]"; fmt.Sprint(got) != want {
-			t.Errorf("lines %v, want %v", got, want)
-		}
-	})
+	}, wantLines("[34..37 38.5..39.5 39.5..61]"))
 }

@@ -1,9 +1,6 @@
 package mapping
 
-import (
-	"fmt"
-	"testing"
-)
+import "testing"
 
 // The press stops live at 1 and the edge node loses the broker; stored:
 // run 4, stop 6, run 7, stop 8. The BIRTH at 10 finds it stopped; the
@@ -30,12 +27,7 @@ func TestSparkplugHistoricalStoredStopLeftAfterARanLineThroughALaterBirthEndedSt
 		step(func() { h.birth(40, run(true, 40)) })
 		step(func() { h.send(40, stored(run(false, 8))) })
 		step(func() { h.send(40, stored(run(true, 15))) })
-	}, func(t *testing.T, got []string, _ []Event) {
-		noOverlap(t, got)
-		if want := "[1..4 30..40 6..7 8..15]"; fmt.Sprint(got) != want {
-			t.Errorf("lines %v, want %v", got, want)
-		}
-	})
+	}, wantLines("[1..4 30..40 6..7 8..15]"))
 }
 
 // The edge node stores a stop at 44 and reconnects: the BIRTH at 49 says
@@ -58,12 +50,7 @@ func TestSparkplugHistoricalStoredStopBeforeAStopFoundOnIsBookedAtTheSplit(t *te
 		step(func() { h.send(70, stored(run(false, 44))) })
 		step(func() { h.send(70, stored(run(true, 65)), stored(run(false, 67.5))) })
 		step(func() { h.send(73, run(true, 73)) })
-	}, func(t *testing.T, got []string, _ []Event) {
-		noOverlap(t, got)
-		if want := "[44..49 49..52.5 60.5..65 67.5..73]"; fmt.Sprint(got) != want {
-			t.Errorf("lines %v, want %v", got, want)
-		}
-	})
+	}, wantLines("[44..49 49..52.5 60.5..65 67.5..73]"))
 }
 
 // As above, but the later outage's history tells the stop again (stopped
@@ -83,10 +70,5 @@ func TestSparkplugHistoricalStoredStopLeftAfterARanLineIsNotBookedAgainByAStopSt
 		step(func() { h.birth(40, run(true, 40)) })
 		step(func() { h.send(40, stored(run(false, 8))) })
 		step(func() { h.send(45, stored(run(false, 12)), stored(run(true, 15))) })
-	}, func(t *testing.T, got []string, _ []Event) {
-		noOverlap(t, got)
-		if want := "[1..4 30..40 6..7 8..15]"; fmt.Sprint(got) != want {
-			t.Errorf("lines %v, want %v", got, want)
-		}
-	})
+	}, wantLines("[1..4 30..40 6..7 8..15]"))
 }
