@@ -1296,6 +1296,29 @@ func TestWorkedFirstPerWorkcenter(t *testing.T) {
 	}
 }
 
+// clockedFixture is an Odoo fixture of version v whose clock stands at t0
+// (an hour ago, in whole seconds) until the test sets *clock; its work
+// order in progress started at t0.
+func clockedFixture(t *testing.T, v int) (f *fixture, t0 time.Time, clock *time.Time) {
+	t.Helper()
+	f = newFixture(t, odootest.Options{Version: v})
+	t0 = time.Now().Add(-time.Hour).Truncate(time.Second)
+	now := t0
+	clock = &now
+	f.srv.SetNow(func() time.Time { return *clock })
+	f.srv.SetWorkorderDateStart(f.wo, t0)
+	return f, t0, clock
+}
+
+// press presses work order id's button method as user uid (Server.Press:
+// 2 is the administrator), failing t if Odoo refuses it.
+func (f *fixture) press(t *testing.T, uid int64, method string, id int64) {
+	t.Helper()
+	if err := f.srv.Press(uid, method, id); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Odoo cuts the timer of an order that has run past its expected duration
 // when it closes it: the overrun becomes a Reduced Speed line of its own,
 // starting where the overrun began (_close). That start is not when work
@@ -1304,12 +1327,8 @@ func TestWorkedFirstPerWorkcenter(t *testing.T) {
 // start and was taken for the order worked on (the Odoo fidelity probe).
 func TestWorkedFirstAfterOdooCutsAnOverrunTimer(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, odootest.Options{Version: 17})
+	f, t0, clock := clockedFixture(t, 17)
 	c := connected(t, f, "auto")
-	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
-	clock := t0
-	f.srv.SetNow(func() time.Time { return clock })
-	f.srv.SetWorkorderDateStart(f.wo, t0)
 	f.srv.SetWorkorderDurationExpected(f.wo, 3.0/60) // 3 s
 	start := func(wo int64, method string) {
 		t.Helper()
@@ -1318,10 +1337,10 @@ func TestWorkedFirstAfterOdooCutsAnOverrunTimer(t *testing.T) {
 		}
 	}
 	start(f.wo, "button_start")
-	clock = t0.Add(2 * time.Second)
+	*clock = t0.Add(2 * time.Second)
 	rush := f.srv.AddWorkorder(f.mo, f.wc, "Rush", "ready")
 	start(rush, "button_start")
-	clock = t0.Add(4 * time.Second)
+	*clock = t0.Add(4 * time.Second)
 	start(f.wo, "button_pending") // 4 s against 3 expected: the last second is overrun
 	var lines []struct {
 		Start string `json:"date_start"`
@@ -1347,7 +1366,7 @@ func TestWorkedFirstAfterOdooCutsAnOverrunTimer(t *testing.T) {
 	// Resumed past its expected duration, the order's timer is Reduced
 	// Speed from its start (_prepare_timeline_vals: duration >
 	// duration_expected): a start of work all the same, not a cut.
-	clock = t0.Add(10 * time.Second)
+	*clock = t0.Add(10 * time.Second)
 	start(f.wo, "button_start")
 	if err := c.Call(ctx, "mrp.workcenter.productivity", "search_read", []any{[]any{[]any{"workorder_id", "=", f.wo}, []any{"date_end", "=", false}}},
 		map[string]any{"fields": []string{"date_start", "loss_id"}}, &lines); err != nil {
@@ -1406,26 +1425,16 @@ func TestWorkedFirstWithTwoOperators(t *testing.T) {
 // starts, which a resume does not move.
 func TestWorkTimeline(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t, odootest.Options{Version: 17})
-	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
-	clock := t0
-	f.srv.SetNow(func() time.Time { return clock })
-	f.srv.SetWorkorderDateStart(f.wo, t0)
-	press := func(method string, id int64) {
-		t.Helper()
-		if err := f.srv.Press(2, method, id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	press("button_start", f.wo)
-	clock = t0.Add(10 * time.Second)
+	f, t0, clock := clockedFixture(t, 17)
+	f.press(t, 2, "button_start", f.wo)
+	*clock = t0.Add(10 * time.Second)
 	rush := f.srv.AddWorkorder(f.mo, f.wc, "Rush", "ready")
-	press("button_pending", f.wo)
-	press("button_start", rush)
-	clock = t0.Add(20 * time.Second)
-	press("button_pending", rush)
-	press("button_start", f.wo)
-	clock = t0.Add(30 * time.Second)
+	f.press(t, 2, "button_pending", f.wo)
+	f.press(t, 2, "button_start", rush)
+	*clock = t0.Add(20 * time.Second)
+	f.press(t, 2, "button_pending", rush)
+	f.press(t, 2, "button_start", f.wo)
+	*clock = t0.Add(30 * time.Second)
 	_, key := f.srv.AddUser("bot")
 	bot := f.client(t, "auto", func(c *odoo.Config) { c.Username, c.APIKey = "bot", key })
 	id := func(wo *odoo.Workorder) int64 {
@@ -1465,18 +1474,8 @@ func TestWorkTimeline(t *testing.T) {
 func TestWorkTimelineCutsOrdersWithoutTimersAndPages(t *testing.T) {
 	ctx := context.Background()
 	setup := func(t *testing.T) (*fixture, *odoo.Client, time.Time, *time.Time) {
-		f := newFixture(t, odootest.Options{Version: 17})
-		t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
-		clock := t0
-		f.srv.SetNow(func() time.Time { return clock })
-		f.srv.SetWorkorderDateStart(f.wo, t0)
-		return f, connected(t, f, "auto"), t0, &clock
-	}
-	press := func(t *testing.T, f *fixture, uid int64, method string, id int64) {
-		t.Helper()
-		if err := f.srv.Press(uid, method, id); err != nil {
-			t.Fatal(err)
-		}
+		f, t0, clock := clockedFixture(t, 17)
+		return f, connected(t, f, "auto"), t0, clock
 	}
 	worked := func(t *testing.T, c *odoo.Client, f *fixture, t0 time.Time, at time.Duration) int64 {
 		t.Helper()
@@ -1495,21 +1494,21 @@ func TestWorkTimelineCutsOrdersWithoutTimersAndPages(t *testing.T) {
 		y, _ := f.srv.AddUser("operator-y")
 		x, _ := f.srv.AddUser("operator-x")
 		f.srv.SetWorkorderDurationExpected(f.wo, 2) // minutes
-		press(t, f, y, "button_start", f.wo)
+		f.press(t, y, "button_start", f.wo)
 		*clock = t0.Add(time.Minute)
 		rush := f.srv.AddWorkorder(f.mo, f.wc, "Rush", "ready")
-		press(t, f, x, "button_start", rush)
+		f.press(t, x, "button_start", rush)
 		*clock = t0.Add(5 * time.Minute)
-		press(t, f, y, "button_pending", f.wo) // cut at 2 min: the rest Reduced Speed
+		f.press(t, y, "button_pending", f.wo) // cut at 2 min: the rest Reduced Speed
 		if got := worked(t, c, f, t0, 200*time.Second); got != rush {
 			t.Errorf("at 200 s: order %d, want the rush order %d (work on A began before it)", got, rush)
 		}
 	})
 	t.Run("order without a timer", func(t *testing.T) {
 		f, c, t0, clock := setup(t)
-		press(t, f, 2, "button_start", f.wo)
+		f.press(t, 2, "button_start", f.wo)
 		*clock = t0.Add(10 * time.Second)
-		press(t, f, 2, "button_pending", f.wo)
+		f.press(t, 2, "button_pending", f.wo)
 		rush := f.srv.AddWorkorder(f.mo, f.wc, "Rush", "progress") // no timer
 		f.srv.SetWorkorderDateStart(rush, t0.Add(10*time.Second))
 		if got := worked(t, c, f, t0, 20*time.Second); got != rush {
@@ -1522,13 +1521,13 @@ func TestWorkTimelineCutsOrdersWithoutTimersAndPages(t *testing.T) {
 		// A's stretch is its own up to its cancel, B is no order worked on
 		// (the operators probe: both were left out).
 		f, c, t0, clock := setup(t)
-		press(t, f, 2, "button_start", f.wo)
+		f.press(t, 2, "button_start", f.wo)
 		*clock = t0.Add(10 * time.Second)
-		press(t, f, 2, "action_cancel", f.wo)
+		f.press(t, 2, "action_cancel", f.wo)
 		b := f.srv.AddWorkorder(f.mo, f.wc, "B", "ready")
 		f.srv.SetWorkorderDateStart(b, t0.Add(20*time.Second))
 		*clock = t0.Add(30 * time.Second)
-		press(t, f, 2, "action_cancel", b)
+		f.press(t, 2, "action_cancel", b)
 		tl, err := c.WorkTimeline(ctx, f.wc, t0)
 		if err != nil {
 			t.Fatal(err)
@@ -1548,12 +1547,12 @@ func TestWorkTimelineCutsOrdersWithoutTimersAndPages(t *testing.T) {
 		// start, where C's own begins.
 		*clock = t0.Add(40 * time.Second)
 		cID := f.srv.AddWorkorder(f.mo, f.wc, "C", "ready")
-		press(t, f, 2, "button_start", cID)
+		f.press(t, 2, "button_start", cID)
 		*clock = t0.Add(50 * time.Second)
-		press(t, f, 2, "action_cancel", cID)
+		f.press(t, 2, "action_cancel", cID)
 		*clock = t0.Add(60 * time.Second)
 		d := f.srv.AddWorkorder(f.mo, f.wc, "D", "ready")
-		press(t, f, 2, "button_start", d)
+		f.press(t, 2, "button_start", d)
 		*clock = t0.Add(70 * time.Second)
 		if tl, err = c.WorkTimeline(ctx, f.wc, t0); err != nil {
 			t.Fatal(err)
@@ -1573,12 +1572,12 @@ func TestWorkTimelineCutsOrdersWithoutTimersAndPages(t *testing.T) {
 		f, c, t0, clock := setup(t)
 		for i := range 2005 { // an operator pausing and resuming A all week
 			*clock = t0.Add(time.Duration(i) * time.Second)
-			press(t, f, 2, "button_start", f.wo)
-			press(t, f, 2, "button_pending", f.wo)
+			f.press(t, 2, "button_start", f.wo)
+			f.press(t, 2, "button_pending", f.wo)
 		}
 		*clock = t0.Add(3000 * time.Second)
 		rush := f.srv.AddWorkorder(f.mo, f.wc, "Rush", "ready")
-		press(t, f, 2, "button_start", rush)
+		f.press(t, 2, "button_start", rush)
 		if got := worked(t, c, f, t0, 3100*time.Second); got != rush {
 			t.Errorf("after 2,005 time lines: order %d, want the rush order %d", got, rush)
 		}
@@ -1609,32 +1608,22 @@ func TestOthersWorked(t *testing.T) {
 	ctx := context.Background()
 	for _, v := range []int{17, 19} {
 		t.Run(fmt.Sprint(v), func(t *testing.T) {
-			f := newFixture(t, odootest.Options{Version: v})
-			t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
-			clock := t0
-			f.srv.SetNow(func() time.Time { return clock })
-			f.srv.SetWorkorderDateStart(f.wo, t0)
-			press := func(method string, id int64) {
-				t.Helper()
-				if err := f.srv.Press(2, method, id); err != nil {
-					t.Fatal(err)
-				}
-			}
+			f, t0, clock := clockedFixture(t, v)
 			// Work center 1: wo, paused at 10 s for a rush order finished
 			// at 20 s, then resumed. Work center 2: its order alone.
-			press("button_start", f.wo)
-			clock = t0.Add(10 * time.Second)
+			f.press(t, 2, "button_start", f.wo)
+			*clock = t0.Add(10 * time.Second)
 			rush := f.srv.AddWorkorder(f.mo, f.wc, "Rush", "ready")
-			press("button_pending", f.wo)
-			press("button_start", rush)
-			clock = t0.Add(20 * time.Second)
-			press("button_finish", rush)
-			press("button_start", f.wo)
+			f.press(t, 2, "button_pending", f.wo)
+			f.press(t, 2, "button_start", rush)
+			*clock = t0.Add(20 * time.Second)
+			f.press(t, 2, "button_finish", rush)
+			f.press(t, 2, "button_start", f.wo)
 			wc2 := f.srv.AddWorkcenter("M2", "Press 2")
 			wo2 := f.srv.AddWorkorder(f.mo, wc2, "Pressing 2", "ready")
-			clock = t0.Add(5 * time.Second)
-			press("button_start", wo2)
-			clock = t0.Add(30 * time.Second)
+			*clock = t0.Add(5 * time.Second)
+			f.press(t, 2, "button_start", wo2)
+			*clock = t0.Add(30 * time.Second)
 			_, key := f.srv.AddUser("bot")
 			bot := f.client(t, "auto", func(c *odoo.Config) { c.Username, c.APIKey = "bot", key })
 			sole := map[int64]int64{f.wc: f.wo, wc2: wo2}
