@@ -443,6 +443,13 @@ func TestMalformedPayloadsAckedAndCounted(t *testing.T) {
 		return v == 3, fmt.Sprintf("malformed %v", v)
 	})
 	p.waitExact(ra, 15*time.Second)
+	// A batch's samples are counted after its records are in the buffer,
+	// so after the forwarder may have read them: a moment after Odoo can
+	// have the last one's pieces.
+	waitFor(t, 10*time.Second, "the samples counted", func() (bool, string) {
+		v, _ := metric(p.metrics(), "plantedge_samples_total")
+		return v >= 7, fmt.Sprint(v)
+	})
 	if v, _ := metric(p.metrics(), "plantedge_samples_total"); v < 7 {
 		t.Errorf("samples_total %v, want at least 7 (baseline, 2 good, 3 bad, 1 empty)", v)
 	}
