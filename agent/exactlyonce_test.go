@@ -177,6 +177,13 @@ func TestRestartWaitsForTheRequestsOfTheLastRun(t *testing.T) {
 	ra.stopNow(t)
 	p.produce(m, 3, 0) // while the agent is down
 	ra = p.startAgentWith(false)
+	// The hold is the forwarder's, which starts beside the sources: shown
+	// once it has taken it up, not necessarily by the time the sources
+	// are connected.
+	waitFor(t, 10*time.Second, "the start's hold shown", func() (bool, string) {
+		o := ra.a.Status().Odoo
+		return o.SettleSeconds > 0, fmt.Sprintf("%+v", o)
+	})
 	if o := ra.a.Status().Odoo; o.SettleSeconds <= 0 {
 		t.Errorf("status while the start waits: %+v", o)
 	}

@@ -150,6 +150,13 @@ func TestCrashDuringADowntimeLoadMakesTheNextStartWait(t *testing.T) {
 	_, _ = child.Process.Wait()
 	ra := p.startAgentWith(false)
 	defer ra.stopNow(t)
+	// The hold is the forwarder's, which starts beside the sources: shown
+	// once it has taken it up, not necessarily by the time the sources
+	// are connected.
+	waitFor(t, 10*time.Second, "the start's hold shown", func() (bool, string) {
+		o := ra.a.Status().Odoo
+		return o.SettleSeconds > 0, fmt.Sprintf("%+v", o)
+	})
 	if o := ra.a.Status().Odoo; o.SettleSeconds <= 0 {
 		t.Errorf("the start after a crash during a downtime load does not wait for it: %+v", o)
 	}

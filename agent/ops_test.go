@@ -1830,6 +1830,14 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		ra.stopNow(t)
 		ra = p.startAgentWith(false)
 		note := "a quantity write to Odoo (WO press-1 to 15) may have reached it without an answer"
+		// The wait is the forwarder's, which starts beside the sources:
+		// status shows it once the forwarder has taken it up (for the 10 s
+		// of the request limit), not necessarily by the time the sources
+		// are connected.
+		waitFor(t, 15*time.Second, "the write in doubt shown", func() (bool, string) {
+			e := ra.a.Status().Machines[0].Error
+			return strings.Contains(e, note), e
+		})
 		if e := ra.a.Status().Machines[0].Error; !strings.Contains(e, note) {
 			t.Errorf("status during the wait: %q", e)
 		}
