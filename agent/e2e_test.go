@@ -2137,6 +2137,12 @@ func TestEndToEndExpiredKeyIsObvious(t *testing.T) {
 	if from := ra.a.Status().Odoo.KeyFrom; from != "api_key_file "+filepath.Join(p.dir, "odoo-api-key") {
 		t.Errorf("status names the key's source as %q", from)
 	}
+	// The gauge is set just after the round's end shows the refusal in
+	// status (linkGauges, after the link's lock): a moment later.
+	waitFor(t, 10*time.Second, "plantedge_odoo_auth_failed 1", func() (bool, string) {
+		_, body := httpGet(t, p.listen, "/metrics")
+		return strings.Contains(body, "plantedge_odoo_auth_failed 1"), ""
+	})
 	_, body := httpGet(t, p.listen, "/metrics")
 	if !strings.Contains(body, "plantedge_odoo_auth_failed 1") {
 		t.Error("metrics lack plantedge_odoo_auth_failed 1")
@@ -3284,6 +3290,12 @@ func TestOdooUpDuringTheFirstRoundAfterAnOutage(t *testing.T) {
 		st := ra.a.Status()
 		return st.Odoo.State == "offline" && st.Odoo.Failures > 0 && st.Buffer.Pending > 0, fmt.Sprintf("%+v", st.Odoo)
 	})
+	// The gauge is set just after the round's end shows the state in
+	// status (linkGauges, after the link's lock): a moment later.
+	waitFor(t, 10*time.Second, "plantedge_odoo_up 0", func() (bool, string) {
+		v, ok := metric(p.metrics(), "plantedge_odoo_up")
+		return ok && v == 0, fmt.Sprint(v, ok)
+	})
 	if v, ok := metric(p.metrics(), "plantedge_odoo_up"); !ok || v != 0 {
 		t.Fatalf("plantedge_odoo_up %v (found %v) during the outage, want 0", v, ok)
 	}
@@ -3298,6 +3310,13 @@ func TestOdooUpDuringTheFirstRoundAfterAnOutage(t *testing.T) {
 		st := ra.a.Status()
 		round = st.Odoo.RoundsDone
 		return st.Odoo.State == "online", fmt.Sprintf("%+v", st.Odoo)
+	})
+	// The call that found Odoo back sets the gauge just after status shows
+	// it online (after the link's lock): a moment later; the round goes on
+	// for seconds (checked below).
+	waitFor(t, 10*time.Second, "plantedge_odoo_up 1", func() (bool, string) {
+		v, _ := metric(p.metrics(), "plantedge_odoo_up")
+		return v == 1, fmt.Sprint(v)
 	})
 	up, _ := metric(p.metrics(), "plantedge_odoo_up")
 	st := ra.a.Status()
