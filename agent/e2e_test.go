@@ -2242,6 +2242,12 @@ func TestEndToEndKeyRotationWithoutRestart(t *testing.T) {
 	}
 	ra.a.Flush() // no 60 s wait: the operator asked
 	p.waitExactQty(ra, "press-1", 5)
+	// Online from the new key's first call on; key_expired is cleared at
+	// the end of the round that wrote the quantity: after Odoo has it.
+	waitFor(t, 15*time.Second, "the expired key no longer shown", func() (bool, string) {
+		o := ra.a.Status().Odoo
+		return !o.KeyExpired, fmt.Sprintf("%+v", o)
+	})
 	if st := ra.a.Status(); st.Odoo.State != "online" || st.Odoo.KeyExpired {
 		t.Fatalf("after rotation: %+v", st.Odoo)
 	}
