@@ -139,6 +139,10 @@ func TestStopAcrossAStepOfThisBoxsClock(t *testing.T) {
 		n, _ := metric(p.metrics(), "plantedge_clock_steps_total")
 		return n == 2, fmt.Sprint(n)
 	})
+	// A step is counted, then logged: its line may come a moment after.
+	waitFor(t, 10*time.Second, "the second step logged", func() (bool, string) {
+		return strings.Contains(p.logs.String(), "by=-4h0m0s"), ""
+	})
 	if logs := p.logs.String(); !strings.Contains(logs, "by=72h0m0s") || !strings.Contains(logs, "by=-4h0m0s") {
 		t.Error("the steps' log lines do not say by how much")
 	}

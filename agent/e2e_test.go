@@ -1193,6 +1193,12 @@ func TestReloadWhileStartingIsAppliedOnceStarted(t *testing.T) {
 	if l := p.odoo.Productivity()[0]; l.LossName != "Setup and Adjustments" {
 		t.Errorf("line booked with loss %q: the reload asked for while starting was not applied", l.LossName)
 	}
+	// Counted at the end of the reload, after the mapping the line was
+	// booked with was in place (and the sources started before it).
+	waitFor(t, 10*time.Second, "the reload counted", func() (bool, string) {
+		v, _ := metric(p.metrics(), "plantedge_config_reloads_total", `result="ok"`)
+		return v >= 1, fmt.Sprint(v)
+	})
 	if v, _ := metric(p.metrics(), "plantedge_config_reloads_total", `result="ok"`); v != 1 {
 		t.Errorf("reloads ok = %v, want 1", v)
 	}
