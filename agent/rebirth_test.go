@@ -233,6 +233,13 @@ func TestSparkplugRebirthRefusedByACL(t *testing.T) {
 	if s := st.Sources[0]; s.State != "connected" || s.Sessions != 1 {
 		t.Errorf("source %+v after a refused publish, want still its first session", s)
 	}
+	// Status says it asked before the request is published (on a goroutine
+	// of its own, nothing the counting waits for); it is counted once its
+	// publish returned.
+	waitFor(t, 10*time.Second, "the request counted", func() (bool, string) {
+		v := p.metricLine(rebirthMetric)
+		return v == "1", v
+	})
 	if v := p.metricLine(rebirthMetric); v != "1" {
 		t.Errorf("%s = %q, want 1", rebirthMetric, v)
 	}
