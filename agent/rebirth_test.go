@@ -146,6 +146,12 @@ func TestSparkplugRebirthAfterRestart(t *testing.T) {
 	if n := edge.requests(); n != 1 {
 		t.Errorf("%d rebirth requests, want 1", n)
 	}
+	// Counted once its publish returned, on a goroutine of its own that
+	// nothing above waits for (the edge node had the request before).
+	waitFor(t, 10*time.Second, "the request counted", func() (bool, string) {
+		v := p.metricLine(rebirthMetric)
+		return v == "1", v
+	})
 	if v := p.metricLine(rebirthMetric); v != "1" {
 		t.Errorf("%s = %q, want 1", rebirthMetric, v)
 	}
