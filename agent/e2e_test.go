@@ -2144,14 +2144,16 @@ func TestEndToEndExpiredKeyIsObvious(t *testing.T) {
 		t.Errorf("status names the key's source as %q", from)
 	}
 	// The gauge is set just after the round's end shows the refusal in
-	// status (linkGauges, after the link's lock): a moment later.
+	// status (linkGauges, after the link's lock): a moment later. (Its
+	// value line, not the text: the HELP line reads "…auth_failed 1 while".)
 	waitFor(t, 10*time.Second, "plantedge_odoo_auth_failed 1", func() (bool, string) {
 		_, body := httpGet(t, p.listen, "/metrics")
-		return strings.Contains(body, "plantedge_odoo_auth_failed 1"), ""
+		v, ok := metric(body, "plantedge_odoo_auth_failed")
+		return ok && v == 1, fmt.Sprint(v, ok)
 	})
 	_, body := httpGet(t, p.listen, "/metrics")
-	if !strings.Contains(body, "plantedge_odoo_auth_failed 1") {
-		t.Error("metrics lack plantedge_odoo_auth_failed 1")
+	if v, ok := metric(body, "plantedge_odoo_auth_failed"); !ok || v != 1 {
+		t.Errorf("metrics: plantedge_odoo_auth_failed %v (found %v), want 1", v, ok)
 	}
 	if strings.Contains(body, string(key)) || strings.Contains(ra.a.Status().Odoo.LastError, string(key)) {
 		t.Error("the API key appears in metrics or status")

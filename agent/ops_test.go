@@ -3020,8 +3020,9 @@ func TestDiskFullOnASmallBufferDrains(t *testing.T) {
 	if st.Buffer.ReserveGivenUpSeconds == 0 {
 		t.Errorf("status does not show the reserve given up: %+v", st.Buffer)
 	}
-	if body := p.metrics(); !strings.Contains(body, "plantedge_buffer_disk_full 1") {
-		t.Errorf("the disk_full gauge is not 1 with the reserve given up")
+	// (Its value line: the HELP line reads "…disk_full 1 while".)
+	if v, ok := metric(p.metrics(), "plantedge_buffer_disk_full"); !ok || v != 1 {
+		t.Errorf("the disk_full gauge is %v (found %v), not 1 with the reserve given up", v, ok)
 	}
 	l := p.logs.String()
 	if strings.Count(l, "removed the buffer's reserve file so that acknowledgements can be written") != 1 {
