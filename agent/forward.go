@@ -1079,7 +1079,10 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 		// round while status said online).
 		online := false
 		if err == nil && f.link.State != "online" {
-			f.link.State, f.link.LastError, f.link.NextAttempt, f.link.Failures = "online", "", time.Time{}, 0
+			// A call answered: the key in use is not refused (status said
+			// online with key_expired true until the round's end, the
+			// flake audit).
+			f.link.State, f.link.LastError, f.link.NextAttempt, f.link.Failures, f.link.KeyExpired = "online", "", time.Time{}, 0, false
 			if f.client != nil { // connected: online says with what
 				f.link.Protocol, f.link.Version = f.client.Protocol(), f.client.ServerVersion()
 			}
