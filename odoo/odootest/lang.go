@@ -140,7 +140,7 @@ func (s *Server) msgLang(proto string, uid int64, ctx map[string]any) string {
 	switch {
 	case proto == "json2":
 		return s.requestLang(uid)
-	case !s.opts.ManyDatabases:
+	case s.monoDB() != "":
 		return s.requestLang(1)
 	case s.v() < 18:
 		return "en_US" // 17: request.env.lang fails on None; _get_translation gives the source

@@ -48,8 +48,16 @@ type Options struct {
 	// ManyDatabases is a server with several databases and no dbfilter
 	// picking one: Odoo serves a JSON-RPC request with no database, so with
 	// no request environment, and 18/19 render its messages in the user's
-	// language (lang.go).
+	// language (lang.go); a JSON-2 request without X-Odoo-Database is
+	// answered 404 with Odoo's "No database is selected" page
+	// (databases.go).
 	ManyDatabases bool
+	// DBFilter is the server's dbfilter (odoo.conf dbfilter, a Python
+	// regular expression matched at the start of a database name; %h and
+	// %d are not expanded): a database it does not match is not served,
+	// and of several databases the only one it matches is served without
+	// X-Odoo-Database (databases.go).
+	DBFilter string
 }
 
 // Fault is an injected failure of one object/JSON-2 call.
@@ -1100,7 +1108,7 @@ func (s *Server) common(addr, method string, args []any) (any, *odooError) {
 		login, _ := args[1].(string)
 		password, _ := args[2].(string)
 		if db != s.opts.Database {
-			return nil, &odooError{excOperational, fmt.Sprintf("connection to server failed: FATAL:  database \"%s\" does not exist", db)}
+			return nil, noSuchDatabase(db)
 		}
 		// service/common.py exp_authenticate answers False for any
 		// AccessDenied, the cooldown's included.
@@ -1193,7 +1201,7 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, addr, db string, uid
 		if db != s.opts.Database {
 			s.logCall(proto, modelName, method, uid, 200, excOperational)
 			s.mu.Unlock()
-			fail(&odooError{excOperational, fmt.Sprintf("database \"%s\" does not exist", db)})
+			fail(noSuchDatabase(db))
 			return
 		}
 		if err := s.assertCanAuth(addr, uid, func() bool { return s.checkUID(uid, key) }); err != nil {
@@ -1357,8 +1365,14 @@ func (s *Server) serveJSON2(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	modelName, method := r.PathValue("model"), r.PathValue("method")
-	if db := r.Header.Get("X-Odoo-Database"); db != "" && db != s.opts.Database {
-		s.json2Error(w, http.StatusNotFound, &odooError{"werkzeug.exceptions.NotFound", fmt.Sprintf("database %q not found", db)})
+	if !s.servesDB(r.Header.Get("X-Odoo-Database")) {
+		// http.py: no database for the request, or one Odoo cannot open
+		// (absent, excluded by dbfilter: RegistryError), is served
+		// without one, where no /json/2 route exists.
+		s.mu.Lock()
+		s.logCall("json2", modelName, method, 0, http.StatusNotFound, "nodb")
+		s.mu.Unlock()
+		notFoundNoDB(w)
 		return
 	}
 	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")

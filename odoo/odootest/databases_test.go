@@ -1,0 +1,82 @@
+package odootest_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/plantedge/plantedge/odoo/odootest"
+)
+
+// TestDatabaseChoiceFacts pins how Odoo 19 picks a JSON-2 request's
+// database (odoo/http.py Request._get_session_and_dbname, _open_registry,
+// Application.__call__'s RegistryError fallback to _serve_nodb) and what it
+// answers when it has none: 404 with the HTML page NOT_FOUND_NODB — not
+// JSON, not a redirect — for a database that does not exist, one the
+// dbfilter excludes, and no header on a server of several databases. A
+// key of another database is a key this one does not know: 401.
+func TestDatabaseChoiceFacts(t *testing.T) {
+	const page = "No database is selected and the requested URL was not found in the server-wide controllers."
+	cases := []struct {
+		name   string
+		opts   odootest.Options
+		header string // X-Odoo-Database; "" sends none
+		status int
+	}{
+		{"named-database-served", odootest.Options{Version: 19}, "odoo", 200},
+		{"one-database-no-header-served", odootest.Options{Version: 19}, "", 200},
+		{"database-that-does-not-exist", odootest.Options{Version: 19}, "odoo_prod", 404},
+		{"database-that-does-not-exist-of-many", odootest.Options{Version: 19, ManyDatabases: true}, "odoo_prod", 404},
+		{"many-databases-no-header", odootest.Options{Version: 19, ManyDatabases: true}, "", 404},
+		{"many-databases-dbfilter-keeps-one-no-header", odootest.Options{Version: 19, ManyDatabases: true, DBFilter: "odoo$"}, "", 200},
+		{"many-databases-dbfilter-keeps-one-named", odootest.Options{Version: 19, ManyDatabases: true, DBFilter: "odoo$"}, "odoo", 200},
+		{"dbfilter-excludes-the-named-database", odootest.Options{Version: 19, DBFilter: "erp_.*"}, "odoo", 404},
+		{"dbfilter-excludes-every-database-no-header", odootest.Options{Version: 19, DBFilter: "erp_.*"}, "", 404},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnvWith(t, tc.opts)
+			hdr := map[string]string{"Authorization": "bearer " + e.s.AdminKey()}
+			if tc.header != "" {
+				hdr["X-Odoo-Database"] = tc.header
+			}
+			status, h, b := e.post("/json/2/res.users/context_get", []byte(`{}`), hdr)
+			if status != tc.status {
+				t.Fatalf("status %d, want %d: %s", status, tc.status, b)
+			}
+			if status != 404 {
+				return
+			}
+			if ct := h.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") || !strings.Contains(string(b), page) ||
+				!strings.Contains(string(b), "X-Odoo-Database") {
+				t.Errorf("Content-Type %q body %q: want Odoo's NOT_FOUND_NODB page", ct, b)
+			}
+		})
+	}
+	t.Run("key-of-another-database", func(t *testing.T) {
+		// API keys live in each database's res_users_apikeys: the key of
+		// a user of another database is unknown here.
+		other := odootest.New(odootest.Options{Version: 19, Database: "odoo_staging"})
+		e := newEnv(t, 19)
+		status, h, b := e.post("/json/2/res.users/context_get", []byte(`{}`),
+			map[string]string{"Authorization": "bearer " + other.AdminKey(), "X-Odoo-Database": "odoo"})
+		if status != http.StatusUnauthorized || h.Get("WWW-Authenticate") == "" || !strings.Contains(string(b), "Invalid apikey") {
+			t.Errorf("%d %v %s, want 401 Invalid apikey", status, h, b)
+		}
+	})
+	t.Run("jsonrpc-database-that-does-not-exist", func(t *testing.T) {
+		// service/common.py exp_authenticate: odoo.registry(db) connects
+		// to it; psycopg2's error, HTTP 200; object calls alike.
+		for _, v := range []int{17, 18, 19} {
+			e := newEnv(t, v)
+			r := e.rpc("common", "authenticate", "odoo_prod", "admin", e.s.AdminKey(), map[string]any{})
+			if r.ErrName != "psycopg2.OperationalError" || !strings.Contains(r.ErrMsg, `database "odoo_prod" does not exist`) {
+				t.Errorf("v%d authenticate: %s %q", v, r.ErrName, r.ErrMsg)
+			}
+			r = e.rpc("object", "execute_kw", "odoo_prod", 2, e.s.AdminKey(), "res.users", "context_get", []any{}, map[string]any{})
+			if r.ErrName != "psycopg2.OperationalError" || !strings.Contains(r.ErrMsg, `database "odoo_prod" does not exist`) {
+				t.Errorf("v%d execute_kw: %s %q", v, r.ErrName, r.ErrMsg)
+			}
+		}
+	})
+}
