@@ -685,7 +685,15 @@ func (c *Client) rpc(ctx context.Context, op, service, method string, args []any
 		if msg == "" {
 			msg = env.Error.Message
 		}
-		return &Error{Op: op, Name: env.Error.Data.Name, Message: c.clean(msg, maxMessage), Class: classifyName(env.Error.Data.Name)}
+		e := &Error{Op: op, Name: env.Error.Data.Name, Message: c.clean(msg, maxMessage), Class: classifyName(env.Error.Data.Name)}
+		if c.cfg.Database != "" && e.Unavailable() && strings.Contains(msg, `database "`+c.cfg.Database+`" does not exist`) {
+			// PostgreSQL's words for the database the call named
+			// (service/common.py, service/model.py: Registry(db)).
+			e.noDB = true
+			e.Message = fmt.Sprintf("odoo.database %q: this Odoo has no such database (misspelt? renamed?) — Odoo answered: %s",
+				c.cfg.Database, e.Message)
+		}
+		return e
 	}
 	// Odoo 17 omits "result" when the method returned None: success.
 	if out == nil || len(env.Result) == 0 {
@@ -846,6 +854,11 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 		// login page, a redirect, which rechecks already). The next call
 		// reads the version again first.
 		c.recheck.Store(true)
+	}
+	if resp.StatusCode == http.StatusNotFound && !jsonRPC && noDatabasePage(body) {
+		// Odoo's own page for a request it serves without a database
+		// (http.py NOT_FOUND_NODB): not a proxy's, not a wrong path.
+		c.noDatabase(e)
 	}
 	if resp.StatusCode == http.StatusForbidden && (jsonRPC || e.Name == "" && (str == "" || !json.Valid(body))) {
 		// Odoo's 403 is JSON-2's AccessError, which names its exception

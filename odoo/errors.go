@@ -64,6 +64,8 @@ type Error struct {
 	// loginFalse: the client's own AccessDenied for an authenticate that
 	// answered false (a wrong key and a lockout alike).
 	loginFalse bool
+	// noDB: Odoo has no database odoo.database names (NoDatabase).
+	noDB bool
 }
 
 // Error describes the failure; it never contains the API key.
@@ -164,6 +166,16 @@ func (e *Error) Busy() bool {
 func (e *Error) Unavailable() bool {
 	return e.Class == Transient && (e.away || unavailableNames[e.Name])
 }
+
+// NoDatabase reports that Odoo serves no database by the name the client
+// sends (Config.Database): over JSON-2 its 404 page "No database is
+// selected" (the name absent, excluded by the server's dbfilter, or none
+// named to a server of several databases), over JSON-RPC PostgreSQL's
+// "database … does not exist". A configuration to fix, said at once; the
+// call is retried (Transient), nothing was done. Not when that database
+// answered this client before: then Unavailable (JSON-2 answers its
+// PostgreSQL away with the same page).
+func (e *Error) NoDatabase() bool { return e.noDB }
 
 // Odoo's load catches every database error per row (models.py: except
 // psycopg2.Error) and answers it as a row message with HTTP 200, the whole

@@ -1,6 +1,7 @@
 package odoo
 
 import (
+	"fmt"
 	"html"
 	"strings"
 )
@@ -57,4 +58,44 @@ func bodyText(body []byte) string {
 		return t
 	}
 	return strings.TrimSpace(string(body))
+}
+
+// noDatabaseText is Odoo's page for a request it serves without a
+// database (odoo/http.py NOT_FOUND_NODB, 19): its routes that need one,
+// JSON-2's among them, are not found then.
+const noDatabaseText = "No database is selected and the requested URL was not found in the server-wide controllers."
+
+// noDatabasePage reports Odoo's NOT_FOUND_NODB page.
+func noDatabasePage(body []byte) bool {
+	return strings.Contains(string(body), "No database is selected")
+}
+
+// noDatabase makes e, Odoo's NOT_FOUND_NODB page for a JSON-2 call, say
+// what it means for this configuration. http.py serves a request without
+// a database when X-Odoo-Database names one the dbfilter excludes, or one
+// it cannot open (Request._open_registry: absent, or PostgreSQL not
+// reachable — RegistryError), and, without the header, when the dbfilter
+// leaves it several databases (or none). Transient either way: the records
+// wait in the buffer; a name that worked before is the database away.
+func (c *Client) noDatabase(e *Error) {
+	said := "Odoo answered 404: " + noDatabaseText
+	e.Class = Transient
+	c.mu.RLock()
+	worked := c.authOK
+	c.mu.RUnlock()
+	switch {
+	case c.cfg.Database == "":
+		e.noDB = true
+		e.Message = "no database named (odoo.database is empty) and this Odoo serves several, none picked by its dbfilter: set odoo.database (sent as the X-Odoo-Database header) — " + said
+	case worked:
+		// It served this name before: its PostgreSQL away (restarting,
+		// out of connections), the database renamed or dropped.
+		e.away = true
+		e.Message = fmt.Sprintf("odoo cannot open the database %q now, which it served before (its PostgreSQL away? the database renamed or dropped?) — %s",
+			c.cfg.Database, said)
+	default:
+		e.noDB = true
+		e.Message = fmt.Sprintf("odoo.database %q: this Odoo serves no database by that name (misspelt? or excluded by the server's dbfilter; or its PostgreSQL not reachable) — %s",
+			c.cfg.Database, said)
+	}
 }
