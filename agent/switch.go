@@ -217,7 +217,12 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	// old one before 19, this one 19+): looked for here as left there.
 	fieldMoved := map[string]woState{}
 	field := f.client.ProducedField()
+	// there counts what the old Odoo's state holds (work orders, bookings):
+	// none when it never took anything — a name or an address corrected
+	// before plantedge got through (a misspelt odoo.database, started once).
+	there := 0
 	err := f.a.buf.MetaPrefix("wo/", func(k string, v []byte) error {
+		there++
 		var st woState
 		if json.Unmarshal(v, &st) == nil && st.InFlight != nil {
 			doubts[k] = st
@@ -278,6 +283,7 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 	if err == nil {
 		// What the old Odoo confirmed is not for a rebook in this one.
 		err = f.a.buf.MetaPrefix(bookedPrefix, func(k string, _ []byte) error {
+			there++
 			meta = append(meta, buffer.KV{Key: k})
 			return nil
 		})
@@ -365,8 +371,16 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 		// work orders the next line said kept their counts).
 		counted += ", but for those found here as plantedge left them there (listed next: the same database)"
 	}
-	f.a.log.Warn("odoo changed (odoo.url or odoo.database), and the new one answers: what plantedge wrote to the old one is not carried over (a write left in doubt there is put away, and settled if it is configured again) — "+counted+"; records not yet sent go here",
-		"odoo", now, "was", was)
+	if there+len(leftOpen)+len(drafts)+len(outboxes)+len(back)+len(stash) == 0 && tie == nil {
+		// Nothing was written to the old one: no warning of what is not
+		// carried over (the odoo1949 probe: a misspelt odoo.database,
+		// fixed, read as a move of Odoo).
+		f.a.log.Info("odoo.url or odoo.database changed, and the new one answers; the one named before never took anything from plantedge (it never answered as configured): records not yet sent go here",
+			"odoo", now, "was", was)
+	} else {
+		f.a.log.Warn("odoo changed (odoo.url or odoo.database), and the new one answers: what plantedge wrote to the old one is not carried over (a write left in doubt there is put away, and settled if it is configured again) — "+counted+"; records not yet sent go here",
+			"odoo", now, "was", was)
+	}
 	for _, n := range []struct {
 		level slog.Level
 		msg   string
