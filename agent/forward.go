@@ -748,7 +748,9 @@ func (f *forwarder) run(ctx context.Context) {
 							loginNote(oe, true) + " — retrying slowly to avoid Odoo's login lockout"
 					}
 				case state == "auth_failed":
-					msg = "odoo refused the API key; check the key (wrong? expired? revoked? the bot user archived?)" + loginNote(oe, false) + " — retrying slowly to avoid Odoo's login lockout"
+					msg = "odoo refused the API key; check the key (wrong? expired? revoked? the bot user archived? a key of another database than odoo.database names: keys belong to one database)" + loginNote(oe, false) + " — retrying slowly to avoid Odoo's login lockout"
+				case isOE && oe.NoDatabase():
+					msg = "odoo has no database by the name odoo.database gives (a wrong name, or one the server's dbfilter excludes: the error says what Odoo answered); fix odoo.database, then restart the agent (a reload does not change odoo settings) — buffering and retrying with backoff, nothing is lost"
 				case isOE && oe.Permanent():
 					msg = "odoo refuses a call the agent needs (access rights? `plantedge validate --odoo` checks them); buffering and retrying with backoff"
 				case isOE && oe.Busy():
@@ -1903,6 +1905,8 @@ func outageLike(err error) bool {
 	var oe *odoo.Error
 	if errors.As(err, &oe) {
 		switch {
+		case oe.NoDatabase():
+			return false // a name to fix: it does not come back by itself
 		case oe.Busy(), oe.Timeout(), oe.RetryAfter > 0:
 			return true
 		case oe.Unavailable():

@@ -433,6 +433,22 @@ func TestValidateOdooUnknownDatabaseAtItsKey(t *testing.T) {
 	}
 }
 
+// Odoo 19 answers JSON-2 for a database it does not serve (absent, or
+// excluded by its dbfilter) with its 404 page "No database is selected":
+// validate points at odoo.database too, not at odoo.url.
+func TestValidateOdooUnknownDatabaseAtItsKeyJSON2(t *testing.T) {
+	o := newOdooSite(t, 19)
+	o.db = "prd"
+	lines, err := o.run(t)
+	if exitCode(err) != 1 || len(lines) != 1 ||
+		!strings.HasPrefix(lines[0], "odoo: problem: "+o.at("5:13")+"odoo.database: Odoo at "+o.url+` cannot open database "prd": `) ||
+		!strings.Contains(lines[0], "No database is selected") ||
+		!strings.HasSuffix(lines[0], "(check odoo.database: the database's name as Odoo's database manager lists it, which the server's dbfilter (odoo.conf) must match; "+
+			"if both are right, the PostgreSQL behind Odoo is away: try again later)") {
+		t.Errorf("exit %d (%v):\n%s", exitCode(err), err, strings.Join(lines, "\n"))
+	}
+}
+
 // Over JSON-RPC (Odoo 17/18) the login is sent with the key: a wrong
 // odoo.username is refused as a wrong key is, and validate names both.
 func TestValidateOdooWrongUsernameNamed(t *testing.T) {
