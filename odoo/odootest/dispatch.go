@@ -37,6 +37,9 @@ var methodSpecs = map[string]methodSpec{
 	// Confirm runs (stock.warn.insufficient.qty.scrap action_done).
 	"do_scrap":    {models: []string{"stock.scrap"}, mutating: true, acl: "write"},
 	"context_get": {model: true, models: []string{"res.users"}},
+	// models.py @api.model fields_get(allfields=None, attributes=None): no
+	// access check on the model (what each field's groups hide aside).
+	"fields_get": {model: true, params: []string{"allfields", "attributes"}},
 	// models.py 17.0: @api.model check_access_rights(operation, raise_exception=True);
 	// deprecated in 18.0 and gone afterwards.
 	"check_access_rights": {model: true, params: []string{"operation", "raise_exception"}, maxV: 18},
@@ -308,6 +311,8 @@ func (s *Server) run(m *model, method string, ids []int64, a map[string]any, jso
 			s.doScrap(id)
 		}
 		return true, nil
+	case "fields_get":
+		return s.fieldsGet(m, a["allfields"], a["attributes"])
 	case "context_get":
 		return map[string]any{"lang": s.userLang(s.curUID), "tz": s.userTZ(), "uid": s.curUID}, nil
 	case "has_access":

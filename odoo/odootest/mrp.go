@@ -73,8 +73,8 @@ func modelDefs(v, saas int) map[string]*model {
 			"time_ids":      {typ: fO2M, computed: true, comodel: "mrp.workcenter.productivity"}}},
 		"mrp.production": {order: "priority desc, date_start asc, id", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Reference"}, "product_id": m2o("product.product", "Product", true),
-			"product_qty": {typ: fFloat, label: "Quantity To Produce"}, "product_uom_id": m2o("uom.uom", "Unit", true),
-			"qty_producing": {typ: fFloat, label: "Quantity Producing"}, "priority": {typ: fSelection, sel: []string{"0", "1"}},
+			"product_qty": {typ: fFloat, qty: true, label: "Quantity To Produce"}, "product_uom_id": m2o("uom.uom", "Unit", true),
+			"qty_producing": {typ: fFloat, qty: true, label: "Quantity Producing"}, "priority": {typ: fSelection, sel: []string{"0", "1"}},
 			"date_start": {typ: fDatetime}, "company_id": m2o("res.company", "Company", false),
 			"state":         {typ: fSelection, sel: []string{"draft", "confirmed", "progress", "to_close", "done", "cancel"}, label: "State"},
 			"workorder_ids": {typ: fO2M, computed: true, comodel: "mrp.workorder"}}},
@@ -85,10 +85,10 @@ func modelDefs(v, saas int) map[string]*model {
 			"product_id":        {typ: fM2O, comodel: "product.product", computed: true},
 			"product_tracking":  {typ: fSelection, computed: true, sel: []string{"none", "lot", "serial"}}, // related product_id.tracking
 			"product_uom_id":    {typ: fM2O, comodel: "uom.uom", computed: v >= 19, label: "Unit"},
-			"qty_production":    {typ: fFloat, computed: true},
-			"qty_producing":     {typ: fFloat, computed: true, inverse: true, label: "Currently Produced Quantity"},
-			"qty_produced":      {typ: fFloat, label: "Quantity", inverse: v >= 19},
-			"qty_remaining":     {typ: fFloat, computed: true},
+			"qty_production":    {typ: fFloat, qty: true, computed: true},
+			"qty_producing":     {typ: fFloat, qty: true, computed: true, inverse: true, label: "Currently Produced Quantity"},
+			"qty_produced":      {typ: fFloat, qty: true, label: "Quantity", inverse: v >= 19},
+			"qty_remaining":     {typ: fFloat, qty: true, computed: true},
 			"duration":          {typ: fFloat, computed: true},
 			"duration_expected": {typ: fFloat, label: "Expected Duration"},
 			"date_start":        {typ: fDatetime}, "date_finished": {typ: fDatetime},
@@ -108,7 +108,7 @@ func modelDefs(v, saas int) map[string]*model {
 			"user_id": m2o("res.users", "User", false), "company_id": m2o("res.company", "Company", true)}},
 		"stock.scrap": {order: "id desc", fields: map[string]field{
 			"name": {typ: fChar, label: "Reference"}, "product_id": m2o("product.product", "Product", true),
-			"scrap_qty": {typ: fFloat, required: true, label: "Quantity"}, "product_uom_id": m2o("uom.uom", "Unit of Measure", true),
+			"scrap_qty": {typ: fFloat, qty: true, required: true, label: "Quantity"}, "product_uom_id": m2o("uom.uom", "Unit of Measure", true),
 			"production_id": m2o("mrp.production", "Manufacturing Order", false), "workorder_id": m2o("mrp.workorder", "Work Order", false),
 			"state": {typ: fSelection, sel: []string{"draft", "done"}}, "date_done": {typ: fDatetime},
 			"company_id": m2o("res.company", "Company", true)}},
@@ -117,9 +117,9 @@ func modelDefs(v, saas int) map[string]*model {
 		// validate asks of groups (changing them is Access Rights').
 		"stock.move": {order: "sequence, id", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Description"}, "product_id": m2o("product.product", "Product", true),
-			"product_uom_qty": {typ: fFloat, label: "Demand"}}},
+			"product_uom_qty": {typ: fFloat, qty: true, label: "Demand"}}},
 		"stock.move.line": {order: "result_package_id desc, id", fields: map[string]field{
-			"move_id": m2o("stock.move", "Stock Operation", false), "quantity": {typ: fFloat, label: "Quantity"}}},
+			"move_id": m2o("stock.move", "Stock Operation", false), "quantity": {typ: fFloat, qty: true, label: "Quantity"}}},
 		"res.groups": {order: "name", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Name"}}},
 		// Settings group only (base/security/ir.model.access.csv): what
@@ -237,7 +237,7 @@ func (s *Server) compute(m *model, r rec, name string) any {
 		return s.value(s.models["mrp.production"], mo, "qty_producing")
 	case "mrp.workorder.qty_remaining":
 		prod := s.compute(m, r, "qty_production").(float64)
-		return max(0, round2(prod-s.value(m, r, "qty_produced").(float64)))
+		return max(0, s.roundQty(prod-s.value(m, r, "qty_produced").(float64)))
 	case "mrp.workorder.duration":
 		var total float64
 		for _, lid := range s.compute(m, r, "time_ids").([]int64) {
@@ -361,7 +361,7 @@ func (s *Server) writeHook(m *model, id int64, vals map[string]any) *odooError {
 		}
 		if q, ok := vals["qty_producing"]; ok {
 			// mrp_workorder.py _set_qty_producing: MO-wide; 0 is ignored.
-			qty := round2(q.(float64))
+			qty := s.roundQty(q.(float64))
 			if qty != 0 && mo != nil {
 				if mo["qty_producing"] != qty {
 					if err := s.checkProductionWrite(mo); err != nil {
@@ -373,7 +373,7 @@ func (s *Server) writeHook(m *model, id int64, vals map[string]any) *odooError {
 			}
 		}
 		if q, ok := vals["qty_produced"]; ok {
-			qty := round2(q.(float64))
+			qty := s.roundQty(q.(float64))
 			vals["qty_produced"] = qty
 			if s.v() >= 19 {
 				if qty < 0 {

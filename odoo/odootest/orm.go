@@ -64,6 +64,11 @@ type field struct {
 	inverse  bool     // computed but writable (handled by the model's write hook)
 	sel      []string // selection values
 	label    string
+	// qty: a quantity, digits="Product Unit of Measure" ("Product Unit"
+	// in 19): rounded to Server.qtyDigits when stored, as the ORM does
+	// (fields.py Float.convert_to_cache / convert_to_column), and
+	// described with that precision by fields_get.
+	qty bool
 }
 
 type rec map[string]any
@@ -119,6 +124,16 @@ func isEmpty(v any) bool {
 }
 
 func round2(v float64) float64 { return math.Round(v*100) / 100 }
+
+// roundQty rounds a quantity to the database's precision (SetQtyDigits;
+// under mu), half up as float_round does: round2 at the default 2.
+func (s *Server) roundQty(v float64) float64 {
+	if s.qtyDigits == 2 {
+		return round2(v)
+	}
+	p := math.Pow10(s.qtyDigits)
+	return math.Round(v*p) / p
+}
 
 func toInt(v any) (int64, bool) {
 	switch x := v.(type) {
@@ -186,9 +201,15 @@ func (s *Server) convert(m *model, name string, f field, v any) (any, *odooError
 	case fFloat:
 		switch x := v.(type) {
 		case float64:
+			if f.qty {
+				return s.roundQty(x), nil
+			}
 			return x, nil
 		case string:
 			if n, err := strconv.ParseFloat(strings.TrimSpace(x), 64); err == nil {
+				if f.qty {
+					return s.roundQty(n), nil
+				}
 				return n, nil
 			}
 		}
@@ -1133,4 +1154,49 @@ func sqlLike(s, pat string) bool {
 	re.WriteString("$")
 	ok, err := regexp.MatchString(re.String(), s)
 	return ok && err == nil
+}
+
+var fieldTypeNames = map[fieldType]string{fChar: "char", fFloat: "float", fInt: "integer", fBool: "boolean",
+	fDatetime: "datetime", fSelection: "selection", fM2O: "many2one", fO2M: "one2many"}
+
+// fieldsGet is models.py fields_get(allfields, attributes): each field's
+// description (of allfields only, when given), with only the attributes
+// asked for (all when none are). A quantity's digits are [16, the
+// database's precision] (fields.py Float.get_digits: 16 and
+// decimal.precision's precision_get of its digits name); other floats
+// have none (the ORM leaves an attribute of None out).
+func (s *Server) fieldsGet(m *model, allfields, attributes any) (any, *odooError) {
+	names, ok := strList(allfields)
+	if !ok {
+		return nil, &odooError{excType, "allfields must be a list of field names"}
+	}
+	attrs, ok := strList(attributes)
+	if !ok {
+		return nil, &odooError{excType, "attributes must be a list of attribute names"}
+	}
+	want := func(a string) bool { return attrs == nil || slices.Contains(attrs, a) }
+	out := map[string]any{}
+	for name, f := range m.fields {
+		if names != nil && !slices.Contains(names, name) {
+			continue
+		}
+		d := map[string]any{}
+		if want("type") {
+			d["type"] = fieldTypeNames[f.typ]
+		}
+		if want("string") && f.label != "" {
+			d["string"] = f.label
+		}
+		if want("required") {
+			d["required"] = f.required
+		}
+		if want("relation") && f.comodel != "" {
+			d["relation"] = f.comodel
+		}
+		if want("digits") && f.qty {
+			d["digits"] = []int{16, s.qtyDigits}
+		}
+		out[name] = d
+	}
+	return out, nil
 }

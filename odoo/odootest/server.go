@@ -170,6 +170,7 @@ type Server struct {
 	denied       map[aclKey]bool // DenyAccess
 	shortStock   map[int64]bool
 	scrapMoves   map[int64]int
+	qtyDigits    int // SetQtyDigits
 	now          func() time.Time
 
 	version atomic.Int64 // major version: Options.Version, then Upgrade's
@@ -195,7 +196,7 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts, log: log.With("component", "odootest"),
 		keys: map[string]*apiKey{}, failures: map[string]*loginFailure{}, maxFails: 10, cooldown: 60 * time.Second,
-		retryAfter: time.Second, shortStock: map[int64]bool{}, scrapMoves: map[int64]int{},
+		retryAfter: time.Second, shortStock: map[int64]bool{}, scrapMoves: map[int64]int{}, qtyDigits: 2,
 		now: func() time.Time { return time.Now().UTC().Truncate(time.Second) }, closing: make(chan struct{})}
 	s.version.Store(int64(opts.Version))
 	s.buildModels()
@@ -402,7 +403,7 @@ func (s *Server) SetProductTracking(productID int64, tracking string) {
 func (s *Server) AddProduction(name string, productID int64, qty float64) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.insert("mrp.production", rec{"name": name, "product_id": productID, "product_qty": round2(qty),
+	return s.insert("mrp.production", rec{"name": name, "product_id": productID, "product_qty": s.roundQty(qty),
 		"product_uom_id": int64(1), "qty_producing": 0.0, "state": "confirmed", "priority": "0", "company_id": int64(1)}, "")
 }
 
@@ -509,6 +510,21 @@ func (s *Server) SetWorkorderState(id int64, state string) {
 			r["date_start"] = s.nowStr()
 		}
 	}
+}
+
+// SetQtyDigits sets the decimals the database keeps of quantities (its
+// decimal.precision record "Product Unit of Measure", "Product Unit" in
+// 19: Settings → Technical → Decimal Accuracy; 2 as installed, 0 to 10
+// here). Quantities written from then on are rounded to it, and fields_get
+// describes the quantity fields with it; those stored are left as they
+// are (Odoo does not round them anew either).
+func (s *Server) SetQtyDigits(n int) {
+	if n < 0 || n > 10 {
+		panic(fmt.Sprintf("odootest: SetQtyDigits(%d): want 0 to 10", n))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.qtyDigits = n
 }
 
 // SetWorkorderQty writes a work order's produced quantity as someone else
