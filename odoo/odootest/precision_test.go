@@ -1,0 +1,67 @@
+package odootest_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+)
+
+// fields_get describes a quantity field with the database's precision,
+// [16, digits] (fields.py Float.get_digits), over JSON-RPC and JSON-2; a
+// float without digits has none; only the attributes asked for are given.
+func TestFieldsGetGivesTheQtyPrecision(t *testing.T) {
+	e := newEnv(t, 19)
+	e.s.SetQtyDigits(3)
+	args := map[string]any{"allfields": []string{"qty_produced", "qty_producing", "duration"}, "attributes": []string{"digits"}}
+	want := `{"duration":{},"qty_produced":{"digits":[16,3]},"qty_producing":{"digits":[16,3]}}`
+	got, _ := json.Marshal(e.ok(e.exec("mrp.workorder", "fields_get", []any{}, args)))
+	if string(got) != want {
+		t.Errorf("JSON-RPC fields_get: %s, want %s", got, want)
+	}
+	status, _, v := e.j2("mrp.workorder", "fields_get", args)
+	got, _ = json.Marshal(v)
+	if status != http.StatusOK || string(got) != want {
+		t.Errorf("JSON-2 fields_get: %d %s, want %s", status, got, want)
+	}
+	r := e.ok(e.exec("stock.scrap", "fields_get", []any{[]string{"scrap_qty"}}, map[string]any{"attributes": []string{"digits", "type"}}))
+	got, _ = json.Marshal(r)
+	if want := `{"scrap_qty":{"digits":[16,3],"type":"float"}}`; string(got) != want {
+		t.Errorf("stock.scrap fields_get: %s, want %s", got, want)
+	}
+	// fields_get is a model method: JSON-2 refuses ids.
+	if status, _, _ := e.j2("mrp.workorder", "fields_get", map[string]any{"ids": []int64{e.wo}}); status != http.StatusUnprocessableEntity {
+		t.Errorf("JSON-2 fields_get with ids: %d, want 422", status)
+	}
+}
+
+// Quantities written are stored rounded to the database's precision, half
+// up, whichever way they come: a write (qty_producing / qty_produced),
+// a load's text cell (scrap_qty); those stored before a change keep their
+// digits.
+func TestQtyStoredAtTheDatabasePrecision(t *testing.T) {
+	for _, v := range []int{17, 19} {
+		e := newEnv(t, v)
+		field := "qty_producing"
+		if v >= 19 {
+			field = "qty_produced"
+		}
+		e.s.SetQtyDigits(3)
+		e.ok(e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{field: 1.2345}}, nil))
+		if q := num(e.readWO(field)[field]); q != 1.235 {
+			t.Errorf("v%d 3 digits: %s %v, want 1.235", v, field, q)
+		}
+		e.s.SetQtyDigits(0)
+		if q := num(e.readWO(field)[field]); q != 1.235 {
+			t.Errorf("v%d: stored %v changed to %v by a new precision", v, 1.235, q)
+		}
+		e.ok(e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{field: 12.5}}, nil))
+		if q := num(e.readWO(field)[field]); q != 13 {
+			t.Errorf("v%d 0 digits: %s %v, want 13", v, field, q)
+		}
+		e.ok(e.exec("stock.scrap", "load", []any{[]string{"id", "product_id/.id", "scrap_qty"},
+			[][]string{{"plantedge.s1", itoa(e.product), "2.4"}}}, nil))
+		if s := e.s.Scraps(); len(s) != 1 || s[0].Qty != 2 {
+			t.Errorf("v%d 0 digits: scraps %+v, want one of 2", v, s)
+		}
+	}
+}
