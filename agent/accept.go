@@ -201,7 +201,7 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 		return answer(nil)
 	}
 	res.WorkOrder = wo.Name
-	qty := odoo.Round2(f.client.ProducedQty(*wo))
+	qty := f.client.RoundQty(f.client.ProducedQty(*wo))
 	res.Now = qty
 	if wo.SerialProducing(f.client.Major()) {
 		// Odoo keeps 1 there whatever is written: no correction of
@@ -253,9 +253,9 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 			return answer(err)
 		}
 		*stored = st
-		res.Accepted, res.Now = true, odoo.Round2(decimal.Add(st.Baseline, st.Counted))
+		res.Accepted, res.Now = true, f.client.RoundQty(decimal.Add(st.Baseline, st.Counted))
 		res.Note = fmt.Sprintf("took back the %s Odoo showed on %s at %s UTC (entered there, or written by another copy of this agent), which plantedge's write had replaced: "+
-			"counting goes on from it — %s with the %s counted since", Qty(r.Qty), wo.Name, r.At.Format(time.DateTime), Qty(res.Now), Pieces(odoo.Round2(decimal.Sub(st.Counted, r.Counted)), ""))
+			"counting goes on from it — %s with the %s counted since", Qty(r.Qty), wo.Name, r.At.Format(time.DateTime), Qty(res.Now), Pieces(f.client.RoundQty(decimal.Sub(st.Counted, r.Counted)), ""))
 		f.clearEditError(machine)
 		f.a.log.Warn("a quantity edited in Odoo, which plantedge had written over, was accepted as right: counting goes on from it",
 			"machine", machine, "workorder", wo.Name, "edited_qty", num(r.Qty), "edited_at", r.At, "counted_since", num(decimal.Sub(st.Counted, r.Counted)), "next_write", num(res.Now), "pending", pending)

@@ -627,10 +627,10 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 	}
 	field := f.client.ProducedField()
 	moved := st.moved(field) || // Odoo upgraded (or restored) across 19
-		st.fieldUnknown(field) && odoo.Round2(f.client.ProducedQty(*wo)) != st.Written
+		st.fieldUnknown(field) && f.client.RoundQty(f.client.ProducedQty(*wo)) != st.Written
 	f.noteLateOrEdited(machine, wo, stored, &st, good, moved)
-	target := odoo.Round2(decimal.Add(decimal.Add(st.Baseline, st.Counted), sum))
-	rewrite := f.rewrite[machine] && stored != nil && stored.ID == wo.ID && odoo.Round2(f.client.ProducedQty(*wo)) != target
+	target := f.client.RoundQty(decimal.Add(decimal.Add(st.Baseline, st.Counted), sum))
+	rewrite := f.rewrite[machine] && stored != nil && stored.ID == wo.ID && f.client.RoundQty(f.client.ProducedQty(*wo)) != target
 	if !rewrite {
 		delete(f.rewrite, machine)
 	}
@@ -684,7 +684,7 @@ func (f *forwarder) sendCounts(ctx context.Context, w *countWrite, acks *ackPlan
 			// An earlier attempt whose answer was lost may have landed
 			// after the lookup and before the order was finished: its
 			// records are that order's, the rest go to the next one.
-			switch got := odoo.Round2(f.client.ProducedQty(now)); {
+			switch got := f.client.RoundQty(f.client.ProducedQty(now)); {
 			case got == target:
 				f.landed(machine, &st, st.InFlight, acks)
 				return nil
@@ -797,7 +797,7 @@ func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo
 		return false, nil
 	}
 	if wo != nil && st.ID == wo.ID {
-		if odoo.Round2(f.client.ProducedQty(*wo)) != st.InFlight.Target {
+		if f.client.RoundQty(f.client.ProducedQty(*wo)) != st.InFlight.Target {
 			return false, nil
 		}
 		f.landed(machine, st, st.InFlight, acks)
@@ -806,7 +806,7 @@ func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo
 	old, err := f.readWorkorder(ctx, st.ID)
 	var oe *odoo.Error
 	switch {
-	case err == nil && odoo.Round2(f.client.ProducedQty(old)) == st.InFlight.Target:
+	case err == nil && f.client.RoundQty(f.client.ProducedQty(old)) == st.InFlight.Target:
 		f.landed(machine, st, st.InFlight, acks)
 		return true, nil
 	case err == nil, errors.As(err, &oe) && oe.Missing():
@@ -857,7 +857,7 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 	baseline, startDefault := f.client.StartingQty(*wo)
 	resumed := back == "" && stored != nil && stored.ID != wo.ID && stored.Prev == wo.ID
 	if back != "" || resumed {
-		baseline, startDefault = odoo.Round2(f.client.ProducedQty(*wo)), false
+		baseline, startDefault = f.client.RoundQty(f.client.ProducedQty(*wo)), false
 	}
 	// On 17/18 qty_producing is the manufacturing order's: moving on to the
 	// order's next operation, it still holds the last one's count, which
@@ -872,7 +872,7 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 	if stored != nil && stored.ID != wo.ID {
 		st.Prev = stored.ID
 	}
-	switch odooQty := odoo.Round2(f.client.ProducedQty(*wo)); {
+	switch odooQty := f.client.RoundQty(f.client.ProducedQty(*wo)); {
 	case nextOp && odooQty != 0:
 		st.Zeroed, st.ZeroedFrom = "next_op", odooQty
 	case startDefault:
@@ -925,7 +925,7 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 // always (the attribution probe: taken for a return, an operator's 70
 // became 80). It returns that machine, or "".
 func (f *forwarder) cameBack(machine string, wo *odoo.Workorder, stored *woState) (string, error) {
-	qty := odoo.Round2(f.client.ProducedQty(*wo))
+	qty := f.client.RoundQty(f.client.ProducedQty(*wo))
 	if stored.InFlight != nil || qty <= stored.Written {
 		return "", nil
 	}
@@ -969,7 +969,7 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 			"pieces made before this work order started are booked on it: they reached Odoo as they were made (the machine's clock is behind Odoo's), were stamped less than a minute before its start, were made while no work order was in progress, or odoo would not show which was",
 			"machine", machine, "workorder", orderName(wo), "previous", stored.Name, "pieces", num(late), "oldest", fromMS(good.first))
 	}
-	odooQty := odoo.Round2(f.client.ProducedQty(*wo))
+	odooQty := f.client.RoundQty(f.client.ProducedQty(*wo))
 	if moved {
 		f.a.eventLog.log("moved "+machine, f.a.log, slog.LevelInfo,
 			"Odoo keeps the work order's quantity in another field since it was upgraded (or restored): plantedge writes its count there",

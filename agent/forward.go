@@ -91,6 +91,11 @@ type linkState struct {
 	// one configured now has not answered yet (Agent.odooWas): the agent
 	// switches once it does (switchOdoo).
 	SwitchFrom string
+	// QtyDigits is the decimals Odoo keeps of a quantity, as the client
+	// read them at its last connect (QtyRead false: assumed, 2); set
+	// (QtySet) once a connect went through.
+	QtyDigits       int
+	QtyRead, QtySet bool
 }
 
 // slowCall and fastCall bound the average answer time at which Odoo is
@@ -387,6 +392,7 @@ func (f *forwarder) probeOdoo(ctx context.Context) {
 	switch {
 	case err == nil: // online (call), and still holding back
 		f.link.Protocol, f.link.Version = c.Protocol(), c.ServerVersion()
+		f.link.connected(c)
 		f.link.LastError, f.link.NextAttempt, f.link.Since = SettleNote, f.settleUntil, time.Now()
 		f.a.log.Info("odoo online; writes wait for the last run's requests", "component", "forwarder",
 			"protocol", f.link.Protocol, "server_version", f.link.Version, "until", f.settleUntil.Format("2006-01-02T15:04:05.000Z07:00"))
@@ -469,6 +475,13 @@ func (f *forwarder) doneRounds() uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.roundsDone
+}
+
+// connected notes what status shows of a client whose connect went
+// through (under f.mu).
+func (l *linkState) connected(c *odoo.Client) {
+	l.QtyDigits, l.QtyRead = c.QtyPrecision()
+	l.QtySet = true
 }
 
 func (f *forwarder) linkSnapshot() linkState {
@@ -590,6 +603,7 @@ func (f *forwarder) run(ctx context.Context) {
 				}
 			}
 			f.link.Protocol, f.link.Version = f.client.Protocol(), f.client.ServerVersion()
+			f.link.connected(f.client)
 			f.bo.Reset()
 			if !more {
 				// Spread: agents that something put in step (started
@@ -1087,6 +1101,7 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 			f.link.State, f.link.LastError, f.link.NextAttempt, f.link.Failures, f.link.KeyExpired = "online", "", time.Time{}, 0, false
 			if f.client != nil { // connected: online says with what
 				f.link.Protocol, f.link.Version = f.client.Protocol(), f.client.ServerVersion()
+				f.link.connected(f.client)
 			}
 			online = true
 		}
@@ -1760,7 +1775,7 @@ func (f *forwarder) ackPlanned(ctx context.Context, p *ackPlan) error {
 				}
 				if st := p.wo[machine]; st != nil && sig == sigGood {
 					if c, err := decodeCount(r); err == nil {
-						// Not rounded: the quantity written is (Round2 of the
+						// Not rounded: the quantity written is (RoundQty of the
 						// total), so fractional counters (0.125 kg) do not
 						// drift by a rounding per round; added as decimals,
 						// so that they do not drift by float64's either

@@ -30,9 +30,9 @@ type scrapOutbox struct {
 	ProductID    int64   `json:"product"`
 	UomID        int64   `json:"uom"`
 	// Carry is what is left of the scrap counted once Qty (rounded to
-	// Odoo's 2 decimals) is booked: it goes into the next booking, so
-	// fractional scrap (0.125 kg at a time) adds up exactly instead of
-	// drifting by a rounding per booking. (This version stores no outbox
+	// the decimals Odoo keeps, 2 by default) is booked: it goes into the
+	// next booking, so fractional scrap (0.125 kg at a time) adds up
+	// exactly instead of drifting by a rounding per booking. (This version stores no outbox
 	// with a Qty of 0; one from an earlier version books nothing.)
 	Carry float64 `json:"carry,omitempty"`
 	// Recheck: decided for another Odoo (switchOdoo); its ids are checked
@@ -157,7 +157,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			return err
 		}
 		total := decimal.Add(carry, p.sum)
-		qty := odoo.Round2(total)
+		qty := f.client.RoundQty(total)
 		if qty == 0 {
 			// Below Odoo's precision so far: nothing to book, so no
 			// outbox (an older version rolled back to would take one for
@@ -812,10 +812,11 @@ func (f *forwarder) scrapCarry(machine string) (float64, error) {
 		return 0, err
 	}
 	v, err := strconv.ParseFloat(string(b), 64)
-	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) >= 0.01 {
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) >= f.client.QtyStep() {
 		// Damaged on the disk (a carry is below Odoo's precision): as if
-		// none — less than 0.01 of scrap — rather than an error that stops
-		// every machine's forwarding.
+		// none — less than one step of it (0.01 at Odoo's default 2
+		// decimals) of scrap — rather than an error that stops every
+		// machine's forwarding.
 		f.a.eventLog.log("damaged carry "+machine, f.a.log, slog.LevelWarn,
 			"the buffer file's scrap carry of this machine (what is left below Odoo's precision) cannot be read (damaged on the disk?): taken as none",
 			"machine", machine, "value", string(b))

@@ -170,6 +170,13 @@ type OdooStatus struct {
 	ServerVersion      string  `json:"server_version"`
 	LastError          string  `json:"last_error"`
 	NextAttemptSeconds float64 `json:"next_attempt_seconds"`
+	// QtyDigits is how many decimals Odoo keeps of a quantity (its
+	// decimal accuracy of units of measure, read at each connect): what
+	// plantedge rounds the quantities it writes to. Absent before a
+	// connect went through. QtyDigitsAssumed: it could not be read, 2
+	// (Odoo's default) is assumed; a WARN line said why.
+	QtyDigits        *int `json:"qty_digits,omitempty"`
+	QtyDigitsAssumed bool `json:"qty_digits_assumed,omitempty"`
 	// LastAnswerAgeSeconds is how long ago Odoo last answered (0: not
 	// since start). With nothing to send the agent asks Odoo only once a
 	// minute (odoo.DefaultIdleRecheck): online is as of then.
@@ -345,6 +352,10 @@ func (a *Agent) Status() Status {
 		l := a.fwd.linkSnapshot()
 		st.Odoo.RoundsDone, st.Odoo.Calls = a.fwd.doneRounds(), a.fwd.calls.Load()
 		st.Odoo.State, st.Odoo.Protocol, st.Odoo.ServerVersion = l.State, l.Protocol, l.Version
+		if l.QtySet {
+			d := l.QtyDigits
+			st.Odoo.QtyDigits, st.Odoo.QtyDigitsAssumed = &d, !l.QtyRead
+		}
 		st.Odoo.LastError, st.Odoo.Failures, st.Odoo.KeyExpired = l.LastError, l.Failures, l.KeyExpired
 		st.Odoo.KeyExpiresAt, st.Odoo.KeyExpiresSoon = keyExpiryStatus(l.KeyExpires, time.Now())
 		if left := time.Until(l.RetryAfter); left > 0 {

@@ -418,7 +418,7 @@ func (f *forwarder) sameWorkorderHere(ctx context.Context, st woState) (bool, er
 	if err != nil || !same {
 		return false, err
 	}
-	q := odoo.Round2(f.stateQty(cur, st))
+	q := f.client.RoundQty(f.stateQty(cur, st))
 	return q == st.InFlight.Target || q == st.Written, nil
 }
 
@@ -434,7 +434,7 @@ func (f *forwarder) upgradedHere(ctx context.Context, st woState) (bool, error) 
 		return false, err
 	}
 	// A quantity of 0 tells nothing: any work order of any database shows it.
-	return st.Written != 0 && odoo.Round2(f.stateQty(cur, st)) == odoo.Round2(st.Written), nil
+	return st.Written != 0 && f.client.RoundQty(f.stateQty(cur, st)) == f.client.RoundQty(st.Written), nil
 }
 
 // stateQty is wo's quantity in the field st was written to (this Odoo's
@@ -501,8 +501,8 @@ func (f *forwarder) recordOdoo(ctx context.Context) error {
 		if st.moved(f.client.ProducedField()) {
 			continue // upgraded across 19 since: the ids say it
 		}
-		q := odoo.Round2(f.client.ProducedQty(cur))
-		if q != odoo.Round2(st.Written) && (st.InFlight == nil || q != odoo.Round2(st.InFlight.Target)) {
+		q := f.client.RoundQty(f.client.ProducedQty(cur))
+		if q != f.client.RoundQty(st.Written) && (st.InFlight == nil || q != f.client.RoundQty(st.InFlight.Target)) {
 			f.a.log.Warn("the buffer file's work-order state is not this Odoo's: a work order it names shows another quantity than plantedge wrote; taken for another Odoo's, and forgotten",
 				"workorder", st.Name, "id", st.ID, "odoo_qty", num(q), "written", num(st.Written))
 			return nil
@@ -589,7 +589,7 @@ func (f *forwarder) takeBack(ctx context.Context, now string) ([]inDoubtBack, []
 		if !found {
 			continue
 		}
-		switch q := odoo.Round2(f.client.ProducedQty(cur)); {
+		switch q := f.client.RoundQty(f.client.ProducedQty(cur)); {
 		case q == st.InFlight.Target:
 			// Landed: its records count here. Those another Odoo took
 			// meanwhile are acknowledged already, so the settle cannot add

@@ -127,6 +127,10 @@ type Client struct {
 	// checked is when the version was last read (UnixNano; 0 before): see
 	// Config.VersionRecheck.
 	checked atomic.Int64
+	// qtyDigits is Odoo's quantity precision (precision.go): 0 before it
+	// was read, digits+1 as read, -(digits+1) as assumed after a read
+	// that failed.
+	qtyDigits atomic.Int32
 }
 
 // New validates cfg and builds the HTTP transport. It does no network I/O;
@@ -380,7 +384,9 @@ func (c *Client) connectLocked(ctx context.Context) (err error) {
 			"a call it refuses is said at ERROR — plantedge validate --odoo checks the calls the agent makes",
 			"server_version", version)
 	}
-	return nil
+	// Read at every full connect: Odoo may come back with another
+	// precision (restored, or set anew by an administrator).
+	return c.readQtyDigits(ctx)
 }
 
 // NeedsConnect reports whether the next call connects first: before the
@@ -534,6 +540,12 @@ func (c *Client) Call(ctx context.Context, model, method string, args []any, kwa
 	if err := c.ensureConnected(ctx); err != nil {
 		return err
 	}
+	return c.call(ctx, model, method, args, kwargs, out)
+}
+
+// call is Call on the session set up (connectLocked uses it, holding the
+// connect lock).
+func (c *Client) call(ctx context.Context, model, method string, args []any, kwargs map[string]any, out any) error {
 	op := model + "." + method
 	if args == nil {
 		args = []any{}
@@ -621,6 +633,7 @@ var json2Sigs = map[string]json2Sig{
 	"load":         {names: []string{"fields", "data"}},
 	"name_search":  {names: []string{"name", "domain", "operator", "limit"}},
 	"context_get":  {},
+	"fields_get":   {names: []string{"allfields", "attributes"}},
 	"has_access":   {ids: true, names: []string{"operation"}},
 	// check_access_rights exists only before 19 (JSON-2 arrived in 19); kept for completeness
 	"check_access_rights": {names: []string{"operation", "raise_exception"}},

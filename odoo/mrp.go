@@ -766,14 +766,14 @@ func (c *Client) StartingQty(wo Workorder) (qty float64, startDefault bool) {
 	if c.Major() >= 19 {
 		return wo.QtyProduced, false
 	}
-	if wo.QtyProducing > 0 && Round2(wo.QtyProducing) == Round2(wo.QtyRemaining) {
+	if wo.QtyProducing > 0 && c.RoundQty(wo.QtyProducing) == c.RoundQty(wo.QtyRemaining) {
 		return 0, true
 	}
 	return wo.QtyProducing, false
 }
 
-// SetProducedQty writes the absolute produced quantity (rounded to 2
-// decimals): qty_producing on 17/18 (MO-wide; Odoo ignores 0), qty_produced
+// SetProducedQty writes the absolute produced quantity (rounded to
+// QtyDigits decimals, as Odoo stores it): qty_producing on 17/18 (MO-wide; Odoo ignores 0), qty_produced
 // on 19+ (Odoo refuses negatives and done/cancelled work orders). Repeating
 // it is harmless.
 func (c *Client) SetProducedQty(ctx context.Context, workorderID int64, qty float64) error {
@@ -781,11 +781,12 @@ func (c *Client) SetProducedQty(ctx context.Context, workorderID int64, qty floa
 		return err
 	}
 	return c.Call(ctx, "mrp.workorder", "write", []any{[]int64{workorderID},
-		map[string]any{c.ProducedField(): Round2(qty)}}, nil, nil)
+		map[string]any{c.ProducedField(): c.RoundQty(qty)}}, nil, nil)
 }
 
 // Round2 rounds like Odoo's default quantity precision (2 decimals, half
-// away from zero: float_round's HALF-UP) the decimal v stands for
+// away from zero: float_round's HALF-UP; Client.RoundQty rounds to the
+// database's own) the decimal v stands for
 // (decimal.Of): the shortest decimal of up to 15 significant digits within
 // 1.5 ulps of v — 29*0.005 is the float64 just below 0.145, and 1.005 is
 // 1.00499999999999989… in binary: booked 0.15 and 1.01 —, or, for the
@@ -1268,9 +1269,9 @@ func (c *Client) ScrapStates(ctx context.Context, xmlids []string) (map[string]s
 // scrapRow builds the load() columns of s. Odoo's import turns an empty cell
 // into False, so the unit column is sent only when set: otherwise Odoo
 // computes it from the product on create and keeps it on update.
-func scrapRow(s Scrap) ([]string, []string) {
+func scrapRow(s Scrap, round func(float64) float64) ([]string, []string) {
 	fields := []string{"id", "product_id/.id", "scrap_qty", "production_id/.id", "workorder_id/.id"}
-	row := []string{s.XMLID, dbid(s.ProductID), strconv.FormatFloat(Round2(s.Qty), 'f', -1, 64), dbid(s.ProductionID), dbid(s.WorkorderID)}
+	row := []string{s.XMLID, dbid(s.ProductID), strconv.FormatFloat(round(s.Qty), 'f', -1, 64), dbid(s.ProductionID), dbid(s.WorkorderID)}
 	if s.UomID != 0 {
 		fields = append(fields, "product_uom_id/.id")
 		row = append(row, dbid(s.UomID))
@@ -1301,7 +1302,7 @@ func (c *Client) BookScrap(ctx context.Context, s Scrap) (done bool, err error) 
 	if err != nil {
 		return false, err
 	}
-	fields, row := scrapRow(s)
+	fields, row := scrapRow(s, c.RoundQty)
 	// In its manufacturing order's company (company.go): validating it
 	// checks that its order and work order are of its company.
 	fields, rows := withCompanies(fields, [][]string{row}, []int64{company})

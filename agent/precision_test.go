@@ -1,0 +1,154 @@
+package agent_test
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+// settledCounts waits until the buffer holds nothing and status shows the
+// machine's counted good and scrap (in the work order's unit).
+func settledCounts(t *testing.T, ra *runningAgent, good, scrap float64) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "the steps forwarded", func() (bool, string) {
+		st := ra.a.Status()
+		ms := st.Machines[0]
+		return st.Buffer.Pending == 0 && math.Abs(ms.GoodCount-good) < 1e-6 && math.Abs(ms.ScrapCount-scrap) < 1e-6,
+			fmt.Sprintf("pending %d, good %v, scrap %v", st.Buffer.Pending, ms.GoodCount, ms.ScrapCount)
+	})
+}
+
+// An Odoo whose quantity precision is 3 decimals (a plant producing by
+// weight: Settings → Technical → Decimal Accuracy) is booked to 3: 0.125
+// kg a piece lands as 0.125, not as 0.13 (the 2 decimals plantedge
+// assumed before it read the precision), and the total and the scrap Odoo
+// ends with are the exact 3-decimal sums.
+func TestThreeDecimalOdooBooksTheExactTotal(t *testing.T) {
+	t.Parallel()
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
+			p.odoo.SetQtyDigits(3)
+			p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 0.125 }")
+			p.editConfig("field: scrap, timestamp_field: ts } }", "field: scrap, timestamp_field: ts }, factor: 0.125 }")
+			ra := p.startAgent()
+			m := p.machines[0]
+			p.produce(m, 1, 1)
+			settledCounts(t, ra, 0.125, 0.125)
+			if q := p.qty("press-1"); q != 0.125 {
+				t.Errorf("one piece of 0.125 kg: Odoo has %v produced, want 0.125", q)
+			}
+			if s := p.scrapped("press-1"); s != 0.125 {
+				t.Errorf("one piece of 0.125 kg scrapped: Odoo has %v, want 0.125", s)
+			}
+			for k := 2; k <= 13; k++ {
+				p.produce(m, 1, 1)
+				settledCounts(t, ra, 0.125*float64(k), 0.125*float64(k))
+			}
+			if q := p.qty("press-1"); q != 1.625 {
+				t.Errorf("13 pieces of 0.125 kg: Odoo has %v produced, want 1.625", q)
+			}
+			if s := p.scrapped("press-1"); s != 1.625 {
+				t.Errorf("13 pieces of 0.125 kg scrapped: Odoo has %v, want 1.625", s)
+			}
+			st := ra.a.Status()
+			if st.Odoo.QtyDigits == nil || *st.Odoo.QtyDigits != 3 || st.Odoo.QtyDigitsAssumed {
+				t.Errorf("status: qty_digits %v, assumed %v; want 3 read from Odoo", st.Odoo.QtyDigits, st.Odoo.QtyDigitsAssumed)
+			}
+			if logs := p.logs.String(); strings.Contains(logs, "changed in Odoo since plantedge wrote it") {
+				t.Errorf("a write of plantedge's was taken for an edit:\n%s", logs)
+			}
+		})
+	}
+}
+
+// An Odoo that keeps quantities without decimals stores 1 where 1.25 was
+// counted: plantedge writes what Odoo keeps (the count rounded to 0
+// decimals), so reading it back is no edit — no "changed in Odoo" warning,
+// the count is not written over — and the total stays exact: the
+// fraction is not lost but goes into the next write (10 pieces of 0.125
+// kg are 1.25, booked 1; 2 more make 1.5, booked 2; 16 in all make 2).
+// The scrap is booked whole too, the rest carried into the next booking
+// (1.25 booked 1; 0.25 carried and 0.25 more booked 1; then 0.5 less
+// carried and 0.5 more book nothing: 2 in all).
+func TestNoDecimalOdooIsNoEditAndTotalsStayExact(t *testing.T) {
+	t.Parallel()
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
+			p.odoo.SetQtyDigits(0)
+			p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 0.125 }")
+			p.editConfig("field: scrap, timestamp_field: ts } }", "field: scrap, timestamp_field: ts }, factor: 0.125 }")
+			ra := p.startAgent()
+			m := p.machines[0]
+			p.produce(m, 10, 10)
+			settledCounts(t, ra, 1.25, 1.25)
+			if q := p.qty("press-1"); q != 1 {
+				t.Errorf("1.25 kg made: Odoo has %v produced, want 1", q)
+			}
+			if s := p.scrapped("press-1"); s != 1 {
+				t.Errorf("1.25 kg scrapped: Odoo has %v, want 1", s)
+			}
+			// The next write reads the quantity back first and compares
+			// it with what plantedge wrote. The scrap carried (0.25) and
+			// 0.25 more make 0.5, booked 1 (half up).
+			p.produce(m, 2, 2)
+			settledCounts(t, ra, 1.5, 1.5)
+			if q := p.qty("press-1"); q != 2 {
+				t.Errorf("1.5 kg made: Odoo has %v produced, want 2", q)
+			}
+			if s := p.scrapped("press-1"); s != 2 {
+				t.Errorf("1.5 kg scrapped: Odoo has %v, want 2 (1 and 1; the rest carried)", s)
+			}
+			p.produce(m, 4, 4)
+			settledCounts(t, ra, 2, 2)
+			if q := p.qty("press-1"); q != 2 {
+				t.Errorf("2 kg made: Odoo has %v produced, want 2", q)
+			}
+			if s := p.scrapped("press-1"); s != 2 {
+				t.Errorf("2 kg scrapped: Odoo has %v, want 2", s)
+			}
+			if n := ra.a.Status().Buffer.DeadLetters; n != 0 {
+				t.Errorf("%d dead letters", n)
+			}
+			logs := p.logs.String()
+			if strings.Contains(logs, "changed in Odoo since plantedge wrote it") {
+				t.Errorf("Odoo's rounding of a write was taken for an edit:\n%s", logs)
+			}
+			if strings.Contains(logs, "scrap carry of this machine") {
+				t.Errorf("a carry below Odoo's precision was taken for a damaged one:\n%s", logs)
+			}
+		})
+	}
+}
+
+// When the precision cannot be read (the bot user refused fields_get: a
+// custom rule, or a build without it), plantedge rounds to Odoo's
+// default 2, says so once at WARN, and status says the precision is
+// assumed; counting goes on as before.
+func TestQtyPrecisionUnreadableFallsBackToTwo(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
+	p.odoo.RefuseNext("mrp.workorder", "fields_get", 1000, "odoo.exceptions.AccessError", "You are not allowed to access 'Work Order' (mrp.workorder) records.")
+	p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 0.125 }")
+	ra := p.startAgent()
+	p.produce(p.machines[0], 1, 0)
+	settledCounts(t, ra, 0.125, 0)
+	if q := p.qty("press-1"); q != 0.13 {
+		t.Errorf("one piece of 0.125 kg with the precision unread: Odoo has %v produced, want 0.13 (2 decimals)", q)
+	}
+	st := ra.a.Status()
+	if st.Odoo.QtyDigits == nil || *st.Odoo.QtyDigits != 2 || !st.Odoo.QtyDigitsAssumed {
+		t.Errorf("status: qty_digits %v, assumed %v; want 2 assumed", st.Odoo.QtyDigits, st.Odoo.QtyDigitsAssumed)
+	}
+	logs := p.logs.String()
+	const warn = "the decimals Odoo keeps of a quantity cannot be read"
+	if n := strings.Count(logs, warn); n != 1 {
+		t.Errorf("%d lines say %q, want 1:\n%s", n, warn, logs)
+	}
+	if !strings.Contains(logs, `level=WARN msg="`+warn) {
+		t.Errorf("not said at WARN:\n%s", logs)
+	}
+}

@@ -1,0 +1,201 @@
+package odoo_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/plantedge/plantedge/odoo"
+	"github.com/plantedge/plantedge/odoo/odootest"
+)
+
+// loggedClient is f's admin client logging to the returned buffer.
+func loggedClient(t *testing.T, f *fixture, protocol string) (*odoo.Client, func() string) {
+	t.Helper()
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c := f.client(t, protocol, func(cfg *odoo.Config) { cfg.Logger = log })
+	return c, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.String()
+	}
+}
+
+// The client reads the precision Odoo keeps quantities to at connect
+// (fields_get of the quantity field: its digits) and rounds what it writes
+// to it: at 3 decimals 12.3456 is written 12.346, not 12.35; at 0, 12.5 is
+// written 13, which Odoo stores as written.
+func TestQtyDigitsReadAtConnect(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			for _, tc := range []struct {
+				digits   int
+				in, want float64
+			}{
+				{2, 12.3456, 12.35},
+				{3, 12.3456, 12.346},
+				{4, 12.34565, 12.3457},
+				{0, 12.5, 13},
+			} {
+				f := newFixture(t, odootest.Options{Version: m.version})
+				f.srv.SetQtyDigits(tc.digits)
+				c, logs := loggedClient(t, f, m.protocol)
+				if d, read := c.QtyPrecision(); d != 2 || read {
+					t.Errorf("before connect: %d digits (read %v), want 2 assumed", d, read)
+				}
+				if err := c.Connect(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				if d, read := c.QtyPrecision(); d != tc.digits || !read {
+					t.Errorf("%d digits in Odoo: client has %d (read %v)", tc.digits, d, read)
+				}
+				if got := c.RoundQty(tc.in); got != tc.want {
+					t.Errorf("%d digits: RoundQty(%v) = %v, want %v", tc.digits, tc.in, got, tc.want)
+				}
+				if err := c.SetProducedQty(context.Background(), f.wo, tc.in); err != nil {
+					t.Fatal(err)
+				}
+				wo := f.srv.Workorder(f.wo)
+				if got := c.ProducedQty(wo); got != tc.want {
+					t.Errorf("%d digits: %v written, Odoo has %v, want %v", tc.digits, tc.in, got, tc.want)
+				}
+				if strings.Contains(logs(), "cannot be read") {
+					t.Errorf("%d digits: a warning:\n%s", tc.digits, logs())
+				}
+			}
+		})
+	}
+}
+
+// A scrap's quantity is rounded to the precision read, as Odoo stores it.
+func TestScrapQtyRoundedToTheDigitsRead(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			f.srv.SetQtyDigits(3)
+			c := connected(t, f, m.protocol)
+			done, err := c.BookScrap(context.Background(), odoo.Scrap{XMLID: "plantedge.t_press_scrap_1", ProductID: f.product,
+				ProductionID: f.mo, WorkorderID: f.wo, Qty: 0.1254})
+			if err != nil || !done {
+				t.Fatalf("BookScrap: done %v, %v", done, err)
+			}
+			if s := f.srv.Scraps(); len(s) != 1 || s[0].Qty != 0.125 {
+				t.Errorf("scraps %+v, want one of 0.125", s)
+			}
+		})
+	}
+}
+
+// A precision that cannot be read (fields_get refused) is assumed to be
+// Odoo's default 2, said once at WARN however often the client connects
+// again; the connect goes through. Read again at the next connect, it is
+// used and no longer assumed.
+func TestQtyDigitsUnreadableFallsBackToTwo(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			f.srv.SetQtyDigits(3)
+			f.srv.RefuseNext("mrp.workorder", "fields_get", 2, "odoo.exceptions.AccessError", "You are not allowed to access 'Work Order' (mrp.workorder) records.")
+			c, logs := loggedClient(t, f, m.protocol)
+			ctx := context.Background()
+			for range 2 {
+				if err := c.Connect(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if d, read := c.QtyPrecision(); d != 2 || read {
+					t.Errorf("refused: %d digits (read %v), want 2 assumed", d, read)
+				}
+			}
+			const warn = "the decimals Odoo keeps of a quantity cannot be read"
+			if n := strings.Count(logs(), warn); n != 1 {
+				t.Errorf("%d lines say %q, want 1:\n%s", n, warn, logs())
+			}
+			if !strings.Contains(logs(), "level=WARN msg=\""+warn) || !strings.Contains(logs(), "AccessError") {
+				t.Errorf("not said at WARN with Odoo's reason:\n%s", logs())
+			}
+			if got := c.RoundQty(0.125); got != 0.13 {
+				t.Errorf("RoundQty(0.125) = %v assumed 2 digits, want 0.13", got)
+			}
+			if err := c.Connect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if d, read := c.QtyPrecision(); d != 3 || !read {
+				t.Errorf("readable again: %d digits (read %v), want 3", d, read)
+			}
+		})
+	}
+}
+
+// The precision is read again whenever the client connects anew (Odoo
+// could not be reached: it may come back restored, or set to other
+// digits), and a change is said at WARN.
+func TestQtyDigitsReadAgainOnReconnect(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			f.srv.SetQtyDigits(3)
+			c, logs := loggedClient(t, f, m.protocol)
+			ctx := context.Background()
+			if err := c.SetProducedQty(ctx, f.wo, 1.2345); err != nil {
+				t.Fatal(err)
+			}
+			if got := c.ProducedQty(f.srv.Workorder(f.wo)); got != 1.235 {
+				t.Errorf("3 digits: Odoo has %v, want 1.235", got)
+			}
+			f.srv.SetQtyDigits(4)
+			f.srv.FailNext(1, odootest.FaultHTTP502) // unreachable: the next call connects again
+			if err := c.SetProducedQty(ctx, f.wo, 1.2345); err == nil || !odoo.IsTemporary(err) {
+				t.Fatalf("502: %v", err)
+			}
+			if !c.NeedsConnect() {
+				t.Fatal("no connect due after a 502")
+			}
+			if err := c.SetProducedQty(ctx, f.wo, 1.23456); err != nil {
+				t.Fatal(err)
+			}
+			if d, _ := c.QtyPrecision(); d != 4 {
+				t.Errorf("after the reconnect: %d digits, want 4", d)
+			}
+			if got := c.ProducedQty(f.srv.Workorder(f.wo)); got != 1.2346 {
+				t.Errorf("4 digits: Odoo has %v, want 1.2346", got)
+			}
+			if !strings.Contains(logs(), `level=WARN msg="Odoo's quantity precision changed`) {
+				t.Errorf("the change was not said:\n%s", logs())
+			}
+		})
+	}
+}
+
+// Odoo not reached while the precision is read fails the connect (tried
+// again), rather than assuming 2 decimals for as long as the session
+// lasts.
+func TestQtyDigitsReadFailingOnTheWayFailsTheConnect(t *testing.T) {
+	f := newFixture(t, odootest.Options{Version: 19})
+	f.srv.SetQtyDigits(0)
+	f.srv.FailNextCall("mrp.workorder", "fields_get", 1, odootest.FaultHTTP502)
+	c, logs := loggedClient(t, f, "auto")
+	err := c.Connect(context.Background())
+	if err == nil || !odoo.IsTemporary(err) {
+		t.Fatalf("Connect: %v, want the 502", err)
+	}
+	if !c.NeedsConnect() {
+		t.Error("no connect due after the failed one")
+	}
+	if err := c.SetProducedQty(context.Background(), f.wo, 12.35); err != nil {
+		t.Fatal(err)
+	}
+	if d, read := c.QtyPrecision(); d != 0 || !read {
+		t.Errorf("%d digits (read %v), want 0", d, read)
+	}
+	if got := f.srv.Workorder(f.wo).QtyProduced; got != 12 {
+		t.Errorf("Odoo has %v, want 12", got)
+	}
+	if strings.Contains(logs(), "cannot be read") {
+		t.Errorf("a failure to reach Odoo was said as an unreadable precision:\n%s", logs())
+	}
+}
