@@ -19,6 +19,7 @@ import (
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/odoo"
 )
 
 type statusOptions struct {
@@ -441,6 +442,12 @@ func printStatus(w io.Writer, st agent.Status) {
 	fmt.Fprintf(w, "Odoo      %s  %s", state, o.URL)
 	if o.Protocol != "" {
 		fmt.Fprintf(w, "  (%s, Odoo %s)", o.Protocol, o.ServerVersion)
+	}
+	switch d := o.QtyDigits; {
+	case d != nil && o.QtyDigitsAssumed:
+		fmt.Fprintf(w, "  QUANTITY DECIMALS NOT READ: %d assumed (the log says why)", *d)
+	case d != nil && *d != odoo.DefaultQtyDigits: // Odoo's default goes unsaid
+		fmt.Fprintf(w, "  quantities to %d decimals", *d)
 	}
 	if o.LastAnswerAgeSeconds > 0 {
 		// Idle, the agent asks Odoo once a minute: online is as of then.

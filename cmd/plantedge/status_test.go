@@ -698,3 +698,27 @@ func TestStatusWarnsOfAKeyExpiringSoon(t *testing.T) {
 		}
 	}
 }
+
+// The text status says Odoo's quantity precision when it is not the
+// default 2, and that it was assumed when it could not be read.
+func TestStatusSaysTheQtyPrecision(t *testing.T) {
+	for _, tc := range []struct {
+		digits  int
+		assumed bool
+		want    string // "" : nothing said
+	}{
+		{2, false, ""},
+		{3, false, "(jsonrpc, Odoo 17.0)  quantities to 3 decimals"},
+		{0, false, "(jsonrpc, Odoo 17.0)  quantities to 0 decimals"},
+		{2, true, "(jsonrpc, Odoo 17.0)  QUANTITY DECIMALS NOT READ: 2 assumed (the log says why)"},
+	} {
+		var out bytes.Buffer
+		d := tc.digits
+		printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Odoo: agent.OdooStatus{URL: "https://erp", State: "online",
+			Protocol: "jsonrpc", ServerVersion: "17.0", QtyDigits: &d, QtyDigitsAssumed: tc.assumed}})
+		s := out.String()
+		if tc.want == "" && (strings.Contains(s, "decimals") || strings.Contains(s, "DECIMALS")) || tc.want != "" && !strings.Contains(s, tc.want) {
+			t.Errorf("%d digits (assumed %v): status:\n%s\nwant %q", tc.digits, tc.assumed, s, tc.want)
+		}
+	}
+}
