@@ -152,3 +152,33 @@ func TestQtyPrecisionUnreadableFallsBackToTwo(t *testing.T) {
 		t.Errorf("not said at WARN:\n%s", logs)
 	}
 }
+
+// Odoo set to keep 2 decimals after it kept none: the scrap plantedge
+// carried at 0 decimals (0.25, below the unit Odoo kept then) goes into
+// the next booking at 2 decimals — not dropped as a damaged carry because
+// it is more than 0.01.
+func TestScrapCarriedAtNoDecimalsIsBookedOnceOdooKeepsTwo(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+	p.odoo.SetQtyDigits(0)
+	p.editConfig("field: scrap, timestamp_field: ts } }", "field: scrap, timestamp_field: ts }, factor: 0.125 }")
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 0, 10)
+	settledCounts(t, ra, 0, 1.25)
+	if s := p.scrapped("press-1"); s != 1 {
+		t.Fatalf("1.25 kg scrapped at 0 decimals: Odoo has %v, want 1", s)
+	}
+	ra.stop()
+	p.odoo.SetQtyDigits(2) // the admin's Decimal Accuracy; read at the next connect
+	ra = p.startAgentWith(false)
+	p.produce(m, 0, 1)
+	settledCounts(t, ra, 0, 1.375)
+	// 0.25 carried and 0.125 more: 0.375, booked 0.38 at 2 decimals.
+	if s := p.scrapped("press-1"); s != 1.38 {
+		t.Errorf("1.375 kg scrapped: Odoo has %v, want 1.38 (the carry of 0.25 booked)", s)
+	}
+	if logs := p.logs.String(); strings.Contains(logs, "scrap carry of this machine") {
+		t.Errorf("a carry kept at 0 decimals was taken for a damaged one:\n%s", logs)
+	}
+}

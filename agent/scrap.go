@@ -812,11 +812,13 @@ func (f *forwarder) scrapCarry(machine string) (float64, error) {
 		return 0, err
 	}
 	v, err := strconv.ParseFloat(string(b), 64)
-	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) >= f.client.QtyStep() {
-		// Damaged on the disk (a carry is below Odoo's precision): as if
-		// none — less than one step of it (0.01 at Odoo's default 2
-		// decimals) of scrap — rather than an error that stops every
-		// machine's forwarding.
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) >= 1 {
+		// Damaged on the disk (a carry is below Odoo's precision, at most
+		// half a unit at 0 decimals): as if none — less than a unit of
+		// scrap — rather than an error that stops every machine's
+		// forwarding. Not the precision of now: a carry kept at 0 decimals
+		// (up to 0.5) goes into the next booking after Odoo is set to keep
+		// 2, instead of being dropped as damaged.
 		f.a.eventLog.log("damaged carry "+machine, f.a.log, slog.LevelWarn,
 			"the buffer file's scrap carry of this machine (what is left below Odoo's precision) cannot be read (damaged on the disk?): taken as none",
 			"machine", machine, "value", string(b))

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 
 	"github.com/plantedge/plantedge/internal/decimal"
 )
@@ -46,10 +45,6 @@ func (c *Client) QtyPrecision() (digits int, read bool) {
 // RoundQty rounds v as Odoo's ORM rounds a quantity it stores: half up, to
 // QtyDigits decimals, of the decimal v stands for (see Round2).
 func (c *Client) RoundQty(v float64) float64 { return decimal.Round(v, c.QtyDigits()) }
-
-// QtyStep is the smallest quantity Odoo keeps: 10^-QtyDigits (0.01 by
-// default).
-func (c *Client) QtyStep() float64 { return math.Pow10(-c.QtyDigits()) }
 
 // readQtyDigits reads the precision of the quantity plantedge writes, with
 // fields_get on mrp.workorder: the digits the ORM rounds the field to on
