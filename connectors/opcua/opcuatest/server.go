@@ -158,12 +158,15 @@ func Start(ctx context.Context, port int, vars map[string]any, opts ...Option) (
 	prev := log.Writer()
 	log.SetOutput(io.Discard)
 	defer log.SetOutput(prev)
-	srv := server.New(
+	srv, err := NewServer(
 		server.EnableSecurity("None", ua.MessageSecurityModeNone),
 		server.EnableAuthMode(ua.UserTokenTypeAnonymous),
 		server.EndPoint("127.0.0.1", port),
 		server.SetLogger(quiet{}),
 	)
+	if err != nil {
+		return nil, err
+	}
 	for _, other := range o.before {
 		ons := server.NewNodeNameSpace(srv, other.uri)
 		for k, v := range other.vars {
