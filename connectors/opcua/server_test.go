@@ -84,11 +84,14 @@ func newTestServer(port int, counterStart int64, extraVars int) (*testServer, er
 	ts := &testServer{stop: make(chan struct{})}
 	ts.counter.Store(counterStart)
 	ts.url = fmt.Sprintf("opc.tcp://127.0.0.1:%d", port)
-	srv := server.New(
+	srv, err := opcuatest.NewServer(
 		server.EndPoint("127.0.0.1", port),
 		server.EnableSecurity("None", ua.MessageSecurityModeNone),
 		server.EnableAuthMode(ua.UserTokenTypeAnonymous),
 	)
+	if err != nil {
+		return nil, err
+	}
 	ts.srv = srv
 	root, err := srv.Namespace(0)
 	if err != nil {
