@@ -19,7 +19,8 @@ import (
 // routes exist (nodb_routing_map): /json/2/<model>/<method> is
 // auth='bearer', so the answer is a 404 whose body is the HTML page
 // NOT_FOUND_NODB (not JSON: the JSON-2 dispatcher never ran). PostgreSQL
-// unreachable gives the same page (the registry's cursor fails alike).
+// unreachable gives the same page (the registry's cursor fails alike:
+// SetPostgresDown, FaultDatabaseDown).
 // JSON-RPC (/jsonrpc, auth='none') is served either way: the database is
 // its arguments' (server.go common, handleObject).
 
@@ -92,4 +93,13 @@ func (s *Server) servesDB(header string) bool {
 // /jsonrpc is auth='none' and takes the database from its arguments.
 func noSuchDatabase(db string) *odooError {
 	return &odooError{excOperational, `connection to server at "localhost" (127.0.0.1), port 5432 failed: FATAL:  database "` + db + `" does not exist` + "\n"}
+}
+
+// postgresRefused is psycopg2's OperationalError when PostgreSQL does not
+// take connections (down, restarting; sql_db's pool connects anew), in
+// libpq's words over TCP: what JSON-RPC answers any call that needs the
+// database then, with HTTP 200.
+func postgresRefused() *odooError {
+	return &odooError{excOperational, "connection to server at \"localhost\" (127.0.0.1), port 5432 failed: Connection refused\n" +
+		"\tIs the server running on that host and accepting TCP/IP connections?\n"}
 }

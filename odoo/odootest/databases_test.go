@@ -1,6 +1,7 @@
 package odootest_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -79,4 +80,79 @@ func TestDatabaseChoiceFacts(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestPostgresDownFacts pins what Odoo answers while its PostgreSQL is
+// unreachable (down, restarting, out of connections). Odoo 19 over JSON-2
+// (odoo/http.py): the request names a database, _open_registry's cursor
+// fails with psycopg2's OperationalError, raised as RegistryError,
+// Application.__call__ serves the request without a database, where no
+// /json/2 route exists: 404 with the page NOT_FOUND_NODB, the key never
+// looked at — the same answer as for a database that does not exist.
+// /web/version is auth='none' and served without one. JSON-RPC (17, 18,
+// and /jsonrpc on 19, auth='none', served either way): common.authenticate
+// and execute_kw open the registry's cursor and fail with
+// psycopg2.OperationalError in a JSON-RPC error, HTTP 200; common.version
+// needs no database. FaultDatabaseDown, one call meeting PostgreSQL away,
+// answers alike.
+func TestPostgresDownFacts(t *testing.T) {
+	const page = "No database is selected and the requested URL was not found in the server-wide controllers."
+	isPage := func(status int, h http.Header, b []byte) bool {
+		return status == http.StatusNotFound && strings.HasPrefix(h.Get("Content-Type"), "text/html") && strings.Contains(string(b), page)
+	}
+	t.Run("json2", func(t *testing.T) {
+		e := newEnv(t, 19)
+		key := map[string]string{"Authorization": "bearer " + e.s.AdminKey(), "X-Odoo-Database": "odoo"}
+		e.s.SetPostgresDown(true)
+		if status, h, b := e.post("/json/2/res.users/context_get", []byte(`{}`), key); !isPage(status, h, b) {
+			t.Errorf("PostgreSQL down: %d %q %s, want 404 and Odoo's NOT_FOUND_NODB page", status, h.Get("Content-Type"), b)
+		}
+		bad := map[string]string{"Authorization": "bearer nope", "X-Odoo-Database": "odoo"}
+		if status, h, b := e.post("/json/2/res.users/context_get", []byte(`{}`), bad); !isPage(status, h, b) {
+			t.Errorf("PostgreSQL down, a wrong key: %d %s, want the 404 page (the key is never looked at)", status, b)
+		}
+		resp, err := http.Get(e.url + "/web/version")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("PostgreSQL down: /web/version %d, want 200 (auth='none', served without a database)", resp.StatusCode)
+		}
+		e.s.SetPostgresDown(false)
+		if status, _, b := e.post("/json/2/res.users/context_get", []byte(`{}`), key); status != http.StatusOK {
+			t.Errorf("PostgreSQL back: %d %s, want 200", status, b)
+		}
+		e.s.FailNext(1, odootest.FaultDatabaseDown)
+		if status, h, b := e.post("/json/2/res.users/context_get", []byte(`{}`), key); !isPage(status, h, b) {
+			t.Errorf("FaultDatabaseDown: %d %q %s, want 404 and Odoo's NOT_FOUND_NODB page", status, h.Get("Content-Type"), b)
+		}
+		if status, _, b := e.post("/json/2/res.users/context_get", []byte(`{}`), key); status != http.StatusOK {
+			t.Errorf("after the fault: %d %s, want 200", status, b)
+		}
+	})
+	for _, v := range []int{17, 18, 19} {
+		t.Run(fmt.Sprintf("jsonrpc-%d", v), func(t *testing.T) {
+			e := newEnv(t, v)
+			e.s.SetPostgresDown(true)
+			refused := func(what string, r rpcEnv) {
+				t.Helper()
+				if r.ErrName != "psycopg2.OperationalError" || !strings.Contains(r.ErrMsg, "Connection refused") {
+					t.Errorf("%s: %s %q, want psycopg2.OperationalError, connection refused", what, r.ErrName, r.ErrMsg)
+				}
+			}
+			refused("authenticate", e.rpc("common", "authenticate", "odoo", "admin", e.s.AdminKey(), map[string]any{}))
+			refused("authenticate, a database that does not exist", e.rpc("common", "authenticate", "odoo_prod", "admin", e.s.AdminKey(), map[string]any{}))
+			refused("execute_kw", e.rpc("object", "execute_kw", "odoo", 2, e.s.AdminKey(), "res.users", "context_get", []any{}, map[string]any{}))
+			if r := e.rpc("common", "version"); r.ErrName != "" {
+				t.Errorf("version: %s %q, want it served", r.ErrName, r.ErrMsg)
+			}
+			e.s.SetPostgresDown(false)
+			if r := e.rpc("object", "execute_kw", "odoo", 2, e.s.AdminKey(), "res.users", "context_get", []any{}, map[string]any{}); r.ErrName != "" {
+				t.Errorf("PostgreSQL back: %s %q", r.ErrName, r.ErrMsg)
+			}
+			e.s.FailNext(1, odootest.FaultDatabaseDown)
+			refused("FaultDatabaseDown", e.rpc("object", "execute_kw", "odoo", 2, e.s.AdminKey(), "res.users", "context_get", []any{}, map[string]any{}))
+		})
+	}
 }

@@ -80,7 +80,9 @@ const (
 	// FaultCommitThenDrop runs and commits the call, then drops the connection unanswered.
 	FaultCommitThenDrop
 	// FaultDatabaseDown fails as Odoo does when its PostgreSQL is away (restarting, failing
-	// over): psycopg2.OperationalError, over JSON-RPC with HTTP 200, over JSON-2 500; nothing runs.
+	// over, out of connections) for this call: over JSON-RPC psycopg2.OperationalError with
+	// HTTP 200; over JSON-2 (19) the 404 page NOT_FOUND_NODB, as the request could not open its
+	// database (databases.go); nothing runs. SetPostgresDown keeps PostgreSQL away for a while.
 	FaultDatabaseDown
 )
 
@@ -175,6 +177,7 @@ type Server struct {
 
 	version atomic.Int64 // major version: Options.Version, then Upgrade's
 	down    atomic.Bool
+	pgDown  atomic.Bool // SetPostgresDown
 	ts      *httptest.Server
 	url     string
 	closing chan struct{}
@@ -731,6 +734,14 @@ func (s *Server) SetRetryAfter(d time.Duration) {
 // the listener stays open, or serve again.
 func (s *Server) SetDown(down bool) { s.down.Store(down) }
 
+// SetPostgresDown makes Odoo's PostgreSQL unreachable (down, restarting,
+// out of connections) until called with false; Odoo itself answers. 19's
+// JSON-2 answers every call with the 404 page NOT_FOUND_NODB, before the
+// key is looked at (databases.go); JSON-RPC's common.authenticate and
+// object calls fail with psycopg2.OperationalError (HTTP 200);
+// /web/version and common.version, which need no database, are served.
+func (s *Server) SetPostgresDown(down bool) { s.pgDown.Store(down) }
+
 // Upgrade migrates the database to Odoo major version v, higher than the
 // current one, as Odoo's upgrade does: records, external ids, users and API
 // keys stay; the models take v's fields, order and behaviour (from 19: the
@@ -1123,6 +1134,9 @@ func (s *Server) common(addr, method string, args []any) (any, *odooError) {
 		db, _ := args[0].(string)
 		login, _ := args[1].(string)
 		password, _ := args[2].(string)
+		if s.pgDown.Load() {
+			return nil, postgresRefused() // Registry(db) connects first
+		}
 		if db != s.opts.Database {
 			return nil, noSuchDatabase(db)
 		}
@@ -1214,6 +1228,13 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, addr, db string, uid
 	}
 	s.mu.Lock()
 	if proto == "jsonrpc" {
+		if s.pgDown.Load() {
+			// service/model.py dispatch: security.check opens a cursor.
+			s.logCall(proto, modelName, method, uid, 200, excOperational)
+			s.mu.Unlock()
+			fail(postgresRefused())
+			return
+		}
 		if db != s.opts.Database {
 			s.logCall(proto, modelName, method, uid, 200, excOperational)
 			s.mu.Unlock()
@@ -1246,9 +1267,14 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, addr, db string, uid
 		_, _ = io.WriteString(w, "<html><body><h1>503 Service Unavailable</h1></body></html>")
 		return
 	case FaultDatabaseDown:
-		s.failFault(proto, modelName, method, uid, fault, http.StatusInternalServerError, fail, json2Fail,
-			&odooError{excOperational, "connection to server at \"localhost\" (127.0.0.1), port 5432 failed: Connection refused\n" +
-				"\tIs the server running on that host and accepting TCP/IP connections?\n"})
+		if proto == "json2" {
+			// The request could not open its database (databases.go).
+			s.logCall(proto, modelName, method, uid, http.StatusNotFound, "fault:"+fault.String())
+			s.mu.Unlock()
+			notFoundNoDB(w)
+			return
+		}
+		s.failFault(proto, modelName, method, uid, fault, http.StatusOK, fail, json2Fail, postgresRefused())
 		return
 	case FaultSerialization, FaultLockConflict:
 		e := &odooError{excSerialize, "could not serialize access due to concurrent update"}
@@ -1381,10 +1407,11 @@ func (s *Server) serveJSON2(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	modelName, method := r.PathValue("model"), r.PathValue("method")
-	if !s.servesDB(r.Header.Get("X-Odoo-Database")) {
+	if !s.servesDB(r.Header.Get("X-Odoo-Database")) || s.pgDown.Load() {
 		// http.py: no database for the request, or one Odoo cannot open
-		// (absent, excluded by dbfilter: RegistryError), is served
-		// without one, where no /json/2 route exists.
+		// (absent, excluded by dbfilter, PostgreSQL unreachable:
+		// RegistryError), is served without one, where no /json/2 route
+		// exists. The key is never looked at.
 		s.mu.Lock()
 		s.logCall("json2", modelName, method, 0, http.StatusNotFound, "nodb")
 		s.mu.Unlock()
