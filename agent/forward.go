@@ -763,6 +763,11 @@ func (f *forwarder) run(ctx context.Context) {
 					}
 				case state == "auth_failed":
 					msg = "odoo refused the API key; check the key (wrong? expired? revoked? the bot user archived? a key of another database than odoo.database names: keys belong to one database)" + loginNote(oe, false) + " — retrying slowly to avoid Odoo's login lockout"
+				case isOE && oe.NoDatabase() && oe.Status == http.StatusNotFound:
+					// Odoo 19's page, which its PostgreSQL down gives
+					// too (a first start during an outage: no answer
+					// from that database yet tells the two apart).
+					msg = "odoo has no database by the name odoo.database gives, or its PostgreSQL is not reachable (Odoo 19 answers a wrong name, one the server's dbfilter excludes and its database server down alike: the error says what Odoo answered); if the name is wrong, fix odoo.database, then restart the agent (a reload does not change odoo settings); once PostgreSQL is back the agent books by itself — buffering and retrying with backoff, nothing is lost"
 				case isOE && oe.NoDatabase():
 					msg = "odoo has no database by the name odoo.database gives (a wrong name, or one the server's dbfilter excludes: the error says what Odoo answered); fix odoo.database, then restart the agent (a reload does not change odoo settings) — buffering and retrying with backoff, nothing is lost"
 				case isOE && oe.Permanent():

@@ -1,0 +1,138 @@
+package agent_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Odoo's PostgreSQL away for a while (down, restarting, out of
+// connections) after the agent has booked with it. Odoo 19 answers JSON-2
+// then with its 404 page "No database is selected" (odoo/http.py: the
+// request cannot open its database, RegistryError, served without one) —
+// the page it gives a database name it does not have; 17 answers JSON-RPC
+// with psycopg2.OperationalError. The database answered this agent
+// before, so it is an outage: status offline saying the database cannot
+// be opened (not that odoo.database is wrong), a warning, no ERROR about
+// the name, nothing dead-lettered, and once PostgreSQL is back Odoo has
+// every piece made meanwhile, once.
+func TestPostgresDownAfterBookingIsAnOutage(t *testing.T) {
+	t.Parallel()
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			t.Parallel()
+			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
+			ra := p.startAgent()
+			m := p.machines[0]
+			p.produce(m, 5, 0)
+			p.waitExactQty(ra, "press-1", 5)
+			p.odoo.SetPostgresDown(true)
+			p.produce(m, 3, 0)
+			said := map[int]string{17: "Connection refused", 19: `odoo cannot open the database "odoo" now, which it served before (its PostgreSQL away?`}[v]
+			waitFor(t, 15*time.Second, "the outage in status", func() (bool, string) {
+				st := ra.a.Status()
+				return st.Odoo.State == "offline" && strings.Contains(st.Odoo.LastError, said) && st.Buffer.Pending > 0,
+					fmt.Sprintf("%+v pending %d", st.Odoo, st.Buffer.Pending)
+			})
+			if st := ra.a.Status(); strings.Contains(st.Odoo.LastError, "odoo.database") {
+				t.Errorf("status blames odoo.database: %q", st.Odoo.LastError)
+			}
+			waitFor(t, 15*time.Second, "the outage logged", func() (bool, string) {
+				return strings.Contains(p.logs.String(), `level=WARN msg="odoo is up but its database is not`), ""
+			})
+			p.produce(m, 2, 0)
+			p.waitPending(ra, 2)
+			if q := p.qty("press-1"); q != 5 {
+				t.Fatalf("quantity %g in Odoo while its PostgreSQL was down, want 5", q)
+			}
+			p.odoo.SetPostgresDown(false)
+			p.waitExactQty(ra, "press-1", 10)
+			waitFor(t, 15*time.Second, "the buffer drained", func() (bool, string) {
+				st := ra.a.Status()
+				return st.Buffer.Pending == 0 && st.Odoo.State == "online", fmt.Sprintf("%+v pending %d", st.Odoo, st.Buffer.Pending)
+			})
+			if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
+				t.Errorf("%d dead letters (%s), want none", st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+			}
+			l := p.logs.String()
+			for _, bad := range []string{"no database by the name odoo.database gives", "proxy", "level=ERROR"} {
+				if strings.Contains(l, bad) {
+					t.Errorf("the log says %q:\n%s", bad, l)
+				}
+			}
+			if v == 19 {
+				nodb := 0
+				for _, c := range p.odoo.Calls() {
+					if c.Protocol == "json2" && c.Status == 404 && c.Outcome == "nodb" {
+						nodb++
+					}
+				}
+				if nodb == 0 {
+					t.Error("no JSON-2 call met the 404 page: the outage did not reach the agent")
+				}
+			}
+			if q := p.qty("press-1"); q != 10 {
+				t.Errorf("quantity %g, want 10", q)
+			}
+		})
+	}
+}
+
+// PostgreSQL already down when the agent connects to Odoo for the first
+// time. Odoo 19's 404 page cannot tell it from a database name it does not
+// have, and this agent never had an answer from that database: what a
+// technician sees names every cause (a wrong name, the dbfilter, PostgreSQL
+// not reachable) at ERROR, and that the agent books by itself when
+// PostgreSQL is back. 17 says PostgreSQL's words (connection refused). The
+// records wait, and are booked once, without a restart, when it is back.
+func TestPostgresDownAtFirstStart(t *testing.T) {
+	t.Parallel()
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			t.Parallel()
+			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
+			q0 := p.qty("press-1") // 17's qty_producing starts at the order's quantity
+			p.odoo.SetPostgresDown(true)
+			ra := p.startAgent()
+			m := p.machines[0]
+			p.produce(m, 4, 0)
+			said := map[int][]string{
+				17: {"psycopg2.OperationalError", "Connection refused"},
+				19: {`odoo.database "odoo"`, "or its PostgreSQL not reachable", "No database is selected"},
+			}[v]
+			waitFor(t, 15*time.Second, "the failure in status", func() (bool, string) {
+				st := ra.a.Status()
+				ok := st.Odoo.State == "offline" && st.Buffer.Pending > 0
+				for _, s := range said {
+					ok = ok && strings.Contains(st.Odoo.LastError, s)
+				}
+				return ok, fmt.Sprintf("%+v pending %d", st.Odoo, st.Buffer.Pending)
+			})
+			logged := map[int]string{
+				17: `level=WARN msg="odoo is up but its database is not`,
+				19: `level=ERROR msg="odoo has no database by the name odoo.database gives, or its PostgreSQL is not reachable`,
+			}[v]
+			waitFor(t, 15*time.Second, "the failure logged", func() (bool, string) {
+				return strings.Contains(p.logs.String(), logged), ""
+			})
+			if v == 19 && !strings.Contains(p.logs.String(), "once PostgreSQL is back the agent books by itself") {
+				t.Errorf("the log does not say a PostgreSQL outage needs nothing done:\n%s", p.logs.String())
+			}
+			if q := p.qty("press-1"); q != q0 {
+				t.Fatalf("quantity %g in Odoo while its PostgreSQL was down, want %g as before", q, q0)
+			}
+			p.odoo.SetPostgresDown(false)
+			p.waitExactQty(ra, "press-1", 4)
+			waitFor(t, 15*time.Second, "the buffer drained", func() (bool, string) {
+				st := ra.a.Status()
+				return st.Buffer.Pending == 0 && st.Odoo.State == "online", fmt.Sprintf("%+v pending %d", st.Odoo, st.Buffer.Pending)
+			})
+			if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
+				t.Errorf("%d dead letters (%s), want none", st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+			}
+			p.produce(m, 1, 0)
+			p.waitExactQty(ra, "press-1", 5)
+		})
+	}
+}
