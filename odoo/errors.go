@@ -320,7 +320,9 @@ func concurrencyFailure(name string) bool {
 // the worker itself, cannot serve for now: PostgreSQL restarting, failing
 // over or out of connections or space, a statement cancelled, the worker
 // out of memory. Odoo 17/18 answer them over JSON-RPC with HTTP 200 (JSON-2
-// with 500), named module.Class as http.py serialize_exception does. The
+// with 500 when PostgreSQL goes during the call; a call that comes while it
+// is away cannot open its database and gets 19's 404 page, page.go), named
+// module.Class as http.py serialize_exception does. The
 // request's transaction was rolled back (unless the connection was lost at
 // its very commit: every call the agent makes is idempotent — absolute
 // writes, loads by external id, a scrap's state read before it is
