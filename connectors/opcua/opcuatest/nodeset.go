@@ -50,7 +50,7 @@ func parseStandard() (*schema.UANodeSet, error) {
 		// gopcua's import sets a missing IsForward to true in the set it
 		// imports; done here once, the imports only read the set.
 		yes := true
-		refs := func(r *schema.ListOfReferences) {
+		eachNode(&set, func(_ string, r *schema.ListOfReferences) {
 			if r == nil {
 				return
 			}
@@ -59,31 +59,37 @@ func parseStandard() (*schema.UANodeSet, error) {
 					ref.IsForwardAttr = &yes
 				}
 			}
-		}
-		for _, n := range set.UAReferenceType {
-			refs(n.References)
-		}
-		for _, n := range set.UADataType {
-			refs(n.References)
-		}
-		for _, n := range set.UAObjectType {
-			refs(n.References)
-		}
-		for _, n := range set.UAVariableType {
-			refs(n.References)
-		}
-		for _, n := range set.UAVariable {
-			refs(n.References)
-		}
-		for _, n := range set.UAMethod {
-			refs(n.References)
-		}
-		for _, n := range set.UAObject {
-			refs(n.References)
-		}
+		})
 		standard = &set
 	})
 	return standard, standardErr
+}
+
+// eachNode calls fn with the id and the references of every node of set,
+// kind by kind (reference types, data types, object types, variable types,
+// variables, methods, objects).
+func eachNode(set *schema.UANodeSet, fn func(id string, refs *schema.ListOfReferences)) {
+	for _, n := range set.UAReferenceType {
+		fn(n.NodeIdAttr, n.References)
+	}
+	for _, n := range set.UADataType {
+		fn(n.NodeIdAttr, n.References)
+	}
+	for _, n := range set.UAObjectType {
+		fn(n.NodeIdAttr, n.References)
+	}
+	for _, n := range set.UAVariableType {
+		fn(n.NodeIdAttr, n.References)
+	}
+	for _, n := range set.UAVariable {
+		fn(n.NodeIdAttr, n.References)
+	}
+	for _, n := range set.UAMethod {
+		fn(n.NodeIdAttr, n.References)
+	}
+	for _, n := range set.UAObject {
+		fn(n.NodeIdAttr, n.References)
+	}
 }
 
 // NewServer is gopcua's server.New(opts...) with the standard node set

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/schema"
 	"github.com/gopcua/opcua/server"
 	"github.com/gopcua/opcua/ua"
 )
@@ -33,27 +34,7 @@ func ns0IDs(t *testing.T, srv *server.Server) []*ua.NodeID {
 		t.Fatal(err)
 	}
 	var ids []string
-	for _, n := range set.UAReferenceType {
-		ids = append(ids, n.NodeIdAttr)
-	}
-	for _, n := range set.UADataType {
-		ids = append(ids, n.NodeIdAttr)
-	}
-	for _, n := range set.UAObjectType {
-		ids = append(ids, n.NodeIdAttr)
-	}
-	for _, n := range set.UAVariableType {
-		ids = append(ids, n.NodeIdAttr)
-	}
-	for _, n := range set.UAVariable {
-		ids = append(ids, n.NodeIdAttr)
-	}
-	for _, n := range set.UAMethod {
-		ids = append(ids, n.NodeIdAttr)
-	}
-	for _, n := range set.UAObject {
-		ids = append(ids, n.NodeIdAttr)
-	}
+	eachNode(set, func(id string, _ *schema.ListOfReferences) { ids = append(ids, id) })
 	var out []*ua.NodeID
 	for _, s := range ids {
 		out = append(out, ua.MustParseNodeID(s))
