@@ -90,24 +90,15 @@ func TestFractionalFactorBooksWhatWasCounted(t *testing.T) {
 	p.editConfig("field: scrap, timestamp_field: ts } }", "field: scrap, timestamp_field: ts }, factor: 0.1 }")
 	ra := p.startAgent()
 	m := p.machines[0]
-	settled := func(good, scrap float64) {
-		t.Helper()
-		waitFor(t, 30*time.Second, "the steps forwarded", func() (bool, string) {
-			st := ra.a.Status()
-			ms := st.Machines[0]
-			return st.Buffer.Pending == 0 && math.Abs(ms.GoodCount-good) < 1e-6 && math.Abs(ms.ScrapCount-scrap) < 1e-6,
-				fmt.Sprintf("pending %d, good %v, scrap %v", st.Buffer.Pending, ms.GoodCount, ms.ScrapCount)
-		})
-	}
 	p.produce(m, 29, 0)
-	settled(0.145, 0)
+	settledCounts(t, ra, 0.145, 0)
 	if q := p.qty("press-1"); q != 0.15 {
 		t.Errorf("a step of 29 at 0.005: Odoo has %v produced, want 0.15", q)
 	}
 	for range 1000 {
 		p.produce(m, 0, 1)
 	}
-	settled(0.145, 100)
+	settledCounts(t, ra, 0.145, 100)
 	var scrapped float64
 	for _, s := range p.odoo.Scraps() {
 		scrapped += s.Qty
