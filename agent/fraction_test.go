@@ -79,6 +79,13 @@ func TestFractionalCountersDoNotDrift(t *testing.T) {
 	}
 }
 
+// setFactor gives the plant's good or scrap signal (field) the mapping's
+// factor (the counter's unit in the work order's: 0.125 kg a piece).
+func (p *plant) setFactor(field, factor string) {
+	p.t.Helper()
+	p.editConfig("field: "+field+", timestamp_field: ts } }", "field: "+field+", timestamp_field: ts }, factor: "+factor+" }")
+}
+
 // A counter's fractional factor books what was counted, rounded as Odoo
 // rounds it (HALF-UP to 2 decimals), not as the float64 sum of its steps
 // happens to fall (mapping46): a step of 29 of a counter in 5 g for an
@@ -86,8 +93,8 @@ func TestFractionalCountersDoNotDrift(t *testing.T) {
 // below 0.145, and rounded to 0.14); 1000 steps of 0.1 are 100.
 func TestFractionalFactorBooksWhatWasCounted(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 0.005 }")
-	p.editConfig("field: scrap, timestamp_field: ts } }", "field: scrap, timestamp_field: ts }, factor: 0.1 }")
+	p.setFactor("good", "0.005")
+	p.setFactor("scrap", "0.1")
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.produce(m, 29, 0)
@@ -134,7 +141,7 @@ func TestWrapWithoutRolloverLogsTheRolloverToSet(t *testing.T) {
 func TestEightDecimalFactorBooksTheDecimal(t *testing.T) {
 	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 0.45359237 }")
+	p.setFactor("good", "0.45359237")
 	ra := p.startAgent()
 	p.produce(p.machines[0], 103827, 0)
 	p.waitExactQty(ra, "press-1", 47095.13)
@@ -149,7 +156,7 @@ func TestEightDecimalFactorBooksTheDecimal(t *testing.T) {
 func TestBacklogOfSmallStepsBooksTheirDecimalSum(t *testing.T) {
 	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 0.015 }")
+	p.setFactor("good", "0.015")
 	cfg := p.configWithDataDir()
 	const n = 45519
 	start := time.Now().Add(-13 * time.Hour).UnixMilli()
@@ -178,7 +185,7 @@ func TestBacklogOfSmallStepsBooksTheirDecimalSum(t *testing.T) {
 func TestCountStoredByAnOlderVersionBooksAsItDid(t *testing.T) {
 	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 0.005 }")
+	p.setFactor("good", "0.005")
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.produce(m, 297, 0)

@@ -902,8 +902,8 @@ func TestWorkOrderMovedToAnotherPressAndBack(t *testing.T) {
 // work order four pieces a stroke; scrap weighed in half units books half.
 func TestCounterFactor(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 4 }")
-	p.editConfig("field: scrap, timestamp_field: ts } }", "field: scrap, timestamp_field: ts }, factor: 0.5 }")
+	p.setFactor("good", "4")
+	p.setFactor("scrap", "0.5")
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.produce(m, 10, 4)

@@ -20,6 +20,18 @@ func settledCounts(t *testing.T, ra *runningAgent, good, scrap float64) {
 	})
 }
 
+// wantBooked checks that Odoo has good produced and scrap scrapped on
+// press-1's work order after what (said in the failure: "1.25 kg made").
+func wantBooked(t *testing.T, p *plant, what string, good, scrap float64) {
+	t.Helper()
+	if q := p.qty("press-1"); q != good {
+		t.Errorf("%s: Odoo has %v produced, want %v", what, q, good)
+	}
+	if s := p.scrapped("press-1"); s != scrap {
+		t.Errorf("%s: Odoo has %v scrapped, want %v", what, s, scrap)
+	}
+}
+
 // An Odoo whose quantity precision is 3 decimals (a plant producing by
 // weight: Settings → Technical → Decimal Accuracy) is booked to 3: 0.125
 // kg a piece lands as 0.125, not as 0.13 (the 2 decimals plantedge
@@ -31,28 +43,18 @@ func TestThreeDecimalOdooBooksTheExactTotal(t *testing.T) {
 		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
 			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
 			p.odoo.SetQtyDigits(3)
-			p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 0.125 }")
-			p.editConfig("field: scrap, timestamp_field: ts } }", "field: scrap, timestamp_field: ts }, factor: 0.125 }")
+			p.setFactor("good", "0.125")
+			p.setFactor("scrap", "0.125")
 			ra := p.startAgent()
 			m := p.machines[0]
 			p.produce(m, 1, 1)
 			settledCounts(t, ra, 0.125, 0.125)
-			if q := p.qty("press-1"); q != 0.125 {
-				t.Errorf("one piece of 0.125 kg: Odoo has %v produced, want 0.125", q)
-			}
-			if s := p.scrapped("press-1"); s != 0.125 {
-				t.Errorf("one piece of 0.125 kg scrapped: Odoo has %v, want 0.125", s)
-			}
+			wantBooked(t, p, "one piece of 0.125 kg", 0.125, 0.125)
 			for k := 2; k <= 13; k++ {
 				p.produce(m, 1, 1)
 				settledCounts(t, ra, 0.125*float64(k), 0.125*float64(k))
 			}
-			if q := p.qty("press-1"); q != 1.625 {
-				t.Errorf("13 pieces of 0.125 kg: Odoo has %v produced, want 1.625", q)
-			}
-			if s := p.scrapped("press-1"); s != 1.625 {
-				t.Errorf("13 pieces of 0.125 kg scrapped: Odoo has %v, want 1.625", s)
-			}
+			wantBooked(t, p, "13 pieces of 0.125 kg", 1.625, 1.625)
 			st := ra.a.Status()
 			if st.Odoo.QtyDigits == nil || *st.Odoo.QtyDigits != 3 || st.Odoo.QtyDigitsAssumed {
 				t.Errorf("status: qty_digits %v, assumed %v; want 3 read from Odoo", st.Odoo.QtyDigits, st.Odoo.QtyDigitsAssumed)
@@ -79,37 +81,22 @@ func TestNoDecimalOdooIsNoEditAndTotalsStayExact(t *testing.T) {
 		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
 			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
 			p.odoo.SetQtyDigits(0)
-			p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 0.125 }")
-			p.editConfig("field: scrap, timestamp_field: ts } }", "field: scrap, timestamp_field: ts }, factor: 0.125 }")
+			p.setFactor("good", "0.125")
+			p.setFactor("scrap", "0.125")
 			ra := p.startAgent()
 			m := p.machines[0]
 			p.produce(m, 10, 10)
 			settledCounts(t, ra, 1.25, 1.25)
-			if q := p.qty("press-1"); q != 1 {
-				t.Errorf("1.25 kg made: Odoo has %v produced, want 1", q)
-			}
-			if s := p.scrapped("press-1"); s != 1 {
-				t.Errorf("1.25 kg scrapped: Odoo has %v, want 1", s)
-			}
+			wantBooked(t, p, "1.25 kg made", 1, 1)
 			// The next write reads the quantity back first and compares
 			// it with what plantedge wrote. The scrap carried (0.25) and
 			// 0.25 more make 0.5, booked 1 (half up).
 			p.produce(m, 2, 2)
 			settledCounts(t, ra, 1.5, 1.5)
-			if q := p.qty("press-1"); q != 2 {
-				t.Errorf("1.5 kg made: Odoo has %v produced, want 2", q)
-			}
-			if s := p.scrapped("press-1"); s != 2 {
-				t.Errorf("1.5 kg scrapped: Odoo has %v, want 2 (1 and 1; the rest carried)", s)
-			}
+			wantBooked(t, p, "1.5 kg made", 2, 2)
 			p.produce(m, 4, 4)
 			settledCounts(t, ra, 2, 2)
-			if q := p.qty("press-1"); q != 2 {
-				t.Errorf("2 kg made: Odoo has %v produced, want 2", q)
-			}
-			if s := p.scrapped("press-1"); s != 2 {
-				t.Errorf("2 kg scrapped: Odoo has %v, want 2", s)
-			}
+			wantBooked(t, p, "2 kg made", 2, 2)
 			if n := ra.a.Status().Buffer.DeadLetters; n != 0 {
 				t.Errorf("%d dead letters", n)
 			}
@@ -132,7 +119,7 @@ func TestQtyPrecisionUnreadableFallsBackToTwo(t *testing.T) {
 	t.Parallel()
 	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
 	p.odoo.RefuseNext("mrp.workorder", "fields_get", 1000, "odoo.exceptions.AccessError", "You are not allowed to access 'Work Order' (mrp.workorder) records.")
-	p.editConfig("field: good, timestamp_field: ts } }", "field: good, timestamp_field: ts }, factor: 0.125 }")
+	p.setFactor("good", "0.125")
 	ra := p.startAgent()
 	p.produce(p.machines[0], 1, 0)
 	settledCounts(t, ra, 0.125, 0)
@@ -161,7 +148,7 @@ func TestScrapCarriedAtNoDecimalsIsBookedOnceOdooKeepsTwo(t *testing.T) {
 	t.Parallel()
 	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
 	p.odoo.SetQtyDigits(0)
-	p.editConfig("field: scrap, timestamp_field: ts } }", "field: scrap, timestamp_field: ts }, factor: 0.125 }")
+	p.setFactor("scrap", "0.125")
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.produce(m, 0, 10)
