@@ -391,7 +391,6 @@ func (f *forwarder) probeOdoo(ctx context.Context) {
 	defer f.mu.Unlock()
 	switch {
 	case err == nil: // online (call), and still holding back
-		f.link.Protocol, f.link.Version = c.Protocol(), c.ServerVersion()
 		f.link.connected(c)
 		f.link.LastError, f.link.NextAttempt, f.link.Since = SettleNote, f.settleUntil, time.Now()
 		f.a.log.Info("odoo online; writes wait for the last run's requests", "component", "forwarder",
@@ -478,8 +477,10 @@ func (f *forwarder) doneRounds() uint64 {
 }
 
 // connected notes what status shows of a client whose connect went
-// through (under f.mu).
+// through: its protocol, Odoo's version and quantity precision (under
+// f.mu).
 func (l *linkState) connected(c *odoo.Client) {
+	l.Protocol, l.Version = c.Protocol(), c.ServerVersion()
 	l.QtyDigits, l.QtyRead = c.QtyPrecision()
 	l.QtySet = true
 }
@@ -602,7 +603,6 @@ func (f *forwarder) run(ctx context.Context) {
 					f.workedKey = f.keyID
 				}
 			}
-			f.link.Protocol, f.link.Version = f.client.Protocol(), f.client.ServerVersion()
 			f.link.connected(f.client)
 			f.bo.Reset()
 			if !more {
@@ -1105,7 +1105,6 @@ func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context
 			// flake audit).
 			f.link.State, f.link.LastError, f.link.NextAttempt, f.link.Failures, f.link.KeyExpired = "online", "", time.Time{}, 0, false
 			if f.client != nil { // connected: online says with what
-				f.link.Protocol, f.link.Version = f.client.Protocol(), f.client.ServerVersion()
 				f.link.connected(f.client)
 			}
 			online = true
