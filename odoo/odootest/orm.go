@@ -128,9 +128,6 @@ func round2(v float64) float64 { return math.Round(v*100) / 100 }
 // roundQty rounds a quantity to the database's precision (SetQtyDigits;
 // under mu), half up as float_round does: round2 at the default 2.
 func (s *Server) roundQty(v float64) float64 {
-	if s.qtyDigits == 2 {
-		return round2(v)
-	}
 	p := math.Pow10(s.qtyDigits)
 	return math.Round(v*p) / p
 }
