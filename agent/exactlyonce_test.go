@@ -942,8 +942,18 @@ func TestScrapGatheredAfterTheOrderEndedGoesToTheNext(t *testing.T) {
 		version int
 		end     string // how the first order ended
 		outage  bool
-	}{{17, "done", true}, {19, "done", true}, {17, "cancel", true}, {19, "cancel", true}} {
-		t.Run(fmt.Sprintf("%d %s outage %v", tc.version, tc.end, tc.outage), func(t *testing.T) {
+		// The draft's scrap itself a backlog (an outage before it): the
+		// lookup found A alone then, and that finding stood for a minute —
+		// B's scrap, gathered on A, went to A (seen as a flake on loaded
+		// machines, where the draft's scrap waited 500 ms by itself).
+		draftBacklog bool
+	}{{17, "done", true, false}, {19, "done", true, false}, {17, "cancel", true, false}, {19, "cancel", true, false},
+		{17, "done", true, true}, {19, "done", true, true}} {
+		name := fmt.Sprintf("%d %s outage %v", tc.version, tc.end, tc.outage)
+		if tc.draftBacklog {
+			name += " draft backlog"
+		}
+		t.Run(name, func(t *testing.T) {
 			p := newPlant(t, plantOptions{version: tc.version, machines: []string{"press-1"}})
 			p.scrapBacklog = 500 * time.Millisecond
 			p.scrapSlack = time.Millisecond
@@ -952,7 +962,18 @@ func TestScrapGatheredAfterTheOrderEndedGoesToTheNext(t *testing.T) {
 			ra := p.startAgent()
 			m := p.machines[0]
 			p.odoo.SetShortStock(p.product, true)
+			if tc.draftBacklog {
+				p.odoo.SetDown(true)
+			}
 			p.produce(m, 1, 2) // a draft on A: what follows is gathered
+			if tc.draftBacklog {
+				waitFor(t, 20*time.Second, "A's scrap in the buffer", func() (bool, string) {
+					n := ra.a.Status().Buffer.Pending
+					return n > 0, fmt.Sprintf("%d pending", n)
+				})
+				time.Sleep(2 * p.scrapBacklog)
+				p.odoo.SetDown(false)
+			}
 			p.waitDraft(ra)
 			p.odoo.SetShortStock(p.product, false)
 			p.odoo.SetWorkorderState(a, tc.end)

@@ -1510,6 +1510,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			}
 		})
 	}
+	f.dropBacklogMarks(look, wos)
 	f.warnProducing(cfg)
 	f.decideDrain(prevSeq, events, pending, wos)
 

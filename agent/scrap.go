@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -384,6 +385,24 @@ func (f *forwarder) markClear(key string, wo *odoo.Workorder, t time.Time) {
 		f.backlogClear = map[string]backlogMark{}
 	}
 	f.backlogClear[key] = backlogMark{wo: wo.ID, from: t, at: time.Now()}
+}
+
+// dropBacklogMarks drops what madeEarlier found for a machine looked at
+// this round (a backlogMark) once the order in progress there is not the
+// one it was found for: the finding was of that order's stretch. Kept, it
+// sent scrap gathered on a finished order to that order for a minute,
+// whatever was made since on the next one (a flake on loaded machines,
+// where the draft's own scrap had waited long enough to be a backlog).
+func (f *forwarder) dropBacklogMarks(look []string, wos map[string]*odoo.Workorder) {
+	for key, c := range f.backlogClear {
+		machine, _ := splitKey(key)
+		if !slices.Contains(look, machine) {
+			continue
+		}
+		if wo := wos[machine]; wo == nil || wo.ID != c.wo {
+			delete(f.backlogClear, key)
+		}
+	}
 }
 
 // soloSince finds, once a round for every work center whose machine has
