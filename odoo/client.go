@@ -442,6 +442,13 @@ func (c *Client) sameVersion(ctx context.Context) bool {
 	if now != version {
 		return false
 	}
+	// The precision too: an administrator may set other decimals while
+	// Odoo answers every call, and a busy plant on a steady link would
+	// not connect anew for as long as it runs. Not read (Odoo not
+	// reached): a full connect, which reads it.
+	if c.readQtyDigits(ctx) != nil {
+		return false
+	}
 	c.checked.Store(time.Now().UnixNano())
 	c.log.Debug("Odoo version unchanged", "server_version", now)
 	return true

@@ -53,7 +53,9 @@ func (c *Client) RoundQty(v float64) float64 { return decimal.Round(v, c.QtyDigi
 // field, not the decimal.precision record by name: the record was renamed
 // in 19 ("Product Unit of Measure" → "Product Unit"), and fields_get needs
 // no right beyond the model's that the bot user has anyway. Called by
-// connectLocked with the session just set up. A refusal or an answer
+// connectLocked with the session just set up, by sameVersion when the
+// version is read again with the session standing, and by
+// RefreshQtyDigits. A refusal or an answer
 // without digits keeps the precision read before, or DefaultQtyDigits,
 // said once at WARN (an answer that does not read, too: a proxy's page
 // for every path, which the next call meets and reconnects after); Odoo
@@ -96,6 +98,21 @@ func (c *Client) readQtyDigits(ctx context.Context) error {
 		c.log.Info("Odoo keeps quantities to "+fmt.Sprint(digits)+" decimals: rounding to them", "digits", digits)
 	}
 	return nil
+}
+
+// RefreshQtyDigits reads Odoo's quantity precision again, the session
+// standing (a full connect when one is due, which reads it): the caller
+// met a quantity that tells that Odoo keeps fewer decimals than the
+// client rounds to — its administrator set them since they were read.
+// Like a connect's read, a refusal keeps the digits read before; an error
+// is Odoo not reached.
+func (c *Client) RefreshQtyDigits(ctx context.Context) error {
+	c.connect.Lock()
+	defer c.connect.Unlock()
+	if c.NeedsConnect() {
+		return c.connectLocked(ctx)
+	}
+	return c.readQtyDigits(ctx)
 }
 
 // parseDigits reads fields_get's digits, [precision, scale]: the scale.

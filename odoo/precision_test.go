@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/plantedge/plantedge/odoo"
 	"github.com/plantedge/plantedge/odoo/odootest"
@@ -197,5 +198,43 @@ func TestQtyDigitsReadFailingOnTheWayFailsTheConnect(t *testing.T) {
 	}
 	if strings.Contains(logs(), "cannot be read") {
 		t.Errorf("a failure to reach Odoo was said as an unreadable precision:\n%s", logs())
+	}
+}
+
+// An administrator sets other decimals while Odoo answers every call (no
+// reconnect, no quiet spell): the client reads them again when it reads
+// the version again (Config.VersionRecheck), the session standing — not
+// only once Odoo could not be reached, which a busy plant on a steady link
+// may never see.
+func TestQtyDigitsReadAgainWhileBusy(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := f.client(t, m.protocol, func(c *odoo.Config) { c.VersionRecheck = 300 * time.Millisecond })
+			if err := c.SetProducedQty(ctx, f.wo, 1.25); err != nil {
+				t.Fatal(err)
+			}
+			logins := f.srv.CallCount("common", "authenticate") + f.srv.CallCount("res.users", "context_get")
+			f.srv.SetQtyDigits(3)
+			for i := 0; c.QtyDigits() != 3 && i < 40; i++ {
+				time.Sleep(50 * time.Millisecond)
+				if err := c.SetProducedQty(ctx, f.wo, 1.25); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if d, read := c.QtyPrecision(); d != 3 || !read {
+				t.Fatalf("busy while the precision became 3: client has %d (read %v)", d, read)
+			}
+			if n := f.srv.CallCount("common", "authenticate") + f.srv.CallCount("res.users", "context_get"); n != logins {
+				t.Errorf("%d logins while the version stayed (was %d)", n, logins)
+			}
+			if err := c.SetProducedQty(ctx, f.wo, 1.2345); err != nil {
+				t.Fatal(err)
+			}
+			if got := c.ProducedQty(f.srv.Workorder(f.wo)); got != 1.235 {
+				t.Errorf("Odoo has %v, want 1.235", got)
+			}
+		})
 	}
 }
