@@ -243,7 +243,7 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 		return answer(nil)
 	}
 	res.Was = stored.Written
-	if r := stored.Replaced; qty == stored.Written && r != nil && r.Qty != r.Over && time.Since(r.At) < replacedHold {
+	if r := stored.Replaced; f.sameQty(qty, stored.Written) && r != nil && r.Qty != r.Over && time.Since(r.At) < replacedHold {
 		// The edit was written over before anyone could accept it (a
 		// running machine's next round): taken back, and the pieces
 		// counted since are added to it.
@@ -261,7 +261,7 @@ func (f *forwarder) serveAccept(ctx context.Context, machine string, wo *odoo.Wo
 			"machine", machine, "workorder", wo.Name, "edited_qty", num(r.Qty), "edited_at", r.At, "counted_since", num(decimal.Sub(st.Counted, r.Counted)), "next_write", num(res.Now), "pending", pending)
 		return answer(nil)
 	}
-	if qty == stored.Written {
+	if f.sameQty(qty, stored.Written) {
 		res.Note = fmt.Sprintf("Odoo shows what plantedge wrote to %s (%s): nothing to accept", wo.Name, Qty(qty))
 		if r := stored.Replaced; r != nil && r.Qty != r.Over {
 			res.Note += fmt.Sprintf(" (the %s Odoo showed at %s UTC, which plantedge wrote over, is more than an hour old: correct the quantity again, "+

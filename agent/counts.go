@@ -562,6 +562,9 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 	if err != nil {
 		return nil, err
 	}
+	if err := f.precisionLowered(ctx, machine, wo, stored); err != nil {
+		return nil, err
+	}
 	if settled, err := f.settleInFlight(ctx, machine, wo, stored, acks); err != nil || settled {
 		// A landed write to the previous work order was acknowledged for it:
 		// the remaining records go to wo next round.
@@ -627,14 +630,14 @@ func (f *forwarder) planCounts(ctx context.Context, machine string, wo *odoo.Wor
 	}
 	field := f.client.ProducedField()
 	moved := st.moved(field) || // Odoo upgraded (or restored) across 19
-		st.fieldUnknown(field) && f.client.RoundQty(f.client.ProducedQty(*wo)) != st.Written
+		st.fieldUnknown(field) && !f.sameQty(f.client.ProducedQty(*wo), st.Written)
 	f.noteLateOrEdited(machine, wo, stored, &st, good, moved)
 	target := f.client.RoundQty(decimal.Add(decimal.Add(st.Baseline, st.Counted), sum))
 	rewrite := f.rewrite[machine] && stored != nil && stored.ID == wo.ID && f.client.RoundQty(f.client.ProducedQty(*wo)) != target
 	if !rewrite {
 		delete(f.rewrite, machine)
 	}
-	if sum == 0 && target == st.Written && !moved && !rewrite {
+	if sum == 0 && f.sameQty(target, st.Written) && !moved && !rewrite {
 		return nil, f.forwardScrap(ctx, machine, wo, scrap, acks)
 	}
 	w := &countWrite{machine: machine, wo: wo, prev: st.InFlight, target: target, good: good, scrap: scrap}
@@ -688,7 +691,7 @@ func (f *forwarder) sendCounts(ctx context.Context, w *countWrite, acks *ackPlan
 			case got == target:
 				f.landed(machine, &st, st.InFlight, acks)
 				return nil
-			case prev != nil && got == prev.Target:
+			case prev != nil && f.sameQty(got, prev.Target):
 				st.InFlight = prev
 				f.landed(machine, &st, prev, acks)
 				return nil
@@ -760,6 +763,59 @@ func (f *forwarder) warnProducing(cfg *config.Config) {
 	}
 }
 
+// sameQty reports whether Odoo's quantity a and b — one plantedge wrote,
+// or has in flight, rounded to the decimals Odoo kept then — are the same
+// as Odoo keeps quantities now: both rounded to the digits the client
+// read. Its administrator may have set fewer since (read at a start, a
+// reconnect, or by precisionLowered): the 1.25 written at 2 decimals is
+// the 1 Odoo keeps of it at 0, which Odoo shows too once it stored the
+// write after the change. Compared as written, it was taken for an edit
+// in Odoo, and a write in doubt that had landed for one that had not —
+// its pieces booked on the next work order a second time.
+func (f *forwarder) sameQty(a, b float64) bool { return f.client.RoundQty(a) == f.client.RoundQty(b) }
+
+// precisionLowered reads Odoo's quantity precision again when the work
+// order in progress (wo, nil if none), the one the machine's state
+// (stored, nil if none) names, shows what plantedge wrote there or has in
+// flight rounded to fewer decimals than the client rounds to: Odoo's
+// administrator set fewer while the session stood, no connect read them,
+// and Odoo rounded the write. Once for a work order and quantity.
+func (f *forwarder) precisionLowered(ctx context.Context, machine string, wo *odoo.Workorder, stored *woState) error {
+	if wo == nil || stored == nil || stored.ID != wo.ID {
+		return nil
+	}
+	q := f.client.RoundQty(f.client.ProducedQty(*wo))
+	written := []float64{stored.Written}
+	if stored.InFlight != nil {
+		written = append(written, stored.InFlight.Target)
+	}
+	for _, w := range written {
+		if f.client.RoundQty(w) == q {
+			return nil // as written
+		}
+	}
+	asked := fmt.Sprintf("%d %v", wo.ID, q)
+	if f.precisionAsked[machine] == asked {
+		return nil
+	}
+	for _, w := range written {
+		for d := f.client.QtyDigits() - 1; d >= 0; d-- {
+			if decimal.Round(w, d) != q {
+				continue
+			}
+			if err := f.call(ctx, "read_precision", f.client.RefreshQtyDigits); err != nil {
+				return err
+			}
+			if f.precisionAsked == nil {
+				f.precisionAsked = map[string]string{}
+			}
+			f.precisionAsked[machine] = asked
+			return nil
+		}
+	}
+	return nil
+}
+
 // readWorkorder reads a work order back (a call like any other: paced,
 // counted).
 func (f *forwarder) readWorkorder(ctx context.Context, id int64) (wo odoo.Workorder, err error) {
@@ -797,7 +853,7 @@ func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo
 		return false, nil
 	}
 	if wo != nil && st.ID == wo.ID {
-		if f.client.RoundQty(f.client.ProducedQty(*wo)) != st.InFlight.Target {
+		if !f.sameQty(f.client.ProducedQty(*wo), st.InFlight.Target) {
 			return false, nil
 		}
 		f.landed(machine, st, st.InFlight, acks)
@@ -806,7 +862,7 @@ func (f *forwarder) settleInFlight(ctx context.Context, machine string, wo *odoo
 	old, err := f.readWorkorder(ctx, st.ID)
 	var oe *odoo.Error
 	switch {
-	case err == nil && f.client.RoundQty(f.client.ProducedQty(old)) == st.InFlight.Target:
+	case err == nil && f.sameQty(f.client.ProducedQty(old), st.InFlight.Target):
 		f.landed(machine, st, st.InFlight, acks)
 		return true, nil
 	case err == nil, errors.As(err, &oe) && oe.Missing():
@@ -926,7 +982,7 @@ func (f *forwarder) woState(ctx context.Context, machine string, wo *odoo.Workor
 // became 80). It returns that machine, or "".
 func (f *forwarder) cameBack(machine string, wo *odoo.Workorder, stored *woState) (string, error) {
 	qty := f.client.RoundQty(f.client.ProducedQty(*wo))
-	if stored.InFlight != nil || qty <= stored.Written {
+	if stored.InFlight != nil || qty <= f.client.RoundQty(stored.Written) {
 		return "", nil
 	}
 	var other string
@@ -934,7 +990,7 @@ func (f *forwarder) cameBack(machine string, wo *odoo.Workorder, stored *woState
 		if m := key[len("wo/"):]; m != machine && other == "" {
 			st, err := decodeWOState(value)
 			if err == nil && st.ID == wo.ID &&
-				(st.Written > st.Baseline && st.Written == qty || st.InFlight != nil && st.InFlight.Target == qty) {
+				(st.Written > st.Baseline && f.sameQty(st.Written, qty) || st.InFlight != nil && f.sameQty(st.InFlight.Target, qty)) {
 				other = m
 			}
 		}
@@ -979,7 +1035,7 @@ func (f *forwarder) noteLateOrEdited(machine string, wo *odoo.Workorder, stored,
 	if wo.SerialProducing(f.client.Major()) {
 		return // Odoo keeps 1 there, not an edit (warnProducing says so)
 	}
-	if st.Written != st.Baseline && odooQty != st.Written && (st.InFlight == nil || odooQty != st.InFlight.Target) {
+	if st.Written != st.Baseline && !f.sameQty(odooQty, st.Written) && (st.InFlight == nil || !f.sameQty(odooQty, st.InFlight.Target)) {
 		f.a.eventLog.log("edited "+machine, f.a.log, slog.LevelWarn,
 			"the work order's quantity was changed in Odoo since plantedge wrote it (by a person, or by another copy of this agent: a data_dir restored from a backup, a second box with this configuration); plantedge writes its count over it; to keep a correction: plantedge accept-qty MACHINE, which takes it back within an hour, also after plantedge wrote over it",
 			"machine", machine, "workorder", wo.Name, "odoo_qty", num(odooQty), "written", num(st.Written))

@@ -237,6 +237,10 @@ type forwarder struct {
 	// again where Odoo shows another (run's goroutine): an Odoo restored
 	// from a backup shows the backup's until a machine makes a piece.
 	rewrite map[string]bool
+	// precisionAsked is, by machine, the work order and quantity for
+	// which precisionLowered last read Odoo's precision again (run's
+	// goroutine): once for a quantity that stays.
+	precisionAsked map[string]string
 	// bookedCheckDue: Odoo was away; checkBooked looks at what it has,
 	// and logs what it lacks unless it said the same last (bookedLacked);
 	// also every bookedCheckEvery (bookedChecked: when it last looked).

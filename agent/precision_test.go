@@ -4,8 +4,12 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
 // settledCounts waits until the buffer holds nothing and status shows the
@@ -167,5 +171,114 @@ func TestScrapCarriedAtNoDecimalsIsBookedOnceOdooKeepsTwo(t *testing.T) {
 	}
 	if logs := p.logs.String(); strings.Contains(logs, "scrap carry of this machine") {
 		t.Errorf("a carry kept at 0 decimals was taken for a damaged one:\n%s", logs)
+	}
+}
+
+// Odoo set to keep fewer decimals while plantedge was stopped: the work
+// order still shows the 1.25 plantedge wrote at 2 (Odoo keeps a stored
+// quantity's digits), which at the 0 decimals read at the start is the 1
+// Odoo would keep of it — what plantedge wrote, not an edit in Odoo (it
+// was warned of as one, offered to accept-qty, and a round with nothing
+// new to write wrote 1 over it).
+func TestFewerDecimalsAfterARestartIsNoEdit(t *testing.T) {
+	t.Parallel()
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
+			p.setFactor("good", "0.125")
+			ra := p.startAgent()
+			m := p.machines[0]
+			p.produce(m, 10, 0)
+			settledCounts(t, ra, 1.25, 0)
+			wantBooked(t, p, "1.25 kg made at 2 decimals", 1.25, 0)
+			ra.stop()
+			p.odoo.SetQtyDigits(0) // the administrator's Decimal Accuracy while plantedge is stopped
+			ra = p.startAgentWith(false)
+			p.produce(m, 2, 0)
+			settledCounts(t, ra, 1.5, 0)
+			wantBooked(t, p, "1.5 kg made, Odoo keeping no decimals", 2, 0)
+			if logs := p.logs.String(); strings.Contains(logs, "changed in Odoo since plantedge wrote it") {
+				t.Errorf("what plantedge wrote, at the decimals Odoo kept then, was taken for an edit:\n%s", logs)
+			}
+			if e := machineStatus(ra, "press-1").Error; e != "" {
+				t.Errorf("machine error %q", e)
+			}
+		})
+	}
+}
+
+// Odoo set to keep fewer decimals while plantedge runs, Odoo answering
+// all along (no reconnect): the 1.25 written at the 2 decimals read at the
+// start is stored 1, which the next round reads back. That is Odoo's
+// rounding of plantedge's write, not an edit: the precision is read again,
+// and what follows is written at 0 decimals.
+func TestFewerDecimalsSetWhileRunningIsNoEdit(t *testing.T) {
+	t.Parallel()
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
+			p.setFactor("good", "0.125")
+			ra := p.startAgent()
+			m := p.machines[0]
+			p.produce(m, 2, 0)
+			settledCounts(t, ra, 0.25, 0)
+			p.odoo.SetQtyDigits(0)
+			p.produce(m, 8, 0)
+			settledCounts(t, ra, 1.25, 0)
+			wantBooked(t, p, "1.25 kg made, Odoo keeping no decimals", 1, 0)
+			p.produce(m, 2, 0)
+			settledCounts(t, ra, 1.5, 0)
+			wantBooked(t, p, "1.5 kg made", 2, 0)
+			if logs := p.logs.String(); strings.Contains(logs, "changed in Odoo since plantedge wrote it") {
+				t.Errorf("Odoo's rounding of plantedge's write was taken for an edit:\n%s", logs)
+			}
+			if e := machineStatus(ra, "press-1").Error; e != "" {
+				t.Errorf("machine error %q", e)
+			}
+			waitFor(t, 10*time.Second, "status showing the new precision", func() (bool, string) {
+				o := ra.a.Status().Odoo
+				return o.QtyDigits != nil && *o.QtyDigits == 0 && !o.QtyDigitsAssumed, fmt.Sprintf("%v %v", o.QtyDigits, o.QtyDigitsAssumed)
+			})
+		})
+	}
+}
+
+// A quantity write whose answer is lost lands on the work order (1.25,
+// at 2 decimals), and meanwhile Odoo is set to keep none and the operator
+// finishes the order and starts the next. The write is settled after the
+// reconnect, at 0 decimals: Odoo holds what was written, so its pieces are
+// that order's — not taken for a write that did not land and booked on
+// the next order a second time (1.25 + 1 for 1.25 made).
+func TestWriteInDoubtAcrossFewerDecimalsIsBookedOnce(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1"}})
+	p.setFactor("good", "0.125")
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 2, 0)
+	settledCounts(t, ra, 0.25, 0)
+	var next atomic.Int64
+	var once sync.Once
+	p.odoo.OnDrop(func(model, method string) {
+		if model == "mrp.workorder" && method == "write" {
+			once.Do(func() {
+				p.odoo.SetQtyDigits(0)
+				next.Store(p.nextWorkorder("press-1", 50))
+			})
+		}
+	})
+	defer p.odoo.OnDrop(nil)
+	p.odoo.FailNextCall("mrp.workorder", "write", 1, odootest.FaultCommitThenDrop)
+	p.produce(m, 8, 0)
+	waitFor(t, 30*time.Second, "the write in doubt settled", func() (bool, string) {
+		st := ra.a.Status()
+		return next.Load() != 0 && st.Buffer.Pending == 0 && machineStatus(ra, "press-1").WorkOrder == "WO press-1 #2",
+			fmt.Sprintf("pending %d, %+v", st.Buffer.Pending, machineStatus(ra, "press-1"))
+	})
+	if q := p.odoo.Workorder(p.woIDs["press-1"]).QtyProduced; q != 1.25 {
+		t.Errorf("the first order has %v, want the 1.25 written to it", q)
+	}
+	if q := p.odoo.Workorder(next.Load()).QtyProduced; q != 0 {
+		t.Errorf("the next order has %v, want 0: the first order's pieces booked a second time", q)
 	}
 }

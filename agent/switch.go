@@ -418,8 +418,8 @@ func (f *forwarder) sameWorkorderHere(ctx context.Context, st woState) (bool, er
 	if err != nil || !same {
 		return false, err
 	}
-	q := f.client.RoundQty(f.stateQty(cur, st))
-	return q == st.InFlight.Target || q == st.Written, nil
+	q := f.stateQty(cur, st)
+	return f.sameQty(q, st.InFlight.Target) || f.sameQty(q, st.Written), nil
 }
 
 // upgradedHere tells whether the Odoo now configured holds st's work order
@@ -589,8 +589,8 @@ func (f *forwarder) takeBack(ctx context.Context, now string) ([]inDoubtBack, []
 		if !found {
 			continue
 		}
-		switch q := f.client.RoundQty(f.client.ProducedQty(cur)); {
-		case q == st.InFlight.Target:
+		switch q := f.client.ProducedQty(cur); {
+		case f.sameQty(q, st.InFlight.Target):
 			// Landed: its records count here. Those another Odoo took
 			// meanwhile are acknowledged already, so the settle cannot add
 			// them (the fourth self-probe: the next write took them off
@@ -602,7 +602,7 @@ func (f *forwarder) takeBack(ctx context.Context, now string) ([]inDoubtBack, []
 			}
 			st.Counted = decimal.Sub(decimal.Sub(st.InFlight.Target, st.Baseline), left.sum)
 			back = append(back, inDoubtBack{m, st})
-		case q == st.Written:
+		case f.sameQty(q, st.Written):
 			back = append(back, inDoubtBack{m, st})
 		}
 	}
