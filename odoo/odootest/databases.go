@@ -1,6 +1,8 @@
 package odootest
 
 import (
+	"encoding/json"
+	"io"
 	"net/http"
 	"regexp"
 )
@@ -34,10 +36,28 @@ const notFoundNoDBPage = `<!DOCTYPE html>
 <!-- Alternatively, use the X-Odoo-Database header. -->
 `
 
-// notFoundNoDB answers as _serve_nodb does a path it has no route for.
-func notFoundNoDB(w http.ResponseWriter) {
+// werkzeugNotFoundPage is werkzeug's own 404 (NotFound.get_response,
+// werkzeug 2.1 and later), which Odoo sends for a path it has no route for
+// where it does not put a page of its own.
+const werkzeugNotFoundPage = `<!doctype html>
+<html lang=en>
+<title>404 Not Found</title>
+<h1>Not Found</h1>
+<p>The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.</p>
+`
+
+// notFoundNoDB answers as _serve_nodb does a path it has no route for: the
+// page NOT_FOUND_NODB, or in a 19-series build without it
+// (Options.NoNotFoundNoDB: its _serve_nodb lets router.match's NotFound
+// go to the request's dispatcher, HttpDispatcher "until we match", whose
+// handle_error returns it as is) werkzeug's own 404 page.
+func (s *Server) notFoundNoDB(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(http.StatusNotFound)
+	if s.opts.NoNotFoundNoDB {
+		_, _ = w.Write([]byte(werkzeugNotFoundPage))
+		return
+	}
 	_, _ = w.Write([]byte(notFoundNoDBPage))
 }
 
@@ -102,4 +122,87 @@ func noSuchDatabase(db string) *odooError {
 func postgresRefused() *odooError {
 	return &odooError{excOperational, "connection to server at \"localhost\" (127.0.0.1), port 5432 failed: Connection refused\n" +
 		"\tIs the server running on that host and accepting TCP/IP connections?\n"}
+}
+
+// What Odoo answers without a database and without a user: the routes
+// below are auth='none' (served by _serve_nodb too) and the JSON-RPC db
+// service's methods that take no master password. A client can ask them
+// what a JSON-2 404 without a database means.
+
+// serveHealth is web/controllers/home.py Home.health (17.x and later; in
+// a health.py of its own after 19): {"status": "pass"}; with the
+// db_server_status parameter (any non-empty value: `if db_server_status:`)
+// it connects to PostgreSQL's "postgres" database
+// (sql_db.db_connect('postgres').cursor()) and says whether it could, 500
+// {"status": "fail", "db_server_status": false} when it could not.
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	info := map[string]any{"status": "pass"}
+	status := http.StatusOK
+	if r.URL.Query().Get("db_server_status") != "" {
+		up := !s.pgDown.Load()
+		info["db_server_status"] = up
+		if !up {
+			info["status"] = "fail"
+			status = http.StatusInternalServerError
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, status, info)
+}
+
+// dbExist is the JSON-RPC db service's db_exist (service/db.py
+// exp_db_exist, no master password): whether a connection to the database
+// can be made — false for a name PostgreSQL does not have and for any name
+// while PostgreSQL is unreachable. The dbfilter plays no part.
+func (s *Server) dbExist(db string) bool {
+	if s.pgDown.Load() {
+		return false
+	}
+	for _, d := range s.databases() {
+		if d == db {
+			return true
+		}
+	}
+	return false
+}
+
+// dbList is http.py db_list() as /web/database/list answers it
+// (web/controllers/database.py, auth='none', a JSON-RPC route): the
+// databases (service/db.py list_dbs) the dbfilter keeps; refused with
+// AccessDenied when list_db is off (Options.NoListDB), the setting of
+// hosted Odoo; [] while PostgreSQL is unreachable (db_list catches
+// psycopg2's OperationalError).
+func (s *Server) dbList() ([]string, *odooError) {
+	if s.opts.NoListDB {
+		return nil, &odooError{excDenied, "Access Denied"}
+	}
+	kept := []string{}
+	if s.pgDown.Load() {
+		return kept, nil
+	}
+	for _, db := range s.databases() {
+		if s.dbFilterKeeps(db) {
+			kept = append(kept, db)
+		}
+	}
+	return kept, nil
+}
+
+// serveDatabaseList answers POST /web/database/list, a JSON-RPC route
+// (type='json', 'jsonrpc' in 19): its result, or its AccessDenied in a
+// JSON-RPC error with HTTP 200.
+func (s *Server) serveDatabaseList(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ID any `json:"id"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		http.Error(w, "Invalid JSON data", http.StatusBadRequest)
+		return
+	}
+	list, oerr := s.dbList()
+	if oerr != nil {
+		writeJSON(w, http.StatusOK, map[string]any{"jsonrpc": "2.0", "id": req.ID, "error": s.rpcError(oerr)})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jsonrpc": "2.0", "id": req.ID, "result": list})
 }

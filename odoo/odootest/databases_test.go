@@ -1,6 +1,7 @@
 package odootest_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -155,4 +156,108 @@ func TestPostgresDownFacts(t *testing.T) {
 			refused("FaultDatabaseDown", e.rpc("object", "execute_kw", "odoo", 2, e.s.AdminKey(), "res.users", "context_get", []any{}, map[string]any{}))
 		})
 	}
+}
+
+// TestNoDatabaseQuestionsFacts pins what Odoo answers, without a database
+// and without a user, the questions a client may ask when JSON-2 answers
+// 404 without one, and the 404 of a 19-series build without the
+// NOT_FOUND_NODB page:
+//   - GET /web/health?db_server_status=1 (web/controllers/home.py
+//     Home.health, auth='none'): 200 {"status":"pass","db_server_status":true},
+//     or 500 {"status":"fail","db_server_status":false} when Odoo cannot
+//     connect to PostgreSQL (sql_db.db_connect('postgres')).
+//   - JSON-RPC db.db_exist (service/db.py exp_db_exist, no master
+//     password): whether a connection to that database can be made — the
+//     dbfilter plays no part; false for any name while PostgreSQL is down.
+//   - POST /web/database/list (web/controllers/database.py, auth='none',
+//     JSON-RPC): http.py db_list(), the databases the dbfilter keeps;
+//     AccessDenied (JSON-RPC error, HTTP 200) with list_db off; [] while
+//     PostgreSQL is down (db_list catches OperationalError).
+//   - A build whose http.py _serve_nodb has no NOT_FOUND_NODB answers the
+//     JSON-2 request werkzeug's own 404 page (HttpDispatcher.handle_error
+//     returns the NotFound as is).
+func TestNoDatabaseQuestionsFacts(t *testing.T) {
+	health := func(t *testing.T, e *env) (int, string, map[string]any) {
+		t.Helper()
+		resp, err := http.Get(e.url + "/web/health?db_server_status=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+			t.Fatalf("/web/health: %v", err)
+		}
+		return resp.StatusCode, resp.Header.Get("Content-Type"), m
+	}
+	list := func(t *testing.T, e *env) rpcEnv {
+		t.Helper()
+		status, _, b := e.post("/web/database/list", []byte(`{"jsonrpc":"2.0","method":"call","id":3,"params":{}}`), nil)
+		if status != http.StatusOK {
+			t.Fatalf("/web/database/list: %d %s", status, b)
+		}
+		var out rpcEnv
+		if err := json.Unmarshal(b, &out.raw); err != nil {
+			t.Fatalf("decode %s: %v", b, err)
+		}
+		if r, ok := out.raw["result"]; ok {
+			out.HasResult = true
+			_ = json.Unmarshal(r, &out.Result)
+		}
+		if r, ok := out.raw["error"]; ok {
+			var er struct {
+				Data struct{ Name, Message string } `json:"data"`
+			}
+			_ = json.Unmarshal(r, &er)
+			out.ErrName, out.ErrMsg = er.Data.Name, er.Data.Message
+		}
+		return out
+	}
+	for _, v := range []int{17, 18, 19} {
+		t.Run(fmt.Sprintf("health-%d", v), func(t *testing.T) {
+			e := newEnv(t, v)
+			if status, ct, m := health(t, e); status != 200 || !strings.HasPrefix(ct, "application/json") || m["status"] != "pass" || m["db_server_status"] != true {
+				t.Errorf("PostgreSQL up: %d %q %v", status, ct, m)
+			}
+			e.s.SetPostgresDown(true)
+			if status, _, m := health(t, e); status != 500 || m["status"] != "fail" || m["db_server_status"] != false {
+				t.Errorf("PostgreSQL down: %d %v", status, m)
+			}
+		})
+	}
+	t.Run("db_exist", func(t *testing.T) {
+		e := newEnvWith(t, odootest.Options{Version: 19, DBFilter: "erp_.*"})
+		for db, want := range map[string]bool{"odoo": true, "odoo_prod": false} {
+			if r := e.rpc("db", "db_exist", db); r.ErrName != "" || r.Result != want {
+				t.Errorf("db_exist(%q) = %v %s %q, want %v (the dbfilter plays no part)", db, r.Result, r.ErrName, r.ErrMsg, want)
+			}
+		}
+		e.s.SetPostgresDown(true)
+		if r := e.rpc("db", "db_exist", "odoo"); r.ErrName != "" || r.Result != false {
+			t.Errorf("PostgreSQL down: db_exist = %v %s, want false", r.Result, r.ErrName)
+		}
+	})
+	t.Run("database-list", func(t *testing.T) {
+		e := newEnvWith(t, odootest.Options{Version: 19, ManyDatabases: true, DBFilter: "odoo$"})
+		if r := list(t, e); r.ErrName != "" || fmt.Sprint(r.Result) != "[odoo]" {
+			t.Errorf("list: %v %s, want [odoo] (the dbfilter's)", r.Result, r.ErrName)
+		}
+		e.s.SetPostgresDown(true)
+		if r := list(t, e); r.ErrName != "" || !r.HasResult || fmt.Sprint(r.Result) != "[]" {
+			t.Errorf("PostgreSQL down: %v %s, want []", r.Result, r.ErrName)
+		}
+		off := newEnvWith(t, odootest.Options{Version: 19, NoListDB: true})
+		if r := list(t, off); r.ErrName != "odoo.exceptions.AccessDenied" || r.HasResult {
+			t.Errorf("list_db off: %v %s %q, want AccessDenied", r.Result, r.ErrName, r.ErrMsg)
+		}
+	})
+	t.Run("build-without-the-page", func(t *testing.T) {
+		e := newEnvWith(t, odootest.Options{Version: 19, NoNotFoundNoDB: true})
+		status, h, b := e.post("/json/2/res.users/context_get", []byte(`{}`),
+			map[string]string{"Authorization": "bearer " + e.s.AdminKey(), "X-Odoo-Database": "odoo_prod"})
+		if status != 404 || !strings.HasPrefix(h.Get("Content-Type"), "text/html") || !strings.Contains(string(b), "<title>404 Not Found</title>") ||
+			strings.Contains(string(b), "No database is selected") {
+			t.Errorf("%d %q %s, want werkzeug's 404 page", status, h.Get("Content-Type"), b)
+		}
+	})
 }

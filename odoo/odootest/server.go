@@ -58,6 +58,13 @@ type Options struct {
 	// and of several databases the only one it matches is served without
 	// X-Odoo-Database (databases.go).
 	DBFilter string
+	// NoNotFoundNoDB is a 19-series build whose http.py has no
+	// NOT_FOUND_NODB page: a JSON-2 request without a usable database is
+	// answered werkzeug's own 404 page (databases.go).
+	NoNotFoundNoDB bool
+	// NoListDB is a server with list_db off (odoo.conf), as hosted Odoo
+	// has it: /web/database/list refuses with AccessDenied (databases.go).
+	NoListDB bool
 }
 
 // Fault is an injected failure of one object/JSON-2 call.
@@ -926,12 +933,15 @@ func (s *Server) URL() string {
 	return s.url
 }
 
-// Handler returns the HTTP handler (JSON-RPC, and /web/version and JSON-2 in 19).
+// Handler returns the HTTP handler (JSON-RPC, /web/health, /web/database/list,
+// and /web/version and JSON-2 in 19).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /jsonrpc", s.serveJSONRPC)
 	mux.HandleFunc("GET /web/version", s.serveWebVersion)
 	mux.HandleFunc("POST /json/2/{model}/{method}", s.serveJSON2)
+	mux.HandleFunc("GET /web/health", s.serveHealth)
+	mux.HandleFunc("POST /web/database/list", s.serveDatabaseList)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.down.Load() {
 			drop(w)
@@ -1060,14 +1070,7 @@ func (s *Server) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, env)
 	}
 	fail := func(e *odooError) {
-		code := 200
-		if s.v() >= 19 {
-			code = 0
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"jsonrpc": "2.0", "id": req.ID, "error": map[string]any{
-			"code": code, "message": "Odoo Server Error",
-			"data": map[string]any{"name": e.name, "message": e.msg, "arguments": []any{e.msg}, "context": map[string]any{},
-				"debug": "Traceback (most recent call last):\n  (odootest)\n" + e.name + ": " + e.msg}}})
+		writeJSON(w, http.StatusOK, map[string]any{"jsonrpc": "2.0", "id": req.ID, "error": s.rpcError(e)})
 	}
 	args := req.Params.Args
 	switch req.Params.Service {
@@ -1112,9 +1115,32 @@ func (s *Server) serveJSONRPC(w http.ResponseWriter, r *http.Request) {
 			pos = args[5:]
 		}
 		s.handleObject(w, "jsonrpc", remoteHost(r), db, uid, key, modelName, method, pos, kw, nil, false, reply, fail, nil)
+	case "db":
+		// service/db.py dispatch: these take no master password.
+		switch req.Params.Method {
+		case "db_exist":
+			db := ""
+			if len(args) > 0 {
+				db, _ = args[0].(string)
+			}
+			reply(s.dbExist(db))
+		default:
+			fail(&odooError{excKey, fmt.Sprintf("Method not found: %s", req.Params.Method)})
+		}
 	default:
 		fail(&odooError{excKey, fmt.Sprintf("unknown service %q", req.Params.Service)})
 	}
+}
+
+// rpcError is JSON-RPC's error member for e (JsonRPCDispatcher.handle_error).
+func (s *Server) rpcError(e *odooError) map[string]any {
+	code := 200
+	if s.v() >= 19 {
+		code = 0
+	}
+	return map[string]any{"code": code, "message": "Odoo Server Error",
+		"data": map[string]any{"name": e.name, "message": e.msg, "arguments": []any{e.msg}, "context": map[string]any{},
+			"debug": "Traceback (most recent call last):\n  (odootest)\n" + e.name + ": " + e.msg}}
 }
 
 // common serves the JSON-RPC common service (under mu).
@@ -1271,7 +1297,7 @@ func (s *Server) handleObject(w http.ResponseWriter, proto, addr, db string, uid
 			// The request could not open its database (databases.go).
 			s.logCall(proto, modelName, method, uid, http.StatusNotFound, "fault:"+fault.String())
 			s.mu.Unlock()
-			notFoundNoDB(w)
+			s.notFoundNoDB(w)
 			return
 		}
 		s.failFault(proto, modelName, method, uid, fault, http.StatusOK, fail, json2Fail, postgresRefused())
@@ -1415,7 +1441,7 @@ func (s *Server) serveJSON2(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.logCall("json2", modelName, method, 0, http.StatusNotFound, "nodb")
 		s.mu.Unlock()
-		notFoundNoDB(w)
+		s.notFoundNoDB(w)
 		return
 	}
 	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
