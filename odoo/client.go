@@ -733,6 +733,10 @@ func (c *Client) json2(ctx context.Context, op, model, method string, params map
 	}
 	body, _, err := c.do(ctx, op, http.MethodPost, "/json/2/"+url.PathEscape(model)+"/"+url.PathEscape(method), params, hdr)
 	if err != nil {
+		var oe *Error
+		if errors.As(err, &oe) && oe.page != "" {
+			c.diagnose(ctx, oe)
+		}
 		return err
 	}
 	if out == nil || len(body) == 0 {
@@ -746,9 +750,9 @@ func (c *Client) json2(ctx context.Context, op, model, method string, params map
 	return nil
 }
 
-// do sends one request bounded by the configured timeout and returns the
-// body of a 200 answer; anything else becomes an *Error.
-func (c *Client) do(ctx context.Context, op, method, path string, payload any, hdr http.Header) ([]byte, http.Header, error) {
+// send sends one request bounded by the configured timeout and returns the
+// answer, its body read, whatever its status; an error when none came.
+func (c *Client) send(ctx context.Context, op, method, path string, payload any, hdr http.Header) (*http.Response, []byte, error) {
 	if c.cfg.Wait != nil {
 		if err := c.cfg.Wait(ctx); err != nil {
 			return nil, nil, &Error{Op: op, Message: "waiting for the request rate", Class: Transient, Err: err}
@@ -789,6 +793,16 @@ func (c *Client) do(ctx context.Context, op, method, path string, payload any, h
 		return nil, nil, c.transportError(op, err)
 	}
 	c.log.Debug("call", "op", op, "status", resp.StatusCode, "elapsed", time.Since(start))
+	return resp, body, nil
+}
+
+// do sends one request bounded by the configured timeout and returns the
+// body of a 200 answer; anything else becomes an *Error.
+func (c *Client) do(ctx context.Context, op, method, path string, payload any, hdr http.Header) ([]byte, http.Header, error) {
+	resp, body, err := c.send(ctx, op, method, path, payload, hdr)
+	if err != nil {
+		return nil, nil, err
+	}
 	if resp.StatusCode == http.StatusOK {
 		if !json.Valid(body) {
 			// Odoo answers JSON; a 200 with anything else is a page of
@@ -857,15 +871,20 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 	}
 	e.Message = c.clean(e.Message, maxMessage)
 	e.Class = classifyStatus(resp.StatusCode, e.Name)
+	page := e.Message
 	if resp.StatusCode == http.StatusNotFound && !json.Valid(body) {
 		// Odoo's JSON-2 answers a missing record with JSON: a page is a
 		// path nothing serves — a proxy routing elsewhere for a while (a
-		// maintenance), or an odoo.url with a wrong path. No record is
-		// missing; retried like Odoo being away.
+		// maintenance), or an odoo.url with a wrong path — or Odoo 19
+		// serving the request without a database (json2 asks it which:
+		// diagnose). No record is missing; retried like Odoo being away.
 		e.Class = Transient
 		e.Message = "not found (a page, not Odoo's answer: a proxy in front of Odoo, or a wrong path in odoo.url?): " + e.Message
 	}
 	jsonRPC := resp.Request != nil && resp.Request.URL != nil && !strings.Contains(resp.Request.URL.Path, "/json/2/")
+	if resp.StatusCode == http.StatusNotFound && !json.Valid(body) && !jsonRPC {
+		e.page = page
+	}
 	if resp.StatusCode == http.StatusNotFound && !json.Valid(body) && !jsonRPC && resp.Request != nil {
 		// A JSON-2 route answered with a page may also be a server
 		// without JSON-2: Odoo 17 put back after a failed upgrade to 19,
@@ -878,7 +897,8 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 	if resp.StatusCode == http.StatusNotFound && !jsonRPC && noDatabasePage(body) {
 		// Odoo's own page for a request it serves without a database
 		// (http.py NOT_FOUND_NODB): not a proxy's, not a wrong path.
-		c.noDatabase(e)
+		e.noDBPage = true
+		c.noDatabase(e, "Odoo answered 404: "+noDatabaseText)
 	}
 	if resp.StatusCode == http.StatusForbidden && (jsonRPC || e.Name == "" && (str == "" || !json.Valid(body))) {
 		// Odoo's 403 is JSON-2's AccessError, which names its exception

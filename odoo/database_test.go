@@ -109,3 +109,149 @@ func TestDatabaseThatServedBeforeIsAway(t *testing.T) {
 		t.Errorf("NoDatabase %v Unavailable %v Temporary %v: %v", oe.NoDatabase(), oe.Unavailable(), oe.Temporary(), err)
 	}
 }
+
+// After JSON-2's 404 without a database, the client asks Odoo what it
+// means — /web/version (a build without the NOT_FOUND_NODB page answers
+// werkzeug's own 404), /web/health?db_server_status=1, db.db_exist,
+// /web/database/list, all without a user — and says the cause Odoo's
+// answers point to: PostgreSQL not reachable (an outage: Unavailable,
+// PostgresDown, not NoDatabase), no database by that name, or one the
+// dbfilter excludes. Never a proxy, never "or its PostgreSQL" once Odoo
+// said it answers.
+func TestNoDatabaseDiagnosed(t *testing.T) {
+	type want struct {
+		noDB, pgDown bool
+		words        []string
+	}
+	cases := []struct {
+		name     string
+		opts     odootest.Options
+		database string
+		pgDown   bool
+		want     want
+	}{
+		{"misspelt", odootest.Options{}, "odoo_prod", false,
+			want{noDB: true, words: []string{`odoo.database "odoo_prod"`, "Odoo's PostgreSQL has no database by that name"}}},
+		{"excluded-by-dbfilter", odootest.Options{DBFilter: "erp_.*"}, "odoo", false,
+			want{noDB: true, words: []string{`odoo.database "odoo"`, "the server's dbfilter (or its db_name) excludes it"}}},
+		{"excluded-by-dbfilter-list_db-off", odootest.Options{DBFilter: "erp_.*", NoListDB: true}, "odoo", false,
+			want{noDB: true, words: []string{`odoo.database "odoo"`, "excludes it, or Odoo cannot open it"}}},
+		{"postgres-down-at-first-start", odootest.Options{}, "odoo", true,
+			want{pgDown: true, words: []string{`database "odoo"`, "its PostgreSQL is not reachable"}}},
+		{"postgres-down-misspelt", odootest.Options{}, "odoo_prod", true,
+			want{pgDown: true, words: []string{`database "odoo_prod"`, "its PostgreSQL is not reachable"}}},
+	}
+	for _, build := range []struct {
+		name   string
+		noPage bool
+		said   string
+	}{{"page", false, "No database is selected"}, {"werkzeug-404", true, "Odoo 19.0 answered 404: 404 Not Found"}} {
+		for _, tc := range cases {
+			t.Run(build.name+"/"+tc.name, func(t *testing.T) {
+				opts := tc.opts
+				opts.Version, opts.NoNotFoundNoDB = 19, build.noPage
+				f := newFixture(t, opts)
+				f.srv.SetPostgresDown(tc.pgDown)
+				c := f.client(t, "auto", func(c *odoo.Config) { c.Database = tc.database })
+				err := c.Connect(context.Background())
+				if err == nil {
+					t.Fatal("Connect succeeded")
+				}
+				oe := asError(t, err)
+				if oe.NoDatabase() != tc.want.noDB || oe.PostgresDown() != tc.want.pgDown || oe.Unavailable() != tc.want.pgDown ||
+					oe.MaybePostgresDown() || !oe.Temporary() || odoo.IsPermanent(err) {
+					t.Errorf("NoDatabase %v PostgresDown %v Unavailable %v MaybePostgresDown %v Temporary %v: %v",
+						oe.NoDatabase(), oe.PostgresDown(), oe.Unavailable(), oe.MaybePostgresDown(), oe.Temporary(), err)
+				}
+				for _, w := range append(tc.want.words, build.said) {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not say %q", err, w)
+					}
+				}
+				for _, bad := range []string{"proxy", "wrong path", "<"} {
+					if strings.Contains(err.Error(), bad) {
+						t.Errorf("error %q says %q", err, bad)
+					}
+				}
+				if !tc.want.pgDown && strings.Contains(err.Error(), "PostgreSQL not reachable") {
+					t.Errorf("error %q names PostgreSQL, which Odoo said answers", err)
+				}
+			})
+		}
+	}
+}
+
+// A werkzeug 404 page where no Odoo 19 answers /web/version is still a
+// proxy's page or a wrong path; and an Odoo 19 page whose /web/health does
+// not say (a build before db_server_status, a proxy that does not pass it)
+// names every cause, PostgreSQL with them (MaybePostgresDown).
+func TestNoDatabaseUndiagnosed(t *testing.T) {
+	const werkzeug404 = "<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n<h1>Not Found</h1>\n" +
+		"<p>The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.</p>\n"
+	page := func(w http.ResponseWriter, body string) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, body)
+	}
+	t.Run("no-odoo-behind-the-page", func(t *testing.T) {
+		// Odoo 19 answered; then a proxy in front of it routes elsewhere
+		// (a maintenance), where nothing answers as Odoo.
+		var gone atomic.Bool
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			switch {
+			case gone.Load():
+				page(w, werkzeug404)
+			case r.URL.Path == "/web/version":
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, `{"version_info":[19,0,0,"final",0,""],"version":"19.0"}`)
+			default:
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, `{"uid":2,"lang":"en_US","tz":false}`)
+			}
+		}))
+		defer srv.Close()
+		c, err := odoo.New(odoo.Config{URL: srv.URL, Database: "odoo", APIKey: strings.Repeat("a", 40), Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx := context.Background()
+		if err := c.Connect(ctx); err != nil {
+			t.Fatal(err)
+		}
+		gone.Store(true)
+		err = c.Call(ctx, "res.users", "context_get", nil, nil, nil)
+		oe := asError(t, err)
+		if oe.NoDatabase() || oe.Unavailable() || !oe.Temporary() || !strings.Contains(err.Error(), "a proxy in front of Odoo, or a wrong path in odoo.url?") {
+			t.Errorf("NoDatabase %v Unavailable %v Temporary %v: %v", oe.NoDatabase(), oe.Unavailable(), oe.Temporary(), err)
+		}
+	})
+	t.Run("health-does-not-say", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			switch r.URL.Path {
+			case "/web/version":
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, `{"version_info":[19,0,0,"final",0,""],"version":"19.0"}`)
+			case "/web/health":
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, `{"status":"pass"}`)
+			default:
+				page(w, werkzeug404)
+			}
+		}))
+		defer srv.Close()
+		c, err := odoo.New(odoo.Config{URL: srv.URL, Database: "odoo", APIKey: strings.Repeat("a", 40), Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		err = c.Connect(context.Background())
+		oe := asError(t, err)
+		if !oe.NoDatabase() || !oe.MaybePostgresDown() || oe.PostgresDown() || !strings.Contains(err.Error(), "or its PostgreSQL not reachable") ||
+			strings.Contains(err.Error(), "proxy") {
+			t.Errorf("NoDatabase %v MaybePostgresDown %v PostgresDown %v: %v", oe.NoDatabase(), oe.MaybePostgresDown(), oe.PostgresDown(), err)
+		}
+	})
+}

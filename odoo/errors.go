@@ -66,6 +66,16 @@ type Error struct {
 	loginFalse bool
 	// noDB: Odoo has no database odoo.database names (NoDatabase).
 	noDB bool
+	// page: a JSON-2 call's 404 page, as said (pageText); noDBPage: it is
+	// Odoo's NOT_FOUND_NODB; said: what Odoo answered, as the message ends
+	// (noDatabase).
+	page     string
+	noDBPage bool
+	said     string
+	// pgMaybe: a NoDatabase that Odoo's answers could not tell from its
+	// PostgreSQL not reachable (MaybePostgresDown); pgDown: Odoo said it
+	// cannot reach its PostgreSQL (PostgresDown).
+	pgMaybe, pgDown bool
 }
 
 // Error describes the failure; it never contains the API key.
@@ -170,12 +180,28 @@ func (e *Error) Unavailable() bool {
 // NoDatabase reports that Odoo serves no database by the name the client
 // sends (Config.Database): over JSON-2 its 404 page "No database is
 // selected" (the name absent, excluded by the server's dbfilter, or none
-// named to a server of several databases), over JSON-RPC PostgreSQL's
-// "database … does not exist". A configuration to fix, said at once; the
-// call is retried (Transient), nothing was done. Not when that database
-// answered this client before: then Unavailable (JSON-2 answers its
-// PostgreSQL away with the same page).
+// named to a server of several databases) — werkzeug's plain 404 in
+// 19-series builds without that page, once /web/version shows Odoo 19
+// there — over JSON-RPC PostgreSQL's "database … does not exist". A
+// configuration to fix, said at once; the call is retried (Transient),
+// nothing was done. Not when Odoo says its PostgreSQL is not reachable
+// (PostgresDown), nor when that database answered this client before and
+// still exists: then Unavailable (JSON-2 answers its PostgreSQL away with
+// the same page).
 func (e *Error) NoDatabase() bool { return e.noDB }
+
+// MaybePostgresDown reports a NoDatabase that may as well be Odoo's
+// PostgreSQL not reachable: Odoo 19 answers both with the same 404, and
+// what the client asked Odoo next (its /web/health) got no answer that
+// says. When Odoo says its PostgreSQL answers, or does not, the error is
+// the one that fits (PostgresDown, or a NoDatabase saying which: no such
+// database, or one the dbfilter excludes).
+func (e *Error) MaybePostgresDown() bool { return e.noDB && e.pgMaybe }
+
+// PostgresDown reports that Odoo answered and said it cannot reach its
+// PostgreSQL (its /web/health, asked after JSON-2's 404 without a
+// database): Unavailable, an outage that ends by itself.
+func (e *Error) PostgresDown() bool { return e.pgDown }
 
 // Odoo's load catches every database error per row (models.py: except
 // psycopg2.Error) and answers it as a row message with HTTP 200, the whole

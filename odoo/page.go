@@ -1,8 +1,12 @@
 package odoo
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"html"
+	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -70,16 +74,20 @@ func noDatabasePage(body []byte) bool {
 	return strings.Contains(string(body), "No database is selected")
 }
 
-// noDatabase makes e, Odoo's NOT_FOUND_NODB page for a JSON-2 call, say
-// what it means for this configuration. http.py serves a request without
-// a database when X-Odoo-Database names one the dbfilter excludes, or one
-// it cannot open (Request._open_registry: absent, or PostgreSQL not
-// reachable — RegistryError), and, without the header, when the dbfilter
-// leaves it several databases (or none). Transient either way: the records
-// wait in the buffer; a name that worked before is the database away.
-func (c *Client) noDatabase(e *Error) {
-	said := "Odoo answered 404: " + noDatabaseText
+// noDatabase makes e, a 404 page for a JSON-2 call that Odoo 19 gave
+// (said: how), say what it means for this configuration. http.py serves a
+// request without a database when X-Odoo-Database names one the dbfilter
+// excludes, or one it cannot open (Request._open_registry: absent, or
+// PostgreSQL not reachable — RegistryError), and, without the header, when
+// the dbfilter leaves it several databases (or none); served without one,
+// JSON-2's routes (auth='bearer') are not found. Transient either way: the
+// records wait in the buffer; a name that worked before is the database
+// away. Which of the causes it is, only Odoo's answers to other questions
+// can tell (diagnose).
+func (c *Client) noDatabase(e *Error, said string) {
 	e.Class = Transient
+	e.said = said
+	e.noDB, e.away, e.pgMaybe = false, false, false
 	c.mu.RLock()
 	worked := c.authOK
 	c.mu.RUnlock()
@@ -94,8 +102,172 @@ func (c *Client) noDatabase(e *Error) {
 		e.Message = fmt.Sprintf("odoo cannot open the database %q now, which it served before (its PostgreSQL away? the database renamed or dropped?) — %s",
 			c.cfg.Database, said)
 	default:
-		e.noDB = true
+		e.noDB, e.pgMaybe = true, true
 		e.Message = fmt.Sprintf("odoo.database %q: this Odoo serves no database by that name (misspelt? or excluded by the server's dbfilter; or its PostgreSQL not reachable) — %s",
 			c.cfg.Database, said)
 	}
+}
+
+// diagnose asks Odoo, after a JSON-2 call answered 404 with a page, what
+// the page means: only then (not on every call), with requests that need
+// no user and no database — what a bot user of the least rights, or no
+// user, may ask:
+//
+//   - GET /web/version (auth='none'), when the page is not Odoo's
+//     NOT_FOUND_NODB: some 19-series builds have no such page and answer
+//     werkzeug's own 404; Odoo 19 answering here makes the page its
+//     answer for a request without a database, not a proxy's or a wrong
+//     path's.
+//   - GET /web/health?db_server_status=1 (web/controllers/home.py,
+//     auth='none'): whether Odoo can connect to its PostgreSQL — 500 and
+//     "db_server_status": false when it cannot.
+//   - JSON-RPC db.db_exist (service/db.py, no master password): with
+//     PostgreSQL up, whether the database exists at all (the dbfilter
+//     plays no part).
+//   - POST /web/database/list (auth='none'): the databases the dbfilter
+//     keeps, when list_db is on (hosted Odoo has it off: AccessDenied).
+//
+// What cannot be asked (a question refused, or not answered) leaves the
+// causes named together, as noDatabase says them.
+func (c *Client) diagnose(ctx context.Context, e *Error) {
+	if !e.noDBPage {
+		v, err := c.webVersion(ctx)
+		if err != nil || parseMajor(v) < 19 {
+			// Not Odoo 19 at odoo.url: a proxy's page or a wrong path (as
+			// statusError says), or an Odoo without JSON-2 put back.
+			return
+		}
+		// Its build has no page of its own for a request it serves
+		// without a database: werkzeug's "404 Not Found".
+		c.noDatabase(e, fmt.Sprintf("Odoo %s answered 404: %s", v, e.page))
+	}
+	db := c.cfg.Database
+	if db == "" {
+		return
+	}
+	worked := e.away
+	switch c.postgresUp(ctx) {
+	case pgDown:
+		e.noDB, e.away, e.pgMaybe, e.pgDown = false, true, false, true
+		before := ""
+		if worked {
+			before = " now, which it served before"
+		}
+		e.Message = fmt.Sprintf("odoo cannot open the database %q%s: its PostgreSQL is not reachable (Odoo's /web/health says db_server_status false): retried until it is back — %s",
+			db, before, e.said)
+		return
+	case pgUnknown:
+		return
+	}
+	exists, ok := c.dbExists(ctx, db)
+	switch {
+	case !ok && worked:
+	case !ok:
+		e.pgMaybe = false
+		e.Message = fmt.Sprintf("odoo.database %q: this Odoo serves no database by that name (misspelt? or excluded by the server's dbfilter; its PostgreSQL answers) — %s",
+			db, e.said)
+	case !exists:
+		e.noDB, e.away, e.pgMaybe = true, false, false
+		if worked {
+			e.Message = fmt.Sprintf("odoo.database %q: the database Odoo served before is no longer on its PostgreSQL (dropped, or renamed?; Odoo's db_exist says false, its PostgreSQL answers) — %s",
+				db, e.said)
+		} else {
+			e.Message = fmt.Sprintf("odoo.database %q: Odoo's PostgreSQL has no database by that name (misspelt? renamed?; Odoo's db_exist says false, its PostgreSQL answers) — %s",
+				db, e.said)
+		}
+	case worked:
+		// It exists and answered before: being restored, upgraded, or
+		// the dbfilter changed; an outage until a person says otherwise.
+	default:
+		listed, ok := c.dbListed(ctx, db)
+		switch {
+		case ok && listed:
+			// The dbfilter keeps it and Odoo could not open it: not a
+			// database of this Odoo (another version's, not initialised),
+			// or one being restored or upgraded. Odoo's log says
+			// "Database or registry unusable, trying without".
+			e.noDB, e.away, e.pgMaybe = false, true, false
+			e.Message = fmt.Sprintf("odoo cannot open the database %q, which exists and which its dbfilter serves (another Odoo version's database, not initialised, or being restored or upgraded? Odoo's log says \"Database or registry unusable\") — %s",
+				db, e.said)
+		case ok:
+			e.pgMaybe = false
+			e.Message = fmt.Sprintf("odoo.database %q: the database exists on Odoo's PostgreSQL but the server's dbfilter (or its db_name) excludes it: name a database it serves, or have the dbfilter changed — %s",
+				db, e.said)
+		default:
+			e.pgMaybe = false
+			e.Message = fmt.Sprintf("odoo.database %q: the database exists on Odoo's PostgreSQL but this Odoo does not serve it: the server's dbfilter (or its db_name) excludes it, or Odoo cannot open it (then Odoo's log says \"Database or registry unusable\") — %s",
+				db, e.said)
+		}
+	}
+}
+
+// PostgreSQL as Odoo's /web/health says it.
+const (
+	pgUnknown = iota
+	pgUp
+	pgDown
+)
+
+// postgresUp asks Odoo whether it can connect to its PostgreSQL
+// (/web/health?db_server_status=1: 200 true, 500 false); pgUnknown when
+// the answer does not say (an Odoo 17.0 without the parameter, a proxy).
+func (c *Client) postgresUp(ctx context.Context) int {
+	resp, body, err := c.send(ctx, "web.health", http.MethodGet, "/web/health?db_server_status=1", nil, nil)
+	if err != nil || resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusInternalServerError {
+		return pgUnknown
+	}
+	var h struct {
+		DBServerStatus *bool `json:"db_server_status"`
+	}
+	if json.Unmarshal(body, &h) != nil || h.DBServerStatus == nil {
+		return pgUnknown
+	}
+	if *h.DBServerStatus {
+		return pgUp
+	}
+	return pgDown
+}
+
+// dbExists asks Odoo's JSON-RPC db service whether a connection to db can
+// be made (db_exist); ok is false when it did not answer so.
+func (c *Client) dbExists(ctx context.Context, db string) (exists, ok bool) {
+	var res json.RawMessage
+	if err := c.askRPC(ctx, "db.db_exist", "/jsonrpc", map[string]any{"service": "db", "method": "db_exist", "args": []any{db}}, &res); err != nil {
+		return false, false
+	}
+	if json.Unmarshal(res, &exists) != nil {
+		return false, false
+	}
+	return exists, true
+}
+
+// dbListed asks /web/database/list whether db is among the databases the
+// dbfilter keeps; ok is false when Odoo does not list them (list_db off).
+func (c *Client) dbListed(ctx context.Context, db string) (listed, ok bool) {
+	var names []string
+	if err := c.askRPC(ctx, "web.database.list", "/web/database/list", map[string]any{}, &names); err != nil {
+		return false, false
+	}
+	return slices.Contains(names, db), true
+}
+
+// askRPC is one JSON-RPC request to path that needs no database nor user,
+// its result decoded into out; an error for anything else (Odoo's error
+// member, another status, not JSON-RPC).
+func (c *Client) askRPC(ctx context.Context, op, path string, params map[string]any, out any) error {
+	req := map[string]any{"jsonrpc": "2.0", "method": "call", "id": c.id.Add(1), "params": params}
+	resp, body, err := c.send(ctx, op, http.MethodPost, path, req, nil)
+	if err != nil {
+		return err
+	}
+	status := resp.StatusCode
+	var env struct {
+		JSONRPC string          `json:"jsonrpc"`
+		Result  json.RawMessage `json:"result"`
+		Error   json.RawMessage `json:"error"`
+	}
+	if status != http.StatusOK || json.Unmarshal(body, &env) != nil || env.JSONRPC != "2.0" || env.Error != nil || env.Result == nil {
+		return &Error{Op: op, Status: status, Message: "not answered", Class: Transient}
+	}
+	return json.Unmarshal(env.Result, out)
 }
