@@ -104,6 +104,9 @@ type plantOptions struct {
 	manyDatabases bool
 	botLang       string
 	englishOff    bool
+	// noNotFoundNoDB is a 19-series build without the NOT_FOUND_NODB page
+	// (odootest.Options.NoNotFoundNoDB).
+	noNotFoundNoDB bool
 }
 
 func newPlant(t testing.TB, o plantOptions) *plant {
@@ -112,7 +115,7 @@ func newPlant(t testing.TB, o plantOptions) *plant {
 		o.version = 17
 	}
 	p := &plant{t: t, version: o.version, dir: t.TempDir(), wcIDs: map[string]int64{}, woIDs: map[string]int64{}, minStop: o.minStop, uaArray: o.uaArray}
-	p.odoo = odootest.New(odootest.Options{Version: o.version, Saas: o.saas, ManyDatabases: o.manyDatabases})
+	p.odoo = odootest.New(odootest.Options{Version: o.version, Saas: o.saas, ManyDatabases: o.manyDatabases, NoNotFoundNoDB: o.noNotFoundNoDB})
 	p.odoo.Start()
 	t.Cleanup(p.odoo.Close)
 	b, err := mqtttest.Start("127.0.0.1:0")

@@ -767,10 +767,10 @@ func (f *forwarder) run(ctx context.Context) {
 					}
 				case state == "auth_failed":
 					msg = "odoo refused the API key; check the key (wrong? expired? revoked? the bot user archived? a key of another database than odoo.database names: keys belong to one database)" + loginNote(oe, false) + " — retrying slowly to avoid Odoo's login lockout"
-				case isOE && oe.NoDatabase() && oe.Status == http.StatusNotFound:
-					// Odoo 19's page, which its PostgreSQL down gives
-					// too (a first start during an outage: no answer
-					// from that database yet tells the two apart).
+				case isOE && oe.MaybePostgresDown():
+					// Odoo 19's 404, which its PostgreSQL down gives
+					// too, and Odoo did not say which (its /web/health
+					// not answering: a build before it, a proxy).
 					msg = "odoo has no database by the name odoo.database gives, or its PostgreSQL is not reachable (Odoo 19 answers a wrong name, one the server's dbfilter excludes and its database server down alike: the error says what Odoo answered); if the name is wrong, fix odoo.database, then restart the agent (a reload does not change odoo settings); once PostgreSQL is back the agent books by itself — buffering and retrying with backoff, nothing is lost"
 				case isOE && oe.NoDatabase():
 					msg = "odoo has no database by the name odoo.database gives (a wrong name, or one the server's dbfilter excludes: the error says what Odoo answered); fix odoo.database, then restart the agent (a reload does not change odoo settings) — buffering and retrying with backoff, nothing is lost"
@@ -778,6 +778,8 @@ func (f *forwarder) run(ctx context.Context) {
 					msg = "odoo refuses a call the agent needs (access rights? `plantedge validate --odoo` checks them); buffering and retrying with backoff"
 				case isOE && oe.Busy():
 					msg = "odoo is up but could not do the call now (a lock or a concurrent update in its database, which its own retries did not get past); buffering and retrying with backoff"
+				case isOE && oe.PostgresDown():
+					msg = "odoo is up but its PostgreSQL is not reachable (Odoo's health check says so; nothing to change in plantedge's configuration); buffering and retrying with backoff — the agent books by itself once it is back"
 				case isOE && oe.Unavailable():
 					msg = "odoo is up but its database is not (PostgreSQL restarting, failing over, out of connections or space, or the database named in odoo.database missing?); buffering and retrying with backoff"
 				}

@@ -16,9 +16,14 @@ import (
 // be taken for a proxy's ("a wrong path in odoo.url?").
 func TestWrongDatabaseNameIsSaidAndRecordsWait(t *testing.T) {
 	t.Parallel()
-	for _, v := range []int{17, 19} {
-		t.Run(fmt.Sprint(v), func(t *testing.T) {
-			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
+	for _, tc := range []struct {
+		name   string
+		v      int
+		noPage bool
+	}{{"17", 17, false}, {"19", 19, false}, {"19-without-the-page", 19, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := tc.v
+			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}, noNotFoundNoDB: tc.noPage})
 			p.editConfig("  database: odoo\n", "  database: odoo_prod\n")
 			ra := p.startAgent()
 			m := p.machines[0]
@@ -33,6 +38,12 @@ func TestWrongDatabaseNameIsSaidAndRecordsWait(t *testing.T) {
 			})
 			if l := p.logs.String(); strings.Contains(l, "proxy") {
 				t.Errorf("the log blames a proxy:\n%s", l)
+			}
+			// Odoo 19 said its PostgreSQL answers, and that it has no
+			// such database (/web/health, db.db_exist): the name alone.
+			if l, st := p.logs.String(), ra.a.Status(); v == 19 && (strings.Contains(l, "PostgreSQL is not reachable") ||
+				!strings.Contains(st.Odoo.LastError, "Odoo's PostgreSQL has no database by that name")) {
+				t.Errorf("status %q, log names PostgreSQL or not the missing name:\n%s", st.Odoo.LastError, l)
 			}
 			if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
 				t.Errorf("%d dead letters, want none", st.Buffer.DeadLetters)

@@ -151,13 +151,26 @@ func (c *odooCheck) connectProblem(cfg *config.Config, err error) {
 			"(hint: a key mistyped, expired or revoked: create a new key in Odoo under Preferences > Account Security and store it there; a bot user archived (Settings > Users, filter Archived): unarchive it, its key works again; "+
 			"$PLANTEDGE_ODOO_API_KEY, when set, comes before the credential and api_key_file; "+
 			"if the key is right, wait a minute and try once: each failure restarts Odoo's 60 s lockout)", user, cfg.Odoo.Database, source, notHis)
+	case errors.As(err, &oe) && oe.PostgresDown():
+		// Odoo said so (its /web/health, asked after JSON-2's 404):
+		// nothing in the configuration to fix.
+		c.problem("Odoo at %s answers, but its PostgreSQL is not reachable: %s (hint: nothing to change in plantedge's configuration; start the database server, or wait for it, and try again)",
+			cfg.Odoo.URL, firstLine(err.Error()))
 	case errors.As(err, &oe) && (oe.Unavailable() || oe.NoDatabase()):
 		// Odoo is up; the database it names is not: a name Odoo lacks
 		// (odoo.database mistyped) is answered as a PostgreSQL away is —
 		// over JSON-2 (19) also one the server's dbfilter excludes.
 		hint := "check odoo.database: the database's name as Odoo's database manager lists it; if it is right, the PostgreSQL behind Odoo is away: try again later"
-		if oe.NoDatabase() && oe.Status != 0 {
+		switch {
+		case oe.MaybePostgresDown() && oe.Status != 0:
 			hint = "check odoo.database: the database's name as Odoo's database manager lists it, which the server's dbfilter (odoo.conf) must match; if both are right, the PostgreSQL behind Odoo is away: try again later"
+		case oe.NoDatabase() && oe.Status != 0:
+			// Odoo's PostgreSQL answers: the error says what Odoo's
+			// answers point to (no such database, or the dbfilter).
+			hint = "check odoo.database: the database's name as Odoo's database manager lists it, which the server's dbfilter (odoo.conf) must match"
+		case oe.Status != 0:
+			// It exists and the dbfilter serves it: Odoo cannot open it.
+			hint = "the database is there but Odoo cannot open it: Odoo's log says why (\"Database or registry unusable\"); if odoo.database should name another database, fix it"
 		}
 		c.sourceCheck.problem("odoo.database", fmt.Sprintf("Odoo at %s cannot open database %q: %s", cfg.Odoo.URL, cfg.Odoo.Database, firstLine(err.Error())), hint)
 	case odoo.IsTemporary(err):

@@ -31,9 +31,14 @@ type odooSite struct {
 
 func newOdooSite(t *testing.T, version int) *odooSite {
 	t.Helper()
+	return newOdooSiteWith(t, odootest.Options{Version: version})
+}
+
+func newOdooSiteWith(t *testing.T, opts odootest.Options) *odooSite {
+	t.Helper()
 	t.Setenv("PLANTEDGE_ODOO_API_KEY", "")
 	t.Setenv("CREDENTIALS_DIRECTORY", "")
-	s := odootest.New(odootest.Options{Version: version})
+	s := odootest.New(opts)
 	url := s.Start()
 	t.Cleanup(s.Close)
 	o := &odooSite{srv: s, url: url, dir: t.TempDir(), loss: "Equipment Failure"}
@@ -434,18 +439,48 @@ func TestValidateOdooUnknownDatabaseAtItsKey(t *testing.T) {
 }
 
 // Odoo 19 answers JSON-2 for a database it does not serve (absent, or
-// excluded by its dbfilter) with its 404 page "No database is selected":
-// validate points at odoo.database too, not at odoo.url.
+// excluded by its dbfilter) with its 404 page "No database is selected"
+// (werkzeug's 404 in builds without that page): validate points at
+// odoo.database too, not at odoo.url, and says what Odoo's answers to the
+// client's next questions point to — here no database by that name, its
+// PostgreSQL answering.
 func TestValidateOdooUnknownDatabaseAtItsKeyJSON2(t *testing.T) {
-	o := newOdooSite(t, 19)
-	o.db = "prd"
-	lines, err := o.run(t)
-	if exitCode(err) != 1 || len(lines) != 1 ||
-		!strings.HasPrefix(lines[0], "odoo: problem: "+o.at("5:13")+"odoo.database: Odoo at "+o.url+` cannot open database "prd": `) ||
-		!strings.Contains(lines[0], "No database is selected") ||
-		!strings.HasSuffix(lines[0], "(check odoo.database: the database's name as Odoo's database manager lists it, which the server's dbfilter (odoo.conf) must match; "+
-			"if both are right, the PostgreSQL behind Odoo is away: try again later)") {
-		t.Errorf("exit %d (%v):\n%s", exitCode(err), err, strings.Join(lines, "\n"))
+	for _, build := range []struct {
+		name   string
+		noPage bool
+		said   string
+	}{{"page", false, "No database is selected"}, {"werkzeug-404", true, "Odoo 19.0 answered 404: 404 Not Found"}} {
+		t.Run(build.name, func(t *testing.T) {
+			o := newOdooSiteWith(t, odootest.Options{Version: 19, NoNotFoundNoDB: build.noPage})
+			o.db = "prd"
+			lines, err := o.run(t)
+			if exitCode(err) != 1 || len(lines) != 1 ||
+				!strings.HasPrefix(lines[0], "odoo: problem: "+o.at("5:13")+"odoo.database: Odoo at "+o.url+` cannot open database "prd": `) ||
+				!strings.Contains(lines[0], build.said) || !strings.Contains(lines[0], "Odoo's PostgreSQL has no database by that name") ||
+				!strings.HasSuffix(lines[0], "(check odoo.database: the database's name as Odoo's database manager lists it, which the server's dbfilter (odoo.conf) must match)") {
+				t.Errorf("exit %d (%v):\n%s", exitCode(err), err, strings.Join(lines, "\n"))
+			}
+		})
+	}
+}
+
+// Odoo 19 with its PostgreSQL down answers JSON-2 with the same 404 as a
+// database it does not serve; its /web/health says PostgreSQL is not
+// reachable: validate says so, with nothing to change in the
+// configuration, not at odoo.database.
+func TestValidateOdooPostgresDownJSON2(t *testing.T) {
+	for _, noPage := range []bool{false, true} {
+		t.Run(fmt.Sprint("without-the-page-", noPage), func(t *testing.T) {
+			o := newOdooSiteWith(t, odootest.Options{Version: 19, NoNotFoundNoDB: noPage})
+			o.srv.SetPostgresDown(true)
+			lines, err := o.run(t)
+			if exitCode(err) != 1 || len(lines) != 1 ||
+				!strings.HasPrefix(lines[0], "odoo: problem: Odoo at "+o.url+` answers, but its PostgreSQL is not reachable: `) ||
+				!strings.HasSuffix(lines[0], "(hint: nothing to change in plantedge's configuration; start the database server, or wait for it, and try again)") ||
+				strings.Contains(lines[0], "odoo.database:") {
+				t.Errorf("exit %d (%v):\n%s", exitCode(err), err, strings.Join(lines, "\n"))
+			}
+		})
 	}
 }
 
