@@ -2,6 +2,7 @@ package odoo_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -254,4 +255,55 @@ func TestNoDatabaseUndiagnosed(t *testing.T) {
 			t.Errorf("NoDatabase %v MaybePostgresDown %v PostgresDown %v: %v", oe.NoDatabase(), oe.MaybePostgresDown(), oe.PostgresDown(), err)
 		}
 	})
+}
+
+// A database that answered before and now gets the 404 page, while Odoo
+// says its PostgreSQL answers and has no such database (db.db_exist
+// false): dropped or renamed — a name to fix (NoDatabase), not an outage;
+// while it still exists (being restored, upgraded) it stays the outage
+// kind (Unavailable).
+func TestDatabaseGoneAfterServing(t *testing.T) {
+	for _, exists := range []bool{false, true} {
+		t.Run(fmt.Sprint("exists-", exists), func(t *testing.T) {
+			var away atomic.Bool
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", "application/json")
+				switch {
+				case r.URL.Path == "/web/version":
+					_, _ = io.WriteString(w, `{"version_info":[19,0,0,"final",0,""],"version":"19.0"}`)
+				case r.URL.Path == "/web/health":
+					_, _ = io.WriteString(w, `{"status":"pass","db_server_status":true}`)
+				case r.URL.Path == "/jsonrpc":
+					_, _ = fmt.Fprintf(w, `{"jsonrpc":"2.0","id":1,"result":%t}`, exists)
+				case away.Load():
+					w.Header().Set("Content-Type", "text/html; charset=utf-8")
+					w.WriteHeader(http.StatusNotFound)
+					_, _ = io.WriteString(w, "<!DOCTYPE html>\n<title>404 Not Found</title>\n<h1>Not Found</h1>\n"+
+						"<p>No database is selected and the requested URL was not found in the server-wide controllers.</p>\n")
+				default:
+					_, _ = io.WriteString(w, `{"uid":2,"lang":"en_US","tz":false}`)
+				}
+			}))
+			defer srv.Close()
+			c, err := odoo.New(odoo.Config{URL: srv.URL, Database: "odoo", APIKey: strings.Repeat("a", 40), Timeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx := context.Background()
+			if err := c.Connect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			away.Store(true)
+			err = c.Call(ctx, "res.users", "context_get", nil, nil, nil)
+			oe := asError(t, err)
+			switch {
+			case !exists && (!oe.NoDatabase() || oe.Unavailable() || !strings.Contains(err.Error(), "no longer on its PostgreSQL")):
+				t.Errorf("dropped: NoDatabase %v Unavailable %v: %v", oe.NoDatabase(), oe.Unavailable(), err)
+			case exists && (oe.NoDatabase() || !oe.Unavailable() || !strings.Contains(err.Error(), "which it served before")):
+				t.Errorf("still there: NoDatabase %v Unavailable %v: %v", oe.NoDatabase(), oe.Unavailable(), err)
+			}
+		})
+	}
 }
