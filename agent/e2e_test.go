@@ -1345,6 +1345,43 @@ func TestReloadAfterARunningSourcesSecretWentAwayIsRefused(t *testing.T) {
 	p.waitExactQty(ra, "press-1", 5)
 }
 
+// A broker refusing the source's login: the source tries it again a minute
+// later at the earliest (connectors.LoginRetry), not at the backoff; the
+// password fixed and the configuration reloaded, the source is built anew
+// with it and logs in at once, not at the end of that minute.
+func TestReloadWithTheBrokerPasswordFixedLogsInAtOnce(t *testing.T) {
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.broker.RequireLogin("line", "right")
+	p.editConfig("    client_id: plantedge-test\n", "    client_id: plantedge-test\n    username: line\n    password_file: "+pw+"\n")
+	p.downSources = map[string]bool{"broker": true}
+	ra := p.startAgentWith(false)
+	waitFor(t, 20*time.Second, "the login refused", func() (bool, string) {
+		st := ra.a.Status()
+		return len(st.Sources) == 1 && strings.Contains(st.Sources[0].LastError, "the broker refused user line"), fmt.Sprintf("%+v", st.Sources)
+	})
+	if n := p.broker.LoginsRefused(); n != 1 {
+		t.Errorf("%d logins refused before the reload, want 1 (the next a minute later)", n)
+	}
+	if err := os.WriteFile(pw, []byte("right\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	// Well within the minute the refused login waits.
+	waitFor(t, 30*time.Second, "the source connected after the reload", func() (bool, string) {
+		st := ra.a.Status()
+		return len(st.Sources) == 1 && st.Sources[0].State == "connected", fmt.Sprintf("%+v", st.Sources)
+	})
+	if n := p.broker.LoginsRefused(); n != 1 {
+		t.Errorf("%d logins refused, want the one before the reload", n)
+	}
+}
+
 func TestEndToEndReload(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()

@@ -17,6 +17,14 @@ type Backoff struct {
 	exp *backoff.ExponentialBackOff
 }
 
+// LoginRetry is the least wait after a server refused the login (a wrong
+// user name or password, an account locked or removed), whatever the
+// backoff says: a refused login is not retried at the pace of a network
+// error, as servers, PLCs and brokers lock accounts (and fail2ban bans
+// addresses) after a few failed logins. A source the agent builds anew
+// with another password (a reload) tries at once.
+const LoginRetry = time.Minute
+
 // NewBackoff returns a Backoff from min to max.
 func NewBackoff(min, max time.Duration) *Backoff {
 	if max < min {

@@ -68,3 +68,59 @@ func TestLoginRefusedNamesTheUser(t *testing.T) {
 		t.Errorf("logins refused %d, want 6", b.LoginsRefused())
 	}
 }
+
+// A refused login is tried again a minute later at the earliest, as the
+// OPC UA source tries a refused user again, not at the reconnect backoff
+// (here 10 ms): brokers lock accounts, and fail2ban bans addresses, after
+// a few failed logins. The log says why it waits. A connect that fails
+// otherwise (nothing listening) keeps the backoff.
+func TestRefusedLoginWaitsAMinute(t *testing.T) {
+	b, err := mqtttest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	b.RequireLogin("line-reader", "right-password")
+	run := func(password string) (waits []time.Duration, logs string) {
+		t.Helper()
+		var buf bytes.Buffer
+		src, err := New(Config{Name: "b", URL: b.URL(), ClientID: "wait-" + password, Topics: []string{"x"},
+			Username: "line-reader", Password: password, Logger: slog.New(slog.NewTextHandler(&buf, nil)),
+			BackoffMin: 10 * time.Millisecond, BackoffMax: 10 * time.Millisecond, ConnectTimeout: 5 * time.Second}, chanSink(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		src.sleep = func(ctx context.Context, d time.Duration) error {
+			if waits = append(waits, d); len(waits) == 3 {
+				cancel()
+				return ctx.Err()
+			}
+			return nil
+		}
+		if err := src.Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return waits, buf.String()
+	}
+	waits, logs := run("wrong-password-17")
+	for i, d := range waits {
+		if d < time.Minute {
+			t.Errorf("wait %d after the refused login: %s, want a minute at least", i+1, d)
+		}
+	}
+	if len(waits) != 3 || b.LoginsRefused() != 3 {
+		t.Errorf("%d waits, %d logins refused, want 3 each", len(waits), b.LoginsRefused())
+	}
+	if !strings.Contains(logs, "level=ERROR msg=\"mqtt broker refused the login; trying again in a minute") {
+		t.Errorf("the log does not say why it waits:\n%s", logs)
+	}
+	_ = b.Close()
+	waits, _ = run("right-password")
+	for i, d := range waits {
+		if d > 10*time.Millisecond {
+			t.Errorf("wait %d with nothing listening: %s, want the backoff's 10 ms at most", i+1, d)
+		}
+	}
+}

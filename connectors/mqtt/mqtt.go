@@ -509,7 +509,7 @@ func (s *Source) Run(ctx context.Context) error {
 					failingSince = time.Now()
 				}
 				loginLogged = true
-				s.log.Error("mqtt broker refused the login, retrying with backoff", "err", err)
+				s.log.Error("mqtt broker refused the login; trying again in a minute (brokers lock accounts after failed logins), at once after a reload with another password", "err", err)
 			case attempt == 0:
 				failingSince = time.Now()
 				s.log.Warn("mqtt connect failed, retrying with backoff", "err", err)
@@ -517,6 +517,11 @@ func (s *Source) Run(ctx context.Context) error {
 				s.log.Debug("mqtt connect failed", "err", err, "attempt", attempt+1)
 			}
 			d := bo.NextBackOff()
+			if LoginRefused(err) {
+				// Not at the pace of a network error: a minute at least,
+				// as the OPC UA source waits after a refused user.
+				d = max(d, connectors.LoginRetry)
+			}
 			attempt++
 			if s.sleep(ctx, d) != nil {
 				break

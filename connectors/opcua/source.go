@@ -48,8 +48,6 @@ const (
 	stableAfter = 10 * time.Second
 	// heartbeatStable is that for a session the heartbeat ended (see Run).
 	heartbeatStable = 5 * time.Minute
-	// authRetry is the least wait after the server refused the user.
-	authRetry = time.Minute
 	// maxNodesPerRequest splits large Read and CreateMonitoredItems calls;
 	// a server advertising a lower limit (readLimits) gets that instead.
 	maxNodesPerRequest = 500
@@ -256,7 +254,7 @@ func (s *Source) Run(ctx context.Context) error {
 			// A refused user or password is not retried at the pace of a
 			// network error: servers (and PLCs) lock accounts after a few
 			// failed logins.
-			wait = max(wait, authRetry)
+			wait = max(wait, connectors.LoginRetry)
 		}
 		if !s.wait(ctx, wait, unreachable(err)) {
 			return nil
