@@ -125,13 +125,6 @@ func isEmpty(v any) bool {
 
 func round2(v float64) float64 { return math.Round(v*100) / 100 }
 
-// roundQty rounds a quantity to the database's precision (SetQtyDigits;
-// under mu), half up as float_round does: round2 at the default 2.
-func (s *Server) roundQty(v float64) float64 {
-	p := math.Pow10(s.qtyDigits)
-	return math.Round(v*p) / p
-}
-
 func toInt(v any) (int64, bool) {
 	switch x := v.(type) {
 	case float64:

@@ -65,3 +65,33 @@ func TestQtyStoredAtTheDatabasePrecision(t *testing.T) {
 		}
 	}
 }
+
+// A quantity written is stored as Odoo's float_round stores it (HALF-UP,
+// with the epsilon that tips a float a few ulps short of a tie over it):
+// 1.005 (the float64 1.00499999999999989…) is 1.01, not 1 as
+// math.Round(v*100)/100 made it; so for 1.015 and 0.285 (negative values:
+// TestFloatRoundTies).
+func TestQtyStoredAsFloatRoundStoresIt(t *testing.T) {
+	for _, v := range []int{17, 19} {
+		e := newEnv(t, v)
+		field := "qty_producing"
+		if v >= 19 {
+			field = "qty_produced"
+		}
+		for _, tc := range []struct {
+			digits   int
+			in, want float64
+		}{
+			{2, 2.675, 2.68}, {2, 1.005, 1.01}, {2, 1.015, 1.02}, {2, 0.285, 0.29}, {2, 2.5, 2.5},
+			// 17's float_round gives 1.0010000000000001; the numeric
+			// column keeps 1.001.
+			{3, 1.0005, 1.001},
+		} {
+			e.s.SetQtyDigits(tc.digits)
+			e.ok(e.exec("mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{field: tc.in}}, nil))
+			if q := num(e.readWO(field)[field]); q != tc.want {
+				t.Errorf("v%d: %s written %v stored %v, want %v", v, field, tc.in, q, tc.want)
+			}
+		}
+	}
+}
