@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
-	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
+	"github.com/plantedge/plantedge/internal/nettest"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
@@ -967,14 +967,19 @@ func TestSlowOdooIsShown(t *testing.T) {
 // — not at the 15-minute reminder (the second self-probe).
 func TestLastingOdooFailureAfterAnOutageIsAnError(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
-	addr := agenttest.FreeAddr(t)
-	p.editConfig(p.odoo.URL(), "http://"+addr)
+	// Odoo's address: nothing listens there until the server comes up
+	// below, and nothing takes it meanwhile — not the agent's API, whose
+	// port newPlant picked but the agent binds only at its start (a port
+	// merely free a moment ago was that one at times, with a narrow
+	// PLANTEDGE_TEST_PORTS: the agent's API answered as Odoo).
+	odooPort := nettest.ReservePort(t, p.listen)
+	p.editConfig(p.odoo.URL(), "http://"+odooPort.Addr())
 	p.startAgent()
 	p.produce(p.machines[0], 2, 0)
 	waitFor(t, 15*time.Second, "the outage logged", func() (bool, string) {
 		return strings.Contains(p.logs.String(), `level=WARN msg="odoo unreachable`), ""
 	})
-	l, err := net.Listen("tcp", addr)
+	l, err := odooPort.Listen()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,9 @@
 // Package nettest has helpers for tests of network failures: TCP proxies
 // for a server that crashes and comes back, for a link with latency and
 // for a link that goes silent (BlackHole) or stalls and comes back
-// (Stall; listening on 127.0.0.1 only), and LiveHeap to see whether memory grows across reconnects.
+// (Stall; listening on 127.0.0.1 only), loopback ports (FreePort, and
+// ReservePort for a server that is down, then comes up), and LiveHeap to
+// see whether memory grows across reconnects.
 package nettest
 
 import (
@@ -32,28 +34,16 @@ import (
 // a range may lie in the ephemeral one, which the paragraph above avoids.)
 func FreePort(t testing.TB) int {
 	t.Helper()
-	if lo, hi, ok := portsFromEnv(); ok {
-		for range 200 {
-			port := lo + rand.IntN(hi-lo+1)
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-			if err != nil {
-				continue
-			}
-			l.Close()
-			return port
+	port := pickPort(t, func(port int) bool {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			return false
 		}
-		t.Fatalf("no free port in %s=%s", PortsEnv, os.Getenv(PortsEnv))
-	}
-	if lo, ok := ephemeralLow(); ok && lo > freePortLow+1000 {
-		for range 100 {
-			port := freePortLow + rand.IntN(lo-freePortLow)
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-			if err != nil {
-				continue
-			}
-			l.Close()
-			return port
-		}
+		l.Close()
+		return true
+	})
+	if port != 0 {
+		return port
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -61,6 +51,30 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// pickPort returns the first of FreePort's candidates that take takes: from
+// PortsEnv's range (failing t when none is taken), else below the
+// ephemeral range; 0 when there is no room there or none was taken (the
+// caller then has the kernel pick).
+func pickPort(t testing.TB, take func(port int) bool) int {
+	t.Helper()
+	if lo, hi, ok := portsFromEnv(); ok {
+		for range 200 {
+			if port := lo + rand.IntN(hi-lo+1); take(port) {
+				return port
+			}
+		}
+		t.Fatalf("no free port in %s=%s", PortsEnv, os.Getenv(PortsEnv))
+	}
+	if lo, ok := ephemeralLow(); ok && lo > freePortLow+1000 {
+		for range 100 {
+			if port := freePortLow + rand.IntN(lo-freePortLow); take(port) {
+				return port
+			}
+		}
+	}
+	return 0
 }
 
 // PortsEnv names the range of ports FreePort keeps to when set ("lo-hi").
