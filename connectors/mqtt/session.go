@@ -41,6 +41,11 @@ type session struct {
 	strays  map[string]bool // topics not ours this session unsubscribed from
 	// straysFull: strayUnsubscribesKept was reached (said once).
 	straysFull bool
+	// strayQueue holds the stray topics not yet unsubscribed from, in the
+	// order they came; strayBusy: a goroutine is unsubscribing them, one
+	// at a time (see unsubscribeStray).
+	strayQueue []string
+	strayBusy  bool
 	ackReady   chan struct{} // cap 1: signals the acker
 	done       chan struct{} // closed by close: the acker exits
 	ackerWG    sync.WaitGroup
@@ -304,16 +309,50 @@ func (ss *session) unsubscribeStray(topic string) {
 	if done || full || ss.closed.Load() {
 		return
 	}
+	ss.mu.Lock()
+	ss.strayQueue = append(ss.strayQueue, topic)
+	start := !ss.strayBusy
+	ss.strayBusy = true
+	ss.mu.Unlock()
+	if start {
+		go ss.unsubscribeStrays()
+	}
+}
+
+// unsubscribeStrays unsubscribes from the queued stray topics one at a
+// time, until none is left or the session is closed. One goroutine, not
+// one per topic: paho's Unsubscribe blocks until its writer takes the
+// packet, up to the write timeout once the connection is gone — a hundred
+// strays at once left a hundred goroutines waiting out that timeout after
+// the session closed.
+func (ss *session) unsubscribeStrays() {
 	log := ss.src.log
-	go func() {
+	for {
+		ss.mu.Lock()
+		if len(ss.strayQueue) == 0 || ss.closed.Load() {
+			ss.strayQueue, ss.strayBusy = nil, false
+			ss.mu.Unlock()
+			return
+		}
+		topic := ss.strayQueue[0]
+		ss.strayQueue = ss.strayQueue[1:]
+		ss.mu.Unlock()
 		tok := ss.client.Unsubscribe(topic)
 		if !tok.WaitTimeout(ss.src.cfg.ConnectTimeout) || tok.Error() != nil {
 			log.Warn("mqtt unsubscribe from a topic no machine uses failed", "topic", topic, "err", tok.Error())
-			return
+			continue
 		}
 		log.Info("mqtt unsubscribed from a topic no machine uses: the broker session held its subscription (from an earlier configuration, or from another client using this client_id)",
 			"topic", topic)
-	}()
+	}
+}
+
+// straysPending reports whether stray topics wait to be unsubscribed from,
+// or one is being (tests).
+func (ss *session) straysPending() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.strayBusy
 }
 
 // handle is paho's publish handler. OrderMatters is on, so it runs on paho's
