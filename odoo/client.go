@@ -127,6 +127,9 @@ type Client struct {
 	// checked is when the version was last read (UnixNano; 0 before): see
 	// Config.VersionRecheck.
 	checked atomic.Int64
+	// digitsRead is when the precision was last asked for (UnixNano; 0
+	// before): sameVersion asks again only Config.VersionRecheck later.
+	digitsRead atomic.Int64
 	// qtyDigits is Odoo's quantity precision (precision.go): 0 before it
 	// was read, digits+1 as read, -(digits+1) as assumed after a read
 	// that failed.
@@ -444,14 +447,23 @@ func (c *Client) sameVersion(ctx context.Context) bool {
 	}
 	// The precision too: an administrator may set other decimals while
 	// Odoo answers every call, and a busy plant on a steady link would
-	// not connect anew for as long as it runs. Not read (Odoo not
-	// reached): a full connect, which reads it.
-	if c.readQtyDigits(ctx) != nil {
+	// not connect anew for as long as it runs. As often as the version
+	// is due, not at every quiet spell: an idle plant's check each quiet
+	// minute stays two requests (the version, the work orders). Not read
+	// (Odoo not reached): a full connect, which reads it.
+	if c.digitsDue() && c.readQtyDigits(ctx) != nil {
 		return false
 	}
 	c.checked.Store(time.Now().UnixNano())
 	c.log.Debug("Odoo version unchanged", "server_version", now)
 	return true
+}
+
+// digitsDue reports whether the precision was last asked for
+// Config.VersionRecheck ago (or never).
+func (c *Client) digitsDue() bool {
+	last := c.digitsRead.Load()
+	return c.cfg.VersionRecheck <= 0 || last == 0 || time.Since(time.Unix(0, last)) >= c.cfg.VersionRecheck
 }
 
 // ensureConnected connects when no Connect has succeeded yet, or again

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/plantedge/plantedge/internal/decimal"
 )
@@ -72,6 +73,7 @@ func (c *Client) readQtyDigits(ctx context.Context) error {
 	if err != nil && IsTemporary(err) && !(errors.As(err, &oe) && oe.Name == "decode") {
 		return err
 	}
+	c.digitsRead.Store(time.Now().UnixNano())
 	var digits int
 	var ok bool
 	if err == nil {

@@ -238,3 +238,37 @@ func TestQtyDigitsReadAgainWhileBusy(t *testing.T) {
 		})
 	}
 }
+
+// An idle plant's quiet spells (Config.IdleRecheck, a minute) read the
+// version again, the session standing, and the precision only as often as
+// the version is due (Config.VersionRecheck): not a third request every
+// quiet minute (README: an idle plant costs Odoo two small requests a
+// minute, the version and the work orders in progress).
+func TestQuietSpellsReadThePrecisionOnlyWhenTheVersionIsDue(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := f.client(t, m.protocol, func(c *odoo.Config) {
+				c.IdleRecheck = 100 * time.Millisecond
+				c.VersionRecheck = time.Hour
+			})
+			if err := c.SetProducedQty(ctx, f.wo, 1); err != nil {
+				t.Fatal(err)
+			}
+			reads := f.srv.CallCount("mrp.workorder", "fields_get")
+			for i := range 3 {
+				time.Sleep(150 * time.Millisecond)
+				if !c.NeedsConnect() {
+					t.Fatal("no connect pending after a quiet spell longer than IdleRecheck")
+				}
+				if err := c.SetProducedQty(ctx, f.wo, float64(2+i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := f.srv.CallCount("mrp.workorder", "fields_get"); n != reads {
+				t.Errorf("%d reads of the precision in 3 quiet spells with the version not due, want 0", n-reads)
+			}
+		})
+	}
+}
