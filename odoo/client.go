@@ -895,7 +895,7 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 	}
 	jsonRPC := resp.Request != nil && resp.Request.URL != nil && !strings.Contains(resp.Request.URL.Path, "/json/2/")
 	if resp.StatusCode == http.StatusNotFound && !json.Valid(body) && !jsonRPC {
-		e.page = page
+		e.page, e.werkzeugPage = page, werkzeugNotFoundPage(body)
 	}
 	if resp.StatusCode == http.StatusNotFound && !json.Valid(body) && !jsonRPC && resp.Request != nil {
 		// A JSON-2 route answered with a page may also be a server

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -305,5 +307,45 @@ func TestDatabaseGoneAfterServing(t *testing.T) {
 				t.Errorf("still there: NoDatabase %v Unavailable %v: %v", oe.NoDatabase(), oe.Unavailable(), err)
 			}
 		})
+	}
+}
+
+// A proxy in front of Odoo 19 that answers JSON-2's paths with its own 404
+// page (nginx's: a location left out, or /json/ blocked), Odoo answering
+// the rest (/web/version among them): a proxy's page, as statusError says
+// it, not Odoo's answer for a request without a database — only werkzeug's
+// own page is that, in a 19-series build without NOT_FOUND_NODB. Read as
+// Odoo's, the database was said to be one Odoo cannot open ("another Odoo
+// version's database … Database or registry unusable"): the person sent
+// to Odoo's database and log, not to the proxy.
+func TestProxysOwn404IsNotADatabaseAnswer(t *testing.T) {
+	const nginx404 = "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+	f := newFixture(t, odootest.Options{Version: 19})
+	odooURL, err := url.Parse(f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(odooURL)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/json/2/") {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, nginx404)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	c, err := odoo.New(odoo.Config{URL: srv.URL, Database: "odoo", APIKey: f.srv.AdminKey(), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Connect(context.Background())
+	oe := asError(t, err)
+	if oe.NoDatabase() || oe.Unavailable() || !oe.Temporary() || !strings.Contains(err.Error(), "a proxy in front of Odoo, or a wrong path in odoo.url?") ||
+		strings.Contains(err.Error(), "database") {
+		t.Errorf("NoDatabase %v Unavailable %v Temporary %v: %v", oe.NoDatabase(), oe.Unavailable(), oe.Temporary(), err)
 	}
 }

@@ -72,6 +72,8 @@ type Error struct {
 	page     string
 	noDBPage bool
 	said     string
+	// werkzeugPage: the page is werkzeug's own 404 (werkzeugNotFoundPage).
+	werkzeugPage bool
 	// pgMaybe: a NoDatabase that Odoo's answers could not tell from its
 	// PostgreSQL not reachable (MaybePostgresDown); pgDown: Odoo said it
 	// cannot reach its PostgreSQL (PostgresDown).

@@ -74,6 +74,15 @@ func noDatabasePage(body []byte) bool {
 	return strings.Contains(string(body), "No database is selected")
 }
 
+// werkzeugNotFoundPage reports werkzeug's own 404 page (NotFound's
+// description), which a 19-series build without NOT_FOUND_NODB answers a
+// request it serves without a database with — not a proxy's 404 (nginx's,
+// Apache's "on this server", a CDN's), whose Odoo behind may answer
+// /web/version all the same.
+func werkzeugNotFoundPage(body []byte) bool {
+	return strings.Contains(string(body), "The requested URL was not found on the server.")
+}
+
 // noDatabase makes e, a 404 page for a JSON-2 call that Odoo 19 gave
 // (said: how), say what it means for this configuration. http.py serves a
 // request without a database when X-Odoo-Database names one the dbfilter
@@ -113,11 +122,11 @@ func (c *Client) noDatabase(e *Error, said string) {
 // no user and no database — what a bot user of the least rights, or no
 // user, may ask:
 //
-//   - GET /web/version (auth='none'), when the page is not Odoo's
-//     NOT_FOUND_NODB: some 19-series builds have no such page and answer
-//     werkzeug's own 404; Odoo 19 answering here makes the page its
-//     answer for a request without a database, not a proxy's or a wrong
-//     path's.
+//   - GET /web/version (auth='none'), when the page is werkzeug's own
+//     404, not Odoo's NOT_FOUND_NODB: some 19-series builds have no such
+//     page; Odoo 19 answering here makes the page its answer for a
+//     request without a database, not a wrong path's. Another page (a
+//     proxy's own 404: nginx's, Apache's) is not asked about.
 //   - GET /web/health?db_server_status=1 (web/controllers/home.py,
 //     auth='none'): whether Odoo can connect to its PostgreSQL — 500 and
 //     "db_server_status": false when it cannot.
@@ -131,6 +140,11 @@ func (c *Client) noDatabase(e *Error, said string) {
 // causes named together, as noDatabase says them.
 func (c *Client) diagnose(ctx context.Context, e *Error) {
 	if !e.noDBPage {
+		if !e.werkzeugPage {
+			// A proxy's own page (a location left out, /json/ blocked):
+			// as statusError says it, whatever answers /web/version.
+			return
+		}
 		v, err := c.webVersion(ctx)
 		if err != nil || parseMajor(v) < 19 {
 			// Not Odoo 19 at odoo.url: a proxy's page or a wrong path (as
