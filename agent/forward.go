@@ -1250,12 +1250,19 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	f.rounds++
 	f.mu.Unlock()
 	prevSeq := f.beginRound()
+	observed := false // the work orders in progress read (dropBacklogMarks)
 	defer func() {
 		f.mu.Lock()
 		f.roundsDone++
 		f.drain.end(time.Now(), f.left.Load(), err, more)
 		f.mu.Unlock()
 		f.prevOK = err == nil
+		if err != nil && !observed {
+			// No round saw the orders meanwhile (Odoo away): another may
+			// have been started and ended since a backlogMark was found,
+			// which would take what was made on it (madeEarlier).
+			f.backlogClear = nil
+		}
 	}()
 	// Before anything is read (and also while Odoo is away): what renamed
 	// machines buffered under their old id becomes the new id's.
@@ -1517,6 +1524,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 		})
 	}
 	f.dropBacklogMarks(look, wos)
+	observed = true
 	f.warnProducing(cfg)
 	f.decideDrain(prevSeq, events, pending, wos)
 

@@ -509,3 +509,42 @@ func timedOrderThenOdooDown(t *testing.T, v int) (p *plant, ra *runningAgent, m 
 	p.odoo.SetDown(true)
 	return p, ra, m, a
 }
+
+// A backlog of A's found A's alone (a finding that stands a minute), then
+// Odoo away again at once: A paused for rush order R, R's pieces made, R
+// finished, A resumed — all within that minute, no round seeing R. R's
+// pieces are R's (finished: the dead letters), not A's: the finding was of
+// A's stretch up to when Odoo was asked, not of what was made after.
+func TestRushOrderWithinABacklogFindingsMinuteIsNotTheFirsts(t *testing.T) {
+	t.Parallel()
+	p, ra, m, a := timedOrderThenOdooDown(t, 17)
+	press := func(method string, id int64) {
+		t.Helper()
+		time.Sleep(1100 * time.Millisecond)
+		if err := p.odoo.Press(2, method, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(1100 * time.Millisecond)
+	p.produce(m, 2, 0) // on A, a backlog once Odoo is back
+	time.Sleep(3500 * time.Millisecond)
+	p.odoo.SetDown(false)
+	p.waitExactQty(ra, "press-1", 12)
+	p.odoo.SetDown(true)
+	press("button_pending", a)
+	rush := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/rush", p.odoo.AddProduct("Rush part"), 10), p.wcIDs["press-1"], "WO rush", "ready")
+	press("button_start", rush)
+	time.Sleep(1100 * time.Millisecond)
+	p.produce(m, 4, 0) // on the rush order
+	press("button_finish", rush)
+	press("button_start", a) // A resumed
+	time.Sleep(3500 * time.Millisecond)
+	p.odoo.SetDown(false)
+	waitFor(t, 30*time.Second, "the buffer drained", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.Pending == 0, fmt.Sprintf("pending %d, dead letters %d, A %v", st.Buffer.Pending, st.Buffer.DeadLetters, p.woQty(a))
+	})
+	if q := p.woQty(a); q != 12 {
+		t.Errorf("A shows %v, want its 12 (the rush order's 4 are not A's)", q)
+	}
+}
