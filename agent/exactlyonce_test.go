@@ -961,40 +961,38 @@ func TestScrapGatheredAfterTheOrderEndedGoesToTheNext(t *testing.T) {
 			p.odoo.SetWorkorderDateStart(a, time.Now().Add(-10*time.Minute))
 			ra := p.startAgent()
 			m := p.machines[0]
-			p.odoo.SetShortStock(p.product, true)
-			if tc.draftBacklog {
+			// A backlog: made while Odoo is away, the scrap waited in the
+			// buffer scrapBacklog or more when Odoo is back. (Slept 1.5 s
+			// from the publish, a loaded CI's record came into the buffer
+			// too late to be one: booked as live scrap, on A — the known
+			// limit.)
+			asBacklog := func(what string, made func()) {
 				p.odoo.SetDown(true)
-			}
-			p.produce(m, 1, 2) // a draft on A: what follows is gathered
-			if tc.draftBacklog {
-				waitFor(t, 20*time.Second, "A's scrap in the buffer", func() (bool, string) {
+				made()
+				waitFor(t, 20*time.Second, what+" in the buffer", func() (bool, string) {
 					n := ra.a.Status().Buffer.Pending
 					return n > 0, fmt.Sprintf("%d pending", n)
 				})
 				time.Sleep(2 * p.scrapBacklog)
 				p.odoo.SetDown(false)
+			}
+			p.odoo.SetShortStock(p.product, true)
+			draft := func() { p.produce(m, 1, 2) } // a draft on A: what follows is gathered
+			if tc.draftBacklog {
+				asBacklog("A's scrap", draft)
+			} else {
+				draft()
 			}
 			p.waitDraft(ra)
 			p.odoo.SetShortStock(p.product, false)
 			p.odoo.SetWorkorderState(a, tc.end)
 			b := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/B", p.odoo.AddProduct("B"), 50), p.wcIDs["press-1"], "WO B", "progress")
 			time.Sleep(1100 * time.Millisecond) // Odoo's times are to the second
+			onB := func() { p.produce(m, 0, 3) }
 			if tc.outage {
-				p.odoo.SetDown(true)
-			}
-			p.produce(m, 0, 3) // on B
-			if tc.outage {
-				// A backlog: the scrap waited in the buffer scrapBacklog
-				// or more when Odoo is back. (Slept 1.5 s from the
-				// publish, a loaded CI's record came into the buffer too
-				// late to be one: booked as live scrap, on A — the known
-				// limit.)
-				waitFor(t, 20*time.Second, "B's scrap in the buffer", func() (bool, string) {
-					n := ra.a.Status().Buffer.Pending
-					return n > 0, fmt.Sprintf("%d pending", n)
-				})
-				time.Sleep(2 * p.scrapBacklog)
-				p.odoo.SetDown(false)
+				asBacklog("B's scrap", onB)
+			} else {
+				onB()
 			}
 			waitFor(t, 20*time.Second, "B's scrap booked on B", func() (bool, string) {
 				on := map[int64]float64{}

@@ -197,12 +197,7 @@ func TestFewerDecimalsAfterARestartIsNoEdit(t *testing.T) {
 			p.produce(m, 2, 0)
 			settledCounts(t, ra, 1.5, 0)
 			wantBooked(t, p, "1.5 kg made, Odoo keeping no decimals", 2, 0)
-			if logs := p.logs.String(); strings.Contains(logs, "changed in Odoo since plantedge wrote it") {
-				t.Errorf("what plantedge wrote, at the decimals Odoo kept then, was taken for an edit:\n%s", logs)
-			}
-			if e := machineStatus(ra, "press-1").Error; e != "" {
-				t.Errorf("machine error %q", e)
-			}
+			wantNoEdit(t, p, ra, "what plantedge wrote, at the decimals Odoo kept then, was taken for an edit")
 		})
 	}
 }
@@ -229,12 +224,7 @@ func TestFewerDecimalsSetWhileRunningIsNoEdit(t *testing.T) {
 			p.produce(m, 2, 0)
 			settledCounts(t, ra, 1.5, 0)
 			wantBooked(t, p, "1.5 kg made", 2, 0)
-			if logs := p.logs.String(); strings.Contains(logs, "changed in Odoo since plantedge wrote it") {
-				t.Errorf("Odoo's rounding of plantedge's write was taken for an edit:\n%s", logs)
-			}
-			if e := machineStatus(ra, "press-1").Error; e != "" {
-				t.Errorf("machine error %q", e)
-			}
+			wantNoEdit(t, p, ra, "Odoo's rounding of plantedge's write was taken for an edit")
 			waitFor(t, 10*time.Second, "status showing the new precision", func() (bool, string) {
 				o := ra.a.Status().Odoo
 				return o.QtyDigits != nil && *o.QtyDigits == 0 && !o.QtyDigitsAssumed, fmt.Sprintf("%v %v", o.QtyDigits, o.QtyDigitsAssumed)
@@ -280,5 +270,17 @@ func TestWriteInDoubtAcrossFewerDecimalsIsBookedOnce(t *testing.T) {
 	}
 	if q := p.odoo.Workorder(next.Load()).QtyProduced; q != 0 {
 		t.Errorf("the next order has %v, want 0: the first order's pieces booked a second time", q)
+	}
+}
+
+// wantNoEdit fails t when the agent took what Odoo showed for an edit in
+// Odoo: the warning logged, or an error on press-1's status.
+func wantNoEdit(t *testing.T, p *plant, ra *runningAgent, what string) {
+	t.Helper()
+	if logs := p.logs.String(); strings.Contains(logs, "changed in Odoo since plantedge wrote it") {
+		t.Errorf("%s:\n%s", what, logs)
+	}
+	if e := machineStatus(ra, "press-1").Error; e != "" {
+		t.Errorf("machine error %q", e)
 	}
 }

@@ -95,17 +95,7 @@ func TestDatabaseThatServedBeforeIsAway(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	c, err := odoo.New(odoo.Config{URL: srv.URL, Database: "odoo", APIKey: strings.Repeat("a", 40), Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ctx := context.Background()
-	if err := c.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	away.Store(true)
-	err = c.Call(ctx, "res.users", "context_get", nil, nil, nil)
+	err := callAfter(t, srv.URL, &away)
 	oe := asError(t, err)
 	if oe.NoDatabase() || !oe.Unavailable() || !oe.Temporary() || !strings.Contains(err.Error(), `database "odoo"`) ||
 		strings.Contains(err.Error(), "does not exist") {
@@ -214,17 +204,7 @@ func TestNoDatabaseUndiagnosed(t *testing.T) {
 			}
 		}))
 		defer srv.Close()
-		c, err := odoo.New(odoo.Config{URL: srv.URL, Database: "odoo", APIKey: strings.Repeat("a", 40), Timeout: 2 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		ctx := context.Background()
-		if err := c.Connect(ctx); err != nil {
-			t.Fatal(err)
-		}
-		gone.Store(true)
-		err = c.Call(ctx, "res.users", "context_get", nil, nil, nil)
+		err := callAfter(t, srv.URL, &gone)
 		oe := asError(t, err)
 		if oe.NoDatabase() || oe.Unavailable() || !oe.Temporary() || !strings.Contains(err.Error(), "a proxy in front of Odoo, or a wrong path in odoo.url?") {
 			t.Errorf("NoDatabase %v Unavailable %v Temporary %v: %v", oe.NoDatabase(), oe.Unavailable(), oe.Temporary(), err)
@@ -288,17 +268,7 @@ func TestDatabaseGoneAfterServing(t *testing.T) {
 				}
 			}))
 			defer srv.Close()
-			c, err := odoo.New(odoo.Config{URL: srv.URL, Database: "odoo", APIKey: strings.Repeat("a", 40), Timeout: 2 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			ctx := context.Background()
-			if err := c.Connect(ctx); err != nil {
-				t.Fatal(err)
-			}
-			away.Store(true)
-			err = c.Call(ctx, "res.users", "context_get", nil, nil, nil)
+			err := callAfter(t, srv.URL, &away)
 			oe := asError(t, err)
 			switch {
 			case !exists && (!oe.NoDatabase() || oe.Unavailable() || !strings.Contains(err.Error(), "no longer on its PostgreSQL")):
@@ -348,4 +318,21 @@ func TestProxysOwn404IsNotADatabaseAnswer(t *testing.T) {
 		strings.Contains(err.Error(), "database") {
 		t.Errorf("NoDatabase %v Unavailable %v Temporary %v: %v", oe.NoDatabase(), oe.Unavailable(), oe.Temporary(), err)
 	}
+}
+
+// callAfter connects a client to the fake Odoo at url, sets flip (the
+// database goes) and returns what the next call meets.
+func callAfter(t *testing.T, url string, flip *atomic.Bool) error {
+	t.Helper()
+	c, err := odoo.New(odoo.Config{URL: url, Database: "odoo", APIKey: strings.Repeat("a", 40), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx := context.Background()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	flip.Store(true)
+	return c.Call(ctx, "res.users", "context_get", nil, nil, nil)
 }
