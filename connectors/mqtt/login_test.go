@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/connectors"
 	"github.com/plantedge/plantedge/connectors/mqtt/mqtttest"
 )
 
@@ -122,5 +123,64 @@ func TestRefusedLoginWaitsAMinute(t *testing.T) {
 		if d > 10*time.Millisecond {
 			t.Errorf("wait %d with nothing listening: %s, want the backoff's 10 ms at most", i+1, d)
 		}
+	}
+}
+
+// While the source waits to try a refused login again, Stats says when the
+// next attempt is (what status shows a technician who fixed the password
+// on the broker); a connect clears it.
+func TestRefusedLoginSaysTheNextAttempt(t *testing.T) {
+	b, err := mqtttest.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	b.RequireLogin("line-reader", "right-password")
+	src, err := New(Config{Name: "b", URL: b.URL(), ClientID: "next-attempt", Topics: []string{"x"},
+		Username: "line-reader", Password: "fixed-on-the-broker",
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 10 * time.Millisecond, ConnectTimeout: 5 * time.Second}, chanSink(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type seen struct {
+		wait        time.Duration
+		before      time.Time // taken before the wait began: its end is after before+wait
+		next, after time.Time
+	}
+	var waits []seen
+	var before time.Time
+	src.sleep = func(ctx context.Context, d time.Duration) error {
+		waits = append(waits, seen{wait: d, before: before, next: src.Stats().NextAttempt, after: time.Now()})
+		// The password fixed on the broker: the next attempt logs in.
+		b.RequireLogin("line-reader", "fixed-on-the-broker")
+		return nil
+	}
+	// before: no sooner than the refused connect began.
+	before = time.Now()
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for src.State() != connectors.StateConnected && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if src.State() != connectors.StateConnected {
+		t.Fatalf("not connected after the password was fixed: %+v", src.Stats())
+	}
+	if len(waits) != 1 {
+		t.Fatalf("%d waits, want the one after the refused login", len(waits))
+	}
+	w := waits[0]
+	if w.wait < time.Minute || w.next.Before(w.before.Add(w.wait)) || w.next.After(w.after.Add(w.wait)) {
+		t.Errorf("while waiting %s after the refused login: next attempt %v, want between %v and %v",
+			w.wait, w.next, w.before.Add(w.wait), w.after.Add(w.wait))
+	}
+	if st := src.Stats(); !st.NextAttempt.IsZero() {
+		t.Errorf("connected, next attempt still %v", st.NextAttempt)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -118,6 +118,10 @@ type Stats struct {
 	// Refused are the topics the broker refuses to subscribe to now (SUBACK
 	// 0x80 and the like), by topic: asked for again with backoff.
 	Refused []RefusedTopic
+	// NextAttempt is when the source connects again, while it waits to
+	// (after a failed connect, a refused login, a lost connection); zero
+	// while it connects or is connected.
+	NextAttempt time.Time
 }
 
 // RefusedTopic is a subscription the broker refused, with its SUBACK code.
@@ -148,6 +152,9 @@ type Source struct {
 	errMu     sync.Mutex
 	lastErr   string
 	lastErrAt time.Time
+	// nextAttempt is when the source connects again while it waits to
+	// (waitToConnect); zero otherwise.
+	nextAttempt time.Time
 	// refused are the topics the broker refuses to subscribe to, as the
 	// last connection or retry found them (noteRefused).
 	refused map[string]byte
@@ -320,7 +327,7 @@ func (s *Source) State() connectors.State { return s.state.Load().(connectors.St
 // Stats returns a snapshot of the counters.
 func (s *Source) Stats() Stats {
 	s.errMu.Lock()
-	last, lastAt := s.lastErr, s.lastErrAt
+	last, lastAt, next := s.lastErr, s.lastErrAt, s.nextAttempt
 	var refused []RefusedTopic
 	for _, t := range slices.Sorted(maps.Keys(s.refused)) {
 		if s.refused[t] != codeIDInUse { // asked again soon: no refusal (see subscribe)
@@ -340,6 +347,7 @@ func (s *Source) Stats() Stats {
 		LastError:     last,
 		LastErrorTime: lastAt,
 		Refused:       refused,
+		NextAttempt:   next,
 	}
 }
 
@@ -523,7 +531,7 @@ func (s *Source) Run(ctx context.Context) error {
 				d = max(d, connectors.LoginRetry)
 			}
 			attempt++
-			if s.sleep(ctx, d) != nil {
+			if s.waitToConnect(ctx, d) != nil {
 				break
 			}
 			continue
@@ -632,10 +640,25 @@ func (s *Source) serve(ctx context.Context, sess *session, bo *connectors.Backof
 			}
 			// A lost connection is retried after a jittered delay so a
 			// broker restart does not get every agent back at once.
-			_ = s.sleep(ctx, bo.NextBackOff()) // an error is ctx's, which ends Run's loop
+			_ = s.waitToConnect(ctx, bo.NextBackOff()) // an error is ctx's, which ends Run's loop
 		}
 		return
 	}
+}
+
+// waitToConnect sleeps d before the next connect attempt; meanwhile Stats
+// says when it is (NextAttempt: status shows it, a technician who fixed
+// the password on the broker waits for it).
+func (s *Source) waitToConnect(ctx context.Context, d time.Duration) error {
+	s.errMu.Lock()
+	s.nextAttempt = time.Now().Add(d)
+	s.errMu.Unlock()
+	defer func() {
+		s.errMu.Lock()
+		s.nextAttempt = time.Time{}
+		s.errMu.Unlock()
+	}()
+	return s.sleep(ctx, d)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

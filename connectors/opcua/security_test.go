@@ -277,6 +277,7 @@ func TestUsernamePassword(t *testing.T) {
 	bad.Password = "wr0ng-pass-77"
 	var refusedAt time.Time
 	var attempts uint64
+	var waiting Stats // as the source waits to try again
 	st, refused := runUntil(t, bad, 30*time.Second, func(samples []connectors.Sample, st Stats) bool {
 		if len(samples) > 0 || st.SessionsCreated != 0 {
 			return true
@@ -287,6 +288,7 @@ func TestUsernamePassword(t *testing.T) {
 		if refusedAt.IsZero() {
 			refusedAt, attempts = time.Now(), st.ConnectAttempts
 		}
+		waiting = st
 		return time.Since(refusedAt) >= 3*time.Second
 	})
 	if !refused || st.SessionsCreated != 0 || refusedAt.IsZero() {
@@ -301,6 +303,12 @@ func TestUsernamePassword(t *testing.T) {
 	}
 	if st.ConnectAttempts != attempts {
 		t.Errorf("%d logins in the 3 s after a wrong password was refused, want none (the next after a minute)", st.ConnectAttempts-attempts)
+	}
+	// Stats says when that next login is (status shows it to the
+	// technician who fixed the password on the server): a minute after
+	// the refusal (the backoff's cap, 30 s by default, is less).
+	if w := waiting; w.NextAttempt.Before(w.LastErrorTime.Add(connectors.LoginRetry)) || w.NextAttempt.After(w.LastErrorTime.Add(connectors.LoginRetry+5*time.Second)) {
+		t.Errorf("next attempt %v after the refusal at %v, want a minute later", w.NextAttempt, w.LastErrorTime)
 	}
 }
 

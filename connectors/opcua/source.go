@@ -85,6 +85,10 @@ type Stats struct {
 	LastError     string    // last session or connect error, "" if none yet
 	LastErrorTime time.Time // when LastError happened
 	Connected     time.Time // when the current session started; zero when not connected
+	// NextAttempt is when the source connects again, while it waits to
+	// (the backoff after a failure, a minute after a refused user); zero
+	// while it connects or is connected.
+	NextAttempt time.Time
 }
 
 // RefusedNode is a node the server refused, and how.
@@ -256,7 +260,13 @@ func (s *Source) Run(ctx context.Context) error {
 			// failed logins.
 			wait = max(wait, connectors.LoginRetry)
 		}
-		if !s.wait(ctx, wait, unreachable(err)) {
+		// Stats says when the next attempt is while the source waits
+		// for it (status shows it; the wait may end sooner, when the
+		// server's port opens again).
+		s.update(func(st *Stats) { st.NextAttempt = time.Now().Add(wait) })
+		waited := s.wait(ctx, wait, unreachable(err))
+		s.update(func(st *Stats) { st.NextAttempt = time.Time{} })
+		if !waited {
 			return nil
 		}
 	}
