@@ -1109,6 +1109,7 @@ type sourceHandle struct {
 	sessions  func() uint64
 	lastErr   func() string
 	lastErrAt func() time.Time                         // when lastErr happened; nil if unknown
+	nextTry   func() time.Time                         // when it connects again while it waits to (zero otherwise); nil if unknown
 	polled    func() int                               // OPC UA: nodes polled because the server cannot monitor them; nil for MQTT
 	refused   func() []opcua.RefusedNode               // OPC UA: nodes the server refuses; nil for MQTT
 	overflows func() uint64                            // OPC UA: values that came after values the server discarded; nil for MQTT
@@ -1492,6 +1493,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			sessions:  func() uint64 { return src.Stats().SessionsCreated },
 			lastErr:   func() string { return src.Stats().LastError },
 			lastErrAt: func() time.Time { return src.Stats().LastErrorTime },
+			nextTry:   func() time.Time { return src.Stats().NextAttempt },
 			polled:    func() int { return src.Stats().Polled },
 			refused:   func() []opcua.RefusedNode { return src.Stats().Refused },
 			overflows: func() uint64 { return src.Stats().Overflows },
@@ -1562,6 +1564,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			sessions:  func() uint64 { return src.Stats().Connects },
 			lastErr:   func() string { return src.Stats().LastError },
 			lastErrAt: func() time.Time { return src.Stats().LastErrorTime },
+			nextTry:   func() time.Time { return src.Stats().NextAttempt },
 			refused: func() []opcua.RefusedNode {
 				var r []opcua.RefusedNode
 				for _, t := range src.Stats().Refused {

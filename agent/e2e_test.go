@@ -1361,10 +1361,31 @@ func TestReloadWithTheBrokerPasswordFixedLogsInAtOnce(t *testing.T) {
 	ra := p.startAgentWith(false)
 	waitFor(t, 20*time.Second, "the login refused", func() (bool, string) {
 		st := ra.a.Status()
-		return len(st.Sources) == 1 && strings.Contains(st.Sources[0].LastError, "the broker refused user line"), fmt.Sprintf("%+v", st.Sources)
+		return len(st.Sources) == 1 && strings.Contains(st.Sources[0].LastError, "the broker refused user line") &&
+			st.Sources[0].NextAttemptSeconds > 0, fmt.Sprintf("%+v", st.Sources)
 	})
 	if n := p.broker.LoginsRefused(); n != 1 {
 		t.Errorf("%d logins refused before the reload, want 1 (the next a minute later)", n)
+	}
+	// Status says when that next login is, as it does for Odoo: what the
+	// technician who fixed the password on the broker waits for.
+	sourceNext := func() (float64, bool, string) {
+		t.Helper()
+		b, err := json.Marshal(ra.a.Status())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st struct {
+			Sources []map[string]any `json:"sources"`
+		}
+		if err := json.Unmarshal(b, &st); err != nil || len(st.Sources) != 1 {
+			t.Fatalf("status JSON %s: %v", b, err)
+		}
+		next, ok := st.Sources[0]["next_attempt_seconds"].(float64)
+		return next, ok, string(b)
+	}
+	if next, ok, js := sourceNext(); !ok || next <= 50 || next > 60 {
+		t.Errorf("sources' next_attempt_seconds %v (%v) after the refused login, want about a minute: %s", next, ok, js)
 	}
 	if err := os.WriteFile(pw, []byte("right\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -1379,6 +1400,9 @@ func TestReloadWithTheBrokerPasswordFixedLogsInAtOnce(t *testing.T) {
 	})
 	if n := p.broker.LoginsRefused(); n != 1 {
 		t.Errorf("%d logins refused, want the one before the reload", n)
+	}
+	if next, ok, js := sourceNext(); ok {
+		t.Errorf("connected, next_attempt_seconds still %v: %s", next, js)
 	}
 }
 

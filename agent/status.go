@@ -248,6 +248,11 @@ type SourceStatus struct {
 	// LastErrorAgeSeconds is how long ago LastError happened: next to
 	// state connected it is history (the source reconnected since).
 	LastErrorAgeSeconds float64 `json:"last_error_age_seconds,omitempty"`
+	// NextAttemptSeconds is how long until the source's next connect
+	// attempt while it waits for it (down: the backoff, or a minute after a
+	// refused login, connectors.LoginRetry), as Odoo's; absent while it
+	// connects or is connected.
+	NextAttemptSeconds float64 `json:"next_attempt_seconds,omitempty"`
 	// PolledNodes (OPC UA) are read every poll_interval because the server
 	// refuses to monitor them (no room for subscriptions or monitored items).
 	PolledNodes int `json:"polled_nodes,omitempty"`
@@ -400,6 +405,12 @@ func (a *Agent) Status() Status {
 			Sessions: s.sessions(), LastError: s.lastErr()}
 		if s.lastErrAt != nil && ss.LastError != "" {
 			ss.LastErrorAgeSeconds = age(s.lastErrAt())
+		}
+		if s.nextTry != nil && ss.State != string(connectors.StateConnected) {
+			if next := s.nextTry(); !next.IsZero() {
+				// As Odoo's; 0 (absent) once it is due: it connects now.
+				ss.NextAttemptSeconds = max(0, time.Until(next).Seconds())
+			}
 		}
 		if s.gaveUp() && ss.LastError != "" {
 			// It is not retried: say what brings it back (the mosquitto

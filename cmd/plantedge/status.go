@@ -556,6 +556,14 @@ func printStatus(w io.Writer, st agent.Status) {
 				}
 				last = "(" + when + before + ") " + last
 			}
+			if s.State != "connected" && s.NextAttemptSeconds > 0 {
+				// The technician who fixed the password on the broker or
+				// the server waits for it (a refused login waits a minute).
+				if last != "" {
+					last += " — "
+				}
+				last += "next attempt in " + ageString(s.NextAttemptSeconds)
+			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", s.Name, s.Kind, state, s.Sessions, oneLine(last))
 		}
 		tw.Flush()

@@ -722,3 +722,34 @@ func TestStatusSaysTheQtyPrecision(t *testing.T) {
 		}
 	}
 }
+
+// A source waiting to connect again says when it will (the technician who
+// fixed the password on the broker waits for it), in its row and in the
+// JSON, as Odoo's next attempt is said; a connected one says nothing of it.
+func TestStatusSaysASourcesNextAttempt(t *testing.T) {
+	st := agent.Status{Site: "s", AgentRunning: true, Sources: []agent.SourceStatus{
+		{Name: "broker", Kind: "mqtt", State: "down", LastError: "connect tcp://broker:1883: not Authorized (the broker refused user line)", NextAttemptSeconds: 41.6},
+		{Name: "line1", Kind: "opcua", State: "connected", Sessions: 1},
+	}}
+	var out bytes.Buffer
+	printStatus(&out, st)
+	var broker, line1 string
+	for l := range strings.Lines(out.String()) {
+		switch {
+		case strings.HasPrefix(l, "  broker "):
+			broker = l
+		case strings.HasPrefix(l, "  line1 "):
+			line1 = l
+		}
+	}
+	if !strings.Contains(broker, "refused user line") || !strings.Contains(broker, "next attempt in 41.6s") || strings.Contains(line1, "next attempt") {
+		t.Errorf("sources:\n%s", out.String())
+	}
+	var js bytes.Buffer
+	if err := writeStatusJSON(&js, st); err != nil {
+		t.Fatal(err)
+	}
+	if s := js.String(); strings.Count(s, `"next_attempt_seconds": 41.6`) != 1 {
+		t.Errorf("JSON: want the broker's next_attempt_seconds once (Odoo's is another):\n%s", s)
+	}
+}
