@@ -644,12 +644,7 @@ func TestOutageBacklogOfOneOrderPerMachineReadsNoTimelines(t *testing.T) {
 			for _, id := range ids {
 				p.odoo.SetWorkorderDateStart(p.woIDs[id], time.Now().Add(-10*time.Minute))
 			}
-			press := func(method string, id int64) {
-				t.Helper()
-				if err := p.odoo.Press(2, method, id); err != nil {
-					t.Fatal(err)
-				}
-			}
+			press := func(method string, id int64) { t.Helper(); p.press(t, 0, method, id) }
 			a := p.woIDs["press-5"]
 			press("button_start", a) // its operator's timer
 			ra := p.startAgent()
@@ -1001,12 +996,7 @@ func TestRushOrderPausedAndFirstResumedDuringAnOutage(t *testing.T) {
 	for _, version := range []int{17, 19} {
 		t.Run(fmt.Sprint(version), func(t *testing.T) {
 			p, ra, m, a := outageOnA(t, version)
-			press := func(method string, id int64) {
-				t.Helper()
-				if err := p.odoo.Press(2, method, id); err != nil {
-					t.Fatal(err)
-				}
-			}
+			press := func(method string, id int64) { t.Helper(); p.press(t, 0, method, id) }
 			stop := func() {
 				p.stop(m, "JAM")
 				time.Sleep(50 * time.Millisecond)

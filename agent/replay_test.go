@@ -458,13 +458,7 @@ func TestPiecesAndScrapOfACancelledWorkOrder(t *testing.T) {
 func TestCancelledRushOrderThenTheFirstResumed(t *testing.T) {
 	t.Parallel()
 	p, ra, m, a := timedOrderThenOdooDown(t, 17)
-	press := func(method string, id int64) {
-		t.Helper()
-		time.Sleep(1100 * time.Millisecond)
-		if err := p.odoo.Press(2, method, id); err != nil {
-			t.Fatal(err)
-		}
-	}
+	press := func(method string, id int64) { t.Helper(); p.press(t, 1100*time.Millisecond, method, id) }
 	p.produce(m, 3, 1) // on A
 	press("button_pending", a)
 	rush := p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/rush", p.odoo.AddProduct("Rush part"), 10), p.wcIDs["press-1"], "WO rush", "ready")
@@ -518,13 +512,7 @@ func timedOrderThenOdooDown(t *testing.T, v int) (p *plant, ra *runningAgent, m 
 func TestRushOrderWithinABacklogFindingsMinuteIsNotTheFirsts(t *testing.T) {
 	t.Parallel()
 	p, ra, m, a := timedOrderThenOdooDown(t, 17)
-	press := func(method string, id int64) {
-		t.Helper()
-		time.Sleep(1100 * time.Millisecond)
-		if err := p.odoo.Press(2, method, id); err != nil {
-			t.Fatal(err)
-		}
-	}
+	press := func(method string, id int64) { t.Helper(); p.press(t, 1100*time.Millisecond, method, id) }
 	time.Sleep(1100 * time.Millisecond)
 	p.produce(m, 2, 0) // on A, a backlog once Odoo is back
 	time.Sleep(3500 * time.Millisecond)
@@ -546,5 +534,16 @@ func TestRushOrderWithinABacklogFindingsMinuteIsNotTheFirsts(t *testing.T) {
 	})
 	if q := p.woQty(a); q != 12 {
 		t.Errorf("A shows %v, want its 12 (the rush order's 4 are not A's)", q)
+	}
+}
+
+// press presses an Odoo work order's button (method) as user 2 after wait:
+// Odoo's times are to the second, so a wait of a second and more puts the
+// press in a second of its own.
+func (p *plant) press(t *testing.T, wait time.Duration, method string, id int64) {
+	t.Helper()
+	time.Sleep(wait)
+	if err := p.odoo.Press(2, method, id); err != nil {
+		t.Fatal(err)
 	}
 }
