@@ -7,6 +7,14 @@ import (
 	"time"
 )
 
+// databaseCases are the Odoos a database test meets: 17 (JSON-RPC), 19
+// with its NOT_FOUND_NODB page, and a 19-series build without it.
+var databaseCases = []struct {
+	name   string
+	v      int
+	noPage bool
+}{{"17", 17, false}, {"19", 19, false}, {"19-without-the-page", 19, true}}
+
 // odoo.database naming a database the Odoo does not have (misspelt): Odoo
 // 19 answers JSON-2 with its 404 page "No database is selected", 17 with
 // psycopg2's "database … does not exist" over JSON-RPC. The agent says so
@@ -16,11 +24,7 @@ import (
 // be taken for a proxy's ("a wrong path in odoo.url?").
 func TestWrongDatabaseNameIsSaidAndRecordsWait(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name   string
-		v      int
-		noPage bool
-	}{{"17", 17, false}, {"19", 19, false}, {"19-without-the-page", 19, true}} {
+	for _, tc := range databaseCases {
 		t.Run(tc.name, func(t *testing.T) {
 			v := tc.v
 			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}, noNotFoundNoDB: tc.noPage})

@@ -92,11 +92,7 @@ func TestPostgresDownAfterBookingIsAnOutage(t *testing.T) {
 // when it is back.
 func TestPostgresDownAtFirstStart(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name   string
-		v      int
-		noPage bool
-	}{{"17", 17, false}, {"19", 19, false}, {"19-without-the-page", 19, true}} {
+	for _, tc := range databaseCases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			v := tc.v
