@@ -2292,7 +2292,10 @@ func TestOdooUpgradedAcross19AtAnotherAddress(t *testing.T) {
 }
 
 // oneStopBooked runs a plant of one press that makes 5 pieces and books a
-// stop: its line is in Odoo when it returns, the agent running.
+// stop: the 5 pieces and the stop's line are in Odoo when it returns, the
+// agent running. (Waiting for the line alone, the pieces could still be
+// in the buffer file only: a test that then moves the file aside found 2
+// for 7 in Odoo, the 5 gone with the file.)
 func oneStopBooked(t *testing.T) (*plant, *runningAgent, *simMachine) {
 	t.Helper()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
@@ -2302,6 +2305,7 @@ func oneStopBooked(t *testing.T) (*plant, *runningAgent, *simMachine) {
 	p.stop(m, "JAM")
 	p.run(m)
 	p.waitLines(1)
+	p.waitExactQty(ra, "press-1", 5)
 	return p, ra, m
 }
 
