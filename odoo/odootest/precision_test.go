@@ -95,3 +95,37 @@ func TestQtyStoredAsFloatRoundStoresIt(t *testing.T) {
 		}
 	}
 }
+
+// A scrap loaded with a quantity that rounds to nothing at the database's
+// precision (0.4 at 0 decimals) is created all the same, a draft of 0 (a
+// Float's 0 is set: required is the column's NOT NULL), and validating it
+// is refused (stock_scrap.py action_validate, 17.0-19.0: the quantity
+// float_is_zero raises UserError "You can only enter positive
+// quantities.", before the stock is looked at): it stays a draft of 0.
+// 1.6 is stored 2 and validates.
+func TestScrapRoundedToNothingIsADraftOdooWillNotValidate(t *testing.T) {
+	for _, v := range []int{17, 19} {
+		e := newEnv(t, v)
+		e.s.SetQtyDigits(0)
+		short := e.s.AddProduct("Rare")
+		e.s.SetShortStock(short, true)
+		for _, product := range []int64{e.product, short} {
+			r := e.ok(e.exec("stock.scrap", "load", []any{[]string{"id", "product_id/.id", "scrap_qty"},
+				[][]string{{"plantedge.s" + itoa(product), itoa(product), "0.4"}}}, nil)).(map[string]any)
+			id := r["ids"].([]any)[0]
+			res := e.exec("stock.scrap", "action_validate", []any{[]any{id}}, nil)
+			e.wantErr(res, "odoo.exceptions.UserError")
+			if res.ErrMsg != "You can only enter positive quantities." {
+				t.Errorf("v%d: action_validate of a scrap of 0: %q", v, res.ErrMsg)
+			}
+		}
+		id := e.ok(e.exec("stock.scrap", "create", []any{map[string]any{"product_id": e.product, "scrap_qty": 1.6}}, nil))
+		if r := e.ok(e.exec("stock.scrap", "action_validate", []any{[]any{id}}, nil)); r != true {
+			t.Errorf("v%d: validate 1.6: %v", v, r)
+		}
+		sc := e.s.Scraps()
+		if len(sc) != 3 || sc[0].Qty != 0 || sc[0].State != "draft" || sc[1].Qty != 0 || sc[1].State != "draft" || sc[2].Qty != 2 || sc[2].State != "done" {
+			t.Errorf("v%d: scraps %+v, want two drafts of 0 and one done of 2", v, sc)
+		}
+	}
+}
