@@ -241,6 +241,9 @@ type forwarder struct {
 	// which precisionLowered last read Odoo's precision again (run's
 	// goroutine): once for a quantity that stays.
 	precisionAsked map[string]string
+	// digitsFresh: Odoo's quantity precision was read again this round
+	// before a scrap booking with a fraction (scrapQty; run's goroutine).
+	digitsFresh bool
 	// bookedCheckDue: Odoo was away; checkBooked looks at what it has,
 	// and logs what it lacks unless it said the same last (bookedLacked);
 	// also every bookedCheckEvery (bookedChecked: when it last looked).
@@ -1250,6 +1253,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	f.rounds++
 	f.mu.Unlock()
 	prevSeq := f.beginRound()
+	f.digitsFresh = false
 	observed := false // the work orders in progress read (dropBacklogMarks)
 	defer func() {
 		f.mu.Lock()

@@ -158,7 +158,10 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			return err
 		}
 		total := decimal.Add(carry, p.sum)
-		qty := f.client.RoundQty(total)
+		qty, err := f.scrapQty(ctx, total)
+		if err != nil {
+			return err
+		}
 		if qty == 0 {
 			// Below Odoo's precision so far: nothing to book, so no
 			// outbox (an older version rolled back to would take one for
@@ -254,6 +257,27 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 	}
 	f.a.holdInFlight(countKey(machine, sigScrap), 0)
 	return nil
+}
+
+// scrapQty is the scrap booking of total (what is counted and carried):
+// rounded to the decimals Odoo keeps, read again first, once a round,
+// when the rounding has a fraction — Odoo's administrator may have set
+// fewer decimals since they were read (at a connect, with the version
+// every few minutes, or when a work order showed a write rounded: scrap
+// alone shows none), and Odoo would round the booking itself: 0.4 to a
+// scrap of 0 it refuses to validate, a draft left for a person and the
+// 0.4 lost; 1.6 to 2, the 0.4 booked too many not carried. A whole
+// quantity is the same at any precision: scrap in pieces asks nothing.
+func (f *forwarder) scrapQty(ctx context.Context, total float64) (float64, error) {
+	qty := f.client.RoundQty(total)
+	if qty == decimal.Round(qty, 0) || f.digitsFresh {
+		return qty, nil
+	}
+	if err := f.call(ctx, "read_precision", f.client.RefreshQtyDigits); err != nil {
+		return 0, err
+	}
+	f.digitsFresh = true
+	return f.client.RoundQty(total), nil
 }
 
 // madeEarlier finds counts of one machine's signal (its pending p: scrap,
