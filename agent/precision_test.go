@@ -174,6 +174,35 @@ func TestScrapCarriedAtNoDecimalsIsBookedOnceOdooKeepsTwo(t *testing.T) {
 	}
 }
 
+// Odoo set to keep 2 decimals after it kept none, with more scrap booked
+// than counted (1.6 kg booked 2, -0.4 carried): 0.1 kg more is -0.3 to
+// book — nothing, carried (a booking of -0.3 was refused for good and
+// dead-lettered, and the pieces with it) — and 0.5 more books the 0.2
+// that makes Odoo's 2.2 the 2.2 made.
+func TestScrapBookedTooManyAtNoDecimalsIsCarriedOdooKeepsTwo(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+	p.odoo.SetQtyDigits(0)
+	p.setFactor("scrap", "0.1")
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 0, 16)
+	settledCounts(t, ra, 0, 1.6)
+	wantScrapped(t, p, "1.6 kg scrapped at 0 decimals", 2)
+	ra.stop()
+	p.odoo.SetQtyDigits(2) // the admin's Decimal Accuracy; read at the next connect
+	ra = p.startAgentWith(false)
+	p.produce(m, 0, 1)
+	settledCounts(t, ra, 0, 1.7)
+	wantScrapped(t, p, "1.7 kg scrapped, Odoo keeping 2 decimals", 2)
+	p.produce(m, 0, 5)
+	settledCounts(t, ra, 0, 2.2)
+	wantScrapped(t, p, "2.2 kg scrapped", 2.2)
+	if n := ra.a.Status().Buffer.DeadLetters; n != 0 {
+		t.Errorf("%d dead letters", n)
+	}
+}
+
 // Odoo set to keep fewer decimals while plantedge was stopped: the work
 // order still shows the 1.25 plantedge wrote at 2 (Odoo keeps a stored
 // quantity's digits), which at the 0 decimals read at the start is the 1
