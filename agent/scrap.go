@@ -162,11 +162,13 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		if err != nil {
 			return err
 		}
-		if qty == 0 {
+		if qty <= 0 {
 			// Below Odoo's precision so far: nothing to book, so no
 			// outbox (an older version rolled back to would take one for
 			// a booking of 0 and dead-letter it). The records' ack stores
-			// the carry in its own transaction.
+			// the carry in its own transaction. Below 0: more was booked
+			// than counted (1.6 booked 2 at 0 decimals, then 0.1 more at
+			// 2), which Odoo refuses to book: carried until counted.
 			key := countKey(machine, sigScrap)
 			acks.add(key, p.maxSeq)
 			acks.carries[key] = total
@@ -267,10 +269,11 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 // alone shows none), and Odoo would round the booking itself: 0.4 to a
 // scrap of 0 it refuses to validate, a draft left for a person and the
 // 0.4 lost; 1.6 to 2, the 0.4 booked too many not carried. A whole
-// quantity is the same at any precision: scrap in pieces asks nothing.
+// quantity is the same at any precision, and one of 0 or below (nothing
+// to book) stays so at fewer decimals: scrap in pieces asks nothing.
 func (f *forwarder) scrapQty(ctx context.Context, total float64) (float64, error) {
 	qty := f.client.RoundQty(total)
-	if qty == decimal.Round(qty, 0) || f.digitsFresh {
+	if qty <= 0 || qty == decimal.Round(qty, 0) || f.digitsFresh {
 		return qty, nil
 	}
 	if err := f.call(ctx, "read_precision", f.client.RefreshQtyDigits); err != nil {
