@@ -320,7 +320,59 @@ func wantNoEdit(t *testing.T, p *plant, ra *runningAgent, what string) {
 // precision. Scrap booked meanwhile is booked as Odoo keeps it, its
 // rounding carried as at any precision (README, Signals: each booking
 // carries what its rounding left over into the next): Odoo's scrap is the
-// count rounded, with no draft left and nothing booked twice.
+// count rounded, with no draft left and nothing booked twice (the cases:
+// fewerDecimalsScrap).
+func TestScrapAfterFewerDecimalsSetWhileRunningStaysExact(t *testing.T) {
+	t.Parallel()
+	for _, tc := range fewerDecimalsScrap {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p, ra := scrapAtTwoDecimals(t)
+			p.odoo.SetQtyDigits(0) // the administrator's Decimal Accuracy, Odoo answering all along
+			tc.check(t, p, ra, true)
+		})
+	}
+}
+
+// A scrap booking decided at 2 decimals, and Odoo away when it is sent
+// (a 502, then down: maintenance), during which its administrator sets
+// none: the booking is sent after the reconnect, which reads the new
+// precision. It is booked as Odoo keeps it now, its rounding carried —
+// not sent as decided, rounded by Odoo: 0.4 a draft of 0 left, 1.6 booked
+// 2 with nothing carried (the cases: fewerDecimalsScrap).
+func TestScrapInFlightAcrossFewerDecimalsStaysExact(t *testing.T) {
+	t.Parallel()
+	for _, tc := range fewerDecimalsScrap {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p, ra := scrapAtTwoDecimals(t)
+			var once sync.Once
+			hit := make(chan struct{})
+			p.odoo.BeforeCall(func(model, method string) {
+				if model == "stock.scrap" && method == "load" {
+					once.Do(func() {
+						p.odoo.SetDown(true) // the booking's call and what follows fail: the outbox stays
+						p.odoo.SetQtyDigits(0)
+						close(hit)
+					})
+				}
+			})
+			p.odoo.FailNextCall("stock.scrap", "load", 1, odootest.FaultHTTP502)
+			p.produce(p.machines[0], 0, tc.steps[0].tenths)
+			select {
+			case <-hit:
+			case <-time.After(15 * time.Second):
+				t.Fatal("no scrap booking")
+			}
+			p.odoo.BeforeCall(nil)
+			p.odoo.SetDown(false)
+			tc.check(t, p, ra, false)
+		})
+	}
+}
+
+// fewerDecimalsScrap are scrap made once Odoo keeps 0 decimals instead of
+// 2, after 1 kg booked at 2, and what Odoo is to have booked:
 //   - 0.4 kg, which Odoo would store as a scrap of 0 that it refuses to
 //     validate (a draft left for a person, the 0.4 lost): nothing is
 //     booked, the 0.4 is carried, and 0.1 more (0.5) books 1.
@@ -329,43 +381,53 @@ func wantNoEdit(t *testing.T, p *plant, ra *runningAgent, what string) {
 //     books 1. (Sent as 1.6, the 2 decimals read before, Odoo stored 2
 //     and plantedge carried nothing: the 0.7 booked 1, 4 in Odoo for 3.3
 //     made.)
-func TestScrapAfterFewerDecimalsSetWhileRunningStaysExact(t *testing.T) {
-	t.Parallel()
-	type step struct {
-		tenths int64   // tenths of a kg scrapped
-		made   float64 // scrap counted in all
-		odoo   float64 // what Odoo has booked then
+var fewerDecimalsScrap = []fewerDecimalsCase{
+	{"rounds-to-nothing", []scrapStep{{4, 1.4, 1}, {1, 1.5, 2}}},
+	{"rounds-up", []scrapStep{{16, 2.6, 3}, {7, 3.3, 3}, {2, 3.5, 4}}},
+}
+
+type fewerDecimalsCase struct {
+	name  string
+	steps []scrapStep
+}
+
+type scrapStep struct {
+	tenths int64   // tenths of a kg scrapped
+	made   float64 // scrap counted in all
+	odoo   float64 // what Odoo has booked then
+}
+
+// check makes the case's scrap (its first step already made unless
+// first) and checks what Odoo has booked after each step.
+func (tc fewerDecimalsCase) check(t *testing.T, p *plant, ra *runningAgent, first bool) {
+	t.Helper()
+	m := p.machines[0]
+	for i, s := range tc.steps {
+		if i > 0 || first {
+			p.produce(m, 0, s.tenths)
+		}
+		settledCounts(t, ra, 0, s.made)
+		wantScrapped(t, p, fmt.Sprintf("%v kg scrapped, Odoo keeping no decimals", s.made), s.odoo)
 	}
-	for _, tc := range []struct {
-		name  string
-		steps []step
-	}{
-		{"rounds-to-nothing", []step{{4, 1.4, 1}, {1, 1.5, 2}}},
-		{"rounds-up", []step{{16, 2.6, 3}, {7, 3.3, 3}, {2, 3.5, 4}}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
-			p.setFactor("scrap", "0.1")
-			ra := p.startAgent()
-			m := p.machines[0]
-			p.produce(m, 0, 10)
-			settledCounts(t, ra, 0, 1)
-			wantScrapped(t, p, "1 kg scrapped at 2 decimals", 1)
-			p.odoo.SetQtyDigits(0) // the administrator's Decimal Accuracy, Odoo answering all along
-			for _, s := range tc.steps {
-				p.produce(m, 0, s.tenths)
-				settledCounts(t, ra, 0, s.made)
-				wantScrapped(t, p, fmt.Sprintf("%v kg scrapped, Odoo keeping no decimals", s.made), s.odoo)
-			}
-			if e := machineStatus(ra, "press-1").Error; e != "" {
-				t.Errorf("machine error %q", e)
-			}
-			if n := ra.a.Status().Buffer.DeadLetters; n != 0 {
-				t.Errorf("%d dead letters", n)
-			}
-		})
+	if e := machineStatus(ra, "press-1").Error; e != "" {
+		t.Errorf("machine error %q", e)
 	}
+	if n := ra.a.Status().Buffer.DeadLetters; n != 0 {
+		t.Errorf("%d dead letters", n)
+	}
+}
+
+// scrapAtTwoDecimals starts a plant whose press-1 counts scrap in tenths
+// of a kg, with 1 kg booked at Odoo's 2 decimals.
+func scrapAtTwoDecimals(t *testing.T) (*plant, *runningAgent) {
+	t.Helper()
+	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+	p.setFactor("scrap", "0.1")
+	ra := p.startAgent()
+	p.produce(p.machines[0], 0, 10)
+	settledCounts(t, ra, 0, 1)
+	wantScrapped(t, p, "1 kg scrapped at 2 decimals", 1)
+	return p, ra
 }
 
 // wantScrapped checks that Odoo has scrap scrapped on press-1's work
