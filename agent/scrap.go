@@ -128,6 +128,9 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 				return err
 			}
 		}
+		if err := f.reroundScrap(ctx, machine, &ob); err != nil {
+			return err
+		}
 	case p == nil || p.sum == 0:
 		return nil
 	case f.gatherScrap(machine, &wo):
@@ -189,7 +192,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			return err
 		}
 	}
-	done := ob.Qty == 0 // an outbox of 0 from a version that stored one: nothing to book
+	done := ob.Qty == 0 // an outbox of 0 from a version that stored one, or rounded to nothing (reroundScrap): nothing to book
 	booking := &odoo.Scrap{XMLID: ob.XMLID, ProductID: ob.ProductID, UomID: ob.UomID,
 		ProductionID: ob.ProductionID, WorkorderID: ob.WorkorderID, Qty: ob.Qty,
 		ConfirmShort: f.a.cfg.Load().Odoo.ScrapWhenShort == "confirm"}
@@ -281,6 +284,45 @@ func (f *forwarder) scrapQty(ctx context.Context, total float64) (float64, error
 	}
 	f.digitsFresh = true
 	return f.client.RoundQty(total), nil
+}
+
+// reroundScrap rounds a scrap booking in flight (ob, stored: decided, not
+// yet booked — Odoo was away, or its answer was lost) to the decimals Odoo
+// keeps now, when its administrator set fewer since it was decided: sent
+// as decided, Odoo would round it itself (scrapQty). What the new rounding
+// leaves over joins ob's carry. Rounded to nothing, there is nothing to
+// book, and ob is settled with its carry (ob.Qty 0) — unless it reached
+// Odoo before (found under its external id, its answer lost): then it is
+// booked as before (BookScrap finds it done; a draft is loaded again,
+// rounded to 0 by Odoo, which refuses to validate it: watched and shown
+// for a person, as any draft Odoo refuses — a known limit).
+func (f *forwarder) reroundScrap(ctx context.Context, machine string, ob *scrapOutbox) error {
+	if ob.Qty <= 0 {
+		return nil
+	}
+	qty, err := f.scrapQty(ctx, ob.Qty)
+	if err != nil || qty == ob.Qty {
+		return err
+	}
+	if qty <= 0 {
+		var states map[string]string
+		err := f.call(ctx, "scrap_states", func(ctx context.Context) error {
+			var err error
+			states, err = f.client.ScrapStates(ctx, []string{ob.XMLID})
+			return err
+		})
+		if _, found := states[ob.XMLID]; err != nil || found {
+			return err
+		}
+	}
+	f.a.log.Info("scrap booking in flight rounded to the decimals Odoo keeps now", "machine", machine, "xmlid", ob.XMLID,
+		"qty", num(qty), "decided", num(ob.Qty), "digits", f.client.QtyDigits())
+	ob.Carry = decimal.Add(ob.Carry, decimal.Sub(ob.Qty, qty))
+	ob.Qty = qty
+	if qty == 0 {
+		return nil // settled in this round's ack, with its carry: no outbox of 0 stored (see scrapOutbox.Carry)
+	}
+	return f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapMetaKey(machine), Value: mustJSON(*ob)})
 }
 
 // madeEarlier finds counts of one machine's signal (its pending p: scrap,
