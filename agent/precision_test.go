@@ -371,6 +371,25 @@ func TestScrapInFlightAcrossFewerDecimalsStaysExact(t *testing.T) {
 	}
 }
 
+// A scrap booking of 1.6 kg validated in Odoo at 2 decimals, its answer
+// lost, and Odoo set to keep none meanwhile: Odoo has the 1.6, so the
+// booking is settled as decided — not rounded anew to 2 with -0.4 carried,
+// which would book 0.4 less from then on. 0.7 more books 1 (3.6 in Odoo
+// for 3.3 made, -0.3 carried); 0.2 more (-0.1) books nothing.
+func TestScrapDoneInOdooAcrossFewerDecimalsIsAsBooked(t *testing.T) {
+	t.Parallel()
+	p, ra := scrapAtTwoDecimals(t)
+	var once sync.Once
+	p.odoo.OnDrop(func(model, method string) {
+		if model == "stock.scrap" && method == "action_validate" {
+			once.Do(func() { p.odoo.SetQtyDigits(0) })
+		}
+	})
+	defer p.odoo.OnDrop(nil)
+	p.odoo.FailNextCall("stock.scrap", "action_validate", 1, odootest.FaultCommitThenDrop)
+	fewerDecimalsCase{"done-answer-lost", []scrapStep{{16, 2.6, 2.6}, {7, 3.3, 3.6}, {2, 3.5, 3.6}}}.check(t, p, ra, true)
+}
+
 // fewerDecimalsScrap are scrap made once Odoo keeps 0 decimals instead of
 // 2, after 1 kg booked at 2, and what Odoo is to have booked:
 //   - 0.4 kg, which Odoo would store as a scrap of 0 that it refuses to
