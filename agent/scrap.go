@@ -290,12 +290,13 @@ func (f *forwarder) scrapQty(ctx context.Context, total float64) (float64, error
 // yet booked — Odoo was away, or its answer was lost) to the decimals Odoo
 // keeps now, when its administrator set fewer since it was decided: sent
 // as decided, Odoo would round it itself (scrapQty). What the new rounding
-// leaves over joins ob's carry. Rounded to nothing, there is nothing to
-// book, and ob is settled with its carry (ob.Qty 0) — unless it reached
-// Odoo before (found under its external id, its answer lost): then it is
-// booked as before (BookScrap finds it done; a draft is loaded again,
+// leaves over joins ob's carry; rounded to nothing, there is nothing to
+// book, and ob is settled with its carry (ob.Qty 0). Unless it reached
+// Odoo before (found under its external id, its answer lost): done there,
+// it is booked as decided (BookScrap finds it done); a draft is loaded
+// again rounded anew — but one rounded to nothing is loaded as before,
 // rounded to 0 by Odoo, which refuses to validate it: watched and shown
-// for a person, as any draft Odoo refuses — a known limit).
+// for a person, as any draft Odoo refuses (a known limit).
 func (f *forwarder) reroundScrap(ctx context.Context, machine string, ob *scrapOutbox) error {
 	if ob.Qty <= 0 {
 		return nil
@@ -304,16 +305,17 @@ func (f *forwarder) reroundScrap(ctx context.Context, machine string, ob *scrapO
 	if err != nil || qty == ob.Qty {
 		return err
 	}
-	if qty <= 0 {
-		var states map[string]string
-		err := f.call(ctx, "scrap_states", func(ctx context.Context) error {
-			var err error
-			states, err = f.client.ScrapStates(ctx, []string{ob.XMLID})
-			return err
-		})
-		if _, found := states[ob.XMLID]; err != nil || found {
-			return err
-		}
+	var states map[string]string
+	err = f.call(ctx, "scrap_states", func(ctx context.Context) error {
+		var err error
+		states, err = f.client.ScrapStates(ctx, []string{ob.XMLID})
+		return err
+	})
+	if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
+		return err
+	}
+	if state, found := states[ob.XMLID]; err != nil || found && (state != "draft" || qty == 0) {
+		return nil // as it stands (a refusal: BookScrap meets it too)
 	}
 	f.a.log.Info("scrap booking in flight rounded to the decimals Odoo keeps now", "machine", machine, "xmlid", ob.XMLID,
 		"qty", num(qty), "decided", num(ob.Qty), "digits", f.client.QtyDigits())
