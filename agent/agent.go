@@ -1139,6 +1139,20 @@ func (h *sourceHandle) gaveUp() bool {
 	}
 }
 
+// nextAttemptSeconds is how long until the source, in state, connects
+// again: 0 when it is connected, its attempt is due, or it is not known.
+// Status's next_attempt_seconds and the next_attempt_seconds metric.
+func (h *sourceHandle) nextAttemptSeconds(state connectors.State) float64 {
+	if h.nextTry == nil || state == connectors.StateConnected {
+		return 0
+	}
+	next := h.nextTry()
+	if next.IsZero() {
+		return 0
+	}
+	return max(0, time.Until(next).Seconds())
+}
+
 // readPassword reads a source's password from its file or environment
 // variable; with neither there is none.
 func readPassword(file, env string) (string, error) {

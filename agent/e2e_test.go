@@ -1387,6 +1387,14 @@ func TestReloadWithTheBrokerPasswordFixedLogsInAtOnce(t *testing.T) {
 	if next, ok, js := sourceNext(); !ok || next <= 50 || next > 60 {
 		t.Errorf("sources' next_attempt_seconds %v (%v) after the refused login, want about a minute: %s", next, ok, js)
 	}
+	// And /metrics, for an alert or a dashboard.
+	metricNext := func() (float64, bool) {
+		t.Helper()
+		return metric(p.metrics(), "plantedge_source_next_attempt_seconds", `source="broker"`, `kind="mqtt"`)
+	}
+	if next, ok := metricNext(); !ok || next <= 50 || next > 60 {
+		t.Errorf("plantedge_source_next_attempt_seconds %v (%v) after the refused login, want about a minute", next, ok)
+	}
 	if err := os.WriteFile(pw, []byte("right\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -1403,6 +1411,9 @@ func TestReloadWithTheBrokerPasswordFixedLogsInAtOnce(t *testing.T) {
 	}
 	if next, ok, js := sourceNext(); ok {
 		t.Errorf("connected, next_attempt_seconds still %v: %s", next, js)
+	}
+	if next, ok := metricNext(); !ok || next != 0 {
+		t.Errorf("connected, plantedge_source_next_attempt_seconds %v (%v), want 0", next, ok)
 	}
 }
 

@@ -205,6 +205,7 @@ var (
 	descInfo     = prometheus.NewDesc("plantedge_info", "Always 1: the agent's site (as in Odoo's external ids), version and Go version.", []string{"site", "version", "go_version"}, nil)
 	descSource   = prometheus.NewDesc("plantedge_source_connected", "1 when the source is connected.", []string{"source", "kind"}, nil)
 	descSessions = prometheus.NewDesc("plantedge_source_sessions_created_total", "Sessions (OPC UA) or connections (MQTT) created.", []string{"source", "kind"}, nil)
+	descNextTry  = prometheus.NewDesc("plantedge_source_next_attempt_seconds", "How long until a source that is not connected tries to connect again (status's next_attempt_seconds); 0 when connected or when its attempt is due.", []string{"source", "kind"}, nil)
 	descPolled   = prometheus.NewDesc("plantedge_source_polled_nodes", "OPC UA nodes read by polling (mode: poll, or the server cannot monitor them).", []string{"source"}, nil)
 	descRefused  = prometheus.NewDesc("plantedge_source_refused_nodes", "OPC UA nodes the server will not serve (unknown node, no access); tried again.", []string{"source"}, nil)
 	descOverflow = prometheus.NewDesc("plantedge_source_queue_overflows_total", "OPC UA values that followed values the server discarded (a monitored item's queue, queue_size, was full).", []string{"source"}, nil)
@@ -214,7 +215,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descKeyExp, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descStalled, descPartial, descShrinks, descSource, descSessions, descPolled, descRefused, descOverflow, descHeld, descClockOff} {
+	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descKeyExp, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descStalled, descPartial, descShrinks, descSource, descSessions, descNextTry, descPolled, descRefused, descOverflow, descHeld, descClockOff} {
 		ch <- d
 	}
 }
@@ -259,8 +260,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for _, s := range c.a.sourceList() {
-		ch <- prometheus.MustNewConstMetric(descSource, prometheus.GaugeValue, boolGauge(s.state() == connectors.StateConnected), s.name, string(s.kind))
+		state := s.state()
+		ch <- prometheus.MustNewConstMetric(descSource, prometheus.GaugeValue, boolGauge(state == connectors.StateConnected), s.name, string(s.kind))
 		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.CounterValue, float64(s.sessions()), s.name, string(s.kind))
+		ch <- prometheus.MustNewConstMetric(descNextTry, prometheus.GaugeValue, s.nextAttemptSeconds(state), s.name, string(s.kind))
 		if s.polled != nil {
 			ch <- prometheus.MustNewConstMetric(descPolled, prometheus.GaugeValue, float64(s.polled()), s.name)
 		}

@@ -406,12 +406,8 @@ func (a *Agent) Status() Status {
 		if s.lastErrAt != nil && ss.LastError != "" {
 			ss.LastErrorAgeSeconds = age(s.lastErrAt())
 		}
-		if s.nextTry != nil && ss.State != string(connectors.StateConnected) {
-			if next := s.nextTry(); !next.IsZero() {
-				// As Odoo's; 0 (absent) once it is due: it connects now.
-				ss.NextAttemptSeconds = max(0, time.Until(next).Seconds())
-			}
-		}
+		// As Odoo's; 0 (absent) once it is due: it connects now.
+		ss.NextAttemptSeconds = s.nextAttemptSeconds(connectors.State(ss.State))
 		if s.gaveUp() && ss.LastError != "" {
 			// It is not retried: say what brings it back (the mosquitto
 			// probe: "down" with the error, and nothing more).
