@@ -721,7 +721,7 @@ func (c *Client) rpc(ctx context.Context, op, service, method string, args []any
 		if c.cfg.Database != "" && e.Unavailable() && strings.Contains(msg, `database "`+c.cfg.Database+`" does not exist`) {
 			// PostgreSQL's words for the database the call named
 			// (service/common.py, service/model.py: Registry(db)).
-			e.noDB = true
+			e.db = dbMissing
 			e.Message = fmt.Sprintf("odoo.database %q: this Odoo has no such database (misspelt? renamed?) — Odoo answered: %s",
 				c.cfg.Database, e.Message)
 		}

@@ -64,8 +64,9 @@ type Error struct {
 	// loginFalse: the client's own AccessDenied for an authenticate that
 	// answered false (a wrong key and a lockout alike).
 	loginFalse bool
-	// noDB: Odoo has no database odoo.database names (NoDatabase).
-	noDB bool
+	// db: what Odoo serving the call without the database odoo.database
+	// names was found to mean (dbCause).
+	db dbCause
 	// page: a JSON-2 call's 404 page, as said (pageText); noDBPage: it is
 	// Odoo's NOT_FOUND_NODB; said: what Odoo answered, as the message ends
 	// (noDatabase).
@@ -74,11 +75,26 @@ type Error struct {
 	said     string
 	// werkzeugPage: the page is werkzeug's own 404 (werkzeugNotFoundPage).
 	werkzeugPage bool
-	// pgMaybe: a NoDatabase that Odoo's answers could not tell from its
-	// PostgreSQL not reachable (MaybePostgresDown); pgDown: Odoo said it
-	// cannot reach its PostgreSQL (PostgresDown).
-	pgMaybe, pgDown bool
 }
+
+// dbCause is what Odoo serving a call without the database odoo.database
+// names was found to mean (noDatabase, diagnose): one at a time.
+type dbCause uint8
+
+const (
+	_ dbCause = iota // the zero value: none of them
+	// dbMissing: no database by that name for this Odoo (NoDatabase).
+	dbMissing
+	// dbMissingOrPGDown: the same, or its PostgreSQL not reachable; Odoo's
+	// answers could not tell (NoDatabase, MaybePostgresDown).
+	dbMissingOrPGDown
+	// dbAway: a database Odoo served before, or one it cannot open now:
+	// an outage (Unavailable).
+	dbAway
+	// dbPGDown: Odoo said it cannot reach its PostgreSQL (Unavailable,
+	// PostgresDown).
+	dbPGDown
+)
 
 // Error describes the failure; it never contains the API key.
 func (e *Error) Error() string {
@@ -176,7 +192,7 @@ func (e *Error) Busy() bool {
 // connections), a statement cancelled, the worker out of memory
 // (unavailableNames). Nothing was committed; the call is retried.
 func (e *Error) Unavailable() bool {
-	return e.Class == Transient && (e.away || unavailableNames[e.Name])
+	return e.Class == Transient && (e.away || e.db == dbAway || e.db == dbPGDown || unavailableNames[e.Name])
 }
 
 // NoDatabase reports that Odoo serves no database by the name the client
@@ -190,7 +206,7 @@ func (e *Error) Unavailable() bool {
 // (PostgresDown), nor when that database answered this client before and
 // still exists: then Unavailable (JSON-2 answers its PostgreSQL away with
 // the same page).
-func (e *Error) NoDatabase() bool { return e.noDB }
+func (e *Error) NoDatabase() bool { return e.db == dbMissing || e.db == dbMissingOrPGDown }
 
 // MaybePostgresDown reports a NoDatabase that may as well be Odoo's
 // PostgreSQL not reachable: Odoo 19 answers both with the same 404, and
@@ -198,12 +214,12 @@ func (e *Error) NoDatabase() bool { return e.noDB }
 // says. When Odoo says its PostgreSQL answers, or does not, the error is
 // the one that fits (PostgresDown, or a NoDatabase saying which: no such
 // database, or one the dbfilter excludes).
-func (e *Error) MaybePostgresDown() bool { return e.noDB && e.pgMaybe }
+func (e *Error) MaybePostgresDown() bool { return e.db == dbMissingOrPGDown }
 
 // PostgresDown reports that Odoo answered and said it cannot reach its
 // PostgreSQL (its /web/health, asked after JSON-2's 404 without a
 // database): Unavailable, an outage that ends by itself.
-func (e *Error) PostgresDown() bool { return e.pgDown }
+func (e *Error) PostgresDown() bool { return e.db == dbPGDown }
 
 // Odoo's load catches every database error per row (models.py: except
 // psycopg2.Error) and answers it as a row message with HTTP 200, the whole

@@ -96,22 +96,21 @@ func werkzeugNotFoundPage(body []byte) bool {
 func (c *Client) noDatabase(e *Error, said string) {
 	e.Class = Transient
 	e.said = said
-	e.noDB, e.away, e.pgMaybe = false, false, false
 	c.mu.RLock()
 	worked := c.authOK
 	c.mu.RUnlock()
 	switch {
 	case c.cfg.Database == "":
-		e.noDB = true
+		e.db = dbMissing
 		e.Message = "no database named (odoo.database is empty) and this Odoo serves several, none picked by its dbfilter: set odoo.database (sent as the X-Odoo-Database header) — " + said
 	case worked:
 		// It served this name before: its PostgreSQL away (restarting,
 		// out of connections), the database renamed or dropped.
-		e.away = true
+		e.db = dbAway
 		e.Message = fmt.Sprintf("odoo cannot open the database %q now, which it served before (its PostgreSQL away? the database renamed or dropped?) — %s",
 			c.cfg.Database, said)
 	default:
-		e.noDB, e.pgMaybe = true, true
+		e.db = dbMissingOrPGDown
 		e.Message = fmt.Sprintf("odoo.database %q: this Odoo serves no database by that name (misspelt? or excluded by the server's dbfilter; or its PostgreSQL not reachable) — %s",
 			c.cfg.Database, said)
 	}
@@ -159,10 +158,10 @@ func (c *Client) diagnose(ctx context.Context, e *Error) {
 	if db == "" {
 		return
 	}
-	worked := e.away
+	worked := e.db == dbAway
 	switch c.postgresUp(ctx) {
 	case pgDown:
-		e.noDB, e.away, e.pgMaybe, e.pgDown = false, true, false, true
+		e.db = dbPGDown
 		before := ""
 		if worked {
 			before = " now, which it served before"
@@ -177,11 +176,11 @@ func (c *Client) diagnose(ctx context.Context, e *Error) {
 	switch {
 	case !ok && worked:
 	case !ok:
-		e.pgMaybe = false
+		e.db = dbMissing
 		e.Message = fmt.Sprintf("odoo.database %q: this Odoo serves no database by that name (misspelt? or excluded by the server's dbfilter; its PostgreSQL answers) — %s",
 			db, e.said)
 	case !exists:
-		e.noDB, e.away, e.pgMaybe = true, false, false
+		e.db = dbMissing
 		if worked {
 			e.Message = fmt.Sprintf("odoo.database %q: the database Odoo served before is no longer on its PostgreSQL (dropped, or renamed?; Odoo's db_exist says false, its PostgreSQL answers) — %s",
 				db, e.said)
@@ -200,15 +199,15 @@ func (c *Client) diagnose(ctx context.Context, e *Error) {
 			// database of this Odoo (another version's, not initialised),
 			// or one being restored or upgraded. Odoo's log says
 			// "Database or registry unusable, trying without".
-			e.noDB, e.away, e.pgMaybe = false, true, false
+			e.db = dbAway
 			e.Message = fmt.Sprintf("odoo cannot open the database %q, which exists and which its dbfilter serves (another Odoo version's database, not initialised, or being restored or upgraded? Odoo's log says \"Database or registry unusable\") — %s",
 				db, e.said)
 		case ok:
-			e.pgMaybe = false
+			e.db = dbMissing
 			e.Message = fmt.Sprintf("odoo.database %q: the database exists on Odoo's PostgreSQL but the server's dbfilter (or its db_name) excludes it: name a database it serves, or have the dbfilter changed — %s",
 				db, e.said)
 		default:
-			e.pgMaybe = false
+			e.db = dbMissing
 			e.Message = fmt.Sprintf("odoo.database %q: the database exists on Odoo's PostgreSQL but this Odoo does not serve it: the server's dbfilter (or its db_name) excludes it, or Odoo cannot open it (then Odoo's log says \"Database or registry unusable\") — %s",
 				db, e.said)
 		}
