@@ -587,3 +587,34 @@ func scrapAtTwoDecimals(t *testing.T) (*plant, *runningAgent) {
 	t.Helper()
 	return scrapAtTwoDecimalsOn(t, 17)
 }
+
+// Good pieces and scrap both in kg, Odoo set to keep no decimals while
+// plantedge runs: the scrap booking's read of the precision (scrapQty)
+// and the work order's check of a write rounded (precisionLowered, sameQty)
+// meet in one round — the 1.25 written at 2 decimals, stored 1, is what
+// plantedge wrote, not an edit; 0.4 of scrap is carried, not a draft of 0.
+func TestGoodAndScrapAfterFewerDecimalsSetWhileRunning(t *testing.T) {
+	t.Parallel()
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
+			t.Parallel()
+			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
+			p.setFactor("good", "0.125")
+			p.setFactor("scrap", "0.1")
+			ra := p.startAgent()
+			m := p.machines[0]
+			p.produce(m, 2, 10)
+			settledCounts(t, ra, 0.25, 1)
+			wantBooked(t, p, "0.25 kg made, 1 kg scrapped", 0.25, 1)
+			p.odoo.SetQtyDigits(0)
+			p.produce(m, 8, 4)
+			settledCounts(t, ra, 1.25, 1.4)
+			wantBooked(t, p, "1.25 kg made, 1.4 kg scrapped, Odoo keeping no decimals", 1, 1)
+			p.produce(m, 2, 1)
+			settledCounts(t, ra, 1.5, 1.5)
+			wantBooked(t, p, "1.5 kg made, 1.5 kg scrapped", 2, 2)
+			wantScrapped(t, p, "1.5 kg scrapped", 2)
+			wantNoEdit(t, p, ra, "Odoo's rounding of plantedge's write was taken for an edit")
+		})
+	}
+}
