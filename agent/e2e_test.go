@@ -3043,6 +3043,35 @@ func TestStoppedStatusCountsRecordsOfARemovedMachineHeld(t *testing.T) {
 	}
 }
 
+// With the agent stopped, status (reading the file) leaves the records of
+// a machine the agent last found without a work order in progress out of
+// buffer.oldest_forwardable_age_seconds, as the running agent does: they
+// are held, and buffer.held counts them. (The conformance audit: a stopped
+// agent's status said held 4 of 4 pending records, and the oldest of them
+// could go to Odoo, 181 s old; the running agent's said 0.)
+func TestStoppedStatusLeavesHeldCountsOutOfOldestForwardable(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, noWO: []string{"press-1"}})
+	ra := p.startAgent()
+	p.produce(p.machines[0], 3, 0)
+	waitFor(t, 15*time.Second, "press-1's pieces held", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Machines[0].Unattributed == 3 && st.Buffer.Pending > 0 && st.Buffer.Held == st.Buffer.Pending,
+			fmt.Sprintf("pending %d, held %d, %+v", st.Buffer.Pending, st.Buffer.Held, st.Machines[0])
+	})
+	if age := ra.a.Status().Buffer.OldestForwardableAgeSeconds; age != 0 {
+		t.Fatalf("running agent: oldest forwardable %v s with every record held, want 0", age)
+	}
+	ra.stop()
+	b := p.offlineStatus().Buffer
+	if b.Pending == 0 || b.Held != b.Pending {
+		t.Fatalf("stopped-agent status: pending %d, held %d; want them all held", b.Pending, b.Held)
+	}
+	if b.OldestForwardableAgeSeconds != 0 || b.OldestAgeSeconds == 0 {
+		t.Errorf("stopped-agent status: oldest forwardable %v s, oldest %v s; want 0 (every record held) and more", b.OldestForwardableAgeSeconds, b.OldestAgeSeconds)
+	}
+}
+
 // The same with a quantity write whose answer was lost when the reads were
 // taken away: it stays in flight (it cannot be read back), and the rest
 // goes on as above; reads back, it settles, counted once.

@@ -1526,9 +1526,11 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		st.Buffer.Unmapped, st.Buffer.UnmappedMachines = unmapped(cfg, pending)
 		st.Buffer.RemovedDeadLetters = removedDeadLetters(cfg, pending)
 		st.Buffer.Held += st.Buffer.Unmapped // held, as a running agent says (the upgrade probe: 0 held, 32 unmapped)
-		_, at := oldestForwardable(cfg, nil, pending)
-		st.Buffer.OldestForwardableAgeSeconds = age(at)
 	}
+	// The machines the agent last found without a work order in progress:
+	// their records are held (below), and the oldest forwardable leaves
+	// them out, as the running agent's does (a link without a work order).
+	held := map[string]machineLink{}
 	drafts := map[string][]scrapDraft{}
 	if sd, err := storedScrapDrafts(buf); err == nil {
 		for _, e := range sd {
@@ -1551,6 +1553,7 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 			// The agent last found no work order in progress for it.
 			ms.WorkOrder, ms.Unattributed = "", ms.Pending
 			st.Buffer.Held += pending[m.ID].records
+			held[m.ID] = machineLink{}
 		}
 		if ds := drafts[m.ID]; len(ds) > 0 {
 			// Odoo may have validated or deleted them since: the agent
@@ -1581,6 +1584,10 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		ms.DeadLetterScrap = tidy(pending[m.ID].deadScrap)
 		ms.Error = joinNotes(ms.Error, deadLetterNote(pending[m.ID]))
 		st.Machines = append(st.Machines, ms)
+	}
+	if !cfg.EndpointsOnly {
+		_, at := oldestForwardable(cfg, held, pending)
+		st.Buffer.OldestForwardableAgeSeconds = age(at)
 	}
 	st.Buffer.Held = min(st.Buffer.Held, st.Buffer.Pending)
 	return st, nil
