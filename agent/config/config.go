@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/big"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -112,6 +113,20 @@ func ParseByteSize(s string) (ByteSize, error) {
 	if err != nil {
 		return 0, fmt.Errorf("invalid size %q", s)
 	}
+	frac := ""
+	if i < len(t) && t[i] == '.' {
+		// A fraction ("1.5GiB"): refused, saying so and with the whole
+		// number of a smaller unit it means; read as a unit, it was
+		// said to have an invalid unit ".5GiB".
+		j := i + 1
+		for j < len(t) && t[j] >= '0' && t[j] <= '9' {
+			j++
+		}
+		if j == i+1 {
+			return 0, fmt.Errorf("invalid size %q", s)
+		}
+		frac, i = t[:j], j
+	}
 	unit := strings.TrimSpace(t[i:])
 	var mult int64
 	switch strings.ToLower(unit) {
@@ -134,12 +149,41 @@ func ParseByteSize(s string) (ByteSize, error) {
 	case "t", "tib":
 		mult = 1 << 40
 	default:
+		if frac != "" && strings.HasPrefix(unit, ".") {
+			return 0, fmt.Errorf("invalid size %q", s)
+		}
 		return 0, fmt.Errorf("invalid size unit %q in %q", unit, s)
+	}
+	if frac != "" {
+		return 0, fractionalSize(s, frac, mult)
 	}
 	if n > (1<<63-1)/mult {
 		return 0, fmt.Errorf("size %q too large", s)
 	}
 	return ByteSize(n * mult), nil
+}
+
+// fractionalSize is the error for a size written with a fraction (num, of
+// unit mult): it says so, and names the whole number of a smaller unit the
+// size is, or the nearest below when it is no whole number of bytes.
+func fractionalSize(s, num string, mult int64) error {
+	r, ok := new(big.Rat).SetString(num)
+	if !ok {
+		return fmt.Errorf("invalid size %q", s)
+	}
+	r.Mul(r, new(big.Rat).SetInt64(mult))
+	smaller := map[int64]byteUnit{
+		1 << 40: {"GiB", 1 << 30}, 1 << 30: {"MiB", 1 << 20}, 1 << 20: {"KiB", 1 << 10}, 1 << 10: {"", 1},
+		1e12: {"GB", 1e9}, 1e9: {"MB", 1e6}, 1e6: {"kB", 1e3}, 1e3: {"", 1},
+	}[mult]
+	if r.IsInt() && r.Num().IsInt64() {
+		return fmt.Errorf("size %q has a fraction: a size is a whole number of its unit; write it as %q", s, ByteSize(r.Num().Int64()).String())
+	}
+	if smaller.n == 0 {
+		return fmt.Errorf("size %q has a fraction: a size is a whole number of bytes", s)
+	}
+	below := new(big.Int).Quo(r.Num(), new(big.Int).Mul(r.Denom(), big.NewInt(smaller.n)))
+	return fmt.Errorf("size %q has a fraction, and is no whole number of bytes: write a whole number of a smaller unit, such as %q", s, below.String()+smaller.name)
 }
 
 // Config is the whole configuration file.

@@ -859,6 +859,27 @@ func TestParseDurationAndByteSize(t *testing.T) {
 	}
 }
 
+// A size with a fraction is refused saying so, with the whole number of a
+// smaller unit it means (the conformance audit: "1.5GiB" was said to have
+// an invalid unit ".5GiB").
+func TestParseByteSizeFraction(t *testing.T) {
+	for in, want := range map[string]string{
+		"1.5GiB":  `size "1.5GiB" has a fraction: a size is a whole number of its unit; write it as "1536MiB"`,
+		"0.5 GB":  `size "0.5 GB" has a fraction: a size is a whole number of its unit; write it as "500MB"`,
+		"2.25g":   `size "2.25g" has a fraction: a size is a whole number of its unit; write it as "2304MiB"`,
+		"1.0GiB":  `size "1.0GiB" has a fraction: a size is a whole number of its unit; write it as "1GiB"`,
+		"1.3GiB":  `size "1.3GiB" has a fraction, and is no whole number of bytes: write a whole number of a smaller unit, such as "1331MiB"`,
+		"1.5":     `size "1.5" has a fraction: a size is a whole number of bytes`,
+		"1,5GiB":  `invalid size unit ",5GiB" in "1,5GiB"`,
+		"1.5.3MB": `invalid size "1.5.3MB"`,
+	} {
+		_, err := ParseByteSize(in)
+		if err == nil || err.Error() != want {
+			t.Errorf("ParseByteSize(%q): %v; want %s", in, err, want)
+		}
+	}
+}
+
 func TestOdooAPIKey(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "key")
