@@ -103,7 +103,7 @@ func drainBacklog(b *testing.B, running bool) {
 		}
 		_, key := srv.AddUser("bot")
 		keyFile := agenttest.WriteKeyFile(b, dir, key)
-		cfgPath := benchConfig(b, dir, srv.URL(), keyFile, broker.URL(), machines, "127.0.0.1:0")
+		cfgPath := benchConfig(b, dir, srv.URL(), keyFile, broker.URL(), machines, agenttest.FreeAddr(b))
 		cfg, err := config.Load(cfgPath)
 		if err != nil {
 			b.Fatal(err)
@@ -209,7 +209,7 @@ func BenchmarkIngestMQTT(b *testing.B) {
 	}
 	defer broker.Close()
 	keyFile := agenttest.WriteKeyFile(b, dir, "0123456789012345678901234567890123456789")
-	cfg, err := config.Load(benchConfig(b, dir, srv.URL(), keyFile, broker.URL(), machines, "127.0.0.1:0"))
+	cfg, err := config.Load(benchConfig(b, dir, srv.URL(), keyFile, broker.URL(), machines, agenttest.FreeAddr(b)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -410,14 +410,14 @@ func BenchmarkIngestOPCUA(b *testing.B) {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, `site: bench
 data_dir: %q
-listen: 127.0.0.1:0
+listen: %q
 buffer: { max_bytes: 2GiB }
 log: { level: warn }
 odoo: { url: %q, database: odoo, username: bot, api_key_file: %q, timeout: 10s }
 opcua:
   - { name: plc, endpoint: %q, publishing_interval: 10ms, sampling_interval: 10ms, queue_size: 1 }
 machines:
-`, filepath.Join(dir, "data"), odooURL, keyFile, plc.Endpoint())
+`, filepath.Join(dir, "data"), agenttest.FreeAddr(b), odooURL, keyFile, plc.Endpoint())
 	for m := range machines {
 		fmt.Fprintf(&sb, "  - { id: m-%03d, workcenter: WC-%03d, good_count: { opcua: { server: plc, node: %q } }, scrap_count: { opcua: { server: plc, node: %q } } }\n",
 			m, m, plc.NodeID(fmt.Sprintf("M%03d.Good", m)), plc.NodeID(fmt.Sprintf("M%03d.Scrap", m)))

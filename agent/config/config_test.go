@@ -216,6 +216,14 @@ func TestBadConfigs(t *testing.T) {
 			want: []string{"bad.yaml:14:5: mqtt[0].password: inline secret not allowed (put the password in a file named by password_file (mode 0640, group plantedge), or name the environment variable that holds it in password_env)"},
 		},
 		{
+			// The agent listened on a port the system picked, where status
+			// and flush never found it (the conformance audit: "running
+			// but does not answer at 127.0.0.1:0").
+			name: "listen on port 0",
+			yaml: base + "listen: 127.0.0.1:0\n",
+			want: []string{`bad.yaml:19:9: listen: port 0 in "127.0.0.1:0" (the agent would listen on a port the system picks, where plantedge status and flush cannot find it: give a port of 1 to 65535, e.g. 127.0.0.1:9464)`},
+		},
+		{
 			name: "bad site",
 			yaml: strings.Replace(base, "site: plant-1", "site: Plant_1", 1),
 			want: []string{"bad.yaml:1:7: site: invalid site \"Plant_1\" (use lowercase letters, digits and '-' only, e.g. plant-2)"},
