@@ -136,6 +136,13 @@ func runExit(err error, cfg *config.Config, path string) error {
 		return &exitError{code: exitSetup, cause: err, msg: err.Error()}
 	case errors.As(err, &se) && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)):
 		return &exitError{code: exitSetup, cause: err, msg: fmt.Sprintf("%v\n%s", err, startHint(err, cfg, path))}
+	case errors.As(err, &se) && strings.HasPrefix(err.Error(), "listen unix:") && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)):
+		// The agent makes no directory for its socket: no restart makes
+		// one either (it restarted every 5 s for good: the conformance
+		// audit).
+		sock, _ := strings.CutPrefix(cfg.Listen, "unix:")
+		return &exitError{code: exitSetup, cause: err, msg: fmt.Sprintf("%v\nthe directory of listen's socket, %s, does not exist (or a part of its path is a file): "+
+			"create it for the user the agent runs as, or use unix:/run/plantedge/api.sock, which the packaged unit makes", err, filepath.Dir(sock))}
 	case errors.As(err, &se) && (strings.HasPrefix(err.Error(), "data dir: ") || strings.HasPrefix(err.Error(), "open buffer: ")) &&
 		(errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)):
 		// A directory that cannot be made where data_dir says (below a

@@ -224,6 +224,15 @@ func TestRunSetupFailuresAreExitConfig(t *testing.T) {
 	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "the directory of listen's socket /sys") {
 		t.Errorf("socket not creatable: exit %d, %v", exitCode(err), err)
 	}
+	// Or in a directory that does not exist: the agent makes none for it,
+	// so no restart mends it either (the conformance audit: exit 1, and
+	// systemd started it again every 5 s).
+	absent := filepath.Join(t.TempDir(), "absent")
+	write(listen.ReplaceAllString(dataDir.ReplaceAllString(string(good), "data_dir: "+filepath.Join(t.TempDir(), "data")), "listen: unix:"+absent+"/api.sock"))
+	err = run([]string{"run", "-c", b.cfgPath})
+	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "the directory of listen's socket, "+absent+", does not exist") {
+		t.Errorf("socket directory absent: exit %d, %v", exitCode(err), err)
+	}
 
 	// A port below 1024, for a user without the privilege: a port hint, not
 	// one about directories (the second self-probe: "chown -R nobody .").
