@@ -727,6 +727,11 @@ func TestSilentSlipsWarned(t *testing.T) {
 		`w.yaml:19:58: machines[0].running.mqtt.field: field path "$.state.run" looks like JSONPath (write a plain dot path without $ and brackets: counters.good, and values.0.v for the first element of an array)`)
 	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: m1, field: run, timestamp_field: \"$.ts\" } }\n",
 		`w.yaml:19:80: machines[0].running.mqtt.timestamp_field: field path "$.ts" looks like JSONPath (write a plain dot path without $ and brackets: ts, or meta.time)`)
+	// A bare value carries no time: the timestamp_field was never read (the
+	// conformance audit: validate said OK, and every value took its
+	// receive time).
+	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: m1, timestamp_field: ts } }\n",
+		`w.yaml:19:68: machines[0].running.mqtt.timestamp_field: not used without field: a bare value (a number or a bool) carries no time, so the values are taken at their receive time (for a JSON payload, give field the value's path; else remove timestamp_field)`)
 	wantWarnings(t, strings.Replace(base, `node: "ns=2;s=M1.Good" }`, `node: "ns=2;s=M1.Good " }`, 1), unused,
 		`w.yaml:18:35: machines[0].good_count.opcua.node: node id "ns=2;s=M1.Good " begins or ends with white space (remove it, unless the server's identifier really has it)`)
 	wantWarnings(t, base+"    running: { opcua: { server: plc, node: \"ns=2;s=M1.Run\" } }\n    min_stop: 25h\n", unused,

@@ -1044,6 +1044,11 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 		case strings.HasPrefix(m.TimestampField, "$.") || strings.ContainsAny(m.TimestampField, "[]"):
 			v.warn(p+".mqtt.timestamp_field", fmt.Sprintf("field path %q looks like JSONPath", m.TimestampField),
 				"write a plain dot path without $ and brackets: ts, or meta.time")
+		case m.TimestampField != "" && m.Field == "":
+			// The mapping reads a bare value then, and never looks for a
+			// time (a warning: the file loaded before).
+			v.warn(p+".mqtt.timestamp_field", "not used without field: a bare value (a number or a bool) carries no time, so the values are taken at their receive time",
+				"for a JSON payload, give field the value's path; else remove timestamp_field")
 		}
 		return refKey{"mqtt", m.Broker, m.Topic, m.Field}, ok && m.Topic != ""
 	}
