@@ -381,8 +381,10 @@ func (v *validator) validateTop() {
 		} else if host, port, err := net.SplitHostPort(c.Listen); err != nil || !validPort(port) {
 			v.add("listen", fmt.Sprintf("invalid listen address %q", c.Listen), "use host:port (e.g. 127.0.0.1:9464) or unix:/path")
 		} else if n, _ := strconv.Atoi(port); n == 0 {
-			v.add("listen", fmt.Sprintf("port 0 in %q", c.Listen),
-				"the agent would listen on a port the system picks, where plantedge status and flush cannot find it: give a port of 1 to 65535, e.g. 127.0.0.1:9464")
+			// A warning, not an error: a file that ran before (the metrics
+			// scraped elsewhere, no one asking status) runs on.
+			v.warn("listen", fmt.Sprintf("port 0 in %q: the agent listens on a port the system picks", c.Listen),
+				"plantedge status and flush cannot find it there: give a port of 1 to 65535, e.g. 127.0.0.1:9464")
 		} else if !isLoopback(host) {
 			v.warn("listen", "status API and /metrics reachable from the network",
 				"anyone who can reach it reads machine and work-order status; flush and dead-letter retry/drop are accepted only from this machine; prefer 127.0.0.1 unless a Prometheus server scrapes it")
