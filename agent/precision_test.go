@@ -144,25 +144,33 @@ func TestQtyPrecisionUnreadableFallsBackToTwo(t *testing.T) {
 	}
 }
 
+// scrappedAtNoDecimalsThenTwo runs a plant of one press on an Odoo 17 that
+// keeps no decimals, scraps n pieces of factor kg each (kg in all) and
+// checks Odoo booked booked of them; then Odoo is set to keep 2 decimals
+// (the admin's Decimal Accuracy, read at the next connect) and the agent
+// started again.
+func scrappedAtNoDecimalsThenTwo(t *testing.T, factor string, n int64, kg, booked float64) (*plant, *runningAgent, *simMachine) {
+	t.Helper()
+	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
+	p.odoo.SetQtyDigits(0)
+	p.setFactor("scrap", factor)
+	ra := p.startAgent()
+	m := p.machines[0]
+	p.produce(m, 0, n)
+	settledCounts(t, ra, 0, kg)
+	wantScrapped(t, p, fmt.Sprintf("%v kg scrapped at 0 decimals", kg), booked)
+	ra.stop()
+	p.odoo.SetQtyDigits(2)
+	return p, p.startAgentWith(false), m
+}
+
 // Odoo set to keep 2 decimals after it kept none: the scrap plantedge
 // carried at 0 decimals (0.25, below the unit Odoo kept then) goes into
 // the next booking at 2 decimals — not dropped as a damaged carry because
 // it is more than 0.01.
 func TestScrapCarriedAtNoDecimalsIsBookedOnceOdooKeepsTwo(t *testing.T) {
 	t.Parallel()
-	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
-	p.odoo.SetQtyDigits(0)
-	p.setFactor("scrap", "0.125")
-	ra := p.startAgent()
-	m := p.machines[0]
-	p.produce(m, 0, 10)
-	settledCounts(t, ra, 0, 1.25)
-	if s := p.scrapped("press-1"); s != 1 {
-		t.Fatalf("1.25 kg scrapped at 0 decimals: Odoo has %v, want 1", s)
-	}
-	ra.stop()
-	p.odoo.SetQtyDigits(2) // the admin's Decimal Accuracy; read at the next connect
-	ra = p.startAgentWith(false)
+	p, ra, m := scrappedAtNoDecimalsThenTwo(t, "0.125", 10, 1.25, 1)
 	p.produce(m, 0, 1)
 	settledCounts(t, ra, 0, 1.375)
 	// 0.25 carried and 0.125 more: 0.375, booked 0.38 at 2 decimals.
@@ -181,17 +189,7 @@ func TestScrapCarriedAtNoDecimalsIsBookedOnceOdooKeepsTwo(t *testing.T) {
 // that makes Odoo's 2.2 the 2.2 made.
 func TestScrapBookedTooManyAtNoDecimalsIsCarriedOdooKeepsTwo(t *testing.T) {
 	t.Parallel()
-	p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}})
-	p.odoo.SetQtyDigits(0)
-	p.setFactor("scrap", "0.1")
-	ra := p.startAgent()
-	m := p.machines[0]
-	p.produce(m, 0, 16)
-	settledCounts(t, ra, 0, 1.6)
-	wantScrapped(t, p, "1.6 kg scrapped at 0 decimals", 2)
-	ra.stop()
-	p.odoo.SetQtyDigits(2) // the admin's Decimal Accuracy; read at the next connect
-	ra = p.startAgentWith(false)
+	p, ra, m := scrappedAtNoDecimalsThenTwo(t, "0.1", 16, 1.6, 2)
 	p.produce(m, 0, 1)
 	settledCounts(t, ra, 0, 1.7)
 	wantScrapped(t, p, "1.7 kg scrapped, Odoo keeping 2 decimals", 2)
