@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1385,11 +1386,15 @@ func (s *Server) failFault(proto, modelName, method string, uid int64, fault Fau
 
 // ---- JSON-2 ----
 
+// bearerRe is ir_http.py _auth_method_bearer's match of the Authorization header.
+var bearerRe = regexp.MustCompile(`(?i)^bearer\s+(.+)$`)
+
 func json2Status(e *odooError) int {
 	switch e.name {
-	case excDenied:
-		return http.StatusUnauthorized
-	case excAccess:
+	case excAccess, excDenied:
+		// exceptions.py (18.0 on): AccessError and AccessDenied are
+		// UserErrors whose http_status is 403. JSON-2's 401 is only the
+		// bearer check's werkzeug Unauthorized (serveJSON2).
 		return http.StatusForbidden
 	case excMissing, "werkzeug.exceptions.NotFound":
 		return http.StatusNotFound
@@ -1416,7 +1421,13 @@ func (s *Server) json2Error(w http.ResponseWriter, status int, e *odooError) {
 		writeJSON(w, status, msg)
 		return
 	}
-	writeJSON(w, status, map[string]any{"name": e.name, "message": e.msg, "arguments": []any{e.msg},
+	args := []any{e.msg}
+	if strings.HasPrefix(e.name, "werkzeug.exceptions.") {
+		// json2.py handle_error: an HTTP exception is serialized with
+		// arguments=(exc.description, exc.code).
+		args = append(args, status)
+	}
+	writeJSON(w, status, map[string]any{"name": e.name, "message": e.msg, "arguments": args,
 		"context": map[string]any{}, "debug": "Traceback (most recent call last):\n  (odootest)\n" + e.name + ": " + e.msg})
 }
 
@@ -1444,27 +1455,44 @@ func (s *Server) serveJSON2(w http.ResponseWriter, r *http.Request) {
 		s.notFoundNoDB(w)
 		return
 	}
-	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	// ir_http.py _auth_method_bearer: the token of an Authorization
+	// header matching ^bearer\s+(.+)$ (any case); without one, werkzeug's
+	// Unauthorized "User not authenticated", with one Odoo does not take,
+	// "Invalid apikey" — both 401 with WWW-Authenticate: bearer.
+	m := bearerRe.FindStringSubmatch(r.Header.Get("Authorization"))
 	s.mu.Lock()
 	var uid int64
-	if k, ok := s.keys[strings.TrimSpace(key)]; ok && strings.EqualFold(scheme, "bearer") && s.keyValid(k) && s.userActive(k.uid) {
-		uid = k.uid
+	var key string
+	if m != nil {
+		key = strings.TrimSpace(m[1])
+		if k, ok := s.keys[key]; ok && s.keyValid(k) && s.userActive(k.uid) {
+			uid = k.uid
+		}
 	}
 	if uid == 0 {
 		s.logCall("json2", modelName, method, 0, http.StatusUnauthorized, excDenied)
 		s.mu.Unlock()
-		s.json2Error(w, http.StatusUnauthorized, &odooError{"werkzeug.exceptions.Unauthorized", "Invalid apikey"})
+		msg := "Invalid apikey"
+		if m == nil {
+			msg = `User not authenticated, use the "Authorization" header`
+		}
+		s.json2Error(w, http.StatusUnauthorized, &odooError{"werkzeug.exceptions.Unauthorized", msg})
 		return
 	}
 	s.mu.Unlock()
 	body, err := io.ReadAll(io.LimitReader(r.Body, 32<<20))
 	params := map[string]any{}
 	if err == nil && len(body) > 0 { // Odoo parses the body only when there is one
-		params = nil
-		err = json.Unmarshal(body, &params)
+		var v any
+		if err = json.Unmarshal(body, &v); err != nil {
+			// json2.py dispatch: get_json_data's ValueError
+			s.json2Error(w, http.StatusBadRequest, &odooError{"werkzeug.exceptions.BadRequest", "could not parse the body as json: " + err.Error()})
+			return
+		}
+		params, _ = v.(map[string]any)
 	}
 	if err != nil || params == nil {
-		// json2.py: BadRequest, serialized like every JSON-2 error
+		// json2.py dispatch: JSON that is not an object (params |= it: TypeError)
 		s.json2Error(w, http.StatusBadRequest, &odooError{"werkzeug.exceptions.BadRequest", "could not parse the body, expecting a json object"})
 		return
 	}
