@@ -16,16 +16,19 @@ type methodSpec struct {
 	minV     int    // first Odoo version that has it (0: all)
 	maxV     int    // last Odoo version that has it (0: all)
 	acl      string // access operation the call needs on the model ("" : none)
+	// required: how many of params, from the first, have no default
+	// (models.py: search(domain, ...), write(vals), ...).
+	required int
 }
 
 var methodSpecs = map[string]methodSpec{
 	"search_read":     {model: true, params: []string{"domain", "fields", "offset", "limit", "order", "load"}, acl: "read"},
-	"search":          {model: true, params: []string{"domain", "offset", "limit", "order"}, acl: "read"},
-	"search_count":    {model: true, params: []string{"domain", "limit"}, acl: "read"},
+	"search":          {model: true, params: []string{"domain", "offset", "limit", "order"}, acl: "read", required: 1},
+	"search_count":    {model: true, params: []string{"domain", "limit"}, acl: "read", required: 1},
 	"read":            {params: []string{"fields", "load"}, acl: "read"},
-	"write":           {params: []string{"vals"}, mutating: true, acl: "write"},
-	"create":          {model: true, params: []string{"vals_list"}, mutating: true, acl: "create"},
-	"load":            {model: true, params: []string{"fields", "data"}, mutating: true}, // create or write per row
+	"write":           {params: []string{"vals"}, mutating: true, acl: "write", required: 1},
+	"create":          {model: true, params: []string{"vals_list"}, mutating: true, acl: "create", required: 1},
+	"load":            {model: true, params: []string{"fields", "data"}, mutating: true, required: 2}, // create or write per row
 	"unlink":          {mutating: true, acl: "unlink"},
 	"button_start":    {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
 	"button_pending":  {models: []string{"mrp.workorder"}, mutating: true, acl: "write"},
@@ -42,9 +45,9 @@ var methodSpecs = map[string]methodSpec{
 	"fields_get": {model: true, params: []string{"allfields", "attributes"}},
 	// models.py 17.0: @api.model check_access_rights(operation, raise_exception=True);
 	// deprecated in 18.0 and gone afterwards.
-	"check_access_rights": {model: true, params: []string{"operation", "raise_exception"}, maxV: 18},
+	"check_access_rights": {model: true, params: []string{"operation", "raise_exception"}, maxV: 18, required: 1},
 	// models.py 18.0+: has_access(operation), a record method (empty recordset: the model's rights).
-	"has_access": {params: []string{"operation"}, minV: 18},
+	"has_access": {params: []string{"operation"}, minV: 18, required: 1},
 }
 
 // dispatch runs one call under s.mu as one transaction. A bug in the
@@ -137,6 +140,16 @@ func (s *Server) dispatchCall(modelName, method string, pos []any, kw map[string
 			return nil, bindError(json2, fmt.Sprintf("%s() got multiple values for argument '%s'", method, k))
 		}
 		args[k] = v
+	}
+	for _, p := range spec.params[:spec.required] {
+		if _, ok := args[p]; !ok {
+			// JSON-2: json2.py signature.bind's TypeError, 422; JSON-RPC:
+			// the method's own TypeError.
+			if json2 {
+				return nil, &odooError{"werkzeug.exceptions.UnprocessableEntity", fmt.Sprintf("missing a required argument: '%s'", p)}
+			}
+			return nil, &odooError{excType, fmt.Sprintf("%s() missing 1 required positional argument: '%s'", method, p)}
+		}
 	}
 	if spec.acl != "" { // the ORM checks the model's rights before anything else
 		if err := s.checkAccess(m, spec.acl); err != nil {

@@ -104,4 +104,32 @@ func TestJSON2ErrorFidelity(t *testing.T) {
 			t.Errorf("null: %d %s", status, body)
 		}
 	})
+	t.Run("missing-required-argument", func(t *testing.T) {
+		// test_webjson2_missing_argument: signature.bind → 422; over
+		// JSON-RPC the method's own TypeError. search and search_count
+		// take a domain that has no default (models.py), write its vals.
+		e := newEnv(t, 19)
+		for _, tc := range []struct {
+			method, param string
+			body          map[string]any
+		}{
+			{"search", "domain", map[string]any{}},
+			{"search_count", "domain", map[string]any{}},
+			{"write", "vals", map[string]any{"ids": []int64{e.wo}}},
+		} {
+			status, _, v := e.j2("mrp.workorder", tc.method, tc.body)
+			m, _ := v.(map[string]any)
+			if want := "missing a required argument: '" + tc.param + "'"; status != 422 ||
+				m["name"] != "werkzeug.exceptions.UnprocessableEntity" || m["message"] != want {
+				t.Errorf("JSON-2 %s without %s: %d %v, want 422 %q", tc.method, tc.param, status, v, want)
+			}
+		}
+		e17 := newEnv(t, 17)
+		for _, method := range []string{"search", "search_count"} {
+			r := e17.exec("mrp.workorder", method, []any{}, nil)
+			if r.ErrName != "builtins.TypeError" || !strings.Contains(r.ErrMsg, "missing 1 required positional argument: 'domain'") {
+				t.Errorf("JSON-RPC %s without a domain: %v", method, r.raw)
+			}
+		}
+	})
 }
