@@ -220,6 +220,11 @@ func (s *Server) run(m *model, method string, ids []int64, a map[string]any, jso
 		if err != nil {
 			return nil, err
 		}
+		if limit == 0 {
+			// models.py _search sets query.limit, and the query puts a
+			// LIMIT only when it is truthy: 0 is no limit, as None is.
+			limit = -1
+		}
 		order, _ := a["order"].(string)
 		found, err := s.search(m, a["domain"], offset, limit, order)
 		if err != nil {

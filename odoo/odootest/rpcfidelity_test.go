@@ -133,3 +133,20 @@ func TestJSON2ErrorFidelity(t *testing.T) {
 		}
 	})
 }
+
+// models.py _search hands limit to the query, which writes a LIMIT only
+// when it is truthy: a limit of 0 is no limit, as None is.
+func TestSearchLimitZeroIsNoLimit(t *testing.T) {
+	e := newEnv(t, 17)
+	e.s.AddWorkorder(e.mo, e.wc, "Deburring", "ready")
+	for _, method := range []string{"search", "search_read", "search_count"} {
+		r := e.ok(e.exec("mrp.workorder", method, []any{[]any{}}, map[string]any{"limit": 0}))
+		n := num(r)
+		if rows, ok := r.([]any); ok {
+			n = float64(len(rows))
+		}
+		if n != 2 {
+			t.Errorf("%s with limit 0: %v, want both work orders", method, r)
+		}
+	}
+}
