@@ -84,6 +84,12 @@ func (s *Server) dispatchCall(modelName, method string, pos []any, kw map[string
 	if e := s.takeRefusal(modelName, method); e != nil {
 		return nil, e
 	}
+	if !json2 && s.v() < 18 && (strings.HasPrefix(method, "_") || method == "init") {
+		// 17.0 service/model.py execute: check_method_name (models.py,
+		// regex_private ^(_.*|init)$) before the model is looked up, in
+		// its own words; 18.0 on: get_public_method's, below.
+		return nil, &odooError{excAccess, fmt.Sprintf("Private methods (such as %s) cannot be called remotely.", method)}
+	}
 	m, ok := s.models[modelName]
 	if !ok {
 		if json2 {
@@ -105,6 +111,10 @@ func (s *Server) dispatchCall(modelName, method string, pos []any, kw map[string
 	if !ok {
 		if json2 {
 			return nil, &odooError{"werkzeug.exceptions.NotFound", fmt.Sprintf("The method '%s.%s' does not exist", modelName, method)}
+		}
+		if s.v() < 18 {
+			// 17.0 api.py call_kw: getattr(type(model), name) is None.
+			return nil, &odooError{excAttr, fmt.Sprintf("The method '%s' does not exist on the model '%s'", method, modelName)}
 		}
 		return nil, &odooError{excAttr, fmt.Sprintf("The method '%s.%s' does not exist", modelName, method)}
 	}

@@ -150,3 +150,28 @@ func TestSearchLimitZeroIsNoLimit(t *testing.T) {
 		}
 	}
 }
+
+// Over JSON-RPC, Odoo 17 refuses a private method with service/model.py's
+// check_method_name (models.py: regex_private ^(_.*|init)$, the bare
+// method name in the message, before the model is looked up) and an
+// unknown one with api.py call_kw's AttributeError; 18.0 on, both come
+// from service/model.py get_public_method, naming model.method.
+func TestPrivateAndUnknownMethodWordsByVersion(t *testing.T) {
+	for _, tc := range []struct {
+		v                       int
+		model, method, exc, msg string
+	}{
+		{17, "mrp.workorder", "_action_confirm", "odoo.exceptions.AccessError", "Private methods (such as _action_confirm) cannot be called remotely."},
+		{17, "no.such.model", "_action_confirm", "odoo.exceptions.AccessError", "Private methods (such as _action_confirm) cannot be called remotely."},
+		{17, "mrp.workorder", "init", "odoo.exceptions.AccessError", "Private methods (such as init) cannot be called remotely."},
+		{17, "mrp.workorder", "record_production", "builtins.AttributeError", "The method 'record_production' does not exist on the model 'mrp.workorder'"},
+		{18, "mrp.workorder", "_action_confirm", "odoo.exceptions.AccessError", "Private methods (such as 'mrp.workorder._action_confirm') cannot be called remotely."},
+		{18, "mrp.workorder", "record_production", "builtins.AttributeError", "The method 'mrp.workorder.record_production' does not exist"},
+	} {
+		e := newEnv(t, tc.v)
+		r := e.exec(tc.model, tc.method, []any{[]any{e.wo}}, nil)
+		if r.ErrName != tc.exc || r.ErrMsg != tc.msg {
+			t.Errorf("v%d %s.%s: %s %q, want %s %q", tc.v, tc.model, tc.method, r.ErrName, r.ErrMsg, tc.exc, tc.msg)
+		}
+	}
+}
