@@ -320,6 +320,16 @@ func (c *Client) connectLocked(ctx context.Context) (err error) {
 				if parseMajor(v) >= 19 {
 					proto = ProtocolJSON2
 				}
+			} else if m := parseMajor(v); m > 0 && m < 19 {
+				// JSON-2 is Odoo 19's. Odoo Online's saas~18.x served an
+				// earlier /json/2 that takes its parameters as "args" and
+				// "kwargs" (json2.py in Odoo's history) and drops any other
+				// body member (http.py route_wrapper): a search's domain
+				// and fields, a write's vals — every record read back, no
+				// write done.
+				c.saw(proto, v)
+				return &Error{Op: "connect", Class: Permanent, Message: fmt.Sprintf(
+					"odoo.protocol is json2, which plantedge speaks to Odoo 19 and later; this Odoo is %s, whose JSON-2 (if any) takes its parameters otherwise: set odoo.protocol to auto (JSON-RPC there)", v)}
 			}
 		case proto == ProtocolAuto && isNoWebVersion(err):
 			proto = ProtocolJSONRPC

@@ -120,6 +120,40 @@ func TestConnectPicksProtocolAndVersion(t *testing.T) {
 			t.Errorf("version %q major %d", c.ServerVersion(), c.Major())
 		}
 	})
+	t.Run("json2-forced-before-19-is-refused-before-any-call", func(t *testing.T) {
+		// JSON-2 is Odoo 19's (ODOO.md). Odoo Online's saas~18.x builds
+		// served an earlier /json/2 whose controller takes its parameters
+		// as "args" and "kwargs" (json2.py in odoo/odoo history); http.py's
+		// route_wrapper drops any other body member with a warning, so a
+		// search_read's domain and fields were ignored (every record
+		// answered) and a write's vals too. Pinned to json2, such a server
+		// is refused at Connect, before a model is called.
+		var calls atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			switch {
+			case r.URL.Path == "/web/version":
+				io.WriteString(w, `{"version":"saas~18.3","version_info":["saas~18",3,0,"final",0,""]}`)
+			case strings.HasSuffix(r.URL.Path, "/context_get"):
+				io.WriteString(w, `{"uid":2,"lang":"en_US","tz":false}`)
+			default:
+				calls.Add(1)
+				io.WriteString(w, `[]`)
+			}
+		}))
+		defer srv.Close()
+		c, err := odoo.New(odoo.Config{URL: srv.URL, APIKey: strings.Repeat("a", 40), Protocol: odoo.ProtocolJSON2, Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Connect(context.Background())
+		if oe := asError(t, err); !oe.Permanent() || !strings.Contains(oe.Error(), "saas~18.3") || !strings.Contains(oe.Error(), "odoo.protocol") {
+			t.Errorf("Connect = %v, want a permanent refusal naming the version and odoo.protocol", err)
+		}
+		if _, err := c.WorkordersInProgressOn(context.Background(), []int64{1}); err == nil || calls.Load() != 0 {
+			t.Errorf("a work order lookup after the refusal: %v, %d model calls made", err, calls.Load())
+		}
+	})
 	t.Run("json2-forced-on-17-is-permanent", func(t *testing.T) {
 		f := newFixture(t, odootest.Options{Version: 17})
 		err := f.client(t, "json2").Connect(context.Background())
