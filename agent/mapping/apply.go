@@ -2626,8 +2626,10 @@ func toRunning(v any) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("running value: %w", err)
 	}
-	if math.IsNaN(f) {
-		return false, fmt.Errorf("running value NaN: %w", ErrBadValue)
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		// An OPC UA Double with no value, as for a reason code: Infinity
+		// read as running (the signals51 probe).
+		return false, fmt.Errorf("running value NaN or Infinity: %w", ErrBadValue)
 	}
 	return f != 0, nil
 }
@@ -2646,6 +2648,17 @@ func toState(v any, running map[string]bool) (bool, error) {
 	return running[config.StateCode(code)], nil
 }
 
+// nonFiniteTexts are the ways serializers write a float with no value:
+// JavaScript and Python's json (NaN, Infinity), Python's str and C's printf
+// (nan, inf), Go's fmt (+Inf). Upper-case forms (INF, NAN) are left to be
+// codes a PLC's text list may hold.
+var nonFiniteTexts = map[string]bool{
+	"NaN": true, "-NaN": true, "+NaN": true, "nan": true, "-nan": true, "+nan": true,
+	"Infinity": true, "-Infinity": true, "+Infinity": true,
+	"inf": true, "-inf": true, "+inf": true, "Inf": true, "-Inf": true, "+Inf": true,
+	"infinity": true, "-infinity": true, "+infinity": true,
+}
+
 func toReason(v any) (string, error) {
 	switch x := v.(type) {
 	case nil:
@@ -2654,6 +2667,14 @@ func toReason(v any) (string, error) {
 		s := strings.TrimSpace(x)
 		if len(s) > 256 || !utf8.ValidString(s) {
 			return "", fmt.Errorf("reason code too long or not UTF-8: %w", ErrBadValue)
+		}
+		if nonFiniteTexts[s] {
+			// A number with no value written as text (a bare payload,
+			// a gateway that sends every value as a string), as a JSON
+			// NaN is: no code, nor a state word that means a stop (the
+			// signals51 probe: a stop booked with the default loss for
+			// the code "NaN"; with running_values, a stop that never was).
+			return "", fmt.Errorf("%q is NaN or Infinity, no value: %w", s, ErrBadValue)
 		}
 		return s, nil
 	case bool:

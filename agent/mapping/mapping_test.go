@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -814,5 +815,74 @@ func TestReasonMapCodesOneWithoutWhiteSpaceDeterministic(t *testing.T) {
 		if loss, _ := newTestMapper(t, cfg).Loss("m1", "S"); loss != first {
 			t.Fatalf("code S: loss %q at one start, %q at another", first, loss)
 		}
+	}
+}
+
+// NaN or Infinity in text — a bare payload (JavaScript's String(NaN),
+// Python's json.dumps of a lone float writes NaN, its str() nan, C's
+// printf inf), or a gateway that sends every value as a string — is no
+// value, as it is in a JSON number's place: not a reason code "NaN" (a stop
+// booked with the default loss, an unmapped code logged), not a state word
+// that means a stop (running_values), and an OPC UA Double ±Infinity on a
+// run node is not "running" (NaN was refused already). The signals51
+// probe: each was taken as a value.
+func TestNonFiniteTextIsNoValue(t *testing.T) {
+	for _, p := range []string{"NaN", "Infinity", "-Infinity", "nan", "-nan", "inf", "-inf", `"NaN"`, " NaN\n"} {
+		if _, err := CheckPayload(DowntimeReason, "", "", []byte(p), 0); !errors.Is(err, ErrBadValue) {
+			t.Errorf("reason from bare %q: %v, want no value", p, err)
+		}
+		if _, err := CheckPayload(Running, "", "", []byte(p), 0, "1", "EXECUTE"); !errors.Is(err, ErrBadValue) {
+			t.Errorf("running (running_values) from bare %q: %v, want no value", p, err)
+		}
+		if _, err := CheckPayload(DowntimeReason, "r", "", []byte(`{"r": `+strconv.Quote(strings.Trim(strings.TrimSpace(p), `"`))+`}`), 0); !errors.Is(err, ErrBadValue) {
+			t.Errorf("reason from the string %q: %v, want no value", p, err)
+		}
+	}
+	for _, v := range []any{math.Inf(1), math.Inf(-1), float32(math.Inf(1))} {
+		if err := CheckValue(Running, v, 0); !errors.Is(err, ErrBadValue) {
+			t.Errorf("running from %v: %v, want no value", v, err)
+		}
+	}
+	// Codes that merely contain those letters stay codes.
+	for _, p := range []string{"INFEED", "NANO", "JAM"} {
+		if _, err := CheckPayload(DowntimeReason, "", "", []byte(p), 0); err != nil {
+			t.Errorf("reason %q: %v", p, err)
+		}
+	}
+	// A stop keeps its reason through a bare NaN on the reason topic, and
+	// a state word's NaN starts no stop.
+	m := newTestMapper(t, `site: test
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - { name: b, url: "tcp://127.0.0.1:1883", client_id: pe }
+machines:
+  - id: m1
+    workcenter: WC1
+    running: { mqtt: { broker: b, topic: run } }
+    downtime_reason: { mqtt: { broker: b, topic: reason }, map: { J: Jam } }
+  - id: m2
+    workcenter: WC2
+    running: { mqtt: { broker: b, topic: state }, running_values: [EXECUTE] }
+`)
+	st := NewState()
+	at := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	send := func(topic, p string) ([]Event, error) {
+		at = at.Add(time.Second)
+		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: topic, Payload: []byte(p), Good: true, ReceiveTime: at})
+		return evs, err
+	}
+	for _, s := range [][2]string{{"run", "1"}, {"reason", "J"}, {"run", "0"}, {"state", "EXECUTE"}} {
+		if _, err := send(s[0], s[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if evs, err := send("reason", "NaN"); err == nil || len(evs) != 0 {
+		t.Errorf("bare NaN on the reason topic: %+v, %v; want refused, nothing taken", evs, err)
+	}
+	if evs, err := send("run", "1"); err != nil || len(evs) != 1 || evs[0].Kind != EventRunning || evs[0].Loss != "Jam" {
+		t.Errorf("the stop's end: %+v, %v; want one line with the loss Jam", evs, err)
+	}
+	if evs, err := send("state", "NaN"); err == nil || len(evs) != 0 {
+		t.Errorf("bare NaN as a state word: %+v, %v; want refused, no stop", evs, err)
 	}
 }
