@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/plantedge/plantedge/agent/config"
@@ -2090,8 +2091,12 @@ func extract(bs []*binding, s connectors.Sample) (_ []extracted, missing []*bind
 		return out, nil, bad
 	}
 	// A byte-order mark in front (some Windows gateways write one) is not
-	// part of the value.
+	// part of the value, nor are NUL bytes after it: a PLC's MQTT block
+	// that publishes its whole fixed-length string buffer, a C client that
+	// sends the string's terminator (the signals51 probe: every such
+	// message was malformed).
 	payload := bytes.TrimPrefix(s.Payload, []byte("\xef\xbb\xbf"))
+	payload = bytes.TrimRightFunc(payload, func(r rune) bool { return r == 0 || unicode.IsSpace(r) })
 	doc, jsonErr := parsePayload(payload)
 	var missingFields []string
 	for _, b := range bs {

@@ -886,3 +886,39 @@ machines:
 		t.Errorf("bare NaN as a state word: %+v, %v; want refused, no stop", evs, err)
 	}
 }
+
+// NUL bytes after the value — a PLC's MQTT block that publishes its whole
+// fixed-length string buffer (a STRING[32] holding "30200" and 27 NULs), a
+// C client that sends the string's terminator — are not part of it: a bare
+// number and JSON both read. Every such message was malformed ("control
+// characters in text value", "trailing data": the signals51 probe), and
+// the counter stood still. A NUL inside the value is still refused.
+func TestPayloadWithTrailingNULs(t *testing.T) {
+	m := newTestMapper(t, mqttHead+`  - id: m1
+    workcenter: WC1
+    good_count: { mqtt: { broker: b, topic: m1/good } }
+  - id: m2
+    workcenter: WC2
+    good_count: { mqtt: { broker: b, topic: m2, field: good } }
+`)
+	st := NewState()
+	at := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
+	for i, c := range []struct{ topic, payload string }{
+		{"m1/good", "30200\x00"}, {"m1/good", "30205" + strings.Repeat("\x00", 27)},
+		{"m2", "{\"good\":7}\x00"}, {"m2", "\ufeff{\"good\":9}\r\n\x00\x00"},
+	} {
+		evs, _, err := m.Apply(st, connectors.Sample{Source: "b", Kind: connectors.KindMQTT, Address: c.topic, Payload: []byte(c.payload),
+			Good: true, ReceiveTime: at.Add(time.Duration(i) * time.Second)})
+		if err != nil {
+			t.Fatalf("%q: %v", c.payload, err)
+		}
+		if i%2 == 1 && (len(evs) != 1 || evs[0].Delta != map[int]float64{1: 5, 3: 2}[i]) {
+			t.Errorf("%q: %+v", c.payload, evs)
+		}
+	}
+	for p, field := range map[string]string{"302\x0010": "", "{\"good\":\x0011}": "good", "{\"good\":11\x00}": "good", "\x00\x00": ""} {
+		if _, err := CheckPayload(GoodCount, field, "", []byte(p), 0); err == nil {
+			t.Errorf("%q read as a value", p)
+		}
+	}
+}
