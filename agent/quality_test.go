@@ -487,3 +487,54 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: m1/c
 		t.Errorf("last sample at %v, want %v", got, at)
 	}
 }
+
+// A value one field of a shared topic cannot use shows on the signal that
+// reads that field, and only on the machine that has it: a scrap field's
+// "4 kg" was shown as "good_count: … field \"c.scrap\" …" — the first
+// signal of the topic — and on every machine reading the topic, whose
+// values were fine (the signals51 probe). A payload no signal can read
+// (not JSON) still shows on every machine of the topic.
+func TestUnusableFieldShowsOnItsSignal(t *testing.T) {
+	cfg := testConfig(t, `mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: pe }]
+machines:
+  - { id: m1, workcenter: W1, good_count: { mqtt: { broker: b, topic: line, field: c.good } }, scrap_count: { mqtt: { broker: b, topic: line, field: c.scrap } } }
+  - { id: m2, workcenter: W2, running: { mqtt: { broker: b, topic: line, field: run } } }
+`)
+	a, _ := agentWithBuffer(t, cfg, slog.New(slog.DiscardHandler))
+	a.fwd = newForwarder(a) // not started: status as of an agent that cannot reach Odoo
+	a.opened.Store(true)
+	send := func(p string) {
+		a.commitSamples(context.Background(), []connectors.Sample{{Source: "b", Kind: connectors.KindMQTT, Address: "line",
+			Payload: []byte(p), Good: true, ReceiveTime: time.Now()}})
+	}
+	machineErr := func(id string) string {
+		for _, m := range a.Status().Machines {
+			if m.ID == id {
+				return m.Error
+			}
+		}
+		t.Fatalf("no machine %s in status", id)
+		return ""
+	}
+	send(`{"c": {"good": 5, "scrap": 1}, "run": true}`)
+	send(`{"c": {"good": 6, "scrap": "4 kg"}, "run": true}`)
+	if e := machineErr("m1"); !strings.HasPrefix(e, "scrap_count: b sent a value that cannot be used") || !strings.Contains(e, "4 kg") {
+		t.Errorf("m1 error after an unusable scrap value: %q, want it on scrap_count", e)
+	}
+	if e := machineErr("m2"); e != "" {
+		t.Errorf("m2 error after another machine's unusable value: %q, want none", e)
+	}
+	send(`{"c": {"good": 7, "scrap": 2}, "run": "maybe"}`)
+	if e := machineErr("m2"); !strings.HasPrefix(e, "running: b sent a value that cannot be used") {
+		t.Errorf("m2 error after an unusable run value: %q", e)
+	}
+	if e := machineErr("m1"); e != "" {
+		t.Errorf("m1 error after another machine's unusable value: %q, want none", e)
+	}
+	send(`not json`)
+	for _, id := range []string{"m1", "m2"} {
+		if e := machineErr(id); !strings.Contains(e, "sent a value that cannot be used") {
+			t.Errorf("%s error after a payload no signal can read: %q", id, e)
+		}
+	}
+}

@@ -488,7 +488,15 @@ func (a *Agent) Status() Status {
 		if errors.Is(a.unusable[k], mapping.ErrBadTime) {
 			what = "sent a source time that cannot be used (its values are taken at their receive time): "
 		}
-		noteBad(k.kind, k.source, k.address, what+a.unusable[k].Error())
+		// On the signals it concerns: a value one field of a shared topic
+		// cannot use is that field's signal's (the signals51 probe: shown
+		// as the topic's first signal, and on every machine of the topic).
+		err := a.unusable[k]
+		mapper.EachUnusable(k.kind, k.source, k.address, err, func(machine string, signal mapping.Signal) {
+			if signalErrs[machine] == "" {
+				signalErrs[machine] = fmt.Sprintf("%s: %s %s", signal, k.source, what+err.Error())
+			}
+		})
 	}
 	// A field (or a timestamp_field) missing from every message of late.
 	for _, ab := range []struct {

@@ -2057,6 +2057,9 @@ func extract(bs []*binding, s connectors.Sample) (_ []extracted, missing []*bind
 	perr := func(field string, err error) error {
 		return &PayloadError{Source: s.Source, Address: s.Address, Field: field, Err: err}
 	}
+	whole := func(field string, err error) error { // no signal of the sample gets a value
+		return &PayloadError{Source: s.Source, Address: s.Address, Field: field, Whole: true, Err: err}
+	}
 	dup := s.Duplicate || s.Initial
 	out := make([]extracted, 0, len(bs))
 	// A value one binding cannot use skips that binding only; the first
@@ -2078,7 +2081,7 @@ func extract(bs []*binding, s connectors.Sample) (_ []extracted, missing []*bind
 	}
 	if s.Kind == connectors.KindOPCUA {
 		if s.Value == nil {
-			return nil, nil, perr("", fmt.Errorf("no value: %w", ErrBadValue))
+			return nil, nil, whole("", fmt.Errorf("no value: %w", ErrBadValue))
 		}
 		for _, b := range bs {
 			x := fromSample(b, s, dup, t, srcTime)
@@ -2107,17 +2110,17 @@ func extract(bs []*binding, s connectors.Sample) (_ []extracted, missing []*bind
 				if errors.Is(jsonErr, errNotJSON) {
 					v = strings.TrimSpace(string(payload))
 				} else {
-					return nil, nil, perr("", jsonErr)
+					return nil, nil, whole("", jsonErr)
 				}
 			} else {
 				v = doc
 			}
 			if _, isObj := v.(map[string]any); isObj {
-				return nil, nil, perr("", fmt.Errorf("JSON object but no field configured: %w", ErrBadValue))
+				return nil, nil, whole("", fmt.Errorf("JSON object but no field configured: %w", ErrBadValue))
 			}
 		} else {
 			if jsonErr != nil {
-				return nil, nil, perr(b.field, jsonErr)
+				return nil, nil, whole(b.field, jsonErr)
 			}
 			fv, ok := lookup(doc, b.field)
 			if !ok {

@@ -184,7 +184,11 @@ type PayloadError struct {
 	Source  string // configured source name
 	Address string // topic or node id
 	Field   string // dot path in the payload, "" for a bare value
-	Err     error
+	// Whole: the payload as a whole could not be read (not the JSON the
+	// mapping needs, too large): every signal of the address went without
+	// a value, whichever Field names.
+	Whole bool
+	Err   error
 }
 
 // Error names the source, topic or node, and field.
@@ -430,6 +434,34 @@ func (m *Mapper) EachUse(kind connectors.Kind, source, address string, fn func(m
 		}
 	}
 	for _, b := range m.index[addrKey{kind, source, address}] {
+		fn(b.machine, b.signal)
+	}
+}
+
+// EachUnusable calls fn for each machine signal of the address that err,
+// an error Apply returned for a sample of it, concerns: the signals that
+// read the field (or timestamp_field) it names, so that a value one field
+// of a shared topic cannot use shows on that signal's machine, as that
+// signal — every signal of the address when it names none of them or is
+// about the whole payload.
+func (m *Mapper) EachUnusable(kind connectors.Kind, source, address string, err error, fn func(machine string, signal Signal)) {
+	var pe *PayloadError
+	if _, _, sp := m.sparkplugTopic(source, address); kind == connectors.KindMQTT && sp || !errors.As(err, &pe) || pe.Whole {
+		m.EachUse(kind, source, address, fn)
+		return
+	}
+	fields := strings.Split(pe.Field, ",") // (ErrMissingField names them all)
+	var hit []*binding
+	for _, b := range m.index[addrKey{kind, source, address}] {
+		if slices.Contains(fields, b.field) || b.tsField != "" && slices.Contains(fields, b.tsField) {
+			hit = append(hit, b)
+		}
+	}
+	if len(hit) == 0 {
+		m.EachUse(kind, source, address, fn)
+		return
+	}
+	for _, b := range hit {
 		fn(b.machine, b.signal)
 	}
 }
