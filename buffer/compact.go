@@ -53,6 +53,11 @@ func CompactFile(path string) (before, after int64, err error) {
 	if errors.Is(err, berrors.ErrTimeout) {
 		err = ErrInUse
 	}
+	if err != nil && !errors.Is(err, ErrInUse) && !errors.Is(err, fs.ErrPermission) && !errors.Is(err, fs.ErrNotExist) && !systemError(err) {
+		// bbolt cannot open it (both meta pages damaged, not a bbolt
+		// file): the agent's start moves it aside, as for a damaged tree.
+		return 0, 0, fmt.Errorf("compact %s: open: %w: the file is damaged and cannot be copied; start the agent, which moves it aside and starts a fresh one", path, &corruptError{err})
+	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("compact %s: open: %w", path, err)
 	}

@@ -69,7 +69,7 @@ func (q *Queue) reserveThere() bool {
 // the disk has room again); without room it stays missing, and the error
 // says why.
 func (q *Queue) makeReserve() error {
-	if q.reserveThere() {
+	if q.opts.Offline || q.reserveThere() {
 		return nil
 	}
 	p := q.reservePath()

@@ -81,6 +81,12 @@ type Options struct {
 	Merge         MergeFunc     // nil: counts are never merged (a full quota then returns ErrFull for counts)
 	ReadOnly      bool          // inspect a stopped agent's buffer: no writes, no quarantine
 	Logger        *slog.Logger  // nil: discard; the caller scopes it (component=buffer)
+	// Offline: a command changing a stopped agent's buffer (deadletter
+	// retry, drop), often run as root. A corrupt file is an error, as with
+	// ReadOnly, not moved aside for a fresh one (which would be root's, and
+	// the service could not open it: the agent's start, as its user, does
+	// that); and no reserve file is made (the agent makes it).
+	Offline bool
 	// EventTime, when set, gives the time an event record's event happened
 	// at its source (a stop's start): the quota's log of dropped events
 	// names their span by it, not only by when they were buffered.
@@ -481,7 +487,7 @@ func Open(path string, opts Options) (*Queue, error) {
 	}
 	db, st, err := q.openChecked()
 	var ce *corruptError
-	if err != nil && errors.As(err, &ce) && !opts.ReadOnly {
+	if err != nil && errors.As(err, &ce) && !opts.ReadOnly && !opts.Offline {
 		moved := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405.000Z")
 		if rerr := os.Rename(path, moved); rerr != nil {
 			return nil, fmt.Errorf("open buffer %s: move corrupt file aside: %w (corruption: %w)", path, rerr, err)
@@ -509,7 +515,9 @@ func Open(path string, opts Options) (*Queue, error) {
 		return q, nil
 	}
 	q.backFile()
-	q.reserveAtOpen(&st)
+	if !opts.Offline {
+		q.reserveAtOpen(&st)
+	}
 	go q.run(st)
 	return q, nil
 }
@@ -630,8 +638,8 @@ func (e *corruptError) Error() string        { return "corrupt buffer file: " + 
 func (e *corruptError) Unwrap() error        { return e.err }
 func (e *corruptError) Is(target error) bool { return target == ErrCorruptFile }
 
-// ErrCorruptFile matches the error of a read-only Open of a file that
-// fails the checks (a read-write Open moves it aside instead).
+// ErrCorruptFile matches the error of a read-only (or Offline) Open of a
+// file that fails the checks (a read-write Open moves it aside instead).
 var ErrCorruptFile = errors.New("corrupt buffer file")
 
 // openBolt opens q.path with the queue's bbolt options (at Open, and again

@@ -203,9 +203,12 @@ func withDeadLetters(cfgPath, command string, readOnly bool, online func(*agent.
 		}
 		return fmt.Errorf("agent not running and no buffer file at %s (it has never run with this data_dir): no dead letters", cfg.BufferPath())
 	}
-	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{ReadOnly: readOnly})
+	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{ReadOnly: readOnly, Offline: !readOnly})
 	if errors.Is(err, os.ErrPermission) {
 		return fmt.Errorf("agent not running and the buffer file is not readable: %w (run it as root or as the plantedge user: sudo)", err)
+	}
+	if errors.Is(err, buffer.ErrCorruptFile) {
+		return fmt.Errorf("agent not running and the buffer file fails its check (%w): left as it is; %s", err, corruptAdvice)
 	}
 	if err != nil {
 		return fmt.Errorf("agent not running and buffer not readable: %w", err)
@@ -213,6 +216,12 @@ func withDeadLetters(cfgPath, command string, readOnly bool, online func(*agent.
 	defer q.Close()
 	return offline(q, cfg)
 }
+
+// corruptAdvice says what to do about a buffer file that fails its check
+// while the agent is stopped: a command run by hand leaves it to the
+// agent's start, which runs as the service's user.
+const corruptAdvice = "start the agent (systemctl start plantedge), which checks it again: it repairs what a commit can, " +
+	"or moves the file aside (buffer.db.corrupt-<time>, kept for analysis) and starts a fresh one, saying so in the log and in status"
 
 // printDeadLetters prints views; the reason of one another Odoo than
 // sendsTo refused names it.
