@@ -12,12 +12,14 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"math"
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -1166,9 +1168,28 @@ func readPassword(file, env string) (string, error) {
 		}
 		return v, err
 	case file != "":
-		return config.ReadSecret(file)
+		v, err := config.ReadSecret(file)
+		if errors.Is(err, fs.ErrPermission) {
+			err = fmt.Errorf("%w: %s", err, unreadableSecretHint(file))
+		}
+		return v, err
 	}
 	return "", nil
+}
+
+// unreadableSecretHint says what to do about a password file the agent's
+// user may not read (validate says the same for the service's user).
+func unreadableSecretHint(file string) string {
+	who, group := strconv.Itoa(os.Geteuid()), strconv.Itoa(os.Getegid())
+	if u, err := user.LookupId(who); err == nil {
+		who = u.Username
+	}
+	if g, err := user.LookupGroupId(group); err == nil {
+		group = g.Name
+	}
+	return fmt.Sprintf("not readable by %s, the agent's user: chgrp %s %s && chmod 640 %s, then systemctl reload plantedge; "+
+		"or keep it root-only and hand it over as a systemd credential (a drop-in, systemctl edit plantedge: "+
+		"LoadCredential=<name>:%s, and password_file: <name>), then restart", who, group, file, file, file)
 }
 
 // OPCUAConfig is the connector configuration for server s of cfg watching

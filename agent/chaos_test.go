@@ -27,6 +27,9 @@ func TestMain(m *testing.M) {
 	if url := os.Getenv(postChildEnv); url != "" {
 		os.Exit(postAndPrint(url))
 	}
+	if file := os.Getenv(passwordChildEnv); file != "" {
+		os.Exit(mqttConfigAndPrint(file))
+	}
 	var ignore []goleak.Option
 	for _, fn := range opcuatest.ServerGoroutines {
 		ignore = append(ignore, goleak.IgnoreAnyFunction(fn))
