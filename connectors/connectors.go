@@ -82,6 +82,12 @@ type Sample struct {
 
 	// Duplicate is set for an MQTT message the broker redelivered (DUP flag).
 	Duplicate bool
+	// PacketID is an MQTT QoS 1 or 2 message's packet identifier (0 for
+	// QoS 0 and other sources). A broker resending a message of a kept
+	// session after a reconnect uses its original identifier (MQTT 3.1.1
+	// §4.4; Mosquitto and mochi measured), and gives no identifier to a
+	// new message while an earlier one holding it is unacknowledged.
+	PacketID uint16
 	// Initial is set for values read right after a (re)connect (OPC UA) and
 	// for retained messages (MQTT: the broker sends its stored last value on
 	// every subscribe), so the mapping knows they may repeat a value it has

@@ -379,6 +379,7 @@ func (ss *session) handle(_ paho.Client, m paho.Message) {
 		ReceiveTime: rx.Time,
 		Seen:        rx.Seen,
 		Duplicate:   m.Duplicate(),
+		PacketID:    packetID(m),
 		// A retained message is the broker's stored last value, sent on
 		// every (re)subscribe: it may repeat one already processed.
 		Initial: m.Retained(),
@@ -394,6 +395,14 @@ func (ss *session) handle(_ paho.Client, m paho.Message) {
 	ss.pending = append(ss.pending, e)
 	ss.mu.Unlock()
 	s.enqueue(e)
+}
+
+// packetID is m's packet identifier, 0 for QoS 0 (which has none).
+func packetID(m paho.Message) uint16 {
+	if m.Qos() == 0 {
+		return 0
+	}
+	return m.MessageID()
 }
 
 // ack is Sample.Ack: safe from any goroutine, effective once.

@@ -31,6 +31,7 @@ type Broker struct {
 	certs atomic.Int64 // certificates published (SparkplugAware)
 
 	takeover *takeoverHook
+	lose     *loseAcksHook
 }
 
 // Certificates is how many BIRTH certificates the broker has published
@@ -53,6 +54,10 @@ func Start(addr string) (*Broker, error) {
 	if err := srv.AddHook(takeover, nil); err != nil {
 		return nil, fmt.Errorf("mqtt broker takeover hook: %w", err)
 	}
+	lose := &loseAcksHook{}
+	if err := srv.AddHook(lose, nil); err != nil {
+		return nil, fmt.Errorf("mqtt broker lose-acks hook: %w", err)
+	}
 	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})
 	if err := srv.AddListener(tcp); err != nil {
 		return nil, fmt.Errorf("mqtt broker listen %s: %w", addr, err)
@@ -60,8 +65,46 @@ func Start(addr string) (*Broker, error) {
 	if err := srv.Serve(); err != nil {
 		return nil, fmt.Errorf("mqtt broker serve: %w", err)
 	}
-	return &Broker{srv: srv, tcp: tcp, acl: acl, takeover: takeover, closed: make(chan struct{})}, nil
+	return &Broker{srv: srv, tcp: tcp, acl: acl, takeover: takeover, lose: lose, closed: make(chan struct{})}, nil
 }
+
+// LoseAcks makes the broker ignore the PUBACKs clients send while lose is
+// set, as if each client were killed right after it sent them: the
+// messages stay unacknowledged in their sessions, and a client that
+// reconnects gets them again, with DUP and their packet identifiers.
+func (b *Broker) LoseAcks(lose bool) { b.lose.on.Store(lose) }
+
+// AcksLost is how many PUBACKs LoseAcks made the broker ignore.
+func (b *Broker) AcksLost() int64 { return b.lose.lost.Load() }
+
+// Acked is how many QoS 1 and 2 messages clients have acknowledged to the
+// broker (mochi's own inflight count goes below 0 across takeovers).
+func (b *Broker) Acked() int64 { return b.lose.acked.Load() }
+
+// loseAcksHook is LoseAcks: a PUBACK read while on is given packet
+// identifier 0, which no message has, so mochi omits it.
+type loseAcksHook struct {
+	mochi.HookBase
+	on    atomic.Bool
+	lost  atomic.Int64
+	acked atomic.Int64
+}
+
+func (h *loseAcksHook) ID() string { return "lose-acks" }
+
+func (h *loseAcksHook) Provides(b byte) bool {
+	return b == mochi.OnPacketRead || b == mochi.OnQosComplete
+}
+
+func (h *loseAcksHook) OnPacketRead(_ *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if h.on.Load() && pk.FixedHeader.Type == packets.Puback {
+		pk.PacketID = 0
+		h.lost.Add(1)
+	}
+	return pk, nil
+}
+
+func (h *loseAcksHook) OnQosComplete(*mochi.Client, packets.Packet) { h.acked.Add(1) }
 
 // Addr is the broker's host:port.
 func (b *Broker) Addr() string { return b.tcp.Address() }

@@ -1,0 +1,62 @@
+package agent_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// A machine that publishes its state without a source time. The agent
+// takes a stop and its run, stores them, and its PUBACKs never reach the
+// broker (as if killed right after the commit): at the next start the
+// broker resends both with DUP and their packet identifiers. They are
+// copies of messages taken, and book no second line. A DUP the agent never
+// took (mochi marks a message queued while the agent was away DUP too) is
+// taken.
+func TestEndToEndRedeliveredStopAndRunBookOneLine(t *testing.T) {
+	p := plantWithoutSourceTimes(t)
+	m := p.machines[0]
+	send := func(good int64, running bool) { t.Helper(); p.publishState(m, good, running, false, 1) }
+	acked := func(what string, n int64) {
+		t.Helper()
+		waitFor(t, 10*time.Second, what, func() (bool, string) {
+			got := p.broker.Acked()
+			return got >= n, fmt.Sprintf("%d acknowledged, want %d", got, n)
+		})
+	}
+
+	ra := p.startAgentWith(false)
+	send(1000, true)
+	p.waitState(ra, "running")
+	acked("the first message acknowledged", 1)
+	p.broker.LoseAcks(true)
+	send(1003, false)
+	p.waitState(ra, "stopped")
+	send(1005, true)
+	m.stops++
+	p.waitExact(ra, 20*time.Second)
+	ra.stop()
+	if n := p.broker.AcksLost(); n != 2 {
+		t.Fatalf("%d PUBACKs lost, want the stop's and the run's", n)
+	}
+	p.broker.LoseAcks(false)
+
+	ra = p.startAgentWith(false) // the broker resends the stop and the run, DUP
+	acked("the resent stop and run acknowledged", 3)
+	if s := ra.a.Status().Machines[0].State; s != "running" {
+		t.Errorf("after the redelivery the machine is %q, want running", s)
+	}
+	p.waitExact(ra, 20*time.Second)
+	ra.stop()
+
+	send(1007, false) // a stop while the agent is away: mochi resends it DUP
+	ra = p.startAgentWith(false)
+	p.waitState(ra, "stopped")
+	acked("the stop queued while away acknowledged", 4)
+	send(1009, true)
+	m.stops++
+	p.waitExact(ra, 20*time.Second)
+	if n := p.closedLines("press-1"); n != 2 {
+		t.Errorf("%d downtime lines, want 2", n)
+	}
+}
