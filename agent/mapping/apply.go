@@ -154,15 +154,24 @@ func (m *Mapper) applyExtracted(st *State, s connectors.Sample, xs []extracted, 
 		}
 		ordered := orderForMachine(mine)
 		ms := st.machine(machine)
-		didChange, stale := false, false
+		didChange, stale, again := false, false, false
 		if s.Kind == connectors.KindMQTT && feedsState(mine) {
-			var seen bool
+			var seen, noted bool
 			seen, didChange = ms.noteRecent(s)
 			stale = s.Resent && seen
+			again, noted = ms.noteDelivered(s)
+			didChange = didChange || noted
 		}
 		for _, x := range ordered {
 			var evs []Event
 			var ch bool
+			if again && (x.b.signal == Running || x.b.signal == DowntimeReason) {
+				// A copy of a message taken before (its effect stored),
+				// resent because its PUBACK never reached the broker:
+				// taken again, a stop without a source time would start
+				// anew at its receipt and book a second line.
+				continue
+			}
 			if x.resent && stale && (x.b.signal == Running || x.b.signal == DowntimeReason) {
 				// The broker's stored copy, sent again for our re-subscribe
 				// in the session it kept, and a message the topic carried
@@ -326,6 +335,46 @@ func feedsState(xs []extracted) bool {
 		}
 	}
 	return false
+}
+
+// deliveredKept is how many packet identifiers of its last QoS 1 or 2
+// messages a topic feeding a machine's run state or downtime reason keeps
+// (MachineState.Delivered): a resent copy of an older one is taken again.
+const deliveredKept = 64
+
+// noteDelivered records MQTT message s's packet identifier and payload
+// digest among the last deliveredKept of its topic (noted: the record
+// changed), and reports whether s is a resent copy (DUP) of one recorded:
+// the broker resends an unacknowledged message with its identifier, and
+// gives that identifier to no other message before the acknowledgement.
+// A DUP whose identifier or payload differs is a message not taken yet
+// (one the broker had sent when the agent stopped before storing it, or
+// queued while it was away: mochi marks those DUP too), and is taken.
+func (ms *MachineState) noteDelivered(s connectors.Sample) (again, noted bool) {
+	if s.PacketID == 0 {
+		return false, false
+	}
+	key := s.Source + " " + s.Address
+	h := fnv.New64a()
+	h.Write(s.Payload)
+	d := strconv.FormatUint(uint64(s.PacketID), 10) + ":" + strconv.FormatUint(h.Sum64(), 16)
+	list := ms.Delivered[key]
+	if s.Duplicate && slices.Contains(list, d) {
+		return true, false
+	}
+	if ms.Delivered == nil {
+		ms.Delivered = make(map[string][]string, 1)
+	}
+	// An earlier message with this identifier was acknowledged, or the
+	// broker would not have given it again.
+	id := d[:strings.IndexByte(d, ':')+1]
+	list = slices.DeleteFunc(slices.Clone(list), func(e string) bool { return strings.HasPrefix(e, id) })
+	list = append(list, d)
+	if len(list) > deliveredKept {
+		list = append(list[:0], list[len(list)-deliveredKept:]...)
+	}
+	ms.Delivered[key] = list
+	return false, true
 }
 
 // recentKept is how many digests of its last messages a topic feeding a
