@@ -159,8 +159,12 @@ func (m *Mapper) applyExtracted(st *State, s connectors.Sample, xs []extracted, 
 			var seen, noted bool
 			seen, didChange = ms.noteRecent(s)
 			stale = s.Resent && seen
-			again, noted = ms.noteDelivered(s)
-			didChange = didChange || noted
+			if untimedState(mine) {
+				// (A value with a source time resent is older than, or as
+				// old as, the one taken: the time tells.)
+				again, noted = ms.noteDelivered(s)
+				didChange = didChange || noted
+			}
 		}
 		for _, x := range ordered {
 			var evs []Event
@@ -337,8 +341,21 @@ func feedsState(xs []extracted) bool {
 	return false
 }
 
+// untimedState reports whether xs feed a run state or downtime reason
+// without a source time (an MQTT topic without timestamp_field, or a
+// message missing it): taken at its receipt.
+func untimedState(xs []extracted) bool {
+	for _, x := range xs {
+		if (x.b.signal == Running || x.b.signal == DowntimeReason) && !x.srcTime {
+			return true
+		}
+	}
+	return false
+}
+
 // deliveredKept is how many packet identifiers of its last QoS 1 or 2
-// messages a topic feeding a machine's run state or downtime reason keeps
+// messages without a source time a topic feeding a machine's run state or
+// downtime reason keeps
 // (MachineState.Delivered): a resent copy of an older one is taken again.
 const deliveredKept = 64
 
