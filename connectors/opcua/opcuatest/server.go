@@ -6,12 +6,14 @@ package opcuatest
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gopcua/opcua/id"
@@ -145,14 +147,29 @@ func Start(ctx context.Context, port int, vars map[string]any, opts ...Option) (
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if port == 0 {
+	if port != 0 {
+		return start(ctx, port, vars, o)
+	}
+	for try := 1; ; try++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("pick a port: %w", err)
 		}
-		port = l.Addr().(*net.TCPAddr).Port
+		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
+		s, err := start(ctx, port, vars, o)
+		// The port was free when picked; the server binds it only once
+		// its address space is built (seconds on a loaded machine), and
+		// an outgoing connection may have been given it meanwhile (CI:
+		// "bind: address already in use"): another one.
+		if err == nil || try == 5 || !errors.Is(err, syscall.EADDRINUSE) {
+			return s, err
+		}
 	}
+}
+
+// start is Start on a port given.
+func start(ctx context.Context, port int, vars map[string]any, o options) (*Server, error) {
 	// gopcua's server prints its node-set import through the standard
 	// logger; keep that out of test and demo output.
 	prev := log.Writer()
