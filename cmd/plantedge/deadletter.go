@@ -25,12 +25,25 @@ func newDeadLetterCmd() *cobra.Command {
 	var cfgPath string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "deadletter",
-		Short: "Inspect, retry or drop what Odoo refused for good",
+		Use: "deadletter",
+		// cobra's default, which it sets on the root command alone.
+		SuggestionsMinimumDistance: 2,
+		Short:                      "Inspect, retry or drop what Odoo refused for good",
 		// A mistyped subcommand ("rety all") is an error, not the help
 		// with exit 0 that a script would take for done; so is none (the
 		// spec audit: help, exit 0).
-		Args: cobra.NoArgs,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			// With the action meant, as the root suggests a command (the
+			// conformance audit: "deadletter lst" said unknown command).
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t") + "\n"
+			}
+			return errors.New(msg)
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return &exitError{code: exitUsage, msg: "deadletter needs an action: list, retry or drop (see: plantedge deadletter --help)"}
 		},

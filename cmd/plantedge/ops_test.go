@@ -1133,6 +1133,12 @@ func TestHelpCompletesAndSuggests(t *testing.T) {
 	if _, err := cli(t, "help", "stauts"); exitCode(err) != exitUsage || !strings.Contains(err.Error(), "status") {
 		t.Errorf("plantedge help stauts: exit %d, %v", exitCode(err), err)
 	}
+	// A mistyped action of deadletter suggests the one meant, as the root
+	// does for a command (the conformance audit: "deadletter lst" said
+	// only unknown command).
+	if _, err := cli(t, "deadletter", "lst"); exitCode(err) != exitUsage || !strings.Contains(err.Error(), "Did you mean this?\n\tlist") {
+		t.Errorf("plantedge deadletter lst: exit %d, %v", exitCode(err), err)
+	}
 }
 
 // A configuration whose agent is stopped, another site's agent answering at
