@@ -38,7 +38,7 @@ func resentKeepIDs(t *testing.T, url string) {
 	}
 	r.stop(t)
 	p.pub(t, "ids/x", []byte("new"))
-	r = start(t, cfg, sink)
+	start(t, cfg, sink) // stopped at the test's end (its Cleanup)
 	got := map[string]connectors.Sample{}
 	for range 4 {
 		s := sink.next(t)
