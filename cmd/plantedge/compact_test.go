@@ -14,9 +14,13 @@ import (
 	"github.com/plantedge/plantedge/buffer"
 )
 
-func TestCompactShrinksAndKeepsRecords(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "plantedge.yaml")
+// stoppedAgentConfig writes a configuration of one machine whose agent is
+// not running (nothing listens at its addresses), its data_dir a fresh
+// directory: the offline commands' (compact, deadletter) ground.
+func stoppedAgentConfig(t *testing.T) (dir, cfgPath string) {
+	t.Helper()
+	dir = t.TempDir()
+	cfgPath = filepath.Join(dir, "plantedge.yaml")
 	yaml := fmt.Sprintf(`site: t
 data_dir: %q
 listen: 127.0.0.1:1
@@ -27,6 +31,11 @@ machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, f
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return dir, cfgPath
+}
+
+func TestCompactShrinksAndKeepsRecords(t *testing.T) {
+	dir, cfgPath := stoppedAgentConfig(t)
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)

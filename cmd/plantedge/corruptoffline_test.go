@@ -21,18 +21,7 @@ import (
 // could not open (exit 78), and said "drop: 0 dead letters", exit 0 (the
 // technician probe).
 func TestOfflineCommandsLeaveACorruptBufferToTheAgent(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "plantedge.yaml")
-	yaml := fmt.Sprintf(`site: t
-data_dir: %q
-listen: 127.0.0.1:1
-odoo: { url: "http://127.0.0.1:1", database: odoo, username: bot, api_key_file: /nonexistent }
-mqtt: [{ name: b, url: "tcp://127.0.0.1:1", client_id: c }]
-machines: [{ id: m1, workcenter: W, good_count: { mqtt: { broker: b, topic: t, field: good } } }]
-`, dir)
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, cfgPath := stoppedAgentConfig(t)
 	path := filepath.Join(dir, "buffer.db")
 	q, err := buffer.Open(path, buffer.Options{})
 	if err != nil {
