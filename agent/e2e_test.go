@@ -607,7 +607,12 @@ func (p *plant) waitExact(ra *runningAgent, timeout time.Duration) {
 		}
 		if ra != nil {
 			if st := ra.a.Status(); st.Buffer.Pending != 0 {
-				diffs = append(diffs, fmt.Sprintf("buffer pending %d %+v", st.Buffer.Pending, st.Buffer.Lanes))
+				// What the link says too: a failure after the first of an
+				// outage is not logged (status counts it), and a CI's
+				// failure left only the log to read.
+				o := st.Odoo
+				diffs = append(diffs, fmt.Sprintf("buffer pending %d %+v; odoo %s, failures %d, last error %q, next attempt in %.1fs, settle %.1fs, call %.2fs, round %.2fs",
+					st.Buffer.Pending, st.Buffer.Lanes, o.State, o.Failures, o.LastError, o.NextAttemptSeconds, o.SettleSeconds, o.CallSeconds, o.RoundSeconds))
 			}
 		}
 		return len(diffs) == 0, strings.Join(diffs, "; ")
