@@ -1033,9 +1033,11 @@ func (s *Server) xmlidLookup(full string) (string, int64, bool) {
 	if !ok {
 		mod, name = "__import__", full
 	}
-	imd := s.models["ir.model.data"]
-	for _, id := range imd.ids() {
-		r := imd.recs[id]
+	// (module, name) is unique (ir_model_data's constraint; setXMLID
+	// keeps it): any order finds the one. Not sorted: with a backlog's
+	// thousands of external ids, a sort per lookup made a load of 200
+	// lines take seconds under -race, other calls waiting on it.
+	for _, r := range s.models["ir.model.data"].recs {
 		if r["module"] == mod && r["name"] == name {
 			return r["model"].(string), r["res_id"].(int64), true
 		}
@@ -1046,8 +1048,7 @@ func (s *Server) xmlidLookup(full string) (string, int64, bool) {
 func (s *Server) setXMLID(full, modelName string, resID int64) {
 	mod, name, _ := strings.Cut(full, ".")
 	imd := s.models["ir.model.data"]
-	for _, id := range imd.ids() {
-		r := imd.recs[id]
+	for _, r := range imd.recs { // unique (module, name): see xmlidLookup
 		if r["module"] == mod && r["name"] == name {
 			r["model"], r["res_id"] = modelName, resID
 			return
@@ -1057,15 +1058,25 @@ func (s *Server) setXMLID(full, modelName string, resID int64) {
 	imd.recs[imd.next] = rec{"id": imd.next, "module": mod, "name": name, "model": modelName, "res_id": resID}
 }
 
-func (s *Server) xmlidOf(modelName string, resID int64) string {
-	imd := s.models["ir.model.data"]
-	for _, id := range imd.ids() {
-		r := imd.recs[id]
-		if r["model"] == modelName && r["res_id"] == resID {
-			return r["module"].(string) + "." + r["name"].(string)
+// xmlidsOf maps each record of modelName that has an external id to its
+// first (the lowest ir.model.data id), in one pass: the test accessors
+// listing thousands of lines held the lock for seconds with a sorted scan
+// per line, and the agent's calls timed out behind them.
+func (s *Server) xmlidsOf(modelName string) map[int64]string {
+	out := map[int64]string{}
+	first := map[int64]int64{}
+	for id, r := range s.models["ir.model.data"].recs {
+		if r["model"] != modelName {
+			continue
 		}
+		res := r["res_id"].(int64)
+		if f, ok := first[res]; ok && f < id {
+			continue
+		}
+		first[res] = id
+		out[res] = r["module"].(string) + "." + r["name"].(string)
 	}
-	return ""
+	return out
 }
 
 // snapshot copies the database so a failed call can roll back: one call is

@@ -631,13 +631,14 @@ func (s *Server) Productivity() []ProductivityLine {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.models["mrp.workcenter.productivity"]
+	xmlids := s.xmlidsOf(m.name)
 	var out []ProductivityLine
 	for _, id := range m.ids() {
 		r := m.recs[id]
 		l := ProductivityLine{ID: id, WorkcenterID: asInt(r["workcenter_id"]), WorkorderID: asInt(r["workorder_id"]),
 			LossID: asInt(r["loss_id"]), UserID: asInt(r["user_id"]), CompanyID: asInt(r["company_id"]),
 			LossName: s.displayName("mrp.workcenter.productivity.loss", asInt(r["loss_id"])),
-			LossType: s.lossType(asInt(r["loss_id"])), XMLID: s.xmlidOf(m.name, id)}
+			LossType: s.lossType(asInt(r["loss_id"])), XMLID: xmlids[id]}
 		l.Description, _ = r["description"].(string)
 		if d, _ := r["date_start"].(string); d != "" {
 			l.Start, _ = time.Parse(timeLayout, d)
@@ -655,12 +656,13 @@ func (s *Server) Scraps() []ScrapRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.models["stock.scrap"]
+	xmlids := s.xmlidsOf(m.name)
 	var out []ScrapRecord
 	for _, id := range m.ids() {
 		r := m.recs[id]
 		out = append(out, ScrapRecord{ID: id, ProductID: asInt(r["product_id"]), UomID: asInt(r["product_uom_id"]),
 			ProductionID: asInt(r["production_id"]), WorkorderID: asInt(r["workorder_id"]), CompanyID: asInt(r["company_id"]), Qty: s.value(m, r, "scrap_qty").(float64),
-			State: s.value(m, r, "state").(string), Name: s.value(m, r, "name").(string), XMLID: s.xmlidOf(m.name, id), Moves: s.scrapMoves[id]})
+			State: s.value(m, r, "state").(string), Name: s.value(m, r, "name").(string), XMLID: xmlids[id], Moves: s.scrapMoves[id]})
 	}
 	return out
 }
