@@ -1231,6 +1231,28 @@ func TestNumericReasonCodeInAnotherFormWarned(t *testing.T) {
 		`w.yaml:17:75: machines[0].downtime_reason.map.1.0: reason code "1.0" is matched as written: a code sent as a number arrives as "1" (write 1, unless the source sends the text "1.0")`)
 }
 
+// A reason code that is NaN or Infinity as a source writes one (NaN, inf)
+// is never looked up: the mapping refuses such a value as no value. Written
+// as YAML writes them (.nan, -.inf), the entry is that text, which no
+// source's NaN matches either. Both are warned of at their line (the small
+// leads probe: taken without a word); upper-case NAN and INF stay codes,
+// as a PLC's text list may hold them.
+func TestNonFiniteReasonCodeWarned(t *testing.T) {
+	y := strings.Replace(base, "    good_count:\n", `    running:
+      opcua: { server: plc, node: "ns=2;s=M1.Run" }
+    downtime_reason:
+      opcua: { server: plc, node: "ns=2;s=M1.Code" }
+      map: { NaN: Jam, .nan: Jam, -.inf: Jam, Infinity: Jam, NAN: Jam, INF: Jam }
+    good_count:
+`, 1)
+	y = strings.Replace(y, "mqtt:\n  - name: broker\n    url: tcp://127.0.0.1:1883\n    client_id: pe-1\n", "", 1)
+	wantWarnings(t, y,
+		`w.yaml:17:19: machines[0].downtime_reason.map.NaN: reason code "NaN" is how a source writes a number with no value: the agent refuses such a value (logged), so this entry is never used (remove it)`,
+		`w.yaml:17:30: machines[0].downtime_reason.map..nan: reason code ".nan" is YAML's way to write NaN or Infinity, but a map's code is text: a source's NaN or Infinity is refused (logged), and only the text ".nan" matches this entry (remove it, unless the source sends that text)`,
+		`w.yaml:17:42: machines[0].downtime_reason.map.-.inf: reason code "-.inf" is YAML's way to write NaN or Infinity, but a map's code is text: a source's NaN or Infinity is refused (logged), and only the text "-.inf" matches this entry (remove it, unless the source sends that text)`,
+		`w.yaml:17:57: machines[0].downtime_reason.map.Infinity: reason code "Infinity" is how a source writes a number with no value: the agent refuses such a value (logged), so this entry is never used (remove it)`)
+}
+
 // On a 32-bit system bbolt maps at most 2 GiB, which a buffer file past 1
 // GiB needs: a larger buffer.max_bytes is refused at its line, not taken
 // (the arch probe: 4GiB wrapped round to no limit on armv7, and appends

@@ -867,6 +867,19 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 				}
 				continue
 			}
+			if NonFinite(code) {
+				// Refused as no value before any lookup (the small leads
+				// probe: NaN: Jam taken without a word).
+				v.warn(p+".downtime_reason.map."+code, fmt.Sprintf("reason code %q is how a source writes a number with no value: "+
+					"the agent refuses such a value (logged), so this entry is never used", code), "remove it")
+				continue
+			}
+			if yamlNonFinite[strings.ToLower(strings.TrimLeft(code, "+-"))] {
+				v.warn(p+".downtime_reason.map."+code, fmt.Sprintf("reason code %q is YAML's way to write NaN or Infinity, but a map's code is text: "+
+					"a source's NaN or Infinity is refused (logged), and only the text %q matches this entry", code, code),
+					"remove it, unless the source sends that text")
+				continue
+			}
 			if n, ok := numericCode(code); ok && n != code {
 				// A PLC's numeric code arrives as its decimal text (7,
 				// 42, 1.0 → "7", "42", "1"): looked up as written, 07
@@ -890,6 +903,27 @@ func (v *validator) lossName(path, name string) {
 			"write the name exactly as in Odoo (Manufacturing > Configuration > Loss Reasons), or its external id")
 	}
 }
+
+// nonFiniteTexts are the ways serializers write a float with no value:
+// JavaScript and Python's json (NaN, Infinity), Python's str and C's printf
+// (nan, inf), Go's fmt (+Inf). Upper-case forms (INF, NAN) are left to be
+// codes a PLC's text list may hold.
+var nonFiniteTexts = map[string]bool{
+	"NaN": true, "-NaN": true, "+NaN": true, "nan": true, "-nan": true, "+nan": true,
+	"Infinity": true, "-Infinity": true, "+Infinity": true,
+	"inf": true, "-inf": true, "+inf": true, "Inf": true, "-Inf": true, "+Inf": true,
+	"infinity": true, "-infinity": true, "+infinity": true,
+}
+
+// NonFinite reports whether s, a value sent as text (without white space
+// at its ends), is a number with no value, NaN or Infinity, as serializers
+// write one: the mapping takes it for no value, neither a reason code nor
+// a state.
+func NonFinite(s string) bool { return nonFiniteTexts[s] }
+
+// yamlNonFinite are YAML's NaN and Infinity (lower-cased, without a sign):
+// a map's key keeps them as the text written.
+var yamlNonFinite = map[string]bool{".nan": true, ".inf": true}
 
 // StateCode is how a running value is compared with running_values: a
 // number (written with leading zeros, in hex, with a fraction of zero, or

@@ -2722,17 +2722,6 @@ func toState(v any, running map[string]bool) (bool, error) {
 	return running[config.StateCode(code)], nil
 }
 
-// nonFiniteTexts are the ways serializers write a float with no value:
-// JavaScript and Python's json (NaN, Infinity), Python's str and C's printf
-// (nan, inf), Go's fmt (+Inf). Upper-case forms (INF, NAN) are left to be
-// codes a PLC's text list may hold.
-var nonFiniteTexts = map[string]bool{
-	"NaN": true, "-NaN": true, "+NaN": true, "nan": true, "-nan": true, "+nan": true,
-	"Infinity": true, "-Infinity": true, "+Infinity": true,
-	"inf": true, "-inf": true, "+inf": true, "Inf": true, "-Inf": true, "+Inf": true,
-	"infinity": true, "-infinity": true, "+infinity": true,
-}
-
 func toReason(v any) (string, error) {
 	switch x := v.(type) {
 	case nil:
@@ -2742,7 +2731,7 @@ func toReason(v any) (string, error) {
 		if len(s) > 256 || !utf8.ValidString(s) {
 			return "", fmt.Errorf("reason code too long or not UTF-8: %w", ErrBadValue)
 		}
-		if nonFiniteTexts[s] {
+		if config.NonFinite(s) {
 			// A number with no value written as text (a bare payload,
 			// a gateway that sends every value as a string), as a JSON
 			// NaN is: no code, nor a state word that means a stop (the
@@ -2759,8 +2748,10 @@ func toReason(v any) (string, error) {
 		// beyond a float's included.
 		if n := x.String(); strings.ContainsAny(n, ".eE") {
 			if f, err := strconv.ParseFloat(n, 64); err == nil && !math.IsInf(f, 0) {
-				return strconv.FormatFloat(f, 'f', -1, 64), nil
+				return floatCode(f, 64), nil
 			}
+		} else if n == "-0" {
+			return "0", nil
 		}
 		return x.String(), nil
 	case float64:
@@ -2768,16 +2759,26 @@ func toReason(v any) (string, error) {
 			// An OPC UA Double with no value: no code (it read as "NaN").
 			return "", fmt.Errorf("reason code NaN or Infinity: %w", ErrBadValue)
 		}
-		return strconv.FormatFloat(x, 'f', -1, 64), nil
+		return floatCode(x, 64), nil
 	case float32:
 		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
 			return "", fmt.Errorf("reason code NaN or Infinity: %w", ErrBadValue)
 		}
-		return strconv.FormatFloat(float64(x), 'f', -1, 32), nil
+		return floatCode(float64(x), 32), nil
 	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
 		return fmt.Sprint(x), nil
 	}
 	return "", fmt.Errorf("reason is %s, want a code or text: %w", typeName(v), ErrBadValue)
+}
+
+// floatCode is a numeric code sent as a float, as its decimal text: -0
+// is 0, as config's numericCode reads a map's -0 and as an integer 0
+// arrives (a float's sign on zero is no other code).
+func floatCode(f float64, bitSize int) string {
+	if f == 0 {
+		return "0"
+	}
+	return strconv.FormatFloat(f, 'f', -1, bitSize)
 }
 
 func typeName(v any) string {

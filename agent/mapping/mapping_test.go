@@ -521,6 +521,23 @@ func TestNumberSyntax(t *testing.T) {
 	}
 }
 
+// A numeric reason code of zero is "0" however a source writes it: a
+// float's -0 (an OPC UA Double or Float, a gateway's JSON -0.0 or -0) is
+// the code 0, as validate says of a map's -0 (the small leads probe: it
+// arrived as "-0", and the map's 0 did not match it). Text is kept as
+// written.
+func TestNegativeZeroReasonIsZero(t *testing.T) {
+	negZero := math.Copysign(0, -1)
+	for _, v := range []any{negZero, float32(negZero), json.Number("-0"), json.Number("-0.0"), json.Number("-0e3"), json.Number("0.0"), 0} {
+		if got, err := toReason(v); err != nil || got != "0" {
+			t.Errorf("toReason(%#v) = %q, %v, want \"0\"", v, got, err)
+		}
+	}
+	if got, err := toReason("-0"); err != nil || got != "-0" {
+		t.Errorf("toReason(text -0) = %q, %v, want it as written", got, err)
+	}
+}
+
 // A source clock ahead of this machine's that is then set right (or one
 // value stamped in the year 2100): the stops after it are taken, not ignored
 // as older than the one stamped ahead; a redelivered older sample with the
