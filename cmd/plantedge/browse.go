@@ -62,7 +62,8 @@ func (o *browseOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.opts.ServerThumbprint, "server-thumbprint", "", "refuse a server whose certificate SHA-1 is not this (hex)")
 	f.StringVar(&o.opts.Username, "username", "", "user name (default anonymous)")
 	f.StringVar(&o.passwordFile, "password-file", "", "file holding the password for --username")
-	f.DurationVar(&o.opts.Timeout, "timeout", opcua.DefaultBrowseTimeout, "timeout of each request")
+	o.opts.Timeout = opcua.DefaultBrowseTimeout
+	f.Var((*secondsOrDuration)(&o.opts.Timeout), "timeout", "how long each request may take (30s, 1m; a bare number is seconds)")
 }
 
 // Validate checks the flags before any I/O.

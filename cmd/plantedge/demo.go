@@ -37,7 +37,8 @@ func newDemoCmd() *cobra.Command {
 			return o.Run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	cmd.Flags().DurationVar(&o.duration, "duration", 45*time.Second, "how long the machines run (the Odoo outage is the middle third)")
+	o.duration = 45 * time.Second
+	cmd.Flags().Var((*secondsOrDuration)(&o.duration), "duration", "how long the machines run, the Odoo outage the middle third (90s, 2m; a bare number is seconds)")
 	cmd.Flags().BoolVar(&o.keep, "keep", false, "keep everything running after the summary (prints the emulator URL)")
 	cmd.Flags().IntVar(&o.version, "odoo-version", 17, "Odoo version the emulator behaves like: 17, 18 or 19")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "show the agent's log on stderr")

@@ -237,6 +237,7 @@ func TestUsageErrorsExit64(t *testing.T) {
 		{"deadletter"}, {"deadletter", "drop"}, {"deadletter", "drop", "notanid"}, {"browse", "notaurl"}, {"browse", "opc.tcp://127.0.0.1:1", "--node", "garbage"},
 		{"browse", "opc.tcp://127.0.0.1:1", "--depth", "-1"}, {"browse", "opc.tcp://127.0.0.1:99999"}, {"browse", "opc.tcp://127.0.0.1:1", "--security-policy", "Bogus"},
 		{"browse", "opc.tcp://127.0.0.1:1", "--server-thumbprint", "zz"}, {"browse", "opc.tcp://127.0.0.1:1", "--timeout", "-5s"},
+		{"browse", "opc.tcp://127.0.0.1:1", "--timeout", "0"}, {"browse", "opc.tcp://127.0.0.1:1", "--timeout", "five"},
 		{"demo", "--odoo-version", "12"}, {"demo", "--duration", "-1s"},
 		{"rebook"}, {"rebook", "--since", "yesterday"}, // (the readme probe: 1, which rebook means for "Odoo refused some")
 		{"help", "bogus"}, {"help", "deadletter", "bogus"}} { // (the spec audit: cobra's help said "Unknown help topic" and exited 0)

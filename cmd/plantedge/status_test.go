@@ -272,6 +272,42 @@ func TestTimeoutFlagTakesSeconds(t *testing.T) {
 	}
 }
 
+// Every duration flag takes a bare number of seconds, as flush's --timeout
+// does (the small leads probe: browse --timeout 5 was refused with Go's
+// "time: missing unit in duration"), and says so in its help.
+func TestDurationFlagsTakeSeconds(t *testing.T) {
+	for _, tc := range []struct{ cmd, flag, in, want string }{
+		{"flush", "timeout", "5", "5s"},
+		{"browse", "timeout", "5", "5s"},
+		{"browse", "timeout", "2.5", "2.5s"},
+		{"browse", "timeout", "1m", "1m0s"},
+		{"demo", "duration", "60", "1m0s"},
+	} {
+		c, _, err := newRootCmd().Find([]string{tc.cmd})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := c.Flag(tc.flag)
+		if err := c.ParseFlags([]string{"--" + tc.flag, tc.in}); err != nil || f.Value.String() != tc.want {
+			t.Errorf("%s --%s %s: %v, %v; want %s", tc.cmd, tc.flag, tc.in, f.Value, err, tc.want)
+		}
+		if !strings.Contains(f.Usage, "a bare number is seconds") {
+			t.Errorf("%s --%s: its help does not say a bare number is seconds: %q", tc.cmd, tc.flag, f.Usage)
+		}
+	}
+	// Defaults stay as they were.
+	for cmd, want := range map[string]string{"browse": "10s", "demo": "45s", "flush": "5m0s"} {
+		c, _, _ := newRootCmd().Find([]string{cmd})
+		name := "timeout"
+		if cmd == "demo" {
+			name = "duration"
+		}
+		if got := c.Flag(name).DefValue; got != want {
+			t.Errorf("%s --%s default %s, want %s", cmd, name, got, want)
+		}
+	}
+}
+
 // flush judges held records on a round that began after its request — of
 // the instance it asked; an agent that does not say, or another instance,
 // is taken as it is.
