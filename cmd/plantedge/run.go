@@ -170,6 +170,12 @@ func startHint(err error, cfg *config.Config, path string) string {
 		"(systemctl edit plantedge: [Service] ReadWritePaths=%s)", dir)
 	me := currentUser()
 	switch {
+	case errors.Is(err, syscall.EROFS) && where == "data_dir" && !exists(dir):
+		// The unit's sandbox (ProtectSystem=strict) refuses mkdir so: the
+		// drop-in alone would not start it (systemd refuses a path there
+		// that does not exist).
+		return fmt.Sprintf("data_dir %s does not exist, and the file system that would hold it is read-only for the agent: %s; "+
+			"or the kernel remounted it read-only after a disk error (dmesg says)", dir, makeDirHint(dir, me))
 	case errors.Is(err, syscall.EROFS):
 		return fmt.Sprintf("the file system holding %s (%s) is read-only for the agent: %s; or the kernel remounted it read-only after a disk error (dmesg says)",
 			where, dir, dropIn)
@@ -177,8 +183,10 @@ func startHint(err error, cfg *config.Config, path string) string {
 		return fmt.Sprintf("%s is the plantedge user's (the package and the unit make it so), and this runs as %s: start the service "+
 			"(systemctl start plantedge) or run the agent as that user (sudo -u plantedge plantedge run -c %s)", dir, me, path)
 	default:
-		if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) {
+		if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) && where == "data_dir" {
 			// chown alone cannot be followed (the technician probe).
+			return fmt.Sprintf("user %s may not create %s %s: %s", me, where, dir, makeDirHint(dir, me))
+		} else if errors.Is(serr, fs.ErrNotExist) {
 			return fmt.Sprintf("user %s may not create %s %s: mkdir -p %s && chown -R %s %s; %s", me, where, dir, dir, me, dir, dropIn)
 		}
 		if fi, err := os.Stat(cfg.BufferPath()); where == "data_dir" && err == nil && fi.Mode().Perm()&0o200 == 0 && ownedByMe(fi) {
@@ -189,6 +197,30 @@ func startHint(err error, cfg *config.Config, path string) string {
 		return fmt.Sprintf("user %s may not write in %s %s (or a file in it is another user's, root's after running the agent as root?): "+
 			"chown -R %s %s; %s", me, where, dir, me, dir, dropIn)
 	}
+}
+
+// makeDirHint says how data_dir dir, which does not exist and which the
+// agent's user may not create, is made for owner: by root, and outside the
+// packaged unit's own directories named in a drop-in as well, once it is
+// made — systemd does not start a unit whose ReadWritePaths= names a path
+// that is not there. validate and run say it alike: the unit's journal
+// shows both (validate runs before each start).
+func makeDirHint(dir, owner string) string {
+	if filepath.Clean(dir) == "/var/lib/plantedge" {
+		return "the packaged unit makes it for the plantedge user as it starts (StateDirectory=plantedge): start the service (systemctl start plantedge)"
+	}
+	if owner == "plantedge" {
+		owner = "plantedge:plantedge"
+	}
+	return fmt.Sprintf("mkdir -p %s && chown -R %s %s; under systemd, a path outside /var/lib/plantedge and /run/plantedge then needs a drop-in "+
+		"(systemctl edit plantedge: [Service] ReadWritePaths=%s)", dir, owner, dir, dir)
+}
+
+// exists reports whether path is there (a part of it a file, or a
+// permission that hides it, is taken as there: no mkdir mends those).
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
 }
 
 // ownedByMe reports whether fi is this process's user's.

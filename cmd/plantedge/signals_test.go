@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -294,5 +295,30 @@ func TestStartHintForAReadOnlyBufferFile(t *testing.T) {
 	}
 	if h := startHint(err, cfg, "plantedge.yaml"); strings.Contains(h, "chmod") {
 		t.Errorf("hint for a writable file %q", h)
+	}
+}
+
+// A data_dir that does not exist where the file system is read-only for
+// the agent — the packaged unit's sandbox (ProtectSystem=strict) outside
+// its own directories: mkdir fails with EROFS, and the hint says to make
+// the directory before the drop-in, as systemd does not start a unit whose
+// ReadWritePaths= names a path that is not there (the small leads probe:
+// only the drop-in was named). One that exists needs the drop-in alone.
+func TestRunHintForADataDirOnAReadOnlyFileSystem(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "srv", "plantedge")
+	cfg := &config.Config{DataDir: dataDir, Listen: "127.0.0.1:9464"}
+	start := &agent.StartError{Err: fmt.Errorf("data dir: %w", &fs.PathError{Op: "mkdir", Path: dataDir, Err: syscall.EROFS})}
+	dropIn := "ReadWritePaths=" + dataDir + ")"
+	err := runExit(start, cfg, "/etc/plantedge/plantedge.yaml")
+	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "data_dir "+dataDir+" does not exist, and the file system that would hold it is read-only for the agent: mkdir -p "+dataDir+" && chown -R ") ||
+		!strings.Contains(err.Error(), dropIn) {
+		t.Errorf("absent: exit %d, %v", exitCode(err), err)
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	err = runExit(start, cfg, "/etc/plantedge/plantedge.yaml")
+	if exitCode(err) != exitSetup || strings.Contains(err.Error(), "mkdir -p") || !strings.Contains(err.Error(), dropIn) {
+		t.Errorf("there: exit %d, %v", exitCode(err), err)
 	}
 }

@@ -308,16 +308,26 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 		}
 		if fi, err := os.Stat(up); err == nil && !fi.IsDir() {
 			warn("data_dir", fmt.Sprintf("%s cannot be created: %s is a file, not a directory", cfg.DataDir, up))
-		} else if err == nil && unix.Access(up, unix.W_OK) != nil {
-			warn("data_dir", fmt.Sprintf("%s does not exist, and this user may not create it in %s: the agent could not keep its buffer there "+
-				"(the package creates /var/lib/plantedge for the plantedge user; create another data_dir and chown it to plantedge)", cfg.DataDir, up))
 		} else if err == nil {
 			// Allowed is not possible: /proc or a read-only mount refuse
 			// what access(2) lets through. Try, and take the try back.
-			if tmp, err := os.MkdirTemp(up, ".plantedge-validate-"); err != nil {
-				warn("data_dir", fmt.Sprintf("%s cannot be created in %s: %v", cfg.DataDir, up, errors.Unwrap(err)))
-			} else {
-				_ = os.Remove(tmp)
+			cause := unix.Access(up, unix.W_OK)
+			if cause == nil {
+				if tmp, err := os.MkdirTemp(up, ".plantedge-validate-"); err != nil {
+					cause = errors.Unwrap(err)
+				} else {
+					_ = os.Remove(tmp)
+				}
+			}
+			switch {
+			case errors.Is(cause, unix.EACCES) || errors.Is(cause, unix.EPERM) || errors.Is(cause, unix.EROFS):
+				// Said as run says it at its start (the small leads
+				// probe: "create another data_dir and chown it", and
+				// no word of the unit's drop-in).
+				warn("data_dir", fmt.Sprintf("%s does not exist, and this user may not create it in %s (%v): the agent could not keep its buffer there (%s)",
+					cfg.DataDir, up, cause, makeDirHint(cfg.DataDir, "plantedge")))
+			case cause != nil:
+				warn("data_dir", fmt.Sprintf("%s cannot be created in %s (%v): give data_dir a directory on a disk, e.g. /var/lib/plantedge", cfg.DataDir, up, cause))
 			}
 		}
 	}

@@ -710,3 +710,47 @@ func TestValidateUnknownTopLevelKey(t *testing.T) {
 		})
 	}
 }
+
+// A data_dir that does not exist in a directory the agent's user may not
+// write: validate (which the unit runs before each start) and run say what
+// to do in the same words — make it as root and give it to the user, then
+// the unit's drop-in (the small leads probe: validate said "create another
+// data_dir and chown it to plantedge", with no word of the drop-in, run
+// named both). Run as user nobody, which the test can only be as root.
+func TestValidateAndRunSayAlikeHowToMakeDataDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run validate and run as user nobody")
+	}
+	dir := t.TempDir()  // the config's (asNobody opens it and its parent to all)
+	base := t.TempDir() // root's, 0755: nobody may not create in it
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, []byte("k\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(base, "data", "plantedge")
+	cfg := oneMachineConfig(t, dir, dataDir, key)
+	if err := os.Chmod(cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hint := "mkdir -p " + dataDir + " && chown -R "
+	dropIn := "then needs a drop-in (systemctl edit plantedge: [Service] ReadWritePaths=" + dataDir + ")"
+
+	cmd := asNobody(t, dir, "validate", "-c", cfg)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	_ = cmd.Run()
+	want := "data_dir: " + dataDir + " does not exist, and this user may not create it in " + base + " (permission denied): the agent could not keep its buffer there (" +
+		hint + "plantedge:plantedge " + dataDir + "; under systemd, a path outside /var/lib/plantedge and /run/plantedge " + dropIn + ")"
+	if cmd.ProcessState.ExitCode() != 0 || !strings.Contains(stderr.String(), want) {
+		t.Errorf("validate: exit %d, want 0 and\n%s\nin:\n%s", cmd.ProcessState.ExitCode(), want, stderr.String())
+	}
+
+	cmd = asNobody(t, dir, "run", "-c", cfg)
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	_ = cmd.Run()
+	if cmd.ProcessState.ExitCode() != exitSetup || !strings.Contains(stderr.String(), "may not create data_dir "+dataDir+": "+hint) ||
+		!strings.Contains(stderr.String(), dropIn) {
+		t.Errorf("run: exit %d, want %d and %q, %q in:\n%s", cmd.ProcessState.ExitCode(), exitSetup, hint, dropIn, stderr.String())
+	}
+}
