@@ -141,10 +141,19 @@ func newDeadLetterCmd() *cobra.Command {
 						res, err = agent.DeadLetterAction(cmd.Context(), q, name, args[0], cfg)
 						return err
 					})
+				out := cmd.OutOrStdout()
+				if nb := (*noBufferFileError)(nil); errors.As(err, &nb) {
+					// Never run with this data_dir: nothing, which for
+					// all is done (0), as with a file that holds none.
+					if args[0] != "all" {
+						return fmt.Errorf("no dead letter %s: %w", args[0], err)
+					}
+					fmt.Fprintf(out, "%s: 0 dead letters (agent not running, and no buffer file at %s: it has never run with this data_dir)\n", name, nb.path)
+					return nil
+				}
 				if err != nil {
 					return err
 				}
-				out := cmd.OutOrStdout()
 				fmt.Fprintf(out, "%s: %s\n", name, plural(res.Affected, "dead letter"))
 				for _, l := range keptLines(res) {
 					fmt.Fprintln(out, l)
@@ -193,6 +202,14 @@ func confirmDrop(in io.Reader, out io.Writer, views []agent.DeadLetterView, id s
 	return a == "y" || a == "yes", nil
 }
 
+// noBufferFileError is withDeadLetters' error for an action while the
+// agent is stopped and has never run with this data_dir: no dead letters.
+type noBufferFileError struct{ path string }
+
+func (e *noBufferFileError) Error() string {
+	return fmt.Sprintf("agent not running and no buffer file at %s (it has never run with this data_dir): no dead letters", e.path)
+}
+
 // withDeadLetters runs online against the running agent, or offline on the
 // buffer file when the agent is stopped.
 func withDeadLetters(cfgPath, command string, readOnly bool, online func(*agent.APIClient, *config.Config) error, offline func(*buffer.Queue, *config.Config) error) error {
@@ -214,7 +231,7 @@ func withDeadLetters(cfgPath, command string, readOnly bool, online func(*agent.
 		if readOnly {
 			return nil // never run: no dead letters
 		}
-		return fmt.Errorf("agent not running and no buffer file at %s (it has never run with this data_dir): no dead letters", cfg.BufferPath())
+		return &noBufferFileError{path: cfg.BufferPath()}
 	}
 	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{ReadOnly: readOnly, Offline: !readOnly})
 	if errors.Is(err, os.ErrPermission) {

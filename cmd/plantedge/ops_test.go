@@ -1292,3 +1292,37 @@ func TestFlushAfterARefusedKeyGivesTheAgentsWait(t *testing.T) {
 		t.Errorf("flush: exit %d, %v\n%s", exitCode(err), err, out)
 	}
 }
+
+// deadletter retry or drop of all on a data_dir the agent has never run
+// with, while it is stopped: there is nothing, which is done (exit 0) as
+// with a buffer file that holds none — "0 done (also when there was
+// nothing)" — and said so; a dead letter named by its id is not found (1).
+// Nothing is made in data_dir. (The small leads probe: exit 1 for all.)
+func TestDeadLetterAllWithoutABufferFile(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	cfg := oneMachineConfig(t, dir, data, agenttest.WriteKeyFile(t, dir, "k"))
+	y, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y = []byte(strings.Replace(string(y), `listen: "127.0.0.1:9464"`, `listen: "`+agenttest.FreeAddr(t)+`"`, 1))
+	if err := os.WriteFile(cfg, y, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"retry"}, {"retry", "all"}, {"drop", "all", "-y"}} {
+		out, err := cli(t, append(append([]string{"deadletter"}, args...), "-c", cfg)...)
+		if err != nil || !strings.HasPrefix(out, args[0]+": 0 dead letters") || !strings.Contains(out, "no buffer file at "+filepath.Join(data, "buffer.db")) {
+			t.Errorf("deadletter %s: exit %d (%v)\n%s", strings.Join(args, " "), exitCode(err), err, out)
+		}
+	}
+	for _, args := range [][]string{{"retry", "3"}, {"drop", "3", "-y"}} {
+		out, err := cli(t, append(append([]string{"deadletter"}, args...), "-c", cfg)...)
+		if exitCode(err) != 1 || !strings.Contains(fmt.Sprint(err), "no dead letter 3") {
+			t.Errorf("deadletter %s: exit %d (%v)\n%s", strings.Join(args, " "), exitCode(err), err, out)
+		}
+	}
+	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("data_dir made: %v", err)
+	}
+}
