@@ -166,6 +166,17 @@ func TestEveryCallAsTheBotUser(t *testing.T) {
 				t.Fatal("confirmed scrap not done")
 			}
 
+			// A draft rounded to nothing written 0 (the write right on
+			// scraps, which the load needs too).
+			_, err = bot.BookScrap(ctx, odoo.Scrap{XMLID: "plantedge.t_m1_scrap_3", ProductID: short,
+				ProductionID: f.mo, WorkorderID: f.wo, Qty: 1})
+			mustOK("another scrap short of stock", err)
+			zeroed, err := bot.ZeroScrapDraft(ctx, "plantedge.t_m1_scrap_3")
+			mustOK("zero scrap draft", err)
+			if zeroed != (odoo.ScrapBooking{State: "draft"}) {
+				t.Fatalf("ZeroScrapDraft = %+v, want a draft of 0", zeroed)
+			}
+
 			for _, c := range []struct {
 				model, op string
 				want      bool

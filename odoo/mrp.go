@@ -1226,11 +1226,34 @@ func (c *Client) ExternalIDs(ctx context.Context, xmlids []string) (map[string]E
 	return out, nil
 }
 
+// ScrapBooking is a stock.scrap as Odoo holds it: its state ("draft",
+// "done"; "" when Odoo has none) and its quantity as stored — not rounded
+// anew to the decimals Odoo keeps now (a Float is read as its column
+// holds it), so a scrap validated at 2 decimals reads 1.6 after 0 were set,
+// what its stock move moved.
+type ScrapBooking struct {
+	State string
+	Qty   float64
+}
+
 // ScrapStates reads the states of the scraps with these external ids, 500
 // at a time: a call per module of the ids, and one for the scraps. An id
 // Odoo has no scrap for is missing from the result (deleted).
 func (c *Client) ScrapStates(ctx context.Context, xmlids []string) (map[string]string, error) {
-	out := map[string]string{}
+	bs, err := c.ScrapBookings(ctx, xmlids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(bs))
+	for x, b := range bs {
+		out[x] = b.State
+	}
+	return out, nil
+}
+
+// ScrapBookings is ScrapStates with each scrap's quantity (the same calls).
+func (c *Client) ScrapBookings(ctx context.Context, xmlids []string) (map[string]ScrapBooking, error) {
+	out := map[string]ScrapBooking{}
 	for len(xmlids) > 0 {
 		page := xmlids[:min(len(xmlids), 500)]
 		xmlids = xmlids[len(page):]
@@ -1251,20 +1274,26 @@ func (c *Client) ScrapStates(ctx context.Context, xmlids []string) (map[string]s
 		for id := range ids {
 			list = append(list, id)
 		}
-		var rows []struct {
-			ID    int64 `json:"id"`
-			State text  `json:"state"`
-		}
+		var rows []scrapRead
 		if err := c.Call(ctx, "stock.scrap", "search_read", []any{[]any{[]any{"id", "in", list}}},
-			map[string]any{"fields": []string{"id", "state"}}, &rows); err != nil {
+			map[string]any{"fields": scrapReadFields}, &rows); err != nil {
 			return nil, err
 		}
 		for _, r := range rows {
-			out[ids[r.ID]] = string(r.State)
+			out[ids[r.ID]] = ScrapBooking{State: string(r.State), Qty: r.Qty}
 		}
 	}
 	return out, nil
 }
+
+// scrapRead is a stock.scrap as read by scrapReadFields.
+type scrapRead struct {
+	ID    int64   `json:"id"`
+	State text    `json:"state"`
+	Qty   float64 `json:"scrap_qty"`
+}
+
+var scrapReadFields = []string{"id", "state", "scrap_qty"}
 
 // scrapRow builds the load() columns of s. Odoo's import turns an empty cell
 // into False, so the unit column is sent only when set: otherwise Odoo
@@ -1350,19 +1379,49 @@ func (c *Client) ValidateScrap(ctx context.Context, xmlid string, confirmShort b
 // scrapState finds the scrap booked under xmlid and reads its state ("":
 // Odoo has none).
 func (c *Client) scrapState(ctx context.Context, xmlid string) (id int64, state string, err error) {
+	id, b, err := c.scrapBooking(ctx, xmlid)
+	return id, b.State, err
+}
+
+// scrapBooking finds the scrap booked under xmlid and reads it (State "":
+// Odoo has none).
+func (c *Client) scrapBooking(ctx context.Context, xmlid string) (int64, ScrapBooking, error) {
 	mod, name, _ := strings.Cut(xmlid, ".")
 	model, id, found, err := c.ExternalID(ctx, mod, name)
 	if err != nil || !found || model != "stock.scrap" {
-		return 0, "", err
+		return 0, ScrapBooking{}, err
 	}
-	var rows []struct {
-		State text `json:"state"`
-	}
+	var rows []scrapRead
 	if err := c.Call(ctx, "stock.scrap", "search_read", []any{[]any{[]any{"id", "=", id}}},
-		map[string]any{"fields": []string{"state"}}, &rows); err != nil || len(rows) != 1 {
-		return 0, "", err
+		map[string]any{"fields": scrapReadFields}, &rows); err != nil || len(rows) != 1 {
+		return 0, ScrapBooking{}, err
 	}
-	return id, string(rows[0].State), nil
+	return id, ScrapBooking{State: string(rows[0].State), Qty: rows[0].Qty}, nil
+}
+
+// ZeroScrapDraft writes 0 as the quantity of the scrap booked under xmlid
+// while it is a draft — one the agent will not book: its quantity rounds
+// to nothing at the decimals Odoo keeps now (0.4 at 0 decimals), and the
+// agent carries it into its next booking instead. A draft of 0 can never
+// be validated (action_validate refuses it: "You can only enter positive
+// quantities."), so nothing of it is booked twice; deleting it is not the
+// bot user's right (unlink on stock.scrap is Inventory / Administrator's).
+// The write is absolute: made twice (its answer lost), it is the same. It
+// returns the scrap as found — State "" when Odoo has none (deleted), a
+// done one untouched with what it holds, a draft with Qty 0.
+func (c *Client) ZeroScrapDraft(ctx context.Context, xmlid string) (ScrapBooking, error) {
+	if err := checkXMLID(xmlid); err != nil {
+		return ScrapBooking{}, &Error{Op: "zero scrap draft", Message: err.Error(), Class: Permanent}
+	}
+	id, b, err := c.scrapBooking(ctx, xmlid)
+	if err != nil || b.State != "draft" || b.Qty == 0 {
+		return b, err
+	}
+	if err := c.Call(ctx, "stock.scrap", "write", []any{[]int64{id}, map[string]any{"scrap_qty": 0}}, nil, nil); err != nil {
+		return ScrapBooking{}, err
+	}
+	b.Qty = 0
+	return b, nil
 }
 
 // validateScrap validates the draft scrap id (see BookScrap).

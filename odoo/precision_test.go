@@ -3,7 +3,9 @@ package odoo_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -87,6 +89,69 @@ func TestScrapQtyRoundedToTheDigitsRead(t *testing.T) {
 			}
 			if s := f.srv.Scraps(); len(s) != 1 || s[0].Qty != 0.125 {
 				t.Errorf("scraps %+v, want one of 0.125", s)
+			}
+		})
+	}
+}
+
+// A scrap draft loaded at 2 decimals (0.4, short of stock) reads 0.4 after
+// Odoo is set to keep none (a Float is read as stored, not rounded anew);
+// ZeroScrapDraft writes it 0, once (a second call finds it 0 and writes
+// nothing), and Odoo then refuses to validate it. A done scrap is left as
+// it is and reported with what it holds; one Odoo has none of, State "".
+// ScrapBookings reads states and quantities in the calls ScrapStates makes.
+func TestZeroScrapDraft(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := connected(t, f, m.protocol)
+			short := f.srv.AddProduct("Rare part")
+			f.srv.SetShortStock(short, true)
+			draft := odoo.Scrap{XMLID: "plantedge.t_press_scrap_1", ProductID: short, Qty: 0.4}
+			if done, err := c.BookScrap(ctx, draft); err != nil || done {
+				t.Fatalf("short BookScrap = %v, %v; want a draft", done, err)
+			}
+			booked := odoo.Scrap{XMLID: "plantedge.t_press_scrap_2", ProductID: f.product, ProductionID: f.mo, WorkorderID: f.wo, Qty: 1.6}
+			if done, err := c.BookScrap(ctx, booked); err != nil || !done {
+				t.Fatalf("BookScrap = %v, %v", done, err)
+			}
+			f.srv.SetQtyDigits(0)
+			imd, sc := f.srv.CallCount("ir.model.data", "search_read"), f.srv.CallCount("stock.scrap", "search_read")
+			bs, err := c.ScrapBookings(ctx, []string{draft.XMLID, booked.XMLID, "plantedge.t_press_scrap_none"})
+			want := map[string]odoo.ScrapBooking{draft.XMLID: {State: "draft", Qty: 0.4}, booked.XMLID: {State: "done", Qty: 1.6}}
+			if err != nil || !maps.Equal(bs, want) {
+				t.Errorf("ScrapBookings = %v, %v; want %v", bs, err, want)
+			}
+			if n, m := f.srv.CallCount("ir.model.data", "search_read")-imd, f.srv.CallCount("stock.scrap", "search_read")-sc; n != 1 || m != 1 {
+				t.Errorf("ScrapBookings made %d + %d calls, want 1 + 1", n, m)
+			}
+			for i := range 2 {
+				b, err := c.ZeroScrapDraft(ctx, draft.XMLID)
+				if err != nil || b != (odoo.ScrapBooking{State: "draft"}) {
+					t.Fatalf("ZeroScrapDraft #%d = %+v, %v; want a draft of 0", i+1, b, err)
+				}
+			}
+			if n := f.srv.CallCount("stock.scrap", "write"); n != 1 {
+				t.Errorf("%d writes of the draft, want 1", n)
+			}
+			f.srv.SetShortStock(short, false)
+			var dl *odoo.DraftLeftError
+			if done, err := c.ValidateScrap(ctx, draft.XMLID, true); done || err == nil || errors.As(err, &dl) || !strings.Contains(err.Error(), "positive quantities") {
+				t.Errorf("ValidateScrap of the draft of 0 = %v, %v; want Odoo's refusal", done, err)
+			}
+			if b, err := c.ZeroScrapDraft(ctx, booked.XMLID); err != nil || b != (odoo.ScrapBooking{State: "done", Qty: 1.6}) {
+				t.Errorf("ZeroScrapDraft of a done scrap = %+v, %v; want it untouched", b, err)
+			}
+			if b, err := c.ZeroScrapDraft(ctx, "plantedge.t_press_scrap_none"); err != nil || b != (odoo.ScrapBooking{}) {
+				t.Errorf("ZeroScrapDraft of none = %+v, %v", b, err)
+			}
+			sc2 := f.srv.Scraps()
+			if len(sc2) != 2 || sc2[0].Qty != 0 || sc2[0].State != "draft" || sc2[0].Moves != 0 || sc2[1].Qty != 1.6 || sc2[1].State != "done" || sc2[1].Moves != 1 {
+				t.Errorf("scraps %+v, want a draft of 0 and 1.6 done once", sc2)
+			}
+			if n := f.srv.CallCount("stock.scrap", "write"); n != 1 {
+				t.Errorf("%d writes of scraps in all, want 1", n)
 			}
 		})
 	}

@@ -129,3 +129,50 @@ func TestScrapRoundedToNothingIsADraftOdooWillNotValidate(t *testing.T) {
 		}
 	}
 }
+
+// A scrap draft stored at 2 decimals (0.4) reads 0.4 once the database
+// keeps none: a Float is read as its column holds it (fields_numeric.py
+// Float converts to the column and the cache on a write, not on a read;
+// _fetch_query puts the column's values in the cache as they are). Written
+// 0 (write {"scrap_qty": 0}, over JSON-RPC and JSON-2), it holds 0 and is
+// refused validation: a draft Odoo never books.
+func TestScrapDraftReadAsStoredAndWrittenZero(t *testing.T) {
+	for _, v := range []int{17, 18, 19} {
+		e := newEnv(t, v)
+		short := e.s.AddProduct("Rare")
+		e.s.SetShortStock(short, true)
+		var ids []any
+		for i := range 2 {
+			id := e.ok(e.exec("stock.scrap", "create", []any{map[string]any{"product_id": short, "scrap_qty": 0.4}}, nil))
+			if r := e.ok(e.exec("stock.scrap", "action_validate", []any{[]any{id}}, nil)); r == true {
+				t.Fatalf("v%d: scrap %d short of stock validated", v, i)
+			}
+			ids = append(ids, id)
+		}
+		e.s.SetQtyDigits(0)
+		rows := e.ok(e.exec("stock.scrap", "search_read", []any{[]any{[]any{"id", "in", ids}}}, map[string]any{"fields": []string{"state", "scrap_qty"}})).([]any)
+		for _, r := range rows {
+			if m := r.(map[string]any); m["scrap_qty"] != 0.4 || m["state"] != "draft" {
+				t.Errorf("v%d: read at 0 decimals: %v, want a draft of 0.4", v, m)
+			}
+		}
+		e.ok(e.exec("stock.scrap", "write", []any{[]any{ids[0]}, map[string]any{"scrap_qty": 0}}, nil))
+		if v >= 19 {
+			if status, _, r := e.j2("stock.scrap", "write", map[string]any{"ids": []any{ids[1]}, "vals": map[string]any{"scrap_qty": 0}}); status != http.StatusOK || r != true {
+				t.Errorf("v%d: JSON-2 write: %d %v", v, status, r)
+			}
+		} else {
+			e.ok(e.exec("stock.scrap", "write", []any{[]any{ids[1]}, map[string]any{"scrap_qty": 0}}, nil))
+		}
+		e.s.SetShortStock(short, false)
+		for _, id := range ids {
+			res := e.exec("stock.scrap", "action_validate", []any{[]any{id}}, nil)
+			e.wantErr(res, "odoo.exceptions.UserError")
+		}
+		for _, s := range e.s.Scraps() {
+			if s.Qty != 0 || s.State != "draft" || s.Moves != 0 {
+				t.Errorf("v%d: scrap %+v, want a draft of 0", v, s)
+			}
+		}
+	}
+}
