@@ -1136,7 +1136,7 @@ func (f *forwarder) linkGauges(up, authFailed bool) {
 // writeOps are the operations (f.call's op) that change Odoo: one that may
 // still commit after the agent gave up on it holds back what comes next
 // (settleUntil).
-var writeOps = map[string]bool{"set_produced_qty": true, "upsert_downtimes": true, "upsert_downtime": true, "book_scrap": true, "validate_scrap": true}
+var writeOps = map[string]bool{"set_produced_qty": true, "upsert_downtimes": true, "upsert_downtime": true, "book_scrap": true, "validate_scrap": true, "zero_scrap": true}
 
 // keyWorkedKey is the buffer meta key of the keyID Odoo last accepted (a
 // short hash of the API key, not the key).

@@ -291,12 +291,24 @@ func (f *forwarder) scrapQty(ctx context.Context, total float64) (float64, error
 // keeps now, when its administrator set fewer since it was decided: sent
 // as decided, Odoo would round it itself (scrapQty). What the new rounding
 // leaves over joins ob's carry; rounded to nothing, there is nothing to
-// book, and ob is settled with its carry (ob.Qty 0). Unless it reached
-// Odoo before (found under its external id, its answer lost): done there,
-// it is booked as decided (BookScrap finds it done); a draft is loaded
-// again rounded anew — but one rounded to nothing is loaded as before,
-// rounded to 0 by Odoo, which refuses to validate it: watched and shown
-// for a person, as any draft Odoo refuses (a known limit).
+// book, and ob is settled with its carry in this round's ack (ob.Qty 0).
+// Unless it reached Odoo before (found under its external id, its answer
+// lost):
+//   - done there, it is settled by what Odoo holds: as decided (BookScrap
+//     finds it done), or as rounded anew when Odoo holds that — it stored
+//     the booking rounded, fewer decimals set between the agent's read of
+//     them and the load — what the rounding left over carried;
+//   - a draft is loaded again rounded anew (the load updates it);
+//   - a draft rounded to nothing cannot be booked (Odoo refuses a scrap of
+//     0, and 0 decimals cannot hold 0.4): its quantity is written 0
+//     (odoo.Client.ZeroScrapDraft), so that Odoo can never validate it —
+//     the bot user may not delete it — and it is settled as one not found,
+//     what it held carried into the next booking; the draft of 0 left in
+//     Odoo is logged at WARN, for a person to delete.
+//
+// Settled in the ack (rounded to nothing), ob is not stored: stopped
+// before the ack, the agent finds the stored ob again at its next start
+// and does the same (the draft found 0, the write not made again).
 func (f *forwarder) reroundScrap(ctx context.Context, machine string, ob *scrapOutbox) error {
 	if ob.Qty <= 0 {
 		return nil
@@ -305,20 +317,53 @@ func (f *forwarder) reroundScrap(ctx context.Context, machine string, ob *scrapO
 	if err != nil || qty == ob.Qty {
 		return err
 	}
-	var states map[string]string
+	var found map[string]odoo.ScrapBooking
 	err = f.call(ctx, "scrap_states", func(ctx context.Context) error {
 		var err error
-		states, err = f.client.ScrapStates(ctx, []string{ob.XMLID})
+		found, err = f.client.ScrapBookings(ctx, []string{ob.XMLID})
 		return err
 	})
 	if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
 		return err
 	}
-	if state, found := states[ob.XMLID]; err != nil || found && (state != "draft" || qty == 0) {
+	if err != nil {
 		return nil // as it stands (a refusal: BookScrap meets it too)
 	}
-	f.a.log.Info("scrap booking in flight rounded to the decimals Odoo keeps now", "machine", machine, "xmlid", ob.XMLID,
-		"qty", num(qty), "decided", num(ob.Qty), "digits", f.client.QtyDigits())
+	b, inOdoo := found[ob.XMLID]
+	if inOdoo && b.State == "draft" && qty == 0 {
+		err = f.call(ctx, "zero_scrap", func(ctx context.Context) error {
+			var err error
+			b, err = f.client.ZeroScrapDraft(ctx, ob.XMLID)
+			return err
+		})
+		if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
+			return err
+		}
+		if err != nil {
+			// Refused for good: as it stands — loaded again, refused a
+			// validation, watched and shown as a draft (as before the write).
+			f.a.log.Warn("odoo refused to set a scrap draft rounded to nothing to 0", "machine", machine, "xmlid", ob.XMLID, "err", err)
+			return nil
+		}
+		inOdoo = b.State != "" // deleted meanwhile: as one not found
+	}
+	switch {
+	case !inOdoo:
+		f.a.log.Info("scrap booking in flight rounded to the decimals Odoo keeps now", "machine", machine, "xmlid", ob.XMLID,
+			"qty", num(qty), "decided", num(ob.Qty), "digits", f.client.QtyDigits())
+	case b.State == "draft" && qty > 0:
+		f.a.log.Info("scrap booking in flight rounded to the decimals Odoo keeps now", "machine", machine, "xmlid", ob.XMLID,
+			"qty", num(qty), "decided", num(ob.Qty), "digits", f.client.QtyDigits())
+	case b.State == "draft":
+		f.a.log.Warn("scrap booking in flight rounded to nothing at the decimals Odoo keeps now: its draft in Odoo is set to 0 and left there, "+
+			"which Odoo never validates (delete it there if you like; the bot user may not); what it held goes into the next booking",
+			"machine", machine, "xmlid", ob.XMLID, "decided", num(ob.Qty), "digits", f.client.QtyDigits())
+	case b.State == "done" && b.Qty == qty:
+		f.a.log.Info("scrap booking in flight found done in Odoo as it rounded it: settled by what Odoo holds", "machine", machine, "xmlid", ob.XMLID,
+			"qty", num(qty), "decided", num(ob.Qty), "digits", f.client.QtyDigits())
+	default:
+		return nil // done as decided (BookScrap finds it so)
+	}
 	ob.Carry = decimal.Add(ob.Carry, decimal.Sub(ob.Qty, qty))
 	ob.Qty = qty
 	if qty == 0 {
