@@ -239,6 +239,13 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 		return err
 	}
 	if dl := (*odoo.DraftLeftError)(nil); errors.As(err, &dl) {
+		if settled, err := f.roundedAwayByOdoo(ctx, machine, &ob); err != nil {
+			return err
+		} else if settled {
+			acks.add(countKey(machine, sigScrap), ob.MaxSeq)
+			acks.clears = append(acks.clears, scrapClear{machine: machine, carry: ob.Carry})
+			return nil
+		}
 		// Odoo has the booking, a draft under its external id, and refused
 		// for good to validate it (a lot or serial number it needs, a rule,
 		// the bot lacking the right): it is watched as a draft, with why,
@@ -273,7 +280,11 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 // scrap of 0 it refuses to validate, a draft left for a person and the
 // 0.4 lost; 1.6 to 2, the 0.4 booked too many not carried. A whole
 // quantity is the same at any precision, and one of 0 or below (nothing
-// to book) stays so at fewer decimals: scrap in pieces asks nothing.
+// to book) stays so at fewer decimals: scrap in pieces asks nothing. (Set
+// between this read and the load, Odoo still rounds the booking: a scrap
+// of 0 is then settled by roundedAwayByOdoo, and one done rounded whose
+// answer was lost by reroundScrap; one done rounded and answered is
+// settled as decided, 1.6 where Odoo holds 2.)
 func (f *forwarder) scrapQty(ctx context.Context, total float64) (float64, error) {
 	qty := f.client.RoundQty(total)
 	if qty <= 0 || qty == decimal.Round(qty, 0) || f.digitsFresh {
@@ -370,6 +381,36 @@ func (f *forwarder) reroundScrap(ctx context.Context, machine string, ob *scrapO
 		return nil // settled in this round's ack, with its carry: no outbox of 0 stored (see scrapOutbox.Carry)
 	}
 	return f.a.buf.PutMeta(ctx, buffer.KV{Key: scrapMetaKey(machine), Value: mustJSON(*ob)})
+}
+
+// roundedAwayByOdoo settles a scrap booking (ob) whose validation Odoo
+// refused because it stored the booking as nothing: its administrator set
+// fewer decimals between the agent's read of them (scrapQty) and the load,
+// and Odoo rounded 0.4 to a scrap of 0, which it refuses to validate — no
+// refusal a person could fix (0.4 cannot be entered at 0 decimals). With
+// a fraction, the decimals are read again; rounded to nothing at them, ob
+// is rounded anew as reroundScrap does (the draft holds 0, or is written
+// 0; what it held carried) and settled: true, ob.Qty 0. Any other refusal
+// is false, for the caller to watch as a draft. Stopped before the ack,
+// the agent finds the stored ob again and reroundScrap does the same.
+func (f *forwarder) roundedAwayByOdoo(ctx context.Context, machine string, ob *scrapOutbox) (bool, error) {
+	if ob.Qty <= 0 || ob.Qty == decimal.Round(ob.Qty, 0) {
+		return false, nil
+	}
+	if err := f.call(ctx, "read_precision", f.client.RefreshQtyDigits); err != nil {
+		if odoo.IsAuth(err) || !odoo.IsPermanent(err) {
+			return false, err
+		}
+		return false, nil
+	}
+	f.digitsFresh = true
+	if f.client.RoundQty(ob.Qty) != 0 {
+		return false, nil
+	}
+	if err := f.reroundScrap(ctx, machine, ob); err != nil {
+		return false, err
+	}
+	return ob.Qty == 0, nil
 }
 
 // madeEarlier finds counts of one machine's signal (its pending p: scrap,
