@@ -1542,10 +1542,12 @@ func TestEndToEndAStopIsNotQueuedBehindAnotherMachinesBacklog(t *testing.T) {
 func TestEndToEndALiveStopIsNotQueuedBehindADrainingBacklog(t *testing.T) {
 	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
-	// The emulator's load takes longer the more lines it holds (1.4 s for
-	// 200 at 2,800, on a busy machine more): with the test's 2 s timeout
-	// the loads would time out and wait the request limit, which is not
-	// what this test is about.
+	// The emulator's load takes longer the more lines it holds (it copies
+	// its database for the transaction's rollback: 0.3 s for 200 at 2,800
+	// under -race on a busy machine, 1.4 s before its external ids were
+	// found without a sort, more with other tests running): with the
+	// test's 2 s timeout the loads could time out and wait the request
+	// limit, which is not what this test is about.
 	p.editConfig("  timeout: 2s\n  request_limit: 3s\n", "  timeout: 20s\n  request_limit: 25s\n")
 	ra := p.startAgent()
 	p.odoo.SetDown(true)
