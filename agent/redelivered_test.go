@@ -60,3 +60,54 @@ func TestEndToEndRedeliveredStopAndRunBookOneLine(t *testing.T) {
 		t.Errorf("%d downtime lines, want 2", n)
 	}
 }
+
+// mochi numbers a connection's messages from 1 again at every connect,
+// and sends a message queued for the session while the agent was away
+// with DUP set, the first time, with an identifier counted on from the
+// connection it was queued for. A stop and its run taken in one connection
+// (identifiers 1 and 2), then a connection that brings nothing (the agent
+// restarted, say), then a stop and its run queued while the agent is away
+// again with the same payloads (no piece made between): they come as DUP
+// with identifiers 1 and 2, a pair the agent has taken before, yet they are
+// a new stop and run, not copies (the review of the packet-id dedupe: the
+// stop and the run were dropped, "downtime lines 1 want 2").
+func TestEndToEndNewStopQueuedWhileAwayWithIdentifiersGivenAgainIsBooked(t *testing.T) {
+	p := plantWithoutSourceTimes(t)
+	m := p.machines[0]
+	send := func(good int64, running bool) { t.Helper(); p.publishState(m, good, running, false, 1) }
+	acked := func(what string, n int64) {
+		t.Helper()
+		waitFor(t, 10*time.Second, what, func() (bool, string) {
+			got := p.broker.Acked()
+			return got >= n, fmt.Sprintf("%d acknowledged, want %d", got, n)
+		})
+	}
+
+	ra := p.startAgentWith(false)
+	send(1000, true) // identifier 1 of this connection
+	p.waitState(ra, "running")
+	acked("the run acknowledged", 1)
+	ra.stop()
+
+	ra = p.startAgentWith(false) // the identifiers start again at 1
+	send(1005, false)            // 1
+	p.waitState(ra, "stopped")
+	send(1005, true) // 2
+	m.stops++
+	p.waitExact(ra, 20*time.Second)
+	acked("the stop and the run acknowledged", 3)
+	ra.stop()
+
+	ra = p.startAgentWith(false) // a connection that brings nothing
+	ra.stop()
+
+	send(1005, false) // queued for the last connection: 1, DUP
+	send(1005, true)  // 2, DUP
+	m.stops++
+	ra = p.startAgentWith(false)
+	acked("the stop and the run queued while away acknowledged", 5)
+	p.waitExact(ra, 20*time.Second)
+	if n := p.closedLines("press-1"); n != 2 {
+		t.Errorf("%d downtime lines, want 2", n)
+	}
+}
