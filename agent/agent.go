@@ -106,6 +106,10 @@ type Agent struct {
 	fwd     *forwarder
 	metrics *metrics
 
+	// epochs numbers each MQTT source's connections across restarts and
+	// reloads (Sample.Epoch).
+	epochs mqttEpochs
+
 	samples    chan connectors.Sample
 	jobs       chan func(context.Context) // run by the ingest goroutine
 	stopIngest chan struct{}
@@ -1429,6 +1433,70 @@ func (a *Agent) watchWrites(ctx context.Context) {
 	})
 }
 
+// mqttEpochs keeps the number of each MQTT source's last connection
+// (Sample.Epoch), in memory and in the buffer (mqttEpochKey), so that a
+// source made anew — at a start, at a reload — numbers its connections on:
+// the mapping takes a DUP for a copy of a message it took only when that
+// was taken in the connection before (or in the same one).
+type mqttEpochs struct {
+	mu    sync.Mutex
+	last  map[string]uint64 // by source name
+	saved map[string]uint64 // the last number the buffer holds
+	wmu   sync.Mutex        // one write at a time, the highest number last
+}
+
+// mqttEpochKey is the buffer meta key holding the number of the MQTT
+// source's last connection.
+func mqttEpochKey(name string) string { return "mqtt/epoch/" + name }
+
+// base is the number of source name's last connection: the one noted in
+// this process, else the buffer's (0 when it has none).
+func (e *mqttEpochs) base(buf *buffer.Queue, name string) uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if v, ok := e.last[name]; ok {
+		return v
+	}
+	var v uint64
+	if b, err := buf.Meta(mqttEpochKey(name)); err == nil {
+		v, _ = strconv.ParseUint(string(b), 10, 64)
+	}
+	if e.last == nil {
+		e.last, e.saved = map[string]uint64{}, map[string]uint64{}
+	}
+	e.last[name], e.saved[name] = v, v
+	return v
+}
+
+// note records that source name's connection epoch was made, and writes
+// the highest number noted to the buffer (in the background: OnConnect
+// must not block).
+func (e *mqttEpochs) note(buf *buffer.Queue, name string, epoch uint64) {
+	e.mu.Lock()
+	if e.last == nil {
+		e.last, e.saved = map[string]uint64{}, map[string]uint64{}
+	}
+	e.last[name] = max(e.last[name], epoch)
+	e.mu.Unlock()
+	go func() {
+		e.wmu.Lock()
+		defer e.wmu.Unlock()
+		e.mu.Lock()
+		v, done := e.last[name], e.saved[name] >= e.last[name]
+		e.mu.Unlock()
+		if done {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if buf.PutMeta(ctx, buffer.KV{Key: mqttEpochKey(name), Value: []byte(strconv.FormatUint(v, 10))}) == nil {
+			e.mu.Lock()
+			e.saved[name] = max(e.saved[name], v)
+			e.mu.Unlock()
+		}
+	}()
+}
+
 // mqttSessionKey is the buffer meta key holding "<url> <client_id>" of the
 // MQTT source name once the broker gave it a session.
 func mqttSessionKey(name string) string { return "mqtt/session/" + name }
@@ -1575,9 +1643,11 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		}
 		var marked atomic.Bool
 		broker := b.Name
+		mc.EpochBase = a.epochs.base(a.buf, broker)
 		mc.OnDisconnect = func() { a.countSourceDown(connectors.KindMQTT, broker, true, time.Now()) }
-		mc.OnConnect = func(bool) {
+		mc.OnConnect = func(_ bool, epoch uint64) {
 			a.countSourceConnected(connectors.KindMQTT, broker, time.Now())
+			a.epochs.note(a.buf, broker, epoch)
 			if mc.HadSession || !marked.CompareAndSwap(false, true) {
 				return
 			}

@@ -107,6 +107,16 @@ type Sample struct {
 	// sent only once, while it was away (a Sparkplug BIRTH, QoS 0), may
 	// have been missed.
 	Conn uint64
+	// Epoch (MQTT) numbers the agent's connections to the source's broker
+	// across restarts and reloads (the agent keeps the last one in its
+	// buffer: mqtt.Config.EpochBase), one more at each connect the broker
+	// answered; 0: not known. A broker resends every message it holds
+	// unacknowledged at each connect of a kept session, so a copy of one
+	// the agent took comes in the connection after the one it was taken
+	// (or last resent) in; an identifier seen two or more connections
+	// earlier may have been given to another message since (mochi numbers
+	// every connection's messages from 1).
+	Epoch uint64
 	// Watch, when not 0, says the source has watched the value without a
 	// break since the last sample of the same Watch: a value that had
 	// changed would have been delivered (an OPC UA node monitored or polled

@@ -360,13 +360,22 @@ func untimedState(xs []extracted) bool {
 const deliveredKept = 64
 
 // noteDelivered records MQTT message s's packet identifier and payload
-// digest among the last deliveredKept of its topic (noted: the record
-// changed), and reports whether s is a resent copy (DUP) of one recorded:
-// the broker resends an unacknowledged message with its identifier, and
-// gives that identifier to no other message before the acknowledgement.
-// A DUP whose identifier or payload differs is a message not taken yet
-// (one the broker had sent when the agent stopped before storing it, or
-// queued while it was away: mochi marks those DUP too), and is taken.
+// digest, with the number of the connection it came in (Sample.Epoch),
+// among the last deliveredKept of its topic (noted: the record changed),
+// and reports whether s is a resent copy (DUP) of one recorded: the broker
+// resends an unacknowledged message with its identifier, at the connect
+// after the connection it was sent in, and gives that identifier to no
+// other message before the acknowledgement. Only a record of this
+// connection or the one before counts: an identifier seen earlier may
+// have been given again in a connection between (mochi numbers every
+// connection's messages from 1, and sends those queued while the agent
+// was away with DUP the first time; a broker that lost the session starts
+// again from 1), and a stop or a run taken for a copy is lost. A copy
+// recognised is recorded at this connection, for the next one (its
+// PUBACK may be lost again). A DUP whose identifier or payload differs,
+// or recorded longer ago, is a message not taken yet (one the broker had
+// sent when the agent stopped before storing it, or queued while it was
+// away), and is taken.
 func (ms *MachineState) noteDelivered(s connectors.Sample) (again, noted bool) {
 	if s.PacketID == 0 {
 		return false, false
@@ -374,19 +383,36 @@ func (ms *MachineState) noteDelivered(s connectors.Sample) (again, noted bool) {
 	key := s.Source + " " + s.Address
 	h := fnv.New64a()
 	h.Write(s.Payload)
-	d := strconv.FormatUint(uint64(s.PacketID), 10) + ":" + strconv.FormatUint(h.Sum64(), 16)
+	id := strconv.FormatUint(uint64(s.PacketID), 10) + ":"
+	d := id + strconv.FormatUint(h.Sum64(), 16)
+	rec := strconv.FormatUint(s.Epoch, 10) + ":" + d // epoch:id:digest
 	list := ms.Delivered[key]
-	if s.Duplicate && slices.Contains(list, d) {
-		return true, false
+	if s.Duplicate {
+		for i, e := range list {
+			ep, rest, _ := strings.Cut(e, ":")
+			n, err := strconv.ParseUint(ep, 10, 64)
+			if err != nil || rest != d || n > s.Epoch || n+1 < s.Epoch {
+				continue
+			}
+			if n == s.Epoch {
+				return true, false
+			}
+			list = slices.Clone(list)
+			list[i] = rec
+			ms.Delivered[key] = list
+			return true, true
+		}
 	}
 	if ms.Delivered == nil {
 		ms.Delivered = make(map[string][]string, 1)
 	}
 	// An earlier message with this identifier was acknowledged, or the
 	// broker would not have given it again.
-	id := d[:strings.IndexByte(d, ':')+1]
-	list = slices.DeleteFunc(slices.Clone(list), func(e string) bool { return strings.HasPrefix(e, id) })
-	list = append(list, d)
+	list = slices.DeleteFunc(slices.Clone(list), func(e string) bool {
+		_, rest, _ := strings.Cut(e, ":")
+		return strings.HasPrefix(rest, id)
+	})
+	list = append(list, rec)
 	if len(list) > deliveredKept {
 		list = append(list[:0], list[len(list)-deliveredKept:]...)
 	}

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/plantedge/plantedge/connectors"
@@ -39,5 +40,48 @@ func TestNoteDeliveredTellsResentCopies(t *testing.T) {
 	}
 	if n := len(ms.Delivered["b line/state"]); n != deliveredKept {
 		t.Errorf("%d kept, want %d", n, deliveredKept)
+	}
+}
+
+// A DUP is a copy only of a message recorded in its connection or the one
+// before (Sample.Epoch): the broker resends what it holds unacknowledged at
+// every connect, and an identifier seen two connections back may have
+// been given to another message since (mochi numbers each connection's
+// messages from 1; a broker that lost the session does too). A copy
+// recognised is recorded anew at its connection, for the next one.
+func TestNoteDeliveredOnlyFromTheConnectionBefore(t *testing.T) {
+	var ms MachineState
+	msg := func(epoch uint64, id uint16, payload string, dup bool) connectors.Sample {
+		return connectors.Sample{Kind: connectors.KindMQTT, Source: "b", Address: "line/run", Epoch: epoch, PacketID: id, Payload: []byte(payload), Duplicate: dup}
+	}
+	steps := []struct {
+		s            connectors.Sample
+		again, noted bool
+	}{
+		{msg(5, 1, "0", false), false, true},
+		{msg(5, 2, "1", false), false, true},
+		{msg(6, 1, "0", true), true, true},  // resent at the next connect: a copy, recorded at 6
+		{msg(7, 1, "0", true), true, true},  // its PUBACK lost again: still a copy
+		{msg(7, 2, "1", true), false, true}, // recorded at 5, two connections back: a new message
+		{msg(7, 2, "1", true), true, false}, // and now that one's copy, in its connection
+		{msg(9, 1, "0", true), false, true}, // 7 to 9: taken
+		{msg(8, 1, "0", true), false, true}, // a record of a later connection is no original either
+	}
+	for i, st := range steps {
+		again, noted := ms.noteDelivered(st.s)
+		if again != st.again || noted != st.noted {
+			t.Errorf("step %d (epoch %d id %d %s dup %v): again %v noted %v, want %v %v", i, st.s.Epoch, st.s.PacketID, st.s.Payload, st.s.Duplicate, again, noted, st.again, st.noted)
+		}
+	}
+	// A record kept by the version without connection numbers ("id:digest")
+	// is no original of anything.
+	old := MachineState{Delivered: map[string][]string{}}
+	old.noteDelivered(msg(0, 4, "0", false))
+	legacy := strings.TrimPrefix(old.Delivered["b line/run"][0], "0:")
+	for _, epoch := range []uint64{0, 1} {
+		ms2 := MachineState{Delivered: map[string][]string{"b line/run": {legacy}}}
+		if again, _ := ms2.noteDelivered(msg(epoch, 4, "0", true)); again {
+			t.Errorf("epoch %d: a DUP taken for a copy of a record without a connection number", epoch)
+		}
 	}
 }

@@ -704,12 +704,13 @@ type MachineState struct {
 	// not taken.
 	Recent map[string][]string `json:"recent,omitempty"`
 	// Delivered holds, per MQTT topic ("source topic") feeding the run
-	// state or the downtime reason without a source time, the packet
-	// identifier and payload digest of its last QoS 1 or 2 messages taken
-	// (deliveredKept), stored with their effect: a copy the broker resends
-	// with DUP after a reconnect, because the acknowledgement of one
-	// already taken never reached it (the agent killed between its commit
-	// and the PUBACK), keeps its identifier and is not taken again.
+	// state or the downtime reason without a source time, the connection
+	// number (Sample.Epoch), packet identifier and payload digest of its
+	// last QoS 1 or 2 messages taken (deliveredKept), stored with their
+	// effect: a copy the broker resends with DUP at the next connect,
+	// because the acknowledgement of one already taken never reached it
+	// (the agent killed between its commit and the PUBACK), keeps its
+	// identifier and is not taken again.
 	Delivered map[string][]string `json:"delivered,omitempty"`
 	// Hist is the run state an edge node's store and forward has told of
 	// (Sparkplug is_historical values older than the current run state):

@@ -276,7 +276,7 @@ func TestMosquittoSessionLostWhileAwayIsReported(t *testing.T) {
 	var present []bool
 	var mu sync.Mutex
 	cfg := Config{URL: m.url("tcp"), ClientID: "lost-while-away", Topics: []string{"t/1"}, HadSession: true,
-		OnConnect: func(p bool) { mu.Lock(); present = append(present, p); mu.Unlock() }}
+		OnConnect: func(p bool, _ uint64) { mu.Lock(); present = append(present, p); mu.Unlock() }}
 	r := start(t, cfg, make(chanSink, 10))
 	waitConnected(t, r, 1)
 	if e := r.Stats().LastError; !strings.Contains(e, "the broker did not keep this client's session") {

@@ -92,9 +92,14 @@ type Config struct {
 	// (a site power cut restarting the broker without persistence and the
 	// edge box together).
 	HadSession bool
+	// EpochBase is the number of the last connection to this broker the
+	// agent knows of (kept in its buffer): the source numbers its
+	// connections on from it (Sample.Epoch; OnConnect's epoch).
+	EpochBase uint64
 	// OnConnect, if set, is called after each connect and subscribe, with
-	// whether the broker resumed the session. It must not block.
-	OnConnect func(sessionPresent bool)
+	// whether the broker resumed the session and the connection's number
+	// (Sample.Epoch), for the agent to keep. It must not block.
+	OnConnect func(sessionPresent bool, epoch uint64)
 	// OnDisconnect, if set, is called when a connection OnConnect announced
 	// is lost (not when Run ends), before the backoff. It must not block.
 	OnDisconnect func()
@@ -147,7 +152,11 @@ type Source struct {
 	running atomic.Bool
 
 	received, acked, dups, reconnects, connects, failures, superseded atomic.Uint64
-	inflight                                                          atomic.Int64
+	// answered counts the connects the broker answered (CONNACK), whether
+	// or not the subscribe then failed: Sample.Epoch is EpochBase plus the
+	// connection's count.
+	answered atomic.Uint64
+	inflight atomic.Int64
 
 	errMu     sync.Mutex
 	lastErr   string
@@ -551,7 +560,7 @@ func (s *Source) Run(ctx context.Context) error {
 			s.setErr(err)
 		}
 		if s.cfg.OnConnect != nil {
-			s.cfg.OnConnect(sess.present.Load())
+			s.cfg.OnConnect(sess.present.Load(), sess.epoch)
 		}
 		attempt, loginLogged = 0, false
 		connectedAt := time.Now()

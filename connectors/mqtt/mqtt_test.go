@@ -570,7 +570,7 @@ func TestOnDisconnectAtEachConnectionLost(t *testing.T) {
 	var seen []string
 	note := func(what string) { mu.Lock(); seen = append(seen, what); mu.Unlock() }
 	r := start(t, Config{URL: "tcp://" + px.Addr(), ClientID: "ups-and-downs", Topics: []string{"t/1"},
-		OnConnect: func(bool) { note("up") }, OnDisconnect: func() { note("down") }}, make(chanSink, 10))
+		OnConnect: func(bool, uint64) { note("up") }, OnDisconnect: func() { note("down") }}, make(chanSink, 10))
 	waitConnected(t, r, 1)
 	for i := range 3 {
 		px.Crash()

@@ -2,9 +2,12 @@ package mqtt
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/agent/mapping"
 	"github.com/plantedge/plantedge/connectors"
 )
 
@@ -57,4 +60,83 @@ func resentKeepIDs(t *testing.T, url string) {
 		t.Logf("new message: packet id %d, DUP %v", s.PacketID, s.Duplicate)
 	}
 	sink.none(t, 100*time.Millisecond)
+}
+
+// Mosquitto restarted without persistence forgets the session and numbers
+// the messages of the new one from 1 again: an identifier and payload the
+// agent recorded in the old session come again on a new message. That
+// message, received and not stored when the agent stopped (killed before
+// its commit), is resent with DUP at the next connect; it is a stop not
+// taken, and must be taken (the review of the packet-id dedupe: taken for
+// a copy of the old session's stop, and lost). The connection numbers
+// (Sample.Epoch) tell the two apart: the record is from two connections
+// back. The agent's part (the last number kept, EpochBase) is played here.
+func TestMosquittoIdentifierGivenAgainAfterARestartIsNoCopy(t *testing.T) {
+	mq := newMosquitto(t)
+	url := mq.url("tcp")
+	cfgFile, err := config.Parse("test.yaml", []byte(`site: test
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - { name: b, url: "`+url+`", client_id: epochs }
+machines:
+  - id: m1
+    workcenter: WC1
+    running: { mqtt: { broker: b, topic: m1/run } }
+    good_count: { mqtt: { broker: b, topic: m1/good } }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mapping.New(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := mapping.NewState()
+	apply := func(s connectors.Sample) []mapping.Event {
+		t.Helper()
+		evs, _, err := m.Apply(st, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evs
+	}
+	sink := make(chanSink, 10)
+	cfg := Config{Name: "b", URL: url, ClientID: "epochs", Topics: []string{"m1/run", "m1/good"}, KeepAlive: 2 * time.Second}
+	r := start(t, cfg, sink)
+	waitConnected(t, r, 1)
+	p := newPublisher(t, url, nil)
+	for _, v := range []string{"1", "0", "1"} { // identifiers 1, 2, 3: a stop and its run
+		p.pub(t, "m1/run", []byte(v))
+		s := sink.next(t)
+		apply(s)
+		s.Done()
+	}
+
+	mq.kill()
+	waitFor(t, "connection loss noticed", func() bool { return r.State() != connectors.StateConnected })
+	mq.start()
+	waitConnected(t, r, 2)
+	p = newPublisher(t, url, nil)
+	p.pub(t, "m1/good", []byte("10")) // identifier 1 of the new session
+	s := sink.next(t)
+	apply(s)
+	s.Done()
+	p.pub(t, "m1/run", []byte("0")) // a new stop, identifier 2 as the old stop's
+	s = sink.next(t)
+	if s.PacketID != 2 || s.Duplicate || s.Epoch != 2 {
+		t.Fatalf("the new stop: packet id %d, DUP %v, connection %d; want 2, false, 2", s.PacketID, s.Duplicate, s.Epoch)
+	}
+	r.stop(t) // the agent stopped before storing it: never acknowledged
+
+	cfg.EpochBase = 2 // the agent's last connection number, kept in its buffer
+	start(t, cfg, sink)
+	s = sink.next(t)
+	if s.PacketID != 2 || !s.Duplicate || string(s.Payload) != "0" {
+		t.Fatalf("resent: %s %q packet id %d DUP %v; want the stop, 2, DUP", s.Address, s.Payload, s.PacketID, s.Duplicate)
+	}
+	evs := apply(s)
+	s.Done()
+	if !slices.ContainsFunc(evs, func(e mapping.Event) bool { return e.Kind == mapping.EventStopped }) {
+		t.Errorf("the stop resent with an identifier the old session gave the old stop: %+v, want it taken", evs)
+	}
 }

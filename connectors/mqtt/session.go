@@ -28,6 +28,10 @@ type session struct {
 	gen     uint64
 	client  paho.Client
 	present atomic.Bool // broker resumed our session (CONNACK session present)
+	// epoch numbers the connection (Sample.Epoch): set before the connect,
+	// as the messages a resumed session resends may come before the
+	// CONNACK's token is seen done.
+	epoch uint64
 
 	lost chan error // cap 1: connection lost after being established
 
@@ -69,6 +73,7 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 	sess := &session{
 		src:      s,
 		gen:      sessionGen.Add(1),
+		epoch:    s.cfg.EpochBase + s.answered.Load() + 1,
 		lost:     make(chan error, 1),
 		ackReady: make(chan struct{}, 1),
 		done:     make(chan struct{}),
@@ -92,6 +97,10 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 		sess.client.Disconnect(0)
 		return nil, fmt.Errorf("connect %s: %w", redactURL(s.cfg.URL), err)
 	}
+	// Answered: the next connect is another connection, even if this one
+	// ends before its subscribe does (the broker may have resent, and will
+	// number its messages anew).
+	s.answered.Add(1)
 	if ct, ok := tok.(*paho.ConnectToken); ok {
 		sess.present.Store(ct.SessionPresent())
 	}
@@ -389,6 +398,7 @@ func (ss *session) handle(_ paho.Client, m paho.Message) {
 		// own flow carries every message since.
 		Resent: m.Retained() && ss.present.Load(),
 		Conn:   ss.gen,
+		Epoch:  ss.epoch,
 		Ack:    e.ack,
 	}
 	ss.mu.Lock()
