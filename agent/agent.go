@@ -581,6 +581,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.fwd.beginStop()
 	a.setPhase(ctx, phaseStopping)
 	a.stopSources()
+	a.epochs.wait() // (no connect after the sources stopped)
 	close(a.stopIngest)
 	<-ingestDone
 	ingestCancel()
@@ -1443,6 +1444,7 @@ type mqttEpochs struct {
 	last  map[string]uint64 // by source name
 	saved map[string]uint64 // the last number the buffer holds
 	wmu   sync.Mutex        // one write at a time, the highest number last
+	wg    sync.WaitGroup    // the writes under way (wait)
 }
 
 // mqttEpochKey is the buffer meta key holding the number of the MQTT
@@ -1478,7 +1480,9 @@ func (e *mqttEpochs) note(buf *buffer.Queue, name string, epoch uint64) {
 	}
 	e.last[name] = max(e.last[name], epoch)
 	e.mu.Unlock()
+	e.wg.Add(1)
 	go func() {
+		defer e.wg.Done()
 		e.wmu.Lock()
 		defer e.wmu.Unlock()
 		e.mu.Lock()
@@ -1496,6 +1500,12 @@ func (e *mqttEpochs) note(buf *buffer.Queue, name string, epoch uint64) {
 		}
 	}()
 }
+
+// wait waits for the writes note began: at the stop, before the buffer
+// closes (a connection made just before the stop and not kept would make
+// the next run number its first one as that, and take a record two
+// connections old for one of the connection before).
+func (e *mqttEpochs) wait() { e.wg.Wait() }
 
 // mqttSessionKey is the buffer meta key holding "<url> <client_id>" of the
 // MQTT source name once the broker gave it a session.
