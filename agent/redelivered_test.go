@@ -111,3 +111,69 @@ func TestEndToEndNewStopQueuedWhileAwayWithIdentifiersGivenAgainIsBooked(t *test
 		t.Errorf("%d downtime lines, want 2", n)
 	}
 }
+
+// A gateway that repeats a machine's state without a source time (every
+// second, say): a repeat changes nothing, and costs no buffer commit (the
+// packet-id dedupe made one per repeat, with its fsync: 50 for 50). Its
+// record goes into the buffer with the machine's next write; until then a
+// copy resent after a crash changes nothing taken again either. A stop, a
+// repeat of it and the run, their PUBACKs lost, resent at the next start,
+// book one line.
+func TestEndToEndRepeatedStateCostsNoCommitAndItsCopyIsKnown(t *testing.T) {
+	p := plantWithoutSourceTimes(t)
+	m := p.machines[0]
+	send := func(good int64, running bool) { t.Helper(); p.publishState(m, good, running, false, 1) }
+	acked := func(what string, n int64) {
+		t.Helper()
+		waitFor(t, 10*time.Second, what, func() (bool, string) {
+			got := p.broker.Acked()
+			return got >= n, fmt.Sprintf("%d acknowledged, want %d", got, n)
+		})
+	}
+	commits := func() float64 {
+		t.Helper()
+		v, ok := metric(p.metrics(), "plantedge_ingest_commit_seconds_count")
+		if !ok {
+			t.Fatal("no plantedge_ingest_commit_seconds_count")
+		}
+		return v
+	}
+
+	ra := p.startAgentWith(false)
+	send(1000, true)
+	p.waitState(ra, "running")
+	send(1001, true) // a piece
+	acked("the first messages acknowledged", 2)
+	p.waitExact(ra, 20*time.Second)
+	before := commits()
+	for i := range 50 { // one at a time, as a gateway repeating every second sends them
+		send(1001, true)
+		acked("the repeat acknowledged", int64(3+i))
+	}
+	if n := commits() - before; n != 0 {
+		t.Errorf("%v buffer commits for 50 repeats of the state, want 0", n)
+	}
+
+	p.broker.LoseAcks(true)
+	send(1001, false)
+	p.waitState(ra, "stopped")
+	send(1001, false) // a repeat: its record rides with the run's write
+	send(1001, true)
+	m.stops++
+	p.waitExact(ra, 20*time.Second)
+	ra.stop()
+	if n := p.broker.AcksLost(); n != 3 {
+		t.Fatalf("%d PUBACKs lost, want the stop's, its repeat's and the run's", n)
+	}
+	p.broker.LoseAcks(false)
+
+	ra = p.startAgentWith(false) // all three resent, DUP
+	acked("the three resent acknowledged", 55)
+	p.waitExact(ra, 20*time.Second)
+	if n := p.closedLines("press-1"); n != 1 {
+		t.Errorf("%d downtime lines, want 1", n)
+	}
+	if s := ra.a.Status().Machines[0].State; s != "running" {
+		t.Errorf("after the redelivery the machine is %q, want running", s)
+	}
+}

@@ -156,14 +156,17 @@ func (m *Mapper) applyExtracted(st *State, s connectors.Sample, xs []extracted, 
 		ms := st.machine(machine)
 		didChange, stale, again := false, false, false
 		if s.Kind == connectors.KindMQTT && feedsState(mine) {
-			var seen, noted bool
+			var seen bool
 			seen, didChange = ms.noteRecent(s)
 			stale = s.Resent && seen
 			if untimedState(mine) {
 				// (A value with a source time resent is older than, or as
-				// old as, the one taken: the time tells.)
-				again, noted = ms.noteDelivered(s)
-				didChange = didChange || noted
+				// old as, the one taken: the time tells.) A record alone
+				// is stored with the machine's next write, not one of its
+				// own (see noteDelivered).
+				var store bool
+				again, store = ms.noteDelivered(s)
+				didChange = didChange || store
 			}
 		}
 		for _, x := range ordered {
@@ -361,8 +364,8 @@ const deliveredKept = 64
 
 // noteDelivered records MQTT message s's packet identifier and payload
 // digest, with the number of the connection it came in (Sample.Epoch),
-// among the last deliveredKept of its topic (noted: the record changed),
-// and reports whether s is a resent copy (DUP) of one recorded: the broker
+// among the last deliveredKept of its topic, and reports whether s is a
+// resent copy (DUP) of one recorded: the broker
 // resends an unacknowledged message with its identifier, at the connect
 // after the connection it was sent in, and gives that identifier to no
 // other message before the acknowledgement. Only a record of this
@@ -376,7 +379,18 @@ const deliveredKept = 64
 // or recorded longer ago, is a message not taken yet (one the broker had
 // sent when the agent stopped before storing it, or queued while it was
 // away), and is taken.
-func (ms *MachineState) noteDelivered(s connectors.Sample) (again, noted bool) {
+//
+// store says that the record must be stored before s is acknowledged: a
+// copy recognised and recorded at this connection (the agent killed again
+// before its PUBACK, the next connection must know it). A new record need
+// not: a message that changed the machine's state is stored anyway, with
+// its record; one that changed nothing (a gateway repeating the state)
+// has its record stored with the machine's next write — every message
+// taken since the last one changed nothing, so the state stored is the
+// one they met, and a copy of one resent after a crash, taken again,
+// changes nothing either (a commit, with its fsync, per repeat was this
+// dedupe's cost).
+func (ms *MachineState) noteDelivered(s connectors.Sample) (again, store bool) {
 	if s.PacketID == 0 {
 		return false, false
 	}
@@ -407,17 +421,20 @@ func (ms *MachineState) noteDelivered(s connectors.Sample) (again, noted bool) {
 		ms.Delivered = make(map[string][]string, 1)
 	}
 	// An earlier message with this identifier was acknowledged, or the
-	// broker would not have given it again.
+	// broker would not have given it again; and a record of a connection
+	// before the last one (or of a version that kept no numbers) is no
+	// original of anything any more.
 	list = slices.DeleteFunc(slices.Clone(list), func(e string) bool {
-		_, rest, _ := strings.Cut(e, ":")
-		return strings.HasPrefix(rest, id)
+		ep, rest, _ := strings.Cut(e, ":")
+		n, err := strconv.ParseUint(ep, 10, 64)
+		return err != nil || strings.Count(e, ":") != 2 || n+1 < s.Epoch || strings.HasPrefix(rest, id)
 	})
 	list = append(list, rec)
 	if len(list) > deliveredKept {
 		list = append(list[:0], list[len(list)-deliveredKept:]...)
 	}
 	ms.Delivered[key] = list
-	return false, true
+	return false, false
 }
 
 // recentKept is how many digests of its last messages a topic feeding a

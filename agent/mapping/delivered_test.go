@@ -17,22 +17,22 @@ func TestNoteDeliveredTellsResentCopies(t *testing.T) {
 	}
 	steps := []struct {
 		s            connectors.Sample
-		again, noted bool
+		again, store bool
 	}{
-		{msg(7, `{"run":false}`, false), false, true},
-		{msg(8, `{"run":true}`, false), false, true},
-		{msg(7, `{"run":false}`, true), true, false},  // resent copy
-		{msg(8, `{"run":true}`, true), true, false},   // resent copy
-		{msg(9, `{"run":false}`, true), false, true},  // a DUP not taken before: new
-		{msg(8, `{"run":false}`, true), false, true},  // same id, other payload: new
-		{msg(8, `{"run":true}`, true), false, true},   // 8 was given again: the old one is forgotten
-		{msg(0, `{"run":true}`, true), false, false},  // QoS 0: no identifier, nothing told
-		{msg(7, `{"run":false}`, false), false, true}, // not DUP: always taken
+		{msg(7, `{"run":false}`, false), false, false}, // (stored with its effect, or the next write)
+		{msg(8, `{"run":true}`, false), false, false},
+		{msg(7, `{"run":false}`, true), true, false},   // resent copy
+		{msg(8, `{"run":true}`, true), true, false},    // resent copy
+		{msg(9, `{"run":false}`, true), false, false},  // a DUP not taken before: new
+		{msg(8, `{"run":false}`, true), false, false},  // same id, other payload: new
+		{msg(8, `{"run":true}`, true), false, false},   // 8 was given again: the old one is forgotten
+		{msg(0, `{"run":true}`, true), false, false},   // QoS 0: no identifier, nothing told
+		{msg(7, `{"run":false}`, false), false, false}, // not DUP: always taken
 	}
 	for i, st := range steps {
-		again, noted := ms.noteDelivered(st.s)
-		if again != st.again || noted != st.noted {
-			t.Errorf("step %d (id %d %s dup %v): again %v noted %v, want %v %v", i, st.s.PacketID, st.s.Payload, st.s.Duplicate, again, noted, st.again, st.noted)
+		again, store := ms.noteDelivered(st.s)
+		if again != st.again || store != st.store {
+			t.Errorf("step %d (id %d %s dup %v): again %v store %v, want %v %v", i, st.s.PacketID, st.s.Payload, st.s.Duplicate, again, store, st.again, st.store)
 		}
 	}
 	for i := range deliveredKept + 10 {
@@ -56,22 +56,26 @@ func TestNoteDeliveredOnlyFromTheConnectionBefore(t *testing.T) {
 	}
 	steps := []struct {
 		s            connectors.Sample
-		again, noted bool
+		again, store bool
 	}{
-		{msg(5, 1, "0", false), false, true},
-		{msg(5, 2, "1", false), false, true},
-		{msg(6, 1, "0", true), true, true},  // resent at the next connect: a copy, recorded at 6
-		{msg(7, 1, "0", true), true, true},  // its PUBACK lost again: still a copy
-		{msg(7, 2, "1", true), false, true}, // recorded at 5, two connections back: a new message
-		{msg(7, 2, "1", true), true, false}, // and now that one's copy, in its connection
-		{msg(9, 1, "0", true), false, true}, // 7 to 9: taken
-		{msg(8, 1, "0", true), false, true}, // a record of a later connection is no original either
+		{msg(5, 1, "0", false), false, false},
+		{msg(5, 2, "1", false), false, false},
+		{msg(6, 1, "0", true), true, true},   // resent at the next connect: a copy, recorded at 6 (stored)
+		{msg(7, 1, "0", true), true, true},   // its PUBACK lost again: still a copy
+		{msg(7, 2, "1", true), false, false}, // recorded at 5, two connections back: a new message
+		{msg(7, 2, "1", true), true, false},  // and now that one's copy, in its connection
+		{msg(9, 1, "0", true), false, false}, // 7 to 9: taken
+		{msg(8, 1, "0", true), false, false}, // a record of a later connection is no original either
 	}
 	for i, st := range steps {
-		again, noted := ms.noteDelivered(st.s)
-		if again != st.again || noted != st.noted {
-			t.Errorf("step %d (epoch %d id %d %s dup %v): again %v noted %v, want %v %v", i, st.s.Epoch, st.s.PacketID, st.s.Payload, st.s.Duplicate, again, noted, st.again, st.noted)
+		again, store := ms.noteDelivered(st.s)
+		if again != st.again || store != st.store {
+			t.Errorf("step %d (epoch %d id %d %s dup %v): again %v store %v, want %v %v", i, st.s.Epoch, st.s.PacketID, st.s.Payload, st.s.Duplicate, again, store, st.again, st.store)
 		}
+	}
+	// Records of connections before the last one are let go.
+	if n := len(ms.Delivered["b line/run"]); n != 1 {
+		t.Errorf("%d records kept, want 1 (%v)", n, ms.Delivered["b line/run"])
 	}
 	// A record kept by the version without connection numbers ("id:digest")
 	// is no original of anything.
