@@ -3,6 +3,7 @@ package mqtt
 import (
 	"fmt"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -138,5 +139,85 @@ machines:
 	s.Done()
 	if !slices.ContainsFunc(evs, func(e mapping.Event) bool { return e.Kind == mapping.EventStopped }) {
 		t.Errorf("the stop resent with an identifier the old session gave the old stop: %+v, want it taken", evs)
+	}
+}
+
+// Mosquitto with persistence, stopped (it saves its sessions) and started
+// again while the agent was away: the messages the agent had stored but
+// whose PUBACKs never reached it (killed after its commit) come again at the
+// next connect with DUP and their identifiers, and are known for copies of
+// messages taken in the connection before: no second stop.
+func TestMosquittoPersistentRestartResendsCopiesKnown(t *testing.T) {
+	mq := newMosquitto(t, "persistence true", "persistence_location "+t.TempDir()+"/")
+	url := mq.url("tcp")
+	cfgFile, err := config.Parse("test.yaml", []byte(`site: test
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - { name: b, url: "`+url+`", client_id: kept }
+machines:
+  - id: m1
+    workcenter: WC1
+    running: { mqtt: { broker: b, topic: m1/run } }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mapping.New(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := mapping.NewState()
+	var events []mapping.Event
+	apply := func(s connectors.Sample) {
+		t.Helper()
+		evs, _, err := m.Apply(st, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, evs...)
+	}
+	sink := make(chanSink, 10)
+	cfg := Config{Name: "b", URL: url, ClientID: "kept", Topics: []string{"m1/run"}, KeepAlive: 2 * time.Second}
+	r := start(t, cfg, sink)
+	waitConnected(t, r, 1)
+	p := newPublisher(t, url, nil)
+	ids := map[uint16]bool{}
+	for _, v := range []string{"0", "1"} { // a stop and its run, stored, never acknowledged
+		p.pub(t, "m1/run", []byte(v))
+		s := sink.next(t)
+		apply(s)
+		ids[s.PacketID] = true
+	}
+	r.stop(t)
+	if err := mq.cmd.Process.Signal(syscall.SIGTERM); err != nil { // saves its database, and exits
+		t.Fatal(err)
+	}
+	<-mq.done
+	mq.cmd = nil
+	mq.start()
+
+	stops := func() (n int) {
+		for _, e := range events {
+			if e.Kind == mapping.EventStopped {
+				n++
+			}
+		}
+		return n
+	}
+	if n := stops(); n != 1 {
+		t.Fatalf("%d stops taken before the restart, want 1", n)
+	}
+	cfg.EpochBase = 1 // the agent's last connection number
+	start(t, cfg, sink)
+	for range 2 {
+		s := sink.next(t)
+		if !s.Duplicate || !ids[s.PacketID] {
+			t.Errorf("after the restart: %q packet id %d DUP %v, want the stop or the run resent (%v)", s.Payload, s.PacketID, s.Duplicate, ids)
+		}
+		apply(s)
+		s.Done()
+	}
+	if n := stops(); n != 1 {
+		t.Errorf("%d stops taken, want 1: the resent stop was taken again", n)
 	}
 }
