@@ -3,6 +3,7 @@ package mapping
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plantedge/plantedge/connectors"
 )
@@ -13,7 +14,7 @@ import (
 func TestNoteDeliveredTellsResentCopies(t *testing.T) {
 	var ms MachineState
 	msg := func(id uint16, payload string, dup bool) connectors.Sample {
-		return connectors.Sample{Kind: connectors.KindMQTT, Source: "b", Address: "line/state", PacketID: id, Payload: []byte(payload), Duplicate: dup}
+		return connectors.Sample{Kind: connectors.KindMQTT, Source: "b", Address: "line/state", PacketID: id, Payload: []byte(payload), Duplicate: dup, Good: true, ReceiveTime: time.Now()}
 	}
 	steps := []struct {
 		s            connectors.Sample
@@ -52,7 +53,7 @@ func TestNoteDeliveredTellsResentCopies(t *testing.T) {
 func TestNoteDeliveredOnlyFromTheConnectionBefore(t *testing.T) {
 	var ms MachineState
 	msg := func(epoch uint64, id uint16, payload string, dup bool) connectors.Sample {
-		return connectors.Sample{Kind: connectors.KindMQTT, Source: "b", Address: "line/run", Epoch: epoch, PacketID: id, Payload: []byte(payload), Duplicate: dup}
+		return connectors.Sample{Kind: connectors.KindMQTT, Source: "b", Address: "line/run", Epoch: epoch, PacketID: id, Payload: []byte(payload), Duplicate: dup, Good: true, ReceiveTime: time.Now()}
 	}
 	steps := []struct {
 		s            connectors.Sample
@@ -88,4 +89,64 @@ func TestNoteDeliveredOnlyFromTheConnectionBefore(t *testing.T) {
 			t.Errorf("epoch %d: a DUP taken for a copy of a record without a connection number", epoch)
 		}
 	}
+}
+
+// What connectors/mqtt measured on Mosquitto, through the mapper: the
+// samples as they came (connection number, packet identifier, DUP,
+// payload). Restarted without persistence, Mosquitto gave a new stop the
+// old stop's identifier; resent with DUP two connections after the old one
+// was taken, it is a stop (TestMosquittoIdentifierGivenAgainAfterARestartIsNoCopy).
+// Restarted with persistence, the stop and run it resent with DUP in the
+// connection after are copies: one stop (TestMosquittoPersistentRestartResendsCopiesKnown).
+func TestMosquittoSequencesThroughTheMapper(t *testing.T) {
+	const y = `site: test
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - { name: b, url: "tcp://127.0.0.1:1883", client_id: epochs }
+machines:
+  - id: m1
+    workcenter: WC1
+    running: { mqtt: { broker: b, topic: m1/run } }
+    good_count: { mqtt: { broker: b, topic: m1/good } }
+`
+	msg := func(epoch uint64, topic string, id uint16, payload string, dup bool) connectors.Sample {
+		return connectors.Sample{Kind: connectors.KindMQTT, Source: "b", Address: topic, Epoch: epoch, PacketID: id,
+			Payload: []byte(payload), Duplicate: dup, Good: true, ReceiveTime: time.Now()}
+	}
+	stops := func(t *testing.T, m *Mapper, st *State, ss ...connectors.Sample) (n int) {
+		t.Helper()
+		for _, s := range ss {
+			evs, _, err := m.Apply(st, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range evs {
+				if e.Kind == EventStopped {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	t.Run("restarted without persistence", func(t *testing.T) {
+		m, st := newTestMapper(t, y), NewState()
+		if n := stops(t, m, st, msg(1, "m1/run", 1, "1", false), msg(1, "m1/run", 2, "0", false), msg(1, "m1/run", 3, "1", false),
+			msg(2, "m1/good", 1, "10", false)); n != 1 {
+			t.Fatalf("%d stops before the restart, want 1", n)
+		}
+		// The new stop of connection 2 (identifier 2, as the old stop's)
+		// was never stored; resent in connection 3 it is taken.
+		if n := stops(t, m, st, msg(3, "m1/run", 2, "0", true)); n != 1 {
+			t.Errorf("the new stop resent with the old stop's identifier: %d stops, want 1", n)
+		}
+	})
+	t.Run("restarted with persistence", func(t *testing.T) {
+		m, st := newTestMapper(t, y), NewState()
+		if n := stops(t, m, st, msg(1, "m1/run", 1, "1", false), msg(1, "m1/run", 2, "0", false), msg(1, "m1/run", 3, "1", false)); n != 1 {
+			t.Fatalf("%d stops before the restart, want 1", n)
+		}
+		if n := stops(t, m, st, msg(2, "m1/run", 2, "0", true), msg(2, "m1/run", 3, "1", true)); n != 0 {
+			t.Errorf("the stop and run resent in the connection after: %d stops taken again, want 0", n)
+		}
+	})
 }
