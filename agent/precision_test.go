@@ -380,13 +380,7 @@ func TestScrapInFlightAcrossFewerDecimalsStaysExact(t *testing.T) {
 func TestScrapDoneInOdooAcrossFewerDecimalsIsAsBooked(t *testing.T) {
 	t.Parallel()
 	p, ra := scrapAtTwoDecimals(t)
-	var once sync.Once
-	p.odoo.OnDrop(func(model, method string) {
-		if model == "stock.scrap" && method == "action_validate" {
-			once.Do(func() { p.odoo.SetQtyDigits(0) })
-		}
-	})
-	defer p.odoo.OnDrop(nil)
+	noDecimalsAt(t, p, p.odoo.OnDrop, "action_validate")
 	p.odoo.FailNextCall("stock.scrap", "action_validate", 1, odootest.FaultCommitThenDrop)
 	fewerDecimalsCase{"done-answer-lost", []scrapStep{{16, 2.6, 2.6}, {7, 3.3, 3.6}, {2, 3.5, 3.6}}}.check(t, p, ra, true)
 }
@@ -478,13 +472,7 @@ func TestScrapDraftInOdooAcrossFewerDecimalsIsLoadedAnew(t *testing.T) {
 		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
 			t.Parallel()
 			p, ra := scrapAtTwoDecimalsOn(t, v)
-			var once sync.Once
-			p.odoo.OnDrop(func(model, method string) {
-				if model == "stock.scrap" && method == "load" {
-					once.Do(func() { p.odoo.SetQtyDigits(0) })
-				}
-			})
-			defer p.odoo.OnDrop(nil)
+			noDecimalsAt(t, p, p.odoo.OnDrop, "load")
 			p.odoo.FailNextCall("stock.scrap", "load", 1, odootest.FaultCommitThenDrop)
 			fewerDecimalsScrap[1].check(t, p, ra, true)
 			if n := strings.Count(p.logs.String(), "scrap booking in flight rounded to the decimals Odoo keeps now"); n != 1 {
@@ -510,13 +498,7 @@ func TestScrapDraftInOdooRoundedToNothingIsZeroedAndCarried(t *testing.T) {
 		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
 			t.Parallel()
 			p, ra := scrapAtTwoDecimalsOn(t, v)
-			var once sync.Once
-			p.odoo.OnDrop(func(model, method string) {
-				if model == "stock.scrap" && method == "load" {
-					once.Do(func() { p.odoo.SetQtyDigits(0) })
-				}
-			})
-			defer p.odoo.OnDrop(nil)
+			noDecimalsAt(t, p, p.odoo.OnDrop, "load")
 			p.odoo.FailNextCall("stock.scrap", "load", 1, odootest.FaultCommitThenDrop)
 			checkZeroedDraft(t, p, ra, true, 1)
 		})
@@ -589,13 +571,7 @@ func TestScrapRoundedToNothingByOdooAtItsLoadIsCarried(t *testing.T) {
 		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
 			t.Parallel()
 			p, ra := scrapAtTwoDecimalsOn(t, v)
-			var once sync.Once
-			p.odoo.BeforeCall(func(model, method string) {
-				if model == "stock.scrap" && method == "load" {
-					once.Do(func() { p.odoo.SetQtyDigits(0) })
-				}
-			})
-			defer p.odoo.BeforeCall(nil)
+			noDecimalsAt(t, p, p.odoo.BeforeCall, "load")
 			checkZeroedDraft(t, p, ra, true, 0)
 		})
 	}
@@ -659,13 +635,7 @@ func TestScrapDraftZeroedThenKilledIsCarriedOnce(t *testing.T) {
 func TestScrapDoneInOdooRoundedByItIsSettledAsOdooHoldsIt(t *testing.T) {
 	t.Parallel()
 	p, ra := scrapAtTwoDecimals(t)
-	var once sync.Once
-	p.odoo.BeforeCall(func(model, method string) {
-		if model == "stock.scrap" && method == "load" {
-			once.Do(func() { p.odoo.SetQtyDigits(0) })
-		}
-	})
-	defer p.odoo.BeforeCall(nil)
+	noDecimalsAt(t, p, p.odoo.BeforeCall, "load")
 	p.odoo.FailNextCall("stock.scrap", "action_validate", 1, odootest.FaultCommitThenDrop)
 	fewerDecimalsScrap[1].check(t, p, ra, true)
 	if n := strings.Count(p.logs.String(), "scrap booking in flight found done in Odoo as it rounded it: settled by what Odoo holds"); n != 1 {
@@ -797,4 +767,17 @@ func TestGoodAndScrapAfterFewerDecimalsSetWhileRunning(t *testing.T) {
 			wantNoEdit(t, p, ra, "Odoo's rounding of plantedge's write was taken for an edit")
 		})
 	}
+}
+
+// noDecimalsAt sets Odoo to keep no decimals at the first stock.scrap call
+// of method the hook (p.odoo.OnDrop: its answer dropped; BeforeCall: before
+// it runs) sees; the hook is unset when the test ends.
+func noDecimalsAt(t *testing.T, p *plant, hook func(func(model, method string)), method string) {
+	var once sync.Once
+	hook(func(model, m string) {
+		if model == "stock.scrap" && m == method {
+			once.Do(func() { p.odoo.SetQtyDigits(0) })
+		}
+	})
+	t.Cleanup(func() { hook(nil) })
 }
