@@ -14,16 +14,8 @@ import (
 // took (mochi marks a message queued while the agent was away DUP too) is
 // taken.
 func TestEndToEndRedeliveredStopAndRunBookOneLine(t *testing.T) {
-	p := plantWithoutSourceTimes(t)
+	p, send, acked := redeliveryPlant(t)
 	m := p.machines[0]
-	send := func(good int64, running bool) { t.Helper(); p.publishState(m, good, running, false, 1) }
-	acked := func(what string, n int64) {
-		t.Helper()
-		waitFor(t, 10*time.Second, what, func() (bool, string) {
-			got := p.broker.Acked()
-			return got >= n, fmt.Sprintf("%d acknowledged, want %d", got, n)
-		})
-	}
 
 	ra := p.startAgentWith(false)
 	send(1000, true)
@@ -72,16 +64,8 @@ func TestEndToEndRedeliveredStopAndRunBookOneLine(t *testing.T) {
 // a new stop and run, not copies (the review of the packet-id dedupe: the
 // stop and the run were dropped, "downtime lines 1 want 2").
 func TestEndToEndNewStopQueuedWhileAwayWithIdentifiersGivenAgainIsBooked(t *testing.T) {
-	p := plantWithoutSourceTimes(t)
+	p, send, acked := redeliveryPlant(t)
 	m := p.machines[0]
-	send := func(good int64, running bool) { t.Helper(); p.publishState(m, good, running, false, 1) }
-	acked := func(what string, n int64) {
-		t.Helper()
-		waitFor(t, 10*time.Second, what, func() (bool, string) {
-			got := p.broker.Acked()
-			return got >= n, fmt.Sprintf("%d acknowledged, want %d", got, n)
-		})
-	}
 
 	ra := p.startAgentWith(false)
 	send(1000, true) // identifier 1 of this connection
@@ -120,16 +104,8 @@ func TestEndToEndNewStopQueuedWhileAwayWithIdentifiersGivenAgainIsBooked(t *test
 // repeat of it and the run, their PUBACKs lost, resent at the next start,
 // book one line.
 func TestEndToEndRepeatedStateCostsNoCommitAndItsCopyIsKnown(t *testing.T) {
-	p := plantWithoutSourceTimes(t)
+	p, send, acked := redeliveryPlant(t)
 	m := p.machines[0]
-	send := func(good int64, running bool) { t.Helper(); p.publishState(m, good, running, false, 1) }
-	acked := func(what string, n int64) {
-		t.Helper()
-		waitFor(t, 10*time.Second, what, func() (bool, string) {
-			got := p.broker.Acked()
-			return got >= n, fmt.Sprintf("%d acknowledged, want %d", got, n)
-		})
-	}
 	commits := func() float64 {
 		t.Helper()
 		v, ok := metric(p.metrics(), "plantedge_ingest_commit_seconds_count")
@@ -176,4 +152,21 @@ func TestEndToEndRepeatedStateCostsNoCommitAndItsCopyIsKnown(t *testing.T) {
 	if s := ra.a.Status().Machines[0].State; s != "running" {
 		t.Errorf("after the redelivery the machine is %q, want running", s)
 	}
+}
+
+// redeliveryPlant is plantWithoutSourceTimes with what the redelivery tests
+// do: send publishes the machine's good count and run state, acked waits
+// until the broker has n PUBACKs.
+func redeliveryPlant(t *testing.T) (p *plant, send func(good int64, running bool), acked func(what string, n int64)) {
+	p = plantWithoutSourceTimes(t)
+	m := p.machines[0]
+	send = func(good int64, running bool) { t.Helper(); p.publishState(m, good, running, false, 1) }
+	acked = func(what string, n int64) {
+		t.Helper()
+		waitFor(t, 10*time.Second, what, func() (bool, string) {
+			got := p.broker.Acked()
+			return got >= n, fmt.Sprintf("%d acknowledged, want %d", got, n)
+		})
+	}
+	return p, send, acked
 }
