@@ -336,6 +336,11 @@ func (s *Server) run(m *model, method string, ids []int64, a map[string]any, jso
 			}
 		}
 		for _, id := range ids {
+			if err := s.checkScrapRounding(id); err != nil {
+				return nil, err
+			}
+		}
+		for _, id := range ids {
 			s.doScrap(id)
 		}
 		return true, nil

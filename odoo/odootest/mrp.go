@@ -2,6 +2,7 @@ package odootest
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 )
@@ -37,7 +38,11 @@ func (s *Server) buildModels() {
 	s.insert("res.company", rec{"name": "YourCompany"}, "base.main_company")
 	s.insert("res.users", rec{"name": "OdooBot", "login": "__system__", "company_id": int64(1)}, "base.user_root")
 	s.insert("res.users", rec{"name": "Administrator", "login": "admin", "company_id": int64(1)}, "base.user_admin")
-	s.insert("uom.uom", rec{"name": "Units"}, "uom.product_uom_unit")
+	units := rec{"name": "Units"}
+	if s.v() < 19 {
+		units["rounding"] = 0.01 // uom_uom.py's default; uom_data.xml sets none
+	}
+	s.insert("uom.uom", units, "uom.product_uom_unit")
 	for i, l := range defaultLosses {
 		s.insert("mrp.workcenter.productivity.loss", rec{"name": l.name, "loss_type": l.lossType,
 			"manual": l.lossType != "productive" && l.lossType != "performance", "sequence": int64(i + 1)}, "mrp."+l.xmlid)
@@ -61,7 +66,12 @@ func modelDefs(v, saas int) map[string]*model {
 		"res.users.apikeys": {order: "id", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Description"}, "user_id": m2o("res.users", "User", true),
 			"scope": {typ: fChar, label: "Scope"}, "create_date": {typ: fDatetime, label: "Creation Date"}}},
-		"uom.uom": {order: "name", fields: map[string]field{"name": {typ: fChar, required: true, label: "Unit"}}},
+		// rounding: uom_uom.py 17.0/18.0 a stored float (default 0.01,
+		// "Use 1.0 for a Unit of Measure that cannot be further split"; the
+		// data sets none); 19.0 computed, 10**-digits of "Product Unit"
+		// for every unit (_compute_rounding).
+		"uom.uom": {order: "name", fields: map[string]field{"name": {typ: fChar, required: true, label: "Unit"},
+			"rounding": {typ: fFloat, computed: v >= 19, label: "Rounding Precision"}}},
 		"product.product": {order: "name, id", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Name"}, "uom_id": m2o("uom.uom", "Unit", true),
 			"tracking": {typ: fSelection, sel: []string{"none", "lot", "serial"}, label: "Tracking"}}},
@@ -256,6 +266,8 @@ func (s *Server) compute(m *model, r rec, name string) any {
 		return s.lossType(r["loss_id"].(int64))
 	case "mrp.workcenter.productivity.duration":
 		return round2(s.lineMinutes(r))
+	case "uom.uom.rounding": // 19.0 uom_uom.py _compute_rounding
+		return math.Pow10(-s.qtyDigits)
 	}
 	return s.zero(m.fields[name])
 }
@@ -648,7 +660,10 @@ func (s *Server) actionValidate(ids []int64) (any, *odooError) {
 	}
 	sm := s.models["stock.scrap"]
 	r := sm.recs[ids[0]]
-	if s.value(sm, r, "scrap_qty").(float64) <= 0 {
+	// stock_scrap.py action_validate: float_is_zero(scrap_qty,
+	// precision_rounding=product_uom_id.rounding) (19.0:
+	// product_uom_id.is_zero): 0.4 of a unit of rounding 1.0 is zero.
+	if q := s.value(sm, r, "scrap_qty").(float64); q <= 0 || FloatRoundStep(q, s.uomRounding(asInt(r["product_uom_id"])), s.v()) == 0 {
 		return nil, userError("You can only enter positive quantities.")
 	}
 	if s.shortStock[asInt(r["product_id"])] {
@@ -671,8 +686,69 @@ func (s *Server) actionValidate(ids []int64) (any, *odooError) {
 	if err := s.checkMoveRights(); err != nil {
 		return nil, err
 	}
+	if err := s.checkScrapRounding(ids[0]); err != nil {
+		return nil, err
+	}
 	s.doScrap(ids[0])
 	return true, nil
+}
+
+// uomRounding is the rounding of unit id (uom.uom's rounding): 17.0/18.0
+// as stored, 0.01 (its default) when the record has none; 19.0 computed,
+// 10**-digits of "Product Unit".
+func (s *Server) uomRounding(id int64) float64 {
+	um := s.models["uom.uom"]
+	r, ok := um.recs[id]
+	if s.v() >= 19 {
+		return math.Pow10(-s.qtyDigits)
+	}
+	if v, set := r["rounding"].(float64); ok && set && v > 0 {
+		return v
+	}
+	return 0.01
+}
+
+// checkScrapRounding is what the scrap's move line meets when do_scrap
+// marks its move done (stock_move_line.py _action_done, 17.0-19.0): its
+// quantity rounded HALF-UP to its unit's rounding and to the decimals of
+// "Product Unit of Measure" must be equal at those decimals, or the whole
+// validation is refused (a UserError: the transaction rolled back, the
+// scrap a draft). 0.125 of a unit of rounding 0.01 at 3 decimals is
+// refused (0.13 against 0.125), and 0.6 of one of rounding 1.0; in 19.0
+// the rounding is the decimals' own, and nothing is.
+func (s *Server) checkScrapRounding(id int64) *odooError {
+	sm := s.models["stock.scrap"]
+	r := sm.recs[id]
+	if r == nil {
+		return nil
+	}
+	q := s.value(sm, r, "scrap_qty").(float64)
+	uom := asInt(r["product_uom_id"])
+	byUnit := FloatRoundStep(q, s.uomRounding(uom), s.v())
+	if FloatRound(byUnit, s.qtyDigits) != FloatRound(q, s.qtyDigits) {
+		return userError("The quantity done for the product \"%s\" doesn't respect the rounding precision defined on the unit of measure \"%s\". "+
+			"Please change the quantity done or the rounding precision of your unit of measure.",
+			s.displayName("product.product", asInt(r["product_id"])), s.displayName("uom.uom", uom))
+	}
+	return nil
+}
+
+// SetUomRounding sets the rounding of unit id (uom.uom's Rounding
+// Precision, Inventory → Configuration → Units of Measure), as an
+// administrator of 17.0 or 18.0 does: 1.0 for a unit that cannot be split.
+// 19.0 has no such setting (every unit rounds to "Product Unit"'s
+// decimals, SetQtyDigits): it panics there.
+func (s *Server) SetUomRounding(id int64, rounding float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.v() >= 19 || rounding <= 0 {
+		panic(fmt.Sprintf("odootest: SetUomRounding(%d, %v): 17 and 18 only, rounding > 0", id, rounding))
+	}
+	r, ok := s.models["uom.uom"].recs[id]
+	if !ok {
+		panic(fmt.Sprintf("odootest: SetUomRounding: no uom.uom %d", id))
+	}
+	r["rounding"] = rounding
 }
 
 // checkMoveRights checks the rights do_scrap uses after writing the scrap:

@@ -61,3 +61,21 @@ func (s *Server) roundQty(v float64) float64 {
 	}
 	return kept
 }
+
+// FloatRoundStep is Odoo's float_round(v, precision_rounding=step), HALF-UP,
+// as the emulated version v has it: v divided by step, plus the epsilon
+// of FloatRound (18.0 on) or FloatRound17 (17.0), rounded half away from
+// zero, times step — a multiple of a unit's rounding (uom.uom.rounding)
+// as the ORM computes it. 0.125 at a step of 0.01 is 0.13, 0.4 at 1.0 is 0.
+func FloatRoundStep(v, step float64, version int) float64 {
+	if v == 0 || step <= 0 {
+		return v
+	}
+	n := v / step
+	exp := -50.0
+	if version < 18 {
+		exp = -52
+	}
+	eps := math.Pow(2, math.Log2(math.Abs(n))+exp)
+	return math.Round(n+math.Copysign(eps, n)) * step
+}
