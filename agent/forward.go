@@ -244,6 +244,11 @@ type forwarder struct {
 	// digitsFresh: Odoo's quantity precision was read again this round
 	// before a scrap booking with a fraction (scrapQty; run's goroutine).
 	digitsFresh bool
+	// unitRoundings: the rounding of the units scrap was booked in this
+	// round, read with the precision (scrapUnitRounding; run's goroutine);
+	// unitRoundingRefused: its read was refused, said once at WARN.
+	unitRoundings       map[int64]float64
+	unitRoundingRefused bool
 	// bookedCheckDue: Odoo was away; checkBooked looks at what it has,
 	// and logs what it lacks unless it said the same last (bookedLacked);
 	// also every bookedCheckEvery (bookedChecked: when it last looked).
@@ -1254,6 +1259,7 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 	f.mu.Unlock()
 	prevSeq := f.beginRound()
 	f.digitsFresh = false
+	f.unitRoundings = nil
 	observed := false // the work orders in progress read (dropBacklogMarks)
 	defer func() {
 		f.mu.Lock()

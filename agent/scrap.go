@@ -161,7 +161,7 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 			return err
 		}
 		total := decimal.Add(carry, p.sum)
-		qty, err := f.scrapQty(ctx, total)
+		qty, err := f.scrapQty(ctx, total, wo.UomID)
 		if err != nil {
 			return err
 		}
@@ -285,16 +285,66 @@ func (f *forwarder) forwardScrap(ctx context.Context, machine string, wo *odoo.W
 // of 0 is then settled by roundedAwayByOdoo, and one done rounded whose
 // answer was lost by reroundScrap; one done rounded and answered is
 // settled as decided, 1.6 where Odoo holds 2.)
-func (f *forwarder) scrapQty(ctx context.Context, total float64) (float64, error) {
+//
+// A booking with a fraction is also rounded to a multiple of its unit's
+// rounding (uom: the scrap's unit, the work order's), read with the
+// decimals, once a round, when that is coarser than they are: Odoo
+// validates a scrap in it, and refuses one it does not divide (17.0 and
+// 18.0 keep it for each unit, 0.01 as installed: 3 decimals set and the
+// units left, 0.125 kg was refused, a draft left for a person; 1.0 set for
+// pieces, 0.4 was "not positive" and 1.6 refused). What it leaves over is
+// carried like the decimals' (0.4 pieces of a unit of 1.0 book nothing yet).
+func (f *forwarder) scrapQty(ctx context.Context, total float64, uom int64) (float64, error) {
 	qty := f.client.RoundQty(total)
-	if qty <= 0 || qty == decimal.Round(qty, 0) || f.digitsFresh {
+	if qty <= 0 || qty == decimal.Round(qty, 0) {
 		return qty, nil
 	}
-	if err := f.call(ctx, "read_precision", f.client.RefreshQtyDigits); err != nil {
+	if !f.digitsFresh {
+		if err := f.call(ctx, "read_precision", f.client.RefreshQtyDigits); err != nil {
+			return 0, err
+		}
+		f.digitsFresh = true
+		f.unitRoundings = nil
+	}
+	unit, err := f.scrapUnitRounding(ctx, uom)
+	if err != nil {
 		return 0, err
 	}
-	f.digitsFresh = true
-	return f.client.RoundQty(total), nil
+	return f.client.RoundScrapQty(total, unit), nil
+}
+
+// scrapUnitRounding is the rounding of unit uom (odoo.Client.UnitRounding),
+// read once a round (see scrapQty); 0 (the decimals alone) for no unit, or
+// when Odoo refuses the read, said once at WARN.
+func (f *forwarder) scrapUnitRounding(ctx context.Context, uom int64) (float64, error) {
+	if uom == 0 {
+		return 0, nil
+	}
+	if r, ok := f.unitRoundings[uom]; ok {
+		return r, nil
+	}
+	var r float64
+	err := f.call(ctx, "read_unit_rounding", func(ctx context.Context) error {
+		var err error
+		r, err = f.client.UnitRounding(ctx, uom)
+		return err
+	})
+	if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
+		return 0, err
+	}
+	if err != nil {
+		if !f.unitRoundingRefused {
+			f.a.log.Warn("the rounding of a unit of measure cannot be read: scrap is rounded to Odoo's decimals alone, "+
+				"and Odoo may refuse to validate a booking its unit's rounding does not divide (left a draft)", "uom", uom, "err", err)
+		}
+		f.unitRoundingRefused = true
+		r = 0
+	}
+	if f.unitRoundings == nil {
+		f.unitRoundings = map[int64]float64{}
+	}
+	f.unitRoundings[uom] = r
+	return r, nil
 }
 
 // reroundScrap rounds a scrap booking in flight (ob, stored: decided, not
@@ -324,7 +374,7 @@ func (f *forwarder) reroundScrap(ctx context.Context, machine string, ob *scrapO
 	if ob.Qty <= 0 {
 		return nil
 	}
-	qty, err := f.scrapQty(ctx, ob.Qty)
+	qty, err := f.scrapQty(ctx, ob.Qty, ob.UomID)
 	if err != nil || qty == ob.Qty {
 		return err
 	}
@@ -404,7 +454,12 @@ func (f *forwarder) roundedAwayByOdoo(ctx context.Context, machine string, ob *s
 		return false, nil
 	}
 	f.digitsFresh = true
-	if f.client.RoundQty(ob.Qty) != 0 {
+	f.unitRoundings = nil // its unit's rounding read anew too: set coarser meanwhile, Odoo refused 0.4 of 1.0 as not positive
+	unit, err := f.scrapUnitRounding(ctx, ob.UomID)
+	if err != nil {
+		return false, err
+	}
+	if f.client.RoundScrapQty(ob.Qty, unit) != 0 {
 		return false, nil
 	}
 	if err := f.reroundScrap(ctx, machine, ob); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/plantedge/plantedge/internal/decimal"
@@ -134,4 +135,40 @@ func cmpRaw(raw json.RawMessage) string {
 		return "none"
 	}
 	return string(raw)
+}
+
+// UnitRounding reads the rounding of unit of measure id (uom.uom's
+// rounding), which Odoo validates a scrap in besides its decimals: in
+// 17.0 and 18.0 a field of each unit (0.01 as installed, 1.0 set for one
+// that cannot be split), coarser than the decimals when its
+// administrator set those to 3 and left the units; in 19.0 the decimals'
+// own for every unit. Every user reads units (uom's access rules give
+// base.group_user read). 0 when Odoo answers none.
+func (c *Client) UnitRounding(ctx context.Context, id int64) (float64, error) {
+	var rows []struct {
+		Rounding float64 `json:"rounding"`
+	}
+	if err := c.Call(ctx, "uom.uom", "read", []any{[]int64{id}, []string{"rounding"}}, nil, &rows); err != nil {
+		return 0, err
+	}
+	if len(rows) != 1 || rows[0].Rounding <= 0 {
+		return 0, nil
+	}
+	return rows[0].Rounding, nil
+}
+
+// RoundScrapQty rounds v as a scrap Odoo validates: to a multiple of its
+// unit's rounding (unit, UnitRounding; 0 when not known) when that is
+// coarser than the decimals Odoo keeps, and to those decimals. Odoo
+// refuses to validate a scrap that is not so (stock_scrap.py
+// action_validate: one that rounds to 0 by its unit; stock_move_line.py
+// _action_done: one its unit's rounding would change), and leaves it a
+// draft: 0.125 kg at 3 decimals and a unit rounding of 0.01 books 0.13,
+// 0.4 pieces of a unit of 1.0 books nothing, 1.6 books 2.
+func (c *Client) RoundScrapQty(v, unit float64) float64 {
+	digits := c.QtyDigits()
+	if unit > math.Pow10(-digits) {
+		v = decimal.RoundStep(v, unit)
+	}
+	return decimal.Round(v, digits)
 }

@@ -344,3 +344,48 @@ func TestQuietSpellsReadThePrecisionOnlyWhenTheVersionIsDue(t *testing.T) {
 	}
 }
 
+// The rounding of a unit of measure is read with the bot's rights (every
+// user reads uom.uom), and a scrap is rounded to the coarser of it and the
+// decimals: 17 and 18 keep it for each unit (0.01 as installed: at 3
+// decimals 0.125 is 0.13; 1.0 set: 0.4 is 0, 1.6 is 2); 19 rounds every
+// unit to the decimals (0.125 stays).
+func TestUnitRoundingRead(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			f.srv.SetQtyDigits(3)
+			c := connected(t, f, m.protocol)
+			ctx := context.Background()
+			r, err := c.UnitRounding(ctx, 1)
+			want := 0.01
+			if m.version >= 19 {
+				want = 0.001
+			}
+			if err != nil || r != want {
+				t.Fatalf("UnitRounding = %v, %v; want %v", r, err, want)
+			}
+			wantQty := 0.13
+			if m.version >= 19 {
+				wantQty = 0.125
+			}
+			if q := c.RoundScrapQty(0.125, r); q != wantQty {
+				t.Errorf("RoundScrapQty(0.125, %v) = %v, want %v", r, q, wantQty)
+			}
+			if m.version >= 19 {
+				return
+			}
+			f.srv.SetUomRounding(1, 1)
+			if r, err = c.UnitRounding(ctx, 1); err != nil || r != 1 {
+				t.Fatalf("UnitRounding after 1.0 set = %v, %v", r, err)
+			}
+			for in, want := range map[float64]float64{0.4: 0, 1.6: 2, 0.5: 1, 3: 3} {
+				if q := c.RoundScrapQty(in, r); q != want {
+					t.Errorf("RoundScrapQty(%v, 1) = %v, want %v", in, q, want)
+				}
+			}
+			if q := c.RoundScrapQty(0.125, 0); q != 0.125 {
+				t.Errorf("RoundScrapQty(0.125, unknown unit) = %v, want 0.125 (the decimals alone)", q)
+			}
+		})
+	}
+}

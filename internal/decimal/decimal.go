@@ -26,6 +26,7 @@ package decimal
 
 import (
 	"math"
+	"math/big"
 	"math/bits"
 	"strconv"
 )
@@ -347,4 +348,45 @@ func Legacy(v float64) float64 {
 		return v
 	}
 	return Float(m, k)
+}
+
+// RoundStep rounds the decimal v stands for (see Of) to a multiple of the
+// decimal step stands for, half away from zero — Odoo's float_round(v,
+// precision_rounding=step) (HALF-UP) of those decimals, as it rounds a
+// quantity to its unit's rounding — and returns the nearest float64: 0.125
+// at a step of 0.01 is 0.13, 0.4 at 1 is 0, 1.6 at 1 is 2, 0.7 at 0.25 is
+// 0.75. A step of 0 or below, or either without a decimal (Of), leaves v
+// as it is.
+func RoundStep(v, step float64) float64 {
+	if v == 0 || step <= 0 {
+		return v
+	}
+	m, k, ok := Of(v)
+	ms, ks, oks := Of(step)
+	if !ok || !oks || ms <= 0 {
+		return v
+	}
+	// v/step = (m·10^K-k) / (ms·10^K-ks), K the larger scale.
+	K := max(k, ks)
+	num := new(big.Int).Mul(big.NewInt(m), new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(K-k)), nil))
+	den := new(big.Int).Mul(big.NewInt(ms), new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(K-ks)), nil))
+	neg := num.Sign() < 0
+	num.Abs(num)
+	q, r := new(big.Int).QuoRem(num, den, new(big.Int))
+	if r.Lsh(r, 1).Cmp(den) >= 0 { // half or more: away from zero
+		q.Add(q, big.NewInt(1))
+	}
+	if q.Sign() == 0 {
+		return 0 // not -0
+	}
+	// q·step = q·ms·10^-ks
+	p := new(big.Int).Mul(q, big.NewInt(ms))
+	if !p.IsInt64() {
+		return math.Round(v/step) * step
+	}
+	res := Float(p.Int64(), ks)
+	if neg {
+		return -res
+	}
+	return res
 }

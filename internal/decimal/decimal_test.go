@@ -169,3 +169,18 @@ func BenchmarkMul(b *testing.B) {
 		Mul(103827, 0.45359237)
 	}
 }
+
+// RoundStep rounds a decimal to a multiple of a unit's rounding as Odoo's
+// float_round(precision_rounding=...) does (HALF-UP), of the decimals, not
+// of their float64s: 0.125 / 0.01 is 12.499999999999998 in float64.
+func TestRoundStep(t *testing.T) {
+	for _, c := range []struct{ v, step, want float64 }{
+		{0.125, 0.01, 0.13}, {0.124, 0.01, 0.12}, {0.4, 1, 0}, {0.5, 1, 1}, {1.6, 1, 2}, {1.5, 1, 2},
+		{2, 1, 2}, {0.7, 0.25, 0.75}, {0.3, 0.25, 0.25}, {-0.125, 0.01, -0.13}, {1.005, 0.01, 1.01},
+		{47095.13499999, 0.001, 47095.135}, {7, 5, 5}, {7.5, 5, 10}, {0.125, 0, 0.125}, {0.125, 0.001, 0.125},
+	} {
+		if got := RoundStep(c.v, c.step); got != c.want {
+			t.Errorf("RoundStep(%v, %v) = %v, want %v", c.v, c.step, got, c.want)
+		}
+	}
+}
