@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,4 +150,47 @@ machines:
 			t.Errorf("the stop and run resent in the connection after: %d stops taken again, want 0", n)
 		}
 	})
+}
+
+// What connectors/mqtt measured when a connection dropped while the
+// copies it brought waited in the source's queue
+// (TestCopyWaitingWhenItsConnectionDropsIsHandedOver), through the
+// mapper: a stop and its run taken in connection 1 and never acknowledged,
+// their copies handed over from connection 2, and again from connection 3:
+// one stop. Had connection 2's copies been dropped, connection 3's would be
+// two connections after the originals, and the stop taken again.
+func TestCopiesOfEveryConnectionThroughTheMapper(t *testing.T) {
+	const y = `site: test
+odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
+mqtt:
+  - { name: b, url: "tcp://127.0.0.1:1883", client_id: waiting }
+machines:
+  - id: m1
+    workcenter: WC1
+    running: { mqtt: { broker: b, topic: m1/run } }
+    good_count: { mqtt: { broker: b, topic: m1/good } }
+`
+	msg := func(epoch uint64, topic string, id uint16, payload string, dup bool) connectors.Sample {
+		return connectors.Sample{Kind: connectors.KindMQTT, Source: "b", Address: topic, Epoch: epoch, PacketID: id,
+			Payload: []byte(payload), Duplicate: dup, Good: true, ReceiveTime: time.Now()}
+	}
+	conn := func(epoch uint64, dup bool) []connectors.Sample {
+		return []connectors.Sample{msg(epoch, "m1/good", 1, "5", dup), msg(epoch, "m1/run", 2, "0", dup), msg(epoch, "m1/run", 3, "1", dup)}
+	}
+	m, st := newTestMapper(t, y), NewState()
+	stops := 0
+	for _, s := range slices.Concat(conn(1, false), conn(2, true), conn(3, true)) {
+		evs, _, err := m.Apply(st, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if e.Kind == EventStopped {
+				stops++
+			}
+		}
+	}
+	if stops != 1 {
+		t.Errorf("%d stops, want 1", stops)
+	}
 }

@@ -106,7 +106,8 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 	}
 	if sess.present.Load() {
 		// The broker resends what it sent us unacked, so older undelivered
-		// copies would only be duplicates.
+		// messages would only be duplicates (copies are handed over: see
+		// supersede).
 		s.supersede(sess.gen)
 	}
 	// Publish writes to this connection from now on: a resumed session's
@@ -481,13 +482,19 @@ func (s *Source) enqueue(e *entry) {
 	}
 }
 
-// supersede drops queued, undelivered entries received before session gen.
+// supersede drops queued, undelivered entries received before session gen,
+// but for copies (DUP): a copy handed over with its connection's number
+// (Sample.Epoch) is what lets the mapping know the next connection's copy
+// of the same message for one — it knows a copy only of a record of its
+// connection or the one before, and the original may be two connections
+// back (TestCopyWaitingWhenItsConnectionDropsIsHandedOver: a stop booked
+// twice).
 func (s *Source) supersede(gen uint64) {
 	s.qMu.Lock()
 	defer s.qMu.Unlock()
 	kept := s.queue[:0]
 	for _, e := range s.queue {
-		if e.sess.gen < gen {
+		if e.sess.gen < gen && !e.sample.Duplicate {
 			s.superseded.Add(1)
 			continue
 		}
