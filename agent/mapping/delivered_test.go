@@ -100,53 +100,24 @@ func TestNoteDeliveredOnlyFromTheConnectionBefore(t *testing.T) {
 // Restarted with persistence, the stop and run it resent with DUP in the
 // connection after are copies: one stop (TestMosquittoPersistentRestartResendsCopiesKnown).
 func TestMosquittoSequencesThroughTheMapper(t *testing.T) {
-	const y = `site: test
-odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
-mqtt:
-  - { name: b, url: "tcp://127.0.0.1:1883", client_id: epochs }
-machines:
-  - id: m1
-    workcenter: WC1
-    running: { mqtt: { broker: b, topic: m1/run } }
-    good_count: { mqtt: { broker: b, topic: m1/good } }
-`
-	msg := func(epoch uint64, topic string, id uint16, payload string, dup bool) connectors.Sample {
-		return connectors.Sample{Kind: connectors.KindMQTT, Source: "b", Address: topic, Epoch: epoch, PacketID: id,
-			Payload: []byte(payload), Duplicate: dup, Good: true, ReceiveTime: time.Now()}
-	}
-	stops := func(t *testing.T, m *Mapper, st *State, ss ...connectors.Sample) (n int) {
-		t.Helper()
-		for _, s := range ss {
-			evs, _, err := m.Apply(st, s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range evs {
-				if e.Kind == EventStopped {
-					n++
-				}
-			}
-		}
-		return n
-	}
 	t.Run("restarted without persistence", func(t *testing.T) {
-		m, st := newTestMapper(t, y), NewState()
-		if n := stops(t, m, st, msg(1, "m1/run", 1, "1", false), msg(1, "m1/run", 2, "0", false), msg(1, "m1/run", 3, "1", false),
-			msg(2, "m1/good", 1, "10", false)); n != 1 {
+		m, st := newTestMapper(t, replayConfig), NewState()
+		if n := replayStops(t, m, st, replayMsg(1, "m1/run", 1, "1", false), replayMsg(1, "m1/run", 2, "0", false), replayMsg(1, "m1/run", 3, "1", false),
+			replayMsg(2, "m1/good", 1, "10", false)); n != 1 {
 			t.Fatalf("%d stops before the restart, want 1", n)
 		}
 		// The new stop of connection 2 (identifier 2, as the old stop's)
 		// was never stored; resent in connection 3 it is taken.
-		if n := stops(t, m, st, msg(3, "m1/run", 2, "0", true)); n != 1 {
+		if n := replayStops(t, m, st, replayMsg(3, "m1/run", 2, "0", true)); n != 1 {
 			t.Errorf("the new stop resent with the old stop's identifier: %d stops, want 1", n)
 		}
 	})
 	t.Run("restarted with persistence", func(t *testing.T) {
-		m, st := newTestMapper(t, y), NewState()
-		if n := stops(t, m, st, msg(1, "m1/run", 1, "1", false), msg(1, "m1/run", 2, "0", false), msg(1, "m1/run", 3, "1", false)); n != 1 {
+		m, st := newTestMapper(t, replayConfig), NewState()
+		if n := replayStops(t, m, st, replayMsg(1, "m1/run", 1, "1", false), replayMsg(1, "m1/run", 2, "0", false), replayMsg(1, "m1/run", 3, "1", false)); n != 1 {
 			t.Fatalf("%d stops before the restart, want 1", n)
 		}
-		if n := stops(t, m, st, msg(2, "m1/run", 2, "0", true), msg(2, "m1/run", 3, "1", true)); n != 0 {
+		if n := replayStops(t, m, st, replayMsg(2, "m1/run", 2, "0", true), replayMsg(2, "m1/run", 3, "1", true)); n != 0 {
 			t.Errorf("the stop and run resent in the connection after: %d stops taken again, want 0", n)
 		}
 	})
@@ -160,37 +131,48 @@ machines:
 // one stop. Had connection 2's copies been dropped, connection 3's would be
 // two connections after the originals, and the stop taken again.
 func TestCopiesOfEveryConnectionThroughTheMapper(t *testing.T) {
-	const y = `site: test
+	conn := func(epoch uint64, dup bool) []connectors.Sample {
+		return []connectors.Sample{replayMsg(epoch, "m1/good", 1, "5", dup), replayMsg(epoch, "m1/run", 2, "0", dup), replayMsg(epoch, "m1/run", 3, "1", dup)}
+	}
+	m, st := newTestMapper(t, replayConfig), NewState()
+	if n := replayStops(t, m, st, slices.Concat(conn(1, false), conn(2, true), conn(3, true))...); n != 1 {
+		t.Errorf("%d stops, want 1", n)
+	}
+}
+
+// replayConfig is a machine whose run state and good count come over MQTT
+// without a source time: what the replays of measured broker sequences map.
+const replayConfig = `site: test
 odoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }
 mqtt:
-  - { name: b, url: "tcp://127.0.0.1:1883", client_id: waiting }
+  - { name: b, url: "tcp://127.0.0.1:1883", client_id: replay }
 machines:
   - id: m1
     workcenter: WC1
     running: { mqtt: { broker: b, topic: m1/run } }
     good_count: { mqtt: { broker: b, topic: m1/good } }
 `
-	msg := func(epoch uint64, topic string, id uint16, payload string, dup bool) connectors.Sample {
-		return connectors.Sample{Kind: connectors.KindMQTT, Source: "b", Address: topic, Epoch: epoch, PacketID: id,
-			Payload: []byte(payload), Duplicate: dup, Good: true, ReceiveTime: time.Now()}
-	}
-	conn := func(epoch uint64, dup bool) []connectors.Sample {
-		return []connectors.Sample{msg(epoch, "m1/good", 1, "5", dup), msg(epoch, "m1/run", 2, "0", dup), msg(epoch, "m1/run", 3, "1", dup)}
-	}
-	m, st := newTestMapper(t, y), NewState()
-	stops := 0
-	for _, s := range slices.Concat(conn(1, false), conn(2, true), conn(3, true)) {
+
+// replayMsg is an MQTT sample as a broker delivered it: its connection
+// number, packet identifier, payload and DUP.
+func replayMsg(epoch uint64, topic string, id uint16, payload string, dup bool) connectors.Sample {
+	return connectors.Sample{Kind: connectors.KindMQTT, Source: "b", Address: topic, Epoch: epoch, PacketID: id,
+		Payload: []byte(payload), Duplicate: dup, Good: true, ReceiveTime: time.Now()}
+}
+
+// replayStops applies ss in order and counts the stops they make.
+func replayStops(t *testing.T, m *Mapper, st *State, ss ...connectors.Sample) (n int) {
+	t.Helper()
+	for _, s := range ss {
 		evs, _, err := m.Apply(st, s)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, e := range evs {
 			if e.Kind == EventStopped {
-				stops++
+				n++
 			}
 		}
 	}
-	if stops != 1 {
-		t.Errorf("%d stops, want 1", stops)
-	}
+	return n
 }
