@@ -409,10 +409,7 @@ func (f *forwarder) reroundScrap(ctx context.Context, machine string, ob *scrapO
 		inOdoo = b.State != "" // deleted meanwhile: as one not found
 	}
 	switch {
-	case !inOdoo:
-		f.a.log.Info("scrap booking in flight rounded to the decimals Odoo keeps now", "machine", machine, "xmlid", ob.XMLID,
-			"qty", num(qty), "decided", num(ob.Qty), "digits", f.client.QtyDigits())
-	case b.State == "draft" && qty > 0:
+	case !inOdoo, b.State == "draft" && qty > 0:
 		f.a.log.Info("scrap booking in flight rounded to the decimals Odoo keeps now", "machine", machine, "xmlid", ob.XMLID,
 			"qty", num(qty), "decided", num(ob.Qty), "digits", f.client.QtyDigits())
 	case b.State == "draft":
