@@ -484,8 +484,7 @@ func TestScrapDraftInOdooAcrossFewerDecimalsIsLoadedAnew(t *testing.T) {
 		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
 			t.Parallel()
 			p, ra := scrapAtTwoDecimalsOn(t, v)
-			noDecimalsAt(t, p, p.odoo.OnDrop, "load")
-			p.odoo.FailNextCall("stock.scrap", "load", 1, odootest.FaultCommitThenDrop)
+			draftLeftAtNoDecimals(t, p)
 			fewerDecimalsScrap[1].check(t, p, ra, true)
 			if n := strings.Count(p.logs.String(), "scrap booking in flight rounded to the decimals Odoo keeps now"); n != 1 {
 				t.Errorf("the booking was rounded anew %d times, want 1", n)
@@ -510,8 +509,7 @@ func TestScrapDraftInOdooRoundedToNothingIsZeroedAndCarried(t *testing.T) {
 		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
 			t.Parallel()
 			p, ra := scrapAtTwoDecimalsOn(t, v)
-			noDecimalsAt(t, p, p.odoo.OnDrop, "load")
-			p.odoo.FailNextCall("stock.scrap", "load", 1, odootest.FaultCommitThenDrop)
+			draftLeftAtNoDecimals(t, p)
 			checkZeroedDraft(t, p, ra, true, 1)
 		})
 	}
@@ -792,4 +790,11 @@ func noDecimalsAt(t *testing.T, p *plant, hook func(func(model, method string)),
 		}
 	})
 	t.Cleanup(func() { hook(nil) })
+}
+
+// draftLeftAtNoDecimals makes the next scrap load commit in Odoo (a draft
+// there) and its answer lost, Odoo set to keep no decimals meanwhile.
+func draftLeftAtNoDecimals(t *testing.T, p *plant) {
+	noDecimalsAt(t, p, p.odoo.OnDrop, "load")
+	p.odoo.FailNextCall("stock.scrap", "load", 1, odootest.FaultCommitThenDrop)
 }
