@@ -26,6 +26,7 @@ var modelDescriptions = map[string]string{
 	"res.groups":                       "Access Groups",
 	"stock.move":                       "Stock Move",
 	"stock.move.line":                  "Product Moves (Stock Move Line)",
+	"stock.quant":                      "Quants",
 }
 
 // modelGroups lists the groups that hold the right in a database with mrp
@@ -64,6 +65,15 @@ func modelGroups(model, op string) []string {
 	case "stock.move.line":
 		// Every internal user's (access_stock_move_line_all).
 		return []string{invAdmin, invUser, "User types/Internal User"}
+	case "stock.quant":
+		// Inventory users read, write and create quants
+		// (access_stock_quant_user); every internal user reads them
+		// (access_stock_quant_all). No line deletes them; the agent
+		// never asks to.
+		if op == "read" {
+			return []string{invUser, "User types/Internal User"}
+		}
+		return []string{invUser}
 	case "res.groups":
 		if op == "read" {
 			return []string{"Administration/Access Rights", "User types/Internal User"}
@@ -158,8 +168,8 @@ func withUID(m map[int64]bool, uid int64) map[int64]bool {
 // Manufacturing users read work centers and loss reasons and have every
 // right on manufacturing orders, work orders and time lines; Inventory
 // users read, write and create stock moves (do_scrap creates one with the
-// caller's rights); internal users have every right on move lines, and read
-// groups. Nothing else (system parameters: Settings only; groups:
+// caller's rights) and quants; internal users have every right on move
+// lines, read quants and groups. Nothing else (system parameters: Settings only; groups:
 // Access Rights).
 var mrpUserRights = map[string]string{
 	"res.company":                      "r",
@@ -176,6 +186,7 @@ var mrpUserRights = map[string]string{
 	"stock.scrap":                      "rwc",
 	"stock.move":                       "rwc",
 	"stock.move.line":                  "rwcu",
+	"stock.quant":                      "rwc",
 }
 
 // botRights are the README's bot user's: Manufacturing / User, and a group

@@ -325,6 +325,47 @@ func TestAccessDeniedStockMoveRefusesTheBooking(t *testing.T) {
 	}
 }
 
+// Fact (stock_scrap.py 18.0 action_validate, check_available_qty; stock
+// product.py qty_available, compute_sudo=False, _compute_quantities_dict;
+// models.py _read_group): before it books a storable product's scrap, or
+// answers the Insufficient Quantity wizard, action_validate reads the
+// product's stock on hand with the caller's rights: read on stock moves,
+// then on quants. A user without them is refused whether stock is short or
+// not, the scrap left a draft. Manufacturing / User holds both (through
+// Inventory / User; every internal user reads quants).
+func TestAccessDeniedStockReadRefusesTheValidation(t *testing.T) {
+	e := newEnv(t, 18)
+	uid, key := e.bot()
+	e.s.GiveOnlyManufacturingUser("bot")
+	short := e.s.AddProduct("Rare")
+	e.s.SetShortStock(short, true)
+	idShort := e.ok(e.exec("stock.scrap", "create", []any{map[string]any{"product_id": short, "scrap_qty": 2.0}}, nil))
+	idOK := e.ok(e.exec("stock.scrap", "create", []any{map[string]any{"product_id": e.product, "scrap_qty": 2.0}}, nil))
+	for _, right := range []struct{ model, msg string }{
+		{"stock.move", readDenied("Stock Move", "stock.move", "Inventory/Administrator", "Inventory/User")},
+		{"stock.quant", readDenied("Quants", "stock.quant", "Inventory/User", "User types/Internal User")},
+	} {
+		e.s.DenyAccess("bot", right.model, "read")
+		for _, id := range []any{idShort, idOK} {
+			res := e.execAs(uid, key, "stock.scrap", "action_validate", []any{[]any{id}}, nil)
+			e.wantErr(res, "odoo.exceptions.AccessError")
+			if res.ErrMsg != right.msg {
+				t.Fatalf("action_validate without read on %s: %q, want %q", right.model, res.ErrMsg, right.msg)
+			}
+		}
+		if sc := e.s.Scraps(); sc[0].State != "draft" || sc[1].State != "draft" {
+			t.Fatalf("scraps %+v, want drafts", sc)
+		}
+		e.s.GrantAccess("bot", right.model, "read")
+	}
+	if r := e.ok(e.execAs(uid, key, "stock.scrap", "action_validate", []any{[]any{idShort}}, nil)); r == true {
+		t.Fatal("short stock as Manufacturing / User: booked, want the wizard")
+	}
+	if r := e.ok(e.execAs(uid, key, "stock.scrap", "action_validate", []any{[]any{idOK}}, nil)); r != true {
+		t.Fatalf("action_validate as Manufacturing / User: %v", r)
+	}
+}
+
 // Fact (base security/ir.model.access.csv, 17.0-19.0): internal users hold
 // nothing of external ids (access_ir_model_data_user 0,0,0,0), only
 // Administration / Access Rights reads them: a Manufacturing / User bot is

@@ -123,13 +123,17 @@ func modelDefs(v, saas int) map[string]*model {
 			"state": {typ: fSelection, sel: []string{"draft", "done"}}, "date_done": {typ: fDatetime},
 			"company_id": m2o("res.company", "Company", true)}},
 		// Records of neither: there for the rights do_scrap needs (it
-		// creates a move with its line as the caller) and for what
-		// validate asks of groups (changing them is Access Rights').
+		// creates a move with its line as the caller), those
+		// action_validate reads a product's stock on hand with (stock
+		// moves and quants), and for what validate asks of groups
+		// (changing them is Access Rights').
 		"stock.move": {order: "sequence, id", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Description"}, "product_id": m2o("product.product", "Product", true),
 			"product_uom_qty": {typ: fFloat, qty: true, label: "Demand"}}},
 		"stock.move.line": {order: "result_package_id desc, id", fields: map[string]field{
 			"move_id": m2o("stock.move", "Stock Operation", false), "quantity": {typ: fFloat, qty: true, label: "Quantity"}}},
+		"stock.quant": {order: "id", fields: map[string]field{
+			"product_id": m2o("product.product", "Product", true), "quantity": {typ: fFloat, qty: true, label: "Quantity"}}},
 		"res.groups": {order: "name", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Name"}}},
 		// Settings group only (base/security/ir.model.access.csv): what
@@ -666,6 +670,16 @@ func (s *Server) actionValidate(ids []int64) (any, *odooError) {
 	if q := s.value(sm, r, "scrap_qty").(float64); q <= 0 || FloatRoundStep(q, s.uomRounding(asInt(r["product_uom_id"])), s.v()) == 0 {
 		return nil, userError("You can only enter positive quantities.")
 	}
+	// check_available_qty (stock_scrap.py as read in 18.0; 17.0 and 19.0
+	// taken to do alike), for a storable product (the emulator's
+	// products are): the product's qty_available, computed with the
+	// caller's rights (stock product.py: compute_sudo=False), from
+	// stock.move and then stock.quant _read_group
+	// (_compute_quantities_dict), each checking read access (models.py
+	// _read_group) — also when it then answers the wizard.
+	if err := s.checkStockReads(); err != nil {
+		return nil, err
+	}
 	if s.shortStock[asInt(r["product_id"])] {
 		return map[string]any{
 			"name": "Insufficient Quantity", "view_mode": "form", "res_model": "stock.warn.insufficient.qty.scrap",
@@ -758,6 +772,17 @@ func (s *Server) SetUomRounding(id int64, rounding float64) {
 func (s *Server) checkMoveRights() *odooError {
 	for _, c := range []struct{ model, op string }{{"stock.move", "create"}, {"stock.move.line", "create"}, {"stock.move", "write"}} {
 		if err := s.checkAccess(s.models[c.model], c.op); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkStockReads checks the rights action_validate reads a product's
+// stock on hand with (actionValidate): read on stock moves, then quants.
+func (s *Server) checkStockReads() *odooError {
+	for _, m := range []string{"stock.move", "stock.quant"} {
+		if err := s.checkAccess(s.models[m], "read"); err != nil {
 			return err
 		}
 	}
