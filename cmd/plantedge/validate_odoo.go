@@ -362,6 +362,14 @@ func neededRights(cfg *config.Config) []odooRight {
 			odooRight{"stock.scrap", odoo.OpRead, "to find its bookings and watch the drafts Odoo leaves", invUser},
 			odooRight{"stock.scrap", odoo.OpCreate, "to book scrap", invUser},
 			odooRight{"stock.scrap", odoo.OpWrite, "to update and validate scrap", invUser},
+			// action_validate first reads a storable product's stock on
+			// hand with the caller's rights (stock_scrap.py
+			// check_available_qty; qty_available is compute_sudo=False and
+			// reads stock moves, then quants): refused without these,
+			// also where stock is short.
+			odooRight{"stock.move", odoo.OpRead, "to validate scrap (Odoo reads the product's stock on hand from stock moves and quants, with the bot user's rights)", invUser},
+			// Every internal user's (stock's access_stock_quant_all).
+			odooRight{"stock.quant", odoo.OpRead, "to validate scrap (Odoo reads the product's stock on hand from stock moves and quants, with the bot user's rights)", "give the user the group Internal User (user type)"},
 			// do_scrap moves the pieces out of stock with the caller's
 			// rights: a custom group without these leaves every scrap a
 			// draft with Odoo's refusal.

@@ -174,7 +174,7 @@ func TestValidateOdooAllGood(t *testing.T) {
 			o := newOdooSite(t, c.version)
 			lines, err := o.run(t)
 			wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
-				[]string{"odoo: OK: 2 work centers, 2 loss reasons, 13 access rights"})
+				[]string{"odoo: OK: 2 work centers, 2 loss reasons, 15 access rights"})
 			method := "has_access"
 			if c.version < 18 {
 				method = "check_access_rights"
@@ -214,7 +214,7 @@ func TestValidateOdooWarnsAboutAnOverPrivilegedBot(t *testing.T) {
 				lines, err := o.run(t)
 				wantLines(t, lines, err, "", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses,
 					[]string{fmt.Sprintf(`odoo: warning: user "plantedge-bot" (uid %d) %s`, o.uid, w.warning),
-						"odoo: OK: 2 work centers, 2 loss reasons, 13 access rights"})
+						"odoo: OK: 2 work centers, 2 loss reasons, 15 access rights"})
 			})
 		}
 	}
@@ -249,6 +249,23 @@ func TestValidateOdooDeniedStockMove(t *testing.T) {
 			wantLines(t, lines, err, "odoo: 2 problems", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses, []string{
 				fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not create stock.move, needed to validate scrap (Odoo books it as a stock move, with the bot user's rights) (hint: give the user the group Inventory / User)`, o.uid),
 				fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not create stock.move.line, needed to validate scrap (Odoo books it as a stock move, with the bot user's rights) (hint: give the user the group Internal User (user type))`, o.uid)})
+		})
+	}
+}
+
+// Validating a scrap of a storable product first reads its stock on hand
+// with the bot user's rights (stock moves, then quants): a custom group
+// without them would leave every scrap a draft.
+func TestValidateOdooDeniedStockRead(t *testing.T) {
+	for _, c := range odooReleases {
+		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
+			o := newOdooSite(t, c.version)
+			o.srv.DenyAccess("plantedge-bot", "stock.move", "read")
+			o.srv.DenyAccess("plantedge-bot", "stock.quant", "read")
+			lines, err := o.run(t)
+			wantLines(t, lines, err, "odoo: 2 problems", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses, []string{
+				fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not read stock.move, needed to validate scrap (Odoo reads the product's stock on hand from stock moves and quants, with the bot user's rights) (hint: give the user the group Inventory / User)`, o.uid),
+				fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not read stock.quant, needed to validate scrap (Odoo reads the product's stock on hand from stock moves and quants, with the bot user's rights) (hint: give the user the group Internal User (user type))`, o.uid)})
 		})
 	}
 }
