@@ -835,8 +835,9 @@ func TestScrapValidationRefusedWaitsAsADraft(t *testing.T) {
 // The same with the emulator's own refusal: a bot user in a custom group
 // that may write scraps but not create stock moves, which Odoo's do_scrap
 // creates with its rights (validate --odoo names that right). The booking
-// waits as a draft with Odoo's AccessError, not a dead letter; once the
-// right is given, a flush validates it: booked once.
+// waits as a draft with Odoo's AccessError, not a dead letter, and status
+// says which group gives the right; once the right is given, a flush
+// validates it: booked once.
 func TestScrapValidationWithoutStockMoveRightWaitsAsADraft(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	p.odoo.DenyAccess("plantedge-bot", "stock.move", "create")
@@ -846,7 +847,8 @@ func TestScrapValidationWithoutStockMoveRightWaitsAsADraft(t *testing.T) {
 	waitFor(t, 15*time.Second, "the machine to show the refused draft", func() (bool, string) {
 		st := ra.a.Status()
 		e := st.Machines[0].Error
-		return strings.Contains(e, "which refused to validate it") && strings.Contains(e, "You are not allowed to create 'Stock Move' (stock.move) records.") &&
+		return strings.Contains(e, "which refused to validate it") &&
+			strings.Contains(e, "You are not allowed to create 'Stock Move' (stock.move) records. (plantedge: give the bot user the group Manufacturing / User, which includes Inventory / User, as the README says)") &&
 			st.Buffer.Pending == 0, e
 	})
 	if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {

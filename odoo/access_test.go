@@ -3,6 +3,7 @@ package odoo_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -231,4 +232,73 @@ func TestExternalIDsRefusedSayWhichRightToGive(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Odoo's refusal of a right names, after its first line, every group that
+// holds it (administrators' too); status shows the first line only. The
+// error the agent shows says there which group gives the bot user the
+// right the agent needs (mrp and stock security/ir.model.access.csv),
+// also when a call on one model is refused a right on another (validating
+// a scrap books a stock move); Odoo's lines stay after it. A refusal of
+// another shape (a record rule's) is left as Odoo said it.
+func TestAccessRefusalsSayWhichGroupToGive(t *testing.T) {
+	const (
+		mrpUser  = " (plantedge: give the bot user the group Manufacturing / User, as the README says)"
+		invUser  = " (plantedge: give the bot user the group Manufacturing / User, which includes Inventory / User, as the README says)"
+		internal = " (plantedge: Odoo gives this right to every internal user: make the bot user's user type Internal User)"
+	)
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			_, key := f.srv.AddUser("bot")
+			f.srv.GiveOnlyBotRights("bot")
+			bot := f.client(t, m.protocol, func(c *odoo.Config) { c.Username, c.APIKey = "bot", key })
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			n := 0
+			for _, c := range []struct {
+				model, op, first string
+				call             func() error
+			}{
+				{"mrp.workorder", odoo.OpWrite, "You are not allowed to modify 'Work Order' (mrp.workorder) records." + mrpUser,
+					func() error { return bot.SetProducedQty(ctx, f.wo, 5) }},
+				{"stock.move", odoo.OpCreate, "You are not allowed to create 'Stock Move' (stock.move) records." + invUser,
+					func() error { return book(ctx, bot, f, &n) }},
+				{"stock.quant", odoo.OpRead, "You are not allowed to access 'Quants' (stock.quant) records." + internal,
+					func() error { return book(ctx, bot, f, &n) }},
+				{"stock.move.line", odoo.OpCreate, "You are not allowed to create 'Product Moves (Stock Move Line)' (stock.move.line) records." + internal,
+					func() error { return book(ctx, bot, f, &n) }},
+			} {
+				f.srv.DenyAccess("bot", c.model, c.op)
+				err := c.call()
+				f.srv.GrantAccess("bot", c.model, c.op)
+				var oe *odoo.Error
+				if !errors.As(err, &oe) || !strings.HasSuffix(oe.Name, ".AccessError") {
+					t.Fatalf("without %s on %s: %v, want an AccessError", c.op, c.model, err)
+				}
+				first, rest, _ := strings.Cut(oe.Message, "\n")
+				if first != c.first || !strings.Contains(rest, "This operation is allowed for the following groups:") {
+					t.Errorf("without %s on %s, the message:\n%s\nwant first line %q, then Odoo's", c.op, c.model, oe.Message, c.first)
+				}
+			}
+			const rule = "Due to security restrictions, you are not allowed to access 'Work Order' (mrp.workorder) records."
+			f.srv.RefuseNext("mrp.workorder", "write", 1, "odoo.exceptions.AccessError", rule)
+			var oe *odoo.Error
+			if err := bot.SetProducedQty(ctx, f.wo, 6); !errors.As(err, &oe) || oe.Message != rule {
+				t.Errorf("a record rule's refusal: %v, want Odoo's words alone", err)
+			}
+		})
+	}
+}
+
+// book books a scrap of 2 under a new external id (n counts them) and
+// returns why it is not done.
+func book(ctx context.Context, bot *odoo.Client, f *fixture, n *int) error {
+	*n++
+	done, err := bot.BookScrap(ctx, odoo.Scrap{XMLID: fmt.Sprintf("plantedge.t_m1_scrap_%d", *n), ProductID: f.product,
+		ProductionID: f.mo, WorkorderID: f.wo, Qty: 2})
+	if err == nil && done {
+		return errors.New("booked")
+	}
+	return err
 }

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -597,19 +598,81 @@ func (c *Client) call(ctx context.Context, model, method string, args []any, kwa
 const ExternalIDsRightHint = "(plantedge: give the bot user read on Model Data (ir.model.data) through a group of its own, " +
 	"as the README says; not Administration / Access Rights, which Odoo names below but which may give itself any right)"
 
-// withRightHint puts ExternalIDsRightHint after the first line of Odoo's
-// AccessError for ir.model.data (the line status and the log show). Odoo
-// lists the groups that hold the right, and for external ids that is
-// Administration / Access Rights alone (base's access file gives internal
-// users nothing on them): an admin who follows it gives the bot user the
-// power to give itself any right.
+// The groups to give the bot user for the rights the agent uses, said
+// after the first line of Odoo's refusal (status shows that line; Odoo's
+// own list of groups is on the lines after it, and names the
+// administrators' groups too). From mrp's and stock's
+// security/ir.model.access.csv (17.0-19.0): Manufacturing / User holds
+// work orders, manufacturing orders and time lines, and reads work centers
+// and loss reasons; it implies Inventory / User, which reads, writes and
+// creates scraps and stock moves; every internal user (base.group_user)
+// has every right on move lines (access_stock_move_line_all) and reads
+// quants (access_stock_quant_all).
+const (
+	mrpUserRightHint  = "(plantedge: give the bot user the group Manufacturing / User, as the README says)"
+	invUserRightHint  = "(plantedge: give the bot user the group Manufacturing / User, which includes Inventory / User, as the README says)"
+	internalRightHint = "(plantedge: Odoo gives this right to every internal user: make the bot user's user type Internal User)"
+)
+
+// aclRefusal is the first line of ir_model.py _make_access_error (the
+// access rights, not record rules), in English as every call asks:
+// "You are not allowed to create 'Stock Move' (stock.move) records."
+var aclRefusal = regexp.MustCompile(`^You are not allowed to (access|modify|create|delete) '[^']*' \(([a-z0-9_]+(?:\.[a-z0-9_]+)+)\) records\.`)
+
+// rightHint is what to give the bot user for the right op ("access",
+// "modify", "create", "delete", as Odoo's refusal says) on model, among
+// those the agent uses ("" for others).
+func rightHint(model, op string) string {
+	switch model {
+	case "mrp.workorder", "mrp.production", "mrp.workcenter.productivity":
+		if op != "delete" {
+			return mrpUserRightHint
+		}
+	case "mrp.workcenter", "mrp.workcenter.productivity.loss":
+		if op == "access" { // changing them is Manufacturing / Administrator's
+			return mrpUserRightHint
+		}
+	case "stock.scrap", "stock.move":
+		if op != "delete" { // Inventory / Administrator's
+			return invUserRightHint
+		}
+	case "stock.move.line":
+		return internalRightHint
+	case "stock.quant":
+		if op == "access" {
+			return internalRightHint
+		}
+	case "ir.model.data":
+		return ExternalIDsRightHint
+	}
+	return ""
+}
+
+// withRightHint puts after the first line of Odoo's AccessError which
+// group gives the bot user the right it lacks: for ir.model.data
+// ExternalIDsRightHint, on any refusal of a call on it (Odoo lists
+// Administration / Access Rights alone there, as base's access file gives
+// internal users nothing on them: an admin who follows it gives the bot
+// user the power to give itself any right); for the other models the
+// agent uses, the group its refusal names (a call on a scrap is refused
+// for a right on stock moves), so that the line status shows, and the
+// dead letter, say what to give.
 func withRightHint(model string, err error) error {
 	var oe *Error
-	if model != "ir.model.data" || !errors.As(err, &oe) || !strings.HasSuffix(oe.Name, ".AccessError") {
+	if !errors.As(err, &oe) || !strings.HasSuffix(oe.Name, ".AccessError") {
 		return err
 	}
 	first, rest, more := strings.Cut(oe.Message, "\n")
-	oe.Message = first + " " + ExternalIDsRightHint
+	hint := ""
+	if model == "ir.model.data" {
+		hint = ExternalIDsRightHint
+	} else if m := aclRefusal.FindStringSubmatch(first); m != nil {
+		hint = rightHint(m[2], m[1])
+	}
+	if hint == "" || strings.Contains(first, hint) {
+		return err
+	}
+	oe.Message = first + " " + hint
 	if more {
 		oe.Message += "\n" + rest
 	}
