@@ -256,6 +256,40 @@ func TestAccessDeniedProductionWriteRefusesQuantityWrite(t *testing.T) {
 	}
 }
 
+// Fact (mrp_workorder.py 17.0/18.0 _set_qty_producing, then
+// mrp_production.py _set_qty_producing): the order's new producing
+// quantity sets each component move's quantity (_set_quantity_done) and
+// marks it picked, writes on stock.move with the caller's rights: a user
+// who may write work orders and manufacturing orders but not stock moves
+// is refused the quantity write, naming stock.move and the Inventory
+// groups, and nothing is written. Manufacturing / User holds it (through
+// Inventory / User).
+func TestAccessDeniedStockMoveWriteRefusesQuantityWrite(t *testing.T) {
+	for _, v := range []int{17, 18} {
+		e := newEnv(t, v)
+		uid, key := e.bot()
+		e.s.GiveOnlyManufacturingUser("bot")
+		e.s.DenyAccess("bot", "stock.move", "write")
+		before := e.s.ProductionQtyProducing(e.mo)
+		r := e.execAs(uid, key, "mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_producing": 7}}, nil)
+		e.wantErr(r, "odoo.exceptions.AccessError")
+		const want = "You are not allowed to modify 'Stock Move' (stock.move) records.\n\n" +
+			"This operation is allowed for the following groups:\n\t- Inventory/Administrator\n\t- Inventory/User\n\n" +
+			"Contact your administrator to request access if necessary."
+		if r.ErrMsg != want {
+			t.Fatalf("%d: message %q", v, r.ErrMsg)
+		}
+		if q := e.s.ProductionQtyProducing(e.mo); q != before {
+			t.Fatalf("%d: refused write changed the order's qty_producing from %v to %v", v, before, q)
+		}
+		e.s.GrantAccess("bot", "stock.move", "write")
+		e.ok(e.execAs(uid, key, "mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_producing": 7}}, nil))
+		if q := e.s.ProductionQtyProducing(e.mo); q != 7 {
+			t.Fatalf("%d: the order's qty_producing %v, want 7", v, q)
+		}
+	}
+}
+
 // Fact (stock_scrap.py 17.0-19.0): action_validate writes nothing itself:
 // it reads the scrap and either returns the Insufficient Quantity wizard
 // (no write) or runs do_scrap, whose first write (scrap.name = ...) needs
