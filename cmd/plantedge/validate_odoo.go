@@ -341,8 +341,8 @@ func (c *odooCheck) checkLosses(ctx context.Context, cfg *config.Config, client 
 	return len(uses), true
 }
 
-// neededRights lists the rights the agent uses with cfg.
-func neededRights(cfg *config.Config) []odooRight {
+// neededRights lists the rights the agent uses with cfg on Odoo major.
+func neededRights(cfg *config.Config, major int) []odooRight {
 	const (
 		mrpUser = "give the user the group Manufacturing / User"
 		invUser = "give the user the group Inventory / User"
@@ -356,6 +356,17 @@ func neededRights(cfg *config.Config) []odooRight {
 		{"mrp.workcenter.productivity", odoo.OpRead, "to read downtime lines back, and which of several work orders in progress is worked on", mrpUser},
 		{"mrp.workcenter.productivity", odoo.OpCreate, "to record downtime", mrpUser},
 		{"mrp.workcenter.productivity", odoo.OpWrite, "to update and close downtime", mrpUser},
+	}
+	// 17/18: the order's new producing quantity sets its component moves'
+	// quantities with the caller's rights (mrp_workorder.py
+	// _set_qty_producing, then mrp_production.py _set_qty_producing:
+	// move._set_quantity_done, move.picked = True): every quantity write
+	// on an order with components is refused without it.
+	moveWrite := odooRight{"stock.move", odoo.OpWrite, "to validate scrap (Odoo marks its stock move done, with the bot user's rights)", invUser}
+	if major < 19 {
+		rights = append(rights, odooRight{"stock.move", odoo.OpWrite,
+			"to write produced quantities (Odoo 17 and 18 set the manufacturing order's component quantities on its stock moves, with the bot user's rights)", invUser})
+		moveWrite = odooRight{}
 	}
 	if slices.ContainsFunc(cfg.Machines, func(m config.Machine) bool { return m.ScrapCount != nil }) {
 		rights = append(rights,
@@ -375,8 +386,10 @@ func neededRights(cfg *config.Config) []odooRight {
 			// draft with Odoo's refusal.
 			odooRight{"stock.move", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", invUser},
 			// Every internal user's (stock's access_stock_move_line_all).
-			odooRight{"stock.move.line", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", "give the user the group Internal User (user type)"},
-			odooRight{"stock.move", odoo.OpWrite, "to validate scrap (Odoo marks its stock move done, with the bot user's rights)", invUser})
+			odooRight{"stock.move.line", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", "give the user the group Internal User (user type)"})
+		if moveWrite.model != "" { // else checked above
+			rights = append(rights, moveWrite)
+		}
 	}
 	// No standard group below Access Rights reads external ids (base's
 	// access_ir_model_data_user: nothing, 17.0-19.0).
@@ -421,7 +434,7 @@ func (c *odooCheck) checkNotOverPrivileged(ctx context.Context, client *odoo.Cli
 
 // checkRights asks Odoo whether the bot user holds each needed right.
 func (c *odooCheck) checkRights(ctx context.Context, cfg *config.Config, client *odoo.Client, who string) (int, bool) {
-	rights := neededRights(cfg)
+	rights := neededRights(cfg, client.Major())
 	for _, r := range rights {
 		ok, err := client.CanAccess(ctx, r.model, r.op)
 		switch {

@@ -270,6 +270,25 @@ func TestValidateOdooDeniedStockRead(t *testing.T) {
 	}
 }
 
+// Write on stock moves: on Odoo 17 and 18 every produced quantity needs it
+// (Odoo sets the order's component moves with the bot user's rights),
+// whether or not a machine has scrap; on 19 validating scrap does.
+func TestValidateOdooDeniedStockMoveWrite(t *testing.T) {
+	for _, c := range odooReleases {
+		t.Run(fmt.Sprint(c.version), func(t *testing.T) {
+			o := newOdooSite(t, c.version)
+			o.srv.DenyAccess("plantedge-bot", "stock.move", "write")
+			lines, err := o.run(t)
+			why := "to write produced quantities (Odoo 17 and 18 set the manufacturing order's component quantities on its stock moves, with the bot user's rights)"
+			if c.version >= 19 {
+				why = "to validate scrap (Odoo marks its stock move done, with the bot user's rights)"
+			}
+			wantLines(t, lines, err, "odoo: 1 problem", []string{o.connected(c.version, c.proto)}, o.workcenters(), goodLosses, []string{
+				fmt.Sprintf(`odoo: problem: user "plantedge-bot" (uid %d) may not write stock.move, needed %s (hint: give the user the group Inventory / User)`, o.uid, why)})
+		})
+	}
+}
+
 func TestValidateOdooMissingWorkcenter(t *testing.T) {
 	o := newOdooSite(t, 17)
 	o.machines = strings.Replace(o.machines, "WC-PACK-02", "WC-PACK-09", 1)
