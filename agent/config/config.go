@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"math/big"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -204,8 +205,9 @@ type Config struct {
 	// Warnings are problems that do not stop the agent but that an operator
 	// must see (TLS verification off, ...). validate prints them.
 	Warnings []Problem `yaml:"-"`
-	// EndpointsOnly marks a Config from Endpoints: only site, data_dir and
-	// listen were read (the file does not load); there are no machines.
+	// EndpointsOnly marks a Config from Endpoints: only site, data_dir,
+	// listen, odoo.url, odoo.database and buffer.max_bytes were read (the
+	// file does not load); there are no machines.
 	EndpointsOnly bool `yaml:"-"`
 
 	pos map[string]Pos // key path -> position of its value in the file
@@ -763,12 +765,23 @@ func tooLarge(file, size string) Problem {
 // quoted, an optional comment after it).
 var topLevelScalar = regexp.MustCompile(`^(site|data_dir|listen):[ \t]*("[^"]*"|'[^']*'|[^#\s]+)?[ \t]*(#.*)?$`)
 
+// topLevelSection matches the line that opens a top-level block
+// ("odoo:", "buffer:", a comment after it).
+var topLevelSection = regexp.MustCompile(`^([A-Za-z_]+):[ \t]*(#.*)?$`)
+
+// sectionScalar matches an indented "key: value" line of odoo: or buffer:.
+var sectionScalar = regexp.MustCompile(`^[ \t]+(url|database|max_bytes):[ \t]*("[^"]*"|'[^']*'|[^#\s]+)?[ \t]*(#.*)?$`)
+
 // Endpoints reads only the top-level site, data_dir and listen of a
-// configuration file, line by line, over the defaults. It is for the
-// commands that talk to a running agent or read its buffer (status, flush,
-// deadletter) when the file does not load: the agent keeps running on what
-// it loaded before (a reload of a broken file is refused), and that is when
-// a technician needs status most.
+// configuration file, line by line, over the defaults, and odoo.url,
+// odoo.database and buffer.max_bytes when they are written in block style.
+// It is for the commands that talk to a running agent or read its buffer
+// (status, flush, deadletter, compact) when the file does not load: the
+// agent keeps running on what it loaded before (a reload of a broken file
+// is refused), and that is when a technician needs status most. The Odoo
+// is what deadletter tells another Odoo's refusals by, and max_bytes the
+// quota status shows: without them every dead letter looked refused
+// elsewhere (a retry kept them all) and the quota was the default's.
 func Endpoints(path string) (*Config, error) {
 	data, _, err := readFile(path) // the top of one too large to load will do
 	if err != nil {
@@ -776,8 +789,31 @@ func Endpoints(path string) (*Config, error) {
 	}
 	c := defaultConfig()
 	c.Path, c.EndpointsOnly = path, true
+	section := ""
 	for line := range strings.SplitSeq(string(stripBOM(data)), "\n") {
-		m := topLevelScalar.FindStringSubmatch(strings.TrimRight(line, "\r"))
+		line = strings.TrimRight(line, "\r")
+		if m := topLevelSection.FindStringSubmatch(line); m != nil {
+			section = m[1]
+			continue
+		}
+		if m := sectionScalar.FindStringSubmatch(line); m != nil {
+			v := strings.Trim(m[2], `"'`)
+			switch section + "." + m[1] {
+			case "odoo.url":
+				c.Odoo.URL = endpointsURL(v)
+			case "odoo.database":
+				c.Odoo.Database = v
+			case "buffer.max_bytes":
+				if b, err := ParseByteSize(v); err == nil {
+					c.Buffer.MaxBytes = b
+				}
+			}
+			continue
+		}
+		if line != "" && line[0] != ' ' && line[0] != '\t' && line[0] != '#' {
+			section = "" // another top-level key: a nested line is not odoo's
+		}
+		m := topLevelScalar.FindStringSubmatch(line)
 		if m == nil || m[2] == "" {
 			continue
 		}
@@ -792,6 +828,19 @@ func Endpoints(path string) (*Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// endpointsURL is odoo.url as Endpoints takes it: an http or https URL
+// without its user and password. A file that does not load has not been
+// checked for credentials in the URL (a problem that stops it loading),
+// and status prints the URL.
+func endpointsURL(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return ""
+	}
+	u.User = nil
+	return u.String()
 }
 
 // stripBOM drops a UTF-8 byte order mark, which Windows editors put at the

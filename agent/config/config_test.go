@@ -1066,6 +1066,63 @@ func TestEndpointsOfABrokenFile(t *testing.T) {
 	}
 }
 
+// A broken file's Odoo and quota are read too, where they are written in
+// block style: deadletter tells another Odoo's refusals by odoo.url and
+// odoo.database (without them every dead letter looked refused elsewhere,
+// and a retry kept them all), status shows the quota. A url of another
+// section (an MQTT broker's) is not taken for Odoo's.
+func TestEndpointsReadOdooAndQuotaOfABrokenFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.yaml")
+	yaml := `site: plant-9
+buffer:
+  max_bytes: 64MiB   # small box
+odoo:
+  # the ERP
+  url: "https://erp.example.com"
+  database: 'prod'
+  bogus: 1
+mqtt:
+  - name: b
+    url: tcp://10.1.2.10:1883
+machines: [ { broken
+`
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil {
+		t.Fatal("the broken file loaded")
+	}
+	c, err := Endpoints(path)
+	if err != nil || c.Site != "plant-9" || c.Odoo.URL != "https://erp.example.com" || c.Odoo.Database != "prod" || c.Buffer.MaxBytes != 64<<20 {
+		t.Fatalf("Endpoints = site %q, odoo %q %q, max_bytes %d, %v; want plant-9, https://erp.example.com prod, 64MiB", c.Site, c.Odoo.URL, c.Odoo.Database, c.Buffer.MaxBytes, err)
+	}
+
+	// A password in the URL (a problem that stops the file loading) is
+	// not taken: status prints the URL. Nor is a URL without its scheme.
+	for written, want := range map[string]string{
+		"https://bot:hunter2@erp.example.com:8069/odoo": "https://erp.example.com:8069/odoo",
+		"bot:hunter2@erp.example.com":                   "",
+		"erp.example.com":                               "",
+	} {
+		broken := strings.Replace(yaml, `url: "https://erp.example.com"`, "url: "+written, 1)
+		if err := os.WriteFile(path, []byte(broken), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := Endpoints(path); err != nil || c.Odoo.URL != want {
+			t.Errorf("Endpoints of url: %s = %q, %v; want %q", written, c.Odoo.URL, err, want)
+		}
+	}
+
+	// Odoo written in flow style, and a url under mqtt only: not read.
+	yaml = "site: plant-9\nodoo: { url: \"https://erp.example.com\", database: prod }\nmqtt:\n  - name: b\n    url: tcp://10.1.2.10:1883\nbogus: 1\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Endpoints(path); err != nil || c.Odoo.URL != "" || c.Odoo.Database != "" || c.Buffer.MaxBytes != 1<<30 {
+		t.Fatalf("Endpoints of flow-style odoo = odoo %q %q, max_bytes %d, %v; want none read, the default quota", c.Odoo.URL, c.Odoo.Database, c.Buffer.MaxBytes, err)
+	}
+}
+
 // Any listen address other than loopback (or a unix socket) is worth a
 // word: status and /metrics are readable from the network.
 func TestListenBeyondLoopbackWarned(t *testing.T) {

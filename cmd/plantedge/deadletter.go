@@ -58,12 +58,12 @@ func newDeadLetterCmd() *cobra.Command {
 			var sendsTo string
 			err := withDeadLetters(cfgPath, "deadletter list", true,
 				func(c *agent.APIClient, cfg *config.Config) (err error) {
-					sendsTo = agent.OdooIdentity(cfg)
+					sendsTo = sendsToOf(cfg)
 					views, err = c.DeadLetters(cmd.Context())
 					return err
 				},
 				func(q *buffer.Queue, cfg *config.Config) (err error) {
-					sendsTo = agent.OdooIdentity(cfg)
+					sendsTo = sendsToOf(cfg)
 					views, err = agent.ListDeadLetters(q)
 					return err
 				})
@@ -137,6 +137,8 @@ func newDeadLetterCmd() *cobra.Command {
 					func(q *buffer.Queue, cfg *config.Config) (err error) {
 						if here {
 							cfg = nil
+						} else if name == "retry" && sendsToOf(cfg) == "" {
+							return &exitError{code: 1, msg: unknownOdooRetry(cfgPath)}
 						}
 						res, err = agent.DeadLetterAction(cmd.Context(), q, name, args[0], cfg)
 						return err
@@ -169,6 +171,26 @@ func newDeadLetterCmd() *cobra.Command {
 	retry.Flags().BoolVar(&here, "here", false, "retry also dead letters another Odoo refused, in the one the agent sends to now (the same database under another address)")
 	cmd.AddCommand(list, retry, drop)
 	return cmd
+}
+
+// sendsToOf is the Odoo cfg sends to (agent.OdooIdentity), or "" when it
+// is not known: a file that does not load whose odoo.url could not be read
+// either (config.Endpoints). Every dead letter would look refused by
+// another Odoo than ": ".
+func sendsToOf(cfg *config.Config) string {
+	if cfg.EndpointsOnly && cfg.Odoo.URL == "" {
+		return ""
+	}
+	return agent.OdooIdentity(cfg)
+}
+
+// unknownOdooRetry is why a retry on a stopped agent's buffer file is not
+// done when the config file names no Odoo it can read: a retry books into
+// the Odoo the agent sends to, and one another Odoo refused is kept.
+func unknownOdooRetry(cfgPath string) string {
+	return fmt.Sprintf("nothing retried: %s does not load and its odoo.url could not be read, so which Odoo the agent sends to is not known "+
+		"(a dead letter another Odoo refused is kept, not retried): fix the file (plantedge validate -c %s) and retry again, "+
+		"or retry --here to put them all back for the Odoo the agent will send to", cfgPath, cfgPath)
 }
 
 // stdinIsTerminal: a person may be asked (tests replace it).
@@ -254,7 +276,7 @@ const corruptAdvice = "start the agent (systemctl start plantedge), which checks
 	"or moves the file aside (buffer.db.corrupt-<time>, kept for analysis) and starts a fresh one, saying so in the log and in status"
 
 // printDeadLetters prints views; the reason of one another Odoo than
-// sendsTo refused names it.
+// sendsTo refused names it (sendsTo "": not known, none is named).
 func printDeadLetters(w io.Writer, views []agent.DeadLetterView, sendsTo string, asJSON bool) error {
 	if asJSON {
 		if views == nil {
@@ -273,7 +295,7 @@ func printDeadLetters(w io.Writer, views []agent.DeadLetterView, sendsTo string,
 	for _, v := range views {
 		// One row per dead letter: Odoo's messages span lines and carry tabs.
 		reason := strings.Join(strings.Fields(v.Reason), " ")
-		if v.Odoo != "" && v.Odoo != sendsTo {
+		if v.Odoo != "" && sendsTo != "" && v.Odoo != sendsTo {
 			reason = "(refused by " + v.Odoo + ", not the Odoo the agent sends to) " + reason
 		}
 		what := v.What
