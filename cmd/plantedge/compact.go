@@ -22,10 +22,16 @@ func newCompactCmd() *cobra.Command {
 		Long: "compact copies the live records of the buffer into a fresh file and replaces the old one,\n" +
 			"keeping its owner and mode. Freed pages are reused in normal operation, and the running agent\n" +
 			"shrinks the file by itself once a backlog has drained to at most 4 MiB; this gives the disk\n" +
-			"space back in any other state. The agent must be stopped.",
+			"space back in any other state. The agent must be stopped. A config file that does not load\n" +
+			"does not stop it, as it does not stop status: it warns and compacts the buffer in the file's\n" +
+			"data_dir.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cfgPath)
+			// Only data_dir and listen are needed: a file that does
+			// not load (being edited while the disk fills) is no
+			// reason to refuse, as status reads a stopped agent's
+			// buffer then too.
+			cfg, err := loadForAgent(cfgPath, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -106,3 +106,26 @@ func TestCompactShrinksAndKeepsRecords(t *testing.T) {
 		t.Errorf("compact with no buffer file: %v, %q", err, out.String())
 	}
 }
+
+// compact needs a stopped agent's data_dir and listen only, as status
+// does: a config file that does not load (being edited while the disk
+// fills) warns and compacts the file's data_dir. It exited 1 with the
+// file's problem, and the technician had to mend the file first.
+func TestCompactWithAConfigThatDoesNotLoad(t *testing.T) {
+	dir, broken, _ := brokenStoppedConfig(t, blockOdoo)
+	out, err := cli(t, "compact", "-c", broken)
+	if err != nil || !strings.Contains(out, "does not load") || !strings.Contains(out, "compacted "+filepath.Join(dir, "buffer.db")) {
+		t.Fatalf("compact with a config that does not load: exit %d (%v), want 0 with a warning and the buffer compacted\n%s", exitCode(err), err, out)
+	}
+	// What it holds is still there.
+	q, err := buffer.Open(filepath.Join(dir, "buffer.db"), buffer.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	left, err := q.Read(buffer.LaneCounts, 0, 10)
+	dead, derr := q.DeadLetters()
+	if err != nil || derr != nil || len(left) != 1 || len(dead) != 1 {
+		t.Fatalf("after compact: %d records (%v), %d dead letters (%v); want 1 and 1", len(left), err, len(dead), derr)
+	}
+}
