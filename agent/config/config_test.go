@@ -477,7 +477,7 @@ func TestBadConfigs(t *testing.T) {
 			name: "odoo request limit below the timeout",
 			yaml: strings.Replace(base, "  username: bot\n", "  username: bot\n  timeout: 2m\n  request_limit: 90s\n", 1),
 			want: []string{
-				`bad.yaml:7:18: odoo.request_limit: 1m30s is shorter than odoo.timeout 2m0s (Odoo's limit_time_real (120s unless its admin changed it))`,
+				`bad.yaml:7:18: odoo.request_limit: 1m30s is shorter than odoo.timeout 2m0s (request_limit is Odoo's limit_time_real (120s unless its admin changed it): set it to that, and odoo.timeout to at most 1m30s)`,
 			},
 		},
 		{

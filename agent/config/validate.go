@@ -475,8 +475,11 @@ func (v *validator) validateOdoo() {
 		v.add("odoo.timeout", fmt.Sprintf("%s is longer than odoo.request_limit %s, its default", o.Timeout, o.RequestLimit),
 			"Odoo's limit_time_real (120s unless its admin changed it): set request_limit to it, or a shorter timeout")
 	default:
+		// The hint says what to set, not only what request_limit is (the
+		// operator probe: "… (Odoo's limit_time_real (120s unless its
+		// admin changed it))" named no fix).
 		v.add("odoo.request_limit", fmt.Sprintf("%s is shorter than odoo.timeout %s", o.RequestLimit, o.Timeout),
-			"Odoo's limit_time_real (120s unless its admin changed it)")
+			fmt.Sprintf("request_limit is Odoo's limit_time_real (120s unless its admin changed it): set it to that, and odoo.timeout to at most %s", o.RequestLimit))
 	}
 	v.filePath("odoo.ca_file", o.CAFile)
 	if o.InsecureSkipVerify {
