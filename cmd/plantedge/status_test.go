@@ -527,6 +527,23 @@ func TestStatusShowsPendingCountsShort(t *testing.T) {
 	}
 }
 
+// A flush that runs out of time while Odoo refuses the key says what to
+// look at: it said "not drained within 5s: 1 record pending (odoo
+// auth_failed)" and nothing more, and no wait drains that.
+func TestFlushVerdictOnARefusedKeySaysWhatToMend(t *testing.T) {
+	st := agent.Status{Odoo: agent.OdooStatus{State: "auth_failed"}}
+	msg := notDrained(5*time.Second, 1, st)
+	for _, want := range []string{"not drained within 5s: 1 record pending (odoo auth_failed); Odoo refuses the API key: plantedge status says why", "bot user archived", "then flush again"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("verdict lacks %q: %s", want, msg)
+		}
+	}
+	st.Odoo.State = "offline"
+	if msg := notDrained(5*time.Second, 1, st); strings.Contains(msg, "API key") {
+		t.Errorf("verdict with Odoo offline: %s", msg)
+	}
+}
+
 // A flush that runs out of time on a healthy drain of an outage's stops
 // says why, and so does status: they go 2000 a round (the drain probe: a 5-minute flush failed on
 // 2,129 lines of 100 machines that took 10 minutes, saying only how many
