@@ -43,12 +43,24 @@ func newCompactCmd() *cobra.Command {
 }
 
 func compactBuffer(ctx context.Context, cfg *config.Config, w io.Writer) error {
+	src := cfg.BufferPath()
 	if _, err := agent.NewAPIClient(cfg.Listen).ForConfig(cfg).Status(ctx); err == nil {
 		return &exitError{code: 1, msg: "the agent is running: stop it first (systemctl stop plantedge)"}
 	} else if !errors.Is(err, agent.ErrNotRunning) {
-		return err
+		// Something answers at listen that is not this agent (another
+		// program on the port, another site's agent), or an agent that
+		// does not answer. The buffer file's lock tells whether an agent
+		// holds it: none does, and it is compacted (the operator probe:
+		// "plantedge: agent: 404 page not found", exit 1, nothing done).
+		running, ierr := buffer.InUse(src)
+		switch {
+		case ierr != nil:
+			return notTheAgent(cfg, err, "compact")
+		case running:
+			return notAnswering(cfg)
+		}
+		fmt.Fprintf(w, "note: what answers at listen %s is not this agent (%s); no agent holds %s\n", cfg.Listen, answered(err), src)
 	}
-	src := cfg.BufferPath()
 	if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintf(w, "nothing to compact: no buffer file at %s (the agent has not run with this data_dir)\n", src)
 		return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -127,5 +128,39 @@ func TestCompactWithAConfigThatDoesNotLoad(t *testing.T) {
 	dead, derr := q.DeadLetters()
 	if err != nil || derr != nil || len(left) != 1 || len(dead) != 1 {
 		t.Fatalf("after compact: %d records (%v), %d dead letters (%v); want 1 and 1", len(left), err, len(dead), derr)
+	}
+}
+
+// Another program on the agent's listen port, the agent stopped: compact
+// said "agent: 404 page not found" and exited 1, compacting nothing. No
+// agent holds the buffer file, which is what matters: it is compacted,
+// with a note on what answers there.
+func TestCompactWithAnotherProgramOnTheListenPort(t *testing.T) {
+	dir, broken, _ := brokenStoppedConfig(t, blockOdoo)
+	other := serveAt(t, http.NotFoundHandler())
+	b, err := os.ReadFile(broken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "other.yaml")
+	b = bytes.Replace(bytes.Replace(b, []byte("listen: 127.0.0.1:1\n"), []byte("listen: "+other+"\n"), 1), []byte("bogus_key: 1\n"), nil, 1)
+	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cli(t, "compact", "-c", cfgPath)
+	if err != nil || !strings.Contains(out, "is not this agent (it answered 404 Not Found") || !strings.Contains(out, "compacted ") {
+		t.Fatalf("compact, another program at listen: exit %d (%v), want 0, the buffer compacted with a note\n%s", exitCode(err), err, out)
+	}
+
+	// An agent holding the file (here: the test) while the other program
+	// answers at listen: refused, saying the agent runs.
+	held, err := buffer.Open(filepath.Join(dir, "buffer.db"), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	out, err = cli(t, "compact", "-c", cfgPath)
+	if exitCode(err) != 1 || !strings.Contains(fmt.Sprint(err), "the agent is running (it holds") {
+		t.Errorf("compact, the file held, another program at listen: exit %d (%v), want 1 saying the agent runs\n%s", exitCode(err), err, out)
 	}
 }
