@@ -52,6 +52,13 @@ func (c *odooCheck) problem(format string, a ...any) {
 func checkOdoo(ctx context.Context, cfg *config.Config, file string, w io.Writer) error {
 	c := &odooCheck{sourceCheck{w: w, cfg: cfg, file: file, kind: "odoo"}}
 	client, err := agent.NewOdooClient(cfg, nil, nil)
+	if errors.Is(err, config.ErrNoSecret) && cfg.Odoo.APIKeyFile != "" {
+		// At the key that names the file, as an unreadable one is (it
+		// was the one --odoo problem with no file:line:column).
+		c.sourceCheck.problem("odoo.api_key_file", trimPrefix(err, "odoo client: "),
+			"write the bot user's API key to this file (mode 0600), or set PLANTEDGE_ODOO_API_KEY or the systemd credential odoo-api-key")
+		return c.result()
+	}
 	if errors.Is(err, config.ErrNoSecret) {
 		c.problem("%v (hint: set PLANTEDGE_ODOO_API_KEY, the systemd credential odoo-api-key, or odoo.api_key_file)", err)
 		return c.result()

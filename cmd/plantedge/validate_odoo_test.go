@@ -558,6 +558,28 @@ func TestValidateOdooKeyUnreadableByThisUser(t *testing.T) {
 	}
 }
 
+// validate --odoo with an api_key_file that is not there: the problem is
+// at odoo.api_key_file's line:column, as every other problem of validate
+// is (the operator probe: "odoo: problem: odoo api key: looked in … secret
+// not found", with no place in the file), and says what to write there.
+func TestValidateOdooKeyFileMissingIsAtItsKey(t *testing.T) {
+	t.Setenv("PLANTEDGE_ODOO_API_KEY", "")
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	o := newOdooSite(t, 17)
+	cfg, keyFile := o.write(t)
+	if err := os.Remove(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runValidate(t, "-c", cfg, "--odoo")
+	want := "odoo: problem: " + o.at("7:17") + "odoo.api_key_file: odoo api key: looked in"
+	if exitCode(err) != 1 || !strings.Contains(out, want) || !strings.Contains(out, "secret not found (write the bot user's API key to this file (mode 0600)") {
+		t.Errorf("exit %d (%v), want 1 and a line starting %q:\n%s", exitCode(err), err, want, out)
+	}
+	if len(o.srv.Calls()) > 0 {
+		t.Errorf("Odoo was asked: %v", o.srv.Calls())
+	}
+}
+
 // asNobody is the command plantedge args run as user nobody: the test
 // binary, copied where nobody may run it (dir, which it makes 0755 with
 // its parent).
