@@ -24,7 +24,9 @@ func newCompactCmd() *cobra.Command {
 			"shrinks the file by itself once a backlog has drained to at most 4 MiB; this gives the disk\n" +
 			"space back in any other state. The agent must be stopped. A config file that does not load\n" +
 			"does not stop it, as it does not stop status: it warns and compacts the buffer in the file's\n" +
-			"data_dir.",
+			"data_dir.\n\n" +
+			"It exits 0 when done (also when there is no buffer file yet), and 1 when the agent runs, another\n" +
+			"process holds the file, the file is damaged, or it failed.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Only data_dir and listen are needed: a file that does

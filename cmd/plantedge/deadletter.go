@@ -29,6 +29,11 @@ func newDeadLetterCmd() *cobra.Command {
 		// cobra's default, which it sets on the root command alone.
 		SuggestionsMinimumDistance: 2,
 		Short:                      "Inspect, retry or drop what Odoo refused for good",
+		Long: "deadletter lists what Odoo refused for good, with Odoo's reason and what each record holds, puts\n" +
+			"dead letters back for another try, or drops them. It works through the running agent, or on the\n" +
+			"buffer file when the agent is stopped.\n\n" +
+			"It exits 0 when done (also when there was nothing to do), and 1 when a drop was declined at the\n" +
+			"prompt, an ID was not found, or it failed.",
 		// A mistyped subcommand ("rety all") is an error, not the help
 		// with exit 0 that a script would take for done; so is none (the
 		// spec audit: help, exit 0).

@@ -1328,3 +1328,23 @@ func TestDeadLetterAllWithoutABufferFile(t *testing.T) {
 		t.Errorf("data_dir made: %v", err)
 	}
 }
+
+// The commands a technician runs say their exit statuses in --help, as
+// flush does and as the README's table has them (the operator probe:
+// status, validate, compact and deadletter said none).
+func TestHelpSaysExitStatuses(t *testing.T) {
+	for cmd, want := range map[string][]string{
+		"status":     {"It exits 0 when it could tell, and 1 when", "a config file that does not load"},
+		"validate":   {"It exits 0 when there is no problem (warnings allowed) and 1 on any problem."},
+		"compact":    {"It exits 0 when done", "and 1 when the agent runs"},
+		"deadletter": {"It exits 0 when done (also when there was nothing to do), and 1 when a drop was declined"},
+		"flush":      {"It exits 0 when drained, 1 when the timeout passes first, 2 when the agent is not running"},
+	} {
+		out, err := cli(t, cmd, "--help")
+		for _, w := range want {
+			if err != nil || !strings.Contains(strings.Join(strings.Fields(out), " "), w) {
+				t.Errorf("%s --help (%v) lacks %q:\n%s", cmd, err, w, out)
+			}
+		}
+	}
+}

@@ -32,7 +32,15 @@ func newStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show sources, buffer, Odoo link, machines and dead letters at a glance",
-		Args:  cobra.NoArgs,
+		Long: "status shows the sources, the buffer (records, bytes, oldest age, dead letters), the Odoo link (state,\n" +
+			"last error, next retry) and each machine's work order and counts. It asks the running agent at listen;\n" +
+			"with the agent stopped it reads the buffer file read-only and says so (AGENT NOT RUNNING). --json prints\n" +
+			"the same for scripts and monitoring.\n\n" +
+			"It exits 0 when it could tell, and 1 when it could not tell everything: a buffer file it cannot read, an\n" +
+			"agent that does not answer, a config file that does not load (what the buffer file holds is still shown),\n" +
+			"another site's agent or another program at listen. What it could read is printed, the reason on\n" +
+			"stderr; --json still prints the document, with status_error.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.Run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},

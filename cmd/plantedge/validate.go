@@ -55,7 +55,11 @@ func newValidateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check the configuration file; print every problem with file:line:column",
-		Args:  cobra.NoArgs,
+		Long: "validate checks the configuration file and prints every problem with file:line:column, the key path\n" +
+			"and what to do, then the warnings (likely slips that do not stop the agent). --odoo, --opcua and\n" +
+			"--mqtt also check the file against Odoo, the OPC UA servers and the MQTT brokers.\n\n" +
+			"It exits 0 when there is no problem (warnings allowed) and 1 on any problem.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if ctx == nil {
