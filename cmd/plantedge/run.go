@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"os/user"
@@ -136,6 +137,11 @@ func runExit(err error, cfg *config.Config, path string) error {
 		return &exitError{code: exitSetup, cause: err, msg: err.Error()}
 	case errors.As(err, &se) && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS)):
 		return &exitError{code: exitSetup, cause: err, msg: fmt.Sprintf("%v\n%s", err, startHint(err, cfg, path))}
+	case errors.As(err, &se) && errors.Is(err, syscall.EADDRINUSE):
+		// Exit 1 as before (the other program may go, and the unit
+		// restarts), with what to do (the operator probe: "bind: address
+		// already in use" alone).
+		return fmt.Errorf("%w\n%s", err, addrInUseHint(cfg, path))
 	case errors.As(err, &se) && strings.HasPrefix(err.Error(), "listen unix:") && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)):
 		// The agent makes no directory for its socket: no restart makes
 		// one either (it restarted every 5 s for good: the conformance
@@ -152,6 +158,19 @@ func runExit(err error, cfg *config.Config, path string) error {
 			"or a file system such as /proc): give data_dir a directory on a disk, e.g. /var/lib/plantedge", err, cfg.DataDir)}
 	}
 	return err
+}
+
+// addrInUseHint says what to do about a listen address another process
+// holds: find it, then stop it or move listen (status and flush read the
+// same file, so they follow).
+func addrInUseHint(cfg *config.Config, path string) string {
+	find := "ss -lx | grep " + strings.TrimPrefix(cfg.Listen, "unix:")
+	if !strings.HasPrefix(cfg.Listen, "unix:") {
+		_, port, _ := net.SplitHostPort(cfg.Listen)
+		find = fmt.Sprintf("sudo ss -ltnp 'sport = :%s'", port)
+	}
+	return fmt.Sprintf("another program listens on %s (another plantedge, one run by hand beside the service?): %s names it; "+
+		"stop it, or give listen in %s another address (status and flush read it from there too)", cfg.Listen, find, path)
 }
 
 // startHint says what to do about a start that failed for permissions or

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -295,6 +296,32 @@ func TestStartHintForAReadOnlyBufferFile(t *testing.T) {
 	}
 	if h := startHint(err, cfg, "plantedge.yaml"); strings.Contains(h, "chmod") {
 		t.Errorf("hint for a writable file %q", h)
+	}
+}
+
+// Another program on the agent's listen port: run exited 1 with "listen
+// 127.0.0.1:52503: listen tcp 127.0.0.1:52503: bind: address already in
+// use" and nothing more (the operator probe). It still exits 1 (the other
+// program may go; the unit restarts), and says how to find it and what to
+// change.
+func TestRunSaysWhatToDoWhenListenIsTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	_, bindErr := net.Listen("tcp", taken.Addr().String())
+	if bindErr == nil {
+		t.Fatal("a second listen on one port went through")
+	}
+	cfg := &config.Config{DataDir: t.TempDir(), Listen: taken.Addr().String()}
+	_, port, _ := net.SplitHostPort(cfg.Listen)
+	err = runExit(&agent.StartError{Err: fmt.Errorf("listen %s: %w", cfg.Listen, bindErr)}, cfg, "/etc/plantedge/plantedge.yaml")
+	for _, want := range []string{"bind: address already in use\nanother program listens on " + cfg.Listen, "sudo ss -ltnp 'sport = :" + port + "'",
+		"give listen in /etc/plantedge/plantedge.yaml another address"} {
+		if exitCode(err) != 1 || !strings.Contains(fmt.Sprint(err), want) {
+			t.Errorf("exit %d, %v; want 1 and %q", exitCode(err), err, want)
+		}
 	}
 }
 
