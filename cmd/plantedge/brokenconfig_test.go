@@ -162,3 +162,19 @@ func TestStatusOfABrokenConfigShowsNoPasswordOfItsURL(t *testing.T) {
 		}
 	}
 }
+
+// A config file status cannot read (not there; a user who may not read
+// /etc/plantedge): stdout was empty, the reason on stderr alone. Its first
+// line now says which case this is, as for a buffer file not read.
+func TestStatusOfAnUnreadableConfigSaysSoOnStdout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missing.yaml")
+	var out, errOut bytes.Buffer
+	root := newRootCmd()
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetArgs([]string{"status", "-c", path})
+	err := execute(context.Background(), root)
+	if exitCode(err) != 1 || out.String() != "STATUS NOT KNOWN: config file "+path+" NOT READ (why: below)\n" || !strings.Contains(err.Error(), "no such file or directory") {
+		t.Errorf("status: exit %d (%v), stdout %q", exitCode(err), err, out.String())
+	}
+}

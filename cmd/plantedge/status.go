@@ -59,6 +59,10 @@ func (o *statusOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			st.Buffer.Path, st.Odoo.LastError = "", "not known: the config file could not be read"
 			return failedStatusJSON(w, st, err)
 		}
+		// The first line on stdout says which case this is, as below (the
+		// operator probe: an empty stdout without the config file, or as
+		// a user who may not read it).
+		fmt.Fprintf(w, "STATUS NOT KNOWN: config file %s NOT READ (why: below)\n", o.config)
 		return err
 	}
 	st, err := fetchStatus(ctx, cfg)
