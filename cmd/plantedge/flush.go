@@ -31,13 +31,14 @@ func newFlushCmd() *cobra.Command {
 		Use:   "flush",
 		Short: "Forward now (skip the backoff wait) and show progress until the buffer is empty",
 		Long: "flush asks the running agent to forward immediately and waits until the buffer is drained.\n" +
-			"It exits 0 when drained, 1 when the timeout passes first, 2 when the agent is not running,\n" +
+			"It exits 0 when drained, 1 when the timeout passes first (or the buffer drained while its writes\n" +
+			"fail: a full or read-only disk), 2 when the agent is not running,\n" +
 			"3 as soon as all that is left is held: records that cannot reach Odoo yet (no work order in\n" +
 			"progress, a work center Odoo lacks, a machine removed from the config) — plantedge status\n" +
 			"says which; waiting would not move them; judged on a round that reached Odoo — and 4 when it\n" +
 			"could not ask the agent (the config file unreadable, an agent that runs but does not answer at\n" +
 			"listen, another plant's agent — another site and data_dir — answering there, or another program\n" +
-			"there with no agent running). Dead letters\n" +
+			"there with no agent running, or an agent that stopped during the flush). Dead letters\n" +
 			"are reported, not waited for (plantedge deadletter list).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -1338,7 +1338,8 @@ func TestHelpSaysExitStatuses(t *testing.T) {
 		"validate":   {"It exits 0 when there is no problem (warnings allowed) and 1 on any problem."},
 		"compact":    {"It exits 0 when done", "and 1 when the agent runs"},
 		"deadletter": {"It exits 0 when done (also when there was nothing to do), and 1 when a drop was declined"},
-		"flush":      {"It exits 0 when drained, 1 when the timeout passes first, 2 when the agent is not running"},
+		"flush": {"It exits 0 when drained, 1 when the timeout passes first (or the buffer drained while its writes fail", "2 when the agent is not running",
+			"or an agent that stopped during the flush"},
 	} {
 		out, err := cli(t, cmd, "--help")
 		for _, w := range want {
