@@ -483,8 +483,9 @@ func fakeCommands(t *testing.T, getentRC int) (env []string, logPath string) {
 	fake := fmt.Sprintf("#!/bin/sh\necho \"$(basename \"$0\") $*\" >> %q\n", logPath)
 	for _, name := range []string{"adduser", "addgroup", "useradd", "groupadd", "systemctl", "chown", "chmod"} {
 		body := fake + "exit 0\n"
-		if name == "systemctl" { // is-active fails with $FAKE_INACTIVE
-			body = fake + "[ \"$1\" = is-active ] && [ -n \"$FAKE_INACTIVE\" ] && exit 3\nexit 0\n"
+		if name == "systemctl" { // is-active fails with $FAKE_INACTIVE, enable with $FAKE_ENABLE_FAILS
+			body = fake + "[ \"$1\" = is-active ] && [ -n \"$FAKE_INACTIVE\" ] && exit 3\n" +
+				"case \" $* \" in *\" enable \"*) [ -n \"$FAKE_ENABLE_FAILS\" ] && exit 1 ;; esac\nexit 0\n"
 		}
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
 			t.Fatal(err)
@@ -517,6 +518,8 @@ func TestMaintainerScripts(t *testing.T) {
 		gone      []string // paths under the root removed afterwards
 		kept      []string
 		inactive  bool              // systemctl is-active says no
+		noEnable  bool              // systemctl enable fails
+		noSystemd bool              // no systemctl on PATH at all (a container)
 		noConfig  bool              // no /etc/plantedge/plantedge.yaml before
 		rpmsave   bool              // an edited plantedge.yaml.rpmsave before
 		want      map[string]string // path under the root -> content afterwards
@@ -534,7 +537,14 @@ func TestMaintainerScripts(t *testing.T) {
 			calls: []string{"adduser --quiet --system"}},
 		{name: "postinst first install enables, does not start", script: "postinstall.sh", args: []string{"configure", ""}, systemd: true,
 			calls:    []string{"systemctl daemon-reload", "enable plantedge.service", "chown plantedge:plantedge ", "chmod 0750 "},
-			notCalls: []string{"start", "restart"}, stdout: "NOT started"},
+			notCalls: []string{"start", "restart"}, stdout: "plantedge is installed and enabled, but NOT started."},
+		{name: "postinst first install whose enable fails does not say enabled", script: "postinstall.sh", args: []string{"configure", ""}, systemd: true,
+			noEnable: true, calls: []string{"enable plantedge.service"}, notCalls: []string{"start", "restart"},
+			stdout: "plantedge is installed, but NOT enabled and NOT started.", stderr: "could not enable plantedge.service; run: systemctl enable plantedge"},
+		{name: "postinst first install in a container without systemctl", script: "postinstall.sh", args: []string{"configure", ""},
+			noSystemd: true, noConfig: true, calls: []string{"chown plantedge:plantedge "}, notCalls: []string{"systemctl"},
+			stdout: "plantedge is installed, but NOT enabled (no systemctl here) and NOT started.",
+			want:   map[string]string{"etc/plantedge/plantedge.yaml": "example"}},
 		{name: "postinst first install makes the config from the example", script: "postinstall.sh", args: []string{"configure", ""}, noConfig: true,
 			calls: []string{"chown root:plantedge " + "ROOT/etc/plantedge/plantedge.yaml", "chmod 0640 ROOT/etc/plantedge/plantedge.yaml"},
 			want:  map[string]string{"etc/plantedge/plantedge.yaml": "example"}},
@@ -637,6 +647,28 @@ func TestMaintainerScripts(t *testing.T) {
 			cmd.Env = append(env, "DPKG_ROOT="+root)
 			if tc.inactive {
 				cmd.Env = append(cmd.Env, "FAKE_INACTIVE=1")
+			}
+			if tc.noEnable {
+				cmd.Env = append(cmd.Env, "FAKE_ENABLE_FAILS=1")
+			}
+			if tc.noSystemd {
+				// Only the stand-ins (less systemctl) and the tools the
+				// script needs besides them: no systemctl to be found.
+				fakes := filepath.Dir(logPath)
+				if err := os.Remove(filepath.Join(fakes, "systemctl")); err != nil {
+					t.Fatal(err)
+				}
+				tools := t.TempDir()
+				for _, name := range []string{"cp", "cat", "basename"} {
+					path, err := exec.LookPath(name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := os.Symlink(path, filepath.Join(tools, name)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				cmd.Env = append(cmd.Env, "PATH="+fakes+":"+tools)
 			}
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -54,14 +54,18 @@ else
 fi
 
 if [ "$first" = yes ]; then
-	if command -v systemctl >/dev/null 2>&1; then
+	# Said as it is: a container or chroot without systemctl enables nothing.
+	state="installed and enabled, but NOT started"
+	if ! command -v systemctl >/dev/null 2>&1; then
+		state="installed, but NOT enabled (no systemctl here) and NOT started"
+	elif ! systemctl ${root:+--root="$root"} enable plantedge.service >/dev/null 2>&1; then
 		# `enable` only creates the wants/ symlink and works without a running systemd.
-		systemctl ${root:+--root="$root"} enable plantedge.service >/dev/null 2>&1 ||
-			echo "plantedge: could not enable plantedge.service; run: systemctl enable plantedge" >&2
+		state="installed, but NOT enabled and NOT started"
+		echo "plantedge: could not enable plantedge.service; run: systemctl enable plantedge" >&2
 	fi
-	cat <<'MSG'
+	cat <<MSG
 
-plantedge is installed and enabled, but NOT started.
+plantedge is $state.
   1. Edit /etc/plantedge/plantedge.yaml (site, Odoo URL, sources, machines).
   2. Put the Odoo API key, alone, in /etc/plantedge/odoo-api-key (root only):
        install -m 0600 /dev/null /etc/plantedge/odoo-api-key
