@@ -332,6 +332,8 @@ func TestUnitDirectives(t *testing.T) {
 		{"Service.RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"},
 		{"Service.CapabilityBoundingSet", ""},
 		{"Service.SystemCallFilter", "@system-service"},
+		{"Service.SystemCallFilter", "~@privileged"},
+		{"Service.SystemCallErrorNumber", "EPERM"},
 		{"Service.SystemCallArchitectures", "native"},
 		{"Service.ReadWritePaths", "/var/lib/plantedge"},
 		{"Service.ProtectKernelTunables", "yes"},
@@ -343,9 +345,17 @@ func TestUnitDirectives(t *testing.T) {
 		{"Service.MemoryDenyWriteExecute", "yes"},
 		{"Service.RestrictRealtime", "yes"},
 		{"Service.RestrictSUIDSGID", "yes"},
+		{"Service.ProtectClock", "yes"},
+		{"Service.ProtectHostname", "yes"},
+		{"Service.ProtectProc", "invisible"},
+		{"Service.RemoveIPC", "yes"},
+		{"Service.RuntimeDirectory", "plantedge"},
+		{"Service.RuntimeDirectoryMode", "0750"},
 		{"Service.UMask", "0027"},
 		{"Service.MemoryMax", "512M"},
 		{"Install.WantedBy", "multi-user.target"},
+		{"Unit.Wants", "network-online.target"},
+		{"Unit.After", "network-online.target"},
 	}
 	for _, w := range want {
 		if got := d[w.key]; !slices.Contains(got, w.value) {
