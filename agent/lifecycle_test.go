@@ -1084,12 +1084,15 @@ func TestClockMinutesBehindMovesNoLivePieces(t *testing.T) {
 func TestHeldCountsCostTheOthersNoLookups(t *testing.T) {
 	t.Parallel()
 	p := newPlant(t, plantOptions{version: 19, machines: []string{"press-1", "press-2", "press-3"}, noWO: []string{"press-3"}})
-	p.scrapBacklog = 500 * time.Millisecond
+	// Long enough that the others' counts never wait that long between
+	// two rounds on a loaded machine (at 500 ms one did under load 20 in
+	// CI: "1 time-line look-ups", a backlog of its own).
+	p.scrapBacklog = 3 * time.Second
 	p.scrapSlack = time.Millisecond
 	ra := p.startAgent()
-	p.produce(p.machines[2], 7, 1) // held
-	time.Sleep(time.Second)        // older than the backlog age
-	var wos, lines int             // look-ups before the rounds counted
+	p.produce(p.machines[2], 7, 1)                    // held
+	time.Sleep(p.scrapBacklog + 500*time.Millisecond) // older than the backlog age
+	var wos, lines int                                // look-ups before the rounds counted
 	var rounds0 uint64
 	for i := range 10 {
 		if i == 1 { // the first round may have counted the start's look
