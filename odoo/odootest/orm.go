@@ -789,6 +789,9 @@ func (s *Server) create(m *model, vals map[string]any) (int64, *odooError) {
 	if err := s.constraints(m, r); err != nil {
 		return 0, err
 	}
+	if err := s.uniqueXMLID(m, id); err != nil {
+		return 0, err
+	}
 	return id, nil
 }
 
@@ -832,6 +835,13 @@ func (s *Server) write(m *model, ids []int64, vals map[string]any) *odooError {
 				return err
 			}
 		}
+		_, a := conv["module"]
+		_, b := conv["name"]
+		if a || b {
+			if err := s.uniqueXMLID(m, id); err != nil {
+				return err
+			}
+		}
 		if m.name == "mrp.workcenter.productivity" { // _check_company_auto
 			_, a := conv["company_id"]
 			_, b := conv["workcenter_id"]
@@ -865,6 +875,34 @@ func (s *Server) constraints(m *model, r rec) *odooError {
 		if perUser[u]++; perUser[u] > 1 {
 			return &odooError{excValidation, fmt.Sprintf("The Workorder (%s) cannot be started twice!", s.displayName("mrp.workorder", wo))}
 		}
+	}
+	return nil
+}
+
+// uniqueXMLID is ir.model.data's unique index on (module, name)
+// (ir_model.py: ir_model_data_module_name_uniq_index, made by _auto_init in
+// 17.0/18.0, models.UniqueIndex('(module, name)') in 19.0), checked for its
+// record id of m after a create or write by any path but load (whose
+// _update_xmlids upserts: setXMLID). Postgres refuses the row; retrying
+// (service/model.py, also around a JSON-2 call) rolls the call back and
+// raises the IntegrityError again as a ValidationError. No model declares a
+// message for that index, so its text is psycopg2's in 17.0/18.0
+// (_as_validation_error: exc.args[0]) and _sql_error_to_message_generic's
+// for a unique violation in 19.0.
+func (s *Server) uniqueXMLID(m *model, id int64) *odooError {
+	if m.name != "ir.model.data" {
+		return nil
+	}
+	r := m.recs[id]
+	for other, o := range m.recs {
+		if other == id || o["module"] != r["module"] || o["name"] != r["name"] {
+			continue
+		}
+		key := fmt.Sprintf("Key (module, name)=(%v, %v) already exists.", r["module"], r["name"])
+		if s.v() >= 19 {
+			return &odooError{excValidation, "The operation cannot be completed: The value for 'module, name' (Module and External Identifier) already exists.\n\nDetail: " + key + "\n"}
+		}
+		return &odooError{excValidation, "The operation cannot be completed: duplicate key value violates unique constraint \"ir_model_data_module_name_uniq_index\"\nDETAIL:  " + key + "\n"}
 	}
 	return nil
 }
@@ -979,6 +1017,12 @@ func (s *Server) load(m *model, fields []string, data [][]any) (map[string]any, 
 			}
 			if _, exists := m.recs[res]; found && exists {
 				target = res
+			} else if found {
+				// its record is gone (_lookup_xmlids' LEFT JOIN finds no
+				// row): _load_records unlinks the external id and creates
+				// the record, which _update_xmlids gives a new one, the
+				// newest by id.
+				s.dropXMLID(xmlid)
 			}
 		}
 		// _load_records writes existing records and creates new ones with
@@ -1056,6 +1100,16 @@ func (s *Server) setXMLID(full, modelName string, resID int64) {
 	}
 	imd.next++
 	imd.recs[imd.next] = rec{"id": imd.next, "module": mod, "name": name, "model": modelName, "res_id": resID}
+}
+
+func (s *Server) dropXMLID(full string) {
+	mod, name, _ := strings.Cut(full, ".")
+	imd := s.models["ir.model.data"]
+	for id, r := range imd.recs {
+		if r["module"] == mod && r["name"] == name {
+			delete(imd.recs, id)
+		}
+	}
 }
 
 // xmlidsOf maps each record of modelName that has an external id to its
