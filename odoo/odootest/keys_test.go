@@ -129,6 +129,16 @@ func TestArchivedWorkcenterIsLeftOutOfSearches(t *testing.T) {
 	if n := find([]any{[]any{"code", "=", "M1"}, []any{"active", "=", false}}, nil); n != 1 {
 		t.Errorf("with active in the domain: %d, want 1", n)
 	}
+	// Only a leaf on the field active itself lifts the filter (17.0/18.0
+	// _search: any(item[0] == self._active_name for item in domain)), not
+	// a value or another field that merely spells "active".
+	inactive := e.s.AddWorkcenter("INACTIVE-1", "Reactive press")
+	e.s.SetWorkcenterActive(inactive, false)
+	for _, d := range [][]any{{[]any{"code", "=", "INACTIVE-1"}}, {[]any{"name", "ilike", "active"}}, {[]any{"code", "in", []any{"M1", "INACTIVE-1"}}}} {
+		if n := find(d, nil); n != 0 {
+			t.Errorf("%v finds %d archived work centers, want 0", d, n)
+		}
+	}
 	rows, _ := e.ok(e.exec("mrp.workorder", "search_read", []any{[]any{[]any{"workcenter_id", "=", e.wc}}}, map[string]any{"fields": []string{"id"}})).([]any)
 	if len(rows) != 1 {
 		t.Errorf("its work orders by its id: %d, want 1", len(rows))

@@ -691,10 +691,18 @@ func (s *Server) search(m *model, domain any, offset, limit int64, order string)
 		return nil, err
 	}
 	// An archived record (active false) is not found unless the context
-	// says active_test false or the domain names active (models.py
-	// _search, _active_name).
+	// says active_test false or a leaf of the domain is on active itself
+	// (models.py _search: any(item[0] == self._active_name for item in
+	// domain); not a value or a path that merely spells "active").
 	_, hasActive := m.fields["active"]
-	activeTest := hasActive && s.curCtx["active_test"] != false && !strings.Contains(fmt.Sprint(domain), "active")
+	activeTest := hasActive && s.curCtx["active_test"] != false
+	if items, ok := domain.([]any); ok {
+		for _, it := range items {
+			if leaf, ok := it.([]any); ok && len(leaf) > 0 && leaf[0] == "active" {
+				activeTest = false
+			}
+		}
+	}
 	var ids []int64
 	for _, id := range m.ids() {
 		// a record a multi-company rule hides is not found (rules.go)
