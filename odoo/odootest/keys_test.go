@@ -148,3 +148,28 @@ func TestArchivedWorkcenterIsLeftOutOfSearches(t *testing.T) {
 		t.Errorf("unarchived: %d, want 1", n)
 	}
 }
+
+// load resolves a field/.id cell with a search on the related model
+// (ir_fields.py db_id_for: RelatedModel.search([('id', '=', tentative_id)])),
+// so the search's active_test and record rules hold: an archived work
+// center is "No matching record found" for a downtime line, unless the
+// context says active_test false.
+func TestLoadDatabaseIDOfAnArchivedRecordIsNotFound(t *testing.T) {
+	e := newEnv(t, 17)
+	e.s.SetWorkcenterActive(e.wc, false)
+	fields := []any{"id", "workcenter_id/.id", "loss_id/id", "date_start"}
+	rows := []any{[]any{"plantedge.s_m1_down_1", itoa(e.wc), "mrp.block_reason1", "2026-01-01 08:00:00"}}
+	r := e.ok(e.exec("mrp.workcenter.productivity", "load", []any{fields, rows}, nil)).(map[string]any)
+	msgs, _ := r["messages"].([]any)
+	want := "No matching record found for database id '" + itoa(e.wc) + "' in field 'Work Center'"
+	if r["ids"] != false || len(msgs) != 1 || msgs[0].(map[string]any)["message"] != want {
+		t.Errorf("load on an archived work center: %v, want ids false and %q", r, want)
+	}
+	if n := len(e.s.Productivity()); n != 0 {
+		t.Errorf("%d lines written", n)
+	}
+	r = e.ok(e.exec("mrp.workcenter.productivity", "load", []any{fields, rows}, map[string]any{"context": map[string]any{"active_test": false}})).(map[string]any)
+	if ids, _ := r["ids"].([]any); len(ids) != 1 {
+		t.Errorf("with active_test false: %v, want the line loaded", r)
+	}
+}

@@ -1000,7 +1000,12 @@ func (s *Server) load(m *model, fields []string, data [][]any) (map[string]any, 
 					s.restore(snapshot)
 					return fail(ri, name, "Invalid database id '%v' for the field '%s'", cell, f.label)
 				}
-				if _, exists := s.models[f.comodel].recs[n]; !exists {
+				// ir_fields.py db_id_for: RelatedModel.search([('id', '=',
+				// tentative_id)]), with its active_test and record rules:
+				// an archived record, or one of a company the caller may
+				// not use, is not found.
+				found, _ := s.search(s.models[f.comodel], []any{[]any{"id", "=", n}}, 0, -1, "id")
+				if len(found) == 0 {
 					s.restore(snapshot)
 					return fail(ri, name, "No matching record found for database id '%d' in field '%s'", n, f.label)
 				}
