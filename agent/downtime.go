@@ -449,6 +449,45 @@ func (f *forwarder) deadLetterLine(ctx context.Context, l line, reason string) e
 	return f.moveToDeadLettersAs(ctx, l.rec, mustJSON(ev), refusedForGood, reason)
 }
 
+// workcenterGone tells whether err, Odoo's refusal of a line on work
+// center wcID, is that work center no longer found by Odoo's searches since
+// the agent looked it up (archived, or moved to a company the bot user may
+// not use): load finds a database id with a search (odoo.MissingReference).
+// Then its code is asked of Odoo again; when Odoo no longer finds it under
+// that id, the line is no refusal for good: it is left unacknowledged, and
+// the next round looks every work center up again (as a flush does), so
+// the machine's error says why its records, this line among them, wait.
+func (f *forwarder) workcenterGone(ctx context.Context, wcID int64, err error) (bool, error) {
+	if !odoo.MissingReference(err, "workcenter_id") {
+		return false, nil
+	}
+	code := ""
+	for c, wc := range f.wcs {
+		if wc.ID == wcID {
+			code = c
+			break
+		}
+	}
+	if code == "" {
+		return false, nil
+	}
+	var found map[string]odoo.Workcenter
+	if err := f.call(ctx, "workcenters_by_code", func(ctx context.Context) error {
+		var err error
+		found, _, err = f.client.WorkcentersByCodes(ctx, []string{code})
+		return err
+	}); err != nil {
+		return false, err
+	}
+	if wc, ok := found[code]; ok && wc.ID == wcID {
+		return false, nil
+	}
+	f.forget.Store(true)
+	f.a.log.Warn("Odoo no longer finds the work center of a downtime line (archived, or in a company the bot user may not use): the line waits",
+		"workcenter", code, "err", err)
+	return true, nil
+}
+
 // sendLines books lines but those to skip in one load call (where Odoo
 // refuses it for good, one by one, dead-lettering the refused) and
 // acknowledges their records with what the buffer keeps of them.
@@ -491,10 +530,14 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 		// loss reasons are looked up again first: one deleted and created
 		// anew in Odoo has a new id.
 		f.losses = map[string]int64{}
+		gone := map[int64]bool{} // work centers Odoo's searches lost since looked up
 		for i, l := range lines {
 			if l.skip || found[i] {
 				acked = append(acked, l.rec)
 				continue
+			}
+			if gone[l.d.WorkcenterID] {
+				continue // waits (workcenterGone)
 			}
 			id, err := f.loss(ctx, l.loss)
 			switch {
@@ -517,6 +560,14 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 			case err == nil:
 				acked = append(acked, l.rec)
 			case odoo.IsPermanent(err) && !odoo.IsAuth(err):
+				g, gerr := f.workcenterGone(ctx, l.d.WorkcenterID, err)
+				if gerr != nil {
+					return gerr
+				}
+				if g {
+					gone[l.d.WorkcenterID] = true
+					continue
+				}
 				if err := f.deadLetterLine(ctx, l, "downtime line "+l.d.XMLID+": "+err.Error()); err != nil {
 					return err
 				}

@@ -3629,6 +3629,47 @@ func TestEndToEndArchivedWorkcenterIsNamed(t *testing.T) {
 	}
 }
 
+// The work center archived while a stop is open, before the agent looks
+// its work centers up again: Odoo's load refuses the stop's line (it finds
+// a work center by its database id with a search, which leaves archived
+// ones out: "No matching record found for database id"). The line is not
+// a refusal for good: it waits with the machine's other records, its error
+// naming the archived work center, and unarchived, a flush books it.
+func TestEndToEndDowntimeOfAWorkcenterArchivedMeanwhileWaits(t *testing.T) {
+	for _, block := range []bool{false, true} {
+		t.Run(fmt.Sprintf("block=%v", block), func(t *testing.T) {
+			p := newPlant(t, plantOptions{version: 17, machines: []string{"press-1"}, block: block})
+			ra := p.startAgent()
+			p.produce(p.machines[0], 2, 0)
+			p.waitExactQty(ra, "press-1", 2)
+			p.stop(p.machines[0], "JAM")
+			if block {
+				p.waitLines(1) // opened at once
+			} else {
+				p.waitEventRecords(ra, 0)
+			}
+			p.odoo.SetWorkcenterActive(p.wcIDs["press-1"], false)
+			p.run(p.machines[0])
+			waitFor(t, 15*time.Second, "the machine's error naming the archived work center, its stop held", func() (bool, string) {
+				st := ra.a.Status()
+				return strings.Contains(st.Machines[0].Error, `work center "WC-PRESS-1" is archived in Odoo`) && st.Buffer.Held > 0,
+					fmt.Sprintf("%q %+v", st.Machines[0].Error, st.Buffer)
+			})
+			if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
+				t.Fatalf("%d dead letters (%q), want the stop held", st.Buffer.DeadLetters, st.Buffer.LatestDeadLetter)
+			}
+			p.odoo.SetWorkcenterActive(p.wcIDs["press-1"], true)
+			ra.a.Flush()
+			waitFor(t, 15*time.Second, "the stop's line closed in Odoo", func() (bool, string) {
+				return p.closedLines("press-1") == 1, fmt.Sprintf("%+v", p.odoo.Productivity())
+			})
+			if st := ra.a.Status(); st.Buffer.DeadLetters != 0 || len(p.odoo.Productivity()) != 1 {
+				t.Errorf("%d dead letters, lines %+v; want none and one line", st.Buffer.DeadLetters, p.odoo.Productivity())
+			}
+		})
+	}
+}
+
 // The work center archived while the agent runs: the agent looks its work
 // centers up again every 5 minutes, and a reload forgets them at once. A
 // flush — what a technician runs after fixing something in Odoo — forgets

@@ -1922,3 +1922,24 @@ func TestDowntimesByXMLIDWithTheBotsTimeZone(t *testing.T) {
 		})
 	}
 }
+
+// A downtime line on a work center archived in Odoo is refused for its
+// work center's database id (Odoo's import finds it with a search, which
+// leaves archived records out): MissingReference names the column.
+func TestUpsertDowntimeOnAnArchivedWorkcenterIsAMissingReference(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			ctx := context.Background()
+			f, c, loss := withLoss(t, m)
+			f.srv.SetWorkcenterActive(f.wc, false)
+			_, err := c.UpsertDowntime(ctx, odoo.Downtime{XMLID: "plantedge.site_m1_downtime_1", WorkcenterID: f.wc, LossID: loss,
+				Start: time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)})
+			if !odoo.IsPermanent(err) || !odoo.MissingReference(err, "workcenter_id") || odoo.MissingReference(err, "loss_id") {
+				t.Fatalf("load on an archived work center: %v; want a permanent MissingReference of workcenter_id only", err)
+			}
+			if odoo.MissingReference(errors.New("workcenter_id: No matching record found for database id '1'"), "workcenter_id") {
+				t.Error("MissingReference of an error that is no load's")
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,6 +76,9 @@ type Error struct {
 	said     string
 	// werkzeugPage: the page is werkzeug's own 404 (werkzeugNotFoundPage).
 	werkzeugPage bool
+	// unfound: the columns of a load whose database id Odoo's search did
+	// not find (MissingReference).
+	unfound []string
 }
 
 // dbCause is what Odoo serving a call without the database odoo.database
@@ -337,6 +341,16 @@ func IsTemporary(err error) bool {
 func IsPermanent(err error) bool {
 	var oe *Error
 	return errors.As(err, &oe) && oe.Permanent()
+}
+
+// MissingReference reports a load refused because a row's field/.id cell
+// names a record Odoo's search does not find: deleted, archived, or of a
+// company the caller may not use. Odoo's import resolves a database id
+// with RelatedModel.search([('id', '=', id)]) (ir_fields.py db_id_for) and
+// answers "No matching record found for database id …" for the field.
+func MissingReference(err error, field string) bool {
+	var oe *Error
+	return errors.As(err, &oe) && slices.Contains(oe.unfound, field)
 }
 
 // IsAuth reports whether err is an authentication failure.

@@ -923,18 +923,23 @@ func (c *Client) load(ctx context.Context, model string, fields []string, rows [
 	}
 	var ids []int64
 	_ = json.Unmarshal(res.IDs, &ids) // false on failure
-	var msgs, raw []string
+	var msgs, raw, unfound []string
 	for _, m := range res.Messages {
 		if m.Type == "error" {
 			msgs = append(msgs, fmt.Sprintf("row %d %s: %s", m.Record, m.Field, m.Message))
 			raw = append(raw, m.Message)
+			if strings.HasPrefix(m.Message, "No matching record found for database id ") {
+				unfound = append(unfound, m.Field)
+			}
 		}
 	}
 	if len(msgs) > 0 || len(ids) != len(rows) {
 		if len(msgs) == 0 {
 			msgs = append(msgs, fmt.Sprintf("got %d ids for %d rows", len(ids), len(rows)))
 		}
-		return nil, loadFailure(model+".load", c.clean(strings.Join(msgs, "; "), maxMessage), raw)
+		e := loadFailure(model+".load", c.clean(strings.Join(msgs, "; "), maxMessage), raw)
+		e.unfound = unfound
+		return nil, e
 	}
 	return ids, nil
 }
