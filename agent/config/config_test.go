@@ -497,7 +497,7 @@ func TestBadConfigs(t *testing.T) {
       rollover: 1
 `,
 			want: []string{
-				"bad.yaml:24:48: machines[1].running.mqtt.field: topic \"t\" is read as JSON with a field here but as a bare value by machines[1].good_count.mqtt (or the reverse) (give every signal on a JSON topic a field)",
+				"bad.yaml:22:13: machines[1].good_count.mqtt.field: topic \"t\" is read as a bare value here but as JSON with a field by machines[1].running.mqtt (give this signal a field: the path of its value in the JSON payload (is field misspelt, or left out?))",
 				"bad.yaml:31:17: machines[2].scrap_count.rollover: must be 0 (no wrap) or at least 2 (the counter's modulus, e.g. 65536 for a 16-bit counter)",
 			},
 		},
@@ -2036,6 +2036,54 @@ func TestUnitAndScaleKeysPointToFactor(t *testing.T) {
 		var ce *Error
 		if errors.As(err, &ce) && (len(ce.Problems) != 1 || ce.Problems[0].Meant != "factor") {
 			t.Errorf("%s: problems %+v, want one meaning factor", key, ce.Problems)
+		}
+	}
+}
+
+// A field misspelt (or left out) on one signal of a gateway topic that
+// other signals read with a field is one problem, at that signal: it was
+// one at every signal written right (the OT probe: 5 problems on correct
+// lines for one "feild:"). When most signals of a topic read it bare, the
+// ones with a field are the odd ones.
+func TestTopicShapeReportedAtTheOddSignal(t *testing.T) {
+	head := "site: s\nodoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }\n" +
+		"mqtt:\n  - { name: b, url: \"tcp://127.0.0.1:1883\", client_id: pe }\nmachines:\n"
+	for _, c := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"one field misspelt among JSON signals", head +
+			"  - id: m1\n    workcenter: W1\n" +
+			"    good_count: { mqtt: { broker: b, topic: gw, feild: m1.good } }\n" +
+			"    running: { mqtt: { broker: b, topic: gw, field: m1.run } }\n" +
+			"  - id: m2\n    workcenter: W2\n" +
+			"    good_count: { mqtt: { broker: b, topic: gw, field: m2.good } }\n" +
+			"    running: { mqtt: { broker: b, topic: gw, field: m2.run } }\n",
+			[]string{
+				`t.yaml:8:25: machines[0].good_count.mqtt.field: topic "gw" is read as a bare value here but as JSON with a field by machines[0].running.mqtt and 2 more (give this signal a field: the path of its value in the JSON payload (is field misspelt, or left out?))`,
+				`t.yaml:8:49: machines[0].good_count.mqtt.feild: unknown key (did you mean "field"?)`,
+			}},
+		{"one field on a bare topic", head +
+			"  - id: m1\n    workcenter: W1\n" +
+			"    good_count: { mqtt: { broker: b, topic: c } }\n" +
+			"  - id: m2\n    workcenter: W2\n" +
+			"    good_count: { mqtt: { broker: b, topic: c } }\n" +
+			"    running: { mqtt: { broker: b, topic: c, field: run } }\n",
+			[]string{
+				`t.yaml:12:52: machines[1].running.mqtt.field: topic "c" is read as JSON with a field here but as a bare value by machines[0].good_count.mqtt and 1 more (a topic carries either a bare value or JSON: give every signal on a JSON topic a field, or none on a bare one)`,
+			}},
+	} {
+		_, err := Parse("t.yaml", []byte(c.yaml))
+		var pe *Error
+		if !errors.As(err, &pe) {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var got []string
+		for _, p := range pe.Problems {
+			got = append(got, p.String())
+		}
+		if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
+			t.Errorf("%s: got\n%s\nwant\n%s", c.name, strings.Join(got, "\n"), strings.Join(c.want, "\n"))
 		}
 	}
 }

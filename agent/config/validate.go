@@ -708,35 +708,63 @@ func (v *validator) checkUnusedSources() {
 
 // checkTopicShapes rejects a topic read as a bare value by one signal and as
 // JSON with a field by another: one of the two would fail on every message.
+// The problem is reported at the signals of the smaller side (the bare ones
+// on a tie): a field misspelt or left out on one signal of a gateway topic
+// that five others read with a field is one problem at that signal, not
+// five at the signals written right.
 func (v *validator) checkTopicShapes() {
 	type topic struct{ broker, name string }
-	first := map[topic]struct {
+	type use struct {
 		path string
 		bare bool
-	}{}
+	}
+	var order []topic
+	uses := map[topic][]use{}
 	for i := range v.c.Machines {
 		for _, r := range v.c.Machines[i].Refs() {
 			mr := r.Ref.MQTT
 			if mr == nil || r.Ref.OPCUA != nil || mr.Topic == "" {
 				continue
 			}
-			p := fmt.Sprintf("machines[%d].%s.mqtt", i, r.Signal)
 			k := topic{mr.Broker, mr.Topic}
-			bare := mr.Field == ""
-			prev, seen := first[k]
-			if !seen {
-				first[k] = struct {
-					path string
-					bare bool
-				}{p, bare}
-				continue
+			if _, seen := uses[k]; !seen {
+				order = append(order, k)
 			}
-			if prev.bare != bare {
-				v.add(p+".field", fmt.Sprintf("topic %q is read as JSON with a field here but as a bare value by %s (or the reverse)", mr.Topic, prev.path),
-					"give every signal on a JSON topic a field")
-			}
+			uses[k] = append(uses[k], use{fmt.Sprintf("machines[%d].%s.mqtt", i, r.Signal), mr.Field == ""})
 		}
 	}
+	for _, k := range order {
+		var bare, field []string
+		for _, u := range uses[k] {
+			if u.bare {
+				bare = append(bare, u.path)
+			} else {
+				field = append(field, u.path)
+			}
+		}
+		if len(bare) == 0 || len(field) == 0 {
+			continue
+		}
+		if len(bare) <= len(field) {
+			for _, p := range bare {
+				v.add(p+".field", fmt.Sprintf("topic %q is read as a bare value here but as JSON with a field by %s", k.name, others(field)),
+					"give this signal a field: the path of its value in the JSON payload (is field misspelt, or left out?)")
+			}
+			continue
+		}
+		for _, p := range field {
+			v.add(p+".field", fmt.Sprintf("topic %q is read as JSON with a field here but as a bare value by %s", k.name, others(bare)),
+				"a topic carries either a bare value or JSON: give every signal on a JSON topic a field, or none on a bare one")
+		}
+	}
+}
+
+// others names the first of paths, and how many more there are.
+func others(paths []string) string {
+	if len(paths) == 1 {
+		return paths[0]
+	}
+	return fmt.Sprintf("%s and %d more", paths[0], len(paths)-1)
 }
 
 type refKey struct{ kind, source, address, field string }
