@@ -2087,3 +2087,43 @@ func TestTopicShapeReportedAtTheOddSignal(t *testing.T) {
 		}
 	}
 }
+
+// A node id in another tool's form or in the wrong shape is refused with
+// the id it was meant to be (the OT probe: these got only the general
+// "write ns=<index>;s=<name>"); one that names nothing else keeps the
+// general hint.
+func TestNodeIDMeantForm(t *testing.T) {
+	head := "site: s\nodoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }\n" +
+		"opcua:\n  - { name: plc, endpoint: \"opc.tcp://127.0.0.1:4840\" }\nmachines:\n  - id: m1\n    workcenter: W1\n"
+	for _, c := range []struct{ node, want string }{
+		{"ns=2,i=5002", `invalid node id "ns=2,i=5002" (did you mean "ns=2;i=5002"? a ; separates the namespace from the identifier`},
+		{"NS=2,S=Press.Good", `(did you mean "ns=2;s=Press.Good"? a ; separates`},
+		{"NS2|Numeric|5002", `(did you mean "ns=2;i=5002"? NS2|String|… is how UaExpert shows a node id`},
+		{"NS3|String|Line1.Press02.Good", `(did you mean "ns=3;s=Line1.Press02.Good"? NS2|String|…`},
+		{"ns=2;Press02.Good", `(did you mean "ns=2;s=Press02.Good"? the identifier is written with its type`},
+		{"ns=2;5002", `(did you mean "ns=2;i=5002"? the identifier is written with its type`},
+		{"nsu=urn:plant:weld;Cell1.Good", `(did you mean "nsu=urn:plant:weld;s=Cell1.Good"?`},
+		{"i=5002;ns=2", `(did you mean "ns=2;i=5002"? the namespace comes first`},
+		{"ns=2; s=Press.Good", `(did you mean "ns=2;s=Press.Good"? no white space around ; and =`},
+		{"Press02.Good", `invalid node id "Press02.Good" (write ns=<index>;s=<name> or ns=<index>;i=<number>`},
+		{"ns=2;g=not-a-guid", `invalid node id "ns=2;g=not-a-guid" (write ns=<index>;s=<name>`},
+	} {
+		_, err := Parse("t.yaml", []byte(head+"    good_count: { opcua: { server: plc, node: \""+c.node+"\" } }\n"))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v\nwant %q", c.node, err, c.want)
+		}
+	}
+	// Valid in namespace 0, a warning, whose hint puts the namespace first
+	// rather than in front of it.
+	c, err := Parse("t.yaml", []byte(head+"    good_count: { opcua: { server: plc, node: \"s=Press.Good;ns=2\" } }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws []string
+	for _, w := range c.Warnings {
+		ws = append(ws, w.String())
+	}
+	if want := `e.g. "ns=2;s=Press.Good" (plantedge browse`; !strings.Contains(strings.Join(ws, "\n"), want) {
+		t.Errorf("warnings:\n%s\nwant %q", strings.Join(ws, "\n"), want)
+	}
+}

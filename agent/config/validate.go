@@ -1025,6 +1025,61 @@ func nodeIDMeant(id string) string {
 	return fixed
 }
 
+// uaExpertNodeID is the form UaExpert (and tools modelled on it) shows a
+// node id in: "NS2|String|Press01.Good", "NS2|Numeric|5002".
+var uaExpertNodeID = regexp.MustCompile(`^\s*[Nn][Ss](\d+)\s*\|\s*(String|Numeric|Guid|ByteString|Opaque)\s*\|(.+)$`)
+
+// nodeIDAs is the node id id was meant to be, and why, for a node id
+// written in another tool's form or in the wrong shape (the OT probe:
+// "ns=2,i=5002", "ns=2;Press01.Good", "i=5002;ns=2" and UaExpert's
+// "NS2|Numeric|5002" got only the general "write ns=<index>;s=<name>");
+// "" when no valid one is seen.
+func nodeIDAs(id string) (fixed, why string) {
+	const spacing = "no white space around ; and =, and ns=, nsu=, s=, i=, g=, b= in lower case"
+	if f := nodeIDMeant(id); f != "" {
+		return f, spacing
+	}
+	if g := uaExpertNodeID.FindStringSubmatch(id); g != nil {
+		kind := map[string]string{"String": "s", "Numeric": "i", "Guid": "g", "ByteString": "b", "Opaque": "b"}[g[2]]
+		if f := "ns=" + g[1] + ";" + kind + "=" + strings.TrimSpace(g[3]); nodeIDRe.MatchString(f) {
+			return f, "NS2|String|… is how UaExpert shows a node id; the file takes its text form"
+		}
+	}
+	try := func(f string) string {
+		if nodeIDRe.MatchString(f) {
+			return f
+		}
+		if m := nodeIDMeant(f); m != "" {
+			return m
+		}
+		return ""
+	}
+	if ns, rest, ok := strings.Cut(id, ","); ok {
+		if f := try(strings.TrimSpace(ns) + ";" + strings.TrimSpace(rest)); f != "" {
+			return f, "a ; separates the namespace from the identifier"
+		}
+	}
+	if ns, rest, ok := strings.Cut(id, ";"); ok {
+		lns := strings.ToLower(strings.TrimSpace(ns))
+		rest = strings.TrimSpace(rest)
+		switch {
+		case (strings.HasPrefix(lns, "ns=") || strings.HasPrefix(lns, "nsu=")) && rest != "" && !strings.Contains(rest, "="):
+			kind := "s="
+			if strings.Trim(rest, "0123456789") == "" {
+				kind = "i="
+			}
+			if f := try(strings.TrimSpace(ns) + ";" + kind + rest); f != "" {
+				return f, "the identifier is written with its type: s= for a name, i= for a number"
+			}
+		case strings.HasPrefix(strings.ToLower(rest), "ns=") || strings.HasPrefix(strings.ToLower(rest), "nsu="):
+			if f := try(rest + ";" + strings.TrimSpace(ns)); f != "" && f != id {
+				return f, "the namespace comes first"
+			}
+		}
+	}
+	return "", ""
+}
+
 func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[string]bool) (refKey, bool) {
 	switch {
 	case r.OPCUA == nil && r.MQTT == nil:
@@ -1041,8 +1096,8 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 			ok = false
 		}
 		if v.required(p+".opcua.node", o.Node) && !nodeIDRe.MatchString(o.Node) {
-			if fixed := nodeIDMeant(o.Node); fixed != "" {
-				v.add(p+".opcua.node", fmt.Sprintf("invalid node id %q", o.Node), fmt.Sprintf(`did you mean %q? no white space around ; and =, and ns=, nsu=, s=, i=, g=, b= in lower case (use plantedge browse)`, fixed))
+			if fixed, why := nodeIDAs(o.Node); fixed != "" {
+				v.add(p+".opcua.node", fmt.Sprintf("invalid node id %q", o.Node), fmt.Sprintf(`did you mean %q? %s (use plantedge browse)`, fixed, why))
 			} else {
 				v.add(p+".opcua.node", fmt.Sprintf("invalid node id %q", o.Node), `write ns=<index>;s=<name> or ns=<index>;i=<number>, e.g. "ns=2;s=Press07.GoodCount" (use plantedge browse)`)
 			}
@@ -1058,8 +1113,14 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 			// Namespace 0 is the OPC UA standard's own: no PLC tag is
 			// there, so the server answers BadNodeIdUnknown (the OT
 			// audit: only validate --opcua found it, without saying why).
+			meant := "ns=2;" + o.Node
+			if i := max(strings.LastIndex(o.Node, ";ns="), strings.LastIndex(o.Node, ";nsu=")); i > 0 && nodeIDRe.MatchString(o.Node[i+1:]+";"+o.Node[:i]) {
+				// "s=Press.Good;ns=2": the namespace written last (the
+				// OT probe: the hint made it "ns=2;s=Press.Good;ns=2").
+				meant = o.Node[i+1:] + ";" + o.Node[:i]
+			}
 			v.warn(p+".opcua.node", fmt.Sprintf("node id %q names no namespace, so it is in namespace 0, the OPC UA standard's own nodes", o.Node),
-				`write the namespace of the PLC's tags, e.g. "ns=2;`+o.Node+`" (plantedge browse shows the ids)`)
+				`write the namespace of the PLC's tags, e.g. "`+meant+`" (plantedge browse shows the ids)`)
 		}
 		return refKey{"opcua", o.Server, o.Address(), ""}, ok && o.Node != ""
 	default:
