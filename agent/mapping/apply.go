@@ -2476,6 +2476,13 @@ var timeLayouts = []string{
 	"20060102T150405.999999999Z07",
 }
 
+// zoneAbbrev is a time whose offset is followed by a zone's abbreviation
+// (and Go's monotonic clock reading), upper-cased: the offset is kept.
+var zoneAbbrev = regexp.MustCompile(`^(.*\d ?(?:Z|[+-]\d\d(?::?\d\d)?)) [A-Z]{1,5}(?: M=[+-]\d+(?:\.\d+)?)?$`)
+
+// utcSuffix is a time named UTC or GMT by name rather than by a Z.
+var utcSuffix = regexp.MustCompile(`^(.*\d) ?(?:UTC|GMT)$`)
+
 // zonelessLayouts are times without a zone, which parseTime refuses with
 // that reason.
 var zonelessLayouts = []string{"2006-01-02T15:04:05.999999999", "2006-01-02T15:04", "20060102T150405.999999999"}
@@ -2501,6 +2508,16 @@ func parseTime(v any) (time.Time, error) {
 		// instant the offset gives.
 		if i := strings.IndexByte(t, '['); i > 0 && strings.HasSuffix(t, "]") {
 			t = t[:i]
+		}
+		// So does a zone abbreviation after it (Go's time.String:
+		// "2026-12-01 08:00:08 +0000 UTC", with its monotonic reading
+		// " m=+0.01" when not stripped); UTC or GMT alone is the zone
+		// (the OT probe: both were refused, the values they stamped
+		// skipped).
+		if g := zoneAbbrev.FindStringSubmatch(t); g != nil {
+			t = g[1]
+		} else if g := utcSuffix.FindStringSubmatch(t); g != nil {
+			t = g[1] + "Z"
 		}
 		for _, layout := range timeLayouts {
 			if ts, err := time.Parse(layout, t); err == nil {

@@ -36,6 +36,14 @@ func TestParseTime(t *testing.T) {
 		"2026-11-30 22:16:50.313 +0100",                // a blank before the offset
 		"20261130T211650.313Z",                         // the basic form
 		"2026-11-30t21:16:50,313z",                     // a decimal comma
+		// A zone's abbreviation after the offset, or UTC by name (the
+		// OT probe: refused, the values skipped).
+		"2026-11-30 21:16:50.313 +0000 UTC",                 // Go's time.String
+		"2026-11-30 22:16:50.313 +0100 CET",                 // the offset decides
+		"2026-11-30 21:16:50.313 +0000 UTC m=+12.000000001", // with the monotonic reading
+		"2026-11-30 21:16:50.313 UTC",
+		"2026-11-30T21:16:50.313GMT",
+		"2026-11-30T21:16:50.313Z UTC",
 	} {
 		got, err := parseTime(v)
 		if err != nil || !got.Equal(want) {
@@ -67,6 +75,8 @@ func TestParseTime(t *testing.T) {
 		"2026-11-30T21:16:50", // local time without zone: which?
 		"0x1.a2p+40",          // hexadecimal: ParseFloat reads it (the tz probe)
 		"30.11.2026 21:16",
+		"2026-11-30 22:16:50.313 CET", // a zone's abbreviation alone: which offset?
+		"2026-11-30 21:16:50.313 +0000 UTC trailing",
 		"yesterday",
 		"",
 		"NaN",
