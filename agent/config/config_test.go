@@ -2127,3 +2127,25 @@ func TestNodeIDMeantForm(t *testing.T) {
 		t.Errorf("warnings:\n%s\nwant %q", strings.Join(ws, "\n"), want)
 	}
 }
+
+// A number written as arithmetic or with its digits grouped is refused
+// with the number to write (the OT probe: "rollover: 2^32" was told only
+// the range of a whole number).
+func TestNumberWrittenAsArithmeticHint(t *testing.T) {
+	head := "site: s\nodoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }\n" +
+		"opcua:\n  - { name: plc, endpoint: \"opc.tcp://127.0.0.1:4840\" }\nmachines:\n  - id: m1\n    workcenter: W1\n" +
+		"    good_count:\n      opcua: { server: plc, node: \"ns=2;s=Good\" }\n"
+	for _, c := range []struct{ value, want string }{
+		{"2^32", `t.yaml:10:17: machines[0].good_count.rollover: expected a whole number from 0 to 18446744073709551615, got a string "2^32" (YAML does no arithmetic: write 4294967296)`},
+		{"2**16", `got a string "2**16" (YAML does no arithmetic: write 65536)`},
+		{"1<<16", `got a string "1<<16" (YAML does no arithmetic: write 65536)`},
+		{"10^4", `got a string "10^4" (YAML does no arithmetic: write the number itself)`},
+		{"65,536", `got a string "65,536" (write the digits alone: 65536)`},
+		{"4 294 967 296", `got a string "4 294 967 296" (write the digits alone: 4294967296)`},
+	} {
+		_, err := Parse("t.yaml", []byte(head+"      rollover: "+c.value+"\n"))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v\nwant %q", c.value, err, c.want)
+		}
+	}
+}

@@ -649,8 +649,28 @@ func quotedHint(n ast.Node) string {
 		}
 		return "remove the quotes: in quotes YAML reads it as text"
 	}
+	if g := powerForm.FindStringSubmatch(v); g != nil {
+		// rollover: 2^32 (the OT probe: told only the range of a whole
+		// number). YAML does no arithmetic.
+		b, _ := strconv.ParseUint(g[1], 10, 64)
+		e, _ := strconv.ParseUint(g[3], 10, 64)
+		if b == 2 && g[2] != "<<" && e <= 63 || b == 1 && g[2] == "<<" && e <= 63 {
+			return "YAML does no arithmetic: write " + strconv.FormatUint(1<<e, 10)
+		}
+		return "YAML does no arithmetic: write the number itself"
+	}
+	if thousands.MatchString(v) {
+		// 65,536 or 65 536: digits grouped as a person writes them.
+		return "write the digits alone: " + strings.NewReplacer(",", "", " ", "", "'", "").Replace(v)
+	}
 	return ""
 }
+
+// powerForm is a number written as arithmetic: 2^32, 2**16, 1<<16.
+var powerForm = regexp.MustCompile(`^(\d+)\s*(\^|\*\*|<<)\s*(\d+)$`)
+
+// thousands is a whole number with its digits grouped: 65,536, 4 294 967 296, 65'536.
+var thousands = regexp.MustCompile(`^\d{1,3}(?:[, ']\d{3})+$`)
 
 func describe(n ast.Node) string {
 	if s, ok := scalar(n); ok {
