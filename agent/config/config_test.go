@@ -2149,3 +2149,24 @@ func TestNumberWrittenAsArithmeticHint(t *testing.T) {
 		}
 	}
 }
+
+// A signal naming a source of the other kind is told so, with the form to
+// write (the OT probe: "unknown OPC UA server" listed the servers only).
+func TestSourceOfTheOtherKindNamed(t *testing.T) {
+	head := "site: s\nodoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }\n" +
+		"opcua:\n  - { name: plc, endpoint: \"opc.tcp://127.0.0.1:4840\" }\n" +
+		"mqtt:\n  - { name: broker, url: \"tcp://127.0.0.1:1883\", client_id: pe }\nmachines:\n  - id: m1\n    workcenter: W1\n"
+	for _, c := range []struct{ sig, want string }{
+		{"good_count: { opcua: { server: broker, node: \"ns=2;s=Good\" } }",
+			`t.yaml:10:36: machines[0].good_count.opcua.server: unknown OPC UA server "broker" ("broker" is an MQTT broker: read it with mqtt: { broker: broker, topic: …, field: … }; defined: plc)`},
+		{"running: { mqtt: { broker: plc, topic: m1/run } }",
+			`t.yaml:10:32: machines[0].running.mqtt.broker: unknown MQTT broker "plc" ("plc" is an OPC UA server: read it with opcua: { server: plc, node: … }; defined: broker)`},
+		{"running: { mqtt: { broker: brokr, topic: m1/run } }",
+			`t.yaml:10:32: machines[0].running.mqtt.broker: unknown MQTT broker "brokr" (defined: broker)`},
+	} {
+		_, err := Parse("t.yaml", []byte(head+"    "+c.sig+"\n"))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v\nwant %q", c.sig, err, c.want)
+		}
+	}
+}

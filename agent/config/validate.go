@@ -1092,7 +1092,12 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 		o := r.OPCUA
 		ok := true
 		if v.required(p+".opcua.server", o.Server) && !servers[o.Server] {
-			v.add(p+".opcua.server", fmt.Sprintf("unknown OPC UA server %q", o.Server), defined("opcua", servers))
+			hint := defined("opcua", servers)
+			if brokers[o.Server] {
+				// The OT probe: told only which servers there are.
+				hint = fmt.Sprintf("%q is an MQTT broker: read it with mqtt: { broker: %s, topic: …, field: … }; %s", o.Server, o.Server, hint)
+			}
+			v.add(p+".opcua.server", fmt.Sprintf("unknown OPC UA server %q", o.Server), hint)
 			ok = false
 		}
 		if v.required(p+".opcua.node", o.Node) && !nodeIDRe.MatchString(o.Node) {
@@ -1127,7 +1132,11 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 		m := r.MQTT
 		ok := true
 		if v.required(p+".mqtt.broker", m.Broker) && !brokers[m.Broker] {
-			v.add(p+".mqtt.broker", fmt.Sprintf("unknown MQTT broker %q", m.Broker), defined("mqtt", brokers))
+			hint := defined("mqtt", brokers)
+			if servers[m.Broker] {
+				hint = fmt.Sprintf("%q is an OPC UA server: read it with opcua: { server: %s, node: … }; %s", m.Broker, m.Broker, hint)
+			}
+			v.add(p+".mqtt.broker", fmt.Sprintf("unknown MQTT broker %q", m.Broker), hint)
 			ok = false
 		}
 		if v.required(p+".mqtt.topic", m.Topic) {
