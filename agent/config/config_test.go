@@ -719,6 +719,11 @@ func TestSilentSlipsWarned(t *testing.T) {
 		`w.yaml:19:58: machines[0].running.mqtt.field: field path "$.state.run" looks like JSONPath (write a plain dot path without $ and brackets: counters.good, and values.0.v for the first element of an array)`)
 	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: m1, field: run, timestamp_field: \"$.ts\" } }\n",
 		`w.yaml:19:80: machines[0].running.mqtt.timestamp_field: field path "$.ts" looks like JSONPath (write a plain dot path without $ and brackets: ts, or meta.time)`)
+	// A JSON Pointer (RFC 6901) is read as one key named so, never found
+	// (the OT probe: no word of it).
+	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: m1, field: /state/run, timestamp_field: /meta/ts } }\n",
+		`w.yaml:19:58: machines[0].running.mqtt.field: field path "/state/run" looks like a JSON Pointer (/a/b) (write a dot path: state.run)`,
+		`w.yaml:19:87: machines[0].running.mqtt.timestamp_field: field path "/meta/ts" looks like a JSON Pointer (/a/b) (write a dot path: meta.ts)`)
 	// The agent listened on a port the system picked, where status and
 	// flush never found it (the conformance audit: "running but does not
 	// answer at 127.0.0.1:0"). A warning: a file that ran before runs on.

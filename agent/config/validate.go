@@ -1174,6 +1174,13 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 			// A warning: a key may really be named so.
 			v.warn(p+".mqtt.field", fmt.Sprintf("field path %q looks like JSONPath", m.Field),
 				"write a plain dot path without $ and brackets: counters.good, and values.0.v for the first element of an array")
+		case strings.HasPrefix(m.Field, "/") && len(m.Field) > 1:
+			// A JSON Pointer (RFC 6901, Node-RED's and many gateways'
+			// form): read as one key named "/cnc01/parts/good", never
+			// found (the OT probe: no word of it). A warning: a key may
+			// really be named so.
+			v.warn(p+".mqtt.field", fmt.Sprintf("field path %q looks like a JSON Pointer (/a/b)", m.Field),
+				fmt.Sprintf("write a dot path: %s", strings.ReplaceAll(strings.TrimPrefix(m.Field, "/"), "/", ".")))
 		}
 		switch {
 		case m.TimestampField != "" && !fieldPathRe.MatchString(m.TimestampField):
@@ -1181,6 +1188,9 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 		case strings.HasPrefix(m.TimestampField, "$.") || strings.ContainsAny(m.TimestampField, "[]"):
 			v.warn(p+".mqtt.timestamp_field", fmt.Sprintf("field path %q looks like JSONPath", m.TimestampField),
 				"write a plain dot path without $ and brackets: ts, or meta.time")
+		case strings.HasPrefix(m.TimestampField, "/") && len(m.TimestampField) > 1:
+			v.warn(p+".mqtt.timestamp_field", fmt.Sprintf("field path %q looks like a JSON Pointer (/a/b)", m.TimestampField),
+				fmt.Sprintf("write a dot path: %s", strings.ReplaceAll(strings.TrimPrefix(m.TimestampField, "/"), "/", ".")))
 		case m.TimestampField != "" && m.Field == "":
 			// The mapping reads a bare value then, and never looks for a
 			// time (a warning: the file loaded before).
