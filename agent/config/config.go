@@ -934,7 +934,15 @@ func Parse(filename string, data []byte) (*Config, error) {
 		// "required" for each key it would have held, at its own line and
 		// column ("odoo: https://erp…" was three problems at one place;
 		// the review).
-		probs = append(probs, slices.DeleteFunc(vp, func(p Problem) bool { return undecoded[p.Path] || d.inUndecoded(p.Path) })...)
+		// Nor, when the mqtt: or opcua: section did not decode at all
+		// (one broker written without its "- "), as an unknown broker or
+		// server at every signal that names one (the OT probe: 13 such
+		// problems under the one to fix).
+		unknownSource := func(p Problem) bool {
+			return d.undecoded["mqtt"] && strings.HasSuffix(p.Path, ".mqtt.broker") && strings.HasPrefix(p.Msg, "unknown MQTT broker ") ||
+				d.undecoded["opcua"] && strings.HasSuffix(p.Path, ".opcua.server") && strings.HasPrefix(p.Msg, "unknown OPC UA server ")
+		}
+		probs = append(probs, slices.DeleteFunc(vp, func(p Problem) bool { return undecoded[p.Path] || d.inUndecoded(p.Path) || unknownSource(p) })...)
 		c.Warnings = slices.DeleteFunc(c.Warnings, func(p Problem) bool { return d.inUndecoded(p.Path) })
 	}
 	if notUTF8 != nil {

@@ -2175,3 +2175,43 @@ func TestSourceOfTheOtherKindNamed(t *testing.T) {
 		}
 	}
 }
+
+// A sources section that did not decode at all (one broker written
+// without its "- ") is one problem: not also an unknown broker or server
+// at every signal that names one (the OT probe: 13 more problems under the
+// one to fix).
+func TestUndecodedSourcesSectionIsOneProblem(t *testing.T) {
+	head := "site: s\nodoo: { url: https://erp.example.com, database: prod, username: bot, api_key_file: /k }\n"
+	sigs := "machines:\n  - id: m1\n    workcenter: W1\n" +
+		"    good_count: { mqtt: { broker: broker, topic: m1/good } }\n" +
+		"    running: { opcua: { server: plc, node: \"ns=2;s=Run\" } }\n" +
+		"    scrap_count: { mqtt: { broker: brokr, topic: m1/scrap } }\n"
+	for _, c := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"mqtt as a mapping", head + "opcua:\n  - { name: plc, endpoint: \"opc.tcp://127.0.0.1:4840\" }\n" +
+			"mqtt:\n  name: broker\n  url: \"tcp://127.0.0.1:1883\"\n  client_id: pe\n" + sigs,
+			[]string{`t.yaml:6:3: mqtt: expected a list, got a mapping (start each entry with "- ")`}},
+		{"opcua as a mapping", head + "opcua:\n  name: plc\n  endpoint: \"opc.tcp://127.0.0.1:4840\"\n" +
+			"mqtt:\n  - { name: broker, url: \"tcp://127.0.0.1:1883\", client_id: pe }\n" + sigs,
+			[]string{
+				`t.yaml:4:3: opcua: expected a list, got a mapping (start each entry with "- ")`,
+				// The broker section decoded: its misspelt name is still said.
+				`t.yaml:13:36: machines[0].scrap_count.mqtt.broker: unknown MQTT broker "brokr" (defined: broker)`,
+			}},
+	} {
+		_, err := Parse("t.yaml", []byte(c.yaml))
+		var pe *Error
+		if !errors.As(err, &pe) {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var got []string
+		for _, p := range pe.Problems {
+			got = append(got, p.String())
+		}
+		if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
+			t.Errorf("%s: got\n%s\nwant\n%s", c.name, strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+		}
+	}
+}
