@@ -719,6 +719,12 @@ func TestSilentSlipsWarned(t *testing.T) {
 		`w.yaml:19:58: machines[0].running.mqtt.field: field path "$.state.run" looks like JSONPath (write a plain dot path without $ and brackets: counters.good, and values.0.v for the first element of an array)`)
 	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: m1, field: run, timestamp_field: \"$.ts\" } }\n",
 		`w.yaml:19:80: machines[0].running.mqtt.timestamp_field: field path "$.ts" looks like JSONPath (write a plain dot path without $ and brackets: ts, or meta.time)`)
+	// A downtime_reason without a map gives every stop the default loss
+	// (the OT probe: validated OK); with one, or without running (warned
+	// of as having no effect), no word of it.
+	wantWarnings(t, base+"    running: { opcua: { server: plc, node: \"ns=2;s=M1.Run\" } }\n    downtime_reason:\n      opcua: { server: plc, node: \"ns=2;s=M1.Reason\" }\n", unused,
+		`w.yaml:21:7: machines[0].downtime_reason: has no map: every stop gets the default loss, its code only in the downtime line's description (add map: { CODE: Loss name } for the codes the machine sends (the log names each unmapped code))`)
+	wantWarnings(t, base+"    running: { opcua: { server: plc, node: \"ns=2;s=M1.Run\" } }\n    downtime_reason:\n      opcua: { server: plc, node: \"ns=2;s=M1.Reason\" }\n      map: { JAM: Equipment Failure }\n", unused)
 	// A JSON Pointer (RFC 6901) is read as one key named so, never found
 	// (the OT probe: no word of it).
 	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: m1, field: /state/run, timestamp_field: /meta/ts } }\n",

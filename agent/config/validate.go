@@ -783,6 +783,12 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 	if m.DowntimeReason != nil && m.Running == nil {
 		v.warn(p+".downtime_reason", "has no effect: the machine has no running signal",
 			"a downtime reason names the loss of a stop, and stops come from running")
+	} else if m.DowntimeReason != nil && len(m.DowntimeReason.Map) == 0 {
+		// Every code is unmapped: each stop gets the default loss, and
+		// each code is logged as unmapped (the OT probe: a map forgotten,
+		// or left for later, validated OK).
+		v.warn(p+".downtime_reason", "has no map: every stop gets the default loss, its code only in the downtime line's description",
+			"add map: { CODE: Loss name } for the codes the machine sends (the log names each unmapped code)")
 	}
 	refs := m.Refs()
 	if len(refs) == 0 {
