@@ -725,6 +725,7 @@ func TestSilentSlipsWarned(t *testing.T) {
 	wantWarnings(t, base+"    running: { opcua: { server: plc, node: \"ns=2;s=M1.Run\" } }\n    downtime_reason:\n      opcua: { server: plc, node: \"ns=2;s=M1.Reason\" }\n", unused,
 		`w.yaml:21:7: machines[0].downtime_reason: has no map: every stop gets the default loss, its code only in the downtime line's description (add map: { CODE: Loss name } for the codes the machine sends (the log names each unmapped code))`)
 	wantWarnings(t, base+"    running: { opcua: { server: plc, node: \"ns=2;s=M1.Run\" } }\n    downtime_reason:\n      opcua: { server: plc, node: \"ns=2;s=M1.Reason\" }\n      map: { JAM: Equipment Failure }\n", unused)
+	wantWarnings(t, base+"    running: { opcua: { server: plc, node: \"ns=2;s=M1.Run\" } }\n    downtime_reason:\n      opcua: { server: plc, node: \"ns=2;s=M1.Reason\" }\n      map: {}\n", unused)
 	// A JSON Pointer (RFC 6901) is read as one key named so, never found
 	// (the OT probe: no word of it).
 	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: m1, field: /state/run, timestamp_field: /meta/ts } }\n",
@@ -1266,6 +1267,12 @@ func TestHintsForIndentationAndColons(t *testing.T) {
 			"machines[0].rollover: unknown key (check its indentation: it belongs under good_count: or scrap_count:, beside its opcua: or mqtt:)"},
 		{"map inside mqtt", base + "    downtime_reason:\n      mqtt: { broker: broker, topic: t, field: r, map: { J: Jam } }\n",
 			"machines[0].downtime_reason.mqtt.map: unknown key (check its indentation: it belongs under downtime_reason:, beside its opcua: or mqtt:)"},
+		{"a reason code beside map", base + "    running: { mqtt: { broker: broker, topic: t, field: run } }\n    downtime_reason:\n      mqtt: { broker: broker, topic: t, field: r }\n      map:\n      JAM: Equipment Failure\n",
+			"t.yaml:12:7: machines[0].downtime_reason.JAM: unknown key (a reason code? write it under map:, indented further than map:)"},
+		{"map in capitals", base + "    running: { mqtt: { broker: broker, topic: t, field: run } }\n    downtime_reason:\n      mqtt: { broker: broker, topic: t, field: r }\n      Map: { JAM: Equipment Failure }\n",
+			"t.yaml:11:7: machines[0].downtime_reason.Map: unknown key (did you mean \"map\"?)"},
+		{"defualt", base + "    running: { mqtt: { broker: broker, topic: t, field: run } }\n    downtime_reason:\n      mqtt: { broker: broker, topic: t, field: r }\n      defualt: Equipment Failure\n",
+			"t.yaml:11:7: machines[0].downtime_reason.defualt: unknown key (did you mean \"default\"?)"},
 		{"topic beside mqtt", base + "    good_count:\n      mqtt: { broker: broker, field: good }\n      topic: t\n",
 			"machines[0].good_count.topic: unknown key (check its indentation: it belongs under a signal's mqtt:)"},
 		{"a machine's key under its signal", strings.Replace(base, "    workcenter: W1\n", "", 1) + "    running:\n      mqtt: { broker: broker, topic: t, field: run }\n      workcenter: W1\n",

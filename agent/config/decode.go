@@ -878,6 +878,13 @@ func (d *decoder) structEntry(path string, e entry, v reflect.Value, fields map[
 		if hint == "" {
 			meant = nearest(e.key, names)
 			hint = suggest(meant, names)
+			if v.Type().Name() == "Reason" && !strings.EqualFold(e.key, meant) && (meant == "" || strings.ToLower(e.key) != e.key || strings.ContainsAny(e.key, "0123456789")) {
+				// A code written beside map: rather than under it (the
+				// OT probe: "known keys: default, map, mqtt, opcua", and
+				// its loss name masked as a secret's; JAM was "did you
+				// mean map?"). No key is written in capitals or digits.
+				meant, hint = "map", "a reason code? write it under map:, indented further than map:"
+			}
 		}
 		p := d.at(e.keyN, kp, "unknown key", hint)
 		p.Meant = meant

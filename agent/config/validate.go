@@ -783,7 +783,7 @@ func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[s
 	if m.DowntimeReason != nil && m.Running == nil {
 		v.warn(p+".downtime_reason", "has no effect: the machine has no running signal",
 			"a downtime reason names the loss of a stop, and stops come from running")
-	} else if m.DowntimeReason != nil && len(m.DowntimeReason.Map) == 0 {
+	} else if m.DowntimeReason != nil && len(m.DowntimeReason.Map) == 0 && !v.has(p+".downtime_reason.map") {
 		// Every code is unmapped: each stop gets the default loss, and
 		// each code is logged as unmapped (the OT probe: a map forgotten,
 		// or left for later, validated OK).
