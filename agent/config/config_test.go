@@ -2228,3 +2228,20 @@ func TestUndecodedSourcesSectionIsOneProblem(t *testing.T) {
 		}
 	}
 }
+
+// A quote left open is reported by the parser where the next quote closes
+// it, lines further on: the hint names the quote to close (the OT probe:
+// only "check the indentation of this line and the next").
+func TestUnclosedQuoteNamed(t *testing.T) {
+	yaml := base + "  - id: m2\n    workcenter: WC2\n    good_count:\n      opcua: { server: plc, node: \"ns=2;s=M2.Good }\n    running:\n      opcua: { server: plc, node: \"ns=2;s=M2.Run\" }\n"
+	_, err := Parse("t.yaml", []byte(yaml))
+	want := `t.yaml:24:36: yaml: ',' or '}' must be specified (close the quote opened at line 22 column 35: YAML reads a quoted value on to the next quote)`
+	if err == nil || err.Error() != want {
+		t.Errorf("got  %v\nwant %s", err, want)
+	}
+	// A quote closed on its line, and one in a comment, are no such quote.
+	yaml = base + "  - id: m2 # the 16\" press\n    workcenter: \"WC2\"\n    good_count: [\n"
+	if _, err := Parse("t.yaml", []byte(yaml)); err == nil || strings.Contains(err.Error(), "close the quote") {
+		t.Errorf("got %v, want a syntax error without a quote named", err)
+	}
+}

@@ -166,6 +166,46 @@ func noSpaceAfterColon(lines [][]byte, line int) string {
 	return ""
 }
 
+// quoteOpens is where a quoted value begins: after a key's ": ", a list's
+// "- ", or a flow mapping's or list's "{", "[" or ",".
+var quoteOpens = regexp.MustCompile(`(?:^\s*|: |- |[{\[,]\s*)(["'])`)
+
+// unclosedQuote finds, on the lines up to line (1-based) and at most 20
+// before it, the last quoted value that does not end on its own line
+// (node: "ns=2;i=5002 with its closing quote forgotten): the parser reads
+// on to the next quote and reports a line or more further on (the OT
+// probe). It returns that quote's line and column (in bytes, 1-based),
+// or 0.
+func unclosedQuote(lines [][]byte, line int) (int, int) {
+	for l := min(line, len(lines)); l >= 1 && l > line-20; l-- {
+		text := lines[l-1]
+		for _, m := range quoteOpens.FindAllSubmatchIndex(text, -1) {
+			q, at := text[m[2]], m[2]
+			if at > 0 && bytes.Contains(text[:at], []byte(" #")) {
+				break // in a comment
+			}
+			closed := false
+			for i := at + 1; i < len(text); i++ {
+				switch {
+				case q == '"' && text[i] == '\\':
+					i++
+				case text[i] == q && q == '\'' && i+1 < len(text) && text[i+1] == '\'':
+					i++ // '' is a quote inside a single-quoted value
+				case text[i] == q:
+					closed = true
+				}
+				if closed {
+					break
+				}
+			}
+			if !closed {
+				return l, at + 1
+			}
+		}
+	}
+	return 0, 0
+}
+
 // parse runs the YAML parser; a panic inside it becomes an error, so no
 // input file can crash the agent or validate.
 func parse(data []byte) (f *ast.File, err error) {
@@ -193,6 +233,8 @@ func (d *decoder) decodeFile(data []byte, c *Config) {
 				p.Line, p.Column = tk.Position.Line, tk.Position.Column
 				if k := noSpaceAfterColon(d.lines, p.Line); k != "" {
 					p.Hint = fmt.Sprintf("put a space after the colon: %q is read as one word, not the key %s", k+":…", k)
+				} else if l, col := unclosedQuote(d.lines, p.Line); l > 0 {
+					p.Hint = fmt.Sprintf("close the quote opened at line %d column %d: YAML reads a quoted value on to the next quote", l, col)
 				}
 			}
 			d.probs = append(d.probs, p)
