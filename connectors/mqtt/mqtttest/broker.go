@@ -41,7 +41,11 @@ type Broker struct {
 func (b *Broker) Certificates() int64 { return b.certs.Load() }
 
 // Start starts a broker on addr ("127.0.0.1:0" picks a free port).
-func Start(addr string) (*Broker, error) {
+func Start(addr string) (*Broker, error) { return start(addr, publishGuard, takeoverGuard) }
+
+// start is Start with the takeover hook's guards given (a test shortens
+// them).
+func start(addr string, publishWait, takeoverWait time.Duration) (*Broker, error) {
 	srv := mochi.New(&mochi.Options{
 		InlineClient: true,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -50,7 +54,8 @@ func Start(addr string) (*Broker, error) {
 	if err := srv.AddHook(acl, nil); err != nil {
 		return nil, fmt.Errorf("mqtt broker auth hook: %w", err)
 	}
-	takeover := &takeoverHook{srv: srv, at: map[*mochi.Client]time.Time{}, pubs: map[*mochi.Client]time.Time{}}
+	takeover := &takeoverHook{srv: srv, at: map[*mochi.Client]time.Time{}, pubs: map[*mochi.Client]time.Time{},
+		publishGuard: publishWait, takeoverGuard: takeoverWait}
 	if err := srv.AddHook(takeover, nil); err != nil {
 		return nil, fmt.Errorf("mqtt broker takeover hook: %w", err)
 	}
@@ -121,16 +126,22 @@ func (b *Broker) Publish(topic string, payload []byte, retain bool, qos byte) er
 	return b.srv.Publish(topic, payload, retain, qos)
 }
 
-// takeoverGuard bounds how long a takeover holds publishes, and a publish
-// a takeover: a connect that failed between the hooks (its CONNACK not
-// written) calls neither OnSessionEstablished nor OnDisconnect, and an
-// inline publish may be held up by an inline subscriber that does not
-// return.
-const takeoverGuard = time.Second
+// publishGuard bounds how long a takeover waits for the publishes under
+// way when it begins: an inline publish may be held up by an inline
+// subscriber that does not return. A publish is not known to have ended
+// otherwise, so it is the one bound a takeover can run into under load.
+const publishGuard = time.Second
+
+// takeoverGuard bounds how long a takeover holds publishes, should a mark
+// outlive its connection's CONNACK, OnSessionEstablished, OnDisconnect and
+// close (no such case is known). It was a second, and on a loaded machine
+// (-race, CPU hogs) marks ran out before their takeovers were over and
+// publishes went ahead into the window where mochi loses them.
+const takeoverGuard = 30 * time.Second
 
 // takeoverHook marks the connections taking over a kept session (a client
 // id the broker holds, connected or not) from before mochi takes the old
-// client's inflight messages to after the new client's CONNACK, and
+// client's inflight messages to the new client's CONNACK written, and
 // publishes wait while one is marked; a takeover waits for the publishes
 // under way when it began. mochi v2.7.9 routes a message to the client
 // the id maps to: published after the old client's inflight messages were
@@ -140,6 +151,13 @@ const takeoverGuard = time.Second
 // first and paho refused the connect ("non-CONNACK first packet"). The
 // inline client's publishes are held in Publish, a client's in OnPublish.
 // A will (sendLWT) and SparkplugAware's certificates are not held.
+//
+// A mark ends as the CONNACK is written (OnPacketSent), not at
+// OnSessionEstablished: that comes after mochi has resent the session's
+// inflight messages, by when the client may have taken its CONNACK, gone
+// and come back, and with marks overlapping back to back a publish found
+// no gap (9 published in 300 takeovers). A connect whose CONNACK could not
+// be written calls no later hook; its mark ends with its connection closed.
 type takeoverHook struct {
 	mochi.HookBase
 	srv    *mochi.Server
@@ -147,6 +165,8 @@ type takeoverHook struct {
 	at     map[*mochi.Client]time.Time // takeovers under way
 	inline int                         // Publish calls under way
 	pubs   map[*mochi.Client]time.Time // clients' publishes under way
+
+	publishGuard, takeoverGuard time.Duration // the constants but in a test
 }
 
 // A client's publish is under way from OnPublish to OnPublished. mochi
@@ -159,7 +179,8 @@ func (h *takeoverHook) ID() string { return "takeover" }
 
 func (h *takeoverHook) Provides(b byte) bool {
 	switch b {
-	case mochi.OnSessionEstablish, mochi.OnSessionEstablished, mochi.OnDisconnect, mochi.OnPublish, mochi.OnPublished:
+	case mochi.OnSessionEstablish, mochi.OnPacketSent, mochi.OnSessionEstablished, mochi.OnDisconnect,
+		mochi.OnPublish, mochi.OnPublished:
 		return true
 	}
 	return false
@@ -172,14 +193,24 @@ func (h *takeoverHook) OnSessionEstablish(cl *mochi.Client, pk packets.Packet) {
 	h.mu.Lock()
 	h.at[cl] = time.Now()
 	h.mu.Unlock()
-	h.until(func() bool {
-		maps.DeleteFunc(h.pubs, func(_ *mochi.Client, at time.Time) bool { return time.Since(at) >= takeoverGuard })
+	h.until(h.publishGuard, func() bool {
+		maps.DeleteFunc(h.pubs, func(_ *mochi.Client, at time.Time) bool { return time.Since(at) >= h.publishGuard })
 		return h.inline == 0 && len(h.pubs) == 0
 	})
-	// The guard counts from here: after a wait of a whole guard (an inline
-	// publish held up), the mark would go as the takeover begins.
+	// The guard counts from here: after a wait of a whole publishGuard (an
+	// inline publish held up), the mark must still hold the takeover.
 	h.mu.Lock()
 	h.at[cl] = time.Now()
+	h.mu.Unlock()
+}
+
+func (h *takeoverHook) OnPacketSent(cl *mochi.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type != packets.Connack {
+		return
+	}
+	// Written: a message routed to cl from now on goes out after it.
+	h.mu.Lock()
+	delete(h.at, cl)
 	h.mu.Unlock()
 }
 
@@ -203,13 +234,18 @@ func (h *takeoverHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.P
 	h.mu.Lock()
 	delete(h.pubs, cl) // its last publish is over, OnPublished or not
 	h.mu.Unlock()
-	h.until(func() bool {
+	mark := func() bool {
 		if h.free() {
 			h.pubs[cl] = time.Now()
 			return true
 		}
 		return false
-	})
+	}
+	if !h.until(h.takeoverGuard, mark) {
+		h.mu.Lock()
+		h.pubs[cl] = time.Now()
+		h.mu.Unlock()
+	}
 	return pk, nil
 }
 
@@ -223,15 +259,23 @@ func (h *takeoverHook) OnPublished(cl *mochi.Client, _ packets.Packet) {
 }
 
 // begin returns once no connection is taking over a session, with an
-// inline publish counted under way until end.
+// inline publish counted under way until end. It counts the publish even
+// when its wait ran out, as end uncounts it: before, a wait that ran out
+// under load left the count at -1, every later takeover waited its whole
+// guard for a publish that was not there and then went ahead while one
+// was (a run of 300 takeovers took minutes and lost messages).
 func (h *takeoverHook) begin() {
-	h.until(func() bool {
+	if !h.until(h.takeoverGuard, func() bool {
 		if h.free() {
 			h.inline++
 			return true
 		}
 		return false
-	})
+	}) {
+		h.mu.Lock()
+		h.inline++
+		h.mu.Unlock()
+	}
 }
 
 func (h *takeoverHook) end() {
@@ -240,22 +284,25 @@ func (h *takeoverHook) end() {
 	h.mu.Unlock()
 }
 
-// free reports whether no takeover is under way (each is waited for at
-// most takeoverGuard). Caller holds mu.
+// free reports whether no takeover is under way: a mark whose connection
+// has closed is over, one older than takeoverGuard is let go. Caller holds
+// mu.
 func (h *takeoverHook) free() bool {
-	maps.DeleteFunc(h.at, func(_ *mochi.Client, at time.Time) bool { return time.Since(at) >= takeoverGuard })
+	maps.DeleteFunc(h.at, func(cl *mochi.Client, at time.Time) bool {
+		return cl.Closed() || time.Since(at) >= h.takeoverGuard
+	})
 	return len(h.at) == 0
 }
 
-// until calls cond under mu until it reports true, at most takeoverGuard
-// and once more.
-func (h *takeoverHook) until(cond func() bool) {
-	for deadline := time.Now().Add(takeoverGuard); ; {
+// until calls cond under mu until it reports true, for at most d and once
+// more, and returns its last answer.
+func (h *takeoverHook) until(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); ; {
 		h.mu.Lock()
 		ok := cond()
 		h.mu.Unlock()
 		if ok || time.Now().After(deadline) {
-			return
+			return ok
 		}
 		time.Sleep(50 * time.Microsecond)
 	}
