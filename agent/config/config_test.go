@@ -741,6 +741,15 @@ func TestSilentSlipsWarned(t *testing.T) {
 	// receive time).
 	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: m1, timestamp_field: ts } }\n",
 		`w.yaml:19:68: machines[0].running.mqtt.timestamp_field: not used without field: a bare value (a number or a bool) carries no time, so the values are taken at their receive time (for a JSON payload, give field the value's path; else remove timestamp_field)`)
+	// A topic copied from a path ("/plant/m1") is another topic than
+	// plant/m1, and a timestamp_field naming the value's own field dates
+	// each value by its count (the OT probe: both validated OK).
+	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: /plant/m1, field: run } }\n",
+		`w.yaml:19:47: machines[0].running.mqtt.topic: topic "/plant/m1" begins or ends with /: an empty topic level, another topic than "plant/m1" (remove the slash, unless the publisher's topic really has it (mosquitto_sub -t '#' -v shows the topics sent))`)
+	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: plant/m1/, field: run } }\n",
+		`w.yaml:19:47: machines[0].running.mqtt.topic: topic "plant/m1/" begins or ends with /: an empty topic level, another topic than "plant/m1" (remove the slash, unless the publisher's topic really has it (mosquitto_sub -t '#' -v shows the topics sent))`)
+	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: m1, field: run, timestamp_field: run } }\n",
+		`w.yaml:19:80: machines[0].running.mqtt.timestamp_field: is the value's own field "run" (timestamp_field names the field holding the value's time (e.g. ts); remove it if the payload carries none)`)
 	wantWarnings(t, strings.Replace(base, `node: "ns=2;s=M1.Good" }`, `node: "ns=2;s=M1.Good " }`, 1), unused,
 		`w.yaml:18:35: machines[0].good_count.opcua.node: node id "ns=2;s=M1.Good " begins or ends with white space (remove it, unless the server's identifier really has it)`)
 	wantWarnings(t, base+"    running: { opcua: { server: plc, node: \"ns=2;s=M1.Run\" } }\n    min_stop: 25h\n", unused,

@@ -1157,6 +1157,12 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 				// Legal in MQTT, but a publisher's topic hardly ends in a
 				// space: a quiet topic nobody would see why.
 				v.warn(p+".mqtt.topic", fmt.Sprintf("topic %q begins or ends with white space", m.Topic), "remove it, unless the publisher's topic really has it")
+			case len(m.Topic) > 1 && (strings.HasPrefix(m.Topic, "/") || strings.HasSuffix(m.Topic, "/")):
+				// Legal too, and another topic than the one without the
+				// slash ("/plant/m1" has an empty first level): copied
+				// from a path, it stays quiet.
+				v.warn(p+".mqtt.topic", fmt.Sprintf("topic %q begins or ends with /: an empty topic level, another topic than %q", m.Topic, strings.Trim(m.Topic, "/")),
+					"remove the slash, unless the publisher's topic really has it (mosquitto_sub -t '#' -v shows the topics sent)")
 			}
 		}
 		if m.Format != "" && m.Format != FormatSparkplugB {
@@ -1197,6 +1203,12 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 		case strings.HasPrefix(m.TimestampField, "/") && len(m.TimestampField) > 1:
 			v.warn(p+".mqtt.timestamp_field", fmt.Sprintf("field path %q looks like a JSON Pointer (/a/b)", m.TimestampField),
 				fmt.Sprintf("write a dot path: %s", strings.ReplaceAll(strings.TrimPrefix(m.TimestampField, "/"), "/", ".")))
+		case m.TimestampField != "" && m.TimestampField == m.Field:
+			// The value's own field read as its time: a counter of
+			// 1,700 pieces is an epoch-ms time in January 1970, every
+			// value refused or dated wrong.
+			v.warn(p+".mqtt.timestamp_field", fmt.Sprintf("is the value's own field %q", m.Field),
+				"timestamp_field names the field holding the value's time (e.g. ts); remove it if the payload carries none")
 		case m.TimestampField != "" && m.Field == "":
 			// The mapping reads a bare value then, and never looks for a
 			// time (a warning: the file loaded before).
