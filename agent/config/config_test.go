@@ -665,6 +665,24 @@ func TestEmptySignalWarned(t *testing.T) {
 		"w.yaml:15:18: machines[0].scrap_count: empty: this signal is not read (give its source (opcua: {...} or mqtt: {...}), or remove the key)")
 }
 
+// wantProblems checks that Parse refuses yaml (as t.yaml) with exactly the
+// problems want, in order.
+func wantProblems(t *testing.T, name, yaml string, want []string) {
+	t.Helper()
+	_, err := Parse("t.yaml", []byte(yaml))
+	var pe *Error
+	if !errors.As(err, &pe) {
+		t.Fatalf("%s: %v", name, err)
+	}
+	var got []string
+	for _, p := range pe.Problems {
+		got = append(got, p.String())
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("%s: got\n%s\nwant\n%s", name, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // wantWarnings parses yaml as w.yaml, which must load, and compares its warnings.
 func wantWarnings(t *testing.T, yaml string, want ...string) {
 	t.Helper()
@@ -2100,18 +2118,7 @@ func TestTopicShapeReportedAtTheOddSignal(t *testing.T) {
 				`t.yaml:12:52: machines[1].running.mqtt.field: topic "c" is read as JSON with a field here but as a bare value by machines[0].good_count.mqtt and 1 more (a topic carries either a bare value or JSON: give every signal on a JSON topic a field, or none on a bare one)`,
 			}},
 	} {
-		_, err := Parse("t.yaml", []byte(c.yaml))
-		var pe *Error
-		if !errors.As(err, &pe) {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		var got []string
-		for _, p := range pe.Problems {
-			got = append(got, p.String())
-		}
-		if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
-			t.Errorf("%s: got\n%s\nwant\n%s", c.name, strings.Join(got, "\n"), strings.Join(c.want, "\n"))
-		}
+		wantProblems(t, c.name, c.yaml, c.want)
 	}
 }
 
@@ -2223,18 +2230,7 @@ func TestUndecodedSourcesSectionIsOneProblem(t *testing.T) {
 				`t.yaml:13:36: machines[0].scrap_count.mqtt.broker: unknown MQTT broker "brokr" (defined: broker)`,
 			}},
 	} {
-		_, err := Parse("t.yaml", []byte(c.yaml))
-		var pe *Error
-		if !errors.As(err, &pe) {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		var got []string
-		for _, p := range pe.Problems {
-			got = append(got, p.String())
-		}
-		if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
-			t.Errorf("%s: got\n%s\nwant\n%s", c.name, strings.Join(got, "\n"), strings.Join(c.want, "\n"))
-		}
+		wantProblems(t, c.name, c.yaml, c.want)
 	}
 }
 
