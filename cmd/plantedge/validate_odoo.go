@@ -353,6 +353,9 @@ func neededRights(cfg *config.Config, major int) []odooRight {
 	const (
 		mrpUser = "give the user the group Manufacturing / User"
 		invUser = "give the user the group Inventory / User"
+		// Every internal user's (stock's access_stock_quant_all and
+		// access_stock_move_line_all).
+		internalUser = "give the user the group Internal User (user type)"
 	)
 	rights := []odooRight{
 		{"mrp.workorder", odoo.OpRead, "to find each machine's work order in progress", mrpUser},
@@ -369,11 +372,9 @@ func neededRights(cfg *config.Config, major int) []odooRight {
 	// _set_qty_producing, then mrp_production.py _set_qty_producing:
 	// move._set_quantity_done, move.picked = True): every quantity write
 	// on an order with components is refused without it.
-	moveWrite := odooRight{"stock.move", odoo.OpWrite, "to validate scrap (Odoo marks its stock move done, with the bot user's rights)", invUser}
 	if major < 19 {
 		rights = append(rights, odooRight{"stock.move", odoo.OpWrite,
 			"to write produced quantities (Odoo 17 and 18 set the manufacturing order's component quantities on its stock moves, with the bot user's rights)", invUser})
-		moveWrite = odooRight{}
 	}
 	if slices.ContainsFunc(cfg.Machines, func(m config.Machine) bool { return m.ScrapCount != nil }) {
 		rights = append(rights,
@@ -386,16 +387,14 @@ func neededRights(cfg *config.Config, major int) []odooRight {
 			// reads stock moves, then quants): refused without these,
 			// also where stock is short.
 			odooRight{"stock.move", odoo.OpRead, "to validate scrap (Odoo reads the product's stock on hand from stock moves and quants, with the bot user's rights)", invUser},
-			// Every internal user's (stock's access_stock_quant_all).
-			odooRight{"stock.quant", odoo.OpRead, "to validate scrap (Odoo reads the product's stock on hand from stock moves and quants, with the bot user's rights)", "give the user the group Internal User (user type)"},
+			odooRight{"stock.quant", odoo.OpRead, "to validate scrap (Odoo reads the product's stock on hand from stock moves and quants, with the bot user's rights)", internalUser},
 			// do_scrap moves the pieces out of stock with the caller's
 			// rights: a custom group without these leaves every scrap a
 			// draft with Odoo's refusal.
 			odooRight{"stock.move", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", invUser},
-			// Every internal user's (stock's access_stock_move_line_all).
-			odooRight{"stock.move.line", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", "give the user the group Internal User (user type)"})
-		if moveWrite.model != "" { // else checked above
-			rights = append(rights, moveWrite)
+			odooRight{"stock.move.line", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", internalUser})
+		if major >= 19 { // (17/18: checked above, for quantities)
+			rights = append(rights, odooRight{"stock.move", odoo.OpWrite, "to validate scrap (Odoo marks its stock move done, with the bot user's rights)", invUser})
 		}
 	}
 	// No standard group below Access Rights reads external ids (base's
