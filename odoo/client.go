@@ -593,9 +593,21 @@ func (c *Client) call(ctx context.Context, model, method string, args []any, kwa
 	return withRightHint(model, c.markExpired(c.json2(ctx, op, model, method, params, out)))
 }
 
+// rightHintOpen begins every hint the client puts after the first line of
+// an AccessError (WithoutRightHint).
+const rightHintOpen = "(plantedge: "
+
+// WithoutRightHint is line, the first line of an AccessError's message,
+// without the hint of the group to give that the client put after it
+// (for a caller that says it in its own words: validate --odoo).
+func WithoutRightHint(line string) string {
+	before, _, _ := strings.Cut(line, " "+rightHintOpen)
+	return before
+}
+
 // ExternalIDsRightHint is what an AccessError on reading ir.model.data
 // says after Odoo's first line.
-const ExternalIDsRightHint = "(plantedge: give the bot user read on Model Data (ir.model.data) through a group of its own, " +
+const ExternalIDsRightHint = rightHintOpen + "give the bot user read on Model Data (ir.model.data) through a group of its own, " +
 	"as the README says; not Administration / Access Rights, which Odoo names below but which may give itself any right)"
 
 // The groups to give the bot user for the rights the agent uses, said
@@ -609,9 +621,9 @@ const ExternalIDsRightHint = "(plantedge: give the bot user read on Model Data (
 // has every right on move lines (access_stock_move_line_all) and reads
 // quants (access_stock_quant_all).
 const (
-	mrpUserRightHint  = "(plantedge: give the bot user the group Manufacturing / User, as the README says)"
-	invUserRightHint  = "(plantedge: give the bot user the group Manufacturing / User, which includes Inventory / User, as the README says)"
-	internalRightHint = "(plantedge: Odoo gives this right to every internal user: make the bot user's user type Internal User)"
+	mrpUserRightHint  = rightHintOpen + "give the bot user the group Manufacturing / User, as the README says)"
+	invUserRightHint  = rightHintOpen + "give the bot user the group Manufacturing / User, which includes Inventory / User, as the README says)"
+	internalRightHint = rightHintOpen + "Odoo gives this right to every internal user: make the bot user's user type Internal User)"
 )
 
 // aclRefusal is the first line of ir_model.py _make_access_error (the

@@ -199,7 +199,7 @@ func (c *odooCheck) callProblem(what string, err error) bool {
 	if errors.As(err, &oe) && strings.HasSuffix(oe.Name, ".AccessError") {
 		// Odoo's words, without the client's hint of the group to give:
 		// the hint here says it.
-		msg, _, _ := strings.Cut(firstLine(oe.Message), " (plantedge: ")
+		msg := odoo.WithoutRightHint(firstLine(oe.Message))
 		c.problem("%s: access denied: %s (hint: the bot user lacks a right the agent needs; give it %s)", what, msg, groupFor(oe.Message))
 		return true
 	}
