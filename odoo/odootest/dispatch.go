@@ -285,22 +285,9 @@ func (s *Server) run(m *model, method string, ids []int64, a map[string]any, jso
 			return out, nil
 		}
 		return nil, &odooError{excType, "create() missing 1 required positional argument: 'vals_list'"}
-	case "unlink":
-		if err := s.checkExist(m, ids); err != nil {
+	case "unlink": // unlink.go
+		if err := s.unlink(m, ids); err != nil {
 			return nil, err
-		}
-		for _, id := range ids {
-			delete(m.recs, id)
-		}
-		// Deleting records deletes their external ids too (models.py
-		// unlink): loading one by its external id afterwards creates a
-		// new record.
-		if imd := s.models["ir.model.data"]; m != imd {
-			for id, r := range imd.recs {
-				if r["model"] == m.name && slices.Contains(ids, r["res_id"].(int64)) {
-					delete(imd.recs, id)
-				}
-			}
 		}
 		return true, nil
 	case "load":

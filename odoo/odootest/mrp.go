@@ -62,10 +62,12 @@ func modelDefs(v, saas int) map[string]*model {
 			"company_ids": {typ: fO2M, computed: true, comodel: "res.company", label: "Companies"}}},
 		// API keys as base's res_users.py APIKeys has them (the secret and
 		// its index not among the fields); expiration_date from 18.0, when
-		// keys of non-admin users must expire.
+		// keys of non-admin users must expire. user_id: ondelete cascade,
+		// deleting a user deletes its keys.
 		"res.users.apikeys": {order: "id", fields: map[string]field{
-			"name": {typ: fChar, required: true, label: "Description"}, "user_id": m2o("res.users", "User", true),
-			"scope": {typ: fChar, label: "Scope"}, "create_date": {typ: fDatetime, label: "Creation Date"}}},
+			"name":    {typ: fChar, required: true, label: "Description"},
+			"user_id": {typ: fM2O, comodel: "res.users", required: true, ondelete: "cascade", label: "User"},
+			"scope":   {typ: fChar, label: "Scope"}, "create_date": {typ: fDatetime, label: "Creation Date"}}},
 		// rounding: uom_uom.py 17.0/18.0 a stored float (default 0.01,
 		// "Use 1.0 for a Unit of Measure that cannot be further split"; the
 		// data sets none); 19.0 computed, 10**-digits of "Product Unit"

@@ -69,6 +69,9 @@ type field struct {
 	// (fields.py Float.convert_to_cache / convert_to_column), and
 	// described with that precision by fields_get.
 	qty bool
+	// ondelete: a many2one's declared ondelete ("restrict", "cascade",
+	// "set null"); "" takes fields.py's default (field.onDelete).
+	ondelete string
 }
 
 type rec map[string]any
