@@ -1832,6 +1832,26 @@ func TestEndToEndLoginLockoutIsNotAnExpiredKey(t *testing.T) {
 // does in Odoo while the agent runs) and returns its result.
 func (p *plant) adminCall(model, method string, args []any, kw map[string]any) any {
 	p.t.Helper()
+	res, errMsg := p.adminRPC(model, method, args, kw)
+	if errMsg != "" {
+		p.t.Fatalf("%s.%s: %s", model, method, errMsg)
+	}
+	return res
+}
+
+// adminRefused runs one call as adminCall does, one Odoo refuses: it
+// returns the error's name and message.
+func (p *plant) adminRefused(model, method string, args []any, kw map[string]any) string {
+	p.t.Helper()
+	res, errMsg := p.adminRPC(model, method, args, kw)
+	if errMsg == "" {
+		p.t.Fatalf("%s.%s: %v, want a refusal", model, method, res)
+	}
+	return errMsg
+}
+
+func (p *plant) adminRPC(model, method string, args []any, kw map[string]any) (any, string) {
+	p.t.Helper()
 	if kw == nil {
 		kw = map[string]any{}
 	}
@@ -1844,17 +1864,28 @@ func (p *plant) adminCall(model, method string, args []any, kw map[string]any) a
 	defer resp.Body.Close()
 	var out struct {
 		Result any `json:"result"`
-		Error  any `json:"error"`
+		Error  *struct {
+			Data struct {
+				Name    string `json:"name"`
+				Message string `json:"message"`
+			} `json:"data"`
+		} `json:"error"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Error != nil {
-		p.t.Fatalf("%s.%s: %v %v", model, method, err, out.Error)
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		p.t.Fatalf("%s.%s: %v", model, method, err)
 	}
-	return out.Result
+	if out.Error != nil {
+		return nil, out.Error.Data.Name + ": " + out.Error.Data.Message
+	}
+	return out.Result, ""
 }
 
 // An admin deletes a loss reason and creates it again (a new id): the
 // agent, which had the old id cached, looks it up again instead of
-// dead-lettering the next stops.
+// dead-lettering the next stops. Odoo refuses to delete a loss reason that
+// time logs point at (their loss_id is ondelete='restrict'), and a loss
+// reason has no Archive (no active field): the admin deletes its time
+// logs first — the stop the agent booked with it among them.
 func TestEndToEndLossReasonRecreatedInOdoo(t *testing.T) {
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}})
 	ra := p.startAgent()
@@ -1865,14 +1896,26 @@ func TestEndToEndLossReasonRecreatedInOdoo(t *testing.T) {
 	p.run(m)
 	p.waitExact(ra, 15*time.Second)
 	ids := p.adminCall("mrp.workcenter.productivity.loss", "search", []any{[]any{[]any{"name", "=", "Equipment Failure"}}}, nil).([]any)
+	if msg := p.adminRefused("mrp.workcenter.productivity.loss", "unlink", []any{ids}, nil); !strings.Contains(msg, "another model requires the record being deleted") {
+		t.Errorf("deleting the loss reason of a booked stop: %q, want Odoo's foreign key refusal", msg)
+	}
+	lines := p.adminCall("mrp.workcenter.productivity", "search", []any{[]any{[]any{"loss_id", "in", ids}}}, nil).([]any)
+	if len(lines) != 1 {
+		t.Fatalf("%d time logs with the loss reason, want the stop's", len(lines))
+	}
+	p.adminCall("mrp.workcenter.productivity", "unlink", []any{lines}, nil)
+	m.stops-- // its line deleted by the admin: not booked again
 	p.adminCall("mrp.workcenter.productivity.loss", "unlink", []any{ids}, nil)
-	p.adminCall("mrp.workcenter.productivity.loss", "create", []any{map[string]any{"name": "Equipment Failure", "loss_type": "availability"}}, nil)
+	recreated := p.adminCall("mrp.workcenter.productivity.loss", "create", []any{map[string]any{"name": "Equipment Failure", "loss_type": "availability"}}, nil)
 	p.stop(m, "JAM")
 	time.Sleep(20 * time.Millisecond)
 	p.run(m)
 	p.waitExact(ra, 15*time.Second)
 	if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
 		t.Errorf("%d dead letters after the loss reason was created anew", st.Buffer.DeadLetters)
+	}
+	if ls := p.odoo.Productivity(); len(ls) != 1 || float64(ls[0].LossID) != recreated {
+		t.Errorf("time logs %+v, want the second stop's, with the loss reason created anew (%v)", ls, recreated)
 	}
 }
 
