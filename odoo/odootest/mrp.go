@@ -74,9 +74,13 @@ func modelDefs(v, saas int) map[string]*model {
 		// for every unit (_compute_rounding).
 		"uom.uom": {order: "name", fields: map[string]field{"name": {typ: fChar, required: true, label: "Unit"},
 			"rounding": {typ: fFloat, computed: v >= 19, label: "Rounding Precision"}}},
+		// active: product_product.py's own (default True; archiving the
+		// template archives its variants): an archived product is left out
+		// of searches, and so of load's field/.id look-up, and still read.
 		"product.product": {order: "name, id", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Name"}, "uom_id": m2o("uom.uom", "Unit", true),
-			"tracking": {typ: fSelection, sel: []string{"none", "lot", "serial"}, label: "Tracking"}}},
+			"tracking": {typ: fSelection, sel: []string{"none", "lot", "serial"}, label: "Tracking"},
+			"active":   {typ: fBool, label: "Active"}}},
 		"mrp.workcenter": {order: "sequence, id", fields: map[string]field{
 			"name": {typ: fChar, required: true, label: "Work Center"}, "code": {typ: fChar, label: "Code"},
 			"sequence": {typ: fInt}, "company_id": m2o("res.company", "Company", false),

@@ -264,7 +264,9 @@ func (s *Server) value(m *model, r rec, name string) any {
 		case fInt, fM2O:
 			return int64(0)
 		case fBool:
-			return false
+			// every active field here defaults to True (an unset one is
+			// a record never archived)
+			return name == "active"
 		}
 		return ""
 	}
@@ -924,12 +926,15 @@ type loadMsg map[string]any
 
 // load implements Model.load(fields, data): rows are created, or updated
 // when their "id" column names an existing external id. All or nothing.
+// Its answer is models.py's {ids, messages, nextrow}; nextrow is 0 unless
+// the context's _import_limit stopped the rows short (base_import's
+// batches; the emulator takes no limit).
 func (s *Server) load(m *model, fields []string, data [][]any) (map[string]any, *odooError) {
 	fail := func(row int, fieldName, format string, a ...any) (map[string]any, *odooError) {
 		return map[string]any{"ids": false, "messages": []loadMsg{{
 			"type": "error", "record": row, "field": fieldName, "message": fmt.Sprintf(format, a...),
 			"rows": map[string]int{"from": row, "to": row},
-		}}}, nil
+		}}, "nextrow": 0}, nil
 	}
 	snapshot := s.snapshot()
 	ids := make([]int64, 0, len(data))
@@ -1071,7 +1076,7 @@ func (s *Server) load(m *model, fields []string, data [][]any) (map[string]any, 
 		}
 		ids = append(ids, target)
 	}
-	return map[string]any{"ids": ids, "messages": []loadMsg{}}, nil
+	return map[string]any{"ids": ids, "messages": []loadMsg{}, "nextrow": 0}, nil
 }
 
 func (s *Server) nameLookup(modelName, name string) (int64, string) {
