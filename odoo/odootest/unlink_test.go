@@ -22,7 +22,7 @@ func fkMessage(v int, desc, model, label, field string) string {
 			"How about archiving the record instead?"
 	}
 	table := map[string]string{"mrp.workcenter.productivity": "mrp_workcenter_productivity", "mrp.workorder": "mrp_workorder",
-		"mrp.production": "mrp_production"}[model]
+		"mrp.production": "mrp_production", "stock.scrap": "stock_scrap"}[model]
 	return "The operation cannot be completed: another model requires the record being deleted. If possible, archive it instead.\n\n" +
 		"Model: " + desc + " (" + model + ")\nConstraint: " + table + "_" + field + "_fkey\n"
 }
@@ -219,5 +219,14 @@ func TestUnlinkManufacturingOrder(t *testing.T) {
 	e.wantErr(r, "odoo.exceptions.UserError")
 	if r.ErrMsg != "You cannot delete a scrap which is done." {
 		t.Errorf("done scrap: %q", r.ErrMsg)
+	}
+
+	// a product only a scrap points at
+	nut := e.s.AddProduct("Nut")
+	e.ok(e.exec("stock.scrap", "create", []any{map[string]any{"product_id": nut, "scrap_qty": 1}}, nil))
+	r = e.exec("product.product", "unlink", []any{[]any{nut}}, nil)
+	e.wantErr(r, "odoo.exceptions.ValidationError")
+	if want := fkMessage(17, "Scrap", "stock.scrap", "Product", "product_id"); r.ErrMsg != want {
+		t.Errorf("product of a scrap: %q, want %q", r.ErrMsg, want)
 	}
 }
