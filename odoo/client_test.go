@@ -382,6 +382,33 @@ func TestDowntimeUpsert(t *testing.T) {
 	}
 }
 
+// A scrap of a product archived in Odoo since the agent read it is refused
+// for the product's database id (Odoo's import looks it up with a search):
+// a permanent MissingReference of product_id, whose message says what that
+// means, not only Odoo's "No matching record found for database id".
+func TestBookScrapOfAnArchivedProductSaysWhy(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c := connected(t, f, m.protocol)
+			if err := c.Call(ctx, "product.product", "write", []any{[]any{f.product}, map[string]any{"active": false}}, nil, nil); err != nil {
+				t.Fatalf("archiving the product: %v", err)
+			}
+			_, err := c.BookScrap(ctx, odoo.Scrap{XMLID: "plantedge.site_m1_scrap_8", ProductID: f.product, ProductionID: f.mo, WorkorderID: f.wo, Qty: 3})
+			if !odoo.IsPermanent(err) || !odoo.MissingReference(err, "product_id") {
+				t.Fatalf("scrap of an archived product: %v; want a permanent MissingReference of product_id", err)
+			}
+			msg := err.Error()
+			for _, want := range []string{"No matching record found for database id", "no longer finds: archived, deleted, or in a company the bot user may not use"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("error %q lacks %q", msg, want)
+				}
+			}
+		})
+	}
+}
+
 func TestBookScrap(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.String(), func(t *testing.T) {

@@ -902,6 +902,13 @@ func (c *Client) loadDowntimes(ctx context.Context, rows [][]string, wcs, wos []
 	return c.load(ctx, "mrp.workcenter.productivity", fields, rows)
 }
 
+// unfoundHint follows Odoo's "No matching record found for database id"
+// in a load's refusal: the id is one the agent read from Odoo, so the record
+// was there; Odoo's import looks it up with a search (ir_fields.py
+// db_id_for), which leaves out what was archived since (a product, a work
+// center) and what the bot user may no longer see.
+const unfoundHint = " (a record the agent read from Odoo before, which Odoo's search no longer finds: archived, deleted, or in a company the bot user may not use since)"
+
 // load calls Model.load and turns its messages into an error.
 func (c *Client) load(ctx context.Context, model string, fields []string, rows [][]string) ([]int64, error) {
 	var res struct {
@@ -926,11 +933,13 @@ func (c *Client) load(ctx context.Context, model string, fields []string, rows [
 	var msgs, raw, unfound []string
 	for _, m := range res.Messages {
 		if m.Type == "error" {
-			msgs = append(msgs, fmt.Sprintf("row %d %s: %s", m.Record, m.Field, m.Message))
+			msg := fmt.Sprintf("row %d %s: %s", m.Record, m.Field, m.Message)
 			raw = append(raw, m.Message)
 			if strings.HasPrefix(m.Message, "No matching record found for database id ") {
 				unfound = append(unfound, m.Field)
+				msg += unfoundHint
 			}
+			msgs = append(msgs, msg)
 		}
 	}
 	if len(msgs) > 0 || len(ids) != len(rows) {
