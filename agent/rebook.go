@@ -124,6 +124,43 @@ func (f *forwarder) keepBooked(at time.Time, e bookedEntry) buffer.KV {
 	return kv
 }
 
+// keptFromKey holds when the bookings kept begin: every booking Odoo
+// confirmed since then is kept (but in the periods of unkeptKey), in ms
+// since the epoch, "0" for since the buffer file began. Moved on when a
+// prune forgets bookings, when plantedge is pointed at another Odoo, and
+// at a fresh file that replaced a corrupt one. A rebook since before it
+// says what it cannot book (the val54 probe: the note "if Odoo confirmed
+// any between … it is not kept" was said whenever the oldest booking kept
+// was younger than --since, a day after the install too, when nothing had
+// been forgotten).
+const keptFromKey = "rebook/kept_from"
+
+// keptFromKV is keptFromKey at at (zero: since the file began).
+func keptFromKV(at time.Time) buffer.KV {
+	ms := int64(0)
+	if !at.IsZero() {
+		ms = at.UnixMilli()
+	}
+	return buffer.KV{Key: keptFromKey, Value: []byte(strconv.FormatInt(ms, 10))}
+}
+
+// keptFrom reads keptFromKey; ok false when the file has none (a file of
+// an older version, not yet pruned by this one).
+func (f *forwarder) keptFrom() (at time.Time, ok bool) {
+	b, err := f.a.buf.Meta(keptFromKey)
+	if err != nil || b == nil {
+		return time.Time{}, false
+	}
+	ms, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	if ms == 0 {
+		return time.Time{}, true
+	}
+	return time.UnixMilli(ms), true
+}
+
 // unkeptKey holds the periods whose bookings were not kept (keepBooked):
 // JSON []UnkeptPeriod, the newest last, maxUnkept at most.
 const unkeptKey = "rebook/unkept"
@@ -209,16 +246,50 @@ func (f *forwarder) pruneBooked(ctx context.Context) error {
 		total -= sizes[drop]
 		drop++
 	}
+	from, known := f.keptFrom()
+	var mark []buffer.KV
+	switch {
+	case drop > 0:
+		// Those confirmed in the last one's millisecond may be kept in
+		// part: from the next.
+		if at, _, ok := parseBookedKey(keys[drop-1]); ok && !at.Before(from) {
+			mark = append(mark, keptFromKV(at.Add(time.Millisecond)))
+		} else if !ok && !known {
+			mark = append(mark, keptFromKV(time.Now()))
+		}
+	case known:
+	case f.a.recoveredFile:
+		// A fresh file for a corrupt one: what that one kept is lost.
+		mark = append(mark, keptFromKV(time.Now()))
+	case len(keys) > 0:
+		// A file of an older version: what it forgot is not known; its
+		// oldest kept is as far as can be told.
+		at, _, _ := parseBookedKey(keys[0])
+		mark = append(mark, keptFromKV(at))
+	case f.a.newFile:
+		mark = append(mark, keptFromKV(time.Time{}))
+	default:
+		// A file of an older version keeping none: a prune keeps the
+		// newest, so any forgotten were older than bookedKeep.
+		mark = append(mark, keptFromKV(time.Now().Add(-bookedKeep)))
+	}
 	for len(keys[:drop]) > 0 {
 		chunk := keys[:min(drop, 10_000)]
 		kvs := make([]buffer.KV, len(chunk))
 		for i, k := range chunk {
 			kvs[i] = buffer.KV{Key: k}
 		}
+		if len(chunk) == drop {
+			kvs = append(kvs, mark...) // with the last of them
+			mark = nil
+		}
 		if err := f.a.buf.PutMeta(ctx, kvs...); err != nil {
 			return err
 		}
 		keys, drop = keys[len(chunk):], drop-len(chunk)
+	}
+	if len(mark) > 0 {
+		return f.a.buf.PutMeta(ctx, mark...)
 	}
 	return nil
 }
@@ -234,6 +305,11 @@ type RebookResult struct {
 	// OldestKept is when the oldest booking kept was confirmed: a rebook
 	// since before it cannot book what was confirmed before it.
 	OldestKept time.Time `json:"oldest_kept,omitzero"`
+	// KeptFrom is when the bookings kept begin (keptFromKey): every one
+	// Odoo confirmed since is kept, but in the Unkept periods; zero for
+	// since the buffer file began. Nil from an agent of an older version
+	// (OldestKept is all it says).
+	KeptFrom *time.Time `json:"kept_from,omitempty"`
 	// Unkept are the periods since Since whose bookings were not kept (a
 	// full disk): a rebook cannot know what Odoo confirmed in them.
 	Unkept []UnkeptPeriod `json:"unkept,omitempty"`
@@ -588,6 +664,11 @@ func (f *forwarder) rebookSince(ctx context.Context, since time.Time, dry bool) 
 	res := RebookResult{Since: since, DryRun: dry}
 	kb, err := f.keptSince(since, true)
 	res.OldestKept = kb.oldest
+	if from, ok := f.keptFrom(); ok {
+		res.KeptFrom = &from
+	} else {
+		res.KeptFrom = &kb.oldest // not pruned yet by this version (the round prunes after it serves a rebook)
+	}
 	for _, p := range f.unkeptPeriods() {
 		if !p.To.Before(since) {
 			res.Unkept = append(res.Unkept, p)

@@ -141,3 +141,81 @@ func TestLocalFailure(t *testing.T) {
 		}
 	}
 }
+
+// When the bookings kept begin (keptFromKey) moves only when some are
+// forgotten: a new file keeps all from its start, a prune moves it past
+// the last one it forgot, a file of an older version starts at its oldest
+// kept, a fresh file for a corrupt one at its start (the val54 probe: the
+// rebook's note "not kept" was said when nothing had been forgotten).
+func TestBookedKeptFrom(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	line := func(ago time.Duration, start int64) buffer.KV {
+		return bookedKV(now.Add(-ago), bookedEntry{Machine: "m1", Line: &odoo.Downtime{XMLID: downtimeXMLID("s", "m1", start)}})
+	}
+	open := func(t *testing.T, kvs ...buffer.KV) *forwarder {
+		buf, err := buffer.Open(filepath.Join(t.TempDir(), "buffer.db"), buffer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { buf.Close() })
+		if len(kvs) > 0 {
+			if err := buf.PutMeta(ctx, kvs...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return &forwarder{a: &Agent{buf: buf}}
+	}
+	prune := func(t *testing.T, f *forwarder) (time.Time, bool) {
+		t.Helper()
+		f.bookedPruned = time.Time{}
+		if err := f.pruneBooked(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return f.keptFrom()
+	}
+	t.Run("new file", func(t *testing.T) {
+		f := open(t)
+		f.a.newFile = true
+		if _, ok := f.keptFrom(); ok {
+			t.Fatal("a mark before the first prune")
+		}
+		if from, ok := prune(t, f); !ok || !from.IsZero() {
+			t.Fatalf("kept from %v (%v), want since the file began", from, ok)
+		}
+		// Bookings a day and an hour old: nothing forgotten.
+		if err := f.a.buf.PutMeta(ctx, line(24*time.Hour, 1), line(time.Hour, 2)); err != nil {
+			t.Fatal(err)
+		}
+		if from, ok := prune(t, f); !ok || !from.IsZero() {
+			t.Fatalf("kept from %v (%v) with nothing forgotten", from, ok)
+		}
+		// Beyond bookedMax: the day-old one is forgotten.
+		defer func(n int) { bookedMax = n }(bookedMax)
+		bookedMax = 1
+		want := now.Add(-24 * time.Hour).Truncate(time.Millisecond).Add(time.Millisecond)
+		if from, ok := prune(t, f); !ok || !from.Equal(want) {
+			t.Fatalf("kept from %v (%v), want %v: after the one forgotten", from, ok, want)
+		}
+	})
+	t.Run("older version's file", func(t *testing.T) {
+		f := open(t, line(48*time.Hour, 1), line(time.Hour, 2))
+		want := now.Add(-48 * time.Hour).Truncate(time.Millisecond)
+		if from, ok := prune(t, f); !ok || !from.Equal(want) {
+			t.Fatalf("kept from %v (%v), want its oldest kept %v", from, ok, want)
+		}
+	})
+	t.Run("older version's file keeping none", func(t *testing.T) {
+		f := open(t)
+		if from, ok := prune(t, f); !ok || from.After(now.Add(-bookedKeep+time.Minute)) || from.Before(now.Add(-bookedKeep-time.Minute)) {
+			t.Fatalf("kept from %v (%v), want a week ago", from, ok)
+		}
+	})
+	t.Run("fresh file for a corrupt one", func(t *testing.T) {
+		f := open(t)
+		f.a.newFile, f.a.recoveredFile = true, true
+		if from, ok := prune(t, f); !ok || from.Before(now.Truncate(time.Millisecond)) {
+			t.Fatalf("kept from %v (%v), want this start", from, ok)
+		}
+	})
+}

@@ -281,12 +281,18 @@ func (f *forwarder) switchOdoo(ctx context.Context) error {
 		})
 	}
 	if err == nil {
-		// What the old Odoo confirmed is not for a rebook in this one.
+		// What the old Odoo confirmed is not for a rebook in this one;
+		// and, pointed back there, what it confirmed before now is gone.
+		booked := 0
 		err = f.a.buf.MetaPrefix(bookedPrefix, func(k string, _ []byte) error {
 			there++
+			booked++
 			meta = append(meta, buffer.KV{Key: k})
 			return nil
 		})
+		if booked > 0 {
+			meta = append(meta, keptFromKV(time.Now()))
+		}
 	}
 	if err == nil {
 		err = f.a.buf.MetaPrefix("scrap/", func(k string, v []byte) error {

@@ -110,15 +110,19 @@ func printRebook(w io.Writer, res agent.RebookResult) error {
 		return &exitError{code: 3, msg: fmt.Sprintf("the rebook since %s takes longer than the agent's API waits; "+
 			"it goes on, and the agent logs its result: journalctl -u plantedge -g 'rebooked what Odoo'", since)}
 	}
-	fmt.Fprintf(w, "Odoo confirmed since %s: %s, %s", since, plural(res.Lines, "downtime line"), plural(res.Scraps, "scrap booking"))
-	if !res.OldestKept.IsZero() {
-		fmt.Fprintf(w, " (kept since %s)", res.OldestKept.Local().Format(agent.LocalStamp))
+	fmt.Fprintf(w, "Odoo confirmed since %s: %s, %s\n", since, plural(res.Lines, "downtime line"), plural(res.Scraps, "scrap booking"))
+	// Said only when bookings since --since were forgotten (the val54
+	// probe: said the day after the install, when none had been). An
+	// agent of an older version says only its oldest booking kept.
+	keptFrom := res.OldestKept
+	if res.KeptFrom != nil {
+		keptFrom = *res.KeptFrom
 	}
-	fmt.Fprintln(w)
-	if !res.OldestKept.IsZero() && res.OldestKept.After(res.Since) {
-		fmt.Fprintf(w, "note: the oldest booking kept was confirmed at %s (a week is kept at most, and nothing from before the agent was last pointed at this Odoo): "+
+	if keptFrom.After(res.Since) {
+		fmt.Fprintf(w, "note: the bookings kept begin at %s (a week is kept at most, and nothing from before the agent was last pointed at this Odoo, "+
+			"nor from before a corrupt buffer file was replaced): "+
 			"if Odoo confirmed any between %s and then, it is not kept — book it by hand\n",
-			res.OldestKept.Local().Format(agent.LocalStamp), since)
+			keptFrom.Local().Format(agent.LocalStamp), since)
 	}
 	for _, p := range res.Unkept {
 		from, to := p.From.Local().Format(agent.LocalStamp), p.To.Local().Format(agent.LocalStamp)

@@ -61,10 +61,40 @@ func TestPrintRebook(t *testing.T) {
 	if !errors.As(err, &ee) || ee.code != 1 {
 		t.Errorf("exit: %v, want code 1", err)
 	}
-	for _, want := range []string{"3 downtime lines, 1 scrap booking", "the oldest booking kept was confirmed at", "lacks 2 lines (1 of them it has open, closed since: closed again) and 1 scrap", "rebooked 2 lines and 0 scrap",
+	for _, want := range []string{"3 downtime lines, 1 scrap booking", "note: the bookings kept begin at", "lacks 2 lines (1 of them it has open, closed since: closed again) and 1 scrap", "rebooked 2 lines and 0 scrap",
 		"1 line booked without its work order", "not rebooked (1):\n  scrap plantedge.x"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// The note that bookings since --since may not be kept is said only when
+// some were forgotten after --since (the val54 probe: said the day after
+// the install, when none had been: the oldest kept was simply the first).
+func TestPrintRebookNotesForgottenOnlyWhenSo(t *testing.T) {
+	since := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
+	at := func(t time.Time) *time.Time { return &t }
+	for _, tc := range []struct {
+		name string
+		res  agent.RebookResult
+		note bool
+	}{
+		{"nothing forgotten, first booking after since", agent.RebookResult{OldestKept: since.Add(time.Hour), KeptFrom: at(time.Time{})}, false},
+		{"forgotten before since", agent.RebookResult{OldestKept: since.Add(time.Hour), KeptFrom: at(since.Add(-time.Hour))}, false},
+		{"forgotten after since", agent.RebookResult{OldestKept: since.Add(2 * time.Hour), KeptFrom: at(since.Add(time.Hour))}, true},
+		{"an older agent: its oldest kept", agent.RebookResult{OldestKept: since.Add(time.Hour)}, true},
+		{"an older agent: kept from before", agent.RebookResult{OldestKept: since.Add(-time.Hour)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			tc.res.Since = since
+			if err := printRebook(&out, tc.res); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(out.String(), "note: the bookings kept begin at"); got != tc.note {
+				t.Errorf("note said: %v, want %v:\n%s", got, tc.note, out.String())
+			}
+		})
 	}
 }
