@@ -196,6 +196,18 @@ func TestBadConfigs(t *testing.T) {
 			want: []string{"bad.yaml:3:1: yaml: found character '\t' that cannot start any token (fix the YAML syntax; indent with spaces, not tabs)"},
 		},
 		{
+			// A tab in a comment is not the cause of an error lines
+			// below (the val54 probe: "indent with spaces, not tabs").
+			name: "tab elsewhere",
+			yaml: "site: x\t# plant\nodoo:\n  url: https://erp.example.com\n   database: y\n",
+			want: []string{"bad.yaml:3:8: yaml: mapping value is not allowed in this context (fix the YAML syntax: check the indentation of this line and the next against the lines above, and the quotes and brackets)"},
+		},
+		{
+			name: "tab after a list's dash",
+			yaml: "site: x\nmachines:\n  -\tid: m1\n    workcenter: W\n",
+			want: []string{"bad.yaml:3:6: yaml: tab character cannot use as a map key directly (fix the YAML syntax; indent with spaces, not tabs)"},
+		},
+		{
 			name: "unknown key with suggestion",
 			yaml: strings.Replace(base, "      opcua: { server: plc", "      rolover: 10\n      opcua: { server: plc", 1),
 			want: []string{`bad.yaml:18:7: machines[0].good_count.rolover: unknown key (did you mean "rollover"?)`},

@@ -206,6 +206,23 @@ func unclosedQuote(lines [][]byte, line int) (int, int) {
 	return 0, 0
 }
 
+// tabCause reports whether a tab plausibly caused the syntax error msg at
+// pos: the parser names it, or it is in the error's line up to its
+// column. A tab elsewhere (in a comment, a value, another part of the
+// file) is not (the val54 probe: a
+// tab after "site: plant-1" gave "indent with spaces, not tabs" for a
+// misindented key 15 lines below).
+func tabCause(lines [][]byte, msg string, pos *token.Position) bool {
+	if strings.Contains(msg, "tab") || strings.Contains(msg, "\t") {
+		return true
+	}
+	if pos == nil || pos.Line < 1 || pos.Line > len(lines) {
+		return false
+	}
+	text := []rune(string(lines[pos.Line-1]))
+	return strings.ContainsRune(string(text[:min(max(pos.Column, 0), len(text))]), '\t')
+}
+
 // parse runs the YAML parser; a panic inside it becomes an error, so no
 // input file can crash the agent or validate.
 func parse(data []byte) (f *ast.File, err error) {
@@ -225,10 +242,10 @@ func (d *decoder) decodeFile(data []byte, c *Config) {
 		if errors.As(err, &ye) && ye.GetToken() != nil {
 			tk := ye.GetToken()
 			hint := "fix the YAML syntax: check the indentation of this line and the next against the lines above, and the quotes and brackets"
-			if bytes.ContainsRune(data, '\t') {
-				hint = "fix the YAML syntax; indent with spaces, not tabs"
-			}
 			p := Problem{File: d.file, Msg: "yaml: " + ye.GetMessage(), Hint: hint}
+			if tabCause(d.lines, ye.GetMessage(), tk.Position) {
+				p.Hint = "fix the YAML syntax; indent with spaces, not tabs"
+			}
 			if tk.Position != nil {
 				p.Line, p.Column = tk.Position.Line, tk.Position.Column
 				if k := noSpaceAfterColon(d.lines, p.Line); k != "" {
