@@ -1227,6 +1227,24 @@ func TestSameCounterOnTwoMachinesWarned(t *testing.T) {
 		`w.yaml:32:7: machines[3].good_count: reads the same counter as m3 scrap_count (MQTT broker topic line/state field m2.scrap): its pieces are counted twice (a copied entry? point it at this machine's own counter)`)
 }
 
+// Machine ids that differ only in letter case do not collide (external
+// ids, buffer keys and metric labels are case-sensitive) but confuse
+// people: a warning at the second (the val54 probe: M1 and m1 validated
+// without a word).
+func TestMachineIDsDifferingInCaseWarned(t *testing.T) {
+	y := base + `  - id: M1
+    workcenter: WC2
+    good_count:
+      mqtt: { broker: broker, topic: m1/good }
+  - id: m2
+    workcenter: WC3
+    good_count:
+      opcua: { server: plc, node: "ns=2;s=M2.Good" }
+`
+	wantWarnings(t, y,
+		`w.yaml:19:9: machines[1].id: machine id "M1" differs from "m1" (machines[0]) only in letter case: the agent keeps them apart, people may not (accept-qty, status and the metrics name each exactly as written — accept-qty m1 acts on machines[0], not on this one — and a search that ignores case (Odoo's, a spreadsheet's) finds both: give them ids that differ in more than case)`)
+}
+
 // Two broker entries with one URL (a second entry for another client id)
 // read one topic: the same counter, whatever the entries are called.
 func TestSameCounterThroughTwoBrokerEntriesWarned(t *testing.T) {

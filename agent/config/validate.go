@@ -281,6 +281,7 @@ func (c *Config) validate() []Problem {
 		v.add("machines", "at least one machine is required", "list the machines under machines:, each with id, workcenter and a signal")
 	}
 	ids := map[string]string{}
+	folded := map[string]int{}        // machine id in lower case -> the first machine's index
 	counters := map[string]string{}   // work center -> machine counting good pieces into it
 	counterSrc := map[string]string{} // a counter's source -> "machine signal" reading it
 	runningSrc := map[string]string{} // a running signal's source -> the machine reading it
@@ -345,6 +346,15 @@ func (c *Config) validate() []Problem {
 			v.add(p+".id", fmt.Sprintf("duplicate machine id %q", id), "also used by "+prev)
 		} else {
 			ids[id] = p
+			// Press1 and press1: the agent keeps them apart (Odoo's
+			// external ids, the buffer, the metrics' labels are
+			// case-sensitive), people do not (the val54 probe).
+			if j, near := folded[strings.ToLower(id)]; near {
+				v.warn(p+".id", fmt.Sprintf("machine id %q differs from %q (machines[%d]) only in letter case: the agent keeps them apart, people may not", id, c.Machines[j].ID, j),
+					fmt.Sprintf("accept-qty, status and the metrics name each exactly as written — accept-qty %s acts on machines[%d], not on this one — and a search that ignores case (Odoo's, a spreadsheet's) finds both: give them ids that differ in more than case", c.Machines[j].ID, j))
+			} else {
+				folded[strings.ToLower(id)] = i
+			}
 		}
 	}
 	v.checkTopicShapes()
