@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -206,6 +207,25 @@ func TestBadConfigs(t *testing.T) {
 			name: "tab after a list's dash",
 			yaml: "site: x\nmachines:\n  -\tid: m1\n    workcenter: W\n",
 			want: []string{"bad.yaml:3:6: yaml: tab character cannot use as a map key directly (fix the YAML syntax; indent with spaces, not tabs)"},
+		},
+		{
+			// A spreadsheet's or a web page's non-breaking space looks
+			// like a space: shown where it is (the val54 probe: the
+			// caret was at the key, the hint "put a space after the
+			// colon" where a space seemed to be).
+			name: "non-breaking space after a colon",
+			yaml: "site:\u00a0x\nodoo:\n  url: https://erp.example.com\n",
+			want: []string{"bad.yaml:1:6: yaml: unexpected key name (fix the YAML syntax: here is a non-breaking space (U+00A0), which YAML takes for text, not a space: retype it as a plain space (a paste from a spreadsheet or a web page?))"},
+		},
+		{
+			name: "non-breaking spaces indenting a line above the error",
+			yaml: "site: x\nodoo:\n  url: https://erp.example.com\nmachines:\n  - id: m1\n    good_count:\n\u00a0\u00a0\u00a0\u00a0\u00a0\u00a0opcua:\n        server: plc\n  - id: m2\n",
+			want: []string{"bad.yaml:9:3: yaml: value is not allowed in this context (fix the YAML syntax: line 7 column 1 holds a non-breaking space (U+00A0), which YAML takes for text, not a space: retype it as a plain space (a paste from a spreadsheet or a web page?))"},
+		},
+		{
+			name: "full-width colon",
+			yaml: "site: x\nodoo\uff1a\n  url: https://erp.example.com\n",
+			want: []string{"bad.yaml:2:5: yaml: unexpected key name (fix the YAML syntax: here is a full-width colon (U+FF1A), which YAML does not take for a key's colon: type a plain colon (a paste from a spreadsheet or a web page?))"},
 		},
 		{
 			name: "unknown key with suggestion",
@@ -1243,6 +1263,42 @@ func TestMachineIDsDifferingInCaseWarned(t *testing.T) {
 `
 	wantWarnings(t, y,
 		`w.yaml:19:9: machines[1].id: machine id "M1" differs from "m1" (machines[0]) only in letter case: the agent keeps them apart, people may not (accept-qty, status and the metrics name each exactly as written — accept-qty m1 acts on machines[0], not on this one — and a search that ignores case (Odoo's, a spreadsheet's) finds both: give them ids that differ in more than case)`)
+}
+
+// What a paste from a document or a spreadsheet leaves that parses but is
+// not read as it looks: typographic quotes around a value (part of it),
+// a line indented with non-breaking spaces (read as a key of its own, or
+// as part of the value above), each warned of at its line:column (the
+// val54 probe: an invalid node id with no word of its quotes, a work
+// center "“WC2”" validated OK, "node: required" for a node: line there).
+func TestPastedLookalikesWarned(t *testing.T) {
+	y := strings.Replace(base, "    workcenter: WC1\n", "    workcenter: \u201cWC1\u201d\n", 1) + `  - id: m2
+    workcenter: WC2
+    good_count:
+      opcua: { server: plc, node: "ns=2;s=M2.Good" }
+    running:
+      mqtt:
+        broker: broker
+` + "\u00a0       topic: m2/run\n"
+	_, err := Parse("w.yaml", []byte(y))
+	if err == nil {
+		t.Fatal("no problem")
+	}
+	var got []string
+	for _, p := range err.(*Error).Problems {
+		got = append(got, p.String())
+	}
+	for _, p := range err.(*Error).Warnings {
+		got = append(got, "warning: "+p.String())
+	}
+	for _, want := range []string{
+		"w.yaml:16:17: machines[0].workcenter: written in typographic quotes (\u201cWC1\u201d), which YAML does not take for quotes: they are part of the value (write straight quotes (\"...\" or '...'), or none)",
+		"w.yaml:26:1: this column holds a non-breaking space (U+00A0), which YAML takes for text, not a space: retype it as a plain space (a paste from a spreadsheet or a web page? The line is not read as it looks)",
+	} {
+		if !slices.ContainsFunc(got, func(g string) bool { return strings.HasSuffix(g, want) }) {
+			t.Errorf("no %q in:\n%s", want, strings.Join(got, "\n"))
+		}
+	}
 }
 
 // Two broker entries with one URL (a second entry for another client id)

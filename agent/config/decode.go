@@ -248,7 +248,13 @@ func (d *decoder) decodeFile(data []byte, c *Config) {
 			}
 			if tk.Position != nil {
 				p.Line, p.Column = tk.Position.Line, tk.Position.Column
-				if k := noSpaceAfterColon(d.lines, p.Line); k != "" {
+				if col, what := lookalike(d.lines, p.Line); col > 0 {
+					// Shown where it is: it looks like what it is not.
+					p.Column = col
+					p.Hint = "fix the YAML syntax: here is " + what + " (a paste from a spreadsheet or a web page?)"
+				} else if l, col, what := lookalikeBefore(d.lines, p.Line); l > 0 {
+					p.Hint = fmt.Sprintf("fix the YAML syntax: line %d column %d holds %s (a paste from a spreadsheet or a web page?)", l, col, what)
+				} else if k := noSpaceAfterColon(d.lines, p.Line); k != "" {
 					p.Hint = fmt.Sprintf("put a space after the colon: %q is read as one word, not the key %s", k+":…", k)
 				} else if l, col := unclosedQuote(d.lines, p.Line); l > 0 {
 					p.Hint = fmt.Sprintf("close the quote opened at line %d column %d: YAML reads a quoted value on to the next quote", l, col)
@@ -270,6 +276,7 @@ func (d *decoder) decodeFile(data []byte, c *Config) {
 		d.problem(docs[1].Body, "", "more than one YAML document", "keep the whole configuration in one document; remove the second ---")
 	}
 	d.decodedRoot = true
+	d.lookalikeWarnings()
 	if len(docs) == 0 {
 		return // empty file: validation reports the missing keys
 	}
@@ -524,6 +531,7 @@ func (d *decoder) decodeValue(path string, n ast.Node, v reflect.Value) {
 		}
 		if sn, plain := n.(*ast.StringNode); plain {
 			d.hashComment(path, sn)
+			d.typographicQuotes(path, sn)
 		}
 		d.envReference(path, n, s)
 		v.SetString(s)
@@ -632,6 +640,97 @@ func (d *decoder) hashComment(path string, n *ast.StringNode) {
 	d.warns = append(d.warns, Problem{File: d.file, Line: tk.Position.Line, Column: utf8.RuneCountInString(line[:hash]) + 1, Path: path,
 		Msg:  fmt.Sprintf("a value ends at \" #\": YAML reads %q and the rest of the line as a comment, so the value is %q", line[hash:end+m[3]], n.Value),
 		Hint: `quote the value ("...") if the # is part of it`, Via: d.via})
+}
+
+// curlyQuotes are the quotes a word processor or a spreadsheet types for
+// " and ': not YAML's.
+const curlyQuotes = "\u201c\u201d\u201e\u2018\u2019\u201a\u00ab\u00bb"
+
+// typographicQuotes warns of a plain value that begins and ends with
+// typographic quotes (node: “ns=2;s=M1.Good”, pasted from a document or a
+// spreadsheet): YAML does not take them for quotes, so they are part of
+// the value — a work center, a topic or a loss name nobody has (the val54
+// probe: the node id was refused with no word of the quotes; a work
+// center “WC2” validated OK). A secret's value is not repeated.
+func (d *decoder) typographicQuotes(path string, n *ast.StringNode) {
+	r := []rune(n.Value)
+	if len(r) < 2 || !strings.ContainsRune(curlyQuotes, r[0]) || !strings.ContainsRune(curlyQuotes, r[len(r)-1]) {
+		return
+	}
+	msg := fmt.Sprintf("written in typographic quotes (%s), which YAML does not take for quotes: they are part of the value", n.Value)
+	if secretKey.MatchString(path) {
+		msg = fmt.Sprintf("written in typographic quotes (%c…%c, value not shown), which YAML does not take for quotes: they are part of the value", r[0], r[len(r)-1])
+	}
+	d.warns = append(d.warns, d.at(n, path, msg, `write straight quotes ("..." or '...'), or none`))
+}
+
+// lookalikes are characters a paste from a spreadsheet, a web page or a
+// word processor leaves that look like what YAML needs and are not: the
+// parser takes them for text.
+var lookalikes = map[rune]string{
+	'\u00a0': "a non-breaking space (U+00A0), which YAML takes for text, not a space: retype it as a plain space",
+	'\u2007': "a figure space (U+2007), which YAML takes for text, not a space: retype it as a plain space",
+	'\u202f': "a narrow non-breaking space (U+202F), which YAML takes for text, not a space: retype it as a plain space",
+	'\u3000': "an ideographic space (U+3000), which YAML takes for text, not a space: retype it as a plain space",
+	'\u200b': "an invisible zero-width space (U+200B), which YAML takes for text: delete it",
+	'\ufeff': "an invisible zero-width no-break space (U+FEFF), which YAML takes for text: delete it",
+	'\uff1a': "a full-width colon (U+FF1A), which YAML does not take for a key's colon: type a plain colon",
+}
+
+// lookalikeBefore is lookalike on the 20 lines before line: a line
+// indented with non-breaking spaces may be read on as part of the value
+// above it, and the parser stops lines further on.
+func lookalikeBefore(lines [][]byte, line int) (int, int, string) {
+	for l := min(line, len(lines)+1) - 1; l >= 1 && l >= line-20; l-- {
+		if col, what := lookalike(lines, l); col > 0 {
+			return l, col, what
+		}
+	}
+	return 0, 0, ""
+}
+
+// lookalikeWarnings warns of each line of a file that parsed with one of
+// lookalikes where YAML's own character matters: a line indented with
+// non-breaking spaces is read on as part of the value above it (the val54
+// probe: "node: required" for a node: line right there, taken into the
+// server's name).
+func (d *decoder) lookalikeWarnings() {
+	for i, l := range d.lines {
+		if !bytes.ContainsFunc(l, func(r rune) bool { return r >= 0x80 }) {
+			continue
+		}
+		if col, what := lookalike(d.lines, i+1); col > 0 {
+			d.warns = append(d.warns, Problem{File: d.file, Line: i + 1, Column: col, Msg: "this column holds " + what,
+				Hint: "a paste from a spreadsheet or a web page? The line is not read as it looks"})
+		}
+	}
+}
+
+// lookalike finds on line (1-based) of lines the first of lookalikes
+// where YAML's own character matters — in the indentation (a list's "- "
+// included), right after a colon, or a full-width colon ending a word —,
+// and returns its column (1-based, in characters, as the parser counts)
+// and what it is; 0 if none. One inside a value's text (a work center
+// "WC 2") is the value's.
+func lookalike(lines [][]byte, line int) (int, string) {
+	if line < 1 || line > len(lines) {
+		return 0, ""
+	}
+	rs := []rune(string(lines[line-1]))
+	indent := true
+	for i, r := range rs {
+		what, ok := lookalikes[r]
+		switch {
+		case ok && r == '\uff1a':
+			if i+1 == len(rs) || rs[i+1] == ' ' || lookalikes[rs[i+1]] != "" {
+				return i + 1, what
+			}
+		case ok && (indent || (i > 0 && rs[i-1] == ':')):
+			return i + 1, what
+		}
+		indent = indent && (ok || r == ' ' || r == '\t' || r == '-')
+	}
+	return 0, ""
 }
 
 var (
