@@ -253,6 +253,16 @@ func TestBadConfigs(t *testing.T) {
 			want: []string{"bad.yaml:1:7: site: invalid site \"Plant_1\" (use lowercase letters, digits and '-' only, e.g. plant-2)"},
 		},
 		{
+			// A dash from a word processor looks like '-' (the val54
+			// probe): named.
+			name: "typographic dash in a machine id and a source name",
+			yaml: strings.Replace(strings.Replace(base, "  - id: m1", "  - id: press\u20131", 1), "  - name: broker", "  - name: broker\u00a0", 1),
+			want: []string{
+				"bad.yaml:11:11: mqtt[0].name: invalid name \"broker\\u00a0\": it holds U+00A0, a space that is not ASCII (use ASCII letters (a-z, A-Z), digits, '.', '_' and '-' only, at most 64)",
+				"bad.yaml:15:9: machines[0].id: invalid machine id \"press\u20131\": its '\u2013' (U+2013) is a typographic dash, not '-' (use ASCII letters (a-z, A-Z), digits, '.', '_' and '-' only (it goes into Odoo external ids and metric labels))",
+			},
+		},
+		{
 			name: "bad duration and size",
 			yaml: base + "buffer:\n  max_bytes: 1GB2\n  commit_window: 20 ms\n",
 			want: []string{

@@ -375,10 +375,29 @@ func (v *validator) uniqueSource(path, name string, seen map[string]string) {
 	seen[name] = path
 }
 
+// foreignRune names the first character of s that is not ASCII: a
+// typographic dash looks like '-' (the val54 probe: "invalid machine id
+// "press–2"" for an id that read right, pasted from a document).
+func foreignRune(s string) string {
+	for _, r := range s {
+		switch {
+		case r < 0x80:
+			continue
+		case r >= 0x2010 && r <= 0x2015 || r == 0x2212 || r == 0xfe63 || r == 0xff0d:
+			return fmt.Sprintf(": its %q (%U) is a typographic dash, not '-'", r, r)
+		case unicode.IsSpace(r):
+			return fmt.Sprintf(": it holds %U, a space that is not ASCII", r)
+		default:
+			return fmt.Sprintf(": its %q (%U) is not ASCII", r, r)
+		}
+	}
+	return ""
+}
+
 func (v *validator) validateTop() {
 	c := v.c
 	if v.required("site", c.Site) && !siteRe.MatchString(c.Site) {
-		v.add("site", fmt.Sprintf("invalid site %q", c.Site), "use lowercase letters, digits and '-' only, e.g. plant-2")
+		v.add("site", fmt.Sprintf("invalid site %q%s", c.Site, foreignRune(c.Site)), "use lowercase letters, digits and '-' only, e.g. plant-2")
 	}
 	if v.required("data_dir", c.DataDir) {
 		v.filePath("data_dir", c.DataDir)
@@ -522,7 +541,7 @@ func (v *validator) sourceName(path, name string) {
 		return
 	}
 	if !idRe.MatchString(name) || len(name) > maxSourceNameLen {
-		v.add(path, fmt.Sprintf("invalid name %q", name), "use ASCII letters (a-z, A-Z), digits, '.', '_' and '-' only, at most 64")
+		v.add(path, fmt.Sprintf("invalid name %q%s", name, foreignRune(name)), "use ASCII letters (a-z, A-Z), digits, '.', '_' and '-' only, at most 64")
 	}
 }
 
@@ -781,7 +800,7 @@ type refKey struct{ kind, source, address, field string }
 
 func (v *validator) validateMachine(p string, m *Machine, servers, brokers map[string]bool) {
 	if v.required(p+".id", m.ID) && !idRe.MatchString(m.ID) {
-		v.add(p+".id", fmt.Sprintf("invalid machine id %q", m.ID), "use ASCII letters (a-z, A-Z), digits, '.', '_' and '-' only (it goes into Odoo external ids and metric labels)")
+		v.add(p+".id", fmt.Sprintf("invalid machine id %q%s", m.ID, foreignRune(m.ID)), "use ASCII letters (a-z, A-Z), digits, '.', '_' and '-' only (it goes into Odoo external ids and metric labels)")
 	}
 	if v.required(p+".workcenter", m.Workcenter) && (strings.TrimFunc(m.Workcenter, unicode.IsSpace) != m.Workcenter || strings.ContainsFunc(m.Workcenter, invisible)) {
 		// Odoo compares codes exactly: " WC-B" is not found, and nothing
