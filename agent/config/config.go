@@ -790,7 +790,7 @@ func Endpoints(path string) (*Config, error) {
 	c := defaultConfig()
 	c.Path, c.EndpointsOnly = path, true
 	section := ""
-	for line := range strings.SplitSeq(string(stripBOM(data)), "\n") {
+	for line := range strings.SplitSeq(string(Text(data)), "\n") {
 		line = strings.TrimRight(line, "\r")
 		if m := topLevelSection.FindStringSubmatch(line); m != nil {
 			section = m[1]
@@ -847,13 +847,29 @@ func endpointsURL(v string) string {
 // start of a file: YAML allows it, and it must not make "site" an unknown key.
 func stripBOM(data []byte) []byte { return bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) }
 
+// Text is a configuration file's text as it is parsed, and as its lines
+// are numbered: without a UTF-8 byte order mark, its CRLF and lone CR line
+// breaks made LF, as YAML reads them. The parser counted a Windows file's
+// CRLF as two breaks inside a quoted value, and kept it as a line break
+// where a value folded over two lines has a space (the val54 probe: an
+// unclosed quote said at line 27 of a 23-line file; a work center
+// "WC\n1" where the same file with LF read "WC 1").
+func Text(data []byte) []byte {
+	data = stripBOM(data)
+	if !bytes.ContainsRune(data, '\r') {
+		return data
+	}
+	data = bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n"))
+	return bytes.ReplaceAll(data, []byte("\r"), []byte("\n"))
+}
+
 // MaxFileBytes is the largest configuration file Parse reads.
 const MaxFileBytes = 4 << 20
 
 // Parse applies defaults, decodes data strictly and validates the result.
 // Any error is an *Error holding every problem found.
 func Parse(filename string, data []byte) (*Config, error) {
-	data = stripBOM(data)
+	data = Text(data)
 	if len(data) > MaxFileBytes {
 		return nil, &Error{Problems: []Problem{tooLarge(filename, strconv.Itoa(len(data))+" bytes")}}
 	}

@@ -1275,6 +1275,33 @@ func TestMachineIDsDifferingInCaseWarned(t *testing.T) {
 		`w.yaml:19:9: machines[1].id: machine id "M1" differs from "m1" (machines[0]) only in letter case: the agent keeps them apart, people may not (accept-qty, status and the metrics name each exactly as written — accept-qty m1 acts on machines[0], not on this one — and a search that ignores case (Odoo's, a spreadsheet's) finds both: give them ids that differ in more than case)`)
 }
 
+// A file saved on Windows (CRLF, a byte order mark) or with lone CRs reads
+// as the same file with LF: its values, and its problems' lines (the val54
+// probe: a quoted value folded over two lines read "WC\n1", not "WC 1",
+// and an unclosed quote was said at line 27 of a 23-line file).
+func TestWindowsLineEndsReadAsLF(t *testing.T) {
+	folded := strings.Replace(base, "    workcenter: WC1\n", "    workcenter: \"WC\n      1\"\n", 1)
+	unclosed := strings.Replace(base, `node: "ns=2;s=M1.Good" }`, `node: "ns=2;s=M1.Good }`, 1) + "  - id: m2\n    workcenter: \"WC2\"\n"
+	for name, conv := range map[string]func(string) string{
+		"CRLF":     func(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") },
+		"BOM CRLF": func(s string) string { return "\ufeff" + strings.ReplaceAll(s, "\n", "\r\n") },
+		"CR":       func(s string) string { return strings.ReplaceAll(s, "\n", "\r") },
+	} {
+		c, err := Parse("w.yaml", []byte(conv(folded)))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if c.Machines[0].Workcenter != "WC 1" {
+			t.Errorf("%s: workcenter %q, want %q", name, c.Machines[0].Workcenter, "WC 1")
+		}
+		_, lf := Parse("w.yaml", []byte(unclosed))
+		_, err = Parse("w.yaml", []byte(conv(unclosed)))
+		if lf == nil || err == nil || err.Error() != lf.Error() {
+			t.Errorf("%s: %v\nwant as with LF: %v", name, err, lf)
+		}
+	}
+}
+
 // What a paste from a document or a spreadsheet leaves that parses but is
 // not read as it looks: typographic quotes around a value (part of it),
 // a line indented with non-breaking spaces (read as a key of its own, or

@@ -82,8 +82,8 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	if err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {
-			src, _ := os.ReadFile(o.config) // for the source lines; best effort
-			lines := strings.Split(string(src), "\n")
+			src, _ := os.ReadFile(o.config)                        // for the source lines; best effort
+			lines := strings.Split(string(config.Text(src)), "\n") // numbered as the parser did
 			// An unknown key's value is not needed to fix its name, and a
 			// misspelt api_key or password would show the secret: hidden
 			// on every snippet of its line, whichever problem shows it.

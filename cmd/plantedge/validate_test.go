@@ -754,3 +754,31 @@ func TestValidateAndRunSayAlikeHowToMakeDataDir(t *testing.T) {
 		t.Errorf("run: exit %d, want %d and %q, %q in:\n%s", cmd.ProcessState.ExitCode(), exitSetup, hint, dropIn, stderr.String())
 	}
 }
+
+// A problem of a Windows file (byte order mark, CRLF) or one with lone CRs
+// shows its source line as of a file with LF (the val54 probe: an unclosed
+// quote's line was past the end of the file, and no line was shown).
+func TestValidateShowsTheLineOfAWindowsFile(t *testing.T) {
+	data, err := os.ReadFile("../../packaging/plantedge.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const from, to = "\nsite: plant-2\n", "\nsite: Plant_2\n"
+	if !strings.Contains(string(data), from) {
+		t.Fatalf("packaging/plantedge.yaml has no %q", from)
+	}
+	lf := strings.Replace(string(data), from, to, 1)
+	for name, text := range map[string]string{
+		"BOM CRLF": "\ufeff" + strings.ReplaceAll(lf, "\n", "\r\n"),
+		"CR":       strings.ReplaceAll(lf, "\n", "\r"),
+	} {
+		path := filepath.Join(t.TempDir(), "p.yaml")
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, errOut, err := runValidate(t, "-c", path)
+		if exitCode(err) != 1 || !strings.Contains(errOut, ":12:7: site: invalid site \"Plant_2\"") || !strings.Contains(errOut, "\n   12 | site: Plant_2\n      |       ^\n") {
+			t.Errorf("%s: err = %v, stderr:\n%s", name, err, errOut)
+		}
+	}
+}
