@@ -106,11 +106,31 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 					misspelt[p.Meant] = p
 				}
 			}
+			// Likewise a machine's or a source's key (Workcenter: for
+			// workcenter:, good count: for good_count:): keyed by the
+			// path the known key would have.
+			nested := map[string]config.Problem{}
+			for _, p := range ce.Problems {
+				if i := strings.LastIndex(p.Path, "."); p.Msg == "unknown key" && p.Meant != "" && i > 0 {
+					nested[p.Path[:i+1]+p.Meant] = p
+				}
+			}
+			signals := []string{"good_count", "scrap_count", "running", "downtime_reason"}
 			for _, p := range ce.Problems {
 				line := p.String()
 				top, _, _ := strings.Cut(strings.SplitN(p.Path, "[", 2)[0], ".")
-				if u, ok := misspelt[top]; ok && u.Line != p.Line && (strings.HasPrefix(p.Msg, "required") || strings.Contains(p.Msg, " is required")) {
+				required := strings.HasPrefix(p.Msg, "required") || strings.Contains(p.Msg, " is required")
+				if u, ok := misspelt[top]; ok && u.Line != p.Line && required {
 					line += fmt.Sprintf(" — is %s: at line %d meant as %s:?", u.Path, u.Line, top)
+				} else if u, ok := nested[p.Path]; ok && u.Line != p.Line && required {
+					line += fmt.Sprintf(" — is %s: at line %d meant as %s:?", u.Path[strings.LastIndex(u.Path, ".")+1:], u.Line, p.Path[strings.LastIndex(p.Path, ".")+1:])
+				} else if p.Msg == "machine has no signal" {
+					for _, sig := range signals {
+						if u, ok := nested[p.Path+"."+sig]; ok {
+							line += fmt.Sprintf(" — is %s: at line %d meant as %s:?", u.Path[strings.LastIndex(u.Path, ".")+1:], u.Line, sig)
+							break
+						}
+					}
 				}
 				fmt.Fprintln(errw, line)
 				printSnippet(errw, lines, p.Line, p.Column, unknownAt[p.Line])

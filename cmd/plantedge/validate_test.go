@@ -677,6 +677,11 @@ func TestValidateUnknownTopLevelKey(t *testing.T) {
 			want: []string{":1:1: odoo.url: required (the base URL of Odoo, e.g. https://erp.example.com) — is odo: at line 33 meant as odoo:?\n",
 				`:33:1: odo: unknown key (did you mean "odoo"?)`, "   33 | odo:\n"},
 			not: []string{"    1 | # plantedge configuration"}},
+		// A machine's key likewise (the val54 probe: "workcenter:
+		// required" while Workcenter: was the next line).
+		{name: "a machine's key", from: "\n    workcenter: WC-PRESS-07 ", to: "\n    Workcenter: WC-PRESS-07 ",
+			want: []string{":150:5: machines[0].workcenter: required (the code of the machine's Odoo work center) — is Workcenter: at line 151 meant as workcenter:?\n",
+				`:151:5: machines[0].Workcenter: unknown key (did you mean "workcenter"?)`}},
 		{name: "a password far from any key", from: "\nsite: plant-2\n", to: "\nsite: plant-2\npasword: Hunter2Secret\n",
 			want: []string{":13:1: pasword: unknown key (known keys: ", "   13 | pasword: ****\n"}, not: []string{"Hunter2Secret"}},
 		{name: "a token near a key", from: "\nsite: plant-2\n", to: "\nsite: plant-2\nlog_token: Hunter2Secret\n",
