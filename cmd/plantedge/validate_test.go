@@ -682,6 +682,13 @@ func TestValidateUnknownTopLevelKey(t *testing.T) {
 		{name: "a machine's key", from: "\n    workcenter: WC-PRESS-07 ", to: "\n    Workcenter: WC-PRESS-07 ",
 			want: []string{":150:5: machines[0].workcenter: required (the code of the machine's Odoo work center) — is Workcenter: at line 151 meant as workcenter:?\n",
 				`:151:5: machines[0].Workcenter: unknown key (did you mean "workcenter"?)`}},
+		// A misspelt source key's value helps (pol_interval: 1s); an
+		// unknown key near none may be a secret named in another
+		// language: hidden (the val54 probe).
+		{name: "a source's key", from: "\n    poll_interval: 1s ", to: "\n    pol_interval: 1s ",
+			want: []string{`:83:5: opcua[0].pol_interval: unknown key (did you mean "poll_interval"?)`, "   83 |     pol_interval: 1s "}},
+		{name: "a password in another language", from: "\n    poll_interval: 1s ", to: "\n    kennwort: Geheim123\n    poll_interval: 1s ",
+			want: []string{":83:5: opcua[0].kennwort: unknown key (known keys: ", "   83 |     kennwort: ****\n"}, not: []string{"Geheim123"}},
 		{name: "a password far from any key", from: "\nsite: plant-2\n", to: "\nsite: plant-2\npasword: Hunter2Secret\n",
 			want: []string{":13:1: pasword: unknown key (known keys: ", "   13 | pasword: ****\n"}, not: []string{"Hunter2Secret"}},
 		{name: "a token near a key", from: "\nsite: plant-2\n", to: "\nsite: plant-2\nlog_token: Hunter2Secret\n",
