@@ -223,6 +223,13 @@ func TestBadConfigs(t *testing.T) {
 			want: []string{"bad.yaml:9:3: yaml: value is not allowed in this context (fix the YAML syntax: line 7 column 1 holds a non-breaking space (U+00A0), which YAML takes for text, not a space: retype it as a plain space (a paste from a spreadsheet or a web page?))"},
 		},
 		{
+			// A block pasted two spaces short under a list (the val54
+			// probe: only "check the indentation").
+			name: "a key indented as a list's dash",
+			yaml: base + "  running:\n    opcua: { server: plc, node: \"ns=2;s=M1.Run\" }\n",
+			want: []string{"bad.yaml:19:3: yaml: value is not allowed in this context (this key is indented as the \"- \" that begins the list entry at line 15: indent it to column 5 to make it that entry's, or begin a new entry with \"- \")"},
+		},
+		{
 			name: "full-width colon",
 			yaml: "site: x\nodoo\uff1a\n  url: https://erp.example.com\n",
 			want: []string{"bad.yaml:2:5: yaml: unexpected key name (fix the YAML syntax: here is a full-width colon (U+FF1A), which YAML does not take for a key's colon: type a plain colon (a paste from a spreadsheet or a web page?))"},
@@ -2262,6 +2269,9 @@ func TestNodeIDMeantForm(t *testing.T) {
 		{"nsu=urn:plant:weld;Cell1.Good", `(did you mean "nsu=urn:plant:weld;s=Cell1.Good"?`},
 		{"i=5002;ns=2", `(did you mean "ns=2;i=5002"? the namespace comes first`},
 		{"ns=2; s=Press.Good", `(did you mean "ns=2;s=Press.Good"? no white space around ; and =`},
+		{"ns=2;i=Press.Run", `(did you mean "ns=2;s=Press.Run"? i= takes a number; a name is written s=`},
+		{"\u201cns=2;s=Press.Good\u201d", `(did you mean "ns=2;s=Press.Good"? typographic quotes are not YAML's`},
+		{"ns=2;i=5002x", `(did you mean "ns=2;s=5002x"? i= takes a number`},
 		{"Press02.Good", `invalid node id "Press02.Good" (write ns=<index>;s=<name> or ns=<index>;i=<number>`},
 		{"ns=2;g=not-a-guid", `invalid node id "ns=2;g=not-a-guid" (write ns=<index>;s=<name>`},
 	} {

@@ -166,6 +166,43 @@ func noSpaceAfterColon(lines [][]byte, line int) string {
 	return ""
 }
 
+// keyLine is a line holding a key: its indentation and the key.
+var keyLine = regexp.MustCompile(`^( *)[^\s#-][^:#]*:(?:\s|$)`)
+
+// listLevelKey finds, for a line (1-based) holding a key indented as the
+// "- " of a list entry above it (running: pasted two spaces short under
+// machines:, the val54 probe: "value is not allowed in this context" and
+// "check the indentation"), that entry's line and the column its keys
+// begin at; 0 otherwise.
+func listLevelKey(lines [][]byte, line int) (int, int) {
+	if line < 2 || line > len(lines) {
+		return 0, 0
+	}
+	m := keyLine.FindSubmatch(lines[line-1])
+	if m == nil {
+		return 0, 0
+	}
+	n := len(m[1])
+	for l := line - 1; l >= 1; l-- {
+		t := lines[l-1]
+		rest := bytes.TrimLeft(t, " ")
+		if len(bytes.TrimSpace(rest)) == 0 || rest[0] == '#' {
+			continue
+		}
+		switch ind := len(t) - len(rest); {
+		case ind > n:
+			continue
+		case ind < n:
+			return 0, 0
+		}
+		if !bytes.HasPrefix(rest, []byte("- ")) {
+			return 0, 0 // a key beside it: not this slip
+		}
+		return l, n + 3 + len(rest[2:]) - len(bytes.TrimLeft(rest[2:], " "))
+	}
+	return 0, 0
+}
+
 // quoteOpens is where a quoted value begins: after a key's ": ", a list's
 // "- ", or a flow mapping's or list's "{", "[" or ",".
 var quoteOpens = regexp.MustCompile(`(?:^\s*|: |- |[{\[,]\s*)(["'])`)
@@ -258,6 +295,8 @@ func (d *decoder) decodeFile(data []byte, c *Config) {
 					p.Hint = fmt.Sprintf("put a space after the colon: %q is read as one word, not the key %s", k+":…", k)
 				} else if l, col := unclosedQuote(d.lines, p.Line); l > 0 {
 					p.Hint = fmt.Sprintf("close the quote opened at line %d column %d: YAML reads a quoted value on to the next quote", l, col)
+				} else if l, col := listLevelKey(d.lines, p.Line); l > 0 {
+					p.Hint = fmt.Sprintf("this key is indented as the \"- \" that begins the list entry at line %d: indent it to column %d to make it that entry's, or begin a new entry with \"- \"", l, col)
 				}
 			}
 			d.probs = append(d.probs, p)

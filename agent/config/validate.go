@@ -1110,6 +1110,17 @@ func nodeIDAs(id string) (fixed, why string) {
 			if f := try(rest + ";" + strings.TrimSpace(ns)); f != "" && f != id {
 				return f, "the namespace comes first"
 			}
+		case strings.HasPrefix(strings.ToLower(rest), "i=") && strings.Trim(rest[2:], "0123456789") != "":
+			// A name given as a number's (the val54 probe: ns=2;i=M1.Run
+			// got the general "write ns=<index>;s=<name>").
+			if f := try(strings.TrimSpace(ns) + ";s=" + rest[2:]); f != "" {
+				return f, "i= takes a number; a name is written s="
+			}
+		}
+	}
+	if t := strings.Trim(id, curlyQuotes); t != id {
+		if f := try(t); f != "" {
+			return f, "typographic quotes are not YAML's: they are part of the value"
 		}
 	}
 	return "", ""
