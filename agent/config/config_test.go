@@ -1316,7 +1316,7 @@ func TestWindowsLineEndsReadAsLF(t *testing.T) {
 // val54 probe: an invalid node id with no word of its quotes, a work
 // center "“WC2”" validated OK, "node: required" for a node: line there).
 func TestPastedLookalikesWarned(t *testing.T) {
-	y := strings.Replace(base, "    workcenter: WC1\n", "    workcenter: \u201cWC1\u201d\n", 1) + `  - id: m2
+	y := strings.Replace(base, "    workcenter: WC1\n", "    workcenter: \u201cWC1\u201d # contact:\u00a0J.\u00a0Doe\n", 1) + `  - id: m2
     workcenter: WC2
     good_count:
       opcua: { server: plc, node: "ns=2;s=M2.Good" }
@@ -1334,6 +1334,9 @@ func TestPastedLookalikesWarned(t *testing.T) {
 	}
 	for _, p := range err.(*Error).Warnings {
 		got = append(got, "warning: "+p.String())
+	}
+	if n := strings.Count(strings.Join(got, "\n"), "U+00A0"); n != 1 {
+		t.Errorf("%d non-breaking spaces warned of, want 1 (not those of a comment):\n%s", n, strings.Join(got, "\n"))
 	}
 	for _, want := range []string{
 		"w.yaml:16:17: machines[0].workcenter: written in typographic quotes (\u201cWC1\u201d), which YAML does not take for quotes: they are part of the value (write straight quotes (\"...\" or '...'), or none)",

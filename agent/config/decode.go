@@ -246,9 +246,8 @@ func unclosedQuote(lines [][]byte, line int) (int, int) {
 // tabCause reports whether a tab plausibly caused the syntax error msg at
 // pos: the parser names it, or it is in the error's line up to its
 // column. A tab elsewhere (in a comment, a value, another part of the
-// file) is not (the val54 probe: a
-// tab after "site: plant-1" gave "indent with spaces, not tabs" for a
-// misindented key 15 lines below).
+// file) is not (the val54 probe: a tab after "site: plant-1" gave "indent
+// with spaces, not tabs" for a misindented key 15 lines below).
 func tabCause(lines [][]byte, msg string, pos *token.Position) bool {
 	if strings.Contains(msg, "tab") || strings.Contains(msg, "\t") {
 		return true
@@ -750,7 +749,7 @@ func (d *decoder) lookalikeWarnings() {
 // included), right after a colon, or a full-width colon ending a word —,
 // and returns its column (1-based, in characters, as the parser counts)
 // and what it is; 0 if none. One inside a value's text (a work center
-// "WC 2") is the value's.
+// "WC 2") is the value's, and one in a comment the comment's.
 func lookalike(lines [][]byte, line int) (int, string) {
 	if line < 1 || line > len(lines) {
 		return 0, ""
@@ -758,6 +757,9 @@ func lookalike(lines [][]byte, line int) (int, string) {
 	rs := []rune(string(lines[line-1]))
 	indent := true
 	for i, r := range rs {
+		if r == '#' && (i == 0 || rs[i-1] == ' ' || rs[i-1] == '\t') {
+			break // a comment (or a value's " #": hashComment's)
+		}
 		what, ok := lookalikes[r]
 		switch {
 		case ok && r == '\uff1a':
