@@ -288,8 +288,11 @@ func (f *forwarder) pruneBooked(ctx context.Context) error {
 		}
 		keys, drop = keys[len(chunk):], drop-len(chunk)
 	}
-	if len(mark) > 0 {
-		return f.a.buf.PutMeta(ctx, mark...)
+	if len(mark) > 0 && f.a.buf.DiskFullSince().IsZero() && f.a.buf.ReserveLentSince().IsZero() {
+		// The first mark of a file, nothing forgotten with it: not worth
+		// a failed round (tried again at the next prune), nor the room a
+		// full disk keeps for the records (as keepBooked).
+		_ = f.a.buf.PutMeta(ctx, mark...)
 	}
 	return nil
 }
