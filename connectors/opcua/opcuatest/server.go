@@ -41,6 +41,8 @@ type Server struct {
 	user     string // WithUser: the one user name and password taken
 	password string
 	refused  int // logins refused (WithUser)
+
+	sessions *Sessions
 }
 
 // Option configures Start.
@@ -50,6 +52,7 @@ type options struct {
 	before         []otherNS
 	uri            string
 	user, password string
+	maxSessions    int
 }
 
 type otherNS struct {
@@ -83,6 +86,17 @@ func WithNamespaceURI(uri string) Option {
 func WithUser(user, password string) Option {
 	return func(o *options) { o.user, o.password = user, password }
 }
+
+// WithMaxSessions makes the server keep at most n sessions open, as a PLC
+// with few session slots: a CreateSession beyond them is refused with
+// BadTooManySessions (see Sessions).
+func WithMaxSessions(n int) Option {
+	return func(o *options) { o.maxSessions = n }
+}
+
+// Sessions counts the server's sessions (and holds them to
+// WithMaxSessions).
+func (s *Server) Sessions() *Sessions { return s.sessions }
 
 // SetPassword changes the password WithUser's user must give from the
 // next session on (the account's password changed on the PLC).
@@ -197,6 +211,7 @@ func start(ctx context.Context, port int, vars map[string]any, o options) (*Serv
 		// Registered before Start, it stands instead of gopcua's own.
 		srv.RegisterHandler(id.ActivateSessionRequest_Encoding_DefaultBinary, s.activateSession)
 	}
+	s.sessions = TrackSessions(srv, o.maxSessions)
 	// Objects -> the namespace's folder -> the variables, so browse finds them.
 	if ns0, err := srv.Namespace(0); err == nil {
 		ns0.Objects().AddRef(ns.Objects(), id.HasComponent, true)
