@@ -92,6 +92,8 @@ type Config struct {
 	channelLifetime time.Duration
 	// pollRetry replaces pollRetryEvery (tests).
 	pollRetry time.Duration
+	// slotRetry replaces slotRetryMin (tests).
+	slotRetry time.Duration
 }
 
 // security policy names accepted in Config, mapped to their URIs.

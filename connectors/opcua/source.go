@@ -57,6 +57,17 @@ const (
 	// pollRetryEvery is how often nodes a server had no room to monitor
 	// (they are polled meanwhile) are offered to it again.
 	pollRetryEvery = time.Minute
+	// slotRetryMin is the least wait after the server refused a session for
+	// want of a free slot (BadTooManySessions): a slot frees when another
+	// client leaves (any moment) or when a session left behind expires
+	// (the agent's own after its lifetime, 2 minutes by default), and
+	// each refused attempt costs the PLC a connection, a secure channel
+	// (with security, its asymmetric crypto) and a CreateSession; the
+	// backoff's first waits (0.5 s, 1 s, ...) made three refused
+	// attempts in 2 s. Nothing locks out as a refused login does, so not
+	// a minute: at most eight attempts across a left-behind session's
+	// 2 minutes, and a slot freed is taken within 15 s.
+	slotRetryMin = 15 * time.Second
 	// heartbeatHandle is the client handle of the server-time monitored
 	// item; node i has handle i+1. Neither is 0 or 0xFFFFFFFF: node-opcua
 	// takes those as "no handle" and sends 0 back instead.
@@ -260,6 +271,9 @@ func (s *Source) Run(ctx context.Context) error {
 			// failed logins.
 			wait = max(wait, connectors.LoginRetry)
 		}
+		if NoSessionSlot(err) {
+			wait = max(wait, s.slotRetry())
+		}
 		// Stats says when the next attempt is while the source waits
 		// for it (status shows it; the wait may end sooner, when the
 		// server's port opens again).
@@ -332,6 +346,31 @@ func loginHint(user string, err error) error {
 		return fmt.Errorf("%w (the server refused an anonymous session: set username and password_file or password_env for a user it takes)", err)
 	}
 	return fmt.Errorf("%w (the server refused user %s: check the password in password_file or password_env — changed on the server? the account locked?)", err, user)
+}
+
+// NoSessionSlot reports whether err is the server refusing a session for
+// want of a free slot: BadTooManySessions, at CreateSession or
+// ActivateSession.
+func NoSessionSlot(err error) bool { return errors.Is(err, ua.StatusBadTooManySessions) }
+
+// slotHint says what a BadTooManySessions means and what to check: the
+// source's last error was the status code's text alone ("The server has
+// reached its maximum number of sessions. StatusBadTooManySessions").
+// lifetime is the session lifetime plantedge asked for.
+func slotHint(err error, lifetime time.Duration) error {
+	return fmt.Errorf("%w (every session slot of the server is taken: other clients hold them — HMI, SCADA, an engineering tool, another plantedge — or sessions a client left when it was killed or lost its link, which the server drops after their lifetime: %s for plantedge's; check the server's session diagnostics or its session limit)",
+		err, fmtDuration(lifetime))
+}
+
+// fmtDuration is d as "2 minutes", "90 s".
+func fmtDuration(d time.Duration) string {
+	if d >= time.Minute && d%time.Minute == 0 {
+		if d == time.Minute {
+			return "1 minute"
+		}
+		return fmt.Sprintf("%d minutes", d/time.Minute)
+	}
+	return d.Round(time.Second).String()
 }
 
 // authRefused reports a refused user identity: a wrong user name or
@@ -552,6 +591,9 @@ func dialWait(ctx context.Context, p clientParams) (*opcua.Client, error) {
 	}
 	if err := c.Connect(ctx); err != nil {
 		closeClient(c)
+		if NoSessionSlot(err) {
+			err = slotHint(err, cmp.Or(p.sessionTimeout, defaultSessionTimeout))
+		}
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	return c, nil
@@ -667,6 +709,9 @@ func (s *Source) deliverRead(ctx context.Context, vals []readValue, initial bool
 	}
 	return nil
 }
+
+// slotRetry is slotRetryMin, or Config.slotRetry (tests).
+func (s *Source) slotRetry() time.Duration { return cmp.Or(s.cfg.slotRetry, slotRetryMin) }
 
 // pollRetry is pollRetryEvery, or Config.pollRetry (tests).
 func (s *Source) pollRetry() time.Duration { return cmp.Or(s.cfg.pollRetry, pollRetryEvery) }
