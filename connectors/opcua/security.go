@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/gopcua/opcua"
@@ -212,6 +213,11 @@ type clientParams struct {
 	// serverCert, if set, gets the certificate of the endpoint chosen for a
 	// secure connection (after the pin, if any, matched).
 	serverCert func(der []byte)
+	// orphan, if set, is a session a lost connection left on the server:
+	// closed before the new one is made (closeOrphan), orphanGone set
+	// once it is gone.
+	orphan     *opcua.Session
+	orphanGone *atomic.Bool
 }
 
 // defaultSessionTimeout is how long the server keeps a session the agent

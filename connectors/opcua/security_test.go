@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,8 @@ type nodeServer struct {
 	Thumbprint string `json:"thumbprint"`
 	pki        string
 	cmd        *exec.Cmd
+	// sessions is the server's session count, as it last printed it
+	sessions *atomic.Int64
 }
 
 // startNodeServer starts testdata/nodeopcua/server.js on a free loopback
@@ -75,12 +78,19 @@ func startNodeServer(t testing.TB, env ...string) *nodeServer {
 		_ = cmd.Wait()
 	})
 	ready := make(chan *nodeServer, 1)
+	sessions := new(atomic.Int64)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			line := sc.Text()
+			if n, ok := strings.CutPrefix(line, "sessions "); ok {
+				if v, err := strconv.ParseInt(n, 10, 64); err == nil {
+					sessions.Store(v)
+				}
+				continue
+			}
 			if strings.HasPrefix(line, "{") {
-				ns := &nodeServer{pki: pki, cmd: cmd}
+				ns := &nodeServer{pki: pki, cmd: cmd, sessions: sessions}
 				if json.Unmarshal([]byte(line), ns) == nil {
 					ready <- ns
 				}

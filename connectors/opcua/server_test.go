@@ -48,6 +48,9 @@ type testServer struct {
 	counter atomic.Int64
 	silent  atomic.Bool // stop the server-time notifications
 	stop    chan struct{}
+	// sessions counts the server's sessions: open from CreateSession to
+	// CloseSession (gopcua's server never drops one by itself)
+	sessions *opcuatest.Sessions
 }
 
 func dv(v any, status ua.StatusCode) *ua.DataValue {
@@ -135,6 +138,7 @@ func newTestServer(port int, counterStart int64, extraVars int) (*testServer, er
 			return dv(v+uint32(ts.counter.Load()), ua.StatusOK)
 		}))
 	}
+	ts.sessions = opcuatest.TrackSessions(srv, 0)
 	if err := srv.Start(context.Background()); err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/plantedge/plantedge/connectors"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
+	"github.com/plantedge/plantedge/internal/nettest"
 )
 
 // startSlots starts opcuatest's server with room for max sessions (0: no
@@ -91,5 +92,138 @@ func TestNoSessionSlotHintKeepsTheStatus(t *testing.T) {
 	}
 	if NoSessionSlot(ua.StatusBadUserAccessDenied) {
 		t.Error("a refused login is not a full server")
+	}
+}
+
+// A connection cut (the link, not the server) leaves the source's session
+// on the server: its CloseSession cannot be sent. A server drops it only
+// after its lifetime (gopcua's never does), and a PLC whose last free slot
+// it holds refused the source's next session meanwhile (before: refused
+// for as long as the test waited, BadTooManySessions). The next connection
+// closes it first, on a channel of its own: the source is back at once,
+// and holds one session.
+func TestLostConnectionsSessionIsClosedFromTheNext(t *testing.T) {
+	srv := startSlots(t, 1)
+	crash := nettest.NewCrashProxy(t, strings.TrimPrefix(srv.Endpoint(), "opc.tcp://"))
+	col := newCollector()
+	src := runSource(t, Config{
+		Endpoint: "opc.tcp://" + crash.Addr(), Nodes: []string{srv.NodeID("Count")},
+		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 2 * time.Second,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, slotRetry: 200 * time.Millisecond,
+	}, col)
+	for i := range 3 {
+		// Subscribed: a change is notified.
+		srv.Set("Count", int32(10+i))
+		col.waitFor(t, 0, 30*time.Second, "the change notified", func(s connectors.Sample) bool { return !s.Initial && s.Value == int64(10+i) })
+		from := col.len()
+		crash.Crash()
+		waitUntil(t, 10*time.Second, func() bool { return src.State() != connectors.StateConnected })
+		crash.Restart()
+		col.waitFor(t, from, 30*time.Second, "a sample after the cut", func(s connectors.Sample) bool { return s.Initial })
+		if n := srv.Sessions().Open(); n != 1 {
+			t.Errorf("cut %d: %d sessions open on the server, want the source's one", i+1, n)
+		}
+	}
+	if n := srv.Sessions().Refused(); n != 0 {
+		t.Errorf("%d sessions refused for want of a slot", n)
+	}
+	if n := src.Stats().LeftSessionsClosed; n != 3 {
+		t.Errorf("%d left sessions closed, want 3", n)
+	}
+}
+
+// The same against node-opcua, a server that binds a session to its
+// secure channel, limits sessions (MAX_SESSIONS) and counts them itself,
+// over Basic256Sha256 SignAndEncrypt with a user: the session a cut left
+// is activated again on a channel of its own (signed anew, the password
+// encrypted with the server's last nonce) and closed, and the source's
+// next session takes the one slot at once.
+func TestLostConnectionsSessionIsClosedFromTheNextSecure(t *testing.T) {
+	srv := startNodeServer(t, "MAX_SESSIONS=1")
+	crash := nettest.NewCrashProxy(t, strings.TrimPrefix(srv.Endpoint, "opc.tcp://"))
+	col := newCollector()
+	src := runSource(t, Config{
+		Name: "secure", Endpoint: "opc.tcp://" + crash.Addr(), SecurityPolicy: "Basic256Sha256", SecurityMode: "SignAndEncrypt",
+		Username: "operator", Password: "s3cret", DataDir: t.TempDir(), Nodes: []string{secureCounter},
+		PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: 2 * time.Second,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, slotRetry: 200 * time.Millisecond,
+	}, col)
+	for i := range 2 {
+		// Subscribed: the counter (up every 200 ms) is notified.
+		col.waitFor(t, col.len(), 30*time.Second, "a notified counter", func(s connectors.Sample) bool { return !s.Initial })
+		from := col.len()
+		crash.Crash()
+		waitUntil(t, 10*time.Second, func() bool { return src.State() != connectors.StateConnected })
+		crash.Restart()
+		col.waitFor(t, from, 30*time.Second, "a sample after the cut", func(s connectors.Sample) bool { return s.Initial })
+		if n := srv.sessions.Load(); n != 1 {
+			t.Errorf("cut %d: the server counts %d sessions, want the source's one", i+1, n)
+		}
+	}
+	if st := src.Stats(); st.LeftSessionsClosed != 2 || strings.Contains(st.LastError, "TooManySessions") {
+		t.Errorf("%d left sessions closed, want 2; last error %q", st.LeftSessionsClosed, st.LastError)
+	}
+}
+
+// Every way a session of the source, validate --opcua (Inspect) or browse
+// ends closes it on the server (CloseSession, its subscriptions deleted),
+// counted on gopcua's server, which never drops a session by itself: a
+// cut of the link (closed from the next connection), the heartbeat
+// declaring the server silent, the source stopped (a reload, SIGTERM),
+// an Inspect, a Browse.
+func TestEveryWayASessionEndsClosesIt(t *testing.T) {
+	ts := startInProcess(t, 0)
+	crash := nettest.NewCrashProxy(t, strings.TrimPrefix(ts.url, "opc.tcp://"))
+	col := newCollector()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src, err := New(Config{Name: "line1", Endpoint: "opc.tcp://" + crash.Addr(), Nodes: []string{"ns=1;s=Counter"},
+		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 2 * time.Second,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))}, col)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	open := func(way string, want int) {
+		t.Helper()
+		if n := ts.sessions.Open(); n != want {
+			t.Errorf("after %s: %d sessions open on the server, want %d", way, n, want)
+		}
+	}
+	col.waitFor(t, 0, 15*time.Second, "first sample", func(s connectors.Sample) bool { return s.Initial })
+	open("connecting", 1)
+
+	from := col.len()
+	crash.Crash()
+	waitUntil(t, 10*time.Second, func() bool { return src.State() != connectors.StateConnected })
+	crash.Restart()
+	col.waitFor(t, from, 15*time.Second, "a sample after the cut", func(s connectors.Sample) bool { return s.Initial })
+	open("a cut", 1)
+
+	from = col.len()
+	ts.silent.Store(true)
+	waitUntil(t, 20*time.Second, func() bool { return src.Stats().HeartbeatRebuilds > 0 })
+	ts.silent.Store(false)
+	col.waitFor(t, from, 15*time.Second, "a sample after the heartbeat's rebuild", func(s connectors.Sample) bool { return s.Initial })
+	open("the heartbeat", 1)
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	open("the source stopped", 0)
+
+	if _, err := Inspect(context.Background(), Config{Name: "line1", Endpoint: ts.url, Nodes: []string{"ns=1;s=Counter"}}); err != nil {
+		t.Fatal(err)
+	}
+	open("Inspect", 0)
+	if err := Browse(context.Background(), ts.url, BrowseOptions{}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	open("Browse", 0)
+	if n := ts.sessions.KeptSubscriptions(); n != 0 {
+		t.Errorf("%d sessions closed keeping their subscriptions", n)
 	}
 }

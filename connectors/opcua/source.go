@@ -85,6 +85,10 @@ type Stats struct {
 	Samples           uint64 // samples delivered to the sink
 	BadValues         uint64 // delivered samples with a bad or uncertain status
 	HeartbeatRebuilds uint64 // sessions torn down because the heartbeat stopped
+	// LeftSessionsClosed counts sessions a lost connection left on the
+	// server (their CloseSession could not be sent), closed from the next
+	// connection: activated again on its own channel, then closed.
+	LeftSessionsClosed uint64
 	// Overflows counts the data changes the server flagged as following
 	// values it discarded: the monitored item's queue (queue_size) was full.
 	Overflows uint64
@@ -161,6 +165,11 @@ type Source struct {
 	// subRefused: the server refused the last subscription asked (Run's
 	// goroutine): said once, not again by the session that follows.
 	subRefused bool
+	// orphan is a session a lost connection left on the server (its
+	// CloseSession could not be sent), since orphanAt: the next
+	// connection closes it first (see closeSession). Run's goroutine.
+	orphan   *opcua.Session
+	orphanAt time.Time
 	// serverThumb is the server certificate last logged (Run's goroutine)
 	serverThumb string
 	server      string // connectors.ServerID of the endpoint, on every sample
@@ -444,8 +453,14 @@ func (s *Source) wait(ctx context.Context, d time.Duration, probe bool) bool {
 // the session was up (zero if it never was) and why it ended.
 func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, error) {
 	s.update(func(st *Stats) { st.ConnectAttempts++ })
+	if s.orphan != nil && time.Since(s.orphanAt) >= s.sessionTimeout() {
+		s.orphan = nil // the server has dropped it by now
+	}
+	var orphanGone atomic.Bool
 	cctx, cancel := context.WithTimeout(ctx, 2*s.cfg.RequestTimeout)
 	c, err := dial(cctx, clientParams{
+		orphan:         s.orphan,
+		orphanGone:     &orphanGone,
 		endpoint:       s.cfg.Endpoint,
 		sec:            s.sec,
 		cert:           cert,
@@ -457,13 +472,18 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		serverCert:     s.noteServerCert,
 	})
 	cancel()
+	if s.orphan != nil && orphanGone.Load() {
+		s.log.Info("closed the session a lost connection had left on the server", "left", time.Since(s.orphanAt).Round(time.Second))
+		s.orphan = nil
+		s.update(func(st *Stats) { st.LeftSessionsClosed++ })
+	}
 	if err != nil {
 		return 0, err
 	}
 	start := time.Now()
 	defer func() {
 		s.ask("close")
-		closeClient(c)
+		s.closeSession(c)
 	}()
 	s.update(func(st *Stats) {
 		if st.SessionsCreated > 0 {
@@ -537,6 +557,22 @@ func (s *Source) noteServerCert(der []byte) {
 		"thumbprint", tp)
 }
 
+// closeSession closes the session of c and c. A session whose
+// CloseSession failed (the link was gone) is kept as s.orphan: the server
+// holds it, and one of its few session slots, for the session's lifetime
+// (2 minutes by default), so the next connection closes it first — a PLC
+// with one free slot refused the agent's new session meanwhile
+// (BadTooManySessions until the old one expired).
+func (s *Source) closeSession(c *opcua.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if sess := c.Session(); sess != nil && c.CloseSession(ctx) != nil {
+		_, _ = c.DetachSession(ctx)
+		s.orphan, s.orphanAt = sess, time.Now()
+	}
+	closeClient(c)
+}
+
 // dial builds and connects a client; on failure nothing is left open.
 // sessionTimeout is the session lifetime the source asks for: short
 // (defaultSessionTimeout), but well beyond the gaps between its requests
@@ -585,6 +621,9 @@ func dialWait(ctx context.Context, p clientParams) (*opcua.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.orphan != nil && closeOrphan(ctx, p, opts) {
+		p.orphanGone.Store(true)
+	}
 	c, err := opcua.NewClient(p.endpoint, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("new client: %w", err)
@@ -597,6 +636,30 @@ func dialWait(ctx context.Context, p clientParams) (*opcua.Client, error) {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	return c, nil
+}
+
+// closeOrphan closes p.orphan, a session a lost connection left on the
+// server: on a secure channel of its own it activates the session again —
+// OPC UA moves a session to the channel that activates it (Part 4, 5.6.3)
+// — and closes it with its subscriptions. It reports whether the session
+// is gone: closed, or unknown to the server (restarted, or it dropped the
+// session already). Not gone, it is tried again at the next connection.
+func closeOrphan(ctx context.Context, p clientParams, opts []opcua.Option) bool {
+	ctx, cancel := context.WithTimeout(ctx, p.requestTimeout)
+	defer cancel()
+	c, err := opcua.NewClient(p.endpoint, opts...)
+	if err != nil {
+		return true // never will it connect with these options
+	}
+	defer closeClient(c)
+	if err := c.Dial(ctx); err != nil {
+		return false
+	}
+	if err := c.ActivateSession(ctx, p.orphan); err != nil {
+		return errors.Is(err, ua.StatusBadSessionIDInvalid) || errors.Is(err, ua.StatusBadSessionClosed) ||
+			errors.Is(err, ua.StatusBadSessionNotActivated)
+	}
+	return c.CloseSession(ctx) == nil
 }
 
 // closeClient closes the session and channel; a dead server must not hold us.

@@ -16,6 +16,9 @@
 //                     a subscription's room for monitored items
 //   NO_SUBSCRIPTIONS=1  refuses every subscription (BadTooManySubscriptions)
 //   NO_SUBSCRIPTIONS_MS=N  refuses them for the first N ms only
+//   MAX_SESSIONS=N    room for N sessions (BadTooManySessions beyond); the
+//                     server prints "sessions <count>" at each session
+//                     created or closed (timed out too), in any case
 //   SMALL_RECEIVE_BUFFER=1
 //                     announces a receive buffer of 8,192 bytes while sending
 //                     chunks as large as the client takes (allowed: the two
@@ -66,6 +69,7 @@ async function main() {
             maxChunkCount: hello.maxChunkCount || 5000,
         }) } } : {}),
         serverCapabilities: {
+            ...(num("MAX_SESSIONS") ? { maxSessions: num("MAX_SESSIONS") } : {}),
             ...(num("MAX_BROWSE_CONTINUATION_POINTS") ? { maxBrowseContinuationPoints: num("MAX_BROWSE_CONTINUATION_POINTS") } : {}),
             ...(num("MAX_MONITORED_ITEMS_PER_SUBSCRIPTION") ? { maxMonitoredItemsPerSubscription: num("MAX_MONITORED_ITEMS_PER_SUBSCRIPTION") } : {}),
             operationLimits: {
@@ -153,6 +157,9 @@ async function main() {
         setTimeout(() => { caps.maxMonitoredItemsPerSubscription = before; },
             parseInt(process.env.NO_MONITORING_MS, 10)).unref();
     }
+    const sayCount = () => process.stdout.write(`sessions ${server.currentSessionCount}\n`);
+    server.on("create_session", sayCount);
+    server.on("session_closed", () => setImmediate(sayCount)); // counted once gone
     await server.start();
     const der = server.getCertificate();
     const thumbprint = crypto.createHash("sha1").update(der).digest("hex");
