@@ -227,3 +227,32 @@ func TestEveryWayASessionEndsClosesIt(t *testing.T) {
 		t.Errorf("%d sessions closed keeping their subscriptions", n)
 	}
 }
+
+// A server that publishes no faster than every 1.5 s (node-opcua's
+// fastest publishing interval raised: the subscription asking 100 ms is
+// revised to 1.5 s) sends nothing for longer than a 1 s heartbeat_timeout
+// between its notifications: the source declared it silent at each (5
+// sessions in 8 s, for good). The heartbeat waits twice the revised
+// interval, said once as a warning; the session lasts across the
+// notifications.
+func TestRevisedPublishingIntervalStretchesTheHeartbeat(t *testing.T) {
+	srv := startNodeServer(t, "NO_SECURITY=1", "MIN_PUBLISHING_MS=1500")
+	col := newCollector()
+	var logs lockedLog
+	src := runSource(t, Config{Endpoint: srv.Endpoint, Nodes: []string{secureCounter},
+		PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(&logs, testWriter{t}), nil))}, col)
+	// Four notified counter values: 4.5 s at least, four heartbeat timeouts.
+	for range 4 {
+		col.waitFor(t, col.len(), 30*time.Second, "a notified counter", func(s connectors.Sample) bool { return !s.Initial })
+	}
+	if st := src.Stats(); st.HeartbeatRebuilds != 0 || st.SessionsCreated != 1 {
+		t.Errorf("%d heartbeat rebuilds, %d sessions: want none and one", st.HeartbeatRebuilds, st.SessionsCreated)
+	}
+	if n := strings.Count(logs.String(), "the server publishes no faster than"); n != 1 {
+		t.Errorf("the revised interval said %d times, want once:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "publishing_interval_revised=1.5s") || !strings.Contains(logs.String(), "heartbeat=3s") {
+		t.Errorf("the warning does not give the revised interval and the heartbeat:\n%s", logs.String())
+	}
+}

@@ -170,6 +170,9 @@ type Source struct {
 	// connection closes it first (see closeSession). Run's goroutine.
 	orphan   *opcua.Session
 	orphanAt time.Time
+	// revisedSaid is the revised publishing interval last logged (Run's
+	// goroutine): said again only when the server changes it.
+	revisedSaid time.Duration
 	// serverThumb is the server certificate last logged (Run's goroutine)
 	serverThumb string
 	server      string // connectors.ServerID of the endpoint, on every sample
@@ -980,6 +983,31 @@ func (s *Source) sayMoves(moves map[string][]string) {
 	}
 }
 
+// heartbeatFor is the heartbeat timeout of sub: heartbeat_timeout, or
+// twice the publishing interval the server revised the subscription to,
+// when that is longer — a server that publishes no faster than every
+// 1.5 s (its fastest, above the 100 ms asked) was declared silent at every
+// 1 s heartbeat_timeout: 5 sessions in 8 s, for good. Said once for each
+// interval the server revises to.
+func (s *Source) heartbeatFor(sub *opcua.Subscription) time.Duration {
+	got := sub.RevisedPublishingInterval
+	if got <= s.cfg.PublishingInterval {
+		return s.cfg.HeartbeatTimeout
+	}
+	hb := max(s.cfg.HeartbeatTimeout, 2*got)
+	if got != s.revisedSaid {
+		s.revisedSaid = got
+		if hb > s.cfg.HeartbeatTimeout {
+			s.log.Warn("the server publishes no faster than every publishing_interval_revised: the heartbeat waits twice that, not heartbeat_timeout (set publishing_interval and heartbeat_timeout to what the server takes)",
+				"publishing_interval", s.cfg.PublishingInterval, "publishing_interval_revised", got, "heartbeat_timeout", s.cfg.HeartbeatTimeout, "heartbeat", hb)
+		} else {
+			s.log.Info("the server publishes slower than asked", "publishing_interval", s.cfg.PublishingInterval, "publishing_interval_revised", got,
+				"keepalive_count", sub.RevisedMaxKeepAliveCount, "lifetime_count", sub.RevisedLifetimeCount)
+		}
+	}
+	return hb
+}
+
 // subscribe monitors all nodes plus the server time in one subscription and
 // delivers data changes until the connection, the subscription or the
 // heartbeat fails.
@@ -1107,10 +1135,11 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 	defer pollT.Stop()
 	polledTried := time.Now()
 
-	beat := newBeatWatch(time.Now(), s.cfg.HeartbeatTimeout)
+	hb := s.heartbeatFor(sub)
+	beat := newBeatWatch(time.Now(), hb)
 	check := time.NewTicker(stateCheckInterval)
 	defer check.Stop()
-	retry := time.NewTicker(max(s.cfg.HeartbeatTimeout/3, time.Second))
+	retry := time.NewTicker(max(hb/3, time.Second))
 	defer retry.Stop()
 	// Nodes the session could not resolve are tried every lateEvery, as
 	// the README says, not at the retry above (a third of the heartbeat
@@ -1159,7 +1188,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 				if item.Value != nil && overflowed(item.Value.Status) {
 					s.overflow(idx)
 				}
-				if err := s.deliver(ctx, int(idx), item.Value, rx, false, s.cfg.HeartbeatTimeout); err != nil {
+				if err := s.deliver(ctx, int(idx), item.Value, rx, false, hb); err != nil {
 					return err
 				}
 				if item.Value != nil && statusGood(item.Value.Status) && item.Value.Value != nil {
@@ -1251,7 +1280,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 						}
 						notified[uint32(idx)] = v
 					}
-					err := s.deliverRead(ctx, vals, false, s.cfg.HeartbeatTimeout)
+					err := s.deliverRead(ctx, vals, false, hb)
 					s.onRead = nil
 					if err != nil {
 						return err
@@ -1355,16 +1384,16 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 				// Without a server-time item a quiet line sends nothing:
 				// its nodes are read (next) at heartbeat_timeout, and that
 				// read has a heartbeat_timeout to answer.
-				if quiet > s.cfg.HeartbeatTimeout && !beatAsked {
+				if quiet > hb && !beatAsked {
 					beatDue = true
 				}
-				if quiet > 2*s.cfg.HeartbeatTimeout {
+				if quiet > 2*hb {
 					s.update(func(st *Stats) { st.HeartbeatRebuilds++ })
-					return ended(fmt.Errorf("%w: nothing for %s, nor an answer to the read of the nodes after it", ErrHeartbeat, s.cfg.HeartbeatTimeout))
+					return ended(fmt.Errorf("%w: nothing for %s, nor an answer to the read of the nodes after it", ErrHeartbeat, hb))
 				}
-			} else if quiet > s.cfg.HeartbeatTimeout {
+			} else if quiet > hb {
 				s.update(func(st *Stats) { st.HeartbeatRebuilds++ })
-				return ended(fmt.Errorf("%w: nothing for %s", ErrHeartbeat, s.cfg.HeartbeatTimeout))
+				return ended(fmt.Errorf("%w: nothing for %s", ErrHeartbeat, hb))
 			}
 		case <-lateT.C:
 			if lateC == nil {

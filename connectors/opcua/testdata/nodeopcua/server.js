@@ -19,6 +19,9 @@
 //   MAX_SESSIONS=N    room for N sessions (BadTooManySessions beyond); the
 //                     server prints "sessions <count>" at each session
 //                     created or closed (timed out too), in any case
+//   MIN_PUBLISHING_MS=N  the fastest publishing interval the server takes
+//                     (node-opcua's: 50 ms): a subscription asking less is
+//                     revised up to N
 //   SMALL_RECEIVE_BUFFER=1
 //                     announces a receive buffer of 8,192 bytes while sending
 //                     chunks as large as the client takes (allowed: the two
@@ -28,7 +31,7 @@ const crypto = require("crypto");
 const path = require("path");
 // node-opcua-server re-exports little; the rest comes from its own
 // dependencies, pinned by it.
-const { OPCUAServer } = require("node-opcua-server");
+const { OPCUAServer, Subscription } = require("node-opcua-server");
 const { SecurityPolicy } = require("node-opcua-secure-channel");
 const { MessageSecurityMode } = require("node-opcua-service-secure-channel");
 const { Variant, DataType } = require("node-opcua-variant");
@@ -45,6 +48,9 @@ async function main() {
     await serverCertificateManager.initialize();
     const num = (name) => parseInt(process.env[name] || "0", 10);
     const noSecurity = process.env.NO_SECURITY === "1";
+    if (num("MIN_PUBLISHING_MS")) {
+        Subscription.minimumPublishingInterval = num("MIN_PUBLISHING_MS");
+    }
     const server = new OPCUAServer({
         port,
         nodeset_filename: [nodesets.standard],
