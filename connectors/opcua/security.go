@@ -214,10 +214,10 @@ type clientParams struct {
 	// secure connection (after the pin, if any, matched).
 	serverCert func(der []byte)
 	// orphan, if set, is a session a lost connection left on the server:
-	// closed before the new one is made (closeOrphan), orphanGone set
-	// once it is gone.
+	// closed before the new one is made, orphanGone set to what
+	// closeOrphan did.
 	orphan     *opcua.Session
-	orphanGone *atomic.Bool
+	orphanGone *atomic.Int32
 }
 
 // defaultSessionTimeout is how long the server keeps a session the agent

@@ -459,7 +459,7 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 	if s.orphan != nil && time.Since(s.orphanAt) >= s.sessionTimeout() {
 		s.orphan = nil // the server has dropped it by now
 	}
-	var orphanGone atomic.Bool
+	var orphanGone atomic.Int32
 	cctx, cancel := context.WithTimeout(ctx, 2*s.cfg.RequestTimeout)
 	c, err := dial(cctx, clientParams{
 		orphan:         s.orphan,
@@ -475,10 +475,14 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		serverCert:     s.noteServerCert,
 	})
 	cancel()
-	if s.orphan != nil && orphanGone.Load() {
+	switch orphanGone.Load() {
+	case orphanClosed:
 		s.log.Info("closed the session a lost connection had left on the server", "left", time.Since(s.orphanAt).Round(time.Second))
 		s.orphan = nil
 		s.update(func(st *Stats) { st.LeftSessionsClosed++ })
+	case orphanUnknown:
+		s.log.Debug("the session a lost connection had left is gone from the server (restarted?)")
+		s.orphan = nil
 	}
 	if err != nil {
 		return 0, err
@@ -624,8 +628,8 @@ func dialWait(ctx context.Context, p clientParams) (*opcua.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.orphan != nil && closeOrphan(ctx, p, opts) {
-		p.orphanGone.Store(true)
+	if p.orphan != nil {
+		p.orphanGone.Store(closeOrphan(ctx, p, opts))
 	}
 	c, err := opcua.NewClient(p.endpoint, opts...)
 	if err != nil {
@@ -644,26 +648,38 @@ func dialWait(ctx context.Context, p clientParams) (*opcua.Client, error) {
 // closeOrphan closes p.orphan, a session a lost connection left on the
 // server: on a secure channel of its own it activates the session again —
 // OPC UA moves a session to the channel that activates it (Part 4, 5.6.3)
-// — and closes it with its subscriptions. It reports whether the session
-// is gone: closed, or unknown to the server (restarted, or it dropped the
-// session already). Not gone, it is tried again at the next connection.
-func closeOrphan(ctx context.Context, p clientParams, opts []opcua.Option) bool {
+// — and closes it with its subscriptions. It reports orphanClosed,
+// orphanUnknown (the server restarted, or dropped the session already),
+// or 0: not gone, it is tried again at the next connection.
+func closeOrphan(ctx context.Context, p clientParams, opts []opcua.Option) int32 {
 	ctx, cancel := context.WithTimeout(ctx, p.requestTimeout)
 	defer cancel()
 	c, err := opcua.NewClient(p.endpoint, opts...)
 	if err != nil {
-		return true // never will it connect with these options
+		return orphanUnknown // never will it connect with these options
 	}
 	defer closeClient(c)
 	if err := c.Dial(ctx); err != nil {
-		return false
+		return 0
 	}
 	if err := c.ActivateSession(ctx, p.orphan); err != nil {
-		return errors.Is(err, ua.StatusBadSessionIDInvalid) || errors.Is(err, ua.StatusBadSessionClosed) ||
-			errors.Is(err, ua.StatusBadSessionNotActivated)
+		if errors.Is(err, ua.StatusBadSessionIDInvalid) || errors.Is(err, ua.StatusBadSessionClosed) ||
+			errors.Is(err, ua.StatusBadSessionNotActivated) {
+			return orphanUnknown
+		}
+		return 0
 	}
-	return c.CloseSession(ctx) == nil
+	if c.CloseSession(ctx) != nil {
+		return 0
+	}
+	return orphanClosed
 }
+
+// What closeOrphan did with the session a lost connection left.
+const (
+	orphanClosed  = 1 // closed
+	orphanUnknown = 2 // the server no longer has it
+)
 
 // closeClient closes the session and channel; a dead server must not hold us.
 func closeClient(c *opcua.Client) {

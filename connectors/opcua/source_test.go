@@ -669,6 +669,11 @@ func TestServerRestartRecovery(t *testing.T) {
 	if st.SessionsCreated != 2 || st.Reconnects != 1 {
 		t.Errorf("stats = %+v, want exactly 2 sessions", st)
 	}
+	// The killed server's session went with it: the new connection asked
+	// for it (it could not be closed when the server died), closed none.
+	if st.LeftSessionsClosed != 0 {
+		t.Errorf("%d sessions a lost connection left closed on a server restarted since", st.LeftSessionsClosed)
+	}
 }
 
 // TestReconnectStormBounded crashes the server 60 times and checks that
