@@ -257,21 +257,27 @@ func TestAccessDeniedProductionWriteRefusesQuantityWrite(t *testing.T) {
 }
 
 // Fact (mrp_workorder.py 17.0/18.0 _set_qty_producing, then
-// mrp_production.py _set_qty_producing): the order's new producing
-// quantity sets each component move's quantity (_set_quantity_done) and
-// marks it picked, writes on stock.move with the caller's rights: a user
-// who may write work orders and manufacturing orders but not stock moves
-// is refused the quantity write, naming stock.move and the Inventory
-// groups, and nothing is written. Manufacturing / User holds it (through
-// Inventory / User).
+// mrp_production.py _set_qty_producing; 19.0 mrp_workorder.py write sets
+// the least produced quantity of the order's work orders on their
+// qty_producing, whose inverse is that same _set_qty_producing): the
+// order's new producing quantity sets each component move's quantity
+// (_set_quantity_done) and marks it picked, writes on stock.move with the
+// caller's rights: a user who may write work orders and manufacturing
+// orders but not stock moves is refused the quantity write, naming
+// stock.move and the Inventory groups, and nothing is written.
+// Manufacturing / User holds it (through Inventory / User).
 func TestAccessDeniedStockMoveWriteRefusesQuantityWrite(t *testing.T) {
-	for _, v := range []int{17, 18} {
+	for _, v := range []int{17, 18, 19} {
 		e := newEnv(t, v)
 		uid, key := e.bot()
 		e.s.GiveOnlyManufacturingUser("bot")
 		e.s.DenyAccess("bot", "stock.move", "write")
+		field := "qty_producing"
+		if v >= 19 {
+			field = "qty_produced"
+		}
 		before := e.s.ProductionQtyProducing(e.mo)
-		r := e.execAs(uid, key, "mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_producing": 7}}, nil)
+		r := e.execAs(uid, key, "mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{field: 7}}, nil)
 		e.wantErr(r, "odoo.exceptions.AccessError")
 		const want = "You are not allowed to modify 'Stock Move' (stock.move) records.\n\n" +
 			"This operation is allowed for the following groups:\n\t- Inventory/Administrator\n\t- Inventory/User\n\n" +
@@ -282,11 +288,36 @@ func TestAccessDeniedStockMoveWriteRefusesQuantityWrite(t *testing.T) {
 		if q := e.s.ProductionQtyProducing(e.mo); q != before {
 			t.Fatalf("%d: refused write changed the order's qty_producing from %v to %v", v, before, q)
 		}
+		if q := num(e.readWO(field)[field]); q == 7 {
+			t.Fatalf("%d: refused write changed the work order's %s", v, field)
+		}
 		e.s.GrantAccess("bot", "stock.move", "write")
-		e.ok(e.execAs(uid, key, "mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_producing": 7}}, nil))
+		e.ok(e.execAs(uid, key, "mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{field: 7}}, nil))
 		if q := e.s.ProductionQtyProducing(e.mo); q != 7 {
 			t.Fatalf("%d: the order's qty_producing %v, want 7", v, q)
 		}
+	}
+}
+
+// Fact (19.0 mrp_workorder.py write): while another work order of the
+// order has produced nothing, the least produced quantity is 0, nothing is
+// written on the order or its moves, and a user who may not write stock
+// moves (or manufacturing orders) has its work order's qty_produced
+// written.
+func TestQtyProducedWithoutOrderChangeNeedsNoStockMoveWrite(t *testing.T) {
+	e := newEnv(t, 19)
+	uid, key := e.bot()
+	e.s.AddWorkorder(e.mo, e.wc, "Packing", "ready")
+	e.s.GiveOnlyManufacturingUser("bot")
+	e.s.DenyAccess("bot", "stock.move", "write")
+	e.s.DenyAccess("bot", "mrp.production", "write")
+	before := e.s.ProductionQtyProducing(e.mo)
+	e.ok(e.execAs(uid, key, "mrp.workorder", "write", []any{[]any{e.wo}, map[string]any{"qty_produced": 7}}, nil))
+	if q := num(e.readWO("qty_produced")["qty_produced"]); q != 7 {
+		t.Fatalf("qty_produced %v, want 7", q)
+	}
+	if q := e.s.ProductionQtyProducing(e.mo); q != before {
+		t.Fatalf("the order's qty_producing changed from %v to %v", before, q)
 	}
 }
 

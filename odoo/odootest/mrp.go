@@ -410,7 +410,11 @@ func (s *Server) writeHook(m *model, id int64, vals map[string]any) *odooError {
 				r["qty_produced"] = qty
 				// 19.0 mrp_workorder.py write: for a quantity above 0, the
 				// least of the order's work orders (cancelled ones too), when
-				// above 0, is the manufacturing order's producing quantity.
+				// above 0, is written on the order's work orders not done
+				// (qty_producing), whose inverse _set_qty_producing sets the
+				// manufacturing order's producing quantity and then runs
+				// its _set_qty_producing (component moves), with the
+				// caller's rights as on 17/18.
 				if mo != nil && qty > 0 {
 					minQty := -1.0
 					for _, wid := range s.compute(s.models["mrp.production"], mo, "workorder_ids").([]int64) {
@@ -421,6 +425,9 @@ func (s *Server) writeHook(m *model, id int64, vals map[string]any) *odooError {
 					if minQty > 0 {
 						if mo["qty_producing"] != minQty {
 							if err := s.checkProductionWrite(mo); err != nil {
+								return err
+							}
+							if err := s.checkComponentMovesWrite(); err != nil {
 								return err
 							}
 						}
@@ -440,8 +447,9 @@ func (s *Server) writeHook(m *model, id int64, vals map[string]any) *odooError {
 // manufacturing order on the caller's behalf: Odoo writes it with the
 // caller's rights (17.0/18.0 _set_qty_producing:
 // "workorder.production_id.qty_producing = workorder.qty_producing"; 19.0
-// write sets the order's qty_producing), so a user who may write work
-// orders but not manufacturing orders is refused (under mu).
+// write gets to the same _set_qty_producing through the work orders'
+// qty_producing), so a user who may write work orders but not
+// manufacturing orders is refused (under mu).
 func (s *Server) checkProductionWrite(mo rec) *odooError {
 	pm := s.models["mrp.production"]
 	if err := s.checkAccess(pm, "write"); err != nil {
@@ -450,18 +458,20 @@ func (s *Server) checkProductionWrite(mo rec) *odooError {
 	return s.checkRules(pm, "write", []int64{asInt(mo["id"])})
 }
 
-// checkComponentMovesWrite is the access check of what 17.0/18.0 do next
-// on the caller's behalf (mrp_workorder.py _set_qty_producing calls the
-// order's _set_qty_producing): for each component move (and by-product
-// move) of the order, move._set_quantity_done(qty) and move.picked = True
-// (mrp_production.py _set_qty_producing), writes on stock.move with the
-// caller's rights. The emulator's orders stand for orders of a bill of
-// materials with components, which those writes reach. (19.0's path from
-// qty_produced was not read: not checked there.) Under mu.
+// checkComponentMovesWrite is the access check of what Odoo does next on
+// the caller's behalf once the order's producing quantity changes
+// (mrp_workorder.py _set_qty_producing calls the order's
+// _set_qty_producing; on 19.0 the write of qty_produced gets there through
+// the work orders' qty_producing): for each component move (and by-product
+// move; the finished product's only when serial-tracked) of the order,
+// move._set_quantity_done(qty) and move.picked = True (mrp_production.py
+// _set_qty_producing; only _should_bypass_set_qty_producing runs under
+// sudo), writes on stock.move with the caller's rights, 17.0 to 19.0. The
+// emulator's orders stand for orders of a bill of materials with
+// components, which those writes reach. The move lines they create, update
+// and delete are every internal user's (access_stock_move_line_all). Under
+// mu.
 func (s *Server) checkComponentMovesWrite() *odooError {
-	if s.v() >= 19 {
-		return nil
-	}
 	return s.checkAccess(s.models["stock.move"], "write")
 }
 
