@@ -348,8 +348,9 @@ func (c *odooCheck) checkLosses(ctx context.Context, cfg *config.Config, client 
 	return len(uses), true
 }
 
-// neededRights lists the rights the agent uses with cfg on Odoo major.
-func neededRights(cfg *config.Config, major int) []odooRight {
+// neededRights lists the rights the agent uses with cfg: the same on Odoo
+// 17, 18 and 19.
+func neededRights(cfg *config.Config) []odooRight {
 	const (
 		mrpUser = "give the user the group Manufacturing / User"
 		invUser = "give the user the group Inventory / User"
@@ -367,15 +368,17 @@ func neededRights(cfg *config.Config, major int) []odooRight {
 		{"mrp.workcenter.productivity", odoo.OpCreate, "to record downtime", mrpUser},
 		{"mrp.workcenter.productivity", odoo.OpWrite, "to update and close downtime", mrpUser},
 	}
-	// 17/18: the order's new producing quantity sets its component moves'
+	// The order's new producing quantity sets its component moves'
 	// quantities with the caller's rights (mrp_workorder.py
 	// _set_qty_producing, then mrp_production.py _set_qty_producing:
-	// move._set_quantity_done, move.picked = True): every quantity write
-	// on an order with components is refused without it.
-	if major < 19 {
-		rights = append(rights, odooRight{"stock.move", odoo.OpWrite,
-			"to write produced quantities (Odoo 17 and 18 set the manufacturing order's component quantities on its stock moves, with the bot user's rights)", invUser})
-	}
+	// move._set_quantity_done, move.picked = True; 19.0 gets there from
+	// the write of qty_produced through the work orders' qty_producing):
+	// every quantity write that changes the producing quantity of an
+	// order with components is refused without it, 17.0 to 19.0. (The
+	// move lines it creates, updates and deletes are every internal
+	// user's.)
+	rights = append(rights, odooRight{"stock.move", odoo.OpWrite,
+		"to write produced quantities (Odoo sets the manufacturing order's component quantities on its stock moves, with the bot user's rights)", invUser})
 	if slices.ContainsFunc(cfg.Machines, func(m config.Machine) bool { return m.ScrapCount != nil }) {
 		rights = append(rights,
 			odooRight{"stock.scrap", odoo.OpRead, "to find its bookings and watch the drafts Odoo leaves", invUser},
@@ -392,10 +395,9 @@ func neededRights(cfg *config.Config, major int) []odooRight {
 			// rights: a custom group without these leaves every scrap a
 			// draft with Odoo's refusal.
 			odooRight{"stock.move", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", invUser},
+			// (It then marks the move done, writing it: checked above,
+			// for quantities.)
 			odooRight{"stock.move.line", odoo.OpCreate, "to validate scrap (Odoo books it as a stock move, with the bot user's rights)", internalUser})
-		if major >= 19 { // (17/18: checked above, for quantities)
-			rights = append(rights, odooRight{"stock.move", odoo.OpWrite, "to validate scrap (Odoo marks its stock move done, with the bot user's rights)", invUser})
-		}
 	}
 	// No standard group below Access Rights reads external ids (base's
 	// access_ir_model_data_user: nothing, 17.0-19.0).
@@ -440,7 +442,7 @@ func (c *odooCheck) checkNotOverPrivileged(ctx context.Context, client *odoo.Cli
 
 // checkRights asks Odoo whether the bot user holds each needed right.
 func (c *odooCheck) checkRights(ctx context.Context, cfg *config.Config, client *odoo.Client, who string) (int, bool) {
-	rights := neededRights(cfg, client.Major())
+	rights := neededRights(cfg)
 	for _, r := range rights {
 		ok, err := client.CanAccess(ctx, r.model, r.op)
 		switch {
