@@ -239,7 +239,8 @@ func TestExternalIDsRefusedSayWhichRightToGive(t *testing.T) {
 // error the agent shows says there which group gives the bot user the
 // right the agent needs (mrp and stock security/ir.model.access.csv),
 // also when a call on one model is refused a right on another (validating
-// a scrap books a stock move); Odoo's lines stay after it. A refusal of
+// a scrap books a stock move, a produced quantity writes the order's stock
+// moves); Odoo's lines stay after it. A refusal of
 // another shape (a record rule's) is left as Odoo said it.
 func TestAccessRefusalsSayWhichGroupToGive(t *testing.T) {
 	const (
@@ -262,6 +263,10 @@ func TestAccessRefusalsSayWhichGroupToGive(t *testing.T) {
 			}{
 				{"mrp.workorder", odoo.OpWrite, "You are not allowed to modify 'Work Order' (mrp.workorder) records." + mrpUser,
 					func() error { return bot.SetProducedQty(ctx, f.wo, 5) }},
+				// Odoo 17-19 write the order's component moves with the
+				// caller's rights when its producing quantity changes.
+				{"stock.move", odoo.OpWrite, "You are not allowed to modify 'Stock Move' (stock.move) records." + invUser,
+					func() error { return bot.SetProducedQty(ctx, f.wo, 7) }},
 				{"stock.move", odoo.OpCreate, "You are not allowed to create 'Stock Move' (stock.move) records." + invUser,
 					func() error { return book(ctx, bot, f, &n) }},
 				{"stock.quant", odoo.OpRead, "You are not allowed to access 'Quants' (stock.quant) records." + internal,
