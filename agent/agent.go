@@ -524,6 +524,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	ingestDone := make(chan struct{})
 	go func() { defer close(ingestDone); a.ingest(ingestCtx) }()
 
+	a.markRunStart(ctx, cfg, time.Now())
 	a.startSources(ctx, cfg)
 	wdDone := make(chan struct{})
 	wdCtx, wdCancel := context.WithCancel(ctx)
@@ -598,6 +599,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	shCancel()
 	<-httpDone
+	a.clearRunMark()     // the sources are stopped, their sessions closed
 	a.stopPendingScans() // a status scan reads the buffer: before it closes
 	if err := buf.Close(); err != nil {
 		return fmt.Errorf("close buffer: %w", err)

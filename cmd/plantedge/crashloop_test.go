@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
+)
+
+// A crash loop, as systemd's Restart= makes it: `plantedge run` killed
+// (SIGKILL) once its OPC UA source is connected, and started again. A
+// killed agent cannot close its session; the server keeps it for its
+// lifetime (gopcua's never drops it: counted by opcuatest.Sessions), one
+// per start. The agent says so at the next start, and after three unclean
+// ends in a row, each run started within the session lifetime of the
+// next, warns of the crash loop; it starts the source at once all the
+// same (connected again after every kill). A clean stop (SIGTERM) ends
+// the count: its next start says nothing.
+func TestCrashLoopIsSaidWithTheSessionsItLeaves(t *testing.T) {
+	b := newBench(t, 17)
+	plc, err := opcuatest.Start(context.Background(), 0, map[string]any{"press-ua.Good": int64(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(plc.Close)
+	b.odoo.AddWorkcenter("WC-PRESS-UA", "press-ua")
+	raw, err := os.ReadFile(b.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(raw) + fmt.Sprintf("  - id: press-ua\n    workcenter: WC-PRESS-UA\n    good_count: { opcua: { server: plc, node: %q } }\n"+
+		"opcua:\n  - { name: plc, endpoint: %q }\n", plc.NodeID("press-ua.Good"), plc.Endpoint())
+	if err := os.WriteFile(b.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	api := agent.NewAPIClient(b.listen)
+	const unclean, crashLoop = "did not stop cleanly", "crash loop"
+	// run starts the agent and waits for its OPC UA source; its log so far.
+	run := func(i int) (*exec.Cmd, *syncBuffer, chan error) {
+		t.Helper()
+		cmd := mainCmd(os.Args[0], "run", "-c", b.cfgPath)
+		logs, exited := startMain(t, cmd)
+		waitUntil(t, 60*time.Second, fmt.Sprintf("run %d: the OPC UA source connected", i), func() (bool, string) {
+			st, _ := api.Status(context.Background())
+			for _, s := range st.Sources {
+				if s.Name == "plc" && s.State == "connected" {
+					return true, ""
+				}
+			}
+			return false, logs.String()
+		})
+		return cmd, logs, exited
+	}
+	for i := 1; i <= 4; i++ {
+		cmd, logs, exited := run(i)
+		if n := plc.Sessions().Open(); n != i {
+			t.Errorf("run %d: %d sessions open on the server, want %d (one left by each killed run, and this run's)", i, n, i)
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		exited <- <-exited // for the cleanup
+		l := logs.String()
+		switch {
+		case i == 1 && (strings.Contains(l, unclean) || strings.Contains(l, crashLoop)):
+			t.Errorf("run 1 (a new data_dir) says the previous run ended uncleanly:\n%s", l)
+		case (i == 2 || i == 3) && (!strings.Contains(l, unclean) || strings.Contains(l, crashLoop)):
+			t.Errorf("run %d after a kill: want %q and no crash loop:\n%s", i, unclean, l)
+		case i == 4 && (!strings.Contains(l, "level=WARN msg=\"crash loop") || !strings.Contains(l, "unclean_runs=3")):
+			t.Errorf("run 4 after three kills in a row: no crash-loop warning with unclean_runs=3:\n%s", l)
+		}
+	}
+	cmd, _, exited := run(5)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("run 5 exited with %v after SIGTERM", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run 5 did not stop within 30 s of SIGTERM")
+	}
+	if n := plc.Sessions().Open(); n != 4 {
+		t.Errorf("after the clean stop: %d sessions open, want the 4 the killed runs left", n)
+	}
+	_, logs, _ := run(6)
+	if l := logs.String(); strings.Contains(l, unclean) || strings.Contains(l, crashLoop) {
+		t.Errorf("the start after a clean stop says the previous run ended uncleanly:\n%s", l)
+	}
+}
