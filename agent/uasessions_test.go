@@ -29,8 +29,17 @@ func TestReloadAndStopCloseTheirOPCUASessions(t *testing.T) {
 	t.Cleanup(plc2.Close)
 	p.editConfig(p.ua.Endpoint(), plc2.Endpoint())
 	p.reload(ra)
-	waitFor(t, 20*time.Second, "the agent's session on the other server", func() (bool, string) {
-		return plc2.Sessions().Open() == 1, fmt.Sprint(plc2.Sessions().Open())
+	// Connected, not only a session created: a stop while gopcua's Connect
+	// is still under way (activation, the namespace read) is cut with the
+	// connect's own context, which cannot close the session then.
+	waitFor(t, 20*time.Second, "the agent connected to the other server", func() (bool, string) {
+		st := ra.a.Status()
+		for _, src := range st.Sources {
+			if src.Kind == "opcua" && (src.State != "connected" || src.Sessions == 0) {
+				return false, fmt.Sprintf("%+v", src)
+			}
+		}
+		return plc2.Sessions().Open() == 1, fmt.Sprint(plc2.Sessions().Open(), " sessions on the other server")
 	})
 	if n := p.ua.Sessions().Open(); n != 0 {
 		t.Errorf("after the reload: %d sessions left on the old server", n)
