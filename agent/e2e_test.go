@@ -548,7 +548,11 @@ func (p *plant) startAgentWith(baselines bool) *runningAgent {
 	ra := &runningAgent{a: a, cancel: cancel, done: make(chan error, 1)}
 	go func() { ra.done <- a.Run(ctx) }()
 	p.t.Cleanup(ra.stop)
-	waitFor(p.t, 20*time.Second, "sources connected", func() (bool, string) {
+	// A generous deadline: a 20 s one ran out three times in runs with a
+	// CI, a soak and benchmarks fsyncing beside them (one such start took
+	// about 30 s: the buffer's checks at open and its first commits wait
+	// for the disk).
+	waitFor(p.t, 60*time.Second, "sources connected", func() (bool, string) {
 		st := a.Status()
 		for _, s := range st.Sources {
 			if want := map[bool]string{false: "connected", true: "down"}[p.downSources[s.Name]]; s.State != want {
