@@ -2333,6 +2333,11 @@ func TestSourceOfTheOtherKindNamed(t *testing.T) {
 			`t.yaml:10:32: machines[0].running.mqtt.broker: unknown MQTT broker "plc" ("plc" is an OPC UA server: read it with opcua: { server: plc, node: … }; defined: broker)`},
 		{"running: { mqtt: { broker: brokr, topic: m1/run } }",
 			`t.yaml:10:32: machines[0].running.mqtt.broker: unknown MQTT broker "brokr" (defined: broker)`},
+		// Names differing only in case: said, as the names look alike.
+		{"good_count: { opcua: { server: PLC, node: \"ns=2;s=Good\" } }",
+			`t.yaml:10:36: machines[0].good_count.opcua.server: unknown OPC UA server "PLC" (defined: plc; names are case-sensitive: "PLC" is not "plc")`},
+		{"running: { mqtt: { broker: Broker, topic: m1/run } }",
+			`t.yaml:10:32: machines[0].running.mqtt.broker: unknown MQTT broker "Broker" (defined: broker; names are case-sensitive: "Broker" is not "broker")`},
 	} {
 		_, err := Parse("t.yaml", []byte(head+"    "+c.sig+"\n"))
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -1143,7 +1143,7 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 				// The OT probe: told only which servers there are.
 				hint = fmt.Sprintf("%q is an MQTT broker: read it with mqtt: { broker: %s, topic: …, field: … }; %s", o.Server, o.Server, hint)
 			}
-			v.add(p+".opcua.server", fmt.Sprintf("unknown OPC UA server %q", o.Server), hint)
+			v.add(p+".opcua.server", fmt.Sprintf("unknown OPC UA server %q", o.Server), hint+caseOnly(o.Server, servers))
 			ok = false
 		}
 		if v.required(p+".opcua.node", o.Node) && !nodeIDRe.MatchString(o.Node) {
@@ -1182,7 +1182,7 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 			if servers[m.Broker] {
 				hint = fmt.Sprintf("%q is an OPC UA server: read it with opcua: { server: %s, node: … }; %s", m.Broker, m.Broker, hint)
 			}
-			v.add(p+".mqtt.broker", fmt.Sprintf("unknown MQTT broker %q", m.Broker), hint)
+			v.add(p+".mqtt.broker", fmt.Sprintf("unknown MQTT broker %q", m.Broker), hint+caseOnly(m.Broker, brokers))
 			ok = false
 		}
 		if v.required(p+".mqtt.topic", m.Topic) {
@@ -1291,6 +1291,22 @@ func (v *validator) validateSparkplug(p string, m *MQTTRef, ok bool) (refKey, bo
 		ok = false
 	}
 	return refKey{"mqtt", m.Broker, m.Topic, m.Field}, ok && m.Topic != ""
+}
+
+// caseOnly is a hint's ending for a source name that differs from a
+// defined one only in letter case: names are compared as written.
+func caseOnly(name string, names map[string]bool) string {
+	list := make([]string, 0, len(names))
+	for n := range names {
+		list = append(list, n)
+	}
+	sort.Strings(list)
+	for _, n := range list {
+		if strings.EqualFold(n, name) {
+			return fmt.Sprintf("; names are case-sensitive: %q is not %q", name, n)
+		}
+	}
+	return ""
 }
 
 func defined(kind string, names map[string]bool) string {
