@@ -790,8 +790,7 @@ func Endpoints(path string) (*Config, error) {
 	c := defaultConfig()
 	c.Path, c.EndpointsOnly = path, true
 	section := ""
-	for line := range strings.SplitSeq(string(Text(data)), "\n") {
-		line = strings.TrimRight(line, "\r")
+	for line := range strings.SplitSeq(string(Text(data)), "\n") { // Text: no CR left
 		if m := topLevelSection.FindStringSubmatch(line); m != nil {
 			section = m[1]
 			continue

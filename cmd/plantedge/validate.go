@@ -516,7 +516,7 @@ func printSnippet(w io.Writer, lines []string, line, col int, mask []int) {
 	if line < 1 || line > len(lines) || col < 1 {
 		return
 	}
-	text := strings.TrimRight(lines[line-1], "\r")
+	text := lines[line-1] // config.Text's: no CR left
 	// From the right, so that a hidden value does not move the keys
 	// before it.
 	mask = slices.Sorted(slices.Values(mask))
