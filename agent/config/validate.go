@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"math"
 	"math/bits"
 	"net"
@@ -12,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -1296,12 +1296,7 @@ func (v *validator) validateSparkplug(p string, m *MQTTRef, ok bool) (refKey, bo
 // caseOnly is a hint's ending for a source name that differs from a
 // defined one only in letter case: names are compared as written.
 func caseOnly(name string, names map[string]bool) string {
-	list := make([]string, 0, len(names))
-	for n := range names {
-		list = append(list, n)
-	}
-	sort.Strings(list)
-	for _, n := range list {
+	for _, n := range slices.Sorted(maps.Keys(names)) {
 		if strings.EqualFold(n, name) {
 			return fmt.Sprintf("; names are case-sensitive: %q is not %q", name, n)
 		}
@@ -1313,12 +1308,7 @@ func defined(kind string, names map[string]bool) string {
 	if len(names) == 0 {
 		return "no " + kind + " sources are defined; add one under " + kind + ":"
 	}
-	list := make([]string, 0, len(names))
-	for n := range names {
-		list = append(list, n)
-	}
-	sort.Strings(list)
-	return "defined: " + strings.Join(list, ", ")
+	return "defined: " + strings.Join(slices.Sorted(maps.Keys(names)), ", ")
 }
 
 // nodeIDRange checks the numbers of a node id that nodeIDRe accepted: a
