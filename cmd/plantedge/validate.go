@@ -116,18 +116,22 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 				}
 			}
 			signals := []string{"good_count", "scrap_count", "running", "downtime_reason"}
+			lastKey := func(path string) string { return path[strings.LastIndex(path, ".")+1:] }
+			meantAs := func(key string, line int, as string) string {
+				return fmt.Sprintf(" — is %s: at line %d meant as %s:?", key, line, as)
+			}
 			for _, p := range ce.Problems {
 				line := p.String()
 				top, _, _ := strings.Cut(strings.SplitN(p.Path, "[", 2)[0], ".")
 				required := strings.HasPrefix(p.Msg, "required") || strings.Contains(p.Msg, " is required")
 				if u, ok := misspelt[top]; ok && u.Line != p.Line && required {
-					line += fmt.Sprintf(" — is %s: at line %d meant as %s:?", u.Path, u.Line, top)
+					line += meantAs(u.Path, u.Line, top)
 				} else if u, ok := nested[p.Path]; ok && u.Line != p.Line && required {
-					line += fmt.Sprintf(" — is %s: at line %d meant as %s:?", u.Path[strings.LastIndex(u.Path, ".")+1:], u.Line, p.Path[strings.LastIndex(p.Path, ".")+1:])
+					line += meantAs(lastKey(u.Path), u.Line, lastKey(p.Path))
 				} else if p.Msg == "machine has no signal" {
 					for _, sig := range signals {
 						if u, ok := nested[p.Path+"."+sig]; ok {
-							line += fmt.Sprintf(" — is %s: at line %d meant as %s:?", u.Path[strings.LastIndex(u.Path, ".")+1:], u.Line, sig)
+							line += meantAs(lastKey(u.Path), u.Line, sig)
 							break
 						}
 					}
