@@ -815,6 +815,14 @@ func TestSilentSlipsWarned(t *testing.T) {
 		`w.yaml:19:47: machines[0].running.mqtt.topic: topic "/plant/m1" begins or ends with /: an empty topic level, another topic than "plant/m1" (remove the slash, unless the publisher's topic really has it (mosquitto_sub -t '#' -v shows the topics sent))`)
 	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: plant/m1/, field: run } }\n",
 		`w.yaml:19:47: machines[0].running.mqtt.topic: topic "plant/m1/" begins or ends with /: an empty topic level, another topic than "plant/m1" (remove the slash, unless the publisher's topic really has it (mosquitto_sub -t '#' -v shows the topics sent))`)
+	// A non-breaking or zero-width space pasted into a topic or a node
+	// id looks right and never matches (the re-read of the lookalike
+	// warnings: one inside a value had no word).
+	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: \"plant/press\u00a07\", field: run } }\n",
+		`w.yaml:19:47: machines[0].running.mqtt.topic: topic "plant/press\u00a07" holds at character 12 a space that is not the plain one (U+00A0) (retype the topic, unless the publisher's topic really has it (mosquitto_sub -t '#' -v shows the topics sent))`)
+	wantWarnings(t, strings.Replace(base, `node: "ns=2;s=M1.Good" }`, "node: \"ns=2;s=M1.\u200bGood\" }", 1), unused,
+		`w.yaml:18:35: machines[0].good_count.opcua.node: node id "ns=2;s=M1.\u200bGood" holds at character 11 an invisible character (U+200B) (retype the node id, unless the server's identifier really has it (plantedge browse shows them))`)
+	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: plant/press 7, field: run } }\n")
 	wantWarnings(t, base+"    running: { mqtt: { broker: broker, topic: m1, field: run, timestamp_field: run } }\n",
 		`w.yaml:19:80: machines[0].running.mqtt.timestamp_field: is the value's own field "run" (timestamp_field names the field holding the value's time (e.g. ts); remove it if the payload carries none)`)
 	wantWarnings(t, strings.Replace(base, `node: "ns=2;s=M1.Good" }`, `node: "ns=2;s=M1.Good " }`, 1), unused,

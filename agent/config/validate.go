@@ -1160,6 +1160,9 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 			// Legal in a string identifier, but hardly meant: the server
 			// answers BadNodeIdUnknown for a node that looks right.
 			v.warn(p+".opcua.node", fmt.Sprintf("node id %q begins or ends with white space", o.Node), "remove it, unless the server's identifier really has it")
+		} else if pasted(o.Node) != "" {
+			v.warn(p+".opcua.node", fmt.Sprintf("node id %q holds %s", o.Node, pasted(o.Node)),
+				"retype the node id, unless the server's identifier really has it (plantedge browse shows them)")
 		} else if strings.HasPrefix(o.Node, "s=") || strings.HasPrefix(o.Node, "g=") || strings.HasPrefix(o.Node, "b=") {
 			// Namespace 0 is the OPC UA standard's own: no PLC tag is
 			// there, so the server answers BadNodeIdUnknown (the OT
@@ -1197,6 +1200,12 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 				// Legal in MQTT, but a publisher's topic hardly ends in a
 				// space: a quiet topic nobody would see why.
 				v.warn(p+".mqtt.topic", fmt.Sprintf("topic %q begins or ends with white space", m.Topic), "remove it, unless the publisher's topic really has it")
+			case pasted(m.Topic) != "":
+				// A topic pasted from a web page or a spreadsheet: a
+				// non-breaking space for the publisher's plain one stays
+				// quiet, and shows as a space.
+				v.warn(p+".mqtt.topic", fmt.Sprintf("topic %q holds %s", m.Topic, pasted(m.Topic)),
+					"retype the topic, unless the publisher's topic really has it (mosquitto_sub -t '#' -v shows the topics sent)")
 			case len(m.Topic) > 1 && (strings.HasPrefix(m.Topic, "/") || strings.HasSuffix(m.Topic, "/")):
 				// Legal too, and another topic than the one without the
 				// slash ("/plant/m1" has an empty first level): copied
@@ -1374,6 +1383,24 @@ func redactURL(raw string) string {
 // page), control characters. A plain space is visible enough.
 func invisible(r rune) bool {
 	return unicode.Is(unicode.Cf, r) || !unicode.IsPrint(r)
+}
+
+// pasted says where s holds a character a paste from a web page, a
+// spreadsheet or a chat leaves in a name: one that shows as a space and is
+// not the plain one (a non-breaking space), or as nothing (a zero-width
+// space); "" if none. A topic or node id with one looks right and never
+// matches the publisher's or the server's.
+func pasted(s string) string {
+	for i, r := range []rune(s) {
+		switch {
+		case r == ' ' || !invisible(r):
+		case unicode.IsSpace(r):
+			return fmt.Sprintf("at character %d a space that is not the plain one (%U)", i+1, r)
+		default:
+			return fmt.Sprintf("at character %d an invisible character (%U)", i+1, r)
+		}
+	}
+	return ""
 }
 
 // maxFactor bounds a counter's factor: more units per step than any tool
