@@ -29,9 +29,8 @@ func TestReloadAndStopCloseTheirOPCUASessions(t *testing.T) {
 	t.Cleanup(plc2.Close)
 	p.editConfig(p.ua.Endpoint(), plc2.Endpoint())
 	p.reload(ra)
-	// Connected, not only a session created: a stop while gopcua's Connect
-	// is still under way (activation, the namespace read) is cut with the
-	// connect's own context, which cannot close the session then.
+	// Connected, so the stop below is of a running session (a stop during
+	// the connect is connectors/opcua's TestStopDuringConnectLeavesNoSession).
 	waitFor(t, 20*time.Second, "the agent connected to the other server", func() (bool, string) {
 		st := ra.a.Status()
 		for _, src := range st.Sources {

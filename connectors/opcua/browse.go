@@ -117,6 +117,7 @@ func browse(ctx context.Context, endpoint string, opts BrowseOptions, w io.Write
 	c, err := dial(cctx, clientParams{
 		endpoint: endpoint, sec: sec, cert: cert,
 		username: opts.Username, password: opts.Password, requestTimeout: opts.Timeout,
+		checkLogin: true, // a refused login leaves no session (checkLogin)
 	})
 	cancel()
 	if err != nil {

@@ -51,6 +51,7 @@ func Inspect(ctx context.Context, cfg Config) ([]NodeInfo, error) {
 	c, err := dial(cctx, clientParams{
 		endpoint: cfg.Endpoint, sec: sec, cert: cert,
 		username: cfg.Username, password: cfg.Password, requestTimeout: cfg.RequestTimeout,
+		checkLogin: true, // a refused login leaves no session (checkLogin)
 	})
 	cancel()
 	if err != nil {

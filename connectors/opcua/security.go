@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -218,6 +219,15 @@ type clientParams struct {
 	// closeOrphan did.
 	orphan     *opcua.Session
 	orphanGone *atomic.Int32
+	orphanMu   *sync.Mutex // held while orphan is closed
+	// checkLogin: the login is checked first on a session of its own,
+	// closed whatever the answer (see checkLogin); onChecked, if set, is
+	// called when the server took it.
+	checkLogin bool
+	onChecked  func()
+	// onOptions, if set, gets the client options of the attempt (they
+	// close a session a lost connection left, at a stop).
+	onOptions func([]opcua.Option)
 }
 
 // defaultSessionTimeout is how long the server keeps a session the agent

@@ -89,6 +89,10 @@ type Stats struct {
 	// server (their CloseSession could not be sent), closed from the next
 	// connection: activated again on its own channel, then closed.
 	LeftSessionsClosed uint64
+	// LoginChecks counts the sessions made only to check the login (the
+	// first connection's, and those after a refusal), closed at once,
+	// whatever the server's answer.
+	LoginChecks uint64
 	// Overflows counts the data changes the server flagged as following
 	// values it discarded: the monitored item's queue (queue_size) was full.
 	Overflows uint64
@@ -170,6 +174,16 @@ type Source struct {
 	// connection closes it first (see closeSession). Run's goroutine.
 	orphan   *opcua.Session
 	orphanAt time.Time
+	// orphanMu is held while a session a lost connection left is being
+	// closed: by the next connection (dial's goroutine) or at the stop
+	// (closeLeft); one at a time.
+	orphanMu sync.Mutex
+	// opts are the client options of the last connect (closeLeft).
+	opts atomic.Pointer[[]opcua.Option]
+	// loginOK: the server took this source's login (Run's goroutine);
+	// until it has, and after it refused it, the login is checked on a
+	// session of its own first (checkLogin).
+	loginOK bool
 	// revisedSaid is the revised publishing interval last logged (Run's
 	// goroutine): said again only when the server changes it.
 	revisedSaid time.Duration
@@ -236,6 +250,7 @@ func (s *Source) update(f func(*Stats)) {
 // for a problem no retry can fix (an unreadable client certificate).
 func (s *Source) Run(ctx context.Context) error {
 	defer s.state.Store(connectors.StateDown)
+	defer s.closeLeft()
 	var cert *clientCert
 	if !s.sec.none() {
 		cc, generated, err := loadOrCreateCert(s.cfg.CertFile, s.cfg.KeyFile, s.cfg.DataDir, s.cfg.Name)
@@ -473,8 +488,18 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		lifetime:       s.cfg.channelLifetime,
 		sessionTimeout: s.sessionTimeout(),
 		serverCert:     s.noteServerCert,
+		orphanMu:       &s.orphanMu,
+		checkLogin:     !s.loginOK,
+		onChecked:      func() { s.update(func(st *Stats) { st.LoginChecks++ }) },
+		onOptions:      func(o []opcua.Option) { s.opts.Store(&o) },
 	})
 	cancel()
+	switch {
+	case err == nil:
+		s.loginOK = true
+	case authRefused(err):
+		s.loginOK = false
+	}
 	switch orphanGone.Load() {
 	case orphanClosed:
 		s.log.Info("closed the session a lost connection had left on the server", "left", time.Since(s.orphanAt).Round(time.Second))
@@ -592,17 +617,45 @@ func dial(ctx context.Context, p clientParams) (*opcua.Client, error) {
 	// gopcua's handshakes (GetEndpoints, Connect) end at the dial and
 	// request timeouts, not when ctx is cancelled: a server that opens its
 	// port and never answers held a stop up to 10 s (the lifecycle review).
-	// Cancelled, dial returns at once; the attempt ends by itself, and
-	// what it opened is closed.
+	// Cancelled before the attempt asked the server for a session, dial
+	// returns at once. Once it has, ending the attempt with ctx cut the
+	// CreateSession or ActivateSession under way, the session the server
+	// made was never closed (gopcua closes only the channel): those steps
+	// run on with the attempt's own deadline (sctx), and a stop waits up
+	// to stopWait for them, then closes what they made; an answer later
+	// still is closed when it comes.
+	sctx, cancel := context.WithoutCancel(ctx), context.CancelFunc(func() {})
+	if dl, ok := ctx.Deadline(); ok {
+		sctx, cancel = context.WithDeadline(sctx, dl)
+	}
+	var mu sync.Mutex
+	asked := false
+	ask := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if ctx.Err() != nil {
+			return false
+		}
+		asked = true
+		return true
+	}
 	type dialed struct {
 		c   *opcua.Client
 		err error
 	}
 	ch := make(chan dialed, 1)
 	go func() {
-		c, err := dialWait(ctx, p)
+		defer cancel()
+		c, err := dialWait(ctx, sctx, ask, p)
 		ch <- dialed{c, err}
 	}()
+	later := func() {
+		go func() {
+			if d := <-ch; d.c != nil {
+				closeClient(d.c)
+			}
+		}()
+	}
 	select {
 	case d := <-ch:
 		return d.c, d.err
@@ -613,34 +666,79 @@ func dial(ctx context.Context, p clientParams) (*opcua.Client, error) {
 			d := <-ch
 			return d.c, d.err
 		}
-		go func() {
-			if d := <-ch; d.c != nil {
+		mu.Lock()
+		waits := asked
+		mu.Unlock()
+		if !waits {
+			later()
+			return nil, ctx.Err()
+		}
+		t := time.NewTimer(stopWait)
+		defer t.Stop()
+		select {
+		case d := <-ch:
+			if d.c != nil {
 				closeClient(d.c)
 			}
-		}()
+		case <-t.C:
+			later()
+		}
 		return nil, ctx.Err()
 	}
 }
 
-// dialWait is dial, to its end.
-func dialWait(ctx context.Context, p clientParams) (*opcua.Client, error) {
+// stopWait is how long a stop waits for a connect that has asked the
+// server for a session to end (dial), and for a stopped source to close
+// the session a lost connection left (closeLeft).
+const stopWait = 2 * time.Second
+
+// dialWait is dial, to its end: ctx ends the steps that ask the server
+// for nothing it keeps (the limits, the endpoints); ask, called before
+// the session steps, reports false when ctx ended, and those run with
+// sctx.
+func dialWait(ctx, sctx context.Context, ask func() bool, p clientParams) (*opcua.Client, error) {
 	opts, err := clientOptions(ctx, p)
 	if err != nil {
 		return nil, err
 	}
+	if p.onOptions != nil {
+		p.onOptions(opts)
+	}
+	if !ask() {
+		return nil, ctx.Err()
+	}
 	if p.orphan != nil {
-		p.orphanGone.Store(closeOrphan(ctx, p, opts))
+		p.orphanMu.Lock()
+		p.orphanGone.Store(closeOrphan(sctx, p, opts))
+		p.orphanMu.Unlock()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	wrap := func(err error) error {
+		if NoSessionSlot(err) {
+			err = slotHint(err, cmp.Or(p.sessionTimeout, defaultSessionTimeout))
+		}
+		return fmt.Errorf("connect: %w", err)
+	}
+	if p.checkLogin {
+		if err := checkLogin(sctx, p.endpoint, opts); err != nil {
+			return nil, wrap(err)
+		}
+		if p.onChecked != nil {
+			p.onChecked()
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 	}
 	c, err := opcua.NewClient(p.endpoint, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("new client: %w", err)
 	}
-	if err := c.Connect(ctx); err != nil {
+	if err := c.Connect(sctx); err != nil {
 		closeClient(c)
-		if NoSessionSlot(err) {
-			err = slotHint(err, cmp.Or(p.sessionTimeout, defaultSessionTimeout))
-		}
-		return nil, fmt.Errorf("connect: %w", err)
+		return nil, wrap(err)
 	}
 	return c, nil
 }
@@ -673,6 +771,39 @@ func closeOrphan(ctx context.Context, p clientParams, opts []opcua.Option) int32
 		return 0
 	}
 	return orphanClosed
+}
+
+// closeLeft closes, as the source stops, the session a lost connection
+// left on the server (s.orphan), which the next connection would have
+// closed: with the options of the last connect, on a secure channel of
+// its own, as closeOrphan does, for stopWait at most — a link still cut
+// costs the stop that much (its connect fails at once when refused).
+// Not when the next connection is closing it (orphanMu).
+func (s *Source) closeLeft() {
+	opts := s.opts.Load()
+	if s.orphan == nil || time.Since(s.orphanAt) >= s.sessionTimeout() || opts == nil || !s.orphanMu.TryLock() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopWait)
+	defer cancel()
+	p := clientParams{endpoint: s.cfg.Endpoint, requestTimeout: s.cfg.RequestTimeout, orphan: s.orphan}
+	done := make(chan int32, 1)
+	go func() {
+		defer s.orphanMu.Unlock()
+		done <- closeOrphan(ctx, p, *opts)
+	}()
+	select {
+	case r := <-done:
+		if r == orphanClosed {
+			s.log.Info("closed the session a lost connection had left on the server", "left", time.Since(s.orphanAt).Round(time.Second))
+			s.update(func(st *Stats) { st.LeftSessionsClosed++ })
+		} else if r == 0 {
+			s.log.Info("the session a lost connection left stays on the server until its lifetime ends: not closed at the stop", "left", time.Since(s.orphanAt).Round(time.Second))
+		}
+	case <-ctx.Done():
+		s.log.Info("the session a lost connection left stays on the server until its lifetime ends: the server did not answer the stop's close", "waited", stopWait)
+	}
+	s.orphan = nil
 }
 
 // What closeOrphan did with the session a lost connection left.
