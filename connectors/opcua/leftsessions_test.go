@@ -279,3 +279,37 @@ func TestRefusedLoginLeavesNoSessionSecure(t *testing.T) {
 	}
 	waitUntil(t, 20*time.Second, func() bool { return srv.sessions.Load() == 0 })
 }
+
+// The stop's close of a session a cut left is bounded: the link silent
+// (no FIN, no RST, no answer), the stop's attempt gets no answer, Run
+// returns all the same (after stopWait), and the server keeps the session.
+func TestStopWithTheLinkSilentDoesNotWaitForTheLeftSession(t *testing.T) {
+	srv := startSlots(t, 0)
+	var hole nettest.BlackHole
+	px := nettest.PipeProxy(t, strings.TrimPrefix(srv.Endpoint(), "opc.tcp://"), hole.Pipe, hole.Pipe)
+	col := newCollector()
+	src, err := New(Config{Name: "line1", Endpoint: "opc.tcp://" + px, Nodes: []string{srv.NodeID("Count")},
+		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: time.Second, RequestTimeout: time.Second,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, Logger: testLogger(t)}, col)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	col.waitFor(t, 0, 30*time.Second, "a first sample", func(s connectors.Sample) bool { return s.Initial })
+	hole.Swallow()
+	// The heartbeat ended the session, its close went unanswered (the
+	// session is left), and a reconnect failed.
+	waitUntil(t, 60*time.Second, func() bool { return src.Stats().ConnectAttempts >= 2 && src.Stats().LastError != "" })
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Run did not return after the stop, the link silent")
+	}
+	if n := srv.Sessions().Open(); n != 1 {
+		t.Errorf("%d sessions on the server, want the one the cut left (the stop could not reach it)", n)
+	}
+}
