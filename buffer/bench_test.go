@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"slices"
 	"strconv"
@@ -370,4 +371,81 @@ func heapObjects() uint64 {
 	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
+}
+
+// BenchmarkOpenLarge opens a file of 1,000,000 count records (the agent
+// drain benchmark's backlog: 100 keys, a small JSON value each, appended
+// 10,000 at a time) b.N times and reports the peak resident memory each
+// open added (VmHWM, reset before it, minus VmRSS before it: the file's
+// pages the checks at open map count in it) and how long an open took.
+// records=segments stores each commit's records as one segment, as such
+// appends are; records=plain stores one bbolt key per record, as a backlog
+// of small live commits is, which the checks read page by page. Run it
+// with other processes holding both cores as well: a busy machine must
+// not let the pages the checks read pile up.
+func BenchmarkOpenLarge(b *testing.B) {
+	if _, err := os.Stat("/proc/self/clear_refs"); err != nil {
+		b.Skip("needs /proc/self/clear_refs (Linux) to reset the peak")
+	}
+	b.Run("records=plain", func(b *testing.B) { openLarge(b, -1) })
+	b.Run("records=segments", func(b *testing.B) { openLarge(b, 0) })
+}
+
+func openLarge(b *testing.B, segMin int) {
+	path := filepath.Join(b.TempDir(), "large.db")
+	q, err := Open(path, Options{segmentMinBytes: segMin})
+	if err != nil {
+		b.Fatal(err)
+	}
+	at := time.Now().Add(-time.Hour)
+	for r := 0; r < 1_000_000; r += 10_000 {
+		recs := make([]Record, 10_000)
+		for j := range recs {
+			t := at.Add(time.Duration(r+j) * time.Millisecond).UnixMilli()
+			recs[j] = Record{Lane: LaneCounts, Key: "m-" + strconv.Itoa(j%100) + "/good", Time: time.UnixMilli(t),
+				Data: []byte(`{"d":1,"f":` + strconv.FormatInt(t, 10) + `,"l":` + strconv.FormatInt(t, 10) + `}`)}
+		}
+		if _, err := q.Append(context.Background(), recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := q.Close(); err != nil {
+		b.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rises []float64
+	var took time.Duration
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		runtime.GC()
+		debug.FreeOSMemory()
+		if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+			b.Skipf("reset the peak: %v", err)
+		}
+		before := procStatusKB("VmRSS")
+		b.StartTimer()
+		t0 := time.Now()
+		q, err := Open(path, Options{segmentMinBytes: segMin})
+		took += time.Since(t0)
+		b.StopTimer()
+		rises = append(rises, float64(procStatusKB("VmHWM")-before)/1024)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := q.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	slices.Sort(rises)
+	b.Logf("file %.1f MB; peak RSS rise per open (MB, sorted): %.1f", float64(fi.Size())/1e6, rises)
+	b.ReportMetric(rises[len(rises)-1], "MB_peak_rise_max")
+	b.ReportMetric(rises[len(rises)/2], "MB_peak_rise_median")
+	b.ReportMetric(float64(took.Milliseconds())/float64(b.N), "open_ms")
+	b.ReportMetric(0, "ns/op")
 }
