@@ -87,7 +87,7 @@ func CompactFile(path string) (before, after int64, err error) {
 // would follow the cycle until memory ran out. The agent's start moves
 // such a file aside; compact says so instead of copying it.
 func checkTree(db *bolt.DB, path string) error {
-	err := checkTreeOf(db, path)
+	err := checkTreeOf(db, path, false)
 	if ce := (*corruptError)(nil); errors.As(err, &ce) {
 		return fmt.Errorf("%w: the file is damaged and cannot be copied; start the agent, which moves it aside and starts a fresh one", err)
 	}

@@ -65,12 +65,14 @@
 //
 // # Corruption
 //
-// Open walks every page, runs bbolt's consistency check and decodes every
-// record (CRC-32C). A damaged file (bad meta pages, truncated, broken tree)
-// is renamed to <name>.corrupt-<UTC time> and a fresh buffer is started;
-// Recovered reports it. bbolt panics and memory faults during that check are
-// recovered. A single record whose checksum fails in an otherwise sound file
-// is moved to the dead letters with its raw bytes instead. A locked or
-// unreadable file is an error, not corruption. Open's cost grows with the
-// backlog (about 0.3 s for 1,000,000 records, see BenchmarkDrain open_ms).
+// Open walks every page, checks what bbolt's consistency check does
+// (reading the file, not bbolt's mapping: see checkPageGraph) and decodes
+// every record (CRC-32C). A damaged file (bad meta pages, truncated, broken
+// tree) is renamed to <name>.corrupt-<UTC time> and a fresh buffer is
+// started; Recovered reports it. bbolt panics and memory faults during the
+// scan of the records are recovered. A single record whose checksum fails
+// in an otherwise sound file is moved to the dead letters with its raw
+// bytes instead. A locked or unreadable file is an error, not corruption.
+// Open's cost grows with the backlog (about 0.3 s for 1,000,000 records,
+// see BenchmarkDrain open_ms and BenchmarkOpenLarge).
 package buffer

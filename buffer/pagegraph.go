@@ -1,6 +1,7 @@
 package buffer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,11 +28,14 @@ const (
 	freelistOverMax = 0xFFFF
 )
 
-// checkTreeOf runs checkPageGraph on db's current snapshot (at Open, and
-// before compact copies a file): a damaged tree is a corruptError; a file
-// that could not be read (permissions, an I/O error) is that error.
-func checkTreeOf(db *bolt.DB, path string) error {
-	err := db.View(func(tx *bolt.Tx) error { return checkPageGraph(tx, path) })
+// checkTreeOf runs checkPageGraph on db's current snapshot (at Open,
+// thorough, and before compact copies a file): a damaged tree is a
+// corruptError; a file that could not be read (permissions, an I/O error)
+// is that error. Compact's is not thorough: it copies a file whose keys
+// are out of order or whose pages leaked as it did before, the copy
+// leaving the leaked pages behind.
+func checkTreeOf(db *bolt.DB, path string, thorough bool) error {
+	err := db.View(func(tx *bolt.Tx) error { return checkPageGraph(tx, path, thorough) })
 	if err == nil || errors.Is(err, fs.ErrPermission) || systemError(err) {
 		return err
 	}
@@ -52,7 +56,18 @@ func checkTreeOf(db *bolt.DB, path string) error {
 // pages, which makes such a cycle. So this runs before anything else reads
 // the tree or writes to the file, and turns both into a corrupt file that
 // is moved aside.
-func checkPageGraph(tx *bolt.Tx, path string) error {
+//
+// thorough adds the rest of bbolt's Check, the same rules in the same
+// words: the keys of every page in order, within the bounds its parent
+// branch pages set (per bucket), and every page below the high-water mark
+// in the tree, the freelist or a meta page. The open runs it instead of
+// tx.Check, whose goroutine reads every page through bbolt's mapping,
+// where the pages count in the process's RSS and nothing hands them back
+// between pages: on a machine whose cores were busy, a check of a large
+// file peaked the agent above its memory limit (README, notes of the
+// benchmarks). These reads go through the page cache into one reused
+// buffer.
+func checkPageGraph(tx *bolt.Tx, path string, thorough bool) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -65,21 +80,38 @@ func checkPageGraph(tx *bolt.Tx, path string) error {
 	}
 	ps := int64(tx.DB().Info().PageSize)
 	hw := uint64(tx.Size() / ps)
-	var buf []byte
-	// read reads n bytes at off within the span of the page at id (its
-	// overflow pages included: span bytes), into buf. Only the headers,
-	// elements and bucket values are read, never the records: the walk
-	// costs a few small reads a page, not a second read of the file.
-	read := func(id uint64, span, off, n int64) ([]byte, error) {
+	var buf, kbuf []byte
+	// The first page of page pageID, read whole: most pages' header,
+	// elements and keys in one read.
+	var page []byte
+	pageID := ^uint64(0)
+	// readInto reads n bytes at off within the span of the page at id (its
+	// overflow pages included: span bytes): from its first page, read
+	// whole, or else into *b. Only the headers, elements, keys and bucket
+	// values are read, never the records' values (but those on a first
+	// page).
+	readInto := func(b *[]byte, id uint64, span, off, n int64) ([]byte, error) {
 		if off < 0 || n < 0 || off+n > span {
 			return nil, fmt.Errorf("page %d: %d bytes at %d do not fit in its %d", id, n, off, span)
 		}
-		buf = slices.Grow(buf[:0], int(n))[:n]
-		if _, err := f.ReadAt(buf, int64(id)*ps+off); err != nil {
+		if off+n <= ps {
+			if id != pageID {
+				page = slices.Grow(page[:0], int(ps))[:ps]
+				if _, err := f.ReadAt(page, int64(id)*ps); err != nil {
+					pageID = ^uint64(0)
+					return nil, fmt.Errorf("page %d: %w", id, err)
+				}
+				pageID = id
+			}
+			return page[off : off+n], nil
+		}
+		*b = slices.Grow((*b)[:0], int(n))[:n]
+		if _, err := f.ReadAt(*b, int64(id)*ps+off); err != nil {
 			return nil, fmt.Errorf("page %d: %w", id, err)
 		}
-		return buf, nil
+		return *b, nil
 	}
+	read := func(id uint64, span, off, n int64) ([]byte, error) { return readInto(&buf, id, span, off, n) }
 	// header reads the page's header and checks its id and its extent.
 	header := func(id uint64) (flags uint16, count int, span int64, err error) {
 		if id >= hw {
@@ -97,6 +129,82 @@ func checkPageGraph(tx *bolt.Tx, path string) error {
 			return 0, 0, 0, fmt.Errorf("page %d: its %d overflow pages reach beyond the file's %d pages", id, over, hw)
 		}
 		return binary.NativeEndian.Uint16(h[8:]), int(binary.NativeEndian.Uint16(h[10:])), int64(over+1) * ps, nil
+	}
+	// keysOf reads the keys of a page's n elements, whose headers are
+	// elems (a branch element starts with the key's position, relative to
+	// the element, and size; a leaf element has its flags before them).
+	// It returns them as slices of one buffer, valid until the next read.
+	type keyAt struct{ at, n int64 }
+	var spans []keyAt
+	var keys [][]byte
+	keysOf := func(id uint64, pageSpan int64, elems []byte, n int, leaf bool) ([][]byte, error) {
+		spans, keys = spans[:0], keys[:0]
+		lo, hi := pageSpan, int64(0)
+		elemSize, pos := int64(branchElemSize), 0
+		if leaf {
+			elemSize, pos = leafElemSize, 4
+		}
+		for i := range n {
+			e := elems[int64(i)*elemSize+int64(pos):]
+			at := pageHeaderSize + int64(i)*elemSize + int64(binary.NativeEndian.Uint32(e))
+			k := int64(binary.NativeEndian.Uint32(e[4:]))
+			if at+k > pageSpan {
+				return nil, fmt.Errorf("page %d: element %d: its key is out of the page", id, i)
+			}
+			spans = append(spans, keyAt{at, k})
+			lo, hi = min(lo, at), max(hi, at+k)
+		}
+		if n == 0 {
+			return keys, nil
+		}
+		var sum int64
+		for _, s := range spans {
+			sum += s.n
+		}
+		if hi-lo <= max(ps, 4*sum) {
+			// Keys side by side with small values: one read.
+			b, err := readInto(&kbuf, id, pageSpan, lo, hi-lo)
+			if err != nil {
+				return nil, err
+			}
+			for _, s := range spans {
+				keys = append(keys, b[s.at-lo:s.at-lo+s.n])
+			}
+			return keys, nil
+		}
+		// Keys far apart (between large values): a read each.
+		kbuf = slices.Grow(kbuf[:0], int(sum))[:sum]
+		var off int64
+		for _, s := range spans {
+			k := kbuf[off : off+s.n]
+			if _, err := f.ReadAt(k, int64(id)*ps+s.at); err != nil {
+				return nil, fmt.Errorf("page %d: %w", id, err)
+			}
+			keys = append(keys, k)
+			off += s.n
+		}
+		return keys, nil
+	}
+	// keyOrder is bbolt's verifyKeyOrder: the key at index i of a page
+	// against the one before it (the greatest key under the previous
+	// child, for a branch page; for the first, the parent's bound) and the
+	// parent's next key.
+	keyOrder := func(id uint64, kind string, i int, key, prev, next []byte) error {
+		if i == 0 && prev != nil && bytes.Compare(prev, key) > 0 {
+			return fmt.Errorf("the first key[%d]=(hex)%x on %s page(%d) needs to be >= the key in the ancestor (%x)", i, key, kind, id, prev)
+		}
+		if i > 0 {
+			switch bytes.Compare(prev, key) {
+			case 1:
+				return fmt.Errorf("key[%d]=(hex)%x on %s page(%d) needs to be > (found <) than previous element (hex)%x", i, key, kind, id, prev)
+			case 0:
+				return fmt.Errorf("key[%d]=(hex)%x on %s page(%d) needs to be > (found =) than previous element (hex)%x", i, key, kind, id, prev)
+			}
+		}
+		if next != nil && bytes.Compare(key, next) >= 0 {
+			return fmt.Errorf("key[%d]=(hex)%x on %s page(%d) needs to be < than key of the next element in ancestor (hex)%x", i, key, kind, id, next)
+		}
+		return nil
 	}
 	// The meta page of this snapshot: the one with its transaction id
 	// (read as they are: bbolt checks them, and uses the other when one is
@@ -126,44 +234,71 @@ func checkPageGraph(tx *bolt.Tx, path string) error {
 		}
 		return nil
 	}
-	var walk func(id uint64) error
-	walk = func(id uint64) error {
+	// walk checks the page at id and the pages under it; its keys must be
+	// at least lo and below hi (nil: no bound), as bbolt's Check has it. It
+	// returns the greatest key under it (a copy; nil without thorough).
+	var walk func(id uint64, lo, hi []byte) ([]byte, error)
+	walk = func(id uint64, lo, hi []byte) ([]byte, error) {
 		if id < 2 {
-			return fmt.Errorf("page %d: a meta page in the tree", id)
+			return nil, fmt.Errorf("page %d: a meta page in the tree", id)
 		}
 		flags, n, span, err := header(id)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := mark(id, span); err != nil {
-			return err
+			return nil, err
 		}
 		switch flags {
 		case pageBranch:
 			if n == 0 {
-				return fmt.Errorf("page %d: a branch page with no elements", id)
+				return nil, fmt.Errorf("page %d: a branch page with no elements", id)
 			}
 			elems, err := read(id, span, pageHeaderSize, int64(n)*branchElemSize)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			children := make([]uint64, n)
 			for i := range n {
 				children[i] = binary.NativeEndian.Uint64(elems[i*branchElemSize+8:])
 			}
-			for _, c := range children {
-				if err := walk(c); err != nil {
-					return err
+			var bounds [][]byte // the keys, kept across the walks below
+			if thorough {
+				ks, err := keysOf(id, span, elems, n, false)
+				if err != nil {
+					return nil, err
+				}
+				for _, k := range ks {
+					bounds = append(bounds, bytes.Clone(k))
 				}
 			}
-			return nil
+			var maxKey []byte
+			prev := lo
+			for i, c := range children {
+				var key, next []byte
+				if thorough {
+					key, next = bounds[i], hi
+					if err := keyOrder(id, "branch", i, key, prev, next); err != nil {
+						return nil, err
+					}
+					if i < n-1 {
+						next = bounds[i+1]
+					}
+				}
+				if maxKey, err = walk(c, key, next); err != nil {
+					return nil, err
+				}
+				prev = maxKey
+			}
+			return maxKey, nil
 		case pageLeaf:
 			// Its sub-buckets: a bucket element's value starts with the
 			// bucket's root page (0: an inline bucket, whose page is in
-			// the value, and which has no sub-buckets).
+			// the value, and which has no sub-buckets). Each is a tree of
+			// its own, its keys unbounded.
 			elems, err := read(id, span, pageHeaderSize, int64(n)*leafElemSize)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			var roots []uint64
 			type bucketElem struct{ at, size int64 }
@@ -175,37 +310,53 @@ func checkPageGraph(tx *bolt.Tx, path string) error {
 				}
 				pos, ks, vs := binary.NativeEndian.Uint32(e[4:]), binary.NativeEndian.Uint32(e[8:]), binary.NativeEndian.Uint32(e[12:])
 				if vs < bucketHdrSize {
-					return fmt.Errorf("page %d: element %d: a bucket value of %d bytes", id, i, vs)
+					return nil, fmt.Errorf("page %d: element %d: a bucket value of %d bytes", id, i, vs)
 				}
 				buckets = append(buckets, bucketElem{pageHeaderSize + int64(i)*leafElemSize + int64(pos) + int64(ks), int64(vs)})
 			}
+			var maxKey []byte
+			if thorough && n > 0 {
+				ks, err := keysOf(id, span, elems, n, true)
+				if err != nil {
+					return nil, err
+				}
+				prev := lo
+				for i, k := range ks {
+					if err := keyOrder(id, "leaf", i, k, prev, hi); err != nil {
+						return nil, err
+					}
+					prev = k
+				}
+				maxKey = bytes.Clone(ks[n-1])
+			}
 			for _, b := range buckets {
 				if b.at+b.size > span {
-					return fmt.Errorf("page %d: a bucket value out of the page", id)
+					return nil, fmt.Errorf("page %d: a bucket value out of the page", id)
 				}
 				v, err := read(id, span, b.at, 8)
 				if err != nil {
-					return err
+					return nil, err
 				}
 				if r := binary.NativeEndian.Uint64(v); r != 0 {
 					roots = append(roots, r)
 				}
 			}
 			for _, r := range roots {
-				if err := walk(r); err != nil {
-					return err
+				if _, err := walk(r, nil, nil); err != nil {
+					return nil, err
 				}
 			}
-			return nil
+			return maxKey, nil
 		default:
-			return fmt.Errorf("page %d: flags %#x where the tree needs a branch or leaf page", id, flags)
+			return nil, fmt.Errorf("page %d: flags %#x where the tree needs a branch or leaf page", id, flags)
 		}
 	}
-	if err := walk(root); err != nil {
+	if _, err := walk(root, nil, nil); err != nil {
 		return err
 	}
 	// The freelist: its own pages are in use; the pages it lists must not be.
 	if fl == noFreelist {
+		// bbolt makes it of the pages the tree does not use.
 		return nil
 	}
 	if fl < 2 {
@@ -236,6 +387,22 @@ func checkPageGraph(tx *bolt.Tx, path string) error {
 	for i := range n {
 		if id := binary.NativeEndian.Uint64(ids[i*8:]); id < hw && seen[id] {
 			return fmt.Errorf("freelist page %d lists page %d, which is in use (page already freed)", fl, id)
+		}
+	}
+	if !thorough {
+		return nil
+	}
+	// A page listed twice is no error: bbolt's freelist (the map kind,
+	// which the buffer uses) keeps one of them, and its Check never sees it.
+	freed := make([]bool, hw)
+	for i := range n {
+		if id := binary.NativeEndian.Uint64(ids[i*8:]); id < hw {
+			freed[id] = true
+		}
+	}
+	for id := range hw {
+		if !seen[id] && !freed[id] {
+			return fmt.Errorf("page %d: unreachable unfreed", id)
 		}
 	}
 	return nil

@@ -3,22 +3,28 @@ package buffer
 import (
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// checkGraph runs checkPageGraph on a fresh snapshot of db, and bbolt's own
-// check with it: a sound file must pass both.
+// checkGraph runs checkPageGraph on a fresh snapshot of db, plain and
+// thorough, and bbolt's own check with it: a sound file must pass all.
 func checkGraph(t *testing.T, db *bolt.DB, path, when string) {
 	t.Helper()
 	if err := db.View(func(tx *bolt.Tx) error {
 		for err := range tx.Check() {
 			return fmt.Errorf("bbolt's check fails (the layout is not sound): %w", err)
 		}
-		return checkPageGraph(tx, path)
+		if err := checkPageGraph(tx, path, false); err != nil {
+			return err
+		}
+		return checkPageGraph(tx, path, true)
 	}); err != nil {
 		t.Fatalf("%s: a sound file called damaged: %v", when, err)
 	}
@@ -188,4 +194,127 @@ func TestPageGraphLongFreelist(t *testing.T) {
 		t.Fatalf("only %d free pages: the freelist has no overflow count", n)
 	}
 	checkGraph(t, db, path, "long freelist")
+}
+
+// TestThoroughCheckAsBboltsCheck: what bbolt's own Check finds beyond the
+// page tree's shape — keys out of order, in a page or against the bounds
+// of its parent, a page neither in use nor free —
+// the thorough walk finds too (bbolt's check of the same file says so
+// first), and the open moves such a file aside as it did when it ran
+// bbolt's check.
+func TestThoroughCheckAsBboltsCheck(t *testing.T) {
+	cases := []struct {
+		name  string
+		spoil func(t *testing.T, b []byte, root int) // root: the counts lane's root page
+	}{
+		{"keys out of order", func(t *testing.T, b []byte, _ int) {
+			// Swap the first two record keys of a lane's leaf page.
+			for off := 2 * 4096; off+4096 <= len(b); off += 4096 {
+				p := b[off:]
+				if binary.LittleEndian.Uint16(p[8:]) != 0x02 || binary.LittleEndian.Uint64(p) != uint64(off/4096) ||
+					binary.LittleEndian.Uint16(p[10:]) < 2 {
+					continue
+				}
+				e0, e1 := p[16:], p[32:]
+				if binary.LittleEndian.Uint32(e0) != 0 || binary.LittleEndian.Uint32(e0[8:]) != 8 || binary.LittleEndian.Uint32(e1[8:]) != 8 {
+					continue // a bucket's element, or not a record's key
+				}
+				k0 := p[16+binary.LittleEndian.Uint32(e0[4:]):][:8]
+				k1 := p[32+binary.LittleEndian.Uint32(e1[4:]):][:8]
+				var tmp [8]byte
+				copy(tmp[:], k0)
+				copy(k0, k1)
+				copy(k1, tmp[:])
+				return
+			}
+			t.Fatal("no leaf page of records found")
+		}},
+		{"keys below the parent's", func(t *testing.T, b []byte, root int) {
+			// The lane's root branch page's second key one above the
+			// first key of the child it leads to: every key in order, but
+			// that child's first one below the bound its parent sets.
+			p := b[root*4096:]
+			if binary.LittleEndian.Uint16(p[8:]) != 0x01 || binary.LittleEndian.Uint16(p[10:]) < 3 {
+				t.Fatalf("the lane's root page %d is no branch page of 3 keys or more", root)
+			}
+			e1 := p[32:]
+			k := p[32+binary.LittleEndian.Uint32(e1):][:binary.LittleEndian.Uint32(e1[4:])]
+			binary.BigEndian.PutUint64(k, binary.BigEndian.Uint64(k)+1)
+		}},
+		{"page leaked", func(t *testing.T, b []byte, _ int) {
+			// The freelist forgets its last page: neither in use nor free.
+			meta := 0 // the newer meta page, by its transaction id
+			if binary.LittleEndian.Uint64(b[4096+64:]) > binary.LittleEndian.Uint64(b[64:]) {
+				meta = 4096
+			}
+			fp := int(binary.LittleEndian.Uint64(b[meta+48:])) * 4096
+			n := binary.LittleEndian.Uint16(b[fp+10:])
+			if n == 0 || n == 0xFFFF {
+				t.Fatalf("the fixture's freelist lists %d pages", n)
+			}
+			binary.LittleEndian.PutUint16(b[fp+10:], n-1)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "buffer.db")
+			// One key per record, in several commits: branch pages, and
+			// pages freed by the later commits.
+			q := openTest(t, path, Options{segmentMinBytes: -1})
+			for i := range 5 {
+				recs := make([]Record, 400)
+				for j := range recs {
+					recs[j] = Record{Lane: LaneCounts, Key: "m", Data: []byte(fmt.Sprintf("record %d/%d", i, j))}
+				}
+				mustAppend(t, q, recs...)
+			}
+			if err := q.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var root int
+			_ = db.View(func(tx *bolt.Tx) error {
+				root = int(tx.Bucket(bucketLanes[LaneCounts]).Root())
+				return nil
+			})
+			_ = db.Close()
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.spoil(t, b, root)
+			writeFile(t, path, b)
+
+			db, err = bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, FreelistType: bolt.FreelistMapType})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var bbolts, ours, plain error
+			_ = db.View(func(tx *bolt.Tx) error {
+				for err := range tx.Check() {
+					if bbolts == nil {
+						bbolts = err
+					}
+				}
+				ours, plain = checkPageGraph(tx, path, true), checkPageGraph(tx, path, false)
+				return nil
+			})
+			_ = db.Close()
+			t.Logf("bbolt's check: %v\nthe thorough walk: %v\nthe plain walk (compact's): %v", bbolts, ours, plain)
+			if bbolts == nil {
+				t.Fatal("bbolt's own check finds nothing: the fixture is not what it means to be")
+			}
+			if ours == nil {
+				t.Fatal("the thorough walk finds nothing wrong where bbolt's check does")
+			}
+			var logs syncBuffer
+			q = openTest(t, path, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if moved := q.Recovered(); moved == "" || !strings.Contains(logs.String(), "moved_to=") {
+				t.Fatalf("the open kept the file (logs: %s)", logs.String())
+			}
+		})
+	}
 }

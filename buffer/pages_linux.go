@@ -36,8 +36,10 @@ func adviseDontNeed(data uintptr, size int64) error {
 }
 
 // dropPagesDuring keeps giving the file's pages back to the page cache while
-// a whole-file pass (the consistency checks at open) runs inside tx, so the
-// pass does not leave the whole file resident. The returned func stops it.
+// a whole-file pass (the self-shrink's copy) runs inside tx, so the pass
+// does not leave the whole file resident. The returned func stops it. It
+// lags when other processes hold both cores: a pass that can hand pages
+// back itself, between its own steps, should (loadState does).
 func dropPagesDuring(tx *bolt.Tx) (stop func()) {
 	data, size := tx.DB().Info().Data, tx.Size()
 	done := make(chan struct{})

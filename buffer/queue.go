@@ -667,8 +667,9 @@ func (q *Queue) openBolt() (*bolt.DB, error) {
 	return db, nil
 }
 
-// openChecked opens the file, runs bbolt's consistency check and loads the
-// in-memory state, turning bbolt panics and memory faults into corruptError.
+// openChecked opens the file, checks it as bbolt's consistency check does
+// (checkPageGraph, thorough) and loads the in-memory state, turning bbolt
+// panics and memory faults into corruptError.
 func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 	var bad []badRecord
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
@@ -700,8 +701,9 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 		_ = db.Close()
 		return nil, state{}, e
 	}
-	// First the tree's shape, before anything follows it or writes.
-	if err := checkTreeOf(db, q.path); err != nil {
+	// First the tree's shape and bbolt's consistency rules, before
+	// anything follows the tree or writes.
+	if err := checkTreeOf(db, q.path, true); err != nil {
 		return fail(err)
 	}
 	if err := db.View(checkFormat); err != nil {
@@ -743,25 +745,14 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 		if fi.Size() < tx.Size() {
 			return &corruptError{fmt.Errorf("file is %d bytes but its pages reach %d: truncated", fi.Size(), tx.Size())}
 		}
-		defer dropPagesDuring(tx)()
-		// Walk every page in this goroutine first, where a wild page id
-		// faults into a recoverable panic; bbolt's checker runs in a
-		// goroutine of its own where such a fault would kill the process.
+		// loadState hands the pages it read back as it goes; the last ones
+		// here.
+		defer dropTxPages(tx)
+		// Read every record in this goroutine, where a wild page id faults
+		// into a recoverable panic.
 		st, bad, err = loadState(tx)
 		if err != nil {
 			return &corruptError{err}
-		}
-		if err := walkOtherBuckets(tx); err != nil {
-			return &corruptError{err}
-		}
-		var checkErr error
-		for cerr := range tx.Check() { // drain it all: the checker goroutine blocks on every send
-			if checkErr == nil {
-				checkErr = cerr
-			}
-		}
-		if checkErr != nil {
-			return &corruptError{fmt.Errorf("consistency check: %w", checkErr)}
 		}
 		return nil
 	})
@@ -919,20 +910,22 @@ const dropEveryBytes = 2 << 20
 func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 	var st state
 	var bad []badRecord
+	// A whole-file pass: keep it out of RSS, handing the pages read back
+	// every dropEveryBytes (a ticker in another goroutine lagged when both
+	// cores were busy).
+	var walked int
+	read := func(n int) {
+		if walked += n; walked >= dropEveryBytes {
+			dropTxPages(tx)
+			walked = 0
+		}
+	}
 	for l := range Lane(NumLanes) {
 		b := tx.Bucket(bucketLanes[l])
 		if b == nil {
 			continue
 		}
-		var walked int
-		ls, last, lb, err := scanLane(b, l, func(n int) {
-			// A whole-file pass: keep it out of RSS (the ticker of
-			// dropPagesDuring alone lags when both cores are busy).
-			if walked += n; walked >= dropEveryBytes {
-				dropTxPages(tx)
-				walked = 0
-			}
-		})
+		ls, last, lb, err := scanLane(b, l, read)
 		if err != nil {
 			return st, nil, fmt.Errorf("lane %s: %w", l, err)
 		}
@@ -945,6 +938,7 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 			if len(k) != 8 {
 				return fmt.Errorf("dead letter key %x: bad length", k)
 			}
+			read(len(k) + len(v))
 			d := deadLetterAt(beUint64(k), v)
 			st.dead++
 			st.deadBytes += int64(len(v) + elemOverhead)
@@ -1021,39 +1015,6 @@ func scanLane(b *bolt.Bucket, l Lane, read func(n int)) (ls LaneStats, last uint
 		return nil
 	})
 	return ls, last, bad, err
-}
-
-// walkOtherBuckets touches every key of buckets loadState does not read.
-func walkOtherBuckets(tx *bolt.Tx) error {
-	// Our buckets, and whether loadState has read all of them.
-	ours := map[string]bool{string(bucketDead): false, string(bucketMeta): false, string(bucketSys): false}
-	for _, b := range bucketLanes {
-		ours[string(b)] = true
-	}
-	var walk func(b *bolt.Bucket) error
-	walk = func(b *bolt.Bucket) error {
-		return b.ForEach(func(k, v []byte) error {
-			if v == nil {
-				if child := b.Bucket(k); child != nil {
-					return walk(child)
-				}
-			}
-			return nil
-		})
-	}
-	return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-		switch read, known := ours[string(name)]; {
-		case read:
-			// loadState has read every entry and segment of the lanes;
-			// walking them again would only map their pages (the kernel maps
-			// 64 KiB around every page touched).
-			return nil
-		case known:
-			// Sub-buckets of ours are not expected; walk them if present.
-			return b.ForEachBucket(func(k []byte) error { return walk(b.Bucket(k)) })
-		}
-		return walk(b)
-	})
 }
 
 func syncDir(dir string) error {
