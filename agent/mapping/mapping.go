@@ -897,6 +897,9 @@ func (s *State) Marshal(machine string) ([]byte, error) {
 	if ms == nil {
 		ms = &MachineState{}
 	}
+	if b, ok := appendCountersOnly(make([]byte, 0, 64+640*len(ms.Counters)), ms); ok {
+		return b, nil
+	}
 	b, err := json.Marshal(ms)
 	if err != nil {
 		return nil, fmt.Errorf("marshal state of %s: %w", machine, err)
