@@ -399,6 +399,11 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	meta := a.machineKVs(changed, added)
 	a.stateMu.Unlock()
 	recs := events
+	if n := len(events) + len(order); n > cap(recs) {
+		// One count record a key, most often: the slice grown once, not
+		// by doubling through a batch of 1,000 keys.
+		recs = append(make([]buffer.Record, 0, n), events...)
+	}
 	for _, k := range order {
 		for _, c := range counts[k].recs {
 			if c.Delta == 0 {

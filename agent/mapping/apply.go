@@ -214,7 +214,15 @@ func (m *Mapper) applyExtracted(st *State, s connectors.Sample, xs []extracted, 
 				evs, ch = m.applyReason(ms, x)
 				ch = ch || noted
 			}
-			events = append(events, evs...)
+			if events == nil {
+				// Most often the sample's only events: taken as they are,
+				// not copied (an Event is some 300 bytes, allocated twice
+				// for every counter value). Clipped, so that an append
+				// below never writes into the slice handed back.
+				events = slices.Clip(evs)
+			} else {
+				events = append(events, evs...)
+			}
 			didChange = didChange || ch
 		}
 		if evs := m.histTail(ms, machine); len(evs) > 0 {
