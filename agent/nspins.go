@@ -58,6 +58,18 @@ func (p nsPins) SetNamespacePin(node, uri string) error {
 	return p.a.buf.PutMeta(ctx, buffer.KV{Key: nsPinKey(p.source, node), Value: []byte(p.endpoint + "\n" + uri)})
 }
 
+// SetNamespacePins keeps several pins in one durable write
+// (opcua.NamespacePinsSetter): a session's first sight of its nodes.
+func (p nsPins) SetNamespacePins(pins map[string]string) error {
+	kvs := make([]buffer.KV, 0, len(pins))
+	for node, uri := range pins {
+		kvs = append(kvs, buffer.KV{Key: nsPinKey(p.source, node), Value: []byte(p.endpoint + "\n" + uri)})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return p.a.buf.PutMeta(ctx, kvs...)
+}
+
 // sameEndpoint compares two OPC UA endpoint URLs as the same server (see
 // connectors.ServerID).
 func sameEndpoint(a, b string) bool { return connectors.ServerID(a) == connectors.ServerID(b) }

@@ -138,9 +138,18 @@ machines: [{ id: m1, workcenter: W, good_count: { opcua: { server: line1, node: 
 			if err := pins.SetNamespacePin("ns=2;s=Good", "urn:plant"); err != nil {
 				t.Fatal(err)
 			}
+			// A session's first sight of several nodes: kept at once.
+			if err := pins.SetNamespacePins(map[string]string{"ns=2;s=A": "urn:plant", "ns=5;s=B": "urn:b"}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if uri, ok := pins.NamespacePin("ns=2;s=Good"); !ok || uri != "urn:plant" {
 			t.Errorf("round %d: pin %q, %v", round, uri, ok)
+		}
+		for node, want := range map[string]string{"ns=2;s=A": "urn:plant", "ns=5;s=B": "urn:b"} {
+			if uri, ok := pins.NamespacePin(node); !ok || uri != want {
+				t.Errorf("round %d: pin of %s %q, %v; want %s", round, node, uri, ok, want)
+			}
 		}
 		if _, ok := (nsPins{a: a, source: "line2", endpoint: "opc.tcp://127.0.0.1:1"}).NamespacePin("ns=2;s=Good"); ok {
 			t.Errorf("round %d: another server's node has the pin", round)

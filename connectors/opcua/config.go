@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -201,6 +203,73 @@ func parseNode(s string) (nodeRef, error) {
 type NamespacePins interface {
 	NamespacePin(node string) (uri string, ok bool)
 	SetNamespacePin(node, uri string) error
+}
+
+// NamespacePinsSetter is NamespacePins that can also keep several pins at
+// once: the pins a session sets as it resolves its nodes are kept with one
+// SetNamespacePins (for the agent, one durable write of the buffer file)
+// rather than one SetNamespacePin each — at the first session of 1,000
+// ns=N nodes those were 1,000 commits one after the other, seconds before
+// the first value was subscribed to (the IngestOPCUA benchmark: 2.3–3.1 s
+// under load against 30 ms).
+type NamespacePinsSetter interface {
+	NamespacePins
+	SetNamespacePins(pins map[string]string) error
+}
+
+// pinsDeferred is a NamespacePins whose sets wait in memory until keep:
+// what one resolution of a session's nodes pins is kept at once.
+type pinsDeferred struct {
+	NamespacePins
+	set map[string]string // node -> uri, set and not kept yet
+}
+
+// deferPins wraps pins for one resolution (nil stays nil).
+func deferPins(pins NamespacePins) *pinsDeferred {
+	if pins == nil {
+		return nil
+	}
+	return &pinsDeferred{NamespacePins: pins, set: map[string]string{}}
+}
+
+// pinsOrNil is d as NamespacePins: nil when d is (no pins kept).
+func pinsOrNil(d *pinsDeferred) NamespacePins {
+	if d == nil {
+		return nil
+	}
+	return d
+}
+
+func (d *pinsDeferred) NamespacePin(node string) (string, bool) {
+	if uri, ok := d.set[node]; ok {
+		return uri, true
+	}
+	return d.NamespacePins.NamespacePin(node)
+}
+
+func (d *pinsDeferred) SetNamespacePin(node, uri string) error {
+	d.set[node] = uri
+	return nil
+}
+
+// keep keeps the pins set: with one SetNamespacePins where the pins can,
+// else one SetNamespacePin each, in node order. A failure leaves them to
+// be pinned at the next session (the nodes are read as written).
+func (d *pinsDeferred) keep() error {
+	if d == nil || len(d.set) == 0 {
+		return nil
+	}
+	set := d.set
+	d.set = map[string]string{}
+	if b, ok := d.NamespacePins.(NamespacePinsSetter); ok {
+		return b.SetNamespacePins(set)
+	}
+	for _, node := range slices.Sorted(maps.Keys(set)) {
+		if err := d.NamespacePins.SetNamespacePin(node, set[node]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // meantIndexes returns, for each namespace index nodes are written with

@@ -151,3 +151,64 @@ func TestPinnedNamespaceGone(t *testing.T) {
 		}
 	}
 }
+
+// batchPins is memPins that keeps several pins at once
+// (NamespacePinsSetter), counting how it was asked to.
+type batchPins struct {
+	memPins
+	batches []int // the size of each SetNamespacePins
+	singles int   // SetNamespacePin calls
+}
+
+func (p *batchPins) SetNamespacePin(node, uri string) error {
+	p.mu.Lock()
+	p.singles++
+	p.mu.Unlock()
+	return p.memPins.SetNamespacePin(node, uri)
+}
+
+func (p *batchPins) SetNamespacePins(pins map[string]string) error {
+	p.mu.Lock()
+	p.batches = append(p.batches, len(pins))
+	p.mu.Unlock()
+	for node, uri := range pins {
+		if err := p.memPins.SetNamespacePin(node, uri); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The pins of a session's first sight of its nodes are kept at once: the
+// agent's SetNamespacePin is a durable write of the buffer file, and 1,000
+// of them one after the other held the subscription back for seconds.
+func TestFirstPinsKeptAtOnce(t *testing.T) {
+	vars := map[string]any{}
+	var nodes []string
+	for i := range 200 {
+		vars["T"+strconv.Itoa(i)] = int64(i)
+	}
+	srv, err := opcuatest.Start(context.Background(), 0, vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for i := range 200 {
+		nodes = append(nodes, srv.NodeID("T"+strconv.Itoa(i)))
+	}
+	pins := &batchPins{}
+	col := newCollector()
+	runSource(t, Config{Endpoint: srv.Endpoint(), Nodes: nodes, Pins: pins,
+		PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: 2 * time.Second, BackoffMax: time.Second}, col)
+	col.waitFor(t, 0, 10*time.Second, "T199", func(s connectors.Sample) bool { return s.Address == nodes[199] && s.Value == int64(199) })
+	pins.mu.Lock()
+	defer pins.mu.Unlock()
+	if len(pins.batches) != 1 || pins.batches[0] != len(nodes) || pins.singles != 0 {
+		t.Fatalf("pins kept in batches of %v and %d one by one, want one batch of %d", pins.batches, pins.singles, len(nodes))
+	}
+	for _, n := range nodes {
+		if uri := pins.m[n]; uri != "urn:plantedge:sim" {
+			t.Fatalf("pin of %s = %q", n, uri)
+		}
+	}
+}

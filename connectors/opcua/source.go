@@ -534,8 +534,9 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 	var unavailable []RefusedNode
 	moves := map[string][]string{} // "ns=1 (uri) is now ns=2" -> nodes
 	meant := meantIndexes(s.nodes, s.cfg.Pins)
+	pins := deferPins(s.cfg.Pins)
 	for i, n := range s.nodes {
-		nid, moved, err := n.pinned(c.Namespaces(), s.cfg.Pins, meant)
+		nid, moved, err := n.pinned(c.Namespaces(), pinsOrNil(pins), meant)
 		if err != nil {
 			s.log.Warn("node not available on this server", "err", err, "node", n.addr)
 			unavailable = append(unavailable, RefusedNode{Node: n.addr, Status: err.Error()})
@@ -545,6 +546,9 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 			moves[moved] = append(moves[moved], n.addr)
 		}
 		ids[i] = nid
+	}
+	if err := pins.keep(); err != nil {
+		s.log.Debug("namespace pins not kept; pinned at the next session", "err", err)
 	}
 	s.sayMoves(moves)
 	s.setPolled(0)
@@ -1088,6 +1092,7 @@ func (s *Source) resolveLate(a lateArray, ids []*ua.NodeID) []uint32 {
 		return nil
 	}
 	meant := meantIndexes(s.nodes, s.cfg.Pins)
+	pins := deferPins(s.cfg.Pins)
 	var now []uint32
 	var still []RefusedNode
 	moves := map[string][]string{}
@@ -1095,7 +1100,7 @@ func (s *Source) resolveLate(a lateArray, ids []*ua.NodeID) []uint32 {
 		if ids[i] != nil {
 			continue
 		}
-		nid, moved, err := n.pinned(a.ns, s.cfg.Pins, meant)
+		nid, moved, err := n.pinned(a.ns, pinsOrNil(pins), meant)
 		if err != nil {
 			still = append(still, RefusedNode{Node: n.addr, Status: err.Error()})
 			continue
@@ -1106,6 +1111,9 @@ func (s *Source) resolveLate(a lateArray, ids []*ua.NodeID) []uint32 {
 			moves[moved] = append(moves[moved], n.addr)
 		}
 		s.log.Info("node available now: the server has its namespace", "node", n.addr)
+	}
+	if err := pins.keep(); err != nil {
+		s.log.Debug("namespace pins not kept; pinned at the next session", "err", err)
 	}
 	s.sayMoves(moves)
 	s.unavailable = still
