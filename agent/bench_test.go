@@ -401,8 +401,9 @@ func countUp(plc *opcuatest.Server, tags []string) (stop func()) {
 // sends the latest value of each tag per publishing interval, so at most
 // 100,000 a second; p99 is from the connector's receipt to the commit. The
 // server, the simulated PLC and the agent share the process's 2 cores:
-// cores is what the process used of them in the window, sets/s how fast
-// the PLC's loop went (see benchWindow, also for a profile of the window).
+// cores is what the process used of them in the window, cpu_us/value its
+// CPU time per durable value, sets/s how fast the PLC's loop went (see
+// benchWindow, also for a profile of the window).
 func BenchmarkIngestOPCUA(b *testing.B) {
 	const machines = 500
 	var tags []string
@@ -445,7 +446,7 @@ machines:
 		sorted := a.sorted()
 		n := len(sorted)
 		elapsed := time.Since(start)
-		win.end(b, elapsed)
+		win.end(b, n, elapsed)
 		b.StopTimer()
 		stop()
 		a.stop()

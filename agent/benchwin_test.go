@@ -18,7 +18,9 @@ var benchSets atomic.Int64
 var benchProfiles atomic.Int64
 
 // benchWindow is the measured window of an ingest benchmark. It reports
-// the cores the process used in it and the PLC's sets per second, and
+// the cores the process used in it, the process's CPU time per durable
+// value (server, simulated PLC and agent together: steadier than values/s
+// when other work takes the cores) and the PLC's sets per second, and
 // with PLANTEDGE_BENCH_CPUPROFILE set to a file name prefix writes a CPU
 // profile of the window alone (prefix.1, prefix.2, … one per run):
 // -test.cpuprofile also takes in the setup (the server's address space,
@@ -53,8 +55,9 @@ func startWindow(b *testing.B) *benchWindow {
 	return w
 }
 
-// end closes the window, elapsed after it began.
-func (w *benchWindow) end(b *testing.B, elapsed time.Duration) {
+// end closes the window, elapsed after it began, in which values became
+// durable.
+func (w *benchWindow) end(b *testing.B, values int, elapsed time.Duration) {
 	b.Helper()
 	cpu := processCPU() - w.cpu0
 	sets := benchSets.Load() - w.sets0
@@ -65,5 +68,8 @@ func (w *benchWindow) end(b *testing.B, elapsed time.Duration) {
 		}
 	}
 	b.ReportMetric(cpu.Seconds()/elapsed.Seconds(), "cores")
+	if values > 0 {
+		b.ReportMetric(float64(cpu.Microseconds())/float64(values), "cpu_us/value")
+	}
 	b.ReportMetric(float64(sets)/elapsed.Seconds(), "sets/s")
 }
