@@ -119,6 +119,9 @@ type Agent struct {
 
 	// stateMu guards state: the ingest loop maps under it, status reads it.
 	stateMu sync.Mutex
+	// stateJSON is machineKV's buffer for a machine state's JSON, under
+	// stateMu.
+	stateJSON []byte
 	// badQuality is the quality of each source address whose last sample
 	// was bad (OPC UA: an unknown node, a sensor failure), under stateMu:
 	// status shows it on the machines the address feeds.

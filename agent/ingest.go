@@ -904,10 +904,11 @@ func (a *Agent) machineKVs(changed map[string]bool, added map[string]totals) []b
 // machineKV encodes a machine's durable state for the meta bucket, its
 // totals with added.
 func (a *Agent) machineKV(id string, added totals) (buffer.KV, error) {
-	b, err := a.state.Marshal(id)
+	b, err := a.state.AppendMarshal(a.stateJSON[:0], id)
 	if err != nil {
 		return buffer.KV{}, err
 	}
+	a.stateJSON = b // (only read below: the meta value holds its base64)
 	a.totalsMu.Lock()
 	t := a.totals[id]
 	a.totalsMu.Unlock()

@@ -892,19 +892,26 @@ type CounterState struct {
 func NewState() *State { return &State{Machines: map[string]*MachineState{}} }
 
 // Marshal encodes one machine's state; an unknown machine encodes as an empty state.
-func (s *State) Marshal(machine string) ([]byte, error) {
+func (s *State) Marshal(machine string) ([]byte, error) { return s.AppendMarshal(nil, machine) }
+
+// AppendMarshal is Marshal appending to b: the agent encodes each changed
+// machine's state with every commit into a buffer it reuses.
+func (s *State) AppendMarshal(b []byte, machine string) ([]byte, error) {
 	ms := s.Machines[machine]
 	if ms == nil {
 		ms = &MachineState{}
 	}
-	if b, ok := appendCountersOnly(make([]byte, 0, 64+640*len(ms.Counters)), ms); ok {
-		return b, nil
+	if b == nil {
+		b = make([]byte, 0, 64+640*len(ms.Counters))
 	}
-	b, err := json.Marshal(ms)
+	if out, ok := appendCountersOnly(b, ms); ok {
+		return out, nil
+	}
+	j, err := json.Marshal(ms)
 	if err != nil {
 		return nil, fmt.Errorf("marshal state of %s: %w", machine, err)
 	}
-	return b, nil
+	return append(b, j...), nil
 }
 
 // Unmarshal restores one machine's state from Marshal's output.

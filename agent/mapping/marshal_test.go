@@ -97,6 +97,9 @@ func TestMarshalFastPath(t *testing.T) {
 		if (err == nil) != (werr == nil) || err == nil && string(b) != string(want) {
 			t.Fatalf("Marshal\n%s (%v)\nencoding/json (%v)\n%s", b, err, werr, want)
 		}
+		if b, err := st.AppendMarshal([]byte("prefix"), "m"); err == nil && string(b) != "prefix"+string(want) {
+			t.Fatalf("AppendMarshal\n%s\nencoding/json\n%s", b, want)
+		}
 	}
 	if fast < 2000 {
 		t.Fatalf("fast path taken %d times of 20,000", fast)
