@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"testing"
 	"time"
@@ -39,6 +41,9 @@ func TestMain(m *testing.M) {
 
 // runChildAgent is the agent process the chaos test kills with SIGKILL.
 func runChildAgent(path string) int {
+	if os.Getenv(heapProfileChildEnv) != "" {
+		runtime.MemProfileRate = 1024 // every allocation of a kilobyte and more, the rest sampled
+	}
 	cfg, err := config.Load(path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -52,11 +57,46 @@ func runChildAgent(path string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
+	if file := os.Getenv(heapProfileChildEnv); file != "" {
+		ctx = heapProfileAtStop(ctx, file)
+	}
 	if err := a.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return 0
+}
+
+// heapProfileChildEnv names a file the child agent writes its heap profile
+// to when SIGTERM comes, before it stops: where the running agent's memory
+// is (go tool pprof -sample_index=inuse_space), for the benchmarks that run
+// it as a child (BenchmarkOPCUASessions). The Go runtime's own accounting
+// (heap in use, stacks) goes to stderr with it.
+const heapProfileChildEnv = "PLANTEDGE_TEST_HEAP_PROFILE"
+
+// heapProfileAtStop returns a context ended after the heap profile is
+// written, once ctx ends.
+func heapProfileAtStop(ctx context.Context, file string) context.Context {
+	out, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer cancel()
+		<-ctx.Done()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Fprintf(os.Stderr, "heap profile: heap in use %.1f MB, stacks %.1f MB, runtime total %.1f MB, %d goroutines\n",
+			float64(ms.HeapInuse)/1e6, float64(ms.StackInuse)/1e6, float64(ms.Sys-ms.HeapReleased)/1e6, runtime.NumGoroutine())
+		f, err := os.Create(file)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return
+		}
+		defer f.Close()
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}()
+	return out
 }
 
 // TestChaosKillWhileDraining: Odoo answers with commit-then-drop and

@@ -43,6 +43,7 @@ type Server struct {
 	refused  int // logins refused (WithUser)
 
 	sessions *Sessions
+	front    *front // WithChunkSize
 }
 
 // Option configures Start.
@@ -53,6 +54,7 @@ type options struct {
 	uri            string
 	user, password string
 	maxSessions    int
+	chunk          uint32
 }
 
 type otherNS struct {
@@ -92,6 +94,19 @@ func WithUser(user, password string) Option {
 // BadTooManySessions (see Sessions).
 func WithMaxSessions(n int) Option {
 	return func(o *options) { o.maxSessions = n }
+}
+
+// WithChunkSize makes the server answer as a server following OPC UA
+// Part 6 answers a client that asks for message chunks of n bytes
+// (plantedge asks for 8,192): its Acknowledge announces chunks of at most
+// n bytes both ways, and an answer longer than a chunk comes in several. gopcua's server, as it
+// comes, announces 64 KiB whatever the client asked and sends every answer
+// in one chunk; its client, plantedge's, allocates every chunk it reads at
+// the size announced. A front in this process relays the connections to
+// the server and chunks its answers; the server's endpoints list the
+// front's URL (Endpoint) besides its own.
+func WithChunkSize(n uint32) Option {
+	return func(o *options) { o.chunk = n }
 }
 
 // Sessions counts the server's sessions (and holds them to
@@ -189,13 +204,35 @@ func start(ctx context.Context, port int, vars map[string]any, o options) (*Serv
 	prev := log.Writer()
 	log.SetOutput(io.Discard)
 	defer log.SetOutput(prev)
-	srv, err := NewServer(
+	// gopcua's server listens at its first endpoint. With a front, the
+	// front takes port and the server another, both listed.
+	var fl net.Listener
+	serverPort := port
+	if o.chunk != 0 {
+		var err error
+		if fl, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err != nil {
+			return nil, err
+		}
+		port = fl.Addr().(*net.TCPAddr).Port
+		if serverPort, err = freeLoopbackPort(); err != nil {
+			fl.Close()
+			return nil, err
+		}
+	}
+	sopts := []server.Option{
 		server.EnableSecurity("None", ua.MessageSecurityModeNone),
 		server.EnableAuthMode(ua.UserTokenTypeAnonymous),
-		server.EndPoint("127.0.0.1", port),
+		server.EndPoint("127.0.0.1", serverPort),
 		server.SetLogger(quiet{}),
-	)
+	}
+	if fl != nil {
+		sopts = append(sopts, server.EndPoint("127.0.0.1", port))
+	}
+	srv, err := NewServer(sopts...)
 	if err != nil {
+		if fl != nil {
+			fl.Close()
+		}
 		return nil, err
 	}
 	for _, other := range o.before {
@@ -222,7 +259,13 @@ func start(ctx context.Context, port int, vars map[string]any, o options) (*Serv
 		ns.Objects().AddRef(n, id.HasComponent, true)
 	}
 	if err := srv.Start(ctx); err != nil {
+		if fl != nil {
+			fl.Close()
+		}
 		return nil, fmt.Errorf("start opc ua server: %w", err)
+	}
+	if fl != nil {
+		s.front = startFront(fl, "127.0.0.1:"+strconv.Itoa(serverPort), o.chunk)
 	}
 	if o.user != "" {
 		// The endpoints are made by Start; no client has asked yet.
@@ -314,7 +357,12 @@ func (s *Server) Get(name string) any {
 // Close stops the server. gopcua's Close can take ~10 s (FIELD-NOTES), so
 // it runs in the background and Close returns at once.
 func (s *Server) Close() {
-	s.stopOnce.Do(func() { close(s.stop) })
+	s.stopOnce.Do(func() {
+		close(s.stop)
+		if s.front != nil {
+			s.front.close()
+		}
+	})
 	done := make(chan struct{})
 	go func() { _ = s.srv.Close(); close(done) }()
 	select {
@@ -339,6 +387,9 @@ var ServerGoroutines = []string{
 	"github.com/gopcua/opcua/server.(*Server).ChangeNotification",
 	"github.com/gopcua/opcua/server.(*channelBroker).readLoop",
 	"github.com/gopcua/opcua/server.(*Server).Close",
+	// Close's wait for the server's secure channels (seen left after a
+	// connection that ended after its Hello).
+	"github.com/gopcua/opcua/server.(*channelBroker).Close.func1",
 }
 
 // quiet discards gopcua server logs.
