@@ -1847,7 +1847,7 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		}
 	}
 	if ev.Kind == mapping.EventStale {
-		a.metrics.staleSamples.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
+		a.metrics.staleSamples.Inc(ev.Machine, string(ev.Signal))
 		a.eventLog.log("stale "+ev.Machine, a.log, slog.LevelWarn,
 			"a run-state or stop-reason value stamped before the last one taken was ignored: the source sends out of order, or its clock went back (then its stops are missed until the clock passes the last time; set the clock, or map a counter from the same source, which shows a clock that went back)",
 			"machine", ev.Machine, "signal", ev.Signal, "source_time", ev.Time, "last", ev.Start)
@@ -1858,7 +1858,7 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		// mapped by mistake (a temperature read as a counter) would
 		// otherwise fill the journal. The metrics count every one.
 		if ev.Reset {
-			a.metrics.counterResets.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
+			a.metrics.counterResets.Inc(ev.Machine, string(ev.Signal))
 			args := []any{"machine", ev.Machine, "signal", ev.Signal, "from", num(ev.From), "raw", num(ev.Raw)}
 			if h := wrapHint(ev.From, ev.Raw); h != "" && ev.Range == 0 {
 				args = append(args, "hint", h)
@@ -1878,24 +1878,24 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 				"machine", ev.Machine, "signal", ev.Signal, "last", num(ev.From), "now", num(ev.Raw))
 		}
 		if ev.StepBack {
-			a.metrics.counterSteps.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
+			a.metrics.counterSteps.Inc(ev.Machine, string(ev.Signal))
 			a.eventLog.log("step "+ev.Machine, a.log, slog.LevelWarn, "counter went back a little (an out-of-order or corrected reading); ignored, counting resumes above the last value",
 				"machine", ev.Machine, "signal", ev.Signal, "from", num(ev.From), "raw", num(ev.Raw))
 		}
 		if ev.Marker {
-			a.metrics.counterSteps.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
+			a.metrics.counterSteps.Inc(ev.Machine, string(ev.Signal))
 			a.eventLog.log("marker "+ev.Machine, a.log, slog.LevelWarn,
 				"counter read the top of its range (rollover − 1: a -1, or 65535), far above what it makes in that time: taken for a gateway's \"no value\" marker and not counted; counting goes on from the last value",
 				"machine", ev.Machine, "signal", ev.Signal, "last", num(ev.From), "raw", num(ev.Raw))
 		}
 		if ev.Glitch {
-			a.metrics.counterGlitches.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
+			a.metrics.counterGlitches.Inc(ev.Machine, string(ev.Signal))
 			a.eventLog.log("glitch "+ev.Machine, a.log, slog.LevelWarn,
 				"counter came back near its value before the last reset faster than it counts: that reset was a glitch (a gateway restarting, a wrong reading), not a restart; only the pieces above that value count",
 				"machine", ev.Machine, "signal", ev.Signal, "from", num(ev.From), "dip", num(ev.Dip), "raw", num(ev.Raw), "pieces", num(ev.Pieces))
 		}
 		if ev.Rollover {
-			a.metrics.counterRollovers.WithLabelValues(ev.Machine, string(ev.Signal)).Inc()
+			a.metrics.counterRollovers.Inc(ev.Machine, string(ev.Signal))
 			a.eventLog.log("rollover "+ev.Machine, a.log, slog.LevelInfo, "counter rollover", "machine", ev.Machine, "signal", ev.Signal, "raw", num(ev.Raw))
 		}
 		switch {
@@ -1939,7 +1939,7 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 	}
 	if ev.LossDefaulted && (ev.Kind == mapping.EventRunning || ev.Kind == mapping.EventStopped) {
 		if ev.Kind == mapping.EventRunning { // once per downtime: its end
-			a.metrics.unmappedReasons.WithLabelValues(ev.Machine).Inc()
+			a.metrics.unmappedReasons.Inc(ev.Machine)
 		}
 		// Once an hour per machine and code: a PLC code missing from the
 		// map would otherwise warn at every stop, for good (the metric
@@ -2026,7 +2026,7 @@ func (a *Agent) shortStop(ev mapping.Event) bool {
 		return false
 	}
 	mc := findMachine(a.cfg.Load(), ev.Machine)
-	a.metrics.shortStops.WithLabelValues(ev.Machine).Inc()
+	a.metrics.shortStops.Inc(ev.Machine)
 	a.log.Debug("stop shorter than min_stop; no downtime line", "machine", ev.Machine,
 		"stopped", ev.End.Sub(ev.Start).Round(time.Millisecond), "min_stop", mc.MinStop)
 	return true

@@ -29,16 +29,17 @@ type metrics struct {
 	odooLatency           *prometheus.HistogramVec
 	odooUp                prometheus.Gauge
 	authFailed            prometheus.Gauge
-	counterResets         *prometheus.CounterVec
-	counterRollovers      *prometheus.CounterVec
-	counterSteps          *prometheus.CounterVec
-	counterGlitches       *prometheus.CounterVec
-	staleSamples          *prometheus.CounterVec
-	unmappedReasons       *prometheus.CounterVec
-	shortStops            *prometheus.CounterVec
-	reloads               *prometheus.CounterVec
-	corruptBuffers        prometheus.Counter
-	clockSteps            prometheus.Counter
+	// Per machine (seed makes them for every machine configured).
+	counterResets    *seriesCounter
+	counterRollovers *seriesCounter
+	counterSteps     *seriesCounter
+	counterGlitches  *seriesCounter
+	staleSamples     *seriesCounter
+	unmappedReasons  *seriesCounter
+	shortStops       *seriesCounter
+	reloads          *prometheus.CounterVec
+	corruptBuffers   prometheus.Counter
+	clockSteps       prometheus.Counter
 	// Sparkplug B: seq gaps (messages lost) and DATA aliases no BIRTH named.
 	sparkplugSeqGaps, sparkplugUnknownAliases *prometheus.CounterVec
 	// Sparkplug B rebirth requests published (sparkplug_rebirth).
@@ -72,20 +73,20 @@ func newMetrics(a *Agent) *metrics {
 			Help: "1 when the last forwarding round reached Odoo."}),
 		authFailed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "plantedge_odoo_auth_failed",
 			Help: "1 while Odoo refuses the API key (wrong, revoked or expired): alert on it."}),
-		counterResets: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_counter_resets_total",
-			Help: "Counter decreases treated as resets."}, []string{"machine", "signal"}),
-		counterRollovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_counter_rollovers_total",
-			Help: "Counter wraps handled as rollovers."}, []string{"machine", "signal"}),
-		counterSteps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_counter_steps_back_total",
-			Help: "Counter values a little below the last one (out of order or corrected), ignored: not a reset."}, []string{"machine", "signal"}),
-		counterGlitches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_counter_glitches_total",
-			Help: "Counter resets undone: the counter came back near its value before the reset faster than it counts."}, []string{"machine", "signal"}),
-		staleSamples: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_stale_samples_total",
-			Help: "Run-state and downtime-reason values stamped before the last one taken, ignored (out of order, or the source's clock went back)."}, []string{"machine", "signal"}),
-		unmappedReasons: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_unmapped_downtime_reasons_total",
-			Help: "Downtime reasons without an entry in the map (default loss used)."}, []string{"machine"}),
-		shortStops: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_short_stops_total",
-			Help: "Stops shorter than the machine's min_stop, not booked as downtime lines."}, []string{"machine"}),
+		counterResets: newSeriesCounter("plantedge_counter_resets_total",
+			"Counter decreases treated as resets.", "machine", "signal"),
+		counterRollovers: newSeriesCounter("plantedge_counter_rollovers_total",
+			"Counter wraps handled as rollovers.", "machine", "signal"),
+		counterSteps: newSeriesCounter("plantedge_counter_steps_back_total",
+			"Counter values a little below the last one (out of order or corrected), ignored: not a reset.", "machine", "signal"),
+		counterGlitches: newSeriesCounter("plantedge_counter_glitches_total",
+			"Counter resets undone: the counter came back near its value before the reset faster than it counts.", "machine", "signal"),
+		staleSamples: newSeriesCounter("plantedge_stale_samples_total",
+			"Run-state and downtime-reason values stamped before the last one taken, ignored (out of order, or the source's clock went back).", "machine", "signal"),
+		unmappedReasons: newSeriesCounter("plantedge_unmapped_downtime_reasons_total",
+			"Downtime reasons without an entry in the map (default loss used).", "machine"),
+		shortStops: newSeriesCounter("plantedge_short_stops_total",
+			"Stops shorter than the machine's min_stop, not booked as downtime lines.", "machine"),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "plantedge_config_reloads_total",
 			Help: "SIGHUP reloads by result."}, []string{"result"}),
 		corruptBuffers: prometheus.NewCounter(prometheus.CounterOpts{Name: "plantedge_buffer_corrupt_recovered_total",
@@ -131,8 +132,8 @@ func (m *metrics) seed(cfg *config.Config) {
 	m.seedMu.Lock()
 	for id := range m.seeded {
 		if !machines[id] {
-			for _, v := range []*prometheus.CounterVec{m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches, m.staleSamples, m.unmappedReasons, m.shortStops} {
-				v.DeletePartialMatch(prometheus.Labels{"machine": id})
+			for _, v := range []*seriesCounter{m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches, m.staleSamples, m.unmappedReasons, m.shortStops} {
+				v.deleteFirst(id)
 			}
 		}
 	}
@@ -165,17 +166,17 @@ func (m *metrics) seed(cfg *config.Config) {
 			if !on {
 				continue
 			}
-			for _, v := range []*prometheus.CounterVec{m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches} {
-				v.WithLabelValues(mc.ID, sig)
+			for _, v := range []*seriesCounter{m.counterResets, m.counterRollovers, m.counterSteps, m.counterGlitches} {
+				v.seed(mc.ID, sig)
 			}
 		}
 		if mc.Running != nil {
-			m.unmappedReasons.WithLabelValues(mc.ID)
-			m.shortStops.WithLabelValues(mc.ID)
-			m.staleSamples.WithLabelValues(mc.ID, "running")
+			m.unmappedReasons.seed(mc.ID)
+			m.shortStops.seed(mc.ID)
+			m.staleSamples.seed(mc.ID, "running")
 		}
 		if mc.DowntimeReason != nil {
-			m.staleSamples.WithLabelValues(mc.ID, "downtime_reason")
+			m.staleSamples.seed(mc.ID, "downtime_reason")
 		}
 	}
 }
