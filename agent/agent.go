@@ -110,7 +110,7 @@ type Agent struct {
 	// reloads (Sample.Epoch).
 	epochs mqttEpochs
 
-	samples    chan connectors.Sample
+	samples    *sampleQueue
 	jobs       chan func(context.Context) // run by the ingest goroutine
 	stopIngest chan struct{}
 
@@ -340,7 +340,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		opts:          opts,
 		log:           opts.Logger,
 		state:         mapping.NewState(),
-		samples:       make(chan connectors.Sample, 8192),
+		samples:       newSampleQueue(ingestQueue),
 		jobs:          make(chan func(context.Context), 16),
 		stopIngest:    make(chan struct{}),
 		totals:        map[string]totals{},
