@@ -79,6 +79,10 @@ type Config struct {
 	// Pins, if set, keeps what namespace each ns=N node meant (see
 	// NamespacePins); nil reads ns=N as the server numbers it now.
 	Pins NamespacePins
+	// Sessions, if set, keeps what closes the source's open session
+	// (see SessionKeeper), so that the next process closes the session a
+	// killed one left; nil keeps nothing.
+	Sessions SessionKeeper
 	// OnConnect, if set, is called at each session's start, before the
 	// source shows connected and before any of the session's values. It
 	// must not block.
@@ -203,6 +207,23 @@ func parseNode(s string) (nodeRef, error) {
 type NamespacePins interface {
 	NamespacePin(node string) (uri string, ok bool)
 	SetNamespacePin(node, uri string) error
+}
+
+// SessionKeeper keeps, durably, what closes the session a source has open
+// on its server (its authentication token, the server nonce and
+// certificate, and the server, security and user it was made with), so
+// that the next process closes the session a killed one left before its
+// first connection rather than leave it holding a server's session slot
+// for its lifetime (the agent keeps it in its buffer file). The kept
+// bytes open no session by themselves: activating the session again takes
+// the user's credentials and, on a secure channel, the client's
+// certificate. Implementations must be safe for use by the Source's
+// goroutines and never log what they keep.
+type SessionKeeper interface {
+	// KeptSession returns what was kept; nil when nothing is.
+	KeptSession() ([]byte, error)
+	// KeepSession keeps b in place of what was kept; nil forgets it.
+	KeepSession(b []byte) error
 }
 
 // NamespacePinsSetter is NamespacePins that can also keep several pins at

@@ -220,6 +220,9 @@ type clientParams struct {
 	orphan     *opcua.Session
 	orphanGone *atomic.Int32
 	orphanMu   *sync.Mutex // held while orphan is closed
+	// left, if set (and orphan not), is the session the previous process
+	// left on the server: closed the same way, orphanGone set.
+	left *keptSession
 	// checkLogin: the login is checked first on a session of its own,
 	// closed whatever the answer (see checkLogin); onChecked, if set, is
 	// called when the server took it.

@@ -178,6 +178,10 @@ type Source struct {
 	// closed: by the next connection (dial's goroutine) or at the stop
 	// (closeLeft); one at a time.
 	orphanMu sync.Mutex
+	// left is the session the previous process kept (cfg.Sessions) and
+	// left on the server when it was killed: the first connection closes
+	// it first, as an orphan. Run's goroutine.
+	left *keptSession
 	// opts are the client options of the last connect (closeLeft).
 	opts atomic.Pointer[[]opcua.Option]
 	// loginOK: the server took this source's login (Run's goroutine);
@@ -266,6 +270,7 @@ func (s *Source) Run(ctx context.Context) error {
 		}
 		cert = &cc
 	}
+	s.left = s.leftByLast()
 	bo := connectors.NewBackoff(s.cfg.BackoffMin, s.cfg.BackoffMax)
 	for {
 		s.state.Store(connectors.StateConnecting)
@@ -475,9 +480,14 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		s.orphan = nil // the server has dropped it by now
 	}
 	var orphanGone atomic.Int32
+	var left *keptSession
+	if s.orphan == nil {
+		left = s.left
+	}
 	cctx, cancel := context.WithTimeout(ctx, 2*s.cfg.RequestTimeout)
 	c, err := dial(cctx, clientParams{
 		orphan:         s.orphan,
+		left:           left,
 		orphanGone:     &orphanGone,
 		endpoint:       s.cfg.Endpoint,
 		sec:            s.sec,
@@ -500,18 +510,28 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 	case authRefused(err):
 		s.loginOK = false
 	}
-	switch orphanGone.Load() {
-	case orphanClosed:
+	switch gone := orphanGone.Load(); {
+	case left != nil && gone == orphanClosed:
+		s.log.Info("closed the session the previous run left on the server when it ended uncleanly (killed, crashed)")
+		s.update(func(st *Stats) { st.LeftSessionsClosed++ })
+		s.left = nil
+		s.forgetSession()
+	case left != nil && gone != 0:
+		s.log.Debug("the session the previous run left is not closed: gone from the server, or the server refused; it drops it after its lifetime", "lifetime", s.sessionTimeout())
+		s.left = nil
+		s.forgetSession()
+	case gone == orphanClosed:
 		s.log.Info("closed the session a lost connection had left on the server", "left", time.Since(s.orphanAt).Round(time.Second))
 		s.orphan = nil
 		s.update(func(st *Stats) { st.LeftSessionsClosed++ })
-	case orphanUnknown:
+	case gone == orphanUnknown:
 		s.log.Debug("the session a lost connection had left is gone from the server (restarted?)")
 		s.orphan = nil
 	}
 	if err != nil {
 		return 0, err
 	}
+	s.keepSession(c.Session())
 	start := time.Now()
 	defer func() {
 		s.ask("close")
@@ -602,9 +622,13 @@ func (s *Source) noteServerCert(der []byte) {
 func (s *Source) closeSession(c *opcua.Client) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if sess := c.Session(); sess != nil && c.CloseSession(ctx) != nil {
-		_, _ = c.DetachSession(ctx)
-		s.orphan, s.orphanAt = sess, time.Now()
+	if sess := c.Session(); sess != nil {
+		if c.CloseSession(ctx) != nil {
+			_, _ = c.DetachSession(ctx)
+			s.orphan, s.orphanAt = sess, time.Now()
+		} else {
+			s.forgetSession()
+		}
 	}
 	closeClient(c)
 }
@@ -711,9 +735,13 @@ func dialWait(ctx, sctx context.Context, ask func() bool, p clientParams) (*opcu
 	if !ask() {
 		return nil, ctx.Err()
 	}
-	if p.orphan != nil {
+	if p.orphan != nil || p.left != nil {
 		p.orphanMu.Lock()
-		p.orphanGone.Store(closeOrphan(sctx, p, opts))
+		r := closeOrphan(sctx, p, opts)
+		if r == 0 && p.left != nil {
+			r = orphanNotClosed // tried once: forgotten
+		}
+		p.orphanGone.Store(r)
 		p.orphanMu.Unlock()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -753,18 +781,32 @@ func dialWait(ctx, sctx context.Context, ask func() bool, p clientParams) (*opcu
 // — and closes it with its subscriptions. It reports orphanClosed,
 // orphanUnknown (the server restarted, or dropped the session already),
 // or 0: not gone, it is tried again at the next connection.
+//
+// Without p.orphan it closes p.left, the session the previous process
+// left (kept with cfg.Sessions), made again with the new client's session
+// settings — the user's credentials — for stopWait at most.
 func closeOrphan(ctx context.Context, p clientParams, opts []opcua.Option) int32 {
-	ctx, cancel := context.WithTimeout(ctx, p.requestTimeout)
+	bound := p.requestTimeout
+	if p.orphan == nil {
+		bound = stopWait
+	}
+	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	c, err := opcua.NewClient(p.endpoint, opts...)
 	if err != nil {
 		return orphanUnknown // never will it connect with these options
 	}
 	defer closeClient(c)
+	sess := p.orphan
+	if sess == nil {
+		if sess = p.left.session(c); sess == nil {
+			return orphanUnknown
+		}
+	}
 	if err := c.Dial(ctx); err != nil {
 		return 0
 	}
-	if err := c.ActivateSession(ctx, p.orphan); err != nil {
+	if err := c.ActivateSession(ctx, sess); err != nil {
 		if errors.Is(err, ua.StatusBadSessionIDInvalid) || errors.Is(err, ua.StatusBadSessionClosed) ||
 			errors.Is(err, ua.StatusBadSessionNotActivated) {
 			return orphanUnknown
@@ -798,6 +840,9 @@ func (s *Source) closeLeft() {
 	}()
 	select {
 	case r := <-done:
+		if r == orphanClosed || r == orphanUnknown {
+			s.forgetSession()
+		}
 		if r == orphanClosed {
 			s.log.Info("closed the session a lost connection had left on the server", "left", time.Since(s.orphanAt).Round(time.Second))
 			s.update(func(st *Stats) { st.LeftSessionsClosed++ })
@@ -814,6 +859,9 @@ func (s *Source) closeLeft() {
 const (
 	orphanClosed  = 1 // closed
 	orphanUnknown = 2 // the server no longer has it
+	// orphanNotClosed: the session the previous process left was not
+	// closed (the server did not answer, or refused); not tried again.
+	orphanNotClosed = 3
 )
 
 // closeClient closes the session and channel; a dead server must not hold us.

@@ -26,6 +26,10 @@ func TestMain(m *testing.M) {
 		runChildServer()
 		return
 	}
+	if os.Getenv(envChildClient) != "" {
+		runChildClient()
+		return
+	}
 	// The in-process gopcua server cannot be shut down cleanly (Close hangs
 	// and leaves connections up), so its goroutines are ignored; the
 	// child-process tests check the client side with goleak.VerifyNone.

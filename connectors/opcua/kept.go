@@ -1,0 +1,160 @@
+package opcua
+
+import (
+	"encoding/json"
+	"reflect"
+	"unsafe"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
+	"github.com/gopcua/opcua/uasc"
+)
+
+// keptSession is what closes a session from another process (see
+// SessionKeeper): the session's authentication token and the server nonce
+// and certificate its activation is signed with, and the server, security
+// and user it was made with — a source pointed elsewhere, or with other
+// security or another user, does not try it.
+type keptSession struct {
+	Server     string `json:"server"`
+	Policy     string `json:"policy"`
+	Mode       string `json:"mode"`
+	User       string `json:"user,omitempty"`
+	Token      []byte `json:"token"` // binary-encoded node id
+	Nonce      []byte `json:"nonce,omitempty"`
+	ServerCert []byte `json:"server_cert,omitempty"`
+}
+
+// keptFor is the identity part of a keptSession for s.
+func (s *Source) keptFor() keptSession {
+	return keptSession{Server: s.server, Policy: s.sec.policyURI, Mode: s.sec.mode.String(), User: s.cfg.Username}
+}
+
+func (k keptSession) sameOwner(o keptSession) bool {
+	return k.Server == o.Server && k.Policy == o.Policy && k.Mode == o.Mode && k.User == o.User
+}
+
+// keepSession keeps what closes sess, the session just activated
+// (cfg.Sessions). Not kept, a kill leaves it for its lifetime, as before.
+func (s *Source) keepSession(sess *opcua.Session) {
+	if s.cfg.Sessions == nil || sess == nil {
+		return
+	}
+	k := s.keptFor()
+	tok, nonce, cert, ok := sessionSecrets(sess)
+	if !ok {
+		s.log.Debug("the session is not kept for the next process to close: this gopcua keeps it otherwise")
+		return
+	}
+	var err error
+	if k.Token, err = tok.Encode(); err != nil {
+		return
+	}
+	k.Nonce, k.ServerCert = nonce, cert
+	b, err := json.Marshal(k)
+	if err == nil {
+		err = s.cfg.Sessions.KeepSession(b)
+	}
+	if err != nil {
+		s.log.Debug("the session is not kept for the next process to close", "err", err)
+	}
+}
+
+// forgetSession forgets the kept session: it was closed.
+func (s *Source) forgetSession() {
+	if s.cfg.Sessions == nil {
+		return
+	}
+	if err := s.cfg.Sessions.KeepSession(nil); err != nil {
+		s.log.Debug("the closed session is still kept; the next start tries to close it", "err", err)
+	}
+}
+
+// leftByLast is the session the previous process kept for this source,
+// if it was made with this source's server, security and user; nil if
+// none. One kept for another is forgotten.
+func (s *Source) leftByLast() *keptSession {
+	if s.cfg.Sessions == nil {
+		return nil
+	}
+	b, err := s.cfg.Sessions.KeptSession()
+	if err != nil || b == nil {
+		return nil
+	}
+	var k keptSession
+	if json.Unmarshal(b, &k) != nil || !k.sameOwner(s.keptFor()) || len(k.Token) == 0 {
+		s.forgetSession()
+		return nil
+	}
+	return &k
+}
+
+// session makes k an opcua.Session again, to be activated by c (whose
+// session settings — the user's credentials among them — it takes): nil
+// if it cannot.
+func (k *keptSession) session(c *opcua.Client) *opcua.Session {
+	tok := new(ua.NodeID)
+	if _, err := tok.Decode(k.Token); err != nil {
+		return nil
+	}
+	cfgV, ok := field(reflect.ValueOf(c), "cfg")
+	if !ok {
+		return nil
+	}
+	scV, ok := field(cfgV, "session")
+	if !ok {
+		return nil
+	}
+	sc, ok := scV.Interface().(*uasc.SessionConfig)
+	if !ok || sc == nil {
+		return nil
+	}
+	sess := new(opcua.Session)
+	v := reflect.ValueOf(sess)
+	set := func(name string, x any) bool {
+		f, ok := field(v, name)
+		if !ok || f.Type() != reflect.TypeOf(x) {
+			return false
+		}
+		f.Set(reflect.ValueOf(x))
+		return true
+	}
+	if !set("cfg", sc) || !set("resp", &ua.CreateSessionResponse{AuthenticationToken: tok}) ||
+		!set("serverNonce", k.Nonce) || !set("serverCertificate", k.ServerCert) {
+		return nil
+	}
+	return sess
+}
+
+// sessionSecrets reads what activates sess again: gopcua keeps it
+// unexported (its own reconnect reuses it in place), so it is read by
+// reflection; ok is false when this gopcua does not have it so.
+func sessionSecrets(sess *opcua.Session) (tok *ua.NodeID, nonce, cert []byte, ok bool) {
+	v := reflect.ValueOf(sess)
+	resp, ok1 := field(v, "resp")
+	n, ok2 := field(v, "serverNonce")
+	c, ok3 := field(v, "serverCertificate")
+	if !ok1 || !ok2 || !ok3 {
+		return nil, nil, nil, false
+	}
+	r, okR := resp.Interface().(*ua.CreateSessionResponse)
+	nonce, okN := n.Interface().([]byte)
+	cert, okC := c.Interface().([]byte)
+	if !okR || r == nil || r.AuthenticationToken == nil || !okN || !okC {
+		return nil, nil, nil, false
+	}
+	return r.AuthenticationToken, nonce, cert, true
+}
+
+// field is the field name of the struct v points to, readable and
+// settable although unexported; ok is false if there is none.
+func field(v reflect.Value, name string) (reflect.Value, bool) {
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return reflect.Value{}, false
+	}
+	f := v.Elem().FieldByName(name)
+	if !f.IsValid() || !f.CanAddr() {
+		return reflect.Value{}, false
+	}
+	return reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem(), true
+}
