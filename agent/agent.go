@@ -1598,6 +1598,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		settings := oc
 		settings.Logger = nil
 		oc.Pins = nsPins{a: a, source: s.Name, endpoint: s.Endpoint}
+		oc.Sessions = opcSessions{a: a, source: s.Name}
 		name := s.Name
 		oc.OnConnect = func() { a.countSourceConnected(connectors.KindOPCUA, name, time.Now()) }
 		oc.OnDisconnect = func() { a.countSourceDown(connectors.KindOPCUA, name, true, time.Now()) }

@@ -13,12 +13,13 @@ import (
 // runs before it in a row ended without a clean stop: written before the
 // sources start, deleted at a clean stop once they are stopped (their OPC UA
 // sessions closed). Found at start, it says the previous run was killed,
-// crashed or lost power: its OPC UA sessions are still on the servers, each
+// crashed or lost power: its OPC UA sessions were left on the servers, each
 // holding one of a PLC's few session slots for its lifetime (2 minutes by
-// default), and a crash loop restarted every 5 s by systemd leaves one per
-// start (22–24 held on node-opcua's test server, packaging README). The
-// agent says so; it does not wait at start (a wait of seconds still leaves
-// a session per start, and data would flow later after every kill).
+// default); a crash loop restarted every 5 s by systemd left one per start
+// (22–24 held on node-opcua's test server, packaging README) until each
+// source kept what closes its session (opcSessions) and closed the one the
+// previous run left before connecting. The agent says so; it does not wait
+// at start (data would flow later after every kill).
 const runMarkKey = "agent/run"
 
 type runMark struct {
@@ -68,13 +69,14 @@ func (a *Agent) markRunStart(ctx context.Context, cfg *config.Config, now time.T
 func (a *Agent) logUnclean(unclean int, prevStart time.Time) {
 	if unclean >= crashLoopRuns {
 		a.log.Warn("crash loop: the last runs ended without a clean stop, each started within 2 minutes of the next; "+
-			"every one left its OPC UA sessions on the servers for their lifetime (2 minutes by default), and a server "+
+			"each start closes the OPC UA sessions the previous one left before its sources connect, but a run killed "+
+			"while connecting leaves its session on the server for its lifetime (2 minutes by default), and a server "+
 			"with few session slots refuses new sessions meanwhile (BadTooManySessions), the HMI's too: "+
 			"the journal says why the agent ends; `systemctl stop plantedge` ends the loop",
 			"unclean_runs", unclean, "previous_start", prevStart.UTC().Format(time.RFC3339))
 		return
 	}
-	a.log.Info("the previous run did not stop cleanly (killed, crashed or power lost): the OPC UA servers keep the sessions it had open for their lifetime (2 minutes by default)",
+	a.log.Info("the previous run did not stop cleanly (killed, crashed or power lost): each OPC UA source closes the session it left on its server before it connects; one the server does not close is kept there for its lifetime (2 minutes by default)",
 		"previous_start", prevStart.UTC().Format(time.RFC3339))
 }
 
