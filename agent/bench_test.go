@@ -394,6 +394,38 @@ func countUp(plc *opcuatest.Server, tags []string) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
+// ingestBenchConfig writes and loads the configuration of the ingest
+// benchmarks: machines machines counting good and scrap on OPC UA server
+// endpoint (nodes names each one's two node ids), 10 ms publishing, Odoo
+// at odooURL.
+func ingestBenchConfig(b *testing.B, dir, odooURL, keyFile, endpoint, level string, machines int, nodes func(m int) (good, scrap string)) *config.Config {
+	b.Helper()
+	var sb strings.Builder
+	fmt.Fprintf(&sb, `site: bench
+data_dir: %q
+listen: %q
+buffer: { max_bytes: 2GiB }
+log: { level: %s }
+odoo: { url: %q, database: odoo, username: bot, api_key_file: %q, timeout: 10s }
+opcua:
+  - { name: plc, endpoint: %q, publishing_interval: 10ms, sampling_interval: 10ms, queue_size: 1 }
+machines:
+`, filepath.Join(dir, "data"), agenttest.FreeAddr(b), level, odooURL, keyFile, endpoint)
+	for m := range machines {
+		good, scrap := nodes(m)
+		fmt.Fprintf(&sb, "  - { id: m-%03d, workcenter: WC-%03d, good_count: { opcua: { server: plc, node: %q } }, scrap_count: { opcua: { server: plc, node: %q } } }\n", m, m, good, scrap)
+	}
+	path := filepath.Join(dir, "plantedge.yaml")
+	if err := os.WriteFile(path, []byte(sb.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cfg
+}
+
 // BenchmarkIngestOPCUA: one OPC UA server with 500 machines' good and scrap
 // counters (1,000 tags) that all change continuously; the agent subscribes
 // (10 ms publishing and sampling) and makes every notification durable.
@@ -411,29 +443,9 @@ func BenchmarkIngestOPCUA(b *testing.B) {
 		tags = append(tags, fmt.Sprintf("M%03d.Good", m), fmt.Sprintf("M%03d.Scrap", m))
 	}
 	dir, odooURL, keyFile, plc := opcuaBenchPlant(b, tags)
-	var sb strings.Builder
-	fmt.Fprintf(&sb, `site: bench
-data_dir: %q
-listen: %q
-buffer: { max_bytes: 2GiB }
-log: { level: warn }
-odoo: { url: %q, database: odoo, username: bot, api_key_file: %q, timeout: 10s }
-opcua:
-  - { name: plc, endpoint: %q, publishing_interval: 10ms, sampling_interval: 10ms, queue_size: 1 }
-machines:
-`, filepath.Join(dir, "data"), agenttest.FreeAddr(b), odooURL, keyFile, plc.Endpoint())
-	for m := range machines {
-		fmt.Fprintf(&sb, "  - { id: m-%03d, workcenter: WC-%03d, good_count: { opcua: { server: plc, node: %q } }, scrap_count: { opcua: { server: plc, node: %q } } }\n",
-			m, m, plc.NodeID(fmt.Sprintf("M%03d.Good", m)), plc.NodeID(fmt.Sprintf("M%03d.Scrap", m)))
-	}
-	path := filepath.Join(dir, "plantedge.yaml")
-	if err := os.WriteFile(path, []byte(sb.String()), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		b.Fatal(err)
-	}
+	cfg := ingestBenchConfig(b, dir, odooURL, keyFile, plc.Endpoint(), "warn", machines, func(m int) (string, string) {
+		return plc.NodeID(fmt.Sprintf("M%03d.Good", m)), plc.NodeID(fmt.Sprintf("M%03d.Scrap", m))
+	})
 	for range b.N {
 		a := startBenchAgent(b, cfg)
 		time.Sleep(time.Second) // the initial reads and monitored items settle

@@ -3,15 +3,11 @@ package agent
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/plantedge/plantedge/agent/agenttest"
-	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/connectors"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
@@ -34,31 +30,12 @@ func BenchmarkIngestCPU(b *testing.B) {
 	srv.SetDown(true)
 	keyFile := agenttest.WriteKeyFile(b, dir, "0123456789012345678901234567890123456789")
 	endpoint := "opc.tcp://" + agenttest.FreeAddr(b) // nothing listens
-	var sb strings.Builder
-	fmt.Fprintf(&sb, `site: bench
-data_dir: %q
-listen: %q
-buffer: { max_bytes: 2GiB }
-log: { level: error }
-odoo: { url: %q, database: odoo, username: bot, api_key_file: %q, timeout: 10s }
-opcua:
-  - { name: plc, endpoint: %q, publishing_interval: 10ms, sampling_interval: 10ms, queue_size: 1 }
-machines:
-`, filepath.Join(dir, "data"), agenttest.FreeAddr(b), srv.URL(), keyFile, endpoint)
 	var nodes []string
-	for m := range machines {
+	cfg := ingestBenchConfig(b, dir, srv.URL(), keyFile, endpoint, "error", machines, func(m int) (string, string) {
 		good, scrap := fmt.Sprintf("ns=2;s=M%03d.Good", m), fmt.Sprintf("ns=2;s=M%03d.Scrap", m)
 		nodes = append(nodes, good, scrap)
-		fmt.Fprintf(&sb, "  - { id: m-%03d, workcenter: WC-%03d, good_count: { opcua: { server: plc, node: %q } }, scrap_count: { opcua: { server: plc, node: %q } } }\n", m, m, good, scrap)
-	}
-	path := filepath.Join(dir, "plantedge.yaml")
-	if err := os.WriteFile(path, []byte(sb.String()), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		b.Fatal(err)
-	}
+		return good, scrap
+	})
 	a, err := New(cfg, Options{})
 	if err != nil {
 		b.Fatal(err)
