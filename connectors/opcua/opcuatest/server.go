@@ -12,6 +12,7 @@ import (
 	"log"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -169,6 +170,40 @@ func (s *Server) activateSession(_ *uasc.SecureChannel, r ua.Request, _ uint32) 
 	}, nil
 }
 
+// getEndpoints answers GetEndpoints (WithUser) as gopcua's own handler
+// does, with the user name token policy on each endpoint, which gopcua
+// offers only with a secure policy. It answers with copies: the endpoints
+// were patched in place after Start before, racing a client that asked at
+// once (a source of another test still reconnecting to the port, CI).
+func (s *Server) getEndpoints(_ *uasc.SecureChannel, r ua.Request, _ uint32) (ua.Response, error) {
+	req, ok := r.(*ua.GetEndpointsRequest)
+	if !ok {
+		return nil, ua.StatusBadRequestTypeInvalid
+	}
+	eps := []*ua.EndpointDescription{}
+	for _, ep := range s.srv.Endpoints() {
+		if !strings.EqualFold(ep.EndpointURL, req.EndpointURL) {
+			continue
+		}
+		c := *ep
+		c.UserIdentityTokens = []*ua.UserTokenPolicy{{
+			PolicyID: "username_none", TokenType: ua.UserTokenTypeUserName, SecurityPolicyURI: ua.SecurityPolicyURINone,
+		}}
+		eps = append(eps, &c)
+	}
+	return &ua.GetEndpointsResponse{
+		ResponseHeader: &ua.ResponseHeader{
+			Timestamp:          time.Now(),
+			RequestHandle:      req.RequestHeader.RequestHandle,
+			ServiceResult:      ua.StatusOK,
+			ServiceDiagnostics: &ua.DiagnosticInfo{},
+			StringTable:        []string{},
+			AdditionalHeader:   ua.NewExtensionObject(nil),
+		},
+		Endpoints: eps,
+	}, nil
+}
+
 // Start starts a server on 127.0.0.1:port (0 picks a free port) with the
 // given initial variables, addressable as "ns=<NS()>;s=<name>".
 func Start(ctx context.Context, port int, vars map[string]any, opts ...Option) (*Server, error) {
@@ -247,6 +282,7 @@ func start(ctx context.Context, port int, vars map[string]any, o options) (*Serv
 	if o.user != "" {
 		// Registered before Start, it stands instead of gopcua's own.
 		srv.RegisterHandler(id.ActivateSessionRequest_Encoding_DefaultBinary, s.activateSession)
+		srv.RegisterHandler(id.GetEndpointsRequest_Encoding_DefaultBinary, s.getEndpoints)
 	}
 	s.sessions = TrackSessions(srv, o.maxSessions)
 	// Objects -> the namespace's folder -> the variables, so browse finds them.
@@ -266,14 +302,6 @@ func start(ctx context.Context, port int, vars map[string]any, o options) (*Serv
 	}
 	if fl != nil {
 		s.front = startFront(fl, "127.0.0.1:"+strconv.Itoa(serverPort), o.chunk)
-	}
-	if o.user != "" {
-		// The endpoints are made by Start; no client has asked yet.
-		for _, ep := range srv.Endpoints() {
-			ep.UserIdentityTokens = []*ua.UserTokenPolicy{{
-				PolicyID: "username_none", TokenType: ua.UserTokenTypeUserName, SecurityPolicyURI: ua.SecurityPolicyURINone,
-			}}
-		}
 	}
 	// gopcua's server never notifies changes of its own clock; a real
 	// server does, and plantedge watches it as a heartbeat.
