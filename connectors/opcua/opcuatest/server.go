@@ -158,16 +158,22 @@ func (s *Server) activateSession(_ *uasc.SecureChannel, r ua.Request, _ uint32) 
 		return nil, ua.StatusBadInternalError
 	}
 	return &ua.ActivateSessionResponse{
-		ResponseHeader: &ua.ResponseHeader{
-			Timestamp:          time.Now(),
-			RequestHandle:      req.RequestHeader.RequestHandle,
-			ServiceResult:      ua.StatusOK,
-			ServiceDiagnostics: &ua.DiagnosticInfo{},
-			StringTable:        []string{},
-			AdditionalHeader:   ua.NewExtensionObject(nil),
-		},
-		ServerNonce: nonce,
+		ResponseHeader: okHeader(req.RequestHeader),
+		ServerNonce:    nonce,
 	}, nil
+}
+
+// okHeader is the header of a good answer to a request with header h, as
+// gopcua's server writes it.
+func okHeader(h *ua.RequestHeader) *ua.ResponseHeader {
+	return &ua.ResponseHeader{
+		Timestamp:          time.Now(),
+		RequestHandle:      h.RequestHandle,
+		ServiceResult:      ua.StatusOK,
+		ServiceDiagnostics: &ua.DiagnosticInfo{},
+		StringTable:        []string{},
+		AdditionalHeader:   ua.NewExtensionObject(nil),
+	}
 }
 
 // getEndpoints answers GetEndpoints (WithUser) as gopcua's own handler
@@ -192,15 +198,8 @@ func (s *Server) getEndpoints(_ *uasc.SecureChannel, r ua.Request, _ uint32) (ua
 		eps = append(eps, &c)
 	}
 	return &ua.GetEndpointsResponse{
-		ResponseHeader: &ua.ResponseHeader{
-			Timestamp:          time.Now(),
-			RequestHandle:      req.RequestHeader.RequestHandle,
-			ServiceResult:      ua.StatusOK,
-			ServiceDiagnostics: &ua.DiagnosticInfo{},
-			StringTable:        []string{},
-			AdditionalHeader:   ua.NewExtensionObject(nil),
-		},
-		Endpoints: eps,
+		ResponseHeader: okHeader(req.RequestHeader),
+		Endpoints:      eps,
 	}, nil
 }
 
