@@ -2,8 +2,6 @@ package opcua
 
 import (
 	"encoding/json"
-	"reflect"
-	"unsafe"
 
 	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
@@ -97,32 +95,23 @@ func (k *keptSession) session(c *opcua.Client) *opcua.Session {
 	if _, err := tok.Decode(k.Token); err != nil {
 		return nil
 	}
-	cfgV, ok := field(reflect.ValueOf(c), "cfg")
-	if !ok {
+	cfg := unexported[*opcua.Config](c, "cfg")
+	if cfg == nil || *cfg == nil {
 		return nil
 	}
-	scV, ok := field(cfgV, "session")
-	if !ok {
-		return nil
-	}
-	sc, ok := scV.Interface().(*uasc.SessionConfig)
-	if !ok || sc == nil {
+	sc := unexported[*uasc.SessionConfig](*cfg, "session")
+	if sc == nil || *sc == nil {
 		return nil
 	}
 	sess := new(opcua.Session)
-	v := reflect.ValueOf(sess)
-	set := func(name string, x any) bool {
-		f, ok := field(v, name)
-		if !ok || f.Type() != reflect.TypeOf(x) {
-			return false
-		}
-		f.Set(reflect.ValueOf(x))
-		return true
-	}
-	if !set("cfg", sc) || !set("resp", &ua.CreateSessionResponse{AuthenticationToken: tok}) ||
-		!set("serverNonce", k.Nonce) || !set("serverCertificate", k.ServerCert) {
+	scf := unexported[*uasc.SessionConfig](sess, "cfg")
+	resp := unexported[*ua.CreateSessionResponse](sess, "resp")
+	nonce := unexported[[]byte](sess, "serverNonce")
+	cert := unexported[[]byte](sess, "serverCertificate")
+	if scf == nil || resp == nil || nonce == nil || cert == nil {
 		return nil
 	}
+	*scf, *resp, *nonce, *cert = *sc, &ua.CreateSessionResponse{AuthenticationToken: tok}, k.Nonce, k.ServerCert
 	return sess
 }
 
@@ -130,31 +119,11 @@ func (k *keptSession) session(c *opcua.Client) *opcua.Session {
 // unexported (its own reconnect reuses it in place), so it is read by
 // reflection; ok is false when this gopcua does not have it so.
 func sessionSecrets(sess *opcua.Session) (tok *ua.NodeID, nonce, cert []byte, ok bool) {
-	v := reflect.ValueOf(sess)
-	resp, ok1 := field(v, "resp")
-	n, ok2 := field(v, "serverNonce")
-	c, ok3 := field(v, "serverCertificate")
-	if !ok1 || !ok2 || !ok3 {
+	resp := unexported[*ua.CreateSessionResponse](sess, "resp")
+	n := unexported[[]byte](sess, "serverNonce")
+	c := unexported[[]byte](sess, "serverCertificate")
+	if resp == nil || *resp == nil || (*resp).AuthenticationToken == nil || n == nil || c == nil {
 		return nil, nil, nil, false
 	}
-	r, okR := resp.Interface().(*ua.CreateSessionResponse)
-	nonce, okN := n.Interface().([]byte)
-	cert, okC := c.Interface().([]byte)
-	if !okR || r == nil || r.AuthenticationToken == nil || !okN || !okC {
-		return nil, nil, nil, false
-	}
-	return r.AuthenticationToken, nonce, cert, true
-}
-
-// field is the field name of the struct v points to, readable and
-// settable although unexported; ok is false if there is none.
-func field(v reflect.Value, name string) (reflect.Value, bool) {
-	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
-		return reflect.Value{}, false
-	}
-	f := v.Elem().FieldByName(name)
-	if !f.IsValid() || !f.CanAddr() {
-		return reflect.Value{}, false
-	}
-	return reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem(), true
+	return (*resp).AuthenticationToken, *n, *c, true
 }

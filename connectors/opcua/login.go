@@ -74,8 +74,9 @@ func closeUnactivated(ctx context.Context, c *opcua.Client, s *opcua.Session) {
 
 // unexported returns a pointer to the field name, of type T, of the struct
 // p points to, or nil when it has no such field. gopcua v0.8.0 keeps a
-// client's session configuration (Config.session) and a session's
-// authentication token (Session.resp) unexported; go.mod pins that
+// client's session configuration (Client.cfg, Config.session) and a
+// session's settings, authentication token, server nonce and certificate
+// (Session.cfg, resp, serverNonce, serverCertificate) unexported; go.mod pins that
 // version, and TestUnexportedGopcuaFields fails when they move.
 func unexported[T any](p any, name string) *T {
 	v := reflect.ValueOf(p)
