@@ -1125,6 +1125,7 @@ type sourceHandle struct {
 	polled    func() int                               // OPC UA: nodes polled because the server cannot monitor them; nil for MQTT
 	refused   func() []opcua.RefusedNode               // OPC UA: nodes the server refuses; nil for MQTT
 	overflows func() uint64                            // OPC UA: values that came after values the server discarded; nil for MQTT
+	opcStats  func() opcua.Stats                       // OPC UA: the source's counters (sessions closed, login checks, heartbeat rebuilds); nil for MQTT
 	publish   func(topic string, payload []byte) error // MQTT: a QoS 0 publish on the connection; nil for OPC UA
 	run       func(context.Context) error
 	// settings are the connector's configuration (without its logger): a
@@ -1616,6 +1617,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			polled:    func() int { return src.Stats().Polled },
 			refused:   func() []opcua.RefusedNode { return src.Stats().Refused },
 			overflows: func() uint64 { return src.Stats().Overflows },
+			opcStats:  src.Stats,
 			settings:  settings,
 		})
 	}

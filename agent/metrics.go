@@ -210,13 +210,16 @@ var (
 	descPolled   = prometheus.NewDesc("plantedge_source_polled_nodes", "OPC UA nodes read by polling (mode: poll, or the server cannot monitor them).", []string{"source"}, nil)
 	descRefused  = prometheus.NewDesc("plantedge_source_refused_nodes", "OPC UA nodes the server will not serve (unknown node, no access); tried again.", []string{"source"}, nil)
 	descOverflow = prometheus.NewDesc("plantedge_source_queue_overflows_total", "OPC UA values that followed values the server discarded (a monitored item's queue, queue_size, was full).", []string{"source"}, nil)
+	descLeftShut = prometheus.NewDesc("plantedge_source_left_sessions_closed_total", "OPC UA sessions left on the server, by a lost connection or by a run that was killed or crashed, that the agent closed from its next connection (each held one of the PLC's session slots).", []string{"source"}, nil)
+	descLoginChk = prometheus.NewDesc("plantedge_source_login_checks_total", "OPC UA sessions made only to check the user login (at the first connection and after a refusal), closed at once.", []string{"source"}, nil)
+	descHBeat    = prometheus.NewDesc("plantedge_source_heartbeat_rebuilds_total", "OPC UA sessions torn down and made again because the server's heartbeat (its current time, monitored) stopped coming.", []string{"source"}, nil)
 	descHeld     = prometheus.NewDesc("plantedge_machine_unattributed_pieces", "Good pieces held because no work order is in progress on the machine's work center.", []string{"machine"}, nil)
 	descClockOff = prometheus.NewDesc("plantedge_machine_source_clock_offset_seconds",
 		"How far the clock of the machine's MQTT publisher is ahead of this box's (behind: negative), by the times its values carry, latency included; only for machines measured (timestamp_field set, a minute of values). From 2 minutes off, status says so.", []string{"machine"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descKeyExp, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descStalled, descPartial, descShrinks, descSource, descSessions, descNextTry, descPolled, descRefused, descOverflow, descHeld, descClockOff} {
+	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descKeyExp, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descStalled, descPartial, descShrinks, descSource, descSessions, descNextTry, descPolled, descRefused, descOverflow, descLeftShut, descLoginChk, descHBeat, descHeld, descClockOff} {
 		ch <- d
 	}
 }
@@ -273,6 +276,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if s.overflows != nil {
 			ch <- prometheus.MustNewConstMetric(descOverflow, prometheus.CounterValue, float64(s.overflows()), s.name)
+		}
+		if s.opcStats != nil {
+			st := s.opcStats()
+			ch <- prometheus.MustNewConstMetric(descLeftShut, prometheus.CounterValue, float64(st.LeftSessionsClosed), s.name)
+			ch <- prometheus.MustNewConstMetric(descLoginChk, prometheus.CounterValue, float64(st.LoginChecks), s.name)
+			ch <- prometheus.MustNewConstMetric(descHBeat, prometheus.CounterValue, float64(st.HeartbeatRebuilds), s.name)
 		}
 	}
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -68,6 +71,16 @@ func TestCrashLoopIsSaidWithTheSessionsItLeaves(t *testing.T) {
 			n := plc.Sessions().Open()
 			return n == 1, fmt.Sprintf("%d open", n)
 		})
+		// The killed run's session is counted where operators watch:
+		// plantedge_source_left_sessions_closed_total, one a start after a kill.
+		want := 0.0
+		if i > 1 {
+			want = 1
+		}
+		waitUntil(t, 30*time.Second, fmt.Sprintf("run %d: metrics count %v left session closed", i, want), func() (bool, string) {
+			v, err := leftSessionsClosed(b.listen)
+			return err == nil && v == want, fmt.Sprintf("%v (%v)", v, err)
+		})
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -103,4 +116,25 @@ func TestCrashLoopIsSaidWithTheSessionsItLeaves(t *testing.T) {
 	if l := logs.String(); strings.Contains(l, unclean) || strings.Contains(l, crashLoop) {
 		t.Errorf("the start after a clean stop says the previous run ended uncleanly:\n%s", l)
 	}
+}
+
+// leftSessionsClosed reads plantedge_source_left_sessions_closed_total of
+// the source "plc" from the agent's /metrics.
+func leftSessionsClosed(listen string) (float64, error) {
+	resp, err := http.Get("http://" + listen + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	const series = `plantedge_source_left_sessions_closed_total{source="plc"} `
+	for line := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(line, series); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in /metrics", strings.TrimSpace(series))
 }
