@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,6 +30,10 @@ const (
 	envChildKeep   = "PLANTEDGE_OPCUA_TEST_CLIENT_KEEP"
 	envChildNode   = "PLANTEDGE_OPCUA_TEST_CLIENT_NODE"
 	envChildUser   = "PLANTEDGE_OPCUA_TEST_CLIENT_USER" // user:password
+	// policy:mode, and the directory of the client certificate; none: no
+	// security
+	envChildSecurity = "PLANTEDGE_OPCUA_TEST_CLIENT_SECURITY"
+	envChildDataDir  = "PLANTEDGE_OPCUA_TEST_CLIENT_DATADIR"
 )
 
 // fileKeeper is a SessionKeeper in a file (0600), as the agent's buffer
@@ -62,14 +68,18 @@ func runChildClient() {
 		keeper = fileKeeper(k)
 	}
 	user, password, _ := strings.Cut(os.Getenv(envChildUser), ":")
+	policy, mode, _ := strings.Cut(os.Getenv(envChildSecurity), ":")
 	src, err := New(Config{
-		Username: user,
-		Password: password,
-		Name:     "line1",
-		Endpoint: os.Getenv(envChildClient),
-		Nodes:    []string{os.Getenv(envChildNode)},
-		Sessions: keeper,
-		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Username:       user,
+		Password:       password,
+		SecurityPolicy: policy,
+		SecurityMode:   mode,
+		DataDir:        os.Getenv(envChildDataDir),
+		Name:           "line1",
+		Endpoint:       os.Getenv(envChildClient),
+		Nodes:          []string{os.Getenv(envChildNode)},
+		Sessions:       keeper,
+		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		OnConnect: func() {
 			fmt.Println("connected")
 		},
@@ -82,14 +92,17 @@ func runChildClient() {
 }
 
 // startClientChild starts the test binary as a source against endpoint,
-// keeping its session in keep ("" keeps none), and returns once the source
-// is connected.
-func startClientChild(t *testing.T, endpoint, node, user, keep string) *exec.Cmd {
+// keeping its session in keep ("" keeps none), with env added (the child's
+// security), and returns once the source is connected, with the child's
+// log (debug).
+func startClientChild(t *testing.T, endpoint, node, user, keep string, env ...string) (*exec.Cmd, *lockedLog) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envChildClient+"="+endpoint, envChildKeep+"="+keep, envChildNode+"="+node, envChildUser+"="+user)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stderr = testWriter{t}
+	logs := new(lockedLog)
+	cmd.Stderr = io.MultiWriter(logs, testWriter{t})
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -116,9 +129,9 @@ func startClientChild(t *testing.T, endpoint, node, user, keep string) *exec.Cmd
 	select {
 	case <-connected:
 	case <-time.After(60 * time.Second):
-		t.Fatal("the child source did not connect in 60 s")
+		t.Fatalf("the child source did not connect in 60 s; its log:\n%s", logs)
 	}
-	return cmd
+	return cmd, logs
 }
 
 // A source killed with SIGKILL (a crash loop: systemd restarting a crashing
@@ -140,7 +153,7 @@ func killedSessionClosed(t *testing.T, user string, opts ...opcuatest.Option) {
 	srv := startSlots(t, 0, opts...)
 	keep := filepath.Join(t.TempDir(), "session")
 	for start := 1; start <= 4; start++ {
-		cmd := startClientChild(t, srv.Endpoint(), srv.NodeID("Count"), user, keep)
+		cmd, _ := startClientChild(t, srv.Endpoint(), srv.NodeID("Count"), user, keep)
 		open := 0
 		for end := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 			if open = srv.Sessions().Open(); open == 1 || time.Now().After(end) {
@@ -200,5 +213,52 @@ func TestCleanStopForgetsTheKeptSession(t *testing.T) {
 	}
 	if n := srv.Sessions().Open(); n != 0 {
 		t.Errorf("%d sessions open after a clean stop", n)
+	}
+}
+
+// The same against node-opcua, the way plants run: Basic256Sha256
+// SignAndEncrypt and a user. The killed run's session, kept, is activated
+// again by the next process on a secure channel of its own (its client
+// certificate the same, the signature and the encrypted password made
+// with the kept server nonce and certificate) and closed before that
+// process asks for any session of its own: node-opcua, which counts its
+// sessions itself, never counts more than one through the kills, and one,
+// the live one, after each start.
+func TestKilledSecureSessionIsClosedByTheNext(t *testing.T) {
+	srv := startNodeServer(t)
+	keep := filepath.Join(t.TempDir(), "session")
+	env := []string{envChildSecurity + "=Basic256Sha256:SignAndEncrypt", envChildDataDir + "=" + t.TempDir()}
+	const left = "closed the session the previous run left on the server"
+	printed := 0
+	for start := 1; start <= 3; start++ {
+		if start > 1 {
+			// The killed run's session is still on the server.
+			if n := srv.sessions.Load(); n != 1 {
+				t.Fatalf("before start %d: the server counts %d sessions, want the one the killed run left", start, n)
+			}
+		}
+		cmd, logs := startClientChild(t, srv.Endpoint, secureCounter, "operator:s3cret", keep, env...)
+		// (the server prints its count a moment after a close)
+		for end := time.Now().Add(60 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			if srv.sessions.Load() == 1 && (start == 1 || strings.Contains(logs.String(), left)) {
+				break
+			}
+		}
+		counts, _ := srv.counts.since(printed)
+		if n := srv.sessions.Load(); n != 1 {
+			t.Fatalf("start %d connected: the server counts %d sessions (printed since the start: %v), want 1, the live one", start, n, counts)
+		}
+		if start > 1 && !strings.Contains(logs.String(), left) {
+			t.Fatalf("start %d did not close the killed run's session; its log:\n%s", start, logs)
+		}
+		if i := slices.IndexFunc(counts, func(n int64) bool { return n > 1 }); i >= 0 || len(counts) == 0 {
+			t.Fatalf("start %d: the server counted %v sessions since the start, want never more than one", start, counts)
+		}
+		_, printed = srv.counts.since(0)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+	if b, err := fileKeeper(keep).KeptSession(); err != nil || b == nil {
+		t.Fatalf("the last killed run's session is not kept: %q, %v", b, err)
 	}
 }

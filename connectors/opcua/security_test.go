@@ -38,6 +38,28 @@ type nodeServer struct {
 	cmd        *exec.Cmd
 	// sessions is the server's session count, as it last printed it
 	sessions *atomic.Int64
+	// counts is every session count it printed, in order
+	counts *countLog
+}
+
+// countLog is the session counts a node-opcua server printed.
+type countLog struct {
+	mu  sync.Mutex
+	all []int64
+}
+
+func (c *countLog) add(n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.all = append(c.all, n)
+}
+
+// since returns the counts printed from the i-th on, and how many were
+// printed in all.
+func (c *countLog) since(i int) ([]int64, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.all[min(i, len(c.all)):]), len(c.all)
 }
 
 // startNodeServer starts testdata/nodeopcua/server.js on a free loopback
@@ -78,7 +100,7 @@ func startNodeServer(t testing.TB, env ...string) *nodeServer {
 		_ = cmd.Wait()
 	})
 	ready := make(chan *nodeServer, 1)
-	sessions := new(atomic.Int64)
+	sessions, counts := new(atomic.Int64), new(countLog)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
@@ -86,11 +108,12 @@ func startNodeServer(t testing.TB, env ...string) *nodeServer {
 			if n, ok := strings.CutPrefix(line, "sessions "); ok {
 				if v, err := strconv.ParseInt(n, 10, 64); err == nil {
 					sessions.Store(v)
+					counts.add(v)
 				}
 				continue
 			}
 			if strings.HasPrefix(line, "{") {
-				ns := &nodeServer{pki: pki, cmd: cmd, sessions: sessions}
+				ns := &nodeServer{pki: pki, cmd: cmd, sessions: sessions, counts: counts}
 				if json.Unmarshal([]byte(line), ns) == nil {
 					ready <- ns
 				}
