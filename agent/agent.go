@@ -1136,6 +1136,9 @@ type sourceHandle struct {
 	// broken: the source could not be built (its connector refused its
 	// configuration, or its password could not be read): down, not run.
 	broken bool
+	// closesKept: OPC UA, whether the source would close the session kept
+	// as these bytes (opcua.Source.ClosesKept); nil for MQTT and broken
+	closesKept func([]byte) bool
 }
 
 // gaveUp reports whether the source's run has returned while it was to
@@ -1609,7 +1612,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			continue
 		}
 		out = append(out, &sourceHandle{
-			name: s.Name, kind: connectors.KindOPCUA, state: src.State, run: src.Run,
+			name: s.Name, kind: connectors.KindOPCUA, state: src.State, run: src.Run, closesKept: src.ClosesKept,
 			sessions:  func() uint64 { return src.Stats().SessionsCreated },
 			lastErr:   func() string { return src.Stats().LastError },
 			lastErrAt: func() time.Time { return src.Stats().LastErrorTime },
@@ -1748,6 +1751,7 @@ func (a *Agent) applySources(cfg *config.Config) {
 		stop = append(stop, h)
 	}
 	stopHandles(stop)
+	a.sweepKeptSessions(cfg, fresh)
 	for _, s := range fresh {
 		sctx, cancel := context.WithCancel(parent)
 		s.cancel, s.done = cancel, make(chan struct{})

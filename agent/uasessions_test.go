@@ -3,9 +3,16 @@ package agent_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/agenttest"
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
 )
 
@@ -49,5 +56,87 @@ func TestReloadAndStopCloseTheirOPCUASessions(t *testing.T) {
 	}
 	if n := p.ua.Sessions().KeptSubscriptions() + plc2.Sessions().KeptSubscriptions(); n != 0 {
 		t.Errorf("%d sessions closed keeping their subscriptions", n)
+	}
+}
+
+// An OPC UA source renamed while the agent was down after a kill: the
+// session the killed run kept under the old name is closed by the renamed
+// source as it starts, the same server, security and user (before, the
+// new name had nothing kept: 2 sessions open on the server, gopcua's
+// never drops one, and the old name's key stayed in the buffer file for
+// good). Renamed and moved to another server, no configured source can
+// close it (that takes the credentials and the certificate of the source
+// that made it): the key is forgotten, and the log says so. No key is
+// left under a name no longer configured.
+func TestRenamedOPCUASourceClosesTheSessionKeptUnderItsOldName(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"ua-press-1"}})
+	api := agent.NewAPIClient(p.listen)
+	killed := func() {
+		t.Helper()
+		child := agenttest.StartChild(t, p.cfgPath)
+		defer func() { _ = child.Process.Kill(); _, _ = child.Process.Wait() }()
+		waitChildSubscribed(t, api)
+		if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = child.Process.Wait()
+	}
+	rename := func(from, to string) {
+		t.Helper()
+		raw, err := os.ReadFile(p.cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		renamed := strings.NewReplacer("name: "+from+"\n", "name: "+to+"\n", "server: "+from+",", "server: "+to+",").Replace(string(raw))
+		if strings.Count(renamed, to) != 3 {
+			t.Fatalf("not renamed:\n%s", renamed)
+		}
+		p.writeConfig(renamed)
+	}
+	killed()
+	if n := p.ua.Sessions().Open(); n != 1 {
+		t.Fatalf("%d sessions open after the kill, want the one it left", n)
+	}
+	rename("line1", "press-line")
+	ra := p.startAgentWith(false)
+	waitFor(t, 30*time.Second, "one session open, the renamed source's, the killed run's closed", func() (bool, string) {
+		n := p.ua.Sessions().Open()
+		return n == 1 && strings.Contains(p.logs.String(), "closed_by=press-line"), fmt.Sprint(n, " open; log:\n", p.logs.String())
+	})
+	ra.stopNow(t)
+
+	killed()
+	plc2, err := opcuatest.Start(context.Background(), 0, map[string]any{"ua-press-1.Good": int64(1000), "ua-press-1.Running": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(plc2.Close)
+	rename("press-line", "line2")
+	p.editConfig(p.ua.Endpoint(), plc2.Endpoint())
+	ra = p.startAgentWith(false)
+	waitFor(t, 30*time.Second, "the key kept under press-line forgotten, said", func() (bool, string) {
+		l := p.logs.String()
+		return strings.Contains(l, "forgot the OPC UA session kept for a source no longer configured") && strings.Contains(l, "source=press-line"), l
+	})
+	if n := p.ua.Sessions().Open(); n != 1 {
+		t.Errorf("%d sessions open on the first server, want the one the second kill left (nothing configured can close it)", n)
+	}
+	ra.stopNow(t)
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	var keys []string
+	if err := buf.MetaPrefix("opcsession/", func(k string, _ []byte) error { keys = append(keys, k); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 0 {
+		t.Errorf("sessions kept after a clean stop: %v, want none", keys)
 	}
 }

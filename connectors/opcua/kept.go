@@ -127,3 +127,13 @@ func sessionSecrets(sess *opcua.Session) (tok *ua.NodeID, nonce, cert []byte, ok
 	}
 	return (*resp).AuthenticationToken, *n, *c, true
 }
+
+// ClosesKept reports whether b, a session kept (SessionKeeper) for another
+// source — one renamed or removed from the configuration since — was made
+// with this source's server, security and user: kept for this source
+// instead, its start would close it (the credentials and the client
+// certificate that activate it again are this source's).
+func (s *Source) ClosesKept(b []byte) bool {
+	var k keptSession
+	return json.Unmarshal(b, &k) == nil && len(k.Token) > 0 && k.sameOwner(s.keptFor())
+}
