@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -67,13 +68,38 @@ func procStatus(pid int, field string) float64 {
 
 func vmHWM(pid int) float64 { return procStatus(pid, "VmHWM") }
 
+// benchChildEnv set to "test" makes the benchmarks that report the agent's
+// RSS run their agent child as this test binary (agenttest.StartChild)
+// instead of `plantedge run` (agenttest.StartPlantedge). The test binary
+// is several times larger than plantedge, and its file pages count in
+// the child's RSS; its child sets no memory limit where `plantedge run`
+// sets 48 MiB when GOMEMLIMIT is not set. PLANTEDGE_TEST_HEAP_PROFILE
+// (chaos_test.go), which only the test binary's child knows, selects it
+// too.
+const benchChildEnv = "PLANTEDGE_BENCH_CHILD"
+
+// benchChild returns what starts the agent alone in a child process on a
+// config file: `plantedge run`, built now (outside the timed part), or the
+// test binary (benchChildEnv).
+func benchChild(b *testing.B) func(cfgPath string) *exec.Cmd {
+	b.Helper()
+	if os.Getenv(benchChildEnv) == "test" || os.Getenv("PLANTEDGE_TEST_HEAP_PROFILE") != "" {
+		b.Log("agent child: the test binary")
+		return func(cfgPath string) *exec.Cmd { return agenttest.StartChild(b, cfgPath) }
+	}
+	agenttest.Plantedge(b)
+	b.Log("agent child: plantedge run")
+	return func(cfgPath string) *exec.Cmd { return agenttest.StartPlantedge(b, cfgPath) }
+}
+
 // BenchmarkDrainBacklog: a 1,000,000-value backlog of 100 machines drains
 // into the Odoo emulator answering each call after 20 ms. The agent runs
-// in a child process so its peak RSS is its own. orders=running: each
-// machine's work order was in progress all through the outage (started
-// two hours before, the values one hour old); orders=new: started after
-// the values were made (as Odoo's clock has it), so they are "made while
-// no order was in progress" and go to the next one started.
+// in a child process, `plantedge run` (benchChildEnv), so its peak RSS is
+// its own. orders=running: each machine's work order was in progress all
+// through the outage (started two hours before, the values one hour old);
+// orders=new: started after the values were made (as Odoo's clock has
+// it), so they are "made while no order was in progress" and go to the
+// next one started.
 func BenchmarkDrainBacklog(b *testing.B) {
 	b.Run("orders=running", func(b *testing.B) { drainBacklog(b, true) })
 	b.Run("orders=new", func(b *testing.B) { drainBacklog(b, false) })
@@ -81,6 +107,7 @@ func BenchmarkDrainBacklog(b *testing.B) {
 
 func drainBacklog(b *testing.B, running bool) {
 	const machines, perMachine = 100, 10000
+	startChild := benchChild(b)
 	for i := 0; i < b.N; i++ {
 		dir := b.TempDir()
 		srv := odootest.New(odootest.Options{Version: 17})
@@ -139,7 +166,7 @@ func drainBacklog(b *testing.B, running bool) {
 
 		b.ResetTimer()
 		start := time.Now()
-		cmd := agenttest.StartChild(b, cfgPath)
+		cmd := startChild(cfgPath)
 		var peak, peakAnon, peakFile, peakDrain float64
 		var peakFileAt time.Duration
 		deadline := time.Now().Add(5 * time.Minute)
@@ -253,13 +280,14 @@ func BenchmarkIngestMQTT(b *testing.B) {
 }
 
 // childIngestRSS runs the same ingest with the agent alone in a child
-// process (the benchmark process also runs the broker and the publisher)
-// and returns the agent's peak RSS.
+// process, `plantedge run` (benchChildEnv; the benchmark process also runs
+// the broker and the publisher), and returns the agent's peak RSS.
 func childIngestRSS(b *testing.B, odooURL, keyFile string, broker *mqtttest.Broker, machines, values int) float64 {
 	b.Helper()
+	startChild := benchChild(b)
 	listen := agenttest.FreeAddr(b)
 	cfgPath := benchConfig(b, b.TempDir(), odooURL, keyFile, broker.URL(), machines, listen)
-	cmd := agenttest.StartChild(b, cfgPath)
+	cmd := startChild(cfgPath)
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
@@ -476,11 +504,12 @@ func BenchmarkIngestOPCUA(b *testing.B) {
 // 50 servers of 20 machines' good counters each, all served by one
 // in-process gopcua server) and ingests while every tag changes for 5 s.
 // Reported: seconds until every session is connected, values/s durable, and
-// the agent's peak RSS. chunk=64KiB: gopcua's server as it comes, which
-// announces 64 KiB message chunks whatever the agent asked (gopcua's
-// client allocates every chunk it reads at the size announced);
-// chunk=8KiB: the 8,192 bytes the agent asks for, as a server following
-// OPC UA Part 6 answers (opcuatest.WithChunkSize).
+// the agent's peak RSS (the child is `plantedge run`: benchChildEnv).
+// chunk=64KiB: gopcua's server as it comes, which announces 64 KiB message
+// chunks whatever the agent asked (gopcua's client allocates every chunk
+// it reads at the size announced); chunk=8KiB: the 8,192 bytes the agent
+// asks for, as a server following OPC UA Part 6 answers
+// (opcuatest.WithChunkSize).
 func BenchmarkOPCUASessions(b *testing.B) {
 	b.Run("chunk=64KiB", func(b *testing.B) { opcuaSessions(b) })
 	b.Run("chunk=8KiB", func(b *testing.B) { opcuaSessions(b, opcuatest.WithChunkSize(8192)) })
@@ -488,6 +517,7 @@ func BenchmarkOPCUASessions(b *testing.B) {
 
 func opcuaSessions(b *testing.B, opts ...opcuatest.Option) {
 	const sessions, perSession = 50, 20
+	startChild := benchChild(b)
 	var tags []string
 	for i := range sessions * perSession {
 		tags = append(tags, fmt.Sprintf("T%04d", i))
@@ -527,7 +557,7 @@ func opcuaSessions(b *testing.B, opts ...opcuatest.Option) {
 	}
 	for range b.N {
 		start := time.Now()
-		cmd := agenttest.StartChild(b, cfgPath)
+		cmd := startChild(cfgPath)
 		deadline := time.Now().Add(2 * time.Minute)
 		for metric("plantedge_source_connected") < sessions {
 			if time.Now().After(deadline) {

@@ -36,6 +36,12 @@ func TestMain(m *testing.M) {
 	for _, fn := range opcuatest.ServerGoroutines {
 		ignore = append(ignore, goleak.IgnoreAnyFunction(fn))
 	}
+	// The plantedge binary the benchmarks may have built goes with the
+	// process (goleak's cleanup is then what exits).
+	ignore = append(ignore, goleak.Cleanup(func(code int) {
+		agenttest.RemovePlantedge()
+		os.Exit(code)
+	}))
 	goleak.VerifyTestMain(m, ignore...)
 }
 
@@ -70,8 +76,10 @@ func runChildAgent(path string) int {
 // heapProfileChildEnv names a file the child agent writes its heap profile
 // to when SIGTERM comes, before it stops: where the running agent's memory
 // is (go tool pprof -sample_index=inuse_space), for the benchmarks that run
-// it as a child (BenchmarkOPCUASessions). The Go runtime's own accounting
-// (heap in use, stacks) goes to stderr with it.
+// it as a child (BenchmarkOPCUASessions): set, it makes them run the test
+// binary as their child, not plantedge, which has no such hook
+// (benchChildEnv). The Go runtime's own accounting (heap in use, stacks)
+// goes to stderr with it.
 const heapProfileChildEnv = "PLANTEDGE_TEST_HEAP_PROFILE"
 
 // heapProfileAtStop returns a context ended after the heap profile is

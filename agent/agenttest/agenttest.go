@@ -8,11 +8,13 @@ package agenttest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,7 +38,8 @@ func FreeAddr(t testing.TB) string {
 const ChildEnv = "PLANTEDGE_TEST_AGENT_CONFIG"
 
 // StartChild re-executes the test binary as an agent on the config file at
-// cfgPath, in a process of its own (to kill it, or to measure its memory).
+// cfgPath, in a process of its own (to kill it). The benchmarks that report
+// the agent's memory run StartPlantedge, the product's own binary.
 func StartChild(t testing.TB, cfgPath string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -46,6 +49,90 @@ func StartChild(t testing.TB, cfgPath string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	return cmd
+}
+
+// StartPlantedge runs `plantedge run --config cfgPath` in a process of its
+// own: the binary as shipped, not the test binary (whose own file pages, a
+// binary several times larger, count in the child's RSS). It is built on
+// the first call (see Plantedge).
+func StartPlantedge(t testing.TB, cfgPath string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(Plantedge(t), "run", "--config", cfgPath)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+var built struct {
+	once sync.Once
+	dir  string // the temporary directory holding the binary
+	path string
+	err  error
+}
+
+// Plantedge returns the path of a plantedge binary built once per test
+// process from the module this test runs in (found from the working
+// directory, which go test sets to the package's), with the go command of
+// the toolchain the test runs under and as `make build` builds it (no cgo,
+// trimmed paths, no symbol tables). The environment goes to the build as
+// it is (GOTOOLCHAIN with it). RemovePlantedge removes it.
+func Plantedge(t testing.TB) string {
+	t.Helper()
+	built.once.Do(func() {
+		root, err := moduleRoot()
+		if err != nil {
+			built.err = err
+			return
+		}
+		if built.dir, err = os.MkdirTemp("", "plantedge-bin-"); err != nil {
+			built.err = err
+			return
+		}
+		path := filepath.Join(built.dir, "plantedge")
+		//lint:ignore SA1019 the toolchain this test binary runs under is the one wanted, not a go on PATH
+		goCmd := filepath.Join(runtime.GOROOT(), "bin", "go")
+		cmd := exec.Command(goCmd, "build", "-trimpath", "-ldflags", "-s -w", "-o", path, "./cmd/plantedge")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("%s build ./cmd/plantedge in %s: %v\n%s", goCmd, root, err, out)
+			return
+		}
+		built.path = path
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.path
+}
+
+// RemovePlantedge removes the binary Plantedge built, if it did; a
+// TestMain calls it once the tests are done.
+func RemovePlantedge() {
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
+	}
+}
+
+// moduleRoot is the nearest directory at or above the working directory
+// that holds a go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod at or above the working directory")
+		}
+		dir = parent
+	}
 }
 
 // WriteKeyFile stores the Odoo API key as dir/odoo-api-key (mode 0600) and
