@@ -7,11 +7,13 @@
 package nettest
 
 import (
+	"cmp"
 	"io"
 	"math/rand/v2"
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,22 +58,55 @@ func FreePort(t testing.TB) int {
 // pickPort returns the first of FreePort's candidates that take takes: from
 // PortsEnv's range (failing t when none is taken), else below the
 // ephemeral range; 0 when there is no room there or none was taken (the
-// caller then has the kernel pick).
+// caller then has the kernel pick). A port it returned once is tried again
+// only after every other of the range (handedOut).
 func pickPort(t testing.TB, take func(port int) bool) int {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	if lo, hi, ok := portsFromEnv(); ok {
-		for range 200 {
-			if port := lo + rand.IntN(hi-lo+1); take(port) {
-				return port
-			}
+		if port := pickFrom(lo, hi, 200, take); port != 0 {
+			return port
 		}
 		t.Fatalf("no free port in %s=%s", PortsEnv, os.Getenv(PortsEnv))
 	}
 	if lo, ok := ephemeralLow(); ok && lo > freePortLow+1000 {
-		for range 100 {
-			if port := freePortLow + rand.IntN(lo-freePortLow); take(port) {
-				return port
+		return pickFrom(freePortLow, lo-1, 100, take)
+	}
+	return 0
+}
+
+// handedOut is when (a count) pickPort returned each port it returned in
+// this process. A port given to one test is free until its server listens
+// — an agent's API only once its buffer file is open, and again between two
+// runs of it — and FreePort found it free for another test meanwhile: the
+// server that bound it second did not start (agent: "listen …: address
+// already in use", which its test took, 60 s later, for sources that never
+// connected).
+var handedOut struct {
+	sync.Mutex
+	n  uint64
+	at map[int]uint64
+}
+
+// pickFrom tries at most tries ports of [lo, hi]: those never returned in
+// random order, then those returned longest ago first; it returns the
+// first that take takes, noted in handedOut, or 0. handedOut is locked.
+func pickFrom(lo, hi, tries int, take func(port int) bool) int {
+	ports := make([]int, 0, hi-lo+1)
+	for p := lo; p <= hi; p++ {
+		ports = append(ports, p)
+	}
+	rand.Shuffle(len(ports), func(i, j int) { ports[i], ports[j] = ports[j], ports[i] })
+	slices.SortStableFunc(ports, func(a, b int) int { return cmp.Compare(handedOut.at[a], handedOut.at[b]) })
+	for _, port := range ports[:min(tries, len(ports))] {
+		if take(port) {
+			if handedOut.at == nil {
+				handedOut.at = map[int]uint64{}
 			}
+			handedOut.n++
+			handedOut.at[port] = handedOut.n
+			return port
 		}
 	}
 	return 0

@@ -2,6 +2,7 @@ package nettest
 
 import (
 	"net"
+	"slices"
 	"strconv"
 	"testing"
 )
@@ -41,5 +42,33 @@ func TestFreePortKeepsToPortsEnv(t *testing.T) {
 		if n := FreePort(t); n < 52200 || n > 52209 {
 			t.Fatalf("FreePort gave %d with %s=52200-52209", n, PortsEnv)
 		}
+	}
+}
+
+// FreePort gives a port again only once every other port of its range was
+// given: a port given to one test stays free until that test's server
+// listens (an agent's API once its buffer is open, and between two runs),
+// and given to another test meanwhile, one of the two servers could not
+// listen.
+func TestFreePortGivesEveryOtherPortBeforeOneAgain(t *testing.T) {
+	// Below the ephemeral range: no outgoing connection holds one of them.
+	t.Setenv(PortsEnv, "20000-20009")
+	for p := 20000; p <= 20009; p++ {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			t.Skipf("port %d of the range is taken here: %v", p, err)
+		}
+		l.Close()
+	}
+	var got []int
+	for range 10 {
+		n := FreePort(t)
+		if slices.Contains(got, n) {
+			t.Fatalf("FreePort gave %d again after %v, before the range's other ports", n, got)
+		}
+		got = append(got, n)
+	}
+	if n := FreePort(t); n != got[0] {
+		t.Errorf("after %v FreePort gave %d, want %d: given longest ago", got, n, got[0])
 	}
 }
