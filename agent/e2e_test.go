@@ -553,6 +553,7 @@ func (p *plant) startAgentWith(baselines bool) *runningAgent {
 	// about 30 s: the buffer's checks at open and its first commits wait
 	// for the disk).
 	waitFor(p.t, 60*time.Second, "sources connected", func() (bool, string) {
+		ra.failedStart(p.t)
 		st := a.Status()
 		for _, s := range st.Sources {
 			if want := map[bool]string{false: "connected", true: "down"}[p.downSources[s.Name]]; s.State != want {
@@ -578,6 +579,20 @@ func (p *plant) startAgentWith(baselines bool) *runningAgent {
 		return true, ""
 	})
 	return ra
+}
+
+// failedStart fails t at once when Run has returned: an agent that could
+// not start (its API's port taken meanwhile: listen fails) connects no
+// source, and the wait for them said only "no sources yet" after its
+// deadline.
+func (ra *runningAgent) failedStart(t testing.TB) {
+	t.Helper()
+	select {
+	case err := <-ra.done:
+		ra.done <- err // for stop
+		t.Fatalf("the agent ended while starting: %v", err)
+	default:
+	}
 }
 
 // stop stops the agent and waits for it; a second call does nothing.
