@@ -197,10 +197,12 @@ type Agent struct {
 	// buffer (a.state runs ahead of it while a batch is being appended).
 	shownRunning map[string]bool
 
-	srcMu    sync.Mutex
-	sources  []*sourceHandle
-	srcCtx   context.Context // parent of the sources' contexts (Run's)
-	reloadMu sync.Mutex
+	srcMu   sync.Mutex
+	sources []*sourceHandle
+	srcCtx  context.Context // parent of the sources' contexts (Run's)
+	// srcStarted is set once Run started the sources (sourcesStarted).
+	srcStarted atomic.Bool
+	reloadMu   sync.Mutex
 	// runPhase is where Run is (under reloadMu): a reload is applied only
 	// while it runs — asked for while it starts, it is applied once it
 	// runs (reloadAsked: the file); while it stops, it is not.
@@ -1710,7 +1712,12 @@ func (a *Agent) startSources(ctx context.Context, cfg *config.Config) {
 	a.srcCtx = ctx
 	a.srcMu.Unlock()
 	a.applySources(cfg)
+	a.srcStarted.Store(true)
 }
+
+// sourcesStarted reports whether Run has started the sources (they may
+// have stopped since).
+func (a *Agent) sourcesStarted() bool { return a.srcStarted.Load() }
 
 // applySources makes the running sources those of cfg. A source that cannot
 // be built is logged and shown as down; the others run. A source already

@@ -433,6 +433,13 @@ func (a *Agent) Status() Status {
 		}
 		st.Sources = append(st.Sources, ss)
 	}
+	if len(st.Sources) == 0 && !a.sourcesStarted() {
+		// The API answers before the sources start (the run's mark is
+		// written between, up to 5 s on a slow disk): the configured ones,
+		// connecting, as of an agent that does not answer yet — not none
+		// (status --json said "sources": [] there, under load).
+		st.Sources = UnknownStatus(cfg, true).Sources
+	}
 	a.stateMu.Lock()
 	for i := range st.Sources {
 		if mc, ok := a.malformed[st.Sources[i].Name]; ok {
