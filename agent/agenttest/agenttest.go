@@ -223,6 +223,29 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool
 	t.Fatalf("timed out waiting for %s: %s", what, last)
 }
 
+// WaitProgressing polls cond every 50 ms until it holds, for as long as the
+// count it returns keeps changing: it fails t once the count stayed the same
+// for stall, however long the whole wait (a backlog draining as fast as a
+// loaded machine lets it: a fixed 120 s ran out with the backlog still
+// going down). The test's own timeout bounds the rest.
+func WaitProgressing(t testing.TB, stall time.Duration, what string, cond func() (ok bool, count int64, detail string)) {
+	t.Helper()
+	var last int64
+	since := time.Now()
+	for first := true; ; first = false {
+		ok, n, detail := cond()
+		if ok {
+			return
+		}
+		if first || n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) > stall {
+			t.Fatalf("timed out waiting for %s: no change for %s: %s", what, stall, detail)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // LogWriter sends what is written to it (an agent's log lines) to the test
 // log, shown on failure or with -v.
 type LogWriter struct{ T testing.TB }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
 )
@@ -34,5 +35,20 @@ func TestConfigLoads(t *testing.T) {
 		if c.Rate > 0 && !strings.Contains(y, "rate: 200") {
 			t.Fatalf("rate missing:\n%s", y)
 		}
+	}
+}
+
+// WaitProgressing waits past its stall for as long as the count changes: a
+// count that goes down every 60 ms over 1.2 s, with a stall of 300 ms,
+// is waited for to its end.
+func TestWaitProgressingWaitsWhileTheCountChanges(t *testing.T) {
+	start := time.Now()
+	left := func() int64 { return max(0, 20-int64(time.Since(start)/(60*time.Millisecond))) }
+	WaitProgressing(t, 300*time.Millisecond, "the count at 0", func() (bool, int64, string) {
+		n := left()
+		return n == 0, n, ""
+	})
+	if left() != 0 {
+		t.Errorf("returned with %d left", left())
 	}
 }
