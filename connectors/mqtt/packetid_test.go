@@ -107,6 +107,12 @@ func TestMosquittoIdentifierGivenAgainAfterARestartIsNoCopy(t *testing.T) {
 	cfg.EpochBase = 2 // the agent's last connection number, kept in its buffer
 	start(t, cfg, sink)
 	s = sink.next(t)
+	if string(s.Payload) == "10" && s.Duplicate && s.PacketID == 1 {
+		// Its acknowledgement had not reached mosquitto at the stop (under
+		// load): resent before the stop, as it may be.
+		s.Done()
+		s = sink.next(t)
+	}
 	if s.PacketID != 2 || !s.Duplicate || string(s.Payload) != "0" || s.Epoch != 3 {
 		t.Fatalf("resent: %s %q packet id %d DUP %v connection %d; want the stop, 2, DUP, 3", s.Address, s.Payload, s.PacketID, s.Duplicate, s.Epoch)
 	}
