@@ -240,6 +240,9 @@ func TestUnexportedGopcuaFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer closeClient(c)
+	if unexported[atomic.Value](c, "atomicSession") == nil {
+		t.Fatal("gopcua's Client keeps its session elsewhere than where unpin swaps it")
+	}
 	if err := c.Dial(ctx); err != nil {
 		t.Fatal(err)
 	}

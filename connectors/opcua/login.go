@@ -76,7 +76,8 @@ func closeUnactivated(ctx context.Context, c *opcua.Client, s *opcua.Session) {
 // p points to, or nil when it has no such field. gopcua v0.8.0 keeps a
 // client's session configuration (Client.cfg, Config.session) and a
 // session's settings, authentication token, server nonce and certificate
-// (Session.cfg, resp, serverNonce, serverCertificate) unexported; go.mod pins that
+// (Session.cfg, resp, serverNonce, serverCertificate) and the client's
+// current session (Client.atomicSession) unexported; go.mod pins that
 // version, and TestUnexportedGopcuaFields fails when they move.
 func unexported[T any](p any, name string) *T {
 	v := reflect.ValueOf(p)

@@ -772,6 +772,7 @@ func dialWait(ctx, sctx context.Context, ask func() bool, p clientParams) (*opcu
 		closeClient(c)
 		return nil, wrap(err)
 	}
+	unpin(c) // the session held the chunks of its answers
 	return c, nil
 }
 
