@@ -14,13 +14,19 @@ import (
 // §4.4): the agent tells a resent copy of a message it took by them.
 // Checked on the embedded mochi broker and on Mosquitto. A message
 // published while the connector was away comes with an identifier of its
-// own (mochi marks it DUP as well).
+// own on Mosquitto; mochi marks it DUP as well, and once (a CI run, under
+// load) gave it the identifier of an unacknowledged message it resent
+// (1, m0's). The agent takes a DUP for a copy only with the identifier
+// AND the payload's digest of a message it took (agent/mapping
+// TestNoteDeliveredTellsResentCopies: "same id, other payload: new"),
+// so a new message with another payload is no copy either way; on mochi
+// the test says so rather than fails.
 func TestResentMessagesKeepTheirPacketIDs(t *testing.T) {
-	t.Run("mochi", func(t *testing.T) { resentKeepIDs(t, startMochi(t, "tcp", nil, nil)) })
-	t.Run("mosquitto", func(t *testing.T) { resentKeepIDs(t, newMosquitto(t).url("tcp")) })
+	t.Run("mochi", func(t *testing.T) { resentKeepIDs(t, startMochi(t, "tcp", nil, nil), false) })
+	t.Run("mosquitto", func(t *testing.T) { resentKeepIDs(t, newMosquitto(t).url("tcp"), true) })
 }
 
-func resentKeepIDs(t *testing.T, url string) {
+func resentKeepIDs(t *testing.T, url string, ownID bool) {
 	sink := make(chanSink, 100)
 	cfg := Config{URL: url, ClientID: "packetids", Topics: []string{"ids/#"}}
 	r := start(t, cfg, sink)
@@ -52,9 +58,16 @@ func resentKeepIDs(t *testing.T, url string) {
 			t.Errorf("%s resent: %v, DUP %v, packet id %d, want %d", payload, ok, s.Duplicate, s.PacketID, id)
 		}
 	}
-	if s := got["new"]; s.PacketID == 0 || s.PacketID == first["m0"] || s.PacketID == first["m1"] || s.PacketID == first["m2"] {
-		t.Errorf("new message: packet id %d, one of the unacknowledged %v", s.PacketID, first)
-	} else {
+	switch s, ok := got["new"]; {
+	case !ok || s.PacketID == 0:
+		t.Errorf("new message: delivered %v, packet id %d", ok, s.PacketID)
+	case s.PacketID == first["m0"] || s.PacketID == first["m1"] || s.PacketID == first["m2"]:
+		if ownID {
+			t.Errorf("new message: packet id %d, one of the unacknowledged %v", s.PacketID, first)
+		} else {
+			t.Logf("new message: packet id %d, one of the unacknowledged %v (DUP %v): told from them by its payload", s.PacketID, first, s.Duplicate)
+		}
+	default:
 		t.Logf("new message: packet id %d, DUP %v", s.PacketID, s.Duplicate)
 	}
 	sink.none(t, 100*time.Millisecond)
