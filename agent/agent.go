@@ -1124,10 +1124,8 @@ type sourceHandle struct {
 	lastErr   func() string
 	lastErrAt func() time.Time                         // when lastErr happened; nil if unknown
 	nextTry   func() time.Time                         // when it connects again while it waits to (zero otherwise); nil if unknown
-	polled    func() int                               // OPC UA: nodes polled because the server cannot monitor them; nil for MQTT
 	refused   func() []opcua.RefusedNode               // OPC UA: nodes the server refuses; nil for MQTT
-	overflows func() uint64                            // OPC UA: values that came after values the server discarded; nil for MQTT
-	opcStats  func() opcua.Stats                       // OPC UA: the source's counters (sessions closed, login checks, heartbeat rebuilds); nil for MQTT
+	opcStats  func() opcua.Stats                       // OPC UA: the source's counters (nodes polled, overflows, sessions closed, login checks, heartbeat rebuilds); nil for MQTT
 	publish   func(topic string, payload []byte) error // MQTT: a QoS 0 publish on the connection; nil for OPC UA
 	run       func(context.Context) error
 	// settings are the connector's configuration (without its logger): a
@@ -1619,9 +1617,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 			lastErr:   func() string { return src.Stats().LastError },
 			lastErrAt: func() time.Time { return src.Stats().LastErrorTime },
 			nextTry:   func() time.Time { return src.Stats().NextAttempt },
-			polled:    func() int { return src.Stats().Polled },
 			refused:   func() []opcua.RefusedNode { return src.Stats().Refused },
-			overflows: func() uint64 { return src.Stats().Overflows },
 			opcStats:  src.Stats,
 			settings:  settings,
 		})

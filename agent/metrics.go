@@ -268,17 +268,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSource, prometheus.GaugeValue, boolGauge(state == connectors.StateConnected), s.name, string(s.kind))
 		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.CounterValue, float64(s.sessions()), s.name, string(s.kind))
 		ch <- prometheus.MustNewConstMetric(descNextTry, prometheus.GaugeValue, s.nextAttemptSeconds(state), s.name, string(s.kind))
-		if s.polled != nil {
-			ch <- prometheus.MustNewConstMetric(descPolled, prometheus.GaugeValue, float64(s.polled()), s.name)
-		}
 		if s.refused != nil {
 			ch <- prometheus.MustNewConstMetric(descRefused, prometheus.GaugeValue, float64(len(s.refused())), s.name)
 		}
-		if s.overflows != nil {
-			ch <- prometheus.MustNewConstMetric(descOverflow, prometheus.CounterValue, float64(s.overflows()), s.name)
-		}
 		if s.opcStats != nil {
 			st := s.opcStats()
+			ch <- prometheus.MustNewConstMetric(descPolled, prometheus.GaugeValue, float64(st.Polled), s.name)
+			ch <- prometheus.MustNewConstMetric(descOverflow, prometheus.CounterValue, float64(st.Overflows), s.name)
 			ch <- prometheus.MustNewConstMetric(descLeftShut, prometheus.CounterValue, float64(st.LeftSessionsClosed), s.name)
 			ch <- prometheus.MustNewConstMetric(descLoginChk, prometheus.CounterValue, float64(st.LoginChecks), s.name)
 			ch <- prometheus.MustNewConstMetric(descHBeat, prometheus.CounterValue, float64(st.HeartbeatRebuilds), s.name)

@@ -413,8 +413,8 @@ func (a *Agent) Status() Status {
 			// probe: "down" with the error, and nothing more).
 			ss.LastError = "stopped, not retried: " + ss.LastError + " — fix it, then reload (systemctl reload plantedge)"
 		}
-		if s.polled != nil {
-			ss.PolledNodes = s.polled()
+		if s.opcStats != nil {
+			ss.PolledNodes = s.opcStats().Polled
 		}
 		if s.refused != nil {
 			ss.RefusedNodes = s.refused()
