@@ -73,8 +73,8 @@ func vmHWM(pid int) float64 { return procStatus(pid, "VmHWM") }
 // instead of `plantedge run` (agenttest.StartPlantedge). The test binary
 // is several times larger than plantedge, and its file pages count in
 // the child's RSS; its child sets no memory limit where `plantedge run`
-// sets 48 MiB when GOMEMLIMIT is not set. PLANTEDGE_TEST_HEAP_PROFILE
-// (chaos_test.go), which only the test binary's child knows, selects it
+// sets 48 MiB when GOMEMLIMIT is not set. agenttest.HeapProfileEnv,
+// which only the test binary's child knows, selects it
 // too.
 const benchChildEnv = "PLANTEDGE_BENCH_CHILD"
 
@@ -83,7 +83,7 @@ const benchChildEnv = "PLANTEDGE_BENCH_CHILD"
 // test binary (benchChildEnv).
 func benchChild(b *testing.B) func(cfgPath string) *exec.Cmd {
 	b.Helper()
-	if os.Getenv(benchChildEnv) == "test" || os.Getenv("PLANTEDGE_TEST_HEAP_PROFILE") != "" {
+	if os.Getenv(benchChildEnv) == "test" || os.Getenv(agenttest.HeapProfileEnv) != "" {
 		b.Log("agent child: the test binary")
 		return func(cfgPath string) *exec.Cmd { return agenttest.StartChild(b, cfgPath) }
 	}

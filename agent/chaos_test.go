@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 
 // runChildAgent is the agent process the chaos test kills with SIGKILL.
 func runChildAgent(path string) int {
-	if os.Getenv(heapProfileChildEnv) != "" {
+	if os.Getenv(agenttest.HeapProfileEnv) != "" {
 		runtime.MemProfileRate = 1024 // every allocation of a kilobyte and more, the rest sampled
 	}
 	cfg, err := config.Load(path)
@@ -63,7 +63,7 @@ func runChildAgent(path string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	if file := os.Getenv(heapProfileChildEnv); file != "" {
+	if file := os.Getenv(agenttest.HeapProfileEnv); file != "" {
 		ctx = heapProfileAtStop(ctx, file)
 	}
 	if err := a.Run(ctx); err != nil {
@@ -72,15 +72,6 @@ func runChildAgent(path string) int {
 	}
 	return 0
 }
-
-// heapProfileChildEnv names a file the child agent writes its heap profile
-// to when SIGTERM comes, before it stops: where the running agent's memory
-// is (go tool pprof -sample_index=inuse_space), for the benchmarks that run
-// it as a child (BenchmarkOPCUASessions): set, it makes them run the test
-// binary as their child, not plantedge, which has no such hook
-// (benchChildEnv). The Go runtime's own accounting (heap in use, stacks)
-// goes to stderr with it.
-const heapProfileChildEnv = "PLANTEDGE_TEST_HEAP_PROFILE"
 
 // heapProfileAtStop returns a context ended after the heap profile is
 // written, once ctx ends.

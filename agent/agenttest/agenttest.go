@@ -37,6 +37,14 @@ func FreeAddr(t testing.TB) string {
 // with: the agent's TestMain runs the agent alone when it is set.
 const ChildEnv = "PLANTEDGE_TEST_AGENT_CONFIG"
 
+// HeapProfileEnv names a file the child agent (StartChild) writes its heap
+// profile to when SIGTERM comes, before it stops: where the running agent's
+// memory is (go tool pprof -sample_index=inuse_space). Set, it makes the
+// agent package's memory benchmarks run the test binary as their child,
+// not plantedge, which has no such hook. The Go runtime's own accounting
+// (heap in use, stacks) goes to stderr with it.
+const HeapProfileEnv = "PLANTEDGE_TEST_HEAP_PROFILE"
+
 // StartChild re-executes the test binary as an agent on the config file at
 // cfgPath, in a process of its own (to kill it). The benchmarks that report
 // the agent's memory run StartPlantedge, the product's own binary.
