@@ -1,7 +1,9 @@
 package opcua
 
 import (
+	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/gopcua/opcua"
 	"github.com/gopcua/opcua/ua"
@@ -21,6 +23,18 @@ type keptSession struct {
 	Token      []byte `json:"token"` // binary-encoded node id
 	Nonce      []byte `json:"nonce,omitempty"`
 	ServerCert []byte `json:"server_cert,omitempty"`
+	// LifetimeMS is the session's lifetime, as the server revised it
+	// (milliseconds; 0 in what an earlier version kept).
+	LifetimeMS float64 `json:"lifetime_ms,omitempty"`
+}
+
+// lifetime is how long after its last request the server keeps the
+// session; asked, when it does not say.
+func (k *keptSession) lifetime(asked time.Duration) time.Duration {
+	if k.LifetimeMS > 0 {
+		return time.Duration(k.LifetimeMS * float64(time.Millisecond))
+	}
+	return asked
 }
 
 // keptFor is the identity part of a keptSession for s.
@@ -40,6 +54,9 @@ func (s *Source) keepSession(sess *opcua.Session) {
 	}
 	k := s.keptFor()
 	tok, nonce, cert, ok := sessionSecrets(sess)
+	if resp := unexported[*ua.CreateSessionResponse](sess, "resp"); ok && resp != nil && *resp != nil {
+		k.LifetimeMS = (*resp).RevisedSessionTimeout
+	}
 	if !ok {
 		s.log.Debug("the session is not kept for the next process to close: this gopcua keeps it otherwise")
 		return
@@ -136,4 +153,48 @@ func sessionSecrets(sess *opcua.Session) (tok *ua.NodeID, nonce, cert []byte, ok
 func (s *Source) ClosesKept(b []byte) bool {
 	var k keptSession
 	return json.Unmarshal(b, &k) == nil && len(k.Token) > 0 && k.sameOwner(s.keptFor())
+}
+
+// dropLeft forgets the session the previous run left (closed, gone, or
+// past its lifetime): the key too while it holds that one.
+func (s *Source) dropLeft() {
+	s.left = nil
+	if s.leftKept {
+		s.leftKept = false
+		s.forgetSession()
+	}
+}
+
+// leftGone notes what closeOrphan did with the session the previous run
+// left: closed, or gone from the server.
+func (s *Source) leftGone(gone int32) {
+	if gone == orphanClosed {
+		s.log.Info("closed the session the previous run left on the server when it ended uncleanly (killed, crashed)")
+		s.update(func(st *Stats) { st.LeftSessionsClosed++ })
+	} else {
+		s.log.Debug("the session the previous run left is gone from the server (restarted, or it dropped it)")
+	}
+	s.dropLeft()
+}
+
+// retryLeft tries once more to close the session the previous run left,
+// which the start of the connection just made could not close (the
+// server did not answer in time): with that connection's options, for
+// stopWait at most. Not closed, it is tried again at the next connection,
+// until its lifetime since this start has passed.
+func (s *Source) retryLeft(ctx context.Context) {
+	opts := s.opts.Load()
+	if s.left == nil || opts == nil {
+		return
+	}
+	p := clientParams{endpoint: s.cfg.Endpoint, requestTimeout: s.cfg.RequestTimeout, left: s.left}
+	s.orphanMu.Lock()
+	gone, err := closeOrphan(ctx, p, *opts)
+	s.orphanMu.Unlock()
+	if gone == orphanClosed || gone == orphanUnknown {
+		s.leftGone(gone)
+		return
+	}
+	s.log.Debug("the session the previous run left is not closed yet: tried again at the next connection, until its lifetime since this start has passed",
+		"lifetime", s.left.lifetime(s.sessionTimeout()), "err", err)
 }

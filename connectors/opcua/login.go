@@ -23,8 +23,10 @@ const sessionCloseTimeout = 2 * time.Second
 // policy the server does not take), closes only the channel: the server
 // kept the session, unactivated, and a slot, for its lifetime, one more at
 // every refused attempt. Connect cannot be done in steps here — it alone
-// starts the client's watch on its channel and its publishing — so a login
-// not yet known good is checked first, with gopcua's own CreateSession and
+// starts the client's watch on its channel and its publishing — so the
+// login is checked first at every connection (the password may have
+// changed on the server since the last; not when activating the session a
+// lost connection left took it), with gopcua's own CreateSession and
 // ActivateSession (the same requests Connect sends), on a session that is
 // closed even when refused. It needs the session configuration and the
 // session's authentication token, which gopcua keeps to itself (see

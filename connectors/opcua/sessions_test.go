@@ -87,7 +87,8 @@ func TestEverySessionOnTheWireIsOneTheSourceMade(t *testing.T) {
 	// channel of its own, to be closed (TestLostConnectionsSessionIsClosedFromTheNext);
 	// a crash of this proxy cuts the link, the server keeps the session.
 	// The first connection's login is checked on a session of its own
-	// (checkLogin), once: the later ones' was known good.
+	// (checkLogin), once: the later ones' was taken by activating the
+	// session the crash left, to close it.
 	if st.LoginChecks != 1 {
 		t.Errorf("%d logins checked, want the first connection's", st.LoginChecks)
 	}

@@ -90,8 +90,9 @@ type Stats struct {
 	// connection: activated again on its own channel, then closed.
 	LeftSessionsClosed uint64
 	// LoginChecks counts the sessions made only to check the login (the
-	// first connection's, and those after a refusal), closed at once,
-	// whatever the server's answer.
+	// first connection's, those after a refusal, and those after a
+	// session ended, unless closing the session a lost connection left
+	// took the login), closed at once, whatever the server's answer.
 	LoginChecks uint64
 	// Overflows counts the data changes the server flagged as following
 	// values it discarded: the monitored item's queue (queue_size) was full.
@@ -179,15 +180,19 @@ type Source struct {
 	// (closeLeft); one at a time.
 	orphanMu sync.Mutex
 	// left is the session the previous process kept (cfg.Sessions) and
-	// left on the server when it was killed: the first connection closes
-	// it first, as an orphan. Run's goroutine.
+	// left on the server when it was killed: a connection closes it
+	// first, as an orphan — tried at each connection, and once more when
+	// the one whose start could not close it is made, until its lifetime
+	// since leftSince has passed. Run's goroutine.
 	left *keptSession
+	// leftSince is when this run read left: the previous run used it
+	// before, so its server drops it within its lifetime from then.
+	leftSince time.Time
+	// leftKept: what cfg.Sessions keeps is left (no session of this run
+	// kept yet).
+	leftKept bool
 	// opts are the client options of the last connect (closeLeft).
 	opts atomic.Pointer[[]opcua.Option]
-	// loginOK: the server took this source's login (Run's goroutine);
-	// until it has, and after it refused it, the login is checked on a
-	// session of its own first (checkLogin).
-	loginOK bool
 	// revisedSaid is the revised publishing interval last logged (Run's
 	// goroutine): said again only when the server changes it.
 	revisedSaid time.Duration
@@ -270,7 +275,8 @@ func (s *Source) Run(ctx context.Context) error {
 		}
 		cert = &cc
 	}
-	s.left = s.leftByLast()
+	s.left, s.leftSince = s.leftByLast(), time.Now()
+	s.leftKept = s.left != nil
 	bo := connectors.NewBackoff(s.cfg.BackoffMin, s.cfg.BackoffMax)
 	for {
 		s.state.Store(connectors.StateConnecting)
@@ -479,6 +485,13 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 	if s.orphan != nil && time.Since(s.orphanAt) >= s.sessionTimeout() {
 		s.orphan = nil // the server has dropped it by now
 	}
+	if s.left != nil && time.Since(s.leftSince) >= s.left.lifetime(s.sessionTimeout()) {
+		// The previous run used it before this one started: its server
+		// has dropped it by now.
+		s.log.Info("forgot the session the previous run left on the server: not closed within its lifetime since this start (the server unreachable or not answering); the server has dropped it",
+			"lifetime", s.left.lifetime(s.sessionTimeout()))
+		s.dropLeft()
+	}
 	var orphanGone atomic.Int32
 	var left *keptSession
 	if s.orphan == nil {
@@ -499,27 +512,27 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		sessionTimeout: s.sessionTimeout(),
 		serverCert:     s.noteServerCert,
 		orphanMu:       &s.orphanMu,
-		checkLogin:     !s.loginOK,
-		onChecked:      func() { s.update(func(st *Stats) { st.LoginChecks++ }) },
-		onOptions:      func(o []opcua.Option) { s.opts.Store(&o) },
+		// Every connection checks the login first, on a session of its
+		// own (unless activating the session a lost connection left took
+		// it): the password may have changed on the server since the
+		// last, and gopcua's connect leaves the session whose login the
+		// server refuses.
+		checkLogin: true,
+		onChecked:  func() { s.update(func(st *Stats) { st.LoginChecks++ }) },
+		onOptions:  func(o []opcua.Option) { s.opts.Store(&o) },
 	})
 	cancel()
-	switch {
-	case err == nil:
-		s.loginOK = true
-	case authRefused(err):
-		s.loginOK = false
-	}
 	switch gone := orphanGone.Load(); {
-	case left != nil && gone == orphanClosed:
-		s.log.Info("closed the session the previous run left on the server when it ended uncleanly (killed, crashed)")
-		s.update(func(st *Stats) { st.LeftSessionsClosed++ })
-		s.left = nil
-		s.forgetSession()
-	case left != nil && gone != 0:
-		s.log.Debug("the session the previous run left is not closed: gone from the server, or the server refused; it drops it after its lifetime", "lifetime", s.sessionTimeout())
-		s.left = nil
-		s.forgetSession()
+	case left != nil && (gone == orphanClosed || gone == orphanUnknown):
+		s.leftGone(gone)
+	case left != nil && err == nil:
+		// Not closed at this connection's start (the server did not
+		// answer in time, or refused), yet the server took the
+		// connection: tried once more now.
+		s.retryLeft(ctx)
+	case left != nil:
+		s.log.Debug("the session the previous run left is not closed yet: tried again at the next connection, until its lifetime since this start has passed",
+			"lifetime", s.left.lifetime(s.sessionTimeout()))
 	case gone == orphanClosed:
 		s.log.Info("closed the session a lost connection had left on the server", "left", time.Since(s.orphanAt).Round(time.Second))
 		s.orphan = nil
@@ -532,6 +545,7 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		return 0, err
 	}
 	s.keepSession(c.Session())
+	s.leftKept = false // the key is this session's now
 	start := time.Now()
 	defer func() {
 		s.ask("close")
@@ -735,23 +749,30 @@ func dialWait(ctx, sctx context.Context, ask func() bool, p clientParams) (*opcu
 	if !ask() {
 		return nil, ctx.Err()
 	}
-	if p.orphan != nil || p.left != nil {
-		p.orphanMu.Lock()
-		r := closeOrphan(sctx, p, opts)
-		if r == 0 && p.left != nil {
-			r = orphanNotClosed // tried once: forgotten
-		}
-		p.orphanGone.Store(r)
-		p.orphanMu.Unlock()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-	}
 	wrap := func(err error) error {
 		if NoSessionSlot(err) {
 			err = slotHint(err, cmp.Or(p.sessionTimeout, defaultSessionTimeout))
 		}
 		return fmt.Errorf("connect: %w", err)
+	}
+	if p.orphan != nil || p.left != nil {
+		p.orphanMu.Lock()
+		r, err := closeOrphan(sctx, p, opts)
+		p.orphanGone.Store(r)
+		p.orphanMu.Unlock()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if authRefused(err) {
+			// The server refused the login activating the left session
+			// again (the password changed on the server): it refuses the
+			// new session's too. One refused login an attempt, not two
+			// (accounts lock after a few).
+			return nil, wrap(err)
+		}
+		if r == orphanClosed {
+			p.checkLogin = false // activating the left session took the login
+		}
 	}
 	if p.checkLogin {
 		if err := checkLogin(sctx, p.endpoint, opts); err != nil {
@@ -786,7 +807,10 @@ func dialWait(ctx, sctx context.Context, ask func() bool, p clientParams) (*opcu
 // Without p.orphan it closes p.left, the session the previous process
 // left (kept with cfg.Sessions), made again with the new client's session
 // settings — the user's credentials — for stopWait at most.
-func closeOrphan(ctx context.Context, p clientParams, opts []opcua.Option) int32 {
+//
+// The error is the one that kept it from closing it: a refused login
+// (authRefused) says the server refuses this client's credentials now.
+func closeOrphan(ctx context.Context, p clientParams, opts []opcua.Option) (int32, error) {
 	bound := p.requestTimeout
 	if p.orphan == nil {
 		bound = stopWait
@@ -795,29 +819,29 @@ func closeOrphan(ctx context.Context, p clientParams, opts []opcua.Option) int32
 	defer cancel()
 	c, err := opcua.NewClient(p.endpoint, opts...)
 	if err != nil {
-		return orphanUnknown // never will it connect with these options
+		return orphanUnknown, err // never will it connect with these options
 	}
 	defer closeClient(c)
 	sess := p.orphan
 	if sess == nil {
 		if sess = p.left.session(c); sess == nil {
-			return orphanUnknown
+			return orphanUnknown, nil
 		}
 	}
 	if err := c.Dial(ctx); err != nil {
-		return 0
+		return 0, err
 	}
 	if err := c.ActivateSession(ctx, sess); err != nil {
 		if errors.Is(err, ua.StatusBadSessionIDInvalid) || errors.Is(err, ua.StatusBadSessionClosed) ||
 			errors.Is(err, ua.StatusBadSessionNotActivated) {
-			return orphanUnknown
+			return orphanUnknown, err
 		}
-		return 0
+		return 0, err
 	}
-	if c.CloseSession(ctx) != nil {
-		return 0
+	if err := c.CloseSession(ctx); err != nil {
+		return 0, err
 	}
-	return orphanClosed
+	return orphanClosed, nil
 }
 
 // closeLeft closes, as the source stops, the session a lost connection
@@ -837,7 +861,8 @@ func (s *Source) closeLeft() {
 	done := make(chan int32, 1)
 	go func() {
 		defer s.orphanMu.Unlock()
-		done <- closeOrphan(ctx, p, *opts)
+		r, _ := closeOrphan(ctx, p, *opts)
+		done <- r
 	}()
 	select {
 	case r := <-done:
@@ -856,13 +881,11 @@ func (s *Source) closeLeft() {
 	s.orphan = nil
 }
 
-// What closeOrphan did with the session a lost connection left.
+// What closeOrphan did with the session a lost connection left (0: not
+// closed, the server did not answer or refused).
 const (
 	orphanClosed  = 1 // closed
 	orphanUnknown = 2 // the server no longer has it
-	// orphanNotClosed: the session the previous process left was not
-	// closed (the server did not answer, or refused); not tried again.
-	orphanNotClosed = 3
 )
 
 // closeClient closes the session and channel; a dead server must not hold us.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,7 +42,8 @@ type Server struct {
 
 	user     string // WithUser: the one user name and password taken
 	password string
-	refused  int // logins refused (WithUser)
+	refused  int      // logins refused (WithUser)
+	listFor  []string // ListFor
 
 	sessions *Sessions
 	front    *front // WithChunkSize
@@ -122,6 +124,15 @@ func (s *Server) SetPassword(password string) {
 	s.password = password
 }
 
+// ListFor makes a server WithUser list its endpoints also to a client
+// that asks for them at url — a proxy in front of the server, as a server
+// configured with the address it is reached at behind NAT lists it.
+func (s *Server) ListFor(url string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listFor = append(s.listFor, url)
+}
+
 // Refused is how many session activations WithUser refused.
 func (s *Server) Refused() int {
 	s.mu.Lock()
@@ -186,12 +197,18 @@ func (s *Server) getEndpoints(_ *uasc.SecureChannel, r ua.Request, _ uint32) (ua
 	if !ok {
 		return nil, ua.StatusBadRequestTypeInvalid
 	}
+	s.mu.Lock()
+	other := slices.ContainsFunc(s.listFor, func(u string) bool { return strings.EqualFold(u, req.EndpointURL) })
+	s.mu.Unlock()
 	eps := []*ua.EndpointDescription{}
 	for _, ep := range s.srv.Endpoints() {
-		if !strings.EqualFold(ep.EndpointURL, req.EndpointURL) {
+		if !other && !strings.EqualFold(ep.EndpointURL, req.EndpointURL) {
 			continue
 		}
 		c := *ep
+		if other {
+			c.EndpointURL = req.EndpointURL
+		}
 		c.UserIdentityTokens = []*ua.UserTokenPolicy{{
 			PolicyID: "username_none", TokenType: ua.UserTokenTypeUserName, SecurityPolicyURI: ua.SecurityPolicyURINone,
 		}}
