@@ -1754,7 +1754,7 @@ func (a *Agent) applySources(cfg *config.Config) {
 		stop = append(stop, h)
 	}
 	stopHandles(stop)
-	a.sweepKeptSessions(cfg, fresh)
+	a.sweepKeptSessions(cfg, srcs, fresh)
 	for _, s := range fresh {
 		sctx, cancel := context.WithCancel(parent)
 		s.cancel, s.done = cancel, make(chan struct{})

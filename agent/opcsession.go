@@ -8,6 +8,7 @@ import (
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/connectors"
 )
 
 // opcSessions keeps in the buffer file (0600) what closes the session an
@@ -34,27 +35,32 @@ func (k opcSessions) KeepSession(b []byte) error {
 	return k.a.buf.PutMeta(ctx, buffer.KV{Key: opcSessionPrefix + k.source, Value: b})
 }
 
-// sweepKeptSessions deals with the sessions kept for OPC UA sources cfg no
-// longer has (renamed or removed while the agent was down, or removed by a
-// reload whose stop could not close the session): kept under the old name,
-// nothing would ever close them nor forget them. One made with the server,
-// security and user of a source about to start (fresh), which keeps none of
-// its own, is handed to it: its start closes it, as it closes its own —
-// a rename, or a source moved to a PLC another source reads as the same
-// user. Any other is forgotten, and the log says so: closing it takes the
-// credentials and the client certificate of the source that made it, and
-// its server keeps it until its lifetime ends (2 minutes by default).
-func (a *Agent) sweepKeptSessions(cfg *config.Config, fresh []*sourceHandle) {
+// sweepKeptSessions deals with the sessions kept for OPC UA sources that
+// do not start: no longer in cfg (renamed or removed while the agent was
+// down, or removed by a reload whose stop could not close the session),
+// or in cfg but not among srcs, the sources built — no node mapped to it,
+// or it could not be built. Kept under that name, nothing would ever close
+// them nor forget them. One made with the server, security and user of a
+// source about to start (fresh), which keeps none of its own, is handed to
+// it: its start closes it, as it closes its own — a rename, or a source
+// moved to a PLC another source reads as the same user. Any other is
+// forgotten, and the log says so: closing it takes the credentials and the
+// client certificate of the source that made it, and its server keeps it
+// until its lifetime ends (2 minutes by default).
+func (a *Agent) sweepKeptSessions(cfg *config.Config, srcs, fresh []*sourceHandle) {
 	type kept struct {
-		source string
-		b      []byte
+		source     string
+		b          []byte
+		configured bool
 	}
 	var stale []kept
 	err := a.buf.MetaPrefix(opcSessionPrefix, func(k string, v []byte) error {
 		name := strings.TrimPrefix(k, opcSessionPrefix)
-		if !slices.ContainsFunc(cfg.OPCUA, func(s config.OPCUAServer) bool { return s.Name == name }) {
-			stale = append(stale, kept{name, slices.Clone(v)})
+		if slices.ContainsFunc(srcs, func(h *sourceHandle) bool { return h.kind == connectors.KindOPCUA && h.name == name && !h.broken }) {
+			return nil
 		}
+		configured := slices.ContainsFunc(cfg.OPCUA, func(s config.OPCUAServer) bool { return s.Name == name })
+		stale = append(stale, kept{name, slices.Clone(v), configured})
 		return nil
 	})
 	if err != nil || len(stale) == 0 {
@@ -75,13 +81,25 @@ func (a *Agent) sweepKeptSessions(cfg *config.Config, fresh []*sourceHandle) {
 		}
 		old := buffer.KV{Key: opcSessionPrefix + k.source}
 		if to == nil {
-			if err := a.buf.PutMeta(ctx, old); err == nil {
+			if err := a.buf.PutMeta(ctx, old); err != nil {
+				continue
+			}
+			if k.configured {
+				a.log.Info("forgot the OPC UA session kept for a source configured but not started (no node mapped to it, or it could not be built): no source started for its server, security and user can close it; the server keeps it until its lifetime ends",
+					"source", k.source)
+			} else {
 				a.log.Info("forgot the OPC UA session kept for a source no longer configured: no source configured for its server, security and user can close it; the server keeps it until its lifetime ends",
 					"source", k.source)
 			}
 			continue
 		}
-		if err := a.buf.PutMeta(ctx, old, buffer.KV{Key: opcSessionPrefix + to.name, Value: k.b}); err == nil {
+		if err := a.buf.PutMeta(ctx, old, buffer.KV{Key: opcSessionPrefix + to.name, Value: k.b}); err != nil {
+			continue
+		}
+		if k.configured {
+			a.log.Info("the OPC UA session kept for a source configured but not started is handed to the source started for its server, security and user: it closes it as it starts",
+				"source", k.source, "closed_by", to.name)
+		} else {
 			a.log.Info("the OPC UA session kept for a source no longer configured is handed to the source configured for its server, security and user: it closes it as it starts",
 				"source", k.source, "closed_by", to.name)
 		}

@@ -140,3 +140,59 @@ func TestRenamedOPCUASourceClosesTheSessionKeptUnderItsOldName(t *testing.T) {
 		t.Errorf("sessions kept after a clean stop: %v, want none", keys)
 	}
 }
+
+// An OPC UA source still configured but not started — the machine that
+// read it taken out of the configuration after a kill, no node mapped to
+// it — kept the session the killed run left under its name for good: no
+// start closed it nor forgot it (the sweep looked only at names no longer
+// configured). It is dealt with as one no longer configured: no other
+// source for its server, security and user here, forgotten, and said.
+func TestUnstartedOPCUASourceForgetsItsKeptSession(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"m-1", "ua-press-1"}})
+	api := agent.NewAPIClient(p.listen)
+	child := agenttest.StartChild(t, p.cfgPath)
+	defer func() { _ = child.Process.Kill(); _, _ = child.Process.Wait() }()
+	waitFor(t, 30*time.Second, "the child's OPC UA source connected", func() (bool, string) {
+		st, err := api.Status(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, s := range st.Sources {
+			if s.Kind == "opcua" && s.State == "connected" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v", st.Sources)
+	})
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = child.Process.Wait()
+	if n := p.ua.Sessions().Open(); n != 1 {
+		t.Fatalf("%d sessions open after the kill, want the one it left", n)
+	}
+	p.dropLastMachine("ua-press-1")
+	ra := p.startAgentWith(false)
+	waitFor(t, 30*time.Second, "the key kept under line1 forgotten, said", func() (bool, string) {
+		l := p.logs.String()
+		return strings.Contains(l, "forgot the OPC UA session kept for a source configured but not started") && strings.Contains(l, "source=line1"), l
+	})
+	ra.stopNow(t)
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	var keys []string
+	if err := buf.MetaPrefix("opcsession/", func(k string, _ []byte) error { keys = append(keys, k); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 0 {
+		t.Errorf("sessions kept after the clean stop: %v, want none", keys)
+	}
+}
