@@ -1,0 +1,77 @@
+package config
+
+import (
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// readmeBase holds the README's sources (line1, plant-broker) for the
+// README's YAML blocks that show a machine's signals alone: such a block
+// is put in the place of SIGNALS.
+const readmeBase = `site: plant-2
+data_dir: /var/lib/plantedge
+odoo:
+  url: https://erp.example.com
+  database: prod
+  username: plantedge-bot
+  api_key_file: /etc/plantedge/odoo-api-key
+opcua:
+  - { name: line1, endpoint: "opc.tcp://10.1.2.3:4840" }
+mqtt:
+  - { name: plant-broker, url: "tcp://10.1.2.10:1883", client_id: plantedge-plant2 }
+machines:
+  - id: press-07
+    workcenter: WC-PRESS-07
+SIGNALS`
+
+// TestREADMEYAMLBlocks keeps the README's YAML examples from rotting: a
+// technician copies them as they are. A block that is a whole file (it
+// names site:) must load without a problem or a warning; a block of a
+// machine's signals must load in a machine of the README's sources. A block
+// meant to show an error would be marked so in the README and checked
+// here for the error shown; there is none yet.
+func TestREADMEYAMLBlocks(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?ms)^```yaml\n(.*?)^```").FindAllSubmatchIndex(data, -1)
+	if len(blocks) < 3 {
+		t.Fatalf("found %d yaml blocks in README.md, want at least the 3 it had (the minimal file, a Sparkplug B signal, an array element)", len(blocks))
+	}
+	for _, b := range blocks {
+		text := string(data[b[2]:b[3]])
+		line := 1 + strings.Count(string(data[:b[2]]), "\n")
+		name := "README.md:" + strconv.Itoa(line)
+		t.Run(name, func(t *testing.T) {
+			whole := regexp.MustCompile(`(?m)^site:`).MatchString(text)
+			file := text
+			if !whole {
+				file = strings.Replace(readmeBase, "SIGNALS", indent(text, "    "), 1)
+			}
+			c, err := Parse(name, []byte(file))
+			if err != nil {
+				t.Fatalf("the README's example does not load:\n%s\n%v", file, err)
+			}
+			if !whole {
+				return // the base's other source is unused: warned of
+			}
+			for _, w := range c.Warnings {
+				t.Errorf("the README's example is warned of: %s", w)
+			}
+		})
+	}
+}
+
+func indent(s, by string) string {
+	lines := strings.SplitAfter(s, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) != "" {
+			lines[i] = by + l
+		}
+	}
+	return strings.Join(lines, "")
+}
