@@ -5,8 +5,10 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -2527,6 +2529,43 @@ func TestEndToEndResentCopyOfAStopSeenLive(t *testing.T) {
 	if s := ra.a.Status().Machines[0].State; s != "running" {
 		t.Errorf("after the reconnect the machine is %q: the resent copy of a stop already booked was taken", s)
 	}
+}
+
+// A box replaced, or a corrupt buffer file set aside, with the same MQTT
+// client_id: the broker kept the session and resends the topic's retained
+// copy at the re-subscribe, while the fresh buffer file knows nothing of the
+// machine. That copy is the state to start from, as in a new session
+// (README, Moving to a new edge box: a stop still going on gets a line of
+// its own from the machine's first value). It was taken for one the agent
+// had seen: the machine stayed unknown, and the stop going on was not booked.
+func TestEndToEndRetainedStopInAKeptSessionWithAFreshBufferFile(t *testing.T) {
+	p := plantWithoutSourceTimes(t)
+	m := p.machines[0]
+	send := func(good int64, running, retain bool, qos byte) {
+		t.Helper()
+		p.publishState(m, good, running, retain, qos)
+	}
+	ra := p.startAgentWith(false)
+	send(1000, true, true, 1)
+	p.waitState(ra, "running")
+	ra.stop()
+
+	// The machine stops while no agent runs, its state published at QoS 0
+	// (the broker queues none for the session): only the retained copy
+	// tells of it.
+	send(1003, false, true, 0)
+	for _, f := range []string{"buffer.db", "buffer.db.reserve"} {
+		if err := os.Remove(filepath.Join(p.dir, "data", f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	ra = p.startAgentWith(false) // the kept session, a fresh buffer file
+	p.waitState(ra, "stopped")
+	send(1005, true, false, 1)
+	waitFor(t, 20*time.Second, "the stop's line", func() (bool, string) {
+		n := p.closedLines("press-1")
+		return n == 1, fmt.Sprintf("%d closed lines", n)
+	})
 }
 
 // A machine moved to another work center by an edit while it is stopped

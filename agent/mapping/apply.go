@@ -452,9 +452,12 @@ const recentKept = 8
 // noteRecent records a digest of MQTT message s, which feeds the machine's
 // run state or downtime reason, among the last recentKept of its topic, and
 // reports whether it was there already; noted says the record changed. A
-// resent copy with no record at all (a state kept by a version that kept
-// none) counts as seen: a re-subscribe in a kept session means the agent
-// subscribed, and got the copy, before.
+// resent copy with no record at all counts as seen when the machine has a
+// run state (kept by a version that kept no records): a re-subscribe in a
+// kept session means the agent subscribed, and got the copy, before. With
+// no run state either (a fresh buffer file: a replaced box, a corrupt file
+// set aside, under the same client_id) the agent has taken nothing from
+// the topic, and the copy is the state to start from, as in a new session.
 func (ms *MachineState) noteRecent(s connectors.Sample) (seen, noted bool) {
 	key := s.Source + " " + s.Address
 	h := fnv.New64a()
@@ -472,7 +475,7 @@ func (ms *MachineState) noteRecent(s connectors.Sample) (seen, noted bool) {
 		list = append(list[:0], list[len(list)-recentKept:]...)
 	}
 	ms.Recent[key] = list
-	return !known && s.Resent, true
+	return !known && s.Resent && ms.Running != nil, true
 }
 
 func isStale(x extracted, last time.Time) bool {
