@@ -435,7 +435,7 @@ func printStatus(w io.Writer, st agent.Status) {
 			ageString(b.ReserveGivenUpSeconds), filepath.Dir(b.Path))
 	}
 	if b.FileRestored > 0 {
-		fmt.Fprintf(w, "          WARNING: the buffer file was deleted or replaced while in use (%d times since start) and written back\n", b.FileRestored)
+		fmt.Fprintf(w, "          WARNING: the buffer file was deleted or replaced while in use (%s since start) and written back\n", plural(int(b.FileRestored), "time"))
 	}
 	o := st.Odoo
 	state := strings.ToUpper(o.State)

@@ -48,6 +48,18 @@ func TestStatusCountsOneRefusedTopicInTheSingular(t *testing.T) {
 	}
 }
 
+// A buffer file written back once is said so: "1 times" before (the docs
+// probe: rm of buffer.db under a running agent).
+func TestStatusCountsOneRestoredFileInTheSingular(t *testing.T) {
+	for n, want := range map[uint64]string{1: "(1 time since start)", 3: "(3 times since start)"} {
+		var out bytes.Buffer
+		printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Buffer: agent.BufferStatus{FileRestored: n}})
+		if s := out.String(); !strings.Contains(s, "WARNING: the buffer file was deleted or replaced while in use "+want+" and written back") {
+			t.Errorf("%d restores:\n%s", n, s)
+		}
+	}
+}
+
 // A refusal's text goes below the sources table, not into its STATE
 // column, which it stretched for every source (the PEERS audit); past five
 // the rest are counted.
