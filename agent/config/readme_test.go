@@ -30,9 +30,9 @@ SIGNALS`
 // TestREADMEYAMLBlocks keeps the README's YAML examples from rotting: a
 // technician copies them as they are. A block that is a whole file (it
 // names site:) must load without a problem or a warning; a block of a
-// machine's signals must load in a machine of the README's sources. A block
-// meant to show an error would be marked so in the README and checked
-// here for the error shown; there is none yet.
+// machine's signals must load in a machine of the README's sources. (The
+// README shows its errors inline, not as blocks: TestBadConfigs holds the
+// messages.)
 func TestREADMEYAMLBlocks(t *testing.T) {
 	data, err := os.ReadFile("../../README.md")
 	if err != nil {
