@@ -31,7 +31,9 @@ func newDemoCmd() *cobra.Command {
 			"presses, an MQTT broker with a simulated packing machine, and the agent on a temporary data dir.\n" +
 			"It cuts Odoo off for the middle third of the run, restores it, and ends by comparing, per machine,\n" +
 			"the pieces made with the quantity in Odoo and the stops with the downtime lines. Everything listens\n" +
-			"on 127.0.0.1 only, on ports the system picks free (so it never collides with a running agent).",
+			"on 127.0.0.1 only, on ports the system picks free (so it never collides with a running agent).\n" +
+			"It exits 0 when Odoo matches what the machines made, 1 when it does not or the demo could not run,\n" +
+			"and 130 when interrupted (Ctrl-C) before its summary.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.Run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr())

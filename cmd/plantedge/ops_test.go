@@ -1340,6 +1340,13 @@ func TestHelpSaysExitStatuses(t *testing.T) {
 		"deadletter": {"It exits 0 when done (also when there was nothing to do), and 1 when a drop was declined"},
 		"flush": {"It exits 0 when drained, 1 when the timeout passes first (or the buffer drained while its writes fail", "2 when the agent is not running",
 			"or an agent that stopped during the flush"},
+		// The README's table has these too (the docs probe: run's and
+		// demo's help said none).
+		"run":        {"It exits 0 when stopped cleanly, 78 (EX_CONFIG) for a configuration it refuses", "and 1 on other failures"},
+		"demo":       {"It exits 0 when Odoo matches what the machines made, 1 when it does not or the demo could not run, and 130 when interrupted"},
+		"accept-qty": {"It exits 0 when the quantity was accepted, 1 when there was nothing to accept", "2 when the agent is not running, 4 when"},
+		"rebook":     {"It exits 1 if Odoo refused any booking", "2 when the agent is not running, 3 when", "4 when it could not go through"},
+		"browse":     {"It exits 1 when the tree was cut short (--max-nodes), a node's children could not be read, or the server could not be reached."},
 	} {
 		out, err := cli(t, cmd, "--help")
 		for _, w := range want {

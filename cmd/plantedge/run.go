@@ -38,8 +38,14 @@ func newRunCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the agent (what systemd runs): read sources, buffer durably, forward to Odoo",
-		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context()) },
+		Long: "run is the agent: it reads the sources, buffers every value durably and forwards the buffer to\n" +
+			"Odoo. SIGHUP reloads the configuration (site, data_dir, listen, buffer, odoo and log.format wait for a\n" +
+			"restart: plantedge status names them); SIGTERM stops it cleanly.\n" +
+			"It exits 0 when stopped cleanly, 78 (EX_CONFIG) for a configuration it refuses or a data_dir or\n" +
+			"socket directory its user may not write (the packaged unit does not restart after it: fix it, then\n" +
+			"systemctl restart plantedge), and 1 on other failures (a listen port another program holds, say).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context()) },
 	}
 	o.AddFlags(cmd)
 	return cmd
