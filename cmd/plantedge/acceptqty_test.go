@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
@@ -113,6 +114,7 @@ func TestAcceptQtyDuringAnotherMachinesRound(t *testing.T) {
 	b.editConfig("    running: { mqtt: { broker: broker, topic: plant/press-1, field: running } }\n",
 		"    running: { mqtt: { broker: broker, topic: plant/press-1, field: running } }\n"+
 			"  - id: press-2\n    workcenter: WC-PRESS-2\n    good_count: { mqtt: { broker: broker, topic: plant/press-2, field: good } }\n")
+	b.logs = new(agenttest.SyncBuffer) // "accepting the quantity in Odoo asked"
 	b.startAgent()
 	defer b.stopAgent()
 	b.produce(10)
@@ -120,7 +122,10 @@ func TestAcceptQtyDuringAnotherMachinesRound(t *testing.T) {
 	b.odoo.SetWorkorderQty(b.woID, 7) // the planner's correction
 
 	// press-2 gets counts: a round for press-2 only; while its work-order
-	// lookup is served, accept-qty press-1 is asked.
+	// lookup is served, accept-qty press-1 is asked, and the round waits
+	// until the agent has the request (it logs it as it queues it: the
+	// statements between can only let the request miss this round, which
+	// makes the test prove less, never fail).
 	var armed atomic.Bool
 	armed.Store(true)
 	type answer struct {
@@ -134,7 +139,12 @@ func TestAcceptQtyDuringAnotherMachinesRound(t *testing.T) {
 				out, err := b.acceptQty()
 				got <- answer{out, err}
 			}()
-			time.Sleep(700 * time.Millisecond)
+			for deadline := time.Now().Add(15 * time.Second); !strings.Contains(b.logs.String(), "accepting the quantity in Odoo asked"); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Error("accept-qty press-1 did not reach the agent while press-2's round waited")
+					return
+				}
+			}
 		}
 	})
 	defer b.odoo.BeforeCall(nil)
@@ -142,7 +152,6 @@ func TestAcceptQtyDuringAnotherMachinesRound(t *testing.T) {
 		if err := b.broker.Publish("plant/press-2", []byte(`{"good": `+v+`}`), false, 1); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(500 * time.Millisecond)
 	}
 	if r := <-got; r.err != nil || !strings.Contains(r.out, "the 7 in Odoo is kept (plantedge had written 10)") {
 		t.Errorf("accept-qty press-1 during press-2's round: exit %d, %v\n%s", exitCode(r.err), r.err, r.out)
@@ -280,7 +289,10 @@ func (b *bench) stopped() {
 func (b *bench) stopAndRun(workOrder string) {
 	b.t.Helper()
 	b.stopped()
-	time.Sleep(100 * time.Millisecond)
+	waitUntil(b.t, 15*time.Second, "the stop seen", func() (bool, string) {
+		m := b.a.Status().Machines[0]
+		return m.State == "stopped", m.State
+	})
 	b.publish()
 	waitUntil(b.t, 15*time.Second, "a round on "+workOrder, func() (bool, string) {
 		m := b.a.Status().Machines[0]
