@@ -477,6 +477,42 @@ func (h *allowHook) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { 
 
 func (h *allowHook) OnACLCheck(*mochi.Client, string, bool) bool { return true }
 
+// ackHook is allowHook that also counts, per client id, the QoS 1 flows
+// completed with that client: the PUBACKs it sent for the messages the
+// broker delivered to it (and the broker's own PUBACKs to its publishes).
+type ackHook struct {
+	allowHook
+	mu   sync.Mutex
+	acks map[string]int
+}
+
+func (h *ackHook) ID() string { return "ack-count" }
+
+func (h *ackHook) Provides(b byte) bool {
+	return h.allowHook.Provides(b) || b == mochi.OnQosComplete
+}
+
+func (h *ackHook) OnQosComplete(cl *mochi.Client, _ packets.Packet) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.acks == nil {
+		h.acks = map[string]int{}
+	}
+	h.acks[cl.ID]++
+}
+
+// waitAcked waits until the broker has read n PUBACKs from client id: a
+// connector stopped then leaves nothing acknowledged for the broker to
+// send again.
+func (h *ackHook) waitAcked(t testing.TB, id string, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d PUBACKs from %s at the broker", n, id), func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.acks[id] >= n
+	})
+}
+
 // aclHook is allowHook but for the topics in deny, which no client may
 // subscribe to (mochi then answers SUBACK 0x80, as an ACL does).
 type aclHook struct {

@@ -114,7 +114,8 @@ func TestReconnectBackoff(t *testing.T) {
 // publish order, acked out of order from many goroutines; nothing comes back
 // after a restart because everything was acked.
 func TestMochiDeliveryOrderAndAck(t *testing.T) {
-	url := startMochi(t, "tcp", nil, nil)
+	acks := new(ackHook)
+	url := startMochiHook(t, "tcp", nil, nil, acks)
 	sink := make(chanSink, 1000)
 	r := start(t, Config{URL: url, ClientID: "order", Topics: []string{"plant/+/state", "plant/line1/#"}}, sink)
 	waitConnected(t, r, 1)
@@ -149,7 +150,7 @@ func TestMochiDeliveryOrderAndAck(t *testing.T) {
 	if st := r.Stats(); st.Acked != uint64(len(want)) || st.Received != uint64(len(want)) || st.Inflight != 0 {
 		t.Fatalf("stats %+v, want %d received and acked, 0 inflight", st, len(want))
 	}
-	time.Sleep(200 * time.Millisecond) // let the PUBACKs reach the broker
+	acks.waitAcked(t, "order", len(want))
 	r.stop(t)
 
 	r2 := start(t, Config{URL: url, ClientID: "order", Topics: []string{"plant/+/state", "plant/line1/#"}}, sink)
@@ -163,7 +164,8 @@ func TestMochiDeliveryOrderAndAck(t *testing.T) {
 // TestMochiUnackedRedelivered: a message handed to the sink but never acked
 // comes back, marked DUP, when the connector restarts with its client id.
 func TestMochiUnackedRedelivered(t *testing.T) {
-	url := startMochi(t, "tcp", nil, nil)
+	acks := new(ackHook)
+	url := startMochiHook(t, "tcp", nil, nil, acks)
 	sink := make(chanSink, 100)
 	cfg := Config{URL: url, ClientID: "redeliver", Topics: []string{"m/#"}}
 	r := start(t, cfg, sink)
@@ -176,7 +178,7 @@ func TestMochiUnackedRedelivered(t *testing.T) {
 	sink.next(t)
 	sink.next(t)
 	first.Done() // only the first is durable
-	time.Sleep(200 * time.Millisecond)
+	acks.waitAcked(t, "redeliver", 1)
 	r.stop(t)
 
 	r2 := start(t, cfg, sink)
@@ -411,8 +413,16 @@ func TestMochiUnackedLimit(t *testing.T) {
 	for i := range published {
 		p.pub(t, "l", fmt.Appendf(nil, "%d", i))
 	}
-	time.Sleep(500 * time.Millisecond)
-	got := len(sink)
+	// A QoS 0 message after them is not held back by the limit (mochi
+	// keeps no QoS 0 message for an ack) and comes after every one mochi
+	// delivered: once it is here, what came is all that will come.
+	if tok := p.c.Publish("l", 0, false, []byte("end")); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish the QoS 0 marker: %v", tok.Error())
+	}
+	got := 0
+	for s := sink.next(t); string(s.Payload) != "end"; s = sink.next(t) {
+		got++
+	}
 	t.Logf("mochi MaximumInflight=%d: %d of %d unacked QoS 1 messages delivered, %d dropped", limit, got, published, published-got)
 	if got != limit {
 		t.Fatalf("delivered %d unacked, want mochi to stop at its limit %d", got, limit)
