@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -283,7 +284,7 @@ func TestShrinkReopenFails(t *testing.T) {
 					_, err := q.Peek(LaneCounts, 0, 1) // waits for the swap
 					readErr <- err
 				}()
-				time.Sleep(50 * time.Millisecond) // let it pass the queue's checks and wait
+				waitBlockedIn(t, "sync.RWMutex.RLock", "buffer.(*Queue).view") // past the queue's checks, waiting
 			}
 		}})
 	fillAndDrain(t, q, 6000, 0, LaneCounts)
@@ -373,6 +374,35 @@ func TestFileThatCannotBeWrittenBackCommitsNothing(t *testing.T) {
 	}
 }
 
+// waitBlockedIn waits until a goroutine's stack names every one of fns and,
+// unless state is "", shows it waiting in state (the reason runtime.Stack
+// prints after its number): another goroutine has got that far. It reports
+// through t.Error, so a hook's goroutine may call it.
+func waitBlockedIn(t *testing.T, state string, fns ...string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Millisecond) {
+		n := runtime.Stack(buf, true)
+	goroutines:
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			head, _, _ := strings.Cut(g, "\n")
+			if state != "" && !strings.Contains(head, "["+state) {
+				continue
+			}
+			for _, fn := range fns {
+				if !strings.Contains(g, fn) {
+					continue goroutines
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("no goroutine in %v waiting (%q) within 20 s", fns, state)
+			return
+		}
+	}
+}
+
 // countsAfterRestart closes q, opens path again and returns the data of
 // its count records, comma-separated.
 func countsAfterRestart(t *testing.T, q *Queue, path string) string {
@@ -419,7 +449,7 @@ func TestOpenDuringACompactTakesTheNewFile(t *testing.T) {
 		}
 		opened <- q
 	}()
-	time.Sleep(200 * time.Millisecond) // the open waits for the lock (2 s at most)
+	waitBlockedIn(t, "", "bbolt.flock", "buffer.Open") // the open waits for the lock (2 s at most)
 	tmp := path + compactSuffix
 	if err := writeCopy(held, fi, tmp, 0); err != nil {
 		t.Fatal(err)
