@@ -527,6 +527,19 @@ func (p *plant) waitRoundAfter(ra *runningAgent, what string) {
 	})
 }
 
+// waitRoundsPass waits, without asking for a round (a flush looks the work
+// centers up again), until n rounds that began after the call have ended:
+// the one under way, if any, ends as rounds done+1. What a check that
+// nothing more happens needs: rounds, not time.
+func (p *plant) waitRoundsPass(ra *runningAgent, n uint64, what string) {
+	p.t.Helper()
+	want := ra.a.Status().Odoo.RoundsDone + 1 + n
+	waitFor(p.t, 30*time.Second, fmt.Sprintf("%d forwarding rounds %s", n, what), func() (bool, string) {
+		done := ra.a.Status().Odoo.RoundsDone
+		return done >= want, fmt.Sprintf("%d rounds done, want %d", done, want)
+	})
+}
+
 // runningAgent is an agent started in-process.
 type runningAgent struct {
 	a      *agent.Agent
@@ -1063,12 +1076,11 @@ func TestEndToEndPermanentRefusalIsDeadLettered(t *testing.T) {
 	// work order was finished between the agent's read and its write.
 	p.odoo.RefuseNext("mrp.workorder", "write", 1, "odoo.exceptions.UserError", "You cannot change the quantity of a done work order.")
 	p.produce(p.machines[0], 3, 0)
-	time.Sleep(500 * time.Millisecond) // press-1's write comes first and is refused
-	p.produce(p.machines[1], 4, 0)
-	waitFor(t, 15*time.Second, "dead letter", func() (bool, string) {
+	waitFor(t, 15*time.Second, "dead letter", func() (bool, string) { // press-1's write comes first and is refused
 		st := ra.a.Status()
 		return st.Buffer.DeadLetters == 1, fmt.Sprintf("dead letters %d", st.Buffer.DeadLetters)
 	})
+	p.produce(p.machines[1], 4, 0)
 	p.waitExactQty(ra, "press-2", 9) // the rest keeps flowing
 	api := agent.NewAPIClient(p.listen)
 	dls, err := api.DeadLetters(context.Background())
@@ -2110,9 +2122,9 @@ func TestEndToEndUnknownWorkcenterDoesNotBlockOthers(t *testing.T) {
 	// The unknown code is not asked for every round (a typo must not cost a
 	// call per round); flush asks again.
 	before := p.odoo.CallCount("mrp.workcenter", "search_read")
-	time.Sleep(500 * time.Millisecond) // several 100 ms rounds
+	p.waitRoundsPass(ra, 3, "with the ghost's records held")
 	if n := p.odoo.CallCount("mrp.workcenter", "search_read") - before; n > 0 {
-		t.Errorf("%d work-center lookups in 500 ms for a code Odoo does not have", n)
+		t.Errorf("%d work-center lookups in 3 rounds for a code Odoo does not have", n)
 	}
 	// Once the work center exists, everything the ghost machine did arrives.
 	wc := p.odoo.AddWorkcenter(wcCode("ghost"), "ghost")
@@ -2260,7 +2272,7 @@ func TestEndToEndTimeoutThenWorkOrderChange(t *testing.T) {
 		q := p.odoo.Workorder(wo2.Load()).QtyProducing
 		return q == 2, fmt.Sprintf("second order %v (a 5 would count the lost write's 3 pieces twice)", q)
 	})
-	time.Sleep(300 * time.Millisecond) // a few more rounds: nothing else may move
+	p.waitRoundsPass(ra, 3, "after the second order's count") // nothing else may move
 	if q1, q2 := p.qty("press-1"), p.odoo.Workorder(wo2.Load()).QtyProducing; q1 != 8 || q2 != 2 {
 		t.Fatalf("first order %v (want 8), second %v (want 2)", q1, q2)
 	}
@@ -3033,6 +3045,9 @@ func TestEndToEndScrapInFlightOfARemovedMachineWaits(t *testing.T) {
 	p.odoo.SetDown(false)
 	ra.a.Flush()
 	time.Sleep(3 * time.Second) // beyond the hold
+	// And a round begun past it has ended (a loaded machine may have run
+	// none in those 3 s).
+	p.waitRoundsPass(ra, 1, "past the hold")
 	if st := ra.a.Status(); st.Buffer.DeadLetters != 0 {
 		t.Errorf("records of a booking in flight went to the dead letters: %s", st.Buffer.LatestDeadLetter)
 	}

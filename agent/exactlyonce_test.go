@@ -407,6 +407,7 @@ func (p *plant) wantOneScrapBooking(ra *runningAgent, d time.Duration) {
 		return len(sc) == 1 && sc[0].State == "done" && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", sc)
 	})
 	time.Sleep(time.Second) // a repeated validation would land meanwhile
+	p.waitRoundsPass(ra, 2, "after the booking")
 	if sc := p.odoo.Scraps(); len(sc) != 1 || sc[0].Qty != 3 || sc[0].Moves != 1 {
 		p.t.Errorf("scrap in Odoo: %+v (want one booking of 3 with one move)", sc)
 	}
@@ -435,6 +436,7 @@ func (p *plant) wantSplit(ra *runningAgent, next *atomic.Int64, made float64) {
 		return next.Load() != 0 && st.Buffer.Pending == 0, fmt.Sprintf("pending %d", st.Buffer.Pending)
 	})
 	time.Sleep(300 * time.Millisecond) // a double write would land meanwhile
+	p.waitRoundsPass(ra, 2, "after the split")
 	q1, q2 := p.odoo.Workorder(p.woIDs["press-1"]).QtyProduced, p.odoo.Workorder(next.Load()).QtyProduced
 	if q1+q2 != made {
 		p.t.Fatalf("first order %v + second %v = %v pieces in Odoo, machine made %v", q1, q2, q1+q2, made)
@@ -476,6 +478,7 @@ func TestScrapMergedDuringARoundIsBooked(t *testing.T) {
 			fmt.Sprintf("pending %d, scrapped in Odoo %v of %v (merged %d)", st.Buffer.Pending, p.scrapped("press-1"), scrapped(), st.Buffer.Merged)
 	})
 	time.Sleep(300 * time.Millisecond) // a double booking would land meanwhile
+	p.waitRoundsPass(ra, 2, "after the booking")
 	if got, want := p.scrapped("press-1"), scrapped(); got != want {
 		t.Fatalf("scrapped in Odoo %v, machine scrapped %v (merged %d)", got, want, ra.a.Status().Buffer.Merged)
 	}
@@ -517,6 +520,7 @@ func TestGoodMergedDuringARoundThenWorkOrderChange(t *testing.T) {
 		return next.Load() != 0 && st.Buffer.Pending == 0 && inOdoo() == m.made(), fmt.Sprintf("pending %d, in Odoo %v of %v", st.Buffer.Pending, inOdoo(), m.made())
 	})
 	time.Sleep(300 * time.Millisecond)
+	p.waitRoundsPass(ra, 2, "after the split")
 	q1, q2 := p.odoo.Workorder(first).QtyProducing, p.odoo.Workorder(next.Load()).QtyProducing
 	if q1+q2 != m.made() {
 		t.Fatalf("first order %v + second %v = %v in Odoo, machine made %v (merged %d)", q1, q2, q1+q2, m.made(), ra.a.Status().Buffer.Merged)
@@ -558,6 +562,7 @@ func TestDeadLetterRetryDoesNotReopenAClosedLine(t *testing.T) {
 		return st.Buffer.DeadLetters == 0 && st.Buffer.Pending == 0, ""
 	})
 	time.Sleep(300 * time.Millisecond)
+	p.waitRoundsPass(ra, 2, "after the drain")
 	if l := p.odoo.Productivity(); len(l) != 1 || l[0].End.IsZero() || p.odoo.WorkingState(wc) != "normal" {
 		t.Fatalf("machine running, but work center %q, lines %+v", p.odoo.WorkingState(wc), l)
 	}
@@ -594,6 +599,7 @@ func TestRetriedScrapNotAckedByAnInFlightBooking(t *testing.T) {
 		return st.Buffer.Pending == 0 && st.Buffer.DeadLetters == 0, fmt.Sprintf("pending %d dead %d", st.Buffer.Pending, st.Buffer.DeadLetters)
 	})
 	time.Sleep(300 * time.Millisecond)
+	p.waitRoundsPass(ra, 2, "after the drain")
 	if got := p.scrapped("press-1"); got != 5 {
 		t.Fatalf("scrapped %v in Odoo, machine scrapped 5", got)
 	}
@@ -619,6 +625,7 @@ func TestReloadFromBlockToMinStopClosesTheOpenLine(t *testing.T) {
 		return ra.a.Status().Buffer.Pending == 0, ""
 	})
 	time.Sleep(500 * time.Millisecond)
+	p.waitRoundsPass(ra, 2, "after the drain")
 	if l := p.odoo.Productivity(); p.odoo.WorkingState(wc) != "normal" {
 		t.Fatalf("machine running again, work center %q, lines %+v", p.odoo.WorkingState(wc), l)
 	}
@@ -734,7 +741,7 @@ func TestScrapShortOfStockWaitsAsADraft(t *testing.T) {
 	// booked on its own: a flush books it at once — still short, a draft.
 	p.produce(m, 1, 3)
 	p.waitGathered(ra)
-	time.Sleep(300 * time.Millisecond) // rounds pass
+	p.waitRoundsPass(ra, 3, "while it gathers")
 	if n := len(p.odoo.Scraps()); n != 1 {
 		t.Fatalf("%d scraps in Odoo while gathering, want the one draft", n)
 	}
