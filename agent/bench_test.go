@@ -68,6 +68,28 @@ func procStatus(pid int, field string) float64 {
 
 func vmHWM(pid int) float64 { return procStatus(pid, "VmHWM") }
 
+// procCPU is the CPU time (user and system) process pid used so far, from
+// /proc/<pid>/stat (in clock ticks of 10 ms); 0 if it cannot be read.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces: state is the first, utime and stime the 12th and 13th.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * (time.Second / 100) // USER_HZ is 100 on Linux
+}
+
 // benchChildEnv set to "test" makes the benchmarks that report the agent's
 // RSS run their agent child as this test binary (agenttest.StartChild)
 // instead of `plantedge run` (agenttest.StartPlantedge). The test binary
@@ -80,10 +102,11 @@ const benchChildEnv = "PLANTEDGE_BENCH_CHILD"
 
 // benchChild returns what starts the agent alone in a child process on a
 // config file: `plantedge run`, built now (outside the timed part), or the
-// test binary (benchChildEnv).
+// test binary (benchChildEnv, or a profile asked for: agenttest.HeapProfileEnv,
+// agenttest.CPUProfileEnv).
 func benchChild(b *testing.B) func(cfgPath string) *exec.Cmd {
 	b.Helper()
-	if os.Getenv(benchChildEnv) == "test" || os.Getenv(agenttest.HeapProfileEnv) != "" {
+	if os.Getenv(benchChildEnv) == "test" || os.Getenv(agenttest.HeapProfileEnv) != "" || os.Getenv(agenttest.CPUProfileEnv) != "" {
 		b.Log("agent child: the test binary")
 		return func(cfgPath string) *exec.Cmd { return agenttest.StartChild(b, cfgPath) }
 	}
@@ -275,14 +298,19 @@ func BenchmarkIngestMQTT(b *testing.B) {
 		lat := a.sorted()
 		b.ReportMetric(float64(values)/elapsed.Seconds(), "values/s")
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
-		b.ReportMetric(childIngestRSS(b, srv.URL(), keyFile, broker, machines, values), "MB_rss")
+		rss, cpu := childIngest(b, srv.URL(), keyFile, broker, machines, values)
+		b.ReportMetric(rss, "MB_rss")
+		b.ReportMetric(float64(cpu.Microseconds())/values, "agent_cpu_us/value")
 	}
 }
 
-// childIngestRSS runs the same ingest with the agent alone in a child
+// childIngest runs the same ingest with the agent alone in a child
 // process, `plantedge run` (benchChildEnv; the benchmark process also runs
-// the broker and the publisher), and returns the agent's peak RSS.
-func childIngestRSS(b *testing.B, odooURL, keyFile string, broker *mqtttest.Broker, machines, values int) float64 {
+// the broker and the publisher), and returns the agent's peak RSS (MB)
+// and the CPU time the child used from the first value published until
+// the last was counted: the agent's own CPU on the MQTT path, without the
+// broker's and the publisher's.
+func childIngest(b *testing.B, odooURL, keyFile string, broker *mqtttest.Broker, machines, values int) (rss float64, cpu time.Duration) {
 	b.Helper()
 	startChild := benchChild(b)
 	listen := agenttest.FreeAddr(b)
@@ -316,6 +344,7 @@ func childIngestRSS(b *testing.B, odooURL, keyFile string, broker *mqtttest.Brok
 	}
 	time.Sleep(500 * time.Millisecond)
 	base := samples()
+	cpu0 := procCPU(cmd.Process.Pid)
 	for v := 0; v < values; v++ {
 		for broker.Inflight() > 4000 {
 			time.Sleep(100 * time.Microsecond)
@@ -329,9 +358,9 @@ func childIngestRSS(b *testing.B, odooURL, keyFile string, broker *mqtttest.Brok
 		if time.Now().After(deadline) {
 			b.Fatalf("child agent took only %v of %d values", samples()-base, values)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // (a scrape is CPU of the child's too)
 	}
-	return vmHWM(cmd.Process.Pid)
+	return vmHWM(cmd.Process.Pid), procCPU(cmd.Process.Pid) - cpu0
 }
 
 // benchAgent is an agent running in the benchmark process that records how

@@ -66,6 +66,19 @@ func runChildAgent(path string) int {
 	if file := os.Getenv(agenttest.HeapProfileEnv); file != "" {
 		ctx = heapProfileAtStop(ctx, file)
 	}
+	if file := os.Getenv(agenttest.CPUProfileEnv); file != "" {
+		f, err := os.Create(file)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := a.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -45,6 +45,13 @@ const ChildEnv = "PLANTEDGE_TEST_AGENT_CONFIG"
 // (heap in use, stacks) goes to stderr with it.
 const HeapProfileEnv = "PLANTEDGE_TEST_HEAP_PROFILE"
 
+// CPUProfileEnv names a file the child agent (StartChild) writes a CPU
+// profile of its whole run to, from its start to SIGTERM: where the agent
+// alone spends its CPU (go tool pprof -top -cum). Set, it makes the agent
+// package's benchmarks run the test binary as their child, as
+// HeapProfileEnv does.
+const CPUProfileEnv = "PLANTEDGE_TEST_CPU_PROFILE"
+
 // StartChild re-executes the test binary as an agent on the config file at
 // cfgPath, in a process of its own (to kill it). The benchmarks that report
 // the agent's memory run StartPlantedge, the product's own binary.
