@@ -886,6 +886,9 @@ type CounterState struct {
 	// was read under: a value read under the same one was watched without
 	// a break since (see applyCounter).
 	Watch uint64 `json:"watch,omitempty"`
+	// enc is what its JSON keeps between two encodings (appendCounter).
+	// Not stored.
+	enc *counterEnc
 }
 
 // NewState returns an empty state.

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"math"
 	"slices"
 
 	"github.com/plantedge/plantedge/internal/jsonenc"
@@ -57,13 +58,24 @@ func appendCounter(b []byte, c *CounterState) ([]byte, bool) {
 		return append(b, "null"...), true
 	}
 	o := jsonenc.Begin(b)
-	if c.Replaced != "" {
-		o.String("replaced", c.Replaced)
+	// The members before "last" change only with the mapping: their
+	// bytes are kept (enc.head) while those strings stay the same.
+	if e := c.enc; e == nil || e.replaced != c.Replaced || e.src != c.Src || e.server != c.Server {
+		h := jsonenc.Begin(nil)
+		if c.Replaced != "" {
+			h.String("replaced", c.Replaced)
+		}
+		h.String("src", c.Src)
+		if c.Server != "" {
+			h.String("server", c.Server)
+		}
+		head, ok := h.End()
+		c.enc = &counterEnc{replaced: c.Replaced, src: c.Src, server: c.Server, head: head[1 : len(head)-1], headOK: ok}
+		if e != nil {
+			c.enc.steps, c.enc.stepsJSON, c.enc.stepsOK = e.steps, e.stepsJSON, e.stepsOK
+		}
 	}
-	o.String("src", c.Src)
-	if c.Server != "" {
-		o.String("server", c.Server)
-	}
+	o.Members(c.enc.head, c.enc.headOK)
 	o.Float("last", c.Last)
 	if !c.Time.IsZero() {
 		o.Time("time", c.Time)
@@ -80,11 +92,22 @@ func appendCounter(b []byte, c *CounterState) ([]byte, bool) {
 	if c.ResetWrap {
 		o.Bool("reset_wrap", true)
 	}
+	var seen []byte // Seen's value as written
 	if !c.Seen.IsZero() {
-		o.Time("seen", c.Seen)
+		o.Key("seen")
+		at := len(o.Bytes())
+		b, ok := jsonenc.Time(o.Bytes(), c.Seen)
+		o.Set(b, ok)
+		seen = b[at:]
 	}
 	if !c.SeenRecv.IsZero() {
-		o.Time("seen_recv", c.SeenRecv)
+		if c.SeenRecv == c.Seen && seen != nil {
+			// The same time (a value without a source time): the same bytes.
+			o.Key("seen_recv")
+			o.Set(append(o.Bytes(), seen...), true)
+		} else {
+			o.Time("seen_recv", c.SeenRecv)
+		}
 	}
 	if !c.BehindTime.IsZero() {
 		o.Time("behind_time", c.BehindTime)
@@ -93,21 +116,28 @@ func appendCounter(b []byte, c *CounterState) ([]byte, bool) {
 		o.Int("behind_count", int64(c.BehindCount))
 	}
 	if len(c.Steps) > 0 {
-		o.Key("steps")
-		b := append(o.Bytes(), '[')
-		ok := true
-		for i, st := range c.Steps {
-			if i > 0 {
-				b = append(b, ',')
+		// The steps change at most once a rateMinGap: their bytes are
+		// kept (enc.stepsJSON) while they stay the same.
+		if e := c.enc; !sameSteps(e.steps, c.Steps) {
+			b := []byte{'['}
+			ok := true
+			for i, st := range c.Steps {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				s := jsonenc.Begin(b)
+				s.Float("d", st.D)
+				s.Float("s", st.S)
+				var sok bool
+				b, sok = s.End()
+				ok = ok && sok
 			}
-			s := jsonenc.Begin(b)
-			s.Float("d", st.D)
-			s.Float("s", st.S)
-			var sok bool
-			b, sok = s.End()
-			ok = ok && sok
+			// A new counterEnc: one that a copy of c holds stays as it was.
+			c.enc = &counterEnc{replaced: e.replaced, src: e.src, server: e.server, head: e.head, headOK: e.headOK,
+				steps: slices.Clone(c.Steps), stepsJSON: append(b, ']'), stepsOK: ok}
 		}
-		o.Set(append(b, ']'), ok)
+		o.Key("steps")
+		o.Set(append(o.Bytes(), c.enc.stepsJSON...), c.enc.stepsOK)
 	}
 	if !c.StepAt.IsZero() {
 		o.Time("step_at", c.StepAt)
@@ -122,4 +152,31 @@ func appendCounter(b []byte, c *CounterState) ([]byte, bool) {
 		o.Uint("watch", c.Watch)
 	}
 	return o.End()
+}
+
+// counterEnc is what appendCounter keeps of a counter's JSON between
+// calls: the bytes of the members that seldom change, with the values
+// they were written from. Never changed once made (a copy of the
+// CounterState shares it): a change makes a new one.
+type counterEnc struct {
+	replaced, src, server string
+	head                  []byte // "replaced", "src" and "server", without braces
+	headOK                bool
+	steps                 []RateStep // (a copy)
+	stepsJSON             []byte
+	stepsOK               bool
+}
+
+// sameSteps reports whether a and b hold the same steps, bit for bit (-0
+// is written otherwise than 0).
+func sameSteps(a, b []RateStep) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float64bits(a[i].D) != math.Float64bits(b[i].D) || math.Float64bits(a[i].S) != math.Float64bits(b[i].S) {
+			return false
+		}
+	}
+	return true
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -120,6 +121,58 @@ func TestMarshalFastPath(t *testing.T) {
 		}
 		if b, ok := appendCountersOnly(nil, ms); ok {
 			t.Errorf("a state with %s set took the fast path: %s", f.Name, b)
+		}
+	}
+}
+
+// The bytes appendCounter keeps between calls (counterEnc) are those of
+// the counter as it is now: a counter marshalled again and again while its
+// fields change — its steps changed in place too, as noteIncrease does,
+// seen and seen_recv the same time or not, copies of it changed apart —
+// is always encoded as encoding/json encodes it.
+func TestMarshalKeptBytes(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	typ := reflect.TypeFor[CounterState]()
+	at := time.Date(2026, 1, 1, 8, 0, 0, 123456789, time.UTC)
+	counters := []*CounterState{{Src: "opcua:plc:ns=2;s=Good:", Last: 1, Seen: at, SeenRecv: at,
+		Steps: []RateStep{{300, 1}, {300, 1.25}}}}
+	for i := range 20000 {
+		c := counters[r.IntN(len(counters))]
+		switch n := r.IntN(10); {
+		case n == 0 && len(counters) < 4: // a copy, changed apart from here on
+			cp := *c
+			cp.Steps = slices.Clone(c.Steps)
+			counters = append(counters, &cp)
+		case n == 1 && len(c.Steps) > 0: // a step changed in place
+			st := &c.Steps[r.IntN(len(c.Steps))]
+			st.D, st.S = r.Float64()*100, float64(r.IntN(3))
+			if r.IntN(20) == 0 {
+				st.D = math.Copysign(0, -1)
+			}
+		case n == 2: // a step added, the oldest let go (noteIncrease)
+			c.Steps = append(c.Steps, RateStep{D: float64(r.IntN(500)), S: r.Float64()})
+			if len(c.Steps) > stepsKept {
+				c.Steps = append(c.Steps[:0], c.Steps[len(c.Steps)-stepsKept:]...)
+			}
+		case n == 3:
+			c.SeenRecv = c.Seen
+		case n == 4:
+			c.Seen = c.Seen.Add(time.Duration(r.IntN(1000)) * time.Millisecond)
+			c.SeenRecv = c.Seen
+		default: // any field
+			f := r.IntN(typ.NumField())
+			if typ.Field(f).IsExported() {
+				reflect.ValueOf(c).Elem().Field(f).Set(randomValue(r, typ.Field(f).Type))
+			}
+		}
+		for _, c := range counters {
+			ms := &MachineState{Counters: map[Signal]*CounterState{GoodCount: c}}
+			want, werr := json.Marshal(ms)
+			st := &State{Machines: map[string]*MachineState{"m": ms}}
+			b, err := st.Marshal("m")
+			if (err == nil) != (werr == nil) || err == nil && string(b) != string(want) {
+				t.Fatalf("step %d: Marshal\n%s (%v)\nencoding/json (%v)\n%s", i, b, err, werr, want)
+			}
 		}
 	}
 }

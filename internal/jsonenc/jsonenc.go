@@ -90,6 +90,18 @@ func (o *Object) Key(k string) {
 	o.b = append(o.b, '"', ':')
 }
 
+// Members appends members already encoded (`"k":v`, comma-separated,
+// at least one), as another Object wrote them; ok as that Object's End
+// said.
+func (o *Object) Members(m []byte, ok bool) {
+	if o.more {
+		o.b = append(o.b, ',')
+	}
+	o.more = true
+	o.b = append(o.b, m...)
+	o.ok = o.ok && ok
+}
+
 // String appends member k, a string.
 func (o *Object) String(k, v string) {
 	o.Key(k)
