@@ -2346,6 +2346,14 @@ func parsePayload(p []byte) (any, error) {
 // decodeJSON decodes one JSON value (numbers as json.Number) and nothing
 // after it.
 func decodeJSON(tp []byte) (any, error) {
+	if doc, ok := decodeFlat(tp); ok {
+		return doc, nil
+	}
+	return decodeAny(tp)
+}
+
+// decodeAny is decodeJSON by encoding/json, for any JSON value.
+func decodeAny(tp []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(tp))
 	dec.UseNumber()
 	var doc any
