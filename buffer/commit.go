@@ -751,11 +751,19 @@ func (q *Queue) applyAppend(t *txn, r *request) error {
 		if kv.Value != nil {
 			need += metaSize(len(kv.Key), len(kv.Value))
 		}
-		if old := t.meta.Get([]byte(kv.Key)); old != nil {
-			need -= metaSize(len(kv.Key), len(old))
+	}
+	budget := q.budget.Load()
+	if budget > 0 && t.w.used()+need > budget {
+		// What the entries replace is freed: looked up only when the
+		// budget is at stake (a lookup an entry; the agent writes each
+		// changed machine's state with every commit).
+		for _, kv := range r.meta {
+			if old := t.meta.Get([]byte(kv.Key)); old != nil {
+				need -= metaSize(len(kv.Key), len(old))
+			}
 		}
 	}
-	if budget := q.budget.Load(); budget > 0 && t.w.used()+need > budget {
+	if budget > 0 && t.w.used()+need > budget {
 		if need > budget {
 			return &rejectError{fmt.Errorf("%w: %d bytes exceed the whole budget of %d", ErrQuota, need, budget)}
 		}
