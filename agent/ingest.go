@@ -143,14 +143,17 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 	type acc struct {
 		recs []countRecord // more than one when the batch's values span more than recordSpan
 	}
-	counts := map[string]*acc{}
+	// Sized for the batch's machines at first, not grown by doubling
+	// through a batch of 1,000.
+	perMachine := min(len(batch), len(a.cfg.Load().Machines))
+	counts := make(map[string]*acc, min(len(batch), 2*perMachine))
 	var order []string // count keys in first-seen order
 	var events []buffer.Record
-	changed := map[string]bool{}
+	changed := make(map[string]bool, perMachine)
 	// added is the batch's counts per machine: stored with its records,
 	// and shown (a.totals) only once they are in the buffer — status must
 	// not count pieces a round (a flush) cannot see yet.
-	added := map[string]totals{}
+	added := make(map[string]totals, perMachine)
 	a.stateMu.Lock()
 	for _, s := range batch {
 		// A message on a topic no machine maps is skipped before anything is
