@@ -58,7 +58,8 @@ type Record struct {
 	Data []byte    // opaque payload
 }
 
-// KV is a meta entry; a nil Value deletes the key.
+// KV is a meta entry; a nil Value deletes the key. The call that writes it
+// (Append, Ack, PutMeta) reads Value until it returns, and not after.
 type KV struct {
 	Key   string
 	Value []byte
