@@ -123,20 +123,7 @@ func TestRenamedOPCUASourceClosesTheSessionKeptUnderItsOldName(t *testing.T) {
 		t.Errorf("%d sessions open on the first server, want the one the second kill left (nothing configured can close it)", n)
 	}
 	ra.stopNow(t)
-	cfg, err := config.Load(p.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer buf.Close()
-	var keys []string
-	if err := buf.MetaPrefix("opcsession/", func(k string, _ []byte) error { keys = append(keys, k); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if len(keys) != 0 {
+	if keys := p.keptSessionKeys(); len(keys) != 0 {
 		t.Errorf("sessions kept after a clean stop: %v, want none", keys)
 	}
 }
@@ -179,20 +166,27 @@ func TestUnstartedOPCUASourceForgetsItsKeptSession(t *testing.T) {
 		return strings.Contains(l, "forgot the OPC UA session kept for a source configured but not started") && strings.Contains(l, "source=line1"), l
 	})
 	ra.stopNow(t)
+	if keys := p.keptSessionKeys(); len(keys) != 0 {
+		t.Errorf("sessions kept after the clean stop: %v, want none", keys)
+	}
+}
+
+// keptSessionKeys lists the OPC UA sessions the stopped agent's buffer
+// file keeps (opcsession/<source>).
+func (p *plant) keptSessionKeys() []string {
+	p.t.Helper()
 	cfg, err := config.Load(p.cfgPath)
 	if err != nil {
-		t.Fatal(err)
+		p.t.Fatal(err)
 	}
 	buf, err := buffer.Open(cfg.BufferPath(), buffer.Options{})
 	if err != nil {
-		t.Fatal(err)
+		p.t.Fatal(err)
 	}
 	defer buf.Close()
 	var keys []string
 	if err := buf.MetaPrefix("opcsession/", func(k string, _ []byte) error { keys = append(keys, k); return nil }); err != nil {
-		t.Fatal(err)
+		p.t.Fatal(err)
 	}
-	if len(keys) != 0 {
-		t.Errorf("sessions kept after the clean stop: %v, want none", keys)
-	}
+	return keys
 }
