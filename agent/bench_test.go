@@ -95,7 +95,7 @@ func procCPU(pid int) time.Duration {
 // instead of `plantedge run` (agenttest.StartPlantedge). The test binary
 // is several times larger than plantedge, and its file pages count in
 // the child's RSS; its child sets no memory limit where `plantedge run`
-// sets 48 MiB when GOMEMLIMIT is not set. agenttest.HeapProfileEnv,
+// sets 40 MiB when GOMEMLIMIT is not set. agenttest.HeapProfileEnv,
 // which only the test binary's child knows, selects it
 // too.
 const benchChildEnv = "PLANTEDGE_BENCH_CHILD"
