@@ -3822,3 +3822,52 @@ func TestEndToEndFlushLooksUpTheWorkcentersAgain(t *testing.T) {
 		return strings.Contains(m.Error, `work center "WC-PRESS-1" is archived in Odoo`), fmt.Sprintf("%q", m.Error)
 	})
 }
+
+// A machine whose state topic is changed in the configuration (a reload, or
+// a restart) while its run state is known, in the session the broker kept:
+// the broker sends the new topic's retained copy at its first subscribe.
+// That copy was taken for a resend of one the agent had seen (it had no
+// record of the topic, and the machine a run state), and the machine kept
+// the old topic's state until the next change.
+func TestEndToEndNewStateTopicInAKeptSession(t *testing.T) {
+	p := plantWithoutSourceTimes(t)
+	m := p.machines[0]
+	ra := p.startAgentWith(false)
+	p.publishState(m, 1000, true, true, 1)
+	p.waitState(ra, "running")
+
+	stateOn := func(topic string, running bool) {
+		t.Helper()
+		b, _ := json.Marshal(map[string]any{"running": running, "reason": "JAM"})
+		if err := p.broker.Publish(topic, b, true, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	moveTo := func(from, to string) {
+		t.Helper()
+		p.editConfig("running: { mqtt: { broker: broker, topic: "+from+",", "running: { mqtt: { broker: broker, topic: "+to+",")
+		p.editConfig("mqtt: { broker: broker, topic: "+from+", field: reason", "mqtt: { broker: broker, topic: "+to+", field: reason")
+	}
+
+	// A reload: the machine is stopped by the new topic's retained state.
+	stateOn("plant/press-1-state", false)
+	moveTo("plant/press-1", "plant/press-1-state")
+	if err := ra.a.Reload(context.Background(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	p.waitState(ra, "stopped")
+	stateOn("plant/press-1-state", true)
+	p.waitState(ra, "running")
+	ra.stop()
+
+	// A restart: likewise.
+	stateOn("plant/press-1-line", false)
+	moveTo("plant/press-1-state", "plant/press-1-line")
+	ra = p.startAgentWith(false)
+	p.waitState(ra, "stopped")
+	stateOn("plant/press-1-line", true)
+	waitFor(t, 20*time.Second, "both stops' lines", func() (bool, string) {
+		n := p.closedLines("press-1")
+		return n == 2, fmt.Sprintf("%d closed lines", n)
+	})
+}

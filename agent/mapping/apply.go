@@ -458,6 +458,11 @@ const recentKept = 8
 // no run state either (a fresh buffer file: a replaced box, a corrupt file
 // set aside, under the same client_id) the agent has taken nothing from
 // the topic, and the copy is the state to start from, as in a new session.
+// Nor is it seen when the machine has records of other topics but not of
+// this one: its state topic was changed in the configuration, and the
+// broker sends the new topic's retained copy at its first subscribe (the
+// session's flag says only that the session was kept, not that this topic
+// was subscribed in it before).
 func (ms *MachineState) noteRecent(s connectors.Sample) (seen, noted bool) {
 	key := s.Source + " " + s.Address
 	h := fnv.New64a()
@@ -467,6 +472,7 @@ func (ms *MachineState) noteRecent(s connectors.Sample) (seen, noted bool) {
 	if slices.Contains(list, d) {
 		return true, false
 	}
+	none := len(ms.Recent) == 0 // no record of any topic
 	if ms.Recent == nil {
 		ms.Recent = make(map[string][]string, 1)
 	}
@@ -475,7 +481,7 @@ func (ms *MachineState) noteRecent(s connectors.Sample) (seen, noted bool) {
 		list = append(list[:0], list[len(list)-recentKept:]...)
 	}
 	ms.Recent[key] = list
-	return !known && s.Resent && ms.Running != nil, true
+	return !known && none && s.Resent && ms.Running != nil, true
 }
 
 func isStale(x extracted, last time.Time) bool {
