@@ -61,7 +61,7 @@ func newDeadLetterCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var views []agent.DeadLetterView
 			var sendsTo string
-			err := withDeadLetters(cfgPath, "deadletter list", true,
+			err := withDeadLetters(cfgPath, "deadletter list", true, warnOnce(cmd.ErrOrStderr()),
 				func(c *agent.APIClient, cfg *config.Config) (err error) {
 					sendsTo = sendsToOf(cfg)
 					views, err = c.DeadLetters(cmd.Context())
@@ -106,11 +106,12 @@ func newDeadLetterCmd() *cobra.Command {
 				if len(args) == 0 {
 					args = []string{"all"} // retry
 				}
+				warn := warnOnce(cmd.ErrOrStderr())
 				if name == "drop" && !yes && stdinIsTerminal() {
 					// What a drop loses never reaches Odoo: on a terminal
 					// it is asked first (scripts, without one, are not).
 					list := func() (views []agent.DeadLetterView, err error) {
-						err = withDeadLetters(cfgPath, "deadletter "+name, true,
+						err = withDeadLetters(cfgPath, "deadletter "+name, true, warn,
 							func(c *agent.APIClient, _ *config.Config) (err error) {
 								views, err = c.DeadLetters(cmd.Context())
 								return err
@@ -134,7 +135,7 @@ func newDeadLetterCmd() *cobra.Command {
 					}
 				}
 				var res agent.DeadLetterResult
-				err := withDeadLetters(cfgPath, "deadletter "+name, false,
+				err := withDeadLetters(cfgPath, "deadletter "+name, false, warn,
 					func(c *agent.APIClient, _ *config.Config) (err error) {
 						res, err = c.DeadLetterAction(cmd.Context(), name, args[0], here)
 						return err
@@ -238,8 +239,9 @@ func (e *noBufferFileError) Error() string {
 }
 
 // withDeadLetters runs online against the running agent, or offline on the
-// buffer file when the agent is stopped.
-func withDeadLetters(cfgPath, command string, readOnly bool, online func(*agent.APIClient, *config.Config) error, offline func(*buffer.Queue, *config.Config) error) error {
+// buffer file when the agent is stopped. warn says why the file is used
+// although something answered at listen (once a command: see warnOnce).
+func withDeadLetters(cfgPath, command string, readOnly bool, warn func(error), online func(*agent.APIClient, *config.Config) error, offline func(*buffer.Queue, *config.Config) error) error {
 	cfg, err := loadForAgent(cfgPath, os.Stderr)
 	if err != nil {
 		return err
@@ -249,9 +251,21 @@ func withDeadLetters(cfgPath, command string, readOnly bool, online func(*agent.
 		return nil
 	}
 	if !errors.Is(err, agent.ErrNotRunning) {
-		return notTheAgent(cfg, err, command) // another program's page: not printed whole
-	}
-	if err := notAnswering(cfg); err != nil {
+		// Another program at listen, and no agent holds this
+		// configuration's buffer file (its lock is free, and this user
+		// may look): the agent is stopped, wherever its listen, and its
+		// file is used as any stopped agent's (Open takes the lock
+		// itself: an agent started meanwhile is not written under).
+		// Where the lock cannot be looked at (a user who may not look
+		// into data_dir), an agent of another version answering so is
+		// not ruled out: refused. So is another site's agent answering
+		// (two files sharing listen: TestCommandsRefuseAnotherSitesAgent).
+		nerr := notThisAgent(cfg, err, command)
+		if running, ierr := buffer.InUse(cfg.BufferPath()); nerr == nil || running || ierr != nil {
+			return notTheAgent(cfg, err, command) // another program's page: not printed whole
+		}
+		warn(nerr)
+	} else if err := notAnswering(cfg); err != nil {
 		return err
 	}
 	if _, err := os.Stat(cfg.BufferPath()); errors.Is(err, os.ErrNotExist) {
@@ -272,6 +286,19 @@ func withDeadLetters(cfgPath, command string, readOnly bool, online func(*agent.
 	}
 	defer q.Close()
 	return offline(q, cfg)
+}
+
+// warnOnce returns withDeadLetters' warn for a command that may look at
+// the dead letters more than once (a drop asked on a terminal): it says
+// why the buffer file is used once, on w.
+func warnOnce(w io.Writer) func(error) {
+	said := false
+	return func(err error) {
+		if !said {
+			said = true
+			fmt.Fprintf(w, "warning: %v; the dead letters are read from the buffer file, as a stopped agent's\n", err)
+		}
+	}
 }
 
 // corruptAdvice says what to do about a buffer file that fails its check

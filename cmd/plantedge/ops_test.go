@@ -1204,11 +1204,17 @@ func TestAnotherProgramOnTheListenPort(t *testing.T) {
 	// status and flush say what the page answered, in one line; want, too.
 	// So do deadletter, accept-qty and rebook (ux45: they printed the
 	// page whole).
-	oneLine := func(when, want string) {
+	// (deadletter, with no agent holding the buffer file, works on the
+	// file: TestDeadLettersOfAStoppedAgentWithAnotherProgramOnTheListenPort.)
+	oneLine := func(when, want string, deadletter bool) {
 		t.Helper()
-		for _, args := range [][]string{{"status", "-c", b.cfgPath}, {"flush", "-c", b.cfgPath, "--timeout", "5s"},
-			{"deadletter", "list", "-c", b.cfgPath}, {"deadletter", "retry", "-c", b.cfgPath}, {"deadletter", "drop", "all", "--yes", "-c", b.cfgPath},
-			{"accept-qty", "press-1", "-c", b.cfgPath}, {"rebook", "--since", "1h", "-c", b.cfgPath}} {
+		cmds := [][]string{{"status", "-c", b.cfgPath}, {"flush", "-c", b.cfgPath, "--timeout", "5s"},
+			{"accept-qty", "press-1", "-c", b.cfgPath}, {"rebook", "--since", "1h", "-c", b.cfgPath}}
+		if deadletter {
+			cmds = append(cmds, []string{"deadletter", "list", "-c", b.cfgPath}, []string{"deadletter", "retry", "-c", b.cfgPath},
+				[]string{"deadletter", "drop", "all", "--yes", "-c", b.cfgPath})
+		}
+		for _, args := range cmds {
 			_, err := cli(t, args...)
 			if err == nil || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "padding") || len(err.Error()) > 600 ||
 				!strings.Contains(err.Error(), "it answered 404 Not Found (text/html)") || !strings.Contains(err.Error(), want) {
@@ -1217,13 +1223,82 @@ func TestAnotherProgramOnTheListenPort(t *testing.T) {
 		}
 	}
 	b.editConfig(other, web)
-	oneLine("an HTML page answering", "another program on that port?")
+	oneLine("an HTML page answering", "another program on that port?", false)
 	// An agent holding the buffer file, started with another listen: the
-	// page is not printed whole either.
+	// page is not printed whole either, and deadletter refuses (the file
+	// is that agent's).
 	b.editConfig(web, b.listen)
 	b.startAgent()
 	b.editConfig(b.listen, web)
-	oneLine("an HTML page answering, an agent holding the file", "")
+	oneLine("an HTML page answering, an agent holding the file", "", true)
+}
+
+// deadletter with another program at listen and no agent holding the
+// buffer file (its lock free: no agent runs with this data_dir, whatever
+// its listen): the agent is stopped, and its file is used as any stopped
+// agent's (README, deadletter), with a warning of what answers at listen.
+// Before, list, retry and drop refused (exit 1) and the technician could
+// not see or mend the dead letters until the port was freed.
+func TestDeadLettersOfAStoppedAgentWithAnotherProgramOnTheListenPort(t *testing.T) {
+	b := newBench(t, 17)
+	b.startAgent()
+	b.produce(3)
+	b.waitQty()
+	b.refuse(1)
+	b.stopAgent()
+	other := serveAt(t, http.NotFoundHandler())
+	b.editConfig(b.listen, other)
+	run := func(args ...string) (stdout, stderr string, err error) {
+		t.Helper()
+		root := newRootCmd()
+		var o, e bytes.Buffer
+		root.SetOut(&o)
+		root.SetErr(&e)
+		root.SetArgs(append(args, "-c", b.cfgPath))
+		err = execute(context.Background(), root)
+		return o.String(), e.String(), err
+	}
+	warned := func(what, stderr string) {
+		t.Helper()
+		if !strings.Contains(stderr, "another program on that port?") || !strings.Contains(stderr, "read from the buffer file") ||
+			strings.Count(stderr, "warning:") != 1 {
+			t.Errorf("%s: the warning of what answers at listen:\n%s", what, stderr)
+		}
+	}
+	out, errs, err := run("deadletter", "list")
+	if err != nil || !strings.Contains(out, "press-1/good") || !strings.Contains(out, "2 good pieces") {
+		t.Errorf("list: %v\n%s%s", err, out, errs)
+	}
+	warned("list", errs)
+	out, errs, err = run("deadletter", "list", "--json")
+	var views []agent.DeadLetterView
+	if jerr := json.Unmarshal([]byte(out), &views); err != nil || jerr != nil || len(views) != 1 {
+		t.Errorf("list --json: %v, %v\n%s", err, jerr, out)
+	}
+	warned("list --json", errs)
+	out, errs, err = run("deadletter", "retry")
+	if err != nil || out != "retry: 1 dead letter\n" {
+		t.Errorf("retry: %v\n%s%s", err, out, errs)
+	}
+	warned("retry", errs)
+	// The record retried is sent once the agent runs (on its own listen).
+	b.editConfig(other, b.listen)
+	b.startAgent()
+	b.waitQty()
+	if n := b.a.Status().Buffer.DeadLetters; n != 0 {
+		t.Errorf("%d dead letters after the retry", n)
+	}
+	b.refuse(1)
+	b.stopAgent()
+	b.editConfig(b.listen, other)
+	out, errs, err = run("deadletter", "drop", "all", "--yes")
+	if err != nil || out != "drop: 1 dead letter\n" {
+		t.Errorf("drop: %v\n%s%s", err, out, errs)
+	}
+	warned("drop", errs)
+	if out, _, err := run("deadletter", "list"); err != nil || out != "no dead letters\n" {
+		t.Errorf("list after the drop: %v\n%s", err, out)
+	}
 }
 
 // serveAt serves h on a free loopback port until the test ends and returns
