@@ -1504,6 +1504,11 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 		return st, fmt.Errorf("the buffer file fails the read-only check (%w); the agent checks it again when it starts: "+
 			"it repairs what a commit can, and moves a corrupt file aside and starts afresh, saying so in the log and in status", err)
 	}
+	if errors.Is(err, buffer.ErrEmptyFile) {
+		return st, fmt.Errorf("the buffer file %s is %w: nothing is buffered in it, and the agent's next start makes a fresh one "+
+			"(logged: buffer file found empty). If the agent ran here before, what it held is lost: a crash between the file's creation "+
+			"and its first write leaves an empty one, so do a file system that lost its contents and a truncate by hand", cfg.BufferPath(), buffer.ErrEmptyFile)
+	}
 	if err != nil {
 		return st, fmt.Errorf("open buffer read-only: %w", err)
 	}

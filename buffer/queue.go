@@ -147,6 +147,10 @@ var ErrReadOnly = errors.New("buffer opened read-only")
 // (already delivered, dropped, or never there).
 var ErrNotFound = errors.New("not found")
 
+// ErrEmptyFile matches the error of a read-only Open of a file of 0 bytes
+// (a read-write Open starts a fresh buffer in it, with a warning).
+var ErrEmptyFile = errors.New("empty (0 bytes)")
+
 // ErrLocked is returned by Open when another process holds the file (bbolt's
 // flock): another agent, or a command that opened it for writing.
 var ErrLocked = errors.New("buffer file locked by another process")
@@ -481,7 +485,7 @@ func Open(path string, opts Options) (*Queue, error) {
 		// hand — whatever it held is gone (the PEERS audit: started
 		// afresh without a word).
 		if opts.ReadOnly {
-			return nil, fmt.Errorf("open buffer %s: the file is empty (0 bytes): nothing is buffered in it", path)
+			return nil, fmt.Errorf("open buffer %s: the file is %w: nothing is buffered in it", path, ErrEmptyFile)
 		}
 		q.log.Warn("buffer file found empty (0 bytes): starting a fresh buffer; if plantedge ran here before, what it held is lost (a file system that lost the file's contents, or truncated by hand)",
 			"path", path)

@@ -479,6 +479,30 @@ func TestCommandsBeforeTheFirstRun(t *testing.T) {
 	}
 }
 
+// A stopped agent's buffer.db of 0 bytes (a crash between its creation and
+// its first write, a file system that lost its contents, a truncate by
+// hand): status says what it is and what the agent does with it, not only
+// that the file was not read because it is empty.
+func TestStatusOfAnEmptyBufferFile(t *testing.T) {
+	b := newBench(t, 17)
+	cfg := b.makeDataDir()
+	if err := os.WriteFile(cfg.BufferPath(), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cli(t, "status", "-c", b.cfgPath)
+	if exitCode(err) != 1 || strings.Contains(out, "NOT READ") || !strings.Contains(out, "AGENT NOT RUNNING") ||
+		!strings.Contains(out, "EMPTY (0 bytes)") || !strings.Contains(out, "nothing is buffered in it") {
+		t.Errorf("status: exit %d\n%s", exitCode(err), out)
+	}
+	if err == nil || !strings.Contains(err.Error(), "next start makes a fresh one") || !strings.Contains(err.Error(), "what it held is lost") {
+		t.Errorf("status's reason: %v", err)
+	}
+	out, err = cli(t, "status", "-c", b.cfgPath, "--json")
+	if m := decodeStatus(t, out); exitCode(err) != 1 || !strings.Contains(fmt.Sprint(m["status_error"]), "next start makes a fresh one") {
+		t.Errorf("status --json: exit %d\n%s", exitCode(err), out)
+	}
+}
+
 // An agent that holds the buffer but does not answer at the config's listen
 // (starting up, or listen edited since it started): the commands say so
 // instead of "not running" and "start it".

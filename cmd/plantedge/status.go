@@ -79,6 +79,10 @@ func (o *statusOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		}
 		if st.AgentRunning {
 			fmt.Fprintf(w, "site %s — agent running, status NOT KNOWN (why: below)\n", st.Site)
+		} else if errors.Is(err, buffer.ErrEmptyFile) {
+			// Read, and nothing in it: said as what it is (the README
+			// probe: "NOT READ", the reason only that it was empty).
+			fmt.Fprintf(w, "site %s — AGENT NOT RUNNING, buffer file %s EMPTY (0 bytes): nothing is buffered in it (more: below)\n", st.Site, cfg.BufferPath())
 		} else {
 			fmt.Fprintf(w, "site %s — AGENT NOT RUNNING, buffer file %s NOT READ (why: below)\n", st.Site, cfg.BufferPath())
 		}
