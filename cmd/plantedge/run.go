@@ -41,8 +41,9 @@ func newRunCmd() *cobra.Command {
 		Long: "run is the agent: it reads the sources, buffers every value durably and forwards the buffer to\n" +
 			"Odoo. SIGHUP reloads the configuration (site, data_dir, listen, buffer, odoo and log.format wait for a\n" +
 			"restart: plantedge status names them); SIGTERM stops it cleanly.\n" +
-			"It exits 0 when stopped cleanly, 78 (EX_CONFIG) for a configuration it refuses or a data_dir or\n" +
-			"socket directory its user may not write (the packaged unit does not restart after it: fix it, then\n" +
+			"It exits 0 when stopped cleanly, 78 (EX_CONFIG) for a configuration it refuses, a data_dir or\n" +
+			"socket directory its user may not write, or root on a data_dir another user owns (the packaged\n" +
+			"unit does not restart after it: fix it, then\n" +
 			"systemctl restart plantedge), and 1 on other failures (a listen port another program holds, say).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context()) },
@@ -273,7 +274,9 @@ func currentUser() string {
 // checkOwner refuses to run as root on a data_dir another user owns (the
 // service's): root would leave files there — a new buffer file after a
 // corrupt one, a shrink's copy, a certificate — that the service then
-// cannot open.
+// cannot open. Exit 78, as for a data_dir its user may not write: no
+// restart mends it (a unit whose User= was edited out restarted every 5 s
+// for good with exit 1).
 func checkOwner(dataDir string) error {
 	if os.Geteuid() != 0 {
 		return nil
@@ -290,6 +293,6 @@ func checkOwner(dataDir string) error {
 	if u, err := user.LookupId(owner); err == nil {
 		owner = u.Username
 	}
-	return &exitError{code: 1, msg: fmt.Sprintf("refusing to run as root: data_dir %s belongs to %s, and root would leave files there that the service cannot use; "+
+	return &exitError{code: exitSetup, msg: fmt.Sprintf("refusing to run as root: data_dir %s belongs to %s, and root would leave files there that the service cannot use; "+
 		"start the service (sudo systemctl start plantedge), or run as its user (sudo -u %s plantedge run)", dataDir, owner, owner)}
 }

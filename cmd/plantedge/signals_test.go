@@ -158,7 +158,7 @@ func TestRunRefusesRootOnTheServicesDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := checkOwner(dir)
-	if exitCode(err) != 1 || !strings.Contains(err.Error(), "refusing to run as root") || !strings.Contains(err.Error(), "sudo -u") {
+	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "refusing to run as root") || !strings.Contains(err.Error(), "sudo -u") {
 		t.Errorf("another user's data_dir: %v", err)
 	}
 	if err := checkOwner(filepath.Join(dir, "absent")); err != nil {
@@ -243,6 +243,24 @@ func TestRunSetupFailuresAreExitConfig(t *testing.T) {
 		err = run([]string{"run", "-c", b.cfgPath})
 		if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "a port below 1024") {
 			t.Errorf("privileged port: exit %d, %v", exitCode(err), err)
+		}
+	}
+
+	// Root on a data_dir another user owns (the service's): refused, and no
+	// restart mends it — the unit run as root (User= edited out) restarted
+	// every 5 s for good with exit 1.
+	if os.Geteuid() == 0 {
+		other := filepath.Join(t.TempDir(), "data")
+		if err := os.Mkdir(other, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(other, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		write(dataDir.ReplaceAllString(string(good), "data_dir: "+other))
+		err = run([]string{"run", "-c", b.cfgPath})
+		if exitCode(err) != exitSetup || !strings.Contains(err.Error(), "refusing to run as root") {
+			t.Errorf("root on another user's data_dir: exit %d, %v", exitCode(err), err)
 		}
 	}
 
