@@ -462,7 +462,9 @@ const recentKept = 8
 // this one: its state topic was changed in the configuration, and the
 // broker sends the new topic's retained copy at its first subscribe (the
 // session's flag says only that the session was kept, not that this topic
-// was subscribed in it before).
+// was subscribed in it before). The records of the same topic under
+// another source name are this topic's (a source renamed, its session
+// kept under the same client_id: the copy it carried is still old news).
 func (ms *MachineState) noteRecent(s connectors.Sample) (seen, noted bool) {
 	key := s.Source + " " + s.Address
 	h := fnv.New64a()
@@ -471,6 +473,15 @@ func (ms *MachineState) noteRecent(s connectors.Sample) (seen, noted bool) {
 	list, known := ms.Recent[key]
 	if slices.Contains(list, d) {
 		return true, false
+	}
+	renamed := false // carried by the topic under another source name
+	if !known {
+		for k, l := range ms.Recent {
+			if _, topic, _ := strings.Cut(k, " "); topic == s.Address {
+				known = true
+				renamed = renamed || slices.Contains(l, d)
+			}
+		}
 	}
 	none := len(ms.Recent) == 0 // no record of any topic
 	if ms.Recent == nil {
@@ -481,7 +492,7 @@ func (ms *MachineState) noteRecent(s connectors.Sample) (seen, noted bool) {
 		list = append(list[:0], list[len(list)-recentKept:]...)
 	}
 	ms.Recent[key] = list
-	return !known && none && s.Resent && ms.Running != nil, true
+	return renamed || !known && none && s.Resent && ms.Running != nil, true
 }
 
 func isStale(x extracted, last time.Time) bool {

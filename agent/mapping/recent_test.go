@@ -33,4 +33,15 @@ func TestNoteRecentTakesTheFirstCopyOfANewTopic(t *testing.T) {
 	if seen, _ := ms.noteRecent(msg("line/new", `{"run":false}`, true)); !seen {
 		t.Error("the new topic's copy resent again: want it seen")
 	}
+	// The source renamed, its session kept: the topic's records under the
+	// old name are its own.
+	renamed := msg("line/new", `{"run":false}`, true)
+	renamed.Source = "b2"
+	if seen, _ := ms.noteRecent(renamed); !seen {
+		t.Error("a copy the topic carried under the source's old name: want it seen")
+	}
+	renamed.Payload = []byte(`{"run":true,"n":2}`)
+	if seen, _ := ms.noteRecent(renamed); seen {
+		t.Error("a copy the topic never carried, under the source's new name: taken for one seen")
+	}
 }
