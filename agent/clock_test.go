@@ -2,12 +2,14 @@ package agent_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
 // setAt sets an OPC UA node with a source time and waits for the agent to
@@ -33,29 +35,58 @@ func (p *plant) setAt(name string, v any, at time.Time) {
 // were ignored as stale until the clock caught up, and status showed the
 // machine running through them), and the stop the step cut through lasts
 // as long as the agent saw it, not 0 s.
+//
+// What the agent took is waited for by what it shows, and the test notes
+// the wall time around each value: the stop the agent saw lasts between
+// the end's setting less the start's being shown and the end's being read
+// less the start's setting — 1.5 s and more on a loaded machine, which
+// fixed bounds of 1–3 s did not allow for.
 func TestStopsAfterThePLCClockWentBack(t *testing.T) {
 	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"ua-press-1"}})
 	p.editConfig(fmt.Sprintf("    good_count: { opcua: { server: line1, node: %q } }\n", p.ua.NodeID("ua-press-1.Good")), "")
 	ra := p.startAgent()
+	state := func() string { return ra.a.Status().Machines[0].State }
 	now := time.Now()
-	p.setAt("ua-press-1.Running", false, now) // stop A, its clock right
+	setA := time.Now()
+	p.ua.SetAt("ua-press-1.Running", false, now) // stop A, its clock right
+	waitFor(t, 30*time.Second, "stop A shown", func() (bool, string) { return state() == "stopped", state() })
+	shownA := time.Now()
 	time.Sleep(1500 * time.Millisecond)
 	back := now.Add(-time.Hour)
-	p.setAt("ua-press-1.Running", true, back.Add(1500*time.Millisecond)) // its end, the clock an hour back
-	p.setAt("ua-press-1.Running", false, back.Add(3*time.Second))        // stop B
-	if st := ra.a.Status().Machines[0].State; st != "stopped" {
+	// Its end, the clock an hour back: stamped before the stop, held until
+	// the watch's next value tells a clock gone back from a stale answer.
+	// (Everything before it was read once stop A showed: the samples the
+	// agent counts since are this one's.)
+	setEnd := time.Now()
+	p.setAt("ua-press-1.Running", true, back.Add(1500*time.Millisecond))
+	readEnd := time.Now()
+	// Stop B: it releases the end, and stop A's line is booked; status
+	// then shows the machine stopped (stop B ignored as stale, it showed
+	// the machine running through it).
+	p.ua.SetAt("ua-press-1.Running", false, back.Add(3*time.Second))
+	waitFor(t, 30*time.Second, "stop A's line", func() (bool, string) {
+		l := p.odoo.Productivity()
+		return len(l) == 1 && !l[0].End.IsZero(), fmt.Sprintf("%+v", l)
+	})
+	if st := state(); st != "stopped" {
 		t.Fatalf("during the stop after the clock went back the machine shows %q", st)
 	}
 	time.Sleep(1500 * time.Millisecond)
 	p.setAt("ua-press-1.Running", true, back.Add(5*time.Second))
-	waitFor(t, 15*time.Second, "two lines", func() (bool, string) {
+	waitFor(t, 30*time.Second, "two lines", func() (bool, string) {
 		return len(p.odoo.Productivity()) == 2 && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", p.odoo.Productivity())
 	})
-	for i, l := range p.odoo.Productivity() {
-		if d := l.End.Sub(l.Start); d < time.Second || d > 3*time.Second {
-			t.Errorf("line %d lasts %v, want the 1.5–2 s the agent saw: %+v", i, d, l)
-		}
+	lines := p.odoo.Productivity()
+	slices.SortFunc(lines, func(a, b odootest.ProductivityLine) int { return a.Start.Compare(b.Start) })
+	// Odoo keeps whole seconds: a length is off by less than one.
+	a, b := lines[0], lines[1]
+	if d, lo, hi := a.End.Sub(a.Start), setEnd.Sub(shownA), readEnd.Sub(setA); d <= lo-time.Second || d >= hi+time.Second {
+		t.Errorf("stop A's line lasts %v, want the %v–%v the agent saw: %+v", d, lo.Round(time.Millisecond), hi.Round(time.Millisecond), a)
+	}
+	// Stop B is dated by its source times, both after the step: 2 s.
+	if d := b.End.Sub(b.Start); d < time.Second || d > 3*time.Second {
+		t.Errorf("stop B's line lasts %v, want the 2 s between its source times: %+v", d, b)
 	}
 }
 
