@@ -15,7 +15,7 @@
 //   MAX_MONITORED_ITEMS_PER_SUBSCRIPTION
 //                     a subscription's room for monitored items
 //   NO_SUBSCRIPTIONS=1  refuses every subscription (BadTooManySubscriptions)
-//   NO_SUBSCRIPTIONS_MS=N  refuses them for the first N ms only
+//   NO_SUBSCRIPTIONS_MS=N  refuses them for N ms only, from the first asked for
 //   MAX_SESSIONS=N    room for N sessions (BadTooManySessions beyond); the
 //                     server prints "sessions <count>" at each session
 //                     created or closed (timed out too), in any case
@@ -144,13 +144,28 @@ async function main() {
             }
         }, parseInt(process.env.DEAD_SUB_MS, 10));
     }
+    // afterFirstSubscription runs fn ms after the first subscription a
+    // client asks for (the "request" event comes before the request is
+    // served): a window counted from the server's start could be over
+    // before a client slow to connect (a loaded machine) asked, and it
+    // never met the refusal.
+    const afterFirstSubscription = (ms, fn) => {
+        let asked = false;
+        server.on("request", (request) => {
+            if (asked || request.schema.name !== "CreateSubscriptionRequest") {
+                return;
+            }
+            asked = true;
+            setTimeout(fn, ms).unref();
+        });
+    };
     if (process.env.NO_SUBSCRIPTIONS === "1" || process.env.NO_SUBSCRIPTIONS_MS) {
         // The constructor refuses 0; the running server takes it.
         const before = server.engine.serverCapabilities.maxSubscriptions;
         server.engine.serverCapabilities.maxSubscriptions = 0;
         if (process.env.NO_SUBSCRIPTIONS_MS) {
-            setTimeout(() => { server.engine.serverCapabilities.maxSubscriptions = before; },
-                parseInt(process.env.NO_SUBSCRIPTIONS_MS, 10));
+            afterFirstSubscription(parseInt(process.env.NO_SUBSCRIPTIONS_MS, 10),
+                () => { server.engine.serverCapabilities.maxSubscriptions = before; });
         }
     }
     if (process.env.NO_MONITORING_MS) {
@@ -160,8 +175,8 @@ async function main() {
         const caps = server.engine.serverCapabilities;
         const before = caps.maxMonitoredItemsPerSubscription;
         caps.maxMonitoredItemsPerSubscription = -1;
-        setTimeout(() => { caps.maxMonitoredItemsPerSubscription = before; },
-            parseInt(process.env.NO_MONITORING_MS, 10)).unref();
+        afterFirstSubscription(parseInt(process.env.NO_MONITORING_MS, 10),
+            () => { caps.maxMonitoredItemsPerSubscription = before; });
     }
     const sayCount = () => process.stdout.write(`sessions ${server.currentSessionCount}\n`);
     server.on("create_session", sayCount);
