@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -47,6 +48,7 @@ type testServer struct {
 	url     string
 	counter atomic.Int64
 	silent  atomic.Bool // stop the server-time notifications
+	clock   clockTicks  // the server-time notifications sent
 	stop    chan struct{}
 	// sessions counts the server's sessions: open from CreateSession to
 	// CloseSession (gopcua's server never drops one by itself)
@@ -156,10 +158,47 @@ func newTestServer(port int, counterStart int64, extraVars int) (*testServer, er
 					continue
 				}
 				srv.ChangeNotification(ua.NewNumericNodeID(0, id.Server_ServerStatus_CurrentTime))
+				ts.clock.sent(time.Now())
 			}
 		}
 	}()
 	return ts, nil
+}
+
+// clockTicks counts the server-time notifications a testServer sent, and
+// the longest time between two since the last look: a server starved on a
+// loaded machine (its clock notified 100 ms apart otherwise) shows there.
+type clockTicks struct {
+	mu   sync.Mutex
+	n    int
+	last time.Time
+	most time.Duration
+}
+
+func (c *clockTicks) sent(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.last.IsZero() {
+		c.most = max(c.most, now.Sub(c.last))
+	}
+	c.n, c.last = c.n+1, now
+}
+
+// peek returns how many were sent and the longest gap since the last look.
+func (c *clockTicks) peek() (n int, most time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n, c.most
+}
+
+// look returns how many were sent and the longest gap between two since
+// the last look (or the start), and starts a new one.
+func (c *clockTicks) look() (n int, most time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, most = c.n, c.most
+	c.most = 0
+	return n, most
 }
 
 // Bump increments the counter and notifies subscribers of both counter nodes.

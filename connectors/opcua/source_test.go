@@ -590,19 +590,41 @@ func TestHeartbeatRebuildsSilentSubscription(t *testing.T) {
 		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 2 * time.Second,
 		BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
 	}, col)
-	init1, first := col.waitFor(t, 0, 10*time.Second, "initial counter", func(s connectors.Sample) bool { return s.Initial })
-	// Healthy while the server time ticks: no rebuild in twice the timeout.
-	// (700 ms failed once in CI under -race: the in-process server's clock
-	// notifications stalled that long on a loaded 2-core machine.)
-	time.Sleep(4 * time.Second)
-	if st := src.Stats(); st.HeartbeatRebuilds != 0 {
-		t.Fatalf("rebuilt %d times while the heartbeat was alive", st.HeartbeatRebuilds)
+	init1, _ := col.waitFor(t, 0, 10*time.Second, "initial counter", func(s connectors.Sample) bool { return s.Initial })
+	// Healthy while the server time ticks: no rebuild while the server
+	// sends twice the timeout's worth of clock notifications. (700 ms
+	// failed once in CI under -race: the in-process server's clock
+	// notifications stalled that long on a loaded 2-core machine; a
+	// fixed 4 s window could meet a stall of 2 s, and the source then
+	// rebuilt rightly.) A rebuild is a failure unless the server's clock
+	// stalled meanwhile — two of its notifications a quarter of the timeout
+	// apart or more, where the source's own loop is not counted either
+	// (beatWatch) — and the window is then tried again.
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		waitUntil(t, 30*time.Second, func() bool { return src.State() == connectors.StateConnected })
+		rebuilds := src.Stats().HeartbeatRebuilds
+		from, _ := ts.clock.look()
+		waitUntil(t, 60*time.Second, func() bool { n, _ := ts.clock.peek(); return n >= from+40 })
+		_, most := ts.clock.look()
+		st := src.Stats()
+		if st.HeartbeatRebuilds == rebuilds {
+			break
+		}
+		if most < 500*time.Millisecond {
+			t.Fatalf("rebuilt %d times while the heartbeat was alive (the server's clock notified at most %v apart): %s",
+				st.HeartbeatRebuilds-rebuilds, most.Round(time.Millisecond), st.LastError)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no window without the server's clock stalling (%v between two notifications) in 90 s", most.Round(time.Millisecond))
+		}
+		t.Logf("rebuilt while the server's clock stalled (%v between two notifications): tried again", most.Round(time.Millisecond))
 	}
 	// The server's clock notifications stop: the subscription is silent
 	// while the connection stays up, like a PLC whose subscription died.
+	before := col.len()
 	ts.silent.Store(true)
 	ts.counter.Store(9) // changed without notification
-	s, _ := col.waitFor(t, first+1, 10*time.Second, "initial read after rebuild", func(s connectors.Sample) bool { return s.Initial })
+	s, _ := col.waitFor(t, before, 30*time.Second, "initial read after rebuild", func(s connectors.Sample) bool { return s.Initial })
 	if s.Value != int64(9) {
 		t.Errorf("re-read counter = %v, want 9", s.Value)
 	}
@@ -918,10 +940,20 @@ func TestSessionTimeoutIsShort(t *testing.T) {
 func TestIdleLineWithoutAServerClockKeepsItsSession(t *testing.T) {
 	srv := startNodeServer(t, "NO_SECURITY=1", "NO_CLOCK=1", "PLANT=1,1,1")
 	col := newCollector()
-	src := runSource(t, Config{Endpoint: srv.Endpoint, Nodes: []string{"nsu=urn:plantedge:test;s=L0.M0.T0"},
-		PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: 2 * time.Second}, col)
+	var reads atomic.Int32
+	src := runSourceWith(t, Config{Endpoint: srv.Endpoint, Nodes: []string{"nsu=urn:plantedge:test;s=L0.M0.T0"},
+		PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: 2 * time.Second}, col, func(s *Source) {
+		s.asking = func(what string) {
+			if what == "read (no clock)" {
+				reads.Add(1)
+			}
+		}
+	})
 	col.waitFor(t, 0, 15*time.Second, "initial", func(s connectors.Sample) bool { return s.Initial && s.Good })
-	time.Sleep(7 * time.Second) // three heartbeat timeouts and more
+	// Three heartbeat timeouts, each with its read answered: the fourth
+	// read is asked once the third's answer is taken (not a fixed 7 s, of
+	// which a loaded machine may spend most before the first).
+	waitUntil(t, 60*time.Second, func() bool { return reads.Load() >= 4 })
 	if st := src.Stats(); st.SessionsCreated != 1 || st.HeartbeatRebuilds != 0 || src.State() != connectors.StateConnected {
 		t.Errorf("sessions %d, heartbeat rebuilds %d, state %s: want the one session throughout", st.SessionsCreated, st.HeartbeatRebuilds, src.State())
 	}
