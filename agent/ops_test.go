@@ -3187,8 +3187,15 @@ func TestWriteStallBetweenTransactionsShows(t *testing.T) {
 		t.Skip("the reserve file was written again before the freeze")
 	}
 	// The committer's next idle file check (every 5 s) writes the reserve
-	// and does not return; the piece comes after it.
-	time.Sleep(6 * time.Second)
+	// and does not return: the stall shows with no append made (waited
+	// for, not a fixed 6 s, which a loaded machine could end before the
+	// check began: the piece's transaction then stalled instead, and the
+	// test passed without the write between transactions). The piece
+	// comes after it and waits.
+	waitFor(t, 60*time.Second, "the stall of the reserve's write shown", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.WriteStalledSeconds > 0, fmt.Sprintf("%+v", st.Buffer)
+	})
 	p.produce(m, 2, 0)
 	waitFor(t, 30*time.Second, "the stall shown", func() (bool, string) {
 		st := ra.a.Status()
