@@ -230,7 +230,14 @@ func TestQuietRestartDoesNotWait(t *testing.T) {
 	m := p.machines[0]
 	p.produce(m, 4, 0)
 	p.waitExactQty(ra, "press-1", 4)
-	time.Sleep(time.Second) // idle rounds: reads only
+	// Idle rounds, reads only: the one after the round that wrote has
+	// completed (a fixed second could end inside the writing round on a
+	// loaded machine, and the restart then waited, rightly).
+	done := ra.a.Status().Odoo.RoundsDone
+	waitFor(t, 30*time.Second, "the round after the one that wrote completed", func() (bool, string) {
+		n := ra.a.Status().Odoo.RoundsDone
+		return n >= done+2, fmt.Sprintf("%d rounds completed (%d before)", n, done)
+	})
 	ra.stopNow(t)
 	ra = p.startAgentWith(false)
 	p.produce(m, 3, 0)
@@ -288,7 +295,21 @@ func TestCrashBetweenRoundsDoesNotWait(t *testing.T) {
 		q := p.qty("press-1")
 		return q == 4, fmt.Sprint(q)
 	})
-	time.Sleep(time.Second) // the round that wrote them ends
+	// The round that wrote them ends (and forgets its mark of requests
+	// that may still commit): the one after it has completed. The round
+	// writing is at most the one after those completed now, and rounds
+	// run one at a time. (A fixed second could end inside it on a loaded
+	// machine: the next start then waited, rightly.)
+	var done uint64
+	waitFor(t, 15*time.Second, "the agent's status", func() (bool, string) {
+		st, err := api.Status(context.Background())
+		done = st.Odoo.RoundsDone
+		return err == nil, fmt.Sprint(err)
+	})
+	waitFor(t, 30*time.Second, "the round after the one that wrote them completed", func() (bool, string) {
+		st, err := api.Status(context.Background())
+		return err == nil && st.Odoo.RoundsDone >= done+2, fmt.Sprintf("%d rounds completed (%d before) %v", st.Odoo.RoundsDone, done, err)
+	})
 	_ = child.Process.Signal(syscall.SIGKILL)
 	_, _ = child.Process.Wait()
 	ra := p.startAgentWith(false)
