@@ -67,6 +67,9 @@ type plant struct {
 	beforeRun func(*agent.Agent)
 	// tsSkew is how far behind the MQTT machines' clock (their ts) runs.
 	tsSkew time.Duration
+	// published counts the MQTT messages publish sent: each one sample of
+	// the agent's (plantedge_samples_total) once it has taken it.
+	published atomic.Int64
 }
 
 // simMachine is a machine publishing cumulative counters over MQTT (or
@@ -338,7 +341,9 @@ func (p *plant) publish(m *simMachine) {
 		"ts": time.Now().Add(-p.tsSkew).UTC().Format(time.RFC3339Nano)})
 	if err := p.broker.Publish("plant/"+m.id, b, false, 1); err != nil {
 		p.t.Errorf("publish: %v", err)
+		return
 	}
+	p.published.Add(1)
 }
 
 // uaCounts is the Counts array of a uaArray plant: the OPC UA machines'

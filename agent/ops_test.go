@@ -2974,7 +2974,13 @@ func TestDiskFullWithOdooBackDrains(t *testing.T) {
 		st := ra.a.Status()
 		return st.Buffer.DiskFullSeconds > 0, fmt.Sprintf("%+v", st.Buffer)
 	})
-	time.Sleep(2 * time.Second)                             // the stops still on their way land (held to the file: some dropped, as designed)
+	// The stops still on their way land (held to the file: some dropped, as
+	// designed): waited for by the agent's count of the messages taken,
+	// not a fixed 2 s (a loaded machine may take longer to ingest them).
+	waitFor(t, 60*time.Second, "every stop published taken", func() (bool, string) {
+		n, _ := metric(p.metrics(), "plantedge_samples_total")
+		return n >= float64(p.published.Load()), fmt.Sprintf("%v of the %d messages published taken", n, p.published.Load())
+	})
 	dropped := ra.a.Status().Buffer.Lanes["events"].Dropped // by the quota, Odoo away: as designed
 	drainedOnAFullDisk(t, p, ra)
 	st := ra.a.Status()
