@@ -97,12 +97,11 @@ func TestSilentLinkDetectedWhileAnUnmonitorWaits(t *testing.T) {
 	})
 	gone.Store(true)
 	ts.srv.ChangeNotification(nid)
+	// The link dies as the session closes, and comes back (what it kept
+	// lost: silentLinkSource): gopcua's server (v0.8.0) dereferences nil in
+	// DeleteMonitoredItems when it gets one late, for an item or session it
+	// no longer has (the request, let through late, crashed the test).
 	stalled, detected, before := waitDetected(t, src, at)
-	// The link dies and comes back (what it kept lost): gopcua's server
-	// (v0.8.0) dereferences nil in DeleteMonitoredItems when it gets one
-	// late, for an item or session it no longer has (the request, let
-	// through late, crashed the test).
-	stall.Drop()
 	gone.Store(false)
 	sessionAfter(t, src, col, "ns=1;s=Dyn", detected, before)
 	checkOrder(t, col.all(), "", stalled, detected)
@@ -112,7 +111,12 @@ func TestSilentLinkDetectedWhileAnUnmonitorWaits(t *testing.T) {
 // request timeout a minute, a quick reconnect) that stalls the link as it
 // first asks for what (Source.asking); at says when that was. With
 // lateAnswer, the link is released as the session closes (closing says
-// when), so the request's answer comes late to the client still open.
+// when), so the request's answer comes late to the client still open;
+// without, it is dropped then (Stall.Drop), what it kept lost — there, on
+// the source's goroutine, before it reconnects: a Drop by the test once it
+// saw the session end could come after the next session connected (32 ms
+// after the end in a loaded run) and end that one too: a second heartbeat
+// rebuild.
 func silentLinkSource(t *testing.T, endpoint string, nodes []string, col *collector, what string, stall *nettest.Stall, lateAnswer bool) (src *Source, at <-chan time.Time, closing func() time.Time) {
 	t.Helper()
 	var once sync.Once
@@ -133,6 +137,9 @@ func silentLinkSource(t *testing.T, endpoint string, nodes []string, col *collec
 					stalled <- time.Now()
 				})
 			case "close":
+				if !lateAnswer && stall.Held() {
+					stall.Drop()
+				}
 				if lateAnswer && stall.Held() {
 					// The link comes back as the session that gave it
 					// up closes: the answer to its request comes late,
