@@ -2592,6 +2592,11 @@ func TestEndToEndRetainedStopInAKeptSessionWithAFreshBufferFile(t *testing.T) {
 	}
 	ra = p.startAgentWith(false) // the kept session, a fresh buffer file
 	p.waitState(ra, "stopped")
+	// Said where the stop came from, as for a retained stop in a new
+	// session (the line was kept from resent copies).
+	if l := p.logs.String(); !strings.Contains(l, "a stop taken from the broker's retained message") {
+		t.Errorf("the stop taken from the resent retained copy not said:\n%s", l)
+	}
 	send(1005, true, false, 1)
 	waitFor(t, 20*time.Second, "the stop's line", func() (bool, string) {
 		n := p.closedLines("press-1")

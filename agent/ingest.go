@@ -334,10 +334,13 @@ func (a *Agent) commitSamples(ctx context.Context, batch []connectors.Sample) {
 		}
 		for _, ev := range evs {
 			a.noteEvent(ev)
-			if ev.Kind == mapping.EventStopped && s.Kind == connectors.KindMQTT && s.Initial && !s.Resent {
+			if ev.Kind == mapping.EventStopped && s.Kind == connectors.KindMQTT && s.Initial {
 				// In a new session the retained state is the one to start
-				// from; if the publisher retains its stops but not its runs,
-				// it is an old one: say where the stop came from.
+				// from (also a copy resent in a kept session that the
+				// machine had no record of: a fresh buffer file, a new state
+				// topic — one it had is dropped before, as stale); if the
+				// publisher retains its stops but not its runs, it is an old
+				// one: say where the stop came from.
 				a.eventLog.log("retained "+ev.Machine, a.log, slog.LevelInfo,
 					"a stop taken from the broker's retained message at the subscription (the machine's state to start from; a publisher that retains its stops but not its runs gives an old one)",
 					"machine", ev.Machine, "topic", s.Address)
