@@ -233,11 +233,7 @@ func TestQuietRestartDoesNotWait(t *testing.T) {
 	// Idle rounds, reads only: the one after the round that wrote has
 	// completed (a fixed second could end inside the writing round on a
 	// loaded machine, and the restart then waited, rightly).
-	done := ra.a.Status().Odoo.RoundsDone
-	waitFor(t, 30*time.Second, "the round after the one that wrote completed", func() (bool, string) {
-		n := ra.a.Status().Odoo.RoundsDone
-		return n >= done+2, fmt.Sprintf("%d rounds completed (%d before)", n, done)
-	})
+	p.waitRoundsPass(ra, 1, "after the one that wrote")
 	ra.stopNow(t)
 	ra = p.startAgentWith(false)
 	p.produce(m, 3, 0)

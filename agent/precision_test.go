@@ -729,11 +729,7 @@ func TestScrapPrecisionReadAtMostOncePerBooking(t *testing.T) {
 	if l1-l0 != 10 || r1-r0 > l1-l0 {
 		t.Errorf("10 bookings of 0.1 kg: %d loads, %d reads of the precision; want 10 and at most 10", l1-l0, r1-r0)
 	}
-	rounds := ra.a.Status().Odoo.RoundsDone
-	waitFor(t, 30*time.Second, "idle rounds", func() (bool, string) {
-		n := ra.a.Status().Odoo.RoundsDone
-		return n >= rounds+5, fmt.Sprintf("%d rounds", n-rounds)
-	})
+	p.waitRoundsPass(ra, 4, "of an idle plant")
 	if r := reads() - r1; r != 0 {
 		t.Errorf("an idle plant read the precision %d times", r)
 	}
