@@ -25,7 +25,7 @@ func newCompactCmd() *cobra.Command {
 			"space back in any other state. The agent must be stopped. A config file that does not load\n" +
 			"does not stop it, as it does not stop status: it warns and compacts the buffer in the file's\n" +
 			"data_dir.\n\n" +
-			"It exits 0 when done (also when there is no buffer file yet), and 1 when the agent runs, another\n" +
+			"It exits 0 when done (also when there is no buffer file yet, or one of 0 bytes, left as it is), and 1 when the agent runs, another\n" +
 			"process holds the file, the file is damaged, or it failed.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -63,8 +63,14 @@ func compactBuffer(ctx context.Context, cfg *config.Config, w io.Writer) error {
 		}
 		fmt.Fprintf(w, "note: what answers at listen %s is not this agent (%s); no agent holds %s\n", cfg.Listen, answered(err), src)
 	}
-	if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
+	if fi, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintf(w, "nothing to compact: no buffer file at %s (the agent has not run with this data_dir)\n", src)
+		return nil
+	} else if err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+		// Opened, it became a fresh buffer ("0 B -> 32.0 KiB"), and the
+		// agent's start no longer said that what it held is lost.
+		fmt.Fprintf(w, "nothing to compact: the buffer file %s is empty (0 bytes): nothing is buffered in it; "+
+			"left as it is, the agent's next start makes a fresh one (plantedge status says more)\n", src)
 		return nil
 	}
 	before, after, err := buffer.CompactFile(src)

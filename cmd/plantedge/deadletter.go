@@ -72,6 +72,17 @@ func newDeadLetterCmd() *cobra.Command {
 					views, err = agent.ListDeadLetters(q)
 					return err
 				})
+			if eb := (*emptyBufferFileError)(nil); errors.As(err, &eb) {
+				// Read, and nothing in it (status says EMPTY for it): no
+				// dead letters, exit 0 (the small leads probe: exit 1,
+				// "buffer not readable").
+				if asJSON {
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: no dead letters: %s\n", eb.why())
+					return printDeadLetters(cmd.OutOrStdout(), nil, sendsTo, true)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "no dead letters: %s\n", eb.why())
+				return nil
+			}
 			if err != nil {
 				return err
 			}
@@ -117,6 +128,9 @@ func newDeadLetterCmd() *cobra.Command {
 								return err
 							},
 							func(q *buffer.Queue, _ *config.Config) (err error) { views, err = agent.ListDeadLetters(q); return err })
+						if eb := (*emptyBufferFileError)(nil); errors.As(err, &eb) {
+							return nil, nil // none to show: the drop says why
+						}
 						return views, err
 					}
 					views, err := list()
@@ -157,6 +171,17 @@ func newDeadLetterCmd() *cobra.Command {
 						return fmt.Errorf("no dead letter %s: %w", args[0], err)
 					}
 					fmt.Fprintf(out, "%s: 0 dead letters (agent not running, and no buffer file at %s: it has never run with this data_dir)\n", name, nb.path)
+					return nil
+				}
+				if eb := (*emptyBufferFileError)(nil); errors.As(err, &eb) {
+					// As with no file: nothing, and the file is left as it
+					// is (opened for writing, it was made a fresh buffer
+					// without a word, and the agent's start no longer
+					// said that what it held is lost).
+					if args[0] != "all" {
+						return fmt.Errorf("no dead letter %s: %s", args[0], eb.why())
+					}
+					fmt.Fprintf(out, "%s: 0 dead letters (%s)\n", name, eb.why())
 					return nil
 				}
 				if err != nil {
@@ -238,6 +263,23 @@ func (e *noBufferFileError) Error() string {
 	return fmt.Sprintf("agent not running and no buffer file at %s (it has never run with this data_dir): no dead letters", e.path)
 }
 
+// emptyBufferFileError is withDeadLetters' error while the agent is
+// stopped and its buffer file is 0 bytes (buffer.ErrEmptyFile: a crash
+// between its creation and its first write, a truncate by hand): no dead
+// letters. The file is not opened, so it is left as it is for the agent's
+// start, which makes a fresh buffer of it and logs that.
+type emptyBufferFileError struct{ path string }
+
+func (e *emptyBufferFileError) Error() string { return "no dead letters: " + e.why() }
+
+func (e *emptyBufferFileError) Unwrap() error { return buffer.ErrEmptyFile }
+
+// why says what the file is and what becomes of it, as status says it.
+func (e *emptyBufferFileError) why() string {
+	return fmt.Sprintf("agent not running, and its buffer file %s is empty (0 bytes): nothing is buffered in it; "+
+		"left as it is, the agent's next start makes a fresh one (plantedge status says more)", e.path)
+}
+
 // withDeadLetters runs online against the running agent, or offline on the
 // buffer file when the agent is stopped. warn says why the file is used
 // although something answered at listen (once a command: see warnOnce).
@@ -268,11 +310,13 @@ func withDeadLetters(cfgPath, command string, readOnly bool, warn func(error), o
 	} else if err := notAnswering(cfg); err != nil {
 		return err
 	}
-	if _, err := os.Stat(cfg.BufferPath()); errors.Is(err, os.ErrNotExist) {
+	if fi, err := os.Stat(cfg.BufferPath()); errors.Is(err, os.ErrNotExist) {
 		if readOnly {
 			return nil // never run: no dead letters
 		}
 		return &noBufferFileError{path: cfg.BufferPath()}
+	} else if err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+		return &emptyBufferFileError{path: cfg.BufferPath()}
 	}
 	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{ReadOnly: readOnly, Offline: !readOnly})
 	if errors.Is(err, os.ErrPermission) {

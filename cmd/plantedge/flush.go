@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/internal/decimal"
 )
@@ -110,7 +111,7 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			if err := notAnswering(cfg); err != nil {
 				return cannotAsk(err)
 			}
-			return &exitError{code: 2, msg: "agent not running: start it (systemctl start plantedge); the buffer is kept on disk"}
+			return &exitError{code: 2, msg: "agent not running: start it (systemctl start plantedge); " + onDisk(cfg)}
 		}
 		return cannotAsk(notTheAgent(cfg, err, "flush"))
 	}
@@ -286,6 +287,20 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			nextKick = time.Now().Add(kickEvery)
 		}
 	}
+}
+
+// onDisk says what a stopped agent left to forward: its buffer file, kept
+// on disk, or none — no file yet, or one of 0 bytes, which status says
+// EMPTY (it said "the buffer is kept on disk" for those too).
+func onDisk(cfg *config.Config) string {
+	fi, err := os.Stat(cfg.BufferPath())
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Sprintf("there is no buffer file at %s yet: it has never run with this data_dir, and nothing is buffered", cfg.BufferPath())
+	case err == nil && fi.Mode().IsRegular() && fi.Size() == 0:
+		return fmt.Sprintf("its buffer file %s is empty (0 bytes): nothing is buffered in it (plantedge status says more)", cfg.BufferPath())
+	}
+	return "the buffer is kept on disk"
 }
 
 // volatile matches what changes in an error from one retry to the next

@@ -503,6 +503,57 @@ func TestStatusOfAnEmptyBufferFile(t *testing.T) {
 	}
 }
 
+// The commands that open a stopped agent's buffer file, on one of 0 bytes
+// (status says EMPTY for it): no dead letters, exit 0, said as what it is;
+// a dead letter named by its id is not found (1); compact has nothing to
+// do; flush says nothing is buffered. The file is left as it is, for the
+// agent's start to say that what it held is lost. Before, deadletter list
+// exited 1 ("buffer not readable"), and retry, drop and compact made a
+// fresh buffer of it without a word (compact: "0 B -> 32.0 KiB").
+func TestCommandsOnAnEmptyBufferFile(t *testing.T) {
+	b := newBench(t, 17)
+	cfg := b.makeDataDir()
+	if err := os.WriteFile(cfg.BufferPath(), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	said := func(out string) bool {
+		return strings.Contains(out, cfg.BufferPath()+" is empty (0 bytes): nothing is buffered in it")
+	}
+	for _, c := range []struct {
+		args  []string
+		first string // how its first line begins
+	}{
+		{[]string{"deadletter", "list"}, "no dead letters: "},
+		{[]string{"deadletter", "retry"}, "retry: 0 dead letters ("},
+		{[]string{"deadletter", "retry", "all"}, "retry: 0 dead letters ("},
+		{[]string{"deadletter", "drop", "all", "-y"}, "drop: 0 dead letters ("},
+		{[]string{"compact"}, "nothing to compact: "},
+	} {
+		out, err := cli(t, append(c.args, "-c", b.cfgPath)...)
+		first, _, _ := strings.Cut(out, "\n")
+		if err != nil || !strings.HasPrefix(first, c.first) || !said(first) || !strings.Contains(first, "agent's next start makes a fresh one") {
+			t.Errorf("%s: exit %d (%v)\n%s", strings.Join(c.args, " "), exitCode(err), err, out)
+		}
+	}
+	out, err := cli(t, "deadletter", "list", "--json", "-c", b.cfgPath)
+	if err != nil || !strings.HasSuffix(out, "[]\n") || !said(out) {
+		t.Errorf("deadletter list --json: exit %d (%v)\n%s", exitCode(err), err, out)
+	}
+	for _, args := range [][]string{{"retry", "3"}, {"drop", "3", "-y"}} {
+		out, err := cli(t, append(append([]string{"deadletter"}, args...), "-c", b.cfgPath)...)
+		if exitCode(err) != 1 || !strings.Contains(fmt.Sprint(err), "no dead letter 3") || !said(fmt.Sprint(err)) {
+			t.Errorf("deadletter %s: exit %d (%v)\n%s", strings.Join(args, " "), exitCode(err), err, out)
+		}
+	}
+	out, err = cli(t, "flush", "-c", b.cfgPath, "--timeout", "1s")
+	if exitCode(err) != 2 || !said(fmt.Sprint(err)) || strings.Contains(fmt.Sprint(err), "kept on disk") {
+		t.Errorf("flush: exit %d (%v)\n%s", exitCode(err), err, out)
+	}
+	if fi, err := os.Stat(cfg.BufferPath()); err != nil || fi.Size() != 0 {
+		t.Errorf("the empty buffer file was changed: %v", err)
+	}
+}
+
 // An agent that holds the buffer but does not answer at the config's listen
 // (starting up, or listen edited since it started): the commands say so
 // instead of "not running" and "start it".
