@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,13 +34,15 @@ func newFlushCmd() *cobra.Command {
 		Short: "Forward now (skip the backoff wait) and show progress until the buffer is empty",
 		Long: "flush asks the running agent to forward immediately and waits until the buffer is drained.\n" +
 			"It exits 0 when drained, 1 when the timeout passes first (or the buffer drained while its writes\n" +
-			"fail: a full or read-only disk), 2 when the agent is not running,\n" +
+			"fail: a full or read-only disk), 2 when the agent is not running (also when another program\n" +
+			"answers at listen and no agent holds the buffer file: nothing is flushed),\n" +
 			"3 as soon as all that is left is held: records that cannot reach Odoo yet (no work order in\n" +
 			"progress, a work center Odoo lacks, a machine removed from the config) — plantedge status\n" +
 			"says which; waiting would not move them; judged on a round that reached Odoo — and 4 when it\n" +
 			"could not ask the agent (the config file unreadable, an agent that runs but does not answer at\n" +
 			"listen, another plant's agent — another site and data_dir — answering there, or another program\n" +
-			"there with no agent running, or an agent that stopped during the flush). Dead letters\n" +
+			"there while a process holds the buffer file or this user may not look into data_dir, or an agent\n" +
+			"that stopped during the flush). Dead letters\n" +
 			"are reported, not waited for (plantedge deadletter list).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -104,14 +107,17 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	}
 	ticket, err := c.Flush(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
-			return timedOut(err)
-		}
-		if errors.Is(err, agent.ErrNotRunning) {
+		if errors.Is(err, agent.ErrNotRunning) && ctx.Err() == nil {
 			if err := notAnswering(cfg); err != nil {
 				return cannotAsk(err)
 			}
 			return &exitError{code: 2, msg: "agent not running: start it (systemctl start plantedge); " + onDisk(cfg)}
+		}
+		if err := anotherProgram(cfg, err); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return timedOut(err)
 		}
 		return cannotAsk(notTheAgent(cfg, err, "flush"))
 	}
@@ -134,7 +140,26 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	began := time.Now()
 	for {
 		st, err := c.Status(ctx)
+		if err == nil && !st.AgentRunning {
+			// The agent's status says it runs: a 200 with other JSON is
+			// another program's (the cli probe: {"status":"ok"} at listen
+			// read as nothing pending, "drained", exit 0).
+			err = errors.New("it answered 200 OK, but not with the agent's status")
+			if start < 0 {
+				if err := anotherProgram(cfg, err); err != nil {
+					return err
+				}
+			}
+			return cannotAsk(fmt.Errorf("what answers at listen %s is not the agent (%v): nothing was flushed", cfg.Listen, err))
+		}
 		if err != nil {
+			if start < 0 && !errors.Is(err, agent.ErrNotRunning) {
+				// A program that took the flush request but not the
+				// status's, or none that answered in time.
+				if err := anotherProgram(cfg, err); err != nil {
+					return err
+				}
+			}
 			if ctx.Err() != nil {
 				if tty {
 					fmt.Fprintln(w)
@@ -287,6 +312,35 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 			nextKick = time.Now().Add(kickEvery)
 		}
 	}
+}
+
+// anotherProgram is flush's exit for err, an answer at listen that is not
+// the agent's (or none in time), when no agent holds the buffer file (its
+// lock is free, and this user may look, as deadletter checks before it
+// uses the file): the agent is not running — exit 2, as for nothing at
+// listen — and another program is on its port (the cli probe: exit 4,
+// "could not ask", which reads as an agent that does not answer). nil
+// when an agent may hold the file: one not answering at listen, or one of
+// another version; another site's agent; no answer at all (ErrNotRunning).
+func anotherProgram(cfg *config.Config, err error) error {
+	if errors.Is(err, agent.ErrNotRunning) || errors.Is(err, agent.ErrNoAccess) || errors.Is(err, agent.ErrOtherSite) {
+		return nil
+	}
+	if running, ierr := buffer.InUse(cfg.BufferPath()); running || ierr != nil {
+		return nil
+	}
+	what := answered(err)
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, agent.ErrNotAnswering):
+		what = "it takes the connection but does not answer in time"
+	case errors.As(err, &syn) || errors.As(err, &typ):
+		what = "it answered 200 OK, but not with what the agent answers"
+	}
+	return &exitError{code: 2, cause: err, msg: fmt.Sprintf("agent not running (no agent holds %s), and what answers at listen %s is not it (%s): "+
+		"another program on that port? Nothing was flushed. The agent cannot listen there while it is taken: stop that program "+
+		"or give listen another address, then start the agent (systemctl start plantedge); %s", cfg.BufferPath(), cfg.Listen, what, onDisk(cfg))}
 }
 
 // onDisk says what a stopped agent left to forward: its buffer file, kept

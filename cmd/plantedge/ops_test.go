@@ -992,6 +992,12 @@ func TestFlushOnAProducingPlant(t *testing.T) {
 
 func TestFlushTimeoutBoundsAHungAgent(t *testing.T) {
 	b := newBench(t, 17)
+	cfg := b.makeDataDir()
+	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{}) // a hung agent holds its buffer file
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
 	ln, err := net.Listen("tcp", b.listen) // accepts (the kernel does), never answers
 	if err != nil {
 		t.Fatal(err)
@@ -1264,8 +1270,9 @@ func TestAnotherProgramOnTheListenPort(t *testing.T) {
 	if m := decodeStatus(t, out); err == nil || m["agent_running"] != false {
 		t.Errorf("status --json: %v\n%s", err, out)
 	}
+	// flush: exit 2, the agent not running (TestFlushWithAnotherProgramOnTheListenPort).
 	out, err = cli(t, "flush", "-c", b.cfgPath, "--timeout", "5s")
-	if exitCode(err) != 4 || !strings.Contains(err.Error(), "agent not running") || !strings.Contains(err.Error(), "another program on that port?") {
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), "agent not running") || !strings.Contains(err.Error(), "another program on that port?") {
 		t.Errorf("flush: exit %d, %v\n%s", exitCode(err), err, out)
 	}
 	// A web server's page (review 44: status and flush printed its 13
@@ -1306,6 +1313,62 @@ func TestAnotherProgramOnTheListenPort(t *testing.T) {
 	b.startAgent()
 	b.editConfig(b.listen, web)
 	oneLine("an HTML page answering, an agent holding the file", "", true)
+}
+
+// flush with another program at listen and no agent holding the buffer
+// file (its lock free: no agent runs with this data_dir): the agent is not
+// running, exit 2 as for nothing at listen, said with what answers there,
+// whatever that program answers — a refusal, a 200 with JSON of its own
+// (read as a status with nothing pending: "drained", exit 0), a 200 with
+// text, or nothing in time (read as a hung agent: exit 1). Before, exit 4,
+// or 0 and 1 for those. With a process holding the file (an agent started
+// with another listen) it is still 4: that agent could not be asked.
+func TestFlushWithAnotherProgramOnTheListenPort(t *testing.T) {
+	b := newBench(t, 17)
+	cfg := b.makeDataDir()
+	answer := func(status int, ctype, body string) string {
+		return serveAt(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", ctype)
+			w.WriteHeader(status)
+			fmt.Fprint(w, body)
+		}))
+	}
+	hung, err := net.Listen("tcp", agenttest.FreeAddr(t)) // accepts (the kernel does), never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	programs := []struct{ name, addr, what string }{
+		{"404", answer(http.StatusNotFound, "text/plain", "404 page not found\n"), "it answered 404 Not Found (text/plain): 404 page not found"},
+		{"200 JSON", answer(http.StatusOK, "application/json", `{"status":"ok"}`), "it answered 200 OK, but not with the agent's status"},
+		{"200 text", answer(http.StatusOK, "text/plain", "OK"), "it answered 200 OK, but not with what the agent answers"},
+		{"no answer", hung.Addr().String(), "it takes the connection but does not answer in time"},
+	}
+	listen := b.listen
+	for _, p := range programs {
+		b.editConfig(`listen: "`+listen+`"`, `listen: "`+p.addr+`"`)
+		listen = p.addr
+		out, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "2s")
+		msg := fmt.Sprint(err)
+		if exitCode(err) != 2 || !strings.HasPrefix(msg, "agent not running (no agent holds "+cfg.BufferPath()+")") ||
+			!strings.Contains(msg, "what answers at listen "+p.addr+" is not it ("+p.what+")") || !strings.Contains(msg, "Nothing was flushed") ||
+			strings.Contains(out, "drained") {
+			t.Errorf("flush, %s at listen: exit %d (%v)\n%s", p.name, exitCode(err), err, out)
+		}
+	}
+	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{}) // what an agent started with another listen holds
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for _, p := range programs[:3] {
+		b.editConfig(`listen: "`+listen+`"`, `listen: "`+p.addr+`"`)
+		listen = p.addr
+		out, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "2s")
+		if exitCode(err) != 4 || strings.Contains(fmt.Sprint(err), "agent not running") || strings.Contains(out, "drained") {
+			t.Errorf("flush, %s at listen, the buffer file held: exit %d (%v)\n%s", p.name, exitCode(err), err, out)
+		}
+	}
 }
 
 // deadletter with another program at listen and no agent holding the
