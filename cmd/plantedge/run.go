@@ -262,6 +262,19 @@ func ownedByMe(fi os.FileInfo) bool {
 	return ok && int(st.Uid) == os.Geteuid()
 }
 
+// ownerOf names fi's owner (its uid if unknown).
+func ownerOf(fi os.FileInfo) string {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "another user"
+	}
+	uid := strconv.FormatUint(uint64(st.Uid), 10)
+	if u, err := user.LookupId(uid); err == nil {
+		return u.Username
+	}
+	return uid
+}
+
 // currentUser names the user this process runs as (its uid if unknown).
 func currentUser() string {
 	uid := strconv.Itoa(os.Geteuid())

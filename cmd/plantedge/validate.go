@@ -322,8 +322,35 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 		readable(p+".key_file", b.KeyFile, what)
 	}
 	certs("odoo.ca_file", cfg.Odoo.CAFile, "the agent could not reach Odoo")
+	// Who would do what a warning below says: the agent's user, when this
+	// one is not it.
+	asAgent := func(hint string) string {
+		if asServiceUser() {
+			return hint
+		}
+		return "check as the agent's: sudo -u plantedge plantedge validate; if it says so too, " + hint
+	}
 	if fi, err := os.Stat(cfg.DataDir); err == nil && !fi.IsDir() {
 		warn("data_dir", fmt.Sprintf("%s is not a directory: the agent could not keep its buffer there", cfg.DataDir))
+	} else if errors.Is(err, os.ErrPermission) {
+		// A directory above it that does not let this user through: it
+		// was said OK, and the agent stopped at its start (mkdir:
+		// permission denied, exit 78).
+		shut := filepath.Dir(cfg.DataDir)
+		for up := shut; ; up = filepath.Dir(up) {
+			if _, err := os.Stat(up); err == nil && unix.Access(up, unix.X_OK) != nil {
+				shut = up
+			}
+			if up == filepath.Dir(up) {
+				break
+			}
+		}
+		cause := err
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+			cause = pe.Err
+		}
+		warn("data_dir", fmt.Sprintf("%s cannot be reached by this user: %s does not let it through (%v): the agent could not keep its buffer there (%s)",
+			cfg.DataDir, shut, cause, asAgent("let the agent's user through it (chmod o+x "+shut+", or a group of that user's), or give data_dir a directory it can reach, e.g. /var/lib/plantedge")))
 	} else if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		// The agent creates it at its start: the nearest part of the path
 		// that exists must be a directory it may write in.
@@ -380,10 +407,23 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 			hint = fmt.Sprintf("chown it to plantedge; the packaged unit lets the agent write only /var/lib/plantedge: "+
 				"for this data_dir, add ReadWritePaths=%s with systemctl edit plantedge", cfg.DataDir)
 		}
-		if !asServiceUser() {
-			hint = "check as the agent's: sudo -u plantedge plantedge validate; if it says so too, " + hint
+		warn("data_dir", fmt.Sprintf("%s is not writable by this user: the agent could not keep its buffer there (%s)", cfg.DataDir, asAgent(hint)))
+	} else if err == nil && fi.IsDir() && unix.Access(cfg.DataDir, unix.X_OK) != nil {
+		// Writable, and no file in it can be opened (a chmod -R 600): it
+		// was said OK, and the agent stopped at its start.
+		warn("data_dir", fmt.Sprintf("%s is writable but not searchable by this user (mode %04o, no x): no file in it can be opened, so the agent could not keep its buffer there (%s)",
+			cfg.DataDir, fi.Mode().Perm(), asAgent("chmod 750 "+cfg.DataDir+", as the package makes it")))
+	} else if bfi, berr := os.Stat(cfg.BufferPath()); err == nil && fi.IsDir() && berr == nil && bfi.Mode().IsRegular() &&
+		unix.Access(cfg.BufferPath(), unix.R_OK|unix.W_OK) != nil {
+		// A buffer file this user may not open for writing (root's after
+		// a command or the agent run as root, one made read-only): it was
+		// said OK, and the agent stopped at its start. As run says it.
+		hint := fmt.Sprintf("chown plantedge:plantedge %s (root's after running plantedge as root?)", cfg.BufferPath())
+		if ownedByMe(bfi) {
+			hint = "chmod 600 " + cfg.BufferPath()
 		}
-		warn("data_dir", fmt.Sprintf("%s is not writable by this user: the agent could not keep its buffer there (%s)", cfg.DataDir, hint))
+		warn("data_dir", fmt.Sprintf("the buffer file %s is %s's (mode %04o), and this user may not read and write it: the agent could not open it (%s)",
+			cfg.BufferPath(), ownerOf(bfi), bfi.Mode().Perm(), asAgent(hint)))
 	}
 	if why := agent.VolatileDataDir(cfg, asServiceUser()); why != "" {
 		warn("data_dir", fmt.Sprintf("%s %s: put it on a disk (the package's is /var/lib/plantedge)", cfg.DataDir, why))

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/agent/config"
@@ -764,6 +765,118 @@ func TestValidateAndRunSayAlikeHowToMakeDataDir(t *testing.T) {
 	if cmd.ProcessState.ExitCode() != exitSetup || !strings.Contains(stderr.String(), "may not create data_dir "+dataDir+": "+hint) ||
 		!strings.Contains(stderr.String(), dropIn) {
 		t.Errorf("run: exit %d, want %d and %q, %q in:\n%s", cmd.ProcessState.ExitCode(), exitSetup, hint, dropIn, stderr.String())
+	}
+}
+
+// What the agent's user meets at the first start in a data_dir that is
+// there, said by validate beforehand as a warning (exit 0): a directory
+// above it that does not let the user through, a data_dir without x (a
+// chmod -R 600), a buffer file another user's (root's) or made read-only.
+// validate said OK for each, and run stopped at its start with exit 78.
+// Run as user nobody, which the test can only be as root.
+func TestValidateWarnsOfADataDirTheAgentCannotUse(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run validate and run as user nobody")
+	}
+	dir := t.TempDir() // the config's (asNobody opens it and its parent to all)
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, []byte("k\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nobodys := func(path string, mode os.FileMode, file bool) {
+		t.Helper()
+		if file {
+			if err := os.WriteFile(path, nil, mode); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.MkdirAll(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(path, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		make func(dataDir string)
+		want func(dataDir string) string
+	}{
+		{"a directory above it shut", func(d string) {
+			nobodys(d, 0o700, false)
+			if err := os.Chmod(filepath.Dir(d), 0o700); err != nil { // root's
+				t.Fatal(err)
+			}
+		}, func(d string) string {
+			return d + " cannot be reached by this user: " + filepath.Dir(d) + " does not let it through (permission denied): the agent could not keep its buffer there (" +
+				"check as the agent's: sudo -u plantedge plantedge validate; if it says so too, let the agent's user through it (chmod o+x " + filepath.Dir(d)
+		}},
+		{"data_dir without x", func(d string) { nobodys(d, 0o600, false) }, func(d string) string {
+			return d + " is writable but not searchable by this user (mode 0600, no x): no file in it can be opened, so the agent could not keep its buffer there (" +
+				"check as the agent's: sudo -u plantedge plantedge validate; if it says so too, chmod 750 " + d + ", as the package makes it)"
+		}},
+		{"the buffer file root's", func(d string) {
+			nobodys(d, 0o750, false)
+			if err := os.WriteFile(filepath.Join(d, "buffer.db"), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, func(d string) string {
+			return "the buffer file " + filepath.Join(d, "buffer.db") + " is root's (mode 0600), and this user may not read and write it: the agent could not open it (" +
+				"check as the agent's: sudo -u plantedge plantedge validate; if it says so too, chown plantedge:plantedge " + filepath.Join(d, "buffer.db")
+		}},
+		{"the buffer file read-only", func(d string) {
+			nobodys(d, 0o750, false)
+			nobodys(filepath.Join(d, "buffer.db"), 0o400, true)
+		}, func(d string) string {
+			return "the buffer file " + filepath.Join(d, "buffer.db") + " is nobody's (mode 0400), and this user may not read and write it: the agent could not open it (" +
+				"check as the agent's: sudo -u plantedge plantedge validate; if it says so too, chmod 600 " + filepath.Join(d, "buffer.db") + ")"
+		}},
+		{"all well", func(d string) {
+			nobodys(d, 0o750, false)
+			nobodys(filepath.Join(d, "buffer.db"), 0o600, true)
+		}, nil},
+	} {
+		base := t.TempDir()
+		if err := os.Chmod(base, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dataDir := filepath.Join(base, "plant", "data")
+		if err := os.Mkdir(filepath.Dir(dataDir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		c.make(dataDir)
+		cfg := oneMachineConfig(t, dir, dataDir, key)
+		if err := os.Chmod(cfg, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := asNobody(t, dir, "validate", "-c", cfg)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		_ = cmd.Run()
+		if c.want == nil {
+			if cmd.ProcessState.ExitCode() != 0 || strings.Contains(stderr.String(), "data_dir") {
+				t.Errorf("%s: validate: exit %d, want 0 and no warning of data_dir in:\n%s", c.name, cmd.ProcessState.ExitCode(), stderr.String())
+			}
+			continue
+		}
+		if want := "data_dir: " + c.want(dataDir); cmd.ProcessState.ExitCode() != 0 || !strings.Contains(stderr.String(), want) {
+			t.Errorf("%s: validate: exit %d, want 0 and\n%s\nin:\n%s", c.name, cmd.ProcessState.ExitCode(), want, stderr.String())
+		}
+		// What it warns of is true: the agent, run as that user, stops.
+		cmd = asNobody(t, dir, "run", "-c", cfg)
+		stderr.Reset()
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		stop := time.AfterFunc(time.Minute, func() { _ = cmd.Process.Kill() })
+		_ = cmd.Wait()
+		stop.Stop()
+		if cmd.ProcessState.ExitCode() != exitSetup {
+			t.Errorf("%s: run: exit %d, want %d:\n%s", c.name, cmd.ProcessState.ExitCode(), exitSetup, stderr.String())
+		}
 	}
 }
 
