@@ -156,6 +156,24 @@ func makePackages(root string) (*packages, error) {
 	return p, nil
 }
 
+// docFiles are the names of the repository's docs/*.md, which the packages
+// install beside the README.
+func docFiles(t *testing.T) []string {
+	t.Helper()
+	paths, err := filepath.Glob("../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) == 0 {
+		t.Fatal("no docs/*.md found")
+	}
+	names := make([]string, len(paths))
+	for i, p := range paths {
+		names[i] = filepath.Base(p)
+	}
+	return names
+}
+
 // debEntry is one line of `dpkg-deb -c`.
 type debEntry struct{ mode, owner string }
 
@@ -179,6 +197,10 @@ func TestDebContents(t *testing.T) {
 		"/usr/share/plantedge/plantedge.yaml":   {"-rw-r--r--", "root/root"},
 		"/usr/share/doc/plantedge/README.md":    {"-rw-r--r--", "root/root"},
 		"/var/lib/plantedge":                    {"drwxr-x---", "plantedge/plantedge"},
+	}
+	// The README's docs/ beside it, so that its links work on the box.
+	for _, doc := range docFiles(t) {
+		want["/usr/share/doc/plantedge/docs/"+doc] = debEntry{"-rw-r--r--", "root/root"}
 	}
 	for path, w := range want {
 		got, ok := entries[path]
@@ -271,6 +293,7 @@ func TestRPMBuilt(t *testing.T) {
 		"-rwxr-xr-x root/root  /usr/bin/plantedge",
 		"-rw-r--r-- root/root  /usr/share/plantedge/plantedge.yaml",
 		"-rw-r--r-- root/root  /usr/share/doc/plantedge/README.md",
+		"-rw-r--r-- root/root  /usr/share/doc/plantedge/docs/runbook.md",
 		"drwxr-x--- plantedge/plantedge  /var/lib/plantedge",
 	} {
 		if !strings.Contains(list, want) {
