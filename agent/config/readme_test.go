@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,42 +28,64 @@ machines:
     workcenter: WC-PRESS-07
 SIGNALS`
 
-// TestREADMEYAMLBlocks keeps the README's YAML examples from rotting: a
-// technician copies them as they are. A block that is a whole file (it
-// names site:) must load without a problem or a warning; a block of a
-// machine's signals must load in a machine of the README's sources. (The
-// README shows its errors inline, not as blocks: TestBadConfigs holds the
-// messages.)
-func TestREADMEYAMLBlocks(t *testing.T) {
-	data, err := os.ReadFile("../../README.md")
+// docFiles are the documentation files a technician reads: the README and
+// what it points to in docs/, paths relative to the repository root.
+func docFiles(t *testing.T) []string {
+	t.Helper()
+	docs, err := filepath.Glob("../../docs/*.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks := regexp.MustCompile("(?ms)^```yaml\n(.*?)^```").FindAllSubmatchIndex(data, -1)
-	if len(blocks) < 3 {
-		t.Fatalf("found %d yaml blocks in README.md, want at least the 3 it had (the minimal file, a Sparkplug B signal, an array element)", len(blocks))
+	if len(docs) == 0 {
+		t.Fatal("no docs/*.md found")
 	}
-	for _, b := range blocks {
-		text := string(data[b[2]:b[3]])
-		line := 1 + strings.Count(string(data[:b[2]]), "\n")
-		name := "README.md:" + strconv.Itoa(line)
-		t.Run(name, func(t *testing.T) {
-			whole := regexp.MustCompile(`(?m)^site:`).MatchString(text)
-			file := text
-			if !whole {
-				file = strings.Replace(readmeBase, "SIGNALS", indent(text, "    "), 1)
-			}
-			c, err := Parse(name, []byte(file))
-			if err != nil {
-				t.Fatalf("the README's example does not load:\n%s\n%v", file, err)
-			}
-			if !whole {
-				return // the base's other source is unused: warned of
-			}
-			for _, w := range c.Warnings {
-				t.Errorf("the README's example is warned of: %s", w)
-			}
-		})
+	files := []string{"README.md"}
+	for _, d := range docs {
+		files = append(files, "docs/"+filepath.Base(d))
+	}
+	return files
+}
+
+// TestREADMEYAMLBlocks keeps the README's YAML examples, and those of
+// docs/*.md, from rotting: a technician copies them as they are. A block
+// that is a whole file (it names site:) must load without a problem or a
+// warning; a block of a machine's signals must load in a machine of the
+// README's sources. (The documentation shows its errors inline, not as
+// blocks: TestBadConfigs holds the messages.)
+func TestREADMEYAMLBlocks(t *testing.T) {
+	total := 0
+	for _, f := range docFiles(t) {
+		data, err := os.ReadFile("../../" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := regexp.MustCompile("(?ms)^```yaml\n(.*?)^```").FindAllSubmatchIndex(data, -1)
+		total += len(blocks)
+		for _, b := range blocks {
+			text := string(data[b[2]:b[3]])
+			line := 1 + strings.Count(string(data[:b[2]]), "\n")
+			name := f + ":" + strconv.Itoa(line)
+			t.Run(name, func(t *testing.T) {
+				whole := regexp.MustCompile(`(?m)^site:`).MatchString(text)
+				file := text
+				if !whole {
+					file = strings.Replace(readmeBase, "SIGNALS", indent(text, "    "), 1)
+				}
+				c, err := Parse(name, []byte(file))
+				if err != nil {
+					t.Fatalf("the example does not load:\n%s\n%v", file, err)
+				}
+				if !whole {
+					return // the base's other source is unused: warned of
+				}
+				for _, w := range c.Warnings {
+					t.Errorf("the example is warned of: %s", w)
+				}
+			})
+		}
+	}
+	if total < 3 {
+		t.Fatalf("found %d yaml blocks in README.md and docs/*.md, want at least the 3 they had (the minimal file, a Sparkplug B signal, an array element)", total)
 	}
 }
 
