@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // readmeBase holds the README's sources (line1, plant-broker) for the
@@ -87,6 +88,142 @@ func TestREADMEYAMLBlocks(t *testing.T) {
 	if total < 3 {
 		t.Fatalf("found %d yaml blocks in README.md and docs/*.md, want at least the 3 they had (the minimal file, a Sparkplug B signal, an array element)", total)
 	}
+}
+
+// TestDocsLinksResolve checks every relative link of README.md and
+// docs/*.md: the file it names exists and, for a Markdown file, so does
+// the heading its #anchor names (anchors made as GitHub makes them), so
+// that a section moved from one file to another leaves no dead link.
+func TestDocsLinksResolve(t *testing.T) {
+	link := regexp.MustCompile(`\[[^\]]*\]\(([^)\s]+)\)`)
+	anchors := map[string]map[string]bool{} // file -> anchors
+	anchorsOf := func(path string) map[string]bool {
+		if a, ok := anchors[path]; ok {
+			return a
+		}
+		data, err := os.ReadFile("../../" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := headingAnchors(string(data))
+		anchors[path] = a
+		return a
+	}
+	checked := 0
+	for _, f := range docFiles(t) {
+		data, err := os.ReadFile("../../" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatchIndex(outsideCode(string(data)), -1) {
+			target := string(data[m[2]:m[3]])
+			line := 1 + strings.Count(string(data[:m[0]]), "\n")
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			path, anchor, _ := strings.Cut(target, "#")
+			if path == "" {
+				path = f
+			} else {
+				path = filepath.ToSlash(filepath.Join(filepath.Dir(f), path))
+				if _, err := os.Stat("../../" + path); err != nil {
+					t.Errorf("%s:%d: link %s: %s does not exist", f, line, target, path)
+					continue
+				}
+			}
+			checked++
+			if anchor == "" {
+				continue
+			}
+			if !strings.HasSuffix(path, ".md") {
+				t.Errorf("%s:%d: link %s: an anchor into a file that is not Markdown", f, line, target)
+				continue
+			}
+			if !anchorsOf(path)[anchor] {
+				t.Errorf("%s:%d: link %s: %s has no heading with anchor #%s", f, line, target, path, anchor)
+			}
+		}
+	}
+	if checked < 50 {
+		t.Errorf("checked %d relative links, want the README's index and section links (at least 50)", checked)
+	}
+}
+
+// outsideCode blanks fenced code blocks and inline code spans (keeping
+// every byte's offset), where a [x](y) is not a link.
+func outsideCode(s string) string {
+	b := []byte(s)
+	fence := false
+	for i := 0; i < len(b); {
+		end := strings.IndexByte(s[i:], '\n')
+		if end < 0 {
+			end = len(b)
+		} else {
+			end += i
+		}
+		line := s[i:end]
+		if strings.HasPrefix(line, "```") {
+			fence = !fence
+			blank(b[i:end])
+		} else if fence {
+			blank(b[i:end])
+		} else {
+			for j := i; j < end; j++ {
+				if b[j] == '`' {
+					k := strings.IndexByte(s[j+1:end], '`')
+					if k < 0 {
+						break
+					}
+					blank(b[j : j+k+2])
+					j += k + 1
+				}
+			}
+		}
+		i = end + 1
+	}
+	return string(b)
+}
+
+func blank(b []byte) {
+	for i := range b {
+		b[i] = ' '
+	}
+}
+
+// headingAnchors returns the anchors GitHub gives a Markdown file's
+// headings: lower case, characters other than letters, digits, '_', '-'
+// and spaces dropped, spaces made '-'; a repeated one gets -1, -2, ….
+func headingAnchors(s string) map[string]bool {
+	a := map[string]bool{}
+	seen := map[string]int{}
+	fence := false
+	for _, line := range strings.Split(s, "\n") {
+		if strings.HasPrefix(line, "```") {
+			fence = !fence
+			continue
+		}
+		h := strings.TrimLeft(line, "#")
+		if fence || len(h) == len(line) || len(line)-len(h) > 6 || !strings.HasPrefix(h, " ") {
+			continue
+		}
+		var slug strings.Builder
+		for _, r := range strings.ToLower(strings.TrimSpace(h)) {
+			switch {
+			case unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' || r == '-':
+				slug.WriteRune(r)
+			case r == ' ':
+				slug.WriteByte('-')
+			}
+		}
+		id := slug.String()
+		if n := seen[id]; n > 0 {
+			a[id+"-"+strconv.Itoa(n)] = true
+		} else {
+			a[id] = true
+		}
+		seen[id]++
+	}
+	return a
 }
 
 func indent(s, by string) string {
