@@ -26,7 +26,7 @@ test: deps ## run every test with the race detector
 	@# skipped under -race: gopcua races with itself while renewing (gopcua/opcua#882)
 	$(GO) test -count=1 -timeout 5m -run '^TestSecureChannelRenewal$$' ./connectors/opcua/
 
-bench: ## run the benchmarks exactly as the README's table quotes them
+bench: ## run the benchmarks exactly as the Benchmarks table quotes them (docs/benchmarks.md)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 3 ./buffer/
 	$(GO) test -run '^$$' -bench 'DrainBacklog|IngestMQTT' -benchtime 1x ./agent/
 	$(GO) test -run '^$$' -bench IngestOPCUA -benchtime 1x -count 2 ./agent/

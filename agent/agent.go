@@ -1852,7 +1852,7 @@ func (a *Agent) noteEvent(ev mapping.Event) {
 		}
 		if ev.BoxStep != 0 {
 			a.eventLog.log("boxclock "+ev.Machine, a.log, slog.LevelWarn,
-				"this box's clock was stepped during a stop whose ends carried no source time (NTP setting a box that started with its clock behind, or someone setting it): the line lasts as long as the agent saw the stop, dated by the clock as it is now (see the README: This box's clock)",
+				"this box's clock was stepped during a stop whose ends carried no source time (NTP setting a box that started with its clock behind, or someone setting it): the line lasts as long as the agent saw the stop, dated by the clock as it is now (see docs/config.md: This box's clock)",
 				"machine", ev.Machine, "stepped", ev.BoxStep.Round(time.Second), "stop_start", ev.Start, "stop_end", ev.End)
 		}
 	}

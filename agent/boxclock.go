@@ -34,7 +34,7 @@ func (a *Agent) clockOffset() (off time.Duration, seen connectors.Seen, ok bool)
 // not reached yet).
 func (a *Agent) startClock() {
 	if now := time.Now(); now.Year() < 2020 {
-		a.log.Warn("this box's clock is not set (no real-time clock, or its battery is flat, and NTP not reached yet?): values without a source time, and their stops, are dated by it until it is; set it, or have the unit wait for time-sync.target (see the README)",
+		a.log.Warn("this box's clock is not set (no real-time clock, or its battery is flat, and NTP not reached yet?): values without a source time, and their stops, are dated by it until it is; set it, or have the unit wait for time-sync.target (see docs/config.md: This box's clock)",
 			"clock", now.UTC().Format(time.RFC3339))
 	}
 }
@@ -58,7 +58,7 @@ func (a *Agent) watchClock(ctx context.Context) {
 		}
 		if d := off - last; d > mapping.BoxStep || d < -mapping.BoxStep {
 			a.metrics.clockSteps.Inc()
-			a.log.Warn("this box's clock was stepped (NTP setting it, or someone by hand): a stop in progress without source times keeps the length the agent saw, and the lines of such stops received before the step in this boot and booked from now on are dated in the new clock (not those booked before, nor lines opened at their stop; see the README)",
+			a.log.Warn("this box's clock was stepped (NTP setting it, or someone by hand): a stop in progress without source times keeps the length the agent saw, and the lines of such stops received before the step in this boot and booked from now on are dated in the new clock (not those booked before, nor lines opened at their stop; see docs/config.md: This box's clock)",
 				"by", d.Round(time.Second), "clock", time.Now().UTC().Format(time.RFC3339))
 		}
 		last = off

@@ -2566,7 +2566,7 @@ func TestEndToEndResentCopyOfAStopSeenLive(t *testing.T) {
 // client_id: the broker kept the session and resends the topic's retained
 // copy at the re-subscribe, while the fresh buffer file knows nothing of the
 // machine. That copy is the state to start from, as in a new session
-// (README, Moving to a new edge box: a stop still going on gets a line of
+// (docs/runbook.md, Moving to a new edge box: a stop still going on gets a line of
 // its own from the machine's first value). It was taken for one the agent
 // had seen: the machine stayed unknown, and the stop going on was not booked.
 func TestEndToEndRetainedStopInAKeptSessionWithAFreshBufferFile(t *testing.T) {

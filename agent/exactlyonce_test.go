@@ -720,7 +720,7 @@ func (p *plant) quotaFullOfStops(scrap int64) *runningAgent {
 	return ra
 }
 
-// block_workcenter, a PLC on local time (README: "its stops in that hour
+// block_workcenter, a PLC on local time (docs/config.md, Counter rules: "its stops in that hour
 // are booked"). A stop is booked and closed; the clock goes back an hour
 // (a counter rising in the past shows it); the next stop must block the
 // work center again: its start is earlier than the closed line's, but Odoo

@@ -200,7 +200,7 @@ func expiresSoon(at, now time.Time) bool {
 
 // warnKeyExpiry logs, once every keyWarnEvery while the key works, that
 // the soonest of the bot user's keys expires within keyExpiryWarning, and
-// what to do before it does (README runbook: Rotating the API key).
+// what to do before it does (docs/runbook.md: Rotating the API key).
 func (f *forwarder) warnKeyExpiry(now time.Time) {
 	if f.keyDates.Key != f.keyID || !f.keyDates.Known {
 		return
@@ -212,7 +212,7 @@ func (f *forwarder) warnKeyExpiry(now time.Time) {
 	f.keyWarned = now
 	_, from, _ := f.a.cfg.Load().OdooAPIKeySource()
 	f.a.log.Warn("the odoo API key expires soon, and odoo refuses it from then on: create a new API key for the bot user in Odoo, "+
-		"put it where the agent takes its key (key_from) and restart plantedge (README runbook: Rotating the API key). "+
+		"put it where the agent takes its key (key_from) and restart plantedge (docs/runbook.md: Rotating the API key). "+
 		"Odoo does not say which of the bot user's keys the agent uses: this is the soonest of them to expire; "+
 		"if the agent already uses a newer one, delete the old key in Odoo",
 		"component", "forwarder", "expires", at.UTC().Format("2006-01-02 15:04 UTC"), "in", expiresIn(at.Sub(now)), "key_from", from)

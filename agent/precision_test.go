@@ -331,7 +331,7 @@ func wantNoEdit(t *testing.T, p *plant, ra *runningAgent, what string) {
 // is the only count on its way: no work order shows a write rounded, so
 // nothing but the version's check, minutes later, would read the new
 // precision. Scrap booked meanwhile is booked as Odoo keeps it, its
-// rounding carried as at any precision (README, Signals: each booking
+// rounding carried as at any precision (docs/config.md, Signals: each booking
 // carries what its rounding left over into the next): Odoo's scrap is the
 // count rounded, with no draft left and nothing booked twice (the cases:
 // fewerDecimalsScrap).

@@ -202,12 +202,13 @@ type OdooStatus struct {
 	// LinesPerLoad is how many downtime lines a load carries while it is
 	// fewer than LinesPerLoad (absent at full size): Odoo took longer than
 	// odoo.timeout, or nearly, for a load of more, so a backlog drains in
-	// more, smaller loads (README: Forwarding).
+	// more, smaller loads (docs/runbook.md, WAN outage / Odoo upgrade:
+	// Loads that outlast odoo.timeout shrink).
 	LinesPerLoad int `json:"lines_per_load,omitempty"`
 	// SwitchFrom names the Odoo (host, port and path of its URL, and the
 	// database) the buffer file's state belongs to while odoo.url or
 	// odoo.database names another that has not answered yet: the agent
-	// switches once it does (README runbook: Another Odoo database or
+	// switches once it does (docs/runbook.md: Another Odoo database or
 	// server). Empty otherwise.
 	SwitchFrom string `json:"switch_from,omitempty"`
 	Failures   int    `json:"consecutive_failures"`
@@ -223,7 +224,7 @@ type OdooStatus struct {
 	// while the key worked (every hour): Odoo does not say which of them
 	// the agent uses, so it is taken as the one. KeyExpiresSoon (an
 	// alert) is set from 14 days before it: create a new key and put it in
-	// (README runbook: Rotating the API key).
+	// (docs/runbook.md: Rotating the API key).
 	KeyExpiresAt   *time.Time `json:"key_expires_at,omitempty"`
 	KeyExpiresSoon bool       `json:"key_expires_soon"`
 	// KeyFrom says, while the key is refused, where the agent took it

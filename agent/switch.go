@@ -38,7 +38,7 @@ func (e *restoredError) Error() string {
 	}
 	return fmt.Sprintf("%s is older than what was booked in Odoo (%s): %s, and sending from it would book again what was booked since. "+
 		"Nothing is sent. Stop the agent, move the file aside and start again: counting starts anew from each counter's next value, "+
-		"and what this run took in goes with the file (README runbook: Backups, and a box that failed)", e.path, e.what, why)
+		"and what this run took in goes with the file (docs/runbook.md: Backups, and a box that failed)", e.path, e.what, why)
 }
 
 // splitXMLName splits an external id's name (site_<machine><mark><number>)

@@ -64,7 +64,7 @@ func checkTreeOf(db *bolt.DB, path string, thorough bool) error {
 // tx.Check, whose goroutine reads every page through bbolt's mapping,
 // where the pages count in the process's RSS and nothing hands them back
 // between pages: on a machine whose cores were busy, a check of a large
-// file peaked the agent above its memory limit (README, notes of the
+// file peaked the agent above its memory limit (docs/benchmarks.md, notes of the
 // benchmarks). These reads go through the page cache into one reused
 // buffer.
 func checkPageGraph(tx *bolt.Tx, path string, thorough bool) error {

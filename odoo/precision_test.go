@@ -313,7 +313,7 @@ func TestQtyDigitsReadAgainWhileBusy(t *testing.T) {
 // An idle plant's quiet spells (Config.IdleRecheck, a minute) read the
 // version again, the session standing, and the precision only as often as
 // the version is due (Config.VersionRecheck): not a third request every
-// quiet minute (README: an idle plant costs Odoo two small requests a
+// quiet minute (docs/commands.md, status: an idle plant costs Odoo two small requests a
 // minute, the version and the work orders in progress).
 func TestQuietSpellsReadThePrecisionOnlyWhenTheVersionIsDue(t *testing.T) {
 	for _, m := range modes {

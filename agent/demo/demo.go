@@ -117,8 +117,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// Odoo emulator with three work centers, each with a work order in progress.
 	odooSrv := odootest.New(odootest.Options{Version: o.OdooVersion})
-	// Its request limit, and the agent's odoo.request_limit with it (as the
-	// README says to set it): a write the outage cut off is waited for 5 s,
+	// Its request limit, and the agent's odoo.request_limit with it (as
+	// docs/runbook.md, WAN outage / Odoo upgrade, says to set it): a write the outage cut off is waited for 5 s,
 	// not the default 2 minutes, after Odoo is back.
 	odooSrv.SetRequestLimit(demoRequestLimit)
 	odooAddr, err := freeAddr()

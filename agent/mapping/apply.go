@@ -1206,7 +1206,7 @@ func staleState(x extracted, last time.Time) (stale bool, back time.Duration) {
 // not a Sparkplug historical one (an edge node's store and forward after
 // its BIRTH): older than the BIRTH's state, as such values are, it is no
 // sign of a source out of order or a clock gone back (the warning told the
-// plant to set a clock that was right), and it is not booked (README).
+// plant to set a clock that was right), and it is not booked (docs/config.md, Sparkplug B).
 func staleEvent(x extracted, last time.Time) []Event {
 	if x.historical {
 		return nil

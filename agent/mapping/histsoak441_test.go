@@ -14,7 +14,7 @@ import (
 // stop at 28.361 and its run at 38.113. The stop is booked in full, as two
 // lines cut at the first BIRTH — the BIRTH's line (its start its key in
 // Odoo, booked before the history came) ended at the stored run, and the
-// stored part to the BIRTH a line of its own (README, Sparkplug B: "Should
+// stored part to the BIRTH a line of its own (docs/config.md, Sparkplug B: "Should
 // that stop end ... before its stored stop came ..."): no second booked
 // twice, none lost. The soak took it for one line and failed on the count
 // (63 lines, want 62); this pins what the agent does (it passes on 14dca7c

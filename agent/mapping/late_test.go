@@ -8,7 +8,7 @@ import (
 	"github.com/plantedge/plantedge/connectors"
 )
 
-// A broker that does not keep order (README: give such topics a
+// A broker that does not keep order (docs/runbook.md, MQTT brokers and order: give such topics a
 // timestamp_field): 1000 and 1010 are published before the PLC resets (or
 // wraps) its counter, and 1010 arrives after the reset. Its source time
 // places it before the reset: after a reset its 10 pieces are new; a wrap

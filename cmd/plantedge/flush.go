@@ -414,7 +414,7 @@ func notDrained(timeout time.Duration, pending int, st agent.Status) string {
 		// No wait drains it: the verdict says what to look at (the
 		// operator probe: "(odoo auth_failed)" and nothing more).
 		slow += "; Odoo refuses the API key: plantedge status says why (the key expired, revoked or replaced, the bot user archived, " +
-			"odoo.username renamed); mend that, then flush again (the README's runbook, auth_failed)"
+			"odoo.username renamed); mend that, then flush again (docs/runbook.md: auth_failed)"
 	}
 	return fmt.Sprintf("not drained within %s: %s pending%s (odoo %s)%s", timeout, plural(pending, "record"), held, odooWord(st), slow)
 }

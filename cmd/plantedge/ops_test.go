@@ -1374,7 +1374,7 @@ func TestFlushWithAnotherProgramOnTheListenPort(t *testing.T) {
 // deadletter with another program at listen and no agent holding the
 // buffer file (its lock free: no agent runs with this data_dir, whatever
 // its listen): the agent is stopped, and its file is used as any stopped
-// agent's (README, deadletter), with a warning of what answers at listen.
+// agent's (docs/commands.md, deadletter), with a warning of what answers at listen.
 // Before, list, retry and drop refused (exit 1) and the technician could
 // not see or mend the dead letters until the port was freed.
 func TestDeadLettersOfAStoppedAgentWithAnotherProgramOnTheListenPort(t *testing.T) {

@@ -490,13 +490,13 @@ func printStatus(w io.Writer, st agent.Status) {
 		if !st.AgentRunning {
 			when = "odoo.url or odoo.database was changed: at its start the agent switches to this one once it answers, and forgets what it wrote to the other — flush to that one first if you can"
 		}
-		fmt.Fprintf(w, "          SWITCHING: the buffer file's state belongs to another Odoo (%s); %s (README runbook: Another Odoo database or server)\n", o.SwitchFrom, when)
+		fmt.Fprintf(w, "          SWITCHING: the buffer file's state belongs to another Odoo (%s); %s (docs/runbook.md: Another Odoo database or server)\n", o.SwitchFrom, when)
 	}
 	if o.KeyExpiresSoon && o.KeyExpiresAt != nil && !o.KeyExpired {
 		// Odoo 18+ refuses the key from then on, and the plant's records
 		// wait: warned 14 days ahead.
 		fmt.Fprintf(w, "          KEY EXPIRES %s (in %s): Odoo refuses the API key from then on — create a new API key for the bot user in Odoo, "+
-			"put it where the agent takes its key and restart plantedge (README runbook: Rotating the API key). "+
+			"put it where the agent takes its key and restart plantedge (docs/runbook.md: Rotating the API key). "+
 			"The soonest of the bot user's keys to expire: Odoo does not say which the agent uses; if it already uses a newer one, delete the old key in Odoo\n",
 			o.KeyExpiresAt.UTC().Format("2006-01-02 15:04 UTC"), expiresIn(time.Until(*o.KeyExpiresAt)))
 	}

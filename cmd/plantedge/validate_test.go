@@ -572,8 +572,8 @@ func TestValidateReadOnlyDataDir(t *testing.T) {
 	}
 }
 
-// A password_file given as a systemd credential's name alone, as the
-// README and validate's own hint say to write it, is not found by a
+// A password_file given as a systemd credential's name alone, as
+// docs/config.md (Secrets) and validate's own hint say to write it, is not found by a
 // validate run outside the unit: said so, with LoadCredential=, not as a
 // secret pasted where a path belongs ("write the secret into a file") and
 // a login that would fail (the review).

@@ -21,7 +21,7 @@ import (
 // connection (mochi numbers the messages of each connection anew, so it
 // must), and the copies come two connections after their originals: the
 // mapping takes them again (a second downtime line). Measured here on both
-// brokers; README "Limits" says so.
+// brokers; docs/config.md (Counter rules) says so.
 func TestCopyResentAfterAConnectionCutBeforeItsResendComesTwoConnectionsOn(t *testing.T) {
 	t.Run("mochi", func(t *testing.T) { cutBeforeResend(t, startMochi(t, "tcp", nil, nil)) })
 	t.Run("mosquitto", func(t *testing.T) { cutBeforeResend(t, newMosquitto(t).url("tcp")) })

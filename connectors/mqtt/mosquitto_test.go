@@ -356,7 +356,7 @@ func TestMosquittoUnsubscribeEarlierFilters(t *testing.T) {
 
 // Mosquitto keeps every QoS 1 message published while a connection takes
 // over a kept session (the agent reconnecting, a reload's new source, under
-// one client_id): the README's MQTT brokers section says so next to
+// one client_id): docs/runbook.md, MQTT brokers and order, says so next to
 // mochi's loss (mqtttest.TestPublishDuringTakeoverIsKept).
 func TestMosquittoKeepsPublishesDuringTakeovers(t *testing.T) {
 	url := newMosquitto(t).url("tcp")

@@ -83,7 +83,7 @@ type Config struct {
 	// max_inflight_messages, with max_queued_messages behind them). A burst
 	// faster than the sink commits that goes past it is dropped by the
 	// broker, newest first, unseen here (the traps probe: 3,780 of a
-	// 20,000-message burst on mochi's defaults; README, MQTT broker limits).
+	// 20,000-message burst on mochi's defaults; docs/runbook.md, MQTT broker limits).
 	MaxInflight int
 
 	// HadSession says the broker had a session for this client id before

@@ -60,11 +60,12 @@ func TestNamespaceRegisteredAfterTheSessionStartedIsRead(t *testing.T) {
 	}
 }
 
-// The README says a node whose namespace the server lacks is tried again
-// with the namespace array read anew every 5 s. With the default
-// heartbeat_timeout (30 s), subscribed, the node must be read within about
-// that of its namespace's registration, not only at the next retry of
-// refused nodes (a third of heartbeat_timeout: 10 s; it was 10.05 s).
+// docs/config.md (OPC UA node ids) says a node whose namespace the server
+// lacks is tried again with the namespace array read anew every 5 s. With
+// the default heartbeat_timeout (30 s), subscribed, the node must be read
+// within about that of its namespace's registration, not only at the next
+// retry of refused nodes (a third of heartbeat_timeout: 10 s; it was
+// 10.05 s).
 func TestLateNamespaceReadWithinFiveSecondsAtTheDefaultHeartbeat(t *testing.T) {
 	ts := startInProcess(t, 0)
 	col := newCollector()
@@ -82,7 +83,7 @@ func TestLateNamespaceReadWithinFiveSecondsAtTheDefaultHeartbeat(t *testing.T) {
 	took := time.Since(start)
 	t.Logf("read %v after its namespace was registered", took.Round(10*time.Millisecond))
 	if took > 7500*time.Millisecond {
-		t.Errorf("the late node read %v after its namespace was registered; the README says its namespace array is read again every 5 s", took.Round(10*time.Millisecond))
+		t.Errorf("the late node read %v after its namespace was registered; docs/config.md says its namespace array is read again every 5 s", took.Round(10*time.Millisecond))
 	}
 }
 

@@ -1369,7 +1369,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 	retry := time.NewTicker(max(hb/3, time.Second))
 	defer retry.Stop()
 	// Nodes the session could not resolve are tried every lateEvery, as
-	// the README says, not at the retry above (a third of the heartbeat
+	// docs/config.md (OPC UA node ids) says, not at the retry above (a third of the heartbeat
 	// timeout: every 10 s by default).
 	lateT := time.NewTicker(lateEvery)
 	defer lateT.Stop()

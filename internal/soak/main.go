@@ -1536,8 +1536,8 @@ func (s *soak) compare() (diffs, report []string) {
 // after its stored end, the late end the agent had, is a difference.)
 //
 // A stored start still stopped at a BIRTH whose stop ended (live or at a
-// later BIRTH) before its stored stop came is two lines, as the README's
-// Sparkplug paragraph says: the BIRTH's line (its start, the BIRTH, is its
+// later BIRTH) before its stored stop came is two lines, as the Sparkplug B
+// section of docs/config.md says: the BIRTH's line (its start, the BIRTH, is its
 // key in Odoo, booked before the history came) and the stored part, from
 // the stored stop to the BIRTH, a line of its own. Lines that tile the stop
 // so, each cut at a BIRTH, are that stop booked in full: reported (SPLIT),

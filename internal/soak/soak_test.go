@@ -132,11 +132,11 @@ func TestCompareStored(t *testing.T) {
 // 07:34:38.113 just as the next BIRTH, which found it running, came before
 // the history: the agent booked the BIRTH's line 35.997..38.113 and then
 // the stored part 28.361..35.997 as a line of its own (its buffer's booked
-// records), as the README says. Before, the check took the stop for one
-// line, reported the second part as a known gap ("7s not booked") and the
-// count as a difference (63 lines, want 62). Now: SPLIT, one line more
-// expected; a line no stop made and a stop with no line are still shown
-// side by side.
+// records), as docs/config.md (Sparkplug B) says. Before, the check took
+// the stop for one line, reported the second part as a known gap ("7s not
+// booked") and the count as a difference (63 lines, want 62). Now: SPLIT,
+// one line more expected; a line no stop made and a stop with no line are
+// still shown side by side.
 func TestCompareStoredSplitAtABirth(t *testing.T) {
 	s := &soak{wcIDs: map[string]int64{"sp-14": 14}}
 	t0 := time.Date(2026, 12, 5, 7, 34, 0, 0, time.UTC)
