@@ -97,6 +97,19 @@ func runChildClient() {
 // log (debug).
 func startClientChild(t *testing.T, endpoint, node, user, keep string, env ...string) (*exec.Cmd, *lockedLog) {
 	t.Helper()
+	cmd, logs, connected := spawnClientChild(t, endpoint, node, user, keep, env...)
+	select {
+	case <-connected:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the child source did not connect in 60 s; its log:\n%s", logs)
+	}
+	return cmd, logs
+}
+
+// spawnClientChild is startClientChild without the wait: connected gets
+// a value once the source is connected.
+func spawnClientChild(t *testing.T, endpoint, node, user, keep string, env ...string) (*exec.Cmd, *lockedLog, <-chan bool) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envChildClient+"="+endpoint, envChildKeep+"="+keep, envChildNode+"="+node, envChildUser+"="+user)
 	cmd.Env = append(cmd.Env, env...)
@@ -126,12 +139,7 @@ func startClientChild(t *testing.T, endpoint, node, user, keep string, env ...st
 		for sc.Scan() {
 		}
 	}()
-	select {
-	case <-connected:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("the child source did not connect in 60 s; its log:\n%s", logs)
-	}
-	return cmd, logs
+	return cmd, logs, connected
 }
 
 // A source killed with SIGKILL (a crash loop: systemd restarting a crashing

@@ -40,6 +40,8 @@ type nodeServer struct {
 	sessions *atomic.Int64
 	// counts is every session count it printed, in order
 	counts *countLog
+	// held gets the service of each request held (HOLD)
+	held chan string
 }
 
 // countLog is the session counts a node-opcua server printed.
@@ -100,7 +102,7 @@ func startNodeServer(t testing.TB, env ...string) *nodeServer {
 		_ = cmd.Wait()
 	})
 	ready := make(chan *nodeServer, 1)
-	sessions, counts := new(atomic.Int64), new(countLog)
+	sessions, counts, held := new(atomic.Int64), new(countLog), make(chan string, 8)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
@@ -112,8 +114,12 @@ func startNodeServer(t testing.TB, env ...string) *nodeServer {
 				}
 				continue
 			}
+			if svc, ok := strings.CutPrefix(line, "held "); ok {
+				held <- svc
+				continue
+			}
 			if strings.HasPrefix(line, "{") {
-				ns := &nodeServer{pki: pki, cmd: cmd, sessions: sessions, counts: counts}
+				ns := &nodeServer{pki: pki, cmd: cmd, sessions: sessions, counts: counts, held: held}
 				if json.Unmarshal([]byte(line), ns) == nil {
 					ready <- ns
 				}

@@ -22,6 +22,13 @@
 //   MIN_PUBLISHING_MS=N  the fastest publishing interval the server takes
 //                     (node-opcua's: 50 ms): a subscription asking less is
 //                     revised up to N
+//   HOLD=<Service>:<n>  the n-th request of that service (its schema name:
+//                     ActivateSessionRequest, ReadRequest…) is neither served
+//                     nor answered; the server prints "held <Service>" when it
+//                     comes (a client killed meanwhile, between the steps of
+//                     its connect)
+//   SESSION_TIMEOUT_MS=N  every session's timeout is revised down to N ms at
+//                     most (node-opcua's own cap: 50 minutes)
 //   SMALL_RECEIVE_BUFFER=1
 //                     announces a receive buffer of 8,192 bytes while sending
 //                     chunks as large as the client takes (allowed: the two
@@ -177,6 +184,34 @@ async function main() {
         caps.maxMonitoredItemsPerSubscription = -1;
         afterFirstSubscription(parseInt(process.env.NO_MONITORING_MS, 10),
             () => { caps.maxMonitoredItemsPerSubscription = before; });
+    }
+    // A handler is looked up by name at each request: one set on the
+    // server object stands in front of node-opcua's own.
+    const inFront = (service, fn) => {
+        const key = `_on_${service}`;
+        const served = server[key];
+        server[key] = function (message, channel) {
+            if (fn(message.request)) {
+                return served.call(this, message, channel);
+            }
+        };
+    };
+    if (process.env.HOLD) {
+        const [service, nth] = process.env.HOLD.split(":");
+        let seen = 0;
+        inFront(service, () => {
+            if (++seen !== parseInt(nth, 10)) {
+                return true;
+            }
+            process.stdout.write(`held ${service}\n`);
+            return false;
+        });
+    }
+    if (num("SESSION_TIMEOUT_MS")) {
+        inFront("CreateSessionRequest", (request) => {
+            request.requestedSessionTimeout = Math.min(request.requestedSessionTimeout || Infinity, num("SESSION_TIMEOUT_MS"));
+            return true;
+        });
     }
     const sayCount = () => process.stdout.write(`sessions ${server.currentSessionCount}\n`);
     server.on("create_session", sayCount);
