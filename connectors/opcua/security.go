@@ -231,6 +231,12 @@ type clientParams struct {
 	// onOptions, if set, gets the client options of the attempt (they
 	// close a session a lost connection left, at a stop).
 	onOptions func([]opcua.Option)
+	// onActivated, if set, gets the connection's session once the server
+	// has activated it, before Connect reads the namespace array: dial's
+	// goroutine calls it, and dial returns after it did. Not when the
+	// attempt was cancelled meanwhile (dial closes what it made; see
+	// activatedBy).
+	onActivated func(*opcua.Session)
 }
 
 // defaultSessionTimeout is how long the server keeps a session the agent

@@ -493,6 +493,7 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		s.dropLeft()
 	}
 	var orphanGone atomic.Int32
+	var kept atomic.Bool // the connection's session is kept (onActivated)
 	var left *keptSession
 	if s.orphan == nil {
 		left = s.left
@@ -520,8 +521,20 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		checkLogin: true,
 		onChecked:  func() { s.update(func(st *Stats) { st.LoginChecks++ }) },
 		onOptions:  func(o []opcua.Option) { s.opts.Store(&o) },
+		// Kept as soon as the server has activated it: a kill during the
+		// rest of the connect leaves it kept, closed by the next start.
+		onActivated: func(sess *opcua.Session) {
+			s.keepSession(sess)
+			kept.Store(true)
+		},
 	})
 	cancel()
+	if kept.Load() {
+		// the key is this session's now — one Connect may have closed
+		// since (it failed after the activation), or not (the link was
+		// gone): tried at the next start, forgotten if gone
+		s.leftKept = false
+	}
 	switch gone := orphanGone.Load(); {
 	case left != nil && (gone == orphanClosed || gone == orphanUnknown):
 		s.leftGone(gone)
@@ -544,7 +557,9 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 	if err != nil {
 		return 0, err
 	}
-	s.keepSession(c.Session())
+	if !kept.Load() {
+		s.keepSession(c.Session())
+	}
 	s.leftKept = false // the key is this session's now
 	start := time.Now()
 	defer func() {
@@ -785,16 +800,71 @@ func dialWait(ctx, sctx context.Context, ask func() bool, p clientParams) (*opcu
 			return nil, ctx.Err()
 		}
 	}
+	var states chan opcua.ConnState
+	if p.onActivated != nil {
+		// gopcua blocks on a full channel: room for every state a client
+		// without its own reconnection goes through (connecting,
+		// connected, disconnected, closed by its watch and by Close).
+		states = make(chan opcua.ConnState, 16)
+		opts = append(slices.Clip(opts), opcua.StateChangedCh(states))
+	}
 	c, err := opcua.NewClient(p.endpoint, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("new client: %w", err)
 	}
-	if err := c.Connect(sctx); err != nil {
+	connected, activated := make(chan struct{}), make(chan struct{})
+	if p.onActivated != nil {
+		go activatedBy(ctx, c, states, connected, activated, p.onActivated)
+	} else {
+		close(activated)
+	}
+	err = c.Connect(sctx)
+	close(connected)
+	<-activated
+	if err != nil {
 		closeClient(c)
 		return nil, wrap(err)
 	}
 	unpin(c) // the session held the chunks of its answers
 	return c, nil
+}
+
+// activatedBy hands c's session to f once Connect reports it activated
+// (gopcua says "connected" then, before it reads the namespace array), or
+// not at all when Connect ended before it (connected closed) or ctx was
+// cancelled first (a stop: dial closes what the attempt made); it closes
+// done after. ctx past its deadline still hands it: Connect, failing
+// then, closes the session with that deadline, which leaves it.
+func activatedBy(ctx context.Context, c *opcua.Client, states <-chan opcua.ConnState, connected <-chan struct{}, done chan<- struct{}, f func(*opcua.Session)) {
+	defer close(done)
+	on := func(st opcua.ConnState) bool {
+		if st != opcua.Connected {
+			return false
+		}
+		if sess := c.Session(); sess != nil && !errors.Is(ctx.Err(), context.Canceled) {
+			f(sess)
+		}
+		return true
+	}
+	for {
+		select {
+		case st := <-states:
+			if on(st) {
+				return
+			}
+		case <-connected:
+			for {
+				select {
+				case st := <-states:
+					if on(st) {
+						return
+					}
+				default:
+					return
+				}
+			}
+		}
+	}
 }
 
 // closeOrphan closes p.orphan, a session a lost connection left on the
