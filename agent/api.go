@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -28,7 +29,7 @@ import (
 
 // Handler serves the local HTTP API: /metrics, /healthz, /readyz and the
 // status, flush and dead-letter endpoints the CLI uses (under /api/,
-// guarded: see guardAPI).
+// guarded: see guardAPI). Every answer carries AgentHeader.
 func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	api := http.NewServeMux()
@@ -232,7 +233,23 @@ func (a *Agent) Handler() http.Handler {
 		}
 		writeJSON(w, res)
 	})
-	return mux
+	return markAnswers(mux, cmp.Or(a.opts.Version, "unknown"))
+}
+
+// AgentHeader is on every answer of the agent's local API, its version
+// for value: what answers at listen without it is not the agent — another
+// program on its port, or an agent of a version before it (see
+// APIClient.do). The CLI could not tell them apart: a 200 with JSON of
+// another program's was read as the agent's ("0 dead letters", "rebooked 0
+// lines", the file not read).
+const AgentHeader = "Plantedge-Agent"
+
+// markAnswers sets AgentHeader on each answer of h, its refusals too.
+func markAnswers(h http.Handler, version string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(AgentHeader, version)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // guardAPI lets through only what the CLI on this machine sends:
@@ -607,6 +624,9 @@ type APIClient struct {
 	base, listen  string
 	hc            *http.Client
 	site, dataDir string // what the caller's config names; "" asks any agent
+	// bufferPath is the caller's config's buffer file, whose lock tells
+	// whether an agent runs with it ("": not known, see do).
+	bufferPath string
 }
 
 // siteHeader and dataDirHeader carry the site and data_dir of the caller's
@@ -626,7 +646,7 @@ var ErrOtherSite = errors.New("another site's agent answers at this address")
 // ForConfig makes the client's requests name cfg's site and data_dir (see
 // siteHeader).
 func (c *APIClient) ForConfig(cfg *config.Config) *APIClient {
-	c.site, c.dataDir = cfg.Site, cfg.DataDir
+	c.site, c.dataDir, c.bufferPath = cfg.Site, cfg.DataDir, cfg.BufferPath()
 	return c
 }
 
@@ -640,6 +660,57 @@ var ErrNotAnswering = errors.New("agent not answering")
 
 // ErrNoAccess means the agent's unix socket refused this user.
 var ErrNoAccess = errors.New("the agent's socket does not let this user in")
+
+// ForeignError is what answered at listen (an answer without AgentHeader,
+// or none in time) when it is not the agent: no process holds the buffer
+// file of the client's config (ForConfig). Another program has the
+// agent's port, and the agent is not running — it is ErrNotRunning too,
+// so that the commands use the buffer file as a stopped agent's, or say
+// that the agent is not running. With LockErr set, whether a process
+// holds the file could not be looked at (a user who may not look into
+// data_dir): an agent of a version before AgentHeader is not ruled out,
+// nor is the agent not running said (not ErrNotRunning).
+type ForeignError struct {
+	Listen, BufferPath string
+	// Err is what answered: an *AnswerError (Unmarked), or ErrNotAnswering.
+	Err     error
+	LockErr error
+}
+
+func (e *ForeignError) Error() string {
+	if e.LockErr != nil {
+		return fmt.Sprintf("what answers at listen %s does not say it is the agent (%v), and whether an agent holds %s this user may not see (%v)",
+			e.Listen, e.Err, e.BufferPath, e.LockErr)
+	}
+	return fmt.Sprintf("agent not running (no agent holds %s), and what answers at listen %s is not it (%v)", e.BufferPath, e.Listen, e.Err)
+}
+
+func (e *ForeignError) Unwrap() []error {
+	if e.LockErr != nil {
+		return []error{e.Err}
+	}
+	return []error{ErrNotRunning, e.Err}
+}
+
+// notTheAgent is err, what answered at listen without AgentHeader (or
+// nothing in time), as a *ForeignError when no process holds the buffer
+// file (or that cannot be looked at); nil when one does — an agent of a
+// version before AgentHeader (a package upgrade that left it running), or
+// a hung one — and when the client knows no buffer file (NewAPIClient
+// alone): its answer is taken as before.
+func (c *APIClient) notTheAgent(err error) error {
+	if c.bufferPath == "" {
+		return nil
+	}
+	running, ierr := buffer.InUse(c.bufferPath)
+	switch {
+	case running:
+		return nil
+	case ierr != nil && !errors.Is(ierr, os.ErrPermission):
+		return nil // not known either way: as before
+	}
+	return &ForeignError{Listen: c.listen, BufferPath: c.bufferPath, Err: err, LockErr: ierr}
+}
 
 // NewAPIClient returns a client for the agent listening on listen
 // ("host:port" or "unix:/path").
@@ -671,7 +742,11 @@ func (c *APIClient) do(ctx context.Context, method, path string, out any) error 
 		var ne net.Error
 		var oe *net.OpError
 		if errors.As(err, &ne) && ne.Timeout() {
-			return fmt.Errorf("%w on %s in time: running but hung or paused? (%v)", ErrNotAnswering, c.base, err)
+			err := fmt.Errorf("%w on %s in time: running but hung or paused? (%v)", ErrNotAnswering, c.base, err)
+			if ferr := c.notTheAgent(err); ferr != nil {
+				return ferr // a program that takes the connection, with no agent holding the file
+			}
+			return err
 		}
 		if errors.Is(err, os.ErrPermission) {
 			// The unix socket refuses this user: an agent runs there (its
@@ -694,10 +769,21 @@ func (c *APIClient) do(ctx context.Context, method, path string, out any) error 
 	if resp.StatusCode == http.StatusConflict && resp.Header.Get(siteHeader) != "" {
 		return fmt.Errorf("%w: %s", ErrOtherSite, strings.TrimSpace(string(body)))
 	}
+	answer := &AnswerError{Status: resp.Status, ContentType: resp.Header.Get("Content-Type"), Body: strings.TrimSpace(string(body)),
+		Unmarked: resp.Header.Get(AgentHeader) == ""}
+	if answer.Unmarked {
+		// Not the agent's, whatever it answered (a 200 with JSON of its
+		// own was read as "0 dead letters" and "rebooked 0 lines"), unless
+		// an agent holds the buffer file: one of a version before the
+		// header.
+		if err := c.notTheAgent(answer); err != nil {
+			return err
+		}
+	}
 	if resp.StatusCode != http.StatusOK {
 		// The agent's own words (a request it refuses, Odoo not reached):
 		// not HTTP's ("502 Bad Gateway", the technician probe).
-		return &AnswerError{Status: resp.Status, ContentType: resp.Header.Get("Content-Type"), Body: strings.TrimSpace(string(body))}
+		return answer
 	}
 	if out != nil {
 		return json.Unmarshal(body, out)
@@ -711,6 +797,9 @@ type AnswerError struct {
 	Status      string // "404 Not Found"
 	ContentType string
 	Body        string // trimmed
+	// Unmarked: without AgentHeader — another program's answer, or an
+	// agent's of a version before the header.
+	Unmarked bool
 }
 
 func (e *AnswerError) Error() string {
@@ -723,8 +812,23 @@ func (e *AnswerError) Error() string {
 // Status fetches the agent's status.
 func (c *APIClient) Status(ctx context.Context) (Status, error) {
 	var st Status
-	err := c.do(ctx, http.MethodGet, "/api/v1/status", &st)
-	return st, err
+	if err := c.do(ctx, http.MethodGet, "/api/v1/status", &st); err != nil {
+		return st, err
+	}
+	if !st.AgentRunning {
+		// The agent's status says it runs: a 200 with other JSON (taken
+		// while a process holds the buffer file: see do) is another
+		// program's (the cli probe: {"status":"ok"} read as nothing
+		// pending, flush said "drained").
+		return Status{}, notAnswered("the agent's status (agent_running)")
+	}
+	return st, nil
+}
+
+// notAnswered is the error for a 200 OK whose JSON is not what the agent
+// answers: want names what it lacks.
+func notAnswered(want string) error {
+	return fmt.Errorf("agent: it answered 200 OK, but not with %s: another program at listen?", want)
 }
 
 // NamespacePins fetches the OPC UA namespace pins the agent keeps.
@@ -781,6 +885,11 @@ func (c *APIClient) Rebook(ctx context.Context, since time.Time, dry bool) (Rebo
 	}
 	var res RebookResult
 	err := c.waiting(rebookWait+10*time.Second).do(ctx, http.MethodPost, "/api/v1/rebook?"+q.Encode(), &res)
+	if err == nil && res.Since.Unix() != since.Unix() {
+		// The agent's result names the time asked (to the second, as
+		// sent): another program's JSON printed "rebooked 0 lines".
+		return RebookResult{}, notAnswered("a rebook since the time asked")
+	}
 	return res, err
 }
 
@@ -804,6 +913,11 @@ func (c *APIClient) AcceptQty(ctx context.Context, machine string) (AcceptResult
 	var res AcceptResult
 	// within the server's write timeout, a minute
 	err := c.waiting(acceptWait+acceptGrace+10*time.Second).do(ctx, http.MethodPost, "/api/v1/accept-qty?"+url.Values{"machine": {machine}}.Encode(), &res)
+	if err == nil && res.Machine != machine {
+		// The agent's result names the machine asked: another program's
+		// JSON printed ": not changed: ".
+		return AcceptResult{}, notAnswered("the machine asked")
+	}
 	return res, err
 }
 

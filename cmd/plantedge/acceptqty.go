@@ -23,7 +23,8 @@ func newAcceptQtyCmd() *cobra.Command {
 			"progress on the machine's work center as right, and adds the pieces made since to it. Pieces still in\n" +
 			"the buffer are added too (the output says how many). Nothing changes in Odoo.\n" +
 			"It exits 0 when the quantity was accepted, 1 when there was nothing to accept (the output says why),\n" +
-			"2 when the agent is not running, 4 when it could not be asked or no round reached the machine in time.",
+			"2 when the agent is not running (also when another program answers at listen and no agent holds the\n" +
+			"buffer file), 4 when it could not be asked or no round reached the machine in time.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadForAgent(cfgPath, os.Stderr)
@@ -31,6 +32,13 @@ func newAcceptQtyCmd() *cobra.Command {
 				return cannotAsk(err) // not 1, "nothing to accept" (the readme probe)
 			}
 			res, err := agent.NewAPIClient(cfg.Listen).ForConfig(cfg).AcceptQty(cmd.Context(), args[0])
+			if stoppedForeign(err) {
+				// Exit 2 as for nothing at listen (it was 4 for another
+				// program's refusal, and 1, ": not changed: ", for its
+				// JSON).
+				return &exitError{code: 2, cause: err, msg: fmt.Sprintf("%s Nothing was accepted: accept-qty works through the agent. %s, then run accept-qty again",
+					anotherProgramAt(cfg, err), freeTheListen)}
+			}
 			if errors.Is(err, agent.ErrNotRunning) {
 				if err := notAnswering(cfg); err != nil {
 					return cannotAsk(err)

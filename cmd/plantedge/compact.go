@@ -48,6 +48,11 @@ func compactBuffer(ctx context.Context, cfg *config.Config, w io.Writer) error {
 	src := cfg.BufferPath()
 	if _, err := agent.NewAPIClient(cfg.Listen).ForConfig(cfg).Status(ctx); err == nil {
 		return &exitError{code: 1, msg: "the agent is running: stop it first (systemctl stop plantedge)"}
+	} else if stoppedForeign(err) {
+		// Another program at listen, whatever it answers (a 200 with
+		// JSON of its own was taken for the agent: "the agent is
+		// running"), and no agent holds the file.
+		fmt.Fprintf(w, "note: what answers at listen %s is not this agent (%s); no agent holds %s\n", cfg.Listen, answered(err), src)
 	} else if !errors.Is(err, agent.ErrNotRunning) {
 		// Something answers at listen that is not this agent (another
 		// program on the port, another site's agent), or an agent that

@@ -292,23 +292,27 @@ func withDeadLetters(cfgPath, command string, readOnly bool, warn func(error), o
 	if err == nil {
 		return nil
 	}
-	if !errors.Is(err, agent.ErrNotRunning) {
+	switch {
+	case stoppedForeign(err):
 		// Another program at listen, and no agent holds this
 		// configuration's buffer file (its lock is free, and this user
 		// may look): the agent is stopped, wherever its listen, and its
 		// file is used as any stopped agent's (Open takes the lock
-		// itself: an agent started meanwhile is not written under).
+		// itself: an agent started meanwhile is not written under),
+		// whatever that program answered (a 200 with JSON of its own
+		// was read as "0 dead letters", the file not read).
+		warn(notThisAgent(cfg, err, command))
+	case !errors.Is(err, agent.ErrNotRunning):
 		// Where the lock cannot be looked at (a user who may not look
 		// into data_dir), an agent of another version answering so is
 		// not ruled out: refused. So is another site's agent answering
-		// (two files sharing listen: TestCommandsRefuseAnotherSitesAgent).
-		nerr := notThisAgent(cfg, err, command)
-		if running, ierr := buffer.InUse(cfg.BufferPath()); nerr == nil || running || ierr != nil {
-			return notTheAgent(cfg, err, command) // another program's page: not printed whole
+		// (two files sharing listen: TestCommandsRefuseAnotherSitesAgent),
+		// and the answer of a process holding the file.
+		return notTheAgent(cfg, err, command) // another program's page: not printed whole
+	default:
+		if err := notAnswering(cfg); err != nil {
+			return err
 		}
-		warn(nerr)
-	} else if err := notAnswering(cfg); err != nil {
-		return err
 	}
 	if fi, err := os.Stat(cfg.BufferPath()); errors.Is(err, os.ErrNotExist) {
 		if readOnly {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -107,14 +106,14 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	}
 	ticket, err := c.Flush(ctx)
 	if err != nil {
+		if err := anotherProgram(cfg, err); err != nil {
+			return err
+		}
 		if errors.Is(err, agent.ErrNotRunning) && ctx.Err() == nil {
 			if err := notAnswering(cfg); err != nil {
 				return cannotAsk(err)
 			}
 			return &exitError{code: 2, msg: "agent not running: start it (systemctl start plantedge); " + onDisk(cfg)}
-		}
-		if err := anotherProgram(cfg, err); err != nil {
-			return err
 		}
 		if ctx.Err() != nil {
 			return timedOut(err)
@@ -139,21 +138,12 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	lastLine, lastShape, lastAt := "", "", time.Time{}
 	began := time.Now()
 	for {
+		// (A status without agent_running, which another program's JSON
+		// lacks, is an error: the cli probe read {"status":"ok"} at listen
+		// as nothing pending, "drained", exit 0.)
 		st, err := c.Status(ctx)
-		if err == nil && !st.AgentRunning {
-			// The agent's status says it runs: a 200 with other JSON is
-			// another program's (the cli probe: {"status":"ok"} at listen
-			// read as nothing pending, "drained", exit 0).
-			err = errors.New("it answered 200 OK, but not with the agent's status")
-			if start < 0 {
-				if err := anotherProgram(cfg, err); err != nil {
-					return err
-				}
-			}
-			return cannotAsk(fmt.Errorf("what answers at listen %s is not the agent (%v): nothing was flushed", cfg.Listen, err))
-		}
 		if err != nil {
-			if start < 0 && !errors.Is(err, agent.ErrNotRunning) {
+			if start < 0 {
 				// A program that took the flush request but not the
 				// status's, or none that answered in time.
 				if err := anotherProgram(cfg, err); err != nil {
@@ -314,33 +304,19 @@ func (o *flushOptions) Run(ctx context.Context, w, errw io.Writer) error {
 	}
 }
 
-// anotherProgram is flush's exit for err, an answer at listen that is not
-// the agent's (or none in time), when no agent holds the buffer file (its
-// lock is free, and this user may look, as deadletter checks before it
-// uses the file): the agent is not running — exit 2, as for nothing at
-// listen — and another program is on its port (the cli probe: exit 4,
-// "could not ask", which reads as an agent that does not answer). nil
-// when an agent may hold the file: one not answering at listen, or one of
-// another version; another site's agent; no answer at all (ErrNotRunning).
+// anotherProgram is flush's exit for err, another program's answer at
+// listen (or none in time) while no agent holds the buffer file (its lock
+// is free, and this user may look: agent.ForeignError): the agent is not
+// running — exit 2, as for nothing at listen — and another program is on
+// its port (the cli probe: exit 4, "could not ask", which reads as an
+// agent that does not answer). nil for other errors: an agent may hold the
+// file (one not answering at listen, or one of another version), another
+// site's agent answers, or nothing does (ErrNotRunning alone).
 func anotherProgram(cfg *config.Config, err error) error {
-	if errors.Is(err, agent.ErrNotRunning) || errors.Is(err, agent.ErrNoAccess) || errors.Is(err, agent.ErrOtherSite) {
+	if !stoppedForeign(err) {
 		return nil
 	}
-	if running, ierr := buffer.InUse(cfg.BufferPath()); running || ierr != nil {
-		return nil
-	}
-	what := answered(err)
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, agent.ErrNotAnswering):
-		what = "it takes the connection but does not answer in time"
-	case errors.As(err, &syn) || errors.As(err, &typ):
-		what = "it answered 200 OK, but not with what the agent answers"
-	}
-	return &exitError{code: 2, cause: err, msg: fmt.Sprintf("agent not running (no agent holds %s), and what answers at listen %s is not it (%s): "+
-		"another program on that port? Nothing was flushed. The agent cannot listen there while it is taken: stop that program "+
-		"or give listen another address, then start the agent (systemctl start plantedge); %s", cfg.BufferPath(), cfg.Listen, what, onDisk(cfg))}
+	return &exitError{code: 2, cause: err, msg: fmt.Sprintf("%s Nothing was flushed. %s; %s", anotherProgramAt(cfg, err), freeTheListen, onDisk(cfg))}
 }
 
 // onDisk says what a stopped agent left to forward: its buffer file, kept

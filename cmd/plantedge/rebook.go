@@ -26,7 +26,8 @@ func newRebookCmd() *cobra.Command {
 			"is. It also has each machine's count written again where its work order shows another quantity.\n" +
 			"TIME is the backup's time (RFC 3339, \"2006-01-02 15:04\" in local time) or how long ago (36h).\n" +
 			"--dry-run only counts. It exits 1 if Odoo refused any booking (the output says which and why), 2 when the\n" +
-			"agent is not running, 3 when the rebook takes longer than the agent's API waits (it goes on; its result is logged),\n" +
+			"agent is not running (also when another program answers at listen and no agent holds the buffer file),\n" +
+			"3 when the rebook takes longer than the agent's API waits (it goes on; its result is logged),\n" +
 			"4 when it could not go through (Odoo not reached, or the agent refused the request: the output says why).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -39,6 +40,13 @@ func newRebookCmd() *cobra.Command {
 				return cannotAsk(err) // not 1, "Odoo refused some" (the readme probe)
 			}
 			res, err := agent.NewAPIClient(cfg.Listen).ForConfig(cfg).Rebook(cmd.Context(), since, dry)
+			if stoppedForeign(err) {
+				// Exit 2 as for nothing at listen (it was 4, "not
+				// rebooked", for another program's refusal, and 0,
+				// "rebooked 0 lines", for its JSON).
+				return &exitError{code: 2, cause: err, msg: fmt.Sprintf("%s Nothing was rebooked: rebook books through the agent. %s, then run rebook again",
+					anotherProgramAt(cfg, err), freeTheListen)}
+			}
 			if errors.Is(err, agent.ErrNotRunning) {
 				if err := notAnswering(cfg); err != nil {
 					return cannotAsk(err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -149,8 +148,12 @@ func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) 
 	if nerr := notThisAgent(cfg, err, "status"); nerr != nil {
 		// Stopped (another program holds its port): its buffer file is
 		// read, as for any stopped agent, and the error says what answers.
-		if st, oerr := agent.OfflineStatus(cfg); oerr == nil {
+		st, oerr := agent.OfflineStatus(cfg)
+		if oerr == nil {
 			return st, &bufferReadError{nerr}
+		}
+		if errors.Is(oerr, buffer.ErrEmptyFile) {
+			return st, fmt.Errorf("%w; %w", nerr, oerr) // said EMPTY
 		}
 		return agent.UnknownStatus(cfg, false), nerr
 	}
@@ -174,32 +177,46 @@ func keyFileUnreadable(err string) bool {
 	return false
 }
 
-// notThisAgent says that what answered at listen (err: not the agent's
-// answer) is not this configuration's agent, when no agent holds its buffer
+// notThisAgent says that what answered at listen (err: an
+// *agent.ForeignError, an answer without the agent's header or none in
+// time) is not this configuration's agent, when no agent holds its buffer
 // file: another program on the port, where the agent, started, exits with
-// "bind: address already in use". nil when an agent holds the file (one
-// of another version, a hung one), or when err is not an answer of
-// another kind. command is the one to run again as root (status, flush).
+// "bind: address already in use". nil for other errors (the agent's own
+// answers; an agent of another version, or a hung one, holding the file).
+// command is the one to run again as root (status, flush), for a user who
+// may not look into data_dir.
 func notThisAgent(cfg *config.Config, err error, command string) error {
-	if err == nil || errors.Is(err, agent.ErrNotRunning) || errors.Is(err, agent.ErrNoAccess) || errors.Is(err, agent.ErrOtherSite) {
+	var fe *agent.ForeignError
+	if !errors.As(err, &fe) {
 		return nil
 	}
-	running, ierr := buffer.InUse(cfg.BufferPath())
-	if running || ierr != nil && !errors.Is(ierr, os.ErrPermission) {
-		return nil
-	}
-	what := answered(err)
-	if ierr != nil {
+	if fe.LockErr != nil {
 		// A user who may not look into data_dir (the packaged one is the
 		// service's, 0750) cannot tell from the file's lock: an agent of
 		// another version answering so is not ruled out (review 44: said
 		// "agent running" with the other program's page).
 		return fmt.Errorf("what answers at listen %s is not this agent (%s): another program on that port? The agent cannot listen there "+
-			"while it is taken; whether an agent holds %s this user may not see (%v): sudo plantedge %s", cfg.Listen, what, cfg.BufferPath(), ierr, command)
+			"while it is taken; whether an agent holds %s this user may not see (%v): sudo plantedge %s", cfg.Listen, answered(err), cfg.BufferPath(), fe.LockErr, command)
 	}
-	return fmt.Errorf("agent not running (no agent holds %s), and what answers at listen %s is not it (%s): another program on that port? "+
-		"The agent cannot listen there while it is taken", cfg.BufferPath(), cfg.Listen, what)
+	return errors.New(anotherProgramAt(cfg, err) + " The agent cannot listen there while it is taken")
 }
+
+// anotherProgramAt says that the agent is not running and what answers at
+// its listen instead (err: an *agent.ForeignError without LockErr).
+func anotherProgramAt(cfg *config.Config, err error) string {
+	return fmt.Sprintf("agent not running (no agent holds %s), and what answers at listen %s is not it (%s): another program on that port?",
+		cfg.BufferPath(), cfg.Listen, answered(err))
+}
+
+// stoppedForeign reports err as another program at listen with no agent
+// holding the buffer file: the agent is not running.
+func stoppedForeign(err error) bool {
+	var fe *agent.ForeignError
+	return errors.As(err, &fe) && fe.LockErr == nil
+}
+
+// freeTheListen is what to do about another program on the agent's port.
+const freeTheListen = "The agent cannot listen there while it is taken: stop that program or give listen another address, then start the agent (systemctl start plantedge)"
 
 // notTheAgent is err, an answer at listen that is not what the agent
 // answers, as the commands that ask the agent say it (command, to run
@@ -237,6 +254,9 @@ const agentWordsMax = 4096
 func answered(err error) string {
 	var ae *agent.AnswerError
 	if !errors.As(err, &ae) {
+		if errors.Is(err, agent.ErrNotAnswering) {
+			return "it takes the connection but does not answer in time"
+		}
 		return cut(oneLine(err.Error()), 200)
 	}
 	what := "it answered " + ae.Status
@@ -245,6 +265,9 @@ func answered(err error) string {
 	}
 	if ae.Body != "" && oneLineText(ae.Body) {
 		what += ": " + cut(ae.Body, 120)
+	}
+	if ae.Unmarked {
+		what += ", without the agent's " + agent.AgentHeader + " header"
 	}
 	return what
 }
