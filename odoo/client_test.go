@@ -1858,12 +1858,13 @@ func TestLoadTakesItsTimePerRow(t *testing.T) {
 			if _, err := c.UpsertDowntimes(ctx, lines(12, 10)); !odoo.IsTemporary(err) {
 				t.Fatalf("killed load: want temporary, got %v", err)
 			}
-			// What the rows would have taken, and more. Nothing marks the
-			// end of a killed request (the emulator decides the kill before
-			// the rows' wait and only drops the connection after it), so
-			// this stays a sleep; load can only make it prove less, never
-			// fail it.
-			time.Sleep(1200 * time.Millisecond)
+			// Every request the emulator took has ended: one that ran its
+			// rows to the end (1 s) and committed has done so by then.
+			for deadline := time.Now().Add(10 * time.Second); f.srv.InFlight() != 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the killed load still in the emulator after 10 s: %d requests in flight", f.srv.InFlight())
+				}
+			}
 			if n := len(f.srv.Productivity()); n != 12 {
 				t.Errorf("a load killed at the request limit committed: %d lines, want 12", n)
 			}

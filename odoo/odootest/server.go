@@ -183,13 +183,14 @@ type Server struct {
 	qtyDigits    int // SetQtyDigits
 	now          func() time.Time
 
-	version atomic.Int64 // major version: Options.Version, then Upgrade's
-	down    atomic.Bool
-	pgDown  atomic.Bool // SetPostgresDown
-	ts      *httptest.Server
-	url     string
-	closing chan struct{}
-	closeMu sync.Once
+	version  atomic.Int64 // major version: Options.Version, then Upgrade's
+	inFlight atomic.Int64 // requests whose handler has not returned (InFlight)
+	down     atomic.Bool
+	pgDown   atomic.Bool // SetPostgresDown
+	ts       *httptest.Server
+	url      string
+	closing  chan struct{}
+	closeMu  sync.Once
 }
 
 // New builds an emulator with the base data (company, admin user with an
@@ -946,6 +947,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /web/health", s.serveHealth)
 	mux.HandleFunc("POST /web/database/list", s.serveDatabaseList)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.inFlight.Add(1)
+		defer s.inFlight.Add(-1)
 		if s.down.Load() {
 			drop(w)
 			return
@@ -988,6 +991,15 @@ func (s *Server) Handler() http.Handler {
 			mux.ServeHTTP(w, r)
 		}
 	})
+}
+
+// InFlight is how many requests the emulator is still working on: taken in
+// and not yet done with, answered or not (a request whose client gave up
+// runs on, as in Odoo; a killed one ends at the request limit). A test
+// that asserts something did not commit waits for 0 first: every request
+// that could have committed it has then ended, however loaded the machine.
+func (s *Server) InFlight() int {
+	return int(s.inFlight.Load())
 }
 
 // drop closes the connection without an answer.
