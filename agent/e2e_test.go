@@ -545,6 +545,17 @@ func (p *plant) waitRoundsPass(ra *runningAgent, n uint64, what string) {
 	})
 }
 
+// waitOdooIdle waits until the Odoo emulator has no request in flight: every
+// request it took before the call has ended (a held one committed, or was
+// killed). A check that a late commit did not land needs that, not time.
+func (p *plant) waitOdooIdle(what string) {
+	p.t.Helper()
+	waitFor(p.t, 30*time.Second, "every request to Odoo ended "+what, func() (bool, string) {
+		n := p.odoo.InFlight()
+		return n == 0, fmt.Sprintf("%d in flight", n)
+	})
+}
+
 // runningAgent is an agent started in-process.
 type runningAgent struct {
 	a      *agent.Agent
@@ -1009,6 +1020,16 @@ func (p *plant) waitExactQty(ra *runningAgent, id string, want float64) {
 		got := p.qty(id)
 		return got == want, fmt.Sprintf("qty %v want %v", got, want)
 	})
+}
+
+// wantQty checks at once that id's work order has want in Odoo: after
+// waitRoundsPass, that nothing more came (waitExactQty would wait for a
+// wrong quantity to be put right by a later write).
+func (p *plant) wantQty(id string, want float64) {
+	p.t.Helper()
+	if got := p.qty(id); got != want {
+		p.t.Errorf("%s quantity %v once the rounds after it ended, want %v: more came", id, got, want)
+	}
 }
 
 func TestEndToEndWorkOrderChangeAndHeldCounts(t *testing.T) {

@@ -379,7 +379,10 @@ func lateCommitOverNewer(t *testing.T, p *plant, cut func()) {
 	p.produce(m, 4, 0)
 	waitClosed(t, ran, "the late commit of 8")
 	p.waitExactQty(ra, "press-1", 12)
-	time.Sleep(500 * time.Millisecond)
+	// The held write has ended in Odoo, and rounds begun after it too: a
+	// late 8, Odoo's or sent again, has landed by then.
+	p.waitOdooIdle("after the late commit of 8")
+	p.waitRoundsPass(ra, 2, "after the late commit of 8")
 	if q := p.qty("press-1"); q != 12 {
 		t.Errorf("quantity %v, want 12: the late 8 came over it", q)
 	}
@@ -442,8 +445,7 @@ func (p *plant) wantOneScrapBooking(ra *runningAgent, d time.Duration) {
 		sc := p.odoo.Scraps()
 		return len(sc) == 1 && sc[0].State == "done" && ra.a.Status().Buffer.Pending == 0, fmt.Sprintf("%+v", sc)
 	})
-	time.Sleep(time.Second) // a repeated validation would land meanwhile
-	p.waitRoundsPass(ra, 2, "after the booking")
+	p.waitRoundsPass(ra, 2, "after the booking") // a repeated validation would land meanwhile
 	if sc := p.odoo.Scraps(); len(sc) != 1 || sc[0].Qty != 3 || sc[0].Moves != 1 {
 		p.t.Errorf("scrap in Odoo: %+v (want one booking of 3 with one move)", sc)
 	}
@@ -471,8 +473,7 @@ func (p *plant) wantSplit(ra *runningAgent, next *atomic.Int64, made float64) {
 		st := ra.a.Status()
 		return next.Load() != 0 && st.Buffer.Pending == 0, fmt.Sprintf("pending %d", st.Buffer.Pending)
 	})
-	time.Sleep(300 * time.Millisecond) // a double write would land meanwhile
-	p.waitRoundsPass(ra, 2, "after the split")
+	p.waitRoundsPass(ra, 2, "after the split") // a double write would land meanwhile
 	q1, q2 := p.odoo.Workorder(p.woIDs["press-1"]).QtyProduced, p.odoo.Workorder(next.Load()).QtyProduced
 	if q1+q2 != made {
 		p.t.Fatalf("first order %v + second %v = %v pieces in Odoo, machine made %v", q1, q2, q1+q2, made)
@@ -513,8 +514,7 @@ func TestScrapMergedDuringARoundIsBooked(t *testing.T) {
 		return st.Buffer.Pending == 0 && p.scrapped("press-1") == scrapped(),
 			fmt.Sprintf("pending %d, scrapped in Odoo %v of %v (merged %d)", st.Buffer.Pending, p.scrapped("press-1"), scrapped(), st.Buffer.Merged)
 	})
-	time.Sleep(300 * time.Millisecond) // a double booking would land meanwhile
-	p.waitRoundsPass(ra, 2, "after the booking")
+	p.waitRoundsPass(ra, 2, "after the booking") // a double booking would land meanwhile
 	if got, want := p.scrapped("press-1"), scrapped(); got != want {
 		t.Fatalf("scrapped in Odoo %v, machine scrapped %v (merged %d)", got, want, ra.a.Status().Buffer.Merged)
 	}
@@ -555,7 +555,6 @@ func TestGoodMergedDuringARoundThenWorkOrderChange(t *testing.T) {
 		st := ra.a.Status()
 		return next.Load() != 0 && st.Buffer.Pending == 0 && inOdoo() == m.made(), fmt.Sprintf("pending %d, in Odoo %v of %v", st.Buffer.Pending, inOdoo(), m.made())
 	})
-	time.Sleep(300 * time.Millisecond)
 	p.waitRoundsPass(ra, 2, "after the split")
 	q1, q2 := p.odoo.Workorder(first).QtyProducing, p.odoo.Workorder(next.Load()).QtyProducing
 	if q1+q2 != m.made() {
@@ -597,7 +596,6 @@ func TestDeadLetterRetryDoesNotReopenAClosedLine(t *testing.T) {
 		st := ra.a.Status()
 		return st.Buffer.DeadLetters == 0 && st.Buffer.Pending == 0, ""
 	})
-	time.Sleep(300 * time.Millisecond)
 	p.waitRoundsPass(ra, 2, "after the drain")
 	if l := p.odoo.Productivity(); len(l) != 1 || l[0].End.IsZero() || p.odoo.WorkingState(wc) != "normal" {
 		t.Fatalf("machine running, but work center %q, lines %+v", p.odoo.WorkingState(wc), l)
@@ -634,7 +632,6 @@ func TestRetriedScrapNotAckedByAnInFlightBooking(t *testing.T) {
 		st := ra.a.Status()
 		return st.Buffer.Pending == 0 && st.Buffer.DeadLetters == 0, fmt.Sprintf("pending %d dead %d", st.Buffer.Pending, st.Buffer.DeadLetters)
 	})
-	time.Sleep(300 * time.Millisecond)
 	p.waitRoundsPass(ra, 2, "after the drain")
 	if got := p.scrapped("press-1"); got != 5 {
 		t.Fatalf("scrapped %v in Odoo, machine scrapped 5", got)
@@ -660,7 +657,6 @@ func TestReloadFromBlockToMinStopClosesTheOpenLine(t *testing.T) {
 	waitFor(t, 15*time.Second, "drained", func() (bool, string) {
 		return ra.a.Status().Buffer.Pending == 0, ""
 	})
-	time.Sleep(500 * time.Millisecond)
 	p.waitRoundsPass(ra, 2, "after the drain")
 	if l := p.odoo.Productivity(); p.odoo.WorkingState(wc) != "normal" {
 		t.Fatalf("machine running again, work center %q, lines %+v", p.odoo.WorkingState(wc), l)
