@@ -130,7 +130,7 @@ func TestEditDuringAWriteInDoubtIsNotTakenBack(t *testing.T) {
 	if err != nil || res.Accepted {
 		t.Errorf("accept-qty again: %+v, %v; want nothing taken back", res, err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	p.waitRoundsPass(ra, 2, "after the second accept-qty") // a write taking the edit back would be there
 	if q := p.woQty(wo); q != 15 {
 		t.Errorf("Odoo shows %v, want the 15 written", q)
 	}

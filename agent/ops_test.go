@@ -1691,8 +1691,8 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		ra := p.startAgentWith(false)
 		p.produce(m, 2, 0)
 		p.waitExactQty(ra, "press-1", 17)
-		time.Sleep(300 * time.Millisecond)
-		p.waitExactQty(ra, "press-1", 17)
+		p.waitRoundsPass(ra, 2, "after 17")
+		p.wantQty("press-1", 17)
 	}
 	// inDoubt: 15 in Odoo from a write whose answer was lost, the agent
 	// stopped.
@@ -1773,8 +1773,8 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		if got := ra.a.Status().Odoo.SwitchFrom; got != "" {
 			t.Errorf("status switch_from %q after the switch", got)
 		}
-		time.Sleep(300 * time.Millisecond) // nothing more may come
-		p.waitExactQty(ra, "press-1", 507)
+		p.waitRoundsPass(ra, 2, "after 507") // nothing more may come
+		p.wantQty("press-1", 507)
 	})
 	t.Run("scrap booking in doubt", func(t *testing.T) {
 		p, ra, m := start(t)
@@ -1782,12 +1782,12 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		ra.stopNow(t)
 
 		p.switchOdoo(2)
-		p.startAgentWith(false)
+		ra = p.startAgentWith(false)
 		waitFor(t, 15*time.Second, "the scrap in the new database", func() (bool, string) {
 			got := p.scrapByWorkorder()
 			return len(got) > 0, fmt.Sprint(got)
 		})
-		time.Sleep(300 * time.Millisecond)
+		p.waitRoundsPass(ra, 2, "after the scrap") // a second booking would land meanwhile
 		got := p.scrapByWorkorder()
 		if s, ok := got[p.woIDs["press-1"]]; len(got) != 1 || !ok || s.Qty != 3 || s.ProductID != p.product || !strings.Contains(s.XMLID, "_scrap_") {
 			t.Errorf("scrap in the new database: %+v, want 3 on work order %d, product %d", got, p.woIDs["press-1"], p.product)
@@ -2133,8 +2133,8 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 			t.Fatalf("retry where it was refused: %+v %v", res, err)
 		}
 		p.waitExactQty(ra, "press-1", 13)
-		time.Sleep(300 * time.Millisecond)
-		p.waitExactQty(ra, "press-1", 13)
+		p.waitRoundsPass(ra, 2, "after 13")
+		p.wantQty("press-1", 13)
 	})
 	// A buffer file from a version that did not record its Odoo: the
 	// upgrade probe upgraded and moved Odoo in one stop, and the old
@@ -2159,8 +2159,8 @@ func TestOdooDatabaseChangedWhileStopped(t *testing.T) {
 		ra = p.startAgentWith(false)
 		p.produce(m, 7, 0)
 		p.waitExactQty(ra, "press-1", 7)
-		time.Sleep(300 * time.Millisecond)
-		p.waitExactQty(ra, "press-1", 7)
+		p.waitRoundsPass(ra, 2, "after 7")
+		p.wantQty("press-1", 7)
 		if !strings.Contains(p.logs.String(), "the buffer file's work-order state is not this Odoo's") {
 			t.Error("not logged")
 		}
@@ -2294,8 +2294,8 @@ func TestOdooUpgradedAcross19AtAnotherAddress(t *testing.T) {
 		ra = p.startAgentWith(false)
 		p.produce(m, 2, 0)
 		p.waitExactQty(ra, "press-1", 17)
-		time.Sleep(300 * time.Millisecond) // nothing more may come
-		p.waitExactQty(ra, "press-1", 17)
+		p.waitRoundsPass(ra, 2, "after 17") // nothing more may come
+		p.wantQty("press-1", 17)
 	})
 }
 
@@ -2497,7 +2497,9 @@ func testRestoredBufferFileSendsNothing(t *testing.T) {
 	if !strings.Contains(p.logs.String(), "BUFFER FILE OLDER THAN ODOO") {
 		t.Error("not logged")
 	}
-	time.Sleep(500 * time.Millisecond)
+	// A round begun after the refusal has ended (each fails the same, then
+	// waits its backoff: 500 ms could hold none).
+	p.waitRoundsPass(ra, 1, "after the refusal")
 	if got, q := scrap(), p.qty("press-1"); got != 4 || q != 8 {
 		t.Errorf("sent from the restored file: scrap %g (want 4), quantity %g (want 8)", got, q)
 	}
@@ -2513,7 +2515,7 @@ func testRestoredBufferFileSendsNothing(t *testing.T) {
 	waitFor(t, 15*time.Second, "the new scrap", func() (bool, string) {
 		return scrap() == 5, fmt.Sprint(scrap())
 	})
-	time.Sleep(300 * time.Millisecond)
+	p.waitRoundsPass(ra, 2, "after the new scrap")
 	if got, q := scrap(), p.qty("press-1"); got != 5 || q != 10 {
 		t.Errorf("after a fresh start: scrap %g (want 5), quantity %g (want 10)", got, q)
 	}
@@ -2574,8 +2576,8 @@ func TestReplacementPLCStartsCountingFromItsValue(t *testing.T) {
 	})
 	plc2.Set("ua-press-1.Good", int64(50_007))
 	p.waitExactQty(ra, "ua-press-1", 17)
-	time.Sleep(500 * time.Millisecond) // nothing more may come
-	p.waitExactQty(ra, "ua-press-1", 17)
+	p.waitRoundsPass(ra, 2, "after 17") // nothing more may come
+	p.wantQty("ua-press-1", 17)
 }
 
 // A counter mapped to another node while the agent was stopped (the
@@ -2646,8 +2648,8 @@ func TestCounterGlitchAndCorrectionBookNoPhantomPieces(t *testing.T) {
 	})
 	set(1609, 82*time.Second)
 	p.waitExactQty(ra, "ua-press-1", 609)
-	time.Sleep(500 * time.Millisecond) // nothing more may come
-	p.waitExactQty(ra, "ua-press-1", 609)
+	p.waitRoundsPass(ra, 2, "after 609") // nothing more may come
+	p.wantQty("ua-press-1", 609)
 	if !strings.Contains(p.logs.String(), "that reset was a glitch") {
 		t.Errorf("the glitch not logged:\n%s", p.logs.String())
 	}

@@ -141,7 +141,7 @@ func TestRebookAfterOdooRestoredFromBackup(t *testing.T) {
 	if err != nil || res.LinesMissing != 0 || res.ScrapsMissing != 0 || res.Lines != 4 || res.Scraps != 1 {
 		t.Errorf("second rebook: %+v %v; want nothing missing", res, err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	p.waitRoundsPass(ra, 2, "after the second rebook") // what it booked twice would be there
 	if n, s := len(p.odoo.Productivity()), p.scrapped("press-2"); n != 4 || s != 3 {
 		t.Errorf("at the end: %d lines, %g scrapped; want 4 and 3", n, s)
 	}
