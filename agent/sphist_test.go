@@ -130,8 +130,8 @@ func (h *spHistory) hasLine(start, end time.Duration) (bool, string) {
 	}), h.show(ls)
 }
 
-// waitLines waits for Odoo's lines to be want, and checks a second later
-// that nothing more came.
+// waitLines waits for Odoo's lines to be want, and checks once two rounds
+// begun after have ended that nothing more came.
 func (h *spHistory) waitLines(want []spLine) {
 	h.t.Helper()
 	match := func(ls []odootest.ProductivityLine) bool {
@@ -149,7 +149,7 @@ func (h *spHistory) waitLines(want []spLine) {
 		ls := h.lines()
 		return match(ls), h.show(ls)
 	})
-	time.Sleep(time.Second) // nothing more comes
+	h.p.waitRoundsPass(h.ra, 2, "after the lines") // nothing more comes
 	if ls := h.lines(); !match(ls) {
 		h.t.Fatalf("downtime lines %s", h.show(ls))
 	}
