@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,7 +68,7 @@ func TestMosquittoPublishRefusedKeepsReading(t *testing.T) {
 	if err := os.WriteFile(acl, []byte("topic read #\n\nuser edge\ntopic readwrite #\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m := newMosquitto(t, "acl_file "+acl)
+	m := newMosquitto(t, "acl_file "+acl, "log_type debug") // debug: each refused publish said
 	url := m.url("tcp")
 	sink := make(chanSink, 10)
 	r := start(t, Config{URL: url, ClientID: "refused-pub", Topics: []string{"spBv1.0/g/+/n/#"}}, sink)
@@ -93,10 +94,18 @@ func TestMosquittoPublishRefusedKeepsReading(t *testing.T) {
 		t.Fatalf("got %s %q", s.Address, s.Payload)
 	}
 	s.Done()
+	// Mosquitto has read all three once it has said each refused (one let
+	// through is not said refused: the wait fails). It was a 200 ms wait
+	// for the observer, which a loaded machine may take before the broker
+	// reads them.
+	waitFor(t, "the three publishes refused", func() bool {
+		b, _ := os.ReadFile(filepath.Join(m.dir, "mosquitto.log"))
+		return strings.Count(string(b), "Denied PUBLISH from refused-pub ") == 3
+	})
 	select {
 	case msg := <-ncmd:
 		t.Fatalf("the ACL let the refused publish through: %q", msg.Payload())
-	case <-time.After(200 * time.Millisecond):
+	default:
 	}
 	if st := r.Stats(); st.Reconnects != 0 || st.Connects != 1 || r.State() != connectors.StateConnected {
 		t.Fatalf("stats %+v state %s after a refused publish, want one connection, still up", st, r.State())
