@@ -251,8 +251,10 @@ func chaosDrain(t *testing.T, cr crash) {
 	p.odoo.SetDown(false)
 	t.Logf("crashed the agent %d times", kills)
 	p.waitExact(nil, 60*time.Second)
-	// And it stays exact: nothing arrives twice later.
-	time.Sleep(500 * time.Millisecond)
+	// And it stays exact: nothing arrives twice later (two rounds of the
+	// child begun after it matched have ended; 500 ms could hold none on
+	// a loaded machine).
+	childRoundsPass(t, api, 2)
 	p.waitExact(nil, time.Second)
 	// Scrap too: booked through its outbox while the process dies and Odoo
 	// commits-then-drops, each piece once, each booking one stock move.
@@ -277,4 +279,21 @@ func chaosDrain(t *testing.T, cr crash) {
 			t.Errorf("duplicate downtime line %s", l.XMLID)
 		}
 	}
+}
+
+// childRoundsPass waits until n forwarding rounds that the child agent at
+// api began after the call have ended: waitRoundsPass for a child.
+func childRoundsPass(t *testing.T, api *agent.APIClient, n uint64) {
+	t.Helper()
+	var want uint64
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d rounds of the child agent", n), func() (bool, string) {
+		st, err := api.Status(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		if want == 0 {
+			want = st.Odoo.RoundsDone + 1 + n
+		}
+		return st.Odoo.RoundsDone >= want, fmt.Sprintf("%d rounds done, want %d", st.Odoo.RoundsDone, want)
+	})
 }
