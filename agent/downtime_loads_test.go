@@ -167,20 +167,25 @@ func TestEndToEndLoadSizeKeptAcrossARestart(t *testing.T) {
 // its open record acknowledged without a row — while a rebook took it as
 // rows, so after a drain of closed stops had shrunk to what Odoo answers in
 // time, a rebook sent twice the rows and timed out. Here an Odoo that
-// takes 25 ms a row (the test's timeout is 2 s): a drain of 400 stops
-// shrinks the loads until they are answered in time; then Odoo is
-// restored from a backup made before them, and the rebook of the 400
-// lines goes through without a load timing out.
+// takes 30 ms a row with odoo.timeout 5 s: a drain of 400 stops shrinks
+// the loads from 200 (6 s) to 100 (3 s, 2 s within the timeout: the
+// tests' 2 s timeout left a 50-row load 0.75 s, which a loaded machine
+// ran out); then Odoo is restored from a backup made before them, and
+// the rebook of the 400 lines goes through without a load timing out —
+// twice the rows would take 6 s.
 func TestEndToEndRebookLoadsCarryTheDrainsLines(t *testing.T) {
 	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
 	p.editConfig("forward:\n  interval: 100ms\n", "forward:\n  interval: 1h\n")
+	// the first load, of 200 rows, outlasts the timeout and commits after
+	// it (6 s), within the request limit the agent waits out after it
+	p.editConfig("  timeout: 2s\n  request_limit: 3s\n", "  timeout: 5s\n  request_limit: 5500ms\n")
 	ra := p.startAgent()
 	start := time.Now().Add(-time.Second)
 	backup := p.odoo.Backup()
 	const stops = 400
 	from := p.stopsWhileOdooDown(ra, stops)
-	p.odoo.SetLoadRowLatency(25 * time.Millisecond)
+	p.odoo.SetLoadRowLatency(30 * time.Millisecond)
 	p.odoo.SetDown(false)
 	ra.a.Flush()
 	waitFor(t, 180*time.Second, "the backlog drained", func() (bool, string) {
