@@ -3,10 +3,13 @@ package buffer
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -108,4 +111,129 @@ func TestDropMappedPages(t *testing.T) {
 	if _, err := q.Append(ctx, []Record{{Lane: LaneCounts, Key: "m", Data: payload}}); err != nil {
 		t.Fatalf("append after dropping pages: %v", err)
 	}
+}
+
+// The agent drops the buffer file's mapped pages every few seconds while it
+// ingests (agent dropPages): drops that land between and during commits —
+// appends of records and of meta values, the file growing and bbolt
+// remapping it — change nothing that is read, then or later, and nothing
+// that is written.
+func TestDropMappedPagesWhileAppending(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{})
+	ctx := context.Background()
+	payload := func(key string, i int) []byte {
+		return bytes.Repeat([]byte(key+"/"+strconv.Itoa(i)+";"), 12)
+	}
+	check := func(recs []Record) error {
+		for _, r := range recs {
+			head, _, _ := bytes.Cut(r.Data, []byte(";"))
+			k, n, ok := strings.Cut(string(head), "/")
+			i, err := strconv.Atoi(n)
+			if !ok || err != nil || k != r.Key || !bytes.Equal(r.Data, payload(r.Key, i)) {
+				return fmt.Errorf("record %d of %s reads %.40q", r.Seq, r.Key, r.Data)
+			}
+		}
+		return nil
+	}
+	const appenders, batches, perBatch = 4, 60, 500
+	var wg sync.WaitGroup
+	errs := make(chan error, appenders+2)
+	for a := range appenders {
+		key := "m" + strconv.Itoa(a)
+		wg.Go(func() {
+			for b := range batches {
+				recs := make([]Record, perBatch)
+				for j := range recs {
+					recs[j] = Record{Lane: LaneCounts, Key: key, Data: payload(key, b*perBatch+j)}
+				}
+				state := KV{Key: "state/" + key, Value: payload(key, b)}
+				if _, err := q.Append(ctx, recs, state); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	var stop atomic.Bool
+	var drops, reads atomic.Int64
+	var side sync.WaitGroup
+	side.Go(func() { // the agent's dropPages, as often as it can
+		for !stop.Load() {
+			if err := q.DropMappedPages(); err != nil {
+				errs <- err
+				return
+			}
+			drops.Add(1)
+		}
+	})
+	side.Go(func() { // a reader (the forwarder, status) between the drops, of what was just appended
+		after := uint64(0)
+		for !stop.Load() {
+			recs, err := q.Peek(LaneCounts, after, 2000)
+			if err == nil {
+				err = check(recs)
+			}
+			if after = 0; len(recs) == 2000 {
+				after = recs[len(recs)-1].Seq
+			}
+			for a := 0; err == nil && a < appenders; a++ {
+				_, err = q.Meta("state/m" + strconv.Itoa(a))
+			}
+			if err != nil {
+				errs <- err
+				return
+			}
+			reads.Add(1)
+		}
+	})
+	wg.Wait()
+	// The drops and reads went on while all of it was appended.
+	for drops.Load() < 3 || reads.Load() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	stop.Store(true)
+	side.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	t.Logf("%d drops and %d reads while %d records were appended", drops.Load(), reads.Load(), appenders*batches*perBatch)
+
+	verify := func(q *Queue, when string) {
+		t.Helper()
+		if err := q.DropMappedPages(); err != nil {
+			t.Fatal(err)
+		}
+		recs := readAll(t, q, LaneCounts)
+		if len(recs) != appenders*batches*perBatch {
+			t.Fatalf("%s: %d records, want %d", when, len(recs), appenders*batches*perBatch)
+		}
+		if err := check(recs); err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		next := map[string]int{}
+		for _, r := range recs {
+			if want := payload(r.Key, next[r.Key]); !bytes.Equal(r.Data, want) {
+				t.Fatalf("%s: record %d of %s out of order: %.40q, want %.40q", when, r.Seq, r.Key, r.Data, want)
+			}
+			next[r.Key]++
+		}
+		for a := range appenders {
+			key := "m" + strconv.Itoa(a)
+			v, err := q.Meta("state/" + key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(v, payload(key, batches-1)) {
+				t.Fatalf("%s: state of %s reads %.40q, want the last batch's", when, key, v)
+			}
+		}
+	}
+	verify(q, "after the drops")
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q = openTest(t, path, Options{})
+	verify(q, "reopened")
 }
