@@ -234,6 +234,8 @@ type Agent struct {
 	pendingGen  uint64
 	pendingBusy bool
 	pendingDone bool // the buffer is closing: no more background scans
+	// pendingStop cuts a background scan short (set by stopPendingScans).
+	pendingStop atomic.Bool
 	bg          sync.WaitGroup
 
 	lastBeat     atomic.Int64

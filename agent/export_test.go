@@ -1,6 +1,9 @@
 package agent
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // SetBookedCheck sets how many of the last bookings kept the agent looks up
 // after Odoo was away, and how often it looks anyway (0: as it is), and
@@ -48,3 +51,28 @@ func SetLinesPerLoad(a *Agent, n int) {
 // load left in doubt (forwarder.doubtLines); read it only once Run has
 // returned.
 func (a *Agent) DoubtLines() int { return len(a.fwd.doubtLines) }
+
+// SetPendingScanBound sets how many records a scan of the pending counts
+// may read while status or /metrics waits, and holds every background
+// scan at its first chunk until release is called or the agent stops;
+// restore puts both back. Not for parallel tests.
+func SetPendingScanBound(n int) (release, restore func()) {
+	was := pendingScanBound
+	pendingScanBound = n
+	held := make(chan struct{})
+	var once sync.Once
+	pendingScanChunk = func(a *Agent) {
+		for !a.pendingStop.Load() {
+			select {
+			case <-held:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	release = func() { once.Do(func() { close(held) }) }
+	return release, func() {
+		release()
+		pendingScanBound, pendingScanChunk = was, nil
+	}
+}

@@ -519,7 +519,7 @@ func TestPendingCountsRescanInTheBackgroundWhenSlow(t *testing.T) {
 		}
 	}
 	good := func() float64 {
-		p, _, err := a.pendingCounts()
+		p, _, _, err := a.pendingCounts()
 		if err != nil {
 			t.Fatal(err)
 		}

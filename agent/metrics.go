@@ -201,6 +201,8 @@ var (
 	descFile     = prometheus.NewDesc("plantedge_buffer_file_bytes", "Size of the buffer file.", nil, nil)
 	descStalled  = prometheus.NewDesc("plantedge_buffer_write_stalled_seconds", "How long the buffer write in progress has run, from 30 s on (a frozen or failing disk, a hung network file system: no value is taken meanwhile); 0 otherwise.", nil, nil)
 	descPartial  = prometheus.NewDesc("plantedge_buffer_pending_partial", "1 while the machines' pending counts are short: the buffer file could not be read to its end (status: PENDING COUNTS SHORT).", nil, nil)
+	descReading  = prometheus.NewDesc("plantedge_buffer_pending_counts_reading",
+		"Records the agent reads in the background for the machines' pending counts, which are not known until it is done (a backlog too big to read during a scrape, with no earlier result: after a start); 0 when they are known. Meanwhile oldest_forwardable_age_seconds is the oldest pending record's age, held or not (status: pending counts being read).", nil, nil)
 	descDiskFull = prometheus.NewDesc("plantedge_buffer_disk_full", "1 while a full disk holds the buffer to the size of its file (as if max_bytes were reached), or has its reserve file given up for acknowledgements (appends do not grow the file).", nil, nil)
 	descShrinks  = prometheus.NewDesc("plantedge_buffer_shrinks_total", "Times the buffer file was replaced by a compact copy after a backlog drained.", nil, nil)
 	descInfo     = prometheus.NewDesc("plantedge_info", "Always 1: the agent's site (as in Odoo's external ids), version and Go version.", []string{"site", "version", "go_version"}, nil)
@@ -219,7 +221,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descKeyExp, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descStalled, descPartial, descShrinks, descSource, descSessions, descNextTry, descPolled, descRefused, descOverflow, descLeftShut, descLoginChk, descHBeat, descHeld, descClockOff} {
+	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descKeyExp, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descStalled, descPartial, descReading, descShrinks, descSource, descSessions, descNextTry, descPolled, descRefused, descOverflow, descLeftShut, descLoginChk, descHBeat, descHeld, descClockOff} {
 		ch <- d
 	}
 }
@@ -253,9 +255,13 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descClockOff, prometheus.GaugeValue, clock.off.Seconds(), mc.ID)
 			}
 		}
-		pending, _, scanErr := c.a.pendingCounts() // a scan, kept a second
+		pending, _, reading, scanErr := c.a.pendingCounts() // a scan, kept a second (a big one in the background)
 		ch <- prometheus.MustNewConstMetric(descPartial, prometheus.GaugeValue, boolGauge(scanErr != nil))
+		ch <- prometheus.MustNewConstMetric(descReading, prometheus.GaugeValue, float64(reading))
 		_, at := oldestForwardable(c.a.cfg.Load(), links, pending)
+		if reading > 0 {
+			at = c.a.oldestPending()
+		}
 		ch <- prometheus.MustNewConstMetric(descOldestFw, prometheus.GaugeValue, age(at))
 		l := c.a.fwd.linkSnapshot()
 		ch <- prometheus.MustNewConstMetric(descOdooCall, prometheus.GaugeValue, l.CallSeconds)

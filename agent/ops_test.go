@@ -259,6 +259,7 @@ func TestHTTPEndpoints(t *testing.T) {
 		{"plantedge_dead_lettered_total", nil, func(v float64) bool { return v == 1 }},
 		{"plantedge_buffer_dead_letters", nil, func(v float64) bool { return v == 1 }},
 		{"plantedge_buffer_pending_partial", nil, func(v float64) bool { return v == 0 }},
+		{"plantedge_buffer_pending_counts_reading", nil, func(v float64) bool { return v == 0 }},
 		{"plantedge_info", []string{`site="test-plant"`, `go_version="go`}, func(v float64) bool { return v == 1 }},
 		{"go_goroutines", nil, func(v float64) bool { return v > 0 }},
 		{"process_resident_memory_bytes", nil, func(v float64) bool { return v > 0 }},

@@ -70,7 +70,7 @@ machines:
 	}
 
 	a := &Agent{buf: q}
-	pending, err := a.scanPending()
+	pending, err := a.scanPending(false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ func TestScanOfPendingCountsPastADamagedRecord(t *testing.T) {
 			}
 			defer ro.Close()
 			a := &Agent{buf: ro}
-			out, err := a.scanPending()
+			out, err := a.scanPending(false)
 			if !errors.Is(err, buffer.ErrCorruptRecord) {
 				t.Errorf("scan error %v, want a corrupt record", err)
 			}

@@ -109,6 +109,14 @@ type BufferStatus struct {
 	// disk while the agent is stopped: the start sets it aside). Those
 	// counts are then short; empty when they are whole.
 	PendingPartial string `json:"pending_partial,omitempty"`
+	// PendingCountsReading is how many records the agent reads in the
+	// background for the machines' pending and dead-letter counts, which
+	// are not known until it is done (a backlog too big to read while
+	// status waits, with no earlier result: after a start): the machines'
+	// pending, pending_scrap and dead-letter counts say 0 meanwhile, and
+	// held, unmapped and oldest_forwardable leave those records out. 0 when
+	// the counts are known.
+	PendingCountsReading int `json:"pending_counts_reading,omitempty"`
 	// WriteError is why appends fail now (disk full, read-only file
 	// system), for WriteFailingSeconds: nothing new is acknowledged, values
 	// wait at the sources. Empty while writes succeed.
@@ -533,8 +541,9 @@ func (a *Agent) Status() Status {
 	}
 	quiet := a.quietCounters(cfg, time.Now())
 	a.stateMu.Unlock()
-	pending, scanned, scanErr := a.pendingCounts()
+	pending, scanned, reading, scanErr := a.pendingCounts()
 	st.Buffer.PendingPartial = partialNote(scanErr)
+	st.Buffer.PendingCountsReading = reading
 	n, list := unmapped(cfg, pending)
 	st.Buffer.Unmapped, st.Buffer.UnmappedMachines = n+a.fwd.orphansWaitingNow(), list
 	st.Buffer.RemovedDeadLetters = removedDeadLetters(cfg, pending)
@@ -651,6 +660,9 @@ func (a *Agent) Status() Status {
 		st.Machines = append(st.Machines, ms)
 	}
 	seq, at := oldestForwardable(cfg, links, pending)
+	if reading > 0 {
+		at = a.oldestPending()
+	}
 	st.Buffer.OldestForwardableSeq, st.Buffer.OldestForwardableAgeSeconds = seq, age(at)
 	// The scan is cached a second: records appended since it began are not
 	// in it, and any of them may be forwardable.
@@ -1151,30 +1163,71 @@ func unmapped(cfg *config.Config, pending map[string]pendingCount) (int, []Unmap
 // or for ten times as long as its scan took: status and /metrics may be
 // polled often (flush, a dashboard) while a backlog of millions waits, and
 // must neither take a core nor answer late (the scale probe: 1.1 s a call
-// and 43 % of the agent's CPU at 90k–370k records). Once a scan takes
-// pendingScanSlow or more, an older result is answered at once and the
-// next scan runs in the background. scanned is the buffer's last sequence
-// number when that scan began: later records are not in it. err says why
-// that scan stopped short: the counts are then partial.
-func (a *Agent) pendingCounts() (_ map[string]pendingCount, scanned uint64, err error) {
+// and 43 % of the agent's CPU at 90k–370k records). A scan of more than
+// pendingScanBound records, or once one took pendingScanSlow or more, runs
+// in the background: the last result is answered at once, and with none
+// yet (a start, a drained buffer) no counts, reading the number of
+// records being read — the many-PLCs benchmark's last /metrics scrape,
+// which scanned the backlog while it waited, took 35–42 s after 5 minutes
+// of ingest with Odoo down, past Prometheus's 10 s scrape timeout. scanned
+// is the buffer's last sequence number when that scan began: later records
+// are not in it. err says why that scan stopped short: the counts are then
+// partial.
+func (a *Agent) pendingCounts() (_ map[string]pendingCount, scanned uint64, reading int, err error) {
 	a.pendingMu.Lock()
 	defer a.pendingMu.Unlock()
+	n := a.pendingBacklog()
+	long := n > pendingScanBound && !a.pendingDone
 	if a.pendingVal != nil && !a.pendingDrained() {
 		if time.Since(a.pendingAt) < max(time.Second, 10*a.pendingTook) {
-			return a.pendingVal, a.pendingSeq, a.pendingErr
+			return a.pendingVal, a.pendingSeq, 0, a.pendingErr
 		}
-		if a.pendingTook >= pendingScanSlow && !a.pendingDone {
-			if !a.pendingBusy {
-				a.pendingBusy = true
-				a.bg.Add(1)
-				go a.rescanPending(a.pendingGen)
-			}
-			return a.pendingVal, a.pendingSeq, a.pendingErr
+		if long || (a.pendingTook >= pendingScanSlow && !a.pendingDone) {
+			a.rescanInBackground()
+			return a.pendingVal, a.pendingSeq, 0, a.pendingErr
+		}
+	} else if long {
+		a.rescanInBackground()
+		return map[string]pendingCount{}, 0, n, nil
+	}
+	a.pendingVal, a.pendingSeq, a.pendingTook, a.pendingErr = a.scanPendingCounts(false)
+	a.pendingAt = time.Now()
+	return a.pendingVal, a.pendingSeq, 0, a.pendingErr
+}
+
+// pendingBacklog is how many records a scan of the pending counts reads
+// (telemetry is not read), from the buffer's stats: known at once.
+func (a *Agent) pendingBacklog() int {
+	if a.buf == nil {
+		return 0
+	}
+	st := a.buf.Stats()
+	return st.Lanes[buffer.LaneCounts].Pending + st.Lanes[buffer.LaneEvents].Pending + st.DeadLetters
+}
+
+// oldestPending is when the oldest record of the count and event lanes
+// was taken, held or not: what oldest_forwardable says while the pending
+// counts are being read (an upper bound: 0, none, would hide a backlog
+// from an alert just when a WAN outage made it big).
+func (a *Agent) oldestPending() time.Time {
+	st := a.buf.Stats()
+	var at time.Time
+	for _, l := range []buffer.Lane{buffer.LaneCounts, buffer.LaneEvents} {
+		if o := st.Lanes[l].Oldest; !o.IsZero() && (at.IsZero() || o.Before(at)) {
+			at = o
 		}
 	}
-	a.pendingVal, a.pendingSeq, a.pendingTook, a.pendingErr = a.scanPendingCounts()
-	a.pendingAt = time.Now()
-	return a.pendingVal, a.pendingSeq, a.pendingErr
+	return at
+}
+
+// rescanInBackground starts a background scan unless one runs (under
+// pendingMu).
+func (a *Agent) rescanInBackground() {
+	if !a.pendingBusy {
+		a.pendingBusy = true
+		a.bg.Add(1)
+		go a.rescanPending(a.pendingGen)
+	}
 }
 
 // pendingDrained reports whether the kept pending counts name records the
@@ -1197,25 +1250,45 @@ func (a *Agent) pendingDrained() bool {
 // the next runs in the background (see pendingCounts).
 const pendingScanSlow = 100 * time.Millisecond
 
+// pendingScanBound is how many records a scan of the pending counts may
+// read while the caller waits; more are read in the background.
+// BenchmarkPendingScan measured 1.30–1.34 µs a record on an idle 2-core
+// box (65 ms for 50,000); 2–3 µs under ingest (100–150 ms). A variable:
+// tests lower it.
+var pendingScanBound = 50000
+
+// errScanStopped ends a background scan of the pending counts cut short by
+// the stop.
+var errScanStopped = errors.New("the agent is stopping")
+
+// pendingScanChunk, when set (tests), is called after each chunk of
+// records a background scan of a's reads.
+var pendingScanChunk func(a *Agent)
+
 // rescanPending scans in the background; a forget since gen (dead letters
 // moved meanwhile) leaves its result due for another scan.
 func (a *Agent) rescanPending(gen uint64) {
 	defer a.bg.Done()
-	val, seq, took, err := a.scanPendingCounts()
+	val, seq, took, err := a.scanPendingCounts(true)
 	a.pendingMu.Lock()
 	defer a.pendingMu.Unlock()
 	a.pendingBusy = false
+	if errors.Is(err, errScanStopped) {
+		return // cut short by the stop: not the buffer's counts
+	}
 	a.pendingVal, a.pendingSeq, a.pendingTook, a.pendingErr, a.pendingAt = val, seq, took, err, time.Now()
 	if gen != a.pendingGen {
 		a.pendingAt = time.Time{}
 	}
 }
 
-// stopPendingScans waits for a background scan, and lets none start.
+// stopPendingScans cuts a background scan short (it ends at its next
+// chunk, some 25 ms of reading), waits for it, and lets none start.
 func (a *Agent) stopPendingScans() {
 	a.pendingMu.Lock()
 	a.pendingDone = true
 	a.pendingMu.Unlock()
+	a.pendingStop.Store(true)
 	a.bg.Wait()
 }
 
@@ -1231,13 +1304,14 @@ func (a *Agent) forgetPendingCounts() {
 // scanPendingCounts reads the pending records and the dead letters' good
 // counts; seq is the buffer's last sequence number before it began, took
 // how long it took, err why it stopped short (what it read is returned).
-func (a *Agent) scanPendingCounts() (_ map[string]pendingCount, seq uint64, took time.Duration, err error) {
+// A background scan (bg) ends at the stop, with errScanStopped.
+func (a *Agent) scanPendingCounts(bg bool) (_ map[string]pendingCount, seq uint64, took time.Duration, err error) {
 	if a.buf == nil {
 		return map[string]pendingCount{}, 0, 0, nil
 	}
 	start := time.Now()
 	seq = a.buf.LastSeq()
-	out, err := a.scanPending()
+	out, err := a.scanPending(bg)
 	return out, seq, time.Since(start), err
 }
 
@@ -1246,9 +1320,9 @@ func (a *Agent) scanPendingCounts() (_ map[string]pendingCount, seq uint64, took
 // cannot set aside; a buffer closing) ends the scan of its lane, not of
 // the others: the sums are then short, and err says so — status must not
 // present them as whole.
-func (a *Agent) scanPending() (map[string]pendingCount, error) {
+func (a *Agent) scanPending(bg bool) (map[string]pendingCount, error) {
 	out := map[string]pendingCount{}
-	scanErr := a.scanLane(buffer.LaneEvents, func(r buffer.Record) {
+	scanErr := a.scanLane(buffer.LaneEvents, bg, func(r buffer.Record) {
 		pc := out[r.Key]
 		pc.events++
 		pc.note(r)
@@ -1257,7 +1331,10 @@ func (a *Agent) scanPending() (map[string]pendingCount, error) {
 		}
 		out[r.Key] = pc
 	})
-	err := a.scanLane(buffer.LaneCounts, func(r buffer.Record) {
+	if errors.Is(scanErr, errScanStopped) {
+		return out, scanErr
+	}
+	err := a.scanLane(buffer.LaneCounts, bg, func(r buffer.Record) {
 		m, sig := splitKey(r.Key)
 		pc := out[m]
 		pc.records++
@@ -1274,10 +1351,13 @@ func (a *Agent) scanPending() (map[string]pendingCount, error) {
 		out[m] = pc
 	})
 	scanErr = cmp.Or(scanErr, err)
-	if a.buf.Stats().DeadLetters == 0 {
+	if a.buf.Stats().DeadLetters == 0 || errors.Is(err, errScanStopped) {
 		return out, scanErr
 	}
 	for after := uint64(0); ; {
+		if bg && a.pendingStop.Load() {
+			return out, errScanStopped
+		}
 		dls, err := a.buf.DeadLetterPage(after, scanChunk)
 		if err != nil || len(dls) == 0 {
 			return out, cmp.Or(scanErr, err)
@@ -1348,9 +1428,13 @@ func partialNote(err error) string {
 // scanLane calls fn for each pending record of lane, in order. A read that
 // fails is read again one record at a time, so that the records before the
 // one it cannot read count (a chunk's read fails as a whole); its error
-// ends the lane's scan.
-func (a *Agent) scanLane(lane buffer.Lane, fn func(buffer.Record)) error {
+// ends the lane's scan. A background scan (bg) ends at the stop, before
+// its next chunk: a scan of millions of records must not hold it.
+func (a *Agent) scanLane(lane buffer.Lane, bg bool, fn func(buffer.Record)) error {
 	for after := uint64(0); ; {
+		if bg && a.pendingStop.Load() {
+			return errScanStopped
+		}
 		recs, err := a.buf.Peek(lane, after, scanChunk)
 		if err != nil {
 			for {
@@ -1368,6 +1452,9 @@ func (a *Agent) scanLane(lane buffer.Lane, fn func(buffer.Record)) error {
 		}
 		if lane == buffer.LaneCounts {
 			_ = a.buf.DropMappedPages() // millions of count records: not kept mapped
+		}
+		if bg && pendingScanChunk != nil {
+			pendingScanChunk(a)
 		}
 		if len(recs) < scanChunk {
 			return nil
@@ -1517,7 +1604,9 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 	defer buf.Close()
 	// What the loads would log goes nowhere (the running agent logs it);
 	// damaged state is shown per machine below.
-	a := &Agent{buf: buf, log: slog.New(slog.DiscardHandler), state: mapping.NewState(), totals: map[string]totals{}, shownRunning: map[string]bool{}}
+	// (pendingDone: no background scan, this status is a command's one
+	// answer.)
+	a := &Agent{buf: buf, log: slog.New(slog.DiscardHandler), state: mapping.NewState(), totals: map[string]totals{}, shownRunning: map[string]bool{}, pendingDone: true}
 	a.cfg.Store(cfg)
 	if err := a.loadMachineState(); err != nil {
 		return st, err
@@ -1541,7 +1630,7 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 			st.Odoo.KeyExpiresAt, st.Odoo.KeyExpiresSoon = keyExpiryStatus(d.Expires, time.Now())
 		}
 	}
-	pending, _, scanErr := a.pendingCounts()
+	pending, _, _, scanErr := a.pendingCounts()
 	st.Buffer.PendingPartial = partialNote(scanErr)
 	if !cfg.EndpointsOnly { // without the machines every record would look unmapped
 		st.Buffer.Unmapped, st.Buffer.UnmappedMachines = unmapped(cfg, pending)

@@ -430,6 +430,11 @@ func printStatus(w io.Writer, st agent.Status) {
 	if b.PendingPartial != "" {
 		fmt.Fprintf(w, "          WARNING: PENDING COUNTS SHORT: %s\n", b.PendingPartial)
 	}
+	if b.PendingCountsReading > 0 {
+		// A backlog too big to read while status waits (after a start).
+		fmt.Fprintf(w, "          pending counts being read (%s): the machines' PENDING and dead letters are not known yet (shown ?); status again in a moment\n",
+			plural(b.PendingCountsReading, "record"))
+	}
 	if b.WriteError != "" {
 		why := "disk failing? file system read-only?"
 		switch b.WriteErrorCause {
@@ -650,6 +655,9 @@ func printStatus(w io.Writer, st agent.Status) {
 		pending := count(m.Pending)
 		if m.PendingScrap != 0 {
 			pending += " (+" + count(m.PendingScrap) + " scrap)"
+		}
+		if st.Buffer.PendingCountsReading > 0 {
+			pending = "?" // being read (said under Buffer)
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Workcenter, oneLine(wo), state, last,
 			count(m.GoodCount), count(m.ScrapCount), pending, count(m.Unattributed), oneLine(m.Error))

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -536,6 +537,27 @@ func TestStatusShowsPendingCountsShort(t *testing.T) {
 	printStatus(&out, agent.Status{Site: "s", Buffer: agent.BufferStatus{PendingPartial: "a damaged record in the buffer file ended the scan"}})
 	if s := out.String(); !strings.Contains(s, "WARNING: PENDING COUNTS SHORT: a damaged record in the buffer file ended the scan") {
 		t.Errorf("status:\n%s", s)
+	}
+}
+
+// Pending counts still being read in the background (a big backlog after
+// a start) are said, and the machines' PENDING shown unknown, not 0.
+func TestStatusShowsPendingCountsBeingRead(t *testing.T) {
+	var out bytes.Buffer
+	printStatus(&out, agent.Status{Site: "s", Buffer: agent.BufferStatus{Pending: 2500000, PendingCountsReading: 2400000},
+		Machines: []agent.MachineStatus{{ID: "press-1", Workcenter: "wc"}}})
+	s := out.String()
+	if !strings.Contains(s, "pending counts being read (2400000 records)") {
+		t.Errorf("status does not say the counts are being read:\n%s", s)
+	}
+	var row []string
+	for line := range strings.SplitSeq(s, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "press-1" {
+			row = f
+		}
+	}
+	if !slices.Contains(row, "?") {
+		t.Errorf("press-1's PENDING not shown unknown:\n%s", s)
 	}
 }
 
