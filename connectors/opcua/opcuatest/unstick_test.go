@@ -23,8 +23,19 @@ func TestUnstickFreesANotificationToADeadSubscription(t *testing.T) {
 	for range cap(dead.NotifyChannel) {
 		dead.NotifyChannel <- &ua.MonitoredItemNotification{}
 	}
-	addItem(s.srv, dead, node)
 	ss, mis := s.srv.SubscriptionService, s.srv.MonitoredItemService
+	ss.Mu.Lock()
+	ss.Subs[dead.ID] = dead
+	ss.Mu.Unlock()
+	item := &server.MonitoredItem{ID: 4243, Sub: dead, Req: &ua.MonitoredItemCreateRequest{
+		ItemToMonitor:       &ua.ReadValueID{NodeID: node, AttributeID: ua.AttributeIDValue},
+		RequestedParameters: &ua.MonitoringParameters{ClientHandle: 1},
+	}}
+	mis.Mu.Lock()
+	mis.Items[item.ID] = item
+	mis.Nodes[node.String()] = append(mis.Nodes[node.String()], item)
+	mis.Subs[dead.ID] = append(mis.Subs[dead.ID], item)
+	mis.Mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		s.srv.ChangeNotification(node) // blocks on the full channel
