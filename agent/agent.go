@@ -233,9 +233,9 @@ type Agent struct {
 	pendingTook time.Duration
 	pendingGen  uint64
 	pendingBusy bool
-	pendingDone bool // the buffer is closing: no more background scans
-	// pendingStop cuts a background scan short (set by stopPendingScans).
-	pendingStop atomic.Bool
+	// pendingDone: the buffer is closing (stopPendingScans) — no more
+	// background scans, and one under way ends at its next chunk.
+	pendingDone atomic.Bool
 	bg          sync.WaitGroup
 
 	lastBeat     atomic.Int64

@@ -62,7 +62,7 @@ func SetPendingScanBound(n int) (release, restore func()) {
 	held := make(chan struct{})
 	var once sync.Once
 	pendingScanChunk = func(a *Agent) {
-		for !a.pendingStop.Load() {
+		for !a.pendingDone.Load() {
 			select {
 			case <-held:
 				return

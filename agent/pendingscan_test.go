@@ -95,7 +95,7 @@ func TestStopCutsABackgroundPendingScanShort(t *testing.T) {
 		if chunks == 1 {
 			close(started)
 			// Stay in the scan until the stop is asked for.
-			for deadline := time.Now().Add(30 * time.Second); !a.pendingStop.Load() && time.Now().Before(deadline); {
+			for deadline := time.Now().Add(30 * time.Second); !a.pendingDone.Load() && time.Now().Before(deadline); {
 				time.Sleep(time.Millisecond)
 			}
 		}

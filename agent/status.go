@@ -1177,12 +1177,12 @@ func (a *Agent) pendingCounts() (_ map[string]pendingCount, scanned uint64, read
 	a.pendingMu.Lock()
 	defer a.pendingMu.Unlock()
 	n := a.pendingBacklog()
-	long := n > pendingScanBound && !a.pendingDone
+	long := n > pendingScanBound && !a.pendingDone.Load()
 	if a.pendingVal != nil && !a.pendingDrained() {
 		if time.Since(a.pendingAt) < max(time.Second, 10*a.pendingTook) {
 			return a.pendingVal, a.pendingSeq, 0, a.pendingErr
 		}
-		if long || (a.pendingTook >= pendingScanSlow && !a.pendingDone) {
+		if long || (a.pendingTook >= pendingScanSlow && !a.pendingDone.Load()) {
 			a.rescanInBackground()
 			return a.pendingVal, a.pendingSeq, 0, a.pendingErr
 		}
@@ -1285,10 +1285,9 @@ func (a *Agent) rescanPending(gen uint64) {
 // stopPendingScans cuts a background scan short (it ends at its next
 // chunk, some 25 ms of reading), waits for it, and lets none start.
 func (a *Agent) stopPendingScans() {
-	a.pendingMu.Lock()
-	a.pendingDone = true
+	a.pendingMu.Lock() // a scan being started under it is counted in bg
+	a.pendingDone.Store(true)
 	a.pendingMu.Unlock()
-	a.pendingStop.Store(true)
 	a.bg.Wait()
 }
 
@@ -1355,7 +1354,7 @@ func (a *Agent) scanPending(bg bool) (map[string]pendingCount, error) {
 		return out, scanErr
 	}
 	for after := uint64(0); ; {
-		if bg && a.pendingStop.Load() {
+		if bg && a.pendingDone.Load() {
 			return out, errScanStopped
 		}
 		dls, err := a.buf.DeadLetterPage(after, scanChunk)
@@ -1432,7 +1431,7 @@ func partialNote(err error) string {
 // its next chunk: a scan of millions of records must not hold it.
 func (a *Agent) scanLane(lane buffer.Lane, bg bool, fn func(buffer.Record)) error {
 	for after := uint64(0); ; {
-		if bg && a.pendingStop.Load() {
+		if bg && a.pendingDone.Load() {
 			return errScanStopped
 		}
 		recs, err := a.buf.Peek(lane, after, scanChunk)
@@ -1606,7 +1605,8 @@ func OfflineStatus(cfg *config.Config) (Status, error) {
 	// damaged state is shown per machine below.
 	// (pendingDone: no background scan, this status is a command's one
 	// answer.)
-	a := &Agent{buf: buf, log: slog.New(slog.DiscardHandler), state: mapping.NewState(), totals: map[string]totals{}, shownRunning: map[string]bool{}, pendingDone: true}
+	a := &Agent{buf: buf, log: slog.New(slog.DiscardHandler), state: mapping.NewState(), totals: map[string]totals{}, shownRunning: map[string]bool{}}
+	a.pendingDone.Store(true)
 	a.cfg.Store(cfg)
 	if err := a.loadMachineState(); err != nil {
 		return st, err
