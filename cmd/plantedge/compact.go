@@ -48,30 +48,30 @@ func compactBuffer(ctx context.Context, cfg *config.Config, w io.Writer) error {
 	src := cfg.BufferPath()
 	if _, err := agent.NewAPIClient(cfg.Listen).ForConfig(cfg).Status(ctx); err == nil {
 		return &exitError{code: 1, msg: "the agent is running: stop it first (systemctl stop plantedge)"}
-	} else if stoppedForeign(err) {
-		// Another program at listen, whatever it answers (a 200 with
-		// JSON of its own was taken for the agent: "the agent is
-		// running"), and no agent holds the file.
-		fmt.Fprintf(w, "note: what answers at listen %s is not this agent (%s); no agent holds %s\n", cfg.Listen, answered(err), src)
-	} else if !errors.Is(err, agent.ErrNotRunning) {
+	} else if foreign := stoppedForeign(err); foreign || !errors.Is(err, agent.ErrNotRunning) {
 		// Something answers at listen that is not this agent (another
 		// program on the port, another site's agent), or an agent that
 		// does not answer. The buffer file's lock tells whether an agent
 		// holds it: none does, and it is compacted (the operator probe:
 		// "plantedge: agent: 404 page not found", exit 1, nothing done).
-		running, ierr := buffer.InUse(src)
-		switch {
-		case ierr != nil:
-			return notTheAgent(cfg, err, "compact")
-		case running:
-			return notAnswering(cfg)
+		// The client looked already when what answered did not say it is
+		// the agent (foreign), whatever it answered (a 200 with JSON of
+		// its own was taken for the agent: "the agent is running").
+		if !foreign {
+			running, ierr := buffer.InUse(src)
+			switch {
+			case ierr != nil:
+				return notTheAgent(cfg, err, "compact")
+			case running:
+				return notAnswering(cfg)
+			}
 		}
 		fmt.Fprintf(w, "note: what answers at listen %s is not this agent (%s); no agent holds %s\n", cfg.Listen, answered(err), src)
 	}
 	if fi, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintf(w, "nothing to compact: no buffer file at %s (the agent has not run with this data_dir)\n", src)
 		return nil
-	} else if err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+	} else if zeroBytes(fi, err) {
 		// Opened, it became a fresh buffer ("0 B -> 32.0 KiB"), and the
 		// agent's start no longer said that what it held is lost.
 		fmt.Fprintf(w, "nothing to compact: the buffer file %s is empty (0 bytes): nothing is buffered in it; "+

@@ -319,7 +319,7 @@ func withDeadLetters(cfgPath, command string, readOnly bool, warn func(error), o
 			return nil // never run: no dead letters
 		}
 		return &noBufferFileError{path: cfg.BufferPath()}
-	} else if err == nil && fi.Mode().IsRegular() && fi.Size() == 0 {
+	} else if zeroBytes(fi, err) {
 		return &emptyBufferFileError{path: cfg.BufferPath()}
 	}
 	q, err := buffer.Open(cfg.BufferPath(), buffer.Options{ReadOnly: readOnly, Offline: !readOnly})

@@ -327,10 +327,18 @@ func onDisk(cfg *config.Config) string {
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return fmt.Sprintf("there is no buffer file at %s yet: it has never run with this data_dir, and nothing is buffered", cfg.BufferPath())
-	case err == nil && fi.Mode().IsRegular() && fi.Size() == 0:
+	case zeroBytes(fi, err):
 		return fmt.Sprintf("its buffer file %s is empty (0 bytes): nothing is buffered in it (plantedge status says more)", cfg.BufferPath())
 	}
 	return "the buffer is kept on disk"
+}
+
+// zeroBytes reports whether fi, err (os.Stat's of a stopped agent's
+// buffer file) is a file of 0 bytes: nothing buffered, and left as it is —
+// opened, it would become a fresh buffer and the agent's start would no
+// longer say that what it held is lost (buffer.ErrEmptyFile).
+func zeroBytes(fi os.FileInfo, err error) bool {
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == 0
 }
 
 // volatile matches what changes in an error from one retry to the next
