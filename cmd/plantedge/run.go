@@ -268,16 +268,16 @@ func ownerOf(fi os.FileInfo) string {
 	if !ok {
 		return "another user"
 	}
-	uid := strconv.FormatUint(uint64(st.Uid), 10)
-	if u, err := user.LookupId(uid); err == nil {
-		return u.Username
-	}
-	return uid
+	return userName(strconv.FormatUint(uint64(st.Uid), 10))
 }
 
 // currentUser names the user this process runs as (its uid if unknown).
 func currentUser() string {
-	uid := strconv.Itoa(os.Geteuid())
+	return userName(strconv.Itoa(os.Geteuid()))
+}
+
+// userName names the user of uid (uid itself if unknown).
+func userName(uid string) string {
 	if u, err := user.LookupId(uid); err == nil {
 		return u.Username
 	}
