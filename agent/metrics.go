@@ -258,10 +258,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		pending, _, reading, scanErr := c.a.pendingCounts() // a scan, kept a second (a big one in the background)
 		ch <- prometheus.MustNewConstMetric(descPartial, prometheus.GaugeValue, boolGauge(scanErr != nil))
 		ch <- prometheus.MustNewConstMetric(descReading, prometheus.GaugeValue, float64(reading))
-		_, at := oldestForwardable(c.a.cfg.Load(), links, pending)
-		if reading > 0 {
-			at = c.a.oldestPending()
-		}
+		_, at := c.a.oldestForwardableNow(c.a.cfg.Load(), links, pending, reading)
 		ch <- prometheus.MustNewConstMetric(descOldestFw, prometheus.GaugeValue, age(at))
 		l := c.a.fwd.linkSnapshot()
 		ch <- prometheus.MustNewConstMetric(descOdooCall, prometheus.GaugeValue, l.CallSeconds)

@@ -659,10 +659,7 @@ func (a *Agent) Status() Status {
 		ms.Error = joinNotes(ms.Error, signalErrs[m.ID], quietNote, clockNote, drafts[m.ID], deadLetterNote(pending[m.ID]), inDoubt)
 		st.Machines = append(st.Machines, ms)
 	}
-	seq, at := oldestForwardable(cfg, links, pending)
-	if reading > 0 {
-		at = a.oldestPending()
-	}
+	seq, at := a.oldestForwardableNow(cfg, links, pending, reading)
 	st.Buffer.OldestForwardableSeq, st.Buffer.OldestForwardableAgeSeconds = seq, age(at)
 	// The scan is cached a second: records appended since it began are not
 	// in it, and any of them may be forwardable.
@@ -1203,6 +1200,18 @@ func (a *Agent) pendingBacklog() int {
 	}
 	st := a.buf.Stats()
 	return st.Lanes[buffer.LaneCounts].Pending + st.Lanes[buffer.LaneEvents].Pending + st.DeadLetters
+}
+
+// oldestForwardableNow is oldestForwardable of the pending counts, or,
+// while they are being read (reading records, none counted yet), with the
+// oldest pending record's time (oldestPending): status and /metrics say
+// the same age.
+func (a *Agent) oldestForwardableNow(cfg *config.Config, links map[string]machineLink, pending map[string]pendingCount, reading int) (uint64, time.Time) {
+	seq, at := oldestForwardable(cfg, links, pending)
+	if reading > 0 {
+		at = a.oldestPending()
+	}
+	return seq, at
 }
 
 // oldestPending is when the oldest record of the count and event lanes
