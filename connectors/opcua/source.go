@@ -97,7 +97,12 @@ type Stats struct {
 	// Overflows counts the data changes the server flagged as following
 	// values it discarded: the monitored item's queue (queue_size) was full.
 	Overflows uint64
-	Polled    int // nodes read by polling: all of them in poll mode, else those the server cannot monitor
+	// CatchUpReads counts the reads of every monitored node after the
+	// subscription was silent as long as gopcua waits for a Publish answer
+	// or longer: an answer that comes later is dropped, and the data
+	// changes it carried with it.
+	CatchUpReads uint64
+	Polled       int // nodes read by polling: all of them in poll mode, else those the server cannot monitor
 	// Refused are the nodes of this session the server will not serve
 	// (unknown node, no access, a namespace it lacks), with its answer;
 	// they are tried again while the session lasts.
@@ -1280,6 +1285,14 @@ func (s *Source) sayMoves(moves map[string][]string) {
 	}
 }
 
+// publishWait is how long gopcua (v0.8.0, Subscription.publishTimeout)
+// waits for the answer to a Publish request before it asks again: the
+// keep-alive period the server revised, request_timeout at least. An
+// answer that comes later is dropped.
+func publishWait(sub *opcua.Subscription, requestTimeout time.Duration) time.Duration {
+	return max(time.Duration(sub.RevisedMaxKeepAliveCount)*sub.RevisedPublishingInterval, requestTimeout)
+}
+
 // heartbeatFor is the heartbeat timeout of sub: heartbeat_timeout, or
 // twice the publishing interval the server revised the subscription to,
 // when that is longer — a server that publishes no faster than every
@@ -1434,6 +1447,10 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 
 	hb := s.heartbeatFor(sub)
 	beat := newBeatWatch(time.Now(), hb)
+	// A silence this long may be a Publish answer lost (see catchUp
+	// below); twice the publishing interval at least, which a healthy
+	// subscription's clock can take (a request_timeout set below it).
+	lost := max(publishWait(sub, s.cfg.RequestTimeout), 2*sub.RevisedPublishingInterval)
 	check := time.NewTicker(stateCheckInterval)
 	defer check.Stop()
 	retry := time.NewTicker(max(hb/3, time.Second))
@@ -1463,9 +1480,10 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 		held   []heldNote          // notifications that came while it waits
 		// due: asked when the request before has its answer
 		pollDue, retryDue, beatDue bool
-		beatAsked                  bool     // the read of a quiet line without a clock is asked
-		lateNew                    []uint32 // nodes resolved late, to monitor
-		dead                       []uint32 // monitored items of nodes gone, deleted in one call
+		catchUp                    time.Duration // not 0: the silence after which the monitored nodes are to be read
+		beatAsked                  bool          // the read of a quiet line without a clock is asked
+		lateNew                    []uint32      // nodes resolved late, to monitor
+		dead                       []uint32      // monitored items of nodes gone, deleted in one call
 	)
 	// handle handles one notification, received at rx.
 	handle := func(n *opcua.PublishNotificationData, rx connectors.Receipt) error {
@@ -1591,6 +1609,39 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 					}
 					beat.heard(time.Now())
 					return nil
+				})
+			case catchUp > 0:
+				// After the notification that ended the silence (handled
+				// first): a value read that the lost answer carried is
+				// delivered now, in the session's watch; one it carried
+				// and that changed again since is gone (a stop and the
+				// run after it both in the lost answer: the agent sees
+				// neither).
+				quiet := catchUp
+				catchUp = 0
+				idxs := make([]uint32, 0, len(items))
+				for h := range items {
+					if h != heartbeatHandle {
+						idxs = append(idxs, h-1)
+					}
+				}
+				if len(idxs) == 0 {
+					continue
+				}
+				slices.Sort(idxs)
+				s.update(func(st *Stats) { st.CatchUpReads++ })
+				s.log.Info("the subscription was silent as long as a Publish answer is waited for: reading its nodes, in case the answer came too late and was dropped",
+					"silent", quiet.Round(time.Millisecond), "publish_wait", lost, "nodes", len(idxs))
+				s.ask("read (catch up)")
+				answer = s.readAsync(rctx, c, ids, idxs, func(vals []readValue) error {
+					s.onRead = func(idx int, dv *ua.DataValue) {
+						if dv != nil && statusGood(dv.Status) && dv.Value != nil {
+							notified[uint32(idx)] = dv.Value.Value()
+						}
+					}
+					err := s.deliverRead(ctx, vals, false, hb)
+					s.onRead = nil
+					return err
 				})
 			case len(dead) > 0:
 				// One call for all: a server that hangs then costs one
@@ -1720,6 +1771,15 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 		case n := <-notes:
 			rx := connectors.Receive()
 			if _, ok := n.Value.(*ua.DataChangeNotification); ok && n.Error == nil {
+				// The server's clock changes at every publishing
+				// interval: a silence as long as gopcua waits for a
+				// Publish answer may have been one that came too late
+				// and was dropped, its data changes with it (gopcua
+				// neither says so nor asks the server to publish it
+				// again). The monitored nodes are read once this comes.
+				if quiet := rx.Time.Sub(beat.last); !noBeat && quiet >= lost {
+					catchUp = quiet
+				}
 				beat.heard(rx.Time)
 			}
 			if answer != nil {
