@@ -211,6 +211,10 @@ type clientParams struct {
 	requestTimeout     time.Duration
 	lifetime           time.Duration // secure channel token lifetime; 0: gopcua's default
 	sessionTimeout     time.Duration // 0: defaultSessionTimeout
+	// revisedTimeout is the lifetime the server gave the source's earlier
+	// sessions, said when it refuses one for want of a slot (slotHint);
+	// 0: not known.
+	revisedTimeout time.Duration
 	// serverCert, if set, gets the certificate of the endpoint chosen for a
 	// secure connection (after the pin, if any, matched).
 	serverCert func(der []byte)

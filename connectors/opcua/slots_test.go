@@ -2,8 +2,10 @@ package opcua
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -62,10 +64,15 @@ func TestNoSessionSlotSaysWhyAndWaits(t *testing.T) {
 	waitUntil(t, 30*time.Second, func() bool { return srv.Sessions().Refused() >= 4 })
 	st := src.Stats()
 	for _, want := range []string{"StatusBadTooManySessions", "every session slot of the server is taken", "HMI, SCADA",
-		"which the server drops after their lifetime: 2 minutes for plantedge's"} {
+		"which the server drops after their lifetime: plantedge asks for 2 minutes, which the server may revise"} {
 		if !strings.Contains(st.LastError, want) {
 			t.Errorf("last error %q does not say %q", st.LastError, want)
 		}
+	}
+	// The lifetime asked is not said as the lifetime: the source knows
+	// none the server gave (it never had a session of this one).
+	if strings.Contains(st.LastError, "2 minutes for plantedge's") {
+		t.Errorf("last error %q says the lifetime asked as the server's", st.LastError)
 	}
 	// The wait set after each refusal: slotRetry, not the backoff's 20 ms
 	// at most (Stats.NextAttempt is set from it; no clock is read here).
@@ -84,14 +91,106 @@ func TestNoSessionSlotSaysWhyAndWaits(t *testing.T) {
 }
 
 // The gopcua client's error for a refused CreateSession is the status
-// code, wrapped: NoSessionSlot finds it, and the hint keeps it.
+// code, wrapped: NoSessionSlot finds it, and the hint keeps it. The
+// lifetime it says is the one the server gave the source's earlier
+// sessions when the source knows it; else the one asked for, said as
+// asked (it said "4 minutes for plantedge's" whatever the server gave).
 func TestNoSessionSlotHintKeepsTheStatus(t *testing.T) {
-	err := slotHint(ua.StatusBadTooManySessions, 4*time.Minute)
-	if !NoSessionSlot(err) || !strings.Contains(err.Error(), "4 minutes") {
-		t.Errorf("%v", err)
+	for _, tc := range []struct {
+		name           string
+		asked, revised time.Duration
+		want, not      string
+	}{
+		{"revised not known", 4 * time.Minute, 0, "after their lifetime: plantedge asks for 4 minutes, which the server may revise;", "for plantedge's"},
+		{"revised known", 4 * time.Minute, 10 * time.Second, "after their lifetime: 10s for plantedge's, as this server revised it;", "4 minutes"},
+		{"revised up", 2 * time.Minute, 20 * time.Minute, "after their lifetime: 20 minutes for plantedge's, as this server revised it;", "2 minutes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := slotHint(ua.StatusBadTooManySessions, tc.asked, tc.revised)
+			if !NoSessionSlot(err) || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), tc.not) {
+				t.Errorf("%v\nwant %q, not %q", err, tc.want, tc.not)
+			}
+		})
 	}
 	if NoSessionSlot(ua.StatusBadUserAccessDenied) {
 		t.Error("a refused login is not a full server")
+	}
+}
+
+// A server that revises the session lifetime (node-opcua's with
+// SESSION_TIMEOUT_MS: the 2 minutes asked revised to 10 s) drops a
+// session a client left after the revised lifetime. The source's
+// session there is cut (the link), the server drops it after 10 s, the
+// HMI takes the one slot, and the source's next session is refused: its
+// last error says the 10 s the server gave its earlier session (it said
+// "2 minutes for plantedge's", the lifetime asked).
+func TestNoSessionSlotSaysTheLifetimeTheServerRevised(t *testing.T) {
+	srv := startNodeServer(t, "NO_SECURITY=1", "MAX_SESSIONS=1", "SESSION_TIMEOUT_MS=10000")
+	crash := nettest.NewCrashProxy(t, strings.TrimPrefix(srv.Endpoint, "opc.tcp://"))
+	col := newCollector()
+	src := runSource(t, Config{Endpoint: "opc.tcp://" + crash.Addr(), Nodes: []string{secureCounter},
+		PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: 2 * time.Second,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, slotRetry: 200 * time.Millisecond}, col)
+	col.waitFor(t, 0, 30*time.Second, "a first sample", func(s connectors.Sample) bool { return s.Initial })
+	crash.Crash()
+	waitUntil(t, 10*time.Second, func() bool { return src.State() != connectors.StateConnected })
+	// The HMI connects once the server has dropped the session the cut
+	// left (10 s after its last request): until then the slot is taken.
+	var hmi *opcua.Client
+	waitUntil(t, 60*time.Second, func() bool {
+		c, err := opcua.NewClient(srv.Endpoint, opcua.SecurityMode(ua.MessageSecurityModeNone), opcua.AutoReconnect(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.Connect(ctx); err != nil {
+			closeClient(c)
+			return false
+		}
+		hmi = c
+		return true
+	})
+	t.Cleanup(func() { closeClient(hmi) })
+	crash.Restart()
+	waitUntil(t, 60*time.Second, func() bool { return strings.Contains(src.Stats().LastError, "TooManySessions") })
+	le := src.Stats().LastError
+	if !strings.Contains(le, "which the server drops after their lifetime: 10s for plantedge's, as this server revised it;") ||
+		strings.Contains(le, "2 minutes") {
+		t.Errorf("last error %q does not say the 10 s the server gave the source's session", le)
+	}
+}
+
+// The lifetime a session the previous run kept was given (cfg.Sessions:
+// what a run against a server revising it to 10 s keeps) is said, before
+// this run has had a session: the server, gopcua's, knows the kept
+// session no more, and the HMI holds its one slot.
+func TestNoSessionSlotSaysTheLifetimeOfTheKeptSession(t *testing.T) {
+	srv := startSlots(t, 1)
+	otherClient(t, srv.Endpoint()) // the HMI
+	keep := fileKeeper(filepath.Join(t.TempDir(), "session"))
+	cfg := Config{Name: "line1", Endpoint: srv.Endpoint(), Nodes: []string{srv.NodeID("Count")}, Sessions: keep,
+		BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, slotRetry: 300 * time.Millisecond}
+	probe, err := New(cfg, newCollector())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := probe.keptFor()
+	if k.Token, err = ua.NewStringNodeID(1, "gone").Encode(); err != nil {
+		t.Fatal(err)
+	}
+	k.LifetimeMS = 10000
+	b, err := json.Marshal(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keep.KeepSession(b); err != nil {
+		t.Fatal(err)
+	}
+	src := runSource(t, cfg, newCollector())
+	waitUntil(t, 30*time.Second, func() bool { return strings.Contains(src.Stats().LastError, "TooManySessions") })
+	if le := src.Stats().LastError; !strings.Contains(le, "which the server drops after their lifetime: 10s for plantedge's, as this server revised it;") {
+		t.Errorf("last error %q does not say the 10 s kept with the previous run's session", le)
 	}
 }
 

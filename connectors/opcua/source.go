@@ -196,6 +196,11 @@ type Source struct {
 	// leftKept: what cfg.Sessions keeps is left (no session of this run
 	// kept yet).
 	leftKept bool
+	// revised is the session lifetime the server gave the source's last
+	// session (the one the previous run kept, until this run has one),
+	// after which it drops one left behind; 0: not known (none yet, or a
+	// server answering 0, as gopcua's does). Run's goroutine.
+	revised time.Duration
 	// opts are the client options of the last connect (closeLeft).
 	opts atomic.Pointer[[]opcua.Option]
 	// revisedSaid is the revised publishing interval last logged (Run's
@@ -282,6 +287,9 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	s.left, s.leftSince = s.leftByLast(), time.Now()
 	s.leftKept = s.left != nil
+	if s.left != nil && s.left.LifetimeMS > 0 {
+		s.revised = s.left.lifetime(0)
+	}
 	bo := connectors.NewBackoff(s.cfg.BackoffMin, s.cfg.BackoffMax)
 	for {
 		s.state.Store(connectors.StateConnecting)
@@ -399,10 +407,19 @@ func NoSessionSlot(err error) bool { return errors.Is(err, ua.StatusBadTooManySe
 // slotHint says what a BadTooManySessions means and what to check: the
 // source's last error was the status code's text alone ("The server has
 // reached its maximum number of sessions. StatusBadTooManySessions").
-// lifetime is the session lifetime plantedge asked for.
-func slotHint(err error, lifetime time.Duration) error {
-	return fmt.Errorf("%w (every session slot of the server is taken: other clients hold them — HMI, SCADA, an engineering tool, another plantedge — or sessions a client left when it was killed or lost its link, which the server drops after their lifetime: %s for plantedge's; check the server's session diagnostics or its session limit)",
-		err, fmtDuration(lifetime))
+// asked is the session lifetime plantedge asks for; revised the one the
+// server gave the source's earlier sessions (its CreateSession answer,
+// kept across runs with cfg.Sessions), 0 when not known. The server
+// drops a session left behind after the revised one: it said the asked
+// one as that lifetime, while a server that revised it to 10 s dropped
+// them after 10 s.
+func slotHint(err error, asked, revised time.Duration) error {
+	lifetime := fmt.Sprintf("plantedge asks for %s, which the server may revise", fmtDuration(asked))
+	if revised > 0 {
+		lifetime = fmt.Sprintf("%s for plantedge's, as this server revised it", fmtDuration(revised))
+	}
+	return fmt.Errorf("%w (every session slot of the server is taken: other clients hold them — HMI, SCADA, an engineering tool, another plantedge — or sessions a client left when it was killed or lost its link, which the server drops after their lifetime: %s; check the server's session diagnostics or its session limit)",
+		err, lifetime)
 }
 
 // fmtDuration is d as "2 minutes", "90 s".
@@ -516,6 +533,7 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		requestTimeout: s.cfg.RequestTimeout,
 		lifetime:       s.cfg.channelLifetime,
 		sessionTimeout: s.sessionTimeout(),
+		revisedTimeout: s.revised,
 		serverCert:     s.noteServerCert,
 		orphanMu:       &s.orphanMu,
 		// Every connection checks the login first, on a session of its
@@ -564,6 +582,9 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 	}
 	if !kept.Load() {
 		s.keepSession(c.Session())
+	}
+	if sess := c.Session(); sess != nil && sess.RevisedTimeout() > 0 {
+		s.revised = sess.RevisedTimeout()
 	}
 	s.leftKept = false // the key is this session's now
 	start := time.Now()
@@ -771,7 +792,7 @@ func dialWait(ctx, sctx context.Context, ask func() bool, p clientParams) (*opcu
 	}
 	wrap := func(err error) error {
 		if NoSessionSlot(err) {
-			err = slotHint(err, cmp.Or(p.sessionTimeout, defaultSessionTimeout))
+			err = slotHint(err, cmp.Or(p.sessionTimeout, defaultSessionTimeout), p.revisedTimeout)
 		}
 		return fmt.Errorf("connect: %w", err)
 	}
