@@ -33,11 +33,9 @@ func newAcceptQtyCmd() *cobra.Command {
 			}
 			res, err := agent.NewAPIClient(cfg.Listen).ForConfig(cfg).AcceptQty(cmd.Context(), args[0])
 			if stoppedForeign(err) {
-				// Exit 2 as for nothing at listen (it was 4 for another
-				// program's refusal, and 1, ": not changed: ", for its
-				// JSON).
-				return &exitError{code: 2, cause: err, msg: fmt.Sprintf("%s Nothing was accepted: accept-qty works through the agent. %s, then run accept-qty again",
-					anotherProgramAt(cfg, err), freeTheListen)}
+				// (It was 4 for another program's refusal, and 1, ": not
+				// changed: ", for its JSON.)
+				return throughTheAgentOnly(cfg, err, "accept-qty", "accepted", "works")
 			}
 			if errors.Is(err, agent.ErrNotRunning) {
 				if err := notAnswering(cfg); err != nil {

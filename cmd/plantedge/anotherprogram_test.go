@@ -183,15 +183,17 @@ func TestCommandsWithAnotherProgramOnTheListenPort(t *testing.T) {
 				t.Errorf("flush: exit %d (%v)\n%s%s", exitCode(err), err, out, errs)
 			}
 			says("flush", fmt.Sprint(err))
+			// Each in its own words (one helper says both).
+			free := "The agent cannot listen there while it is taken: stop that program or give listen another address, then start the agent (systemctl start plantedge)"
 			for _, c := range []struct {
 				args    []string
 				nothing string
 			}{
-				{[]string{"rebook", "--since", "1h"}, "Nothing was rebooked"},
-				{[]string{"accept-qty", "press-1"}, "Nothing was accepted"},
+				{[]string{"rebook", "--since", "1h"}, "Nothing was rebooked: rebook books through the agent. " + free + ", then run rebook again"},
+				{[]string{"accept-qty", "press-1"}, "Nothing was accepted: accept-qty works through the agent. " + free + ", then run accept-qty again"},
 			} {
 				out, errs, err := soon(c.args...)
-				if exitCode(err) != 2 || out != "" || !strings.Contains(fmt.Sprint(err), c.nothing) {
+				if exitCode(err) != 2 || out != "" || !strings.HasSuffix(fmt.Sprint(err), notIt+" "+c.nothing) {
 					t.Errorf("%s: exit %d (%v)\n%s%s", c.args[0], exitCode(err), err, out, errs)
 				}
 				says(c.args[0], fmt.Sprint(err))

@@ -41,11 +41,9 @@ func newRebookCmd() *cobra.Command {
 			}
 			res, err := agent.NewAPIClient(cfg.Listen).ForConfig(cfg).Rebook(cmd.Context(), since, dry)
 			if stoppedForeign(err) {
-				// Exit 2 as for nothing at listen (it was 4, "not
-				// rebooked", for another program's refusal, and 0,
-				// "rebooked 0 lines", for its JSON).
-				return &exitError{code: 2, cause: err, msg: fmt.Sprintf("%s Nothing was rebooked: rebook books through the agent. %s, then run rebook again",
-					anotherProgramAt(cfg, err), freeTheListen)}
+				// (It was 4, "not rebooked", for another program's
+				// refusal, and 0, "rebooked 0 lines", for its JSON.)
+				return throughTheAgentOnly(cfg, err, "rebook", "rebooked", "books")
 			}
 			if errors.Is(err, agent.ErrNotRunning) {
 				if err := notAnswering(cfg); err != nil {

@@ -218,6 +218,17 @@ func stoppedForeign(err error) bool {
 // freeTheListen is what to do about another program on the agent's port.
 const freeTheListen = "The agent cannot listen there while it is taken: stop that program or give listen another address, then start the agent (systemctl start plantedge)"
 
+// throughTheAgentOnly is the exit of command, which works only through
+// the running agent (rebook, accept-qty), when another program answers at
+// listen and no agent holds the buffer file (stoppedForeign): exit 2, as
+// for nothing at listen (it was 4 for that program's refusal, and its
+// JSON was read as the agent's answer). done says what the command does
+// ("rebooked"), how how it works through the agent ("books").
+func throughTheAgentOnly(cfg *config.Config, err error, command, done, how string) error {
+	return &exitError{code: 2, cause: err, msg: fmt.Sprintf("%s Nothing was %s: %s %s through the agent. %s, then run %s again",
+		anotherProgramAt(cfg, err), done, command, how, freeTheListen, command)}
+}
+
 // notTheAgent is err, an answer at listen that is not what the agent
 // answers, as the commands that ask the agent say it (command, to run
 // again as root): another program on the port when no agent holds the
