@@ -261,6 +261,39 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 // what it cannot use, the agent cannot either.
 func asServiceUser() bool { return currentUser() == "plantedge" }
 
+// cannotCreate says why dataDir, which does not exist, cannot be made in
+// up, the nearest part of its path that does (cause: what access(2) or a
+// mkdir there answered), and what to do; "" for a nil cause. systemd: a
+// service systemd started runs this (the unit's ExecStartPre), whose
+// sandbox (ProtectSystem=strict) makes the file system read-only outside
+// the unit's directories.
+func cannotCreate(dataDir, up string, cause error, systemd bool) string {
+	const lost = "the agent could not keep its buffer there"
+	switch {
+	case errors.Is(cause, unix.EROFS) && !systemd:
+		// Read-only for root too: no mkdir or chown mends it (the README
+		// audit: it said to make it and chown it).
+		return fmt.Sprintf("%s does not exist, and the file system that would hold it is read-only (%s: %v): %s "+
+			"(give data_dir a directory on a file system mounted read-write, or remount that one read-write: findmnt -T %s names it; "+
+			"or the kernel remounted it read-only after a disk error: dmesg says)", dataDir, up, cause, lost, up)
+	case errors.Is(cause, unix.EROFS):
+		// The unit's sandbox, as run says it at its start: made as root
+		// outside it, then named in the drop-in.
+		return fmt.Sprintf("%s does not exist, and the file system that would hold it is read-only for the agent (%s: %v): %s "+
+			"(%s; if it is read-only outside the unit too, give data_dir a directory on a file system mounted read-write, or remount that one)",
+			dataDir, up, cause, lost, makeDirHint(dataDir, "plantedge"))
+	case errors.Is(cause, unix.EACCES) || errors.Is(cause, unix.EPERM):
+		// Said as run says it at its start (the small leads probe:
+		// "create another data_dir and chown it", and no word of the
+		// unit's drop-in).
+		return fmt.Sprintf("%s does not exist, and this user may not create it in %s (%v): %s (%s)",
+			dataDir, up, cause, lost, makeDirHint(dataDir, "plantedge"))
+	case cause != nil:
+		return fmt.Sprintf("%s cannot be created in %s (%v): give data_dir a directory on a disk, e.g. /var/lib/plantedge", dataDir, up, cause)
+	}
+	return ""
+}
+
 // notReadableHint is what to do about a file this user may not read.
 func notReadableHint(file string) string {
 	if asServiceUser() {
@@ -374,15 +407,9 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 					_ = os.Remove(tmp)
 				}
 			}
-			switch {
-			case errors.Is(cause, unix.EACCES) || errors.Is(cause, unix.EPERM) || errors.Is(cause, unix.EROFS):
-				// Said as run says it at its start (the small leads
-				// probe: "create another data_dir and chown it", and
-				// no word of the unit's drop-in).
-				warn("data_dir", fmt.Sprintf("%s does not exist, and this user may not create it in %s (%v): the agent could not keep its buffer there (%s)",
-					cfg.DataDir, up, cause, makeDirHint(cfg.DataDir, "plantedge")))
-			case cause != nil:
-				warn("data_dir", fmt.Sprintf("%s cannot be created in %s (%v): give data_dir a directory on a disk, e.g. /var/lib/plantedge", cfg.DataDir, up, cause))
+			// INVOCATION_ID: systemd sets it for each service it starts.
+			if msg := cannotCreate(cfg.DataDir, up, cause, os.Getenv("INVOCATION_ID") != ""); msg != "" {
+				warn("data_dir", msg)
 			}
 		}
 	}

@@ -768,6 +768,53 @@ func TestValidateAndRunSayAlikeHowToMakeDataDir(t *testing.T) {
 	}
 }
 
+// What validate says of a data_dir it cannot create, by the error the
+// nearest directory there answered: a read-only file system is said as
+// one — to make the directory and chown it, as it said, fails there for
+// root too — except in a service systemd started (the unit's
+// ExecStartPre), whose sandbox makes it read-only for the agent alone:
+// made as root outside it, then named in the drop-in, as run says it.
+func TestCannotCreateDataDirSaysWhy(t *testing.T) {
+	const dataDir, up = "/srv/plantedge/data", "/srv"
+	for _, tc := range []struct {
+		name      string
+		cause     error
+		systemd   bool
+		want, not []string
+	}{
+		{"read-only", syscall.EROFS, false, []string{
+			"/srv/plantedge/data does not exist, and the file system that would hold it is read-only (/srv: read-only file system): the agent could not keep its buffer there",
+			"give data_dir a directory on a file system mounted read-write, or remount that one read-write: findmnt -T /srv names it",
+			"dmesg"}, []string{"mkdir", "chown", "may not create"}},
+		{"read-only in the unit", syscall.EROFS, true, []string{
+			"is read-only for the agent (/srv: read-only file system)",
+			"mkdir -p /srv/plantedge/data && chown -R plantedge:plantedge /srv/plantedge/data",
+			"ReadWritePaths=/srv/plantedge/data",
+			"if it is read-only outside the unit too, give data_dir a directory on a file system mounted read-write, or remount that one"}, nil},
+		{"permission", syscall.EACCES, false, []string{
+			"/srv/plantedge/data does not exist, and this user may not create it in /srv (permission denied)",
+			"mkdir -p /srv/plantedge/data && chown -R plantedge:plantedge /srv/plantedge/data"}, []string{"read-only"}},
+		{"other", syscall.EIO, false, []string{"cannot be created in /srv (input/output error): give data_dir a directory on a disk"}, []string{"mkdir"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := cannotCreate(dataDir, up, tc.cause, tc.systemd)
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("%s\ndoes not say %q", got, w)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(got, n) {
+					t.Errorf("%s\nsays %q", got, n)
+				}
+			}
+		})
+	}
+	if got := cannotCreate(dataDir, up, nil, false); got != "" {
+		t.Errorf("nothing wrong, and it says %q", got)
+	}
+}
+
 // What the agent's user meets at the first start in a data_dir that is
 // there, said by validate beforehand as a warning (exit 0): a directory
 // above it that does not let the user through, a data_dir without x (a

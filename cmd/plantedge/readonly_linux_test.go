@@ -1,0 +1,44 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// A data_dir that does not exist, under a directory on a read-only mount
+// (a tmpfs mounted ro here): validate said "this user may not create it
+// in … (read-only file system)" and to make it and chown it (mkdir -p …
+// && chown -R …), which fails there for root too. It says the file
+// system is read-only, and to choose a data_dir on one mounted
+// read-write or to remount it. Run as root, where mount is allowed.
+func TestValidateSaysADataDirsFileSystemIsReadOnly(t *testing.T) {
+	t.Setenv("INVOCATION_ID", "") // not a service systemd started
+	dir := t.TempDir()
+	ro := filepath.Join(t.TempDir(), "ro")
+	if err := os.Mkdir(ro, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", ro, "tmpfs", syscall.MS_RDONLY, "size=1m"); err != nil {
+		t.Skipf("mount a read-only tmpfs: %v (needs root, and a sandbox that allows it)", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(ro, 0); err != nil {
+			t.Error(err)
+		}
+	})
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(ro, "data", "plantedge")
+	_, errOut, err := runValidate(t, "-c", oneMachineConfig(t, dir, dataDir, key))
+	want := "data_dir: " + dataDir + " does not exist, and the file system that would hold it is read-only (" + ro + ": read-only file system): " +
+		"the agent could not keep its buffer there (give data_dir a directory on a file system mounted read-write, or remount that one read-write: " +
+		"findmnt -T " + ro + " names it; or the kernel remounted it read-only after a disk error: dmesg says)"
+	if exitCode(err) != 0 || !strings.Contains(errOut, want) || strings.Contains(errOut, "mkdir -p") || strings.Contains(errOut, "chown") {
+		t.Errorf("exit %d, want 0 and\n%s\nand no mkdir nor chown in:\n%s", exitCode(err), want, errOut)
+	}
+}
