@@ -40,8 +40,8 @@ import (
 // liveFor, and loses nothing (the same test, 9 of 9 runs: a live channel
 // full at two looks once, never at four).
 func Unstick(srv *server.Server, stop <-chan struct{}) {
-	// Each subscription's channel, since when it was full at every look
-	// (zero: not full at the last), at how many looks, and whether the
+	// Each subscription's channel, at how many looks in a row it was full
+	// (0: not full at the last) and since when, and whether the
 	// subscription was gone from the server's list at the last look.
 	type watched struct {
 		ch    chan *ua.MonitoredItemNotification
