@@ -150,11 +150,8 @@ func TestUnstickFreesANotificationWhileADeleteWaits(t *testing.T) {
 	_, s := startPress(t)
 	node := ua.MustParseNodeID(s.NodeID("Press.Count"))
 	ended := watch(t, s, 4248, node, 3, true)
-	for range cap(ended.NotifyChannel) {
-		ended.NotifyChannel <- &ua.MonitoredItemNotification{}
-	}
 	// Unstick lists the subscriptions while their lock is free: once it
-	// has read off the channel of one deleted after this one was listed,
+	// has read off the channel of one marked deleted, listed after this one,
 	// it knows both.
 	probe := watch(t, s, 4250, node, 3, false)
 	for range cap(probe.NotifyChannel) {
@@ -164,6 +161,10 @@ func TestUnstickFreesANotificationWhileADeleteWaits(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("a deleted subscription's full channel not read off after a minute")
 		}
+	}
+	// Filled now, so that only waitingFor's rule reads it off in time.
+	for range cap(ended.NotifyChannel) {
+		ended.NotifyChannel <- &ua.MonitoredItemNotification{}
 	}
 	ss := s.srv.SubscriptionService
 	ss.Mu.Lock() // the other delete
