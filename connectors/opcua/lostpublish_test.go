@@ -2,9 +2,13 @@ package opcua
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
 
 	"github.com/plantedge/plantedge/connectors"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
@@ -26,16 +30,61 @@ import (
 // by a read of every monitored node: what the lost answer carried comes
 // from it, in the same session.
 func TestLostPublishAnswerIsReadAgain(t *testing.T) {
-	srv, err := opcuatest.Start(context.Background(), freePort(t), map[string]any{"Run": true, "Count": int64(10)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	run, count := srv.NodeID("Run"), srv.NodeID("Count")
+	t.Run("gopcua", func(t *testing.T) {
+		srv, err := opcuatest.Start(context.Background(), freePort(t), map[string]any{"Run": true, "Count": int64(10)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Close)
+		lostPublishAnswer(t, srv.Endpoint(), srv.NodeID("Run"), srv.NodeID("Count"), func(node string, v any) {
+			srv.Set(strings.TrimPrefix(node, fmt.Sprintf("ns=%d;s=", srv.NS())), v)
+		}, true, false, int64(11), int64(12))
+	})
+	// node-opcua keeps what it published until the client acknowledges
+	// it (gopcua never asks for it again): the same.
+	t.Run("node-opcua", func(t *testing.T) {
+		srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,2")
+		run, count := "nsu=urn:plantedge:test;s=L0.M0.T0", "nsu=urn:plantedge:test;s=L0.M0.T1"
+		c, err := opcua.NewClient(srv.Endpoint, opcua.SecurityMode(ua.MessageSecurityModeNone), opcua.AutoReconnect(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.Connect(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close(context.Background()) })
+		ns, err := c.FindNamespace(ctx, "urn:plantedge:test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		set := func(node string, v any) {
+			t.Helper()
+			id := ua.NewStringNodeID(ns, strings.TrimPrefix(node, "nsu=urn:plantedge:test;s="))
+			wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			res, err := c.Write(wctx, &ua.WriteRequest{NodesToWrite: []*ua.WriteValue{{
+				NodeID: id, AttributeID: ua.AttributeIDValue,
+				Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(v)},
+			}}})
+			if err != nil || len(res.Results) != 1 || res.Results[0] != ua.StatusOK {
+				t.Fatalf("write %s = %v: %v %+v", node, v, err, res)
+			}
+		}
+		set(run, 1.0)
+		lostPublishAnswer(t, srv.Endpoint, run, count, set, 1.0, 0.0, 11.0, 12.0)
+	})
+}
+
+// lostPublishAnswer runs a source on the server at endpoint through a link
+// whose answers are held 5 s while run is set from running to stopped and
+// count from count1 to count2, and checks that both come in the session.
+func lostPublishAnswer(t *testing.T, endpoint, run, count string, set func(node string, v any), running, stopped, count1, count2 any) {
 	// The requests go through; the server's answers are held.
 	var up nettest.BlackHole
 	var down nettest.Stall
-	px := nettest.PipeProxy(t, strings.TrimPrefix(srv.Endpoint(), "opc.tcp://"), up.Pipe, down.Pipe)
+	px := nettest.PipeProxy(t, strings.TrimPrefix(endpoint, "opc.tcp://"), up.Pipe, down.Pipe)
 	t.Cleanup(down.Release)
 	col := newCollector()
 	asked := make(chan string, 64)
@@ -51,25 +100,27 @@ func TestLostPublishAnswerIsReadAgain(t *testing.T) {
 			}
 		}
 	})
-	_, i := col.waitFor(t, 0, 15*time.Second, "Run's first value", func(s connectors.Sample) bool { return s.Address == run && s.Initial })
+	_, i := col.waitFor(t, 0, 15*time.Second, "the run state's first value", func(s connectors.Sample) bool {
+		return s.Address == run && s.Initial && s.Value == running
+	})
 	// A data change notified, so the subscription publishes.
-	srv.Set("Count", int64(11))
-	_, i = col.waitFor(t, i+1, 15*time.Second, "Count 11", func(s connectors.Sample) bool { return s.Address == count && s.Value == int64(11) })
+	set(count, count1)
+	_, i = col.waitFor(t, i+1, 15*time.Second, "the first count", func(s connectors.Sample) bool { return s.Address == count && s.Value == count1 })
 	before := src.Stats()
 
 	down.Hold()
-	srv.Set("Run", false)
-	srv.Set("Count", int64(12))
+	set(run, stopped)
+	set(count, count2)
 	// Held 5 s: longer than gopcua waits for the answer carrying them (3 s),
 	// shorter than the heartbeat (9 s).
 	time.Sleep(5 * time.Second)
 	down.Release()
 
-	stop, _ := col.waitFor(t, i+1, 15*time.Second, "Run false", func(s connectors.Sample) bool { return s.Address == run && s.Value == false })
+	stop, _ := col.waitFor(t, i+1, 15*time.Second, "the stop", func(s connectors.Sample) bool { return s.Address == run && s.Value == stopped })
 	if !stop.Good || stop.Initial || stop.Watch == 0 {
 		t.Errorf("the stop read again: %+v; want a good value of the session's watch, not a first read", stop)
 	}
-	col.waitFor(t, i+1, 15*time.Second, "Count 12", func(s connectors.Sample) bool { return s.Address == count && s.Value == int64(12) })
+	col.waitFor(t, i+1, 15*time.Second, "the second count", func(s connectors.Sample) bool { return s.Address == count && s.Value == count2 })
 	st := src.Stats()
 	if st.SessionsCreated != before.SessionsCreated || st.HeartbeatRebuilds != before.HeartbeatRebuilds {
 		t.Errorf("stats %+v (before the stall %+v): want the same session, no heartbeat rebuild", st, before)
