@@ -100,6 +100,9 @@ type Config struct {
 	pollRetry time.Duration
 	// slotRetry replaces slotRetryMin (tests).
 	slotRetry time.Duration
+	// sessionTimeout replaces the session lifetime asked for (tests: a
+	// server revising it up is met within a test's time).
+	sessionTimeout time.Duration
 }
 
 // security policy names accepted in Config, mapped to their URIs.

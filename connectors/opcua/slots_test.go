@@ -355,3 +355,81 @@ func TestRevisedPublishingIntervalStretchesTheHeartbeat(t *testing.T) {
 		t.Errorf("the warning does not give the revised interval and the heartbeat:\n%s", logs.String())
 	}
 }
+
+// A server that revises the session lifetime UP (node-opcua's with
+// MIN_SESSION_TIMEOUT_MS: the 1 s asked here revised to 60 s; a PLC with
+// a fixed session timeout does so) keeps a session a cut of the link left
+// for the lifetime it gave. The source forgot that session once the
+// lifetime it had asked had passed, and left it to hold the server's one
+// slot: its next session was refused (BadTooManySessions) until the
+// server dropped the left one, 60 s after the cut. It closes it first,
+// as within the lifetime asked: back at once, the left session closed.
+func TestLostConnectionsSessionIsClosedWithinTheLifetimeTheServerGave(t *testing.T) {
+	const asked = time.Second
+	srv := startNodeServer(t, "NO_SECURITY=1", "MAX_SESSIONS=1", "MIN_SESSION_TIMEOUT_MS=60000")
+	crash := nettest.NewCrashProxy(t, strings.TrimPrefix(srv.Endpoint, "opc.tcp://"))
+	col := newCollector()
+	src := runSource(t, Config{Endpoint: "opc.tcp://" + crash.Addr(), Nodes: []string{secureCounter},
+		PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: 2 * time.Second, sessionTimeout: asked,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond, slotRetry: 200 * time.Millisecond}, col)
+	col.waitFor(t, 0, 30*time.Second, "a first sample", func(s connectors.Sample) bool { return s.Initial })
+	tried := src.Stats().ConnectAttempts
+	from := col.len()
+	crash.Crash()
+	// A connection tried after the cut: the session the cut left is the
+	// source's orphan from before then. Then the lifetime asked passes
+	// (twice over) while the link stays cut.
+	waitUntil(t, 30*time.Second, func() bool { return src.Stats().ConnectAttempts > tried })
+	cut := time.Now()
+	waitUntil(t, 30*time.Second, func() bool { return time.Since(cut) > 2*asked })
+	crash.Restart()
+	col.waitFor(t, from, 120*time.Second, "a sample after the cut", func(s connectors.Sample) bool { return s.Initial })
+	if st := src.Stats(); st.LeftSessionsClosed != 1 || strings.Contains(st.LastError, "TooManySessions") {
+		t.Errorf("%d left sessions closed, want 1; last error %q", st.LeftSessionsClosed, st.LastError)
+	}
+	if n := srv.sessions.Load(); n != 1 {
+		t.Errorf("the server counts %d sessions, want the source's one", n)
+	}
+}
+
+// The same at the stop: closeLeft closes the session a cut left while the
+// server keeps it, for the lifetime it gave (60 s), not the one asked
+// (1 s), which had passed: it left it (the server counted it for 60 s).
+func TestStopClosesTheLeftSessionWithinTheLifetimeTheServerGave(t *testing.T) {
+	const asked = time.Second
+	srv := startNodeServer(t, "NO_SECURITY=1", "MAX_SESSIONS=1", "MIN_SESSION_TIMEOUT_MS=60000")
+	src, err := New(Config{Name: "line1", Endpoint: srv.Endpoint, Nodes: []string{secureCounter}, sessionTimeout: asked}, newCollector())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A session of the source's options, whose link is cut: detached, its
+	// channel closed, the server holds it.
+	opts := []opcua.Option{opcua.SecurityMode(ua.MessageSecurityModeNone), opcua.AutoReconnect(false), opcua.SessionTimeout(asked)}
+	c, err := opcua.NewClient(srv.Endpoint, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := c.DetachSession(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeClient(c)
+	if got := sess.RevisedTimeout(); got != time.Minute {
+		t.Fatalf("the server gave the session %v, want 1m0s", got)
+	}
+	waitUntil(t, 30*time.Second, func() bool { return srv.sessions.Load() == 1 })
+	// Left past the lifetime asked (not waited for: Run's goroutine is
+	// not running, the test is).
+	src.orphan, src.orphanAt = sess, time.Now().Add(-2*asked)
+	src.opts.Store(&opts)
+	src.closeLeft()
+	if n := src.Stats().LeftSessionsClosed; n != 1 {
+		t.Errorf("%d left sessions closed at the stop, want 1", n)
+	}
+	waitUntil(t, 30*time.Second, func() bool { return srv.sessions.Load() == 0 })
+}

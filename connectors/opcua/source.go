@@ -504,7 +504,7 @@ func (s *Source) wait(ctx context.Context, d time.Duration, probe bool) bool {
 // the session was up (zero if it never was) and why it ended.
 func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, error) {
 	s.update(func(st *Stats) { st.ConnectAttempts++ })
-	if s.orphan != nil && time.Since(s.orphanAt) >= s.sessionTimeout() {
+	if s.orphan != nil && time.Since(s.orphanAt) >= s.orphanLifetime() {
 		s.orphan = nil // the server has dropped it by now
 	}
 	if s.left != nil && time.Since(s.leftSince) >= s.left.lifetime(s.sessionTimeout()) {
@@ -688,14 +688,31 @@ func (s *Source) closeSession(c *opcua.Client) {
 	closeClient(c)
 }
 
-// dial builds and connects a client; on failure nothing is left open.
 // sessionTimeout is the session lifetime the source asks for: short
 // (defaultSessionTimeout), but well beyond the gaps between its requests
-// (polls, heartbeats).
+// (polls, heartbeats); Config.sessionTimeout in tests.
 func (s *Source) sessionTimeout() time.Duration {
+	if s.cfg.sessionTimeout > 0 {
+		return s.cfg.sessionTimeout
+	}
 	return max(defaultSessionTimeout, 4*s.cfg.HeartbeatTimeout, 4*s.cfg.PollInterval)
 }
 
+// orphanLifetime is how long after orphanAt the server keeps s.orphan:
+// the lifetime it gave that session (its CreateSession answer), else the
+// one asked (gopcua's server answers 0). A server revising it up (node-
+// opcua's with MIN_SESSION_TIMEOUT_MS: 1 s asked, 60 s given) kept the
+// session, and its slot, after the source had forgotten it at the
+// lifetime asked: its next sessions were refused (BadTooManySessions)
+// until the server dropped the one left.
+func (s *Source) orphanLifetime() time.Duration {
+	if s.orphan != nil && s.orphan.RevisedTimeout() > 0 {
+		return s.orphan.RevisedTimeout()
+	}
+	return s.sessionTimeout()
+}
+
+// dial builds and connects a client; on failure nothing is left open.
 func dial(ctx context.Context, p clientParams) (*opcua.Client, error) {
 	// gopcua's handshakes (GetEndpoints, Connect) end at the dial and
 	// request timeouts, not when ctx is cancelled: a server that opens its
@@ -948,7 +965,7 @@ func closeOrphan(ctx context.Context, p clientParams, opts []opcua.Option) (int3
 // Not when the next connection is closing it (orphanMu).
 func (s *Source) closeLeft() {
 	opts := s.opts.Load()
-	if s.orphan == nil || time.Since(s.orphanAt) >= s.sessionTimeout() || opts == nil || !s.orphanMu.TryLock() {
+	if s.orphan == nil || time.Since(s.orphanAt) >= s.orphanLifetime() || opts == nil || !s.orphanMu.TryLock() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), stopWait)

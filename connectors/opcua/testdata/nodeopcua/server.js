@@ -29,6 +29,9 @@
 //                     its connect)
 //   SESSION_TIMEOUT_MS=N  every session's timeout is revised down to N ms at
 //                     most (node-opcua's own cap: 50 minutes)
+//   MIN_SESSION_TIMEOUT_MS=N  every session's timeout is revised up to N ms
+//                     at least (node-opcua's own floor: 100 ms): a server
+//                     keeping a session left behind longer than asked
 //   SMALL_RECEIVE_BUFFER=1
 //                     announces a receive buffer of 8,192 bytes while sending
 //                     chunks as large as the client takes (allowed: the two
@@ -210,6 +213,12 @@ async function main() {
     if (num("SESSION_TIMEOUT_MS")) {
         inFront("CreateSessionRequest", (request) => {
             request.requestedSessionTimeout = Math.min(request.requestedSessionTimeout || Infinity, num("SESSION_TIMEOUT_MS"));
+            return true;
+        });
+    }
+    if (num("MIN_SESSION_TIMEOUT_MS")) {
+        inFront("CreateSessionRequest", (request) => {
+            request.requestedSessionTimeout = Math.max(request.requestedSessionTimeout || 0, num("MIN_SESSION_TIMEOUT_MS"));
             return true;
         });
     }
