@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,25 @@ import (
 func TestValidateSaysADataDirsFileSystemIsReadOnly(t *testing.T) {
 	t.Setenv("INVOCATION_ID", "") // not a service systemd started
 	dir := t.TempDir()
+	ro := readOnlyTmpfs(t)
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(ro, "data", "plantedge")
+	_, errOut, err := runValidate(t, "-c", oneMachineConfig(t, dir, dataDir, key))
+	want := "data_dir: " + dataDir + " does not exist, and the file system that would hold it is read-only (" + ro + ": read-only file system): " +
+		"the agent could not keep its buffer there (give data_dir a directory on a file system mounted read-write, or remount that one read-write: " +
+		"findmnt -T " + ro + " names it; or the kernel remounted it read-only after a disk error: dmesg says)"
+	if exitCode(err) != 0 || !strings.Contains(errOut, want) || strings.Contains(errOut, "mkdir -p") || strings.Contains(errOut, "chown") {
+		t.Errorf("exit %d, want 0 and\n%s\nand no mkdir nor chown in:\n%s", exitCode(err), want, errOut)
+	}
+}
+
+// readOnlyTmpfs is a tmpfs mounted read-only for the test; skipped where
+// mount is not allowed.
+func readOnlyTmpfs(t *testing.T) string {
+	t.Helper()
 	ro := filepath.Join(t.TempDir(), "ro")
 	if err := os.Mkdir(ro, 0o755); err != nil {
 		t.Fatal(err)
@@ -29,16 +49,28 @@ func TestValidateSaysADataDirsFileSystemIsReadOnly(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	return ro
+}
+
+// run on the same data_dir, outside systemd: its start fails (EROFS, exit
+// 78) and it said to mkdir -p and chown it, the hint for the unit's
+// sandbox, which fails on a read-only mount for root too. It says what
+// validate says. Under systemd it keeps the sandbox's mkdir, chown and
+// drop-in (TestRunHintForADataDirOnAReadOnlyFileSystem).
+func TestRunSaysADataDirsFileSystemIsReadOnly(t *testing.T) {
+	t.Setenv("INVOCATION_ID", "")
+	dir := t.TempDir()
+	ro := readOnlyTmpfs(t)
 	key := filepath.Join(dir, "key")
 	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	dataDir := filepath.Join(ro, "data", "plantedge")
-	_, errOut, err := runValidate(t, "-c", oneMachineConfig(t, dir, dataDir, key))
-	want := "data_dir: " + dataDir + " does not exist, and the file system that would hold it is read-only (" + ro + ": read-only file system): " +
+	err := run([]string{"run", "-c", oneMachineConfig(t, dir, dataDir, key)})
+	want := "data_dir " + dataDir + " does not exist, and the file system that would hold it is read-only (" + ro + ": read-only file system): " +
 		"the agent could not keep its buffer there (give data_dir a directory on a file system mounted read-write, or remount that one read-write: " +
 		"findmnt -T " + ro + " names it; or the kernel remounted it read-only after a disk error: dmesg says)"
-	if exitCode(err) != 0 || !strings.Contains(errOut, want) || strings.Contains(errOut, "mkdir -p") || strings.Contains(errOut, "chown") {
-		t.Errorf("exit %d, want 0 and\n%s\nand no mkdir nor chown in:\n%s", exitCode(err), want, errOut)
+	if exitCode(err) != exitSetup || !strings.Contains(fmt.Sprint(err), want) || strings.Contains(fmt.Sprint(err), "mkdir -p") || strings.Contains(fmt.Sprint(err), "chown") {
+		t.Errorf("exit %d, want %d and\n%s\nand no mkdir nor chown in:\n%v", exitCode(err), exitSetup, want, err)
 	}
 }

@@ -349,7 +349,9 @@ func TestRunSaysWhatToDoWhenListenIsTaken(t *testing.T) {
 // the directory before the drop-in, as systemd does not start a unit whose
 // ReadWritePaths= names a path that is not there (the small leads probe:
 // only the drop-in was named). One that exists needs the drop-in alone.
+// Under systemd (INVOCATION_ID): outside it, see the next test.
 func TestRunHintForADataDirOnAReadOnlyFileSystem(t *testing.T) {
+	t.Setenv("INVOCATION_ID", "0123456789abcdef") // a service systemd started
 	dataDir := filepath.Join(t.TempDir(), "srv", "plantedge")
 	cfg := &config.Config{DataDir: dataDir, Listen: "127.0.0.1:9464"}
 	start := &agent.StartError{Err: fmt.Errorf("data dir: %w", &fs.PathError{Op: "mkdir", Path: dataDir, Err: syscall.EROFS})}
@@ -365,5 +367,27 @@ func TestRunHintForADataDirOnAReadOnlyFileSystem(t *testing.T) {
 	err = runExit(start, cfg, "/etc/plantedge/plantedge.yaml")
 	if exitCode(err) != exitSetup || strings.Contains(err.Error(), "mkdir -p") || !strings.Contains(err.Error(), dropIn) {
 		t.Errorf("there: exit %d, %v", exitCode(err), err)
+	}
+}
+
+// The same EROFS outside systemd (no INVOCATION_ID: plantedge run by
+// hand, or by another service manager) is a file system read-only for
+// root too: run said to mkdir -p and chown it, which fails there as well.
+// It says the file system is read-only, and to choose a data_dir on one
+// mounted read-write or to remount it, as validate says it
+// (cannotCreate).
+func TestRunHintForADataDirOnAReadOnlyFileSystemOutsideSystemd(t *testing.T) {
+	t.Setenv("INVOCATION_ID", "")
+	up := t.TempDir()
+	dataDir := filepath.Join(up, "srv", "plantedge")
+	cfg := &config.Config{DataDir: dataDir, Listen: "127.0.0.1:9464"}
+	start := &agent.StartError{Err: fmt.Errorf("data dir: %w", &fs.PathError{Op: "mkdir", Path: filepath.Dir(dataDir), Err: syscall.EROFS})}
+	err := runExit(start, cfg, "/etc/plantedge/plantedge.yaml")
+	want := "data_dir " + dataDir + " does not exist, and the file system that would hold it is read-only (" + up + ": read-only file system): " +
+		"the agent could not keep its buffer there (give data_dir a directory on a file system mounted read-write, or remount that one read-write: " +
+		"findmnt -T " + up + " names it; or the kernel remounted it read-only after a disk error: dmesg says)"
+	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "mkdir -p") ||
+		strings.Contains(err.Error(), "chown") || strings.Contains(err.Error(), "ReadWritePaths") {
+		t.Errorf("exit %d, want %d and\n%s\nand no mkdir, chown nor drop-in in:\n%v", exitCode(err), exitSetup, want, err)
 	}
 }

@@ -261,12 +261,32 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 // what it cannot use, the agent cannot either.
 func asServiceUser() bool { return currentUser() == "plantedge" }
 
+// underSystemd reports whether systemd started this process as a service
+// (it sets INVOCATION_ID for each): the packaged unit's ExecStartPre
+// (validate) or ExecStart (run), whose sandbox (ProtectSystem=strict)
+// makes the file system read-only for the agent outside the unit's
+// directories. Outside it, a read-only file system is read-only for root
+// too.
+func underSystemd() bool { return os.Getenv("INVOCATION_ID") != "" }
+
+// nearestExisting is the nearest directory above path that exists (the
+// root at last): where a mkdir -p of path starts making directories.
+func nearestExisting(path string) string {
+	up := filepath.Dir(path)
+	for {
+		if _, err := os.Stat(up); err == nil || up == filepath.Dir(up) {
+			return up
+		}
+		up = filepath.Dir(up)
+	}
+}
+
 // cannotCreate says why dataDir, which does not exist, cannot be made in
 // up, the nearest part of its path that does (cause: what access(2) or a
 // mkdir there answered), and what to do; "" for a nil cause. systemd: a
-// service systemd started runs this (the unit's ExecStartPre), whose
-// sandbox (ProtectSystem=strict) makes the file system read-only outside
-// the unit's directories.
+// service systemd started runs this (underSystemd), whose sandbox makes
+// the file system read-only outside the unit's directories. run says a
+// read-only file system outside systemd with it too.
 func cannotCreate(dataDir, up string, cause error, systemd bool) string {
 	const lost = "the agent could not keep its buffer there"
 	switch {
@@ -387,13 +407,7 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 	} else if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		// The agent creates it at its start: the nearest part of the path
 		// that exists must be a directory it may write in.
-		up := filepath.Dir(cfg.DataDir)
-		for {
-			if _, err := os.Stat(up); err == nil || up == filepath.Dir(up) {
-				break
-			}
-			up = filepath.Dir(up)
-		}
+		up := nearestExisting(cfg.DataDir)
 		if fi, err := os.Stat(up); err == nil && !fi.IsDir() {
 			warn("data_dir", fmt.Sprintf("%s cannot be created: %s is a file, not a directory", cfg.DataDir, up))
 		} else if err == nil {
@@ -407,8 +421,7 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 					_ = os.Remove(tmp)
 				}
 			}
-			// INVOCATION_ID: systemd sets it for each service it starts.
-			if msg := cannotCreate(cfg.DataDir, up, cause, os.Getenv("INVOCATION_ID") != ""); msg != "" {
+			if msg := cannotCreate(cfg.DataDir, up, cause, underSystemd()); msg != "" {
 				warn("data_dir", msg)
 			}
 		}
