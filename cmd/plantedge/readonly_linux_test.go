@@ -74,3 +74,24 @@ func TestRunSaysADataDirsFileSystemIsReadOnly(t *testing.T) {
 		t.Errorf("exit %d, want %d and\n%s\nand no mkdir nor chown in:\n%v", exitCode(err), exitSetup, want, err)
 	}
 }
+
+// run on a data_dir that exists on a read-only mount (the tmpfs's root),
+// outside systemd: it named the unit's drop-in (ReadWritePaths=), which
+// cannot help there. It says the file system is read-only, as validate
+// says it.
+func TestRunSaysAnExistingDataDirsFileSystemIsReadOnly(t *testing.T) {
+	t.Setenv("INVOCATION_ID", "")
+	dir := t.TempDir()
+	ro := readOnlyTmpfs(t)
+	key := filepath.Join(dir, "key")
+	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{"run", "-c", oneMachineConfig(t, dir, ro, key)})
+	want := "data_dir " + ro + " is on a file system that is read-only (read-only file system): the agent could not keep its buffer there " +
+		"(give data_dir a directory on a file system mounted read-write, or remount that one read-write: findmnt -T " + ro + " names it; " +
+		"or the kernel remounted it read-only after a disk error: dmesg says)"
+	if exitCode(err) != exitSetup || !strings.Contains(fmt.Sprint(err), want) || strings.Contains(fmt.Sprint(err), "ReadWritePaths") {
+		t.Errorf("exit %d, want %d and\n%s\nand no drop-in in:\n%v", exitCode(err), exitSetup, want, err)
+	}
+}

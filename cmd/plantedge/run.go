@@ -203,11 +203,15 @@ func startHint(err error, cfg *config.Config, path string) string {
 		"(systemctl edit plantedge: [Service] ReadWritePaths=%s)", dir)
 	me := currentUser()
 	switch {
-	case errors.Is(err, syscall.EROFS) && where == "data_dir" && !exists(dir) && !underSystemd():
-		// Not the unit's sandbox: read-only for root too, so no mkdir or
-		// chown mends it (it said to make it and chown it). Said as
-		// validate says it.
-		return "data_dir " + cannotCreate(dir, nearestExisting(dir), syscall.EROFS, false)
+	case errors.Is(err, syscall.EROFS) && where == "data_dir" && !underSystemd():
+		// Not the unit's sandbox: read-only for root too, so no mkdir,
+		// chown or drop-in mends it (it said to make it and chown it, or
+		// the drop-in for one there). Said as validate says it.
+		at := dir
+		if !exists(dir) {
+			at = nearestExisting(dir)
+		}
+		return "data_dir " + onReadOnlyFileSystem(dir, at)
 	case errors.Is(err, syscall.EROFS) && where == "data_dir" && !exists(dir):
 		// The unit's sandbox (ProtectSystem=strict) refuses mkdir so: the
 		// drop-in alone would not start it (systemd refuses a path there

@@ -391,3 +391,22 @@ func TestRunHintForADataDirOnAReadOnlyFileSystemOutsideSystemd(t *testing.T) {
 		t.Errorf("exit %d, want %d and\n%s\nand no mkdir, chown nor drop-in in:\n%v", exitCode(err), exitSetup, want, err)
 	}
 }
+
+// A data_dir that exists on a file system that is read-only, outside
+// systemd: run named the unit's drop-in (ReadWritePaths=), which cannot
+// help there. It says the file system is read-only, and to choose a
+// data_dir on one mounted read-write or to remount it, as validate says
+// it (onReadOnlyFileSystem).
+func TestRunHintForAnExistingDataDirOnAReadOnlyFileSystemOutsideSystemd(t *testing.T) {
+	t.Setenv("INVOCATION_ID", "")
+	dataDir := t.TempDir()
+	cfg := &config.Config{DataDir: dataDir, Listen: "127.0.0.1:9464"}
+	start := &agent.StartError{Err: fmt.Errorf("buffer: %w", &fs.PathError{Op: "open", Path: filepath.Join(dataDir, "buffer.db"), Err: syscall.EROFS})}
+	err := runExit(start, cfg, "/etc/plantedge/plantedge.yaml")
+	want := "data_dir " + dataDir + " is on a file system that is read-only (read-only file system): the agent could not keep its buffer there " +
+		"(give data_dir a directory on a file system mounted read-write, or remount that one read-write: findmnt -T " + dataDir + " names it; " +
+		"or the kernel remounted it read-only after a disk error: dmesg says)"
+	if exitCode(err) != exitSetup || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "ReadWritePaths") || strings.Contains(err.Error(), "chown") {
+		t.Errorf("exit %d, want %d and\n%s\nand no drop-in nor chown in:\n%v", exitCode(err), exitSetup, want, err)
+	}
+}

@@ -293,9 +293,7 @@ func cannotCreate(dataDir, up string, cause error, systemd bool) string {
 	case errors.Is(cause, unix.EROFS) && !systemd:
 		// Read-only for root too: no mkdir or chown mends it (the README
 		// audit: it said to make it and chown it).
-		return fmt.Sprintf("%s does not exist, and the file system that would hold it is read-only (%s: %v): %s "+
-			"(give data_dir a directory on a file system mounted read-write, or remount that one read-write: findmnt -T %s names it; "+
-			"or the kernel remounted it read-only after a disk error: dmesg says)", dataDir, up, cause, lost, up)
+		return onReadOnlyFileSystem(dataDir, up)
 	case errors.Is(cause, unix.EROFS):
 		// The unit's sandbox, as run says it at its start: made as root
 		// outside it, then named in the drop-in.
@@ -312,6 +310,25 @@ func cannotCreate(dataDir, up string, cause error, systemd bool) string {
 		return fmt.Sprintf("%s cannot be created in %s (%v): give data_dir a directory on a disk, e.g. /var/lib/plantedge", dataDir, up, cause)
 	}
 	return ""
+}
+
+// onReadOnlyFileSystem says that data_dir dataDir is on a file system
+// that is read-only for root too, and what to do: at is dataDir when it
+// exists, else the nearest directory above it that does (where a mkdir
+// was refused). That is what a read-only file system (EROFS) is outside
+// systemd (!underSystemd): no mkdir, chown or ReadWritePaths= drop-in
+// mends it. In a service systemd started, the unit's sandbox
+// (ProtectSystem=strict) is what makes it read-only for the agent, and the
+// callers keep their drop-in advice. validate and run say it alike, for a
+// data_dir there and one to be made.
+func onReadOnlyFileSystem(dataDir, at string) string {
+	todo := fmt.Sprintf("give data_dir a directory on a file system mounted read-write, or remount that one read-write: findmnt -T %s names it; "+
+		"or the kernel remounted it read-only after a disk error: dmesg says", at)
+	if filepath.Clean(at) != filepath.Clean(dataDir) {
+		return fmt.Sprintf("%s does not exist, and the file system that would hold it is read-only (%s: %v): the agent could not keep its buffer there (%s)",
+			dataDir, at, unix.EROFS, todo)
+	}
+	return fmt.Sprintf("%s is on a file system that is read-only (%v): the agent could not keep its buffer there (%s)", dataDir, unix.EROFS, todo)
 }
 
 // notReadableHint is what to do about a file this user may not read.
@@ -430,7 +447,11 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 		wd, _ := os.Getwd()
 		warn("data_dir", fmt.Sprintf("%s is relative: it is taken from the directory the agent starts in (%s for this command; / for the packaged unit), so each way of starting it keeps another buffer: write an absolute path", cfg.DataDir, wd))
 	}
-	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.IsDir() && errors.Is(unix.Access(cfg.DataDir, unix.W_OK), unix.EROFS) {
+	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.IsDir() && errors.Is(unix.Access(cfg.DataDir, unix.W_OK), unix.EROFS) && !underSystemd() {
+		// Read-only for root too: the drop-in it named cannot help outside
+		// systemd. Said as run says it at its start.
+		warn("data_dir", onReadOnlyFileSystem(cfg.DataDir, cfg.DataDir))
+	} else if err == nil && fi.IsDir() && errors.Is(unix.Access(cfg.DataDir, unix.W_OK), unix.EROFS) {
 		// No chown helps there (the README audit: a read-only mount was
 		// warned of as "not writable by this user" with a chown hint). Said
 		// as run says it at its start, the unit's sandbox included.

@@ -544,8 +544,40 @@ func onTmpfs(dir string) bool {
 // by the kernel after a disk error) was warned of as "not writable by this
 // user" with a chown hint, which cannot help (the README audit); run says
 // "read-only" at its start. The read-only mount is made in a user and mount
-// namespace of its own (unshare -rm), so no privilege is needed.
+// namespace of its own (unshare -rm), so no privilege is needed. Under
+// systemd (INVOCATION_ID: the unit's ExecStartPre), whose sandbox makes
+// the path read-only for the agent, the drop-in is the hint; outside it,
+// see the next test.
 func TestValidateReadOnlyDataDir(t *testing.T) {
+	dataDir, out := validateOnReadOnlyMount(t, "0123456789abcdef")
+	want := "data_dir: " + dataDir + " is on a file system that is read-only for this user: the agent could not keep its buffer there " +
+		"(under systemd, a path outside /var/lib/plantedge and /run/plantedge needs a drop-in (systemctl edit plantedge: [Service] ReadWritePaths=" + dataDir + ")"
+	if !strings.Contains(out, want) || strings.Contains(out, "chown") {
+		t.Errorf("validate of a data_dir on a read-only mount: want %q (and no chown) in:\n%s", want, out)
+	}
+}
+
+// The same data_dir outside systemd (no INVOCATION_ID: validate run by
+// hand): it named the unit's drop-in (ReadWritePaths=), which cannot help
+// there — the file system is read-only for root too. It says so, and to
+// choose a data_dir on a file system mounted read-write or to remount it,
+// as it says of a data_dir to be made there (cannotCreate).
+func TestValidateReadOnlyDataDirOutsideSystemd(t *testing.T) {
+	dataDir, out := validateOnReadOnlyMount(t, "")
+	want := "data_dir: " + dataDir + " is on a file system that is read-only (read-only file system): the agent could not keep its buffer there " +
+		"(give data_dir a directory on a file system mounted read-write, or remount that one read-write: findmnt -T " + dataDir + " names it; " +
+		"or the kernel remounted it read-only after a disk error: dmesg says)"
+	if !strings.Contains(out, want) || strings.Contains(out, "ReadWritePaths") || strings.Contains(out, "chown") {
+		t.Errorf("validate of a data_dir on a read-only mount outside systemd: want %q (and no drop-in nor chown) in:\n%s", want, out)
+	}
+}
+
+// validateOnReadOnlyMount runs validate on a data_dir that exists on a
+// tmpfs remounted read-only, in a user and mount namespace of its own,
+// with INVOCATION_ID set to invocation; skipped where there is no such
+// namespace. It returns the data_dir and what validate wrote.
+func validateOnReadOnlyMount(t *testing.T, invocation string) (string, string) {
+	t.Helper()
 	unshare, err := exec.LookPath("unshare")
 	if err != nil {
 		t.Skip("no unshare")
@@ -560,16 +592,12 @@ func TestValidateReadOnlyDataDir(t *testing.T) {
 	script := `mount -t tmpfs tmpfs "$1" && mkdir "$1/data" && mount -o remount,ro "$1" || exit 99; exec "$2"`
 	cmd := exec.Command(unshare, "-rm", "sh", "-c", script, "sh", mnt, os.Args[0])
 	cmd.Env = append(os.Environ(), mainArgsEnv+"="+strings.Join([]string{"validate", "-c", path}, "\x1f"),
-		config.EnvAPIKey+"=", "CREDENTIALS_DIRECTORY=")
+		config.EnvAPIKey+"=", "CREDENTIALS_DIRECTORY=", "INVOCATION_ID="+invocation)
 	out, err := cmd.CombinedOutput()
 	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == 99 || strings.Contains(string(out), "unshare:") {
 		t.Skipf("no user and mount namespace here: %v %s", err, out)
 	}
-	want := "data_dir: " + dataDir + " is on a file system that is read-only for this user: the agent could not keep its buffer there " +
-		"(under systemd, a path outside /var/lib/plantedge and /run/plantedge needs a drop-in (systemctl edit plantedge: [Service] ReadWritePaths=" + dataDir + ")"
-	if !strings.Contains(string(out), want) || strings.Contains(string(out), "chown") {
-		t.Errorf("validate of a data_dir on a read-only mount: %v, want %q (and no chown) in:\n%s", err, want, out)
-	}
+	return dataDir, string(out)
 }
 
 // A password_file given as a systemd credential's name alone, as
