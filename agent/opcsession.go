@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/connectors/opcua"
 )
 
 // opcSessions keeps in the buffer file (0600) what closes the session an
@@ -46,7 +48,8 @@ func (k opcSessions) KeepSession(b []byte) error {
 // moved to a PLC another source reads as the same user. Any other is
 // forgotten, and the log says so: closing it takes the credentials and the
 // client certificate of the source that made it, and its server keeps it
-// until its lifetime ends (2 minutes by default).
+// until its lifetime ends: the one it gave, kept with the session, else
+// said as the default (2 minutes, what plantedge asks; keptLifetime).
 func (a *Agent) sweepKeptSessions(cfg *config.Config, srcs, fresh []*sourceHandle) {
 	type kept struct {
 		source     string
@@ -85,10 +88,10 @@ func (a *Agent) sweepKeptSessions(cfg *config.Config, srcs, fresh []*sourceHandl
 				continue
 			}
 			if k.configured {
-				a.log.Info("forgot the OPC UA session kept for a source configured but not started (no node mapped to it, or it could not be built): no source started for its server, security and user can close it; the server keeps it until its lifetime ends",
+				a.log.Info("forgot the OPC UA session kept for a source configured but not started (no node mapped to it, or it could not be built): no source started for its server, security and user can close it; the server keeps it until its lifetime ends ("+keptLifetime(k.b)+")",
 					"source", k.source)
 			} else {
-				a.log.Info("forgot the OPC UA session kept for a source no longer configured: no source configured for its server, security and user can close it; the server keeps it until its lifetime ends",
+				a.log.Info("forgot the OPC UA session kept for a source no longer configured: no source configured for its server, security and user can close it; the server keeps it until its lifetime ends ("+keptLifetime(k.b)+")",
 					"source", k.source)
 			}
 			continue
@@ -104,4 +107,47 @@ func (a *Agent) sweepKeptSessions(cfg *config.Config, srcs, fresh []*sourceHandl
 				"source", k.source, "closed_by", to.name)
 		}
 	}
+}
+
+// keptLifetime says the lifetime of the OPC UA session kept in b: the one
+// its server gave it (its CreateSession answer, kept with it), else the
+// default, what plantedge asks (an earlier version's record, or a server
+// that did not say: gopcua's answers 0).
+func keptLifetime(b []byte) string {
+	if l := opcua.KeptLifetime(b); l != "" {
+		return l + ", as the server gave it"
+	}
+	return "2 minutes by default"
+}
+
+// keptLifetimes says the lifetimes of the OPC UA sessions kept (source:
+// what keptLifetime read there, "" where nothing was known): the ones the
+// servers gave, by source, and the default where none is known.
+func keptLifetimes(gave map[string]string) string {
+	var known []string
+	unknown := len(gave) == 0
+	for _, src := range slices.Sorted(maps.Keys(gave)) {
+		if gave[src] == "" {
+			unknown = true
+			continue
+		}
+		known = append(known, gave[src]+" for "+src)
+	}
+	switch {
+	case len(known) == 0:
+		return "2 minutes by default"
+	case unknown:
+		return "as the server gave the last session kept: " + strings.Join(known, ", ") + "; 2 minutes by default for the others"
+	}
+	return "as the server gave the last session kept: " + strings.Join(known, ", ")
+}
+
+// keptSessionLifetimes is keptLifetimes of the sessions the buffer keeps.
+func (a *Agent) keptSessionLifetimes() string {
+	gave := map[string]string{}
+	_ = a.buf.MetaPrefix(opcSessionPrefix, func(k string, v []byte) error {
+		gave[strings.TrimPrefix(k, opcSessionPrefix)] = opcua.KeptLifetime(v)
+		return nil
+	})
+	return keptLifetimes(gave)
 }

@@ -14,8 +14,9 @@ import (
 // sources start, deleted at a clean stop once they are stopped (their OPC UA
 // sessions closed). Found at start, it says the previous run was killed,
 // crashed or lost power: its OPC UA sessions were left on the servers, each
-// holding one of a PLC's few session slots for its lifetime (2 minutes by
-// default); a crash loop restarted every 5 s by systemd left one per start
+// holding one of a PLC's few session slots for its lifetime (the one the
+// server gave, kept with the session; 2 minutes by default, what plantedge
+// asks, where none is known); a crash loop restarted every 5 s by systemd left one per start
 // (22–24 held on node-opcua's test server, packaging README) until each
 // source kept what closes its session (opcSessions) and closed the one the
 // previous run left before connecting. The agent says so; it does not wait
@@ -70,13 +71,13 @@ func (a *Agent) logUnclean(unclean int, prevStart time.Time) {
 	if unclean >= crashLoopRuns {
 		a.log.Warn("crash loop: the last runs ended without a clean stop, each started within 2 minutes of the next; "+
 			"each start closes the OPC UA sessions the previous one left before its sources connect, but a run killed "+
-			"while connecting leaves its session on the server for its lifetime (2 minutes by default), and a server "+
+			"while connecting leaves its session on the server for its lifetime ("+a.keptSessionLifetimes()+"), and a server "+
 			"with few session slots refuses new sessions meanwhile (BadTooManySessions), the HMI's too: "+
 			"the journal says why the agent ends; `systemctl stop plantedge` ends the loop",
 			"unclean_runs", unclean, "previous_start", prevStart.UTC().Format(time.RFC3339))
 		return
 	}
-	a.log.Info("the previous run did not stop cleanly (killed, crashed or power lost): each OPC UA source closes the session it left on its server before it connects; one the server does not close is kept there for its lifetime (2 minutes by default)",
+	a.log.Info("the previous run did not stop cleanly (killed, crashed or power lost): each OPC UA source closes the session it left on its server before it connects; one the server does not close is kept there for its lifetime ("+a.keptSessionLifetimes()+")",
 		"previous_start", prevStart.UTC().Format(time.RFC3339))
 }
 

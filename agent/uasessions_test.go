@@ -165,6 +165,10 @@ func TestUnstartedOPCUASourceForgetsItsKeptSession(t *testing.T) {
 		l := p.logs.String()
 		return strings.Contains(l, "forgot the OPC UA session kept for a source configured but not started") && strings.Contains(l, "source=line1"), l
 	})
+	// gopcua's server answers a lifetime of 0: none known, the default said.
+	if l := p.logs.String(); !strings.Contains(l, "the server keeps it until its lifetime ends (2 minutes by default)") {
+		t.Errorf("the forgotten session's lifetime not said as the default:\n%s", l)
+	}
 	ra.stopNow(t)
 	if keys := p.keptSessionKeys(); len(keys) != 0 {
 		t.Errorf("sessions kept after the clean stop: %v, want none", keys)

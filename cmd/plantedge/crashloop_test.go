@@ -21,7 +21,8 @@ import (
 // A crash loop, as systemd's Restart= makes it: `plantedge run` killed
 // (SIGKILL) once its OPC UA source is connected, and started again. A
 // killed agent cannot close its session; the server keeps it for its
-// lifetime (gopcua's never drops it: counted by opcuatest.Sessions). The
+// lifetime (gopcua's never drops it: counted by opcuatest.Sessions; it
+// answers a lifetime of 0, so the agent says the default). The
 // agent keeps what closes it in the buffer file, and the next start
 // closes it before its source connects: one session open after each
 // start, the live one (before: one more per start, 4 at the fourth). The
@@ -93,6 +94,12 @@ func TestCrashLoopIsSaidWithTheSessionsItLeaves(t *testing.T) {
 			t.Errorf("run %d after a kill: want %q and no crash loop:\n%s", i, unclean, l)
 		case i == 4 && (!strings.Contains(l, "level=WARN msg=\"crash loop") || !strings.Contains(l, "unclean_runs=3")):
 			t.Errorf("run 4 after three kills in a row: no crash-loop warning with unclean_runs=3:\n%s", l)
+		}
+		// gopcua's server answers a session lifetime of 0: none is known
+		// from the session kept, so the default is said.
+		if i == 2 && !strings.Contains(l, "one the server does not close is kept there for its lifetime (2 minutes by default)") ||
+			i == 4 && !strings.Contains(l, "leaves its session on the server for its lifetime (2 minutes by default)") {
+			t.Errorf("run %d: the session lifetime not said as the default (none known):\n%s", i, l)
 		}
 	}
 	cmd, _, exited := run(5)

@@ -37,6 +37,18 @@ func (k *keptSession) lifetime(asked time.Duration) time.Duration {
 	return asked
 }
 
+// KeptLifetime is the lifetime the server gave the session kept in b
+// (SessionKeeper), said as "2 minutes" or "10s"; "" when not known: kept
+// by an earlier version, by a server that answered 0 (gopcua's), or b not
+// a kept session.
+func KeptLifetime(b []byte) string {
+	var k keptSession
+	if json.Unmarshal(b, &k) != nil || k.LifetimeMS <= 0 {
+		return ""
+	}
+	return fmtDuration(k.lifetime(0))
+}
+
 // keptFor is the identity part of a keptSession for s.
 func (s *Source) keptFor() keptSession {
 	return keptSession{Server: s.server, Policy: s.sec.policyURI, Mode: s.sec.mode.String(), User: s.cfg.Username}
