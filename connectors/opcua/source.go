@@ -1459,6 +1459,18 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 	gone := map[uint32]ua.StatusCode{}
 	var readRefused []RefusedNode // nodes the last read of polled or quiet nodes refused
 	notified := map[uint32]any{}  // the last good value of each node, notified or read
+	// readNoted is the reads' Source.onRead: it notes a good value read
+	// as node idx's last one, and reports whether it differs from the one
+	// before (none before: it does not).
+	readNoted := func(idx int, dv *ua.DataValue) (differs bool) {
+		if dv == nil || !statusGood(dv.Status) || dv.Value == nil {
+			return false
+		}
+		v := dv.Value.Value()
+		old, ok := notified[uint32(idx)]
+		notified[uint32(idx)] = v
+		return ok && !reflect.DeepEqual(old, v)
+	}
 	showRefused := func() {
 		r := append(slices.Clone(s.unavailable), listed...)
 		for _, idx := range slices.Sorted(maps.Keys(gone)) {
@@ -1624,14 +1636,9 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 					// does not show it alive (the review).
 					missed := false
 					s.onRead = func(idx int, dv *ua.DataValue) {
-						if dv == nil || !statusGood(dv.Status) || dv.Value == nil {
-							return
-						}
-						v := dv.Value.Value()
-						if old, ok := notified[uint32(idx)]; ok && !reflect.DeepEqual(old, v) {
+						if readNoted(idx, dv) {
 							missed = true
 						}
-						notified[uint32(idx)] = v
 					}
 					err := s.deliverRead(ctx, vals, false, hb)
 					s.onRead = nil
@@ -1672,11 +1679,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 					"silent", quiet.Round(time.Millisecond), "publish_wait", lost, "nodes", len(idxs))
 				s.ask("read (catch up)")
 				answer = s.readAsync(rctx, c, ids, idxs, func(vals []readValue) error {
-					s.onRead = func(idx int, dv *ua.DataValue) {
-						if dv != nil && statusGood(dv.Status) && dv.Value != nil {
-							notified[uint32(idx)] = dv.Value.Value()
-						}
-					}
+					s.onRead = func(idx int, dv *ua.DataValue) { readNoted(idx, dv) }
 					err := s.deliverRead(ctx, vals, false, hb)
 					s.onRead = nil
 					return err
