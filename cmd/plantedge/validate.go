@@ -447,44 +447,50 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 		wd, _ := os.Getwd()
 		warn("data_dir", fmt.Sprintf("%s is relative: it is taken from the directory the agent starts in (%s for this command; / for the packaged unit), so each way of starting it keeps another buffer: write an absolute path", cfg.DataDir, wd))
 	}
-	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.IsDir() && errors.Is(unix.Access(cfg.DataDir, unix.W_OK), unix.EROFS) && !underSystemd() {
-		// Read-only for root too: the drop-in it named cannot help outside
-		// systemd. Said as run says it at its start.
-		warn("data_dir", onReadOnlyFileSystem(cfg.DataDir, cfg.DataDir))
-	} else if err == nil && fi.IsDir() && errors.Is(unix.Access(cfg.DataDir, unix.W_OK), unix.EROFS) {
-		// No chown helps there (the README audit: a read-only mount was
-		// warned of as "not writable by this user" with a chown hint). Said
-		// as run says it at its start, the unit's sandbox included.
-		hint := "remount it read-write"
-		if filepath.Clean(cfg.DataDir) != "/var/lib/plantedge" {
-			hint = fmt.Sprintf("under systemd, a path outside /var/lib/plantedge and /run/plantedge needs a drop-in "+
-				"(systemctl edit plantedge: [Service] ReadWritePaths=%s)", cfg.DataDir)
+	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.IsDir() {
+		switch writable := unix.Access(cfg.DataDir, unix.W_OK); {
+		case errors.Is(writable, unix.EROFS) && !underSystemd():
+			// Read-only for root too: the drop-in it named cannot help outside
+			// systemd. Said as run says it at its start.
+			warn("data_dir", onReadOnlyFileSystem(cfg.DataDir, cfg.DataDir))
+		case errors.Is(writable, unix.EROFS):
+			// No chown helps there (the README audit: a read-only mount was
+			// warned of as "not writable by this user" with a chown hint). Said
+			// as run says it at its start, the unit's sandbox included.
+			hint := "remount it read-write"
+			if filepath.Clean(cfg.DataDir) != "/var/lib/plantedge" {
+				hint = fmt.Sprintf("under systemd, a path outside /var/lib/plantedge and /run/plantedge needs a drop-in "+
+					"(systemctl edit plantedge: [Service] ReadWritePaths=%s)", cfg.DataDir)
+			}
+			warn("data_dir", fmt.Sprintf("%s is on a file system that is read-only for this user: the agent could not keep its buffer there "+
+				"(%s; or the kernel remounted it read-only after a disk error: dmesg says)", cfg.DataDir, hint))
+		case writable != nil:
+			hint := "chown -R plantedge:plantedge " + cfg.DataDir + " (the package makes it so)"
+			if filepath.Clean(cfg.DataDir) != "/var/lib/plantedge" {
+				hint = fmt.Sprintf("chown it to plantedge; the packaged unit lets the agent write only /var/lib/plantedge: "+
+					"for this data_dir, add ReadWritePaths=%s with systemctl edit plantedge", cfg.DataDir)
+			}
+			warn("data_dir", fmt.Sprintf("%s is not writable by this user: the agent could not keep its buffer there (%s)", cfg.DataDir, asAgent(hint)))
+		case unix.Access(cfg.DataDir, unix.X_OK) != nil:
+			// Writable, and no file in it can be opened (a chmod -R 600): it
+			// was said OK, and the agent stopped at its start.
+			warn("data_dir", fmt.Sprintf("%s is writable but not searchable by this user (mode %04o, no x): no file in it can be opened, so the agent could not keep its buffer there (%s)",
+				cfg.DataDir, fi.Mode().Perm(), asAgent("chmod 750 "+cfg.DataDir+", as the package makes it")))
+		default:
+			bfi, berr := os.Stat(cfg.BufferPath())
+			if berr != nil || !bfi.Mode().IsRegular() || unix.Access(cfg.BufferPath(), unix.R_OK|unix.W_OK) == nil {
+				break
+			}
+			// A buffer file this user may not open for writing (root's after
+			// a command or the agent run as root, one made read-only): it was
+			// said OK, and the agent stopped at its start. As run says it.
+			hint := fmt.Sprintf("chown plantedge:plantedge %s (root's after running plantedge as root?)", cfg.BufferPath())
+			if ownedByMe(bfi) {
+				hint = "chmod 600 " + cfg.BufferPath()
+			}
+			warn("data_dir", fmt.Sprintf("the buffer file %s is %s's (mode %04o), and this user may not read and write it: the agent could not open it (%s)",
+				cfg.BufferPath(), ownerOf(bfi), bfi.Mode().Perm(), asAgent(hint)))
 		}
-		warn("data_dir", fmt.Sprintf("%s is on a file system that is read-only for this user: the agent could not keep its buffer there "+
-			"(%s; or the kernel remounted it read-only after a disk error: dmesg says)", cfg.DataDir, hint))
-	} else if err == nil && fi.IsDir() && unix.Access(cfg.DataDir, unix.W_OK) != nil {
-		hint := "chown -R plantedge:plantedge " + cfg.DataDir + " (the package makes it so)"
-		if filepath.Clean(cfg.DataDir) != "/var/lib/plantedge" {
-			hint = fmt.Sprintf("chown it to plantedge; the packaged unit lets the agent write only /var/lib/plantedge: "+
-				"for this data_dir, add ReadWritePaths=%s with systemctl edit plantedge", cfg.DataDir)
-		}
-		warn("data_dir", fmt.Sprintf("%s is not writable by this user: the agent could not keep its buffer there (%s)", cfg.DataDir, asAgent(hint)))
-	} else if err == nil && fi.IsDir() && unix.Access(cfg.DataDir, unix.X_OK) != nil {
-		// Writable, and no file in it can be opened (a chmod -R 600): it
-		// was said OK, and the agent stopped at its start.
-		warn("data_dir", fmt.Sprintf("%s is writable but not searchable by this user (mode %04o, no x): no file in it can be opened, so the agent could not keep its buffer there (%s)",
-			cfg.DataDir, fi.Mode().Perm(), asAgent("chmod 750 "+cfg.DataDir+", as the package makes it")))
-	} else if bfi, berr := os.Stat(cfg.BufferPath()); err == nil && fi.IsDir() && berr == nil && bfi.Mode().IsRegular() &&
-		unix.Access(cfg.BufferPath(), unix.R_OK|unix.W_OK) != nil {
-		// A buffer file this user may not open for writing (root's after
-		// a command or the agent run as root, one made read-only): it was
-		// said OK, and the agent stopped at its start. As run says it.
-		hint := fmt.Sprintf("chown plantedge:plantedge %s (root's after running plantedge as root?)", cfg.BufferPath())
-		if ownedByMe(bfi) {
-			hint = "chmod 600 " + cfg.BufferPath()
-		}
-		warn("data_dir", fmt.Sprintf("the buffer file %s is %s's (mode %04o), and this user may not read and write it: the agent could not open it (%s)",
-			cfg.BufferPath(), ownerOf(bfi), bfi.Mode().Perm(), asAgent(hint)))
 	}
 	if why := agent.VolatileDataDir(cfg, asServiceUser()); why != "" {
 		warn("data_dir", fmt.Sprintf("%s %s: put it on a disk (the package's is /var/lib/plantedge)", cfg.DataDir, why))
