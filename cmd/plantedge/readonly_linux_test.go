@@ -17,12 +17,7 @@ import (
 // read-write or to remount it. Run as root, where mount is allowed.
 func TestValidateSaysADataDirsFileSystemIsReadOnly(t *testing.T) {
 	t.Setenv("INVOCATION_ID", "") // not a service systemd started
-	dir := t.TempDir()
-	ro := readOnlyTmpfs(t)
-	key := filepath.Join(dir, "key")
-	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, ro, key := readOnlySetup(t)
 	dataDir := filepath.Join(ro, "data", "plantedge")
 	_, errOut, err := runValidate(t, "-c", oneMachineConfig(t, dir, dataDir, key))
 	want := "data_dir: " + dataDir + " does not exist, and the file system that would hold it is read-only (" + ro + ": read-only file system): " +
@@ -31,6 +26,19 @@ func TestValidateSaysADataDirsFileSystemIsReadOnly(t *testing.T) {
 	if exitCode(err) != 0 || !strings.Contains(errOut, want) || strings.Contains(errOut, "mkdir -p") || strings.Contains(errOut, "chown") {
 		t.Errorf("exit %d, want 0 and\n%s\nand no mkdir nor chown in:\n%s", exitCode(err), want, errOut)
 	}
+}
+
+// readOnlySetup is the set-up of these tests: a directory for the
+// config, a read-only tmpfs (readOnlyTmpfs) and an API key file.
+func readOnlySetup(t *testing.T) (dir, ro, key string) {
+	t.Helper()
+	dir = t.TempDir()
+	ro = readOnlyTmpfs(t)
+	key = filepath.Join(dir, "key")
+	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir, ro, key
 }
 
 // readOnlyTmpfs is a tmpfs mounted read-only for the test; skipped where
@@ -59,12 +67,7 @@ func readOnlyTmpfs(t *testing.T) string {
 // drop-in (TestRunHintForADataDirOnAReadOnlyFileSystem).
 func TestRunSaysADataDirsFileSystemIsReadOnly(t *testing.T) {
 	t.Setenv("INVOCATION_ID", "")
-	dir := t.TempDir()
-	ro := readOnlyTmpfs(t)
-	key := filepath.Join(dir, "key")
-	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, ro, key := readOnlySetup(t)
 	dataDir := filepath.Join(ro, "data", "plantedge")
 	err := run([]string{"run", "-c", oneMachineConfig(t, dir, dataDir, key)})
 	want := "data_dir " + dataDir + " does not exist, and the file system that would hold it is read-only (" + ro + ": read-only file system): " +
@@ -81,12 +84,7 @@ func TestRunSaysADataDirsFileSystemIsReadOnly(t *testing.T) {
 // says it.
 func TestRunSaysAnExistingDataDirsFileSystemIsReadOnly(t *testing.T) {
 	t.Setenv("INVOCATION_ID", "")
-	dir := t.TempDir()
-	ro := readOnlyTmpfs(t)
-	key := filepath.Join(dir, "key")
-	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dir, ro, key := readOnlySetup(t)
 	err := run([]string{"run", "-c", oneMachineConfig(t, dir, ro, key)})
 	want := "data_dir " + ro + " is on a file system that is read-only (read-only file system): the agent could not keep its buffer there " +
 		"(give data_dir a directory on a file system mounted read-write, or remount that one read-write: findmnt -T " + ro + " names it; " +
