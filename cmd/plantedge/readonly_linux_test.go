@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,6 +90,39 @@ func TestRunSaysAnExistingDataDirsFileSystemIsReadOnly(t *testing.T) {
 	want := "data_dir " + ro + " is on a file system that is read-only (read-only file system): the agent could not keep its buffer there " +
 		"(give data_dir a directory on a file system mounted read-write, or remount that one read-write: findmnt -T " + ro + " names it; " +
 		"or the kernel remounted it read-only after a disk error: dmesg says)"
+	if exitCode(err) != exitSetup || !strings.Contains(fmt.Sprint(err), want) || strings.Contains(fmt.Sprint(err), "ReadWritePaths") {
+		t.Errorf("exit %d, want %d and\n%s\nand no drop-in in:\n%v", exitCode(err), exitSetup, want, err)
+	}
+}
+
+// run with listen's unix socket in a directory on a read-only mount,
+// outside systemd: it named the unit's drop-in (ReadWritePaths=), which
+// cannot help there. It says the file system is read-only and how to
+// move the socket; validate warns of it.
+func TestRunSaysASocketDirectorysFileSystemIsReadOnly(t *testing.T) {
+	t.Setenv("INVOCATION_ID", "")
+	dir, ro, key := readOnlySetup(t)
+	path := oneMachineConfig(t, dir, filepath.Join(dir, "data"), key)
+	y, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(ro, "api.sock")
+	listen := regexp.MustCompile(`(?m)^listen: .*$`)
+	if !listen.Match(y) {
+		t.Fatalf("no listen in:\n%s", y)
+	}
+	if err := os.WriteFile(path, listen.ReplaceAll(y, []byte("listen: unix:"+sock)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err := runValidate(t, "-c", path)
+	if warned := "listen: the directory of the socket, " + ro + ", is on a file system that is read-only"; exitCode(err) != 0 || !strings.Contains(errOut, warned) {
+		t.Errorf("validate: exit %d, want 0 and %q in:\n%s", exitCode(err), warned, errOut)
+	}
+	err = run([]string{"run", "-c", path})
+	want := "the directory of listen's socket, " + ro + ", is on a file system that is read-only (read-only file system): the agent could not make its socket there " +
+		"(give listen a socket in a directory on a file system mounted read-write, or an address such as 127.0.0.1:9464; or remount that one read-write: " +
+		"findmnt -T " + ro + " names it)"
 	if exitCode(err) != exitSetup || !strings.Contains(fmt.Sprint(err), want) || strings.Contains(fmt.Sprint(err), "ReadWritePaths") {
 		t.Errorf("exit %d, want %d and\n%s\nand no drop-in in:\n%v", exitCode(err), exitSetup, want, err)
 	}

@@ -212,6 +212,12 @@ func startHint(err error, cfg *config.Config, path string) string {
 			at = nearestExisting(dir)
 		}
 		return "data_dir " + onReadOnlyFileSystem(dir, at)
+	case errors.Is(err, syscall.EROFS) && !underSystemd():
+		// The socket's directory on a read-only mount, not the unit's
+		// sandbox: no drop-in mends that (it named one).
+		return fmt.Sprintf("the directory of listen's socket, %s, is on a file system that is read-only (%v): the agent could not make its socket there "+
+			"(give listen a socket in a directory on a file system mounted read-write, or an address such as 127.0.0.1:9464; or remount that one read-write: "+
+			"findmnt -T %s names it)", dir, syscall.EROFS, dir)
 	case errors.Is(err, syscall.EROFS) && where == "data_dir" && !exists(dir):
 		// The unit's sandbox (ProtectSystem=strict) refuses mkdir so: the
 		// drop-in alone would not start it (systemd refuses a path there
