@@ -233,6 +233,9 @@ type Agent struct {
 	pendingTook time.Duration
 	pendingGen  uint64
 	pendingBusy bool
+	// pendingWaited is the scan callers wait for (nil: none runs;
+	// scanWhileWaited).
+	pendingWaited *waitedScan
 	// pendingDone: the buffer is closing (stopPendingScans) — no more
 	// background scans, and one under way ends at its next chunk.
 	pendingDone atomic.Bool

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -74,5 +75,26 @@ func SetPendingScanBound(n int) (release, restore func()) {
 	return release, func() {
 		release()
 		pendingScanBound, pendingScanChunk = was, nil
+	}
+}
+
+// HoldWaitedPendingScans holds every scan of the pending counts that a
+// status or /metrics caller waits for before it reads the buffer, as a
+// read waits behind a buffer write stalled in its commit's meta page,
+// until release is called (restore calls it too, and puts the hook back);
+// held says how many scans it has held. Not for parallel tests.
+func HoldWaitedPendingScans() (held func() int, release, restore func()) {
+	var n atomic.Int64
+	hold := make(chan struct{})
+	var once sync.Once
+	hook := func(*Agent) {
+		n.Add(1)
+		<-hold
+	}
+	pendingScanStarts.Store(&hook)
+	release = func() { once.Do(func() { close(hold) }) }
+	return func() int { return int(n.Load()) }, release, func() {
+		release()
+		pendingScanStarts.Store(nil)
 	}
 }

@@ -1078,6 +1078,37 @@ func TestWriteStallShows(t *testing.T) {
 	}
 }
 
+// A read of the buffer waits behind a write stalled in its commit's meta
+// page (bbolt holds a read transaction's start meanwhile; held here by
+// HoldWaitedPendingScans, as fsfreeze at that moment held it in
+// TestWriteStallShows on a loaded machine): status and /metrics answer all
+// the same, and say the stall. They waited with the read until the thaw.
+func TestWriteStallShowsWhileAReadWaitsOnIt(t *testing.T) {
+	p, ra, _, freeze, thaw := stallPlant(t, time.Second)
+	held, release, restore := agent.HoldWaitedPendingScans()
+	t.Cleanup(restore) // before the agent's stop, which waits for the scans
+	// (released after 40 s whatever is answered: the test then fails
+	// rather than hanging in a status call)
+	safety := time.AfterFunc(40*time.Second, release)
+	defer safety.Stop()
+	freeze()
+	p.produce(p.machines[0], 2, 0)
+	waitFor(t, 30*time.Second, "the stall shown while a read waits on it", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.WriteStalledSeconds > 0 && held() > 0, fmt.Sprintf("held %d: %+v", held(), st.Buffer)
+	})
+	if v, ok := metric(p.metrics(), "plantedge_buffer_write_stalled_seconds"); !ok || v <= 0 {
+		t.Errorf("plantedge_buffer_write_stalled_seconds %v (%v), want more than 0", v, ok)
+	}
+	thaw()
+	release()
+	p.waitExactQty(ra, "press-1", 3)
+	waitFor(t, 10*time.Second, "the pending counts read again", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.WriteStalledSeconds == 0 && st.Buffer.PendingCountsReading == 0, fmt.Sprintf("%+v", st.Buffer)
+	})
+}
+
 // A disk that does not answer while the agent starts (here frozen before
 // the buffer file is made): the start's wait is logged and, once the disk
 // answers, its end, and the agent runs. The start was silent until

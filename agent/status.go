@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
@@ -1169,7 +1170,8 @@ func unmapped(cfg *config.Config, pending map[string]pendingCount) (int, []Unmap
 // of ingest with Odoo down, past Prometheus's 10 s scrape timeout. scanned
 // is the buffer's last sequence number when that scan began: later records
 // are not in it. err says why that scan stopped short: the counts are then
-// partial.
+// partial. A caller waits for a scan only until a buffer write has stalled
+// (awaitScan): it then answers the last result, or none yet, reading.
 func (a *Agent) pendingCounts() (_ map[string]pendingCount, scanned uint64, reading int, err error) {
 	a.pendingMu.Lock()
 	defer a.pendingMu.Unlock()
@@ -1187,10 +1189,98 @@ func (a *Agent) pendingCounts() (_ map[string]pendingCount, scanned uint64, read
 		a.rescanInBackground()
 		return map[string]pendingCount{}, 0, n, nil
 	}
-	a.pendingVal, a.pendingSeq, a.pendingTook, a.pendingErr = a.scanPendingCounts(false)
-	a.pendingAt = time.Now()
+	if a.pendingDone.Load() {
+		// Stopped, or a stopped agent's file (OfflineStatus): no write
+		// to wait behind, and no background left to wait for.
+		a.pendingVal, a.pendingSeq, a.pendingTook, a.pendingErr = a.scanPendingCounts(false)
+		a.pendingAt = time.Now()
+		return a.pendingVal, a.pendingSeq, 0, a.pendingErr
+	}
+	w := a.scanWhileWaited()
+	a.pendingMu.Unlock()
+	ended := a.awaitScan(w.done)
+	a.pendingMu.Lock()
+	switch {
+	case ended:
+		return w.val, w.seq, 0, w.err
+	case a.pendingVal == nil:
+		return map[string]pendingCount{}, 0, n, nil
+	}
 	return a.pendingVal, a.pendingSeq, 0, a.pendingErr
 }
+
+// waitedScan is a scan of the pending counts that a caller waits for
+// (scanWhileWaited): its result is set when done is closed.
+type waitedScan struct {
+	done chan struct{}
+	gen  uint64 // pendingGen when it began
+	val  map[string]pendingCount
+	seq  uint64
+	err  error
+}
+
+// scanWhileWaited starts a scan of the pending counts for a caller that
+// waits for it (pendingCounts), unless one begun since the last forget
+// runs (under pendingMu). It reads as a scan under pendingMu did, but
+// without holding pendingMu: a read of the buffer waits behind a stalled
+// write (bbolt holds the lock a read transaction begins under while a
+// commit writes its meta page: fsfreeze at that moment held every status
+// and /metrics call, and the status poll of TestWriteStallShows, until the
+// disk was thawed), and the callers after it must still answer.
+func (a *Agent) scanWhileWaited() *waitedScan {
+	if w := a.pendingWaited; w != nil && w.gen == a.pendingGen {
+		return w
+	}
+	w := &waitedScan{done: make(chan struct{}), gen: a.pendingGen}
+	a.pendingWaited = w
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		if hook := pendingScanStarts.Load(); hook != nil {
+			(*hook)(a)
+		}
+		val, seq, took, err := a.scanPendingCounts(false)
+		a.pendingMu.Lock()
+		defer a.pendingMu.Unlock()
+		w.val, w.seq, w.err = val, seq, err
+		a.pendingVal, a.pendingSeq, a.pendingTook, a.pendingErr, a.pendingAt = val, seq, took, err, time.Now()
+		if w.gen != a.pendingGen {
+			a.pendingAt = time.Time{} // begun before a forget: due again
+		}
+		if a.pendingWaited == w {
+			a.pendingWaited = nil
+		}
+		close(w.done)
+	}()
+	return w
+}
+
+// awaitScan waits for a scan of the pending counts (done) to end, and
+// reports whether it did: it gives up once a buffer write has stalled
+// (writeStalled), whose stall the scan may be waiting behind — status and
+// /metrics then answer with the counts they had (or none, "reading"), and
+// say the stall.
+func (a *Agent) awaitScan(done <-chan struct{}) bool {
+	tick := time.NewTicker(awaitScanLook)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return true
+		case <-tick.C:
+			if a.writeStalled() > 0 {
+				return false
+			}
+		}
+	}
+}
+
+// awaitScanLook is how often awaitScan looks for a stalled write.
+const awaitScanLook = 20 * time.Millisecond
+
+// pendingScanStarts, when set (tests), is called before a scan that a
+// caller waits for (scanWhileWaited) reads the buffer.
+var pendingScanStarts atomic.Pointer[func(a *Agent)]
 
 // pendingBacklog is how many records a scan of the pending counts reads
 // (telemetry is not read), from the buffer's stats: known at once.
