@@ -672,6 +672,29 @@ func (q *Queue) openBolt() (*bolt.DB, error) {
 	return db, nil
 }
 
+// readersWait is how long a read-write Open waits for processes reading
+// the file (heldByReaders) before bbolt's own wait for the lock (2 s). A
+// stopped agent's status or deadletter reads it under a shared lock: the
+// agent systemd restarts meanwhile waited 2 s and exited with "is
+// plantedge already running with this data_dir?" (a status of a 3
+// million record backlog read for 4–5 s). A variable: tests lower it.
+var readersWait = 30 * time.Second
+
+// waitForReaders waits, up to readersWait, while only readers hold the
+// file's lock, and says so in the log.
+func (q *Queue) waitForReaders() {
+	if !heldByReaders(q.path) {
+		return
+	}
+	q.log.Warn("buffer file is being read by another process (plantedge status or deadletter with the agent stopped): waiting for it to finish",
+		"path", q.path, "up_to", readersWait)
+	start := time.Now()
+	for heldByReaders(q.path) && time.Since(start) < readersWait {
+		time.Sleep(20 * time.Millisecond)
+	}
+	q.log.Info("buffer file: done waiting for its readers", "path", q.path, "waited", time.Since(start).Round(time.Millisecond))
+}
+
 // openChecked opens the file, checks it as bbolt's consistency check does
 // (checkPageGraph, thorough) and loads the in-memory state, turning bbolt
 // panics and memory faults into corruptError.
@@ -692,8 +715,14 @@ func (q *Queue) openChecked() (db *bolt.DB, st state, err error) {
 			return nil, st, serr
 		}
 	}
+	if !q.opts.ReadOnly {
+		q.waitForReaders()
+	}
 	db, err = q.openBolt()
 	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) && heldByReaders(q.path) {
+			return nil, st, fmt.Errorf("%w: read by another process for longer than %v (a plantedge status --count-pending or deadletter of a big file?): %s", ErrLocked, readersWait, q.path)
+		}
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, st, fmt.Errorf("%w (is plantedge already running with this data_dir?): %s", ErrLocked, q.path)
 		}
