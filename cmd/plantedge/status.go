@@ -22,8 +22,9 @@ import (
 )
 
 type statusOptions struct {
-	config string
-	json   bool
+	config       string
+	json         bool
+	countPending bool
 }
 
 func newStatusCmd() *cobra.Command {
@@ -34,7 +35,8 @@ func newStatusCmd() *cobra.Command {
 		Long: "status shows the sources, the buffer (records, bytes, oldest age, dead letters), the Odoo link (state,\n" +
 			"last error, next retry) and each machine's work order and counts. It asks the running agent at listen;\n" +
 			"with the agent stopped it reads the buffer file read-only and says so (AGENT NOT RUNNING). --json prints\n" +
-			"the same for scripts and monitoring.\n\n" +
+			"the same for scripts and monitoring. With the agent stopped, the machines' pending counts are read from a backlog\n" +
+			"of up to 300,000 records; --count-pending reads a bigger one too (seconds for millions).\n\n" +
 			"It exits 0 when it could tell, and 1 when it could not tell everything: a buffer file it cannot read, an\n" +
 			"agent that does not answer, a config file that does not load (what the buffer file holds is still shown),\n" +
 			"another site's agent or another program at listen. What it could read is printed, the reason on\n" +
@@ -46,6 +48,7 @@ func newStatusCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&o.config, "config", "c", defaultConfig, "config file")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print JSON (for scripts and monitoring)")
+	cmd.Flags().BoolVar(&o.countPending, "count-pending", false, "with the agent stopped, read the machines' pending counts however big the backlog")
 	return cmd
 }
 
@@ -64,7 +67,11 @@ func (o *statusOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		fmt.Fprintf(w, "STATUS NOT KNOWN: config file %s NOT READ (why: below)\n", o.config)
 		return err
 	}
-	st, err := fetchStatus(ctx, cfg)
+	offline := agent.OfflineStatus
+	if o.countPending {
+		offline = agent.OfflineStatusCounted
+	}
+	st, err := fetchStatus(ctx, cfg, offline)
 	if err != nil {
 		if o.json {
 			return failedStatusJSON(w, st, err)
@@ -123,7 +130,8 @@ func writeStatusJSON(w io.Writer, st agent.Status) error {
 }
 
 // fetchStatus asks the running agent, or reads the buffer when it is stopped.
-func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) {
+// offline reads the file (agent.OfflineStatus or OfflineStatusCounted).
+func fetchStatus(ctx context.Context, cfg *config.Config, offline func(*config.Config) (agent.Status, error)) (agent.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	st, err := agent.NewAPIClient(cfg.Listen).ForConfig(cfg).Status(ctx)
@@ -139,7 +147,7 @@ func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) 
 			// Stopped: its buffer file is read, as for any stopped agent
 			// (a backlog was shown as pending 0; the review), and the
 			// error says who answers.
-			if st, oerr := agent.OfflineStatus(cfg); oerr == nil {
+			if st, oerr := offline(cfg); oerr == nil {
 				return st, &bufferReadError{err}
 			}
 		}
@@ -148,7 +156,7 @@ func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) 
 	if nerr := notThisAgent(cfg, err, "status"); nerr != nil {
 		// Stopped (another program holds its port): its buffer file is
 		// read, as for any stopped agent, and the error says what answers.
-		st, oerr := agent.OfflineStatus(cfg)
+		st, oerr := offline(cfg)
 		if oerr == nil {
 			return st, &bufferReadError{nerr}
 		}
@@ -163,7 +171,7 @@ func fetchStatus(ctx context.Context, cfg *config.Config) (agent.Status, error) 
 	if err := notAnswering(cfg); err != nil {
 		return agent.UnknownStatus(cfg, true), err
 	}
-	return agent.OfflineStatus(cfg)
+	return offline(cfg)
 }
 
 // keyFileUnreadable says that err, an API key file's read error, is one
@@ -441,7 +449,13 @@ func printStatus(w io.Writer, st agent.Status) {
 	if b.PendingPartial != "" {
 		fmt.Fprintf(w, "          WARNING: PENDING COUNTS SHORT: %s\n", b.PendingPartial)
 	}
-	if b.PendingCountsReading > 0 {
+	if b.PendingCountsReading > 0 && !st.AgentRunning {
+		// A stopped agent's backlog too big to read while the technician
+		// waits (and the file's lock keeps a starting agent waiting).
+		fmt.Fprintf(w, "          pending counts not read (%s, more than status reads with the agent stopped): the machines' PENDING are not known (shown ?); "+
+			"plantedge status --count-pending reads them all (seconds for millions of records), and the agent counts them once it runs\n",
+			plural(b.PendingCountsReading, "record"))
+	} else if b.PendingCountsReading > 0 {
 		// A backlog too big to read while status waits (after a start).
 		fmt.Fprintf(w, "          pending counts being read (%s): the machines' PENDING and dead letters are not known yet (shown ?); status again in a moment\n",
 			plural(b.PendingCountsReading, "record"))

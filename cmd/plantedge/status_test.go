@@ -544,7 +544,7 @@ func TestStatusShowsPendingCountsShort(t *testing.T) {
 // a start) are said, and the machines' PENDING shown unknown, not 0.
 func TestStatusShowsPendingCountsBeingRead(t *testing.T) {
 	var out bytes.Buffer
-	printStatus(&out, agent.Status{Site: "s", Buffer: agent.BufferStatus{Pending: 2500000, PendingCountsReading: 2400000},
+	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Buffer: agent.BufferStatus{Pending: 2500000, PendingCountsReading: 2400000},
 		Machines: []agent.MachineStatus{{ID: "press-1", Workcenter: "wc"}}})
 	s := out.String()
 	if !strings.Contains(s, "pending counts being read (2400000 records)") {
