@@ -31,6 +31,7 @@ bench: ## run the benchmarks exactly as the Benchmarks table quotes them (docs/b
 	$(GO) test -run '^$$' -bench 'DrainBacklog|IngestMQTT' -benchtime 1x ./agent/
 	$(GO) test -run '^$$' -bench IngestOPCUA -benchtime 1x -count 2 ./agent/
 	$(GO) test -run '^$$' -bench OPCUASessions -benchtime 1x -count 3 ./agent/
+	$(GO) test -run '^$$' -bench StoppedStatus -benchtime 3x -count 3 ./agent/
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./connectors/mqtt/
 	$(GO) test -run '^$$' -bench Notifications -benchtime 20x ./connectors/opcua/
 	$(GO) test -run '^$$' -bench BrowseNodeOPCUA -benchtime 1x -count 3 ./connectors/opcua/
