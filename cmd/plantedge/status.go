@@ -681,11 +681,16 @@ func printStatus(w io.Writer, st agent.Status) {
 		if m.PendingScrap != 0 {
 			pending += " (+" + count(m.PendingScrap) + " scrap)"
 		}
+		unattributed := count(m.Unattributed)
 		if st.Buffer.PendingCountsReading > 0 {
 			pending = "?" // being read (said under Buffer)
+			if !st.AgentRunning && m.WorkOrder == "" {
+				// A stopped agent's are its pending ones: not read either.
+				unattributed = "?"
+			}
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Workcenter, oneLine(wo), state, last,
-			count(m.GoodCount), count(m.ScrapCount), pending, count(m.Unattributed), oneLine(m.Error))
+			count(m.GoodCount), count(m.ScrapCount), pending, unattributed, oneLine(m.Error))
 	}
 	tw.Flush()
 }
