@@ -27,6 +27,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/plantedge/plantedge/internal/certdate"
 )
 
 // Protocols.
@@ -58,6 +60,11 @@ type Config struct {
 	InsecureSkipVerify      bool
 	HTTPClient              *http.Client // optional (tests); replaces the built transport
 	Logger                  *slog.Logger
+	// PeerCertificates, if set, is called with the certificate chain Odoo
+	// (or the proxy in front of it) presented at each new HTTPS connection
+	// of the built transport: the agent shows when it expires. It must not
+	// block.
+	PeerCertificates func([]*x509.Certificate)
 	// Wait, when set, is called before every HTTP request (a rate
 	// limiter's Wait): a rate then counts requests, not operations of
 	// several requests each. Its time does not count against Timeout.
@@ -196,6 +203,15 @@ func New(cfg Config) (*Client, error) {
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("odoo config: %s", strings.Join(problems, "; "))
+	}
+	if hook := cfg.PeerCertificates; hook != nil {
+		if tlsCfg == nil {
+			tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			hook(cs.PeerCertificates)
+			return nil
+		}
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
@@ -941,6 +957,9 @@ func (c *Client) transportError(op string, err error) *Error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		e.Message, e.timeout = "timed out", true
 	}
+	// An expired certificate (Odoo's, the proxy's, a CA's): said with its
+	// date, Go's words say "expired or is not yet valid".
+	e.Message = cmp.Or(e.Message, certdate.Explain(err, time.Now()))
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		e.Message, e.timeout = "timed out", true

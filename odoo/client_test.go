@@ -3,6 +3,7 @@ package odoo_test
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/plantedge/plantedge/internal/certtest"
 	"github.com/plantedge/plantedge/odoo"
 	"github.com/plantedge/plantedge/odoo/odootest"
 )
@@ -1980,5 +1982,50 @@ func TestUpsertDowntimeOnAnArchivedWorkcenterIsAMissingReference(t *testing.T) {
 				t.Error("MissingReference of an error that is no load's")
 			}
 		})
+	}
+}
+
+// The chain Odoo presents goes to PeerCertificates at each new connection
+// (the agent shows when it expires); a certificate that expired is
+// refused with its date (Go's words: "expired or is not yet valid", and
+// two times).
+func TestTLSCertificateDates(t *testing.T) {
+	ca := certtest.NewCA(t, "Plant CA", certtest.Days(400))
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	certtest.WriteCerts(t, caFile, ca.Cert)
+	leaf := ca.Issue(t, "odoo.plant", certtest.Days(20))
+	s := odootest.New(odootest.Options{Version: 19})
+	ts := s.StartTLS(leaf)
+	t.Cleanup(s.Close)
+	var mu sync.Mutex
+	var seen []*x509.Certificate
+	c, err := odoo.New(odoo.Config{URL: ts.URL, Database: "odoo", Username: "admin", APIKey: s.AdminKey(), CAFile: caFile,
+		PeerCertificates: func(chain []*x509.Certificate) { mu.Lock(); seen = chain; mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	mu.Lock()
+	if len(seen) != 1 || !seen[0].NotAfter.Equal(leaf.Leaf.NotAfter) {
+		t.Errorf("PeerCertificates got %v, want the leaf (not after %s)", seen, leaf.Leaf.NotAfter)
+	}
+	mu.Unlock()
+
+	expired := ca.Issue(t, "odoo.plant", certtest.Days(-2))
+	s2 := odootest.New(odootest.Options{Version: 19})
+	ts2 := s2.StartTLS(expired)
+	t.Cleanup(s2.Close)
+	c2, err := odoo.New(odoo.Config{URL: ts2.URL, Database: "odoo", Username: "admin", APIKey: s2.AdminKey(), CAFile: caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	err = c2.Connect(context.Background())
+	want := "the certificate CN=odoo.plant expired on " + expired.Leaf.NotAfter.UTC().Format("2006-01-02 15:04 UTC")
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("connect to Odoo with an expired certificate: %v, want %q in it", err, want)
 	}
 }

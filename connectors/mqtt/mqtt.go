@@ -103,6 +103,11 @@ type Config struct {
 	// OnDisconnect, if set, is called when a connection OnConnect announced
 	// is lost (not when Run ends), before the backoff. It must not block.
 	OnDisconnect func()
+	// PeerCertificates, if set, is called with the certificate chain the
+	// broker presented at each TLS connection (verified, unless
+	// InsecureSkipVerify): the agent shows when it expires. It must not
+	// block.
+	PeerCertificates func([]*x509.Certificate)
 
 	Logger *slog.Logger
 }
@@ -704,6 +709,12 @@ func (s *Source) tlsConfig() (*tls.Config, error) {
 			return nil, fmt.Errorf("mqtt %s: load client certificate: %w", s.cfg.Name, err)
 		}
 		c.Certificates = []tls.Certificate{cert}
+	}
+	if hook := s.cfg.PeerCertificates; hook != nil {
+		c.VerifyConnection = func(cs tls.ConnectionState) error {
+			hook(cs.PeerCertificates)
+			return nil
+		}
 	}
 	return c, nil
 }

@@ -1,6 +1,7 @@
 package opcua
 
 import (
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -91,6 +92,11 @@ type Config struct {
 	// ends by a failure (not when Run ends, nor for the new session taken
 	// after refused subscriptions), before the backoff. It must not block.
 	OnDisconnect func()
+	// ServerCertificates, if set, is called with the certificate chain of
+	// the endpoint a secure session (not SecurityMode None) is made with,
+	// at each connection: the agent shows when it expires. It must not
+	// block.
+	ServerCertificates func([]*x509.Certificate)
 
 	// channelLifetime is the secure channel token lifetime asked for
 	// (gopcua renews the token at 75 % of it); 0 is gopcua's one hour.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -269,12 +270,22 @@ func TestServerThumbprintPinning(t *testing.T) {
 	var logs lockedLog
 	unpinned := base
 	unpinned.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	// The server's certificate goes to ServerCertificates too (the agent
+	// shows when it expires).
+	var certMu sync.Mutex
+	var chain []*x509.Certificate
+	unpinned.ServerCertificates = func(c []*x509.Certificate) { certMu.Lock(); chain = c; certMu.Unlock() }
 	if _, st, ok := runUntilSample(t, unpinned, 30*time.Second); !ok {
 		t.Fatalf("no pin: no sample; stats %+v", st)
 	}
 	if l := logs.String(); !strings.Contains(l, "not pinned") || !strings.Contains(l, "thumbprint="+srv.Thumbprint) {
 		t.Errorf("log without a pin:\n%s", l)
 	}
+	certMu.Lock()
+	if len(chain) == 0 || Thumbprint(chain[0].Raw) != srv.Thumbprint {
+		t.Errorf("ServerCertificates got %d certificates, want the server's (thumbprint %s) first", len(chain), srv.Thumbprint)
+	}
+	certMu.Unlock()
 	good := base
 	good.ServerThumbprint = strings.ToUpper(srv.Thumbprint)
 	if _, st, ok := runUntilSample(t, good, 30*time.Second); !ok {

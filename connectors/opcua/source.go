@@ -6,6 +6,7 @@ package opcua
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -655,6 +656,11 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 // is new: its thumbprint is what server_thumbprint pins, and without a pin
 // any certificate the server presents is accepted.
 func (s *Source) noteServerCert(der []byte) {
+	if s.cfg.ServerCertificates != nil {
+		if chain, err := x509.ParseCertificates(der); err == nil && len(chain) > 0 {
+			s.cfg.ServerCertificates(chain)
+		}
+	}
 	tp := Thumbprint(der)
 	if tp == s.serverThumb {
 		return

@@ -10,6 +10,7 @@ package odootest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -876,9 +877,13 @@ func (s *Server) serve(l net.Listener) string {
 	return ts.URL
 }
 
-// StartTLS is Start with TLS; the certificate is ts.Certificate() of the returned server.
-func (s *Server) StartTLS() *httptest.Server {
+// StartTLS is Start with TLS; the certificate is ts.Certificate() of the
+// returned server, or certs when given (the chain it presents).
+func (s *Server) StartTLS(certs ...tls.Certificate) *httptest.Server {
 	ts := httptest.NewUnstartedServer(s.Handler())
+	if len(certs) > 0 {
+		ts.TLS = &tls.Config{Certificates: certs}
+	}
 	ts.Listener = downListener{ts.Listener, s}
 	ts.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // refused handshakes are expected in tests
 	ts.StartTLS()

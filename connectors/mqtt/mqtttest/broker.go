@@ -5,6 +5,7 @@
 package mqtttest
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,6 +33,7 @@ type Broker struct {
 
 	takeover *takeoverHook
 	lose     *loseAcksHook
+	tls      bool // StartTLS: URL is ssl://
 }
 
 // Certificates is how many BIRTH certificates the broker has published
@@ -41,11 +43,17 @@ type Broker struct {
 func (b *Broker) Certificates() int64 { return b.certs.Load() }
 
 // Start starts a broker on addr ("127.0.0.1:0" picks a free port).
-func Start(addr string) (*Broker, error) { return start(addr, publishGuard, takeoverGuard) }
+func Start(addr string) (*Broker, error) { return start(addr, publishGuard, takeoverGuard, nil) }
+
+// StartTLS is Start with a TLS listener of cfg (its certificates: the
+// broker's chain); URL is then ssl://.
+func StartTLS(addr string, cfg *tls.Config) (*Broker, error) {
+	return start(addr, publishGuard, takeoverGuard, cfg)
+}
 
 // start is Start with the takeover hook's guards given (a test shortens
 // them).
-func start(addr string, publishWait, takeoverWait time.Duration) (*Broker, error) {
+func start(addr string, publishWait, takeoverWait time.Duration, tlsCfg *tls.Config) (*Broker, error) {
 	srv := mochi.New(&mochi.Options{
 		InlineClient: true,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -63,14 +71,14 @@ func start(addr string, publishWait, takeoverWait time.Duration) (*Broker, error
 	if err := srv.AddHook(lose, nil); err != nil {
 		return nil, fmt.Errorf("mqtt broker lose-acks hook: %w", err)
 	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})
+	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr, TLSConfig: tlsCfg})
 	if err := srv.AddListener(tcp); err != nil {
 		return nil, fmt.Errorf("mqtt broker listen %s: %w", addr, err)
 	}
 	if err := srv.Serve(); err != nil {
 		return nil, fmt.Errorf("mqtt broker serve: %w", err)
 	}
-	return &Broker{srv: srv, tcp: tcp, acl: acl, takeover: takeover, lose: lose, closed: make(chan struct{})}, nil
+	return &Broker{srv: srv, tcp: tcp, acl: acl, takeover: takeover, lose: lose, closed: make(chan struct{}), tls: tlsCfg != nil}, nil
 }
 
 // LoseAcks makes the broker ignore the PUBACKs clients send while lose is
@@ -114,8 +122,14 @@ func (h *loseAcksHook) OnQosComplete(*mochi.Client, packets.Packet) { h.acked.Ad
 // Addr is the broker's host:port.
 func (b *Broker) Addr() string { return b.tcp.Address() }
 
-// URL is the broker's tcp:// URL for the connector config.
-func (b *Broker) URL() string { return "tcp://" + b.Addr() }
+// URL is the broker's tcp:// URL for the connector config (ssl:// when
+// started with StartTLS).
+func (b *Broker) URL() string {
+	if b.tls {
+		return "ssl://" + b.Addr()
+	}
+	return "tcp://" + b.Addr()
+}
 
 // Publish publishes a message from the broker's inline client. It waits
 // while a connection takes over a kept session, and a takeover waits for

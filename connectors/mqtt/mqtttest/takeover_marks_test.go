@@ -152,7 +152,7 @@ func keptSession(t *testing.T, b *Broker) paho.Client {
 // one was (under a loaded machine's -race run TestPublishDuringTakeoverIsKept
 // took minutes and lost messages: 18 of 1,180).
 func TestPublishThatWaitedOutTakeoversStaysCounted(t *testing.T) {
-	b, err := start("127.0.0.1:0", time.Second, 100*time.Millisecond)
+	b, err := start("127.0.0.1:0", time.Second, 100*time.Millisecond, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

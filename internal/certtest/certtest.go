@@ -1,0 +1,127 @@
+// Package certtest makes certificates for tests: a CA and the leaves it
+// signs, with the validity a test needs (one that expires in 10 days, one
+// expired yesterday).
+package certtest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+var serial atomic.Int64
+
+// CA is a certificate authority of a test.
+type CA struct {
+	Cert *x509.Certificate
+	Key  *ecdsa.PrivateKey
+}
+
+// Days is n days from now (negative: ago).
+func Days(n int) time.Time {
+	return time.Now().Add(time.Duration(n) * 24 * time.Hour).Truncate(time.Second)
+}
+
+// NewCA makes a self-signed CA named cn valid until notAfter.
+func NewCA(t testing.TB, cn string, notAfter time.Time) *CA {
+	t.Helper()
+	key := newKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: cn},
+		NotBefore: notBefore(notAfter), NotAfter: notAfter,
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &CA{Cert: c, Key: key}
+}
+
+// Issue makes a leaf named cn valid until notAfter, signed by ca, for
+// the server 127.0.0.1 and localhost and for a client.
+func (ca *CA) Issue(t testing.TB, cn string, notAfter time.Time) tls.Certificate {
+	t.Helper()
+	key := newKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: cn},
+		NotBefore: notBefore(notAfter), NotAfter: notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:    []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// Pool is a pool of ca alone.
+func (ca *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.Cert)
+	return p
+}
+
+// WriteCerts writes certs to file as a PEM bundle.
+func WriteCerts(t testing.TB, file string, certs ...*x509.Certificate) {
+	t.Helper()
+	var b []byte
+	for _, c := range certs {
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// WritePair writes c's certificate (PEM) to certFile and its key (PEM,
+// PKCS #8, mode 0600) to keyFile.
+func WritePair(t testing.TB, c tls.Certificate, certFile, keyFile string) {
+	t.Helper()
+	WriteCerts(t, certFile, c.Leaf)
+	k, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newKey(t testing.TB) *ecdsa.PrivateKey {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// notBefore is a year before notAfter, or a day ago when that is later.
+func notBefore(notAfter time.Time) time.Time {
+	nb := notAfter.AddDate(-1, 0, 0)
+	if d := time.Now().Add(-48 * time.Hour); nb.After(d) {
+		nb = d
+	}
+	return nb
+}
