@@ -105,6 +105,8 @@ type Agent struct {
 	buf     *buffer.Queue
 	fwd     *forwarder
 	metrics *metrics
+	// certs are the certificates the agent uses and when they expire.
+	certs certDates
 
 	// epochs numbers each MQTT source's connections across restarts and
 	// reloads (Sample.Epoch).
@@ -535,6 +537,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer close(ingestDone); a.ingest(ingestCtx) }()
 
 	a.markRunStart(ctx, cfg, time.Now())
+	a.readCertFiles(cfg)
 	a.startSources(ctx, cfg)
 	wdDone := make(chan struct{})
 	wdCtx, wdCancel := context.WithCancel(ctx)
@@ -545,6 +548,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer close(writesDone); a.watchWrites(wdCtx) }()
 	pagesDone := make(chan struct{})
 	go func() { defer close(pagesDone); a.dropPages(wdCtx) }()
+	certsDone := make(chan struct{})
+	go func() {
+		defer close(certsDone)
+		every(wdCtx, certCheckEvery, func() { a.readCertFiles(a.cfg.Load()) })
+	}()
 
 	a.setPhase(ctx, phaseRunning)
 	a.ready.Store(true)
@@ -603,6 +611,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	<-clockDone
 	<-writesDone
 	<-pagesDone
+	<-certsDone
 	shCtx, shCancel := context.WithTimeout(context.Background(), 2*time.Second)
 	if err := srv.Shutdown(shCtx); err != nil {
 		a.log.Warn("local API requests still open at the stop, left unanswered", "err", err)
@@ -734,6 +743,7 @@ func listen(addr string) (net.Listener, error) {
 func (a *Agent) newOdooClient() (*odoo.Client, error) {
 	c := odooConfig(a.cfg.Load(), a.opts.OdooHTTPClient, a.log, a.fwd.waitRate)
 	c.IdleRecheck = a.opts.OdooIdleRecheck
+	c.PeerCertificates = a.peerCerts(CertOdooServer, "odoo")
 	return newOdooClient(a.cfg.Load(), c)
 }
 
@@ -972,6 +982,7 @@ func (a *Agent) reload(ctx context.Context, path string) error {
 		a.log.Error("reload: the ingest loop is not taking work; stops whose running signal is gone are ended at the next start")
 	}
 	a.applySources(next)
+	a.readCertFiles(next)
 	a.metrics.reloads.WithLabelValues("ok").Inc()
 	if a.opened.Load() {
 		a.fwd.forget.Store(true)
@@ -1616,6 +1627,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		name := s.Name
 		oc.OnConnect = func() { a.countSourceConnected(connectors.KindOPCUA, name, time.Now()) }
 		oc.OnDisconnect = func() { a.countSourceDown(connectors.KindOPCUA, name, true, time.Now()) }
+		oc.ServerCertificates = a.peerCerts(CertOPCUAServer, name)
 		src, err := opcua.New(oc, a)
 		if err != nil {
 			broken(s.Name, connectors.KindOPCUA, err) // it names the source
@@ -1674,6 +1686,7 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		broker := b.Name
 		mc.EpochBase = a.epochs.base(a.buf, broker)
 		mc.OnDisconnect = func() { a.countSourceDown(connectors.KindMQTT, broker, true, time.Now()) }
+		mc.PeerCertificates = a.peerCerts(CertMQTTServer, broker)
 		mc.OnConnect = func(_ bool, epoch uint64) {
 			a.countSourceConnected(connectors.KindMQTT, broker, time.Now())
 			a.epochs.note(a.buf, broker, epoch)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,6 +113,12 @@ type plantOptions struct {
 	// noNotFoundNoDB is a 19-series build without the NOT_FOUND_NODB page
 	// (odootest.Options.NoNotFoundNoDB).
 	noNotFoundNoDB bool
+	// brokerTLS starts the broker with a TLS listener of it (ssl://);
+	// odooTLS serves Odoo over HTTPS with these certificates (its chain;
+	// odoo.ca_file is set to odooCA).
+	brokerTLS *tls.Config
+	odooTLS   []tls.Certificate
+	odooCA    string
 }
 
 func newPlant(t testing.TB, o plantOptions) *plant {
@@ -121,9 +128,17 @@ func newPlant(t testing.TB, o plantOptions) *plant {
 	}
 	p := &plant{t: t, version: o.version, dir: t.TempDir(), wcIDs: map[string]int64{}, woIDs: map[string]int64{}, minStop: o.minStop, uaArray: o.uaArray}
 	p.odoo = odootest.New(odootest.Options{Version: o.version, Saas: o.saas, ManyDatabases: o.manyDatabases, NoNotFoundNoDB: o.noNotFoundNoDB})
-	p.odoo.Start()
+	if o.odooTLS != nil {
+		p.odoo.StartTLS(o.odooTLS...)
+	} else {
+		p.odoo.Start()
+	}
 	t.Cleanup(p.odoo.Close)
-	b, err := mqtttest.Start("127.0.0.1:0")
+	start := mqtttest.Start
+	if o.brokerTLS != nil {
+		start = func(addr string) (*mqtttest.Broker, error) { return mqtttest.StartTLS(addr, o.brokerTLS) }
+	}
+	b, err := start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +201,9 @@ func newPlant(t testing.TB, o plantOptions) *plant {
 	p.listen = agenttest.FreeAddr(t)
 	p.cfgPath = filepath.Join(p.dir, "plantedge.yaml")
 	p.writeConfig(p.configYAML(keyFile, o.extraYAML))
+	if o.odooCA != "" {
+		p.editConfig("  timeout: 2s\n", fmt.Sprintf("  timeout: 2s\n  ca_file: %q\n", o.odooCA))
+	}
 	return p
 }
 

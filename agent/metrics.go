@@ -194,6 +194,8 @@ var (
 		"How long Odoo takes to answer a request, as a moving average (the wait for forward.rate left out; 0: no answer yet). From 2 s on, status says Odoo is slow.", nil, nil)
 	descKeyExp = prometheus.NewDesc("plantedge_odoo_key_expiry_timestamp_seconds",
 		"When the soonest of the bot user's API keys to expire does, as a unix time (Odoo 18+; absent on 17, whose keys do not expire, and before the agent read the dates). Odoo does not say which key the agent uses: alert 14 days ahead.", nil, nil)
+	descCertExp = prometheus.NewDesc("plantedge_certificate_expiry_timestamp_seconds",
+		"When a certificate the agent uses expires, as a unix time: use opcua_client, mqtt_client, mqtt_ca or odoo_ca for the files the configuration names (a bundle's soonest), opcua_server, mqtt_server or odoo_server for the chain the peer presented at the last connection (its soonest). Alert 30 days ahead.", []string{"use", "source"}, nil)
 	descDropped  = prometheus.NewDesc("plantedge_buffer_dropped_total", "Records dropped to keep the disk quota.", []string{"lane"}, nil)
 	descMerged   = prometheus.NewDesc("plantedge_buffer_merged_total", "Count records merged to keep the disk quota.", nil, nil)
 	descDead     = prometheus.NewDesc("plantedge_buffer_dead_letters", "Records in the dead-letter bucket.", nil, nil)
@@ -222,7 +224,7 @@ var (
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descKeyExp, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descStalled, descPartial, descReading, descShrinks, descSource, descSessions, descNextTry, descPolled, descRefused, descOverflow, descLeftShut, descLoginChk, descHBeat, descCatchUp, descHeld, descClockOff} {
+	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descKeyExp, descCertExp, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descStalled, descPartial, descReading, descShrinks, descSource, descSessions, descNextTry, descPolled, descRefused, descOverflow, descLeftShut, descLoginChk, descHBeat, descCatchUp, descHeld, descClockOff} {
 		ch <- d
 	}
 }
@@ -265,6 +267,15 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descOdooCall, prometheus.GaugeValue, l.CallSeconds)
 		if at := soonestExpiry(l.KeyExpires, time.Now()); !at.IsZero() {
 			ch <- prometheus.MustNewConstMetric(descKeyExp, prometheus.GaugeValue, float64(at.Unix()))
+		}
+	}
+	seen := map[[2]string]bool{}
+	for _, cs := range c.a.certificates(time.Now()) {
+		// One series for a use and source: two files of one use cannot be,
+		// a peer's only one.
+		if k := [2]string{cs.Use, cs.Source}; !seen[k] {
+			seen[k] = true
+			ch <- prometheus.MustNewConstMetric(descCertExp, prometheus.GaugeValue, float64(cs.NotAfter.Unix()), cs.Use, cs.Source)
 		}
 	}
 	for _, s := range c.a.sourceList() {

@@ -41,11 +41,16 @@ type Status struct {
 	Odoo    OdooStatus   `json:"odoo"`
 	// Drain is how a backlog's drain goes (its rate, the round under way,
 	// the time left): present while one drains with Odoo online.
-	Drain     *DrainStatus    `json:"drain,omitempty"`
-	Sources   []SourceStatus  `json:"sources"`
-	Machines  []MachineStatus `json:"machines"`
-	LastError string          `json:"last_error,omitempty"`
-	Config    *ConfigStatus   `json:"config,omitempty"`
+	Drain   *DrainStatus   `json:"drain,omitempty"`
+	Sources []SourceStatus `json:"sources"`
+	// Certificates are the certificates the agent uses and when they
+	// expire: the files the configuration names, and the chains the peers
+	// presented at the agent's last connection to them (the soonest of
+	// each to expire).
+	Certificates []CertificateStatus `json:"certificates"`
+	Machines     []MachineStatus     `json:"machines"`
+	LastError    string              `json:"last_error,omitempty"`
+	Config       *ConfigStatus       `json:"config,omitempty"`
 	// StatusError says why this status is incomplete: a running agent did
 	// not answer, or the stopped agent's buffer file could not be read
 	// (status --json prints what it knows and exits 1).
@@ -341,13 +346,14 @@ type MachineStatus struct {
 // Status returns the running agent's status.
 func (a *Agent) Status() Status {
 	cfg := a.cfg.Load()
-	st := Status{Site: cfg.Site, AgentRunning: true, Version: a.opts.Version, Sources: []SourceStatus{}, Machines: []MachineStatus{}}
+	st := Status{Site: cfg.Site, AgentRunning: true, Version: a.opts.Version, Sources: []SourceStatus{}, Machines: []MachineStatus{}, Certificates: []CertificateStatus{}}
 	if !a.opened.Load() {
 		st.Odoo.State = "offline"
 		st.LastError = "starting"
 		return st
 	}
 	st.Uptime = time.Since(a.started).Seconds()
+	st.Certificates = a.certificates(time.Now())
 	st.Started = a.started.UTC()
 	st.Config = a.configStatus(cfg)
 	// The machines' counts before the buffer's pending records: a batch
@@ -1735,6 +1741,7 @@ func offlineStatus(cfg *config.Config, bound int) (Status, error) {
 		return st, err
 	}
 	st.Buffer = bufferStatus(cfg, buf)
+	st.Certificates = configuredCerts(cfg, time.Now())
 	if site, err := buf.Meta("site"); err == nil && len(site) > 0 && string(site) != cfg.Site && !cfg.EndpointsOnly {
 		// Another site's agent wrote it (a -c naming another plant's file
 		// with the same data_dir), or site was changed since.
@@ -1839,7 +1846,7 @@ func offlineStatus(cfg *config.Config, bound int) (Status, error) {
 // is stopped, connecting when it runs but did not answer (mostly: still
 // starting).
 func UnknownStatus(cfg *config.Config, running bool) Status {
-	st := Status{Site: cfg.Site, AgentRunning: running, Sources: []SourceStatus{}, Machines: []MachineStatus{}}
+	st := Status{Site: cfg.Site, AgentRunning: running, Sources: []SourceStatus{}, Machines: []MachineStatus{}, Certificates: []CertificateStatus{}}
 	st.Odoo = OdooStatus{URL: cfg.Odoo.URL, State: "offline", LastError: "agent not running"}
 	st.Buffer = BufferStatus{Path: cfg.BufferPath(), MaxBytes: int64(cfg.Buffer.MaxBytes), Lanes: map[string]LaneStatus{}}
 	state := connectors.StateDown

@@ -18,6 +18,7 @@ import (
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
+	"github.com/plantedge/plantedge/internal/certdate"
 	"github.com/plantedge/plantedge/odoo"
 )
 
@@ -359,6 +360,18 @@ func printStatus(w io.Writer, st agent.Status) {
 				strings.Join(c.RestartNeededFor, ", "))
 		} else if c.ChangedSinceLoaded {
 			fmt.Fprintf(w, "CONFIG FILE CHANGED since the agent read it: plantedge validate, then systemctl reload plantedge to apply %s\n", c.File)
+		}
+	}
+	for _, c := range st.Certificates {
+		// Only one within 30 days, or past: the plant stops booking (or
+		// reading a source) the day it expires.
+		switch {
+		case c.Expired:
+			fmt.Fprintf(w, "CERTIFICATE EXPIRED on %s: %s — %s (docs/runbook.md: A certificate about to expire)\n",
+				c.NotAfter.UTC().Format(certdate.Layout), c.What(), c.Todo())
+		case c.ExpiresSoon:
+			fmt.Fprintf(w, "CERTIFICATE EXPIRES %s (in %s): %s — %s (docs/runbook.md: A certificate about to expire)\n",
+				c.NotAfter.UTC().Format(certdate.Layout), expiresIn(time.Until(c.NotAfter)), c.What(), c.Todo())
 		}
 	}
 	b := st.Buffer

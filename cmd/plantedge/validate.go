@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 	"unicode"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/internal/certdate"
 )
 
 // validateOdoo checks a valid configuration against Odoo (work centers, loss
@@ -210,6 +212,9 @@ func (o *validateOptions) Run(ctx context.Context, w, errw io.Writer) error {
 		envSecret(fmt.Sprintf("mqtt[%d].password_env", i), b.PasswordEnv, "MQTT broker "+b.Name)
 	}
 	o.checkMachine(cfg, errw)
+	if n := o.checkCertDates(cfg, errw, time.Now()); n > 0 {
+		return &exitError{code: 1, msg: fmt.Sprintf("%s: %s", o.config, plural(n, "expired certificate"))}
+	}
 	// What a source's connector refuses at start that the checks above
 	// did not catch: the agent would run without that source.
 	if err := agent.CheckSources(cfg, false); err != nil {
@@ -540,6 +545,33 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 		private(fmt.Sprintf("mqtt[%d].password_file", i), b.PasswordFile, "the password for MQTT broker "+b.Name)
 		private(fmt.Sprintf("mqtt[%d].key_file", i), b.KeyFile, "the agent's private key for MQTT broker "+b.Name)
 	}
+}
+
+// checkCertDates says each certificate file cfg names that has expired
+// (a problem: the peer refuses it, or the agent refuses the peer it
+// verifies) and each that expires within agent.CertExpiryWarning (a
+// warning), with the key path that names it; it returns how many have
+// expired. A file that cannot be read is checkMachine's.
+func (o *validateOptions) checkCertDates(cfg *config.Config, errw io.Writer, now time.Time) (expired int) {
+	for _, f := range agent.CertFiles(cfg) {
+		c, err := agent.SoonestCert(f.File)
+		if err != nil {
+			continue
+		}
+		pos := cfg.Position(f.Path)
+		st := agent.CertificateStatus{Use: f.Use, Source: f.Source, File: f.File, Subject: c.Subject.String(), NotAfter: c.NotAfter}
+		p := config.Problem{File: o.config, Line: pos.Line, Column: pos.Column, Path: f.Path, Hint: st.Todo()}
+		switch {
+		case !now.Before(c.NotAfter):
+			expired++
+			p.Msg = fmt.Sprintf("%s expired on %s", st.What(), c.NotAfter.UTC().Format(certdate.Layout))
+			fmt.Fprintln(errw, p.String())
+		case c.NotAfter.Sub(now) <= agent.CertExpiryWarning:
+			p.Msg = fmt.Sprintf("%s expires on %s, in %s", st.What(), c.NotAfter.UTC().Format(certdate.Layout), expiresIn(c.NotAfter.Sub(now)))
+			fmt.Fprintln(errw, "warning: "+p.String())
+		}
+	}
+	return expired
 }
 
 // worldReadable reports whether every user may read file (fi its stat):

@@ -1,0 +1,317 @@
+package agent
+
+import (
+	"cmp"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/internal/certdate"
+)
+
+// CertExpiryWarning is how long before a certificate the agent uses
+// expires it warns of it (the log once a day, status, validate): a
+// certificate is usually made by someone else (the plant's IT, the PLC's
+// integrator), who needs the time.
+const CertExpiryWarning = 30 * 24 * time.Hour
+
+// certCheckEvery is how often the agent reads the certificate files again
+// and warns of those within CertExpiryWarning (each at most once every
+// keyWarnEvery).
+const certCheckEvery = time.Hour
+
+// The uses of a certificate (the gauge's and status's use).
+const (
+	CertOPCUAClient = "opcua_client" // opcua[].cert_file
+	CertMQTTClient  = "mqtt_client"  // mqtt[].cert_file
+	CertMQTTCA      = "mqtt_ca"      // mqtt[].ca_file
+	CertOdooCA      = "odoo_ca"      // odoo.ca_file
+	CertOPCUAServer = "opcua_server" // the certificate the OPC UA server's session used
+	CertMQTTServer  = "mqtt_server"  // the chain the MQTT broker presented
+	CertOdooServer  = "odoo_server"  // the chain Odoo (or the proxy in front of it) presented
+)
+
+// CertFile is a certificate file the configuration names: its use, the
+// source it is of ("odoo" for odoo's), the key path that names it and
+// the file.
+type CertFile struct {
+	Use, Source, Path, File string
+}
+
+// CertFiles are the certificate files cfg names (not the OPC UA client
+// certificate the agent generates in data_dir when cert_file is not set).
+func CertFiles(cfg *config.Config) []CertFile {
+	var out []CertFile
+	add := func(use, source, path, file string) {
+		if file != "" {
+			out = append(out, CertFile{Use: use, Source: source, Path: path, File: file})
+		}
+	}
+	for i, s := range cfg.OPCUA {
+		add(CertOPCUAClient, s.Name, fmt.Sprintf("opcua[%d].cert_file", i), s.CertFile)
+	}
+	for i, b := range cfg.MQTT {
+		add(CertMQTTClient, b.Name, fmt.Sprintf("mqtt[%d].cert_file", i), b.CertFile)
+		add(CertMQTTCA, b.Name, fmt.Sprintf("mqtt[%d].ca_file", i), b.CAFile)
+	}
+	add(CertOdooCA, "odoo", "odoo.ca_file", cfg.Odoo.CAFile)
+	return out
+}
+
+// SoonestCert reads a certificate file (PEM, every certificate of a
+// bundle; or one DER certificate, as an OPC UA cert_file may be) and
+// returns the certificate in it that expires first.
+func SoonestCert(file string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var certs []*x509.Certificate
+	rest := b
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		c, err := x509.ParseCertificate(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s holds no certificate", file)
+		}
+		certs = append(certs, c)
+	}
+	return soonestOf(certs), nil
+}
+
+// soonestOf is the certificate of certs that expires first (nil: none).
+func soonestOf(certs []*x509.Certificate) *x509.Certificate {
+	var first *x509.Certificate
+	for _, c := range certs {
+		if c != nil && (first == nil || c.NotAfter.Before(first.NotAfter)) {
+			first = c
+		}
+	}
+	return first
+}
+
+// CertificateStatus is a certificate the agent uses, in status's
+// certificates: one the configuration names (File set), or the soonest
+// to expire of the chain a peer presented at the agent's last connection
+// to it (File empty).
+type CertificateStatus struct {
+	Use      string    `json:"use"`
+	Source   string    `json:"source"`
+	File     string    `json:"file,omitempty"`
+	Subject  string    `json:"subject"`
+	NotAfter time.Time `json:"not_after"`
+	// ExpiresSoon: within 30 days (CertExpiryWarning), or past.
+	ExpiresSoon bool `json:"expires_soon"`
+	Expired     bool `json:"expired,omitempty"`
+}
+
+// certStatus is c's status entry as of now.
+func certStatus(use, source, file string, c *x509.Certificate, now time.Time) CertificateStatus {
+	return CertificateStatus{Use: use, Source: source, File: file, Subject: c.Subject.String(), NotAfter: c.NotAfter.UTC(),
+		ExpiresSoon: c.NotAfter.Sub(now) <= CertExpiryWarning, Expired: !now.Before(c.NotAfter)}
+}
+
+// certDates holds the certificates the agent uses: the configured files,
+// read at the start, at each reload and every certCheckEvery, and the
+// peers', noted at each connection.
+type certDates struct {
+	mu     sync.Mutex
+	files  []CertificateStatus
+	peers  map[[2]string]CertificateStatus // by use and source
+	warned map[string]time.Time            // by certKey: when last logged
+}
+
+// certKey names one certificate of one use for the log's once a day.
+func certKey(c CertificateStatus) string {
+	return c.Use + "\x00" + c.Source + "\x00" + c.File + "\x00" + c.NotAfter.String()
+}
+
+// configuredCerts reads the certificate files cfg names as of now; one
+// that cannot be read is left out (validate and the source's connector
+// say why).
+func configuredCerts(cfg *config.Config, now time.Time) []CertificateStatus {
+	out := []CertificateStatus{}
+	for _, f := range CertFiles(cfg) {
+		if c, err := SoonestCert(f.File); err == nil {
+			out = append(out, certStatus(f.Use, f.Source, f.File, c, now))
+		}
+	}
+	return out
+}
+
+// readCertFiles reads the certificate files of cfg again (the start, a
+// reload, every certCheckEvery), forgets the peers of sources no longer
+// in it, and warns of those that expire soon.
+func (a *Agent) readCertFiles(cfg *config.Config) {
+	now := time.Now()
+	files := configuredCerts(cfg, now)
+	sources := map[string]bool{"odoo": true}
+	for _, s := range cfg.OPCUA {
+		sources[s.Name] = true
+	}
+	for _, b := range cfg.MQTT {
+		sources[b.Name] = true
+	}
+	a.certs.mu.Lock()
+	a.certs.files = files
+	for k := range a.certs.peers {
+		if !sources[k[1]] {
+			delete(a.certs.peers, k)
+		}
+	}
+	a.certs.mu.Unlock()
+	a.warnCerts(now)
+}
+
+// notePeerCerts takes the chain a peer presented (use CertMQTTServer,
+// CertOdooServer or CertOPCUAServer, of source): its soonest to expire is
+// shown, and warned of when within CertExpiryWarning.
+func (a *Agent) notePeerCerts(use, source string, chain []*x509.Certificate) {
+	c := soonestOf(chain)
+	if c == nil {
+		return
+	}
+	now := time.Now()
+	a.certs.mu.Lock()
+	if a.certs.peers == nil {
+		a.certs.peers = map[[2]string]CertificateStatus{}
+	}
+	prev, had := a.certs.peers[[2]string{use, source}]
+	a.certs.peers[[2]string{use, source}] = certStatus(use, source, "", c, now)
+	a.certs.mu.Unlock()
+	if !had || !prev.NotAfter.Equal(c.NotAfter.UTC()) {
+		a.warnCerts(now)
+	}
+}
+
+// peerCerts is the hook a connector calls with the chain its peer
+// presented at each connection.
+func (a *Agent) peerCerts(use, source string) func([]*x509.Certificate) {
+	return func(chain []*x509.Certificate) { a.notePeerCerts(use, source, chain) }
+}
+
+// certificates is status's certificates as of now: the configured files
+// first (in the file's order), then the peers' by use and source.
+func (a *Agent) certificates(now time.Time) []CertificateStatus {
+	a.certs.mu.Lock()
+	defer a.certs.mu.Unlock()
+	return a.certsLocked(now)
+}
+
+// certsLocked is certificates, a.certs.mu held.
+func (a *Agent) certsLocked(now time.Time) []CertificateStatus {
+	out := make([]CertificateStatus, 0, len(a.certs.files)+len(a.certs.peers))
+	for _, c := range a.certs.files {
+		out = append(out, refreshed(c, now))
+	}
+	peers := make([]CertificateStatus, 0, len(a.certs.peers))
+	for _, c := range a.certs.peers {
+		peers = append(peers, refreshed(c, now))
+	}
+	slices.SortFunc(peers, func(x, y CertificateStatus) int {
+		return cmp.Or(cmp.Compare(x.Use, y.Use), cmp.Compare(x.Source, y.Source))
+	})
+	return append(out, peers...)
+}
+
+// refreshed is c with expires_soon and expired as of now.
+func refreshed(c CertificateStatus, now time.Time) CertificateStatus {
+	c.ExpiresSoon, c.Expired = c.NotAfter.Sub(now) <= CertExpiryWarning, !now.Before(c.NotAfter)
+	return c
+}
+
+// warnCerts logs each certificate that expires within CertExpiryWarning
+// (WARN) or has expired (ERROR), each at most once every keyWarnEvery, and
+// what to do (docs/runbook.md: A certificate about to expire).
+func (a *Agent) warnCerts(now time.Time) {
+	var due []CertificateStatus
+	a.certs.mu.Lock()
+	if a.certs.warned == nil {
+		a.certs.warned = map[string]time.Time{}
+	}
+	for _, c := range a.certsLocked(now) {
+		if !c.ExpiresSoon {
+			continue
+		}
+		k := certKey(c)
+		if last, ok := a.certs.warned[k]; ok && now.Sub(last) < keyWarnEvery {
+			continue
+		}
+		a.certs.warned[k] = now
+		due = append(due, c)
+	}
+	a.certs.mu.Unlock()
+	for _, c := range due {
+		args := []any{"component", "certificates", "use", c.Use, "source", c.Source}
+		if c.File != "" {
+			args = append(args, "file", c.File)
+		}
+		args = append(args, "subject", c.Subject, "not_after", c.NotAfter.Format(certdate.Layout))
+		if c.Expired {
+			a.log.Error(fmt.Sprintf("%s EXPIRED on %s: %s (docs/runbook.md: A certificate about to expire)",
+				c.What(), c.NotAfter.Format(certdate.Layout), c.Todo()), args...)
+			continue
+		}
+		a.log.Warn(fmt.Sprintf("%s expires on %s, in %s: %s (docs/runbook.md: A certificate about to expire)",
+			c.What(), c.NotAfter.Format(certdate.Layout), expiresIn(c.NotAfter.Sub(now)), c.Todo()), args...)
+	}
+}
+
+// What names the certificate c is (the log's and text status's words).
+func (c CertificateStatus) What() string {
+	switch c.Use {
+	case CertOPCUAClient:
+		return fmt.Sprintf("the agent's client certificate for OPC UA server %s (%s, %s)", c.Source, c.File, c.Subject)
+	case CertMQTTClient:
+		return fmt.Sprintf("the agent's client certificate for MQTT broker %s (%s, %s)", c.Source, c.File, c.Subject)
+	case CertMQTTCA:
+		return fmt.Sprintf("a CA certificate of MQTT broker %s's ca_file (%s, %s)", c.Source, c.File, c.Subject)
+	case CertOdooCA:
+		return fmt.Sprintf("a CA certificate of odoo.ca_file (%s, %s)", c.File, c.Subject)
+	case CertOPCUAServer:
+		return fmt.Sprintf("OPC UA server %s's certificate (%s)", c.Source, c.Subject)
+	case CertMQTTServer:
+		return fmt.Sprintf("a certificate MQTT broker %s presents (%s)", c.Source, c.Subject)
+	case CertOdooServer:
+		return fmt.Sprintf("a certificate Odoo's HTTPS server presents (%s)", c.Subject)
+	}
+	return c.Subject
+}
+
+// Todo says what to do about c before (or once) it expires.
+func (c CertificateStatus) Todo() string {
+	switch c.Use {
+	case CertOPCUAClient:
+		return "make a new one, have the OPC UA server trust it, put it and its key where cert_file and key_file say and restart plantedge"
+	case CertMQTTClient:
+		return "get a new one from the broker's CA, put it and its key where cert_file and key_file say and restart plantedge"
+	case CertMQTTCA, CertOdooCA:
+		return "put the CA's renewed certificate in the file and restart plantedge"
+	case CertOPCUAServer:
+		return "the PLC's or server's administrator renews it; if server_thumbprint pins it, set the new one's thumbprint then"
+	case CertMQTTServer:
+		return "the broker's administrator renews it"
+	case CertOdooServer:
+		return "the administrator of Odoo's server (or of the proxy in front of it) renews it"
+	}
+	return "renew it"
+}

@@ -1,0 +1,164 @@
+package agent_test
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/internal/certtest"
+)
+
+// certLayout is how the agent writes a certificate's date.
+const certLayout = "2006-01-02 15:04 UTC"
+
+// certOf is status's certificate of use and source (nil: none).
+func certOf(st agent.Status, use, source string) *agent.CertificateStatus {
+	for i, c := range st.Certificates {
+		if c.Use == use && c.Source == source {
+			return &st.Certificates[i]
+		}
+	}
+	return nil
+}
+
+// The certificates the agent uses are in status --json's certificates and
+// in plantedge_certificate_expiry_timestamp_seconds: the files the
+// configuration names (a CA bundle by its soonest), and the chains the
+// MQTT broker (it verifies the agent's client certificate) and Odoo over
+// HTTPS presented. Those within 30 days are logged once a day (a reload
+// does not log them again), an expired one not at all here.
+func TestCertificateExpiry(t *testing.T) {
+	t.Parallel()
+	ca := certtest.NewCA(t, "Plant CA", certtest.Days(400))
+	oldCA := certtest.NewCA(t, "Old Plant CA", certtest.Days(200)) // the bundle's soonest
+	server := ca.Issue(t, "broker.plant", certtest.Days(20))
+	client := ca.Issue(t, "plantedge-test", certtest.Days(10))
+	odooLeaf := ca.Issue(t, "odoo.plant", certtest.Days(300))
+	dir := t.TempDir()
+	caFile, certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
+	certtest.WriteCerts(t, caFile, ca.Cert, oldCA.Cert)
+	certtest.WritePair(t, client, certFile, keyFile)
+	p := newPlant(t, plantOptions{machines: []string{"press-1"},
+		brokerTLS: &tls.Config{Certificates: []tls.Certificate{server}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert},
+		odooTLS:   []tls.Certificate{odooLeaf}, odooCA: caFile})
+	p.editConfig("    client_id: plantedge-test\n", fmt.Sprintf("    client_id: plantedge-test\n    ca_file: %q\n    cert_file: %q\n    key_file: %q\n", caFile, certFile, keyFile))
+	ra := p.startAgentWith(false)
+
+	want := []struct {
+		use, source, file string
+		notAfter          time.Time
+		soon              bool
+	}{
+		{"mqtt_client", "broker", certFile, client.Leaf.NotAfter, true},
+		{"mqtt_ca", "broker", caFile, oldCA.Cert.NotAfter, false},
+		{"odoo_ca", "odoo", caFile, oldCA.Cert.NotAfter, false},
+		{"mqtt_server", "broker", "", server.Leaf.NotAfter, true},
+		{"odoo_server", "odoo", "", odooLeaf.Leaf.NotAfter, false},
+	}
+	waitFor(t, 30*time.Second, "Odoo's certificate in status", func() (bool, string) {
+		st := ra.a.Status()
+		return certOf(st, "odoo_server", "odoo") != nil, fmt.Sprintf("%+v", st.Certificates)
+	})
+	st := ra.a.Status()
+	if len(st.Certificates) != len(want) {
+		t.Errorf("%d certificates in status, want %d: %+v", len(st.Certificates), len(want), st.Certificates)
+	}
+	for _, w := range want {
+		c := certOf(st, w.use, w.source)
+		if c == nil {
+			t.Errorf("no %s of %s in status: %+v", w.use, w.source, st.Certificates)
+			continue
+		}
+		if c.File != w.file || !c.NotAfter.Equal(w.notAfter) || c.ExpiresSoon != w.soon || c.Expired || c.Subject == "" {
+			t.Errorf("%s of %s: %+v, want file %q, not after %s, expires_soon %t", w.use, w.source, *c, w.file, w.notAfter, w.soon)
+		}
+		metric := fmt.Sprintf(`plantedge_certificate_expiry_timestamp_seconds{source=%q,use=%q}`, w.source, w.use)
+		if got, err := strconv.ParseFloat(p.metricLine(metric), 64); err != nil || got != float64(w.notAfter.Unix()) {
+			t.Errorf("%s = %v (%v), want %d", metric, got, err, w.notAfter.Unix())
+		}
+	}
+	js, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(js), fmt.Sprintf(`{"use":"mqtt_client","source":"broker","file":%q,"subject":"CN=plantedge-test","not_after":%q,"expires_soon":true}`,
+		certFile, client.Leaf.NotAfter.UTC().Format(time.RFC3339))) {
+		t.Errorf("status --json's certificates: %s", js)
+	}
+
+	// Logged once each, with the file, subject and date.
+	warned := func() (nClient, nServer int) {
+		for line := range strings.SplitSeq(p.logs.String(), "\n") {
+			if !strings.Contains(line, "level=WARN") || !strings.Contains(line, "expires on") {
+				continue
+			}
+			if strings.Contains(line, "use=mqtt_client") && strings.Contains(line, "file="+certFile) && strings.Contains(line, `subject="CN=plantedge-test"`) &&
+				strings.Contains(line, client.Leaf.NotAfter.UTC().Format(certLayout)) {
+				nClient++
+			}
+			if strings.Contains(line, "use=mqtt_server") && strings.Contains(line, server.Leaf.NotAfter.UTC().Format(certLayout)) {
+				nServer++
+			}
+		}
+		return nClient, nServer
+	}
+	if c, s := warned(); c != 1 || s != 1 {
+		t.Errorf("warned %d times of the client certificate and %d of the broker's, want once each:\n%s", c, s, p.logs.String())
+	}
+	if err := ra.a.Reload(t.Context(), p.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	if c, s := warned(); c != 1 || s != 1 {
+		t.Errorf("after a reload: warned %d times of the client certificate and %d of the broker's, want once each (once a day)", c, s)
+	}
+	if l := p.logs.String(); strings.Contains(l, "level=ERROR") && strings.Contains(l, "EXPIRED") {
+		t.Errorf("an expired certificate logged, none is:\n%s", l)
+	}
+}
+
+// A broker whose certificate expired is refused (Go verifies it), and the
+// source's error says so with the date, not Go's "expired or is not yet
+// valid" with two times. A client certificate file that expired is in
+// status as expired, and logged as an ERROR.
+func TestExpiredBrokerCertificate(t *testing.T) {
+	t.Parallel()
+	ca := certtest.NewCA(t, "Plant CA", certtest.Days(400))
+	server := ca.Issue(t, "broker.plant", certtest.Days(-3))
+	client := ca.Issue(t, "plantedge-test", certtest.Days(-1))
+	dir := t.TempDir()
+	caFile, certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
+	certtest.WriteCerts(t, caFile, ca.Cert)
+	certtest.WritePair(t, client, certFile, keyFile)
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, brokerTLS: &tls.Config{Certificates: []tls.Certificate{server}}})
+	p.editConfig("    client_id: plantedge-test\n", fmt.Sprintf("    client_id: plantedge-test\n    ca_file: %q\n    cert_file: %q\n    key_file: %q\n", caFile, certFile, keyFile))
+	p.downSources = map[string]bool{"broker": true}
+	ra := p.startAgentWith(false)
+	want := "the certificate CN=broker.plant expired on " + server.Leaf.NotAfter.UTC().Format(certLayout)
+	waitFor(t, 30*time.Second, "the expiry in the source's error", func() (bool, string) {
+		st := ra.a.Status()
+		return len(st.Sources) == 1 && strings.Contains(st.Sources[0].LastError, want), fmt.Sprintf("%+v", st.Sources)
+	})
+	st := ra.a.Status()
+	if c := certOf(st, "mqtt_server", "broker"); c != nil {
+		t.Errorf("a certificate the agent refused in status: %+v", *c)
+	}
+	if c := certOf(st, "mqtt_client", "broker"); c == nil || !c.Expired || !c.ExpiresSoon {
+		t.Errorf("the expired client certificate in status: %+v", st.Certificates)
+	}
+	wantLog := "EXPIRED on " + client.Leaf.NotAfter.UTC().Format(certLayout)
+	n := 0
+	for line := range strings.SplitSeq(p.logs.String(), "\n") {
+		if strings.Contains(line, "level=ERROR") && strings.Contains(line, wantLog) && strings.Contains(line, "file="+certFile) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d ERROR lines with %q, want 1:\n%s", n, wantLog, p.logs.String())
+	}
+}
