@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
-	"github.com/plantedge/plantedge/internal/certdate"
+	"github.com/plantedge/plantedge/connectors"
 )
 
 // CertExpiryWarning is how long before a certificate the agent uses
@@ -265,14 +265,14 @@ func (a *Agent) warnCerts(now time.Time) {
 		if c.File != "" {
 			args = append(args, "file", c.File)
 		}
-		args = append(args, "subject", c.Subject, "not_after", c.NotAfter.Format(certdate.Layout))
+		args = append(args, "subject", c.Subject, "not_after", c.NotAfter.Format(connectors.CertDateLayout))
 		if c.Expired {
 			a.log.Error(fmt.Sprintf("%s EXPIRED on %s: %s (docs/runbook.md: A certificate about to expire)",
-				c.What(), c.NotAfter.Format(certdate.Layout), c.Todo()), args...)
+				c.What(), c.NotAfter.Format(connectors.CertDateLayout), c.Todo()), args...)
 			continue
 		}
 		a.log.Warn(fmt.Sprintf("%s expires on %s, in %s: %s (docs/runbook.md: A certificate about to expire)",
-			c.What(), c.NotAfter.Format(certdate.Layout), expiresIn(c.NotAfter.Sub(now)), c.Todo()), args...)
+			c.What(), c.NotAfter.Format(connectors.CertDateLayout), expiresIn(c.NotAfter.Sub(now)), c.Todo()), args...)
 	}
 }
 

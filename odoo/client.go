@@ -28,7 +28,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/plantedge/plantedge/internal/certdate"
+	"github.com/plantedge/plantedge/connectors"
 )
 
 // Protocols.
@@ -959,7 +959,7 @@ func (c *Client) transportError(op string, err error) *Error {
 	}
 	// An expired certificate (Odoo's, the proxy's, a CA's): said with its
 	// date, Go's words say "expired or is not yet valid".
-	e.Message = cmp.Or(e.Message, certdate.Explain(err, time.Now()))
+	e.Message = cmp.Or(e.Message, connectors.ExplainCertDate(err, time.Now()))
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		e.Message, e.timeout = "timed out", true

@@ -18,7 +18,7 @@ import (
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/buffer"
-	"github.com/plantedge/plantedge/internal/certdate"
+	"github.com/plantedge/plantedge/connectors"
 	"github.com/plantedge/plantedge/odoo"
 )
 
@@ -368,10 +368,10 @@ func printStatus(w io.Writer, st agent.Status) {
 		switch {
 		case c.Expired:
 			fmt.Fprintf(w, "CERTIFICATE EXPIRED on %s: %s — %s (docs/runbook.md: A certificate about to expire)\n",
-				c.NotAfter.UTC().Format(certdate.Layout), c.What(), c.Todo())
+				c.NotAfter.UTC().Format(connectors.CertDateLayout), c.What(), c.Todo())
 		case c.ExpiresSoon:
 			fmt.Fprintf(w, "CERTIFICATE EXPIRES %s (in %s): %s — %s (docs/runbook.md: A certificate about to expire)\n",
-				c.NotAfter.UTC().Format(certdate.Layout), expiresIn(time.Until(c.NotAfter)), c.What(), c.Todo())
+				c.NotAfter.UTC().Format(connectors.CertDateLayout), expiresIn(time.Until(c.NotAfter)), c.What(), c.Todo())
 		}
 	}
 	b := st.Buffer

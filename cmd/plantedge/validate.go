@@ -22,7 +22,7 @@ import (
 
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/config"
-	"github.com/plantedge/plantedge/internal/certdate"
+	"github.com/plantedge/plantedge/connectors"
 )
 
 // validateOdoo checks a valid configuration against Odoo (work centers, loss
@@ -564,10 +564,10 @@ func (o *validateOptions) checkCertDates(cfg *config.Config, errw io.Writer, now
 		switch {
 		case !now.Before(c.NotAfter):
 			expired++
-			p.Msg = fmt.Sprintf("%s expired on %s", st.What(), c.NotAfter.UTC().Format(certdate.Layout))
+			p.Msg = fmt.Sprintf("%s expired on %s", st.What(), c.NotAfter.UTC().Format(connectors.CertDateLayout))
 			fmt.Fprintln(errw, p.String())
 		case c.NotAfter.Sub(now) <= agent.CertExpiryWarning:
-			p.Msg = fmt.Sprintf("%s expires on %s, in %s", st.What(), c.NotAfter.UTC().Format(certdate.Layout), expiresIn(c.NotAfter.Sub(now)))
+			p.Msg = fmt.Sprintf("%s expires on %s, in %s", st.What(), c.NotAfter.UTC().Format(connectors.CertDateLayout), expiresIn(c.NotAfter.Sub(now)))
 			fmt.Fprintln(errw, "warning: "+p.String())
 		}
 	}

@@ -15,7 +15,6 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/plantedge/plantedge/connectors"
-	"github.com/plantedge/plantedge/internal/certdate"
 )
 
 // strayUnsubscribesKept bounds the topics not ours a session unsubscribes
@@ -96,7 +95,7 @@ func (s *Source) connect(ctx context.Context, tlsCfg *tls.Config) (*session, err
 	tok := sess.client.Connect()
 	if err := waitToken(ctx, tok, s.cfg.ConnectTimeout); err != nil {
 		sess.client.Disconnect(0)
-		return nil, fmt.Errorf("connect %s: %w", redactURL(s.cfg.URL), certdate.Wrap(err))
+		return nil, fmt.Errorf("connect %s: %w", redactURL(s.cfg.URL), connectors.WrapCertDate(err))
 	}
 	// Answered: the next connect is another connection, even if this one
 	// ends before its subscribe does (the broker may have resent, and will

@@ -1,4 +1,4 @@
-package certdate_test
+package connectors_test
 
 import (
 	"crypto/tls"
@@ -11,14 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plantedge/plantedge/internal/certdate"
+	"github.com/plantedge/plantedge/connectors"
 	"github.com/plantedge/plantedge/internal/certtest"
 )
 
 // A server whose certificate expired is refused with Go's "has expired or
 // is not yet valid" and two RFC 3339 times: Explain says which, with the
 // date; a refusal for another reason is left alone.
-func TestExplainExpired(t *testing.T) {
+func TestExplainCertDate(t *testing.T) {
 	ca := certtest.NewCA(t, "Plant CA", certtest.Days(400))
 	expired := ca.Issue(t, "broker.plant", certtest.Days(-3))
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
@@ -31,11 +31,11 @@ func TestExplainExpired(t *testing.T) {
 	if err == nil {
 		t.Fatal("an expired certificate was taken")
 	}
-	want := "the certificate CN=broker.plant expired on " + expired.Leaf.NotAfter.UTC().Format(certdate.Layout)
-	if got := certdate.Explain(err, time.Now()); got != want {
+	want := "the certificate CN=broker.plant expired on " + expired.Leaf.NotAfter.UTC().Format(connectors.CertDateLayout)
+	if got := connectors.ExplainCertDate(err, time.Now()); got != want {
 		t.Errorf("Explain = %q, want %q (err: %v)", got, want, err)
 	}
-	if w := certdate.Wrap(err); !strings.HasPrefix(w.Error(), want+": ") || !errors.Is(w, err) {
+	if w := connectors.WrapCertDate(err); !strings.HasPrefix(w.Error(), want+": ") || !errors.Is(w, err) {
 		t.Errorf("Wrap = %v", w)
 	}
 
@@ -46,7 +46,7 @@ func TestExplainExpired(t *testing.T) {
 	if err == nil {
 		t.Fatal("a certificate of another CA was taken")
 	}
-	if got := certdate.Explain(err, time.Now()); got != "" {
+	if got := connectors.ExplainCertDate(err, time.Now()); got != "" {
 		t.Errorf("Explain of %v = %q, want nothing", err, got)
 	}
 }
