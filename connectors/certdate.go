@@ -6,6 +6,7 @@ package connectors
 // connectors, Odoo's client and the agent alike.
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -36,4 +37,32 @@ func WrapCertDate(err error) error {
 		return fmt.Errorf("%s: %w", s, err)
 	}
 	return err
+}
+
+// ChainInUse is the certificate chain a TLS connection of cs relies on,
+// for the agent to show when it expires (by its soonest certificate): of
+// cs.VerifiedChains (each from the peer's certificate to the trust anchor
+// of the CA file or the system's roots, which the peer usually does not
+// send), the one whose soonest expiry is latest — the connection verifies
+// while any one of them is valid, as with a root renewed under the same
+// key; without verification (InsecureSkipVerify), what the peer presented.
+// crypto/tls sets VerifiedChains before it calls tls.Config.VerifyConnection.
+func ChainInUse(cs tls.ConnectionState) []*x509.Certificate {
+	var best []*x509.Certificate
+	var bestEnd time.Time
+	for _, chain := range cs.VerifiedChains {
+		var end time.Time
+		for i, c := range chain {
+			if i == 0 || c.NotAfter.Before(end) {
+				end = c.NotAfter
+			}
+		}
+		if len(chain) > 0 && (best == nil || end.After(bestEnd)) {
+			best, bestEnd = chain, end
+		}
+	}
+	if best == nil {
+		return cs.PeerCertificates
+	}
+	return best
 }

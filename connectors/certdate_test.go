@@ -2,11 +2,13 @@ package connectors_test
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,5 +50,58 @@ func TestExplainCertDate(t *testing.T) {
 	}
 	if got := connectors.ExplainCertDate(err, time.Now()); got != "" {
 		t.Errorf("Explain of %v = %q, want nothing", err, got)
+	}
+}
+
+// The chain a connection relies on reaches the root of the client's pool
+// (a server sends no root): tls.Config.VerifyConnection already has the
+// verified chains. With a root renewed under the same key in the pool
+// beside the old one, two chains verify and the one that lasts longer
+// counts; without verification, what the server presented.
+func TestChainInUse(t *testing.T) {
+	oldRoot := certtest.NewCA(t, "Plant CA", certtest.Days(10))
+	newRoot := oldRoot.Renew(t, certtest.Days(400))
+	leaf := oldRoot.Issue(t, "broker.plant", certtest.Days(300))
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	ts.TLS = &tls.Config{Certificates: []tls.Certificate{leaf}}
+	ts.StartTLS()
+	defer ts.Close()
+	// chainOf is ChainInUse at VerifyConnection of a connection with cfg,
+	// and how many chains verified.
+	chainOf := func(cfg *tls.Config) (chain []*x509.Certificate, verified int) {
+		t.Helper()
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			chain, verified = connectors.ChainInUse(cs), len(cs.VerifiedChains)
+			return nil
+		}
+		conn, err := tls.Dial("tcp", ts.Listener.Addr().String(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		return chain, verified
+	}
+	ends := func(chain []*x509.Certificate) []time.Time {
+		var out []time.Time
+		for _, c := range chain {
+			out = append(out, c.NotAfter)
+		}
+		return out
+	}
+
+	chain, n := chainOf(&tls.Config{RootCAs: oldRoot.Pool()})
+	if want := []time.Time{leaf.Leaf.NotAfter, oldRoot.Cert.NotAfter}; n != 1 || !slices.EqualFunc(ends(chain), want, time.Time.Equal) {
+		t.Errorf("old root alone: %d verified chains, chain ending %v, want 1 ending %v", n, ends(chain), want)
+	}
+	both := x509.NewCertPool()
+	both.AddCert(oldRoot.Cert)
+	both.AddCert(newRoot.Cert)
+	chain, n = chainOf(&tls.Config{RootCAs: both})
+	if want := []time.Time{leaf.Leaf.NotAfter, newRoot.Cert.NotAfter}; n != 2 || !slices.EqualFunc(ends(chain), want, time.Time.Equal) {
+		t.Errorf("old and renewed root: %d verified chains, chain ending %v, want 2, the one ending %v", n, ends(chain), want)
+	}
+	chain, n = chainOf(&tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the unverified case is the test
+	if want := []time.Time{leaf.Leaf.NotAfter}; n != 0 || !slices.EqualFunc(ends(chain), want, time.Time.Equal) {
+		t.Errorf("not verified: %d verified chains, chain ending %v, want what the server sent, ending %v", n, ends(chain), want)
 	}
 }

@@ -60,10 +60,12 @@ type Config struct {
 	InsecureSkipVerify      bool
 	HTTPClient              *http.Client // optional (tests); replaces the built transport
 	Logger                  *slog.Logger
-	// PeerCertificates, if set, is called with the certificate chain Odoo
-	// (or the proxy in front of it) presented at each new HTTPS connection
-	// of the built transport: the agent shows when it expires. It must not
-	// block.
+	// PeerCertificates, if set, is called at each new HTTPS connection of
+	// the built transport with the chain it relies on
+	// (connectors.ChainInUse: the verified chain from the certificate Odoo,
+	// or the proxy in front of it, presented up to CAFile's or the system's
+	// root; what was presented when InsecureSkipVerify): the agent shows
+	// when it expires. It must not block.
 	PeerCertificates func([]*x509.Certificate)
 	// Wait, when set, is called before every HTTP request (a rate
 	// limiter's Wait): a rate then counts requests, not operations of
@@ -209,7 +211,7 @@ func New(cfg Config) (*Client, error) {
 			tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
 		tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			hook(cs.PeerCertificates)
+			hook(connectors.ChainInUse(cs))
 			return nil
 		}
 	}

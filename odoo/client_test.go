@@ -1985,8 +1985,10 @@ func TestUpsertDowntimeOnAnArchivedWorkcenterIsAMissingReference(t *testing.T) {
 	}
 }
 
-// The chain Odoo presents goes to PeerCertificates at each new connection
-// (the agent shows when it expires); a certificate that expired is
+// The chain a connection to Odoo relies on goes to PeerCertificates at
+// each new connection (the agent shows when it expires): verified, from
+// Odoo's certificate to CAFile's root (Odoo sends no root); a
+// certificate that expired is
 // refused with its date (Go's words: "expired or is not yet valid", and
 // two times).
 func TestTLSCertificateDates(t *testing.T) {
@@ -2009,8 +2011,8 @@ func TestTLSCertificateDates(t *testing.T) {
 	}
 	c.Close()
 	mu.Lock()
-	if len(seen) != 1 || !seen[0].NotAfter.Equal(leaf.Leaf.NotAfter) {
-		t.Errorf("PeerCertificates got %v, want the leaf (not after %s)", seen, leaf.Leaf.NotAfter)
+	if len(seen) != 2 || !seen[0].Equal(leaf.Leaf) || !seen[1].Equal(ca.Cert) {
+		t.Errorf("PeerCertificates got %d certificates, want the leaf (not after %s) and CAFile's root", len(seen), leaf.Leaf.NotAfter)
 	}
 	mu.Unlock()
 

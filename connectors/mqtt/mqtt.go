@@ -103,8 +103,9 @@ type Config struct {
 	// OnDisconnect, if set, is called when a connection OnConnect announced
 	// is lost (not when Run ends), before the backoff. It must not block.
 	OnDisconnect func()
-	// PeerCertificates, if set, is called with the certificate chain the
-	// broker presented at each TLS connection (verified, unless
+	// PeerCertificates, if set, is called at each TLS connection with the
+	// chain it relies on (connectors.ChainInUse: the verified chain up to
+	// ca_file's or the system's root; what the broker presented when
 	// InsecureSkipVerify): the agent shows when it expires. It must not
 	// block.
 	PeerCertificates func([]*x509.Certificate)
@@ -712,7 +713,7 @@ func (s *Source) tlsConfig() (*tls.Config, error) {
 	}
 	if hook := s.cfg.PeerCertificates; hook != nil {
 		c.VerifyConnection = func(cs tls.ConnectionState) error {
-			hook(cs.PeerCertificates)
+			hook(connectors.ChainInUse(cs))
 			return nil
 		}
 	}

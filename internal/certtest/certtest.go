@@ -52,6 +52,26 @@ func NewCA(t testing.TB, cn string, notAfter time.Time) *CA {
 	return &CA{Cert: c, Key: key}
 }
 
+// Renew is ca's root made again with the same name and key, valid until
+// notAfter (a CA's rotation: what it signed verifies against either).
+func (ca *CA) Renew(t testing.TB, notAfter time.Time) *CA {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial.Add(1)), Subject: ca.Cert.Subject,
+		NotBefore: notBefore(notAfter), NotAfter: notAfter,
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &ca.Key.PublicKey, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &CA{Cert: c, Key: ca.Key}
+}
+
 // Issue makes a leaf named cn valid until notAfter, signed by ca, for
 // the server 127.0.0.1 and localhost and for a client.
 func (ca *CA) Issue(t testing.TB, cn string, notAfter time.Time) tls.Certificate {
