@@ -63,10 +63,29 @@ func CertFiles(cfg *config.Config) []CertFile {
 	return out
 }
 
-// SoonestCert reads a certificate file (PEM, every certificate of a
-// bundle; or one DER certificate, as an OPC UA cert_file may be) and
-// returns the certificate in it that expires first.
-func SoonestCert(file string) (*x509.Certificate, error) {
+// EndingCert reads f's file (PEM, every certificate of a bundle; or one
+// DER certificate, as an OPC UA cert_file may be) and returns the
+// certificate whose expiry ends the file's use. A CA file (ca_file) stops
+// verifying peers only when its last certificate expires: a bundle (the
+// system's, or an old and a new root during a rotation) counts by its
+// latest-expiring certificate, and the root a peer's chain actually
+// reaches is the peer's (notePeerCerts). A certificate file (cert_file)
+// counts by its soonest: the peer checks the leaf and every intermediate
+// sent with it.
+func EndingCert(f CertFile) (*x509.Certificate, error) {
+	certs, err := readCerts(f.File)
+	if err != nil {
+		return nil, err
+	}
+	if f.Use == CertMQTTCA || f.Use == CertOdooCA {
+		return latestOf(certs), nil
+	}
+	return soonestOf(certs), nil
+}
+
+// readCerts are the certificates of file: every one of a PEM file, or its
+// one DER certificate.
+func readCerts(file string) ([]*x509.Certificate, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
@@ -95,7 +114,18 @@ func SoonestCert(file string) (*x509.Certificate, error) {
 		}
 		certs = append(certs, c)
 	}
-	return soonestOf(certs), nil
+	return certs, nil
+}
+
+// latestOf is the certificate of certs that expires last (nil: none).
+func latestOf(certs []*x509.Certificate) *x509.Certificate {
+	var last *x509.Certificate
+	for _, c := range certs {
+		if c != nil && (last == nil || c.NotAfter.After(last.NotAfter)) {
+			last = c
+		}
+	}
+	return last
 }
 
 // soonestOf is the certificate of certs that expires first (nil: none).
@@ -110,9 +140,10 @@ func soonestOf(certs []*x509.Certificate) *x509.Certificate {
 }
 
 // CertificateStatus is a certificate the agent uses, in status's
-// certificates: one the configuration names (File set), or the soonest
-// to expire of the chain a peer presented at the agent's last connection
-// to it (File empty).
+// certificates: the one of a file the configuration names whose expiry
+// ends the file's use (File set; EndingCert), or the soonest to expire of
+// the chain the agent's last connection to a peer relied on (File empty;
+// with verification up to the root it trusts).
 type CertificateStatus struct {
 	Use      string    `json:"use"`
 	Source   string    `json:"source"`
@@ -151,7 +182,7 @@ func certKey(c CertificateStatus) string {
 func configuredCerts(cfg *config.Config, now time.Time) []CertificateStatus {
 	out := []CertificateStatus{}
 	for _, f := range CertFiles(cfg) {
-		if c, err := SoonestCert(f.File); err == nil {
+		if c, err := EndingCert(f); err == nil {
 			out = append(out, certStatus(f.Use, f.Source, f.File, c, now))
 		}
 	}
@@ -182,9 +213,11 @@ func (a *Agent) readCertFiles(cfg *config.Config) {
 	a.warnCerts(now)
 }
 
-// notePeerCerts takes the chain a peer presented (use CertMQTTServer,
-// CertOdooServer or CertOPCUAServer, of source): its soonest to expire is
-// shown, and warned of when within CertExpiryWarning.
+// notePeerCerts takes the chain a connection to a peer relied on (use
+// CertMQTTServer, CertOdooServer or CertOPCUAServer, of source; for MQTT
+// and Odoo connectors.ChainInUse: verified, it ends at the root of ca_file
+// or the system's): its soonest to expire is shown, and warned of when
+// within CertExpiryWarning.
 func (a *Agent) notePeerCerts(use, source string, chain []*x509.Certificate) {
 	c := soonestOf(chain)
 	if c == nil {
@@ -203,8 +236,8 @@ func (a *Agent) notePeerCerts(use, source string, chain []*x509.Certificate) {
 	}
 }
 
-// peerCerts is the hook a connector calls with the chain its peer
-// presented at each connection.
+// peerCerts is the hook a connector calls with the chain each connection
+// to its peer relies on.
 func (a *Agent) peerCerts(use, source string) func([]*x509.Certificate) {
 	return func(chain []*x509.Certificate) { a.notePeerCerts(use, source, chain) }
 }

@@ -18,19 +18,23 @@ import (
 // A certificate file the configuration names that has expired is a
 // problem, said with file:line:col, the key path, the date and what to do
 // (exit 1); one that expires within 30 days is a warning (exit 0); one
-// further off goes unsaid. A CA bundle is as early as its soonest.
+// further off goes unsaid. A CA bundle lasts as long as its
+// latest-expiring certificate: an expired old root beside a valid new one
+// (a rotation, the system's bundle) is neither a problem nor a warning.
 func TestValidateCertificateDates(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv(config.EnvAPIKey, strings.Repeat("a", 40))
 	ca := certtest.NewCA(t, "Plant CA", certtest.Days(400))
 	caFile, certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
-	write := func(clientDays, oldCADays int) (client, oldCA time.Time) {
+	// write writes a client certificate valid for clientDays and a CA
+	// file of an old root valid for oldDays and a new one for newDays.
+	write := func(clientDays, oldDays, newDays int) (client, newCA time.Time) {
 		t.Helper()
 		c := ca.Issue(t, "plantedge", certtest.Days(clientDays))
 		certtest.WritePair(t, c, certFile, keyFile)
-		old := certtest.NewCA(t, "Old CA", certtest.Days(oldCADays))
-		certtest.WriteCerts(t, caFile, ca.Cert, old.Cert)
-		return c.Leaf.NotAfter, old.Cert.NotAfter
+		old, nw := certtest.NewCA(t, "Old CA", certtest.Days(oldDays)), certtest.NewCA(t, "New CA", certtest.Days(newDays))
+		certtest.WriteCerts(t, caFile, old.Cert, nw.Cert)
+		return c.Leaf.NotAfter, nw.Cert.NotAfter
 	}
 	y := agenttest.Config{Site: "s", DataDir: filepath.Join(dir, "data"), Listen: "127.0.0.1:9464", OdooURL: "http://127.0.0.1:8069",
 		BrokerURL: "ssl://127.0.0.1:8883", ClientID: "c"}.YAML() +
@@ -43,7 +47,9 @@ func TestValidateCertificateDates(t *testing.T) {
 	}
 	line := lineOf(t, y, "    cert_file: ")
 
-	client, _ := write(-2, 300)
+	// The old root expired yesterday: only the client certificate is a
+	// problem.
+	client, _ := write(-2, -1, 300)
 	_, errOut, err := runValidate(t, "-c", path)
 	want := fmt.Sprintf("%s:%d:16: mqtt[0].cert_file: the agent's client certificate for MQTT broker broker (%s, CN=plantedge) expired on %s "+
 		"(get a new one from the broker's CA, put it and its key where cert_file and key_file say and restart plantedge)\n",
@@ -54,23 +60,33 @@ func TestValidateCertificateDates(t *testing.T) {
 	if err != nil && !strings.Contains(err.Error(), "1 expired certificate") {
 		t.Errorf("error %q", err)
 	}
+	if strings.Contains(errOut, "ca_file") {
+		t.Errorf("a CA bundle with a valid root said:\n%s", errOut)
+	}
 
-	client, oldCA := write(10, 20)
+	client, newCA := write(10, 5, 20)
 	_, errOut, err = runValidate(t, "-c", path)
 	for _, want := range []string{
 		fmt.Sprintf("warning: %s:%d:16: mqtt[0].cert_file: the agent's client certificate for MQTT broker broker (%s, CN=plantedge) expires on %s, in 9 days",
 			path, line, certFile, client.UTC().Format("2006-01-02 15:04 UTC")),
-		fmt.Sprintf("warning: %s:%d:14: mqtt[0].ca_file: a CA certificate of MQTT broker broker's ca_file (%s, CN=Old CA) expires on %s, in 19 days",
-			path, line-1, caFile, oldCA.UTC().Format("2006-01-02 15:04 UTC")),
+		fmt.Sprintf("warning: %s:%d:14: mqtt[0].ca_file: a CA certificate of MQTT broker broker's ca_file (%s, CN=New CA) expires on %s, in 19 days",
+			path, line-1, caFile, newCA.UTC().Format("2006-01-02 15:04 UTC")),
 	} {
 		if err != nil || !strings.Contains(errOut, want) {
 			t.Errorf("certificates within 30 days: %v, want %q in:\n%s", err, want, errOut)
 		}
 	}
 
-	write(40, 300)
+	// Both roots expired: the CA file verifies nothing.
+	_, _ = write(300, -3, -1)
+	_, errOut, err = runValidate(t, "-c", path)
+	if exitCode(err) != 1 || !strings.Contains(errOut, "mqtt[0].ca_file: a CA certificate of MQTT broker broker's ca_file ("+caFile+", CN=New CA) expired on") {
+		t.Errorf("a CA file whose roots all expired: exit %d (%v), want 1 and the newer root in:\n%s", exitCode(err), err, errOut)
+	}
+
+	write(40, -1, 300)
 	if _, errOut, err = runValidate(t, "-c", path); err != nil || strings.Contains(errOut, "expire") {
-		t.Errorf("certificates 40 days off: %v\n%s", err, errOut)
+		t.Errorf("certificates 40 days off beside an expired old root: %v\n%s", err, errOut)
 	}
 }
 

@@ -551,10 +551,12 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 // (a problem: the peer refuses it, or the agent refuses the peer it
 // verifies) and each that expires within agent.CertExpiryWarning (a
 // warning), with the key path that names it; it returns how many have
-// expired. A file that cannot be read is checkMachine's.
+// expired. A CA bundle counts by its latest-expiring certificate
+// (agent.EndingCert: an old root left in it verifies nothing, and is no
+// problem). A file that cannot be read is checkMachine's.
 func (o *validateOptions) checkCertDates(cfg *config.Config, errw io.Writer, now time.Time) (expired int) {
 	for _, f := range agent.CertFiles(cfg) {
-		c, err := agent.SoonestCert(f.File)
+		c, err := agent.EndingCert(f)
 		if err != nil {
 			continue
 		}
