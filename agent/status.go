@@ -1689,8 +1689,8 @@ func OfflineStatus(cfg *config.Config) (Status, error) { return offlineStatus(cf
 
 // OfflineStatusCounted is OfflineStatus with the machines' pending and
 // dead-letter counts read however big the backlog (status
-// --count-pending): some 1.5 µs a record, seconds for millions, while the
-// file's lock keeps a starting agent waiting.
+// --count-pending): some 0.6 µs a record, a second or more for millions,
+// while the file's lock keeps a starting agent waiting.
 func OfflineStatusCounted(cfg *config.Config) (Status, error) { return offlineStatus(cfg, -1) }
 
 // offlineScanBound is how many records a stopped agent's status reads for
@@ -1698,8 +1698,9 @@ func OfflineStatusCounted(cfg *config.Config) (Status, error) { return offlineSt
 // a WAN outage holds millions (a 1 GiB file some 9 million): read whole,
 // status took 4.2–5.0 s at 3 million records, 70–76 MB RSS, and its
 // read lock kept the agent systemd restarted meanwhile from opening the
-// file. BenchmarkStoppedStatus: 1.67–1.84 s a status that reads 1,000,000
-// records, 0.30 s one that reads none — 300,000 add some 0.4 s. A
+// file. BenchmarkStoppedStatus: 0.71–0.88 s a status that reads 1,000,000
+// records, 0.14–0.23 s one that reads none — 300,000 add some 0.2 s
+// (0.97–1.79 s before count records were read without encoding/json). A
 // variable: tests lower it.
 var offlineScanBound = 300000
 
