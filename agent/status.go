@@ -1165,7 +1165,7 @@ func unmapped(cfg *config.Config, pending map[string]pendingCount) (int, []Unmap
 }
 
 // pendingCounts sums the good counts still in the buffer per machine. It
-// scans the buffer (2–3 µs a record), so a result is reused for a second,
+// scans the buffer (0.4–0.5 µs a record), so a result is reused for a second,
 // or for ten times as long as its scan took: status and /metrics may be
 // polled often (flush, a dashboard) while a backlog of millions waits, and
 // must neither take a core nor answer late (the scale probe: 1.1 s a call
@@ -1359,9 +1359,11 @@ const pendingScanSlow = 100 * time.Millisecond
 
 // pendingScanBound is how many records a scan of the pending counts may
 // read while the caller waits; more are read in the background.
-// BenchmarkPendingScan measured 1.30–1.34 µs a record on an idle 2-core
-// box (65 ms for 50,000); 2–3 µs under ingest (100–150 ms). A variable:
-// tests lower it.
+// BenchmarkPendingScan measured 0.40–0.47 µs a record on the 2-core box
+// at load 3 (20–24 ms for 50,000), 0.69–0.80 µs the same day before count
+// records were read without encoding/json; before that, 1.30–1.34 µs on
+// an idle day and 2–3 µs under ingest (100–150 ms). A variable: tests
+// lower it.
 var pendingScanBound = 50000
 
 // errScanStopped ends a background scan of the pending counts cut short by
