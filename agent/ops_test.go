@@ -1050,12 +1050,25 @@ func mountFreezableDataDir(t *testing.T, p *plant) (data string, freeze, thaw fu
 func TestWriteStallShows(t *testing.T) {
 	p, ra, _, freeze, thaw := stallPlant(t, time.Second)
 	m := p.machines[0]
+	// A dead letter before the freeze: status shows the newest one's
+	// reason on every call, read while a buffer read waits behind the
+	// stalled write (the queue keeps it: it was read from the file, and
+	// a freeze during a commit's meta page held status until the thaw).
+	p.odoo.RefuseNext("mrp.workorder", "write", 1, "odoo.exceptions.UserError", "You cannot change the quantity of a done work order.")
+	p.produce(m, 3, 0)
+	waitFor(t, 15*time.Second, "a dead letter", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.DeadLetters == 1, fmt.Sprintf("%d dead letters", st.Buffer.DeadLetters)
+	})
 	freeze()
 	p.produce(m, 2, 0)
 	waitFor(t, 30*time.Second, "the stall shown", func() (bool, string) {
 		st := ra.a.Status()
 		return st.Buffer.WriteStalledSeconds > 0, fmt.Sprintf("%+v", st.Buffer)
 	})
+	if st := ra.a.Status(); !strings.Contains(st.Buffer.LatestDeadLetter, "done work order") {
+		t.Errorf("latest dead letter during the stall %q, want Odoo's refusal", st.Buffer.LatestDeadLetter)
+	}
 	if code, body := httpGet(t, p.listen, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "buffer write stalled") {
 		t.Errorf("/readyz with the disk frozen: %d %q", code, body)
 	}

@@ -975,6 +975,8 @@ func putDeadLetter(dead *bolt.Bucket, st *state, d DeadLetter) error {
 	}
 	st.dead++
 	st.deadBytes += int64(len(enc) + elemOverhead)
+	l := deadLetterAt(d.ID, enc) // as a read of it says (Damaged)
+	st.latestDead = &l
 	return nil
 }
 
@@ -992,6 +994,15 @@ func (t *txn) takeDeadLetter(id uint64) (DeadLetter, error) {
 	}
 	t.w.dead--
 	t.w.deadBytes -= size
+	if l := t.w.latestDead; l != nil && l.ID == id {
+		// The newest gone: the one before it (a read inside the write
+		// transaction; the dead letters' ids only grow).
+		t.w.latestDead = nil
+		if k, v := t.dead.Cursor().Last(); len(k) == 8 {
+			l := deadLetterAt(beUint64(k), v)
+			t.w.latestDead = &l
+		}
+	}
 	return d, nil
 }
 

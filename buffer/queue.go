@@ -272,6 +272,11 @@ type state struct {
 	// damagedDropped those of them that were damaged (lane unknown).
 	deadDropped    uint64
 	damagedDropped uint64
+	// latestDead is the newest dead letter (nil: none), kept by every
+	// write and delete in the dead bucket (putDeadLetter, takeDeadLetter)
+	// and read at open: LatestDeadLetter answers without a read
+	// transaction, which waits behind a commit stalled in its meta page.
+	latestDead *DeadLetter
 
 	burstDropped [NumLanes]uint64 // not yet logged
 	burstMerged  uint64
@@ -988,6 +993,10 @@ func loadState(tx *bolt.Tx) (state, []badRecord, error) {
 		if err != nil {
 			return st, nil, err
 		}
+		if k, v := b.Cursor().Last(); len(k) == 8 {
+			d := deadLetterAt(beUint64(k), v)
+			st.latestDead = &d
+		}
 	}
 	if b := tx.Bucket(bucketMeta); b != nil {
 		_ = b.ForEach(func(k, v []byte) error {
@@ -1508,21 +1517,25 @@ func (q *Queue) DeadLetterPage(after uint64, limit int) ([]DeadLetter, error) {
 }
 
 // LatestDeadLetter returns the newest dead letter; ok is false when there
-// is none.
+// is none. It reads no transaction (the queue keeps it): status asks for it
+// on every call, and a read waits behind a commit whose meta page write
+// stalls on the disk.
 func (q *Queue) LatestDeadLetter() (d DeadLetter, ok bool, err error) {
-	err = q.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDead)
-		if b == nil {
-			return nil
-		}
-		k, v := b.Cursor().Last()
-		if k == nil {
-			return nil
-		}
-		d, ok = deadLetterAt(beUint64(k), v), true
-		return nil
-	})
-	return d, ok, err
+	if q.closed.Load() {
+		return d, false, ErrClosed
+	}
+	if err := q.Err(); err != nil {
+		return d, false, err
+	}
+	q.mu.Lock()
+	l := q.st.latestDead
+	q.mu.Unlock()
+	if l == nil {
+		return d, false, nil
+	}
+	d = *l
+	d.Record.Data = bytes.Clone(l.Record.Data) // the caller's to change
+	return d, true, nil
 }
 
 // DeadLetters lists the dead letters in ID order.

@@ -971,6 +971,124 @@ func TestDeadLetterPages(t *testing.T) {
 	}
 }
 
+// The newest dead letter is kept by the queue, not read: status asks for
+// it on every call, and a read transaction waits behind a commit whose
+// meta page write stalls on the disk (status hung until a frozen disk was
+// thawed). It stays what a read of the file says across dead letters
+// made, retried and dropped, and a reopen; with every read held (as the
+// shrink holds them) it still answers.
+func TestLatestDeadLetterKeptWithoutARead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "buffer.db")
+	q := openTest(t, path, Options{})
+	ctx := context.Background()
+	read := func() (d DeadLetter, ok bool) {
+		err := q.view(func(tx *bolt.Tx) error {
+			if k, v := tx.Bucket(bucketDead).Cursor().Last(); k != nil {
+				d, ok = deadLetterAt(beUint64(k), v), true
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d, ok
+	}
+	check := func(step string, wantReason string) {
+		t.Helper()
+		got, ok, err := q.LatestDeadLetter()
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		want, wantOK := read()
+		if ok != wantOK || got.ID != want.ID || got.Reason != want.Reason || !got.At.Equal(want.At) || got.Damaged != want.Damaged ||
+			got.Record.Seq != want.Record.Seq || got.Record.Key != want.Record.Key || !bytes.Equal(got.Record.Data, want.Record.Data) {
+			t.Fatalf("%s: kept %+v (%v), the file says %+v (%v)", step, got, ok, want, wantOK)
+		}
+		if got.Reason != wantReason {
+			t.Fatalf("%s: latest %q, want %q", step, got.Reason, wantReason)
+		}
+	}
+	check("none", "")
+	deadLetter := func(key, reason string) {
+		t.Helper()
+		seqs := mustAppend(t, q, Record{Lane: LaneEvents, Key: key, Data: []byte(reason)})
+		if err := q.DeadLetter(ctx, Record{Lane: LaneEvents, Key: key, Seq: seqs[0]}, reason); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadLetter("m1", "first")
+	deadLetter("m1", "second")
+	check("two made", "second")
+	seqs := mustAppend(t, q, Record{Lane: LaneCounts, Key: "m2/good", Data: []byte("1")}, Record{Lane: LaneCounts, Key: "m2/good", Data: []byte("2")})
+	if err := q.DeadLetterAs(ctx, []Record{{Lane: LaneCounts, Seq: seqs[0]}, {Lane: LaneCounts, Seq: seqs[1]}},
+		Record{Lane: LaneCounts, Key: "m2/good", Seq: seqs[1], Data: []byte("3")}, "folded"); err != nil {
+		t.Fatal(err)
+	}
+	check("one made of two records", "folded")
+	// A move refused (the record is not pending) changes nothing.
+	if err := q.DeadLetter(ctx, Record{Lane: LaneEvents, Key: "m1", Seq: 999}, "refused"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("dead letter of no record: %v", err)
+	}
+	check("a move refused", "folded")
+	dls, err := q.DeadLetters()
+	if err != nil || len(dls) != 3 {
+		t.Fatalf("dead letters %+v, %v", dls, err)
+	}
+	if err := q.DropDeadLetter(ctx, dls[0].ID); err != nil { // not the newest
+		t.Fatal(err)
+	}
+	check("an older one dropped", "folded")
+	if err := q.RetryDeadLetter(ctx, dls[2].ID); err != nil { // the newest
+		t.Fatal(err)
+	}
+	check("the newest retried", "second")
+	deadLetter("m3", "third")
+	check("another made", "third")
+	third, _, _ := q.LatestDeadLetter()
+	if err := q.DropDeadLetter(ctx, third.ID); err != nil {
+		t.Fatal(err)
+	}
+	check("the newest dropped", "second")
+	// Every read held, as a commit stalled in its meta page holds them in
+	// bbolt: the newest answers all the same.
+	q.dbMu.Lock()
+	answered := make(chan string, 1)
+	go func() {
+		d, _, _ := q.LatestDeadLetter()
+		answered <- d.Reason
+	}()
+	select {
+	case r := <-answered:
+		if r != "second" {
+			t.Errorf("latest with the reads held %q, want second", r)
+		}
+	case <-time.After(time.Minute): // a hang, not a timing
+		t.Error("LatestDeadLetter waited for the reads held")
+	}
+	q.dbMu.Unlock()
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := q.LatestDeadLetter(); !errors.Is(err, ErrClosed) {
+		t.Errorf("latest of a closed queue: %v, want ErrClosed", err)
+	}
+	q = openTest(t, path, Options{})
+	check("reopened", "second")
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q = openTest(t, path, Options{ReadOnly: true}) // a stopped agent's status
+	check("opened read-only", "second")
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q = openTest(t, path, Options{})
+	if err := q.RetryDeadLetter(ctx, dls[1].ID); err != nil { // the last one
+		t.Fatal(err)
+	}
+	check("all gone", "")
+}
+
 // InUse tells a file an open queue holds (a running agent) from one nobody
 // holds, at once, and a missing file is not in use.
 func TestInUse(t *testing.T) {
