@@ -1091,6 +1091,35 @@ func TestWriteStallShows(t *testing.T) {
 	}
 }
 
+// An agent started with Odoo away has no link of its machine yet: status
+// reads the machine's stored work order from the buffer. A write stalled
+// meanwhile (the read waits behind it when the freeze lands on a commit's
+// meta page): status says the stall all the same, and the work order again
+// once the disk is back.
+func TestWriteStallShowsWithOdooAway(t *testing.T) {
+	p, ra, _, freeze, thaw := stallPlant(t, time.Second)
+	m := p.machines[0]
+	ra.stop()
+	p.odoo.SetDown(true)
+	ra = p.startAgent()
+	if st := ra.a.Status(); len(st.Machines) != 1 || st.Machines[0].WorkOrder != "WO press-1" {
+		t.Fatalf("before the freeze: %+v, want the stored work order WO press-1", st.Machines)
+	}
+	freeze()
+	p.produce(m, 2, 0)
+	waitFor(t, 30*time.Second, "the stall shown", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.WriteStalledSeconds > 0, fmt.Sprintf("%+v", st.Buffer)
+	})
+	thaw()
+	waitFor(t, 10*time.Second, "the work order shown again", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.WriteStalledSeconds == 0 && st.Machines[0].WorkOrder == "WO press-1", fmt.Sprintf("%+v %+v", st.Buffer, st.Machines)
+	})
+	p.odoo.SetDown(false)
+	p.waitExactQty(ra, "press-1", 3)
+}
+
 // A read of the buffer waits behind a write stalled in its commit's meta
 // page (bbolt holds a read transaction's start meanwhile; held here by
 // HoldWaitedPendingScans, as fsfreeze at that moment held it in

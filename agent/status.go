@@ -616,7 +616,7 @@ func (a *Agent) Status() Status {
 			// Waiting for Odoo's request limit: a mark left is a write that
 			// may have landed (the fifth self-probe: a running agent's
 			// status never named one, the stopped status did).
-			if wo, err := a.loadWOState(m.ID); err == nil && wo != nil && wo.InFlight != nil {
+			if wo, err := a.loadWOStateWaited(m.ID); err == nil && wo != nil && wo.InFlight != nil {
 				inDoubt = fmt.Sprintf("a quantity write to Odoo (%s to %s) may have reached it without an answer: it is read back and settled "+
 					"once Odoo's request limit has passed (plantedge flush waits for that)", wo.Name, Qty(wo.InFlight.Target))
 			}
@@ -1034,7 +1034,46 @@ func (a *Agent) countSourceDown(kind connectors.Kind, source string, lost bool, 
 }
 
 func (a *Agent) storedWorkOrder(id string) string {
-	return storedWorkOrderName(a.loadWOState(id))
+	return storedWorkOrderName(a.loadWOStateWaited(id))
+}
+
+// loadWOStateWaited is loadWOState for status: once a buffer write has
+// stalled it is not waited for (readWaited), and none is said.
+func (a *Agent) loadWOStateWaited(id string) (*woState, error) {
+	var wo *woState
+	var err error
+	if !a.readWaited(func() { wo, err = a.loadWOState(id) }) {
+		return nil, nil
+	}
+	return wo, err
+}
+
+// readWaited runs read, a read of the buffer that status makes, and waits
+// for it until it ends or a buffer write has stalled (awaitScan), as for
+// the pending counts: a read transaction waits behind a commit stalled in
+// its meta page, and status must say the stall. It reports whether read
+// ended (only then may the caller use what it read); one given up on
+// ends on its own after the stall, counted in bg for the stop. Stopped, it
+// reads in the caller.
+func (a *Agent) readWaited(read func()) bool {
+	if a.writeStalled() > 0 {
+		return false
+	}
+	a.pendingMu.Lock()
+	if a.pendingDone.Load() {
+		a.pendingMu.Unlock()
+		read()
+		return true
+	}
+	a.bg.Add(1) // under pendingMu: stopPendingScans waits for it
+	a.pendingMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		defer a.bg.Done()
+		defer close(done)
+		read()
+	}()
+	return a.awaitScan(done)
 }
 
 func storedWorkOrderName(st *woState, err error) string {
