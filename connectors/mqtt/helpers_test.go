@@ -3,17 +3,11 @@ package mqtt
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -29,6 +23,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"go.uber.org/goleak"
 
+	"github.com/plantedge/plantedge/internal/certtest"
 	"github.com/plantedge/plantedge/internal/nettest"
 
 	"github.com/plantedge/plantedge/connectors"
@@ -393,61 +388,17 @@ type testPKI struct {
 
 func newPKI(t testing.TB, dir, name string) *testPKI {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + " test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := certtest.NewCA(t, name+" test CA", certtest.Days(1))
 	p := &testPKI{
-		caFile:   filepath.Join(dir, name+"-ca.pem"),
-		certFile: filepath.Join(dir, name+"-server.pem"),
-		keyFile:  filepath.Join(dir, name+"-server.key"),
-		pool:     x509.NewCertPool(),
+		caFile:     filepath.Join(dir, name+"-ca.pem"),
+		certFile:   filepath.Join(dir, name+"-server.pem"),
+		keyFile:    filepath.Join(dir, name+"-server.key"),
+		pool:       ca.Pool(),
+		serverCert: ca.Issue(t, "localhost", certtest.Days(1)),
 	}
-	writePEM(t, p.caFile, "CERTIFICATE", caDER)
-	writePEM(t, p.certFile, "CERTIFICATE", srvDER)
-	writePEM(t, p.keyFile, "EC PRIVATE KEY", keyDER)
-	p.pool.AddCert(caCert)
-	p.serverCert, err = tls.LoadX509KeyPair(p.certFile, p.keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	certtest.WriteCerts(t, p.caFile, ca.Cert)
+	certtest.WritePair(t, p.serverCert, p.certFile, p.keyFile)
 	return p
-}
-
-func writePEM(t testing.TB, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // lineReader reads the child's stdout lines into a channel.
