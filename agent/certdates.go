@@ -155,10 +155,11 @@ type CertificateStatus struct {
 	Expired     bool `json:"expired,omitempty"`
 }
 
-// certStatus is c's status entry as of now.
-func certStatus(use, source, file string, c *x509.Certificate, now time.Time) CertificateStatus {
-	return CertificateStatus{Use: use, Source: source, File: file, Subject: c.Subject.String(), NotAfter: c.NotAfter.UTC(),
-		ExpiresSoon: c.NotAfter.Sub(now) <= CertExpiryWarning, Expired: !now.Before(c.NotAfter)}
+// CertStatus is c's status entry as of now (of use and source; file for
+// one the configuration names): what status, the log and validate say
+// of it.
+func CertStatus(use, source, file string, c *x509.Certificate, now time.Time) CertificateStatus {
+	return refreshed(CertificateStatus{Use: use, Source: source, File: file, Subject: c.Subject.String(), NotAfter: c.NotAfter.UTC()}, now)
 }
 
 // certDates holds the certificates the agent uses: the configured files,
@@ -183,7 +184,7 @@ func configuredCerts(cfg *config.Config, now time.Time) []CertificateStatus {
 	out := []CertificateStatus{}
 	for _, f := range CertFiles(cfg) {
 		if c, err := EndingCert(f); err == nil {
-			out = append(out, certStatus(f.Use, f.Source, f.File, c, now))
+			out = append(out, CertStatus(f.Use, f.Source, f.File, c, now))
 		}
 	}
 	return out
@@ -229,7 +230,7 @@ func (a *Agent) notePeerCerts(use, source string, chain []*x509.Certificate) {
 		a.certs.peers = map[[2]string]CertificateStatus{}
 	}
 	prev, had := a.certs.peers[[2]string{use, source}]
-	a.certs.peers[[2]string{use, source}] = certStatus(use, source, "", c, now)
+	a.certs.peers[[2]string{use, source}] = CertStatus(use, source, "", c, now)
 	a.certs.mu.Unlock()
 	if !had || !prev.NotAfter.Equal(c.NotAfter.UTC()) {
 		a.warnCerts(now)

@@ -561,15 +561,15 @@ func (o *validateOptions) checkCertDates(cfg *config.Config, errw io.Writer, now
 			continue
 		}
 		pos := cfg.Position(f.Path)
-		st := agent.CertificateStatus{Use: f.Use, Source: f.Source, File: f.File, Subject: c.Subject.String(), NotAfter: c.NotAfter}
+		st := agent.CertStatus(f.Use, f.Source, f.File, c, now)
 		p := config.Problem{File: o.config, Line: pos.Line, Column: pos.Column, Path: f.Path, Hint: st.Todo()}
 		switch {
-		case !now.Before(c.NotAfter):
+		case st.Expired:
 			expired++
-			p.Msg = fmt.Sprintf("%s expired on %s", st.What(), c.NotAfter.UTC().Format(connectors.CertDateLayout))
+			p.Msg = fmt.Sprintf("%s expired on %s", st.What(), st.NotAfter.Format(connectors.CertDateLayout))
 			fmt.Fprintln(errw, p.String())
-		case c.NotAfter.Sub(now) <= agent.CertExpiryWarning:
-			p.Msg = fmt.Sprintf("%s expires on %s, in %s", st.What(), c.NotAfter.UTC().Format(connectors.CertDateLayout), expiresIn(c.NotAfter.Sub(now)))
+		case st.ExpiresSoon:
+			p.Msg = fmt.Sprintf("%s expires on %s, in %s", st.What(), st.NotAfter.Format(connectors.CertDateLayout), expiresIn(st.NotAfter.Sub(now)))
 			fmt.Fprintln(errw, "warning: "+p.String())
 		}
 	}
