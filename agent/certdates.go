@@ -306,7 +306,7 @@ func (a *Agent) warnCerts(now time.Time) {
 			continue
 		}
 		a.log.Warn(fmt.Sprintf("%s expires on %s, in %s: %s (docs/runbook.md: A certificate about to expire)",
-			c.What(), c.NotAfter.Format(connectors.CertDateLayout), expiresIn(c.NotAfter.Sub(now)), c.Todo()), args...)
+			c.What(), c.NotAfter.Format(connectors.CertDateLayout), ExpiresIn(c.NotAfter.Sub(now)), c.Todo()), args...)
 	}
 }
 

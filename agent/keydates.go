@@ -215,11 +215,12 @@ func (f *forwarder) warnKeyExpiry(now time.Time) {
 		"put it where the agent takes its key (key_from) and restart plantedge (docs/runbook.md: Rotating the API key). "+
 		"Odoo does not say which of the bot user's keys the agent uses: this is the soonest of them to expire; "+
 		"if the agent already uses a newer one, delete the old key in Odoo",
-		"component", "forwarder", "expires", at.UTC().Format("2006-01-02 15:04 UTC"), "in", expiresIn(at.Sub(now)), "key_from", from)
+		"component", "forwarder", "expires", at.UTC().Format("2006-01-02 15:04 UTC"), "in", ExpiresIn(at.Sub(now)), "key_from", from)
 }
 
-// expiresIn says how long until a key expires: in days from two days on.
-func expiresIn(d time.Duration) string {
+// ExpiresIn says how long until a key or certificate expires: in days
+// from two days on (the log, status and validate say it alike).
+func ExpiresIn(d time.Duration) string {
 	if d >= 48*time.Hour {
 		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
 	}

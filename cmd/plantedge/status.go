@@ -371,7 +371,7 @@ func printStatus(w io.Writer, st agent.Status) {
 				c.NotAfter.UTC().Format(connectors.CertDateLayout), c.What(), c.Todo())
 		case c.ExpiresSoon:
 			fmt.Fprintf(w, "CERTIFICATE EXPIRES %s (in %s): %s — %s (docs/runbook.md: A certificate about to expire)\n",
-				c.NotAfter.UTC().Format(connectors.CertDateLayout), expiresIn(time.Until(c.NotAfter)), c.What(), c.Todo())
+				c.NotAfter.UTC().Format(connectors.CertDateLayout), agent.ExpiresIn(time.Until(c.NotAfter)), c.What(), c.Todo())
 		}
 	}
 	b := st.Buffer
@@ -564,7 +564,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "          KEY EXPIRES %s (in %s): Odoo refuses the API key from then on — create a new API key for the bot user in Odoo, "+
 			"put it where the agent takes its key and restart plantedge (docs/runbook.md: Rotating the API key). "+
 			"The soonest of the bot user's keys to expire: Odoo does not say which the agent uses; if it already uses a newer one, delete the old key in Odoo\n",
-			o.KeyExpiresAt.UTC().Format("2006-01-02 15:04 UTC"), expiresIn(time.Until(*o.KeyExpiresAt)))
+			o.KeyExpiresAt.UTC().Format("2006-01-02 15:04 UTC"), agent.ExpiresIn(time.Until(*o.KeyExpiresAt)))
 	}
 	if o.LastError != "" {
 		fmt.Fprintf(w, "          last error: %s\n", oneLine(o.LastError))
@@ -752,14 +752,6 @@ func human(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// expiresIn says how long until a key expires: in days from two days on.
-func expiresIn(d time.Duration) string {
-	if d >= 48*time.Hour {
-		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
-	}
-	return max(0, d).Round(time.Minute).String()
 }
 
 func ageString(sec float64) string {

@@ -569,7 +569,7 @@ func (o *validateOptions) checkCertDates(cfg *config.Config, errw io.Writer, now
 			p.Msg = fmt.Sprintf("%s expired on %s", st.What(), st.NotAfter.Format(connectors.CertDateLayout))
 			fmt.Fprintln(errw, p.String())
 		case st.ExpiresSoon:
-			p.Msg = fmt.Sprintf("%s expires on %s, in %s", st.What(), st.NotAfter.Format(connectors.CertDateLayout), expiresIn(st.NotAfter.Sub(now)))
+			p.Msg = fmt.Sprintf("%s expires on %s, in %s", st.What(), st.NotAfter.Format(connectors.CertDateLayout), agent.ExpiresIn(st.NotAfter.Sub(now)))
 			fmt.Fprintln(errw, "warning: "+p.String())
 		}
 	}
