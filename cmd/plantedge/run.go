@@ -174,6 +174,14 @@ func runExit(err error, cfg *config.Config, path string) error {
 	return err
 }
 
+// moveSocketHint is what to do about listen's socket directory dir on a
+// file system that is read-only (outside systemd): run and validate say it
+// alike.
+func moveSocketHint(dir string) string {
+	return fmt.Sprintf("give listen a socket in a directory on a file system mounted read-write, or an address such as 127.0.0.1:9464; "+
+		"or remount that one read-write: findmnt -T %s names it", dir)
+}
+
 // addrInUseHint says what to do about a listen address another process
 // holds: find it, then stop it or move listen (status and flush read the
 // same file, so they follow).
@@ -215,9 +223,8 @@ func startHint(err error, cfg *config.Config, path string) string {
 	case errors.Is(err, syscall.EROFS) && !underSystemd():
 		// The socket's directory on a read-only mount, not the unit's
 		// sandbox: no drop-in mends that (it named one).
-		return fmt.Sprintf("the directory of listen's socket, %s, is on a file system that is read-only (%v): the agent could not make its socket there "+
-			"(give listen a socket in a directory on a file system mounted read-write, or an address such as 127.0.0.1:9464; or remount that one read-write: "+
-			"findmnt -T %s names it)", dir, syscall.EROFS, dir)
+		return fmt.Sprintf("the directory of listen's socket, %s, is on a file system that is read-only (%v): the agent could not make its socket there (%s)",
+			dir, syscall.EROFS, moveSocketHint(dir))
 	case errors.Is(err, syscall.EROFS) && where == "data_dir" && !exists(dir):
 		// The unit's sandbox (ProtectSystem=strict) refuses mkdir so: the
 		// drop-in alone would not start it (systemd refuses a path there

@@ -516,8 +516,8 @@ func (o *validateOptions) checkMachine(cfg *config.Config, errw io.Writer) {
 					"(create it for the plantedge user, or use unix:/run/plantedge/api.sock, which the packaged unit makes)", dir))
 			} else if err == nil && errors.Is(unix.Access(dir, unix.W_OK), unix.EROFS) && !underSystemd() {
 				// As run says it (a drop-in cannot help outside the unit's sandbox).
-				warn("listen", fmt.Sprintf("the directory of the socket, %s, is on a file system that is read-only: the agent cannot listen there, and stops at its start "+
-					"(give listen a socket in a directory on a file system mounted read-write, or an address such as 127.0.0.1:9464; findmnt -T %s names the mount)", dir, dir))
+				warn("listen", fmt.Sprintf("the directory of the socket, %s, is on a file system that is read-only: the agent cannot listen there, and stops at its start (%s)",
+					dir, moveSocketHint(dir)))
 			}
 		}
 	}
