@@ -18,16 +18,7 @@ import (
 // 4–5 s). It now says that the file is being read, waits for the reader,
 // and opens the file.
 func TestOpenWaitsForReadersAndSaysSo(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "buffer.db")
-	q := openTest(t, path, Options{})
-	mustAppend(t, q, Record{Lane: LaneCounts, Key: "m1/good", Data: []byte(`{"d":1}`)})
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	reader, err := Open(path, Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	path, reader := fileWithAReader(t)
 	var logs syncBuffer
 	type result struct {
 		q   *Queue
@@ -70,6 +61,18 @@ func TestOpenWaitsForReadersAndSaysSo(t *testing.T) {
 func TestOpenOfAFileReadForTooLongSaysByWhat(t *testing.T) {
 	defer func(w time.Duration) { readersWait = w }(readersWait)
 	readersWait = 10 * time.Millisecond
+	path, reader := fileWithAReader(t)
+	defer reader.Close()
+	_, err := Open(path, Options{})
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "read by another process") || strings.Contains(err.Error(), "already running") {
+		t.Fatalf("open while a reader holds the file: %v, want ErrLocked naming a reader", err)
+	}
+}
+
+// fileWithAReader is a buffer file of one record and a read-only open of
+// it (a stopped agent's status), which the caller closes.
+func fileWithAReader(t *testing.T) (string, *Queue) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "buffer.db")
 	q := openTest(t, path, Options{})
 	mustAppend(t, q, Record{Lane: LaneCounts, Key: "m1/good", Data: []byte(`{"d":1}`)})
@@ -80,9 +83,5 @@ func TestOpenOfAFileReadForTooLongSaysByWhat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer reader.Close()
-	_, err = Open(path, Options{})
-	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "read by another process") || strings.Contains(err.Error(), "already running") {
-		t.Fatalf("open while a reader holds the file: %v, want ErrLocked naming a reader", err)
-	}
+	return path, reader
 }
