@@ -210,10 +210,7 @@ func New(cfg Config) (*Client, error) {
 		if tlsCfg == nil {
 			tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
 		}
-		tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			hook(connectors.ChainInUse(cs))
-			return nil
-		}
+		tlsCfg.VerifyConnection = connectors.NoteChainInUse(hook)
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {

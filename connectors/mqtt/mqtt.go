@@ -712,10 +712,7 @@ func (s *Source) tlsConfig() (*tls.Config, error) {
 		c.Certificates = []tls.Certificate{cert}
 	}
 	if hook := s.cfg.PeerCertificates; hook != nil {
-		c.VerifyConnection = func(cs tls.ConnectionState) error {
-			hook(connectors.ChainInUse(cs))
-			return nil
-		}
+		c.VerifyConnection = connectors.NoteChainInUse(hook)
 	}
 	return c, nil
 }
