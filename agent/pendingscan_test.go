@@ -33,7 +33,8 @@ func pendingBuffer(tb testing.TB, n int) *buffer.Queue {
 }
 
 // BenchmarkPendingScan measures a scan of the pending counts, in µs a
-// record: what pendingScanBound is chosen from (about 100 ms of it).
+// record: what pendingScanBound is chosen from (at most about 100 ms of
+// it on a loaded box, pendingScanSlow).
 func BenchmarkPendingScan(b *testing.B) {
 	const n = 200000
 	a := &Agent{buf: pendingBuffer(b, n)}
