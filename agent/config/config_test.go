@@ -255,6 +255,20 @@ func TestBadConfigs(t *testing.T) {
 			want: []string{"bad.yaml:14:5: mqtt[0].password: inline secret not allowed (put the password in a file named by password_file (mode 0640, group plantedge), or name the environment variable that holds it in password_env)"},
 		},
 		{
+			// Each section is told of the key it has: Odoo's takes no
+			// password_file (the audit61 probe: an inline odoo.password
+			// was told to use one, then refused as an unknown key).
+			name: "inline secrets where a section has no such file key",
+			yaml: strings.Replace(strings.Replace(strings.Replace(base, "  username: bot\n", "  username: bot\n  password: hunter2\n", 1),
+				"    endpoint: opc.tcp://127.0.0.1:4840\n", "    endpoint: opc.tcp://127.0.0.1:4840\n    token: abc123\n", 1),
+				"  - id: m1\n", "  - id: m1\n    password: hunter2\n", 1),
+			want: []string{
+				"bad.yaml:6:3: odoo.password: inline secret not allowed (the agent logs in with the bot user's API key, never a password: put the key in a file named by api_key_file (mode 0600), or set PLANTEDGE_ODOO_API_KEY, or use systemd LoadCredential=odoo-api-key)",
+				"bad.yaml:11:5: opcua[0].token: inline secret not allowed (put the password in a file named by password_file (mode 0640, group plantedge), or name the environment variable that holds it in password_env)",
+				"bad.yaml:18:5: machines[0].password: inline secret not allowed (secrets are never written inline: an MQTT broker's or OPC UA server's password goes in its password_file or password_env, Odoo's API key in odoo.api_key_file)",
+			},
+		},
+		{
 			name: "bad site",
 			yaml: strings.Replace(base, "site: plant-1", "site: Plant_1", 1),
 			want: []string{"bad.yaml:1:7: site: invalid site \"Plant_1\" (use lowercase letters, digits and '-' only, e.g. plant-2)"},

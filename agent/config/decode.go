@@ -1018,15 +1018,31 @@ func structFields(t reflect.Type) (map[string][]int, []string) {
 }
 
 // secretKeys are keys people write by habit; secrets never go inline.
-var secretKeys = map[string]string{
-	"api_key": "put the key in a file named by api_key_file (mode 0600), or set " + EnvAPIKey + ", or use systemd LoadCredential=" + CredentialAPIKey,
-	"apikey":  "put the key in a file named by api_key_file (mode 0600), or set " + EnvAPIKey + ", or use systemd LoadCredential=" + CredentialAPIKey,
-	// A source's password is read by the agent's own user (the unit's
-	// plantedge), so its file is group-readable as validate advises for it;
-	// an environment variable is the other way (password_env).
-	"password": "put the password in a file named by password_file (mode 0640, group plantedge), or name the environment variable that holds it in password_env",
-	"token":    "secrets are never written inline: use a *_file key",
-	"secret":   "secrets are never written inline: use a *_file key",
+var secretKeys = map[string]bool{"api_key": true, "apikey": true, "password": true, "token": true, "secret": true}
+
+// secretHint says where the secret written inline as key in a section of
+// type typ goes: only the Odoo section takes an api_key_file, only a
+// source a password_file or password_env (the audit61 probe: an inline
+// odoo.password was told to use password_file, which the Odoo section
+// refuses as an unknown key).
+func secretHint(typ, key string) string {
+	apiKey := "put the key in a file named by api_key_file (mode 0600), or set " + EnvAPIKey + ", or use systemd LoadCredential=" + CredentialAPIKey
+	switch typ {
+	case "Odoo":
+		if key == "password" {
+			// The bot user logs in with its API key in place of its
+			// password.
+			return "the agent logs in with the bot user's API key, never a password: " + apiKey
+		}
+		return apiKey
+	case "OPCUAServer", "MQTTBroker":
+		// A source's password is read by the agent's own user (the
+		// unit's plantedge), so its file is group-readable as validate
+		// advises for it; an environment variable is the other way
+		// (password_env).
+		return "put the password in a file named by password_file (mode 0640, group plantedge), or name the environment variable that holds it in password_env"
+	}
+	return "secrets are never written inline: an MQTT broker's or OPC UA server's password goes in its password_file or password_env, Odoo's API key in odoo.api_key_file"
 }
 
 func (d *decoder) decodeStruct(path string, n ast.Node, v reflect.Value) {
@@ -1059,8 +1075,8 @@ func (d *decoder) structEntry(path string, e entry, v reflect.Value, fields map[
 		if path == "" && strings.HasPrefix(e.key, "x-") {
 			return // extension keys hold anchors for reuse; ignored
 		}
-		if hint, secret := secretKeys[strings.ToLower(e.key)]; secret {
-			d.problem(e.keyN, kp, "inline secret not allowed", hint)
+		if key := strings.ToLower(e.key); secretKeys[key] {
+			d.problem(e.keyN, kp, "inline secret not allowed", secretHint(v.Type().Name(), key))
 			return
 		}
 		hint, meant := misplaced(v.Type().Name(), e.key), ""
