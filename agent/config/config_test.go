@@ -269,6 +269,21 @@ func TestBadConfigs(t *testing.T) {
 			},
 		},
 		{
+			// Other Odoo clients' names for the odoo: keys (the audit61
+			// probe: db: and user: got only the list of known keys).
+			name: "odoo keys by other clients' names",
+			yaml: strings.Replace(strings.Replace(strings.Replace(base, "  database: prod\n", "  db: prod\n", 1),
+				"  username: bot\n", "  user: bot\n  api_key_env: ODOO_KEY\n", 1), "  url: ", "  host: ", 1),
+			want: []string{
+				`bad.yaml:3:3: odoo.host: unknown key (did you mean "url"?)`,
+				"bad.yaml:3:3: odoo.url: required (the base URL of Odoo, e.g. https://erp.example.com)",
+				"bad.yaml:3:3: odoo.database: required (the Odoo database name)",
+				`bad.yaml:4:3: odoo.db: unknown key (did you mean "database"?)`,
+				`bad.yaml:5:3: odoo.user: unknown key (did you mean "username"?)`,
+				"bad.yaml:6:3: odoo.api_key_env: unknown key (no key names the API key's environment variable: the agent reads PLANTEDGE_ODOO_API_KEY, or the file api_key_file names)",
+			},
+		},
+		{
 			name: "bad site",
 			yaml: strings.Replace(base, "site: plant-1", "site: Plant_1", 1),
 			want: []string{"bad.yaml:1:7: site: invalid site \"Plant_1\" (use lowercase letters, digits and '-' only, e.g. plant-2)"},

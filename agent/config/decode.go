@@ -1090,6 +1090,24 @@ func (d *decoder) structEntry(path string, e entry, v reflect.Value, fields map[
 				meant, hint = "factor", `did you mean "factor"? the units one step of the counter makes`
 			}
 		}
+		if v.Type().Name() == "Odoo" && hint == "" {
+			// What other Odoo clients call them (the audit61 probe: db:
+			// and user: were told only the list of known keys, being too
+			// far from database and username to be a near spelling).
+			switch strings.ToLower(e.key) {
+			case "db", "dbname", "db_name", "database_name":
+				meant = "database"
+			case "user", "login", "user_name", "user_login":
+				meant = "username"
+			case "host", "server", "base_url", "endpoint", "address":
+				meant = "url"
+			case "api_key_env", "key_env", "api_key_variable":
+				hint = "no key names the API key's environment variable: the agent reads PLANTEDGE_ODOO_API_KEY, or the file api_key_file names"
+			}
+			if meant != "" {
+				hint = fmt.Sprintf("did you mean %q?", meant)
+			}
+		}
 		if hint == "" {
 			meant = nearest(e.key, names)
 			hint = suggest(meant, names)
