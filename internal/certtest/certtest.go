@@ -7,12 +7,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -72,6 +74,28 @@ func (ca *CA) Renew(t testing.TB, notAfter time.Time) *CA {
 	return &CA{Cert: c, Key: ca.Key}
 }
 
+// Intermediate makes an intermediate CA named cn valid until notAfter,
+// signed by ca: what it issues verifies against ca's root when the peer
+// sends it along.
+func (ca *CA) Intermediate(t testing.TB, cn string, notAfter time.Time) *CA {
+	t.Helper()
+	key := newKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: cn},
+		NotBefore: notBefore(notAfter), NotAfter: notAfter,
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &CA{Cert: c, Key: key}
+}
+
 // Issue makes a leaf named cn valid until notAfter, signed by ca, for
 // the server 127.0.0.1 and localhost and for a client.
 func (ca *CA) Issue(t testing.TB, cn string, notAfter time.Time) tls.Certificate {
@@ -85,6 +109,40 @@ func (ca *CA) Issue(t testing.TB, cn string, notAfter time.Time) tls.Certificate
 		DNSNames:    []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// OPCUAServer makes a self-signed OPC UA application instance certificate
+// named cn, as a PLC makes its own: RSA 2048 (the Basic256Sha256 family
+// takes no other key), appURI in its subject alternative names, for
+// 127.0.0.1 and localhost, valid until notAfter.
+func OPCUAServer(t testing.TB, cn, appURI string, notAfter time.Time) tls.Certificate {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(appURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: cn},
+		NotBefore: notBefore(notAfter), NotAfter: notAfter,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment | x509.KeyUsageKeyEncipherment |
+			x509.KeyUsageDataEncipherment | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		DNSNames:              []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, URIs: []*url.URL{u},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
 	}

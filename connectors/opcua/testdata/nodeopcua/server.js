@@ -32,6 +32,11 @@
 //   MIN_SESSION_TIMEOUT_MS=N  every session's timeout is revised up to N ms
 //                     at least (node-opcua's own floor: 100 ms): a server
 //                     keeping a session left behind longer than asked
+//   SERVER_CERT_FILE, SERVER_KEY_FILE
+//                     the server's certificate and private key (PEM), instead
+//                     of the one it makes itself in $PKI_DIR (a certificate
+//                     about to expire); SERVER_URI its application URI, as the
+//                     certificate names it
 //   SMALL_RECEIVE_BUFFER=1
 //                     announces a receive buffer of 8,192 bytes while sending
 //                     chunks as large as the client takes (allowed: the two
@@ -67,6 +72,11 @@ async function main() {
         host: "127.0.0.1",
         hostname: "127.0.0.1",
         serverCertificateManager,
+        ...(process.env.SERVER_CERT_FILE ? {
+            certificateFile: process.env.SERVER_CERT_FILE,
+            privateKeyFile: process.env.SERVER_KEY_FILE,
+            serverInfo: { applicationUri: process.env.SERVER_URI },
+        } : {}),
         securityPolicies: [
             ...(noSecurity ? [SecurityPolicy.None] : []),
             SecurityPolicy.Basic256Sha256,
