@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/x509"
 	"encoding/pem"
@@ -130,10 +131,19 @@ func latestOf(certs []*x509.Certificate) *x509.Certificate {
 
 // soonestOf is the certificate of certs that expires first (nil: none).
 func soonestOf(certs []*x509.Certificate) *x509.Certificate {
-	var first *x509.Certificate
-	for _, c := range certs {
-		if c != nil && (first == nil || c.NotAfter.Before(first.NotAfter)) {
-			first = c
+	if i := soonestIndex(certs); i >= 0 {
+		return certs[i]
+	}
+	return nil
+}
+
+// soonestIndex is the index of the certificate of certs that expires
+// first (the first of those that expire together; -1: none).
+func soonestIndex(certs []*x509.Certificate) int {
+	first := -1
+	for i, c := range certs {
+		if c != nil && (first < 0 || c.NotAfter.Before(certs[first].NotAfter)) {
+			first = i
 		}
 	}
 	return first
@@ -145,10 +155,13 @@ func soonestOf(certs []*x509.Certificate) *x509.Certificate {
 // the chain the agent's last connection to a peer relied on (File empty;
 // with verification up to the root it trusts).
 type CertificateStatus struct {
-	Use      string    `json:"use"`
-	Source   string    `json:"source"`
-	File     string    `json:"file,omitempty"`
-	Subject  string    `json:"subject"`
+	Use     string `json:"use"`
+	Source  string `json:"source"`
+	File    string `json:"file,omitempty"`
+	Subject string `json:"subject"`
+	// Chain is where a peer's certificate sits in its chain (File empty):
+	// ChainLeaf, ChainIntermediate or ChainRoot.
+	Chain    string    `json:"chain,omitempty"`
 	NotAfter time.Time `json:"not_after"`
 	// ExpiresSoon: within 30 days (CertExpiryWarning), or past.
 	ExpiresSoon bool `json:"expires_soon"`
@@ -160,6 +173,29 @@ type CertificateStatus struct {
 // of it.
 func CertStatus(use, source, file string, c *x509.Certificate, now time.Time) CertificateStatus {
 	return refreshed(CertificateStatus{Use: use, Source: source, File: file, Subject: c.Subject.String(), NotAfter: c.NotAfter.UTC()}, now)
+}
+
+// Where a peer's certificate sits in the chain its connection relied on
+// (status's chain).
+const (
+	ChainLeaf         = "leaf"         // the peer's own
+	ChainIntermediate = "intermediate" // a CA's the peer sends with its own
+	ChainRoot         = "root"         // the self-signed CA's the chain ends at
+)
+
+// chainPlace is where chain[i] sits in chain (the peer's first): a
+// verified chain ends at the root the agent trusts (ca_file's or the
+// system's), which the peer usually does not send; an unverified one is
+// what the peer sent, and ends at a root only when the peer sent it.
+func chainPlace(chain []*x509.Certificate, i int) string {
+	c := chain[i]
+	switch {
+	case i == 0:
+		return ChainLeaf
+	case i == len(chain)-1 && bytes.Equal(c.RawSubject, c.RawIssuer):
+		return ChainRoot
+	}
+	return ChainIntermediate
 }
 
 // certDates holds the certificates the agent uses: the configured files,
@@ -220,17 +256,20 @@ func (a *Agent) readCertFiles(cfg *config.Config) {
 // or the system's): its soonest to expire is shown, and warned of when
 // within CertExpiryWarning.
 func (a *Agent) notePeerCerts(use, source string, chain []*x509.Certificate) {
-	c := soonestOf(chain)
-	if c == nil {
+	i := soonestIndex(chain)
+	if i < 0 {
 		return
 	}
+	c := chain[i]
 	now := time.Now()
+	st := CertStatus(use, source, "", c, now)
+	st.Chain = chainPlace(chain, i)
 	a.certs.mu.Lock()
 	if a.certs.peers == nil {
 		a.certs.peers = map[[2]string]CertificateStatus{}
 	}
 	prev, had := a.certs.peers[[2]string{use, source}]
-	a.certs.peers[[2]string{use, source}] = CertStatus(use, source, "", c, now)
+	a.certs.peers[[2]string{use, source}] = st
 	a.certs.mu.Unlock()
 	if !had || !prev.NotAfter.Equal(c.NotAfter.UTC()) {
 		a.warnCerts(now)
@@ -311,6 +350,10 @@ func (a *Agent) warnCerts(now time.Time) {
 }
 
 // What names the certificate c is (the log's and text status's words).
+// A peer's is named by its place in the chain (Chain): the peer's own,
+// an intermediate CA's it sends with it, or the root CA's the chain ends
+// at (ca_file's or the system's: the peer does not send it, unless
+// unverified).
 func (c CertificateStatus) What() string {
 	switch c.Use {
 	case CertOPCUAClient:
@@ -322,13 +365,25 @@ func (c CertificateStatus) What() string {
 	case CertOdooCA:
 		return fmt.Sprintf("a CA certificate of odoo.ca_file (%s, %s)", c.File, c.Subject)
 	case CertOPCUAServer:
-		return fmt.Sprintf("OPC UA server %s's certificate (%s)", c.Source, c.Subject)
+		return c.peerWhat("OPC UA server "+c.Source, "OPC UA server "+c.Source+"'s certificate")
 	case CertMQTTServer:
-		return fmt.Sprintf("a certificate MQTT broker %s presents (%s)", c.Source, c.Subject)
+		return c.peerWhat("MQTT broker "+c.Source, "MQTT broker "+c.Source+"'s certificate")
 	case CertOdooServer:
-		return fmt.Sprintf("a certificate Odoo's HTTPS server presents (%s)", c.Subject)
+		return c.peerWhat("Odoo's HTTPS server", "Odoo's HTTPS certificate")
 	}
 	return c.Subject
+}
+
+// peerWhat names a peer's certificate c by its place in the chain; peer
+// names the peer, own the peer's own certificate.
+func (c CertificateStatus) peerWhat(peer, own string) string {
+	switch c.Chain {
+	case ChainIntermediate:
+		return fmt.Sprintf("an intermediate CA certificate %s sends with its own (%s)", peer, c.Subject)
+	case ChainRoot:
+		return fmt.Sprintf("the root CA certificate %s chains to (%s)", own, c.Subject)
+	}
+	return fmt.Sprintf("%s (%s)", own, c.Subject)
 }
 
 // Todo says what to do about c before (or once) it expires.
@@ -341,10 +396,26 @@ func (c CertificateStatus) Todo() string {
 	case CertMQTTCA, CertOdooCA:
 		return "put the CA's renewed certificate in the file and restart plantedge"
 	case CertOPCUAServer:
+		switch c.Chain {
+		case ChainIntermediate, ChainRoot:
+			return "the PLC's or server's administrator installs its CA's renewed certificate with the server's"
+		}
 		return "the PLC's or server's administrator renews it; if server_thumbprint pins it, set the new one's thumbprint then"
 	case CertMQTTServer:
+		switch c.Chain {
+		case ChainIntermediate:
+			return "the broker's administrator installs the CA's renewed intermediate certificate with the broker's"
+		case ChainRoot:
+			return "the CA renews its root: put the renewed root in the broker's ca_file (without ca_file: update the system's CA bundle) and restart plantedge; the broker's certificate must chain to it"
+		}
 		return "the broker's administrator renews it"
 	case CertOdooServer:
+		switch c.Chain {
+		case ChainIntermediate:
+			return "the administrator of Odoo's server (or of the proxy in front of it) installs the CA's renewed intermediate certificate with the server's"
+		case ChainRoot:
+			return "the CA renews its root: put the renewed root in odoo.ca_file (without it: update the system's CA bundle) and restart plantedge; the server's certificate must chain to it"
+		}
 		return "the administrator of Odoo's server (or of the proxy in front of it) renews it"
 	}
 	return "renew it"

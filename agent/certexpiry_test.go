@@ -34,9 +34,11 @@ func certOf(st agent.Status, use, source string) *agent.CertificateStatus {
 // the connections to the MQTT broker (it verifies the agent's client
 // certificate) and Odoo over HTTPS rely on, verified up to the CA file's
 // root: the broker's private root, which expires in 10 days, is the
-// mqtt_server date though the broker's certificate lasts 300. Those within
-// 30 days are logged once a day (a reload does not log them again), an
-// expired one not at all here.
+// mqtt_server date though the broker's certificate lasts 300, and is named
+// as the root the broker's certificate chains to (chain root), not as a
+// certificate the broker presents (it does not send it); Odoo's is its own (chain leaf). Those
+// within 30 days are logged once a day (a reload does not log them again),
+// an expired one not at all here.
 func TestCertificateExpiry(t *testing.T) {
 	t.Parallel()
 	ca := certtest.NewCA(t, "Plant CA", certtest.Days(400))
@@ -56,15 +58,15 @@ func TestCertificateExpiry(t *testing.T) {
 	ra := p.startAgentWith(false)
 
 	want := []struct {
-		use, source, file string
-		notAfter          time.Time
-		soon              bool
+		use, source, file, chain string
+		notAfter                 time.Time
+		soon                     bool
 	}{
-		{"mqtt_client", "broker", certFile, client.Leaf.NotAfter, true},
-		{"mqtt_ca", "broker", caFile, ca.Cert.NotAfter, false},
-		{"odoo_ca", "odoo", caFile, ca.Cert.NotAfter, false},
-		{"mqtt_server", "broker", "", brokerCA.Cert.NotAfter, true},
-		{"odoo_server", "odoo", "", odooLeaf.Leaf.NotAfter, false},
+		{"mqtt_client", "broker", certFile, "", client.Leaf.NotAfter, true},
+		{"mqtt_ca", "broker", caFile, "", ca.Cert.NotAfter, false},
+		{"odoo_ca", "odoo", caFile, "", ca.Cert.NotAfter, false},
+		{"mqtt_server", "broker", "", "root", brokerCA.Cert.NotAfter, true},
+		{"odoo_server", "odoo", "", "leaf", odooLeaf.Leaf.NotAfter, false},
 	}
 	waitFor(t, 30*time.Second, "Odoo's certificate in status", func() (bool, string) {
 		st := ra.a.Status()
@@ -80,8 +82,8 @@ func TestCertificateExpiry(t *testing.T) {
 			t.Errorf("no %s of %s in status: %+v", w.use, w.source, st.Certificates)
 			continue
 		}
-		if c.File != w.file || !c.NotAfter.Equal(w.notAfter) || c.ExpiresSoon != w.soon || c.Expired || c.Subject == "" {
-			t.Errorf("%s of %s: %+v, want file %q, not after %s, expires_soon %t", w.use, w.source, *c, w.file, w.notAfter, w.soon)
+		if c.File != w.file || c.Chain != w.chain || !c.NotAfter.Equal(w.notAfter) || c.ExpiresSoon != w.soon || c.Expired || c.Subject == "" {
+			t.Errorf("%s of %s: %+v, want file %q, chain %q, not after %s, expires_soon %t", w.use, w.source, *c, w.file, w.chain, w.notAfter, w.soon)
 		}
 		metric := fmt.Sprintf(`plantedge_certificate_expiry_timestamp_seconds{source=%q,use=%q}`, w.source, w.use)
 		if got, err := strconv.ParseFloat(p.metricLine(metric), 64); err != nil || got != float64(w.notAfter.Unix()) {
@@ -108,7 +110,8 @@ func TestCertificateExpiry(t *testing.T) {
 				nClient++
 			}
 			if strings.Contains(line, "use=mqtt_server") && strings.Contains(line, `subject="CN=Broker CA"`) &&
-				strings.Contains(line, brokerCA.Cert.NotAfter.UTC().Format(certLayout)) {
+				strings.Contains(line, `msg="the root CA certificate MQTT broker broker's certificate chains to (CN=Broker CA) expires on `+brokerCA.Cert.NotAfter.UTC().Format(certLayout)) &&
+				strings.Contains(line, "put the renewed root in the broker's ca_file") {
 				nServer++
 			}
 		}
@@ -166,5 +169,43 @@ func TestExpiredBrokerCertificate(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d ERROR lines with %q, want 1:\n%s", n, wantLog, p.logs.String())
+	}
+}
+
+// A broker that sends its issuing CA's certificate with its own: that
+// intermediate, which expires in 10 days, is the mqtt_server date though
+// the broker's certificate lasts 300 and the root (ca_file) 400, and
+// status and the log name it as the intermediate the broker sends (chain
+// intermediate), with what to do about it — not as the broker's
+// certificate, nor as the root.
+func TestBrokerIntermediateCertificateExpiry(t *testing.T) {
+	t.Parallel()
+	root := certtest.NewCA(t, "Plant Root CA", certtest.Days(400))
+	issuing := root.Intermediate(t, "Plant Issuing CA", certtest.Days(10))
+	server := issuing.Issue(t, "broker.plant", certtest.Days(300))
+	server.Certificate = append(server.Certificate, issuing.Cert.Raw)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	certtest.WriteCerts(t, caFile, root.Cert)
+	p := newPlant(t, plantOptions{machines: []string{"press-1"}, brokerTLS: &tls.Config{Certificates: []tls.Certificate{server}}})
+	p.editConfig("    client_id: plantedge-test\n", fmt.Sprintf("    client_id: plantedge-test\n    ca_file: %q\n", caFile))
+	ra := p.startAgentWith(false)
+	waitFor(t, 30*time.Second, "the broker's chain in status", func() (bool, string) {
+		st := ra.a.Status()
+		return certOf(st, "mqtt_server", "broker") != nil, fmt.Sprintf("%+v", st.Certificates)
+	})
+	c := certOf(ra.a.Status(), "mqtt_server", "broker")
+	if c.Chain != "intermediate" || c.Subject != "CN=Plant Issuing CA" || !c.NotAfter.Equal(issuing.Cert.NotAfter) || !c.ExpiresSoon {
+		t.Errorf("the broker's chain in status: %+v, want the intermediate CN=Plant Issuing CA, not after %s", *c, issuing.Cert.NotAfter)
+	}
+	want := `msg="an intermediate CA certificate MQTT broker broker sends with its own (CN=Plant Issuing CA) expires on ` +
+		issuing.Cert.NotAfter.UTC().Format(certLayout)
+	n := 0
+	for line := range strings.SplitSeq(p.logs.String(), "\n") {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, want) && strings.Contains(line, "renewed intermediate certificate") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d WARN lines with %s, want 1:\n%s", n, want, p.logs.String())
 	}
 }

@@ -98,12 +98,12 @@ func TestStatusCertificateWarnings(t *testing.T) {
 	var out bytes.Buffer
 	printStatus(&out, agent.Status{Site: "s", AgentRunning: true, Certificates: []agent.CertificateStatus{
 		{Use: agent.CertMQTTClient, Source: "plant-broker", File: "/etc/plantedge/mqtt.pem", Subject: "CN=plantedge", NotAfter: soon, ExpiresSoon: true},
-		{Use: agent.CertOdooServer, Source: "odoo", Subject: "CN=erp.example.com", NotAfter: past, ExpiresSoon: true, Expired: true},
+		{Use: agent.CertOdooServer, Source: "odoo", Subject: "CN=erp.example.com", Chain: agent.ChainLeaf, NotAfter: past, ExpiresSoon: true, Expired: true},
 		{Use: agent.CertMQTTCA, Source: "plant-broker", File: "/etc/plantedge/ca.pem", Subject: "CN=Plant CA", NotAfter: soon.AddDate(1, 0, 0)},
 	}})
 	for _, want := range []string{
 		"CERTIFICATE EXPIRES " + soon.Format("2006-01-02 15:04 UTC") + " (in 10 days): the agent's client certificate for MQTT broker plant-broker (/etc/plantedge/mqtt.pem, CN=plantedge) — get a new one",
-		"CERTIFICATE EXPIRED on 2026-11-30 08:00 UTC: a certificate Odoo's HTTPS server presents (CN=erp.example.com) — the administrator of Odoo's server",
+		"CERTIFICATE EXPIRED on 2026-11-30 08:00 UTC: Odoo's HTTPS certificate (CN=erp.example.com) — the administrator of Odoo's server",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no %q in:\n%s", want, out.String())
