@@ -1625,7 +1625,13 @@ func (a *Agent) buildSources(cfg *config.Config) ([]*sourceHandle, error) {
 		oc.Pins = nsPins{a: a, source: s.Name, endpoint: s.Endpoint}
 		oc.Sessions = opcSessions{a: a, source: s.Name}
 		name := s.Name
-		oc.OnConnect = func() { a.countSourceConnected(connectors.KindOPCUA, name, time.Now()) }
+		generated := generatesCert(s)
+		oc.OnConnect = func() {
+			a.countSourceConnected(connectors.KindOPCUA, name, time.Now())
+			if generated {
+				a.noteGeneratedCert(name)
+			}
+		}
 		oc.OnDisconnect = func() { a.countSourceDown(connectors.KindOPCUA, name, true, time.Now()) }
 		oc.ServerCertificates = a.peerCerts(CertOPCUAServer, name)
 		src, err := opcua.New(oc, a)

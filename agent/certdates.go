@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/connectors/opcua"
 )
 
 // CertExpiryWarning is how long before a certificate the agent uses
@@ -28,7 +30,7 @@ const certCheckEvery = time.Hour
 
 // The uses of a certificate (the gauge's and status's use).
 const (
-	CertOPCUAClient = "opcua_client" // opcua[].cert_file
+	CertOPCUAClient = "opcua_client" // opcua[].cert_file, or the one the agent generated in data_dir
 	CertMQTTClient  = "mqtt_client"  // mqtt[].cert_file
 	CertMQTTCA      = "mqtt_ca"      // mqtt[].ca_file
 	CertOdooCA      = "odoo_ca"      // odoo.ca_file
@@ -39,13 +41,20 @@ const (
 
 // CertFile is a certificate file the configuration names: its use, the
 // source it is of ("odoo" for odoo's), the key path that names it and
-// the file.
+// the file. Generated: the OPC UA client certificate the agent makes in
+// data_dir for a secure source without cert_file (Path is the source's
+// entry then).
 type CertFile struct {
 	Use, Source, Path, File string
+	Generated               bool
 }
 
-// CertFiles are the certificate files cfg names (not the OPC UA client
-// certificate the agent generates in data_dir when cert_file is not set).
+// CertFiles are the certificate files cfg names, and the OPC UA client
+// certificate the agent generates in data_dir for a secure source without
+// cert_file (opcua.CertPaths; not there until the source's first start).
+// The OPC UA server's administrator trusts that one as any other, and
+// refuses the agent's sessions the day it expires (10 years on, or a pair
+// put there from the plant's own CA).
 func CertFiles(cfg *config.Config) []CertFile {
 	var out []CertFile
 	add := func(use, source, path, file string) {
@@ -54,6 +63,11 @@ func CertFiles(cfg *config.Config) []CertFile {
 		}
 	}
 	for i, s := range cfg.OPCUA {
+		if generatesCert(s) && cfg.DataDir != "" {
+			crt, _ := opcua.CertPaths(cfg.DataDir, s.Name)
+			out = append(out, CertFile{Use: CertOPCUAClient, Source: s.Name, Path: fmt.Sprintf("opcua[%d]", i), File: crt, Generated: true})
+			continue
+		}
 		add(CertOPCUAClient, s.Name, fmt.Sprintf("opcua[%d].cert_file", i), s.CertFile)
 	}
 	for i, b := range cfg.MQTT {
@@ -62,6 +76,12 @@ func CertFiles(cfg *config.Config) []CertFile {
 	}
 	add(CertOdooCA, "odoo", "odoo.ca_file", cfg.Odoo.CAFile)
 	return out
+}
+
+// generatesCert reports whether OPC UA source s uses a client certificate
+// the agent generates in data_dir: secure, without cert_file.
+func generatesCert(s config.OPCUAServer) bool {
+	return s.CertFile == "" && s.SecurityPolicy != "" && s.SecurityPolicy != "None"
 }
 
 // EndingCert reads f's file (PEM, every certificate of a bundle; or one
@@ -155,10 +175,13 @@ func soonestIndex(certs []*x509.Certificate) int {
 // the chain the agent's last connection to a peer relied on (File empty;
 // with verification up to the root it trusts).
 type CertificateStatus struct {
-	Use     string `json:"use"`
-	Source  string `json:"source"`
-	File    string `json:"file,omitempty"`
-	Subject string `json:"subject"`
+	Use    string `json:"use"`
+	Source string `json:"source"`
+	File   string `json:"file,omitempty"`
+	// Generated: the OPC UA client certificate the agent generated in
+	// data_dir (CertFile.Generated).
+	Generated bool   `json:"generated,omitempty"`
+	Subject   string `json:"subject"`
 	// Chain is where a peer's certificate sits in its chain (File empty):
 	// ChainLeaf, ChainIntermediate or ChainRoot.
 	Chain    string    `json:"chain,omitempty"`
@@ -173,6 +196,13 @@ type CertificateStatus struct {
 // of it.
 func CertStatus(use, source, file string, c *x509.Certificate, now time.Time) CertificateStatus {
 	return refreshed(CertificateStatus{Use: use, Source: source, File: file, Subject: c.Subject.String(), NotAfter: c.NotAfter.UTC()}, now)
+}
+
+// Status is the status entry of f, c its EndingCert, as of now.
+func (f CertFile) Status(c *x509.Certificate, now time.Time) CertificateStatus {
+	st := CertStatus(f.Use, f.Source, f.File, c, now)
+	st.Generated = f.Generated
+	return st
 }
 
 // Where a peer's certificate sits in the chain its connection relied on
@@ -220,7 +250,7 @@ func configuredCerts(cfg *config.Config, now time.Time) []CertificateStatus {
 	out := []CertificateStatus{}
 	for _, f := range CertFiles(cfg) {
 		if c, err := EndingCert(f); err == nil {
-			out = append(out, CertStatus(f.Use, f.Source, f.File, c, now))
+			out = append(out, f.Status(c, now))
 		}
 	}
 	return out
@@ -273,6 +303,18 @@ func (a *Agent) notePeerCerts(use, source string, chain []*x509.Certificate) {
 	a.certs.mu.Unlock()
 	if !had || !prev.NotAfter.Equal(c.NotAfter.UTC()) {
 		a.warnCerts(now)
+	}
+}
+
+// noteGeneratedCert reads the certificate files again when the client
+// certificate OPC UA source generates in data_dir is not among them: the
+// source makes it at its first start, after the agent read them.
+func (a *Agent) noteGeneratedCert(source string) {
+	a.certs.mu.Lock()
+	have := slices.ContainsFunc(a.certs.files, func(c CertificateStatus) bool { return c.Use == CertOPCUAClient && c.Source == source })
+	a.certs.mu.Unlock()
+	if !have {
+		a.readCertFiles(a.cfg.Load())
 	}
 }
 
@@ -357,6 +399,9 @@ func (a *Agent) warnCerts(now time.Time) {
 func (c CertificateStatus) What() string {
 	switch c.Use {
 	case CertOPCUAClient:
+		if c.Generated {
+			return fmt.Sprintf("the client certificate the agent generated for OPC UA server %s (%s, %s)", c.Source, c.File, c.Subject)
+		}
 		return fmt.Sprintf("the agent's client certificate for OPC UA server %s (%s, %s)", c.Source, c.File, c.Subject)
 	case CertMQTTClient:
 		return fmt.Sprintf("the agent's client certificate for MQTT broker %s (%s, %s)", c.Source, c.File, c.Subject)
@@ -390,6 +435,11 @@ func (c CertificateStatus) peerWhat(peer, own string) string {
 func (c CertificateStatus) Todo() string {
 	switch c.Use {
 	case CertOPCUAClient:
+		if c.Generated {
+			return fmt.Sprintf("in a planned stop, delete it and its key %s and restart plantedge: the agent generates a new pair "+
+				"and logs its thumbprint; the OPC UA server refuses the agent until its administrator trusts the new certificate "+
+				"(or set cert_file and key_file to a pair of the plant's CA)", strings.TrimSuffix(c.File, ".crt")+".key")
+		}
 		return "make a new one, have the OPC UA server trust it, put it and its key where cert_file and key_file say and restart plantedge"
 	case CertMQTTClient:
 		return "get a new one from the broker's CA, put it and its key where cert_file and key_file say and restart plantedge"

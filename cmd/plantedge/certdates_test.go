@@ -12,6 +12,7 @@ import (
 	"github.com/plantedge/plantedge/agent"
 	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/connectors/opcua"
 	"github.com/plantedge/plantedge/internal/certtest"
 )
 
@@ -116,5 +117,37 @@ func TestStatusCertificateWarnings(t *testing.T) {
 	printStatus(&out, agent.Status{Site: "s", AgentRunning: true})
 	if strings.Contains(out.String(), "CERTIFICATE") {
 		t.Errorf("no certificate, and:\n%s", out.String())
+	}
+}
+
+// The client certificate the agent generated in data_dir for a secure OPC
+// UA source without cert_file is checked as a file the configuration
+// names: within 30 days a warning at the source's entry, with the file and
+// how to renew it.
+func TestValidateGeneratedOPCUACertificate(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(config.EnvAPIKey, strings.Repeat("a", 40))
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	crt, key := opcua.CertPaths(data, "line1")
+	own := certtest.NewCA(t, "Plant CA", certtest.Days(400)).Issue(t, "plantedge line1", certtest.Days(10))
+	certtest.WritePair(t, own, crt, key)
+	y := agenttest.Config{Site: "s", DataDir: data, Listen: "127.0.0.1:9464", OdooURL: "http://127.0.0.1:8069",
+		BrokerURL: "tcp://127.0.0.1:1883", ClientID: "c", OPCUA: "opc.tcp://127.0.0.1:4840"}.YAML() +
+		"  - id: m1\n    workcenter: WC1\n    good_count: { opcua: { server: line1, node: \"ns=2;s=Good\" } }\n"
+	y = strings.Replace(y, "  api_key_file: \"\"\n", "", 1)
+	y = strings.Replace(y, "    endpoint: \"opc.tcp://127.0.0.1:4840\"\n", "    endpoint: \"opc.tcp://127.0.0.1:4840\"\n    security_policy: Basic256Sha256\n", 1)
+	path := filepath.Join(dir, "plantedge.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, err := runValidate(t, "-c", path)
+	want := fmt.Sprintf("opcua[0]: the client certificate the agent generated for OPC UA server line1 (%s, CN=plantedge line1) expires on %s, in 9 days "+
+		"(in a planned stop, delete it and its key %s and restart plantedge",
+		crt, own.Leaf.NotAfter.UTC().Format("2006-01-02 15:04 UTC"), key)
+	if err != nil || !strings.Contains(errOut, "warning: ") || !strings.Contains(errOut, want) {
+		t.Errorf("a generated client certificate within 30 days: %v, want %q in:\n%s", err, want, errOut)
 	}
 }

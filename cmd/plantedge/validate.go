@@ -561,7 +561,7 @@ func (o *validateOptions) checkCertDates(cfg *config.Config, errw io.Writer, now
 			continue
 		}
 		pos := cfg.Position(f.Path)
-		st := agent.CertStatus(f.Use, f.Source, f.File, c, now)
+		st := f.Status(c, now)
 		p := config.Problem{File: o.config, Line: pos.Line, Column: pos.Column, Path: f.Path, Hint: st.Todo()}
 		switch {
 		case st.Expired:

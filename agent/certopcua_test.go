@@ -1,0 +1,182 @@
+package agent_test
+
+import (
+	"bufio"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plantedge/plantedge/connectors/opcua"
+	"github.com/plantedge/plantedge/internal/certtest"
+	"github.com/plantedge/plantedge/internal/nettest"
+)
+
+// nodeOPCUADir holds the node-opcua test server: gopcua's own server
+// cannot open a secure channel (FIELD-NOTES; its OpenSecureChannel with
+// Basic256Sha256 goes unanswered), and connectors/opcua's security tests
+// run against it too.
+const nodeOPCUADir = "../connectors/opcua/testdata/nodeopcua"
+
+// nodeCounter is the node-opcua server's counter (up every 200 ms).
+const nodeCounter = "nsu=urn:plantedge:test;s=Counter"
+
+// startNodeOPCUA starts the node-opcua test server (Basic256Sha256,
+// Sign and SignAndEncrypt, anonymous; it trusts any client certificate) on
+// a free loopback port with env (NAME=value, see its server.js) and
+// returns its endpoint. It skips the test when node-opcua is not installed,
+// unless CI is set (make deps installs it).
+func startNodeOPCUA(t *testing.T, env ...string) string {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(nodeOPCUADir, "node_modules", "node-opcua-server")); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("node-opcua is not installed (CI is set): make deps")
+		}
+		t.Skip("node-opcua not installed: make deps")
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("node not on PATH (CI is set)")
+		}
+		t.Skip("node not on PATH")
+	}
+	cmd := exec.Command(node, "server.js")
+	cmd.Dir = nodeOPCUADir
+	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(nettest.FreePort(t)), "PKI_DIR="+t.TempDir())
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stderr = os.Stderr
+	if _, err := cmd.StdinPipe(); err != nil { // closed when the test binary exits: the server exits too
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start node-opcua: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	ready := make(chan string, 1)
+	go func() {
+		defer close(ready)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var v struct{ Endpoint string }
+			if strings.HasPrefix(sc.Text(), "{") && json.Unmarshal(sc.Bytes(), &v) == nil && v.Endpoint != "" {
+				ready <- v.Endpoint
+				break
+			}
+		}
+		for sc.Scan() { // the rest, unread, would block the server
+		}
+	}()
+	select {
+	case ep, ok := <-ready:
+		if !ok {
+			t.Fatal("node-opcua server exited before it was ready")
+		}
+		return ep
+	case <-time.After(60 * time.Second):
+		t.Fatal("node-opcua server not ready after 60 s")
+	}
+	return ""
+}
+
+// securePlant is a plant whose machine ua-1 counts on a node-opcua server
+// over Basic256Sha256 SignAndEncrypt, the server's certificate srv; the
+// agent's client certificate is the one it generates in data_dir (no
+// cert_file).
+func securePlant(t *testing.T, srv certFiles) *plant {
+	t.Helper()
+	endpoint := startNodeOPCUA(t, "SERVER_CERT_FILE="+srv.cert, "SERVER_KEY_FILE="+srv.key, "SERVER_URI="+srv.uri)
+	p := newPlant(t, plantOptions{machines: []string{"ua-1"}})
+	p.editConfig(fmt.Sprintf("    endpoint: %q\n", p.ua.Endpoint()),
+		fmt.Sprintf("    endpoint: %q\n    security_policy: Basic256Sha256\n    security_mode: SignAndEncrypt\n", endpoint))
+	p.editConfig(fmt.Sprintf("{ server: line1, node: %q }", p.ua.NodeID("ua-1.Good")), fmt.Sprintf("{ server: line1, node: %q }", nodeCounter))
+	p.editConfig(fmt.Sprintf("    running: { opcua: { server: line1, node: %q } }\n", p.ua.NodeID("ua-1.Running")), "")
+	return p
+}
+
+// certFiles is a certificate and key written as PEM, and the application
+// URI the certificate names.
+type certFiles struct{ cert, key, uri string }
+
+// A secure OPC UA session (Basic256Sha256, SignAndEncrypt) relies on the
+// server's certificate, which the PLC made itself and which expires in 10
+// days: it is in status --json's certificates (opcua_server), in the gauge,
+// and logged at WARN once, through the agent and a real secure server.
+// The client certificate the agent generated in data_dir for it (no
+// cert_file; the server trusts it) is watched as well (opcua_client, with
+// its file, generated): it ends the sessions the day it expires as surely,
+// 10 years on.
+func TestOPCUAServerCertificateExpiry(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := certFiles{filepath.Join(dir, "plc.pem"), filepath.Join(dir, "plc.key"), "urn:plantedge:test:plc"}
+	plc := certtest.OPCUAServer(t, "PLC line1", srv.uri, certtest.Days(10))
+	certtest.WritePair(t, plc, srv.cert, srv.key)
+	p := securePlant(t, srv)
+	ra := p.startAgentWith(false)
+
+	generated, _ := opcua.CertPaths(filepath.Join(p.dir, "data"), "line1")
+	var ownEnd time.Time
+	if c, err := os.ReadFile(generated); err != nil {
+		t.Fatalf("no generated client certificate: %v", err)
+	} else if blk, _ := pem.Decode(c); blk == nil {
+		t.Fatalf("generated client certificate: no PEM in %s", generated)
+	} else if own, err := x509.ParseCertificate(blk.Bytes); err != nil {
+		t.Fatalf("generated client certificate: %v", err)
+	} else {
+		ownEnd = own.NotAfter
+	}
+	waitFor(t, 30*time.Second, "both OPC UA certificates in status", func() (bool, string) {
+		st := ra.a.Status()
+		return certOf(st, "opcua_server", "line1") != nil && certOf(st, "opcua_client", "line1") != nil, fmt.Sprintf("%+v", st.Certificates)
+	})
+	st := ra.a.Status()
+	srvSt, own := certOf(st, "opcua_server", "line1"), certOf(st, "opcua_client", "line1")
+	if !srvSt.NotAfter.Equal(plc.Leaf.NotAfter) || !srvSt.ExpiresSoon || srvSt.Expired || srvSt.Subject != "CN=PLC line1" || srvSt.File != "" {
+		t.Errorf("the server's certificate in status: %+v, want CN=PLC line1, not after %s, expires_soon", *srvSt, plc.Leaf.NotAfter)
+	}
+	if !own.NotAfter.Equal(ownEnd) || own.ExpiresSoon || own.File != generated || !own.Generated {
+		t.Errorf("the generated client certificate in status: %+v, want file %s, not after %s, generated", *own, generated, ownEnd)
+	}
+	for use, end := range map[string]time.Time{"opcua_server": plc.Leaf.NotAfter, "opcua_client": ownEnd} {
+		metric := fmt.Sprintf(`plantedge_certificate_expiry_timestamp_seconds{source="line1",use=%q}`, use)
+		if got, err := strconv.ParseFloat(p.metricLine(metric), 64); err != nil || got != float64(end.Unix()) {
+			t.Errorf("%s = %v (%v), want %d", metric, got, err, end.Unix())
+		}
+	}
+	js, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf(`{"use":"opcua_server","source":"line1","subject":"CN=PLC line1","chain":"leaf","not_after":%q,"expires_soon":true}`,
+		plc.Leaf.NotAfter.UTC().Format(time.RFC3339)); !strings.Contains(string(js), want) {
+		t.Errorf("status --json's certificates: %s\nwant %s", js, want)
+	}
+	n := 0
+	for line := range strings.SplitSeq(p.logs.String(), "\n") {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, "use=opcua_server") && strings.Contains(line, "source=line1") &&
+			strings.Contains(line, `"OPC UA server line1's certificate (CN=PLC line1) expires on `+plc.Leaf.NotAfter.UTC().Format(certLayout)) {
+			n++
+		}
+		if strings.Contains(line, "use=opcua_client") && strings.Contains(line, "expires on") {
+			t.Errorf("a client certificate 10 years off warned of: %s", line)
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d WARN lines of the server's certificate, want 1:\n%s", n, p.logs.String())
+	}
+}
