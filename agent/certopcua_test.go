@@ -1,13 +1,11 @@
 package agent_test
 
 import (
-	"bufio"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,14 +14,8 @@ import (
 
 	"github.com/plantedge/plantedge/connectors/opcua"
 	"github.com/plantedge/plantedge/internal/certtest"
-	"github.com/plantedge/plantedge/internal/nettest"
+	"github.com/plantedge/plantedge/internal/nodeopcua"
 )
-
-// nodeOPCUADir holds the node-opcua test server: gopcua's own server
-// cannot open a secure channel (FIELD-NOTES; its OpenSecureChannel with
-// Basic256Sha256 goes unanswered), and connectors/opcua's security tests
-// run against it too.
-const nodeOPCUADir = "../connectors/opcua/testdata/nodeopcua"
 
 // nodeCounter is the node-opcua server's counter (up every 200 ms).
 const nodeCounter = "nsu=urn:plantedge:test;s=Counter"
@@ -35,62 +27,16 @@ const nodeCounter = "nsu=urn:plantedge:test;s=Counter"
 // unless CI is set (make deps installs it).
 func startNodeOPCUA(t *testing.T, env ...string) string {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(nodeOPCUADir, "node_modules", "node-opcua-server")); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("node-opcua is not installed (CI is set): make deps")
+	var endpoint string
+	nodeopcua.Start(t, func(line string) bool {
+		var v struct{ Endpoint string }
+		if endpoint == "" && strings.HasPrefix(line, "{") && json.Unmarshal([]byte(line), &v) == nil && v.Endpoint != "" {
+			endpoint = v.Endpoint
+			return true
 		}
-		t.Skip("node-opcua not installed: make deps")
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("node not on PATH (CI is set)")
-		}
-		t.Skip("node not on PATH")
-	}
-	cmd := exec.Command(node, "server.js")
-	cmd.Dir = nodeOPCUADir
-	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(nettest.FreePort(t)), "PKI_DIR="+t.TempDir())
-	cmd.Env = append(cmd.Env, env...)
-	cmd.Stderr = os.Stderr
-	if _, err := cmd.StdinPipe(); err != nil { // closed when the test binary exits: the server exits too
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start node-opcua: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	ready := make(chan string, 1)
-	go func() {
-		defer close(ready)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			var v struct{ Endpoint string }
-			if strings.HasPrefix(sc.Text(), "{") && json.Unmarshal(sc.Bytes(), &v) == nil && v.Endpoint != "" {
-				ready <- v.Endpoint
-				break
-			}
-		}
-		for sc.Scan() { // the rest, unread, would block the server
-		}
-	}()
-	select {
-	case ep, ok := <-ready:
-		if !ok {
-			t.Fatal("node-opcua server exited before it was ready")
-		}
-		return ep
-	case <-time.After(60 * time.Second):
-		t.Fatal("node-opcua server not ready after 60 s")
-	}
-	return ""
+		return false
+	}, env...)
+	return endpoint
 }
 
 // securePlant is a plant whose machine ua-1 counts on a node-opcua server

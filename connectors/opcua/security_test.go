@@ -1,7 +1,6 @@
 package opcua
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/x509"
@@ -23,13 +22,8 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/internal/nodeopcua"
 )
-
-// nodeDir holds the node-opcua test server (gopcua's server cannot open
-// secure channels, FIELD-NOTES).
-const nodeDir = "testdata/nodeopcua"
-
-const nodeInstall = "cd connectors/opcua/testdata/nodeopcua && npm install --no-audit --no-fund"
 
 // nodeServer is a running node-opcua server.
 type nodeServer struct {
@@ -70,74 +64,31 @@ func (c *countLog) since(i int) ([]int64, int) {
 // skips the test when node-opcua is not installed, unless CI is set.
 func startNodeServer(t testing.TB, env ...string) *nodeServer {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(nodeDir, "node_modules", "node-opcua-server")); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("node-opcua is not installed (CI is set): run `%s`", nodeInstall)
-		}
-		t.Skipf("node-opcua not installed; security tests need it: run `%s`", nodeInstall)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("node not on PATH (CI is set)")
-		}
-		t.Skip("node not on PATH")
-	}
-	pki := t.TempDir()
-	cmd := exec.Command(node, "server.js")
-	cmd.Dir = nodeDir
-	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(freePort(t)), "PKI_DIR="+pki)
-	cmd.Env = append(cmd.Env, env...)
-	if _, err := cmd.StdinPipe(); err != nil { // closes when we exit: the server dies with us
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start node-opcua: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	ready := make(chan *nodeServer, 1)
 	sessions, counts, held := new(atomic.Int64), new(countLog), make(chan string, 8)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			line := sc.Text()
-			if n, ok := strings.CutPrefix(line, "sessions "); ok {
-				if v, err := strconv.ParseInt(n, 10, 64); err == nil {
-					sessions.Store(v)
-					counts.add(v)
-				}
-				continue
+	var ns *nodeServer
+	cmd, pki := nodeopcua.Start(t, func(line string) bool {
+		if n, ok := strings.CutPrefix(line, "sessions "); ok {
+			if v, err := strconv.ParseInt(n, 10, 64); err == nil {
+				sessions.Store(v)
+				counts.add(v)
 			}
-			if svc, ok := strings.CutPrefix(line, "held "); ok {
-				held <- svc
-				continue
-			}
-			if strings.HasPrefix(line, "{") {
-				ns := &nodeServer{pki: pki, cmd: cmd, sessions: sessions, counts: counts, held: held}
-				if json.Unmarshal([]byte(line), ns) == nil {
-					ready <- ns
-				}
+			return false
+		}
+		if svc, ok := strings.CutPrefix(line, "held "); ok {
+			held <- svc
+			return false
+		}
+		if ns == nil && strings.HasPrefix(line, "{") {
+			v := &nodeServer{sessions: sessions, counts: counts, held: held}
+			if json.Unmarshal([]byte(line), v) == nil {
+				ns = v
+				return true
 			}
 		}
-		close(ready)
-	}()
-	select {
-	case ns, ok := <-ready:
-		if !ok {
-			t.Fatal("node-opcua server exited before it was ready")
-		}
-		return ns
-	case <-time.After(60 * time.Second):
-		t.Fatal("node-opcua server not ready after 60 s")
-	}
-	return nil
+		return false
+	}, env...)
+	ns.pki, ns.cmd = pki, cmd
+	return ns
 }
 
 const secureCounter = "nsu=urn:plantedge:test;s=Counter"
