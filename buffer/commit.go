@@ -998,9 +998,15 @@ func (t *txn) takeDeadLetter(id uint64) (DeadLetter, error) {
 		// The newest gone: the one before it (a read inside the write
 		// transaction; the dead letters' ids only grow).
 		t.w.latestDead = nil
-		if k, v := t.dead.Cursor().Last(); len(k) == 8 {
-			l := deadLetterAt(beUint64(k), v)
-			t.w.latestDead = &l
+		c := t.dead.Cursor()
+		// (First before Last: bbolt's Last loops for ever on a bucket
+		// whose leaves this transaction emptied all, as a retry or drop
+		// of all does: RetryDeadLetters, DropDeadLetters.)
+		if k, _ := c.First(); k != nil {
+			if k, v := c.Last(); len(k) == 8 {
+				l := deadLetterAt(beUint64(k), v)
+				t.w.latestDead = &l
+			}
 		}
 	}
 	return d, nil
@@ -1019,35 +1025,81 @@ func (q *Queue) RetryDeadLetter(ctx context.Context, id uint64) error {
 			return &rejectError{fmt.Errorf("dead letter %d: %w", id, ErrDamaged)}
 		}
 		var err error
-		d, err = t.takeDeadLetter(id)
-		if err != nil {
-			return err
-		}
-		rec := d.Record
-		if rec.Lane == LaneCounts {
-			t.w.seq++
-			rec.Seq = t.w.seq
-		}
-		v := encodeRecord(nil, rec)
-		// Keep the invariant of segments: no plain key inside one's range.
-		if err := t.repairing(rec.Lane, func() error { return explodeAround(t.lanes[rec.Lane], rec.Seq, t.arena) }); err != nil {
-			return err
-		}
-		if err := t.lanes[rec.Lane].Put(seqKey(rec.Seq), v); err != nil {
-			return err
-		}
-		ls := &t.w.lanes[rec.Lane]
-		ls.Pending++
-		ls.Bytes += int64(len(v) + elemOverhead)
-		t.dirty[rec.Lane] = true
-		return nil
+		d, err = t.retryDeadLetter(id)
+		return err
 	}
 	if err := q.submit(ctx, &request{fn: fn, nrec: 1}); err != nil {
 		return fmt.Errorf("retry dead letter: %w", err)
 	}
-	q.log.Info("dead letter retried: back in its lane", "id", id, "seq", d.Record.Seq, "lane", d.LaneName(),
-		"key", d.Record.Key, "reason", d.Reason)
+	q.logRetried(d)
 	return nil
+}
+
+// RetryDeadLetters retries the dead letters ids (as RetryDeadLetter) in
+// one transaction: all of them or, when it fails, none. Those no longer
+// there (retried or dropped meanwhile) and damaged ones are left out; done
+// are the ids retried. A retry of many made one by one was left half done
+// when it stopped between two (the caller gave up on a disk that stalled).
+func (q *Queue) RetryDeadLetters(ctx context.Context, ids []uint64) (done []uint64, err error) {
+	var ds []DeadLetter
+	fn := func(t *txn) error {
+		ds = ds[:0]
+		for _, id := range ids {
+			v := t.dead.Get(seqKey(id))
+			if v == nil || deadLetterAt(id, v).Damaged {
+				continue
+			}
+			d, err := t.retryDeadLetter(id)
+			if err != nil {
+				return err
+			}
+			ds = append(ds, d)
+		}
+		return nil
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if err := q.submit(ctx, &request{fn: fn, nrec: len(ids)}); err != nil {
+		return nil, fmt.Errorf("retry dead letters: %w", err)
+	}
+	for _, d := range ds {
+		q.logRetried(d)
+		done = append(done, d.ID)
+	}
+	return done, nil
+}
+
+// retryDeadLetter moves dead letter id back into its lane (see
+// RetryDeadLetter).
+func (t *txn) retryDeadLetter(id uint64) (DeadLetter, error) {
+	d, err := t.takeDeadLetter(id)
+	if err != nil {
+		return d, err
+	}
+	rec := d.Record
+	if rec.Lane == LaneCounts {
+		t.w.seq++
+		rec.Seq = t.w.seq
+	}
+	v := encodeRecord(nil, rec)
+	// Keep the invariant of segments: no plain key inside one's range.
+	if err := t.repairing(rec.Lane, func() error { return explodeAround(t.lanes[rec.Lane], rec.Seq, t.arena) }); err != nil {
+		return d, err
+	}
+	if err := t.lanes[rec.Lane].Put(seqKey(rec.Seq), v); err != nil {
+		return d, err
+	}
+	ls := &t.w.lanes[rec.Lane]
+	ls.Pending++
+	ls.Bytes += int64(len(v) + elemOverhead)
+	t.dirty[rec.Lane] = true
+	return d, nil
+}
+
+func (q *Queue) logRetried(d DeadLetter) {
+	q.log.Info("dead letter retried: back in its lane", "id", d.ID, "seq", d.Record.Seq, "lane", d.LaneName(),
+		"key", d.Record.Key, "reason", d.Reason)
 }
 
 // DropDeadLetter deletes a dead letter for good; it is counted as dropped in
@@ -1056,22 +1108,64 @@ func (q *Queue) DropDeadLetter(ctx context.Context, id uint64) error {
 	var d DeadLetter
 	fn := func(t *txn) error {
 		var err error
-		d, err = t.takeDeadLetter(id)
-		if err != nil {
-			return err
-		}
-		// An operator's decision, not a loss to the quota: counted apart
-		// from the lanes' Dropped (the figure to alert on).
-		t.w.deadDropped++
-		if d.laneUnknown {
-			t.w.damagedDropped++
-		}
-		return nil
+		d, err = t.dropDeadLetter(id)
+		return err
 	}
 	if err := q.submit(ctx, &request{fn: fn, nrec: 1}); err != nil {
 		return fmt.Errorf("drop dead letter: %w", err)
 	}
-	q.log.Warn("dead letter dropped", "id", id, "seq", d.Record.Seq, "lane", d.LaneName(),
-		"key", d.Record.Key, "damaged", d.Damaged, "reason", d.Reason)
+	q.logDropped(d)
 	return nil
+}
+
+// DropDeadLetters drops the dead letters ids (as DropDeadLetter) in one
+// transaction: all of them or, when it fails, none. Those no longer there
+// are left out; done are the ids dropped.
+func (q *Queue) DropDeadLetters(ctx context.Context, ids []uint64) (done []uint64, err error) {
+	var ds []DeadLetter
+	fn := func(t *txn) error {
+		ds = ds[:0]
+		for _, id := range ids {
+			if t.dead.Get(seqKey(id)) == nil {
+				continue
+			}
+			d, err := t.dropDeadLetter(id)
+			if err != nil {
+				return err
+			}
+			ds = append(ds, d)
+		}
+		return nil
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if err := q.submit(ctx, &request{fn: fn, nrec: len(ids)}); err != nil {
+		return nil, fmt.Errorf("drop dead letters: %w", err)
+	}
+	for _, d := range ds {
+		q.logDropped(d)
+		done = append(done, d.ID)
+	}
+	return done, nil
+}
+
+// dropDeadLetter deletes dead letter id (see DropDeadLetter).
+func (t *txn) dropDeadLetter(id uint64) (DeadLetter, error) {
+	d, err := t.takeDeadLetter(id)
+	if err != nil {
+		return d, err
+	}
+	// An operator's decision, not a loss to the quota: counted apart
+	// from the lanes' Dropped (the figure to alert on).
+	t.w.deadDropped++
+	if d.laneUnknown {
+		t.w.damagedDropped++
+	}
+	return d, nil
+}
+
+func (q *Queue) logDropped(d DeadLetter) {
+	q.log.Warn("dead letter dropped", "id", d.ID, "seq", d.Record.Seq, "lane", d.LaneName(),
+		"key", d.Record.Key, "damaged", d.Damaged, "reason", d.Reason)
 }

@@ -1578,3 +1578,78 @@ func TestMetaValueNotKeptAfterTheCall(t *testing.T) {
 		}
 	}
 }
+
+// A retry or drop of many dead letters is one transaction (all or none):
+// made one by one, a retry of all stopped between two was left half done.
+// Those gone meanwhile are left out, and said so by what is done.
+func TestDeadLettersRetriedAndDroppedAsOne(t *testing.T) {
+	q := openTest(t, "", Options{})
+	ctx := context.Background()
+	mustAppend(t, q,
+		Record{Lane: LaneEvents, Key: "m1", Data: []byte("e1")},
+		Record{Lane: LaneEvents, Key: "m1", Data: []byte("e2")},
+		Record{Lane: LaneEvents, Key: "m1", Data: []byte("e3")},
+		Record{Lane: LaneEvents, Key: "m1", Data: []byte("e4")},
+	)
+	for _, r := range readAll(t, q, LaneEvents) {
+		if err := q.DeadLetter(ctx, r, "refused"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := q.DropDeadLetter(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	done, err := q.RetryDeadLetters(ctx, []uint64{1, 2, 3})
+	if err != nil || !slices.Equal(done, []uint64{1, 3}) {
+		t.Fatalf("retried %v, %v; want 1 and 3 (2 was dropped)", done, err)
+	}
+	if got := readAll(t, q, LaneEvents); len(got) != 2 || string(got[0].Data) != "e1" || string(got[1].Data) != "e3" {
+		t.Fatalf("lane after the retry = %+v", got)
+	}
+	done, err = q.DropDeadLetters(ctx, []uint64{3, 4})
+	if err != nil || !slices.Equal(done, []uint64{4}) {
+		t.Fatalf("dropped %v, %v; want 4 (3 was retried)", done, err)
+	}
+	if st := q.Stats(); st.DeadLetters != 0 || st.DeadDropped != 2 || st.Pending != 2 {
+		t.Fatalf("stats = %+v", st)
+	}
+	// Given up on before the committer took it: nothing done.
+	if err := q.DeadLetter(ctx, readAll(t, q, LaneEvents)[0], "refused"); err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if done, err := q.DropDeadLetters(gone, []uint64{5}); err == nil || done != nil || q.Stats().DeadLetters != 1 {
+		t.Fatalf("a drop given up on: %v, %v, %d dead letters", done, err, q.Stats().DeadLetters)
+	}
+}
+
+// A retry of all of many dead letters empties every leaf page of their
+// bucket in one transaction: bbolt's Cursor.Last loops for ever on such a
+// bucket (the newest is looked for when it is taken).
+func TestManyDeadLettersRetriedAsOne(t *testing.T) {
+	q := openTest(t, "", Options{})
+	ctx := context.Background()
+	const n = 2500
+	recs := make([]Record, n)
+	for i := range recs {
+		recs[i] = Record{Lane: LaneEvents, Key: "m1", Data: []byte("e")}
+	}
+	mustAppend(t, q, recs...)
+	ids := make([]uint64, 0, n)
+	for _, r := range readAll(t, q, LaneEvents) {
+		if err := q.DeadLetter(ctx, r, "refused"); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, uint64(len(ids)+1))
+	}
+	if got, err := q.RetryDeadLetters(ctx, ids); err != nil || len(got) != n {
+		t.Fatalf("retried %d, %v; want %d", len(got), err, n)
+	}
+	if st := q.Stats(); st.DeadLetters != 0 || st.Pending != n {
+		t.Fatalf("stats = %+v", st)
+	}
+	if _, ok, err := q.LatestDeadLetter(); ok || err != nil {
+		t.Fatalf("latest dead letter after the retry of all: %v, %v", ok, err)
+	}
+}
