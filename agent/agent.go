@@ -280,6 +280,11 @@ type Agent struct {
 	rebirth  rebirths
 	httpAddr atomic.Pointer[string]
 
+	// deadAct holds the dead-letter retry or drop under way (one at a
+	// time), deadAsked what it is (nil: none).
+	deadAct   chan struct{}
+	deadAsked atomic.Pointer[deadAsked]
+
 	// writeFail is set while buffer appends fail (disk full, read-only
 	// file system): nothing new is acknowledged meanwhile, and status,
 	// /readyz and flush say so.
@@ -347,6 +352,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	}
 	a := &Agent{
 		opts:          opts,
+		deadAct:       make(chan struct{}, 1),
 		log:           opts.Logger,
 		state:         mapping.NewState(),
 		samples:       newSampleQueue(ingestQueue),

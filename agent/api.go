@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -175,64 +174,8 @@ func (a *Agent) Handler() http.Handler {
 		}
 		writeJSON(w, pins)
 	})
-	api.HandleFunc("GET /api/v1/deadletters", func(w http.ResponseWriter, r *http.Request) {
-		// A page at a time (?after=ID&limit=N): a plant can pile up a
-		// great many while Odoo refuses something for days.
-		after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
-		limit, err := strconv.Atoi(r.URL.Query().Get("limit"))
-		if err != nil || limit <= 0 || limit > deadLetterPage {
-			limit = deadLetterPage
-		}
-		dls, err := a.buf.DeadLetterPage(after, limit)
-		var by deadOdoo
-		if err == nil {
-			by, err = loadDeadOdoo(a.buf)
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		writeJSON(w, deadLetterViews(dls, by))
-	})
-	api.HandleFunc("POST /api/v1/deadletters/{action}", func(w http.ResponseWriter, r *http.Request) {
-		who := peerOf(r)
-		if r.PathValue("action") == "drop" {
-			if why := who.dropRefused(); why != "" {
-				a.log.Warn("dead letter drop refused", "id", r.URL.Query().Get("id"), "by", who.String())
-				http.Error(w, why, http.StatusForbidden)
-				return
-			}
-		}
-		to := a.cfg.Load()
-		if r.URL.Query().Get("here") == "1" {
-			to = nil // retried in the Odoo the agent sends to, whichever refused them
-		}
-		res, err := DeadLetterAction(r.Context(), a.buf, r.PathValue("action"), r.URL.Query().Get("id"), to)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		n := res.Affected
-		a.forgetPendingCounts() // status names the dead letters' pieces: at once, not after a second
-		// Who did it, for the audit trail (the buffer logs each dead letter).
-		msg := map[string]string{"drop": "dead letters dropped", "retry": "dead letters put back for another try"}[r.PathValue("action")]
-		level := slog.LevelWarn // what an operator changed
-		if n == 0 {
-			level = slog.LevelInfo // nothing was there
-		}
-		attrs := []any{"id", r.URL.Query().Get("id"), "affected", n, "by", who.String()}
-		if res.KeptElsewhere > 0 {
-			attrs = append(attrs, "kept_refused_elsewhere", res.KeptElsewhere, "refused_by", strings.Join(res.Elsewhere, ", "))
-		}
-		if res.KeptFinished > 0 {
-			attrs = append(attrs, "kept_finished_order", res.KeptFinished)
-		}
-		a.log.Log(r.Context(), level, msg, attrs...)
-		if r.PathValue("action") == "retry" {
-			a.Flush()
-		}
-		writeJSON(w, res)
-	})
+	api.HandleFunc("GET /api/v1/deadletters", a.serveDeadLetters)
+	api.HandleFunc("POST /api/v1/deadletters/{action}", a.serveDeadLetterAction)
 	return markAnswers(mux, cmp.Or(a.opts.Version, "unknown"))
 }
 
@@ -548,21 +491,29 @@ func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string,
 		res.Affected = 1
 		return res, nil
 	}
-	// Every dead letter there is now, a page at a time; one retried and
-	// refused again meanwhile has a higher ID and waits for the next "all".
+	// Every dead letter there is now, read a page at a time, and acted on
+	// in one transaction: all or none, never half (one at a time, a retry
+	// of all stopped between two when the disk stalled and the caller gave
+	// up). One retried and refused again meanwhile has a higher ID and
+	// waits for the next "all"; one retried or dropped meanwhile (another
+	// command's) is left out.
 	latest, ok, err := buf.LatestDeadLetter()
 	if err != nil || !ok {
 		return res, err
 	}
 	last := latest.ID
+	var ids []uint64
 	for after := uint64(0); after < last; {
 		page, err := buf.DeadLetterPage(after, deadLetterPage)
-		if err != nil || len(page) == 0 {
+		if err != nil {
 			return res, err
+		}
+		if len(page) == 0 {
+			break
 		}
 		for _, d := range page {
 			if d.ID > last {
-				return res, nil
+				break
 			}
 			after = d.ID
 			if d.Damaged && action == "retry" {
@@ -580,13 +531,19 @@ func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string,
 				}
 				continue
 			}
-			if err := fn(ctx, d.ID); err != nil {
-				return res, err
-			}
-			res.Affected++
+			ids = append(ids, d.ID)
+		}
+		if page[len(page)-1].ID > last {
+			break
 		}
 	}
-	return res, nil
+	all := buf.DropDeadLetters
+	if action == "retry" {
+		all = buf.RetryDeadLetters
+	}
+	done, err := all(ctx, ids)
+	res.Affected = len(done)
+	return res, err
 }
 
 // finishedOrder reports a dead letter of pieces made on a finished (or
@@ -729,6 +686,18 @@ func NewAPIClient(listen string) *APIClient {
 }
 
 func (c *APIClient) do(ctx context.Context, method, path string, out any) error {
+	_, err := c.doNoted(ctx, method, path, out)
+	return err
+}
+
+// doNoted is do, and returns the agent's note on the answer (NoteHeader).
+func (c *APIClient) doNoted(ctx context.Context, method, path string, out any) (string, error) {
+	var note string
+	err := c.doHeader(ctx, method, path, out, &note)
+	return note, err
+}
+
+func (c *APIClient) doHeader(ctx context.Context, method, path string, out any, note *string) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
 	if err != nil {
 		return err
@@ -785,6 +754,7 @@ func (c *APIClient) do(ctx context.Context, method, path string, out any) error 
 		// not HTTP's ("502 Bad Gateway", the technician probe).
 		return answer
 	}
+	*note = resp.Header.Get(NoteHeader)
 	if out != nil {
 		return json.Unmarshal(body, out)
 	}
@@ -923,19 +893,33 @@ func (c *APIClient) AcceptQty(ctx context.Context, machine string) (AcceptResult
 
 // DeadLetters lists the agent's dead letters, reading them a page at a time.
 func (c *APIClient) DeadLetters(ctx context.Context) ([]DeadLetterView, error) {
+	out, _, err := c.DeadLettersNoted(ctx)
+	return out, err
+}
+
+// DeadLettersNoted is DeadLetters, with the agent's note on what the list
+// does not show ("": none; see serveDeadLetters).
+func (c *APIClient) DeadLettersNoted(ctx context.Context) (_ []DeadLetterView, note string, _ error) {
 	var out []DeadLetterView
 	for after := uint64(0); ; {
 		var page []DeadLetterView
-		if err := c.do(ctx, http.MethodGet, fmt.Sprintf("/api/v1/deadletters?after=%d&limit=%d", after, deadLetterPage), &page); err != nil {
-			return out, err
+		n, err := c.doNoted(ctx, http.MethodGet, fmt.Sprintf("/api/v1/deadletters?after=%d&limit=%d", after, deadLetterPage), &page)
+		if err != nil {
+			return out, note, err
 		}
+		note = cmp.Or(n, note)
 		out = append(out, page...)
 		if len(page) < deadLetterPage {
-			return out, nil
+			return out, note, nil
 		}
 		after = page[len(page)-1].ID
 	}
 }
+
+// deadLetterActionWait is how long the CLI waits for a retry or drop: the
+// agent answers when it is done, or once a buffer write it waits behind
+// has stalled (WriteStallAfter, 30 s), saying so.
+const deadLetterActionWait = 50 * time.Second
 
 // DeadLetterAction retries or drops dead letters in the running agent;
 // here retries also those another Odoo refused (see DeadLetterAction).
@@ -944,6 +928,10 @@ func (c *APIClient) DeadLetterAction(ctx context.Context, action, id string, her
 	if here {
 		q.Set("here", "1")
 	}
-	err = c.do(ctx, http.MethodPost, "/api/v1/deadletters/"+action+"?"+q.Encode(), &res)
+	err = c.waiting(deadLetterActionWait).do(ctx, http.MethodPost, "/api/v1/deadletters/"+action+"?"+q.Encode(), &res)
+	if fe := (*ForeignError)(nil); errors.Is(err, ErrNotAnswering) && !errors.As(err, &fe) {
+		// Asked, and not answered: the agent goes on with it.
+		return res, fmt.Errorf("%w; the %s was asked and may still take effect (plantedge deadletter list shows whether it has)", err, action)
+	}
 	return res, err
 }

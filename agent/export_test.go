@@ -98,3 +98,24 @@ func HoldWaitedPendingScans() (held func() int, release, restore func()) {
 		pendingScanStarts.Store(nil)
 	}
 }
+
+// HoldWaitedReads holds every read of the buffer that an API caller waits
+// for (readWaitedWithin: status's work orders, the dead-letter list) before
+// it begins, as a read waits behind a buffer write stalled in its commit's
+// meta page, until release is called (restore calls it too, and puts the
+// hook back); held says how many it has held. Not for parallel tests.
+func HoldWaitedReads() (held func() int, release, restore func()) {
+	var n atomic.Int64
+	hold := make(chan struct{})
+	var once sync.Once
+	hook := func() {
+		n.Add(1)
+		<-hold
+	}
+	waitedReadStarts.Store(&hook)
+	release = func() { once.Do(func() { close(hold) }) }
+	return func() int { return int(n.Load()) }, release, func() {
+		release()
+		waitedReadStarts.Store(nil)
+	}
+}

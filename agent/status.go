@@ -1055,26 +1055,7 @@ func (a *Agent) loadWOStateWaited(id string) (*woState, error) {
 // ended (only then may the caller use what it read); one given up on
 // ends on its own after the stall, counted in bg for the stop. Stopped, it
 // reads in the caller.
-func (a *Agent) readWaited(read func()) bool {
-	if a.writeStalled() > 0 {
-		return false
-	}
-	a.pendingMu.Lock()
-	if a.pendingDone.Load() {
-		a.pendingMu.Unlock()
-		read()
-		return true
-	}
-	a.bg.Add(1) // under pendingMu: stopPendingScans waits for it
-	a.pendingMu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		defer a.bg.Done()
-		defer close(done)
-		read()
-	}()
-	return a.awaitScan(done)
-}
+func (a *Agent) readWaited(read func()) bool { return a.readWaitedWithin(read, 0) }
 
 func storedWorkOrderName(st *woState, err error) string {
 	if err != nil || st == nil {

@@ -64,7 +64,12 @@ func newDeadLetterCmd() *cobra.Command {
 			err := withDeadLetters(cfgPath, "deadletter list", true, warnOnce(cmd.ErrOrStderr()),
 				func(c *agent.APIClient, cfg *config.Config) (err error) {
 					sendsTo = sendsToOf(cfg)
-					views, err = c.DeadLetters(cmd.Context())
+					var note string
+					views, note, err = c.DeadLettersNoted(cmd.Context())
+					if err == nil && note != "" {
+						// What the list does not show yet (a stalled write).
+						fmt.Fprintf(cmd.ErrOrStderr(), "note: %s\n", note)
+					}
 					return err
 				},
 				func(q *buffer.Queue, cfg *config.Config) (err error) {
