@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"slices"
@@ -471,9 +472,13 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if n, err := strconv.Atoi(v); err == nil {
-		if n < 0 {
-			return 0
+	if strings.Trim(v, "0123456789") == "" {
+		// delay-seconds (RFC 9110: 1*DIGIT), saturated: a value too large
+		// for a time.Duration (a proxy's "wait forever") asks for the
+		// longest wait, not a wrapped-around short one (FuzzConnectAnswer).
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n > int64(math.MaxInt64/time.Second) {
+			return time.Duration(math.MaxInt64)
 		}
 		return time.Duration(n) * time.Second
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -117,6 +118,13 @@ func TestParseRetryAfter(t *testing.T) {
 		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
 		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
 		{"soon", 0},
+		// Too large for a time.Duration: the longest wait, not a
+		// wrapped-around one (18446744074 s wrapped to 0.29 s; the
+		// fuzz target FuzzConnectAnswer).
+		{"9223372036", 9223372036 * time.Second},
+		{"9223372037", time.Duration(math.MaxInt64)},
+		{"18446744074", time.Duration(math.MaxInt64)},
+		{"99999999999999999999", time.Duration(math.MaxInt64)},
 	}
 	for _, tc := range cases {
 		if got := parseRetryAfter(tc.in, now); got != tc.want {
