@@ -17,14 +17,19 @@ import (
 // quoted the markup ("<html>\r\n<head><title>502 Bad Gateway…").
 func pageText(body string) (text string, ok bool) {
 	s := strings.TrimSpace(body)
-	low := strings.ToLower(s)
+	// Lowered byte for byte, so that an index in low is one in s:
+	// strings.ToLower changes the length of invalid UTF-8 (a page in
+	// Latin-1, each such byte becoming U+FFFD's three) and of some
+	// letters ('İ'), and cutting s at low's indices panicked (the fuzz
+	// target FuzzConnectAnswer: a proxy's page crashed the agent).
+	low := asciiLower(s)
 	if !strings.HasPrefix(low, "<!doctype html") && !strings.HasPrefix(low, "<html") {
 		return "", false
 	}
 	if i := strings.Index(low, "<title"); i >= 0 {
 		if j := strings.Index(low[i:], ">"); j >= 0 {
 			rest := s[i+j+1:]
-			if k := strings.Index(strings.ToLower(rest), "</title>"); k >= 0 {
+			if k := strings.Index(asciiLower(rest), "</title>"); k >= 0 {
 				if t := words(rest[:k]); t != "" {
 					return t + " (an HTML page)", true
 				}
@@ -48,6 +53,17 @@ func pageText(body string) (text string, ok bool) {
 		return t + " (an HTML page)", true
 	}
 	return "an HTML page", true
+}
+
+// asciiLower is s with its ASCII letters lowered, every byte in place.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // words is s's text, entities decoded, its white space one space each.
