@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,7 +41,26 @@ func (f *fakeOdoo) RoundTrip(r *http.Request) (*http.Response, error) {
 		f.attempts = append(f.attempts, time.Now())
 		f.mu.Unlock()
 	}
-	return f.answer(r)
+	var id json.RawMessage
+	if r.Body != nil {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var req struct {
+			ID json.RawMessage `json:"id"`
+		}
+		if json.Unmarshal(body, &req) == nil {
+			id = req.ID
+		}
+	}
+	resp, err := f.answer(r)
+	if err != nil || len(id) == 0 || resp.Body == nil {
+		return resp, err
+	}
+	// The answers are written with "id":1; Odoo echoes the request's id,
+	// and the client checks it.
+	out, _ := io.ReadAll(resp.Body)
+	resp.Body = io.NopCloser(bytes.NewReader(bytes.Replace(out, []byte(`"id":1,`), append(append([]byte(`"id":`), id...), ','), 1)))
+	return resp, nil
 }
 
 func (f *fakeOdoo) gaps() []time.Duration {

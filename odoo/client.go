@@ -371,7 +371,14 @@ func (c *Client) connectLocked(ctx context.Context) (err error) {
 			[]any{c.cfg.Database, c.cfg.Username, c.cfg.APIKey, map[string]any{}}, &res); err != nil {
 			return c.markExpired(err)
 		}
-		if err := json.Unmarshal(res, &uid); err != nil || uid <= 0 {
+		if string(bytes.TrimSpace(res)) != "false" && (json.Unmarshal(res, &uid) != nil || uid <= 0) {
+			// Odoo answers a user id or false: anything else (no result,
+			// a proxy's JSON) is not a refused login, which would back off
+			// hard and say the key refused.
+			return &Error{Op: "authenticate", Name: "decode", Status: http.StatusOK, Class: Transient,
+				Message: c.clean("not Odoo's answer to authenticate (a user id or false): "+cmp.Or(string(res), "no result"), 200)}
+		}
+		if uid <= 0 {
 			return c.markExpired(&Error{Op: "authenticate", Name: "odoo.exceptions.AccessDenied",
 				Message: fmt.Sprintf("login %q refused for database %q", c.cfg.Username, c.cfg.Database), Class: Auth,
 				loginFalse: true})
@@ -383,6 +390,12 @@ func (c *Client) connectLocked(ctx context.Context) (err error) {
 		}
 		if err := c.json2(ctx, "res.users.context_get", "res.users", "context_get", map[string]any{}, &uctx); err != nil {
 			return c.markExpired(err)
+		}
+		if uctx.UID <= 0 {
+			// Odoo's context_get always says who the key is: not its
+			// answer (a proxy's JSON of its own).
+			return &Error{Op: "res.users.context_get", Name: "decode", Status: http.StatusOK, Class: Transient,
+				Message: "an answer without the user's id (uid): not Odoo's context_get"}
 		}
 		uid = uctx.UID
 	}
@@ -551,8 +564,16 @@ func (c *Client) commonVersion(ctx context.Context) (string, error) {
 	var ver struct {
 		ServerVersion string `json:"server_version"`
 	}
-	err := c.rpc(ctx, "common.version", "common", "version", []any{}, &ver)
-	return ver.ServerVersion, err
+	if err := c.rpc(ctx, "common.version", "common", "version", []any{}, &ver); err != nil {
+		return "", err
+	}
+	if ver.ServerVersion == "" {
+		// Odoo's common.version always names its version: without one the
+		// client would pick 17/18's quantity field for any server.
+		return "", &Error{Op: "common.version", Name: "decode", Status: http.StatusOK, Class: Transient,
+			Message: "an answer without server_version: not Odoo's common.version"}
+	}
+	return ver.ServerVersion, nil
 }
 
 func (c *Client) webVersion(ctx context.Context) (string, error) {
@@ -788,7 +809,8 @@ func json2Named(method string, args []any, kwargs map[string]any) (map[string]an
 
 // rpc performs one JSON-RPC call.
 func (c *Client) rpc(ctx context.Context, op, service, method string, args []any, out any) error {
-	req := map[string]any{"jsonrpc": "2.0", "method": "call", "id": c.id.Add(1),
+	id := c.id.Add(1)
+	req := map[string]any{"jsonrpc": "2.0", "method": "call", "id": id,
 		"params": map[string]any{"service": service, "method": method, "args": args}}
 	body, _, err := c.do(ctx, op, http.MethodPost, "/jsonrpc", req, nil)
 	if err != nil {
@@ -796,6 +818,7 @@ func (c *Client) rpc(ctx context.Context, op, service, method string, args []any
 	}
 	var env struct {
 		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
 		Result  json.RawMessage `json:"result"`
 		Error   *struct {
 			Code    int    `json:"code"`
@@ -812,6 +835,21 @@ func (c *Client) rpc(ctx context.Context, op, service, method string, args []any
 		// front of Odoo answered.
 		return &Error{Op: op, Name: "decode", Message: "invalid JSON-RPC response", Status: http.StatusOK, Class: Transient, Err: err}
 	}
+	if got := string(bytes.TrimSpace(env.ID)); got != strconv.FormatInt(id, 10) {
+		// Odoo echoes the request's id: this answers another request (a
+		// proxy's cache, a gateway of its own), or none. Nothing it says,
+		// a result or a refusal, is about this call.
+		return &Error{Op: op, Name: "decode", Status: http.StatusOK, Class: Transient,
+			Message: c.clean(fmt.Sprintf("a JSON-RPC answer to another request (id %s, sent %d): not Odoo's answer to this call", cmp.Or(got, "none"), id), maxMessage)}
+	}
+	if env.Error != nil && env.Error.Data.Name == "" {
+		// Odoo names the exception of every error it answers
+		// (http.py serialize_exception): an error without one is a
+		// JSON-RPC gateway's or proxy's, which says nothing about the call.
+		msg := env.Error.Message
+		return &Error{Op: op, Name: "decode", Status: http.StatusOK, Class: Transient,
+			Message: c.clean("a JSON-RPC error that names no Odoo exception (not Odoo's answer): "+cmp.Or(msg, "no message"), maxMessage)}
+	}
 	if env.Error != nil {
 		msg := env.Error.Data.Message
 		if msg == "" {
@@ -827,8 +865,15 @@ func (c *Client) rpc(ctx context.Context, op, service, method string, args []any
 		}
 		return e
 	}
-	// Odoo 17 omits "result" when the method returned None: success.
-	if out == nil || len(env.Result) == 0 {
+	// Odoo 17 omits "result" when the method returned None (18 and 19
+	// answer null): success, for a call that expects nothing back.
+	if out == nil {
+		return nil
+	}
+	if err := needsValue(env.Result, out); err != nil {
+		return &Error{Op: op, Name: "decode", Message: "an answer without a result (" + err.Error() + ")", Status: http.StatusOK, Class: Transient}
+	}
+	if len(env.Result) == 0 {
 		return nil
 	}
 	if err := json.Unmarshal(env.Result, out); err != nil {
@@ -851,13 +896,39 @@ func (c *Client) json2(ctx context.Context, op, model, method string, params map
 		}
 		return err
 	}
-	if out == nil || len(body) == 0 {
+	if out == nil {
+		return nil
+	}
+	if err := needsValue(body, out); err != nil {
+		return &Error{Op: op, Name: "decode", Message: "an answer without a result (" + err.Error() + ")", Status: http.StatusOK, Class: Transient}
+	}
+	if len(body) == 0 {
 		return nil
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		// Transient, like every answer the agent cannot read: nothing was
 		// refused, so nothing is dead-lettered (status shows the error).
 		return &Error{Op: op, Name: "decode", Message: "unexpected result shape", Class: Transient, Err: err}
+	}
+	return nil
+}
+
+// needsValue reports a result that is absent or null for a call that
+// expects a value in out: every method the client decodes an answer of
+// (search_read, read, load, fields_get, context_get, version, ...) returns
+// one, so none is not Odoo's answer — a proxy's, or the request echoed
+// back — and must not read as no records found or a login refused. A
+// *json.RawMessage takes anything (action_validate's True, a dict, or
+// None).
+func needsValue(result []byte, out any) error {
+	if _, raw := out.(*json.RawMessage); raw {
+		return nil
+	}
+	switch t := bytes.TrimSpace(result); {
+	case len(t) == 0:
+		return errors.New("none")
+	case string(t) == "null":
+		return errors.New("null")
 	}
 	return nil
 }

@@ -1089,9 +1089,9 @@ func TestProxyAnswersAreTransient(t *testing.T) {
 				case strings.HasSuffix(r.URL.Path, "/context_get"):
 					io.WriteString(w, `{"uid":3}`)
 				case bytes.Contains(body, []byte(`"authenticate"`)):
-					io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":3}`)
+					io.WriteString(w, rpcResult(body, `3`))
 				default:
-					io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{"server_version":"17.0","server_version_info":[17,0,0,"final",0,""]}}`)
+					io.WriteString(w, rpcResult(body, `{"server_version":"17.0","server_version_info":[17,0,0,"final",0,""]}`))
 				}
 			}))
 			defer srv.Close()

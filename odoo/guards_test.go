@@ -88,7 +88,7 @@ func TestLoadWithoutAnIDPerRowIsAnError(t *testing.T) {
 						fmt.Fprintf(w, `{"ids": %s, "messages": []}`, ids)
 					case r.URL.Path == "/jsonrpc" && bytes.Contains(body, []byte(`"load"`)):
 						w.Header().Set("Content-Type", "application/json")
-						fmt.Fprintf(w, `{"jsonrpc": "2.0", "id": 1, "result": {"ids": %s, "messages": []}}`, ids)
+						io.WriteString(w, rpcResult(body, `{"ids": `+ids+`, "messages": []}`))
 					default:
 						h.ServeHTTP(w, r)
 					}

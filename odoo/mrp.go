@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -780,8 +781,18 @@ func (c *Client) SetProducedQty(ctx context.Context, workorderID int64, qty floa
 	if err := c.ensureConnected(ctx); err != nil { // the field name depends on the version
 		return err
 	}
-	return c.Call(ctx, "mrp.workorder", "write", []any{[]int64{workorderID},
-		map[string]any{c.ProducedField(): c.RoundQty(qty)}}, nil, nil)
+	var ok bool
+	if err := c.Call(ctx, "mrp.workorder", "write", []any{[]int64{workorderID},
+		map[string]any{c.ProducedField(): c.RoundQty(qty)}}, nil, &ok); err != nil {
+		return err
+	}
+	if !ok {
+		// Odoo's write returns True or raises: anything else (a proxy's
+		// JSON, a JSON-2 200 of another shape) is not a quantity written.
+		return &Error{Op: "mrp.workorder.write", Name: "decode", Status: http.StatusOK, Class: Transient,
+			Message: "the answer to a write is not Odoo's true: the quantity is not known to be written"}
+	}
+	return nil
 }
 
 // Round2 rounds like Odoo's default quantity precision (2 decimals, half
@@ -929,7 +940,13 @@ func (c *Client) load(ctx context.Context, model string, fields []string, rows [
 		return nil, err
 	}
 	var ids []int64
-	_ = json.Unmarshal(res.IDs, &ids) // false on failure
+	if !loadAnswer(res.IDs, res.Messages == nil, &ids) {
+		// Odoo's load answers {"ids": [...] or false, "messages": [...]}:
+		// anything else (a proxy's JSON, the request echoed back) is not
+		// a refusal of the rows, and must not dead-letter them.
+		return nil, &Error{Op: model + ".load", Name: "decode", Status: http.StatusOK, Class: Transient,
+			Message: "not Odoo's answer to a load (no ids, or no messages)"}
+	}
 	var msgs, raw, unfound []string
 	for _, m := range res.Messages {
 		if m.Type == "error" {
@@ -942,6 +959,12 @@ func (c *Client) load(ctx context.Context, model string, fields []string, rows [
 			msgs = append(msgs, msg)
 		}
 	}
+	if slices.ContainsFunc(ids, func(id int64) bool { return id <= 0 }) {
+		// Odoo's ids are positive: not its answer (nothing to book a line
+		// as). Retried, like every answer that does not read.
+		return nil, &Error{Op: model + ".load", Name: "decode", Status: http.StatusOK, Class: Transient,
+			Message: c.clean(fmt.Sprintf("a load answered with ids %s: not Odoo's answer", res.IDs), maxMessage)}
+	}
 	if len(msgs) > 0 || len(ids) != len(rows) {
 		if len(msgs) == 0 {
 			msgs = append(msgs, fmt.Sprintf("got %d ids for %d rows", len(ids), len(rows)))
@@ -951,6 +974,19 @@ func (c *Client) load(ctx context.Context, model string, fields []string, rows [
 		return nil, e
 	}
 	return ids, nil
+}
+
+// loadAnswer decodes a load's ids into ids: a list, or false when Odoo
+// refused the rows; false when the answer is not Odoo's (noMessages: it
+// had no list of messages).
+func loadAnswer(raw json.RawMessage, noMessages bool, ids *[]int64) bool {
+	if noMessages {
+		return false
+	}
+	if string(bytes.TrimSpace(raw)) == "false" {
+		return true
+	}
+	return json.Unmarshal(raw, ids) == nil && *ids != nil
 }
 
 // LossID resolves a loss reason (mrp.workcenter.productivity.loss) by

@@ -1,0 +1,131 @@
+package odoo_test
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/plantedge/plantedge/odoo"
+)
+
+// scenarioNamed is the answerScenarios entry of that name.
+func scenarioNamed(t *testing.T, name string) scenario {
+	t.Helper()
+	for _, sc := range answerScenarios {
+		if sc.name == name {
+			return sc
+		}
+	}
+	t.Fatalf("no scenario %q", name)
+	return scenario{}
+}
+
+// Answers that are not Odoo's success answer to the call (FuzzConnectAnswer
+// and FuzzCallAnswer found them counted as one): each is an error, and
+// transient — something in front of Odoo answered, or nothing that can be
+// read: nothing was refused, so nothing is dead-lettered, nor taken for a
+// refused key, nor for "no work order in progress", nor for a quantity
+// written or a downtime line booked.
+func TestAnswersThatAreNotOdoosAreTransientErrors(t *testing.T) {
+	ok := func(body string) answer {
+		return answer{status: http.StatusOK, contentType: "application/json", body: []byte(body)}
+	}
+	cases := []struct {
+		name, scenario string
+		ans            answer
+	}{
+		// A JSON-RPC answer to another request: a proxy's cache, a gateway.
+		{"jsonrpc-write-another-id", "write-17", ok(`{"jsonrpc":"2.0","id":99999,"result":true}`)},
+		{"jsonrpc-authenticate-another-id", "authenticate", ok(`{"jsonrpc":"2.0","id":99999,"result":7}`)},
+		{"jsonrpc-search_read-no-id", "search_read-17", ok(`{"jsonrpc":"2.0","result":[]}`)},
+		// No result where the call returns one: was a refused login, "no
+		// work order in progress", a version of "".
+		{"jsonrpc-authenticate-no-result", "authenticate", ok(`{"jsonrpc":"2.0","id":@ID@}`)},
+		{"jsonrpc-authenticate-null", "authenticate", ok(`{"jsonrpc":"2.0","id":@ID@,"result":null}`)},
+		{"jsonrpc-authenticate-not-a-uid", "authenticate", ok(`{"jsonrpc":"2.0","id":@ID@,"result":"ok"}`)},
+		{"jsonrpc-authenticate-request-echoed", "authenticate", ok(`@REQ@`)},
+		{"jsonrpc-search_read-no-result", "search_read-17", ok(`{"jsonrpc":"2.0","id":@ID@}`)},
+		{"jsonrpc-search_read-null", "search_read-17", ok(`{"jsonrpc":"2.0","id":@ID@,"result":null}`)},
+		{"jsonrpc-version-without-server_version", "common.version", ok(`{"jsonrpc":"2.0","id":@ID@,"result":{}}`)},
+		{"jsonrpc-version-no-result", "common.version", ok(`{"jsonrpc":"2.0","id":@ID@}`)},
+		// An error that names no Odoo exception: was permanent.
+		{"jsonrpc-error-without-name", "write-17", ok(`{"jsonrpc":"2.0","id":@ID@,"error":{"code":-32600,"message":"Invalid Request"}}`)},
+		// A write answered other than true: was a quantity written.
+		{"jsonrpc-write-null", "write-17", ok(`{"jsonrpc":"2.0","id":@ID@,"result":null}`)},
+		{"jsonrpc-write-false", "write-17", ok(`{"jsonrpc":"2.0","id":@ID@,"result":false}`)},
+		{"json2-write-proxy-json", "write-19", ok(`{"status":"ok"}`)},
+		{"json2-write-null", "write-19", ok(`null`)},
+		{"json2-write-request-echoed", "write-19", ok(`@REQ@`)},
+		{"json2-search_read-null", "search_read-19", ok(`null`)},
+		{"json2-context_get-without-uid", "context_get", ok(`{"lang":"en_US"}`)},
+		// A load answered without Odoo's ids and messages: was permanent
+		// ("got 0 ids for 1 rows"), or a line booked as id 0.
+		{"json2-load-proxy-json", "load-19", ok(`{"status":"ok"}`)},
+		{"json2-load-request-echoed", "load-19", ok(`@REQ@`)},
+		{"json2-load-id-0", "load-19", ok(`{"ids":[0],"messages":[]}`)},
+		{"jsonrpc-load-empty", "load-18", ok(`{"jsonrpc":"2.0","id":@ID@,"result":{}}`)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := scenarioNamed(t, tc.scenario)
+			tr, got, err := callWith(t, sc, tc.ans)
+			if tr.hits == 0 {
+				t.Fatalf("the answer was not asked for")
+			}
+			var oe *odoo.Error
+			if !errors.As(err, &oe) || oe.Class != odoo.Transient {
+				t.Fatalf("%s answered %s: got %v, %v; want a transient error", sc.name, tr.body, got, err)
+			}
+		})
+	}
+}
+
+// Odoo's own answers still read as they did: a refused login is Auth, a
+// row refused by load is permanent, a write's true is a quantity written,
+// and a UserError that echoes the key is permanent without the key.
+func TestOdoosOwnAnswersKeepTheirMeaning(t *testing.T) {
+	ok := func(body string) answer {
+		return answer{status: http.StatusOK, contentType: "application/json", body: []byte(body)}
+	}
+	_, _, err := callWith(t, scenarioNamed(t, "authenticate"), ok(`{"jsonrpc":"2.0","id":@ID@,"result":false}`))
+	if !odoo.IsAuth(err) {
+		t.Errorf("authenticate false: %v; want an auth error", err)
+	}
+	_, _, err = callWith(t, scenarioNamed(t, "load-19"), ok(`{"ids":false,"messages":[{"type":"error","record":0,"field":"loss_id","message":"No matching record found for database id '2' in field 'Loss Reason'"}]}`))
+	if !odoo.IsPermanent(err) {
+		t.Errorf("load refused: %v; want a permanent error", err)
+	}
+	if _, _, err := callWith(t, scenarioNamed(t, "write-17"), ok(`{"jsonrpc":"2.0","id":@ID@,"result":true}`)); err != nil {
+		t.Errorf("JSON-RPC write true: %v", err)
+	}
+	if _, _, err := callWith(t, scenarioNamed(t, "write-19"), ok(`true`)); err != nil {
+		t.Errorf("JSON-2 write true: %v", err)
+	}
+	tr, _, err := callWith(t, scenarioNamed(t, "write-17"), ok(`{"jsonrpc":"2.0","id":@ID@,"error":{"code":200,"message":"Odoo Server Error","data":{"name":"odoo.exceptions.UserError","message":"echo @KEY@"}}}`))
+	if !odoo.IsPermanent(err) || strings.Contains(err.Error(), tr.key) {
+		t.Errorf("UserError: %v; want a permanent error", err)
+	}
+}
+
+// A proxy's page whose bytes before its title lower to another length —
+// Latin-1 (a German maintenance page: "für"), or a letter such as 'İ' —
+// is said by its title: the client cut the page at indices of its
+// lowered copy, and panicked (FuzzConnectAnswer: "<html\xb9<title>").
+func TestAPageNotInUTF8IsSaidNotAPanic(t *testing.T) {
+	for _, body := range []string{
+		"<html\xb9<title>",
+		"<html><!-- Wartungsseite f\xfcr den Proxy, \xfcberall gleich --><head><title>Wartung</title></head></html>",
+		"<html><head><meta name=\"x\" content=\"İİİİİİİİ\"><title>Bakım</title></head></html>",
+	} {
+		for _, c := range []struct {
+			scenario string
+			status   int
+		}{{"write-17", http.StatusOK}, {"write-19", http.StatusBadGateway}, {"search_read-19", http.StatusServiceUnavailable}} {
+			_, _, err := callWith(t, scenarioNamed(t, c.scenario), answer{status: c.status, contentType: "text/html", body: []byte(body)})
+			if !odoo.IsTemporary(err) {
+				t.Errorf("%s answered %d %q: %v; want a transient error", c.scenario, c.status, body, err)
+			}
+		}
+	}
+}
