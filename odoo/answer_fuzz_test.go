@@ -580,6 +580,8 @@ func answerSeeds(f *testing.F, scenarios []int) {
 		{200, "application/json", "", "", `{"jsonrpc":"2.0","id":` + phID + `,"error":{"code":0,"message":"Odoo Server Error","data":{"name":"psycopg2.errors.SerializationFailure","message":"could not serialize access due to concurrent update"}}}`},
 		{200, "application/json", "", "", `{"jsonrpc":"2.0","id":` + phID + `,"error":{"code":200,"message":"Odoo Server Error","data":{"name":"odoo.exceptions.UserError","message":"echo ` + phKey + `"}}}`},
 		{200, "application/json", "", "", `{"jsonrpc":"2.0","id":` + phID + `,"error":{"code":-32600,"message":"Invalid Request"}}`},
+		{200, "application/json", "", "", `{"jsonrpc":"2.0","id":` + phID + `,"error":{"code":200,"message":"Odoo Server Error","data":{"name":"odoo.exceptions.UserError ` + phKey + `","message":"x"}}}`},
+		{422, "application/json", "", "", `{"name":"odoo.exceptions.UserError ` + phKey + `","message":"x"}`},
 		{400, "text/plain", "", "", "Invalid JSON data"},
 		{401, "application/json", "", "bearer", `{"name":"odoo.exceptions.AccessDenied","message":"Access Denied","arguments":["Access Denied"],"context":{},"debug":""}`},
 		{401, "text/html", "", `Basic realm="proxy"`, html},

@@ -108,6 +108,25 @@ func TestOdoosOwnAnswersKeepTheirMeaning(t *testing.T) {
 	}
 }
 
+// The API key is in no error, also when the server echoes it in the
+// exception's name (FuzzCallAnswer's seeds: the name went into the error
+// as it came).
+func TestTheKeyEchoedInAnExceptionNameIsRedacted(t *testing.T) {
+	for _, c := range []struct {
+		scenario string
+		status   int
+		body     string
+	}{
+		{"write-17", http.StatusOK, `{"jsonrpc":"2.0","id":@ID@,"error":{"code":200,"message":"x","data":{"name":"odoo.exceptions.UserError @KEY@","message":"x"}}}`},
+		{"write-19", http.StatusUnprocessableEntity, `{"name":"odoo.exceptions.UserError @KEY@","message":"x"}`},
+	} {
+		tr, _, err := callWith(t, scenarioNamed(t, c.scenario), answer{status: c.status, contentType: "application/json", body: []byte(c.body)})
+		if err == nil || strings.Contains(err.Error(), tr.key) {
+			t.Errorf("%s: %v; want an error without the key", c.scenario, err)
+		}
+	}
+}
+
 // A proxy's page whose bytes before its title lower to another length —
 // Latin-1 (a German maintenance page: "für"), or a letter such as 'İ' —
 // is said by its title: the client cut the page at indices of its

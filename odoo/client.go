@@ -855,7 +855,7 @@ func (c *Client) rpc(ctx context.Context, op, service, method string, args []any
 		if msg == "" {
 			msg = env.Error.Message
 		}
-		e := &Error{Op: op, Name: env.Error.Data.Name, Message: c.clean(msg, maxMessage), Class: classifyName(env.Error.Data.Name)}
+		e := &Error{Op: op, Name: c.clean(env.Error.Data.Name, maxName), Message: c.clean(msg, maxMessage), Class: classifyName(env.Error.Data.Name)}
 		if c.cfg.Database != "" && e.Unavailable() && strings.Contains(msg, `database "`+c.cfg.Database+`" does not exist`) {
 			// PostgreSQL's words for the database the call named
 			// (service/common.py, service/model.py: Registry(db)).
@@ -1046,7 +1046,8 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 	var str string
 	switch {
 	case json.Unmarshal(body, &obj) == nil && (obj.Name != "" || obj.Message != ""):
-		e.Name, e.Message = obj.Name, obj.Message
+		// The name too is the server's text: it may echo the request.
+		e.Name, e.Message = c.clean(obj.Name, maxName), obj.Message
 	case json.Unmarshal(body, &str) == nil:
 		e.Message = str
 	default:
@@ -1109,6 +1110,10 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 // goes into logs, status and dead-letter reasons (a server that echoes a
 // large request, or a traceback, must not fill them).
 const maxMessage = 2000
+
+// maxName caps an exception name taken from the server (Odoo's are
+// module.Class, well below).
+const maxName = 200
 
 // clean prepares text that came from the server for logs and status: the
 // API key removed first (so that cutting cannot leave part of it), then cut
