@@ -26,10 +26,11 @@ import (
 // not show, and why (the dead letters read during a write stall).
 const NoteHeader = "X-Plantedge-Note"
 
-// deadListWait is how long a read of the dead letters waits behind a
-// buffer write before it is given up on (the CLI gives up at 10 s, and a
-// write is said stalled only at WriteStallAfter, 30 s by default).
-const deadListWait = 5 * time.Second
+// waitedReadLimit is how long a read that status, /metrics or the dead
+// letters make waits behind a buffer write before it is given up on: the
+// CLI gives up at 10 s (Prometheus's scrape timeout is 10 s too), and a
+// write is said stalled only at WriteStallAfter, 30 s by default.
+const waitedReadLimit = 5 * time.Second
 
 // deadAsked is the dead-letter retry or drop under way.
 type deadAsked struct {
@@ -88,7 +89,7 @@ func (a *Agent) serveDeadLetters(w http.ResponseWriter, r *http.Request) {
 		}
 		views, err = deadLetterViews(dls, by), rerr
 	}
-	if !a.readWaitedWithin(read, deadListWait) {
+	if !a.readWaitedWithin(read, waitedReadLimit) {
 		http.Error(w, a.deadLettersUnread(), http.StatusServiceUnavailable)
 		return
 	}
@@ -110,7 +111,7 @@ func (a *Agent) serveDeadLetters(w http.ResponseWriter, r *http.Request) {
 // known without a read: how many there are and the newest (the queue keeps
 // both).
 func (a *Agent) deadLettersUnread() string {
-	d := max(a.writeStalled(), a.writeRunning(), deadListWait)
+	d := max(a.writeStalled(), a.writeRunning(), waitedReadLimit)
 	out := fmt.Sprintf("%s, and the dead letters cannot be read until it does (a read waits behind it)", stalledWords(d))
 	n := a.buf.Stats().DeadLetters
 	latest, ok, err := a.buf.LatestDeadLetter()
@@ -130,12 +131,12 @@ func (a *Agent) deadLettersUnread() string {
 		v.At.Local().Format(LocalStamp), reason)
 }
 
-// readWaitedWithin is readWaited, given up on also once a buffer write has
-// run for within (0: only once it has stalled).
+// readWaitedWithin runs read, a read of the buffer, and waits for it until
+// it ends, a buffer write has stalled, or one has run for within. It
+// reports whether read ended (only then may the caller use what it read);
+// one given up on ends on its own after the write, counted in bg for the
+// stop. Stopped, it reads in the caller.
 func (a *Agent) readWaitedWithin(read func(), within time.Duration) bool {
-	if a.writeStalled() > 0 && within == 0 {
-		return false
-	}
 	a.pendingMu.Lock()
 	if a.pendingDone.Load() {
 		a.pendingMu.Unlock()
@@ -153,9 +154,6 @@ func (a *Agent) readWaitedWithin(read func(), within time.Duration) bool {
 		}
 		read()
 	}()
-	if within == 0 {
-		return a.awaitScan(done)
-	}
 	tick := time.NewTicker(awaitScanLook)
 	defer tick.Stop()
 	for {

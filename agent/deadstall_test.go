@@ -141,3 +141,42 @@ func TestDeadLetterListWhileAReadWaitsOnTheStall(t *testing.T) {
 		t.Errorf("dead letters after the thaw: %+v, %v", dls, err)
 	}
 }
+
+// A read that status waits for behind a buffer write (a commit stalled in
+// its meta page holds a read transaction's start) was waited for until the
+// write was said stalled (WriteStallAfter, 30 s by default): past the
+// CLI's 10 s and Prometheus's scrape timeout, "agent not answering: running
+// but hung or paused?". It is given up on once the write has run for 5 s,
+// and status answers with what it has.
+func TestStatusAnswersWhileAWriteRunsLong(t *testing.T) {
+	p, ra, _, freeze, thaw := stallPlant(t, 10*time.Minute)
+	freeze()
+	p.produce(p.machines[0], 2, 0)
+	waitFor(t, 30*time.Second, "a buffer write running", func() (bool, string) {
+		d := ra.a.WriteRunning()
+		return d > 0, d.String()
+	})
+	heldReads, releaseReads, restoreReads := agent.HoldWaitedReads()
+	t.Cleanup(restoreReads) // before the agent's stop
+	heldScans, releaseScans, restoreScans := agent.HoldWaitedPendingScans()
+	t.Cleanup(restoreScans)
+	// Status again until one waited on a held read (the pending counts
+	// are read again a second after the last read): each must answer.
+	waitFor(t, 30*time.Second, "a status that waited on a read behind the write", func() (bool, string) {
+		got := make(chan agent.Status, 1)
+		go func() { got <- ra.a.Status() }()
+		select {
+		case st := <-got:
+			if st.Buffer.WriteStalledSeconds != 0 || st.Site == "" {
+				t.Errorf("status while a write runs, not stalled yet: %+v", st.Buffer)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("status did not answer within 60 s of a buffer write running: it waits for the write to be said stalled (10 minutes here)")
+		}
+		return heldReads()+heldScans() > 0, fmt.Sprintf("held reads %d, scans %d", heldReads(), heldScans())
+	})
+	thaw()
+	releaseReads()
+	releaseScans()
+	p.waitExactQty(ra, "press-1", 3)
+}

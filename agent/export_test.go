@@ -119,3 +119,7 @@ func HoldWaitedReads() (held func() int, release, restore func()) {
 		waitedReadStarts.Store(nil)
 	}
 }
+
+// WriteRunning is for how long the buffer write in progress has run (0:
+// none runs).
+func (a *Agent) WriteRunning() time.Duration { return a.writeRunning() }

@@ -1049,13 +1049,17 @@ func (a *Agent) loadWOStateWaited(id string) (*woState, error) {
 }
 
 // readWaited runs read, a read of the buffer that status makes, and waits
-// for it until it ends or a buffer write has stalled (awaitScan), as for
-// the pending counts: a read transaction waits behind a commit stalled in
-// its meta page, and status must say the stall. It reports whether read
-// ended (only then may the caller use what it read); one given up on
-// ends on its own after the stall, counted in bg for the stop. Stopped, it
-// reads in the caller.
-func (a *Agent) readWaited(read func()) bool { return a.readWaitedWithin(read, 0) }
+// for it until it ends, a buffer write has stalled or one has run for
+// waitedReadLimit, as for the pending counts (awaitScan): a read
+// transaction waits behind a commit stalled in its meta page, and status
+// must answer within the CLI's 10 s and say the stall. While a write is
+// stalled none is begun: status may ask for every machine's, each time.
+func (a *Agent) readWaited(read func()) bool {
+	if a.writeStalled() > 0 {
+		return false
+	}
+	return a.readWaitedWithin(read, waitedReadLimit)
+}
 
 func storedWorkOrderName(st *woState, err error) string {
 	if err != nil || st == nil {
@@ -1285,9 +1289,10 @@ func (a *Agent) scanWhileWaited() *waitedScan {
 
 // awaitScan waits for a scan of the pending counts (done) to end, and
 // reports whether it did: it gives up once a buffer write has stalled
-// (writeStalled), whose stall the scan may be waiting behind — status and
-// /metrics then answer with the counts they had (or none, "reading"), and
-// say the stall.
+// (writeStalled), or has run for waitedReadLimit, whose stall the scan may
+// be waiting behind — status and /metrics then answer with the counts they
+// had (or none, "reading"), within the CLI's 10 s, and say the stall once
+// it is one.
 func (a *Agent) awaitScan(done <-chan struct{}) bool {
 	tick := time.NewTicker(awaitScanLook)
 	defer tick.Stop()
@@ -1296,8 +1301,13 @@ func (a *Agent) awaitScan(done <-chan struct{}) bool {
 		case <-done:
 			return true
 		case <-tick.C:
-			if a.writeStalled() > 0 {
-				return false
+			if a.writeStalled() > 0 || a.writeRunning() >= waitedReadLimit {
+				select {
+				case <-done:
+					return true
+				default:
+					return false
+				}
 			}
 		}
 	}
