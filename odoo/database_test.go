@@ -2,6 +2,7 @@ package odoo_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -335,4 +336,93 @@ func callAfter(t *testing.T, url string, flip *atomic.Bool) error {
 	}
 	flip.Store(true)
 	return c.Call(ctx, "res.users", "context_get", nil, nil, nil)
+}
+
+// dbAnswerTransport serves requests with the emulator's handler, but
+// answers the JSON-RPC db service and /web/database/list with what answer
+// makes of the request (its id).
+type dbAnswerTransport struct {
+	h      http.Handler
+	answer func(path string, id json.RawMessage) (string, bool)
+}
+
+func (t *dbAnswerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	var body []byte
+	if req.Body != nil {
+		b, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		body = b
+	}
+	var rpc struct {
+		ID     json.RawMessage `json:"id"`
+		Params struct {
+			Service string `json:"service"`
+		} `json:"params"`
+	}
+	_ = json.Unmarshal(body, &rpc)
+	if req.URL.Path == "/web/database/list" || req.URL.Path == "/jsonrpc" && rpc.Params.Service == "db" {
+		if ans, ok := t.answer(req.URL.Path, rpc.ID); ok {
+			return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+				Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(ans)),
+				ContentLength: int64(len(ans)), Request: req}, nil
+		}
+	}
+	in := req.Clone(req.Context())
+	in.Body = io.NopCloser(strings.NewReader(string(body)))
+	in.RemoteAddr = "127.0.0.1:40000"
+	in.RequestURI = req.URL.RequestURI()
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, in)
+	resp := rec.Result()
+	resp.Request = req
+	return resp, nil
+}
+
+// The questions asked after JSON-2's 404 without a database (db.db_exist,
+// /web/database/list) take only Odoo's answer to them: one to another
+// request (another id: a proxy's cache, a gateway), or a null result, is
+// not answered — the causes said together — never "Odoo's db_exist says
+// false" nor "its dbfilter serves it". The database exists here, and the
+// dbfilter excludes it.
+func TestNoDatabaseDiagnosisTakesOnlyOdoosAnswers(t *testing.T) {
+	cases := []struct {
+		name   string
+		answer func(path string, id json.RawMessage) (string, bool)
+		bad    string
+	}{
+		{"db_exist-another-id", func(path string, _ json.RawMessage) (string, bool) {
+			return `{"jsonrpc":"2.0","id":99999,"result":false}`, path == "/jsonrpc"
+		}, "db_exist says false"},
+		{"db_exist-null", func(path string, id json.RawMessage) (string, bool) {
+			return `{"jsonrpc":"2.0","id":` + string(id) + `,"result":null}`, path == "/jsonrpc"
+		}, "db_exist says false"},
+		{"database-list-another-id", func(path string, _ json.RawMessage) (string, bool) {
+			return `{"jsonrpc":"2.0","id":99999,"result":["odoo"]}`, path == "/web/database/list"
+		}, "which its dbfilter serves"},
+		{"database-list-null", func(path string, id json.RawMessage) (string, bool) {
+			return `{"jsonrpc":"2.0","id":` + string(id) + `,"result":null}`, path == "/web/database/list"
+		}, "the database exists on Odoo's PostgreSQL but the server's dbfilter (or its db_name) excludes it: name"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := odootest.New(odootest.Options{Version: 19, DBFilter: "erp_.*"})
+			hc := &http.Client{Transport: &dbAnswerTransport{h: s.Handler(), answer: tc.answer}}
+			c, err := odoo.New(odoo.Config{URL: "http://odoo.example:8069", Database: "odoo", Username: "admin", APIKey: s.AdminKey(),
+				Protocol: "auto", Timeout: 5 * time.Second, HTTPClient: hc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Connect(context.Background())
+			if err == nil {
+				t.Fatal("Connect succeeded")
+			}
+			oe := asError(t, err)
+			if !oe.NoDatabase() || !oe.Temporary() || strings.Contains(err.Error(), tc.bad) {
+				t.Errorf("NoDatabase %v Temporary %v: %v; want NoDatabase, not saying %q", oe.NoDatabase(), oe.Temporary(), err, tc.bad)
+			}
+		})
+	}
 }

@@ -1,12 +1,14 @@
 package odoo
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"html"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -260,11 +262,7 @@ func (c *Client) postgresUp(ctx context.Context) int {
 // dbExists asks Odoo's JSON-RPC db service whether a connection to db can
 // be made (db_exist); ok is false when it did not answer so.
 func (c *Client) dbExists(ctx context.Context, db string) (exists, ok bool) {
-	var res json.RawMessage
-	if err := c.askRPC(ctx, "db.db_exist", "/jsonrpc", map[string]any{"service": "db", "method": "db_exist", "args": []any{db}}, &res); err != nil {
-		return false, false
-	}
-	if json.Unmarshal(res, &exists) != nil {
+	if err := c.askRPC(ctx, "db.db_exist", "/jsonrpc", map[string]any{"service": "db", "method": "db_exist", "args": []any{db}}, &exists); err != nil {
 		return false, false
 	}
 	return exists, true
@@ -282,9 +280,11 @@ func (c *Client) dbListed(ctx context.Context, db string) (listed, ok bool) {
 
 // askRPC is one JSON-RPC request to path that needs no database nor user,
 // its result decoded into out; an error for anything else (Odoo's error
-// member, another status, not JSON-RPC).
+// member, another status, not JSON-RPC, an answer to another request —
+// Odoo echoes the request's id —, no result or null).
 func (c *Client) askRPC(ctx context.Context, op, path string, params map[string]any, out any) error {
-	req := map[string]any{"jsonrpc": "2.0", "method": "call", "id": c.id.Add(1), "params": params}
+	id := c.id.Add(1)
+	req := map[string]any{"jsonrpc": "2.0", "method": "call", "id": id, "params": params}
 	resp, body, err := c.send(ctx, op, http.MethodPost, path, req, nil)
 	if err != nil {
 		return err
@@ -292,10 +292,12 @@ func (c *Client) askRPC(ctx context.Context, op, path string, params map[string]
 	status := resp.StatusCode
 	var env struct {
 		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
 		Result  json.RawMessage `json:"result"`
 		Error   json.RawMessage `json:"error"`
 	}
-	if status != http.StatusOK || json.Unmarshal(body, &env) != nil || env.JSONRPC != "2.0" || env.Error != nil || env.Result == nil {
+	if status != http.StatusOK || json.Unmarshal(body, &env) != nil || env.JSONRPC != "2.0" || env.Error != nil ||
+		string(bytes.TrimSpace(env.ID)) != strconv.FormatInt(id, 10) || needsValue(env.Result, out) != nil {
 		return &Error{Op: op, Status: status, Message: "not answered", Class: Transient}
 	}
 	return json.Unmarshal(env.Result, out)
