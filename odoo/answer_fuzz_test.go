@@ -64,13 +64,23 @@ type scenario struct {
 	// JSON-2 body) has the shape Odoo answers the call with, and the value
 	// the call must then report.
 	shape func(result json.RawMessage) (want any, ok bool)
+	// odoos, when set, reports whether a success result is one Odoo
+	// answers the call with, also one the call then fails on (a search
+	// that found nothing, or several, where the call wants one: Odoo's
+	// answer, whatever class it gets); shape alone otherwise.
+	odoos func(result json.RawMessage) bool
+	// short: the emulator has too little stock of the scrapped product
+	// (action_validate answers its wizard).
+	short bool
 }
 
 type answerFixture struct {
-	srv     *odootest.Server
-	wc, wo  int64
-	loss    int64
-	started time.Time
+	srv               *odootest.Server
+	wc, wo            int64
+	product, mo       int64
+	loss              int64
+	started           time.Time
+	confirmShortScrap bool
 }
 
 func rpcTarget(service, method, model, kwMethod string) func(path, service, method, model, kwMethod string) bool {
@@ -145,6 +155,87 @@ func loadShape(res json.RawMessage) (any, bool) {
 	return r.IDs[0], true
 }
 
+func closeRun(ctx context.Context, c *odoo.Client, f *answerFixture) (any, error) {
+	// The open line, booked first (a load: not the targeted write).
+	id, err := c.UpsertDowntime(ctx, odoo.Downtime{XMLID: "plantedge.fuzz_m1_stop_2", WorkcenterID: f.wc, WorkorderID: f.wo,
+		LossID: f.loss, Start: f.started})
+	if err != nil {
+		return nil, err
+	}
+	return c.CloseDowntimeLine(ctx, id, f.started, f.started.Add(5*time.Minute))
+}
+
+func scrapRun(ctx context.Context, c *odoo.Client, f *answerFixture) (any, error) {
+	return c.BookScrap(ctx, odoo.Scrap{XMLID: "plantedge.fuzz_m1_scrap_1", ProductID: f.product, ProductionID: f.mo,
+		WorkorderID: f.wo, Qty: 2, ConfirmShort: f.confirmShortScrap})
+}
+
+// scrapLoadShape: a load's success; the scrap is then validated by the
+// emulator, which has it only when the load reached it (never here: an
+// id it has no scrap by fails the validation).
+func scrapLoadShape(res json.RawMessage) (any, bool) {
+	_, ok := loadShape(res)
+	return true, ok
+}
+
+// validateShape: action_validate answers True (done), or the action of
+// its Insufficient Quantity wizard (not done; kept a draft without
+// odoo.scrap_when_short: confirm).
+func validateShape(res json.RawMessage) (any, bool) {
+	var done bool
+	if json.Unmarshal(res, &done) == nil && done {
+		return true, true
+	}
+	var action map[string]json.RawMessage
+	var typ string
+	if json.Unmarshal(res, &action) == nil && json.Unmarshal(action["type"], &typ) == nil && strings.HasPrefix(typ, "ir.actions.") {
+		return false, true
+	}
+	return nil, false
+}
+
+// records reports a search_read's answer: a list of records, each an
+// object with a positive id.
+func records(res json.RawMessage) ([]int64, bool) {
+	var rows []map[string]json.RawMessage
+	if json.Unmarshal(res, &rows) != nil || rows == nil {
+		return nil, false
+	}
+	ids := make([]int64, 0, len(rows))
+	for _, r := range rows {
+		var id int64
+		if r == nil || json.Unmarshal(r["id"], &id) != nil || id <= 0 {
+			return nil, false
+		}
+		ids = append(ids, id)
+	}
+	return ids, true
+}
+
+// oneRecordShape: the call succeeds on exactly one record, and reports its
+// id; none or several are Odoo's answer too, which the call refuses.
+func oneRecordShape(res json.RawMessage) (any, bool) {
+	ids, ok := records(res)
+	if !ok || len(ids) != 1 {
+		return nil, false
+	}
+	return ids[0], true
+}
+
+func isRecords(res json.RawMessage) bool {
+	_, ok := records(res)
+	return ok
+}
+
+func lossRun(ctx context.Context, c *odoo.Client, _ *answerFixture) (any, error) {
+	return c.LossID(ctx, "Equipment Failure")
+}
+
+func workcenterRun(ctx context.Context, c *odoo.Client, _ *answerFixture) (any, error) {
+	wc, err := c.WorkcenterByCode(ctx, "M1")
+	return wc.ID, err
+}
+
 var answerScenarios = []scenario{
 	{name: "web.version", version: 19, proto: "auto", connect: true, target: pathTarget("/web/version"),
 		run: func(ctx context.Context, c *odoo.Client, _ *answerFixture) (any, error) {
@@ -208,6 +299,34 @@ var answerScenarios = []scenario{
 		target: rpcTarget("object", "execute_kw", "mrp.workcenter.productivity", "load"), run: loadRun, shape: loadShape},
 	{name: "load-19", version: 19, proto: "auto", target: pathTarget("/json/2/mrp.workcenter.productivity/load"),
 		run: loadRun, shape: loadShape},
+	// 10-: the downtime line's close, the scrap path, the look-ups the
+	// agent books by.
+	{name: "close-17", version: 17, proto: "auto", jsonrpc: true,
+		target: rpcTarget("object", "execute_kw", "mrp.workcenter.productivity", "write"), run: closeRun, shape: writeShape},
+	{name: "close-19", version: 19, proto: "auto", target: pathTarget("/json/2/mrp.workcenter.productivity/write"),
+		run: closeRun, shape: writeShape},
+	{name: "scrapload-18", version: 18, proto: "auto", jsonrpc: true,
+		target: rpcTarget("object", "execute_kw", "stock.scrap", "load"), run: scrapRun, shape: scrapLoadShape},
+	{name: "scrapload-19", version: 19, proto: "auto", target: pathTarget("/json/2/stock.scrap/load"),
+		run: scrapRun, shape: scrapLoadShape},
+	{name: "validate-17", version: 17, proto: "auto", jsonrpc: true,
+		target: rpcTarget("object", "execute_kw", "stock.scrap", "action_validate"), run: scrapRun, shape: validateShape},
+	{name: "validate-19", version: 19, proto: "auto", target: pathTarget("/json/2/stock.scrap/action_validate"),
+		run: scrapRun, shape: validateShape},
+	{name: "doscrap-18", version: 18, proto: "auto", jsonrpc: true, short: true,
+		target: rpcTarget("object", "execute_kw", "stock.scrap", "do_scrap"), run: scrapRun, shape: writeShape},
+	{name: "doscrap-19", version: 19, proto: "auto", short: true, target: pathTarget("/json/2/stock.scrap/do_scrap"),
+		run: scrapRun, shape: writeShape},
+	{name: "loss-18", version: 18, proto: "auto", jsonrpc: true,
+		target: rpcTarget("object", "execute_kw", "mrp.workcenter.productivity.loss", "search_read"), run: lossRun,
+		shape: oneRecordShape, odoos: isRecords},
+	{name: "loss-19", version: 19, proto: "auto", target: pathTarget("/json/2/mrp.workcenter.productivity.loss/search_read"),
+		run: lossRun, shape: oneRecordShape, odoos: isRecords},
+	{name: "workcenter-17", version: 17, proto: "auto", jsonrpc: true,
+		target: rpcTarget("object", "execute_kw", "mrp.workcenter", "search_read"), run: workcenterRun,
+		shape: oneRecordShape, odoos: isRecords},
+	{name: "workcenter-19", version: 19, proto: "auto", target: pathTarget("/json/2/mrp.workcenter/search_read"),
+		run: workcenterRun, shape: oneRecordShape, odoos: isRecords},
 }
 
 // swapTransport serves requests with the emulator's handler, but answers
@@ -289,8 +408,14 @@ func callWith(t *testing.T, sc scenario, ans answer) (*swapTransport, any, error
 	s := odootest.New(odootest.Options{Version: sc.version})
 	f := &answerFixture{srv: s, started: time.Date(2026, 3, 2, 6, 0, 0, 0, time.UTC)}
 	f.wc = s.AddWorkcenter("M1", "Press 1")
-	f.wo = s.AddWorkorder(s.AddProduction("WH/MO/00078", s.AddProduct("Bracket"), 500), f.wc, "Pressing", "progress")
+	f.product = s.AddProduct("Bracket")
+	f.mo = s.AddProduction("WH/MO/00078", f.product, 500)
+	f.wo = s.AddWorkorder(f.mo, f.wc, "Pressing", "progress")
 	f.loss = 2
+	if sc.short {
+		s.SetShortStock(f.product, true)
+		f.confirmShortScrap = true
+	}
 	tr := &swapTransport{h: s.Handler(), sc: sc, ans: ans, key: s.AdminKey()}
 	hc := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	c, err := odoo.New(odoo.Config{URL: "http://odoo.example:8069", Database: "odoo", Username: "admin", APIKey: s.AdminKey(),
@@ -473,7 +598,13 @@ func classOfName(name string) odoo.ErrorClass {
 // permanent; ids for fewer or more rows than sent the client holds
 // permanent too), any other call's that does not have its shape.
 func notTheValue(sc scenario, res json.RawMessage) (odoo.ErrorClass, string) {
-	if !strings.HasPrefix(sc.name, "load") {
+	if sc.odoos != nil {
+		if !sc.odoos(res) {
+			return odoo.Transient, "a result that is not Odoo's answer to the call"
+		}
+		return 0, ""
+	}
+	if !strings.Contains(sc.name, "load") {
 		if _, ok := sc.shape(res); !ok {
 			return odoo.Transient, "a result that is not the call's value"
 		}
@@ -614,6 +745,13 @@ func answerSeeds(f *testing.F, scenarios []int) {
 		"search_read":    {`[{"id":1,"name":"Pressing","state":"progress","workcenter_id":[1,"Press 1"],"qty_producing":0,"date_start":false}]`, `[]`, `{"records":[]}`},
 		"write":          {`true`, `false`, `{"ids":[1]}`},
 		"load":           {`{"ids":[5],"messages":[]}`, `{"ids":false,"messages":[{"type":"error","record":0,"field":"loss_id","message":"No matching record found for database id '2' in field 'Loss Reason'"}]}`, `{"ids":[0],"messages":[]}`, `{"ids":[5,6],"messages":[]}`},
+		"close":          {`true`, `false`, `{"ids":[1]}`},
+		"scrapload":      {`{"ids":[1],"messages":[]}`, `{"ids":false,"messages":[{"type":"error","record":0,"field":"product_id","message":"No matching record found for database id '9' in field 'Product'"}]}`},
+		"validate": {`true`, `false`, `{"status":"ok"}`, `[]`,
+			`{"name":"Bracket: Insufficient Quantity To Scrap","view_mode":"form","res_model":"stock.warn.insufficient.qty.scrap","view_id":412,"type":"ir.actions.act_window","context":{"default_product_id":1,"default_scrap_id":1,"default_quantity":2},"target":"new"}`},
+		"doscrap":    {`true`, `false`, `{"status":"ok"}`},
+		"loss":       {`[{"id":2}]`, `[]`, `[{"id":2},{"id":9}]`, `[{}]`, `[null]`, `[{"id":0}]`},
+		"workcenter": {`[{"id":1,"code":"M1","name":"Press 1","company_id":[1,"YourCompany"]}]`, `[]`, `[{}]`, `[{"status":"ok"}]`},
 	}
 	for j, i := range scenarios {
 		sc := answerScenarios[i]
@@ -650,8 +788,12 @@ func FuzzConnectAnswer(f *testing.F) { fuzzAnswers(f, []int{0, 1, 2, 3}) }
 
 // FuzzCallAnswer answers the calls the agent makes once connected: the
 // work orders in progress (search_read), a quantity written, a downtime
-// line loaded — over JSON-RPC (17, 18) and JSON-2 (19).
-func FuzzCallAnswer(f *testing.F) { fuzzAnswers(f, []int{4, 5, 6, 7, 8, 9}) }
+// line loaded and closed, a scrap loaded, validated and confirmed
+// (do_scrap), a loss reason and a work center looked up — over JSON-RPC
+// (17, 18) and JSON-2 (19).
+func FuzzCallAnswer(f *testing.F) {
+	fuzzAnswers(f, []int{4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21})
+}
 
 // rpcResult is Odoo's JSON-RPC success answer to the request body req: its
 // id echoed, with result.

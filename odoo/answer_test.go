@@ -65,6 +65,30 @@ func TestAnswersThatAreNotOdoosAreTransientErrors(t *testing.T) {
 		{"json2-load-request-echoed", "load-19", ok(`@REQ@`)},
 		{"json2-load-id-0", "load-19", ok(`{"ids":[0],"messages":[]}`)},
 		{"jsonrpc-load-empty", "load-18", ok(`{"jsonrpc":"2.0","id":@ID@,"result":{}}`)},
+		// The downtime line's close answered other than true: was a line
+		// closed.
+		{"jsonrpc-close-null", "close-17", ok(`{"jsonrpc":"2.0","id":@ID@,"result":null}`)},
+		{"jsonrpc-close-no-result", "close-17", ok(`{"jsonrpc":"2.0","id":@ID@}`)},
+		{"json2-close-proxy-json", "close-19", ok(`{"status":"ok"}`)},
+		{"json2-close-false", "close-19", ok(`false`)},
+		// action_validate answered neither true nor an action: null,
+		// false, a list were a scrap done; a proxy's JSON object the
+		// wizard (a draft left, or do_scrap on a scrap perhaps done).
+		{"json2-validate-null", "validate-19", ok(`null`)},
+		{"json2-validate-false", "validate-19", ok(`false`)},
+		{"jsonrpc-validate-list", "validate-17", ok(`{"jsonrpc":"2.0","id":@ID@,"result":[]}`)},
+		{"jsonrpc-validate-no-result", "validate-17", ok(`{"jsonrpc":"2.0","id":@ID@}`)},
+		{"json2-validate-proxy-json", "validate-19", ok(`{"status":"ok"}`)},
+		{"jsonrpc-validate-request-echoed", "validate-17", ok(`{"jsonrpc":"2.0","id":@ID@,"result":@REQ@}`)},
+		// do_scrap answered other than true: was a scrap done.
+		{"jsonrpc-doscrap-null", "doscrap-18", ok(`{"jsonrpc":"2.0","id":@ID@,"result":null}`)},
+		{"json2-doscrap-proxy-json", "doscrap-19", ok(`{"status":"ok"}`)},
+		// A search_read row that is not a record: was a loss reason or a
+		// work center of id 0 (lines booked with it, refused for good).
+		{"json2-loss-empty-object", "loss-19", ok(`[{}]`)},
+		{"jsonrpc-loss-null-row", "loss-18", ok(`{"jsonrpc":"2.0","id":@ID@,"result":[null]}`)},
+		{"json2-workcenter-proxy-json-row", "workcenter-19", ok(`[{"status":"ok"}]`)},
+		{"jsonrpc-workcenter-id-0", "workcenter-17", ok(`{"jsonrpc":"2.0","id":@ID@,"result":[{"id":0,"code":"M1"}]}`)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,6 +129,50 @@ func TestOdoosOwnAnswersKeepTheirMeaning(t *testing.T) {
 	tr, _, err := callWith(t, scenarioNamed(t, "write-17"), ok(`{"jsonrpc":"2.0","id":@ID@,"error":{"code":200,"message":"Odoo Server Error","data":{"name":"odoo.exceptions.UserError","message":"echo @KEY@"}}}`))
 	if !odoo.IsPermanent(err) || strings.Contains(err.Error(), tr.key) {
 		t.Errorf("UserError: %v; want a permanent error", err)
+	}
+}
+
+// The same for the downtime line's close, the scrap path and the look-ups:
+// write's and do_scrap's true are done; action_validate's true is a scrap
+// done, its wizard's action a scrap not done (a draft, without
+// odoo.scrap_when_short: confirm); a search that finds no record, or
+// several, is Odoo's answer, refused for good as before.
+func TestOdoosOwnAnswersToCloseScrapAndLookUps(t *testing.T) {
+	ok := func(body string) answer {
+		return answer{status: http.StatusOK, contentType: "application/json", body: []byte(body)}
+	}
+	const wizard = `{"name":"Bracket: Insufficient Quantity To Scrap","view_mode":"form","res_model":"stock.warn.insufficient.qty.scrap",` +
+		`"view_id":412,"type":"ir.actions.act_window","context":{"default_product_id":1,"default_scrap_id":1,"default_quantity":2},"target":"new"}`
+	for _, c := range []struct {
+		scenario string
+		body     string
+		want     any
+	}{
+		{"close-17", `{"jsonrpc":"2.0","id":@ID@,"result":true}`, true},
+		{"close-19", `true`, true},
+		{"validate-17", `{"jsonrpc":"2.0","id":@ID@,"result":true}`, true},
+		{"validate-19", `true`, true},
+		{"validate-17", `{"jsonrpc":"2.0","id":@ID@,"result":` + wizard + `}`, false},
+		{"validate-19", wizard, false},
+		{"doscrap-18", `{"jsonrpc":"2.0","id":@ID@,"result":true}`, true},
+		{"doscrap-19", `true`, true},
+		{"loss-19", `[{"id":2}]`, int64(2)},
+		{"workcenter-17", `{"jsonrpc":"2.0","id":@ID@,"result":[{"id":1,"code":"M1","name":"Press 1","company_id":[1,"YourCompany"]}]}`, int64(1)},
+	} {
+		tr, got, err := callWith(t, scenarioNamed(t, c.scenario), ok(c.body))
+		if tr.hits == 0 || err != nil || got != c.want {
+			t.Errorf("%s answered %s: %v, %v; want %v", c.scenario, tr.body, got, err, c.want)
+		}
+	}
+	for _, c := range []struct{ scenario, body string }{
+		{"loss-19", `[]`},
+		{"loss-18", `{"jsonrpc":"2.0","id":@ID@,"result":[{"id":2},{"id":9}]}`},
+		{"workcenter-19", `[]`},
+	} {
+		tr, got, err := callWith(t, scenarioNamed(t, c.scenario), ok(c.body))
+		if tr.hits == 0 || !odoo.IsPermanent(err) {
+			t.Errorf("%s answered %s: %v, %v; want a permanent error (not found, or several)", c.scenario, tr.body, got, err)
+		}
 	}
 }
 

@@ -612,6 +612,14 @@ func (c *Client) Call(ctx context.Context, model, method string, args []any, kwa
 // call is Call on the session set up (connectLocked uses it, holding the
 // connect lock).
 func (c *Client) call(ctx context.Context, model, method string, args []any, kwargs map[string]any, out any) error {
+	if (method == "search_read" || method == "read") && out != nil {
+		return c.readRecords(ctx, model, method, args, kwargs, out)
+	}
+	return c.callOnce(ctx, model, method, args, kwargs, out)
+}
+
+// callOnce is call without the check of the records read.
+func (c *Client) callOnce(ctx context.Context, model, method string, args []any, kwargs map[string]any, out any) error {
 	op := model + "." + method
 	if args == nil {
 		args = []any{}
@@ -627,6 +635,38 @@ func (c *Client) call(ctx context.Context, model, method string, args []any, kwa
 		return &Error{Op: op, Message: err.Error(), Class: Permanent}
 	}
 	return withRightHint(model, c.markExpired(c.json2(ctx, op, model, method, params, out)))
+}
+
+// readRecords is call for search_read and read, whose answer Odoo makes a
+// list of records, each with its positive id: a row that is not a record
+// (null, an object without an id, a proxy's JSON in a list) is not Odoo's
+// answer, and would read as a record of id 0 — a loss reason, a work
+// center, a line booked by id 0, refused for good (dead letters).
+func (c *Client) readRecords(ctx context.Context, model, method string, args []any, kwargs map[string]any, out any) error {
+	op := model + "." + method
+	var raw json.RawMessage
+	if err := c.callOnce(ctx, model, method, args, kwargs, &raw); err != nil {
+		return err
+	}
+	if err := needsValue(raw, out); err != nil {
+		return &Error{Op: op, Name: "decode", Message: "an answer without a result (" + err.Error() + ")", Status: http.StatusOK, Class: Transient}
+	}
+	var rows []struct {
+		ID *int64 `json:"id"`
+	}
+	if err := json.Unmarshal(raw, &rows); err != nil {
+		return &Error{Op: op, Name: "decode", Message: "unexpected result shape", Status: http.StatusOK, Class: Transient, Err: err}
+	}
+	for _, r := range rows {
+		if r.ID == nil || *r.ID <= 0 {
+			return &Error{Op: op, Name: "decode", Status: http.StatusOK, Class: Transient,
+				Message: c.clean("a "+method+" answered with a row that is not a record (no positive id): not Odoo's answer: "+string(raw), maxMessage)}
+		}
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return &Error{Op: op, Name: "decode", Message: "unexpected result shape", Status: http.StatusOK, Class: Transient, Err: err}
+	}
+	return nil
 }
 
 // rightHintOpen begins every hint the client puts after the first line of

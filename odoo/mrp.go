@@ -781,16 +781,22 @@ func (c *Client) SetProducedQty(ctx context.Context, workorderID int64, qty floa
 	if err := c.ensureConnected(ctx); err != nil { // the field name depends on the version
 		return err
 	}
+	return c.callTrue(ctx, "mrp.workorder", "write", []any{[]int64{workorderID},
+		map[string]any{c.ProducedField(): c.RoundQty(qty)}}, "the quantity is not known to be written")
+}
+
+// callTrue calls a method that returns True or raises (write, do_scrap):
+// anything else (a proxy's JSON, a JSON-2 200 of another shape, null) is
+// not Odoo's answer, and says nothing of what was done: a transient
+// "decode" error whose message ends with unknown.
+func (c *Client) callTrue(ctx context.Context, model, method string, args []any, unknown string) error {
 	var ok bool
-	if err := c.Call(ctx, "mrp.workorder", "write", []any{[]int64{workorderID},
-		map[string]any{c.ProducedField(): c.RoundQty(qty)}}, nil, &ok); err != nil {
+	if err := c.Call(ctx, model, method, args, nil, &ok); err != nil {
 		return err
 	}
 	if !ok {
-		// Odoo's write returns True or raises: anything else (a proxy's
-		// JSON, a JSON-2 200 of another shape) is not a quantity written.
-		return &Error{Op: "mrp.workorder.write", Name: "decode", Status: http.StatusOK, Class: Transient,
-			Message: "the answer to a write is not Odoo's true: the quantity is not known to be written"}
+		return &Error{Op: model + "." + method, Name: "decode", Status: http.StatusOK, Class: Transient,
+			Message: "the answer to " + method + " is not Odoo's true: " + unknown}
 	}
 	return nil
 }
@@ -1230,7 +1236,8 @@ func (c *Client) CloseDowntimeLine(ctx context.Context, id int64, start, end tim
 	if len(rows) != 1 || rows[0].End != "" || !time.Time(rows[0].Start).Equal(start.UTC().Truncate(time.Second)) {
 		return false, nil
 	}
-	if err := c.Call(ctx, "mrp.workcenter.productivity", "write", []any{[]int64{id}, map[string]any{"date_end": wireTime(end)}}, nil, nil); err != nil {
+	if err := c.callTrue(ctx, "mrp.workcenter.productivity", "write", []any{[]int64{id}, map[string]any{"date_end": wireTime(end)}},
+		"the line is not known to be closed"); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -1467,7 +1474,8 @@ func (c *Client) ZeroScrapDraft(ctx context.Context, xmlid string) (ScrapBooking
 	if err != nil || b.State != "draft" || b.Qty == 0 {
 		return b, err
 	}
-	if err := c.Call(ctx, "stock.scrap", "write", []any{[]int64{id}, map[string]any{"scrap_qty": 0}}, nil, nil); err != nil {
+	if err := c.callTrue(ctx, "stock.scrap", "write", []any{[]int64{id}, map[string]any{"scrap_qty": 0}},
+		"the draft is not known to be 0"); err != nil {
 		return ScrapBooking{}, err
 	}
 	b.Qty = 0
@@ -1480,18 +1488,53 @@ func (c *Client) validateScrap(ctx context.Context, id int64, xmlid string, conf
 	if err := c.Call(ctx, "stock.scrap", "action_validate", []any{[]int64{id}}, nil, &res); err != nil {
 		return false, err
 	}
-	if len(bytes.TrimSpace(res)) == 0 || bytes.TrimSpace(res)[0] != '{' {
+	switch validateAnswer(res) {
+	case validated:
 		return true, nil
+	case notValidateAnswer:
+		// Neither True nor an action: a proxy's JSON, null, the request
+		// echoed. Nothing is known of the scrap (done, or a draft): the
+		// caller reads its state before validating it again; do_scrap
+		// on a scrap done would book it twice (it does not look at the
+		// state).
+		return false, &Error{Op: "stock.scrap.action_validate", Name: "decode", Status: http.StatusOK, Class: Transient,
+			Message: c.clean("not Odoo's answer to action_validate (true, or a wizard's action): "+cmp.Or(string(bytes.TrimSpace(res)), "no result"), maxMessage)}
 	}
 	if !confirmShort {
 		return false, nil
 	}
 	// The scrap is a draft (action_validate just said so): do_scrap runs
 	// once. Its answer lost, the next call finds the scrap done above.
-	if err := c.Call(ctx, "stock.scrap", "do_scrap", []any{[]int64{id}}, nil, nil); err != nil {
+	if err := c.callTrue(ctx, "stock.scrap", "do_scrap", []any{[]int64{id}}, "the scrap is not known to be done"); err != nil {
 		return false, err
 	}
 	c.log.Info("scrap confirmed although Odoo had too little stock at its source location (odoo.scrap_when_short: confirm)",
 		"xmlid", xmlid, "scrap_id", id)
 	return true, nil
+}
+
+// What action_validate answered.
+const (
+	notValidateAnswer = iota
+	validated         // True: do_scrap ran
+	wizard            // an action (the insufficient quantity wizard): not done
+)
+
+// validateAnswer reads stock.scrap action_validate's answer: do_scrap's
+// True, or the action of the wizard it opens instead (stock_scrap.py: a
+// dict whose type is an ir.actions model, ir.actions.act_window);
+// notValidateAnswer for anything else.
+func validateAnswer(res json.RawMessage) int {
+	var ok bool
+	if json.Unmarshal(res, &ok) == nil && ok {
+		return validated
+	}
+	var action struct {
+		Type string `json:"type"`
+	}
+	if t := bytes.TrimSpace(res); len(t) > 0 && t[0] == '{' && json.Unmarshal(t, &action) == nil &&
+		strings.HasPrefix(action.Type, "ir.actions.") {
+		return wizard
+	}
+	return notValidateAnswer
 }
