@@ -39,10 +39,24 @@ type clientCert struct {
 	key *rsa.PrivateKey
 }
 
-// Thumbprint returns the hex SHA-1 of a DER certificate, as OPC UA tools show it.
+// Thumbprint returns the hex SHA-1 of a DER certificate, as OPC UA tools
+// show it: of the leaf alone when der is a chain (the leaf's DER followed
+// by its issuers', as a server may send its certificate).
 func Thumbprint(der []byte) string {
-	sum := sha1.Sum(der)
+	sum := sha1.Sum(leafCert(der))
 	return hex.EncodeToString(sum[:])
+}
+
+// leafCert is the first certificate of der, a certificate or a chain of
+// certificates in DER one after the other (OPC UA Part 6: a server's
+// certificate may come with its issuers'); der itself when it does not
+// parse so.
+func leafCert(der []byte) []byte {
+	chain, err := x509.ParseCertificates(der)
+	if err != nil || len(chain) < 2 {
+		return der
+	}
+	return chain[0].Raw
 }
 
 // CertPaths returns where a generated client certificate and key for the
@@ -271,17 +285,18 @@ func init() {
 }
 
 // clientOptions asks the server for its endpoints, picks the one matching
-// the security settings, checks the pin and returns the client options.
+// the security settings, checks the pin and returns the client options;
+// chained when the endpoint's certificate is a chain (see chainHint).
 // gopcua connects reliably only with SecurityFromEndpoint (FIELD-NOTES).
-func clientOptions(ctx context.Context, p clientParams) ([]opcua.Option, error) {
+func clientOptions(ctx context.Context, p clientParams) (opts []opcua.Option, chained bool, err error) {
 	if err := checkServerLimits(ctx, p.endpoint, p.requestTimeout); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	eps, err := opcua.GetEndpoints(ctx, p.endpoint, opcua.DialTimeout(p.requestTimeout), opcua.RequestTimeout(p.requestTimeout))
 	if err != nil {
-		return nil, fmt.Errorf("get endpoints: %w", err)
+		return nil, false, fmt.Errorf("get endpoints: %w", err)
 	}
-	opts := []opcua.Option{
+	opts = []opcua.Option{
 		opcua.AutoReconnect(false), // we own reconnection
 		opcua.DialTimeout(p.requestTimeout),
 		opcua.RequestTimeout(p.requestTimeout),
@@ -298,9 +313,9 @@ func clientOptions(ctx context.Context, p clientParams) ([]opcua.Option, error) 
 		// list none. Without security there is nothing to take from them.
 		opts = append(opts, opcua.SecurityPolicy(ua.SecurityPolicyURINone), opcua.SecurityMode(ua.MessageSecurityModeNone))
 		if p.username != "" {
-			return nil, fmt.Errorf("%w: the server lists no endpoint for %s, needed for user authentication", ErrNoEndpoint, p.endpoint)
+			return nil, false, fmt.Errorf("%w: the server lists no endpoint for %s, needed for user authentication", ErrNoEndpoint, p.endpoint)
 		}
-		return append(opts, opcua.AuthAnonymous()), nil
+		return append(opts, opcua.AuthAnonymous()), false, nil
 	}
 	var ep *ua.EndpointDescription
 	for _, e := range eps {
@@ -311,12 +326,12 @@ func clientOptions(ctx context.Context, p clientParams) ([]opcua.Option, error) 
 		}
 	}
 	if ep == nil {
-		return nil, fmt.Errorf("%w for %s %s among %d offered", ErrNoEndpoint, p.sec.policyURI, p.sec.mode, len(eps))
+		return nil, false, fmt.Errorf("%w for %s %s among %d offered", ErrNoEndpoint, p.sec.policyURI, p.sec.mode, len(eps))
 	}
 	if p.sec.thumbprint != nil {
-		got := sha1.Sum(ep.ServerCertificate)
+		got := sha1.Sum(leafCert(ep.ServerCertificate))
 		if len(ep.ServerCertificate) == 0 || hex.EncodeToString(got[:]) != hex.EncodeToString(p.sec.thumbprint) {
-			return nil, fmt.Errorf("%w: server presents %s, pinned %s", ErrThumbprintMismatch,
+			return nil, false, fmt.Errorf("%w: server presents %s, pinned %s", ErrThumbprintMismatch,
 				Thumbprint(ep.ServerCertificate), hex.EncodeToString(p.sec.thumbprint))
 		}
 	}
@@ -335,6 +350,13 @@ func clientOptions(ctx context.Context, p clientParams) ([]opcua.Option, error) 
 	} else {
 		opts = append(opts, opcua.AuthAnonymous())
 	}
-	opts = append(opts, opcua.SecurityFromEndpoint(ep, tokenType))
-	return opts, nil
+	// Of a chain, the leaf alone goes to gopcua: it encrypts the
+	// OpenSecureChannel to that certificate's key (the server's, the
+	// leaf's) and names it by its SHA-1 (the receiver thumbprint, the
+	// leaf's: OPC UA Part 6), and parses it as one certificate (a chain
+	// failed: "x509: trailing data").
+	leafEP := *ep
+	leafEP.ServerCertificate = leafCert(ep.ServerCertificate)
+	opts = append(opts, opcua.SecurityFromEndpoint(&leafEP, tokenType))
+	return opts, !p.sec.none() && len(leafEP.ServerCertificate) < len(ep.ServerCertificate), nil
 }

@@ -17,6 +17,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -423,6 +424,20 @@ func slotHint(err error, asked, revised time.Duration) error {
 		err, lifetime)
 }
 
+// chainHint says why a secure connection to a server that sends its
+// certificate as a chain (its own, then its issuers') failed, when it
+// failed the way gopcua (v0.8.0) fails with one: the server's
+// OpenSecureChannel answer carries the chain too, gopcua reads it as one
+// certificate ("x509: trailing data") and drops the answer, so the
+// request times out. err itself otherwise.
+func chainHint(err error) error {
+	if !errors.Is(err, ua.StatusBadTimeout) && !errors.Is(err, context.DeadlineExceeded) &&
+		!strings.Contains(err.Error(), "x509: trailing data") {
+		return err
+	}
+	return fmt.Errorf("%w (the server sends its certificate with its issuers', as a chain, which plantedge's OPC UA library cannot yet open a secure channel with: have the server send its own certificate alone)", err)
+}
+
 // fmtDuration is d as "2 minutes", "90 s".
 func fmtDuration(d time.Duration) string {
 	if d >= time.Minute && d%time.Minute == 0 {
@@ -803,7 +818,7 @@ const stopWait = 2 * time.Second
 // the session steps, reports false when ctx ended, and those run with
 // sctx.
 func dialWait(ctx, sctx context.Context, ask func() bool, p clientParams) (*opcua.Client, error) {
-	opts, err := clientOptions(ctx, p)
+	opts, chained, err := clientOptions(ctx, p)
 	if err != nil {
 		return nil, err
 	}
@@ -816,6 +831,9 @@ func dialWait(ctx, sctx context.Context, ask func() bool, p clientParams) (*opcu
 	wrap := func(err error) error {
 		if NoSessionSlot(err) {
 			err = slotHint(err, cmp.Or(p.sessionTimeout, defaultSessionTimeout), p.revisedTimeout)
+		}
+		if chained {
+			err = chainHint(err)
 		}
 		return fmt.Errorf("connect: %w", err)
 	}

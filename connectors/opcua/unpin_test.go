@@ -85,7 +85,7 @@ func TestSessionHoldsNoChunk(t *testing.T) {
 	})
 
 	t.Run("collected", func(t *testing.T) {
-		opts, err := clientOptions(ctx, clientParams{endpoint: srv.Endpoint(), sec: sec, requestTimeout: 10 * time.Second})
+		opts, _, err := clientOptions(ctx, clientParams{endpoint: srv.Endpoint(), sec: sec, requestTimeout: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -125,6 +125,21 @@ func (ca *CA) Issue(t testing.TB, cn string, notAfter time.Time) tls.Certificate
 // 127.0.0.1 and localhost, valid until notAfter.
 func OPCUAServer(t testing.TB, cn, appURI string, notAfter time.Time) tls.Certificate {
 	t.Helper()
+	return opcuaServer(t, cn, appURI, notAfter, nil)
+}
+
+// OPCUAServer makes an OPC UA application instance certificate named cn,
+// as OPCUAServer does, but signed by ca (a plant PKI's CA, a GDS) instead
+// of self-signed.
+func (ca *CA) OPCUAServer(t testing.TB, cn, appURI string, notAfter time.Time) tls.Certificate {
+	t.Helper()
+	return opcuaServer(t, cn, appURI, notAfter, ca)
+}
+
+// opcuaServer is OPCUAServer's certificate, signed by ca or (nil)
+// self-signed.
+func opcuaServer(t testing.TB, cn, appURI string, notAfter time.Time, ca *CA) tls.Certificate {
+	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +157,13 @@ func OPCUAServer(t testing.TB, cn, appURI string, notAfter time.Time) tls.Certif
 		BasicConstraintsValid: true,
 		DNSNames:              []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, URIs: []*url.URL{u},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	var der []byte
+	if ca == nil {
+		der, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	} else {
+		tmpl.KeyUsage &^= x509.KeyUsageCertSign
+		der, err = x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
