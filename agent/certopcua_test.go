@@ -1,10 +1,13 @@
 package agent_test
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/agenttest"
+	"github.com/plantedge/plantedge/agent/config"
 	"github.com/plantedge/plantedge/connectors/opcua"
 	"github.com/plantedge/plantedge/internal/certtest"
 	"github.com/plantedge/plantedge/internal/nodeopcua"
@@ -124,5 +130,46 @@ func TestOPCUAServerCertificateExpiry(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d WARN lines of the server's certificate, want 1:\n%s", n, p.logs.String())
+	}
+}
+
+// An OPC UA server whose certificate a plant CA's intermediate issued
+// sends the intermediate with it (a chain): the expiry watch sees the two
+// as separate certificates and names the one that ends first by its place,
+// here the intermediate, in 10 days (the server's own: a year).
+func TestOPCUAServerCertificateChain(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := certFiles{filepath.Join(dir, "plc.pem"), filepath.Join(dir, "plc.key"), "urn:plantedge:test:plc"}
+	ca := certtest.NewCA(t, "Plant root CA", certtest.Days(3650)).Intermediate(t, "Plant GDS CA", certtest.Days(10))
+	plc := ca.OPCUAServer(t, "PLC line1", srv.uri, certtest.Days(365))
+	certtest.WritePair(t, plc, srv.cert, srv.key)
+	certtest.WriteCerts(t, srv.cert, plc.Leaf, ca.Cert)
+	p := securePlant(t, srv)
+	// Started without waiting for the source to connect: it does not
+	// (gopcua v0.8.0 takes no chain in the secure channel's handshake), but
+	// the certificate is known from the server's endpoints before.
+	cfg, err := config.Load(p.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(cfg, agent.Options{Logger: slog.New(slog.NewTextHandler(io.MultiWriter(agenttest.LogWriter{T: t}, &p.logs), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ra := &runningAgent{a: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { ra.done <- a.Run(ctx) }()
+	t.Cleanup(ra.stop)
+	waitFor(t, 30*time.Second, "the OPC UA server's certificate in status", func() (bool, string) {
+		st := ra.a.Status()
+		return certOf(st, "opcua_server", "line1") != nil, fmt.Sprintf("%+v", st.Certificates)
+	})
+	c := certOf(ra.a.Status(), "opcua_server", "line1")
+	if c.Chain != "intermediate" || c.Subject != "CN=Plant GDS CA" || !c.NotAfter.Equal(ca.Cert.NotAfter) || !c.ExpiresSoon {
+		t.Errorf("the server's chain in status: %+v, want the intermediate CN=Plant GDS CA, not after %s, expires_soon", *c, ca.Cert.NotAfter)
+	}
+	if w := c.What(); !strings.Contains(w, "an intermediate CA certificate OPC UA server line1 sends with its own") {
+		t.Errorf("What() = %q", w)
 	}
 }
