@@ -2,6 +2,7 @@ package opcua
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"time"
 	"unsafe"
@@ -52,7 +53,12 @@ func checkLogin(ctx context.Context, endpoint string, opts []opcua.Option) error
 	if err != nil {
 		return err
 	}
-	if err := c.ActivateSession(ctx, s); err != nil {
+	if s == nil {
+		// gopcua's CreateSession when the server's session signature did
+		// not verify: no session, no error (guard.go).
+		return fmt.Errorf("%w during the login's check: the server's answer to CreateSession did not verify (its certificate, or its signature with it)", ErrLibraryFailed)
+	}
+	if err := guardPanic("the login's check", func() error { return c.ActivateSession(ctx, s) }); err != nil {
 		closeUnactivated(ctx, c, s)
 		return err
 	}

@@ -885,7 +885,7 @@ func dialWait(ctx, sctx context.Context, ask func() bool, p clientParams) (*opcu
 	} else {
 		close(activated)
 	}
-	err = c.Connect(sctx)
+	err = connectGuarded(sctx, c)
 	close(connected)
 	<-activated
 	if err != nil {
