@@ -154,23 +154,7 @@ func (a *Agent) readWaitedWithin(read func(), within time.Duration) bool {
 		}
 		read()
 	}()
-	tick := time.NewTicker(awaitScanLook)
-	defer tick.Stop()
-	for {
-		select {
-		case <-done:
-			return true
-		case <-tick.C:
-			if a.writeStalled() > 0 || a.writeRunning() >= within {
-				select {
-				case <-done:
-					return true
-				default:
-					return false
-				}
-			}
-		}
-	}
+	return a.awaitRead(done, within)
 }
 
 // waitedReadStarts, when set (tests), is called before a read of the

@@ -1293,7 +1293,12 @@ func (a *Agent) scanWhileWaited() *waitedScan {
 // be waiting behind — status and /metrics then answer with the counts they
 // had (or none, "reading"), within the CLI's 10 s, and say the stall once
 // it is one.
-func (a *Agent) awaitScan(done <-chan struct{}) bool {
+func (a *Agent) awaitScan(done <-chan struct{}) bool { return a.awaitRead(done, waitedReadLimit) }
+
+// awaitRead waits for a read of the buffer (done) to end, and reports
+// whether it did: it gives up once a buffer write has stalled, or has run
+// for within.
+func (a *Agent) awaitRead(done <-chan struct{}, within time.Duration) bool {
 	tick := time.NewTicker(awaitScanLook)
 	defer tick.Stop()
 	for {
@@ -1301,7 +1306,7 @@ func (a *Agent) awaitScan(done <-chan struct{}) bool {
 		case <-done:
 			return true
 		case <-tick.C:
-			if a.writeStalled() > 0 || a.writeRunning() >= waitedReadLimit {
+			if a.writeStalled() > 0 || a.writeRunning() >= within {
 				select {
 				case <-done:
 					return true
