@@ -37,13 +37,24 @@ func Days(n int) time.Time {
 // NewCA makes a self-signed CA named cn valid until notAfter.
 func NewCA(t testing.TB, cn string, notAfter time.Time) *CA {
 	t.Helper()
+	return newCA(t, cn, notAfter, nil)
+}
+
+// newCA makes a CA named cn valid until notAfter, signed by parent (nil:
+// by itself).
+func newCA(t testing.TB, cn string, notAfter time.Time, parent *CA) *CA {
+	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: cn},
 		NotBefore: notBefore(notAfter), NotAfter: notAfter,
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	signer, signerKey := tmpl, key
+	if parent != nil {
+		signer, signerKey = parent.Cert, parent.Key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,21 +90,7 @@ func (ca *CA) Renew(t testing.TB, notAfter time.Time) *CA {
 // sends it along.
 func (ca *CA) Intermediate(t testing.TB, cn string, notAfter time.Time) *CA {
 	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: cn},
-		NotBefore: notBefore(notAfter), NotAfter: notAfter,
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &CA{Cert: c, Key: key}
+	return newCA(t, cn, notAfter, ca)
 }
 
 // Issue makes a leaf named cn valid until notAfter, signed by ca, for
