@@ -1041,15 +1041,28 @@ func (q *Queue) RetryDeadLetter(ctx context.Context, id uint64) error {
 // are the ids retried. A retry of many made one by one was left half done
 // when it stopped between two (the caller gave up on a disk that stalled).
 func (q *Queue) RetryDeadLetters(ctx context.Context, ids []uint64) (done []uint64, err error) {
+	return q.deadLettersAsOne(ctx, "retry", ids, func(id uint64, v []byte) bool { return deadLetterAt(id, v).Damaged },
+		(*txn).retryDeadLetter, q.logRetried)
+}
+
+// deadLettersAsOne does act (a retry or a drop: what) to the dead letters
+// ids in one transaction, all or none, leaving out those no longer there
+// and those skip names; it logs each one done with logged, and returns
+// their ids.
+func (q *Queue) deadLettersAsOne(ctx context.Context, what string, ids []uint64, skip func(id uint64, v []byte) bool,
+	act func(t *txn, id uint64) (DeadLetter, error), logged func(DeadLetter)) (done []uint64, err error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
 	var ds []DeadLetter
 	fn := func(t *txn) error {
 		ds = ds[:0]
 		for _, id := range ids {
 			v := t.dead.Get(seqKey(id))
-			if v == nil || deadLetterAt(id, v).Damaged {
+			if v == nil || (skip != nil && skip(id, v)) {
 				continue
 			}
-			d, err := t.retryDeadLetter(id)
+			d, err := act(t, id)
 			if err != nil {
 				return err
 			}
@@ -1057,14 +1070,11 @@ func (q *Queue) RetryDeadLetters(ctx context.Context, ids []uint64) (done []uint
 		}
 		return nil
 	}
-	if len(ids) == 0 {
-		return nil, nil
-	}
 	if err := q.submit(ctx, &request{fn: fn, nrec: len(ids)}); err != nil {
-		return nil, fmt.Errorf("retry dead letters: %w", err)
+		return nil, fmt.Errorf("%s dead letters: %w", what, err)
 	}
 	for _, d := range ds {
-		q.logRetried(d)
+		logged(d)
 		done = append(done, d.ID)
 	}
 	return done, nil
@@ -1122,32 +1132,7 @@ func (q *Queue) DropDeadLetter(ctx context.Context, id uint64) error {
 // transaction: all of them or, when it fails, none. Those no longer there
 // are left out; done are the ids dropped.
 func (q *Queue) DropDeadLetters(ctx context.Context, ids []uint64) (done []uint64, err error) {
-	var ds []DeadLetter
-	fn := func(t *txn) error {
-		ds = ds[:0]
-		for _, id := range ids {
-			if t.dead.Get(seqKey(id)) == nil {
-				continue
-			}
-			d, err := t.dropDeadLetter(id)
-			if err != nil {
-				return err
-			}
-			ds = append(ds, d)
-		}
-		return nil
-	}
-	if len(ids) == 0 {
-		return nil, nil
-	}
-	if err := q.submit(ctx, &request{fn: fn, nrec: len(ids)}); err != nil {
-		return nil, fmt.Errorf("drop dead letters: %w", err)
-	}
-	for _, d := range ds {
-		q.logDropped(d)
-		done = append(done, d.ID)
-	}
-	return done, nil
+	return q.deadLettersAsOne(ctx, "drop", ids, nil, (*txn).dropDeadLetter, q.logDropped)
 }
 
 // dropDeadLetter deletes dead letter id (see DropDeadLetter).
