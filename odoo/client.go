@@ -375,8 +375,7 @@ func (c *Client) connectLocked(ctx context.Context) (err error) {
 			// Odoo answers a user id or false: anything else (no result,
 			// a proxy's JSON) is not a refused login, which would back off
 			// hard and say the key refused.
-			return &Error{Op: "authenticate", Name: "decode", Status: http.StatusOK, Class: Transient,
-				Message: c.clean("not Odoo's answer to authenticate (a user id or false): "+cmp.Or(string(res), "no result"), 200)}
+			return notOdoos("authenticate", c.clean("not Odoo's answer to authenticate (a user id or false): "+cmp.Or(string(res), "no result"), 200), nil)
 		}
 		if uid <= 0 {
 			return c.markExpired(&Error{Op: "authenticate", Name: "odoo.exceptions.AccessDenied",
@@ -394,8 +393,7 @@ func (c *Client) connectLocked(ctx context.Context) (err error) {
 		if uctx.UID <= 0 {
 			// Odoo's context_get always says who the key is: not its
 			// answer (a proxy's JSON of its own).
-			return &Error{Op: "res.users.context_get", Name: "decode", Status: http.StatusOK, Class: Transient,
-				Message: "an answer without the user's id (uid): not Odoo's context_get"}
+			return notOdoos("res.users.context_get", "an answer without the user's id (uid): not Odoo's context_get", nil)
 		}
 		uid = uctx.UID
 	}
@@ -570,8 +568,7 @@ func (c *Client) commonVersion(ctx context.Context) (string, error) {
 	if ver.ServerVersion == "" {
 		// Odoo's common.version always names its version: without one the
 		// client would pick 17/18's quantity field for any server.
-		return "", &Error{Op: "common.version", Name: "decode", Status: http.StatusOK, Class: Transient,
-			Message: "an answer without server_version: not Odoo's common.version"}
+		return "", notOdoos("common.version", "an answer without server_version: not Odoo's common.version", nil)
 	}
 	return ver.ServerVersion, nil
 }
@@ -648,23 +645,22 @@ func (c *Client) readRecords(ctx context.Context, model, method string, args []a
 	if err := c.callOnce(ctx, model, method, args, kwargs, &raw); err != nil {
 		return err
 	}
-	if err := needsValue(raw, out); err != nil {
-		return &Error{Op: op, Name: "decode", Message: "an answer without a result (" + err.Error() + ")", Status: http.StatusOK, Class: Transient}
+	if e := noResult(op, raw, out); e != nil {
+		return e
 	}
 	var rows []struct {
 		ID *int64 `json:"id"`
 	}
 	if err := json.Unmarshal(raw, &rows); err != nil {
-		return &Error{Op: op, Name: "decode", Message: "unexpected result shape", Status: http.StatusOK, Class: Transient, Err: err}
+		return notOdoos(op, "unexpected result shape", err)
 	}
 	for _, r := range rows {
 		if r.ID == nil || *r.ID <= 0 {
-			return &Error{Op: op, Name: "decode", Status: http.StatusOK, Class: Transient,
-				Message: c.clean("a "+method+" answered with a row that is not a record (no positive id): not Odoo's answer: "+string(raw), maxMessage)}
+			return notOdoos(op, c.clean("a "+method+" answered with a row that is not a record (no positive id): not Odoo's answer: "+string(raw), maxMessage), nil)
 		}
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return &Error{Op: op, Name: "decode", Message: "unexpected result shape", Status: http.StatusOK, Class: Transient, Err: err}
+		return notOdoos(op, "unexpected result shape", err)
 	}
 	return nil
 }
@@ -875,20 +871,19 @@ func (c *Client) rpc(ctx context.Context, op, service, method string, args []any
 		// front of Odoo answered.
 		return &Error{Op: op, Name: "decode", Message: "invalid JSON-RPC response", Status: http.StatusOK, Class: Transient, Err: err}
 	}
-	if got := string(bytes.TrimSpace(env.ID)); got != strconv.FormatInt(id, 10) {
+	if !answersID(env.ID, id) {
+		got := string(bytes.TrimSpace(env.ID))
 		// Odoo echoes the request's id: this answers another request (a
 		// proxy's cache, a gateway of its own), or none. Nothing it says,
 		// a result or a refusal, is about this call.
-		return &Error{Op: op, Name: "decode", Status: http.StatusOK, Class: Transient,
-			Message: c.clean(fmt.Sprintf("a JSON-RPC answer to another request (id %s, sent %d): not Odoo's answer to this call", cmp.Or(got, "none"), id), maxMessage)}
+		return notOdoos(op, c.clean(fmt.Sprintf("a JSON-RPC answer to another request (id %s, sent %d): not Odoo's answer to this call", cmp.Or(got, "none"), id), maxMessage), nil)
 	}
 	if env.Error != nil && env.Error.Data.Name == "" {
 		// Odoo names the exception of every error it answers
 		// (http.py serialize_exception): an error without one is a
 		// JSON-RPC gateway's or proxy's, which says nothing about the call.
 		msg := env.Error.Message
-		return &Error{Op: op, Name: "decode", Status: http.StatusOK, Class: Transient,
-			Message: c.clean("a JSON-RPC error that names no Odoo exception (not Odoo's answer): "+cmp.Or(msg, "no message"), maxMessage)}
+		return notOdoos(op, c.clean("a JSON-RPC error that names no Odoo exception (not Odoo's answer): "+cmp.Or(msg, "no message"), maxMessage), nil)
 	}
 	if env.Error != nil {
 		msg := env.Error.Data.Message
@@ -910,8 +905,8 @@ func (c *Client) rpc(ctx context.Context, op, service, method string, args []any
 	if out == nil {
 		return nil
 	}
-	if err := needsValue(env.Result, out); err != nil {
-		return &Error{Op: op, Name: "decode", Message: "an answer without a result (" + err.Error() + ")", Status: http.StatusOK, Class: Transient}
+	if e := noResult(op, env.Result, out); e != nil {
+		return e
 	}
 	if len(env.Result) == 0 {
 		return nil
@@ -939,8 +934,8 @@ func (c *Client) json2(ctx context.Context, op, model, method string, params map
 	if out == nil {
 		return nil
 	}
-	if err := needsValue(body, out); err != nil {
-		return &Error{Op: op, Name: "decode", Message: "an answer without a result (" + err.Error() + ")", Status: http.StatusOK, Class: Transient}
+	if e := noResult(op, body, out); e != nil {
+		return e
 	}
 	if len(body) == 0 {
 		return nil
@@ -953,24 +948,39 @@ func (c *Client) json2(ctx context.Context, op, model, method string, params map
 	return nil
 }
 
-// needsValue reports a result that is absent or null for a call that
-// expects a value in out: every method the client decodes an answer of
-// (search_read, read, load, fields_get, context_get, version, ...) returns
-// one, so none is not Odoo's answer — a proxy's, or the request echoed
-// back — and must not read as no records found or a login refused. A
-// *json.RawMessage takes anything (action_validate's True, a dict, or
-// None).
-func needsValue(result []byte, out any) error {
+// noResult is the error of a result that is absent or null for a call
+// that expects a value in out: every method the client decodes an answer
+// of (search_read, read, load, fields_get, context_get, version, ...)
+// returns one, so none is not Odoo's answer — a proxy's, or the request
+// echoed back — and must not read as no records found or a login refused.
+// A *json.RawMessage takes anything (action_validate's True, a dict, or
+// None). nil when there is one.
+func noResult(op string, result []byte, out any) *Error {
 	if _, raw := out.(*json.RawMessage); raw {
 		return nil
 	}
 	switch t := bytes.TrimSpace(result); {
 	case len(t) == 0:
-		return errors.New("none")
+		return notOdoos(op, "an answer without a result (none)", nil)
 	case string(t) == "null":
-		return errors.New("null")
+		return notOdoos(op, "an answer without a result (null)", nil)
 	}
 	return nil
+}
+
+// notOdoos is the transient "decode" error of an answer with status 200
+// that is not Odoo's answer to the call op (a proxy's, a gateway's, the
+// request echoed back): held and retried, never taken for a success nor
+// a refusal. err says why it did not decode, when it did not.
+func notOdoos(op, msg string, err error) *Error {
+	return &Error{Op: op, Name: "decode", Status: http.StatusOK, Class: Transient, Message: msg, Err: err}
+}
+
+// answersID reports whether a JSON-RPC answer's id (raw) is the request's:
+// Odoo echoes it; an answer to another request, or none, says nothing
+// about this call.
+func answersID(raw json.RawMessage, id int64) bool {
+	return string(bytes.TrimSpace(raw)) == strconv.FormatInt(id, 10)
 }
 
 // send sends one request bounded by the configured timeout and returns the
@@ -1032,8 +1042,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, payload any, h
 			// something in front of it (a maintenance page, a login
 			// form): Odoo is not reachable yet, nothing was refused.
 			c.recheck.Store(true)
-			return nil, nil, &Error{Op: op, Name: "decode", Status: http.StatusOK, Class: Transient,
-				Message: "not an Odoo answer (a proxy's page?): " + c.clean(bodyText(body), 200)}
+			return nil, nil, notOdoos(op, "not an Odoo answer (a proxy's page?): "+c.clean(bodyText(body), 200), nil)
 		}
 		c.answered.Store(time.Now().UnixNano())
 		return body, resp.Header, nil

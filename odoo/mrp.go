@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -795,8 +794,7 @@ func (c *Client) callTrue(ctx context.Context, model, method string, args []any,
 		return err
 	}
 	if !ok {
-		return &Error{Op: model + "." + method, Name: "decode", Status: http.StatusOK, Class: Transient,
-			Message: "the answer to " + method + " is not Odoo's true: " + unknown}
+		return notOdoos(model+"."+method, "the answer to "+method+" is not Odoo's true: "+unknown, nil)
 	}
 	return nil
 }
@@ -950,8 +948,7 @@ func (c *Client) load(ctx context.Context, model string, fields []string, rows [
 		// Odoo's load answers {"ids": [...] or false, "messages": [...]}:
 		// anything else (a proxy's JSON, the request echoed back) is not
 		// a refusal of the rows, and must not dead-letter them.
-		return nil, &Error{Op: model + ".load", Name: "decode", Status: http.StatusOK, Class: Transient,
-			Message: "not Odoo's answer to a load (no ids, or no messages)"}
+		return nil, notOdoos(model+".load", "not Odoo's answer to a load (no ids, or no messages)", nil)
 	}
 	var msgs, raw, unfound []string
 	for _, m := range res.Messages {
@@ -968,8 +965,7 @@ func (c *Client) load(ctx context.Context, model string, fields []string, rows [
 	if slices.ContainsFunc(ids, func(id int64) bool { return id <= 0 }) {
 		// Odoo's ids are positive: not its answer (nothing to book a line
 		// as). Retried, like every answer that does not read.
-		return nil, &Error{Op: model + ".load", Name: "decode", Status: http.StatusOK, Class: Transient,
-			Message: c.clean(fmt.Sprintf("a load answered with ids %s: not Odoo's answer", res.IDs), maxMessage)}
+		return nil, notOdoos(model+".load", c.clean(fmt.Sprintf("a load answered with ids %s: not Odoo's answer", res.IDs), maxMessage), nil)
 	}
 	if len(msgs) > 0 || len(ids) != len(rows) {
 		if len(msgs) == 0 {
@@ -1497,8 +1493,7 @@ func (c *Client) validateScrap(ctx context.Context, id int64, xmlid string, conf
 		// caller reads its state before validating it again; do_scrap
 		// on a scrap done would book it twice (it does not look at the
 		// state).
-		return false, &Error{Op: "stock.scrap.action_validate", Name: "decode", Status: http.StatusOK, Class: Transient,
-			Message: c.clean("not Odoo's answer to action_validate (true, or a wizard's action): "+cmp.Or(string(bytes.TrimSpace(res)), "no result"), maxMessage)}
+		return false, notOdoos("stock.scrap.action_validate", c.clean("not Odoo's answer to action_validate (true, or a wizard's action): "+cmp.Or(string(bytes.TrimSpace(res)), "no result"), maxMessage), nil)
 	}
 	if !confirmShort {
 		return false, nil

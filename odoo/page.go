@@ -1,14 +1,12 @@
 package odoo
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"html"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -297,7 +295,7 @@ func (c *Client) askRPC(ctx context.Context, op, path string, params map[string]
 		Error   json.RawMessage `json:"error"`
 	}
 	if status != http.StatusOK || json.Unmarshal(body, &env) != nil || env.JSONRPC != "2.0" || env.Error != nil ||
-		string(bytes.TrimSpace(env.ID)) != strconv.FormatInt(id, 10) || needsValue(env.Result, out) != nil {
+		!answersID(env.ID, id) || noResult(op, env.Result, out) != nil {
 		return &Error{Op: op, Status: status, Message: "not answered", Class: Transient}
 	}
 	return json.Unmarshal(env.Result, out)
