@@ -1353,14 +1353,7 @@ const writeStallAfter = 30 * time.Second
 // and no value is taken meanwhile); 0 otherwise, or before the buffer is
 // open.
 func (a *Agent) writeStalled() time.Duration {
-	if !a.opened.Load() {
-		return 0
-	}
-	since := a.buf.WriteRunningSince()
-	if since.IsZero() {
-		return 0
-	}
-	if d := time.Since(since); d >= cmp.Or(a.opts.WriteStallAfter, writeStallAfter) {
+	if d := a.writeRunning(); d >= cmp.Or(a.opts.WriteStallAfter, writeStallAfter) {
 		return d
 	}
 	return 0
