@@ -443,11 +443,12 @@ const FinishedOrderAdvice = "Odoo takes no quantity on a finished or cancelled w
 // buffer.ErrDamaged); a retry of one of either is an error.
 func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string, to *config.Config) (res DeadLetterResult, err error) {
 	var fn func(context.Context, uint64) error
+	var all func(context.Context, []uint64) ([]uint64, error)
 	switch action {
 	case "retry":
-		fn = buf.RetryDeadLetter
+		fn, all = buf.RetryDeadLetter, buf.RetryDeadLetters
 	case "drop":
-		fn = buf.DropDeadLetter
+		fn, all = buf.DropDeadLetter, buf.DropDeadLetters
 	default:
 		return res, fmt.Errorf("unknown action %q (retry or drop)", action)
 	}
@@ -536,10 +537,6 @@ func DeadLetterAction(ctx context.Context, buf *buffer.Queue, action, id string,
 		if page[len(page)-1].ID > last {
 			break
 		}
-	}
-	all := buf.DropDeadLetters
-	if action == "retry" {
-		all = buf.RetryDeadLetters
 	}
 	done, err := all(ctx, ids)
 	res.Affected = len(done)
@@ -686,18 +683,12 @@ func NewAPIClient(listen string) *APIClient {
 }
 
 func (c *APIClient) do(ctx context.Context, method, path string, out any) error {
-	_, err := c.doNoted(ctx, method, path, out)
-	return err
+	return c.doNoted(ctx, method, path, out, nil)
 }
 
-// doNoted is do, and returns the agent's note on the answer (NoteHeader).
-func (c *APIClient) doNoted(ctx context.Context, method, path string, out any) (string, error) {
-	var note string
-	err := c.doHeader(ctx, method, path, out, &note)
-	return note, err
-}
-
-func (c *APIClient) doHeader(ctx context.Context, method, path string, out any, note *string) error {
+// doNoted is do, and sets note, when not nil, to the agent's note on the
+// answer (NoteHeader).
+func (c *APIClient) doNoted(ctx context.Context, method, path string, out any, note *string) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
 	if err != nil {
 		return err
@@ -754,7 +745,9 @@ func (c *APIClient) doHeader(ctx context.Context, method, path string, out any, 
 		// not HTTP's ("502 Bad Gateway", the technician probe).
 		return answer
 	}
-	*note = resp.Header.Get(NoteHeader)
+	if note != nil {
+		*note = resp.Header.Get(NoteHeader)
+	}
 	if out != nil {
 		return json.Unmarshal(body, out)
 	}
@@ -903,7 +896,8 @@ func (c *APIClient) DeadLettersNoted(ctx context.Context) (_ []DeadLetterView, n
 	var out []DeadLetterView
 	for after := uint64(0); ; {
 		var page []DeadLetterView
-		n, err := c.doNoted(ctx, http.MethodGet, fmt.Sprintf("/api/v1/deadletters?after=%d&limit=%d", after, deadLetterPage), &page)
+		var n string
+		err := c.doNoted(ctx, http.MethodGet, fmt.Sprintf("/api/v1/deadletters?after=%d&limit=%d", after, deadLetterPage), &page, &n)
 		if err != nil {
 			return out, note, err
 		}

@@ -66,7 +66,7 @@ func stalledWords(d time.Duration) string {
 
 // serveDeadLetters answers a page of the dead letters (?after=ID&limit=N:
 // a plant can pile up a great many while Odoo refuses something for days).
-// A read waiting behind a buffer write for deadListWait is given up on:
+// A read waiting behind a buffer write for waitedReadLimit is given up on:
 // the answer says so, with what is known without reading (how many there
 // are, the newest). Read while a write is stalled, NoteHeader says what
 // the list does not show yet.
