@@ -328,11 +328,11 @@ func clientOptions(ctx context.Context, p clientParams) (opts []opcua.Option, ch
 	if ep == nil {
 		return nil, false, fmt.Errorf("%w for %s %s among %d offered", ErrNoEndpoint, p.sec.policyURI, p.sec.mode, len(eps))
 	}
+	leaf := leafCert(ep.ServerCertificate)
 	if p.sec.thumbprint != nil {
-		got := sha1.Sum(leafCert(ep.ServerCertificate))
-		if len(ep.ServerCertificate) == 0 || hex.EncodeToString(got[:]) != hex.EncodeToString(p.sec.thumbprint) {
+		if got := Thumbprint(leaf); len(leaf) == 0 || got != hex.EncodeToString(p.sec.thumbprint) {
 			return nil, false, fmt.Errorf("%w: server presents %s, pinned %s", ErrThumbprintMismatch,
-				Thumbprint(ep.ServerCertificate), hex.EncodeToString(p.sec.thumbprint))
+				got, hex.EncodeToString(p.sec.thumbprint))
 		}
 	}
 	if p.serverCert != nil && !p.sec.none() {
@@ -356,7 +356,7 @@ func clientOptions(ctx context.Context, p clientParams) (opts []opcua.Option, ch
 	// leaf's: OPC UA Part 6), and parses it as one certificate (a chain
 	// failed: "x509: trailing data").
 	leafEP := *ep
-	leafEP.ServerCertificate = leafCert(ep.ServerCertificate)
+	leafEP.ServerCertificate = leaf
 	opts = append(opts, opcua.SecurityFromEndpoint(&leafEP, tokenType))
 	return opts, !p.sec.none() && len(leafEP.ServerCertificate) < len(ep.ServerCertificate), nil
 }
