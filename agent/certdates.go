@@ -81,7 +81,7 @@ func CertFiles(cfg *config.Config) []CertFile {
 // generatesCert reports whether OPC UA source s uses a client certificate
 // the agent generates in data_dir: secure, without cert_file.
 func generatesCert(s config.OPCUAServer) bool {
-	return s.CertFile == "" && s.SecurityPolicy != "" && s.SecurityPolicy != "None"
+	return opcua.GeneratesCert(s.SecurityPolicy, s.CertFile)
 }
 
 // EndingCert reads f's file (PEM, every certificate of a bundle; or one

@@ -489,7 +489,7 @@ func (c Config) validate() (security, []nodeRef, error) {
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		errs = append(errs, errors.New("cert_file and key_file must be set together"))
 	}
-	if len(secErrs) == 0 && !sec.none() && c.CertFile == "" && c.DataDir == "" {
+	if len(secErrs) == 0 && GeneratesCert(c.SecurityPolicy, c.CertFile) && c.DataDir == "" {
 		errs = append(errs, errors.New("security needs cert_file/key_file or a data_dir to keep a generated certificate"))
 	}
 	if c.Mode != ModeSubscribe && c.Mode != ModePoll {

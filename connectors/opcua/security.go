@@ -59,6 +59,13 @@ func leafCert(der []byte) []byte {
 	return chain[0].Raw
 }
 
+// GeneratesCert reports whether a source whose security_policy is policy
+// and cert_file certFile uses a client certificate it generates in its
+// data directory (CertPaths): a secure one without cert_file.
+func GeneratesCert(policy, certFile string) bool {
+	return certFile == "" && policy != "" && policy != "None"
+}
+
 // CertPaths returns where a generated client certificate and key for the
 // source called name are kept in dataDir.
 func CertPaths(dataDir, name string) (certFile, keyFile string) {
