@@ -1102,10 +1102,10 @@ func (d *decoder) structEntry(path string, e entry, v reflect.Value, fields map[
 			case "host", "server", "base_url", "endpoint", "address":
 				meant = "url"
 			case "api_key_env", "key_env", "api_key_variable":
-				hint = "no key names the API key's environment variable: the agent reads PLANTEDGE_ODOO_API_KEY, or the file api_key_file names"
+				hint = "no key names the API key's environment variable: the agent reads " + EnvAPIKey + ", or the file api_key_file names"
 			}
 			if meant != "" {
-				hint = fmt.Sprintf("did you mean %q?", meant)
+				hint = suggest(meant, names)
 			}
 		}
 		if hint == "" {
