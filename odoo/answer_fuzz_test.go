@@ -342,14 +342,9 @@ type swapTransport struct {
 }
 
 func (t *swapTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	var reqBody []byte
-	if req.Body != nil {
-		b, err := io.ReadAll(req.Body)
-		req.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		reqBody = b
+	reqBody, err := readBody(req)
+	if err != nil {
+		return nil, err
 	}
 	var rpc struct {
 		ID     json.RawMessage `json:"id"`
@@ -365,15 +360,7 @@ func (t *swapTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		kwMethod, _ = rpc.Params.Args[4].(string)
 	}
 	if !t.sc.target(req.URL.Path, rpc.Params.Service, rpc.Params.Method, model, kwMethod) {
-		in := req.Clone(req.Context())
-		in.Body = io.NopCloser(bytes.NewReader(reqBody))
-		in.RemoteAddr = "127.0.0.1:40000"
-		in.RequestURI = req.URL.RequestURI()
-		rec := httptest.NewRecorder()
-		t.h.ServeHTTP(rec, in)
-		resp := rec.Result()
-		resp.Request = req
-		return resp, nil
+		return serveIn(t.h, req, reqBody), nil
 	}
 	t.hits++
 	t.id = rpc.ID
@@ -391,9 +378,37 @@ func (t *swapTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.ans.auth != "" {
 		h.Set("WWW-Authenticate", t.ans.auth)
 	}
-	return &http.Response{StatusCode: t.ans.status, Status: fmt.Sprintf("%d %s", t.ans.status, http.StatusText(t.ans.status)),
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: h, Body: io.NopCloser(bytes.NewReader(body)),
-		ContentLength: int64(len(body)), Request: req}, nil
+	return answerWith(req, t.ans.status, h, body), nil
+}
+
+// readBody reads and closes req's body (nil: none).
+func readBody(req *http.Request) ([]byte, error) {
+	if req.Body == nil {
+		return nil, nil
+	}
+	defer req.Body.Close()
+	return io.ReadAll(req.Body)
+}
+
+// serveIn answers req, whose body readBody read, with h in the test
+// process, as asked from 127.0.0.1.
+func serveIn(h http.Handler, req *http.Request, body []byte) *http.Response {
+	in := req.Clone(req.Context())
+	in.Body = io.NopCloser(bytes.NewReader(body))
+	in.RemoteAddr = "127.0.0.1:40000"
+	in.RequestURI = req.URL.RequestURI()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, in)
+	resp := rec.Result()
+	resp.Request = req
+	return resp
+}
+
+// answerWith is an answer to req made up of status, header and body.
+func answerWith(req *http.Request, status int, header http.Header, body []byte) *http.Response {
+	return &http.Response{StatusCode: status, Status: fmt.Sprintf("%d %s", status, http.StatusText(status)),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: header, Body: io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)), Request: req}
 }
 
 // runAnswer runs scenario sc against ans and checks the properties.

@@ -347,14 +347,9 @@ type dbAnswerTransport struct {
 }
 
 func (t *dbAnswerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	var body []byte
-	if req.Body != nil {
-		b, err := io.ReadAll(req.Body)
-		req.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		body = b
+	body, err := readBody(req)
+	if err != nil {
+		return nil, err
 	}
 	var rpc struct {
 		ID     json.RawMessage `json:"id"`
@@ -365,20 +360,10 @@ func (t *dbAnswerTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	_ = json.Unmarshal(body, &rpc)
 	if req.URL.Path == "/web/database/list" || req.URL.Path == "/jsonrpc" && rpc.Params.Service == "db" {
 		if ans, ok := t.answer(req.URL.Path, rpc.ID); ok {
-			return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-				Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(ans)),
-				ContentLength: int64(len(ans)), Request: req}, nil
+			return answerWith(req, http.StatusOK, http.Header{"Content-Type": {"application/json"}}, []byte(ans)), nil
 		}
 	}
-	in := req.Clone(req.Context())
-	in.Body = io.NopCloser(strings.NewReader(string(body)))
-	in.RemoteAddr = "127.0.0.1:40000"
-	in.RequestURI = req.URL.RequestURI()
-	rec := httptest.NewRecorder()
-	t.h.ServeHTTP(rec, in)
-	resp := rec.Result()
-	resp.Request = req
-	return resp, nil
+	return serveIn(t.h, req, body), nil
 }
 
 // The questions asked after JSON-2's 404 without a database (db.db_exist,
