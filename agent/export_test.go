@@ -84,18 +84,24 @@ func SetPendingScanBound(n int) (release, restore func()) {
 // until release is called (restore calls it too, and puts the hook back);
 // held says how many scans it has held. Not for parallel tests.
 func HoldWaitedPendingScans() (held func() int, release, restore func()) {
+	return holdAt(&pendingScanStarts)
+}
+
+// holdAt sets the test hook at to hold each caller until release (see
+// HoldWaitedPendingScans, HoldWaitedReads).
+func holdAt(at *atomic.Pointer[func()]) (held func() int, release, restore func()) {
 	var n atomic.Int64
 	hold := make(chan struct{})
 	var once sync.Once
-	hook := func(*Agent) {
+	hook := func() {
 		n.Add(1)
 		<-hold
 	}
-	pendingScanStarts.Store(&hook)
+	at.Store(&hook)
 	release = func() { once.Do(func() { close(hold) }) }
 	return func() int { return int(n.Load()) }, release, func() {
 		release()
-		pendingScanStarts.Store(nil)
+		at.Store(nil)
 	}
 }
 
@@ -105,19 +111,7 @@ func HoldWaitedPendingScans() (held func() int, release, restore func()) {
 // meta page, until release is called (restore calls it too, and puts the
 // hook back); held says how many it has held. Not for parallel tests.
 func HoldWaitedReads() (held func() int, release, restore func()) {
-	var n atomic.Int64
-	hold := make(chan struct{})
-	var once sync.Once
-	hook := func() {
-		n.Add(1)
-		<-hold
-	}
-	waitedReadStarts.Store(&hook)
-	release = func() { once.Do(func() { close(hold) }) }
-	return func() int { return int(n.Load()) }, release, func() {
-		release()
-		waitedReadStarts.Store(nil)
-	}
+	return holdAt(&waitedReadStarts)
 }
 
 // WriteRunning is for how long the buffer write in progress has run (0:

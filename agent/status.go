@@ -1269,7 +1269,7 @@ func (a *Agent) scanWhileWaited() *waitedScan {
 	go func() {
 		defer a.bg.Done()
 		if hook := pendingScanStarts.Load(); hook != nil {
-			(*hook)(a)
+			(*hook)()
 		}
 		val, seq, took, err := a.scanPendingCounts(false)
 		a.pendingMu.Lock()
@@ -1323,7 +1323,7 @@ const awaitScanLook = 20 * time.Millisecond
 
 // pendingScanStarts, when set (tests), is called before a scan that a
 // caller waits for (scanWhileWaited) reads the buffer.
-var pendingScanStarts atomic.Pointer[func(a *Agent)]
+var pendingScanStarts atomic.Pointer[func()]
 
 // pendingBacklog is how many records a scan of the pending counts reads
 // (telemetry is not read), from the buffer's stats: known at once.
