@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -971,73 +970,16 @@ func mountSmallDataDir(t *testing.T, p *plant) string {
 	return data
 }
 
-// mountFreezableDataDir mounts a small ext4 file system (a loop device) as
-// p's data_dir, which fsfreeze can freeze: its writes then block, as on a
-// disk that stopped completing them. The returned thaw undoes a freeze
-// (also at the test's end, before the agent stops: a stop waits for the
-// write).
+// mountFreezableDataDir mounts a small ext4 file system as p's data_dir,
+// which fsfreeze can freeze (fstest.Freezable): its writes then block, as
+// on a disk that stopped completing them.
 func mountFreezableDataDir(t *testing.T, p *plant) (data string, freeze, thaw func()) {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("needs root to mount and freeze a file system")
-	}
-	img := filepath.Join(t.TempDir(), "data.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 32<<20); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", img).CombinedOutput(); err != nil {
-		t.Skipf("cannot make an ext4 file system here: %v %s", err, out)
-	}
 	data = filepath.Join(p.dir, "data")
 	if err := os.MkdirAll(data, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("mount", "-o", "loop", img, data).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a loop device here: %v %s", err, out)
-	}
-	var frozen atomic.Bool
-	var failsafe *time.Timer
-	unfreeze := func() error {
-		var err error
-		for range 5 { // (tried again: a thaw left undone hangs the test binary's exit)
-			var out []byte
-			if out, err = exec.Command("fsfreeze", "-u", data).CombinedOutput(); err == nil {
-				return nil
-			}
-			err = fmt.Errorf("fsfreeze -u: %v %s", err, out)
-			time.Sleep(100 * time.Millisecond)
-		}
-		return err
-	}
-	thaw = func() {
-		if frozen.CompareAndSwap(true, false) {
-			failsafe.Stop()
-			if err := unfreeze(); err != nil {
-				t.Error(err)
-			}
-		}
-	}
-	freeze = func() {
-		t.Helper()
-		if out, err := exec.Command("fsfreeze", "-f", data).CombinedOutput(); err != nil {
-			t.Skipf("cannot freeze a file system here: %v %s", err, out)
-		}
-		frozen.Store(true)
-		// A file system left frozen holds every process that writes to it
-		// (the test binary too, in uninterruptible sleep, past go test's
-		// timeout): whatever becomes of the test, it is thawed a minute
-		// on.
-		failsafe = time.AfterFunc(time.Minute, func() {
-			if frozen.CompareAndSwap(true, false) {
-				_ = unfreeze()
-			}
-		})
-		t.Cleanup(thaw) // before the agent's stop, registered earlier
-	}
-	t.Cleanup(func() { thaw(); _ = exec.Command("umount", "-l", data).Run() })
+	freeze, thaw = fstest.Freezable(t, data)
 	return data, freeze, thaw
 }
 
