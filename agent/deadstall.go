@@ -100,7 +100,8 @@ func (a *Agent) serveDeadLetters(w http.ResponseWriter, r *http.Request) {
 	if d := a.writeStalled(); d > 0 {
 		note := stalledWords(d) + ": a dead letter Odoo refuses meanwhile is listed once the disk completes its writes"
 		if asked := a.deadAsked.Load(); asked != nil {
-			note += "; " + asked.String() + " waits for it: what it " + asked.action + "s is listed until then"
+			does := map[string]string{"retry": "retries", "drop": "drops"}[asked.action] // ("retrys")
+			note += "; " + asked.String() + " waits for it: what it " + does + " is listed until then"
 		}
 		w.Header().Set(NoteHeader, note)
 	}

@@ -92,7 +92,8 @@ func TestDeadLetterRetryStalledTakesEffectOnce(t *testing.T) {
 		}
 	}
 	dls, note, err := api.DeadLettersNoted(context.Background())
-	if err != nil || len(dls) != 1 || !strings.Contains(note, "a retry of all dead letters asked at") {
+	if err != nil || len(dls) != 1 || !strings.Contains(note, "a retry of all dead letters asked at") ||
+		!strings.Contains(note, "waits for it: what it retries is listed until then") {
 		t.Errorf("the list while the retry waits: %d dead letters, %v, note %q; want the one there is, noted as waiting for its retry", len(dls), err, note)
 	}
 	thaw()
