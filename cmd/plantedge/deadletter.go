@@ -126,10 +126,19 @@ func newDeadLetterCmd() *cobra.Command {
 				if name == "drop" && !yes && stdinIsTerminal() {
 					// What a drop loses never reaches Odoo: on a terminal
 					// it is asked first (scripts, without one, are not).
+					noted := false
 					list := func() (views []agent.DeadLetterView, err error) {
 						err = withDeadLetters(cfgPath, "deadletter "+name, true, warn,
 							func(c *agent.APIClient, _ *config.Config) (err error) {
-								views, err = c.DeadLetters(cmd.Context())
+								var note string
+								views, note, err = c.DeadLettersNoted(cmd.Context())
+								if err == nil && note != "" && !noted {
+									// What the list shown does not show yet
+									// (a stalled write), said before the
+									// question, as list says it.
+									noted = true
+									fmt.Fprintf(cmd.ErrOrStderr(), "note: %s\n", note)
+								}
 								return err
 							},
 							func(q *buffer.Queue, _ *config.Config) (err error) { views, err = agent.ListDeadLetters(q); return err })

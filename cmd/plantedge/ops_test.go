@@ -45,6 +45,9 @@ type bench struct {
 	// logs, when set before startAgent, takes the agent's log at debug
 	// level instead of the test's log.
 	logs *agenttest.SyncBuffer
+	// writeStall, when set before startAgent, is the agent's
+	// WriteStallAfter (30 s by default).
+	writeStall time.Duration
 
 	a      *agent.Agent
 	cancel context.CancelFunc
@@ -147,7 +150,7 @@ func (b *bench) launchAgent() {
 	if b.logs != nil {
 		log = slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	a, err := agent.New(cfg, agent.Options{Logger: log, Version: "test"})
+	a, err := agent.New(cfg, agent.Options{Logger: log, Version: "test", WriteStallAfter: b.writeStall})
 	if err != nil {
 		b.t.Fatal(err)
 	}
