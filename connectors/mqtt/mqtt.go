@@ -570,9 +570,11 @@ func (s *Source) Run(ctx context.Context) error {
 		}
 		attempt, loginLogged = 0, false
 		connectedAt := time.Now()
+		// The refused topics are known before the source says connected:
+		// a status read at the connect saw it connected with none refused.
+		s.noteRefused(sess.refused)
 		s.connects.Add(1)
 		s.state.Store(connectors.StateConnected)
-		s.noteRefused(sess.refused)
 		s.serve(ctx, sess, bo, connectedAt, &shortLived)
 		s.cur.CompareAndSwap(sess, nil)
 	}

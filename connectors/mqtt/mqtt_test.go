@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -701,6 +702,11 @@ func TestStrayWildcardBounded(t *testing.T) {
 	}
 }
 
+// writerFunc is an io.Writer made of a function.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
 // logBuffer is a bytes.Buffer safe for a logger's concurrent writes.
 type logBuffer struct {
 	mu sync.Mutex
@@ -751,8 +757,25 @@ func TestRefusedTopicLeavesTheOthersFlowing(t *testing.T) {
 	hook := &aclHook{deny: map[string]bool{"secret/state": true}}
 	url := startMochiHook(t, "tcp", nil, nil, hook)
 	sink := make(chanSink, 100)
-	r := start(t, Config{URL: url, ClientID: "acl", Topics: []string{"ok/count", "secret/state"}}, sink)
+	// The source's state when it notes the refusal (its warning): a status
+	// read at the connect must not see it connected with nothing refused.
+	var r *running
+	started := make(chan struct{})
+	var atRefusal atomic.Value // connectors.State
+	logs := writerFunc(func(p []byte) (int, error) {
+		if bytes.Contains(p, []byte("mqtt broker refuses the subscription")) {
+			<-started
+			atRefusal.CompareAndSwap(nil, r.State())
+		}
+		return len(p), nil
+	})
+	r = start(t, Config{URL: url, ClientID: "acl", Topics: []string{"ok/count", "secret/state"},
+		Logger: slog.New(slog.NewTextHandler(logs, nil))}, sink)
+	close(started)
 	waitConnected(t, r, 1)
+	if st := atRefusal.Load(); st == nil || st == connectors.StateConnected {
+		t.Errorf("the refusal noted with the source %v: want it noted before the source says connected", st)
+	}
 	if got := r.Stats().Refused; !slices.Equal(got, []RefusedTopic{{"secret/state", 0x80}}) {
 		t.Errorf("refused %+v, want secret/state with 0x80", got)
 	}
