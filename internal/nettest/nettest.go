@@ -255,6 +255,22 @@ func (px *CrashProxy) Crash() {
 		px.l.Close()
 		px.l = nil
 	}
+	px.resetConns()
+}
+
+// Reset resets every proxied connection and keeps the port open: a server
+// back at once, whose port refuses no connect. Crash then Restart leaves a
+// moment in which a client's reconnect is refused, however soon Restart is
+// called (on a loaded machine the client's goroutines may run first): a
+// test that reads what the loss alone leaves (the last error) uses Reset.
+func (px *CrashProxy) Reset() {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	px.resetConns()
+}
+
+// resetConns resets every proxied connection; px.mu is held.
+func (px *CrashProxy) resetConns() {
 	for c, client := range px.conns {
 		if tc, ok := c.(*net.TCPConn); ok && client {
 			_ = tc.SetLinger(0)

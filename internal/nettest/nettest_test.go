@@ -1,6 +1,7 @@
 package nettest
 
 import (
+	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -70,5 +71,52 @@ func TestFreePortGivesEveryOtherPortBeforeOneAgain(t *testing.T) {
 	}
 	if n := FreePort(t); n != got[0] {
 		t.Errorf("after %v FreePort gave %d, want %d: given longest ago", got, n, got[0])
+	}
+}
+
+// Reset drops the proxied connections and leaves the port open: the next
+// connect is taken at once, none refused (Crash's is, until Restart).
+func TestCrashProxyResetKeepsThePortOpen(t *testing.T) {
+	target, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { target.Close() })
+	go func() {
+		for {
+			c, err := target.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); c.Close() }()
+		}
+	}()
+	px := NewCrashProxy(t, target.Addr().String())
+	echo := func(c net.Conn) error {
+		if _, err := c.Write([]byte("x")); err != nil {
+			return err
+		}
+		_, err := io.ReadFull(c, make([]byte, 1))
+		return err
+	}
+	c, err := net.Dial("tcp", px.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := echo(c); err != nil {
+		t.Fatalf("through the proxy: %v", err)
+	}
+	px.Reset()
+	if err := echo(c); err == nil {
+		t.Fatal("a connection of before the reset still carries")
+	}
+	c2, err := net.Dial("tcp", px.Addr())
+	if err != nil {
+		t.Fatalf("connect right after the reset: %v", err)
+	}
+	defer c2.Close()
+	if err := echo(c2); err != nil {
+		t.Fatalf("a connection after the reset: %v", err)
 	}
 }
