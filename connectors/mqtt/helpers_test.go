@@ -464,6 +464,44 @@ func (h *ackHook) waitAcked(t testing.TB, id string, n int) {
 	})
 }
 
+// routedHook is allowHook that also counts, per topic, the QoS 1 messages
+// the broker has routed to their subscribers' sessions. mochi answers a
+// publisher's PUBACK before it routes the message (mosquitto after): a
+// subscriber's connect that takes its session over in between copies the
+// session without the message, and mochi routes it to the connection
+// taken over, where it is lost (docs/runbook.md, MQTT brokers and order).
+type routedHook struct {
+	allowHook
+	mu     sync.Mutex
+	routed map[string]int
+}
+
+func (h *routedHook) ID() string { return "routed-count" }
+
+func (h *routedHook) Provides(b byte) bool {
+	return h.allowHook.Provides(b) || b == mochi.OnPublished
+}
+
+func (h *routedHook) OnPublished(_ *mochi.Client, pk packets.Packet) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.routed == nil {
+		h.routed = map[string]int{}
+	}
+	h.routed[pk.TopicName]++
+}
+
+// waitRouted waits until the broker has routed n messages published on
+// topic to the sessions subscribed to it.
+func (h *routedHook) waitRouted(t testing.TB, topic string, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d messages on %s routed by the broker", n, topic), func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.routed[topic] >= n
+	})
+}
+
 // aclHook is allowHook but for the topics in deny, which no client may
 // subscribe to (mochi then answers SUBACK 0x80, as an ACL does).
 type aclHook struct {
