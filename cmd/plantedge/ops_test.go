@@ -210,12 +210,20 @@ func (b *bench) waitQty() {
 	})
 }
 
-// waitPending waits until the running agent holds at least one record.
-func (b *bench) waitPending() {
+// waitPending waits until the running agent, Odoo offline, holds records
+// of good pieces for the machine: every count produced while Odoo was away
+// (a record pending is the first value's, maybe not the last's: a test
+// that stopped the agent then found the last value unread, or its record
+// written after the pending count it had taken).
+func (b *bench) waitPending(good float64) {
 	b.t.Helper()
-	waitUntil(b.t, 10*time.Second, "pending records", func() (bool, string) {
+	waitUntil(b.t, 10*time.Second, fmt.Sprintf("%v good pieces pending", good), func() (bool, string) {
 		st := b.a.Status()
-		return st.Buffer.Pending > 0 && st.Odoo.State == "offline", fmt.Sprintf("pending %d odoo %s", st.Buffer.Pending, st.Odoo.State)
+		var got float64
+		if len(st.Machines) > 0 {
+			got = st.Machines[0].Pending
+		}
+		return got == good && st.Buffer.Pending > 0 && st.Odoo.State == "offline", fmt.Sprintf("pending %d records, %v good, odoo %s", st.Buffer.Pending, got, st.Odoo.State)
 	})
 }
 
@@ -412,7 +420,7 @@ func TestStatusJSONContract(t *testing.T) {
 	b.odoo.SetDown(true)
 	b.produce(5)
 	b.produce(4)
-	b.waitPending()
+	b.waitPending(9)
 	m = statusJSON(t, b.cfgPath)
 	checkStatusContract(t, m)
 	if s := m["odoo"].(map[string]any)["state"]; s != "offline" {
@@ -665,7 +673,7 @@ func TestStatusWithABrokenConfigFile(t *testing.T) {
 	// machines) — and exits 1, saying so (it cannot tell everything).
 	b.odoo.SetDown(true)
 	b.produce(3)
-	b.waitPending()
+	b.waitPending(3)
 	b.stopAgent()
 	out, err = cli(t, "status", "-c", b.cfgPath)
 	if exitCode(err) != 1 || !strings.Contains(fmt.Sprint(err), "machines and sources are not shown") ||
@@ -690,7 +698,7 @@ func TestRebookAndAcceptQtyWhileOdooIsDown(t *testing.T) {
 	b.waitQty()
 	b.odoo.SetDown(true)
 	b.produce(1)
-	b.waitPending()
+	b.waitPending(1)
 	for _, args := range [][]string{{"rebook", "--since", "1h"}, {"accept-qty", "press-1"}} {
 		out, err := cli(t, append(args, "-c", b.cfgPath)...)
 		t.Logf("%s: %v", args[0], err)
@@ -705,7 +713,7 @@ func TestFlushCommand(t *testing.T) {
 	b.startAgent()
 	b.odoo.SetDown(true)
 	b.produce(3)
-	b.waitPending()
+	b.waitPending(3)
 
 	out, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "1s")
 	if code := exitCode(err); code != 1 {
@@ -971,7 +979,7 @@ func TestFlushOnAProducingPlant(t *testing.T) {
 	b.startAgent()
 	b.odoo.SetDown(true)
 	b.produce(3)
-	b.waitPending()
+	b.waitPending(3)
 	b.odoo.SetDown(false)
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() { // the machine keeps making pieces, a value every 10 ms
@@ -1189,7 +1197,7 @@ func TestFlushShowsARoundUnderWay(t *testing.T) {
 	b.waitQty()
 	b.odoo.SetDown(true)
 	b.produce(3)
-	b.waitPending()
+	b.waitPending(3)
 	b.odoo.SetLatency(800 * time.Millisecond)
 	b.odoo.SetDown(false)
 	out, err := cli(t, "flush", "-c", b.cfgPath, "--timeout", "30s")

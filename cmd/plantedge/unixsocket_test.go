@@ -52,7 +52,7 @@ func TestCommandsOverUnixSocket(t *testing.T) {
 	// backoff, which flush skips.
 	b.odoo.SetDown(true)
 	b.produce(2)
-	b.waitPending()
+	b.waitPending(2)
 	b.odoo.SetDown(false)
 	out, err = cli(t, "flush", "-c", b.cfgPath, "--timeout", "30s")
 	if err != nil || !strings.Contains(out, "drained") {
