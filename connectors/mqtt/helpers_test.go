@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -223,14 +224,15 @@ func startMochiHook(t testing.TB, kind string, tlsCfg *tls.Config, caps func(*mo
 		t.Fatal(err)
 	}
 	var url string
-	var raw net.Listener // the tcp and tls kinds' own
+	var raw *countingListener // the tcp and tls kinds' own
 	switch kind {
 	case "tcp", "tls":
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		tl, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw = l
+		raw = &countingListener{Listener: tl}
+		var l net.Listener = raw
 		url = "tcp://" + l.Addr().String()
 		if kind == "tls" {
 			l = tls.NewListener(l, tlsCfg)
@@ -254,11 +256,14 @@ func startMochiHook(t testing.TB, kind string, tlsCfg *tls.Config, caps func(*mo
 	t.Cleanup(func() {
 		if raw != nil {
 			// mochi v2.7.9's Close races with a connection its listener
-			// accepted just before (attachClient against close(s.done):
-			// CI's -race caught it, a client of a wrong CA reconnecting in
-			// TestMochiTLS): no more accepts, and a moment for the last.
+			// accepted just before (attachClient's ClientsWg.Add against
+			// Close's Wait: CI's -race caught it, a client of a wrong CA
+			// reconnecting in TestMochiTLS, and again in TestMochiMQTTSchemes
+			// under load, past the 50 ms this waited): no more accepts, and
+			// every connection accepted read from (attachClient has added
+			// it by then).
 			_ = raw.Close()
-			time.Sleep(50 * time.Millisecond)
+			waitFor(t, "mochi reading every connection it accepted", raw.allRead)
 		}
 		_ = mqtttest.CloseMochi(srv)
 	})
@@ -272,6 +277,38 @@ func startMochiHook(t testing.TB, kind string, tlsCfg *tls.Config, caps func(*mo
 		})
 	}
 	return url
+}
+
+// countingListener counts the connections it accepts and those read from
+// since (mochi's attachClient reads a connection once it has added it to
+// the clients its Close waits for).
+type countingListener struct {
+	net.Listener
+	accepted, read atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.accepted.Add(1)
+	return &firstReadConn{Conn: c, l: l}, nil
+}
+
+// allRead reports whether every connection accepted has been read from.
+func (l *countingListener) allRead() bool { return l.read.Load() == l.accepted.Load() }
+
+// firstReadConn counts its first Read in its listener's read.
+type firstReadConn struct {
+	net.Conn
+	l    *countingListener
+	once sync.Once
+}
+
+func (c *firstReadConn) Read(p []byte) (int, error) {
+	c.once.Do(func() { c.l.read.Add(1) })
+	return c.Conn.Read(p)
 }
 
 // mosquitto is a real Mosquitto broker run by the test on a loopback port.
