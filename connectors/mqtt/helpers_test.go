@@ -285,19 +285,25 @@ func startMochiHook(t testing.TB, kind string, tlsCfg *tls.Config, caps func(*mo
 type countingListener struct {
 	net.Listener
 	accepted, read atomic.Int64
+	ended          atomic.Bool // an Accept failed: mochi's accept loop is over
 }
 
 func (l *countingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
+		l.ended.Store(true)
 		return nil, err
 	}
 	l.accepted.Add(1)
 	return &firstReadConn{Conn: c, l: l}, nil
 }
 
-// allRead reports whether every connection accepted has been read from.
-func (l *countingListener) allRead() bool { return l.read.Load() == l.accepted.Load() }
+// allRead reports, once closed, whether mochi's accept loop is over (one
+// Accept, a connection's, may return after Close) and every connection
+// accepted has been read from.
+func (l *countingListener) allRead() bool {
+	return l.ended.Load() && l.read.Load() == l.accepted.Load()
+}
 
 // firstReadConn counts its first Read in its listener's read.
 type firstReadConn struct {
