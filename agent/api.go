@@ -71,8 +71,7 @@ func (a *Agent) Handler() http.Handler {
 		writeJSON(w, map[string]any{"ok": true, "after": n, "started": a.started.UTC(), "seq": seq})
 	})
 	api.HandleFunc("POST /api/v1/rebook", func(w http.ResponseWriter, r *http.Request) {
-		if !a.opened.Load() {
-			http.Error(w, "buffer not open yet", http.StatusServiceUnavailable)
+		if !a.bufferOpen(w) {
 			return
 		}
 		since, err := time.Parse(time.RFC3339, r.URL.Query().Get("since"))
@@ -106,22 +105,14 @@ func (a *Agent) Handler() http.Handler {
 			// measured): it is logged when done. (One no round took is
 			// withdrawn: errRebookNotTaken.)
 			writeJSON(w, RebookResult{Since: since, DryRun: dry, Pending: true})
-			return
-		case errors.Is(err, errAgentStopping):
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
 		case errors.Is(err, errRebookNotTaken):
 			http.Error(w, err.Error(), http.StatusGatewayTimeout)
-			return
-		case err != nil:
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
+		default:
+			answerRound(w, res, err)
 		}
-		writeJSON(w, res)
 	})
 	api.HandleFunc("POST /api/v1/accept-qty", func(w http.ResponseWriter, r *http.Request) {
-		if !a.opened.Load() {
-			http.Error(w, "buffer not open yet", http.StatusServiceUnavailable)
+		if !a.bufferOpen(w) {
 			return
 		}
 		machine := r.URL.Query().Get("machine")
@@ -143,25 +134,16 @@ func (a *Agent) Handler() http.Handler {
 		case errors.Is(err, context.DeadlineExceeded):
 			http.Error(w, fmt.Sprintf("no forwarding round reached the machine within %s (Odoo offline? plantedge status says): nothing was changed; try again", acceptWait),
 				http.StatusGatewayTimeout)
-			return
 		case errors.Is(err, errAcceptBusy):
 			http.Error(w, err.Error(), http.StatusConflict)
-			return
-		case errors.Is(err, errAgentStopping):
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
 		case errors.Is(err, errAcceptPending):
 			http.Error(w, err.Error(), http.StatusGatewayTimeout)
-			return
-		case err != nil:
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
+		default:
+			answerRound(w, res, err)
 		}
-		writeJSON(w, res)
 	})
 	api.HandleFunc("GET /api/v1/opcua/pins", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.opened.Load() {
-			http.Error(w, "buffer not open yet", http.StatusServiceUnavailable)
+		if !a.bufferOpen(w) {
 			return
 		}
 		pins, err := NamespacePinsIn(a.buf)
@@ -271,6 +253,31 @@ func peerIsThisMachine(r *http.Request) bool {
 	}
 	local, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
 	return ok && local.IP.Equal(ip)
+}
+
+// bufferOpen says whether the buffer is open; where it is not yet, it
+// answers 503 for the request that needs it.
+func (a *Agent) bufferOpen(w http.ResponseWriter) bool {
+	if !a.opened.Load() {
+		http.Error(w, "buffer not open yet", http.StatusServiceUnavailable)
+		return false
+	}
+	return true
+}
+
+// answerRound answers a request a forwarding round served (rebook,
+// accept-qty) with its result, once each handler has answered the errors
+// of its own: a stopping agent is 503 (nothing was changed), any other
+// error 502 (Odoo's).
+func answerRound(w http.ResponseWriter, res any, err error) {
+	switch {
+	case errors.Is(err, errAgentStopping):
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusBadGateway)
+	default:
+		writeJSON(w, res)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

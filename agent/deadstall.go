@@ -71,8 +71,7 @@ func stalledWords(d time.Duration) string {
 // are, the newest). Read while a write is stalled, NoteHeader says what
 // the list does not show yet.
 func (a *Agent) serveDeadLetters(w http.ResponseWriter, r *http.Request) {
-	if !a.opened.Load() {
-		http.Error(w, "buffer not open yet", http.StatusServiceUnavailable)
+	if !a.bufferOpen(w) {
 		return
 	}
 	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
@@ -180,8 +179,7 @@ func (a *Agent) serveDeadLetterAction(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !a.opened.Load() {
-		http.Error(w, "buffer not open yet", http.StatusServiceUnavailable)
+	if !a.bufferOpen(w) {
 		return
 	}
 	to := a.cfg.Load()
