@@ -1227,31 +1227,12 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 			v.warn(p+".mqtt.topic", fmt.Sprintf("topic %q is a Sparkplug B topic, read without format: sparkplug_b", m.Topic),
 				"add format: sparkplug_b, with field the metric's name")
 		}
-		switch {
-		case m.Field != "" && !fieldPathRe.MatchString(m.Field):
-			v.add(p+".mqtt.field", fmt.Sprintf("invalid field path %q", m.Field), "a dot path into the JSON payload, e.g. counters.good")
+		if invalid, _ := v.fieldPath(p+".mqtt.field", m.Field, "counters.good", "counters.good, and values.0.v for the first element of an array"); invalid {
 			ok = false
-		case strings.HasPrefix(m.Field, "$.") || strings.ContainsAny(m.Field, "[]"):
-			// A warning: a key may really be named so.
-			v.warn(p+".mqtt.field", fmt.Sprintf("field path %q looks like JSONPath", m.Field),
-				"write a plain dot path without $ and brackets: counters.good, and values.0.v for the first element of an array")
-		case strings.HasPrefix(m.Field, "/") && len(m.Field) > 1:
-			// A JSON Pointer (RFC 6901, Node-RED's and many gateways'
-			// form): read as one key named "/cnc01/parts/good", never
-			// found (the OT probe: no word of it). A warning: a key may
-			// really be named so.
-			v.warn(p+".mqtt.field", fmt.Sprintf("field path %q looks like a JSON Pointer (/a/b)", m.Field),
-				fmt.Sprintf("write a dot path: %s", strings.ReplaceAll(strings.TrimPrefix(m.Field, "/"), "/", ".")))
 		}
+		_, said := v.fieldPath(p+".mqtt.timestamp_field", m.TimestampField, "ts", "ts, or meta.time")
 		switch {
-		case m.TimestampField != "" && !fieldPathRe.MatchString(m.TimestampField):
-			v.add(p+".mqtt.timestamp_field", fmt.Sprintf("invalid field path %q", m.TimestampField), "a dot path into the JSON payload, e.g. ts")
-		case strings.HasPrefix(m.TimestampField, "$.") || strings.ContainsAny(m.TimestampField, "[]"):
-			v.warn(p+".mqtt.timestamp_field", fmt.Sprintf("field path %q looks like JSONPath", m.TimestampField),
-				"write a plain dot path without $ and brackets: ts, or meta.time")
-		case strings.HasPrefix(m.TimestampField, "/") && len(m.TimestampField) > 1:
-			v.warn(p+".mqtt.timestamp_field", fmt.Sprintf("field path %q looks like a JSON Pointer (/a/b)", m.TimestampField),
-				fmt.Sprintf("write a dot path: %s", strings.ReplaceAll(strings.TrimPrefix(m.TimestampField, "/"), "/", ".")))
+		case said: // one word on the path is enough
 		case m.TimestampField != "" && m.TimestampField == m.Field:
 			// The value's own field read as its time: a counter of
 			// 1,700 pieces is an epoch-ms time in January 1970, every
@@ -1266,6 +1247,32 @@ func (v *validator) validateRef(p string, r SourceRef, servers, brokers map[stri
 		}
 		return refKey{"mqtt", m.Broker, m.Topic, m.Field}, ok && m.Topic != ""
 	}
+}
+
+// fieldPath checks path, a payload's field path (field, timestamp_field)
+// at key: an error where it is no dot path (invalid), a warning where it
+// looks like JSONPath or a JSON Pointer; said is whether it said either.
+// example is a path for the hints, examples the JSONPath hint's.
+func (v *validator) fieldPath(key, path, example, examples string) (invalid, said bool) {
+	switch {
+	case path != "" && !fieldPathRe.MatchString(path):
+		v.add(key, fmt.Sprintf("invalid field path %q", path), "a dot path into the JSON payload, e.g. "+example)
+		return true, true
+	case strings.HasPrefix(path, "$.") || strings.ContainsAny(path, "[]"):
+		// A warning: a key may really be named so.
+		v.warn(key, fmt.Sprintf("field path %q looks like JSONPath", path),
+			"write a plain dot path without $ and brackets: "+examples)
+		return false, true
+	case strings.HasPrefix(path, "/") && len(path) > 1:
+		// A JSON Pointer (RFC 6901, Node-RED's and many gateways'
+		// form): read as one key named "/cnc01/parts/good", never
+		// found (the OT probe: no word of it). A warning: a key may
+		// really be named so.
+		v.warn(key, fmt.Sprintf("field path %q looks like a JSON Pointer (/a/b)", path),
+			fmt.Sprintf("write a dot path: %s", strings.ReplaceAll(strings.TrimPrefix(path, "/"), "/", ".")))
+		return false, true
+	}
+	return false, false
 }
 
 // validateSparkplug checks a Sparkplug B reference: a DATA topic (the
