@@ -675,11 +675,8 @@ func (f *forwarder) readBack(ctx context.Context, lines []line, ids []int64) (ma
 	if len(xmlids) == 0 {
 		return nil, nil
 	}
-	var booked map[string]odoo.BookedDowntime
-	err := f.call(ctx, "downtime_lines", func(ctx context.Context) error {
-		var err error
-		booked, err = f.client.DowntimesByXMLID(ctx, xmlids)
-		return err
+	booked, err := callFor(ctx, f, "downtime_lines", func(ctx context.Context) (map[string]odoo.BookedDowntime, error) {
+		return f.client.DowntimesByXMLID(ctx, xmlids)
 	})
 	switch {
 	case err == nil:
@@ -801,11 +798,8 @@ func (f *forwarder) workorderOn(ctx context.Context, wc int64, seen map[int64]in
 
 // downtimeLine reads what Odoo has of the line with external id xmlid.
 func (f *forwarder) downtimeLine(ctx context.Context, xmlid string) (odoo.DowntimeLine, error) {
-	var l odoo.DowntimeLine
-	err := f.call(ctx, "downtime_line", func(ctx context.Context) error {
-		var err error
-		l, err = f.client.DowntimeLine(ctx, xmlid)
-		return err
+	l, err := callFor(ctx, f, "downtime_line", func(ctx context.Context) (odoo.DowntimeLine, error) {
+		return f.client.DowntimeLine(ctx, xmlid)
 	})
 	return l, err
 }
@@ -936,11 +930,8 @@ func (f *forwarder) loss(ctx context.Context, name string) (int64, error) {
 	if id, ok := f.losses[name]; ok {
 		return id, nil
 	}
-	var id int64
-	err := f.call(ctx, "loss_id", func(ctx context.Context) error {
-		var err error
-		id, err = f.client.LossID(ctx, name)
-		return err
+	id, err := callFor(ctx, f, "loss_id", func(ctx context.Context) (int64, error) {
+		return f.client.LossID(ctx, name)
 	})
 	if err != nil {
 		return 0, err

@@ -1036,6 +1036,18 @@ func (f *forwarder) keyReplaced() bool {
 	return err == nil && odoo.KeyIDOf(key) != f.keyID
 }
 
+// callFor is call for an operation that reads one value: fn's, or the
+// zero value where call did not run fn (the forwarder stopping).
+func callFor[T any](ctx context.Context, f *forwarder, op string, fn func(context.Context) (T, error)) (T, error) {
+	var v T
+	err := f.call(ctx, op, func(ctx context.Context) error {
+		var err error
+		v, err = fn(ctx)
+		return err
+	})
+	return v, err
+}
+
 // call runs one Odoo operation under the rate limit and records it.
 func (f *forwarder) call(ctx context.Context, op string, fn func(context.Context) error) error {
 	// The rate limit (forward.rate) is taken by the client before each HTTP
@@ -1467,14 +1479,12 @@ func (f *forwarder) round(ctx context.Context) (more bool, err error) {
 			wcList = append(wcList, wc.ID)
 		}
 	}
-	var byWC map[int64][]odoo.Workorder
 	woRefused := ""
 	f.woRefused = false
-	if err := f.call(ctx, "workorders_in_progress", func(ctx context.Context) error {
-		var err error
-		byWC, err = f.client.WorkordersInProgressOn(ctx, wcList)
-		return err
-	}); err != nil {
+	byWC, err := callFor(ctx, f, "workorders_in_progress", func(ctx context.Context) (map[int64][]odoo.Workorder, error) {
+		return f.client.WorkordersInProgressOn(ctx, wcList)
+	})
+	if err != nil {
 		if !odoo.IsPermanent(err) || odoo.IsAuth(err) {
 			return false, err
 		}
@@ -1677,11 +1687,11 @@ func (f *forwarder) lookupWorkcenters(ctx context.Context, codes []string) error
 		}
 	}
 	if len(notFound) > 0 {
-		if err := f.call(ctx, "archived_workcenters", func(ctx context.Context) error {
-			var err error
-			archived, err = f.client.ArchivedWorkcenterCodes(ctx, notFound)
-			return err
-		}); err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
+		var err error
+		archived, err = callFor(ctx, f, "archived_workcenters", func(ctx context.Context) ([]string, error) {
+			return f.client.ArchivedWorkcenterCodes(ctx, notFound)
+		})
+		if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
 			return err
 		}
 	}

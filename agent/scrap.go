@@ -323,11 +323,8 @@ func (f *forwarder) scrapUnitRounding(ctx context.Context, uom int64) (float64, 
 	if r, ok := f.unitRoundings[uom]; ok {
 		return r, nil
 	}
-	var r float64
-	err := f.call(ctx, "read_unit_rounding", func(ctx context.Context) error {
-		var err error
-		r, err = f.client.UnitRounding(ctx, uom)
-		return err
+	r, err := callFor(ctx, f, "read_unit_rounding", func(ctx context.Context) (float64, error) {
+		return f.client.UnitRounding(ctx, uom)
 	})
 	if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
 		return 0, err
@@ -652,11 +649,8 @@ func (f *forwarder) soloSince(ctx context.Context, events []pendingEvent, pendin
 	if len(since) == 0 {
 		return nil
 	}
-	var others map[int64]bool
-	err := f.call(ctx, "others_worked", func(ctx context.Context) error {
-		var err error
-		others, err = f.client.OthersWorked(ctx, sole, since)
-		return err
+	others, err := callFor(ctx, f, "others_worked", func(ctx context.Context) (map[int64]bool, error) {
+		return f.client.OthersWorked(ctx, sole, since)
 	})
 	switch {
 	case err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)):
@@ -699,11 +693,8 @@ func (f *forwarder) clockSlack() time.Duration {
 // scrap, stops). nil when Odoo refuses for good (logged once a minute):
 // the backlog then goes to wo.
 func (f *forwarder) workTimeline(ctx context.Context, machine, what string, wo *odoo.Workorder, since time.Time) (*odoo.Timeline, error) {
-	var tl odoo.Timeline
-	err := f.call(ctx, "work_timeline", func(ctx context.Context) error {
-		var err error
-		tl, err = f.client.WorkTimeline(ctx, wo.WorkcenterID, since)
-		return err
+	tl, err := callFor(ctx, f, "work_timeline", func(ctx context.Context) (odoo.Timeline, error) {
+		return f.client.WorkTimeline(ctx, wo.WorkcenterID, since)
 	})
 	switch {
 	case err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)):
@@ -914,11 +905,8 @@ func (f *forwarder) checkScrapDrafts(ctx context.Context) error {
 // answer, or a draft for too little stock now) — stored when it changed.
 // Only Odoo being away is an error.
 func (f *forwarder) revalidateScrap(ctx context.Context, e storedScrapDraft) (scrapDraft, bool, error) {
-	var done bool
-	err := f.call(ctx, "validate_scrap", func(ctx context.Context) error {
-		var err error
-		done, err = f.client.ValidateScrap(ctx, e.d.XMLID, f.a.cfg.Load().Odoo.ScrapWhenShort == "confirm")
-		return err
+	done, err := callFor(ctx, f, "validate_scrap", func(ctx context.Context) (bool, error) {
+		return f.client.ValidateScrap(ctx, e.d.XMLID, f.a.cfg.Load().Odoo.ScrapWhenShort == "confirm")
 	})
 	if err != nil && (odoo.IsAuth(err) || !odoo.IsPermanent(err)) {
 		return e.d, false, err

@@ -73,11 +73,8 @@ func (f *forwarder) closeOrphanLines(ctx context.Context) error {
 		f.orphansChecked = true
 		return nil
 	}
-	var open []odoo.OpenLine
-	err := f.call(ctx, "orphan_lines", func(ctx context.Context) error {
-		var err error
-		open, err = f.client.OpenLinesOf(ctx, "plantedge")
-		return err
+	open, err := callFor(ctx, f, "orphan_lines", func(ctx context.Context) ([]odoo.OpenLine, error) {
+		return f.client.OpenLinesOf(ctx, "plantedge")
 	})
 	if err != nil {
 		if !odoo.IsPermanent(err) || odoo.IsAuth(err) {
@@ -97,11 +94,8 @@ func (f *forwarder) closeOrphanLines(ctx context.Context) error {
 		if !at.After(l.Start) {
 			at = l.Start // (a line stamped ahead of this clock: closed as it began)
 		}
-		var closed bool
-		err := f.call(ctx, "close_downtime_line", func(ctx context.Context) error {
-			var err error
-			closed, err = f.client.CloseDowntimeLine(ctx, l.ID, l.Start, at)
-			return err
+		closed, err := callFor(ctx, f, "close_downtime_line", func(ctx context.Context) (bool, error) {
+			return f.client.CloseDowntimeLine(ctx, l.ID, l.Start, at)
 		})
 		switch {
 		case err == nil && closed:
@@ -562,11 +556,8 @@ func (f *forwarder) takeBack(ctx context.Context, now string) ([]inDoubtBack, []
 			case l.end == 0:
 				reopen = append(reopen, buffer.KV{Key: k, Value: []byte(l.String())})
 			default:
-				var closed bool
-				err := f.call(ctx, "close_downtime_line", func(ctx context.Context) error {
-					var err error
-					closed, err = f.client.CloseDowntimeLine(ctx, l.id, fromMS(l.start), fromMS(l.end))
-					return err
+				closed, err := callFor(ctx, f, "close_downtime_line", func(ctx context.Context) (bool, error) {
+					return f.client.CloseDowntimeLine(ctx, l.id, fromMS(l.start), fromMS(l.end))
 				})
 				switch {
 				case err == nil && closed:
