@@ -10,6 +10,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -236,7 +237,10 @@ func workcenterRun(ctx context.Context, c *odoo.Client, _ *answerFixture) (any, 
 	return wc.ID, err
 }
 
-var answerScenarios = []scenario{
+// answerScenarios: 0-3 Connect's requests, 4- the calls after it, each
+// on both protocols (the fuzz functions and their corpus pick them by
+// index: add at the end).
+var answerScenarios = slices.Concat([]scenario{
 	{name: "web.version", version: 19, proto: "auto", connect: true, target: pathTarget("/web/version"),
 		run: func(ctx context.Context, c *odoo.Client, _ *answerFixture) (any, error) {
 			err := c.Connect(ctx)
@@ -287,46 +291,31 @@ var answerScenarios = []scenario{
 			}
 			return v.UID, json.Unmarshal(res, &v) == nil && v.UID > 0
 		}},
-	{name: "search_read-17", version: 17, proto: "auto", jsonrpc: true,
-		target: rpcTarget("object", "execute_kw", "mrp.workorder", "search_read"), run: workordersRun, shape: workordersShape},
-	{name: "search_read-19", version: 19, proto: "auto", target: pathTarget("/json/2/mrp.workorder/search_read"),
-		run: workordersRun, shape: workordersShape},
-	{name: "write-17", version: 17, proto: "auto", jsonrpc: true,
-		target: rpcTarget("object", "execute_kw", "mrp.workorder", "write"), run: writeRun, shape: writeShape},
-	{name: "write-19", version: 19, proto: "auto", target: pathTarget("/json/2/mrp.workorder/write"),
-		run: writeRun, shape: writeShape},
-	{name: "load-18", version: 18, proto: "auto", jsonrpc: true,
-		target: rpcTarget("object", "execute_kw", "mrp.workcenter.productivity", "load"), run: loadRun, shape: loadShape},
-	{name: "load-19", version: 19, proto: "auto", target: pathTarget("/json/2/mrp.workcenter.productivity/load"),
-		run: loadRun, shape: loadShape},
+},
+	onBoth("search_read", 17, "mrp.workorder", "search_read", scenario{run: workordersRun, shape: workordersShape}),
+	onBoth("write", 17, "mrp.workorder", "write", scenario{run: writeRun, shape: writeShape}),
+	onBoth("load", 18, "mrp.workcenter.productivity", "load", scenario{run: loadRun, shape: loadShape}),
 	// 10-: the downtime line's close, the scrap path, the look-ups the
 	// agent books by.
-	{name: "close-17", version: 17, proto: "auto", jsonrpc: true,
-		target: rpcTarget("object", "execute_kw", "mrp.workcenter.productivity", "write"), run: closeRun, shape: writeShape},
-	{name: "close-19", version: 19, proto: "auto", target: pathTarget("/json/2/mrp.workcenter.productivity/write"),
-		run: closeRun, shape: writeShape},
-	{name: "scrapload-18", version: 18, proto: "auto", jsonrpc: true,
-		target: rpcTarget("object", "execute_kw", "stock.scrap", "load"), run: scrapRun, shape: scrapLoadShape},
-	{name: "scrapload-19", version: 19, proto: "auto", target: pathTarget("/json/2/stock.scrap/load"),
-		run: scrapRun, shape: scrapLoadShape},
-	{name: "validate-17", version: 17, proto: "auto", jsonrpc: true,
-		target: rpcTarget("object", "execute_kw", "stock.scrap", "action_validate"), run: scrapRun, shape: validateShape},
-	{name: "validate-19", version: 19, proto: "auto", target: pathTarget("/json/2/stock.scrap/action_validate"),
-		run: scrapRun, shape: validateShape},
-	{name: "doscrap-18", version: 18, proto: "auto", jsonrpc: true, short: true,
-		target: rpcTarget("object", "execute_kw", "stock.scrap", "do_scrap"), run: scrapRun, shape: writeShape},
-	{name: "doscrap-19", version: 19, proto: "auto", short: true, target: pathTarget("/json/2/stock.scrap/do_scrap"),
-		run: scrapRun, shape: writeShape},
-	{name: "loss-18", version: 18, proto: "auto", jsonrpc: true,
-		target: rpcTarget("object", "execute_kw", "mrp.workcenter.productivity.loss", "search_read"), run: lossRun,
-		shape: oneRecordShape, odoos: isRecords},
-	{name: "loss-19", version: 19, proto: "auto", target: pathTarget("/json/2/mrp.workcenter.productivity.loss/search_read"),
-		run: lossRun, shape: oneRecordShape, odoos: isRecords},
-	{name: "workcenter-17", version: 17, proto: "auto", jsonrpc: true,
-		target: rpcTarget("object", "execute_kw", "mrp.workcenter", "search_read"), run: workcenterRun,
-		shape: oneRecordShape, odoos: isRecords},
-	{name: "workcenter-19", version: 19, proto: "auto", target: pathTarget("/json/2/mrp.workcenter/search_read"),
-		run: workcenterRun, shape: oneRecordShape, odoos: isRecords},
+	onBoth("close", 17, "mrp.workcenter.productivity", "write", scenario{run: closeRun, shape: writeShape}),
+	onBoth("scrapload", 18, "stock.scrap", "load", scenario{run: scrapRun, shape: scrapLoadShape}),
+	onBoth("validate", 17, "stock.scrap", "action_validate", scenario{run: scrapRun, shape: validateShape}),
+	onBoth("doscrap", 18, "stock.scrap", "do_scrap", scenario{run: scrapRun, shape: writeShape, short: true}),
+	onBoth("loss", 18, "mrp.workcenter.productivity.loss", "search_read", scenario{run: lossRun, shape: oneRecordShape, odoos: isRecords}),
+	onBoth("workcenter", 17, "mrp.workcenter", "search_read", scenario{run: workcenterRun, shape: oneRecordShape, odoos: isRecords}),
+)
+
+// onBoth is the scenarios of one call of sc's, in this order: over
+// JSON-RPC (execute_kw of model's method) to an Odoo of version rpc,
+// named name-rpc, and over JSON-2 (/json/2/model/method) to a 19, named
+// name-19; the client's protocol "auto" in both.
+func onBoth(name string, rpc int, model, method string, sc scenario) []scenario {
+	r, j := sc, sc
+	r.name, r.version, r.proto, r.jsonrpc = fmt.Sprintf("%s-%d", name, rpc), rpc, "auto", true
+	r.target = rpcTarget("object", "execute_kw", model, method)
+	j.name, j.version, j.proto = name+"-19", 19, "auto"
+	j.target = pathTarget("/json/2/" + model + "/" + method)
+	return []scenario{r, j}
 }
 
 // swapTransport serves requests with the emulator's handler, but answers
