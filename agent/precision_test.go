@@ -27,6 +27,17 @@ func settledCounts(t *testing.T, ra *runningAgent, good, scrap float64) {
 	})
 }
 
+// pressOn17And19 runs test in a subtest on Odoo 17 (JSON-RPC) and one on
+// 19 (JSON-2), odoo17 and odoo19, each given a plant of one press,
+// press-1, not started yet.
+func pressOn17And19(t *testing.T, test func(t *testing.T, v int, p *plant)) {
+	for _, v := range []int{17, 19} {
+		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
+			test(t, v, newPlant(t, plantOptions{version: v, machines: []string{"press-1"}}))
+		})
+	}
+}
+
 // wantBooked checks that Odoo has good produced and scrap scrapped on
 // press-1's work order after what (said in the failure: "1.25 kg made").
 func wantBooked(t *testing.T, p *plant, what string, good, scrap float64) {
@@ -47,42 +58,39 @@ func wantBooked(t *testing.T, p *plant, what string, good, scrap float64) {
 // unit's rounding (0.01) is coarser, and the scrap is the total in it.
 func TestThreeDecimalOdooBooksTheExactTotal(t *testing.T) {
 	t.Parallel()
-	for _, v := range []int{17, 19} {
-		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
-			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
-			p.odoo.SetQtyDigits(3)
-			p.setFactor("good", "0.125")
-			p.setFactor("scrap", "0.125")
-			ra := p.startAgent()
-			m := p.machines[0]
+	pressOn17And19(t, func(t *testing.T, v int, p *plant) {
+		p.odoo.SetQtyDigits(3)
+		p.setFactor("good", "0.125")
+		p.setFactor("scrap", "0.125")
+		ra := p.startAgent()
+		m := p.machines[0]
+		p.produce(m, 1, 1)
+		settledCounts(t, ra, 0.125, 0.125)
+		first := 0.125
+		if v < 19 {
+			first = 0.13
+		}
+		wantBooked(t, p, "one piece of 0.125 kg", 0.125, first)
+		for k := 2; k <= 13; k++ {
 			p.produce(m, 1, 1)
-			settledCounts(t, ra, 0.125, 0.125)
-			first := 0.125
-			if v < 19 {
-				first = 0.13
-			}
-			wantBooked(t, p, "one piece of 0.125 kg", 0.125, first)
-			for k := 2; k <= 13; k++ {
-				p.produce(m, 1, 1)
-				settledCounts(t, ra, 0.125*float64(k), 0.125*float64(k))
-			}
-			// Scrap in 17 at the unit's rounding (0.01, as installed; the
-			// decimals set to 3 and the unit left): the total rounded once
-			// in it, 0.005 carried (TestScrapInAUnitCoarserThanTheDecimals).
-			scrap := 1.625
-			if v < 19 {
-				scrap = 1.63
-			}
-			wantBooked(t, p, "13 pieces of 0.125 kg", 1.625, scrap)
-			st := ra.a.Status()
-			if st.Odoo.QtyDigits == nil || *st.Odoo.QtyDigits != 3 || st.Odoo.QtyDigitsAssumed {
-				t.Errorf("status: qty_digits %v, assumed %v; want 3 read from Odoo", st.Odoo.QtyDigits, st.Odoo.QtyDigitsAssumed)
-			}
-			if logs := p.logs.String(); strings.Contains(logs, "changed in Odoo since plantedge wrote it") {
-				t.Errorf("a write of plantedge's was taken for an edit:\n%s", logs)
-			}
-		})
-	}
+			settledCounts(t, ra, 0.125*float64(k), 0.125*float64(k))
+		}
+		// Scrap in 17 at the unit's rounding (0.01, as installed; the
+		// decimals set to 3 and the unit left): the total rounded once
+		// in it, 0.005 carried (TestScrapInAUnitCoarserThanTheDecimals).
+		scrap := 1.625
+		if v < 19 {
+			scrap = 1.63
+		}
+		wantBooked(t, p, "13 pieces of 0.125 kg", 1.625, scrap)
+		st := ra.a.Status()
+		if st.Odoo.QtyDigits == nil || *st.Odoo.QtyDigits != 3 || st.Odoo.QtyDigitsAssumed {
+			t.Errorf("status: qty_digits %v, assumed %v; want 3 read from Odoo", st.Odoo.QtyDigits, st.Odoo.QtyDigitsAssumed)
+		}
+		if logs := p.logs.String(); strings.Contains(logs, "changed in Odoo since plantedge wrote it") {
+			t.Errorf("a write of plantedge's was taken for an edit:\n%s", logs)
+		}
+	})
 }
 
 // An Odoo that keeps quantities without decimals stores 1 where 1.25 was
@@ -96,38 +104,35 @@ func TestThreeDecimalOdooBooksTheExactTotal(t *testing.T) {
 // carried and 0.5 more book nothing: 2 in all).
 func TestNoDecimalOdooIsNoEditAndTotalsStayExact(t *testing.T) {
 	t.Parallel()
-	for _, v := range []int{17, 19} {
-		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
-			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
-			p.odoo.SetQtyDigits(0)
-			p.setFactor("good", "0.125")
-			p.setFactor("scrap", "0.125")
-			ra := p.startAgent()
-			m := p.machines[0]
-			p.produce(m, 10, 10)
-			settledCounts(t, ra, 1.25, 1.25)
-			wantBooked(t, p, "1.25 kg made", 1, 1)
-			// The next write reads the quantity back first and compares
-			// it with what plantedge wrote. The scrap carried (0.25) and
-			// 0.25 more make 0.5, booked 1 (half up).
-			p.produce(m, 2, 2)
-			settledCounts(t, ra, 1.5, 1.5)
-			wantBooked(t, p, "1.5 kg made", 2, 2)
-			p.produce(m, 4, 4)
-			settledCounts(t, ra, 2, 2)
-			wantBooked(t, p, "2 kg made", 2, 2)
-			if n := ra.a.Status().Buffer.DeadLetters; n != 0 {
-				t.Errorf("%d dead letters", n)
-			}
-			logs := p.logs.String()
-			if strings.Contains(logs, "changed in Odoo since plantedge wrote it") {
-				t.Errorf("Odoo's rounding of a write was taken for an edit:\n%s", logs)
-			}
-			if strings.Contains(logs, "scrap carry of this machine") {
-				t.Errorf("a carry below Odoo's precision was taken for a damaged one:\n%s", logs)
-			}
-		})
-	}
+	pressOn17And19(t, func(t *testing.T, _ int, p *plant) {
+		p.odoo.SetQtyDigits(0)
+		p.setFactor("good", "0.125")
+		p.setFactor("scrap", "0.125")
+		ra := p.startAgent()
+		m := p.machines[0]
+		p.produce(m, 10, 10)
+		settledCounts(t, ra, 1.25, 1.25)
+		wantBooked(t, p, "1.25 kg made", 1, 1)
+		// The next write reads the quantity back first and compares
+		// it with what plantedge wrote. The scrap carried (0.25) and
+		// 0.25 more make 0.5, booked 1 (half up).
+		p.produce(m, 2, 2)
+		settledCounts(t, ra, 1.5, 1.5)
+		wantBooked(t, p, "1.5 kg made", 2, 2)
+		p.produce(m, 4, 4)
+		settledCounts(t, ra, 2, 2)
+		wantBooked(t, p, "2 kg made", 2, 2)
+		if n := ra.a.Status().Buffer.DeadLetters; n != 0 {
+			t.Errorf("%d dead letters", n)
+		}
+		logs := p.logs.String()
+		if strings.Contains(logs, "changed in Odoo since plantedge wrote it") {
+			t.Errorf("Odoo's rounding of a write was taken for an edit:\n%s", logs)
+		}
+		if strings.Contains(logs, "scrap carry of this machine") {
+			t.Errorf("a carry below Odoo's precision was taken for a damaged one:\n%s", logs)
+		}
+	})
 }
 
 // When the precision cannot be read (the bot user refused fields_get: a
@@ -224,24 +229,21 @@ func TestScrapBookedTooManyAtNoDecimalsIsCarriedOdooKeepsTwo(t *testing.T) {
 // new to write wrote 1 over it).
 func TestFewerDecimalsAfterARestartIsNoEdit(t *testing.T) {
 	t.Parallel()
-	for _, v := range []int{17, 19} {
-		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
-			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
-			p.setFactor("good", "0.125")
-			ra := p.startAgent()
-			m := p.machines[0]
-			p.produce(m, 10, 0)
-			settledCounts(t, ra, 1.25, 0)
-			wantBooked(t, p, "1.25 kg made at 2 decimals", 1.25, 0)
-			ra.stop()
-			p.odoo.SetQtyDigits(0) // the administrator's Decimal Accuracy while plantedge is stopped
-			ra = p.startAgentWith(false)
-			p.produce(m, 2, 0)
-			settledCounts(t, ra, 1.5, 0)
-			wantBooked(t, p, "1.5 kg made, Odoo keeping no decimals", 2, 0)
-			wantNoEdit(t, p, ra, "what plantedge wrote, at the decimals Odoo kept then, was taken for an edit")
-		})
-	}
+	pressOn17And19(t, func(t *testing.T, _ int, p *plant) {
+		p.setFactor("good", "0.125")
+		ra := p.startAgent()
+		m := p.machines[0]
+		p.produce(m, 10, 0)
+		settledCounts(t, ra, 1.25, 0)
+		wantBooked(t, p, "1.25 kg made at 2 decimals", 1.25, 0)
+		ra.stop()
+		p.odoo.SetQtyDigits(0) // the administrator's Decimal Accuracy while plantedge is stopped
+		ra = p.startAgentWith(false)
+		p.produce(m, 2, 0)
+		settledCounts(t, ra, 1.5, 0)
+		wantBooked(t, p, "1.5 kg made, Odoo keeping no decimals", 2, 0)
+		wantNoEdit(t, p, ra, "what plantedge wrote, at the decimals Odoo kept then, was taken for an edit")
+	})
 }
 
 // Odoo set to keep fewer decimals while plantedge runs, Odoo answering
@@ -251,28 +253,25 @@ func TestFewerDecimalsAfterARestartIsNoEdit(t *testing.T) {
 // and what follows is written at 0 decimals.
 func TestFewerDecimalsSetWhileRunningIsNoEdit(t *testing.T) {
 	t.Parallel()
-	for _, v := range []int{17, 19} {
-		t.Run(fmt.Sprintf("odoo%d", v), func(t *testing.T) {
-			p := newPlant(t, plantOptions{version: v, machines: []string{"press-1"}})
-			p.setFactor("good", "0.125")
-			ra := p.startAgent()
-			m := p.machines[0]
-			p.produce(m, 2, 0)
-			settledCounts(t, ra, 0.25, 0)
-			p.odoo.SetQtyDigits(0)
-			p.produce(m, 8, 0)
-			settledCounts(t, ra, 1.25, 0)
-			wantBooked(t, p, "1.25 kg made, Odoo keeping no decimals", 1, 0)
-			p.produce(m, 2, 0)
-			settledCounts(t, ra, 1.5, 0)
-			wantBooked(t, p, "1.5 kg made", 2, 0)
-			wantNoEdit(t, p, ra, "Odoo's rounding of plantedge's write was taken for an edit")
-			waitFor(t, 10*time.Second, "status showing the new precision", func() (bool, string) {
-				o := ra.a.Status().Odoo
-				return o.QtyDigits != nil && *o.QtyDigits == 0 && !o.QtyDigitsAssumed, fmt.Sprintf("%v %v", o.QtyDigits, o.QtyDigitsAssumed)
-			})
+	pressOn17And19(t, func(t *testing.T, _ int, p *plant) {
+		p.setFactor("good", "0.125")
+		ra := p.startAgent()
+		m := p.machines[0]
+		p.produce(m, 2, 0)
+		settledCounts(t, ra, 0.25, 0)
+		p.odoo.SetQtyDigits(0)
+		p.produce(m, 8, 0)
+		settledCounts(t, ra, 1.25, 0)
+		wantBooked(t, p, "1.25 kg made, Odoo keeping no decimals", 1, 0)
+		p.produce(m, 2, 0)
+		settledCounts(t, ra, 1.5, 0)
+		wantBooked(t, p, "1.5 kg made", 2, 0)
+		wantNoEdit(t, p, ra, "Odoo's rounding of plantedge's write was taken for an edit")
+		waitFor(t, 10*time.Second, "status showing the new precision", func() (bool, string) {
+			o := ra.a.Status().Odoo
+			return o.QtyDigits != nil && *o.QtyDigits == 0 && !o.QtyDigitsAssumed, fmt.Sprintf("%v %v", o.QtyDigits, o.QtyDigitsAssumed)
 		})
-	}
+	})
 }
 
 // A quantity write whose answer is lost lands on the work order (1.25,
