@@ -441,21 +441,24 @@ func (p *plant) stopsStamped(m *simMachine, n int, from time.Time) time.Time {
 	return from.Add(time.Duration(n) * 4 * time.Millisecond)
 }
 
-// stopsWhileOdooDown takes Odoo away and has every machine (with
-// block_workcenter: two records a stop) stop and run n times, stamped one
-// after the other, and waits until the buffer holds them all. It returns
-// the time after the last stamp; Odoo stays away.
-func (p *plant) stopsWhileOdooDown(ra *runningAgent, n int) time.Time {
+// stopsWhileOdooDown takes Odoo away and has every machine, or only those
+// of ms, (with block_workcenter: two records a stop) stop and run n times,
+// stamped one after the other, and waits until the buffer holds them all.
+// It returns the time after the last stamp; Odoo stays away.
+func (p *plant) stopsWhileOdooDown(ra *runningAgent, n int, ms ...*simMachine) time.Time {
 	p.t.Helper()
+	if len(ms) == 0 {
+		ms = p.machines
+	}
 	p.odoo.SetDown(true)
 	from := time.Now().Add(100 * time.Millisecond)
-	for _, m := range p.machines {
+	for _, m := range ms {
 		from = p.stopsStamped(m, n, from)
 		m.mu.Lock()
 		m.stops += n
 		m.mu.Unlock()
 	}
-	p.waitEventRecords(ra, 2*n*len(p.machines))
+	p.waitEventRecords(ra, 2*n*len(ms))
 	return from
 }
 
@@ -1590,14 +1593,9 @@ func TestEndToEndAStopIsNotQueuedBehindAnotherMachinesBacklog(t *testing.T) {
 	t.Parallel()
 	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2"}, block: true})
 	ra := p.startAgent()
-	p.odoo.SetDown(true)
 	m := p.machines[0]
 	const stops = 1000
-	p.stopsStamped(m, stops, time.Now().Add(100*time.Millisecond))
-	m.mu.Lock()
-	m.stops += stops
-	m.mu.Unlock()
-	p.waitEventRecords(ra, 2*stops)
+	p.stopsWhileOdooDown(ra, stops, m)
 	p.stop(p.machines[1], "SETUP")
 	p.waitEventRecords(ra, 2*stops+1)
 	p.odoo.SetDown(false)
@@ -1640,14 +1638,9 @@ func TestEndToEndALiveStopIsNotQueuedBehindADrainingBacklog(t *testing.T) {
 	// limit, which is not what this test is about.
 	p.editConfig("  timeout: 2s\n  request_limit: 3s\n", "  timeout: 20s\n  request_limit: 25s\n")
 	ra := p.startAgent()
-	p.odoo.SetDown(true)
 	m := p.machines[0]
 	const stops = 2100
-	p.stopsStamped(m, stops, time.Now().Add(100*time.Millisecond))
-	m.mu.Lock()
-	m.stops += stops
-	m.mu.Unlock()
-	p.waitEventRecords(ra, 2*stops)
+	p.stopsWhileOdooDown(ra, stops, m)
 	p.odoo.SetLatency(300 * time.Millisecond)
 	p.odoo.SetDown(false)
 	ra.a.Flush()
