@@ -81,6 +81,18 @@ func (f *fixture) client(t *testing.T, protocol string, mut ...func(*odoo.Config
 	return c
 }
 
+// eachMode runs test in a subtest per mode, named after it, each given a
+// fixture of the mode's Odoo and a client connected to it in the mode's
+// protocol.
+func eachMode(t *testing.T, test func(t *testing.T, m mode, f *fixture, c *odoo.Client)) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			test(t, m, f, connected(t, f, m.protocol))
+		})
+	}
+}
+
 func connected(t *testing.T, f *fixture, protocol string) *odoo.Client {
 	t.Helper()
 	c := f.client(t, protocol)
@@ -100,21 +112,17 @@ func asError(t *testing.T, err error) *odoo.Error {
 }
 
 func TestConnectPicksProtocolAndVersion(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.String(), func(t *testing.T) {
-			f := newFixture(t, odootest.Options{Version: m.version})
-			c := connected(t, f, m.protocol)
-			if got := c.Protocol(); got != m.want {
-				t.Errorf("Protocol() = %q, want %q", got, m.want)
-			}
-			if got, want := c.ServerVersion(), fmt.Sprintf("%d.0", m.version); got != want {
-				t.Errorf("ServerVersion() = %q, want %q", got, want)
-			}
-			if c.Major() != m.version || c.UID() != 2 {
-				t.Errorf("Major() = %d UID() = %d, want %d and 2", c.Major(), c.UID(), m.version)
-			}
-		})
-	}
+	eachMode(t, func(t *testing.T, m mode, f *fixture, c *odoo.Client) {
+		if got := c.Protocol(); got != m.want {
+			t.Errorf("Protocol() = %q, want %q", got, m.want)
+		}
+		if got, want := c.ServerVersion(), fmt.Sprintf("%d.0", m.version); got != want {
+			t.Errorf("ServerVersion() = %q, want %q", got, want)
+		}
+		if c.Major() != m.version || c.UID() != 2 {
+			t.Errorf("Major() = %d UID() = %d, want %d and 2", c.Major(), c.UID(), m.version)
+		}
+	})
 	t.Run("enterprise-19", func(t *testing.T) {
 		f := newFixture(t, odootest.Options{Version: 19, Enterprise: true})
 		c := connected(t, f, "auto")
@@ -166,222 +174,210 @@ func TestConnectPicksProtocolAndVersion(t *testing.T) {
 }
 
 func TestWorkOrderOperations(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.String(), func(t *testing.T) {
-			ctx := context.Background()
-			f := newFixture(t, odootest.Options{Version: m.version})
-			c := connected(t, f, m.protocol)
+	eachMode(t, func(t *testing.T, m mode, f *fixture, c *odoo.Client) {
+		ctx := context.Background()
 
-			wc, err := c.WorkcenterByCode(ctx, "M1")
-			if err != nil || wc.ID != f.wc || wc.Name != "Press 1" || wc.WorkingState != "normal" {
-				t.Fatalf("WorkcenterByCode = %+v, %v", wc, err)
-			}
-			_, err = c.WorkcenterByCode(ctx, "nope")
-			if !errors.Is(err, odoo.ErrNotFound) || !asError(t, err).Missing() || !odoo.IsPermanent(err) {
-				t.Errorf("unknown code: %v", err)
-			}
-			f.srv.AddWorkcenter("DUP", "A")
-			f.srv.AddWorkcenter("DUP", "B")
-			if _, err = c.WorkcenterByCode(ctx, "DUP"); !errors.Is(err, odoo.ErrAmbiguous) {
-				t.Errorf("duplicate code: %v", err)
-			}
+		wc, err := c.WorkcenterByCode(ctx, "M1")
+		if err != nil || wc.ID != f.wc || wc.Name != "Press 1" || wc.WorkingState != "normal" {
+			t.Fatalf("WorkcenterByCode = %+v, %v", wc, err)
+		}
+		_, err = c.WorkcenterByCode(ctx, "nope")
+		if !errors.Is(err, odoo.ErrNotFound) || !asError(t, err).Missing() || !odoo.IsPermanent(err) {
+			t.Errorf("unknown code: %v", err)
+		}
+		f.srv.AddWorkcenter("DUP", "A")
+		f.srv.AddWorkcenter("DUP", "B")
+		if _, err = c.WorkcenterByCode(ctx, "DUP"); !errors.Is(err, odoo.ErrAmbiguous) {
+			t.Errorf("duplicate code: %v", err)
+		}
 
-			byCode, ambiguous, err := c.WorkcentersByCodes(ctx, []string{"M1", "DUP", "nope"})
-			if err != nil || len(byCode) != 1 || byCode["M1"].ID != f.wc || len(ambiguous) != 1 || ambiguous[0] != "DUP" {
-				t.Errorf("WorkcentersByCodes = %+v, %v, %v", byCode, ambiguous, err)
-			}
+		byCode, ambiguous, err := c.WorkcentersByCodes(ctx, []string{"M1", "DUP", "nope"})
+		if err != nil || len(byCode) != 1 || byCode["M1"].ID != f.wc || len(ambiguous) != 1 || ambiguous[0] != "DUP" {
+			t.Errorf("WorkcentersByCodes = %+v, %v, %v", byCode, ambiguous, err)
+		}
 
-			// a second work order in progress, started an hour earlier,
-			// comes after the one work last began on
-			wo2 := f.srv.AddWorkorder(f.mo, f.wc, "Deburring", "progress")
-			f.srv.SetWorkorderDateStart(wo2, time.Now().Add(-time.Hour))
-			f.srv.AddWorkorder(f.mo, f.wc, "Packing", "ready")
-			wos, err := c.WorkordersInProgress(ctx, f.wc)
-			if err != nil || len(wos) != 2 || wos[0].ID != f.wo || wos[1].ID != wo2 {
-				t.Fatalf("WorkordersInProgress = %+v, %v", wos, err)
-			}
-			// its operator's timer started now: it comes first (the one
-			// time-line lookup is made only for a work center with several)
-			lines := f.srv.CallCount("mrp.workcenter.productivity", "search_read")
-			if err := c.Call(ctx, "mrp.workorder", "button_start", []any{[]int64{wo2}}, nil, nil); err != nil {
-				t.Fatal(err)
-			}
-			wos, err = c.WorkordersInProgress(ctx, f.wc)
-			if err != nil || len(wos) != 2 || wos[0].ID != wo2 || wos[1].ID != f.wo ||
-				f.srv.CallCount("mrp.workcenter.productivity", "search_read") != lines+1 {
-				t.Fatalf("WorkordersInProgress after a timer = %+v, %v", wos, err)
-			}
-			// the batched lookup gives the same answer in one call
-			otherWC := f.srv.AddWorkcenter("M2", "Press 2")
-			otherWO := f.srv.AddWorkorder(f.mo, otherWC, "Press 2 op", "progress")
-			idleWC := f.srv.AddWorkcenter("M3", "Press 3")
-			before := f.srv.CallCount("mrp.workorder", "search_read")
-			byWC, err := c.WorkordersInProgressOn(ctx, []int64{f.wc, otherWC, idleWC})
-			if err != nil || f.srv.CallCount("mrp.workorder", "search_read") != before+1 {
-				t.Fatalf("WorkordersInProgressOn: %v (calls %d)", err, f.srv.CallCount("mrp.workorder", "search_read")-before)
-			}
-			if got := byWC[f.wc]; len(got) != 2 || got[0].ID != wo2 || got[1].ID != f.wo {
-				t.Errorf("batched lookup for the first work center = %+v", got)
-			}
-			if got := byWC[otherWC]; len(got) != 1 || got[0].ID != otherWO {
-				t.Errorf("batched lookup for the second work center = %+v", got)
-			}
-			if _, ok := byWC[idleWC]; ok {
-				t.Errorf("idle work center has work orders: %+v", byWC[idleWC])
-			}
-			if w := wos[1]; w.ProductionID != f.mo || w.ProductionName != "WH/MO/00078" || w.ProductID != f.product ||
-				w.UomID != 1 || w.QtyProduction != 500 || w.State != "progress" || w.DateStart.IsZero() || w.WorkcenterID != f.wc {
-				t.Errorf("work order fields: %+v", w)
-			}
+		// a second work order in progress, started an hour earlier,
+		// comes after the one work last began on
+		wo2 := f.srv.AddWorkorder(f.mo, f.wc, "Deburring", "progress")
+		f.srv.SetWorkorderDateStart(wo2, time.Now().Add(-time.Hour))
+		f.srv.AddWorkorder(f.mo, f.wc, "Packing", "ready")
+		wos, err := c.WorkordersInProgress(ctx, f.wc)
+		if err != nil || len(wos) != 2 || wos[0].ID != f.wo || wos[1].ID != wo2 {
+			t.Fatalf("WorkordersInProgress = %+v, %v", wos, err)
+		}
+		// its operator's timer started now: it comes first (the one
+		// time-line lookup is made only for a work center with several)
+		lines := f.srv.CallCount("mrp.workcenter.productivity", "search_read")
+		if err := c.Call(ctx, "mrp.workorder", "button_start", []any{[]int64{wo2}}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		wos, err = c.WorkordersInProgress(ctx, f.wc)
+		if err != nil || len(wos) != 2 || wos[0].ID != wo2 || wos[1].ID != f.wo ||
+			f.srv.CallCount("mrp.workcenter.productivity", "search_read") != lines+1 {
+			t.Fatalf("WorkordersInProgress after a timer = %+v, %v", wos, err)
+		}
+		// the batched lookup gives the same answer in one call
+		otherWC := f.srv.AddWorkcenter("M2", "Press 2")
+		otherWO := f.srv.AddWorkorder(f.mo, otherWC, "Press 2 op", "progress")
+		idleWC := f.srv.AddWorkcenter("M3", "Press 3")
+		before := f.srv.CallCount("mrp.workorder", "search_read")
+		byWC, err := c.WorkordersInProgressOn(ctx, []int64{f.wc, otherWC, idleWC})
+		if err != nil || f.srv.CallCount("mrp.workorder", "search_read") != before+1 {
+			t.Fatalf("WorkordersInProgressOn: %v (calls %d)", err, f.srv.CallCount("mrp.workorder", "search_read")-before)
+		}
+		if got := byWC[f.wc]; len(got) != 2 || got[0].ID != wo2 || got[1].ID != f.wo {
+			t.Errorf("batched lookup for the first work center = %+v", got)
+		}
+		if got := byWC[otherWC]; len(got) != 1 || got[0].ID != otherWO {
+			t.Errorf("batched lookup for the second work center = %+v", got)
+		}
+		if _, ok := byWC[idleWC]; ok {
+			t.Errorf("idle work center has work orders: %+v", byWC[idleWC])
+		}
+		if w := wos[1]; w.ProductionID != f.mo || w.ProductionName != "WH/MO/00078" || w.ProductID != f.product ||
+			w.UomID != 1 || w.QtyProduction != 500 || w.State != "progress" || w.DateStart.IsZero() || w.WorkcenterID != f.wc {
+			t.Errorf("work order fields: %+v", w)
+		}
 
-			cur, found, err := c.CurrentWorkorder(ctx, f.wc)
-			if err != nil || !found || cur.ID != wo2 {
-				t.Errorf("CurrentWorkorder = %d %v %v, want %d", cur.ID, found, err, wo2)
-			}
-			if _, found, err := c.CurrentWorkorder(ctx, 424242); found || err != nil {
-				t.Errorf("CurrentWorkorder of idle work center = %v %v", found, err)
-			}
-			if err := c.SetProducedQty(ctx, f.wo, 132.456); err != nil {
-				t.Fatalf("SetProducedQty: %v", err)
-			}
-			if err := c.SetProducedQty(ctx, f.wo, 132.456); err != nil { // absolute: repeat is harmless
-				t.Fatalf("SetProducedQty again: %v", err)
-			}
-			wo, err := c.ReadWorkorder(ctx, f.wo)
-			if err != nil {
-				t.Fatalf("ReadWorkorder: %v", err)
-			}
-			if got := c.ProducedQty(wo); got != 132.46 {
-				t.Errorf("ProducedQty = %v, want 132.46 (rounded to 2 decimals)", got)
-			}
-			field := f.srv.Workorder(f.wo)
-			if m.version >= 19 && field.QtyProduced != 132.46 || m.version < 19 && field.QtyProducing != 132.46 {
-				t.Errorf("emulator work order after write: %+v", field)
-			}
+		cur, found, err := c.CurrentWorkorder(ctx, f.wc)
+		if err != nil || !found || cur.ID != wo2 {
+			t.Errorf("CurrentWorkorder = %d %v %v, want %d", cur.ID, found, err, wo2)
+		}
+		if _, found, err := c.CurrentWorkorder(ctx, 424242); found || err != nil {
+			t.Errorf("CurrentWorkorder of idle work center = %v %v", found, err)
+		}
+		if err := c.SetProducedQty(ctx, f.wo, 132.456); err != nil {
+			t.Fatalf("SetProducedQty: %v", err)
+		}
+		if err := c.SetProducedQty(ctx, f.wo, 132.456); err != nil { // absolute: repeat is harmless
+			t.Fatalf("SetProducedQty again: %v", err)
+		}
+		wo, err := c.ReadWorkorder(ctx, f.wo)
+		if err != nil {
+			t.Fatalf("ReadWorkorder: %v", err)
+		}
+		if got := c.ProducedQty(wo); got != 132.46 {
+			t.Errorf("ProducedQty = %v, want 132.46 (rounded to 2 decimals)", got)
+		}
+		field := f.srv.Workorder(f.wo)
+		if m.version >= 19 && field.QtyProduced != 132.46 || m.version < 19 && field.QtyProducing != 132.46 {
+			t.Errorf("emulator work order after write: %+v", field)
+		}
 
-			_, err = c.ReadWorkorder(ctx, 9999)
-			if oe := asError(t, err); !oe.Missing() || !oe.Permanent() {
-				t.Errorf("missing work order: %v", err)
-			}
-		})
-	}
+		_, err = c.ReadWorkorder(ctx, 9999)
+		if oe := asError(t, err); !oe.Missing() || !oe.Permanent() {
+			t.Errorf("missing work order: %v", err)
+		}
+	})
 }
 
 // Starting a work order on 17/18 puts the remaining quantity into
 // qty_producing before anything is made: that is no baseline to count on.
 // A quantity someone entered is.
 func TestStartingQty(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.String(), func(t *testing.T) {
-			ctx := context.Background()
-			f := newFixture(t, odootest.Options{Version: m.version})
-			c := connected(t, f, m.protocol)
-			wo, err := c.ReadWorkorder(ctx, f.wo)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if wo.QtyRemaining != 500 {
-				t.Fatalf("qty_remaining %v, want 500", wo.QtyRemaining)
-			}
-			qty, startDefault := c.StartingQty(wo)
-			if m.version < 19 && (wo.QtyProducing != 500 || qty != 0 || !startDefault) {
-				t.Errorf("just started: qty_producing %v, StartingQty = %v, %v; want 0 (the start default)", wo.QtyProducing, qty, startDefault)
-			}
-			if m.version >= 19 && (qty != 0 || startDefault) {
-				t.Errorf("just started: StartingQty = %v, %v; want qty_produced 0", qty, startDefault)
-			}
-			// An operator entered 120 before plantedge took over.
-			if err := c.SetProducedQty(ctx, f.wo, 120); err != nil {
-				t.Fatal(err)
-			}
-			if wo, err = c.ReadWorkorder(ctx, f.wo); err != nil {
-				t.Fatal(err)
-			}
-			if qty, startDefault := c.StartingQty(wo); qty != 120 || startDefault {
-				t.Errorf("after 120 was entered: StartingQty = %v, %v; want 120", qty, startDefault)
-			}
-		})
-	}
+	eachMode(t, func(t *testing.T, m mode, f *fixture, c *odoo.Client) {
+		ctx := context.Background()
+		wo, err := c.ReadWorkorder(ctx, f.wo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wo.QtyRemaining != 500 {
+			t.Fatalf("qty_remaining %v, want 500", wo.QtyRemaining)
+		}
+		qty, startDefault := c.StartingQty(wo)
+		if m.version < 19 && (wo.QtyProducing != 500 || qty != 0 || !startDefault) {
+			t.Errorf("just started: qty_producing %v, StartingQty = %v, %v; want 0 (the start default)", wo.QtyProducing, qty, startDefault)
+		}
+		if m.version >= 19 && (qty != 0 || startDefault) {
+			t.Errorf("just started: StartingQty = %v, %v; want qty_produced 0", qty, startDefault)
+		}
+		// An operator entered 120 before plantedge took over.
+		if err := c.SetProducedQty(ctx, f.wo, 120); err != nil {
+			t.Fatal(err)
+		}
+		if wo, err = c.ReadWorkorder(ctx, f.wo); err != nil {
+			t.Fatal(err)
+		}
+		if qty, startDefault := c.StartingQty(wo); qty != 120 || startDefault {
+			t.Errorf("after 120 was entered: StartingQty = %v, %v; want 120", qty, startDefault)
+		}
+	})
 }
 
 func TestDowntimeUpsert(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.String(), func(t *testing.T) {
-			ctx := context.Background()
-			f := newFixture(t, odootest.Options{Version: m.version})
-			c := connected(t, f, m.protocol)
-			byName, err := c.LossID(ctx, "Equipment Failure")
-			if err != nil {
-				t.Fatalf("LossID by name: %v", err)
-			}
-			byXMLID, err := c.LossID(ctx, "mrp.block_reason1")
-			if err != nil || byXMLID != byName {
-				t.Fatalf("LossID by xmlid = %d, %v; by name %d", byXMLID, err, byName)
-			}
-			if _, err := c.LossID(ctx, "Coffee Break"); !errors.Is(err, odoo.ErrNotFound) {
-				t.Errorf("unknown loss: %v", err)
-			}
+	eachMode(t, func(t *testing.T, _ mode, f *fixture, c *odoo.Client) {
+		ctx := context.Background()
+		byName, err := c.LossID(ctx, "Equipment Failure")
+		if err != nil {
+			t.Fatalf("LossID by name: %v", err)
+		}
+		byXMLID, err := c.LossID(ctx, "mrp.block_reason1")
+		if err != nil || byXMLID != byName {
+			t.Fatalf("LossID by xmlid = %d, %v; by name %d", byXMLID, err, byName)
+		}
+		if _, err := c.LossID(ctx, "Coffee Break"); !errors.Is(err, odoo.ErrNotFound) {
+			t.Errorf("unknown loss: %v", err)
+		}
 
-			// load reads date-times in the user's time zone (ir_fields.py
-			// _input_tz); the bot's preferences must not shift the lines.
-			f.srv.SetUserTZ(2, "America/Chicago")
-			start := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
-			d := odoo.Downtime{XMLID: "plantedge.site_m1_down_1", WorkcenterID: f.wc, WorkorderID: f.wo, LossID: byName,
-				Start: start, Description: "spindle fault"}
-			id, err := c.UpsertDowntime(ctx, d)
-			if err != nil {
-				t.Fatalf("UpsertDowntime open: %v", err)
-			}
-			if st := f.srv.WorkingState(f.wc); st != "blocked" {
-				t.Errorf("open line: working_state %q, want blocked", st)
-			}
-			d.End = start.Add(7 * time.Minute)
-			id2, err := c.UpsertDowntime(ctx, d)
-			if err != nil || id2 != id {
-				t.Fatalf("UpsertDowntime close = %d, %v; want same id %d", id2, err, id)
-			}
-			lines := f.srv.Productivity()
-			if len(lines) != 1 || !lines[0].End.Equal(d.End) || lines[0].XMLID != d.XMLID || lines[0].LossName != "Equipment Failure" ||
-				lines[0].Description != "spindle fault" || !lines[0].Start.Equal(start) {
-				t.Fatalf("lines = %+v", lines)
-			}
-			if st := f.srv.WorkingState(f.wc); st != "normal" {
-				t.Errorf("closed line: working_state %q, want normal", st)
-			}
-			model, resID, found, err := c.ExternalID(ctx, "plantedge", "site_m1_down_1")
-			if err != nil || !found || resID != id || model != "mrp.workcenter.productivity" {
-				t.Errorf("ExternalID = %q %d %v %v", model, resID, found, err)
-			}
-			if _, _, found, err := c.ExternalID(ctx, "plantedge", "nope"); found || err != nil {
-				t.Errorf("ExternalID of unknown = %v %v", found, err)
-			}
+		// load reads date-times in the user's time zone (ir_fields.py
+		// _input_tz); the bot's preferences must not shift the lines.
+		f.srv.SetUserTZ(2, "America/Chicago")
+		start := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+		d := odoo.Downtime{XMLID: "plantedge.site_m1_down_1", WorkcenterID: f.wc, WorkorderID: f.wo, LossID: byName,
+			Start: start, Description: "spindle fault"}
+		id, err := c.UpsertDowntime(ctx, d)
+		if err != nil {
+			t.Fatalf("UpsertDowntime open: %v", err)
+		}
+		if st := f.srv.WorkingState(f.wc); st != "blocked" {
+			t.Errorf("open line: working_state %q, want blocked", st)
+		}
+		d.End = start.Add(7 * time.Minute)
+		id2, err := c.UpsertDowntime(ctx, d)
+		if err != nil || id2 != id {
+			t.Fatalf("UpsertDowntime close = %d, %v; want same id %d", id2, err, id)
+		}
+		lines := f.srv.Productivity()
+		if len(lines) != 1 || !lines[0].End.Equal(d.End) || lines[0].XMLID != d.XMLID || lines[0].LossName != "Equipment Failure" ||
+			lines[0].Description != "spindle fault" || !lines[0].Start.Equal(start) {
+			t.Fatalf("lines = %+v", lines)
+		}
+		if st := f.srv.WorkingState(f.wc); st != "normal" {
+			t.Errorf("closed line: working_state %q, want normal", st)
+		}
+		model, resID, found, err := c.ExternalID(ctx, "plantedge", "site_m1_down_1")
+		if err != nil || !found || resID != id || model != "mrp.workcenter.productivity" {
+			t.Errorf("ExternalID = %q %d %v %v", model, resID, found, err)
+		}
+		if _, _, found, err := c.ExternalID(ctx, "plantedge", "nope"); found || err != nil {
+			t.Errorf("ExternalID of unknown = %v %v", found, err)
+		}
 
-			before := f.srv.CallCount("mrp.workcenter.productivity", "load")
-			batch := []odoo.Downtime{
-				{XMLID: "plantedge.site_m1_down_2", WorkcenterID: f.wc, LossID: byName, Start: start.Add(time.Hour), End: start.Add(2 * time.Hour)},
-				{XMLID: "plantedge.site_m1_down_1", WorkcenterID: f.wc, WorkorderID: f.wo, LossID: byName, Start: start, End: d.End, Description: "spindle fault, fixed"},
-			}
-			ids, err := c.UpsertDowntimes(ctx, batch)
-			if err != nil || len(ids) != 2 || ids[1] != id || ids[0] == id {
-				t.Fatalf("UpsertDowntimes = %v, %v", ids, err)
-			}
-			if n := f.srv.CallCount("mrp.workcenter.productivity", "load") - before; n != 1 {
-				t.Errorf("batch used %d load calls, want 1", n)
-			}
-			// a row Odoo refuses fails the whole batch: nothing of it is written
-			bad := []odoo.Downtime{
-				{XMLID: "plantedge.site_m1_down_3", WorkcenterID: f.wc, LossID: byName, Start: start},
-				{XMLID: "plantedge.site_m1_down_4", WorkcenterID: 424242, LossID: byName, Start: start},
-			}
-			_, err = c.UpsertDowntimes(ctx, bad)
-			if !odoo.IsPermanent(err) {
-				t.Errorf("bad batch: want permanent error, got %v", err)
-			}
-			if n := len(f.srv.Productivity()); n != 2 {
-				t.Errorf("after refused batch: %d lines, want 2", n)
-			}
-		})
-	}
+		before := f.srv.CallCount("mrp.workcenter.productivity", "load")
+		batch := []odoo.Downtime{
+			{XMLID: "plantedge.site_m1_down_2", WorkcenterID: f.wc, LossID: byName, Start: start.Add(time.Hour), End: start.Add(2 * time.Hour)},
+			{XMLID: "plantedge.site_m1_down_1", WorkcenterID: f.wc, WorkorderID: f.wo, LossID: byName, Start: start, End: d.End, Description: "spindle fault, fixed"},
+		}
+		ids, err := c.UpsertDowntimes(ctx, batch)
+		if err != nil || len(ids) != 2 || ids[1] != id || ids[0] == id {
+			t.Fatalf("UpsertDowntimes = %v, %v", ids, err)
+		}
+		if n := f.srv.CallCount("mrp.workcenter.productivity", "load") - before; n != 1 {
+			t.Errorf("batch used %d load calls, want 1", n)
+		}
+		// a row Odoo refuses fails the whole batch: nothing of it is written
+		bad := []odoo.Downtime{
+			{XMLID: "plantedge.site_m1_down_3", WorkcenterID: f.wc, LossID: byName, Start: start},
+			{XMLID: "plantedge.site_m1_down_4", WorkcenterID: 424242, LossID: byName, Start: start},
+		}
+		_, err = c.UpsertDowntimes(ctx, bad)
+		if !odoo.IsPermanent(err) {
+			t.Errorf("bad batch: want permanent error, got %v", err)
+		}
+		if n := len(f.srv.Productivity()); n != 2 {
+			t.Errorf("after refused batch: %d lines, want 2", n)
+		}
+	})
 }
 
 // A scrap of a product archived in Odoo since the agent read it is refused
@@ -389,87 +385,79 @@ func TestDowntimeUpsert(t *testing.T) {
 // a permanent MissingReference of product_id, whose message says what that
 // means, not only Odoo's "No matching record found for database id".
 func TestBookScrapOfAnArchivedProductSaysWhy(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.String(), func(t *testing.T) {
-			ctx := context.Background()
-			f := newFixture(t, odootest.Options{Version: m.version})
-			c := connected(t, f, m.protocol)
-			if err := c.Call(ctx, "product.product", "write", []any{[]any{f.product}, map[string]any{"active": false}}, nil, nil); err != nil {
-				t.Fatalf("archiving the product: %v", err)
+	eachMode(t, func(t *testing.T, _ mode, f *fixture, c *odoo.Client) {
+		ctx := context.Background()
+		if err := c.Call(ctx, "product.product", "write", []any{[]any{f.product}, map[string]any{"active": false}}, nil, nil); err != nil {
+			t.Fatalf("archiving the product: %v", err)
+		}
+		_, err := c.BookScrap(ctx, odoo.Scrap{XMLID: "plantedge.site_m1_scrap_8", ProductID: f.product, ProductionID: f.mo, WorkorderID: f.wo, Qty: 3})
+		if !odoo.IsPermanent(err) || !odoo.MissingReference(err, "product_id") {
+			t.Fatalf("scrap of an archived product: %v; want a permanent MissingReference of product_id", err)
+		}
+		msg := err.Error()
+		for _, want := range []string{"No matching record found for database id", "no longer finds: archived, deleted, or in a company the bot user may not use"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("error %q lacks %q", msg, want)
 			}
-			_, err := c.BookScrap(ctx, odoo.Scrap{XMLID: "plantedge.site_m1_scrap_8", ProductID: f.product, ProductionID: f.mo, WorkorderID: f.wo, Qty: 3})
-			if !odoo.IsPermanent(err) || !odoo.MissingReference(err, "product_id") {
-				t.Fatalf("scrap of an archived product: %v; want a permanent MissingReference of product_id", err)
-			}
-			msg := err.Error()
-			for _, want := range []string{"No matching record found for database id", "no longer finds: archived, deleted, or in a company the bot user may not use"} {
-				if !strings.Contains(msg, want) {
-					t.Errorf("error %q lacks %q", msg, want)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 func TestBookScrap(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.String(), func(t *testing.T) {
-			ctx := context.Background()
-			f := newFixture(t, odootest.Options{Version: m.version})
-			c := connected(t, f, m.protocol)
-			s := odoo.Scrap{XMLID: "plantedge.site_m1_scrap_7", ProductID: f.product, ProductionID: f.mo, WorkorderID: f.wo, Qty: 3}
-			done, err := c.BookScrap(ctx, s)
-			if err != nil || !done {
-				t.Fatalf("BookScrap = %v, %v", done, err)
-			}
-			done, err = c.BookScrap(ctx, s)
-			if err != nil || !done {
-				t.Fatalf("BookScrap again = %v, %v", done, err)
-			}
-			scraps := f.srv.Scraps()
-			if len(scraps) != 1 || scraps[0].Moves != 1 || scraps[0].State != "done" || scraps[0].UomID != 1 || scraps[0].Qty != 3 {
-				t.Fatalf("scraps = %+v (want one scrap booked once)", scraps)
-			}
+	eachMode(t, func(t *testing.T, m mode, f *fixture, c *odoo.Client) {
+		ctx := context.Background()
+		s := odoo.Scrap{XMLID: "plantedge.site_m1_scrap_7", ProductID: f.product, ProductionID: f.mo, WorkorderID: f.wo, Qty: 3}
+		done, err := c.BookScrap(ctx, s)
+		if err != nil || !done {
+			t.Fatalf("BookScrap = %v, %v", done, err)
+		}
+		done, err = c.BookScrap(ctx, s)
+		if err != nil || !done {
+			t.Fatalf("BookScrap again = %v, %v", done, err)
+		}
+		scraps := f.srv.Scraps()
+		if len(scraps) != 1 || scraps[0].Moves != 1 || scraps[0].State != "done" || scraps[0].UomID != 1 || scraps[0].Qty != 3 {
+			t.Fatalf("scraps = %+v (want one scrap booked once)", scraps)
+		}
 
-			short := f.srv.AddProduct("Rare part")
-			f.srv.SetShortStock(short, true)
-			s2 := odoo.Scrap{XMLID: "plantedge.site_m1_scrap_8", ProductID: short, Qty: 1}
-			done, err = c.BookScrap(ctx, s2)
-			if err != nil || done {
-				t.Fatalf("short stock BookScrap = %v, %v; want not done", done, err)
-			}
-			// Many at once: two calls, whatever their number.
-			imd, sc := f.srv.CallCount("ir.model.data", "search_read"), f.srv.CallCount("stock.scrap", "search_read")
-			states, err := c.ScrapStates(ctx, []string{s.XMLID, s2.XMLID, "plantedge.site_m1_scrap_none"})
-			if err != nil || len(states) != 2 || states[s.XMLID] != "done" || states[s2.XMLID] != "draft" {
-				t.Errorf("ScrapStates = %v, %v", states, err)
-			}
-			if n, m := f.srv.CallCount("ir.model.data", "search_read")-imd, f.srv.CallCount("stock.scrap", "search_read")-sc; n != 1 || m != 1 {
-				t.Errorf("ScrapStates made %d + %d calls, want 1 + 1", n, m)
-			}
-			f.srv.SetShortStock(short, false)
-			done, err = c.BookScrap(ctx, s2)
-			if err != nil || !done {
-				t.Fatalf("retry after stock arrived = %v, %v", done, err)
-			}
-			if n := len(f.srv.Scraps()); n != 2 {
-				t.Errorf("%d scraps, want 2 (retry updated the draft)", n)
-			}
+		short := f.srv.AddProduct("Rare part")
+		f.srv.SetShortStock(short, true)
+		s2 := odoo.Scrap{XMLID: "plantedge.site_m1_scrap_8", ProductID: short, Qty: 1}
+		done, err = c.BookScrap(ctx, s2)
+		if err != nil || done {
+			t.Fatalf("short stock BookScrap = %v, %v; want not done", done, err)
+		}
+		// Many at once: two calls, whatever their number.
+		imd, sc := f.srv.CallCount("ir.model.data", "search_read"), f.srv.CallCount("stock.scrap", "search_read")
+		states, err := c.ScrapStates(ctx, []string{s.XMLID, s2.XMLID, "plantedge.site_m1_scrap_none"})
+		if err != nil || len(states) != 2 || states[s.XMLID] != "done" || states[s2.XMLID] != "draft" {
+			t.Errorf("ScrapStates = %v, %v", states, err)
+		}
+		if n, m := f.srv.CallCount("ir.model.data", "search_read")-imd, f.srv.CallCount("stock.scrap", "search_read")-sc; n != 1 || m != 1 {
+			t.Errorf("ScrapStates made %d + %d calls, want 1 + 1", n, m)
+		}
+		f.srv.SetShortStock(short, false)
+		done, err = c.BookScrap(ctx, s2)
+		if err != nil || !done {
+			t.Fatalf("retry after stock arrived = %v, %v", done, err)
+		}
+		if n := len(f.srv.Scraps()); n != 2 {
+			t.Errorf("%d scraps, want 2 (retry updated the draft)", n)
+		}
 
-			// Confirmed as the dialog's Confirm does: done, one move, and
-			// not again when booked a second time.
-			f.srv.SetShortStock(short, true)
-			s3 := odoo.Scrap{XMLID: "plantedge.site_m1_scrap_9", ProductID: short, Qty: 2, ConfirmShort: true}
-			for range 2 {
-				if done, err := c.BookScrap(ctx, s3); err != nil || !done {
-					t.Fatalf("confirmed BookScrap = %v, %v", done, err)
-				}
+		// Confirmed as the dialog's Confirm does: done, one move, and
+		// not again when booked a second time.
+		f.srv.SetShortStock(short, true)
+		s3 := odoo.Scrap{XMLID: "plantedge.site_m1_scrap_9", ProductID: short, Qty: 2, ConfirmShort: true}
+		for range 2 {
+			if done, err := c.BookScrap(ctx, s3); err != nil || !done {
+				t.Fatalf("confirmed BookScrap = %v, %v", done, err)
 			}
-			if sc := f.srv.Scraps(); len(sc) != 3 || sc[2].State != "done" || sc[2].Moves != 1 {
-				t.Errorf("scraps = %+v, want the third done with one move", sc)
-			}
-		})
-	}
+		}
+		if sc := f.srv.Scraps(); len(sc) != 3 || sc[2].State != "done" || sc[2].Moves != 1 {
+			t.Errorf("scraps = %+v, want the third done with one move", sc)
+		}
+	})
 }
 
 // Real Odoo's load catches a concurrency failure per row and answers it as
@@ -1749,18 +1737,14 @@ func TestOthersWorked(t *testing.T) {
 // which was retried for good where JSON-RPC dead-lettered it or said so at
 // ERROR (the fidelity probe). A bare 500 stays transient.
 func TestServerErrorNamedIsClassifiedAsOverJSONRPC(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.String(), func(t *testing.T) {
-			f := newFixture(t, odootest.Options{Version: m.version})
-			c := connected(t, f, m.protocol)
-			var rows []map[string]any
-			err := c.Call(context.Background(), "mrp.workorder", "search_read", []any{[]any{[]any{"state", "=", "progress"}}},
-				map[string]any{"fields": []string{"id", "no_such_field"}}, &rows)
-			if oe := asError(t, err); !oe.Permanent() || oe.Temporary() || !strings.Contains(oe.Message, "no_such_field") {
-				t.Errorf("invalid field: %+v, permanent %v", oe, oe.Permanent())
-			}
-		})
-	}
+	eachMode(t, func(t *testing.T, _ mode, f *fixture, c *odoo.Client) {
+		var rows []map[string]any
+		err := c.Call(context.Background(), "mrp.workorder", "search_read", []any{[]any{[]any{"state", "=", "progress"}}},
+			map[string]any{"fields": []string{"id", "no_such_field"}}, &rows)
+		if oe := asError(t, err); !oe.Permanent() || oe.Temporary() || !strings.Contains(oe.Message, "no_such_field") {
+			t.Errorf("invalid field: %+v, permanent %v", oe, oe.Permanent())
+		}
+	})
 	f := newFixture(t, odootest.Options{Version: 19, StringErrors: true})
 	c := connected(t, f, "auto")
 	var rows []map[string]any
@@ -1881,45 +1865,41 @@ func TestLoadTakesItsTimePerRow(t *testing.T) {
 // of it would send it (Same: to the second, as Odoo keeps times); one Odoo
 // lacks is missing. On every version and protocol.
 func TestDowntimesByXMLIDReadsLinesAsSent(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.String(), func(t *testing.T) {
-			f := newFixture(t, odootest.Options{Version: m.version})
-			c := connected(t, f, m.protocol)
-			ctx := context.Background()
-			loss, err := c.LossID(ctx, "Equipment Failure")
-			if err != nil {
-				t.Fatal(err)
-			}
-			start := time.Date(2026, 3, 1, 8, 0, 0, 123e6, time.UTC) // ms: Odoo keeps the second
-			open := odoo.Downtime{XMLID: "plantedge.site_m1_downtime_1", WorkcenterID: f.wc, LossID: loss, Start: start, Description: "plantedge: reason JAM"}
-			closed := odoo.Downtime{XMLID: "plantedge.site_m1_downtime_2", WorkcenterID: f.wc, WorkorderID: f.wo, LossID: loss,
-				Start: start.Add(time.Hour), End: start.Add(time.Hour + 90*time.Second), Description: "plantedge"}
-			ids, err := c.UpsertDowntimes(ctx, []odoo.Downtime{open, closed})
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := c.DowntimesByXMLID(ctx, []string{open.XMLID, closed.XMLID, "plantedge.site_m1_downtime_3"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(got) != 2 || got[open.XMLID].ID != ids[0] || got[closed.XMLID].ID != ids[1] {
-				t.Fatalf("read back %+v, want ids %v and none for the third", got, ids)
-			}
-			if !got[open.XMLID].Same(open) || !got[closed.XMLID].Same(closed) {
-				t.Errorf("read back %+v, want them the same as sent", got)
-			}
-			ended := open
-			ended.End = start.Add(time.Minute)
-			if got[open.XMLID].Same(ended) {
-				t.Errorf("the open line read back is the same as its end")
-			}
-			other := closed
-			other.WorkorderID = 0
-			if got[closed.XMLID].Same(other) {
-				t.Errorf("a line of a work order read back is the same as one without")
-			}
-		})
-	}
+	eachMode(t, func(t *testing.T, _ mode, f *fixture, c *odoo.Client) {
+		ctx := context.Background()
+		loss, err := c.LossID(ctx, "Equipment Failure")
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Date(2026, 3, 1, 8, 0, 0, 123e6, time.UTC) // ms: Odoo keeps the second
+		open := odoo.Downtime{XMLID: "plantedge.site_m1_downtime_1", WorkcenterID: f.wc, LossID: loss, Start: start, Description: "plantedge: reason JAM"}
+		closed := odoo.Downtime{XMLID: "plantedge.site_m1_downtime_2", WorkcenterID: f.wc, WorkorderID: f.wo, LossID: loss,
+			Start: start.Add(time.Hour), End: start.Add(time.Hour + 90*time.Second), Description: "plantedge"}
+		ids, err := c.UpsertDowntimes(ctx, []odoo.Downtime{open, closed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.DowntimesByXMLID(ctx, []string{open.XMLID, closed.XMLID, "plantedge.site_m1_downtime_3"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || got[open.XMLID].ID != ids[0] || got[closed.XMLID].ID != ids[1] {
+			t.Fatalf("read back %+v, want ids %v and none for the third", got, ids)
+		}
+		if !got[open.XMLID].Same(open) || !got[closed.XMLID].Same(closed) {
+			t.Errorf("read back %+v, want them the same as sent", got)
+		}
+		ended := open
+		ended.End = start.Add(time.Minute)
+		if got[open.XMLID].Same(ended) {
+			t.Errorf("the open line read back is the same as its end")
+		}
+		other := closed
+		other.WorkorderID = 0
+		if got[closed.XMLID].Same(other) {
+			t.Errorf("a line of a work order read back is the same as one without")
+		}
+	})
 }
 
 // review45c: a bot user with a time zone set (load reads date-times in it
