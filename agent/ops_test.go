@@ -3109,6 +3109,10 @@ func TestALineLeftOpenByALostBufferFileIsClosed(t *testing.T) {
 	}{{"lost, running again", true, false}, {"lost, still stopped", true, true}, {"healthy restart, still stopped", false, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPlant(t, plantOptions{machines: []string{"press-1"}, block: true})
+			// The look-up of the site's 600 lines' external ids outlasted
+			// the usual 2 s, again at each retry, on a machine busy with
+			// other tests (-race, load 10): not what this is about.
+			p.editConfig("  timeout: 2s\n  request_limit: 3s\n", "  timeout: 20s\n  request_limit: 30s\n")
 			ra := p.startAgent()
 			m := p.machines[0]
 			wc := p.wcIDs["press-1"]
@@ -3154,7 +3158,7 @@ func TestALineLeftOpenByALostBufferFileIsClosed(t *testing.T) {
 				p.run(m)
 			}
 			p.produce(m, 3, 0)
-			waitFor(t, 15*time.Second, "no line open, the work center running", func() (bool, string) {
+			waitFor(t, 60*time.Second, "no line open, the work center running", func() (bool, string) {
 				open := 0
 				for _, l := range p.odoo.Productivity() {
 					if l.End.IsZero() {
