@@ -1033,7 +1033,25 @@ func (c *Client) ExternalID(ctx context.Context, module, name string) (model str
 	if err != nil || len(rows) == 0 {
 		return "", 0, false, err
 	}
+	if err := c.resID(module+"."+name, rows[0].ResID); err != nil {
+		return "", 0, false, err
+	}
 	return string(rows[0].Model), rows[0].ResID, true, nil
+}
+
+// resID checks the res_id of the ir.model.data row of the external id
+// xmlid: Odoo's is the database id of the record the id names, a positive
+// integer. 0, negative or missing (read as 0) is not Odoo's answer — a
+// proxy's, a gateway's — and would read as a record of that id: a loss
+// reason named by its external id resolved to id 0 (its lines refused for
+// good, dead-lettered), a line or scrap looked up under id 0 and taken as
+// missing from Odoo. Transient, as the other answers that are not Odoo's
+// (notOdoos).
+func (c *Client) resID(xmlid string, id int64) error {
+	if id > 0 {
+		return nil
+	}
+	return notOdoos("ir.model.data.search_read", c.clean(fmt.Sprintf("an external id (%s) whose res_id is %d, not a record's positive id (0 also when it has none): not Odoo's answer", xmlid, id), maxMessage), nil)
 }
 
 // ExternalIDNames returns the names of module's external ids that match
@@ -1209,6 +1227,9 @@ func (c *Client) OpenLinesOf(ctx context.Context, module string) ([]OpenLine, er
 	}
 	out := make([]OpenLine, 0, len(refs))
 	for _, r := range refs {
+		if err := c.resID(module+"."+string(r.Name), r.ResID); err != nil {
+			return nil, err
+		}
 		if t, ok := start[r.ResID]; ok {
 			out = append(out, OpenLine{ID: r.ResID, Name: string(r.Name), Start: t})
 		}
@@ -1272,6 +1293,9 @@ func (c *Client) ExternalIDs(ctx context.Context, xmlids []string) (map[string]E
 				return nil, err
 			}
 			for _, r := range rows {
+				if err := c.resID(mod+"."+string(r.Name), r.ResID); err != nil {
+					return nil, err
+				}
 				out[mod+"."+string(r.Name)] = ExternalRef{Model: string(r.Model), ResID: r.ResID}
 			}
 		}
