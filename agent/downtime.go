@@ -506,24 +506,36 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 		}
 	}
 	acked := make([]buffer.Record, 0, len(lines))
+	loaded := map[int]bool{}   // lines a load of a part of batch booked
+	tooLarge := map[int]bool{} // lines a proxy refused alone as too large: dead-lettered
 	if len(batch) > 0 {
-		err = f.callLoad(ctx, len(batch), func(ctx context.Context) error {
-			got, err := f.client.UpsertDowntimes(ctx, batch)
-			if err == nil {
-				for j, id := range got {
-					ids[batchLine[j]] = id
-				}
+		err = f.loadParts(ctx, batch, batchLine, ids, loaded)
+		for odoo.TooLarge(err) {
+			// One line alone is more than the proxy in front of Odoo
+			// takes: no load carries it through that proxy. The rest
+			// goes on. (The lines loadParts booked come first.)
+			for loaded[batchLine[0]] {
+				batch, batchLine = batch[1:], batchLine[1:]
 			}
-			return err
-		})
-		if odoo.InDoubt(err) {
-			f.noteDoubt(batch...)
+			i := batchLine[0]
+			if err := f.deadLetterLine(ctx, lines[i], fmt.Sprintf("downtime line %s: a load of this line alone (what the line is: its external id, work center, work order, loss, times and the stop's reason) is more than the proxy in front of Odoo takes: raise its limit on a request's body (nginx's client_max_body_size), then plantedge deadletter retry: %v",
+				lines[i].d.XMLID, err)); err != nil {
+				return err
+			}
+			tooLarge[i] = true
+			batch, batchLine = batch[1:], batchLine[1:]
+			err = nil
+			if len(batch) > 0 {
+				err = f.loadParts(ctx, batch, batchLine, ids, loaded)
+			}
 		}
 	}
 	switch {
 	case err == nil:
-		for _, l := range lines {
-			acked = append(acked, l.rec)
+		for i, l := range lines {
+			if !tooLarge[i] {
+				acked = append(acked, l.rec)
+			}
 		}
 	case odoo.IsPermanent(err) && !odoo.IsAuth(err):
 		// Find the refused line(s) one by one; the rest go through. The
@@ -532,7 +544,10 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 		f.losses = map[string]int64{}
 		gone := map[int64]bool{} // work centers Odoo's searches lost since looked up
 		for i, l := range lines {
-			if l.skip || found[i] {
+			if tooLarge[i] {
+				continue // dead-lettered
+			}
+			if l.skip || found[i] || loaded[i] {
 				acked = append(acked, l.rec)
 				continue
 			}
@@ -634,6 +649,45 @@ func (f *forwarder) sendLines(ctx context.Context, lines []line) error {
 	}
 	f.left.Add(uint64(len(acked)))
 	f.a.metrics.forwarded.WithLabelValues("downtime").Add(float64(len(acked)))
+	return nil
+}
+
+// loadParts books batch (the lines idx of sendLines' lines, ids their ids
+// as Odoo answers) in loads of the size in force, booked noting each line
+// a load booked: when a proxy in front of Odoo refuses a load as too
+// large, the size halves (noteLoad) and the same lines go in smaller
+// loads, down to one line. It returns the first other error, or the
+// TooLarge of a load of one line, the first of what is left (batch[k] of
+// the first line not booked: the lines booked are the first of idx).
+func (f *forwarder) loadParts(ctx context.Context, batch []odoo.Downtime, idx []int, ids []int64, booked map[int]bool) error {
+	for len(batch) > 0 {
+		n := min(len(batch), f.loadLines())
+		part, partIdx := batch[:n], idx[:n]
+		err := f.callLoad(ctx, n, func(ctx context.Context) error {
+			got, err := f.client.UpsertDowntimes(ctx, part)
+			if err == nil {
+				for j, id := range got {
+					ids[partIdx[j]] = id
+				}
+			}
+			return err
+		})
+		if odoo.InDoubt(err) {
+			f.noteDoubt(part...)
+		}
+		switch {
+		case err == nil:
+			for _, i := range partIdx {
+				booked[i] = true
+			}
+			batch, idx = batch[n:], idx[n:]
+		case odoo.TooLarge(err) && n > 1:
+			// noteLoad halved the size in force: the same lines again,
+			// in smaller loads.
+		default:
+			return err
+		}
+	}
 	return nil
 }
 

@@ -80,7 +80,8 @@ type linkState struct {
 	Slow        bool
 	// LinesPerLoad is how many downtime lines a load carries while fewer
 	// than linesPerLoad (0: linesPerLoad), shrunk after loads Odoo took
-	// too long for (loadsize.go).
+	// too long for, or a proxy in front of it refused as too large
+	// (loadsize.go).
 	LinesPerLoad int
 	// Round is how long the last round that went through took, RateWait
 	// how much of it was the wait for forward.rate: a plant whose rounds
@@ -177,6 +178,11 @@ type forwarder struct {
 	// nothing more is sent, so a late commit cannot overtake a newer write
 	// or be repeated (run's goroutine).
 	settleUntil time.Time
+	// tooLargeAt is the fewest downtime lines of a load a proxy in front
+	// of Odoo refused as too large this run (its 413: nginx's
+	// client_max_body_size), 0 for none: the loads never grow back to it
+	// (noteLoad; guarded by mu).
+	tooLargeAt int
 	// doubtLines are the external ids of the downtime lines sent in loads
 	// Odoo did not answer (in doubt): before one is sent again, after the
 	// settle, Odoo's line is read back (readBack; run's goroutine).

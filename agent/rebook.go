@@ -770,7 +770,6 @@ func (f *forwarder) rebookLines(ctx context.Context, lines []bookedEntry, wos ma
 	}
 	for len(lines) > 0 {
 		batch := lines[:min(len(lines), f.loadLines())] // shrunk after slow loads (loadsize.go)
-		lines = lines[len(batch):]
 		ds := make([]odoo.Downtime, len(batch))
 		for i, e := range batch {
 			ds[i] = *e.Line
@@ -795,8 +794,20 @@ func (f *forwarder) rebookLines(ctx context.Context, lines []bookedEntry, wos ma
 			ids, err = f.client.UpsertDowntimes(ctx, ds)
 			return err
 		})
+		if odoo.TooLarge(err) && len(batch) > 1 {
+			// A proxy in front of Odoo refused the load as too large: the
+			// size in force halved (noteLoad); the same lines again, in
+			// smaller loads.
+			continue
+		}
+		lines = lines[len(batch):]
 		switch {
 		case err == nil:
+		case odoo.TooLarge(err):
+			// One line alone is more than the proxy takes.
+			ids = make([]int64, len(ds))
+			res.NotRebooked = append(res.NotRebooked, fmt.Sprintf("downtime line %s of %s: a load of this line alone is more than the proxy in front of Odoo takes (nginx's client_max_body_size): %v",
+				ds[0].XMLID, batch[0].Machine, err))
 		case odoo.IsPermanent(err) && !odoo.IsAuth(err):
 			ids = make([]int64, len(ds))
 			for i, d := range ds {

@@ -217,8 +217,9 @@ type OdooStatus struct {
 	RateWaitSeconds float64 `json:"rate_wait_seconds,omitempty"`
 	// LinesPerLoad is how many downtime lines a load carries while it is
 	// fewer than LinesPerLoad (absent at full size): Odoo took longer than
-	// odoo.timeout, or nearly, for a load of more, so a backlog drains in
-	// more, smaller loads (docs/runbook.md, WAN outage / Odoo upgrade:
+	// odoo.timeout, or nearly, for a load of more, or a proxy in front of
+	// it refused one as too large (413), so a backlog drains in more,
+	// smaller loads (docs/runbook.md, WAN outage / Odoo upgrade:
 	// Loads that outlast odoo.timeout shrink).
 	LinesPerLoad int `json:"lines_per_load,omitempty"`
 	// SwitchFrom names the Odoo (host, port and path of its URL, and the

@@ -1146,6 +1146,14 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 		e.Class = Transient
 		e.Message = "forbidden by something in front of Odoo, not by Odoo (a proxy's access rule or maintenance block, a firewall?): " + e.Message
 	}
+	if e.Name == "" && (!json.Valid(body) || resp.StatusCode != http.StatusBadRequest) {
+		// Odoo answers none of these with its JSON (JSON-2's 400, a bad
+		// body, names its exception or is a bare JSON string; JSON-RPC
+		// answers 200): a page or a gateway's own JSON, of something in
+		// front of Odoo or of Odoo's web layer, which refuses the request's
+		// form or size, not a record.
+		frontRefusal(e, resp)
+	}
 	if resp.StatusCode == http.StatusUnauthorized && !json.Valid(body) {
 		// Odoo's 401 is JSON: this one comes from something in front of it
 		// (a proxy's own login), and says nothing about the API key.
@@ -1153,6 +1161,45 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 		e.Message = "refused by something in front of Odoo, not by Odoo (a proxy's login?): " + e.Message
 	}
 	return e
+}
+
+// frontRefusal makes e, an answer with one of these statuses that is not
+// Odoo's (no exception named), say what refused the request, and whether
+// sending it again can help:
+//
+//   - 413: the request's body is larger than something in front of Odoo
+//     takes (nginx's client_max_body_size, 1m by default; a web firewall's
+//     body limit, ModSecurity's 128 KiB): TooLarge, Transient — a smaller
+//     request passes (the agent's loads of downtime lines split; its other
+//     requests are all far smaller than a load).
+//   - 400, 405, 414, 431: the request's form (its headers or cookies, its
+//     method, its URL), the same for every call the agent makes: Transient,
+//     held and retried until the proxy is fixed, never a record's refusal
+//     (dead-lettering every record one by one, as a Permanent 400 page did).
+func frontRefusal(e *Error, resp *http.Response) {
+	var why string
+	switch resp.StatusCode {
+	case http.StatusRequestEntityTooLarge:
+		e.Class, e.tooLarge = Transient, true
+		size := "a request"
+		if resp.Request != nil && resp.Request.ContentLength > 0 {
+			size = fmt.Sprintf("a request of %d bytes", resp.Request.ContentLength)
+		}
+		e.Message = size + " refused as too large by something in front of Odoo, not by Odoo (a proxy's limit on a request's body: nginx's client_max_body_size, 1m by default; a web firewall's): " + e.Message
+		return
+	case http.StatusBadRequest:
+		why = "refused as a bad request by something in front of Odoo or by Odoo's web layer, not Odoo's answer to the call (a proxy's limit on headers or cookies, https sent to its plain-http port, or the reverse?): "
+	case http.StatusMethodNotAllowed:
+		why = "method not allowed by something in front of Odoo, not Odoo's answer to the call (a proxy's rule, or odoo.url not Odoo's address?): "
+	case http.StatusRequestURITooLong:
+		why = "URL too long for something in front of Odoo, not Odoo's answer to the call (a proxy's limit, or a long path in odoo.url?): "
+	case http.StatusRequestHeaderFieldsTooLarge:
+		why = "request headers too large for something in front of Odoo, not Odoo's answer to the call (a proxy's limit on headers): "
+	default:
+		return
+	}
+	e.Class = Transient
+	e.Message = why + e.Message
 }
 
 // maxMessage caps the length of an error message taken from the server: it

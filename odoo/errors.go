@@ -77,6 +77,8 @@ type Error struct {
 	said     string
 	// werkzeugPage: the page is werkzeug's own 404 (werkzeugNotFoundPage).
 	werkzeugPage bool
+	// tooLarge: a 413 of something in front of Odoo (frontRefusal).
+	tooLarge bool
 	// unfound: the columns of a load whose database id Odoo's search did
 	// not find (MissingReference).
 	unfound []string
@@ -352,6 +354,17 @@ func IsPermanent(err error) bool {
 func MissingReference(err error, field string) bool {
 	var oe *Error
 	return errors.As(err, &oe) && slices.Contains(oe.unfound, field)
+}
+
+// TooLarge reports a request refused as too large by something in front
+// of Odoo (a proxy's 413 page: nginx's client_max_body_size, a web
+// firewall's body limit), not by Odoo: Transient — the same request is
+// refused again, a smaller one passes. A caller that sends many records in
+// one request sends fewer; one record alone refused so cannot be sent
+// through that proxy as it is set up.
+func TooLarge(err error) bool {
+	var oe *Error
+	return errors.As(err, &oe) && oe.tooLarge
 }
 
 // IsAuth reports whether err is an authentication failure.

@@ -459,7 +459,7 @@ func linesPace(o agent.OdooStatus) string {
 	lines, perRound := loadSize(o)
 	shrunk := ""
 	if lines < agent.LinesPerLoad {
-		shrunk = fmt.Sprintf(" (not %d: Odoo took about odoo.timeout or longer for larger loads)", agent.LinesPerLoad)
+		shrunk = fmt.Sprintf(" (not %d: Odoo took about odoo.timeout or longer for larger loads, or a proxy in front of it refused them as too large)", agent.LinesPerLoad)
 	}
 	return fmt.Sprintf("%d a round in loads of %d%s, each round also booking every machine's counts and scrap", perRound, lines, shrunk)
 }

@@ -539,7 +539,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(w, "  SLOW: a call takes %.1f s on average (Odoo busy, or a slow link): a backlog drains that much slower", o.CallSeconds)
 	}
 	if o.LinesPerLoad > 0 {
-		fmt.Fprintf(w, "  LOADS OF %d: Odoo took about odoo.timeout or longer for a load of more downtime lines (they grow back after quick answers)", o.LinesPerLoad)
+		fmt.Fprintf(w, "  LOADS OF %d: Odoo took about odoo.timeout or longer for a load of more downtime lines, or a proxy in front of it refused one as too large (they grow back after quick answers, not to a size refused)", o.LinesPerLoad)
 	}
 	fmt.Fprintln(w)
 	if o.RoundSeconds >= behindRound && o.RateWaitSeconds >= o.RoundSeconds/2 {

@@ -707,7 +707,7 @@ func TestFlushSaysChangesWaitForARestart(t *testing.T) {
 // flush say the pace in force, not the full size's.
 func TestStatusSaysTheShrunkenLoads(t *testing.T) {
 	st := agent.Status{Odoo: agent.OdooStatus{State: "online", LinesPerLoad: 50}, Buffer: agent.BufferStatus{Lanes: map[string]agent.LaneStatus{"events": {Pending: 700}}}}
-	want := "500 a round in loads of 50 (not 200: Odoo took about odoo.timeout or longer for larger loads)"
+	want := "500 a round in loads of 50 (not 200: Odoo took about odoo.timeout or longer for larger loads, or a proxy in front of it refused them as too large)"
 	if msg := notDrained(5*time.Minute, 700, st); !strings.Contains(msg, want) {
 		t.Errorf("verdict: %s", msg)
 	}
