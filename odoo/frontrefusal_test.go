@@ -56,6 +56,18 @@ func behindFront(t *testing.T, f *fixture, protocol string) (*odoo.Client, *fron
 	return c, tr
 }
 
+// eachModeBehindFront is eachMode with the client behind a frontTransport
+// (behindFront).
+func eachModeBehindFront(t *testing.T, test func(t *testing.T, m mode, f *fixture, c *odoo.Client, tr *frontTransport)) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			f := newFixture(t, odootest.Options{Version: m.version})
+			c, tr := behindFront(t, f, m.protocol)
+			test(t, m, f, c, tr)
+		})
+	}
+}
+
 // nginxPage is nginx's page for status, as it sends it.
 func nginxPage(status int, title string) []byte {
 	return []byte(fmt.Sprintf("<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n<center><h1>%d %s</h1></center>\r\n<hr><center>nginx/1.24.0</center>\r\n</body>\r\n</html>\r\n",
@@ -81,37 +93,33 @@ func TestFrontRefusalsOfTheRequestsFormAreTransient(t *testing.T) {
 		{414, "Request-URI Too Large", "URL too long for something in front of Odoo"},
 		{431, "Request Header Fields Too Large", "request headers too large for something in front of Odoo"},
 	}
-	for _, m := range modes {
-		t.Run(m.String(), func(t *testing.T) {
-			f := newFixture(t, odootest.Options{Version: m.version})
-			c, tr := behindFront(t, f, m.protocol)
-			ctx := context.Background()
-			for _, p := range pages {
-				tr.set(func(req *http.Request, _ []byte) *http.Response {
-					return answerWith(req, p.status, http.Header{"Content-Type": {"text/html"}}, nginxPage(p.status, p.title))
-				})
-				err := c.SetProducedQty(ctx, f.wo, 5)
-				var oe *odoo.Error
-				if !errors.As(err, &oe) || oe.Class != odoo.Transient || odoo.TooLarge(err) ||
-					!strings.Contains(err.Error(), p.says) || !strings.Contains(err.Error(), p.title+" (an HTML page)") {
-					t.Errorf("%d %s page: %v; want transient, saying %q and the page's title", p.status, p.title, err, p.says)
-				}
+	eachModeBehindFront(t, func(t *testing.T, m mode, f *fixture, c *odoo.Client, tr *frontTransport) {
+		ctx := context.Background()
+		for _, p := range pages {
+			tr.set(func(req *http.Request, _ []byte) *http.Response {
+				return answerWith(req, p.status, http.Header{"Content-Type": {"text/html"}}, nginxPage(p.status, p.title))
+			})
+			err := c.SetProducedQty(ctx, f.wo, 5)
+			var oe *odoo.Error
+			if !errors.As(err, &oe) || oe.Class != odoo.Transient || odoo.TooLarge(err) ||
+				!strings.Contains(err.Error(), p.says) || !strings.Contains(err.Error(), p.title+" (an HTML page)") {
+				t.Errorf("%d %s page: %v; want transient, saying %q and the page's title", p.status, p.title, err, p.says)
 			}
-			if m.want != odoo.ProtocolJSON2 {
-				return
+		}
+		if m.want != odoo.ProtocolJSON2 {
+			return
+		}
+		// JSON-2's own 400s name their exception, or are a bare JSON
+		// string in early 19 builds: Odoo's refusal of the call.
+		for _, body := range []string{`{"name":"werkzeug.exceptions.BadRequest","message":"bad vals"}`, `"bad vals"`} {
+			tr.set(func(req *http.Request, _ []byte) *http.Response {
+				return answerWith(req, 400, http.Header{"Content-Type": {"application/json"}}, []byte(body))
+			})
+			if err := c.SetProducedQty(ctx, f.wo, 5); !odoo.IsPermanent(err) || strings.Contains(err.Error(), "in front of Odoo") {
+				t.Errorf("JSON-2's 400 %s: %v; want permanent, Odoo's", body, err)
 			}
-			// JSON-2's own 400s name their exception, or are a bare JSON
-			// string in early 19 builds: Odoo's refusal of the call.
-			for _, body := range []string{`{"name":"werkzeug.exceptions.BadRequest","message":"bad vals"}`, `"bad vals"`} {
-				tr.set(func(req *http.Request, _ []byte) *http.Response {
-					return answerWith(req, 400, http.Header{"Content-Type": {"application/json"}}, []byte(body))
-				})
-				if err := c.SetProducedQty(ctx, f.wo, 5); !odoo.IsPermanent(err) || strings.Contains(err.Error(), "in front of Odoo") {
-					t.Errorf("JSON-2's 400 %s: %v; want permanent, Odoo's", body, err)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // A load larger than the proxy in front of Odoo takes (nginx's
@@ -120,50 +128,46 @@ func TestFrontRefusalsOfTheRequestsFormAreTransient(t *testing.T) {
 // was permanent, a refusal of the records — and a smaller load of the
 // same lines passes.
 func TestFrontRefusesALoadAsTooLarge(t *testing.T) {
-	for _, m := range modes {
-		t.Run(m.String(), func(t *testing.T) {
-			f := newFixture(t, odootest.Options{Version: m.version})
-			c, tr := behindFront(t, f, m.protocol)
-			ctx := context.Background()
-			loss, err := c.LossID(ctx, "Equipment Failure")
-			if err != nil {
-				t.Fatal(err)
+	eachModeBehindFront(t, func(t *testing.T, m mode, f *fixture, c *odoo.Client, tr *frontTransport) {
+		ctx := context.Background()
+		loss, err := c.LossID(ctx, "Equipment Failure")
+		if err != nil {
+			t.Fatal(err)
+		}
+		const limit = 8 << 10
+		tr.set(func(req *http.Request, body []byte) *http.Response {
+			if len(body) <= limit {
+				return nil
 			}
-			const limit = 8 << 10
-			tr.set(func(req *http.Request, body []byte) *http.Response {
-				if len(body) <= limit {
-					return nil
-				}
-				return answerWith(req, http.StatusRequestEntityTooLarge, http.Header{"Content-Type": {"text/html"}},
-					nginxPage(http.StatusRequestEntityTooLarge, "Request Entity Too Large"))
-			})
-			var lines []odoo.Downtime
-			at := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
-			for i := range 100 {
-				lines = append(lines, odoo.Downtime{XMLID: fmt.Sprintf("plantedge.site_m1_downtime_%d", i), WorkcenterID: f.wc, LossID: loss,
-					Start: at.Add(time.Duration(i) * time.Minute), End: at.Add(time.Duration(i)*time.Minute + 30*time.Second), Description: "plantedge: reason JAM"})
-			}
-			_, err = c.UpsertDowntimes(ctx, lines)
-			if !odoo.TooLarge(err) || !odoo.IsTemporary(err) || odoo.IsPermanent(err) ||
-				!strings.Contains(err.Error(), "client_max_body_size") || !strings.Contains(err.Error(), "bytes refused as too large by something in front of Odoo") {
-				t.Fatalf("a load of 100 lines above the proxy's limit: %v; want TooLarge, transient, saying the size and the proxy's limit", err)
-			}
-			if n := len(f.srv.Productivity()); n != 0 {
-				t.Fatalf("%d lines in Odoo after the proxy refused the load", n)
-			}
-			for i := 0; i < len(lines); i += 10 {
-				if _, err := c.UpsertDowntimes(ctx, lines[i:i+10]); err != nil {
-					t.Fatalf("a load of 10 lines: %v", err)
-				}
-			}
-			if n := len(f.srv.Productivity()); n != len(lines) {
-				t.Fatalf("%d lines in Odoo, want %d", n, len(lines))
-			}
-			// Odoo's own refusals are not TooLarge.
-			tr.set(nil)
-			if _, err := c.UpsertDowntimes(ctx, []odoo.Downtime{{XMLID: "plantedge.site_m1_downtime_x", WorkcenterID: f.wc, LossID: loss + 1000, Start: at}}); err == nil || odoo.TooLarge(err) {
-				t.Errorf("a load Odoo refuses: %v, TooLarge %v", err, odoo.TooLarge(err))
-			}
+			return answerWith(req, http.StatusRequestEntityTooLarge, http.Header{"Content-Type": {"text/html"}},
+				nginxPage(http.StatusRequestEntityTooLarge, "Request Entity Too Large"))
 		})
-	}
+		var lines []odoo.Downtime
+		at := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+		for i := range 100 {
+			lines = append(lines, odoo.Downtime{XMLID: fmt.Sprintf("plantedge.site_m1_downtime_%d", i), WorkcenterID: f.wc, LossID: loss,
+				Start: at.Add(time.Duration(i) * time.Minute), End: at.Add(time.Duration(i)*time.Minute + 30*time.Second), Description: "plantedge: reason JAM"})
+		}
+		_, err = c.UpsertDowntimes(ctx, lines)
+		if !odoo.TooLarge(err) || !odoo.IsTemporary(err) || odoo.IsPermanent(err) ||
+			!strings.Contains(err.Error(), "client_max_body_size") || !strings.Contains(err.Error(), "bytes refused as too large by something in front of Odoo") {
+			t.Fatalf("a load of 100 lines above the proxy's limit: %v; want TooLarge, transient, saying the size and the proxy's limit", err)
+		}
+		if n := len(f.srv.Productivity()); n != 0 {
+			t.Fatalf("%d lines in Odoo after the proxy refused the load", n)
+		}
+		for i := 0; i < len(lines); i += 10 {
+			if _, err := c.UpsertDowntimes(ctx, lines[i:i+10]); err != nil {
+				t.Fatalf("a load of 10 lines: %v", err)
+			}
+		}
+		if n := len(f.srv.Productivity()); n != len(lines) {
+			t.Fatalf("%d lines in Odoo, want %d", n, len(lines))
+		}
+		// Odoo's own refusals are not TooLarge.
+		tr.set(nil)
+		if _, err := c.UpsertDowntimes(ctx, []odoo.Downtime{{XMLID: "plantedge.site_m1_downtime_x", WorkcenterID: f.wc, LossID: loss + 1000, Start: at}}); err == nil || odoo.TooLarge(err) {
+			t.Errorf("a load Odoo refuses: %v, TooLarge %v", err, odoo.TooLarge(err))
+		}
+	})
 }
