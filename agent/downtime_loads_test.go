@@ -30,10 +30,7 @@ func TestEndToEndStopsBacklogOpenAndCloseInTwoLoads(t *testing.T) {
 	from := p.stopsWhileOdooDown(ra, stops)
 	p.odoo.SetDown(false)
 	ra.a.Flush()
-	waitFor(t, 60*time.Second, "the backlog's lines", func() (bool, string) {
-		st := ra.a.Status()
-		return st.Buffer.Lanes["events"].Pending == 0, ""
-	})
+	p.waitDrained(ra, "the backlog's lines")
 	lines := p.odoo.Productivity()
 	if len(lines) != stops*len(p.machines) {
 		t.Fatalf("%d lines, want %d", len(lines), stops*len(p.machines))

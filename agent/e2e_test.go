@@ -479,12 +479,33 @@ func (p *plant) produceAfterBacklog(ra *runningAgent, from time.Time) {
 	p.waitExact(ra, 60*time.Second)
 }
 
-// waitEventRecords waits until the buffer holds n downtime records.
+// waitEventRecords waits until the buffer holds n downtime records, for as
+// long as their count keeps moving: stopsWhileOdooDown's backlogs are of
+// hundreds to thousands of stops (4,200 records), taken as fast as the
+// machine lets it, and a fixed 30 s is not that on a loaded one (the whole
+// package with -race beside other work).
 func (p *plant) waitEventRecords(ra *runningAgent, n int) {
 	p.t.Helper()
-	waitFor(p.t, 30*time.Second, fmt.Sprintf("%d event records buffered", n), func() (bool, string) {
+	agenttest.WaitProgressing(p.t, 30*time.Second, fmt.Sprintf("%d event records buffered", n), func() (bool, int64, string) {
 		st := ra.a.Status()
-		return st.Buffer.Lanes["events"].Pending == n, fmt.Sprintf("%+v", st.Buffer.Lanes)
+		got := st.Buffer.Lanes["events"].Pending
+		return got == n, int64(got), fmt.Sprintf("%+v", st.Buffer.Lanes)
+	})
+}
+
+// waitDrained waits until the buffer holds no downtime record, for as long
+// as the drain moves (Odoo gets lines, or records leave the buffer): a
+// backlog of hundreds of stops drains as fast as the machine lets it, and
+// a fixed deadline ran out on a loaded one with the lines still coming
+// (TestEndToEndWaitingRecordsOfARemovedMachineCountedThroughADrain: 60 s,
+// 50 of 1,000 lines to go). The caller's checks of Odoo after it are then
+// about what came, not when.
+func (p *plant) waitDrained(ra *runningAgent, what string) {
+	p.t.Helper()
+	agenttest.WaitProgressing(p.t, 30*time.Second, what, func() (bool, int64, string) {
+		st, lines := ra.a.Status(), len(p.odoo.Productivity())
+		pending := st.Buffer.Lanes["events"].Pending
+		return pending == 0, int64(lines - pending), fmt.Sprintf("%d lines, %+v", lines, st.Buffer.Lanes)
 	})
 }
 
@@ -1619,6 +1640,7 @@ func TestEndToEndAStopIsNotQueuedBehindAnotherMachinesBacklog(t *testing.T) {
 	p.run(p.machines[1])
 	p.produce(m, 2, 0)
 	p.produce(p.machines[1], 3, 0)
+	p.waitDrained(ra, "press-1's backlog of 1,000 lines drained")
 	p.waitExact(ra, 60*time.Second)
 }
 
@@ -1668,6 +1690,7 @@ func TestEndToEndALiveStopIsNotQueuedBehindADrainingBacklog(t *testing.T) {
 	p.run(p.machines[1])
 	p.produce(m, 2, 0)
 	p.produce(p.machines[1], 3, 0)
+	p.waitDrained(ra, "press-1's backlog of 2,100 lines drained")
 	p.waitExact(ra, 120*time.Second)
 }
 
@@ -1695,10 +1718,12 @@ func TestEndToEndStopsBacklogGoesInSeveralLoadsARound(t *testing.T) {
 	p.odoo.SetDown(false)
 	ra.a.Flush()
 	var rounds uint64
-	waitFor(t, 60*time.Second, "the backlog's lines", func() (bool, string) {
-		st := ra.a.Status()
+	// For as long as the lines keep coming (1,250 of them: a fixed
+	// deadline is no bound on a loaded machine's drain; waitDrained).
+	agenttest.WaitProgressing(t, 30*time.Second, "the backlog's lines", func() (bool, int64, string) {
+		st, lines := ra.a.Status(), len(p.odoo.Productivity())
 		rounds = st.Odoo.RoundsDone - rounds0
-		return st.Buffer.Lanes["events"].Pending == 0, fmt.Sprintf("%d lines, %+v", len(p.odoo.Productivity()), st.Buffer.Lanes)
+		return st.Buffer.Lanes["events"].Pending == 0, int64(lines), fmt.Sprintf("%d lines, %+v", lines, st.Buffer.Lanes)
 	})
 	if most := uint64(3); rounds > most { // two of 2,000 at most and one to spare
 		t.Errorf("the backlog of %d records took %d rounds, want at most %d", records, rounds, most)
@@ -2170,6 +2195,7 @@ func TestEndToEndUnknownWorkcenterDoesNotBlockOthers(t *testing.T) {
 	p.wcIDs["ghost"] = wc
 	p.woIDs["ghost"] = p.odoo.AddWorkorder(p.odoo.AddProduction("WH/MO/00042", p.product, 1000), wc, "WO ghost", "progress")
 	ra.a.Flush()
+	p.waitDrained(ra, "the ghost's 210 lines drained")
 	p.waitExact(ra, 30*time.Second)
 }
 
@@ -3705,8 +3731,10 @@ func TestEndToEndStatusFollowsADrain(t *testing.T) {
 	rounds0 := ra.a.Status().Odoo.RoundsDone
 	ra.a.Flush()
 	var firstRound, later []agent.DrainStatus
-	waitFor(t, 60*time.Second, "the backlog's lines", func() (bool, string) {
-		st := ra.a.Status()
+	// For as long as the lines and rounds keep coming (500 lines at 30 ms
+	// a call: a fixed deadline is no bound on a loaded machine's drain).
+	agenttest.WaitProgressing(t, 30*time.Second, "the backlog's lines", func() (bool, int64, string) {
+		st, lines := ra.a.Status(), len(p.odoo.Productivity())
 		if d := st.Drain; d != nil {
 			if d.RoundsDone == 0 {
 				firstRound = append(firstRound, *d)
@@ -3714,7 +3742,7 @@ func TestEndToEndStatusFollowsADrain(t *testing.T) {
 				later = append(later, *d)
 			}
 		}
-		return st.Buffer.Lanes["events"].Pending == 0 && st.Odoo.RoundsDone >= rounds0+2, fmt.Sprintf("%d lines, %+v", len(p.odoo.Productivity()), st.Buffer.Lanes)
+		return st.Buffer.Lanes["events"].Pending == 0 && st.Odoo.RoundsDone >= rounds0+2, int64(lines) + int64(st.Odoo.RoundsDone), fmt.Sprintf("%d lines, %+v", lines, st.Buffer.Lanes)
 	})
 	sawLoads := false
 	// The round's records are whole stops (each press's oldest 400): an
