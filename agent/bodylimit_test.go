@@ -116,10 +116,7 @@ func TestEndToEndLoadsSplitWhenAProxyRefusesThemAsTooLarge(t *testing.T) {
 	from := p.stopsWhileOdooDown(ra, stops)
 	p.odoo.SetDown(false)
 	ra.a.Flush()
-	waitFor(t, 120*time.Second, "the backlog", func() (bool, string) {
-		st := ra.a.Status()
-		return st.Buffer.Lanes["events"].Pending == 0, fmt.Sprintf("%d pending, %d dead letters, %d loads", st.Buffer.Lanes["events"].Pending, st.Buffer.DeadLetters, front.count(loadCall))
-	})
+	p.waitDrained(ra, "the backlog")
 	front.report(t)
 	st := ra.a.Status()
 	if st.Buffer.DeadLetters != 0 {
