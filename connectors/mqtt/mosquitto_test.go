@@ -252,11 +252,15 @@ func TestMosquittoOfflineQueueOrder(t *testing.T) {
 				}
 				break
 			}
-			t.Logf("%s: %d messages, in publish order: %v, last %q", broker, len(got), inOrder, got[len(got)-1])
+			last := "none" // mochi's count is measured: none in a second is a count too
+			if len(got) > 0 {
+				last = got[len(got)-1]
+			}
+			t.Logf("%s: %d messages, in publish order: %v, last %q", broker, len(got), inOrder, last)
 			// The retained copy answers our re-subscribe in the session the
 			// broker kept: marked resent (it repeats the queue's last).
 			if broker == "mosquitto" && (!inOrder || len(got) != published+1 || got[published] != "299 (retained) resent") {
-				t.Errorf("mosquitto resent %d messages (in order: %v), ending with %q; want 0..299 then the retained 299, resent", len(got), inOrder, got[len(got)-1])
+				t.Errorf("mosquitto resent %d messages (in order: %v), ending with %q; want 0..299 then the retained 299, resent", len(got), inOrder, last)
 			}
 		})
 	}
