@@ -107,17 +107,9 @@ func workordersRun(ctx context.Context, c *odoo.Client, f *answerFixture) (any, 
 // id); the call reports their ids (workedFirst may reorder them: compared
 // as a set).
 func workordersShape(res json.RawMessage) (any, bool) {
-	var rows []map[string]json.RawMessage
-	if json.Unmarshal(res, &rows) != nil || rows == nil {
+	ids, ok := records(res)
+	if !ok {
 		return nil, false
-	}
-	ids := make([]int64, 0, len(rows))
-	for _, r := range rows {
-		var id int64
-		if r == nil || json.Unmarshal(r["id"], &id) != nil || id <= 0 {
-			return nil, false
-		}
-		ids = append(ids, id)
 	}
 	return ids, true
 }
