@@ -54,15 +54,7 @@ func newCA(t testing.TB, cn string, notAfter time.Time, parent *CA) *CA {
 	if parent != nil {
 		signer, signerKey = parent.Cert, parent.Key
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &CA{Cert: c, Key: key}
+	return &CA{Cert: issue(t, tmpl, signer, &key.PublicKey, signerKey), Key: key}
 }
 
 // Renew is ca's root made again with the same name and key, valid until
@@ -74,15 +66,7 @@ func (ca *CA) Renew(t testing.TB, notAfter time.Time) *CA {
 		NotBefore: notBefore(notAfter), NotAfter: notAfter,
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &ca.Key.PublicKey, ca.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &CA{Cert: c, Key: ca.Key}
+	return &CA{Cert: issue(t, tmpl, tmpl, &ca.Key.PublicKey, ca.Key), Key: ca.Key}
 }
 
 // Intermediate makes an intermediate CA named cn valid until notAfter,
@@ -105,15 +89,7 @@ func (ca *CA) Issue(t testing.TB, cn string, notAfter time.Time) tls.Certificate
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		DNSNames:    []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	return keyPair(issue(t, tmpl, ca.Cert, &key.PublicKey, ca.Key), key)
 }
 
 // OPCUAServer makes a self-signed OPC UA application instance certificate
@@ -154,21 +130,31 @@ func opcuaServer(t testing.TB, cn, appURI string, notAfter time.Time, ca *CA) tl
 		BasicConstraintsValid: true,
 		DNSNames:              []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, URIs: []*url.URL{u},
 	}
-	var der []byte
 	if ca == nil {
-		der, err = x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	} else {
-		tmpl.KeyUsage &^= x509.KeyUsageCertSign
-		der, err = x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+		return keyPair(issue(t, tmpl, tmpl, &key.PublicKey, key), key) // self-signed
 	}
+	tmpl.KeyUsage &^= x509.KeyUsageCertSign
+	return keyPair(issue(t, tmpl, ca.Cert, &key.PublicKey, ca.Key), key)
+}
+
+// issue makes the certificate tmpl describes for the public key pub,
+// signed by parent's key (parentKey), and parses it.
+func issue(t testing.TB, tmpl, parent *x509.Certificate, pub, parentKey any) *x509.Certificate {
+	t.Helper()
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := x509.ParseCertificate(der)
+	c, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	return c
+}
+
+// keyPair is c with its private key, as TLS takes them.
+func keyPair(c *x509.Certificate, key any) tls.Certificate {
+	return tls.Certificate{Certificate: [][]byte{c.Raw}, PrivateKey: key, Leaf: c}
 }
 
 // Pool is a pool of ca alone.
