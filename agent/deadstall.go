@@ -32,6 +32,16 @@ const NoteHeader = "X-Plantedge-Note"
 // write is said stalled only at WriteStallAfter, 30 s by default.
 const waitedReadLimit = 5 * time.Second
 
+// stalledReadGrace is how long a read begun while a buffer write is
+// stalled is waited for before it is given up on (readWaitedWithin). One
+// that does not wait behind the stalled write ends in milliseconds on a
+// quiet box, but it was given up on at the first look, 20 ms: on a busy
+// one (CI, the race detector, nine packages' tests at once) the dead
+// letters listed during a stall were said unreadable, their read not yet
+// done. A read that does wait (a commit stalled in its meta page) still
+// answers within the CLI's 10 s.
+const stalledReadGrace = time.Second
+
 // deadAsked is the dead-letter retry or drop under way.
 type deadAsked struct {
 	action, id string
@@ -132,7 +142,8 @@ func (a *Agent) deadLettersUnread() string {
 }
 
 // readWaitedWithin runs read, a read of the buffer, and waits for it until
-// it ends, a buffer write has stalled, or one has run for within. It
+// it ends, a buffer write has stalled and read has had stalledReadGrace,
+// or one has run for within. It
 // reports whether read ended (only then may the caller use what it read);
 // one given up on ends on its own after the write, counted in bg for the
 // stop. Stopped, it reads in the caller.
@@ -154,7 +165,7 @@ func (a *Agent) readWaitedWithin(read func(), within time.Duration) bool {
 		}
 		read()
 	}()
-	return a.awaitRead(done, within)
+	return a.awaitRead(done, within, stalledReadGrace)
 }
 
 // waitedReadStarts, when set (tests), is called before a read of the

@@ -69,6 +69,31 @@ func TestDeadLettersAskedDuringAWriteStall(t *testing.T) {
 	p.waitExactQty(ra, "press-1", 6)
 }
 
+// The dead letters listed during a stall on a busy machine: their read,
+// which does not wait behind the stalled write, takes a while to begin
+// (300 ms here). It was given up on at the agent's first look, 20 ms,
+// and the list said the dead letters could not be read (CI, with nine
+// packages' tests at once). It lists them.
+func TestDeadLettersListedDuringAStallOnABusyMachine(t *testing.T) {
+	p, ra, freeze, thaw := deadLetterBeforeAStall(t)
+	t.Cleanup(thaw) // before the agent's stop
+	freeze()
+	p.produce(p.machines[0], 2, 0)
+	waitFor(t, 30*time.Second, "the stall shown", func() (bool, string) {
+		st := ra.a.Status()
+		return st.Buffer.WriteStalledSeconds > 0, fmt.Sprintf("%+v", st.Buffer)
+	})
+	restore := agent.SlowWaitedReads(300 * time.Millisecond)
+	defer restore()
+	dls, note, err := agent.NewAPIClient(p.listen).DeadLettersNoted(context.Background())
+	if err != nil || len(dls) != 1 || !strings.Contains(note, "listed once the disk completes its writes") {
+		t.Errorf("dead letters listed during the stall, their read slow: %d, %v, note %q; want the one there is", len(dls), err, note)
+	}
+	restore()
+	thaw()
+	p.waitExactQty(ra, "press-1", 3)
+}
+
 // A retry of all asked just before the disk stops completing writes: its
 // transaction stalls. The CLI is told, once the stall is said, that the
 // retry waits for the disk and takes effect when it completes its writes

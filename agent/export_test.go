@@ -114,6 +114,15 @@ func HoldWaitedReads() (held func() int, release, restore func()) {
 	return holdAt(&waitedReadStarts)
 }
 
+// SlowWaitedReads makes every read of the buffer that an API caller waits
+// for (readWaitedWithin) begin d late, as on a busy machine; restore puts
+// the hook back. Not for parallel tests.
+func SlowWaitedReads(d time.Duration) (restore func()) {
+	hook := func() { time.Sleep(d) }
+	waitedReadStarts.Store(&hook)
+	return func() { waitedReadStarts.Store(nil) }
+}
+
 // WriteRunning is for how long the buffer write in progress has run (0:
 // none runs).
 func (a *Agent) WriteRunning() time.Duration { return a.writeRunning() }

@@ -1294,20 +1294,21 @@ func (a *Agent) scanWhileWaited() *waitedScan {
 // be waiting behind — status and /metrics then answer with the counts they
 // had (or none, "reading"), within the CLI's 10 s, and say the stall once
 // it is one.
-func (a *Agent) awaitScan(done <-chan struct{}) bool { return a.awaitRead(done, waitedReadLimit) }
+func (a *Agent) awaitScan(done <-chan struct{}) bool { return a.awaitRead(done, waitedReadLimit, 0) }
 
 // awaitRead waits for a read of the buffer (done) to end, and reports
-// whether it did: it gives up once a buffer write has stalled, or has run
-// for within.
-func (a *Agent) awaitRead(done <-chan struct{}, within time.Duration) bool {
+// whether it did: it gives up once a buffer write has stalled and the
+// read has been waited for grace, or a write has run for within.
+func (a *Agent) awaitRead(done <-chan struct{}, within, grace time.Duration) bool {
 	tick := time.NewTicker(awaitScanLook)
 	defer tick.Stop()
+	start := time.Now()
 	for {
 		select {
 		case <-done:
 			return true
 		case <-tick.C:
-			if a.writeStalled() > 0 || a.writeRunning() >= within {
+			if (a.writeStalled() > 0 && time.Since(start) >= grace) || a.writeRunning() >= within {
 				select {
 				case <-done:
 					return true
