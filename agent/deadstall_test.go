@@ -23,6 +23,7 @@ func deadLetterBeforeAStall(t *testing.T) (p *plant, ra *runningAgent, freeze, t
 		st := ra.a.Status()
 		return st.Buffer.DeadLetters == 1, fmt.Sprintf("%d dead letters", st.Buffer.DeadLetters)
 	})
+	p.waitRoundsPass(ra, 1, "after the dead letter") // no write of its round left to stall (stallPlant)
 	return p, ra, freeze, thaw
 }
 

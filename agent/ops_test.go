@@ -1157,6 +1157,12 @@ func stallPlant(t *testing.T, stallAfter time.Duration) (p *plant, ra *runningAg
 	ra = p.startAgent()
 	p.produce(p.machines[0], 1, 0)
 	p.waitExactQty(ra, "press-1", 1)
+	// The round that booked it ended: none of its writes (the
+	// acknowledgement, the work order's state) is left for a test's freeze
+	// to stall in its commit's meta page, which bbolt holds every read's
+	// start behind (on a busy machine the round ends after Odoo shows the
+	// quantity).
+	p.waitRoundsPass(ra, 1, "after the first piece booked")
 	return p, ra, data, freeze, thaw
 }
 
