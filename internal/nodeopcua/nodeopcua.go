@@ -22,6 +22,15 @@ import (
 // runs it).
 const Install = "cd connectors/opcua/testdata/nodeopcua && npm install --no-audit --no-fund"
 
+// readyWait is how long Start waits for the server's ready line: a guard
+// against a server that hangs (one that exits is seen at once), far above
+// its start on a busy machine. The start loads node-opcua and the standard
+// nodeset and makes the server's key and certificate in a new PKI
+// directory: 52-62 s on a 2-core machine running a whole CI test run
+// besides (the wait was 60 s: a test that started a server then failed
+// at random, "not ready after 60 s").
+const readyWait = 3 * time.Minute
+
 // Dir returns the directory of server.js.
 func Dir() string {
 	_, file, _, _ := runtime.Caller(0)
@@ -89,8 +98,8 @@ func Start(t testing.TB, line func(string) (ready bool), env ...string) (cmd *ex
 		if !ok {
 			t.Fatal("node-opcua server exited before it was ready")
 		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("node-opcua server not ready after 60 s")
+	case <-time.After(readyWait):
+		t.Fatalf("node-opcua server not ready after %s", readyWait)
 	}
 	return cmd, pki
 }
