@@ -61,30 +61,29 @@ func TestNamespaceRegisteredAfterTheSessionStartedIsRead(t *testing.T) {
 }
 
 // docs/config.md (OPC UA node ids) says a node whose namespace the server
-// lacks is tried again with the namespace array read anew every 5 s. With
-// the default heartbeat_timeout (30 s), subscribed, the node must be read
-// within about that of its namespace's registration, not only at the next
-// retry of refused nodes (a third of heartbeat_timeout: 10 s; it was
-// 10.05 s).
-func TestLateNamespaceReadWithinFiveSecondsAtTheDefaultHeartbeat(t *testing.T) {
+// lacks is tried again with the namespace array read anew every 5 s.
+// Subscribed, the node must be read after that read, not only at the next
+// retry of refused nodes (a third of heartbeat_timeout: 10 s at the
+// default 30 s; it was 10.05 s). The heartbeat here is 3 minutes, so that
+// retry comes after a minute: the node read within the 20 s waited for was
+// read after the namespace read. (The test compared the time it took with
+// 7.5 s at the default heartbeat: on a busy machine it took 5.34 s of
+// them.)
+func TestLateNamespaceReadAtTheNamespaceReadNotAtTheRetry(t *testing.T) {
 	ts := startInProcess(t, 0)
 	col := newCollector()
 	cfg := Config{Endpoint: ts.url, Nodes: []string{"ns=1;s=Counter", "nsu=urn:plantedge:late;s=Late"},
-		PublishingInterval: 50 * time.Millisecond}
+		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 3 * time.Minute}
 	src := runSource(t, cfg, col)
 	col.waitFor(t, 0, 10*time.Second, "the counter", func(s connectors.Sample) bool { return s.Address == "ns=1;s=Counter" && s.Good })
 	waitUntil(t, 10*time.Second, func() bool { return len(src.Stats().Refused) == 1 })
 	late := server.NewNodeNameSpace(ts.srv, "urn:plantedge:late")
 	late.AddNode(varNode(ua.NewStringNodeID(late.ID(), "Late"), "Late", func() *ua.DataValue { return dv(int32(42), ua.StatusOK) }))
 	start := time.Now()
-	col.waitFor(t, 0, 20*time.Second, "the late namespace's node", func(s connectors.Sample) bool {
+	col.waitFor(t, 0, 20*time.Second, "the late namespace's node (read after the namespace array, every 5 s; the retry of refused nodes comes after a minute)", func(s connectors.Sample) bool {
 		return s.Address == "nsu=urn:plantedge:late;s=Late" && s.Good && s.Value == int64(42)
 	})
-	took := time.Since(start)
-	t.Logf("read %v after its namespace was registered", took.Round(10*time.Millisecond))
-	if took > 7500*time.Millisecond {
-		t.Errorf("the late node read %v after its namespace was registered; docs/config.md says its namespace array is read again every 5 s", took.Round(10*time.Millisecond))
-	}
+	t.Logf("read %v after its namespace was registered", time.Since(start).Round(10*time.Millisecond))
 }
 
 // A node written ns=2 and pinned to its namespace's URI, whose namespace
