@@ -78,7 +78,7 @@ func TestLostPublishAnswerIsReadAgain(t *testing.T) {
 }
 
 // lostPublishAnswer runs a source on the server at endpoint through a link
-// whose answers are held 5 s while run is set from running to stopped and
+// whose answers are held 9 s while run is set from running to stopped and
 // count from count1 to count2, and checks that both come in the session.
 func lostPublishAnswer(t *testing.T, endpoint, run, count string, set func(node string, v any), running, stopped, count1, count2 any) {
 	// The requests go through; the server's answers are held.
@@ -88,10 +88,12 @@ func lostPublishAnswer(t *testing.T, endpoint, run, count string, set func(node 
 	t.Cleanup(down.Release)
 	col := newCollector()
 	asked := make(chan string, 64)
-	// Heartbeat 9 s: a keep-alive every 3 s (a third), so gopcua waits 3 s
-	// for an answer (request_timeout 1 s is less).
+	// Heartbeat 15 s: a keep-alive every 5 s (a third), so gopcua waits
+	// 5 s for an answer (request_timeout 4 s is less; a connect has twice
+	// that: node-opcua's first took over 2 s on a busy machine, and at
+	// request_timeout 1 s none came within 15 s).
 	src := runSourceWith(t, Config{Endpoint: "opc.tcp://" + px, Nodes: []string{run, count},
-		PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: 9 * time.Second, RequestTimeout: time.Second,
+		PublishingInterval: 100 * time.Millisecond, HeartbeatTimeout: 15 * time.Second, RequestTimeout: 4 * time.Second,
 	}, col, func(s *Source) {
 		s.asking = func(what string) {
 			select {
@@ -100,7 +102,7 @@ func lostPublishAnswer(t *testing.T, endpoint, run, count string, set func(node 
 			}
 		}
 	})
-	_, i := col.waitFor(t, 0, 15*time.Second, "the run state's first value", func(s connectors.Sample) bool {
+	_, i := col.waitFor(t, 0, time.Minute, "the run state's first value", func(s connectors.Sample) bool {
 		return s.Address == run && s.Initial && s.Value == running
 	})
 	// A data change notified, so the subscription publishes.
@@ -109,11 +111,16 @@ func lostPublishAnswer(t *testing.T, endpoint, run, count string, set func(node 
 	before := src.Stats()
 
 	down.Hold()
+	held := time.Now()
 	set(run, stopped)
 	set(count, count2)
-	// Held 5 s: longer than gopcua waits for the answer carrying them (3 s),
-	// shorter than the heartbeat (9 s).
-	time.Sleep(5 * time.Second)
+	// Held 9 s from the hold on (the writes count: node-opcua's take a
+	// while on a busy machine): 4 s longer than gopcua waits for the
+	// answer carrying them (5 s), 6 s shorter than the heartbeat (15 s) —
+	// a loop late to hear the last answer before the hold, or the first
+	// after it, has seconds, not the 2 s it had (held 5 s, waited 3 s,
+	// heartbeat 9 s).
+	time.Sleep(time.Until(held.Add(9 * time.Second)))
 	down.Release()
 
 	stop, _ := col.waitFor(t, i+1, 15*time.Second, "the stop", func(s connectors.Sample) bool { return s.Address == run && s.Value == stopped })
