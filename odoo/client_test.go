@@ -1801,13 +1801,16 @@ func TestPinnedJSONRPCOn19IsSaid(t *testing.T) {
 // The emulator's load takes SetLoadRowLatency per row: a load of many rows
 // outlasts the client's timeout (in doubt, and Odoo commits it late), one
 // of a few rows does not (JSON-RPC passes the rows by position, JSON-2 by
-// name). Killed at the request limit, a load commits nothing.
+// name). Killed at the request limit, a load commits nothing. The few rows
+// take a tenth of the timeout: at 200 ms of a 300 ms timeout, the 2 rows'
+// load timed out on a busy machine (the race detector, every package's
+// tests at once), and so could the connect before it.
 func TestLoadTakesItsTimePerRow(t *testing.T) {
 	for _, m := range []mode{modes[0], modes[len(modes)-2]} {
 		t.Run(m.String(), func(t *testing.T) {
 			ctx := context.Background()
 			f := newFixture(t, odootest.Options{Version: m.version})
-			c := f.client(t, m.protocol, func(cfg *odoo.Config) { cfg.Timeout = 300 * time.Millisecond })
+			c := f.client(t, m.protocol, func(cfg *odoo.Config) { cfg.Timeout = 2 * time.Second })
 			if err := c.Connect(ctx); err != nil {
 				t.Fatalf("Connect: %v", err)
 			}
@@ -1829,19 +1832,19 @@ func TestLoadTakesItsTimePerRow(t *testing.T) {
 			if _, err := c.UpsertDowntimes(ctx, lines(0, 2)); err != nil {
 				t.Fatalf("2 rows: %v", err)
 			}
-			_, err = c.UpsertDowntimes(ctx, lines(2, 10))
+			_, err = c.UpsertDowntimes(ctx, lines(2, 30))
 			if !odoo.InDoubt(err) {
-				t.Fatalf("10 rows at 100 ms a row, 300 ms timeout: want in doubt, got %v", err)
+				t.Fatalf("30 rows at 100 ms a row, 2 s timeout: want in doubt, got %v", err)
 			}
-			for deadline := time.Now().Add(10 * time.Second); len(f.srv.Productivity()) != 12; time.Sleep(50 * time.Millisecond) {
+			for deadline := time.Now().Add(30 * time.Second); len(f.srv.Productivity()) != 32; time.Sleep(50 * time.Millisecond) {
 				if time.Now().After(deadline) {
-					t.Fatalf("the abandoned load never committed: %d lines, want 12", len(f.srv.Productivity()))
+					t.Fatalf("the abandoned load never committed: %d lines, want 32", len(f.srv.Productivity()))
 				}
 			}
 			// Killed at the request limit: nothing of it commits.
 			f.srv.SetRequestLimit(200 * time.Millisecond)
 			before := f.srv.CallCount("mrp.workcenter.productivity", "load")
-			if _, err := c.UpsertDowntimes(ctx, lines(12, 10)); !odoo.IsTemporary(err) {
+			if _, err := c.UpsertDowntimes(ctx, lines(32, 10)); !odoo.IsTemporary(err) {
 				t.Fatalf("killed load: want temporary, got %v", err)
 			}
 			// Every request the emulator took has ended: one that ran its
@@ -1851,8 +1854,8 @@ func TestLoadTakesItsTimePerRow(t *testing.T) {
 					t.Fatalf("the killed load still in the emulator after 10 s: %d requests in flight", f.srv.InFlight())
 				}
 			}
-			if n := len(f.srv.Productivity()); n != 12 {
-				t.Errorf("a load killed at the request limit committed: %d lines, want 12", n)
+			if n := len(f.srv.Productivity()); n != 32 {
+				t.Errorf("a load killed at the request limit committed: %d lines, want 32", n)
 			}
 			if n := f.srv.CallCount("mrp.workcenter.productivity", "load") - before; n != 0 {
 				t.Errorf("a killed load was served: %d calls logged", n)
