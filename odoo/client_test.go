@@ -581,11 +581,13 @@ func TestFaults(t *testing.T) {
 		})
 		t.Run(m.String()+"/latency-timeout", func(t *testing.T) {
 			f := newFixture(t, odootest.Options{Version: m.version})
-			c := f.client(t, m.protocol, func(cfg *odoo.Config) { cfg.Timeout = 100 * time.Millisecond })
+			// The connect before the latency has the same timeout: at
+			// 100 ms it timed out on a busy machine.
+			c := f.client(t, m.protocol, func(cfg *odoo.Config) { cfg.Timeout = time.Second })
 			if err := c.Connect(context.Background()); err != nil {
 				t.Fatalf("Connect: %v", err)
 			}
-			f.srv.SetLatency(2 * time.Second)
+			f.srv.SetLatency(3 * time.Second)
 			err := c.SetProducedQty(context.Background(), f.wo, 5)
 			oe := asError(t, err)
 			if !oe.Temporary() || !oe.TimedOut() {
