@@ -937,6 +937,7 @@ func (s *Server) load(m *model, fields []string, data [][]any) (map[string]any, 
 		}}, "nextrow": 0}, nil
 	}
 	snapshot := s.snapshot()
+	xmlids := s.indexXMLIDs(m)
 	ids := make([]int64, 0, len(data))
 	for ri, row := range data {
 		if len(row) != len(fields) {
@@ -996,7 +997,7 @@ func (s *Server) load(m *model, fields []string, data [][]any) (map[string]any, 
 					vals[name] = cell
 				}
 			case "id":
-				_, res, found := s.xmlidLookup(fmt.Sprint(cell))
+				_, res, found := xmlids.lookup(fmt.Sprint(cell))
 				if !found {
 					s.restore(snapshot)
 					return fail(ri, name, "No matching record found for external id '%s' in field '%s'", cell, f.label)
@@ -1028,7 +1029,7 @@ func (s *Server) load(m *model, fields []string, data [][]any) (map[string]any, 
 		}
 		target := dbID
 		if xmlid != "" && target == 0 {
-			mdl, res, found := s.xmlidLookup(xmlid)
+			mdl, res, found := xmlids.lookup(xmlid)
 			if found && mdl != m.name {
 				// models.py _load_records: the id names a record of
 				// another model; refused, not moved to the new record.
@@ -1043,7 +1044,7 @@ func (s *Server) load(m *model, fields []string, data [][]any) (map[string]any, 
 				// row): _load_records unlinks the external id and creates
 				// the record, which _update_xmlids gives a new one, the
 				// newest by id.
-				s.dropXMLID(xmlid)
+				xmlids.drop(xmlid)
 			}
 		}
 		// _load_records writes existing records and creates new ones with
@@ -1067,7 +1068,7 @@ func (s *Server) load(m *model, fields []string, data [][]any) (map[string]any, 
 		} else {
 			target, err = s.create(m, vals)
 			if err == nil && xmlid != "" {
-				s.setXMLID(xmlid, m.name, target)
+				xmlids.set(xmlid, m.name, target)
 			}
 		}
 		if err != nil {
@@ -1108,6 +1109,86 @@ func (s *Server) xmlidLookup(full string) (string, int64, bool) {
 		}
 	}
 	return "", 0, false
+}
+
+// xmlidIndex is ir.model.data by (module, name), for the rows of one load
+// call: Odoo finds a row's external id through ir_model_data's unique index
+// on (module, name), and load scanned every external id for each row (to
+// look it up, then to set it), so a load's time grew with its rows times
+// the external ids Odoo had: under -race on a busy machine a load of 100
+// lines in a backlog of a few hundred took 1 to 2.5 s of the emulator's own
+// work on top of SetLoadRowLatency's, and ran out the timeouts the tests
+// set against that latency. Made once a call (one scan) and kept by the
+// call's own set and drop: nothing a row's create or write runs adds an
+// external id (insert's seeds do, outside load). A load into
+// ir.model.data itself, whose rows are external ids, scans as before
+// (nil index).
+type xmlidIndex struct {
+	s   *Server
+	imd *model
+	ids map[[2]string]int64 // (module, name) -> ir.model.data id
+}
+
+func (s *Server) indexXMLIDs(m *model) *xmlidIndex {
+	x := &xmlidIndex{s: s}
+	if m.name == "ir.model.data" {
+		return x
+	}
+	x.imd = s.models["ir.model.data"]
+	x.ids = make(map[[2]string]int64, len(x.imd.recs))
+	for id, r := range x.imd.recs {
+		mod, _ := r["module"].(string)
+		name, _ := r["name"].(string)
+		x.ids[[2]string{mod, name}] = id
+	}
+	return x
+}
+
+// lookup is xmlidLookup.
+func (x *xmlidIndex) lookup(full string) (string, int64, bool) {
+	if x.ids == nil {
+		return x.s.xmlidLookup(full)
+	}
+	mod, name, ok := strings.Cut(full, ".")
+	if !ok {
+		mod, name = "__import__", full
+	}
+	r, ok := x.imd.recs[x.ids[[2]string{mod, name}]] // ids start at 1: none at 0
+	if !ok {
+		return "", 0, false
+	}
+	return r["model"].(string), r["res_id"].(int64), true
+}
+
+// set is setXMLID.
+func (x *xmlidIndex) set(full, modelName string, resID int64) {
+	if x.ids == nil {
+		x.s.setXMLID(full, modelName, resID)
+		return
+	}
+	mod, name, _ := strings.Cut(full, ".")
+	key := [2]string{mod, name}
+	if r, ok := x.imd.recs[x.ids[key]]; ok {
+		r["model"], r["res_id"] = modelName, resID
+		return
+	}
+	x.imd.next++
+	x.imd.recs[x.imd.next] = rec{"id": x.imd.next, "module": mod, "name": name, "model": modelName, "res_id": resID}
+	x.ids[key] = x.imd.next
+}
+
+// drop is dropXMLID.
+func (x *xmlidIndex) drop(full string) {
+	if x.ids == nil {
+		x.s.dropXMLID(full)
+		return
+	}
+	mod, name, _ := strings.Cut(full, ".")
+	key := [2]string{mod, name}
+	if id, ok := x.ids[key]; ok {
+		delete(x.imd.recs, id)
+		delete(x.ids, key)
+	}
 }
 
 func (s *Server) setXMLID(full, modelName string, resID int64) {
