@@ -491,12 +491,12 @@ func TestScrapMergedDuringARoundIsBooked(t *testing.T) {
 	ra := p.quotaFullOfStops(1)
 	m := p.machines[0]
 	var calls atomic.Int32
+	var merged atomic.Bool
 	p.odoo.BeforeCall(func(model, method string) {
-		if model == "mrp.workcenter.productivity" && method == "load" && calls.Add(1) <= 3 {
-			for i := 0; i < 6; i++ { // pieces scrapped while the round's first call is in flight
-				p.produce(m, 0, 1)
-				time.Sleep(30 * time.Millisecond) // one commit each: each append merges the count lane
-			}
+		if model == "mrp.workcenter.productivity" && method == "load" && calls.Add(1) == 1 {
+			// Pieces scrapped while the round's first call is in flight,
+			// until the quota merges them.
+			merged.Store(p.produceUntilMerged(ra, m, 0, 1, 300))
 		}
 	})
 	p.odoo.SetDown(false)
@@ -515,6 +515,9 @@ func TestScrapMergedDuringARoundIsBooked(t *testing.T) {
 			fmt.Sprintf("pending %d, scrapped in Odoo %v of %v (merged %d)", st.Buffer.Pending, p.scrapped("press-1"), scrapped(), st.Buffer.Merged)
 	})
 	p.waitRoundsPass(ra, 2, "after the booking") // a double booking would land meanwhile
+	if !merged.Load() {
+		t.Fatalf("no count records merged while the round's first call was in flight (merged %d): the test no longer reaches its window", ra.a.Status().Buffer.Merged)
+	}
 	if got, want := p.scrapped("press-1"), scrapped(); got != want {
 		t.Fatalf("scrapped in Odoo %v, machine scrapped %v (merged %d)", got, want, ra.a.Status().Buffer.Merged)
 	}
@@ -531,13 +534,13 @@ func TestGoodMergedDuringARoundThenWorkOrderChange(t *testing.T) {
 	first := p.woIDs["press-1"]
 	var loads, lookups atomic.Int32
 	var next atomic.Int64
+	var merged atomic.Bool
 	p.odoo.BeforeCall(func(model, method string) {
 		switch {
 		case model == "mrp.workcenter.productivity" && method == "load" && loads.Add(1) == 1:
-			for i := 0; i < 6; i++ { // pieces made while the round's first call is in flight
-				p.produce(m, 1, 0)
-				time.Sleep(30 * time.Millisecond)
-			}
+			// Pieces made while the round's first call is in flight, until
+			// the quota merges them.
+			merged.Store(p.produceUntilMerged(ra, m, 1, 0, 300))
 		case model == "mrp.workorder" && method == "search_read" && loads.Load() >= 1 && lookups.Add(1) == 1:
 			// the next round's lookup: the operator has finished the order
 			next.Store(p.nextWorkorder("press-1", 500))
@@ -556,6 +559,9 @@ func TestGoodMergedDuringARoundThenWorkOrderChange(t *testing.T) {
 		return next.Load() != 0 && st.Buffer.Pending == 0 && inOdoo() == m.made(), fmt.Sprintf("pending %d, in Odoo %v of %v", st.Buffer.Pending, inOdoo(), m.made())
 	})
 	p.waitRoundsPass(ra, 2, "after the split")
+	if !merged.Load() {
+		t.Fatalf("no count records merged while the round's first call was in flight (merged %d): the test no longer reaches its window", ra.a.Status().Buffer.Merged)
+	}
 	q1, q2 := p.odoo.Workorder(first).QtyProducing, p.odoo.Workorder(next.Load()).QtyProducing
 	if q1+q2 != m.made() {
 		t.Fatalf("first order %v + second %v = %v in Odoo, machine made %v (merged %d)", q1, q2, q1+q2, m.made(), ra.a.Status().Buffer.Merged)
@@ -694,6 +700,14 @@ func TestScrapAfterAFreshBufferFileIsBooked(t *testing.T) {
 // down, and stops and restarts the plant's first machine until the quota
 // drops downtime records (every append then merges the count lane first);
 // the machine makes a piece (and scrap pieces) before and twice after.
+//
+// A quota that full leaves no room for a record while a round holds the
+// count records: appends wait (buffer makeRoom) and nothing is merged
+// during the round. The agent is therefore restarted with a quota a few
+// kB larger: the round starts with room for a few dozen count records, so
+// that those made during it are stored, and merged once that room is used
+// (TestScrapMergedDuringARoundIsBooked and
+// TestGoodMergedDuringARoundThenWorkOrderChange fail if nothing is).
 func (p *plant) quotaFullOfStops(scrap int64) *runningAgent {
 	p.t.Helper()
 	p.setMaxBytes(int64(config.MinBufferBytes))
@@ -713,7 +727,42 @@ func (p *plant) quotaFullOfStops(scrap int64) *runningAgent {
 	}
 	p.produce(m, 1, scrap)
 	p.produce(m, 1, scrap)
-	return ra
+	ra.stopNow(p.t) // the restart's baselines take what it had not stored yet
+	p.editConfig(fmt.Sprintf("max_bytes: %d", int64(config.MinBufferBytes)), fmt.Sprintf("max_bytes: %d", int64(config.MinBufferBytes)+8<<10))
+	// The round's first call waits while the pieces are made: it must not
+	// time out (a round given up acknowledges nothing, which no merge harms).
+	p.editConfig("  timeout: 2s\n  request_limit: 3s\n", "  timeout: 20s\n  request_limit: 30s\n")
+	return p.startAgent()
+}
+
+// produceUntilMerged makes good and scrap pieces on m, each stored before
+// the next is made (one commit each), until the buffer merges count
+// records (at most limit pieces), and says whether it did. It stops early
+// when a piece is not stored within 5 s (no room: appends wait).
+func (p *plant) produceUntilMerged(ra *runningAgent, m *simMachine, good, scrap int64, limit int) bool {
+	st := ra.a.Status().Buffer
+	before := st.Merged
+	p.t.Logf("window opens: merged %d, counts lane %+v", before, st.Lanes["counts"])
+	for i := range limit {
+		lane := ra.a.Status().Buffer.Lanes["counts"]
+		p.produce(m, good, scrap)
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			st := ra.a.Status().Buffer
+			if st.Merged > before {
+				p.t.Logf("window: merged %d after %d pieces, counts lane %+v", st.Merged-before, i+1, st.Lanes["counts"])
+				return true
+			}
+			if now := st.Lanes["counts"]; now.Pending != lane.Pending || now.Bytes != lane.Bytes {
+				break // stored
+			}
+			if time.Now().After(deadline) {
+				p.t.Logf("window: piece %d not stored, nothing merged; write error %q", i+1, st.WriteError)
+				return false
+			}
+		}
+	}
+	p.t.Logf("window: nothing merged after %d pieces", limit)
+	return false
 }
 
 // block_workcenter, a PLC on local time (docs/config.md, Counter rules: "its stops in that hour
