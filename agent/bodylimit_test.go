@@ -22,12 +22,22 @@ const nginx413Page = "<html>\r\n<head><title>413 Request Entity Too Large</title
 
 // bodyFront is a reverse proxy to target in front of Odoo, as nginx with
 // client_max_body_size limit: a request whose body is larger is answered
-// 413 with nginx's page and not passed on. It counts what it saw.
+// 413 with nginx's page and not passed on (a limit of 0: none, until
+// setLimit). It counts what it saw.
 type bodyFront struct {
 	URL     string
 	mu      sync.Mutex
+	limit   int
 	sizes   map[string][]int // by what the request calls, every request's body size
 	refused int
+}
+
+// setLimit sets the proxy's limit for the requests that come after (0:
+// none), as an nginx reloaded with another client_max_body_size.
+func (f *bodyFront) setLimit(n int) {
+	f.mu.Lock()
+	f.limit = n
+	f.mu.Unlock()
 }
 
 func newBodyFront(t testing.TB, target string, limit int) *bodyFront {
@@ -37,13 +47,13 @@ func newBodyFront(t testing.TB, target string, limit int) *bodyFront {
 		t.Fatal(err)
 	}
 	rp := httputil.NewSingleHostReverseProxy(to)
-	f := &bodyFront{sizes: map[string][]int{}}
+	f := &bodyFront{sizes: map[string][]int{}, limit: limit}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
 		op := callOf(r.URL.Path, body)
 		f.sizes[op] = append(f.sizes[op], len(body))
-		tooLarge := len(body) > limit
+		tooLarge := f.limit > 0 && len(body) > f.limit
 		if tooLarge {
 			f.refused++
 		}
