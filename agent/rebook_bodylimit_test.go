@@ -241,3 +241,34 @@ func TestRebookOfALineAloneTooLargeForTheProxyListsIt(t *testing.T) {
 	p.wantLinesAsBooked(booked)
 	p.waitExact(ra, 30*time.Second)
 }
+
+// Behind a proxy that takes 16 KiB at most (the limit the runbook measured
+// the drain at), a rebook of 600 lines looked their external ids up 500 a
+// page, a request of about 22 KB the proxy refused: the rebook failed
+// before it booked anything, and again at every try, while the drain went
+// through. A page refused as too large is looked up in halves.
+func TestRebookBehindASmallProxyLimitLooksUpInSmallerPages(t *testing.T) {
+	t.Parallel()
+	p := newPlant(t, plantOptions{machines: []string{"press-1", "press-2", "press-3"}, block: true})
+	front := newBodyFront(t, p.odoo.URL(), 0)
+	p.editConfig(p.odoo.URL(), front.URL)
+	ra := p.startAgent()
+	reasons := make([]string, 200)
+	for i := range reasons {
+		reasons[i] = "JAM"
+	}
+	booked, since := p.restoredBehindALimit(ra, front, 16<<10, reasons)
+	api := agent.NewAPIClient(p.listen)
+	res, err := api.Rebook(context.Background(), since, true)
+	if err != nil || res.Lines != 600 || res.LinesMissing != 600 {
+		t.Fatalf("dry run: %+v %v; want 600 lines lacking", res, err)
+	}
+	res, err = api.Rebook(context.Background(), since, false)
+	front.report(t)
+	if err != nil || res.LinesMissing != 600 || res.LinesRebooked != 600 || len(res.NotRebooked) != 0 {
+		t.Fatalf("rebook: %+v %v; want the 600 lines rebooked", res, err)
+	}
+	p.wantLinesAsBooked(booked)
+	p.wantRebookLogged(res)
+	p.waitExact(ra, 30*time.Second)
+}

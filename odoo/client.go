@@ -1170,8 +1170,9 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 //   - 413: the request's body is larger than something in front of Odoo
 //     takes (nginx's client_max_body_size, 1m by default; a web firewall's
 //     body limit, ModSecurity's 128 KiB): TooLarge, Transient — a smaller
-//     request passes (the agent's loads of downtime lines split; its other
-//     requests are all far smaller than a load).
+//     request passes (the agent's loads of downtime lines split, and
+//     ExternalIDs' pages; its other requests are all far smaller than a
+//     load).
 //   - 400, 405, 414, 431: the request's form (its headers or cookies, its
 //     method, its URL), the same for every call the agent makes: Transient,
 //     held and retried until the proxy is fixed, never a record's refusal

@@ -122,6 +122,65 @@ func TestFrontRefusalsOfTheRequestsFormAreTransient(t *testing.T) {
 	})
 }
 
+// A look-up of external ids larger than the proxy in front of Odoo takes
+// (500 ids, about 22 KB, behind 8 KiB) goes again in halves, and the pages
+// after it at the size that passed: every id Odoo has is found. It failed
+// with the proxy's 413 every time (a rebook behind such a proxy never got
+// past its look-up).
+func TestFrontRefusingALookUpAsTooLargeHalvesIt(t *testing.T) {
+	eachModeBehindFront(t, func(t *testing.T, m mode, f *fixture, c *odoo.Client, tr *frontTransport) {
+		ctx := context.Background()
+		loss, err := c.LossID(ctx, "Equipment Failure")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []odoo.Downtime
+		var xmlids []string
+		at := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+		for i := range 700 {
+			x := fmt.Sprintf("plantedge.site_m1_downtime_%d", i)
+			xmlids = append(xmlids, x)
+			if i%7 == 0 {
+				lines = append(lines, odoo.Downtime{XMLID: x, WorkcenterID: f.wc, LossID: loss,
+					Start: at.Add(time.Duration(i) * time.Minute), End: at.Add(time.Duration(i)*time.Minute + 30*time.Second)})
+			}
+		}
+		ids, err := c.UpsertDowntimes(ctx, lines)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const limit = 8 << 10
+		var mu sync.Mutex
+		var refused, passed int
+		tr.set(func(req *http.Request, body []byte) *http.Response {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(body) <= limit {
+				passed++
+				return nil
+			}
+			refused++
+			return answerWith(req, http.StatusRequestEntityTooLarge, http.Header{"Content-Type": {"text/html"}},
+				nginxPage(http.StatusRequestEntityTooLarge, "Request Entity Too Large"))
+		})
+		refs, err := c.ExternalIDs(ctx, xmlids)
+		mu.Lock()
+		t.Logf("%d requests refused as too large, %d passed", refused, passed)
+		if err != nil || refused == 0 || refused > 2 || passed > 7 {
+			t.Errorf("a look-up of 700 external ids behind 8 KiB: %v; %d requests refused, %d passed; want halves of the first page, then pages of the size that passed", err, refused, passed)
+		}
+		mu.Unlock()
+		if len(refs) != len(lines) {
+			t.Errorf("%d external ids found, want %d", len(refs), len(lines))
+		}
+		for i, l := range lines {
+			if r := refs[l.XMLID]; r.Model != "mrp.workcenter.productivity" || r.ResID != ids[i] {
+				t.Errorf("%s: %+v, want line %d", l.XMLID, r, ids[i])
+			}
+		}
+	})
+}
+
 // A load larger than the proxy in front of Odoo takes (nginx's
 // client_max_body_size) is answered with its 413 page: TooLarge and
 // transient, saying the request's size and the proxy's limit — where it

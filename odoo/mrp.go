@@ -1270,37 +1270,58 @@ type ExternalRef struct {
 // call per module of a page: the record of each that Odoo has. One it
 // lacks (never made, or its record deleted: Odoo deletes the id with the
 // record; a database restored from an older backup) is missing from the
-// result.
+// result. A page something in front of Odoo refuses as too large (a 413:
+// 500 ids are about 22 KB) is looked up in halves, and the pages after it
+// are of the size that passed: behind a proxy taking 16 KiB, a rebook of
+// 600 bookings failed at its look-up every time, where the loads split.
 func (c *Client) ExternalIDs(ctx context.Context, xmlids []string) (map[string]ExternalRef, error) {
 	out := map[string]ExternalRef{}
+	size := 500
 	for len(xmlids) > 0 {
-		page := xmlids[:min(len(xmlids), 500)]
+		page := xmlids[:min(len(xmlids), size)]
+		err := c.externalIDsPage(ctx, page, out)
+		if TooLarge(err) && len(page) > 1 {
+			size = len(page) / 2
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
 		xmlids = xmlids[len(page):]
-		byMod := map[string][]string{}
-		for _, x := range page {
-			mod, name, _ := strings.Cut(x, ".")
-			byMod[mod] = append(byMod[mod], name)
-		}
-		for mod, names := range byMod {
-			var rows []struct {
-				Name  text  `json:"name"`
-				Model text  `json:"model"`
-				ResID int64 `json:"res_id"`
-			}
-			if err := c.Call(ctx, "ir.model.data", "search_read",
-				[]any{[]any{[]any{"module", "=", mod}, []any{"name", "in", names}}},
-				map[string]any{"fields": []string{"name", "model", "res_id"}}, &rows); err != nil {
-				return nil, err
-			}
-			for _, r := range rows {
-				if err := c.resID(mod+"."+string(r.Name), r.ResID); err != nil {
-					return nil, err
-				}
-				out[mod+"."+string(r.Name)] = ExternalRef{Model: string(r.Model), ResID: r.ResID}
-			}
-		}
 	}
 	return out, nil
+}
+
+// externalIDsPage is ExternalIDs of a page, into out.
+func (c *Client) externalIDsPage(ctx context.Context, page []string, out map[string]ExternalRef) error {
+	byMod := map[string][]string{}
+	var mods []string
+	for _, x := range page {
+		mod, name, _ := strings.Cut(x, ".")
+		if _, ok := byMod[mod]; !ok {
+			mods = append(mods, mod)
+		}
+		byMod[mod] = append(byMod[mod], name)
+	}
+	for _, mod := range mods {
+		var rows []struct {
+			Name  text  `json:"name"`
+			Model text  `json:"model"`
+			ResID int64 `json:"res_id"`
+		}
+		if err := c.Call(ctx, "ir.model.data", "search_read",
+			[]any{[]any{[]any{"module", "=", mod}, []any{"name", "in", byMod[mod]}}},
+			map[string]any{"fields": []string{"name", "model", "res_id"}}, &rows); err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if err := c.resID(mod+"."+string(r.Name), r.ResID); err != nil {
+				return err
+			}
+			out[mod+"."+string(r.Name)] = ExternalRef{Model: string(r.Model), ResID: r.ResID}
+		}
+	}
+	return nil
 }
 
 // ScrapBooking is a stock.scrap as Odoo holds it: its state ("draft",
