@@ -29,7 +29,9 @@ import (
 // nginx's client_max_body_size, 1m by default; a web firewall's body
 // limit) halves the size too, and the loads never grow back to the size
 // refused for the rest of the run (tooLargeAt): a load of a part of the
-// lines passes where the whole was refused. Taken as a refusal of the
+// lines passes where the whole was refused — unless a line is then refused
+// alone, which the loads refused on the way down carried: the mark is
+// forgotten. Taken as a refusal of the
 // lines, the load was sent again line by line, one request a line (a long
 // outage's backlog of 3,000 stops behind a 16 KiB limit: 3,017 requests
 // and 49 s, against 17 and 2 s).
@@ -139,12 +141,19 @@ func (f *forwarder) noteLoad(n int, took time.Duration, err error) (int, bool) {
 		}
 	case tooLarge && n > 1:
 		// Half the load refused (a round's last load may carry fewer than
-		// the size in force), never grown back to it this run. (One line
-		// refused alone says nothing of loads of other lines.)
+		// the size in force), never grown back to it this run.
 		next = max(1, min(cur, n)/2)
 		if f.tooLargeAt == 0 || n < f.tooLargeAt {
 			f.tooLargeAt = n
 		}
+	case tooLarge:
+		// One line refused alone says nothing of loads of other lines —
+		// and the loads refused on the way down to it carried it: they
+		// were refused for that line, not for their size. Forgotten, the
+		// size grows back after quick loads (a proxy's real limit is
+		// found again, one refusal); kept, every load this run carried
+		// one line (a drain of 3,000 stops, 3,000 requests).
+		f.tooLargeAt = 0
 	case err != nil && loadTooSlow(err, took, timeout):
 		// Half the size in force, whatever the load carried: a round's
 		// last load of a few lines timing out is Odoo (or the link)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -90,6 +92,64 @@ func TestLoadSizeHalvesAfterAProxys502ForAKilledLoad(t *testing.T) {
 	if n := f.loadLines(); n != 100 {
 		t.Fatalf("after a 503: %d lines, want 100", n)
 	}
+}
+
+// A proxy's 413 halves the load size, and the loads never grow back to a
+// size refused — unless a line is then refused alone: the loads refused on
+// the way down to it carried it, and say nothing of loads without it. Kept,
+// the mark held every load of the run to one line after a stop with a long
+// reason met a proxy's small limit (rebook64: 18 requests for 21 lines,
+// lines_per_load 1 to the end, where loads of 8 passed).
+func TestLoadSizeGrowsBackAfterALineRefusedAloneAsTooLarge(t *testing.T) {
+	a := &Agent{log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))}
+	cfg := &config.Config{}
+	cfg.Odoo.Timeout = config.Duration(8 * time.Second)
+	a.cfg.Store(cfg)
+	f := &forwarder{a: a}
+	tooLarge := tooLargeError(t)
+	f.noteLoad(200, 100*time.Millisecond, tooLarge)
+	f.noteLoad(100, time.Second, nil)
+	f.noteLoad(100, time.Second, nil)
+	if n := f.loadLines(); n != 100 {
+		t.Fatalf("after a load of 200 refused as too large and two quick ones of 100: %d lines, want 100 (200 was refused)", n)
+	}
+	// A line too large alone in the next load: 100, 50, ..., 2 refused
+	// with it, then it alone.
+	for n := 100; n > 1; n = f.loadLines() {
+		f.noteLoad(n, 100*time.Millisecond, tooLarge)
+	}
+	f.noteLoad(1, 100*time.Millisecond, tooLarge)
+	var sizes []int
+	for range 9 {
+		f.noteLoad(f.loadLines(), time.Second, nil)
+		sizes = append(sizes, f.loadLines())
+	}
+	if want := []int{2, 4, 8, 16, 32, 64, 128, 200, 200}; !slices.Equal(sizes, want) {
+		t.Fatalf("quick loads after a line refused alone: %v, want %v", sizes, want)
+	}
+	// The proxy's real limit is found again, and kept.
+	f.noteLoad(200, 100*time.Millisecond, tooLarge)
+	f.noteLoad(100, time.Second, nil)
+	if n := f.loadLines(); n != 100 {
+		t.Errorf("after the load of 200 refused again and a quick one of 100: %d lines, want 100", n)
+	}
+}
+
+// tooLargeError is the error the odoo client returns for a proxy's 413.
+func tooLargeError(t *testing.T) error {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "<html>413 Request Entity Too Large</html>", http.StatusRequestEntityTooLarge)
+	}))
+	defer srv.Close()
+	c, err := odoo.New(odoo.Config{URL: srv.URL, Database: "d", Username: "u", APIKey: "k", Protocol: "json2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Call(context.Background(), "mrp.workcenter.productivity", "load", nil, nil, nil)
+	if !odoo.TooLarge(err) {
+		t.Fatalf("a 413: %v, not TooLarge", err)
+	}
+	return err
 }
 
 // The load size is kept in the buffer file while shrunk, and a forwarder
