@@ -806,7 +806,7 @@ func (f *forwarder) rebookLines(ctx context.Context, lines []bookedEntry, wos ma
 		case odoo.TooLarge(err):
 			// One line alone is more than the proxy takes.
 			ids = make([]int64, len(ds))
-			res.NotRebooked = append(res.NotRebooked, fmt.Sprintf("downtime line %s of %s: a load of this line alone is more than the proxy in front of Odoo takes (nginx's client_max_body_size): %v",
+			res.NotRebooked = append(res.NotRebooked, fmt.Sprintf("downtime line %s of %s: a load of this line alone is more than the proxy in front of Odoo takes: raise its limit on a request's body (nginx's client_max_body_size), then run plantedge rebook again: %v",
 				ds[0].XMLID, batch[0].Machine, err))
 		case odoo.IsPermanent(err) && !odoo.IsAuth(err):
 			ids = make([]int64, len(ds))

@@ -213,7 +213,7 @@ func TestRebookOfALineAloneTooLargeForTheProxyListsIt(t *testing.T) {
 	if err != nil || res.LinesMissing != 21 || res.LinesRebooked != 20 || len(res.NotRebooked) != 1 {
 		t.Fatalf("rebook: %+v %v; want 20 of the 21 lines rebooked, one not", res, err)
 	}
-	for _, want := range []string{"downtime line " + large + " of press-1", "more than the proxy in front of Odoo takes", "client_max_body_size"} {
+	for _, want := range []string{"downtime line " + large + " of press-1", "more than the proxy in front of Odoo takes", "client_max_body_size", "then run plantedge rebook again"} {
 		if !strings.Contains(res.NotRebooked[0], want) {
 			t.Errorf("not rebooked: %q; want %q in it", res.NotRebooked[0], want)
 		}
