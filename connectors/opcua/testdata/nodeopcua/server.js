@@ -2,7 +2,11 @@
 // server cannot open secure channels. Listens on 127.0.0.1:$PORT with
 // Basic256Sha256, Aes128_Sha256_RsaOaep and Aes256_Sha256_RsaPss in Sign and
 // SignAndEncrypt, anonymous and user "operator"/"s3cret", and trusts client
-// certificates on first use (stored under $PKI_DIR). Prints one JSON line
+// certificates on first use (stored under $PKI_DIR). Its own key and
+// certificate are those in $PKI_DIR/server/own, made when missing (an RSA
+// key: 0.15-0.6 s; the Go helper, internal/nodeopcua, writes in one key
+// for all the servers of its test process, and the certificate the first
+// of them made). Prints one JSON line
 // {"endpoint","thumbprint"} when ready.
 //
 // For the browse tests and benchmark:
@@ -34,9 +38,9 @@
 //                     keeping a session left behind longer than asked
 //   SERVER_CERT_FILE, SERVER_KEY_FILE
 //                     the server's certificate and private key (PEM), instead
-//                     of the one it makes itself in $PKI_DIR (a certificate
-//                     about to expire); SERVER_URI its application URI, as the
-//                     certificate names it
+//                     of those in $PKI_DIR (a certificate about to expire);
+//                     SERVER_URI its application URI, as the certificate
+//                     names it
 //   SMALL_RECEIVE_BUFFER=1
 //                     announces a receive buffer of 8,192 bytes while sending
 //                     chunks as large as the client takes (allowed: the two
