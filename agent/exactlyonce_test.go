@@ -715,16 +715,7 @@ func (p *plant) quotaFullOfStops(scrap int64) *runningAgent {
 	ra := p.startAgent()
 	m := p.machines[0]
 	p.produce(m, 1, scrap)
-	for i := 0; ; i++ { // a long outage: stops fill the quota
-		p.stop(m, "JAM")
-		p.run(m)
-		if i%500 == 499 {
-			time.Sleep(100 * time.Millisecond)
-			if st := ra.a.Status(); st.Buffer.Lanes["events"].Dropped > 0 {
-				break
-			}
-		}
-	}
+	p.stopsUntilDropped(ra, m) // a long outage: stops fill the quota
 	p.produce(m, 1, scrap)
 	p.produce(m, 1, scrap)
 	ra.stopNow(p.t) // the restart's baselines take what it had not stored yet
@@ -733,6 +724,22 @@ func (p *plant) quotaFullOfStops(scrap int64) *runningAgent {
 	// time out (a round given up acknowledges nothing, which no merge harms).
 	p.editConfig("  timeout: 2s\n  request_limit: 3s\n", "  timeout: 20s\n  request_limit: 30s\n")
 	return p.startAgent()
+}
+
+// stopsUntilDropped stops and restarts m, 500 times between looks at the
+// buffer, until the disk quota drops downtime records.
+func (p *plant) stopsUntilDropped(ra *runningAgent, m *simMachine) {
+	p.t.Helper()
+	for i := 0; ; i++ {
+		p.stop(m, "JAM")
+		p.run(m)
+		if i%500 == 499 {
+			time.Sleep(100 * time.Millisecond)
+			if st := ra.a.Status(); st.Buffer.Lanes["events"].Dropped > 0 {
+				return
+			}
+		}
+	}
 }
 
 // produceUntilMerged makes good and scrap pieces on m, each stored before

@@ -47,16 +47,7 @@ func (p *plant) inDoubtMergeWindow(model, method string, good, scrap int64, rest
 	p.odoo.FailNextCall(model, method, 1, odootest.FaultCommitThenDrop)
 	p.produce(m, good, scrap)
 	waitClosed(p.t, dropped, "the call left in doubt")
-	for i := 0; ; i++ { // a long outage: stops fill the quota
-		p.stop(m, "JAM")
-		p.run(m)
-		if i%500 == 499 {
-			time.Sleep(100 * time.Millisecond)
-			if st := ra.a.Status(); st.Buffer.Lanes["events"].Dropped > 0 {
-				break
-			}
-		}
-	}
+	p.stopsUntilDropped(ra, m) // a long outage: stops fill the quota
 	// The stops still on their way taken (the pieces would wait behind
 	// them), by the agent's count of the messages taken.
 	waitFor(p.t, 60*time.Second, "every stop published taken", func() (bool, string) {
