@@ -244,7 +244,14 @@ type clientParams struct {
 	// closeOrphan did.
 	orphan     *opcua.Session
 	orphanGone *atomic.Int32
-	orphanMu   *sync.Mutex // held while orphan is closed
+	// orphanSub, if set with orphan and recovered, is orphan's
+	// subscription: closeOrphan takes what it holds (drainOrphan) before
+	// it closes the session, and stores it in recovered. asking, if set,
+	// sees each request of the drain (tests).
+	orphanSub *orphanSub
+	recovered *atomic.Pointer[drained]
+	asking    func(string)
+	orphanMu  *sync.Mutex // held while orphan is closed
 	// left, if set (and orphan not), is the session the previous process
 	// left on the server: closed the same way, orphanGone set.
 	left *keptSession

@@ -149,6 +149,9 @@ type Source struct {
 	// closes its client (tests).
 	asking func(what string)
 	onRead func(idx int, dv *ua.DataValue)
+	// drainAsking, when set, sees each request drainOrphan sends, from
+	// dial's goroutine (tests).
+	drainAsking func(what string)
 
 	mu    sync.Mutex
 	stats Stats
@@ -182,6 +185,15 @@ type Source struct {
 	// connection closes it first (see closeSession). Run's goroutine.
 	orphan   *opcua.Session
 	orphanAt time.Time
+	// orphanSub is the subscription of s.orphan, if it had one: the
+	// next connection takes what it holds before it closes the session
+	// (drainOrphan). sub is that of the session running (Run's
+	// goroutine).
+	orphanSub, sub *orphanSub
+	// lastTime is the source time of the last value delivered of each
+	// node (Run's goroutine): a change taken from the left session's
+	// subscription that is not later was delivered already.
+	lastTime []time.Time
 	// orphanMu is held while a session a lost connection left is being
 	// closed: by the next connection (dial's goroutine) or at the stop
 	// (closeLeft); one at a time.
@@ -228,12 +240,13 @@ func New(cfg Config, sink connectors.Sink) (*Source, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Source{
-		cfg:    cfg,
-		sec:    sec,
-		nodes:  nodes,
-		sink:   sink,
-		log:    log.With("component", "opcua", "source", cfg.Name),
-		server: connectors.ServerID(cfg.Endpoint),
+		cfg:      cfg,
+		sec:      sec,
+		nodes:    nodes,
+		sink:     sink,
+		log:      log.With("component", "opcua", "source", cfg.Name),
+		server:   connectors.ServerID(cfg.Endpoint),
+		lastTime: make([]time.Time, len(nodes)),
 	}
 	s.state.Store(connectors.StateDown)
 	return s, nil
@@ -533,12 +546,19 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 	var orphanGone atomic.Int32
 	var kept atomic.Bool // the connection's session is kept (onActivated)
 	var left *keptSession
+	var drainSub *orphanSub
 	if s.orphan == nil {
 		left = s.left
+	} else {
+		drainSub = s.orphanSub
 	}
+	var recovered atomic.Pointer[drained]
 	cctx, cancel := context.WithTimeout(ctx, 2*s.cfg.RequestTimeout)
 	c, err := dial(cctx, clientParams{
 		orphan:         s.orphan,
+		orphanSub:      drainSub,
+		recovered:      &recovered,
+		asking:         s.drainAsking,
 		left:           left,
 		orphanGone:     &orphanGone,
 		endpoint:       s.cfg.Endpoint,
@@ -568,6 +588,12 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		},
 	})
 	cancel()
+	if d := recovered.Load(); d != nil {
+		// Before the new session's first values, whether or not the
+		// server took it: the left session's subscription acknowledged
+		// them. (A sink that fails fails the first read too.)
+		_ = s.deliverRecovered(ctx, *d)
+	}
 	if kept.Load() {
 		// the key is this session's now — one Connect may have closed
 		// since (it failed after the activation), or not (the link was
@@ -603,6 +629,7 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		s.revised = sess.RevisedTimeout()
 	}
 	s.leftKept = false // the key is this session's now
+	s.sub = nil
 	start := time.Now()
 	defer func() {
 		s.ask("close")
@@ -701,7 +728,7 @@ func (s *Source) closeSession(c *opcua.Client) {
 	if sess := c.Session(); sess != nil {
 		if c.CloseSession(ctx) != nil {
 			_, _ = c.DetachSession(ctx)
-			s.orphan, s.orphanAt = sess, time.Now()
+			s.orphan, s.orphanAt, s.orphanSub = sess, time.Now(), s.sub
 		} else {
 			s.forgetSession()
 		}
@@ -975,6 +1002,13 @@ func closeOrphan(ctx context.Context, p clientParams, opts []opcua.Option) (int3
 		}
 		return 0, err
 	}
+	if p.orphan != nil && p.orphanSub != nil && p.recovered != nil {
+		// Half the bound at most: the close has the rest.
+		dctx, dcancel := context.WithTimeout(ctx, bound/2)
+		d := drainOrphan(dctx, c, *p.orphanSub, p.asking)
+		dcancel()
+		p.recovered.Store(&d)
+	}
 	if err := c.CloseSession(ctx); err != nil {
 		return 0, err
 	}
@@ -1177,6 +1211,9 @@ func (s *Source) deliver(ctx context.Context, idx int, dv *ua.DataValue, recv co
 	smp.Element = s.nodes[idx].index != nil
 	if err := s.sink.Deliver(ctx, smp); err != nil {
 		return fmt.Errorf("deliver: %w", err)
+	}
+	if idx < len(s.lastTime) && ts.After(s.lastTime[idx]) {
+		s.lastTime[idx] = ts
 	}
 	s.update(func(st *Stats) {
 		st.Samples++
@@ -1434,6 +1471,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 		}
 		return false, fmt.Errorf("%w (client state %s)", ErrDisconnected, st)
 	}
+	s.sub = &orphanSub{id: sub.SubscriptionID, interval: sub.RevisedPublishingInterval, lifetime: sub.RevisedLifetimeCount}
 	wasPolled := refused > 0 || s.subRefused // polled before this subscription
 	s.subRefused = false
 	// No Cancel on the way out: closing the session deletes the
@@ -1460,6 +1498,7 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 		cctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 		_ = sub.Cancel(cctx)
 		cancel()
+		s.sub = nil
 		s.setPolled(len(s.nodes))
 		return true, s.poll(ctx, c, ids, s.pollRetry())
 	}

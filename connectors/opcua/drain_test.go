@@ -1,0 +1,200 @@
+package opcua
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/plantedge/plantedge/connectors"
+	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
+	"github.com/plantedge/plantedge/internal/nettest"
+)
+
+// A stop and the run after it, made while the link to the server was cut
+// (shorter than the subscription's lifetime), were lost: the new
+// session's first read brought only the last value, the run the machine
+// was in before — the agent saw neither the stop nor its run. node-opcua
+// keeps the subscription of the session the lost link left, with what its
+// monitored items queued: the next connection, activating that session to
+// close it, first takes those changes from it (Publish, and Republish for
+// an answer lost with the link), and the source delivers them, in order
+// and with their source times, before the new session's first values.
+func TestChangesHiddenByALinkLossAreRecovered(t *testing.T) {
+	t.Run("stop and run", func(t *testing.T) { recoverAfterCut(t, []float64{1, 0, 1}, false) })
+	// Twelve changes, a queue of ten: the first two discarded by the
+	// server, the next flagged (Overflow): counted, and a new watch
+	// from it, as when live.
+	t.Run("overflow", func(t *testing.T) { recoverAfterCut(t, []float64{1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0}, true) })
+}
+
+// recoverAfterCut runs a source on node-opcua through a link cut while the
+// node is set to values, and checks what comes before the new session's
+// first value: the values (the last ten, the queue's size, with overflow).
+func recoverAfterCut(t *testing.T, values []float64, overflow bool) {
+	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,1")
+	const run = "nsu=urn:plantedge:test;s=L0.M0.T0"
+	direct := probeClient(t, srv.Endpoint, opcua.SecurityMode(ua.MessageSecurityModeNone))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns, err := direct.FindNamespace(ctx, "urn:plantedge:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ua.NewStringNodeID(ns, "L0.M0.T0")
+	// set writes v and returns its source time (read back).
+	set := func(v float64) time.Time {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		res, err := direct.Write(wctx, &ua.WriteRequest{NodesToWrite: []*ua.WriteValue{{
+			NodeID: id, AttributeID: ua.AttributeIDValue,
+			Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(v)},
+		}}})
+		if err != nil || len(res.Results) != 1 || res.Results[0] != ua.StatusOK {
+			t.Fatalf("write %v: %v %+v", v, err, res)
+		}
+		rr, err := direct.Read(wctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth,
+			NodesToRead: []*ua.ReadValueID{{NodeID: id, AttributeID: ua.AttributeIDValue}}})
+		if err != nil || len(rr.Results) != 1 || rr.Results[0].Value.Value() != v {
+			t.Fatalf("read back %v: %v %+v", v, err, rr)
+		}
+		return rr.Results[0].SourceTimestamp
+	}
+	set(0)
+
+	px := nettest.NewCrashProxy(t, strings.TrimPrefix(srv.Endpoint, "opc.tcp://"))
+	col := newCollector()
+	// The subscription's lifetime is three keep-alive periods, the
+	// heartbeat timeout (30 s by default): the cut is well within it.
+	src := runSource(t, Config{Endpoint: "opc.tcp://" + px.Addr(), Nodes: []string{run},
+		PublishingInterval: 100 * time.Millisecond, QueueSize: 10, RequestTimeout: 5 * time.Second,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond}, col)
+	col.waitFor(t, 0, time.Minute, "the first value", func(s connectors.Sample) bool { return s.Address == run && s.Value == 0.0 })
+	// A change notified live: the subscription publishes.
+	set(1)
+	col.waitFor(t, 0, 15*time.Second, "a run notified", func(s connectors.Sample) bool { return s.Address == run && !s.Initial && s.Value == 1.0 })
+	set(0)
+	_, last := col.waitFor(t, 0, 15*time.Second, "a stop notified", func(s connectors.Sample) bool {
+		return s.Address == run && !s.Initial && s.Value == 0.0
+	})
+
+	px.Crash()
+	waitUntil(t, 15*time.Second, func() bool { return src.State() != connectors.StateConnected })
+	from := max(col.len(), last+1)
+	// While cut: the machine runs, stops, runs (each change sampled:
+	// more apart than the sampling interval).
+	before := src.Stats()
+	var watch uint64 // the watch of the last value delivered before the cut
+	for _, s := range col.all() {
+		if s.Address == run {
+			watch = s.Watch
+		}
+	}
+	var written []time.Time
+	for _, v := range values {
+		written = append(written, set(v))
+		time.Sleep(300 * time.Millisecond)
+	}
+	px.Restart()
+
+	_, first := col.waitFor(t, from, time.Minute, "the new session's first value", func(s connectors.Sample) bool {
+		return s.Address == run && s.Initial
+	})
+	var got []connectors.Sample
+	for _, s := range col.all()[from:first] {
+		if s.Address == run {
+			got = append(got, s)
+		}
+	}
+	if overflow {
+		values, written = values[len(values)-10:], written[len(written)-10:]
+	}
+	ok := len(got) == len(values)
+	for i := 0; ok && i < len(got); i++ {
+		ok = got[i].Value == values[i] && got[i].SourceTime.Equal(written[i]) && got[i].Good && !got[i].Initial
+	}
+	if ok {
+		// In the watch of the session the cut left, unless values
+		// were discarded before them.
+		if w := got[0].Watch; overflow == (w == watch) {
+			t.Errorf("the first value recovered in watch %x, the last one before the cut in %x (overflow %v)", w, watch, overflow)
+		}
+		for _, s := range got[1:] {
+			if s.Watch != got[0].Watch {
+				t.Errorf("recovered values in watches %x and %x", got[0].Watch, s.Watch)
+			}
+		}
+		if d := src.Stats().Overflows - before.Overflows; overflow != (d == 1) {
+			t.Errorf("%d overflows counted (overflow %v)", d, overflow)
+		}
+	}
+	if !ok {
+		t.Errorf("before the new session's first value: %d samples", len(got))
+		for _, s := range got {
+			t.Errorf("  %v @ %s (good %v, initial %v)", s.Value, s.SourceTime.Format("15:04:05.000"), s.Good, s.Initial)
+		}
+		for i, v := range values {
+			t.Errorf("want %v @ %s", v, written[i].Format("15:04:05.000"))
+		}
+	}
+}
+
+// gopcua's server answers a subscription's Publish only on the channel
+// that made it (gone with the link), and has neither ModifySubscription
+// nor Republish: the left session's subscription is asked one thing, the
+// ModifySubscription it refuses at once, and nothing else (no Publish,
+// which it would leave unanswered until the request timeout). The session
+// is closed as before, and the new session's first read brings the value.
+func TestNoChangesRecoveredFromGopcuaServer(t *testing.T) {
+	srv, err := opcuatest.Start(context.Background(), freePort(t), map[string]any{"Run": 0.0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	run := srv.NodeID("Run")
+	px := nettest.NewCrashProxy(t, strings.TrimPrefix(srv.Endpoint(), "opc.tcp://"))
+	col := newCollector()
+	var mu sync.Mutex
+	var asked []string
+	src := runSourceWith(t, Config{Endpoint: "opc.tcp://" + px.Addr(), Nodes: []string{run},
+		PublishingInterval: 100 * time.Millisecond, RequestTimeout: 5 * time.Second,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond}, col, func(s *Source) {
+		s.drainAsking = func(what string) {
+			mu.Lock()
+			defer mu.Unlock()
+			asked = append(asked, what)
+		}
+	})
+	col.waitFor(t, 0, 30*time.Second, "the first value", func(s connectors.Sample) bool { return s.Address == run && s.Initial })
+	srv.Set("Run", 1.0)
+	col.waitFor(t, 0, 15*time.Second, "a run notified", func(s connectors.Sample) bool { return s.Address == run && !s.Initial && s.Value == 1.0 })
+	px.Crash()
+	waitUntil(t, 15*time.Second, func() bool { return src.State() != connectors.StateConnected })
+	from := col.len()
+	srv.Set("Run", 0.0)
+	srv.Set("Run", 1.0)
+	srv.Set("Run", 0.0)
+	px.Restart()
+	_, first := col.waitFor(t, from, 30*time.Second, "the new session's first value", func(s connectors.Sample) bool {
+		return s.Address == run && s.Initial
+	})
+	for _, s := range col.all()[from:first] {
+		if s.Address == run {
+			t.Errorf("before the new session's first value: %v @ %s; want none", s.Value, s.SourceTime.Format("15:04:05.000"))
+		}
+	}
+	if st := src.Stats(); st.LeftSessionsClosed != 1 {
+		t.Errorf("%d left sessions closed, want 1", st.LeftSessionsClosed)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(asked, []string{"modify subscription"}) {
+		t.Errorf("the left subscription asked %q; want only the modify subscription it refuses", asked)
+	}
+}
