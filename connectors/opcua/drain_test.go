@@ -198,3 +198,53 @@ func TestNoChangesRecoveredFromGopcuaServer(t *testing.T) {
 		t.Errorf("the left subscription asked %q; want only the modify subscription it refuses", asked)
 	}
 }
+
+// A server that leaves the drain unanswered (node-opcua holding the
+// ModifySubscription) costs the reconnect half of request_timeout, not
+// the left session's close: it is closed with the other half, the server
+// holds the source's one session after, and the new session's first read
+// brings the value.
+func TestUnansweredDrainStillClosesTheLeftSession(t *testing.T) {
+	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,1", "HOLD=ModifySubscriptionRequest:1")
+	const run = "nsu=urn:plantedge:test;s=L0.M0.T0"
+	px := nettest.NewCrashProxy(t, strings.TrimPrefix(srv.Endpoint, "opc.tcp://"))
+	col := newCollector()
+	src := runSource(t, Config{Endpoint: "opc.tcp://" + px.Addr(), Nodes: []string{run},
+		PublishingInterval: 100 * time.Millisecond, RequestTimeout: 4 * time.Second,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond}, col)
+	col.waitFor(t, 0, time.Minute, "the first value", func(s connectors.Sample) bool { return s.Address == run && s.Initial })
+	// A change notified: the subscription is made.
+	direct := probeClient(t, srv.Endpoint, opcua.SecurityMode(ua.MessageSecurityModeNone))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns, err := direct.FindNamespace(ctx, "urn:plantedge:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := direct.Write(ctx, &ua.WriteRequest{NodesToWrite: []*ua.WriteValue{{
+		NodeID: ua.NewStringNodeID(ns, "L0.M0.T0"), AttributeID: ua.AttributeIDValue,
+		Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(7.0)},
+	}}})
+	if err != nil || len(res.Results) != 1 || res.Results[0] != ua.StatusOK {
+		t.Fatalf("write: %v %+v", err, res)
+	}
+	col.waitFor(t, 0, 15*time.Second, "the change notified", func(s connectors.Sample) bool { return s.Address == run && !s.Initial && s.Value == 7.0 })
+	px.Crash()
+	waitUntil(t, 15*time.Second, func() bool { return src.State() != connectors.StateConnected })
+	from := col.len()
+	px.Restart()
+	select {
+	case svc := <-srv.held:
+		if svc != "ModifySubscriptionRequest" {
+			t.Fatalf("held %s", svc)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the drain's ModifySubscription never came")
+	}
+	col.waitFor(t, from, time.Minute, "the new session's first value", func(s connectors.Sample) bool { return s.Address == run && s.Initial })
+	if st := src.Stats(); st.LeftSessionsClosed != 1 {
+		t.Errorf("%d left sessions closed, want 1", st.LeftSessionsClosed)
+	}
+	// The source's session and the one writing.
+	waitUntil(t, 30*time.Second, func() bool { return srv.sessions.Load() == 2 })
+}
