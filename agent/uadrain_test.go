@@ -1,0 +1,217 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopcua/opcua"
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/plantedge/plantedge/internal/nettest"
+)
+
+// A machine on node-opcua stops and runs again while the link to the PLC
+// is cut (shorter than the subscription's lifetime), making pieces: the
+// source takes those changes, at reconnect, from the subscription of the
+// session the cut left (connectors/opcua drainOrphan), and they reach the
+// agent after the link is back, just before the new session's first
+// values, with source times inside the outage. The agent books the stop
+// as one downtime line from the stop's source time to the run's, the
+// pieces exactly, nothing twice.
+func TestEndToEndStopAndRunHiddenByALinkLossAreBooked(t *testing.T) {
+	t.Parallel()
+	p, ra, m, n := uaCutPlant(t, false)
+	n.produce(5)
+	p.waitExact(ra, 30*time.Second)
+
+	n.cut()
+	stopAt := n.set(n.running, 0)
+	n.pause()
+	n.produce(3)
+	n.pause()
+	runAt := n.set(n.running, 1)
+	n.pause()
+	n.produce(2)
+	m.mu.Lock()
+	m.stops++
+	m.mu.Unlock()
+	n.back()
+
+	p.waitExact(ra, 60*time.Second)
+	p.waitRoundsPass(ra, 3, "after the lines came")
+	n.wantLines(stopAt, runAt)
+	if got, want := p.qty(m.id), m.made(); got != want {
+		t.Errorf("qty %v, want %v", got, want)
+	}
+	for _, s := range ra.a.Status().Machines {
+		if s.ID == m.id && s.State != "running" {
+			t.Errorf("machine state %q after the link came back, want running", s.State)
+		}
+	}
+}
+
+// The machine stops while the link is cut and is still stopped when it
+// comes back: with block_workcenter, one open line from the stop's source
+// time at once, closed at the run's when it runs.
+func TestEndToEndStopHiddenByALinkLossOpensItsLine(t *testing.T) {
+	t.Parallel()
+	p, ra, m, n := uaCutPlant(t, true)
+	n.produce(5)
+	p.waitExact(ra, 30*time.Second)
+
+	n.cut()
+	n.produce(2)
+	n.pause()
+	stopAt := n.set(n.running, 0)
+	n.back()
+
+	waitFor(t, 30*time.Second, "one open downtime line", func() (bool, string) {
+		ls := p.odoo.Productivity()
+		return len(ls) == 1 && ls[0].End.IsZero(), fmt.Sprintf("%+v", ls)
+	})
+	if l := p.odoo.Productivity()[0]; !l.Start.Equal(stopAt.Truncate(time.Second)) {
+		t.Errorf("the open line starts at %s, want the stop's source time %s", l.Start, stopAt)
+	}
+	for _, s := range ra.a.Status().Machines {
+		if s.ID == m.id && s.State != "stopped" {
+			t.Errorf("machine state %q (last known %q), want stopped", s.State, s.LastKnownState)
+		}
+	}
+	runAt := n.set(n.running, 1)
+	n.produce(1)
+	m.mu.Lock()
+	m.stops++
+	m.mu.Unlock()
+	p.waitExact(ra, 30*time.Second)
+	p.waitRoundsPass(ra, 3, "after the line closed")
+	n.wantLines(stopAt, runAt)
+}
+
+// uaCutPlant is a plant whose machine ua-1's running signal (L0.M0.T0) and
+// good counter (L0.M0.T1) are Double nodes of node-opcua, reached through a
+// proxy that can cut the link; the agent runs, with its baselines.
+func uaCutPlant(t *testing.T, block bool) (*plant, *runningAgent, *simMachine, *uaCutNodes) {
+	t.Helper()
+	endpoint := startNodeOPCUA(t, "NO_SECURITY=1", "PLANT=1,1,2")
+	p := newPlant(t, plantOptions{machines: []string{"ua-1"}, block: block})
+	m := p.machines[0]
+	px := nettest.NewCrashProxy(t, strings.TrimPrefix(endpoint, "opc.tcp://"))
+	c, err := opcua.NewClient(endpoint, opcua.AutoReconnect(false), opcua.SecurityMode(ua.MessageSecurityModeNone))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = c.Close(ctx)
+	})
+	ns, err := c.FindNamespace(ctx, "urn:plantedge:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &uaCutNodes{t: t, p: p, m: m, px: px, c: c,
+		running: ua.NewStringNodeID(ns, "L0.M0.T0"), good: ua.NewStringNodeID(ns, "L0.M0.T1")}
+	n.set(n.running, 1)
+	n.set(n.good, float64(m.goodNow()))
+	p.editConfig(fmt.Sprintf("    endpoint: %q\n", p.ua.Endpoint()), fmt.Sprintf("    endpoint: %q\n", "opc.tcp://"+px.Addr()))
+	p.editConfig(fmt.Sprintf("node: %q", p.ua.NodeID("ua-1.Good")), `node: "nsu=urn:plantedge:test;s=L0.M0.T1"`)
+	p.editConfig(fmt.Sprintf("node: %q", p.ua.NodeID("ua-1.Running")), `node: "nsu=urn:plantedge:test;s=L0.M0.T0"`)
+	ra := p.startAgentWith(false)
+	n.ra = ra
+	waitFor(t, 30*time.Second, "the machine running", func() (bool, string) {
+		for _, s := range ra.a.Status().Machines {
+			if s.ID == m.id {
+				return s.State == "running", s.State
+			}
+		}
+		return false, "no machine"
+	})
+	return p, ra, m, n
+}
+
+// uaCutNodes writes the machine's nodes on node-opcua directly (not
+// through the proxy) and cuts the agent's link to it.
+type uaCutNodes struct {
+	t             *testing.T
+	p             *plant
+	ra            *runningAgent
+	m             *simMachine
+	px            *nettest.CrashProxy
+	c             *opcua.Client
+	running, good *ua.NodeID
+}
+
+// set writes v to id and returns its source time (read back).
+func (n *uaCutNodes) set(id *ua.NodeID, v float64) time.Time {
+	n.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := n.c.Write(ctx, &ua.WriteRequest{NodesToWrite: []*ua.WriteValue{{
+		NodeID: id, AttributeID: ua.AttributeIDValue,
+		Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(v)},
+	}}})
+	if err != nil || len(res.Results) != 1 || res.Results[0] != ua.StatusOK {
+		n.t.Fatalf("write %v: %v %+v", v, err, res)
+	}
+	rr, err := n.c.Read(ctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth,
+		NodesToRead: []*ua.ReadValueID{{NodeID: id, AttributeID: ua.AttributeIDValue}}})
+	if err != nil || len(rr.Results) != 1 || rr.Results[0].Value.Value() != v {
+		n.t.Fatalf("read back %v: %v %+v", v, err, rr)
+	}
+	return rr.Results[0].SourceTimestamp
+}
+
+// produce makes k pieces: the counter node up by k.
+func (n *uaCutNodes) produce(k int64) {
+	n.t.Helper()
+	n.m.mu.Lock()
+	n.m.good += k
+	g := n.m.good
+	n.m.mu.Unlock()
+	n.set(n.good, float64(g))
+}
+
+// pause spaces two changes of the machine's more than the sampling
+// interval (50 ms), so that each one is sampled: the machine's pace, not
+// a wait for something.
+func (n *uaCutNodes) pause() { time.Sleep(300 * time.Millisecond) }
+
+// cut cuts the link and waits until the agent's source is not connected.
+func (n *uaCutNodes) cut() {
+	n.t.Helper()
+	n.px.Crash()
+	waitFor(n.t, 30*time.Second, "the source not connected", func() (bool, string) {
+		for _, s := range n.ra.a.Status().Sources {
+			if s.Name == "line1" {
+				return s.State != "connected", s.State
+			}
+		}
+		return false, "no source line1"
+	})
+	for _, s := range n.ra.a.Status().Machines {
+		if s.ID == n.m.id && (s.State != "unknown" || s.UnknownBecause != "source down" || s.LastKnownState != "running") {
+			n.t.Errorf("during the cut: state %q, last known %q, because %q; want unknown, running, source down", s.State, s.LastKnownState, s.UnknownBecause)
+		}
+	}
+}
+
+// back brings the link back.
+func (n *uaCutNodes) back() { n.px.Restart() }
+
+// wantLines checks that Odoo has exactly one downtime line, closed, from
+// stopAt to runAt (Odoo keeps seconds).
+func (n *uaCutNodes) wantLines(stopAt, runAt time.Time) {
+	n.t.Helper()
+	ls := n.p.odoo.Productivity()
+	if len(ls) != 1 || !ls[0].Start.Equal(stopAt.Truncate(time.Second)) || !ls[0].End.Equal(runAt.Truncate(time.Second)) {
+		n.t.Errorf("downtime lines %+v, want one from the stop at %s to the run at %s", ls, stopAt.UTC().Format(time.StampMilli), runAt.UTC().Format(time.StampMilli))
+	}
+}
