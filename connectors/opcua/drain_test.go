@@ -40,7 +40,7 @@ func TestChangesHiddenByALinkLossAreRecovered(t *testing.T) {
 func recoverAfterCut(t *testing.T, values []float64, overflow bool) {
 	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,1")
 	const run = "nsu=urn:plantedge:test;s=L0.M0.T0"
-	direct := probeClient(t, srv.Endpoint, opcua.SecurityMode(ua.MessageSecurityModeNone))
+	direct := directClient(t, srv.Endpoint, opcua.SecurityMode(ua.MessageSecurityModeNone))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ns, err := direct.FindNamespace(ctx, "urn:plantedge:test")
@@ -237,7 +237,7 @@ func TestUnansweredDrainStillClosesTheLeftSession(t *testing.T) {
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond}, col)
 	col.waitFor(t, 0, time.Minute, "the first value", func(s connectors.Sample) bool { return s.Address == run && s.Initial })
 	// A change notified: the subscription is made.
-	direct := probeClient(t, srv.Endpoint, opcua.SecurityMode(ua.MessageSecurityModeNone))
+	direct := directClient(t, srv.Endpoint, opcua.SecurityMode(ua.MessageSecurityModeNone))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ns, err := direct.FindNamespace(ctx, "urn:plantedge:test")
@@ -270,4 +270,21 @@ func TestUnansweredDrainStillClosesTheLeftSession(t *testing.T) {
 	}
 	// The source's session and the one writing.
 	waitUntil(t, 30*time.Second, func() bool { return srv.sessions.Load() == 2 })
+}
+
+// directClient is a gopcua client connected to endpoint without the
+// source (no reconnection of its own): it writes the server's nodes.
+func directClient(t *testing.T, endpoint string, opts ...opcua.Option) *opcua.Client {
+	t.Helper()
+	c, err := opcua.NewClient(endpoint, append([]opcua.Option{opcua.AutoReconnect(false)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeClient(c) })
+	return c
 }
