@@ -1,15 +1,12 @@
 package agent_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gopcua/opcua"
-	"github.com/gopcua/opcua/ua"
-
+	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
 	"github.com/plantedge/plantedge/internal/nettest"
 )
 
@@ -99,26 +96,8 @@ func uaCutPlant(t *testing.T, block bool) (*plant, *runningAgent, *simMachine, *
 	p := newPlant(t, plantOptions{machines: []string{"ua-1"}, block: block})
 	m := p.machines[0]
 	px := nettest.NewCrashProxy(t, strings.TrimPrefix(endpoint, "opc.tcp://"))
-	c, err := opcua.NewClient(endpoint, opcua.AutoReconnect(false), opcua.SecurityMode(ua.MessageSecurityModeNone))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := c.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = c.Close(ctx)
-	})
-	ns, err := c.FindNamespace(ctx, "urn:plantedge:test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &uaCutNodes{t: t, p: p, m: m, px: px, c: c,
-		running: ua.NewStringNodeID(ns, "L0.M0.T0"), good: ua.NewStringNodeID(ns, "L0.M0.T1")}
+	n := &uaCutNodes{t: t, p: p, m: m, px: px, w: opcuatest.NewWriter(t, endpoint),
+		running: "L0.M0.T0", good: "L0.M0.T1"}
 	n.set(n.running, 1)
 	n.set(n.good, float64(m.goodNow()))
 	p.editConfig(fmt.Sprintf("    endpoint: %q\n", p.ua.Endpoint()), fmt.Sprintf("    endpoint: %q\n", "opc.tcp://"+px.Addr()))
@@ -145,28 +124,14 @@ type uaCutNodes struct {
 	ra            *runningAgent
 	m             *simMachine
 	px            *nettest.CrashProxy
-	c             *opcua.Client
-	running, good *ua.NodeID
+	w             *opcuatest.Writer
+	running, good string // string identifiers in urn:plantedge:test
 }
 
 // set writes v to id and returns its source time (read back).
-func (n *uaCutNodes) set(id *ua.NodeID, v float64) time.Time {
+func (n *uaCutNodes) set(id string, v float64) time.Time {
 	n.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res, err := n.c.Write(ctx, &ua.WriteRequest{NodesToWrite: []*ua.WriteValue{{
-		NodeID: id, AttributeID: ua.AttributeIDValue,
-		Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(v)},
-	}}})
-	if err != nil || len(res.Results) != 1 || res.Results[0] != ua.StatusOK {
-		n.t.Fatalf("write %v: %v %+v", v, err, res)
-	}
-	rr, err := n.c.Read(ctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth,
-		NodesToRead: []*ua.ReadValueID{{NodeID: id, AttributeID: ua.AttributeIDValue}}})
-	if err != nil || len(rr.Results) != 1 || rr.Results[0].Value.Value() != v {
-		n.t.Fatalf("read back %v: %v %+v", v, err, rr)
-	}
-	return rr.Results[0].SourceTimestamp
+	return n.w.Set(n.t, "urn:plantedge:test", id, v)
 }
 
 // produce makes k pieces: the counter node up by k.
