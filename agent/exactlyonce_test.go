@@ -727,19 +727,33 @@ func (p *plant) quotaFullOfStops(scrap int64) *runningAgent {
 }
 
 // stopsUntilDropped stops and restarts m, 500 times between looks at the
-// buffer, until the disk quota drops downtime records.
+// buffer, until the disk quota drops downtime records. Before each look
+// the agent has taken every message published (its count of samples): on
+// a busy machine the publisher ran ahead of the agent's appends, slow with
+// the quota full (each one drops or merges), and the drops were seen only
+// after some 20,000 messages, which then took the agent minutes.
 func (p *plant) stopsUntilDropped(ra *runningAgent, m *simMachine) {
 	p.t.Helper()
 	for i := 0; ; i++ {
 		p.stop(m, "JAM")
 		p.run(m)
 		if i%500 == 499 {
-			time.Sleep(100 * time.Millisecond)
+			p.waitPublishedTaken()
 			if st := ra.a.Status(); st.Buffer.Lanes["events"].Dropped > 0 {
 				return
 			}
 		}
 	}
+}
+
+// waitPublishedTaken waits until the agent has taken every MQTT message
+// published, by its count of samples (one a message).
+func (p *plant) waitPublishedTaken() {
+	p.t.Helper()
+	waitFor(p.t, 120*time.Second, "every message published taken", func() (bool, string) {
+		n, _ := metric(p.metrics(), "plantedge_samples_total")
+		return n >= float64(p.published.Load()), fmt.Sprintf("%v of the %d messages published taken", n, p.published.Load())
+	})
 }
 
 // produceUntilMerged makes good and scrap pieces on m, each stored before

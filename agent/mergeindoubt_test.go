@@ -50,10 +50,7 @@ func (p *plant) inDoubtMergeWindow(model, method string, good, scrap int64, rest
 	p.stopsUntilDropped(ra, m) // a long outage: stops fill the quota
 	// The stops still on their way taken (the pieces would wait behind
 	// them), by the agent's count of the messages taken.
-	waitFor(p.t, 60*time.Second, "every stop published taken", func() (bool, string) {
-		n, _ := metric(p.metrics(), "plantedge_samples_total")
-		return n >= float64(p.published.Load()), fmt.Sprintf("%v of the %d messages published taken", n, p.published.Load())
-	})
+	p.waitPublishedTaken()
 	if restart {
 		ra.stopNow(p.t) // the call still in doubt
 		ra = p.startAgentWith(false)
