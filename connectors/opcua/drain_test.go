@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopcua/opcua"
-	"github.com/gopcua/opcua/ua"
-
 	"github.com/plantedge/plantedge/connectors"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
 	"github.com/plantedge/plantedge/internal/nettest"
@@ -40,32 +37,11 @@ func TestChangesHiddenByALinkLossAreRecovered(t *testing.T) {
 func recoverAfterCut(t *testing.T, values []float64, overflow bool) {
 	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,1")
 	const run = "nsu=urn:plantedge:test;s=L0.M0.T0"
-	direct := directClient(t, srv.Endpoint, opcua.SecurityMode(ua.MessageSecurityModeNone))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ns, err := direct.FindNamespace(ctx, "urn:plantedge:test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := ua.NewStringNodeID(ns, "L0.M0.T0")
+	w := opcuatest.NewWriter(t, srv.Endpoint)
 	// set writes v and returns its source time (read back).
 	set := func(v float64) time.Time {
 		t.Helper()
-		wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		res, err := direct.Write(wctx, &ua.WriteRequest{NodesToWrite: []*ua.WriteValue{{
-			NodeID: id, AttributeID: ua.AttributeIDValue,
-			Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(v)},
-		}}})
-		if err != nil || len(res.Results) != 1 || res.Results[0] != ua.StatusOK {
-			t.Fatalf("write %v: %v %+v", v, err, res)
-		}
-		rr, err := direct.Read(wctx, &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnBoth,
-			NodesToRead: []*ua.ReadValueID{{NodeID: id, AttributeID: ua.AttributeIDValue}}})
-		if err != nil || len(rr.Results) != 1 || rr.Results[0].Value.Value() != v {
-			t.Fatalf("read back %v: %v %+v", v, err, rr)
-		}
-		return rr.Results[0].SourceTimestamp
+		return w.Set(t, "urn:plantedge:test", "L0.M0.T0", v)
 	}
 	set(0)
 
@@ -237,20 +213,7 @@ func TestUnansweredDrainStillClosesTheLeftSession(t *testing.T) {
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond}, col)
 	col.waitFor(t, 0, time.Minute, "the first value", func(s connectors.Sample) bool { return s.Address == run && s.Initial })
 	// A change notified: the subscription is made.
-	direct := directClient(t, srv.Endpoint, opcua.SecurityMode(ua.MessageSecurityModeNone))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ns, err := direct.FindNamespace(ctx, "urn:plantedge:test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := direct.Write(ctx, &ua.WriteRequest{NodesToWrite: []*ua.WriteValue{{
-		NodeID: ua.NewStringNodeID(ns, "L0.M0.T0"), AttributeID: ua.AttributeIDValue,
-		Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(7.0)},
-	}}})
-	if err != nil || len(res.Results) != 1 || res.Results[0] != ua.StatusOK {
-		t.Fatalf("write: %v %+v", err, res)
-	}
+	opcuatest.NewWriter(t, srv.Endpoint).Set(t, "urn:plantedge:test", "L0.M0.T0", 7)
 	col.waitFor(t, 0, 15*time.Second, "the change notified", func(s connectors.Sample) bool { return s.Address == run && !s.Initial && s.Value == 7.0 })
 	px.Crash()
 	waitUntil(t, 15*time.Second, func() bool { return src.State() != connectors.StateConnected })
@@ -270,21 +233,4 @@ func TestUnansweredDrainStillClosesTheLeftSession(t *testing.T) {
 	}
 	// The source's session and the one writing.
 	waitUntil(t, 30*time.Second, func() bool { return srv.sessions.Load() == 2 })
-}
-
-// directClient is a gopcua client connected to endpoint without the
-// source (no reconnection of its own): it writes the server's nodes.
-func directClient(t *testing.T, endpoint string, opts ...opcua.Option) *opcua.Client {
-	t.Helper()
-	c, err := opcua.NewClient(endpoint, append([]opcua.Option{opcua.AutoReconnect(false)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := c.Connect(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { closeClient(c) })
-	return c
 }

@@ -14,7 +14,8 @@ import (
 // agent's source, so that tests outside connectors/opcua need not import
 // gopcua. Security None, anonymous; closed at the test's end.
 type Writer struct {
-	c *opcua.Client
+	c  *opcua.Client
+	ns map[string]uint16 // namespace indexes by URI, as found
 }
 
 // NewWriter connects a Writer to endpoint, within a minute.
@@ -34,19 +35,23 @@ func NewWriter(t testing.TB, endpoint string) *Writer {
 		defer cancel()
 		_ = c.Close(ctx)
 	})
-	return &Writer{c: c}
+	return &Writer{c: c, ns: map[string]uint16{}}
 }
 
-// Set writes v, a Double, to the node of string identifier id in the
+// Set (one goroutine at a time) writes v, a Double, to the node of string identifier id in the
 // namespace of URI nsURI, reads it back, and returns the source time the
 // server gave it.
 func (w *Writer) Set(t testing.TB, nsURI, id string, v float64) time.Time {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ns, err := w.c.FindNamespace(ctx, nsURI)
-	if err != nil {
-		t.Fatalf("namespace %s: %v", nsURI, err)
+	ns, ok := w.ns[nsURI]
+	if !ok {
+		var err error
+		if ns, err = w.c.FindNamespace(ctx, nsURI); err != nil {
+			t.Fatalf("namespace %s: %v", nsURI, err)
+		}
+		w.ns[nsURI] = ns
 	}
 	node := ua.NewStringNodeID(ns, id)
 	res, err := w.c.Write(ctx, &ua.WriteRequest{NodesToWrite: []*ua.WriteValue{{
