@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -25,11 +26,7 @@ import (
 // logged once.
 func TestLoadSizeHalvesAfterSlowLoadsAndDoublesAfterFastOnes(t *testing.T) {
 	var logs bytes.Buffer
-	a := &Agent{log: slog.New(slog.NewTextHandler(&logs, nil))}
-	cfg := &config.Config{}
-	cfg.Odoo.Timeout = config.Duration(8 * time.Second)
-	a.cfg.Store(cfg)
-	f := &forwarder{a: a}
+	f := loadForwarder(&logs)
 	gateway := &odoo.Error{Op: "load", Status: 504, Class: odoo.Transient}  // a proxy gave up waiting
 	refused := &odoo.Error{Op: "load", Name: "load", Class: odoo.Permanent} // a row refused
 	var sizes []int
@@ -67,17 +64,23 @@ func TestLoadSizeHalvesAfterSlowLoadsAndDoublesAfterFastOnes(t *testing.T) {
 	}
 }
 
+// loadForwarder is a forwarder, without a buffer, of an agent logging to
+// logs with an 8 s odoo.timeout: for noteLoad alone.
+func loadForwarder(logs io.Writer) *forwarder {
+	a := &Agent{log: slog.New(slog.NewTextHandler(logs, nil))}
+	cfg := &config.Config{}
+	cfg.Odoo.Timeout = config.Duration(8 * time.Second)
+	a.cfg.Store(cfg)
+	return &forwarder{a: a}
+}
+
 // A proxy's 502 (nginx's "upstream prematurely closed connection") after
 // half the timeout or more is Odoo's worker killed at its own limit
 // (limit_time_real) behind that proxy: the same sign of a load too large
 // as the reset the agent sees without a proxy. A 502 at once (Odoo down,
 // the proxy refused) says nothing of the size.
 func TestLoadSizeHalvesAfterAProxys502ForAKilledLoad(t *testing.T) {
-	a := &Agent{log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))}
-	cfg := &config.Config{}
-	cfg.Odoo.Timeout = config.Duration(8 * time.Second)
-	a.cfg.Store(cfg)
-	f := &forwarder{a: a}
+	f := loadForwarder(&bytes.Buffer{})
 	badGateway := &odoo.Error{Op: "load", Status: 502, Class: odoo.Transient, Message: "502 Bad Gateway"}
 	f.noteLoad(200, 100*time.Millisecond, badGateway)
 	if n := f.loadLines(); n != 200 {
@@ -101,11 +104,7 @@ func TestLoadSizeHalvesAfterAProxys502ForAKilledLoad(t *testing.T) {
 // reason met a proxy's small limit (rebook64: 18 requests for 21 lines,
 // lines_per_load 1 to the end, where loads of 8 passed).
 func TestLoadSizeGrowsBackAfterALineRefusedAloneAsTooLarge(t *testing.T) {
-	a := &Agent{log: slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil))}
-	cfg := &config.Config{}
-	cfg.Odoo.Timeout = config.Duration(8 * time.Second)
-	a.cfg.Store(cfg)
-	f := &forwarder{a: a}
+	f := loadForwarder(&bytes.Buffer{})
 	tooLarge := tooLargeError(t)
 	f.noteLoad(200, 100*time.Millisecond, tooLarge)
 	f.noteLoad(100, time.Second, nil)
