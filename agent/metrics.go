@@ -218,13 +218,14 @@ var (
 	descLoginChk = prometheus.NewDesc("plantedge_source_login_checks_total", "OPC UA sessions made only to check the user login (at the first connection and after a refusal), closed at once.", []string{"source"}, nil)
 	descHBeat    = prometheus.NewDesc("plantedge_source_heartbeat_rebuilds_total", "OPC UA sessions torn down and made again because the server's heartbeat (its current time, monitored) stopped coming.", []string{"source"}, nil)
 	descCatchUp  = prometheus.NewDesc("plantedge_source_catchup_reads_total", "Reads of an OPC UA source's monitored nodes after its subscription was silent as long as a Publish answer is waited for: an answer that comes later is dropped by the client, with the data changes it carried.", []string{"source"}, nil)
+	descRecov    = prometheus.NewDesc("plantedge_source_recovered_changes_total", "Data changes of an OPC UA source's nodes that a lost connection hid, taken at the next connection from the subscription of the session it left on the server and delivered before the new session's first values.", []string{"source"}, nil)
 	descHeld     = prometheus.NewDesc("plantedge_machine_unattributed_pieces", "Good pieces held because no work order is in progress on the machine's work center.", []string{"machine"}, nil)
 	descClockOff = prometheus.NewDesc("plantedge_machine_source_clock_offset_seconds",
 		"How far the clock of the machine's MQTT publisher is ahead of this box's (behind: negative), by the times its values carry, latency included; only for machines measured (timestamp_field set, a minute of values). From 2 minutes off, status says so.", []string{"machine"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descKeyExp, descCertExp, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descStalled, descPartial, descReading, descShrinks, descSource, descSessions, descNextTry, descPolled, descRefused, descOverflow, descLeftShut, descLoginChk, descHBeat, descCatchUp, descHeld, descClockOff} {
+	for _, d := range []*prometheus.Desc{descInfo, descRecords, descBytes, descOldest, descOldestFw, descOdooCall, descKeyExp, descCertExp, descDropped, descMerged, descDead, descDeadDrop, descFile, descDiskFull, descStalled, descPartial, descReading, descShrinks, descSource, descSessions, descNextTry, descPolled, descRefused, descOverflow, descLeftShut, descLoginChk, descHBeat, descCatchUp, descRecov, descHeld, descClockOff} {
 		ch <- d
 	}
 }
@@ -294,6 +295,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descLoginChk, prometheus.CounterValue, float64(st.LoginChecks), s.name)
 			ch <- prometheus.MustNewConstMetric(descHBeat, prometheus.CounterValue, float64(st.HeartbeatRebuilds), s.name)
 			ch <- prometheus.MustNewConstMetric(descCatchUp, prometheus.CounterValue, float64(st.CatchUpReads), s.name)
+			ch <- prometheus.MustNewConstMetric(descRecov, prometheus.CounterValue, float64(st.RecoveredChanges), s.name)
 		}
 	}
 }

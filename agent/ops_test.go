@@ -255,6 +255,7 @@ func TestHTTPEndpoints(t *testing.T) {
 		{"plantedge_source_login_checks_total", []string{`source="line1"`}, func(v float64) bool { return v == 1 }}, // the first connection's
 		{"plantedge_source_heartbeat_rebuilds_total", []string{`source="line1"`}, func(v float64) bool { return v == 0 }},
 		{"plantedge_source_catchup_reads_total", []string{`source="line1"`}, func(v float64) bool { return v == 0 }},
+		{"plantedge_source_recovered_changes_total", []string{`source="line1"`}, func(v float64) bool { return v == 0 }},
 		{"plantedge_counter_resets_total", []string{`machine="press-2"`}, func(v float64) bool { return v == 1 }},
 		{"plantedge_dead_lettered_total", nil, func(v float64) bool { return v == 1 }},
 		{"plantedge_buffer_dead_letters", nil, func(v float64) bool { return v == 1 }},

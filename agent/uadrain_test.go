@@ -48,6 +48,12 @@ func TestEndToEndStopAndRunHiddenByALinkLossAreBooked(t *testing.T) {
 			t.Errorf("machine state %q after the link came back, want running", s.State)
 		}
 	}
+	// Counted for monitoring: the run and the stop at least (the
+	// counter's changes too, unless a value sent as the link went came
+	// live).
+	if v, ok := metric(p.metrics(), "plantedge_source_recovered_changes_total", `source="line1"`); !ok || v < 2 {
+		t.Errorf("plantedge_source_recovered_changes_total %v (present %v), want at least the stop and the run", v, ok)
+	}
 }
 
 // The machine stops while the link is cut and is still stopped when it

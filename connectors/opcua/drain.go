@@ -209,6 +209,11 @@ func (s *Source) deliverRecovered(ctx context.Context, d drained) error {
 	}
 	rx := connectors.Receive()
 	n, again := 0, 0
+	defer func() {
+		if n > 0 {
+			s.update(func(st *Stats) { st.RecoveredChanges += uint64(n) })
+		}
+	}()
 	for _, ch := range d.changes {
 		if ch.handle == 0 || ch.handle == heartbeatHandle || int64(ch.handle) > int64(len(s.nodes)) {
 			continue

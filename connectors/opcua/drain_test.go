@@ -132,6 +132,9 @@ func recoverAfterCut(t *testing.T, values []float64, overflow bool) {
 		if d := src.Stats().Overflows - before.Overflows; overflow != (d == 1) {
 			t.Errorf("%d overflows counted (overflow %v)", d, overflow)
 		}
+		if d := src.Stats().RecoveredChanges - before.RecoveredChanges; d != uint64(len(got)) {
+			t.Errorf("%d changes counted as recovered, %d delivered before the new session's first value", d, len(got))
+		}
 	}
 	if !ok {
 		t.Errorf("before the new session's first value: %d samples", len(got))
