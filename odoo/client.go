@@ -1093,12 +1093,13 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 		Message string `json:"message"`
 	}
 	var str string
+	bare := false // a bare JSON string: early 19 builds' JSON-2 errors
 	switch {
 	case json.Unmarshal(body, &obj) == nil && (obj.Name != "" || obj.Message != ""):
 		// The name too is the server's text: it may echo the request.
 		e.Name, e.Message = c.clean(obj.Name, maxName), obj.Message
 	case json.Unmarshal(body, &str) == nil:
-		e.Message = str
+		e.Message, bare = str, true
 	default:
 		e.Message = c.clean(bodyText(body), 200)
 		if e.Message == "" {
@@ -1146,12 +1147,13 @@ func (c *Client) statusError(op string, resp *http.Response, body []byte) *Error
 		e.Class = Transient
 		e.Message = "forbidden by something in front of Odoo, not by Odoo (a proxy's access rule or maintenance block, a firewall?): " + e.Message
 	}
-	if e.Name == "" && (!json.Valid(body) || resp.StatusCode != http.StatusBadRequest) {
+	if e.Name == "" && (resp.StatusCode != http.StatusBadRequest || jsonRPC || !bare) {
 		// Odoo answers none of these with its JSON (JSON-2's 400, a bad
 		// body, names its exception or is a bare JSON string; JSON-RPC
-		// answers 200): a page or a gateway's own JSON, of something in
-		// front of Odoo or of Odoo's web layer, which refuses the request's
-		// form or size, not a record.
+		// answers 200): a page or a gateway's own JSON (an API gateway's
+		// {"message":"Bad Request"}), of something in front of Odoo or of
+		// Odoo's web layer, which refuses the request's form or size, not a
+		// record.
 		frontRefusal(e, resp)
 	}
 	if resp.StatusCode == http.StatusUnauthorized && !json.Valid(body) {

@@ -80,7 +80,8 @@ func nginxPage(status int, title string) []byte {
 // record's refusal, so transient (held and retried, said as the proxy's),
 // where it was permanent and dead-lettered each record one by one. Odoo's
 // own JSON answers with those statuses keep their class: JSON-2's 400
-// naming its exception, an early 19 build's bare JSON string.
+// naming its exception, an early 19 build's bare JSON string; an API
+// gateway's JSON 400, naming none, is the gateway's.
 func TestFrontRefusalsOfTheRequestsFormAreTransient(t *testing.T) {
 	pages := []struct {
 		status int
@@ -104,6 +105,19 @@ func TestFrontRefusalsOfTheRequestsFormAreTransient(t *testing.T) {
 			if !errors.As(err, &oe) || oe.Class != odoo.Transient || odoo.TooLarge(err) ||
 				!strings.Contains(err.Error(), p.says) || !strings.Contains(err.Error(), p.title+" (an HTML page)") {
 				t.Errorf("%d %s page: %v; want transient, saying %q and the page's title", p.status, p.title, err, p.says)
+			}
+		}
+		// An API gateway's own JSON 400 (AWS's, Kong's, an OAuth
+		// proxy's) names no Odoo exception: the same, said as the
+		// gateway's. It was permanent: every record dead-lettered.
+		for _, body := range []string{`{"message":"Bad Request"}`, `{"error":"invalid_request","error_description":"header too large"}`} {
+			tr.set(func(req *http.Request, _ []byte) *http.Response {
+				return answerWith(req, 400, http.Header{"Content-Type": {"application/json"}}, []byte(body))
+			})
+			err := c.SetProducedQty(ctx, f.wo, 5)
+			var oe *odoo.Error
+			if !errors.As(err, &oe) || oe.Class != odoo.Transient || !strings.Contains(err.Error(), "bad request by something in front of Odoo") {
+				t.Errorf("a gateway's JSON 400 %s: %v; want transient, said as something in front of Odoo", body, err)
 			}
 		}
 		if m.want != odoo.ProtocolJSON2 {
