@@ -23,18 +23,23 @@ import (
 // an answer lost with the link), and the source delivers them, in order
 // and with their source times, before the new session's first values.
 func TestChangesHiddenByALinkLossAreRecovered(t *testing.T) {
-	t.Run("stop and run", func(t *testing.T) { recoverAfterCut(t, []float64{1, 0, 1}, false) })
+	t.Run("stop and run", func(t *testing.T) { recoverAfterCut(t, []float64{1, 0, 1}, false, false) })
 	// Twelve changes, a queue of ten: the first ones discarded by the
 	// server, the next flagged (Overflow): counted, and a new watch
 	// from it, as when live.
-	t.Run("overflow", func(t *testing.T) { recoverAfterCut(t, []float64{1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0}, true) })
+	t.Run("overflow", func(t *testing.T) { recoverAfterCut(t, []float64{1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0}, true, false) })
+	// On a Basic256Sha256 SignAndEncrypt channel: the left session is
+	// activated again on a secure channel of its own (signed with the
+	// nonce of its last activation), and the drain's requests go on it.
+	t.Run("secured", func(t *testing.T) { recoverAfterCut(t, []float64{1, 0, 1}, false, true) })
 }
 
 // recoverAfterCut runs a source on node-opcua through a link cut while the
 // node is set to values, and checks what comes before the new session's
 // first value: the values (with overflow, the last ten, the queue's size,
-// and perhaps the first, sent as the link went).
-func recoverAfterCut(t *testing.T, values []float64, overflow bool) {
+// and perhaps the first, sent as the link went). secure: the source
+// connects with Basic256Sha256 SignAndEncrypt (the writer with None).
+func recoverAfterCut(t *testing.T, values []float64, overflow, secure bool) {
 	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,1")
 	const run = "nsu=urn:plantedge:test;s=L0.M0.T0"
 	w := opcuatest.NewWriter(t, srv.Endpoint)
@@ -49,9 +54,14 @@ func recoverAfterCut(t *testing.T, values []float64, overflow bool) {
 	col := newCollector()
 	// The subscription's lifetime is three keep-alive periods, the
 	// heartbeat timeout (30 s by default): the cut is well within it.
-	src := runSource(t, Config{Endpoint: "opc.tcp://" + px.Addr(), Nodes: []string{run},
+	cfg := Config{Endpoint: "opc.tcp://" + px.Addr(), Nodes: []string{run},
 		PublishingInterval: 100 * time.Millisecond, QueueSize: 10, RequestTimeout: 5 * time.Second,
-		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond}, col)
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond}
+	if secure {
+		cfg.SecurityPolicy, cfg.SecurityMode, cfg.DataDir = "Basic256Sha256", "SignAndEncrypt", t.TempDir()
+		cfg.Username, cfg.Password = "operator", "s3cret"
+	}
+	src := runSource(t, cfg, col)
 	col.waitFor(t, 0, time.Minute, "the first value", func(s connectors.Sample) bool { return s.Address == run && s.Value == 0.0 })
 	// A change notified live: the subscription publishes.
 	set(1)
