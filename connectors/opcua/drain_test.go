@@ -2,11 +2,15 @@ package opcua
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"github.com/plantedge/plantedge/connectors"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
@@ -246,4 +250,78 @@ func TestUnansweredDrainStillClosesTheLeftSession(t *testing.T) {
 	}
 	// The source's session and the one writing.
 	waitUntil(t, 30*time.Second, func() bool { return srv.sessions.Load() == 2 })
+}
+
+// A stop while the drain waits for an answer the server holds (node-opcua
+// holding its ModifySubscription) ends the drain at once: Run returns long
+// before the request timeout (ten minutes here: the drain had five), the
+// left session is closed all the same — on its own channel, by the
+// connect the stop ended — nothing is delivered after Run returned, and no
+// goroutine of the source outlives it.
+func TestStopWhileTheDrainWaits(t *testing.T) {
+	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,1", "HOLD=ModifySubscriptionRequest:1")
+	const run = "nsu=urn:plantedge:test;s=L0.M0.T0"
+	w := opcuatest.NewWriter(t, srv.Endpoint)
+	px := nettest.NewCrashProxy(t, strings.TrimPrefix(srv.Endpoint, "opc.tcp://"))
+	ignore := goleak.IgnoreCurrent() // the server's, the writer's, the proxy's
+	col := newCollector()
+	var returned, late atomic.Bool
+	sink := connectors.SinkFunc(func(ctx context.Context, s connectors.Sample) error {
+		if returned.Load() {
+			late.Store(true)
+		}
+		return col.Deliver(ctx, s)
+	})
+	src, err := New(Config{Name: "line1", Endpoint: "opc.tcp://" + px.Addr(), Nodes: []string{run},
+		PublishingInterval: 100 * time.Millisecond, RequestTimeout: 10 * time.Minute,
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	col.waitFor(t, 0, time.Minute, "the first value", func(s connectors.Sample) bool { return s.Address == run && s.Initial })
+	w.Set(t, "urn:plantedge:test", "L0.M0.T0", 7)
+	col.waitFor(t, 0, 15*time.Second, "the change notified", func(s connectors.Sample) bool { return s.Address == run && !s.Initial && s.Value == 7.0 })
+	px.Crash()
+	waitUntil(t, 15*time.Second, func() bool { return src.State() != connectors.StateConnected })
+	px.Restart()
+	select {
+	case svc := <-srv.held:
+		if svc != "ModifySubscriptionRequest" {
+			t.Fatalf("held %s", svc)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the drain's ModifySubscription never came")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run returned %v, want nil", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run had not returned a minute after the stop: it waited for the drain's request timeout")
+	}
+	returned.Store(true)
+	if st := src.State(); st != connectors.StateDown {
+		t.Errorf("state after Run = %s, want down", st)
+	}
+	// The proxy stays up (crashing it would end a drain still waiting).
+	goleak.VerifyNone(t, ignore,
+		goleak.IgnoreAnyFunction("github.com/plantedge/plantedge/internal/nettest.(*CrashProxy).Restart.func1"),
+		goleak.IgnoreAnyFunction("github.com/plantedge/plantedge/internal/nettest.(*CrashProxy).Restart.func1.1"))
+	// The writer's session alone: the left one was closed.
+	for end := time.Now().Add(30 * time.Second); srv.sessions.Load() != 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the server holds %d sessions 30 s after the stop; want 1, the writer's (the left session not closed)", srv.sessions.Load())
+		}
+	}
+	if late.Load() {
+		t.Error("a sample delivered after Run returned")
+	}
+	t.Logf("stats after the stop: %+v", src.Stats())
 }

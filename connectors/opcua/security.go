@@ -251,7 +251,11 @@ type clientParams struct {
 	orphanSub *orphanSub
 	recovered *atomic.Pointer[drained]
 	asking    func(string)
-	orphanMu  *sync.Mutex // held while orphan is closed
+	// stop, if set, is the attempt's context, which a stop cancels: it
+	// ends the drain (the close runs on), and the close has stopWait
+	// from then.
+	stop     context.Context
+	orphanMu *sync.Mutex // held while orphan is closed
 	// left, if set (and orphan not), is the session the previous process
 	// left on the server: closed the same way, orphanGone set.
 	left *keptSession

@@ -870,6 +870,7 @@ func dialWait(ctx, sctx context.Context, ask func() bool, p clientParams) (*opcu
 	}
 	if p.orphan != nil || p.left != nil {
 		p.orphanMu.Lock()
+		p.stop = ctx // ends the drain, not the close (sctx)
 		r, err := closeOrphan(sctx, p, opts)
 		p.orphanGone.Store(r)
 		p.orphanMu.Unlock()
@@ -976,6 +977,9 @@ func activatedBy(ctx context.Context, c *opcua.Client, states <-chan opcua.ConnS
 // left (kept with cfg.Sessions), made again with the new client's session
 // settings — the user's credentials — for stopWait at most.
 //
+// A stop (p.stop cancelled) ends the drain, or skips it, and the close
+// has stopWait from then.
+//
 // The error is the one that kept it from closing it: a refused login
 // (authRefused) says the server refuses this client's credentials now.
 func closeOrphan(ctx context.Context, p clientParams, opts []opcua.Option) (int32, error) {
@@ -1006,12 +1010,26 @@ func closeOrphan(ctx context.Context, p clientParams, opts []opcua.Option) (int3
 		}
 		return 0, err
 	}
-	if p.orphan != nil && p.orphanSub != nil && p.recovered != nil {
-		// Half the bound at most: the close has the rest.
+	stopped := func() bool { return p.stop != nil && p.stop.Err() != nil }
+	if p.orphan != nil && p.orphanSub != nil && p.recovered != nil && !stopped() {
+		// Half the bound at most: the close has the rest. A stop ends it
+		// at once: before, the close waited behind an answer the server
+		// held, half of request_timeout, long after Run had returned
+		// (dial waits stopWait for it) — the agent's process gone by
+		// then, the session stayed on the server for its lifetime.
 		dctx, dcancel := context.WithTimeout(ctx, bound/2)
+		if p.stop != nil {
+			defer context.AfterFunc(p.stop, dcancel)()
+		}
 		d := drainOrphan(dctx, c, *p.orphanSub, p.asking)
 		dcancel()
 		p.recovered.Store(&d)
+	}
+	if stopped() {
+		// The stop's close: stopWait at most, as closeLeft's.
+		var ccancel context.CancelFunc
+		ctx, ccancel = context.WithTimeout(ctx, stopWait)
+		defer ccancel()
 	}
 	if err := c.CloseSession(ctx); err != nil {
 		return 0, err
@@ -1025,6 +1043,12 @@ func closeOrphan(ctx context.Context, p clientParams, opts []opcua.Option) (int3
 // its own, as closeOrphan does, for stopWait at most — a link still cut
 // costs the stop that much (its connect fails at once when refused).
 // Not when the next connection is closing it (orphanMu).
+//
+// It does not take what the session's subscription holds (drainOrphan):
+// node-opcua answered the drain's first Publish a publishing interval
+// after it, changes queued or not (1.0 s at 1 s, the default; 3.0 s at
+// 3 s) — half the stopWait the close has, or all of it, at every such
+// stop, the close left no time by a longer interval.
 func (s *Source) closeLeft() {
 	opts := s.opts.Load()
 	if s.orphan == nil || time.Since(s.orphanAt) >= s.orphanLifetime() || opts == nil || !s.orphanMu.TryLock() {
