@@ -13,8 +13,9 @@ import (
 	"github.com/plantedge/plantedge/connectors"
 )
 
-// A link lost for less than the subscription's lifetime leaves the
-// session, and its subscription, on the server (s.orphan): the changes
+// A link lost for less than the session's lifetime leaves the session,
+// and its subscription (asked to live as long: subLifetime), on the
+// server (s.orphan), however the loss was found: the changes
 // the monitored items saw meanwhile wait in their queues (queue_size
 // each), and an answer the server sent as the link went is kept for
 // Republish. The new session's first read brought only the current values:

@@ -3,6 +3,7 @@ package opcua
 import (
 	"context"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -18,32 +19,110 @@ import (
 )
 
 // A stop and the run after it, made while the link to the server was cut
-// (shorter than the subscription's lifetime), were lost: the new
-// session's first read brought only the last value, the run the machine
-// was in before — the agent saw neither the stop nor its run. node-opcua
-// keeps the subscription of the session the lost link left, with what its
+// (shorter than the session's lifetime), were lost: the new session's
+// first read brought only the last value, the run the machine was in
+// before — the agent saw neither the stop nor its run. node-opcua keeps
+// the subscription of the session the lost link left, with what its
 // monitored items queued: the next connection, activating that session to
 // close it, first takes those changes from it (Publish, and Republish for
 // an answer lost with the link), and the source delivers them, in order
 // and with their source times, before the new session's first values.
 func TestChangesHiddenByALinkLossAreRecovered(t *testing.T) {
-	t.Run("stop and run", func(t *testing.T) { recoverAfterCut(t, []float64{1, 0, 1}, false, false) })
+	t.Run("stop and run", func(t *testing.T) { recoverAfterLoss(t, linkCrash, []float64{1, 0, 1}, false, false) })
 	// Twelve changes, a queue of ten: the first ones discarded by the
 	// server, the next flagged (Overflow): counted, and a new watch
 	// from it, as when live.
-	t.Run("overflow", func(t *testing.T) { recoverAfterCut(t, []float64{1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0}, true, false) })
+	t.Run("overflow", func(t *testing.T) {
+		recoverAfterLoss(t, linkCrash, []float64{1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0}, true, false)
+	})
 	// On a Basic256Sha256 SignAndEncrypt channel: the left session is
 	// activated again on a secure channel of its own (signed with the
 	// nonce of its last activation), and the drain's requests go on it.
-	t.Run("secured", func(t *testing.T) { recoverAfterCut(t, []float64{1, 0, 1}, false, true) })
+	t.Run("secured", func(t *testing.T) { recoverAfterLoss(t, linkCrash, []float64{1, 0, 1}, false, true) })
 }
 
-// recoverAfterCut runs a source on node-opcua through a link cut while the
-// node is set to values, and checks what comes before the new session's
-// first value: the values (with overflow, the last ten, the queue's size,
-// and perhaps the first, sent as the link went). secure: the source
-// connects with Basic256Sha256 SignAndEncrypt (the writer with None).
-func recoverAfterCut(t *testing.T, values []float64, overflow, secure bool) {
+// The same through a link that goes silent (a cable pulled, a switch
+// dead: no RST, no FIN), found by the heartbeat, and silent longer than
+// heartbeat_timeout. The subscription was asked a lifetime of
+// heartbeat_timeout (three keep-alive periods): the server deleted it,
+// with the changes its monitored items had queued, before the link came
+// back, while the session lived on (its lifetime, 2 minutes): nothing was
+// recovered. It is asked the session's lifetime now.
+func TestChangesHiddenByASilentLinkLossAreRecovered(t *testing.T) {
+	recoverAfterLoss(t, linkSilent, []float64{1, 0, 1}, false, false)
+}
+
+// The lifetime count asked of a subscription: the session's lifetime in
+// publishing intervals, rounded up, three keep-alive periods at least,
+// and a count a uint32 holds.
+func TestSubscriptionLivesAsLongAsItsSession(t *testing.T) {
+	for _, tc := range []struct {
+		session, interval time.Duration
+		keepAlive         uint32
+		want              uint32
+	}{
+		{2 * time.Minute, 100 * time.Millisecond, 33, 1200}, // the agent's defaults: 10 s heartbeat
+		{2 * time.Minute, time.Second, 3, 120},
+		{1050 * time.Millisecond, 100 * time.Millisecond, 1, 11},
+		{time.Second, 100 * time.Millisecond, 100, 300},        // a keep-alive longer than the session
+		{50 * time.Minute, time.Nanosecond, 1, math.MaxUint32}, // more than a uint32
+	} {
+		if got := subLifetime(tc.session, tc.interval, tc.keepAlive); got != tc.want {
+			t.Errorf("subLifetime(%v, %v, %d) = %d, want %d", tc.session, tc.interval, tc.keepAlive, got, tc.want)
+		}
+	}
+}
+
+// linkLoss is a way the link to the server is lost: link starts what
+// carries the source's connections to target (host:port) and returns its
+// host:port, lose, which loses the link, and back, which brings it back.
+// heartbeat is the source's heartbeat_timeout (0: the default).
+type linkLoss struct {
+	heartbeat time.Duration
+	link      func(t *testing.T, target string) (addr string, lose, back func())
+}
+
+// linkCrash resets the link's connections and refuses new ones until it
+// is back: the loss is seen at once.
+var linkCrash = linkLoss{link: func(t *testing.T, target string) (string, func(), func()) {
+	px := nettest.NewCrashProxy(t, target)
+	return px.Addr(), px.Crash, px.Restart
+}}
+
+// linkSilent makes the link silent, for silentFor from lose: what either
+// side sends goes nowhere, every connection stays open (the source finds
+// it by its heartbeat, 2 s). Back, the connections open then are closed
+// (what they held lost) and new ones go through.
+var linkSilent = linkLoss{heartbeat: 2 * time.Second, link: func(t *testing.T, target string) (string, func(), func()) {
+	var stall nettest.Stall
+	addr := nettest.PipeProxy(t, target, stall.Pipe, stall.Pipe)
+	t.Cleanup(stall.Release)
+	var at time.Time
+	lose := func() {
+		at = time.Now()
+		stall.Hold()
+	}
+	back := func() {
+		// The loss's length is what the test is about, not a wait.
+		time.Sleep(time.Until(at.Add(silentFor)))
+		stall.Drop()
+	}
+	return addr, lose, back
+}}
+
+// silentFor is how long linkSilent keeps the link silent: past the
+// lifetime the subscription was asked before (heartbeat_timeout, 2 s,
+// which node-opcua raises to its floor, 5 s) however the server counts
+// it, well within the session's (2 minutes).
+const silentFor = 12 * time.Second
+
+// recoverAfterLoss runs a source on node-opcua through a link lost (loss)
+// while the node is set to values, and checks what comes before the new
+// session's first value: the values (with overflow, the last ten, the
+// queue's size, and perhaps the first, sent as the link went). secure:
+// the source connects with Basic256Sha256 SignAndEncrypt (the writer
+// with None).
+func recoverAfterLoss(t *testing.T, loss linkLoss, values []float64, overflow, secure bool) {
 	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,1")
 	const run = "nsu=urn:plantedge:test;s=L0.M0.T0"
 	w := opcuatest.NewWriter(t, srv.Endpoint)
@@ -54,13 +133,14 @@ func recoverAfterCut(t *testing.T, values []float64, overflow, secure bool) {
 	}
 	set(0)
 
-	px := nettest.NewCrashProxy(t, strings.TrimPrefix(srv.Endpoint, "opc.tcp://"))
+	addr, lose, back := loss.link(t, strings.TrimPrefix(srv.Endpoint, "opc.tcp://"))
 	col := newCollector()
-	// The subscription's lifetime is three keep-alive periods, the
-	// heartbeat timeout (30 s by default): the cut is well within it.
-	cfg := Config{Endpoint: "opc.tcp://" + px.Addr(), Nodes: []string{run},
+	// The subscription lives as long as the session (2 minutes): the
+	// loss is well within it.
+	cfg := Config{Endpoint: "opc.tcp://" + addr, Nodes: []string{run},
 		PublishingInterval: 100 * time.Millisecond, QueueSize: 10, RequestTimeout: 5 * time.Second,
-		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond}
+		HeartbeatTimeout: loss.heartbeat,
+		BackoffMin:       20 * time.Millisecond, BackoffMax: 200 * time.Millisecond}
 	if secure {
 		cfg.SecurityPolicy, cfg.SecurityMode, cfg.DataDir = "Basic256Sha256", "SignAndEncrypt", t.TempDir()
 		cfg.Username, cfg.Password = "operator", "s3cret"
@@ -75,13 +155,13 @@ func recoverAfterCut(t *testing.T, values []float64, overflow, secure bool) {
 		return s.Address == run && !s.Initial && s.Value == 0.0
 	})
 
-	px.Crash()
+	lose()
 	waitUntil(t, 15*time.Second, func() bool { return src.State() != connectors.StateConnected })
 	from := max(col.len(), last+1)
-	// While cut: the machine runs, stops, runs (each change sampled:
+	// While lost: the machine runs, stops, runs (each change sampled:
 	// more apart than the sampling interval).
 	before := src.Stats()
-	var watch uint64 // the watch of the last value delivered before the cut
+	var watch uint64 // the watch of the last value delivered before the loss
 	for _, s := range col.all() {
 		if s.Address == run {
 			watch = s.Watch
@@ -92,7 +172,7 @@ func recoverAfterCut(t *testing.T, values []float64, overflow, secure bool) {
 		written = append(written, set(v))
 		time.Sleep(300 * time.Millisecond)
 	}
-	px.Restart()
+	back()
 
 	_, first := col.waitFor(t, from, time.Minute, "the new session's first value", func(s connectors.Sample) bool {
 		return s.Address == run && s.Initial
@@ -105,10 +185,10 @@ func recoverAfterCut(t *testing.T, values []float64, overflow, secure bool) {
 	}
 	// Each value recovered is one written, in the order written, with
 	// its source time. Without overflow, all of them, in the watch of the
-	// session the cut left. With it, the last ten (the queue) are, the
+	// session the loss left. With it, the last ten (the queue) are, the
 	// first of them flagged: counted, and a watch of its own from it on
 	// (one written before them may come too: sent in the answer under
-	// way at the cut, had again with Republish).
+	// way at the loss, had again with Republish).
 	ok, k := true, -1
 	var at []int // the index written of each value recovered
 	for _, s := range got {
@@ -132,7 +212,7 @@ func recoverAfterCut(t *testing.T, values []float64, overflow, secure bool) {
 		ok = i >= 0 && len(at)-i == len(written)-firstKept && (overflow || i == 0)
 		if ok {
 			if w := got[0].Watch; i == 0 && overflow == (w == watch) {
-				t.Errorf("the first value recovered in watch %x, the last one before the cut in %x (overflow %v)", w, watch, overflow)
+				t.Errorf("the first value recovered in watch %x, the last one before the loss in %x (overflow %v)", w, watch, overflow)
 			}
 			if i > 0 && got[i].Watch == got[i-1].Watch {
 				t.Errorf("the first value after those the server discarded in the watch before them (%x)", got[i].Watch)

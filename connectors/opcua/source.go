@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -1445,6 +1446,23 @@ func (s *Source) heartbeatFor(sub *opcua.Subscription) time.Duration {
 	return hb
 }
 
+// subLifetime is the lifetime count asked of a subscription publishing
+// every interval in a session of the lifetime given (the one the server
+// gave it, else the one asked): the publishing intervals the server keeps
+// it without a Publish, so that it lives as long as the session, rounded
+// up; three keep-alive periods at least, as OPC UA requires.
+//
+// It was three keep-alive periods, heartbeat_timeout: a link lost so that
+// only the heartbeat could tell (a cable pulled, no RST) was found as the
+// subscription ended, and the server had deleted it, with the changes its
+// monitored items queued, before the next connection could take them from
+// the session left (drainOrphan), which outlived it: a stop and its run
+// within such a loss were lost.
+func subLifetime(session, interval time.Duration, keepAlive uint32) uint32 {
+	n := max((session+interval-1)/interval, 3*time.Duration(keepAlive))
+	return uint32(min(n, math.MaxUint32))
+}
+
 // subscribe monitors all nodes plus the server time in one subscription and
 // delivers data changes until the connection, the subscription or the
 // heartbeat fails.
@@ -1466,14 +1484,18 @@ func (s *Source) subscribe(ctx context.Context, c *opcua.Client, ids []*ua.NodeI
 // pollRetryEvery: try again.
 func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.NodeID, refused int) (again bool, err error) {
 	notes := make(chan *opcua.PublishNotificationData, 64)
-	// Keep-alives at a third of the heartbeat; the server drops the
-	// subscription after three missed keep-alive periods.
+	// Keep-alives at a third of the heartbeat; the subscription lives as
+	// long as the session without a Publish (subLifetime).
 	keepAlive := uint32(max(1, s.cfg.HeartbeatTimeout/3/s.cfg.PublishingInterval))
+	session := s.sessionTimeout()
+	if sess := c.Session(); sess != nil && sess.RevisedTimeout() > 0 {
+		session = sess.RevisedTimeout()
+	}
 	sctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	sub, err := c.Subscribe(sctx, &opcua.SubscriptionParameters{
 		Interval:          s.cfg.PublishingInterval,
 		MaxKeepAliveCount: keepAlive,
-		LifetimeCount:     keepAlive * 3,
+		LifetimeCount:     subLifetime(session, s.cfg.PublishingInterval, keepAlive),
 	}, notes)
 	cancel()
 	if refusesMonitoring(err) {
