@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/plantedge/plantedge/internal/docstest"
 )
 
 // readDoc reads a documentation file, its path relative to the repository
@@ -21,35 +23,6 @@ func readDoc(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(data)
-}
-
-// docSection is the part of doc from the line that starts with start up to
-// the next line that starts with end (or the end of doc); "" when no line
-// starts with start.
-func docSection(doc, start, end string) string {
-	lines := strings.SplitAfter(doc, "\n")
-	for i, l := range lines {
-		if !strings.HasPrefix(l, start) {
-			continue
-		}
-		j := i + 1
-		for j < len(lines) && !strings.HasPrefix(lines[j], end) {
-			j++
-		}
-		return strings.Join(lines[i:j], "")
-	}
-	return ""
-}
-
-// codeSpans are the contents of text's code spans (`…`, which may run over
-// a line break as in a paragraph), fenced blocks left out.
-func codeSpans(text string) []string {
-	text = regexp.MustCompile("(?ms)^```.*?^```").ReplaceAllString(text, "")
-	var spans []string
-	for _, m := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(text, -1) {
-		spans = append(spans, m[1])
-	}
-	return spans
 }
 
 // exportedMetrics are the name and variable labels of every metric the
@@ -108,13 +81,13 @@ func exportedMetrics(t *testing.T) map[string][]string {
 // metric exports is a name gone from the code: a stale line.
 func TestMetricsNamedInMonitoringDoc(t *testing.T) {
 	metrics := exportedMetrics(t)
-	para := docSection(readDoc(t, "docs/monitoring.md"), "**Metrics** (all prefixed `plantedge_`)", "\n")
+	para := docstest.Section(readDoc(t, "docs/monitoring.md"), "**Metrics** (all prefixed `plantedge_`)", "\n")
 	if para == "" {
 		t.Fatal("docs/monitoring.md: no paragraph starting **Metrics** (all prefixed `plantedge_`)")
 	}
 	span := regexp.MustCompile(`^(?:plantedge_)?([a-z][a-z0-9_]*)(?:\{([a-z_,]*)\})?$`)
 	named := map[string]bool{}
-	for _, s := range codeSpans(para) {
+	for _, s := range docstest.CodeSpans(para) {
 		m := span.FindStringSubmatch(s)
 		if m == nil {
 			continue
@@ -200,13 +173,13 @@ func statusFields(typ reflect.Type, prefix string, seen map[reflect.Type]bool) [
 // whole word of a code span written as field names are
 // (`buffer.{pending,bytes}`, `sources[].last_error`, `held`).
 func TestStatusFieldsNamedInCommandsDoc(t *testing.T) {
-	section := docSection(readDoc(t, "docs/commands.md"), "### status\n", "### ")
+	section := docstest.Section(readDoc(t, "docs/commands.md"), "### status\n", "### ")
 	if section == "" {
 		t.Fatal("docs/commands.md: no ### status section")
 	}
 	fieldSpan := regexp.MustCompile(`^[a-z0-9_.\[\]{},]+$`)
 	words := map[string]bool{}
-	for _, s := range codeSpans(section) {
+	for _, s := range docstest.CodeSpans(section) {
 		if !fieldSpan.MatchString(s) {
 			continue
 		}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/plantedge/plantedge/internal/docstest"
 )
 
 // configKey is one key the parser accepts: its name, the struct that
@@ -143,7 +145,7 @@ func TestConfigDocNamesEveryKey(t *testing.T) {
 		}
 	}
 	status := map[string]bool{}
-	for _, s := range codeSpans(docSection(readRepoFile(t, "docs/commands.md"), "### status\n", "### ")) {
+	for _, s := range docstest.CodeSpans(docstest.Section(readRepoFile(t, "docs/commands.md"), "### status\n", "### ")) {
 		status[s] = true
 	}
 	if len(status) == 0 {
@@ -156,7 +158,7 @@ func TestConfigDocNamesEveryKey(t *testing.T) {
 		}
 	}
 	named := map[*configKey]bool{}
-	for _, s := range codeSpans(doc) {
+	for _, s := range docstest.CodeSpans(doc) {
 		for _, w := range keyWords(s) {
 			for i := 1; i <= len(w); i++ {
 				for _, k := range index[strings.Join(w[:i], ".")] {
@@ -204,33 +206,4 @@ func readRepoFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(data)
-}
-
-// docSection is the part of doc from the line that starts with start up to
-// the next line that starts with end (or the end of doc); "" when no line
-// starts with start.
-func docSection(doc, start, end string) string {
-	lines := strings.SplitAfter(doc, "\n")
-	for i, l := range lines {
-		if !strings.HasPrefix(l, start) {
-			continue
-		}
-		j := i + 1
-		for j < len(lines) && !strings.HasPrefix(lines[j], end) {
-			j++
-		}
-		return strings.Join(lines[i:j], "")
-	}
-	return ""
-}
-
-// codeSpans are the contents of text's code spans (`…`, which may run over
-// a line break as in a paragraph), fenced blocks left out.
-func codeSpans(text string) []string {
-	text = regexp.MustCompile("(?ms)^```.*?^```").ReplaceAllString(text, "")
-	var spans []string
-	for _, m := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(text, -1) {
-		spans = append(spans, m[1])
-	}
-	return spans
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	"github.com/plantedge/plantedge/internal/docstest"
 )
 
 // commandsDoc is docs/commands.md cut at its "### " headings: the intro
@@ -29,22 +31,11 @@ func commandsDoc(t *testing.T) (intro string, sections map[string]string) {
 	return parts[0], sections
 }
 
-// docCodeSpans are the contents of text's code spans, fenced blocks left
-// out.
-func docCodeSpans(text string) []string {
-	text = regexp.MustCompile("(?ms)^```.*?^```").ReplaceAllString(text, "")
-	var spans []string
-	for _, m := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(text, -1) {
-		spans = append(spans, m[1])
-	}
-	return spans
-}
-
 // spansName says whether a code span of text names word as a whole word
 // (--timeout, not --timeout-x nor a-timeout).
 func spansName(text, word string) bool {
 	re := regexp.MustCompile(`(^|[^A-Za-z0-9_-])` + regexp.QuoteMeta(word) + `($|[^A-Za-z0-9_-])`)
-	for _, s := range docCodeSpans(text) {
+	for _, s := range docstest.CodeSpans(text) {
 		if re.MatchString(s) {
 			return true
 		}
@@ -111,7 +102,7 @@ func TestCommandsDocNamesEveryCommandAndFlag(t *testing.T) {
 			}
 			if top != "" {
 				begins := false
-				for _, s := range docCodeSpans(text) {
+				for _, s := range docstest.CodeSpans(text) {
 					if f := strings.Fields(s); len(f) > 0 && f[0] == sub.Name() {
 						begins = true
 					}
@@ -140,7 +131,7 @@ func TestCommandsDocNamesEveryCommandAndFlag(t *testing.T) {
 	collect(root)
 	named := regexp.MustCompile(`(?:^|[^A-Za-z0-9_-])(--[a-z][a-z0-9-]*)`)
 	for _, text := range append([]string{intro}, slices.Collect(maps.Values(sections))...) {
-		for _, s := range docCodeSpans(text) {
+		for _, s := range docstest.CodeSpans(text) {
 			for _, m := range named.FindAllStringSubmatch(s, -1) {
 				if !flags[m[1]] {
 					t.Errorf("docs/commands.md names %s (`%s`), which no command has", m[1], s)
