@@ -20,7 +20,38 @@ import (
 // pieces exactly, nothing twice.
 func TestEndToEndStopAndRunHiddenByALinkLossAreBooked(t *testing.T) {
 	t.Parallel()
-	p, ra, m, n := uaCutPlant(t, false)
+	bookStopAndRunHiddenByALoss(t, uaLinkCrash)
+}
+
+// The same through a link that goes silent (a cable pulled, a switch
+// dead: no RST, no FIN), which the agent finds only by its heartbeat
+// (heartbeat_timeout: the plant sets none, the agent's default, 10 s),
+// silent uaSilence: the stop and the run are made after the agent found
+// the loss. The subscription of the session left lives as long as that
+// session (2 minutes) and keeps them. Before, it was asked a lifetime of
+// heartbeat_timeout (three keep-alive periods): the server deleted it,
+// with the stop and the run its monitored items had queued, before the
+// link came back, and Odoo got the pieces (the new session's first read)
+// but no downtime line.
+func TestEndToEndStopAndRunHiddenByASilentLinkLossAreBooked(t *testing.T) {
+	t.Parallel()
+	bookStopAndRunHiddenByALoss(t, uaLinkSilent(uaSilence))
+}
+
+// uaSilence is how long the silent link of
+// TestEndToEndStopAndRunHiddenByASilentLinkLossAreBooked stays silent:
+// two and a half times the plant's heartbeat_timeout (10 s), and the
+// lifetime the subscription was asked before (heartbeat_timeout), well
+// within the session's (2 minutes).
+const uaSilence = 25 * time.Second
+
+// bookStopAndRunHiddenByALoss makes a stop and a run, with pieces, while
+// the link to the PLC is lost (loss), and checks what Odoo ends with: the
+// quantity exactly, one downtime line from the stop's source time to the
+// run's; the machine running, the changes counted as recovered.
+func bookStopAndRunHiddenByALoss(t *testing.T, loss uaLinkLoss) {
+	t.Helper()
+	p, ra, m, n := uaCutPlant(t, false, loss)
 	n.produce(5)
 	p.waitExact(ra, 30*time.Second)
 
@@ -61,7 +92,7 @@ func TestEndToEndStopAndRunHiddenByALinkLossAreBooked(t *testing.T) {
 // time at once, closed at the run's when it runs.
 func TestEndToEndStopHiddenByALinkLossOpensItsLine(t *testing.T) {
 	t.Parallel()
-	p, ra, m, n := uaCutPlant(t, true)
+	p, ra, m, n := uaCutPlant(t, true, uaLinkCrash)
 	n.produce(5)
 	p.waitExact(ra, 30*time.Second)
 
@@ -95,18 +126,18 @@ func TestEndToEndStopHiddenByALinkLossOpensItsLine(t *testing.T) {
 
 // uaCutPlant is a plant whose machine ua-1's running signal (L0.M0.T0) and
 // good counter (L0.M0.T1) are Double nodes of node-opcua, reached through a
-// proxy that can cut the link; the agent runs, with its baselines.
-func uaCutPlant(t *testing.T, block bool) (*plant, *runningAgent, *simMachine, *uaCutNodes) {
+// link that loss can lose; the agent runs, with its baselines.
+func uaCutPlant(t *testing.T, block bool, loss uaLinkLoss) (*plant, *runningAgent, *simMachine, *uaCutNodes) {
 	t.Helper()
 	endpoint := startNodeOPCUA(t, "NO_SECURITY=1", "PLANT=1,1,2")
 	p := newPlant(t, plantOptions{machines: []string{"ua-1"}, block: block})
 	m := p.machines[0]
-	px := nettest.NewCrashProxy(t, strings.TrimPrefix(endpoint, "opc.tcp://"))
-	n := &uaCutNodes{t: t, p: p, m: m, px: px, w: opcuatest.NewWriter(t, endpoint),
+	addr, lose, back := loss(t, strings.TrimPrefix(endpoint, "opc.tcp://"))
+	n := &uaCutNodes{t: t, p: p, m: m, lose: lose, restore: back, w: opcuatest.NewWriter(t, endpoint),
 		running: "L0.M0.T0", good: "L0.M0.T1"}
 	n.set(n.running, 1)
 	n.set(n.good, float64(m.goodNow()))
-	p.editConfig(fmt.Sprintf("    endpoint: %q\n", p.ua.Endpoint()), fmt.Sprintf("    endpoint: %q\n", "opc.tcp://"+px.Addr()))
+	p.editConfig(fmt.Sprintf("    endpoint: %q\n", p.ua.Endpoint()), fmt.Sprintf("    endpoint: %q\n", "opc.tcp://"+addr))
 	p.editConfig(fmt.Sprintf("node: %q", p.ua.NodeID("ua-1.Good")), `node: "nsu=urn:plantedge:test;s=L0.M0.T1"`)
 	p.editConfig(fmt.Sprintf("node: %q", p.ua.NodeID("ua-1.Running")), `node: "nsu=urn:plantedge:test;s=L0.M0.T0"`)
 	ra := p.startAgentWith(false)
@@ -122,14 +153,50 @@ func uaCutPlant(t *testing.T, block bool) (*plant, *runningAgent, *simMachine, *
 	return p, ra, m, n
 }
 
+// uaLinkLoss is a way uaCutPlant's link to node-opcua is lost (as the
+// connector's drain tests lose theirs): it starts what carries the
+// agent's connections to target (host:port) and returns its host:port,
+// lose, which loses the link, and back, which brings it back.
+type uaLinkLoss func(t *testing.T, target string) (addr string, lose, back func())
+
+// uaLinkCrash resets the link's connections and refuses new ones until it
+// is back: the agent sees the loss at once.
+func uaLinkCrash(t *testing.T, target string) (string, func(), func()) {
+	px := nettest.NewCrashProxy(t, target)
+	return px.Addr(), px.Crash, px.Restart
+}
+
+// uaLinkSilent makes the link silent for silence from lose: what either
+// side sends goes nowhere, every connection stays open (the agent finds
+// the loss by its heartbeat). Back, the connections open then are closed
+// (what they held lost) and new ones go through.
+func uaLinkSilent(silence time.Duration) uaLinkLoss {
+	return func(t *testing.T, target string) (string, func(), func()) {
+		var stall nettest.Stall
+		addr := nettest.PipeProxy(t, target, stall.Pipe, stall.Pipe)
+		t.Cleanup(stall.Release)
+		var at time.Time
+		lose := func() {
+			at = time.Now()
+			stall.Hold()
+		}
+		back := func() {
+			// The loss's length is what the test is about, not a wait.
+			time.Sleep(time.Until(at.Add(silence)))
+			stall.Drop()
+		}
+		return addr, lose, back
+	}
+}
+
 // uaCutNodes writes the machine's nodes on node-opcua directly (not
-// through the proxy) and cuts the agent's link to it.
+// through the link) and loses the agent's link to it.
 type uaCutNodes struct {
 	t             *testing.T
 	p             *plant
 	ra            *runningAgent
 	m             *simMachine
-	px            *nettest.CrashProxy
+	lose, restore func() // the link's loss (uaLinkLoss)
 	w             *opcuatest.Writer
 	running, good string // string identifiers in urn:plantedge:test
 }
@@ -155,10 +222,11 @@ func (n *uaCutNodes) produce(k int64) {
 // a wait for something.
 func (n *uaCutNodes) pause() { time.Sleep(300 * time.Millisecond) }
 
-// cut cuts the link and waits until the agent's source is not connected.
+// cut loses the link and waits until the agent's source is not connected
+// (a silent loss: found at heartbeat_timeout).
 func (n *uaCutNodes) cut() {
 	n.t.Helper()
-	n.px.Crash()
+	n.lose()
 	waitFor(n.t, 30*time.Second, "the source not connected", func() (bool, string) {
 		for _, s := range n.ra.a.Status().Sources {
 			if s.Name == "line1" {
@@ -174,8 +242,9 @@ func (n *uaCutNodes) cut() {
 	}
 }
 
-// back brings the link back.
-func (n *uaCutNodes) back() { n.px.Restart() }
+// back brings the link back (a silent one once silent as long as it is
+// to be).
+func (n *uaCutNodes) back() { n.restore() }
 
 // wantLines checks that Odoo has exactly one downtime line, closed, from
 // stopAt to runAt (Odoo keeps seconds).
