@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/plantedge/plantedge/agent/config"
+	"github.com/plantedge/plantedge/agent/mapping"
 	"github.com/plantedge/plantedge/buffer"
 	"github.com/plantedge/plantedge/connectors"
 	"github.com/plantedge/plantedge/connectors/opcua"
@@ -35,6 +36,46 @@ func (k opcSessions) KeepSession(b []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return k.a.buf.PutMeta(ctx, buffer.KV{Key: opcSessionPrefix + k.source, Value: b})
+}
+
+// DeliveredTime is the source time of the newest value of address the
+// agent has taken (opcua.DeliveredTimes): the latest of the last times of
+// the machine signals it feeds, as the mapping state holds them. The
+// session a killed run left holds the answers its server sent that run
+// and had not had acknowledged; the next run takes them again, with the
+// changes made while no run was, and those not after this are dropped:
+// sent again, a stop and the run after it that the killed run had booked,
+// older than the run state, were taken for a clock set back and booked
+// again.
+func (k opcSessions) DeliveredTime(address string) time.Time {
+	m := k.a.mapper.Load()
+	if m == nil {
+		return time.Time{}
+	}
+	k.a.stateMu.Lock()
+	defer k.a.stateMu.Unlock()
+	var last time.Time
+	m.EachUse(connectors.KindOPCUA, k.source, address, func(machine string, sig mapping.Signal) {
+		ms := k.a.state.Machines[machine]
+		if ms == nil {
+			return
+		}
+		var t time.Time
+		switch sig {
+		case mapping.Running:
+			t = ms.RunningTime
+		case mapping.DowntimeReason:
+			t = ms.ReasonTime
+		default:
+			if cs := ms.Counters[sig]; cs != nil {
+				t = cs.Time
+			}
+		}
+		if t.After(last) {
+			last = t
+		}
+	})
+	return last
 }
 
 // sweepKeptSessions deals with the sessions kept for OPC UA sources that

@@ -1,13 +1,19 @@
 package agent_test
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/plantedge/plantedge/agent"
+	"github.com/plantedge/plantedge/agent/agenttest"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
 	"github.com/plantedge/plantedge/internal/nettest"
+	"github.com/plantedge/plantedge/odoo/odootest"
 )
 
 // A machine on node-opcua stops and runs again while the link to the PLC
@@ -124,22 +130,114 @@ func TestEndToEndStopHiddenByALinkLossOpensItsLine(t *testing.T) {
 	n.wantLines(stopAt, runAt)
 }
 
+// The agent is killed (SIGKILL: the OOM killer, a power cut; systemd
+// starts it again) and the machine stops and runs again, making pieces,
+// before the next run has connected: that run took the session the killed
+// one left on node-opcua only to close it, and its first read brought the
+// run the machine was in — the stop was lost. It now takes the changes
+// from that session's subscription first (connectors/opcua drainOrphan),
+// and the agent books the stop as one line from the stop's source time to
+// the run's. The answers the killed run was sent before the kill stay
+// offered for Republish (all of them here: the server takes no
+// acknowledgement), and they hold the stops and runs the killed run had
+// booked: had again, they are dropped by the source times the agent has
+// (a stop and run older than the run state, taken for a clock set back,
+// ended the first stop a second time; a counter value from before the
+// last two resets, above the last value, booked its pieces again), and
+// Odoo ends with the three lines and the pieces exactly.
+func TestEndToEndStopAndRunWhileTheAgentWasKilledAreBooked(t *testing.T) {
+	t.Parallel()
+	p, m, n := uaPlant(t, false, uaLinkCrash, "NO_ACKS=1")
+	child := agenttest.StartChild(t, p.cfgPath)
+	killed := false
+	defer func() {
+		if !killed {
+			_ = child.Process.Kill()
+			_, _ = child.Process.Wait()
+		}
+	}()
+	api := agent.NewAPIClient(p.listen)
+	waitFor(t, 60*time.Second, "the machine running", func() (bool, string) {
+		st, err := api.Status(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, s := range st.Machines {
+			if s.ID == m.id {
+				return s.State == "running", s.State
+			}
+		}
+		return false, "no machine"
+	})
+	// Two stops and runs the killed run books.
+	var want [][2]time.Time
+	for range 2 {
+		n.produce(5)
+		n.pause()
+		stopAt := n.set(n.running, 0)
+		n.pause()
+		n.produce(2)
+		n.pause()
+		want = append(want, [2]time.Time{stopAt, n.set(n.running, 1)})
+		n.pause()
+		m.mu.Lock()
+		m.stops++
+		m.mu.Unlock()
+	}
+	// The counter reset twice (a shift change): an older value sent again
+	// rises above the last one, from before the reset before last.
+	for _, k := range []int64{3, 2} {
+		m.mu.Lock()
+		m.start -= m.good
+		m.good = 0
+		m.mu.Unlock()
+		n.set(n.good, 0)
+		n.pause()
+		n.produce(k)
+		n.pause()
+	}
+	p.waitExact(nil, 60*time.Second)
+	_ = child.Process.Signal(syscall.SIGKILL)
+	_, _ = child.Process.Wait()
+	killed = true
+
+	// While no agent runs.
+	n.pause()
+	stopAt := n.set(n.running, 0)
+	n.pause()
+	n.produce(3)
+	n.pause()
+	runAt := n.set(n.running, 1)
+	n.pause()
+	n.produce(2)
+	m.mu.Lock()
+	m.stops++
+	m.mu.Unlock()
+
+	ra := p.startAgentWith(false)
+	p.waitExact(ra, 60*time.Second)
+	p.waitRoundsPass(ra, 3, "after the lines came")
+	ls := p.odoo.Productivity()
+	slices.SortFunc(ls, func(a, b odootest.ProductivityLine) int { return a.Start.Compare(b.Start) })
+	want = append(want, [2]time.Time{stopAt, runAt})
+	ok := len(ls) == len(want)
+	for i := 0; ok && i < len(ls); i++ {
+		ok = ls[i].Start.Equal(want[i][0].Truncate(time.Second)) && ls[i].End.Equal(want[i][1].Truncate(time.Second))
+	}
+	if !ok {
+		t.Errorf("downtime lines %+v, want %v", ls, want)
+	}
+	if got, want := p.qty(m.id), m.made(); got != want {
+		t.Errorf("qty %v, want %v", got, want)
+	}
+}
+
 // uaCutPlant is a plant whose machine ua-1's running signal (L0.M0.T0) and
 // good counter (L0.M0.T1) are Double nodes of node-opcua, reached through a
 // link that loss can lose; the agent runs, with its baselines.
 func uaCutPlant(t *testing.T, block bool, loss uaLinkLoss) (*plant, *runningAgent, *simMachine, *uaCutNodes) {
 	t.Helper()
-	endpoint := startNodeOPCUA(t, "NO_SECURITY=1", "PLANT=1,1,2")
-	p := newPlant(t, plantOptions{machines: []string{"ua-1"}, block: block})
-	m := p.machines[0]
-	addr, lose, back := loss(t, strings.TrimPrefix(endpoint, "opc.tcp://"))
-	n := &uaCutNodes{t: t, p: p, m: m, lose: lose, restore: back, w: opcuatest.NewWriter(t, endpoint),
-		running: "L0.M0.T0", good: "L0.M0.T1"}
-	n.set(n.running, 1)
-	n.set(n.good, float64(m.goodNow()))
-	p.editConfig(fmt.Sprintf("    endpoint: %q\n", p.ua.Endpoint()), fmt.Sprintf("    endpoint: %q\n", "opc.tcp://"+addr))
-	p.editConfig(fmt.Sprintf("node: %q", p.ua.NodeID("ua-1.Good")), `node: "nsu=urn:plantedge:test;s=L0.M0.T1"`)
-	p.editConfig(fmt.Sprintf("node: %q", p.ua.NodeID("ua-1.Running")), `node: "nsu=urn:plantedge:test;s=L0.M0.T0"`)
+	p, m, n := uaPlant(t, block, loss)
 	ra := p.startAgentWith(false)
 	n.ra = ra
 	waitFor(t, 30*time.Second, "the machine running", func() (bool, string) {
@@ -187,6 +285,24 @@ func uaLinkSilent(silence time.Duration) uaLinkLoss {
 		}
 		return addr, lose, back
 	}
+}
+
+// uaPlant is uaCutPlant before the agent starts; env is the node-opcua
+// server's (see its server.js).
+func uaPlant(t *testing.T, block bool, loss uaLinkLoss, env ...string) (*plant, *simMachine, *uaCutNodes) {
+	t.Helper()
+	endpoint := startNodeOPCUA(t, append([]string{"NO_SECURITY=1", "PLANT=1,1,2"}, env...)...)
+	p := newPlant(t, plantOptions{machines: []string{"ua-1"}, block: block})
+	m := p.machines[0]
+	addr, lose, back := loss(t, strings.TrimPrefix(endpoint, "opc.tcp://"))
+	n := &uaCutNodes{t: t, p: p, m: m, lose: lose, restore: back, w: opcuatest.NewWriter(t, endpoint),
+		running: "L0.M0.T0", good: "L0.M0.T1"}
+	n.set(n.running, 1)
+	n.set(n.good, float64(m.goodNow()))
+	p.editConfig(fmt.Sprintf("    endpoint: %q\n", p.ua.Endpoint()), fmt.Sprintf("    endpoint: %q\n", "opc.tcp://"+addr))
+	p.editConfig(fmt.Sprintf("node: %q", p.ua.NodeID("ua-1.Good")), `node: "nsu=urn:plantedge:test;s=L0.M0.T1"`)
+	p.editConfig(fmt.Sprintf("node: %q", p.ua.NodeID("ua-1.Running")), `node: "nsu=urn:plantedge:test;s=L0.M0.T0"`)
+	return p, m, n
 }
 
 // uaCutNodes writes the machine's nodes on node-opcua directly (not

@@ -235,6 +235,24 @@ type SessionKeeper interface {
 	KeepSession(b []byte) error
 }
 
+// DeliveredTimes is a SessionKeeper that also tells what the sink has
+// kept of the source's earlier runs. A run killed (SIGKILL, a power cut)
+// leaves its session's subscription on the server, with the changes made
+// since and the answers the run was sent and had not acknowledged — which
+// may have reached the sink before the kill. With it, the next run takes
+// them all (Republish too, as for a lost link's session) and drops each
+// value whose source time is not after DeliveredTime of its address;
+// without it, only what the server never sent that run (Publish): no value
+// comes twice, but the answers the server sent as the run was killed (to
+// the Publish requests it had waiting) are lost.
+type DeliveredTimes interface {
+	SessionKeeper
+	// DeliveredTime returns the source time of the newest value of
+	// address (a Sample.Address of this source) the sink keeps from
+	// earlier runs; zero when none is known.
+	DeliveredTime(address string) time.Time
+}
+
 // NamespacePinsSetter is NamespacePins that can also keep several pins at
 // once: the pins a session sets as it resolves its nodes are kept with one
 // SetNamespacePins (for the agent, one durable write of the buffer file)

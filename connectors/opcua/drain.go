@@ -33,6 +33,11 @@ type orphanSub struct {
 	id       uint32
 	interval time.Duration // the publishing interval the server revised
 	lifetime uint32        // the lifetime count the server revised
+	// kept: the subscription of the session a killed run left (kept with
+	// cfg.Sessions); its changes start watches of their own (what that
+	// run watched, and how, is not known). noRepublish: what the server
+	// sent that run is not asked again (see DeliveredTimes).
+	kept, noRepublish bool
 }
 
 // drainedChange is a data change taken from a left session's subscription.
@@ -48,8 +53,9 @@ type drained struct {
 	republished int             // messages asked again (Republish)
 	// gap: a message the server offered (AvailableSequenceNumbers) was
 	// not had again: changes may be missing among those taken.
-	gap bool
-	err error // why it stopped short, if it did
+	gap  bool
+	err  error // why it stopped short, if it did
+	kept bool  // from the session a killed run left (orphanSub.kept)
 }
 
 // drainOrphan takes from sub, the subscription of the left session c has
@@ -64,13 +70,15 @@ type drained struct {
 //     subscription, gone with the link) or no longer has the subscription
 //     (its lifetime passed) is asked nothing more: one round trip.
 //   - Publish, each answer acknowledged in the next request, until one is
-//     a keep-alive, says MoreNotifications false, or carries a status
-//     change (the subscription ends); what changes from then on, the new
-//     session's first read brings.
+//     a keep-alive, carries a status change (the subscription ends), or,
+//     made after the server said MoreNotifications false, no change of
+//     the nodes; what changes from then on, the new session's first read
+//     brings.
 //   - Republish for each sequence number the server offered
 //     (AvailableSequenceNumbers) that no answer brought: an answer lost
 //     with the link, or one not acknowledged before it (delivered then:
-//     deliverRecovered drops its values by their source times).
+//     deliverRecovered drops its values by their source times) — not
+//     when sub.noRepublish.
 //
 // ctx bounds it all. asking, if set, is called before each request
 // ("modify subscription", "publish", "republish"; tests).
@@ -116,6 +124,16 @@ func drainOrphan(ctx context.Context, c *opcua.Client, sub orphanSub, asking fun
 		}
 		return true
 	}
+	// fresh: the server has sent every message it had made before the
+	// drain began (MoreNotifications false). Those may be older than what
+	// the monitored items queued after them (node-opcua makes one as the
+	// subscription goes late, and sends it as the first answer, the
+	// changes since still queued: a stop and run made while a killed run
+	// was down came without the run). From then on, an answer is made at
+	// a publishing interval: one without a change of the nodes (the
+	// server clock's alone, which changes every second: no keep-alive
+	// then) says nothing of them is queued.
+	fresh := false
 	// A bound besides ctx: a server that answers every Publish with data
 	// and MoreNotifications (it never does) is not drained for good.
 	for range 64 {
@@ -140,17 +158,20 @@ func drainOrphan(ctx context.Context, c *opcua.Client, sub orphanSub, asking fun
 			break // a keep-alive: nothing more queued
 		}
 		seen[msg.SequenceNumber] = true
+		had := len(out.changes)
 		if !take(msg) {
 			break
 		}
 		acks = append(acks, &ua.SubscriptionAcknowledgement{SubscriptionID: sub.id, SequenceNumber: msg.SequenceNumber})
-		if !res.MoreNotifications {
-			break
+		if fresh && !nodeChanges(out.changes[had:]) {
+			break // made since the drain began, and nothing of the nodes in it
 		}
+		fresh = fresh || !res.MoreNotifications
 	}
+	out.kept = sub.kept
 	var again []uint32
 	for n := range offered {
-		if !seen[n] {
+		if !seen[n] && !sub.noRepublish {
 			again = append(again, n)
 		}
 	}
@@ -181,6 +202,12 @@ func drainOrphan(ctx context.Context, c *opcua.Client, sub orphanSub, asking fun
 	return out
 }
 
+// nodeChanges reports whether cs holds a change of a node, not only the
+// server clock's.
+func nodeChanges(cs []drainedChange) bool {
+	return slices.ContainsFunc(cs, func(c drainedChange) bool { return c.handle != heartbeatHandle })
+}
+
 // assignResponse sets *to to v, a response of the type asked.
 func assignResponse[T ua.Response](v ua.Response, to *T) error {
 	r, ok := v.(T)
@@ -199,13 +226,32 @@ func assignResponse[T ua.Response](v ua.Response, to *T) error {
 // delivered before the loss, sent again) is dropped. A message the server
 // offered and did not send again (d.gap) may have held changes among
 // them: they start a watch of their own then. It logs how many.
+//
+// From the session a killed run left (d.kept), before any session of
+// this run: in watches of their own, and the last one delivered of a node
+// is the one the sink kept (DeliveredTimes), if it tells. (A server may
+// send a change twice: node-opcua sends the one it answered a Publish
+// the killed run had waiting with, gone with its channel, again in the
+// next answer.)
 func (s *Source) deliverRecovered(ctx context.Context, d drained) error {
 	if d.err != nil {
 		s.log.Debug("the subscription of the session a lost connection left was not drained to its end", "err", d.err)
 	}
-	if d.gap && len(d.changes) > 0 {
+	if d.gap && len(d.changes) > 0 || len(s.watch) != len(s.nodes) {
+		s.watch = make([]uint64, len(s.nodes))
 		for i := range s.watch {
 			s.watch[i] = newWatch()
+		}
+	}
+	if dt, ok := s.cfg.Sessions.(DeliveredTimes); ok && d.kept {
+		asked := make([]bool, len(s.nodes))
+		for _, ch := range d.changes {
+			if i := int64(ch.handle) - 1; i >= 0 && i < int64(len(s.nodes)) && !asked[i] {
+				asked[i] = true
+				if t := dt.DeliveredTime(s.nodes[i].addr); t.After(s.lastTime[i]) {
+					s.lastTime[i] = t
+				}
+			}
 		}
 	}
 	rx := connectors.Receive()
@@ -232,7 +278,11 @@ func (s *Source) deliverRecovered(ctx context.Context, d drained) error {
 		}
 		n++
 	}
-	if n > 0 || again > 0 {
+	switch {
+	case d.kept && (n > 0 || again > 0):
+		s.log.Info("recovered the changes made while the previous run was down from the subscription it left on the server when it ended uncleanly (killed, crashed)",
+			"changes", n, "delivered_before", again, "republished", d.republished)
+	case n > 0 || again > 0:
 		s.log.Info("recovered the changes the lost connection hid from the subscription it left on the server",
 			"changes", n, "delivered_before", again, "republished", d.republished)
 	}

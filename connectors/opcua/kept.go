@@ -2,6 +2,8 @@ package opcua
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"time"
 
@@ -26,6 +28,41 @@ type keptSession struct {
 	// LifetimeMS is the session's lifetime, as the server revised it
 	// (milliseconds; 0 in what an earlier version kept).
 	LifetimeMS float64 `json:"lifetime_ms,omitempty"`
+	// Sub is the session's subscription, once it has one (0: none, or
+	// kept by an earlier version), its publishing interval (ms) and
+	// lifetime count as the server revised them, and Nodes the sum of the
+	// nodes its monitored items' client handles stand for (nodesSum): the
+	// next run takes the changes it holds (drainOrphan) when its nodes
+	// are the same.
+	Sub         uint32  `json:"sub,omitempty"`
+	SubInterval float64 `json:"sub_interval_ms,omitempty"`
+	SubLifetime uint32  `json:"sub_lifetime,omitempty"`
+	Nodes       string  `json:"nodes,omitempty"`
+}
+
+// nodesSum stands for s's nodes, in order: a monitored item's client
+// handle is its node's index + 1, so a subscription kept by a run with
+// other nodes (the configuration changed while the agent was down) means
+// other nodes by the same handles.
+func (s *Source) nodesSum() string {
+	h := sha256.New()
+	for _, n := range s.nodes {
+		h.Write([]byte(n.addr))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// drainSub is the subscription of k to take the changes of (drainOrphan)
+// for a source whose nodes sum to nodes: nil when k has none, or it was
+// made for other nodes. republish: what the server sent the killed run
+// is asked again (see DeliveredTimes).
+func (k *keptSession) drainSub(nodes string, republish bool) *orphanSub {
+	if k == nil || k.Sub == 0 || k.Nodes != nodes {
+		return nil
+	}
+	return &orphanSub{id: k.Sub, interval: time.Duration(k.SubInterval * float64(time.Millisecond)), lifetime: k.SubLifetime,
+		kept: true, noRepublish: !republish}
 }
 
 // lifetime is how long after its last request the server keeps the
@@ -59,8 +96,10 @@ func (k keptSession) sameOwner(o keptSession) bool {
 }
 
 // keepSession keeps what closes sess, the session just activated
-// (cfg.Sessions). Not kept, a kill leaves it for its lifetime, as before.
-func (s *Source) keepSession(sess *opcua.Session) {
+// (cfg.Sessions), and sub, its subscription once made (nil before): once
+// per subscription, not per value. Not kept, a kill leaves it for its
+// lifetime, as before.
+func (s *Source) keepSession(sess *opcua.Session, sub *orphanSub) {
 	if s.cfg.Sessions == nil || sess == nil {
 		return
 	}
@@ -78,6 +117,10 @@ func (s *Source) keepSession(sess *opcua.Session) {
 		return
 	}
 	k.Nonce, k.ServerCert = nonce, cert
+	if sub != nil {
+		k.Sub, k.SubInterval, k.SubLifetime = sub.id, float64(sub.interval)/float64(time.Millisecond), sub.lifetime
+		k.Nodes = s.nodesSum()
+	}
 	b, err := json.Marshal(k)
 	if err == nil {
 		err = s.cfg.Sessions.KeepSession(b)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +35,10 @@ const (
 	// security
 	envChildSecurity = "PLANTEDGE_OPCUA_TEST_CLIENT_SECURITY"
 	envChildDataDir  = "PLANTEDGE_OPCUA_TEST_CLIENT_DATADIR"
+	// the publishing interval (a duration; the default when empty); set,
+	// the child also prints "sample <value> <source time>" for each value
+	// notified (not a read's)
+	envChildPublish = "PLANTEDGE_OPCUA_TEST_CLIENT_PUBLISH"
 )
 
 // fileKeeper is a SessionKeeper in a file (0600), as the agent's buffer
@@ -69,21 +74,28 @@ func runChildClient() {
 	}
 	user, password, _ := strings.Cut(os.Getenv(envChildUser), ":")
 	policy, mode, _ := strings.Cut(os.Getenv(envChildSecurity), ":")
+	var sink connectors.Sink = newCollector()
+	var interval time.Duration
+	if p := os.Getenv(envChildPublish); p != "" {
+		interval, _ = time.ParseDuration(p)
+		sink = printingSink{}
+	}
 	src, err := New(Config{
-		Username:       user,
-		Password:       password,
-		SecurityPolicy: policy,
-		SecurityMode:   mode,
-		DataDir:        os.Getenv(envChildDataDir),
-		Name:           "line1",
-		Endpoint:       os.Getenv(envChildClient),
-		Nodes:          []string{os.Getenv(envChildNode)},
-		Sessions:       keeper,
-		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		PublishingInterval: interval,
+		Username:           user,
+		Password:           password,
+		SecurityPolicy:     policy,
+		SecurityMode:       mode,
+		DataDir:            os.Getenv(envChildDataDir),
+		Name:               "line1",
+		Endpoint:           os.Getenv(envChildClient),
+		Nodes:              []string{os.Getenv(envChildNode)},
+		Sessions:           keeper,
+		Logger:             slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		OnConnect: func() {
 			fmt.Println("connected")
 		},
-	}, newCollector())
+	}, sink)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -91,10 +103,21 @@ func runChildClient() {
 	_ = src.Run(context.Background())
 }
 
+// printingSink prints "sample <value> <source time>" for each value
+// notified.
+type printingSink struct{}
+
+func (printingSink) Deliver(_ context.Context, s connectors.Sample) error {
+	if !s.Initial {
+		fmt.Printf("sample %v %s\n", s.Value, s.SourceTime.UTC().Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
 // startClientChild starts the test binary as a source against endpoint,
 // keeping its session in keep ("" keeps none), with env added (the child's
 // security), and returns once the source is connected, with the child's
-// log (debug).
+// log (debug; what it prints after "connected" too, as "stdout: ...").
 func startClientChild(t *testing.T, endpoint, node, user, keep string, env ...string) (*exec.Cmd, *lockedLog) {
 	t.Helper()
 	cmd, logs, connected := spawnClientChild(t, endpoint, node, user, keep, env...)
@@ -137,6 +160,7 @@ func spawnClientChild(t *testing.T, endpoint, node, user, keep string, env ...st
 			}
 		}
 		for sc.Scan() {
+			fmt.Fprintln(logs, "stdout: "+sc.Text())
 		}
 	}()
 	return cmd, logs, connected
@@ -268,5 +292,169 @@ func TestKilledSecureSessionIsClosedByTheNext(t *testing.T) {
 	}
 	if b, err := fileKeeper(keep).KeptSession(); err != nil || b == nil {
 		t.Fatalf("the last killed run's session is not kept: %q, %v", b, err)
+	}
+}
+
+// A run killed (SIGKILL, a power cut, the OOM killer; systemd starts the
+// next at once) left its session, and its subscription, on the server: a
+// stop and the run after it, made before the next run started, waited in
+// the subscription's queue, and the next run only closed the session — its
+// first read brought the current value, the run the machine was in, and
+// the stop was lost. The session is kept with its subscription (id,
+// revised interval and lifetime, and the nodes its monitored items' handles
+// stand for): the next run takes the changes it holds and delivers them,
+// in order, with their source times, before its first read's values.
+//
+// The answers the killed run was sent and had not acknowledged stay
+// offered for Republish (here all of them: the server takes no
+// acknowledgement, NO_ACKS), and the killed run's sink had them: none is
+// delivered again. With a keeper that tells what the sink has
+// (DeliveredTimes) they are had again and dropped by it, and every change
+// made while no run was comes; without, they are not asked for, nor the
+// answers the server sent after the kill to the Publish requests the
+// killed run had waiting.
+func TestKilledRunsChangesAreDeliveredByTheNext(t *testing.T) {
+	t.Run("publish only", func(t *testing.T) { killedRunsChanges(t, false) })
+	t.Run("delivered times", func(t *testing.T) { killedRunsChanges(t, true) })
+}
+
+// deliveredKeeper is a fileKeeper that tells the source time of the last
+// value the killed child printed (DeliveredTimes).
+type deliveredKeeper struct {
+	fileKeeper
+	addr string
+	last time.Time
+}
+
+func (k deliveredKeeper) DeliveredTime(address string) time.Time {
+	if address != k.addr {
+		return time.Time{}
+	}
+	return k.last
+}
+
+func killedRunsChanges(t *testing.T, delivered bool) {
+	srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,1", "NO_ACKS=1")
+	const run = "nsu=urn:plantedge:test;s=L0.M0.T0"
+	w := opcuatest.NewWriter(t, srv.Endpoint)
+	set := func(v float64) time.Time {
+		t.Helper()
+		return w.Set(t, "urn:plantedge:test", "L0.M0.T0", v)
+	}
+	set(1)
+	keep := filepath.Join(t.TempDir(), "session")
+	cmd, logs := startClientChild(t, srv.Endpoint, run, "", keep, envChildPublish+"=100ms")
+	// A stop and a run notified to the killed run: its sink has them.
+	set(0)
+	time.Sleep(300 * time.Millisecond)
+	ranAt := set(1)
+	waitUntil(t, 30*time.Second, func() bool {
+		return strings.Contains(logs.String(), "stdout: sample 1 "+ranAt.UTC().Format(time.RFC3339Nano))
+	})
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+
+	// While no run: the machine stops and runs again (each change
+	// sampled: more apart than the sampling interval).
+	values := []float64{0, 1}
+	var written []time.Time
+	for _, v := range values {
+		time.Sleep(300 * time.Millisecond)
+		written = append(written, set(v))
+	}
+
+	var keeper SessionKeeper = fileKeeper(keep)
+	if delivered {
+		keeper = deliveredKeeper{fileKeeper: fileKeeper(keep), addr: run, last: ranAt}
+	}
+	col := newCollector()
+	var mu sync.Mutex
+	var asked []string
+	src := runSourceWith(t, Config{Endpoint: srv.Endpoint, Nodes: []string{run}, Sessions: keeper,
+		PublishingInterval: 100 * time.Millisecond, RequestTimeout: 5 * time.Second}, col, func(s *Source) {
+		s.drainAsking = func(what string) {
+			mu.Lock()
+			defer mu.Unlock()
+			asked = append(asked, what)
+		}
+	})
+	_, first := col.waitFor(t, 0, time.Minute, "the first read's value", func(s connectors.Sample) bool { return s.Address == run && s.Initial })
+	got := col.all()[:first]
+	// Each one written while no run was, in order, none twice: all of
+	// them with the delivered times; without, those the server sent to
+	// the Publish requests the killed run had waiting may be missing
+	// (node-opcua answers them as the changes come, and sends the change
+	// again in its next answer — mostly).
+	ok, k := !delivered || len(got) == len(values), -1
+	for _, s := range got {
+		j := k + 1
+		for j < len(written) && !written[j].Equal(s.SourceTime) {
+			j++
+		}
+		if ok = ok && j < len(written) && s.Address == run && s.Value == values[j] && s.Good; !ok {
+			break
+		}
+		k = j
+	}
+	if !ok {
+		t.Errorf("before the first read's value: %d samples, want the %d written while no run was (all of them: %v)", len(got), len(values), delivered)
+		for _, s := range got {
+			t.Errorf("  %v @ %s (good %v)", s.Value, s.SourceTime.Format("15:04:05.000"), s.Good)
+		}
+		for i, v := range values {
+			t.Errorf("written %v @ %s", v, written[i].Format("15:04:05.000"))
+		}
+	}
+	if st := src.Stats(); st.LeftSessionsClosed != 1 {
+		t.Errorf("%d left sessions closed, want 1", st.LeftSessionsClosed)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if delivered != slices.Contains(asked, "republish") {
+		t.Errorf("the kept session's subscription asked %q (delivered times told: %v)", asked, delivered)
+	}
+}
+
+// A monitored item's client handle is its node's index + 1: the
+// subscription a killed run left is drained only by a run with the same
+// nodes (the configuration may have changed while the agent was down),
+// else only closed. (gopcua's server refuses the drain's first request,
+// ModifySubscription: asked, the drain was tried.)
+func TestKilledRunsSubscriptionOfOtherNodesIsNotDrained(t *testing.T) {
+	for _, same := range []bool{true, false} {
+		t.Run(map[bool]string{true: "same nodes", false: "other nodes"}[same], func(t *testing.T) {
+			srv := startSlots(t, 0)
+			keep := filepath.Join(t.TempDir(), "session")
+			cmd, _ := startClientChild(t, srv.Endpoint(), srv.NodeID("Count"), "", keep)
+			waitUntil(t, 30*time.Second, func() bool {
+				b, _ := fileKeeper(keep).KeptSession()
+				return strings.Contains(string(b), `"sub":`)
+			})
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			nodes := []string{srv.NodeID("Count")}
+			if !same {
+				nodes = append(nodes, "ns=0;i=2258")
+			}
+			var mu sync.Mutex
+			var asked []string
+			src := runSourceWith(t, Config{Endpoint: srv.Endpoint(), Nodes: nodes, Sessions: fileKeeper(keep), RequestTimeout: 5 * time.Second},
+				newCollector(), func(s *Source) {
+					s.drainAsking = func(what string) {
+						mu.Lock()
+						defer mu.Unlock()
+						asked = append(asked, what)
+					}
+				})
+			waitUntil(t, 60*time.Second, func() bool { return src.State() == connectors.StateConnected })
+			if st := src.Stats(); st.LeftSessionsClosed != 1 {
+				t.Errorf("%d left sessions closed, want 1", st.LeftSessionsClosed)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if want := map[bool][]string{true: {"modify subscription"}}[same]; !slices.Equal(asked, want) {
+				t.Errorf("the kept session's subscription asked %q, want %q", asked, want)
+			}
+		})
 	}
 }

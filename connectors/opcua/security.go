@@ -244,8 +244,8 @@ type clientParams struct {
 	// closeOrphan did.
 	orphan     *opcua.Session
 	orphanGone *atomic.Int32
-	// orphanSub, if set with orphan and recovered, is orphan's
-	// subscription: closeOrphan takes what it holds (drainOrphan) before
+	// orphanSub, if set with recovered, is the subscription of orphan
+	// (or of left): closeOrphan takes what it holds (drainOrphan) before
 	// it closes the session, and stores it in recovered. asking, if set,
 	// sees each request of the drain (tests).
 	orphanSub *orphanSub

@@ -554,6 +554,13 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 	var drainSub *orphanSub
 	if s.orphan == nil {
 		left = s.left
+		if s.watch == nil {
+			// No session of this run yet, nor its changes delivered:
+			// those of the subscription the previous run left come
+			// first. (Later, they would come after this run's values.)
+			_, republish := s.cfg.Sessions.(DeliveredTimes)
+			drainSub = left.drainSub(s.nodesSum(), republish)
+		}
 	} else {
 		drainSub = s.orphanSub
 	}
@@ -588,7 +595,7 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		// Kept as soon as the server has activated it: a kill during the
 		// rest of the connect leaves it kept, closed by the next start.
 		onActivated: func(sess *opcua.Session) {
-			s.keepSession(sess)
+			s.keepSession(sess, nil)
 			kept.Store(true)
 		},
 	})
@@ -628,7 +635,7 @@ func (s *Source) session(ctx context.Context, cert *clientCert) (time.Duration, 
 		return 0, err
 	}
 	if !kept.Load() {
-		s.keepSession(c.Session())
+		s.keepSession(c.Session(), nil)
 	}
 	if sess := c.Session(); sess != nil && sess.RevisedTimeout() > 0 {
 		s.revised = sess.RevisedTimeout()
@@ -976,7 +983,9 @@ func activatedBy(ctx context.Context, c *opcua.Client, states <-chan opcua.ConnS
 //
 // Without p.orphan it closes p.left, the session the previous process
 // left (kept with cfg.Sessions), made again with the new client's session
-// settings — the user's credentials — for stopWait at most.
+// settings — the user's credentials — for stopWait at most; with its
+// subscription to drain (p.orphanSub), for the request timeout, as an
+// orphan.
 //
 // A stop (p.stop cancelled) ends the drain, or skips it, and the close
 // has stopWait from then.
@@ -985,7 +994,7 @@ func activatedBy(ctx context.Context, c *opcua.Client, states <-chan opcua.ConnS
 // (authRefused) says the server refuses this client's credentials now.
 func closeOrphan(ctx context.Context, p clientParams, opts []opcua.Option) (int32, error) {
 	bound := p.requestTimeout
-	if p.orphan == nil {
+	if p.orphan == nil && p.orphanSub == nil {
 		bound = stopWait
 	}
 	ctx, cancel := context.WithTimeout(ctx, bound)
@@ -1012,7 +1021,7 @@ func closeOrphan(ctx context.Context, p clientParams, opts []opcua.Option) (int3
 		return 0, err
 	}
 	stopped := func() bool { return p.stop != nil && p.stop.Err() != nil }
-	if p.orphan != nil && p.orphanSub != nil && p.recovered != nil && !stopped() {
+	if p.orphanSub != nil && p.recovered != nil && !stopped() {
 		// Half the bound at most: the close has the rest. A stop ends it
 		// at once: before, the close waited behind an answer the server
 		// held, half of request_timeout, long after Run had returned
@@ -1522,6 +1531,9 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 		return false, fmt.Errorf("%w (client state %s)", ErrDisconnected, st)
 	}
 	s.sub = &orphanSub{id: sub.SubscriptionID, interval: sub.RevisedPublishingInterval, lifetime: sub.RevisedLifetimeCount}
+	// Kept with the session: a run killed from here leaves the changes
+	// its items see queued in it, which the next run takes.
+	s.keepSession(c.Session(), s.sub)
 	wasPolled := refused > 0 || s.subRefused // polled before this subscription
 	s.subRefused = false
 	// No Cancel on the way out: closing the session deletes the

@@ -31,6 +31,10 @@
 //                     nor answered; the server prints "held <Service>" when it
 //                     comes (a client killed meanwhile, between the steps of
 //                     its connect)
+//   NO_ACKS=1         takes no Publish request's acknowledgements: every
+//                     notification message sent stays offered for Republish
+//                     (AvailableSequenceNumbers), as the ones a client
+//                     killed had received and not yet acknowledged
 //   SESSION_TIMEOUT_MS=N  every session's timeout is revised down to N ms at
 //                     most (node-opcua's own cap: 50 minutes)
 //   MIN_SESSION_TIMEOUT_MS=N  every session's timeout is revised up to N ms
@@ -222,6 +226,12 @@ async function main() {
             }
             process.stdout.write(`held ${service}\n`);
             return false;
+        });
+    }
+    if (process.env.NO_ACKS === "1") {
+        inFront("PublishRequest", (request) => {
+            request.subscriptionAcknowledgements = [];
+            return true;
         });
     }
     if (num("SESSION_TIMEOUT_MS")) {
