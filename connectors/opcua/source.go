@@ -105,9 +105,10 @@ type Stats struct {
 	// or longer: an answer that comes later is dropped, and the data
 	// changes it carried with it.
 	CatchUpReads uint64
-	// RecoveredChanges counts the data changes a lost connection hid,
-	// taken from the subscription of the session it left on the server
-	// and delivered at the next connection (see drain.go).
+	// RecoveredChanges counts the data changes a lost connection hid, or
+	// that came while a killed run was down, taken from the subscription
+	// of the session left on the server and delivered at the next
+	// connection (see drain.go).
 	RecoveredChanges uint64
 	Polled           int // nodes read by polling: all of them in poll mode, else those the server cannot monitor
 	// Refused are the nodes of this session the server will not serve
