@@ -270,20 +270,7 @@ func uaLinkCrash(t *testing.T, target string) (string, func(), func()) {
 // (what they held lost) and new ones go through.
 func uaLinkSilent(silence time.Duration) uaLinkLoss {
 	return func(t *testing.T, target string) (string, func(), func()) {
-		var stall nettest.Stall
-		addr := nettest.PipeProxy(t, target, stall.Pipe, stall.Pipe)
-		t.Cleanup(stall.Release)
-		var at time.Time
-		lose := func() {
-			at = time.Now()
-			stall.Hold()
-		}
-		back := func() {
-			// The loss's length is what the test is about, not a wait.
-			time.Sleep(time.Until(at.Add(silence)))
-			stall.Drop()
-		}
-		return addr, lose, back
+		return nettest.SilentLink(t, target, silence)
 	}
 }
 

@@ -94,20 +94,7 @@ var linkCrash = linkLoss{link: func(t *testing.T, target string) (string, func()
 // it by its heartbeat, 2 s). Back, the connections open then are closed
 // (what they held lost) and new ones go through.
 var linkSilent = linkLoss{heartbeat: 2 * time.Second, link: func(t *testing.T, target string) (string, func(), func()) {
-	var stall nettest.Stall
-	addr := nettest.PipeProxy(t, target, stall.Pipe, stall.Pipe)
-	t.Cleanup(stall.Release)
-	var at time.Time
-	lose := func() {
-		at = time.Now()
-		stall.Hold()
-	}
-	back := func() {
-		// The loss's length is what the test is about, not a wait.
-		time.Sleep(time.Until(at.Add(silentFor)))
-		stall.Drop()
-	}
-	return addr, lose, back
+	return nettest.SilentLink(t, target, silentFor)
 }}
 
 // silentFor is how long linkSilent keeps the link silent: past the

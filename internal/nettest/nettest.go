@@ -536,3 +536,26 @@ func (s *Stall) Pipe(dst, src net.Conn) {
 		}
 	}
 }
+
+// SilentLink carries connections to target (host:port) through a link
+// that lose makes silent: what either side sends goes nowhere, every
+// connection stays open (a cable pulled, a switch dead: no RST, no FIN).
+// back waits until silence has passed since lose — the loss's length is
+// what such a test is about — then closes the connections open then (what
+// they held lost) and lets new ones through. It returns the link's
+// host:port.
+func SilentLink(t testing.TB, target string, silence time.Duration) (addr string, lose, back func()) {
+	var stall Stall
+	addr = PipeProxy(t, target, stall.Pipe, stall.Pipe)
+	t.Cleanup(stall.Release)
+	var at time.Time
+	lose = func() {
+		at = time.Now()
+		stall.Hold()
+	}
+	back = func() {
+		time.Sleep(time.Until(at.Add(silence)))
+		stall.Drop()
+	}
+	return addr, lose, back
+}
