@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -13,17 +12,6 @@ import (
 
 	"github.com/plantedge/plantedge/internal/docstest"
 )
-
-// readDoc reads a documentation file, its path relative to the repository
-// root.
-func readDoc(t *testing.T, path string) string {
-	t.Helper()
-	data, err := os.ReadFile("../" + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(data)
-}
 
 // exportedMetrics are the name and variable labels of every metric the
 // agent's own collectors (metrics.go) describe, as registered on a
@@ -81,7 +69,7 @@ func exportedMetrics(t *testing.T) map[string][]string {
 // metric exports is a name gone from the code: a stale line.
 func TestMetricsNamedInMonitoringDoc(t *testing.T) {
 	metrics := exportedMetrics(t)
-	para := docstest.Section(readDoc(t, "docs/monitoring.md"), "**Metrics** (all prefixed `plantedge_`)", "\n")
+	para := docstest.Section(docstest.Read(t, "docs/monitoring.md"), "**Metrics** (all prefixed `plantedge_`)", "\n")
 	if para == "" {
 		t.Fatal("docs/monitoring.md: no paragraph starting **Metrics** (all prefixed `plantedge_`)")
 	}
@@ -173,7 +161,7 @@ func statusFields(typ reflect.Type, prefix string, seen map[reflect.Type]bool) [
 // whole word of a code span written as field names are
 // (`buffer.{pending,bytes}`, `sources[].last_error`, `held`).
 func TestStatusFieldsNamedInCommandsDoc(t *testing.T) {
-	section := docstest.Section(readDoc(t, "docs/commands.md"), "### status\n", "### ")
+	section := docstest.Section(docstest.Read(t, "docs/commands.md"), "### status\n", "### ")
 	if section == "" {
 		t.Fatal("docs/commands.md: no ### status section")
 	}

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -115,7 +114,7 @@ var notKeys = map[string]string{
 // (docs/commands.md's status section names it), or a YAML key (`x:`) that
 // no section has, unless notKeys says why the docs write it.
 func TestConfigDocNamesEveryKey(t *testing.T) {
-	doc := readRepoFile(t, "docs/config.md")
+	doc := docstest.Read(t, "docs/config.md")
 	keys := configKeys()
 	if len(keys) < 70 {
 		t.Fatalf("found %d config keys, want at least the 86 there were when this test was written", len(keys))
@@ -145,7 +144,7 @@ func TestConfigDocNamesEveryKey(t *testing.T) {
 		}
 	}
 	status := map[string]bool{}
-	for _, s := range docstest.CodeSpans(docstest.Section(readRepoFile(t, "docs/commands.md"), "### status\n", "### ")) {
+	for _, s := range docstest.CodeSpans(docstest.Section(docstest.Read(t, "docs/commands.md"), "### status\n", "### ")) {
 		status[s] = true
 	}
 	if len(status) == 0 {
@@ -195,15 +194,4 @@ func TestConfigDocNamesEveryKey(t *testing.T) {
 		}
 		t.Errorf("docs/config.md: the key %s is not named (as %s)", k.shown, as)
 	}
-}
-
-// readRepoFile reads a file of the repository, its path relative to the
-// root.
-func readRepoFile(t *testing.T, path string) string {
-	t.Helper()
-	data, err := os.ReadFile("../../" + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(data)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"maps"
-	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -18,12 +17,9 @@ import (
 // before the first, and each command's section by its name.
 func commandsDoc(t *testing.T) (intro string, sections map[string]string) {
 	t.Helper()
-	data, err := os.ReadFile("../../docs/commands.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := docstest.Read(t, "docs/commands.md")
 	sections = map[string]string{}
-	parts := regexp.MustCompile(`(?m)^### `).Split(string(data), -1)
+	parts := regexp.MustCompile(`(?m)^### `).Split(data, -1)
 	for _, p := range parts[1:] {
 		name, _, _ := strings.Cut(p, "\n")
 		sections[strings.TrimSpace(name)] = p

@@ -4,9 +4,37 @@
 package docstest
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"testing"
 )
+
+// Read reads a file of the repository, its path relative to the root (the
+// directory of go.mod, found up from the test's directory).
+func Read(t testing.TB, path string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			t.Fatalf("no go.mod above the test's directory to read %s from", path)
+		}
+		dir = up
+	}
+	data, err := os.ReadFile(filepath.Join(dir, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
 
 // Section is the part of doc from the line that starts with start up to
 // the next line that starts with end (or the end of doc); "" when no line
