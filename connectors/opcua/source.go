@@ -766,9 +766,13 @@ func (s *Source) sessionTimeout() time.Duration {
 // session, and its slot, after the source had forgotten it at the
 // lifetime asked: its next sessions were refused (BadTooManySessions)
 // until the server dropped the one left.
-func (s *Source) orphanLifetime() time.Duration {
-	if s.orphan != nil && s.orphan.RevisedTimeout() > 0 {
-		return s.orphan.RevisedTimeout()
+func (s *Source) orphanLifetime() time.Duration { return s.lifetimeOf(s.orphan) }
+
+// lifetimeOf is how long the server keeps sess without a request: the
+// lifetime it gave it (its CreateSession answer), else the one asked.
+func (s *Source) lifetimeOf(sess *opcua.Session) time.Duration {
+	if sess != nil && sess.RevisedTimeout() > 0 {
+		return sess.RevisedTimeout()
 	}
 	return s.sessionTimeout()
 }
@@ -1497,15 +1501,11 @@ func (s *Source) subscribeOnce(ctx context.Context, c *opcua.Client, ids []*ua.N
 	// Keep-alives at a third of the heartbeat; the subscription lives as
 	// long as the session without a Publish (subLifetime).
 	keepAlive := uint32(max(1, s.cfg.HeartbeatTimeout/3/s.cfg.PublishingInterval))
-	session := s.sessionTimeout()
-	if sess := c.Session(); sess != nil && sess.RevisedTimeout() > 0 {
-		session = sess.RevisedTimeout()
-	}
 	sctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	sub, err := c.Subscribe(sctx, &opcua.SubscriptionParameters{
 		Interval:          s.cfg.PublishingInterval,
 		MaxKeepAliveCount: keepAlive,
-		LifetimeCount:     subLifetime(session, s.cfg.PublishingInterval, keepAlive),
+		LifetimeCount:     subLifetime(s.lifetimeOf(c.Session()), s.cfg.PublishingInterval, keepAlive),
 	}, notes)
 	cancel()
 	if refusesMonitoring(err) {
