@@ -2,7 +2,6 @@ package opcua
 
 import (
 	"context"
-	"log/slog"
 	"math"
 	"slices"
 	"strings"
@@ -295,22 +294,7 @@ func TestUnansweredDrainStillClosesTheLeftSession(t *testing.T) {
 	src := runSource(t, Config{Endpoint: "opc.tcp://" + px.Addr(), Nodes: []string{run},
 		PublishingInterval: 100 * time.Millisecond, RequestTimeout: 4 * time.Second,
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond}, col)
-	col.waitFor(t, 0, time.Minute, "the first value", func(s connectors.Sample) bool { return s.Address == run && s.Initial })
-	// A change notified: the subscription is made.
-	opcuatest.NewWriter(t, srv.Endpoint).Set(t, "urn:plantedge:test", "L0.M0.T0", 7)
-	col.waitFor(t, 0, 15*time.Second, "the change notified", func(s connectors.Sample) bool { return s.Address == run && !s.Initial && s.Value == 7.0 })
-	px.Crash()
-	waitUntil(t, 15*time.Second, func() bool { return src.State() != connectors.StateConnected })
-	from := col.len()
-	px.Restart()
-	select {
-	case svc := <-srv.held:
-		if svc != "ModifySubscriptionRequest" {
-			t.Fatalf("held %s", svc)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("the drain's ModifySubscription never came")
-	}
+	from := cutUntilTheDrainIsHeld(t, srv, opcuatest.NewWriter(t, srv.Endpoint), px, src, col)
 	col.waitFor(t, from, time.Minute, "the new session's first value", func(s connectors.Sample) bool { return s.Address == run && s.Initial })
 	if st := src.Stats(); st.LeftSessionsClosed != 1 {
 		t.Errorf("%d left sessions closed, want 1", st.LeftSessionsClosed)
@@ -342,7 +326,7 @@ func TestStopWhileTheDrainWaits(t *testing.T) {
 	src, err := New(Config{Name: "line1", Endpoint: "opc.tcp://" + px.Addr(), Nodes: []string{run},
 		PublishingInterval: 100 * time.Millisecond, RequestTimeout: 10 * time.Minute,
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))}, sink)
+		Logger: testLogger(t)}, sink)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,20 +334,7 @@ func TestStopWhileTheDrainWaits(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx) }()
-	col.waitFor(t, 0, time.Minute, "the first value", func(s connectors.Sample) bool { return s.Address == run && s.Initial })
-	w.Set(t, "urn:plantedge:test", "L0.M0.T0", 7)
-	col.waitFor(t, 0, 15*time.Second, "the change notified", func(s connectors.Sample) bool { return s.Address == run && !s.Initial && s.Value == 7.0 })
-	px.Crash()
-	waitUntil(t, 15*time.Second, func() bool { return src.State() != connectors.StateConnected })
-	px.Restart()
-	select {
-	case svc := <-srv.held:
-		if svc != "ModifySubscriptionRequest" {
-			t.Fatalf("held %s", svc)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("the drain's ModifySubscription never came")
-	}
+	cutUntilTheDrainIsHeld(t, srv, w, px, src, col)
 	cancel()
 	select {
 	case err := <-done:
@@ -391,4 +362,32 @@ func TestStopWhileTheDrainWaits(t *testing.T) {
 		t.Error("a sample delivered after Run returned")
 	}
 	t.Logf("stats after the stop: %+v", src.Stats())
+}
+
+// cutUntilTheDrainIsHeld waits for src's first value of node-opcua's
+// L0.M0.T0 (srv holding the drain's ModifySubscription:
+// HOLD=ModifySubscriptionRequest:1), makes a change the subscription
+// notifies (w), cuts the link (px) and brings it back once src has seen
+// the cut, and returns when the next connection's drain has sent its
+// ModifySubscription, which srv holds: col's length at the cut.
+func cutUntilTheDrainIsHeld(t *testing.T, srv *nodeServer, w *opcuatest.Writer, px *nettest.CrashProxy, src *Source, col *collector) (from int) {
+	t.Helper()
+	const run = "nsu=urn:plantedge:test;s=L0.M0.T0"
+	col.waitFor(t, 0, time.Minute, "the first value", func(s connectors.Sample) bool { return s.Address == run && s.Initial })
+	// A change notified: the subscription is made.
+	w.Set(t, "urn:plantedge:test", "L0.M0.T0", 7)
+	col.waitFor(t, 0, 15*time.Second, "the change notified", func(s connectors.Sample) bool { return s.Address == run && !s.Initial && s.Value == 7.0 })
+	px.Crash()
+	waitUntil(t, 15*time.Second, func() bool { return src.State() != connectors.StateConnected })
+	from = col.len()
+	px.Restart()
+	select {
+	case svc := <-srv.held:
+		if svc != "ModifySubscriptionRequest" {
+			t.Fatalf("held %s", svc)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the drain's ModifySubscription never came")
+	}
+	return from
 }

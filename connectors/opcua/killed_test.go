@@ -221,7 +221,7 @@ func TestCleanStopForgetsTheKeptSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	src, err := New(Config{Name: "line1", Endpoint: srv.Endpoint(), Nodes: []string{srv.NodeID("Count")}, Sessions: keep,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))}, newCollector())
+		Logger: testLogger(t)}, newCollector())
 	if err != nil {
 		t.Fatal(err)
 	}

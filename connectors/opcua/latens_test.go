@@ -142,7 +142,7 @@ func TestSilentLinkDetectedWhileTheLateNamespaceReadWaits(t *testing.T) {
 	col := newCollector()
 	src, err := New(Config{Name: "line1", Endpoint: "opc.tcp://" + px,
 		Nodes:              []string{"ns=1;s=Counter", "nsu=urn:plantedge:never;s=X"},
-		Logger:             slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:             testLogger(t),
 		PublishingInterval: 50 * time.Millisecond, HeartbeatTimeout: 2 * time.Second,
 		RequestTimeout: time.Minute, BackoffMin: time.Minute, BackoffMax: time.Minute}, col)
 	if err != nil {

@@ -123,7 +123,7 @@ func runSourceWith(t testing.TB, cfg Config, sink connectors.Sink, before func(*
 		cfg.Name = "line1"
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg.Logger = testLogger(t)
 	}
 	src, err := New(cfg, sink)
 	if err != nil {
