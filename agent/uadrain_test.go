@@ -62,16 +62,7 @@ func bookStopAndRunHiddenByALoss(t *testing.T, loss uaLinkLoss) {
 	p.waitExact(ra, 30*time.Second)
 
 	n.cut()
-	stopAt := n.set(n.running, 0)
-	n.pause()
-	n.produce(3)
-	n.pause()
-	runAt := n.set(n.running, 1)
-	n.pause()
-	n.produce(2)
-	m.mu.Lock()
-	m.stops++
-	m.mu.Unlock()
+	stopAt, runAt := n.stopAndRun(3, 2)
 	n.back()
 
 	p.waitExact(ra, 60*time.Second)
@@ -174,15 +165,8 @@ func TestEndToEndStopAndRunWhileTheAgentWasKilledAreBooked(t *testing.T) {
 	for range 2 {
 		n.produce(5)
 		n.pause()
-		stopAt := n.set(n.running, 0)
-		n.pause()
-		n.produce(2)
-		n.pause()
-		want = append(want, [2]time.Time{stopAt, n.set(n.running, 1)})
-		n.pause()
-		m.mu.Lock()
-		m.stops++
-		m.mu.Unlock()
+		stopAt, runAt := n.stopAndRun(2, 0)
+		want = append(want, [2]time.Time{stopAt, runAt})
 	}
 	// The counter reset twice (a shift change): an older value sent again
 	// rises above the last one, from before the reset before last.
@@ -203,16 +187,7 @@ func TestEndToEndStopAndRunWhileTheAgentWasKilledAreBooked(t *testing.T) {
 
 	// While no agent runs.
 	n.pause()
-	stopAt := n.set(n.running, 0)
-	n.pause()
-	n.produce(3)
-	n.pause()
-	runAt := n.set(n.running, 1)
-	n.pause()
-	n.produce(2)
-	m.mu.Lock()
-	m.stops++
-	m.mu.Unlock()
+	stopAt, runAt := n.stopAndRun(3, 2)
 
 	ra := p.startAgentWith(false)
 	p.waitExact(ra, 60*time.Second)
@@ -308,6 +283,27 @@ type uaCutNodes struct {
 func (n *uaCutNodes) set(id string, v float64) time.Time {
 	n.t.Helper()
 	return n.w.Set(n.t, "urn:plantedge:test", id, v)
+}
+
+// stopAndRun stops the machine, makes during pieces, runs it again and
+// then makes after pieces (none: the counter not written), the changes
+// paced apart; it counts the stop and returns its source time and the
+// run's.
+func (n *uaCutNodes) stopAndRun(during, after int64) (stopAt, runAt time.Time) {
+	n.t.Helper()
+	stopAt = n.set(n.running, 0)
+	n.pause()
+	n.produce(during)
+	n.pause()
+	runAt = n.set(n.running, 1)
+	n.pause()
+	if after > 0 {
+		n.produce(after)
+	}
+	n.m.mu.Lock()
+	n.m.stops++
+	n.m.mu.Unlock()
+	return stopAt, runAt
 }
 
 // produce makes k pieces: the counter node up by k.
