@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopcua/opcua"
-	"github.com/gopcua/opcua/ua"
-
 	"github.com/plantedge/plantedge/connectors"
 	"github.com/plantedge/plantedge/connectors/opcua/opcuatest"
 	"github.com/plantedge/plantedge/internal/nettest"
@@ -45,32 +42,10 @@ func TestLostPublishAnswerIsReadAgain(t *testing.T) {
 	t.Run("node-opcua", func(t *testing.T) {
 		srv := startNodeServer(t, "NO_SECURITY=1", "PLANT=1,1,2")
 		run, count := "nsu=urn:plantedge:test;s=L0.M0.T0", "nsu=urn:plantedge:test;s=L0.M0.T1"
-		c, err := opcua.NewClient(srv.Endpoint, opcua.SecurityMode(ua.MessageSecurityModeNone), opcua.AutoReconnect(false))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := c.Connect(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close(context.Background()) })
-		ns, err := c.FindNamespace(ctx, "urn:plantedge:test")
-		if err != nil {
-			t.Fatal(err)
-		}
+		w := opcuatest.NewWriter(t, srv.Endpoint)
 		set := func(node string, v any) {
 			t.Helper()
-			id := ua.NewStringNodeID(ns, strings.TrimPrefix(node, "nsu=urn:plantedge:test;s="))
-			wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			res, err := c.Write(wctx, &ua.WriteRequest{NodesToWrite: []*ua.WriteValue{{
-				NodeID: id, AttributeID: ua.AttributeIDValue,
-				Value: &ua.DataValue{EncodingMask: ua.DataValueValue, Value: ua.MustVariant(v)},
-			}}})
-			if err != nil || len(res.Results) != 1 || res.Results[0] != ua.StatusOK {
-				t.Fatalf("write %s = %v: %v %+v", node, v, err, res)
-			}
+			w.Set(t, "urn:plantedge:test", strings.TrimPrefix(node, "nsu=urn:plantedge:test;s="), v.(float64))
 		}
 		set(run, 1.0)
 		lostPublishAnswer(t, srv.Endpoint, run, count, set, 1.0, 0.0, 11.0, 12.0)
